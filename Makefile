@@ -1,0 +1,30 @@
+# Two entry points that work on a fresh machine: `make demo` and `make test`.
+# Both create .venv (Python 3.12) when it is missing and install the package with its dev extra.
+PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python) $(shell command -v python3.12) python3)
+VENV := .venv
+VPY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: venv demo test golden clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 12), f"need Python 3.12, got {sys.version}"'
+	@test -x $(VPY) || $(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(VPY) -m samp_jax.cli demo
+
+test: $(STAMP)
+	$(VPY) -m pytest -q tests
+
+# Regenerates tests/golden with Hugging Face's own code (torch + transformers 4.57, Python 3.11).
+golden: $(STAMP)
+	bash tools/make_golden.sh
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,1 @@
+"""Calibration and sensitivity search (observers, calibrators, search)."""

@@ -1,0 +1,1 @@
+"""Pallas GPU kernels for samp-jax, one folder per kernel."""

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Builds the golden-file venv (Python 3.11, torch CPU, transformers 4.57 with Flax) once,
+# then regenerates tests/golden with Hugging Face's own code.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+GV=.golden-venv
+PY311=$(ls "$HOME"/.pyenv/versions/3.11*/bin/python 2>/dev/null | head -1 || true)
+PY311=${PY311:-$(command -v python3.11)}
+if [ ! -x "$GV/bin/python" ]; then
+  "$PY311" -m venv "$GV"
+  "$GV/bin/pip" install -q "torch==2.13.0" "transformers==4.57.*" flax safetensors
+fi
+MINILM=$(.venv/bin/python -c "from samp_jax.assets import minilm_path; print(minilm_path())")
+"$GV/bin/python" tools/make_golden.py --minilm "$MINILM" --out tests/golden
