@@ -15,9 +15,9 @@ import jax.numpy as jnp
 from flax import nnx
 
 from samp_jax.config import EncoderConfig
+from samp_jax.dispatch import Activation, gemm
+from samp_jax.precision import SITES, SitePrecision
 
-SITES = ("qkv", "attn_out", "ffn_in", "ffn_out")
-Activation = Literal["gelu", "gelu_tanh", "tanh"] | None
 AttentionImpl = Literal["xla", "cudnn"] | None
 
 _INIT_STD = 0.02  # BERT's initializer_range
@@ -30,18 +30,6 @@ def layer_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, eps: float) -> j
     var = jnp.mean(jnp.square(x - mean), axis=-1, keepdims=True)
     normed = (x - mean) * jax.lax.rsqrt(var + eps)
     return normed * scale.astype(jnp.float32) + bias.astype(jnp.float32)
-
-
-def apply_activation(x: jax.Array, activation: Activation) -> jax.Array:
-    if activation is None:
-        return x
-    if activation == "gelu":
-        return jax.nn.gelu(x, approximate=False)
-    if activation == "gelu_tanh":
-        return jax.nn.gelu(x, approximate=True)
-    if activation == "tanh":
-        return jnp.tanh(x)
-    raise ValueError(f"{activation=} is not one of ('gelu', 'gelu_tanh', 'tanh', None)")
 
 
 class LayerNorm(nnx.Module):
@@ -78,16 +66,20 @@ class GemmSite(nnx.Module):
         """(in_features, out_features)."""
         return tuple(self.kernel.shape)
 
+    @property
+    def precision(self) -> SitePrecision:
+        return SitePrecision({"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}[
+            jnp.dtype(self.dtype).name])
+
+    # Calibration sets this on a private copy of the model to observe the site's input.
+    observer = None
+
     def __call__(self, x: jax.Array, *, activation: Activation = None,
                  residual: jax.Array | None = None) -> jax.Array:
-        # FP32 asks for full precision so GPUs do not silently drop to TF32. 16-bit dots
-        # accumulate in FP32 inside the GEMM and round once to the compute dtype, as cuBLAS does.
-        precision = jax.lax.Precision.HIGHEST if jnp.dtype(self.dtype) == jnp.float32 else None
-        y = jnp.dot(x.astype(self.dtype), self.kernel[...].astype(self.dtype), precision=precision)
-        y = apply_activation(y.astype(jnp.float32) + self.bias[...].astype(jnp.float32), activation)
-        if residual is not None:
-            y = y + residual.astype(jnp.float32)
-        return y.astype(self.dtype)
+        if self.observer is not None:
+            self.observer(x)
+        return gemm(x, self.kernel[...], precision=self.precision, bias=self.bias[...],
+                    activation=activation, residual=residual, out_dtype=self.dtype)
 
 
 class Embeddings(nnx.Module):

@@ -1,0 +1,175 @@
+"""`gemm`: the one dispatch point for every GEMM site, with a registry of implementations.
+
+In the tokamax style, an implementation is a function with `gemm`'s keyword interface that
+raises `NotImplementedError` for a combination it cannot handle; with `implementation=None`
+the next registered one is tried. `xla` is always registered and is both the default and the
+numerical reference. The Pallas kernels register themselves as `pallas` and are tried first.
+
+Epilogue order, shared by every implementation:
+`y = act(dequant(x @ w) + bias) + residual`, computed in float32 and cast to `out_dtype`.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Literal, Sequence
+
+import jax
+import jax.numpy as jnp
+
+from samp_jax.precision import FLOAT_PRECISIONS, SitePrecision, _as_precision
+from samp_jax.quant import QArray, quantize_fp8, quantize_per_tensor_int8, quantize_per_token_int8
+
+Activation = Literal["gelu", "gelu_tanh", "tanh"] | None
+GemmImpl = Callable[..., jax.Array]
+_REGISTRY: dict[str, GemmImpl] = {}
+_ORDER: list[str] = []
+
+
+def register_gemm_implementation(name: str, fn: GemmImpl, *, first: bool = False) -> None:
+    """Registers `fn` under `name`; `first=True` puts it ahead of the existing ones."""
+    if name in _REGISTRY:
+        _ORDER.remove(name)
+    _REGISTRY[name] = fn
+    _ORDER.insert(0, name) if first else _ORDER.append(name)
+
+
+def implementations() -> tuple[str, ...]:
+    """Registered implementation names in the order `implementation=None` tries them."""
+    return tuple(_ORDER)
+
+
+def gemm(x: jax.Array, weight: jax.Array | QArray, *, precision: SitePrecision | str,
+         bias: jax.Array | None = None, activation: Activation = None,
+         residual: jax.Array | None = None, act_scale: jax.Array | None = None,
+         input_scale: jax.Array | None = None, out_dtype=None,
+         implementation: str | Sequence[str] | None = None) -> jax.Array:
+    """`act(x @ weight + bias) + residual` at the given precision.
+
+    Args:
+      x: `[..., K]` float activations.
+      weight: `[K, N]` float kernel for float precisions, or a `QArray` (INT8 per-channel or
+        FP8 per-tensor) for quantized ones.
+      precision: a `SitePrecision` or its name ('fp32', 'fp16', 'bf16', 'int8-dynamic',
+        'int8-static', 'fp8_e4m3').
+      bias: `[N]`, added in float32.
+      activation: None, 'gelu', 'gelu_tanh' or 'tanh'.
+      residual: `[..., N]`, added after the activation.
+      act_scale: static activation scale (scalar) for 'int8-static' and 'fp8_e4m3'.
+      input_scale: optional `[K]` per-input-channel multiplier applied to `x` before it is
+        quantized (SmoothQuant migration, `1 / s`).
+      out_dtype: output dtype; defaults to `x.dtype`.
+      implementation: None (try each registered one in order), a name, or a sequence of names.
+        A single named implementation that cannot handle the call raises.
+
+    Raises:
+      ValueError: inconsistent shapes, or a weight/scale that does not fit the precision.
+      NotImplementedError: no requested implementation supports the call.
+    """
+    precision = _as_precision(precision)
+    _validate(x, weight, precision, act_scale, input_scale)
+    kwargs = dict(precision=precision, bias=bias, activation=activation, residual=residual,
+                  act_scale=act_scale, input_scale=input_scale,
+                  out_dtype=jnp.dtype(out_dtype or x.dtype))
+    if implementation is None:
+        names = implementations()
+    elif isinstance(implementation, str):
+        names = (implementation,)
+    else:
+        names = tuple(implementation)
+    unknown = [n for n in names if n not in _REGISTRY]
+    if unknown:
+        raise ValueError(f"implementation {unknown} is not one of {implementations()}")
+    errors = []
+    for name in names:
+        try:
+            return _REGISTRY[name](x, weight, **kwargs)
+        except NotImplementedError as e:
+            if isinstance(implementation, str):
+                raise
+            errors.append(f"{name}: {e}")
+    raise NotImplementedError(f"no GEMM implementation handles {precision}: {errors}")
+
+
+def _validate(x, weight, precision: SitePrecision, act_scale, input_scale) -> None:
+    k = x.shape[-1]
+    if precision.is_quantized:
+        if not isinstance(weight, QArray) or weight.qtype != precision.precision:
+            raise ValueError(f"precision {precision} needs a {precision.precision} QArray weight, "
+                             f"got {type(weight).__name__}")
+    elif isinstance(weight, QArray):
+        raise ValueError(f"precision {precision} needs a float weight, got a {weight.qtype} QArray")
+    if weight.shape[0] != k or len(weight.shape) != 2:
+        raise ValueError(f"x has {k} features but weight has shape {tuple(weight.shape)}; "
+                         "expected [K, N]")
+    if precision.needs_calibration and act_scale is None:
+        raise ValueError(f"precision {precision} needs a static act_scale (run calibration)")
+    if input_scale is not None and tuple(input_scale.shape) != (k,):
+        raise ValueError(f"input_scale has shape {tuple(input_scale.shape)}, expected ({k},)")
+
+
+def apply_activation(x: jax.Array, activation: Activation) -> jax.Array:
+    """Applies an epilogue activation: exact (erf) GELU, tanh-GELU, tanh, or nothing."""
+    if activation is None:
+        return x
+    if activation == "gelu":
+        return jax.nn.gelu(x, approximate=False)
+    if activation == "gelu_tanh":
+        return jax.nn.gelu(x, approximate=True)
+    if activation == "tanh":
+        return jnp.tanh(x)
+    raise ValueError(f"{activation=} is not one of ('gelu', 'gelu_tanh', 'tanh', None)")
+
+
+# ----------------------------------------------------------------------- XLA reference
+def int8_accumulate(xq: jax.Array, wq: jax.Array) -> jax.Array:
+    """Exact `int8 [..., K] @ int8 [K, N] -> int32` on XLA."""
+    return jax.lax.dot_general(xq, wq, (((xq.ndim - 1,), (0,)), ((), ())),
+                               preferred_element_type=jnp.int32)
+
+
+def quantize_activation(x: jax.Array, precision: SitePrecision, act_scale=None,
+                        input_scale=None) -> tuple[jax.Array, jax.Array]:
+    """Quantizes GEMM input `x` as `precision` says; returns `(qvalue, scale)`."""
+    x = x.astype(jnp.float32)
+    if input_scale is not None:
+        x = x * input_scale.astype(jnp.float32)
+    if precision.precision == "fp8_e4m3":
+        return quantize_fp8(x, act_scale), jnp.asarray(act_scale, jnp.float32)
+    if precision.activation == "per_tensor_static":
+        return quantize_per_tensor_int8(x, act_scale), jnp.asarray(act_scale, jnp.float32)
+    q = quantize_per_token_int8(x)
+    return q.qvalue, q.scale
+
+
+def epilogue(y: jax.Array, *, bias, activation, residual, out_dtype) -> jax.Array:
+    """`act(y + bias) + residual` in float32, cast to `out_dtype`."""
+    if bias is not None:
+        y = y + bias.astype(jnp.float32)
+    y = apply_activation(y, activation)
+    if residual is not None:
+        y = y + residual.astype(jnp.float32)
+    return y.astype(out_dtype)
+
+
+def xla_gemm(x, weight, *, precision: SitePrecision, bias, activation, residual, act_scale,
+             input_scale, out_dtype) -> jax.Array:
+    """The XLA implementation: plain float dots, s8×s8→s32 with a float epilogue, FP8 dots."""
+    if precision.precision in FLOAT_PRECISIONS:
+        dtype = precision.float_dtype
+        # FP32 asks for full precision so GPUs do not drop to TF32; 16-bit dots accumulate in
+        # FP32 inside the GEMM and round once to the 16-bit type, as cuBLAS does.
+        dot_precision = jax.lax.Precision.HIGHEST if precision.precision == "fp32" else None
+        y = jnp.dot(x.astype(dtype), weight.astype(dtype), precision=dot_precision)
+        y = y.astype(jnp.float32)
+    elif precision.precision == "int8":
+        xq, x_scale = quantize_activation(x, precision, act_scale, input_scale)
+        y = int8_accumulate(xq, weight.qvalue).astype(jnp.float32) * x_scale * weight.scale
+    else:  # fp8_e4m3: an FP8 dot with FP32 accumulation; XLA maps it to cuBLASLt FP8 on Hopper.
+        xq, x_scale = quantize_activation(x, precision, act_scale, input_scale)
+        y = jax.lax.dot_general(xq, weight.qvalue, (((xq.ndim - 1,), (0,)), ((), ())),
+                                preferred_element_type=jnp.float32)
+        y = y * (x_scale * weight.scale)
+    return epilogue(y, bias=bias, activation=activation, residual=residual, out_dtype=out_dtype)
+
+
+register_gemm_implementation("xla", xla_gemm)

@@ -1,0 +1,150 @@
+"""Zero-shot SNLI with sentence embeddings, and accuracy tables over precision variants.
+
+The task: embed SNLI test premises and hypotheses with the bi-encoder, score each pair by
+cosine similarity, and measure how well that separates entailment from contradiction
+(ROC-AUC). Calibration uses sentences from the SNLI *train* subset's calibration split; the
+evaluation pairs come from the held-out test file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Sequence
+
+import jax.numpy as jnp
+import numpy as np
+
+from samp_jax.data import embedding_eval_pairs, snli_splits, unique_sentences
+from samp_jax.evaluation import jit_forward, length_batches, roc_auc, run_batched
+from samp_jax.precision import PRESETS, PrecisionMap
+from samp_jax.quantized import quantize
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """One row of an accuracy table.
+
+    Attributes:
+      precision: a preset name or a path to a precision-map JSON file.
+      activation: INT8 activation scheme for presets ('per_token_dynamic' or 'per_tensor_static').
+      method: calibrator for static scales.
+      smoothing: SmoothQuant alpha for `qkv`/`ffn_in`, or None.
+    """
+
+    precision: str
+    activation: str = "per_token_dynamic"
+    method: str = "percentile"
+    smoothing: float | None = None
+
+    @property
+    def label(self) -> str:
+        parts = [Path(self.precision).name]
+        if self.precision in ("fully_quant", "quant_ffn_only"):
+            static = self.activation == "per_tensor_static"
+            parts += ["static", self.method] if static else ["dynamic"]
+        if self.smoothing is not None:
+            parts.append(f"smooth α={self.smoothing:g}")
+        return " / ".join(parts)
+
+    def precision_map(self, num_layers: int) -> PrecisionMap:
+        if self.precision in PRESETS:
+            return PrecisionMap.preset(self.precision, num_layers, activation=self.activation)
+        pmap = PrecisionMap.from_json(self.precision)
+        if pmap.num_layers != num_layers:
+            raise ValueError(f"{self.precision} has num_layers={pmap.num_layers}, model has {num_layers}")
+        return pmap
+
+
+class SnliEmbedTask:
+    """Zero-shot SNLI entailment-vs-contradiction with cosine similarity of embeddings."""
+
+    def __init__(self, tokenizer, *, max_pairs: int = 2400, calibration_sentences: int = 512,
+                 seed: int = 0, batch_size: int = 128):
+        splits = snli_splits(seed)
+        self.premises, self.hypotheses, self.labels = embedding_eval_pairs(
+            splits.test, max_pairs=max_pairs, seed=seed)
+        self.texts = list(dict.fromkeys(self.premises + self.hypotheses))
+        index = {text: i for i, text in enumerate(self.texts)}
+        self._left = np.array([index[t] for t in self.premises])
+        self._right = np.array([index[t] for t in self.hypotheses])
+        self.calibration_texts = unique_sentences(splits.calibration)[:calibration_sentences]
+        self.tokenizer = tokenizer
+        self.batch_size = batch_size
+
+    def calibration_batches(self) -> list[dict[str, np.ndarray]]:
+        return [batch for _, batch in length_batches(self.tokenizer, self.calibration_texts, batch_size=64)]
+
+    def embed(self, model) -> np.ndarray:
+        """Embeddings of every unique evaluation sentence, `[n, hidden]`."""
+        return run_batched(jit_forward(model), self.tokenizer, self.texts, batch_size=self.batch_size)
+
+    def score(self, embeddings: np.ndarray, reference: np.ndarray | None = None) -> dict[str, float]:
+        cosine = np.sum(embeddings[self._left] * embeddings[self._right], axis=-1)
+        metrics = {"roc_auc": roc_auc(cosine, self.labels), "pairs": int(len(self.labels))}
+        if reference is not None:
+            norms = np.linalg.norm(embeddings, axis=-1) * np.linalg.norm(reference, axis=-1)
+            metrics["cosine_to_fp32"] = float(np.mean(np.sum(embeddings * reference, -1) / norms))
+        return metrics
+
+
+def accuracy_table(model, task: SnliEmbedTask, variants: Sequence[Variant], *,
+                   dtype=jnp.float16, progress=None) -> list[dict]:
+    """Evaluates FP32 and every variant on the task; returns one dict per row.
+
+    Each row has the variant label, ROC-AUC, the relative AUC change against FP32, the mean
+    cosine to the FP32 embeddings, the quantized parameter bytes and the wall time.
+    """
+    from calibrate import calibrate
+
+    start = time.perf_counter()
+    reference = task.embed(model)
+    base = task.score(reference)
+    rows = [{"variant": "fp32 (reference)", **base, "relative_change": 0.0, "cosine_to_fp32": 1.0,
+             "param_mb": None, "seconds": time.perf_counter() - start}]
+    calibrations = {}
+    batches = None
+    for variant in variants:
+        start = time.perf_counter()
+        pmap = variant.precision_map(model.config.num_layers)
+        calibration = None
+        if pmap.needs_calibration() or variant.smoothing is not None:
+            key = (variant.method, variant.smoothing)
+            if key not in calibrations:
+                batches = batches or task.calibration_batches()
+                calibrations[key] = calibrate(model, batches, variant.method, smoothing=variant.smoothing)
+            calibration = calibrations[key]
+        variant_dtype = jnp.float32 if variant.precision == "fp32" else (
+            jnp.bfloat16 if variant.precision == "bf16" else dtype)
+        quantized = quantize(model, pmap, calibration, dtype=variant_dtype)
+        metrics = task.score(task.embed(quantized), reference)
+        rows.append({"variant": variant.label, **metrics,
+                     "relative_change": metrics["roc_auc"] / base["roc_auc"] - 1.0,
+                     "param_mb": quantized.memory_report()["quantized_bytes"] / 2**20,
+                     "seconds": time.perf_counter() - start})
+        if progress is not None:
+            progress(rows[-1])
+    return rows
+
+
+def default_variants() -> list[Variant]:
+    """The rows of docs/accuracy.md: float baselines, FP8, SAMP's FFN-only, and full INT8."""
+    rows = [Variant("fp16"), Variant("bf16"), Variant("fp8"), Variant("quant_ffn_only"),
+            Variant("fully_quant")]
+    rows += [Variant("fully_quant", smoothing=0.5)]
+    for method in ("minmax", "percentile", "mse", "entropy"):
+        rows.append(Variant("fully_quant", "per_tensor_static", method))
+        rows.append(Variant("fully_quant", "per_tensor_static", method, smoothing=0.5))
+    return rows
+
+
+def format_table(rows: Sequence[dict]) -> str:
+    """A markdown table of `accuracy_table` rows."""
+    lines = ["| variant | ROC-AUC | rel. change vs FP32 | cosine to FP32 | params (MB) | time (s) |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        mb = "" if r["param_mb"] is None else f"{r['param_mb']:.1f}"
+        lines.append(f"| {r['variant']} | {r['roc_auc']:.4f} | {100 * r['relative_change']:+.2f}% | "
+                     f"{r['cosine_to_fp32']:.5f} | {mb} | {r['seconds']:.1f} |")
+    return "\n".join(lines)
