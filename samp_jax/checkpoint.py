@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -145,6 +146,7 @@ class _Assignment:
     source_shapes: tuple[tuple[int, ...], ...]
     combine: Callable[..., np.ndarray]
     is_head: bool = False
+    split: Callable[[np.ndarray], tuple[np.ndarray, ...]] = lambda value: (value,)  # inverse
 
 
 def _assignments(model: EncoderModel) -> list[_Assignment]:
@@ -154,7 +156,7 @@ def _assignments(model: EncoderModel) -> list[_Assignment]:
     def linear(prefix, site, is_head=False):
         n_in, n_out = site.shape
         out.append(_Assignment(site.kernel, (f"{prefix}.weight",), ((n_out, n_in),),
-                               lambda w: w.T, is_head))
+                               lambda w: w.T, is_head, lambda k: (k.T,)))
         out.append(_Assignment(site.bias, (f"{prefix}.bias",), ((n_out,),), lambda b: b, is_head))
 
     def norm(prefix, module):
@@ -176,9 +178,11 @@ def _assignments(model: EncoderModel) -> list[_Assignment]:
         qkv = tuple(f"{p}.attention.self.{n}" for n in ("query", "key", "value"))
         out.append(_Assignment(layer.qkv.kernel, tuple(f"{q}.weight" for q in qkv),
                                ((hidden, hidden),) * 3,
-                               lambda q, k, v: np.concatenate([q.T, k.T, v.T], axis=1)))
+                               lambda q, k, v: np.concatenate([q.T, k.T, v.T], axis=1),
+                               split=lambda w: tuple(part.T for part in np.split(w, 3, axis=1))))
         out.append(_Assignment(layer.qkv.bias, tuple(f"{q}.bias" for q in qkv), ((hidden,),) * 3,
-                               lambda q, k, v: np.concatenate([q, k, v])))
+                               lambda q, k, v: np.concatenate([q, k, v]),
+                               split=lambda b: tuple(np.split(b, 3))))
         linear(f"{p}.attention.output.dense", layer.attn_out)
         norm(f"{p}.attention.output.LayerNorm", layer.attn_norm)
         linear(f"{p}.intermediate.dense", layer.ffn_in)
@@ -302,3 +306,60 @@ def load_pretrained(path: str | Path, *, head: str | None = None, num_labels: in
                          attention_impl=attention_impl, rngs=rngs)
     assign_state_dict(model, state, path=path / source, allow_new_head=allow_new_head, strict=strict)
     return model
+
+
+# ------------------------------------------------------------------------------ export
+_ARCHITECTURES = {"sequence_classification": "BertForSequenceClassification",
+                  "token_classification": "BertForTokenClassification", "none": "BertModel",
+                  "sentence_embedding": "BertModel"}
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
+
+
+def export_state_dict(model: EncoderModel) -> dict[str, np.ndarray]:
+    """The model's float weights under HF PyTorch names (the inverse of `assign_state_dict`).
+
+    Backbone keys carry the `bert.` prefix when the model has a classification head, as HF's
+    `BertFor*` classes write them.
+    """
+    prefix = "bert." if isinstance(model.head, (SequenceClassifier, TokenClassifier)) else ""
+    state = {}
+    for a in _assignments(model):
+        value = np.asarray(a.target[...], np.float32)
+        for key, part in zip(a.sources, a.split(value)):
+            name = key if key.startswith("classifier.") else prefix + key
+            state[name] = np.ascontiguousarray(part)
+    return state
+
+
+def save_pretrained(model: EncoderModel, directory: str | Path, *, tokenizer_dir: str | Path | None = None,
+                    labels: Sequence[str] | None = None, extra: dict | None = None) -> Path:
+    """Writes an HF checkpoint folder (`config.json` + `model.safetensors`) that
+    `load_pretrained` and HF transformers both read.
+
+    Args:
+      model: a float `EncoderModel`.
+      directory: output folder (created).
+      tokenizer_dir: a folder whose tokenizer files are copied alongside.
+      labels: class names, written as `id2label` / `label2id`.
+      extra: more keys for `config.json`.
+    """
+    from safetensors.numpy import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    config = model.config.to_hf_dict() | {"architectures": [_ARCHITECTURES[model.head_kind]]}
+    num_labels = getattr(model.head, "num_labels", None)
+    if num_labels is not None:
+        names = list(labels) if labels is not None else [f"LABEL_{i}" for i in range(num_labels)]
+        if len(names) != num_labels:
+            raise ValueError(f"{len(names)} labels for a head with num_labels={num_labels}")
+        config |= {"id2label": {str(i): n for i, n in enumerate(names)},
+                   "label2id": {n: i for i, n in enumerate(names)}}
+    config |= extra or {}
+    save_file(export_state_dict(model), str(directory / SAFETENSORS))
+    (directory / "config.json").write_text(json.dumps(config, indent=1))
+    if tokenizer_dir is not None:
+        for name in _TOKENIZER_FILES:
+            if (Path(tokenizer_dir) / name).is_file():
+                shutil.copyfile(Path(tokenizer_dir) / name, directory / name)
+    return directory

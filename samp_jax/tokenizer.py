@@ -74,18 +74,33 @@ class Tokenizer:
         """
         if isinstance(texts, str):
             raise TypeError("texts must be a sequence of strings, not one string")
-        if len(texts) == 0:
-            raise ValueError("empty batch: no texts to tokenize")
         if pairs is not None and len(pairs) != len(texts):
             raise ValueError(f"{len(texts)} texts but {len(pairs)} pairs")
+        inputs = list(texts) if pairs is None else list(zip(texts, pairs))
+        batch, _ = self._encode(inputs, padding, truncation, pretokenized=False)
+        return batch
+
+    def encode_words(self, words: Sequence[Sequence[str]], *, padding: str | int = "longest",
+                     truncation: bool = False) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Tokenizes pre-split words (for token classification).
+
+        Returns the batch and `word_ids [batch, seq]`: for each position, the index of the word
+        it came from, or -1 for special tokens and padding.
+        """
+        if len(words) and isinstance(words[0], str):
+            raise TypeError("words must be a batch of word lists, e.g. [['Hello', 'world']]")
+        return self._encode([list(w) for w in words], padding, truncation, pretokenized=True)
+
+    def _encode(self, inputs, padding, truncation, *, pretokenized):
+        if len(inputs) == 0:
+            raise ValueError("empty batch: no texts to tokenize")
         limit = self.max_length if padding == "longest" else int(padding)
         if limit > self.max_length:
             raise ValueError(f"padding={limit} exceeds max_length={self.max_length}")
         if truncation:
             self._backend.enable_truncation(limit, strategy="longest_first")
         try:
-            inputs = list(texts) if pairs is None else list(zip(texts, pairs))
-            encodings = self._backend.encode_batch(inputs)
+            encodings = self._backend.encode_batch(inputs, is_pretokenized=pretokenized)
         finally:
             self._backend.no_truncation()
         lengths = [len(e.ids) for e in encodings]
@@ -100,12 +115,14 @@ class Tokenizer:
         input_ids = np.full((batch, width), self.pad_id, np.int32)
         attention_mask = np.zeros((batch, width), np.int32)
         token_type_ids = np.zeros((batch, width), np.int32)
+        word_ids = np.full((batch, width), -1, np.int32)
         for row, (enc, n) in enumerate(zip(encodings, lengths)):
             input_ids[row, :n] = enc.ids
             attention_mask[row, :n] = 1
             token_type_ids[row, :n] = enc.type_ids
+            word_ids[row, :n] = [-1 if w is None else w for w in enc.word_ids]
         return {"input_ids": input_ids, "attention_mask": attention_mask,
-                "token_type_ids": token_type_ids}
+                "token_type_ids": token_type_ids}, word_ids
 
 
 def _pad_token(path: Path) -> str:

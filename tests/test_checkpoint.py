@@ -158,3 +158,21 @@ def test_pretraining_heads_and_buffers_are_ignored(tiny_copy):
         s["bert.embeddings.position_ids"] = np.arange(40, dtype=np.int64)[None]
     _rewrite(tiny_copy, add)
     assert load_pretrained(tiny_copy).head_kind == "sequence_classification"
+
+
+@pytest.mark.parametrize("task", ["tiny_seqcls", "tiny_tokcls"])
+def test_save_pretrained_round_trips_in_hf_naming(task, tmp_path):
+    from samp_jax.checkpoint import save_pretrained
+    source = GOLDEN / task / "safetensors"
+    model = load_pretrained(source)
+    save_pretrained(model, tmp_path / "out", labels=None)
+    original = load_file(source / "model.safetensors")
+    written = load_file(tmp_path / "out" / "model.safetensors")
+    assert sorted(written) == sorted(original)  # the same HF keys, bert. prefix included
+    for key in original:
+        np.testing.assert_array_equal(written[key], original[key], err_msg=key)
+    golden = np.load(GOLDEN / task / "golden.npz")
+    again = load_pretrained(tmp_path / "out")
+    np.testing.assert_array_equal(
+        np.asarray(again(golden["input_ids"], golden["attention_mask"], golden["token_type_ids"])),
+        np.asarray(model(golden["input_ids"], golden["attention_mask"], golden["token_type_ids"])))

@@ -63,3 +63,15 @@ def test_single_string_is_rejected(tokenizer):
 def test_padding_beyond_model_limit(tokenizer):
     with pytest.raises(ValueError, match="exceeds max_length=512"):
         tokenizer(["x"], padding=1024)
+
+
+def test_encode_words_reports_word_ids(tokenizer):
+    batch, word_ids = tokenizer.encode_words([["@user", "loves", "Tokyo"], ["ok"]])
+    assert word_ids.shape == batch["input_ids"].shape
+    row = word_ids[0][batch["attention_mask"][0] == 1]
+    assert row[0] == -1 and row[-1] == -1  # [CLS] and [SEP]
+    assert sorted(set(row[1:-1])) == [0, 1, 2]  # every word maps to at least one piece
+    assert np.all(np.diff(row[1:-1]) >= 0)
+    assert np.all(word_ids[1][batch["attention_mask"][1] == 0] == -1)
+    with pytest.raises(TypeError, match="batch of word lists"):
+        tokenizer.encode_words(["not", "nested"])

@@ -1,0 +1,145 @@
+"""One compiled program that evaluates many candidate precision maps.
+
+Every GEMM site of a `SwitchableModel` holds one real `QuantizedGemmSite` per allowed option
+(e.g. FP16, INT8 dynamic, FP8) and picks one with a *traced* index, `lax.switch`. A candidate
+map is then just an int array `[num_layers, 4]` of option indices, so a single jit-compiled
+function evaluates any number of maps without recompiling:
+
+- `mode="map"` (default) runs candidates one after another with `lax.map`; each `lax.switch`
+  executes only the chosen branch, so a candidate costs one forward pass.
+- `mode="vmap"` evaluates `chunk` candidates at once with `jax.vmap`; `lax.switch` becomes a
+  select that computes every branch (more memory and FLOPs, more parallelism on big devices).
+
+Each branch is the very `QuantizedGemmSite` that `samp_jax.quantize` builds, so the quantized
+branch is numerically the real quantized path.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from samp_jax.dispatch import Activation
+from samp_jax.precision import SITES, PrecisionMap, SitePrecision, _as_precision
+from samp_jax.quantized import QuantizedGemmSite, _set_compute_dtype
+
+
+class SwitchableGemmSite(nnx.Module):
+    """A GEMM site with one branch per option; `choice` (set while tracing) selects one."""
+
+    choice = None  # a traced int32 scalar, set on a private copy inside the compiled function
+
+    def __init__(self, branches: list[QuantizedGemmSite]):
+        self.branches = nnx.List(branches)
+
+    def __call__(self, x: jax.Array, *, activation: Activation = None,
+                 residual: jax.Array | None = None) -> jax.Array:
+        if self.choice is None:
+            raise RuntimeError("SwitchableGemmSite called without a choice")
+        fns = [lambda x, r, b=b: b(x, activation=activation, residual=r) for b in self.branches]
+        return jax.lax.switch(self.choice, fns, x, residual)
+
+
+class SwitchableModel:
+    """A float model whose sites can each run any of `options`, chosen per call.
+
+    Args:
+      model: the float `EncoderModel` (not modified).
+      options: the precisions every site may take, e.g. ('fp16', 'int8-dynamic', 'fp8_e4m3').
+        Index 0 is the high-precision reference option.
+      calibration: needed when an option uses static scales (also carries smoothing).
+      dtype: compute dtype between sites, as in `samp_jax.quantize`.
+    """
+
+    def __init__(self, model, options: Sequence[SitePrecision | str], calibration=None, *,
+                 dtype=jnp.float16):
+        self.options = tuple(_as_precision(o) for o in options)
+        if len(set(self.options)) != len(self.options):
+            raise ValueError(f"options {self.options} repeat a precision")
+        sites = calibration.sites if calibration is not None else {}
+        needs = [o for o in self.options if o.needs_calibration]
+        if needs and not sites:
+            raise ValueError(f"options {[str(o) for o in needs]} need calibration")
+        self.num_layers = model.config.num_layers
+        self.config = model.config
+        copy = nnx.clone(model)
+        _set_compute_dtype(copy, dtype)
+        for index, layer in enumerate(copy.encoder.layers):
+            for site in SITES:
+                source = getattr(layer, site)
+                setattr(layer, site, SwitchableGemmSite([
+                    QuantizedGemmSite.from_float(source, o, dtype=dtype,
+                                                 calibration=sites.get((index, site)))
+                    for o in self.options]))
+        self.graphdef, self.state = nnx.split(copy)
+        self.traces = 0  # how many times the evaluator was traced (compiled)
+        self._compiled = {}
+
+    def choices_for(self, pmap: PrecisionMap) -> np.ndarray:
+        """The `[num_layers, 4]` option indices of a precision map."""
+        out = np.zeros((self.num_layers, len(SITES)), np.int32)
+        for (layer, site), p in pmap.items():
+            if p not in self.options:
+                raise ValueError(f"map puts {layer}.{site} at {p}, not one of the options "
+                                 f"{[str(o) for o in self.options]}")
+            out[layer, SITES.index(site)] = self.options.index(p)
+        return out
+
+    def map_for(self, choices: np.ndarray) -> PrecisionMap:
+        """The precision map of an option-index array (rules written per layer)."""
+        table = {(layer, site): self.options[int(choices[layer, i])]
+                 for layer in range(self.num_layers) for i, site in enumerate(SITES)}
+        return PrecisionMap.from_table(table, self.num_layers, default=self.options[0])
+
+    def _evaluator(self, mode: str, chunk: int):
+        key = (mode, chunk)
+        if key in self._compiled:
+            return self._compiled[key]
+        graphdef = self.graphdef
+
+        def one(state, choice, input_ids, attention_mask, token_type_ids):
+            model = nnx.merge(graphdef, state)
+            for layer_index, layer in enumerate(model.encoder.layers):
+                for site_index, site in enumerate(SITES):
+                    getattr(layer, site).choice = choice[layer_index, site_index]
+            return model(input_ids, attention_mask, token_type_ids)
+
+        @jax.jit
+        def run(state, choices, input_ids, attention_mask, token_type_ids):
+            self.traces += 1  # Python side effect: runs once per compilation
+            fn = lambda c: one(state, c, input_ids, attention_mask, token_type_ids)  # noqa: E731
+            if mode == "vmap":
+                return jax.vmap(fn)(choices)
+            return jax.lax.map(fn, choices)
+
+        self._compiled[key] = run
+        return run
+
+    def evaluate(self, choices: np.ndarray, batch: dict[str, np.ndarray], *, mode: str = "map",
+                 chunk: int = 8) -> np.ndarray:
+        """Outputs `[num_candidates, ...]` of every candidate on one batch.
+
+        Candidates are evaluated `chunk` at a time (padded with copies of the first), so the
+        program compiles once per batch shape whatever the number of candidates.
+        """
+        if mode not in ("map", "vmap"):
+            raise ValueError(f"{mode=} is not one of ('map', 'vmap')")
+        choices = np.asarray(choices, np.int32)
+        if choices.ndim != 3 or choices.shape[1:] != (self.num_layers, len(SITES)):
+            raise ValueError(f"choices must be [candidates, {self.num_layers}, {len(SITES)}], "
+                             f"got {choices.shape}")
+        if choices.min() < 0 or choices.max() >= len(self.options):
+            raise ValueError(f"option indices must lie in [0, {len(self.options)})")
+        run = self._evaluator(mode, chunk)
+        outputs = []
+        for start in range(0, len(choices), chunk):
+            part = choices[start:start + chunk]
+            padded = np.concatenate([part, np.repeat(part[:1], chunk - len(part), axis=0)])
+            out = run(self.state, padded, batch["input_ids"], batch["attention_mask"],
+                      batch["token_type_ids"])
+            outputs.append(np.asarray(out)[:len(part)])
+        return np.concatenate(outputs)

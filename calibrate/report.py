@@ -1,0 +1,121 @@
+"""Search reports: precision_map.json, report.md (sensitivity heat map, chosen map, metrics)
+and pareto.png (metric against estimated latency for every evaluated map)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from calibrate.search import SearchResult
+from samp_jax.precision import SITES
+
+
+def sensitivity_table(result: SearchResult) -> str:
+    """Markdown: layer × site, each cell the proxy of quantizing only that site per option."""
+    options = [o for o in result.options[1:]]
+    header = "| layer | " + " | ".join(SITES) + " |"
+    lines = [f"Proxy ({'KL to FP32' if result.metric_name in ('accuracy', 'entity_f1') else '1 − cosine to FP32'})"
+             f" when only that site is quantized; options: {', '.join(options)}.", "", header,
+             "|---|" + "---:|" * len(SITES)]
+    for layer in range(result.precision_map.num_layers):
+        cells = []
+        for site in SITES:
+            values = [result.sensitivity.get(f"{layer}.{site}/{o}", {}).get("proxy") for o in options]
+            cells.append(" / ".join("–" if v is None else f"{v:.2e}" for v in values))
+        lines.append(f"| {layer} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def chosen_table(result: SearchResult) -> str:
+    pmap = result.precision_map
+    lines = ["| layer | " + " | ".join(SITES) + " |", "|---|" + "---|" * len(SITES)]
+    for layer in range(pmap.num_layers):
+        lines.append(f"| {layer} | " + " | ".join(f"**{pmap[layer, s]}**" if pmap[layer, s].is_quantized
+                                                   else str(pmap[layer, s]) for s in SITES) + " |")
+    return "\n".join(lines)
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of points not dominated (lower latency and higher metric is better)."""
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
+    front, best = [], -np.inf
+    for i in order:
+        if points[i][1] > best:
+            front.append(i)
+            best = points[i][1]
+    return front
+
+
+def plot_pareto(result: SearchResult, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    use_metric = result.metric_name is not None
+    value = (lambda e: e.metric) if use_metric else (lambda e: -e.proxy)
+    ylabel = f"{result.metric_name} (search split)" if use_metric else "− proxy (higher is better)"
+    evaluated = [e for e in result.evaluated if e.kind != "reference" and value(e) is not None]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    styles = {"sensitivity": ("#bbbbbb", "o", 12), "greedy": ("#4c72b0", "o", 22),
+              "preset": ("#dd8452", "s", 60), "chosen": ("#c44e52", "*", 220)}
+    for kind, (color, marker, size) in styles.items():
+        pts = [e for e in evaluated if e.kind == kind]
+        if pts:
+            ax.scatter([e.latency_ms for e in pts], [value(e) for e in pts], c=color, marker=marker,
+                       s=size, label=kind, zorder=3 if kind in ("preset", "chosen") else 2)
+    for e in evaluated:
+        if e.kind in ("preset", "chosen"):
+            ax.annotate(e.name, (e.latency_ms, value(e)), textcoords="offset points", xytext=(5, 5), fontsize=8)
+    points = [(e.latency_ms, value(e)) for e in evaluated]
+    front = pareto_front(points)
+    ax.plot([points[i][0] for i in front], [points[i][1] for i in front], "--", c="#55a868",
+            label="Pareto front", zorder=1)
+    if use_metric and result.fp32_metric is not None:
+        ax.axhline(result.fp32_metric, c="k", lw=0.8, ls=":", label="FP32")
+        floor = (result.fp32_metric * (1 - result.tolerance) if result.tolerance_mode == "relative"
+                 else result.fp32_metric - result.tolerance)
+        ax.axhline(floor, c="#c44e52", lw=0.8, ls=":", label="tolerance")
+    table = result.latency_table
+    ax.set_xlabel(f"estimated latency, ms ({table.source}: {table.device}, {table.batch}×{table.seq})")
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"samp-jax search: {result.objective_name}")
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_report(result: SearchResult, out: str | Path, *, test_metrics: dict | None = None,
+                 command: str | None = None) -> Path:
+    """Writes precision_map.json, summary.json, report.md and pareto.png into `out`."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    result.precision_map.save(out / "precision_map.json")
+    summary = result.summary() | {"test": test_metrics, "command": command}
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    plot_pareto(result, out / "pareto.png")
+    s = summary
+    lines = [f"# samp-jax search report: {result.objective_name}", ""]
+    if command:
+        lines += [f"Command: `{command}`", ""]
+    tol = f"{100 * result.tolerance:g}% relative" if result.tolerance_mode == "relative" else f"{result.tolerance:g} absolute"
+    lines += [f"- mode: {result.mode}; tolerance: {tol}; options per site: {', '.join(result.options)}",
+              f"- latency model: {s['latency_source']}",
+              f"- maps evaluated: {s['maps_evaluated']} in {s['search_seconds']:.0f} s with "
+              f"{s['compilations']} compilation(s) of the candidate program", ""]
+    lines += ["## Result", "", "| | metric | INT8 FLOP fraction | est. latency (ms) | est. speed-up vs FP16 |",
+              "|---|---:|---:|---:|---:|"]
+    fp16 = next(e for e in result.evaluated if e.name == "fp16")
+    fmt = lambda v: "–" if v is None else f"{v:.4f}"  # noqa: E731
+    for e in [x for x in result.evaluated if x.kind in ("reference", "preset")] + [result.chosen]:
+        lines.append(f"| {e.name} (search) | {fmt(e.metric)} | {e.int8_fraction:.2f} | {e.latency_ms:.3f} | "
+                     f"{fp16.latency_ms / e.latency_ms:.2f}× |")
+    if test_metrics:
+        for name, value in test_metrics.items():
+            lines.append(f"| {name} (test) | {fmt(value)} | | | |")
+    lines += ["", "## Chosen map", "", chosen_table(result), "", "## Sensitivity", "",
+              sensitivity_table(result), "", "![Pareto front](pareto.png)", ""]
+    (out / "report.md").write_text("\n".join(lines))
+    return out

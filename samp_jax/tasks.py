@@ -1,0 +1,220 @@
+"""Labelled tasks: loading, encoding, batching by length bucket, predicting and scoring.
+
+- `snli`: 3-class NLI over sentence pairs with a cross-encoder (`SequenceClassifier`); accuracy.
+- `polarity`: binary sentiment of movie-review snippets; accuracy.
+- `wnut16`: Twitter NER in BIO with 10 entity types (`TokenClassifier`); entity-level F1 with
+  exact span matching, each word labelled at its first word piece.
+
+Every task has fixed, seeded `train` / `dev` / `calibration` / `search` / `test` splits; the
+test split is never used for fine-tuning decisions, calibration or precision search.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+
+from samp_jax.data import (LABELS as SNLI_LABELS, POLARITY_LABELS, WNUT16_LABELS, TaskSplits,
+                           align_labels, entity_f1, polarity_splits, snli_splits, wnut16_splits)
+from samp_jax.evaluation import DEFAULT_BUCKETS, bucket_for, jit_forward
+
+IGNORE = -100
+SNLI_DEV_SIZE = 2000
+
+
+@dataclasses.dataclass(frozen=True)
+class EncodedSplit:
+    """A tokenized split: `[N, max_length]` arrays plus labels (`[N]`, or `[N, max_length]`
+    with `IGNORE` where no label applies)."""
+
+    input_ids: np.ndarray
+    attention_mask: np.ndarray
+    token_type_ids: np.ndarray
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return self.attention_mask.sum(axis=1)
+
+    def subset(self, rows: np.ndarray) -> "EncodedSplit":
+        return EncodedSplit(*(a[rows] for a in dataclasses.astuple(self)))
+
+    def batches(self, batch_size: int, *, buckets: Sequence[int] = DEFAULT_BUCKETS,
+                rng: np.random.Generator | None = None) -> Iterator[tuple[np.ndarray, dict]]:
+        """Fixed-size batches cut to the smallest length bucket that fits each batch.
+
+        Without `rng`, rows are sorted by length so each batch pads little (evaluation). With
+        `rng` (training), rows are shuffled, sorted by length within chunks of 50 batches, and
+        the batches are shuffled: random batches that still mostly fit a short bucket. The last
+        batch is filled with all-padding rows, whose labels are `IGNORE`. Yields
+        `(row_indices, batch)`.
+        """
+        if rng is None:
+            order = np.argsort(self.lengths, kind="stable")
+        else:
+            order = rng.permutation(len(self))
+            chunk = 50 * batch_size
+            order = np.concatenate([c[np.argsort(self.lengths[c], kind="stable")]
+                                    for c in np.split(order, range(chunk, len(order), chunk))])
+            starts = rng.permutation(np.arange(0, len(order), batch_size))
+            order = np.concatenate([order[i:i + batch_size] for i in starts])
+        buckets = [b for b in sorted(buckets) if b <= self.input_ids.shape[1]] or [self.input_ids.shape[1]]
+        for start in range(0, len(order), batch_size):
+            rows = order[start:start + batch_size]
+            width = bucket_for(int(self.lengths[rows].max()), buckets)
+            batch = {}
+            for name in ("input_ids", "attention_mask", "token_type_ids", "labels"):
+                value = getattr(self, name)
+                shape = (batch_size, width) if value.ndim == 2 else (batch_size,)
+                block = np.full(shape, IGNORE if name == "labels" else 0, value.dtype)
+                block[:len(rows)] = value[rows, :width] if value.ndim == 2 else value[rows]
+                batch[name] = block
+            yield rows, batch
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """A labelled task: how to load, encode and score it.
+
+    Attributes:
+      name: registry name.
+      head: 'sequence_classification' or 'token_classification'.
+      labels: class (or BIO tag) names; ids index into it.
+      metric: 'accuracy' or 'entity_f1'.
+      max_length: tokens per example (longer ones are truncated).
+    """
+
+    name: str
+    head: str
+    labels: tuple[str, ...]
+    metric: str
+    max_length: int
+    _splits: Callable[[int], TaskSplits]
+    _encode: Callable[..., EncodedSplit]
+
+    def splits(self, seed: int = 0) -> TaskSplits:
+        return self._splits(seed)
+
+    def encode(self, tokenizer, examples: Sequence) -> EncodedSplit:
+        if len(examples) == 0:
+            raise ValueError(f"task {self.name!r}: no examples to encode")
+        return self._encode(tokenizer, examples, self.max_length)
+
+    def loss(self, logits, labels):
+        """Mean cross-entropy over labelled examples (or tokens)."""
+        import jax.numpy as jnp
+        import optax
+        valid = labels != IGNORE
+        safe = jnp.where(valid, labels, 0)
+        per_item = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), safe)
+        return jnp.sum(per_item * valid) / jnp.maximum(jnp.sum(valid), 1)
+
+    def score(self, logits: np.ndarray, encoded: EncodedSplit) -> dict[str, float]:
+        """The task metric from logits aligned with `encoded` rows."""
+        predicted = np.argmax(logits, axis=-1)
+        if self.metric == "accuracy":
+            return {"metric": "accuracy", "value": float(np.mean(predicted == encoded.labels)),
+                    "examples": len(encoded)}
+        gold_rows, pred_rows = [], []
+        for row in range(len(encoded)):
+            positions = encoded.labels[row] != IGNORE
+            gold_rows.append([int(t) for t in encoded.labels[row][positions]])
+            pred_rows.append([int(t) for t in predicted[row][positions]])
+        f1 = entity_f1([[self.labels[t] for t in r] for r in gold_rows],
+                       [[self.labels[t] for t in r] for r in pred_rows])
+        return {"metric": "entity_f1", "value": float(f1["f1"]), "examples": len(encoded),
+                "precision": float(f1["precision"]), "recall": float(f1["recall"])}
+
+
+def predict(forward: Callable[[dict], object], encoded: EncodedSplit, *, batch_size: int = 64,
+            buckets: Sequence[int] = DEFAULT_BUCKETS) -> np.ndarray:
+    """Logits for every row of `encoded`, in row order (`[N, C]` or `[N, max_length, C]`)."""
+    out = None
+    for rows, batch in encoded.batches(batch_size, buckets=buckets):
+        logits = np.asarray(forward({k: v for k, v in batch.items() if k != "labels"}))[:len(rows)]
+        if out is None:
+            shape = (len(encoded),) + ((encoded.input_ids.shape[1],) if logits.ndim == 3 else ()) + logits.shape[-1:]
+            out = np.zeros(shape, np.float32)
+        if logits.ndim == 3:
+            out[rows, :logits.shape[1]] = logits
+        else:
+            out[rows] = logits
+    return out
+
+
+def evaluate(model, task: "Task | str", split: str = "test", *, tokenizer, seed: int = 0,
+             batch_size: int = 64, encoded: EncodedSplit | None = None) -> dict[str, float]:
+    """The task metric of a float or quantized model on one split.
+
+    Args:
+      model: an `EncoderModel` or `QuantizedModel` with the task's head.
+      task: a `Task` or its name.
+      split: 'train', 'dev', 'calibration', 'search' or 'test'.
+      tokenizer: the model's `Tokenizer`.
+      encoded: a pre-encoded split (skips tokenization when evaluating many variants).
+    """
+    task = get_task(task) if isinstance(task, str) else task
+    if model.head_kind != task.head:
+        raise ValueError(f"task {task.name!r} needs a {task.head} head, the model has {model.head_kind}")
+    if encoded is None:
+        encoded = task.encode(tokenizer, split_examples(task, split, seed))
+    return task.score(predict(jit_forward(model), encoded, batch_size=batch_size), encoded)
+
+
+def split_examples(task: Task, split: str, seed: int = 0) -> Sequence:
+    splits = task.splits(seed)
+    names = [f.name for f in dataclasses.fields(splits) if f.name in
+             ("train", "dev", "calibration", "search", "test")]
+    if split not in names:
+        raise ValueError(f"{split=} is not one of {names}")
+    return getattr(splits, split)
+
+
+# --------------------------------------------------------------------------- encoders
+def _encode_pairs(tokenizer, examples, max_length):
+    batch = tokenizer([e.premise for e in examples], [e.hypothesis for e in examples],
+                      padding=max_length, truncation=True)
+    return EncodedSplit(**batch, labels=np.array([e.label for e in examples], np.int32))
+
+
+def _encode_texts(tokenizer, examples, max_length):
+    batch = tokenizer([e.text for e in examples], padding=max_length, truncation=True)
+    return EncodedSplit(**batch, labels=np.array([e.label for e in examples], np.int32))
+
+
+def _encode_words(tokenizer, examples, max_length):
+    batch, word_ids = tokenizer.encode_words([e.words for e in examples], padding=max_length,
+                                             truncation=True)
+    labels = np.stack([
+        align_labels([None if w < 0 else int(w) for w in ids], e.tags, ignore_index=IGNORE)
+        for ids, e in zip(word_ids, examples)]).astype(np.int32)
+    return EncodedSplit(**batch, labels=labels)
+
+
+@functools.lru_cache(maxsize=8)
+def _snli_task_splits(seed: int) -> TaskSplits:
+    s = snli_splits(seed)
+    return TaskSplits(train=s.train[SNLI_DEV_SIZE:], dev=s.train[:SNLI_DEV_SIZE],
+                      calibration=s.calibration, search=s.search, test=s.test)
+
+
+TASKS: dict[str, Task] = {
+    "snli": Task("snli", "sequence_classification", SNLI_LABELS, "accuracy", 128,
+                 _snli_task_splits, _encode_pairs),
+    "polarity": Task("polarity", "sequence_classification", POLARITY_LABELS, "accuracy", 128,
+                     lambda seed: polarity_splits(seed), _encode_texts),
+    "wnut16": Task("wnut16", "token_classification", WNUT16_LABELS, "entity_f1", 128,
+                   lambda seed: wnut16_splits(seed), _encode_words),
+}
+
+
+def get_task(name: str) -> Task:
+    if name not in TASKS:
+        raise ValueError(f"task {name=} is not one of {sorted(TASKS)}")
+    return TASKS[name]

@@ -1,0 +1,58 @@
+"""The `samp-jax` command line: JSON output, exit codes, help."""
+
+import json
+
+import pytest
+
+from samp_jax.cli import main
+
+
+def test_eval_json_on_real_snli(capsys):
+    code = main(["eval", "--model", "minilm", "--task", "snli-embed", "--precision",
+                 "fp16,quant_ffn_only", "--max-pairs", "120", "--json"])
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["pairs"] == 120
+    variants = [row["variant"] for row in result["rows"]]
+    assert variants == ["fp32 (reference)", "fp16", "quant_ffn_only / dynamic"]
+    reference, fp16, ffn = result["rows"]
+    assert 0.6 < reference["roc_auc"] <= 1.0
+    assert abs(fp16["relative_change"]) < 0.01 and fp16["cosine_to_fp32"] > 0.999
+    assert ffn["cosine_to_fp32"] > 0.99
+    assert ffn["param_mb"] < fp16["param_mb"]
+
+
+def test_eval_with_a_map_file_and_static_calibration(tmp_path, capsys):
+    from samp_jax import PrecisionMap
+    path = tmp_path / "map.json"
+    PrecisionMap.preset("quant_ffn_only", 6, activation="per_tensor_static").save(path)
+    code = main(["eval", "--precision", str(path), "--calibration", "minmax", "--max-pairs", "60",
+                 "--json"])
+    assert code == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    assert rows[1]["variant"] == "map.json" and rows[1]["cosine_to_fp32"] > 0.98
+
+
+@pytest.mark.parametrize("precision, message", [
+    ("int4", "no precision map at int4"),
+])
+def test_eval_errors_exit_1_with_a_message(precision, message, capsys):
+    assert main(["eval", "--precision", precision, "--max-pairs", "60"]) == 1
+    assert message in capsys.readouterr().err
+
+
+def test_bad_map_file_is_reported(tmp_path, capsys):
+    path = tmp_path / "bad.json"
+    path.write_text('{"num_layers": 6, "rules": [{"sites": ["mlp"], "precision": "int8"}]}')
+    assert main(["eval", "--precision", str(path)]) == 1
+    assert "site='mlp' is not one of" in capsys.readouterr().err
+
+
+def test_help_and_usage_errors(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["eval", "--help"])
+    assert info.value.code == 0
+    assert "--precision" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as info:
+        main(["eval", "--calibration", "magic"])
+    assert info.value.code == 2
