@@ -5,8 +5,9 @@ Every GEMM site of a `SwitchableModel` holds one real `QuantizedGemmSite` per al
 map is then just an int array `[num_layers, 4]` of option indices, so a single jit-compiled
 function evaluates any number of maps without recompiling:
 
-- `mode="map"` (default) runs candidates one after another with `lax.map`; each `lax.switch`
-  executes only the chosen branch, so a candidate costs one forward pass.
+- `mode="map"` (default) runs candidates one after another in a `fori_loop` whose trip count
+  is traced; each `lax.switch` executes only the chosen branch, so a candidate costs one
+  forward pass and padding a chunk costs nothing.
 - `mode="vmap"` evaluates `chunk` candidates at once with `jax.vmap`; `lax.switch` becomes a
   select that computes every branch (more memory and FLOPs, more parallelism on big devices).
 
@@ -109,12 +110,16 @@ class SwitchableModel:
             return model(input_ids, attention_mask, token_type_ids)
 
         @jax.jit
-        def run(state, choices, input_ids, attention_mask, token_type_ids):
+        def run(state, choices, count, input_ids, attention_mask, token_type_ids):
             self.traces += 1  # Python side effect: runs once per compilation
             fn = lambda c: one(state, c, input_ids, attention_mask, token_type_ids)  # noqa: E731
             if mode == "vmap":
                 return jax.vmap(fn)(choices)
-            return jax.lax.map(fn, choices)
+            # A loop with a traced trip count: padding candidates cost nothing, and the
+            # program does not depend on how many candidates a call carries.
+            shape = jax.eval_shape(fn, choices[0])
+            outputs = jnp.zeros((choices.shape[0], *shape.shape), shape.dtype)
+            return jax.lax.fori_loop(0, count, lambda i, acc: acc.at[i].set(fn(choices[i])), outputs)
 
         self._compiled[key] = run
         return run
@@ -139,7 +144,7 @@ class SwitchableModel:
         for start in range(0, len(choices), chunk):
             part = choices[start:start + chunk]
             padded = np.concatenate([part, np.repeat(part[:1], chunk - len(part), axis=0)])
-            out = run(self.state, padded, batch["input_ids"], batch["attention_mask"],
-                      batch["token_type_ids"])
+            out = run(self.state, padded, np.int32(len(part)), batch["input_ids"],
+                      batch["attention_mask"], batch["token_type_ids"])
             outputs.append(np.asarray(out)[:len(part)])
         return np.concatenate(outputs)

@@ -88,12 +88,16 @@ def plot_pareto(result: SearchResult, path: Path) -> None:
 
 
 def write_report(result: SearchResult, out: str | Path, *, test_metrics: dict | None = None,
-                 command: str | None = None) -> Path:
-    """Writes precision_map.json, summary.json, report.md and pareto.png into `out`."""
+                 command: str | None = None, extra: dict | None = None) -> dict:
+    """Writes precision_map.json, summary.json, report.md and pareto.png into `out`.
+
+    Returns the summary written to summary.json (`result.summary()`, the test metrics, the
+    command and `extra`).
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     result.precision_map.save(out / "precision_map.json")
-    summary = result.summary() | {"test": test_metrics, "command": command}
+    summary = result.summary() | {"test": test_metrics, "command": command} | (extra or {})
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     plot_pareto(result, out / "pareto.png")
     s = summary
@@ -114,8 +118,12 @@ def write_report(result: SearchResult, out: str | Path, *, test_metrics: dict | 
                      f"{fp16.latency_ms / e.latency_ms:.2f}× |")
     if test_metrics:
         for name, value in test_metrics.items():
-            lines.append(f"| {name} (test) | {fmt(value)} | | | |")
+            if not name.endswith("relative_change"):
+                lines.append(f"| {name} (test) | {fmt(value)} | | | |")
+        if "chosen_relative_change" in test_metrics:
+            lines += ["", f"On the held-out test split the chosen map changes the metric by "
+                          f"{100 * test_metrics['chosen_relative_change']:+.2f}% relative to FP32."]
     lines += ["", "## Chosen map", "", chosen_table(result), "", "## Sensitivity", "",
               sensitivity_table(result), "", "![Pareto front](pareto.png)", ""]
     (out / "report.md").write_text("\n".join(lines))
-    return out
+    return summary

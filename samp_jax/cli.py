@@ -38,9 +38,35 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_tolerance(text: str) -> float:
+    """'1%' -> 0.01; '0.01' -> 0.01."""
+    text = text.strip()
+    try:
+        return float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"tolerance {text!r} is not a number or a percentage") from None
+
+
+def _search(args: argparse.Namespace) -> int:
+    from samp_jax.pipeline import run_search
+    summary = run_search(task=args.task, tolerance=args.tolerance, tolerance_mode=args.tolerance_mode,
+                         latency_target_ms=args.latency_target, out=args.out, objective=args.objective,
+                         calibration_method=args.calibration, progress=not args.json,
+                         command="samp-jax " + " ".join(sys.argv[1:]))
+    if args.json:
+        print(json.dumps(summary, indent=1))
+    else:
+        print(f"wrote {args.out}/precision_map.json, report.md, pareto.png")
+        for key in ("fp32_search_metric", "chosen_search_metric", "int8_flop_fraction",
+                    "estimated_speedup_vs_fp16"):
+            print(f"  {key}: {summary[key]}")
+        print(f"  test: {summary['test']}")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from samp_jax import demo
-    demo.run(max_pairs=args.max_pairs)
+    demo.run(tolerance=args.tolerance)
     return 0
 
 
@@ -63,8 +89,22 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true", help="print JSON instead of a table")
     ev.set_defaults(func=_eval)
 
+    se = sub.add_parser("search", help="find the precision map that meets a tolerance or latency target")
+    se.add_argument("--task", default="snli-embed", choices=["snli", "polarity", "wnut16", "snli-embed"],
+                    help="a fine-tuned task (from the cache, trained if missing) or zero-shot snli-embed")
+    se.add_argument("--tolerance", type=parse_tolerance, default=0.01, help="e.g. 1%% or 0.01")
+    se.add_argument("--tolerance-mode", default="relative", choices=["relative", "absolute"])
+    se.add_argument("--latency-target", type=float, default=None, metavar="MS",
+                    help="reach this estimated latency instead of a tolerance")
+    se.add_argument("--objective", default="latency", choices=["latency", "int8_fraction"])
+    se.add_argument("--calibration", default="percentile",
+                    choices=["minmax", "percentile", "mse", "entropy"])
+    se.add_argument("--out", default="search_out", help="report folder")
+    se.add_argument("--json", action="store_true", help="print the JSON summary")
+    se.set_defaults(func=_search)
+
     demo = sub.add_parser("demo", help="the main pipeline on the real MiniLM and SNLI")
-    demo.add_argument("--max-pairs", type=int, default=2400)
+    demo.add_argument("--tolerance", type=parse_tolerance, default=0.01)
     demo.set_defaults(func=_demo)
     return parser
 

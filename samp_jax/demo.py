@@ -1,7 +1,8 @@
 """`make demo`: the most complete pipeline that exists, on the real all-MiniLM-L6-v2.
 
-fetch MiniLM → FP32 reference on SNLI test pairs → calibrate on SNLI train sentences →
-quantize with the presets → compare ROC-AUC, embedding agreement and parameter memory.
+fetch MiniLM → the fine-tuned SNLI cross-encoder from the cache (or, when it is not cached,
+the zero-shot SNLI bi-encoder) → calibrate → search for the precision map at 1% tolerance →
+report → compare the chosen map with the presets on the held-out test split.
 """
 
 from __future__ import annotations
@@ -10,34 +11,32 @@ import time
 
 import jax
 
-from samp_jax import Tokenizer, load_pretrained, minilm_path
-from samp_jax.experiments import SnliEmbedTask, Variant, accuracy_table, format_table
+from samp_jax.finetune import DEFAULT_CONFIGS, finetuned_dir
+from samp_jax.pipeline import ZERO_SHOT, run_search
 
-DEMO_VARIANTS = [
-    Variant("fp16"),
-    Variant("quant_ffn_only"),
-    Variant("fully_quant"),
-    Variant("fully_quant", "per_tensor_static", "percentile", smoothing=0.5),
-    Variant("fp8"),
-]
+OUT = "demo_out"
 
 
-def run(max_pairs: int = 2400) -> None:
-    t0 = time.perf_counter()
-    path = minilm_path()
-    model = load_pretrained(path)
-    tokenizer = Tokenizer.from_pretrained(path)
-    print(f"all-MiniLM-L6-v2: {model.config.num_layers} layers, hidden {model.config.hidden_size}; "
-          f"loaded in {time.perf_counter() - t0:.1f}s on {jax.devices()[0].device_kind}")
-    task = SnliEmbedTask(tokenizer, max_pairs=max_pairs)
-    print(f"zero-shot SNLI test: {task.labels.size} entailment/contradiction pairs "
-          f"({len(task.texts)} unique sentences), scored by cosine similarity; "
-          f"calibration: {len(task.calibration_texts)} SNLI train sentences\n")
-    rows = accuracy_table(model, task, DEMO_VARIANTS,
-                          progress=lambda r: print(f"  evaluated {r['variant']}", flush=True))
-    print()
-    print(format_table(rows))
-    print("\nROC-AUC: how well cosine separates entailment from contradiction (higher is better).\n"
-          "cosine to FP32: agreement of each variant's embeddings with FP32's. Non-FP32 rows run\n"
-          "activations in FP16 between sites; params are the stored parameter bytes.\n"
-          "Times are CPU wall-clock including compilation, not speed measurements.")
+def run(*, tolerance: float = 0.01, max_search_examples: int = 600) -> dict:
+    start = time.perf_counter()
+    cached = (finetuned_dir("snli", DEFAULT_CONFIGS["snli"]) / "finetune.json").is_file()
+    task = "snli" if cached else ZERO_SHOT
+    print(f"device: {jax.devices()[0].device_kind}; task: {task}"
+          + ("" if cached else " (no fine-tuned SNLI model in the cache: `samp-jax finetune --task "
+                               "snli` makes one; the zero-shot bi-encoder is used instead)"))
+    summary = run_search(task=task, tolerance=tolerance, out=OUT, command="make demo",
+                         max_search_examples=max_search_examples)
+    test = summary["test"]
+    metric = summary["metric"]
+    print(f"\nmodel: {summary['model']}")
+    print(f"search: {summary['maps_evaluated']} maps in {summary['search_seconds']:.0f} s, "
+          f"{summary['compilations']} compilation(s); latency model: {summary['latency_source']}")
+    print(f"\n{'map':<16} {metric + ' (test)':>16}  rel. to FP32")
+    for name in ("fp32", "quant_ffn_only", "fully_quant", "chosen"):
+        print(f"{name:<16} {test[name]:>16.4f}  {100 * (test[name] / test['fp32'] - 1):+.2f}%")
+    print(f"\nchosen map: {100 * summary['int8_flop_fraction']:.0f}% of GEMM FLOPs in INT8, "
+          f"estimated {summary['estimated_speedup_vs_fp16']:.2f}x FP16 "
+          f"({summary['estimated_latency_ms']:.3f} ms)")
+    print(f"report: {OUT}/report.md, {OUT}/pareto.png, {OUT}/precision_map.json "
+          f"(total {time.perf_counter() - start:.0f} s)")
+    return summary
