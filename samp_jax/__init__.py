@@ -10,7 +10,9 @@ from samp_jax.model import (EncoderModel, SentenceEmbedder, SequenceClassifier, 
 from samp_jax.precision import PrecisionMap, PrecisionMapError, SitePrecision
 from samp_jax.quant import QArray
 from samp_jax.quantized import QuantizedModel, quantize
+from samp_jax.tasks import evaluate, get_task
 from samp_jax.tokenizer import Tokenizer
+from samp_jax.training import FinetuneConfig, finetune, finetuned_model
 
 __version__ = "0.1.0"
 
@@ -20,4 +22,5 @@ __all__ = [
     "TokenClassifier", "Tokenizer", "cosine_similarity", "load_pretrained", "minilm_path",
     "PrecisionMap", "PrecisionMapError", "SitePrecision", "QArray", "QuantizedModel", "quantize",
     "gemm", "implementations", "register_gemm_implementation",
+    "FinetuneConfig", "evaluate", "finetune", "finetuned_model", "get_task",
 ]

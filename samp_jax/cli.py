@@ -13,28 +13,27 @@ import sys
 ACTIVATIONS = {"dynamic": "per_token_dynamic", "static": "per_tensor_static"}
 
 
-def _load_model(name: str):
-    from samp_jax import Tokenizer, load_pretrained, minilm_path
-    path = minilm_path() if name == "minilm" else name
-    return load_pretrained(path), Tokenizer.from_pretrained(path)
-
-
 def _eval(args: argparse.Namespace) -> int:
-    from samp_jax.experiments import SnliEmbedTask, Variant, accuracy_table, format_table
+    from samp_jax.experiments import Variant, accuracy_table, format_table, make_evaluator
+    from samp_jax.pipeline import load_task_model
 
-    model, tokenizer = _load_model(args.model)
+    if args.model != "minilm":
+        raise ValueError("only --model minilm is packaged; pass a checkpoint through the Python API")
     variants = [Variant(p.strip(), ACTIVATIONS[args.activation], args.calibration, args.smoothing)
                 for p in args.precision.split(",") if p.strip()]
+    model, tokenizer, description = load_task_model(args.task, progress=not args.json)
     for v in variants:  # validate every map before the slow part
         v.precision_map(model.config.num_layers)
-    task = SnliEmbedTask(tokenizer, max_pairs=args.max_pairs)
+    options = {"max_pairs": args.max_pairs} if args.task == "snli-embed" else {}
+    evaluator = make_evaluator(args.task, tokenizer, **options)
     progress = None if args.json else (lambda row: print(f"  done: {row['variant']}", file=sys.stderr))
-    rows = accuracy_table(model, task, variants, progress=progress)
+    rows = accuracy_table(model, evaluator, variants, progress=progress)
     if args.json:
-        print(json.dumps({"model": args.model, "task": args.task, "pairs": task.labels.size,
-                          "rows": rows}, indent=1))
+        print(json.dumps({"model": description, "task": args.task, "metric": evaluator.metric,
+                          "split": "test", "examples": rows[0]["examples"], "rows": rows}, indent=1))
     else:
-        print(format_table(rows))
+        print(f"{description}; {evaluator.metric} on the test split ({rows[0]['examples']} examples)")
+        print(format_table(rows, metric=evaluator.metric, agreement=evaluator.agreement))
     return 0
 
 
@@ -75,8 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     ev = sub.add_parser("eval", help="evaluate precision variants on a task against FP32")
-    ev.add_argument("--model", default="minilm", help="'minilm' or an HF checkpoint folder")
-    ev.add_argument("--task", default="snli-embed", choices=["snli-embed"])
+    ev.add_argument("--model", default="minilm", help="the packaged all-MiniLM-L6-v2")
+    ev.add_argument("--task", default="snli-embed", choices=["snli-embed", "snli", "polarity", "wnut16"],
+                    help="zero-shot snli-embed, or a task fine-tuned from MiniLM (cached; trained if missing)")
     ev.add_argument("--precision", default="fp16",
                     help="comma-separated presets (fp32, fp16, bf16, fp8, quant_ffn_only, "
                          "fully_quant) or precision-map JSON files")
@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--calibration", default="percentile",
                     choices=["minmax", "percentile", "mse", "entropy"])
     ev.add_argument("--smoothing", type=float, default=None, help="SmoothQuant alpha in [0, 1]")
-    ev.add_argument("--max-pairs", type=int, default=2400, help="SNLI test pairs to score")
+    ev.add_argument("--max-pairs", type=int, default=2400, help="snli-embed: SNLI test pairs to score")
     ev.add_argument("--json", action="store_true", help="print JSON instead of a table")
     ev.set_defaults(func=_eval)
 

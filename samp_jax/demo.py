@@ -11,7 +11,7 @@ import time
 
 import jax
 
-from samp_jax.finetune import DEFAULT_CONFIGS, finetuned_dir
+from samp_jax.training import DEFAULT_CONFIGS, finetuned_dir
 from samp_jax.pipeline import ZERO_SHOT, run_search
 
 OUT = "demo_out"
@@ -32,7 +32,7 @@ def run(*, tolerance: float = 0.01, max_search_examples: int = 600) -> dict:
     print(f"search: {summary['maps_evaluated']} maps in {summary['search_seconds']:.0f} s, "
           f"{summary['compilations']} compilation(s); latency model: {summary['latency_source']}")
     print(f"\n{'map':<16} {metric + ' (test)':>16}  rel. to FP32")
-    for name in ("fp32", "quant_ffn_only", "fully_quant", "chosen"):
+    for name in ("fp32", "fp16", "quant_ffn_only", "fully_quant", "chosen"):
         print(f"{name:<16} {test[name]:>16.4f}  {100 * (test[name] / test['fp32'] - 1):+.2f}%")
     print(f"\nchosen map: {100 * summary['int8_flop_fraction']:.0f}% of GEMM FLOPs in INT8, "
           f"estimated {summary['estimated_speedup_vs_fp16']:.2f}x FP16 "

@@ -58,7 +58,15 @@ class Variant:
 
 
 class SnliEmbedTask:
-    """Zero-shot SNLI entailment-vs-contradiction with cosine similarity of embeddings."""
+    """Zero-shot SNLI entailment-vs-contradiction with cosine similarity of embeddings.
+
+    An evaluator: `outputs(model)` embeds every unique test sentence, `score(outputs,
+    reference)` gives ROC-AUC (`value`) and the mean cosine to the reference embeddings
+    (`agreement`).
+    """
+
+    metric = "roc_auc"
+    agreement = "cosine to FP32"
 
     def __init__(self, tokenizer, *, max_pairs: int = 2400, calibration_sentences: int = 512,
                  seed: int = 0, batch_size: int = 128):
@@ -76,32 +84,74 @@ class SnliEmbedTask:
     def calibration_batches(self) -> list[dict[str, np.ndarray]]:
         return [batch for _, batch in length_batches(self.tokenizer, self.calibration_texts, batch_size=64)]
 
-    def embed(self, model) -> np.ndarray:
+    def outputs(self, model) -> np.ndarray:
         """Embeddings of every unique evaluation sentence, `[n, hidden]`."""
         return run_batched(jit_forward(model), self.tokenizer, self.texts, batch_size=self.batch_size)
 
     def score(self, embeddings: np.ndarray, reference: np.ndarray | None = None) -> dict[str, float]:
         cosine = np.sum(embeddings[self._left] * embeddings[self._right], axis=-1)
-        metrics = {"roc_auc": roc_auc(cosine, self.labels), "pairs": int(len(self.labels))}
+        metrics = {"value": roc_auc(cosine, self.labels), "examples": int(len(self.labels))}
         if reference is not None:
             norms = np.linalg.norm(embeddings, axis=-1) * np.linalg.norm(reference, axis=-1)
-            metrics["cosine_to_fp32"] = float(np.mean(np.sum(embeddings * reference, -1) / norms))
+            metrics["agreement"] = float(np.mean(np.sum(embeddings * reference, -1) / norms))
         return metrics
 
 
-def accuracy_table(model, task: SnliEmbedTask, variants: Sequence[Variant], *,
-                   dtype=jnp.float16, progress=None) -> list[dict]:
-    """Evaluates FP32 and every variant on the task; returns one dict per row.
+class LabelledTaskEvaluator:
+    """A fine-tuned task's metric on one split; `agreement` is the share of predictions (labelled
+    tokens for NER) equal to the reference model's."""
 
-    Each row has the variant label, ROC-AUC, the relative AUC change against FP32, the mean
-    cosine to the FP32 embeddings, the quantized parameter bytes and the wall time.
+    agreement = "same prediction as FP32"
+
+    def __init__(self, task: str, tokenizer, *, split: str = "test", seed: int = 0,
+                 calibration_examples: int = 512, batch_size: int = 64):
+        from samp_jax.tasks import get_task, split_examples
+        self.task = get_task(task)
+        self.metric = self.task.metric
+        self.tokenizer = tokenizer
+        self.encoded = self.task.encode(tokenizer, split_examples(self.task, split, seed))
+        self._calibration = list(split_examples(self.task, "calibration", seed))[:calibration_examples]
+        self.batch_size = batch_size
+
+    def calibration_batches(self) -> list[dict[str, np.ndarray]]:
+        encoded = self.task.encode(self.tokenizer, self._calibration)
+        return [{k: v for k, v in b.items() if k != "labels"} for _, b in encoded.batches(64)]
+
+    def outputs(self, model) -> np.ndarray:
+        from samp_jax.tasks import predict
+        return predict(jit_forward(model), self.encoded, batch_size=self.batch_size)
+
+    def score(self, logits: np.ndarray, reference: np.ndarray | None = None) -> dict[str, float]:
+        from samp_jax.tasks import IGNORE
+        metrics = self.task.score(logits, self.encoded)
+        if reference is not None:
+            same = np.argmax(logits, -1) == np.argmax(reference, -1)
+            if same.ndim == 2:
+                same = same[self.encoded.labels != IGNORE]
+            metrics["agreement"] = float(np.mean(same))
+        return metrics
+
+
+def make_evaluator(task: str, tokenizer, **options):
+    """`snli-embed` (zero-shot bi-encoder) or a labelled task name."""
+    if task == "snli-embed":
+        return SnliEmbedTask(tokenizer, **options)
+    return LabelledTaskEvaluator(task, tokenizer, **options)
+
+
+def accuracy_table(model, evaluator, variants: Sequence[Variant], *,
+                   dtype=jnp.float16, progress=None) -> list[dict]:
+    """Evaluates FP32 and every variant with `evaluator`; returns one dict per row.
+
+    Each row has the variant label, the metric `value`, its relative change against FP32, the
+    `agreement` with the FP32 outputs, the stored parameter MB and the wall time.
     """
     from calibrate import calibrate
 
     start = time.perf_counter()
-    reference = task.embed(model)
-    base = task.score(reference)
-    rows = [{"variant": "fp32 (reference)", **base, "relative_change": 0.0, "cosine_to_fp32": 1.0,
+    reference = evaluator.outputs(model)
+    base = evaluator.score(reference)
+    rows = [{"variant": "fp32 (reference)", **base, "relative_change": 0.0, "agreement": 1.0,
              "param_mb": None, "seconds": time.perf_counter() - start}]
     calibrations = {}
     batches = None
@@ -112,15 +162,15 @@ def accuracy_table(model, task: SnliEmbedTask, variants: Sequence[Variant], *,
         if pmap.needs_calibration() or variant.smoothing is not None:
             key = (variant.method, variant.smoothing)
             if key not in calibrations:
-                batches = batches or task.calibration_batches()
+                batches = batches or evaluator.calibration_batches()
                 calibrations[key] = calibrate(model, batches, variant.method, smoothing=variant.smoothing)
             calibration = calibrations[key]
         variant_dtype = jnp.float32 if variant.precision == "fp32" else (
             jnp.bfloat16 if variant.precision == "bf16" else dtype)
         quantized = quantize(model, pmap, calibration, dtype=variant_dtype)
-        metrics = task.score(task.embed(quantized), reference)
+        metrics = evaluator.score(evaluator.outputs(quantized), reference)
         rows.append({"variant": variant.label, **metrics,
-                     "relative_change": metrics["roc_auc"] / base["roc_auc"] - 1.0,
+                     "relative_change": metrics["value"] / base["value"] - 1.0,
                      "param_mb": quantized.memory_report()["quantized_bytes"] / 2**20,
                      "seconds": time.perf_counter() - start})
         if progress is not None:
@@ -139,12 +189,12 @@ def default_variants() -> list[Variant]:
     return rows
 
 
-def format_table(rows: Sequence[dict]) -> str:
+def format_table(rows: Sequence[dict], *, metric: str = "metric", agreement: str = "agreement") -> str:
     """A markdown table of `accuracy_table` rows."""
-    lines = ["| variant | ROC-AUC | rel. change vs FP32 | cosine to FP32 | params (MB) | time (s) |",
+    lines = [f"| variant | {metric} | rel. change vs FP32 | {agreement} | params (MB) | time (s) |",
              "|---|---:|---:|---:|---:|---:|"]
     for r in rows:
         mb = "" if r["param_mb"] is None else f"{r['param_mb']:.1f}"
-        lines.append(f"| {r['variant']} | {r['roc_auc']:.4f} | {100 * r['relative_change']:+.2f}% | "
-                     f"{r['cosine_to_fp32']:.5f} | {mb} | {r['seconds']:.1f} |")
+        lines.append(f"| {r['variant']} | {r['value']:.4f} | {100 * r['relative_change']:+.2f}% | "
+                     f"{r['agreement']:.5f} | {mb} | {r['seconds']:.1f} |")
     return "\n".join(lines)

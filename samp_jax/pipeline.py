@@ -24,34 +24,9 @@ def load_task_model(task: str, *, progress: bool = True):
     if task == ZERO_SHOT:
         path = minilm_path()
         return load_pretrained(path), Tokenizer.from_pretrained(path), "all-MiniLM-L6-v2 zero-shot"
-    from samp_jax.finetune import finetuned_model
+    from samp_jax.training import finetuned_model
     model, tokenizer, info = finetuned_model(task, progress=progress)
     return model, tokenizer, f"all-MiniLM-L6-v2 fine-tuned on {task} (dev {info['dev_metric']:.4f})"
-
-
-def calibration_batches(task: str, tokenizer, *, limit: int = 512) -> list[dict]:
-    """Batches from the task's calibration split (never the test split)."""
-    from samp_jax.evaluation import length_batches
-    if task == ZERO_SHOT:
-        from samp_jax.data import snli_splits, unique_sentences
-        texts = unique_sentences(snli_splits().calibration)[:limit]
-        return [b for _, b in length_batches(tokenizer, texts, batch_size=64)]
-    from samp_jax.tasks import get_task, split_examples
-    t = get_task(task)
-    encoded = t.encode(tokenizer, list(split_examples(t, "calibration"))[:limit])
-    return [{k: v for k, v in b.items() if k != "labels"} for _, b in encoded.batches(64)]
-
-
-def test_metric_fn(task: str, tokenizer, *, max_pairs: int = 2400):
-    """A function `model -> test metric` that runs the real (quantized) model."""
-    if task == ZERO_SHOT:
-        from samp_jax.experiments import SnliEmbedTask
-        zero_shot = SnliEmbedTask(tokenizer, max_pairs=max_pairs)
-        return lambda model: zero_shot.score(zero_shot.embed(model))["roc_auc"]
-    from samp_jax.tasks import evaluate, get_task, split_examples
-    t = get_task(task)
-    encoded = t.encode(tokenizer, split_examples(t, "test"))
-    return lambda model: evaluate(model, t, tokenizer=tokenizer, encoded=encoded)["value"]
 
 
 def run_search(*, task: str = ZERO_SHOT, tolerance: float = 0.01, tolerance_mode: str = "relative",
@@ -62,12 +37,14 @@ def run_search(*, task: str = ZERO_SHOT, tolerance: float = 0.01, tolerance_mode
     """Runs the whole pipeline and writes the report. Returns the JSON summary."""
     from calibrate import calibrate
     from calibrate.report import write_report
+    from samp_jax.experiments import make_evaluator
     from calibrate.search import search, validate_tolerance
 
     validate_tolerance(tolerance, tolerance_mode)  # fail before any slow step
     start = time.perf_counter()
     model, tokenizer, description = load_task_model(task, progress=progress)
-    calibration = calibrate(model, calibration_batches(task, tokenizer), calibration_method)
+    evaluator = make_evaluator(task, tokenizer)
+    calibration = calibrate(model, evaluator.calibration_batches(), calibration_method)
     from calibrate.objectives import TaskObjective, snli_embed_objective
     if task == ZERO_SHOT:
         data = snli_embed_objective(model, tokenizer, max_pairs=max_search_examples or 600)
@@ -76,11 +53,11 @@ def run_search(*, task: str = ZERO_SHOT, tolerance: float = 0.01, tolerance_mode
     result = search(model, data, tokenizer=tokenizer, tolerance=tolerance, tolerance_mode=tolerance_mode,
                     objective=objective, latency_target_ms=latency_target_ms, calibration=calibration,
                     progress=progress)
-    score = test_metric_fn(task, tokenizer)
+    score = lambda m: evaluator.score(evaluator.outputs(m))["value"]  # noqa: E731  real quantized path
     test = {"fp32": score(model), "chosen": score(quantize(model, result.precision_map, calibration))}
     if compare_presets:
         layers = model.config.num_layers
-        for name in ("quant_ffn_only", "fully_quant"):
+        for name in ("fp16", "quant_ffn_only", "fully_quant"):
             test[name] = score(quantize(model, PrecisionMap.preset(name, layers), calibration))
     test["chosen_relative_change"] = test["chosen"] / test["fp32"] - 1.0
     return write_report(result, out, test_metrics=test, command=command, extra={

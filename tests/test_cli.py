@@ -12,13 +12,13 @@ def test_eval_json_on_real_snli(capsys):
                  "fp16,quant_ffn_only", "--max-pairs", "120", "--json"])
     assert code == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["pairs"] == 120
+    assert result["examples"] == 120 and result["metric"] == "roc_auc"
     variants = [row["variant"] for row in result["rows"]]
     assert variants == ["fp32 (reference)", "fp16", "quant_ffn_only / dynamic"]
     reference, fp16, ffn = result["rows"]
-    assert 0.6 < reference["roc_auc"] <= 1.0
-    assert abs(fp16["relative_change"]) < 0.01 and fp16["cosine_to_fp32"] > 0.999
-    assert ffn["cosine_to_fp32"] > 0.99
+    assert 0.6 < reference["value"] <= 1.0
+    assert abs(fp16["relative_change"]) < 0.01 and fp16["agreement"] > 0.999
+    assert ffn["agreement"] > 0.99
     assert ffn["param_mb"] < fp16["param_mb"]
 
 
@@ -30,7 +30,7 @@ def test_eval_with_a_map_file_and_static_calibration(tmp_path, capsys):
                  "--json"])
     assert code == 0
     rows = json.loads(capsys.readouterr().out)["rows"]
-    assert rows[1]["variant"] == "map.json" and rows[1]["cosine_to_fp32"] > 0.98
+    assert rows[1]["variant"] == "map.json" and rows[1]["agreement"] > 0.98
 
 
 @pytest.mark.parametrize("precision, message", [
@@ -46,6 +46,20 @@ def test_bad_map_file_is_reported(tmp_path, capsys):
     path.write_text('{"num_layers": 6, "rules": [{"sites": ["mlp"], "precision": "int8"}]}')
     assert main(["eval", "--precision", str(path)]) == 1
     assert "site='mlp' is not one of" in capsys.readouterr().err
+
+
+def test_other_models_are_refused(capsys):
+    assert main(["eval", "--model", "/some/folder"]) == 1
+    assert "only --model minilm" in capsys.readouterr().err
+
+
+def test_search_rejects_an_absurd_tolerance_before_any_work(capsys, tmp_path):
+    assert main(["search", "--tolerance", "80%", "--out", str(tmp_path / "o")]) == 1
+    assert "would allow losing half" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+    with pytest.raises(SystemExit) as info:
+        main(["search", "--tolerance", "lots"])
+    assert info.value.code == 2
 
 
 def test_help_and_usage_errors(capsys):

@@ -1,39 +1,50 @@
-"""Regenerates the SNLI zero-shot accuracy table in docs/accuracy.md.
+"""Measures an accuracy table (FP32 and every preset/calibrator variant) for one task.
 
-Usage: .venv/bin/python tools/accuracy_table.py [--max-pairs 2400] [--out docs/accuracy_snli_embed.json]
+Usage: .venv/bin/python tools/accuracy_table.py --task snli-embed [--max-pairs 2400]
+       .venv/bin/python tools/accuracy_table.py --task polarity --variants short
+Writes docs/accuracy_<task>.json; docs/accuracy.md quotes these files.
 """
 
 import argparse
 import json
 import platform
+import sys
 import time
 from pathlib import Path
 
 import jax
 
-from samp_jax import Tokenizer, load_pretrained, minilm_path
-from samp_jax.experiments import SnliEmbedTask, accuracy_table, default_variants, format_table
+from samp_jax.experiments import Variant, accuracy_table, default_variants, format_table, make_evaluator
+from samp_jax.pipeline import load_task_model
+
+SHORT_VARIANTS = [Variant("fp16"), Variant("bf16"), Variant("fp8"), Variant("quant_ffn_only"),
+                  Variant("fully_quant"), Variant("fully_quant", "per_tensor_static", "percentile", 0.5)]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--max-pairs", type=int, default=2400)
-    parser.add_argument("--out", type=Path, default=Path("docs/accuracy_snli_embed.json"))
+    parser.add_argument("--task", default="snli-embed", choices=["snli-embed", "snli", "polarity", "wnut16"])
+    parser.add_argument("--max-pairs", type=int, default=2400, help="snli-embed only")
+    parser.add_argument("--variants", default="all", choices=["all", "short"],
+                        help="short: fp16, bf16, fp8, quant_ffn_only, fully_quant dynamic and static")
+    parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    path = minilm_path()
-    model, tokenizer = load_pretrained(path), Tokenizer.from_pretrained(path)
-    task = SnliEmbedTask(tokenizer, max_pairs=args.max_pairs)
+    out = args.out or Path(f"docs/accuracy_{args.task.replace('-', '_')}.json")
+    model, tokenizer, description = load_task_model(args.task)
+    options = {"max_pairs": args.max_pairs} if args.task == "snli-embed" else {}
+    evaluator = make_evaluator(args.task, tokenizer, **options)
+    variants = default_variants() if args.variants == "all" else SHORT_VARIANTS
     start = time.perf_counter()
-    rows = accuracy_table(model, task, default_variants(),
-                          progress=lambda r: print(f"{r['variant']}: {r['roc_auc']:.4f}", flush=True))
-    result = {"command": "python tools/accuracy_table.py --max-pairs %d" % args.max_pairs,
-              "device": jax.devices()[0].device_kind, "machine": platform.machine(),
-              "pairs": int(task.labels.size), "unique_sentences": len(task.texts),
-              "calibration_sentences": len(task.calibration_texts),
+    rows = accuracy_table(model, evaluator, variants,
+                          progress=lambda r: print(f"{r['variant']}: {r['value']:.4f}", flush=True))
+    command = " ".join(["python tools/accuracy_table.py", *sys.argv[1:]])
+    result = {"command": command, "model": description, "task": args.task, "metric": evaluator.metric,
+              "agreement": evaluator.agreement, "device": jax.devices()[0].device_kind,
+              "machine": platform.machine(), "examples": rows[0]["examples"],
               "total_seconds": time.perf_counter() - start, "rows": rows}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1))
-    print(format_table(rows))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1))
+    print(format_table(rows, metric=evaluator.metric, agreement=evaluator.agreement))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import json
 import sys
 import time
 
-from samp_jax.finetune import DEFAULT_CONFIGS, finetuned_model
+from samp_jax.training import DEFAULT_CONFIGS, finetuned_model
 from samp_jax.tasks import evaluate
 
 
