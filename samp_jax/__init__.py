@@ -24,3 +24,5 @@ __all__ = [
     "gemm", "implementations", "register_gemm_implementation",
     "FinetuneConfig", "evaluate", "finetune", "finetuned_model", "get_task",
 ]
+
+import pallas_kernels as _pallas_kernels  # noqa: E402,F401  registers the 'pallas' GEMM
