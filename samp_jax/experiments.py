@@ -81,6 +81,10 @@ class SnliEmbedTask:
         self.tokenizer = tokenizer
         self.batch_size = batch_size
 
+    @property
+    def num_examples(self) -> int:
+        return int(len(self.labels))
+
     def calibration_batches(self) -> list[dict[str, np.ndarray]]:
         return [batch for _, batch in length_batches(self.tokenizer, self.calibration_texts, batch_size=64)]
 
@@ -104,14 +108,22 @@ class LabelledTaskEvaluator:
     agreement = "same prediction as FP32"
 
     def __init__(self, task: str, tokenizer, *, split: str = "test", seed: int = 0,
-                 calibration_examples: int = 512, batch_size: int = 64):
+                 max_examples: int | None = None, calibration_examples: int = 512, batch_size: int = 64):
         from samp_jax.tasks import get_task, split_examples
         self.task = get_task(task)
         self.metric = self.task.metric
         self.tokenizer = tokenizer
-        self.encoded = self.task.encode(tokenizer, split_examples(self.task, split, seed))
+        examples = list(split_examples(self.task, split, seed))
+        if max_examples is not None and max_examples < len(examples):  # a seeded, fixed subset
+            keep = np.sort(np.random.default_rng(seed).choice(len(examples), max_examples, replace=False))
+            examples = [examples[i] for i in keep]
+        self.encoded = self.task.encode(tokenizer, examples)
         self._calibration = list(split_examples(self.task, "calibration", seed))[:calibration_examples]
         self.batch_size = batch_size
+
+    @property
+    def num_examples(self) -> int:
+        return len(self.encoded)
 
     def calibration_batches(self) -> list[dict[str, np.ndarray]]:
         encoded = self.task.encode(self.tokenizer, self._calibration)

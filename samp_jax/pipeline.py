@@ -33,7 +33,7 @@ def run_search(*, task: str = ZERO_SHOT, tolerance: float = 0.01, tolerance_mode
                latency_target_ms: float | None = None, out: str | Path = "search_out",
                objective: str = "latency", calibration_method: str = "percentile",
                progress: bool = True, command: str | None = None, compare_presets: bool = True,
-               max_search_examples: int | None = None) -> dict:
+               max_search_examples: int | None = None, max_test_examples: int | None = None) -> dict:
     """Runs the whole pipeline and writes the report. Returns the JSON summary."""
     from calibrate import calibrate
     from calibrate.report import write_report
@@ -43,7 +43,10 @@ def run_search(*, task: str = ZERO_SHOT, tolerance: float = 0.01, tolerance_mode
     validate_tolerance(tolerance, tolerance_mode)  # fail before any slow step
     start = time.perf_counter()
     model, tokenizer, description = load_task_model(task, progress=progress)
-    evaluator = make_evaluator(task, tokenizer)
+    if task == ZERO_SHOT:
+        evaluator = make_evaluator(task, tokenizer, max_pairs=max_test_examples or 2400)
+    else:
+        evaluator = make_evaluator(task, tokenizer, max_examples=max_test_examples)
     calibration = calibrate(model, evaluator.calibration_batches(), calibration_method)
     from calibrate.objectives import TaskObjective, snli_embed_objective
     if task == ZERO_SHOT:
@@ -62,4 +65,5 @@ def run_search(*, task: str = ZERO_SHOT, tolerance: float = 0.01, tolerance_mode
     test["chosen_relative_change"] = test["chosen"] / test["fp32"] - 1.0
     return write_report(result, out, test_metrics=test, command=command, extra={
         "model": description, "task": task, "out": str(out),
+        "test_examples": evaluator.num_examples,
         "total_seconds": time.perf_counter() - start, "compute_dtype": jnp.dtype(jnp.float16).name})

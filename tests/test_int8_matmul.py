@@ -127,3 +127,22 @@ def test_pallas_path_runs_the_named_kernel_and_matches_xla(interpret_mode):
     out = gemm(x, w, implementation="pallas", **kwargs)
     ref = gemm(x, w, implementation="xla", **kwargs)
     np.testing.assert_allclose(np.asarray(out, np.float32), np.asarray(ref, np.float32), atol=2e-2, rtol=1e-2)
+
+
+def test_gemm_benchmark_script_runs(tmp_path):
+    """CPU smoke of benchmarks/gemm.py --quick: it checks the script works, not its speed."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "gemm.json"
+    subprocess.run([sys.executable, str(root / "benchmarks" / "gemm.py"), "--quick", "--out", str(out)],
+                   check=True, cwd=root, capture_output=True, text=True, timeout=600,
+                   env={**__import__("os").environ, "PYTHONPATH": str(root)})
+    result = json.loads(out.read_text())
+    timed = [r for r in result["rows"] if "ms" in r]
+    assert {r["contender"] for r in timed} == {"xla_fp16", "xla_int8", "pallas_triton_int8"}
+    assert all(r["ms"] > 0 and r["tops"] > 0 for r in timed)
+    assert result["interpret"] == (jax.default_backend() != "gpu")

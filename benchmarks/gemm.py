@@ -1,0 +1,96 @@
+"""GEMM benchmark: XLA FP16, XLA INT8 and the Pallas INT8 kernels, each with its epilogue.
+
+Usage (GPU): PYTHONPATH=. python benchmarks/gemm.py           → benchmarks/results/<device>-gemm.json
+       (CPU smoke, interpret mode, tiny shapes): python benchmarks/gemm.py --quick --out /tmp/gemm.json
+
+Timing: warm-up, then the median over repeats of back-to-back calls with one sync (see
+`samp_jax.latency.time_ms`). TOPS count 2·M·N·K operations; % of peak uses the dense
+datasheet peak of the device (H100 SXM: 989 TFLOP/s FP16, 1979 TOPS INT8) when known.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import pallas_kernels
+from samp_jax import gemm
+from samp_jax.latency import time_ms
+from samp_jax.quant import quantize_weight_int8
+
+SHAPES_M = (16, 128, 4096, 16384, 32768)
+SHAPES_KN = ((768, 2304), (768, 768), (768, 3072), (3072, 768))
+PEAKS = {"H100": {"fp16": 989e12, "int8": 1979e12}, "H200": {"fp16": 989e12, "int8": 1979e12}}
+
+
+def peak_for(device: str, kind: str) -> float | None:
+    for name, peaks in PEAKS.items():
+        if name in device:
+            return peaks[kind]
+    return None
+
+
+def contenders(k: int, n: int):
+    """(name, precision, implementation) with the FFN-in epilogue: bias + GELU."""
+    return [("xla_fp16", "fp16", "xla"), ("xla_int8", "int8", "xla"),
+            ("pallas_triton_int8", "int8", "pallas")]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="tiny shapes, interpret mode on CPU")
+    parser.add_argument("--repeats", type=int, default=50)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    device = jax.devices()[0].device_kind
+    on_gpu = jax.default_backend() == "gpu"
+    shapes_m, shapes_kn, repeats = SHAPES_M, SHAPES_KN, args.repeats
+    if args.quick:
+        shapes_m, shapes_kn, repeats = (16, 64), ((384, 256),), 3
+    if not on_gpu:
+        pallas_kernels.set_interpret(True)
+    rng = np.random.default_rng(0)
+    rows = []
+    for k, n in shapes_kn:
+        w = rng.normal(size=(k, n)).astype(np.float32) * 0.05
+        weights = {"fp16": jnp.asarray(w, jnp.float16), "int8": quantize_weight_int8(w)}
+        bias = jnp.asarray(rng.normal(size=(n,)), jnp.float32)
+        for m in shapes_m:
+            x = jnp.asarray(rng.normal(size=(m, k)), jnp.float16)
+            baseline = None
+            for name, precision, impl in contenders(k, n):
+                fn = jax.jit(lambda x, p=precision, i=impl: gemm(
+                    x, weights[p], precision=p, bias=bias, activation="gelu", implementation=i))
+                try:
+                    ms = time_ms(lambda: fn(x), repeats=repeats)
+                except NotImplementedError as e:
+                    rows.append({"m": m, "k": k, "n": n, "contender": name, "skipped": str(e)})
+                    continue
+                tops = 2 * m * n * k / (ms * 1e-3) / 1e12
+                peak = peak_for(device, "fp16" if precision == "fp16" else "int8")
+                row = {"m": m, "k": k, "n": n, "contender": name, "ms": ms, "tops": tops,
+                       "percent_of_peak": None if peak is None else 100 * tops * 1e12 / peak}
+                if name == "xla_fp16":
+                    baseline = ms
+                row["speedup_vs_xla_fp16"] = None if baseline is None else baseline / ms
+                rows.append(row)
+                print(f"{name:<20} M={m:<6} K={k:<5} N={n:<5} {ms:9.4f} ms {tops:8.2f} TOPS"
+                      + (f"  {row['speedup_vs_xla_fp16']:.2f}x fp16" if baseline else ""), flush=True)
+    rows.append({"contender": "pallas_mosaic_int8", "skipped": "not implemented yet (needs a Hopper GPU session)"})
+    out = args.out or Path("benchmarks/results") / f"{device.replace(' ', '_')}-gemm.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"device": device, "backend": jax.default_backend(),
+                               "interpret": not on_gpu, "command": "python benchmarks/gemm.py " + " ".join(sys.argv[1:]),
+                               "machine": platform.machine(), "rows": rows}, indent=1))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
