@@ -67,7 +67,8 @@ def plot_pareto(result: SearchResult, path: Path) -> None:
                        s=size, label=kind, zorder=3 if kind in ("preset", "chosen") else 2)
     for e in evaluated:
         if e.kind in ("preset", "chosen"):
-            ax.annotate(e.name, (e.latency_ms, value(e)), textcoords="offset points", xytext=(5, 5), fontsize=8)
+            offset = (5, -12) if e.kind == "chosen" else (5, 5)  # presets often share its spot
+            ax.annotate(e.name, (e.latency_ms, value(e)), textcoords="offset points", xytext=offset, fontsize=8)
     points = [(e.latency_ms, value(e)) for e in evaluated]
     front = pareto_front(points)
     ax.plot([points[i][0] for i in front], [points[i][1] for i in front], "--", c="#55a868",

@@ -1,4 +1,5 @@
-"""Fine-tunes MiniLM on every task with the default CPU settings (cached), then prints metrics.
+"""Fine-tunes MiniLM on every task with the default CPU settings (cached), scores the test split,
+and records the results in docs/finetune.json.
 
 Usage: .venv/bin/python tools/finetune_all.py [TASK ...]
 """
@@ -6,20 +7,32 @@ Usage: .venv/bin/python tools/finetune_all.py [TASK ...]
 import json
 import sys
 import time
+from pathlib import Path
 
-from samp_jax.training import DEFAULT_CONFIGS, finetuned_model
+import jax
+
 from samp_jax.tasks import evaluate
+from samp_jax.training import DEFAULT_CONFIGS, finetuned_model
+
+TARGETS = {"snli": "accuracy ≥ 0.80", "polarity": "accuracy ≥ 0.80", "wnut16": "entity F1 ≥ 0.30"}
+RECORD = Path("docs/finetune.json")
 
 
 def main() -> None:
+    record = json.loads(RECORD.read_text()) if RECORD.is_file() else {"rows": []}
     for task in sys.argv[1:] or list(DEFAULT_CONFIGS):
         start = time.perf_counter()
         model, tokenizer, info = finetuned_model(task)
         test = evaluate(model, task, "test", tokenizer=tokenizer)
-        print(json.dumps({"task": task, "dev": info["dev_metric"], "test": test,
-                          "train_seconds": info["seconds"], "steps": info["steps"],
-                          "examples_per_second": info["examples_per_second"],
-                          "wall_seconds": time.perf_counter() - start}), flush=True)
+        row = {"task": task, "dev": info["dev_metric"], "test": test, "target": TARGETS[task],
+               "train_seconds": info["seconds"], "steps": info["steps"], "config": info["config"],
+               "examples_per_second": info["examples_per_second"], "wall_seconds": time.perf_counter() - start}
+        print(json.dumps(row), flush=True)
+        record["rows"] = [r for r in record["rows"] if r["task"] != task] + [row]
+        record["rows"].sort(key=lambda r: list(TARGETS).index(r["task"]))
+        record |= {"command": "python tools/finetune_all.py snli polarity wnut16",
+                   "device": jax.devices()[0].device_kind}
+        RECORD.write_text(json.dumps(record, indent=1))
 
 
 if __name__ == "__main__":
