@@ -17,7 +17,7 @@ from samp_jax.pipeline import ZERO_SHOT, run_search
 OUT = "demo_out"
 
 
-def run(*, tolerance: float = 0.01, max_search_examples: int = 600, max_test_examples: int = 3000) -> dict:
+def run(*, tolerance: float = 0.01, max_search_examples: int = 256, max_test_examples: int = 2000) -> dict:
     start = time.perf_counter()
     cached = (finetuned_dir("snli", DEFAULT_CONFIGS["snli"]) / "finetune.json").is_file()
     task = "snli" if cached else ZERO_SHOT

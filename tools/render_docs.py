@@ -66,26 +66,31 @@ def search_page() -> str:
         parts += ["## Results at 1% relative tolerance", "",
                   "| task | metric | FP32 (search) | chosen (search) | FP32 (test) | chosen (test) | "
                   "chosen vs FP32 (test) | quant_ffn_only (test) | fully_quant (test) | INT8 FLOP fraction | "
-                  "est. speed-up vs FP16 | maps | compilations | search time | report |",
+                  "est. speed-up vs FP16 | maps (+48 sensitivity) | compilations | search time | report |",
                   "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"] + rows + [""]
         parts += [(DOCS / "search_notes.md").read_text().rstrip(), ""] if (DOCS / "search_notes.md").is_file() else []
     scaling = load("search_scaling.json")
     if scaling:
         parts += ["## Search time against model depth", "",
                   f"Command: `{scaling['command']}` ({scaling['device']}).", "",
-                  "| layers | GEMM sites | sensitivity maps | greedy maps | maps in all | compilations | seconds | s per map |",
-                  "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                  "| layers | GEMM sites | sensitivity maps (on 4 batches) | greedy maps (whole search set) | "
+                  "compilations | search seconds |",
+                  "|---:|---:|---:|---:|---:|---:|"]
         for r in scaling["rows"]:
             parts.append(f"| {r['layers']} | {r['sites']} | {r['sensitivity_maps']} | {r['greedy_maps']} | "
-                         f"{r['maps_evaluated']} | {r['compilations']} | {r['seconds']:.0f} | "
-                         f"{r['seconds'] / max(r['maps_evaluated'], 1):.2f} |")
-        parts.append("")
+                         f"{r['compilations']} | {r['seconds']:.0f} |")
+        parts += ["", "Sensitivity costs one map per (site, quantized option): linear in layers × sites × "
+                  "options. The greedy costs about one chunk of maps per rejected move plus one per "
+                  "accepted chunk, also linear in the number of sites, and each map is a forward whose "
+                  "cost grows with depth, so the total grows somewhat faster than linearly. The program "
+                  "compiled once per run. These runs shared the CPU with other jobs, so the seconds "
+                  "are upper bounds.", ""]
     for latency in sorted(DOCS.glob("latency_check_*.json")):
         data = json.loads(latency.read_text())
         parts += [f"## Latency model against real forwards ({data['device']})", "",
                   f"Command: `{data['command']}`. Per-site GEMM times measured on this device, summed with "
                   "the measured non-GEMM remainder, against timed end-to-end forwards of each preset.", "",
-                  "| map | predicted (ms) | measured (ms) | error | H100 roofline estimate (ms) |",
+                  "| map | predicted (ms) | measured (ms) | error | H100 roofline estimate (ms, not measured) |",
                   "|---|---:|---:|---:|---:|"]
         for r in data["rows"]:
             parts.append(f"| {r['map']} | {r['predicted_ms']:.2f} | {r['measured_ms']:.2f} | "
