@@ -21,7 +21,7 @@ from flax import nnx
 
 from samp_jax.config import EncoderConfig
 from samp_jax.dispatch import Activation, gemm
-from samp_jax.layers import Embeddings, EncoderLayer, GemmSite, LayerNorm
+from samp_jax.layers import Embeddings, GemmSite
 from samp_jax.model import EncoderModel, make_head
 from samp_jax.precision import SITES, PrecisionMap, SitePrecision
 from samp_jax.quant import (FP8_E4M3_MAX, INT8_MAX, QArray, quantize_weight_fp8,

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from samp_jax import QArray, SitePrecision, gemm, implementations, register_gemm_implementation
+from samp_jax import QArray, gemm, implementations, register_gemm_implementation
 from samp_jax import dispatch as gemm_module
 from samp_jax.dispatch import int8_accumulate
 from samp_jax.quant import (FP8_E4M3_MAX, quantize_fp8, quantize_per_tensor_int8,
