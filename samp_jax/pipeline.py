@@ -10,8 +10,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import jax.numpy as jnp
-
 from samp_jax.precision import PrecisionMap
 from samp_jax.quantized import quantize
 
@@ -36,9 +34,10 @@ def run_search(*, task: str = ZERO_SHOT, tolerance: float = 0.01, tolerance_mode
                max_search_examples: int | None = None, max_test_examples: int | None = None) -> dict:
     """Runs the whole pipeline and writes the report. Returns the JSON summary."""
     from calibrate import calibrate
+    from calibrate.objectives import TaskObjective, snli_embed_objective
     from calibrate.report import write_report
-    from samp_jax.experiments import make_evaluator
     from calibrate.search import search, validate_tolerance
+    from samp_jax.experiments import make_evaluator
 
     validate_tolerance(tolerance, tolerance_mode)  # fail before any slow step
     start = time.perf_counter()
@@ -48,7 +47,6 @@ def run_search(*, task: str = ZERO_SHOT, tolerance: float = 0.01, tolerance_mode
     else:
         evaluator = make_evaluator(task, tokenizer, max_examples=max_test_examples)
     calibration = calibrate(model, evaluator.calibration_batches(), calibration_method)
-    from calibrate.objectives import TaskObjective, snli_embed_objective
     if task == ZERO_SHOT:
         data = snli_embed_objective(model, tokenizer, max_pairs=max_search_examples or 600)
     else:
@@ -66,4 +64,5 @@ def run_search(*, task: str = ZERO_SHOT, tolerance: float = 0.01, tolerance_mode
     return write_report(result, out, test_metrics=test, command=command, extra={
         "model": description, "task": task, "out": str(out),
         "test_examples": evaluator.num_examples,
-        "total_seconds": time.perf_counter() - start, "compute_dtype": jnp.dtype(jnp.float16).name})
+        "total_seconds": time.perf_counter() - start,
+        "compute_dtype": "float16"})  # quantize()'s default between GEMM sites

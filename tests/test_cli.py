@@ -70,3 +70,21 @@ def test_help_and_usage_errors(capsys):
     with pytest.raises(SystemExit) as info:
         main(["eval", "--calibration", "magic"])
     assert info.value.code == 2
+
+
+def test_full_search_pipeline_on_zero_shot_snli(tmp_path):
+    """fetch → calibrate → search → quantize → test split → report, at a small size."""
+    from samp_jax import PrecisionMap
+    from samp_jax.pipeline import run_search
+    summary = run_search(task="snli-embed", tolerance=0.01, out=tmp_path / "o", progress=False,
+                         max_search_examples=64, max_test_examples=64, compare_presets=False)
+    assert summary["test_examples"] == 64
+    assert set(summary["test"]) == {"fp32", "chosen", "chosen_relative_change"}
+    assert 0.5 < summary["test"]["fp32"] <= 1.0
+    pmap = PrecisionMap.from_json(tmp_path / "o" / "precision_map.json")
+    assert pmap.num_layers == 6
+    assert summary["compilations"] >= 1 and summary["maps_evaluated"] >= 4
+    assert (tmp_path / "o" / "pareto.png").is_file() and (tmp_path / "o" / "report.md").is_file()
+    # within tolerance on the search split, by construction of the greedy
+    assert summary["chosen_search_metric"] >= summary["fp32_search_metric"] * 0.99 - 1e-9 or \
+        summary["int8_flop_fraction"] == 0.0
