@@ -19,7 +19,7 @@ from typing import Sequence
 import numpy as np
 
 from samp_jax.evaluation import jit_forward, length_batches, roc_auc
-from samp_jax.tasks import IGNORE, Task, get_task, split_examples
+from samp_jax.tasks import IGNORE, Task, gather_rows, get_task, split_examples
 
 Z_ONE_SIDED_95 = 1.645
 
@@ -85,17 +85,7 @@ class TaskObjective(Objective):
         self._reference_logp = [_log_softmax(r[:len(rows)]) for r, rows in zip(self.reference, self._rows)]
 
     def _gather(self, outputs) -> np.ndarray:
-        width = self.encoded.input_ids.shape[1]
-        first = outputs[0]
-        shape = (len(self.encoded),) + ((width,) if first.ndim == 3 else ()) + first.shape[-1:]
-        logits = np.zeros(shape, np.float32)
-        for rows, out in zip(self._rows, outputs):
-            out = out[:len(rows)]
-            if out.ndim == 3:
-                logits[rows, :out.shape[1]] = out
-            else:
-                logits[rows] = out
-        return logits
+        return gather_rows(outputs, self._rows, self.encoded)
 
     def metric(self, outputs) -> float | None:
         if self.partial:

@@ -190,8 +190,10 @@ def search(model, data, *, tokenizer=None, tolerance: float = 0.01, tolerance_mo
         if all(p in options for _, p in pmap.items()):
             presets[name] = pmap
     preset_choices = np.stack([switch.choices_for(p) for p in presets.values()])
-    for name, choices, outputs in zip(presets, preset_choices, run(preset_choices)):
+    preset_outputs = run(preset_choices)
+    for name, choices, outputs in zip(presets, preset_choices, preset_outputs):
         record(name, "preset", choices, outputs)
+    current_outputs = preset_outputs[0]  # outputs of `current` below (all FP16), when known
 
     # ---- single-site sensitivities
     moves = [(layer, si, oi) for layer in range(num_layers) for si in range(len(SITES))
@@ -238,6 +240,7 @@ def search(model, data, *, tokenizer=None, tolerance: float = 0.01, tolerance_mo
                 break
             if not assigned[layer, si]:
                 current[layer, si], assigned[layer, si] = oi, True
+                current_outputs = None
     else:
         pending = list(ordered)
         while pending:
@@ -265,10 +268,13 @@ def search(model, data, *, tokenizer=None, tolerance: float = 0.01, tolerance_mo
                 accepted = k + 1
             for layer, si, oi in group[:accepted]:
                 current[layer, si], assigned[layer, si] = oi, True
+            if accepted:
+                current_outputs = outputs[accepted - 1]
             consumed = group[:accepted + 1]  # accepted moves, plus the one that failed
             pending = [m for m in pending if m not in consumed and not assigned[m[0], m[1]]]
-    chosen_out = run(current[None])[0]
-    chosen = record("chosen", "chosen", current, chosen_out)
+    if current_outputs is None:  # latency-target mode moves without measuring
+        current_outputs = run(current[None])[0]
+    chosen = record("chosen", "chosen", current, current_outputs)
     bar.close()
     return SearchResult(
         precision_map=chosen.precision_map, objective_name=obj.name, metric_name=obj.metric_name,

@@ -132,20 +132,29 @@ class Task:
                 "precision": float(f1["precision"]), "recall": float(f1["recall"])}
 
 
-def predict(forward: Callable[[dict], object], encoded: EncodedSplit, *, batch_size: int = 64,
-            buckets: Sequence[int] = DEFAULT_BUCKETS) -> np.ndarray:
-    """Logits for every row of `encoded`, in row order (`[N, C]` or `[N, max_length, C]`)."""
-    out = None
-    for rows, batch in encoded.batches(batch_size, buckets=buckets):
-        logits = np.asarray(forward({k: v for k, v in batch.items() if k != "labels"}))[:len(rows)]
-        if out is None:
-            shape = (len(encoded),) + ((encoded.input_ids.shape[1],) if logits.ndim == 3 else ()) + logits.shape[-1:]
-            out = np.zeros(shape, np.float32)
+def gather_rows(batch_outputs: Sequence[np.ndarray], batch_rows: Sequence[np.ndarray], encoded: EncodedSplit) -> np.ndarray:
+    """Puts per-batch outputs (`[batch, ...]`, padding rows included) back in row order:
+    `[N, C]`, or `[N, max_length, C]` for token outputs (positions past a bucket stay 0)."""
+    first = batch_outputs[0]
+    shape = (len(encoded),) + ((encoded.input_ids.shape[1],) if first.ndim == 3 else ()) + first.shape[-1:]
+    out = np.zeros(shape, np.float32)
+    for rows, logits in zip(batch_rows, batch_outputs):
+        logits = logits[:len(rows)]
         if logits.ndim == 3:
             out[rows, :logits.shape[1]] = logits
         else:
             out[rows] = logits
     return out
+
+
+def predict(forward: Callable[[dict], object], encoded: EncodedSplit, *, batch_size: int = 64,
+            buckets: Sequence[int] = DEFAULT_BUCKETS) -> np.ndarray:
+    """Logits for every row of `encoded`, in row order (`[N, C]` or `[N, max_length, C]`)."""
+    outputs, rows = [], []
+    for batch_rows, batch in encoded.batches(batch_size, buckets=buckets):
+        outputs.append(np.asarray(forward({k: v for k, v in batch.items() if k != "labels"})))
+        rows.append(batch_rows)
+    return gather_rows(outputs, rows, encoded)
 
 
 def evaluate(model, task: "Task | str", split: str = "test", *, tokenizer=None, seed: int = 0,
