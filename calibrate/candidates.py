@@ -37,6 +37,10 @@ class SwitchableGemmSite(nnx.Module):
     def __init__(self, branches: list[QuantizedGemmSite]):
         self.branches = nnx.List(branches)
 
+    def fused_input_quant(self) -> None:
+        """The branches differ in precision, so the site always takes float input."""
+        return None
+
     def __call__(self, x: jax.Array, *, activation: Activation = None,
                  residual: jax.Array | None = None) -> jax.Array:
         if self.choice is None:

@@ -15,8 +15,9 @@ import jax.numpy as jnp
 from flax import nnx
 
 from samp_jax.config import EncoderConfig
-from samp_jax.dispatch import Activation, gemm
+from samp_jax.dispatch import Activation, fused_op, gemm
 from samp_jax.precision import SITES, SitePrecision
+from samp_jax.quant import QArray
 
 AttentionImpl = Literal["xla", "cudnn"] | None
 
@@ -43,6 +44,18 @@ class LayerNorm(nnx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         return layer_norm(x, self.scale[...], self.bias[...], self.eps).astype(self.dtype)
+
+    def with_quantized(self, x: jax.Array, consumer) -> tuple[jax.Array, QArray | None]:
+        """LayerNorm, plus `consumer`'s INT8 input from the same pass (ZeroQuant-HERO's
+        LN+quant fusion) when `consumer` is an INT8 site and the fused kernel is available;
+        otherwise `(LayerNorm(x), None)` and the consumer quantizes for itself."""
+        spec = None if consumer is None else consumer.fused_input_quant()
+        fused = fused_op("layernorm_quant") if spec is not None else None
+        if fused is None:
+            return self(x), None
+        y, q, scale = fused(x, self.scale[...], self.bias[...], eps=self.eps, out_dtype=self.dtype,
+                            **spec)
+        return y, QArray(q, scale, "int8")
 
 
 class GemmSite(nnx.Module):
@@ -73,6 +86,10 @@ class GemmSite(nnx.Module):
 
     # Calibration sets this on a private copy of the model to observe the site's input.
     observer = None
+
+    def fused_input_quant(self) -> None:
+        """A float site takes float input: nothing to quantize for it upstream."""
+        return None
 
     def __call__(self, x: jax.Array, *, activation: Activation = None,
                  residual: jax.Array | None = None) -> jax.Array:
@@ -106,6 +123,24 @@ class Embeddings(nnx.Module):
                   + self.position[...][:seq_len].astype(jnp.float32)[None]
                   + self.token_type[...][token_type_ids].astype(jnp.float32))
         return self.norm(summed)  # [batch, seq, hidden]
+
+    def with_quantized(self, input_ids: jax.Array, token_type_ids: jax.Array,
+                       consumer) -> tuple[jax.Array, QArray | None]:
+        """The embeddings plus `consumer`'s INT8 input, from one fused gather + LayerNorm +
+        quantize kernel (SAMP's embedding fusion) when `consumer` is an INT8 site and the kernel
+        is available; otherwise `(self(...), None)`."""
+        spec = None if consumer is None else consumer.fused_input_quant()
+        fused = fused_op("embedding_quant") if spec is not None else None
+        if fused is None:
+            return self(input_ids, token_type_ids), None
+        if input_ids.shape[1] > self.max_positions:
+            raise ValueError(f"sequence length {input_ids.shape[1]} exceeds "
+                             f"max_position_embeddings={self.max_positions}")
+        norm = self.norm
+        y, q, scale = fused(input_ids, token_type_ids, self.word[...], self.position[...],
+                            self.token_type[...], norm.scale[...], norm.bias[...], eps=norm.eps,
+                            out_dtype=norm.dtype, **spec)
+        return y, QArray(q, scale, "int8")
 
 
 def resolve_attention_impl(implementation: AttentionImpl, dtype) -> str:
@@ -165,14 +200,33 @@ class EncoderLayer(nnx.Module):
         return {name: getattr(self, name) for name in SITES}
 
     def __call__(self, x: jax.Array, attention_mask: jax.Array) -> jax.Array:
+        return self.forward(x, attention_mask)[0]  # [batch, seq, hidden]
+
+    def forward(self, x: jax.Array, attention_mask: jax.Array, *, x_q: QArray | None = None,
+                next_site=None) -> tuple[jax.Array, QArray | None]:
+        """The layer, with INT8 hand-offs where the fused kernels are available.
+
+        `x_q` is `x` already quantized for `qkv` (by the previous LayerNorm+quant). The
+        LayerNorms quantize for their INT8 consumers (`ffn_in`, and `next_site`, the next
+        layer's `qkv`) in the same pass; an INT8 `ffn_in` feeding a static-INT8 `ffn_out`
+        writes INT8 straight from its epilogue. Returns `(output, output quantized for
+        next_site or None)`.
+        """
         batch, seq, hidden = x.shape
-        qkv = self.qkv(x).reshape(batch, seq, 3, self.num_heads, self.head_dim)
+        qkv = self.qkv(x if x_q is None else x_q).reshape(batch, seq, 3, self.num_heads, self.head_dim)
         context = attention(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], attention_mask,
                             implementation=self.attention_impl)
         context = context.reshape(batch, seq, hidden)
-        x = self.attn_norm(self.attn_out(context, residual=x))
-        inner = self.ffn_in(x, activation=self.activation)
-        return self.ffn_norm(self.ffn_out(inner, residual=x))  # [batch, seq, hidden]
+        x, ffn_in_q = self.attn_norm.with_quantized(self.attn_out(context, residual=x), self.ffn_in)
+        ffn_in_input = x if ffn_in_q is None else ffn_in_q
+        chain_scale = _chained_int8_scale(self.ffn_in, self.ffn_out)
+        if chain_scale is None:
+            inner = self.ffn_in(ffn_in_input, activation=self.activation)
+        else:  # INT8 out of ffn_in's epilogue, at ffn_out's static input scale
+            inner = QArray(self.ffn_in(ffn_in_input, activation=self.activation,
+                                       out_dtype=jnp.int8, out_scale=chain_scale),
+                           jnp.asarray(chain_scale, jnp.float32), "int8")
+        return self.ffn_norm.with_quantized(self.ffn_out(inner, residual=x), next_site)
 
 
 class Encoder(nnx.Module):
@@ -185,7 +239,23 @@ class Encoder(nnx.Module):
                          attention_impl=attention_impl, rngs=rngs)
             for _ in range(config.num_layers)])
 
-    def __call__(self, x: jax.Array, attention_mask: jax.Array) -> jax.Array:
-        for layer in self.layers:
-            x = layer(x, attention_mask)
+    def __call__(self, x: jax.Array, attention_mask: jax.Array, *,
+                 x_q: QArray | None = None) -> jax.Array:
+        """`x_q`: the first layer's INT8 `qkv` input, if the embeddings produced it."""
+        layers = list(self.layers)
+        for i, layer in enumerate(layers):
+            next_site = layers[i + 1].qkv if i + 1 < len(layers) else None
+            x, x_q = layer.forward(x, attention_mask, x_q=x_q, next_site=next_site)
         return x
+
+
+def _chained_int8_scale(producer, consumer):
+    """`consumer`'s static INT8 input scale when `producer` can requantize to it in its
+    epilogue: both INT8 with fused kernels available, `consumer` per-tensor static and not
+    smoothed (a per-token scale needs the whole row, which a tiled epilogue does not see)."""
+    out_spec, in_spec = producer.fused_input_quant(), consumer.fused_input_quant()
+    if out_spec is None or in_spec is None or fused_op("layernorm_quant") is None:
+        return None
+    if in_spec["act_scale"] is None or in_spec["input_scale"] is not None:
+        return None
+    return in_spec["act_scale"]

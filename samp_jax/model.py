@@ -121,8 +121,10 @@ class EncoderModel(nnx.Module):
         return hidden if self.head is None else self.head(hidden, attention_mask)
 
     def _hidden(self, input_ids, attention_mask, token_type_ids):
-        x = self.embeddings(input_ids, token_type_ids)
-        return self.encoder(x, attention_mask)
+        layers = self.encoder.layers
+        x, x_q = self.embeddings.with_quantized(input_ids, token_type_ids,
+                                                layers[0].qkv if len(layers) else None)
+        return self.encoder(x, attention_mask, x_q=x_q)
 
 
 def check_inputs(input_ids, attention_mask=None, token_type_ids=None):

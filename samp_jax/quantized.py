@@ -126,8 +126,18 @@ class QuantizedGemmSite(nnx.Module):
             return QArray(self.kernel[...], self.kernel_scale[...], self.precision.precision)
         return self.kernel[...]
 
-    def __call__(self, x: jax.Array, *, activation: Activation = None,
-                 residual: jax.Array | None = None) -> jax.Array:
+    def fused_input_quant(self) -> dict | None:
+        """How an upstream fused kernel must quantize this site's input, or None when the site
+        takes float input (not INT8, or pinned to the pure-XLA implementation)."""
+        if self.precision.precision != "int8" or self.implementation == "xla":
+            return None
+        return dict(act_scale=None if self.act_scale is None else self.act_scale[...],
+                    input_scale=None if self.input_scale is None else self.input_scale[...])
+
+    def __call__(self, x: jax.Array | QArray, *, activation: Activation = None,
+                 residual: jax.Array | None = None, out_dtype=None, out_scale=None) -> jax.Array:
+        """`x` is float, or (INT8 sites) a `QArray` quantized upstream as `fused_input_quant`
+        says. `out_dtype=int8` with `out_scale` requantizes the output for the next GEMM."""
         if self.observer is not None:
             self.observer(x)
         return gemm(
@@ -135,7 +145,8 @@ class QuantizedGemmSite(nnx.Module):
             activation=activation, residual=residual,
             act_scale=None if self.act_scale is None else self.act_scale[...],
             input_scale=None if self.input_scale is None else self.input_scale[...],
-            out_dtype=self.dtype, implementation=self.implementation)
+            out_dtype=out_dtype or self.dtype, out_scale=out_scale,
+            implementation=self.implementation)
 
 
 def _set_compute_dtype(model: EncoderModel, dtype) -> None:

@@ -32,6 +32,36 @@ class Config:
                 raise ValueError(f"{name}={value} must be a power of two >= 16")
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class MosaicConfig:
+    """Tiles and pipelining of the Mosaic GPU (Hopper wgmma) INT8 GEMM.
+
+    Attributes:
+      tile_m: output rows per CTA: 64 or 128 (wgmma issues M in 64-row groups).
+      tile_n: output columns per CTA: a multiple of 64, at most 256 (one wgmma N group).
+      tile_k: reduction step; 128 int8 = one 128-byte swizzle row.
+      max_concurrent_steps: TMA buffers in flight (pipeline depth), >= 2.
+    """
+
+    tile_m: int = 128
+    tile_n: int = 128
+    tile_k: int = 128
+    max_concurrent_steps: int = 4
+
+    def __post_init__(self):
+        if self.tile_m not in (64, 128):
+            raise ValueError(f"tile_m={self.tile_m} must be 64 or 128")
+        if self.tile_n % 64 or not 64 <= self.tile_n <= 256:
+            raise ValueError(f"tile_n={self.tile_n} must be a multiple of 64 in [64, 256]")
+        if self.tile_k not in (64, 128):
+            raise ValueError(f"tile_k={self.tile_k} must be 64 or 128")
+        if self.tile_m * self.tile_n > 128 * 128:
+            raise ValueError(f"tile {self.tile_m}x{self.tile_n} exceeds one warpgroup's int32 "
+                             "accumulator budget (128x128)")
+        if self.max_concurrent_steps < 2:
+            raise ValueError(f"max_concurrent_steps={self.max_concurrent_steps} must be >= 2")
+
+
 def heuristic(m: int, n: int, k: int) -> Config:
     """A reasonable config from the shape alone: small M gets short tiles (decode-like)."""
     block_m = 16 if m <= 16 else 32 if m <= 32 else 64 if m <= 2048 else 128
@@ -41,18 +71,36 @@ def heuristic(m: int, n: int, k: int) -> Config:
                   num_warps=8 if block_m * block_n >= 128 * 128 else 4, num_stages=3)
 
 
-def tuned(device_kind: str, m: int, n: int, k: int) -> Config | None:
-    """The checked-in tuned config for this device and shape, if any.
+def mosaic_heuristic(m: int, n: int, k: int) -> MosaicConfig:
+    """Small M (weight-bound) gets narrow 64×64 tiles for more CTAs; larger M gets 128×128."""
+    small = m <= 64
+    tile_n = 64 if small or n % 128 else 128
+    return MosaicConfig(tile_m=64 if small else 128, tile_n=tile_n,
+                        tile_k=128 if k % 128 == 0 else 64, max_concurrent_steps=4 if k >= 512 else 2)
 
-    The table maps device kind -> "MxNxK" (M rounded up to a power of two) -> Config fields.
+
+def tuned(device_kind: str, m: int, n: int, k: int, implementation: str = "triton"):
+    """The checked-in tuned config for this implementation, device and shape, if any.
+
+    The table maps implementation -> device kind -> "MxNxK" (M rounded up to a power of two)
+    -> config fields. `benchmarks/gemm.py --tune` writes it on the device.
     """
     if not TUNED_TABLE.is_file():
         return None
-    table = json.loads(TUNED_TABLE.read_text()).get(device_kind, {})
+    table = json.loads(TUNED_TABLE.read_text()).get(implementation, {}).get(device_kind, {})
     bucket = 1 << max(m - 1, 0).bit_length()
     entry = table.get(f"{bucket}x{n}x{k}")
-    return Config(**entry) if entry else None
+    if not entry:
+        return None
+    return (MosaicConfig if implementation == "mosaic" else Config)(**entry)
 
 
 def choose(device_kind: str, m: int, n: int, k: int, config: Config | None = None) -> Config:
-    return config or tuned(device_kind, m, n, k) or heuristic(m, n, k)
+    """Triton: an explicit config, else the tuned table, else the heuristic."""
+    return config or tuned(device_kind, m, n, k, "triton") or heuristic(m, n, k)
+
+
+def choose_mosaic(device_kind: str, m: int, n: int, k: int,
+                  config: MosaicConfig | None = None) -> MosaicConfig:
+    """Mosaic: an explicit config, else the tuned table, else the heuristic."""
+    return config or tuned(device_kind, m, n, k, "mosaic") or mosaic_heuristic(m, n, k)

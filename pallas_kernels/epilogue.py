@@ -1,0 +1,65 @@
+"""Epilogue math shared by the Pallas kernels, written with primitives every backend lowers.
+
+The Triton lowering has neither `erf`/`erfc` (which `jax.nn.gelu(approximate=False)` uses) nor
+`round`, so the kernels use the rational `erf` approximation XLA itself uses for float32
+(max abs error 4e-7) and a floor-based round-half-to-even that matches `jnp.round` exactly.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax.numpy as jnp
+
+from samp_jax.quant import INT8_MAX
+
+# XLA's float32 erf (xla/hlo/builder/lib/math.cc, ErfImpl32): x * P(x^2) / Q(x^2) on a clamp.
+_ERF_ALPHA = (0.00022905065861350646, 0.0034082910107109506, 0.050955695062380861,
+              0.18520832239976145, 1.128379143519084)
+_ERF_BETA = (-1.1791602954361697e-7, 0.000023547966471313185, 0.0010179625278914885,
+             0.014070470171167667, 0.11098505178285362, 0.49746925110067538, 1.0)
+_ERF_CLAMP = 3.7439211627767994  # erfinv(1 - 2^-23): beyond it erf(x) rounds to +-1
+
+
+def _polynomial(x, coefficients):
+    result = jnp.full_like(x, coefficients[0])
+    for c in coefficients[1:]:
+        result = result * x + c
+    return result
+
+
+def erf(x):
+    """float32 erf from mul/add/div/min/max only (every Pallas GPU lowering has them)."""
+    x = jnp.minimum(jnp.maximum(x, -_ERF_CLAMP), _ERF_CLAMP)
+    x2 = x * x
+    return x * _polynomial(x2, _ERF_ALPHA) / _polynomial(x2, _ERF_BETA)
+
+
+def activation(y, name: str | None):
+    """The epilogue activation: exact (erf) GELU as BERT uses, tanh-GELU, tanh, or none."""
+    if name is None:
+        return y
+    if name == "gelu":
+        return 0.5 * y * (1.0 + erf(y * (1.0 / math.sqrt(2.0))))
+    if name == "gelu_tanh":
+        inner = math.sqrt(2.0 / math.pi) * (y + 0.044715 * y * y * y)
+        return 0.5 * y * (1.0 + jnp.tanh(inner))
+    if name == "tanh":
+        return jnp.tanh(y)
+    raise ValueError(f"activation={name!r} is not one of ('gelu', 'gelu_tanh', 'tanh', None)")
+
+
+def round_half_even(x):
+    """`jnp.round` (ties to even) from floor: the Triton lowering has no round primitive."""
+    floor = jnp.floor(x)
+    frac = x - floor
+    odd = floor - 2.0 * jnp.floor(floor * 0.5)  # 1.0 where floor is odd
+    up = (frac > 0.5) | ((frac == 0.5) & (odd == 1.0))
+    return jnp.where(up, floor + 1.0, floor)
+
+
+def requantize(y, out_scale: float, *, has_round: bool = True):
+    """Static-scale INT8 requantization, symmetric to +-127 (as `samp_jax.quant` does)."""
+    scaled = y / out_scale  # a division, as `samp_jax.quant` does, so ties round identically
+    rounded = jnp.round(scaled) if has_round else round_half_even(scaled)
+    return jnp.minimum(jnp.maximum(rounded, -INT8_MAX), INT8_MAX).astype(jnp.int8)

@@ -1,0 +1,49 @@
+"""Numerical references (plain XLA) of the fused LayerNorm/embedding + quantize kernels."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from samp_jax.layers import layer_norm
+from samp_jax.quant import INT8_MAX, quantize_per_tensor_int8, quantize_per_token_int8
+
+
+def quantize_rows(y, *, act_scale=None, input_scale=None):
+    """INT8 of `y` as `samp_jax.dispatch.quantize_activation` does it: per-token dynamic, or
+    static with `act_scale`; `input_scale` ([H], SmoothQuant) multiplies first."""
+    y = y.astype(jnp.float32)
+    if input_scale is not None:
+        y = y * input_scale.astype(jnp.float32)
+    if act_scale is None:
+        q = quantize_per_token_int8(y)
+        return q.qvalue, q.scale
+    return quantize_per_tensor_int8(y, act_scale), jnp.broadcast_to(
+        jnp.asarray(act_scale, jnp.float32), (*y.shape[:-1], 1))
+
+
+def layernorm_quant_reference(x, gamma, beta, *, eps: float, residual=None, out_dtype=jnp.float16,
+                              act_scale=None, input_scale=None):
+    """`y = LayerNorm(x + residual)` in float32, cast to `out_dtype`; then INT8 of that `y`.
+
+    Returns `(y, q, scale)`: `y` for the residual stream, `q` `[..., H]` int8 and `scale`
+    `[..., 1]` float32 for the next INT8 GEMM.
+    """
+    h = x.astype(jnp.float32)
+    if residual is not None:
+        h = h + residual.astype(jnp.float32)
+    y = layer_norm(h, gamma, beta, eps).astype(out_dtype)
+    q, scale = quantize_rows(y, act_scale=act_scale, input_scale=input_scale)
+    return y, q, scale
+
+
+def embedding_quant_reference(input_ids, token_type_ids, word, position, token_type, gamma, beta, *,
+                              eps: float, out_dtype=jnp.float16, act_scale=None, input_scale=None):
+    """Word + position + token-type embeddings, LayerNorm, then INT8, as in `Embeddings`."""
+    seq = input_ids.shape[1]
+    summed = (word[input_ids].astype(jnp.float32) + position[:seq].astype(jnp.float32)[None]
+              + token_type[token_type_ids].astype(jnp.float32))
+    return layernorm_quant_reference(summed, gamma, beta, eps=eps, out_dtype=out_dtype,
+                                     act_scale=act_scale, input_scale=input_scale)
+
+
+__all__ = ["INT8_MAX", "embedding_quant_reference", "layernorm_quant_reference", "quantize_rows"]

@@ -1,0 +1,192 @@
+"""Residual add + LayerNorm + INT8 quantize in one pass (Pallas, Triton lowering), and the
+same fused with the embedding gather (SAMP's embedding fusion).
+
+One program per token row: it loads the row once (masked to the next power of two, so any
+hidden size works), adds the residual, computes float32 mean and variance, normalizes, writes
+the 16-bit output the residual stream needs, and quantizes that same rounded output to INT8
+with a per-token absmax scale (or a static one), as ZeroQuant-HERO's LN+quant fusion does.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax.experimental import pallas as pl
+from jax.experimental.pallas import triton as pltriton
+
+from pallas_kernels import epilogue as ep
+from samp_jax.quant import INT8_MAX
+
+LAYERNORM_KERNEL_NAME = "samp_layernorm_quant"
+EMBEDDING_KERNEL_NAME = "samp_embedding_quant"
+_TINY = 1e-12  # as samp_jax.quant: keeps an all-zero row's scale positive
+
+
+def _normalize_and_quantize(h, mask, hidden, gamma, beta, eps, out_dtype, input_scale, act_scale):
+    """Row math shared by both kernels; `h` is float32 `[block]` with zeros past `hidden`."""
+    mean = jnp.sum(h) / hidden
+    centered = jnp.where(mask, h - mean, 0.0)
+    var = jnp.sum(centered * centered) / hidden
+    y = (centered * jax.lax.rsqrt(var + eps) * gamma + beta).astype(out_dtype)
+    yq = y.astype(jnp.float32)  # quantize the rounded output, exactly what the GEMM would see
+    if input_scale is not None:
+        yq = yq * input_scale
+    if act_scale is None:
+        scale = jnp.maximum(jnp.max(jnp.where(mask, jnp.abs(yq), 0.0)) / INT8_MAX, _TINY)
+    else:
+        scale = act_scale
+    q = jnp.clip(ep.round_half_even(yq / scale), -INT8_MAX, INT8_MAX).astype(jnp.int8)
+    return y, q, scale
+
+
+def _check(gamma, beta, hidden, input_scale, act_scale):
+    if gamma.shape != (hidden,) or beta.shape != (hidden,):
+        raise ValueError(f"gamma and beta must be [{hidden}], got {gamma.shape} and {beta.shape}")
+    if input_scale is not None and input_scale.shape != (hidden,):
+        raise ValueError(f"input_scale must be [{hidden}], got {input_scale.shape}")
+    if act_scale is not None and jnp.shape(act_scale) not in ((), (1,)):
+        raise ValueError(f"act_scale must be a scalar, got shape {jnp.shape(act_scale)}")
+
+
+def _optional_vectors(hidden, input_scale, act_scale):
+    specs, operands = [], []
+    if input_scale is not None:
+        specs.append(pl.BlockSpec((hidden,), lambda i: (0,)))
+        operands.append(input_scale.astype(jnp.float32))
+    if act_scale is not None:
+        specs.append(pl.BlockSpec((1,), lambda i: (0,)))
+        operands.append(jnp.reshape(jnp.asarray(act_scale, jnp.float32), (1,)))
+    return specs, operands
+
+
+def _out_shapes_and_specs(rows, hidden, out_dtype):
+    shapes = (jax.ShapeDtypeStruct((rows, hidden), out_dtype),
+              jax.ShapeDtypeStruct((rows, hidden), jnp.int8),
+              jax.ShapeDtypeStruct((rows, 1), jnp.float32))
+    specs = (pl.BlockSpec((None, hidden), lambda i: (i, 0)),
+             pl.BlockSpec((None, hidden), lambda i: (i, 0)),
+             pl.BlockSpec((None, 1), lambda i: (i, 0)))
+    return shapes, specs
+
+
+def _compiler_params(block, interpret):
+    return None if interpret else pltriton.CompilerParams(num_warps=min(max(block // 256, 1), 8))
+
+
+def _store_row(y_ref, q_ref, s_ref, cols, mask, y, q, scale):
+    pltriton.store(y_ref.at[cols], y, mask=mask)
+    pltriton.store(q_ref.at[cols], q, mask=mask)
+    s_ref[...] = jnp.full((1,), scale, jnp.float32)
+
+
+def layernorm_quant(x, gamma, beta, *, eps: float, residual=None, out_dtype=jnp.float16,
+                    act_scale=None, input_scale=None, interpret: bool = False):
+    """Fused `LayerNorm(x + residual)` → (16-bit output, INT8, per-row scale).
+
+    Args:
+      x: `[..., H]`; residual: same shape or None. gamma, beta: `[H]`.
+      act_scale: a static scale (scalar) or None for per-token dynamic quantization.
+      input_scale: `[H]` SmoothQuant multiplier applied before quantizing, or None.
+    Returns:
+      `(y [..., H] out_dtype, q [..., H] int8, scale [..., 1] float32)`; matches
+      `layernorm_quant_reference` within float32 reduction-order rounding.
+    """
+    *lead, hidden = x.shape
+    _check(gamma, beta, hidden, input_scale, act_scale)
+    if residual is not None and residual.shape != x.shape:
+        raise ValueError(f"residual {residual.shape} does not match x {x.shape}")
+    rows = 1
+    for d in lead:
+        rows *= d
+    block = pl.next_power_of_2(hidden)
+    has_residual = residual is not None
+    specs = [pl.BlockSpec((None, hidden), lambda i: (i, 0))]
+    operands = [x.reshape(rows, hidden)]
+    if has_residual:
+        specs.append(pl.BlockSpec((None, hidden), lambda i: (i, 0)))
+        operands.append(residual.reshape(rows, hidden))
+    specs += [pl.BlockSpec((hidden,), lambda i: (0,))] * 2
+    operands += [gamma.astype(jnp.float32), beta.astype(jnp.float32)]
+    extra_specs, extra = _optional_vectors(hidden, input_scale, act_scale)
+
+    def kernel(*refs):
+        x_ref, *rest = refs
+        r_ref = rest.pop(0) if has_residual else None
+        g_ref, b_ref = rest.pop(0), rest.pop(0)
+        is_ref = rest.pop(0) if input_scale is not None else None
+        as_ref = rest.pop(0) if act_scale is not None else None
+        y_ref, q_ref, s_ref = rest
+        cols = jnp.arange(block)
+        mask = cols < hidden
+        h = pltriton.load(x_ref.at[cols], mask=mask, other=0.0).astype(jnp.float32)
+        if r_ref is not None:
+            h = h + pltriton.load(r_ref.at[cols], mask=mask, other=0.0).astype(jnp.float32)
+        y, q, scale = _normalize_and_quantize(
+            h, mask, hidden, pltriton.load(g_ref.at[cols], mask=mask, other=0.0),
+            pltriton.load(b_ref.at[cols], mask=mask, other=0.0), eps, out_dtype,
+            None if is_ref is None else pltriton.load(is_ref.at[cols], mask=mask, other=0.0),
+            None if as_ref is None else as_ref[0])
+        _store_row(y_ref, q_ref, s_ref, cols, mask, y, q, scale)
+
+    shapes, out_specs = _out_shapes_and_specs(rows, hidden, out_dtype)
+    y, q, s = pl.pallas_call(
+        kernel, out_shape=shapes, grid=(rows,), in_specs=specs + extra_specs, out_specs=out_specs,
+        compiler_params=_compiler_params(block, interpret), interpret=interpret,
+        name=LAYERNORM_KERNEL_NAME,
+    )(*operands, *extra)
+    return y.reshape(*lead, hidden), q.reshape(*lead, hidden), s.reshape(*lead, 1)
+
+
+def embedding_quant(input_ids, token_type_ids, word, position, token_type, gamma, beta, *,
+                    eps: float, out_dtype=jnp.float16, act_scale=None, input_scale=None,
+                    interpret: bool = False):
+    """Fused gather of word, position and token-type embeddings + LayerNorm + INT8.
+
+    Args:
+      input_ids, token_type_ids: `[B, S]` int32. word `[V, H]`, position `[P, H]` (P >= S),
+        token_type `[T, H]`. Out-of-range ids are the caller's to reject (the model checks).
+    Returns:
+      `(y [B, S, H], q [B, S, H] int8, scale [B, S, 1])` as `embedding_quant_reference`.
+    """
+    batch, seq = input_ids.shape
+    hidden = word.shape[1]
+    _check(gamma, beta, hidden, input_scale, act_scale)
+    if token_type_ids.shape != input_ids.shape:
+        raise ValueError(f"token_type_ids {token_type_ids.shape} != input_ids {input_ids.shape}")
+    if position.shape[0] < seq:
+        raise ValueError(f"sequence length {seq} exceeds the {position.shape[0]} positions")
+    if position.shape[1] != hidden or token_type.shape[1] != hidden:
+        raise ValueError("word, position and token-type tables must share the hidden size")
+    rows = batch * seq
+    block = pl.next_power_of_2(hidden)
+    ids = jnp.stack([input_ids.reshape(rows), token_type_ids.reshape(rows),
+                     jnp.tile(jnp.arange(seq, dtype=jnp.int32), batch)], axis=1).astype(jnp.int32)
+    full = lambda a: pl.BlockSpec(a.shape, lambda i: (0,) * a.ndim)  # noqa: E731  whole table
+    operands = [ids, word, position, token_type, gamma.astype(jnp.float32), beta.astype(jnp.float32)]
+    specs = [pl.BlockSpec((None, 3), lambda i: (i, 0))] + [full(a) for a in operands[1:]]
+    extra_specs, extra = _optional_vectors(hidden, input_scale, act_scale)
+
+    def kernel(ids_ref, w_ref, p_ref, t_ref, g_ref, b_ref, *rest):
+        is_ref = rest[0] if input_scale is not None else None
+        as_ref = rest[int(input_scale is not None)] if act_scale is not None else None
+        y_ref, q_ref, s_ref = rest[-3:]
+        cols = jnp.arange(block)
+        mask = cols < hidden
+        token, kind, pos = ids_ref[0], ids_ref[1], ids_ref[2]
+        load = lambda ref, row: pltriton.load(ref.at[row, cols], mask=mask, other=0.0)  # noqa: E731
+        h = (load(w_ref, token).astype(jnp.float32) + load(p_ref, pos).astype(jnp.float32)
+             + load(t_ref, kind).astype(jnp.float32))
+        y, q, scale = _normalize_and_quantize(
+            h, mask, hidden, pltriton.load(g_ref.at[cols], mask=mask, other=0.0),
+            pltriton.load(b_ref.at[cols], mask=mask, other=0.0), eps, out_dtype,
+            None if is_ref is None else pltriton.load(is_ref.at[cols], mask=mask, other=0.0),
+            None if as_ref is None else as_ref[0])
+        _store_row(y_ref, q_ref, s_ref, cols, mask, y, q, scale)
+
+    shapes, out_specs = _out_shapes_and_specs(rows, hidden, out_dtype)
+    y, q, s = pl.pallas_call(
+        kernel, out_shape=shapes, grid=(rows,), in_specs=specs + extra_specs, out_specs=out_specs,
+        compiler_params=_compiler_params(block, interpret), interpret=interpret,
+        name=EMBEDDING_KERNEL_NAME,
+    )(*operands, *extra)
+    return (y.reshape(batch, seq, hidden), q.reshape(batch, seq, hidden), s.reshape(batch, seq, 1))
