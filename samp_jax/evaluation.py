@@ -7,6 +7,9 @@ from typing import Callable, Sequence
 import jax
 import numpy as np
 from flax import nnx
+from jax.sharding import Mesh
+
+from samp_jax.sharding import as_sharded, round_batch_size
 
 DEFAULT_BUCKETS = (32, 64, 128, 256, 512)
 
@@ -64,11 +67,17 @@ def length_batches(tokenizer, texts: Sequence[str], pairs: Sequence[str] | None 
 
 def run_batched(forward: Callable[[dict], jax.Array], tokenizer, texts: Sequence[str],
                 pairs: Sequence[str] | None = None, *, batch_size: int = 64,
-                buckets: Sequence[int] = DEFAULT_BUCKETS) -> np.ndarray:
+                buckets: Sequence[int] = DEFAULT_BUCKETS, mesh: Mesh | None = None) -> np.ndarray:
     """Runs `forward` (e.g. from `jit_forward`) over all texts; returns rows in input order.
 
     Only sequence-level outputs (`[batch, ...]` not indexed by token) are gathered here.
+    With `mesh` (data parallel, see `samp_jax.sharding`), `forward` is the model or a
+    `sharded_forward(model, mesh)`, and `batch_size` is rounded up to a multiple of the
+    device count.
     """
+    if mesh is not None:
+        forward = as_sharded(forward, mesh)
+        batch_size = round_batch_size(batch_size, forward.num_shards)
     results: np.ndarray | None = None
     for rows, batch in length_batches(tokenizer, texts, pairs, batch_size=batch_size, buckets=buckets):
         output = np.asarray(forward(batch))[:len(rows)]

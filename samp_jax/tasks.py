@@ -15,11 +15,14 @@ import dataclasses
 import functools
 from typing import Callable, Iterator, Sequence
 
+import jax
 import numpy as np
+from jax.sharding import Mesh
 
 from samp_jax.data import (LABELS as SNLI_LABELS, POLARITY_LABELS, WNUT16_LABELS, TaskSplits,
                            align_labels, entity_f1, polarity_splits, snli_splits, wnut16_splits)
 from samp_jax.evaluation import DEFAULT_BUCKETS, bucket_for, jit_forward
+from samp_jax.sharding import as_sharded, data_mesh, round_batch_size
 
 IGNORE = -100
 SNLI_DEV_SIZE = 2000
@@ -148,8 +151,22 @@ def gather_rows(batch_outputs: Sequence[np.ndarray], batch_rows: Sequence[np.nda
 
 
 def predict(forward: Callable[[dict], object], encoded: EncodedSplit, *, batch_size: int = 64,
-            buckets: Sequence[int] = DEFAULT_BUCKETS) -> np.ndarray:
-    """Logits for every row of `encoded`, in row order (`[N, C]` or `[N, max_length, C]`)."""
+            buckets: Sequence[int] = DEFAULT_BUCKETS, mesh: Mesh | None = None) -> np.ndarray:
+    """Logits for every row of `encoded`, in row order (`[N, C]` or `[N, max_length, C]`).
+
+    Args:
+      forward: `batch -> logits`, e.g. `jit_forward(model)`. With `mesh`: the model itself, or
+        a `sharded_forward(model, mesh)` built once to reuse its compilations.
+      encoded: the rows to predict.
+      batch_size: rows per batch; with `mesh`, rounded up to a multiple of the device count
+        so that every device gets `batch_size / devices` rows of each batch.
+      buckets: sequence lengths that batches are padded to.
+      mesh: a `jax.sharding.Mesh` (e.g. `sharding.data_mesh()`) to split every batch's rows
+        over (data parallel, weights replicated); None runs on one device.
+    """
+    if mesh is not None:
+        forward = as_sharded(forward, mesh)
+        batch_size = round_batch_size(batch_size, forward.num_shards)
     outputs, rows = [], []
     for batch_rows, batch in encoded.batches(batch_size, buckets=buckets):
         outputs.append(np.asarray(forward({k: v for k, v in batch.items() if k != "labels"})))
@@ -158,7 +175,7 @@ def predict(forward: Callable[[dict], object], encoded: EncodedSplit, *, batch_s
 
 
 def evaluate(model, task: "Task | str", split: str = "test", *, tokenizer=None, seed: int = 0,
-             batch_size: int = 64, encoded: EncodedSplit | None = None) -> dict[str, float]:
+             batch_size: int = 64, encoded: EncodedSplit | None = None, mesh: Mesh | None = None) -> dict[str, float]:
     """The task metric of a float or quantized model on one split.
 
     Batched and jit-compiled, with rows padded to length buckets (one compilation per bucket).
@@ -168,7 +185,11 @@ def evaluate(model, task: "Task | str", split: str = "test", *, tokenizer=None, 
       task: a `Task` or its name.
       split: 'train', 'dev', 'calibration', 'search' or 'test'.
       tokenizer: the model's `Tokenizer`; defaults to all-MiniLM-L6-v2's.
+      batch_size: rows per batch; with `mesh`, rounded up to a multiple of the device count.
       encoded: a pre-encoded split (skips tokenization when evaluating many variants).
+      mesh: a `jax.sharding.Mesh` (e.g. `sharding.data_mesh()`): each batch is split over its
+        devices with `sharding.sharded_forward`. None: all devices when there are several
+        (`data_mesh()`; across hosts after `jax.distributed.initialize()`), else one device.
 
     Returns:
       {'metric': 'accuracy' | 'entity_f1', 'value': float, 'examples': int, ...}.
@@ -182,7 +203,10 @@ def evaluate(model, task: "Task | str", split: str = "test", *, tokenizer=None, 
         raise ValueError(f"task {task.name!r} needs a {task.head} head, the model has {model.head_kind}")
     if encoded is None:
         encoded = task.encode(tokenizer, split_examples(task, split, seed))
-    return task.score(predict(jit_forward(model), encoded, batch_size=batch_size), encoded)
+    if mesh is None and jax.device_count() > 1:
+        mesh = data_mesh()
+    forward = jit_forward(model) if mesh is None else model  # predict shards the model
+    return task.score(predict(forward, encoded, batch_size=batch_size, mesh=mesh), encoded)
 
 
 def split_examples(task: Task, split: str, seed: int = 0) -> Sequence:
