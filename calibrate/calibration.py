@@ -49,7 +49,7 @@ class Calibration:
 
 def calibrate(model, batches: Iterable[Mapping[str, np.ndarray]], method: str = "percentile", *,
               precision_map: PrecisionMap | None = None, smoothing: float | None = None,
-              bins: int = 2048, **method_options) -> Calibration:
+              bins: int = 2048, progress: bool = False, **method_options) -> Calibration:
     """Collects activation statistics over calibration batches and picks per-site clips.
 
     Two jit-compiled passes over the batches (see `calibrate.observers`): per-channel absmax,
@@ -64,6 +64,7 @@ def calibrate(model, batches: Iterable[Mapping[str, np.ndarray]], method: str = 
         FP8) and there is no smoothing, no pass runs: only the weights need statistics.
       smoothing: SmoothQuant alpha in [0, 1] for `qkv` and `ffn_in`, or None.
       bins: histogram bins.
+      progress: show a progress bar over the two passes.
       **method_options: passed to the calibrator (e.g. `p=99.99` for percentile).
 
     Raises:
@@ -79,10 +80,13 @@ def calibrate(model, batches: Iterable[Mapping[str, np.ndarray]], method: str = 
     if not batches:
         raise CalibrationError("empty calibration set: no batches")
 
+    from tqdm.auto import tqdm
+    bar = tqdm(total=2 * len(batches), desc=f"calibrate ({method})", unit="batch", disable=not progress)
     absmax_pass = make_pass(model, channel_absmax_reduce)
     channel_absmax: dict[SiteKey, np.ndarray] = {}
     tokens = 0
     for number, batch in enumerate(batches):
+        bar.update()
         stats = absmax_pass(batch)
         for key, s in stats.items():
             if int(s["non_finite"]):
@@ -108,8 +112,10 @@ def calibrate(model, batches: Iterable[Mapping[str, np.ndarray]], method: str = 
     extra = {key: (input_scales[key], np.float32(hist_max[key])) for key in channel_absmax}
     counts = {key: np.zeros(bins, np.float64) for key in channel_absmax}
     for batch in batches:
+        bar.update()
         for key, c in histogram_pass(batch, extra).items():
             counts[key] += np.asarray(c, np.float64)
+    bar.close()
 
     sites = {}
     for key in sorted(channel_absmax):

@@ -1,7 +1,8 @@
-"""The `samp-jax` command line.
+"""The `samp-jax` command line: `eval`, `calibrate`, `search`, `bench` and `demo`.
 
 Exit codes: 0 success, 1 a runtime error (bad map, missing file, calibration failure), 2 bad
-command-line usage.
+command-line usage. Progress goes to stderr; `--json` puts the machine-readable result alone
+on stdout.
 """
 
 from __future__ import annotations
@@ -63,6 +64,48 @@ def _search(args: argparse.Namespace) -> int:
     return 0
 
 
+def _calibrate(args: argparse.Namespace) -> int:
+    from calibrate import CalibrationError, calibrate
+    from samp_jax.experiments import Variant, make_evaluator
+    from samp_jax.pipeline import load_task_model
+    from samp_jax.quantized import quantize
+
+    variant = Variant(args.precision, ACTIVATIONS[args.activation], args.method, args.smoothing)
+    model, tokenizer, description = load_task_model(args.task, progress=not args.json)
+    pmap = variant.precision_map(model.config.num_layers)  # validates before the slow part
+    evaluator = make_evaluator(args.task, tokenizer)
+    batches = evaluator.calibration_batches()
+    if args.max_batches is not None:
+        batches = batches[:args.max_batches]
+    try:
+        calibration = calibrate(model, batches, args.method, precision_map=pmap,
+                                smoothing=args.smoothing, progress=not args.json)
+    except CalibrationError as e:
+        raise ValueError(f"calibration failed: {e}") from None
+    quantized = quantize(model, pmap, calibration)
+    path = quantized.save(args.out)
+    summary = {"model": description, "task": args.task, "precision": variant.label,
+               "calibration": calibration.describe(), "saved_to": str(path),
+               "memory": quantized.memory_report()}
+    if args.eval:
+        summary["test"] = evaluator.score(evaluator.outputs(quantized))
+        summary["test_fp32"] = evaluator.score(evaluator.outputs(model))
+    if args.json:
+        print(json.dumps(summary, indent=1, default=str))
+    else:
+        print(f"{description}: {variant.label}, {args.method} calibration over "
+              f"{len(batches)} batches; saved the quantized model to {path}")
+        if args.eval:
+            print(f"  test {summary['test']['metric']}: {summary['test']['value']:.4f} "
+                  f"(FP32 {summary['test_fp32']['value']:.4f})")
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from samp_jax import bench
+    return bench.run_from_args(args)
+
+
 def _demo(args: argparse.Namespace) -> int:
     from samp_jax import demo
     demo.run(tolerance=args.tolerance)
@@ -89,6 +132,21 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true", help="print JSON instead of a table")
     ev.set_defaults(func=_eval)
 
+    ca = sub.add_parser("calibrate", help="calibrate static scales and save a quantized model")
+    ca.add_argument("--task", default="snli-embed", choices=["snli-embed", "snli", "polarity", "wnut16"],
+                    help="whose calibration split and model (fine-tuned from the cache) to use")
+    ca.add_argument("--precision", default="fully_quant",
+                    help="a preset (fp16, bf16, fp8, quant_ffn_only, fully_quant) or a map JSON file")
+    ca.add_argument("--activation", default="static", choices=sorted(ACTIVATIONS),
+                    help="INT8 activation scheme for presets")
+    ca.add_argument("--method", default="percentile", choices=["minmax", "percentile", "mse", "entropy"])
+    ca.add_argument("--smoothing", type=float, default=None, help="SmoothQuant alpha in [0, 1]")
+    ca.add_argument("--max-batches", type=int, default=None, help="use only the first N calibration batches")
+    ca.add_argument("--out", default="quantized_model", help="folder for the saved QuantizedModel")
+    ca.add_argument("--eval", action="store_true", help="also score the test split (quantized and FP32)")
+    ca.add_argument("--json", action="store_true", help="print the JSON summary")
+    ca.set_defaults(func=_calibrate)
+
     se = sub.add_parser("search", help="find the precision map that meets a tolerance or latency target")
     se.add_argument("--task", default="snli-embed", choices=["snli", "polarity", "wnut16", "snli-embed"],
                     help="a fine-tuned task (from the cache, trained if missing) or zero-shot snli-embed")
@@ -102,6 +160,12 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--out", default="search_out", help="report folder")
     se.add_argument("--json", action="store_true", help="print the JSON summary")
     se.set_defaults(func=_search)
+
+    from samp_jax import bench
+    be = sub.add_parser("bench", help="end-to-end latency: samp-jax precisions vs HF PyTorch",
+                        description=bench.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    bench.add_arguments(be)
+    be.set_defaults(func=_bench)
 
     demo = sub.add_parser("demo", help="the main pipeline on the real MiniLM and SNLI")
     demo.add_argument("--tolerance", type=parse_tolerance, default=0.01)

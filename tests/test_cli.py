@@ -88,3 +88,56 @@ def test_full_search_pipeline_on_zero_shot_snli(tmp_path):
     # within tolerance on the search split, by construction of the greedy
     assert summary["chosen_search_metric"] >= summary["fp32_search_metric"] * 0.99 - 1e-9 or \
         summary["int8_flop_fraction"] == 0.0
+
+
+def test_calibrate_saves_a_quantized_model_that_loads(tmp_path, capsys):
+    from samp_jax import QuantizedModel
+    out = tmp_path / "q"
+    code = main(["calibrate", "--precision", "quant_ffn_only", "--activation", "static",
+                 "--method", "minmax", "--max-batches", "2", "--out", str(out), "--json"])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["calibration"]["method"] == "minmax" and summary["saved_to"] == str(out)
+    loaded = QuantizedModel.load(out)
+    assert loaded.precision_map[(0, "ffn_in")].precision == "int8"
+    assert loaded.precision_map[(0, "qkv")].precision == "fp16"
+
+
+def test_calibrate_errors_exit_1(tmp_path, capsys):
+    assert main(["calibrate", "--precision", "int4", "--out", str(tmp_path / "q")]) == 1
+    assert "int4" in capsys.readouterr().err
+    assert not (tmp_path / "q").exists()  # nothing written on error
+
+
+def test_bench_help_lists_the_contenders(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert "torch_sdpa_fp16" in text and "samp_fully_quant_pallas" in text and "--quick" in text
+
+
+def test_e2e_benchmark_quick_smoke(tmp_path):
+    """CPU smoke of benchmarks/e2e.py --quick: the script works (not its speed); contenders that
+    cannot run here (torch FP16 needs CUDA; Pallas needs a GPU) are skipped with a reason."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "e2e.json"
+    subprocess.run([sys.executable, str(root / "benchmarks" / "e2e.py"), "--quick", "--out", str(out)],
+                   check=True, cwd=root, capture_output=True, text=True, timeout=900,
+                   env={**os.environ, "PYTHONPATH": str(root)})
+    result = json.loads(out.read_text())
+    assert out.with_suffix(".png").stat().st_size > 0
+    rows = result["rows"]
+    assert {(r["batch"], r["seq"]) for r in rows} == {(1, 32), (2, 32)}
+    timed = {r["contender"] for r in rows if "median_ms" in r}
+    assert {"samp_fp16", "samp_fully_quant_xla", "samp_fp8", "samp_search_snli_1pct"} <= timed
+    for r in rows:
+        assert ("median_ms" in r) != ("skipped" in r)
+        if "median_ms" in r:
+            assert r["median_ms"] > 0 and r["speedup_vs_samp_fp16"] > 0
+            assert r["sequences_per_s"] == pytest.approx(r["batch"] / (r["median_ms"] / 1e3))
