@@ -73,10 +73,26 @@ def _compiler_params(block, interpret):
     return None if interpret else pltriton.CompilerParams(num_warps=min(max(block // 256, 1), 8))
 
 
-def _store_row(y_ref, q_ref, s_ref, cols, mask, y, q, scale):
+def _finish_row(h, cols, hidden, g_ref, b_ref, is_ref, as_ref, out_refs, *, eps, out_dtype):
+    """Normalizes and quantizes one loaded row `h` and stores `(y, q, scale)`."""
+    mask = cols < hidden
+    load = lambda ref: pltriton.load(ref.at[cols], mask=mask, other=0.0)  # noqa: E731
+    y, q, scale = _normalize_and_quantize(
+        h, mask, hidden, load(g_ref), load(b_ref), eps, out_dtype,
+        None if is_ref is None else load(is_ref), None if as_ref is None else as_ref[0])
+    y_ref, q_ref, s_ref = out_refs
     pltriton.store(y_ref.at[cols], y, mask=mask)
     pltriton.store(q_ref.at[cols], q, mask=mask)
     s_ref[...] = jnp.full((1,), scale, jnp.float32)
+
+
+def _launch(kernel, rows, hidden, out_dtype, in_specs, operands, *, name, interpret):
+    """One program per row; returns `(y, q, scale)` as `[rows, ...]` arrays."""
+    shapes, out_specs = _out_shapes_and_specs(rows, hidden, out_dtype)
+    return pl.pallas_call(
+        kernel, out_shape=shapes, grid=(rows,), in_specs=in_specs, out_specs=out_specs,
+        compiler_params=_compiler_params(pl.next_power_of_2(hidden), interpret),
+        interpret=interpret, name=name)(*operands)
 
 
 def layernorm_quant(x, gamma, beta, *, eps: float, residual=None, out_dtype=jnp.float16,
@@ -121,19 +137,11 @@ def layernorm_quant(x, gamma, beta, *, eps: float, residual=None, out_dtype=jnp.
         h = pltriton.load(x_ref.at[cols], mask=mask, other=0.0).astype(jnp.float32)
         if r_ref is not None:
             h = h + pltriton.load(r_ref.at[cols], mask=mask, other=0.0).astype(jnp.float32)
-        y, q, scale = _normalize_and_quantize(
-            h, mask, hidden, pltriton.load(g_ref.at[cols], mask=mask, other=0.0),
-            pltriton.load(b_ref.at[cols], mask=mask, other=0.0), eps, out_dtype,
-            None if is_ref is None else pltriton.load(is_ref.at[cols], mask=mask, other=0.0),
-            None if as_ref is None else as_ref[0])
-        _store_row(y_ref, q_ref, s_ref, cols, mask, y, q, scale)
+        _finish_row(h, cols, hidden, g_ref, b_ref, is_ref, as_ref, (y_ref, q_ref, s_ref),
+                    eps=eps, out_dtype=out_dtype)
 
-    shapes, out_specs = _out_shapes_and_specs(rows, hidden, out_dtype)
-    y, q, s = pl.pallas_call(
-        kernel, out_shape=shapes, grid=(rows,), in_specs=specs + extra_specs, out_specs=out_specs,
-        compiler_params=_compiler_params(block, interpret), interpret=interpret,
-        name=LAYERNORM_KERNEL_NAME,
-    )(*operands, *extra)
+    y, q, s = _launch(kernel, rows, hidden, out_dtype, specs + extra_specs, operands + extra,
+                      name=LAYERNORM_KERNEL_NAME, interpret=interpret)
     return y.reshape(*lead, hidden), q.reshape(*lead, hidden), s.reshape(*lead, 1)
 
 
@@ -176,17 +184,9 @@ def embedding_quant(input_ids, token_type_ids, word, position, token_type, gamma
         load = lambda ref, row: pltriton.load(ref.at[row, cols], mask=mask, other=0.0)  # noqa: E731
         h = (load(w_ref, token).astype(jnp.float32) + load(p_ref, pos).astype(jnp.float32)
              + load(t_ref, kind).astype(jnp.float32))
-        y, q, scale = _normalize_and_quantize(
-            h, mask, hidden, pltriton.load(g_ref.at[cols], mask=mask, other=0.0),
-            pltriton.load(b_ref.at[cols], mask=mask, other=0.0), eps, out_dtype,
-            None if is_ref is None else pltriton.load(is_ref.at[cols], mask=mask, other=0.0),
-            None if as_ref is None else as_ref[0])
-        _store_row(y_ref, q_ref, s_ref, cols, mask, y, q, scale)
+        _finish_row(h, cols, hidden, g_ref, b_ref, is_ref, as_ref, (y_ref, q_ref, s_ref),
+                    eps=eps, out_dtype=out_dtype)
 
-    shapes, out_specs = _out_shapes_and_specs(rows, hidden, out_dtype)
-    y, q, s = pl.pallas_call(
-        kernel, out_shape=shapes, grid=(rows,), in_specs=specs + extra_specs, out_specs=out_specs,
-        compiler_params=_compiler_params(block, interpret), interpret=interpret,
-        name=EMBEDDING_KERNEL_NAME,
-    )(*operands, *extra)
+    y, q, s = _launch(kernel, rows, hidden, out_dtype, specs + extra_specs, operands + extra,
+                      name=EMBEDDING_KERNEL_NAME, interpret=interpret)
     return (y.reshape(batch, seq, hidden), q.reshape(batch, seq, hidden), s.reshape(batch, seq, 1))
