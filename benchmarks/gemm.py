@@ -48,11 +48,35 @@ def contenders(k: int, n: int):
             ("pallas_mosaic_int8", "int8", "pallas", "mosaic")]
 
 
+def tune_all(device: str, shapes_m, shapes_kn, repeats: int) -> None:
+    """Times every candidate config of both kernels (raw kernel, bias + GELU epilogue)."""
+    from pallas_kernels.int8_matmul import int8_matmul
+    from pallas_kernels.int8_matmul.tuning import record, tune
+    rng = np.random.default_rng(1)
+    for k, n in shapes_kn:
+        w = jnp.asarray(rng.integers(-127, 128, (k, n)), jnp.int8)
+        ws, bias = jnp.ones((n,), jnp.float32) * 1e-3, jnp.zeros((n,), jnp.float32)
+        for m in shapes_m:
+            x = jnp.asarray(rng.integers(-127, 128, (m, k)), jnp.int8)
+            xs = jnp.ones((m, 1), jnp.float32) * 1e-2
+            for impl in ("mosaic", "triton"):
+                def time_config(config, impl=impl):
+                    fn = jax.jit(lambda x: int8_matmul(x, w, xs, ws, bias=bias, activation="gelu",
+                                                       implementation=impl, config=config))
+                    return time_ms(lambda: fn(x), repeats=max(repeats // 5, 5))
+                config, ms = tune(impl, m, n, k, time_config)
+                record(impl, device, m, n, k, config)
+                print(f"tuned {impl:<7} M={m:<6} K={k:<5} N={n:<5} {ms:8.4f} ms  {config}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="tiny shapes, interpret mode on CPU")
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--tune", action="store_true",
+                        help="first autotune both Pallas kernels for every shape on this GPU and "
+                             "record the winners in pallas_kernels/int8_matmul/tuned.json")
     args = parser.parse_args()
     device = jax.devices()[0].device_kind
     on_gpu = jax.default_backend() == "gpu"
@@ -61,6 +85,10 @@ def main() -> None:
         shapes_m, shapes_kn, repeats = (16, 64), ((384, 256),), 3
     if not on_gpu:
         pallas_kernels.set_interpret(True)
+    if args.tune:
+        if not on_gpu:
+            parser.error("--tune needs a GPU (tuning in interpret mode would measure nothing)")
+        tune_all(device, shapes_m, shapes_kn, repeats)
     rng = np.random.default_rng(0)
     rows = []
     for k, n in shapes_kn:

@@ -278,3 +278,25 @@ def test_gemm_benchmark_script_runs(tmp_path):
                                                "pallas_mosaic_int8"}
     assert all(r["ms"] > 0 and r["tops"] > 0 for r in timed)
     assert result["interpret"] == (jax.default_backend() != "gpu")
+
+
+def test_tuning_picks_the_fastest_and_the_table_round_trips(tmp_path):
+    from pallas_kernels.int8_matmul.config import tuned
+    from pallas_kernels.int8_matmul.tuning import candidates, record, tune
+    for impl in IMPLS:
+        options = candidates(impl, 4096, 768, 3072)
+        assert options and all(768 % getattr(c, "tile_n", getattr(c, "block_n", 1)) == 0 for c in options)
+        target = options[len(options) // 2]
+
+        def fake_time(config):  # the middle candidate is fastest; one config "fails to compile"
+            if config == options[0]:
+                raise ValueError("exceeds available shared memory")
+            return 1.0 if config == target else 2.0
+        best, ms = tune(impl, 4096, 768, 3072, fake_time)
+        assert best == target and ms == 1.0
+        table = tmp_path / "tuned.json"
+        record(impl, "NVIDIA H100 80GB HBM3", 3000, 768, 3072, best, table=table)
+        assert tuned("NVIDIA H100 80GB HBM3", 4096, 768, 3072, impl, table=table) == best  # 3000 -> 4096
+        assert tuned("NVIDIA A100", 4096, 768, 3072, impl, table=table) is None
+    with pytest.raises(RuntimeError, match="no triton config ran"):
+        tune("triton", 16, 768, 768, lambda c: (_ for _ in ()).throw(RuntimeError("boom")))

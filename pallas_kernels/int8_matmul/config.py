@@ -79,17 +79,18 @@ def mosaic_heuristic(m: int, n: int, k: int) -> MosaicConfig:
                         tile_k=128 if k % 128 == 0 else 64, max_concurrent_steps=4 if k >= 512 else 2)
 
 
-def tuned(device_kind: str, m: int, n: int, k: int, implementation: str = "triton"):
+def tuned(device_kind: str, m: int, n: int, k: int, implementation: str = "triton",
+          table: Path = TUNED_TABLE):
     """The checked-in tuned config for this implementation, device and shape, if any.
 
     The table maps implementation -> device kind -> "MxNxK" (M rounded up to a power of two)
     -> config fields. `benchmarks/gemm.py --tune` writes it on the device.
     """
-    if not TUNED_TABLE.is_file():
+    if not table.is_file():
         return None
-    table = json.loads(TUNED_TABLE.read_text()).get(implementation, {}).get(device_kind, {})
+    entries = json.loads(table.read_text()).get(implementation, {}).get(device_kind, {})
     bucket = 1 << max(m - 1, 0).bit_length()
-    entry = table.get(f"{bucket}x{n}x{k}")
+    entry = entries.get(f"{bucket}x{n}x{k}")
     if not entry:
         return None
     return (MosaicConfig if implementation == "mosaic" else Config)(**entry)
