@@ -100,6 +100,23 @@ class _Rows:
     word_ids: np.ndarray | None = None
 
 
+class CompileCounter:
+    """Counts XLA backend compilations (any function, any cause) while the block runs, through
+    `jax.monitoring`: `with CompileCounter() as c: engine(texts)` then `c.count == 0`."""
+
+    def __enter__(self) -> "CompileCounter":
+        self.count = 0
+        jax.monitoring.register_event_duration_secs_listener(self._listen)
+        return self
+
+    def _listen(self, event, duration, **kwargs):
+        if "backend_compile" in event:
+            self.count += 1
+
+    def __exit__(self, *exc):
+        jax.monitoring.unregister_event_duration_listener(self._listen)
+
+
 def choose_bucket(size: int, buckets: Sequence[int]) -> int:
     """The smallest bucket of the sorted `buckets` that is at least `size`.
 

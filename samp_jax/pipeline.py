@@ -31,8 +31,12 @@ def run_search(*, task: str = ZERO_SHOT, tolerance: float = 0.01, tolerance_mode
                latency_target_ms: float | None = None, out: str | Path = "search_out",
                objective: str = "latency", calibration_method: str = "percentile",
                progress: bool = True, command: str | None = None, compare_presets: bool = True,
-               max_search_examples: int | None = None, max_test_examples: int | None = None) -> dict:
-    """Runs the whole pipeline and writes the report. Returns the JSON summary."""
+               max_search_examples: int | None = None, max_test_examples: int | None = None,
+               keep: dict | None = None) -> dict:
+    """Runs the whole pipeline and writes the report. Returns the JSON summary.
+
+    `keep`, if given, receives the chosen `QuantizedModel` and its tokenizer (keys `quantized`,
+    `tokenizer`), for serving it afterwards without redoing the work."""
     from calibrate import calibrate
     from calibrate.objectives import TaskObjective, snli_embed_objective
     from calibrate.report import write_report
@@ -55,7 +59,10 @@ def run_search(*, task: str = ZERO_SHOT, tolerance: float = 0.01, tolerance_mode
                     objective=objective, latency_target_ms=latency_target_ms, calibration=calibration,
                     progress=progress)
     score = lambda m: evaluator.score(evaluator.outputs(m))["value"]  # noqa: E731  real quantized path
-    test = {"fp32": score(model), "chosen": score(quantize(model, result.precision_map, calibration))}
+    chosen = quantize(model, result.precision_map, calibration)
+    if keep is not None:
+        keep.update(quantized=chosen, tokenizer=tokenizer)
+    test = {"fp32": score(model), "chosen": score(chosen)}
     if compare_presets:
         layers = model.config.num_layers
         for name in ("fp16", "quant_ffn_only", "fully_quant"):

@@ -11,7 +11,7 @@ from flax import nnx
 
 import samp_jax
 from samp_jax import PrecisionMap, Tokenizer, TokenClassifier, quantize
-from samp_jax.engine import Engine, choose_bucket
+from samp_jax.engine import CompileCounter, Engine, choose_bucket
 from samp_jax.model import make_head
 
 SEQ_BUCKETS = (16, 32, 64)
@@ -56,22 +56,6 @@ def tagger_model(minilm):
 def direct(model, tokenizer, texts, pairs=None, **kwargs):
     """The model's own forward on the un-bucketed tokenized batch."""
     return np.asarray(model(**tokenizer(texts, pairs, **kwargs)))
-
-
-class CompileCounter:
-    """Counts XLA backend compilations reported through `jax.monitoring`."""
-
-    def __enter__(self):
-        self.count = 0
-        jax.monitoring.register_event_duration_secs_listener(self._listen)
-        return self
-
-    def _listen(self, event, duration, **kwargs):
-        if "backend_compile" in event:
-            self.count += 1
-
-    def __exit__(self, *exc):
-        jax.monitoring.unregister_event_duration_listener(self._listen)
 
 
 # --------------------------------------------------------------------------- buckets
