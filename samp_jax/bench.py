@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Callable
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 SHAPES = ((1, 32), (1, 128), (8, 128), (32, 128), (32, 384), (128, 128), (256, 128))
@@ -94,8 +93,7 @@ def load_models(names, minilm_dir: Path | None):
             if minilm_dir is None:
                 from samp_jax.assets import minilm_path
                 minilm_dir = minilm_path()
-            models[name] = (load_pretrained(minilm_dir, dtype=jnp.float32, param_dtype=jnp.float32),
-                            Path(minilm_dir))
+            models[name] = (load_pretrained(minilm_dir), Path(minilm_dir))
         else:
             raise ValueError(f"unknown model {name!r}: use 'bert-base' or 'minilm'")
     return models
@@ -111,7 +109,7 @@ def token_batch(vocab_size: int, batch: int, seq: int, seed: int = 0) -> dict[st
 
 # ------------------------------------------------------------------------------ samp-jax
 def build_samp(contender: SampContender, model, calibration):
-    """A jitted `batch -> output` for the contender, and the Pallas kernels it traces to."""
+    """A jitted `batch -> output` for the contender (one compilation per input shape)."""
     from samp_jax.evaluation import jit_forward
     from samp_jax.quantized import quantize
     pmap = contender.precision_map(model.config.num_layers)
@@ -120,10 +118,9 @@ def build_samp(contender: SampContender, model, calibration):
         if not pallas_kernels.kernels_available():
             raise SkipContender("the Pallas kernels need a GPU (run with --interpret to exercise "
                                 "them on the CPU in interpret mode)")
-    quantized = quantize(model, pmap, calibration if pmap.needs_calibration else None,
+    quantized = quantize(model, pmap, calibration if pmap.needs_calibration() else None,
                          implementation=contender.implementation)
-    forward = jit_forward(quantized)
-    return forward
+    return jit_forward(quantized)
 
 
 def kernels_traced(forward, batch) -> list[str]:
@@ -196,28 +193,31 @@ def run(*, models=("bert-base", "minilm"), shapes=SHAPES, contenders: list[str] 
     rows = []
     for model_name, (model, hf_dir) in load_models(models, minilm_dir).items():
         calibration = calibrate(model, [token_batch(model.config.vocab_size, 8, 128)], method="minmax")
-        for batch_size, seq in shapes:
-            batch = token_batch(model.config.vocab_size, batch_size, seq)
-            for name in contender_names():
-                if name not in wanted:
-                    continue
+        batches = {shape: token_batch(model.config.vocab_size, *shape) for shape in shapes}
+        for name in (n for n in contender_names() if n in wanted):
+            # built once per model (quantization, HF load, torch.compile), then timed per shape
+            try:
+                if name.startswith("torch"):
+                    forward, torch = build_torch(name, model, hf_dir)
+                else:
+                    contender = next(c for c in SAMP_CONTENDERS if c.name == name)
+                    forward = build_samp(contender, model, calibration)
+            except SkipContender as e:
+                say(f"{model_name:<9} {name:<28} skipped: {e}")
+                rows += [{"model": model_name, "batch": b, "seq": s, "contender": name,
+                          "skipped": str(e)} for b, s in shapes]
+                continue
+            for (batch_size, seq), batch in batches.items():
                 row = {"model": model_name, "batch": batch_size, "seq": seq, "contender": name}
-                try:
-                    if name.startswith("torch"):
-                        forward, torch = build_torch(name, model, hf_dir)
-                        ms = time_torch(forward, batch, torch, warmup=warmup, repeats=repeats, inner=inner)
-                    else:
-                        contender = next(c for c in SAMP_CONTENDERS if c.name == name)
-                        forward = build_samp(contender, model, calibration)
-                        row["kernels"] = kernels_traced(forward, batch)
-                        if contender.implementation == "pallas" and not row["kernels"]:
-                            raise SkipContender("the Pallas kernels declined every site (fell back to XLA)")
-                        ms = time_ms(lambda: forward(batch), warmup=warmup, repeats=repeats, inner=inner)
-                except SkipContender as e:
-                    row["skipped"] = str(e)
-                    say(f"{model_name:<9} {batch_size:>3}x{seq:<3} {name:<28} skipped: {e}")
-                    rows.append(row)
-                    continue
+                if name.startswith("torch"):
+                    ms = time_torch(forward, batch, torch, warmup=warmup, repeats=repeats, inner=inner)
+                else:
+                    row["kernels"] = kernels_traced(forward, batch)
+                    if contender.implementation == "pallas" and not row["kernels"]:
+                        row["skipped"] = "the Pallas kernels declined every site (fell back to XLA)"
+                        rows.append(row)
+                        continue
+                    ms = time_ms(lambda: forward(batch), warmup=warmup, repeats=repeats, inner=inner)
                 row.update(median_ms=ms, sequences_per_s=batch_size / (ms * 1e-3))
                 rows.append(row)
                 say(f"{model_name:<9} {batch_size:>3}x{seq:<3} {name:<28} {ms:9.3f} ms "

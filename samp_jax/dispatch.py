@@ -53,6 +53,12 @@ def register_fused_op(name: str, fn: Callable, *, available: Callable[[], bool])
     _FUSED_OPS[name] = (fn, available)
 
 
+def fused_kernels_available() -> bool:
+    """Whether the fused INT8 kernels can run now (some registered fused op is available):
+    the condition for handing INT8 from one kernel to the next."""
+    return any(available() for _, available in _FUSED_OPS.values())
+
+
 def fused_op(name: str) -> Callable | None:
     """The registered fused op `name` if it is available now, else None (use plain XLA)."""
     entry = _FUSED_OPS.get(name)

@@ -24,7 +24,6 @@ private.
 
 from __future__ import annotations
 
-import bisect
 import collections
 import copy
 import dataclasses
@@ -39,8 +38,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from samp_jax.evaluation import bucket_for
 from samp_jax.model import EncoderModel
-from samp_jax.quantized import QuantizedModel, _set_compute_dtype
+from samp_jax.precision import PrecisionMap
+from samp_jax.quantized import QuantizedModel, quantize
 from samp_jax.tokenizer import Tokenizer
 
 DEFAULT_SEQ_BUCKETS = (32, 64, 128, 256, 512)
@@ -117,16 +118,7 @@ class CompileCounter:
         jax.monitoring.unregister_event_duration_listener(self._listen)
 
 
-def choose_bucket(size: int, buckets: Sequence[int]) -> int:
-    """The smallest bucket of the sorted `buckets` that is at least `size`.
-
-    Raises:
-      ValueError: `size` exceeds the largest bucket.
-    """
-    index = bisect.bisect_left(buckets, size)
-    if index == len(buckets):
-        raise ValueError(f"{size=} exceeds the largest bucket {buckets[-1]} of {tuple(buckets)}")
-    return buckets[index]
+choose_bucket = bucket_for  # the smallest bucket that fits; one chooser for the whole package
 
 
 def enable_compilation_cache(path: str | os.PathLike) -> Path:
@@ -542,13 +534,10 @@ def _served_model(model, dtype):
         return model
     if jnp.dtype(dtype) not in _FLOAT_DTYPES:
         raise ValueError(f"dtype={jnp.dtype(dtype).name} must be float32, float16 or bfloat16")
-    served = nnx.clone(model)  # the caller's model is never changed
-    _set_compute_dtype(served, dtype)
-    for layer in served.encoder.layers:
-        for site in layer.sites().values():  # heads stay float32
-            site.dtype = jnp.dtype(dtype)
-            site.kernel.set_value(site.kernel[...].astype(dtype))
-    return served
+    # quantize() with a float preset is the one way to run a model at another float dtype: it
+    # copies the model (the caller's is never changed) and keeps the heads in float32.
+    preset = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}[jnp.dtype(dtype).name]
+    return quantize(model, PrecisionMap.preset(preset, model.config.num_layers), dtype=dtype).model
 
 
 def _check_buckets(buckets, name: str) -> tuple[int, ...]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 from typing import Callable, Sequence
 
 import jax
@@ -30,12 +31,17 @@ def jit_forward(model) -> Callable[[dict], jax.Array]:
                                  batch["token_type_ids"])
 
 
-def bucket_for(length: int, buckets: Sequence[int]) -> int:
-    """The smallest bucket that holds `length` tokens."""
-    for bucket in sorted(buckets):
-        if length <= bucket:
-            return bucket
-    raise ValueError(f"a row of {length} tokens exceeds the largest bucket {max(buckets)}")
+def bucket_for(size: int, buckets: Sequence[int]) -> int:
+    """The smallest of `buckets` that is at least `size` (rows, or tokens).
+
+    Raises:
+      ValueError: `size` exceeds the largest bucket.
+    """
+    buckets = sorted(buckets)
+    index = bisect.bisect_left(buckets, size)
+    if index == len(buckets):
+        raise ValueError(f"{size=} exceeds the largest bucket {buckets[-1]} of {tuple(buckets)}")
+    return buckets[index]
 
 
 def length_batches(tokenizer, texts: Sequence[str], pairs: Sequence[str] | None = None, *,

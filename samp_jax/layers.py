@@ -15,7 +15,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from samp_jax.config import EncoderConfig
-from samp_jax.dispatch import Activation, fused_op, gemm
+from samp_jax.dispatch import Activation, fused_kernels_available, fused_op, gemm
 from samp_jax.precision import SITES, SitePrecision
 from samp_jax.quant import QArray
 
@@ -254,7 +254,7 @@ def _chained_int8_scale(producer, consumer):
     epilogue: both INT8 with fused kernels available, `consumer` per-tensor static and not
     smoothed (a per-token scale needs the whole row, which a tiled epilogue does not see)."""
     out_spec, in_spec = producer.fused_input_quant(), consumer.fused_input_quant()
-    if out_spec is None or in_spec is None or fused_op("layernorm_quant") is None:
+    if out_spec is None or in_spec is None or not fused_kernels_available():
         return None
     if in_spec["act_scale"] is None or in_spec["input_scale"] is not None:
         return None

@@ -34,3 +34,15 @@ def minilm_texts():
 
 def golden_inputs(golden, name):
     return tuple(golden[f"{name}_{key}"] for key in ("input_ids", "attention_mask", "token_type_ids"))
+
+
+def run_benchmark_quick(script: str, out: Path, timeout: int = 900) -> dict:
+    """Runs `benchmarks/<script> --quick --out <out>` in a fresh process; returns its JSON."""
+    import os
+    import subprocess
+    import sys
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, str(root / "benchmarks" / script), "--quick", "--out", str(out)],
+                   check=True, cwd=root, capture_output=True, text=True, timeout=timeout,
+                   env={**os.environ, "PYTHONPATH": str(root)})
+    return json.loads(out.read_text())

@@ -120,17 +120,10 @@ def test_bench_help_lists_the_contenders(capsys):
 def test_e2e_benchmark_quick_smoke(tmp_path):
     """CPU smoke of benchmarks/e2e.py --quick: the script works (not its speed); contenders that
     cannot run here (torch FP16 needs CUDA; Pallas needs a GPU) are skipped with a reason."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
+    from tests.conftest import run_benchmark_quick
 
-    root = Path(__file__).resolve().parents[1]
     out = tmp_path / "e2e.json"
-    subprocess.run([sys.executable, str(root / "benchmarks" / "e2e.py"), "--quick", "--out", str(out)],
-                   check=True, cwd=root, capture_output=True, text=True, timeout=900,
-                   env={**os.environ, "PYTHONPATH": str(root)})
-    result = json.loads(out.read_text())
+    result = run_benchmark_quick("e2e.py", out, timeout=900)
     assert out.with_suffix(".png").stat().st_size > 0
     rows = result["rows"]
     assert {(r["batch"], r["seq"]) for r in rows} == {(1, 32), (2, 32)}

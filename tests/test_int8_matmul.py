@@ -261,18 +261,10 @@ def test_whole_int8_model_lowers_to_the_mosaic_and_fused_kernels_for_h100():
 
 def test_gemm_benchmark_script_runs(tmp_path):
     """CPU smoke of benchmarks/gemm.py --quick: it checks the script works, not its speed."""
-    import json
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
+    from tests.conftest import run_benchmark_quick
 
-    root = Path(__file__).resolve().parents[1]
     out = tmp_path / "gemm.json"
-    subprocess.run([sys.executable, str(root / "benchmarks" / "gemm.py"), "--quick", "--out", str(out)],
-                   check=True, cwd=root, capture_output=True, text=True, timeout=600,
-                   env={**os.environ, "PYTHONPATH": str(root)})
-    result = json.loads(out.read_text())
+    result = run_benchmark_quick("gemm.py", out, timeout=600)
     timed = [r for r in result["rows"] if "ms" in r]
     assert {r["contender"] for r in timed} == {"xla_fp16", "xla_int8", "pallas_triton_int8",
                                                "pallas_mosaic_int8"}

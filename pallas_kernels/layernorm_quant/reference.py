@@ -4,21 +4,18 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
+from samp_jax.dispatch import quantize_activation
 from samp_jax.layers import layer_norm
-from samp_jax.quant import INT8_MAX, quantize_per_tensor_int8, quantize_per_token_int8
+from samp_jax.precision import SitePrecision
 
 
 def quantize_rows(y, *, act_scale=None, input_scale=None):
-    """INT8 of `y` as `samp_jax.dispatch.quantize_activation` does it: per-token dynamic, or
-    static with `act_scale`; `input_scale` ([H], SmoothQuant) multiplies first."""
-    y = y.astype(jnp.float32)
-    if input_scale is not None:
-        y = y * input_scale.astype(jnp.float32)
-    if act_scale is None:
-        q = quantize_per_token_int8(y)
-        return q.qvalue, q.scale
-    return quantize_per_tensor_int8(y, act_scale), jnp.broadcast_to(
-        jnp.asarray(act_scale, jnp.float32), (*y.shape[:-1], 1))
+    """INT8 of `y` exactly as an INT8 GEMM site quantizes its input
+    (`samp_jax.dispatch.quantize_activation`): per-token dynamic, or static with `act_scale`;
+    `input_scale` ([H], SmoothQuant) multiplies first. The scale comes back `[..., 1]`."""
+    scheme = "per_token_dynamic" if act_scale is None else "per_tensor_static"
+    q, scale = quantize_activation(y, SitePrecision("int8", scheme), act_scale, input_scale)
+    return q, jnp.broadcast_to(scale, (*y.shape[:-1], 1))
 
 
 def layernorm_quant_reference(x, gamma, beta, *, eps: float, residual=None, out_dtype=jnp.float16,
@@ -45,5 +42,3 @@ def embedding_quant_reference(input_ids, token_type_ids, word, position, token_t
     return layernorm_quant_reference(summed, gamma, beta, eps=eps, out_dtype=out_dtype,
                                      act_scale=act_scale, input_scale=input_scale)
 
-
-__all__ = ["INT8_MAX", "embedding_quant_reference", "layernorm_quant_reference", "quantize_rows"]

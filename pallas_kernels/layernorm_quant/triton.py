@@ -15,11 +15,10 @@ from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as pltriton
 
 from pallas_kernels import epilogue as ep
-from samp_jax.quant import INT8_MAX
+from samp_jax.quant import _TINY, INT8_MAX
 
 LAYERNORM_KERNEL_NAME = "samp_layernorm_quant"
 EMBEDDING_KERNEL_NAME = "samp_embedding_quant"
-_TINY = 1e-12  # as samp_jax.quant: keeps an all-zero row's scale positive
 
 
 def _normalize_and_quantize(h, mask, hidden, gamma, beta, eps, out_dtype, input_scale, act_scale):
@@ -35,8 +34,7 @@ def _normalize_and_quantize(h, mask, hidden, gamma, beta, eps, out_dtype, input_
         scale = jnp.maximum(jnp.max(jnp.where(mask, jnp.abs(yq), 0.0)) / INT8_MAX, _TINY)
     else:
         scale = act_scale
-    q = jnp.clip(ep.round_half_even(yq / scale), -INT8_MAX, INT8_MAX).astype(jnp.int8)
-    return y, q, scale
+    return y, ep.requantize(yq, scale, has_round=False), scale
 
 
 def _check(gamma, beta, hidden, input_scale, act_scale):
