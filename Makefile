@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(VPY) -m samp_jax.cli demo
+	$(VPY) -m samp_jax.app.cli demo
 
 test: $(STAMP)
 	$(VPY) -m pytest -q tests

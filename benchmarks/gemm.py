@@ -23,8 +23,8 @@ import numpy as np
 import pallas_kernels
 from pallas_kernels.int8_matmul import KERNEL_NAME, MOSAIC_KERNEL_NAME
 from samp_jax import gemm
-from samp_jax.latency import time_ms
-from samp_jax.quant import quantize_weight_int8
+from calibrate.latency import time_ms
+from samp_jax.quant.primitives import quantize_weight_int8
 
 SHAPES_M = (16, 128, 4096, 16384, 32768)
 SHAPES_KN = ((768, 2304), (768, 768), (768, 3072), (3072, 768))

@@ -10,9 +10,10 @@ import numpy as np
 
 from calibrate.calibrators import HistogramStats, get_calibrator
 from calibrate.observers import SiteKey, channel_absmax_reduce, histogram_reduce, make_pass
-from samp_jax.precision import SITES, PrecisionMap
-from samp_jax.quant import smoothing_factors
-from samp_jax.quantized import SiteCalibration
+from samp_jax.quant.precision import SITES, PrecisionMap
+from samp_jax.quant.primitives import smoothing_factors
+from samp_jax.quant.quantized import SiteCalibration
+from tqdm.auto import tqdm
 
 # Sites whose input is a LayerNorm output, where per-channel outliers live (Bondarenko et al.).
 SMOOTHABLE_SITES = ("qkv", "ffn_in")
@@ -80,7 +81,6 @@ def calibrate(model, batches: Iterable[Mapping[str, np.ndarray]], method: str = 
     if not batches:
         raise CalibrationError("empty calibration set: no batches")
 
-    from tqdm.auto import tqdm
     bar = tqdm(total=2 * len(batches), desc=f"calibrate ({method})", unit="batch", disable=not progress)
     absmax_pass = make_pass(model, channel_absmax_reduce)
     channel_absmax: dict[SiteKey, np.ndarray] = {}

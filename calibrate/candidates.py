@@ -24,22 +24,21 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from samp_jax.dispatch import Activation
-from samp_jax.precision import SITES, PrecisionMap, SitePrecision, _as_precision
-from samp_jax.quantized import QuantizedGemmSite, _set_compute_dtype
+from samp_jax.ops.dispatch import Activation
+from samp_jax.quant.precision import SITES, PrecisionMap, SitePrecision, as_precision
+from samp_jax.quant.quantized import QuantizedGemmSite, set_compute_dtype
+from samp_jax.serving.forward import batch_inputs, merged_call
 
 
 class SwitchableGemmSite(nnx.Module):
     """A GEMM site with one branch per option; `choice` (set while tracing) selects one."""
 
     choice = None  # a traced int32 scalar, set on a private copy inside the compiled function
+    # No `int8_input()`: the branches differ in precision, so the site always takes float input
+    # (`samp_jax.quant.handoff` hands it nothing pre-quantized).
 
     def __init__(self, branches: list[QuantizedGemmSite]):
         self.branches = nnx.List(branches)
-
-    def fused_input_quant(self) -> None:
-        """The branches differ in precision, so the site always takes float input."""
-        return None
 
     def __call__(self, x: jax.Array, *, activation: Activation = None,
                  residual: jax.Array | None = None) -> jax.Array:
@@ -62,7 +61,7 @@ class SwitchableModel:
 
     def __init__(self, model, options: Sequence[SitePrecision | str], calibration=None, *,
                  dtype=jnp.float16):
-        self.options = tuple(_as_precision(o) for o in options)
+        self.options = tuple(as_precision(o) for o in options)
         if len(set(self.options)) != len(self.options):
             raise ValueError(f"options {self.options} repeat a precision")
         sites = calibration.sites if calibration is not None else {}
@@ -72,7 +71,7 @@ class SwitchableModel:
         self.num_layers = model.config.num_layers
         self.config = model.config
         copy = nnx.clone(model)
-        _set_compute_dtype(copy, dtype)
+        set_compute_dtype(copy, dtype)
         for index, layer in enumerate(copy.encoder.layers):
             for site in SITES:
                 source = getattr(layer, site)
@@ -107,11 +106,12 @@ class SwitchableModel:
         graphdef = self.graphdef
 
         def one(state, choice, input_ids, attention_mask, token_type_ids):
-            model = nnx.merge(graphdef, state)
-            for layer_index, layer in enumerate(model.encoder.layers):
-                for site_index, site in enumerate(SITES):
-                    getattr(layer, site).choice = choice[layer_index, site_index]
-            return model(input_ids, attention_mask, token_type_ids)
+            def select(model):
+                for layer_index, layer in enumerate(model.encoder.layers):
+                    for site_index, site in enumerate(SITES):
+                        getattr(layer, site).choice = choice[layer_index, site_index]
+            return merged_call(graphdef, state, input_ids, attention_mask, token_type_ids,
+                               prepare=select)
 
         @jax.jit
         def run(state, choices, count, input_ids, attention_mask, token_type_ids):
@@ -148,7 +148,6 @@ class SwitchableModel:
         for start in range(0, len(choices), chunk):
             part = choices[start:start + chunk]
             padded = np.concatenate([part, np.repeat(part[:1], chunk - len(part), axis=0)])
-            out = run(self.state, padded, np.int32(len(part)), batch["input_ids"],
-                      batch["attention_mask"], batch["token_type_ids"])
+            out = run(self.state, padded, np.int32(len(part)), *batch_inputs(batch))
             outputs.append(np.asarray(out)[:len(part)])
         return np.concatenate(outputs)

@@ -18,8 +18,11 @@ from typing import Sequence
 
 import numpy as np
 
-from samp_jax.evaluation import jit_forward, length_batches, roc_auc
-from samp_jax.tasks import IGNORE, Task, gather_rows, get_task, split_examples
+from samp_jax.data import embedding_eval_pairs, snli_splits
+from samp_jax.serving.batching import length_batches
+from samp_jax.serving.forward import jit_forward
+from samp_jax.tasks.metrics import roc_auc
+from samp_jax.tasks.task import IGNORE, Task, gather_rows, get_task, split_examples
 
 Z_ONE_SIDED_95 = 1.645
 
@@ -182,6 +185,5 @@ def _one_minus_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def snli_embed_objective(model, tokenizer, *, max_pairs: int = 600, seed: int = 0) -> EmbeddingPairsObjective:
     """Zero-shot SNLI entailment-vs-contradiction on the *search* split (never the test file)."""
-    from samp_jax.data import embedding_eval_pairs, snli_splits
     premises, hypotheses, labels = embedding_eval_pairs(snli_splits(seed).search, max_pairs=max_pairs, seed=seed)
     return EmbeddingPairsObjective(model, tokenizer, premises, hypotheses, labels)

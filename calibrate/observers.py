@@ -18,7 +18,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from samp_jax.precision import SITES
+from samp_jax.quant.precision import SITES
+from samp_jax.serving.forward import batch_inputs, merged_call
 
 SiteKey = tuple[int, str]
 
@@ -42,19 +43,18 @@ def make_pass(model, reduce: Callable[..., dict]) -> Callable:
 
     @jax.jit
     def run(state, input_ids, attention_mask, token_type_ids, extra):
-        copy = nnx.merge(graphdef, state)
         token_mask = attention_mask.astype(jnp.bool_)[..., None]  # [batch, seq, 1]
         out = {}
 
         def record(key, x):
             out[key] = reduce(key, x.astype(jnp.float32), token_mask, extra)
 
-        _install(copy, record)
-        copy.encode(input_ids, attention_mask, token_type_ids)
+        merged_call(graphdef, state, input_ids, attention_mask, token_type_ids,
+                    prepare=lambda copy: _install(copy, record), method="encode")
         return out
 
     def call(batch, extra=None):
-        return run(state, batch["input_ids"], batch["attention_mask"], batch["token_type_ids"], extra)
+        return run(state, *batch_inputs(batch), extra)
 
     return call
 

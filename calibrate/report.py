@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from calibrate.search import SearchResult
-from samp_jax.precision import SITES
+from samp_jax.quant.precision import SITES
 
 
 def sensitivity_table(result: SearchResult) -> str:

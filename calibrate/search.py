@@ -30,8 +30,9 @@ import numpy as np
 from calibrate.candidates import SwitchableModel
 from calibrate.objectives import (Objective, TaskObjective, UnlabelledObjective,
                                   snli_embed_objective)
-from samp_jax.latency import LatencyTable, cached_table, int8_flop_fraction, site_flops
-from samp_jax.precision import SITES, PrecisionMap, SitePrecision, _as_precision
+from calibrate.latency import LatencyTable, cached_table, int8_flop_fraction, site_flops
+from samp_jax.quant.precision import SITES, PrecisionMap, SitePrecision, as_precision
+from tqdm.auto import tqdm
 
 MAX_RELATIVE_TOLERANCE = 0.5
 
@@ -141,13 +142,12 @@ def search(model, data, *, tokenizer=None, tolerance: float = 0.01, tolerance_mo
     Raises:
       ValueError: bad tolerance, objective, options, or an unreachable latency target.
     """
-    from tqdm.auto import tqdm
 
     start = time.perf_counter()
     validate_tolerance(tolerance, tolerance_mode)
     if objective not in ("latency", "int8_fraction"):
         raise ValueError(f"{objective=} is not one of ('latency', 'int8_fraction')")
-    options = tuple(_as_precision(o) for o in options)
+    options = tuple(as_precision(o) for o in options)
     if options[0].is_quantized:
         raise ValueError(f"the first option is the high-precision default; got {options[0]}")
     obj = _make_objective(model, data, tokenizer, seed)

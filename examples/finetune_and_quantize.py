@@ -5,8 +5,8 @@ The first run fine-tunes (about 10 minutes on a 2-core CPU) and caches the model
 $SAMP_JAX_CACHE/finetuned/; later runs load it from there.
 """
 
-from samp_jax.experiments import Variant, accuracy_table, format_table, make_evaluator
-from samp_jax.training import finetuned_model
+from samp_jax.app.experiments import Variant, accuracy_table, format_table, make_evaluator
+from samp_jax.training.finetune import finetuned_model
 
 TASK = "polarity"
 

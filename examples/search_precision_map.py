@@ -3,7 +3,7 @@
 Run: .venv/bin/python examples/search_precision_map.py   (a few minutes on a 2-core CPU)
 """
 
-from samp_jax.pipeline import run_search
+from samp_jax.app.pipeline import run_search
 
 summary = run_search(task="snli-embed", tolerance=0.01, out="search_out", max_search_examples=400)
 print(f"chosen map: {100 * summary['int8_flop_fraction']:.0f}% of GEMM FLOPs in INT8; "

@@ -8,7 +8,7 @@ XLA_FLAGS=--xla_force_host_platform_device_count=4 on a CPU, it splits every bat
 import numpy as np
 
 import samp_jax as sj
-from samp_jax.tasks import get_task, split_examples
+from samp_jax.tasks.task import get_task, split_examples
 
 # 1. An engine: everything is compiled ahead of time, one executable per (batch, seq) bucket.
 model = sj.load_pretrained(sj.minilm_path())

@@ -11,7 +11,7 @@ import math
 
 import jax.numpy as jnp
 
-from samp_jax.quant import INT8_MAX
+from pallas_kernels.numerics import INT8_MAX
 
 # XLA's float32 erf (xla/hlo/builder/lib/math.cc, ErfImpl32): x * P(x^2) / Q(x^2) on a clamp.
 _ERF_ALPHA = (0.00022905065861350646, 0.0034082910107109506, 0.050955695062380861,
@@ -59,7 +59,7 @@ def round_half_even(x):
 
 
 def requantize(y, out_scale: float, *, has_round: bool = True):
-    """Static-scale INT8 requantization, symmetric to +-127 (as `samp_jax.quant` does)."""
-    scaled = y / out_scale  # a division, as `samp_jax.quant` does, so ties round identically
+    """Static-scale INT8 requantization, symmetric to +-127 (as `samp_jax.quant.primitives` does)."""
+    scaled = y / out_scale  # a division, as `samp_jax.quant.primitives` does, so ties round identically
     rounded = jnp.round(scaled) if has_round else round_half_even(scaled)
     return jnp.minimum(jnp.maximum(rounded, -INT8_MAX), INT8_MAX).astype(jnp.int8)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import jax
 
-from samp_jax.experiments import Variant, accuracy_table, default_variants, format_table, make_evaluator
-from samp_jax.pipeline import load_task_model
+from samp_jax.app.experiments import Variant, accuracy_table, default_variants, format_table, make_evaluator
+from samp_jax.app.pipeline import load_task_model
 
 SHORT_VARIANTS = [Variant("fp16"), Variant("bf16"), Variant("fp8"), Variant("quant_ffn_only"),
                   Variant("fully_quant"), Variant("fully_quant", "per_tensor_static", "percentile", 0.5)]

@@ -15,8 +15,8 @@ import jax
 
 from calibrate import calibrate
 from samp_jax import PrecisionMap, Tokenizer, load_pretrained, minilm_path
-from samp_jax.experiments import SnliEmbedTask
-from samp_jax.latency import check_against_forward, estimate_table, measure_table
+from samp_jax.app.experiments import SnliEmbedTask
+from calibrate.latency import check_against_forward, estimate_table, measure_table
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ from calibrate import calibrate
 from calibrate.objectives import snli_embed_objective
 from calibrate.search import search
 from samp_jax import EncoderModel, SentenceEmbedder, Tokenizer, load_pretrained, minilm_path
-from samp_jax.experiments import SnliEmbedTask
+from samp_jax.app.experiments import SnliEmbedTask
 
 
 def truncated(model, layers: int):

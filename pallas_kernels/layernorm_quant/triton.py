@@ -15,7 +15,7 @@ from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as pltriton
 
 from pallas_kernels import epilogue as ep
-from samp_jax.quant import _TINY, INT8_MAX
+from pallas_kernels.numerics import INT8_MAX, SCALE_EPS
 
 LAYERNORM_KERNEL_NAME = "samp_layernorm_quant"
 EMBEDDING_KERNEL_NAME = "samp_embedding_quant"
@@ -31,7 +31,7 @@ def _normalize_and_quantize(h, mask, hidden, gamma, beta, eps, out_dtype, input_
     if input_scale is not None:
         yq = yq * input_scale
     if act_scale is None:
-        scale = jnp.maximum(jnp.max(jnp.where(mask, jnp.abs(yq), 0.0)) / INT8_MAX, _TINY)
+        scale = jnp.maximum(jnp.max(jnp.where(mask, jnp.abs(yq), 0.0)) / INT8_MAX, SCALE_EPS)
     else:
         scale = act_scale
     return y, ep.requantize(yq, scale, has_round=False), scale

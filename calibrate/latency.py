@@ -1,0 +1,228 @@
+"""Latency model of an encoder forward under a precision map.
+
+`latency(map) = other_ms + Σ_{layer, site} site_ms[site, precision]`, for one (batch, seq)
+shape. `site_ms` comes from one of two sources, and a table says which:
+
+- **measured**: each GEMM site (its shape, its precision, its epilogue) is timed on the current
+  device through `samp_jax.gemm` (warm-up, then the median of many back-to-back runs), and
+  `other_ms` is the measured FP16 forward minus its GEMM sites. Tables are cached as JSON keyed
+  by device kind and shape.
+- **estimated**: a roofline from FLOPs and bytes on a nominal device spec (H100 SXM by
+  default). Used on CPU, where timings say nothing about a GPU, or when no table exists.
+
+`check_against_forward` compares the model with real end-to-end timings on this device.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Callable, Iterable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from samp_jax.assets import cache_dir as default_cache
+from samp_jax.models.config import EncoderConfig
+from samp_jax.ops import gemm
+from samp_jax.quant.precision import SITES, PrecisionMap, SitePrecision
+from samp_jax.quant.primitives import quantize_weight_fp8, quantize_weight_int8
+from samp_jax.quant.quantized import quantize
+from samp_jax.serving.forward import jit_forward
+
+
+@dataclasses.dataclass(frozen=True)
+class DeviceSpec:
+    """Peak throughputs (dense, per second) and memory bandwidth of a device."""
+
+    name: str
+    peak_ops: dict[str, float]  # precision name -> ops/s
+    bandwidth: float  # bytes/s
+    launch_us: float  # fixed cost per kernel
+
+
+H100_SXM = DeviceSpec(
+    name="H100 SXM (nominal spec)",
+    peak_ops={"int8": 1979e12, "fp8_e4m3": 1979e12, "fp16": 989e12, "bf16": 989e12, "fp32": 67e12},
+    bandwidth=3.35e12, launch_us=3.0)
+
+
+def site_shapes(config: EncoderConfig) -> dict[str, tuple[int, int]]:
+    """(K, N) of each GEMM site."""
+    h, i = config.hidden_size, config.intermediate_size
+    return {"qkv": (h, 3 * h), "attn_out": (h, h), "ffn_in": (h, i), "ffn_out": (i, h)}
+
+
+def site_flops(config: EncoderConfig, tokens: int) -> dict[str, int]:
+    return {site: 2 * tokens * k * n for site, (k, n) in site_shapes(config).items()}
+
+
+def int8_flop_fraction(pmap: PrecisionMap, config: EncoderConfig) -> float:
+    """Share of the encoder's GEMM FLOPs that run in INT8."""
+    flops = site_flops(config, 1)
+    total = sum(flops[s] for (_, s), _ in pmap.items())
+    return sum(flops[s] for (_, s), p in pmap.items() if p.precision == "int8") / total
+
+
+_ACT_BYTES = {"int8": 1, "fp8_e4m3": 1, "fp16": 2, "bf16": 2, "fp32": 4}
+
+
+def _estimate_site_ms(tokens: int, k: int, n: int, precision: SitePrecision, spec: DeviceSpec) -> float:
+    # Quantized sites read 1-byte activations (quantization fused into the producer) and
+    # write 16-bit outputs; float sites read and write their own width.
+    p = precision.precision
+    nbytes = tokens * k * _ACT_BYTES[p] + k * n * _ACT_BYTES[p] + tokens * n * 2
+    seconds = max(2 * tokens * k * n / spec.peak_ops[p], nbytes / spec.bandwidth)
+    return 1e3 * seconds + spec.launch_us * 1e-3
+
+
+@dataclasses.dataclass(frozen=True)
+class LatencyTable:
+    """Per-site GEMM latencies (ms) for one shape, and the non-GEMM remainder.
+
+    Attributes:
+      device: device kind the numbers describe.
+      source: 'measured' or 'estimated'.
+      batch, seq: the input shape.
+      site_ms: {"site/precision": ms} with precision as `str(SitePrecision)`.
+      other_ms: attention, LayerNorms, embeddings and head for the whole forward.
+      num_layers: layers of the model the table was made for.
+    """
+
+    device: str
+    source: str
+    batch: int
+    seq: int
+    num_layers: int
+    site_ms: dict[str, float]
+    other_ms: float
+
+    def site(self, site: str, precision: SitePrecision) -> float:
+        key = f"{site}/{precision}"
+        if key not in self.site_ms:
+            raise KeyError(f"latency table has no entry {key!r}; it covers {sorted(self.site_ms)}")
+        return self.site_ms[key]
+
+    def map_ms(self, pmap: PrecisionMap) -> float:
+        """Estimated forward latency of `pmap` in milliseconds."""
+        if pmap.num_layers != self.num_layers:
+            raise ValueError(f"map has {pmap.num_layers} layers, the table {self.num_layers}")
+        return self.other_ms + sum(self.site(s, p) for (_, s), p in pmap.items())
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> "LatencyTable":
+        return cls(**json.loads(text))
+
+
+DEFAULT_PRECISIONS = (SitePrecision("fp16"), SitePrecision("int8", "per_token_dynamic"),
+                      SitePrecision("int8", "per_tensor_static"), SitePrecision("fp8_e4m3"),
+                      SitePrecision("bf16"), SitePrecision("fp32"))
+
+
+def estimate_table(config: EncoderConfig, batch: int, seq: int, *, spec: DeviceSpec = H100_SXM,
+                   precisions: Iterable[SitePrecision] = DEFAULT_PRECISIONS) -> LatencyTable:
+    """A roofline estimate from FLOPs and bytes on `spec` (no timing involved)."""
+    tokens = batch * seq
+    site_ms = {f"{site}/{p}": _estimate_site_ms(tokens, k, n, p, spec)
+               for site, (k, n) in site_shapes(config).items() for p in precisions}
+    # Non-GEMM work per layer: attention (QK^T and PV at FP16) plus about eight passes of
+    # element-wise traffic over [tokens, hidden] (softmax, LayerNorms, residuals).
+    h = config.hidden_size
+    attention_flops = 4 * batch * seq * seq * h
+    elementwise_bytes = 8 * tokens * h * 2 + 2 * batch * config.num_heads * seq * seq * 2
+    per_layer = max(attention_flops / spec.peak_ops["fp16"], elementwise_bytes / spec.bandwidth)
+    other = config.num_layers * (1e3 * per_layer + 4 * spec.launch_us * 1e-3)
+    return LatencyTable(device=spec.name, source="estimated", batch=batch, seq=seq,
+                        num_layers=config.num_layers, site_ms=site_ms, other_ms=other)
+
+
+def time_ms(fn: Callable[[], jax.Array], *, warmup: int = 3, repeats: int = 20, inner: int = 5) -> float:
+    """Median over `repeats` of the mean time of `inner` back-to-back calls with one sync."""
+    for _ in range(warmup):
+        jax.block_until_ready(fn())
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(inner):
+            out = fn()
+        jax.block_until_ready(out)
+        samples.append((time.perf_counter() - start) / inner * 1e3)
+    return statistics.median(samples)
+
+
+def measure_table(model, batch: int, seq: int, *,
+                  precisions: Iterable[SitePrecision] = DEFAULT_PRECISIONS,
+                  implementation: str | None = None, repeats: int = 20) -> LatencyTable:
+    """Times every (site, precision) GEMM with its epilogue on this device, and the rest.
+
+    `other_ms` is the FP16 forward of `model` at this shape minus its FP16 GEMM sites.
+    """
+
+    config = model.config
+    rng = np.random.default_rng(0)
+    x_all = {}
+    site_ms = {}
+    for site, (k, n) in site_shapes(config).items():
+        x = jnp.asarray(rng.normal(size=(batch, seq, k)), jnp.float16)
+        w = rng.normal(size=(k, n)).astype(np.float32) * 0.05
+        bias = jnp.zeros((n,), jnp.float32)
+        activation = "gelu" if site == "ffn_in" else None
+        residual = jnp.zeros((batch, seq, n), jnp.float16) if site in ("attn_out", "ffn_out") else None
+        x_all[site] = x
+        for p in precisions:
+            weight = (quantize_weight_int8(w) if p.precision == "int8" else
+                      quantize_weight_fp8(w) if p.precision == "fp8_e4m3" else jnp.asarray(w, p.float_dtype))
+            act_scale = jnp.float32(0.05) if p.needs_calibration else None
+            fn = jax.jit(lambda x, weight=weight, p=p, act_scale=act_scale: gemm(
+                x, weight, precision=p, bias=bias, activation=activation, residual=residual,
+                act_scale=act_scale, out_dtype=jnp.float16, implementation=implementation))
+            site_ms[f"{site}/{p}"] = time_ms(lambda fn=fn, x=x: fn(x), repeats=repeats)
+    fp16_map = PrecisionMap.preset("fp16", config.num_layers)
+    forward = jit_forward(quantize(model, fp16_map))
+    inputs = {"input_ids": np.ones((batch, seq), np.int32), "attention_mask": np.ones((batch, seq), np.int32),
+              "token_type_ids": np.zeros((batch, seq), np.int32)}
+    total = time_ms(lambda: forward(inputs), repeats=repeats)
+    gemm_total = sum(site_ms[f"{s}/{SitePrecision('fp16')}"] for s in SITES) * config.num_layers
+    return LatencyTable(device=jax.devices()[0].device_kind, source="measured", batch=batch, seq=seq,
+                        num_layers=config.num_layers, site_ms=site_ms, other_ms=max(total - gemm_total, 0.0))
+
+
+def cached_table(model, batch: int, seq: int, *, cache_dir: Path | None = None) -> LatencyTable:
+    """The measured table for this device (cached as JSON), or an H100 estimate on CPU."""
+    if jax.default_backend() == "cpu":
+        return estimate_table(model.config, batch, seq)
+    folder = (cache_dir or default_cache()) / "latency"
+    c = model.config
+    name = (f"{jax.devices()[0].device_kind}-L{c.num_layers}-H{c.hidden_size}-I{c.intermediate_size}"
+            f"-{batch}x{seq}.json").replace(" ", "_")
+    path = folder / name
+    if path.is_file():
+        return LatencyTable.from_json(path.read_text())
+    table = measure_table(model, batch, seq)
+    folder.mkdir(parents=True, exist_ok=True)
+    path.write_text(table.to_json())
+    return table
+
+
+def check_against_forward(model, table: LatencyTable, maps: dict[str, PrecisionMap], calibration=None,
+                          *, repeats: int = 10) -> list[dict]:
+    """Times real forwards of `maps` on this device and compares them with `table.map_ms`."""
+
+    b, s = table.batch, table.seq
+    inputs = {"input_ids": np.ones((b, s), np.int32), "attention_mask": np.ones((b, s), np.int32),
+              "token_type_ids": np.zeros((b, s), np.int32)}
+    rows = []
+    for name, pmap in maps.items():
+        forward = jit_forward(quantize(model, pmap, calibration))
+        measured = time_ms(lambda: forward(inputs), repeats=repeats)
+        predicted = table.map_ms(pmap)
+        rows.append({"map": name, "predicted_ms": predicted, "measured_ms": measured,
+                     "relative_error": predicted / measured - 1.0})
+    return rows

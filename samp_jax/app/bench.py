@@ -1,0 +1,353 @@
+"""End-to-end inference benchmark: samp-jax precisions and GEMM implementations against HF
+transformers on PyTorch, in one process, on the same token ids.
+
+Models: BERT-base (random weights, `EncoderConfig.bert_base()`) and the real all-MiniLM-L6-v2.
+Contenders (each skipped, with the reason recorded, where it cannot run):
+- `torch_sdpa_fp16`, `torch_eager_fp16`, `torch_compile_fp16`: HF `BertModel` in FP16 on CUDA;
+- `samp_fp16`: XLA GEMMs + cuDNN flash attention, the strongest FP16 baseline we have;
+- `samp_quant_ffn_only_{xla,pallas}`, `samp_fully_quant_{xla,pallas}`: W8A8 (per-token dynamic
+  activations) with XLA's s8 dot or the Pallas kernels (INT8 GEMMs plus the fused LN/embedding
+  quantize kernels);
+- `samp_fp8`: FP8 E4M3 GEMMs (minmax-calibrated static activation scales);
+- `samp_search_snli_1pct`: the map the search recommended for SNLI at 1% (MiniLM: it was
+  searched on MiniLM's 6 layers).
+
+Timing (`samp_jax.latency.time_ms` for JAX; the same scheme with CUDA syncs for torch): warm-up,
+then the median over `repeats` of the mean of `inner` back-to-back calls with one sync. Every
+row records the median latency and the throughput in sequences per second; ratios are taken
+against `torch_sdpa_fp16` and `samp_fp16` of the same model and shape, measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import importlib.resources
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import jax
+import numpy as np
+from flax import nnx
+
+from calibrate import calibrate
+from calibrate.latency import time_ms
+from samp_jax import ops
+from samp_jax.assets import minilm_path
+from samp_jax.models import EncoderConfig, EncoderModel, load_pretrained
+from samp_jax.quant.precision import PrecisionMap
+from samp_jax.quant.quantized import quantize
+from samp_jax.serving.forward import jit_forward
+
+SHAPES = ((1, 32), (1, 128), (8, 128), (32, 128), (32, 384), (128, 128), (256, 128))
+QUICK_SHAPES = ((1, 32), (2, 32))
+# The map the search chose for SNLI at 1% on MiniLM (docs/search.md), shipped as package data.
+SEARCH_MAP = importlib.resources.files("samp_jax.app") / "maps" / "minilm_snli_1pct.json"
+TORCH_CONTENDERS = ("torch_sdpa_fp16", "torch_eager_fp16", "torch_compile_fp16")
+
+
+@dataclasses.dataclass(frozen=True)
+class SampContender:
+    """A samp-jax variant: a precision-map preset (or a map file) and a GEMM implementation."""
+
+    name: str
+    preset: str | None
+    implementation: str | None
+    map_path: Path | None = None
+
+    def precision_map(self, num_layers: int):
+        if self.map_path is not None:
+            pmap = PrecisionMap.from_json(self.map_path.read_text())
+            if pmap.num_layers != num_layers:
+                raise SkipContender(f"the map was searched for {pmap.num_layers} layers, "
+                                    f"this model has {num_layers}")
+            return pmap
+        return PrecisionMap.preset(self.preset, num_layers)
+
+
+SAMP_CONTENDERS = (
+    SampContender("samp_fp16", "fp16", "xla"),
+    SampContender("samp_quant_ffn_only_xla", "quant_ffn_only", "xla"),
+    SampContender("samp_quant_ffn_only_pallas", "quant_ffn_only", "pallas"),
+    SampContender("samp_fully_quant_xla", "fully_quant", "xla"),
+    SampContender("samp_fully_quant_pallas", "fully_quant", "pallas"),
+    SampContender("samp_fp8", "fp8", "xla"),
+    SampContender("samp_search_snli_1pct", None, None, SEARCH_MAP),
+)
+
+
+class SkipContender(Exception):
+    """A contender that cannot run here; the message says why."""
+
+
+def contender_names() -> list[str]:
+    return list(TORCH_CONTENDERS) + [c.name for c in SAMP_CONTENDERS]
+
+
+# ------------------------------------------------------------------------------- models
+def load_models(names, minilm_dir: Path | None):
+    """name -> (float EncoderModel, HF folder or None)."""
+
+    models = {}
+    for name in names:
+        if name == "bert-base":
+            models[name] = (EncoderModel(EncoderConfig.bert_base(), rngs=nnx.Rngs(0)), None)
+        elif name == "minilm":
+            if minilm_dir is None:
+                minilm_dir = minilm_path()
+            models[name] = (load_pretrained(minilm_dir), Path(minilm_dir))
+        else:
+            raise ValueError(f"unknown model {name!r}: use 'bert-base' or 'minilm'")
+    return models
+
+
+def token_batch(vocab_size: int, batch: int, seq: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Random ids (never the pad id 0) with every position real: the same inputs for everyone."""
+    rng = np.random.default_rng(seed + 1000 * batch + seq)
+    return {"input_ids": rng.integers(1000, vocab_size, (batch, seq)).astype(np.int32),
+            "attention_mask": np.ones((batch, seq), np.int32),
+            "token_type_ids": np.zeros((batch, seq), np.int32)}
+
+
+# ------------------------------------------------------------------------------ samp-jax
+def build_samp(contender: SampContender, model, calibration):
+    """A jitted `batch -> output` for the contender (one compilation per input shape)."""
+    pmap = contender.precision_map(model.config.num_layers)
+    if contender.implementation == "pallas":
+        if not ops.kernels_available():
+            raise SkipContender("the Pallas kernels need a GPU (run with --interpret to exercise "
+                                "them on the CPU in interpret mode)")
+    quantized = quantize(model, pmap, calibration if pmap.needs_calibration() else None,
+                         implementation=contender.implementation)
+    return jit_forward(quantized)
+
+
+def kernels_traced(forward, batch) -> list[str]:
+    """Names of the Pallas calls in the traced program (proves which kernels ran)."""
+    import re
+    text = str(jax.make_jaxpr(lambda b: forward(b))(batch))
+    return sorted(set(re.findall(r"name=(samp_[a-z0-9_]+)", text)))
+
+
+# ---------------------------------------------------------------------------------- torch
+def build_torch(name: str, model, hf_dir: Path | None):
+    """HF `BertModel` FP16 on CUDA; `batch -> last hidden state` (a torch tensor)."""
+    try:
+        import torch
+        import transformers
+    except ImportError as e:
+        raise SkipContender(f"torch/transformers not importable: {e}") from None
+    if not torch.cuda.is_available():
+        raise SkipContender("no CUDA device for torch FP16")
+    attn = "eager" if name == "torch_eager_fp16" else "sdpa"
+    if hf_dir is not None:
+        net = transformers.BertModel.from_pretrained(str(hf_dir), attn_implementation=attn,
+                                                     add_pooling_layer=False)
+    else:
+        config = transformers.BertConfig(**model.config.to_hf_dict())
+        config._attn_implementation = attn
+        net = transformers.BertModel(config, add_pooling_layer=False)
+    net = net.half().cuda().eval()
+    if name == "torch_compile_fp16":
+        net = torch.compile(net)
+
+    def forward(batch):
+        with torch.inference_mode():
+            ids = torch.from_numpy(batch["input_ids"]).long().cuda(non_blocking=True)
+            mask = torch.from_numpy(batch["attention_mask"]).long().cuda(non_blocking=True)
+            return net(input_ids=ids, attention_mask=mask).last_hidden_state
+    return forward, torch
+
+
+def time_torch(forward, batch, torch, *, warmup: int, repeats: int, inner: int) -> float:
+    with torch.inference_mode():
+        for _ in range(warmup):
+            forward(batch)
+        torch.cuda.synchronize()
+        samples = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            for _ in range(inner):
+                forward(batch)
+            torch.cuda.synchronize()
+            samples.append((time.perf_counter() - start) / inner * 1e3)
+    return statistics.median(samples)
+
+
+# ------------------------------------------------------------------------------------ run
+def run(*, models=("bert-base", "minilm"), shapes=SHAPES, contenders: list[str] | None = None,
+        repeats: int = 30, inner: int = 5, warmup: int = 3, minilm_dir: Path | None = None,
+        interpret: bool = False, progress: Callable[[str], None] | None = print) -> dict:
+    """Runs every (model, shape, contender) and returns the results document (see module doc)."""
+    with ops.interpret() if interpret else contextlib.nullcontext():
+        return _run(models=models, shapes=shapes, contenders=contenders, repeats=repeats,
+                    inner=inner, warmup=warmup, minilm_dir=minilm_dir, interpret=interpret,
+                    progress=progress)
+
+
+def _run(*, models, shapes, contenders, repeats, inner, warmup, minilm_dir, interpret,
+         progress) -> dict:
+    wanted = set(contenders or contender_names())
+    unknown = wanted - set(contender_names())
+    if unknown:
+        raise ValueError(f"unknown contenders {sorted(unknown)}; choose from {contender_names()}")
+    say = progress or (lambda _: None)
+    rows = []
+    for model_name, (model, hf_dir) in load_models(models, minilm_dir).items():
+        calibration = calibrate(model, [token_batch(model.config.vocab_size, 8, 128)], method="minmax")
+        batches = {shape: token_batch(model.config.vocab_size, *shape) for shape in shapes}
+        for name in (n for n in contender_names() if n in wanted):
+            # built once per model (quantization, HF load, torch.compile), then timed per shape
+            try:
+                if name.startswith("torch"):
+                    forward, torch = build_torch(name, model, hf_dir)
+                else:
+                    contender = next(c for c in SAMP_CONTENDERS if c.name == name)
+                    forward = build_samp(contender, model, calibration)
+            except SkipContender as e:
+                say(f"{model_name:<9} {name:<28} skipped: {e}")
+                rows += [{"model": model_name, "batch": b, "seq": s, "contender": name,
+                          "skipped": str(e)} for b, s in shapes]
+                continue
+            for (batch_size, seq), batch in batches.items():
+                row = {"model": model_name, "batch": batch_size, "seq": seq, "contender": name}
+                if name.startswith("torch"):
+                    ms = time_torch(forward, batch, torch, warmup=warmup, repeats=repeats, inner=inner)
+                else:
+                    row["kernels"] = kernels_traced(forward, batch)
+                    if contender.implementation == "pallas" and not row["kernels"]:
+                        row["skipped"] = "the Pallas kernels declined every site (fell back to XLA)"
+                        rows.append(row)
+                        continue
+                    ms = time_ms(lambda: forward(batch), warmup=warmup, repeats=repeats, inner=inner)
+                row.update(median_ms=ms, sequences_per_s=batch_size / (ms * 1e-3))
+                rows.append(row)
+                say(f"{model_name:<9} {batch_size:>3}x{seq:<3} {name:<28} {ms:9.3f} ms "
+                    f"{row['sequences_per_s']:10.1f} seq/s")
+    add_ratios(rows)
+    device = jax.devices()[0]
+    return {"device": device.device_kind, "backend": jax.default_backend(), "interpret": interpret,
+            "jax": jax.__version__, "machine": platform.machine(),
+            "timing": {"warmup": warmup, "repeats": repeats, "inner": inner,
+                       "statistic": "median of repeats, each the mean of inner back-to-back calls"},
+            "rows": rows}
+
+
+def add_ratios(rows: list[dict]) -> None:
+    """`speedup_vs_torch_sdpa_fp16` and `speedup_vs_samp_fp16`: baseline latency / this one."""
+    base = {(r["model"], r["batch"], r["seq"], r["contender"]): r["median_ms"]
+            for r in rows if "median_ms" in r}
+    for r in rows:
+        if "median_ms" not in r:
+            continue
+        for label, contender in (("torch_sdpa_fp16", "torch_sdpa_fp16"), ("samp_fp16", "samp_fp16")):
+            ref = base.get((r["model"], r["batch"], r["seq"], contender))
+            r[f"speedup_vs_{label}"] = None if ref is None else ref / r["median_ms"]
+
+
+def markdown_table(result: dict, model: str) -> str:
+    """Median ms per shape and contender, with the ratio to samp-jax FP16 (and torch sdpa)."""
+    rows = [r for r in result["rows"] if r["model"] == model]
+    shapes = sorted({(r["batch"], r["seq"]) for r in rows}, key=lambda s: (s[1], s[0]))
+    names = [n for n in contender_names() if any(r["contender"] == n and "median_ms" in r for r in rows)]
+    lines = ["| contender | " + " | ".join(f"{b}×{s}" for b, s in shapes) + " |",
+             "|---|" + "---|" * len(shapes)]
+    for name in names:
+        cells = []
+        for b, s in shapes:
+            r = next((r for r in rows if r["contender"] == name and (r["batch"], r["seq"]) == (b, s)), None)
+            if r is None or "median_ms" not in r:
+                cells.append("–")
+                continue
+            cell = f"{r['median_ms']:.3f} ms ({r['speedup_vs_samp_fp16']:.2f}×"
+            if r.get("speedup_vs_torch_sdpa_fp16"):
+                cell += f", {r['speedup_vs_torch_sdpa_fp16']:.2f}× sdpa"
+            cells.append(cell + ")")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot(result: dict, path: Path) -> None:
+    """Throughput (sequences/s, log scale) per shape, one panel per model."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    models = sorted({r["model"] for r in result["rows"]})
+    fig, axes = plt.subplots(len(models), 1, figsize=(11, 4 * len(models)), squeeze=False)
+    for ax, model in zip(axes[:, 0], models):
+        rows = [r for r in result["rows"] if r["model"] == model and "median_ms" in r]
+        shapes = sorted({(r["batch"], r["seq"]) for r in rows}, key=lambda s: (s[1], s[0]))
+        names = [n for n in contender_names() if any(r["contender"] == n for r in rows)]
+        width = 0.8 / max(len(names), 1)
+        for i, name in enumerate(names):
+            values = [next((r["sequences_per_s"] for r in rows if r["contender"] == name
+                            and (r["batch"], r["seq"]) == s), 0.0) for s in shapes]
+            ax.bar(np.arange(len(shapes)) + i * width, values, width, label=name)
+        ax.set_xticks(np.arange(len(shapes)) + 0.4 - width / 2, [f"{b}×{s}" for b, s in shapes])
+        ax.set_yscale("log")
+        ax.set_ylabel("sequences / s")
+        ax.set_title(f"{model} on {result['device']}")
+        ax.legend(fontsize=7, ncol=3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="samp-jax bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    return run_from_args(parser.parse_args(argv))
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--quick", action="store_true",
+                        help="CPU smoke run: MiniLM, shapes 1x32 and 2x32, one timed repeat")
+    parser.add_argument("--models", default="bert-base,minilm", help="comma-separated: bert-base, minilm")
+    parser.add_argument("--contenders", default=None, help=f"comma-separated subset of {contender_names()}")
+    parser.add_argument("--minilm", type=Path, default=None,
+                        help="MiniLM folder (e.g. an FP16 copy carried to a GPU machine); "
+                             "default: the asset cache")
+    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--inner", type=int, default=5)
+    parser.add_argument("--interpret", action="store_true",
+                        help="run the Pallas kernels in interpret mode (CPU; slow, checks only)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="results JSON (default benchmarks/results/<device>-e2e.json); the "
+                             "plot goes beside it as .png")
+    parser.add_argument("--json", action="store_true", help="print the results JSON to stdout")
+
+
+def run_from_args(args) -> int:
+    shapes, repeats, inner, warmup = SHAPES, args.repeats, args.inner, 3
+    models = tuple(m.strip() for m in args.models.split(",") if m.strip())
+    if args.quick:
+        shapes, repeats, inner, warmup, models = QUICK_SHAPES, 1, 1, 1, ("minilm",)
+    contenders = None if args.contenders is None else [c.strip() for c in args.contenders.split(",")]
+    progress = (lambda line: print(line, file=sys.stderr, flush=True))
+    result = run(models=models, shapes=shapes, contenders=contenders, repeats=repeats, inner=inner,
+                 warmup=warmup, minilm_dir=args.minilm, interpret=args.interpret, progress=progress)
+    result["command"] = "samp-jax bench " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["bench"] else sys.argv[1:])
+    device = result["device"].replace(" ", "_")
+    out = args.out or Path("benchmarks/results") / f"{device}-e2e.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1))
+    plot(result, out.with_suffix(".png"))
+    if args.json:
+        print(json.dumps(result, indent=1))
+    else:
+        for model in sorted({r["model"] for r in result["rows"]}):
+            print(f"\n{model} ({result['device']}): median latency (speed-up vs samp-jax FP16)")
+            print(markdown_table(result, model))
+        print(f"\nwrote {out} and {out.with_suffix('.png')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

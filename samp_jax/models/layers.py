@@ -1,0 +1,239 @@
+"""Flax NNX building blocks of a BERT encoder: embeddings, GEMM sites, attention, layers.
+
+Every matrix multiply inside an encoder layer is a named `GemmSite` (`qkv`, `attn_out`,
+`ffn_in`, `ffn_out`), the unit whose precision a precision map switches. A site owns its
+epilogue (bias, optional GELU, optional residual add), so a fused kernel can take the site over
+whole. LayerNorm and softmax always run in float32 whatever the compute dtype.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from pallas_kernels.numerics import layer_norm
+from samp_jax.models.config import EncoderConfig
+from samp_jax.ops.fused import fused_op
+from samp_jax.ops.dispatch import Activation, gemm
+from samp_jax.quant.handoff import int8_handoff
+from samp_jax.quant.precision import SITES, SitePrecision, precision_of_dtype
+from samp_jax.quant.primitives import QArray
+
+AttentionImpl = Literal["xla", "cudnn"] | None
+
+_INIT_STD = 0.02  # BERT's initializer_range
+
+
+class LayerNorm(nnx.Module):
+    """LayerNorm with float32 statistics; the output is cast to the compute dtype."""
+
+    def __init__(self, size: int, *, eps: float, dtype=jnp.float32, param_dtype=jnp.float32):
+        self.scale = nnx.Param(jnp.ones((size,), param_dtype))
+        self.bias = nnx.Param(jnp.zeros((size,), param_dtype))
+        self.eps = eps
+        self.dtype = dtype
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return layer_norm(x, self.scale[...], self.bias[...], self.eps).astype(self.dtype)
+
+    def with_quantized(self, x: jax.Array, consumer) -> tuple[jax.Array, QArray | None]:
+        """LayerNorm, plus `consumer`'s INT8 input from the same pass (ZeroQuant-HERO's
+        LN+quant fusion) when `consumer` is an INT8 site and the fused kernel is available;
+        otherwise `(LayerNorm(x), None)` and the consumer quantizes for itself."""
+        spec = int8_handoff(consumer, via="layernorm_quant")
+        if spec is None:
+            return self(x), None
+        y, q, scale = fused_op("layernorm_quant")(
+            x, self.scale[...], self.bias[...], eps=self.eps, out_dtype=self.dtype,
+            act_scale=spec.act_scale, input_scale=spec.input_scale)
+        return y, QArray(q, scale, "int8")
+
+
+class GemmSite(nnx.Module):
+    """`y = act(x @ kernel + bias) + residual`: one GEMM with its epilogue.
+
+    The kernel is stored `[in_features, out_features]`. This float version computes in
+    `dtype` with float32 accumulation; quantized sites replace it with the same interface.
+    """
+
+    def __init__(self, in_features: int, out_features: int, *, site: str, dtype=jnp.float32,
+                 param_dtype=jnp.float32, rngs: nnx.Rngs):
+        self.kernel = nnx.Param(  # [in, out]
+            _INIT_STD * jax.random.truncated_normal(
+                rngs.params(), -2.0, 2.0, (in_features, out_features), param_dtype))
+        self.bias = nnx.Param(jnp.zeros((out_features,), param_dtype))  # [out]
+        self.site = site
+        self.dtype = dtype
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(in_features, out_features)."""
+        return tuple(self.kernel.shape)
+
+    @property
+    def precision(self) -> SitePrecision:
+        return SitePrecision(precision_of_dtype(self.dtype))
+
+    # Calibration sets this on a private copy of the model to observe the site's input.
+    observer = None
+
+    def __call__(self, x: jax.Array, *, activation: Activation = None,
+                 residual: jax.Array | None = None) -> jax.Array:
+        if self.observer is not None:
+            self.observer(x)
+        return gemm(x, self.kernel[...], precision=self.precision, bias=self.bias[...],
+                    activation=activation, residual=residual, out_dtype=self.dtype)
+
+
+class Embeddings(nnx.Module):
+    """Word + position + token-type embeddings, then LayerNorm."""
+
+    def __init__(self, config: EncoderConfig, *, dtype=jnp.float32, param_dtype=jnp.float32,
+                 rngs: nnx.Rngs):
+        def table(rows):
+            return nnx.Param(_INIT_STD * jax.random.truncated_normal(
+                rngs.params(), -2.0, 2.0, (rows, config.hidden_size), param_dtype))
+        self.word = table(config.vocab_size)  # [vocab, hidden]
+        self.position = table(config.max_position_embeddings)  # [max_pos, hidden]
+        self.token_type = table(config.type_vocab_size)  # [types, hidden]
+        self.norm = LayerNorm(config.hidden_size, eps=config.layer_norm_eps, dtype=dtype,
+                              param_dtype=param_dtype)
+        self.max_positions = config.max_position_embeddings
+
+    def __call__(self, input_ids: jax.Array, token_type_ids: jax.Array) -> jax.Array:
+        seq_len = input_ids.shape[1]
+        if seq_len > self.max_positions:
+            raise ValueError(
+                f"sequence length {seq_len} exceeds max_position_embeddings={self.max_positions}")
+        summed = (self.word[...][input_ids].astype(jnp.float32)
+                  + self.position[...][:seq_len].astype(jnp.float32)[None]
+                  + self.token_type[...][token_type_ids].astype(jnp.float32))
+        return self.norm(summed)  # [batch, seq, hidden]
+
+    def with_quantized(self, input_ids: jax.Array, token_type_ids: jax.Array,
+                       consumer) -> tuple[jax.Array, QArray | None]:
+        """The embeddings plus `consumer`'s INT8 input, from one fused gather + LayerNorm +
+        quantize kernel (SAMP's embedding fusion) when `consumer` is an INT8 site and the kernel
+        is available; otherwise `(self(...), None)`."""
+        spec = int8_handoff(consumer, via="embedding_quant")
+        if spec is None:
+            return self(input_ids, token_type_ids), None
+        if input_ids.shape[1] > self.max_positions:
+            raise ValueError(f"sequence length {input_ids.shape[1]} exceeds "
+                             f"max_position_embeddings={self.max_positions}")
+        norm = self.norm
+        y, q, scale = fused_op("embedding_quant")(
+            input_ids, token_type_ids, self.word[...], self.position[...], self.token_type[...],
+            norm.scale[...], norm.bias[...], eps=norm.eps, out_dtype=norm.dtype,
+            act_scale=spec.act_scale, input_scale=spec.input_scale)
+        return y, QArray(q, scale, "int8")
+
+
+def resolve_attention_impl(implementation: AttentionImpl, dtype) -> str:
+    """`cudnn` (flash attention) on GPU for 16-bit dtypes, else `xla`, unless one is named."""
+    if implementation is not None:
+        if implementation not in ("xla", "cudnn"):
+            raise ValueError(f"{implementation=} is not one of ('xla', 'cudnn', None)")
+        return implementation
+    on_gpu = jax.default_backend() == "gpu"
+    return "cudnn" if on_gpu and jnp.dtype(dtype) in (jnp.float16, jnp.bfloat16) else "xla"
+
+
+def attention(q: jax.Array, k: jax.Array, v: jax.Array, attention_mask: jax.Array, *,
+              implementation: AttentionImpl = None) -> jax.Array:
+    """Bidirectional multi-head attention over `[batch, seq, heads, head_dim]` tensors.
+
+    `attention_mask` is `[batch, seq]`, 1 for real tokens and 0 for padding. cuDNN takes the
+    per-row key lengths, so it assumes right padding (what `samp_jax.Tokenizer` produces); the
+    XLA path takes the mask itself and accepts any pattern.
+    """
+    impl = resolve_attention_impl(implementation, q.dtype)
+    if impl == "cudnn":
+        lengths = jnp.sum(attention_mask, axis=-1, dtype=jnp.int32)
+        return jax.nn.dot_product_attention(
+            q, k, v, query_seq_lengths=lengths, key_value_seq_lengths=lengths,
+            implementation="cudnn")
+    mask = attention_mask[:, None, None, :].astype(jnp.bool_)  # [batch, 1, 1, keys]
+    dtype = q.dtype
+    if dtype == jnp.float16 and jax.default_backend() == "cpu":
+        # XLA:CPU has no f16 x f16 -> f32 dot, which the XLA attention needs for its logits.
+        q, k, v = (t.astype(jnp.float32) for t in (q, k, v))
+    return jax.nn.dot_product_attention(q, k, v, mask=mask, implementation="xla").astype(dtype)
+
+
+class EncoderLayer(nnx.Module):
+    """Post-LN BERT layer with the four GEMM sites `qkv`, `attn_out`, `ffn_in`, `ffn_out`."""
+
+    def __init__(self, config: EncoderConfig, *, dtype=jnp.float32, param_dtype=jnp.float32,
+                 attention_impl: AttentionImpl = None, rngs: nnx.Rngs):
+        hidden, inner = config.hidden_size, config.intermediate_size
+        site = lambda name, n_in, n_out: GemmSite(  # noqa: E731
+            n_in, n_out, site=name, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        self.qkv = site("qkv", hidden, 3 * hidden)  # fused [Q | K | V]
+        self.attn_out = site("attn_out", hidden, hidden)
+        self.ffn_in = site("ffn_in", hidden, inner)
+        self.ffn_out = site("ffn_out", inner, hidden)
+        norm = lambda: LayerNorm(hidden, eps=config.layer_norm_eps, dtype=dtype,  # noqa: E731
+                                 param_dtype=param_dtype)
+        self.attn_norm = norm()
+        self.ffn_norm = norm()
+        self.num_heads = config.num_heads
+        self.head_dim = config.head_dim
+        self.activation = "gelu_tanh" if config.gelu_approximate else "gelu"
+        self.attention_impl = attention_impl
+
+    def sites(self) -> dict[str, GemmSite]:
+        return {name: getattr(self, name) for name in SITES}
+
+    def __call__(self, x: jax.Array, attention_mask: jax.Array) -> jax.Array:
+        return self.forward(x, attention_mask)[0]  # [batch, seq, hidden]
+
+    def forward(self, x: jax.Array, attention_mask: jax.Array, *, x_q: QArray | None = None,
+                next_site=None) -> tuple[jax.Array, QArray | None]:
+        """The layer, with INT8 hand-offs where the fused kernels are available.
+
+        `x_q` is `x` already quantized for `qkv` (by the previous LayerNorm+quant). The
+        LayerNorms quantize for their INT8 consumers (`ffn_in`, and `next_site`, the next
+        layer's `qkv`) in the same pass; an INT8 `ffn_in` feeding a static-INT8 `ffn_out`
+        writes INT8 straight from its epilogue. Returns `(output, output quantized for
+        next_site or None)`.
+        """
+        batch, seq, hidden = x.shape
+        qkv = self.qkv(x if x_q is None else x_q).reshape(batch, seq, 3, self.num_heads, self.head_dim)
+        context = attention(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], attention_mask,
+                            implementation=self.attention_impl)
+        context = context.reshape(batch, seq, hidden)
+        x, ffn_in_q = self.attn_norm.with_quantized(self.attn_out(context, residual=x), self.ffn_in)
+        ffn_in_input = x if ffn_in_q is None else ffn_in_q
+        chain = int8_handoff(self.ffn_out, via="epilogue", producer=self.ffn_in)
+        if chain is None:
+            inner = self.ffn_in(ffn_in_input, activation=self.activation)
+        else:  # INT8 out of ffn_in's epilogue, at ffn_out's static input scale
+            inner = QArray(self.ffn_in(ffn_in_input, activation=self.activation,
+                                       out_dtype=jnp.int8, out_scale=chain.act_scale),
+                           jnp.asarray(chain.act_scale, jnp.float32), "int8")
+        return self.ffn_norm.with_quantized(self.ffn_out(inner, residual=x), next_site)
+
+
+class Encoder(nnx.Module):
+    """A stack of `EncoderLayer`s."""
+
+    def __init__(self, config: EncoderConfig, *, dtype=jnp.float32, param_dtype=jnp.float32,
+                 attention_impl: AttentionImpl = None, rngs: nnx.Rngs):
+        self.layers = nnx.List([
+            EncoderLayer(config, dtype=dtype, param_dtype=param_dtype,
+                         attention_impl=attention_impl, rngs=rngs)
+            for _ in range(config.num_layers)])
+
+    def __call__(self, x: jax.Array, attention_mask: jax.Array, *,
+                 x_q: QArray | None = None) -> jax.Array:
+        """`x_q`: the first layer's INT8 `qkv` input, if the embeddings produced it."""
+        layers = list(self.layers)
+        for i, layer in enumerate(layers):
+            next_site = layers[i + 1].qkv if i + 1 < len(layers) else None
+            x, x_q = layer.forward(x, attention_mask, x_q=x_q, next_site=next_site)
+        return x
+

@@ -1,0 +1,26 @@
+"""Op registries: the GEMM every site calls (`gemm`) and the fused ops around INT8 GEMMs.
+
+The built-in implementations are registered here, in the order `implementation=None` tries
+them: the Pallas INT8 GEMM (`pallas`, which picks its kernel for the device), then `xla`, the
+reference. `pallas_mosaic` / `pallas_triton` pin one kernel and are tried only when named.
+"""
+
+import functools
+
+from samp_jax.ops import base, pallas
+from samp_jax.ops.fused import FUSED_OPS, fused_op, register_fused_op
+from samp_jax.ops.dispatch import (Activation, gemm, implementations, quantize_activation,
+                               register_gemm_implementation, takes_fused_input)
+from samp_jax.ops.pallas import interpret, interpreting, kernels_available
+
+register_gemm_implementation("pallas", pallas.pallas_gemm)
+register_gemm_implementation("xla", base.xla_gemm, takes_fused_input=False)
+for _kernel in ("mosaic", "triton"):
+    register_gemm_implementation(f"pallas_{_kernel}", functools.partial(pallas.pallas_gemm, kernel=_kernel),
+                                 automatic=False)
+register_fused_op("layernorm_quant", pallas.pallas_layernorm_quant, available=kernels_available)
+register_fused_op("embedding_quant", pallas.pallas_embedding_quant, available=kernels_available)
+
+__all__ = ["FUSED_OPS", "Activation", "fused_op", "gemm", "implementations", "interpret",
+           "interpreting", "kernels_available", "quantize_activation", "register_fused_op",
+           "register_gemm_implementation", "takes_fused_input"]

@@ -1,0 +1,170 @@
+"""`gemm`: the one dispatch point for every GEMM site, with a registry of implementations.
+
+In the tokamax style, an implementation is a function with `gemm`'s keyword interface that
+raises `NotImplementedError` for a combination it cannot handle; with `implementation=None`
+the registered ones are tried in order (`implementations()`; the built-in order is set in
+`samp_jax.ops.__init__`: the Pallas kernels, then `xla`). `xla` (`samp_jax.ops.base`) is
+always registered and is both the default and the numerical reference.
+
+Epilogue order, shared by every implementation (`pallas_kernels.numerics.epilogue`):
+`y = act(dequant(x @ w) + bias) + residual`, computed in float32 and cast to `out_dtype`, or
+requantized to INT8 with a static `out_scale` when the next GEMM takes INT8 (chaining). An INT8
+site may also take its input already quantized (`x` a `QArray`), from a fused LayerNorm+quant.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Literal, Sequence
+
+import jax
+import jax.numpy as jnp
+
+from pallas_kernels.numerics import quantize_rows
+from samp_jax.quant.precision import SitePrecision, as_precision
+from samp_jax.quant.primitives import QArray, quantize_fp8
+
+Activation = Literal["gelu", "gelu_tanh", "tanh"] | None
+GemmImpl = Callable[..., jax.Array]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Registered:
+    fn: GemmImpl
+    takes_fused_input: bool  # sites pinned to it take INT8 from fused LayerNorm+quant kernels
+    automatic: bool  # tried by `implementation=None`
+
+
+_REGISTRY: dict[str, _Registered] = {}
+_ORDER: list[str] = []
+
+
+def register_gemm_implementation(name: str, fn: GemmImpl, *, first: bool = False,
+                                 automatic: bool = True, takes_fused_input: bool = True) -> None:
+    """Registers `fn` under `name`.
+
+    Args:
+      first: put it ahead of the implementations already registered.
+      automatic: whether `implementation=None` tries it (else only when named).
+      takes_fused_input: whether a site pinned to it takes INT8 input quantized by an upstream
+        fused kernel; False keeps such a site on plain float input (a pure-XLA baseline).
+    """
+    if name in _REGISTRY:
+        _ORDER.remove(name)
+    _REGISTRY[name] = _Registered(fn, takes_fused_input, automatic)
+    _ORDER.insert(0, name) if first else _ORDER.append(name)
+
+
+def implementations() -> tuple[str, ...]:
+    """Implementation names in the order `implementation=None` tries them."""
+    return tuple(name for name in _ORDER if _REGISTRY[name].automatic)
+
+
+def takes_fused_input(implementation: str | None) -> bool:
+    """Whether a site pinned to `implementation` (None: automatic) may take pre-quantized
+    INT8 input from a fused kernel."""
+    return implementation is None or _REGISTRY[implementation].takes_fused_input
+
+
+def gemm(x: jax.Array | QArray, weight: jax.Array | QArray, *, precision: SitePrecision | str,
+         bias: jax.Array | None = None, activation: Activation = None,
+         residual: jax.Array | None = None, act_scale: jax.Array | None = None,
+         input_scale: jax.Array | None = None, out_dtype=None, out_scale=None,
+         implementation: str | Sequence[str] | None = None) -> jax.Array:
+    """`act(x @ weight + bias) + residual` at the given precision.
+
+    Args:
+      x: `[..., K]` float activations, or for INT8 precisions an int8 `QArray` already
+        quantized as the site would (per-token `[..., 1]` or per-tensor scale).
+      weight: `[K, N]` float kernel for float precisions, or a `QArray` (INT8 per-channel or
+        FP8 per-tensor) for quantized ones.
+      precision: a `SitePrecision` or its name ('fp32', 'fp16', 'bf16', 'int8-dynamic',
+        'int8-static', 'fp8_e4m3').
+      bias: `[N]`, added in float32.
+      activation: None, 'gelu', 'gelu_tanh' or 'tanh'.
+      residual: `[..., N]`, added after the activation.
+      act_scale: static activation scale (scalar) for 'int8-static' and 'fp8_e4m3'.
+      input_scale: optional `[K]` per-input-channel multiplier applied to `x` before it is
+        quantized (SmoothQuant migration, `1 / s`).
+      out_dtype: output dtype; defaults to `x.dtype`. `int8` requantizes the output with the
+        static `out_scale` (for a following static-INT8 GEMM).
+      implementation: None (try each automatic one in order), a name, or a sequence of names.
+        A single named implementation that cannot handle the call raises.
+
+    Raises:
+      ValueError: inconsistent shapes, or a weight/scale that does not fit the precision.
+      NotImplementedError: no requested implementation supports the call.
+    """
+    precision = as_precision(precision)
+    _validate(x, weight, precision, act_scale, input_scale)
+    if isinstance(x, QArray) and out_dtype is None:
+        raise ValueError("a pre-quantized (QArray) input needs an explicit out_dtype")
+    out_dtype = jnp.dtype(out_dtype or x.dtype)
+    if (out_dtype == jnp.int8) != (out_scale is not None):
+        raise ValueError("out_scale is required exactly when out_dtype is int8")
+    kwargs = dict(precision=precision, bias=bias, activation=activation, residual=residual,
+                  act_scale=act_scale, input_scale=input_scale, out_dtype=out_dtype,
+                  out_scale=out_scale)
+    if implementation is None:
+        names = implementations()
+    elif isinstance(implementation, str):
+        names = (implementation,)
+    else:
+        names = tuple(implementation)
+    unknown = [n for n in names if n not in _REGISTRY]
+    if unknown:
+        raise ValueError(f"implementation {unknown} is not one of {tuple(_ORDER)}")
+    errors = []
+    for name in names:
+        try:
+            return _REGISTRY[name].fn(x, weight, **kwargs)
+        except NotImplementedError as e:
+            if isinstance(implementation, str):
+                raise
+            errors.append(f"{name}: {e}")
+    raise NotImplementedError(f"no GEMM implementation handles {precision}: {errors}")
+
+
+def quantize_activation(x: jax.Array | QArray, precision: SitePrecision, act_scale=None,
+                        input_scale=None) -> tuple[jax.Array, jax.Array]:
+    """Quantizes GEMM input `x` as `precision` says; returns `(qvalue, scale)`.
+
+    A `QArray` input is already quantized (by a fused LayerNorm+quant or a requantizing
+    epilogue) and passes through."""
+    if isinstance(x, QArray):
+        return x.qvalue, x.scale
+    if precision.precision == "fp8_e4m3":
+        x = x.astype(jnp.float32)
+        if input_scale is not None:
+            x = x * input_scale.astype(jnp.float32)
+        return quantize_fp8(x, act_scale), jnp.asarray(act_scale, jnp.float32)
+    static = precision.activation == "per_tensor_static"
+    return quantize_rows(x, act_scale=act_scale if static else None, input_scale=input_scale)
+
+
+def _validate(x, weight, precision: SitePrecision, act_scale, input_scale) -> None:
+    k = x.shape[-1]
+    if isinstance(x, QArray):
+        if precision.precision != "int8" or x.qtype != "int8":
+            raise ValueError(f"a pre-quantized input must be an int8 QArray for an int8 site, "
+                             f"got a {x.qtype} QArray at {precision}")
+        if x.scale.ndim and x.scale.shape != (*x.shape[:-1], 1):
+            raise ValueError(f"a pre-quantized input's scale must be per-token [..., 1] or "
+                             f"per-tensor [], got {x.scale.shape} for values {x.shape}")
+        return _validate_weight(k, weight, precision)
+    if not precision.is_quantized and isinstance(weight, QArray):
+        raise ValueError(f"precision {precision} needs a float weight, got a {weight.qtype} QArray")
+    _validate_weight(k, weight, precision)
+    if precision.needs_calibration and act_scale is None:
+        raise ValueError(f"precision {precision} needs a static act_scale (run calibration)")
+    if input_scale is not None and tuple(input_scale.shape) != (k,):
+        raise ValueError(f"input_scale has shape {tuple(input_scale.shape)}, expected ({k},)")
+
+
+def _validate_weight(k: int, weight, precision: SitePrecision) -> None:
+    if precision.is_quantized and (not isinstance(weight, QArray) or weight.qtype != precision.precision):
+        raise ValueError(f"precision {precision} needs a {precision.precision} QArray weight, "
+                         f"got {type(weight).__name__}")
+    if weight.shape[0] != k or len(weight.shape) != 2:
+        raise ValueError(f"x has {k} features but weight has shape {tuple(weight.shape)}; "
+                         "expected [K, N]")

@@ -1,0 +1,85 @@
+"""Adapters from `samp_jax`'s op interfaces to the Pallas kernels in `pallas_kernels`.
+
+- `pallas_gemm`: INT8 sites only (FP8 and float sites raise `NotImplementedError`, so the
+  dispatcher moves on to XLA). Which kernel runs (Mosaic GPU wgmma on Hopper, Triton
+  elsewhere) is `pallas_kernels.int8_matmul`'s choice; `kernel=` pins one.
+- `layernorm_quant`, `embedding_quant`: the fused LayerNorm/embedding + INT8 quantize kernels.
+
+Off a GPU every kernel declines, unless interpret mode is on (`with interpret():`, or
+`SAMP_JAX_PALLAS_INTERPRET=1` in the environment), which runs the same kernel bodies on the CPU
+for tests and CPU smoke runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+
+import jax
+import jax.numpy as jnp
+
+from pallas_kernels.int8_matmul import int8_matmul
+from pallas_kernels.layernorm_quant import embedding_quant, layernorm_quant
+from samp_jax.ops.dispatch import quantize_activation
+
+INTERPRET_ENV = "SAMP_JAX_PALLAS_INTERPRET"
+_interpret = [os.environ.get(INTERPRET_ENV, "") == "1"]
+
+
+@contextlib.contextmanager
+def interpret(enabled: bool = True):
+    """Runs the Pallas kernels in interpret mode (on the CPU) for calls traced in the block."""
+    previous, _interpret[0] = _interpret[0], enabled
+    try:
+        yield
+    finally:
+        _interpret[0] = previous
+
+
+def interpreting() -> bool:
+    """Whether the kernels run in interpret mode now."""
+    return _interpret[0]
+
+
+def kernels_available() -> bool:
+    """True on a GPU, when lowering for an (abstract) GPU, or anywhere in interpret mode."""
+    abstract = jax.sharding.get_abstract_mesh().abstract_device
+    targets_gpu = abstract is not None and abstract.platform == "gpu"
+    return jax.default_backend() == "gpu" or targets_gpu or interpreting()
+
+
+def pallas_gemm(x, weight, *, precision, bias, activation, residual, act_scale, input_scale,
+                out_dtype, out_scale=None, kernel: str | None = None):
+    """The INT8 GEMM site through `pallas_kernels.int8_matmul` (`kernel`: 'mosaic', 'triton' or
+    None for the device's default order)."""
+    if precision.precision != "int8":
+        raise NotImplementedError(f"the Pallas GEMM handles int8 only, not {precision}")
+    if not kernels_available():
+        raise NotImplementedError("the Pallas kernels need a GPU (interpret mode is off)")
+    xq, x_scale = quantize_activation(x, precision, act_scale, input_scale)
+    lead, k = xq.shape[:-1], xq.shape[-1]
+    m = math.prod(lead)
+    if m == 0:
+        raise NotImplementedError("the Pallas GEMM needs at least one row")
+    x_scale = jnp.broadcast_to(x_scale, (*lead, 1)).reshape(m, 1)
+    n = weight.shape[1]
+    res = None if residual is None else residual.reshape(m, n)
+    y = int8_matmul(xq.reshape(m, k), weight.qvalue, x_scale, weight.scale, bias=bias,
+                    activation=activation, residual=res, out_dtype=out_dtype, out_scale=out_scale,
+                    implementation=kernel, interpret=interpreting())
+    return y.reshape(*lead, n)
+
+
+def pallas_layernorm_quant(x, gamma, beta, *, eps, out_dtype, act_scale=None, input_scale=None):
+    """Residual-free LayerNorm + INT8 quantize in one kernel: `(y, q, scale)`."""
+    return layernorm_quant(x, gamma, beta, eps=eps, out_dtype=out_dtype, act_scale=act_scale,
+                           input_scale=input_scale, interpret=interpreting())
+
+
+def pallas_embedding_quant(input_ids, token_type_ids, word, position, token_type, gamma, beta, *,
+                           eps, out_dtype, act_scale=None, input_scale=None):
+    """Embedding gather + LayerNorm + INT8 quantize in one kernel: `(y, q, scale)`."""
+    return embedding_quant(input_ids, token_type_ids, word, position, token_type, gamma, beta,
+                           eps=eps, out_dtype=out_dtype, act_scale=act_scale,
+                           input_scale=input_scale, interpret=interpreting())

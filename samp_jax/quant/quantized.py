@@ -1,0 +1,346 @@
+"""Post-training quantization of an `EncoderModel` under a precision map.
+
+`quantize(model, precision_map, calibration)` returns a `QuantizedModel`: a copy of the model
+whose GEMM sites are `QuantizedGemmSite`s holding INT8 / FP8 weights with their scales (the
+float copies are dropped) or 16/32-bit float weights, as the map says. Embeddings, LayerNorm
+outputs, attention and the activations between sites run in the compute `dtype` (FP16 by
+default, as deployed on GPU); heads stay in FP32.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from safetensors.numpy import load_file, save_file
+
+from pallas_kernels.numerics import INT8_MAX, SCALE_EPS
+
+from samp_jax.models.checkpoint import CheckpointError
+from samp_jax.models.config import EncoderConfig
+from samp_jax.ops.dispatch import Activation, gemm
+from samp_jax.models.layers import Embeddings, GemmSite
+from samp_jax.models.model import EncoderModel, make_head
+from samp_jax.quant.precision import SITES, PrecisionMap, SitePrecision
+from samp_jax.quant.handoff import Int8Input
+from samp_jax.quant.primitives import FP8_E4M3_MAX, QArray, quantize_weight_fp8, quantize_weight_int8
+from samp_jax.version import __version__
+
+FORMAT = "samp-jax-quantized"
+FORMAT_VERSION = 1
+WEIGHTS_FILE = "model.safetensors"
+SIDECAR_FILE = "quantization.json"
+
+
+class QuantizedVariable(nnx.Variable):
+    """Weights and scales of a quantized model: stored, never trained."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SiteCalibration:
+    """Calibrated statistics of one GEMM site's (possibly smoothed) input.
+
+    Attributes:
+      absmax: max |x| over the calibration set (the FP8 clip).
+      amax: the calibrator's INT8 clip (e.g. a percentile of |x|).
+      input_scale: SmoothQuant `1 / s` per input channel, or None without smoothing.
+    """
+
+    absmax: float
+    amax: float
+    input_scale: np.ndarray | None = None
+
+
+class QuantizedGemmSite(nnx.Module):
+    """A GEMM site whose weights are stored at its precision-map precision.
+
+    Same call interface as `GemmSite`. Quantized sites keep `kernel` as INT8 (per-channel
+    `kernel_scale [out]`) or FP8 (per-tensor `kernel_scale []`); float sites keep `kernel` in
+    their float dtype. Static activation schemes carry `act_scale`; smoothed sites carry
+    `input_scale [in]`, which multiplies the input inside the quantize step.
+    """
+
+    observer = None
+
+    def __init__(self, in_features: int, out_features: int, *, site: str,
+                 precision: SitePrecision, dtype=jnp.float16, smoothed: bool = False,
+                 implementation: str | None = None):
+        if precision.precision == "int8":
+            self.kernel = QuantizedVariable(jnp.zeros((in_features, out_features), jnp.int8))
+            self.kernel_scale = QuantizedVariable(jnp.ones((out_features,), jnp.float32))
+        elif precision.precision == "fp8_e4m3":
+            self.kernel = QuantizedVariable(jnp.zeros((in_features, out_features), jnp.float8_e4m3fn))
+            self.kernel_scale = QuantizedVariable(jnp.ones((), jnp.float32))
+        else:
+            self.kernel = QuantizedVariable(jnp.zeros((in_features, out_features), precision.float_dtype))
+            self.kernel_scale = None
+        self.bias = QuantizedVariable(jnp.zeros((out_features,), jnp.float32))
+        self.act_scale = QuantizedVariable(jnp.ones((), jnp.float32)) if precision.needs_calibration else None
+        smoothed = smoothed and precision.is_quantized
+        self.input_scale = QuantizedVariable(jnp.ones((in_features,), jnp.float32)) if smoothed else None
+        self.site = site
+        self.precision = precision
+        self.dtype = dtype
+        self.implementation = implementation
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.kernel.shape)
+
+    @classmethod
+    def from_float(cls, source: GemmSite, precision: SitePrecision, *, dtype,
+                   calibration: SiteCalibration | None = None,
+                   implementation: str | None = None) -> "QuantizedGemmSite":
+        """Quantizes a float `GemmSite` (folding any smoothing into the weights)."""
+        n_in, n_out = source.shape
+        if precision.needs_calibration and calibration is None:
+            raise ValueError(f"site {source.site!r} at {precision} needs calibration statistics")
+        input_scale = calibration.input_scale if calibration is not None else None
+        smoothed = input_scale is not None and precision.is_quantized
+        site = cls(n_in, n_out, site=source.site, precision=precision, dtype=dtype,
+                   smoothed=smoothed, implementation=implementation)
+        w = jnp.asarray(source.kernel[...], jnp.float32)
+        if smoothed:  # (x / s) @ (s * W): the GEMM is unchanged in exact arithmetic
+            w = w / jnp.asarray(input_scale, jnp.float32)[:, None]
+            site.input_scale.set_value(jnp.asarray(input_scale, jnp.float32))
+        if precision.precision == "int8":
+            q = quantize_weight_int8(w)
+            site.kernel.set_value(q.qvalue)
+            site.kernel_scale.set_value(q.scale)
+        elif precision.precision == "fp8_e4m3":
+            q = quantize_weight_fp8(w)
+            site.kernel.set_value(q.qvalue)
+            site.kernel_scale.set_value(q.scale)
+        else:
+            site.kernel.set_value(w.astype(precision.float_dtype))
+        site.bias.set_value(jnp.asarray(source.bias[...], jnp.float32))
+        if precision.needs_calibration:
+            clip = calibration.absmax / FP8_E4M3_MAX if precision.precision == "fp8_e4m3" \
+                else calibration.amax / INT8_MAX
+            site.act_scale.set_value(jnp.asarray(max(clip, SCALE_EPS), jnp.float32))
+        return site
+
+    def weight(self) -> jax.Array | QArray:
+        if self.precision.is_quantized:
+            return QArray(self.kernel[...], self.kernel_scale[...], self.precision.precision)
+        return self.kernel[...]
+
+    def int8_input(self) -> Int8Input | None:
+        """How this site quantizes its input when it is an INT8 site (else None): what an
+        upstream kernel must do to hand it INT8 (`samp_jax.quant.handoff`)."""
+        if self.precision.precision != "int8":
+            return None
+        return Int8Input(act_scale=None if self.act_scale is None else self.act_scale[...],
+                         input_scale=None if self.input_scale is None else self.input_scale[...])
+
+    def __call__(self, x: jax.Array | QArray, *, activation: Activation = None,
+                 residual: jax.Array | None = None, out_dtype=None, out_scale=None) -> jax.Array:
+        """`x` is float, or (INT8 sites) a `QArray` quantized upstream as `int8_input`
+        says. `out_dtype=int8` with `out_scale` requantizes the output for the next GEMM."""
+        if self.observer is not None:
+            self.observer(x)
+        return gemm(
+            x, self.weight(), precision=self.precision, bias=self.bias[...],
+            activation=activation, residual=residual,
+            act_scale=None if self.act_scale is None else self.act_scale[...],
+            input_scale=None if self.input_scale is None else self.input_scale[...],
+            out_dtype=out_dtype or self.dtype, out_scale=out_scale,
+            implementation=self.implementation)
+
+
+def set_compute_dtype(model: EncoderModel, dtype) -> None:
+    """Switches embeddings, LayerNorms and layers to `dtype`; stores embedding tables in it."""
+    model.dtype = jnp.dtype(dtype)
+    emb: Embeddings = model.embeddings
+    for table in (emb.word, emb.position, emb.token_type):
+        table.set_value(table[...].astype(dtype))
+    modules = [emb.norm]
+    for layer in model.encoder.layers:
+        modules += [layer.attn_norm, layer.ffn_norm]
+    for module in modules:
+        module.dtype = dtype
+
+
+def _state_bytes(module: nnx.Module) -> int:
+    leaves = jax.tree.leaves(nnx.state(module))
+    return int(sum(leaf.size * leaf.dtype.itemsize for leaf in leaves))
+
+
+class QuantizedModel(nnx.Module):
+    """An `EncoderModel` whose GEMM sites run at the precisions of `precision_map`.
+
+    Call it like the model it came from. `save(dir)` / `QuantizedModel.load(dir)` round-trip
+    bit-exactly (safetensors plus a JSON sidecar with the map, the calibration and versions).
+    """
+
+    def __init__(self, model: EncoderModel, precision_map: PrecisionMap, *, info: dict[str, Any]):
+        self.model = model
+        self.precision_map = precision_map
+        # JSON text, not a dict: static attributes must hash (the graphdef is a jit key).
+        self._info = json.dumps(info, sort_keys=True)
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """Provenance: source parameter bytes, calibration summary, GEMM implementation."""
+        return json.loads(self._info)
+
+    @property
+    def config(self) -> EncoderConfig:
+        return self.model.config
+
+    @property
+    def head_kind(self) -> str:
+        return self.model.head_kind
+
+    def __call__(self, input_ids, attention_mask=None, token_type_ids=None):
+        return self.model(input_ids, attention_mask, token_type_ids)
+
+    def encode(self, input_ids, attention_mask=None, token_type_ids=None):
+        return self.model.encode(input_ids, attention_mask, token_type_ids)
+
+    def memory_report(self) -> dict[str, int | float]:
+        """Parameter bytes before (FP32 source) and after quantization."""
+        after = _state_bytes(self.model)
+        before = self.info["source_bytes"]
+        return {"source_bytes": before, "quantized_bytes": after, "saved_bytes": before - after,
+                "ratio": after / before}
+
+    # ---------------------------------------------------------------------- save / load
+    def save(self, directory: str | Path) -> Path:
+        """Writes `model.safetensors` and `quantization.json` into `directory`."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        arrays, dtypes = {}, {}
+        for key, value in _flat_state(self.model).items():
+            value = np.asarray(value)
+            dtypes[key] = value.dtype.name
+            # safetensors' numpy API lacks bfloat16/float8: store their bits, keep the dtype.
+            if value.dtype.name in ("bfloat16", "float8_e4m3fn"):
+                value = value.view(np.uint16 if value.dtype.itemsize == 2 else np.uint8)
+            arrays[key] = np.array(value, order="C")  # ascontiguousarray would make scalars 1-D
+        save_file(arrays, str(directory / WEIGHTS_FILE))
+        sidecar = {
+            "format": FORMAT, "format_version": FORMAT_VERSION,
+            "config": self.config.to_hf_dict(),
+            "head": {"kind": self.head_kind, "num_labels": getattr(self.model.head, "num_labels", None)},
+            "dtype": jnp.dtype(self.model.dtype).name,
+            "precision_map": self.precision_map.to_dict(),
+            "info": self.info, "dtypes": dtypes, "versions": _versions(),
+        }
+        (directory / SIDECAR_FILE).write_text(json.dumps(sidecar, indent=1))
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "QuantizedModel":
+        """Reads a model written by `save`. Raises on a missing file or a mismatched layout."""
+        directory = Path(directory)
+        for name in (WEIGHTS_FILE, SIDECAR_FILE):
+            if not (directory / name).is_file():
+                raise FileNotFoundError(f"{directory} has no {name}")
+        sidecar = json.loads((directory / SIDECAR_FILE).read_text())
+        if sidecar.get("format") != FORMAT or sidecar.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"{directory / SIDECAR_FILE} is not a {FORMAT} v{FORMAT_VERSION} sidecar")
+        config = EncoderConfig.from_hf_config(sidecar["config"])
+        pmap = PrecisionMap.from_dict(sidecar["precision_map"])
+        dtype = jnp.dtype(sidecar["dtype"])
+        smoothed = {key.split(".input_scale")[0] for key in sidecar["dtypes"] if key.endswith("input_scale")}
+        skeleton = _skeleton(config, sidecar["head"], pmap, dtype, smoothed,
+                             sidecar["info"].get("implementation"))
+        arrays = load_file(str(directory / WEIGHTS_FILE))
+        expected = _flat_state(skeleton)
+        missing, unexpected = sorted(expected.keys() - arrays.keys()), sorted(arrays.keys() - expected.keys())
+        mismatched = [(k, arrays[k].shape, tuple(expected[k].shape)) for k in expected.keys() & arrays.keys()
+                      if tuple(arrays[k].shape) != tuple(expected[k].shape)]
+        if missing or unexpected or mismatched:
+            raise CheckpointError(directory / WEIGHTS_FILE, missing=missing, unexpected=unexpected,
+                                  mismatched=mismatched)
+        restored = {k: _restore_dtype(arrays[k], sidecar["dtypes"][k]) for k in expected}
+        _assign_flat_state(skeleton, restored)
+        return cls(skeleton, pmap, info=sidecar["info"])
+
+
+def _restore_dtype(array: np.ndarray, name: str) -> np.ndarray:
+    """Reinterprets the stored bits of bfloat16/float8 arrays (see `save`)."""
+    dtype = jnp.dtype(name)
+    return array if array.dtype == dtype else array.view(dtype)
+
+
+def _skeleton(config, head_info, pmap, dtype, smoothed, implementation) -> EncoderModel:
+    rngs = nnx.Rngs(0)
+    head = make_head(head_info["kind"], config, num_labels=head_info["num_labels"], rngs=rngs)
+    model = EncoderModel(config, head, dtype=jnp.float32, rngs=rngs)
+    set_compute_dtype(model, dtype)
+    for index, layer in enumerate(model.encoder.layers):
+        for site in SITES:
+            n_in, n_out = getattr(layer, site).shape
+            key = f"encoder.layers.{index}.{site}"
+            setattr(layer, site, QuantizedGemmSite(
+                n_in, n_out, site=site, precision=pmap[index, site], dtype=dtype,
+                smoothed=key in smoothed, implementation=implementation))
+    return model
+
+
+def _flat_state(module: nnx.Module) -> dict[str, jax.Array]:
+    flat = nnx.to_flat_state(nnx.state(module))
+    return {".".join(str(p) for p in path): var.get_value() for path, var in flat}
+
+
+def _assign_flat_state(module: nnx.Module, arrays: dict[str, np.ndarray]) -> None:
+    flat = nnx.to_flat_state(nnx.state(module))
+    updates = []
+    for path, var in flat:
+        updates.append((path, var.replace(jnp.asarray(arrays[".".join(str(p) for p in path)]))))
+    nnx.update(module, nnx.from_flat_state(updates))
+
+
+def _versions() -> dict[str, str]:
+    return {"samp_jax": __version__, "jax": jax.__version__, "flax": flax.__version__}
+
+
+def quantize(model: EncoderModel, precision_map: PrecisionMap, calibration=None, *,
+             dtype=jnp.float16, implementation: str | None = None) -> QuantizedModel:
+    """Builds a `QuantizedModel` from a float model, a precision map and calibration.
+
+    Args:
+      model: the float source model (left unchanged).
+      precision_map: one precision per (layer, site); its `num_layers` must match the model.
+      calibration: a `calibrate.Calibration` (from `calibrate.calibrate`); required when any
+        site uses a static activation scale (`int8` per-tensor static, `fp8_e4m3`). With
+        smoothing, it also carries the per-channel migration of `qkv` / `ffn_in`.
+      dtype: compute dtype between GEMM sites (float16, bfloat16 or float32).
+      implementation: GEMM implementation for every site (None: try Pallas, then XLA).
+
+    Raises:
+      ValueError: the map does not fit the model, or a static site has no calibration.
+    """
+    if not isinstance(model, EncoderModel):
+        raise TypeError(f"quantize needs an EncoderModel, got {type(model).__name__}")
+    if precision_map.num_layers != model.config.num_layers:
+        raise ValueError(f"precision map has num_layers={precision_map.num_layers}, "
+                         f"the model has {model.config.num_layers}")
+    sites = calibration.sites if calibration is not None else {}
+    uncalibrated = [f"{l}.{s}" for (l, s), p in precision_map.items()
+                    if p.needs_calibration and (l, s) not in sites]
+    if uncalibrated:
+        raise ValueError(f"sites {uncalibrated[:6]}{'...' if len(uncalibrated) > 6 else ''} use "
+                         "static activation scales; pass calibration=calibrate.calibrate(...)")
+    copy = nnx.clone(model)
+    set_compute_dtype(copy, dtype)
+    for index, layer in enumerate(copy.encoder.layers):
+        for site in SITES:
+            setattr(layer, site, QuantizedGemmSite.from_float(
+                getattr(layer, site), precision_map[index, site], dtype=dtype,
+                calibration=sites.get((index, site)), implementation=implementation))
+    info = {
+        "source_bytes": _state_bytes(model),
+        "calibration": None if calibration is None else calibration.describe(),
+        "implementation": implementation,
+    }
+    return QuantizedModel(copy, precision_map, info=info)

@@ -1,0 +1,115 @@
+"""The one length-bucket batcher: tasks, evaluation, calibration and the engine all cut rows here.
+
+Rows are ordered (by length, unless an order is given), cut into chunks of at most
+`batch_size`, and each chunk is padded to a sequence bucket (the smallest that holds its
+longest row) and to a batch size (exactly `batch_size`, or the smallest of `batch_buckets`).
+Few distinct shapes means few compilations.
+"""
+
+from __future__ import annotations
+
+import bisect
+from typing import Callable, Iterator, Mapping, Sequence
+
+import jax
+import numpy as np
+
+from samp_jax.serving.sharding import as_sharded, round_batch_size
+
+DEFAULT_BUCKETS = (32, 64, 128, 256, 512)
+
+
+def bucket_for(size: int, buckets: Sequence[int]) -> int:
+    """The smallest of `buckets` that is at least `size` (rows, or tokens).
+
+    Raises:
+      ValueError: `size` exceeds the largest bucket.
+    """
+    buckets = sorted(buckets)
+    index = bisect.bisect_left(buckets, size)
+    if index == len(buckets):
+        raise ValueError(f"{size=} exceeds the largest bucket {buckets[-1]} of {tuple(buckets)}")
+    return buckets[index]
+
+
+def bucket_batches(arrays: Mapping[str, np.ndarray], lengths: np.ndarray, *, batch_size: int,
+                   seq_buckets: Sequence[int] = DEFAULT_BUCKETS,
+                   batch_buckets: Sequence[int] | None = None, order: np.ndarray | None = None,
+                   pad_values: Mapping[str, int] | None = None,
+                   ) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
+    """Cuts rows into padded, bucket-shaped batches.
+
+    Args:
+      arrays: name -> `[N, width]` per-token arrays (right-padded) or `[N]` per-row arrays.
+      lengths: `[N]` real tokens per row.
+      batch_size: most rows per batch.
+      seq_buckets: sequence lengths a batch may be padded to; each batch takes the smallest
+        that holds its longest row (a row longer than every bucket raises `ValueError`).
+      batch_buckets: batch sizes a batch may be padded to (the smallest that fits); None pads
+        every batch to exactly `batch_size` rows.
+      order: the row order to cut in; default: stable sort by length (little padding).
+      pad_values: fill value per array name for padded rows and positions (default 0).
+
+    Yields:
+      `(rows, batch)`: `rows` are the input indices of the batch's real rows (its first
+      `len(rows)` rows); `batch` maps each name to `[batch, seq]` (or `[batch]`) arrays.
+    """
+    if batch_size < 1:
+        raise ValueError(f"{batch_size=} must be positive")
+    lengths = np.asarray(lengths)
+    if order is None:
+        order = np.argsort(lengths, kind="stable")
+    pad_values = pad_values or {}
+    for start in range(0, len(order), batch_size):
+        rows = order[start:start + batch_size]
+        seq = bucket_for(int(lengths[rows].max()), seq_buckets)
+        rows_out = batch_size if batch_buckets is None else bucket_for(len(rows), batch_buckets)
+        batch = {}
+        for name, value in arrays.items():
+            shape = (rows_out, seq) if value.ndim == 2 else (rows_out,)
+            block = np.full(shape, pad_values.get(name, 0), value.dtype)
+            if value.ndim == 2:
+                keep = min(seq, value.shape[1])
+                block[:len(rows), :keep] = value[rows, :keep]
+            else:
+                block[:len(rows)] = value[rows]
+            batch[name] = block
+        yield rows, batch
+
+
+def length_batches(tokenizer, texts: Sequence[str], pairs: Sequence[str] | None = None, *,
+                   batch_size: int = 64, buckets: Sequence[int] = DEFAULT_BUCKETS,
+                   truncation: bool = False) -> list[tuple[np.ndarray, dict[str, np.ndarray]]]:
+    """Tokenizes `texts` (and `pairs`) and cuts them with `bucket_batches`.
+
+    Every batch has exactly `batch_size` rows (the last is filled with all-padding rows).
+    Returns `(row_indices, batch)` pairs.
+    """
+    if batch_size < 1:
+        raise ValueError(f"{batch_size=} must be positive")
+    encoded = tokenizer(texts, pairs, padding=max(buckets), truncation=truncation)
+    return list(bucket_batches(encoded, encoded["attention_mask"].sum(axis=1),
+                               batch_size=batch_size, seq_buckets=buckets))
+
+
+def run_batched(forward: Callable[[dict], jax.Array], tokenizer, texts: Sequence[str],
+                pairs: Sequence[str] | None = None, *, batch_size: int = 64,
+                buckets: Sequence[int] = DEFAULT_BUCKETS, mesh=None) -> np.ndarray:
+    """Runs `forward` (e.g. from `jit_forward`) over all texts; returns rows in input order.
+
+    Only sequence-level outputs (`[batch, ...]` not indexed by token) are gathered here.
+    With `mesh` (data parallel, see `samp_jax.serving.sharding`), `forward` is the model or a
+    `sharded_forward(model, mesh)`, and `batch_size` is rounded up to a multiple of the
+    device count.
+    """
+    if mesh is not None:
+        forward = as_sharded(forward, mesh)
+        batch_size = round_batch_size(batch_size, forward.num_shards)
+    results: np.ndarray | None = None
+    for rows, batch in length_batches(tokenizer, texts, pairs, batch_size=batch_size,
+                                      buckets=buckets):
+        output = np.asarray(forward(batch))[:len(rows)]
+        if results is None:
+            results = np.zeros((len(texts), *output.shape[1:]), output.dtype)
+        results[rows] = output
+    return results

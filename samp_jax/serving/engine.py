@@ -1,0 +1,554 @@
+"""The inference engine: ahead-of-time compiled, bucketed serving of an encoder.
+
+`compile(model)` returns an `Engine`. The engine compiles one XLA executable per
+(batch bucket, sequence bucket) pair in its constructor and, while serving, only calls those
+executables: a call can never trigger a compilation. Each call
+
+1. tokenizes texts or text pairs (or takes token ids), checking every row against the largest
+   sequence bucket (raising, or truncating with `truncate=True`);
+2. sorts rows by length and cuts them into chunks of at most `batch_size` rows, each padded
+   with all-padding rows to the smallest batch bucket and with padding tokens to the smallest
+   sequence bucket that holds it;
+3. runs the chunks, drops padded rows and positions, and post-processes in numpy (argmax,
+   per-row trimming), returning rows in input order as an `EngineOutput`.
+
+The engine serves a snapshot of the weights taken at compile time.
+
+Persistent compilation cache: pass `cache_dir` (or set `$SAMP_JAX_XLA_CACHE`) and the
+executables are written to / read from JAX's persistent compilation cache there, so a new
+process with the same model and buckets loads them instead of compiling. This is a JAX
+process-wide setting: it also caches every later JAX compilation in the process. Nothing is
+cached on disk unless asked for. As JAX warns, the cache is trusted code: keep the folder
+private.
+"""
+
+from __future__ import annotations
+
+import collections
+import copy
+import dataclasses
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from jax.experimental.compilation_cache import compilation_cache
+
+from samp_jax.assets import minilm_path
+from samp_jax.models.model import EncoderModel
+from samp_jax.models.tokenizer import Tokenizer
+from samp_jax.quant.precision import PrecisionMap, precision_of_dtype
+from samp_jax.quant.quantized import QuantizedModel, quantize
+from samp_jax.serving.batching import bucket_batches
+from samp_jax.serving.forward import INPUT_KEYS, batch_inputs, merged_call
+
+DEFAULT_SEQ_BUCKETS = (32, 64, 128, 256, 512)
+DEFAULT_BATCH_SIZE = 32
+CACHE_ENV = "SAMP_JAX_XLA_CACHE"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, eq=False)
+class EngineOutput:
+    """What an `Engine` call returns; rows are in input order.
+
+    Which fields are set depends on the model's head (`kind`); the others are None.
+
+    Attributes:
+      kind: the head kind (`EncoderModel.head_kind`).
+      lengths: `[N]` real tokens each row ran with (after any truncation).
+      truncated: `[N]` True where a row was cut to the largest bucket.
+      logits: 'sequence_classification': `[N, C]` float32. 'token_classification': a list of
+        `[lengths[i], C]` float32 arrays, one per row, special tokens included.
+      labels: the argmax of `logits`: `[N]`, or a list of `[lengths[i]]` arrays.
+      embeddings: 'sentence_embedding': `[N, D]` float32.
+      hidden_states: head 'none': a list of `[lengths[i], hidden]` float32 arrays.
+      outputs: any other head: `[N, ...]`, or a list of per-row `[lengths[i], ...]` arrays
+        when the head's output follows the sequence axis.
+      word_logits: `Engine.classify_words` only: per row, `[num_words, C]` logits of each
+        word's first sub-token (NaN for a word that truncation removed).
+      word_labels: `Engine.classify_words` only: per row, `[num_words]` labels (-1 for a word
+        that truncation removed).
+    """
+
+    kind: str
+    lengths: np.ndarray
+    truncated: np.ndarray
+    logits: np.ndarray | list[np.ndarray] | None = None
+    labels: np.ndarray | list[np.ndarray] | None = None
+    embeddings: np.ndarray | None = None
+    hidden_states: list[np.ndarray] | None = None
+    outputs: np.ndarray | list[np.ndarray] | None = None
+    word_logits: list[np.ndarray] | None = None
+    word_labels: list[np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Rows:
+    """Right-padded integer token arrays `[N, width]` with per-row lengths."""
+
+    input_ids: np.ndarray
+    attention_mask: np.ndarray
+    token_type_ids: np.ndarray
+    lengths: np.ndarray
+    truncated: np.ndarray
+    word_ids: np.ndarray | None = None
+
+
+class CompileCounter:
+    """Counts XLA backend compilations (any function, any cause) while the block runs, through
+    `jax.monitoring`: `with CompileCounter() as c: engine(texts)` then `c.count == 0`."""
+
+    def __enter__(self) -> "CompileCounter":
+        self.count = 0
+        jax.monitoring.register_event_duration_secs_listener(self._listen)
+        return self
+
+    def _listen(self, event, duration, **kwargs):
+        if "backend_compile" in event:
+            self.count += 1
+
+    def __exit__(self, *exc):
+        jax.monitoring.unregister_event_duration_listener(self._listen)
+
+
+def enable_compilation_cache(path: str | os.PathLike) -> Path:
+    """Turns on JAX's persistent compilation cache in `path` (created if missing).
+
+    Every compilation is cached whatever its duration or size. Process-wide: later JAX
+    compilations in this process are cached there too. Returns the resolved folder.
+    """
+    path = Path(path).expanduser().resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    if jax.config.jax_compilation_cache_dir != str(path):
+        jax.config.update("jax_compilation_cache_dir", str(path))
+        # JAX opens the cache once per process; re-open it at the new folder.
+        compilation_cache.reset_cache()
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+    return path
+
+
+def compile(model: EncoderModel | QuantizedModel, *, tokenizer: Tokenizer | None = None,
+            seq_buckets: Sequence[int] = DEFAULT_SEQ_BUCKETS, batch_size: int | None = None,
+            batch_buckets: Sequence[int] | None = None, dtype=None, truncate: bool = False,
+            cache_dir: str | os.PathLike | None = None, progress: bool = False) -> "Engine":
+    """Compiles `model` for serving: one executable per (batch bucket, sequence bucket).
+
+    Args:
+      model: a float `EncoderModel` or a `QuantizedModel`; never modified.
+      tokenizer: turns texts into ids; defaults to the packaged all-MiniLM-L6-v2 tokenizer.
+      seq_buckets: sequence lengths to compile; sorted and deduplicated. Each must be at most
+        the model's `max_position_embeddings`.
+      batch_size: most rows per executable call; larger inputs are cut into chunks. Defaults
+        to `max(batch_buckets)` when those are given, else 32.
+      batch_buckets: batch shapes to compile; defaults to `(1, batch_size)`. The largest must
+        equal `batch_size`.
+      dtype: compute dtype of a float model (float32, float16 or bfloat16), applied to a copy.
+        For a `QuantizedModel` it must be None or the dtype it was quantized with.
+      truncate: cut rows longer than the largest sequence bucket (pairs as the tokenizer does,
+        longest segment first; raw ids keep their first tokens) instead of raising.
+      cache_dir: turn on JAX's persistent compilation cache there (process-wide; see
+        `enable_compilation_cache`). Defaults to `$SAMP_JAX_XLA_CACHE`; None there too: off.
+      progress: print one line per compiled executable.
+
+    Returns:
+      An `Engine`, already compiled.
+
+    Raises:
+      TypeError: `model` is neither an `EncoderModel` nor a `QuantizedModel`.
+      ValueError: invalid buckets, batch size or dtype.
+    """
+    return Engine(model, tokenizer=tokenizer, seq_buckets=seq_buckets, batch_size=batch_size,
+                  batch_buckets=batch_buckets, dtype=dtype, truncate=truncate,
+                  cache_dir=cache_dir, progress=progress)
+
+
+class Engine:
+    """Serves a model through ahead-of-time compiled executables. Build it with `compile`.
+
+    Call it with one text, a list of texts, a list of `(text, text_pair)` tuples (a
+    cross-encoder; a single pair too goes in a list), or token ids: a dict with
+    `input_ids [N, L]` and optional right-padded `attention_mask` and `token_type_ids` (what
+    `Tokenizer` returns), a 2-D integer array, or a list of lists of ints. A call returns an
+    `EngineOutput`; one text is a batch of one.
+
+    Attributes:
+      model: the model served (a copy when `dtype` changed it).
+      tokenizer: the tokenizer used for text input.
+      head_kind: the model's head kind, which decides the `EngineOutput` fields.
+      seq_buckets, batch_buckets: the compiled shapes, ascending.
+      batch_size: most rows per executable call.
+      truncate: whether over-long rows are cut instead of rejected.
+      compile_report: one dict per executable: `batch`, `seq`, `seconds` (lower + compile).
+      num_compilations: how many executables this engine compiled.
+      bucket_calls: `Counter` of executable calls by `(batch, seq)` bucket.
+      cache_dir: the persistent compilation cache folder, or None.
+
+    Not thread-safe: serialise calls to one engine.
+    """
+
+    def __init__(self, model: EncoderModel | QuantizedModel, *, tokenizer: Tokenizer | None = None,
+                 seq_buckets: Sequence[int] = DEFAULT_SEQ_BUCKETS, batch_size: int | None = None,
+                 batch_buckets: Sequence[int] | None = None, dtype=None, truncate: bool = False,
+                 cache_dir: str | os.PathLike | None = None, progress: bool = False):
+        if not isinstance(model, (EncoderModel, QuantizedModel)):
+            raise TypeError(f"compile needs an EncoderModel or a QuantizedModel, "
+                            f"got {type(model).__name__}")
+        self.seq_buckets = _check_buckets(seq_buckets, "seq_buckets")
+        max_positions = model.config.max_position_embeddings
+        if self.seq_buckets[-1] > max_positions:
+            raise ValueError(f"seq_buckets={self.seq_buckets} has {self.seq_buckets[-1]}, more than "
+                             f"the model's max_position_embeddings={max_positions}")
+        self.batch_size, self.batch_buckets = _check_batch(batch_size, batch_buckets)
+        if not isinstance(truncate, bool):
+            raise TypeError(f"truncate={truncate!r} must be True or False")
+        self.truncate = truncate
+        if tokenizer is None:
+            tokenizer = Tokenizer.from_pretrained(minilm_path())
+        if not isinstance(tokenizer, Tokenizer):
+            raise TypeError(f"tokenizer must be a samp_jax.Tokenizer, got {type(tokenizer).__name__}")
+        self.tokenizer = tokenizer
+        self.model = _served_model(model, dtype)
+        self.config = self.model.config
+        self.head_kind = self.model.head_kind
+        # A shallow copy with no length limit measures rows exactly, however long.
+        self._measuring_tokenizer = copy.copy(tokenizer)
+        self._measuring_tokenizer.max_length = sys.maxsize
+        cache_dir = cache_dir if cache_dir is not None else os.environ.get(CACHE_ENV) or None
+        self.cache_dir = None if cache_dir is None else enable_compilation_cache(cache_dir)
+        self._graphdef, self._state = nnx.split(self.model)
+        self._per_token = self._output_follows_sequence()
+        self.compile_report: list[dict[str, Any]] = []
+        self.num_compilations = 0
+        self.bucket_calls: collections.Counter[tuple[int, int]] = collections.Counter()
+        self._executables: dict[tuple[int, int], Any] = {}
+        self._compile_all(progress)
+
+    # ------------------------------------------------------------------------ compilation
+    def _forward(self, state, input_ids, attention_mask, token_type_ids):
+        return merged_call(self._graphdef, state, input_ids, attention_mask, token_type_ids)
+
+    def _compile_all(self, progress: bool) -> None:
+        # The weights are an argument, not constants baked into the executable: compiling
+        # stays fast and cache entries stay small.
+        jitted = jax.jit(self._forward)
+        for batch in self.batch_buckets:
+            for seq in self.seq_buckets:
+                start = time.perf_counter()
+                spec = jax.ShapeDtypeStruct((batch, seq), jnp.int32)
+                self._executables[batch, seq] = jitted.lower(self._state, spec, spec, spec).compile()
+                self.num_compilations += 1
+                seconds = time.perf_counter() - start
+                self.compile_report.append({"batch": batch, "seq": seq, "seconds": seconds})
+                if progress:
+                    print(f"samp_jax.compile: batch={batch} seq={seq} in {seconds:.2f}s", flush=True)
+
+    def _output_follows_sequence(self) -> bool:
+        """Whether the model's output has a sequence axis (axis 1) to trim per row."""
+        if self.head_kind in ("sequence_classification", "sentence_embedding"):
+            return False
+        if self.head_kind in ("token_classification", "none"):
+            return True
+        shapes = []  # a custom head: trace (never compile) at two lengths and compare
+        for seq in (1, 2):
+            spec = jax.ShapeDtypeStruct((1, seq), jnp.int32)
+            shapes.append(jax.eval_shape(self._forward, self._state, spec, spec, spec).shape)
+        return len(shapes[0]) >= 2 and shapes[0][1] == 1 and shapes[1][1] == 2
+
+    # ---------------------------------------------------------------------------- serving
+    def __call__(self, inputs) -> EngineOutput:
+        """Runs the model on texts, text pairs or token ids; see the class docstring.
+
+        Raises:
+          TypeError: inputs of an unsupported type.
+          ValueError: empty input, mixed kinds of rows, ids outside the vocabulary, a mask
+            that is not right padding, or a row longer than the largest sequence bucket
+            (without `truncate`).
+        """
+        rows = self._prepare(inputs)
+        return self._postprocess(rows, self._run(rows))
+
+    def classify_words(self, words: Sequence[Sequence[str]]) -> EngineOutput:
+        """Token classification of pre-split words, with a label per word.
+
+        Each word is labelled by its first sub-token, as in HF token-classification training.
+        The output also carries the per-token `logits` and `labels`.
+
+        Raises:
+          ValueError: the model has no token-classification head, or inputs as in `__call__`.
+        """
+        if self.head_kind != "token_classification":
+            raise ValueError(f"classify_words needs a 'token_classification' head, "
+                             f"the model has {self.head_kind!r}")
+        if isinstance(words, str) or not isinstance(words, Sequence) or len(words) == 0:
+            raise ValueError("words must be a non-empty list of word lists, e.g. [['Hello', 'world']]")
+        for index, row in enumerate(words):
+            if isinstance(row, str) or not all(isinstance(w, str) for w in row):
+                raise TypeError(f"words[{index}] must be a list of strings, got {row!r}")
+        batch, word_ids = self._measuring_tokenizer.encode_words(words)
+        rows = self._limit_text_rows(batch, word_ids, lambda index: self.tokenizer.encode_words(
+            [words[i] for i in index], padding=self.seq_buckets[-1], truncation=True))
+        out = self._postprocess(rows, self._run(rows))
+        word_logits, word_labels = [], []
+        for row, logits in enumerate(out.logits):
+            count = len(words[row])
+            ids = rows.word_ids[row, :len(logits)]
+            first = np.full(count, -1)
+            for position in range(len(ids) - 1, -1, -1):  # backwards: the first position wins
+                if ids[position] >= 0:
+                    first[ids[position]] = position
+            kept = first >= 0
+            row_logits = np.full((count, logits.shape[-1]), np.nan, np.float32)
+            row_logits[kept] = logits[first[kept]]
+            word_logits.append(row_logits)
+            word_labels.append(np.where(kept, np.argmax(np.nan_to_num(row_logits), axis=-1), -1))
+        return dataclasses.replace(out, word_logits=word_logits, word_labels=word_labels)
+
+    def _run(self, rows: _Rows) -> list[tuple[np.ndarray, Any]]:
+        """Dispatches every chunk (asynchronously), then returns `(row_indices, output)`."""
+        self._check_range(rows)
+        arrays = {key: getattr(rows, key).astype(np.int32) for key in INPUT_KEYS}
+        pending = []
+        for index, batch in bucket_batches(arrays, rows.lengths, batch_size=self.batch_size,
+                                           seq_buckets=self.seq_buckets,
+                                           batch_buckets=self.batch_buckets,
+                                           pad_values={"input_ids": self.tokenizer.pad_id}):
+            shape = batch["input_ids"].shape
+            pending.append((index, self._executables[shape](self._state, *batch_inputs(batch))))
+            self.bucket_calls[shape] += 1
+        return pending
+
+    def _postprocess(self, rows: _Rows, pending: list[tuple[np.ndarray, Any]]) -> EngineOutput:
+        n = len(rows.lengths)
+        if self._per_token:
+            per_row: list[np.ndarray | None] = [None] * n
+            for index, output in pending:
+                output = np.asarray(output, np.float32)
+                for slot, row in enumerate(index):
+                    per_row[row] = output[slot, :rows.lengths[row]]
+            result: np.ndarray | list[np.ndarray] = per_row
+        else:
+            result = None
+            for index, output in pending:
+                output = np.asarray(output, np.float32)[:len(index)]  # drop the padding rows
+                if result is None:
+                    result = np.empty((n, *output.shape[1:]), np.float32)
+                result[index] = output
+        common = {"kind": self.head_kind, "lengths": rows.lengths, "truncated": rows.truncated}
+        if self.head_kind == "sequence_classification":
+            return EngineOutput(**common, logits=result, labels=np.argmax(result, axis=-1))
+        if self.head_kind == "token_classification":
+            return EngineOutput(**common, logits=result,
+                                labels=[np.argmax(r, axis=-1) for r in result])
+        if self.head_kind == "sentence_embedding":
+            return EngineOutput(**common, embeddings=result)
+        if self.head_kind == "none":
+            return EngineOutput(**common, hidden_states=result)
+        return EngineOutput(**common, outputs=result)
+
+    # ----------------------------------------------------------------------------- inputs
+    def _prepare(self, inputs) -> _Rows:
+        if isinstance(inputs, str):
+            return self._texts([inputs], None)
+        if isinstance(inputs, Mapping):
+            return self._id_dict(inputs)
+        if isinstance(inputs, (np.ndarray, jax.Array)):
+            return self._id_dict({"input_ids": inputs})
+        if not isinstance(inputs, Sequence):
+            raise TypeError(f"inputs must be a str, a list of str, a list of (str, str) pairs or "
+                            f"token ids, got {type(inputs).__name__}")
+        if len(inputs) == 0:
+            raise ValueError("empty input: nothing to run")
+        kinds = [_row_kind(row, index) for index, row in enumerate(inputs)]
+        if len(set(kinds)) > 1:
+            other = next(i for i, kind in enumerate(kinds) if kind != kinds[0])
+            raise ValueError(f"inputs mix kinds of rows: row 0 is {kinds[0]}, row {other} is "
+                             f"{kinds[other]}; pass one kind per call")
+        if kinds[0] == "a text":
+            return self._texts(list(inputs), None)
+        if kinds[0] == "a (text, text_pair) pair":
+            return self._texts([a for a, _ in inputs], [b for _, b in inputs])
+        return self._id_lists(inputs)
+
+    def _texts(self, texts: list[str], pairs: list[str] | None) -> _Rows:
+        batch = self._measuring_tokenizer(texts, pairs)
+        return self._limit_text_rows(batch, None, lambda index: self.tokenizer(
+            [texts[i] for i in index], None if pairs is None else [pairs[i] for i in index],
+            padding=self.seq_buckets[-1], truncation=True))
+
+    def _limit_text_rows(self, batch, word_ids, retokenize) -> _Rows:
+        """Checks lengths against the largest bucket; re-tokenizes over-long rows to truncate."""
+        lengths = batch["attention_mask"].sum(axis=1).astype(np.int64)
+        too_long = self._too_long(lengths)
+        if too_long.size:
+            limit = self.seq_buckets[-1]
+            cut = retokenize(too_long)
+            if word_ids is not None:
+                cut, cut_word_ids = cut
+                word_ids = word_ids[:, :limit].copy()
+                word_ids[too_long] = cut_word_ids
+            batch = {key: value[:, :limit].copy() for key, value in batch.items()}
+            for key in INPUT_KEYS:
+                batch[key][too_long] = cut[key]
+            lengths = batch["attention_mask"].sum(axis=1).astype(np.int64)
+        truncated = np.zeros(len(lengths), bool)
+        truncated[too_long] = True
+        return _Rows(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"],
+                     lengths, truncated, word_ids)
+
+    def _too_long(self, lengths: np.ndarray) -> np.ndarray:
+        """Indices of rows over the largest bucket; raises unless truncating."""
+        limit = self.seq_buckets[-1]
+        too_long = np.flatnonzero(lengths > limit)
+        if too_long.size and not self.truncate:
+            row = int(too_long[0])
+            raise ValueError(
+                f"row {row} has {int(lengths[row])} tokens, more than the largest bucket {limit} "
+                f"({too_long.size} row(s) too long); pass truncate=True to compile() to cut them, "
+                "or compile a larger bucket")
+        return too_long
+
+    def _id_lists(self, rows: Sequence[Sequence[int]]) -> _Rows:
+        lengths = np.array([len(row) for row in rows])
+        ids = np.full((len(rows), max(lengths.max(), 1)), self.tokenizer.pad_id, np.int64)
+        for index, row in enumerate(rows):
+            ids[index, :len(row)] = np.asarray(row, np.int64)
+        mask = (np.arange(ids.shape[1])[None] < lengths[:, None]).astype(np.int32)
+        return self._id_dict({"input_ids": ids, "attention_mask": mask})
+
+    def _id_dict(self, inputs: Mapping[str, Any]) -> _Rows:
+        unknown = sorted(set(inputs) - set(INPUT_KEYS))
+        if unknown or "input_ids" not in inputs:
+            raise ValueError(f"token-id input needs 'input_ids' and takes only {INPUT_KEYS}; "
+                             f"got keys {sorted(inputs)}")
+        arrays = {}
+        for key in INPUT_KEYS:
+            if inputs.get(key) is None:
+                continue
+            value = np.asarray(inputs[key])
+            if value.dtype == bool and key == "attention_mask":
+                value = value.astype(np.int32)
+            if not np.issubdtype(value.dtype, np.integer):
+                raise ValueError(f"{key} must be integers, got dtype {value.dtype}")
+            arrays[key] = value.astype(np.int64)
+        ids = arrays["input_ids"]
+        if ids.ndim != 2:
+            raise ValueError(f"input_ids must be [batch, seq], got shape {ids.shape}")
+        if ids.shape[0] == 0:
+            raise ValueError("empty input: input_ids has no rows")
+        mask = arrays.get("attention_mask", np.ones_like(ids))
+        types = arrays.get("token_type_ids", np.zeros_like(ids))
+        for key, value in (("attention_mask", mask), ("token_type_ids", types)):
+            if value.shape != ids.shape:
+                raise ValueError(f"{key} has shape {value.shape}, expected {ids.shape} like input_ids")
+        problems = {
+            "has values other than 0 and 1": ~np.isin(mask, (0, 1)).all(axis=1),
+            "is not right padding (1s, then 0s)": np.any(np.diff(mask, axis=1) > 0, axis=1),
+            "has no real token": mask.sum(axis=1) == 0,
+        }
+        for problem, rows in problems.items():
+            if rows.any():
+                row = int(np.flatnonzero(rows)[0])
+                raise ValueError(f"attention_mask row {row} {problem}: {mask[row].tolist()[:24]}")
+        real = mask.astype(bool)
+        ids = np.where(real, ids, self.tokenizer.pad_id)  # whatever padded positions held
+        types = np.where(real, types, 0)
+        lengths = mask.sum(axis=1)
+        too_long = self._too_long(lengths)
+        limit = self.seq_buckets[-1]
+        if too_long.size:  # truncate: keep the first `limit` tokens
+            ids, mask, types = ids[:, :limit], mask[:, :limit], types[:, :limit]
+            lengths = mask.sum(axis=1)
+        truncated = np.zeros(len(lengths), bool)
+        truncated[too_long] = True
+        return _Rows(ids, mask.astype(np.int32), types, lengths.astype(np.int64), truncated)
+
+    def _check_range(self, rows: _Rows) -> None:
+        """Ids outside the embedding tables would be clamped silently by XLA's gather."""
+        vocab, type_vocab = self.config.vocab_size, self.config.type_vocab_size
+        real = rows.attention_mask.astype(bool)
+        for key, size in (("input_ids", vocab), ("token_type_ids", type_vocab)):
+            value = getattr(rows, key)
+            outside = real & ((value < 0) | (value >= size))
+            if outside.any():
+                row, position = (int(i) for i in np.argwhere(outside)[0])
+                raise ValueError(
+                    f"{key} row {row} position {position} is {int(value[row, position])}, outside "
+                    f"the model's range [0, {size}) (for text input: does the tokenizer match the "
+                    "model?)")
+
+    def __repr__(self) -> str:
+        dtype = (self.model.model if isinstance(self.model, QuantizedModel) else self.model).dtype
+        return (f"Engine(head_kind={self.head_kind!r}, dtype={jnp.dtype(dtype).name}, "
+                f"seq_buckets={self.seq_buckets}, batch_buckets={self.batch_buckets}, "
+                f"truncate={self.truncate}, executables={len(self._executables)})")
+
+
+def _row_kind(row, index: int) -> str:
+    if isinstance(row, str):
+        return "a text"
+    if isinstance(row, (tuple, list)) and len(row) == 2 and all(isinstance(x, str) for x in row):
+        return "a (text, text_pair) pair"
+    if isinstance(row, np.ndarray) and row.ndim == 1 and np.issubdtype(row.dtype, np.integer):
+        return "token ids"
+    if isinstance(row, (tuple, list)) and all(
+            isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_)) for x in row):
+        if len(row) == 0:
+            raise ValueError(f"row {index} is an empty list of token ids")
+        return "token ids"
+    raise TypeError(f"row {index} is {row!r:.80}; expected a str, a (str, str) pair or a list of "
+                    "int token ids")
+
+
+def _served_model(model, dtype):
+    """The model to serve: `model` itself, or a copy at compute dtype `dtype`."""
+    if isinstance(model, QuantizedModel):
+        if dtype is not None and jnp.dtype(dtype) != jnp.dtype(model.model.dtype):
+            raise ValueError(
+                f"dtype={jnp.dtype(dtype).name} does not match the QuantizedModel's compute dtype "
+                f"{jnp.dtype(model.model.dtype).name}; a quantized model's dtype is fixed by "
+                "quantize(..., dtype=...). Pass dtype=None")
+        return model
+    if dtype is None or jnp.dtype(dtype) == model.dtype:
+        return model
+    # quantize() with a float preset is the one way to run a model at another float dtype: it
+    # copies the model (the caller's is never changed) and keeps the heads in float32.
+    preset = precision_of_dtype(dtype)  # raises for a dtype that is not a float compute dtype
+    return quantize(model, PrecisionMap.preset(preset, model.config.num_layers), dtype=dtype).model
+
+
+def _check_buckets(buckets, name: str) -> tuple[int, ...]:
+    if isinstance(buckets, (str, bytes)) or not isinstance(buckets, Sequence):
+        raise TypeError(f"{name} must be a sequence of ints, e.g. (32, 64, 128); got {buckets!r}")
+    if len(buckets) == 0:
+        raise ValueError(f"{name} is empty; give at least one size")
+    for size in buckets:
+        if isinstance(size, (bool, np.bool_)) or not isinstance(size, (int, np.integer)) or size <= 0:
+            raise ValueError(f"{name}={tuple(buckets)} has {size!r}; every size must be a positive int")
+    return tuple(sorted({int(size) for size in buckets}))
+
+
+def _check_batch(batch_size, batch_buckets) -> tuple[int, tuple[int, ...]]:
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(
+            batch_size, (int, np.integer)) or batch_size <= 0):
+        raise ValueError(f"batch_size={batch_size!r} must be a positive int")
+    if batch_buckets is None:
+        batch_size = int(batch_size or DEFAULT_BATCH_SIZE)
+        return batch_size, tuple(sorted({1, batch_size}))
+    buckets = _check_buckets(batch_buckets, "batch_buckets")
+    if batch_size is None:
+        return buckets[-1], buckets
+    if buckets[-1] != batch_size:
+        raise ValueError(
+            f"batch_buckets={buckets} must have batch_size={batch_size} as its largest size: calls "
+            "are cut into chunks of batch_size rows, each padded to the smallest batch bucket")
+    return int(batch_size), buckets

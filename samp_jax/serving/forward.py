@@ -1,0 +1,43 @@
+"""The one forward wrapper: a model split once into a static graph and its state, merged and
+called inside a compiled function (jit, shard_map, AOT, the search's candidate program, the
+calibration observers, the training step all go through `merged_call`)."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+from flax import nnx
+
+
+INPUT_KEYS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def merged_call(graphdef, state, input_ids, attention_mask, token_type_ids, *,
+                prepare: Callable[[nnx.Module], None] | None = None, method: str | None = None):
+    """`nnx.merge(graphdef, state)`, then `prepare(model)` if given, then the model (or its
+    `method`) on the three input arrays. Pure in `state`: call it inside `jax.jit`.
+
+    `state` is one `nnx.State`, or a tuple of them (e.g. trainable parameters and the rest).
+    """
+    model = nnx.merge(graphdef, *state) if isinstance(state, tuple) else nnx.merge(graphdef, state)
+    if prepare is not None:
+        prepare(model)
+    fn = model if method is None else getattr(model, method)
+    return fn(input_ids, attention_mask, token_type_ids)
+
+
+def batch_inputs(batch) -> tuple:
+    """`(input_ids, attention_mask, token_type_ids)` of a batch dict."""
+    return tuple(batch[key] for key in INPUT_KEYS)
+
+
+def jit_forward(model) -> Callable[[dict], jax.Array]:
+    """Splits `model` once and returns a jitted `batch -> output` function.
+
+    One compilation per distinct input shape; the model's static structure (its precision
+    map included) is part of the compiled function.
+    """
+    graphdef, state = nnx.split(model)
+    forward = jax.jit(lambda state, *inputs: merged_call(graphdef, state, *inputs))
+    return lambda batch: forward(state, *batch_inputs(batch))

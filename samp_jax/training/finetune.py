@@ -1,0 +1,223 @@
+"""Fine-tuning with optax (AdamW, warmup then linear decay) and a cache of fine-tuned models.
+
+The train step is one jit-compiled function of (params, optimizer state, batch); batches are
+cut to length buckets, so it compiles once per bucket. The dev split is scored every
+`eval_every` steps; the best parameters are kept and training stops after `patience`
+evaluations without improvement. Fine-tuned models are cached as HF checkpoint folders keyed by
+task, seed and settings, so tests, the demo and the search re-use them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from samp_jax.assets import cache_dir, minilm_path
+from samp_jax.models.checkpoint import load_pretrained, save_pretrained
+from samp_jax.tasks.task import Task, get_task, predict
+from samp_jax.models.tokenizer import Tokenizer
+from samp_jax.serving.forward import batch_inputs, merged_call
+from tqdm.auto import tqdm
+
+
+@dataclasses.dataclass(frozen=True)
+class FinetuneConfig:
+    """Fine-tuning settings. Everything here is part of the cache key.
+
+    Attributes:
+      learning_rate: peak AdamW learning rate.
+      weight_decay: decoupled weight decay on matrices (not on biases or LayerNorm).
+      warmup_fraction: share of steps with a linear warmup from 0.
+      batch_size: examples per step.
+      epochs: passes over the (possibly subsampled) training split.
+      max_train_examples: subsample of the training split (seeded), or None for all of it.
+      max_dev_examples: dev examples scored at each evaluation, or None for all.
+      eval_every: steps between dev evaluations.
+      patience: dev evaluations without improvement before stopping.
+      seed: data order, subsample and head initialisation.
+    """
+
+    learning_rate: float = 1e-4
+    weight_decay: float = 0.01
+    warmup_fraction: float = 0.06
+    batch_size: int = 32
+    epochs: float = 1.0
+    max_train_examples: int | None = None
+    max_dev_examples: int | None = 1000
+    eval_every: int = 200
+    patience: int = 3
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.learning_rate <= 0 or self.batch_size < 1 or self.epochs <= 0 or self.eval_every < 1:
+            raise ValueError(f"invalid fine-tuning settings: {self}")
+
+    def key(self) -> str:
+        text = json.dumps(dataclasses.asdict(self), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+# Settings that fit the CPU budget (about 10 minutes per task on 2 cores); see docs/accuracy.md.
+DEFAULT_CONFIGS = {
+    "snli": FinetuneConfig(learning_rate=1e-4, batch_size=32, max_train_examples=20_000,
+                           eval_every=125, epochs=1.0),
+    "polarity": FinetuneConfig(learning_rate=5e-5, batch_size=32, epochs=1.5, eval_every=100),
+    "wnut16": FinetuneConfig(learning_rate=3e-4, batch_size=16, epochs=8.0, eval_every=69,
+                             patience=3, warmup_fraction=0.1, max_dev_examples=None),
+}
+
+
+@dataclasses.dataclass
+class FinetuneResult:
+    """The best model and how it was reached."""
+
+    model: Any
+    dev_metric: float
+    steps: int
+    seconds: float
+    history: list[dict]
+    examples_per_second: float
+
+
+def _decay_mask(params):
+    return jax.tree.map(lambda p: p.ndim >= 2, params)
+
+
+def finetune(model, task: Task | str, tokenizer: Tokenizer, config: FinetuneConfig = FinetuneConfig(),
+             *, progress: bool = True) -> FinetuneResult:
+    """Fine-tunes a float `EncoderModel` (whose head fits the task) on the task's train split.
+
+    The model passed in is not modified; the result holds a new model with the best dev
+    parameters.
+    """
+
+    task = get_task(task) if isinstance(task, str) else task
+    if model.head_kind != task.head:
+        raise ValueError(f"task {task.name!r} needs a {task.head} head, the model has {model.head_kind}")
+    splits = task.splits(config.seed)
+    rng = np.random.default_rng(config.seed)
+    train_examples = list(splits.train)
+    if config.max_train_examples is not None and config.max_train_examples < len(train_examples):
+        keep = np.sort(rng.choice(len(train_examples), config.max_train_examples, replace=False))
+        train_examples = [train_examples[i] for i in keep]
+    dev_examples = list(splits.dev)[:config.max_dev_examples]
+    train = task.encode(tokenizer, train_examples)
+    dev = task.encode(tokenizer, dev_examples)
+
+    steps_per_epoch = -(-len(train) // config.batch_size)
+    total_steps = max(1, int(round(steps_per_epoch * config.epochs)))
+    warmup = max(1, int(config.warmup_fraction * total_steps))
+    schedule = optax.join_schedules([
+        optax.linear_schedule(0.0, config.learning_rate, warmup),
+        optax.linear_schedule(config.learning_rate, 0.0, total_steps - warmup)], [warmup])
+    graphdef, params, rest = nnx.split(nnx.clone(model), nnx.Param, ...)
+    tx = optax.adamw(schedule, weight_decay=config.weight_decay, mask=_decay_mask(params))
+    opt_state = tx.init(params)
+
+    @jax.jit
+    def train_step(params, opt_state, batch):
+        def loss_fn(p):
+            logits = merged_call(graphdef, (p, rest), *batch_inputs(batch))
+            return task.loss(logits, batch["labels"])
+        loss, grads = jax.value_and_grad(loss_fn)(params)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    @jax.jit
+    def logits_fn(params, input_ids, attention_mask, token_type_ids):
+        return merged_call(graphdef, (params, rest), input_ids, attention_mask, token_type_ids)
+
+    def dev_score(params) -> float:
+        forward = lambda b: logits_fn(params, *batch_inputs(b))  # noqa: E731
+        return task.score(predict(forward, dev), dev)["value"]
+
+    # The untrained model is never a candidate: a head that has not moved yet must not win
+    # early stopping just because the metric starts flat (NER predicts only "O" at first).
+    best = (-np.inf, 0, jax.tree.map(np.asarray, params))
+    history = []
+    bad_evals, step, seen, start = 0, 0, 0, time.perf_counter()
+    bar = tqdm(total=total_steps, desc=f"fine-tune {task.name}", disable=not progress, unit="step")
+    losses = []
+    stop = False
+    while step < total_steps and not stop:
+        for rows, batch in train.batches(config.batch_size, rng=rng):
+            params, opt_state, loss = train_step(params, opt_state, batch)
+            step += 1
+            seen += len(rows)
+            losses.append(loss)
+            if step % 10 == 0 or step == total_steps:
+                mean_loss = float(jnp.mean(jnp.stack(losses)))
+                losses = []
+                bar.set_postfix(loss=f"{mean_loss:.3f}", ex_per_s=f"{seen / (time.perf_counter() - start):.0f}")
+                history.append({"step": step, "loss": mean_loss})
+            bar.update(1)
+            if step % config.eval_every == 0 or step == total_steps:
+                score = dev_score(params)
+                history.append({"step": step, "dev": score})
+                bar.write(f"step {step}: dev {task.metric} {score:.4f}")
+                if score > best[0]:
+                    best, bad_evals = (score, step, jax.tree.map(np.asarray, params)), 0
+                else:
+                    bad_evals += 1
+                    if bad_evals >= config.patience:
+                        stop = True
+                        break
+            if step >= total_steps:
+                break
+    bar.close()
+    seconds = time.perf_counter() - start
+    tuned = nnx.merge(graphdef, jax.tree.map(jnp.asarray, best[2]), rest)
+    return FinetuneResult(model=tuned, dev_metric=best[0], steps=step, seconds=seconds,
+                          history=history, examples_per_second=seen / seconds)
+
+
+def finetuned_dir(task: str, config: FinetuneConfig) -> Path:
+    """Cache folder of a fine-tuned MiniLM for `task` under `config`."""
+    return cache_dir() / "finetuned" / f"minilm-{task}-seed{config.seed}-{config.key()}"
+
+
+def finetuned_model(task: str, config: FinetuneConfig | None = None, *, train_if_missing: bool = True,
+                    progress: bool = True):
+    """The all-MiniLM-L6-v2 backbone fine-tuned on `task`, from the cache or trained now.
+
+    Returns `(model, tokenizer, info)`, where `info` is the cached `finetune.json`
+    (dev metric, steps, seconds, history).
+
+    Raises:
+      FileNotFoundError: not cached and `train_if_missing=False`.
+    """
+    task_obj = get_task(task)
+    config = config or DEFAULT_CONFIGS[task]
+    folder = finetuned_dir(task, config)
+    info_file = folder / "finetune.json"
+    if not info_file.is_file():
+        if not train_if_missing:
+            raise FileNotFoundError(f"no fine-tuned {task} model at {folder}")
+        base = minilm_path()
+        model = load_pretrained(base, head=task_obj.head, num_labels=len(task_obj.labels),
+                                allow_new_head=True)
+        tokenizer = Tokenizer.from_pretrained(base)
+        result = finetune(model, task_obj, tokenizer, config, progress=progress)
+        staging = folder.with_name(folder.name + ".tmp")
+        save_pretrained(result.model, staging, tokenizer_dir=base, labels=task_obj.labels)
+        info = {"task": task, "config": dataclasses.asdict(config), "dev_metric": result.dev_metric,
+                "metric": task_obj.metric, "steps": result.steps, "seconds": result.seconds,
+                "examples_per_second": result.examples_per_second, "history": result.history,
+                "device": jax.devices()[0].device_kind}
+        (staging / "finetune.json").write_text(json.dumps(info, indent=1))
+        if folder.exists():
+            shutil.rmtree(folder)
+        staging.rename(folder)
+    info = json.loads(info_file.read_text())
+    return load_pretrained(folder), Tokenizer.from_pretrained(folder), info

@@ -1,0 +1,151 @@
+"""The candidate program, the latency model, the allocation and the report."""
+
+import json
+
+import numpy as np
+import pytest
+from flax import nnx
+
+from calibrate import calibrate
+from calibrate.candidates import SwitchableModel
+from calibrate.objectives import UnlabelledObjective
+from calibrate.report import pareto_front, write_report
+from calibrate.search import search, validate_tolerance
+from samp_jax import EncoderConfig, EncoderModel, PrecisionMap, SequenceClassifier, quantize
+from samp_jax.serving.forward import jit_forward
+from calibrate.latency import (check_against_forward, estimate_table, int8_flop_fraction,
+                              measure_table)
+from samp_jax.quant.precision import SITES, SitePrecision
+
+CONFIG = EncoderConfig(vocab_size=64, hidden_size=32, num_layers=3, num_heads=4,
+                       intermediate_size=64, max_position_embeddings=32)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    rngs = nnx.Rngs(5)
+    return EncoderModel(CONFIG, SequenceClassifier(CONFIG, 3, rngs=rngs), rngs=rngs)
+
+
+def _batches(n=2, width=16, seed=0):
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        lengths = rng.integers(3, width + 1, size=8)
+        mask = (np.arange(width)[None] < lengths[:, None]).astype(np.int32)
+        ids = np.where(mask == 1, rng.integers(1, 64, (8, width)), 0).astype(np.int32)
+        out.append({"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(mask)})
+    return out
+
+
+@pytest.fixture(scope="module")
+def calibration(tiny):
+    return calibrate(tiny, _batches(seed=1), "minmax")
+
+
+def test_one_compilation_serves_many_candidates_and_matches_the_real_path(tiny, calibration):
+    switch = SwitchableModel(tiny, ("fp16", "int8-dynamic", "fp8_e4m3", "int8-static"), calibration)
+    rng = np.random.default_rng(0)
+    choices = rng.integers(0, 4, size=(21, 3, 4)).astype(np.int32)
+    batch = _batches()[0]
+    out = switch.evaluate(choices, batch, chunk=8)  # 3 calls: 8 + 8 + 5 (padded)
+    again = switch.evaluate(choices[:2], batch, chunk=8)
+    assert switch.traces == 1
+    assert out.shape == (21, 8, 3)
+    np.testing.assert_array_equal(again, out[:2])
+    for i in (0, 7, 20):
+        real = jit_forward(quantize(tiny, switch.map_for(choices[i]), calibration))(batch)
+        np.testing.assert_array_equal(np.asarray(real), out[i])  # bit-exact with quantize()
+    vmapped = switch.evaluate(choices[:8], batch, mode="vmap", chunk=8)
+    np.testing.assert_allclose(vmapped, out[:8], atol=1e-6)
+
+
+def test_choices_and_maps_round_trip(tiny):
+    switch = SwitchableModel(tiny, ("fp16", "int8-dynamic"))
+    pmap = PrecisionMap.preset("quant_ffn_only", 3)
+    assert switch.map_for(switch.choices_for(pmap)) == pmap
+    with pytest.raises(ValueError, match="not one of the options"):
+        switch.choices_for(PrecisionMap.preset("fp8", 3))
+    with pytest.raises(ValueError, match="need calibration"):
+        SwitchableModel(tiny, ("fp16", "fp8_e4m3"))
+    with pytest.raises(ValueError, match=r"choices must be \[candidates, 3, 4\]"):
+        switch.evaluate(np.zeros((2, 3), np.int32), _batches()[0])
+
+
+def test_latency_estimate_and_flop_fraction():
+    base = EncoderConfig.bert_base()
+    table = estimate_table(base, 256, 128)
+    fp16, full = PrecisionMap.preset("fp16", 12), PrecisionMap.preset("fully_quant", 12)
+    assert table.source == "estimated"
+    assert table.map_ms(full) < table.map_ms(fp16)
+    manual = table.other_ms + 12 * sum(table.site(s, full[0, s]) for s in SITES)
+    assert table.map_ms(full) == pytest.approx(manual)
+    assert int8_flop_fraction(PrecisionMap.preset("quant_ffn_only", 12), base) == pytest.approx(2 / 3)
+    assert int8_flop_fraction(full, base) == 1.0 and int8_flop_fraction(fp16, base) == 0.0
+
+
+def test_measured_table_and_end_to_end_check_run_on_this_device(tiny):
+    table = measure_table(tiny, 4, 16, repeats=3)
+    assert table.source == "measured" and all(v > 0 for v in table.site_ms.values())
+    rows = check_against_forward(tiny, table, {"fp16": PrecisionMap.preset("fp16", 3)}, repeats=3)
+    assert rows[0]["measured_ms"] > 0 and np.isfinite(rows[0]["relative_error"])
+
+
+@pytest.mark.parametrize("tolerance, mode, message", [
+    (-0.01, "relative", "must be a finite number >= 0"),
+    (float("nan"), "relative", "must be a finite number >= 0"),
+    (0.7, "relative", "would allow losing half"),
+    (0.01, "percent", "tolerance_mode='percent'"),
+])
+def test_bad_tolerances_are_refused(tolerance, mode, message):
+    with pytest.raises(ValueError, match=message):
+        validate_tolerance(tolerance, mode)
+
+
+def test_search_extremes_with_unlabelled_data(tiny, calibration):
+    batches = _batches(3, seed=2)
+    table = estimate_table(CONFIG, 32, 128)
+    strict = search(tiny, batches, tolerance=0.0, calibration=calibration, latency_table=table,
+                    progress=False, sensitivity_batches=1)
+    assert all(p.precision == "fp16" for _, p in strict.precision_map.items())
+    loose = search(tiny, batches, tolerance=0.4, objective="int8_fraction", calibration=calibration,
+                   latency_table=table, progress=False)
+    assert loose.chosen.int8_fraction == 1.0
+    assert loose.compilations <= 2  # one per batch shape, however many maps were evaluated
+    assert len(loose.evaluated) > 12
+    assert set(loose.sensitivity) == {f"{l}.{s}/int8-dynamic" for l in range(3) for s in SITES}
+
+
+def test_latency_target_mode(tiny, calibration):
+    table = estimate_table(CONFIG, 32, 128)
+    fp16 = table.map_ms(PrecisionMap.preset("fp16", 3))
+    options = [SitePrecision(p) for p in ("fp16", "int8", "fp8_e4m3")]
+    floor = table.other_ms + 3 * sum(min(table.site(s, p) for p in options) for s in SITES)
+    target = (fp16 + floor) / 2
+    result = search(tiny, _batches(2), latency_target_ms=target, calibration=calibration,
+                    latency_table=table, progress=False)
+    assert result.chosen.latency_ms <= target and result.mode == "latency_target"
+    with pytest.raises(ValueError, match="below the fastest possible map"):
+        search(tiny, _batches(1), latency_target_ms=floor * 0.5, calibration=calibration,
+               latency_table=table, progress=False)
+
+
+def test_empty_search_set_is_refused(tiny):
+    with pytest.raises(ValueError, match="empty search set"):
+        UnlabelledObjective(tiny, [])
+
+
+def test_report_files(tiny, calibration, tmp_path):
+    result = search(tiny, _batches(2), tolerance=0.05, calibration=calibration,
+                    latency_table=estimate_table(CONFIG, 32, 128), progress=False)
+    summary = write_report(result, tmp_path, test_metrics={"fp32": 0.9, "chosen": 0.89}, command="pytest")
+    assert PrecisionMap.from_json(tmp_path / "precision_map.json") == result.precision_map
+    assert json.loads((tmp_path / "summary.json").read_text())["int8_flop_fraction"] == summary["int8_flop_fraction"]
+    report = (tmp_path / "report.md").read_text()
+    assert "## Sensitivity" in report and "| 2 |" in report and "chosen (test)" in report
+    assert (tmp_path / "pareto.png").stat().st_size > 10_000
+
+
+def test_pareto_front():
+    points = [(1.0, 0.5), (2.0, 0.9), (1.5, 0.4), (3.0, 0.95), (2.5, 0.8)]
+    assert pareto_front(points) == [0, 1, 3]

@@ -1,0 +1,136 @@
+"""The `samp-jax` command line: JSON output, exit codes, help."""
+
+import json
+
+import pytest
+
+from samp_jax.app.cli import main
+
+
+def test_eval_json_on_real_snli(capsys):
+    code = main(["eval", "--model", "minilm", "--task", "snli-embed", "--precision",
+                 "fp16,quant_ffn_only", "--max-pairs", "120", "--json"])
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["examples"] == 120 and result["metric"] == "roc_auc"
+    variants = [row["variant"] for row in result["rows"]]
+    assert variants == ["fp32 (reference)", "fp16", "quant_ffn_only / dynamic"]
+    reference, fp16, ffn = result["rows"]
+    assert 0.6 < reference["value"] <= 1.0
+    assert abs(fp16["relative_change"]) < 0.01 and fp16["agreement"] > 0.999
+    assert ffn["agreement"] > 0.99
+    assert ffn["param_mb"] < fp16["param_mb"]
+
+
+def test_eval_with_a_map_file_and_static_calibration(tmp_path, capsys):
+    from samp_jax import PrecisionMap
+    path = tmp_path / "map.json"
+    PrecisionMap.preset("quant_ffn_only", 6, activation="per_tensor_static").save(path)
+    code = main(["eval", "--precision", str(path), "--calibration", "minmax", "--max-pairs", "60",
+                 "--json"])
+    assert code == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    assert rows[1]["variant"] == "map.json" and rows[1]["agreement"] > 0.98
+
+
+@pytest.mark.parametrize("precision, message", [
+    ("int4", "no precision map at int4"),
+])
+def test_eval_errors_exit_1_with_a_message(precision, message, capsys):
+    assert main(["eval", "--precision", precision, "--max-pairs", "60"]) == 1
+    assert message in capsys.readouterr().err
+
+
+def test_bad_map_file_is_reported(tmp_path, capsys):
+    path = tmp_path / "bad.json"
+    path.write_text('{"num_layers": 6, "rules": [{"sites": ["mlp"], "precision": "int8"}]}')
+    assert main(["eval", "--precision", str(path)]) == 1
+    assert "site='mlp' is not one of" in capsys.readouterr().err
+
+
+def test_other_models_are_refused(capsys):
+    assert main(["eval", "--model", "/some/folder"]) == 1
+    assert "only --model minilm" in capsys.readouterr().err
+
+
+def test_search_rejects_an_absurd_tolerance_before_any_work(capsys, tmp_path):
+    assert main(["search", "--tolerance", "80%", "--out", str(tmp_path / "o")]) == 1
+    assert "would allow losing half" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+    with pytest.raises(SystemExit) as info:
+        main(["search", "--tolerance", "lots"])
+    assert info.value.code == 2
+
+
+def test_help_and_usage_errors(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["eval", "--help"])
+    assert info.value.code == 0
+    assert "--precision" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as info:
+        main(["eval", "--calibration", "magic"])
+    assert info.value.code == 2
+
+
+def test_full_search_pipeline_on_zero_shot_snli(tmp_path):
+    """fetch → calibrate → search → quantize → test split → report, at a small size."""
+    from samp_jax import PrecisionMap
+    from samp_jax.app.pipeline import run_search
+    summary = run_search(task="snli-embed", tolerance=0.01, out=tmp_path / "o", progress=False,
+                         max_search_examples=64, max_test_examples=64, compare_presets=False)
+    assert summary["test_examples"] == 64
+    assert set(summary["test"]) == {"fp32", "chosen", "chosen_relative_change"}
+    assert 0.5 < summary["test"]["fp32"] <= 1.0
+    pmap = PrecisionMap.from_json(tmp_path / "o" / "precision_map.json")
+    assert pmap.num_layers == 6
+    assert summary["compilations"] >= 1 and summary["maps_evaluated"] >= 4
+    assert (tmp_path / "o" / "pareto.png").is_file() and (tmp_path / "o" / "report.md").is_file()
+    # within tolerance on the search split, by construction of the greedy
+    assert summary["chosen_search_metric"] >= summary["fp32_search_metric"] * 0.99 - 1e-9 or \
+        summary["int8_flop_fraction"] == 0.0
+
+
+def test_calibrate_saves_a_quantized_model_that_loads(tmp_path, capsys):
+    from samp_jax import QuantizedModel
+    out = tmp_path / "q"
+    code = main(["calibrate", "--precision", "quant_ffn_only", "--activation", "static",
+                 "--method", "minmax", "--max-batches", "2", "--out", str(out), "--json"])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["calibration"]["method"] == "minmax" and summary["saved_to"] == str(out)
+    loaded = QuantizedModel.load(out)
+    assert loaded.precision_map[(0, "ffn_in")].precision == "int8"
+    assert loaded.precision_map[(0, "qkv")].precision == "fp16"
+
+
+def test_calibrate_errors_exit_1(tmp_path, capsys):
+    assert main(["calibrate", "--precision", "int4", "--out", str(tmp_path / "q")]) == 1
+    assert "int4" in capsys.readouterr().err
+    assert not (tmp_path / "q").exists()  # nothing written on error
+
+
+def test_bench_help_lists_the_contenders(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert "torch_sdpa_fp16" in text and "samp_fully_quant_pallas" in text and "--quick" in text
+
+
+def test_e2e_benchmark_quick_smoke(tmp_path):
+    """CPU smoke of benchmarks/e2e.py --quick: the script works (not its speed); contenders that
+    cannot run here (torch FP16 needs CUDA; Pallas needs a GPU) are skipped with a reason."""
+    from tests.helpers import run_benchmark_quick
+
+    out = tmp_path / "e2e.json"
+    result = run_benchmark_quick("e2e.py", out, timeout=900)
+    assert out.with_suffix(".png").stat().st_size > 0
+    rows = result["rows"]
+    assert {(r["batch"], r["seq"]) for r in rows} == {(1, 32), (2, 32)}
+    timed = {r["contender"] for r in rows if "median_ms" in r}
+    assert {"samp_fp16", "samp_fully_quant_xla", "samp_fp8", "samp_search_snli_1pct"} <= timed
+    for r in rows:
+        assert ("median_ms" in r) != ("skipped" in r)
+        if "median_ms" in r:
+            assert r["median_ms"] > 0 and r["speedup_vs_samp_fp16"] > 0
+            assert r["sequences_per_s"] == pytest.approx(r["batch"] / (r["median_ms"] / 1e3))

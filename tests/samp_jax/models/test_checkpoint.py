@@ -1,0 +1,178 @@
+"""Import of HF checkpoints: golden parity with HF's own outputs, and every bad-input path."""
+
+import json
+import shutil
+
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+from safetensors.numpy import load_file, save_file
+
+from samp_jax import CheckpointError, ConfigError, load_pretrained
+from samp_jax.models.checkpoint import assign_state_dict, detect_head, read_state_dict
+from tests.helpers import GOLDEN, golden_inputs
+
+
+# ----------------------------------------------------------------------- golden parity
+@pytest.mark.parametrize("name", ["single", "pair"])
+def test_minilm_fp32_matches_hf_hidden_states_and_embeddings(minilm, minilm_golden, name):
+    ids, mask, types = golden_inputs(minilm_golden, name)
+    hidden = np.asarray(minilm.encode(ids, mask, types))
+    valid = mask.astype(bool)
+    assert np.abs(hidden[valid] - minilm_golden[f"{name}_hidden"][valid]).max() < 1e-4
+    embedding = np.asarray(minilm(ids, mask, types))
+    cosine = np.sum(embedding * minilm_golden[f"{name}_embedding"], axis=-1)
+    assert np.all(cosine > 1 - 1e-5)
+
+
+@pytest.mark.parametrize("task", ["tiny_seqcls", "tiny_tokcls"])
+@pytest.mark.parametrize("fmt", ["safetensors", "msgpack"])
+def test_tiny_heads_match_hf_logits(task, fmt):
+    golden = np.load(GOLDEN / task / "golden.npz")
+    model = load_pretrained(GOLDEN / task / fmt)
+    assert model.head_kind == {"tiny_seqcls": "sequence_classification",
+                               "tiny_tokcls": "token_classification"}[task]
+    logits = np.asarray(model(golden["input_ids"], golden["attention_mask"], golden["token_type_ids"]))
+    expected = golden["logits"]
+    assert logits.shape == expected.shape
+    if logits.ndim == 3:  # padded positions carry no meaning
+        valid = golden["attention_mask"].astype(bool)
+        logits, expected = logits[valid], expected[valid]
+    np.testing.assert_allclose(logits, expected, atol=1e-5)
+
+
+def test_safetensors_and_msgpack_give_identical_weights():
+    a, _ = read_state_dict(GOLDEN / "tiny_seqcls" / "safetensors")
+    b, source = read_state_dict(GOLDEN / "tiny_seqcls" / "msgpack")
+    assert source == "flax_model.msgpack"
+    assert sorted(a) == sorted(b)
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def test_head_detection(minilm_dir):
+    assert detect_head(minilm_dir) == ("sentence_embedding", None)
+    assert detect_head(GOLDEN / "tiny_seqcls" / "safetensors") == ("sequence_classification", 3)
+    assert detect_head(GOLDEN / "tiny_tokcls" / "msgpack") == ("token_classification", 5)
+
+
+def test_new_head_on_base_model_needs_consent(minilm_dir):
+    with pytest.raises(CheckpointError, match="missing keys.*classifier.weight"):
+        load_pretrained(minilm_dir, head="sequence_classification", num_labels=3)
+    model = load_pretrained(minilm_dir, head="sequence_classification", num_labels=3,
+                            allow_new_head=True)
+    # the pooler is in the MiniLM checkpoint and is loaded; only the classifier is new
+    state, _ = read_state_dict(minilm_dir)
+    np.testing.assert_array_equal(np.asarray(model.head.pooler.kernel[...]),
+                                  state["pooler.dense.weight"].T)
+    assert model(np.array([[101, 2000, 102]])).shape == (1, 3)
+
+
+def test_unknown_head_kind(minilm_dir):
+    with pytest.raises(ValueError, match="head='regression' is not one of"):
+        load_pretrained(minilm_dir, head="regression")
+
+
+# --------------------------------------------------------------------- bad checkpoints
+@pytest.fixture
+def tiny_copy(tmp_path):
+    folder = tmp_path / "ckpt"
+    shutil.copytree(GOLDEN / "tiny_seqcls" / "safetensors", folder)
+    return folder
+
+
+def _rewrite(folder, edit):
+    state = load_file(folder / "model.safetensors")
+    edit(state)
+    save_file(state, folder / "model.safetensors")
+
+
+def test_missing_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no HF config"):
+        load_pretrained(tmp_path / "nope")
+
+
+def test_missing_weights_file(tiny_copy):
+    (tiny_copy / "model.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="has no weights: looked for model.safetensors"):
+        load_pretrained(tiny_copy)
+
+
+def test_torch_pickle_is_not_loaded_by_default(tiny_copy):
+    (tiny_copy / "model.safetensors").rename(tiny_copy / "pytorch_model.bin")
+    with pytest.raises(FileNotFoundError, match="allow_torch_pickle=True"):
+        load_pretrained(tiny_copy)
+
+
+def test_missing_key_is_named(tiny_copy):
+    _rewrite(tiny_copy, lambda s: s.pop("bert.encoder.layer.1.attention.self.key.bias"))
+    with pytest.raises(CheckpointError, match=r"missing keys \(1\).*encoder.layer.1.attention.self.key.bias"):
+        load_pretrained(tiny_copy)
+
+
+def test_extra_key_is_named_unless_not_strict(tiny_copy):
+    _rewrite(tiny_copy, lambda s: s.update({"bert.encoder.layer.7.output.dense.weight": np.zeros((2, 2), np.float32)}))
+    with pytest.raises(CheckpointError, match=r"unexpected keys \(1\).*encoder.layer.7.output.dense.weight"):
+        load_pretrained(tiny_copy)
+    assert load_pretrained(tiny_copy, strict=False).head_kind == "sequence_classification"
+
+
+def test_wrong_shape_is_named(tiny_copy):
+    key = "bert.encoder.layer.0.intermediate.dense.weight"
+    _rewrite(tiny_copy, lambda s: s.update({key: np.zeros((64, 31), np.float32)}))
+    with pytest.raises(CheckpointError, match=r"wrong shape: encoder.layer.0.intermediate.dense.weight has \(64, 31\), expected \(64, 32\)"):
+        load_pretrained(tiny_copy)
+
+
+def test_non_finite_weights_are_refused(tiny_copy):
+    def poison(s):
+        s["classifier.bias"] = np.array([0.0, np.nan, 1.0], np.float32)
+    _rewrite(tiny_copy, poison)
+    with pytest.raises(CheckpointError, match="classifier.bias has non-finite values"):
+        load_pretrained(tiny_copy)
+
+
+def test_unsupported_model_type(tiny_copy):
+    config = json.loads((tiny_copy / "config.json").read_text())
+    (tiny_copy / "config.json").write_text(json.dumps(config | {"model_type": "roberta"}))
+    with pytest.raises(ConfigError, match="model_type='roberta' is not supported"):
+        load_pretrained(tiny_copy)
+
+
+def test_failed_assignment_changes_nothing(tiny_copy):
+    model = load_pretrained(tiny_copy)
+    before = jax.tree.map(np.asarray, nnx.state(model, nnx.Param))
+    state, _ = read_state_dict(tiny_copy)
+    state = {k: v * 2 for k, v in state.items()}
+    state.pop("encoder.layer.1.output.LayerNorm.bias")  # one bad key among many good ones
+    with pytest.raises(CheckpointError):
+        assign_state_dict(model, state)
+    after = jax.tree.map(np.asarray, nnx.state(model, nnx.Param))
+    jax.tree.map(np.testing.assert_array_equal, before, after)
+
+
+def test_pretraining_heads_and_buffers_are_ignored(tiny_copy):
+    def add(s):
+        s["cls.predictions.bias"] = np.zeros((99,), np.float32)
+        s["bert.embeddings.position_ids"] = np.arange(40, dtype=np.int64)[None]
+    _rewrite(tiny_copy, add)
+    assert load_pretrained(tiny_copy).head_kind == "sequence_classification"
+
+
+@pytest.mark.parametrize("task", ["tiny_seqcls", "tiny_tokcls"])
+def test_save_pretrained_round_trips_in_hf_naming(task, tmp_path):
+    from samp_jax.models.checkpoint import save_pretrained
+    source = GOLDEN / task / "safetensors"
+    model = load_pretrained(source)
+    save_pretrained(model, tmp_path / "out", labels=None)
+    original = load_file(source / "model.safetensors")
+    written = load_file(tmp_path / "out" / "model.safetensors")
+    assert sorted(written) == sorted(original)  # the same HF keys, bert. prefix included
+    for key in original:
+        np.testing.assert_array_equal(written[key], original[key], err_msg=key)
+    golden = np.load(GOLDEN / task / "golden.npz")
+    again = load_pretrained(tmp_path / "out")
+    np.testing.assert_array_equal(
+        np.asarray(again(golden["input_ids"], golden["attention_mask"], golden["token_type_ids"])),
+        np.asarray(model(golden["input_ids"], golden["attention_mask"], golden["token_type_ids"])))

@@ -1,0 +1,122 @@
+import json
+
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+
+from samp_jax import EncoderConfig, EncoderModel, PrecisionMap, PrecisionMapError, SitePrecision, quantize
+from samp_jax.quant.precision import SITES, Rule
+
+
+def test_presets():
+    ffn = PrecisionMap.preset("quant_ffn_only", 6)
+    for layer in range(6):
+        assert ffn[layer, "ffn_in"] == ffn[layer, "ffn_out"] == SitePrecision("int8", "per_token_dynamic")
+        assert ffn[layer, "qkv"] == ffn[layer, "attn_out"] == SitePrecision("fp16")
+    full = PrecisionMap.preset("fully_quant", 3, activation="per_tensor_static")
+    assert all(p == SitePrecision("int8", "per_tensor_static") for _, p in full.items())
+    assert full.needs_calibration() and not PrecisionMap.preset("fully_quant", 3).needs_calibration()
+    assert all(p.precision == "fp8_e4m3" for _, p in PrecisionMap.preset("fp8", 2).items())
+    assert PrecisionMap.preset("bf16", 2)[1, "qkv"].precision == "bf16"
+    with pytest.raises(PrecisionMapError, match="preset name='int4'"):
+        PrecisionMap.preset("int4", 2)
+
+
+def test_first_matching_rule_wins_and_default_fills():
+    pmap = PrecisionMap.from_dict({
+        "num_layers": 4, "default": {"precision": "fp16"},
+        "rules": [{"layers": [0], "sites": "*", "precision": "fp32"},
+                  {"layers": "*", "sites": ["ffn_in"], "precision": "int8", "activation": "per_tensor_static"}]})
+    assert pmap[0, "ffn_in"].precision == "fp32"  # rule 0 shadows rule 1 on layer 0
+    assert pmap[3, "ffn_in"] == SitePrecision("int8", "per_tensor_static")
+    assert pmap[2, "qkv"].precision == "fp16"
+
+
+def test_json_round_trip_is_exact(tmp_path):
+    text = json.dumps({
+        "num_layers": 6, "default": {"precision": "fp16"},
+        "rules": [{"layers": [0, 5], "sites": "*", "precision": "bf16"},
+                  {"layers": "*", "sites": ["ffn_in", "ffn_out"], "precision": "int8",
+                   "activation": "per_token_dynamic"},
+                  {"layers": [2], "sites": ["qkv"], "precision": "fp8_e4m3"}]}, indent=2)
+    pmap = PrecisionMap.from_json(text)
+    assert json.loads(pmap.to_json()) == json.loads(text)
+    again = PrecisionMap.from_json(pmap.to_json())
+    assert again.to_json() == pmap.to_json() and again == pmap
+    pmap.save(tmp_path / "map.json")
+    assert PrecisionMap.from_json(tmp_path / "map.json") == pmap
+
+
+def test_from_table_writes_equivalent_rules():
+    table = {(1, "qkv"): "int8-static", (1, "ffn_out"): "int8-static", (4, "attn_out"): "fp8_e4m3"}
+    pmap = PrecisionMap.from_table(table, 6, default="fp16")
+    assert pmap[1, "qkv"] == SitePrecision("int8", "per_tensor_static")
+    assert pmap[4, "attn_out"].precision == "fp8_e4m3"
+    assert sum(p.is_quantized for _, p in pmap.items()) == 3
+    assert PrecisionMap.from_json(pmap.to_json()) == pmap
+    with pytest.raises(PrecisionMapError, match="cells"):
+        PrecisionMap.from_table({(9, "qkv"): "fp16"}, 6)
+
+
+def test_equal_tables_are_equal_and_hash_alike():
+    a = PrecisionMap.preset("fully_quant", 2)
+    b = PrecisionMap(2, (Rule(None, tuple(SITES), SitePrecision("int8")),), SitePrecision("fp32"))
+    assert a == b and hash(a) == hash(b)
+    assert a != PrecisionMap.preset("fp16", 2)
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"num_layers": 2, "rules": [{"sites": ["ffn"], "precision": "int8"}]}, "site='ffn' is not one of"),
+    ({"num_layers": 2, "rules": [{"layers": [2], "precision": "int8"}]}, "layer=2 is out of range"),
+    ({"num_layers": 2, "rules": [{"precision": "int4"}]}, "precision='int4' is not one of"),
+    ({"num_layers": 2, "rules": [{"precision": "fp16", "activation": "per_token_dynamic"}]},
+     "only allowed with precision 'int8'"),
+    ({"num_layers": 2, "rules": [{"precision": "int8", "activation": "per_channel"}]},
+     "activation='per_channel' is not one of"),
+    ({"num_layers": 2, "rules": [{"precision": "fp16"}, {"layers": [1], "precision": "int8"}]},
+     "rule 1 .* matches nothing"),
+    ({"num_layers": 2, "rules": [{"precision": "fp16", "site": "qkv"}]}, r"unknown keys \['site'\]"),
+    ({"num_layers": 0}, "num_layers=0 must be a positive integer"),
+    ({"rules": []}, r"missing keys \['num_layers'\]"),
+    ({"num_layers": 2, "rules": [{"layers": [], "precision": "fp16"}]}, "must be '\\*', a int"),
+])
+def test_validation_names_the_bad_entry(data, message):
+    with pytest.raises(PrecisionMapError, match=message):
+        PrecisionMap.from_dict(data)
+
+
+def test_bad_json_and_missing_file(tmp_path):
+    with pytest.raises(PrecisionMapError, match="not valid JSON"):
+        PrecisionMap.from_json("{not json")
+    with pytest.raises(FileNotFoundError, match="no precision map"):
+        PrecisionMap.from_json(tmp_path / "absent.json")
+
+
+def test_indexing_errors():
+    pmap = PrecisionMap.preset("fp16", 2)
+    with pytest.raises(PrecisionMapError, match="site='mlp'"):
+        pmap[0, "mlp"]
+    with pytest.raises(PrecisionMapError, match="layer=5 is out of range"):
+        pmap[5, "qkv"]
+
+
+def test_map_is_a_static_jit_argument_compiled_once_per_map():
+    config = EncoderConfig(vocab_size=50, hidden_size=32, num_layers=2, num_heads=4,
+                           intermediate_size=64, max_position_embeddings=16)
+    model = EncoderModel(config, rngs=nnx.Rngs(0))
+    traces = []
+
+    def forward(graphdef, state, ids):
+        traces.append(1)  # runs only while tracing
+        return nnx.merge(graphdef, state)(ids)
+
+    static_forward = jax.jit(forward, static_argnums=0)
+    ids = np.ones((2, 8), np.int32)
+    outputs = {}
+    for name in ("fully_quant", "fp16", "fully_quant", "fp16", "fully_quant"):
+        graphdef, state = nnx.split(quantize(model, PrecisionMap.preset(name, 2)))
+        outputs.setdefault(name, []).append(np.asarray(static_forward(graphdef, state, ids)))
+    assert len(traces) == 2  # one compilation per distinct map, none when a map repeats
+    np.testing.assert_array_equal(outputs["fully_quant"][0], outputs["fully_quant"][2])
+    assert not np.array_equal(outputs["fully_quant"][0], outputs["fp16"][0])

@@ -1,0 +1,108 @@
+"""quantize(): real quantized MiniLM, memory, save/load round trip, and error paths."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from calibrate import calibrate
+from samp_jax import CheckpointError, PrecisionMap, QuantizedModel, cosine_similarity, quantize
+from samp_jax.serving.batching import length_batches
+from samp_jax.quant.quantized import QuantizedGemmSite
+from tests.helpers import golden_inputs
+
+
+@pytest.fixture(scope="module")
+def calibration(minilm, minilm_dir, minilm_texts):
+    from samp_jax import Tokenizer
+    tokenizer = Tokenizer.from_pretrained(minilm_dir)
+    batches = [b for _, b in length_batches(tokenizer, minilm_texts["sentences"], batch_size=16,
+                                            buckets=(32,))]
+    return calibrate(minilm, batches, "percentile", smoothing=0.5, p=99.99)
+
+
+MIXED = {"num_layers": 6, "default": {"precision": "fp16"}, "rules": [
+    {"layers": [0, 1], "sites": ["qkv", "ffn_in"], "precision": "int8", "activation": "per_tensor_static"},
+    {"layers": "*", "sites": ["ffn_out"], "precision": "int8", "activation": "per_token_dynamic"},
+    {"layers": [2], "sites": "*", "precision": "fp8_e4m3"},
+    {"layers": [3], "sites": ["attn_out"], "precision": "bf16"},
+    {"layers": [4], "sites": ["attn_out"], "precision": "fp32"}]}
+
+
+def test_fully_quant_minilm_stays_close_and_stores_int8(minilm, minilm_golden):
+    q = quantize(minilm, PrecisionMap.preset("fully_quant", 6))
+    inputs = golden_inputs(minilm_golden, "single")
+    cosine = np.asarray(cosine_similarity(q(*inputs), minilm(*inputs)))
+    assert cosine.min() > 0.98 and cosine.mean() > 0.99
+    site = q.model.encoder.layers[3].ffn_in
+    assert isinstance(site, QuantizedGemmSite)
+    assert site.kernel.dtype == jnp.int8 and site.kernel_scale.shape == (1536,)
+    float_kernels = [leaf for path, leaf in nnx.to_flat_state(nnx.state(q.model.encoder))
+                     if path[-1] == "kernel" and leaf.get_value().dtype != jnp.int8]
+    assert not float_kernels  # the float copies are gone
+    report = q.memory_report()
+    assert report["saved_bytes"] > 0 and report["ratio"] < 0.45
+
+
+def test_mixed_map_with_static_scales_and_smoothing(minilm, minilm_golden, calibration):
+    q = quantize(minilm, PrecisionMap.from_dict(MIXED), calibration)
+    layers = q.model.encoder.layers
+    assert layers[0].qkv.input_scale is not None and layers[0].qkv.act_scale is not None
+    assert layers[0].attn_out.kernel.dtype == jnp.float16
+    assert layers[2].qkv.kernel.dtype == jnp.float8_e4m3fn
+    assert layers[3].attn_out.kernel.dtype == jnp.bfloat16
+    inputs = golden_inputs(minilm_golden, "pair")
+    assert np.asarray(cosine_similarity(q(*inputs), minilm(*inputs))).min() > 0.98
+
+
+def test_save_load_round_trip_is_bit_exact(minilm, minilm_golden, calibration, tmp_path):
+    q = quantize(minilm, PrecisionMap.from_dict(MIXED), calibration)
+    q.save(tmp_path / "q")
+    loaded = QuantizedModel.load(tmp_path / "q")
+    assert loaded.precision_map == q.precision_map
+    assert loaded.info == q.info
+    a = nnx.to_flat_state(nnx.state(q.model))
+    b = dict(nnx.to_flat_state(nnx.state(loaded.model)))
+    assert len(a) == len(b)
+    for path, var in a:
+        x, y = var.get_value(), b[path].get_value()
+        assert x.dtype == y.dtype, path
+        np.testing.assert_array_equal(np.asarray(x).reshape(-1).view(np.uint8),
+                                      np.asarray(y).reshape(-1).view(np.uint8))
+    inputs = golden_inputs(minilm_golden, "single")
+    np.testing.assert_array_equal(np.asarray(jax.jit(lambda *i: q(*i))(*inputs)),
+                                  np.asarray(jax.jit(lambda *i: loaded(*i))(*inputs)))
+
+
+def test_load_errors(minilm, tmp_path):
+    with pytest.raises(FileNotFoundError, match="has no model.safetensors"):
+        QuantizedModel.load(tmp_path)
+    q = quantize(minilm, PrecisionMap.preset("quant_ffn_only", 6))
+    q.save(tmp_path / "q")
+    from safetensors.numpy import load_file, save_file
+    arrays = load_file(str(tmp_path / "q" / "model.safetensors"))
+    arrays.pop("encoder.layers.0.ffn_in.kernel")
+    save_file(arrays, str(tmp_path / "q" / "model.safetensors"))
+    with pytest.raises(CheckpointError, match="missing keys.*encoder.layers.0.ffn_in.kernel"):
+        QuantizedModel.load(tmp_path / "q")
+
+
+def test_static_sites_need_calibration(minilm):
+    with pytest.raises(ValueError, match=r"sites \['0.qkv', '0.attn_out'.*use static activation scales"):
+        quantize(minilm, PrecisionMap.preset("fully_quant", 6, activation="per_tensor_static"))
+    with pytest.raises(ValueError, match="use static activation scales"):
+        quantize(minilm, PrecisionMap.preset("fp8", 6))
+
+
+def test_map_must_fit_the_model(minilm):
+    with pytest.raises(ValueError, match="num_layers=12, the model has 6"):
+        quantize(minilm, PrecisionMap.preset("fp16", 12))
+
+
+def test_source_model_is_unchanged(minilm, minilm_golden):
+    inputs = golden_inputs(minilm_golden, "single")
+    before = np.asarray(minilm(*inputs))
+    quantize(minilm, PrecisionMap.preset("fully_quant", 6))
+    np.testing.assert_array_equal(np.asarray(minilm(*inputs)), before)
+    assert minilm.encoder.layers[0].qkv.kernel.dtype == jnp.float32

@@ -1,0 +1,350 @@
+"""The inference engine: bucket choice, no compilation while serving, padding invariance,
+parity with the model's own forward, input validation, quantized models, the persistent cache."""
+
+import collections
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+import samp_jax
+from samp_jax import PrecisionMap, Tokenizer, TokenClassifier, quantize
+from samp_jax.serving.batching import bucket_for
+from samp_jax.serving.engine import CompileCounter, Engine
+from samp_jax.models.model import make_head
+
+SEQ_BUCKETS = (16, 32, 64)
+BATCH_BUCKETS = (1, 4)
+LONG = "The quick brown fox jumps over the lazy dog near the river bank. " * 3  # > 32 tokens
+TOO_LONG = "word " * 100  # 102 tokens
+
+
+@pytest.fixture(scope="module")
+def tokenizer(minilm_dir):
+    return Tokenizer.from_pretrained(minilm_dir)
+
+
+@pytest.fixture(scope="module")
+def embedder(minilm, tokenizer):
+    return samp_jax.compile(minilm, tokenizer=tokenizer, seq_buckets=SEQ_BUCKETS,
+                            batch_buckets=BATCH_BUCKETS)
+
+
+@pytest.fixture(scope="module")
+def classifier_model(minilm):
+    """The real MiniLM encoder with a randomly initialised 3-way SequenceClassifier head."""
+    model = nnx.clone(minilm)
+    model.head = make_head("sequence_classification", model.config, num_labels=3, rngs=nnx.Rngs(1))
+    return model
+
+
+@pytest.fixture(scope="module")
+def classifier(classifier_model, tokenizer):
+    return samp_jax.compile(classifier_model, tokenizer=tokenizer, seq_buckets=(16, 64),
+                            batch_buckets=BATCH_BUCKETS)
+
+
+@pytest.fixture(scope="module")
+def tagger_model(minilm):
+    """The real MiniLM encoder with a randomly initialised 5-way TokenClassifier head."""
+    model = nnx.clone(minilm)
+    model.head = TokenClassifier(model.config, 5, rngs=nnx.Rngs(2))
+    return model
+
+
+def direct(model, tokenizer, texts, pairs=None, **kwargs):
+    """The model's own forward on the un-bucketed tokenized batch."""
+    return np.asarray(model(**tokenizer(texts, pairs, **kwargs)))
+
+
+# --------------------------------------------------------------------------- buckets
+def test_bucket_for_is_the_smallest_that_fits():
+    assert [bucket_for(n, SEQ_BUCKETS) for n in (1, 16, 17, 32, 33, 64)] == [16, 16, 32, 32, 64, 64]
+    assert [bucket_for(n, BATCH_BUCKETS) for n in (1, 2, 4)] == [1, 4, 4]
+    with pytest.raises(ValueError, match="size=65 exceeds the largest bucket 64"):
+        bucket_for(65, SEQ_BUCKETS)
+
+
+def test_engine_runs_each_chunk_in_the_smallest_buckets(embedder):
+    def calls(inputs):
+        before = embedder.bucket_calls.copy()
+        embedder(inputs)
+        return embedder.bucket_calls - before
+
+    assert calls("Hi") == {(1, 16): 1}
+    assert calls(["Hi", "Hello there"]) == {(4, 16): 1}  # 2 rows → batch bucket 4
+    assert calls(["Hi"] * 4 + ["word " * 20]) == {(4, 16): 1, (1, 32): 1}  # sorted by length
+    assert calls(["Hi"] * 3 + [LONG]) == {(4, 64): 1}
+    assert calls(["Hi"] * 9) == {(4, 16): 2, (1, 16): 1}  # chunks of batch_size=4
+
+
+def test_compile_report_and_counter(embedder):
+    assert embedder.num_compilations == len(SEQ_BUCKETS) * len(BATCH_BUCKETS)
+    assert [(r["batch"], r["seq"]) for r in embedder.compile_report] == [
+        (b, s) for b in BATCH_BUCKETS for s in SEQ_BUCKETS]
+    assert all(r["seconds"] > 0 for r in embedder.compile_report)
+    assert embedder.batch_size == 4 and embedder.head_kind == "sentence_embedding"
+
+
+def test_no_compilation_while_serving_100_mixed_calls(embedder, tokenizer):
+    rng = np.random.default_rng(0)
+    words = "the a dog cat runs quickly over snowy field while owner watches porch".split()
+    compiled_before, calls_before = embedder.num_compilations, embedder.bucket_calls.copy()
+    with CompileCounter() as counter:
+        for call in range(100):
+            rows = int(rng.integers(1, 7))
+            # mostly short rows to save CPU time; every bucket is still reached
+            most = 60 if call % 10 == 0 else 30 if call % 10 in (5, 7) else 14
+            texts = [" ".join(rng.choice(words, int(rng.integers(1, most)))) for _ in range(rows)]
+            if call % 10 == 3:
+                embedder(tokenizer(texts))  # token ids
+            elif call % 10 == 7:
+                embedder(list(zip(texts, texts[::-1])))  # pairs
+            else:
+                embedder(texts if rows > 1 else texts[0])
+        assert counter.count == 0
+        jax.jit(lambda x: x * 3).lower(jax.ShapeDtypeStruct((3,), jnp.float32)).compile()
+        assert counter.count == 1  # the listener does see compilations
+    assert embedder.num_compilations == compiled_before
+    used = embedder.bucket_calls - calls_before
+    assert sum(used.values()) >= 100 and len(used) == 6  # every executable ran
+
+
+# ------------------------------------------------------------------------ numerics
+def test_embeddings_equal_the_direct_forward(embedder, minilm, tokenizer, minilm_texts, minilm_golden):
+    sentences = minilm_texts["sentences"]
+    out = embedder(sentences)
+    np.testing.assert_allclose(out.embeddings, direct(minilm, tokenizer, sentences), atol=2e-6)
+    assert out.embeddings.dtype == np.float32 and out.embeddings.shape == (16, 384)
+    cosine = np.sum(out.embeddings * minilm_golden["single_embedding"], axis=-1)
+    assert cosine.min() > 0.99999  # and with HF's own embeddings
+    np.testing.assert_array_equal(out.lengths, tokenizer(sentences)["attention_mask"].sum(axis=1))
+    assert not out.truncated.any() and len(out) == 16
+
+
+def test_padding_and_batch_company_do_not_change_a_row(embedder, classifier, classifier_model,
+                                                        minilm, tokenizer):
+    text = "A man is playing a guitar."
+    alone = embedder(text).embeddings[0]  # (1, 16) bucket
+    crowded = embedder(["x", LONG, text, "word " * 20]).embeddings[2]  # (4, 64) bucket
+    unpadded = direct(minilm, tokenizer, [text])[0]  # no padding at all, eager
+    np.testing.assert_allclose(alone, unpadded, atol=2e-6)
+    np.testing.assert_allclose(crowded, unpadded, atol=2e-6)
+    pair = ("A man is playing a guitar.", "A person plays an instrument.")
+    alone = classifier([pair]).logits[0]
+    crowded = classifier([(LONG, "x"), pair, ("y", "z")]).logits[1]
+    unpadded = direct(classifier_model, tokenizer, [pair[0]], [pair[1]])[0]
+    np.testing.assert_allclose(alone, unpadded, atol=1e-5)
+    np.testing.assert_allclose(crowded, unpadded, atol=1e-5)
+
+
+def test_classifier_on_pairs_matches_the_direct_forward(classifier, classifier_model, tokenizer,
+                                                        minilm_texts):
+    pairs = [tuple(p) for p in minilm_texts["pairs"]]
+    out = classifier(pairs)
+    expected = direct(classifier_model, tokenizer, [a for a, _ in pairs], [b for _, b in pairs])
+    assert out.kind == "sequence_classification" and out.logits.shape == (6, 3)
+    np.testing.assert_allclose(out.logits, expected, atol=1e-5)
+    np.testing.assert_array_equal(out.labels, np.argmax(out.logits, axis=-1))
+    assert out.embeddings is None
+    # a pair is not the same input as its first text alone: token types and the second segment
+    assert not np.allclose(classifier([pairs[0][0]]).logits[0], out.logits[0], atol=1e-4)
+
+
+def test_token_id_inputs_give_the_text_results(embedder, tokenizer):
+    texts = ["Hi", "Two dogs run across a snowy field."]
+    expected = embedder(texts).embeddings
+    batch = tokenizer(texts)
+    np.testing.assert_array_equal(embedder(batch).embeddings, expected)
+    rows = [list(r[m == 1]) for r, m in zip(batch["input_ids"], batch["attention_mask"])]
+    np.testing.assert_array_equal(embedder(rows).embeddings, expected)
+    np.testing.assert_array_equal(embedder([np.asarray(r) for r in rows]).embeddings, expected)
+    one = np.asarray(rows[1:], np.int32)  # a 2-D array is all real tokens
+    np.testing.assert_array_equal(embedder(one).embeddings, embedder(texts[1]).embeddings)
+    # padded positions are ignored whatever they hold
+    junk = {k: v.copy() for k, v in batch.items()}
+    junk["input_ids"][junk["attention_mask"] == 0] = -100
+    np.testing.assert_array_equal(embedder(junk).embeddings, expected)
+
+
+def test_token_classifier_trims_rows_and_labels_words(tagger_model, embedder, tokenizer):
+    engine = samp_jax.compile(tagger_model, tokenizer=tokenizer, seq_buckets=(16,),
+                              batch_buckets=(4,))
+    texts = ["Hi", "Two dogs run across a snowy field."]
+    out = engine(texts)
+    lengths = tokenizer(texts)["attention_mask"].sum(axis=1)
+    assert [r.shape for r in out.logits] == [(n, 5) for n in lengths]
+    expected = direct(tagger_model, tokenizer, texts)
+    for row, (logits, labels) in enumerate(zip(out.logits, out.labels)):
+        np.testing.assert_allclose(logits, expected[row, :lengths[row]], atol=1e-5)
+        np.testing.assert_array_equal(labels, np.argmax(logits, axis=-1))
+    words = [["Hello", "snowfields"], ["dogs"]]
+    tagged = engine.classify_words(words)
+    batch, word_ids = tokenizer.encode_words(words)
+    for row, sentence in enumerate(words):
+        first = [int(np.flatnonzero(word_ids[row] == w)[0]) for w in range(len(sentence))]
+        np.testing.assert_array_equal(tagged.word_logits[row], tagged.logits[row][first])
+        np.testing.assert_array_equal(tagged.word_labels[row], tagged.labels[row][first])
+    with pytest.raises(ValueError, match="needs a 'token_classification' head"):
+        embedder.classify_words(words)
+
+
+def test_bare_encoder_returns_trimmed_hidden_states(minilm, tokenizer):
+    bare = nnx.clone(minilm)
+    bare.head = None
+    engine = samp_jax.compile(bare, tokenizer=tokenizer, seq_buckets=(16,), batch_buckets=(2,))
+    texts = ["Hi", "Two dogs run across a snowy field."]
+    out = engine(texts)
+    assert out.kind == "none" and out.embeddings is None
+    expected = np.asarray(minilm.encode(**tokenizer(texts)))
+    for row, hidden in enumerate(out.hidden_states):
+        assert hidden.shape == (out.lengths[row], 384)
+        np.testing.assert_allclose(hidden, expected[row, :out.lengths[row]], atol=1e-5)
+
+
+# ---------------------------------------------------------------- length and errors
+def test_too_long_rows_raise_unless_truncating(embedder, classifier_model, tokenizer):
+    with pytest.raises(ValueError, match=r"row 1 has 102 tokens, more than the largest bucket 64.*"
+                                         r"truncate=True"):
+        embedder(["Hi", TOO_LONG])
+    with pytest.raises(ValueError, match="row 0 has 102 tokens"):
+        embedder({"input_ids": np.ones((1, 102), np.int32)})
+    engine = samp_jax.compile(classifier_model, tokenizer=tokenizer, seq_buckets=(16,),
+                              batch_buckets=(2,), truncate=True)
+    out = engine([TOO_LONG, "Hi"])
+    np.testing.assert_array_equal(out.truncated, [True, False])
+    np.testing.assert_array_equal(out.lengths, [16, 3])
+    expected = direct(classifier_model, tokenizer, [TOO_LONG, "Hi"], padding=16, truncation=True)
+    np.testing.assert_allclose(out.logits, expected, atol=1e-5)
+    pairs = [(TOO_LONG, "A short second segment."), ("a", "b")]  # longest segment is cut first
+    out = engine(pairs)
+    expected = direct(classifier_model, tokenizer, [a for a, _ in pairs], [b for _, b in pairs],
+                      padding=16, truncation=True)
+    np.testing.assert_allclose(out.logits, expected, atol=1e-5)
+    np.testing.assert_array_equal(out.truncated, [True, False])
+    ids = engine([list(range(1000, 1040))])  # raw ids keep their first tokens
+    first = engine([list(range(1000, 1016))])
+    np.testing.assert_array_equal(ids.logits, first.logits)
+    assert ids.truncated[0] and not first.truncated[0]
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    (dict(seq_buckets=()), ValueError, "seq_buckets is empty"),
+    (dict(seq_buckets=(0, 16)), ValueError, "every size must be a positive int"),
+    (dict(seq_buckets=(16, -1)), ValueError, "every size must be a positive int"),
+    (dict(seq_buckets=(16.0,)), ValueError, "every size must be a positive int"),
+    (dict(seq_buckets=(32, 1024)), ValueError, "more than the model's max_position_embeddings=512"),
+    (dict(seq_buckets=64), TypeError, "must be a sequence of ints"),
+    (dict(batch_size=0), ValueError, "batch_size=0 must be a positive int"),
+    (dict(batch_buckets=()), ValueError, "batch_buckets is empty"),
+    (dict(batch_size=8, batch_buckets=(1, 4)), ValueError, "must have batch_size=8 as its largest"),
+    (dict(truncate="yes"), TypeError, "truncate='yes' must be True or False"),
+    (dict(dtype=jnp.int8), ValueError, "must be float32, float16 or bfloat16"),
+])
+def test_bad_compile_arguments_raise(minilm, tokenizer, kwargs, error, message):
+    with pytest.raises(error, match=message):
+        samp_jax.compile(minilm, tokenizer=tokenizer, **kwargs)
+
+
+def test_buckets_are_sorted_and_deduplicated_with_the_default_tokenizer(minilm, capsys):
+    engine = samp_jax.compile(minilm, seq_buckets=(16, 8, 16), batch_size=1)
+    assert engine.seq_buckets == (8, 16) and engine.batch_buckets == (1,)  # (1, batch_size)
+    assert engine.num_compilations == 2
+    assert engine.tokenizer.vocab_size == 30522  # the packaged MiniLM tokenizer
+    assert engine("hello world").embeddings.shape == (1, 384)
+    assert capsys.readouterr().out == ""  # quiet by default
+    engine = samp_jax.compile(minilm, seq_buckets=(8,), batch_buckets=(3, 1, 3), progress=True)
+    assert engine.batch_buckets == (1, 3) and engine.batch_size == 3
+    printed = capsys.readouterr().out
+    assert "batch=1 seq=8" in printed and "batch=3 seq=8" in printed
+
+
+def test_bad_model_raises(tokenizer):
+    with pytest.raises(TypeError, match="needs an EncoderModel or a QuantizedModel, got dict"):
+        samp_jax.compile({}, tokenizer=tokenizer)
+
+
+@pytest.mark.parametrize("inputs, error, message", [
+    ([], ValueError, "empty input"),
+    ({"input_ids": np.zeros((0, 4), np.int32)}, ValueError, "empty input"),
+    (["a", ("b", "c")], ValueError, "row 0 is a text, row 1 is a .text, text_pair. pair"),
+    (["a", [101, 102]], ValueError, "row 0 is a text, row 1 is token ids"),
+    (["a", 3], TypeError, "row 1 is 3; expected a str"),
+    ([("a", "b", "c")], TypeError, "row 0 is"),
+    ([[]], ValueError, "row 0 is an empty list of token ids"),
+    (3.5, TypeError, "inputs must be a str"),
+    ([[101, 40000]], ValueError, r"input_ids row 0 position 1 is 40000, outside the model's range \[0, 30522\)"),
+    ([[101, -1]], ValueError, "outside the model's range"),
+    ({"input_ids": [[101, 102]], "token_type_ids": [[0, 2]]}, ValueError,
+     r"token_type_ids row 0 position 1 is 2, outside the model's range \[0, 2\)"),
+    ({"input_ids": [[101, 102]], "attention_mask": [[0, 1]]}, ValueError,
+     "attention_mask row 0 is not right padding"),
+    ({"input_ids": [[101, 102]], "attention_mask": [[0, 0]]}, ValueError,
+     "attention_mask row 0 has no real token"),
+    ({"input_ids": [[101, 102]], "attention_mask": [[1]]}, ValueError,
+     r"attention_mask has shape \(1, 1\), expected \(1, 2\)"),
+    ({"input_ids": [[1.0, 2.0]]}, ValueError, "input_ids must be integers"),
+    ({"input_ids": [101, 102]}, ValueError, r"input_ids must be \[batch, seq\]"),
+    ({"ids": [[101]]}, ValueError, "token-id input needs 'input_ids'"),
+])
+def test_bad_inputs_raise(embedder, inputs, error, message):
+    with pytest.raises(error, match=message):
+        embedder(inputs)
+
+
+# ---------------------------------------------------------------- models and dtypes
+def test_quantized_model_and_float16_copy_serve(minilm, embedder, tokenizer, minilm_texts):
+    q = quantize(minilm, PrecisionMap.preset("fp16", minilm.config.num_layers))
+    quantized = samp_jax.compile(q, tokenizer=tokenizer, seq_buckets=(32,), batch_buckets=(4,))
+    assert quantized.model is q and quantized.head_kind == "sentence_embedding"
+    half = samp_jax.compile(minilm, tokenizer=tokenizer, seq_buckets=(32,), batch_buckets=(4,),
+                            dtype=jnp.float16)
+    assert half.model is not minilm and half.model.dtype == jnp.float16
+    assert half.model.encoder.layers[0].qkv.kernel.dtype == jnp.float16
+    # the caller's model is untouched
+    assert minilm.dtype == jnp.float32 and minilm.embeddings.word.dtype == jnp.float32
+    assert minilm.encoder.layers[0].qkv.kernel.dtype == jnp.float32
+    assert minilm.encoder.layers[0].qkv.dtype == jnp.float32
+    sentences = minilm_texts["sentences"][:8]
+    from_quantized, from_half = quantized(sentences).embeddings, half(sentences).embeddings
+    # an all-FP16 map runs the same FP16 GEMMs as the FP16 copy of the float model
+    np.testing.assert_allclose(from_quantized, from_half, atol=1e-5)
+    reference = embedder(sentences).embeddings  # FP32, equal to the direct forward (tested above)
+    for embeddings in (from_quantized, from_half):
+        assert np.sum(embeddings * reference, axis=-1).min() > 0.999  # unit vectors: cosine
+    with pytest.raises(ValueError, match="does not match the QuantizedModel's compute dtype float16"):
+        samp_jax.compile(q, tokenizer=tokenizer, dtype=jnp.float32)
+
+
+@pytest.fixture
+def restore_cache_config():
+    from jax.experimental.compilation_cache import compilation_cache
+    names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
+             "jax_persistent_cache_min_entry_size_bytes")
+    saved = {name: getattr(jax.config, name) for name in names}
+    yield
+    for name, value in saved.items():
+        jax.config.update(name, value)
+    compilation_cache.reset_cache()
+
+
+def test_persistent_cache_dir_is_filled_and_reused(minilm, tokenizer, tmp_path, monkeypatch,
+                                                   restore_cache_config):
+    cache = tmp_path / "xla"
+    first = Engine(minilm, tokenizer=tokenizer, seq_buckets=(8,), batch_buckets=(2,),
+                   cache_dir=cache)
+    assert first.cache_dir == cache.resolve()
+    assert len(list(cache.iterdir())) >= 1
+    hits = collections.Counter()
+    listener = lambda event, **kwargs: hits.update([event])  # noqa: E731
+    jax.monitoring.register_event_listener(listener)
+    monkeypatch.setenv("SAMP_JAX_XLA_CACHE", str(cache))  # the same folder, named by the env
+    try:
+        second = Engine(minilm, tokenizer=tokenizer, seq_buckets=(8,), batch_buckets=(2,))
+    finally:
+        jax.monitoring.unregister_event_listener(listener)
+    assert second.cache_dir == cache.resolve()
+    assert hits["/jax/compilation_cache/cache_hits"] == 1  # loaded, not compiled
+    np.testing.assert_array_equal(second(["a b c"]).embeddings, first(["a b c"]).embeddings)

@@ -1,0 +1,115 @@
+"""Tasks, batching, scoring and fine-tuning (short runs on small subsets)."""
+
+import dataclasses
+
+import jax
+import numpy as np
+import pytest
+
+from samp_jax import Tokenizer, load_pretrained
+from samp_jax.training.finetune import FinetuneConfig, finetune, finetuned_dir, finetuned_model
+from samp_jax.tasks.task import IGNORE, EncodedSplit, evaluate, get_task, split_examples
+
+
+@pytest.fixture(scope="module")
+def tokenizer(minilm_dir):
+    return Tokenizer.from_pretrained(minilm_dir)
+
+
+@pytest.mark.parametrize("name", ["snli", "polarity", "wnut16"])
+def test_task_splits_are_disjoint_and_test_is_held_out(name):
+    splits = get_task(name).splits(0)
+    parts = {f.name: getattr(splits, f.name) for f in dataclasses.fields(splits)
+             if f.name in ("train", "dev", "calibration", "search", "test")}
+    assert all(len(v) > 0 for v in parts.values())
+    ids = {k: {id(e) for e in v} for k, v in parts.items()}
+    keys = list(parts)
+    for i, a in enumerate(keys):
+        for b in keys[i + 1:]:
+            assert not ids[a] & ids[b], (name, a, b)
+    text = {"snli": lambda e: (e.premise, e.hypothesis), "polarity": lambda e: e.text,
+            "wnut16": lambda e: e.words}[name]
+    test_texts = {text(e) for e in parts["test"]}
+    for other in ("train", "dev", "calibration", "search"):
+        assert not test_texts & {text(e) for e in parts[other]}, other
+
+
+def test_batches_cover_every_row_once_with_bucketed_widths(tokenizer):
+    task = get_task("polarity")
+    encoded = task.encode(tokenizer, list(split_examples(task, "dev"))[:100])
+    for rng in (None, np.random.default_rng(0)):
+        seen = []
+        for rows, batch in encoded.batches(16, buckets=(32, 64, 128), rng=rng):
+            assert batch["input_ids"].shape[0] == 16
+            assert batch["input_ids"].shape[1] in (32, 64, 128)
+            assert np.all(batch["labels"][len(rows):] == IGNORE)
+            assert np.all(batch["attention_mask"][len(rows):] == 0)
+            np.testing.assert_array_equal(batch["labels"][:len(rows)], encoded.labels[rows])
+            seen.extend(rows.tolist())
+        assert sorted(seen) == list(range(100))
+
+
+def test_ner_labels_sit_on_first_word_pieces(tokenizer):
+    task = get_task("wnut16")
+    examples = [e for e in split_examples(task, "train") if any(t != 0 for t in e.tags)][:20]
+    encoded = task.encode(tokenizer, examples)
+    for example, labels in zip(examples, encoded.labels):
+        assert list(labels[labels != IGNORE]) == list(example.tags)
+
+
+def test_scoring_accuracy_and_entity_f1_on_known_logits():
+    snli = get_task("snli")
+    enc = EncodedSplit(np.zeros((4, 3), np.int32), np.ones((4, 3), np.int32), np.zeros((4, 3), np.int32),
+                       np.array([0, 1, 2, 1], np.int32))
+    logits = np.eye(3)[[0, 1, 1, 1]]
+    assert snli.score(logits, enc)["value"] == pytest.approx(0.75)
+    ner = get_task("wnut16")
+    b_person, i_person = ner.labels.index("B-person"), ner.labels.index("I-person")
+    labels = np.array([[IGNORE, b_person, i_person, 0, IGNORE]], np.int32)
+    enc = EncodedSplit(np.zeros((1, 5), np.int32), np.ones((1, 5), np.int32), np.zeros((1, 5), np.int32), labels)
+    perfect = np.eye(len(ner.labels))[[0, b_person, i_person, 0, 0]][None]
+    assert ner.score(perfect, enc)["value"] == 1.0
+    truncated = np.eye(len(ner.labels))[[0, b_person, 0, 0, 0]][None]  # wrong span end
+    assert ner.score(truncated, enc)["value"] == 0.0
+
+
+def test_short_finetune_lowers_the_loss_and_leaves_the_source_alone(minilm_dir, tokenizer):
+    task = get_task("polarity")
+    model = load_pretrained(minilm_dir, head=task.head, num_labels=2, allow_new_head=True)
+    before = np.asarray(model.head.classifier.kernel[...]).copy()
+    config = FinetuneConfig(learning_rate=2e-4, batch_size=16, epochs=3, max_train_examples=96,
+                            max_dev_examples=32, eval_every=6, patience=10, warmup_fraction=0.1)
+    result = finetune(model, task, tokenizer, config, progress=False)
+    losses = [h["loss"] for h in result.history if "loss" in h]
+    assert len(losses) >= 2 and losses[-1] < losses[0] - 0.05, losses
+    np.testing.assert_array_equal(np.asarray(model.head.classifier.kernel[...]), before)
+    assert not np.array_equal(np.asarray(result.model.head.classifier.kernel[...]), before)
+    assert result.steps == 18 and result.examples_per_second > 0
+
+
+def test_finetuned_models_are_cached(minilm_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("SAMP_JAX_CACHE", str(tmp_path))
+    # the asset cache moves too: point it at the already-fetched MiniLM
+    monkeypatch.setattr("samp_jax.training.minilm_path", lambda: minilm_dir)
+    config = FinetuneConfig(batch_size=8, max_train_examples=16, max_dev_examples=8, eval_every=2)
+    with pytest.raises(FileNotFoundError, match="no fine-tuned polarity model"):
+        finetuned_model("polarity", config, train_if_missing=False)
+    model, tok, info = finetuned_model("polarity", config, progress=False)
+    assert (finetuned_dir("polarity", config) / "model.safetensors").is_file()
+    assert info["steps"] == 2 and info["task"] == "polarity"
+    monkeypatch.setattr("samp_jax.training.finetune", lambda *a, **k: pytest.fail("retrained"))
+    again, _, _ = finetuned_model("polarity", config)
+    jax.tree.map(np.testing.assert_array_equal, np.asarray(model.head.classifier.kernel[...]),
+                 np.asarray(again.head.classifier.kernel[...]))
+    assert finetuned_dir("polarity", config) != finetuned_dir("polarity", dataclasses.replace(config, seed=1))
+
+
+def test_evaluate_errors(minilm, tokenizer):
+    with pytest.raises(ValueError, match="needs a sequence_classification head"):
+        evaluate(minilm, "snli", tokenizer=tokenizer)
+    with pytest.raises(ValueError, match="task name='glue' is not one of"):
+        get_task("glue")
+    with pytest.raises(ValueError, match="split='valid' is not one of"):
+        split_examples(get_task("snli"), "valid")
+    with pytest.raises(ValueError, match="invalid fine-tuning settings"):
+        FinetuneConfig(learning_rate=-1.0)
