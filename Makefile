@@ -1,11 +1,11 @@
-# Two entry points that work on a fresh machine: `make demo` and `make test`.
-# Both create .venv (Python 3.12) when it is missing and install the package with its dev extra.
+# Entry points that work on a fresh machine: `make demo`, `make test` and `make test-fast`.
+# Each creates .venv (Python 3.12) when it is missing and installs the package with its dev extra.
 PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python) $(shell command -v python3.12) python3)
 VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test golden clean
+.PHONY: venv demo test test-fast golden clean
 
 venv: $(STAMP)
 
@@ -19,8 +19,13 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VPY) -m samp_jax.app.cli demo
 
+# Everything; tests marked `gpu` skip themselves without a GPU (tests/conftest.py).
 test: $(STAMP)
 	$(VPY) -m pytest -q tests
+
+# Skips the tests marked `slow` (minutes each on a 2-core CPU).
+test-fast: $(STAMP)
+	$(VPY) -m pytest -q -m "not slow" tests
 
 # Regenerates tests/golden with Hugging Face's own code (torch + transformers 4.57, Python 3.11).
 golden: $(STAMP)

@@ -1,7 +1,20 @@
-"""Calibration and sensitivity search: observers, calibrators and `calibrate`."""
+"""Calibration, the latency model and the precision-map search, built on the `samp_jax` core.
 
-from calibrate.calibrators import CALIBRATORS, HistogramStats, get_calibrator
+- `calibrate(model, batches, method)`: static activation scales (observers + calibrators).
+- `search(model, data, tolerance=...)`: sensitivity, ordering and the accuracy-decay-aware
+  greedy (or a latency target), all candidates in one compiled program; `write_report`.
+- `calibrate.latency`: per-site latency tables (measured on a GPU, estimated elsewhere).
+"""
+
 from calibrate.calibration import Calibration, CalibrationError, calibrate
+from calibrate.calibrators import CALIBRATORS, HistogramStats, get_calibrator
+from calibrate.latency import LatencyTable, cached_table, estimate_table, measure_table
+from calibrate.objectives import (EmbeddingPairsObjective, Objective, TaskObjective,
+                                  UnlabelledObjective)
+from calibrate.report import write_report
+from calibrate.search import Evaluated, Kind, SearchResult, search, validate_tolerance
 
-__all__ = ["CALIBRATORS", "Calibration", "CalibrationError", "HistogramStats", "calibrate",
-           "get_calibrator"]
+__all__ = ["CALIBRATORS", "Calibration", "CalibrationError", "EmbeddingPairsObjective", "Evaluated",
+           "HistogramStats", "Kind", "LatencyTable", "Objective", "SearchResult", "TaskObjective",
+           "UnlabelledObjective", "cached_table", "calibrate", "estimate_table", "get_calibrator",
+           "measure_table", "search", "validate_tolerance", "write_report"]

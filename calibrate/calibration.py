@@ -7,13 +7,13 @@ import functools
 from typing import Any, Iterable, Mapping
 
 import numpy as np
+from tqdm.auto import tqdm
 
-from calibrate.calibrators import HistogramStats, get_calibrator
+from calibrate.calibrators import TINY_AMAX, HistogramStats, get_calibrator
 from calibrate.observers import SiteKey, channel_absmax_reduce, histogram_reduce, make_pass
 from samp_jax.quant.precision import SITES, PrecisionMap
 from samp_jax.quant.primitives import smoothing_factors
 from samp_jax.quant.quantized import SiteCalibration
-from tqdm.auto import tqdm
 
 # Sites whose input is a LayerNorm output, where per-channel outliers live (Bondarenko et al.).
 SMOOTHABLE_SITES = ("qkv", "ffn_in")
@@ -106,7 +106,8 @@ def calibrate(model, batches: Iterable[Mapping[str, np.ndarray]], method: str = 
             kernel = getattr(encoder.encoder.layers[layer], site).kernel[...]
             scale = 1.0 / np.asarray(smoothing_factors(absmax, kernel, smoothing))
         input_scales[(layer, site)] = scale.astype(np.float32)
-    hist_max = {key: float(max(np.max(a * input_scales[key]), 1e-8)) for key, a in channel_absmax.items()}
+    hist_max = {key: float(max(np.max(a * input_scales[key]), TINY_AMAX))
+                for key, a in channel_absmax.items()}
 
     histogram_pass = make_pass(model, functools.partial(histogram_reduce, bins=bins))
     extra = {key: (input_scales[key], np.float32(hist_max[key])) for key in channel_absmax}

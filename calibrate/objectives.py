@@ -19,6 +19,7 @@ from typing import Sequence
 import numpy as np
 
 from samp_jax.data import embedding_eval_pairs, snli_splits
+from samp_jax.models.model import NORM_FLOOR
 from samp_jax.serving.batching import length_batches
 from samp_jax.serving.forward import jit_forward
 from samp_jax.tasks.metrics import roc_auc
@@ -179,7 +180,7 @@ class UnlabelledObjective(Objective):
 
 
 def _one_minus_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    norms = np.maximum(np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1), 1e-12)
+    norms = np.maximum(np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1), NORM_FLOOR)
     return 1.0 - np.sum(a * b, -1) / norms
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from calibrate.search import SearchResult
+from calibrate.search import Kind, SearchResult
 from samp_jax.quant.precision import SITES
 
 
@@ -56,18 +56,18 @@ def plot_pareto(result: SearchResult, path: Path) -> None:
     use_metric = result.metric_name is not None
     value = (lambda e: e.metric) if use_metric else (lambda e: -e.proxy)
     ylabel = f"{result.metric_name} (search split)" if use_metric else "− proxy (higher is better)"
-    evaluated = [e for e in result.evaluated if e.kind != "reference" and value(e) is not None]
+    evaluated = [e for e in result.evaluated if e.kind != Kind.REFERENCE and value(e) is not None]
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    styles = {"sensitivity": ("#bbbbbb", "o", 12), "greedy": ("#4c72b0", "o", 22),
-              "preset": ("#dd8452", "s", 60), "chosen": ("#c44e52", "*", 220)}
+    styles = {Kind.GREEDY: ("#4c72b0", "o", 22), Kind.PRESET: ("#dd8452", "s", 60),
+              Kind.CHOSEN: ("#c44e52", "*", 220)}
     for kind, (color, marker, size) in styles.items():
         pts = [e for e in evaluated if e.kind == kind]
         if pts:
             ax.scatter([e.latency_ms for e in pts], [value(e) for e in pts], c=color, marker=marker,
-                       s=size, label=kind, zorder=3 if kind in ("preset", "chosen") else 2)
+                       s=size, label=kind.value, zorder=3 if kind in (Kind.PRESET, Kind.CHOSEN) else 2)
     for e in evaluated:
-        if e.kind in ("preset", "chosen"):
-            offset = (5, -12) if e.kind == "chosen" else (5, 5)  # presets often share its spot
+        if e.kind in (Kind.PRESET, Kind.CHOSEN):
+            offset = (5, -12) if e.kind == Kind.CHOSEN else (5, 5)  # presets often share its spot
             ax.annotate(e.name, (e.latency_ms, value(e)), textcoords="offset points", xytext=offset, fontsize=8)
     points = [(e.latency_ms, value(e)) for e in evaluated]
     front = pareto_front(points)
@@ -114,7 +114,7 @@ def write_report(result: SearchResult, out: str | Path, *, test_metrics: dict | 
               "|---|---:|---:|---:|---:|"]
     fp16 = next(e for e in result.evaluated if e.name == "fp16")
     fmt = lambda v: "–" if v is None else f"{v:.4f}"  # noqa: E731
-    for e in [x for x in result.evaluated if x.kind in ("reference", "preset")] + [result.chosen]:
+    for e in [x for x in result.evaluated if x.kind in (Kind.REFERENCE, Kind.PRESET)] + [result.chosen]:
         lines.append(f"| {e.name} (search) | {fmt(e.metric)} | {e.int8_fraction:.2f} | {e.latency_ms:.3f} | "
                      f"{fp16.latency_ms / e.latency_ms:.2f}× |")
     if test_metrics:

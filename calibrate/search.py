@@ -17,24 +17,50 @@ Tolerance semantics: `tolerance_mode="relative"` (default) accepts a map when
 drop is measured on the search split against the FP32 model and, for accuracy, includes a
 one-sided 95% confidence margin of the paired per-example difference. Without labels the
 tolerance bounds the proxy instead.
+
+The search runs in five phases, each a public function that can be run (and tested) alone;
+`search` composes them around one `Runner`:
+
+- `evaluate_presets`: the FP32 reference and the presets the options allow (`preset_maps`);
+- `measure_sensitivity`: every single-site move (`single_site_moves`) on a few batches;
+- `order_moves`: positive-gain moves (`move_gains`) by proxy per unit gained;
+- `tolerance_greedy`: chunked prefixes of the ordering, accepted while `acceptance` holds;
+- `latency_greedy`: moves in order until the estimated latency meets a target.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import enum
 import time
-from typing import Sequence
+from typing import Callable, Mapping, NamedTuple, Sequence
 
 import numpy as np
-
-from calibrate.candidates import SwitchableModel
-from calibrate.objectives import (Objective, TaskObjective, UnlabelledObjective,
-                                  snli_embed_objective)
-from calibrate.latency import LatencyTable, cached_table, int8_flop_fraction, site_flops
-from samp_jax.quant.precision import SITES, PrecisionMap, SitePrecision, as_precision
 from tqdm.auto import tqdm
 
+from calibrate.candidates import SwitchableModel
+from calibrate.latency import LatencyTable, cached_table, int8_flop_fraction, site_flops
+from calibrate.objectives import Objective, TaskObjective, UnlabelledObjective, snli_embed_objective
+from samp_jax.models.config import EncoderConfig
+from samp_jax.quant.precision import SITES, PrecisionMap, SitePrecision, as_precision
+
 MAX_RELATIVE_TOLERANCE = 0.5
+# Added to a move's proxy before dividing by its gain: moves that measure no harm at all then
+# rank by gain (largest first) instead of all tying at zero.
+ORDER_EPS = 1e-12
+# Preset maps evaluated for the Pareto report, fp16 (the all-default baseline) first.
+SEARCH_PRESETS = ("fp16", "quant_ffn_only", "fully_quant", "fp8")
+
+Outputs = list[np.ndarray]  # one candidate's outputs, one array per search batch
+
+
+class Kind(enum.StrEnum):
+    """What an `Evaluated` map is; the value is the string reports and JSON write."""
+
+    REFERENCE = "reference"  # the FP32 model
+    PRESET = "preset"  # a named preset map
+    GREEDY = "greedy"  # a prefix of the ordering the tolerance greedy measured
+    CHOSEN = "chosen"  # the map the search returns
 
 
 @dataclasses.dataclass
@@ -42,7 +68,7 @@ class Evaluated:
     """One map the search measured."""
 
     name: str
-    kind: str  # 'reference', 'preset', 'sensitivity', 'greedy' or 'chosen'
+    kind: Kind
     precision_map: PrecisionMap
     metric: float | None
     proxy: float
@@ -111,6 +137,326 @@ def _make_objective(model, data, tokenizer, seed) -> Objective:
     return UnlabelledObjective(model, list(data))
 
 
+class Move(NamedTuple):
+    """One site of one layer put at one option: the step the greedies take."""
+
+    layer: int
+    site: int  # index into SITES
+    option: int  # index into the search options; never 0, the high-precision default
+
+
+def move_key(move: Move, options: Sequence[SitePrecision]) -> str:
+    """'layer.site/option': the key in `SearchResult.sensitivity` and in greedy map names."""
+    return f"{move.layer}.{SITES[move.site]}/{options[move.option]}"
+
+
+@dataclasses.dataclass
+class Runner:
+    """Evaluates candidate maps on the search data and records what the search measured.
+
+    Attributes:
+      switch: the compiled candidate program.
+      objective: scores a candidate's outputs (metric, proxy) against FP32.
+      table: the latency model that prices a map.
+      mode: 'map' or 'vmap', passed to `SwitchableModel.evaluate`.
+      chunk: candidates per compiled call.
+      bar: progress bar, advanced by one per candidate run; None for none.
+      evaluated: every map recorded so far, in order.
+    """
+
+    switch: SwitchableModel
+    objective: Objective
+    table: LatencyTable
+    mode: str = "map"
+    chunk: int = 8
+    bar: tqdm | None = None
+    evaluated: list[Evaluated] = dataclasses.field(default_factory=list)
+
+    @property
+    def options(self) -> tuple[SitePrecision, ...]:
+        return self.switch.options
+
+    @property
+    def num_layers(self) -> int:
+        return self.switch.num_layers
+
+    def run(self, choices: np.ndarray, batches: Sequence[dict] | None = None) -> list[Outputs]:
+        """Outputs of every candidate of `choices` `[candidates, layers, 4]`, one list per candidate.
+
+        Args:
+          choices: option indices of each candidate map.
+          batches: the batches to run on; default all of the objective's.
+        """
+        batches = self.objective.batches if batches is None else batches
+        per_batch = [self.switch.evaluate(choices, b, mode=self.mode, chunk=self.chunk) for b in batches]
+        if self.bar is not None:
+            self.bar.update(len(choices))
+        return [[out[c] for out in per_batch] for c in range(len(choices))]
+
+    def record(self, name: str, kind: Kind, choices: np.ndarray, outputs: Outputs) -> Evaluated:
+        """Scores one candidate's outputs and appends it to `evaluated`."""
+        pmap = self.switch.map_for(choices)
+        entry = Evaluated(name, kind, pmap, self.objective.metric(outputs), self.objective.proxy(outputs),
+                          self.table.map_ms(pmap), int8_flop_fraction(pmap, self.switch.config))
+        self.evaluated.append(entry)
+        return entry
+
+    def latency_ms(self, choices: np.ndarray) -> float:
+        """Estimated latency of the map of `choices` `[layers, 4]`."""
+        return self.table.map_ms(self.switch.map_for(choices))
+
+
+# ---- phase 1: presets
+
+def preset_maps(options: Sequence[str | SitePrecision], num_layers: int) -> dict[str, PrecisionMap]:
+    """The `SEARCH_PRESETS` whose every precision is one of `options`, fp16 always first.
+
+    Args:
+      options: the precisions a site may take.
+      num_layers: layers of the model.
+
+    Returns:
+      Preset maps by name, in `SEARCH_PRESETS` order.
+    """
+    options = tuple(as_precision(o) for o in options)
+    maps = {"fp16": PrecisionMap.preset("fp16", num_layers)}
+    for name in SEARCH_PRESETS[1:]:
+        pmap = PrecisionMap.preset(name, num_layers)
+        if all(p in options for _, p in pmap.items()):
+            maps[name] = pmap
+    return maps
+
+
+def evaluate_presets(runner: Runner) -> tuple[Evaluated, dict[str, Outputs]]:
+    """Phase 1: records the FP32 reference, then runs and records every allowed preset.
+
+    The FP32 reference is the objective's own reference outputs (nothing is run for it).
+
+    Returns:
+      The reference entry (its metric is the FP32 metric) and each preset's outputs by name,
+      fp16 first.
+    """
+    obj = runner.objective
+    fp32_map = PrecisionMap.preset("fp32", runner.num_layers)
+    reference = Evaluated("fp32", Kind.REFERENCE, fp32_map, obj.metric(obj.reference), 0.0,
+                          runner.table.map_ms(fp32_map), 0.0)
+    runner.evaluated.append(reference)
+    presets = preset_maps(runner.options, runner.num_layers)
+    choices = np.stack([runner.switch.choices_for(p) for p in presets.values()])
+    outputs = runner.run(choices)
+    for name, preset_choices, preset_outputs in zip(presets, choices, outputs):
+        runner.record(name, Kind.PRESET, preset_choices, preset_outputs)
+    return reference, dict(zip(presets, outputs))
+
+
+# ---- phase 2: single-site sensitivities
+
+def single_site_moves(num_layers: int, options: Sequence[str | SitePrecision],
+                      objective: str = "latency") -> list[Move]:
+    """Every single-site move, by layer, then site, then option.
+
+    Args:
+      num_layers: layers of the model.
+      options: the precisions a site may take; the first is the default and is no move.
+      objective: 'latency' (every quantized option) or 'int8_fraction' (INT8 options only).
+    """
+    options = tuple(as_precision(o) for o in options)
+    return [Move(layer, si, oi) for layer in range(num_layers) for si in range(len(SITES))
+            for oi in range(1, len(options))
+            if objective == "latency" or options[oi].precision == "int8"]
+
+
+def measure_sensitivity(runner: Runner, moves: Sequence[Move], *, batches: int | None,
+                        fp32_metric: float | None) -> dict[Move, dict[str, float]]:
+    """Phase 2: scores each move alone (only its site quantized) on the first `batches` batches.
+
+    Args:
+      runner: evaluates the maps; nothing is recorded in `runner.evaluated`.
+      moves: the single-site moves.
+      batches: how many search batches to use; None for all.
+      fp32_metric: the FP32 metric on the whole search data, or None without labels.
+
+    Returns:
+      Per move, {'proxy': ...} and, when the batches cover the whole search data (a subset has
+      no metric) and there are labels, 'drop': the FP32 metric minus the move's.
+    """
+    choices = np.zeros((len(moves), runner.num_layers, len(SITES)), np.int32)
+    for i, move in enumerate(moves):
+        choices[i, move.layer, move.site] = move.option
+    subset = runner.objective.subset(batches)
+    sensitivity = {}
+    for move, outputs in zip(moves, runner.run(choices, subset.batches)):
+        entry = {"proxy": subset.proxy(outputs)}
+        metric = subset.metric(outputs)
+        if metric is not None and fp32_metric is not None:
+            entry["drop"] = fp32_metric - metric
+        sensitivity[move] = entry
+    return sensitivity
+
+
+# ---- phase 3: ordering
+
+def move_gains(moves: Sequence[Move], options: Sequence[SitePrecision], table: LatencyTable,
+               config: EncoderConfig, objective: str = "latency") -> dict[Move, float]:
+    """What each move gains: milliseconds saved, or INT8 FLOPs for objective='int8_fraction'.
+
+    Args:
+      moves: the single-site moves.
+      options: the search options (index 0 is the default a move replaces).
+      table: per-site costs; the saving is the default's cost minus the move's.
+      config: the model config (site FLOPs).
+      objective: 'latency' or 'int8_fraction'.
+    """
+    flops = site_flops(config, 1)
+    gains = {}
+    for move in moves:
+        site = SITES[move.site]
+        if objective == "int8_fraction":
+            gains[move] = float(flops[site])
+        else:
+            gains[move] = table.site(site, options[0]) - table.site(site, options[move.option])
+    return gains
+
+
+def order_moves(moves: Sequence[Move], proxy: Mapping[Move, float],
+                gain: Mapping[Move, float]) -> list[Move]:
+    """Phase 3: least harm per unit gained first.
+
+    Moves that gain nothing (or lose) are dropped; the rest are sorted by
+    `(proxy + ORDER_EPS) / gain`, ties keeping the order of `moves`.
+
+    Args:
+      moves: the single-site moves.
+      proxy: each move's single-site proxy (its harm).
+      gain: each move's gain (`move_gains`).
+    """
+    return sorted((m for m in moves if gain[m] > 0), key=lambda m: (proxy[m] + ORDER_EPS) / gain[m])
+
+
+# ---- phase 4: tolerance greedy
+
+def acceptance(objective: Objective, fp32_metric: float | None, tolerance: float,
+               tolerance_mode: str) -> Callable[[Outputs], bool]:
+    """The test a greedy map must pass (see the module docstring for the semantics).
+
+    With a metric: the guarded drop against FP32 is at most `tolerance * fp32_metric`
+    (relative) or `tolerance` (absolute). Without one: the proxy is at most `tolerance`.
+    """
+    base = objective.reference
+    if objective.metric_name is not None:
+        allowed = tolerance * fp32_metric if tolerance_mode == "relative" else tolerance
+
+        def within_drop(outputs: Outputs) -> bool:
+            return objective.guarded_drop(outputs, base) <= allowed
+        return within_drop
+
+    def within_proxy(outputs: Outputs) -> bool:
+        return objective.proxy(outputs) <= tolerance
+    return within_proxy
+
+
+def tolerance_greedy(runner: Runner, ordered: Sequence[Move],
+                     acceptable: Callable[[Outputs], bool]) -> tuple[np.ndarray, Outputs | None]:
+    """Phase 4: adds moves in order while the accumulated map stays acceptable.
+
+    From the all-default map, the next `runner.chunk` moves (at most one per site) are
+    evaluated as prefixes, each the map so far plus one more move, in one compiled call.
+    Prefixes are accepted up to the first that fails; that failing move is backed out (dropped
+    for good) and the next chunk starts after it. A site takes at most one move. Each prefix
+    is recorded as `greedy+<move>`.
+
+    Args:
+      runner: evaluates and records the prefixes (uses `run`, `record`, `options`, `chunk`,
+        `num_layers`).
+      ordered: the moves, best first (`order_moves`).
+      acceptable: the test a map's outputs must pass (`acceptance`).
+
+    Returns:
+      The chosen option indices `[layers, 4]`, and their outputs, or None when no move was
+      accepted (the all-default map).
+    """
+    current = np.zeros((runner.num_layers, len(SITES)), np.int32)
+    assigned = np.zeros((runner.num_layers, len(SITES)), bool)
+    current_outputs = None
+    pending = list(ordered)
+    while pending:
+        group, prefix, trial = [], [], current.copy()
+        taken = assigned.copy()
+        for move in pending:
+            if taken[move.layer, move.site]:
+                continue
+            trial = trial.copy()
+            trial[move.layer, move.site] = move.option
+            taken[move.layer, move.site] = True
+            group.append(move)
+            prefix.append(trial)
+            if len(group) == runner.chunk:
+                break
+        if not group:
+            break
+        outputs = runner.run(np.stack(prefix))
+        accepted = 0
+        for k, (move, out) in enumerate(zip(group, outputs)):
+            runner.record(f"greedy+{move_key(move, runner.options)}", Kind.GREEDY, prefix[k], out)
+            if not acceptable(out):
+                break
+            accepted = k + 1
+        for move in group[:accepted]:
+            current[move.layer, move.site], assigned[move.layer, move.site] = move.option, True
+        if accepted:
+            current_outputs = outputs[accepted - 1]
+        consumed = group[:accepted + 1]  # accepted moves, plus the one that failed
+        pending = [m for m in pending if m not in consumed and not assigned[m.layer, m.site]]
+    return current, current_outputs
+
+
+# ---- phase 5: latency greedy
+
+def latency_greedy(ordered: Sequence[Move], latency_ms: Callable[[np.ndarray], float],
+                   target_ms: float, num_layers: int) -> np.ndarray:
+    """Phase 5: adds moves in order (one per site) until the estimated latency meets the target.
+
+    Nothing is measured: the ordering already puts the least harmful savings first.
+
+    Args:
+      ordered: the moves, best first (`order_moves`).
+      latency_ms: estimated latency of option indices `[layers, 4]` (`Runner.latency_ms`).
+      target_ms: stop once the latency is at or below this.
+      num_layers: layers of the model.
+
+    Returns:
+      The chosen option indices `[layers, 4]` (all moves, if the target is never met).
+    """
+    current = np.zeros((num_layers, len(SITES)), np.int32)
+    assigned = np.zeros((num_layers, len(SITES)), bool)
+    for move in ordered:
+        if latency_ms(current) <= target_ms:
+            break
+        if not assigned[move.layer, move.site]:
+            current[move.layer, move.site], assigned[move.layer, move.site] = move.option, True
+    return current
+
+
+def _checked_options(tolerance: float, tolerance_mode: str, objective: str,
+                     options: Sequence[str | SitePrecision]) -> tuple[SitePrecision, ...]:
+    validate_tolerance(tolerance, tolerance_mode)
+    if objective not in ("latency", "int8_fraction"):
+        raise ValueError(f"{objective=} is not one of ('latency', 'int8_fraction')")
+    options = tuple(as_precision(o) for o in options)
+    if options[0].is_quantized:
+        raise ValueError(f"the first option is the high-precision default; got {options[0]}")
+    return options
+
+
+def _check_latency_target(target_ms: float, table: LatencyTable, options: Sequence[SitePrecision],
+                          num_layers: int) -> None:
+    fastest = np.array([[min(table.site(s, o) for o in options) for s in SITES]] * num_layers)
+    floor = table.other_ms + fastest.sum()
+    if target_ms < floor:
+        raise ValueError(f"latency target {target_ms:.3f} ms is below the fastest "
+                         f"possible map ({floor:.3f} ms estimated, {table.source})")
+
+
 def search(model, data, *, tokenizer=None, tolerance: float = 0.01, tolerance_mode: str = "relative",
            objective: str = "latency", latency_target_ms: float | None = None,
            options: Sequence[str | SitePrecision] = ("fp16", "int8-dynamic", "fp8_e4m3"),
@@ -144,142 +490,36 @@ def search(model, data, *, tokenizer=None, tolerance: float = 0.01, tolerance_mo
     """
 
     start = time.perf_counter()
-    validate_tolerance(tolerance, tolerance_mode)
-    if objective not in ("latency", "int8_fraction"):
-        raise ValueError(f"{objective=} is not one of ('latency', 'int8_fraction')")
-    options = tuple(as_precision(o) for o in options)
-    if options[0].is_quantized:
-        raise ValueError(f"the first option is the high-precision default; got {options[0]}")
+    options = _checked_options(tolerance, tolerance_mode, objective, options)
     obj = _make_objective(model, data, tokenizer, seed)
     table = latency_table or cached_table(model, batch, seq)
-    config = model.config
-    num_layers = config.num_layers
-    fastest = np.array([[min(table.site(s, o) for o in options) for s in SITES]] * num_layers)
     if latency_target_ms is not None:
-        floor = table.other_ms + fastest.sum()
-        if latency_target_ms < floor:
-            raise ValueError(f"latency target {latency_target_ms:.3f} ms is below the fastest "
-                             f"possible map ({floor:.3f} ms estimated, {table.source})")
-    switch = SwitchableModel(model, options, calibration)
-    bar = tqdm(desc=f"search {obj.name}", unit="map", disable=not progress)
-    evaluated: list[Evaluated] = []
+        _check_latency_target(latency_target_ms, table, options, model.config.num_layers)
+    runner = Runner(SwitchableModel(model, options, calibration), obj, table, mode=mode, chunk=chunk,
+                    bar=tqdm(desc=f"search {obj.name}", unit="map", disable=not progress))
 
-    def run(choices: np.ndarray, batches=None) -> list[list[np.ndarray]]:
-        batches = obj.batches if batches is None else batches
-        per_batch = [switch.evaluate(choices, b, mode=mode, chunk=chunk) for b in batches]
-        bar.update(len(choices))
-        return [[out[c] for out in per_batch] for c in range(len(choices))]
-
-    def record(name, kind, choices, outputs) -> Evaluated:
-        pmap = switch.map_for(choices)
-        e = Evaluated(name, kind, pmap, obj.metric(outputs), obj.proxy(outputs), table.map_ms(pmap),
-                      int8_flop_fraction(pmap, config))
-        evaluated.append(e)
-        return e
-
-    fp32_map = PrecisionMap.preset("fp32", num_layers)
-    fp32_metric = obj.metric(obj.reference)
-    evaluated.append(Evaluated("fp32", "reference", fp32_map, fp32_metric, 0.0,
-                               table.map_ms(fp32_map), 0.0))
-
-    # ---- presets (for the Pareto report), fp16 first
-    presets = {"fp16": PrecisionMap.preset("fp16", num_layers)}
-    for name, pmap in (("quant_ffn_only", PrecisionMap.preset("quant_ffn_only", num_layers)),
-                       ("fully_quant", PrecisionMap.preset("fully_quant", num_layers)),
-                       ("fp8", PrecisionMap.preset("fp8", num_layers))):
-        if all(p in options for _, p in pmap.items()):
-            presets[name] = pmap
-    preset_choices = np.stack([switch.choices_for(p) for p in presets.values()])
-    preset_outputs = run(preset_choices)
-    for name, choices, outputs in zip(presets, preset_choices, preset_outputs):
-        record(name, "preset", choices, outputs)
-    current_outputs = preset_outputs[0]  # outputs of `current` below (all FP16), when known
-
-    # ---- single-site sensitivities
-    moves = [(layer, si, oi) for layer in range(num_layers) for si in range(len(SITES))
-             for oi in range(1, len(options))
-             if objective == "latency" or options[oi].precision == "int8"]
-    sens_choices = np.zeros((len(moves), num_layers, len(SITES)), np.int32)
-    for i, (layer, si, oi) in enumerate(moves):
-        sens_choices[i, layer, si] = oi
-    sens_obj = obj.subset(sensitivity_batches)
-    sens_outputs = run(sens_choices, sens_obj.batches)
-    sensitivity = {}
-    for (layer, si, oi), outputs in zip(moves, sens_outputs):
-        entry = {"proxy": sens_obj.proxy(outputs)}
-        metric = sens_obj.metric(outputs)
-        if metric is not None and fp32_metric is not None:
-            entry["drop"] = fp32_metric - metric
-        sensitivity[f"{layer}.{SITES[si]}/{options[oi]}"] = entry
-
-    # ---- ordering: least harm per unit gained
-    def gain(layer, si, oi) -> float:
-        site = SITES[si]
-        if objective == "int8_fraction":
-            return float(site_flops(config, 1)[site])
-        return table.site(site, options[0]) - table.site(site, options[oi])
-
-    ordered = sorted((m for m in moves if gain(*m) > 0),
-                     key=lambda m: (sensitivity[f"{m[0]}.{SITES[m[1]]}/{options[m[2]]}"]["proxy"] + 1e-12) / gain(*m))
-
-    base_outputs = obj.reference
-    if obj.metric_name is not None:
-        allowed = tolerance * fp32_metric if tolerance_mode == "relative" else tolerance
-
-        def acceptable(outputs) -> bool:
-            return obj.guarded_drop(outputs, base_outputs) <= allowed
+    reference, preset_outputs = evaluate_presets(runner)
+    moves = single_site_moves(runner.num_layers, options, objective)
+    sensitivity = measure_sensitivity(runner, moves, batches=sensitivity_batches,
+                                      fp32_metric=reference.metric)
+    ordered = order_moves(moves, {m: s["proxy"] for m, s in sensitivity.items()},
+                          move_gains(moves, options, table, model.config, objective))
+    if latency_target_ms is None:
+        accept = acceptance(obj, reference.metric, tolerance, tolerance_mode)
+        choices, outputs = tolerance_greedy(runner, ordered, accept)
     else:
-        def acceptable(outputs) -> bool:
-            return obj.proxy(outputs) <= tolerance
-
-    current = np.zeros((num_layers, len(SITES)), np.int32)
-    assigned = np.zeros((num_layers, len(SITES)), bool)
-    if latency_target_ms is not None:
-        for layer, si, oi in ordered:
-            if table.map_ms(switch.map_for(current)) <= latency_target_ms:
-                break
-            if not assigned[layer, si]:
-                current[layer, si], assigned[layer, si] = oi, True
-                current_outputs = None
-    else:
-        pending = list(ordered)
-        while pending:
-            group, prefix, trial = [], [], current.copy()
-            taken = assigned.copy()
-            for move in pending:
-                layer, si, oi = move
-                if taken[layer, si]:
-                    continue
-                trial = trial.copy()
-                trial[layer, si] = oi
-                taken[layer, si] = True
-                group.append(move)
-                prefix.append(trial)
-                if len(group) == chunk:
-                    break
-            if not group:
-                break
-            outputs = run(np.stack(prefix))
-            accepted = 0
-            for k, (move, out) in enumerate(zip(group, outputs)):
-                record(f"greedy+{move[0]}.{SITES[move[1]]}/{options[move[2]]}", "greedy", prefix[k], out)
-                if not acceptable(out):
-                    break
-                accepted = k + 1
-            for layer, si, oi in group[:accepted]:
-                current[layer, si], assigned[layer, si] = oi, True
-            if accepted:
-                current_outputs = outputs[accepted - 1]
-            consumed = group[:accepted + 1]  # accepted moves, plus the one that failed
-            pending = [m for m in pending if m not in consumed and not assigned[m[0], m[1]]]
-    if current_outputs is None:  # latency-target mode moves without measuring
-        current_outputs = run(current[None])[0]
-    chosen = record("chosen", "chosen", current, current_outputs)
-    bar.close()
+        choices = latency_greedy(ordered, runner.latency_ms, latency_target_ms, runner.num_layers)
+        outputs = None
+    if outputs is None:
+        # The all-default map was measured as the fp16 preset; a latency-target map never was.
+        outputs = preset_outputs["fp16"] if not choices.any() else runner.run(choices[None])[0]
+    chosen = runner.record("chosen", Kind.CHOSEN, choices, outputs)
+    runner.bar.close()
     return SearchResult(
         precision_map=chosen.precision_map, objective_name=obj.name, metric_name=obj.metric_name,
-        fp32_metric=fp32_metric, chosen=chosen, sensitivity=sensitivity, evaluated=evaluated,
-        latency_table=table, options=tuple(str(o) for o in options), tolerance=tolerance,
-        tolerance_mode=tolerance_mode, mode="latency_target" if latency_target_ms is not None else "tolerance",
-        seconds=time.perf_counter() - start, compilations=switch.traces)
-
+        fp32_metric=reference.metric, chosen=chosen,
+        sensitivity={move_key(m, options): s for m, s in sensitivity.items()},
+        evaluated=runner.evaluated, latency_table=table, options=tuple(str(o) for o in options),
+        tolerance=tolerance, tolerance_mode=tolerance_mode,
+        mode="latency_target" if latency_target_ms is not None else "tolerance",
+        seconds=time.perf_counter() - start, compilations=runner.switch.traces)

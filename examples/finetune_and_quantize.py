@@ -6,7 +6,7 @@ $SAMP_JAX_CACHE/finetuned/; later runs load it from there.
 """
 
 from samp_jax.app.experiments import Variant, accuracy_table, format_table, make_evaluator
-from samp_jax.training.finetune import finetuned_model
+from samp_jax.training.finetuning import finetuned_model
 
 TASK = "polarity"
 

@@ -13,8 +13,12 @@ package knows nothing of `samp_jax`.
 
 from pallas_kernels import numerics
 from pallas_kernels.int8_matmul import int8_matmul, int8_matmul_reference
-from pallas_kernels.layernorm_quant import (embedding_quant, embedding_quant_reference,
-                                            layernorm_quant, layernorm_quant_reference)
+from pallas_kernels.layernorm_quant import (
+    embedding_quant,
+    embedding_quant_reference,
+    layernorm_quant,
+    layernorm_quant_reference,
+)
 
 __all__ = ["embedding_quant", "embedding_quant_reference", "int8_matmul", "int8_matmul_reference",
            "layernorm_quant", "layernorm_quant_reference", "numerics"]

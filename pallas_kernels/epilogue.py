@@ -1,5 +1,8 @@
 """Epilogue math shared by the Pallas kernels, written with primitives every backend lowers.
 
+This is the kernel-side twin of `pallas_kernels.numerics` (the XLA reference the kernels are
+tested against): the same conventions, spelled with what the Pallas GPU lowerings support.
+
 The Triton lowering has neither `erf`/`erfc` (which `jax.nn.gelu(approximate=False)` uses) nor
 `round`, so the kernels use the rational `erf` approximation XLA itself uses for float32
 (max abs error 4e-7) and a floor-based round-half-to-even that matches `jnp.round` exactly.
@@ -11,7 +14,7 @@ import math
 
 import jax.numpy as jnp
 
-from pallas_kernels.numerics import INT8_MAX
+from pallas_kernels.numerics import ACTIVATIONS, INT8_MAX
 
 # XLA's float32 erf (xla/hlo/builder/lib/math.cc, ErfImpl32): x * P(x^2) / Q(x^2) on a clamp.
 _ERF_ALPHA = (0.00022905065861350646, 0.0034082910107109506, 0.050955695062380861,
@@ -36,7 +39,8 @@ def erf(x):
 
 
 def activation(y, name: str | None):
-    """The epilogue activation: exact (erf) GELU as BERT uses, tanh-GELU, tanh, or none."""
+    """The epilogue activation, as `numerics.apply_activation`: exact (erf) GELU as BERT uses,
+    tanh-GELU, tanh, or none."""
     if name is None:
         return y
     if name == "gelu":
@@ -46,7 +50,7 @@ def activation(y, name: str | None):
         return 0.5 * y * (1.0 + jnp.tanh(inner))
     if name == "tanh":
         return jnp.tanh(y)
-    raise ValueError(f"activation={name!r} is not one of ('gelu', 'gelu_tanh', 'tanh', None)")
+    raise ValueError(f"activation={name!r} is not one of {ACTIVATIONS}")
 
 
 def round_half_even(x):
@@ -59,7 +63,12 @@ def round_half_even(x):
 
 
 def requantize(y, out_scale: float, *, has_round: bool = True):
-    """Static-scale INT8 requantization, symmetric to +-127 (as `samp_jax.quant.primitives` does)."""
-    scaled = y / out_scale  # a division, as `samp_jax.quant.primitives` does, so ties round identically
+    """Static-scale INT8 requantization, symmetric to +-127, as `numerics.round_clip_int8(y / s)`.
+
+    Args:
+      y: float32 values. out_scale: the static scale (array or scalar).
+      has_round: whether the lowering has a round primitive (Triton has not).
+    """
+    scaled = y / out_scale  # a division, as `numerics.epilogue` does, so ties round identically
     rounded = jnp.round(scaled) if has_round else round_half_even(scaled)
     return jnp.minimum(jnp.maximum(rounded, -INT8_MAX), INT8_MAX).astype(jnp.int8)

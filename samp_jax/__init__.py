@@ -6,10 +6,22 @@ and the precision search live in the `calibrate` package, the CLI in `samp_jax.a
 """
 
 from samp_jax.assets import minilm_path
-from samp_jax.models import (CheckpointError, ConfigError, Embeddings, Encoder, EncoderConfig,
-                             EncoderLayer, EncoderModel, GemmSite, SentenceEmbedder,
-                             SequenceClassifier, TokenClassifier, Tokenizer, cosine_similarity,
-                             load_pretrained)
+from samp_jax.models import (
+    CheckpointError,
+    ConfigError,
+    Embeddings,
+    Encoder,
+    EncoderConfig,
+    EncoderLayer,
+    EncoderModel,
+    GemmSite,
+    SentenceEmbedder,
+    SequenceClassifier,
+    TokenClassifier,
+    Tokenizer,
+    cosine_similarity,
+    load_pretrained,
+)
 from samp_jax.ops import gemm, implementations, register_gemm_implementation
 from samp_jax.quant import SITES, PrecisionMap, PrecisionMapError, QArray, SitePrecision
 from samp_jax.quant.quantized import QuantizedModel, quantize

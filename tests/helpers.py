@@ -8,8 +8,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
+from samp_jax import EncoderConfig
+
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = ROOT / "tests" / "golden"
+# A tiny random architecture (3 layers, hidden 32) for tests that need a model, not weights.
+TINY_CONFIG = EncoderConfig(vocab_size=64, hidden_size=32, num_layers=3, num_heads=4,
+                            intermediate_size=64, max_position_embeddings=32)
 
 
 def golden_inputs(golden, name):
@@ -23,3 +30,16 @@ def run_benchmark_quick(script: str, out: Path, timeout: int = 900) -> dict:
                    check=True, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
                    env={**os.environ, "PYTHONPATH": str(ROOT)})
     return json.loads(out.read_text())
+
+
+def random_batches(n: int = 2, *, width: int = 16, rows: int = 8, vocab: int = 64,
+                   seed: int = 0) -> list[dict]:
+    """`n` right-padded batches of random ids in [1, vocab) with random lengths in [3, width]."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        lengths = rng.integers(3, width + 1, size=rows)
+        mask = (np.arange(width)[None] < lengths[:, None]).astype(np.int32)
+        ids = np.where(mask == 1, rng.integers(1, vocab, (rows, width)), 0).astype(np.int32)
+        out.append({"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(mask)})
+    return out

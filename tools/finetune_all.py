@@ -12,7 +12,7 @@ from pathlib import Path
 import jax
 
 from samp_jax.tasks.task import evaluate
-from samp_jax.training.finetune import DEFAULT_CONFIGS, finetuned_model
+from samp_jax.training.finetuning import DEFAULT_CONFIGS, finetuned_model
 
 TARGETS = {"snli": "accuracy ≥ 0.80", "polarity": "accuracy ≥ 0.80", "wnut16": "entity F1 ≥ 0.30"}
 RECORD = Path("docs/finetune.json")

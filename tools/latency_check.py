@@ -14,9 +14,9 @@ from pathlib import Path
 import jax
 
 from calibrate import calibrate
+from calibrate.latency import check_against_forward, estimate_table, measure_table
 from samp_jax import PrecisionMap, Tokenizer, load_pretrained, minilm_path
 from samp_jax.app.experiments import SnliEmbedTask
-from calibrate.latency import check_against_forward, estimate_table, measure_table
 
 
 def main() -> None:

@@ -14,8 +14,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import transformers
-from transformers import (AutoModel, AutoTokenizer, BertConfig, BertForSequenceClassification,
-                          BertForTokenClassification)
+from transformers import (
+    AutoModel,
+    AutoTokenizer,
+    BertConfig,
+    BertForSequenceClassification,
+    BertForTokenClassification,
+)
 
 SENTENCES = [
     "A man is playing a guitar.",

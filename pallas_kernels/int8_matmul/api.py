@@ -1,16 +1,27 @@
-"""The INT8 GEMM front door: validation, implementation choice, M padding, config choice."""
+"""The INT8 GEMM front door: validation, one registry of kernel implementations, M padding.
+
+`int8_matmul` validates the call, then tries implementations from one ordered registry
+(`IMPLEMENTATIONS`: `mosaic`, `triton`). Each implementation picks its config (explicit →
+tuned table → heuristic), checks that it can run on the target device and tile the shape,
+pads M to its tile and launches its kernel; one that cannot handle the call raises
+`NotImplementedError` with the reason, and the next one in order is tried.
+`implementation=None` tries `default_order(device_kind)`.
+"""
 
 from __future__ import annotations
 
-import functools
 import os
+from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
+from jax.experimental.pallas import mosaic_gpu as plgpu
 
-from pallas_kernels.int8_matmul.config import Config, MosaicConfig, choose, choose_mosaic
+from pallas_kernels.int8_matmul.config import CONFIG_TYPES, Config, MosaicConfig, choose, choose_mosaic
+from pallas_kernels.int8_matmul.mosaic import mosaic_int8_matmul
+from pallas_kernels.int8_matmul.triton import triton_int8_matmul
 
-IMPLEMENTATIONS = ("mosaic", "triton")
+ENV_VAR = "SAMP_JAX_INT8_KERNEL"
 _HOPPER_KINDS = ("H100", "H200", "H800", "H20", "GH200")
 
 
@@ -21,24 +32,128 @@ def target_device_kind() -> str:
 
 
 def is_hopper(device_kind: str) -> bool:
-    """sm_90 devices, where the Mosaic GPU wgmma kernel is the default."""
+    """sm_90 devices, where the Mosaic GPU wgmma kernel runs and is tried first."""
     return any(name in device_kind for name in _HOPPER_KINDS)
 
 
-def default_implementation(device_kind: str) -> str:
-    """`$SAMP_JAX_INT8_KERNEL` if set, else `mosaic` on Hopper and `triton` elsewhere."""
-    forced = os.environ.get("SAMP_JAX_INT8_KERNEL")
-    if forced:
-        if forced not in IMPLEMENTATIONS:
-            raise ValueError(f"SAMP_JAX_INT8_KERNEL={forced!r} is not one of {IMPLEMENTATIONS}")
-        return forced
-    return "mosaic" if is_hopper(device_kind) else "triton"
+def _pad_rows(tile_m: int, x_q, x_scale, residual):
+    """Pads M up to a multiple of `tile_m` (zero rows, sliced off the output afterwards)."""
+    pad = -x_q.shape[0] % tile_m
+    if not pad:
+        return x_q, x_scale, residual
+    x_q = jnp.pad(x_q, ((0, pad), (0, 0)))
+    x_scale = jnp.pad(x_scale, (0, pad))
+    if residual is not None:
+        residual = jnp.pad(residual, ((0, pad), (0, 0)))
+    return x_q, x_scale, residual
+
+
+def _mosaic(x_q, w_q, x_scale, w_scale, *, bias, residual, config: MosaicConfig | None,
+            device_kind: str, interpret: bool, **epilogue):
+    """The Mosaic GPU (Hopper wgmma) kernel; needs Hopper (or interpret mode) and N, K tiled."""
+    if not (interpret or is_hopper(device_kind)):
+        raise NotImplementedError(f"the Mosaic INT8 GEMM needs a Hopper GPU (sm_90 wgmma), "
+                                  f"not {device_kind!r}")
+    (m, k), n = x_q.shape, w_q.shape[1]
+    cfg = choose_mosaic(device_kind, m, n, k, config)
+    if n % cfg.tile_n or k % cfg.tile_k:
+        raise NotImplementedError(f"the Mosaic INT8 GEMM cannot tile this shape: N={n} and K={k} "
+                                  f"must be multiples of tile_n={cfg.tile_n} and tile_k={cfg.tile_k}")
+    x_q, x_scale, residual = _pad_rows(cfg.tile_m, x_q, x_scale, residual)
+    # wgmma takes 8-bit operands K-major only: the kernel reads the weight as [N, K].
+    out = mosaic_int8_matmul(x_q, w_q.T, x_scale, w_scale, bias, residual, config=cfg,
+                             interpret=plgpu.InterpretGPUParams() if interpret else False,
+                             **epilogue)
+    return out[:m]
+
+
+def _triton(x_q, w_q, x_scale, w_scale, *, bias, residual, config: Config | None,
+            device_kind: str, interpret: bool, **epilogue):
+    """The Pallas Triton kernel (sm_80+); needs N and K divisible by its blocks."""
+    (m, k), n = x_q.shape, w_q.shape[1]
+    cfg = choose(device_kind, m, n, k, config)
+    if n % cfg.block_n or k % cfg.block_k:
+        raise NotImplementedError(f"the Triton INT8 GEMM cannot tile this shape: {n=} and {k=} "
+                                  f"must be divisible by block_n={cfg.block_n} and "
+                                  f"block_k={cfg.block_k}")
+    x_q, x_scale, residual = _pad_rows(cfg.block_m, x_q, x_scale, residual)
+    out = triton_int8_matmul(x_q, w_q, x_scale, w_scale, bias, residual, config=cfg,
+                             interpret=interpret, **epilogue)
+    return out[:m]
+
+
+# The one registry, in the order a Hopper GPU tries it.
+_REGISTRY: dict[str, Callable[..., jax.Array]] = {"mosaic": _mosaic, "triton": _triton}
+IMPLEMENTATIONS = tuple(_REGISTRY)
+
+
+def default_order(device_kind: str) -> tuple[str, ...]:
+    """The implementations `implementation=None` tries, in order, on `device_kind`.
+
+    Mosaic first on Hopper, then Triton; Triton alone elsewhere. `$SAMP_JAX_INT8_KERNEL`, when
+    set to one of `IMPLEMENTATIONS`, is tried first instead (the rest follow as fallbacks).
+
+    Raises:
+      ValueError: `$SAMP_JAX_INT8_KERNEL` names no implementation.
+    """
+    order = IMPLEMENTATIONS if is_hopper(device_kind) else ("triton",)
+    preferred = os.environ.get(ENV_VAR, "")
+    if not preferred:
+        return order
+    if preferred not in _REGISTRY:
+        raise ValueError(f"{ENV_VAR}={preferred!r} is not one of {IMPLEMENTATIONS}")
+    return (preferred, *(name for name in order if name != preferred))
+
+
+def _candidates(implementation: str | Sequence[str] | None, config,
+                device_kind: str) -> tuple[str, ...]:
+    """The implementation names to try, in order; a config pins the implementation it tunes."""
+    owner = None
+    if config is not None:
+        owners = [name for name, cls in CONFIG_TYPES.items() if isinstance(config, cls)]
+        if not owners:
+            raise ValueError(f"config must be a Config or a MosaicConfig, got {type(config).__name__}")
+        owner = owners[0]
+    if implementation is None:
+        names = (owner,) if owner else default_order(device_kind)
+    elif isinstance(implementation, str):
+        names = (implementation,)
+    else:
+        names = tuple(implementation)
+    unknown = [name for name in names if name not in _REGISTRY]
+    if unknown or not names:
+        raise ValueError(f"{implementation=} is not one of {IMPLEMENTATIONS} (or a sequence of them)")
+    if owner and names != (owner,):
+        raise ValueError(f"a {type(config).__name__} needs implementation={owner!r}, "
+                         f"got {implementation!r}")
+    return names
+
+
+def _validate(x_q, w_q, x_scale, w_scale, bias, residual, out_dtype, out_scale) -> None:
+    """Raises ValueError for operands that do not form one INT8 GEMM with its epilogue."""
+    if x_q.ndim != 2 or w_q.ndim != 2:
+        raise ValueError(f"x_q must be [M, K] and w_q [K, N], got {x_q.shape} and {w_q.shape}")
+    (m, k), (k2, n) = x_q.shape, w_q.shape
+    if x_q.dtype != jnp.int8 or w_q.dtype != jnp.int8:
+        raise ValueError(f"operands must be int8, got {x_q.dtype} and {w_q.dtype}")
+    if k != k2:
+        raise ValueError(f"x_q has K={k} but w_q has K={k2}")
+    if x_scale.shape != (m, 1) or w_scale.shape != (n,):
+        raise ValueError(f"scales must be [M, 1]=[{m}, 1] and [N]=[{n}], got {x_scale.shape} "
+                         f"and {w_scale.shape}")
+    if bias is not None and bias.shape != (n,):
+        raise ValueError(f"bias must be [N]=[{n}], got {bias.shape}")
+    if residual is not None and residual.shape != (m, n):
+        raise ValueError(f"residual must be [M, N]=[{m}, {n}], got {residual.shape}")
+    if (jnp.dtype(out_dtype) == jnp.int8) != (out_scale is not None):
+        raise ValueError(f"out_scale is required exactly when out_dtype is int8, got "
+                         f"out_dtype={jnp.dtype(out_dtype)} and {out_scale=}")
 
 
 def int8_matmul(x_q, w_q, x_scale, w_scale, *, bias=None, activation=None, residual=None,
                 out_dtype=jnp.float16, out_scale: float | None = None,
-                implementation: str | None = None, config: Config | MosaicConfig | None = None,
-                interpret: bool = False):
+                implementation: str | Sequence[str] | None = None,
+                config: Config | MosaicConfig | None = None, interpret: bool = False):
     """`x_q [M, K] int8 @ w_q [K, N] int8 → int32`, then the fused epilogue.
 
     The epilogue: `y = acc · x_scale · w_scale (+ bias)`, then GELU (or another activation),
@@ -47,90 +162,48 @@ def int8_matmul(x_q, w_q, x_scale, w_scale, *, bias=None, activation=None, resid
     with `out_dtype=int32` the raw accumulator is returned without an epilogue.
 
     Args:
+      x_q: `[M, K]` int8 activations. w_q: `[K, N]` int8 weight.
       x_scale: `[M, 1]` per-token scales (a per-tensor scale broadcast to `[M, 1]`).
-      w_scale: `[N]` per-channel weight scales. bias: `[N]`. residual: `[M, N]`.
-      implementation: 'mosaic' (Hopper wgmma), 'triton' (sm_80+), or None: the default for
-        the device (`default_implementation`), falling back to Triton for shapes the Mosaic
-        kernel does not tile.
-      config: a `MosaicConfig` or `Config`; default: the tuned table, then the heuristic.
+      w_scale: `[N]` per-channel weight scales.
+      bias: `[N]` or None. residual: `[M, N]` or None.
+      activation: 'gelu', 'gelu_tanh', 'tanh' or None.
+      out_dtype: a float dtype, int8 (needs `out_scale`) or int32 (the raw accumulator).
+      out_scale: the static requantization scale for `out_dtype=int8` (may be traced).
+      implementation: 'mosaic' (Hopper wgmma), 'triton' (sm_80+), a sequence of them tried
+        in order, or None: `default_order` for the target device (`$SAMP_JAX_INT8_KERNEL`
+        goes first when set), so a shape the Mosaic kernel cannot tile falls back to Triton.
+      config: a `MosaicConfig` (Mosaic only) or `Config` (Triton only); default: the tuned
+        table, then the heuristic. A config pins its implementation.
       interpret: run the kernel body on the CPU (tests).
 
+    Returns:
+      `[M, N]` of `out_dtype`.
+
     Raises:
-      ValueError: inconsistent shapes, dtypes or arguments.
-      NotImplementedError: a shape the chosen (or every) implementation cannot tile; the
-        `samp_jax.gemm` dispatcher then falls back to XLA.
+      ValueError: inconsistent shapes, dtypes or arguments, an unknown implementation (or
+        `$SAMP_JAX_INT8_KERNEL`), or a config for another implementation.
+      NotImplementedError: an empty operand, or no requested implementation can handle the
+        device or shape (a single one re-raises its own reason); `samp_jax.gemm` then falls
+        back to XLA.
     """
-    m, k = x_q.shape
-    k2, n = w_q.shape
-    if x_q.dtype != jnp.int8 or w_q.dtype != jnp.int8:
-        raise ValueError(f"operands must be int8, got {x_q.dtype} and {w_q.dtype}")
-    if k != k2:
-        raise ValueError(f"x_q has K={k} but w_q has K={k2}")
-    if x_scale.shape != (m, 1) or w_scale.shape != (n,):
-        raise ValueError(f"scales must be [M, 1] and [N], got {x_scale.shape} and {w_scale.shape}")
-    if bias is not None and bias.shape != (n,):
-        raise ValueError(f"bias must be [N]=[{n}], got {bias.shape}")
-    if residual is not None and residual.shape != (m, n):
-        raise ValueError(f"residual must be [M, N]=[{m}, {n}], got {residual.shape}")
-    out_int8 = jnp.dtype(out_dtype) == jnp.int8
-    if out_int8 != (out_scale is not None):
-        raise ValueError("out_scale is required exactly when out_dtype is int8")
-    if implementation is not None and implementation not in IMPLEMENTATIONS:
-        raise ValueError(f"implementation={implementation!r} is not one of {IMPLEMENTATIONS}")
-    device = target_device_kind()
-    explicit = implementation is not None
-    implementation = implementation or default_implementation(device)
-    if isinstance(config, MosaicConfig) and implementation != "mosaic":
-        raise ValueError("a MosaicConfig needs implementation='mosaic'")
-    if isinstance(config, Config) and implementation != "triton":
-        raise ValueError("a (Triton) Config needs implementation='triton'")
-
-    if implementation == "mosaic":
-        cfg = choose_mosaic(device, m, n, k, config)
-        reason = _mosaic_unsupported(n, k, cfg)
-        if reason and (explicit or config is not None):
-            raise NotImplementedError(f"the Mosaic INT8 GEMM cannot tile this shape: {reason}")
-        if reason:  # an automatic choice falls back to the portable kernel
-            implementation, config = "triton", None
-    if implementation == "triton":
-        cfg = choose(device, m, n, k, config)
-        if n % cfg.block_n or k % cfg.block_k:
-            raise NotImplementedError(f"{n=} and {k=} must be divisible by block_n={cfg.block_n} "
-                                      f"and block_k={cfg.block_k}")
-    tile_m = cfg.tile_m if implementation == "mosaic" else cfg.block_m
-    padded_m = -(-m // tile_m) * tile_m
-    pad = padded_m - m
-    x_scale = x_scale.reshape(m).astype(jnp.float32)
-    if pad:
-        x_q = jnp.pad(x_q, ((0, pad), (0, 0)))
-        x_scale = jnp.pad(x_scale, (0, pad))
-        if residual is not None:
-            residual = jnp.pad(residual, ((0, pad), (0, 0)))
-    w_scale = w_scale.astype(jnp.float32)
-    bias = None if bias is None else bias.astype(jnp.float32)
-    kwargs = dict(out_dtype=out_dtype, activation=activation, out_scale=out_scale, config=cfg)
-    if implementation == "mosaic":
-        from jax.experimental.pallas import mosaic_gpu as plgpu
-
-        from pallas_kernels.int8_matmul.mosaic import mosaic_int8_matmul
-        # wgmma takes 8-bit operands K-major only: the kernel reads the weight as [N, K].
-        out = mosaic_int8_matmul(x_q, w_q.T, x_scale, w_scale, bias, residual, **kwargs,
-                                 interpret=plgpu.InterpretGPUParams() if interpret else False)
-    else:
-        from pallas_kernels.int8_matmul.triton import triton_int8_matmul
-        out = triton_int8_matmul(x_q, w_q, x_scale, w_scale, bias, residual, **kwargs,
-                                 interpret=interpret)
-    return out[:m] if pad else out
-
-
-def _mosaic_unsupported(n: int, k: int, cfg: MosaicConfig) -> str | None:
-    if n % cfg.tile_n:
-        return f"N={n} is not a multiple of tile_n={cfg.tile_n}"
-    if k % cfg.tile_k:
-        return f"K={k} is not a multiple of tile_k={cfg.tile_k}"
-    return None
-
-
-int8_matmul_jit = functools.partial(
-    jax.jit, static_argnames=("activation", "out_dtype", "out_scale", "implementation", "config",
-                              "interpret"))(int8_matmul)
+    _validate(x_q, w_q, x_scale, w_scale, bias, residual, out_dtype, out_scale)
+    device_kind = target_device_kind()
+    names = _candidates(implementation, config, device_kind)
+    (m, k), n = x_q.shape, w_q.shape[1]
+    if not m * n * k:
+        raise NotImplementedError(f"the Pallas INT8 GEMM needs non-empty operands, got "
+                                  f"M={m}, N={n}, K={k}")
+    kwargs = dict(bias=None if bias is None else bias.astype(jnp.float32), residual=residual,
+                  activation=activation, out_dtype=out_dtype, out_scale=out_scale, config=config,
+                  device_kind=device_kind, interpret=interpret)
+    x_scale, w_scale = x_scale.reshape(m).astype(jnp.float32), w_scale.astype(jnp.float32)
+    reasons = []
+    for name in names:
+        try:
+            return _REGISTRY[name](x_q, w_q, x_scale, w_scale, **kwargs)
+        except NotImplementedError as e:
+            if len(names) == 1:
+                raise
+            reasons.append(f"{name}: {e}")
+    raise NotImplementedError(f"no INT8 GEMM implementation of {names} handles M={m}, N={n}, "
+                              f"K={k} on {device_kind!r}: " + "; ".join(reasons))

@@ -1,4 +1,9 @@
-"""Kernel configuration: an explicit config beats the tuned table, which beats the heuristic."""
+"""Kernel configuration: an explicit config beats the tuned table, which beats the heuristic.
+
+The tuned table (`tuned.json`, shipped as package data) maps implementation -> device kind ->
+"MxNxK" (M rounded up to a power of two) -> config fields. `{}` is an empty table; a missing or
+malformed one raises `TunedTableError` rather than silently falling back to the heuristic.
+"""
 
 from __future__ import annotations
 
@@ -62,6 +67,9 @@ class MosaicConfig:
             raise ValueError(f"max_concurrent_steps={self.max_concurrent_steps} must be >= 2")
 
 
+CONFIG_TYPES = {"mosaic": MosaicConfig, "triton": Config}  # implementation -> its config
+
+
 def heuristic(m: int, n: int, k: int) -> Config:
     """A reasonable config from the shape alone: small M gets short tiles (decode-like)."""
     block_m = 16 if m <= 16 else 32 if m <= 32 else 64 if m <= 2048 else 128
@@ -79,21 +87,67 @@ def mosaic_heuristic(m: int, n: int, k: int) -> MosaicConfig:
                         tile_k=128 if k % 128 == 0 else 64, max_concurrent_steps=4 if k >= 512 else 2)
 
 
+class TunedTableError(RuntimeError):
+    """The tuned table is missing, unreadable or malformed (it ships as package data)."""
+
+
+def load_table(table: Path | None = None) -> dict:
+    """The tuned table as a dict: implementation -> device kind -> "MxNxK" -> config fields.
+
+    An empty table (`{}`) is valid and has no entries. `table` defaults to `TUNED_TABLE`.
+
+    Raises:
+      TunedTableError: the file is missing, unreadable, not JSON, or not a JSON object.
+    """
+    table = Path(table or TUNED_TABLE)
+    try:
+        text = table.read_text()
+    except FileNotFoundError:
+        raise TunedTableError(f"the tuned INT8 GEMM table {table} is missing; it ships with "
+                              "pallas_kernels as package data (an empty table is '{}')") from None
+    except OSError as e:
+        raise TunedTableError(f"cannot read the tuned INT8 GEMM table {table}: {e}") from e
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise TunedTableError(f"the tuned INT8 GEMM table {table} is not valid JSON: {e}") from e
+    if not isinstance(data, dict):
+        raise TunedTableError(f"the tuned INT8 GEMM table {table} must be a JSON object "
+                              f"(implementation -> device kind -> shape), got {type(data).__name__}")
+    return data
+
+
+def shape_key(m: int, n: int, k: int) -> str:
+    """The table key of a shape: "MxNxK" with M rounded up to a power of two."""
+    return f"{1 << max(m - 1, 0).bit_length()}x{n}x{k}"
+
+
 def tuned(device_kind: str, m: int, n: int, k: int, implementation: str = "triton",
-          table: Path = TUNED_TABLE):
+          table: Path | None = None) -> Config | MosaicConfig | None:
     """The checked-in tuned config for this implementation, device and shape, if any.
 
-    The table maps implementation -> device kind -> "MxNxK" (M rounded up to a power of two)
-    -> config fields. `benchmarks/gemm.py --tune` writes it on the device.
+    `benchmarks/gemm.py --tune` writes the table (`TUNED_TABLE` by default) on the device.
+
+    Raises:
+      TunedTableError: the table is missing or malformed, or its entry is not a valid config.
     """
-    if not table.is_file():
-        return None
-    entries = json.loads(table.read_text()).get(implementation, {}).get(device_kind, {})
-    bucket = 1 << max(m - 1, 0).bit_length()
-    entry = entries.get(f"{bucket}x{n}x{k}")
-    if not entry:
-        return None
-    return (MosaicConfig if implementation == "mosaic" else Config)(**entry)
+    if implementation not in CONFIG_TYPES:
+        raise ValueError(f"{implementation=} is not one of {tuple(CONFIG_TYPES)}")
+    key = shape_key(m, n, k)
+    entry = load_table(table)
+    for level in (implementation, device_kind, key):
+        if not isinstance(entry, dict):
+            raise TunedTableError(f"the tuned INT8 GEMM table {table or TUNED_TABLE} must nest "
+                                  f"objects down to {implementation}/{device_kind!r}/{key}, "
+                                  f"found {type(entry).__name__} before {level!r}")
+        entry = entry.get(level)
+        if not entry:
+            return None
+    try:
+        return CONFIG_TYPES[implementation](**entry)
+    except (TypeError, ValueError) as e:
+        raise TunedTableError(f"the tuned INT8 GEMM table {table or TUNED_TABLE} has an invalid "
+                              f"{implementation} entry for {device_kind!r} {key}: {e}") from e
 
 
 def choose(device_kind: str, m: int, n: int, k: int, config: Config | None = None) -> Config:

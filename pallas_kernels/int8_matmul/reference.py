@@ -1,7 +1,7 @@
 """The numerical reference of the INT8 GEMM with its fused epilogue (plain XLA).
 
-`samp_jax`'s XLA GEMM implementation calls this for INT8 sites, so it is both the default
-path and what the Pallas kernels are tested against.
+It follows `pallas_kernels.numerics` (the shared conventions), is what the Pallas kernels are
+tested against, and is what an XLA GEMM implementation of an INT8 site can call.
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ import json
 from pathlib import Path
 from typing import Callable
 
-from pallas_kernels.int8_matmul.config import TUNED_TABLE, Config, MosaicConfig
+from pallas_kernels.int8_matmul import config as config_module
+from pallas_kernels.int8_matmul.config import Config, MosaicConfig, load_table, shape_key
 
 
 def candidates(implementation: str, m: int, n: int, k: int) -> list[Config | MosaicConfig]:
@@ -47,10 +48,11 @@ def tune(implementation: str, m: int, n: int, k: int,
 
 
 def record(implementation: str, device_kind: str, m: int, n: int, k: int,
-           config: Config | MosaicConfig, table: Path = TUNED_TABLE) -> None:
-    """Stores `config` for this implementation, device and shape (M bucketed to a power of 2)."""
-    data = json.loads(table.read_text()) if table.is_file() else {}
-    bucket = 1 << max(m - 1, 0).bit_length()
+           config: Config | MosaicConfig, table: Path | None = None) -> None:
+    """Stores `config` for this implementation, device and shape (M bucketed to a power of 2)
+    in `table` (default: the shipped `TUNED_TABLE`); a table that does not exist yet is created."""
+    table = Path(table or config_module.TUNED_TABLE)
+    data = load_table(table) if table.exists() else {}
     fields = {f: getattr(config, f) for f in config.__dataclass_fields__}
-    data.setdefault(implementation, {}).setdefault(device_kind, {})[f"{bucket}x{n}x{k}"] = fields
+    data.setdefault(implementation, {}).setdefault(device_kind, {})[shape_key(m, n, k)] = fields
     table.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")

@@ -55,7 +55,7 @@ def _search(args: argparse.Namespace) -> int:
     summary = run_search(task=args.task, tolerance=args.tolerance, tolerance_mode=args.tolerance_mode,
                          latency_target_ms=args.latency_target, out=args.out, objective=args.objective,
                          calibration_method=args.calibration, progress=not args.json,
-                         command="samp-jax " + " ".join(sys.argv[1:]))
+                         command="samp-jax " + " ".join(sys.argv[1:])).summary
     if args.json:
         print(json.dumps(summary, indent=1))
     else:

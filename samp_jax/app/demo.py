@@ -16,7 +16,7 @@ from samp_jax.app.pipeline import ZERO_SHOT, run_search
 from samp_jax.serving.engine import CompileCounter
 from samp_jax.serving.engine import compile as compile_engine
 from samp_jax.tasks.task import get_task
-from samp_jax.training.finetune import DEFAULT_CONFIGS, finetuned_dir
+from samp_jax.training.finetuning import DEFAULT_CONFIGS, finetuned_dir
 
 OUT = "demo_out"
 
@@ -28,10 +28,10 @@ def run(*, tolerance: float = 0.01, max_search_examples: int = 256, max_test_exa
     print(f"device: {jax.devices()[0].device_kind}; task: {task}"
           + ("" if cached else " (no fine-tuned SNLI model in the cache: `samp-jax finetune --task "
                                "snli` makes one; the zero-shot bi-encoder is used instead)"))
-    kept: dict = {}
-    summary = run_search(task=task, tolerance=tolerance, out=OUT, command="make demo",
-                         max_search_examples=max_search_examples, max_test_examples=max_test_examples,
-                         keep=kept)
+    searched = run_search(task=task, tolerance=tolerance, out=OUT, command="make demo",
+                          max_search_examples=max_search_examples,
+                          max_test_examples=max_test_examples)
+    summary = searched.summary
     test = summary["test"]
     metric = summary["metric"]
     print(f"\nmodel: {summary['model']}")
@@ -44,7 +44,7 @@ def run(*, tolerance: float = 0.01, max_search_examples: int = 256, max_test_exa
     print(f"\nchosen map: {100 * summary['int8_flop_fraction']:.0f}% of GEMM FLOPs in INT8, "
           f"estimated {summary['estimated_speedup_vs_fp16']:.2f}x FP16 "
           f"({summary['estimated_latency_ms']:.3f} ms)")
-    serve(kept["quantized"], kept["tokenizer"], task)
+    serve(searched.quantized, searched.tokenizer, task)
     print(f"report: {OUT}/report.md, {OUT}/pareto.png, {OUT}/precision_map.json "
           f"(total {time.perf_counter() - start:.0f} s)")
     return summary

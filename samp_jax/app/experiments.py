@@ -18,7 +18,7 @@ import numpy as np
 
 from calibrate import calibrate
 from samp_jax.data import embedding_eval_pairs, snli_splits, unique_sentences
-from samp_jax.quant.precision import PRESETS, PrecisionMap
+from samp_jax.quant.precision import FLOAT_DTYPES, PRESETS, PrecisionMap
 from samp_jax.quant.quantized import quantize
 from samp_jax.serving.batching import length_batches, run_batched
 from samp_jax.serving.forward import jit_forward
@@ -177,8 +177,8 @@ def accuracy_table(model, evaluator, variants: Sequence[Variant], *,
                 batches = batches or evaluator.calibration_batches()
                 calibrations[key] = calibrate(model, batches, variant.method, smoothing=variant.smoothing)
             calibration = calibrations[key]
-        variant_dtype = jnp.float32 if variant.precision == "fp32" else (
-            jnp.bfloat16 if variant.precision == "bf16" else dtype)
+        # a float preset runs at its own dtype; every other variant between sites at `dtype`
+        variant_dtype = FLOAT_DTYPES.get(variant.precision, dtype)
         quantized = quantize(model, pmap, calibration, dtype=variant_dtype)
         metrics = evaluator.score(evaluator.outputs(quantized), reference)
         rows.append({"variant": variant.label, **metrics,

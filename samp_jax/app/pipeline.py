@@ -7,6 +7,7 @@ the real quantized path → report.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -18,10 +19,25 @@ from samp_jax.app.experiments import make_evaluator
 from samp_jax.assets import minilm_path
 from samp_jax.models import Tokenizer, load_pretrained
 from samp_jax.quant.precision import PrecisionMap
-from samp_jax.quant.quantized import quantize
-from samp_jax.training.finetune import finetuned_model
+from samp_jax.quant.quantized import QuantizedModel, quantize
+from samp_jax.training.finetuning import finetuned_model
 
 ZERO_SHOT = "snli-embed"
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchRun:
+    """What `run_search` returns.
+
+    Attributes:
+      summary: the JSON summary written beside the report (search and test figures).
+      quantized: the model quantized with the chosen map.
+      tokenizer: the model's tokenizer.
+    """
+
+    summary: dict
+    quantized: QuantizedModel
+    tokenizer: Tokenizer
 
 
 def load_task_model(task: str, *, progress: bool = True):
@@ -37,12 +53,12 @@ def run_search(*, task: str = ZERO_SHOT, tolerance: float = 0.01, tolerance_mode
                latency_target_ms: float | None = None, out: str | Path = "search_out",
                objective: str = "latency", calibration_method: str = "percentile",
                progress: bool = True, command: str | None = None, compare_presets: bool = True,
-               max_search_examples: int | None = None, max_test_examples: int | None = None,
-               keep: dict | None = None) -> dict:
-    """Runs the whole pipeline and writes the report. Returns the JSON summary.
+               max_search_examples: int | None = None,
+               max_test_examples: int | None = None) -> SearchRun:
+    """Runs the whole pipeline and writes the report.
 
-    `keep`, if given, receives the chosen `QuantizedModel` and its tokenizer (keys `quantized`,
-    `tokenizer`), for serving it afterwards without redoing the work."""
+    Returns the JSON summary with the chosen `QuantizedModel` and its tokenizer, for serving it
+    afterwards without redoing the work."""
 
     validate_tolerance(tolerance, tolerance_mode)  # fail before any slow step
     start = time.perf_counter()
@@ -61,16 +77,15 @@ def run_search(*, task: str = ZERO_SHOT, tolerance: float = 0.01, tolerance_mode
                     progress=progress)
     score = lambda m: evaluator.score(evaluator.outputs(m))["value"]  # noqa: E731  real quantized path
     chosen = quantize(model, result.precision_map, calibration)
-    if keep is not None:
-        keep.update(quantized=chosen, tokenizer=tokenizer)
     test = {"fp32": score(model), "chosen": score(chosen)}
     if compare_presets:
         layers = model.config.num_layers
         for name in ("fp16", "quant_ffn_only", "fully_quant"):
             test[name] = score(quantize(model, PrecisionMap.preset(name, layers), calibration))
     test["chosen_relative_change"] = test["chosen"] / test["fp32"] - 1.0
-    return write_report(result, out, test_metrics=test, command=command, extra={
+    summary = write_report(result, out, test_metrics=test, command=command, extra={
         "model": description, "task": task, "out": str(out),
         "test_examples": evaluator.num_examples,
         "total_seconds": time.perf_counter() - start,
         "compute_dtype": "float16"})  # quantize()'s default between GEMM sites
+    return SearchRun(summary, chosen, tokenizer)

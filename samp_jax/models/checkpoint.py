@@ -15,13 +15,12 @@ from typing import Callable, Sequence
 
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
+from flax import nnx, serialization
+from safetensors import safe_open
+from safetensors.numpy import save_file
 
 from samp_jax.models.config import EncoderConfig
 from samp_jax.models.model import HEAD_KINDS, EncoderModel, SequenceClassifier, TokenClassifier, make_head
-from safetensors import safe_open
-from flax import serialization
-from safetensors.numpy import save_file
 
 SAFETENSORS = "model.safetensors"
 SAFETENSORS_INDEX = "model.safetensors.index.json"

@@ -17,8 +17,12 @@ from flax import nnx
 
 from samp_jax.models.config import EncoderConfig
 from samp_jax.models.layers import AttentionImpl, Embeddings, Encoder, GemmSite
+from samp_jax.quant.precision import precision_of_dtype
 
 HEAD_KINDS = ("none", "sequence_classification", "token_classification", "sentence_embedding")
+# sentence-transformers clamps the token count at 1e-9, so an all-padding row pools to zeros.
+TOKEN_COUNT_FLOOR = 1e-9
+NORM_FLOOR = 1e-12  # the smallest norm divided by (L2 normalisation, cosine): zero stays zero
 
 
 class SequenceClassifier(nnx.Module):
@@ -62,12 +66,11 @@ class SentenceEmbedder(nnx.Module):
     def __call__(self, hidden: jax.Array, attention_mask: jax.Array) -> jax.Array:
         mask = attention_mask.astype(jnp.float32)[..., None]  # [batch, seq, 1]
         summed = jnp.sum(hidden.astype(jnp.float32) * mask, axis=1)
-        # sentence-transformers clamps the token count at 1e-9 so all-padding rows give zeros.
-        pooled = summed / jnp.maximum(jnp.sum(mask, axis=1), 1e-9)
+        pooled = summed / jnp.maximum(jnp.sum(mask, axis=1), TOKEN_COUNT_FLOOR)
         if not self.normalize:
             return pooled
         norm = jnp.linalg.norm(pooled, axis=-1, keepdims=True)
-        return pooled / jnp.maximum(norm, 1e-12)
+        return pooled / jnp.maximum(norm, NORM_FLOOR)
 
 
 def cosine_similarity(a: jax.Array, b: jax.Array) -> jax.Array:
@@ -75,7 +78,7 @@ def cosine_similarity(a: jax.Array, b: jax.Array) -> jax.Array:
     a = a.astype(jnp.float32)
     b = b.astype(jnp.float32)
     dot = jnp.sum(a * b, axis=-1)
-    return dot / jnp.maximum(jnp.linalg.norm(a, axis=-1) * jnp.linalg.norm(b, axis=-1), 1e-12)
+    return dot / jnp.maximum(jnp.linalg.norm(a, axis=-1) * jnp.linalg.norm(b, axis=-1), NORM_FLOOR)
 
 
 class EncoderModel(nnx.Module):
@@ -94,8 +97,7 @@ class EncoderModel(nnx.Module):
     def __init__(self, config: EncoderConfig, head: nnx.Module | None = None, *,
                  dtype=jnp.float32, param_dtype=jnp.float32,
                  attention_impl: AttentionImpl = None, rngs: nnx.Rngs):
-        if jnp.dtype(dtype) not in (jnp.float32, jnp.float16, jnp.bfloat16):
-            raise ValueError(f"{dtype=} must be float32, float16 or bfloat16")
+        precision_of_dtype(dtype)  # raises unless float32, float16 or bfloat16
         self.config = config
         self.embeddings = Embeddings(config, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
         self.encoder = Encoder(config, dtype=dtype, param_dtype=param_dtype,

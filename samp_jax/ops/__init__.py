@@ -8,9 +8,15 @@ reference. `pallas_mosaic` / `pallas_triton` pin one kernel and are tried only w
 import functools
 
 from samp_jax.ops import base, pallas
+from samp_jax.ops.dispatch import (
+    Activation,
+    gemm,
+    implementations,
+    quantize_activation,
+    register_gemm_implementation,
+    takes_fused_input,
+)
 from samp_jax.ops.fused import FUSED_OPS, fused_op, register_fused_op
-from samp_jax.ops.dispatch import (Activation, gemm, implementations, quantize_activation,
-                               register_gemm_implementation, takes_fused_input)
 from samp_jax.ops.pallas import interpret, interpreting, kernels_available
 
 register_gemm_implementation("pallas", pallas.pallas_gemm)

@@ -19,8 +19,8 @@ import dataclasses
 
 import jax
 
-from samp_jax.ops.fused import any_available, fused_op
 from samp_jax.ops.dispatch import takes_fused_input
+from samp_jax.ops.fused import any_available, fused_op
 
 VIA = ("embedding_quant", "layernorm_quant", "epilogue")
 

@@ -22,14 +22,13 @@ from flax import nnx
 from safetensors.numpy import load_file, save_file
 
 from pallas_kernels.numerics import INT8_MAX, SCALE_EPS
-
 from samp_jax.models.checkpoint import CheckpointError
 from samp_jax.models.config import EncoderConfig
-from samp_jax.ops.dispatch import Activation, gemm
 from samp_jax.models.layers import Embeddings, GemmSite
 from samp_jax.models.model import EncoderModel, make_head
-from samp_jax.quant.precision import SITES, PrecisionMap, SitePrecision
+from samp_jax.ops.dispatch import Activation, gemm
 from samp_jax.quant.handoff import Int8Input
+from samp_jax.quant.precision import SITES, PrecisionMap, SitePrecision
 from samp_jax.quant.primitives import FP8_E4M3_MAX, QArray, quantize_weight_fp8, quantize_weight_int8
 from samp_jax.version import __version__
 

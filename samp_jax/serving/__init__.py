@@ -1,8 +1,7 @@
 """Serving: the one length-bucket batcher, the one forward wrapper, data-parallel sharding and
 the ahead-of-time compiled `Engine`."""
 
-from samp_jax.serving.batching import (DEFAULT_BUCKETS, bucket_batches, bucket_for, length_batches,
-                                       run_batched)
+from samp_jax.serving.batching import DEFAULT_BUCKETS, bucket_batches, bucket_for, length_batches, run_batched
 from samp_jax.serving.engine import CompileCounter, Engine, EngineOutput, compile
 from samp_jax.serving.forward import INPUT_KEYS, batch_inputs, jit_forward, merged_call
 from samp_jax.serving.sharding import ShardedForward, as_sharded, data_mesh, sharded_forward

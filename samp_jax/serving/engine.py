@@ -37,7 +37,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-
 from jax.experimental.compilation_cache import compilation_cache
 
 from samp_jax.assets import minilm_path

@@ -9,7 +9,6 @@ from typing import Callable
 import jax
 from flax import nnx
 
-
 INPUT_KEYS = ("input_ids", "attention_mask", "token_type_ids")
 
 

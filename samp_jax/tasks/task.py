@@ -22,11 +22,20 @@ import optax
 from jax.sharding import Mesh
 
 from samp_jax.assets import minilm_path
-from samp_jax.data import (LABELS as SNLI_LABELS, POLARITY_LABELS, WNUT16_LABELS, TaskSplits,
-                           align_labels, entity_f1, polarity_splits, snli_splits, wnut16_splits)
+from samp_jax.data import LABELS as SNLI_LABELS
+from samp_jax.data import (
+    POLARITY_LABELS,
+    WNUT16_LABELS,
+    TaskSplits,
+    align_labels,
+    entity_f1,
+    polarity_splits,
+    snli_splits,
+    wnut16_splits,
+)
+from samp_jax.models.tokenizer import Tokenizer
 from samp_jax.serving.batching import DEFAULT_BUCKETS, bucket_batches
 from samp_jax.serving.forward import INPUT_KEYS, jit_forward
-from samp_jax.models.tokenizer import Tokenizer
 from samp_jax.serving.sharding import as_sharded, data_mesh, round_batch_size
 
 IGNORE = -100

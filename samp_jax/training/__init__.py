@@ -1,7 +1,13 @@
 """Fine-tuning with optax, and a cache of fine-tuned models."""
 
-from samp_jax.training.finetune import (DEFAULT_CONFIGS, FinetuneConfig, FinetuneResult, finetune,
-                                        finetuned_dir, finetuned_model)
+from samp_jax.training.finetuning import (
+    DEFAULT_CONFIGS,
+    FinetuneConfig,
+    FinetuneResult,
+    finetune,
+    finetuned_dir,
+    finetuned_model,
+)
 
 __all__ = ["DEFAULT_CONFIGS", "FinetuneConfig", "FinetuneResult", "finetune", "finetuned_dir",
            "finetuned_model"]

@@ -4,50 +4,23 @@ import json
 
 import numpy as np
 import pytest
-from flax import nnx
 
-from calibrate import calibrate
 from calibrate.candidates import SwitchableModel
+from calibrate.latency import check_against_forward, estimate_table, int8_flop_fraction, measure_table
 from calibrate.objectives import UnlabelledObjective
 from calibrate.report import pareto_front, write_report
 from calibrate.search import search, validate_tolerance
-from samp_jax import EncoderConfig, EncoderModel, PrecisionMap, SequenceClassifier, quantize
-from samp_jax.serving.forward import jit_forward
-from calibrate.latency import (check_against_forward, estimate_table, int8_flop_fraction,
-                              measure_table)
+from samp_jax import EncoderConfig, PrecisionMap, quantize
 from samp_jax.quant.precision import SITES, SitePrecision
-
-CONFIG = EncoderConfig(vocab_size=64, hidden_size=32, num_layers=3, num_heads=4,
-                       intermediate_size=64, max_position_embeddings=32)
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    rngs = nnx.Rngs(5)
-    return EncoderModel(CONFIG, SequenceClassifier(CONFIG, 3, rngs=rngs), rngs=rngs)
-
-
-def _batches(n=2, width=16, seed=0):
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(n):
-        lengths = rng.integers(3, width + 1, size=8)
-        mask = (np.arange(width)[None] < lengths[:, None]).astype(np.int32)
-        ids = np.where(mask == 1, rng.integers(1, 64, (8, width)), 0).astype(np.int32)
-        out.append({"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(mask)})
-    return out
-
-
-@pytest.fixture(scope="module")
-def calibration(tiny):
-    return calibrate(tiny, _batches(seed=1), "minmax")
+from samp_jax.serving.forward import jit_forward
+from tests.helpers import TINY_CONFIG, random_batches
 
 
 def test_one_compilation_serves_many_candidates_and_matches_the_real_path(tiny, calibration):
     switch = SwitchableModel(tiny, ("fp16", "int8-dynamic", "fp8_e4m3", "int8-static"), calibration)
     rng = np.random.default_rng(0)
     choices = rng.integers(0, 4, size=(21, 3, 4)).astype(np.int32)
-    batch = _batches()[0]
+    batch = random_batches()[0]
     out = switch.evaluate(choices, batch, chunk=8)  # 3 calls: 8 + 8 + 5 (padded)
     again = switch.evaluate(choices[:2], batch, chunk=8)
     assert switch.traces == 1
@@ -69,7 +42,7 @@ def test_choices_and_maps_round_trip(tiny):
     with pytest.raises(ValueError, match="need calibration"):
         SwitchableModel(tiny, ("fp16", "fp8_e4m3"))
     with pytest.raises(ValueError, match=r"choices must be \[candidates, 3, 4\]"):
-        switch.evaluate(np.zeros((2, 3), np.int32), _batches()[0])
+        switch.evaluate(np.zeros((2, 3), np.int32), random_batches()[0])
 
 
 def test_latency_estimate_and_flop_fraction():
@@ -103,8 +76,8 @@ def test_bad_tolerances_are_refused(tolerance, mode, message):
 
 
 def test_search_extremes_with_unlabelled_data(tiny, calibration):
-    batches = _batches(3, seed=2)
-    table = estimate_table(CONFIG, 32, 128)
+    batches = random_batches(3, seed=2)
+    table = estimate_table(TINY_CONFIG, 32, 128)
     strict = search(tiny, batches, tolerance=0.0, calibration=calibration, latency_table=table,
                     progress=False, sensitivity_batches=1)
     assert all(p.precision == "fp16" for _, p in strict.precision_map.items())
@@ -117,16 +90,16 @@ def test_search_extremes_with_unlabelled_data(tiny, calibration):
 
 
 def test_latency_target_mode(tiny, calibration):
-    table = estimate_table(CONFIG, 32, 128)
+    table = estimate_table(TINY_CONFIG, 32, 128)
     fp16 = table.map_ms(PrecisionMap.preset("fp16", 3))
     options = [SitePrecision(p) for p in ("fp16", "int8", "fp8_e4m3")]
     floor = table.other_ms + 3 * sum(min(table.site(s, p) for p in options) for s in SITES)
     target = (fp16 + floor) / 2
-    result = search(tiny, _batches(2), latency_target_ms=target, calibration=calibration,
+    result = search(tiny, random_batches(2), latency_target_ms=target, calibration=calibration,
                     latency_table=table, progress=False)
     assert result.chosen.latency_ms <= target and result.mode == "latency_target"
     with pytest.raises(ValueError, match="below the fastest possible map"):
-        search(tiny, _batches(1), latency_target_ms=floor * 0.5, calibration=calibration,
+        search(tiny, random_batches(1), latency_target_ms=floor * 0.5, calibration=calibration,
                latency_table=table, progress=False)
 
 
@@ -136,8 +109,8 @@ def test_empty_search_set_is_refused(tiny):
 
 
 def test_report_files(tiny, calibration, tmp_path):
-    result = search(tiny, _batches(2), tolerance=0.05, calibration=calibration,
-                    latency_table=estimate_table(CONFIG, 32, 128), progress=False)
+    result = search(tiny, random_batches(2), tolerance=0.05, calibration=calibration,
+                    latency_table=estimate_table(TINY_CONFIG, 32, 128), progress=False)
     summary = write_report(result, tmp_path, test_metrics={"fp32": 0.9, "chosen": 0.89}, command="pytest")
     assert PrecisionMap.from_json(tmp_path / "precision_map.json") == result.precision_map
     assert json.loads((tmp_path / "summary.json").read_text())["int8_flop_fraction"] == summary["int8_flop_fraction"]

@@ -1,19 +1,27 @@
-"""Fused residual+LayerNorm+quantize and embedding+LayerNorm+quantize kernels (interpret mode),
-their CUDA lowering, and their wiring into the INT8 encoder (real MiniLM)."""
+"""Fused residual+LayerNorm+quantize and embedding+LayerNorm+quantize kernels, and their CUDA
+lowering.
 
-import collections
-import re
+The numerical checks are written once in `LayernormQuantChecks` and run in interpret mode on the
+CPU (`TestInterpret`) and compiled on a GPU (`TestCompiled`, marked `gpu`). The encoder wiring of
+these kernels is tested in tests/samp_jax/ops/test_pallas.py; nothing here imports `samp_jax`.
+"""
+
+import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import pallas_kernels
 from pallas_kernels.gpu_lowering import gpu_kernel_calls, lower_for_gpu
-from pallas_kernels.layernorm_quant import (EMBEDDING_KERNEL_NAME, LAYERNORM_KERNEL_NAME,
-                                            embedding_quant, embedding_quant_reference,
-                                            layernorm_quant, layernorm_quant_reference)
+from pallas_kernels.layernorm_quant import (
+    EMBEDDING_KERNEL_NAME,
+    LAYERNORM_KERNEL_NAME,
+    embedding_quant,
+    embedding_quant_reference,
+    layernorm_quant,
+    layernorm_quant_reference,
+)
 
 H = 384
 
@@ -36,39 +44,60 @@ def _assert_matches(out, ref):
     assert diff.max() <= 1 and (diff == 0).mean() > 0.995  # float32 reduction order, .5 ties
 
 
-@pytest.mark.parametrize("kwargs", [{}, {"residual": True}, {"act_scale": 0.03},
-                                    {"input_scale": True}, {"out_dtype": jnp.bfloat16}])
-def test_layernorm_quant_matches_reference(kwargs):
-    x, residual, gamma, beta = _ln_operands()
-    kwargs = dict(kwargs)
-    if kwargs.pop("residual", False):
-        kwargs["residual"] = residual
-    if kwargs.pop("input_scale", False):
-        kwargs["input_scale"] = jnp.asarray(np.random.default_rng(1).uniform(0.5, 2, H), jnp.float32)
-    out = layernorm_quant(x, gamma, beta, eps=1e-12, interpret=True, **kwargs)
-    _assert_matches(out, layernorm_quant_reference(x, gamma, beta, eps=1e-12, **kwargs))
+class LayernormQuantChecks:
+    """The numerical checks of both fused kernels; a subclass sets `INTERPRET`."""
+
+    INTERPRET: bool
+
+    @pytest.mark.parametrize("kwargs", [{}, {"residual": True}, {"act_scale": 0.03},
+                                        {"input_scale": True}, {"out_dtype": jnp.bfloat16}])
+    def test_layernorm_quant_matches_reference(self, kwargs):
+        x, residual, gamma, beta = _ln_operands()
+        kwargs = dict(kwargs)
+        if kwargs.pop("residual", False):
+            kwargs["residual"] = residual
+        if kwargs.pop("input_scale", False):
+            kwargs["input_scale"] = jnp.asarray(np.random.default_rng(1).uniform(0.5, 2, H), jnp.float32)
+        out = layernorm_quant(x, gamma, beta, eps=1e-12, interpret=self.INTERPRET, **kwargs)
+        _assert_matches(out, layernorm_quant_reference(x, gamma, beta, eps=1e-12, **kwargs))
+
+    def test_layernorm_quant_non_power_of_two_hidden_and_zero_rows(self):
+        x, _, gamma, beta = _ln_operands(shape=(2, 3, 300))
+        x = x.at[0, 0].set(0)  # a constant row: LayerNorm gives beta, the scale stays positive
+        out = layernorm_quant(x, gamma, beta, eps=1e-12, interpret=self.INTERPRET)
+        _assert_matches(out, layernorm_quant_reference(x, gamma, beta, eps=1e-12))
+        assert float(out[2].min()) > 0
+
+    def test_embedding_quant_matches_reference(self):
+        rng = np.random.default_rng(2)
+        ids = jnp.asarray(rng.integers(0, 100, (2, 9)), jnp.int32)
+        types = jnp.asarray(rng.integers(0, 2, (2, 9)), jnp.int32)
+        word, position, token_type = (jnp.asarray(rng.normal(size=s), jnp.float16)
+                                      for s in ((100, H), (16, H), (2, H)))
+        gamma, beta = jnp.ones((H,), jnp.float32), jnp.asarray(rng.normal(size=(H,)), jnp.float32)
+        for kwargs in ({}, {"act_scale": 0.05}):
+            out = embedding_quant(ids, types, word, position, token_type, gamma, beta, eps=1e-12,
+                                  interpret=self.INTERPRET, **kwargs)
+            _assert_matches(out, embedding_quant_reference(ids, types, word, position, token_type,
+                                                           gamma, beta, eps=1e-12, **kwargs))
+
+    def test_the_named_kernels_run(self):
+        x, _, gamma, beta = _ln_operands()
+        fused_ln = functools.partial(layernorm_quant, eps=1e-12, interpret=self.INTERPRET)
+        assert f"name={LAYERNORM_KERNEL_NAME}" in str(jax.make_jaxpr(fused_ln)(x, gamma, beta))
+        ids, table = jnp.zeros((2, 9), jnp.int32), jnp.zeros((16, H), jnp.float16)
+        fused_emb = functools.partial(embedding_quant, eps=1e-12, interpret=self.INTERPRET)
+        jaxpr = str(jax.make_jaxpr(fused_emb)(ids, ids, table, table, table[:2], gamma, beta))
+        assert f"name={EMBEDDING_KERNEL_NAME}" in jaxpr
 
 
-def test_layernorm_quant_non_power_of_two_hidden_and_zero_rows():
-    x, _, gamma, beta = _ln_operands(shape=(2, 3, 300))
-    x = x.at[0, 0].set(0)  # a constant row: LayerNorm gives beta, the scale stays positive
-    out = layernorm_quant(x, gamma, beta, eps=1e-12, interpret=True)
-    _assert_matches(out, layernorm_quant_reference(x, gamma, beta, eps=1e-12))
-    assert float(out[2].min()) > 0
+class TestInterpret(LayernormQuantChecks):
+    INTERPRET = True
 
 
-def test_embedding_quant_matches_reference():
-    rng = np.random.default_rng(2)
-    ids = jnp.asarray(rng.integers(0, 100, (2, 9)), jnp.int32)
-    types = jnp.asarray(rng.integers(0, 2, (2, 9)), jnp.int32)
-    word, position, token_type = (jnp.asarray(rng.normal(size=s), jnp.float16)
-                                  for s in ((100, H), (16, H), (2, H)))
-    gamma, beta = jnp.ones((H,), jnp.float32), jnp.asarray(rng.normal(size=(H,)), jnp.float32)
-    for kwargs in ({}, {"act_scale": 0.05}):
-        out = embedding_quant(ids, types, word, position, token_type, gamma, beta, eps=1e-12,
-                              interpret=True, **kwargs)
-        _assert_matches(out, embedding_quant_reference(ids, types, word, position, token_type,
-                                                       gamma, beta, eps=1e-12, **kwargs))
+@pytest.mark.gpu
+class TestCompiled(LayernormQuantChecks):
+    INTERPRET = False
 
 
 def test_bad_inputs_raise():
@@ -96,43 +125,3 @@ def test_fused_kernels_lower_for_cuda():
                         S((512, 768), jnp.float16), S((2, 768), jnp.float16), S((768,), jnp.float32),
                         S((768,), jnp.float32))
     assert gpu_kernel_calls(hlo) == ["__gpu$xla.gpu.triton"] and EMBEDDING_KERNEL_NAME in hlo
-
-
-def _cosine(a, b):
-    a, b = np.asarray(a, np.float64).reshape(len(a), -1), np.asarray(b, np.float64).reshape(len(b), -1)
-    return (a * b).sum(-1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(b, axis=-1)
-
-
-@pytest.mark.parametrize("activation", ["per_token_dynamic", "per_tensor_static"])
-def test_int8_encoder_wires_the_fused_kernels(minilm, minilm_dir, activation):
-    """With the kernels on (interpret mode), a fully-INT8 MiniLM runs the embedding+LN+quant
-    kernel once, LN+quant for every LayerNorm feeding an INT8 site, and the INT8 GEMM for every
-    site (the static map also chains ffn_in's INT8 output into ffn_out); its embeddings stay as
-    close to FP32 as the unfused XLA path's."""
-    from calibrate import calibrate
-    from samp_jax import PrecisionMap, Tokenizer, quantize
-    minilm_model, minilm_tokenizer = minilm, Tokenizer.from_pretrained(minilm_dir)
-    texts = ["a man is playing a guitar on stage", "the cat sleeps", "dogs run in the park",
-             "it rains a lot today"]
-    batch = {k: jnp.asarray(v) for k, v in minilm_tokenizer(texts, padding=16).items()}
-    layers = minilm_model.config.num_layers
-    pmap = PrecisionMap.preset("fully_quant", layers, activation=activation)
-    calibration = calibrate(minilm_model, [batch], method="minmax", precision_map=pmap)
-    model = quantize(minilm_model, pmap, calibration)
-    args = (batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
-    unfused = np.asarray(model(*args), np.float32)
-    pallas_kernels.set_interpret(True)
-    try:
-        jaxpr = str(jax.make_jaxpr(lambda *a: model(*a))(*args))
-        fused = np.asarray(model(*args), np.float32)
-    finally:
-        pallas_kernels.set_interpret(False)
-    names = collections.Counter(n for n in (EMBEDDING_KERNEL_NAME, LAYERNORM_KERNEL_NAME,
-                                            "samp_int8_matmul") for _ in range(jaxpr.count(f"name={n}")))
-    assert names == {EMBEDDING_KERNEL_NAME: 1, LAYERNORM_KERNEL_NAME: 2 * layers - 1,
-                     "samp_int8_matmul": 4 * layers}
-    chained = len(re.findall(r"i8\[64,1536\] = pallas_call", jaxpr))  # ffn_in's kernel writes INT8
-    assert chained == (layers if activation == "per_tensor_static" else 0)
-    reference = np.asarray(minilm_model(*args), np.float32)
-    assert _cosine(fused, unfused).min() > 0.97
-    assert _cosine(fused, reference).mean() > _cosine(unfused, reference).mean() - 0.01

@@ -4,9 +4,13 @@ import json
 
 import pytest
 
+from samp_jax import PrecisionMap, QuantizedModel
 from samp_jax.app.cli import main
+from samp_jax.app.pipeline import run_search
+from tests.helpers import run_benchmark_quick
 
 
+@pytest.mark.slow
 def test_eval_json_on_real_snli(capsys):
     code = main(["eval", "--model", "minilm", "--task", "snli-embed", "--precision",
                  "fp16,quant_ffn_only", "--max-pairs", "120", "--json"])
@@ -22,8 +26,8 @@ def test_eval_json_on_real_snli(capsys):
     assert ffn["param_mb"] < fp16["param_mb"]
 
 
+@pytest.mark.slow
 def test_eval_with_a_map_file_and_static_calibration(tmp_path, capsys):
-    from samp_jax import PrecisionMap
     path = tmp_path / "map.json"
     PrecisionMap.preset("quant_ffn_only", 6, activation="per_tensor_static").save(path)
     code = main(["eval", "--precision", str(path), "--calibration", "minmax", "--max-pairs", "60",
@@ -72,12 +76,11 @@ def test_help_and_usage_errors(capsys):
     assert info.value.code == 2
 
 
+@pytest.mark.slow
 def test_full_search_pipeline_on_zero_shot_snli(tmp_path):
     """fetch → calibrate → search → quantize → test split → report, at a small size."""
-    from samp_jax import PrecisionMap
-    from samp_jax.app.pipeline import run_search
     summary = run_search(task="snli-embed", tolerance=0.01, out=tmp_path / "o", progress=False,
-                         max_search_examples=64, max_test_examples=64, compare_presets=False)
+                         max_search_examples=64, max_test_examples=64, compare_presets=False).summary
     assert summary["test_examples"] == 64
     assert set(summary["test"]) == {"fp32", "chosen", "chosen_relative_change"}
     assert 0.5 < summary["test"]["fp32"] <= 1.0
@@ -91,7 +94,6 @@ def test_full_search_pipeline_on_zero_shot_snli(tmp_path):
 
 
 def test_calibrate_saves_a_quantized_model_that_loads(tmp_path, capsys):
-    from samp_jax import QuantizedModel
     out = tmp_path / "q"
     code = main(["calibrate", "--precision", "quant_ffn_only", "--activation", "static",
                  "--method", "minmax", "--max-batches", "2", "--out", str(out), "--json"])
@@ -117,10 +119,10 @@ def test_bench_help_lists_the_contenders(capsys):
     assert "torch_sdpa_fp16" in text and "samp_fully_quant_pallas" in text and "--quick" in text
 
 
+@pytest.mark.slow
 def test_e2e_benchmark_quick_smoke(tmp_path):
     """CPU smoke of benchmarks/e2e.py --quick: the script works (not its speed); contenders that
     cannot run here (torch FP16 needs CUDA; Pallas needs a GPU) are skipped with a reason."""
-    from tests.helpers import run_benchmark_quick
 
     out = tmp_path / "e2e.json"
     result = run_benchmark_quick("e2e.py", out, timeout=900)

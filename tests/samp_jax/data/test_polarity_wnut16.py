@@ -7,9 +7,22 @@ import random
 import numpy as np
 import pytest
 
-from samp_jax.data import (ENTITY_TYPES, POLARITY_LABELS, WNUT16_LABELS, TaggedSentence,
-                           TaskSplits, TextExample, align_labels, entity_f1, load_polarity,
-                           load_wnut16, polarity_splits, tags_to_spans, wnut16_splits)
+from samp_jax import Tokenizer, minilm_path
+from samp_jax.data import (
+    ENTITY_TYPES,
+    POLARITY_LABELS,
+    WNUT16_LABELS,
+    TaggedSentence,
+    TaskSplits,
+    TextExample,
+    align_labels,
+    entity_f1,
+    load_polarity,
+    load_wnut16,
+    polarity_splits,
+    tags_to_spans,
+    wnut16_splits,
+)
 from samp_jax.data import wnut16 as wnut16_module
 
 PARTS = ("train", "dev", "calibration", "search", "test")
@@ -215,7 +228,6 @@ def test_align_labels_errors():
 
 
 def test_align_labels_with_real_tokenizer():
-    from samp_jax import Tokenizer, minilm_path
     tok = Tokenizer.from_pretrained(minilm_path())
     sentences = load_wnut16()
     first = sentences[0]

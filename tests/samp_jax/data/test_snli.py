@@ -4,8 +4,15 @@ import dataclasses
 import numpy as np
 import pytest
 
-from samp_jax.data import (LABELS, PairExample, SNLISplits, embedding_eval_pairs, load_snli_file,
-                           snli_splits, unique_sentences)
+from samp_jax.data import (
+    LABELS,
+    PairExample,
+    SNLISplits,
+    embedding_eval_pairs,
+    load_snli_file,
+    snli_splits,
+    unique_sentences,
+)
 
 
 def text_pairs(examples):

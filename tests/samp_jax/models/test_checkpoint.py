@@ -10,7 +10,7 @@ from flax import nnx
 from safetensors.numpy import load_file, save_file
 
 from samp_jax import CheckpointError, ConfigError, load_pretrained
-from samp_jax.models.checkpoint import assign_state_dict, detect_head, read_state_dict
+from samp_jax.models.checkpoint import assign_state_dict, detect_head, read_state_dict, save_pretrained
 from tests.helpers import GOLDEN, golden_inputs
 
 
@@ -162,7 +162,6 @@ def test_pretraining_heads_and_buffers_are_ignored(tiny_copy):
 
 @pytest.mark.parametrize("task", ["tiny_seqcls", "tiny_tokcls"])
 def test_save_pretrained_round_trips_in_hf_naming(task, tmp_path):
-    from samp_jax.models.checkpoint import save_pretrained
     source = GOLDEN / task / "safetensors"
     model = load_pretrained(source)
     save_pretrained(model, tmp_path / "out", labels=None)

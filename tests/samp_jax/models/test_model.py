@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from samp_jax import EncoderConfig, EncoderModel, SentenceEmbedder, cosine_similarity, load_pretrained
+from samp_jax import (
+    EncoderConfig,
+    EncoderModel,
+    SentenceEmbedder,
+    Tokenizer,
+    cosine_similarity,
+    load_pretrained,
+)
 from samp_jax.models.layers import resolve_attention_impl
 from tests.helpers import golden_inputs
 
@@ -44,7 +51,6 @@ def test_padding_does_not_change_real_tokens(minilm, minilm_golden):
 
 
 def test_bi_encoder_scores_paraphrase_above_contradiction(minilm, minilm_dir):
-    from samp_jax import Tokenizer
     tok = Tokenizer.from_pretrained(minilm_dir)
     a = minilm(**tok(["A man is playing a guitar.", "A man is playing a guitar."]))
     b = minilm(**tok(["A person plays an instrument.", "The stock market crashed today."]))

@@ -5,12 +5,18 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from pallas_kernels.int8_matmul.reference import int8_accumulate
 from samp_jax import QArray, gemm, implementations, register_gemm_implementation
 from samp_jax.ops import dispatch as gemm_module
-from pallas_kernels.int8_matmul.reference import int8_accumulate
-from samp_jax.quant.primitives import (FP8_E4M3_MAX, quantize_fp8, quantize_per_tensor_int8,
-                            quantize_per_token_int8, quantize_weight_fp8, quantize_weight_int8,
-                            smoothing_factors)
+from samp_jax.quant.primitives import (
+    FP8_E4M3_MAX,
+    quantize_fp8,
+    quantize_per_tensor_int8,
+    quantize_per_token_int8,
+    quantize_weight_fp8,
+    quantize_weight_int8,
+    smoothing_factors,
+)
 
 rng = np.random.default_rng(0)
 

@@ -5,17 +5,17 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from safetensors.numpy import load_file, save_file
 
 from calibrate import calibrate
-from samp_jax import CheckpointError, PrecisionMap, QuantizedModel, cosine_similarity, quantize
-from samp_jax.serving.batching import length_batches
+from samp_jax import CheckpointError, PrecisionMap, QuantizedModel, Tokenizer, cosine_similarity, quantize
 from samp_jax.quant.quantized import QuantizedGemmSite
+from samp_jax.serving.batching import length_batches
 from tests.helpers import golden_inputs
 
 
 @pytest.fixture(scope="module")
 def calibration(minilm, minilm_dir, minilm_texts):
-    from samp_jax import Tokenizer
     tokenizer = Tokenizer.from_pretrained(minilm_dir)
     batches = [b for _, b in length_batches(tokenizer, minilm_texts["sentences"], batch_size=16,
                                             buckets=(32,))]
@@ -80,7 +80,6 @@ def test_load_errors(minilm, tmp_path):
         QuantizedModel.load(tmp_path)
     q = quantize(minilm, PrecisionMap.preset("quant_ffn_only", 6))
     q.save(tmp_path / "q")
-    from safetensors.numpy import load_file, save_file
     arrays = load_file(str(tmp_path / "q" / "model.safetensors"))
     arrays.pop("encoder.layers.0.ffn_in.kernel")
     save_file(arrays, str(tmp_path / "q" / "model.safetensors"))

@@ -30,8 +30,7 @@ from flax import nnx
 from jax.extend import core as jax_core
 from jax.sharding import AxisType
 
-from samp_jax import ops
-from samp_jax import PrecisionMap, Tokenizer, load_pretrained, minilm_path, quantize
+from samp_jax import PrecisionMap, Tokenizer, load_pretrained, minilm_path, ops, quantize
 from samp_jax.serving.batching import run_batched
 from samp_jax.serving.forward import jit_forward
 from samp_jax.serving.sharding import data_mesh, sharded_forward

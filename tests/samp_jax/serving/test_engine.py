@@ -8,12 +8,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from jax.experimental.compilation_cache import compilation_cache
 
 import samp_jax
-from samp_jax import PrecisionMap, Tokenizer, TokenClassifier, quantize
+from samp_jax import PrecisionMap, TokenClassifier, Tokenizer, quantize
+from samp_jax.models.model import make_head
 from samp_jax.serving.batching import bucket_for
 from samp_jax.serving.engine import CompileCounter, Engine
-from samp_jax.models.model import make_head
 
 SEQ_BUCKETS = (16, 32, 64)
 BATCH_BUCKETS = (1, 4)
@@ -320,7 +321,6 @@ def test_quantized_model_and_float16_copy_serve(minilm, embedder, tokenizer, min
 
 @pytest.fixture
 def restore_cache_config():
-    from jax.experimental.compilation_cache import compilation_cache
     names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
              "jax_persistent_cache_min_entry_size_bytes")
     saved = {name: getattr(jax.config, name) for name in names}

@@ -41,12 +41,14 @@ def eight_devices(tmp_path_factory):
         return info, dict(arrays)
 
 
+@pytest.mark.slow
 def test_worker_ran_on_eight_devices(eight_devices):
     info, _ = eight_devices
     assert info["devices"] == DEVICES and info["mesh_shape"] == {"data": DEVICES}
     assert info["task_num_shards"] == DEVICES
 
 
+@pytest.mark.slow
 def test_every_row_is_computed_once_on_its_shard_and_padding_is_dropped(eight_devices):
     _, arrays = eight_devices
     # RowEcho returns [row id, real tokens, shard index]; rows are split in contiguous blocks
@@ -63,6 +65,7 @@ def test_every_row_is_computed_once_on_its_shard_and_padding_is_dropped(eight_de
     np.testing.assert_array_equal(grid[:, 2], np.arange(11) // 3)
 
 
+@pytest.mark.slow
 def test_task_evaluation_matches_one_device_exactly(eight_devices):
     info, arrays = eight_devices
     # batch_size 20 on 8 devices is rounded up to 24: the same batches as the 1-device run
@@ -81,6 +84,7 @@ def test_task_evaluation_matches_one_device_exactly(eight_devices):
     assert np.all(np.any(arrays["task_sharded"] != 0, axis=1))
 
 
+@pytest.mark.slow
 def test_int8_pallas_model_runs_per_shard_and_matches_one_device(eight_devices):
     info, arrays = eight_devices
     # one shard_map at the top (so every pallas_call runs per shard), and all 24 INT8 GEMM

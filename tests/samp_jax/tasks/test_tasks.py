@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from samp_jax import Tokenizer, load_pretrained
-from samp_jax.training.finetune import FinetuneConfig, finetune, finetuned_dir, finetuned_model
 from samp_jax.tasks.task import IGNORE, EncodedSplit, evaluate, get_task, split_examples
+from samp_jax.training.finetuning import FinetuneConfig, finetune, finetuned_dir, finetuned_model
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +73,7 @@ def test_scoring_accuracy_and_entity_f1_on_known_logits():
     assert ner.score(truncated, enc)["value"] == 0.0
 
 
+@pytest.mark.slow
 def test_short_finetune_lowers_the_loss_and_leaves_the_source_alone(minilm_dir, tokenizer):
     task = get_task("polarity")
     model = load_pretrained(minilm_dir, head=task.head, num_labels=2, allow_new_head=True)
@@ -87,17 +88,18 @@ def test_short_finetune_lowers_the_loss_and_leaves_the_source_alone(minilm_dir, 
     assert result.steps == 18 and result.examples_per_second > 0
 
 
+@pytest.mark.slow
 def test_finetuned_models_are_cached(minilm_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("SAMP_JAX_CACHE", str(tmp_path))
     # the asset cache moves too: point it at the already-fetched MiniLM
-    monkeypatch.setattr("samp_jax.training.minilm_path", lambda: minilm_dir)
+    monkeypatch.setattr("samp_jax.training.finetuning.minilm_path", lambda: minilm_dir)
     config = FinetuneConfig(batch_size=8, max_train_examples=16, max_dev_examples=8, eval_every=2)
     with pytest.raises(FileNotFoundError, match="no fine-tuned polarity model"):
         finetuned_model("polarity", config, train_if_missing=False)
     model, tok, info = finetuned_model("polarity", config, progress=False)
     assert (finetuned_dir("polarity", config) / "model.safetensors").is_file()
     assert info["steps"] == 2 and info["task"] == "polarity"
-    monkeypatch.setattr("samp_jax.training.finetune", lambda *a, **k: pytest.fail("retrained"))
+    monkeypatch.setattr("samp_jax.training.finetuning.finetune", lambda *a, **k: pytest.fail("retrained"))
     again, _, _ = finetuned_model("polarity", config)
     jax.tree.map(np.testing.assert_array_equal, np.asarray(model.head.classifier.kernel[...]),
                  np.asarray(again.head.classifier.kernel[...]))

@@ -22,13 +22,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
+from tqdm.auto import tqdm
 
 from samp_jax.assets import cache_dir, minilm_path
 from samp_jax.models.checkpoint import load_pretrained, save_pretrained
-from samp_jax.tasks.task import Task, get_task, predict
 from samp_jax.models.tokenizer import Tokenizer
 from samp_jax.serving.forward import batch_inputs, merged_call
-from tqdm.auto import tqdm
+from samp_jax.tasks.task import Task, get_task, predict
 
 
 @dataclasses.dataclass(frozen=True)

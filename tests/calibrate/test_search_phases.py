@@ -1,0 +1,238 @@
+"""Each phase of the search alone (fakes where a model is not needed), and `search` as their sum."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from calibrate.candidates import SwitchableModel
+from calibrate.latency import estimate_table, site_flops
+from calibrate.objectives import UnlabelledObjective
+from calibrate.search import (
+    ORDER_EPS,
+    Kind,
+    Move,
+    Runner,
+    acceptance,
+    evaluate_presets,
+    latency_greedy,
+    measure_sensitivity,
+    move_gains,
+    move_key,
+    order_moves,
+    preset_maps,
+    search,
+    single_site_moves,
+    tolerance_greedy,
+)
+from samp_jax.quant.precision import SITES, as_precision
+
+OPTIONS = tuple(as_precision(o) for o in ("fp16", "int8-dynamic", "fp8_e4m3"))
+from tests.helpers import TINY_CONFIG, random_batches
+
+# ---- Kind
+
+def test_kind_writes_the_same_strings_as_before():
+    assert [k.value for k in Kind] == ["reference", "preset", "greedy", "chosen"]
+    assert Kind.GREEDY == "greedy" and f"{Kind.CHOSEN}" == "chosen"
+    assert json.dumps({"kind": Kind.PRESET}) == '{"kind": "preset"}'
+
+
+# ---- phase 1: presets
+
+@pytest.mark.parametrize("options, expected", [
+    (("fp16",), ["fp16"]),
+    (("fp16", "int8-dynamic"), ["fp16", "quant_ffn_only", "fully_quant"]),
+    (("fp16", "int8-static"), ["fp16"]),  # the presets are INT8 dynamic
+    (("fp16", "fp8_e4m3"), ["fp16", "fp8"]),
+    (("fp16", "int8-dynamic", "fp8_e4m3"), ["fp16", "quant_ffn_only", "fully_quant", "fp8"]),
+])
+def test_preset_maps_respect_the_options(options, expected):
+    assert list(preset_maps(options, 3)) == expected
+
+
+def test_evaluate_presets_records_the_reference_then_the_presets(tiny, calibration):
+    obj = UnlabelledObjective(tiny, random_batches(1))
+    runner = Runner(SwitchableModel(tiny, OPTIONS, calibration), obj, estimate_table(TINY_CONFIG, 32, 128))
+    reference, outputs = evaluate_presets(runner)
+    assert [(e.name, e.kind) for e in runner.evaluated] == [
+        ("fp32", Kind.REFERENCE), ("fp16", Kind.PRESET), ("quant_ffn_only", Kind.PRESET),
+        ("fully_quant", Kind.PRESET), ("fp8", Kind.PRESET)]
+    assert reference is runner.evaluated[0] and reference.metric is None and reference.proxy == 0.0
+    assert list(outputs) == ["fp16", "quant_ffn_only", "fully_quant", "fp8"]
+    fractions = [e.int8_fraction for e in runner.evaluated[1:]]
+    assert fractions[0] == fractions[3] == 0.0 and 0 < fractions[1] < fractions[2] == 1.0
+    assert [e.proxy for e in runner.evaluated[1:]] == [obj.proxy(o) for o in outputs.values()]
+    assert runner.switch.traces == 1
+
+
+# ---- phase 2: sensitivity
+
+def test_single_site_moves():
+    moves = single_site_moves(3, OPTIONS)
+    assert len(moves) == 3 * len(SITES) * 2 and moves[:3] == [(0, 0, 1), (0, 0, 2), (0, 1, 1)]
+    assert single_site_moves(3, OPTIONS, "int8_fraction") == [
+        Move(layer, si, 1) for layer in range(3) for si in range(len(SITES))]
+    assert single_site_moves(2, ("fp16",)) == []
+    assert move_key(Move(2, 3, 2), OPTIONS) == "2.ffn_out/fp8_e4m3"
+
+
+def test_measure_sensitivity_scores_each_site_alone(tiny, calibration):
+    obj = UnlabelledObjective(tiny, random_batches(2, seed=3))
+    runner = Runner(SwitchableModel(tiny, OPTIONS[:2], calibration), obj, estimate_table(TINY_CONFIG, 32, 128))
+    moves = [Move(0, 0, 1), Move(2, 3, 1)]
+    sensitivity = measure_sensitivity(runner, moves, batches=1, fp32_metric=None)
+    assert list(sensitivity) == moves and runner.evaluated == []
+    assert all(set(s) == {"proxy"} and s["proxy"] > 0 for s in sensitivity.values())
+    # the same single-site map, run by hand on the first batch only
+    choices = np.zeros((1, 3, len(SITES)), np.int32)
+    choices[0, 2, 3] = 1
+    alone = runner.switch.evaluate(choices, obj.batches[0])
+    assert sensitivity[moves[1]]["proxy"] == obj.subset(1).proxy([alone[0]])
+
+
+# ---- phase 3: ordering
+
+def test_order_moves_by_harm_per_gain_and_drops_moves_that_gain_nothing():
+    moves = [Move(0, 0, 1), Move(0, 1, 1), Move(0, 2, 1), Move(0, 3, 1), Move(1, 0, 1), Move(1, 1, 1)]
+    proxy = dict(zip(moves, [4.0, 1.0, 9.0, 2.0, 0.0, 0.0]))
+    gain = dict(zip(moves, [2.0, 1.0, 0.0, 4.0, 1.0, 3.0]))  # harm/gain: 2, 1, -, 0.5, 0, 0
+    assert order_moves(moves, proxy, gain) == [moves[5], moves[4], moves[3], moves[1], moves[0]]
+    gain[moves[1]] = -0.5  # a move that costs time is dropped as well
+    assert moves[1] not in order_moves(moves, proxy, gain)
+    # equal harm per gain keeps the given order
+    assert order_moves(moves[:2], {moves[0]: 2.0, moves[1]: 1.0},
+                       {moves[0]: 2.0, moves[1]: 1.0}) == moves[:2]
+    assert ORDER_EPS > 0
+
+
+def test_move_gains_from_the_table_or_the_flops():
+    table = estimate_table(TINY_CONFIG, 32, 128)
+    moves = single_site_moves(3, OPTIONS)
+    gains = move_gains(moves, OPTIONS, table, TINY_CONFIG)
+    for move in moves:
+        site = SITES[move.site]
+        assert gains[move] == table.site(site, OPTIONS[0]) - table.site(site, OPTIONS[move.option])
+    flops = move_gains(moves, OPTIONS, table, TINY_CONFIG, "int8_fraction")
+    assert flops[Move(1, 2, 1)] == site_flops(TINY_CONFIG, 1)["ffn_in"]
+
+
+# ---- phase 4: tolerance greedy
+
+@dataclasses.dataclass
+class FakeRunner:
+    """Outputs are the candidate's own choices, so `acceptable` can see which moves it holds."""
+
+    chunk: int
+    num_layers: int = 3
+    options: tuple = OPTIONS
+    runs: list = dataclasses.field(default_factory=list)
+    evaluated: list = dataclasses.field(default_factory=list)
+
+    def run(self, choices, batches=None):
+        self.runs.append(len(choices))
+        return [[np.array(c)] for c in choices]
+
+    def record(self, name, kind, choices, outputs):
+        self.evaluated.append((name, kind, np.array(choices)))
+
+
+def _harmless(harmful):
+    return lambda outputs: not any(outputs[0][m.layer, m.site] == m.option for m in harmful)
+
+
+# eight moves on eight distinct sites
+MOVES = [Move(layer, si, 1 + (layer + si) % 2) for layer in range(2) for si in range(len(SITES))]
+
+
+@pytest.mark.parametrize("chunk, runs", [(1, [1] * 8), (3, [3, 3, 2]), (8, [8, 5, 2])])
+def test_tolerance_greedy_backs_out_the_harmful_moves(chunk, runs):
+    runner = FakeRunner(chunk)
+    harmful = [MOVES[2], MOVES[5]]
+    choices, outputs = tolerance_greedy(runner, MOVES, _harmless(harmful))
+    kept = [m for m in MOVES if m not in harmful]
+    expected = np.zeros((3, len(SITES)), np.int32)
+    for m in kept:
+        expected[m.layer, m.site] = m.option
+    np.testing.assert_array_equal(choices, expected)
+    np.testing.assert_array_equal(outputs[0], expected)  # the last accepted prefix is the map
+    assert runner.runs == runs  # each chunk stops at its first failure, which is not retried
+    assert [name for name, _, _ in runner.evaluated] == [f"greedy+{move_key(m, OPTIONS)}" for m in MOVES]
+    assert {kind for _, kind, _ in runner.evaluated} == {Kind.GREEDY}
+
+
+def test_tolerance_greedy_one_move_per_site_and_nothing_accepted():
+    runner = FakeRunner(chunk=8)
+    moves = [Move(0, 0, 1), Move(0, 0, 2), Move(0, 1, 2), Move(0, 1, 1)]
+    choices, _ = tolerance_greedy(runner, moves, _harmless([moves[0]]))
+    # 0.qkv/int8 fails, so its fp8 move is tried; 0.attn_out/fp8 passes, so its int8 move is not
+    assert choices[0, 0] == 2 and choices[0, 1] == 2
+    assert [n for n, _, _ in runner.evaluated] == [
+        "greedy+0.qkv/int8-dynamic", "greedy+0.qkv/fp8_e4m3", "greedy+0.attn_out/fp8_e4m3"]
+    choices, outputs = tolerance_greedy(FakeRunner(chunk=8), moves, lambda out: False)
+    assert not choices.any() and outputs is None
+
+
+def test_acceptance_bounds_the_guarded_drop_or_the_proxy():
+    @dataclasses.dataclass
+    class Fake:
+        metric_name: str | None
+        reference: tuple = ("ref",)
+
+        def guarded_drop(self, outputs, base):
+            assert base is self.reference
+            return outputs[0]
+
+        def proxy(self, outputs):
+            return outputs[1]
+
+    relative = acceptance(Fake("accuracy"), 0.8, 0.05, "relative")  # allows a drop of 0.04
+    assert relative([0.04, 9.0]) and not relative([0.041, 0.0])
+    absolute = acceptance(Fake("accuracy"), 0.8, 0.05, "absolute")
+    assert absolute([0.05, 9.0]) and not absolute([0.051, 0.0])
+    unlabelled = acceptance(Fake(None), None, 0.05, "relative")
+    assert unlabelled([9.0, 0.05]) and not unlabelled([0.0, 0.051])
+
+
+# ---- phase 5: latency greedy
+
+def test_latency_greedy_stops_once_the_target_is_met():
+    latency = lambda choices: 10.0 - np.count_nonzero(choices)  # noqa: E731  1 ms per move
+    moves = [Move(0, 0, 1), Move(0, 0, 2), Move(0, 1, 1), Move(1, 0, 2), Move(2, 3, 1)]
+    choices = latency_greedy(moves, latency, 8.0, 3)
+    assert latency(choices) == 8.0
+    assert choices[0, 0] == 1 and choices[0, 1] == 1 and np.count_nonzero(choices) == 2  # 0.qkv once
+    assert not latency_greedy(moves, latency, 10.0, 3).any()  # met already
+    assert np.count_nonzero(latency_greedy(moves, latency, 0.0, 3)) == 4  # unreachable: every site
+
+
+# ---- search = its phases
+
+# The tiny random model's proxies are about 1e-11: 0 accepts nothing (the fp16 preset is the
+# answer), 2e-11 accepts some moves and backs out others.
+@pytest.mark.parametrize("tolerance", [0.0, 2e-11])
+def test_search_is_the_composition_of_its_phases(tiny, calibration, tolerance):
+    batches, table = random_batches(3, seed=2), estimate_table(TINY_CONFIG, 32, 128)
+    options = ("fp16", "int8-dynamic")
+    result = search(tiny, batches, tolerance=tolerance, options=options, calibration=calibration,
+                    latency_table=table, chunk=4, sensitivity_batches=1, progress=False)
+
+    options = tuple(as_precision(o) for o in options)
+    obj = UnlabelledObjective(tiny, batches)
+    runner = Runner(SwitchableModel(tiny, options, calibration), obj, table, chunk=4)
+    reference, preset_outputs = evaluate_presets(runner)
+    assert "fp8" not in preset_outputs
+    moves = single_site_moves(3, options)
+    sensitivity = measure_sensitivity(runner, moves, batches=1, fp32_metric=reference.metric)
+    ordered = order_moves(moves, {m: s["proxy"] for m, s in sensitivity.items()},
+                          move_gains(moves, options, table, TINY_CONFIG))
+    choices, outputs = tolerance_greedy(runner, ordered, acceptance(obj, reference.metric, tolerance, "relative"))
+    chosen = runner.record("chosen", Kind.CHOSEN, choices, outputs or preset_outputs["fp16"])
+
+    assert result.precision_map == chosen.precision_map
+    assert [(e.name, e.kind) for e in result.evaluated] == [(e.name, e.kind) for e in runner.evaluated]
+    assert [e.proxy for e in result.evaluated] == [e.proxy for e in runner.evaluated]
+    assert result.sensitivity == {move_key(m, options): s for m, s in sensitivity.items()}
+    assert result.compilations == runner.switch.traces == 1
+    assert result.chosen.proxy <= tolerance or not choices.any()

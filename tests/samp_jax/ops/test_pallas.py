@@ -1,0 +1,188 @@
+"""The Pallas kernels wired into `samp_jax`: the GEMM implementations `pallas`, `pallas_mosaic`
+and `pallas_triton` behind `samp_jax.gemm`, the fused LayerNorm/embedding + quantize ops, and
+the whole INT8 model lowered for a GPU.
+
+Off a GPU the kernels decline (so `gemm` falls back to XLA) unless interpret mode is on:
+`with samp_jax.ops.interpret():` runs the same kernel bodies on the CPU.
+"""
+
+import collections
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import samp_jax.ops
+from pallas_kernels.gpu_lowering import gpu_kernel_calls, lower_for_gpu
+from pallas_kernels.int8_matmul import ENV_VAR, KERNEL_NAME, MOSAIC_KERNEL_NAME, default_order
+from pallas_kernels.layernorm_quant import EMBEDDING_KERNEL_NAME, LAYERNORM_KERNEL_NAME
+from samp_jax import gemm
+from samp_jax.quant.primitives import QArray, quantize_per_token_int8, quantize_weight_int8
+
+KERNEL_NAMES = {"pallas_triton": KERNEL_NAME, "pallas_mosaic": MOSAIC_KERNEL_NAME}
+
+
+def _automatic_gemm_kernel() -> str:
+    """The INT8 GEMM kernel `pallas` picks first on this machine (Mosaic on Hopper, else Triton)."""
+    return KERNEL_NAMES["pallas_" + default_order(jax.devices()[0].device_kind)[0]]
+
+
+@pytest.fixture(autouse=True)
+def _no_kernel_override(monkeypatch):
+    monkeypatch.delenv(ENV_VAR, raising=False)
+
+
+@pytest.fixture
+def interpret_mode():
+    with samp_jax.ops.interpret():
+        yield
+
+
+def _kernels_in(jaxpr: str) -> list[str]:
+    """The names of our pallas_calls in a jaxpr (`name=samp_...`)."""
+    return [name for name in re.findall(r"\bname=(\w+)", jaxpr) if name.startswith("samp_")]
+
+
+def test_interpret_is_a_scoped_switch():
+    assert not samp_jax.ops.interpreting()
+    with samp_jax.ops.interpret():
+        assert samp_jax.ops.interpreting() and samp_jax.ops.kernels_available()
+        with samp_jax.ops.interpret(False):
+            assert not samp_jax.ops.interpreting()
+        assert samp_jax.ops.interpreting()
+    assert not samp_jax.ops.interpreting()
+
+
+def test_dispatch_decision_on_cpu():
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(384, 128)).astype(np.float32)
+    x = jnp.asarray(rng.normal(size=(2, 5, 384)), jnp.float32)
+    if jax.default_backend() != "gpu":
+        with pytest.raises(NotImplementedError, match="need a GPU"):
+            gemm(x, quantize_weight_int8(w), precision="int8", implementation="pallas")
+    # the default order tries pallas first and falls back to xla for what it cannot run
+    y = gemm(x, quantize_weight_int8(w), precision="int8")
+    ref = gemm(x, quantize_weight_int8(w), precision="int8", implementation="xla")
+    np.testing.assert_array_equal(np.asarray(y), np.asarray(ref))
+    with pytest.raises(NotImplementedError, match="int8 only"):
+        gemm(x, jnp.asarray(w), precision="fp16", implementation="pallas")
+
+
+def test_pallas_path_runs_the_named_kernel_and_matches_xla(interpret_mode):
+    rng = np.random.default_rng(1)
+    w = quantize_weight_int8(rng.normal(size=(384, 256)).astype(np.float32))
+    x = jnp.asarray(rng.normal(size=(3, 11, 384)), jnp.float16)
+    bias = jnp.asarray(rng.normal(size=(256,)), jnp.float32)
+    residual = jnp.asarray(rng.normal(size=(3, 11, 256)), jnp.float16)
+    kwargs = dict(precision="int8", bias=bias, activation="gelu", residual=residual)
+    jaxpr = str(jax.make_jaxpr(lambda x: gemm(x, w, implementation="pallas", **kwargs))(x))
+    assert "pallas_call" in jaxpr and _kernels_in(jaxpr) == [_automatic_gemm_kernel()]
+    out = gemm(x, w, implementation="pallas", **kwargs)
+    ref = gemm(x, w, implementation="xla", **kwargs)
+    np.testing.assert_allclose(np.asarray(out, np.float32), np.asarray(ref, np.float32), atol=2e-2, rtol=1e-2)
+
+
+@pytest.mark.parametrize("implementation", ["pallas_triton", "pallas_mosaic"])
+def test_a_pinned_kernel_runs_and_matches_xla(interpret_mode, implementation):
+    """`pallas_mosaic` / `pallas_triton` (tried only when named) run exactly their kernel."""
+    rng = np.random.default_rng(2)
+    w = quantize_weight_int8(rng.normal(size=(384, 128)).astype(np.float32))
+    x = jnp.asarray(rng.normal(size=(2, 9, 384)), jnp.float32)
+    kwargs = dict(precision="int8", activation="gelu", out_dtype=jnp.float32)
+    jaxpr = str(jax.make_jaxpr(lambda x: gemm(x, w, implementation=implementation, **kwargs))(x))
+    assert _kernels_in(jaxpr) == [KERNEL_NAMES[implementation]]
+    out = gemm(x, w, implementation=implementation, **kwargs)
+    ref = gemm(x, w, implementation="xla", **kwargs)
+    np.testing.assert_allclose(np.asarray(out), np.asarray(ref), rtol=1e-5, atol=1e-5)
+    assert implementation not in samp_jax.ops.implementations()  # not tried automatically
+
+
+def test_a_kernel_that_cannot_tile_falls_back_to_xla_only_when_allowed(interpret_mode):
+    """N=100 tiles for neither kernel: named alone it raises; in a sequence XLA takes over."""
+    rng = np.random.default_rng(3)
+    w = quantize_weight_int8(rng.normal(size=(384, 100)).astype(np.float32))
+    x = jnp.asarray(rng.normal(size=(2, 5, 384)), jnp.float32)
+    ref = gemm(x, w, precision="int8", implementation="xla")
+    for implementation in ("pallas_mosaic", "pallas_triton", "pallas"):
+        with pytest.raises(NotImplementedError, match="cannot tile"):
+            gemm(x, w, precision="int8", implementation=implementation)
+        y = gemm(x, w, precision="int8", implementation=(implementation, "xla"))
+        np.testing.assert_array_equal(np.asarray(y), np.asarray(ref))
+    np.testing.assert_array_equal(np.asarray(gemm(x, w, precision="int8")), np.asarray(ref))
+
+
+def test_gemm_takes_prequantized_input_and_emits_int8(interpret_mode):
+    """The chaining contract: a QArray input skips quantization; int8 out needs out_scale."""
+    rng = np.random.default_rng(4)
+    w = quantize_weight_int8(rng.normal(size=(384, 128)).astype(np.float32))
+    x = jnp.asarray(rng.normal(size=(2, 9, 384)), jnp.float32)
+    xq = quantize_per_token_int8(x)
+    xq = QArray(xq.qvalue, xq.scale, "int8")
+    for impl in ("xla", "pallas"):
+        from_float = gemm(x, w, precision="int8", out_dtype=jnp.float32, implementation=impl)
+        from_q = gemm(xq, w, precision="int8", out_dtype=jnp.float32, implementation=impl)
+        np.testing.assert_array_equal(np.asarray(from_q), np.asarray(from_float))
+        q8 = gemm(x, w, precision="int8", activation="gelu", out_dtype=jnp.int8, out_scale=0.02,
+                  implementation=impl)
+        assert q8.dtype == jnp.int8 and q8.shape == (2, 9, 128)
+    with pytest.raises(ValueError, match="explicit out_dtype"):
+        gemm(xq, w, precision="int8")
+    with pytest.raises(ValueError, match="out_scale is required"):
+        gemm(x, w, precision="int8", out_dtype=jnp.int8)
+    with pytest.raises(ValueError, match="int8 QArray for an int8 site"):
+        gemm(xq, jnp.zeros((384, 128)), precision="fp16", out_dtype=jnp.float16)
+
+
+def test_whole_int8_model_lowers_to_the_mosaic_and_fused_kernels_for_h100():
+    """fully_quant BERT (2 layers) lowered for an abstract H100 on the CPU: every INT8 GEMM is
+    the Mosaic kernel and every LayerNorm feeding an INT8 site is the fused LN+quant kernel."""
+    from flax import nnx
+
+    from samp_jax import EncoderConfig, EncoderModel, PrecisionMap, quantize
+    config = EncoderConfig.bert_base().replace(num_layers=2)
+    model = quantize(EncoderModel(config, rngs=nnx.Rngs(0)), PrecisionMap.preset("fully_quant", 2))
+    graphdef, state = nnx.split(model)
+    S = jax.ShapeDtypeStruct
+    hlo = lower_for_gpu(lambda s, ids, mask: nnx.merge(graphdef, s)(ids, mask), state,
+                        S((32, 128), jnp.int32), S((32, 128), jnp.int32))
+    calls = collections.Counter(gpu_kernel_calls(hlo))
+    assert calls == {"mosaic_gpu_v2": 8, "__gpu$xla.gpu.triton": 4}  # 2x4 GEMMs; 1 emb + 3 LN
+    assert hlo.count("samp_embedding_quant") >= 1 and hlo.count("samp_layernorm_quant") >= 3
+
+
+def _cosine(a, b):
+    a, b = np.asarray(a, np.float64).reshape(len(a), -1), np.asarray(b, np.float64).reshape(len(b), -1)
+    return (a * b).sum(-1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(b, axis=-1)
+
+
+@pytest.mark.parametrize("activation", ["per_token_dynamic", "per_tensor_static"])
+def test_int8_encoder_wires_the_fused_kernels(minilm, minilm_dir, activation):
+    """With the kernels on (interpret mode), a fully-INT8 MiniLM runs the embedding+LN+quant
+    kernel once, LN+quant for every LayerNorm feeding an INT8 site, and the INT8 GEMM for every
+    site (the static map also chains ffn_in's INT8 output into ffn_out); its embeddings stay as
+    close to FP32 as the unfused XLA path's."""
+    from calibrate import calibrate
+    from samp_jax import PrecisionMap, Tokenizer, quantize
+    minilm_model, minilm_tokenizer = minilm, Tokenizer.from_pretrained(minilm_dir)
+    texts = ["a man is playing a guitar on stage", "the cat sleeps", "dogs run in the park",
+             "it rains a lot today"]
+    batch = {k: jnp.asarray(v) for k, v in minilm_tokenizer(texts, padding=16).items()}
+    layers = minilm_model.config.num_layers
+    pmap = PrecisionMap.preset("fully_quant", layers, activation=activation)
+    calibration = calibrate(minilm_model, [batch], method="minmax", precision_map=pmap)
+    model = quantize(minilm_model, pmap, calibration)
+    args = (batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+    unfused = np.asarray(model(*args), np.float32)
+    with samp_jax.ops.interpret():
+        jaxpr = str(jax.make_jaxpr(lambda *a: model(*a))(*args))
+        fused = np.asarray(model(*args), np.float32)
+    names = collections.Counter(_kernels_in(jaxpr))
+    assert names == {EMBEDDING_KERNEL_NAME: 1, LAYERNORM_KERNEL_NAME: 2 * layers - 1,
+                     _automatic_gemm_kernel(): 4 * layers}
+    chained = len(re.findall(r"i8\[64,1536\] = pallas_call", jaxpr))  # ffn_in's kernel writes INT8
+    assert chained == (layers if activation == "per_tensor_static" else 0)
+    reference = np.asarray(minilm_model(*args), np.float32)
+    assert _cosine(fused, unfused).min() > 0.97
+    assert _cosine(fused, reference).mean() > _cosine(unfused, reference).mean() - 0.01
