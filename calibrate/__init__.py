@@ -9,12 +9,11 @@
 from calibrate.calibration import Calibration, CalibrationError, calibrate
 from calibrate.calibrators import CALIBRATORS, HistogramStats, get_calibrator
 from calibrate.latency import LatencyTable, cached_table, estimate_table, measure_table
-from calibrate.objectives import (EmbeddingPairsObjective, Objective, TaskObjective,
-                                  UnlabelledObjective)
+from calibrate.objectives import EvaluationObjective, Objective, UnlabelledObjective, task_objective
 from calibrate.report import write_report
 from calibrate.search import Evaluated, Kind, SearchResult, search, validate_tolerance
 
-__all__ = ["CALIBRATORS", "Calibration", "CalibrationError", "EmbeddingPairsObjective", "Evaluated",
-           "HistogramStats", "Kind", "LatencyTable", "Objective", "SearchResult", "TaskObjective",
-           "UnlabelledObjective", "cached_table", "calibrate", "estimate_table", "get_calibrator",
-           "measure_table", "search", "validate_tolerance", "write_report"]
+__all__ = ["CALIBRATORS", "Calibration", "CalibrationError", "EvaluationObjective", "Evaluated",
+           "HistogramStats", "Kind", "LatencyTable", "Objective", "SearchResult", "UnlabelledObjective",
+           "cached_table", "calibrate", "estimate_table", "get_calibrator", "measure_table", "search",
+           "task_objective", "validate_tolerance", "write_report"]

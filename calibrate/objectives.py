@@ -6,9 +6,12 @@ and two functions of a candidate's outputs (a list with one array per batch):
 - `proxy(outputs)`: a divergence from FP32 (lower is better): the mean KL of the predictive
   distribution for classifiers, `1 - cosine` for embeddings. It has far lower variance than
   the metric, so single-site sensitivities can be ranked on few examples.
-`guarded_drop(outputs)` adds a one-sided confidence margin to the metric drop where the
+`guarded_drop(outputs, base)` adds a one-sided confidence margin to the metric drop where the
 metric decomposes per example (accuracy), so a map accepted on the search split keeps its
 promise on unseen data.
+
+A task's objective is its `samp_jax.tasks.Evaluation` of the search split (`EvaluationObjective`,
+built by `task_objective`): the same object that scores the test split in the accuracy tables.
 """
 
 from __future__ import annotations
@@ -18,19 +21,12 @@ from typing import Sequence
 
 import numpy as np
 
-from samp_jax.data import embedding_eval_pairs, snli_splits
-from samp_jax.models.model import NORM_FLOOR
-from samp_jax.serving.batching import length_batches
 from samp_jax.serving.forward import jit_forward
-from samp_jax.tasks.metrics import roc_auc
-from samp_jax.tasks.task import IGNORE, Task, gather_rows, get_task, split_examples
+from samp_jax.tasks import Evaluation, Task, get_task
+from samp_jax.tasks.evaluation import log_softmax, one_minus_cosine
 
 Z_ONE_SIDED_95 = 1.645
-
-
-def _log_softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+SEARCH_BATCH_SIZE = 64
 
 
 class Objective:
@@ -64,96 +60,58 @@ class Objective:
         m, b = self.metric(outputs), self.metric(base)
         return None if m is None else b - m
 
-    def _reference(self, model) -> list[np.ndarray]:
-        forward = jit_forward(model)
-        return [np.asarray(forward(batch)) for batch in self.batches]
 
+class EvaluationObjective(Objective):
+    """A task's `Evaluation` of its search split against the model's own FP32 outputs."""
 
-class TaskObjective(Objective):
-    """A labelled classification or tagging task on one split (default: `search`)."""
+    def __init__(self, model, evaluation: Evaluation, *, name: str = "task"):
+        self.evaluation, self.name = evaluation, name
+        self.metric_name = evaluation.metric_name
+        self.batches = evaluation.batches
+        self.reference = evaluation.outputs(jit_forward(model))
 
-    _per_batch = ("_rows", "_labels", "_reference_logp")
-
-    def __init__(self, model, task: Task | str, tokenizer, *, split: str = "search", seed: int = 0,
-                 max_examples: int | None = None, batch_size: int = 64):
-        self.task = get_task(task) if isinstance(task, str) else task
-        examples = list(split_examples(self.task, split, seed))[:max_examples]
-        self.encoded = self.task.encode(tokenizer, examples)
-        self.name, self.metric_name = self.task.name, self.task.metric
-        self._rows, self.batches = [], []
-        for rows, batch in self.encoded.batches(batch_size):
-            self._rows.append(rows)
-            self.batches.append({k: v for k, v in batch.items() if k != "labels"})
-        self._labels = [self.encoded.labels[rows] for rows in self._rows]
-        self.reference = self._reference(model)
-        self._reference_logp = [_log_softmax(r[:len(rows)]) for r, rows in zip(self.reference, self._rows)]
-
-    def _gather(self, outputs) -> np.ndarray:
-        return gather_rows(outputs, self._rows, self.encoded)
+    def subset(self, num_batches: int | None) -> "EvaluationObjective":
+        view = super().subset(num_batches)
+        if view is not self:
+            view.evaluation = self.evaluation.subset(num_batches)
+        return view
 
     def metric(self, outputs) -> float | None:
         if self.partial:
             return None
-        return self.task.score(self._gather(outputs), self.encoded)["value"]
+        return self.evaluation.metric(outputs)
 
     def proxy(self, outputs) -> float:
-        total, count = 0.0, 0
-        for out, ref_logp, labels, rows in zip(outputs, self._reference_logp, self._labels, self._rows):
-            logp = _log_softmax(out[:len(rows)].astype(np.float64))
-            kl = np.sum(np.exp(ref_logp) * (ref_logp - logp), axis=-1)
-            valid = labels != IGNORE
-            total += float(np.sum(kl * valid))
-            count += int(valid.sum())
-        return total / max(count, 1)
+        return self.evaluation.proxy(outputs, self.reference)
 
-    def guarded_drop(self, outputs, base) -> float:
-        if self.task.metric != "accuracy":
-            return self.metric(base) - self.metric(outputs)
-        # Paired per-example differences: most predictions agree, so the margin is small.
-        correct = np.argmax(self._gather(outputs), -1) == self.encoded.labels
-        correct_base = np.argmax(self._gather(base), -1) == self.encoded.labels
-        diff = correct_base.astype(np.float64) - correct
-        margin = Z_ONE_SIDED_95 * diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else 0.0
-        return float(diff.mean() + margin)
+    def guarded_drop(self, outputs, base) -> float | None:
+        """For accuracy, the mean paired per-example difference plus a one-sided 95% margin
+        (most predictions agree, so the margin is small); otherwise the plain metric drop."""
+        correct, correct_base = self.evaluation.correct(outputs), self.evaluation.correct(base)
+        if correct is None:
+            return super().guarded_drop(outputs, base)
+        return guarded_difference(correct_base, correct)
 
 
-class EmbeddingPairsObjective(Objective):
-    """Zero-shot text matching: ROC-AUC of the cosine of two embeddings per pair."""
+def guarded_difference(base: np.ndarray, candidate: np.ndarray) -> float:
+    """`mean(base - candidate) + z * std(base - candidate, ddof=1) / sqrt(n)`: the paired
+    drop with a one-sided 95% upper confidence margin (no margin for one example)."""
+    diff = np.asarray(base, np.float64) - np.asarray(candidate, np.float64)
+    margin = Z_ONE_SIDED_95 * diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else 0.0
+    return float(diff.mean() + margin)
 
-    _per_batch = ("_rows",)
 
-    def __init__(self, model, tokenizer, premises: Sequence[str], hypotheses: Sequence[str],
-                 labels: np.ndarray, *, batch_size: int = 64, name: str = "snli-embed"):
-        texts = list(dict.fromkeys(list(premises) + list(hypotheses)))
-        index = {t: i for i, t in enumerate(texts)}
-        self._left = np.array([index[t] for t in premises])
-        self._right = np.array([index[t] for t in hypotheses])
-        self.labels = np.asarray(labels)
-        self.name, self.metric_name = name, "roc_auc"
-        self._rows, self.batches = [], []
-        for rows, batch in length_batches(tokenizer, texts, batch_size=batch_size):
-            self._rows.append(rows)
-            self.batches.append(batch)
-        self._count = len(texts)
-        self.reference = self._reference(model)
-
-    def _gather(self, outputs) -> np.ndarray:
-        emb = np.zeros((self._count, outputs[0].shape[-1]), np.float32)
-        for rows, out in zip(self._rows, outputs):
-            emb[rows] = out[:len(rows)]
-        return emb
-
-    def metric(self, outputs) -> float | None:
-        if self.partial:
-            return None
-        emb = self._gather(outputs)
-        return roc_auc(np.sum(emb[self._left] * emb[self._right], -1), self.labels)
-
-    def proxy(self, outputs) -> float:
-        """Mean `1 - cosine` to the FP32 embedding over the real rows."""
-        return float(np.mean(np.concatenate([
-            _one_minus_cosine(out[:len(rows)], ref[:len(rows)])
-            for out, ref, rows in zip(outputs, self.reference, self._rows)])))
+def task_objective(model, task: Task | str, tokenizer, *, split: str = "search", seed: int = 0,
+                   max_examples: int | None = None, batch_size: int = SEARCH_BATCH_SIZE
+                   ) -> EvaluationObjective:
+    """The search objective of `task` (a `Task` or a registered name): its `split`
+    (all of it, or a fixed seeded subset of `max_examples`) against the model's FP32 outputs."""
+    task = get_task(task, seed=seed) if isinstance(task, str) else task
+    if model.head_kind != task.head:
+        raise ValueError(f"task {task.name!r} needs a {task.head} head, the model has {model.head_kind}")
+    evaluation = task.evaluation(tokenizer, split, max_examples=max_examples, seed=seed,
+                                 batch_size=batch_size)
+    return EvaluationObjective(model, evaluation, name=task.name)
 
 
 class UnlabelledObjective(Objective):
@@ -163,7 +121,8 @@ class UnlabelledObjective(Objective):
         if not batches:
             raise ValueError("empty search set: no batches")
         self.batches, self.name = list(batches), name
-        self.reference = self._reference(model)
+        forward = jit_forward(model)
+        self.reference = [np.asarray(forward(batch)) for batch in self.batches]
         self._classifier = model.head_kind in ("sequence_classification", "token_classification")
 
     def proxy(self, outputs) -> float:
@@ -171,20 +130,9 @@ class UnlabelledObjective(Objective):
         for out, ref, batch in zip(outputs, self.reference, self.batches):
             valid = batch["attention_mask"].sum(-1) > 0
             if self._classifier:
-                ref_logp, logp = _log_softmax(ref.astype(np.float64)), _log_softmax(out.astype(np.float64))
+                ref_logp, logp = log_softmax(ref), log_softmax(out)
                 kl = np.sum(np.exp(ref_logp) * (ref_logp - logp), -1)
                 values.append(kl.reshape(len(valid), -1).mean(-1)[valid])
             else:
-                values.append(_one_minus_cosine(out, ref).reshape(len(valid), -1).mean(-1)[valid])
+                values.append(one_minus_cosine(out, ref).reshape(len(valid), -1).mean(-1)[valid])
         return float(np.mean(np.concatenate(values)))
-
-
-def _one_minus_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    norms = np.maximum(np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1), NORM_FLOOR)
-    return 1.0 - np.sum(a * b, -1) / norms
-
-
-def snli_embed_objective(model, tokenizer, *, max_pairs: int = 600, seed: int = 0) -> EmbeddingPairsObjective:
-    """Zero-shot SNLI entailment-vs-contradiction on the *search* split (never the test file)."""
-    premises, hypotheses, labels = embedding_eval_pairs(snli_splits(seed).search, max_pairs=max_pairs, seed=seed)
-    return EmbeddingPairsObjective(model, tokenizer, premises, hypotheses, labels)

@@ -38,11 +38,13 @@ from typing import Callable, Mapping, NamedTuple, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
+from calibrate.calibration import calibrate
 from calibrate.candidates import SwitchableModel
 from calibrate.latency import LatencyTable, cached_table, int8_flop_fraction, site_flops
-from calibrate.objectives import Objective, TaskObjective, UnlabelledObjective, snli_embed_objective
+from calibrate.objectives import Objective, UnlabelledObjective, task_objective
 from samp_jax.models.config import EncoderConfig
 from samp_jax.quant.precision import SITES, PrecisionMap, SitePrecision, as_precision
+from samp_jax.tasks import Task, get_task
 
 MAX_RELATIVE_TOLERANCE = 0.5
 # Added to a move's proxy before dividing by its gain: moves that measure no harm at all then
@@ -128,12 +130,8 @@ def validate_tolerance(tolerance: float, tolerance_mode: str) -> None:
 def _make_objective(model, data, tokenizer, seed) -> Objective:
     if isinstance(data, Objective):
         return data
-    if isinstance(data, str):
-        if tokenizer is None:
-            raise ValueError(f"task {data!r} needs a tokenizer")
-        if data == "snli-embed":
-            return snli_embed_objective(model, tokenizer, seed=seed)
-        return TaskObjective(model, data, tokenizer, seed=seed)
+    if isinstance(data, (str, Task)):
+        return task_objective(model, data, tokenizer, seed=seed)
     return UnlabelledObjective(model, list(data))
 
 
@@ -467,16 +465,18 @@ def search(model, data, *, tokenizer=None, tolerance: float = 0.01, tolerance_mo
 
     Args:
       model: the float `EncoderModel`.
-      data: a task name ('snli', 'polarity', 'wnut16', or 'snli-embed' for zero-shot matching),
-        an `Objective`, or unlabelled batches (proxy only).
-      tokenizer: needed with a task name.
+      data: a `samp_jax.tasks.Task` (its search split; e.g. from `samp_jax.data.load_task` on
+        your own file), a registered task name ('snli', 'snli-embed', 'polarity', 'wnut16'), an
+        `Objective`, or unlabelled batches (proxy only).
+      tokenizer: the model's tokenizer; needed with a task.
       tolerance: allowed metric drop (see the module docstring for its semantics).
       tolerance_mode: 'relative' or 'absolute'.
       objective: 'latency' (order moves by proxy per ms saved) or 'int8_fraction' (per FLOP
         moved to INT8; only INT8 options count).
       latency_target_ms: if given, ignore the tolerance and reach this estimated latency.
       options: precisions each site may take; the first is the high-precision default.
-      calibration: required when an option has static scales (FP8, INT8 static).
+      calibration: needed when an option has static scales (FP8, INT8 static); with a task
+        and no calibration, the task's calibration split is calibrated (percentile).
       latency_table: per-site costs; default `samp_jax.latency.cached_table(model, batch, seq)`.
       batch, seq: the serving shape the latency model describes.
       sensitivity_batches: batches of search data used for single-site sensitivities (the proxy
@@ -492,6 +492,11 @@ def search(model, data, *, tokenizer=None, tolerance: float = 0.01, tolerance_mo
     start = time.perf_counter()
     options = _checked_options(tolerance, tolerance_mode, objective, options)
     obj = _make_objective(model, data, tokenizer, seed)
+    if calibration is None and any(o.needs_calibration for o in options) and \
+            isinstance(data, (str, Task)):
+        # static scales from the task's own calibration split (never the search or test split)
+        task = get_task(data, seed=seed) if isinstance(data, str) else data
+        calibration = calibrate(model, task.calibration_batches(tokenizer))
     table = latency_table or cached_table(model, batch, seq)
     if latency_target_ms is not None:
         _check_latency_target(latency_target_ms, table, options, model.config.num_layers)

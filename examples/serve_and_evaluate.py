@@ -8,10 +8,10 @@ XLA_FLAGS=--xla_force_host_platform_device_count=4 on a CPU, it splits every bat
 import numpy as np
 
 import samp_jax as sj
-from samp_jax.tasks.task import get_task, split_examples
+from samp_jax.tasks import get_task
 
 # 1. An engine: everything is compiled ahead of time, one executable per (batch, seq) bucket.
-model = sj.load_pretrained(sj.minilm_path())
+model = sj.load(sj.minilm_path())  # weights, head, pooling and tokenizer in one call
 engine = sj.compile(model, seq_buckets=(16, 32, 64), batch_size=8, batch_buckets=(1, 8))
 print(f"compiled {engine.num_compilations} executables:",
       [(r["batch"], r["seq"], round(r["seconds"], 2)) for r in engine.compile_report])
@@ -27,7 +27,7 @@ classifier = sj.load_pretrained(sj.minilm_path(), head=task.head, num_labels=len
                                 allow_new_head=True)
 quantized = sj.quantize(classifier, sj.PrecisionMap.preset("quant_ffn_only", 6))
 tokenizer = sj.Tokenizer.from_pretrained(sj.minilm_path())
-encoded = task.encode(tokenizer, list(split_examples(task, "test"))[:200])
+encoded = task.encode(tokenizer, task.examples("test", max_examples=200))
 mesh = sj.data_mesh()
 print(f"evaluating on {mesh.size} device(s):",
       sj.evaluate(quantized, task, encoded=encoded, batch_size=32, mesh=mesh))

@@ -1,6 +1,6 @@
 """Measures an accuracy table (FP32 and every preset/calibrator variant) for one task.
 
-Usage: .venv/bin/python tools/accuracy_table.py --task snli-embed [--max-pairs 2400]
+Usage: .venv/bin/python tools/accuracy_table.py --task snli-embed [--max-examples 2400]
        .venv/bin/python tools/accuracy_table.py --task polarity --variants short
 Writes docs/accuracy_<task>.json; docs/accuracy.md quotes these files.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 import jax
 
 from samp_jax.app.experiments import Variant, accuracy_table, default_variants, format_table, make_evaluator
-from samp_jax.app.pipeline import load_task_model
+from samp_jax.app.pipeline import builtin_model
 
 SHORT_VARIANTS = [Variant("fp16"), Variant("bf16"), Variant("fp8"), Variant("quant_ffn_only"),
                   Variant("fully_quant"), Variant("fully_quant", "per_tensor_static", "percentile", 0.5)]
@@ -24,15 +24,15 @@ SHORT_VARIANTS = [Variant("fp16"), Variant("bf16"), Variant("fp8"), Variant("qua
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--task", default="snli-embed", choices=["snli-embed", "snli", "polarity", "wnut16"])
-    parser.add_argument("--max-pairs", type=int, default=2400, help="snli-embed only")
+    parser.add_argument("--max-examples", type=int, default=None,
+                        help="a fixed seeded subset of the test split (docs: 2400 for snli-embed)")
     parser.add_argument("--variants", default="all", choices=["all", "short"],
                         help="short: fp16, bf16, fp8, quant_ffn_only, fully_quant dynamic and static")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     out = args.out or Path(f"docs/accuracy_{args.task.replace('-', '_')}.json")
-    model, tokenizer, description = load_task_model(args.task)
-    options = {"max_pairs": args.max_pairs} if args.task == "snli-embed" else {}
-    evaluator = make_evaluator(args.task, tokenizer, **options)
+    model, tokenizer, description = builtin_model(args.task)
+    evaluator = make_evaluator(args.task, tokenizer, max_examples=args.max_examples)
     variants = default_variants() if args.variants == "all" else SHORT_VARIANTS
     start = time.perf_counter()
     rows = accuracy_table(model, evaluator, variants,

@@ -16,10 +16,10 @@ import jax
 from flax import nnx
 
 from calibrate import calibrate
-from calibrate.objectives import snli_embed_objective
+from calibrate.objectives import task_objective
 from calibrate.search import search
 from samp_jax import EncoderModel, SentenceEmbedder, Tokenizer, load_pretrained, minilm_path
-from samp_jax.app.experiments import SnliEmbedTask
+from samp_jax.tasks import get_task
 
 
 def truncated(model, layers: int):
@@ -37,12 +37,13 @@ def main() -> None:
     args = parser.parse_args()
     path = minilm_path()
     full, tokenizer = load_pretrained(path), Tokenizer.from_pretrained(path)
-    batches = SnliEmbedTask(tokenizer, calibration_sentences=256).calibration_batches()
+    task = get_task("snli-embed")
+    batches = task.calibration_batches(tokenizer, max_examples=256)
     rows = []
     for layers in args.layers:
         model = truncated(full, layers)
         cal = calibrate(model, batches, "percentile")
-        objective = snli_embed_objective(model, tokenizer, max_pairs=args.pairs)
+        objective = task_objective(model, task, tokenizer, max_examples=args.pairs)
         start = time.perf_counter()
         result = search(model, objective, calibration=cal, tolerance=0.01, progress=False)
         seconds = time.perf_counter() - start

@@ -1,44 +1,153 @@
-"""The `samp-jax` command line: `eval`, `calibrate`, `search`, `bench` and `demo`.
+"""The `samp-jax` command line, on your own model folder and data file, or the packaged ones.
 
-Exit codes: 0 success, 1 a runtime error (bad map, missing file, calibration failure), 2 bad
-command-line usage. Progress goes to stderr; `--json` puts the machine-readable result alone
-on stdout.
+    samp-jax finetune  --model DIR|minilm --data FILE [--task-type ...] [columns] --out DIR
+    samp-jax eval      --model DIR --data FILE --precision fp16,fully_quant,map.json
+    samp-jax calibrate --model DIR --data FILE --precision fully_quant --out DIR
+    samp-jax search    --model DIR --data FILE --tolerance 1% --out DIR
+    samp-jax predict   --model DIR --data FILE --out predictions.jsonl
+    samp-jax bench | demo
+
+`--data` takes a CSV/TSV/JSON Lines/Parquet file, a `datasets.save_to_disk` folder, or a
+built-in name (snli, snli-embed, polarity, wnut16; with a built-in name `--model` may be left
+out: MiniLM fine-tuned on it is used). Every argument, file and output path is checked before
+any slow step. Exit codes: 0 success, 1 an error (one line on stderr, no traceback unless
+`--debug`), 2 bad usage, 130 interrupted. Progress goes to stderr; `--json` puts the
+machine-readable result alone on stdout.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import traceback
+from pathlib import Path
+
+import numpy as np
 
 from calibrate import CalibrationError, calibrate
-from samp_jax.app import bench, demo
+from calibrate.calibrators import CALIBRATORS
+from calibrate.search import validate_tolerance
+from samp_jax.app import bench, demo, predictions
 from samp_jax.app.experiments import Variant, accuracy_table, format_table, make_evaluator
-from samp_jax.app.pipeline import load_task_model, run_search
+from samp_jax.app.pipeline import builtin_model, run_search
+from samp_jax.assets import minilm_path
+from samp_jax.loading import load
+from samp_jax.models import load_pretrained
+from samp_jax.models.checkpoint import save_pretrained
 from samp_jax.quant.quantized import quantize
+from samp_jax.tasks import SPLITS, TASK_TYPES, TASKS, Task, get_task
+from samp_jax.tasks.files import Columns, load_task
+from samp_jax.training import FinetuneConfig, finetune
 
 ACTIVATIONS = {"dynamic": "per_token_dynamic", "static": "per_tensor_static"}
+PACKAGED_MODEL = "minilm"
 
 
-def _eval(args: argparse.Namespace) -> int:
+class UsageError(ValueError):
+    """A bad combination of arguments (exit code 2)."""
 
-    if args.model != "minilm":
-        raise ValueError("only --model minilm is packaged; pass a checkpoint through the Python API")
+
+# ---------------------------------------------------------------------- model and data
+def resolve_task(args, model=None) -> Task:
+    """The task of `--data`: a built-in name, or the user's file(s) read with the column
+    options (labels checked against the model's own label names)."""
+    split_files = _split_files(args)
+    if args.data in TASKS and not split_files:
+        return get_task(args.data, seed=args.seed)
+    if args.data is None and not split_files:
+        raise UsageError("--data is required: a data file, a saved dataset folder, or one of "
+                         f"{sorted(TASKS)}")
+    labels = _model_labels(model)
+    columns = Columns(text=args.text_column, text_pair=args.text_pair_column,
+                      label=args.label_column, tokens=args.tokens_column, tags=args.tags_column,
+                      score=args.score_column)
+    return load_task(args.data, task_type=args.task_type, columns=columns, labels=labels,
+                     split_files=split_files or None, seed=args.seed,
+                     head=None if model is None else model.head_kind)
+
+
+def resolve_model(args, *, progress: bool):
+    """`(model, tokenizer, description)` of `--model`: a folder (HF or quantized), the packaged
+    MiniLM, or (no `--model`, built-in data) MiniLM fine-tuned on that data."""
+    if args.model is None:
+        if args.data in TASKS:
+            return builtin_model(args.data, progress=progress)
+        raise UsageError("--model is required with your own data: an HF model folder, a folder "
+                         f"samp-jax wrote, or {PACKAGED_MODEL!r}")
+    path = minilm_path() if args.model == PACKAGED_MODEL else Path(args.model)
+    model = load(path)
+    return model, model.tokenizer, str(args.model)
+
+
+def _model_labels(model):
+    head = getattr(getattr(model, "model", model), "head", None)
+    return getattr(head, "labels", None)
+
+
+def _split_files(args) -> dict[str, Path]:
+    files = {}
+    for item in getattr(args, "split_file", None) or []:
+        split, sep, path = item.partition("=")
+        if not sep or split not in SPLITS:
+            raise UsageError(f"--split-file {item!r}: expected SPLIT=PATH with SPLIT one of {SPLITS}")
+        files[split] = Path(path)
+    return files
+
+
+def _check_output(path: str | Path, *, what: str, folder: bool) -> Path:
+    """Refuses an empty, existing-file or unwritable output path before any slow step."""
+    if str(path).strip() == "":
+        raise UsageError(f"{what} is empty; give a path")
+    path = Path(path)
+    if folder and path.exists() and not path.is_dir():
+        raise ValueError(f"{what} {path} exists and is not a folder")
+    if not folder and path.is_dir():
+        raise ValueError(f"{what} {path} is a folder; give a file path")
+    parent = path if folder and path.exists() else path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not _writable(parent):
+        raise ValueError(f"{what} {path}: {parent} is not writable")
+    return path
+
+
+def _writable(folder: Path) -> bool:
+    return os.access(folder, os.W_OK | os.X_OK)
+
+
+def _variants(args) -> list[Variant]:
     variants = [Variant(p.strip(), ACTIVATIONS[args.activation], args.calibration, args.smoothing)
                 for p in args.precision.split(",") if p.strip()]
-    model, tokenizer, description = load_task_model(args.task, progress=not args.json)
+    if not variants:
+        raise UsageError(f"--precision {args.precision!r} names no preset or map file")
+    return variants
+
+
+def _say(args, text: str) -> None:
+    if not args.json:
+        print(text, file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- commands
+def _eval(args) -> int:
+    variants = _variants(args)
+    model, tokenizer, description = resolve_model(args, progress=not args.json)
+    task = resolve_task(args, model)
     for v in variants:  # validate every map before the slow part
         v.precision_map(model.config.num_layers)
-    options = {"max_pairs": args.max_pairs} if args.task == "snli-embed" else {}
-    evaluator = make_evaluator(args.task, tokenizer, **options)
+    evaluator = make_evaluator(task, tokenizer, max_examples=args.max_examples, seed=args.seed)
     progress = None if args.json else (lambda row: print(f"  done: {row['variant']}", file=sys.stderr))
     rows = accuracy_table(model, evaluator, variants, progress=progress)
     if args.json:
-        print(json.dumps({"model": description, "task": args.task, "metric": evaluator.metric,
-                          "split": "test", "examples": rows[0]["examples"], "rows": rows}, indent=1))
+        print(json.dumps({"model": description, "task": task.name, "task_type": task.task_type.name,
+                          "metric": evaluator.metric, "split": "test",
+                          "examples": rows[0]["examples"], "rows": rows}, indent=1))
     else:
-        print(f"{description}; {evaluator.metric} on the test split ({rows[0]['examples']} examples)")
-        print(format_table(rows, metric=evaluator.metric, agreement=evaluator.agreement))
+        print(f"{description} on {task.name}; {evaluator.metric or 'no metric'} on the test split "
+              f"({rows[0]['examples']} examples)")
+        print(format_table(rows, metric=evaluator.metric or "metric", agreement=evaluator.agreement))
     return 0
 
 
@@ -51,39 +160,51 @@ def parse_tolerance(text: str) -> float:
         raise argparse.ArgumentTypeError(f"tolerance {text!r} is not a number or a percentage") from None
 
 
-def _search(args: argparse.Namespace) -> int:
-    summary = run_search(task=args.task, tolerance=args.tolerance, tolerance_mode=args.tolerance_mode,
-                         latency_target_ms=args.latency_target, out=args.out, objective=args.objective,
-                         calibration_method=args.calibration, progress=not args.json,
+def _search(args) -> int:
+    validate_tolerance(args.tolerance, args.tolerance_mode)
+    if args.latency_target is not None and not (np.isfinite(args.latency_target)
+                                                and args.latency_target > 0):
+        raise UsageError(f"--latency-target {args.latency_target} must be a positive number of ms")
+    out = _check_output(args.out, what="--out", folder=True)
+    model, tokenizer, description = resolve_model(args, progress=not args.json)
+    task = resolve_task(args, model)
+    _say(args, f"{task.name} ({task.task_type.name}): split sizes {task.sizes()}")
+    summary = run_search(model, tokenizer, task, description=description, tolerance=args.tolerance,
+                         tolerance_mode=args.tolerance_mode, latency_target_ms=args.latency_target,
+                         out=out, objective=args.objective, calibration_method=args.calibration,
+                         progress=not args.json, max_search_examples=args.max_search_examples,
+                         max_test_examples=args.max_examples, seed=args.seed,
                          command="samp-jax " + " ".join(sys.argv[1:])).summary
     if args.json:
         print(json.dumps(summary, indent=1))
     else:
-        print(f"wrote {args.out}/precision_map.json, report.md, pareto.png")
+        print(f"wrote {out}/precision_map.json, report.md, pareto.png and the quantized model "
+              f"{summary['quantized_model']} (load it with samp_jax.load)")
         for key in ("fp32_search_metric", "chosen_search_metric", "int8_flop_fraction",
-                    "estimated_speedup_vs_fp16"):
+                    "estimated_speedup_vs_fp16", "search_seconds"):
             print(f"  {key}: {summary[key]}")
         print(f"  test: {summary['test']}")
     return 0
 
 
-def _calibrate(args: argparse.Namespace) -> int:
-
+def _calibrate(args) -> int:
+    out = _check_output(args.out, what="--out", folder=True)
+    if args.max_batches is not None and args.max_batches < 1:
+        raise UsageError(f"--max-batches {args.max_batches} must be at least 1")
     variant = Variant(args.precision, ACTIVATIONS[args.activation], args.method, args.smoothing)
-    model, tokenizer, description = load_task_model(args.task, progress=not args.json)
+    model, tokenizer, description = resolve_model(args, progress=not args.json)
+    task = resolve_task(args, model)
     pmap = variant.precision_map(model.config.num_layers)  # validates before the slow part
-    evaluator = make_evaluator(args.task, tokenizer)
-    batches = evaluator.calibration_batches()
-    if args.max_batches is not None:
-        batches = batches[:args.max_batches]
+    evaluator = make_evaluator(task, tokenizer, max_examples=args.max_examples, seed=args.seed)
+    batches = evaluator.calibration_batches()[:args.max_batches]
     try:
         calibration = calibrate(model, batches, args.method, precision_map=pmap,
                                 smoothing=args.smoothing, progress=not args.json)
     except CalibrationError as e:
         raise ValueError(f"calibration failed: {e}") from None
     quantized = quantize(model, pmap, calibration)
-    path = quantized.save(args.out)
-    summary = {"model": description, "task": args.task, "precision": variant.label,
+    path = quantized.save(out)
+    summary = {"model": description, "task": task.name, "precision": variant.label,
                "calibration": calibration.describe(), "saved_to": str(path),
                "memory": quantized.memory_report()}
     if args.eval:
@@ -100,81 +221,174 @@ def _calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bench(args: argparse.Namespace) -> int:
+def _finetune(args) -> int:
+    out = _check_output(args.out, what="--out", folder=True)
+    if args.model is None:
+        raise UsageError(f"--model is required: an HF model folder or {PACKAGED_MODEL!r}")
+    base = minilm_path() if args.model == PACKAGED_MODEL else Path(args.model)
+    task = resolve_task(args, None)
+    if not task.task_type.classifies:
+        raise ValueError(f"fine-tuning needs labelled classification data; {task.name!r} is "
+                         f"{task.task_type.name}")
+    config = FinetuneConfig(learning_rate=args.learning_rate, batch_size=args.batch_size,
+                            epochs=args.epochs, max_train_examples=args.max_train_examples,
+                            eval_every=args.eval_every, seed=args.seed)
+    tokenizer = load(base).tokenizer  # checks the folder has a tokenizer before training
+    model = load_pretrained(base, head=task.head, num_labels=len(task.labels), allow_new_head=True)
+    _say(args, f"fine-tuning {args.model} on {task.name} ({task.task_type.name}, labels "
+               f"{list(task.labels)}); split sizes {task.sizes()}")
+    result = finetune(model, task, tokenizer, config, progress=not args.json)
+    save_pretrained(result.model, out, tokenizer_dir=base, labels=task.labels)
+    test = make_evaluator(task, tokenizer, seed=args.seed)
+    metrics = test.score(test.outputs(result.model))
+    summary = {"model": str(out), "task": task.name, "task_type": task.task_type.name,
+               "labels": list(task.labels), "dev_metric": result.dev_metric, "steps": result.steps,
+               "seconds": result.seconds, "test": metrics, "split_sizes": task.sizes()}
+    (out / "finetune.json").write_text(json.dumps(summary, indent=1))
+    if args.json:
+        print(json.dumps(summary, indent=1))
+    else:
+        print(f"fine-tuned in {result.seconds:.0f} s ({result.steps} steps): dev {task.metric} "
+              f"{result.dev_metric:.4f}, test {metrics['value']:.4f}; saved to {out}")
+    return 0
+
+
+def _predict(args) -> int:
+    out = _check_output(args.out, what="--out", folder=False)
+    if args.model is None:
+        raise UsageError("--model is required: a folder written by samp-jax (or an HF model folder)")
+    if args.data is None:
+        raise UsageError("--data is required: the file with the rows to predict")
+    model = load(Path(args.model))
+    columns = Columns(text=args.text_column, text_pair=args.text_pair_column,
+                      tokens=args.tokens_column)
+    rows = predictions.read_inputs(args.data, columns, head=model.head_kind)
+    count = predictions.write(model, rows, out, batch_size=args.batch_size)
+    print(json.dumps({"predictions": str(out), "rows": count}) if args.json
+          else f"wrote {count} predictions to {out}")
+    return 0
+
+
+def _bench(args) -> int:
     return bench.run_from_args(args)
 
 
-def _demo(args: argparse.Namespace) -> int:
+def _demo(args) -> int:
     demo.run(tolerance=args.tolerance)
     return 0
 
 
+# ----------------------------------------------------------------------------- parser
+def _add_data(p: argparse.ArgumentParser, *, model_required: bool = False) -> None:
+    p.add_argument("--model", default=None, required=model_required,
+                   help=f"an HF model folder, a folder samp-jax wrote, or {PACKAGED_MODEL!r} (the packaged "
+                        "all-MiniLM-L6-v2); with built-in --data it may be left out")
+    p.add_argument("--data", "--task", dest="data", default=None,
+                   help="a CSV/TSV/JSONL/Parquet file, a datasets.save_to_disk folder, or one of "
+                        f"{sorted(TASKS)}")
+    p.add_argument("--task-type", default=None, choices=sorted(TASK_TYPES),
+                   help="default: inferred from the columns and the model's head")
+    for field in ("text", "text-pair", "label", "tokens", "tags", "score"):
+        p.add_argument(f"--{field}-column", default=None, metavar="NAME",
+                       help=f"column holding the {field.replace('-', ' ')} (default: a usual name)")
+    p.add_argument("--split-file", action="append", metavar="SPLIT=PATH",
+                   help=f"an explicit file for one split ({', '.join(SPLITS)}); repeatable")
+    p.add_argument("--seed", type=int, default=0, help="seed of the data splits and subsets")
+    p.add_argument("--json", action="store_true", help="print the JSON result alone on stdout")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="samp-jax", description="Mixed-precision BERT inference in JAX.")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
+    calibrators = sorted(CALIBRATORS)
 
-    ev = sub.add_parser("eval", help="evaluate precision variants on a task against FP32")
-    ev.add_argument("--model", default="minilm", help="the packaged all-MiniLM-L6-v2")
-    ev.add_argument("--task", default="snli-embed", choices=["snli-embed", "snli", "polarity", "wnut16"],
-                    help="zero-shot snli-embed, or a task fine-tuned from MiniLM (cached; trained if missing)")
+    ev = sub.add_parser("eval", help="evaluate precision variants on the test split against FP32")
+    _add_data(ev)
     ev.add_argument("--precision", default="fp16",
                     help="comma-separated presets (fp32, fp16, bf16, fp8, quant_ffn_only, "
                          "fully_quant) or precision-map JSON files")
     ev.add_argument("--activation", default="dynamic", choices=sorted(ACTIVATIONS),
                     help="INT8 activation scheme for presets")
-    ev.add_argument("--calibration", default="percentile",
-                    choices=["minmax", "percentile", "mse", "entropy"])
+    ev.add_argument("--calibration", default="percentile", choices=calibrators)
     ev.add_argument("--smoothing", type=float, default=None, help="SmoothQuant alpha in [0, 1]")
-    ev.add_argument("--max-pairs", type=int, default=2400, help="snli-embed: SNLI test pairs to score")
-    ev.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    ev.add_argument("--max-examples", type=int, default=None,
+                    help="score a fixed seeded subset of the test split")
     ev.set_defaults(func=_eval)
 
     ca = sub.add_parser("calibrate", help="calibrate static scales and save a quantized model")
-    ca.add_argument("--task", default="snli-embed", choices=["snli-embed", "snli", "polarity", "wnut16"],
-                    help="whose calibration split and model (fine-tuned from the cache) to use")
+    _add_data(ca)
     ca.add_argument("--precision", default="fully_quant",
                     help="a preset (fp16, bf16, fp8, quant_ffn_only, fully_quant) or a map JSON file")
     ca.add_argument("--activation", default="static", choices=sorted(ACTIVATIONS),
                     help="INT8 activation scheme for presets")
-    ca.add_argument("--method", default="percentile", choices=["minmax", "percentile", "mse", "entropy"])
+    ca.add_argument("--method", default="percentile", choices=calibrators)
     ca.add_argument("--smoothing", type=float, default=None, help="SmoothQuant alpha in [0, 1]")
     ca.add_argument("--max-batches", type=int, default=None, help="use only the first N calibration batches")
+    ca.add_argument("--max-examples", type=int, default=None, help="test examples scored with --eval")
     ca.add_argument("--out", default="quantized_model", help="folder for the saved QuantizedModel")
     ca.add_argument("--eval", action="store_true", help="also score the test split (quantized and FP32)")
-    ca.add_argument("--json", action="store_true", help="print the JSON summary")
     ca.set_defaults(func=_calibrate)
 
     se = sub.add_parser("search", help="find the precision map that meets a tolerance or latency target")
-    se.add_argument("--task", default="snli-embed", choices=["snli", "polarity", "wnut16", "snli-embed"],
-                    help="a fine-tuned task (from the cache, trained if missing) or zero-shot snli-embed")
+    _add_data(se)
     se.add_argument("--tolerance", type=parse_tolerance, default=0.01, help="e.g. 1%% or 0.01")
     se.add_argument("--tolerance-mode", default="relative", choices=["relative", "absolute"])
     se.add_argument("--latency-target", type=float, default=None, metavar="MS",
                     help="reach this estimated latency instead of a tolerance")
     se.add_argument("--objective", default="latency", choices=["latency", "int8_fraction"])
-    se.add_argument("--calibration", default="percentile",
-                    choices=["minmax", "percentile", "mse", "entropy"])
-    se.add_argument("--out", default="search_out", help="report folder")
-    se.add_argument("--json", action="store_true", help="print the JSON summary")
+    se.add_argument("--calibration", default="percentile", choices=calibrators)
+    se.add_argument("--max-search-examples", type=int, default=None,
+                    help="search on a fixed seeded subset of the search split")
+    se.add_argument("--max-examples", type=int, default=None,
+                    help="score a fixed seeded subset of the test split")
+    se.add_argument("--out", default="search_out", help="report folder (the quantized model goes to OUT/model)")
     se.set_defaults(func=_search)
+
+    ft = sub.add_parser("finetune", help="fine-tune a model on your labelled data (optax AdamW)")
+    _add_data(ft)
+    ft.add_argument("--out", required=True, help="folder for the fine-tuned HF checkpoint")
+    ft.add_argument("--learning-rate", type=float, default=5e-5)
+    ft.add_argument("--batch-size", type=int, default=32)
+    ft.add_argument("--epochs", type=float, default=2.0)
+    ft.add_argument("--max-train-examples", type=int, default=None)
+    ft.add_argument("--eval-every", type=int, default=100, help="steps between dev evaluations")
+    ft.set_defaults(func=_finetune)
+
+    pr = sub.add_parser("predict", help="write one JSON line per input row (label, tags or embedding)")
+    _add_data(pr)
+    pr.add_argument("--out", required=True, help="predictions file (JSON Lines)")
+    pr.add_argument("--batch-size", type=int, default=32)
+    pr.set_defaults(func=_predict)
 
     be = sub.add_parser("bench", help="end-to-end latency: samp-jax precisions vs HF PyTorch",
                         description=bench.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     bench.add_arguments(be)
     be.set_defaults(func=_bench)
 
-    demo = sub.add_parser("demo", help="the main pipeline on the real MiniLM and SNLI")
-    demo.add_argument("--tolerance", type=parse_tolerance, default=0.01)
-    demo.set_defaults(func=_demo)
+    dm = sub.add_parser("demo", help="the main pipeline on the real MiniLM and SNLI")
+    dm.add_argument("--tolerance", type=parse_tolerance, default=0.01)
+    dm.set_defaults(func=_demo)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, KeyError) as e:
+    except KeyboardInterrupt:
+        print(f"samp-jax {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except UsageError as e:
+        parser.print_usage(sys.stderr)
         print(f"samp-jax {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:  # noqa: BLE001  one line, never a traceback (unless --debug)
+        if args.debug:
+            traceback.print_exc()
+        message = str(e) or type(e).__name__
+        print(f"samp-jax {args.command}: error: {message}", file=sys.stderr)
         return 1
 
 

@@ -12,7 +12,7 @@ import time
 
 import jax
 
-from samp_jax.app.pipeline import ZERO_SHOT, run_search
+from samp_jax.app.pipeline import ZERO_SHOT, builtin_model, run_search
 from samp_jax.serving.engine import CompileCounter
 from samp_jax.serving.engine import compile as compile_engine
 from samp_jax.tasks.task import get_task
@@ -26,9 +26,13 @@ def run(*, tolerance: float = 0.01, max_search_examples: int = 256, max_test_exa
     cached = (finetuned_dir("snli", DEFAULT_CONFIGS["snli"]) / "finetune.json").is_file()
     task = "snli" if cached else ZERO_SHOT
     print(f"device: {jax.devices()[0].device_kind}; task: {task}"
-          + ("" if cached else " (no fine-tuned SNLI model in the cache: `samp-jax finetune --task "
-                               "snli` makes one; the zero-shot bi-encoder is used instead)"))
-    searched = run_search(task=task, tolerance=tolerance, out=OUT, command="make demo",
+          + ("" if cached else " (no fine-tuned SNLI model in the cache: `samp-jax eval --data snli` "
+                               "fine-tunes one into it; the zero-shot bi-encoder is used instead)"))
+    print(f"the same as: samp-jax search --data {task} --tolerance {100 * tolerance:g}% --out {OUT} "
+          f"--max-search-examples {max_search_examples} --max-examples {max_test_examples}")
+    model, tokenizer, description = builtin_model(task)
+    searched = run_search(model, tokenizer, get_task(task), description=description,
+                          tolerance=tolerance, out=OUT, command="make demo",
                           max_search_examples=max_search_examples,
                           max_test_examples=max_test_examples)
     summary = searched.summary

@@ -1,10 +1,4 @@
-"""Zero-shot SNLI with sentence embeddings, and accuracy tables over precision variants.
-
-The task: embed SNLI test premises and hypotheses with the bi-encoder, score each pair by
-cosine similarity, and measure how well that separates entailment from contradiction
-(ROC-AUC). Calibration uses sentences from the SNLI *train* subset's calibration split; the
-evaluation pairs come from the held-out test file.
-"""
+"""Accuracy tables: FP32 and precision variants of a model on a task's held-out test split."""
 
 from __future__ import annotations
 
@@ -17,13 +11,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from calibrate import calibrate
-from samp_jax.data import embedding_eval_pairs, snli_splits, unique_sentences
 from samp_jax.quant.precision import FLOAT_DTYPES, PRESETS, PrecisionMap
 from samp_jax.quant.quantized import quantize
-from samp_jax.serving.batching import length_batches, run_batched
 from samp_jax.serving.forward import jit_forward
-from samp_jax.tasks.metrics import roc_auc
-from samp_jax.tasks.task import IGNORE, get_task, predict, split_examples
+from samp_jax.tasks import Task, get_task
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,95 +52,46 @@ class Variant:
         return pmap
 
 
-class SnliEmbedTask:
-    """Zero-shot SNLI entailment-vs-contradiction with cosine similarity of embeddings.
+class TaskEvaluator:
+    """A task's held-out split as the accuracy tables use it: the model's outputs, the metric,
+    agreement with the FP32 outputs, and the calibration batches.
 
-    An evaluator: `outputs(model)` embeds every unique test sentence, `score(outputs,
-    reference)` gives ROC-AUC (`value`) and the mean cosine to the reference embeddings
-    (`agreement`).
+    Built on `Task.evaluation` (the same object the search scores its split with), so every
+    task type, built-in or loaded from a user's file, is scored the same way.
+
+    Attributes:
+      task: the `Task`.
+      metric: the metric name ('accuracy', 'entity_f1', 'roc_auc', 'spearman', or None).
+      agreement: what the agreement column measures.
     """
 
-    metric = "roc_auc"
-    agreement = "cosine to FP32"
-
-    def __init__(self, tokenizer, *, max_pairs: int = 2400, calibration_sentences: int = 512,
-                 seed: int = 0, batch_size: int = 128):
-        splits = snli_splits(seed)
-        self.premises, self.hypotheses, self.labels = embedding_eval_pairs(
-            splits.test, max_pairs=max_pairs, seed=seed)
-        self.texts = list(dict.fromkeys(self.premises + self.hypotheses))
-        index = {text: i for i, text in enumerate(self.texts)}
-        self._left = np.array([index[t] for t in self.premises])
-        self._right = np.array([index[t] for t in self.hypotheses])
-        self.calibration_texts = unique_sentences(splits.calibration)[:calibration_sentences]
+    def __init__(self, task: Task | str, tokenizer, *, split: str = "test",
+                 max_examples: int | None = None, calibration_examples: int = 512, seed: int = 0):
+        self.task = get_task(task, seed=seed) if isinstance(task, str) else task
         self.tokenizer = tokenizer
-        self.batch_size = batch_size
+        self.evaluation = self.task.evaluation(tokenizer, split, max_examples=max_examples, seed=seed)
+        self.metric = self.evaluation.metric_name
+        self.agreement = self.evaluation.agreement_name
+        self.calibration_examples = calibration_examples
 
     @property
     def num_examples(self) -> int:
-        return int(len(self.labels))
+        return self.evaluation.num_examples
 
     def calibration_batches(self) -> list[dict[str, np.ndarray]]:
-        return [batch for _, batch in length_batches(self.tokenizer, self.calibration_texts, batch_size=64)]
+        return self.task.calibration_batches(self.tokenizer, max_examples=self.calibration_examples)
 
-    def outputs(self, model) -> np.ndarray:
-        """Embeddings of every unique evaluation sentence, `[n, hidden]`."""
-        return run_batched(jit_forward(model), self.tokenizer, self.texts, batch_size=self.batch_size)
+    def outputs(self, model) -> list[np.ndarray]:
+        """The model's outputs on every batch of the split."""
+        return self.evaluation.outputs(jit_forward(model))
 
-    def score(self, embeddings: np.ndarray, reference: np.ndarray | None = None) -> dict[str, float]:
-        cosine = np.sum(embeddings[self._left] * embeddings[self._right], axis=-1)
-        metrics = {"value": roc_auc(cosine, self.labels), "examples": int(len(self.labels))}
-        if reference is not None:
-            norms = np.linalg.norm(embeddings, axis=-1) * np.linalg.norm(reference, axis=-1)
-            metrics["agreement"] = float(np.mean(np.sum(embeddings * reference, -1) / norms))
-        return metrics
+    def score(self, outputs, reference=None) -> dict[str, float]:
+        return self.evaluation.score(outputs, reference)
 
 
-class LabelledTaskEvaluator:
-    """A fine-tuned task's metric on one split; `agreement` is the share of predictions (labelled
-    tokens for NER) equal to the reference model's."""
-
-    agreement = "same prediction as FP32"
-
-    def __init__(self, task: str, tokenizer, *, split: str = "test", seed: int = 0,
-                 max_examples: int | None = None, calibration_examples: int = 512, batch_size: int = 64):
-        self.task = get_task(task)
-        self.metric = self.task.metric
-        self.tokenizer = tokenizer
-        examples = list(split_examples(self.task, split, seed))
-        if max_examples is not None and max_examples < len(examples):  # a seeded, fixed subset
-            keep = np.sort(np.random.default_rng(seed).choice(len(examples), max_examples, replace=False))
-            examples = [examples[i] for i in keep]
-        self.encoded = self.task.encode(tokenizer, examples)
-        self._calibration = list(split_examples(self.task, "calibration", seed))[:calibration_examples]
-        self.batch_size = batch_size
-
-    @property
-    def num_examples(self) -> int:
-        return len(self.encoded)
-
-    def calibration_batches(self) -> list[dict[str, np.ndarray]]:
-        encoded = self.task.encode(self.tokenizer, self._calibration)
-        return [{k: v for k, v in b.items() if k != "labels"} for _, b in encoded.batches(64)]
-
-    def outputs(self, model) -> np.ndarray:
-        return predict(jit_forward(model), self.encoded, batch_size=self.batch_size)
-
-    def score(self, logits: np.ndarray, reference: np.ndarray | None = None) -> dict[str, float]:
-        metrics = self.task.score(logits, self.encoded)
-        if reference is not None:
-            same = np.argmax(logits, -1) == np.argmax(reference, -1)
-            if same.ndim == 2:
-                same = same[self.encoded.labels != IGNORE]
-            metrics["agreement"] = float(np.mean(same))
-        return metrics
-
-
-def make_evaluator(task: str, tokenizer, **options):
-    """`snli-embed` (zero-shot bi-encoder) or a labelled task name."""
-    if task == "snli-embed":
-        return SnliEmbedTask(tokenizer, **options)
-    return LabelledTaskEvaluator(task, tokenizer, **options)
+def make_evaluator(task: Task | str, tokenizer, **options) -> TaskEvaluator:
+    """The `TaskEvaluator` of a `Task` or a registered task name on its test split."""
+    return TaskEvaluator(task, tokenizer, **options)
 
 
 def accuracy_table(model, evaluator, variants: Sequence[Variant], *,
@@ -182,12 +124,17 @@ def accuracy_table(model, evaluator, variants: Sequence[Variant], *,
         quantized = quantize(model, pmap, calibration, dtype=variant_dtype)
         metrics = evaluator.score(evaluator.outputs(quantized), reference)
         rows.append({"variant": variant.label, **metrics,
-                     "relative_change": metrics["value"] / base["value"] - 1.0,
+                     "relative_change": relative_change(metrics["value"], base["value"]),
                      "param_mb": quantized.memory_report()["quantized_bytes"] / 2**20,
                      "seconds": time.perf_counter() - start})
         if progress is not None:
             progress(rows[-1])
     return rows
+
+
+def relative_change(value: float | None, base: float | None) -> float | None:
+    """`value / base - 1`, or None when the task has no metric."""
+    return None if value is None or base is None else value / base - 1.0
 
 
 def default_variants() -> list[Variant]:
@@ -207,6 +154,8 @@ def format_table(rows: Sequence[dict], *, metric: str = "metric", agreement: str
              "|---|---:|---:|---:|---:|---:|"]
     for r in rows:
         mb = "" if r["param_mb"] is None else f"{r['param_mb']:.1f}"
-        lines.append(f"| {r['variant']} | {r['value']:.4f} | {100 * r['relative_change']:+.2f}% | "
-                     f"{r['agreement']:.5f} | {mb} | {r['seconds']:.1f} |")
+        value = "–" if r["value"] is None else f"{r['value']:.4f}"
+        change = "–" if r["relative_change"] is None else f"{100 * r['relative_change']:+.2f}%"
+        lines.append(f"| {r['variant']} | {value} | {change} | {r['agreement']:.5f} | {mb} | "
+                     f"{r['seconds']:.1f} |")
     return "\n".join(lines)

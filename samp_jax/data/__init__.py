@@ -28,5 +28,5 @@ __all__ = [
     "TaskSplits",
     "POLARITY_LABELS", "TextExample", "load_polarity", "polarity_splits",
     "ENTITY_TYPES", "WNUT16_LABELS", "TaggedSentence", "align_labels", "entity_f1", "load_wnut16",
-    "tags_to_spans", "wnut16_splits",
+    "tags_to_spans", "wnut16_splits"
 ]

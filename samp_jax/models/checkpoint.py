@@ -19,8 +19,16 @@ from flax import nnx, serialization
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
-from samp_jax.models.config import EncoderConfig
-from samp_jax.models.model import HEAD_KINDS, EncoderModel, SequenceClassifier, TokenClassifier, make_head
+from samp_jax.models.config import ConfigError, EncoderConfig
+from samp_jax.models.model import (
+    HEAD_KINDS,
+    EncoderModel,
+    SequenceClassifier,
+    TokenClassifier,
+    check_labels,
+    make_head,
+)
+from samp_jax.models.tokenizer import TOKENIZER_FILES
 
 SAFETENSORS = "model.safetensors"
 SAFETENSORS_INDEX = "model.safetensors.index.json"
@@ -265,6 +273,29 @@ def _num_labels(hf: dict) -> int | None:
     return hf.get("num_labels")
 
 
+def label_names(hf: dict, *, path: str | Path = "config.json") -> tuple[str, ...] | None:
+    """Class names from an HF config's `id2label`, ordered by id (HF's default names
+    `LABEL_0`, ... count as names too), or None when it has none.
+
+    Raises:
+      ConfigError: the ids are not 0 .. n-1, or a name is not a non-empty string.
+    """
+    id2label = hf.get("id2label")
+    if not id2label:
+        return None
+    try:
+        by_id = {int(key): name for key, name in id2label.items()}
+    except (AttributeError, TypeError, ValueError):
+        raise ConfigError(f"{path}: id2label must map ids '0', '1', ... to names, "
+                          f"got {id2label!r:.120}") from None
+    if sorted(by_id) != list(range(len(by_id))):
+        raise ConfigError(f"{path}: id2label ids {sorted(by_id)} are not 0 .. {len(by_id) - 1}")
+    names = tuple(by_id[i] for i in range(len(by_id)))
+    if not all(isinstance(name, str) and name for name in names):
+        raise ConfigError(f"{path}: id2label names must be non-empty strings, got {names!r:.120}")
+    return names
+
+
 def load_pretrained(path: str | Path, *, head: str | None = None, num_labels: int | None = None,
                     dtype=jnp.float32, param_dtype=None, attention_impl=None,
                     allow_new_head: bool = False, strict: bool = True,
@@ -275,7 +306,9 @@ def load_pretrained(path: str | Path, *, head: str | None = None, num_labels: in
       path: folder with `config.json` and `model.safetensors` (keys with or without the `bert.`
         prefix) or `flax_model.msgpack`.
       head: one of `HEAD_KINDS`, or None to detect it from the checkpoint (`detect_head`).
-      num_labels: classifier width; defaults to the checkpoint config's `id2label`.
+      num_labels: classifier width; defaults to the checkpoint config's `id2label`. A
+        classification head takes its class names (`labels`) from `id2label`, ordered by id,
+        when it has `num_labels` entries.
       dtype: compute dtype (float32, float16 or bfloat16).
       param_dtype: storage dtype of the weights; defaults to `dtype`.
       attention_impl: 'xla', 'cudnn' or None (automatic).
@@ -292,16 +325,23 @@ def load_pretrained(path: str | Path, *, head: str | None = None, num_labels: in
     """
     path = Path(path)
     config = EncoderConfig.from_hf_config(path)
+    hf = json.loads((path / "config.json").read_text())
     if head is None:
         head, detected_labels = detect_head(path)
         num_labels = num_labels or detected_labels
     elif head not in HEAD_KINDS:
         raise ValueError(f"{head=} is not one of {HEAD_KINDS}")
     elif num_labels is None:
-        num_labels = _num_labels(json.loads((path / "config.json").read_text()))
+        num_labels = _num_labels(hf)
+    labels = None
+    if head in ("sequence_classification", "token_classification"):
+        labels = label_names(hf, path=path / "config.json")
+        if labels is not None and len(labels) != num_labels:
+            labels = None  # the config names another head's classes (e.g. a new head)
     state, source = read_state_dict(path, allow_torch_pickle=allow_torch_pickle)
     rngs = nnx.Rngs(0)
-    model = EncoderModel(config, make_head(head, config, num_labels=num_labels, rngs=rngs),
+    model = EncoderModel(config, make_head(head, config, num_labels=num_labels, labels=labels,
+                                           rngs=rngs),
                          dtype=dtype, param_dtype=param_dtype or dtype,
                          attention_impl=attention_impl, rngs=rngs)
     assign_state_dict(model, state, path=path / source, allow_new_head=allow_new_head, strict=strict)
@@ -312,7 +352,6 @@ def load_pretrained(path: str | Path, *, head: str | None = None, num_labels: in
 _ARCHITECTURES = {"sequence_classification": "BertForSequenceClassification",
                   "token_classification": "BertForTokenClassification", "none": "BertModel",
                   "sentence_embedding": "BertModel"}
-_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
 
 
 def export_state_dict(model: EncoderModel) -> dict[str, np.ndarray]:
@@ -339,26 +378,30 @@ def save_pretrained(model: EncoderModel, directory: str | Path, *, tokenizer_dir
     Args:
       model: a float `EncoderModel`.
       directory: output folder (created).
-      tokenizer_dir: a folder whose tokenizer files are copied alongside.
-      labels: class names, written as `id2label` / `label2id`.
+      tokenizer_dir: a folder whose tokenizer files are copied alongside. Without it, the
+        model's own tokenizer (`model.tokenizer`), if any, is written.
+      labels: class names, written as `id2label` / `label2id`; defaults to the head's
+        `labels`, else HF's `LABEL_0`, `LABEL_1`, ...
       extra: more keys for `config.json`.
     """
 
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    config = model.config.to_hf_dict() | {"architectures": [_ARCHITECTURES[model.head_kind]]}
     num_labels = getattr(model.head, "num_labels", None)
     if num_labels is not None:
-        names = list(labels) if labels is not None else [f"LABEL_{i}" for i in range(num_labels)]
-        if len(names) != num_labels:
-            raise ValueError(f"{len(names)} labels for a head with num_labels={num_labels}")
+        names = check_labels(labels if labels is not None else model.labels, num_labels)
+        names = names or tuple(f"LABEL_{i}" for i in range(num_labels))
+    directory.mkdir(parents=True, exist_ok=True)
+    config = model.config.to_hf_dict() | {"architectures": [_ARCHITECTURES[model.head_kind]]}
+    if num_labels is not None:
         config |= {"id2label": {str(i): n for i, n in enumerate(names)},
                    "label2id": {n: i for i, n in enumerate(names)}}
     config |= extra or {}
     save_file(export_state_dict(model), str(directory / SAFETENSORS))
     (directory / "config.json").write_text(json.dumps(config, indent=1))
     if tokenizer_dir is not None:
-        for name in _TOKENIZER_FILES:
+        for name in TOKENIZER_FILES:
             if (Path(tokenizer_dir) / name).is_file():
                 shutil.copyfile(Path(tokenizer_dir) / name, directory / name)
+    elif getattr(model, "tokenizer", None) is not None:
+        model.tokenizer.save(directory)
     return directory

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 from tokenizers import Tokenizer as HFTokenizer
+
+TOKENIZER_FILE = "tokenizer.json"
+TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
+# Files kept verbatim from the source folder and written back by `Tokenizer.save`, so that HF
+# tools reading the saved folder see the same tokenizer (slow-tokenizer vocab included).
+SIDE_FILES = ("special_tokens_map.json", "vocab.txt")
+TOKENIZER_FILES = (TOKENIZER_FILE, TOKENIZER_CONFIG_FILE, *SIDE_FILES)
 
 
 class Tokenizer:
@@ -16,33 +24,56 @@ class Tokenizer:
     Returns a dict with `input_ids`, `attention_mask` and `token_type_ids`, each
     `[batch, seq]`. Pairs get `[CLS] a [SEP] b [SEP]` with token type 1 on the second segment,
     exactly as the HF tokenizer's post-processor defines.
+
+    A tokenizer can travel with its model (`EncoderModel.tokenizer`, set by `samp_jax.load`):
+    it is then a static attribute of the model, compared and hashed by identity.
+
+    Args:
+      backend: a `tokenizers.Tokenizer` (its padding and truncation settings are switched off:
+        this class pads and truncates itself).
+      max_length: the longest row, in tokens, special tokens included.
+      pad_id: the id padded positions hold.
+      files: text of the tokenizer files it was loaded from, by file name (see
+        `TOKENIZER_FILES`); `save` writes them back. Filled by `from_pretrained`.
     """
 
-    def __init__(self, backend, *, max_length: int, pad_id: int):
+    def __init__(self, backend, *, max_length: int, pad_id: int,
+                 files: Mapping[str, str] | None = None):
         self._backend = backend
         self._backend.no_padding()
         self._backend.no_truncation()
         self.max_length = max_length
         self.pad_id = pad_id
+        unknown = sorted(set(files or {}) - set(TOKENIZER_FILES))
+        if unknown:
+            raise ValueError(f"files={unknown} are not tokenizer files; expected some of {TOKENIZER_FILES}")
+        self._files = dict(files or {})
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, *, max_length: int | None = None) -> "Tokenizer":
+    def from_pretrained(cls, path: str | os.PathLike, *, max_length: int | None = None) -> "Tokenizer":
         """Loads `tokenizer.json` from a checkpoint folder.
 
         `max_length` defaults to the smallest of the model's `max_position_embeddings` and the
         tokenizer's `model_max_length`.
+
+        Raises:
+          FileNotFoundError: the folder has no `tokenizer.json`.
+          ValueError: no maximum length is stated anywhere, or the pad token is not in the
+            vocabulary.
         """
 
         path = Path(path)
-        file = path / "tokenizer.json"
+        file = path / TOKENIZER_FILE
         if not file.is_file():
             raise FileNotFoundError(f"no fast tokenizer at {file}")
-        backend = HFTokenizer.from_file(str(file))
+        files = {name: (path / name).read_text(encoding="utf-8")
+                 for name in TOKENIZER_FILES if (path / name).is_file()}
+        backend = HFTokenizer.from_str(files[TOKENIZER_FILE])
         limits = []
         if (path / "config.json").is_file():
             limits.append(json.loads((path / "config.json").read_text()).get("max_position_embeddings"))
-        if (path / "tokenizer_config.json").is_file():
-            limits.append(json.loads((path / "tokenizer_config.json").read_text()).get("model_max_length"))
+        if TOKENIZER_CONFIG_FILE in files:
+            limits.append(json.loads(files[TOKENIZER_CONFIG_FILE]).get("model_max_length"))
         limits = [n for n in limits if isinstance(n, int) and 0 < n < 1_000_000]
         if max_length is None:
             if not limits:
@@ -52,7 +83,35 @@ class Tokenizer:
         pad_id = backend.token_to_id(pad_token)
         if pad_id is None:
             raise ValueError(f"pad token {pad_token!r} is not in the vocabulary of {file}")
-        return cls(backend, max_length=max_length, pad_id=pad_id)
+        return cls(backend, max_length=max_length, pad_id=pad_id, files=files)
+
+    def save(self, directory: str | os.PathLike) -> Path:
+        """Writes the tokenizer into `directory` (created) so `from_pretrained` reads it back.
+
+        Writes `tokenizer.json` (as loaded, else the backend's own serialisation),
+        `tokenizer_config.json` (as loaded, with `model_max_length` and `pad_token` set to this
+        tokenizer's `max_length` and pad token) and, when it was loaded with them,
+        `special_tokens_map.json` and `vocab.txt`. Returns the folder.
+        """
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        files = dict(self._files)
+        files.setdefault(TOKENIZER_FILE, self._backend.to_str())
+        config = json.loads(files.get(TOKENIZER_CONFIG_FILE, "{}"))
+        pad_token = self._backend.id_to_token(self.pad_id)
+        stated = config.get("pad_token")
+        stated = stated.get("content") if isinstance(stated, dict) else stated
+        if config.get("model_max_length") != self.max_length or stated != pad_token:
+            # a folder without config.json (a quantized model) states its own limit
+            config |= {"model_max_length": self.max_length, "pad_token": pad_token}
+            files[TOKENIZER_CONFIG_FILE] = json.dumps(config, indent=2)
+        for name, text in files.items():
+            (directory / name).write_text(text, encoding="utf-8")
+        return directory
+
+    def __repr__(self) -> str:
+        return (f"Tokenizer(vocab_size={self.vocab_size}, max_length={self.max_length}, "
+                f"pad_id={self.pad_id})")
 
     @property
     def vocab_size(self) -> int:

@@ -4,7 +4,9 @@
 whose GEMM sites are `QuantizedGemmSite`s holding INT8 / FP8 weights with their scales (the
 float copies are dropped) or 16/32-bit float weights, as the map says. Embeddings, LayerNorm
 outputs, attention and the activations between sites run in the compute `dtype` (FP16 by
-default, as deployed on GPU); heads stay in FP32.
+default, as deployed on GPU); heads stay in FP32. The copy keeps the source's tokenizer and
+class names, and `QuantizedModel.save` writes them too, so a saved folder is self-contained:
+`samp_jax.load(dir)` gives back a model ready to serve.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from pallas_kernels.numerics import INT8_MAX, SCALE_EPS
 from samp_jax.models.checkpoint import CheckpointError
 from samp_jax.models.config import EncoderConfig
 from samp_jax.models.layers import Embeddings, GemmSite
-from samp_jax.models.model import EncoderModel, make_head
+from samp_jax.models.model import EncoderModel, SentenceEmbedder, make_head
+from samp_jax.models.tokenizer import TOKENIZER_FILE, Tokenizer
 from samp_jax.ops.dispatch import Activation, gemm
 from samp_jax.quant.handoff import Int8Input
 from samp_jax.quant.precision import SITES, PrecisionMap, SitePrecision
@@ -176,7 +179,8 @@ class QuantizedModel(nnx.Module):
     """An `EncoderModel` whose GEMM sites run at the precisions of `precision_map`.
 
     Call it like the model it came from. `save(dir)` / `QuantizedModel.load(dir)` round-trip
-    bit-exactly (safetensors plus a JSON sidecar with the map, the calibration and versions).
+    bit-exactly (safetensors plus a JSON sidecar with the map, the calibration, the head's
+    kind, class names and pooling, and versions) and carry the tokenizer as its own files.
     """
 
     def __init__(self, model: EncoderModel, precision_map: PrecisionMap, *, info: dict[str, Any]):
@@ -198,6 +202,20 @@ class QuantizedModel(nnx.Module):
     def head_kind(self) -> str:
         return self.model.head_kind
 
+    @property
+    def labels(self) -> tuple[str, ...] | None:
+        """The head's class names, or None."""
+        return self.model.labels
+
+    @property
+    def tokenizer(self) -> Tokenizer | None:
+        """The tokenizer travelling with the model (`EncoderModel.tokenizer`), or None."""
+        return self.model.tokenizer
+
+    @tokenizer.setter
+    def tokenizer(self, tokenizer: Tokenizer | None) -> None:
+        self.model.tokenizer = tokenizer
+
     def __call__(self, input_ids, attention_mask=None, token_type_ids=None):
         return self.model(input_ids, attention_mask, token_type_ids)
 
@@ -213,7 +231,9 @@ class QuantizedModel(nnx.Module):
 
     # ---------------------------------------------------------------------- save / load
     def save(self, directory: str | Path) -> Path:
-        """Writes `model.safetensors` and `quantization.json` into `directory`."""
+        """Writes `model.safetensors` and `quantization.json` into `directory`, and the
+        tokenizer's files (`Tokenizer.save`: `tokenizer.json`, `tokenizer_config.json`, ...)
+        when the model has a tokenizer. Returns the folder."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         arrays, dtypes = {}, {}
@@ -228,18 +248,34 @@ class QuantizedModel(nnx.Module):
         sidecar = {
             "format": FORMAT, "format_version": FORMAT_VERSION,
             "config": self.config.to_hf_dict(),
-            "head": {"kind": self.head_kind, "num_labels": getattr(self.model.head, "num_labels", None)},
+            "head": _head_info(self.model.head, self.head_kind),
+            "tokenizer": None if self.tokenizer is None else TOKENIZER_FILE,
             "dtype": jnp.dtype(self.model.dtype).name,
             "precision_map": self.precision_map.to_dict(),
             "info": self.info, "dtypes": dtypes, "versions": _versions(),
         }
         (directory / SIDECAR_FILE).write_text(json.dumps(sidecar, indent=1))
+        if self.tokenizer is not None:
+            self.tokenizer.save(directory)
         return directory
 
     @classmethod
-    def load(cls, directory: str | Path) -> "QuantizedModel":
-        """Reads a model written by `save`. Raises on a missing file or a mismatched layout."""
+    def load(cls, directory: str | Path, *, tokenizer: Tokenizer | None = None) -> "QuantizedModel":
+        """Reads a model written by `save`, with its class names and tokenizer.
+
+        Args:
+          directory: the folder `save` wrote.
+          tokenizer: attach this tokenizer instead of the folder's `tokenizer.json`. Without
+            either, the model has no tokenizer (`samp_jax.load` insists on one).
+
+        Raises:
+          FileNotFoundError: no weights or no sidecar.
+          ValueError: the sidecar is not this format.
+          CheckpointError: the weights do not match the layout the sidecar describes.
+        """
         directory = Path(directory)
+        if tokenizer is not None and not isinstance(tokenizer, Tokenizer):
+            raise TypeError(f"tokenizer must be a samp_jax.Tokenizer, got {type(tokenizer).__name__}")
         for name in (WEIGHTS_FILE, SIDECAR_FILE):
             if not (directory / name).is_file():
                 raise FileNotFoundError(f"{directory} has no {name}")
@@ -262,7 +298,20 @@ class QuantizedModel(nnx.Module):
                                   mismatched=mismatched)
         restored = {k: _restore_dtype(arrays[k], sidecar["dtypes"][k]) for k in expected}
         _assign_flat_state(skeleton, restored)
+        if tokenizer is None and (directory / TOKENIZER_FILE).is_file():
+            tokenizer = Tokenizer.from_pretrained(directory)
+        skeleton.tokenizer = tokenizer
         return cls(skeleton, pmap, info=sidecar["info"])
+
+
+def _head_info(head, kind: str) -> dict[str, Any]:
+    """The sidecar's description of a head: enough for `make_head` to rebuild it."""
+    info = {"kind": kind, "num_labels": getattr(head, "num_labels", None),
+            "labels": None if getattr(head, "labels", None) is None else list(head.labels),
+            "pooling": None}
+    if isinstance(head, SentenceEmbedder):
+        info["pooling"] = {"mode": "mean", "normalize": bool(head.normalize)}
+    return info
 
 
 def _restore_dtype(array: np.ndarray, name: str) -> np.ndarray:
@@ -273,7 +322,13 @@ def _restore_dtype(array: np.ndarray, name: str) -> np.ndarray:
 
 def _skeleton(config, head_info, pmap, dtype, smoothed, implementation) -> EncoderModel:
     rngs = nnx.Rngs(0)
-    head = make_head(head_info["kind"], config, num_labels=head_info["num_labels"], rngs=rngs)
+    pooling = head_info.get("pooling") or {}  # sidecars before labels and pooling lack them
+    if pooling.get("mode", "mean") != "mean":
+        raise ValueError(f"pooling mode {pooling['mode']!r} in the sidecar is not 'mean', the only "
+                         "pooling SentenceEmbedder has")
+    head = make_head(head_info["kind"], config, num_labels=head_info["num_labels"],
+                     labels=head_info.get("labels"), normalize=pooling.get("normalize", True),
+                     rngs=rngs)
     model = EncoderModel(config, head, dtype=jnp.float32, rngs=rngs)
     set_compute_dtype(model, dtype)
     for index, layer in enumerate(model.encoder.layers):
@@ -308,7 +363,8 @@ def quantize(model: EncoderModel, precision_map: PrecisionMap, calibration=None,
     """Builds a `QuantizedModel` from a float model, a precision map and calibration.
 
     Args:
-      model: the float source model (left unchanged).
+      model: the float source model (left unchanged). The quantized copy keeps its tokenizer
+        (the same object) and its head's class names.
       precision_map: one precision per (layer, site); its `num_layers` must match the model.
       calibration: a `calibrate.Calibration` (from `calibrate.calibrate`); required when any
         site uses a static activation scale (`int8` per-tensor static, `fp8_e4m3`). With

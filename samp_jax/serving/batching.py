@@ -32,6 +32,13 @@ def bucket_for(size: int, buckets: Sequence[int]) -> int:
     return buckets[index]
 
 
+def capped_buckets(buckets: Sequence[int], limit: int) -> list[int]:
+    """`buckets` below `limit`, then `limit` itself when some bucket reached it: the lengths a
+    model (or tokenizer) that takes at most `limit` tokens can be padded to."""
+    kept = [b for b in sorted(buckets) if b < limit]
+    return kept + [limit] if len(kept) < len(buckets) else kept
+
+
 def bucket_batches(arrays: Mapping[str, np.ndarray], lengths: np.ndarray, *, batch_size: int,
                    seq_buckets: Sequence[int] = DEFAULT_BUCKETS,
                    batch_buckets: Sequence[int] | None = None, order: np.ndarray | None = None,
@@ -82,11 +89,13 @@ def length_batches(tokenizer, texts: Sequence[str], pairs: Sequence[str] | None 
                    truncation: bool = False) -> list[tuple[np.ndarray, dict[str, np.ndarray]]]:
     """Tokenizes `texts` (and `pairs`) and cuts them with `bucket_batches`.
 
-    Every batch has exactly `batch_size` rows (the last is filled with all-padding rows).
+    Buckets beyond the tokenizer's `max_length` are capped to it. Every batch has exactly
+    `batch_size` rows (the last is filled with all-padding rows).
     Returns `(row_indices, batch)` pairs.
     """
     if batch_size < 1:
         raise ValueError(f"{batch_size=} must be positive")
+    buckets = capped_buckets(buckets, tokenizer.max_length)
     encoded = tokenizer(texts, pairs, padding=max(buckets), truncation=truncation)
     return list(bucket_batches(encoded, encoded["attention_mask"].sum(axis=1),
                                batch_size=batch_size, seq_buckets=buckets))

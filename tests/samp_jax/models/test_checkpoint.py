@@ -9,7 +9,7 @@ import pytest
 from flax import nnx
 from safetensors.numpy import load_file, save_file
 
-from samp_jax import CheckpointError, ConfigError, load_pretrained
+from samp_jax import CheckpointError, ConfigError, Tokenizer, load, load_pretrained
 from samp_jax.models.checkpoint import assign_state_dict, detect_head, read_state_dict, save_pretrained
 from tests.helpers import GOLDEN, golden_inputs
 
@@ -175,3 +175,16 @@ def test_save_pretrained_round_trips_in_hf_naming(task, tmp_path):
     np.testing.assert_array_equal(
         np.asarray(again(golden["input_ids"], golden["attention_mask"], golden["token_type_ids"])),
         np.asarray(model(golden["input_ids"], golden["attention_mask"], golden["token_type_ids"])))
+
+
+def test_save_pretrained_writes_the_models_own_tokenizer(minilm_dir, tmp_path):
+    model = load_pretrained(GOLDEN / "tiny_seqcls" / "safetensors")
+    model.tokenizer = Tokenizer.from_pretrained(minilm_dir, max_length=40)
+    save_pretrained(model, tmp_path / "out")  # no tokenizer_dir: the model's tokenizer
+    assert (tmp_path / "out" / "tokenizer.json").is_file()
+    assert (tmp_path / "out" / "vocab.txt").read_text() == (minilm_dir / "vocab.txt").read_text()
+    again = load(tmp_path / "out")  # samp_jax.load
+    assert again.tokenizer.max_length == 40 and again.labels == ("LABEL_0", "LABEL_1", "LABEL_2")
+    texts = ["Hello there.", "A second, longer sentence."]
+    for key, value in model.tokenizer(texts).items():
+        np.testing.assert_array_equal(again.tokenizer(texts)[key], value)

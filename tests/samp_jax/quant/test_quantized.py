@@ -1,5 +1,7 @@
 """quantize(): real quantized MiniLM, memory, save/load round trip, and error paths."""
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -8,10 +10,19 @@ from flax import nnx
 from safetensors.numpy import load_file, save_file
 
 from calibrate import calibrate
-from samp_jax import CheckpointError, PrecisionMap, QuantizedModel, Tokenizer, cosine_similarity, quantize
+from samp_jax import (
+    CheckpointError,
+    EncoderModel,
+    PrecisionMap,
+    QuantizedModel,
+    Tokenizer,
+    cosine_similarity,
+    quantize,
+)
+from samp_jax.models.model import make_head
 from samp_jax.quant.quantized import QuantizedGemmSite
 from samp_jax.serving.batching import length_batches
-from tests.helpers import golden_inputs
+from tests.helpers import TINY_CONFIG, golden_inputs
 
 
 @pytest.fixture(scope="module")
@@ -105,3 +116,18 @@ def test_source_model_is_unchanged(minilm, minilm_golden):
     quantize(minilm, PrecisionMap.preset("fully_quant", 6))
     np.testing.assert_array_equal(np.asarray(minilm(*inputs)), before)
     assert minilm.encoder.layers[0].qkv.kernel.dtype == jnp.float32
+
+
+def test_sidecars_without_labels_pooling_or_tokenizer_still_load(tmp_path):
+    head = make_head("sequence_classification", TINY_CONFIG, labels=("a", "b"), rngs=nnx.Rngs(0))
+    q = quantize(EncoderModel(TINY_CONFIG, head, rngs=nnx.Rngs(0)),
+                 PrecisionMap.preset("fully_quant", TINY_CONFIG.num_layers))
+    q.save(tmp_path)
+    assert QuantizedModel.load(tmp_path).labels == ("a", "b")
+    sidecar = json.loads((tmp_path / "quantization.json").read_text())
+    del sidecar["tokenizer"], sidecar["head"]["labels"], sidecar["head"]["pooling"]  # older files
+    (tmp_path / "quantization.json").write_text(json.dumps(sidecar))
+    loaded = QuantizedModel.load(tmp_path)
+    assert loaded.labels is None and loaded.tokenizer is None
+    ids = np.arange(1, 9, dtype=np.int32)[None]
+    np.testing.assert_array_equal(np.asarray(loaded(ids)), np.asarray(q(ids)))

@@ -34,7 +34,7 @@ from samp_jax import PrecisionMap, Tokenizer, load_pretrained, minilm_path, ops,
 from samp_jax.serving.batching import run_batched
 from samp_jax.serving.forward import jit_forward
 from samp_jax.serving.sharding import data_mesh, sharded_forward
-from samp_jax.tasks.task import evaluate, get_task, predict, split_examples
+from samp_jax.tasks.task import evaluate, get_task, predict
 
 EXAMPLES = 75      # 3 full batches of 24 and a last one with 3 real rows
 BATCH_SIZE = 20    # rounded up to 24 = 3 rows per device on 8 devices
@@ -82,7 +82,7 @@ def main(out_dir: Path) -> None:
 
     tokenizer = Tokenizer.from_pretrained(minilm_path())
     task = get_task("polarity")
-    examples = list(split_examples(task, "test"))[:EXAMPLES]
+    examples = list(task.split("test"))[:EXAMPLES]
     encoded = task.encode(tokenizer, examples)
     model = load_pretrained(minilm_path(), head=task.head, num_labels=len(task.labels),
                             allow_new_head=True)
@@ -102,7 +102,7 @@ def main(out_dir: Path) -> None:
     rows, batch = next(encoded.batches(19))
     arrays["ragged_rows"] = rows
     arrays["ragged_sharded"] = forward({k: v for k, v in batch.items() if k != "labels"})
-    texts = [e.text for e in examples[:30]]
+    texts = [e["text"] for e in examples[:30]]
     arrays["run_batched_sharded"] = run_batched(forward, tokenizer, texts, batch_size=BATCH_SIZE, mesh=mesh)
     arrays["run_batched_single"] = run_batched(single, tokenizer, texts, batch_size=24)
     info["seconds"]["task"] = time.perf_counter() - t

@@ -1,5 +1,6 @@
 """The inference engine: bucket choice, no compilation while serving, padding invariance,
-parity with the model's own forward, input validation, quantized models, the persistent cache."""
+parity with the model's own forward, input validation, the tokenizer (given, or the model's own;
+never a default), class names in the outputs, quantized models, the persistent cache."""
 
 import collections
 
@@ -18,6 +19,8 @@ from samp_jax.serving.engine import CompileCounter, Engine
 
 SEQ_BUCKETS = (16, 32, 64)
 BATCH_BUCKETS = (1, 4)
+NLI_LABELS = ("contradiction", "entailment", "neutral")
+TAGS = ("O", "B-PER", "I-PER", "B-LOC", "I-LOC")
 LONG = "The quick brown fox jumps over the lazy dog near the river bank. " * 3  # > 32 tokens
 TOO_LONG = "word " * 100  # 102 tokens
 
@@ -37,7 +40,8 @@ def embedder(minilm, tokenizer):
 def classifier_model(minilm):
     """The real MiniLM encoder with a randomly initialised 3-way SequenceClassifier head."""
     model = nnx.clone(minilm)
-    model.head = make_head("sequence_classification", model.config, num_labels=3, rngs=nnx.Rngs(1))
+    model.head = make_head("sequence_classification", model.config, num_labels=3,
+                           labels=NLI_LABELS, rngs=nnx.Rngs(1))
     return model
 
 
@@ -51,7 +55,7 @@ def classifier(classifier_model, tokenizer):
 def tagger_model(minilm):
     """The real MiniLM encoder with a randomly initialised 5-way TokenClassifier head."""
     model = nnx.clone(minilm)
-    model.head = TokenClassifier(model.config, 5, rngs=nnx.Rngs(2))
+    model.head = TokenClassifier(model.config, 5, labels=TAGS, rngs=nnx.Rngs(2))
     return model
 
 
@@ -149,6 +153,8 @@ def test_classifier_on_pairs_matches_the_direct_forward(classifier, classifier_m
     assert out.kind == "sequence_classification" and out.logits.shape == (6, 3)
     np.testing.assert_allclose(out.logits, expected, atol=1e-5)
     np.testing.assert_array_equal(out.labels, np.argmax(out.logits, axis=-1))
+    assert out.label_names == [NLI_LABELS[i] for i in out.labels]
+    assert classifier.labels == NLI_LABELS
     assert out.embeddings is None
     # a pair is not the same input as its first text alone: token types and the second segment
     assert not np.allclose(classifier([pairs[0][0]]).logits[0], out.logits[0], atol=1e-4)
@@ -181,6 +187,7 @@ def test_token_classifier_trims_rows_and_labels_words(tagger_model, embedder, to
     for row, (logits, labels) in enumerate(zip(out.logits, out.labels)):
         np.testing.assert_allclose(logits, expected[row, :lengths[row]], atol=1e-5)
         np.testing.assert_array_equal(labels, np.argmax(logits, axis=-1))
+        assert out.label_names[row] == [TAGS[i] for i in labels]  # one name per token
     words = [["Hello", "snowfields"], ["dogs"]]
     tagged = engine.classify_words(words)
     batch, word_ids = tokenizer.encode_words(words)
@@ -188,6 +195,7 @@ def test_token_classifier_trims_rows_and_labels_words(tagger_model, embedder, to
         first = [int(np.flatnonzero(word_ids[row] == w)[0]) for w in range(len(sentence))]
         np.testing.assert_array_equal(tagged.word_logits[row], tagged.logits[row][first])
         np.testing.assert_array_equal(tagged.word_labels[row], tagged.labels[row][first])
+        assert tagged.word_label_names[row] == [TAGS[i] for i in tagged.word_labels[row]]
     with pytest.raises(ValueError, match="needs a 'token_classification' head"):
         embedder.classify_words(words)
 
@@ -198,7 +206,7 @@ def test_bare_encoder_returns_trimmed_hidden_states(minilm, tokenizer):
     engine = samp_jax.compile(bare, tokenizer=tokenizer, seq_buckets=(16,), batch_buckets=(2,))
     texts = ["Hi", "Two dogs run across a snowy field."]
     out = engine(texts)
-    assert out.kind == "none" and out.embeddings is None
+    assert out.kind == "none" and out.embeddings is None and out.label_names is None
     expected = np.asarray(minilm.encode(**tokenizer(texts)))
     for row, hidden in enumerate(out.hidden_states):
         assert hidden.shape == (out.lengths[row], 384)
@@ -249,17 +257,36 @@ def test_bad_compile_arguments_raise(minilm, tokenizer, kwargs, error, message):
         samp_jax.compile(minilm, tokenizer=tokenizer, **kwargs)
 
 
-def test_buckets_are_sorted_and_deduplicated_with_the_default_tokenizer(minilm, capsys):
-    engine = samp_jax.compile(minilm, seq_buckets=(16, 8, 16), batch_size=1)
+def test_buckets_are_sorted_and_deduplicated_with_the_models_own_tokenizer(minilm_dir, capsys):
+    model = samp_jax.load(minilm_dir)  # attaches the folder's tokenizer: no tokenizer= needed
+    engine = samp_jax.compile(model, seq_buckets=(16, 8, 16), batch_size=1)
     assert engine.seq_buckets == (8, 16) and engine.batch_buckets == (1,)  # (1, batch_size)
     assert engine.num_compilations == 2
-    assert engine.tokenizer.vocab_size == 30522  # the packaged MiniLM tokenizer
+    assert engine.tokenizer is model.tokenizer and engine.tokenizer.vocab_size == 30522
     assert engine("hello world").embeddings.shape == (1, 384)
     assert capsys.readouterr().out == ""  # quiet by default
-    engine = samp_jax.compile(minilm, seq_buckets=(8,), batch_buckets=(3, 1, 3), progress=True)
+    engine = samp_jax.compile(model, seq_buckets=(8,), batch_buckets=(3, 1, 3), progress=True)
     assert engine.batch_buckets == (1, 3) and engine.batch_size == 3
     printed = capsys.readouterr().out
     assert "batch=1 seq=8" in printed and "batch=3 seq=8" in printed
+
+
+def test_no_tokenizer_is_a_clear_error_and_tokenizer_overrides_the_models(minilm, minilm_dir,
+                                                                         tokenizer):
+    assert minilm.tokenizer is None  # load_pretrained reads weights only; samp_jax.load adds it
+    with pytest.raises(ValueError, match=r"the EncoderModel has no tokenizer; pass tokenizer=.*"
+                                         r"samp_jax.load\(folder\)"):
+        samp_jax.compile(minilm, seq_buckets=(8,), batch_size=1)
+    q = quantize(minilm, PrecisionMap.preset("fp16", minilm.config.num_layers))
+    with pytest.raises(ValueError, match="the QuantizedModel has no tokenizer"):
+        samp_jax.compile(q, seq_buckets=(8,), batch_size=1)
+    with pytest.raises(TypeError, match="tokenizer must be a samp_jax.Tokenizer, got str"):
+        samp_jax.compile(minilm, tokenizer="all-MiniLM-L6-v2", seq_buckets=(8,), batch_size=1)
+    own = nnx.clone(minilm)
+    own.tokenizer = Tokenizer.from_pretrained(minilm_dir, max_length=32)
+    assert samp_jax.compile(own, seq_buckets=(8,), batch_size=1).tokenizer is own.tokenizer
+    engine = samp_jax.compile(own, tokenizer=tokenizer, seq_buckets=(8,), batch_size=1)
+    assert engine.tokenizer is tokenizer  # tokenizer= wins over the model's
 
 
 def test_bad_model_raises(tokenizer):
@@ -297,9 +324,13 @@ def test_bad_inputs_raise(embedder, inputs, error, message):
 
 # ---------------------------------------------------------------- models and dtypes
 def test_quantized_model_and_float16_copy_serve(minilm, embedder, tokenizer, minilm_texts):
-    q = quantize(minilm, PrecisionMap.preset("fp16", minilm.config.num_layers))
-    quantized = samp_jax.compile(q, tokenizer=tokenizer, seq_buckets=(32,), batch_buckets=(4,))
+    source = nnx.clone(minilm)
+    source.tokenizer = tokenizer
+    q = quantize(source, PrecisionMap.preset("fp16", minilm.config.num_layers))
+    assert q.tokenizer is tokenizer  # the quantized copy keeps the source's tokenizer
+    quantized = samp_jax.compile(q, seq_buckets=(32,), batch_buckets=(4,))
     assert quantized.model is q and quantized.head_kind == "sentence_embedding"
+    assert quantized.tokenizer is tokenizer
     half = samp_jax.compile(minilm, tokenizer=tokenizer, seq_buckets=(32,), batch_buckets=(4,),
                             dtype=jnp.float16)
     assert half.model is not minilm and half.model.dtype == jnp.float16

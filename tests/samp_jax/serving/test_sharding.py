@@ -22,7 +22,7 @@ from samp_jax import Tokenizer
 from samp_jax.serving.batching import run_batched
 from samp_jax.serving.forward import jit_forward
 from samp_jax.serving.sharding import ShardedForward, as_sharded, data_mesh, round_batch_size, sharded_forward
-from samp_jax.tasks.task import get_task, predict, split_examples
+from samp_jax.tasks.task import get_task, predict
 
 ROOT = Path(__file__).resolve().parents[3]
 DEVICES = 8
@@ -101,7 +101,7 @@ def test_int8_pallas_model_runs_per_shard_and_matches_one_device(eight_devices):
 def polarity(minilm_dir):
     tokenizer = Tokenizer.from_pretrained(minilm_dir)
     task = get_task("polarity")
-    examples = list(split_examples(task, "test"))[:12]
+    examples = list(task.split("test"))[:12]
     return tokenizer, examples, task.encode(tokenizer, examples)
 
 
@@ -113,7 +113,7 @@ def test_one_device_mesh_gives_the_same_as_no_mesh(minilm, polarity):
     assert forward.num_shards == 1
     np.testing.assert_array_equal(predict(forward, encoded, batch_size=8, mesh=mesh),
                                   predict(single, encoded, batch_size=8))
-    texts = [e.text for e in examples]  # the same two batch shapes: nothing new to compile
+    texts = [e["text"] for e in examples]  # the same two batch shapes: nothing new to compile
     np.testing.assert_array_equal(run_batched(forward, tokenizer, texts, batch_size=8, mesh=mesh),
                                   run_batched(single, tokenizer, texts, batch_size=8))
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from samp_jax import Tokenizer, load_pretrained
-from samp_jax.tasks.task import IGNORE, EncodedSplit, evaluate, get_task, split_examples
+from samp_jax.tasks import IGNORE, SPLITS, TASKS, EncodedSplit, evaluate, get_task
 from samp_jax.training.finetuning import FinetuneConfig, finetune, finetuned_dir, finetuned_model
 
 
@@ -16,27 +16,47 @@ def tokenizer(minilm_dir):
     return Tokenizer.from_pretrained(minilm_dir)
 
 
-@pytest.mark.parametrize("name", ["snli", "polarity", "wnut16"])
+@pytest.mark.parametrize("name", ["snli", "polarity", "wnut16", "snli-embed"])
 def test_task_splits_are_disjoint_and_test_is_held_out(name):
-    splits = get_task(name).splits(0)
-    parts = {f.name: getattr(splits, f.name) for f in dataclasses.fields(splits)
-             if f.name in ("train", "dev", "calibration", "search", "test")}
-    assert all(len(v) > 0 for v in parts.values())
-    ids = {k: {id(e) for e in v} for k, v in parts.items()}
-    keys = list(parts)
-    for i, a in enumerate(keys):
-        for b in keys[i + 1:]:
-            assert not ids[a] & ids[b], (name, a, b)
-    text = {"snli": lambda e: (e.premise, e.hypothesis), "polarity": lambda e: e.text,
-            "wnut16": lambda e: e.words}[name]
+    task = get_task(name)
+    parts = {split: task.split(split) for split in SPLITS if task.split(split)}
+    expected = {"calibration", "search", "test"} | (set() if name == "snli-embed" else {"train", "dev"})
+    assert set(parts) == expected
+    text = {"snli": lambda e: (e["text"], e["text_pair"]), "snli-embed": lambda e: (e["text"], e["text_pair"]),
+            "polarity": lambda e: e["text"], "wnut16": lambda e: tuple(e["tokens"])}[name]
     test_texts = {text(e) for e in parts["test"]}
-    for other in ("train", "dev", "calibration", "search"):
+    for other in set(parts) - {"test"}:
         assert not test_texts & {text(e) for e in parts[other]}, other
+    for example in parts["test"][:20]:
+        task.task_type.check(example, name)
+
+
+def test_tasks_are_registered_data_with_their_type_head_and_metric():
+    expected = {"snli": ("text_pair_classification", "sequence_classification", "accuracy"),
+                "snli-embed": ("embedding_pairs", "sentence_embedding", "roc_auc"),
+                "polarity": ("text_classification", "sequence_classification", "accuracy"),
+                "wnut16": ("token_classification", "token_classification", "entity_f1")}
+    assert set(TASKS) == set(expected)
+    for name, (task_type, head, metric) in expected.items():
+        task = get_task(name)
+        assert (task.task_type.name, task.head, task.metric) == (task_type, head, metric)
+    assert set(get_task("snli-embed").split("test")[0]) == {"text", "text_pair", "label"}
+
+
+def test_subsets_are_seeded_and_balanced_for_binary_pairs():
+    task = get_task("snli-embed")
+    a = task.examples("test", max_examples=100, seed=3)
+    assert a == task.examples("test", max_examples=100, seed=3) != task.examples("test", max_examples=100, seed=4)
+    assert sum(e["label"] for e in a) == 50
+    polarity = get_task("polarity")
+    assert len(polarity.examples("test", max_examples=7)) == 7
+    with pytest.raises(ValueError, match="max_examples=0 must be positive"):
+        polarity.examples("test", max_examples=0)
 
 
 def test_batches_cover_every_row_once_with_bucketed_widths(tokenizer):
     task = get_task("polarity")
-    encoded = task.encode(tokenizer, list(split_examples(task, "dev"))[:100])
+    encoded = task.encode(tokenizer, list(task.split("dev"))[:100])
     for rng in (None, np.random.default_rng(0)):
         seen = []
         for rows, batch in encoded.batches(16, buckets=(32, 64, 128), rng=rng):
@@ -51,10 +71,10 @@ def test_batches_cover_every_row_once_with_bucketed_widths(tokenizer):
 
 def test_ner_labels_sit_on_first_word_pieces(tokenizer):
     task = get_task("wnut16")
-    examples = [e for e in split_examples(task, "train") if any(t != 0 for t in e.tags)][:20]
+    examples = [e for e in task.split("train") if any(t != 0 for t in e["tags"])][:20]
     encoded = task.encode(tokenizer, examples)
     for example, labels in zip(examples, encoded.labels):
-        assert list(labels[labels != IGNORE]) == list(example.tags)
+        assert list(labels[labels != IGNORE]) == list(example["tags"])
 
 
 def test_scoring_accuracy_and_entity_f1_on_known_logits():
@@ -112,6 +132,8 @@ def test_evaluate_errors(minilm, tokenizer):
     with pytest.raises(ValueError, match="task name='glue' is not one of"):
         get_task("glue")
     with pytest.raises(ValueError, match="split='valid' is not one of"):
-        split_examples(get_task("snli"), "valid")
+        get_task("snli").split("valid")
+    with pytest.raises(ValueError, match="a tokenizer is required"):
+        get_task("snli").evaluation(None, "test")
     with pytest.raises(ValueError, match="invalid fine-tuning settings"):
         FinetuneConfig(learning_rate=-1.0)

@@ -1,0 +1,96 @@
+"""`samp-jax predict`: one JSON line per input row, from a float or quantized model folder.
+
+- sequence classification: `{"text", ["text_pair"], "label", "score", "probabilities"}`;
+- token classification: `{"tokens", "tags"}` (one tag per word, its first sub-token's);
+- sentence embedding: `{"text", "embedding"}`.
+
+Rows are served through `samp_jax.compile` (ahead-of-time compiled length buckets); rows
+longer than the largest bucket are truncated and marked `"truncated": true`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from samp_jax.serving import compile as compile_engine
+from samp_jax.tasks.files import Columns
+from samp_jax.tasks.files import read_inputs as read_rows
+
+SEQ_BUCKETS = (32, 64, 128, 256, 512)
+HEAD_FIELDS = {"sequence_classification": ("text", "text_pair"),
+               "token_classification": ("tokens",), "sentence_embedding": ("text",)}
+
+
+def read_inputs(source, columns: Columns, *, head: str) -> list[dict]:
+    """The rows of `source` with the fields a model with `head` reads (labels are ignored)."""
+    if head not in HEAD_FIELDS:
+        raise ValueError(f"predict needs a classification or sentence-embedding model; this one "
+                         f"has head {head!r}")
+    return read_rows(source, columns=columns, fields=HEAD_FIELDS[head])
+
+
+def write(model, rows: Sequence[dict], out: str | Path, *, batch_size: int = 32) -> int:
+    """Predicts every row and writes them, in input order, as JSON Lines to `out` (atomically:
+    a temporary file beside it, renamed when complete). Returns the number of rows."""
+    limit = model.config.max_position_embeddings
+    buckets = tuple(b for b in SEQ_BUCKETS if b < limit) + (min(limit, SEQ_BUCKETS[-1]),)
+    engine = compile_engine(model, seq_buckets=buckets, batch_size=batch_size, truncate=True)
+    records = _predict(engine, rows)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+    try:
+        with os.fdopen(handle, "w") as file:
+            for record in records:
+                file.write(json.dumps(record, ensure_ascii=False) + "\n")
+        os.replace(temporary, out)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return len(records)
+
+
+def _predict(engine, rows: Sequence[dict]) -> list[dict]:
+    head = engine.head_kind
+    if head == "token_classification":
+        result = engine.classify_words([r["tokens"] for r in rows])
+        names = _label_names(engine, result.word_logits[0].shape[-1])
+        return [{"tokens": list(r["tokens"]), "tags": [names[i] if i >= 0 else None for i in tags],
+                 "truncated": bool(cut)}
+                for r, tags, cut in zip(rows, result.word_labels, result.truncated)]
+    pairs = head == "sequence_classification" and "text_pair" in rows[0]
+    inputs = [(r["text"], r["text_pair"]) for r in rows] if pairs else [r["text"] for r in rows]
+    result = engine(inputs)
+    records = []
+    if head == "sentence_embedding":
+        for r, embedding, cut in zip(rows, result.embeddings, result.truncated):
+            records.append({"text": r["text"], "embedding": np.round(embedding, 6).tolist(),
+                            "truncated": bool(cut)})
+        return records
+    names = _label_names(engine, result.logits.shape[-1])
+    probabilities = _softmax(result.logits)
+    for r, p, cut in zip(rows, probabilities, result.truncated):
+        best = int(np.argmax(p))
+        record = {"text": r["text"]} | ({"text_pair": r["text_pair"]} if pairs else {})
+        records.append(record | {"label": names[best], "score": float(p[best]),
+                                 "probabilities": {n: float(v) for n, v in zip(names, p)},
+                                 "truncated": bool(cut)})
+    return records
+
+
+def _label_names(engine, count: int) -> list[str]:
+    head = getattr(getattr(engine.model, "model", engine.model), "head", None)
+    labels = getattr(head, "labels", None)
+    return list(labels) if labels else [str(i) for i in range(count)]
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(shifted)
+    return e / e.sum(axis=-1, keepdims=True)

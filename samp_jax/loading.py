@@ -1,0 +1,90 @@
+"""`load(path)`: one call that reads any model folder samp-jax writes, ready to serve.
+
+Two kinds of folder, told apart by their files:
+
+- a quantized model written by `QuantizedModel.save`: `quantization.json` + `model.safetensors`;
+- an HF checkpoint folder (what `save_pretrained` and HF transformers write): `config.json` +
+  weights, read by `load_pretrained`.
+
+Either way the model comes back with its tokenizer attached (`model.tokenizer`, read from the
+folder's `tokenizer.json`), so `samp_jax.compile(samp_jax.load(folder))` needs nothing else. A
+folder without a tokenizer is refused rather than paired with some default tokenizer: a
+tokenizer that does not match the model gives wrong results without any error.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from samp_jax.models.checkpoint import load_pretrained
+from samp_jax.models.model import EncoderModel
+from samp_jax.models.tokenizer import TOKENIZER_FILE, Tokenizer
+from samp_jax.quant.quantized import SIDECAR_FILE, QuantizedModel
+
+HF_CONFIG_FILE = "config.json"
+
+
+def load(path: str | os.PathLike, *, tokenizer: Tokenizer | str | os.PathLike | None = None,
+         **options: Any) -> EncoderModel | QuantizedModel:
+    """Loads a model folder written by samp-jax (or an HF BERT checkpoint), tokenizer attached.
+
+    Args:
+      path: a folder written by `QuantizedModel.save` (it has `quantization.json`), or an HF
+        checkpoint folder (`config.json` + `model.safetensors` or `flax_model.msgpack`, as
+        `save_pretrained` writes).
+      tokenizer: the tokenizer to attach instead of the folder's own: a `Tokenizer`, or a
+        folder holding `tokenizer.json`. Needed when `path` has no `tokenizer.json`.
+      **options: for an HF folder, passed to `load_pretrained` (`head`, `num_labels`, `dtype`,
+        `allow_new_head`, ...). A quantized folder takes none.
+
+    Returns:
+      A `QuantizedModel` or an `EncoderModel`, with `model.tokenizer` set and, for
+      classification heads, the class names the folder states (`model.labels`).
+
+    Raises:
+      FileNotFoundError: `path` is not a folder, is neither kind of model folder, or has no
+        `tokenizer.json` and no `tokenizer=` was given.
+      TypeError: `tokenizer` is neither a `Tokenizer` nor a folder; options for a quantized
+        folder.
+      ValueError, CheckpointError, ConfigError: as `QuantizedModel.load` / `load_pretrained`.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path} is not a folder; samp_jax.load needs a model folder "
+                                f"({SIDECAR_FILE} from QuantizedModel.save, or an HF "
+                                f"{HF_CONFIG_FILE} with weights)")
+    quantized = (path / SIDECAR_FILE).is_file()
+    if not quantized and not (path / HF_CONFIG_FILE).is_file():
+        raise FileNotFoundError(
+            f"{path} is not a model folder: it has neither {SIDECAR_FILE} (a quantized model "
+            f"written by QuantizedModel.save) nor {HF_CONFIG_FILE} (an HF checkpoint written by "
+            "save_pretrained or HF transformers)")
+    tokenizer = _resolve_tokenizer(path, tokenizer)
+    if quantized:
+        if options:
+            raise TypeError(f"{path} is a quantized model folder ({SIDECAR_FILE}); options "
+                            f"{sorted(options)} apply to HF checkpoint folders only")
+        return QuantizedModel.load(path, tokenizer=tokenizer)
+    model = load_pretrained(path, **options)
+    model.tokenizer = tokenizer
+    return model
+
+
+def _resolve_tokenizer(path: Path, tokenizer) -> Tokenizer:
+    """The tokenizer to attach: `tokenizer` (a `Tokenizer` or a folder), else the folder's."""
+    if isinstance(tokenizer, Tokenizer):
+        return tokenizer
+    if isinstance(tokenizer, (str, os.PathLike)):
+        return Tokenizer.from_pretrained(tokenizer)
+    if tokenizer is not None:
+        raise TypeError(f"tokenizer must be a samp_jax.Tokenizer or a folder with {TOKENIZER_FILE}, "
+                        f"got {type(tokenizer).__name__}")
+    if not (path / TOKENIZER_FILE).is_file():
+        raise FileNotFoundError(
+            f"{path} has no {TOKENIZER_FILE}: copy the tokenizer files of the model you fine-tuned "
+            f"({TOKENIZER_FILE}, tokenizer_config.json, special_tokens_map.json, vocab.txt) into "
+            "it, or pass tokenizer=samp_jax.Tokenizer.from_pretrained(folder) or "
+            "tokenizer='folder/with/tokenizer.json'")
+    return Tokenizer.from_pretrained(path)

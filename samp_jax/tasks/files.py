@@ -1,0 +1,793 @@
+"""Your own data as a `Task`: a CSV, TSV, JSON Lines or Parquet file, a folder written by
+`datasets`' `save_to_disk`, a `datasets.Dataset` / `DatasetDict`, or a list of dicts.
+
+`load_task` reads the rows into the canonical example dicts of `samp_jax.tasks.types` and
+checks all of them before it returns. Each error names the file (and split), the row, the
+column and what was expected: a missing column (with the columns found), an empty file, an
+unknown or missing label, labels the model does not have, a token/tag length mismatch, a
+text that is not a string, too few rows to split. Rows are counted from 1, after any header.
+
+Columns. `Columns` names your columns; a field left as None takes the first of its usual
+names (`DEFAULT_NAMES`) that the data has. `tokens` and `tags` only take list-valued
+columns, the other fields only scalar ones (so `labels` is a label column or a tag column
+depending on what it holds).
+
+Task type, when not given: tokens + tags → `token_classification`; text + text_pair + label
+→ `text_pair_classification`; text + text_pair + score (or a label column holding fractional
+numbers, like STS-B) → `embedding_pairs`; text + label → `text_classification`; text alone →
+`embedding_texts`. The model's `head` narrows this: a `token_classification` head means
+token classification, a `sequence_classification` head text (pair) classification, and a
+`sentence_embedding` head embedding pairs (labels 0/1 or scores) or else embedding texts.
+
+Labels. A label (or BIO tag) is a name or an integer id; strings that all spell integers
+(a CSV's "0"/"1") are ids unless they are all names in `labels`. With `labels` (the model's
+`id2label` names, in order), names map to their index and ids must lie in
+`[0, len(labels))`. Without it, names are sorted (tags: "O" first), and ids are kept as
+they are, named by a `datasets` ClassLabel column's names or else `"0"` .. `str(max id)`.
+A ClassLabel column given `labels` is matched by its names (so a model that orders the
+classes differently still gets the right ids), unless `labels` are transformers' generic
+`LABEL_<i>` names: then its ids are taken as they are.
+Embedding pairs take labels 0/1 or float scores and have no label names.
+
+Splits. One source is shuffled with `np.random.default_rng(seed)` and cut into test (20%),
+search (20%), calibration (10%, at most 512) and dev (10%), in that order, and train (the
+rest); calibration, search and test get at least one row each and the source needs at
+least `MIN_ROWS` rows. `sizes` overrides any of them (an int is a count, a float in (0, 1)
+a fraction; a sized train leaves the rest unused). Explicit splits (`split_files`, or a
+`DatasetDict`) are used as given; calibration and search, when not given, and any other
+missing split named in `sizes`, are carved from train (from dev when there is no train),
+the rest stays there. A missing test split is not carved from train (a model fine-tuned on
+train would be scored on its own training rows): it stays empty unless `sizes` names it.
+Rows of the other splits whose input (text and text pair, or tokens) equals a test input
+are dropped, and the task's `source` says how many.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import re
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from samp_jax.data.splits import TaskSplits
+from samp_jax.tasks.task import SPLITS, Task
+from samp_jax.tasks.types import TASK_TYPES, get_task_type
+
+FIELDS = ("text", "text_pair", "label", "tokens", "tags", "score")
+DEFAULT_NAMES: dict[str, tuple[str, ...]] = {
+    "text": ("text", "sentence", "sentence1", "premise", "question", "content", "review"),
+    "text_pair": ("text_pair", "sentence2", "hypothesis", "pair"),
+    "label": ("label", "labels", "class", "category", "gold_label", "sentiment"),
+    "tokens": ("tokens", "words"),
+    "tags": ("tags", "ner_tags", "labels"),
+    "score": ("score", "similarity"),
+}
+"""Usual column names of each canonical field, tried in order."""
+LIST_FIELDS = ("tokens", "tags")
+FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".json": "jsonl",
+           ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
+"""File suffix → format."""
+SPLIT_NAMES = {"train": "train", "dev": "dev", "validation": "dev", "valid": "dev",
+               "calibration": "calibration", "search": "search", "test": "test"}
+"""Split names a `DatasetDict` or `split_files` may use → our split."""
+DEFAULT_FRACTIONS = {"test": 0.2, "search": 0.2, "calibration": 0.1, "dev": 0.1}
+# Test is cut first, so that it depends only on the seed and its own size.
+CARVE_ORDER = ("test", "search", "calibration", "dev", "train")
+MAX_CALIBRATION = 512
+MIN_ROWS = 10
+_INTEGER = re.compile(r"[+-]?\d+")
+_GENERIC_LABEL = re.compile(r"LABEL_\d+")  # transformers' default id2label names
+
+
+@dataclasses.dataclass(frozen=True)
+class Columns:
+    """Your column names for the canonical example fields; None takes a usual name
+    (`DEFAULT_NAMES`).
+
+    Attributes:
+      text: the text (or first text of a pair).
+      text_pair: the second text of a pair.
+      label: a class name or id (0/1 for embedding pairs).
+      tokens: a list of words per row (token classification).
+      tags: a list of tag names or ids per row, one per word.
+      score: a float similarity (embedding pairs).
+    """
+
+    text: str | None = None
+    text_pair: str | None = None
+    label: str | None = None
+    tokens: str | None = None
+    tags: str | None = None
+    score: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class _Table:
+    """Rows read from one file or dataset, before any checks.
+
+    Attributes:
+      where: names the source in messages (a path, `path['train']`, ...).
+      columns: the column names found.
+      rows: one dict per row.
+      class_names: ClassLabel names of `datasets` columns (their values are ids).
+      name: a default task name.
+    """
+
+    where: str
+    columns: tuple[str, ...]
+    rows: tuple[dict, ...]
+    class_names: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    name: str = "data"
+
+
+@dataclasses.dataclass(frozen=True)
+class _Part:
+    """A table's rows as canonical examples (labels still raw); `examples[i]` is row i + 1."""
+
+    table: _Table
+    columns: dict[str, str]  # field -> column
+    examples: list[dict]
+
+    def at(self, row: int, field: str) -> str:
+        return f"{self.table.where}: row {row}: column {self.columns[field]!r}"
+
+
+def load_task(source: Any = None, *, task_type: str | None = None, columns: Columns = Columns(),
+              labels: Sequence[str] | None = None,
+              split_files: Mapping[str, str | Path] | None = None, name: str | None = None,
+              seed: int = 0, sizes: Mapping[str, int | float] | None = None,
+              max_length: int = 128, head: str | None = None) -> Task:
+    """Reads your data into a checked, split `Task`.
+
+    Args:
+      source: a CSV, TSV (`.tsv`/`.tab`), JSON Lines (`.jsonl`/`.json`/`.ndjson`; a `.json`
+        holding one array of objects also works) or Parquet file, a `save_to_disk` folder, a
+        `datasets.Dataset` or `DatasetDict`, or a list of dicts. None with `split_files`.
+      task_type: one of `samp_jax.TASK_TYPES`; None infers it from the columns (and
+        `head`), see the module docstring.
+      columns: your column names; fields left None take a usual name.
+      labels: the model's label names in id order (`id2label`); the data's labels must be
+        among them (a `datasets` ClassLabel column is matched by its names, unless these are
+        transformers' generic `LABEL_<i>`). None takes them from the data. Embedding tasks
+        ignore it.
+      split_files: explicit files per split (`train`, `dev` or `validation`, `calibration`,
+        `search`, `test`), instead of `source`.
+      name: the task name; default the file's stem (its folder's name for `train.csv` and
+        the like).
+      seed: the split seed.
+      sizes: rows per carved split (keys from `samp_jax.SPLITS`): an int is a count, a
+        float in (0, 1) a fraction.
+      max_length: tokens per example.
+      head: the model's head kind (`samp_jax.models.HEAD_KINDS`), to pick and check the task
+        type.
+
+    Returns:
+      The `Task`; its `source` names the data, the rows, the seed and any dropped rows.
+
+    Raises:
+      ValueError: the data cannot make this task (the message says where and why).
+      TypeError: `source` is none of the kinds above.
+    """
+    task_type_obj = None if task_type is None else get_task_type(task_type)
+    if task_type_obj is not None and head is not None and task_type_obj.head != head:
+        raise ValueError(f"task_type={task_type!r} needs a {task_type_obj.head} head; the model "
+                         f"has a {head} head")
+    tables, explicit = _read_tables(source, split_files)
+    first = next(tables[s] for s in (None, *SPLITS) if s in tables)
+    found = _find_columns(first, columns)
+    if task_type_obj is None:
+        task_type_obj = get_task_type(_infer_task_type(first, found, head))
+    target = _label_field(first, found, columns, task_type_obj)
+    needed = (*task_type_obj.fields, *([target] if target else []))
+    binary = task_type_obj.name == "embedding_pairs" and target == "label"
+    parts = {split: _convert(table, _required_columns(table, columns, needed,
+                                                      f"a {task_type_obj.name} task"),
+                             binary_label=binary)
+             for split, table in tables.items()}
+    names = None
+    if task_type_obj.classifies:
+        if labels is not None and not all(_GENERIC_LABEL.fullmatch(str(n)) for n in labels):
+            for part in parts.values():  # ClassLabel ids → names, matched by name to the model's
+                _class_ids_to_names(part, target)
+        names, to_id = _label_ids(list(parts.values()), target, labels)
+        for part in parts.values():
+            part.examples[:] = [_with_ids(e, target, to_id) for e in part.examples]
+    splits, carved = _split(parts, explicit, sizes or {}, seed)
+    splits, dropped = _without_test_inputs(splits)
+    return Task(
+        name=name or first.name, task_type=task_type_obj,
+        labels=None if names is None else tuple(names),
+        splits=TaskSplits(**{s: tuple(splits.get(s, ())) for s in SPLITS}),
+        max_length=max_length, source=_describe(parts, explicit, carved, seed, dropped))
+
+
+def read_inputs(source: Any, *, columns: Columns = Columns(),
+                fields: Sequence[str] = ("text", "text_pair")) -> list[dict]:
+    """The model inputs of every row of one source, in order (labels are not read).
+
+    Args:
+      source: a file, a `save_to_disk` folder of one dataset, a `datasets.Dataset` or a list
+        of dicts (as for `load_task`).
+      columns: your column names; fields left None take a usual name.
+      fields: the canonical input fields to read: the first is required, the others are
+        read when the source has them (e.g. `("text", "text_pair")` or `("tokens",)`).
+
+    Returns:
+      One dict per row with the fields found (texts as strings, tokens as lists of strings).
+
+    Raises:
+      ValueError: the source is missing, empty or unreadable, lacks the first field's column,
+        or a row holds a value of the wrong kind (the message says where).
+    """
+    tables, explicit = _read_tables(source, None)
+    if explicit:
+        raise ValueError(f"{_describe_source(source)} holds several splits ({sorted(tables)}); "
+                         "give one split's data")
+    table = tables[None]
+    found = _find_columns(table, columns)
+    wanted = {**{f: found[f] for f in fields[1:] if found[f] is not None},
+              **_required_columns(table, columns, fields[:1], "a model input")}
+    return _convert(table, {f: wanted[f] for f in fields if f in wanted}).examples
+
+
+# ------------------------------------------------------------------------------ reading
+def _read_tables(source, split_files) -> tuple[dict[str | None, _Table], bool]:
+    """Tables by split (`{None: table}` for one source to split) and whether splits are
+    explicit."""
+    if source is not None and split_files:
+        raise ValueError("pass either a source or split_files, not both")
+    if split_files:
+        tables = {}
+        for key, path in split_files.items():
+            split = _split_name(key, "split_files")
+            if split in tables:
+                raise ValueError(f"split_files gives the {split} split twice")
+            table = _read_path(Path(path))
+            if isinstance(table, dict):
+                raise ValueError(f"{path}: split_files[{key!r}] is a DatasetDict folder; give "
+                                 "one split's data (or pass the folder as the source)")
+            tables[split] = table
+        return tables, True
+    if source is None:
+        raise ValueError("no data: pass a source (a file, a save_to_disk folder, a datasets "
+                         "Dataset or a list of dicts) or split_files")
+    read = _read_path(Path(source)) if isinstance(source, (str, Path)) else _read_object(source)
+    if isinstance(read, dict):
+        return read, True
+    return {None: read}, False
+
+
+def _describe_source(source) -> str:
+    return str(source) if isinstance(source, (str, Path)) else type(source).__name__
+
+
+def _split_name(key: str, what: str) -> str:
+    if key not in SPLIT_NAMES:
+        raise ValueError(f"{what}: split {key!r} is not one of {sorted(SPLIT_NAMES)}")
+    return SPLIT_NAMES[key]
+
+
+def _default_name(path: Path) -> str:
+    """The file's stem, or its folder's name when the stem is a split name (`data/train.csv`)."""
+    stem = path.name if path.is_dir() else path.stem
+    folder = path.resolve().parent.name
+    return folder if stem in SPLIT_NAMES and folder else stem
+
+
+def _read_path(path: Path) -> _Table | dict[str, _Table]:
+    if not path.exists():
+        raise ValueError(f"{path} does not exist")
+    if path.is_dir():
+        return _read_saved(path)
+    kind = FORMATS.get(path.suffix.lower())
+    if kind is None:
+        raise ValueError(f"{path}: unknown format {path.suffix!r}; expected a file ending in "
+                         f"one of {sorted(FORMATS)} or a folder written by datasets' "
+                         "save_to_disk")
+    try:
+        rows, columns = {"csv": _read_delimited, "tsv": _read_delimited, "jsonl": _read_json,
+                         "parquet": _read_parquet}[kind](path, kind)
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start}); expected "
+                         f"a {kind} file") from None
+    return _table(str(path), rows, columns, name=_default_name(path))
+
+
+def _read_delimited(path: Path, kind: str) -> tuple[list[dict], list[str]]:
+    with path.open(newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f, delimiter="," if kind == "csv" else "\t")
+        header = reader.fieldnames
+        if not header:
+            raise ValueError(f"{path} is empty; expected a header line with the column names")
+        rows = []
+        try:
+            for row_number, row in enumerate(reader, 1):
+                if None in row:
+                    raise ValueError(f"{path}: row {row_number} has {len(row[None])} more "
+                                     f"field(s) than the {len(header)} columns of the header "
+                                     f"{header}")
+                rows.append(row)
+        except csv.Error as e:  # bad quoting, a field over csv's size limit
+            raise ValueError(f"{path}: row {len(rows) + 1}: {e}; expected {kind.upper()} "
+                             "rows") from None
+    return rows, list(header)
+
+
+def _read_json(path: Path, kind: str) -> tuple[list, list[str] | None]:
+    text = path.read_text(encoding="utf-8-sig")
+    if not text.strip():
+        raise ValueError(f"{path} is empty; expected JSON Lines, one object per line")
+    if text.lstrip().startswith("["):  # one JSON array of objects
+        try:
+            return json.loads(text), None
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    rows = []
+    for line_number, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}: line {line_number} is not a JSON object ({e.msg}); "
+                                 "expected JSON Lines, one object per line") from None
+    return rows, None
+
+
+def _read_parquet(path: Path, kind: str) -> tuple[list[dict], list[str]]:
+    import pyarrow  # lazily: only Parquet needs it (a dependency of `datasets`)
+    import pyarrow.parquet
+    try:
+        table = pyarrow.parquet.read_table(path)
+    except (pyarrow.ArrowException, OSError) as e:
+        raise ValueError(f"{path} is not a readable Parquet file ({e})") from None
+    return table.to_pylist(), table.schema.names
+
+
+def _read_saved(path: Path) -> _Table | dict[str, _Table]:
+    if not ((path / "dataset_dict.json").is_file() or (path / "state.json").is_file()):
+        raise ValueError(f"{path} is a folder but not one written by datasets' save_to_disk "
+                         "(it has no dataset_dict.json or state.json)")
+    import datasets  # lazily: importing it takes a second
+    return _read_object(datasets.load_from_disk(str(path)), where=str(path), name=path.name)
+
+
+def _read_object(obj, *, where: str | None = None,
+                 name: str | None = None) -> _Table | dict[str, _Table]:
+    hf = sys.modules.get("datasets")  # a Dataset object means `datasets` is imported
+    if hf is not None and isinstance(obj, hf.DatasetDict):
+        where = where or "DatasetDict"
+        return {_split_name(key, where): _dataset_table(part, f"{where}[{key!r}]", name)
+                for key, part in obj.items()}
+    if hf is not None and isinstance(obj, hf.Dataset):
+        return _dataset_table(obj, where or "datasets.Dataset", name)
+    if isinstance(obj, (list, tuple)):
+        return _table("list of dicts", list(obj), None, name="data")
+    raise TypeError(f"source of type {type(obj).__name__} is not a path, a datasets.Dataset or "
+                    "DatasetDict, or a list of dicts")
+
+
+def _dataset_table(dataset, where: str, name: str | None) -> _Table:
+    class_names = {}
+    for column, feature in dataset.features.items():
+        feature = getattr(feature, "feature", feature)  # List(ClassLabel) of tags
+        if hasattr(feature, "names") and hasattr(feature, "str2int"):  # ClassLabel
+            class_names[column] = tuple(feature.names)
+    return _table(where, dataset.to_list(), dataset.column_names, class_names=class_names,
+                  name=name or dataset.info.dataset_name or "data")
+
+
+def _table(where: str, rows: list, columns: Sequence[str] | None, *,
+           class_names: Mapping[str, tuple[str, ...]] | None = None, name: str) -> _Table:
+    for row_number, row in enumerate(rows, 1):
+        if not isinstance(row, Mapping):
+            raise ValueError(f"{where}: row {row_number} is a {type(row).__name__}; expected an "
+                             "object (a dict of column values)")
+    if not rows:
+        raise ValueError(f"{where} has no rows")
+    if columns is None:  # the union of the rows' keys, in first-seen order
+        columns = list(dict.fromkeys(key for row in rows for key in row))
+    return _Table(where, tuple(columns), tuple(rows), dict(class_names or {}), name)
+
+
+# ------------------------------------------------------------------ columns and task type
+def _find_columns(table: _Table, columns: Columns) -> dict[str, str | None]:
+    """Field -> column: the one named in `columns` (it must exist), else a usual name."""
+    found = {}
+    for field in FIELDS:
+        column = getattr(columns, field)
+        if column is not None and column not in table.columns:
+            raise ValueError(f"{table.where}: column {column!r} (columns.{field}) not found; "
+                             f"columns found: {list(table.columns)}")
+        found[field] = column
+    used = {c for c in found.values() if c is not None}
+    for field in FIELDS:
+        if found[field] is None:
+            found[field] = next((c for c in DEFAULT_NAMES[field] if c in table.columns
+                                 and c not in used
+                                 and _holds_lists(table, c) == (field in LIST_FIELDS)), None)
+            used.add(found[field])  # None is never a column name
+    return found
+
+
+def _holds_lists(table: _Table, column: str) -> bool:
+    value = next((row[column] for row in table.rows if row.get(column) is not None), None)
+    return isinstance(value, (list, tuple, np.ndarray))
+
+
+def _holds_scores(table: _Table, column: str) -> bool:
+    """Whether every value is a number (or spells one) and some are fractional (STS-B)."""
+    fractional = False
+    for row in table.rows:
+        value = row.get(column)
+        if isinstance(value, (bool, np.bool_)):
+            return False
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            return False
+        fractional = fractional or (math.isfinite(number) and not number.is_integer())
+    return fractional
+
+
+def _infer_task_type(table: _Table, found: dict[str, str | None], head: str | None) -> str:
+    pair = found["text"] is not None and found["text_pair"] is not None
+    labelled = found["label"] is not None
+    scored = found["score"] is not None or (labelled and _holds_scores(table, found["label"]))
+    if head == "token_classification" or (head is None and found["tokens"] and found["tags"]):
+        return "token_classification"
+    if head == "sequence_classification":
+        return "text_pair_classification" if pair else "text_classification"
+    if head == "sentence_embedding":
+        return "embedding_pairs" if pair and (labelled or scored) else "embedding_texts"
+    if head is not None:
+        raise ValueError(f"{head=} is not one of "
+                         f"{sorted({t.head for t in TASK_TYPES.values()})}")
+    if pair:
+        if scored:
+            return "embedding_pairs"
+        if labelled:
+            return "text_pair_classification"
+        raise ValueError(f"{table.where}: text pairs ({found['text']!r}, {found['text_pair']!r}) "
+                         f"need a label or score column (tried {DEFAULT_NAMES['label']} and "
+                         f"{DEFAULT_NAMES['score']}); columns found: {list(table.columns)}; name "
+                         "yours with Columns(label=...) or pass task_type='embedding_texts'")
+    if found["text"] is not None:
+        return "text_classification" if labelled else "embedding_texts"
+    if found["tokens"] is not None or labelled:  # _required_columns names what is missing
+        return "token_classification" if found["tokens"] is not None else "text_classification"
+    raise ValueError(f"{table.where}: no text column (tried {DEFAULT_NAMES['text']}) and no "
+                     f"list-valued tokens and tags columns (tried {DEFAULT_NAMES['tokens']}, "
+                     f"{DEFAULT_NAMES['tags']}); columns found: {list(table.columns)}; name "
+                     "yours with Columns(text=...)")
+
+
+def _label_field(table: _Table, found: dict[str, str | None], columns: Columns,
+                 task_type) -> str | None:
+    """The canonical field that carries the gold answer: 'label', 'tags', 'score' or None.
+
+    Embedding pairs take a named score column, then a named label column, then a usual score
+    column, then a usual label column; a label column of fractional numbers is a score.
+    """
+    if task_type.name != "embedding_pairs":
+        return task_type.label_fields[0] if task_type.label_fields else None
+    for field, column in (("score", columns.score), ("label", columns.label),
+                          ("score", found["score"]), ("label", found["label"])):
+        if column is not None:
+            return "score" if field == "score" or _holds_scores(table, column) else "label"
+    return "label"  # missing: _required_columns says so
+
+
+def _required_columns(table: _Table, columns: Columns, needed: Sequence[str],
+                      what: str) -> dict[str, str]:
+    """Field -> column for each of the `needed` fields (of `what`, for messages)."""
+    found = _find_columns(table, columns)
+    if "score" in needed and found["score"] is None:  # a label column of scores
+        found["score"] = columns.label or found["label"]
+    for field in needed:
+        flat = [c for c in DEFAULT_NAMES[field] if c in table.columns and field in LIST_FIELDS]
+        if found[field] is None and flat:
+            raise ValueError(f"{table.where}: column {flat[0]!r} holds "
+                             f"{type(table.rows[0].get(flat[0])).__name__} values; {what} needs "
+                             f"a list of {'words' if field == 'tokens' else 'tags'} per row (CSV "
+                             "and TSV cannot hold lists: use JSON Lines, Parquet or a datasets "
+                             "folder)")
+        if found[field] is None:
+            names = DEFAULT_NAMES[field] + (DEFAULT_NAMES["label"] if field == "score" else ())
+            shape = "list-valued " if field in LIST_FIELDS else ""
+            taken = "".join(f" ({c!r} is the {f} column)" for f, c in found.items()
+                            if c in names and f != field)
+            raise ValueError(f"{table.where}: {what} needs a {shape}{field} column, and none of "
+                             f"{names} is one{taken}; columns found: {list(table.columns)}; "
+                             f"name yours with Columns({field}=...)")
+    return {field: found[field] for field in needed}
+
+
+# ---------------------------------------------------------------------- rows to examples
+def _convert(table: _Table, columns: dict[str, str], *, binary_label: bool = False) -> _Part:
+    """Every row as a canonical example dict (labels and tags still as in the data; 0/1 with
+    `binary_label`)."""
+    part = _Part(table, columns, [])
+    for row_number, row in enumerate(table.rows, 1):
+        example = {}
+        for field, column in columns.items():
+            value, at = row.get(column), part.at(row_number, field)
+            if field in ("text", "text_pair"):
+                example[field] = _text(value, at)
+            elif field == "tokens":
+                example[field] = [_text(word, f"{at} item {i}")
+                                  for i, word in enumerate(_sequence(value, at, "words"))]
+            elif field == "tags":
+                example[field] = [_raw_label(tag, f"{at} item {i}")
+                                  for i, tag in enumerate(_sequence(value, at, "tags"))]
+            elif field == "score":
+                example[field] = _score(value, at)
+            else:
+                example[field] = _raw_label(value, at)
+        if "tags" in example and len(example["tokens"]) != len(example["tags"]):
+            raise ValueError(f"{table.where}: row {row_number}: {len(example['tokens'])} tokens "
+                             f"in column {columns['tokens']!r} but {len(example['tags'])} tags in "
+                             f"column {columns['tags']!r}; expected one tag per token")
+        if binary_label:
+            example["label"] = _binary(example["label"], at=part.at(row_number, "label"))
+        part.examples.append(example)
+    return part
+
+
+def _text(value, at: str) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{at} holds {value!r} ({type(value).__name__}); expected a string")
+    return str(value)
+
+
+def _sequence(value, at: str, what: str) -> list:
+    if isinstance(value, str):
+        raise ValueError(f"{at} holds a string ({value[:40]!r}); expected a list of {what} "
+                         "(CSV and TSV cannot hold lists: use JSON Lines, Parquet or a datasets "
+                         "folder)")
+    if not isinstance(value, (list, tuple, np.ndarray)):
+        raise ValueError(f"{at} holds {value!r} ({type(value).__name__}); expected a list of "
+                         f"{what}")
+    return list(value)
+
+
+def _raw_label(value, at: str) -> int | float | str:
+    """An id (int), a name (str) or, for the caller to refuse, a fractional float."""
+    if value is None or (isinstance(value, (float, np.floating)) and math.isnan(value)) or (
+            isinstance(value, str) and not value.strip()):
+        raise ValueError(f"{at} has no label ({value!r}); expected a class name or id in every row")
+    if isinstance(value, (bool, np.bool_, int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return int(value) if float(value).is_integer() else float(value)
+    if isinstance(value, str):
+        return value.strip()
+    raise ValueError(f"{at} holds {value!r} ({type(value).__name__}); expected a class name or "
+                     "an integer id")
+
+
+def _score(value, at: str) -> float:
+    try:
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (str, int, float,
+                                                                        np.number)):
+            raise ValueError
+        score = float(value)
+    except ValueError:
+        raise ValueError(f"{at} holds {value!r}; expected a number (a similarity score)") from None
+    if math.isnan(score):
+        raise ValueError(f"{at} has no score ({value!r}); expected a number in every row")
+    return score
+
+
+def _binary(value, at: str) -> int:
+    if isinstance(value, str) and _INTEGER.fullmatch(value):
+        value = int(value)
+    if value not in (0, 1):
+        raise ValueError(f"{at} has label {value!r}; embedding pairs need labels 0 or 1 (or a "
+                         "score column of numbers)")
+    return value
+
+
+# ------------------------------------------------------------------------------- labels
+def _occurrences(parts: list[_Part], field: str) -> Iterator[tuple[Any, str]]:
+    """Every label (or tag) value with where it is."""
+    for part in parts:
+        for row_number, example in enumerate(part.examples, 1):
+            at = part.at(row_number, field)
+            if field == "tags":
+                yield from ((tag, f"{at} item {i}") for i, tag in enumerate(example[field]))
+            else:
+                yield example[field], at
+
+
+def _label_ids(parts: list[_Part], field: str,
+               labels: Sequence[str] | None) -> tuple[list[str], Callable[[Any], int]]:
+    """The task's label names and `value -> id`, after checking every value."""
+    values = list(_occurrences(parts, field))
+    for value, at in values:
+        if isinstance(value, float):
+            raise ValueError(f"{at} holds {value!r}; expected a class name or an integer id "
+                             "(similarity scores: Columns(score=...) or "
+                             "task_type='embedding_pairs')")
+    strings = {v for v, _ in values if isinstance(v, str)}
+    if strings and all(_INTEGER.fullmatch(v) for v in strings) and not (
+            labels is not None and strings <= set(map(str, labels))):  # a CSV's "0"/"1": ids
+        values = [(int(v), at) for v, at in values]
+    names = [(v, at) for v, at in values if isinstance(v, str)]
+    ids = [(v, at) for v, at in values if isinstance(v, int)]
+    if names and ids:
+        raise ValueError(f"column {parts[0].columns[field]!r} mixes label names and ids: "
+                         f"{names[0][0]!r} ({names[0][1]}) and {ids[0][0]!r} ({ids[0][1]}); "
+                         "expected one kind")
+    if labels is not None:
+        labels = [str(name) for name in labels]
+        unknown = sorted({v for v, _ in names} - set(labels))
+        if unknown:
+            value, at = next((v, at) for v, at in names if v not in labels)
+            more = (f"; the data has {len(unknown)} label names the model lacks: {unknown}"
+                    if len(unknown) > 1 else "")
+            raise ValueError(f"{at} has label {value!r}, which is not one of the model's "
+                             f"labels {labels}{more}")
+        _check_ids(ids, len(labels), f"the model's labels {labels}")
+    elif names:
+        labels = sorted({v for v, _ in names})
+        if field == "tags" and "O" in labels:
+            labels = ["O"] + [name for name in labels if name != "O"]
+    else:
+        labels = next((list(p.table.class_names[p.columns[field]]) for p in parts
+                       if p.columns[field] in p.table.class_names), None)
+        _check_ids(ids, None if labels is None else len(labels), f"the ClassLabel names {labels}")
+        labels = labels or [str(i) for i in range(max((v for v, _ in ids), default=0) + 1)]
+    if not names:
+        return labels, int  # ids, or strings that spell them
+    index = {name: i for i, name in enumerate(labels)}
+    return labels, index.__getitem__
+
+
+def _class_ids_to_names(part: _Part, field: str) -> None:
+    """Replaces the ids of a `datasets` ClassLabel column by its names, in place."""
+    names = part.table.class_names.get(part.columns[field])
+    if names is None:
+        return
+
+    def name(value, at: str):
+        _check_ids([(value, at)], len(names), f"the ClassLabel names {list(names)}")
+        return names[value]
+    for row_number, example in enumerate(part.examples, 1):
+        at = part.at(row_number, field)
+        value = example[field]
+        example[field] = ([name(v, f"{at} item {i}") for i, v in enumerate(value)]
+                          if field == "tags" else name(value, at))
+
+
+def _check_ids(ids: list[tuple[int, str]], count: int | None, names: str) -> None:
+    for value, at in ids:
+        if value < 0 or (count is not None and value >= count):
+            expected = f"in [0, {count}) for {names}" if count is not None else "of 0 or more"
+            raise ValueError(f"{at} has label id {value}; expected an id {expected}")
+
+
+def _with_ids(example: dict, field: str, to_id: Callable[[Any], int]) -> dict:
+    value = example[field]
+    return {**example, field: [to_id(v) for v in value] if field == "tags" else to_id(value)}
+
+
+# ------------------------------------------------------------------------------- splits
+def _split(parts: dict[str | None, _Part], explicit: bool, sizes: Mapping[str, int | float],
+           seed: int) -> tuple[dict[str, list[dict]], list[str]]:
+    """Examples per split, and the splits that were carved from a pool."""
+    for key in sizes:
+        if key not in SPLITS:
+            raise ValueError(f"sizes: split {key!r} is not one of {SPLITS}")
+    if not explicit:
+        part = parts[None]
+        carve = [s for s in CARVE_ORDER if s != "train" or s in sizes]
+        counts = _sizes(len(part.examples), sizes, carve, part.table.where)
+        return _carve(part.examples, counts, "train", seed), carve
+    given = {split: list(part.examples) for split, part in parts.items()}
+    for key in sizes:
+        if key in given:
+            raise ValueError(f"sizes[{key!r}]: the {key} split is given explicitly; sizes only "
+                             "apply to splits carved from train")
+    pool = next((s for s in ("train", "dev") if s in given), None)
+    carve = [s for s in CARVE_ORDER
+             if s not in given and (s in ("search", "calibration") or s in sizes)]
+    if pool is None:
+        if sizes:
+            raise ValueError(f"sizes {dict(sizes)}: there is no train or dev split to carve "
+                             "them from")
+        return given, []
+    counts = _sizes(len(given[pool]), sizes, carve, f"{parts[pool].table.where} ({pool})")
+    return {**given, **_carve(given[pool], counts, pool, seed)}, carve
+
+
+def _sizes(n: int, requested: Mapping[str, int | float], carve: Sequence[str],
+           where: str) -> dict[str, int]:
+    """Rows for each split in `carve`: `requested`, else the defaults (module docstring)."""
+    if any(s not in requested for s in carve) and n < MIN_ROWS:
+        raise ValueError(f"{where} has {n} rows; splitting it into {', '.join(carve)} needs at "
+                         f"least {MIN_ROWS} (or give every split's size with sizes=...)")
+    counts = {}
+    for split in carve:
+        if split in requested:
+            counts[split] = _count(requested[split], n, split)
+        elif split == "dev":
+            counts[split] = round(DEFAULT_FRACTIONS["dev"] * n)
+        else:
+            counts[split] = max(1, round(DEFAULT_FRACTIONS[split] * n))
+    if "calibration" in counts and "calibration" not in requested:
+        counts["calibration"] = min(counts["calibration"], MAX_CALIBRATION)
+    if sum(counts.values()) > n:
+        raise ValueError(f"{where} has {n} rows, but the splits need {sum(counts.values())} "
+                         f"({counts})")
+    return counts
+
+
+def _count(value, n: int, split: str) -> int:
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        if value < 0:
+            raise ValueError(f"sizes[{split!r}]={value}; expected a count of 0 or more")
+        return int(value)
+    if isinstance(value, (float, np.floating)) and 0 < value < 1:
+        return max(1, round(float(value) * n))
+    raise ValueError(f"sizes[{split!r}]={value!r}; expected an int (a count) or a float in "
+                     "(0, 1) (a fraction)")
+
+
+def _carve(examples: list[dict], counts: Mapping[str, int], rest: str,
+           seed: int) -> dict[str, list[dict]]:
+    """Seeded shuffle, then `counts` rows for each split in `CARVE_ORDER`; the rest (unless
+    `rest` was sized too) go to `rest`."""
+    order = np.random.default_rng(seed).permutation(len(examples))
+    parts, start = {}, 0
+    for split in CARVE_ORDER:
+        if split in counts:
+            parts[split] = [examples[i] for i in order[start:start + counts[split]]]
+            start += counts[split]
+    parts.setdefault(rest, [examples[i] for i in order[start:]])
+    return parts
+
+
+def _input_key(example: dict) -> tuple:
+    if "tokens" in example:
+        return tuple(example["tokens"]),
+    return example["text"], example.get("text_pair")
+
+
+def _without_test_inputs(
+        splits: dict[str, list[dict]]) -> tuple[dict[str, list[dict]], dict[str, int]]:
+    """Drops the rows of non-test splits whose input equals a test input; counts per split."""
+    test = {_input_key(e) for e in splits.get("test", ())}
+    kept, dropped = {}, {}
+    for split, examples in splits.items():
+        kept[split] = examples if split == "test" else [
+            e for e in examples if _input_key(e) not in test]
+        if len(kept[split]) < len(examples):
+            dropped[split] = len(examples) - len(kept[split])
+            if not kept[split]:
+                raise ValueError(f"every row of the {split} split repeats a test input; the data "
+                                 "has too few distinct inputs (texts, or token lists)")
+    return kept, dropped
+
+
+def _describe(parts: dict[str | None, _Part], explicit: bool, carved: list[str], seed: int,
+              dropped: dict[str, int]) -> str:
+    if not explicit:
+        part = parts[None]
+        text = f"{part.table.where} ({len(part.examples):,} rows; split seed {seed})"
+    else:
+        text = ", ".join(f"{split}: {part.table.where} ({len(part.examples):,} rows)"
+                         for split, part in parts.items())
+        if carved:
+            pool = "train" if "train" in parts else "dev"
+            text += f"; {', '.join(carved)} carved from {pool} with split seed {seed}"
+    if dropped:
+        counts = ", ".join(f"{n:,} from {split}" for split, n in dropped.items())
+        text += f"; dropped {counts} (they repeat a test input)"
+    return text

@@ -1,0 +1,177 @@
+"""Your model, your data: the CLI and the API on model folders and data files the project has
+never seen (tiny random BERTs with the real MiniLM tokenizer, small fixture files in every
+format), for every task type."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from flax import nnx
+
+import samp_jax as sj
+from calibrate import search
+from samp_jax.app.cli import main
+from samp_jax.models import make_head, save_pretrained
+from samp_jax.tasks.files import load_task
+
+WORDS = ("good great fine nice bad awful poor sad movie film plot actor day night city river "
+         "happy dull bright dark warm cold").split()
+TINY = dict(vocab_size=30522, hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64,
+            max_position_embeddings=64)
+
+
+def _sentence(rng, n=6):
+    return " ".join(rng.choice(WORDS, n))
+
+
+@pytest.fixture(scope="module")
+def tiny_dirs(tmp_path_factory, minilm_dir):
+    """HF folders of tiny random BERTs with MiniLM's tokenizer: one per head."""
+    root = tmp_path_factory.mktemp("models")
+    config = sj.EncoderConfig(**TINY)
+    made = {}
+    for kind, labels in (("sequence_classification", ("neg", "pos")),
+                         ("token_classification", ("O", "B-thing", "I-thing")),
+                         ("sentence_embedding", None)):
+        rngs = nnx.Rngs(7)
+        head = make_head(kind, config, num_labels=None if labels is None else len(labels), rngs=rngs)
+        model = sj.EncoderModel(config, head, rngs=rngs)
+        folder = save_pretrained(model, root / kind, tokenizer_dir=minilm_dir, labels=labels)
+        if kind == "sentence_embedding":
+            shutil.copytree(minilm_dir / "1_Pooling", folder / "1_Pooling")
+            shutil.copyfile(minilm_dir / "modules.json", folder / "modules.json")
+        made[kind] = folder
+    return made
+
+
+@pytest.fixture(scope="module")
+def data_files(tmp_path_factory):
+    """Small data files of every task type (80 rows each, seeded)."""
+    root = tmp_path_factory.mktemp("data")
+    rng = np.random.default_rng(0)
+    n = 80
+    texts = [_sentence(rng) for _ in range(n)]
+    pairs = [_sentence(rng) for _ in range(n)]
+    labels = ["pos" if i % 2 else "neg" for i in range(n)]
+    (root / "reviews.csv").write_text("review,sentiment\n" + "".join(
+        f"{t},{lab}\n" for t, lab in zip(texts, labels)))
+    with open(root / "pairs.jsonl", "w") as f:
+        for t, p, lab in zip(texts, pairs, labels):
+            f.write(json.dumps({"sentence1": t, "sentence2": p, "label": lab}) + "\n")
+    with open(root / "tags.jsonl", "w") as f:
+        for t in texts:
+            words = t.split()
+            tags = ["B-thing" if w in ("movie", "film", "city", "river") else "O" for w in words]
+            f.write(json.dumps({"tokens": words, "tags": tags}) + "\n")
+    (root / "similar.tsv").write_text("text\ttext_pair\tscore\n" + "".join(
+        f"{t}\t{p}\t{rng.uniform(0, 5):.2f}\n" for t, p in zip(texts, pairs)))
+    return root
+
+
+def _run(capsys, *argv) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+CASES = [  # (model kind, data file, expected task type, metric)
+    ("sequence_classification", "reviews.csv", "text_classification", "accuracy"),
+    ("sequence_classification", "pairs.jsonl", "text_pair_classification", "accuracy"),
+    ("token_classification", "tags.jsonl", "token_classification", "entity_f1"),
+    ("sentence_embedding", "similar.tsv", "embedding_pairs", "spearman"),
+]
+
+
+@pytest.mark.parametrize("kind, file, task_type, metric", CASES)
+def test_eval_on_your_model_and_data_for_every_task_type(tiny_dirs, data_files, capsys, kind, file,
+                                                         task_type, metric):
+    code, out, err = _run(capsys, "eval", "--model", str(tiny_dirs[kind]), "--data",
+                          str(data_files / file), "--precision", "fp16,fully_quant", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["task_type"] == task_type and result["metric"] == metric
+    assert [r["variant"] for r in result["rows"]] == ["fp32 (reference)", "fp16", "fully_quant / dynamic"]
+    assert all(np.isfinite(r["value"]) for r in result["rows"])
+    assert result["rows"][1]["agreement"] > 0.9  # fp16 barely changes a tiny model
+
+
+def test_search_then_predict_from_the_folder_alone_in_a_fresh_process(tiny_dirs, data_files,
+                                                                       tmp_path, capsys):
+    out = tmp_path / "search"
+    code, _, err = _run(capsys, "search", "--model", str(tiny_dirs["sequence_classification"]),
+                        "--data", str(data_files / "reviews.csv"), "--tolerance", "5%",
+                        "--out", str(out), "--json")
+    assert code == 0, err
+    model_dir = out / "model"
+    assert (out / "precision_map.json").is_file() and (model_dir / "quantization.json").is_file()
+    # a fresh process with nothing but the folder and the data file
+    predictions = tmp_path / "predictions.jsonl"
+    done = subprocess.run([sys.executable, "-m", "samp_jax.app.cli", "predict", "--model", str(model_dir),
+                           "--data", str(data_files / "reviews.csv"), "--out", str(predictions)],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in predictions.read_text().splitlines()]
+    assert len(lines) == 80 and {line["label"] for line in lines} <= {"neg", "pos"}
+    # the same predictions as the in-memory quantized model of the search
+    model = sj.load(model_dir)
+    texts = [line["text"] for line in lines]
+    engine_labels = sj.compile(model, seq_buckets=(32, 64), batch_size=16)(texts).labels
+    assert [line["label"] for line in lines] == [model.model.head.labels[i] for i in engine_labels]
+
+
+def test_api_path_your_file_to_a_searched_map(tiny_dirs, data_files):
+    model = sj.load(tiny_dirs["token_classification"])
+    task = load_task(data_files / "tags.jsonl", labels=model.head.labels, head=model.head_kind)
+    assert task.task_type.name == "token_classification" and task.labels == ("O", "B-thing", "I-thing")
+    result = search(model, task, tokenizer=model.tokenizer, tolerance=0.05, progress=False)
+    assert result.metric_name == "entity_f1" and result.precision_map.num_layers == 2
+
+
+@pytest.mark.parametrize("argv_extra, message", [
+    (["--data", "reviews.csv", "--text-column", "body"], "body"),
+    (["--data", "missing.csv"], "missing.csv"),
+    (["--data", "reviews.csv", "--label-column", "review"], "label"),
+])
+def test_data_errors_are_one_line_and_come_before_slow_work(tiny_dirs, data_files, capsys,
+                                                             argv_extra, message, monkeypatch):
+    monkeypatch.chdir(data_files)
+    monkeypatch.setattr("samp_jax.app.cli.run_search",
+                        lambda *a, **k: pytest.fail("the search started before the data was checked"))
+    code, out, err = _run(capsys, "search", "--model", str(tiny_dirs["sequence_classification"]),
+                          *argv_extra, "--out", "o")
+    assert code == 1 and message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_model_folder_without_a_tokenizer_is_refused(tiny_dirs, data_files, tmp_path, capsys):
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copyfile(tiny_dirs["sequence_classification"] / name, bare / name)
+    code, _, err = _run(capsys, "eval", "--model", str(bare), "--data", str(data_files / "reviews.csv"))
+    assert code == 1 and "tokenizer" in err and str(bare) in err
+
+
+def test_labels_that_disagree_with_the_model_are_refused(tiny_dirs, data_files, tmp_path, capsys):
+    (tmp_path / "other.csv").write_text("text,label\n" + "".join(
+        f"word {i},{'yes' if i % 2 else 'no'}\n" for i in range(40)))
+    code, _, err = _run(capsys, "eval", "--model", str(tiny_dirs["sequence_classification"]),
+                        "--data", str(tmp_path / "other.csv"))
+    assert code == 1 and "yes" in err or "no" in err
+
+
+def test_finetune_on_your_file_writes_a_loadable_folder(data_files, tmp_path, capsys, minilm_dir):
+    out = tmp_path / "tuned"
+    code, stdout, err = _run(capsys, "finetune", "--model", "minilm", "--data",
+                             str(data_files / "reviews.csv"), "--epochs", "0.2", "--batch-size", "8",
+                             "--eval-every", "2", "--out", str(out), "--json")
+    assert code == 0, err
+    summary = json.loads(stdout)
+    assert summary["labels"] == ["neg", "pos"] and summary["task_type"] == "text_classification"
+    model = sj.load(out)
+    assert model.head.labels == ("neg", "pos") and model.tokenizer is not None

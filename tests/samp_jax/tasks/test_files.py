@@ -1,0 +1,539 @@
+"""Your own data as a `Task` (`samp_jax.tasks.files`): every format, every task type, the
+inference rules, label mapping, splits, and every error naming the file, column and value."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import datasets
+import pyarrow
+import pyarrow.parquet
+import pytest
+
+from samp_jax.tasks import SPLITS, Columns, Task, load_task
+from samp_jax.tasks.files import MAX_CALIBRATION, MIN_ROWS, read_inputs
+
+FORMATS = ("csv", "tsv", "jsonl", "parquet", "saved", "dataset", "list")
+LIST_FORMATS = ("jsonl", "parquet", "saved", "dataset", "list")  # CSV/TSV cannot hold lists
+WORDS = ("good", "bad", "movie", "plot", "city", "river", "happy", "dull", "Paris", "Rome")
+
+
+def write(tmp_path, fmt: str, rows: list[dict], name: str = "data"):
+    """`rows` as a source of format `fmt`: a path in `tmp_path`, a Dataset or the list."""
+    if fmt in ("csv", "tsv"):
+        path = tmp_path / f"{name}.{fmt}"
+        with path.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]),
+                                    delimiter="," if fmt == "csv" else "\t")
+            writer.writeheader()
+            writer.writerows(rows)
+        return path
+    if fmt == "jsonl":
+        path = tmp_path / f"{name}.jsonl"
+        path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+        return path
+    if fmt == "parquet":
+        path = tmp_path / f"{name}.parquet"
+        pyarrow.parquet.write_table(pyarrow.Table.from_pylist(rows), path)
+        return path
+    if fmt == "saved":
+        path = tmp_path / name
+        datasets.Dataset.from_list(rows).save_to_disk(str(path))
+        return path
+    if fmt == "dataset":
+        return datasets.Dataset.from_list(rows)
+    return [dict(row) for row in rows]
+
+
+def text(i: int) -> str:
+    return f"{WORDS[i % 10]} {WORDS[(i // 10) % 10]} number {i}"
+
+
+# kind -> (rows of the user's file, the canonical examples expected, task type, labels)
+def case(kind: str, n: int = 40):
+    if kind == "text":
+        rows = [{"review": text(i), "label": ("neg", "pos", "mixed")[i % 3]} for i in range(n)]
+        names = ("mixed", "neg", "pos")
+        return rows, [{"text": r["review"], "label": names.index(r["label"])} for r in rows], \
+            "text_classification", names
+    if kind == "pair":
+        rows = [{"premise": text(i), "hypothesis": text(i + 1000), "label": i % 3}
+                for i in range(n)]
+        return rows, [{"text": r["premise"], "text_pair": r["hypothesis"], "label": r["label"]}
+                      for r in rows], "text_pair_classification", ("0", "1", "2")
+    if kind == "tokens":
+        rows = []
+        for i in range(n):
+            words = text(i).split()
+            rows.append({"tokens": words, "ner_tags": ["B-LOC" if w in ("Paris", "Rome", "city")
+                                                       else "O" for w in words]})
+        names = ("O", "B-LOC")
+        return rows, [{"tokens": r["tokens"], "tags": [names.index(t) for t in r["ner_tags"]]}
+                      for r in rows], "token_classification", names
+    if kind == "embed_label":
+        rows = [{"sentence1": text(i), "sentence2": text(i + 1000), "label": i % 2}
+                for i in range(n)]
+        return rows, [{"text": r["sentence1"], "text_pair": r["sentence2"], "label": r["label"]}
+                      for r in rows], "embedding_pairs", None
+    if kind == "embed_score":
+        rows = [{"text": text(i), "text_pair": text(i + 1000), "score": round(i / 8, 2)}
+                for i in range(n)]
+        return rows, [{"text": r["text"], "text_pair": r["text_pair"], "score": r["score"]}
+                      for r in rows], "embedding_pairs", None
+    rows = [{"sentence": text(i)} for i in range(n)]
+    return rows, [{"text": r["sentence"]} for r in rows], "embedding_texts", None
+
+
+KINDS = ("text", "pair", "tokens", "embed_label", "embed_score", "plain")
+# 0/1-labelled pairs are embedding pairs (not pair classification) only for a bi-encoder
+HEADS = {"embed_label": "sentence_embedding"}
+
+
+def examples(task: Task) -> list[dict]:
+    return [e for split in SPLITS for e in task.split(split)]
+
+
+def key(example: dict) -> str:
+    return json.dumps(example, sort_keys=True)
+
+
+def assert_split_well(task: Task, expected: list[dict]) -> None:
+    """Disjoint splits holding exactly the expected examples, with the default sizes."""
+    got = sorted(map(key, examples(task)))
+    assert got == sorted(map(key, expected))
+    assert len(set(got)) == len(got)  # disjoint (every fixture row is distinct)
+    sizes = task.sizes()
+    n = len(expected)
+    assert sum(sizes.values()) == n
+    assert sizes["test"] == sizes["search"] == round(0.2 * n)
+    assert sizes["calibration"] == sizes["dev"] == round(0.1 * n)
+
+
+# ------------------------------------------------------------------ every format and type
+@pytest.mark.parametrize("kind, fmt", [(kind, fmt) for kind in KINDS for fmt in FORMATS
+                                       if kind != "tokens" or fmt in LIST_FORMATS])
+def test_every_format_and_task_type(tmp_path, kind, fmt):
+    rows, expected, task_type, labels = case(kind)
+    task = load_task(write(tmp_path, fmt, rows), head=HEADS.get(kind))
+    assert task.task_type.name == task_type
+    assert task.labels == labels
+    assert_split_well(task, expected)
+    assert task.max_length == 128
+    assert "40 rows; split seed 0" in task.source
+    assert task.name == "data"
+
+
+@pytest.mark.parametrize("fmt", ("csv", "jsonl", "list"))
+def test_splits_are_seeded(tmp_path, fmt):
+    rows, _, _, _ = case("text")
+    source = write(tmp_path, fmt, rows)
+    first, again, other = (load_task(source, seed=s) for s in (0, 0, 1))
+    assert first.splits == again.splits
+    assert first.split("test") != other.split("test")
+    assert sorted(map(key, examples(first))) == sorted(map(key, examples(other)))
+
+
+def test_the_same_file_also_fine_tunes_and_small_files_get_every_split(tmp_path):
+    rows, expected, _, _ = case("text", n=MIN_ROWS)
+    task = load_task(write(tmp_path, "csv", rows))
+    sizes = task.sizes()
+    assert sizes == {"train": 4, "dev": 1, "calibration": 1, "search": 2, "test": 2}
+    big = load_task([{"text": text(i), "label": i % 2} for i in range(6000)])
+    assert big.sizes()["calibration"] == MAX_CALIBRATION
+    assert big.sizes()["train"] == 6000 - 1200 - 1200 - 512 - 600
+
+
+def test_sizes_override_as_counts_and_fractions():
+    rows = [{"text": text(i), "label": i % 2} for i in range(100)]
+    task = load_task(rows, sizes={"test": 30, "search": 0.1, "calibration": 5, "dev": 0})
+    assert task.sizes() == {"train": 55, "dev": 0, "calibration": 5, "search": 10, "test": 30}
+    sized = load_task(rows, sizes={"train": 10})
+    assert sized.sizes()["train"] == 10 and sum(sized.sizes().values()) == 10 + 20 + 20 + 10 + 10
+    # the test split depends only on the seed and its own size
+    assert load_task(rows, sizes={"search": 3}).split("test") == load_task(rows).split("test")
+
+
+# ------------------------------------------------------------------------- inference rules
+@pytest.mark.parametrize("row, head, task_type", [
+    (lambda i: {"sentence1": f"a{i}", "sentence2": "b", "gold_label": "x"}, None,
+     "text_pair_classification"),
+    (lambda i: {"text": f"a{i}", "text_pair": "b", "similarity": 0.5}, None, "embedding_pairs"),
+    (lambda i: {"sentence1": f"a{i}", "sentence2": "b", "label": i / 3}, None,
+     "embedding_pairs"),  # STS-B: a label column of fractional scores
+    (lambda i: {"text": f"a{i}", "text_pair": "b", "label": i % 2}, "sentence_embedding",
+     "embedding_pairs"),
+    (lambda i: {"text": f"a{i}", "text_pair": "b", "label": i % 2}, None,
+     "text_pair_classification"),
+    (lambda i: {"content": f"a{i}", "category": "x"}, None, "text_classification"),
+    (lambda i: {"question": f"a{i}"}, None, "embedding_texts"),
+    (lambda i: {"text": f"a{i}", "label": 1}, "sentence_embedding", "embedding_texts"),
+    (lambda i: {"words": ["a", str(i)], "labels": ["O", "O"]}, None, "token_classification"),
+    (lambda i: {"text": f"a{i}", "labels": 1}, None, "text_classification"),  # scalar: a label
+    (lambda i: {"text": f"a{i}", "text_pair": "b", "label": 1}, "sequence_classification",
+     "text_pair_classification"),
+])
+def test_task_type_inference(row, head, task_type):
+    assert load_task([row(i) for i in range(MIN_ROWS)], head=head).task_type.name == task_type
+
+
+def test_sts_style_label_column_of_scores_becomes_score():
+    rows = [{"sentence1": text(i), "sentence2": text(i + 1), "label": i / 7} for i in range(20)]
+    task = load_task(rows)
+    assert all("score" in e and "label" not in e for e in examples(task))
+    assert task.metric == "spearman"
+
+
+def test_explicit_columns_and_task_type():
+    rows = [{"body": text(i), "other": text(i + 1), "y": ("a", "b")[i % 2], "label": 7}
+            for i in range(20)]
+    task = load_task(rows, columns=Columns(text="body", label="y"))
+    assert task.task_type.name == "text_classification" and task.labels == ("a", "b")
+    assert {e["text"] for e in examples(task)} == {r["body"] for r in rows}
+    texts = load_task(rows, task_type="embedding_texts", columns=Columns(text="other"))
+    assert examples(texts)[0].keys() == {"text"}
+    assert {e["text"] for e in examples(texts)} == {r["other"] for r in rows}
+
+
+# ---------------------------------------------------------------------------- label mapping
+def test_string_labels_map_to_the_models_label_order(tmp_path):
+    rows = [{"text": text(i), "label": ("pos", "neg")[i % 2]} for i in range(20)]
+    task = load_task(write(tmp_path, "csv", rows), labels=["pos", "neg", "neutral"])
+    assert task.labels == ("pos", "neg", "neutral")
+    by_text = {e["text"]: e["label"] for e in examples(task)}
+    assert all(by_text[r["text"]] == ("pos", "neg").index(r["label"]) for r in rows)
+
+
+@pytest.mark.parametrize("fmt", ("csv", "jsonl"))
+def test_int_labels_are_ids_into_the_models_labels(tmp_path, fmt):
+    rows = [{"text": text(i), "label": i % 2} for i in range(20)]
+    task = load_task(write(tmp_path, fmt, rows), labels=("LABEL_0", "LABEL_1"))
+    assert task.labels == ("LABEL_0", "LABEL_1")
+    by_text = {e["text"]: e["label"] for e in examples(task)}
+    assert all(by_text[r["text"]] == r["label"] for r in rows)
+
+
+def test_digit_names_of_the_model_map_as_names(tmp_path):
+    rows = [{"text": text(i), "stars": str(1 + i % 5)} for i in range(20)]
+    task = load_task(write(tmp_path, "csv", rows), columns=Columns(label="stars"),
+                     labels=["1", "2", "3", "4", "5"])
+    by_text = {e["text"]: e["label"] for e in examples(task)}
+    assert all(by_text[r["text"]] == int(r["stars"]) - 1 for r in rows)
+
+
+def test_int_labels_without_names_keep_their_ids():
+    rows = [{"text": text(i), "label": (0, 2)[i % 2]} for i in range(20)]
+    task = load_task(rows)
+    assert task.labels == ("0", "1", "2")
+    assert {e["label"] for e in examples(task)} == {0, 2}
+
+
+def test_class_label_features_name_the_ids():
+    features = datasets.Features({"text": datasets.Value("string"),
+                                  "label": datasets.ClassLabel(names=["neg", "pos"])})
+    dataset = datasets.Dataset.from_dict(
+        {"text": [text(i) for i in range(20)], "label": [i % 2 for i in range(20)]}, features)
+    assert load_task(dataset).labels == ("neg", "pos")
+
+
+def test_class_label_columns_match_the_models_labels_by_name():
+    features = datasets.Features({"text": datasets.Value("string"),
+                                  "label": datasets.ClassLabel(names=["neg", "pos"])})
+    dataset = datasets.Dataset.from_dict(
+        {"text": [text(i) for i in range(20)], "label": [i % 2 for i in range(20)]}, features)
+    flipped = load_task(dataset, labels=["pos", "neg"])
+    by_text = {e["text"]: e["label"] for e in examples(flipped)}
+    assert all(by_text[text(i)] == 1 - i % 2 for i in range(20))
+    generic = load_task(dataset, labels=["LABEL_0", "LABEL_1"])
+    assert all(e["label"] == int(e["text"].split()[-1]) % 2 for e in examples(generic))
+    with raises(r"datasets.Dataset: row 1: column 'label' has label 'neg', which is not one of "
+                r"the model's labels \['NEGATIVE', 'POSITIVE'\]; the data has 2 label names"):
+        load_task(dataset, labels=["NEGATIVE", "POSITIVE"])
+
+
+def test_tags_map_to_given_labels_and_ints_are_ids():
+    rows = [{"tokens": [f"w{i}", "b", "c"], "tags": ["B-PER", "I-PER", "O"]} for i in range(10)]
+    task = load_task(rows, labels=["O", "B-PER", "I-PER"])
+    assert {tuple(e["tags"]) for e in examples(task)} == {(1, 2, 0)}
+    ints = load_task([dict(r, tags=[1, 2, 0]) for r in rows], labels=["O", "B-PER", "I-PER"])
+    assert {tuple(e["tags"]) for e in examples(ints)} == {(1, 2, 0)}
+    assert load_task(rows).labels == ("O", "B-PER", "I-PER")
+
+
+def test_embedding_labels_may_be_strings_or_bools(tmp_path):
+    rows = [{"text": text(i), "text_pair": text(i + 1), "label": str(i % 2)} for i in range(20)]
+    task = load_task(write(tmp_path, "csv", rows), head="sentence_embedding")
+    assert {e["label"] for e in examples(task)} == {0, 1} and task.metric == "roc_auc"
+    flags = load_task([dict(r, label=bool(i % 2)) for i, r in enumerate(rows)],
+                      task_type="embedding_pairs")
+    assert {e["label"] for e in examples(flags)} == {0, 1}
+
+
+# ---------------------------------------------------------------------------- explicit splits
+def test_split_files_carve_calibration_and_search_from_train(tmp_path):
+    rows = [{"text": text(i), "label": ("neg", "pos")[i % 2]} for i in range(60)]
+    (tmp_path / "mydata").mkdir()
+    train = write(tmp_path / "mydata", "csv", rows[:40], name="train")
+    test = write(tmp_path / "mydata", "jsonl", rows[40:50], name="test")
+    dev = write(tmp_path / "mydata", "tsv", rows[50:], name="dev")
+    task = load_task(split_files={"train": train, "validation": dev, "test": str(test)})
+    assert task.sizes() == {"train": 28, "dev": 10, "calibration": 4, "search": 8, "test": 10}
+    assert task.name == "mydata"
+    assert [e["text"] for e in task.split("test")] == [r["text"] for r in rows[40:50]]
+    assert [e["text"] for e in task.split("dev")] == [r["text"] for r in rows[50:]]
+    carved = {e["text"] for s in ("train", "calibration", "search") for e in task.split(s)}
+    assert carved == {r["text"] for r in rows[:40]}
+    assert "search, calibration carved from train with split seed 0" in task.source
+    assert load_task(split_files={"train": train, "test": test}, seed=1).split("search") != \
+        task.split("search")
+
+
+def test_split_files_without_train_carve_from_dev_and_sizes_name_missing_splits(tmp_path):
+    rows = [{"text": text(i), "label": i % 2} for i in range(30)]
+    dev = write(tmp_path, "csv", rows, name="dev")
+    task = load_task(split_files={"dev": dev})
+    assert task.sizes() == {"train": 0, "dev": 21, "calibration": 3, "search": 6, "test": 0}
+    with_test = load_task(split_files={"dev": dev}, sizes={"test": 5})
+    assert with_test.sizes()["test"] == 5
+    with pytest.raises(ValueError, match=r"sizes\['dev'\].*given explicitly"):
+        load_task(split_files={"dev": dev}, sizes={"dev": 5})
+
+
+def test_dataset_dict_splits_map_to_ours(tmp_path):
+    rows = [{"sentence": text(i), "label": i % 2} for i in range(50)]
+    splits = datasets.DatasetDict({"train": datasets.Dataset.from_list(rows[:30]),
+                                   "validation": datasets.Dataset.from_list(rows[30:40]),
+                                   "test": datasets.Dataset.from_list(rows[40:])})
+    splits.save_to_disk(str(tmp_path / "saved"))
+    for source in (splits, tmp_path / "saved"):
+        task = load_task(source)
+        assert task.sizes() == {"train": 21, "dev": 10, "calibration": 3, "search": 6, "test": 10}
+    with pytest.raises(ValueError, match=r"'unsupervised' is not one of"):
+        load_task(datasets.DatasetDict({"unsupervised": datasets.Dataset.from_list(rows)}))
+
+
+def test_test_inputs_are_not_repeated_in_other_splits(tmp_path):
+    rows = [{"text": text(i % 25), "label": i % 2} for i in range(50)]  # every text twice
+    task = load_task(rows)
+    test = {e["text"] for e in task.split("test")}
+    others = [e for s in SPLITS if s != "test" for e in task.split(s)]
+    assert not test & {e["text"] for e in others}
+    dropped = 50 - sum(task.sizes().values())
+    assert dropped > 0 and "repeat a test input" in task.source
+    pairs = load_task(split_files={"train": write(tmp_path, "jsonl", [
+        {"text": "a", "text_pair": f"b{i}", "label": 0} for i in range(20)], name="train"),
+        "test": write(tmp_path, "jsonl", [{"text": "a", "text_pair": "b3", "label": 1}],
+                      name="test")})
+    assert ("a", "b3") not in {(e["text"], e["text_pair"]) for s in SPLITS if s != "test"
+                               for e in pairs.split(s)}
+    assert sum(pairs.sizes().values()) == 20 and "dropped 1 from" in pairs.source
+
+
+def test_a_json_array_file_and_a_bom(tmp_path):
+    rows = [{"text": text(i), "label": i % 2} for i in range(20)]
+    (tmp_path / "array.json").write_text(json.dumps(rows))
+    assert len(examples(load_task(tmp_path / "array.json"))) == 20
+    (tmp_path / "bom.csv").write_text("\ufefftext,label\n" + "".join(
+        f"{r['text']},{r['label']}\n" for r in rows), encoding="utf-8")
+    assert load_task(tmp_path / "bom.csv").labels == ("0", "1")
+
+
+def test_read_inputs_reads_model_inputs_in_order(tmp_path):
+    rows = [{"review": text(i), "label": "x"} for i in range(3)]
+    assert read_inputs(write(tmp_path, "csv", rows)) == [{"text": r["review"]} for r in rows]
+    pairs = [{"premise": "a", "hypothesis": "b"}]
+    assert read_inputs(pairs) == [{"text": "a", "text_pair": "b"}]
+    assert read_inputs([{"words": ["a", "b"]}], fields=("tokens",)) == [{"tokens": ["a", "b"]}]
+    with pytest.raises(ValueError, match=r"needs a text column.*columns found: \['body'\]"):
+        read_inputs([{"body": "a"}])
+
+
+# ------------------------------------------------------------------------------------ errors
+def raises(match: str):
+    return pytest.raises(ValueError, match=match)
+
+
+def test_missing_files_and_unknown_formats(tmp_path):
+    with raises(r"nowhere\.csv does not exist"):
+        load_task(tmp_path / "nowhere.csv")
+    (tmp_path / "data.xlsx").write_text("x")
+    with raises(r"data\.xlsx: unknown format '\.xlsx'; expected .*'\.csv'"):
+        load_task(tmp_path / "data.xlsx")
+    (tmp_path / "folder").mkdir()
+    with raises(r"folder is a folder but not one written by datasets' save_to_disk"):
+        load_task(tmp_path / "folder")
+    (tmp_path / "bad.parquet").write_text("not parquet")
+    with raises(r"bad\.parquet is not a readable Parquet file"):
+        load_task(tmp_path / "bad.parquet")
+    with pytest.raises(TypeError, match="int is not a path"):
+        load_task(3)
+    with raises("no data"):
+        load_task()
+    with raises("either a source or split_files"):
+        load_task([{"text": "a"}], split_files={"train": tmp_path / "x.csv"})
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("empty.csv", "", r"empty\.csv is empty; expected a header line"),
+    ("header.csv", "text,label\n", r"header\.csv has no rows"),
+    ("empty.jsonl", "\n", r"empty\.jsonl is empty"),
+    ("broken.jsonl", '{"text": "a"}\n{"text": \n', r"broken\.jsonl: line 2 is not a JSON object"),
+    ("scalars.json", "[1, 2]", r"scalars\.json: row 1 is a int; expected an object"),
+    ("huge.csv", "text,label\n" + "x" * 200_000 + ",1\n",
+     r"huge\.csv: row 1: field larger than field limit .*; expected CSV rows"),
+    ("wide.csv", "text,label\na,b,c\n",
+     r"wide\.csv: row 1 has 1 more field\(s\) than the 2 columns"),
+])
+def test_empty_and_malformed_files(tmp_path, name, content, message):
+    (tmp_path / name).write_text(content)
+    with raises(message):
+        load_task(tmp_path / name)
+
+
+def test_empty_parquet_and_list(tmp_path):
+    path = tmp_path / "none.parquet"
+    pyarrow.parquet.write_table(pyarrow.table({"text": pyarrow.array([], pyarrow.string())}), path)
+    with raises(r"none\.parquet has no rows"):
+        load_task(path)
+    with raises(r"list of dicts has no rows"):
+        load_task([])
+
+
+def test_missing_column_lists_the_columns_found(tmp_path):
+    path = write(tmp_path, "csv", [{"body": "a", "sentiment": "pos"}] * 12)
+    with raises(r"data\.csv: column 'review' \(columns.text\) not found; columns found: "
+                r"\['body', 'sentiment'\]"):
+        load_task(path, columns=Columns(text="review"))
+    with raises(r"data\.csv: a text_classification task needs a text column, and none of "
+                r"\('text', 'sentence'.*\) is one; columns found: \['body', 'sentiment'\]; "
+                r"name yours with Columns\(text=\.\.\.\)"):
+        load_task(path)
+    with raises(r"list of dicts: no text column \(tried .*'sentence'.*\) and no list-valued "
+                r"tokens and tags columns.*columns found: \['body', 'x'\]"):
+        load_task([{"body": "a", "x": 1}] * 12)
+    with raises(r"data\.csv: a text_pair_classification task needs a text_pair column.*"
+                r"columns found: \['body', 'sentiment'\].*Columns\(text_pair=\.\.\.\)"):
+        load_task(path, task_type="text_pair_classification", columns=Columns(text="body"))
+    with raises(r"data\.csv: a token_classification task needs a list-valued tokens column"):
+        load_task(path, head="token_classification")
+    with raises(r"data\.csv: a text_classification task needs a text column, and none of "
+                r"\(.*'review'\) is one \('review' is the label column\)"):
+        load_task(write(tmp_path, "csv", [{"review": "a"}] * 12), columns=Columns(label="review"))
+    with raises(r"text pairs \('text', 'text_pair'\) need a label or score column"):
+        load_task([{"text": "a", "text_pair": "b"}] * 12)
+
+
+def test_a_split_file_missing_a_column_is_named(tmp_path):
+    train = write(tmp_path, "csv", [{"text": text(i), "label": 0} for i in range(20)], "train")
+    test = write(tmp_path, "csv", [{"text": "a", "y": 0}], "test")
+    with raises(r"test\.csv: a text_classification task needs a label column.*columns found: "
+                r"\['text', 'y'\]"):
+        load_task(split_files={"train": train, "test": test})
+    with raises(r"split_files: split 'holdout' is not one of"):
+        load_task(split_files={"holdout": train})
+
+
+def test_unknown_label_names_the_file_row_column_value_and_expected_names(tmp_path):
+    rows = [{"review": text(i), "sentiment": ("pos", "neg")[i % 2]} for i in range(20)]
+    rows[7]["sentiment"] = "meh"
+    path = write(tmp_path, "csv", rows)
+    with raises(r"data\.csv: row 8: column 'sentiment' has label 'meh', which is not one of the "
+                r"model's labels \['neg', 'pos'\]"):
+        load_task(path, labels=["neg", "pos"])
+
+
+def test_labels_disagreeing_with_the_model_list_every_unknown_name(tmp_path):
+    rows = [{"text": text(i), "label": ("positive", "negative")[i % 2]} for i in range(20)]
+    with raises(r"data\.jsonl: row 1: column 'label' has label 'positive', which is not one of "
+                r"the model's labels \['NEG', 'POS'\]; the data has 2 label names the model "
+                r"lacks: \['negative', 'positive'\]"):
+        load_task(write(tmp_path, "jsonl", rows), labels=["NEG", "POS"])
+
+
+def test_label_ids_out_of_range(tmp_path):
+    rows = [{"text": text(i), "label": i % 3} for i in range(20)]
+    with raises(r"data\.csv: row 3: column 'label' has label id 2; expected an id in \[0, 2\) "
+                r"for the model's labels \['a', 'b'\]"):
+        load_task(write(tmp_path, "csv", rows), labels=["a", "b"])
+    with raises(r"row 1: column 'label' has label id -1; expected an id of 0 or more"):
+        load_task([dict(r, label=-1) for r in rows])
+    tags = [{"tokens": ["a", "b"], "tags": [0, 5]}] * 12
+    with raises(r"row 1: column 'tags' item 1 has label id 5; expected an id in \[0, 3\)"):
+        load_task(tags, labels=["O", "B-X", "I-X"])
+
+
+@pytest.mark.parametrize("fmt, bad, message", [
+    ("jsonl", None, r"data\.jsonl: row 5: column 'label' has no label \(None\)"),
+    ("csv", "", r"data\.csv: row 5: column 'label' has no label \(''\)"),
+    ("parquet", math.nan, r"data\.parquet: row 5: column 'label' has no label \(nan\)"),
+    ("list", math.nan, r"list of dicts: row 5: column 'label' has no label \(nan\)"),
+])
+def test_missing_labels(tmp_path, fmt, bad, message):
+    rows = [{"text": text(i), "label": float(i % 2)} for i in range(20)]
+    rows[4]["label"] = bad
+    with raises(message):
+        load_task(write(tmp_path, fmt, rows))
+
+
+def test_non_string_text_and_bad_values(tmp_path):
+    rows = [{"text": text(i), "label": 0} for i in range(20)]
+    with raises(r"data\.jsonl: row 3: column 'text' holds 42 \(int\); expected a string"):
+        load_task(write(tmp_path, "jsonl", [dict(r, text=42) if i == 2 else r
+                                            for i, r in enumerate(rows)]))
+    with raises(r"row 1: column 'text' holds None \(NoneType\); expected a string"):
+        load_task([dict(rows[0], text=None)] + rows)
+    with raises(r"row 2: column 'label' holds 0.5; expected a class name or an integer id"):
+        load_task([rows[0], dict(rows[1], label=0.5)] + rows, task_type="text_classification")
+    with raises(r"column 'label' mixes label names and ids: 'x' \(list of dicts: row 1: "
+                r"column 'label'\) and 0"):
+        load_task([dict(rows[0], label="x")] + rows)
+    with raises(r"row 2: column 'score' holds 'high'; expected a number"):
+        load_task([{"text": "a", "text_pair": "b", "score": 0.1},
+                   {"text": "c", "text_pair": "d", "score": "high"}] * 6)
+    pairs = [{"text": text(i), "text_pair": "b", "label": i % 3} for i in range(20)]
+    with raises(r"row 3: column 'label' has label 2; embedding pairs need labels 0 or 1"):
+        load_task(pairs, head="sentence_embedding")
+
+
+def test_token_errors_name_the_row(tmp_path):
+    rows = [{"tokens": ["a", "b"], "tags": ["O", "O"]} for _ in range(20)]
+    rows[11] = {"tokens": ["a", "b", "c"], "tags": ["O", "O"]}
+    with raises(r"data\.jsonl: row 12: 3 tokens in column 'tokens' but 2 tags in column 'tags'; "
+                r"expected one tag per token"):
+        load_task(write(tmp_path, "jsonl", rows))
+    flat = write(tmp_path, "csv", [{"tokens": "a b", "tags": "O O"}] * 12)
+    with raises(r"data\.csv: column 'tokens' holds str values; a token_classification task needs "
+                r"a list of words per row \(CSV and TSV cannot hold lists"):
+        load_task(flat, task_type="token_classification")
+    with raises(r"data\.csv: row 1: column 'tokens' holds a string \('a b'\); expected a list of "
+                r"words \(CSV and TSV cannot hold lists"):
+        load_task(flat, columns=Columns(tokens="tokens", tags="tags"))
+    with raises(r"row 1: column 'tokens' item 1 holds 3 \(int\); expected a string"):
+        load_task([{"tokens": ["a", 3], "tags": ["O", "O"]}] * 12)
+
+
+def test_too_few_rows(tmp_path):
+    rows = [{"text": text(i), "label": 0} for i in range(MIN_ROWS - 1)]
+    with raises(rf"data\.csv has {MIN_ROWS - 1} rows; splitting it into test, search, "
+                rf"calibration, dev needs at least {MIN_ROWS}"):
+        load_task(write(tmp_path, "csv", rows))
+    assert load_task(rows, sizes={"test": 3, "search": 3, "calibration": 2, "dev": 0}).sizes() == {
+        "train": 1, "dev": 0, "calibration": 2, "search": 3, "test": 3}
+    with raises(r"list of dicts has 9 rows, but the splits need 12"):
+        load_task(rows, sizes={"test": 6, "search": 3, "calibration": 2, "dev": 1})
+    with raises(r"sizes\['test'\]=1.5; expected an int \(a count\) or a float in \(0, 1\)"):
+        load_task(rows * 2, sizes={"test": 1.5})
+    with raises(r"sizes: split 'holdout' is not one of"):
+        load_task(rows * 2, sizes={"holdout": 1})
+
+
+def test_task_type_and_head_checks():
+    rows = [{"text": text(i), "label": i % 2} for i in range(20)]
+    with raises(r"task type name='sentiment' is not one of"):
+        load_task(rows, task_type="sentiment")
+    with raises(r"task_type='text_classification' needs a sequence_classification head; the "
+                r"model has a sentence_embedding head"):
+        load_task(rows, task_type="text_classification", head="sentence_embedding")
+    with raises(r"head='pooler' is not one of"):
+        load_task(rows, head="pooler")

@@ -1,0 +1,232 @@
+"""`samp_jax.load`: HF and quantized folders come back ready to serve, tokenizer and class
+names included, also in a fresh process; folders without a tokenizer or of neither kind fail
+with errors that say what is missing."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import types
+
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+from tokenizers import Tokenizer as HFTokenizer
+
+import samp_jax
+from samp_jax import ConfigError, EncoderModel, PrecisionMap, QuantizedModel, Tokenizer, quantize
+from samp_jax.models.checkpoint import save_pretrained
+from samp_jax.models.model import SequenceClassifier, make_head
+from samp_jax.models.tokenizer import TOKENIZER_FILES
+from tests.helpers import GOLDEN, ROOT, TINY_CONFIG
+
+SENTIMENT = ("negative", "neutral", "positive")
+TEXTS = ["What a wonderful film.", "It was fine, I guess.", "Dreadful from start to finish.",
+         "The plot twists kept me guessing until the very last scene."]
+TINY_SEQCLS = GOLDEN / "tiny_seqcls" / "safetensors"
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory, minilm, minilm_dir):
+    """MiniLM with a 3-way sentiment head: saved as an HF folder (with MiniLM's tokenizer),
+    loaded back with `samp_jax.load`, quantized and saved as a quantized folder."""
+    root = tmp_path_factory.mktemp("loading")
+    model = nnx.clone(minilm)
+    model.head = make_head("sequence_classification", model.config, labels=SENTIMENT,
+                           rngs=nnx.Rngs(3))
+    hf = save_pretrained(model, root / "hf", tokenizer_dir=minilm_dir)
+    loaded = samp_jax.load(hf)
+    q = quantize(loaded, PrecisionMap.preset("fully_quant", loaded.config.num_layers))
+    return types.SimpleNamespace(hf=hf, model=loaded, q=q, quantized=q.save(root / "quantized"))
+
+
+def with_tokenizer(source, folder, tokenizer_dir):
+    """A copy of checkpoint folder `source` with the tokenizer files of `tokenizer_dir`."""
+    shutil.copytree(source, folder)
+    for name in TOKENIZER_FILES:
+        shutil.copyfile(tokenizer_dir / name, folder / name)
+    return folder
+
+
+# --------------------------------------------------------------------------- HF folders
+def test_hf_folder_comes_with_its_tokenizer_through_split_clone_quantize_and_jit(minilm_dir):
+    model = samp_jax.load(minilm_dir)
+    assert isinstance(model, EncoderModel) and model.head_kind == "sentence_embedding"
+    tokenizer = model.tokenizer
+    assert isinstance(tokenizer, Tokenizer) and tokenizer.vocab_size == 30522
+    assert tokenizer.max_length == 512
+    graphdef, state = nnx.split(model)
+    hash(graphdef)  # static attributes keep the graphdef a valid jit key
+    assert nnx.merge(graphdef, state).tokenizer is tokenizer
+    assert nnx.clone(model).tokenizer is tokenizer
+    assert quantize(model, PrecisionMap.preset("fp16", 6)).tokenizer is tokenizer
+    assert "tokenizer" not in nnx.state(model)  # never a weight
+    batch = tokenizer(["A man is playing a guitar."])
+    eager = np.asarray(model(**batch))
+    jitted = nnx.jit(lambda m, b: m(**b))(model, batch)
+    np.testing.assert_allclose(np.asarray(jitted), eager, atol=1e-6)
+
+
+def test_folder_without_tokenizer_is_a_clear_error(minilm_dir, tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"tiny_seqcls/safetensors has no tokenizer.json: "
+                                                r"copy the tokenizer files .* or pass tokenizer="):
+        samp_jax.load(TINY_SEQCLS)
+    # the same folder with the tokenizer files of the model it came from loads
+    folder = with_tokenizer(TINY_SEQCLS, tmp_path / "tiny", minilm_dir)
+    model = samp_jax.load(folder)
+    assert model.head_kind == "sequence_classification"
+    assert model.labels == ("LABEL_0", "LABEL_1", "LABEL_2")  # HF's default names are names
+    assert model.tokenizer.max_length == 40  # the model's max_position_embeddings
+    out = samp_jax.compile(model, seq_buckets=(8,), batch_size=1)([[2, 5, 7]])
+    assert out.label_names == [model.labels[int(out.labels[0])]]
+    # or with tokenizer=: a folder or a Tokenizer
+    assert samp_jax.load(TINY_SEQCLS, tokenizer=minilm_dir).tokenizer.vocab_size == 30522
+    own = Tokenizer.from_pretrained(minilm_dir, max_length=16)
+    assert samp_jax.load(TINY_SEQCLS, tokenizer=own).tokenizer is own
+    with pytest.raises(TypeError, match="tokenizer must be a samp_jax.Tokenizer or a folder"):
+        samp_jax.load(TINY_SEQCLS, tokenizer=42)
+
+
+def test_folder_of_neither_kind_names_the_files_it_looked_for(tmp_path):
+    (tmp_path / "weights.bin").write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match=r"is not a model folder: it has neither "
+                                                r"quantization.json .* nor config.json"):
+        samp_jax.load(tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"nope is not a folder"):
+        samp_jax.load(tmp_path / "nope")
+
+
+# ---------------------------------------------------------------------- class names
+@pytest.mark.parametrize("task", ["tiny_seqcls", "tiny_tokcls"])
+def test_label_names_round_trip_through_save_pretrained(task, tmp_path):
+    names = ("neg", "neu", "pos") if task == "tiny_seqcls" else ("O", "B-A", "I-A", "B-B", "I-B")
+    model = samp_jax.load_pretrained(GOLDEN / task / "safetensors")
+    save_pretrained(model, tmp_path / "named", labels=names)  # the argument still works
+    named = samp_jax.load_pretrained(tmp_path / "named")
+    assert named.labels == names
+    save_pretrained(named, tmp_path / "again")  # no argument: the head's names
+    config = json.loads((tmp_path / "again" / "config.json").read_text())
+    assert config["id2label"] == {str(i): n for i, n in enumerate(names)}
+    assert config["label2id"] == {n: i for i, n in enumerate(names)}
+    assert samp_jax.load_pretrained(tmp_path / "again").labels == names
+    with pytest.raises(ValueError, match=r"2 labels .* for a head with num_labels="):
+        save_pretrained(named, tmp_path / "bad", labels=names[:2])
+
+
+def test_id2label_is_ordered_by_id_and_checked(tmp_path):
+    folder = tmp_path / "ckpt"
+    shutil.copytree(TINY_SEQCLS, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["id2label"] = {"2": "pos", "0": "neg", "1": "neu"}
+    (folder / "config.json").write_text(json.dumps(config))
+    assert samp_jax.load_pretrained(folder).labels == ("neg", "neu", "pos")
+    config["id2label"] = {"0": "neg", "2": "pos", "3": "neu"}
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ConfigError, match=r"config.json: id2label ids \[0, 2, 3\] are not 0 .. 2"):
+        samp_jax.load_pretrained(folder)
+
+
+@pytest.mark.parametrize("labels, message", [
+    (("a", "b"), r"2 labels \('a', 'b'\) for a head with num_labels=3"),
+    (("a", "b", "a"), r"labels must be distinct; \['a'\] appear more than once"),
+    (("a", "", "c"), "labels must be non-empty strings"),
+    ("abc", "labels must be a sequence of class names"),
+])
+def test_bad_labels_on_a_head_raise(labels, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        SequenceClassifier(TINY_CONFIG, 3, labels=labels, rngs=nnx.Rngs(0))
+
+
+# ------------------------------------------------------------------ quantized folders
+def test_quantized_folder_is_self_contained(saved, minilm_dir):
+    assert saved.model.labels == SENTIMENT and saved.q.labels == SENTIMENT
+    assert saved.q.tokenizer is saved.model.tokenizer  # quantize() keeps the source's
+    for name in (*TOKENIZER_FILES, "model.safetensors", "quantization.json"):
+        assert (saved.quantized / name).is_file(), name
+    sidecar = json.loads((saved.quantized / "quantization.json").read_text())
+    assert sidecar["head"] == {"kind": "sequence_classification", "num_labels": 3,
+                               "labels": list(SENTIMENT), "pooling": None}
+    assert sidecar["tokenizer"] == "tokenizer.json"
+    loaded = samp_jax.load(saved.quantized)
+    assert isinstance(loaded, QuantizedModel) and loaded.labels == SENTIMENT
+    assert loaded.tokenizer.max_length == 512 and loaded.tokenizer.pad_id == 0
+    original = Tokenizer.from_pretrained(minilm_dir)
+    for key, value in original(TEXTS, TEXTS[::-1]).items():
+        np.testing.assert_array_equal(loaded.tokenizer(TEXTS, TEXTS[::-1])[key], value)
+    batch = original(TEXTS)
+    np.testing.assert_array_equal(np.asarray(jax.jit(lambda b: loaded(**b))(batch)),
+                                  np.asarray(jax.jit(lambda b: saved.q(**b))(batch)))
+    with pytest.raises(TypeError, match=r"is a quantized model folder .* options \['dtype'\]"):
+        samp_jax.load(saved.quantized, dtype="float16")
+
+
+def test_quantized_folder_without_tokenizer(saved, minilm_dir, tmp_path):
+    folder = tmp_path / "q"
+    folder.mkdir()
+    for name in ("model.safetensors", "quantization.json"):  # as a model without tokenizer writes
+        shutil.copy(saved.quantized / name, folder / name)
+    assert QuantizedModel.load(folder).tokenizer is None
+    with pytest.raises(FileNotFoundError, match=r"/q has no tokenizer.json: copy the tokenizer"):
+        samp_jax.load(folder)
+    loaded = samp_jax.load(folder, tokenizer=minilm_dir)
+    assert loaded.tokenizer.vocab_size == 30522 and loaded.labels == SENTIMENT
+
+
+def test_sentence_embedder_pooling_round_trips(tmp_path):
+    model = EncoderModel(TINY_CONFIG, make_head("sentence_embedding", TINY_CONFIG, normalize=False,
+                                                rngs=nnx.Rngs(0)), rngs=nnx.Rngs(0))
+    q = quantize(model, PrecisionMap.preset("fully_quant", TINY_CONFIG.num_layers))
+    q.save(tmp_path / "q")
+    sidecar = json.loads((tmp_path / "q" / "quantization.json").read_text())
+    assert sidecar["head"]["pooling"] == {"mode": "mean", "normalize": False}
+    assert sidecar["tokenizer"] is None and not (tmp_path / "q" / "tokenizer.json").exists()
+    loaded = QuantizedModel.load(tmp_path / "q")
+    assert loaded.model.head.normalize is False
+    ids = np.arange(1, 9, dtype=np.int32)[None]
+    np.testing.assert_array_equal(np.asarray(loaded(ids)), np.asarray(q(ids)))
+
+
+FRESH_PROCESS = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    import samp_jax
+    model = samp_jax.load(sys.argv[1])
+    engine = samp_jax.compile(model, seq_buckets=(16,), batch_buckets=(4,))
+    out = engine(json.loads(sys.argv[2]))
+    np.save(sys.argv[3], out.logits)
+    print(json.dumps({"type": type(model).__name__, "labels": list(model.labels),
+                      "names": out.label_names}))
+""")
+
+
+def test_quantized_folder_serves_identically_in_a_fresh_process(saved, tmp_path):
+    engine = samp_jax.compile(saved.q, seq_buckets=(16,), batch_buckets=(4,))  # no tokenizer=
+    expected = engine(TEXTS)
+    assert expected.label_names == [SENTIMENT[i] for i in expected.labels]
+    # elsewhere, with an empty asset cache: nothing but the folder is needed
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "SAMP_JAX_CACHE": str(tmp_path / "no-cache")}
+    result = subprocess.run(
+        [sys.executable, "-c", FRESH_PROCESS, str(saved.quantized), json.dumps(TEXTS),
+         str(tmp_path / "logits.npy")],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    reported = json.loads(result.stdout.strip().splitlines()[-1])
+    assert reported == {"type": "QuantizedModel", "labels": list(SENTIMENT),
+                        "names": expected.label_names}
+    np.testing.assert_array_equal(np.load(tmp_path / "logits.npy"), expected.logits)
+    assert not (tmp_path / "no-cache").exists()  # the packaged MiniLM was never asked for
+
+
+def test_tokenizer_saves_itself_without_a_source_folder(minilm_dir, tmp_path):
+    backend = HFTokenizer.from_file(str(minilm_dir / "tokenizer.json"))
+    tokenizer = Tokenizer(backend, max_length=24, pad_id=0)  # no files remembered
+    tokenizer.save(tmp_path / "tok")
+    config = json.loads((tmp_path / "tok" / "tokenizer_config.json").read_text())
+    assert config == {"model_max_length": 24, "pad_token": "[PAD]"}
+    again = Tokenizer.from_pretrained(tmp_path / "tok")
+    assert (again.max_length, again.pad_id) == (24, 0)
+    for key, value in tokenizer(TEXTS, padding=24).items():
+        np.testing.assert_array_equal(again(TEXTS, padding=24)[key], value)
