@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from samp_jax.assets import cache_dir, minilm_path
 from samp_jax.models.checkpoint import load_pretrained, save_pretrained
+from samp_jax.models.model import check_labels
 from samp_jax.models.tokenizer import Tokenizer
 from samp_jax.serving.forward import batch_inputs, merged_call
 from samp_jax.tasks.task import Task, get_task, predict
@@ -183,6 +184,10 @@ def finetune(model, task: Task | str, tokenizer: Tokenizer, config: FinetuneConf
     bar.close()
     seconds = time.perf_counter() - start
     tuned = nnx.merge(graphdef, jax.tree.map(jnp.asarray, best[2]), rest)
+    if tuned.head.labels is None and task.labels is not None:  # a new head learns the task's names
+        tuned.head.labels = check_labels(task.labels, tuned.head.num_labels)
+    if tuned.tokenizer is None:
+        tuned.tokenizer = tokenizer
     return FinetuneResult(model=tuned, dev_metric=best[0], steps=step, seconds=seconds,
                           history=history, examples_per_second=seen / seconds)
 

@@ -388,6 +388,7 @@ def test_tuning_picks_the_fastest_and_the_table_round_trips(tmp_path):
         tune("triton", 16, 768, 768, lambda c: (_ for _ in ()).throw(RuntimeError("boom")))
 
 
+@pytest.mark.slow
 def test_gemm_benchmark_script_runs(tmp_path):
     """CPU smoke of benchmarks/gemm.py --quick: it checks the script works, not its speed."""
     from tests.helpers import run_benchmark_quick

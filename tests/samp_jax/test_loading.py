@@ -202,6 +202,7 @@ FRESH_PROCESS = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_quantized_folder_serves_identically_in_a_fresh_process(saved, tmp_path):
     engine = samp_jax.compile(saved.q, seq_buckets=(16,), batch_buckets=(4,))  # no tokenizer=
     expected = engine(TEXTS)

