@@ -1,9 +1,9 @@
 """Your own labelled CSV, end to end through the Python API: fine-tune → search → save → load →
 serve. (The CLI does the same: see README, "Your own model and data".)
 
-Run: .venv/bin/python examples/your_own_data.py     (about 3 minutes on a 2-core CPU)
+Run: .venv/bin/python examples/your_own_data.py     (about 6 minutes on a 2-core CPU)
 
-The CSV here is written from 800 packaged movie-review snippets so that the example runs
+The CSV here is written from 2,000 packaged movie-review snippets so that the example runs
 anywhere; point `load_task` at your own file and column names instead.
 """
 
@@ -22,7 +22,7 @@ csv_path = WORK / "reviews.csv"
 with open(csv_path, "w", newline="") as f:
     writer = csv.writer(f)
     writer.writerow(["review", "sentiment"])
-    for example in get_task("polarity").split("train")[:800]:
+    for example in get_task("polarity").split("train")[:2000]:
         writer.writerow([example["text"], "positive" if example["label"] else "negative"])
 
 # 2. The file becomes a Task: the type is inferred from the columns, the rows are split with a
@@ -34,7 +34,7 @@ print(f"{task.name}: {task.task_type.name}, labels {task.labels}, splits {task.s
 base = sj.load(sj.minilm_path())
 model = sj.load_pretrained(sj.minilm_path(), head=task.head, num_labels=len(task.labels),
                            allow_new_head=True)
-config = sj.FinetuneConfig(learning_rate=5e-5, batch_size=16, epochs=1.0, eval_every=20)
+config = sj.FinetuneConfig(learning_rate=1e-4, batch_size=32, epochs=2.0, eval_every=10)
 tuned = sj.finetune(model, task, base.tokenizer, config, progress=False).model
 print("labels learned:", tuned.head.labels)
 
