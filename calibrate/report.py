@@ -121,7 +121,7 @@ def write_report(result: SearchResult, out: str | Path, *, test_metrics: dict | 
         for name, value in test_metrics.items():
             if not name.endswith("relative_change"):
                 lines.append(f"| {name} (test) | {fmt(value)} | | | |")
-        if "chosen_relative_change" in test_metrics:
+        if test_metrics.get("chosen_relative_change") is not None:
             lines += ["", f"On the held-out test split the chosen map changes the metric by "
                           f"{100 * test_metrics['chosen_relative_change']:+.2f}% relative to FP32."]
     lines += ["", "## Chosen map", "", chosen_table(result), "", "## Sensitivity", "",

@@ -465,7 +465,7 @@ def search(model, data, *, tokenizer=None, tolerance: float = 0.01, tolerance_mo
 
     Args:
       model: the float `EncoderModel`.
-      data: a `samp_jax.tasks.Task` (its search split; e.g. from `samp_jax.data.load_task` on
+      data: a `samp_jax.tasks.Task` (its search split; e.g. from `samp_jax.tasks.load_task` on
         your own file), a registered task name ('snli', 'snli-embed', 'polarity', 'wnut16'), an
         `Objective`, or unlabelled batches (proxy only).
       tokenizer: the model's tokenizer; needed with a task.

@@ -16,7 +16,7 @@ import jax
 from calibrate import calibrate
 from calibrate.latency import check_against_forward, estimate_table, measure_table
 from samp_jax import PrecisionMap, Tokenizer, load_pretrained, minilm_path
-from samp_jax.app.experiments import SnliEmbedTask
+from samp_jax.tasks import get_task
 
 
 def main() -> None:
@@ -27,7 +27,8 @@ def main() -> None:
     args = parser.parse_args()
     path = minilm_path()
     model, tokenizer = load_pretrained(path), Tokenizer.from_pretrained(path)
-    cal = calibrate(model, SnliEmbedTask(tokenizer, calibration_sentences=128).calibration_batches(), "minmax")
+    batches = get_task("snli-embed").calibration_batches(tokenizer, max_examples=128)
+    cal = calibrate(model, batches, "minmax")
     table = measure_table(model, args.batch, args.seq, repeats=args.repeats)
     layers = model.config.num_layers
     maps = {name: PrecisionMap.preset(name, layers) for name in ("fp16", "quant_ffn_only", "fully_quant", "fp8")}

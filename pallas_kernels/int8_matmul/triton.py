@@ -12,6 +12,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
+from jax.experimental.pallas import triton as pltriton
 
 from pallas_kernels import epilogue as ep
 from pallas_kernels.int8_matmul.config import Config
@@ -78,7 +79,6 @@ def triton_int8_matmul(x_q, w_q, x_scale, w_scale, bias, residual, *, out_dtype,
 
     compiler_params = None
     if not interpret:
-        from jax.experimental.pallas import triton as pltriton
         compiler_params = pltriton.CompilerParams(num_warps=config.num_warps,
                                                   num_stages=config.num_stages)
     return pl.pallas_call(

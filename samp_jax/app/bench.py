@@ -26,6 +26,7 @@ import dataclasses
 import importlib.resources
 import json
 import platform
+import re
 import statistics
 import sys
 import time
@@ -130,7 +131,6 @@ def build_samp(contender: SampContender, model, calibration):
 
 def kernels_traced(forward, batch) -> list[str]:
     """Names of the Pallas calls in the traced program (proves which kernels ran)."""
-    import re
     text = str(jax.make_jaxpr(lambda b: forward(b))(batch))
     return sorted(set(re.findall(r"name=(samp_[a-z0-9_]+)", text)))
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import traceback
 from pathlib import Path
@@ -36,7 +37,7 @@ from samp_jax.assets import minilm_path
 from samp_jax.loading import load
 from samp_jax.models import load_pretrained
 from samp_jax.models.checkpoint import save_pretrained
-from samp_jax.quant.quantized import quantize
+from samp_jax.quant.quantized import QuantizedModel, quantize
 from samp_jax.tasks import SPLITS, TASK_TYPES, TASKS, Task, get_task
 from samp_jax.tasks.files import Columns, load_task
 from samp_jax.training import FinetuneConfig, finetune
@@ -55,7 +56,14 @@ def resolve_task(args, model=None) -> Task:
     options (labels checked against the model's own label names)."""
     split_files = _split_files(args)
     if args.data in TASKS and not split_files:
-        return get_task(args.data, seed=args.seed)
+        task = get_task(args.data, seed=args.seed)
+        labels = _model_labels(model)
+        if labels is not None and task.labels is not None and tuple(labels) != task.labels and \
+                not all(re.fullmatch(r"LABEL_\d+", name) for name in labels):
+            raise ValueError(f"the model's labels {list(labels)} are not the {task.name} labels "
+                             f"{list(task.labels)} in that order; its logits would be scored "
+                             "against the wrong classes")
+        return task
     if args.data is None and not split_files:
         raise UsageError("--data is required: a data file, a saved dataset folder, or one of "
                          f"{sorted(TASKS)}")
@@ -73,26 +81,36 @@ def resolve_model(args, *, progress: bool):
     MiniLM, or (no `--model`, built-in data) MiniLM fine-tuned on that data."""
     if args.model is None:
         if args.data in TASKS:
+            if args.seed != 0:  # the cached fine-tunes were trained on the seed-0 splits
+                raise UsageError(f"--seed {args.seed} needs --model: the packaged fine-tune of "
+                                 f"{args.data} was trained on the seed-0 splits, and other seeds "
+                                 "would put its training rows in the test split")
             return builtin_model(args.data, progress=progress)
         raise UsageError("--model is required with your own data: an HF model folder, a folder "
                          f"samp-jax wrote, or {PACKAGED_MODEL!r}")
     path = minilm_path() if args.model == PACKAGED_MODEL else Path(args.model)
     model = load(path)
+    if isinstance(model, QuantizedModel) and args.command in ("eval", "calibrate", "search"):
+        raise ValueError(f"{path} is a quantized model; {args.command} starts from the float "
+                         "model it came from (an HF folder): pass that folder to --model")
     return model, model.tokenizer, str(args.model)
 
 
 def _model_labels(model):
-    head = getattr(getattr(model, "model", model), "head", None)
-    return getattr(head, "labels", None)
+    return None if model is None else model.labels
 
 
 def _split_files(args) -> dict[str, Path]:
     files = {}
     for item in getattr(args, "split_file", None) or []:
         split, sep, path = item.partition("=")
+        split = {"validation": "dev", "valid": "dev"}.get(split, split)
         if not sep or split not in SPLITS:
             raise UsageError(f"--split-file {item!r}: expected SPLIT=PATH with SPLIT one of {SPLITS}")
         files[split] = Path(path)
+    if files and getattr(args, "data", None) is not None:
+        raise UsageError("give --data FILE (split with --seed) or --split-file SPLIT=PATH for each "
+                         "split, not both")
     return files
 
 
@@ -195,8 +213,9 @@ def _calibrate(args) -> int:
     model, tokenizer, description = resolve_model(args, progress=not args.json)
     task = resolve_task(args, model)
     pmap = variant.precision_map(model.config.num_layers)  # validates before the slow part
-    evaluator = make_evaluator(task, tokenizer, max_examples=args.max_examples, seed=args.seed)
-    batches = evaluator.calibration_batches()[:args.max_batches]
+    evaluator = make_evaluator(task, tokenizer, max_examples=args.max_examples, seed=args.seed) \
+        if args.eval else None  # built (and checked) before the slow part
+    batches = task.calibration_batches(tokenizer)[:args.max_batches]
     try:
         calibration = calibrate(model, batches, args.method, precision_map=pmap,
                                 smoothing=args.smoothing, progress=not args.json)
@@ -234,22 +253,25 @@ def _finetune(args) -> int:
                             epochs=args.epochs, max_train_examples=args.max_train_examples,
                             eval_every=args.eval_every, seed=args.seed)
     tokenizer = load(base).tokenizer  # checks the folder has a tokenizer before training
+    test = make_evaluator(task, tokenizer, seed=args.seed) if task.split("test") else None
     model = load_pretrained(base, head=task.head, num_labels=len(task.labels), allow_new_head=True)
     _say(args, f"fine-tuning {args.model} on {task.name} ({task.task_type.name}, labels "
                f"{list(task.labels)}); split sizes {task.sizes()}")
     result = finetune(model, task, tokenizer, config, progress=not args.json)
     save_pretrained(result.model, out, tokenizer_dir=base, labels=task.labels)
-    test = make_evaluator(task, tokenizer, seed=args.seed)
-    metrics = test.score(test.outputs(result.model))
+    metrics = None if test is None else test.score(test.outputs(result.model))
     summary = {"model": str(out), "task": task.name, "task_type": task.task_type.name,
                "labels": list(task.labels), "dev_metric": result.dev_metric, "steps": result.steps,
-               "seconds": result.seconds, "test": metrics, "split_sizes": task.sizes()}
+               "seconds": result.seconds, "test": metrics, "split_sizes": task.sizes(),
+               "data": task.source, "split_seed": args.seed}
     (out / "finetune.json").write_text(json.dumps(summary, indent=1))
     if args.json:
         print(json.dumps(summary, indent=1))
     else:
+        test_text = "no test split" if metrics is None else f"test {metrics['value']:.4f}"
         print(f"fine-tuned in {result.seconds:.0f} s ({result.steps} steps): dev {task.metric} "
-              f"{result.dev_metric:.4f}, test {metrics['value']:.4f}; saved to {out}")
+              f"{result.dev_metric:.4f}, {test_text}; saved to {out} (split seed {args.seed}: "
+              "evaluate it with the same --seed, or its training rows reach the test split)")
     return 0
 
 

@@ -133,8 +133,8 @@ def accuracy_table(model, evaluator, variants: Sequence[Variant], *,
 
 
 def relative_change(value: float | None, base: float | None) -> float | None:
-    """`value / base - 1`, or None when the task has no metric."""
-    return None if value is None or base is None else value / base - 1.0
+    """`value / base - 1`, or None when the task has no metric (or the base is 0)."""
+    return None if value is None or not base else value / base - 1.0
 
 
 def default_variants() -> list[Variant]:

@@ -15,7 +15,7 @@ from calibrate import calibrate
 from calibrate.objectives import task_objective
 from calibrate.report import write_report
 from calibrate.search import search, validate_tolerance
-from samp_jax.app.experiments import make_evaluator
+from samp_jax.app.experiments import make_evaluator, relative_change
 from samp_jax.assets import minilm_path
 from samp_jax.loading import load
 from samp_jax.models import Tokenizer
@@ -87,7 +87,7 @@ def run_search(model, tokenizer, task: Task, *, description: str = "", tolerance
             layers = model.config.num_layers
             for name in ("fp16", "quant_ffn_only", "fully_quant"):
                 test[name] = score(quantize(model, PrecisionMap.preset(name, layers), calibration))
-        test["chosen_relative_change"] = test["chosen"] / test["fp32"] - 1.0
+        test["chosen_relative_change"] = relative_change(test["chosen"], test["fp32"])
     model_dir = chosen.save(Path(out) / "model")
     summary = write_report(result, out, test_metrics=test, command=command, extra={
         "model": description, "task": task.name, "task_type": task.task_type.name,

@@ -19,10 +19,10 @@ from typing import Sequence
 import numpy as np
 
 from samp_jax.serving import compile as compile_engine
+from samp_jax.serving.batching import DEFAULT_BUCKETS, capped_buckets
 from samp_jax.tasks.files import Columns
 from samp_jax.tasks.files import read_inputs as read_rows
 
-SEQ_BUCKETS = (32, 64, 128, 256, 512)
 HEAD_FIELDS = {"sequence_classification": ("text", "text_pair"),
                "token_classification": ("tokens",), "sentence_embedding": ("text",)}
 
@@ -32,14 +32,23 @@ def read_inputs(source, columns: Columns, *, head: str) -> list[dict]:
     if head not in HEAD_FIELDS:
         raise ValueError(f"predict needs a classification or sentence-embedding model; this one "
                          f"has head {head!r}")
-    return read_rows(source, columns=columns, fields=HEAD_FIELDS[head])
+    if head != "token_classification":
+        return read_rows(source, columns=columns, fields=HEAD_FIELDS[head])
+    try:
+        return read_rows(source, columns=columns, fields=("tokens",))
+    except ValueError as missing_tokens:  # plain sentences: words split on whitespace
+        try:
+            rows = read_rows(source, columns=columns, fields=("text",))
+        except ValueError:
+            raise missing_tokens from None
+        return [{"tokens": r["text"].split()} for r in rows]
 
 
 def write(model, rows: Sequence[dict], out: str | Path, *, batch_size: int = 32) -> int:
     """Predicts every row and writes them, in input order, as JSON Lines to `out` (atomically:
     a temporary file beside it, renamed when complete). Returns the number of rows."""
-    limit = model.config.max_position_embeddings
-    buckets = tuple(b for b in SEQ_BUCKETS if b < limit) + (min(limit, SEQ_BUCKETS[-1]),)
+    limit = min(model.config.max_position_embeddings, model.tokenizer.max_length)
+    buckets = tuple(capped_buckets(DEFAULT_BUCKETS, limit))
     engine = compile_engine(model, seq_buckets=buckets, batch_size=batch_size, truncate=True)
     records = _predict(engine, rows)
     out = Path(out)

@@ -2,9 +2,9 @@
 a model's outputs on it: the metric, a smooth proxy of the divergence from a reference model,
 per-example correctness and agreement.
 
-The same `Evaluation` serves the accuracy tables (test split), the precision search
-(`calibrate.objectives.EvaluationObjective` on the search split) and fine-tuning (dev split),
-so a task type is scored one way everywhere. Outputs are kept per batch, as the model returns
+The same `Evaluation` serves the accuracy tables (test split) and the precision search
+(`calibrate.objectives.EvaluationObjective` on the search split); fine-tuning's early stopping
+and `evaluate` score with `Task.score`, the same scoring function over the same encoding. Outputs are kept per batch, as the model returns
 them (padding rows included).
 """
 
@@ -176,6 +176,9 @@ class EmbeddingEvaluation(Evaluation):
         self.metric_name = metric_name if pairs else None
         gold = "score" if metric_name == "spearman" else "label"
         self.gold = np.array([e[gold] for e in examples]) if self.metric_name else None
+        if self.metric_name == "roc_auc" and len(set(self.gold.tolist())) < 2:
+            raise ValueError(f"ROC-AUC needs both 0 and 1 labels among the {len(examples)} pairs; "
+                             f"these have only {sorted(set(self.gold.tolist()))}")
         self._count = len(examples)
         self._rows, self.batches = [], []
         for rows, batch in length_batches(tokenizer, self.texts, batch_size=batch_size,

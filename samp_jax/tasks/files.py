@@ -150,7 +150,7 @@ def load_task(source: Any = None, *, task_type: str | None = None, columns: Colu
       source: a CSV, TSV (`.tsv`/`.tab`), JSON Lines (`.jsonl`/`.json`/`.ndjson`; a `.json`
         holding one array of objects also works) or Parquet file, a `save_to_disk` folder, a
         `datasets.Dataset` or `DatasetDict`, or a list of dicts. None with `split_files`.
-      task_type: one of `samp_jax.TASK_TYPES`; None infers it from the columns (and
+      task_type: one of `samp_jax.tasks.TASK_TYPES`; None infers it from the columns (and
         `head`), see the module docstring.
       columns: your column names; fields left None take a usual name.
       labels: the model's label names in id order (`id2label`); the data's labels must be
@@ -162,7 +162,7 @@ def load_task(source: Any = None, *, task_type: str | None = None, columns: Colu
       name: the task name; default the file's stem (its folder's name for `train.csv` and
         the like).
       seed: the split seed.
-      sizes: rows per carved split (keys from `samp_jax.SPLITS`): an int is a count, a
+      sizes: rows per carved split (keys from `samp_jax.tasks.SPLITS`): an int is a count, a
         float in (0, 1) a fraction.
       max_length: tokens per example.
       head: the model's head kind (`samp_jax.models.HEAD_KINDS`), to pick and check the task
@@ -197,6 +197,8 @@ def load_task(source: Any = None, *, task_type: str | None = None, columns: Colu
             for part in parts.values():  # ClassLabel ids → names, matched by name to the model's
                 _class_ids_to_names(part, target)
         names, to_id = _label_ids(list(parts.values()), target, labels)
+        if task_type_obj.name == "token_classification":
+            _check_bio(names, first.where, target)
         for part in parts.values():
             part.examples[:] = [_with_ids(e, target, to_id) for e in part.examples]
     splits, carved = _split(parts, explicit, sizes or {}, seed)
@@ -206,6 +208,15 @@ def load_task(source: Any = None, *, task_type: str | None = None, columns: Colu
         labels=None if names is None else tuple(names),
         splits=TaskSplits(**{s: tuple(splits.get(s, ())) for s in SPLITS}),
         max_length=max_length, source=_describe(parts, explicit, carved, seed, dropped))
+
+
+def _check_bio(names: Sequence[str], where: str, column: str) -> None:
+    """Token tags are scored by entity spans, which need BIO names: 'O', 'B-x', 'I-x'."""
+    bad = [n for n in names if n != "O" and not (len(n) > 2 and n[:2] in ("B-", "I-"))]
+    if bad:
+        raise ValueError(f"{where}: column {column!r} has tags {bad[:6]} that are not BIO names "
+                         "('O', 'B-<type>', 'I-<type>'); entity F1 needs them (integer tags "
+                         "need the model's label names, or a ClassLabel column)")
 
 
 def read_inputs(source: Any, *, columns: Columns = Columns(),
@@ -302,7 +313,9 @@ def _read_path(path: Path) -> _Table | dict[str, _Table]:
 
 def _read_delimited(path: Path, kind: str) -> tuple[list[dict], list[str]]:
     with path.open(newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f, delimiter="," if kind == "csv" else "\t")
+        # TSV has no quoting: a field is everything between tabs, quotes included
+        reader = (csv.DictReader(f) if kind == "csv" else
+                  csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
         header = reader.fieldnames
         if not header:
             raise ValueError(f"{path} is empty; expected a header line with the column names")
@@ -696,8 +709,11 @@ def _split(parts: dict[str | None, _Part], explicit: bool, sizes: Mapping[str, i
             raise ValueError(f"sizes[{key!r}]: the {key} split is given explicitly; sizes only "
                              "apply to splits carved from train")
     pool = next((s for s in ("train", "dev") if s in given), None)
+    # search, calibration and (from train) dev are carved when missing: fine-tuning needs a
+    # dev split for early stopping; a missing test split is never carved (see the docstring)
     carve = [s for s in CARVE_ORDER
-             if s not in given and (s in ("search", "calibration") or s in sizes)]
+             if s not in given and (s in ("search", "calibration") or s in sizes
+                                    or (s == "dev" and pool == "train"))]
     if pool is None:
         if sizes:
             raise ValueError(f"sizes {dict(sizes)}: there is no train or dev split to carve "

@@ -206,3 +206,55 @@ def test_plain_texts_have_no_metric_but_a_divergence(tiny_dirs, tmp_path, capsys
     result = json.loads(out)
     assert result["task_type"] == "embedding_texts" and result["metric"] is None
     assert result["rows"][1]["value"] is None and 0.5 < result["rows"][1]["agreement"] <= 1.0
+
+
+def test_a_model_whose_labels_differ_from_a_built_in_task_is_refused(tiny_dirs, capsys):
+    code, _, err = _run(capsys, "eval", "--model", str(tiny_dirs["sequence_classification"]),
+                        "--data", "snli")
+    assert code == 1 and "['neg', 'pos']" in err and "entailment" in err
+
+
+def test_seed_without_a_model_on_built_in_data_is_a_usage_error(capsys):
+    code, _, err = _run(capsys, "eval", "--data", "polarity", "--seed", "3")
+    assert code == 2 and "--seed 3 needs --model" in err
+
+
+def test_a_quantized_folder_is_refused_where_the_float_model_is_needed(tiny_dirs, data_files,
+                                                                       tmp_path, capsys):
+    model = sj.load(tiny_dirs["sequence_classification"])
+    sj.quantize(model, sj.PrecisionMap.preset("fully_quant", 2)).save(tmp_path / "q")
+    code, _, err = _run(capsys, "eval", "--model", str(tmp_path / "q"), "--data",
+                        str(data_files / "reviews.csv"))
+    assert code == 1 and "is a quantized model" in err
+
+
+def test_explicit_train_and_test_files_get_a_dev_split_carved_for_fine_tuning(data_files, tmp_path):
+    lines = (data_files / "reviews.csv").read_text().splitlines()
+    (tmp_path / "train.csv").write_text("\n".join(lines[:61]) + "\n")
+    (tmp_path / "test.csv").write_text("\n".join([lines[0], *lines[61:]]) + "\n")
+    task = load_task(split_files={"train": tmp_path / "train.csv", "test": tmp_path / "test.csv"})
+    sizes = task.sizes()
+    assert sizes["dev"] > 0 and sizes["search"] > 0 and sizes["calibration"] > 0
+    assert sizes["test"] == 20 and sum(sizes.values()) == 80
+
+
+def test_tags_that_are_not_bio_and_single_class_pairs_are_refused_early(tmp_path, minilm_dir):
+    with open(tmp_path / "io.jsonl", "w") as f:
+        for i in range(20):
+            f.write(json.dumps({"tokens": ["a", "b"], "tags": ["PER", "O"]}) + "\n")
+    with pytest.raises(ValueError, match="not BIO names"):
+        load_task(tmp_path / "io.jsonl")
+    (tmp_path / "pairs.csv").write_text("text,text_pair,label\n" + "".join(
+        f"a{i},b{i},1\n" for i in range(20)))
+    task = load_task(tmp_path / "pairs.csv", head="sentence_embedding")
+    with pytest.raises(ValueError, match="needs both 0 and 1 labels"):
+        task.evaluation(sj.Tokenizer.from_pretrained(minilm_dir), "test")
+
+
+def test_tsv_keeps_quotes_as_text(tmp_path):
+    (tmp_path / "q.tsv").write_text("text\tlabel\n" + "".join(
+        f'"quoted {i}" and more\t{i % 2}\n' for i in range(20)))
+    task = load_task(tmp_path / "q.tsv")
+    texts = [e["text"] for split in ("train", "dev", "calibration", "search", "test")
+             for e in task.split(split)]
+    assert all(t.startswith('"quoted') for t in texts) and len(texts) == 20
