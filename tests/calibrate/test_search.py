@@ -16,6 +16,7 @@ from samp_jax.serving.forward import jit_forward
 from tests.helpers import TINY_CONFIG, random_batches
 
 
+@pytest.mark.slow
 def test_one_compilation_serves_many_candidates_and_matches_the_real_path(tiny, calibration):
     switch = SwitchableModel(tiny, ("fp16", "int8-dynamic", "fp8_e4m3", "int8-static"), calibration)
     rng = np.random.default_rng(0)
@@ -57,6 +58,7 @@ def test_latency_estimate_and_flop_fraction():
     assert int8_flop_fraction(full, base) == 1.0 and int8_flop_fraction(fp16, base) == 0.0
 
 
+@pytest.mark.slow
 def test_measured_table_and_end_to_end_check_run_on_this_device(tiny):
     table = measure_table(tiny, 4, 16, repeats=3)
     assert table.source == "measured" and all(v > 0 for v in table.site_ms.values())
@@ -75,6 +77,7 @@ def test_bad_tolerances_are_refused(tolerance, mode, message):
         validate_tolerance(tolerance, mode)
 
 
+@pytest.mark.slow
 def test_search_extremes_with_unlabelled_data(tiny, calibration):
     batches = random_batches(3, seed=2)
     table = estimate_table(TINY_CONFIG, 32, 128)
@@ -89,6 +92,7 @@ def test_search_extremes_with_unlabelled_data(tiny, calibration):
     assert set(loose.sensitivity) == {f"{l}.{s}/int8-dynamic" for l in range(3) for s in SITES}
 
 
+@pytest.mark.slow
 def test_latency_target_mode(tiny, calibration):
     table = estimate_table(TINY_CONFIG, 32, 128)
     fp16 = table.map_ms(PrecisionMap.preset("fp16", 3))
@@ -108,6 +112,7 @@ def test_empty_search_set_is_refused(tiny):
         UnlabelledObjective(tiny, [])
 
 
+@pytest.mark.slow
 def test_report_files(tiny, calibration, tmp_path):
     result = search(tiny, random_batches(2), tolerance=0.05, calibration=calibration,
                     latency_table=estimate_table(TINY_CONFIG, 32, 128), progress=False)

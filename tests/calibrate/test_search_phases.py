@@ -211,6 +211,7 @@ def test_latency_greedy_stops_once_the_target_is_met():
 
 # The tiny random model's proxies are about 1e-11: 0 accepts nothing (the fp16 preset is the
 # answer), 2e-11 accepts some moves and backs out others.
+@pytest.mark.slow
 @pytest.mark.parametrize("tolerance", [0.0, 2e-11])
 def test_search_is_the_composition_of_its_phases(tiny, calibration, tolerance):
     batches, table = random_batches(3, seed=2), estimate_table(TINY_CONFIG, 32, 128)

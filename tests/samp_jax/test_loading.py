@@ -141,6 +141,7 @@ def test_bad_labels_on_a_head_raise(labels, message):
 
 
 # ------------------------------------------------------------------ quantized folders
+@pytest.mark.slow
 def test_quantized_folder_is_self_contained(saved, minilm_dir):
     assert saved.model.labels == SENTIMENT and saved.q.labels == SENTIMENT
     assert saved.q.tokenizer is saved.model.tokenizer  # quantize() keeps the source's

@@ -106,6 +106,7 @@ def test_full_search_pipeline_on_zero_shot_snli(tmp_path):
         summary["int8_flop_fraction"] == 0.0
 
 
+@pytest.mark.slow
 def test_calibrate_saves_a_quantized_model_that_loads(tmp_path, capsys):
     out = tmp_path / "q"
     code = main(["calibrate", "--model", "minilm", "--data", "snli-embed", "--precision",

@@ -29,6 +29,7 @@ def test_jit_forward_equals_eager(minilm, minilm_golden):
     np.testing.assert_allclose(np.asarray(forward(minilm, *inputs)), np.asarray(eager), atol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16])
 def test_half_precision_embeddings_stay_close_to_fp32(minilm_dir, minilm, minilm_golden, dtype):
     """Documented tolerance: cosine >= 0.999 between 16-bit and FP32 sentence embeddings."""
@@ -105,6 +106,7 @@ def test_attention_implementation_choice():
         resolve_attention_impl("flash", jnp.float16)
 
 
+@pytest.mark.slow
 def test_random_bert_base_builds_with_the_four_sites():
     config = EncoderConfig.bert_base().replace(num_layers=2)
     model = EncoderModel(config, SentenceEmbedder(), rngs=nnx.Rngs(0))

@@ -67,6 +67,7 @@ def test_mixed_map_with_static_scales_and_smoothing(minilm, minilm_golden, calib
     assert np.asarray(cosine_similarity(q(*inputs), minilm(*inputs))).min() > 0.98
 
 
+@pytest.mark.slow
 def test_save_load_round_trip_is_bit_exact(minilm, minilm_golden, calibration, tmp_path):
     q = quantize(minilm, PrecisionMap.from_dict(MIXED), calibration)
     q.save(tmp_path / "q")

@@ -105,6 +105,7 @@ def polarity(minilm_dir):
     return tokenizer, examples, task.encode(tokenizer, examples)
 
 
+@pytest.mark.slow
 def test_one_device_mesh_gives_the_same_as_no_mesh(minilm, polarity):
     tokenizer, examples, encoded = polarity
     mesh = data_mesh()
