@@ -47,6 +47,7 @@ from samp_jax.quant.precision import SITES, PrecisionMap, SitePrecision, as_prec
 from samp_jax.tasks import Task, get_task
 
 MAX_RELATIVE_TOLERANCE = 0.5
+DEFAULT_OPTIONS = ("fp16", "int8-dynamic", "fp8_e4m3")
 # Added to a move's proxy before dividing by its gain: moves that measure no harm at all then
 # rank by gain (largest first) instead of all tying at zero.
 ORDER_EPS = 1e-12
@@ -446,8 +447,12 @@ def _checked_options(tolerance: float, tolerance_mode: str, objective: str,
     return options
 
 
-def _check_latency_target(target_ms: float, table: LatencyTable, options: Sequence[SitePrecision],
-                          num_layers: int) -> None:
+def check_latency_target(target_ms: float, table: LatencyTable, options: Sequence[SitePrecision],
+                         num_layers: int) -> None:
+    """Raises ValueError when `target_ms` is not a positive number or is below the fastest map
+    the options allow (estimated by `table`)."""
+    if not (np.isfinite(target_ms) and target_ms > 0):
+        raise ValueError(f"latency target {target_ms} ms must be a positive number")
     fastest = np.array([[min(table.site(s, o) for o in options) for s in SITES]] * num_layers)
     floor = table.other_ms + fastest.sum()
     if target_ms < floor:
@@ -457,7 +462,7 @@ def _check_latency_target(target_ms: float, table: LatencyTable, options: Sequen
 
 def search(model, data, *, tokenizer=None, tolerance: float = 0.01, tolerance_mode: str = "relative",
            objective: str = "latency", latency_target_ms: float | None = None,
-           options: Sequence[str | SitePrecision] = ("fp16", "int8-dynamic", "fp8_e4m3"),
+           options: Sequence[str | SitePrecision] = DEFAULT_OPTIONS,
            calibration=None, latency_table: LatencyTable | None = None, batch: int = 32, seq: int = 128,
            sensitivity_batches: int | None = 4, chunk: int = 8, mode: str = "map", seed: int = 0,
            progress: bool = True) -> SearchResult:
@@ -499,7 +504,7 @@ def search(model, data, *, tokenizer=None, tolerance: float = 0.01, tolerance_mo
         calibration = calibrate(model, task.calibration_batches(tokenizer))
     table = latency_table or cached_table(model, batch, seq)
     if latency_target_ms is not None:
-        _check_latency_target(latency_target_ms, table, options, model.config.num_layers)
+        check_latency_target(latency_target_ms, table, options, model.config.num_layers)
     runner = Runner(SwitchableModel(model, options, calibration), obj, table, mode=mode, chunk=chunk,
                     bar=tqdm(desc=f"search {obj.name}", unit="map", disable=not progress))
 

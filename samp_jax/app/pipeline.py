@@ -12,14 +12,15 @@ import time
 from pathlib import Path
 
 from calibrate import calibrate
+from calibrate.latency import cached_table
 from calibrate.objectives import task_objective
 from calibrate.report import write_report
-from calibrate.search import search, validate_tolerance
+from calibrate.search import DEFAULT_OPTIONS, check_latency_target, search, validate_tolerance
 from samp_jax.app.experiments import make_evaluator, relative_change
 from samp_jax.assets import minilm_path
 from samp_jax.loading import load
 from samp_jax.models import Tokenizer
-from samp_jax.quant.precision import PrecisionMap
+from samp_jax.quant.precision import PrecisionMap, as_precision
 from samp_jax.quant.quantized import QuantizedModel, quantize
 from samp_jax.tasks import Task
 from samp_jax.training.finetuning import DEFAULT_CONFIGS, finetuned_dir, finetuned_model
@@ -68,6 +69,10 @@ def run_search(model, tokenizer, task: Task, *, description: str = "", tolerance
     afterwards without redoing the work.
     """
     validate_tolerance(tolerance, tolerance_mode)  # fail before any slow step
+    if latency_target_ms is not None:
+        options = tuple(as_precision(o) for o in DEFAULT_OPTIONS)
+        check_latency_target(latency_target_ms, cached_table(model, 32, 128), options,
+                             model.config.num_layers)
     if model.head_kind != task.head:
         raise ValueError(f"task {task.name!r} ({task.task_type.name}) needs a {task.head} head; "
                          f"the model has {model.head_kind}")

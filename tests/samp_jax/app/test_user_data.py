@@ -258,3 +258,13 @@ def test_tsv_keeps_quotes_as_text(tmp_path):
     texts = [e["text"] for split in ("train", "dev", "calibration", "search", "test")
              for e in task.split(split)]
     assert all(t.startswith('"quoted') for t in texts) and len(texts) == 20
+
+
+def test_unreachable_latency_target_is_refused_before_calibration(tiny_dirs, data_files, tmp_path,
+                                                                  capsys, monkeypatch):
+    monkeypatch.setattr("samp_jax.app.pipeline.calibrate",
+                        lambda *a, **k: pytest.fail("calibration started before the target was checked"))
+    code, _, err = _run(capsys, "search", "--model", str(tiny_dirs["sequence_classification"]),
+                        "--data", str(data_files / "reviews.csv"), "--latency-target", "1e-9",
+                        "--out", str(tmp_path / "o"))
+    assert code == 1 and "below the fastest possible map" in err
