@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sys
+import tempfile
 import traceback
 from pathlib import Path
 
@@ -126,13 +126,14 @@ def _check_output(path: str | Path, *, what: str, folder: bool) -> Path:
     parent = path if folder and path.exists() else path.parent
     while not parent.exists():
         parent = parent.parent
-    if not _writable(parent):
-        raise ValueError(f"{what} {path}: {parent} is not writable")
+    if not parent.is_dir():
+        raise ValueError(f"{what} {path}: {parent} is not a folder")
+    try:  # a real write, not a permission-bit guess: read-only mounts and quotas show up too
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as e:
+        raise ValueError(f"{what} {path}: cannot write in {parent} ({e.strerror})") from None
     return path
-
-
-def _writable(folder: Path) -> bool:
-    return os.access(folder, os.W_OK | os.X_OK)
 
 
 def _variants(args) -> list[Variant]:

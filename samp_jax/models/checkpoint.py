@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx, serialization
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
 from samp_jax.models.config import ConfigError, EncoderConfig
@@ -42,10 +42,14 @@ _POOLER_PREFIX = "pooler."
 
 
 class CheckpointError(ValueError):
-    """A checkpoint does not fit the model: lists every missing, unexpected or mis-shaped key."""
+    """A checkpoint cannot be read (`problem`), or does not fit the model: lists every missing,
+    unexpected or mis-shaped key."""
 
-    def __init__(self, path, *, missing=(), unexpected=(), mismatched=()):
+    def __init__(self, path, *, missing=(), unexpected=(), mismatched=(), problem: str | None = None):
         self.missing, self.unexpected, self.mismatched = list(missing), list(unexpected), list(mismatched)
+        if problem is not None:
+            super().__init__(f"checkpoint {path} {problem}")
+            return
         lines = [f"checkpoint {path} does not match the model:"]
         if self.missing:
             lines.append(f"  missing keys ({len(self.missing)}): {self.missing}")
@@ -98,9 +102,12 @@ def _read_safetensors(files: Sequence[Path]) -> dict[str, np.ndarray]:
         if not file.is_file():
             raise FileNotFoundError(f"safetensors shard {file} is missing")
         # framework="flax" reads bfloat16 too, which numpy alone cannot.
-        with safe_open(str(file), framework="flax") as f:
-            for key in f.keys():
-                state[key] = np.asarray(f.get_tensor(key))
+        try:
+            with safe_open(str(file), framework="flax") as f:
+                for key in f.keys():
+                    state[key] = np.asarray(f.get_tensor(key))
+        except SafetensorError as e:  # truncated or not safetensors at all
+            raise CheckpointError(file, problem=f"is not a readable safetensors file ({e})") from None
     return state
 
 

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
 from pallas_kernels.numerics import INT8_MAX, SCALE_EPS
@@ -288,7 +289,11 @@ class QuantizedModel(nnx.Module):
         smoothed = {key.split(".input_scale")[0] for key in sidecar["dtypes"] if key.endswith("input_scale")}
         skeleton = _skeleton(config, sidecar["head"], pmap, dtype, smoothed,
                              sidecar["info"].get("implementation"))
-        arrays = load_file(str(directory / WEIGHTS_FILE))
+        try:
+            arrays = load_file(str(directory / WEIGHTS_FILE))
+        except SafetensorError as e:  # truncated or not safetensors at all
+            raise CheckpointError(directory / WEIGHTS_FILE,
+                                  problem=f"is not a readable safetensors file ({e})") from None
         expected = _flat_state(skeleton)
         missing, unexpected = sorted(expected.keys() - arrays.keys()), sorted(arrays.keys() - expected.keys())
         mismatched = [(k, arrays[k].shape, tuple(expected[k].shape)) for k in expected.keys() & arrays.keys()

@@ -268,3 +268,19 @@ def test_unreachable_latency_target_is_refused_before_calibration(tiny_dirs, dat
                         "--data", str(data_files / "reviews.csv"), "--latency-target", "1e-9",
                         "--out", str(tmp_path / "o"))
     assert code == 1 and "below the fastest possible map" in err
+
+
+def test_an_out_path_under_a_file_and_damaged_weights_are_one_line_errors(tiny_dirs, data_files,
+                                                                          tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    code, _, err = _run(capsys, "calibrate", "--model", str(tiny_dirs["sequence_classification"]),
+                        "--data", str(data_files / "reviews.csv"), "--out", str(blocker / "q"))
+    assert code == 1 and f"{blocker} is not a folder" in err
+    damaged = tmp_path / "damaged"
+    shutil.copytree(tiny_dirs["sequence_classification"], damaged)
+    weights = damaged / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])  # an interrupted copy
+    code, _, err = _run(capsys, "eval", "--model", str(damaged), "--data", str(data_files / "reviews.csv"))
+    assert code == 1 and "is not a readable safetensors file" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
