@@ -31,11 +31,9 @@ task = load_task(csv_path, columns=Columns(text="review", label="sentiment"))
 print(f"{task.name}: {task.task_type.name}, labels {task.labels}, splits {task.sizes()}")
 
 # 3. Fine-tune MiniLM with a new classification head (optax AdamW, early stopping on dev).
-base = sj.load(sj.minilm_path())
-model = sj.load_pretrained(sj.minilm_path(), head=task.head, num_labels=len(task.labels),
-                           allow_new_head=True)
+model = sj.load(sj.minilm_path(), head=task.head, num_labels=len(task.labels), allow_new_head=True)
 config = sj.FinetuneConfig(learning_rate=1e-4, batch_size=32, epochs=2.0, eval_every=10)
-tuned = sj.finetune(model, task, base.tokenizer, config, progress=False).model
+tuned = sj.finetune(model, task, model.tokenizer, config, progress=False).model
 print("labels learned:", tuned.head.labels)
 
 # 4. Search the precision map on the search split at 1% tolerance (static scales are

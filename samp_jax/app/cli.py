@@ -35,7 +35,6 @@ from samp_jax.app.experiments import Variant, accuracy_table, format_table, make
 from samp_jax.app.pipeline import builtin_model, run_search
 from samp_jax.assets import minilm_path
 from samp_jax.loading import load
-from samp_jax.models import load_pretrained
 from samp_jax.models.checkpoint import save_pretrained
 from samp_jax.quant.quantized import QuantizedModel, quantize
 from samp_jax.tasks import SPLITS, TASK_TYPES, TASKS, Task, get_task
@@ -253,9 +252,10 @@ def _finetune(args) -> int:
     config = FinetuneConfig(learning_rate=args.learning_rate, batch_size=args.batch_size,
                             epochs=args.epochs, max_train_examples=args.max_train_examples,
                             eval_every=args.eval_every, seed=args.seed)
-    tokenizer = load(base).tokenizer  # checks the folder has a tokenizer before training
+    # one read of the folder: weights with a new head, and its tokenizer (checked before training)
+    model = load(base, head=task.head, num_labels=len(task.labels), allow_new_head=True)
+    tokenizer = model.tokenizer
     test = make_evaluator(task, tokenizer, seed=args.seed) if task.split("test") else None
-    model = load_pretrained(base, head=task.head, num_labels=len(task.labels), allow_new_head=True)
     _say(args, f"fine-tuning {args.model} on {task.name} ({task.task_type.name}, labels "
                f"{list(task.labels)}); split sizes {task.sizes()}")
     result = finetune(model, task, tokenizer, config, progress=not args.json)
@@ -285,7 +285,7 @@ def _predict(args) -> int:
     model = load(Path(args.model))
     columns = Columns(text=args.text_column, text_pair=args.text_pair_column,
                       tokens=args.tokens_column)
-    rows = predictions.read_inputs(args.data, columns, head=model.head_kind)
+    rows = predictions.read_model_inputs(args.data, columns, head=model.head_kind)
     count = predictions.write(model, rows, out, batch_size=args.batch_size)
     print(json.dumps({"predictions": str(out), "rows": count}) if args.json
           else f"wrote {count} predictions to {out}")

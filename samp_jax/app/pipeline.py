@@ -23,7 +23,7 @@ from samp_jax.models import Tokenizer
 from samp_jax.quant.precision import PrecisionMap, as_precision
 from samp_jax.quant.quantized import QuantizedModel, quantize
 from samp_jax.tasks import Task
-from samp_jax.training.finetuning import DEFAULT_CONFIGS, finetuned_dir, finetuned_model
+from samp_jax.training.finetuning import finetuned_model
 
 ZERO_SHOT = "snli-embed"
 
@@ -49,9 +49,9 @@ def builtin_model(task: str, *, progress: bool = True) -> tuple:
     if task == ZERO_SHOT:
         model = load(minilm_path())
         return model, model.tokenizer, "all-MiniLM-L6-v2 zero-shot"
-    _, _, info = finetuned_model(task, progress=progress)
-    model = load(finetuned_dir(task, DEFAULT_CONFIGS[task]))
-    return model, model.tokenizer, f"all-MiniLM-L6-v2 fine-tuned on {task} (dev {info['dev_metric']:.4f})"
+    model, tokenizer, info = finetuned_model(task, progress=progress)
+    model.tokenizer = tokenizer  # what samp_jax.load would attach; the folder is read once
+    return model, tokenizer, f"all-MiniLM-L6-v2 fine-tuned on {task} (dev {info['dev_metric']:.4f})"
 
 
 def run_search(model, tokenizer, task: Task, *, description: str = "", tolerance: float = 0.01,

@@ -20,6 +20,7 @@ import numpy as np
 
 from samp_jax.serving import compile as compile_engine
 from samp_jax.serving.batching import DEFAULT_BUCKETS, capped_buckets
+from samp_jax.tasks.evaluation import log_softmax
 from samp_jax.tasks.files import Columns
 from samp_jax.tasks.files import read_inputs as read_rows
 
@@ -27,7 +28,7 @@ HEAD_FIELDS = {"sequence_classification": ("text", "text_pair"),
                "token_classification": ("tokens",), "sentence_embedding": ("text",)}
 
 
-def read_inputs(source, columns: Columns, *, head: str) -> list[dict]:
+def read_model_inputs(source, columns: Columns, *, head: str) -> list[dict]:
     """The rows of `source` with the fields a model with `head` reads (labels are ignored)."""
     if head not in HEAD_FIELDS:
         raise ValueError(f"predict needs a classification or sentence-embedding model; this one "
@@ -83,7 +84,7 @@ def _predict(engine, rows: Sequence[dict]) -> list[dict]:
                             "truncated": bool(cut)})
         return records
     names = _label_names(engine, result.logits.shape[-1])
-    probabilities = _softmax(result.logits)
+    probabilities = np.exp(log_softmax(result.logits))
     for r, p, cut in zip(rows, probabilities, result.truncated):
         best = int(np.argmax(p))
         record = {"text": r["text"]} | ({"text_pair": r["text_pair"]} if pairs else {})
@@ -94,12 +95,5 @@ def _predict(engine, rows: Sequence[dict]) -> list[dict]:
 
 
 def _label_names(engine, count: int) -> list[str]:
-    head = getattr(getattr(engine.model, "model", engine.model), "head", None)
-    labels = getattr(head, "labels", None)
-    return list(labels) if labels else [str(i) for i in range(count)]
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    e = np.exp(shifted)
-    return e / e.sum(axis=-1, keepdims=True)
+    """The head's class names, or the class ids as text for a head without names."""
+    return list(engine.labels) if engine.labels else [str(i) for i in range(count)]
