@@ -26,7 +26,7 @@ from flax import nnx
 
 from samp_jax.ops.dispatch import Activation
 from samp_jax.quant.precision import SITES, PrecisionMap, SitePrecision, as_precision
-from samp_jax.quant.quantized import QuantizedGemmSite, set_compute_dtype
+from samp_jax.quant.quantized import QuantizedGemmSite, compute_copy
 from samp_jax.serving.forward import batch_inputs, merged_call
 
 
@@ -70,8 +70,7 @@ class SwitchableModel:
             raise ValueError(f"options {[str(o) for o in needs]} need calibration")
         self.num_layers = model.config.num_layers
         self.config = model.config
-        copy = nnx.clone(model)
-        set_compute_dtype(copy, dtype)
+        copy = compute_copy(model, dtype)
         for index, layer in enumerate(copy.encoder.layers):
             for site in SITES:
                 source = getattr(layer, site)

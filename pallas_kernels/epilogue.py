@@ -40,7 +40,7 @@ def erf(x):
 
 def activation(y, name: str | None):
     """The epilogue activation, as `numerics.apply_activation`: exact (erf) GELU as BERT uses,
-    tanh-GELU, tanh, or none."""
+    tanh-GELU, tanh, ReLU (DistilBERT's classifier head), or none."""
     if name is None:
         return y
     if name == "gelu":
@@ -50,6 +50,8 @@ def activation(y, name: str | None):
         return 0.5 * y * (1.0 + jnp.tanh(inner))
     if name == "tanh":
         return jnp.tanh(y)
+    if name == "relu":
+        return jnp.maximum(y, 0.0)
     raise ValueError(f"activation={name!r} is not one of {ACTIVATIONS}")
 
 

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 
 INT8_MAX = 127.0
 SCALE_EPS = 1e-12  # the smallest quantization scale: keeps all-zero inputs finite
-ACTIVATIONS = ("gelu", "gelu_tanh", "tanh", None)
+ACTIVATIONS = ("gelu", "gelu_tanh", "tanh", "relu", None)
 
 
 def round_clip_int8(x: jax.Array) -> jax.Array:
@@ -57,7 +57,7 @@ def layer_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, eps: float) -> j
 
 
 def apply_activation(x: jax.Array, activation: str | None) -> jax.Array:
-    """The epilogue activation: exact (erf) GELU, tanh-GELU, tanh, or nothing."""
+    """The epilogue activation: exact (erf) GELU, tanh-GELU, tanh, ReLU, or nothing."""
     if activation is None:
         return x
     if activation == "gelu":
@@ -66,6 +66,8 @@ def apply_activation(x: jax.Array, activation: str | None) -> jax.Array:
         return jax.nn.gelu(x, approximate=True)
     if activation == "tanh":
         return jnp.tanh(x)
+    if activation == "relu":
+        return jnp.maximum(x, 0.0)
     raise ValueError(f"{activation=} is not one of {ACTIVATIONS}")
 
 

@@ -43,3 +43,23 @@ def random_batches(n: int = 2, *, width: int = 16, rows: int = 8, vocab: int = 6
         ids = np.where(mask == 1, rng.integers(1, vocab, (rows, width)), 0).astype(np.int32)
         out.append({"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(mask)})
     return out
+
+
+# One tiny random architecture per registered family, each exercising what differs: RoBERTa /
+# XLM-R positions from padding index 1 and one token type, DistilBERT / MPNet without token
+# types, ELECTRA's narrower embeddings and projection, MPNet's relative position bias.
+FAMILY_CONFIGS = {
+    "bert": TINY_CONFIG.replace(num_layers=2),
+    "roberta": TINY_CONFIG.replace(model_type="roberta", num_layers=2, type_vocab_size=1,
+                                   pad_token_id=1, position_padding_idx=1,
+                                   max_position_embeddings=34),
+    "xlm-roberta": TINY_CONFIG.replace(model_type="xlm-roberta", num_layers=2, type_vocab_size=1,
+                                       pad_token_id=1, position_padding_idx=1,
+                                       max_position_embeddings=34),
+    "distilbert": TINY_CONFIG.replace(model_type="distilbert", num_layers=2, type_vocab_size=0),
+    "electra": TINY_CONFIG.replace(model_type="electra", num_layers=2, embedding_size=24,
+                                   hidden_act="gelu_new"),
+    "mpnet": TINY_CONFIG.replace(model_type="mpnet", num_layers=2, type_vocab_size=0, pad_token_id=1,
+                                 position_padding_idx=1, max_position_embeddings=34,
+                                 relative_attention_num_buckets=32),
+}

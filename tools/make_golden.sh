@@ -12,3 +12,8 @@ if [ ! -x "$GV/bin/python" ]; then
 fi
 MINILM=$(.venv/bin/python -c "from samp_jax.assets import minilm_path; print(minilm_path())")
 "$GV/bin/python" tools/make_golden.py --minilm "$MINILM" --out tests/golden
+# HF (and sentence-transformers) must load what samp-jax's save_pretrained writes, per family.
+ROUNDTRIP=$(mktemp -d)
+.venv/bin/python tools/check_hf_roundtrip.py export --out "$ROUNDTRIP"
+"$GV/bin/python" tools/check_hf_roundtrip.py verify "$ROUNDTRIP"
+rm -rf "$ROUNDTRIP"

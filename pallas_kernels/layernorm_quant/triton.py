@@ -5,6 +5,8 @@ One program per token row: it loads the row once (masked to the next power of tw
 hidden size works), adds the residual, computes float32 mean and variance, normalizes, writes
 the 16-bit output the residual stream needs, and quantizes that same rounded output to INT8
 with a per-token absmax scale (or a static one), as ZeroQuant-HERO's LN+quant fusion does.
+The embedding kernel gathers the rows the caller's ids name (word, position and, for encoders
+that have one, token type: models without a token-type table run a variant without it).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as pltriton
 
 from pallas_kernels import epilogue as ep
+from pallas_kernels.layernorm_quant.reference import _check_token_types
 from pallas_kernels.numerics import INT8_MAX, SCALE_EPS
 
 LAYERNORM_KERNEL_NAME = "samp_layernorm_quant"
@@ -143,45 +146,57 @@ def layernorm_quant(x, gamma, beta, *, eps: float, residual=None, out_dtype=jnp.
     return y.reshape(*lead, hidden), q.reshape(*lead, hidden), s.reshape(*lead, 1)
 
 
-def embedding_quant(input_ids, token_type_ids, word, position, token_type, gamma, beta, *,
-                    eps: float, out_dtype=jnp.float16, act_scale=None, input_scale=None,
+def embedding_quant(input_ids, position_ids, token_type_ids, word, position, token_type, gamma,
+                    beta, *, eps: float, out_dtype=jnp.float16, act_scale=None, input_scale=None,
                     interpret: bool = False):
-    """Fused gather of word, position and token-type embeddings + LayerNorm + INT8.
+    """Fused gather of word, position and (optionally) token-type embeddings + LayerNorm + INT8.
 
     Args:
-      input_ids, token_type_ids: `[B, S]` int32. word `[V, H]`, position `[P, H]` (P >= S),
-        token_type `[T, H]`. Out-of-range ids are the caller's to reject (the model checks).
+      input_ids: `[B, S]` int. position_ids: `[B, S]` int ids into `position` (BERT:
+        `0..S-1`; RoBERTa/MPNet: from `padding_idx + 1`, padded tokens at `padding_idx`).
+      token_type_ids: `[B, S]` int, or None together with `token_type` (DistilBERT, MPNet):
+        then a kernel variant without the token-type operand runs (no row is gathered).
+      word `[V, H]`, position `[P, H]`, token_type `[T, H]` or None. Out-of-range ids
+        (including position ids >= P) are the caller's to reject (the model checks).
+      act_scale, input_scale: as `layernorm_quant`.
     Returns:
       `(y [B, S, H], q [B, S, H] int8, scale [B, S, 1])` as `embedding_quant_reference`.
+    Raises:
+      ValueError: exactly one of `token_type_ids`/`token_type` is None, or inconsistent shapes.
     """
+    _check_token_types(token_type_ids, token_type)
+    has_types = token_type is not None
     batch, seq = input_ids.shape
     hidden = word.shape[1]
     _check(gamma, beta, hidden, input_scale, act_scale)
-    if token_type_ids.shape != input_ids.shape:
+    if position_ids.shape != input_ids.shape:
+        raise ValueError(f"position_ids {position_ids.shape} != input_ids {input_ids.shape}")
+    if has_types and token_type_ids.shape != input_ids.shape:
         raise ValueError(f"token_type_ids {token_type_ids.shape} != input_ids {input_ids.shape}")
-    if position.shape[0] < seq:
-        raise ValueError(f"sequence length {seq} exceeds the {position.shape[0]} positions")
-    if position.shape[1] != hidden or token_type.shape[1] != hidden:
+    if position.shape[1] != hidden or (has_types and token_type.shape[1] != hidden):
         raise ValueError("word, position and token-type tables must share the hidden size")
     rows = batch * seq
     block = pl.next_power_of_2(hidden)
-    ids = jnp.stack([input_ids.reshape(rows), token_type_ids.reshape(rows),
-                     jnp.tile(jnp.arange(seq, dtype=jnp.int32), batch)], axis=1).astype(jnp.int32)
+    columns = [input_ids, position_ids] + ([token_type_ids] if has_types else [])
+    ids = jnp.stack([c.reshape(rows).astype(jnp.int32) for c in columns], axis=1)
+    tables = [word, position] + ([token_type] if has_types else [])
     full = lambda a: pl.BlockSpec(a.shape, lambda i: (0,) * a.ndim)  # noqa: E731  whole table
-    operands = [ids, word, position, token_type, gamma.astype(jnp.float32), beta.astype(jnp.float32)]
-    specs = [pl.BlockSpec((None, 3), lambda i: (i, 0))] + [full(a) for a in operands[1:]]
+    operands = [ids, *tables, gamma.astype(jnp.float32), beta.astype(jnp.float32)]
+    specs = [pl.BlockSpec((None, len(columns)), lambda i: (i, 0))] + [full(a) for a in operands[1:]]
     extra_specs, extra = _optional_vectors(hidden, input_scale, act_scale)
 
-    def kernel(ids_ref, w_ref, p_ref, t_ref, g_ref, b_ref, *rest):
-        is_ref = rest[0] if input_scale is not None else None
-        as_ref = rest[int(input_scale is not None)] if act_scale is not None else None
-        y_ref, q_ref, s_ref = rest[-3:]
+    def kernel(ids_ref, *refs):
+        table_refs, rest = refs[:len(tables)], list(refs[len(tables):])
+        g_ref, b_ref = rest.pop(0), rest.pop(0)
+        is_ref = rest.pop(0) if input_scale is not None else None
+        as_ref = rest.pop(0) if act_scale is not None else None
+        y_ref, q_ref, s_ref = rest
         cols = jnp.arange(block)
         mask = cols < hidden
-        token, kind, pos = ids_ref[0], ids_ref[1], ids_ref[2]
         load = lambda ref, row: pltriton.load(ref.at[row, cols], mask=mask, other=0.0)  # noqa: E731
-        h = (load(w_ref, token).astype(jnp.float32) + load(p_ref, pos).astype(jnp.float32)
-             + load(t_ref, kind).astype(jnp.float32))
+        h = load(table_refs[0], ids_ref[0]).astype(jnp.float32)  # word
+        for j in range(1, len(tables)):  # position, then token type when there is one
+            h = h + load(table_refs[j], ids_ref[j]).astype(jnp.float32)
         _finish_row(h, cols, hidden, g_ref, b_ref, is_ref, as_ref, (y_ref, q_ref, s_ref),
                     eps=eps, out_dtype=out_dtype)
 

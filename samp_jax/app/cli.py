@@ -88,11 +88,22 @@ def resolve_model(args, *, progress: bool):
         raise UsageError("--model is required with your own data: an HF model folder, a folder "
                          f"samp-jax wrote, or {PACKAGED_MODEL!r}")
     path = minilm_path() if args.model == PACKAGED_MODEL else Path(args.model)
-    model = load(path)
+    model = load(path, **model_options(args))
     if isinstance(model, QuantizedModel) and args.command in ("eval", "calibrate", "search"):
         raise ValueError(f"{path} is a quantized model; {args.command} starts from the float "
                          "model it came from (an HF folder): pass that folder to --model")
     return model, model.tokenizer, str(args.model)
+
+
+def model_options(args) -> dict:
+    """`load` options from `--pooling` and `--allow-torch-pickle` (only those given, so a
+    quantized folder, which takes none, loads when neither is)."""
+    options = {}
+    if getattr(args, "pooling", None):
+        options |= {"head": "sentence_embedding", "pooling": tuple(args.pooling.split(","))}
+    if getattr(args, "allow_torch_pickle", False):
+        options["allow_torch_pickle"] = True
+    return options
 
 
 def _model_labels(model):
@@ -253,7 +264,8 @@ def _finetune(args) -> int:
                             epochs=args.epochs, max_train_examples=args.max_train_examples,
                             eval_every=args.eval_every, seed=args.seed)
     # one read of the folder: weights with a new head, and its tokenizer (checked before training)
-    model = load(base, head=task.head, num_labels=len(task.labels), allow_new_head=True)
+    model = load(base, head=task.head, num_labels=len(task.labels), allow_new_head=True,
+                 **{k: v for k, v in model_options(args).items() if k != "head"})
     tokenizer = model.tokenizer
     test = make_evaluator(task, tokenizer, seed=args.seed) if task.split("test") else None
     _say(args, f"fine-tuning {args.model} on {task.name} ({task.task_type.name}, labels "
@@ -282,7 +294,7 @@ def _predict(args) -> int:
         raise UsageError("--model is required: a folder written by samp-jax (or an HF model folder)")
     if args.data is None:
         raise UsageError("--data is required: the file with the rows to predict")
-    model = load(Path(args.model))
+    model = load(Path(args.model), **model_options(args))
     columns = Columns(text=args.text_column, text_pair=args.text_pair_column,
                       tokens=args.tokens_column)
     rows = predictions.read_model_inputs(args.data, columns, head=model.head_kind)
@@ -302,10 +314,21 @@ def _demo(args) -> int:
 
 
 # ----------------------------------------------------------------------------- parser
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--pooling", default=None, metavar="MODE[,MODE]",
+                   help="embed with sentence-transformers pooling (cls, max, mean, mean_sqrt_len, "
+                        "weightedmean, lasttoken; several are concatenated): needed for a model "
+                        "folder that declares none, overrides the one it declares")
+    p.add_argument("--allow-torch-pickle", action="store_true",
+                   help="also read pytorch_model.bin (needs torch; read with weights_only=True); "
+                        "prefer converting it to model.safetensors")
+
+
 def _add_data(p: argparse.ArgumentParser, *, model_required: bool = False) -> None:
     p.add_argument("--model", default=None, required=model_required,
                    help=f"an HF model folder, a folder samp-jax wrote, or {PACKAGED_MODEL!r} (the packaged "
                         "all-MiniLM-L6-v2); with built-in --data it may be left out")
+    _add_model_options(p)
     p.add_argument("--data", "--task", dest="data", default=None,
                    help="a CSV/TSV/JSONL/Parquet file, a datasets.save_to_disk folder, or one of "
                         f"{sorted(TASKS)}")

@@ -48,7 +48,7 @@ def read_model_inputs(source, columns: Columns, *, head: str) -> list[dict]:
 def write(model, rows: Sequence[dict], out: str | Path, *, batch_size: int = 32) -> int:
     """Predicts every row and writes them, in input order, as JSON Lines to `out` (atomically:
     a temporary file beside it, renamed when complete). Returns the number of rows."""
-    limit = min(model.config.max_position_embeddings, model.tokenizer.max_length)
+    limit = min(model.config.max_sequence_length, model.tokenizer.max_length)
     buckets = tuple(capped_buckets(DEFAULT_BUCKETS, limit))
     engine = compile_engine(model, seq_buckets=buckets, batch_size=batch_size, truncate=True)
     records = _predict(engine, rows)

@@ -1,6 +1,8 @@
-"""Imports Hugging Face BERT checkpoints (safetensors or HF Flax msgpack) into `EncoderModel`.
+"""Imports Hugging Face checkpoints of every registered family (safetensors or HF Flax msgpack)
+into `EncoderModel`, and exports them back.
 
-Every foreign key is mapped explicitly. The whole checkpoint is checked first — missing keys,
+Every foreign key is mapped explicitly, by the family's key tables (`samp_jax.models.families`):
+this module is one generic loop over them. The whole checkpoint is checked first — missing keys,
 unexpected keys and wrong shapes are gathered into one `CheckpointError` — and only then is
 anything assigned, so a bad checkpoint never yields a half-loaded model.
 """
@@ -11,7 +13,7 @@ import dataclasses
 import json
 import shutil
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import jax.numpy as jnp
 import numpy as np
@@ -20,25 +22,16 @@ from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
 from samp_jax.models.config import ConfigError, EncoderConfig
-from samp_jax.models.model import (
-    HEAD_KINDS,
-    EncoderModel,
-    SequenceClassifier,
-    TokenClassifier,
-    check_labels,
-    make_head,
-)
+from samp_jax.models.families import TRANSFORMS, Family, HeadLayout, Transform, get_family
+from samp_jax.models.model import POOLING_MODES, EncoderModel, SentenceEmbedder, check_labels, make_head
+from samp_jax.models.st_folder import read_pooling, write_st_files
 from samp_jax.models.tokenizer import TOKENIZER_FILES
 
 SAFETENSORS = "model.safetensors"
 SAFETENSORS_INDEX = "model.safetensors.index.json"
 FLAX_MSGPACK = "flax_model.msgpack"
 TORCH_PICKLE = "pytorch_model.bin"
-
-# Keys a BERT checkpoint may carry that no samp-jax module uses.
-_IGNORED_PREFIXES = ("cls.",)  # pre-training heads (MLM / NSP)
-_IGNORED_KEYS = ("embeddings.position_ids",)  # a buffer, not a weight
-_POOLER_PREFIX = "pooler."
+TORCH_PICKLE_INDEX = "pytorch_model.bin.index.json"
 
 
 class CheckpointError(ValueError):
@@ -66,11 +59,13 @@ def read_state_dict(folder: str | Path, *, allow_torch_pickle: bool = False) -> 
 
     Looks for `model.safetensors` (or a sharded index), then `flax_model.msgpack`. Flax names
     and layouts are converted (`kernel` → transposed `weight`, `scale`/`embedding` → `weight`).
-    LayerNorm `gamma`/`beta` in old checkpoints become `weight`/`bias`. Returns
-    `(state, filename)`.
+    LayerNorm `gamma`/`beta` in old checkpoints become `weight`/`bias`. Keys keep any
+    base-model prefix (`bert.`, `roberta.`, ...). Returns `(state, filename)`.
 
     Raises:
-      FileNotFoundError: the folder holds no weights file samp-jax can read.
+      FileNotFoundError: the folder holds no weights file samp-jax can read, or only a
+        PyTorch pickle without `allow_torch_pickle` (the message says how to convert it).
+      CheckpointError: a weights file is damaged.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -78,25 +73,44 @@ def read_state_dict(folder: str | Path, *, allow_torch_pickle: bool = False) -> 
     if (folder / SAFETENSORS).is_file():
         state, source = _read_safetensors([folder / SAFETENSORS]), SAFETENSORS
     elif (folder / SAFETENSORS_INDEX).is_file():
-        index = json.loads((folder / SAFETENSORS_INDEX).read_text())
-        shards = sorted({folder / name for name in index["weight_map"].values()})
+        index = _read_index(folder / SAFETENSORS_INDEX)
+        shards = sorted({folder / name for name in index.values()})
         state, source = _read_safetensors(shards), SAFETENSORS_INDEX
     elif (folder / FLAX_MSGPACK).is_file():
         state, source = _read_flax_msgpack(folder / FLAX_MSGPACK), FLAX_MSGPACK
-    elif (folder / TORCH_PICKLE).is_file():
+    elif (folder / TORCH_PICKLE).is_file() or (folder / TORCH_PICKLE_INDEX).is_file():
         if not allow_torch_pickle:
             raise FileNotFoundError(
-                f"{folder} has only {TORCH_PICKLE}, a pickle that can run code when loaded; convert "
-                f"it to {SAFETENSORS} or pass allow_torch_pickle=True (needs torch)")
-        state, source = _read_torch_pickle(folder / TORCH_PICKLE), TORCH_PICKLE
+                f"{folder} has only PyTorch weights ({TORCH_PICKLE}), a pickle that can run code "
+                f"when loaded. Convert it once to {SAFETENSORS}, e.g. with transformers: "
+                f"AutoModel.from_pretrained('{folder}').save_pretrained('{folder}', "
+                "safe_serialization=True) (use the task class such as "
+                "AutoModelForSequenceClassification to keep the head), or opt in with "
+                "allow_torch_pickle=True (CLI: --allow-torch-pickle; needs torch, reads with "
+                "weights_only=True)")
+        if (folder / TORCH_PICKLE).is_file():
+            state, source = _read_torch_pickle([folder / TORCH_PICKLE]), TORCH_PICKLE
+        else:
+            index = _read_index(folder / TORCH_PICKLE_INDEX)
+            state = _read_torch_pickle(sorted({folder / name for name in index.values()}))
+            source = TORCH_PICKLE_INDEX
     else:
         raise FileNotFoundError(
             f"{folder} has no weights: looked for {SAFETENSORS}, {SAFETENSORS_INDEX}, {FLAX_MSGPACK}")
-    return {_canonical_key(k): v for k, v in state.items()}, source
+    return {_layer_norm_names(k): v for k, v in state.items()}, source
+
+
+def _read_index(file: Path) -> dict[str, str]:
+    try:
+        weight_map = json.loads(file.read_text())["weight_map"]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
+        raise CheckpointError(file, problem=f"is not a sharded-checkpoint index with a weight_map ({e!r})") from None
+    if not isinstance(weight_map, dict):
+        raise CheckpointError(file, problem="has a weight_map that is not a JSON object")
+    return weight_map
 
 
 def _read_safetensors(files: Sequence[Path]) -> dict[str, np.ndarray]:
-
     state = {}
     for file in files:
         if not file.is_file():
@@ -112,8 +126,10 @@ def _read_safetensors(files: Sequence[Path]) -> dict[str, np.ndarray]:
 
 
 def _read_flax_msgpack(file: Path) -> dict[str, np.ndarray]:
-
-    tree = serialization.msgpack_restore(file.read_bytes())
+    try:
+        tree = serialization.msgpack_restore(file.read_bytes())
+    except Exception as e:  # msgpack raises several unrelated types on damaged input
+        raise CheckpointError(file, problem=f"is not a readable Flax msgpack file ({type(e).__name__}: {e})") from None
     if set(tree) == {"params"}:
         tree = tree["params"]
     state = {}
@@ -128,11 +144,21 @@ def _read_flax_msgpack(file: Path) -> dict[str, np.ndarray]:
     return state
 
 
-def _read_torch_pickle(file: Path) -> dict[str, np.ndarray]:
-    import torch  # optional; only for explicitly allowed pickles
-
-    raw = torch.load(file, map_location="cpu", weights_only=True)
-    return {k: v.float().numpy() if v.is_floating_point() else v.numpy() for k, v in raw.items()}
+def _read_torch_pickle(files: Sequence[Path]) -> dict[str, np.ndarray]:
+    try:
+        import torch  # optional; only for explicitly allowed pickles
+    except ImportError:
+        raise CheckpointError(files[0], problem="is a PyTorch pickle and reading it needs torch, "
+                              "which is not installed (pip install torch), or convert it to "
+                              f"{SAFETENSORS}") from None
+    state = {}
+    for file in files:
+        try:
+            raw = torch.load(file, map_location="cpu", weights_only=True)
+        except Exception as e:  # unpickling errors, or objects weights_only refuses
+            raise CheckpointError(file, problem=f"could not be read with weights_only=True ({e})") from None
+        state |= {k: v.float().numpy() if v.is_floating_point() else v.numpy() for k, v in raw.items()}
+    return state
 
 
 def _flatten(tree, prefix=()):
@@ -143,93 +169,105 @@ def _flatten(tree, prefix=()):
             yield (*prefix, str(key)), value
 
 
-def _canonical_key(key: str) -> str:
-    if key.startswith("bert."):
-        key = key[len("bert."):]
+def _layer_norm_names(key: str) -> str:
+    """Old TF-converted checkpoints name LayerNorm parameters gamma/beta."""
     if ".LayerNorm." in key or key.startswith("LayerNorm."):
         key = key.replace(".gamma", ".weight").replace(".beta", ".bias")
     return key
 
 
-# ------------------------------------------------------------------------- key mapping
-@dataclasses.dataclass(frozen=True)
-class _Assignment:
-    """One model parameter filled from one or more checkpoint tensors."""
+def strip_prefix(state: dict[str, np.ndarray], family: Family) -> dict[str, np.ndarray]:
+    """The state with the family's base-model prefix (`bert.`, `roberta.`, ...) removed, the
+    naming the key tables use.
 
-    target: nnx.Param
-    sources: tuple[str, ...]
-    source_shapes: tuple[tuple[int, ...], ...]
-    combine: Callable[..., np.ndarray]
-    is_head: bool = False
-    split: Callable[[np.ndarray], tuple[np.ndarray, ...]] = lambda value: (value,)  # inverse
-
-
-def _assignments(model: EncoderModel) -> list[_Assignment]:
-    c = model.config
-    out: list[_Assignment] = []
-
-    def linear(prefix, site, is_head=False):
-        n_in, n_out = site.shape
-        out.append(_Assignment(site.kernel, (f"{prefix}.weight",), ((n_out, n_in),),
-                               lambda w: w.T, is_head, lambda k: (k.T,)))
-        out.append(_Assignment(site.bias, (f"{prefix}.bias",), ((n_out,),), lambda b: b, is_head))
-
-    def norm(prefix, module):
-        shape = ((c.hidden_size,),)
-        out.append(_Assignment(module.scale, (f"{prefix}.weight",), shape, lambda w: w))
-        out.append(_Assignment(module.bias, (f"{prefix}.bias",), shape, lambda b: b))
-
-    def table(key, param, rows):
-        out.append(_Assignment(param, (key,), ((rows, c.hidden_size),), lambda w: w))
-
-    emb = model.embeddings
-    table("embeddings.word_embeddings.weight", emb.word, c.vocab_size)
-    table("embeddings.position_embeddings.weight", emb.position, c.max_position_embeddings)
-    table("embeddings.token_type_embeddings.weight", emb.token_type, c.type_vocab_size)
-    norm("embeddings.LayerNorm", emb.norm)
-    hidden = c.hidden_size
-    for i, layer in enumerate(model.encoder.layers):
-        p = f"encoder.layer.{i}"
-        qkv = tuple(f"{p}.attention.self.{n}" for n in ("query", "key", "value"))
-        out.append(_Assignment(layer.qkv.kernel, tuple(f"{q}.weight" for q in qkv),
-                               ((hidden, hidden),) * 3,
-                               lambda q, k, v: np.concatenate([q.T, k.T, v.T], axis=1),
-                               split=lambda w: tuple(part.T for part in np.split(w, 3, axis=1))))
-        out.append(_Assignment(layer.qkv.bias, tuple(f"{q}.bias" for q in qkv), ((hidden,),) * 3,
-                               lambda q, k, v: np.concatenate([q, k, v]),
-                               split=lambda b: tuple(np.split(b, 3))))
-        linear(f"{p}.attention.output.dense", layer.attn_out)
-        norm(f"{p}.attention.output.LayerNorm", layer.attn_norm)
-        linear(f"{p}.intermediate.dense", layer.ffn_in)
-        linear(f"{p}.output.dense", layer.ffn_out)
-        norm(f"{p}.output.LayerNorm", layer.ffn_norm)
-    if isinstance(model.head, SequenceClassifier):
-        linear("pooler.dense", model.head.pooler, is_head=True)
-        linear("classifier", model.head.classifier, is_head=True)
-    elif isinstance(model.head, TokenClassifier):
-        linear("classifier", model.head.classifier, is_head=True)
+    Raises:
+      CheckpointError: two keys collide once the prefix is removed.
+    """
+    prefix = family.prefix + "."
+    out: dict[str, np.ndarray] = {}
+    for key, value in state.items():
+        name = key[len(prefix):] if key.startswith(prefix) else key
+        if name in out:
+            raise CheckpointError("<state>", problem=f"holds {name!r} both with and without the "
+                                  f"{prefix!r} prefix")
+        out[name] = value
     return out
 
 
-def _is_ignorable(key: str, uses_pooler: bool) -> bool:
-    if key in _IGNORED_KEYS or key.startswith(_IGNORED_PREFIXES):
-        return True
-    return key.startswith(_POOLER_PREFIX) and not uses_pooler
+# ------------------------------------------------------------------------- key mapping
+@dataclasses.dataclass(frozen=True)
+class _Assignment:
+    """One model parameter filled from one or more checkpoint tensors (a `KeyRule`, expanded)."""
+
+    target: nnx.Variable
+    sources: tuple[str, ...]
+    source_shapes: tuple[tuple[int, ...], ...]
+    transform: Transform
+    is_head: bool = False
+    outside_base: bool = False
+
+
+def _variable(model: EncoderModel, path: str) -> nnx.Variable:
+    node = model
+    for part in path.split("."):
+        node = node[int(part)] if part.isdigit() else getattr(node, part)
+    if not isinstance(node, nnx.Variable):
+        raise TypeError(f"{path} is a {type(node).__name__}, not a parameter")
+    return node
+
+
+def head_layout(model: EncoderModel, family: Family) -> HeadLayout:
+    """The family's layout for the model's head.
+
+    Raises:
+      ConfigError: the family has no key map for that head kind (a custom head), or a
+        sequence head's activation is not the one the family's HF class applies.
+    """
+    kind = model.head_kind
+    if kind not in family.heads:
+        raise ConfigError(f"{family.model_type} checkpoints have no layout for a {kind!r} head; "
+                          f"HF heads are {sorted(k for k in family.heads if k != 'none')}")
+    layout = family.heads[kind]
+    activation = getattr(model.head, "activation", None)
+    if layout.activation is not None and activation != layout.activation:
+        raise ConfigError(
+            f"{family.class_prefix}{layout.architecture} applies {layout.activation!r} in its "
+            f"classification head; this head applies {activation!r}")
+    return layout
+
+
+def _assignments(model: EncoderModel) -> list[_Assignment]:
+    family = get_family(model.config.model_type)
+    rules = [(rule, False) for rule in family.backbone(model.config)]
+    rules += [(rule, True) for rule in head_layout(model, family).rules]
+    out = []
+    for rule, is_head in rules:
+        indices = range(model.config.num_layers) if "{i}" in rule.ours else (None,)
+        transform = TRANSFORMS[rule.transform]
+        for i in indices:
+            target = _variable(model, rule.ours.format(i=i))
+            shapes = tuple(part.shape for part in transform.split(np.zeros(target.shape, np.float32)))
+            out.append(_Assignment(target, tuple(key.format(i=i) for key in rule.theirs), shapes,
+                                   transform, is_head, rule.outside_base))
+    return out
 
 
 def assign_state_dict(model: EncoderModel, state: dict[str, np.ndarray], *, path="<state>",
                       allow_new_head: bool = False, strict: bool = True) -> list[str]:
-    """Fills `model` from a state dict in HF PyTorch naming (see `read_state_dict`).
+    """Fills `model` from a state dict in HF PyTorch naming (see `read_state_dict`), through
+    its family's key tables. The base-model prefix is optional.
 
     All checks happen before the first assignment. Returns the head keys that were absent and
     left freshly initialised (only with `allow_new_head=True`).
 
     Raises:
-      CheckpointError: listing every missing, unexpected (when `strict`) and mis-shaped key.
+      CheckpointError: listing every missing, unexpected (when `strict`) and mis-shaped key,
+        or the first tensor with NaN/Inf.
     """
+    family = get_family(model.config.model_type)
+    state = strip_prefix(state, family)
     assignments = _assignments(model)
     expected = {key for a in assignments for key in a.sources}
-    uses_pooler = isinstance(model.head, SequenceClassifier)
     missing = sorted(expected - state.keys())
     new_head = [k for k in missing if any(k in a.sources for a in assignments if a.is_head)]
     if allow_new_head and new_head:
@@ -237,7 +275,9 @@ def assign_state_dict(model: EncoderModel, state: dict[str, np.ndarray], *, path
         assignments = [a for a in assignments if not (a.is_head and set(a.sources) & set(new_head))]
     else:
         new_head = []
-    unexpected = sorted(k for k in state.keys() - expected if not _is_ignorable(k, uses_pooler))
+    ignored = family.ignored_prefixes
+    unexpected = sorted(k for k in state.keys() - expected
+                        if k not in family.ignored_keys and not k.startswith(ignored))
     mismatched = []
     for a in assignments:
         for key, want in zip(a.sources, a.source_shapes):
@@ -248,9 +288,11 @@ def assign_state_dict(model: EncoderModel, state: dict[str, np.ndarray], *, path
                               mismatched=mismatched)
     for a in assignments:
         for key in a.sources:
+            if not np.issubdtype(state[key].dtype, np.floating):
+                raise CheckpointError(path, mismatched=[(key, f"dtype {state[key].dtype}", "a float dtype")])
             if not np.all(np.isfinite(state[key])):
                 raise CheckpointError(path, mismatched=[(key, "non-finite values", "finite")])
-    values = [a.combine(*(state[k] for k in a.sources)) for a in assignments]
+    values = [a.transform.combine(*(state[k] for k in a.sources)) for a in assignments]
     for a, value in zip(assignments, values):
         a.target.set_value(jnp.asarray(value, dtype=a.target.dtype))
     return new_head
@@ -258,20 +300,23 @@ def assign_state_dict(model: EncoderModel, state: dict[str, np.ndarray], *, path
 
 # ------------------------------------------------------------------------------ loading
 def detect_head(folder: str | Path) -> tuple[str, int | None]:
-    """Guesses the head from `config.json` architectures and a sentence-transformers pooling
-    config. Returns `(head_kind, num_labels)`."""
+    """Guesses the head from `config.json`'s architectures (any family's
+    `*ForSequenceClassification` / `*ForTokenClassification`) and a sentence-transformers
+    pooling config. Returns `(head_kind, num_labels)`."""
     folder = Path(folder)
-    hf = json.loads((folder / "config.json").read_text())
-    architectures = hf.get("architectures") or []
-    num_labels = _num_labels(hf)
-    if "BertForSequenceClassification" in architectures:
-        return "sequence_classification", num_labels
-    if "BertForTokenClassification" in architectures:
-        return "token_classification", num_labels
-    pooling = folder / "1_Pooling" / "config.json"
-    if pooling.is_file() and json.loads(pooling.read_text()).get("pooling_mode_mean_tokens"):
+    config = EncoderConfig.from_hf_config(folder)
+    hf = _read_hf(folder)
+    kind = get_family(config.model_type).head_kind_of(hf.get("architectures"))
+    if kind is not None:
+        return kind, _num_labels(hf)
+    if read_pooling(folder) is not None:
         return "sentence_embedding", None
     return "none", None
+
+
+def _read_hf(folder: Path) -> dict:
+    hf = json.loads((folder / "config.json").read_text())  # from_hf_config has validated it
+    return hf
 
 
 def _num_labels(hf: dict) -> int | None:
@@ -304,83 +349,112 @@ def label_names(hf: dict, *, path: str | Path = "config.json") -> tuple[str, ...
 
 
 def load_pretrained(path: str | Path, *, head: str | None = None, num_labels: int | None = None,
+                    pooling: str | Sequence[str] | None = None, normalize: bool | None = None,
                     dtype=jnp.float32, param_dtype=None, attention_impl=None,
                     allow_new_head: bool = False, strict: bool = True,
                     allow_torch_pickle: bool = False) -> EncoderModel:
-    """Loads an HF BERT checkpoint folder into an `EncoderModel`.
+    """Loads an HF checkpoint folder of any registered family into an `EncoderModel`.
 
     Args:
-      path: folder with `config.json` and `model.safetensors` (keys with or without the `bert.`
-        prefix) or `flax_model.msgpack`.
-      head: one of `HEAD_KINDS`, or None to detect it from the checkpoint (`detect_head`).
+      path: folder with `config.json` and `model.safetensors` (keys with or without the
+        base-model prefix such as `roberta.`) or `flax_model.msgpack`.
+      head: a head kind ('none', 'sequence_classification', 'token_classification',
+        'sentence_embedding'), or None to detect it from the checkpoint (`detect_head`).
       num_labels: classifier width; defaults to the checkpoint config's `id2label`. A
         classification head takes its class names (`labels`) from `id2label`, ordered by id,
         when it has `num_labels` entries.
+      pooling: sentence-embedding pooling mode(s) (`SentenceEmbedder`). Defaults to what a
+        sentence-transformers folder declares; a folder that declares none needs it.
+      normalize: L2-normalise sentence embeddings; defaults to the folder's Normalize module
+        (True when `pooling` is given for a folder that declares nothing).
       dtype: compute dtype (float32, float16 or bfloat16).
       param_dtype: storage dtype of the weights; defaults to `dtype`.
       attention_impl: 'xla', 'cudnn' or None (automatic).
       allow_new_head: initialise head weights the checkpoint lacks (e.g. a classifier to be
         fine-tuned on a base model) instead of raising.
-      strict: raise on checkpoint keys that no module uses (pre-training heads, the pooler of a
-        model without one, and buffers are always ignored).
-      allow_torch_pickle: also read `pytorch_model.bin` (requires torch).
+      strict: raise on checkpoint keys that no module uses (pre-training heads, a pooler no
+        head uses, and buffers are always ignored).
+      allow_torch_pickle: also read `pytorch_model.bin` (requires torch; read with
+        `weights_only=True`).
 
     Raises:
       FileNotFoundError: no config or no weights file.
-      ConfigError: the config is not a supported BERT.
-      CheckpointError: missing, unexpected or mis-shaped keys.
+      ConfigError: the config is not a supported family, or the head / pooling asked for does
+        not fit the folder.
+      CheckpointError: missing, unexpected or mis-shaped keys, or damaged files.
     """
     path = Path(path)
     config = EncoderConfig.from_hf_config(path)
-    hf = json.loads((path / "config.json").read_text())
+    family = get_family(config.model_type)
+    hf = _read_hf(path)
     if head is None:
         head, detected_labels = detect_head(path)
         num_labels = num_labels or detected_labels
-    elif head not in HEAD_KINDS:
-        raise ValueError(f"{head=} is not one of {HEAD_KINDS}")
+    elif head not in family.heads:
+        raise ValueError(f"{head=} is not one of {tuple(family.heads)} (the heads "
+                         f"{family.model_type} checkpoints have)")
     elif num_labels is None:
         num_labels = _num_labels(hf)
-    labels = None
+    spec: dict = {}
     if head in ("sequence_classification", "token_classification"):
         labels = label_names(hf, path=path / "config.json")
         if labels is not None and len(labels) != num_labels:
             labels = None  # the config names another head's classes (e.g. a new head)
+        spec = {"num_labels": num_labels, "labels": labels,
+                "activation": family.heads[head].activation}
+    if head == "sentence_embedding":
+        spec = _pooling_spec(path, pooling, normalize)
+    elif pooling is not None or normalize is not None:
+        raise ValueError(f"pooling/normalize apply to head='sentence_embedding', not {head!r}")
     state, source = read_state_dict(path, allow_torch_pickle=allow_torch_pickle)
     rngs = nnx.Rngs(0)
-    model = EncoderModel(config, make_head(head, config, num_labels=num_labels, labels=labels,
-                                           rngs=rngs),
+    model = EncoderModel(config, make_head(head, config, rngs=rngs, **spec),
                          dtype=dtype, param_dtype=param_dtype or dtype,
                          attention_impl=attention_impl, rngs=rngs)
     assign_state_dict(model, state, path=path / source, allow_new_head=allow_new_head, strict=strict)
     return model
 
 
+def _pooling_spec(path: Path, pooling, normalize) -> dict:
+    declared = read_pooling(path)
+    if pooling is None:
+        if declared is None:
+            raise ConfigError(
+                f"{path} declares no sentence-transformers pooling (no modules.json / "
+                "1_Pooling/config.json); pass pooling= one of "
+                f"{POOLING_MODES} (CLI: --pooling) to choose one")
+        pooling = declared.modes
+    if normalize is None:
+        normalize = declared.normalize if declared is not None else True
+    return {"pooling": pooling, "normalize": normalize}
+
+
 # ------------------------------------------------------------------------------ export
-_ARCHITECTURES = {"sequence_classification": "BertForSequenceClassification",
-                  "token_classification": "BertForTokenClassification", "none": "BertModel",
-                  "sentence_embedding": "BertModel"}
-
-
 def export_state_dict(model: EncoderModel) -> dict[str, np.ndarray]:
     """The model's float weights under HF PyTorch names (the inverse of `assign_state_dict`).
 
-    Backbone keys carry the `bert.` prefix when the model has a classification head, as HF's
-    `BertFor*` classes write them.
+    Backbone keys carry the family's base-model prefix (`bert.`, `roberta.`, ...) when the
+    model has a classification head, as HF's task classes write them.
     """
-    prefix = "bert." if isinstance(model.head, (SequenceClassifier, TokenClassifier)) else ""
+    family = get_family(model.config.model_type)
+    prefix = family.prefix + "." if model.head_kind in _TASK_HEADS else ""
     state = {}
     for a in _assignments(model):
         value = np.asarray(a.target[...], np.float32)
-        for key, part in zip(a.sources, a.split(value)):
-            name = key if key.startswith("classifier.") else prefix + key
-            state[name] = np.ascontiguousarray(part)
+        for key, part in zip(a.sources, a.transform.split(value)):
+            state[key if a.outside_base else prefix + key] = np.ascontiguousarray(part)
     return state
+
+
+_TASK_HEADS = ("sequence_classification", "token_classification")
 
 
 def save_pretrained(model: EncoderModel, directory: str | Path, *, tokenizer_dir: str | Path | None = None,
                     labels: Sequence[str] | None = None, extra: dict | None = None) -> Path:
-    """Writes an HF checkpoint folder (`config.json` + `model.safetensors`) that
-    `load_pretrained` and HF transformers both read.
+    """Writes an HF checkpoint folder (`config.json` + `model.safetensors`, in the model's
+    family's naming and class names) that `load_pretrained` and HF transformers both read. A
+    sentence-embedding model also gets sentence-transformers' `modules.json` and pooling
+    config, so sentence-transformers loads it and pools the same way.
 
     Args:
       model: a float `EncoderModel`.
@@ -390,21 +464,28 @@ def save_pretrained(model: EncoderModel, directory: str | Path, *, tokenizer_dir
       labels: class names, written as `id2label` / `label2id`; defaults to the head's
         `labels`, else HF's `LABEL_0`, `LABEL_1`, ...
       extra: more keys for `config.json`.
-    """
 
+    Raises:
+      ConfigError: the head has no HF equivalent in the model's family (a custom head).
+    """
     directory = Path(directory)
+    family = get_family(model.config.model_type)
+    state = export_state_dict(model)  # raises for heads HF cannot express, before any write
     num_labels = getattr(model.head, "num_labels", None)
     if num_labels is not None:
         names = check_labels(labels if labels is not None else model.labels, num_labels)
         names = names or tuple(f"LABEL_{i}" for i in range(num_labels))
     directory.mkdir(parents=True, exist_ok=True)
-    config = model.config.to_hf_dict() | {"architectures": [_ARCHITECTURES[model.head_kind]]}
+    config = model.config.to_hf_dict() | {"architectures": [family.architecture(model.head_kind)]}
     if num_labels is not None:
         config |= {"id2label": {str(i): n for i, n in enumerate(names)},
                    "label2id": {n: i for i, n in enumerate(names)}}
     config |= extra or {}
-    save_file(export_state_dict(model), str(directory / SAFETENSORS))
+    save_file(state, str(directory / SAFETENSORS))
     (directory / "config.json").write_text(json.dumps(config, indent=1))
+    if isinstance(model.head, SentenceEmbedder):
+        write_st_files(directory, hidden_size=model.config.hidden_size, modes=model.head.pooling,
+                       normalize=model.head.normalize)
     if tokenizer_dir is not None:
         for name in TOKENIZER_FILES:
             if (Path(tokenizer_dir) / name).is_file():

@@ -2,7 +2,9 @@
 
 `EncoderConfig` describes the shape of a BERT-family encoder and nothing else: run-time
 choices such as the compute dtype or the precision map are passed separately, so one config
-serves every precision.
+serves every precision. What differs between families (RoBERTa's positions, DistilBERT's
+missing token types, ELECTRA's embedding projection, MPNet's relative position bias) is a field
+here, set from the checkpoint by the family's config mapping (`samp_jax.models.families`).
 """
 
 from __future__ import annotations
@@ -13,37 +15,49 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-SUPPORTED_MODEL_TYPES = ("bert",)
-# HF activation names and the GELU form each one means.
+from samp_jax.models.errors import ConfigError
+from samp_jax.models.families import get_family
+
+# HF activation names and the epilogue activation each one means.
 SUPPORTED_ACTIVATIONS = {
-    "gelu": "erf",
-    "gelu_python": "erf",
-    "gelu_new": "tanh",
-    "gelu_pytorch_tanh": "tanh",
+    "gelu": "gelu",
+    "gelu_python": "gelu",
+    "gelu_new": "gelu_tanh",
+    "gelu_pytorch_tanh": "gelu_tanh",
+    "relu": "relu",
 }
-
-
-class ConfigError(ValueError):
-    """A checkpoint config asks for something samp-jax does not implement."""
+# MPNet buckets relative positions into 32 buckets up to distance 128, whatever its config
+# says (`MPNetEncoder.compute_position_bias` uses its defaults); the table may have more rows.
+RELATIVE_BUCKETS = 32
+RELATIVE_MAX_DISTANCE = 128
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class EncoderConfig:
-    """Shape of a BERT-style encoder.
+    """Shape of a BERT-family encoder.
 
     Attributes:
+      model_type: the HF family (`bert`, `roberta`, `xlm-roberta`, `distilbert`, `electra`,
+        `mpnet`); picks the key map and class names on import and export.
       vocab_size: Rows of the word-embedding table.
       hidden_size: Model width; must be a multiple of `num_heads`.
       num_layers: Number of encoder layers.
       num_heads: Attention heads per layer.
       intermediate_size: Width of the FFN's inner projection.
-      max_position_embeddings: Longest sequence the position table covers.
-      type_vocab_size: Number of token-type (segment) embeddings.
+      max_position_embeddings: Rows of the position table.
+      type_vocab_size: Token-type (segment) embeddings; 0 when the family has none (token
+        type ids are then ignored), 1 when there is one type (ids are ignored, row 0 added).
       layer_norm_eps: LayerNorm epsilon.
       hidden_act: HF activation name; one of `SUPPORTED_ACTIVATIONS`.
       pad_token_id: Id of the padding token.
+      embedding_size: width of the embedding tables when it differs from `hidden_size`
+        (ELECTRA); an `embeddings.project` GEMM then maps it to `hidden_size`. None: same.
+      position_padding_idx: None for positions `0 .. seq-1`; an index `p` for RoBERTa-style
+        positions: `p + 1, p + 2, ...` for tokens that are not padding, `p` for padding.
+      relative_attention_num_buckets: rows of MPNet's relative position bias table; 0 for none.
     """
 
+    model_type: str = "bert"
     vocab_size: int = 30522
     hidden_size: int = 768
     num_layers: int = 12
@@ -54,28 +68,65 @@ class EncoderConfig:
     layer_norm_eps: float = 1e-12
     hidden_act: str = "gelu"
     pad_token_id: int = 0
+    embedding_size: int | None = None
+    position_padding_idx: int | None = None
+    relative_attention_num_buckets: int = 0
 
     def __post_init__(self):
         for name in ("vocab_size", "hidden_size", "num_layers", "num_heads",
-                     "intermediate_size", "max_position_embeddings", "type_vocab_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value <= 0:
-                raise ConfigError(f"{name}={value!r} must be a positive integer")
+                     "intermediate_size", "max_position_embeddings"):
+            _check_int(name, getattr(self, name), minimum=1)
+        for name in ("type_vocab_size", "relative_attention_num_buckets", "pad_token_id"):
+            _check_int(name, getattr(self, name), minimum=0)
+        if self.embedding_size is not None:
+            _check_int("embedding_size", self.embedding_size, minimum=1)
+            if self.embedding_size == self.hidden_size:
+                object.__setattr__(self, "embedding_size", None)  # no projection needed
         if self.hidden_size % self.num_heads:
             raise ConfigError(
                 f"hidden_size={self.hidden_size} must be divisible by num_heads={self.num_heads}")
         if self.hidden_act not in SUPPORTED_ACTIVATIONS:
             raise ConfigError(
                 f"hidden_act={self.hidden_act!r} is not one of {sorted(SUPPORTED_ACTIVATIONS)}")
+        if not isinstance(self.layer_norm_eps, (int, float)) or not self.layer_norm_eps > 0:
+            raise ConfigError(f"layer_norm_eps={self.layer_norm_eps!r} must be a positive number")
+        if self.position_padding_idx is not None:
+            _check_int("position_padding_idx", self.position_padding_idx, minimum=0)
+            if self.position_padding_idx + 1 >= self.max_position_embeddings:
+                raise ConfigError(
+                    f"position_padding_idx={self.position_padding_idx} leaves no positions in "
+                    f"max_position_embeddings={self.max_position_embeddings}")
+        if 0 < self.relative_attention_num_buckets < RELATIVE_BUCKETS:
+            raise ConfigError(
+                f"relative_attention_num_buckets={self.relative_attention_num_buckets}: MPNet "
+                f"buckets relative positions into {RELATIVE_BUCKETS}, so the table needs at least "
+                f"{RELATIVE_BUCKETS} rows")
 
     @property
     def head_dim(self) -> int:
         return self.hidden_size // self.num_heads
 
     @property
+    def activation(self) -> str:
+        """The FFN's epilogue activation: 'gelu' (erf), 'gelu_tanh' or 'relu'."""
+        return SUPPORTED_ACTIVATIONS[self.hidden_act]
+
+    @property
     def gelu_approximate(self) -> bool:
-        """True for the tanh approximation of GELU, False for the exact erf form."""
-        return SUPPORTED_ACTIVATIONS[self.hidden_act] == "tanh"
+        """True for the tanh approximation of GELU."""
+        return self.activation == "gelu_tanh"
+
+    @property
+    def embedding_width(self) -> int:
+        """Width of the embedding tables (`embedding_size`, else `hidden_size`)."""
+        return self.embedding_size or self.hidden_size
+
+    @property
+    def max_sequence_length(self) -> int:
+        """The longest input, in tokens: the position table's rows, less the ones RoBERTa-style
+        positions skip (`position_padding_idx + 1`)."""
+        skipped = 0 if self.position_padding_idx is None else self.position_padding_idx + 1
+        return self.max_position_embeddings - skipped
 
     def replace(self, **changes: Any) -> "EncoderConfig":
         return dataclasses.replace(self, **changes)
@@ -94,7 +145,7 @@ class EncoderConfig:
     # --------------------------------------------------------------------------- HF import
     @classmethod
     def from_hf_config(cls, source: str | os.PathLike | Mapping[str, Any] | Any) -> "EncoderConfig":
-        """Builds a config from a Hugging Face BERT config.
+        """Builds a config from a Hugging Face config of any registered family.
 
         Args:
           source: a checkpoint folder or `config.json` path (read as plain JSON), a dict with
@@ -102,68 +153,64 @@ class EncoderConfig:
 
         Raises:
           FileNotFoundError: the folder has no `config.json`.
-          ConfigError: the model type or an option is not supported, or a key is missing.
+          ConfigError: the file is not a JSON object, the model type or an option is not
+            supported, or a required key is missing or has the wrong type.
         """
-        hf = _hf_config_dict(source)
-        model_type = hf.get("model_type")
-        if model_type not in SUPPORTED_MODEL_TYPES:
-            raise ConfigError(
-                f"model_type={model_type!r} is not supported; samp-jax imports {SUPPORTED_MODEL_TYPES}")
+        hf, where = _hf_config_dict(source)
+        family = get_family(hf.get("model_type"))
         position = hf.get("position_embedding_type", "absolute")
         if position != "absolute":
-            raise ConfigError(
-                f"position_embedding_type={position!r} is not supported; only 'absolute' is")
+            raise ConfigError(f"{where}: position_embedding_type={position!r} is not supported; "
+                              "only 'absolute' is")
         for flag in ("is_decoder", "add_cross_attention"):
             if hf.get(flag):
-                raise ConfigError(f"{flag}=True is not supported: samp-jax runs encoders only")
-        mapping = {
-            "vocab_size": "vocab_size",
-            "hidden_size": "hidden_size",
-            "num_layers": "num_hidden_layers",
-            "num_heads": "num_attention_heads",
-            "intermediate_size": "intermediate_size",
-            "max_position_embeddings": "max_position_embeddings",
-            "type_vocab_size": "type_vocab_size",
-            "layer_norm_eps": "layer_norm_eps",
-            "hidden_act": "hidden_act",
-            "pad_token_id": "pad_token_id",
-        }
-        required = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
-                    "intermediate_size")
-        missing = [key for key in required if key not in hf]
+                raise ConfigError(f"{where}: {flag}=True is not supported: samp-jax runs encoders only")
+        optional = set(family.hf_defaults)
+        missing = sorted(key for key in family.config_keys.values()
+                         if key not in optional and hf.get(key) is None)
         if missing:
-            raise ConfigError(f"HF config lacks required keys {missing}")
-        kwargs = {ours: hf[theirs] for ours, theirs in mapping.items()
-                  if theirs in hf and hf[theirs] is not None}
-        return cls(**kwargs)
+            raise ConfigError(f"{where} ({family.model_type}) lacks required keys {missing}")
+        kwargs = {"model_type": family.model_type}
+        for ours, theirs in family.config_keys.items():
+            value = hf.get(theirs)
+            kwargs[ours] = family.hf_defaults[theirs] if value is None else value
+        kwargs |= family.config_derived(hf) | dict(family.config_fixed)
+        try:
+            return cls(**kwargs)
+        except (ConfigError, TypeError) as e:
+            raise ConfigError(f"{where}: {e}") from None
 
     def to_hf_dict(self) -> dict[str, Any]:
-        """The HF `config.json` keys for this architecture (model_type 'bert')."""
-        return {
-            "model_type": "bert",
-            "vocab_size": self.vocab_size,
-            "hidden_size": self.hidden_size,
-            "num_hidden_layers": self.num_layers,
-            "num_attention_heads": self.num_heads,
-            "intermediate_size": self.intermediate_size,
-            "max_position_embeddings": self.max_position_embeddings,
-            "type_vocab_size": self.type_vocab_size,
-            "layer_norm_eps": self.layer_norm_eps,
-            "hidden_act": self.hidden_act,
-            "pad_token_id": self.pad_token_id,
-            "position_embedding_type": "absolute",
-        }
+        """The HF `config.json` keys for this architecture, in its family's naming."""
+        family = get_family(self.model_type)
+        out = {"model_type": self.model_type}
+        for ours, theirs in family.config_keys.items():
+            value = getattr(self, ours)
+            out[theirs] = self.hidden_size if ours == "embedding_size" and value is None else value
+        return out | dict(family.hf_extra)
 
 
-def _hf_config_dict(source: Any) -> dict[str, Any]:
+def _check_int(name: str, value: Any, *, minimum: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        kind = "a positive" if minimum == 1 else "a non-negative"
+        raise ConfigError(f"{name}={value!r} must be {kind} integer")
+
+
+def _hf_config_dict(source: Any) -> tuple[dict[str, Any], str]:
+    """The HF config as a dict, and a name for it in error messages."""
     if isinstance(source, Mapping):
-        return dict(source)
+        return dict(source), "config"
     if hasattr(source, "to_dict") and callable(source.to_dict):
-        return source.to_dict()
+        return source.to_dict(), f"{type(source).__name__}"
     path = Path(source)
     if path.is_dir():
         path = path / "config.json"
     if not path.is_file():
         raise FileNotFoundError(f"no HF config at {path}")
-    with open(path) as f:
-        return json.load(f)
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path} is not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a JSON object, got {type(data).__name__}")
+    return data, str(path)

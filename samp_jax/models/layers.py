@@ -1,4 +1,4 @@
-"""Flax NNX building blocks of a BERT encoder: embeddings, GEMM sites, attention, layers.
+"""Flax NNX building blocks of a BERT-family encoder: embeddings, GEMM sites, attention, layers.
 
 Every matrix multiply inside an encoder layer is a named `GemmSite` (`qkv`, `attn_out`,
 `ffn_in`, `ffn_out`), the unit whose precision a precision map switches. A site owns its
@@ -8,14 +8,16 @@ whole. LayerNorm and softmax always run in float32 whatever the compute dtype.
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from pallas_kernels.numerics import layer_norm
-from samp_jax.models.config import EncoderConfig
+from samp_jax.models.config import RELATIVE_BUCKETS, RELATIVE_MAX_DISTANCE, EncoderConfig
 from samp_jax.ops.dispatch import Activation, gemm
 from samp_jax.ops.fused import fused_op
 from samp_jax.quant.handoff import int8_handoff
@@ -88,48 +90,87 @@ class GemmSite(nnx.Module):
                     activation=activation, residual=residual, out_dtype=self.dtype)
 
 
+def position_ids(input_ids: jax.Array, padding_idx: int | None) -> jax.Array:
+    """Position ids `[batch, seq]`: `0 .. seq-1` when `padding_idx` is None; else RoBERTa's
+    `padding_idx + 1, ...` counted over the tokens that are not `padding_idx`, with padding
+    tokens at `padding_idx` (HF `create_position_ids_from_input_ids`)."""
+    if padding_idx is None:
+        return jnp.broadcast_to(jnp.arange(input_ids.shape[1], dtype=jnp.int32), input_ids.shape)
+    real = (input_ids != padding_idx).astype(jnp.int32)
+    return jnp.cumsum(real, axis=1, dtype=jnp.int32) * real + padding_idx
+
+
 class Embeddings(nnx.Module):
-    """Word + position + token-type embeddings, then LayerNorm."""
+    """Word + position (+ token-type) embeddings, LayerNorm, and (ELECTRA) a projection GEMM.
+
+    What differs by family is read from the config: positions counted from a padding index
+    (`position_padding_idx`), no token-type table (`type_vocab_size == 0`) or one type whose
+    ids are ignored (`== 1`), and narrower tables followed by `project`, a `GemmSite` named
+    `embed_proj` (`embedding_size`).
+    """
 
     def __init__(self, config: EncoderConfig, *, dtype=jnp.float32, param_dtype=jnp.float32,
                  rngs: nnx.Rngs):
+        width = config.embedding_width
+
         def table(rows):
             return nnx.Param(_INIT_STD * jax.random.truncated_normal(
-                rngs.params(), -2.0, 2.0, (rows, config.hidden_size), param_dtype))
-        self.word = table(config.vocab_size)  # [vocab, hidden]
-        self.position = table(config.max_position_embeddings)  # [max_pos, hidden]
-        self.token_type = table(config.type_vocab_size)  # [types, hidden]
-        self.norm = LayerNorm(config.hidden_size, eps=config.layer_norm_eps, dtype=dtype,
-                              param_dtype=param_dtype)
-        self.max_positions = config.max_position_embeddings
+                rngs.params(), -2.0, 2.0, (rows, width), param_dtype))
+        self.word = table(config.vocab_size)  # [vocab, width]
+        self.position = table(config.max_position_embeddings)  # [max_pos, width]
+        self.token_type = table(config.type_vocab_size) if config.type_vocab_size else None
+        self.norm = LayerNorm(width, eps=config.layer_norm_eps, dtype=dtype, param_dtype=param_dtype)
+        self.project = (GemmSite(width, config.hidden_size, site="embed_proj", dtype=dtype,
+                                 param_dtype=param_dtype, rngs=rngs)
+                        if config.embedding_size else None)
+        self.max_length = config.max_sequence_length
+        self.padding_idx = config.position_padding_idx
+
+    def _inputs(self, input_ids, token_type_ids):
+        """Position ids and the token types to add (None: no token-type term)."""
+        seq_len = input_ids.shape[1]
+        if seq_len > self.max_length:
+            raise ValueError(f"sequence length {seq_len} exceeds the model's maximum of "
+                             f"{self.max_length} tokens (max_position_embeddings="
+                             f"{self.position.shape[0]})")
+        positions = position_ids(input_ids, self.padding_idx)
+        if self.token_type is None:
+            types = None
+        elif self.token_type.shape[0] == 1:  # one type: HF's tokenizers send none, row 0 it is
+            types = jnp.zeros_like(input_ids)
+        else:
+            types = token_type_ids
+        return positions, types
 
     def __call__(self, input_ids: jax.Array, token_type_ids: jax.Array) -> jax.Array:
-        seq_len = input_ids.shape[1]
-        if seq_len > self.max_positions:
-            raise ValueError(
-                f"sequence length {seq_len} exceeds max_position_embeddings={self.max_positions}")
-        summed = (self.word[...][input_ids].astype(jnp.float32)
-                  + self.position[...][:seq_len].astype(jnp.float32)[None]
-                  + self.token_type[...][token_type_ids].astype(jnp.float32))
-        return self.norm(summed)  # [batch, seq, hidden]
+        return self.with_quantized(input_ids, token_type_ids, None)[0]  # [batch, seq, hidden]
 
     def with_quantized(self, input_ids: jax.Array, token_type_ids: jax.Array,
                        consumer) -> tuple[jax.Array, QArray | None]:
         """The embeddings plus `consumer`'s INT8 input, from one fused gather + LayerNorm +
         quantize kernel (SAMP's embedding fusion) when `consumer` is an INT8 site and the kernel
-        is available; otherwise `(self(...), None)`."""
-        spec = int8_handoff(consumer, via="embedding_quant")
-        if spec is None:
-            return self(input_ids, token_type_ids), None
-        if input_ids.shape[1] > self.max_positions:
-            raise ValueError(f"sequence length {input_ids.shape[1]} exceeds "
-                             f"max_position_embeddings={self.max_positions}")
+        is available; otherwise `(self(...), None)`. With a projection, the fused kernel feeds
+        the projection instead, and the projection's output is returned unquantized."""
+        positions, types = self._inputs(input_ids, token_type_ids)
+        target = consumer if self.project is None else self.project
+        spec = None if target is None else int8_handoff(target, via="embedding_quant")
         norm = self.norm
-        y, q, scale = fused_op("embedding_quant")(
-            input_ids, token_type_ids, self.word[...], self.position[...], self.token_type[...],
-            norm.scale[...], norm.bias[...], eps=norm.eps, out_dtype=norm.dtype,
-            act_scale=spec.act_scale, input_scale=spec.input_scale)
-        return y, QArray(q, scale, "int8")
+        token_table = None if types is None else self.token_type[...]
+        if spec is None:
+            summed = (self.word[...][input_ids].astype(jnp.float32)
+                      + self.position[...][positions].astype(jnp.float32))
+            if types is not None:
+                summed = summed + token_table[types].astype(jnp.float32)
+            y, x_q = norm(summed), None
+        else:
+            y, q, scale = fused_op("embedding_quant")(
+                input_ids, positions, types, self.word[...], self.position[...], token_table,
+                norm.scale[...], norm.bias[...], eps=norm.eps, out_dtype=norm.dtype,
+                act_scale=spec.act_scale, input_scale=spec.input_scale)
+            x_q = QArray(q, scale, "int8")
+        if self.project is None:
+            return y, x_q
+        return self.project(y if x_q is None else x_q), None
 
 
 def resolve_attention_impl(implementation: AttentionImpl, dtype) -> str:
@@ -143,25 +184,51 @@ def resolve_attention_impl(implementation: AttentionImpl, dtype) -> str:
 
 
 def attention(q: jax.Array, k: jax.Array, v: jax.Array, attention_mask: jax.Array, *,
-              implementation: AttentionImpl = None) -> jax.Array:
+              bias: jax.Array | None = None, implementation: AttentionImpl = None) -> jax.Array:
     """Bidirectional multi-head attention over `[batch, seq, heads, head_dim]` tensors.
 
-    `attention_mask` is `[batch, seq]`, 1 for real tokens and 0 for padding. cuDNN takes the
-    per-row key lengths, so it assumes right padding (what `samp_jax.Tokenizer` produces); the
-    XLA path takes the mask itself and accepts any pattern.
+    `attention_mask` is `[batch, seq]`, 1 for real tokens and 0 for padding. `bias` (MPNet's
+    relative position bias, `[1, heads, seq, seq]` float32) is added to the scaled scores. cuDNN
+    takes the per-row key lengths, so it assumes right padding (what `samp_jax.Tokenizer`
+    produces); the XLA path takes the mask itself and accepts any pattern. Automatic choice
+    keeps a biased attention on XLA.
     """
+    if bias is not None and implementation is None:
+        implementation = "xla"
     impl = resolve_attention_impl(implementation, q.dtype)
     if impl == "cudnn":
         lengths = jnp.sum(attention_mask, axis=-1, dtype=jnp.int32)
         return jax.nn.dot_product_attention(
-            q, k, v, query_seq_lengths=lengths, key_value_seq_lengths=lengths,
-            implementation="cudnn")
+            q, k, v, bias=None if bias is None else bias.astype(q.dtype),
+            query_seq_lengths=lengths, key_value_seq_lengths=lengths, implementation="cudnn")
     mask = attention_mask[:, None, None, :].astype(jnp.bool_)  # [batch, 1, 1, keys]
     dtype = q.dtype
     if dtype == jnp.float16 and jax.default_backend() == "cpu":
         # XLA:CPU has no f16 x f16 -> f32 dot, which the XLA attention needs for its logits.
         q, k, v = (t.astype(jnp.float32) for t in (q, k, v))
-    return jax.nn.dot_product_attention(q, k, v, mask=mask, implementation="xla").astype(dtype)
+    if bias is not None:
+        bias = bias.astype(q.dtype)
+    return jax.nn.dot_product_attention(q, k, v, bias=bias, mask=mask,
+                                        implementation="xla").astype(dtype)
+
+
+def relative_position_bucket(seq_len: int) -> np.ndarray:
+    """MPNet's bucket of each (query, key) offset, `[seq, seq]` int32: T5-style, 32 buckets
+    (16 per direction, exact up to 8, logarithmic up to distance 128), as HF
+    `MPNetEncoder.relative_position_bucket` computes it. Static: a function of length only."""
+    positions = np.arange(seq_len)
+    relative = positions[None, :] - positions[:, None]  # key - query
+    n = -relative
+    half = RELATIVE_BUCKETS // 2
+    bucket = (n < 0).astype(np.int64) * half
+    n = np.abs(n)
+    max_exact = half // 2
+    # where n < max_exact the exact bucket is used; max(n, 1) keeps log finite there
+    large = max_exact + (np.log(np.maximum(n, 1).astype(np.float32) / max_exact)
+                         / math.log(RELATIVE_MAX_DISTANCE / max_exact)
+                         * (half - max_exact)).astype(np.int64)
+    large = np.minimum(large, half - 1)
+    return (bucket + np.where(n < max_exact, n, large)).astype(np.int32)
 
 
 class EncoderLayer(nnx.Module):
@@ -182,17 +249,19 @@ class EncoderLayer(nnx.Module):
         self.ffn_norm = norm()
         self.num_heads = config.num_heads
         self.head_dim = config.head_dim
-        self.activation = "gelu_tanh" if config.gelu_approximate else "gelu"
+        self.activation = config.activation
         self.attention_impl = attention_impl
 
     def sites(self) -> dict[str, GemmSite]:
         return {name: getattr(self, name) for name in SITES}
 
-    def __call__(self, x: jax.Array, attention_mask: jax.Array) -> jax.Array:
-        return self.forward(x, attention_mask)[0]  # [batch, seq, hidden]
+    def __call__(self, x: jax.Array, attention_mask: jax.Array, *,
+                 attention_bias: jax.Array | None = None) -> jax.Array:
+        return self.forward(x, attention_mask, attention_bias=attention_bias)[0]  # [batch, seq, hidden]
 
     def forward(self, x: jax.Array, attention_mask: jax.Array, *, x_q: QArray | None = None,
-                next_site=None) -> tuple[jax.Array, QArray | None]:
+                next_site=None, attention_bias: jax.Array | None = None
+                ) -> tuple[jax.Array, QArray | None]:
         """The layer, with INT8 hand-offs where the fused kernels are available.
 
         `x_q` is `x` already quantized for `qkv` (by the previous LayerNorm+quant). The
@@ -204,7 +273,7 @@ class EncoderLayer(nnx.Module):
         batch, seq, hidden = x.shape
         qkv = self.qkv(x if x_q is None else x_q).reshape(batch, seq, 3, self.num_heads, self.head_dim)
         context = attention(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], attention_mask,
-                            implementation=self.attention_impl)
+                            bias=attention_bias, implementation=self.attention_impl)
         context = context.reshape(batch, seq, hidden)
         x, ffn_in_q = self.attn_norm.with_quantized(self.attn_out(context, residual=x), self.ffn_in)
         ffn_in_input = x if ffn_in_q is None else ffn_in_q
@@ -219,7 +288,8 @@ class EncoderLayer(nnx.Module):
 
 
 class Encoder(nnx.Module):
-    """A stack of `EncoderLayer`s."""
+    """A stack of `EncoderLayer`s, with MPNet's relative position bias table (`relative_bias`,
+    `[buckets, heads]`, shared by every layer) when the config has one."""
 
     def __init__(self, config: EncoderConfig, *, dtype=jnp.float32, param_dtype=jnp.float32,
                  attention_impl: AttentionImpl = None, rngs: nnx.Rngs):
@@ -227,13 +297,25 @@ class Encoder(nnx.Module):
             EncoderLayer(config, dtype=dtype, param_dtype=param_dtype,
                          attention_impl=attention_impl, rngs=rngs)
             for _ in range(config.num_layers)])
+        buckets = config.relative_attention_num_buckets
+        self.relative_bias = nnx.Param(_INIT_STD * jax.random.truncated_normal(
+            rngs.params(), -2.0, 2.0, (buckets, config.num_heads), jnp.float32)) if buckets else None
+
+    def attention_bias(self, seq_len: int) -> jax.Array | None:
+        """The relative position bias `[1, heads, seq, seq]` float32, or None."""
+        if self.relative_bias is None:
+            return None
+        values = self.relative_bias[...].astype(jnp.float32)[relative_position_bucket(seq_len)]
+        return jnp.transpose(values, (2, 0, 1))[None]
 
     def __call__(self, x: jax.Array, attention_mask: jax.Array, *,
                  x_q: QArray | None = None) -> jax.Array:
         """`x_q`: the first layer's INT8 `qkv` input, if the embeddings produced it."""
         layers = list(self.layers)
+        bias = self.attention_bias(x.shape[1])
         for i, layer in enumerate(layers):
             next_site = layers[i + 1].qkv if i + 1 < len(layers) else None
-            x, x_q = layer.forward(x, attention_mask, x_q=x_q, next_site=next_site)
+            x, x_q = layer.forward(x, attention_mask, x_q=x_q, next_site=next_site,
+                                   attention_bias=bias)
         return x
 

@@ -1,18 +1,20 @@
 """The full model: embeddings → encoder → an optional, replaceable target head.
 
 Heads take the encoder's last hidden state and the attention mask:
-- `SequenceClassifier`: pooler (dense + tanh on [CLS]) and a classifier, as HF
-  `BertForSequenceClassification`; with pair input it is a cross-encoder for text matching.
-- `TokenClassifier`: a per-token classifier, as HF `BertForTokenClassification`.
-- `SentenceEmbedder`: masked mean pooling and L2 normalisation, as sentence-transformers; two
-  embeddings compared with `cosine_similarity` make a bi-encoder for text matching.
+- `SequenceClassifier`: dense + activation on the first token, then a classifier, as every
+  family's `*ForSequenceClassification`; with pair input it is a cross-encoder.
+- `TokenClassifier`: a per-token classifier, as `*ForTokenClassification`.
+- `SentenceEmbedder`: sentence-transformers' pooling modes and Normalize; two embeddings
+  compared with `cosine_similarity` make a bi-encoder for text matching.
+Heads are registered by kind (`register_head`), so saved folders name their head and
+`make_head` rebuilds it, custom heads included.
 Heads compute in float32 whatever the encoder's dtype. Classification heads may carry their
 class names (`labels`), which checkpoints, quantized folders and the engine's outputs keep.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -23,36 +25,53 @@ from samp_jax.models.layers import AttentionImpl, Embeddings, Encoder, GemmSite
 from samp_jax.models.tokenizer import Tokenizer
 from samp_jax.quant.precision import precision_of_dtype
 
-HEAD_KINDS = ("none", "sequence_classification", "token_classification", "sentence_embedding")
 # sentence-transformers clamps the token count at 1e-9, so an all-padding row pools to zeros.
 TOKEN_COUNT_FLOOR = 1e-9
 NORM_FLOOR = 1e-12  # the smallest norm divided by (L2 normalisation, cosine): zero stays zero
+MASKED_MAX = -1e9  # what sentence-transformers' max pooling puts in padded positions
+# sentence-transformers' pooling modes, in the order its Pooling module concatenates them.
+POOLING_MODES = ("cls", "max", "mean", "mean_sqrt_len", "weightedmean", "lasttoken")
+CLASSIFIER_ACTIVATIONS = ("tanh", "gelu", "gelu_tanh", "relu")
 
 
 class SequenceClassifier(nnx.Module):
-    """Pooler + classifier on the [CLS] token. Returns logits `[batch, num_labels]`.
+    """`dense → activation → classifier` on the first token. Returns logits `[batch, num_labels]`.
+
+    One module serves every family's sequence head: BERT's pooler + classifier (tanh),
+    RoBERTa's / XLM-R's / MPNet's `classifier.dense` + `out_proj` (tanh), ELECTRA's (exact
+    GELU) and DistilBERT's `pre_classifier` + `classifier` (ReLU). With pair input it is a
+    cross-encoder for text matching.
 
     Args:
       config: the encoder's architecture.
-      num_labels: number of classes.
+      num_labels: number of classes; defaults to `len(labels)`.
       labels: optional class names, one per class in logit order (`labels[i]` names logit
         `i`). Kept as a tuple: a static attribute, so the graphdef stays hashable.
+      activation: the hidden activation, one of `CLASSIFIER_ACTIVATIONS`.
       rngs: initialisation randomness.
     """
 
     kind = "sequence_classification"
 
-    def __init__(self, config: EncoderConfig, num_labels: int, *,
-                 labels: Sequence[str] | None = None, rngs: nnx.Rngs):
-        _check_num_labels(num_labels)
+    def __init__(self, config: EncoderConfig, num_labels: int | None = None, *,
+                 labels: Sequence[str] | None = None, activation: str = "tanh", rngs: nnx.Rngs):
+        num_labels = _num_labels(num_labels, labels)
+        if activation not in CLASSIFIER_ACTIVATIONS:
+            raise ValueError(f"{activation=} is not one of {CLASSIFIER_ACTIVATIONS}")
         self.pooler = GemmSite(config.hidden_size, config.hidden_size, site="pooler", rngs=rngs)
         self.classifier = GemmSite(config.hidden_size, num_labels, site="classifier", rngs=rngs)
         self.num_labels = num_labels
         self.labels = check_labels(labels, num_labels)
+        self.activation = activation
 
     def __call__(self, hidden: jax.Array, attention_mask: jax.Array) -> jax.Array:
-        pooled = self.pooler(hidden[:, 0].astype(jnp.float32), activation="tanh")
+        pooled = self.pooler(hidden[:, 0].astype(jnp.float32), activation=self.activation)
         return self.classifier(pooled)
+
+    def spec(self) -> dict[str, Any]:
+        """What `make_head` needs to rebuild this head (JSON)."""
+        return {"num_labels": self.num_labels, "labels": _list_or_none(self.labels),
+                "activation": self.activation}
 
 
 class TokenClassifier(nnx.Module):
@@ -60,16 +79,16 @@ class TokenClassifier(nnx.Module):
 
     Args:
       config: the encoder's architecture.
-      num_labels: number of classes.
+      num_labels: number of classes; defaults to `len(labels)`.
       labels: optional class names in logit order (a static tuple, as `SequenceClassifier`).
       rngs: initialisation randomness.
     """
 
     kind = "token_classification"
 
-    def __init__(self, config: EncoderConfig, num_labels: int, *,
+    def __init__(self, config: EncoderConfig, num_labels: int | None = None, *,
                  labels: Sequence[str] | None = None, rngs: nnx.Rngs):
-        _check_num_labels(num_labels)
+        num_labels = _num_labels(num_labels, labels)
         self.classifier = GemmSite(config.hidden_size, num_labels, site="classifier", rngs=rngs)
         self.num_labels = num_labels
         self.labels = check_labels(labels, num_labels)
@@ -77,23 +96,64 @@ class TokenClassifier(nnx.Module):
     def __call__(self, hidden: jax.Array, attention_mask: jax.Array) -> jax.Array:
         return self.classifier(hidden.astype(jnp.float32))
 
+    def spec(self) -> dict[str, Any]:
+        """What `make_head` needs to rebuild this head (JSON)."""
+        return {"num_labels": self.num_labels, "labels": _list_or_none(self.labels)}
+
 
 class SentenceEmbedder(nnx.Module):
-    """Masked mean pooling, then (by default) L2 normalisation. Returns `[batch, hidden]`."""
+    """sentence-transformers' Pooling (+ Normalize). Returns `[batch, hidden * len(pooling)]`.
+
+    Args:
+      pooling: the modes, concatenated in sentence-transformers' order (`POOLING_MODES`):
+        'cls' (first token), 'max' (padding excluded), 'mean', 'mean_sqrt_len' (sum over
+        sqrt(token count)), 'weightedmean' (position-weighted mean), 'lasttoken' (last real
+        token). A string is one mode.
+      normalize: L2-normalise the result (sentence-transformers' Normalize module).
+    """
 
     kind = "sentence_embedding"
 
-    def __init__(self, *, normalize: bool = True):
-        self.normalize = normalize
+    def __init__(self, pooling: str | Sequence[str] = ("mean",), *, normalize: bool = True):
+        modes = (pooling,) if isinstance(pooling, str) else tuple(pooling)
+        unknown = [m for m in modes if m not in POOLING_MODES]
+        if not modes or unknown:
+            raise ValueError(f"pooling={pooling!r}: modes must be a non-empty selection of "
+                             f"{POOLING_MODES}")
+        self.pooling = tuple(m for m in POOLING_MODES if m in modes)
+        self.normalize = bool(normalize)
 
     def __call__(self, hidden: jax.Array, attention_mask: jax.Array) -> jax.Array:
+        hidden = hidden.astype(jnp.float32)
         mask = attention_mask.astype(jnp.float32)[..., None]  # [batch, seq, 1]
-        summed = jnp.sum(hidden.astype(jnp.float32) * mask, axis=1)
-        pooled = summed / jnp.maximum(jnp.sum(mask, axis=1), TOKEN_COUNT_FLOOR)
+        count = jnp.maximum(jnp.sum(mask, axis=1), TOKEN_COUNT_FLOOR)
+        summed = jnp.sum(hidden * mask, axis=1)
+        parts = []
+        for mode in self.pooling:
+            if mode == "cls":
+                parts.append(hidden[:, 0])
+            elif mode == "max":
+                parts.append(jnp.max(jnp.where(mask > 0, hidden, MASKED_MAX), axis=1))
+            elif mode == "mean":
+                parts.append(summed / count)
+            elif mode == "mean_sqrt_len":
+                parts.append(summed / jnp.sqrt(count))
+            elif mode == "weightedmean":
+                weights = mask * jnp.arange(1, hidden.shape[1] + 1, dtype=jnp.float32)[None, :, None]
+                parts.append(jnp.sum(hidden * weights, axis=1)
+                             / jnp.maximum(jnp.sum(weights, axis=1), TOKEN_COUNT_FLOOR))
+            else:  # lasttoken: the last position whose mask is 1
+                last = jnp.argmax(mask[..., 0] * jnp.arange(1, hidden.shape[1] + 1), axis=1)
+                parts.append(jnp.take_along_axis(hidden, last[:, None, None], axis=1)[:, 0])
+        pooled = parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=-1)
         if not self.normalize:
             return pooled
         norm = jnp.linalg.norm(pooled, axis=-1, keepdims=True)
         return pooled / jnp.maximum(norm, NORM_FLOOR)
+
+    def spec(self) -> dict[str, Any]:
+        """What `make_head` needs to rebuild this head (JSON)."""
+        return {"pooling": list(self.pooling), "normalize": self.normalize}
 
 
 def cosine_similarity(a: jax.Array, b: jax.Array) -> jax.Array:
@@ -102,6 +162,78 @@ def cosine_similarity(a: jax.Array, b: jax.Array) -> jax.Array:
     b = b.astype(jnp.float32)
     dot = jnp.sum(a * b, axis=-1)
     return dot / jnp.maximum(jnp.linalg.norm(a, axis=-1) * jnp.linalg.norm(b, axis=-1), NORM_FLOOR)
+
+
+# ------------------------------------------------------------------------ head registry
+HeadBuilder = Callable[..., nnx.Module]
+HEADS: dict[str, HeadBuilder] = {}
+
+
+def register_head(kind: str, build: HeadBuilder, *, replace: bool = False) -> None:
+    """Registers a head kind, so `make_head`, `QuantizedModel.load` and `samp_jax.load` can
+    build it.
+
+    Args:
+      kind: the name; the head's class must carry it as `kind` and have a `spec()` method
+        returning the JSON-able keyword arguments that rebuild it.
+      build: `build(config, *, rngs, **spec) -> head module`.
+      replace: allow replacing a registered kind.
+    """
+    if not isinstance(kind, str) or not kind or kind == "none":
+        raise ValueError(f"head kind must be a non-empty name other than 'none', got {kind!r}")
+    if kind in HEADS and not replace:
+        raise ValueError(f"head kind {kind!r} is already registered; pass replace=True")
+    HEADS[kind] = build
+
+
+register_head("sequence_classification", SequenceClassifier)
+register_head("token_classification", TokenClassifier)
+register_head("sentence_embedding", lambda config, *, rngs, **spec: SentenceEmbedder(**spec))
+HEAD_KINDS = ("none", "sequence_classification", "token_classification", "sentence_embedding")
+
+
+def head_kinds() -> tuple[str, ...]:
+    """'none' and every registered head kind."""
+    return ("none", *HEADS)
+
+
+def make_head(kind: str, config: EncoderConfig, *, rngs: nnx.Rngs, **spec: Any) -> nnx.Module | None:
+    """Builds a head by kind ('none' gives None) from its `spec()` keyword arguments.
+
+    The built-in kinds take: `sequence_classification` num_labels / labels / activation;
+    `token_classification` num_labels / labels; `sentence_embedding` pooling / normalize.
+
+    Raises:
+      ValueError: an unknown kind, or arguments the head refuses.
+    """
+    if kind == "none":
+        return None
+    if kind not in HEADS:
+        raise ValueError(f"head {kind=} is not one of {head_kinds()}; register custom heads "
+                         "with samp_jax.models.register_head")
+    spec = {key: value for key, value in spec.items() if value is not None}
+    try:
+        return HEADS[kind](config, rngs=rngs, **spec)
+    except TypeError as e:
+        raise ValueError(f"head {kind!r} does not take {sorted(spec)}: {e}") from None
+
+
+def head_spec(head: nnx.Module | None) -> dict[str, Any]:
+    """`{"kind": ..., "spec": {...}}`: what rebuilds `head` through `make_head`.
+
+    Raises:
+      ValueError: the head's kind is not registered or it has no `spec()`, so nothing could
+        load it back.
+    """
+    if head is None:
+        return {"kind": "none", "spec": {}}
+    kind = getattr(head, "kind", None)
+    if kind not in HEADS or not callable(getattr(head, "spec", None)):
+        raise ValueError(
+            f"head {type(head).__name__} (kind={kind!r}) cannot be saved: give its class a "
+            "`kind` name and a `spec()` method, and register it with "
+            "samp_jax.models.register_head(kind, build) so it can be loaded back")
+    return {"kind": kind, "spec": head.spec()}
 
 
 class EncoderModel(nnx.Module):
@@ -163,8 +295,7 @@ class EncoderModel(nnx.Module):
 
     def _hidden(self, input_ids, attention_mask, token_type_ids):
         layers = self.encoder.layers
-        x, x_q = self.embeddings.with_quantized(input_ids, token_type_ids,
-                                                layers[0].qkv if len(layers) else None)
+        x, x_q = self.embeddings.with_quantized(input_ids, token_type_ids, layers[0].qkv)
         return self.encoder(x, attention_mask, x_q=x_q)
 
 
@@ -186,33 +317,6 @@ def check_inputs(input_ids, attention_mask=None, token_type_ids=None):
             raise ValueError(
                 f"{name} has shape {jnp.shape(value)}, expected {input_ids.shape} like input_ids")
     return input_ids, jnp.asarray(attention_mask), jnp.asarray(token_type_ids)
-
-
-def make_head(kind: str, config: EncoderConfig, *, num_labels: int | None = None,
-              labels: Sequence[str] | None = None, normalize: bool = True,
-              rngs: nnx.Rngs) -> nnx.Module | None:
-    """Builds a head by name: one of `HEAD_KINDS`.
-
-    Args:
-      kind: the head kind.
-      config: the encoder's architecture.
-      num_labels: classifier width (classification heads); defaults to `len(labels)`.
-      labels: class names (classification heads), in logit order.
-      normalize: L2-normalise the pooled embedding ('sentence_embedding').
-      rngs: initialisation randomness.
-    """
-    if kind == "none":
-        return None
-    if kind == "sentence_embedding":
-        return SentenceEmbedder(normalize=normalize)
-    if kind in ("sequence_classification", "token_classification"):
-        if num_labels is None and labels is not None:
-            num_labels = len(labels)
-        if num_labels is None:
-            raise ValueError(f"head {kind!r} needs num_labels")
-        cls = SequenceClassifier if kind == "sequence_classification" else TokenClassifier
-        return cls(config, num_labels, labels=labels, rngs=rngs)
-    raise ValueError(f"head {kind=} is not one of {HEAD_KINDS}")
 
 
 def check_labels(labels: Sequence[str] | None, num_labels: int) -> tuple[str, ...] | None:
@@ -237,6 +341,15 @@ def check_labels(labels: Sequence[str] | None, num_labels: int) -> tuple[str, ..
     return labels
 
 
-def _check_num_labels(num_labels: int) -> None:
-    if not isinstance(num_labels, int) or num_labels < 1:
+def _num_labels(num_labels: int | None, labels: Sequence[str] | None) -> int:
+    if num_labels is None and labels is not None and not isinstance(labels, str):
+        num_labels = len(labels)
+    if num_labels is None:
+        raise ValueError("a classification head needs num_labels or labels")
+    if not isinstance(num_labels, int) or isinstance(num_labels, bool) or num_labels < 1:
         raise ValueError(f"{num_labels=} must be a positive integer")
+    return num_labels
+
+
+def _list_or_none(labels):
+    return None if labels is None else list(labels)

@@ -10,11 +10,13 @@ from typing import Mapping, Sequence
 import numpy as np
 from tokenizers import Tokenizer as HFTokenizer
 
+from samp_jax.models.config import ConfigError, EncoderConfig
+
 TOKENIZER_FILE = "tokenizer.json"
 TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
 # Files kept verbatim from the source folder and written back by `Tokenizer.save`, so that HF
 # tools reading the saved folder see the same tokenizer (slow-tokenizer vocab included).
-SIDE_FILES = ("special_tokens_map.json", "vocab.txt")
+SIDE_FILES = ("special_tokens_map.json", "vocab.txt", "vocab.json", "merges.txt")
 TOKENIZER_FILES = (TOKENIZER_FILE, TOKENIZER_CONFIG_FILE, *SIDE_FILES)
 
 
@@ -53,8 +55,9 @@ class Tokenizer:
     def from_pretrained(cls, path: str | os.PathLike, *, max_length: int | None = None) -> "Tokenizer":
         """Loads `tokenizer.json` from a checkpoint folder.
 
-        `max_length` defaults to the smallest of the model's `max_position_embeddings` and the
-        tokenizer's `model_max_length`.
+        `max_length` defaults to the smallest of the model's longest input
+        (`EncoderConfig.max_sequence_length`, from `config.json`) and the tokenizer's
+        `model_max_length`.
 
         Raises:
           FileNotFoundError: the folder has no `tokenizer.json`.
@@ -71,7 +74,7 @@ class Tokenizer:
         backend = HFTokenizer.from_str(files[TOKENIZER_FILE])
         limits = []
         if (path / "config.json").is_file():
-            limits.append(json.loads((path / "config.json").read_text()).get("max_position_embeddings"))
+            limits.append(_model_max_length(path))
         if TOKENIZER_CONFIG_FILE in files:
             limits.append(json.loads(files[TOKENIZER_CONFIG_FILE]).get("model_max_length"))
         limits = [n for n in limits if isinstance(n, int) and 0 < n < 1_000_000]
@@ -182,6 +185,15 @@ class Tokenizer:
             word_ids[row, :n] = [-1 if w is None else w for w in enc.word_ids]
         return {"input_ids": input_ids, "attention_mask": attention_mask,
                 "token_type_ids": token_type_ids}, word_ids
+
+
+def _model_max_length(path: Path) -> int | None:
+    """The longest input the folder's model takes (`EncoderConfig.max_sequence_length`: RoBERTa
+    -style models lose `padding_idx + 1` of their position rows), or None when unreadable."""
+    try:
+        return EncoderConfig.from_hf_config(path).max_sequence_length
+    except (ConfigError, OSError, ValueError):
+        return None  # load_pretrained reports a bad config; the tokenizer needs only a limit
 
 
 def _pad_token(path: Path) -> str:

@@ -24,7 +24,7 @@ from pallas_kernels.numerics import quantize_rows
 from samp_jax.quant.precision import SitePrecision, as_precision
 from samp_jax.quant.primitives import QArray, quantize_fp8
 
-Activation = Literal["gelu", "gelu_tanh", "tanh"] | None
+Activation = Literal["gelu", "gelu_tanh", "tanh", "relu"] | None
 GemmImpl = Callable[..., jax.Array]
 
 
@@ -81,7 +81,7 @@ def gemm(x: jax.Array | QArray, weight: jax.Array | QArray, *, precision: SitePr
       precision: a `SitePrecision` or its name ('fp32', 'fp16', 'bf16', 'int8-dynamic',
         'int8-static', 'fp8_e4m3').
       bias: `[N]`, added in float32.
-      activation: None, 'gelu', 'gelu_tanh' or 'tanh'.
+      activation: None, 'gelu', 'gelu_tanh', 'tanh' or 'relu'.
       residual: `[..., N]`, added after the activation.
       act_scale: static activation scale (scalar) for 'int8-static' and 'fp8_e4m3'.
       input_scale: optional `[K]` per-input-channel multiplier applied to `x` before it is

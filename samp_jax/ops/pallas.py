@@ -77,9 +77,10 @@ def pallas_layernorm_quant(x, gamma, beta, *, eps, out_dtype, act_scale=None, in
                            input_scale=input_scale, interpret=interpreting())
 
 
-def pallas_embedding_quant(input_ids, token_type_ids, word, position, token_type, gamma, beta, *,
-                           eps, out_dtype, act_scale=None, input_scale=None):
-    """Embedding gather + LayerNorm + INT8 quantize in one kernel: `(y, q, scale)`."""
-    return embedding_quant(input_ids, token_type_ids, word, position, token_type, gamma, beta,
-                           eps=eps, out_dtype=out_dtype, act_scale=act_scale,
+def pallas_embedding_quant(input_ids, position_ids, token_type_ids, word, position, token_type,
+                           gamma, beta, *, eps, out_dtype, act_scale=None, input_scale=None):
+    """Embedding gather + LayerNorm + INT8 quantize in one kernel: `(y, q, scale)`.
+    `token_type_ids` and `token_type` are both None for encoders without token types."""
+    return embedding_quant(input_ids, position_ids, token_type_ids, word, position, token_type,
+                           gamma, beta, eps=eps, out_dtype=out_dtype, act_scale=act_scale,
                            input_scale=input_scale, interpret=interpreting())

@@ -18,7 +18,9 @@ JSON form::
     }
 
 `layers` is `"*"`, an int or a list of ints; `sites` is `"*"`, a site name or a list of them;
-`activation` is only allowed with `int8` and defaults to `per_token_dynamic`.
+`activation` is only allowed with `int8` and defaults to `per_token_dynamic`. An optional
+`"embedding_project": {"precision": ...}` sets the precision of ELECTRA-style embedding
+projections (a float precision or dynamic INT8; default: the compute dtype).
 """
 
 from __future__ import annotations
@@ -138,8 +140,17 @@ class PrecisionMap:
     num_layers: int
     rules: tuple[Rule, ...] = ()
     default: SitePrecision = SitePrecision("fp32")
+    # ELECTRA-style models' embedding projection (`embeddings.project`), outside the layer
+    # grid; None: the compute dtype. Dynamic INT8 or a float: it has no calibration.
+    embedding_project: SitePrecision | None = None
 
     def __post_init__(self):
+        if self.embedding_project is not None:
+            object.__setattr__(self, "embedding_project", as_precision(self.embedding_project))
+            if self.embedding_project.needs_calibration:
+                raise PrecisionMapError(
+                    f"embedding_project={self.embedding_project}: the embedding projection takes a "
+                    "float precision or dynamic INT8 (it is not calibrated)")
         if not isinstance(self.num_layers, int) or self.num_layers < 1:
             raise PrecisionMapError(f"num_layers={self.num_layers!r} must be a positive integer")
         object.__setattr__(self, "rules", tuple(self.rules))
@@ -187,10 +198,11 @@ class PrecisionMap:
         return self._table
 
     def __eq__(self, other) -> bool:
-        return isinstance(other, PrecisionMap) and self._table == other._table
+        return (isinstance(other, PrecisionMap) and self._table == other._table
+                and self.embedding_project == other.embedding_project)
 
     def __hash__(self) -> int:
-        return hash(self._table)
+        return hash((self._table, self.embedding_project))
 
     def needs_calibration(self) -> bool:
         return any(p.needs_calibration for _, p in self.items())
@@ -247,15 +259,19 @@ class PrecisionMap:
 
     # ---------------------------------------------------------------------------- JSON
     def to_dict(self) -> dict[str, Any]:
-        return {"num_layers": self.num_layers, "default": self.default.to_dict(),
-                "rules": [rule.to_dict() for rule in self.rules]}
+        out = {"num_layers": self.num_layers, "default": self.default.to_dict(),
+               "rules": [rule.to_dict() for rule in self.rules]}
+        if self.embedding_project is not None:
+            out["embedding_project"] = self.embedding_project.to_dict()
+        return out
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "PrecisionMap":
-        _check_keys(data, {"num_layers", "default", "rules"}, {"num_layers"}, "precision map")
+        _check_keys(data, {"num_layers", "default", "rules", "embedding_project"}, {"num_layers"},
+                    "precision map")
         rules = []
         for index, raw in enumerate(data.get("rules", [])):
             where = f"rule {index}"
@@ -268,8 +284,12 @@ class PrecisionMap:
                               _selector(raw.get("sites", "*"), str, where, "sites"), precision))
         default = data.get("default", {"precision": "fp32"})
         _check_keys(default, {"precision", "activation"}, {"precision"}, "default")
+        project = data.get("embedding_project")
+        if project is not None:
+            _check_keys(project, {"precision", "activation"}, {"precision"}, "embedding_project")
+            project = SitePrecision(project["precision"], project.get("activation"))
         return cls(data["num_layers"], tuple(rules),
-                   SitePrecision(default["precision"], default.get("activation")))
+                   SitePrecision(default["precision"], default.get("activation")), project)
 
     @classmethod
     def from_json(cls, text_or_path: str | Path) -> "PrecisionMap":

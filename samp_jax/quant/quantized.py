@@ -28,11 +28,11 @@ from pallas_kernels.numerics import INT8_MAX, SCALE_EPS
 from samp_jax.models.checkpoint import CheckpointError
 from samp_jax.models.config import EncoderConfig
 from samp_jax.models.layers import Embeddings, GemmSite
-from samp_jax.models.model import EncoderModel, SentenceEmbedder, make_head
+from samp_jax.models.model import EncoderModel, head_spec, make_head
 from samp_jax.models.tokenizer import TOKENIZER_FILE, Tokenizer
 from samp_jax.ops.dispatch import Activation, gemm
 from samp_jax.quant.handoff import Int8Input
-from samp_jax.quant.precision import SITES, PrecisionMap, SitePrecision
+from samp_jax.quant.precision import SITES, PrecisionMap, SitePrecision, precision_of_dtype
 from samp_jax.quant.primitives import FP8_E4M3_MAX, QArray, quantize_weight_fp8, quantize_weight_int8
 from samp_jax.version import __version__
 
@@ -163,12 +163,34 @@ def set_compute_dtype(model: EncoderModel, dtype) -> None:
     model.dtype = jnp.dtype(dtype)
     emb: Embeddings = model.embeddings
     for table in (emb.word, emb.position, emb.token_type):
-        table.set_value(table[...].astype(dtype))
+        if table is not None:
+            table.set_value(table[...].astype(dtype))
     modules = [emb.norm]
     for layer in model.encoder.layers:
         modules += [layer.attn_norm, layer.ffn_norm]
     for module in modules:
         module.dtype = dtype
+
+
+def compute_copy(model: EncoderModel, dtype, *, embedding_project: SitePrecision | None = None,
+                 implementation: str | None = None) -> EncoderModel:
+    """A copy of `model` set up to run in `dtype` between GEMM sites, as `quantize` (and the
+    search's candidate models) start from: embeddings and LayerNorms in `dtype`, and an
+    ELECTRA-style embedding projection at `embedding_project` (default: `dtype`). The layer
+    sites are left to the caller."""
+    copy = nnx.clone(model)
+    set_compute_dtype(copy, dtype)
+    if copy.embeddings.project is not None:
+        precision = embedding_project or SitePrecision(precision_of_dtype(dtype))
+        copy.embeddings.project = QuantizedGemmSite.from_float(
+            copy.embeddings.project, precision, dtype=dtype, implementation=implementation)
+    return copy
+
+
+def embedding_project_precision(precision_map: PrecisionMap, dtype) -> SitePrecision:
+    """The precision of an ELECTRA-style embedding projection: the map's `embedding_project`,
+    else the compute dtype."""
+    return precision_map.embedding_project or SitePrecision(precision_of_dtype(dtype))
 
 
 def _state_bytes(module: nnx.Module) -> int:
@@ -236,6 +258,7 @@ class QuantizedModel(nnx.Module):
         tokenizer's files (`Tokenizer.save`: `tokenizer.json`, `tokenizer_config.json`, ...)
         when the model has a tokenizer. Returns the folder."""
         directory = Path(directory)
+        head = head_spec(self.model.head)  # refuses a head nothing could load back, before writing
         directory.mkdir(parents=True, exist_ok=True)
         arrays, dtypes = {}, {}
         for key, value in _flat_state(self.model).items():
@@ -249,7 +272,7 @@ class QuantizedModel(nnx.Module):
         sidecar = {
             "format": FORMAT, "format_version": FORMAT_VERSION,
             "config": self.config.to_hf_dict(),
-            "head": _head_info(self.model.head, self.head_kind),
+            "head": head,
             "tokenizer": None if self.tokenizer is None else TOKENIZER_FILE,
             "dtype": jnp.dtype(self.model.dtype).name,
             "precision_map": self.precision_map.to_dict(),
@@ -309,14 +332,16 @@ class QuantizedModel(nnx.Module):
         return cls(skeleton, pmap, info=sidecar["info"])
 
 
-def _head_info(head, kind: str) -> dict[str, Any]:
-    """The sidecar's description of a head: enough for `make_head` to rebuild it."""
-    info = {"kind": kind, "num_labels": getattr(head, "num_labels", None),
-            "labels": None if getattr(head, "labels", None) is None else list(head.labels),
-            "pooling": None}
-    if isinstance(head, SentenceEmbedder):
-        info["pooling"] = {"mode": "mean", "normalize": bool(head.normalize)}
-    return info
+def _head_from_sidecar(info: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """`(kind, spec)` for `make_head`, from this format's `{"kind", "spec"}` or the earlier
+    `{"kind", "num_labels", "labels", "pooling"}`."""
+    if "spec" in info:
+        return info["kind"], dict(info["spec"])
+    spec = {"num_labels": info.get("num_labels"), "labels": info.get("labels")}
+    pooling = info.get("pooling") or {}
+    if info["kind"] == "sentence_embedding":
+        spec = {"pooling": pooling.get("mode", "mean"), "normalize": pooling.get("normalize", True)}
+    return info["kind"], spec
 
 
 def _restore_dtype(array: np.ndarray, name: str) -> np.ndarray:
@@ -327,15 +352,15 @@ def _restore_dtype(array: np.ndarray, name: str) -> np.ndarray:
 
 def _skeleton(config, head_info, pmap, dtype, smoothed, implementation) -> EncoderModel:
     rngs = nnx.Rngs(0)
-    pooling = head_info.get("pooling") or {}  # sidecars before labels and pooling lack them
-    if pooling.get("mode", "mean") != "mean":
-        raise ValueError(f"pooling mode {pooling['mode']!r} in the sidecar is not 'mean', the only "
-                         "pooling SentenceEmbedder has")
-    head = make_head(head_info["kind"], config, num_labels=head_info["num_labels"],
-                     labels=head_info.get("labels"), normalize=pooling.get("normalize", True),
-                     rngs=rngs)
-    model = EncoderModel(config, head, dtype=jnp.float32, rngs=rngs)
+    kind, spec = _head_from_sidecar(head_info)
+    model = EncoderModel(config, make_head(kind, config, rngs=rngs, **spec), dtype=jnp.float32,
+                         rngs=rngs)
     set_compute_dtype(model, dtype)
+    project = model.embeddings.project
+    if project is not None:
+        model.embeddings.project = QuantizedGemmSite(
+            *project.shape, site=project.site, precision=embedding_project_precision(pmap, dtype),
+            dtype=dtype, implementation=implementation)
     for index, layer in enumerate(model.encoder.layers):
         for site in SITES:
             n_in, n_out = getattr(layer, site).shape
@@ -391,8 +416,11 @@ def quantize(model: EncoderModel, precision_map: PrecisionMap, calibration=None,
     if uncalibrated:
         raise ValueError(f"sites {uncalibrated[:6]}{'...' if len(uncalibrated) > 6 else ''} use "
                          "static activation scales; pass calibration=calibrate.calibrate(...)")
-    copy = nnx.clone(model)
-    set_compute_dtype(copy, dtype)
+    if precision_map.embedding_project is not None and model.embeddings.project is None:
+        raise ValueError("the precision map sets embedding_project, but the model has no embedding "
+                         "projection (only ELECTRA-style models with embedding_size != hidden_size do)")
+    copy = compute_copy(model, dtype, embedding_project=precision_map.embedding_project,
+                        implementation=implementation)
     for index, layer in enumerate(copy.encoder.layers):
         for site in SITES:
             setattr(layer, site, QuantizedGemmSite.from_float(

@@ -45,7 +45,7 @@ from samp_jax.models.model import EncoderModel
 from samp_jax.models.tokenizer import Tokenizer
 from samp_jax.quant.precision import PrecisionMap, precision_of_dtype
 from samp_jax.quant.quantized import QuantizedModel, quantize
-from samp_jax.serving.batching import bucket_batches
+from samp_jax.serving.batching import bucket_batches, capped_buckets
 from samp_jax.serving.forward import INPUT_KEYS, batch_inputs, merged_call
 
 DEFAULT_SEQ_BUCKETS = (32, 64, 128, 256, 512)
@@ -145,7 +145,7 @@ def enable_compilation_cache(path: str | os.PathLike) -> Path:
 
 
 def compile(model: EncoderModel | QuantizedModel, *, tokenizer: Tokenizer | None = None,
-            seq_buckets: Sequence[int] = DEFAULT_SEQ_BUCKETS, batch_size: int | None = None,
+            seq_buckets: Sequence[int] | None = None, batch_size: int | None = None,
             batch_buckets: Sequence[int] | None = None, dtype=None, truncate: bool = False,
             cache_dir: str | os.PathLike | None = None, progress: bool = False) -> "Engine":
     """Compiles `model` for serving: one executable per (batch bucket, sequence bucket).
@@ -155,7 +155,8 @@ def compile(model: EncoderModel | QuantizedModel, *, tokenizer: Tokenizer | None
       tokenizer: turns texts into ids (and pads token-id input); defaults to the model's own
         `model.tokenizer` (attached by `samp_jax.load`). There is no other default.
       seq_buckets: sequence lengths to compile; sorted and deduplicated. Each must be at most
-        the model's `max_position_embeddings`.
+        the model's `config.max_sequence_length`. Defaults to `DEFAULT_SEQ_BUCKETS` capped at
+        that length.
       batch_size: most rows per executable call; larger inputs are cut into chunks. Defaults
         to `max(batch_buckets)` when those are given, else 32.
       batch_buckets: batch shapes to compile; defaults to `(1, batch_size)`. The largest must
@@ -208,17 +209,20 @@ class Engine:
     """
 
     def __init__(self, model: EncoderModel | QuantizedModel, *, tokenizer: Tokenizer | None = None,
-                 seq_buckets: Sequence[int] = DEFAULT_SEQ_BUCKETS, batch_size: int | None = None,
+                 seq_buckets: Sequence[int] | None = None, batch_size: int | None = None,
                  batch_buckets: Sequence[int] | None = None, dtype=None, truncate: bool = False,
                  cache_dir: str | os.PathLike | None = None, progress: bool = False):
         if not isinstance(model, (EncoderModel, QuantizedModel)):
             raise TypeError(f"compile needs an EncoderModel or a QuantizedModel, "
                             f"got {type(model).__name__}")
+        max_length = model.config.max_sequence_length
+        if seq_buckets is None:
+            seq_buckets = capped_buckets(DEFAULT_SEQ_BUCKETS, max_length)
         self.seq_buckets = _check_buckets(seq_buckets, "seq_buckets")
-        max_positions = model.config.max_position_embeddings
-        if self.seq_buckets[-1] > max_positions:
+        if self.seq_buckets[-1] > max_length:
             raise ValueError(f"seq_buckets={self.seq_buckets} has {self.seq_buckets[-1]}, more than "
-                             f"the model's max_position_embeddings={max_positions}")
+                             f"the model's maximum of {max_length} tokens "
+                             f"(max_position_embeddings={model.config.max_position_embeddings})")
         self.batch_size, self.batch_buckets = _check_batch(batch_size, batch_buckets)
         if not isinstance(truncate, bool):
             raise TypeError(f"truncate={truncate!r} must be True or False")
@@ -503,9 +507,11 @@ class Engine:
 
     def _check_range(self, rows: _Rows) -> None:
         """Ids outside the embedding tables would be clamped silently by XLA's gather."""
-        vocab, type_vocab = self.config.vocab_size, self.config.type_vocab_size
+        checked = [("input_ids", self.config.vocab_size)]
+        if self.config.type_vocab_size > 1:  # with 0 or 1 types the model ignores the ids
+            checked.append(("token_type_ids", self.config.type_vocab_size))
         real = rows.attention_mask.astype(bool)
-        for key, size in (("input_ids", vocab), ("token_type_ids", type_vocab)):
+        for key, size in checked:
             value = getattr(rows, key)
             outside = real & ((value < 0) | (value >= size))
             if outside.any():

@@ -130,6 +130,33 @@ class Int8MatmulChecks:
         assert diff.max() <= 1 and (diff == 0).mean() > 0.999  # only exact .5 ties may differ
 
     @pytest.mark.parametrize("impl", IMPLS)
+    @pytest.mark.parametrize("out_dtype", [jnp.float16, jnp.int8])
+    def test_relu_epilogue_matches_reference(self, impl, out_dtype):
+        """ReLU (DistilBERT's classifier head and `activation="relu"` FFNs), after the bias and
+        before the residual, so negative pre-activations add exactly the residual."""
+        m, k, n = 40, 384, 128
+        x, w, xs, ws = _operands(m, k, n, seed=4)
+        rng = np.random.default_rng(5)
+        bias = jnp.asarray(rng.normal(size=(n,)), jnp.float32)
+        residual = None if out_dtype == jnp.int8 else jnp.asarray(rng.normal(size=(m, n)), out_dtype)
+        out_scale = 0.05 if out_dtype == jnp.int8 else None
+        kwargs = {"bias": bias, "activation": "relu", "residual": residual, "out_dtype": out_dtype,
+                  "out_scale": out_scale}
+        out = self.matmul(x, w, xs, ws, implementation=impl, **kwargs)
+        ref = int8_matmul_reference(x, w, xs, ws, **kwargs)
+        pre = int8_matmul_reference(x, w, xs, ws, bias=bias, out_dtype=jnp.float32)
+        assert out.dtype == out_dtype and (np.asarray(pre) < 0).mean() > 0.3  # ReLU clips a lot
+        if out_dtype == jnp.int8:
+            diff = np.abs(np.asarray(out, np.int32) - np.asarray(ref, np.int32))
+            assert diff.max() <= 1 and (diff == 0).mean() > 0.999  # only exact .5 ties may differ
+            assert int(np.asarray(out).min()) >= 0
+        else:
+            np.testing.assert_allclose(np.asarray(out, np.float32), np.asarray(ref, np.float32),
+                                       rtol=TOLERANCE[out_dtype], atol=TOLERANCE[out_dtype])
+            clipped = np.asarray(pre) < 0
+            np.testing.assert_array_equal(np.asarray(out)[clipped], np.asarray(residual)[clipped])
+
+    @pytest.mark.parametrize("impl", IMPLS)
     def test_the_named_kernel_runs(self, impl):
         x, w, xs, ws = _operands(8, 384, 128)
         if not self.runnable(impl):
@@ -317,6 +344,15 @@ def test_kernels_lower_for_cuda(impl, call_target, name, out_dtype):
 
     hlo = lower_for_gpu(fn, *_GELU_FFN_IN)
     assert gpu_kernel_calls(hlo) == [call_target] and name in hlo
+
+
+@pytest.mark.parametrize("impl, call_target", [("triton", "__gpu$xla.gpu.triton"),
+                                               ("mosaic", "mosaic_gpu_v2")])
+def test_relu_epilogue_lowers_for_cuda(impl, call_target):
+    def fn(x, w, xs, ws, b, r):
+        return int8_matmul(x, w, xs, ws, bias=b, activation="relu", residual=r, implementation=impl)
+
+    assert gpu_kernel_calls(lower_for_gpu(fn, *_GELU_FFN_IN)) == [call_target]
 
 
 @pytest.mark.parametrize("device_kind, call_target", [(H100, "mosaic_gpu_v2"),

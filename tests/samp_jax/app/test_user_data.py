@@ -42,11 +42,8 @@ def tiny_dirs(tmp_path_factory, minilm_dir):
         rngs = nnx.Rngs(7)
         head = make_head(kind, config, num_labels=None if labels is None else len(labels), rngs=rngs)
         model = sj.EncoderModel(config, head, rngs=rngs)
-        folder = save_pretrained(model, root / kind, tokenizer_dir=minilm_dir, labels=labels)
-        if kind == "sentence_embedding":
-            shutil.copytree(minilm_dir / "1_Pooling", folder / "1_Pooling")
-            shutil.copyfile(minilm_dir / "modules.json", folder / "modules.json")
-        made[kind] = folder
+        # a sentence-embedding model also gets modules.json + 1_Pooling (mean, as MiniLM)
+        made[kind] = save_pretrained(model, root / kind, tokenizer_dir=minilm_dir, labels=labels)
     return made
 
 

@@ -70,7 +70,7 @@ def test_cross_encoder_uses_token_types(minilm_dir):
 
 def test_sequence_longer_than_positions_raises(minilm):
     ids = np.ones((1, 513), np.int32)
-    with pytest.raises(ValueError, match="sequence length 513 exceeds max_position_embeddings=512"):
+    with pytest.raises(ValueError, match="sequence length 513 exceeds the model's maximum of 512 tokens"):
         minilm(ids)
 
 

@@ -99,6 +99,48 @@ def test_a_pinned_kernel_runs_and_matches_xla(interpret_mode, implementation):
     assert implementation not in samp_jax.ops.implementations()  # not tried automatically
 
 
+@pytest.mark.parametrize("implementation", ["pallas_triton", "pallas_mosaic"])
+def test_relu_epilogue_matches_xla(interpret_mode, implementation):
+    """`activation="relu"` (DistilBERT) through `gemm`: the kernel's epilogue and XLA's agree."""
+    rng = np.random.default_rng(7)
+    w = quantize_weight_int8(rng.normal(size=(384, 128)).astype(np.float32))
+    x = jnp.asarray(rng.normal(size=(2, 9, 384)), jnp.float32)
+    bias = jnp.asarray(rng.normal(size=(128,)), jnp.float32)
+    kwargs = {"precision": "int8", "bias": bias, "activation": "relu", "out_dtype": jnp.float32}
+    out = gemm(x, w, implementation=implementation, **kwargs)
+    ref = gemm(x, w, implementation="xla", **kwargs)
+    np.testing.assert_allclose(np.asarray(out), np.asarray(ref), rtol=1e-5, atol=1e-5)
+    assert float(out.min()) == 0.0 and (np.asarray(out) == 0).mean() > 0.3
+
+
+@pytest.mark.parametrize("with_token_types", [True, False])
+def test_the_embedding_op_takes_position_ids(interpret_mode, with_token_types):
+    """The registered `embedding_quant` op forwards `(input_ids, position_ids, token_type_ids,
+    word, position, token_type, gamma, beta)` to the kernel; RoBERTa-style position ids (from
+    padding_idx=1), and no token-type term (None, None) for DistilBERT/MPNet."""
+    from pallas_kernels.layernorm_quant import embedding_quant_reference
+    rng = np.random.default_rng(8)
+    ids = rng.integers(2, 50, (2, 7))
+    ids[1, 4:] = 1  # right padding
+    ids = jnp.asarray(ids, jnp.int32)
+    mask = (ids != 1).astype(jnp.int32)
+    positions = jnp.cumsum(mask, axis=1) * mask + 1
+    word = jnp.asarray(rng.normal(size=(50, 64)), jnp.float16)
+    position = jnp.asarray(rng.normal(size=(9, 64)), jnp.float16)
+    types, token_type = ((jnp.zeros_like(ids), jnp.asarray(rng.normal(size=(1, 64)), jnp.float16))
+                         if with_token_types else (None, None))
+    gamma, beta = jnp.ones((64,), jnp.float32), jnp.zeros((64,), jnp.float32)
+    args = (ids, positions, types, word, position, token_type, gamma, beta)
+    op = samp_jax.ops.fused_op("embedding_quant")
+    jaxpr = str(jax.make_jaxpr(lambda *a: op(*a, eps=1e-5, out_dtype=jnp.float16))(*args))
+    assert _kernels_in(jaxpr) == [EMBEDDING_KERNEL_NAME]
+    y, q, scale = op(*args, eps=1e-5, out_dtype=jnp.float16)
+    y_ref, q_ref, scale_ref = embedding_quant_reference(*args, eps=1e-5)
+    np.testing.assert_allclose(np.asarray(y, np.float32), np.asarray(y_ref, np.float32), atol=2e-3)
+    np.testing.assert_allclose(np.asarray(scale), np.asarray(scale_ref), rtol=1e-5)
+    assert np.abs(np.asarray(q, np.int32) - np.asarray(q_ref, np.int32)).max() <= 1
+
+
 def test_a_kernel_that_cannot_tile_falls_back_to_xla_only_when_allowed(interpret_mode):
     """N=100 tiles for neither kernel: named alone it raises; in a sequence XLA takes over."""
     rng = np.random.default_rng(3)

@@ -126,7 +126,8 @@ def test_sidecars_without_labels_pooling_or_tokenizer_still_load(tmp_path):
     q.save(tmp_path)
     assert QuantizedModel.load(tmp_path).labels == ("a", "b")
     sidecar = json.loads((tmp_path / "quantization.json").read_text())
-    del sidecar["tokenizer"], sidecar["head"]["labels"], sidecar["head"]["pooling"]  # older files
+    del sidecar["tokenizer"]  # older files: no tokenizer, and the head without labels or spec
+    sidecar["head"] = {"kind": "sequence_classification", "num_labels": 2}
     (tmp_path / "quantization.json").write_text(json.dumps(sidecar))
     loaded = QuantizedModel.load(tmp_path)
     assert loaded.labels is None and loaded.tokenizer is None

@@ -244,7 +244,7 @@ def test_too_long_rows_raise_unless_truncating(embedder, classifier_model, token
     (dict(seq_buckets=(0, 16)), ValueError, "every size must be a positive int"),
     (dict(seq_buckets=(16, -1)), ValueError, "every size must be a positive int"),
     (dict(seq_buckets=(16.0,)), ValueError, "every size must be a positive int"),
-    (dict(seq_buckets=(32, 1024)), ValueError, "more than the model's max_position_embeddings=512"),
+    (dict(seq_buckets=(32, 1024)), ValueError, "more than the model's maximum of 512 tokens"),
     (dict(seq_buckets=64), TypeError, "must be a sequence of ints"),
     (dict(batch_size=0), ValueError, "batch_size=0 must be a positive int"),
     (dict(batch_buckets=()), ValueError, "batch_buckets is empty"),

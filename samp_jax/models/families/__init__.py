@@ -1,0 +1,51 @@
+"""Model families, registered by HF `model_type`: each is data (`Family`) that maps a
+checkpoint's config and weights onto samp-jax's modules.
+
+Add a family with `register_family(Family(...))`; `EncoderConfig.from_hf_config`,
+`load_pretrained` and `save_pretrained` find it by `model_type`.
+"""
+
+from samp_jax.models.errors import ConfigError
+from samp_jax.models.families.base import TRANSFORMS, Family, HeadLayout, KeyRule, Transform
+from samp_jax.models.families.bert import BERT
+from samp_jax.models.families.distilbert import DISTILBERT
+from samp_jax.models.families.electra import ELECTRA
+from samp_jax.models.families.mpnet import MPNET
+from samp_jax.models.families.roberta import ROBERTA, XLM_ROBERTA
+
+FAMILIES: dict[str, Family] = {}
+
+
+class UnsupportedFamilyError(ConfigError):
+    """No family is registered for a checkpoint's `model_type`."""
+
+
+def register_family(family: Family, *, replace: bool = False) -> None:
+    """Registers `family` under its `model_type`.
+
+    Raises:
+      ValueError: the type is taken and `replace` is False.
+    """
+    if family.model_type in FAMILIES and not replace:
+        raise ValueError(f"model_type={family.model_type!r} is already registered; pass replace=True")
+    FAMILIES[family.model_type] = family
+
+
+def get_family(model_type: str) -> Family:
+    """The family registered for `model_type`.
+
+    Raises:
+      UnsupportedFamilyError: none is.
+    """
+    try:
+        return FAMILIES[model_type]
+    except (KeyError, TypeError):
+        raise UnsupportedFamilyError(
+            f"model_type={model_type!r} is not supported; samp-jax imports {tuple(FAMILIES)}") from None
+
+
+for _family in (BERT, ROBERTA, XLM_ROBERTA, DISTILBERT, ELECTRA, MPNET):
+    register_family(_family)
+
+__all__ = ["FAMILIES", "TRANSFORMS", "Family", "HeadLayout", "KeyRule", "Transform",
+           "UnsupportedFamilyError", "get_family", "register_family"]

@@ -1,0 +1,146 @@
+"""What a model family is: data that maps an HF checkpoint onto samp-jax's modules.
+
+A `Family` says, for one HF `model_type`:
+- how its `config.json` keys map onto `EncoderConfig` fields (`config_keys`), which fields the
+  family fixes (`config_fixed`) or derives (`config_derived`), and HF's defaults;
+- how its checkpoint keys map onto our parameters: a table of `KeyRule`s (foreign key
+  template → our parameter path, with a named `Transform`), for the backbone and per head;
+- which foreign keys no samp-jax module uses (pre-training heads, buffers);
+- its HF class names, so exported folders load in HF transformers.
+
+`samp_jax.models.checkpoint` is one generic loop over these tables; nothing else in the model
+code branches on the family.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class Transform:
+    """How foreign tensors become one of our parameters, and back.
+
+    `combine(*foreign) -> ours`; `split(ours) -> tuple of foreign tensors` (its inverse, also
+    used to derive the foreign shapes a parameter expects).
+    """
+
+    combine: Callable[..., np.ndarray]
+    split: Callable[[np.ndarray], tuple[np.ndarray, ...]]
+
+
+TRANSFORMS: dict[str, Transform] = {
+    # the same tensor
+    "copy": Transform(lambda w: w, lambda w: (w,)),
+    # torch Linear weight [out, in] -> our kernel [in, out]
+    "linear": Transform(lambda w: w.T, lambda k: (k.T,)),
+    # three Linear weights (query, key, value) -> one fused [in, 3 * out] kernel
+    "linear_qkv": Transform(lambda q, k, v: np.concatenate([q.T, k.T, v.T], axis=1),
+                            lambda w: tuple(part.T for part in np.split(w, 3, axis=1))),
+    # three biases -> one fused [3 * out] bias
+    "concat_qkv": Transform(lambda q, k, v: np.concatenate([q, k, v]),
+                            lambda b: tuple(np.split(b, 3))),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class KeyRule:
+    """One of our parameters (`ours`, a dotted path into the model such as
+    `encoder.layers.{i}.qkv.kernel`) filled from foreign keys (`theirs`, in the checkpoint's
+    naming without the base-model prefix) by `transform`. `{i}` expands over layers.
+
+    `outside_base`: the foreign key lives outside the HF base model (a head's own module, such
+    as `classifier.*`), so exports do not put the base-model prefix in front of it.
+    """
+
+    ours: str
+    theirs: tuple[str, ...]
+    transform: str = "copy"
+    outside_base: bool = False
+
+    def __post_init__(self):
+        if isinstance(self.theirs, str):
+            object.__setattr__(self, "theirs", (self.theirs,))
+        if self.transform not in TRANSFORMS:
+            raise ValueError(f"transform={self.transform!r} is not one of {sorted(TRANSFORMS)}")
+
+
+def linear(ours: str, theirs: str, *, outside_base: bool = False) -> tuple[KeyRule, ...]:
+    """A Linear layer: `ours.kernel` from `theirs.weight` (transposed), `ours.bias` from
+    `theirs.bias`."""
+    return (KeyRule(f"{ours}.kernel", f"{theirs}.weight", "linear", outside_base),
+            KeyRule(f"{ours}.bias", f"{theirs}.bias", "copy", outside_base))
+
+
+def layer_norm(ours: str, theirs: str) -> tuple[KeyRule, ...]:
+    """A LayerNorm: our `scale`/`bias` from HF's `weight`/`bias`."""
+    return (KeyRule(f"{ours}.scale", f"{theirs}.weight"), KeyRule(f"{ours}.bias", f"{theirs}.bias"))
+
+
+def fused_qkv(ours: str, query: str, key: str, value: str) -> tuple[KeyRule, ...]:
+    """Separate query/key/value Linears fused into our one `qkv` GEMM site."""
+    names = (query, key, value)
+    return (KeyRule(f"{ours}.kernel", tuple(f"{n}.weight" for n in names), "linear_qkv"),
+            KeyRule(f"{ours}.bias", tuple(f"{n}.bias" for n in names), "concat_qkv"))
+
+
+@dataclasses.dataclass(frozen=True)
+class HeadLayout:
+    """A head kind as one family writes it: the HF class-name suffix, the classifier's hidden
+    activation (sequence heads), and its key table."""
+
+    architecture: str
+    rules: tuple[KeyRule, ...] = ()
+    activation: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+    """One HF `model_type`: config mapping, key maps and class names (see the module doc).
+
+    Attributes:
+      model_type: HF `model_type` (`config.json`).
+      prefix: the base-model attribute in HF's task classes (`bert` in `bert.encoder...`);
+        stripped from foreign keys when present, written by exports with a task head.
+      class_prefix: HF class-name prefix (`Bert`, `XLMRoberta`, ...).
+      config_keys: `EncoderConfig` field -> HF config key.
+      hf_defaults: HF config-class defaults for keys a `config.json` may omit.
+      config_fixed: `EncoderConfig` fields the family fixes, whatever the config says.
+      config_derived: computes further fields from the HF config dict.
+      hf_extra: keys written into exported `config.json` besides the mapped ones.
+      backbone: the backbone key table (embeddings and layers; `{i}` = layer index).
+      heads: head kind -> `HeadLayout`.
+      ignored_prefixes: foreign key prefixes to ignore when no module uses them: pre-training
+        heads, and a pooler that only some heads use.
+    """
+
+    model_type: str
+    prefix: str
+    class_prefix: str
+    config_keys: Mapping[str, str]
+    backbone: Callable[[Any], tuple[KeyRule, ...]]
+    heads: Mapping[str, HeadLayout]
+    hf_defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    config_fixed: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    config_derived: Callable[[Mapping[str, Any]], dict[str, Any]] = lambda hf: {}
+    hf_extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    ignored_prefixes: tuple[str, ...] = ()
+    # HF buffers (not weights) that checkpoints of every family may carry.
+    ignored_keys: tuple[str, ...] = ("embeddings.position_ids", "embeddings.token_type_ids")
+
+    def architecture(self, head_kind: str) -> str:
+        """The HF class name for a model with this head (`RobertaForSequenceClassification`)."""
+        layout = self.heads.get(head_kind, self.heads["none"])
+        return self.class_prefix + layout.architecture
+
+    def head_kind_of(self, architectures) -> str | None:
+        """The head kind an HF `architectures` list names, or None when it names none."""
+        base = self.heads["none"].architecture
+        for name in architectures or ():
+            for kind, layout in self.heads.items():
+                if layout.architecture != base and name.endswith(layout.architecture):
+                    return kind
+        return None

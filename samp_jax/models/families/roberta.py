@@ -1,0 +1,35 @@
+"""RoBERTa (`roberta`) and XLM-RoBERTa (`xlm-roberta`): BERT's layers, with position ids counted
+from the padding index, one token type, and a `dense → tanh → out_proj` classification head."""
+
+from samp_jax.models.families.base import Family, HeadLayout, linear
+from samp_jax.models.families.bert import BERT_CONFIG_KEYS, BERT_DEFAULTS, base_heads, bert_layers, embeddings, token_head
+
+
+def classification_head(activation: str) -> HeadLayout:
+    """`RobertaClassificationHead` and its copies: `classifier.dense`, the activation,
+    `classifier.out_proj`, on the first token."""
+    return HeadLayout("ForSequenceClassification",
+                      linear("head.pooler", "classifier.dense", outside_base=True)
+                      + linear("head.classifier", "classifier.out_proj", outside_base=True),
+                      activation=activation)
+
+
+def _roberta(model_type: str, class_prefix: str) -> Family:
+    return Family(
+        model_type=model_type,
+        prefix="roberta",
+        class_prefix=class_prefix,
+        config_keys=BERT_CONFIG_KEYS,
+        hf_defaults=BERT_DEFAULTS | {"pad_token_id": 1},
+        # RobertaEmbeddings: positions padding_idx + 1, ... for tokens, padding_idx for padding.
+        config_derived=lambda hf: {"position_padding_idx": hf.get("pad_token_id", 1)},
+        hf_extra={"position_embedding_type": "absolute"},
+        backbone=lambda config: embeddings(config) + bert_layers(config),
+        heads={**base_heads(), "sequence_classification": classification_head("tanh"),
+               "token_classification": token_head()},
+        ignored_prefixes=("lm_head.", "pooler."),
+    )
+
+
+ROBERTA = _roberta("roberta", "Roberta")
+XLM_ROBERTA = _roberta("xlm-roberta", "XLMRoberta")

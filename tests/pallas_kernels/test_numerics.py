@@ -1,0 +1,38 @@
+"""The shared epilogue activations: `numerics.apply_activation` (the XLA reference) and its
+kernel-side twin `epilogue.activation` agree, including ReLU."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from pallas_kernels import epilogue, numerics
+
+
+def test_relu_is_an_activation():
+    assert "relu" in numerics.ACTIVATIONS
+    x = jnp.asarray([-3.0, -1e-30, -0.0, 0.0, 1e-30, 2.5, np.inf, -np.inf], jnp.float32)
+    expected = np.asarray([0.0, 0.0, 0.0, 0.0, 1e-30, 2.5, np.inf, 0.0], np.float32)
+    np.testing.assert_array_equal(np.asarray(numerics.apply_activation(x, "relu")), expected)
+    np.testing.assert_array_equal(np.asarray(epilogue.activation(x, "relu")), expected)
+
+
+@pytest.mark.parametrize("name", numerics.ACTIVATIONS)
+def test_kernel_activations_match_the_reference(name):
+    x = jnp.asarray(np.random.default_rng(0).normal(size=1000) * 4, jnp.float32)
+    np.testing.assert_allclose(np.asarray(epilogue.activation(x, name)),
+                               np.asarray(numerics.apply_activation(x, name)), rtol=1e-6, atol=1e-6)
+
+
+def test_relu_epilogue_order():
+    """`relu(y + bias) + residual`: the residual is added after the activation."""
+    y = jnp.asarray([[-2.0, 1.0]], jnp.float32)
+    out = numerics.epilogue(y, bias=jnp.asarray([0.5, 0.5]), activation="relu",
+                            residual=jnp.asarray([[1.0, 1.0]]))
+    np.testing.assert_array_equal(np.asarray(out), [[1.0, 2.5]])
+
+
+def test_unknown_activations_raise():
+    with pytest.raises(ValueError, match="relu"):  # the message lists what is accepted
+        numerics.apply_activation(jnp.zeros(2), "swish")
+    with pytest.raises(ValueError, match="relu"):
+        epilogue.activation(jnp.zeros(2), "leaky_relu")
