@@ -39,6 +39,10 @@ def export(out: Path) -> None:
             arrays = {}
             for batch in ("single", "pair"):
                 inputs = [golden[f"{batch}_{key}"] for key in KEYS]
+                if head == "sentence":  # SentenceTransformer encodes texts: the pairs' first texts
+                    rows = texts["single"] if batch == "single" else texts["pair_sentence_texts"]
+                    encoded = model.tokenizer(rows, truncation=True)
+                    inputs = [encoded[key] for key in KEYS]
                 arrays |= {f"{batch}_{key}": value for key, value in zip(KEYS, inputs)}
                 arrays[f"{batch}_ours"] = np.asarray(model(*inputs), np.float32)
             np.savez(folder / "ours.npz", **arrays)
@@ -59,8 +63,8 @@ def verify(out: Path) -> None:
             from sentence_transformers import SentenceTransformer
             texts = json.loads((folder / "texts.json").read_text())
             st = SentenceTransformer(str(folder), device="cpu")
-            got = {"single": st.encode(texts["sentences"]),
-                   "pair": st.encode([a for a, _ in texts["pairs"]])}
+            got = {"single": st.encode(texts["single"]),
+                   "pair": st.encode(texts["pair_sentence_texts"])}
             for batch, value in got.items():
                 cosine = np.sum(value * ours[f"{batch}_ours"], -1) / (
                     np.linalg.norm(value, axis=-1) * np.linalg.norm(ours[f"{batch}_ours"], axis=-1))

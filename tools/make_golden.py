@@ -4,6 +4,7 @@ Run through `make golden` (tools/make_golden.sh), which builds the separate Pyth
 this needs; torch never becomes a dependency of samp-jax itself.
 
 Usage: python tools/make_golden.py --minilm MODEL_DIR --out tests/golden
+       python tools/make_golden.py --families-only --out tests/golden   (tests/golden/families only)
 """
 
 import argparse
@@ -128,23 +129,368 @@ def tiny_head(cls, flax_cls_name: str, num_labels: int, out: Path, seed: int) ->
     print(f"{out.name}: logits {logits.shape}, |logits| max {np.abs(logits).max():.3f}")
 
 
+# ---------------------------------------------------------------------------------------------
+# Model families: tiny random checkpoints of six HF encoder families, each with its own kind of
+# tokenizer, written and run by Hugging Face's (and sentence-transformers') own code.
+# ---------------------------------------------------------------------------------------------
+
+FAMILY_MAX_LEN = 40
+SEQ_LABELS = {0: "neg", 1: "neu", 2: "pos"}
+TOK_LABELS = {0: "O", 1: "B-X", 2: "I-X", 3: "B-Y", 4: "I-Y"}
+# The pooling each family's sentence-transformers folder declares (all modes are covered).
+FAMILY_POOLING = {"bert": "cls", "roberta": "mean", "xlm-roberta": "max",
+                  "distilbert": "mean_sqrt_len_tokens", "electra": "mean", "mpnet": "cls"}
+# golden.npz key suffix -> sentence-transformers Pooling mode.
+POOL_MODES = {"cls": "cls", "mean": "mean", "max": "max", "mean_sqrt_len": "mean_sqrt_len_tokens"}
+# The HF Flax sequence classifier of each family (MPNet has none).
+FLAX_SEQCLS = {"bert": "FlaxBertForSequenceClassification",
+               "roberta": "FlaxRobertaForSequenceClassification",
+               "xlm-roberta": "FlaxXLMRobertaForSequenceClassification",
+               "distilbert": "FlaxDistilBertForSequenceClassification",
+               "electra": "FlaxElectraForSequenceClassification"}
+FAMILY_SEEDS = {"bert": 100, "roberta": 200, "xlm-roberta": 300, "distilbert": 400,
+                "electra": 500, "mpnet": 600}
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                   "vocab.txt", "vocab.json", "merges.txt")
+
+
+def _corpus() -> list[str]:
+    return SENTENCES + [text for pair in PAIRS for text in pair]
+
+
+def _wordpiece_tokenizer(family: str, work: Path):
+    """A WordPiece vocab.txt built (deterministically) from the golden texts: the characters, each
+    as `##` continuation too, the words seen twice or more, and frequent 2-3 character
+    continuation pieces; wrapped in the family's fast tokenizer (uncased, accents stripped).
+    The em dash is left out so that [UNK] occurs."""
+    from collections import Counter
+
+    from tokenizers import normalizers, pre_tokenizers
+
+    normalizer = normalizers.BertNormalizer(lowercase=True)
+    pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    counts = Counter(word for text in _corpus()
+                     for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text)))
+    chars = sorted({c for word in counts for c in word} - {"\u2014"})
+    pieces = Counter()
+    for word, n in counts.items():
+        for k in (2, 3):
+            for i in range(1, len(word) - k + 1):
+                pieces[word[i:i + k]] += n
+    words = sorted((w for w, n in counts.items() if n >= 2 and len(w) > 1), key=lambda w: (-counts[w], w))
+    subs = sorted((p for p, n in pieces.items() if n >= 4), key=lambda p: (-pieces[p], p))
+    if family == "mpnet":  # MPNet's vocab: <s> <pad> </s> <unk> first, [UNK] is its unk, <mask> last
+        specials, last = ["<s>", "<pad>", "</s>", "<unk>", "[UNK]"], ["<mask>"]
+    else:
+        specials, last = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"], []
+    vocab = specials + chars + ["##" + c for c in chars] + words + ["##" + p for p in subs] + last
+    vocab = list(dict.fromkeys(vocab))
+    vocab_file = work / "vocab.txt"
+    vocab_file.write_text("".join(token + "\n" for token in vocab), encoding="utf-8")
+    cls = {"bert": transformers.BertTokenizerFast, "distilbert": transformers.DistilBertTokenizerFast,
+           "electra": transformers.ElectraTokenizerFast, "mpnet": transformers.MPNetTokenizerFast}[family]
+    return cls(vocab_file=str(vocab_file), model_max_length=FAMILY_MAX_LEN)
+
+
+def _roberta_tokenizer(work: Path):
+    """A byte-level BPE (vocab.json + merges.txt) trained on the golden texts."""
+    from tokenizers import ByteLevelBPETokenizer
+
+    trainer = ByteLevelBPETokenizer()
+    trainer.train_from_iterator(_corpus(), vocab_size=300, min_frequency=2, show_progress=False,
+                                special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    trainer.save_model(str(work))
+    return transformers.RobertaTokenizerFast(vocab_file=str(work / "vocab.json"),
+                                             merges_file=str(work / "merges.txt"),
+                                             model_max_length=FAMILY_MAX_LEN)
+
+
+def _xlm_roberta_tokenizer():
+    """A SentencePiece-style Unigram model trained on the golden texts, with XLM-R's specials
+    (<s>=0 <pad>=1 </s>=2 <unk>=3, <mask> last) and its post-processor (as HF's converter
+    writes it): `<s> A </s>` and `<s> A </s></s> B </s>`."""
+    from tokenizers import SentencePieceUnigramTokenizer, Tokenizer, processors
+
+    trainer = SentencePieceUnigramTokenizer()
+    trainer.train_from_iterator(_corpus(), vocab_size=200, show_progress=False,
+                                special_tokens=["<s>", "<pad>", "</s>", "<unk>"], unk_token="<unk>")
+    # The trainer's piece set is reproducible, its scores and order are not (hash-order ties):
+    # rescore each piece by its log frequency as a substring of the pre-tokenized texts.
+    state = json.loads(trainer._tokenizer.to_str())
+    specials, trained = state["model"]["vocab"][:4], [p for p, _ in state["model"]["vocab"][4:]]
+    assert [p for p, _ in specials] == ["<s>", "<pad>", "</s>", "<unk>"], specials
+    words = [word for text in _corpus() for word, _ in trainer._tokenizer.pre_tokenizer.pre_tokenize_str(
+        trainer._tokenizer.normalizer.normalize_str(text))]
+    counts = {p: sum(w.count(p) for w in words) for p in trained}
+    total = sum(counts.values())
+    scored = sorted(((p, float(np.log(max(n, 1) / total))) for p, n in counts.items()),
+                    key=lambda item: (-item[1], item[0]))
+    state["model"]["vocab"] = specials + [[p, s] for p, s in scored]
+    backend = Tokenizer.from_str(json.dumps(state))
+    backend.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>",
+        special_tokens=[("<s>", backend.token_to_id("<s>")), ("</s>", backend.token_to_id("</s>"))])
+    return transformers.XLMRobertaTokenizerFast(
+        tokenizer_object=backend, bos_token="<s>", eos_token="</s>", sep_token="</s>",
+        cls_token="<s>", unk_token="<unk>", pad_token="<pad>", mask_token="<mask>",
+        model_max_length=FAMILY_MAX_LEN)
+
+
+def _family_config(family: str, vocab_size: int, **extra):
+    common = dict(vocab_size=vocab_size, attn_implementation="eager", **extra)
+    layers = dict(num_hidden_layers=2, hidden_size=30, num_attention_heads=3, intermediate_size=37)
+    if family == "bert":
+        return transformers.BertConfig(**common, **layers, max_position_embeddings=40,
+                                       type_vocab_size=2, hidden_act="gelu")
+    if family in ("roberta", "xlm-roberta"):
+        cls = transformers.RobertaConfig if family == "roberta" else transformers.XLMRobertaConfig
+        return cls(**common, **layers, max_position_embeddings=40 + 1 + 1, type_vocab_size=1,
+                   hidden_act="gelu", pad_token_id=1, bos_token_id=0, eos_token_id=2)
+    if family == "distilbert":
+        return transformers.DistilBertConfig(**common, dim=30, n_layers=2, n_heads=3, hidden_dim=37,
+                                             max_position_embeddings=40, activation="gelu",
+                                             sinusoidal_pos_embds=False, pad_token_id=0)
+    if family == "electra":
+        return transformers.ElectraConfig(**common, **layers, embedding_size=18,
+                                          max_position_embeddings=40, type_vocab_size=2,
+                                          hidden_act="gelu_new")
+    if family == "mpnet":
+        return transformers.MPNetConfig(**common, **layers, max_position_embeddings=40 + 1 + 1,
+                                        relative_attention_num_buckets=32, hidden_act="gelu",
+                                        pad_token_id=1, bos_token_id=0, eos_token_id=2)
+    raise ValueError(family)
+
+
+def _randomize_named(model: torch.nn.Module, names, seed: int, scale: float = 0.2) -> None:
+    """Like `randomize`, for the parameters in `names` only; finds LayerNorms by module type
+    (DistilBERT names its own `sa_layer_norm` / `output_layer_norm`)."""
+    ln_weights = {f"{mod_name}.weight" for mod_name, module in model.named_modules()
+                  if isinstance(module, torch.nn.LayerNorm)}
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name not in names:
+                continue
+            noise = torch.randn(param.shape, generator=gen)
+            param.copy_(1.0 + scale * noise if name in ln_weights else scale * noise)
+
+
+def _head_model(auto_cls, config, base: torch.nn.Module, seed: int) -> torch.nn.Module:
+    """An `auto_cls` model whose backbone is `base`'s weights and whose head is random."""
+    torch.manual_seed(seed)
+    model = auto_cls.from_config(config).eval()
+    prefix = model.base_model_prefix
+    missing, unexpected = getattr(model, prefix).load_state_dict(base.state_dict(), strict=False)
+    assert not missing, missing
+    assert all(k.startswith("pooler.") for k in unexpected), unexpected
+    head = {n for n, _ in model.named_parameters() if not n.startswith(prefix + ".")}
+    assert head, "no head parameters"
+    _randomize_named(model, head, seed)
+    return model
+
+
+def _check_tokenizer(tokenizer, folder: Path) -> None:
+    """tokenizer.json read by the `tokenizers` library (what samp-jax reads) must give the HF
+    fast tokenizer's ids, for single texts and for pairs."""
+    from tokenizers import Tokenizer
+
+    raw = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    for text in _corpus():
+        assert raw.encode(text).ids == tokenizer(text, verbose=False)["input_ids"], text
+    for a, b in PAIRS:
+        assert raw.encode(a, b).ids == tokenizer(a, b, verbose=False)["input_ids"], (a, b)
+
+
+def _write_st_folder(base_dir: Path, st_dir: Path, hidden: int, mode: str) -> None:
+    """A sentence-transformers folder in the format of the Hub's models (e.g. all-MiniLM-L6-v2):
+    the base checkpoint at the root, then Pooling and Normalize. sentence-transformers 5.x's own
+    `save` writes renamed module types (`sentence_transformers.base.modules...`) and a
+    `pooling_mode` string instead; it still loads this classic format, which is checked below."""
+    import sentence_transformers
+
+    shutil.copytree(base_dir, st_dir)
+    modules = [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        {"idx": 2, "name": "2", "path": "2_Normalize",
+         "type": "sentence_transformers.models.Normalize"},
+    ]
+    (st_dir / "modules.json").write_text(json.dumps(modules, indent=2))
+    (st_dir / "1_Pooling").mkdir()
+    (st_dir / "2_Normalize").mkdir()
+    pooling = {"word_embedding_dimension": hidden}
+    keys = {"cls": "pooling_mode_cls_token", "mean": "pooling_mode_mean_tokens",
+            "max": "pooling_mode_max_tokens", "mean_sqrt_len_tokens": "pooling_mode_mean_sqrt_len_tokens",
+            "weightedmean": "pooling_mode_weightedmean_tokens", "lasttoken": "pooling_mode_lasttoken"}
+    pooling |= {key: m == mode for m, key in keys.items()}
+    pooling |= {"include_prompt": True}
+    (st_dir / "1_Pooling" / "config.json").write_text(json.dumps(pooling, indent=4))
+    (st_dir / "sentence_bert_config.json").write_text(
+        json.dumps({"max_seq_length": FAMILY_MAX_LEN, "do_lower_case": False}, indent=4))
+    (st_dir / "config_sentence_transformers.json").write_text(json.dumps(
+        {"__version__": {"sentence_transformers": sentence_transformers.__version__,
+                         "transformers": transformers.__version__, "pytorch": torch.__version__},
+         "prompts": {}, "default_prompt_name": None, "similarity_fn_name": "cosine"}, indent=2))
+
+
+def _st_pooling_cls():
+    try:
+        from sentence_transformers.sentence_transformer.modules import Normalize, Pooling
+    except ImportError:  # older sentence-transformers
+        from sentence_transformers.models import Normalize, Pooling
+    return Pooling, Normalize
+
+
+def family(name: str, out: Path) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    Pooling, Normalize = _st_pooling_cls()
+    seed = FAMILY_SEEDS[name]
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    work = out / "_work"
+    work.mkdir()
+    if name == "roberta":
+        built = _roberta_tokenizer(work)
+    elif name == "xlm-roberta":
+        built = _xlm_roberta_tokenizer()
+    else:
+        built = _wordpiece_tokenizer(name, work)
+    # Save once before any call (calls leave padding/truncation state in the backend), then use
+    # the tokenizer as loaded back from disk, as users (and samp-jax) see it.
+    tok_dir = work / "tokenizer"
+    built.save_pretrained(tok_dir)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(tok_dir)
+    assert type(tokenizer).__name__ == type(built).__name__, type(tokenizer)
+    _check_tokenizer(tokenizer, tok_dir)
+    vocab_size = len(tokenizer)
+
+    base_config = _family_config(name, vocab_size)
+    torch.manual_seed(seed)
+    base = transformers.AutoModel.from_config(base_config).eval()
+    assert base.config._attn_implementation == "eager"
+    _randomize_named(base, {n for n, _ in base.named_parameters()}, seed)
+    seq = _head_model(transformers.AutoModelForSequenceClassification,
+                      _family_config(name, vocab_size, id2label=SEQ_LABELS,
+                                     label2id={v: k for k, v in SEQ_LABELS.items()}), base, seed + 1)
+    tokm = _head_model(transformers.AutoModelForTokenClassification,
+                       _family_config(name, vocab_size, id2label=TOK_LABELS,
+                                      label2id={v: k for k, v in TOK_LABELS.items()}), base, seed + 2)
+    dirs = {"base": base, "seqcls": seq, "tokcls": tokm}
+    for sub, model in dirs.items():
+        model.save_pretrained(out / sub, safe_serialization=True)
+        for file in TOKENIZER_FILES:
+            if (tok_dir / file).is_file():
+                shutil.copy(tok_dir / file, out / sub / file)
+    hidden_size = base.config.hidden_size if name != "distilbert" else base.config.dim
+    st_mode = FAMILY_POOLING[name]
+    _write_st_folder(out / "base", out / "sentence", hidden_size, st_mode)
+    shutil.rmtree(work)
+
+    st = SentenceTransformer(str(out / "sentence"), device="cpu")
+    assert len(st) == 3 and isinstance(st[2], Normalize), st
+    assert st[1].pooling_mode == st_mode, st[1].pooling_mode
+    assert st.max_seq_length == FAMILY_MAX_LEN, st.max_seq_length
+
+    arrays = {}
+    pair_texts = [a for a, _ in PAIRS]
+    batches = {
+        "single": (tokenizer(SENTENCES, padding=True, truncation=True, max_length=FAMILY_MAX_LEN,
+                             return_tensors="pt"), SENTENCES),
+        "pair": (tokenizer([a for a, _ in PAIRS], [b for _, b in PAIRS], padding=True,
+                           truncation=True, max_length=FAMILY_MAX_LEN, return_tensors="pt"),
+                 pair_texts),
+    }
+    expects_tt = name in ("bert", "electra")
+    summary = []
+    for batch_name, (enc, texts) in batches.items():
+        assert ("token_type_ids" in enc) == expects_tt, (name, list(enc))
+        assert enc["attention_mask"].min() == 0, "padding should sit inside the batch"
+        with torch.no_grad():
+            hidden = base(**enc).last_hidden_state
+            seq_logits = seq(**enc).logits
+            tok_logits = tokm(**enc).logits
+        arrays[f"{batch_name}_input_ids"] = enc["input_ids"].numpy().astype(np.int32)
+        arrays[f"{batch_name}_attention_mask"] = enc["attention_mask"].numpy().astype(np.int32)
+        tt = enc["token_type_ids"] if expects_tt else torch.zeros_like(enc["input_ids"])
+        arrays[f"{batch_name}_token_type_ids"] = tt.numpy().astype(np.int32)
+        arrays[f"{batch_name}_hidden"] = hidden.numpy().astype(np.float32)
+        arrays[f"{batch_name}_seq_logits"] = seq_logits.numpy().astype(np.float32)
+        arrays[f"{batch_name}_tok_logits"] = tok_logits.numpy().astype(np.float32)
+        for key, mode in POOL_MODES.items():
+            features = {"token_embeddings": hidden.clone(), "attention_mask": enc["attention_mask"]}
+            with torch.no_grad():
+                pooled = Pooling(hidden_size, pooling_mode=mode)(features)["sentence_embedding"]
+            arrays[f"{batch_name}_pool_{key}"] = pooled.numpy().astype(np.float32)
+        sentence = st.encode(texts, convert_to_numpy=True)
+        arrays[f"{batch_name}_sentence"] = sentence.astype(np.float32)
+        # Cross-check: ST's embedding = declared pooling + L2 normalisation of the base model's
+        # hidden states (only exactly so for the single batch, whose texts are the batch).
+        if batch_name == "single":
+            key = {v: k for k, v in POOL_MODES.items()}[st_mode]
+            ref = arrays[f"single_pool_{key}"]
+            ref = ref / np.linalg.norm(ref, axis=1, keepdims=True)
+            assert np.allclose(sentence, ref, atol=1e-5), np.abs(sentence - ref).max()
+        summary.append(f"{batch_name} ids {tuple(enc['input_ids'].shape)} "
+                       f"|hidden| {hidden.abs().max():.2f} |seq| {seq_logits.abs().max():.2f} "
+                       f"|tok| {tok_logits.abs().max():.2f}")
+
+    if name in FLAX_SEQCLS:  # HF's Flax class converts the torch weights, writes flax_model.msgpack
+        flax_cls = getattr(transformers, FLAX_SEQCLS[name])
+        flax_model = flax_cls.from_pretrained(out / "seqcls", from_pt=True)
+        for batch_name, (enc, _) in batches.items():
+            inputs = {k: v.numpy() for k, v in enc.items()}
+            flax_logits = np.asarray(flax_model(**inputs).logits)
+            torch_logits = arrays[f"{batch_name}_seq_logits"]
+            assert np.allclose(flax_logits, torch_logits, atol=1e-4), \
+                np.abs(flax_logits - torch_logits).max()
+        mp_dir = out / "seqcls_msgpack"
+        flax_model.save_pretrained(mp_dir)
+        (mp_dir / "model.safetensors").unlink(missing_ok=True)
+        for file in TOKENIZER_FILES:
+            if (out / "seqcls" / file).is_file():
+                shutil.copy(out / "seqcls" / file, mp_dir / file)
+
+    np.savez_compressed(out / "golden.npz", **arrays)
+    (out / "texts.json").write_text(json.dumps(
+        {"single": SENTENCES, "pairs": PAIRS, "pair_sentence_texts": pair_texts,
+         "max_length": FAMILY_MAX_LEN, "sentence_pooling": st_mode}, indent=1, ensure_ascii=False))
+    print(f"{name}: vocab {vocab_size}, pooling {st_mode}; " + "; ".join(summary))
+
+
+def families(out: Path) -> None:
+    for name in FAMILY_POOLING:
+        family(name, out / name)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--minilm", type=Path, required=True)
+    parser.add_argument("--minilm", type=Path, help="MiniLM checkpoint folder (required unless "
+                        "--families-only)")
     parser.add_argument("--out", type=Path, default=Path("tests/golden"))
+    parser.add_argument("--families-only", action="store_true",
+                        help="only (re)write OUT/families/ (and VERSIONS.json)")
     args = parser.parse_args()
+    if args.minilm is None and not args.families_only:
+        parser.error("--minilm is required unless --families-only is given")
     args.out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(2)
-    minilm(args.minilm, args.out)
-    for cls, flax_name, labels, name, seed in (
-        (BertForSequenceClassification, "FlaxBertForSequenceClassification", 3, "tiny_seqcls", 1),
-        (BertForTokenClassification, "FlaxBertForTokenClassification", 5, "tiny_tokcls", 2),
-    ):
-        folder = args.out / name
-        folder.mkdir(exist_ok=True)
-        tiny_head(cls, flax_name, labels, folder, seed)
+    if not args.families_only:
+        minilm(args.minilm, args.out)
+        for cls, flax_name, labels, name, seed in (
+            (BertForSequenceClassification, "FlaxBertForSequenceClassification", 3, "tiny_seqcls", 1),
+            (BertForTokenClassification, "FlaxBertForTokenClassification", 5, "tiny_tokcls", 2),
+        ):
+            folder = args.out / name
+            folder.mkdir(exist_ok=True)
+            tiny_head(cls, flax_name, labels, folder, seed)
+    families(args.out / "families")
+    import sentence_transformers
+    import tokenizers
     (args.out / "VERSIONS.json").write_text(json.dumps(
         {"torch": torch.__version__, "transformers": transformers.__version__,
+         "sentence_transformers": sentence_transformers.__version__,
+         "tokenizers": tokenizers.__version__,
          "generator": "tools/make_golden.py"}, indent=1))
 
 

@@ -22,7 +22,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
 from samp_jax.models.config import ConfigError, EncoderConfig
-from samp_jax.models.families import TRANSFORMS, Family, HeadLayout, Transform, get_family
+from samp_jax.models.families import FAMILIES, TRANSFORMS, Family, HeadLayout, Transform, get_family
 from samp_jax.models.model import POOLING_MODES, EncoderModel, SentenceEmbedder, check_labels, make_head
 from samp_jax.models.st_folder import read_pooling, write_st_files
 from samp_jax.models.tokenizer import TOKENIZER_FILES
@@ -38,7 +38,8 @@ class CheckpointError(ValueError):
     """A checkpoint cannot be read (`problem`), or does not fit the model: lists every missing,
     unexpected or mis-shaped key."""
 
-    def __init__(self, path, *, missing=(), unexpected=(), mismatched=(), problem: str | None = None):
+    def __init__(self, path, *, missing=(), unexpected=(), mismatched=(), problem: str | None = None,
+                 hint: str | None = None):
         self.missing, self.unexpected, self.mismatched = list(missing), list(unexpected), list(mismatched)
         if problem is not None:
             super().__init__(f"checkpoint {path} {problem}")
@@ -50,6 +51,8 @@ class CheckpointError(ValueError):
             lines.append(f"  unexpected keys ({len(self.unexpected)}): {self.unexpected}")
         for key, got, want in self.mismatched:
             lines.append(f"  wrong shape: {key} has {got}, expected {want}")
+        if hint:
+            lines.append(f"  {hint}")
         super().__init__("\n".join(lines))
 
 
@@ -285,7 +288,7 @@ def assign_state_dict(model: EncoderModel, state: dict[str, np.ndarray], *, path
                 mismatched.append((key, tuple(state[key].shape), want))
     if missing or mismatched or (strict and unexpected):
         raise CheckpointError(path, missing=missing, unexpected=unexpected if strict else (),
-                              mismatched=mismatched)
+                              mismatched=mismatched, hint=_family_hint(unexpected, family))
     for a in assignments:
         for key in a.sources:
             if not np.issubdtype(state[key].dtype, np.floating):
@@ -296,6 +299,19 @@ def assign_state_dict(model: EncoderModel, state: dict[str, np.ndarray], *, path
     for a, value in zip(assignments, values):
         a.target.set_value(jnp.asarray(value, dtype=a.target.dtype))
     return new_head
+
+
+def _family_hint(unexpected: list[str], family: Family) -> str | None:
+    """When most unexpected keys carry another family's base-model prefix, say so: the config's
+    `model_type` is likely wrong."""
+    for other in FAMILIES.values():
+        if other.prefix != family.prefix and unexpected:
+            share = sum(key.startswith(other.prefix + ".") for key in unexpected) / len(unexpected)
+            if share > 0.5:
+                return (f"hint: the weights are named like a {other.model_type} checkpoint "
+                        f"('{other.prefix}.*') but config.json says model_type="
+                        f"{family.model_type!r}")
+    return None
 
 
 # ------------------------------------------------------------------------------ loading

@@ -29,7 +29,7 @@ from samp_jax.quant.precision import precision_of_dtype
 TOKEN_COUNT_FLOOR = 1e-9
 NORM_FLOOR = 1e-12  # the smallest norm divided by (L2 normalisation, cosine): zero stays zero
 MASKED_MAX = -1e9  # what sentence-transformers' max pooling puts in padded positions
-# sentence-transformers' pooling modes, in the order its Pooling module concatenates them.
+# sentence-transformers' pooling modes (the order its 2-4 folders concatenate them in).
 POOLING_MODES = ("cls", "max", "mean", "mean_sqrt_len", "weightedmean", "lasttoken")
 CLASSIFIER_ACTIVATIONS = ("tanh", "gelu", "gelu_tanh", "relu")
 
@@ -105,10 +105,10 @@ class SentenceEmbedder(nnx.Module):
     """sentence-transformers' Pooling (+ Normalize). Returns `[batch, hidden * len(pooling)]`.
 
     Args:
-      pooling: the modes, concatenated in sentence-transformers' order (`POOLING_MODES`):
-        'cls' (first token), 'max' (padding excluded), 'mean', 'mean_sqrt_len' (sum over
-        sqrt(token count)), 'weightedmean' (position-weighted mean), 'lasttoken' (last real
-        token). A string is one mode.
+      pooling: the modes (`POOLING_MODES`), concatenated in the order given: 'cls' (the first
+        real token), 'max' (padding excluded), 'mean', 'mean_sqrt_len' (sum over sqrt(token
+        count)), 'weightedmean' (position-weighted mean), 'lasttoken' (the last real token).
+        A string is one mode.
       normalize: L2-normalise the result (sentence-transformers' Normalize module).
     """
 
@@ -117,10 +117,10 @@ class SentenceEmbedder(nnx.Module):
     def __init__(self, pooling: str | Sequence[str] = ("mean",), *, normalize: bool = True):
         modes = (pooling,) if isinstance(pooling, str) else tuple(pooling)
         unknown = [m for m in modes if m not in POOLING_MODES]
-        if not modes or unknown:
-            raise ValueError(f"pooling={pooling!r}: modes must be a non-empty selection of "
+        if not modes or unknown or len(set(modes)) != len(modes):
+            raise ValueError(f"pooling={pooling!r}: modes must be distinct names from "
                              f"{POOLING_MODES}")
-        self.pooling = tuple(m for m in POOLING_MODES if m in modes)
+        self.pooling = modes
         self.normalize = bool(normalize)
 
     def __call__(self, hidden: jax.Array, attention_mask: jax.Array) -> jax.Array:
@@ -130,8 +130,9 @@ class SentenceEmbedder(nnx.Module):
         summed = jnp.sum(hidden * mask, axis=1)
         parts = []
         for mode in self.pooling:
-            if mode == "cls":
-                parts.append(hidden[:, 0])
+            if mode == "cls":  # the first real token: position 0 unless left-padded
+                first = jnp.argmax(mask[..., 0], axis=1)
+                parts.append(jnp.take_along_axis(hidden, first[:, None, None], axis=1)[:, 0])
             elif mode == "max":
                 parts.append(jnp.max(jnp.where(mask > 0, hidden, MASKED_MAX), axis=1))
             elif mode == "mean":

@@ -17,10 +17,15 @@ from samp_jax.models.config import ConfigError
 from samp_jax.models.model import POOLING_MODES
 
 MODULES_FILE = "modules.json"
+# Module types as sentence-transformers 2-4 write them; 5.x writes longer paths that end in the
+# same class names (`sentence_transformers.sentence_transformer.modules.pooling.Pooling`).
 TRANSFORMER = "sentence_transformers.models.Transformer"
 POOLING = "sentence_transformers.models.Pooling"
 NORMALIZE = "sentence_transformers.models.Normalize"
-# Pooling config key of each mode (sentence-transformers' `Pooling.get_config_dict`).
+MODULE_KINDS = ("Transformer", "Pooling", "Normalize")
+# sentence-transformers 5.x's names for the pooling modes where they differ from samp-jax's.
+MODE_ALIASES = {"mean_sqrt_len_tokens": "mean_sqrt_len"}
+# Pooling config key of each mode in the 2-4 format (`pooling_mode_*` booleans).
 POOLING_KEYS = {"cls": "pooling_mode_cls_token", "max": "pooling_mode_max_tokens",
                 "mean": "pooling_mode_mean_tokens", "mean_sqrt_len": "pooling_mode_mean_sqrt_len_tokens",
                 "weightedmean": "pooling_mode_weightedmean_tokens", "lasttoken": "pooling_mode_lasttoken"}
@@ -48,20 +53,28 @@ def read_pooling(folder: str | Path) -> DeclaredPooling | None:
     modules = _json(file)
     if not isinstance(modules, list) or not all(isinstance(m, dict) for m in modules):
         raise ConfigError(f"{file} must be a JSON list of module objects")
-    types = [m.get("type") for m in modules]
-    unknown = [t for t in types if t not in (TRANSFORMER, POOLING, NORMALIZE)]
+    kinds = [_module_kind(m.get("type")) for m in modules]
+    unknown = [m.get("type") for m, kind in zip(modules, kinds) if kind is None]
     if unknown:
         raise ConfigError(f"{file} declares modules {unknown} that samp-jax does not implement "
-                          f"(it runs {TRANSFORMER}, {POOLING} and {NORMALIZE})")
-    if TRANSFORMER in types:
-        path = modules[types.index(TRANSFORMER)].get("path", "")
+                          f"(it runs sentence-transformers' {', '.join(MODULE_KINDS)})")
+    if "Transformer" in kinds:
+        path = modules[kinds.index("Transformer")].get("path", "")
         if path not in ("", "."):
             raise ConfigError(f"{file}: the transformer lives in {path!r}; samp-jax reads it from "
                               f"the folder root: load {folder / path} instead")
-    if POOLING not in types:
-        raise ConfigError(f"{file} declares no {POOLING} module")
-    pooling_dir = folder / modules[types.index(POOLING)].get("path", "1_Pooling")
-    return DeclaredPooling(_modes(pooling_dir / "config.json"), NORMALIZE in types)
+    if "Pooling" not in kinds:
+        raise ConfigError(f"{file} declares no Pooling module")
+    pooling_dir = folder / modules[kinds.index("Pooling")].get("path", "1_Pooling")
+    return DeclaredPooling(_modes(pooling_dir / "config.json"), "Normalize" in kinds)
+
+
+def _module_kind(module_type) -> str | None:
+    """'Transformer', 'Pooling' or 'Normalize' for a sentence-transformers module type, else None."""
+    if not isinstance(module_type, str) or not module_type.startswith("sentence_transformers."):
+        return None
+    name = module_type.rsplit(".", 1)[-1]
+    return name if name in MODULE_KINDS else None
 
 
 def _legacy_pooling(folder: Path) -> DeclaredPooling | None:
@@ -78,10 +91,19 @@ def _modes(config_file: Path) -> tuple[str, ...]:
         raise ConfigError(f"{config_file} must hold a JSON object")
     if config.get("include_prompt", True) is not True:
         raise ConfigError(f"{config_file}: include_prompt=false is not supported")
-    modes = tuple(mode for mode in POOLING_MODES if config.get(POOLING_KEYS[mode]))
-    if not modes:
-        raise ConfigError(f"{config_file} enables no pooling mode (one of {sorted(POOLING_KEYS.values())})")
-    return modes
+    if "pooling_mode" in config:  # sentence-transformers 5.x: a name or a list, in order
+        declared = config["pooling_mode"]
+        names = [declared] if isinstance(declared, str) else declared
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+            raise ConfigError(f"{config_file}: pooling_mode={declared!r} must be a mode name or a "
+                              "non-empty list of them")
+        modes = tuple(MODE_ALIASES.get(name, name) for name in names)
+        unknown = [m for m in modes if m not in POOLING_MODES]
+        if unknown:
+            raise ConfigError(f"{config_file}: pooling modes {unknown} are not one of {POOLING_MODES}")
+        return modes
+    # 2-4: booleans, concatenated in this fixed order; none set means mean (as they load it)
+    return tuple(mode for mode in POOLING_MODES if config.get(POOLING_KEYS[mode])) or ("mean",)
 
 
 def _json(file: Path):

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+import sys
 
 import jax
 import numpy as np
@@ -101,7 +102,24 @@ def test_missing_weights_file(tiny_copy):
 
 def test_torch_pickle_is_not_loaded_by_default(tiny_copy):
     (tiny_copy / "model.safetensors").rename(tiny_copy / "pytorch_model.bin")
-    with pytest.raises(FileNotFoundError, match="allow_torch_pickle=True"):
+    with pytest.raises(FileNotFoundError, match=r"only PyTorch weights \(pytorch_model.bin\).*"
+                       r"save_pretrained\(.*safe_serialization=True\).*allow_torch_pickle=True"):
+        load_pretrained(tiny_copy)
+
+
+def test_opted_in_torch_pickle_without_torch_names_the_missing_package(tiny_copy, monkeypatch):
+    (tiny_copy / "model.safetensors").rename(tiny_copy / "pytorch_model.bin")
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` raises ImportError
+    with pytest.raises(CheckpointError, match=r"pytorch_model.bin is a PyTorch pickle and reading "
+                                              r"it needs torch, which is not installed"):
+        load_pretrained(tiny_copy, allow_torch_pickle=True)
+
+
+def test_weights_of_another_family_get_a_hint(tiny_copy):
+    config = json.loads((tiny_copy / "config.json").read_text())
+    (tiny_copy / "config.json").write_text(json.dumps(config | {"model_type": "roberta"}))
+    with pytest.raises(CheckpointError, match=r"hint: the weights are named like a bert checkpoint "
+                                              r"\('bert.\*'\) but config.json says model_type='roberta'"):
         load_pretrained(tiny_copy)
 
 
