@@ -1,0 +1,95 @@
+"""`samp-jax eval | search | predict --model DIR` on a folder of every family (the tiny HF
+checkpoints `make golden` writes, each with its own family's tokenizer)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from samp_jax.app.cli import main
+from tests.helpers import GOLDEN
+
+FAMILY_GOLDEN = GOLDEN / "families"
+MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "distilbert", "electra", "mpnet")
+# bert runs in `make test-fast`; the other families only in `make test`
+FAMILY_PARAMS = [pytest.param(t, marks=() if t == "bert" else pytest.mark.slow) for t in MODEL_TYPES]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """80 labelled rows (neg/neu/pos, the golden classifiers' labels) and 80 word-tagged rows,
+    built from the words the golden tokenizers were trained on."""
+    texts = json.loads((FAMILY_GOLDEN / "bert" / "texts.json").read_text())
+    words = sorted({w.strip(".,;!?") for s in texts["single"] for w in s.split()} - {""})
+    rng = np.random.default_rng(0)
+    rows = [" ".join(rng.choice(words, 7)) for _ in range(80)]
+    root = tmp_path_factory.mktemp("data")
+    labels = rng.choice(["neg", "neu", "pos"], len(rows))
+    (root / "reviews.csv").write_text("text,label\n" + "".join(f"{t},{l}\n" for t, l in zip(rows, labels)))
+    with open(root / "tags.jsonl", "w") as f:
+        for row in rows:
+            tokens = row.split()
+            f.write(json.dumps({"tokens": tokens, "tags": ["B-X" if w[0].isupper() else "O" for w in tokens]}) + "\n")
+    return root
+
+
+def _run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("model_type", FAMILY_PARAMS)
+def test_eval_on_a_folder_of_every_family(model_type, data, capsys):
+    code, out, err = _run(capsys, "eval", "--model", FAMILY_GOLDEN / model_type / "seqcls",
+                          "--data", data / "reviews.csv", "--precision", "fp16,fully_quant", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["task_type"] == "text_classification"
+    assert [r["variant"] for r in result["rows"]] == ["fp32 (reference)", "fp16", "fully_quant / dynamic"]
+    assert result["rows"][1]["agreement"] > 0.9  # fp16 barely changes a tiny model
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model_type", MODEL_TYPES)
+def test_search_then_predict_on_every_family(model_type, data, tmp_path, capsys):
+    out = tmp_path / "search"
+    code, _, err = _run(capsys, "search", "--model", FAMILY_GOLDEN / model_type / "seqcls",
+                        "--data", data / "reviews.csv", "--tolerance", "5%", "--out", out, "--json")
+    assert code == 0, err
+    sidecar = json.loads((out / "model" / "quantization.json").read_text())
+    assert sidecar["config"]["model_type"] == model_type
+    predictions = tmp_path / "p.jsonl"
+    code, _, err = _run(capsys, "predict", "--model", out / "model", "--data", data / "reviews.csv",
+                        "--out", predictions)
+    assert code == 0, err
+    lines = [json.loads(line) for line in predictions.read_text().splitlines()]
+    assert len(lines) == 80 and {line["label"] for line in lines} <= {"neg", "neu", "pos"}
+
+
+@pytest.mark.parametrize("model_type", FAMILY_PARAMS)
+def test_predict_tags_and_embeddings_on_every_family(model_type, data, tmp_path, capsys):
+    tags = tmp_path / "tags.jsonl"
+    code, _, err = _run(capsys, "predict", "--model", FAMILY_GOLDEN / model_type / "tokcls",
+                        "--data", data / "tags.jsonl", "--out", tags)
+    assert code == 0, err
+    first = json.loads(tags.read_text().splitlines()[0])
+    assert len(first["tags"]) == len(first["tokens"]) == 7
+    embeddings = tmp_path / "embeddings.jsonl"
+    code, _, err = _run(capsys, "predict", "--model", FAMILY_GOLDEN / model_type / "sentence",
+                        "--data", data / "reviews.csv", "--out", embeddings)
+    assert code == 0, err
+    vector = np.asarray(json.loads(embeddings.read_text().splitlines()[0])["embedding"])
+    assert vector.shape == (30,) and abs(np.linalg.norm(vector) - 1) < 1e-5  # declared Normalize
+
+
+def test_pooling_option_embeds_a_folder_that_declares_none(data, tmp_path, capsys):
+    out = tmp_path / "e.jsonl"
+    code, _, err = _run(capsys, "predict", "--model", FAMILY_GOLDEN / "roberta" / "base",
+                        "--data", data / "reviews.csv", "--out", out)
+    assert code == 1 and "Traceback" not in err  # a headless model has nothing to predict
+    code, _, err = _run(capsys, "predict", "--model", FAMILY_GOLDEN / "roberta" / "base",
+                        "--data", data / "reviews.csv", "--pooling", "cls,mean", "--out", out)
+    assert code == 0, err
+    vector = np.asarray(json.loads(out.read_text().splitlines()[0])["embedding"])
+    assert vector.shape == (60,)  # cls and mean, concatenated
