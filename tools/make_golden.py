@@ -363,6 +363,16 @@ def family(name: str, out: Path) -> None:
     tokenizer = transformers.AutoTokenizer.from_pretrained(tok_dir)
     assert type(tokenizer).__name__ == type(built).__name__, type(tokenizer)
     _check_tokenizer(tokenizer, tok_dir)
+    # Pre-split words (token classification): HF needs add_prefix_space=True for byte-level
+    # BPE with is_split_into_words, so every word is encoded as following a space.
+    words = [sentence.split() for sentence in SENTENCES]
+    word_tokenizer = transformers.AutoTokenizer.from_pretrained(tok_dir, add_prefix_space=True)
+    encoded_words = word_tokenizer(words, is_split_into_words=True, padding=True, truncation=True,
+                                   max_length=FAMILY_MAX_LEN, return_tensors="np")
+    word_arrays = {}
+    word_arrays["words_input_ids"] = encoded_words["input_ids"].astype(np.int32)
+    word_arrays["words_word_ids"] = np.array(
+        [[-1 if w is None else w for w in encoded_words.word_ids(i)] for i in range(len(words))], np.int32)
     vocab_size = len(tokenizer)
 
     base_config = _family_config(name, vocab_size)
@@ -451,9 +461,10 @@ def family(name: str, out: Path) -> None:
             if (out / "seqcls" / file).is_file():
                 shutil.copy(out / "seqcls" / file, mp_dir / file)
 
+    arrays |= word_arrays
     np.savez_compressed(out / "golden.npz", **arrays)
     (out / "texts.json").write_text(json.dumps(
-        {"single": SENTENCES, "pairs": PAIRS, "pair_sentence_texts": pair_texts,
+        {"single": SENTENCES, "pairs": PAIRS, "pair_sentence_texts": pair_texts, "words": words,
          "max_length": FAMILY_MAX_LEN, "sentence_pooling": st_mode}, indent=1, ensure_ascii=False))
     print(f"{name}: vocab {vocab_size}, pooling {st_mode}; " + "; ".join(summary))
 

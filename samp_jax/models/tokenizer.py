@@ -44,6 +44,7 @@ class Tokenizer:
         self._backend = backend
         self._backend.no_padding()
         self._backend.no_truncation()
+        self._words_backend = _with_prefix_space(backend)
         self.max_length = max_length
         self.pad_id = pad_id
         unknown = sorted(set(files or {}) - set(TOKENIZER_FILES))
@@ -159,12 +160,13 @@ class Tokenizer:
         limit = self.max_length if padding == "longest" else int(padding)
         if limit > self.max_length:
             raise ValueError(f"padding={limit} exceeds max_length={self.max_length}")
+        backend = self._words_backend if pretokenized else self._backend
         if truncation:
-            self._backend.enable_truncation(limit, strategy="longest_first")
+            backend.enable_truncation(limit, strategy="longest_first")
         try:
-            encodings = self._backend.encode_batch(inputs, is_pretokenized=pretokenized)
+            encodings = backend.encode_batch(inputs, is_pretokenized=pretokenized)
         finally:
-            self._backend.no_truncation()
+            backend.no_truncation()
         lengths = [len(e.ids) for e in encodings]
         too_long = [(i, n) for i, n in enumerate(lengths) if n > limit]
         if too_long:
@@ -185,6 +187,35 @@ class Tokenizer:
             word_ids[row, :n] = [-1 if w is None else w for w in enc.word_ids]
         return {"input_ids": input_ids, "attention_mask": attention_mask,
                 "token_type_ids": token_type_ids}, word_ids
+
+
+def _with_prefix_space(backend):
+    """The backend for pre-split words: byte-level BPE (RoBERTa) then marks every word as
+    following a space, as HF's tokenizers do with `add_prefix_space=True` (which they require
+    for `is_split_into_words`); otherwise each word would be encoded as if it began the text.
+    Other tokenizers are returned as they are."""
+    spec = json.loads(backend.to_str())
+    changed = False
+
+    def prefix(node):
+        nonlocal changed
+        if isinstance(node, dict):
+            if node.get("type") == "ByteLevel" and node.get("add_prefix_space") is False:
+                node["add_prefix_space"] = True
+                changed = True
+            for value in node.values():
+                prefix(value)
+        elif isinstance(node, list):
+            for value in node:
+                prefix(value)
+
+    prefix(spec.get("pre_tokenizer"))
+    if not changed:
+        return backend
+    words = HFTokenizer.from_str(json.dumps(spec))
+    words.no_padding()
+    words.no_truncation()
+    return words
 
 
 def _model_max_length(path: Path) -> int | None:

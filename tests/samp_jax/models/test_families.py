@@ -151,3 +151,14 @@ def test_save_pretrained_round_trips_in_the_familys_naming(family, head, tmp_pat
     assert reloaded.head_kind == model.head_kind and reloaded.labels == model.labels
     ids, mask, types = inputs(golden, "pair")
     np.testing.assert_array_equal(np.asarray(reloaded(ids, mask, types)), np.asarray(model(ids, mask, types)))
+
+
+def test_pre_split_words_tokenize_as_hf_does(family):
+    """Token classification input: HF encodes each word as following a space (byte-level BPE
+    needs add_prefix_space=True for is_split_into_words); our tokenizer does the same."""
+    model_type, golden = family
+    tokenizer = Tokenizer.from_pretrained(FAMILY_GOLDEN / model_type / "tokcls")
+    words = json.loads((FAMILY_GOLDEN / model_type / "texts.json").read_text())["words"]
+    encoded, word_ids = tokenizer.encode_words(words, truncation=True)
+    np.testing.assert_array_equal(encoded["input_ids"], golden["words_input_ids"])
+    np.testing.assert_array_equal(word_ids, golden["words_word_ids"])
