@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import warnings
 from typing import Any, Iterable, Mapping
 
 import numpy as np
@@ -11,12 +12,16 @@ from tqdm.auto import tqdm
 
 from calibrate.calibrators import TINY_AMAX, HistogramStats, get_calibrator
 from calibrate.observers import SiteKey, channel_absmax_reduce, histogram_reduce, make_pass
+from samp_jax.models.model import check_ids
 from samp_jax.quant.precision import SITES, PrecisionMap
 from samp_jax.quant.primitives import smoothing_factors
 from samp_jax.quant.quantized import SiteCalibration
 
 # Sites whose input is a LayerNorm output, where per-channel outliers live (Bondarenko et al.).
 SMOOTHABLE_SITES = ("qkv", "ffn_in")
+# Fewer real tokens than this give scales that follow a handful of activations (one token gave
+# a cosine of 0.81 to FP32): `calibrate` warns below it.
+MIN_CALIBRATION_TOKENS = 512
 
 
 class CalibrationError(ValueError):
@@ -68,9 +73,15 @@ def calibrate(model, batches: Iterable[Mapping[str, np.ndarray]], method: str = 
       progress: show a progress bar over the two passes.
       **method_options: passed to the calibrator (e.g. `p=99.99` for percentile).
 
+    Warns:
+      UserWarning: fewer than `MIN_CALIBRATION_TOKENS` (512) real tokens, too few for stable
+        scales.
+
     Raises:
       CalibrationError: no batches, no real tokens, or NaN/Inf activations (names the site).
-      ValueError: unknown method or bad smoothing alpha.
+      ValueError: unknown method or bad smoothing alpha, or a batch the model cannot embed:
+        ids outside its vocabulary (or token types outside its type table), or a mask that is
+        not 0/1 (`samp_jax.models.model.check_ids`; names the batch).
     """
     calibrator = get_calibrator(method, **method_options)
     if smoothing is not None and not 0.0 <= smoothing <= 1.0:
@@ -80,6 +91,11 @@ def calibrate(model, batches: Iterable[Mapping[str, np.ndarray]], method: str = 
     batches = list(batches)
     if not batches:
         raise CalibrationError("empty calibration set: no batches")
+    for number, batch in enumerate(batches):
+        # out-of-range ids would be clamped inside the passes: scales from the wrong rows
+        check_ids(model.config, batch["input_ids"], batch.get("attention_mask"),
+                  batch.get("token_type_ids"), allow_padding_rows=True,
+                  source=f"calibration batch {number}")
 
     bar = tqdm(total=2 * len(batches), desc=f"calibrate ({method})", unit="batch", disable=not progress)
     absmax_pass = make_pass(model, channel_absmax_reduce)
@@ -96,7 +112,14 @@ def calibrate(model, batches: Iterable[Mapping[str, np.ndarray]], method: str = 
             channel_absmax[key] = a if key not in channel_absmax else np.maximum(channel_absmax[key], a)
         tokens += int(stats[(0, SITES[0])]["tokens"])
     if tokens == 0:
-        raise CalibrationError("calibration set has no real tokens (every position is padding)")
+        raise CalibrationError(f"calibration set has no real tokens (every position of its "
+                               f"{len(batches)} batch(es) is padding); expected at least "
+                               f"{MIN_CALIBRATION_TOKENS}")
+    if tokens < MIN_CALIBRATION_TOKENS:
+        warnings.warn(f"calibration saw only {tokens} real token(s); at least "
+                      f"{MIN_CALIBRATION_TOKENS} are recommended for stable activation scales "
+                      "(a handful of tokens gives scales that clip or waste the INT8 range)",
+                      UserWarning, stacklevel=2)
 
     encoder = getattr(model, "model", model)
     input_scales: dict[SiteKey, np.ndarray] = {}

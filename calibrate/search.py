@@ -33,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import time
+import warnings
 from typing import Callable, Mapping, NamedTuple, Sequence
 
 import numpy as np
@@ -53,6 +54,9 @@ DEFAULT_OPTIONS = ("fp16", "int8-dynamic", "fp8_e4m3")
 ORDER_EPS = 1e-12
 # Preset maps evaluated for the Pareto report, fp16 (the all-default baseline) first.
 SEARCH_PRESETS = ("fp16", "quant_ffn_only", "fully_quant", "fp8")
+# Latencies are sums of per-site costs whose rounding depends on the order of summation: a
+# target within this relative distance of a latency counts as meeting it.
+LATENCY_RTOL = 1e-9
 
 Outputs = list[np.ndarray]  # one candidate's outputs, one array per search batch
 
@@ -97,6 +101,10 @@ class SearchResult:
     mode: str
     seconds: float
     compilations: int
+    # Tolerance mode: whether the chosen map meets the tolerance. False only when not even the
+    # all-default map (the most precise candidate, e.g. FP16 everywhere) does: it is returned
+    # anyway, and the search warns. None in latency-target mode (no tolerance applies).
+    tolerance_met: bool | None = None
 
     @property
     def fp16_latency_ms(self) -> float:
@@ -112,6 +120,7 @@ class SearchResult:
             "latency_source": f"{self.latency_table.source} ({self.latency_table.device}, "
                               f"{self.latency_table.batch}x{self.latency_table.seq})",
             "tolerance": self.tolerance, "tolerance_mode": self.tolerance_mode, "mode": self.mode,
+            "tolerance_met": self.tolerance_met,
             "options": list(self.options), "maps_evaluated": len(self.evaluated),
             "compilations": self.compilations, "search_seconds": self.seconds,
         }
@@ -334,6 +343,21 @@ def order_moves(moves: Sequence[Move], proxy: Mapping[Move, float],
 
 # ---- phase 4: tolerance greedy
 
+def tolerance_measure(objective: Objective, fp32_metric: float | None, tolerance: float,
+                      tolerance_mode: str) -> tuple[str, Callable[[Outputs], float], float]:
+    """What the tolerance bounds: `(name, measure(outputs), allowed)`.
+
+    With a metric: the guarded drop against FP32, allowed `tolerance * fp32_metric` (relative)
+    or `tolerance` (absolute). Without one: the proxy, allowed `tolerance`.
+    """
+    if objective.metric_name is not None:
+        allowed = tolerance * fp32_metric if tolerance_mode == "relative" else tolerance
+        base = objective.reference
+        return (f"{objective.metric_name} drop", lambda outputs: objective.guarded_drop(outputs, base),
+                allowed)
+    return "proxy", lambda outputs: objective.proxy(outputs), tolerance
+
+
 def acceptance(objective: Objective, fp32_metric: float | None, tolerance: float,
                tolerance_mode: str) -> Callable[[Outputs], bool]:
     """The test a greedy map must pass (see the module docstring for the semantics).
@@ -341,17 +365,8 @@ def acceptance(objective: Objective, fp32_metric: float | None, tolerance: float
     With a metric: the guarded drop against FP32 is at most `tolerance * fp32_metric`
     (relative) or `tolerance` (absolute). Without one: the proxy is at most `tolerance`.
     """
-    base = objective.reference
-    if objective.metric_name is not None:
-        allowed = tolerance * fp32_metric if tolerance_mode == "relative" else tolerance
-
-        def within_drop(outputs: Outputs) -> bool:
-            return objective.guarded_drop(outputs, base) <= allowed
-        return within_drop
-
-    def within_proxy(outputs: Outputs) -> bool:
-        return objective.proxy(outputs) <= tolerance
-    return within_proxy
+    _, measure, allowed = tolerance_measure(objective, fp32_metric, tolerance, tolerance_mode)
+    return lambda outputs: measure(outputs) <= allowed
 
 
 def tolerance_greedy(runner: Runner, ordered: Sequence[Move],
@@ -411,16 +426,24 @@ def tolerance_greedy(runner: Runner, ordered: Sequence[Move],
 
 # ---- phase 5: latency greedy
 
+def meets_latency(latency: float, target_ms: float) -> bool:
+    """`latency <= target_ms`, up to `LATENCY_RTOL` of summation rounding."""
+    return latency <= target_ms * (1.0 + LATENCY_RTOL)
+
+
 def latency_greedy(ordered: Sequence[Move], latency_ms: Callable[[np.ndarray], float],
                    target_ms: float, num_layers: int) -> np.ndarray:
-    """Phase 5: adds moves in order (one per site) until the estimated latency meets the target.
+    """Phase 5: adds moves in order until the estimated latency meets the target.
 
-    Nothing is measured: the ordering already puts the least harmful savings first.
+    Nothing is measured: the ordering already puts the least harmful savings first. A site
+    takes its first move; a later move for the same site replaces it only when it is faster,
+    so that once every move is taken each site sits at its fastest option and any target at
+    or above the fastest map's latency (`check_latency_target`) is met.
 
     Args:
       ordered: the moves, best first (`order_moves`).
       latency_ms: estimated latency of option indices `[layers, 4]` (`Runner.latency_ms`).
-      target_ms: stop once the latency is at or below this.
+      target_ms: stop once the latency is at or below this (`meets_latency`).
       num_layers: layers of the model.
 
     Returns:
@@ -429,10 +452,13 @@ def latency_greedy(ordered: Sequence[Move], latency_ms: Callable[[np.ndarray], f
     current = np.zeros((num_layers, len(SITES)), np.int32)
     assigned = np.zeros((num_layers, len(SITES)), bool)
     for move in ordered:
-        if latency_ms(current) <= target_ms:
+        now = latency_ms(current)
+        if meets_latency(now, target_ms):
             break
-        if not assigned[move.layer, move.site]:
-            current[move.layer, move.site], assigned[move.layer, move.site] = move.option, True
+        trial = current.copy()
+        trial[move.layer, move.site] = move.option
+        if not assigned[move.layer, move.site] or latency_ms(trial) < now:
+            current, assigned[move.layer, move.site] = trial, True
     return current
 
 
@@ -447,17 +473,30 @@ def _checked_options(tolerance: float, tolerance_mode: str, objective: str,
     return options
 
 
+def fastest_map(table: LatencyTable, options: Sequence[str | SitePrecision],
+                num_layers: int) -> PrecisionMap:
+    """The map with every site at its cheapest option (the first of equals) by `table`."""
+    options = tuple(as_precision(o) for o in options)
+    cells = {(layer, site): min(options, key=lambda o: table.site(site, o))
+             for layer in range(num_layers) for site in SITES}
+    return PrecisionMap.from_table(cells, num_layers, default=options[0])
+
+
 def check_latency_target(target_ms: float, table: LatencyTable, options: Sequence[SitePrecision],
                          num_layers: int) -> None:
-    """Raises ValueError when `target_ms` is not a positive number or is below the fastest map
-    the options allow (estimated by `table`)."""
+    """Raises ValueError when `target_ms` is not a positive finite number (NaN, Inf, 0, a
+    negative or a non-number included) or is below the fastest map the options allow
+    (estimated by `table`; a target equal to it, up to `LATENCY_RTOL`, is accepted)."""
+    if isinstance(target_ms, bool) or not isinstance(target_ms, (int, float, np.integer, np.floating)):
+        raise ValueError(f"latency_target_ms={target_ms!r} must be a positive number of milliseconds")
     if not (np.isfinite(target_ms) and target_ms > 0):
-        raise ValueError(f"latency target {target_ms} ms must be a positive number")
-    fastest = np.array([[min(table.site(s, o) for o in options) for s in SITES]] * num_layers)
-    floor = table.other_ms + fastest.sum()
-    if target_ms < floor:
-        raise ValueError(f"latency target {target_ms:.3f} ms is below the fastest "
-                         f"possible map ({floor:.3f} ms estimated, {table.source})")
+        raise ValueError(f"latency_target_ms={target_ms} must be a positive finite number of "
+                         "milliseconds")
+    floor = table.map_ms(fastest_map(table, options, num_layers))  # summed as the search sums
+    if not meets_latency(floor, target_ms):
+        raise ValueError(f"latency_target_ms={target_ms:.6g} is below the fastest "
+                         f"possible map ({floor:.6g} ms estimated, {table.source}); expected a "
+                         "target at or above it")
 
 
 def search(model, data, *, tokenizer=None, tolerance: float = 0.01, tolerance_mode: str = "relative",
@@ -490,8 +529,13 @@ def search(model, data, *, tokenizer=None, tolerance: float = 0.01, tolerance_mo
       mode: 'map' (lax.map: one branch per site runs) or 'vmap'.
       progress: show a progress bar.
 
+    Returns:
+      A `SearchResult`; in tolerance mode its `tolerance_met` is False (with a `UserWarning`)
+      when not even the all-default map meets the tolerance -- that map is returned anyway.
+
     Raises:
-      ValueError: bad tolerance, objective, options, or an unreachable latency target.
+      ValueError: bad tolerance, objective, options, or a latency target that is not a
+        positive finite number or is below the fastest map the options allow.
     """
 
     start = time.perf_counter()
@@ -514,6 +558,7 @@ def search(model, data, *, tokenizer=None, tolerance: float = 0.01, tolerance_mo
                                       fp32_metric=reference.metric)
     ordered = order_moves(moves, {m: s["proxy"] for m, s in sensitivity.items()},
                           move_gains(moves, options, table, model.config, objective))
+    tolerance_met = None
     if latency_target_ms is None:
         accept = acceptance(obj, reference.metric, tolerance, tolerance_mode)
         choices, outputs = tolerance_greedy(runner, ordered, accept)
@@ -523,6 +568,16 @@ def search(model, data, *, tokenizer=None, tolerance: float = 0.01, tolerance_mo
     if outputs is None:
         # The all-default map was measured as the fp16 preset; a latency-target map never was.
         outputs = preset_outputs["fp16"] if not choices.any() else runner.run(choices[None])[0]
+    if latency_target_ms is None:
+        name, measure, allowed = tolerance_measure(obj, reference.metric, tolerance, tolerance_mode)
+        found = measure(outputs)
+        tolerance_met = bool(found <= allowed)
+        if not tolerance_met:  # no move accepted, and the all-default map itself misses it
+            warnings.warn(
+                f"no map meets tolerance={tolerance} ({tolerance_mode}): even the most precise "
+                f"candidate, {options[0]} at every site, has {name} {found:.6g} > allowed "
+                f"{allowed:.6g}; returning that map (SearchResult.tolerance_met is False)",
+                UserWarning, stacklevel=2)
     chosen = runner.record("chosen", Kind.CHOSEN, choices, outputs)
     runner.bar.close()
     return SearchResult(
@@ -532,4 +587,5 @@ def search(model, data, *, tokenizer=None, tolerance: float = 0.01, tolerance_mo
         evaluated=runner.evaluated, latency_table=table, options=tuple(str(o) for o in options),
         tolerance=tolerance, tolerance_mode=tolerance_mode,
         mode="latency_target" if latency_target_ms is not None else "tolerance",
-        seconds=time.perf_counter() - start, compilations=runner.switch.traces)
+        seconds=time.perf_counter() - start, compilations=runner.switch.traces,
+        tolerance_met=tolerance_met)

@@ -9,21 +9,80 @@ against them. Conventions:
   positive scale instead of dividing by zero.
 - Rounding is half to even (`jnp.round`); values beyond ±127 saturate.
 - LayerNorm statistics, the epilogue and every scale are float32.
+- Non-finite input propagates: a row holding NaN or ±Inf quantizes to zeros with a NaN scale
+  (its "all finite" flag, `row_finite`). Every epilogue multiplies the int32 accumulator by the
+  row's scale, so that whole output row is NaN in the XLA reference and in every kernel alike,
+  for dynamic and static scales (a FP16 GEMM propagates NaN too); the int8 values and the int32
+  accumulator stay exact.
+- A static scale (`act_scale`, `out_scale`) must be finite and positive: `check_scale` refuses
+  any other concrete value. A traced scale (under jit) cannot be checked here: it is the
+  caller's to make (calibration clamps every scale to at least `SCALE_EPS`).
+- The int32 accumulator is exact only while `127 * 127 * K <= 2**31 - 1`, i.e.
+  `K <= MAX_K` (133,144): `check_depth` refuses a deeper reduction.
 """
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 INT8_MAX = 127.0
 SCALE_EPS = 1e-12  # the smallest quantization scale: keeps all-zero inputs finite
 ACTIVATIONS = ("gelu", "gelu_tanh", "tanh", "relu", None)
+INT32_MAX = 2 ** 31 - 1
+# The deepest reduction whose int32 accumulator cannot wrap: 127 * 127 * K <= 2**31 - 1.
+MAX_K = INT32_MAX // int(INT8_MAX * INT8_MAX)  # 133,144
+
+
+def check_depth(k: int, what: str = "the INT8 GEMM") -> None:
+    """Raises ValueError when a reduction over `k` could wrap the int32 accumulator.
+
+    With operands in [-127, 127] a dot product of length K reaches at most `127 * 127 * K`,
+    which exceeds `2**31 - 1` once `K > MAX_K` (133,144)."""
+    if int(k) > MAX_K:
+        raise ValueError(
+            f"{what} reduces over K={int(k)} input features, more than the {MAX_K} an int32 "
+            f"accumulator holds exactly (127 * 127 * K must stay <= 2**31 - 1); split the "
+            "reduction or use a float precision for this GEMM")
+
+
+def is_concrete(value) -> bool:
+    """Whether `value` can be read on the host now (not a tracer under jit/vmap/grad)."""
+    if isinstance(value, jax.core.Tracer):
+        return False
+    return getattr(value, "is_fully_addressable", True)
+
+
+def check_scale(value, name: str = "act_scale") -> None:
+    """Raises ValueError unless every entry of a concrete scale is finite and positive.
+
+    A zero scale would quantize everything to zeros (or divide by zero), a negative one flip
+    signs, a NaN/Inf one poison every row. A traced scale (under jit) is not checked: it is the
+    caller's to make (calibration clamps every scale to at least `SCALE_EPS`).
+    """
+    if value is None or not is_concrete(value):
+        return
+    array = np.asarray(value, np.float64)
+    bad = ~(np.isfinite(array) & (array > 0))
+    if bad.any():
+        found = array.ravel()[np.flatnonzero(bad.ravel())[0]]
+        where = "" if array.ndim == 0 else f" ({int(bad.sum())} of {array.size} entries; first)"
+        raise ValueError(f"{name} must be a finite positive quantization scale, found "
+                         f"{float(found)}{where}; expected a finite value > 0 (calibrated "
+                         f"scales are at least {SCALE_EPS})")
 
 
 def round_clip_int8(x: jax.Array) -> jax.Array:
-    """Round half to even and saturate to [-127, 127], as int8."""
+    """Round half to even and saturate to [-127, 127], as int8 (NaN becomes 0: casting NaN to
+    an integer is undefined, and the row's NaN scale carries it instead)."""
+    x = jnp.where(jnp.isnan(x), 0.0, x)
     return jnp.clip(jnp.round(x), -INT8_MAX, INT8_MAX).astype(jnp.int8)
+
+
+def row_finite(x: jax.Array) -> jax.Array:
+    """The per-row "all finite" flag over the last axis, `[..., 1]` bool."""
+    return jnp.all(jnp.isfinite(x), axis=-1, keepdims=True)
 
 
 def per_token_scale(x: jax.Array) -> jax.Array:
@@ -35,16 +94,26 @@ def per_token_scale(x: jax.Array) -> jax.Array:
 def quantize_rows(x: jax.Array, *, act_scale=None, input_scale=None) -> tuple[jax.Array, jax.Array]:
     """INT8 of `x` as an INT8 GEMM site quantizes its input: per-token dynamic when `act_scale`
     is None, else per-tensor static with that scale. `input_scale` (`[K]`, SmoothQuant's `1/s`)
-    multiplies first. Returns `(q int8 [..., K], scale float32)`; the scale is `[..., 1]`
-    (dynamic) or the scalar `act_scale` (static)."""
+    multiplies first.
+
+    Returns `(q int8 [..., K], scale float32 [..., 1])`: per row, the per-token scale (dynamic)
+    or `act_scale` (static) -- or NaN for a row holding a non-finite value, whose `q` is zeros
+    (`row_finite`: the epilogue's multiplication by the scale makes that output row NaN).
+
+    Raises:
+      ValueError: a concrete `act_scale` that is not finite and positive (`check_scale`).
+    """
+    check_scale(act_scale, "act_scale")
     x = x.astype(jnp.float32)
     if input_scale is not None:
         x = x * input_scale.astype(jnp.float32)
+    finite = row_finite(x)
+    x = jnp.where(finite, x, 0.0)
     if act_scale is None:
         scale = per_token_scale(x)
     else:
-        scale = jnp.asarray(act_scale, jnp.float32)
-    return round_clip_int8(x / scale), scale
+        scale = jnp.broadcast_to(jnp.asarray(act_scale, jnp.float32), finite.shape)
+    return round_clip_int8(x / scale), jnp.where(finite, scale, jnp.nan)
 
 
 def layer_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, eps: float) -> jax.Array:
@@ -82,5 +151,6 @@ def epilogue(y: jax.Array, *, bias=None, activation: str | None = None, residual
     if residual is not None:
         y = y + residual.astype(jnp.float32)
     if jnp.dtype(out_dtype) == jnp.int8:
+        check_scale(out_scale, "out_scale")
         return round_clip_int8(y / out_scale)
     return y.astype(out_dtype)

@@ -23,6 +23,9 @@ from samp_jax.models import (
     Tokenizer,
     cosine_similarity,
     load_pretrained,
+    register_family,
+    register_head,
+    save_pretrained,
 )
 from samp_jax.ops import gemm, implementations, register_gemm_implementation
 from samp_jax.quant import SITES, PrecisionMap, PrecisionMapError, QArray, SitePrecision
@@ -36,6 +39,7 @@ __all__ = [
     "SITES", "CheckpointError", "ConfigError", "Embeddings", "Encoder", "EncoderConfig",
     "EncoderLayer", "EncoderModel", "GemmSite", "SentenceEmbedder", "SequenceClassifier",
     "TokenClassifier", "Tokenizer", "cosine_similarity", "load", "load_pretrained", "minilm_path",
+    "register_family", "register_head", "save_pretrained",
     "PrecisionMap", "PrecisionMapError", "SitePrecision", "QArray", "QuantizedModel", "quantize",
     "gemm", "implementations", "register_gemm_implementation",
     "FinetuneConfig", "evaluate", "finetune", "finetuned_model", "get_task",

@@ -20,7 +20,7 @@ from typing import Any
 
 from samp_jax.models.checkpoint import load_pretrained
 from samp_jax.models.model import EncoderModel
-from samp_jax.models.tokenizer import TOKENIZER_FILE, Tokenizer
+from samp_jax.models.tokenizer import TOKENIZER_FILE, Tokenizer, check_fits
 from samp_jax.quant.quantized import SIDECAR_FILE, QuantizedModel
 
 HF_CONFIG_FILE = "config.json"
@@ -68,6 +68,7 @@ def load(path: str | os.PathLike, *, tokenizer: Tokenizer | str | os.PathLike | 
                             f"{sorted(options)} apply to HF checkpoint folders only")
         return QuantizedModel.load(path, tokenizer=tokenizer)
     model = load_pretrained(path, **options)
+    check_fits(tokenizer, model.config, str(path))
     model.tokenizer = tokenizer
     return model
 

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 from jax.experimental.pallas import mosaic_gpu as plgpu
 
 from pallas_kernels.int8_matmul.config import CONFIG_TYPES, Config, MosaicConfig, choose, choose_mosaic
+from pallas_kernels.numerics import check_depth, check_scale
 from pallas_kernels.int8_matmul.mosaic import mosaic_int8_matmul
 from pallas_kernels.int8_matmul.triton import triton_int8_matmul
 
@@ -148,6 +149,8 @@ def _validate(x_q, w_q, x_scale, w_scale, bias, residual, out_dtype, out_scale) 
     if (jnp.dtype(out_dtype) == jnp.int8) != (out_scale is not None):
         raise ValueError(f"out_scale is required exactly when out_dtype is int8, got "
                          f"out_dtype={jnp.dtype(out_dtype)} and {out_scale=}")
+    check_scale(out_scale, "out_scale")
+    check_depth(k, "the Pallas INT8 GEMM")
 
 
 def int8_matmul(x_q, w_q, x_scale, w_scale, *, bias=None, activation=None, residual=None,
@@ -160,6 +163,8 @@ def int8_matmul(x_q, w_q, x_scale, w_scale, *, bias=None, activation=None, resid
     then `+ residual`, written as `out_dtype`; with `out_dtype=int8` it is requantized with the
     static `out_scale` (round half to even, saturating at ±127) for the next INT8 GEMM, and
     with `out_dtype=int32` the raw accumulator is returned without an epilogue.
+    A NaN `x_scale` marks a row whose input was not finite (`numerics.quantize_rows`): that
+    output row is NaN (requantized: zeros), as in `int8_matmul_reference`.
 
     Args:
       x_q: `[M, K]` int8 activations. w_q: `[K, N]` int8 weight.
@@ -181,7 +186,9 @@ def int8_matmul(x_q, w_q, x_scale, w_scale, *, bias=None, activation=None, resid
 
     Raises:
       ValueError: inconsistent shapes, dtypes or arguments, an unknown implementation (or
-        `$SAMP_JAX_INT8_KERNEL`), or a config for another implementation.
+        `$SAMP_JAX_INT8_KERNEL`), a config for another implementation, a concrete `out_scale`
+        that is not finite and positive, or K > `numerics.MAX_K` (133,144), where the int32
+        accumulator could wrap.
       NotImplementedError: an empty operand, or no requested implementation can handle the
         device or shape (a single one re-raises its own reason); `samp_jax.gemm` then falls
         back to XLA.

@@ -7,7 +7,8 @@ tiles into swizzled shared memory; `wgmma` accumulates `s8 × s8 → s32` in reg
 epilogue operands (per-token scales, per-channel scales, bias, residual tile) are fetched by TMA
 before the K loop so they arrive while it runs. The epilogue dequantizes, adds the bias, applies
 GELU, adds the residual, and writes FP16/BF16/FP32 or INT8 (requantized with a static scale)
-through shared memory with one TMA store.
+through shared memory with one TMA store. K is at most `numerics.MAX_K` (the int32 accumulator
+must not wrap); a NaN per-token scale (a non-finite input row) makes its output row NaN.
 
 wgmma reads 8-bit operands K-major only, so the weight is passed transposed, `w_t [N, K]`
 (`QuantizedGemmSite` can keep it that way; `int8_matmul` transposes a `[K, N]` weight itself).
@@ -25,6 +26,7 @@ from jax.experimental.pallas import mosaic_gpu as plgpu
 
 from pallas_kernels import epilogue as ep
 from pallas_kernels.int8_matmul.config import MosaicConfig
+from pallas_kernels.numerics import check_depth
 
 KERNEL_NAME = "samp_int8_matmul_mosaic"
 
@@ -48,6 +50,7 @@ def mosaic_int8_matmul(x_q, w_t, x_scale, w_scale, bias, residual, *, out_dtype,
     """
     m, k = x_q.shape
     n = w_t.shape[0]
+    check_depth(k, "the Mosaic INT8 GEMM")
     tm, tn, tk = config.tile_m, config.tile_n, config.tile_k
     out_dtype = jnp.dtype(out_dtype)
     raw = out_dtype == jnp.int32

@@ -13,7 +13,12 @@ from pallas_kernels import numerics
 
 
 def int8_accumulate(x_q: jax.Array, w_q: jax.Array) -> jax.Array:
-    """Exact `int8 [..., K] @ int8 [K, N] -> int32`."""
+    """Exact `int8 [..., K] @ int8 [K, N] -> int32`.
+
+    Raises:
+      ValueError: K > `numerics.MAX_K` (133,144), where the int32 accumulator could wrap.
+    """
+    numerics.check_depth(x_q.shape[-1], "the INT8 GEMM (XLA reference)")
     return jax.lax.dot_general(x_q, w_q, (((x_q.ndim - 1,), (0,)), ((), ())),
                                preferred_element_type=jnp.int32)
 
@@ -23,7 +28,8 @@ def int8_matmul_reference(x_q, w_q, x_scale, w_scale, *, bias=None, activation=N
     """`x_q [..., K] int8 @ w_q [K, N] int8` → int32 → dequantize → epilogue.
 
     Args:
-      x_scale: `[..., 1]` per-token activation scales, or a scalar per-tensor scale.
+      x_scale: `[..., 1]` per-token activation scales, or a scalar per-tensor scale; a NaN
+        row scale (a non-finite input row, `numerics.quantize_rows`) makes that row NaN.
       w_scale: `[N]` per-channel weight scales.
       bias: `[N]`; residual: `[..., N]`; activation: see `numerics.apply_activation`.
       out_dtype: float output dtype; `int32` returns the raw accumulator; `int8` requantizes

@@ -4,7 +4,9 @@ Each program computes one `[block_m, block_n]` output tile: it loops over K in `
 accumulating `int8 × int8` products in int32, then dequantizes with the per-token activation
 scale and the per-channel weight scale, adds the bias, applies GELU, adds the residual, and
 writes FP16/BF16/FP32, or INT8 requantized with a static scale for the next INT8 GEMM.
-The caller (`int8_matmul`) pads M to the tile; N and K must be multiples of their tiles.
+The caller (`int8_matmul`) pads M to the tile; N and K must be multiples of their tiles, and
+K at most `numerics.MAX_K` (the int32 accumulator must not wrap). A NaN per-token scale (a
+non-finite input row, `numerics.quantize_rows`) makes its output row NaN, as in the reference.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from jax.experimental.pallas import triton as pltriton
 
 from pallas_kernels import epilogue as ep
 from pallas_kernels.int8_matmul.config import Config
+from pallas_kernels.numerics import check_depth
 
 KERNEL_NAME = "samp_int8_matmul"
 
@@ -31,6 +34,7 @@ def triton_int8_matmul(x_q, w_q, x_scale, w_scale, bias, residual, *, out_dtype,
     """
     m, k = x_q.shape
     n = w_q.shape[1]
+    check_depth(k, "the Triton INT8 GEMM")
     bm, bn, bk = config.block_m, config.block_n, config.block_k
     raw = jnp.dtype(out_dtype) == jnp.int32
     has_bias, has_residual = bias is not None and not raw, residual is not None and not raw

@@ -18,7 +18,9 @@ from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
+from jax.experimental import checkify
 
 from samp_jax.models.config import EncoderConfig
 from samp_jax.models.layers import AttentionImpl, Embeddings, Encoder, GemmSite
@@ -283,14 +285,28 @@ class EncoderModel(nnx.Module):
 
     def encode(self, input_ids: jax.Array, attention_mask: jax.Array | None = None,
                token_type_ids: jax.Array | None = None) -> jax.Array:
-        """Returns the last hidden state `[batch, seq, hidden]`."""
-        return self._hidden(*check_inputs(input_ids, attention_mask, token_type_ids))
+        """Returns the last hidden state `[batch, seq, hidden]`.
+
+        Inputs are checked as `__call__` checks them."""
+        return self._hidden(*check_inputs(input_ids, attention_mask, token_type_ids,
+                                          config=self.config))
 
     def __call__(self, input_ids: jax.Array, attention_mask: jax.Array | None = None,
                  token_type_ids: jax.Array | None = None) -> jax.Array:
-        """Returns the head's output, or the last hidden state when there is no head."""
+        """Returns the head's output, or the last hidden state when there is no head.
+
+        Shapes are always checked. Concrete inputs (a direct call, outside jit) are also
+        checked on the host by `check_ids`: ids outside the vocabulary or token types outside
+        the type table (which XLA's gather would clamp silently to the last row), a mask that is
+        not 0/1, and a row with no real token are refused. Under jit the ids are tracers and
+        are not checked: use `checked(model)` (checkify) there, or check with `check_ids`
+        before the call.
+
+        Raises:
+          ValueError: bad shapes, or (concrete inputs) ids the model cannot embed.
+        """
         input_ids, attention_mask, token_type_ids = check_inputs(
-            input_ids, attention_mask, token_type_ids)
+            input_ids, attention_mask, token_type_ids, config=self.config)
         hidden = self._hidden(input_ids, attention_mask, token_type_ids)
         return hidden if self.head is None else self.head(hidden, attention_mask)
 
@@ -300,8 +316,14 @@ class EncoderModel(nnx.Module):
         return self.encoder(x, attention_mask, x_q=x_q)
 
 
-def check_inputs(input_ids, attention_mask=None, token_type_ids=None):
-    """Checks shapes (static, so it also runs under jit) and fills in default mask and types."""
+def check_inputs(input_ids, attention_mask=None, token_type_ids=None, *,
+                 config: EncoderConfig | None = None):
+    """Checks shapes (static, so it also runs under jit) and fills in default mask and types.
+
+    With `config`, concrete inputs (not tracers) are also checked against it by `check_ids`
+    (the model's direct call passes its config).
+    """
+    concrete = all(_is_concrete(v) for v in (input_ids, attention_mask, token_type_ids))
     input_ids = jnp.asarray(input_ids)
     if input_ids.ndim != 2:
         raise ValueError(f"input_ids must be [batch, seq], got shape {input_ids.shape}")
@@ -317,7 +339,143 @@ def check_inputs(input_ids, attention_mask=None, token_type_ids=None):
         if jnp.shape(value) != input_ids.shape:
             raise ValueError(
                 f"{name} has shape {jnp.shape(value)}, expected {input_ids.shape} like input_ids")
-    return input_ids, jnp.asarray(attention_mask), jnp.asarray(token_type_ids)
+    attention_mask, token_type_ids = jnp.asarray(attention_mask), jnp.asarray(token_type_ids)
+    if config is not None and concrete:
+        check_ids(config, input_ids, attention_mask, token_type_ids)
+    return input_ids, attention_mask, token_type_ids
+
+
+# ------------------------------------------------------------------------ id checks
+# XLA's gather clamps an out-of-range index to the last row instead of failing, so an id
+# outside the vocabulary (10**6, -1, a larger tokenizer's ids) or a token type outside the type
+# table would silently embed the wrong row. `_id_conditions` is the one definition of valid
+# model inputs; `check_ids` evaluates it on the host (numpy) and raises, `id_checks` evaluates
+# it on traced arrays as `checkify` checks.
+
+def _id_conditions(config: EncoderConfig, input_ids, attention_mask, token_type_ids, *, xp,
+                   allow_padding_rows: bool) -> list[tuple[str, Any, Any]]:
+    """`(message template, values, bad [batch, seq] bool)` per condition, with `xp` numpy or
+    jax.numpy. Templates take `row`, `position` and `value` (the first bad position).
+
+    - `attention_mask` holds 0 (padding) and 1 (a real token) only;
+    - every row has a real token, unless `allow_padding_rows` (batches filled with
+      all-padding rows, as calibration and evaluation batches are);
+    - at real positions, `input_ids` lie in `[0, vocab_size)` and, when the model has more than
+      one token type, `token_type_ids` in `[0, type_vocab_size)` (with 0 or 1 types the model
+      ignores them). Padded positions are never read into a real output and are not checked.
+    """
+    mask = attention_mask.astype(xp.int32) if attention_mask.dtype == bool else attention_mask
+    real = mask == 1
+    conditions = [("attention_mask row {row} position {position} is {value}, expected 0 "
+                   "(padding) or 1 (a real token)", mask, (mask != 0) & (mask != 1))]
+    if not allow_padding_rows:
+        empty = ~xp.any(real, axis=1, keepdims=True) & (xp.arange(mask.shape[1]) == 0)[None]
+        conditions.append(("attention_mask row {row} has no real token (all padding), expected "
+                           "at least one 1 per row: the model's output for such a row is "
+                           "meaningless (drop the row)", mask, empty))
+    ranges = [("input_ids", input_ids, config.vocab_size, "vocab_size")]
+    if config.type_vocab_size > 1:  # with 0 or 1 types the model ignores the ids
+        ranges.append(("token_type_ids", token_type_ids, config.type_vocab_size, "type_vocab_size"))
+    for name, values, size, field in ranges:
+        conditions.append((
+            f"{name} row {{row}} position {{position}} is {{value}}, outside the model's range "
+            f"[0, {size}) ({field}={size}; for text input: does the tokenizer match the model?)",
+            values, real & ((values < 0) | (values >= size))))
+    return conditions
+
+
+def check_ids(config: EncoderConfig, input_ids, attention_mask=None, token_type_ids=None, *,
+              allow_padding_rows: bool = False, source: str | None = None) -> None:
+    """Checks concrete model inputs on the host against the model's `config`.
+
+    The one id check: the model's direct call, `samp_jax.compile`'s engine, `calibrate` and
+    `evaluate` all use it (see `_id_conditions` for what is checked). Under jit use `id_checks`
+    or `checked(model)` instead.
+
+    Args:
+      config: the model's `EncoderConfig` (`vocab_size`, `type_vocab_size`).
+      input_ids, attention_mask, token_type_ids: `[batch, seq]` integer arrays (numpy or
+        concrete jax); a missing mask means all real, missing types mean all 0.
+      allow_padding_rows: accept rows with no real token (batch padding).
+      source: prefixed to the message, e.g. 'calibration batch 3'.
+
+    Raises:
+      ValueError: naming the tensor, the first bad row and position, the value found and the
+        range expected.
+    """
+    input_ids = np.asarray(input_ids)
+    attention_mask = np.ones_like(input_ids) if attention_mask is None else np.asarray(attention_mask)
+    token_type_ids = np.zeros_like(input_ids) if token_type_ids is None else np.asarray(token_type_ids)
+    for template, values, bad in _id_conditions(config, input_ids, attention_mask, token_type_ids,
+                                                xp=np, allow_padding_rows=allow_padding_rows):
+        if bad.any():
+            row, position = (int(i) for i in np.argwhere(bad)[0])
+            message = template.format(row=row, position=position, value=values[row, position].item())
+            count = int(bad.sum())
+            if count > 1 and "position" in template:
+                message += f" ({count} such positions)"
+            raise ValueError(message if source is None else f"{source}: {message}")
+
+
+def id_checks(config: EncoderConfig, input_ids, attention_mask, token_type_ids, *,
+              allow_padding_rows: bool = False) -> None:
+    """`check_ids` on traced arrays, as `jax.experimental.checkify` checks.
+
+    Call it inside a function transformed by `checkify.checkify` (then jitted as you like); the
+    error it returns names the first bad position, e.g. `err, out =
+    jax.jit(checkify.checkify(f))(...); err.throw()`. `checked(model)` does all of this.
+    """
+    for template, values, bad in _id_conditions(config, input_ids, attention_mask, token_type_ids,
+                                                xp=jnp, allow_padding_rows=allow_padding_rows):
+        first = jnp.argmax(bad.ravel())
+        row, position = first // bad.shape[1], first % bad.shape[1]
+        checkify.check(~jnp.any(bad), template, row=row, position=position,
+                       value=values.ravel()[first])
+
+
+def checked(model, *, method: str | None = None) -> Callable[..., jax.Array]:
+    """`model(...)` (or `model.<method>(...)`) compiled with its ids checked inside the program.
+
+    Inside jit the ids are tracers and the direct call cannot check them on the host; this
+    wraps the call in `jax.experimental.checkify` with `id_checks`, so a bad id raises
+    (`checkify.JaxRuntimeError`, naming the tensor, row, position and value) instead of being
+    clamped. The model's state is an argument of the compiled program (snapshot taken now).
+
+    Args:
+      model: an `EncoderModel` or `QuantizedModel` (anything with `.config` called as
+        `model(input_ids, attention_mask, token_type_ids)`).
+      method: e.g. 'encode'; None calls the model.
+
+    Returns:
+      `fn(input_ids, attention_mask=None, token_type_ids=None) -> output`, jitted (one
+      compilation per input shape).
+    """
+    graphdef, state = nnx.split(model)
+    config = model.config
+
+    def call(state, input_ids, attention_mask, token_type_ids):
+        input_ids, attention_mask, token_type_ids = check_inputs(
+            input_ids, attention_mask, token_type_ids)
+        id_checks(config, input_ids, attention_mask, token_type_ids)
+        merged = nnx.merge(graphdef, state)
+        fn = merged if method is None else getattr(merged, method)
+        return fn(input_ids, attention_mask, token_type_ids)
+
+    compiled = jax.jit(checkify.checkify(call))
+
+    def run(input_ids, attention_mask=None, token_type_ids=None):
+        error, out = compiled(state, input_ids, attention_mask, token_type_ids)
+        error.throw()
+        return out
+
+    return run
+
+
+def _is_concrete(value) -> bool:
+    """Whether `value` can be read on the host now (None, numpy, or a non-traced jax array)."""
+    if isinstance(value, jax.core.Tracer):
+        return False
+    return getattr(value, "is_fully_addressable", True)
 
 
 def check_labels(labels: Sequence[str] | None, num_labels: int) -> tuple[str, ...] | None:

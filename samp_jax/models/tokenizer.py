@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -30,6 +31,11 @@ class Tokenizer:
     A tokenizer can travel with its model (`EncoderModel.tokenizer`, set by `samp_jax.load`):
     it is then a static attribute of the model, compared and hashed by identity.
 
+    Thread-safe: a call never changes the HF backend it encodes with. Truncation is a backend
+    setting, so each truncation length gets its own copy of the backend, made once (under a
+    lock) with truncation enabled and never changed afterwards; calls without truncation use
+    the original backend, whose padding and truncation stay off.
+
     Args:
       backend: a `tokenizers.Tokenizer` (its padding and truncation settings are switched off:
         this class pads and truncates itself).
@@ -45,6 +51,9 @@ class Tokenizer:
         self._backend.no_padding()
         self._backend.no_truncation()
         self._words_backend = _with_prefix_space(backend)
+        # (pretokenized, length) -> a private backend truncating to that length; never mutated
+        self._truncating: dict[tuple[bool, int], HFTokenizer] = {}
+        self._lock = threading.Lock()
         self.max_length = max_length
         self.pad_id = pad_id
         unknown = sorted(set(files or {}) - set(TOKENIZER_FILES))
@@ -113,6 +122,16 @@ class Tokenizer:
             (directory / name).write_text(text, encoding="utf-8")
         return directory
 
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.pop("_lock")
+        state["_truncating"] = {}  # rebuilt on demand
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     def __repr__(self) -> str:
         return (f"Tokenizer(vocab_size={self.vocab_size}, max_length={self.max_length}, "
                 f"pad_id={self.pad_id})")
@@ -160,13 +179,9 @@ class Tokenizer:
         limit = self.max_length if padding == "longest" else int(padding)
         if limit > self.max_length:
             raise ValueError(f"padding={limit} exceeds max_length={self.max_length}")
-        backend = self._words_backend if pretokenized else self._backend
-        if truncation:
-            backend.enable_truncation(limit, strategy="longest_first")
-        try:
-            encodings = backend.encode_batch(inputs, is_pretokenized=pretokenized)
-        finally:
-            backend.no_truncation()
+        backend = self._truncating_backend(pretokenized, limit) if truncation else (
+            self._words_backend if pretokenized else self._backend)
+        encodings = backend.encode_batch(inputs, is_pretokenized=pretokenized)
         lengths = [len(e.ids) for e in encodings]
         too_long = [(i, n) for i, n in enumerate(lengths) if n > limit]
         if too_long:
@@ -187,6 +202,48 @@ class Tokenizer:
             word_ids[row, :n] = [-1 if w is None else w for w in enc.word_ids]
         return {"input_ids": input_ids, "attention_mask": attention_mask,
                 "token_type_ids": token_type_ids}, word_ids
+
+
+    def _truncating_backend(self, pretokenized: bool, limit: int):
+        """A private copy of the (words) backend truncating to `limit` tokens, made once.
+
+        Switching truncation on the shared backend per call raced with other threads (a strict
+        call could see another call's truncation), so the shared backends are never changed."""
+        key = (pretokenized, limit)
+        with self._lock:
+            backend = self._truncating.get(key)
+            if backend is None:
+                source = self._words_backend if pretokenized else self._backend
+                backend = HFTokenizer.from_str(source.to_str())
+                backend.no_padding()
+                backend.enable_truncation(limit, strategy="longest_first")
+                self._truncating[key] = backend
+        return backend
+
+
+def check_fits(tokenizer: "Tokenizer", config: EncoderConfig, where: str = "the model") -> None:
+    """Refuses a tokenizer that can produce ids outside the model's vocabulary.
+
+    Every id a tokenizer emits must index the model's word-embedding table (`vocab_size` rows);
+    XLA's gather would clamp a larger id to the last row silently. A model table larger than
+    the tokenizer's vocabulary is fine (many checkpoints pad it).
+
+    Args:
+      tokenizer: a `Tokenizer`.
+      config: the model's `EncoderConfig`.
+      where: names the model in the message, e.g. the folder it was loaded from.
+
+    Raises:
+      ValueError: the tokenizer's largest id (its pad id included) is `>= config.vocab_size`.
+    """
+    vocab = tokenizer._backend.get_vocab(with_added_tokens=True)
+    largest = max([*vocab.values(), tokenizer.pad_id]) if vocab else tokenizer.pad_id
+    if largest >= config.vocab_size:
+        token = next((t for t, i in vocab.items() if i == largest), None)
+        raise ValueError(
+            f"tokenizer/model mismatch for {where}: the tokenizer has {len(vocab)} tokens with ids "
+            f"up to {largest} ({token!r}), but the model's vocab_size is {config.vocab_size} "
+            f"(ids [0, {config.vocab_size})); expected the tokenizer the model was trained with")
 
 
 def _with_prefix_space(backend):

@@ -20,7 +20,7 @@ from typing import Callable, Literal, Sequence
 import jax
 import jax.numpy as jnp
 
-from pallas_kernels.numerics import quantize_rows
+from pallas_kernels.numerics import check_scale, quantize_rows, row_finite
 from samp_jax.quant.precision import SitePrecision, as_precision
 from samp_jax.quant.primitives import QArray, quantize_fp8
 
@@ -83,7 +83,9 @@ def gemm(x: jax.Array | QArray, weight: jax.Array | QArray, *, precision: SitePr
       bias: `[N]`, added in float32.
       activation: None, 'gelu', 'gelu_tanh', 'tanh' or 'relu'.
       residual: `[..., N]`, added after the activation.
-      act_scale: static activation scale (scalar) for 'int8-static' and 'fp8_e4m3'.
+      act_scale: static activation scale (scalar) for 'int8-static' and 'fp8_e4m3': finite and
+        positive (a concrete one is checked; a traced one under jit cannot be, and is the
+        caller's to make -- calibration clamps scales to at least `SCALE_EPS`).
       input_scale: optional `[K]` per-input-channel multiplier applied to `x` before it is
         quantized (SmoothQuant migration, `1 / s`).
       out_dtype: output dtype; defaults to `x.dtype`. `int8` requantizes the output with the
@@ -91,8 +93,14 @@ def gemm(x: jax.Array | QArray, weight: jax.Array | QArray, *, precision: SitePr
       implementation: None (try each automatic one in order), a name, or a sequence of names.
         A single named implementation that cannot handle the call raises.
 
+    Non-finite input propagates at every precision: for the quantized ones a row of `x`
+    holding NaN or ±Inf gives an all-NaN output row (`pallas_kernels.numerics.quantize_rows`),
+    in every implementation.
+
     Raises:
-      ValueError: inconsistent shapes, or a weight/scale that does not fit the precision.
+      ValueError: inconsistent shapes, a weight/scale that does not fit the precision, a
+        concrete `act_scale`/`out_scale` that is not finite and positive, or an INT8 GEMM
+        deeper than `pallas_kernels.numerics.MAX_K` (its int32 accumulator could wrap).
       NotImplementedError: no requested implementation supports the call.
     """
     precision = as_precision(precision)
@@ -102,6 +110,7 @@ def gemm(x: jax.Array | QArray, weight: jax.Array | QArray, *, precision: SitePr
     out_dtype = jnp.dtype(out_dtype or x.dtype)
     if (out_dtype == jnp.int8) != (out_scale is not None):
         raise ValueError("out_scale is required exactly when out_dtype is int8")
+    check_scale(out_scale, "out_scale")
     kwargs = dict(precision=precision, bias=bias, activation=activation, residual=residual,
                   act_scale=act_scale, input_scale=input_scale, out_dtype=out_dtype,
                   out_scale=out_scale)
@@ -130,14 +139,19 @@ def quantize_activation(x: jax.Array | QArray, precision: SitePrecision, act_sca
     """Quantizes GEMM input `x` as `precision` says; returns `(qvalue, scale)`.
 
     A `QArray` input is already quantized (by a fused LayerNorm+quant or a requantizing
-    epilogue) and passes through."""
+    epilogue) and passes through. Otherwise the scale is per row, `[..., 1]`, and NaN for a
+    row holding a non-finite value (whose values are zeros): the epilogue then makes that
+    output row NaN, as a float GEMM would (`pallas_kernels.numerics.quantize_rows`)."""
     if isinstance(x, QArray):
         return x.qvalue, x.scale
     if precision.precision == "fp8_e4m3":
+        check_scale(act_scale, "act_scale")
         x = x.astype(jnp.float32)
         if input_scale is not None:
             x = x * input_scale.astype(jnp.float32)
-        return quantize_fp8(x, act_scale), jnp.asarray(act_scale, jnp.float32)
+        finite = row_finite(x)  # a saturating cast would turn ±Inf into ±448
+        scale = jnp.broadcast_to(jnp.asarray(act_scale, jnp.float32), finite.shape)
+        return quantize_fp8(jnp.where(finite, x, 0.0), act_scale), jnp.where(finite, scale, jnp.nan)
     static = precision.activation == "per_tensor_static"
     return quantize_rows(x, act_scale=act_scale if static else None, input_scale=input_scale)
 
@@ -157,6 +171,10 @@ def _validate(x, weight, precision: SitePrecision, act_scale, input_scale) -> No
     _validate_weight(k, weight, precision)
     if precision.needs_calibration and act_scale is None:
         raise ValueError(f"precision {precision} needs a static act_scale (run calibration)")
+    if precision.needs_calibration and jnp.size(act_scale) != 1:
+        raise ValueError(f"act_scale must be one per-tensor scale at {precision}, got shape "
+                         f"{tuple(jnp.shape(act_scale))}")
+    check_scale(act_scale, "act_scale")
     if input_scale is not None and tuple(input_scale.shape) != (k,):
         raise ValueError(f"input_scale has shape {tuple(input_scale.shape)}, expected ({k},)")
 

@@ -8,6 +8,9 @@ reference the kernels share):
   row over the last axis, computed at run time).
 - FP8 E4M3 (`float8_e4m3fn`, max 448) uses one per-tensor scale and a saturating cast: values
   are clipped to ±448 before the cast, which would otherwise turn them into NaN.
+- A static scale must be finite and positive (a concrete one is checked, `check_scale`).
+- Non-finite activations propagate: a per-token (or GEMM-site) quantized row holding NaN/Inf
+  gets zeros and a NaN scale, so what it feeds is NaN (`pallas_kernels.numerics`).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from pallas_kernels.numerics import INT8_MAX, SCALE_EPS, quantize_rows, round_clip_int8
+from pallas_kernels.numerics import INT8_MAX, SCALE_EPS, check_scale, quantize_rows, round_clip_int8
 
 FP8_E4M3_MAX = float(jnp.finfo(jnp.float8_e4m3fn).max)  # 448
 SMOOTHING_FLOOR = 1e-5  # smallest max|x| or max|W| per channel a SmoothQuant factor divides by
@@ -29,8 +32,8 @@ SMOOTHING_RANGE = (1e-2, 1e2)  # SmoothQuant factors are clipped to this range
 class QArray:
     """A quantized tensor: `dequantize() == qvalue * scale` (broadcast).
 
-    Invariants: `qvalue` is int8 in [-127, 127] or float8_e4m3fn; `scale` is float32, positive,
-    and broadcasts against `qvalue` (per channel `[out]` for weights, `[..., 1]` per token, or
+    Invariants: `qvalue` is int8 in [-127, 127] or float8_e4m3fn; `scale` is float32, positive
+    (NaN only for an activation row that held NaN/Inf, whose values are zeros), and broadcasts against `qvalue` (per channel `[out]` for weights, `[..., 1]` per token, or
     `[]` per tensor). `qtype` is static ('int8' or 'fp8_e4m3').
     """
 
@@ -54,8 +57,14 @@ def quantize_weight_int8(w: jax.Array) -> QArray:
 
 
 def quantize_per_tensor_int8(x: jax.Array, scale: jax.Array) -> jax.Array:
-    """INT8 with a static scalar scale (values beyond `127 * scale` saturate)."""
-    return quantize_rows(x, act_scale=scale)[0]
+    """INT8 with a static scalar scale (values beyond `127 * scale` saturate; NaN becomes 0).
+
+    Raises:
+      ValueError: a concrete `scale` that is not finite and positive.
+    """
+    check_scale(scale, "scale")
+    x = jnp.asarray(x, jnp.float32)
+    return round_clip_int8(x / jnp.asarray(scale, jnp.float32))
 
 
 def quantize_per_token_int8(x: jax.Array) -> QArray:
@@ -65,7 +74,16 @@ def quantize_per_token_int8(x: jax.Array) -> QArray:
 
 
 def quantize_fp8(x: jax.Array, scale: jax.Array) -> jax.Array:
-    """FP8 E4M3 with a per-tensor scale and a saturating cast."""
+    """FP8 E4M3 with a per-tensor scale and a saturating cast.
+
+    Raises:
+      ValueError: a concrete `scale` that is not finite and positive.
+    """
+    check_scale(scale, "scale")
+    return _saturating_fp8(x, scale)
+
+
+def _saturating_fp8(x: jax.Array, scale: jax.Array) -> jax.Array:
     scaled = x.astype(jnp.float32) / scale
     return jnp.clip(scaled, -FP8_E4M3_MAX, FP8_E4M3_MAX).astype(jnp.float8_e4m3fn)
 
@@ -74,7 +92,7 @@ def quantize_weight_fp8(w: jax.Array) -> QArray:
     """FP8 E4M3 weights with one per-tensor scale (amax maps to 448)."""
     w = jnp.asarray(w, jnp.float32)
     scale = jnp.maximum(jnp.max(jnp.abs(w)) / FP8_E4M3_MAX, SCALE_EPS)
-    return QArray(quantize_fp8(w, scale), scale, "fp8_e4m3")
+    return QArray(_saturating_fp8(w, scale), scale, "fp8_e4m3")
 
 
 def smoothing_factors(act_channel_absmax: jax.Array, w: jax.Array, alpha: float) -> jax.Array:

@@ -31,6 +31,7 @@ import copy
 import dataclasses
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -41,7 +42,7 @@ import numpy as np
 from flax import nnx
 from jax.experimental.compilation_cache import compilation_cache
 
-from samp_jax.models.model import EncoderModel
+from samp_jax.models.model import EncoderModel, check_ids
 from samp_jax.models.tokenizer import Tokenizer
 from samp_jax.quant.precision import PrecisionMap, precision_of_dtype
 from samp_jax.quant.quantized import QuantizedModel, quantize
@@ -205,7 +206,9 @@ class Engine:
       bucket_calls: `Counter` of executable calls by `(batch, seq)` bucket.
       cache_dir: the persistent compilation cache folder, or None.
 
-    Not thread-safe: serialise calls to one engine.
+    Thread-safe: one engine may be called from many threads at once. Tokenizing never changes
+    shared tokenizer state (`Tokenizer` is thread-safe), the executables are only called, and
+    the one piece of mutable state, `bucket_calls`, is updated under a lock.
     """
 
     def __init__(self, model: EncoderModel | QuantizedModel, *, tokenizer: Tokenizer | None = None,
@@ -251,6 +254,7 @@ class Engine:
         self.compile_report: list[dict[str, Any]] = []
         self.num_compilations = 0
         self.bucket_calls: collections.Counter[tuple[int, int]] = collections.Counter()
+        self._lock = threading.Lock()  # guards bucket_calls, the state calls change
         self._executables: dict[tuple[int, int], Any] = {}
         self._compile_all(progress)
 
@@ -350,7 +354,8 @@ class Engine:
                                            pad_values={"input_ids": self.tokenizer.pad_id}):
             shape = batch["input_ids"].shape
             pending.append((index, self._executables[shape](self._state, *batch_inputs(batch))))
-            self.bucket_calls[shape] += 1
+            with self._lock:
+                self.bucket_calls[shape] += 1
         return pending
 
     def _postprocess(self, rows: _Rows, pending: list[tuple[np.ndarray, Any]]) -> EngineOutput:
@@ -483,15 +488,12 @@ class Engine:
         for key, value in (("attention_mask", mask), ("token_type_ids", types)):
             if value.shape != ids.shape:
                 raise ValueError(f"{key} has shape {value.shape}, expected {ids.shape} like input_ids")
-        problems = {
-            "has values other than 0 and 1": ~np.isin(mask, (0, 1)).all(axis=1),
-            "is not right padding (1s, then 0s)": np.any(np.diff(mask, axis=1) > 0, axis=1),
-            "has no real token": mask.sum(axis=1) == 0,
-        }
-        for problem, rows in problems.items():
-            if rows.any():
-                row = int(np.flatnonzero(rows)[0])
-                raise ValueError(f"attention_mask row {row} {problem}: {mask[row].tolist()[:24]}")
+        check_ids(self.config, ids, mask, types)  # 0/1 mask, a real token per row, id ranges
+        not_right_padded = np.any(np.diff(mask, axis=1) > 0, axis=1)
+        if not_right_padded.any():
+            row = int(np.flatnonzero(not_right_padded)[0])
+            raise ValueError(f"attention_mask row {row} is not right padding (1s, then 0s): "
+                             f"{mask[row].tolist()[:24]}")
         real = mask.astype(bool)
         ids = np.where(real, ids, self.tokenizer.pad_id)  # whatever padded positions held
         types = np.where(real, types, 0)
@@ -506,20 +508,9 @@ class Engine:
         return _Rows(ids, mask.astype(np.int32), types, lengths.astype(np.int64), truncated)
 
     def _check_range(self, rows: _Rows) -> None:
-        """Ids outside the embedding tables would be clamped silently by XLA's gather."""
-        checked = [("input_ids", self.config.vocab_size)]
-        if self.config.type_vocab_size > 1:  # with 0 or 1 types the model ignores the ids
-            checked.append(("token_type_ids", self.config.type_vocab_size))
-        real = rows.attention_mask.astype(bool)
-        for key, size in checked:
-            value = getattr(rows, key)
-            outside = real & ((value < 0) | (value >= size))
-            if outside.any():
-                row, position = (int(i) for i in np.argwhere(outside)[0])
-                raise ValueError(
-                    f"{key} row {row} position {position} is {int(value[row, position])}, outside "
-                    f"the model's range [0, {size}) (for text input: does the tokenizer match the "
-                    "model?)")
+        """Ids outside the embedding tables would be clamped silently by XLA's gather
+        (`check_ids`, the model's own check)."""
+        check_ids(self.config, rows.input_ids, rows.attention_mask, rows.token_type_ids)
 
     def __repr__(self) -> str:
         dtype = (self.model.model if isinstance(self.model, QuantizedModel) else self.model).dtype

@@ -33,6 +33,7 @@ from samp_jax.data import (
     snli_splits,
     wnut16_splits,
 )
+from samp_jax.models.model import check_ids
 from samp_jax.serving.batching import DEFAULT_BUCKETS, length_batches
 from samp_jax.serving.forward import jit_forward
 from samp_jax.serving.sharding import as_sharded, data_mesh, round_batch_size
@@ -230,12 +231,19 @@ def evaluate(model, task: Task | str, split: str = "test", *, tokenizer=None, se
 
     Returns:
       {'metric': 'accuracy' | 'entity_f1', 'value': float, 'examples': int, ...}.
+
+    Raises:
+      ValueError: a model without the task's head, or encoded rows the model cannot embed (ids
+        outside its vocabulary, e.g. another model's tokenizer: `models.model.check_ids`).
     """
     task = get_task(task, seed=seed) if isinstance(task, str) else task
     if model.head_kind != task.head:
         raise ValueError(f"task {task.name!r} needs a {task.head} head, the model has {model.head_kind}")
     if encoded is None:
         encoded = task.encode(tokenizer, task.split(split))
+    # inside the jitted forward an out-of-range id would be clamped silently
+    check_ids(model.config, encoded.input_ids, encoded.attention_mask, encoded.token_type_ids,
+              source=f"task {task.name!r} split {split!r}")
     if mesh is None and jax.device_count() > 1:
         mesh = data_mesh()
     forward = jit_forward(model) if mesh is None else model  # predict shards the model

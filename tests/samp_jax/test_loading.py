@@ -27,6 +27,7 @@ SENTIMENT = ("negative", "neutral", "positive")
 TEXTS = ["What a wonderful film.", "It was fine, I guess.", "Dreadful from start to finish.",
          "The plot twists kept me guessing until the very last scene."]
 TINY_SEQCLS = GOLDEN / "tiny_seqcls" / "safetensors"
+FAMILY_SEQCLS = GOLDEN / "families" / "bert" / "seqcls"  # a tiny BERT with its own tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -72,23 +73,29 @@ def test_hf_folder_comes_with_its_tokenizer_through_split_clone_quantize_and_jit
 
 
 def test_folder_without_tokenizer_is_a_clear_error(minilm_dir, tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"tiny_seqcls/safetensors has no tokenizer.json: "
+    bare = tmp_path / "bare"
+    shutil.copytree(FAMILY_SEQCLS, bare, ignore=shutil.ignore_patterns(*TOKENIZER_FILES))
+    with pytest.raises(FileNotFoundError, match=r"bare has no tokenizer.json: "
                                                 r"copy the tokenizer files .* or pass tokenizer="):
-        samp_jax.load(TINY_SEQCLS)
+        samp_jax.load(bare)
     # the same folder with the tokenizer files of the model it came from loads
-    folder = with_tokenizer(TINY_SEQCLS, tmp_path / "tiny", minilm_dir)
+    folder = with_tokenizer(bare, tmp_path / "tiny", FAMILY_SEQCLS.parent / "base")
     model = samp_jax.load(folder)
     assert model.head_kind == "sequence_classification"
-    assert model.labels == ("LABEL_0", "LABEL_1", "LABEL_2")  # HF's default names are names
-    assert model.tokenizer.max_length == 40  # the model's max_position_embeddings
+    assert model.labels == ("neg", "neu", "pos")
+    assert model.tokenizer.max_length == 40  # the model's longest input
     out = samp_jax.compile(model, seq_buckets=(8,), batch_size=1)([[2, 5, 7]])
     assert out.label_names == [model.labels[int(out.labels[0])]]
     # or with tokenizer=: a folder or a Tokenizer
-    assert samp_jax.load(TINY_SEQCLS, tokenizer=minilm_dir).tokenizer.vocab_size == 30522
-    own = Tokenizer.from_pretrained(minilm_dir, max_length=16)
-    assert samp_jax.load(TINY_SEQCLS, tokenizer=own).tokenizer is own
+    assert samp_jax.load(bare, tokenizer=FAMILY_SEQCLS).tokenizer.vocab_size == 155
+    own = Tokenizer.from_pretrained(FAMILY_SEQCLS, max_length=16)
+    assert samp_jax.load(bare, tokenizer=own).tokenizer is own
     with pytest.raises(TypeError, match="tokenizer must be a samp_jax.Tokenizer or a folder"):
-        samp_jax.load(TINY_SEQCLS, tokenizer=42)
+        samp_jax.load(bare, tokenizer=42)
+    # a tokenizer with ids beyond the model's vocabulary is some other model's
+    with pytest.raises(ValueError, match=r"tokenizer/model mismatch .* the tokenizer has 30522 "
+                                         r"tokens .* the model's vocab_size is 155"):
+        samp_jax.load(bare, tokenizer=minilm_dir)
 
 
 def test_folder_of_neither_kind_names_the_files_it_looked_for(tmp_path):

@@ -1,0 +1,198 @@
+"""Faults 3 and 9: non-finite inputs, invalid static scales, empty and too-deep INT8 GEMMs.
+
+- Static INT8 turned a NaN (and FP8 an Inf) input row into a finite output row, where FP16 and
+  dynamic INT8 propagate it. Now every quantized precision gives an all-NaN output row for an
+  input row holding NaN or +-Inf, in the XLA reference and in the Pallas kernels alike (a NaN
+  row scale: the per-row "all finite" flag), and the other rows are unchanged.
+- A zero, negative or non-finite static scale was accepted (giving zeros or garbage): it is
+  refused with a ValueError naming the argument.
+- An empty GEMM (M = 0) falls back from the Pallas kernel to XLA; a reduction deeper than the
+  int32 accumulator holds exactly (K > 133,144) is refused with a ValueError naming K.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import samp_jax
+from pallas_kernels import numerics
+from pallas_kernels.int8_matmul import int8_matmul, int8_matmul_reference
+from pallas_kernels.int8_matmul.reference import int8_accumulate
+from samp_jax.quant.primitives import (
+    quantize_fp8,
+    quantize_per_tensor_int8,
+    quantize_weight_fp8,
+    quantize_weight_int8,
+)
+
+M, K, N = 6, 128, 128
+SCALE = 0.05
+PRECISIONS = ("fp16", "int8-dynamic", "int8-static", "fp8_e4m3")
+
+
+def _operands(seed: int = 0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(M, K)).astype(np.float32)
+    w = rng.normal(size=(K, N)).astype(np.float32) * 0.1
+    return x, w, rng.normal(size=(N,)).astype(np.float32)
+
+
+def _gemm(x, w, precision, implementation="xla", **kwargs):
+    if precision.startswith("int8"):
+        weight = quantize_weight_int8(w)
+    elif precision == "fp8_e4m3":
+        weight = quantize_weight_fp8(w)
+    else:
+        weight = jnp.asarray(w)
+    if precision in ("int8-static", "fp8_e4m3"):
+        kwargs.setdefault("act_scale", jnp.float32(SCALE))
+    return np.asarray(samp_jax.gemm(jnp.asarray(x), weight, precision=precision,
+                                    implementation=implementation, out_dtype=jnp.float32, **kwargs))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf], ids=["nan", "inf", "-inf"])
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_a_non_finite_input_row_gives_a_nan_row(precision, bad):
+    x, w, bias = _operands()
+    clean = _gemm(x, w, precision, bias=jnp.asarray(bias), activation="gelu")
+    x[2, 7] = bad
+    out = _gemm(x, w, precision, bias=jnp.asarray(bias), activation="gelu")
+    assert not np.isfinite(out[2]).any()  # FP16 may mix Inf and NaN; quantized rows are NaN
+    if precision != "fp16":
+        assert np.isnan(out[2]).all()
+    others = [r for r in range(M) if r != 2]
+    np.testing.assert_array_equal(out[others], clean[others])  # per-row: the rest is unchanged
+
+
+@pytest.mark.parametrize("implementation", ["pallas_triton", "pallas_mosaic"])
+@pytest.mark.parametrize("precision", ["int8-dynamic", "int8-static"])
+def test_kernels_and_reference_agree_on_non_finite_rows(precision, implementation):
+    x, w, bias = _operands(1)
+    x[1, 0], x[4, 9] = np.nan, -np.inf
+    kwargs = dict(bias=jnp.asarray(bias), activation="gelu")
+    reference = _gemm(x, w, precision, **kwargs)
+    with samp_jax.ops.interpret():
+        kernel = _gemm(x, w, precision, implementation=implementation, **kwargs)
+    np.testing.assert_array_equal(np.isnan(kernel), np.isnan(reference))
+    assert np.isnan(kernel[[1, 4]]).all() and np.isfinite(kernel[[0, 2, 3, 5]]).all()
+    np.testing.assert_allclose(kernel[[0, 2, 3, 5]], reference[[0, 2, 3, 5]], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("implementation", ["triton", "mosaic"])
+def test_a_nan_row_requantizes_to_zeros_in_kernel_and_reference(implementation):
+    """int8 has no NaN: a NaN row's requantized INT8 output is zeros in both (never the
+    undefined cast of NaN to an integer)."""
+    rng = np.random.default_rng(2)
+    x_q = jnp.asarray(rng.integers(-127, 128, (64, K)), jnp.int8)
+    w_q = jnp.asarray(rng.integers(-127, 128, (K, N)), jnp.int8)
+    x_scale = jnp.full((64, 1), 1e-3, jnp.float32).at[3, 0].set(jnp.nan)
+    w_scale = jnp.full((N,), 1e-3, jnp.float32)
+    kwargs = dict(activation="gelu", out_dtype=jnp.int8, out_scale=jnp.float32(0.01))
+    out = np.asarray(int8_matmul(x_q, w_q, x_scale, w_scale, implementation=implementation,
+                                 interpret=True, **kwargs))
+    ref = np.asarray(int8_matmul_reference(x_q, w_q, x_scale, w_scale, **kwargs))
+    assert (out[3] == 0).all() and (ref[3] == 0).all()
+    assert np.abs(out.astype(int) - ref.astype(int)).max() <= 1  # only .5 ties may differ
+
+
+def test_quantize_rows_flags_non_finite_rows_and_keeps_int8_exact():
+    x = np.ones((3, 4), np.float32)
+    x[1, 2] = np.nan
+    for act_scale in (None, 0.5):
+        q, scale = numerics.quantize_rows(jnp.asarray(x), act_scale=act_scale)
+        assert scale.shape == (3, 1) and np.isnan(np.asarray(scale)[1, 0])
+        assert np.isfinite(np.asarray(scale)[[0, 2]]).all()
+        assert (np.asarray(q)[1] == 0).all() and q.dtype == jnp.int8
+
+
+BAD_SCALES = [0.0, -0.05, np.nan, np.inf]
+
+
+@pytest.mark.parametrize("scale", BAD_SCALES, ids=["zero", "negative", "nan", "inf"])
+@pytest.mark.parametrize("precision", ["int8-static", "fp8_e4m3"])
+def test_invalid_act_scale_is_refused(precision, scale):
+    x, w, _ = _operands()
+    with pytest.raises(ValueError, match=r"act_scale must be a finite positive .*found"):
+        _gemm(x, w, precision, act_scale=jnp.float32(scale))
+
+
+@pytest.mark.parametrize("scale", BAD_SCALES, ids=["zero", "negative", "nan", "inf"])
+@pytest.mark.parametrize("where", ["gemm", "int8_matmul", "reference", "per_tensor", "fp8"])
+def test_invalid_scales_are_refused_where_they_are_passed(where, scale):
+    x, w, _ = _operands()
+    x_q = jnp.zeros((M, K), jnp.int8)
+    w_q = quantize_weight_int8(w)
+    if where == "gemm":
+        call = lambda: samp_jax.gemm(jnp.asarray(x), w_q, precision="int8-dynamic",  # noqa: E731
+                                     out_dtype=jnp.int8, out_scale=jnp.float32(scale))
+        name = "out_scale"
+    elif where == "int8_matmul":
+        call = lambda: int8_matmul(x_q, w_q.qvalue, jnp.ones((M, 1)), w_q.scale,  # noqa: E731
+                                   out_dtype=jnp.int8, out_scale=scale, interpret=True)
+        name = "out_scale"
+    elif where == "reference":
+        call = lambda: int8_matmul_reference(x_q, w_q.qvalue, jnp.ones((M, 1)), w_q.scale,  # noqa: E731
+                                             out_dtype=jnp.int8, out_scale=scale)
+        name = "out_scale"
+    elif where == "per_tensor":
+        call, name = (lambda: quantize_per_tensor_int8(jnp.asarray(x), scale)), "scale"
+    else:
+        call, name = (lambda: quantize_fp8(jnp.asarray(x), scale)), "scale"
+    with pytest.raises(ValueError, match=rf"^{name} must be a finite positive quantization scale"):
+        call()
+
+
+def test_a_traced_scale_is_not_checked_but_works_under_jit():
+    """Under jit a scale is a tracer: nothing can be read on the host (documented), so it is
+    not checked there; a valid traced scale gives the eager result."""
+    x, w, _ = _operands()
+    weight = quantize_weight_int8(w)
+    run = jax.jit(lambda s: samp_jax.gemm(jnp.asarray(x), weight, precision="int8-static",
+                                          act_scale=s, implementation="xla"))
+    np.testing.assert_allclose(np.asarray(run(jnp.float32(SCALE))),
+                               _gemm(x, w, "int8-static"), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("precision", ["int8-dynamic", "int8-static"])
+def test_an_empty_gemm_falls_back_from_pallas_to_xla(precision):
+    _, w, _ = _operands()
+    x = np.zeros((0, K), np.float32)
+    with samp_jax.ops.interpret():
+        with pytest.raises(NotImplementedError, match="M=0"):
+            int8_matmul(jnp.zeros((0, K), jnp.int8), jnp.zeros((K, N), jnp.int8),
+                        jnp.zeros((0, 1)), jnp.ones(N), interpret=True)
+        with pytest.raises(NotImplementedError, match="at least one row"):
+            _gemm(x, w, precision, implementation="pallas")  # named alone: it says why
+        out = _gemm(x, w, precision, implementation=None)  # automatic: falls back to XLA
+    assert out.shape == (0, N)
+
+
+DEEP = numerics.MAX_K + 1
+
+
+def test_the_accumulator_limit_is_exact():
+    assert numerics.MAX_K == 133_144
+    assert 127 * 127 * numerics.MAX_K <= 2 ** 31 - 1 < 127 * 127 * DEEP
+
+
+@pytest.mark.parametrize("where", ["int8_matmul", "reference", "gemm"])
+def test_a_reduction_the_int32_accumulator_cannot_hold_is_refused(where):
+    x_q, w_q = jnp.zeros((1, DEEP), jnp.int8), jnp.zeros((DEEP, 16), jnp.int8)
+    x_scale, w_scale = jnp.ones((1, 1)), jnp.ones((16,))
+    with pytest.raises(ValueError, match=rf"K={DEEP} input features, more than the 133144"):
+        if where == "int8_matmul":
+            int8_matmul(x_q, w_q, x_scale, w_scale, interpret=True)
+        elif where == "reference":
+            int8_matmul_reference(x_q, w_q, x_scale, w_scale)
+        else:
+            weight = samp_jax.QArray(w_q, w_scale, "int8")
+            samp_jax.gemm(jnp.zeros((1, DEEP)), weight, precision="int8-dynamic")
+
+
+def test_the_deepest_allowed_reduction_is_exact():
+    k = numerics.MAX_K
+    acc = int8_accumulate(jnp.full((1, k), 127, jnp.int8), jnp.full((k, 1), 127, jnp.int8))
+    assert int(acc[0, 0]) == 127 * 127 * k

@@ -1,0 +1,112 @@
+"""Fault 8: edge cases of the precision search's targets and tolerances.
+
+- a latency target that is NaN, infinite, zero, negative or not a number is refused;
+- a target equal to the fastest map's latency is accepted (it was refused by a summation
+  rounding difference) and the latency greedy reaches it;
+- `tolerance=0`, which not even the all-FP16 map meets, says so: `SearchResult.tolerance_met`
+  is False, with a `UserWarning`, instead of silently returning a map that exceeds it.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from flax import nnx
+
+from calibrate.latency import LatencyTable, estimate_table
+from calibrate.search import (
+    Move,
+    check_latency_target,
+    fastest_map,
+    latency_greedy,
+    meets_latency,
+    search,
+)
+from samp_jax import EncoderModel, PrecisionMap, SequenceClassifier
+from samp_jax.quant.precision import SITES, as_precision
+from tests.helpers import TINY_CONFIG, random_batches
+
+OPTIONS = tuple(as_precision(o) for o in ("fp16", "int8-dynamic", "fp8_e4m3"))
+LAYERS = 12
+# Per-site costs whose sum over 12 layers rounds differently summed pairwise (numpy) and in
+# order (`LatencyTable.map_ms`): the old floor came out 2e-16 above the fastest map's latency.
+SITE_MS = {"qkv/fp16": 0.825, "qkv/int8-dynamic": 0.083, "qkv/fp8_e4m3": 0.056,
+           "attn_out/fp16": 0.357, "attn_out/int8-dynamic": 0.015, "attn_out/fp8_e4m3": 0.045,
+           "ffn_in/fp16": 0.468, "ffn_in/int8-dynamic": 0.014, "ffn_in/fp8_e4m3": 0.014,
+           "ffn_out/fp16": 0.999, "ffn_out/int8-dynamic": 0.069, "ffn_out/fp8_e4m3": 0.031}
+
+
+@pytest.fixture(scope="module")
+def table():
+    return LatencyTable("test device", "test", 1, 1, LAYERS, SITE_MS, 0.1)
+
+
+def _map_of(choices: np.ndarray) -> PrecisionMap:
+    cells = {(layer, SITES[site]): OPTIONS[int(choices[layer, site])]
+             for layer in range(choices.shape[0]) for site in range(len(SITES))}
+    return PrecisionMap.from_table(cells, choices.shape[0])
+
+
+@pytest.mark.parametrize("target", [float("nan"), float("inf"), -float("inf"), 0.0, -1.0, "5",
+                                    None, True])
+def test_invalid_latency_targets_are_refused(table, target):
+    with pytest.raises(ValueError, match="latency_target_ms=.* must be a positive"):
+        check_latency_target(target, table, OPTIONS, LAYERS)
+
+
+def test_a_target_equal_to_the_fastest_map_is_accepted(table):
+    floor = table.map_ms(fastest_map(table, OPTIONS, LAYERS))
+    fastest = np.array([[min(table.site(s, o) for o in OPTIONS) for s in SITES]] * LAYERS)
+    assert table.other_ms + fastest.sum() != floor  # the rounding difference that refused it
+    check_latency_target(floor, table, OPTIONS, LAYERS)  # no error
+    check_latency_target(floor * (1 + 1e-12), table, OPTIONS, LAYERS)
+    with pytest.raises(ValueError, match="below the fastest possible map"):
+        check_latency_target(floor * (1 - 1e-6), table, OPTIONS, LAYERS)
+
+
+def test_the_latency_greedy_reaches_the_fastest_map(table):
+    """INT8 moves come first in the ordering, but FP8 is faster at some sites: a later, faster
+    move for a site replaces the earlier one, so a target at the floor is met."""
+    floor = table.map_ms(fastest_map(table, OPTIONS, LAYERS))
+    moves = [Move(layer, site, option) for option in (1, 2)
+             for layer in range(LAYERS) for site in range(len(SITES))]
+    choices = latency_greedy(moves, lambda c: table.map_ms(_map_of(c)), floor, LAYERS)
+    assert meets_latency(table.map_ms(_map_of(choices)), floor)
+    assert _map_of(choices)[0, "qkv"] == as_precision("fp8_e4m3")  # 0.056 ms beats INT8's 0.083
+
+
+CONFIG = TINY_CONFIG.replace(num_layers=1)  # one layer: the searches compile quickly
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    rngs = nnx.Rngs(5)
+    return EncoderModel(CONFIG, SequenceClassifier(CONFIG, 3, rngs=rngs), rngs=rngs)
+
+
+def _search(tiny, **kwargs):
+    return search(tiny, random_batches(1, rows=4, width=8), options=("fp16", "int8-dynamic"),
+                  latency_table=estimate_table(CONFIG, 32, 128), sensitivity_batches=1,
+                  progress=False, **kwargs)
+
+
+@pytest.mark.parametrize("tolerance, met", [(0.0, False), (0.4, True)])
+def test_a_tolerance_not_even_fp16_meets_is_reported(tiny, tolerance, met):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = _search(tiny, tolerance=tolerance)
+    missed = [w for w in caught if "no map meets tolerance" in str(w.message)]
+    assert result.tolerance_met is met and result.summary()["tolerance_met"] is met
+    assert len(missed) == (0 if met else 1) and all(w.category is UserWarning for w in missed)
+    if not met:
+        assert result.precision_map == PrecisionMap.preset("fp16", CONFIG.num_layers)
+        assert "fp16 at every site" in str(missed[0].message)
+
+
+def test_latency_target_mode_has_no_tolerance_verdict(tiny):
+    table = estimate_table(CONFIG, 32, 128)
+    floor = table.map_ms(fastest_map(table, ("fp16", "int8-dynamic"), CONFIG.num_layers))
+    result = _search(tiny, latency_target_ms=floor)  # exactly the floor: accepted and met
+    assert result.tolerance_met is None and meets_latency(result.chosen.latency_ms, floor)
