@@ -110,6 +110,10 @@ def write_report(result: SearchResult, out: str | Path, *, test_metrics: dict | 
               f"- latency model: {s['latency_source']}",
               f"- maps evaluated: {s['maps_evaluated']} in {s['search_seconds']:.0f} s with "
               f"{s['compilations']} compilation(s) of the candidate program", ""]
+    if result.tolerance_met is False:
+        lines += ["**The tolerance is not met:** even the most precise candidate (all FP16) loses "
+                  "more than the tolerance on the search split; the map below is the closest, "
+                  "not a map within tolerance.", ""]
     lines += ["## Result", "", "| | metric | INT8 FLOP fraction | est. latency (ms) | est. speed-up vs FP16 |",
               "|---|---:|---:|---:|---:|"]
     fp16 = next(e for e in result.evaluated if e.name == "fp16")

@@ -12,18 +12,20 @@ from samp_jax.models.model import (
     SentenceEmbedder,
     SequenceClassifier,
     TokenClassifier,
+    check_ids,
     check_inputs,
+    checked,
     cosine_similarity,
     head_kinds,
     make_head,
     register_head,
 )
 from samp_jax.models.st_folder import read_pooling
-from samp_jax.models.tokenizer import Tokenizer
+from samp_jax.models.tokenizer import Tokenizer, check_fits
 
 __all__ = ["FAMILIES", "HEAD_KINDS", "POOLING_MODES", "CheckpointError", "ConfigError", "Embeddings",
            "Encoder", "EncoderConfig", "EncoderLayer", "EncoderModel", "Family", "GemmSite", "KeyRule",
            "LayerNorm", "SentenceEmbedder", "SequenceClassifier", "TokenClassifier", "Tokenizer",
-           "attention", "check_inputs", "cosine_similarity", "detect_head", "get_family",
+           "attention", "check_fits", "check_ids", "check_inputs", "checked", "cosine_similarity", "detect_head", "get_family",
            "head_kinds", "load_pretrained", "make_head", "read_pooling", "register_family",
            "register_head", "save_pretrained"]

@@ -16,6 +16,7 @@ import pytest
 from flax import nnx
 
 from calibrate.latency import LatencyTable, estimate_table
+from calibrate.report import write_report
 from calibrate.search import (
     Move,
     check_latency_target,
@@ -93,7 +94,7 @@ def _search(tiny, **kwargs):
 
 
 @pytest.mark.parametrize("tolerance, met", [(0.0, False), (0.4, True)])
-def test_a_tolerance_not_even_fp16_meets_is_reported(tiny, tolerance, met):
+def test_a_tolerance_not_even_fp16_meets_is_reported(tiny, tolerance, met, tmp_path):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = _search(tiny, tolerance=tolerance)
@@ -103,6 +104,11 @@ def test_a_tolerance_not_even_fp16_meets_is_reported(tiny, tolerance, met):
     if not met:
         assert result.precision_map == PrecisionMap.preset("fp16", CONFIG.num_layers)
         assert "fp16 at every site" in str(missed[0].message)
+    # the report says it too, in its first lines, or not at all
+    report = write_report(result, tmp_path / "report")
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert ("**The tolerance is not met:**" in text) is (not met)
+    assert report["tolerance_met"] is met
 
 
 def test_latency_target_mode_has_no_tolerance_verdict(tiny):
