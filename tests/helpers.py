@@ -63,3 +63,18 @@ FAMILY_CONFIGS = {
                                  position_padding_idx=1, max_position_embeddings=34,
                                  relative_attention_num_buckets=32),
 }
+
+
+def family_batches(config, n: int = 2, *, width: int = 16, rows: int = 8, seed: int = 0) -> list[dict]:
+    """`random_batches` for `config`'s family: padding with its pad id, real ids that avoid it
+    (RoBERTa-style positions count the non-pad tokens), token types where it has them."""
+    out = []
+    for batch in random_batches(n, width=width, rows=rows, vocab=config.vocab_size, seed=seed):
+        mask = batch["attention_mask"]
+        ids = batch["input_ids"]
+        ids = np.where(ids == config.pad_token_id, (config.pad_token_id + 2) % config.vocab_size, ids)
+        ids = np.where(mask == 1, ids, config.pad_token_id).astype(np.int32)
+        types = ((np.arange(width)[None] >= 4) & (mask == 1)).astype(np.int32) \
+            if config.type_vocab_size > 1 else np.zeros_like(mask)
+        out.append({"input_ids": ids, "attention_mask": mask, "token_type_ids": types})
+    return out

@@ -1,0 +1,188 @@
+"""Every family on tiny random models: each preset runs and stays close to FP32, the search's
+candidate program is bit-identical to `quantize()`, the fused kernels (interpret mode) match
+the unfused path, the engine matches a direct call, and quantized folders round-trip."""
+
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+
+import samp_jax
+from calibrate import calibrate
+from calibrate.candidates import SwitchableModel
+from samp_jax import EncoderModel, PrecisionMap, QuantizedModel, quantize
+from samp_jax.models import get_family, make_head
+from samp_jax.quant.precision import PrecisionMapError
+from samp_jax.serving.forward import jit_forward
+from tests.helpers import FAMILY_CONFIGS, GOLDEN, family_batches
+
+FAMILIES = tuple(FAMILY_CONFIGS)
+# bert runs in `make test-fast`; every family runs in `make test`
+FAMILY_PARAMS = [pytest.param(f, marks=() if f == "bert" else pytest.mark.slow) for f in FAMILIES]
+# (preset, activation): every preset, INT8 with both activation schemes
+PRESETS = [("fp16", None), ("bf16", None), ("fp8", None), ("quant_ffn_only", "per_token_dynamic"),
+           ("quant_ffn_only", "per_tensor_static"), ("fully_quant", "per_token_dynamic"),
+           ("fully_quant", "per_tensor_static")]
+
+
+@pytest.fixture(scope="module", params=FAMILY_PARAMS)
+def family(request):
+    """`(model_type, float model with the family's sequence head, batches, calibration)`."""
+    config = FAMILY_CONFIGS[request.param]
+    rngs = nnx.Rngs(0)
+    activation = get_family(request.param).heads["sequence_classification"].activation
+    model = EncoderModel(config, make_head("sequence_classification", config, num_labels=3,
+                                           activation=activation, rngs=rngs), rngs=rngs)
+    # larger weights than the 0.02 init, so the logits differ between rows and precisions matter
+    state = nnx.state(model, nnx.Param)
+    nnx.update(model, jax.tree.map(lambda p: p * 5.0 if p.ndim == 2 else p, state))
+    batches = family_batches(config, 3)
+    with pytest.warns(UserWarning, match="calibration saw only"):
+        calibration = calibrate(model, batches[:2])
+    return request.param, model, batches, calibration
+
+
+def _preset(name, activation, config):
+    if activation is None:
+        return PrecisionMap.preset(name, config.num_layers)
+    return PrecisionMap.preset(name, config.num_layers, activation=activation)
+
+
+@pytest.mark.parametrize("preset, activation", PRESETS)
+def test_every_preset_runs_and_stays_close_to_fp32(family, preset, activation):
+    _, model, batches, calibration = family
+    batch = batches[2]  # not seen by calibration
+    reference = np.asarray(model(**batch))
+    q = quantize(model, _preset(preset, activation, model.config), calibration)
+    out = np.asarray(q(**batch))
+    assert np.all(np.isfinite(out))
+    # relative error of the logits: 16-bit float well under 1%, 8-bit formats under 15%
+    error = np.linalg.norm(out - reference) / np.linalg.norm(reference)
+    assert error < (0.02 if preset in ("fp16", "bf16") else 0.15), error
+    assert np.mean(out.argmax(-1) == reference.argmax(-1)) >= 0.75
+
+
+@pytest.mark.slow
+def test_candidate_program_is_bit_identical_to_quantize(family):
+    _, model, batches, calibration = family
+    switch = SwitchableModel(model, ("fp16", "int8-dynamic", "int8-static"), calibration)
+    rng = np.random.default_rng(1)
+    choices = np.stack([np.zeros((2, 4), np.int32), np.ones((2, 4), np.int32),
+                        np.full((2, 4), 2, np.int32), rng.integers(0, 3, (2, 4)).astype(np.int32)])
+    out = switch.evaluate(choices, batches[2], chunk=4)
+    for i, choice in enumerate(choices):
+        real = jit_forward(quantize(model, switch.map_for(choice), calibration))(batches[2])
+        np.testing.assert_array_equal(np.asarray(real), out[i])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model_type", FAMILIES)
+@pytest.mark.parametrize("activation", ["per_token_dynamic", "per_tensor_static"])
+def test_fused_kernels_match_the_unfused_path(model_type, activation):
+    # hidden 64 / FFN 128: shapes the Triton INT8 GEMM tiles (hidden 32 it leaves to XLA)
+    config = FAMILY_CONFIGS[model_type].replace(hidden_size=64, intermediate_size=128)
+    rngs = nnx.Rngs(0)
+    model = EncoderModel(config, make_head("sequence_classification", config, num_labels=3,
+                                           activation="tanh", rngs=rngs), rngs=rngs)
+    batches = family_batches(config, 3)
+    with pytest.warns(UserWarning, match="calibration saw only"):
+        calibration = calibrate(model, batches[:2])
+    pmap = PrecisionMap.preset("fully_quant", config.num_layers, activation=activation)
+    unfused = quantize(model, pmap, calibration, implementation="xla")
+    fused = quantize(model, pmap, calibration)  # Pallas first: GEMM, LayerNorm+quant, embedding+quant
+    batch = batches[2]
+    with samp_jax.ops.interpret():
+        jaxpr = str(jax.make_jaxpr(lambda b: fused(**b))(batch))
+        out = np.asarray(fused(**batch))
+    assert jaxpr.count("pallas_call") >= 3 * config.num_layers  # the kernels really ran
+    reference = np.asarray(unfused(**batch))
+    # INT8 accumulators are exact; the fused passes may round a 16-bit activation differently
+    np.testing.assert_allclose(out, reference, atol=2e-2, rtol=2e-2)
+
+
+def test_engine_matches_a_direct_call(family):
+    model_type, model, batches, calibration = family
+    q = quantize(model, PrecisionMap.preset("fully_quant", model.config.num_layers), calibration)
+    batch = dict(batches[2], token_type_ids=np.zeros_like(batches[2]["input_ids"]))
+    rows = [ids[mask == 1] for ids, mask in zip(batch["input_ids"], batch["attention_mask"])]
+    # the family's own tokenizer (it pads with the family's pad id); id rows skip tokenizing
+    tokenizer = samp_jax.Tokenizer.from_pretrained(GOLDEN / "families" / model_type / "base")
+    engine = samp_jax.compile(q, tokenizer=tokenizer, seq_buckets=(16,), batch_size=8)
+    direct = np.asarray(q(**batch))
+    np.testing.assert_allclose(engine(rows).logits, direct, atol=1e-5)
+
+
+def test_quantized_folder_round_trips_bit_exactly(family, tmp_path):
+    model_type, model, batches, calibration = family
+    q = quantize(model, PrecisionMap.preset("fully_quant", model.config.num_layers,
+                                            activation="per_tensor_static"), calibration)
+    loaded = QuantizedModel.load(q.save(tmp_path / "q"))
+    assert loaded.config == model.config and loaded.config.model_type == model_type
+    assert loaded.model.head.activation == model.head.activation
+    np.testing.assert_array_equal(np.asarray(loaded(**batches[2])), np.asarray(q(**batches[2])))
+
+
+@pytest.mark.parametrize("model_type", FAMILY_PARAMS)
+def test_sentence_heads_keep_their_pooling_through_a_quantized_folder(model_type, tmp_path):
+    config = FAMILY_CONFIGS[model_type]
+    rngs = nnx.Rngs(0)
+    model = EncoderModel(config, make_head("sentence_embedding", config, pooling=("max", "cls"),
+                                           normalize=False, rngs=rngs), rngs=rngs)
+    q = quantize(model, PrecisionMap.preset("fully_quant", config.num_layers))
+    loaded = QuantizedModel.load(q.save(tmp_path / "q"))
+    assert loaded.model.head.pooling == ("max", "cls") and loaded.model.head.normalize is False
+    batch = family_batches(config, 1)[0]
+    out = np.asarray(loaded(**batch))
+    assert out.shape == (8, 2 * config.hidden_size)
+    np.testing.assert_array_equal(out, np.asarray(q(**batch)))
+
+
+def test_electra_embedding_projection_follows_the_map():
+    config = FAMILY_CONFIGS["electra"]
+    model = EncoderModel(config, rngs=nnx.Rngs(0))
+    assert model.embeddings.project.shape == (config.embedding_size, config.hidden_size)
+    default = quantize(model, PrecisionMap.preset("fully_quant", config.num_layers))
+    assert str(default.model.embeddings.project.precision) == "fp16"  # the compute dtype
+    pmap = PrecisionMap(config.num_layers, embedding_project="int8-dynamic")
+    assert str(quantize(model, pmap).model.embeddings.project.precision) == "int8-dynamic"
+    assert PrecisionMap.from_json(pmap.to_json()) == pmap
+    with pytest.raises(PrecisionMapError, match="embedding projection takes a float precision or dynamic INT8"):
+        PrecisionMap(config.num_layers, embedding_project="int8-static")
+    bert = EncoderModel(FAMILY_CONFIGS["bert"], rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="the model has no embedding projection"):
+        quantize(bert, pmap)
+
+
+class _Scaled(nnx.Module):
+    """A custom head: the first token, scaled."""
+
+    kind = "scaled_first_token"
+
+    def __init__(self, config, *, factor: float, rngs=None):
+        self.factor = factor
+
+    def __call__(self, hidden, attention_mask):
+        return hidden[:, 0] * self.factor
+
+    def spec(self):
+        return {"factor": self.factor}
+
+
+@pytest.fixture
+def custom_head():
+    yield _Scaled
+    samp_jax.models.model.HEADS.pop(_Scaled.kind, None)
+
+
+def test_custom_heads_save_and_load_once_registered(custom_head, tmp_path):
+    config = FAMILY_CONFIGS["roberta"]
+    model = EncoderModel(config, custom_head(config, factor=3.0), rngs=nnx.Rngs(0))
+    q = quantize(model, PrecisionMap.preset("fp16", config.num_layers))
+    with pytest.raises(ValueError, match="cannot be saved: .* register it with"):
+        q.save(tmp_path / "unregistered")
+    assert not (tmp_path / "unregistered").exists()  # refused before writing anything
+    samp_jax.register_head(custom_head.kind, custom_head)
+    loaded = QuantizedModel.load(q.save(tmp_path / "q"))
+    assert isinstance(loaded.model.head, custom_head) and loaded.model.head.factor == 3.0
+    batch = family_batches(config, 1)[0]
+    np.testing.assert_array_equal(np.asarray(loaded(**batch)), np.asarray(q(**batch)))
