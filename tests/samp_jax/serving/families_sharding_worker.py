@@ -1,0 +1,50 @@
+"""Every family on 8 simulated CPU devices against one device, in one process.
+
+`tests/samp_jax/serving/test_families.py` runs it in a subprocess (pytest's process has one CPU
+device):
+
+    XLA_FLAGS=--xla_force_host_platform_device_count=8 JAX_PLATFORMS=cpu \\
+        python -m tests.samp_jax.serving.families_sharding_worker OUT_DIR
+
+For each family: a tiny random model with its sequence head, float and fully-INT8 (static),
+on 19 ragged rows (padded to 24 inside); writes OUT_DIR/results.npz with `{family}_{variant}_
+sharded` and `..._single` logits.
+"""
+
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+from flax import nnx
+
+from calibrate import calibrate
+from samp_jax import EncoderModel, PrecisionMap, quantize
+from samp_jax.models import get_family, make_head
+from samp_jax.serving.forward import jit_forward
+from samp_jax.serving.sharding import data_mesh, sharded_forward
+from tests.helpers import FAMILY_CONFIGS, family_batches
+
+
+def main(out: Path) -> None:
+    assert jax.device_count() == 8, jax.devices()
+    mesh = data_mesh()
+    arrays = {}
+    for model_type, config in FAMILY_CONFIGS.items():
+        rngs = nnx.Rngs(0)
+        activation = get_family(model_type).heads["sequence_classification"].activation
+        model = EncoderModel(config, make_head("sequence_classification", config, num_labels=3,
+                                               activation=activation, rngs=rngs), rngs=rngs)
+        batches = family_batches(config, 3, rows=19)
+        calibration = calibrate(model, batches[:2])
+        quantized = quantize(model, PrecisionMap.preset("fully_quant", config.num_layers,
+                                                        activation="per_tensor_static"), calibration)
+        for variant, m in (("fp32", model), ("int8", quantized)):
+            arrays[f"{model_type}_{variant}_sharded"] = np.asarray(sharded_forward(m, mesh)(batches[2]))
+            arrays[f"{model_type}_{variant}_single"] = np.asarray(jit_forward(m)(batches[2]))
+    out.mkdir(parents=True, exist_ok=True)
+    np.savez(out / "results.npz", **arrays)
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))

@@ -1,0 +1,32 @@
+"""Every family sharded over 8 devices gives what one device gives (float and INT8)."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tests.helpers import FAMILY_CONFIGS, ROOT
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    out = tmp_path_factory.mktemp("families_sharding")
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
+           "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT), "PYTHONWARNINGS": "ignore"}
+    done = subprocess.run([sys.executable, "-m", "tests.samp_jax.serving.families_sharding_worker",
+                           str(out)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    with np.load(out / "results.npz") as arrays:
+        return dict(arrays)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", ["fp32", "int8"])
+@pytest.mark.parametrize("model_type", tuple(FAMILY_CONFIGS))
+def test_eight_devices_match_one(results, model_type, variant):
+    sharded = results[f"{model_type}_{variant}_sharded"]
+    single = results[f"{model_type}_{variant}_single"]
+    assert sharded.shape == single.shape == (19, 3)
+    np.testing.assert_allclose(sharded, single, atol=1e-5, rtol=1e-5)
