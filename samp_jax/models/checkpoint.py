@@ -21,6 +21,7 @@ from flax import nnx, serialization
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
+from samp_jax.atomic import atomic_folder
 from samp_jax.models.config import ConfigError, EncoderConfig
 from samp_jax.models.families import FAMILIES, TRANSFORMS, Family, HeadLayout, Transform, get_family
 from samp_jax.models.model import POOLING_MODES, EncoderModel, SentenceEmbedder, check_labels, make_head
@@ -481,6 +482,10 @@ def save_pretrained(model: EncoderModel, directory: str | Path, *, tokenizer_dir
         `labels`, else HF's `LABEL_0`, `LABEL_1`, ...
       extra: more keys for `config.json`.
 
+    The folder is written beside `directory` and renamed into place (`samp_jax.atomic`): a
+    crash leaves any previous checkpoint there whole. A non-empty `directory` that is not an HF
+    checkpoint (no `config.json`) is refused rather than replaced.
+
     Raises:
       ConfigError: the head has no HF equivalent in the model's family (a custom head).
     """
@@ -491,21 +496,22 @@ def save_pretrained(model: EncoderModel, directory: str | Path, *, tokenizer_dir
     if num_labels is not None:
         names = check_labels(labels if labels is not None else model.labels, num_labels)
         names = names or tuple(f"LABEL_{i}" for i in range(num_labels))
-    directory.mkdir(parents=True, exist_ok=True)
     config = model.config.to_hf_dict() | {"architectures": [family.architecture(model.head_kind)]}
     if num_labels is not None:
         config |= {"id2label": {str(i): n for i, n in enumerate(names)},
                    "label2id": {n: i for i, n in enumerate(names)}}
     config |= extra or {}
-    save_file(state, str(directory / SAFETENSORS))
-    (directory / "config.json").write_text(json.dumps(config, indent=1))
-    if isinstance(model.head, SentenceEmbedder):
-        write_st_files(directory, hidden_size=model.config.hidden_size, modes=model.head.pooling,
-                       normalize=model.head.normalize)
-    if tokenizer_dir is not None:
-        for name in TOKENIZER_FILES:
-            if (Path(tokenizer_dir) / name).is_file():
-                shutil.copyfile(Path(tokenizer_dir) / name, directory / name)
-    elif getattr(model, "tokenizer", None) is not None:
-        model.tokenizer.save(directory)
+    replaceable = lambda folder: (folder / "config.json").is_file()  # noqa: E731  a model folder
+    with atomic_folder(directory, replaceable=replaceable) as tmp:
+        save_file(state, str(tmp / SAFETENSORS))
+        (tmp / "config.json").write_text(json.dumps(config, indent=1))
+        if isinstance(model.head, SentenceEmbedder):
+            write_st_files(tmp, hidden_size=model.config.hidden_size, modes=model.head.pooling,
+                           normalize=model.head.normalize)
+        if tokenizer_dir is not None:
+            for name in TOKENIZER_FILES:
+                if (Path(tokenizer_dir) / name).is_file():
+                    shutil.copyfile(Path(tokenizer_dir) / name, tmp / name)
+        elif getattr(model, "tokenizer", None) is not None:
+            model.tokenizer.save(tmp)
     return directory

@@ -12,6 +12,7 @@ class names, and `QuantizedModel.save` writes them too, so a saved folder is sel
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -25,11 +26,12 @@ from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
 from pallas_kernels.numerics import INT8_MAX, SCALE_EPS
+from samp_jax.atomic import atomic_folder, interrupted_save
 from samp_jax.models.checkpoint import CheckpointError
 from samp_jax.models.config import EncoderConfig
 from samp_jax.models.layers import Embeddings, GemmSite
 from samp_jax.models.model import EncoderModel, head_spec, make_head
-from samp_jax.models.tokenizer import TOKENIZER_FILE, Tokenizer
+from samp_jax.models.tokenizer import TOKENIZER_FILE, Tokenizer, check_fits
 from samp_jax.ops.dispatch import Activation, gemm
 from samp_jax.quant.handoff import Int8Input
 from samp_jax.quant.precision import SITES, PrecisionMap, SitePrecision, precision_of_dtype
@@ -37,7 +39,8 @@ from samp_jax.quant.primitives import FP8_E4M3_MAX, QArray, quantize_weight_fp8,
 from samp_jax.version import __version__
 
 FORMAT = "samp-jax-quantized"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # v1: before the file manifest
 WEIGHTS_FILE = "model.safetensors"
 SIDECAR_FILE = "quantization.json"
 
@@ -254,12 +257,13 @@ class QuantizedModel(nnx.Module):
 
     # ---------------------------------------------------------------------- save / load
     def save(self, directory: str | Path) -> Path:
-        """Writes `model.safetensors` and `quantization.json` into `directory`, and the
-        tokenizer's files (`Tokenizer.save`: `tokenizer.json`, `tokenizer_config.json`, ...)
-        when the model has a tokenizer. Returns the folder."""
+        """Writes `model.safetensors`, the tokenizer's files (when the model has a tokenizer)
+        and `quantization.json` (the manifest: format version, sha256 and size of every other
+        file) into `directory`, atomically: the folder is written beside it and renamed into
+        place, so a crash leaves the previous model whole (`samp_jax.atomic`). An existing
+        non-empty folder that is not a model folder is refused. Returns the folder."""
         directory = Path(directory)
         head = head_spec(self.model.head)  # refuses a head nothing could load back, before writing
-        directory.mkdir(parents=True, exist_ok=True)
         arrays, dtypes = {}, {}
         for key, value in _flat_state(self.model).items():
             value = np.asarray(value)
@@ -268,24 +272,31 @@ class QuantizedModel(nnx.Module):
             if value.dtype.name in ("bfloat16", "float8_e4m3fn"):
                 value = value.view(np.uint16 if value.dtype.itemsize == 2 else np.uint8)
             arrays[key] = np.array(value, order="C")  # ascontiguousarray would make scalars 1-D
-        save_file(arrays, str(directory / WEIGHTS_FILE))
-        sidecar = {
-            "format": FORMAT, "format_version": FORMAT_VERSION,
-            "config": self.config.to_hf_dict(),
-            "head": head,
-            "tokenizer": None if self.tokenizer is None else TOKENIZER_FILE,
-            "dtype": jnp.dtype(self.model.dtype).name,
-            "precision_map": self.precision_map.to_dict(),
-            "info": self.info, "dtypes": dtypes, "versions": _versions(),
-        }
-        (directory / SIDECAR_FILE).write_text(json.dumps(sidecar, indent=1))
-        if self.tokenizer is not None:
-            self.tokenizer.save(directory)
+        with atomic_folder(directory, replaceable=is_model_folder) as tmp:
+            save_file(arrays, str(tmp / WEIGHTS_FILE))
+            if self.tokenizer is not None:
+                self.tokenizer.save(tmp)
+            sidecar = {
+                "format": FORMAT, "format_version": FORMAT_VERSION,
+                "config": self.config.to_hf_dict(),
+                "head": head,
+                "tokenizer": None if self.tokenizer is None else TOKENIZER_FILE,
+                "dtype": jnp.dtype(self.model.dtype).name,
+                "precision_map": self.precision_map.to_dict(),
+                "info": self.info, "dtypes": dtypes, "versions": _versions(),
+                "files": {p.name: _file_digest(p) for p in sorted(tmp.iterdir()) if p.is_file()},
+            }
+            (tmp / SIDECAR_FILE).write_text(json.dumps(sidecar, indent=1))
         return directory
 
     @classmethod
     def load(cls, directory: str | Path, *, tokenizer: Tokenizer | None = None) -> "QuantizedModel":
         """Reads a model written by `save`, with its class names and tokenizer.
+
+        Every file is checked against the manifest's sha256 and size (format v2; v1 folders,
+        written before the manifest, load without it), and every tensor against what the
+        precision map implies: dtype, shape, INT8 values in [-127, 127], scales finite and at
+        least `SCALE_EPS`, floats finite. Nothing is assigned before all checks pass.
 
         Args:
           directory: the folder `save` wrote.
@@ -293,19 +304,31 @@ class QuantizedModel(nnx.Module):
             either, the model has no tokenizer (`samp_jax.load` insists on one).
 
         Raises:
-          FileNotFoundError: no weights or no sidecar.
-          ValueError: the sidecar is not this format.
-          CheckpointError: the weights do not match the layout the sidecar describes.
+          FileNotFoundError: no weights or no sidecar (naming an interrupted save's leftover).
+          ValueError: the sidecar is not this format or not valid JSON.
+          CheckpointError: a file differs from the manifest, or a tensor does not match the
+            layout and value ranges the sidecar describes.
         """
         directory = Path(directory)
         if tokenizer is not None and not isinstance(tokenizer, Tokenizer):
             raise TypeError(f"tokenizer must be a samp_jax.Tokenizer, got {type(tokenizer).__name__}")
+        leftover = interrupted_save(directory)
+        if leftover is not None:
+            raise FileNotFoundError(f"{directory} does not exist: a save was interrupted while "
+                                    f"replacing it, and the previous model is whole at {leftover}")
         for name in (WEIGHTS_FILE, SIDECAR_FILE):
             if not (directory / name).is_file():
                 raise FileNotFoundError(f"{directory} has no {name}")
-        sidecar = json.loads((directory / SIDECAR_FILE).read_text())
-        if sidecar.get("format") != FORMAT or sidecar.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{directory / SIDECAR_FILE} is not a {FORMAT} v{FORMAT_VERSION} sidecar")
+        try:
+            sidecar = json.loads((directory / SIDECAR_FILE).read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ValueError(f"{directory / SIDECAR_FILE} is not valid JSON: {e}") from None
+        if not isinstance(sidecar, dict) or sidecar.get("format") != FORMAT \
+                or sidecar.get("format_version") not in READABLE_VERSIONS:
+            raise ValueError(f"{directory / SIDECAR_FILE} is not a {FORMAT} sidecar of version "
+                             f"{READABLE_VERSIONS}")
+        if sidecar["format_version"] >= 2:
+            _verify_files(directory, sidecar.get("files"))
         config = EncoderConfig.from_hf_config(sidecar["config"])
         pmap = PrecisionMap.from_dict(sidecar["precision_map"])
         dtype = jnp.dtype(sidecar["dtype"])
@@ -324,12 +347,72 @@ class QuantizedModel(nnx.Module):
         if missing or unexpected or mismatched:
             raise CheckpointError(directory / WEIGHTS_FILE, missing=missing, unexpected=unexpected,
                                   mismatched=mismatched)
-        restored = {k: _restore_dtype(arrays[k], sidecar["dtypes"][k]) for k in expected}
+        restored = {k: _checked_tensor(directory / WEIGHTS_FILE, k, arrays[k], sidecar["dtypes"].get(k),
+                                       jnp.dtype(expected[k].dtype))
+                    for k in expected}
         _assign_flat_state(skeleton, restored)
         if tokenizer is None and (directory / TOKENIZER_FILE).is_file():
             tokenizer = Tokenizer.from_pretrained(directory)
+        if tokenizer is not None:
+            check_fits(tokenizer, config, str(directory))
         skeleton.tokenizer = tokenizer
         return cls(skeleton, pmap, info=sidecar["info"])
+
+
+def is_model_folder(folder: Path) -> bool:
+    """A folder samp-jax may replace when saving: a quantized model or an HF checkpoint."""
+    return (folder / SIDECAR_FILE).is_file() or (folder / "config.json").is_file()
+
+
+def _file_digest(path: Path) -> dict[str, Any]:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return {"sha256": digest.hexdigest(), "bytes": path.stat().st_size}
+
+
+def _verify_files(directory: Path, files) -> None:
+    """Every file the manifest lists exists with its size and sha256."""
+    if not isinstance(files, dict) or WEIGHTS_FILE not in files:
+        raise CheckpointError(directory / SIDECAR_FILE, problem=f"has no file manifest listing {WEIGHTS_FILE}")
+    for name, want in files.items():
+        path = directory / name
+        if Path(name).name != name or not path.is_file():
+            raise CheckpointError(path, problem="is listed in the manifest but missing")
+        got = _file_digest(path)
+        if not isinstance(want, dict) or got != {"sha256": want.get("sha256"), "bytes": want.get("bytes")}:
+            raise CheckpointError(path, problem=f"does not match the manifest: found {got['bytes']} bytes, "
+                                  f"sha256 {got['sha256'][:16]}..., expected {want!r:.120} (the file "
+                                  "was changed or damaged after saving)")
+
+
+def _checked_tensor(file: Path, key: str, stored: np.ndarray, claimed: str | None, want) -> np.ndarray:
+    """The stored array as `want` (the dtype the precision map implies), after checking the
+    sidecar's dtype claim and the value range."""
+    if claimed != want.name:
+        raise CheckpointError(file, problem=f"tensor {key}: the sidecar says dtype {claimed!r}, "
+                              f"expected {want.name!r} for this precision map")
+    try:
+        value = _restore_dtype(stored, claimed)
+    except ValueError as e:
+        raise CheckpointError(file, problem=f"tensor {key}: stored as {stored.dtype}, which cannot "
+                              f"hold {claimed} ({e})") from None
+    if value.dtype != want or value.shape != stored.shape:
+        raise CheckpointError(file, problem=f"tensor {key}: stored as {stored.dtype}, expected {want.name}")
+    if want == jnp.int8:
+        low = int(value.min()) if value.size else 0
+        if low < -INT8_MAX:
+            raise CheckpointError(file, problem=f"tensor {key}: INT8 value {low} found, expected "
+                                  f"[-{int(INT8_MAX)}, {int(INT8_MAX)}] (symmetric quantization)")
+        return value
+    as_float = np.asarray(value, np.float32)
+    if not np.all(np.isfinite(as_float)):
+        raise CheckpointError(file, problem=f"tensor {key}: non-finite values found, expected finite")
+    if key.endswith(("_scale", ".act_scale")) and as_float.size and float(as_float.min()) < SCALE_EPS:
+        raise CheckpointError(file, problem=f"tensor {key}: scale {float(as_float.min())!r} found, "
+                              f"expected >= {SCALE_EPS}")
+    return value
 
 
 def _head_from_sidecar(info: dict[str, Any]) -> tuple[str, dict[str, Any]]:

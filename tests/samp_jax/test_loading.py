@@ -173,10 +173,10 @@ def test_quantized_folder_is_self_contained(saved, minilm_dir):
 
 
 def test_quantized_folder_without_tokenizer(saved, minilm_dir, tmp_path):
-    folder = tmp_path / "q"
-    folder.mkdir()
-    for name in ("model.safetensors", "quantization.json"):  # as a model without tokenizer writes
-        shutil.copy(saved.quantized / name, folder / name)
+    model = QuantizedModel.load(saved.quantized)
+    model.tokenizer = None
+    folder = model.save(tmp_path / "q")  # a model without a tokenizer writes no tokenizer files
+    assert sorted(p.name for p in folder.iterdir()) == ["model.safetensors", "quantization.json"]
     assert QuantizedModel.load(folder).tokenizer is None
     with pytest.raises(FileNotFoundError, match=r"/q has no tokenizer.json: copy the tokenizer"):
         samp_jax.load(folder)

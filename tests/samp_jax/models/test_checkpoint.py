@@ -196,13 +196,14 @@ def test_save_pretrained_round_trips_in_hf_naming(task, tmp_path):
 
 
 def test_save_pretrained_writes_the_models_own_tokenizer(minilm_dir, tmp_path):
-    model = load_pretrained(GOLDEN / "tiny_seqcls" / "safetensors")
-    model.tokenizer = Tokenizer.from_pretrained(minilm_dir, max_length=40)
+    source = GOLDEN / "families" / "bert" / "seqcls"  # a tiny BERT with its own tokenizer
+    model = load_pretrained(source)
+    model.tokenizer = Tokenizer.from_pretrained(source, max_length=24)
     save_pretrained(model, tmp_path / "out")  # no tokenizer_dir: the model's tokenizer
     assert (tmp_path / "out" / "tokenizer.json").is_file()
-    assert (tmp_path / "out" / "vocab.txt").read_text() == (minilm_dir / "vocab.txt").read_text()
+    assert (tmp_path / "out" / "vocab.txt").read_text() == (source / "vocab.txt").read_text()
     again = load(tmp_path / "out")  # samp_jax.load
-    assert again.tokenizer.max_length == 40 and again.labels == ("LABEL_0", "LABEL_1", "LABEL_2")
+    assert again.tokenizer.max_length == 24 and again.labels == ("neg", "neu", "pos")
     texts = ["Hello there.", "A second, longer sentence."]
     for key, value in model.tokenizer(texts).items():
         np.testing.assert_array_equal(again.tokenizer(texts)[key], value)

@@ -20,7 +20,7 @@ from samp_jax import (
     quantize,
 )
 from samp_jax.models.model import make_head
-from samp_jax.quant.quantized import QuantizedGemmSite
+from samp_jax.quant.quantized import QuantizedGemmSite, _file_digest
 from samp_jax.serving.batching import length_batches
 from tests.helpers import TINY_CONFIG, golden_inputs
 
@@ -95,6 +95,13 @@ def test_load_errors(minilm, tmp_path):
     arrays = load_file(str(tmp_path / "q" / "model.safetensors"))
     arrays.pop("encoder.layers.0.ffn_in.kernel")
     save_file(arrays, str(tmp_path / "q" / "model.safetensors"))
+    with pytest.raises(CheckpointError, match=r"model.safetensors does not match the manifest"):
+        QuantizedModel.load(tmp_path / "q")
+    # the manifest rewritten to match: the layout check names the key
+    sidecar_file = tmp_path / "q" / "quantization.json"
+    sidecar = json.loads(sidecar_file.read_text())
+    sidecar["files"]["model.safetensors"] = _file_digest(tmp_path / "q" / "model.safetensors")
+    sidecar_file.write_text(json.dumps(sidecar))
     with pytest.raises(CheckpointError, match="missing keys.*encoder.layers.0.ffn_in.kernel"):
         QuantizedModel.load(tmp_path / "q")
 
