@@ -40,6 +40,12 @@ def interrupted_save(target: str | os.PathLike) -> Path | None:
     return old[0] if old else None
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _fsync(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -75,9 +81,12 @@ def atomic_folder(target: str | os.PathLike, *, replaceable=lambda folder: True)
     tmp.mkdir()
     try:
         yield tmp
-        for file in tmp.rglob("*"):
-            if file.is_file():
-                _fsync(file)
+        umask = _umask()
+        for path in [tmp, *tmp.rglob("*")]:
+            # normal permissions whatever the writers chose (safetensors writes 0600)
+            os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
+            if path.is_file():
+                _fsync(path)
         old = None
         if target.exists():
             old = target.parent / f".{target.name}{OLD_TAG}{token}"
