@@ -153,11 +153,13 @@ def test_bad_labels_on_a_head_raise(labels, message):
 def test_quantized_folder_is_self_contained(saved, minilm_dir):
     assert saved.model.labels == SENTIMENT and saved.q.labels == SENTIMENT
     assert saved.q.tokenizer is saved.model.tokenizer  # quantize() keeps the source's
-    for name in (*TOKENIZER_FILES, "model.safetensors", "quantization.json"):
+    tokenizer_files = [name for name in TOKENIZER_FILES if (minilm_dir / name).is_file()]
+    for name in (*tokenizer_files, "model.safetensors", "quantization.json"):
         assert (saved.quantized / name).is_file(), name
     sidecar = json.loads((saved.quantized / "quantization.json").read_text())
-    assert sidecar["head"] == {"kind": "sequence_classification", "num_labels": 3,
-                               "labels": list(SENTIMENT), "pooling": None}
+    assert sidecar["head"] == {"kind": "sequence_classification",
+                               "spec": {"num_labels": 3, "labels": list(SENTIMENT), "activation": "tanh"}}
+    assert set(sidecar["files"]) == {*tokenizer_files, "model.safetensors"}
     assert sidecar["tokenizer"] == "tokenizer.json"
     loaded = samp_jax.load(saved.quantized)
     assert isinstance(loaded, QuantizedModel) and loaded.labels == SENTIMENT
