@@ -292,7 +292,7 @@ def assign_state_dict(model: EncoderModel, state: dict[str, np.ndarray], *, path
                               mismatched=mismatched, hint=_family_hint(unexpected, family))
     for a in assignments:
         for key in a.sources:
-            if not np.issubdtype(state[key].dtype, np.floating):
+            if not jnp.issubdtype(state[key].dtype, jnp.floating):  # bfloat16 too
                 raise CheckpointError(path, mismatched=[(key, f"dtype {state[key].dtype}", "a float dtype")])
             if not np.all(np.isfinite(state[key])):
                 raise CheckpointError(path, mismatched=[(key, "non-finite values", "finite")])

@@ -158,3 +158,14 @@ def test_tampered_hf_checkpoint_is_refused(tmp_path, case):
     tamper(folder)
     with pytest.raises(error, match=message):
         samp_jax.load(folder)
+
+
+def test_a_bfloat16_hf_checkpoint_loads(tmp_path):
+    """bfloat16 is a float dtype (numpy alone does not say so): such checkpoints load."""
+    import ml_dtypes
+
+    folder = shutil.copytree(HF, tmp_path / "hf")
+    arrays = load_file(str(folder / "model.safetensors"))
+    save_file({k: v.astype(ml_dtypes.bfloat16) for k, v in arrays.items()}, str(folder / "model.safetensors"))
+    model = samp_jax.load(folder)
+    assert model.head_kind == "sequence_classification"
