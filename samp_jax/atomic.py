@@ -1,13 +1,31 @@
 """Atomic folder writes: a model folder is either the old one or the new one, never a mix.
 
-`atomic_folder(target)` yields a fresh temporary folder beside `target` (same filesystem);
-when the block finishes, its files are flushed to disk and the folder takes `target`'s name:
-an existing `target` is first renamed aside to `.NAME.old-XXXX`, the new folder is renamed
-in, and the old one is deleted. A crash (even `kill -9`) before the first rename leaves the
-old model untouched plus a `.NAME.tmp-XXXX` folder, which the next save removes and which
-nothing loads. The one remaining window is between the two renames: `target` is briefly
-absent while the old model sits whole under `.NAME.old-XXXX`; `interrupted_save` finds it so
-that loading can say so, and the next save removes it.
+`atomic_folder(target)` yields a fresh temporary folder `.NAME.tmp-PID-XXXXXXXX` beside
+`target` (same filesystem, so renames are atomic). When the block finishes without an error,
+every file and folder in it gets normal permissions (`0666` / `0777` less the umask; some
+writers create `0600` files) and is flushed to disk, and then the folder takes `target`'s name:
+
+1. an existing `target` is renamed aside to `.NAME.old-PID-XXXXXXXX`;
+2. the new folder is renamed to `target`;
+3. the old folder is deleted.
+
+An error inside the block (or in the steps above) deletes the temporary folder; if step 2
+fails, the old folder is renamed back. A crash (even `kill -9`) before step 1 leaves the old
+model untouched plus a `.tmp-` folder; a crash after step 2 leaves the new model plus an
+`.old-` folder. Neither is a model folder anyone loads by name, and the next save of `target`
+removes the leftovers of processes that are no longer running (`PID` in the name says whose
+they are, so concurrent saves never delete each other's folders).
+
+The one remaining window is between steps 1 and 2: for that moment `target` does not exist,
+while the old model lies whole under `.NAME.old-...`. A crash there leaves it so.
+`interrupted_save(target)` finds that folder; `QuantizedModel.load` then says that a save was
+interrupted and where the previous model is, and the next save removes it once the new model is
+in place. Concurrent saves of one folder: one wins; another may fail with an error; none mixes.
+
+Replacing `target` replaces the whole folder: files in it that the writer does not write again
+are not kept. So only an empty folder, or one `replaceable` accepts (by default
+`is_model_folder`: it has `quantization.json` or `config.json`), is replaced; any other
+non-empty folder is refused before anything is written.
 """
 
 from __future__ import annotations
@@ -17,27 +35,57 @@ import os
 import secrets
 import shutil
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 TMP_TAG = ".tmp-"
 OLD_TAG = ".old-"
+MODEL_MARKERS = ("quantization.json", "config.json")
+
+
+def is_model_folder(folder: str | os.PathLike) -> bool:
+    """A folder samp-jax may replace when saving: a quantized model (`quantization.json`) or an
+    HF checkpoint (`config.json`)."""
+    return any((Path(folder) / name).is_file() for name in MODEL_MARKERS)
 
 
 def _siblings(target: Path, tag: str) -> list[Path]:
+    """`target`'s leftover folders of kind `tag`, oldest name first."""
     prefix = f".{target.name}{tag}"
     if not target.parent.is_dir():
         return []
-    return [p for p in target.parent.iterdir() if p.name.startswith(prefix)]
+    return sorted(p for p in target.parent.iterdir() if p.name.startswith(prefix))
+
+
+def _owner_alive(leftover: Path, tag: str) -> bool:
+    """Whether the process that made `leftover` (PID in its name) is still running."""
+    pid = leftover.name.rsplit(tag, 1)[-1].split("-", 1)[0]
+    if not pid.isdigit():
+        return False  # not a name this module makes
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True  # someone else's process (PermissionError): leave it
+    return True
+
+
+def _remove(path: Path) -> None:
+    if path.is_symlink() or path.is_file():
+        path.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def interrupted_save(target: str | os.PathLike) -> Path | None:
-    """The previous model left aside by a save interrupted between its two renames, when
-    `target` itself is missing; else None."""
+    """When `target` does not exist but a save that was replacing it left the previous folder
+    aside (`.NAME.old-...`: interrupted between its two renames, or in them right now): that
+    folder. Else None."""
     target = Path(target)
-    if target.exists():
+    if target.exists() or target.is_symlink():
         return None
     old = _siblings(target, OLD_TAG)
-    return old[0] if old else None
+    return old[-1] if old else None
 
 
 def _umask() -> int:
@@ -54,50 +102,67 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
+def _finish(folder: Path) -> None:
+    """Normal permissions (umask applied) and everything flushed to disk, deepest first."""
+    umask = _umask()
+    for path in sorted([folder, *folder.rglob("*")], key=lambda p: len(p.parts), reverse=True):
+        if path.is_symlink():
+            continue
+        os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
+        _fsync(path)
+
+
 @contextlib.contextmanager
-def atomic_folder(target: str | os.PathLike, *, replaceable=lambda folder: True) -> Iterator[Path]:
-    """Yields a temporary folder to write into; on success it replaces `target` in one rename.
+def atomic_folder(target: str | os.PathLike, *,
+                  replaceable: Callable[[Path], bool] = is_model_folder) -> Iterator[Path]:
+    """Yields a temporary folder to write into; on success it replaces `target` by rename.
+
+    See the module docstring for the protocol and its one remaining window.
 
     Args:
-      target: the folder to create or replace.
+      target: the folder to create or replace. A symlink to a folder: the folder it points to
+        is replaced (the link stays).
       replaceable: called with an existing, non-empty `target`; False refuses to replace it
-        (a user's unrelated folder is never deleted).
+        (a user's unrelated folder is never deleted). Default: `is_model_folder`.
 
     Raises:
       FileExistsError: `target` is a file, or a non-empty folder `replaceable` refuses; raised
         before anything is written.
     """
-    target = Path(target)
-    if target.is_file():
+    target = Path(os.path.abspath(target))  # a real name to put siblings beside, even for "."
+    if target.is_symlink() and target.is_dir():
+        target = target.resolve()
+    if target.exists() and not target.is_dir():
         raise FileExistsError(f"{target} is a file; a model is saved as a folder")
     if target.is_dir() and any(target.iterdir()) and not replaceable(target):
         raise FileExistsError(f"{target} is a non-empty folder that holds no model; refusing to "
                               "replace it (choose an empty or new folder)")
     target.parent.mkdir(parents=True, exist_ok=True)
-    for stale in _siblings(target, TMP_TAG) + (_siblings(target, OLD_TAG) if target.exists() else []):
-        shutil.rmtree(stale, ignore_errors=True)  # litter of interrupted saves
-    token = secrets.token_hex(4)
+    for stale in _siblings(target, TMP_TAG):  # litter of interrupted saves
+        if not _owner_alive(stale, TMP_TAG):
+            _remove(stale)
+    token = f"{os.getpid()}-{secrets.token_hex(4)}"
     tmp = target.parent / f".{target.name}{TMP_TAG}{token}"
     tmp.mkdir()
     try:
         yield tmp
-        umask = _umask()
-        for path in [tmp, *tmp.rglob("*")]:
-            # normal permissions whatever the writers chose (safetensors writes 0600)
-            os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
-            if path.is_file():
-                _fsync(path)
+        _finish(tmp)
         old = None
         if target.exists():
             old = target.parent / f".{target.name}{OLD_TAG}{token}"
             os.rename(target, old)
-        else:  # an earlier save interrupted between its renames: its old copy goes now
-            for stale in _siblings(target, OLD_TAG):
-                shutil.rmtree(stale, ignore_errors=True)
-        os.rename(tmp, target)
-        _fsync(target.parent)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        try:
+            os.rename(tmp, target)
+        except BaseException:
+            if old is not None and not target.exists():
+                os.rename(old, target)  # put the previous model back
+            raise
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _remove(tmp)
         raise
+    _fsync(target.parent)  # both renames on disk before the old copy goes
+    if old is not None:
+        _remove(old)
+    for stale in _siblings(target, OLD_TAG):  # earlier interrupted saves' previous models
+        if not _owner_alive(stale, OLD_TAG):
+            _remove(stale)

@@ -266,7 +266,7 @@ def assign_state_dict(model: EncoderModel, state: dict[str, np.ndarray], *, path
 
     Raises:
       CheckpointError: listing every missing, unexpected (when `strict`) and mis-shaped key,
-        or the first tensor with NaN/Inf.
+        or the first tensor that is not floating point (int, bool) or has NaN/Inf.
     """
     family = get_family(model.config.model_type)
     state = strip_prefix(state, family)
@@ -292,10 +292,14 @@ def assign_state_dict(model: EncoderModel, state: dict[str, np.ndarray], *, path
                               mismatched=mismatched, hint=_family_hint(unexpected, family))
     for a in assignments:
         for key in a.sources:
-            if not jnp.issubdtype(state[key].dtype, jnp.floating):  # bfloat16 too
-                raise CheckpointError(path, mismatched=[(key, f"dtype {state[key].dtype}", "a float dtype")])
+            dtype = state[key].dtype
+            # jnp.issubdtype, not np's: bfloat16 / float8 (ml_dtypes) are floats too
+            if not jnp.issubdtype(dtype, jnp.floating):
+                raise CheckpointError(path, problem=f"tensor {key} has dtype {dtype}, expected a float "
+                                      "dtype (float32, float16 or bfloat16)")
             if not np.all(np.isfinite(state[key])):
-                raise CheckpointError(path, mismatched=[(key, "non-finite values", "finite")])
+                raise CheckpointError(path, problem=f"tensor {key} has non-finite values (NaN or Inf), "
+                                      "expected finite")
     values = [a.transform.combine(*(state[k] for k in a.sources)) for a in assignments]
     for a, value in zip(assignments, values):
         a.target.set_value(jnp.asarray(value, dtype=a.target.dtype))
@@ -483,11 +487,14 @@ def save_pretrained(model: EncoderModel, directory: str | Path, *, tokenizer_dir
       extra: more keys for `config.json`.
 
     The folder is written beside `directory` and renamed into place (`samp_jax.atomic`): a
-    crash leaves any previous checkpoint there whole. A non-empty `directory` that is not an HF
-    checkpoint (no `config.json`) is refused rather than replaced.
+    crash leaves any previous checkpoint there whole. Saving over a model folder replaces the
+    whole folder (files this call does not write are not kept); a non-empty `directory` that is
+    no model folder (neither `config.json` nor `quantization.json`) is refused, before anything
+    is written, rather than replaced.
 
     Raises:
       ConfigError: the head has no HF equivalent in the model's family (a custom head).
+      FileExistsError: `directory` is a file, or a non-empty folder that holds no model.
     """
     directory = Path(directory)
     family = get_family(model.config.model_type)
@@ -501,8 +508,7 @@ def save_pretrained(model: EncoderModel, directory: str | Path, *, tokenizer_dir
         config |= {"id2label": {str(i): n for i, n in enumerate(names)},
                    "label2id": {n: i for i, n in enumerate(names)}}
     config |= extra or {}
-    replaceable = lambda folder: (folder / "config.json").is_file()  # noqa: E731  a model folder
-    with atomic_folder(directory, replaceable=replaceable) as tmp:
+    with atomic_folder(directory) as tmp:  # tokenizer and sentence-transformers files too
         save_file(state, str(tmp / SAFETENSORS))
         (tmp / "config.json").write_text(json.dumps(config, indent=1))
         if isinstance(model.head, SentenceEmbedder):

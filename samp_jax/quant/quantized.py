@@ -34,15 +34,18 @@ from samp_jax.models.model import EncoderModel, head_spec, make_head
 from samp_jax.models.tokenizer import TOKENIZER_FILE, Tokenizer, check_fits
 from samp_jax.ops.dispatch import Activation, gemm
 from samp_jax.quant.handoff import Int8Input
-from samp_jax.quant.precision import SITES, PrecisionMap, SitePrecision, precision_of_dtype
+from samp_jax.quant.precision import SITES, PrecisionMap, PrecisionMapError, SitePrecision, precision_of_dtype
 from samp_jax.quant.primitives import FP8_E4M3_MAX, QArray, quantize_weight_fp8, quantize_weight_int8
 from samp_jax.version import __version__
 
 FORMAT = "samp-jax-quantized"
 FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)  # v1: before the file manifest
+READABLE_VERSIONS = (1, 2)  # v1: before the file manifest (read without hash verification)
 WEIGHTS_FILE = "model.safetensors"
 SIDECAR_FILE = "quantization.json"
+COMPUTE_DTYPES = ("float16", "bfloat16", "float32")
+# How `save` stores dtypes safetensors' numpy API lacks: their bits, as unsigned integers.
+_STORED_AS = {"bfloat16": "uint16", "float8_e4m3fn": "uint8"}
 
 
 class QuantizedVariable(nnx.Variable):
@@ -258,10 +261,24 @@ class QuantizedModel(nnx.Module):
     # ---------------------------------------------------------------------- save / load
     def save(self, directory: str | Path) -> Path:
         """Writes `model.safetensors`, the tokenizer's files (when the model has a tokenizer)
-        and `quantization.json` (the manifest: format version, sha256 and size of every other
-        file) into `directory`, atomically: the folder is written beside it and renamed into
-        place, so a crash leaves the previous model whole (`samp_jax.atomic`). An existing
-        non-empty folder that is not a model folder is refused. Returns the folder."""
+        and `quantization.json` into `directory`; returns the folder.
+
+        `quantization.json` (format v2) holds `format`, `format_version`, `config`, `head`,
+        `tokenizer`, `dtype` (compute dtype), `precision_map`, `info`, `dtypes` (every tensor's
+        dtype) and `versions`, and is the manifest: `files` maps every other file's name to
+        `{"sha256", "bytes"}`. The sidecar itself is not hashed: `load` parses and validates
+        every field it uses, and a changed field that still parses (say a dtype) must agree
+        with the hashed weights, or loading refuses.
+
+        Atomic (`samp_jax.atomic`): the folder is written beside `directory` and renamed into
+        place, so a crash leaves the previous model whole. Saving over a model folder replaces
+        the whole folder (files `save` does not write are not kept); a non-empty folder that
+        holds no model (no `quantization.json` / `config.json`) is refused before writing.
+
+        Raises:
+          FileExistsError: `directory` is a file, or a non-empty folder that holds no model.
+          ValueError: the head is a kind nothing could load back.
+        """
         directory = Path(directory)
         head = head_spec(self.model.head)  # refuses a head nothing could load back, before writing
         arrays, dtypes = {}, {}
@@ -269,10 +286,10 @@ class QuantizedModel(nnx.Module):
             value = np.asarray(value)
             dtypes[key] = value.dtype.name
             # safetensors' numpy API lacks bfloat16/float8: store their bits, keep the dtype.
-            if value.dtype.name in ("bfloat16", "float8_e4m3fn"):
-                value = value.view(np.uint16 if value.dtype.itemsize == 2 else np.uint8)
+            if value.dtype.name in _STORED_AS:
+                value = value.view(_STORED_AS[value.dtype.name])
             arrays[key] = np.array(value, order="C")  # ascontiguousarray would make scalars 1-D
-        with atomic_folder(directory, replaceable=is_model_folder) as tmp:
+        with atomic_folder(directory) as tmp:  # replaces model folders only (atomic.is_model_folder)
             save_file(arrays, str(tmp / WEIGHTS_FILE))
             if self.tokenizer is not None:
                 self.tokenizer.save(tmp)
@@ -293,10 +310,18 @@ class QuantizedModel(nnx.Module):
     def load(cls, directory: str | Path, *, tokenizer: Tokenizer | None = None) -> "QuantizedModel":
         """Reads a model written by `save`, with its class names and tokenizer.
 
-        Every file is checked against the manifest's sha256 and size (format v2; v1 folders,
-        written before the manifest, load without it), and every tensor against what the
-        precision map implies: dtype, shape, INT8 values in [-127, 127], scales finite and at
-        least `SCALE_EPS`, floats finite. Nothing is assigned before all checks pass.
+        Checks, all before anything is assigned (nothing is half-loaded):
+
+        - format v2: every file the manifest (`files` in `quantization.json`) lists exists with
+          its sha256 and size. Files it does not list (a tokenizer copied in later) are not
+          checked. Format v1 folders, written before the manifest, still load, without this
+          check: an altered but plausible value in a v1 file is not detected.
+        - the sidecar: a JSON object with every field `load` uses, of the right type.
+        - every tensor: the dtype the sidecar records is the one the precision map and head
+          imply (int8 kernels at INT8 sites, float8_e4m3fn at FP8 sites, the site's float dtype
+          at float sites, float32 scales and biases, the compute dtype for embeddings and
+          LayerNorms) and the stored bits have that width; the shape; INT8 values in
+          [-127, 127]; every scale finite and at least `SCALE_EPS`; every float finite.
 
         Args:
           directory: the folder `save` wrote.
@@ -304,10 +329,14 @@ class QuantizedModel(nnx.Module):
             either, the model has no tokenizer (`samp_jax.load` insists on one).
 
         Raises:
-          FileNotFoundError: no weights or no sidecar (naming an interrupted save's leftover).
-          ValueError: the sidecar is not this format or not valid JSON.
+          FileNotFoundError: no weights or no sidecar; when the folder is missing because a
+            save was interrupted between its two renames, the message says where the previous
+            model is (`samp_jax.atomic`).
+          ValueError: the sidecar is not valid JSON, not this format, or a field is missing
+            or malformed (the message names the file and the field).
           CheckpointError: a file differs from the manifest, or a tensor does not match the
-            layout and value ranges the sidecar describes.
+            layout, dtypes and value ranges the sidecar describes (the message names the file,
+            the tensor, what was found and what was expected).
         """
         directory = Path(directory)
         if tokenizer is not None and not isinstance(tokenizer, Tokenizer):
@@ -315,26 +344,15 @@ class QuantizedModel(nnx.Module):
         leftover = interrupted_save(directory)
         if leftover is not None:
             raise FileNotFoundError(f"{directory} does not exist: a save was interrupted while "
-                                    f"replacing it, and the previous model is whole at {leftover}")
+                                    f"replacing it (or is replacing it right now), and the previous "
+                                    f"model is whole at {leftover}; rename it back or save again")
         for name in (WEIGHTS_FILE, SIDECAR_FILE):
             if not (directory / name).is_file():
                 raise FileNotFoundError(f"{directory} has no {name}")
-        try:
-            sidecar = json.loads((directory / SIDECAR_FILE).read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ValueError(f"{directory / SIDECAR_FILE} is not valid JSON: {e}") from None
-        if not isinstance(sidecar, dict) or sidecar.get("format") != FORMAT \
-                or sidecar.get("format_version") not in READABLE_VERSIONS:
-            raise ValueError(f"{directory / SIDECAR_FILE} is not a {FORMAT} sidecar of version "
-                             f"{READABLE_VERSIONS}")
+        sidecar = _read_sidecar(directory / SIDECAR_FILE)
         if sidecar["format_version"] >= 2:
-            _verify_files(directory, sidecar.get("files"))
-        config = EncoderConfig.from_hf_config(sidecar["config"])
-        pmap = PrecisionMap.from_dict(sidecar["precision_map"])
-        dtype = jnp.dtype(sidecar["dtype"])
-        smoothed = {key.split(".input_scale")[0] for key in sidecar["dtypes"] if key.endswith("input_scale")}
-        skeleton = _skeleton(config, sidecar["head"], pmap, dtype, smoothed,
-                             sidecar["info"].get("implementation"))
+            _verify_files(directory, sidecar["files"], sidecar.get("tokenizer"))
+        config, pmap, dtype, skeleton = _sidecar_model(directory / SIDECAR_FILE, sidecar)
         try:
             arrays = load_file(str(directory / WEIGHTS_FILE))
         except SafetensorError as e:  # truncated or not safetensors at all
@@ -349,7 +367,7 @@ class QuantizedModel(nnx.Module):
                                   mismatched=mismatched)
         restored = {k: _checked_tensor(directory / WEIGHTS_FILE, k, arrays[k], sidecar["dtypes"].get(k),
                                        jnp.dtype(expected[k].dtype))
-                    for k in expected}
+                    for k in sorted(expected)}
         _assign_flat_state(skeleton, restored)
         if tokenizer is None and (directory / TOKENIZER_FILE).is_file():
             tokenizer = Tokenizer.from_pretrained(directory)
@@ -359,9 +377,79 @@ class QuantizedModel(nnx.Module):
         return cls(skeleton, pmap, info=sidecar["info"])
 
 
-def is_model_folder(folder: Path) -> bool:
-    """A folder samp-jax may replace when saving: a quantized model or an HF checkpoint."""
-    return (folder / SIDECAR_FILE).is_file() or (folder / "config.json").is_file()
+# Sidecar fields `load` uses, and their JSON types.
+_SIDECAR_FIELDS = {"format": str, "format_version": int, "config": dict, "head": dict, "dtype": str,
+                   "precision_map": dict, "info": dict, "dtypes": dict}
+
+
+def _read_sidecar(path: Path) -> dict[str, Any]:
+    """The parsed sidecar, after checking that it is this format and every field `load` uses
+    is there with the right JSON type."""
+    try:
+        sidecar = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path} is not valid JSON: {e}") from None
+    if not isinstance(sidecar, dict) or sidecar.get("format") != FORMAT \
+            or type(sidecar.get("format_version")) is not int \
+            or sidecar["format_version"] not in READABLE_VERSIONS:
+        found = type(sidecar).__name__ if not isinstance(sidecar, dict) else \
+            f"format {sidecar.get('format')!r} version {sidecar.get('format_version')!r}"
+        raise ValueError(f"{path} is not a {FORMAT} sidecar of version {READABLE_VERSIONS}: found "
+                         f"{found}, expected a JSON object with format {FORMAT!r}")
+    fields = dict(_SIDECAR_FIELDS)
+    if sidecar["format_version"] >= 2:
+        fields["files"] = dict
+    for key, kind in fields.items():
+        if not isinstance(sidecar.get(key), kind):
+            raise ValueError(f"{path}: field {key!r} is {_json_type(sidecar.get(key))}, expected "
+                             f"{_json_type(kind())}")
+    if sidecar["dtype"] not in COMPUTE_DTYPES:
+        raise ValueError(f"{path}: field 'dtype' is {sidecar['dtype']!r}, expected one of {COMPUTE_DTYPES}")
+    bad = [k for k, v in sidecar["dtypes"].items() if not isinstance(v, str)]
+    if bad:
+        raise ValueError(f"{path}: field 'dtypes' has a non-string entry for {bad[0]!r}, expected a "
+                         "dtype name")
+    if sidecar.get("tokenizer") is not None and not isinstance(sidecar["tokenizer"], str):
+        raise ValueError(f"{path}: field 'tokenizer' is {_json_type(sidecar['tokenizer'])}, expected "
+                         "a file name or null")
+    if not isinstance(sidecar["head"].get("kind"), str):
+        raise ValueError(f"{path}: field 'head' has no 'kind' string")
+    implementation = sidecar["info"].get("implementation")
+    if implementation is not None and not isinstance(implementation, str):
+        raise ValueError(f"{path}: field 'info.implementation' is {_json_type(implementation)}, "
+                         "expected a string or null")
+    return sidecar
+
+
+def _json_type(value) -> str:
+    names = {dict: "an object", list: "a list", str: "a string", int: "an integer",
+             float: "a number", bool: "a boolean", type(None): "missing or null"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _sidecar_model(path: Path, sidecar: dict[str, Any]):
+    """`(config, precision_map, dtype, skeleton)` from the sidecar; a field that does not build
+    raises a ValueError naming the file and the field."""
+    try:
+        config = EncoderConfig.from_hf_config(sidecar["config"])
+    except ValueError as e:  # ConfigError
+        raise ValueError(f"{path}: field 'config': {e}") from None
+    try:
+        pmap = PrecisionMap.from_dict(sidecar["precision_map"])
+    except (PrecisionMapError, TypeError, ValueError) as e:
+        raise ValueError(f"{path}: field 'precision_map': {e}") from None
+    if pmap.num_layers != config.num_layers:
+        raise ValueError(f"{path}: field 'precision_map' has num_layers={pmap.num_layers}, expected "
+                         f"{config.num_layers} (the config's)")
+    dtype = jnp.dtype(sidecar["dtype"])
+    smoothed = {key.split(".input_scale")[0] for key in sidecar["dtypes"] if key.endswith("input_scale")}
+    try:
+        skeleton = _skeleton(config, sidecar["head"], pmap, dtype, smoothed,
+                             sidecar["info"].get("implementation"))
+    except (TypeError, ValueError, KeyError) as e:
+        raise ValueError(f"{path}: field 'head' or 'precision_map' does not build a model: "
+                         f"{type(e).__name__}: {e}") from None
+    return config, pmap, dtype, skeleton
 
 
 def _file_digest(path: Path) -> dict[str, Any]:
@@ -372,34 +460,40 @@ def _file_digest(path: Path) -> dict[str, Any]:
     return {"sha256": digest.hexdigest(), "bytes": path.stat().st_size}
 
 
-def _verify_files(directory: Path, files) -> None:
-    """Every file the manifest lists exists with its size and sha256."""
-    if not isinstance(files, dict) or WEIGHTS_FILE not in files:
-        raise CheckpointError(directory / SIDECAR_FILE, problem=f"has no file manifest listing {WEIGHTS_FILE}")
+def _verify_files(directory: Path, files: dict, tokenizer: str | None) -> None:
+    """Every file the manifest lists exists with its size and sha256; the weights (and the
+    tokenizer, when the sidecar names one) are listed."""
+    for name in (WEIGHTS_FILE, tokenizer):
+        if name is not None and name not in files:
+            raise CheckpointError(directory / SIDECAR_FILE, problem=f"has no file manifest entry for "
+                                  f"{name}, expected one for every file save wrote")
     for name, want in files.items():
+        if not isinstance(name, str) or name in ("", ".", "..") or Path(name).name != name:
+            raise CheckpointError(directory / SIDECAR_FILE, problem=f"lists {name!r} in its file "
+                                  "manifest, expected a plain file name in the folder")
         path = directory / name
-        if Path(name).name != name or not path.is_file():
+        if not path.is_file():
             raise CheckpointError(path, problem="is listed in the manifest but missing")
         got = _file_digest(path)
         if not isinstance(want, dict) or got != {"sha256": want.get("sha256"), "bytes": want.get("bytes")}:
+            expected = f"{want.get('bytes')} bytes, sha256 {str(want.get('sha256'))[:16]}..." \
+                if isinstance(want, dict) else f"{want!r:.60}"
             raise CheckpointError(path, problem=f"does not match the manifest: found {got['bytes']} bytes, "
-                                  f"sha256 {got['sha256'][:16]}..., expected {want!r:.120} (the file "
-                                  "was changed or damaged after saving)")
+                                  f"sha256 {got['sha256'][:16]}..., expected {expected} (the file was "
+                                  "changed or damaged after saving)")
 
 
 def _checked_tensor(file: Path, key: str, stored: np.ndarray, claimed: str | None, want) -> np.ndarray:
     """The stored array as `want` (the dtype the precision map implies), after checking the
     sidecar's dtype claim and the value range."""
     if claimed != want.name:
-        raise CheckpointError(file, problem=f"tensor {key}: the sidecar says dtype {claimed!r}, "
-                              f"expected {want.name!r} for this precision map")
-    try:
-        value = _restore_dtype(stored, claimed)
-    except ValueError as e:
-        raise CheckpointError(file, problem=f"tensor {key}: stored as {stored.dtype}, which cannot "
-                              f"hold {claimed} ({e})") from None
-    if value.dtype != want or value.shape != stored.shape:
-        raise CheckpointError(file, problem=f"tensor {key}: stored as {stored.dtype}, expected {want.name}")
+        raise CheckpointError(file, problem=f"tensor {key}: the sidecar ({SIDECAR_FILE}) says dtype "
+                              f"{claimed!r}, expected {want.name!r} for this precision map")
+    storage = _STORED_AS.get(want.name, want.name)
+    if stored.dtype.name != storage:
+        raise CheckpointError(file, problem=f"tensor {key}: stored as {stored.dtype}, expected {storage}"
+                              + (f" (the bits of {want.name})" if storage != want.name else ""))
+    value = _restore_dtype(stored, want.name)
     if want == jnp.int8:
         low = int(value.min()) if value.size else 0
         if low < -INT8_MAX:
@@ -409,9 +503,9 @@ def _checked_tensor(file: Path, key: str, stored: np.ndarray, claimed: str | Non
     as_float = np.asarray(value, np.float32)
     if not np.all(np.isfinite(as_float)):
         raise CheckpointError(file, problem=f"tensor {key}: non-finite values found, expected finite")
-    if key.endswith(("_scale", ".act_scale")) and as_float.size and float(as_float.min()) < SCALE_EPS:
+    if key.endswith("_scale") and as_float.size and float(as_float.min()) < SCALE_EPS:
         raise CheckpointError(file, problem=f"tensor {key}: scale {float(as_float.min())!r} found, "
-                              f"expected >= {SCALE_EPS}")
+                              f"expected a finite scale >= {SCALE_EPS}")
     return value
 
 

@@ -1,8 +1,9 @@
 """Interrupted and failed saves: the folder is always the old model, the new model, or a clear
-error; never a mix that loads and computes something else."""
+error naming where the old model is; never a mix that loads and computes something else."""
 
 import os
 import random
+import re
 import signal
 import stat
 import subprocess
@@ -12,103 +13,232 @@ import time
 import numpy as np
 import pytest
 
-from samp_jax import QuantizedModel
-from samp_jax.atomic import atomic_folder
-from tests.faults.save_child import model
-from tests.helpers import ROOT, random_batches
+import samp_jax
+from samp_jax import PrecisionMap, QuantizedModel, Tokenizer, quantize, save_pretrained
+from samp_jax.models.tokenizer import TOKENIZER_FILE
+from tests.helpers import GOLDEN, ROOT
 
-BATCH = random_batches(1, vocab=64)[0]
+HF = GOLDEN / "families" / "bert" / "seqcls"  # a tiny BERT (2 layers) with its own tokenizer
+TEXTS = ["hello there", "a second, longer test sentence"]
+
+
+@pytest.fixture(scope="module")
+def models():
+    """Two different quantized models of one source, each with the tokenizer."""
+    source = samp_jax.load(HF)
+    old = quantize(source, PrecisionMap.preset("fully_quant", 2))
+    new = quantize(source, PrecisionMap.preset("quant_ffn_only", 2))
+    return old, new
 
 
 def _outputs(q):
-    return np.asarray(q(**BATCH))
+    return np.asarray(q(**q.tokenizer(TEXTS)))
+
+
+def _listing(folder):
+    return sorted(p.name for p in folder.iterdir())
+
+
+# --------------------------------------------------------------------------- kill -9
+KILLS = 10
+PAUSE = 0.02  # the child's slow disk: a save takes ~0.3 s, most of it in writes and renames
+
+
+def _outcome(folder, expected):
+    """'old', 'new' or 'interrupted' (then the old model is whole where `load` says)."""
+    try:
+        out = _outputs(QuantizedModel.load(folder))
+    except FileNotFoundError as e:  # killed between the two renames
+        match = re.search(r"a save was interrupted while replacing it .*previous model is whole "
+                          r"at (\S+);", str(e))
+        assert match, e
+        np.testing.assert_array_equal(_outputs(QuantizedModel.load(match.group(1))), expected["old"])
+        return "interrupted"
+    match = [name for name, value in expected.items() if np.array_equal(out, value)]
+    assert match, "the folder loaded and gave neither the old nor the new model's outputs"
+    return match[0]
 
 
 @pytest.mark.slow
-def test_kill_9_during_resave_leaves_the_old_or_the_new_model(tmp_path):
-    folder = tmp_path / "model"
-    old, new = model(1), model(2)
-    old.save(folder)
+def test_kill_9_during_resave_leaves_the_old_or_the_new_model(models, tmp_path):
+    """SIGKILLs a process saving the new model over the old one at `KILLS` seeded points spread
+    over a save (stratified fractions of its measured duration, up to 1.2x: into the next save).
+    Each time the folder loads exactly the old or the new model, or `load` says a save was
+    interrupted and names the old model, whole; the next save succeeds and leaves no litter."""
+    old, new = models
     expected = {"old": _outputs(old), "new": _outputs(new)}
-    rng = random.Random(0)
+    source = new.save(tmp_path / "source")
+    folder = tmp_path / "work" / "model"
+    rng = random.Random(14)
+    fractions = [1.2 * (i + rng.random()) / KILLS for i in range(KILLS)]
+    child = subprocess.Popen(
+        [sys.executable, "-m", "tests.faults.save_child", str(source), str(tmp_path / "scratch"), str(PAUSE)],
+        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu"})
     outcomes = []
-    for attempt in range(4):
-        child = subprocess.Popen([sys.executable, "-m", "tests.faults.save_child", str(folder), "2"],
-                                 cwd=ROOT, stdout=subprocess.PIPE, text=True,
-                                 env={**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu"})
-        assert child.stdout.readline().strip() == "ready"
-        time.sleep(rng.uniform(0.0, 0.4))  # somewhere inside one of the back-to-back saves
-        child.send_signal(signal.SIGKILL)
-        child.wait()
-        try:
-            out = _outputs(QuantizedModel.load(folder))
-        except (FileNotFoundError, ValueError) as e:  # a clear error is allowed, never a mix
-            assert "interrupted" in str(e) or "manifest" in str(e), e
-            outcomes.append("error")
-            old.save(folder)  # a later save always succeeds
-            continue
-        match = [name for name, value in expected.items() if np.array_equal(out, value)]
-        assert match, "the folder loaded and gave neither the old nor the new model's outputs"
-        outcomes.append(match[0])
-    litter = [p.name for p in tmp_path.iterdir() if p.name != "model"]
-    old.save(folder)  # and cleans what the kills left
-    assert [p.name for p in tmp_path.iterdir()] == ["model"], litter
-    assert outcomes  # every kill point gave one of the allowed outcomes
-
-
-def test_an_error_mid_save_keeps_the_old_model_and_leaves_no_litter(tmp_path, monkeypatch):
-    folder = tmp_path / "model"
-    old = model(1)
-    old.save(folder)
-
-    def broken(*args, **kwargs):
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr("samp_jax.quant.quantized.save_file", broken)
-    with pytest.raises(OSError, match="No space left"):
-        model(2).save(folder)
-    assert [p.name for p in tmp_path.iterdir()] == ["model"]
-    np.testing.assert_array_equal(_outputs(QuantizedModel.load(folder)), _outputs(old))
-
-
-def test_saved_files_follow_the_umask(tmp_path):
-    previous = os.umask(0o022)
     try:
-        folder = model(1).save(tmp_path / "model")
+        ready = child.stdout.readline().split()
+        assert ready[:1] == ["ready"], ready
+        duration = float(ready[1])
+        for fraction in fractions:
+            old.save(folder)  # the old model, whole; this also removes what the last kill left
+            assert _listing(folder.parent) == ["model"]
+            child.stdin.write(f"{folder}\n")
+            child.stdin.flush()
+            saver = child.stdout.readline().split()
+            assert saver[:1] == ["pid"], saver
+            time.sleep(fraction * duration)
+            os.kill(int(saver[1]), signal.SIGKILL)
+            assert child.stdout.readline().split() == ["reaped", str(int(signal.SIGKILL))]
+            outcomes.append(_outcome(folder, expected))
+    finally:
+        child.kill()
+        child.wait()
+    old.save(folder)
+    assert _listing(folder.parent) == ["model"]
+    # the kill points did span a save: some before its renames, some after
+    assert "old" in outcomes and "new" in outcomes, list(zip(fractions, outcomes))
+
+
+# ------------------------------------------------------------------- errors mid-save
+class DiskFull(OSError):
+    pass
+
+
+def _raise(*args, **kwargs):
+    raise DiskFull(28, "No space left on device")
+
+
+def _interrupt(*args, **kwargs):
+    raise KeyboardInterrupt
+
+
+WRITERS = {  # where a save fails: each writer in turn, and the two renames
+    "weights": ("samp_jax.quant.quantized.save_file", _raise, DiskFull),
+    "tokenizer": ("samp_jax.models.tokenizer.Tokenizer.save", _raise, DiskFull),
+    "manifest hashing": ("samp_jax.quant.quantized._file_digest", _raise, DiskFull),
+    "Ctrl-C in the weights": ("samp_jax.quant.quantized.save_file", _interrupt, KeyboardInterrupt),
+    "fsync": ("samp_jax.atomic._fsync", _raise, DiskFull),
+}
+
+
+@pytest.mark.parametrize("writer", WRITERS)
+def test_an_error_mid_save_keeps_the_old_model_and_leaves_no_litter(models, tmp_path, monkeypatch, writer):
+    old, new = models
+    folder = old.save(tmp_path / "model")
+    target, fail, error = WRITERS[writer]
+    monkeypatch.setattr(target, fail)
+    with pytest.raises(error):
+        new.save(folder)
+    monkeypatch.undo()
+    assert _listing(tmp_path) == ["model"]
+    np.testing.assert_array_equal(_outputs(samp_jax.load(folder)), _outputs(old))
+
+
+@pytest.mark.parametrize("which", ["first (old model aside)", "second (new model in)"])
+def test_a_failed_rename_keeps_the_old_model(models, tmp_path, monkeypatch, which):
+    old, new = models
+    folder = old.save(tmp_path / "model")
+    real_rename = os.rename
+
+    def rename(src, dst):
+        moving_new_in = ".tmp-" in os.path.basename(src)
+        if moving_new_in == which.startswith("second"):
+            raise DiskFull(5, "Input/output error")
+        real_rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", rename)
+    with pytest.raises(DiskFull):
+        new.save(folder)
+    monkeypatch.undo()
+    assert _listing(tmp_path) == ["model"]  # the old model was renamed back
+    np.testing.assert_array_equal(_outputs(samp_jax.load(folder)), _outputs(old))
+
+
+def test_an_error_mid_save_pretrained_keeps_the_old_checkpoint(tmp_path, monkeypatch):
+    model = samp_jax.load(HF)
+    folder = save_pretrained(model, tmp_path / "hf")
+    before = {name: (folder / name).read_bytes() for name in _listing(folder)}
+    monkeypatch.setattr(Tokenizer, "save", _raise)  # after the weights and config.json
+    with pytest.raises(DiskFull):
+        save_pretrained(model, folder, labels=("x", "y", "z"))
+    monkeypatch.undo()
+    assert _listing(tmp_path) == ["hf"]
+    assert {name: (folder / name).read_bytes() for name in _listing(folder)} == before
+
+
+# ------------------------------------------------------------------------ permissions
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_saved_files_follow_the_umask(models, tmp_path, umask):
+    previous = os.umask(umask)
+    try:
+        quantized = models[0].save(tmp_path / "q")
+        hf = save_pretrained(samp_jax.load(HF), tmp_path / "hf")
     finally:
         os.umask(previous)
-    for path in [folder, *folder.iterdir()]:
-        mode = stat.S_IMODE(path.stat().st_mode)
-        assert mode & 0o044 == 0o044, (path.name, oct(mode))  # readable by group and others
+    for folder in (quantized, hf):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o777 & ~umask, folder
+        for path in folder.iterdir():
+            assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, (path, oct(path.stat().st_mode))
 
 
+# ------------------------------------------------------------------ what is replaced
 @pytest.mark.parametrize("content", ["a user's file", "a user's folder"])
-def test_a_folder_that_holds_no_model_is_never_replaced(tmp_path, content):
+@pytest.mark.parametrize("save", ["QuantizedModel.save", "save_pretrained"])
+def test_a_folder_that_holds_no_model_is_never_replaced(models, tmp_path, content, save):
     target = tmp_path / "mine"
     if content == "a user's file":
         target.write_text("notes")
-        match = "is a file"
+        match = "is a file; a model is saved as a folder"
     else:
         target.mkdir()
         (target / "notes.txt").write_text("keep me")
-        match = "holds no model; refusing to replace it"
+        match = "is a non-empty folder that holds no model; refusing to replace it"
     with pytest.raises(FileExistsError, match=match):
-        model(1).save(target)
-    assert target.exists() and not list(tmp_path.glob(".mine*"))
+        if save == "save_pretrained":
+            save_pretrained(samp_jax.load(HF), target)
+        else:
+            models[0].save(target)
+    assert _listing(tmp_path) == ["mine"]
+    assert (target.read_text() if target.is_file() else (target / "notes.txt").read_text()) in ("notes", "keep me")
 
 
-def test_a_save_interrupted_between_its_renames_is_named_by_load(tmp_path):
-    folder = model(1).save(tmp_path / "model")
-    os.rename(folder, tmp_path / ".model.old-deadbeef")  # as a kill between the two renames
-    with pytest.raises(FileNotFoundError, match=r"a save was interrupted .* previous model is whole at"):
+def test_saving_over_a_model_replaces_the_whole_folder(models, tmp_path):
+    old, new = models
+    folder = old.save(tmp_path / "q")
+    (folder / "README.md").write_text("not written by save")
+    new.save(folder)
+    assert "README.md" not in _listing(folder) and TOKENIZER_FILE in _listing(folder)
+    np.testing.assert_array_equal(_outputs(QuantizedModel.load(folder)), _outputs(new))
+    hf = save_pretrained(samp_jax.load(HF), tmp_path / "hf")
+    models[0].save(hf)  # an HF checkpoint folder is a model folder too
+    assert (hf / "quantization.json").is_file() and not (hf / "config.json").exists()
+
+
+# ------------------------------------------------------------- the rename window
+def test_a_save_interrupted_between_its_renames_is_named_by_load(models, tmp_path):
+    old, new = models
+    folder = old.save(tmp_path / "model")
+    aside = tmp_path / ".model.old-999999999-deadbeef"  # as a kill between the two renames
+    os.rename(folder, aside)
+    for loader in (QuantizedModel.load, samp_jax.load):
+        with pytest.raises(FileNotFoundError):
+            loader(folder)
+    with pytest.raises(FileNotFoundError, match=r"a save was interrupted while replacing it .* the previous "
+                       rf"model is whole at {re.escape(str(aside))}"):
         QuantizedModel.load(folder)
-    model(2).save(folder)
-    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+    np.testing.assert_array_equal(_outputs(QuantizedModel.load(aside)), _outputs(old))
+    new.save(folder)  # the next save puts the new model in place, then removes the old one
+    assert _listing(tmp_path) == ["model"]
+    np.testing.assert_array_equal(_outputs(QuantizedModel.load(folder)), _outputs(new))
 
 
-def test_atomic_folder_removes_its_temporary_folder_on_error(tmp_path):
-    with pytest.raises(RuntimeError):
-        with atomic_folder(tmp_path / "x") as tmp:
-            (tmp / "f").write_text("partial")
-            raise RuntimeError("boom")
-    assert list(tmp_path.iterdir()) == []
+def test_leftovers_of_interrupted_saves_are_never_loaded_as_the_model(models, tmp_path):
+    old, new = models
+    folder = old.save(tmp_path / "model")
+    partial = tmp_path / ".model.tmp-999999999-0badf00d"  # a dead process's half-written save
+    partial.mkdir()
+    (partial / "model.safetensors").write_bytes(b"half")
+    np.testing.assert_array_equal(_outputs(QuantizedModel.load(folder)), _outputs(old))
+    new.save(folder)
+    assert _listing(tmp_path) == ["model"]

@@ -1,106 +1,270 @@
-"""Damaged or tampered model folders: each gives a clear error naming the file, the tensor or
-key, what was found and what was expected; none loads and computes something else."""
+"""Damaged or tampered model folders: each case gives a clear error naming the file, the tensor
+or key, what was found and what was expected; none loads and computes something else.
+
+The quantized folder mixes every kind of site (static INT8 with smoothing, dynamic INT8, FP8,
+FP16, BF16) and carries a tokenizer, so each tensor kind and each manifest entry is tried.
+"""
 
 import json
+import re
 import shutil
 
 import numpy as np
 import pytest
+from safetensors.flax import load_file as load_flax, save_file as save_flax
 from safetensors.numpy import load_file, save_file
 
 import samp_jax
-from samp_jax import CheckpointError, ConfigError, QuantizedModel
-from samp_jax.quant.quantized import _file_digest
-from tests.faults.save_child import model
+from samp_jax import CheckpointError, ConfigError, PrecisionMap, QuantizedModel, quantize
+from samp_jax.quant.quantized import SiteCalibration, _file_digest
 from tests.helpers import GOLDEN
 
-KERNEL = "encoder.layers.0.ffn_in.kernel"
-SCALE = "encoder.layers.0.ffn_in.kernel_scale"
+HF = GOLDEN / "families" / "bert" / "seqcls"  # a tiny BERT (2 layers, hidden 30) with a tokenizer
+TEXTS = ["hello there", "a second test sentence"]
+
+L0 = "encoder.layers.0"
+INT8_KERNEL, INT8_SCALE = f"{L0}.ffn_in.kernel", f"{L0}.ffn_in.kernel_scale"  # dynamic INT8
+STATIC_KERNEL, ACT_SCALE, INPUT_SCALE = f"{L0}.qkv.kernel", f"{L0}.qkv.act_scale", f"{L0}.qkv.input_scale"
+FP8_KERNEL, FP8_SCALE = f"{L0}.ffn_out.kernel", f"{L0}.ffn_out.kernel_scale"
+FP16_KERNEL, BF16_KERNEL = f"{L0}.attn_out.kernel", "encoder.layers.1.attn_out.kernel"
+
+
+class _Calibration:
+    """Just what `quantize` reads from a `calibrate.Calibration`."""
+
+    sites = {(0, "qkv"): SiteCalibration(4.0, 3.0, np.linspace(0.5, 2.0, 30).astype(np.float32)),
+             (0, "ffn_out"): SiteCalibration(4.0, 3.0)}
+
+    def describe(self):
+        return {"method": "test"}
 
 
 @pytest.fixture(scope="module")
-def saved(tmp_path_factory):
-    return model(1).save(tmp_path_factory.mktemp("tamper") / "q")
+def original(tmp_path_factory):
+    model = samp_jax.load(HF)
+    pmap = PrecisionMap.from_table({(0, "qkv"): "int8-static", (0, "ffn_in"): "int8-dynamic",
+                                    (0, "ffn_out"): "fp8_e4m3", (1, "attn_out"): "bf16"}, 2)
+    q = quantize(model, pmap, _Calibration())
+    return q, q.save(tmp_path_factory.mktemp("tamper") / "q")
 
 
 @pytest.fixture
-def folder(saved, tmp_path):
-    return shutil.copytree(saved, tmp_path / "q")
+def folder(original, tmp_path):
+    return shutil.copytree(original[1], tmp_path / "q")
 
 
+def test_the_untampered_folder_loads_bit_exactly(original, folder):
+    q, _ = original
+    batch = q.tokenizer(TEXTS)
+    np.testing.assert_array_equal(np.asarray(samp_jax.load(folder)(**batch)), np.asarray(q(**batch)))
+
+
+def test_a_v1_folder_still_loads_without_the_manifest(original, folder):
+    q, _ = original
+    _sidecar(folder, lambda d: (d.update(format_version=1), d.pop("files")))
+    batch = q.tokenizer(TEXTS)
+    np.testing.assert_array_equal(np.asarray(QuantizedModel.load(folder)(**batch)), np.asarray(q(**batch)))
+
+
+# ------------------------------------------------------------------------------ tampering
 def _sidecar(folder, edit):
     data = json.loads((folder / "quantization.json").read_text())
     edit(data)
     (folder / "quantization.json").write_text(json.dumps(data))
 
 
-def _weights(folder, edit, *, manifest=True):
-    """Edits a tensor; with `manifest`, rewrites the manifest to match (a consistent forgery)."""
-    arrays = load_file(str(folder / "model.safetensors"))
-    edit(arrays)
-    save_file(arrays, str(folder / "model.safetensors"))
-    if manifest:
-        _sidecar(folder, lambda d: d["files"].update({"model.safetensors": _file_digest(folder / "model.safetensors")}))
+def _claim(key, dtype):
+    """The sidecar says `key` has `dtype` (the weights and the manifest untouched)."""
+    return lambda f: _sidecar(f, lambda d: d["dtypes"].update({key: dtype}))
+
+
+def _field(key, value):
+    return lambda f: _sidecar(f, lambda d: d.update({key: value}))
+
+
+def _weights(edit, *, manifest=True):
+    """Edits the stored tensors; with `manifest`, rewrites the manifest to match (a consistent
+    forgery, so that the value checks, not the hash, must catch it)."""
+    def tamper(folder):
+        arrays = load_file(str(folder / "model.safetensors"))
+        edit(arrays)
+        save_file(arrays, str(folder / "model.safetensors"))
+        if manifest:
+            digest = _file_digest(folder / "model.safetensors")
+            _sidecar(folder, lambda d: d["files"].update({"model.safetensors": digest}))
+    return tamper
 
 
 def _set(key, value):
+    """Sets the first element of `key` (a whole row of an embedding table) to `value`, in the
+    stored type (bfloat16 / float8 tensors are stored as their uint16 / uint8 bits)."""
     def edit(arrays):
-        arrays[key] = arrays[key].copy()
-        arrays[key].reshape(-1)[0] = value
+        a = arrays[key].copy()
+        if a.ndim == 2 and key.startswith("embeddings"):
+            a[0] = value
+        else:
+            a.reshape(-1)[0] = value
+        arrays[key] = a
     return edit
 
 
-CASES = {
-    # sidecar claims
-    "int8 kernel said to be uint8": (lambda f: _sidecar(f, lambda d: d["dtypes"].update({KERNEL: "uint8"})),
-                                     CheckpointError, rf"{KERNEL}: the sidecar says dtype 'uint8', expected 'int8'"),
-    "int8 kernel said to be float8": (lambda f: _sidecar(f, lambda d: d["dtypes"].update({KERNEL: "float8_e4m3fn"})),
-                                      CheckpointError, r"says dtype 'float8_e4m3fn', expected 'int8'"),
-    "scale said to be float16": (lambda f: _sidecar(f, lambda d: d["dtypes"].update({SCALE: "float16"})),
-                                 CheckpointError, rf"{SCALE}: the sidecar says dtype 'float16', expected 'float32'"),
-    "sidecar not JSON": (lambda f: (f / "quantization.json").write_text("{not json"), ValueError,
-                         r"quantization.json is not valid JSON"),
-    "sidecar a list": (lambda f: (f / "quantization.json").write_text("[1, 2]"), ValueError,
-                       r"quantization.json is not a samp-jax-quantized sidecar"),
-    "no manifest": (lambda f: _sidecar(f, lambda d: d.pop("files")), CheckpointError, r"has no file manifest"),
-    # consistent forgeries: the values are checked
-    "scale 0": (lambda f: _weights(f, _set(SCALE, 0.0)), CheckpointError, rf"{SCALE}: scale 0.0 found, expected >= 1e-12"),
-    "scale 1e-30": (lambda f: _weights(f, _set(SCALE, 1e-30)), CheckpointError, rf"{SCALE}: scale 1\.0+\d*e-30 found"),
-    "scale negative": (lambda f: _weights(f, _set(SCALE, -0.5)), CheckpointError, rf"{SCALE}: scale -0.5 found"),
-    "scale NaN": (lambda f: _weights(f, _set(SCALE, np.nan)), CheckpointError, rf"{SCALE}: non-finite values"),
-    "scale inf": (lambda f: _weights(f, _set(SCALE, np.inf)), CheckpointError, rf"{SCALE}: non-finite values"),
-    "int8 value -128": (lambda f: _weights(f, _set(KERNEL, -128)), CheckpointError,
-                        rf"{KERNEL}: INT8 value -128 found, expected \[-127, 127\]"),
-    "NaN embedding row": (lambda f: _weights(f, _set("embeddings.word", np.nan)), CheckpointError,
-                          r"embeddings.word: non-finite values found, expected finite"),
-    "NaN bias": (lambda f: _weights(f, _set("encoder.layers.1.qkv.bias", np.nan)), CheckpointError,
-                 r"encoder.layers.1.qkv.bias: non-finite"),
-    "kernel stored as float32": (lambda f: _weights(f, lambda a: a.update({KERNEL: a[KERNEL].astype(np.float32)})),
-                                 CheckpointError, rf"{KERNEL}: stored as float32, expected int8"),
-    # changes the manifest catches
-    "plausible altered scale": (lambda f: _weights(f, _set(SCALE, 0.01), manifest=False), CheckpointError,
-                                r"model.safetensors does not match the manifest"),
-    "flipped byte": (lambda f: _flip_byte(f / "model.safetensors"), CheckpointError,
-                     r"model.safetensors does not match the manifest"),
-    "truncated weights": (lambda f: _truncate(f / "model.safetensors"), CheckpointError,
-                          r"model.safetensors does not match the manifest: found \d+ bytes"),
-    "tokenizer file removed": (lambda f: (f / "tokenizer.json").unlink(missing_ok=True) or _manifest_lists(f, "gone.json"),
-                               CheckpointError, r"gone.json is listed in the manifest but missing"),
-}
+def _store(key, convert):
+    def edit(arrays):
+        arrays[key] = convert(arrays[key])
+    return edit
 
 
-def _flip_byte(path):
-    data = bytearray(path.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    path.write_bytes(bytes(data))
+def _flip_byte(name, at=0.5):
+    def tamper(folder):
+        data = bytearray((folder / name).read_bytes())
+        data[int(len(data) * at)] ^= 0xFF
+        (folder / name).write_bytes(bytes(data))
+    return tamper
 
 
-def _truncate(path):
+def _truncate(folder):
+    path = folder / "model.safetensors"
     path.write_bytes(path.read_bytes()[:-1000])
 
 
-def _manifest_lists(folder, name):
-    _sidecar(folder, lambda d: d["files"].update({name: {"sha256": "0" * 64, "bytes": 1}}))
+def _manifest(edit):
+    return lambda f: _sidecar(f, lambda d: edit(d["files"]))
+
+
+W = r".*/q/model\.safetensors"  # CheckpointError messages start "checkpoint <path>"
+S = r".*/q/quantization\.json"
+
+
+def _tensor(key, text):
+    return rf"{W} tensor {re.escape(key)}: {text}"
+
+
+CASES = {
+    # -- the sidecar's dtype claims (weights and manifest untouched)
+    "int8 kernel said uint8": (_claim(INT8_KERNEL, "uint8"), CheckpointError,
+                               _tensor(INT8_KERNEL, r"the sidecar \(quantization.json\) says dtype 'uint8', "
+                                                    r"expected 'int8'")),
+    "int8 kernel said float8": (_claim(INT8_KERNEL, "float8_e4m3fn"), CheckpointError,
+                                _tensor(INT8_KERNEL, r".*says dtype 'float8_e4m3fn', expected 'int8'")),
+    "int8 kernel said float32": (_claim(INT8_KERNEL, "float32"), CheckpointError,
+                                 _tensor(INT8_KERNEL, r".*says dtype 'float32', expected 'int8'")),
+    "static int8 kernel said int16": (_claim(STATIC_KERNEL, "int16"), CheckpointError,
+                                      _tensor(STATIC_KERNEL, r".*says dtype 'int16', expected 'int8'")),
+    "fp8 kernel said int8": (_claim(FP8_KERNEL, "int8"), CheckpointError,
+                             _tensor(FP8_KERNEL, r".*says dtype 'int8', expected 'float8_e4m3fn'")),
+    "fp8 kernel said uint8": (_claim(FP8_KERNEL, "uint8"), CheckpointError,
+                              _tensor(FP8_KERNEL, r".*says dtype 'uint8', expected 'float8_e4m3fn'")),
+    "fp16 kernel said float32": (_claim(FP16_KERNEL, "float32"), CheckpointError,
+                                 _tensor(FP16_KERNEL, r".*says dtype 'float32', expected 'float16'")),
+    "bf16 kernel said float16": (_claim(BF16_KERNEL, "float16"), CheckpointError,
+                                 _tensor(BF16_KERNEL, r".*says dtype 'float16', expected 'bfloat16'")),
+    "scale said float16": (_claim(INT8_SCALE, "float16"), CheckpointError,
+                           _tensor(INT8_SCALE, r".*says dtype 'float16', expected 'float32'")),
+    "embeddings said float32": (_claim("embeddings.word", "float32"), CheckpointError,
+                                _tensor("embeddings.word", r".*says dtype 'float32', expected 'float16'")),
+    "dtype entry removed": (lambda f: _sidecar(f, lambda d: d["dtypes"].pop(INT8_KERNEL)), CheckpointError,
+                            _tensor(INT8_KERNEL, r".*says dtype None, expected 'int8'")),
+    # -- consistent forgeries: the manifest matches, the values are checked
+    "int8 kernel stored as float32": (_weights(_store(INT8_KERNEL, lambda a: a.astype(np.float32))),
+                                      CheckpointError, _tensor(INT8_KERNEL, r"stored as float32, expected int8")),
+    "int8 kernel stored as uint8": (_weights(_store(INT8_KERNEL, lambda a: a.view(np.uint8))),
+                                    CheckpointError, _tensor(INT8_KERNEL, r"stored as uint8, expected int8")),
+    "fp8 kernel stored as int8": (_weights(_store(FP8_KERNEL, lambda a: a.view(np.int8))), CheckpointError,
+                                  _tensor(FP8_KERNEL, r"stored as int8, expected uint8 \(the bits of float8_e4m3fn\)")),
+    "bf16 kernel stored as float16": (_weights(_store(BF16_KERNEL, lambda a: a.view(np.float16))), CheckpointError,
+                                      _tensor(BF16_KERNEL, r"stored as float16, expected uint16 \(the bits of bfloat16\)")),
+    "kernel of the wrong shape": (_weights(_store(INT8_KERNEL, lambda a: a[:, :-1].copy())), CheckpointError,
+                                  rf"{W} does not match the model:\n  wrong shape: {re.escape(INT8_KERNEL)} has "
+                                  r"\(30, 36\), expected \(30, 37\)"),
+    "tensor missing": (_weights(lambda a: a.pop(ACT_SCALE)), CheckpointError,
+                       rf"{W} does not match the model:\n  missing keys \(1\): \['{re.escape(ACT_SCALE)}'\]"),
+    "tensor added": (_weights(lambda a: a.update({"extra.kernel": np.zeros(3, np.float32)})), CheckpointError,
+                     rf"{W} does not match the model:\n  unexpected keys \(1\): \['extra.kernel'\]"),
+    "int8 value -128": (_weights(_set(INT8_KERNEL, -128)), CheckpointError,
+                        _tensor(INT8_KERNEL, r"INT8 value -128 found, expected \[-127, 127\]")),
+    "static int8 value -128": (_weights(_set(STATIC_KERNEL, -128)), CheckpointError,
+                               _tensor(STATIC_KERNEL, r"INT8 value -128 found, expected \[-127, 127\]")),
+    **{f"kernel scale {name}": (_weights(_set(INT8_SCALE, value)), CheckpointError,
+                                _tensor(INT8_SCALE, text))
+       for name, value, text in [
+           ("0", 0.0, r"scale 0.0 found, expected a finite scale >= 1e-12"),
+           ("1e-30", 1e-30, r"scale 1\.0\d*e-30 found, expected a finite scale >= 1e-12"),
+           ("negative", -0.5, r"scale -0.5 found, expected a finite scale >= 1e-12"),
+           ("NaN", np.nan, r"non-finite values found, expected finite"),
+           ("inf", np.inf, r"non-finite values found, expected finite"),
+           ("-inf", -np.inf, r"non-finite values found, expected finite")]},
+    "act scale 0": (_weights(_set(ACT_SCALE, 0.0)), CheckpointError, _tensor(ACT_SCALE, r"scale 0.0 found")),
+    "act scale NaN": (_weights(_set(ACT_SCALE, np.nan)), CheckpointError, _tensor(ACT_SCALE, r"non-finite")),
+    "fp8 scale 1e-30": (_weights(_set(FP8_SCALE, 1e-30)), CheckpointError, _tensor(FP8_SCALE, r"scale 1\.0\d*e-30 found")),
+    "smoothing scale 0": (_weights(_set(INPUT_SCALE, 0.0)), CheckpointError, _tensor(INPUT_SCALE, r"scale 0.0 found")),
+    "NaN embedding row": (_weights(_set("embeddings.word", np.nan)), CheckpointError,
+                          _tensor("embeddings.word", r"non-finite values found, expected finite")),
+    "Inf position embedding": (_weights(_set("embeddings.position", np.inf)), CheckpointError,
+                               _tensor("embeddings.position", r"non-finite values")),
+    "NaN fp16 kernel": (_weights(_set(FP16_KERNEL, np.nan)), CheckpointError, _tensor(FP16_KERNEL, r"non-finite")),
+    "NaN bf16 kernel": (_weights(_set(BF16_KERNEL, 0x7FC0)), CheckpointError,  # the bits of a bfloat16 NaN
+                        _tensor(BF16_KERNEL, r"non-finite")),
+    "NaN fp8 kernel": (_weights(_set(FP8_KERNEL, 0x7F)), CheckpointError,  # the bits of a float8_e4m3fn NaN
+                       _tensor(FP8_KERNEL, r"non-finite")),
+    "NaN LayerNorm scale": (_weights(_set(f"{L0}.attn_norm.scale", np.nan)), CheckpointError,
+                            _tensor(f"{L0}.attn_norm.scale", r"non-finite")),
+    "NaN bias": (_weights(_set("encoder.layers.1.qkv.bias", np.nan)), CheckpointError,
+                 _tensor("encoder.layers.1.qkv.bias", r"non-finite")),
+    "Inf head kernel": (_weights(_set("head.classifier.kernel", np.inf)), CheckpointError,
+                        _tensor("head.classifier.kernel", r"non-finite")),
+    # -- what the manifest catches
+    "plausible altered scale": (_weights(lambda a: a.update({INT8_SCALE: a[INT8_SCALE] * np.float32(1.01)}),
+                                         manifest=False), CheckpointError,
+                                rf"{W} does not match the manifest: found \d+ bytes, sha256 [0-9a-f]{{16}}\.\.\., "
+                                r"expected \d+ bytes, sha256 [0-9a-f]{16}\.\.\."),
+    "flipped byte in weights": (_flip_byte("model.safetensors"), CheckpointError, rf"{W} does not match the manifest"),
+    "flipped byte in header": (_flip_byte("model.safetensors", at=0.001), CheckpointError,
+                               rf"{W} does not match the manifest"),
+    "truncated weights": (_truncate, CheckpointError, rf"{W} does not match the manifest: found \d+ bytes"),
+    "weights removed": (lambda f: (f / "model.safetensors").unlink(), FileNotFoundError,
+                        r"/q has no model\.safetensors"),
+    "tokenizer file removed": (lambda f: (f / "tokenizer.json").unlink(), CheckpointError,
+                               r".*/q/tokenizer\.json is listed in the manifest but missing"),
+    "tokenizer file altered": (_flip_byte("tokenizer.json"), CheckpointError,
+                               r".*/q/tokenizer\.json does not match the manifest"),
+    "vocab altered": (_flip_byte("vocab.txt"), CheckpointError, r".*/q/vocab\.txt does not match the manifest"),
+    "weights left out of the manifest": (_manifest(lambda files: files.pop("model.safetensors")), CheckpointError,
+                                         rf"{S} has no file manifest entry for model\.safetensors"),
+    "tokenizer left out of the manifest": (_manifest(lambda files: files.pop("tokenizer.json")), CheckpointError,
+                                           rf"{S} has no file manifest entry for tokenizer\.json"),
+    "manifest names a path outside": (_manifest(lambda files: files.update({"../x": {"sha256": "0", "bytes": 1}})),
+                                      CheckpointError,
+                                      rf"{S} lists '\.\./x' in its file manifest, expected a plain file name"),
+    "manifest entry not an object": (_manifest(lambda files: files.update({"vocab.txt": "abc"})), CheckpointError,
+                                     r".*/q/vocab\.txt does not match the manifest: .* expected 'abc'"),
+    # -- the sidecar's structure
+    "sidecar not JSON": (lambda f: (f / "quantization.json").write_text("{not json"), ValueError,
+                         rf"{S[2:]} is not valid JSON"),
+    "sidecar not UTF-8": (lambda f: (f / "quantization.json").write_bytes(b"\xff\xfe{}"), ValueError,
+                          rf"{S[2:]} is not valid JSON"),
+    "sidecar a list": (lambda f: (f / "quantization.json").write_text("[1, 2]"), ValueError,
+                       rf"{S[2:]} is not a samp-jax-quantized sidecar .*: found list, expected a JSON object"),
+    "sidecar of another format": (_field("format", "other"), ValueError,
+                                  rf"{S[2:]} is not a samp-jax-quantized sidecar .*: found format 'other'"),
+    "sidecar of a future version": (_field("format_version", 99), ValueError, r"found format .* version 99"),
+    "manifest missing": (lambda f: _sidecar(f, lambda d: d.pop("files")), ValueError,
+                         rf"{S[2:]}: field 'files' is missing or null, expected an object"),
+    "dtypes a list": (_field("dtypes", []), ValueError, rf"{S[2:]}: field 'dtypes' is a list, expected an object"),
+    "config missing": (lambda f: _sidecar(f, lambda d: d.pop("config")), ValueError,
+                       rf"{S[2:]}: field 'config' is missing or null, expected an object"),
+    "compute dtype int8": (_field("dtype", "int8"), ValueError,
+                           rf"{S[2:]}: field 'dtype' is 'int8', expected one of \('float16', 'bfloat16', 'float32'\)"),
+    "config heads do not divide": (lambda f: _sidecar(f, lambda d: d["config"].update(num_attention_heads=7)),
+                                   ValueError, rf"{S[2:]}: field 'config': .*hidden_size=30 must be divisible"),
+    "precision map malformed": (_field("precision_map", {"rules": 3}), ValueError,
+                                rf"{S[2:]}: field 'precision_map': "),
+    "precision map for other layers": (lambda f: _sidecar(f, lambda d: d["precision_map"].update(num_layers=3)),
+                                       ValueError, rf"{S[2:]}: field 'precision_map' has num_layers=3, expected 2"),
+    "unknown head kind": (_field("head", {"kind": "nonsense", "spec": {}}), ValueError,
+                          rf"{S[2:]}: field 'head' or 'precision_map' does not build a model: .*nonsense"),
+    "tokenizer field a list": (_field("tokenizer", ["tokenizer.json"]), ValueError,
+                               rf"{S[2:]}: field 'tokenizer' is a list, expected a file name or null"),
+}
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -109,16 +273,20 @@ def test_tampered_quantized_folder_is_refused(folder, case):
     tamper(folder)
     with pytest.raises(error, match=message):
         QuantizedModel.load(folder)
+    with pytest.raises(error, match=message):  # and through the one-call loader
+        samp_jax.load(folder, tokenizer=samp_jax.Tokenizer.from_pretrained(HF))
 
 
-HF = GOLDEN / "families" / "bert" / "seqcls"
+# ------------------------------------------------------------------------- HF checkpoints
+HF_KEY = "bert.encoder.layer.0.output.dense.weight"
+HF_W = r".*/hf/model\.safetensors tensor encoder\.layer\.0\.output\.dense\.weight"
+HF_C = r".*/hf/config\.json"
 
 
 def _hf_tensor(value_fn):
     def tamper(folder):
         arrays = load_file(str(folder / "model.safetensors"))
-        key = "bert.encoder.layer.0.output.dense.weight"
-        arrays[key] = value_fn(arrays[key])
+        arrays[HF_KEY] = value_fn(arrays[HF_KEY])
         save_file(arrays, str(folder / "model.safetensors"))
     return tamper
 
@@ -130,24 +298,32 @@ def _hf_config(change):
     return tamper
 
 
-def _with_nan(a):
-    a = a.copy()
-    a[0, 0] = np.nan
-    return a
+def _with(value):
+    def edit(a):
+        a = a.copy()
+        a[0, 0] = value
+        return a
+    return edit
 
 
 HF_CASES = {
     "int32 tensor": (_hf_tensor(lambda a: a.astype(np.int32)), CheckpointError,
-                     r"output.dense.weight has dtype int32, expected a float dtype"),
-    "bool tensor": (_hf_tensor(lambda a: a > 0), CheckpointError, r"output.dense.weight has dtype bool"),
-    "NaN tensor": (_hf_tensor(_with_nan), CheckpointError, r"output.dense.weight has non-finite values"),
+                     rf"{HF_W} has dtype int32, expected a float dtype \(float32, float16 or bfloat16\)"),
+    "int8 tensor": (_hf_tensor(lambda a: a.astype(np.int8)), CheckpointError, rf"{HF_W} has dtype int8, expected a float"),
+    "bool tensor": (_hf_tensor(lambda a: a > 0), CheckpointError, rf"{HF_W} has dtype bool, expected a float"),
+    "NaN tensor": (_hf_tensor(_with(np.nan)), CheckpointError,
+                   rf"{HF_W} has non-finite values \(NaN or Inf\), expected finite"),
+    "Inf tensor": (_hf_tensor(_with(np.inf)), CheckpointError, rf"{HF_W} has non-finite values"),
+    "-Inf tensor": (_hf_tensor(_with(-np.inf)), CheckpointError, rf"{HF_W} has non-finite values"),
     "negative layer_norm_eps": (_hf_config({"layer_norm_eps": -1e-12}), ConfigError,
-                                r"config.json: layer_norm_eps=-1e-12 must be a positive number"),
+                                rf"{HF_C}: layer_norm_eps=-1e-12 must be a positive number"),
+    "zero layer_norm_eps": (_hf_config({"layer_norm_eps": 0}), ConfigError,
+                            rf"{HF_C}: layer_norm_eps=0 must be a positive number"),
     "heads do not divide hidden": (_hf_config({"num_attention_heads": 7}), ConfigError,
-                                   r"hidden_size=30 must be divisible by num_heads=7"),
-    "config not JSON": (lambda f: (f / "config.json").write_text("{"), ConfigError, r"config.json is not valid JSON"),
+                                   rf"{HF_C}: hidden_size=30 must be divisible by num_heads=7"),
+    "config not JSON": (lambda f: (f / "config.json").write_text("{"), ConfigError, rf"{HF_C} is not valid JSON"),
     "config a list": (lambda f: (f / "config.json").write_text("[]"), ConfigError,
-                      r"config.json must hold a JSON object, got list"),
+                      rf"{HF_C} must hold a JSON object, got list"),
 }
 
 
@@ -160,12 +336,12 @@ def test_tampered_hf_checkpoint_is_refused(tmp_path, case):
         samp_jax.load(folder)
 
 
-def test_a_bfloat16_hf_checkpoint_loads(tmp_path):
-    """bfloat16 is a float dtype (numpy alone does not say so): such checkpoints load."""
-    import ml_dtypes
-
+def test_a_bfloat16_hf_checkpoint_still_loads(tmp_path):
+    """The float check accepts bfloat16 (an ml_dtypes type numpy does not call floating)."""
     folder = shutil.copytree(HF, tmp_path / "hf")
-    arrays = load_file(str(folder / "model.safetensors"))
-    save_file({k: v.astype(ml_dtypes.bfloat16) for k, v in arrays.items()}, str(folder / "model.safetensors"))
+    arrays = load_flax(str(folder / "model.safetensors"))
+    save_flax({k: v.astype("bfloat16") for k, v in arrays.items()}, str(folder / "model.safetensors"))
     model = samp_jax.load(folder)
-    assert model.head_kind == "sequence_classification"
+    reference = samp_jax.load(HF)
+    batch = reference.tokenizer(TEXTS)
+    np.testing.assert_allclose(np.asarray(model(**batch)), np.asarray(reference(**batch)), atol=0.05)

@@ -1,0 +1,198 @@
+"""`samp_jax.atomic`: folders written beside their target and renamed into place."""
+
+import os
+import re
+import stat
+
+import pytest
+
+from samp_jax import atomic
+from samp_jax.atomic import atomic_folder, interrupted_save, is_model_folder
+
+DEAD = 999_999_999  # no such process: leftovers carrying this PID belong to nobody
+
+
+def _model(folder, text="old"):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(text)
+    return folder
+
+
+def _listing(folder):
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_writes_beside_the_target_and_renames_into_place(tmp_path):
+    target = tmp_path / "model"
+    with atomic_folder(target) as tmp:
+        assert tmp.parent == tmp_path
+        assert re.fullmatch(rf"\.model\.tmp-{os.getpid()}-[0-9a-f]{{8}}", tmp.name)
+        (tmp / "config.json").write_text("new")
+        (tmp / "sub").mkdir()
+        (tmp / "sub" / "file").write_text("nested")
+        assert not target.exists()  # nothing at the target until the block succeeds
+    assert _listing(tmp_path) == ["model"]
+    assert (target / "config.json").read_text() == "new" and (target / "sub" / "file").read_text() == "nested"
+
+
+def test_creates_missing_parents(tmp_path):
+    with atomic_folder(tmp_path / "a" / "b" / "model") as tmp:
+        (tmp / "config.json").write_text("new")
+    assert (tmp_path / "a" / "b" / "model" / "config.json").is_file()
+
+
+def test_replaces_a_model_folder_whole(tmp_path):
+    target = _model(tmp_path / "model")
+    (target / "stale.bin").write_text("from the old save")
+    with atomic_folder(target) as tmp:
+        (tmp / "config.json").write_text("new")
+    assert _listing(target) == ["config.json"] and (target / "config.json").read_text() == "new"
+    assert _listing(tmp_path) == ["model"]  # the old folder is gone, no .old- left
+
+
+def test_an_empty_folder_is_replaced(tmp_path):
+    (tmp_path / "model").mkdir()
+    with atomic_folder(tmp_path / "model") as tmp:
+        (tmp / "x").write_text("new")
+    assert _listing(tmp_path / "model") == ["x"]
+
+
+@pytest.mark.parametrize("marker", ["config.json", "quantization.json"])
+def test_is_model_folder(tmp_path, marker):
+    assert not is_model_folder(tmp_path)
+    (tmp_path / marker).write_text("{}")
+    assert is_model_folder(tmp_path)
+
+
+def test_refuses_a_folder_that_holds_no_model_before_writing(tmp_path):
+    target = tmp_path / "mine"
+    target.mkdir()
+    (target / "notes.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match=r"mine is a non-empty folder that holds no model; refusing"):
+        with atomic_folder(target):
+            pytest.fail("the block must not run")
+    assert _listing(tmp_path) == ["mine"] and _listing(target) == ["notes.txt"]
+
+
+def test_refuses_a_file(tmp_path):
+    (tmp_path / "model").write_text("a file")
+    with pytest.raises(FileExistsError, match="is a file; a model is saved as a folder"):
+        with atomic_folder(tmp_path / "model"):
+            pytest.fail("the block must not run")
+    assert (tmp_path / "model").read_text() == "a file"
+
+
+def test_replaceable_decides(tmp_path):
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "anything").write_text("x")
+    with atomic_folder(target, replaceable=lambda folder: (folder / "anything").is_file()) as tmp:
+        (tmp / "new").write_text("y")
+    assert _listing(target) == ["new"]
+
+
+@pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])
+def test_an_error_in_the_block_removes_the_temporary_folder_and_keeps_the_target(tmp_path, error):
+    target = _model(tmp_path / "model")
+    with pytest.raises(error):
+        with atomic_folder(target) as tmp:
+            (tmp / "config.json").write_text("partial")
+            raise error("boom")
+    assert _listing(tmp_path) == ["model"] and (target / "config.json").read_text() == "old"
+
+
+def test_a_failed_second_rename_puts_the_old_folder_back(tmp_path, monkeypatch):
+    target = _model(tmp_path / "model")
+    real_rename = os.rename
+
+    def rename(src, dst):
+        if atomic.TMP_TAG in os.path.basename(src):
+            raise OSError(5, "Input/output error")
+        real_rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", rename)
+    with pytest.raises(OSError, match="Input/output error"):
+        with atomic_folder(target) as tmp:
+            (tmp / "config.json").write_text("new")
+    assert _listing(tmp_path) == ["model"] and (target / "config.json").read_text() == "old"
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o077])
+def test_permissions_follow_the_umask(tmp_path, umask):
+    previous = os.umask(umask)
+    try:
+        with atomic_folder(tmp_path / "model") as tmp:
+            fd = os.open(tmp / "weights", os.O_CREAT | os.O_WRONLY, 0o600)  # as tempfile / safetensors
+            os.close(fd)
+            (tmp / "sub").mkdir(mode=0o700)
+    finally:
+        os.umask(previous)
+    target = tmp_path / "model"
+    assert stat.S_IMODE((target / "weights").stat().st_mode) == 0o666 & ~umask
+    for folder in (target, target / "sub"):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o777 & ~umask
+
+
+# ------------------------------------------------------------ leftovers of interrupted saves
+def test_a_dead_processs_temporary_folder_is_removed_by_the_next_save(tmp_path):
+    target = _model(tmp_path / "model")
+    (tmp_path / f".model.tmp-{DEAD}-0badf00d").mkdir()
+    (tmp_path / ".model.tmp-0badf00d").mkdir()  # no PID at all: not a live save's either
+    with atomic_folder(target) as tmp:
+        (tmp / "config.json").write_text("new")
+    assert _listing(tmp_path) == ["model"]
+
+
+def test_a_live_saves_temporary_folder_is_left_alone(tmp_path):
+    live = tmp_path / f".model.tmp-{os.getpid()}-00000000"  # another save, still running
+    live.mkdir()
+    with atomic_folder(tmp_path / "model") as tmp:
+        (tmp / "config.json").write_text("new")
+    assert _listing(tmp_path) == [live.name, "model"]
+
+
+def test_a_dead_processs_old_folder_is_removed_once_the_new_one_is_in_place(tmp_path):
+    target = _model(tmp_path / "model")
+    (tmp_path / f".model.old-{DEAD}-0badf00d").mkdir()  # killed after its second rename
+    with atomic_folder(target) as tmp:
+        (tmp / "config.json").write_text("new")
+    assert _listing(tmp_path) == ["model"]
+
+
+def test_an_interrupted_rename_is_found_and_kept_until_the_next_save_succeeds(tmp_path):
+    target = _model(tmp_path / "model")
+    assert interrupted_save(target) is None
+    aside = tmp_path / f".model.old-{DEAD}-0badf00d"
+    os.rename(target, aside)  # killed between the two renames
+    assert interrupted_save(target) == aside
+    with pytest.raises(RuntimeError):
+        with atomic_folder(target):
+            raise RuntimeError("this save fails too")
+    assert interrupted_save(target) == aside and (aside / "config.json").read_text() == "old"
+    with atomic_folder(target) as tmp:
+        (tmp / "config.json").write_text("new")
+    assert interrupted_save(target) is None
+    assert _listing(tmp_path) == ["model"] and (target / "config.json").read_text() == "new"
+
+
+def test_no_leftover_when_nothing_was_interrupted(tmp_path):
+    assert interrupted_save(tmp_path / "never-saved") is None
+    (tmp_path / ".other.old-1-00000000").mkdir()  # another folder's leftover
+    assert interrupted_save(tmp_path / "model") is None
+
+
+def test_a_symlinked_target_replaces_the_folder_it_points_to(tmp_path):
+    real = _model(tmp_path / "real")
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    with atomic_folder(link) as tmp:
+        (tmp / "config.json").write_text("new")
+    assert link.is_symlink() and (link / "config.json").read_text() == "new"
+    assert _listing(tmp_path) == ["link", "real"]
+
+
+def test_a_relative_target(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with atomic_folder("model") as tmp:
+        (tmp / "config.json").write_text("new")
+    assert _listing(tmp_path) == ["model"]
