@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(VPY) -m samp_jax.app.cli demo
+	$(VPY) -m samp_jax.app demo
 
 # Everything; tests marked `gpu` skip themselves without a GPU (tests/conftest.py).
 test: $(STAMP)

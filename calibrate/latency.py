@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from samp_jax.assets import cache_dir as default_cache
+from samp_jax.atomic import write_text_atomic
 from samp_jax.models.config import EncoderConfig
 from samp_jax.ops import gemm
 from samp_jax.quant.precision import SITES, PrecisionMap, SitePrecision
@@ -207,7 +208,7 @@ def cached_table(model, batch: int, seq: int, *, cache_dir: Path | None = None) 
         return LatencyTable.from_json(path.read_text())
     table = measure_table(model, batch, seq)
     folder.mkdir(parents=True, exist_ok=True)
-    path.write_text(table.to_json())
+    write_text_atomic(path, table.to_json())
     return table
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from calibrate.search import Kind, SearchResult
+from samp_jax.atomic import atomic_file, write_text_atomic
 from samp_jax.quant.precision import SITES
 
 
@@ -84,7 +85,8 @@ def plot_pareto(result: SearchResult, path: Path) -> None:
     ax.set_title(f"samp-jax search: {result.objective_name}")
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)
 
 
@@ -99,7 +101,7 @@ def write_report(result: SearchResult, out: str | Path, *, test_metrics: dict | 
     out.mkdir(parents=True, exist_ok=True)
     result.precision_map.save(out / "precision_map.json")
     summary = result.summary() | {"test": test_metrics, "command": command} | (extra or {})
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    write_text_atomic(out / "summary.json", json.dumps(summary, indent=1))
     plot_pareto(result, out / "pareto.png")
     s = summary
     lines = [f"# samp-jax search report: {result.objective_name}", ""]
@@ -130,5 +132,5 @@ def write_report(result: SearchResult, out: str | Path, *, test_metrics: dict | 
                           f"{100 * test_metrics['chosen_relative_change']:+.2f}% relative to FP32."]
     lines += ["", "## Chosen map", "", chosen_table(result), "", "## Sensitivity", "",
               sensitivity_table(result), "", "![Pareto front](pareto.png)", ""]
-    (out / "report.md").write_text("\n".join(lines))
+    write_text_atomic(out / "report.md", "\n".join(lines))
     return summary

@@ -4,44 +4,65 @@ The library core: models (`samp_jax.models`), quantization (`samp_jax.quant`), t
 registries with the Pallas kernels (`samp_jax.ops`), tasks, serving and training;
 `samp_jax.load(folder)` reads any model folder it writes, tokenizer attached. Calibration
 and the precision search live in the `calibrate` package, the CLI in `samp_jax.app`.
+
+The names below are imported on first use (PEP 562), so `import samp_jax` is cheap and a
+program (the CLI among them) can set itself up, e.g. handle Ctrl-C or start
+`jax.distributed`, before JAX and the models load.
 """
 
-from samp_jax.assets import minilm_path
-from samp_jax.loading import load
-from samp_jax.models import (
-    CheckpointError,
-    ConfigError,
-    Embeddings,
-    Encoder,
-    EncoderConfig,
-    EncoderLayer,
-    EncoderModel,
-    GemmSite,
-    SentenceEmbedder,
-    SequenceClassifier,
-    TokenClassifier,
-    Tokenizer,
-    cosine_similarity,
-    load_pretrained,
-    register_family,
-    register_head,
-    save_pretrained,
-)
-from samp_jax.ops import gemm, implementations, register_gemm_implementation
-from samp_jax.quant import SITES, PrecisionMap, PrecisionMapError, QArray, SitePrecision
-from samp_jax.quant.quantized import QuantizedModel, quantize
-from samp_jax.serving import Engine, compile, data_mesh, sharded_forward
-from samp_jax.tasks import evaluate, get_task
-from samp_jax.training import FinetuneConfig, finetune, finetuned_model
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
 from samp_jax.version import __version__
 
-__all__ = [
-    "SITES", "CheckpointError", "ConfigError", "Embeddings", "Encoder", "EncoderConfig",
-    "EncoderLayer", "EncoderModel", "GemmSite", "SentenceEmbedder", "SequenceClassifier",
-    "TokenClassifier", "Tokenizer", "cosine_similarity", "load", "load_pretrained", "minilm_path",
-    "register_family", "register_head", "save_pretrained",
-    "PrecisionMap", "PrecisionMapError", "SitePrecision", "QArray", "QuantizedModel", "quantize",
-    "gemm", "implementations", "register_gemm_implementation",
-    "FinetuneConfig", "evaluate", "finetune", "finetuned_model", "get_task",
-    "Engine", "compile", "data_mesh", "sharded_forward", "__version__",
-]
+# public name -> the module that defines it
+_EXPORTS = {
+    "minilm_path": "samp_jax.assets",
+    "load": "samp_jax.loading",
+    **dict.fromkeys((
+        "CheckpointError", "ConfigError", "Embeddings", "Encoder", "EncoderConfig",
+        "EncoderLayer", "EncoderModel", "GemmSite", "SentenceEmbedder", "SequenceClassifier",
+        "TokenClassifier", "Tokenizer", "cosine_similarity", "load_pretrained",
+        "register_family", "register_head", "save_pretrained"), "samp_jax.models"),
+    **dict.fromkeys(("gemm", "implementations", "register_gemm_implementation"), "samp_jax.ops"),
+    **dict.fromkeys(("SITES", "PrecisionMap", "PrecisionMapError", "QArray", "SitePrecision"),
+                    "samp_jax.quant"),
+    **dict.fromkeys(("QuantizedModel", "quantize"), "samp_jax.quant.quantized"),
+    **dict.fromkeys(("Engine", "compile", "data_mesh", "sharded_forward"), "samp_jax.serving"),
+    **dict.fromkeys(("initialize_distributed",), "samp_jax.serving.distributed"),
+    **dict.fromkeys(("evaluate", "get_task"), "samp_jax.tasks"),
+    **dict.fromkeys(("FinetuneConfig", "finetune", "finetuned_model"), "samp_jax.training"),
+}
+
+__all__ = sorted([*_EXPORTS, "__version__"])
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'samp_jax' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
+
+if TYPE_CHECKING:  # what static tools see; at run time the names load on first use
+    from samp_jax.assets import minilm_path
+    from samp_jax.loading import load
+    from samp_jax.models import (CheckpointError, ConfigError, Embeddings, Encoder, EncoderConfig,
+                                 EncoderLayer, EncoderModel, GemmSite, SentenceEmbedder,
+                                 SequenceClassifier, TokenClassifier, Tokenizer, cosine_similarity,
+                                 load_pretrained, register_family, register_head, save_pretrained)
+    from samp_jax.ops import gemm, implementations, register_gemm_implementation
+    from samp_jax.quant import SITES, PrecisionMap, PrecisionMapError, QArray, SitePrecision
+    from samp_jax.quant.quantized import QuantizedModel, quantize
+    from samp_jax.serving import Engine, compile, data_mesh, sharded_forward
+    from samp_jax.serving.distributed import initialize_distributed
+    from samp_jax.tasks import evaluate, get_task
+    from samp_jax.training import FinetuneConfig, finetune, finetuned_model

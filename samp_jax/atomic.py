@@ -166,3 +166,34 @@ def atomic_folder(target: str | os.PathLike, *,
     for stale in _siblings(target, OLD_TAG):  # earlier interrupted saves' previous models
         if not _owner_alive(stale, OLD_TAG):
             _remove(stale)
+
+
+@contextlib.contextmanager
+def atomic_file(target: str | os.PathLike) -> Iterator[Path]:
+    """Yields a temporary path beside `target` to write one file to; when the block finishes
+    without an error the file gets normal permissions, is flushed, and replaces `target` in one
+    rename. On an error (or a crash) `target` is untouched; the temporary file is removed
+    (after a crash, a `.NAME.tmp-PID-...` file stays, which nothing reads).
+
+    Raises:
+      IsADirectoryError: `target` is a folder (before anything is written).
+    """
+    target = Path(os.path.abspath(target))
+    if target.is_dir():
+        raise IsADirectoryError(f"{target} is a folder; expected a file path")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}{TMP_TAG}{os.getpid()}-{secrets.token_hex(4)}"
+    try:
+        yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())
+        _fsync(tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(target: str | os.PathLike, text: str) -> None:
+    """Writes `text` (UTF-8) to `target` atomically (`atomic_file`)."""
+    with atomic_file(target) as tmp:
+        tmp.write_text(text, encoding="utf-8")

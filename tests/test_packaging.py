@@ -83,7 +83,7 @@ def test_metadata_license_and_markers():
     assert project["license"] == "Apache-2.0"
     assert project["license-files"] == ["LICENSE"]
     assert "Apache License" in (ROOT / "LICENSE").read_text()[:200]
-    assert project["scripts"]["samp-jax"] == "samp_jax.app.cli:main"
+    assert project["scripts"]["samp-jax"] == "samp_jax.app.entry:main"
     pins = set(project["dependencies"])
     assert {"jax==0.11.2", "jaxlib==0.11.2", "flax==0.12.10"} <= pins
     assert any(r.replace(" ", "").startswith("setuptools>=7") for r in config["build-system"]["requires"])

@@ -40,7 +40,9 @@ from flax import nnx
 from calibrate import calibrate
 from calibrate.latency import time_ms
 from samp_jax import ops
+from samp_jax.app.arguments import positive_int
 from samp_jax.assets import minilm_path
+from samp_jax.atomic import atomic_file, write_text_atomic
 from samp_jax.models import EncoderConfig, EncoderModel, load_pretrained
 from samp_jax.quant.precision import PrecisionMap
 from samp_jax.quant.quantized import quantize
@@ -295,7 +297,8 @@ def plot(result: dict, path: Path) -> None:
         ax.set_title(f"{model} on {result['device']}")
         ax.legend(fontsize=7, ncol=3)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)
 
 
@@ -314,8 +317,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--minilm", type=Path, default=None,
                         help="MiniLM folder (e.g. an FP16 copy carried to a GPU machine); "
                              "default: the asset cache")
-    parser.add_argument("--repeats", type=int, default=30)
-    parser.add_argument("--inner", type=int, default=5)
+    parser.add_argument("--repeats", type=positive_int, default=30)
+    parser.add_argument("--inner", type=positive_int, default=5)
     parser.add_argument("--interpret", action="store_true",
                         help="run the Pallas kernels in interpret mode (CPU; slow, checks only)")
     parser.add_argument("--out", type=Path, default=None,
@@ -337,7 +340,7 @@ def run_from_args(args) -> int:
     device = result["device"].replace(" ", "_")
     out = args.out or Path("benchmarks/results") / f"{device}-e2e.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1))
+    write_text_atomic(out, json.dumps(result, indent=1))
     plot(result, out.with_suffix(".png"))
     if args.json:
         print(json.dumps(result, indent=1))

@@ -19,24 +19,32 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 import tempfile
 import traceback
 from pathlib import Path
 
+import jax
 import numpy as np
 
 from calibrate import CalibrationError, calibrate
 from calibrate.calibrators import CALIBRATORS
 from calibrate.search import validate_tolerance
 from samp_jax.app import bench, demo, predictions
+from samp_jax.app.arguments import (non_negative_int, positive_float, positive_int,
+                                     unit_interval)
 from samp_jax.app.experiments import Variant, accuracy_table, format_table, make_evaluator
 from samp_jax.app.pipeline import builtin_model, run_search
 from samp_jax.assets import minilm_path
+from samp_jax.atomic import is_model_folder, write_text_atomic
 from samp_jax.loading import load
 from samp_jax.models.checkpoint import save_pretrained
 from samp_jax.quant.quantized import QuantizedModel, quantize
+from samp_jax.serving.distributed import (check_same, describe_failure, digest,
+                                          initialize_distributed, is_distributed, is_primary,
+                                          state_digest)
 from samp_jax.tasks import SPLITS, TASK_TYPES, TASKS, Task, get_task
 from samp_jax.tasks.files import Columns, load_task
 from samp_jax.training import FinetuneConfig, finetune
@@ -124,8 +132,11 @@ def _split_files(args) -> dict[str, Path]:
     return files
 
 
-def _check_output(path: str | Path, *, what: str, folder: bool) -> Path:
-    """Refuses an empty, existing-file or unwritable output path before any slow step."""
+def _check_output(path: str | Path, *, what: str, folder: bool, model_folder: bool = False,
+                  inputs: tuple = ()) -> Path:
+    """Refuses, before any slow step, an output path that is empty, an existing file where a
+    folder goes (or the reverse), one of the `inputs`, unwritable, or (`model_folder`) a
+    non-empty folder that holds no model (saving replaces the whole folder)."""
     if str(path).strip() == "":
         raise UsageError(f"{what} is empty; give a path")
     path = Path(path)
@@ -133,7 +144,18 @@ def _check_output(path: str | Path, *, what: str, folder: bool) -> Path:
         raise ValueError(f"{what} {path} exists and is not a folder")
     if not folder and path.is_dir():
         raise ValueError(f"{what} {path} is a folder; give a file path")
-    parent = path if folder and path.exists() else path.parent
+    for source in inputs:
+        if source is not None and Path(source).exists() and \
+                Path(source).resolve() == path.resolve():
+            raise ValueError(f"{what} {path} is also an input; writing there would replace it "
+                             "(choose another path)")
+    if model_folder and path.is_dir() and any(path.iterdir()) and not is_model_folder(path):
+        raise ValueError(f"{what} {path} is a non-empty folder that holds no model; saving "
+                         "replaces the whole folder, so choose an empty or new one")
+    # an existing report folder is written in; a model folder (and a file) is written beside
+    # its target and renamed into place, so that is where the space and permission must be
+    parent = path if folder and path.exists() and not model_folder else \
+        Path(os.path.abspath(path)).parent
     while not parent.exists():
         parent = parent.parent
     if not parent.is_dir():
@@ -147,11 +169,14 @@ def _check_output(path: str | Path, *, what: str, folder: bool) -> Path:
 
 
 def _variants(args) -> list[Variant]:
-    variants = [Variant(p.strip(), ACTIVATIONS[args.activation], args.calibration, args.smoothing)
-                for p in args.precision.split(",") if p.strip()]
-    if not variants:
+    names = [p.strip() for p in args.precision.split(",")]
+    if not any(names):
         raise UsageError(f"--precision {args.precision!r} names no preset or map file")
-    return variants
+    if not all(names):
+        raise UsageError(f"--precision {args.precision!r} has an empty item; separate presets "
+                         "and map files with single commas")
+    return [Variant(name, ACTIVATIONS[args.activation], args.calibration, args.smoothing)
+            for name in names]
 
 
 def _say(args, text: str) -> None:
@@ -162,6 +187,11 @@ def _say(args, text: str) -> None:
 # --------------------------------------------------------------------------- commands
 def _eval(args) -> int:
     variants = _variants(args)
+    _start_distributed(args)
+    if not is_primary():  # every process computes; process 0 alone reports
+        args.json, quiet = True, True
+    else:
+        quiet = False
     model, tokenizer, description = resolve_model(args, progress=not args.json)
     task = resolve_task(args, model)
     for v in variants:  # validate every map before the slow part
@@ -169,6 +199,8 @@ def _eval(args) -> int:
     evaluator = make_evaluator(task, tokenizer, max_examples=args.max_examples, seed=args.seed)
     progress = None if args.json else (lambda row: print(f"  done: {row['variant']}", file=sys.stderr))
     rows = accuracy_table(model, evaluator, variants, progress=progress)
+    if quiet:
+        return 0
     if args.json:
         print(json.dumps({"model": description, "task": task.name, "task_type": task.task_type.name,
                           "metric": evaluator.metric, "split": "test",
@@ -184,17 +216,18 @@ def parse_tolerance(text: str) -> float:
     """'1%' -> 0.01; '0.01' -> 0.01."""
     text = text.strip()
     try:
-        return float(text[:-1]) / 100 if text.endswith("%") else float(text)
+        value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"tolerance {text!r} is not a number or a percentage") from None
+    if not np.isfinite(value):
+        raise argparse.ArgumentTypeError(f"tolerance {text!r} is not a finite number")
+    return value
 
 
 def _search(args) -> int:
     validate_tolerance(args.tolerance, args.tolerance_mode)
-    if args.latency_target is not None and not (np.isfinite(args.latency_target)
-                                                and args.latency_target > 0):
-        raise UsageError(f"--latency-target {args.latency_target} must be a positive number of ms")
-    out = _check_output(args.out, what="--out", folder=True)
+    out = _check_output(args.out, what="--out", folder=True, inputs=(args.model, args.data))
+    _check_output(out / "model", what="--out's model folder", folder=True, model_folder=True)
     model, tokenizer, description = resolve_model(args, progress=not args.json)
     task = resolve_task(args, model)
     _say(args, f"{task.name} ({task.task_type.name}): split sizes {task.sizes()}")
@@ -217,9 +250,8 @@ def _search(args) -> int:
 
 
 def _calibrate(args) -> int:
-    out = _check_output(args.out, what="--out", folder=True)
-    if args.max_batches is not None and args.max_batches < 1:
-        raise UsageError(f"--max-batches {args.max_batches} must be at least 1")
+    out = _check_output(args.out, what="--out", folder=True, model_folder=True,
+                        inputs=(args.model, args.data))
     variant = Variant(args.precision, ACTIVATIONS[args.activation], args.method, args.smoothing)
     model, tokenizer, description = resolve_model(args, progress=not args.json)
     task = resolve_task(args, model)
@@ -252,7 +284,8 @@ def _calibrate(args) -> int:
 
 
 def _finetune(args) -> int:
-    out = _check_output(args.out, what="--out", folder=True)
+    out = _check_output(args.out, what="--out", folder=True, model_folder=True,
+                        inputs=(args.model, args.data))
     if args.model is None:
         raise UsageError(f"--model is required: an HF model folder or {PACKAGED_MODEL!r}")
     base = minilm_path() if args.model == PACKAGED_MODEL else Path(args.model)
@@ -277,7 +310,7 @@ def _finetune(args) -> int:
                "labels": list(task.labels), "dev_metric": result.dev_metric, "steps": result.steps,
                "seconds": result.seconds, "test": metrics, "split_sizes": task.sizes(),
                "data": task.source, "split_seed": args.seed}
-    (out / "finetune.json").write_text(json.dumps(summary, indent=1))
+    write_text_atomic(out / "finetune.json", json.dumps(summary, indent=1))
     if args.json:
         print(json.dumps(summary, indent=1))
     else:
@@ -289,19 +322,51 @@ def _finetune(args) -> int:
 
 
 def _predict(args) -> int:
-    out = _check_output(args.out, what="--out", folder=False)
+    out = _check_output(args.out, what="--out", folder=False, inputs=(args.model, args.data))
     if args.model is None:
         raise UsageError("--model is required: a folder written by samp-jax (or an HF model folder)")
     if args.data is None:
         raise UsageError("--data is required: the file with the rows to predict")
+    _start_distributed(args)
     model = load(Path(args.model), **model_options(args))
     columns = Columns(text=args.text_column, text_pair=args.text_pair_column,
                       tokens=args.tokens_column)
     rows = predictions.read_model_inputs(args.data, columns, head=model.head_kind)
+    # every process must predict from the same model and rows (each takes its own block)
+    check_same(digest([state_digest(model), json.dumps(rows, sort_keys=True)]),
+               f"the model {args.model} and the rows of {args.data}")
     count = predictions.write(model, rows, out, batch_size=args.batch_size)
-    print(json.dumps({"predictions": str(out), "rows": count}) if args.json
-          else f"wrote {count} predictions to {out}")
+    if is_primary():
+        print(json.dumps({"predictions": str(out), "rows": count}) if args.json
+              else f"wrote {count} predictions to {out}")
     return 0
+
+
+def _results_only_on_stdout() -> None:
+    """Points file descriptor 1 at stderr and keeps the real stdout for `print`: the collective
+    libraries (gloo) write status lines to fd 1, which would mix with `--json` output."""
+    sys.stdout.flush()
+    results = os.dup(1)
+    os.dup2(2, 1)
+    sys.stdout = open(results, "w", buffering=1, encoding="utf-8", closefd=True)
+
+
+def _start_distributed(args) -> None:
+    """Joins the distributed run that `--coordinator` names (before any JAX work), if any."""
+    given = [name for name in ("num_processes", "process_id") if getattr(args, name) is not None]
+    if args.coordinator is None:
+        if given:
+            raise UsageError(f"--{given[0].replace('_', '-')} needs --coordinator HOST:PORT")
+        return
+    _results_only_on_stdout()
+    try:
+        initialize_distributed(args.coordinator, args.num_processes, args.process_id,
+                               timeout_s=args.connect_timeout,
+                               heartbeat_timeout_s=args.heartbeat_timeout)
+    except ValueError as e:
+        raise UsageError(str(e).replace("num_processes", "--num-processes")
+                         .replace("process_id", "--process-id")
+                         .replace("coordinator=", "--coordinator ")) from None
 
 
 def _bench(args) -> int:
@@ -339,8 +404,24 @@ def _add_data(p: argparse.ArgumentParser, *, model_required: bool = False) -> No
                        help=f"column holding the {field.replace('-', ' ')} (default: a usual name)")
     p.add_argument("--split-file", action="append", metavar="SPLIT=PATH",
                    help=f"an explicit file for one split ({', '.join(SPLITS)}); repeatable")
-    p.add_argument("--seed", type=int, default=0, help="seed of the data splits and subsets")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the data splits and subsets")
     p.add_argument("--json", action="store_true", help="print the JSON result alone on stdout")
+
+
+def _add_distributed(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group(
+        "distributed run", "run one job over several processes or hosts: start the same command "
+        "on each, with the same --coordinator and --num-processes and its own --process-id; "
+        "process 0 prints and writes the result (README: Several hosts)")
+    g.add_argument("--coordinator", default=None, metavar="HOST:PORT|auto",
+                   help="process 0's address, or 'auto' to read the layout from the cluster "
+                        "environment (SLURM, Open MPI, Kubernetes)")
+    g.add_argument("--num-processes", type=positive_int, default=None, metavar="N")
+    g.add_argument("--process-id", type=non_negative_int, default=None, metavar="I")
+    g.add_argument("--connect-timeout", type=positive_int, default=300, metavar="S",
+                   help="seconds to wait for every process to connect")
+    g.add_argument("--heartbeat-timeout", type=positive_int, default=60, metavar="S",
+                   help="seconds after which a silent process counts as dead and the run stops")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -357,9 +438,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--activation", default="dynamic", choices=sorted(ACTIVATIONS),
                     help="INT8 activation scheme for presets")
     ev.add_argument("--calibration", default="percentile", choices=calibrators)
-    ev.add_argument("--smoothing", type=float, default=None, help="SmoothQuant alpha in [0, 1]")
-    ev.add_argument("--max-examples", type=int, default=None,
+    ev.add_argument("--smoothing", type=unit_interval, default=None, help="SmoothQuant alpha in [0, 1]")
+    ev.add_argument("--max-examples", type=positive_int, default=None,
                     help="score a fixed seeded subset of the test split")
+    _add_distributed(ev)
     ev.set_defaults(func=_eval)
 
     ca = sub.add_parser("calibrate", help="calibrate static scales and save a quantized model")
@@ -369,9 +451,9 @@ def build_parser() -> argparse.ArgumentParser:
     ca.add_argument("--activation", default="static", choices=sorted(ACTIVATIONS),
                     help="INT8 activation scheme for presets")
     ca.add_argument("--method", default="percentile", choices=calibrators)
-    ca.add_argument("--smoothing", type=float, default=None, help="SmoothQuant alpha in [0, 1]")
-    ca.add_argument("--max-batches", type=int, default=None, help="use only the first N calibration batches")
-    ca.add_argument("--max-examples", type=int, default=None, help="test examples scored with --eval")
+    ca.add_argument("--smoothing", type=unit_interval, default=None, help="SmoothQuant alpha in [0, 1]")
+    ca.add_argument("--max-batches", type=positive_int, default=None, help="use only the first N calibration batches")
+    ca.add_argument("--max-examples", type=positive_int, default=None, help="test examples scored with --eval")
     ca.add_argument("--out", default="quantized_model", help="folder for the saved QuantizedModel")
     ca.add_argument("--eval", action="store_true", help="also score the test split (quantized and FP32)")
     ca.set_defaults(func=_calibrate)
@@ -380,13 +462,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(se)
     se.add_argument("--tolerance", type=parse_tolerance, default=0.01, help="e.g. 1%% or 0.01")
     se.add_argument("--tolerance-mode", default="relative", choices=["relative", "absolute"])
-    se.add_argument("--latency-target", type=float, default=None, metavar="MS",
+    se.add_argument("--latency-target", type=positive_float, default=None, metavar="MS",
                     help="reach this estimated latency instead of a tolerance")
     se.add_argument("--objective", default="latency", choices=["latency", "int8_fraction"])
     se.add_argument("--calibration", default="percentile", choices=calibrators)
-    se.add_argument("--max-search-examples", type=int, default=None,
+    se.add_argument("--max-search-examples", type=positive_int, default=None,
                     help="search on a fixed seeded subset of the search split")
-    se.add_argument("--max-examples", type=int, default=None,
+    se.add_argument("--max-examples", type=positive_int, default=None,
                     help="score a fixed seeded subset of the test split")
     se.add_argument("--out", default="search_out", help="report folder (the quantized model goes to OUT/model)")
     se.set_defaults(func=_search)
@@ -394,17 +476,18 @@ def build_parser() -> argparse.ArgumentParser:
     ft = sub.add_parser("finetune", help="fine-tune a model on your labelled data (optax AdamW)")
     _add_data(ft)
     ft.add_argument("--out", required=True, help="folder for the fine-tuned HF checkpoint")
-    ft.add_argument("--learning-rate", type=float, default=5e-5)
-    ft.add_argument("--batch-size", type=int, default=32)
-    ft.add_argument("--epochs", type=float, default=2.0)
-    ft.add_argument("--max-train-examples", type=int, default=None)
-    ft.add_argument("--eval-every", type=int, default=100, help="steps between dev evaluations")
+    ft.add_argument("--learning-rate", type=positive_float, default=5e-5)
+    ft.add_argument("--batch-size", type=positive_int, default=32)
+    ft.add_argument("--epochs", type=positive_float, default=2.0)
+    ft.add_argument("--max-train-examples", type=positive_int, default=None)
+    ft.add_argument("--eval-every", type=positive_int, default=100, help="steps between dev evaluations")
     ft.set_defaults(func=_finetune)
 
     pr = sub.add_parser("predict", help="write one JSON line per input row (label, tags or embedding)")
     _add_data(pr)
     pr.add_argument("--out", required=True, help="predictions file (JSON Lines)")
-    pr.add_argument("--batch-size", type=int, default=32)
+    pr.add_argument("--batch-size", type=positive_int, default=32)
+    _add_distributed(pr)
     pr.set_defaults(func=_predict)
 
     be = sub.add_parser("bench", help="end-to-end latency: samp-jax precisions vs HF PyTorch",
@@ -419,22 +502,42 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Runs one command; returns its exit code (0, 1 error, 2 usage, 130 interrupted)."""
+    name = "samp-jax"
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        name = f"samp-jax {args.command}"
+        code = _run(parser, args, name)
+    except KeyboardInterrupt:
+        print(f"{name}: interrupted", file=sys.stderr, flush=True)
+        code = 130
+    except BrokenPipeError:  # e.g. `samp-jax eval --json | head`: the reader has gone
+        sys.stdout = open(os.devnull, "w")
+        code = 1
+    if code and is_distributed():
+        # The other processes may be stuck waiting on this one: leave now rather than in
+        # jax.distributed's shutdown barrier, which would abort after its timeout.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def _run(parser: argparse.ArgumentParser, args, name: str) -> int:
     try:
         return args.func(args)
-    except KeyboardInterrupt:
-        print(f"samp-jax {args.command}: interrupted", file=sys.stderr)
-        return 130
     except UsageError as e:
         parser.print_usage(sys.stderr)
-        print(f"samp-jax {args.command}: error: {e}", file=sys.stderr)
+        print(f"{name}: error: {e}", file=sys.stderr)
         return 2
     except Exception as e:  # noqa: BLE001  one line, never a traceback (unless --debug)
         if args.debug:
             traceback.print_exc()
-        message = str(e) or type(e).__name__
-        print(f"samp-jax {args.command}: error: {message}", file=sys.stderr)
+        message = describe_failure(e) or str(e) or type(e).__name__
+        if is_distributed():
+            name = f"{name} (process {jax.process_index()})"
+        print(f"{name}: error: {message}", file=sys.stderr)
         return 1
 
 

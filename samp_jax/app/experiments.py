@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -14,6 +15,7 @@ from calibrate import calibrate
 from samp_jax.quant.precision import FLOAT_DTYPES, PRESETS, PrecisionMap
 from samp_jax.quant.quantized import quantize
 from samp_jax.serving.forward import jit_forward
+from samp_jax.serving.sharding import data_mesh, sharded_forward
 from samp_jax.tasks import Task, get_task
 
 
@@ -83,6 +85,8 @@ class TaskEvaluator:
 
     def outputs(self, model) -> list[np.ndarray]:
         """The model's outputs on every batch of the split."""
+        if jax.device_count() > 1:  # every device, of every process in a distributed run
+            return self.evaluation.outputs(sharded_forward(model, data_mesh()))
         return self.evaluation.outputs(jit_forward(model))
 
     def score(self, outputs, reference=None) -> dict[str, float]:

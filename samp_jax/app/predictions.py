@@ -11,15 +11,15 @@ longer than the largest bucket are truncated and marked `"truncated": true`.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from samp_jax.atomic import atomic_file
 from samp_jax.serving import compile as compile_engine
 from samp_jax.serving.batching import DEFAULT_BUCKETS, capped_buckets
+from samp_jax.serving.distributed import gather_bytes, is_primary, process_rows
 from samp_jax.tasks.evaluation import log_softmax
 from samp_jax.tasks.files import Columns
 from samp_jax.tasks.files import read_inputs as read_rows
@@ -45,25 +45,35 @@ def read_model_inputs(source, columns: Columns, *, head: str) -> list[dict]:
         return [{"tokens": r["text"].split()} for r in rows]
 
 
-def write(model, rows: Sequence[dict], out: str | Path, *, batch_size: int = 32) -> int:
-    """Predicts every row and writes them, in input order, as JSON Lines to `out` (atomically:
-    a temporary file beside it, renamed when complete). Returns the number of rows."""
+def records(model, rows: Sequence[dict], *, batch_size: int = 32) -> list[dict]:
+    """One prediction record per row, in input order (an empty list for no rows)."""
+    if not rows:
+        return []
     limit = min(model.config.max_sequence_length, model.tokenizer.max_length)
     buckets = tuple(capped_buckets(DEFAULT_BUCKETS, limit))
     engine = compile_engine(model, seq_buckets=buckets, batch_size=batch_size, truncate=True)
-    records = _predict(engine, rows)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-    try:
-        with os.fdopen(handle, "w") as file:
-            for record in records:
-                file.write(json.dumps(record, ensure_ascii=False) + "\n")
-        os.replace(temporary, out)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return len(records)
+    return _predict(engine, rows)
+
+
+def json_lines(records: Sequence[dict]) -> bytes:
+    """The records as JSON Lines (UTF-8)."""
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode()
+
+
+def write(model, rows: Sequence[dict], out: str | Path, *, batch_size: int = 32) -> int:
+    """Predicts every row and writes them, in input order, as JSON Lines to `out` (atomically:
+    a temporary file beside it, renamed when complete). Returns the number of rows.
+
+    In a distributed run (`samp_jax.serving.distributed`) every process predicts its own block
+    of the rows and process 0 gathers them and writes `out`; every process returns the total.
+    """
+    block = process_rows(len(rows))
+    data = json_lines(records(model, rows[block], batch_size=batch_size))
+    parts = gather_bytes(data)
+    if is_primary():
+        with atomic_file(out) as tmp:
+            tmp.write_bytes(b"".join(parts))
+    return len(rows)
 
 
 def _predict(engine, rows: Sequence[dict]) -> list[dict]:

@@ -32,6 +32,7 @@ from typing import Any, Iterator, Mapping
 
 import jax.numpy as jnp
 
+from samp_jax.atomic import write_text_atomic
 # The GEMM sites of an encoder layer, in execution order.
 SITES = ("qkv", "attn_out", "ffn_in", "ffn_out")
 FLOAT_PRECISIONS = ("fp32", "bf16", "fp16")
@@ -307,7 +308,8 @@ class PrecisionMap:
         return cls.from_dict(data)
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(self.to_json() + "\n")
+        """Writes the map as JSON to `path` (atomically: never a half-written file)."""
+        write_text_atomic(path, self.to_json() + "\n")
 
 
 def as_precision(value: SitePrecision | str) -> SitePrecision:

@@ -19,6 +19,9 @@ of its own devices to them, and outputs are gathered to every process with
 `multihost_utils.process_allgather`. This assumes every host runs the same data pipeline: the
 same model weights, the same examples in the same order and the same batch size, so each
 process can cut the same global batch (cheap for evaluation: tokenized splits are small).
+In a distributed run (`samp_jax.serving.distributed`) that assumption is checked: the weights
+once, and every batch, are compared across processes by digest, and a difference raises
+`DistributedMismatchError` rather than mixing two models or two data sets.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from samp_jax.serving.distributed import check_same, digest, is_distributed, state_digest
 from samp_jax.serving.forward import INPUT_KEYS, merged_call
 
 
@@ -66,6 +70,8 @@ class ShardedForward:
         self.mesh, self.axis, self.num_shards = mesh, axis, mesh.shape[axis]
         self._rows = NamedSharding(mesh, P(axis))
         graphdef, state = nnx.split(model)
+        if is_distributed():  # each process places its own copy: they must be one model
+            check_same(state_digest(model), "the model's weights")
         replicated = NamedSharding(mesh, P())
         # Placed once: every device keeps a full copy of the weights (built per process from
         # its own copy of the model, so no host ships weights to another).
@@ -96,6 +102,8 @@ class ShardedForward:
 
     def _inputs(self, batch: dict[str, np.ndarray]) -> list[jax.Array]:
         rows = len(batch["input_ids"])
+        if is_distributed():  # each process cuts its rows from its own copy of the batch
+            check_same(digest(np.asarray(batch[key]) for key in INPUT_KEYS), "the batch")
         padded = -(-rows // self.num_shards) * self.num_shards
         inputs = []
         for key in INPUT_KEYS:

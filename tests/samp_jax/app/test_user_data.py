@@ -110,7 +110,7 @@ def test_search_then_predict_from_the_folder_alone_in_a_fresh_process(tiny_dirs,
     assert (out / "precision_map.json").is_file() and (model_dir / "quantization.json").is_file()
     # a fresh process with nothing but the folder and the data file
     predictions = tmp_path / "predictions.jsonl"
-    done = subprocess.run([sys.executable, "-m", "samp_jax.app.cli", "predict", "--model", str(model_dir),
+    done = subprocess.run([sys.executable, "-m", "samp_jax.app", "predict", "--model", str(model_dir),
                            "--data", str(data_files / "reviews.csv"), "--out", str(predictions)],
                           cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
