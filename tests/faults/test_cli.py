@@ -1,0 +1,243 @@
+"""Fault injection for the command line: bad numbers, empty and dangerous output paths,
+unwritable and full disks, damaged model files, Ctrl-C. Every case ends with one line on
+stderr and exit code 1 (2 for usage, 130 for Ctrl-C), before any slow step where the fault is
+in the arguments, never with a traceback, and never touches what it must not."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from flax import nnx
+
+import samp_jax as sj
+from samp_jax.app import cli
+from samp_jax.app.cli import main
+from samp_jax.models import make_head, save_pretrained
+from tests.helpers import ROOT
+
+TINY = dict(vocab_size=30522, hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64,
+            max_position_embeddings=64)
+UNWRITABLE = "/proc/1/samp-jax-out"  # no one, root included, can create files there
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, minilm_dir):
+    root = tmp_path_factory.mktemp("cli_faults")
+    config = sj.EncoderConfig(**TINY)
+    rngs = nnx.Rngs(5)
+    model = sj.EncoderModel(config, make_head("sequence_classification", config, num_labels=2,
+                                              rngs=rngs), rngs=rngs)
+    save_pretrained(model, root / "model", tokenizer_dir=minilm_dir, labels=("neg", "pos"))
+    rng = np.random.default_rng(1)
+    words = "good bad movie plot day night fine awful".split()
+    (root / "data.csv").write_text("text,label\n" + "".join(
+        f"{' '.join(rng.choice(words, 8))},{'pos' if i % 2 else 'neg'}\n" for i in range(60)))
+    return root
+
+
+@pytest.fixture
+def no_slow_work(monkeypatch):
+    """Fails the test if the command gets as far as loading a model."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("the command loaded a model before checking its arguments")
+    monkeypatch.setattr(cli, "load", refuse)
+    monkeypatch.setattr(cli, "builtin_model", refuse)
+
+
+def _one_line_error(capsys, code: int, expected_code: int, *needles: str) -> str:
+    err = capsys.readouterr().err
+    assert code == expected_code, err
+    assert "Traceback" not in err
+    assert len([line for line in err.splitlines() if ": error: " in line]) == 1, err
+    for needle in needles:
+        assert needle in err, err
+    return err
+
+
+# ------------------------------------------------------------------- numbers and lists
+BAD_NUMBERS = [
+    (["calibrate", "--max-batches", "-1"], "--max-batches"),
+    (["calibrate", "--max-batches", "0"], "--max-batches"),
+    (["calibrate", "--max-examples", "0"], "--max-examples"),
+    (["calibrate", "--smoothing", "1.5"], "--smoothing"),
+    (["calibrate", "--smoothing", "nan"], "--smoothing"),
+    (["eval", "--max-examples", "-3"], "--max-examples"),
+    (["eval", "--max-examples", "ten"], "--max-examples"),
+    (["eval", "--smoothing", "-0.1"], "--smoothing"),
+    (["eval", "--seed", "-1"], "--seed"),
+    (["search", "--tolerance", "nan"], "--tolerance"),
+    (["search", "--tolerance", "inf%"], "--tolerance"),
+    (["search", "--latency-target", "nan"], "--latency-target"),
+    (["search", "--latency-target", "-2"], "--latency-target"),
+    (["search", "--max-search-examples", "0"], "--max-search-examples"),
+    (["finetune", "--out", "x", "--epochs", "0"], "--epochs"),
+    (["finetune", "--out", "x", "--learning-rate", "-1e-5"], "--learning-rate"),
+    (["finetune", "--out", "x", "--batch-size", "0"], "--batch-size"),
+    (["finetune", "--out", "x", "--eval-every", "0"], "--eval-every"),
+    (["predict", "--out", "x", "--batch-size", "-8"], "--batch-size"),
+    (["bench", "--repeats", "0"], "--repeats"),
+    (["bench", "--inner", "-1"], "--inner"),
+    (["eval", "--num-processes", "0"], "--num-processes"),
+    (["eval", "--process-id", "-1"], "--process-id"),
+]
+
+
+@pytest.mark.parametrize("args, argument", BAD_NUMBERS, ids=[" ".join(a) for a, _ in BAD_NUMBERS])
+def test_bad_numbers_are_usage_errors_naming_the_argument(args, argument, capsys, no_slow_work):
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {argument}" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("precision", ["", " ", ",", "fp16,,fp8", "fp16, ,fp8", "fp16,"])
+def test_empty_precision_items_are_refused(precision, capsys, no_slow_work):
+    code = main(["eval", "--model", "minilm", "--data", "snli-embed", "--precision", precision])
+    _one_line_error(capsys, code, 2, "--precision")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--process-id", "1"], "--process-id needs --coordinator"),
+    (["--num-processes", "2"], "--num-processes needs --coordinator"),
+    (["--coordinator", "localhost"], "is not HOST:PORT"),
+    (["--coordinator", "127.0.0.1:99999", "--num-processes", "2", "--process-id", "0"], "port"),
+    (["--coordinator", "127.0.0.1:7777"], "needs --num-processes and --process-id"),
+    (["--coordinator", "127.0.0.1:7777", "--num-processes", "2", "--process-id", "2"],
+     "--process-id=2 must be in [0, 2)"),
+])
+def test_bad_distributed_options_are_usage_errors(args, message, capsys, no_slow_work):
+    code = main(["eval", "--model", "minilm", "--data", "snli-embed", *args])
+    _one_line_error(capsys, code, 2, message)
+
+
+# ------------------------------------------------------------------------ output paths
+def test_empty_out_is_a_usage_error_for_every_command(capsys, no_slow_work):
+    for command in (["calibrate"], ["search"], ["predict", "--model", "m", "--data", "d"],
+                    ["finetune", "--model", "minilm", "--data", "snli"]):
+        code = main([*command, "--out", ""])
+        _one_line_error(capsys, code, 2, "--out is empty")
+
+
+def test_out_that_is_an_existing_file_is_refused_before_any_work(tmp_path, capsys, no_slow_work):
+    existing = tmp_path / "taken"
+    existing.write_text("keep me")
+    for command in (["calibrate"], ["search"], ["finetune", "--model", "minilm"]):
+        code = main([*command, "--data", "snli-embed", "--out", str(existing)])
+        _one_line_error(capsys, code, 1, str(existing), "not a folder")
+    code = main(["predict", "--model", "m", "--data", "d", "--out", str(tmp_path)])
+    _one_line_error(capsys, code, 1, "is a folder")
+    assert existing.read_text() == "keep me"
+
+
+def test_a_folder_that_holds_no_model_is_never_replaced(tmp_path, capsys, no_slow_work):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "cat.jpg").write_bytes(b"\xff\xd8")
+    code = main(["calibrate", "--data", "snli-embed", "--out", str(photos)])
+    _one_line_error(capsys, code, 1, str(photos), "holds no model")
+    (photos / "model").mkdir()  # search writes its model to OUT/model
+    (photos / "model" / "notes.txt").write_text("mine")
+    code = main(["search", "--data", "snli-embed", "--out", str(photos)])
+    _one_line_error(capsys, code, 1, "holds no model")
+    assert sorted(p.name for p in photos.rglob("*")) == ["cat.jpg", "model", "notes.txt"]
+
+
+def test_out_equal_to_the_input_model_is_refused(files, capsys, no_slow_work):
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in (files / "model").iterdir())
+    for command in ("calibrate", "finetune"):
+        code = main([command, "--model", str(files / "model"), "--data", str(files / "data.csv"),
+                     "--out", str(files / "model")])
+        _one_line_error(capsys, code, 1, "is also an input")
+    code = main(["predict", "--model", str(files / "model"), "--data", str(files / "data.csv"),
+                 "--out", str(files / "data.csv")])
+    _one_line_error(capsys, code, 1, "is also an input")
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in (files / "model").iterdir()) == before
+
+
+@pytest.mark.parametrize("command", ["calibrate", "search", "predict"])
+def test_unwritable_out_is_refused_before_any_work(command, capsys, no_slow_work):
+    extra = ["--model", "m", "--data", "d"] if command == "predict" else ["--data", "snli-embed"]
+    out = UNWRITABLE + (".jsonl" if command == "predict" else "")
+    code = main([command, *extra, "--out", out])
+    _one_line_error(capsys, code, 1, "cannot write in /proc/1")
+
+
+def test_a_full_disk_after_the_search_is_one_line(files, tmp_path, capsys, monkeypatch):
+    def full_disk(*args, out, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(out / "model" / "model.safetensors"))
+    monkeypatch.setattr(cli, "run_search", full_disk)
+    code = main(["search", "--model", str(files / "model"), "--data", str(files / "data.csv"),
+                 "--out", str(tmp_path / "o")])
+    _one_line_error(capsys, code, 1, "No space left on device", "model.safetensors")
+
+
+def test_a_full_disk_while_saving_the_calibrated_model_leaves_nothing(files, tmp_path, capsys,
+                                                                      monkeypatch):
+    real_save = sj.QuantizedModel.save
+
+    def save_then_fail(self, folder):
+        def no_space(*args, **kwargs):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        monkeypatch.setattr("samp_jax.quant.quantized.save_file", no_space)
+        return real_save(self, folder)
+    monkeypatch.setattr(sj.QuantizedModel, "save", save_then_fail)
+    out = tmp_path / "q"
+    code = main(["calibrate", "--model", str(files / "model"), "--data", str(files / "data.csv"),
+                 "--precision", "quant_ffn_only", "--out", str(out)])
+    _one_line_error(capsys, code, 1, "No space left on device")
+    assert list(tmp_path.iterdir()) == []  # no half-written folder, no temporary litter
+
+
+# ------------------------------------------------------------------ damaged model files
+def test_a_truncated_safetensors_file_is_named(files, tmp_path, capsys):
+    import shutil
+    damaged = shutil.copytree(files / "model", tmp_path / "damaged")
+    weights = damaged / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    code = main(["eval", "--model", str(damaged), "--data", str(files / "data.csv")])
+    _one_line_error(capsys, code, 1, str(weights), "safetensors")
+
+
+def test_debug_shows_the_traceback(tmp_path, capsys):
+    code = main(["--debug", "eval", "--model", str(tmp_path / "missing"), "--data", "snli-embed"])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" in err
+
+
+# ------------------------------------------------------------------------------ Ctrl-C
+def _start(args, tmp_path):
+    env = os.environ | {"JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-m", "samp_jax.app", *args], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_ctrl_c_mid_run_exits_130_without_a_traceback(files, tmp_path):
+    run = _start(["eval", "--model", str(files / "model"), "--data", str(files / "data.csv"),
+                  "--precision", "fp16,fp8,bf16,fully_quant,quant_ffn_only,fp16,fp8"], tmp_path)
+    seen = []
+    for line in run.stderr:
+        seen.append(line)
+        if "done:" in line:  # in the slow part: variants are being evaluated
+            break
+    run.send_signal(signal.SIGINT)
+    out, rest = run.communicate(timeout=60)
+    err = "".join(seen) + rest
+    assert run.returncode == 130, err
+    assert "samp-jax eval: interrupted" in err and "Traceback" not in err
+
+
+def test_ctrl_c_while_importing_exits_130_without_a_traceback(tmp_path):
+    run = _start(["eval", "--model", "minilm", "--data", "snli-embed"], tmp_path)
+    time.sleep(0.8)  # the interpreter is up and importing JAX and the models
+    run.send_signal(signal.SIGINT)
+    _, err = run.communicate(timeout=60)
+    assert run.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
