@@ -74,6 +74,7 @@ def _run_processes(args, *, processes: int, devices: int, cwd: Path, timeout: in
 EVAL = ["eval", "--precision", "fp16,fully_quant,fp8", "--activation", "static", "--json"]
 
 
+@pytest.mark.slow
 def test_eval_on_two_processes_of_two_devices_equals_one_process(files, tmp_path):
     args = [*EVAL, "--model", str(files / "model"), "--data", str(files / "data.csv")]
     (rc, single, err), = _run_processes(args, processes=1, devices=1, cwd=tmp_path)
@@ -88,6 +89,7 @@ def test_eval_on_two_processes_of_two_devices_equals_one_process(files, tmp_path
     assert "Traceback" not in runs[0][2] + runs[1][2]
 
 
+@pytest.mark.slow
 def test_predict_on_two_processes_writes_one_file_equal_to_one_process(files, tmp_path):
     def args(out):
         return ["predict", "--model", str(files / "model"), "--data", str(files / "data.csv"),
@@ -107,6 +109,7 @@ def test_predict_on_two_processes_writes_one_file_equal_to_one_process(files, tm
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one.jsonl", "two.jsonl"]  # no litter
 
 
+@pytest.mark.slow
 def test_python_evaluate_under_jax_distributed_equals_one_process(files, tmp_path):
     worker = Path(__file__).with_name("distributed_worker.py")
     env = os.environ | {"JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
