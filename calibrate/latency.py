@@ -7,8 +7,9 @@ shape. `site_ms` comes from one of two sources, and a table says which:
   device through `samp_jax.gemm` (warm-up, then the median of many back-to-back runs), and
   `other_ms` is the measured FP16 forward minus its GEMM sites. Tables are cached as JSON keyed
   by device kind and shape.
-- **estimated**: a roofline from FLOPs and bytes on a nominal device spec (H100 SXM by
-  default). Used on CPU, where timings say nothing about a GPU, or when no table exists.
+- **estimated**: a roofline from FLOPs and bytes on a device's spec sheet
+  (`calibrate.targets`: H100, A100, L4). Used when the search plans for a device other than
+  the one it runs on (`table_for_target`).
 
 `check_against_forward` compares the model with real end-to-end timings on this device.
 """
@@ -26,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from calibrate.targets import H100, DeviceSpec, Target, resolve_target
 from samp_jax.assets import cache_dir as default_cache
 from samp_jax.atomic import write_text_atomic
 from samp_jax.models.config import EncoderConfig
@@ -36,20 +38,7 @@ from samp_jax.quant.quantized import quantize
 from samp_jax.serving.forward import jit_forward
 
 
-@dataclasses.dataclass(frozen=True)
-class DeviceSpec:
-    """Peak throughputs (dense, per second) and memory bandwidth of a device."""
-
-    name: str
-    peak_ops: dict[str, float]  # precision name -> ops/s
-    bandwidth: float  # bytes/s
-    launch_us: float  # fixed cost per kernel
-
-
-H100_SXM = DeviceSpec(
-    name="H100 SXM (nominal spec)",
-    peak_ops={"int8": 1979e12, "fp8_e4m3": 1979e12, "fp16": 989e12, "bf16": 989e12, "fp32": 67e12},
-    bandwidth=3.35e12, launch_us=3.0)
+H100_SXM = H100  # the default spec of `estimate_table`
 
 
 def site_shapes(config: EncoderConfig) -> dict[str, tuple[int, int]]:
@@ -72,13 +61,33 @@ def int8_flop_fraction(pmap: PrecisionMap, config: EncoderConfig) -> float:
 _ACT_BYTES = {"int8": 1, "fp8_e4m3": 1, "fp16": 2, "bf16": 2, "fp32": 4}
 
 
-def _estimate_site_ms(tokens: int, k: int, n: int, precision: SitePrecision, spec: DeviceSpec) -> float:
-    # Quantized sites read 1-byte activations (quantization fused into the producer) and
-    # write 16-bit outputs; float sites read and write their own width.
+# Sites whose input comes from a LayerNorm: the fused LayerNorm+quantize kernel emits INT8 and
+# the per-row scales in the same pass, so even dynamic scales cost no extra pass there.
+LAYERNORM_FED = ("qkv", "ffn_in")
+
+
+def _estimate_site_ms(site: str, tokens: int, k: int, n: int, precision: SitePrecision,
+                      spec: DeviceSpec) -> float:
+    """Roofline of one GEMM site with its epilogue.
+
+    Float sites read and write their own width. Quantized sites read 1-byte activations when
+    their producer hands them over quantized: a fused LayerNorm (`LAYERNORM_FED`, static or
+    per-row dynamic scales), or, with a static scale, the previous op's requantizing epilogue.
+    Per-token dynamic scales elsewhere (`attn_out`, `ffn_out`) need each row's max first: the
+    16-bit activations are read twice (reduce, then quantize) with one more kernel launch.
+    Quantized sites write 16-bit outputs.
+    """
     p = precision.precision
-    nbytes = tokens * k * _ACT_BYTES[p] + k * n * _ACT_BYTES[p] + tokens * n * 2
+    if p not in spec.peak_ops:
+        raise ValueError(f"{spec.name} has no {p} GEMMs (peak_ops covers {sorted(spec.peak_ops)})")
+    dynamic = precision.is_quantized and not precision.needs_calibration
+    if dynamic and site not in LAYERNORM_FED:
+        act_bytes, launches = 2 * tokens * k * 2, 2
+    else:
+        act_bytes, launches = tokens * k * _ACT_BYTES[p], 1
+    nbytes = act_bytes + k * n * _ACT_BYTES[p] + tokens * n * 2
     seconds = max(2 * tokens * k * n / spec.peak_ops[p], nbytes / spec.bandwidth)
-    return 1e3 * seconds + spec.launch_us * 1e-3
+    return 1e3 * seconds + launches * spec.launch_us * 1e-3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,10 +137,13 @@ DEFAULT_PRECISIONS = (SitePrecision("fp16"), SitePrecision("int8", "per_token_dy
 
 
 def estimate_table(config: EncoderConfig, batch: int, seq: int, *, spec: DeviceSpec = H100_SXM,
-                   precisions: Iterable[SitePrecision] = DEFAULT_PRECISIONS) -> LatencyTable:
-    """A roofline estimate from FLOPs and bytes on `spec` (no timing involved)."""
+                   precisions: Iterable[SitePrecision] | None = None) -> LatencyTable:
+    """A roofline estimate from FLOPs and bytes on `spec` (no timing involved); by default for
+    every `DEFAULT_PRECISIONS` entry the spec has GEMMs for."""
+    if precisions is None:
+        precisions = [p for p in DEFAULT_PRECISIONS if p.precision in spec.peak_ops]
     tokens = batch * seq
-    site_ms = {f"{site}/{p}": _estimate_site_ms(tokens, k, n, p, spec)
+    site_ms = {f"{site}/{p}": _estimate_site_ms(site, tokens, k, n, p, spec)
                for site, (k, n) in site_shapes(config).items() for p in precisions}
     # Non-GEMM work per layer: attention (QK^T and PV at FP16) plus about eight passes of
     # element-wise traffic over [tokens, hidden] (softmax, LayerNorms, residuals).
@@ -160,22 +172,26 @@ def time_ms(fn: Callable[[], jax.Array], *, warmup: int = 3, repeats: int = 20, 
 
 def measure_table(model, batch: int, seq: int, *,
                   precisions: Iterable[SitePrecision] = DEFAULT_PRECISIONS,
-                  implementation: str | None = None, repeats: int = 20) -> LatencyTable:
+                  implementation: str | None = None, repeats: int = 20,
+                  dtype=jnp.float16) -> LatencyTable:
     """Times every (site, precision) GEMM with its epilogue on this device, and the rest.
 
-    `other_ms` is the FP16 forward of `model` at this shape minus its FP16 GEMM sites.
+    Inputs, residuals and outputs are `dtype` (the dtype between sites). `other_ms` is the
+    forward of `model` at this shape with every site at the first of `precisions` (the float
+    default), minus those sites.
     """
+    precisions = tuple(precisions)
 
     config = model.config
     rng = np.random.default_rng(0)
     x_all = {}
     site_ms = {}
     for site, (k, n) in site_shapes(config).items():
-        x = jnp.asarray(rng.normal(size=(batch, seq, k)), jnp.float16)
+        x = jnp.asarray(rng.normal(size=(batch, seq, k)), dtype)
         w = rng.normal(size=(k, n)).astype(np.float32) * 0.05
         bias = jnp.zeros((n,), jnp.float32)
         activation = "gelu" if site == "ffn_in" else None
-        residual = jnp.zeros((batch, seq, n), jnp.float16) if site in ("attn_out", "ffn_out") else None
+        residual = jnp.zeros((batch, seq, n), dtype) if site in ("attn_out", "ffn_out") else None
         x_all[site] = x
         for p in precisions:
             weight = (quantize_weight_int8(w) if p.precision == "int8" else
@@ -183,30 +199,69 @@ def measure_table(model, batch: int, seq: int, *,
             act_scale = jnp.float32(0.05) if p.needs_calibration else None
             fn = jax.jit(lambda x, weight=weight, p=p, act_scale=act_scale: gemm(
                 x, weight, precision=p, bias=bias, activation=activation, residual=residual,
-                act_scale=act_scale, out_dtype=jnp.float16, implementation=implementation))
+                act_scale=act_scale, out_dtype=dtype, implementation=implementation))
             site_ms[f"{site}/{p}"] = time_ms(lambda fn=fn, x=x: fn(x), repeats=repeats)
-    fp16_map = PrecisionMap.preset("fp16", config.num_layers)
-    forward = jit_forward(quantize(model, fp16_map))
+    default = precisions[0]
+    float_map = PrecisionMap.from_table({}, config.num_layers, default=default)
+    forward = jit_forward(quantize(model, float_map, dtype=dtype))
     inputs = {"input_ids": np.ones((batch, seq), np.int32), "attention_mask": np.ones((batch, seq), np.int32),
               "token_type_ids": np.zeros((batch, seq), np.int32)}
     total = time_ms(lambda: forward(inputs), repeats=repeats)
-    gemm_total = sum(site_ms[f"{s}/{SitePrecision('fp16')}"] for s in SITES) * config.num_layers
+    gemm_total = sum(site_ms[f"{s}/{default}"] for s in SITES) * config.num_layers
     return LatencyTable(device=jax.devices()[0].device_kind, source="measured", batch=batch, seq=seq,
                         num_layers=config.num_layers, site_ms=site_ms, other_ms=max(total - gemm_total, 0.0))
 
 
 def cached_table(model, batch: int, seq: int, *, cache_dir: Path | None = None) -> LatencyTable:
-    """The measured table for this device (cached as JSON), or an H100 estimate on CPU."""
+    """The measured table for this GPU (cached as JSON), or an H100 estimate on CPU.
+
+    The search's default before targets; `table_for_target` is the target-aware version."""
     if jax.default_backend() == "cpu":
         return estimate_table(model.config, batch, seq)
-    folder = (cache_dir or default_cache()) / "latency"
+    return table_for_target(model, resolve_target("auto"), batch, seq, cache_dir=cache_dir)
+
+
+def table_for_target(model, target: str | Target, batch: int, seq: int, *,
+                     options: Iterable[SitePrecision] | None = None, cache_dir: Path | None = None,
+                     repeats: int | None = None) -> LatencyTable:
+    """The latency table of `target`: measured when this process runs on it (CPU included),
+    cached as JSON per device kind, model shape, batch shape and dtype; otherwise a roofline
+    from the target's spec sheet (`source == "estimated"`).
+
+    Args:
+      model: the float model (its config gives the shapes; measuring runs it).
+      target: a `Target` or its name ('auto' for this device).
+      batch, seq: the serving shape.
+      options: the precisions to cover (default: all the target offers).
+      cache_dir: where measured tables are cached (default: the asset cache).
+      repeats: timed repeats per entry (default 20 on accelerators, 5 on CPU).
+
+    Raises:
+      ValueError: a target without a spec sheet (CPU) that this process does not run on.
+    """
+    target = resolve_target(target)
+    options = tuple(target.allowed() if options is None else options)
+    if SitePrecision("fp32") not in options:  # the FP32 reference row of every report
+        options = (*options, SitePrecision("fp32"))
+    seq = min(seq, model.config.max_sequence_length)  # a model with fewer positions runs shorter
+    if not target.is_current():
+        if target.spec is None:
+            raise ValueError(f"target {target.name!r} has no spec sheet to estimate from and this "
+                             f"process runs on {jax.devices()[0].device_kind!r}: measure it by "
+                             f"running the search on a {target.name} machine")
+        return estimate_table(model.config, batch, seq, spec=target.spec, precisions=options)
     c = model.config
-    name = (f"{jax.devices()[0].device_kind}-L{c.num_layers}-H{c.hidden_size}-I{c.intermediate_size}"
-            f"-{batch}x{seq}.json").replace(" ", "_")
+    folder = (cache_dir or default_cache()) / "latency"
+    name = (f"{jax.devices()[0].device_kind}-{target.name}-L{c.num_layers}-H{c.hidden_size}"
+            f"-I{c.intermediate_size}-{batch}x{seq}-{jnp.dtype(target.dtype).name}.json").replace(" ", "_")
     path = folder / name
     if path.is_file():
-        return LatencyTable.from_json(path.read_text())
-    table = measure_table(model, batch, seq)
+        table = LatencyTable.from_json(path.read_text())
+        if all(f"{site}/{p}" in table.site_ms for site in SITES for p in options):
+            return table
+    if repeats is None:
+        repeats = 5 if jax.default_backend() == "cpu" else 20
+    table = measure_table(model, batch, seq, precisions=options, repeats=repeats, dtype=target.dtype)
     folder.mkdir(parents=True, exist_ok=True)
     write_text_atomic(path, table.to_json())
     return table

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from calibrate.search import Kind, SearchResult
+from calibrate.search import Kind, SearchResult, default_preset_name
 from samp_jax.atomic import atomic_file, write_text_atomic
-from samp_jax.quant.precision import SITES
+from samp_jax.quant.precision import SITES, as_precision
 
 
 def sensitivity_table(result: SearchResult) -> str:
@@ -108,7 +108,10 @@ def write_report(result: SearchResult, out: str | Path, *, test_metrics: dict | 
     if command:
         lines += [f"Command: `{command}`", ""]
     tol = f"{100 * result.tolerance:g}% relative" if result.tolerance_mode == "relative" else f"{result.tolerance:g} absolute"
-    lines += [f"- mode: {result.mode}; tolerance: {tol}; options per site: {', '.join(result.options)}",
+    chosen_from = "" if result.chosen_from == "greedy" else \
+        f" (the preset {result.chosen_from}: faster than the greedy's map, and within tolerance)"
+    lines += [f"- target: {result.target or 'none given'}; chosen by: {result.chosen_from}{chosen_from}",
+              f"- mode: {result.mode}; tolerance: {tol}; options per site: {', '.join(result.options)}",
               f"- latency model: {s['latency_source']}",
               f"- maps evaluated: {s['maps_evaluated']} in {s['search_seconds']:.0f} s with "
               f"{s['compilations']} compilation(s) of the candidate program", ""]
@@ -116,9 +119,10 @@ def write_report(result: SearchResult, out: str | Path, *, test_metrics: dict | 
         lines += ["**The tolerance is not met:** even the most precise candidate (all FP16) loses "
                   "more than the tolerance on the search split; the map below is the closest, "
                   "not a map within tolerance.", ""]
-    lines += ["## Result", "", "| | metric | INT8 FLOP fraction | est. latency (ms) | est. speed-up vs FP16 |",
+    default = default_preset_name(as_precision(result.default_option))
+    lines += ["## Result", "", f"| | metric | INT8 FLOP fraction | est. latency (ms) | est. speed-up vs {default} |",
               "|---|---:|---:|---:|---:|"]
-    fp16 = next(e for e in result.evaluated if e.name == "fp16")
+    fp16 = next(e for e in result.evaluated if e.name == default)
     fmt = lambda v: "–" if v is None else f"{v:.4f}"  # noqa: E731
     for e in [x for x in result.evaluated if x.kind in (Kind.REFERENCE, Kind.PRESET)] + [result.chosen]:
         lines.append(f"| {e.name} (search) | {fmt(e.metric)} | {e.int8_fraction:.2f} | {e.latency_ms:.3f} | "

@@ -36,24 +36,32 @@ import time
 import warnings
 from typing import Callable, Mapping, NamedTuple, Sequence
 
+import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
 from calibrate.calibration import calibrate
 from calibrate.candidates import SwitchableModel
-from calibrate.latency import LatencyTable, cached_table, int8_flop_fraction, site_flops
+from calibrate.latency import LatencyTable, cached_table, int8_flop_fraction, site_flops, table_for_target
+from calibrate.targets import Target, resolve_target
 from calibrate.objectives import Objective, UnlabelledObjective, task_objective
 from samp_jax.models.config import EncoderConfig
 from samp_jax.quant.precision import SITES, PrecisionMap, SitePrecision, as_precision
 from samp_jax.tasks import Task, get_task
 
 MAX_RELATIVE_TOLERANCE = 0.5
-DEFAULT_OPTIONS = ("fp16", "int8-dynamic", "fp8_e4m3")
+# The options of a search given neither a target nor options (the H100 set, with static INT8).
+DEFAULT_OPTIONS = ("fp16", "int8-dynamic", "int8-static", "fp8_e4m3")
 # Added to a move's proxy before dividing by its gain: moves that measure no harm at all then
 # rank by gain (largest first) instead of all tying at zero.
 ORDER_EPS = 1e-12
-# Preset maps evaluated for the Pareto report, fp16 (the all-default baseline) first.
-SEARCH_PRESETS = ("fp16", "quant_ffn_only", "fully_quant", "fp8")
+# Preset maps evaluated first (the search never returns a map slower than the fastest of them
+# that meets the tolerance), after the all-default map: (name, preset, INT8 activation scheme).
+SEARCH_PRESETS = (("quant_ffn_only", "quant_ffn_only", "per_token_dynamic"),
+                  ("fully_quant", "fully_quant", "per_token_dynamic"),
+                  ("quant_ffn_only_static", "quant_ffn_only", "per_tensor_static"),
+                  ("fully_quant_static", "fully_quant", "per_tensor_static"),
+                  ("fp8", "fp8", "per_token_dynamic"))
 # Latencies are sums of per-site costs whose rounding depends on the order of summation: a
 # target within this relative distance of a latency counts as meeting it.
 LATENCY_RTOL = 1e-9
@@ -105,6 +113,19 @@ class SearchResult:
     # all-default map (the most precise candidate, e.g. FP16 everywhere) does: it is returned
     # anyway, and the search warns. None in latency-target mode (no tolerance applies).
     tolerance_met: bool | None = None
+    target: str | None = None  # the device the map and the latency model are for
+    chosen_from: str = "greedy"  # 'greedy', or the preset that was at least as fast and passed
+
+    @property
+    def default_option(self) -> str:
+        """The high-precision option every site falls back to ('fp16'; 'fp32' on a CPU target)."""
+        return self.options[0]
+
+    @property
+    def default_latency_ms(self) -> float:
+        """Estimated latency of the all-default map (every site at `default_option`)."""
+        pmap = PrecisionMap.from_table({}, self.precision_map.num_layers, default=self.default_option)
+        return self.latency_table.map_ms(pmap)
 
     @property
     def fp16_latency_ms(self) -> float:
@@ -116,7 +137,10 @@ class SearchResult:
             "fp32_search_metric": self.fp32_metric, "chosen_search_metric": self.chosen.metric,
             "chosen_proxy": self.chosen.proxy, "int8_flop_fraction": self.chosen.int8_fraction,
             "estimated_latency_ms": self.chosen.latency_ms,
-            "estimated_speedup_vs_fp16": self.fp16_latency_ms / self.chosen.latency_ms,
+            "default_option": self.default_option,
+            "estimated_speedup_vs_default": self.default_latency_ms / self.chosen.latency_ms,
+            "target": self.target,
+            "chosen_from": self.chosen_from,
             "latency_source": f"{self.latency_table.source} ({self.latency_table.device}, "
                               f"{self.latency_table.batch}x{self.latency_table.seq})",
             "tolerance": self.tolerance, "tolerance_mode": self.tolerance_mode, "mode": self.mode,
@@ -216,20 +240,29 @@ class Runner:
 
 # ---- phase 1: presets
 
+def default_preset_name(default: SitePrecision) -> str:
+    """The name of the all-default map: the option's name ('fp16'), or 'fp32-sites' for FP32
+    (so it never reads as the FP32 reference model)."""
+    return "fp32-sites" if str(default) == "fp32" else str(default)
+
+
 def preset_maps(options: Sequence[str | SitePrecision], num_layers: int) -> dict[str, PrecisionMap]:
-    """The `SEARCH_PRESETS` whose every precision is one of `options`, fp16 always first.
+    """The all-default map, then the `SEARCH_PRESETS` whose every precision is one of `options`
+    (attention sites of `quant_ffn_only` at the default option).
 
     Args:
-      options: the precisions a site may take.
+      options: the precisions a site may take; the first is the default.
       num_layers: layers of the model.
 
     Returns:
-      Preset maps by name, in `SEARCH_PRESETS` order.
+      Preset maps by name, the all-default map (`default_preset_name`) first.
     """
     options = tuple(as_precision(o) for o in options)
-    maps = {"fp16": PrecisionMap.preset("fp16", num_layers)}
-    for name in SEARCH_PRESETS[1:]:
-        pmap = PrecisionMap.preset(name, num_layers)
+    default = options[0]
+    maps = {default_preset_name(default): PrecisionMap.from_table({}, num_layers, default=default)}
+    for name, preset, activation in SEARCH_PRESETS:
+        pmap = PrecisionMap.preset(preset, num_layers, activation=activation,
+                                   float_precision=default.precision)
         if all(p in options for _, p in pmap.items()):
             maps[name] = pmap
     return maps
@@ -242,7 +275,7 @@ def evaluate_presets(runner: Runner) -> tuple[Evaluated, dict[str, Outputs]]:
 
     Returns:
       The reference entry (its metric is the FP32 metric) and each preset's outputs by name,
-      fp16 first.
+      the all-default map first.
     """
     obj = runner.objective
     fp32_map = PrecisionMap.preset("fp32", runner.num_layers)
@@ -462,6 +495,30 @@ def latency_greedy(ordered: Sequence[Move], latency_ms: Callable[[np.ndarray], f
     return current
 
 
+def never_slower_than_presets(runner: Runner, choices: np.ndarray, outputs: Outputs,
+                              preset_outputs: Mapping[str, Outputs],
+                              acceptable: Callable[[Outputs], bool]) -> tuple[np.ndarray, Outputs, str]:
+    """The greedy's map, or the fastest preset that passes when that is strictly faster.
+
+    The greedy adds moves in sensitivity order and stops at the first that fails, so it can end
+    short of a preset that passes as a whole (e.g. all-INT8). Presets were scored first
+    (`evaluate_presets`); this keeps the promise that the search returns at least the fastest
+    passing preset.
+
+    Returns:
+      `(choices, outputs, chosen_from)` with `chosen_from` 'greedy' or the preset's name.
+    """
+    best_choices, best_outputs, best_name = choices, outputs, "greedy"
+    best_ms = runner.latency_ms(choices)
+    for name, out in preset_outputs.items():
+        preset = runner.switch.choices_for(
+            next(e.precision_map for e in runner.evaluated if e.kind == Kind.PRESET and e.name == name))
+        ms = runner.latency_ms(preset)
+        if ms < best_ms * (1.0 - LATENCY_RTOL) and acceptable(out):  # faster beyond rounding
+            best_choices, best_outputs, best_name, best_ms = preset, out, name, ms
+    return best_choices, best_outputs, best_name
+
+
 def _checked_options(tolerance: float, tolerance_mode: str, objective: str,
                      options: Sequence[str | SitePrecision]) -> tuple[SitePrecision, ...]:
     validate_tolerance(tolerance, tolerance_mode)
@@ -501,7 +558,7 @@ def check_latency_target(target_ms: float, table: LatencyTable, options: Sequenc
 
 def search(model, data, *, tokenizer=None, tolerance: float = 0.01, tolerance_mode: str = "relative",
            objective: str = "latency", latency_target_ms: float | None = None,
-           options: Sequence[str | SitePrecision] = DEFAULT_OPTIONS,
+           target: str | Target | None = None, options: Sequence[str | SitePrecision] | None = None,
            calibration=None, latency_table: LatencyTable | None = None, batch: int = 32, seq: int = 128,
            sensitivity_batches: int | None = 4, chunk: int = 8, mode: str = "map", seed: int = 0,
            progress: bool = True) -> SearchResult:
@@ -518,10 +575,16 @@ def search(model, data, *, tokenizer=None, tolerance: float = 0.01, tolerance_mo
       objective: 'latency' (order moves by proxy per ms saved) or 'int8_fraction' (per FLOP
         moved to INT8; only INT8 options count).
       latency_target_ms: if given, ignore the tolerance and reach this estimated latency.
-      options: precisions each site may take; the first is the high-precision default.
+      target: the device the map is for (`calibrate.targets`: 'auto' for this one, 'h100',
+        'a100', 'l4', 'cpu'). It sets the options (FP8 only where the device has it), the dtype
+        between sites, and the latency model: measured when running on the target, else a
+        roofline estimate of its spec sheet. None: `DEFAULT_OPTIONS` at FP16 between sites,
+        priced by `cached_table` (measured on a GPU, an H100 estimate on CPU).
+      options: precisions each site may take; the first is the high-precision default. With a
+        target: narrowed to what it offers (names as `Target.search_options` takes them).
       calibration: needed when an option has static scales (FP8, INT8 static); with a task
         and no calibration, the task's calibration split is calibrated (percentile).
-      latency_table: per-site costs; default `samp_jax.latency.cached_table(model, batch, seq)`.
+      latency_table: per-site costs; default: the target's (`table_for_target`).
       batch, seq: the serving shape the latency model describes.
       sensitivity_batches: batches of search data used for single-site sensitivities (the proxy
         has low variance); None for all.
@@ -532,6 +595,8 @@ def search(model, data, *, tokenizer=None, tolerance: float = 0.01, tolerance_mo
     Returns:
       A `SearchResult`; in tolerance mode its `tolerance_met` is False (with a `UserWarning`)
       when not even the all-default map meets the tolerance -- that map is returned anyway.
+      The chosen map is never slower (by the latency model) than the fastest preset that meets
+      the tolerance: when the greedy ends slower, that preset is returned (`chosen_from`).
 
     Raises:
       ValueError: bad tolerance, objective, options, or a latency target that is not a
@@ -539,6 +604,11 @@ def search(model, data, *, tokenizer=None, tolerance: float = 0.01, tolerance_mo
     """
 
     start = time.perf_counter()
+    target = None if target is None else resolve_target(target)
+    if target is None:
+        options, dtype = DEFAULT_OPTIONS if options is None else options, jnp.float16
+    else:
+        options, dtype = target.search_options(None if options is None else [str(o) for o in options]), target.dtype
     options = _checked_options(tolerance, tolerance_mode, objective, options)
     obj = _make_objective(model, data, tokenizer, seed)
     if calibration is None and any(o.needs_calibration for o in options) and \
@@ -546,10 +616,15 @@ def search(model, data, *, tokenizer=None, tolerance: float = 0.01, tolerance_mo
         # static scales from the task's own calibration split (never the search or test split)
         task = get_task(data, seed=seed) if isinstance(data, str) else data
         calibration = calibrate(model, task.calibration_batches(tokenizer))
-    table = latency_table or cached_table(model, batch, seq)
+    if latency_table is not None:
+        table = latency_table
+    elif target is None:
+        table = cached_table(model, batch, seq)
+    else:
+        table = table_for_target(model, target, batch, seq, options=options)
     if latency_target_ms is not None:
         check_latency_target(latency_target_ms, table, options, model.config.num_layers)
-    runner = Runner(SwitchableModel(model, options, calibration), obj, table, mode=mode, chunk=chunk,
+    runner = Runner(SwitchableModel(model, options, calibration, dtype=dtype), obj, table, mode=mode, chunk=chunk,
                     bar=tqdm(desc=f"search {obj.name}", unit="map", disable=not progress))
 
     reference, preset_outputs = evaluate_presets(runner)
@@ -566,8 +641,12 @@ def search(model, data, *, tokenizer=None, tolerance: float = 0.01, tolerance_mo
         choices = latency_greedy(ordered, runner.latency_ms, latency_target_ms, runner.num_layers)
         outputs = None
     if outputs is None:
-        # The all-default map was measured as the fp16 preset; a latency-target map never was.
-        outputs = preset_outputs["fp16"] if not choices.any() else runner.run(choices[None])[0]
+        # The all-default map was measured as a preset; a latency-target map never was.
+        default_name = default_preset_name(options[0])
+        outputs = preset_outputs[default_name] if not choices.any() else runner.run(choices[None])[0]
+    chosen_from = "greedy"
+    if latency_target_ms is None:
+        choices, outputs, chosen_from = never_slower_than_presets(runner, choices, outputs, preset_outputs, accept)
     if latency_target_ms is None:
         name, measure, allowed = tolerance_measure(obj, reference.metric, tolerance, tolerance_mode)
         found = measure(outputs)
@@ -588,4 +667,5 @@ def search(model, data, *, tokenizer=None, tolerance: float = 0.01, tolerance_mo
         tolerance=tolerance, tolerance_mode=tolerance_mode,
         mode="latency_target" if latency_target_ms is not None else "tolerance",
         seconds=time.perf_counter() - start, compilations=runner.switch.traces,
-        tolerance_met=tolerance_met)
+        tolerance_met=tolerance_met, target=None if target is None else target.name,
+        chosen_from=chosen_from)

@@ -32,6 +32,8 @@ import numpy as np
 from calibrate import CalibrationError, calibrate
 from calibrate.calibrators import CALIBRATORS
 from calibrate.search import validate_tolerance
+from calibrate.targets import AUTO as AUTO_TARGET
+from calibrate.targets import OPTION_NAMES, TARGETS, resolve_target
 from samp_jax.app import bench, demo, predictions
 from samp_jax.app.arguments import (non_negative_int, positive_float, positive_int,
                                      unit_interval)
@@ -224,8 +226,22 @@ def parse_tolerance(text: str) -> float:
     return value
 
 
+def _option_list(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",")]
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"{text!r} has an empty item")
+    unknown = [name for name in names if name not in OPTION_NAMES]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"{unknown} not among {list(OPTION_NAMES)}")
+    return names
+
+
 def _search(args) -> int:
     validate_tolerance(args.tolerance, args.tolerance_mode)
+    try:
+        resolve_target(args.target).search_options(args.options)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
     out = _check_output(args.out, what="--out", folder=True, inputs=(args.model, args.data))
     _check_output(out / "model", what="--out's model folder", folder=True, model_folder=True)
     model, tokenizer, description = resolve_model(args, progress=not args.json)
@@ -236,14 +252,16 @@ def _search(args) -> int:
                          out=out, objective=args.objective, calibration_method=args.calibration,
                          progress=not args.json, max_search_examples=args.max_search_examples,
                          max_test_examples=args.max_examples, seed=args.seed,
+                         target=args.target, options=args.options,
                          command="samp-jax " + " ".join(sys.argv[1:])).summary
     if args.json:
         print(json.dumps(summary, indent=1))
     else:
         print(f"wrote {out}/precision_map.json, report.md, pareto.png and the quantized model "
               f"{summary['quantized_model']} (load it with samp_jax.load)")
-        for key in ("fp32_search_metric", "chosen_search_metric", "int8_flop_fraction",
-                    "estimated_speedup_vs_fp16", "search_seconds"):
+        for key in ("target", "chosen_from", "fp32_search_metric", "chosen_search_metric",
+                    "int8_flop_fraction", "estimated_speedup_vs_default", "latency_source",
+                    "search_seconds"):
             print(f"  {key}: {summary[key]}")
         print(f"  test: {summary['test']}")
     return 0
@@ -465,6 +483,13 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--latency-target", type=positive_float, default=None, metavar="MS",
                     help="reach this estimated latency instead of a tolerance")
     se.add_argument("--objective", default="latency", choices=["latency", "int8_fraction"])
+    se.add_argument("--target", default="auto", choices=[AUTO_TARGET, *TARGETS],
+                    help="the device the map is for: its options (FP8 only where it has FP8), the "
+                         "dtype between sites, and the latency model (measured when this machine "
+                         "is the target, else estimated from its spec sheet); auto: this machine")
+    se.add_argument("--options", default=None, type=_option_list, metavar="OPT[,OPT]",
+                    help=f"narrow the per-site options ({', '.join(OPTION_NAMES)}); the "
+                         "target's float option is always kept")
     se.add_argument("--calibration", default="percentile", choices=calibrators)
     se.add_argument("--max-search-examples", type=positive_int, default=None,
                     help="search on a fixed seeded subset of the search split")

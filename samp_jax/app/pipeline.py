@@ -10,17 +10,21 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
+from typing import Sequence
+
+import jax.numpy as jnp
 
 from calibrate import calibrate
-from calibrate.latency import cached_table
+from calibrate.latency import table_for_target
 from calibrate.objectives import task_objective
 from calibrate.report import write_report
-from calibrate.search import DEFAULT_OPTIONS, check_latency_target, search, validate_tolerance
+from calibrate.search import (SearchResult, check_latency_target, preset_maps, search,
+                              validate_tolerance)
+from calibrate.targets import resolve_target
 from samp_jax.app.experiments import make_evaluator, relative_change
 from samp_jax.assets import minilm_path
 from samp_jax.loading import load
 from samp_jax.models import Tokenizer
-from samp_jax.quant.precision import PrecisionMap, as_precision
 from samp_jax.quant.quantized import QuantizedModel, quantize
 from samp_jax.tasks import Task
 from samp_jax.training.finetuning import finetuned_model
@@ -36,11 +40,13 @@ class SearchRun:
       summary: the JSON summary written beside the report (search and test figures).
       quantized: the model quantized with the chosen map.
       tokenizer: the model's tokenizer.
+      result: the search's `SearchResult` (every map it measured).
     """
 
     summary: dict
     quantized: QuantizedModel
     tokenizer: Tokenizer
+    result: SearchResult | None = None
 
 
 def builtin_model(task: str, *, progress: bool = True) -> tuple:
@@ -60,19 +66,24 @@ def run_search(model, tokenizer, task: Task, *, description: str = "", tolerance
                calibration_method: str = "percentile", progress: bool = True,
                command: str | None = None, compare_presets: bool = True,
                max_search_examples: int | None = None, max_test_examples: int | None = None,
-               seed: int = 0) -> SearchRun:
+               seed: int = 0, target: str = "auto", options: Sequence[str] | None = None) -> SearchRun:
     """Calibrates on the task's calibration split, searches on its search split, quantizes with
     the chosen map, scores the held-out test split with the real quantized model, and writes the
     report plus the quantized model (`out/model`, loadable with `samp_jax.load`).
+
+    `target` ('auto', 'h100', 'a100', 'l4', 'cpu') sets the options (narrowed by `options`), the
+    dtype between sites and the latency model (`calibrate.targets`).
 
     Returns the JSON summary with the chosen `QuantizedModel` and its tokenizer, for serving it
     afterwards without redoing the work.
     """
     validate_tolerance(tolerance, tolerance_mode)  # fail before any slow step
+    target = resolve_target(target)
+    options = target.search_options(options)
+    table = None
     if latency_target_ms is not None:
-        options = tuple(as_precision(o) for o in DEFAULT_OPTIONS)
-        check_latency_target(latency_target_ms, cached_table(model, 32, 128), options,
-                             model.config.num_layers)
+        table = table_for_target(model, target, 32, 128, options=options)
+        check_latency_target(latency_target_ms, table, options, model.config.num_layers)
     if model.head_kind != task.head:
         raise ValueError(f"task {task.name!r} ({task.task_type.name}) needs a {task.head} head; "
                          f"the model has {model.head_kind}")
@@ -82,16 +93,15 @@ def run_search(model, tokenizer, task: Task, *, description: str = "", tolerance
     data = task_objective(model, task, tokenizer, max_examples=max_search_examples, seed=seed)
     result = search(model, data, tokenizer=tokenizer, tolerance=tolerance, tolerance_mode=tolerance_mode,
                     objective=objective, latency_target_ms=latency_target_ms, calibration=calibration,
-                    progress=progress)
-    chosen = quantize(model, result.precision_map, calibration)
+                    progress=progress, target=target, options=options, latency_table=table)
+    chosen = quantize(model, result.precision_map, calibration, dtype=target.dtype)
     test = {}
     if evaluator.metric is not None:
         score = lambda m: evaluator.score(evaluator.outputs(m))["value"]  # noqa: E731  real quantized path
         test = {"fp32": score(model), "chosen": score(chosen)}
-        if compare_presets:
-            layers = model.config.num_layers
-            for name in ("fp16", "quant_ffn_only", "fully_quant"):
-                test[name] = score(quantize(model, PrecisionMap.preset(name, layers), calibration))
+        if compare_presets:  # the presets the search scored, now on the test split
+            for name, pmap in preset_maps(options, model.config.num_layers).items():
+                test[name] = score(quantize(model, pmap, calibration, dtype=target.dtype))
         test["chosen_relative_change"] = relative_change(test["chosen"], test["fp32"])
     model_dir = chosen.save(Path(out) / "model")
     summary = write_report(result, out, test_metrics=test, command=command, extra={
@@ -99,5 +109,5 @@ def run_search(model, tokenizer, task: Task, *, description: str = "", tolerance
         "data": task.source, "split_sizes": task.sizes(), "out": str(out),
         "quantized_model": str(model_dir), "test_examples": evaluator.num_examples,
         "total_seconds": time.perf_counter() - start,
-        "compute_dtype": "float16"})  # quantize()'s default between GEMM sites
-    return SearchRun(summary, chosen, tokenizer)
+        "compute_dtype": jnp.dtype(target.dtype).name})  # between GEMM sites
+    return SearchRun(summary, chosen, tokenizer, result)

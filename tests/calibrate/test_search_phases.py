@@ -44,12 +44,17 @@ def test_kind_writes_the_same_strings_as_before():
 @pytest.mark.parametrize("options, expected", [
     (("fp16",), ["fp16"]),
     (("fp16", "int8-dynamic"), ["fp16", "quant_ffn_only", "fully_quant"]),
-    (("fp16", "int8-static"), ["fp16"]),  # the presets are INT8 dynamic
+    (("fp16", "int8-static"), ["fp16", "quant_ffn_only_static", "fully_quant_static"]),
+    (("fp32", "int8-static", "int8-dynamic"),
+     ["fp32-sites", "quant_ffn_only", "fully_quant", "quant_ffn_only_static", "fully_quant_static"]),
     (("fp16", "fp8_e4m3"), ["fp16", "fp8"]),
     (("fp16", "int8-dynamic", "fp8_e4m3"), ["fp16", "quant_ffn_only", "fully_quant", "fp8"]),
 ])
 def test_preset_maps_respect_the_options(options, expected):
-    assert list(preset_maps(options, 3)) == expected
+    maps = preset_maps(options, 3)
+    assert list(maps) == expected
+    for pmap in maps.values():  # every cell is an option; float cells are the default option
+        assert all(p in [as_precision(o) for o in options] for _, p in pmap.items())
 
 
 def test_evaluate_presets_records_the_reference_then_the_presets(tiny, calibration):

@@ -1,0 +1,150 @@
+"""Deployment targets: which precisions a device runs well, and how its latency is known.
+
+A `Target` decides three things for the search:
+
+- the **options** a GEMM site may take: the float default (FP16 on GPUs; FP32 on CPU, where
+  XLA emulates FP16), INT8 with per-token dynamic or per-tensor static activation scales, and
+  FP8 E4M3 only on devices with FP8 tensor cores (Hopper, Ada: H100, L4; not A100, not CPU);
+- the **dtype between GEMM sites** (`Target.dtype`): float16 on GPUs, float32 on CPU;
+- the **latency model**: measured on the device when the search runs on the target (CPU
+  included), otherwise a roofline from the target's spec sheet, labelled as an estimate
+  (`calibrate.latency.table_for_target`).
+
+    target = resolve_target("auto")       # the device this process runs on
+    target = resolve_target("a100")       # plan for an A100 from anywhere (estimated latency)
+    options = target.search_options(["int8-static", "int8-dynamic", "fp16"])  # narrowed
+
+`TARGETS` is a registry: `register_target` adds a device.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+
+from samp_jax.quant.precision import SitePrecision, as_precision
+
+AUTO = "auto"
+# Option names the CLI and `search_options` accept, mapped to precisions.
+OPTION_NAMES = {"fp32": "fp32", "fp16": "fp16", "bf16": "bf16", "int8-dynamic": "int8-dynamic",
+                "int8-static": "int8-static", "fp8": "fp8_e4m3", "fp8_e4m3": "fp8_e4m3"}
+
+
+@dataclasses.dataclass(frozen=True)
+class DeviceSpec:
+    """Peak dense throughputs (ops/s) per precision, memory bandwidth (bytes/s), and the fixed
+    cost of a kernel launch (µs): what a roofline estimate needs."""
+
+    name: str
+    peak_ops: dict[str, float]
+    bandwidth: float
+    launch_us: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """A device the searched map is meant to run on.
+
+    Attributes:
+      name: the registry key ('h100', 'a100', 'l4', 'cpu').
+      spec: the spec-sheet numbers for a roofline estimate (None: the device is only measured).
+      has_fp8: whether FP8 E4M3 GEMMs run natively (FP8 is never offered otherwise).
+      float_option: the high-precision default a site falls back to.
+      dtype: the compute dtype between GEMM sites.
+      device_kinds: substrings of `jax.Device.device_kind` (or the platform) that identify the
+        target when running on it.
+    """
+
+    name: str
+    spec: DeviceSpec | None
+    has_fp8: bool
+    float_option: str
+    dtype: object
+    device_kinds: tuple[str, ...]
+
+    def allowed(self) -> tuple[SitePrecision, ...]:
+        """Every option this target offers, the float default first."""
+        names = [self.float_option, "int8-dynamic", "int8-static"] + (["fp8_e4m3"] if self.has_fp8 else [])
+        return tuple(as_precision(n) for n in names)
+
+    def search_options(self, names: Sequence[str] | None = None) -> tuple[SitePrecision, ...]:
+        """The options a search on this target uses: all `allowed()` ones, or `names` narrowed
+        to them (the float default is always first, added if missing).
+
+        Raises:
+          ValueError: an unknown option name, or one this target does not offer (e.g. FP8 on
+            an A100), or a float option other than the target's default.
+        """
+        allowed = self.allowed()
+        if names is None:
+            return allowed
+        chosen = []
+        for name in names:
+            key = str(name).strip()
+            if key not in OPTION_NAMES:
+                raise ValueError(f"option {key!r} is not one of {sorted(OPTION_NAMES)}")
+            precision = as_precision(OPTION_NAMES[key])
+            if precision not in allowed:
+                why = ("it has no FP8 tensor cores" if precision.precision == "fp8_e4m3" else
+                       f"its float option is {self.float_option}")
+                raise ValueError(f"option {key!r} is not offered on target {self.name!r} ({why}); "
+                                 f"it offers {[str(p) for p in allowed]}")
+            if precision not in chosen:
+                chosen.append(precision)
+        default = allowed[0]
+        return (default, *[p for p in chosen if p != default])
+
+    def is_current(self) -> bool:
+        """Whether this process runs on this target (so its latency can be measured)."""
+        device = jax.devices()[0]
+        kind = f"{device.platform} {device.device_kind}".lower()
+        return any(k.lower() in kind for k in self.device_kinds)
+
+
+H100 = DeviceSpec("H100 SXM (spec sheet)",
+                  {"int8": 1979e12, "fp8_e4m3": 1979e12, "fp16": 989e12, "bf16": 989e12, "fp32": 67e12},
+                  bandwidth=3.35e12, launch_us=3.0)
+A100 = DeviceSpec("A100 SXM 80GB (spec sheet)",
+                  {"int8": 624e12, "fp16": 312e12, "bf16": 312e12, "fp32": 19.5e12},
+                  bandwidth=2.04e12, launch_us=3.0)
+L4 = DeviceSpec("L4 (spec sheet)",
+                {"int8": 242e12, "fp8_e4m3": 242e12, "fp16": 121e12, "bf16": 121e12, "fp32": 30e12},
+                bandwidth=0.3e12, launch_us=3.0)
+
+TARGETS: dict[str, Target] = {}
+
+
+def register_target(target: Target) -> Target:
+    """Adds (or replaces) a target in `TARGETS`."""
+    TARGETS[target.name] = target
+    return target
+
+
+register_target(Target("h100", H100, True, "fp16", jnp.float16, ("h100", "h200", "gh200")))
+register_target(Target("a100", A100, False, "fp16", jnp.float16, ("a100",)))
+register_target(Target("l4", L4, True, "fp16", jnp.float16, (" l4",)))
+register_target(Target("cpu", None, False, "fp32", jnp.float32, ("cpu",)))
+
+
+def resolve_target(name: str | Target = AUTO) -> Target:
+    """The `Target` of a name, or of this process's device for 'auto'.
+
+    Raises:
+      ValueError: an unknown name, or 'auto' on a device no registered target describes.
+    """
+    if isinstance(name, Target):
+        return name
+    if name != AUTO:
+        if name not in TARGETS:
+            raise ValueError(f"target {name!r} is not one of {[AUTO, *TARGETS]}")
+        return TARGETS[name]
+    for target in TARGETS.values():
+        if target.is_current():
+            return target
+    device = jax.devices()[0]
+    raise ValueError(f"target 'auto': no registered target describes this device "
+                     f"({device.platform}, {device.device_kind!r}); pass one of {list(TARGETS)} "
+                     "(its latency is then estimated) or register_target() one")

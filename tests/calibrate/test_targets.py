@@ -1,0 +1,164 @@
+"""Targets decide the options, the dtype between sites and the latency model; the search never
+returns a map slower than the fastest preset that passes; the guarded drop's paired margin."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from calibrate.candidates import SwitchableModel
+from calibrate.latency import estimate_table, table_for_target
+from calibrate.objectives import EvaluationObjective, UnlabelledObjective, guarded_difference
+from calibrate.search import (Kind, Runner, evaluate_presets, never_slower_than_presets,
+                              preset_maps, search)
+from calibrate.targets import TARGETS, resolve_target
+from samp_jax.quant.precision import SITES, PrecisionMap, SitePrecision, as_precision
+from tests.helpers import TINY_CONFIG, random_batches
+
+FP8 = SitePrecision("fp8_e4m3")
+
+
+# ------------------------------------------------------------------------------ targets
+@pytest.mark.parametrize("name, fp8", [("h100", True), ("l4", True), ("a100", False), ("cpu", False)])
+def test_fp8_is_offered_only_where_the_device_has_it(name, fp8):
+    target = resolve_target(name)
+    assert (FP8 in target.allowed()) is fp8
+    assert (FP8 in target.search_options()) is fp8
+    if not fp8:
+        with pytest.raises(ValueError, match=f"not offered on target '{name}'.*no FP8"):
+            target.search_options(["int8-static", "fp8"])
+
+
+def test_options_narrow_but_keep_the_float_default_first():
+    assert resolve_target("a100").search_options(["int8-static"]) == (
+        as_precision("fp16"), as_precision("int8-static"))
+    assert resolve_target("cpu").search_options(["int8-dynamic", "int8-dynamic"]) == (
+        as_precision("fp32"), as_precision("int8-dynamic"))
+    assert resolve_target("cpu").dtype == jnp.float32 and resolve_target("h100").dtype == jnp.float16
+    with pytest.raises(ValueError, match="'int4' is not one of"):
+        resolve_target("h100").search_options(["int4"])
+    with pytest.raises(ValueError, match="its float option is fp32"):
+        resolve_target("cpu").search_options(["fp16"])
+
+
+def test_auto_is_this_machine_and_unknown_names_are_refused():
+    assert resolve_target("auto").name == "cpu"  # the test machines have no accelerator
+    assert resolve_target("cpu").is_current() and not resolve_target("h100").is_current()
+    with pytest.raises(ValueError, match="target 'tpu' is not one of"):
+        resolve_target("tpu")
+    assert set(TARGETS) >= {"h100", "a100", "l4", "cpu"}
+
+
+def test_static_int8_is_priced_cheaper_than_dynamic_where_it_saves_a_pass():
+    table = estimate_table(TINY_CONFIG, 32, 128, spec=resolve_target("h100").spec)
+    static, dynamic = as_precision("int8-static"), as_precision("int8-dynamic")
+    for site in ("attn_out", "ffn_out"):  # no LayerNorm before them to fuse the row max into
+        assert table.site(site, static) < table.site(site, dynamic)
+    for site in ("qkv", "ffn_in"):  # the fused LayerNorm+quantize kernel makes both one pass
+        assert table.site(site, static) == table.site(site, dynamic)
+
+
+def test_a_target_this_machine_is_not_gets_a_labelled_estimate(tiny):
+    table = table_for_target(tiny, "a100", 32, 128)
+    assert table.source == "estimated" and "A100" in table.device
+    assert not any("fp8" in key for key in table.site_ms)
+
+
+def test_a_cpu_target_search_uses_a_table_measured_here(tiny, calibration, tmp_path, monkeypatch):
+    monkeypatch.setenv("SAMP_JAX_CACHE", str(tmp_path))
+    result = search(tiny, random_batches(2, seed=3), tolerance=0.05, target="cpu",
+                    calibration=calibration, progress=False, sensitivity_batches=1, seq=16, batch=4)
+    assert result.latency_table.source == "measured" and result.latency_table.device == "cpu"
+    assert result.options == ("fp32", "int8-dynamic", "int8-static") and result.target == "cpu"
+    assert list((tmp_path / "latency").glob("*cpu*16*float32.json"))  # cached for the next search
+    assert all(p in (as_precision(o) for o in result.options) for _, p in result.precision_map.items())
+
+
+# ----------------------------------------------------------- never slower than a preset
+def _runner(tiny, calibration, options):
+    obj = UnlabelledObjective(tiny, random_batches(1))
+    return Runner(SwitchableModel(tiny, options, calibration), obj,
+                  estimate_table(TINY_CONFIG, 32, 128, spec=resolve_target("h100").spec))
+
+
+def test_the_fastest_passing_preset_wins_when_the_greedy_found_nothing_faster(tiny, calibration):
+    options = resolve_target("h100").search_options(["int8-dynamic", "int8-static"])
+    runner = _runner(tiny, calibration, options)
+    _, outputs = evaluate_presets(runner)
+    nothing = np.zeros((3, len(SITES)), np.int32)
+    latency = {n: runner.table.map_ms(p) for n, p in preset_maps(options, 3).items()}
+    # planted: these two pass, the rest (all-static INT8, the fastest) do not
+    passing = {"quant_ffn_only_static", "fully_quant"}
+    assert latency["quant_ffn_only_static"] < latency["fp16"] < latency["fully_quant"]
+    accept = lambda out: any(out is outputs[n] for n in passing)  # noqa: E731
+    choices, chosen_outputs, name = never_slower_than_presets(runner, nothing, outputs["fp16"],
+                                                              outputs, accept)
+    assert name == "quant_ffn_only_static"
+    # a passing preset slower than the greedy's map is not taken
+    _, _, kept = never_slower_than_presets(runner, nothing, outputs["fp16"], outputs,
+                                           lambda out: out is outputs["fully_quant"])
+    assert kept == "greedy"
+    assert chosen_outputs is outputs[name]
+    assert runner.switch.map_for(choices) == preset_maps(options, 3)[name]
+    # everything passes: the fastest preset of all (static INT8 everywhere) is returned
+    choices, _, name = never_slower_than_presets(runner, nothing, outputs["fp16"], outputs,
+                                                 lambda out: True)
+    assert name == min(latency, key=latency.get) == "fully_quant_static"
+
+
+def test_a_greedy_map_faster_than_every_passing_preset_is_kept(tiny, calibration):
+    options = resolve_target("h100").search_options(["int8-dynamic", "int8-static"])
+    runner = _runner(tiny, calibration, options)
+    _, outputs = evaluate_presets(runner)
+    fastest = runner.switch.choices_for(preset_maps(options, 3)["fully_quant_static"])
+    greedy_outputs = outputs["fully_quant_static"]
+    choices, out, name = never_slower_than_presets(runner, fastest, greedy_outputs, outputs,
+                                                   lambda o: True)
+    assert name == "greedy" and out is greedy_outputs and (choices == fastest).all()
+
+
+def test_search_returns_at_least_the_fastest_passing_preset(tiny, calibration):
+    """End to end: with a tolerance every map meets, the result is as fast as the fastest
+    preset (here all-INT8 static), whatever order the greedy took its moves in."""
+    table = estimate_table(TINY_CONFIG, 32, 128, spec=resolve_target("h100").spec)
+    result = search(tiny, random_batches(2, seed=3), tolerance=0.45, target="h100",
+                    options=["int8-dynamic", "int8-static"], calibration=calibration,
+                    latency_table=table, progress=False, sensitivity_batches=1)
+    presets = [e for e in result.evaluated if e.kind == Kind.PRESET]
+    assert result.chosen.latency_ms <= min(e.latency_ms for e in presets) * (1 + 1e-9)
+    assert result.chosen.int8_fraction == 1.0
+
+
+# ------------------------------------------------------------------------ guarded drop
+def test_guarded_difference_is_the_paired_mean_plus_a_one_sided_95_margin():
+    base = np.array([1, 1, 1, 1, 0])
+    candidate = np.array([1, 0, 1, 1, 0])
+    # diff = [0, 1, 0, 0, 0]: mean 0.2, sample std sqrt(0.8 / 4) = 0.4472136, and with
+    # z = 1.645 (one-sided 95%) the margin is 1.645 * 0.4472136 / sqrt(5) = 0.329
+    assert guarded_difference(base, candidate) == pytest.approx(0.2 + 0.329, abs=1e-9)
+    assert guarded_difference(base, base) == 0.0
+    assert guarded_difference(np.array([1]), np.array([0])) == 1.0  # one example: no margin
+
+
+def test_guarded_drop_of_an_accuracy_objective_uses_the_paired_margin():
+    class Correctness:  # the evaluation's per-example correctness is the outputs themselves
+        metric_name = "accuracy"
+
+        def correct(self, outputs):
+            return np.concatenate(outputs)
+
+    objective = EvaluationObjective.__new__(EvaluationObjective)
+    objective.evaluation = Correctness()
+    base = [np.array([1, 1, 1]), np.array([1, 0])]
+    candidate = [np.array([1, 0, 1]), np.array([1, 0])]
+    # diff = [0, 1, 0, 0, 0] again, split over two batches
+    assert objective.guarded_drop(candidate, base) == pytest.approx(0.529, abs=1e-9)
+    # the margin makes it stricter than the plain drop of 0.2
+    assert objective.guarded_drop(candidate, base) > 0.2
+
+
+def test_default_preset_of_a_cpu_search_is_named_apart_from_the_fp32_reference():
+    maps = preset_maps(resolve_target("cpu").search_options(), 2)
+    assert next(iter(maps)) == "fp32-sites"
+    assert maps["fp32-sites"] == PrecisionMap.preset("fp32", 2)
