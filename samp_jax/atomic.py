@@ -88,6 +88,16 @@ def interrupted_save(target: str | os.PathLike) -> Path | None:
     return old[-1] if old else None
 
 
+def check_not_interrupted(target: str | os.PathLike) -> None:
+    """Raises FileNotFoundError naming the previous model's folder when `target` is missing
+    because a save replacing it was interrupted (`interrupted_save`); else does nothing."""
+    leftover = interrupted_save(target)
+    if leftover is not None:
+        raise FileNotFoundError(f"{target} does not exist: a save was interrupted while "
+                                f"replacing it (or is replacing it right now), and the previous "
+                                f"model is whole at {leftover}; rename it back or save again")
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from samp_jax.atomic import check_not_interrupted
 from samp_jax.models.checkpoint import load_pretrained
 from samp_jax.models.model import EncoderModel
 from samp_jax.models.tokenizer import TOKENIZER_FILE, Tokenizer, check_fits
@@ -51,6 +52,7 @@ def load(path: str | os.PathLike, *, tokenizer: Tokenizer | str | os.PathLike | 
       ValueError, CheckpointError, ConfigError: as `QuantizedModel.load` / `load_pretrained`.
     """
     path = Path(path)
+    check_not_interrupted(path)
     if not path.is_dir():
         raise FileNotFoundError(f"{path} is not a folder; samp_jax.load needs a model folder "
                                 f"({SIDECAR_FILE} from QuantizedModel.save, or an HF "

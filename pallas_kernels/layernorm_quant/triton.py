@@ -33,11 +33,16 @@ def _normalize_and_quantize(h, mask, hidden, gamma, beta, eps, out_dtype, input_
     yq = y.astype(jnp.float32)  # quantize the rounded output, exactly what the GEMM would see
     if input_scale is not None:
         yq = yq * input_scale
+    # A row with a NaN or Inf gets zeros and a NaN scale, as `numerics.quantize_rows`: the
+    # GEMM's epilogue multiplies by the scale, so that row's output is NaN, never a number.
+    # (a float max, not jnp.all: Triton lowers no boolean reductions)
+    finite = jnp.max(jnp.where(mask & ~(jnp.abs(yq) < jnp.inf), 1.0, 0.0)) == 0.0
+    yq = jnp.where(finite, yq, 0.0)
     if act_scale is None:
         scale = jnp.maximum(jnp.max(jnp.where(mask, jnp.abs(yq), 0.0)) / INT8_MAX, SCALE_EPS)
     else:
         scale = act_scale
-    return y, ep.requantize(yq, scale, has_round=False), scale
+    return y, ep.requantize(yq, scale, has_round=False), jnp.where(finite, scale, jnp.nan)
 
 
 def _check(gamma, beta, hidden, input_scale, act_scale):

@@ -21,7 +21,7 @@ from flax import nnx, serialization
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
-from samp_jax.atomic import atomic_folder
+from samp_jax.atomic import atomic_folder, check_not_interrupted
 from samp_jax.models.config import ConfigError, EncoderConfig
 from samp_jax.models.families import FAMILIES, TRANSFORMS, Family, HeadLayout, Transform, get_family
 from samp_jax.models.model import POOLING_MODES, EncoderModel, SentenceEmbedder, check_labels, make_head
@@ -405,6 +405,7 @@ def load_pretrained(path: str | Path, *, head: str | None = None, num_labels: in
       CheckpointError: missing, unexpected or mis-shaped keys, or damaged files.
     """
     path = Path(path)
+    check_not_interrupted(path)
     config = EncoderConfig.from_hf_config(path)
     family = get_family(config.model_type)
     hf = _read_hf(path)

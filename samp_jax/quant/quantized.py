@@ -26,7 +26,7 @@ from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
 from pallas_kernels.numerics import INT8_MAX, SCALE_EPS
-from samp_jax.atomic import atomic_folder, interrupted_save
+from samp_jax.atomic import atomic_folder, check_not_interrupted
 from samp_jax.models.checkpoint import CheckpointError
 from samp_jax.models.config import EncoderConfig
 from samp_jax.models.layers import Embeddings, GemmSite
@@ -133,6 +133,10 @@ class QuantizedGemmSite(nnx.Module):
         if precision.needs_calibration:
             clip = calibration.absmax / FP8_E4M3_MAX if precision.precision == "fp8_e4m3" \
                 else calibration.amax / INT8_MAX
+            if not (np.isfinite(clip) and clip >= 0):  # NaN would slip through max() below
+                raise ValueError(f"site {source.site!r} at {precision}: the calibrated clipping "
+                                 f"range gives activation scale {float(clip)}, expected a finite "
+                                 "value >= 0 (did the calibration data hold NaN or Inf?)")
             site.act_scale.set_value(jnp.asarray(max(clip, SCALE_EPS), jnp.float32))
         return site
 
@@ -341,11 +345,7 @@ class QuantizedModel(nnx.Module):
         directory = Path(directory)
         if tokenizer is not None and not isinstance(tokenizer, Tokenizer):
             raise TypeError(f"tokenizer must be a samp_jax.Tokenizer, got {type(tokenizer).__name__}")
-        leftover = interrupted_save(directory)
-        if leftover is not None:
-            raise FileNotFoundError(f"{directory} does not exist: a save was interrupted while "
-                                    f"replacing it (or is replacing it right now), and the previous "
-                                    f"model is whole at {leftover}; rename it back or save again")
+        check_not_interrupted(directory)
         for name in (WEIGHTS_FILE, SIDECAR_FILE):
             if not (directory / name).is_file():
                 raise FileNotFoundError(f"{directory} has no {name}")

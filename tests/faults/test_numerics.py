@@ -196,3 +196,62 @@ def test_the_deepest_allowed_reduction_is_exact():
     k = numerics.MAX_K
     acc = int8_accumulate(jnp.full((1, k), 127, jnp.int8), jnp.full((k, 1), 127, jnp.int8))
     assert int(acc[0, 0]) == 127 * 127 * k
+
+
+# ------------------------------------------------- fused LayerNorm / embedding + quantize
+def _ln_operands():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(5, 48)).astype(np.float32)
+    x[1, 7], x[3, 0] = np.nan, -np.inf
+    return jnp.asarray(x), jnp.asarray(rng.normal(size=48), jnp.float32), jnp.zeros(48, jnp.float32)
+
+
+@pytest.mark.parametrize("act_scale", [None, 0.05], ids=["dynamic", "static"])
+def test_fused_layernorm_quant_flags_non_finite_rows_like_its_reference(act_scale):
+    from pallas_kernels.layernorm_quant.reference import layernorm_quant_reference
+    from pallas_kernels.layernorm_quant.triton import layernorm_quant
+    x, gamma, beta = _ln_operands()
+    scale = None if act_scale is None else jnp.float32(act_scale)
+    _, q, s = layernorm_quant(x, gamma, beta, eps=1e-12, act_scale=scale, interpret=True)
+    _, q_ref, s_ref = layernorm_quant_reference(x, gamma, beta, eps=1e-12, act_scale=scale)
+    s, s_ref = np.asarray(s).ravel(), np.asarray(s_ref).ravel()
+    assert np.isnan(s[[1, 3]]).all() and np.isfinite(s[[0, 2, 4]]).all()  # static too
+    np.testing.assert_array_equal(np.isnan(s), np.isnan(s_ref))
+    np.testing.assert_array_equal(s[[0, 2, 4]], s_ref[[0, 2, 4]])
+    np.testing.assert_array_equal(np.asarray(q), np.asarray(q_ref))
+    assert not np.asarray(q)[[1, 3]].any()  # zeros: the NaN scale carries the row
+
+
+@pytest.mark.parametrize("act_scale", [None, 0.05], ids=["dynamic", "static"])
+def test_fused_embedding_quant_flags_a_nan_embedding_row(act_scale):
+    from pallas_kernels.layernorm_quant.reference import embedding_quant_reference
+    from pallas_kernels.layernorm_quant.triton import embedding_quant
+    rng = np.random.default_rng(4)
+    word = rng.normal(size=(20, 32)).astype(np.float32)
+    word[7, 3] = np.nan  # a damaged vocabulary row
+    position = jnp.asarray(rng.normal(size=(8, 32)), jnp.float32)
+    ids = jnp.asarray([[1, 7, 2, 3], [4, 5, 6, 8]], jnp.int32)
+    positions = jnp.broadcast_to(jnp.arange(4, dtype=jnp.int32), (2, 4))
+    gamma, beta = jnp.ones(32, jnp.float32), jnp.zeros(32, jnp.float32)
+    scale = None if act_scale is None else jnp.float32(act_scale)
+    args = (ids, positions, None, jnp.asarray(word), position, None, gamma, beta)
+    _, q, s = embedding_quant(*args, eps=1e-12, act_scale=scale, interpret=True)
+    _, q_ref, s_ref = embedding_quant_reference(*args, eps=1e-12, act_scale=scale)
+    nan_rows = np.isnan(np.asarray(s)).reshape(2, 4)
+    assert nan_rows.tolist() == [[False, True, False, False], [False] * 4]
+    np.testing.assert_array_equal(np.isnan(np.asarray(s_ref)).reshape(2, 4), nan_rows)
+    np.testing.assert_array_equal(np.asarray(q), np.asarray(q_ref))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -1.0], ids=["nan", "inf", "negative"])
+@pytest.mark.parametrize("precision", ["int8-static", "fp8_e4m3"])
+def test_a_bad_calibration_scale_is_refused_where_the_site_is_made(precision, bad):
+    from flax import nnx
+    from samp_jax.models import GemmSite
+    from samp_jax.quant.precision import as_precision
+    from samp_jax.quant.quantized import QuantizedGemmSite, SiteCalibration
+    source = GemmSite(16, 8, site="ffn_out", rngs=nnx.Rngs(0))
+    calibration = SiteCalibration(absmax=bad, amax=bad)
+    with pytest.raises(ValueError, match=r"site 'ffn_out' at .*activation scale .*expected a finite value >= 0"):
+        QuantizedGemmSite.from_float(source, as_precision(precision), dtype=jnp.float32,
+                                     calibration=calibration)

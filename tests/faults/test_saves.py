@@ -242,3 +242,15 @@ def test_leftovers_of_interrupted_saves_are_never_loaded_as_the_model(models, tm
     np.testing.assert_array_equal(_outputs(QuantizedModel.load(folder)), _outputs(old))
     new.save(folder)
     assert _listing(tmp_path) == ["model"]
+
+
+@pytest.mark.parametrize("loader", ["samp_jax.load", "load_pretrained", "QuantizedModel.load"])
+def test_every_loader_names_the_model_an_interrupted_save_left_aside(loader, tmp_path):
+    folder = save_pretrained(samp_jax.load(HF), tmp_path / "hf")
+    aside = tmp_path / ".hf.old-999999999-deadbeef"
+    os.rename(folder, aside)  # as a kill between a re-save's two renames
+    load = {"samp_jax.load": samp_jax.load, "QuantizedModel.load": QuantizedModel.load,
+            "load_pretrained": samp_jax.load_pretrained}[loader]
+    with pytest.raises(FileNotFoundError, match=rf"a save was interrupted .* whole at {re.escape(str(aside))}"):
+        load(folder)
+    assert samp_jax.load(aside).head_kind  # the previous model itself is intact
