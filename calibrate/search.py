@@ -40,6 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
+from calibrate.allocation import harm_and_cost, knapsack_search, revert_search, validate_strategy
 from calibrate.calibration import calibrate
 from calibrate.candidates import SwitchableModel
 from calibrate.latency import LatencyTable, cached_table, int8_flop_fraction, site_flops, table_for_target
@@ -75,6 +76,7 @@ class Kind(enum.StrEnum):
     REFERENCE = "reference"  # the FP32 model
     PRESET = "preset"  # a named preset map
     GREEDY = "greedy"  # a prefix of the ordering the tolerance greedy measured
+    CANDIDATE = "candidate"  # a map the knapsack or revert strategy measured
     CHOSEN = "chosen"  # the map the search returns
 
 
@@ -114,7 +116,8 @@ class SearchResult:
     # anyway, and the search warns. None in latency-target mode (no tolerance applies).
     tolerance_met: bool | None = None
     target: str | None = None  # the device the map and the latency model are for
-    chosen_from: str = "greedy"  # 'greedy', or the preset that was at least as fast and passed
+    chosen_from: str = "greedy"  # the strategy, or the preset that was faster and passed
+    strategy: str = "greedy"  # the allocation strategy that ran (`calibrate.allocation`)
 
     @property
     def default_option(self) -> str:
@@ -140,7 +143,7 @@ class SearchResult:
             "default_option": self.default_option,
             "estimated_speedup_vs_default": self.default_latency_ms / self.chosen.latency_ms,
             "target": self.target,
-            "chosen_from": self.chosen_from,
+            "chosen_from": self.chosen_from, "strategy": self.strategy,
             "latency_source": f"{self.latency_table.source} ({self.latency_table.device}, "
                               f"{self.latency_table.batch}x{self.latency_table.seq})",
             "tolerance": self.tolerance, "tolerance_mode": self.tolerance_mode, "mode": self.mode,
@@ -495,6 +498,24 @@ def latency_greedy(ordered: Sequence[Move], latency_ms: Callable[[np.ndarray], f
     return current
 
 
+def allocate(runner: Runner, strategy: str, sensitivity: Mapping[Move, dict],
+             acceptable: Callable[[Outputs], bool]) -> tuple[np.ndarray, Outputs | None]:
+    """Phase 4 by the knapsack or revert strategy (`calibrate.allocation`), every map it
+    measures recorded as `<strategy>#<n>`."""
+    harm, cost = harm_and_cost(sensitivity, runner.options, runner.table, runner.num_layers, SITES)
+    count = [0]
+
+    def evaluate(choices: np.ndarray) -> list[Outputs]:
+        outputs = runner.run(choices)
+        for c, out in zip(choices, outputs):
+            count[0] += 1
+            runner.record(f"{strategy}#{count[0]}", Kind.CANDIDATE, c, out)
+        return outputs
+    search_fn = knapsack_search if strategy == "knapsack" else revert_search
+    options = {"probes": runner.chunk} if strategy == "knapsack" else {"chunk": runner.chunk}
+    return search_fn(evaluate, acceptable, harm, cost, **options)
+
+
 def never_slower_than_presets(runner: Runner, choices: np.ndarray, outputs: Outputs,
                               preset_outputs: Mapping[str, Outputs],
                               acceptable: Callable[[Outputs], bool]) -> tuple[np.ndarray, Outputs, str]:
@@ -561,7 +582,7 @@ def search(model, data, *, tokenizer=None, tolerance: float = 0.01, tolerance_mo
            target: str | Target | None = None, options: Sequence[str | SitePrecision] | None = None,
            calibration=None, latency_table: LatencyTable | None = None, batch: int = 32, seq: int = 128,
            sensitivity_batches: int | None = 4, chunk: int = 8, mode: str = "map", seed: int = 0,
-           progress: bool = True) -> SearchResult:
+           progress: bool = True, strategy: str = "greedy") -> SearchResult:
     """Finds the precision map that meets a tolerance (or a latency target) on search data.
 
     Args:
@@ -591,6 +612,10 @@ def search(model, data, *, tokenizer=None, tolerance: float = 0.01, tolerance_mo
       chunk: candidates per compiled call.
       mode: 'map' (lax.map: one branch per site runs) or 'vmap'.
       progress: show a progress bar.
+      strategy: how the tolerance is met (`calibrate.allocation.STRATEGIES`): 'greedy' (moves
+        by harm per ms), 'knapsack' (minimum summed harm under a bracketed latency budget) or
+        'revert' (all fastest, most harmful sites reverted). Knapsack and revert need
+        objective='latency'; a latency target always uses the greedy's ordering.
 
     Returns:
       A `SearchResult`; in tolerance mode its `tolerance_met` is False (with a `UserWarning`)
@@ -604,6 +629,10 @@ def search(model, data, *, tokenizer=None, tolerance: float = 0.01, tolerance_mo
     """
 
     start = time.perf_counter()
+    validate_strategy(strategy)
+    if strategy != "greedy" and objective != "latency":
+        raise ValueError(f"strategy={strategy!r} allocates under latency; objective={objective!r} "
+                         "needs strategy='greedy'")
     target = None if target is None else resolve_target(target)
     if target is None:
         options, dtype = DEFAULT_OPTIONS if options is None else options, jnp.float16
@@ -636,7 +665,10 @@ def search(model, data, *, tokenizer=None, tolerance: float = 0.01, tolerance_mo
     tolerance_met = None
     if latency_target_ms is None:
         accept = acceptance(obj, reference.metric, tolerance, tolerance_mode)
-        choices, outputs = tolerance_greedy(runner, ordered, accept)
+        if strategy == "greedy":
+            choices, outputs = tolerance_greedy(runner, ordered, accept)
+        else:
+            choices, outputs = allocate(runner, strategy, sensitivity, accept)
     else:
         choices = latency_greedy(ordered, runner.latency_ms, latency_target_ms, runner.num_layers)
         outputs = None
@@ -668,4 +700,4 @@ def search(model, data, *, tokenizer=None, tolerance: float = 0.01, tolerance_mo
         mode="latency_target" if latency_target_ms is not None else "tolerance",
         seconds=time.perf_counter() - start, compilations=runner.switch.traces,
         tolerance_met=tolerance_met, target=None if target is None else target.name,
-        chosen_from=chosen_from)
+        chosen_from=chosen_from if chosen_from != "greedy" else strategy, strategy=strategy)

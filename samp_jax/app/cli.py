@@ -30,6 +30,7 @@ import jax
 import numpy as np
 
 from calibrate import CalibrationError, calibrate
+from calibrate.allocation import STRATEGIES
 from calibrate.calibrators import CALIBRATORS
 from calibrate.search import validate_tolerance
 from calibrate.targets import AUTO as AUTO_TARGET
@@ -252,7 +253,7 @@ def _search(args) -> int:
                          out=out, objective=args.objective, calibration_method=args.calibration,
                          progress=not args.json, max_search_examples=args.max_search_examples,
                          max_test_examples=args.max_examples, seed=args.seed,
-                         target=args.target, options=args.options,
+                         target=args.target, options=args.options, strategy=args.strategy,
                          command="samp-jax " + " ".join(sys.argv[1:])).summary
     if args.json:
         print(json.dumps(summary, indent=1))
@@ -487,6 +488,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the device the map is for: its options (FP8 only where it has FP8), the "
                          "dtype between sites, and the latency model (measured when this machine "
                          "is the target, else estimated from its spec sheet); auto: this machine")
+    se.add_argument("--strategy", default="greedy", choices=sorted(STRATEGIES),
+                    help="allocation: greedy (moves by harm per ms), knapsack (minimum summed harm "
+                         "under a latency budget), revert (all fastest, most harmful reverted)")
     se.add_argument("--options", default=None, type=_option_list, metavar="OPT[,OPT]",
                     help=f"narrow the per-site options ({', '.join(OPTION_NAMES)}); the "
                          "target's float option is always kept")

@@ -66,7 +66,8 @@ def run_search(model, tokenizer, task: Task, *, description: str = "", tolerance
                calibration_method: str = "percentile", progress: bool = True,
                command: str | None = None, compare_presets: bool = True,
                max_search_examples: int | None = None, max_test_examples: int | None = None,
-               seed: int = 0, target: str = "auto", options: Sequence[str] | None = None) -> SearchRun:
+               seed: int = 0, target: str = "auto", options: Sequence[str] | None = None,
+               strategy: str = "greedy") -> SearchRun:
     """Calibrates on the task's calibration split, searches on its search split, quantizes with
     the chosen map, scores the held-out test split with the real quantized model, and writes the
     report plus the quantized model (`out/model`, loadable with `samp_jax.load`).
@@ -93,7 +94,8 @@ def run_search(model, tokenizer, task: Task, *, description: str = "", tolerance
     data = task_objective(model, task, tokenizer, max_examples=max_search_examples, seed=seed)
     result = search(model, data, tokenizer=tokenizer, tolerance=tolerance, tolerance_mode=tolerance_mode,
                     objective=objective, latency_target_ms=latency_target_ms, calibration=calibration,
-                    progress=progress, target=target, options=options, latency_table=table)
+                    progress=progress, target=target, options=options, latency_table=table,
+                    strategy=strategy)
     chosen = quantize(model, result.precision_map, calibration, dtype=target.dtype)
     test = {}
     if evaluator.metric is not None:

@@ -1,0 +1,184 @@
+"""Allocation strategies beside the decay-aware greedy (`calibrate.search.tolerance_greedy`).
+
+All three turn the single-site sensitivities into a map that meets the tolerance; they differ in
+how they spend evaluations:
+
+- **greedy** (SAMP-style, `search.tolerance_greedy`): moves by harm per millisecond saved,
+  accepted one by one while the accumulated map passes.
+- **knapsack** (ModelOpt `auto_quantize`-style): for a latency budget, the map that minimises the
+  summed single-site harm is an integer program over sites × options (`min_harm_allocation`,
+  solved exactly with `scipy.optimize.milp`). `knapsack_search` evaluates the optimal maps of
+  several budgets in one compiled call and narrows the budget between the fastest that passes
+  and the next faster that fails.
+- **revert** (NNCF / Intel Neural Compressor accuracy-aware tuning): every site at its fastest
+  option; the most harmful sites go back to the default, one more at a time, until the map
+  passes (`revert_search`, prefixes evaluated a chunk at a time).
+
+The strategies take arrays, not a model: `harm[layer, site, option]` (option 0, the default,
+harms nothing) and `cost[layer, site, option]` in milliseconds, so they are tested on planted
+numbers against brute force.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+from scipy.optimize import Bounds, LinearConstraint, milp
+
+Evaluate = Callable[[np.ndarray], list]  # choices [candidates, L, S] -> outputs per candidate
+Accept = Callable[[object], bool]
+
+
+def min_harm_allocation(harm: np.ndarray, cost: np.ndarray, budget_ms: float,
+                        allowed: np.ndarray | None = None) -> np.ndarray | None:
+    """The option per site that minimises the summed harm with the summed cost within
+    `budget_ms` (a multiple-choice knapsack, solved as a mixed-integer program).
+
+    Args:
+      harm: `[L, S, O]` harm of each option at each site (option 0: the default, 0).
+      cost: `[L, S, O]` milliseconds of each option at each site.
+      budget_ms: the most the sites may cost together.
+      allowed: `[L, S, O]` bool, options a site may take (default: all).
+
+    Returns:
+      `[L, S]` option indices, or None when no assignment fits the budget. Ties in harm go to
+      the cheaper map.
+    """
+    harm, cost = np.asarray(harm, np.float64), np.asarray(cost, np.float64)
+    if harm.shape != cost.shape or harm.ndim != 3:
+        raise ValueError(f"harm {harm.shape} and cost {cost.shape} must both be [L, S, O]")
+    layers, sites, options = harm.shape
+    allowed = np.ones(harm.shape, bool) if allowed is None else np.asarray(allowed, bool)
+    allowed = allowed & np.isfinite(harm)  # an unmeasured move is never taken
+    harm = np.where(allowed, harm, 0.0)
+    cells = layers * sites
+    # a tiny cost term breaks ties towards the faster map without changing the optimum's harm
+    span = max(float(np.abs(harm).max()), 1e-12)
+    tie = 1e-9 * span / max(float(cost.max()), 1e-12)
+    objective = (harm + tie * cost).reshape(-1)
+    one_per_site = np.kron(np.eye(cells), np.ones(options))
+    constraints = [LinearConstraint(one_per_site, 1, 1),
+                   LinearConstraint(cost.reshape(1, -1), -np.inf, budget_ms)]
+    upper = allowed.reshape(-1).astype(np.float64)
+    result = milp(objective, constraints=constraints, integrality=np.ones(objective.size),
+                  bounds=Bounds(np.zeros(objective.size), upper))
+    if not result.success:
+        return None
+    picks = np.asarray(result.x).reshape(cells, options).argmax(axis=1)
+    return picks.reshape(layers, sites).astype(np.int32)
+
+
+def map_cost(choices: np.ndarray, cost: np.ndarray) -> float:
+    """Summed site cost of a `[L, S]` choice array."""
+    return float(np.take_along_axis(cost, choices[..., None], axis=-1).sum())
+
+
+def knapsack_search(evaluate: Evaluate, accept: Accept, harm: np.ndarray, cost: np.ndarray, *,
+                    probes: int = 8, rounds: int = 2,
+                    allowed: np.ndarray | None = None) -> tuple[np.ndarray, object | None]:
+    """The fastest minimum-harm map that passes, over a bracketed latency budget.
+
+    Round 1 spreads `probes` budgets evenly from the fastest possible map to the all-default
+    one, solves each (`min_harm_allocation`) and evaluates the distinct maps in one call. Each
+    further round spreads budgets between the fastest budget that passed and the next faster
+    one that failed.
+
+    Returns:
+      `(choices [L, S], outputs)` of the fastest passing map seen, or `(all-default, None)`
+      when none passed.
+    """
+    allowed = np.isfinite(harm) if allowed is None else allowed & np.isfinite(harm)
+    masked = np.where(allowed, cost, np.inf)
+    low = float(masked.min(axis=-1).sum())
+    high = float(cost[..., 0].sum())
+    best, best_outputs, best_ms = np.zeros(cost.shape[:2], np.int32), None, np.inf
+    seen: dict[bytes, bool] = {}
+    for _ in range(rounds):
+        budgets = np.linspace(low, high, probes)
+        candidates = []
+        for budget in budgets:
+            choices = min_harm_allocation(harm, cost, budget * (1 + 1e-12), allowed)
+            if choices is not None and choices.tobytes() not in seen and \
+                    not any((choices == c).all() for c in candidates):
+                candidates.append(choices)
+        if not candidates:
+            break
+        outputs = evaluate(np.stack(candidates))
+        passed_ms, failed_ms = [], []
+        for choices, out in zip(candidates, outputs):
+            ms = map_cost(choices, cost)
+            ok = bool(accept(out))
+            seen[choices.tobytes()] = ok
+            (passed_ms if ok else failed_ms).append(ms)
+            if ok and ms < best_ms:
+                best, best_outputs, best_ms = choices, out, ms
+        if not passed_ms:  # nothing passed: the bracket is [low, high] already tried
+            break
+        faster_failures = [ms for ms in failed_ms if ms < best_ms]
+        high, low = best_ms, (max(faster_failures) if faster_failures else low)
+        if high - low <= 1e-9 * max(high, 1e-12):
+            break
+    return best, best_outputs
+
+
+def revert_order(harm: np.ndarray, start: np.ndarray) -> list[tuple[int, int]]:
+    """Sites of the all-fastest map `start`, most harmful first (ties: layer, then site)."""
+    layers, sites = start.shape
+    cells = [(layer, site) for layer in range(layers) for site in range(sites)
+             if start[layer, site] != 0]
+    return sorted(cells, key=lambda c: -harm[c[0], c[1], start[c]])
+
+
+def revert_search(evaluate: Evaluate, accept: Accept, harm: np.ndarray, cost: np.ndarray, *,
+                  chunk: int = 8, allowed: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, object | None]:
+    """All sites at their fastest option, then the most harmful reverted to the default one
+    more at a time, until the map passes (prefixes evaluated `chunk` at a time).
+
+    Returns:
+      `(choices [L, S], outputs)` of the first passing map, or `(all-default, None)` when
+      only the all-default map is left.
+    """
+    allowed = np.isfinite(harm) if allowed is None else allowed & np.isfinite(harm)
+    start = np.where(allowed, cost, np.inf).argmin(axis=-1).astype(np.int32)
+    order = revert_order(harm, start)
+    prefixes = []
+    current = start.copy()
+    prefixes.append(current.copy())
+    for layer, site in order[:-1]:  # the last prefix would be the all-default map
+        current[layer, site] = 0
+        prefixes.append(current.copy())
+    for begin in range(0, len(prefixes), chunk):
+        group = prefixes[begin:begin + chunk]
+        for choices, out in zip(group, evaluate(np.stack(group))):
+            if accept(out):
+                return choices, out
+    return np.zeros_like(start), None
+
+
+STRATEGIES: dict[str, str] = {
+    "greedy": "decay-aware greedy: moves by harm per ms saved, accepted while the map passes",
+    "knapsack": "minimum summed harm under a latency budget (MILP), budget bracketed by evaluation",
+    "revert": "all sites fastest, most harmful reverted to the default until the map passes",
+}
+
+
+def validate_strategy(strategy: str) -> str:
+    """Raises ValueError for a strategy name not in `STRATEGIES`."""
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy={strategy!r} is not one of {sorted(STRATEGIES)}")
+    return strategy
+
+
+def harm_and_cost(sensitivity: dict, options: Sequence, table, num_layers: int,
+                  sites: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """`harm[L, S, O]` from single-site sensitivities (`{Move: {'proxy': ...}}`, a missing
+    move: infinite harm) and `cost[L, S, O]` from a latency table."""
+    harm = np.full((num_layers, len(sites), len(options)), np.inf)
+    harm[..., 0] = 0.0
+    for move, entry in sensitivity.items():
+        harm[move.layer, move.site, move.option] = max(float(entry["proxy"]), 0.0)
+    cost = np.array([[[table.site(site, option) for option in options] for site in sites]
+                     for _ in range(num_layers)])
+    return harm, cost
