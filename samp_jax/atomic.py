@@ -80,10 +80,20 @@ def _remove(path: Path) -> None:
 def interrupted_save(target: str | os.PathLike) -> Path | None:
     """When `target` does not exist but a save that was replacing it left the previous folder
     aside (`.NAME.old-...`: interrupted between its two renames, or in them right now): that
-    folder. Else None."""
+    folder. Else None.
+
+    A symlink to a model folder: `atomic_folder` replaces the folder it points to, so an
+    interrupted save leaves the link dangling and the previous model beside that folder."""
     target = Path(target)
-    if target.exists() or target.is_symlink():
+    if target.exists():
         return None
+    if target.is_symlink():  # dangling: look beside the folder it names
+        try:
+            target = target.resolve()
+        except (OSError, RuntimeError):  # a link loop
+            return None
+        if target.exists() or target.is_symlink():
+            return None
     old = _siblings(target, OLD_TAG)
     return old[-1] if old else None
 

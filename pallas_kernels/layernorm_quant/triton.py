@@ -18,7 +18,7 @@ from jax.experimental.pallas import triton as pltriton
 
 from pallas_kernels import epilogue as ep
 from pallas_kernels.layernorm_quant.reference import _check_token_types
-from pallas_kernels.numerics import INT8_MAX, SCALE_EPS
+from pallas_kernels.numerics import INT8_MAX, SCALE_EPS, check_scale
 
 LAYERNORM_KERNEL_NAME = "samp_layernorm_quant"
 EMBEDDING_KERNEL_NAME = "samp_embedding_quant"
@@ -46,12 +46,16 @@ def _normalize_and_quantize(h, mask, hidden, gamma, beta, eps, out_dtype, input_
 
 
 def _check(gamma, beta, hidden, input_scale, act_scale):
+    """Shapes, and a concrete static `act_scale` finite and positive (`numerics.check_scale`),
+    as the reference checks it: a zero scale would give finite rows of +-127 and a NaN/Inf one
+    poison every row, where the reference raises."""
     if gamma.shape != (hidden,) or beta.shape != (hidden,):
         raise ValueError(f"gamma and beta must be [{hidden}], got {gamma.shape} and {beta.shape}")
     if input_scale is not None and input_scale.shape != (hidden,):
         raise ValueError(f"input_scale must be [{hidden}], got {input_scale.shape}")
     if act_scale is not None and jnp.shape(act_scale) not in ((), (1,)):
         raise ValueError(f"act_scale must be a scalar, got shape {jnp.shape(act_scale)}")
+    check_scale(act_scale, "act_scale")
 
 
 def _optional_vectors(hidden, input_scale, act_scale):
@@ -111,7 +115,11 @@ def layernorm_quant(x, gamma, beta, *, eps: float, residual=None, out_dtype=jnp.
       input_scale: `[H]` SmoothQuant multiplier applied before quantizing, or None.
     Returns:
       `(y [..., H] out_dtype, q [..., H] int8, scale [..., 1] float32)`; matches
-      `layernorm_quant_reference` within float32 reduction-order rounding.
+      `layernorm_quant_reference` within float32 reduction-order rounding. A row whose input
+      or LayerNorm output holds NaN/Inf gets zeros and a NaN scale (static scales too).
+    Raises:
+      ValueError: inconsistent shapes, or a concrete `act_scale` that is not finite and
+        positive (as the reference).
     """
     *lead, hidden = x.shape
     _check(gamma, beta, hidden, input_scale, act_scale)
@@ -167,7 +175,8 @@ def embedding_quant(input_ids, position_ids, token_type_ids, word, position, tok
     Returns:
       `(y [B, S, H], q [B, S, H] int8, scale [B, S, 1])` as `embedding_quant_reference`.
     Raises:
-      ValueError: exactly one of `token_type_ids`/`token_type` is None, or inconsistent shapes.
+      ValueError: exactly one of `token_type_ids`/`token_type` is None, inconsistent shapes,
+        or a concrete `act_scale` that is not finite and positive (as the reference).
     """
     _check_token_types(token_type_ids, token_type)
     has_types = token_type is not None

@@ -107,12 +107,20 @@ class QuantizedGemmSite(nnx.Module):
     def from_float(cls, source: GemmSite, precision: SitePrecision, *, dtype,
                    calibration: SiteCalibration | None = None,
                    implementation: str | None = None) -> "QuantizedGemmSite":
-        """Quantizes a float `GemmSite` (folding any smoothing into the weights)."""
+        """Quantizes a float `GemmSite` (folding any smoothing into the weights).
+
+        Raises:
+          ValueError: a static site without calibration, or whose calibrated clip (`amax` for
+            INT8, `absmax` for FP8) or SmoothQuant `input_scale` is NaN, Inf, zero or negative
+            (the message names the site and the value; nothing is clamped into a number).
+        """
         n_in, n_out = source.shape
         if precision.needs_calibration and calibration is None:
             raise ValueError(f"site {source.site!r} at {precision} needs calibration statistics")
         input_scale = calibration.input_scale if calibration is not None else None
         smoothed = input_scale is not None and precision.is_quantized
+        if smoothed:
+            _check_input_scale(source.site, precision, input_scale)
         site = cls(n_in, n_out, site=source.site, precision=precision, dtype=dtype,
                    smoothed=smoothed, implementation=implementation)
         w = jnp.asarray(source.kernel[...], jnp.float32)
@@ -131,13 +139,8 @@ class QuantizedGemmSite(nnx.Module):
             site.kernel.set_value(w.astype(precision.float_dtype))
         site.bias.set_value(jnp.asarray(source.bias[...], jnp.float32))
         if precision.needs_calibration:
-            clip = calibration.absmax / FP8_E4M3_MAX if precision.precision == "fp8_e4m3" \
-                else calibration.amax / INT8_MAX
-            if not (np.isfinite(clip) and clip >= 0):  # NaN would slip through max() below
-                raise ValueError(f"site {source.site!r} at {precision}: the calibrated clipping "
-                                 f"range gives activation scale {float(clip)}, expected a finite "
-                                 "value >= 0 (did the calibration data hold NaN or Inf?)")
-            site.act_scale.set_value(jnp.asarray(max(clip, SCALE_EPS), jnp.float32))
+            scale = _activation_scale(source.site, precision, calibration)
+            site.act_scale.set_value(jnp.asarray(scale, jnp.float32))
         return site
 
     def weight(self) -> jax.Array | QArray:
@@ -166,6 +169,36 @@ class QuantizedGemmSite(nnx.Module):
             input_scale=None if self.input_scale is None else self.input_scale[...],
             out_dtype=out_dtype or self.dtype, out_scale=out_scale,
             implementation=self.implementation)
+
+
+def _activation_scale(site: str, precision: SitePrecision, calibration: SiteCalibration) -> float:
+    """The static activation scale calibration gives `site`: its clip over the format's largest
+    value (`absmax / 448` for FP8, `amax / 127` for INT8), at least `SCALE_EPS`.
+
+    Raises:
+      ValueError: the clip is NaN, Inf, zero or negative. `calibrate.calibrate` never gives
+        one (its clips are at least 1e-8); a hand-made or damaged calibration may, and `max`
+        would turn NaN, zero or a negative clip into a plausible scale.
+    """
+    field = "absmax" if precision.precision == "fp8_e4m3" else "amax"
+    value = float(getattr(calibration, field))
+    clip = value / (FP8_E4M3_MAX if field == "absmax" else INT8_MAX)
+    if not (np.isfinite(value) and value > 0):
+        raise ValueError(f"site {site!r} at {precision}: calibration {field}={value} gives "
+                         f"activation scale {clip}, expected a finite value > 0 (did the "
+                         "calibration data hold NaN or Inf, or was it edited?)")
+    return max(clip, SCALE_EPS)
+
+
+def _check_input_scale(site: str, precision: SitePrecision, input_scale) -> None:
+    """Raises ValueError unless every SmoothQuant `input_scale` entry (`1 / s` per input
+    channel) is finite and positive; the message names the site, a bad channel and its value."""
+    values = np.asarray(input_scale, np.float64).ravel()
+    bad = np.flatnonzero(~(np.isfinite(values) & (values > 0)))
+    if bad.size:
+        raise ValueError(f"site {site!r} at {precision}: calibration input_scale (SmoothQuant "
+                         f"1/s) is {float(values[bad[0]])} at input channel {int(bad[0])} "
+                         f"({bad.size} of {values.size} channels bad), expected finite values > 0")
 
 
 def set_compute_dtype(model: EncoderModel, dtype) -> None:

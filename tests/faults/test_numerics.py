@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -252,6 +254,174 @@ def test_a_bad_calibration_scale_is_refused_where_the_site_is_made(precision, ba
     from samp_jax.quant.quantized import QuantizedGemmSite, SiteCalibration
     source = GemmSite(16, 8, site="ffn_out", rngs=nnx.Rngs(0))
     calibration = SiteCalibration(absmax=bad, amax=bad)
-    with pytest.raises(ValueError, match=r"site 'ffn_out' at .*activation scale .*expected a finite value >= 0"):
+    with pytest.raises(ValueError, match=r"site 'ffn_out' at .*activation scale .*expected a finite value > 0"):
         QuantizedGemmSite.from_float(source, as_precision(precision), dtype=jnp.float32,
                                      calibration=calibration)
+
+
+# ----------------------------- fused kernels: static scales, downstream rows, bad scales
+def _fused_layernorm(x, gamma, *, kernel, act_scale=SCALE):
+    """`(y, QArray)` from the fused LayerNorm+quant kernel (interpret) or its reference, fp16 y."""
+    from pallas_kernels.layernorm_quant import layernorm_quant, layernorm_quant_reference
+    fn = functools.partial(layernorm_quant, interpret=True) if kernel else layernorm_quant_reference
+    y, q, s = fn(x, gamma, jnp.zeros_like(gamma), eps=1e-12, out_dtype=jnp.float16,
+                 act_scale=jnp.float32(act_scale))
+    return y, samp_jax.QArray(q, s, "int8")
+
+
+def _static_gemm(x, w, bias=None):
+    """The XLA static INT8 GEMM of float `x` or a pre-quantized `QArray`, float32 out."""
+    x = x if isinstance(x, samp_jax.QArray) else jnp.asarray(x)
+    return np.asarray(samp_jax.gemm(x, quantize_weight_int8(w), precision="int8-static",
+                                    act_scale=jnp.float32(SCALE), bias=bias,
+                                    implementation="xla", out_dtype=jnp.float32))
+
+
+def _overflowing_layernorm_operands():
+    """Finite rows; row 2 has one outlier whose normalized value (~sqrt(H)) times gamma
+    overflows float16 to Inf, while every other value stays below 65504."""
+    rng = np.random.default_rng(5)
+    x = np.clip(rng.normal(size=(5, K)), -2.0, 2.0).astype(np.float32)
+    x[2, 11] = 1e4
+    return jnp.asarray(x), jnp.full((K,), 1.5e4, jnp.float32)
+
+
+@pytest.mark.parametrize("kernel", [True, False], ids=["kernel", "reference"])
+@pytest.mark.parametrize("case", ["nan_input", "layernorm_overflow"])
+def test_fused_static_rows_reach_the_gemm_as_the_plain_static_path_does(case, kernel):
+    """The INT8 GEMM fed by the fused LayerNorm+quant (static scale) gives the plain static
+    path's output: an all-NaN row where the input or the fp16 LayerNorm output is non-finite,
+    the very same numbers elsewhere."""
+    if case == "nan_input":
+        x, gamma, _ = _ln_operands()  # rows 1 and 3 hold NaN / -Inf
+        x = jnp.pad(x, ((0, 0), (0, K - x.shape[1])))
+        gamma, bad = jnp.pad(gamma, (0, K - gamma.shape[0]), constant_values=1.0), [1, 3]
+    else:
+        (x, gamma), bad = _overflowing_layernorm_operands(), [2]
+    y, x_q = _fused_layernorm(x, gamma, kernel=kernel)
+    assert np.isfinite(np.asarray(y)[[r for r in range(5) if r not in bad]]).all()
+    _, w, bias = _operands()
+    fused = _static_gemm(x_q, w, jnp.asarray(bias))
+    plain = _static_gemm(y, w, jnp.asarray(bias))
+    assert np.isnan(fused[bad]).all() and np.isnan(plain[bad]).all()
+    good = [r for r in range(5) if r not in bad]
+    assert np.isfinite(fused[good]).all()
+    np.testing.assert_array_equal(fused[good], plain[good])
+
+
+def test_fused_embedding_static_rows_reach_the_gemm_as_nan():
+    """An Inf in the position table reaches the GEMM after the fused embedding kernel as an
+    all-NaN output row (static scale), as in the reference; other rows stay finite."""
+    from pallas_kernels.layernorm_quant import embedding_quant, embedding_quant_reference
+    rng = np.random.default_rng(6)
+    word = jnp.asarray(rng.normal(size=(10, K)), jnp.float32)
+    position = rng.normal(size=(4, K)).astype(np.float32)
+    position[2, 5] = np.inf
+    ids = jnp.asarray([[1, 2, 3, 4]], jnp.int32)
+    positions = jnp.arange(4, dtype=jnp.int32)[None]
+    args = (ids, positions, None, word, jnp.asarray(position), None, jnp.ones(K), jnp.zeros(K))
+    _, w, _ = _operands()
+    for fn in (functools.partial(embedding_quant, interpret=True), embedding_quant_reference):
+        _, q, s = fn(*args, eps=1e-12, act_scale=jnp.float32(SCALE))
+        out = _static_gemm(samp_jax.QArray(q[0], s[0], "int8"), w)
+        assert np.isnan(out[2]).all() and np.isfinite(out[[0, 1, 3]]).all()
+
+
+def test_layernorm_with_quantized_hands_a_nan_row_to_a_static_site():
+    """Through the model's call site (`LayerNorm.with_quantized`, fused kernels in interpret
+    mode) a non-finite row still comes out of the INT8 static site as NaN, as unfused."""
+    from flax import nnx
+    from samp_jax.models import GemmSite
+    from samp_jax.models.layers import LayerNorm
+    from samp_jax.quant.precision import as_precision
+    from samp_jax.quant.quantized import QuantizedGemmSite, SiteCalibration
+    source = GemmSite(K, N, site="ffn_in", rngs=nnx.Rngs(0))
+    site = QuantizedGemmSite.from_float(source, as_precision("int8-static"), dtype=jnp.float32,
+                                        calibration=SiteCalibration(absmax=4.0, amax=4.0))
+    norm = LayerNorm(K, eps=1e-12)
+    x = np.random.default_rng(7).normal(size=(4, K)).astype(np.float32)
+    x[1, 0] = np.nan
+    with samp_jax.ops.interpret():
+        y, x_q = norm.with_quantized(jnp.asarray(x), site)
+        assert x_q is not None  # the fused kernel ran
+        fused = np.asarray(site(x_q))
+    _, unfused_q = norm.with_quantized(jnp.asarray(x), site)
+    assert unfused_q is None  # off a GPU without interpret: the site quantizes for itself
+    unfused = np.asarray(site(y))
+    assert np.isnan(fused[1]).all() and np.isnan(unfused[1]).all()
+    np.testing.assert_allclose(fused[[0, 2, 3]], unfused[[0, 2, 3]], rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("scale", BAD_SCALES, ids=["zero", "negative", "nan", "inf"])
+@pytest.mark.parametrize("fn", ["layernorm_quant", "embedding_quant"])
+@pytest.mark.parametrize("kernel", [True, False], ids=["kernel", "reference"])
+def test_fused_kernels_refuse_a_bad_static_scale_like_their_references(kernel, fn, scale):
+    """A zero static scale made the kernel give finite rows of +-127 (and a negative one
+    flipped signs) where the reference raises: both refuse it now."""
+    from pallas_kernels.layernorm_quant import (
+        embedding_quant,
+        embedding_quant_reference,
+        layernorm_quant,
+        layernorm_quant_reference,
+    )
+    kernels = {"layernorm_quant": (layernorm_quant, layernorm_quant_reference),
+               "embedding_quant": (embedding_quant, embedding_quant_reference)}
+    fused, reference = kernels[fn]
+    call = functools.partial(fused, interpret=True) if kernel else reference
+    gamma, beta = jnp.ones(16), jnp.zeros(16)
+    if fn == "layernorm_quant":
+        args = (jnp.ones((2, 16)), gamma, beta)
+    else:
+        ids = jnp.zeros((1, 2), jnp.int32)
+        args = (ids, ids, None, jnp.ones((3, 16)), jnp.ones((2, 16)), None, gamma, beta)
+    with pytest.raises(ValueError, match=r"^act_scale must be a finite positive .*found"):
+        call(*args, eps=1e-12, act_scale=jnp.float32(scale))
+
+
+# ------------------------------------------------- calibration scales -> stored scales
+def _site_from(calibration, precision="int8-static"):
+    from flax import nnx
+    from samp_jax.models import GemmSite
+    from samp_jax.quant.precision import as_precision
+    from samp_jax.quant.quantized import QuantizedGemmSite
+    source = GemmSite(16, 8, site="qkv", rngs=nnx.Rngs(0))
+    return QuantizedGemmSite.from_float(source, as_precision(precision), dtype=jnp.float32,
+                                        calibration=calibration)
+
+
+@pytest.mark.parametrize("bad", [0.0, -0.0, -2.5, np.nan, np.inf], ids=["zero", "-zero", "negative", "nan", "inf"])
+@pytest.mark.parametrize("precision, field", [("int8-static", "amax"), ("fp8_e4m3", "absmax")])
+def test_a_bad_calibration_clip_is_refused_naming_the_site_and_value(precision, field, bad):
+    """A zero clip used to be clamped silently to 1e-12 (every input then saturated to
+    +-127); now zero, like NaN, Inf and negatives, is refused, naming the site and value."""
+    from samp_jax.quant.quantized import SiteCalibration
+    good = 5.0
+    calibration = SiteCalibration(absmax=bad if field == "absmax" else good,
+                                  amax=bad if field == "amax" else good)
+    with pytest.raises(ValueError, match=rf"^site 'qkv' at .*calibration {field}={float(bad)} "
+                                         r"gives activation scale .*expected a finite value > 0"):
+        _site_from(calibration, precision)
+
+
+def test_a_valid_calibration_clip_is_stored_as_its_scale():
+    from samp_jax.quant.quantized import SiteCalibration
+    site = _site_from(SiteCalibration(absmax=20.0, amax=12.7))
+    assert float(site.act_scale[...]) == pytest.approx(0.1)
+    site = _site_from(SiteCalibration(absmax=448.0, amax=1.0), "fp8_e4m3")
+    assert float(site.act_scale[...]) == pytest.approx(1.0)
+    tiny = _site_from(SiteCalibration(absmax=1e-20, amax=1e-20))  # positive: floored, kept
+    assert float(tiny.act_scale[...]) == pytest.approx(numerics.SCALE_EPS)
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, np.nan, np.inf], ids=["zero", "negative", "nan", "inf"])
+@pytest.mark.parametrize("precision", ["int8-dynamic", "int8-static", "fp8_e4m3"])
+def test_a_bad_smoothquant_input_scale_is_refused_naming_the_channel(precision, bad):
+    """A non-finite or non-positive SmoothQuant `1/s` was folded into the weights and stored
+    (a NaN made every output NaN, a zero every output 0); now it is refused."""
+    from samp_jax.quant.quantized import SiteCalibration
+    input_scale = np.ones(16, np.float32)
+    input_scale[3] = bad
+    calibration = SiteCalibration(absmax=4.0, amax=4.0, input_scale=input_scale)
+    with pytest.raises(ValueError, match=rf"^site 'qkv' at .*input_scale .* is {float(bad)} at "
+                                         r"input channel 3 \(1 of 16 channels bad\), expected finite"):
+        _site_from(calibration, precision)

@@ -254,3 +254,61 @@ def test_every_loader_names_the_model_an_interrupted_save_left_aside(loader, tmp
     with pytest.raises(FileNotFoundError, match=rf"a save was interrupted .* whole at {re.escape(str(aside))}"):
         load(folder)
     assert samp_jax.load(aside).head_kind  # the previous model itself is intact
+
+
+LOADERS = {"samp_jax.load": samp_jax.load, "load_pretrained": samp_jax.load_pretrained,
+           "QuantizedModel.load": QuantizedModel.load}
+
+
+@pytest.mark.parametrize("loader", sorted(LOADERS))
+def test_every_loader_names_the_leftover_when_the_model_folder_is_a_symlink(loader, tmp_path):
+    """A save through a symlink replaces the folder it points to, so a kill between the two
+    renames leaves the link dangling and the previous model beside the real folder: the
+    loaders used to call the link "not a folder"; they name the leftover now."""
+    real = save_pretrained(samp_jax.load(HF), tmp_path / "real")
+    link = tmp_path / "link"
+    link.symlink_to(real, target_is_directory=True)
+    aside = tmp_path / ".real.old-999999999-deadbeef"  # what atomic_folder(link) sets aside
+    os.rename(real, aside)
+    with pytest.raises(FileNotFoundError, match=rf"^{re.escape(str(link))} does not exist: a save was "
+                       rf"interrupted .* whole at {re.escape(str(aside))}; rename it back"):
+        LOADERS[loader](link)
+    os.rename(aside, real)  # renamed back, the link loads again
+    assert samp_jax.load(link).head_kind
+
+
+def test_samp_jax_load_names_the_leftover_of_a_quantized_model(models, tmp_path, monkeypatch):
+    """`samp_jax.load` of a quantized folder (given as a relative str) names the leftover, and
+    the message is the one `QuantizedModel.load` gives (one helper, one text)."""
+    old, _ = models
+    folder = old.save(tmp_path / "model")
+    os.rename(folder, tmp_path / ".model.old-999999999-deadbeef")
+    monkeypatch.chdir(tmp_path)
+    messages = []
+    for loader in (samp_jax.load, QuantizedModel.load):
+        with pytest.raises(FileNotFoundError, match=r"^model does not exist: a save was interrupted .* "
+                           r"whole at \.model\.old-999999999-deadbeef; rename it back") as caught:
+            loader("model")
+        messages.append(str(caught.value))
+    assert messages[0] == messages[1]
+    np.testing.assert_array_equal(_outputs(samp_jax.load(".model.old-999999999-deadbeef")), _outputs(old))
+
+
+@pytest.mark.parametrize("loader", sorted(LOADERS))
+def test_a_missing_folder_is_not_called_an_interrupted_save(loader, tmp_path):
+    """Only a `.NAME.old-` leftover of the same name makes a missing folder an interrupted save:
+    another folder's leftover or a dangling link to nothing gives the ordinary error."""
+    (tmp_path / ".other.old-999999999-deadbeef").mkdir()
+    (tmp_path / "dangling").symlink_to(tmp_path / "gone", target_is_directory=True)
+    for missing in (tmp_path / "model", tmp_path / "dangling"):
+        with pytest.raises(FileNotFoundError) as caught:
+            LOADERS[loader](missing)
+        assert "interrupted" not in str(caught.value) and str(missing) in str(caught.value)
+
+
+def test_a_stale_leftover_beside_a_present_model_does_not_stop_loading(models, tmp_path):
+    old, new = models
+    folder = new.save(tmp_path / "model")
+    old.save(tmp_path / "elsewhere").rename(tmp_path / ".model.old-999999999-deadbeef")
+    for loader in (samp_jax.load, QuantizedModel.load):
+        np.testing.assert_array_equal(_outputs(loader(folder)), _outputs(new))
