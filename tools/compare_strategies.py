@@ -1,0 +1,87 @@
+"""Runs the search with every allocation strategy on one task and target, in one process, and
+writes the comparison (JSON + a markdown table) that docs/search.md quotes.
+
+    .venv/bin/python tools/compare_strategies.py --data snli-embed --target cpu \
+        --max-search-examples 256 --max-examples 2000 --out benchmarks/results/search-snli-embed-cpu
+
+Each row: the chosen map on the held-out test split against FP32 and the presets, its INT8
+share (static and dynamic FLOPs), its latency by the target's model (measured or estimated),
+and the search time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from calibrate.allocation import STRATEGIES  # noqa: E402
+from calibrate.latency import site_flops  # noqa: E402
+from samp_jax.app.pipeline import builtin_model, run_search  # noqa: E402
+from samp_jax.quant.precision import SitePrecision  # noqa: E402
+from samp_jax.tasks import get_task  # noqa: E402
+
+
+def int8_shares(pmap, config) -> dict[str, float]:
+    flops = site_flops(config, 1)
+    total = sum(flops[s] for (_, s), _ in pmap.items())
+    share = lambda scheme: sum(flops[s] for (_, s), p in pmap.items()  # noqa: E731
+                               if p == SitePrecision("int8", scheme)) / total
+    return {"int8_static": share("per_tensor_static"), "int8_dynamic": share("per_token_dynamic"),
+            "fp8": sum(flops[s] for (_, s), p in pmap.items() if p.precision == "fp8_e4m3") / total}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default="snli-embed")
+    parser.add_argument("--target", default="auto")
+    parser.add_argument("--tolerance", type=float, default=0.01)
+    parser.add_argument("--max-search-examples", type=int, default=None)
+    parser.add_argument("--max-examples", type=int, default=None)
+    parser.add_argument("--strategies", default=",".join(STRATEGIES))
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    model, tokenizer, description = builtin_model(args.data, progress=False)
+    task = get_task(args.data)
+    rows = []
+    for strategy in args.strategies.split(","):
+        start = time.perf_counter()
+        run = run_search(model, tokenizer, task, description=description, tolerance=args.tolerance,
+                         out=args.out / strategy, progress=False, target=args.target,
+                         strategy=strategy, max_search_examples=args.max_search_examples,
+                         max_test_examples=args.max_examples)
+        s, result = run.summary, run.result
+        presets = {e.name: {"search_metric": e.metric, "latency_ms": e.latency_ms}
+                   for e in result.evaluated if e.kind == "preset"}
+        rows.append({"strategy": strategy, "chosen_from": s["chosen_from"],
+                     "test": s["test"], "search_fp32": s["fp32_search_metric"],
+                     "search_chosen": s["chosen_search_metric"],
+                     "latency_ms": s["estimated_latency_ms"], "latency_source": s["latency_source"],
+                     "speedup_vs_default": s["estimated_speedup_vs_default"],
+                     "maps_evaluated": s["maps_evaluated"], "search_seconds": s["search_seconds"],
+                     "total_seconds": time.perf_counter() - start, "presets_on_search": presets,
+                     **int8_shares(result.precision_map, model.config)})
+        print(json.dumps(rows[-1], default=str), flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "comparison.json").write_text(json.dumps(
+        {"data": args.data, "target": args.target, "tolerance": args.tolerance, "model": description,
+         "max_search_examples": args.max_search_examples, "max_examples": args.max_examples,
+         "rows": rows}, indent=1, default=str))
+    lines = ["| strategy | chosen by | test: FP32 → chosen | INT8 static / dynamic / FP8 FLOPs | "
+             "latency (ms) | speed-up vs all-default | maps | search (s) |", "|---|---|---|---|---:|---:|---:|---:|"]
+    for r in rows:
+        t = r["test"]
+        lines.append(f"| {r['strategy']} | {r['chosen_from']} | {t['fp32']:.4f} → {t['chosen']:.4f} "
+                     f"({100 * t['chosen_relative_change']:+.2f}%) | {100 * r['int8_static']:.0f}% / "
+                     f"{100 * r['int8_dynamic']:.0f}% / {100 * r['fp8']:.0f}% | {r['latency_ms']:.3f} | "
+                     f"{r['speedup_vs_default']:.2f}× | {r['maps_evaluated']} | {r['search_seconds']:.0f} |")
+    (args.out / "comparison.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
