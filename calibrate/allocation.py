@@ -75,14 +75,18 @@ def map_cost(choices: np.ndarray, cost: np.ndarray) -> float:
 
 
 def knapsack_search(evaluate: Evaluate, accept: Accept, harm: np.ndarray, cost: np.ndarray, *,
-                    probes: int = 8, rounds: int = 2,
-                    allowed: np.ndarray | None = None) -> tuple[np.ndarray, object | None]:
+                    probes: int = 8, rounds: int = 2, allowed: np.ndarray | None = None,
+                    below_ms: float | None = None) -> tuple[np.ndarray, object | None]:
     """The fastest minimum-harm map that passes, over a bracketed latency budget.
 
     Round 1 spreads `probes` budgets evenly from the fastest possible map to the all-default
-    one, solves each (`min_harm_allocation`) and evaluates the distinct maps in one call. Each
-    further round spreads budgets between the fastest budget that passed and the next faster
-    one that failed.
+    one (or to just under `below_ms`), solves each (`min_harm_allocation`) and evaluates the
+    distinct maps in one call. Each further round spreads budgets between the fastest budget
+    that passed and the next faster one that failed.
+
+    Args:
+      below_ms: only maps that cost less than this are worth evaluating (a map already known
+        to pass costs this much); None: no bound.
 
     Returns:
       `(choices [L, S], outputs)` of the fastest passing map seen, or `(all-default, None)`
@@ -92,6 +96,10 @@ def knapsack_search(evaluate: Evaluate, accept: Accept, harm: np.ndarray, cost: 
     masked = np.where(allowed, cost, np.inf)
     low = float(masked.min(axis=-1).sum())
     high = float(cost[..., 0].sum())
+    if below_ms is not None:
+        high = min(high, below_ms * (1 - 1e-9))
+        if high < low:  # no map can be cheaper than the bound
+            return np.zeros(cost.shape[:2], np.int32), None
     best, best_outputs, best_ms = np.zeros(cost.shape[:2], np.int32), None, np.inf
     seen: dict[bytes, bool] = {}
     for _ in range(rounds):
@@ -131,14 +139,18 @@ def revert_order(harm: np.ndarray, start: np.ndarray) -> list[tuple[int, int]]:
 
 
 def revert_search(evaluate: Evaluate, accept: Accept, harm: np.ndarray, cost: np.ndarray, *,
-                  chunk: int = 8, allowed: np.ndarray | None = None
-                  ) -> tuple[np.ndarray, object | None]:
+                  chunk: int = 8, allowed: np.ndarray | None = None,
+                  below_ms: float | None = None) -> tuple[np.ndarray, object | None]:
     """All sites at their fastest option, then the most harmful reverted to the default one
     more at a time, until the map passes (prefixes evaluated `chunk` at a time).
 
+    Args:
+      below_ms: stop before the first prefix that costs this much or more (a map already known
+        to pass costs this much); None: no bound.
+
     Returns:
       `(choices [L, S], outputs)` of the first passing map, or `(all-default, None)` when
-      only the all-default map is left.
+      only the all-default map is left (or every cheaper prefix failed).
     """
     allowed = np.isfinite(harm) if allowed is None else allowed & np.isfinite(harm)
     start = np.where(allowed, cost, np.inf).argmin(axis=-1).astype(np.int32)
@@ -149,6 +161,8 @@ def revert_search(evaluate: Evaluate, accept: Accept, harm: np.ndarray, cost: np
     for layer, site in order[:-1]:  # the last prefix would be the all-default map
         current[layer, site] = 0
         prefixes.append(current.copy())
+    if below_ms is not None:  # reverting only adds cost: the prefixes are in cost order
+        prefixes = [p for p in prefixes if map_cost(p, cost) < below_ms * (1 - 1e-9)]
     for begin in range(0, len(prefixes), chunk):
         group = prefixes[begin:begin + chunk]
         for choices, out in zip(group, evaluate(np.stack(group))):

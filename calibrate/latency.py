@@ -268,15 +268,16 @@ def table_for_target(model, target: str | Target, batch: int, seq: int, *,
 
 
 def check_against_forward(model, table: LatencyTable, maps: dict[str, PrecisionMap], calibration=None,
-                          *, repeats: int = 10) -> list[dict]:
-    """Times real forwards of `maps` on this device and compares them with `table.map_ms`."""
+                          *, repeats: int = 10, dtype=jnp.float16) -> list[dict]:
+    """Times real forwards of `maps` on this device (`dtype` between sites, as the table was
+    measured) and compares them with `table.map_ms`."""
 
     b, s = table.batch, table.seq
     inputs = {"input_ids": np.ones((b, s), np.int32), "attention_mask": np.ones((b, s), np.int32),
               "token_type_ids": np.zeros((b, s), np.int32)}
     rows = []
     for name, pmap in maps.items():
-        forward = jit_forward(quantize(model, pmap, calibration))
+        forward = jit_forward(quantize(model, pmap, calibration, dtype=dtype))
         measured = time_ms(lambda: forward(inputs), repeats=repeats)
         predicted = table.map_ms(pmap)
         rows.append({"map": name, "predicted_ms": predicted, "measured_ms": measured,

@@ -108,12 +108,17 @@ def write_report(result: SearchResult, out: str | Path, *, test_metrics: dict | 
     if command:
         lines += [f"Command: `{command}`", ""]
     tol = f"{100 * result.tolerance:g}% relative" if result.tolerance_mode == "relative" else f"{result.tolerance:g} absolute"
-    chosen_from = "" if result.chosen_from == "greedy" else \
-        f" (the preset {result.chosen_from}: faster than the greedy's map, and within tolerance)"
+    if result.stopped_early:
+        chosen_from = f" (search stopped after the presets: {result.stopped_early})"
+    elif result.chosen_from == result.strategy:
+        chosen_from = ""
+    else:
+        chosen_from = (f" (the preset {result.chosen_from}: faster than the {result.strategy} "
+                       "strategy's map, and within tolerance)")
     lines += [f"- target: {result.target or 'none given'}; chosen by: {result.chosen_from}{chosen_from}",
               f"- mode: {result.mode}; tolerance: {tol}; options per site: {', '.join(result.options)}",
               f"- latency model: {s['latency_source']}",
-              f"- maps evaluated: {s['maps_evaluated']} in {s['search_seconds']:.0f} s with "
+              f"- maps run on the search split: {s['maps_run']} in {s['search_seconds']:.0f} s with "
               f"{s['compilations']} compilation(s) of the candidate program", ""]
     if result.tolerance_met is False:
         lines += ["**The tolerance is not met:** even the most precise candidate (all FP16) loses "

@@ -18,6 +18,12 @@ drop is measured on the search split against the FP32 model and, for accuracy, i
 one-sided 95% confidence margin of the paired per-example difference. Without labels the
 tolerance bounds the proxy instead.
 
+The presets bound the work (`stop_early`, on by default): the result is never slower than the
+fastest preset that passes (`fastest_passing_preset`), so when that preset is already the
+fastest map the options allow, the search ends after the presets; otherwise the allocation only
+evaluates maps that could be faster than it (the greedy stops once even every pending move
+could not get below it). A map is never run twice (`Runner` keeps its outputs).
+
 The search runs in five phases, each a public function that can be run (and tested) alone;
 `search` composes them around one `Runner`:
 
@@ -118,6 +124,10 @@ class SearchResult:
     target: str | None = None  # the device the map and the latency model are for
     chosen_from: str = "greedy"  # the strategy, or the preset that was faster and passed
     strategy: str = "greedy"  # the allocation strategy that ran (`calibrate.allocation`)
+    maps_run: int = 0  # maps run on the whole search data (sensitivity subsets not counted)
+    # Why the search ended after the presets (the fastest passing preset is the fastest map
+    # the latency model allows), or None when it ran every phase.
+    stopped_early: str | None = None
 
     @property
     def default_option(self) -> str:
@@ -149,6 +159,7 @@ class SearchResult:
             "tolerance": self.tolerance, "tolerance_mode": self.tolerance_mode, "mode": self.mode,
             "tolerance_met": self.tolerance_met,
             "options": list(self.options), "maps_evaluated": len(self.evaluated),
+            "maps_run": self.maps_run, "stopped_early": self.stopped_early,
             "compilations": self.compilations, "search_seconds": self.seconds,
         }
 
@@ -197,6 +208,8 @@ class Runner:
       chunk: candidates per compiled call.
       bar: progress bar, advanced by one per candidate run; None for none.
       evaluated: every map recorded so far, in order.
+      maps_run: candidate maps actually run on the whole search data (a map run before is
+        answered from memory, not run again).
     """
 
     switch: SwitchableModel
@@ -206,6 +219,8 @@ class Runner:
     chunk: int = 8
     bar: tqdm | None = None
     evaluated: list[Evaluated] = dataclasses.field(default_factory=list)
+    maps_run: int = 0
+    _seen: dict[bytes, Outputs] = dataclasses.field(default_factory=dict, repr=False)
 
     @property
     def options(self) -> tuple[SitePrecision, ...]:
@@ -222,7 +237,19 @@ class Runner:
           choices: option indices of each candidate map.
           batches: the batches to run on; default all of the objective's.
         """
-        batches = self.objective.batches if batches is None else batches
+        choices = np.asarray(choices, np.int32)
+        if batches is not None:
+            return self._run(choices, batches)
+        keys = [c.tobytes() for c in choices]
+        fresh = [i for i, k in enumerate(keys) if k not in self._seen]
+        fresh = [i for n, i in enumerate(fresh) if keys[i] not in {keys[j] for j in fresh[:n]}]
+        if fresh:
+            for i, out in zip(fresh, self._run(choices[fresh], self.objective.batches)):
+                self._seen[keys[i]] = out
+            self.maps_run += len(fresh)
+        return [self._seen[k] for k in keys]
+
+    def _run(self, choices: np.ndarray, batches: Sequence[dict]) -> list[Outputs]:
         per_batch = [self.switch.evaluate(choices, b, mode=self.mode, chunk=self.chunk) for b in batches]
         if self.bar is not None:
             self.bar.update(len(choices))
@@ -405,8 +432,24 @@ def acceptance(objective: Objective, fp32_metric: float | None, tolerance: float
     return lambda outputs: measure(outputs) <= allowed
 
 
+def _best_case_ms(runner: Runner, current: np.ndarray, assigned: np.ndarray,
+                  pending: Sequence[Move]) -> float:
+    """The least latency the greedy could still reach from `current`: every unassigned site
+    takes the pending move that saves it the most."""
+    saving = {}
+    for move in pending:
+        if not assigned[move.layer, move.site]:
+            site = SITES[move.site]
+            gain = runner.table.site(site, runner.options[current[move.layer, move.site]]) - \
+                runner.table.site(site, runner.options[move.option])
+            key = (move.layer, move.site)
+            saving[key] = max(saving.get(key, 0.0), gain)
+    return runner.latency_ms(current) - sum(saving.values())
+
+
 def tolerance_greedy(runner: Runner, ordered: Sequence[Move],
-                     acceptable: Callable[[Outputs], bool]) -> tuple[np.ndarray, Outputs | None]:
+                     acceptable: Callable[[Outputs], bool],
+                     ceiling_ms: float | None = None) -> tuple[np.ndarray, Outputs | None]:
     """Phase 4: adds moves in order while the accumulated map stays acceptable.
 
     From the all-default map, the next `runner.chunk` moves (at most one per site) are
@@ -420,6 +463,9 @@ def tolerance_greedy(runner: Runner, ordered: Sequence[Move],
         `num_layers`).
       ordered: the moves, best first (`order_moves`).
       acceptable: the test a map's outputs must pass (`acceptance`).
+      ceiling_ms: a map known to pass has this latency (the fastest passing preset): the
+        greedy stops once even accepting every pending move could not get below it
+        (`_best_case_ms`). None: no bound.
 
     Returns:
       The chosen option indices `[layers, 4]`, and their outputs, or None when no move was
@@ -430,6 +476,9 @@ def tolerance_greedy(runner: Runner, ordered: Sequence[Move],
     current_outputs = None
     pending = list(ordered)
     while pending:
+        if ceiling_ms is not None and \
+                _best_case_ms(runner, current, assigned, pending) >= ceiling_ms * (1.0 - LATENCY_RTOL):
+            break
         group, prefix, trial = [], [], current.copy()
         taken = assigned.copy()
         for move in pending:
@@ -499,9 +548,11 @@ def latency_greedy(ordered: Sequence[Move], latency_ms: Callable[[np.ndarray], f
 
 
 def allocate(runner: Runner, strategy: str, sensitivity: Mapping[Move, dict],
-             acceptable: Callable[[Outputs], bool]) -> tuple[np.ndarray, Outputs | None]:
+             acceptable: Callable[[Outputs], bool],
+             ceiling_ms: float | None = None) -> tuple[np.ndarray, Outputs | None]:
     """Phase 4 by the knapsack or revert strategy (`calibrate.allocation`), every map it
-    measures recorded as `<strategy>#<n>`."""
+    measures recorded as `<strategy>#<n>`; with `ceiling_ms` (the latency of a map known to
+    pass), only maps faster than it are evaluated."""
     harm, cost = harm_and_cost(sensitivity, runner.options, runner.table, runner.num_layers, SITES)
     count = [0]
 
@@ -513,6 +564,8 @@ def allocate(runner: Runner, strategy: str, sensitivity: Mapping[Move, dict],
         return outputs
     search_fn = knapsack_search if strategy == "knapsack" else revert_search
     options = {"probes": runner.chunk} if strategy == "knapsack" else {"chunk": runner.chunk}
+    if ceiling_ms is not None:  # site costs leave out the table's fixed part
+        options["below_ms"] = ceiling_ms - runner.table.other_ms
     return search_fn(evaluate, acceptable, harm, cost, **options)
 
 
@@ -530,14 +583,25 @@ def never_slower_than_presets(runner: Runner, choices: np.ndarray, outputs: Outp
       `(choices, outputs, chosen_from)` with `chosen_from` 'greedy' or the preset's name.
     """
     best_choices, best_outputs, best_name = choices, outputs, "greedy"
-    best_ms = runner.latency_ms(choices)
+    passing = fastest_passing_preset(runner, preset_outputs, acceptable)
+    if passing is not None and passing[3] < runner.latency_ms(choices) * (1.0 - LATENCY_RTOL):
+        best_name, best_choices, best_outputs, _ = passing  # faster beyond rounding
+    return best_choices, best_outputs, best_name
+
+
+def fastest_passing_preset(runner: Runner, preset_outputs: Mapping[str, Outputs],
+                           acceptable: Callable[[Outputs], bool]
+                           ) -> tuple[str, np.ndarray, Outputs, float] | None:
+    """`(name, choices, outputs, latency_ms)` of the fastest preset that passes (the first of
+    equals, in `preset_maps` order), or None when none does."""
+    best = None
     for name, out in preset_outputs.items():
         preset = runner.switch.choices_for(
             next(e.precision_map for e in runner.evaluated if e.kind == Kind.PRESET and e.name == name))
         ms = runner.latency_ms(preset)
-        if ms < best_ms * (1.0 - LATENCY_RTOL) and acceptable(out):  # faster beyond rounding
-            best_choices, best_outputs, best_name, best_ms = preset, out, name, ms
-    return best_choices, best_outputs, best_name
+        if (best is None or ms < best[3] * (1.0 - LATENCY_RTOL)) and acceptable(out):
+            best = (name, preset, out, ms)
+    return best
 
 
 def _checked_options(tolerance: float, tolerance_mode: str, objective: str,
@@ -582,7 +646,7 @@ def search(model, data, *, tokenizer=None, tolerance: float = 0.01, tolerance_mo
            target: str | Target | None = None, options: Sequence[str | SitePrecision] | None = None,
            calibration=None, latency_table: LatencyTable | None = None, batch: int = 32, seq: int = 128,
            sensitivity_batches: int | None = 4, chunk: int = 8, mode: str = "map", seed: int = 0,
-           progress: bool = True, strategy: str = "greedy") -> SearchResult:
+           progress: bool = True, strategy: str = "greedy", stop_early: bool = True) -> SearchResult:
     """Finds the precision map that meets a tolerance (or a latency target) on search data.
 
     Args:
@@ -616,6 +680,11 @@ def search(model, data, *, tokenizer=None, tolerance: float = 0.01, tolerance_mo
         by harm per ms), 'knapsack' (minimum summed harm under a bracketed latency budget) or
         'revert' (all fastest, most harmful sites reverted). Knapsack and revert need
         objective='latency'; a latency target always uses the greedy's ordering.
+      stop_early: with objective='latency' in tolerance mode, use what the presets showed:
+        when the fastest passing preset is the fastest map the options allow, return it
+        without measuring sensitivities; otherwise evaluate only maps that could be faster
+        than it. False: run every phase in full (the result is the same or slower; it is
+        kept for comparison).
 
     Returns:
       A `SearchResult`; in tolerance mode its `tolerance_met` is False (with a `UserWarning`)
@@ -657,18 +726,30 @@ def search(model, data, *, tokenizer=None, tolerance: float = 0.01, tolerance_mo
                     bar=tqdm(desc=f"search {obj.name}", unit="map", disable=not progress))
 
     reference, preset_outputs = evaluate_presets(runner)
-    moves = single_site_moves(runner.num_layers, options, objective)
-    sensitivity = measure_sensitivity(runner, moves, batches=sensitivity_batches,
-                                      fp32_metric=reference.metric)
-    ordered = order_moves(moves, {m: s["proxy"] for m, s in sensitivity.items()},
-                          move_gains(moves, options, table, model.config, objective))
-    tolerance_met = None
+    tolerance_met, ceiling_ms, stopped_early = None, None, None
     if latency_target_ms is None:
         accept = acceptance(obj, reference.metric, tolerance, tolerance_mode)
-        if strategy == "greedy":
-            choices, outputs = tolerance_greedy(runner, ordered, accept)
+        if stop_early and objective == "latency":
+            passing = fastest_passing_preset(runner, preset_outputs, accept)
+            ceiling_ms = None if passing is None else passing[3]
+            floor_ms = table.map_ms(fastest_map(table, options, runner.num_layers))
+            if ceiling_ms is not None and ceiling_ms <= floor_ms * (1.0 + LATENCY_RTOL):
+                stopped_early = (f"preset {passing[0]!r} passes and no map is faster by the "
+                                 "latency model")
+    sensitivity, moves = {}, []
+    if stopped_early is None:
+        moves = single_site_moves(runner.num_layers, options, objective)
+        sensitivity = measure_sensitivity(runner, moves, batches=sensitivity_batches,
+                                          fp32_metric=reference.metric)
+    ordered = order_moves(moves, {m: s["proxy"] for m, s in sensitivity.items()},
+                          move_gains(moves, options, table, model.config, objective))
+    if latency_target_ms is None:
+        if stopped_early is not None:
+            choices, outputs = np.zeros((runner.num_layers, len(SITES)), np.int32), None
+        elif strategy == "greedy":
+            choices, outputs = tolerance_greedy(runner, ordered, accept, ceiling_ms)
         else:
-            choices, outputs = allocate(runner, strategy, sensitivity, accept)
+            choices, outputs = allocate(runner, strategy, sensitivity, accept, ceiling_ms)
     else:
         choices = latency_greedy(ordered, runner.latency_ms, latency_target_ms, runner.num_layers)
         outputs = None
@@ -700,4 +781,5 @@ def search(model, data, *, tokenizer=None, tolerance: float = 0.01, tolerance_mo
         mode="latency_target" if latency_target_ms is not None else "tolerance",
         seconds=time.perf_counter() - start, compilations=runner.switch.traces,
         tolerance_met=tolerance_met, target=None if target is None else target.name,
-        chosen_from=chosen_from if chosen_from != "greedy" else strategy, strategy=strategy)
+        chosen_from=chosen_from if chosen_from != "greedy" else strategy, strategy=strategy,
+        maps_run=runner.maps_run, stopped_early=stopped_early)

@@ -42,22 +42,31 @@ def main() -> None:
     parser.add_argument("--tolerance", type=float, default=0.01)
     parser.add_argument("--max-search-examples", type=int, default=None)
     parser.add_argument("--max-examples", type=int, default=None)
-    parser.add_argument("--strategies", default=",".join(STRATEGIES))
+    parser.add_argument("--strategies", default=",".join(["greedy-full", *STRATEGIES]),
+                        help="comma-separated; NAME-full runs NAME with stop_early=False (every "
+                             "phase in full: the search as it was before the presets bound it)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     model, tokenizer, description = builtin_model(args.data, progress=False)
     task = get_task(args.data)
     rows = []
-    for strategy in args.strategies.split(","):
+    for i, name in enumerate(args.strategies.split(",")):
+        strategy, full = name.removesuffix("-full"), name.endswith("-full")
+        if strategy not in STRATEGIES:
+            parser.error(f"--strategies: {name!r} is not one of {sorted(STRATEGIES)} (or NAME-full)")
         start = time.perf_counter()
         run = run_search(model, tokenizer, task, description=description, tolerance=args.tolerance,
-                         out=args.out / strategy, progress=False, target=args.target,
+                         out=args.out / name, progress=False, target=args.target,
                          strategy=strategy, max_search_examples=args.max_search_examples,
-                         max_test_examples=args.max_examples)
+                         max_test_examples=args.max_examples, stop_early=not full,
+                         compare_presets=i == 0)
         s, result = run.summary, run.result
         presets = {e.name: {"search_metric": e.metric, "latency_ms": e.latency_ms}
                    for e in result.evaluated if e.kind == "preset"}
-        rows.append({"strategy": strategy, "chosen_from": s["chosen_from"],
+        if i == 0:
+            test_presets = {k: v for k, v in s["test"].items() if not k.endswith("relative_change")}
+        rows.append({"strategy": name, "chosen_from": s["chosen_from"],
+                     "stopped_early": s["stopped_early"], "maps_run": s["maps_run"],
                      "test": s["test"], "search_fp32": s["fp32_search_metric"],
                      "search_chosen": s["chosen_search_metric"],
                      "latency_ms": s["estimated_latency_ms"], "latency_source": s["latency_source"],
@@ -70,15 +79,15 @@ def main() -> None:
     (args.out / "comparison.json").write_text(json.dumps(
         {"data": args.data, "target": args.target, "tolerance": args.tolerance, "model": description,
          "max_search_examples": args.max_search_examples, "max_examples": args.max_examples,
-         "rows": rows}, indent=1, default=str))
+         "presets_on_test": test_presets, "rows": rows}, indent=1, default=str))
     lines = ["| strategy | chosen by | test: FP32 → chosen | INT8 static / dynamic / FP8 FLOPs | "
-             "latency (ms) | speed-up vs all-default | maps | search (s) |", "|---|---|---|---|---:|---:|---:|---:|"]
+             "latency (ms) | speed-up vs all-default | maps run | search (s) |", "|---|---|---|---|---:|---:|---:|---:|"]
     for r in rows:
         t = r["test"]
         lines.append(f"| {r['strategy']} | {r['chosen_from']} | {t['fp32']:.4f} → {t['chosen']:.4f} "
                      f"({100 * t['chosen_relative_change']:+.2f}%) | {100 * r['int8_static']:.0f}% / "
                      f"{100 * r['int8_dynamic']:.0f}% / {100 * r['fp8']:.0f}% | {r['latency_ms']:.3f} | "
-                     f"{r['speedup_vs_default']:.2f}× | {r['maps_evaluated']} | {r['search_seconds']:.0f} |")
+                     f"{r['speedup_vs_default']:.2f}× | {r['maps_run']} | {r['search_seconds']:.0f} |")
     (args.out / "comparison.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

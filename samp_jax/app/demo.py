@@ -39,7 +39,7 @@ def run(*, tolerance: float = 0.01, max_search_examples: int = 256, max_test_exa
     test = summary["test"]
     metric = summary["metric"]
     print(f"\nmodel: {summary['model']}")
-    print(f"search: {summary['maps_evaluated']} maps in {summary['search_seconds']:.0f} s, "
+    print(f"search: {summary['maps_run']} maps in {summary['search_seconds']:.0f} s, "
           f"{summary['compilations']} compilation(s); latency model: {summary['latency_source']}")
     print(f"\n{'map':<16} {metric + ' (test)':>16}  rel. to FP32   "
           f"({summary['test_examples']} held-out test examples, fixed seeded subset)")

@@ -67,7 +67,7 @@ def run_search(model, tokenizer, task: Task, *, description: str = "", tolerance
                command: str | None = None, compare_presets: bool = True,
                max_search_examples: int | None = None, max_test_examples: int | None = None,
                seed: int = 0, target: str = "auto", options: Sequence[str] | None = None,
-               strategy: str = "greedy") -> SearchRun:
+               strategy: str = "greedy", stop_early: bool = True) -> SearchRun:
     """Calibrates on the task's calibration split, searches on its search split, quantizes with
     the chosen map, scores the held-out test split with the real quantized model, and writes the
     report plus the quantized model (`out/model`, loadable with `samp_jax.load`).
@@ -95,7 +95,7 @@ def run_search(model, tokenizer, task: Task, *, description: str = "", tolerance
     result = search(model, data, tokenizer=tokenizer, tolerance=tolerance, tolerance_mode=tolerance_mode,
                     objective=objective, latency_target_ms=latency_target_ms, calibration=calibration,
                     progress=progress, target=target, options=options, latency_table=table,
-                    strategy=strategy)
+                    strategy=strategy, stop_early=stop_early)
     chosen = quantize(model, result.precision_map, calibration, dtype=target.dtype)
     test = {}
     if evaluator.metric is not None:

@@ -100,6 +100,43 @@ def test_revert_search_reverts_the_most_harmful_sites_first():
     assert not nothing.any() and outputs is None
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_knapsack_search_evaluates_only_maps_cheaper_than_a_known_pass(seed):
+    harm, cost = _planted(seed)
+    tolerance = 0.9
+    passing = [m for m in _all_maps(harm.shape) if _summed(harm, m) <= tolerance]
+    bound = float(np.median([_summed(cost, m) for m in passing]))
+    seen = []
+
+    def evaluate(choices):
+        seen.extend(_summed(cost, c) for c in choices)
+        return list(choices)
+    accept = lambda choices: _summed(harm, choices) <= tolerance  # noqa: E731
+    choices, outputs = knapsack_search(evaluate, accept, harm, cost, probes=8, rounds=8, below_ms=bound)
+    assert seen and max(seen) < bound
+    optimum = min(_summed(cost, m) for m in passing)
+    assert _summed(cost, choices) == pytest.approx(optimum, abs=1e-9)
+    # a bound below the fastest possible map: nothing is evaluated
+    seen.clear()
+    floor = float(cost.min(axis=-1).sum())
+    nothing, outputs = knapsack_search(evaluate, accept, harm, cost, below_ms=floor)
+    assert seen == [] and outputs is None and not nothing.any()
+
+
+def test_revert_search_stops_before_prefixes_as_slow_as_a_known_pass():
+    harm = np.zeros((1, 4, 2))
+    harm[0, :, 1] = [0.5, 0.1, 0.3, 0.05]
+    cost = np.ones((1, 4, 2))
+    cost[..., 0] = 2.0
+    calls = []
+    evaluate, accept = _additive(harm, 0.2, calls)
+    # prefixes cost 4, 5, 6 (passes), 7; a pass known at 6 ms leaves 4 and 5 to try
+    choices, outputs = revert_search(evaluate, accept, harm, cost, chunk=8, below_ms=6.0)
+    assert calls == [2] and outputs is None and not choices.any()
+    choices, _ = revert_search(evaluate, accept, harm, cost, chunk=8, below_ms=6.5)
+    assert choices.tolist() == [[0, 1, 0, 1]]
+
+
 def test_every_strategy_is_documented():
     assert set(STRATEGIES) == {"greedy", "knapsack", "revert"}
 
@@ -110,8 +147,9 @@ def test_each_strategy_meets_the_tolerance_in_a_real_search(tiny, calibration, s
     table = estimate_table(TINY_CONFIG, 32, 128, spec=resolve_target("h100").spec)
     result = search(tiny, random_batches(2, seed=3), tolerance=0.05, target="h100",
                     options=["int8-dynamic", "int8-static"], calibration=calibration,
-                    latency_table=table, progress=False, sensitivity_batches=1, strategy=strategy)
-    assert result.strategy == strategy and result.tolerance_met
+                    latency_table=table, progress=False, sensitivity_batches=1, strategy=strategy,
+                    stop_early=False)  # all-static passes here: early, nothing would be searched
+    assert result.strategy == strategy and result.tolerance_met and result.stopped_early is None
     assert any(e.kind == Kind.CANDIDATE for e in result.evaluated)
     presets = [e for e in result.evaluated if e.kind == Kind.PRESET]
     fastest_passing = min(e.latency_ms for e in presets if e.proxy <= 0.05)

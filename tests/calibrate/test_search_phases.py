@@ -34,7 +34,7 @@ from tests.helpers import TINY_CONFIG, random_batches
 # ---- Kind
 
 def test_kind_writes_the_same_strings_as_before():
-    assert [k.value for k in Kind] == ["reference", "preset", "greedy", "chosen"]
+    assert [k.value for k in Kind] == ["reference", "preset", "greedy", "candidate", "chosen"]
     assert Kind.GREEDY == "greedy" and f"{Kind.CHOSEN}" == "chosen"
     assert json.dumps({"kind": Kind.PRESET}) == '{"kind": "preset"}'
 

@@ -10,8 +10,8 @@ import pytest
 from calibrate.candidates import SwitchableModel
 from calibrate.latency import estimate_table, table_for_target
 from calibrate.objectives import EvaluationObjective, UnlabelledObjective, guarded_difference
-from calibrate.search import (Kind, Runner, evaluate_presets, never_slower_than_presets,
-                              preset_maps, search)
+from calibrate.search import (Kind, Runner, evaluate_presets, fastest_map, never_slower_than_presets,
+                              preset_maps, search, single_site_moves, tolerance_greedy)
 from calibrate.targets import TARGETS, resolve_target
 from samp_jax.quant.precision import SITES, PrecisionMap, SitePrecision, as_precision
 from tests.helpers import TINY_CONFIG, random_batches
@@ -128,6 +128,39 @@ def test_search_returns_at_least_the_fastest_passing_preset(tiny, calibration):
     presets = [e for e in result.evaluated if e.kind == Kind.PRESET]
     assert result.chosen.latency_ms <= min(e.latency_ms for e in presets) * (1 + 1e-9)
     assert result.chosen.int8_fraction == 1.0
+
+
+def test_search_stops_after_the_presets_when_the_fastest_passing_one_is_the_fastest_map(tiny, calibration):
+    """All-static INT8 is the fastest map the options allow: when it passes, sensitivities
+    and allocation cannot find anything faster, and are skipped."""
+    table = estimate_table(TINY_CONFIG, 32, 128, spec=resolve_target("h100").spec)
+    kwargs = dict(tolerance=0.45, target="h100", options=["int8-dynamic", "int8-static"],
+                  calibration=calibration, latency_table=table, progress=False, sensitivity_batches=1)
+    early = search(tiny, random_batches(2, seed=3), **kwargs)
+    presets = [e for e in early.evaluated if e.kind == Kind.PRESET]
+    assert early.stopped_early and "fully_quant_static" in early.stopped_early
+    assert early.chosen_from == "fully_quant_static" and early.sensitivity == {}
+    assert early.maps_run == len(presets)  # nothing but the presets ran
+    full = search(tiny, random_batches(2, seed=3), stop_early=False, **kwargs)
+    assert full.stopped_early is None and full.maps_run > early.maps_run and full.sensitivity
+    assert early.chosen.latency_ms <= full.chosen.latency_ms * (1 + 1e-9)
+    # a tolerance all-static misses: no early stop
+    static = next(e.proxy for e in presets if e.name == "fully_quant_static")
+    strict = search(tiny, random_batches(2, seed=3), **{**kwargs, "tolerance": static / 2})
+    assert strict.stopped_early is None and strict.maps_run > early.maps_run
+
+
+def test_the_greedy_stops_once_it_cannot_beat_a_passing_preset(tiny, calibration):
+    options = resolve_target("h100").search_options(["int8-dynamic", "int8-static"])
+    runner = _runner(tiny, calibration, options)
+    moves = single_site_moves(3, options)
+    fastest = runner.table.map_ms(fastest_map(runner.table, options, 3))
+    # a passing map as fast as the fastest possible: nothing is worth running
+    choices, outputs = tolerance_greedy(runner, moves, lambda out: True, ceiling_ms=fastest)
+    assert runner.maps_run == 0 and outputs is None and not choices.any()
+    # no bound, or one the moves can beat: the greedy runs and accepts
+    choices, outputs = tolerance_greedy(runner, moves, lambda out: True, ceiling_ms=fastest * 1.5)
+    assert runner.maps_run > 0 and choices.any()
 
 
 # ------------------------------------------------------------------------ guarded drop

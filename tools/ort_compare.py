@@ -1,0 +1,122 @@
+"""samp-jax against HF optimum's ONNX Runtime INT8 on this CPU, side by side in one run.
+
+Same model (all-MiniLM-L6-v2), same held-out test batches, same timing batch: ONNX Runtime FP32
+and INT8 (`AutoQuantizationConfig.avx512_vnni`, dynamic, weights per channel and per tensor;
+run by tools/ort_run.py in .ort-venv), and samp-jax FP32 plus INT8 maps (FP32 between sites, as
+the CPU target runs them), each scored on the test split and timed at the serving shape
+(median of many runs after warm-up).
+
+    bash tools/make_ort_venv.sh            # once: .ort-venv with torch, optimum-onnx, onnxruntime
+    .venv/bin/python tools/ort_compare.py --max-examples 2000 \
+        --map benchmarks/results/search-snli-embed-cpu/knapsack/precision_map.json \
+        --out docs/ort_cpu.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from calibrate import calibrate  # noqa: E402
+from calibrate.latency import time_ms  # noqa: E402
+from samp_jax import PrecisionMap, load, minilm_path, quantize  # noqa: E402
+from samp_jax.app.experiments import make_evaluator  # noqa: E402
+from samp_jax.serving.forward import jit_forward  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def timing_batch(batch: int, seq: int, vocab: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    ids = rng.integers(1000, vocab, (batch, seq)).astype(np.int32)
+    ids[:, 0], ids[:, -1] = 101, 102  # [CLS] ... [SEP], every position a real token
+    return {"input_ids": ids, "attention_mask": np.ones((batch, seq), np.int32),
+            "token_type_ids": np.zeros((batch, seq), np.int32)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default="snli-embed")
+    parser.add_argument("--max-examples", type=int, default=2000)
+    parser.add_argument("--map", type=Path, action="append", default=[],
+                        help="extra samp-jax precision_map.json to run (e.g. a search's)")
+    parser.add_argument("--calibration", default="percentile")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--seq", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--ort-python", default=str(ROOT / ".ort-venv/bin/python"))
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    start = time.perf_counter()
+    path = minilm_path()
+    model = load(path)
+    tokenizer = model.tokenizer
+    evaluator = make_evaluator(args.data, tokenizer, max_examples=args.max_examples)
+    batches = evaluator.evaluation.batches
+    timing = timing_batch(args.batch, args.seq, model.config.vocab_size)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        arrays = {"count": np.int64(len(batches))}
+        for b, batch in enumerate(batches):
+            arrays.update({f"b{b}_{k}": np.asarray(v) for k, v in batch.items()})
+        arrays.update({f"timing_{k}": v for k, v in timing.items()})
+        np.savez(tmp / "inputs.npz", **arrays)
+        subprocess.run([args.ort_python, str(ROOT / "tools/ort_run.py"), "--model", str(path),
+                        "--inputs", str(tmp / "inputs.npz"), "--out", str(tmp / "ort.npz"),
+                        "--work", str(tmp), "--repeats", str(args.repeats)], check=True,
+                       env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+        ort_info = json.loads((tmp / "ort.json").read_text())
+        ort_out = np.load(tmp / "ort.npz")
+        for name, info in ort_info["variants"].items():
+            outputs = [ort_out[f"{name}/b{b}"] for b in range(len(batches))]
+            rows.append({"variant": name, "engine": "onnxruntime " + ort_info["onnxruntime"],
+                         "metric": evaluator.score(outputs)["value"], "ms": info["ms"]})
+    calibration = calibrate(model, evaluator.calibration_batches(), args.calibration)
+    layers = model.config.num_layers
+    maps = {"samp-jax fully_quant (INT8 dynamic)": PrecisionMap.preset("fully_quant", layers),
+            "samp-jax fully_quant_static (INT8 static)": PrecisionMap.preset(
+                "fully_quant", layers, activation="per_tensor_static")}
+    for file in args.map:
+        maps[f"samp-jax {file.parent.name} map"] = PrecisionMap.load(file)
+    variants = {"samp-jax fp32": model} | {
+        name: quantize(model, pmap, calibration, dtype=jnp.float32) for name, pmap in maps.items()}
+    for name, m in variants.items():
+        forward = jit_forward(m)
+        ms = time_ms(lambda: forward(timing), repeats=args.repeats)
+        rows.append({"variant": name, "engine": f"jax {jax.__version__} (XLA CPU)",
+                     "metric": evaluator.score(evaluator.outputs(m))["value"], "ms": ms})
+        print(name, f"{ms:.1f} ms", flush=True)
+    fp32 = next(r["metric"] for r in rows if r["variant"] == "samp-jax fp32")
+    best_ort = min(r["ms"] for r in rows if r["variant"].startswith("ort-int8"))
+    for r in rows:
+        r["relative_change"] = r["metric"] / fp32 - 1.0
+        r["speedup_vs_best_ort_int8"] = best_ort / r["ms"]
+    command = "python tools/ort_compare.py " + " ".join(sys.argv[1:])
+    result = {"command": command, "device": f"{jax.devices()[0].device_kind}, {os.cpu_count()} cores",
+              "data": args.data, "metric": evaluator.metric, "test_examples": evaluator.num_examples,
+              "shape": f"{args.batch}x{args.seq}", "repeats": args.repeats, "rows": rows,
+              "seconds": time.perf_counter() - start}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1))
+    print(f"\n| variant | {evaluator.metric} (test) | vs FP32 | ms at {args.batch}x{args.seq} | "
+          "speed vs best ORT INT8 |\n|---|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['variant']} | {r['metric']:.4f} | {100 * r['relative_change']:+.2f}% | "
+              f"{r['ms']:.1f} | {r['speedup_vs_best_ort_int8']:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
