@@ -17,6 +17,7 @@ built by `task_objective`): the same object that scores the test split in the ac
 from __future__ import annotations
 
 import copy
+import functools
 from typing import Sequence
 
 import numpy as np
@@ -85,12 +86,18 @@ class EvaluationObjective(Objective):
         return self.evaluation.proxy(outputs, self.reference)
 
     def guarded_drop(self, outputs, base) -> float | None:
-        """For accuracy, the mean paired per-example difference plus a one-sided 95% margin
-        (most predictions agree, so the margin is small); otherwise the plain metric drop."""
+        """The metric drop against `base` plus a one-sided 95% margin, paired per example:
+        for accuracy the mean per-example difference plus `z` standard errors
+        (`guarded_difference`); for entity F1 the drop plus `z` standard deviations of the
+        paired bootstrap drop over sentences (`guarded_ratio_drop`). Otherwise (ROC-AUC,
+        Spearman) the plain drop."""
         correct, correct_base = self.evaluation.correct(outputs), self.evaluation.correct(base)
-        if correct is None:
-            return super().guarded_drop(outputs, base)
-        return guarded_difference(correct_base, correct)
+        if correct is not None:
+            return guarded_difference(correct_base, correct)
+        counts = self.evaluation.entity_counts(outputs)
+        if counts is not None:
+            return guarded_ratio_drop(self.evaluation.entity_counts(base), counts)
+        return super().guarded_drop(outputs, base)
 
 
 def guarded_difference(base: np.ndarray, candidate: np.ndarray) -> float:
@@ -99,6 +106,47 @@ def guarded_difference(base: np.ndarray, candidate: np.ndarray) -> float:
     diff = np.asarray(base, np.float64) - np.asarray(candidate, np.float64)
     margin = Z_ONE_SIDED_95 * diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else 0.0
     return float(diff.mean() + margin)
+
+
+BOOTSTRAP_RESAMPLES = 1000
+
+
+def _f1_of_sums(counts: np.ndarray) -> np.ndarray:
+    """F1 from `[..., 3]` summed (gold, predicted, correct) counts: `2 c / (g + p)`, 0 if empty."""
+    gold, predicted, correct = counts[..., 0], counts[..., 1], counts[..., 2]
+    total = gold + predicted
+    return np.where(total > 0, 2.0 * correct / np.maximum(total, 1e-12), 0.0)
+
+
+@functools.lru_cache(maxsize=4)
+def _bootstrap_weights(n: int, resamples: int, seed: int) -> np.ndarray:
+    """`[resamples, n]` counts of each example in each seeded resample with replacement."""
+    rng = np.random.default_rng(seed)
+    weights = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(resamples)])
+    weights = weights.astype(np.float64)
+    weights.flags.writeable = False
+    return weights
+
+
+def guarded_ratio_drop(base: np.ndarray, candidate: np.ndarray, *,
+                       resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> float:
+    """Entity-F1 drop of `candidate` against `base` plus a one-sided 95% margin.
+
+    Both are `[N, 3]` per-example (gold, predicted, correct) counts (`entity_counts`). The
+    examples are resampled with replacement `resamples` times (the same resamples for both:
+    a paired bootstrap, seeded so every candidate map is judged on the same ones); the margin
+    is `z` times the standard deviation of the resampled drops. One example: no margin.
+    """
+    base, candidate = np.asarray(base, np.float64), np.asarray(candidate, np.float64)
+    if base.shape != candidate.shape or base.ndim != 2 or base.shape[1] != 3:
+        raise ValueError(f"counts must both be [N, 3]; got {base.shape} and {candidate.shape}")
+    drop = float(_f1_of_sums(base.sum(0)) - _f1_of_sums(candidate.sum(0)))
+    n = len(base)
+    if n < 2:
+        return drop
+    weights = _bootstrap_weights(n, resamples, seed)
+    drops = _f1_of_sums(weights @ base) - _f1_of_sums(weights @ candidate)
+    return drop + Z_ONE_SIDED_95 * float(drops.std(ddof=1))
 
 
 def task_objective(model, task: Task | str, tokenizer, *, split: str = "search", seed: int = 0,

@@ -14,8 +14,9 @@
 
 Tolerance semantics: `tolerance_mode="relative"` (default) accepts a map when
 `drop <= tolerance * fp32_metric`; `"absolute"` when `drop <= tolerance` (metric units). The
-drop is measured on the search split against the FP32 model and, for accuracy, includes a
-one-sided 95% confidence margin of the paired per-example difference. Without labels the
+drop is measured on the search split against the FP32 model and includes a one-sided 95%
+confidence margin: of the paired per-example difference for accuracy, of a paired bootstrap
+over sentences for entity F1 (`calibrate.objectives`). Without labels the
 tolerance bounds the proxy instead.
 
 The presets bound the work (`stop_early`, on by default): the result is never slower than the

@@ -74,9 +74,8 @@ def main() -> None:
                          "file": str(path), "bytes": path.stat().st_size}
         print(name, f"{results[name]['ms']:.1f} ms", flush=True)
     np.savez(args.out, **arrays)
-    import onnxruntime, optimum.onnxruntime  # noqa: E401  versions for the record
     (Path(args.out).with_suffix(".json")).write_text(json.dumps({
-        "variants": results, "onnxruntime": onnxruntime.__version__,
+        "variants": results, "onnxruntime": ort.__version__,
         "threads": ort.SessionOptions().intra_op_num_threads}, indent=1))
 
 

@@ -51,8 +51,77 @@ def accuracy_page() -> str:
     return "\n".join(parts) + "\n"
 
 
+COMPARISONS = Path("benchmarks/results")
+
+
+def _share(row) -> str:
+    return (f"{100 * row['int8_static']:.0f}% / {100 * row['int8_dynamic']:.0f}% / "
+            f"{100 * row['fp8']:.0f}%")
+
+
+def comparison_section(path: Path) -> list[str]:
+    """One task × target: the presets and FP32 on the test split, then a row per strategy."""
+    data = json.loads(path.read_text())
+    rows = data["rows"]
+    first = rows[0]
+    source = first["latency_source"]
+    estimated = source.startswith("estimated")
+    parts = [f"### {data['data']}, target {data['target']} ({'estimated' if estimated else 'measured'} latency)", "",
+             f"Model: {data['model']}. Command: `python tools/compare_strategies.py --data {data['data']} "
+             f"--target {data['target']}"
+             + (f" --max-search-examples {data['max_search_examples']}" if data.get("max_search_examples") else "")
+             + (f" --max-examples {data['max_examples']}" if data.get("max_examples") else "")
+             + f" --out {path.parent}` (2-core CPU). Latency model: {source}.", ""]
+    presets = data.get("presets_on_test")
+    if presets:
+        search = first.get("presets_on_search", {})
+        parts += ["| map | test | vs FP32 (test) | search | latency (ms) |", "|---|---:|---:|---:|---:|"]
+        for name, value in presets.items():
+            if name == "chosen":
+                continue
+            info = search.get(name, {})
+            on_search = f"{info['search_metric']:.4f}" if info.get("search_metric") is not None else ""
+            ms = f"{info['latency_ms']:.3f}" if "latency_ms" in info else ""
+            parts.append(f"| {name} | {value:.4f} | {100 * (value / presets['fp32'] - 1):+.2f}% | {on_search} | {ms} |")
+        parts.append("")
+    parts += ["| strategy | chosen by | test: FP32 → chosen | INT8 static / dynamic / FP8 FLOPs | "
+              "latency (ms) | speed-up vs all-default | maps run | search (s) |",
+              "|---|---|---|---|---:|---:|---:|---:|"]
+    for r in rows:
+        t = r["test"]
+        maps = r.get("maps_run", r.get("maps_evaluated"))
+        by = r["chosen_from"] + (" (stopped after the presets)" if r.get("stopped_early") else "")
+        parts.append(f"| {r['strategy']} | {by} | {t['fp32']:.4f} → {t['chosen']:.4f} "
+                     f"({100 * t['chosen_relative_change']:+.2f}%) | {_share(r)} | {r['latency_ms']:.3f} | "
+                     f"{r['speedup_vs_default']:.2f}× | {maps} | {r['search_seconds']:.0f} |")
+    return parts + [""]
+
+
 def search_page() -> str:
     parts = [(DOCS / "search_intro.md").read_text().rstrip(), ""]
+    comparisons = sorted(COMPARISONS.glob("search-*/comparison.json"))
+    if comparisons:
+        parts += ["## Results by task and strategy (1% relative tolerance)", ""]
+        for path in comparisons:
+            parts += comparison_section(path)
+        if (DOCS / "search_notes.md").is_file():
+            parts += [(DOCS / "search_notes.md").read_text().rstrip(), ""]
+    ort = load("ort_cpu.json")
+    if ort:
+        parts += ["## samp-jax against ONNX Runtime INT8 (HF optimum) on this CPU", "",
+                  f"Command: `{ort['command']}` ({ort['device']}). Both engines score the same "
+                  f"{ort['test_examples']} held-out {ort['data']} test examples ({ort['metric']}) and are "
+                  f"timed on the same {ort['shape']} batch (median of {ort['repeats']} runs of 5 calls, "
+                  "after warm-up), in one run.", "",
+                  f"| variant | engine | {ort['metric']} (test) | vs FP32 | ms at {ort['shape']} | "
+                  "speed vs best ORT INT8 |", "|---|---|---:|---:|---:|---:|"]
+        for r in ort["rows"]:
+            parts.append(f"| {r['variant']} | {r['engine']} | {r['metric']:.4f} | "
+                         f"{100 * r['relative_change']:+.2f}% | {r['ms']:.1f} | "
+                         f"{r['speedup_vs_best_ort_int8']:.2f}× |")
+        parts.append("")
+        if (DOCS / "ort_notes.md").is_file():
+            parts += [(DOCS / "ort_notes.md").read_text().rstrip(), ""]
     rows = []
     for folder in sorted((DOCS / "search").glob("*/summary.json")):
         s = json.loads(folder.read_text())
@@ -63,12 +132,13 @@ def search_page() -> str:
                     f"{s['estimated_speedup_vs_fp16']:.2f}× | {s['maps_evaluated']} | {s['compilations']} | "
                     f"{s['search_seconds'] / 60:.1f} min | [report](search/{folder.parent.name}/report.md) |")
     if rows:
-        parts += ["## Results at 1% relative tolerance", "",
+        parts += ["## Before issue 15: H100 estimate, options FP16 / INT8 dynamic / FP8, greedy only", "",
+                  "The runs issue 15 started from (`samp-jax search --data TASK --tolerance 1% --out "
+                  "docs/search/TASK`), kept for comparison.", "",
                   "| task | metric | FP32 (search) | chosen (search) | FP32 (test) | chosen (test) | "
                   "chosen vs FP32 (test) | quant_ffn_only (test) | fully_quant (test) | INT8 FLOP fraction | "
                   "est. speed-up vs FP16 | maps (+48 sensitivity) | compilations | search time | report |",
                   "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"] + rows + [""]
-        parts += [(DOCS / "search_notes.md").read_text().rstrip(), ""] if (DOCS / "search_notes.md").is_file() else []
     scaling = load("search_scaling.json")
     if scaling:
         parts += ["## Search time against model depth", "",
@@ -93,8 +163,9 @@ def search_page() -> str:
                   "| map | predicted (ms) | measured (ms) | error | H100 roofline estimate (ms, not measured) |",
                   "|---|---:|---:|---:|---:|"]
         for r in data["rows"]:
+            h100 = data["h100_estimate_ms"].get(r["map"])
             parts.append(f"| {r['map']} | {r['predicted_ms']:.2f} | {r['measured_ms']:.2f} | "
-                         f"{100 * r['relative_error']:+.1f}% | {data['h100_estimate_ms'][r['map']]:.4f} |")
+                         f"{100 * r['relative_error']:+.1f}% | {'' if h100 is None else f'{h100:.4f}'} |")
         parts.append("")
     return "\n".join(parts) + "\n"
 

@@ -142,6 +142,26 @@ def tags_to_spans(tags: Sequence[str] | Sequence[int]) -> set[tuple[str, int, in
     return spans
 
 
+def entity_counts(gold: Sequence[Sequence[int | str]],
+                  predicted: Sequence[Sequence[int | str]]) -> np.ndarray:
+    """Per sentence: `[gold entities, predicted entities, correct]` (`[N, 3]` int64), the
+    counts `entity_f1` sums; a resampled F1 is a weighted sum of these rows.
+
+    Raises:
+      ValueError: as `entity_f1`.
+    """
+    if len(gold) != len(predicted):
+        raise ValueError(f"{len(gold)} gold sentences but {len(predicted)} predicted")
+    counts = np.zeros((len(gold), 3), np.int64)
+    for index, (gold_tags, predicted_tags) in enumerate(zip(gold, predicted)):
+        if len(gold_tags) != len(predicted_tags):
+            raise ValueError(f"sentence {index}: {len(gold_tags)} gold tags but "
+                             f"{len(predicted_tags)} predicted")
+        gold_spans, predicted_spans = tags_to_spans(gold_tags), tags_to_spans(predicted_tags)
+        counts[index] = (len(gold_spans), len(predicted_spans), len(gold_spans & predicted_spans))
+    return counts
+
+
 def entity_f1(gold: Sequence[Sequence[int | str]],
               predicted: Sequence[Sequence[int | str]]) -> dict[str, float]:
     """Exact-match entity precision, recall and F1, micro-averaged over all sentences.
@@ -158,17 +178,7 @@ def entity_f1(gold: Sequence[Sequence[int | str]],
       ValueError: the sentence counts differ, a sentence's tag counts differ (the message
         names the sentence index), or a tag is invalid.
     """
-    if len(gold) != len(predicted):
-        raise ValueError(f"{len(gold)} gold sentences but {len(predicted)} predicted")
-    n_gold = n_predicted = n_correct = 0
-    for index, (gold_tags, predicted_tags) in enumerate(zip(gold, predicted)):
-        if len(gold_tags) != len(predicted_tags):
-            raise ValueError(f"sentence {index}: {len(gold_tags)} gold tags but "
-                             f"{len(predicted_tags)} predicted")
-        gold_spans, predicted_spans = tags_to_spans(gold_tags), tags_to_spans(predicted_tags)
-        n_gold += len(gold_spans)
-        n_predicted += len(predicted_spans)
-        n_correct += len(gold_spans & predicted_spans)
+    n_gold, n_predicted, n_correct = (int(n) for n in entity_counts(gold, predicted).sum(axis=0))
     precision = n_correct / n_predicted if n_predicted else 0.0
     recall = n_correct / n_gold if n_gold else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0

@@ -19,7 +19,8 @@ from scipy import stats
 from samp_jax.models.model import NORM_FLOOR
 from samp_jax.serving.batching import DEFAULT_BUCKETS, length_batches
 from samp_jax.tasks.metrics import roc_auc
-from samp_jax.tasks.types import IGNORE, EncodedSplit, TaskType, classification_score
+from samp_jax.data.wnut16 import entity_counts
+from samp_jax.tasks.types import IGNORE, EncodedSplit, TaskType, classification_score, tag_rows
 
 Forward = Callable[[dict], object]
 
@@ -83,6 +84,11 @@ class Evaluation:
 
     def correct(self, outputs: Sequence[np.ndarray]) -> np.ndarray | None:
         """Per-example 0/1 correctness where the metric is their mean (accuracy), else None."""
+        return None
+
+    def entity_counts(self, outputs: Sequence[np.ndarray]) -> np.ndarray | None:
+        """Per example `[gold, predicted, correct]` entity counts where the metric is the F1 of
+        their sums (entity F1), else None."""
         return None
 
     def agreement(self, outputs: Sequence[np.ndarray], reference: Sequence[np.ndarray]) -> float:
@@ -150,6 +156,12 @@ class ClassificationEvaluation(Evaluation):
         if self.metric_name != "accuracy":
             return None
         return (np.argmax(self.gather(outputs), -1) == self.encoded.labels).astype(np.float64)
+
+    def entity_counts(self, outputs) -> np.ndarray | None:
+        if self.metric_name != "entity_f1":
+            return None
+        predicted = np.argmax(self.gather(outputs), -1)
+        return entity_counts(*tag_rows(self.labels, predicted, self.encoded))
 
     def agreement(self, outputs, reference) -> float:
         same = np.argmax(self.gather(outputs), -1) == np.argmax(self.gather(reference), -1)

@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from samp_jax.data.wnut16 import align_labels, entity_f1
+from samp_jax.data.wnut16 import align_labels, entity_counts, entity_f1
 from samp_jax.serving.batching import DEFAULT_BUCKETS, bucket_batches, capped_buckets
 from samp_jax.serving.forward import INPUT_KEYS
 
@@ -154,6 +154,17 @@ def get_task_type(name: str) -> TaskType:
     return TASK_TYPES[name]
 
 
+def tag_rows(labels: Sequence[str], predicted: np.ndarray,
+             encoded: EncodedSplit) -> tuple[list[list[str]], list[list[str]]]:
+    """Gold and predicted tag names per sentence, over its labelled positions."""
+    gold_rows, pred_rows = [], []
+    for row in range(len(encoded)):
+        positions = encoded.labels[row] != IGNORE
+        gold_rows.append([labels[int(t)] for t in encoded.labels[row][positions]])
+        pred_rows.append([labels[int(t)] for t in predicted[row][positions]])
+    return gold_rows, pred_rows
+
+
 def classification_score(task_type: TaskType, labels: Sequence[str], logits: np.ndarray,
                          encoded: EncodedSplit) -> dict[str, float]:
     """Accuracy (sequence classification) or entity-level F1 (BIO tagging) from logits aligned
@@ -162,11 +173,6 @@ def classification_score(task_type: TaskType, labels: Sequence[str], logits: np.
     if task_type.metric == "accuracy":
         return {"metric": "accuracy", "value": float(np.mean(predicted == encoded.labels)),
                 "examples": len(encoded)}
-    gold_rows, pred_rows = [], []
-    for row in range(len(encoded)):
-        positions = encoded.labels[row] != IGNORE
-        gold_rows.append([labels[int(t)] for t in encoded.labels[row][positions]])
-        pred_rows.append([labels[int(t)] for t in predicted[row][positions]])
-    f1 = entity_f1(gold_rows, pred_rows)
+    f1 = entity_f1(*tag_rows(labels, predicted, encoded))
     return {"metric": "entity_f1", "value": float(f1["f1"]), "examples": len(encoded),
             "precision": float(f1["precision"]), "recall": float(f1["recall"])}

@@ -9,7 +9,9 @@ import pytest
 
 from calibrate.candidates import SwitchableModel
 from calibrate.latency import estimate_table, table_for_target
-from calibrate.objectives import EvaluationObjective, UnlabelledObjective, guarded_difference
+from calibrate.objectives import (EvaluationObjective, UnlabelledObjective, guarded_difference,
+                                  guarded_ratio_drop)
+from samp_jax.data.wnut16 import entity_counts, entity_f1
 from calibrate.search import (Kind, Runner, evaluate_presets, fastest_map, never_slower_than_presets,
                               preset_maps, search, single_site_moves, tolerance_greedy)
 from calibrate.targets import TARGETS, resolve_target
@@ -189,6 +191,55 @@ def test_guarded_drop_of_an_accuracy_objective_uses_the_paired_margin():
     assert objective.guarded_drop(candidate, base) == pytest.approx(0.529, abs=1e-9)
     # the margin makes it stricter than the plain drop of 0.2
     assert objective.guarded_drop(candidate, base) > 0.2
+
+
+def test_guarded_ratio_drop_is_the_f1_drop_plus_the_paired_bootstrap_margin():
+    # per sentence (gold, predicted, correct): base finds everything, the candidate misses
+    # the entities of sentence 0
+    base = np.array([[2, 2, 2], [1, 1, 1], [0, 0, 0], [3, 3, 3]])
+    candidate = np.array([[2, 2, 0], [1, 1, 1], [0, 0, 0], [3, 3, 3]])
+    drop = 1.0 - 2 * 4 / 12  # F1 1 -> 2*4/(6+6)
+    # the same resamples, by hand: each is a count vector w, F1 = 2 w.c / (w.g + w.p)
+    rng = np.random.default_rng(0)
+    weights = np.stack([np.bincount(rng.integers(0, 4, 4), minlength=4) for _ in range(1000)])
+    f1 = lambda counts: np.where((t := weights @ counts[:, 0] + weights @ counts[:, 1]) > 0,  # noqa: E731
+                                 2 * (weights @ counts[:, 2]) / np.maximum(t, 1e-12), 0.0)
+    margin = 1.645 * np.std(f1(base) - f1(candidate), ddof=1)
+    assert margin > 0.05
+    assert guarded_ratio_drop(base, candidate) == pytest.approx(drop + margin, rel=1e-12)
+    assert guarded_ratio_drop(base, base) == 0.0  # identical predictions: no drop, no margin
+    assert guarded_ratio_drop(base[:1], candidate[:1]) == pytest.approx(1.0)  # one sentence
+    with pytest.raises(ValueError, match=r"\[N, 3\]"):
+        guarded_ratio_drop(base, candidate[:, :2])
+
+
+def test_an_entity_f1_objective_judges_maps_by_the_bootstrap_margin():
+    class Counts:  # the evaluation's per-sentence entity counts are the outputs themselves
+        metric_name = "entity_f1"
+
+        def correct(self, outputs):
+            return None
+
+        def entity_counts(self, outputs):
+            return np.concatenate(outputs)
+
+    objective = EvaluationObjective.__new__(EvaluationObjective)
+    objective.evaluation = Counts()
+    base = [np.array([[2, 2, 2], [1, 1, 1]]), np.array([[0, 0, 0], [3, 3, 3]])]
+    candidate = [np.array([[2, 2, 0], [1, 1, 1]]), np.array([[0, 0, 0], [3, 3, 3]])]
+    expected = guarded_ratio_drop(np.concatenate(base), np.concatenate(candidate))
+    assert objective.guarded_drop(candidate, base) == pytest.approx(expected)
+    assert objective.guarded_drop(candidate, base) > 1.0 - 2 * 4 / 12  # stricter than the drop
+
+
+def test_entity_counts_sum_to_entity_f1():
+    gold = [["B-person", "I-person", "O"], ["O", "B-location"], ["O"]]
+    predicted = [["B-person", "I-person", "O"], ["B-location", "O"], ["B-group"]]
+    counts = entity_counts(gold, predicted)
+    assert counts.tolist() == [[1, 1, 1], [1, 1, 0], [0, 1, 0]]
+    f1 = entity_f1(gold, predicted)
+    g, p, c = counts.sum(0)
+    assert f1["f1"] == pytest.approx(2 * c / (g + p))
 
 
 def test_default_preset_of_a_cpu_search_is_named_apart_from_the_fp32_reference():
