@@ -71,7 +71,8 @@ def comparison_section(path: Path) -> list[str]:
              f"--target {data['target']}"
              + (f" --max-search-examples {data['max_search_examples']}" if data.get("max_search_examples") else "")
              + (f" --max-examples {data['max_examples']}" if data.get("max_examples") else "")
-             + f" --out {path.parent}` (2-core CPU). Latency model: {source}.", ""]
+             + f" --strategies {','.join(r['strategy'] for r in rows)} --out {path.parent}` "
+             f"(2-core CPU). Latency model: {source}." + (f" {data['note']}" if data.get("note") else ""), ""]
     presets = data.get("presets_on_test")
     if presets:
         search = first.get("presets_on_search", {})

@@ -488,9 +488,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the device the map is for: its options (FP8 only where it has FP8), the "
                          "dtype between sites, and the latency model (measured when this machine "
                          "is the target, else estimated from its spec sheet); auto: this machine")
-    se.add_argument("--strategy", default="greedy", choices=sorted(STRATEGIES),
-                    help="allocation: greedy (moves by harm per ms), knapsack (minimum summed harm "
-                         "under a latency budget), revert (all fastest, most harmful reverted)")
+    se.add_argument("--strategy", default=None, choices=sorted(STRATEGIES),
+                    help="allocation: knapsack (default: minimum summed harm under a latency "
+                         "budget), greedy (moves by harm per ms; the default with --objective "
+                         "int8_fraction), revert (all fastest, most harmful reverted)")
     se.add_argument("--options", default=None, type=_option_list, metavar="OPT[,OPT]",
                     help=f"narrow the per-site options ({', '.join(OPTION_NAMES)}); the "
                          "target's float option is always kept")

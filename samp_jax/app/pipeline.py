@@ -67,7 +67,7 @@ def run_search(model, tokenizer, task: Task, *, description: str = "", tolerance
                command: str | None = None, compare_presets: bool = True,
                max_search_examples: int | None = None, max_test_examples: int | None = None,
                seed: int = 0, target: str = "auto", options: Sequence[str] | None = None,
-               strategy: str = "greedy", stop_early: bool = True) -> SearchRun:
+               strategy: str | None = None, stop_early: bool = True) -> SearchRun:
     """Calibrates on the task's calibration split, searches on its search split, quantizes with
     the chosen map, scores the held-out test split with the real quantized model, and writes the
     report plus the quantized model (`out/model`, loadable with `samp_jax.load`).

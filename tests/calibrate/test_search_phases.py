@@ -222,7 +222,8 @@ def test_search_is_the_composition_of_its_phases(tiny, calibration, tolerance):
     batches, table = random_batches(3, seed=2), estimate_table(TINY_CONFIG, 32, 128)
     options = ("fp16", "int8-dynamic")
     result = search(tiny, batches, tolerance=tolerance, options=options, calibration=calibration,
-                    latency_table=table, chunk=4, sensitivity_batches=1, progress=False)
+                    latency_table=table, chunk=4, sensitivity_batches=1, progress=False,
+                    strategy="greedy")
 
     options = tuple(as_precision(o) for o in options)
     obj = UnlabelledObjective(tiny, batches)
