@@ -45,9 +45,10 @@ def run(*, tolerance: float = 0.01, max_search_examples: int = 256, max_test_exa
           f"({summary['test_examples']} held-out test examples, fixed seeded subset)")
     for name in [n for n in test if not n.endswith("relative_change")]:
         print(f"{name:<22} {test[name]:>16.4f}  {100 * (test[name] / test['fp32'] - 1):+.2f}%")
+    chosen_ms, speedup = summary["estimated_latency_ms"], summary["estimated_speedup_vs_default"]
     print(f"\nchosen map ({summary['chosen_from']}): {100 * summary['int8_flop_fraction']:.0f}% of "
-          f"GEMM FLOPs in INT8, {summary['estimated_speedup_vs_default']:.2f}x the all-"
-          f"{summary['default_option']} map ({summary['estimated_latency_ms']:.3f} ms, "
+          f"GEMM FLOPs in INT8; {chosen_ms:.1f} ms against {chosen_ms * speedup:.1f} ms for the "
+          f"all-{summary['default_option']} map ({speedup:.2f}x; latency model: "
           f"{summary['latency_source']}); target {summary['target']}")
     serve(searched.quantized, searched.tokenizer, task)
     print(f"report: {OUT}/report.md, {OUT}/pareto.png, {OUT}/precision_map.json "
