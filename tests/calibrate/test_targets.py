@@ -142,6 +142,7 @@ def test_search_stops_after_the_presets_when_the_fastest_passing_one_is_the_fast
     presets = [e for e in early.evaluated if e.kind == Kind.PRESET]
     assert early.stopped_early and "fully_quant_static" in early.stopped_early
     assert early.chosen_from == "fully_quant_static" and early.sensitivity == {}
+    assert early.strategy == "knapsack"  # the default allocation
     assert early.maps_run == len(presets)  # nothing but the presets ran
     full = search(tiny, random_batches(2, seed=3), stop_early=False, **kwargs)
     assert full.stopped_early is None and full.maps_run > early.maps_run and full.sensitivity
@@ -150,6 +151,14 @@ def test_search_stops_after_the_presets_when_the_fastest_passing_one_is_the_fast
     static = next(e.proxy for e in presets if e.name == "fully_quant_static")
     strict = search(tiny, random_batches(2, seed=3), **{**kwargs, "tolerance": static / 2})
     assert strict.stopped_early is None and strict.maps_run > early.maps_run
+
+
+def test_the_int8_fraction_objective_defaults_to_the_greedy(tiny, calibration):
+    table = estimate_table(TINY_CONFIG, 32, 128, spec=resolve_target("h100").spec)
+    result = search(tiny, random_batches(1, seed=3), tolerance=0.45, target="h100",
+                    options=["int8-dynamic"], calibration=calibration, latency_table=table,
+                    progress=False, sensitivity_batches=1, objective="int8_fraction")
+    assert result.strategy == "greedy"
 
 
 def test_the_greedy_stops_once_it_cannot_beat_a_passing_preset(tiny, calibration):
