@@ -91,13 +91,22 @@ class EvaluationObjective(Objective):
         (`guarded_difference`); for entity F1 the drop plus `z` standard deviations of the
         paired bootstrap drop over sentences (`guarded_ratio_drop`). Otherwise (ROC-AUC,
         Spearman) the plain drop."""
-        correct, correct_base = self.evaluation.correct(outputs), self.evaluation.correct(base)
+        correct = self.evaluation.correct(outputs)
         if correct is not None:
-            return guarded_difference(correct_base, correct)
+            return guarded_difference(self._of_base("correct", base), correct)
         counts = self.evaluation.entity_counts(outputs)
         if counts is not None:
-            return guarded_ratio_drop(self.evaluation.entity_counts(base), counts)
+            return guarded_ratio_drop(self._of_base("entity_counts", base), counts)
         return super().guarded_drop(outputs, base)
+
+    def _of_base(self, name: str, base):
+        """`evaluation.<name>(base)`, computed once per base (every candidate is compared with
+        the same FP32 outputs)."""
+        cache = self.__dict__.setdefault("_base_cache", {})
+        key = (name, id(base))
+        if key not in cache or cache[key][0] is not base:
+            cache[key] = (base, getattr(self.evaluation, name)(base))
+        return cache[key][1]
 
 
 def guarded_difference(base: np.ndarray, candidate: np.ndarray) -> float:

@@ -246,12 +246,12 @@ class Runner:
         if batches is not None:
             return self._run(choices, batches)
         keys = [c.tobytes() for c in choices]
-        fresh = [i for i, k in enumerate(keys) if k not in self._seen]
-        fresh = [i for n, i in enumerate(fresh) if keys[i] not in {keys[j] for j in fresh[:n]}]
+        fresh = {k: i for i, k in reversed(list(enumerate(keys))) if k not in self._seen}  # first of each
         if fresh:
-            for i, out in zip(fresh, self._run(choices[fresh], self.objective.batches)):
+            rows = sorted(fresh.values())
+            for i, out in zip(rows, self._run(choices[rows], self.objective.batches)):
                 self._seen[keys[i]] = out
-            self.maps_run += len(fresh)
+            self.maps_run += len(rows)
         return [self._seen[k] for k in keys]
 
     def _run(self, choices: np.ndarray, batches: Sequence[dict]) -> list[Outputs]:

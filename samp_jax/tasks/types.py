@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from samp_jax.data.wnut16 import align_labels, entity_counts, entity_f1
+from samp_jax.data.wnut16 import align_labels, entity_f1
 from samp_jax.serving.batching import DEFAULT_BUCKETS, bucket_batches, capped_buckets
 from samp_jax.serving.forward import INPUT_KEYS
 
