@@ -29,6 +29,7 @@ import numpy as np
 
 from calibrate.targets import H100, DeviceSpec, Target, resolve_target
 from samp_jax.assets import cache_dir as default_cache
+from samp_jax.version import __version__
 from samp_jax.atomic import write_text_atomic
 from samp_jax.models.config import EncoderConfig
 from samp_jax.ops import gemm
@@ -64,6 +65,9 @@ _ACT_BYTES = {"int8": 1, "fp8_e4m3": 1, "fp16": 2, "bf16": 2, "fp32": 4}
 # Sites whose input comes from a LayerNorm: the fused LayerNorm+quantize kernel emits INT8 and
 # the per-row scales in the same pass, so even dynamic scales cost no extra pass there.
 LAYERNORM_FED = ("qkv", "ffn_in")
+# Part of a measured table's cache name; raised when the code it times changes (2: the
+# head-major XLA attention).
+TABLE_VERSION = 2
 
 
 def _estimate_site_ms(site: str, tokens: int, k: int, n: int, precision: SitePrecision,
@@ -252,7 +256,9 @@ def table_for_target(model, target: str | Target, batch: int, seq: int, *,
         return estimate_table(model.config, batch, seq, spec=target.spec, precisions=options)
     c = model.config
     folder = (cache_dir or default_cache()) / "latency"
-    name = (f"{jax.devices()[0].device_kind}-{target.name}-L{c.num_layers}-H{c.hidden_size}"
+    # The versions are in the name: a new jax or new model code times differently.
+    name = (f"v{TABLE_VERSION}-jax{jax.__version__}-samp{__version__}-"
+            f"{jax.devices()[0].device_kind}-{target.name}-L{c.num_layers}-H{c.hidden_size}"
             f"-I{c.intermediate_size}-{batch}x{seq}-{jnp.dtype(target.dtype).name}.json").replace(" ", "_")
     path = folder / name
     if path.is_file():

@@ -201,15 +201,38 @@ def attention(q: jax.Array, k: jax.Array, v: jax.Array, attention_mask: jax.Arra
         return jax.nn.dot_product_attention(
             q, k, v, bias=None if bias is None else bias.astype(q.dtype),
             query_seq_lengths=lengths, key_value_seq_lengths=lengths, implementation="cudnn")
-    mask = attention_mask[:, None, None, :].astype(jnp.bool_)  # [batch, 1, 1, keys]
     dtype = q.dtype
     if dtype == jnp.float16 and jax.default_backend() == "cpu":
-        # XLA:CPU has no f16 x f16 -> f32 dot, which the XLA attention needs for its logits.
+        # XLA:CPU has no f16 x f16 -> f32 dot, which the logits need.
         q, k, v = (t.astype(jnp.float32) for t in (q, k, v))
+    return xla_attention(q, k, v, attention_mask.astype(jnp.bool_), bias=bias).astype(dtype)
+
+
+def xla_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array, *,
+                  bias: jax.Array | None = None) -> jax.Array:
+    """`softmax(q k^T / sqrt(head_dim) + bias, masked) v` in plain XLA, over `[batch, seq,
+    heads, head_dim]` tensors with a `[batch, keys]` bool `mask`.
+
+    Logits, softmax and the accumulation are float32. It works head-major (`[batch, heads,
+    seq, head_dim]`, so both products are plain batched GEMMs without strided operands) and
+    normalises after the second product (dividing `[..., head_dim]` instead of the `[..., keys]`
+    probabilities), the flash-attention order: on the 2-core CPU this is about 3x faster than
+    `jax.nn.dot_product_attention(implementation="xla")` at 32x128 (MiniLM), with the same
+    result to float32 rounding. A query whose keys are all masked attends uniformly, as there.
+    """
+    scale = 1.0 / math.sqrt(q.shape[-1])
+    precision = jax.lax.Precision.HIGHEST if q.dtype == jnp.float32 else None
+    q, k, v = (jnp.swapaxes(t, 1, 2) for t in (q, k, v))  # [batch, heads, seq, head_dim]
+    logits = jnp.einsum("bnth,bnsh->bnts", q, k, precision=precision,
+                        preferred_element_type=jnp.float32) * scale
     if bias is not None:
-        bias = bias.astype(q.dtype)
-    return jax.nn.dot_product_attention(q, k, v, bias=bias, mask=mask,
-                                        implementation="xla").astype(dtype)
+        logits = logits + bias.astype(jnp.float32)
+    logits = jnp.where(mask[:, None, None, :], logits, jnp.finfo(jnp.float32).min)
+    unnormalised = jnp.exp(logits - jnp.max(logits, axis=-1, keepdims=True))
+    total = jnp.sum(unnormalised, axis=-1, keepdims=True)  # [batch, heads, seq, 1], >= 1
+    context = jnp.einsum("bnts,bnsh->bnth", unnormalised.astype(v.dtype), v, precision=precision,
+                         preferred_element_type=jnp.float32) / total
+    return jnp.swapaxes(context, 1, 2)  # [batch, seq, heads, head_dim] float32
 
 
 def relative_position_bucket(seq_len: int) -> np.ndarray:

@@ -3,9 +3,12 @@ returns a map slower than the fastest preset that passes; the guarded drop's pai
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+
+import samp_jax
 
 from calibrate.candidates import SwitchableModel
 from calibrate.latency import estimate_table, table_for_target
@@ -73,7 +76,9 @@ def test_a_cpu_target_search_uses_a_table_measured_here(tiny, calibration, tmp_p
                     calibration=calibration, progress=False, sensitivity_batches=1, seq=16, batch=4)
     assert result.latency_table.source == "measured" and result.latency_table.device == "cpu"
     assert result.options == ("fp32", "int8-dynamic", "int8-static") and result.target == "cpu"
-    assert list((tmp_path / "latency").glob("*cpu*16*float32.json"))  # cached for the next search
+    cached = list((tmp_path / "latency").glob("*cpu*16*float32.json"))  # for the next search
+    # a table timed by another jax or another samp-jax is not reused
+    assert len(cached) == 1 and f"jax{jax.__version__}-samp{samp_jax.__version__}" in cached[0].name
     assert all(p in (as_precision(o) for o in result.options) for _, p in result.precision_map.items())
 
 
