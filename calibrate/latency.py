@@ -66,7 +66,7 @@ _ACT_BYTES = {"int8": 1, "fp8_e4m3": 1, "fp16": 2, "bf16": 2, "fp32": 4}
 # the per-row scales in the same pass, so even dynamic scales cost no extra pass there.
 LAYERNORM_FED = ("qkv", "ffn_in")
 # Part of a measured table's cache name; raised when the code it times changes (2: the
-# head-major XLA attention).
+# head-major XLA attention and the division-free GELU).
 TABLE_VERSION = 2
 
 

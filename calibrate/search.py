@@ -575,23 +575,22 @@ def allocate(runner: Runner, strategy: str, sensitivity: Mapping[Move, dict],
 
 
 def never_slower_than_presets(runner: Runner, choices: np.ndarray, outputs: Outputs,
-                              preset_outputs: Mapping[str, Outputs],
-                              acceptable: Callable[[Outputs], bool]) -> tuple[np.ndarray, Outputs, str]:
-    """The greedy's map, or the fastest preset that passes when that is strictly faster.
+                              passing: tuple[str, np.ndarray, Outputs, float] | None
+                              ) -> tuple[np.ndarray, Outputs, str]:
+    """The allocation's map, or the fastest preset that passes when that is strictly faster.
 
     The greedy adds moves in sensitivity order and stops at the first that fails, so it can end
     short of a preset that passes as a whole (e.g. all-INT8). Presets were scored first
-    (`evaluate_presets`); this keeps the promise that the search returns at least the fastest
-    passing preset.
+    (`evaluate_presets`); `passing` is the fastest that passes (`fastest_passing_preset`), or
+    None. This keeps the promise that the search returns at least that preset.
 
     Returns:
       `(choices, outputs, chosen_from)` with `chosen_from` 'greedy' or the preset's name.
     """
-    best_choices, best_outputs, best_name = choices, outputs, "greedy"
-    passing = fastest_passing_preset(runner, preset_outputs, acceptable)
     if passing is not None and passing[3] < runner.latency_ms(choices) * (1.0 - LATENCY_RTOL):
-        best_name, best_choices, best_outputs, _ = passing  # faster beyond rounding
-    return best_choices, best_outputs, best_name
+        name, preset_choices, preset_outputs, _ = passing  # faster beyond rounding
+        return preset_choices, preset_outputs, name
+    return choices, outputs, "greedy"
 
 
 def fastest_passing_preset(runner: Runner, preset_outputs: Mapping[str, Outputs],
@@ -738,8 +737,8 @@ def search(model, data, *, tokenizer=None, tolerance: float = 0.01, tolerance_mo
     tolerance_met, ceiling_ms, stopped_early = None, None, None
     if latency_target_ms is None:
         accept = acceptance(obj, reference.metric, tolerance, tolerance_mode)
+        passing = fastest_passing_preset(runner, preset_outputs, accept)
         if stop_early and objective == "latency":
-            passing = fastest_passing_preset(runner, preset_outputs, accept)
             ceiling_ms = None if passing is None else passing[3]
             floor_ms = table.map_ms(fastest_map(table, options, runner.num_layers))
             if ceiling_ms is not None and ceiling_ms <= floor_ms * (1.0 + LATENCY_RTOL):
@@ -768,7 +767,7 @@ def search(model, data, *, tokenizer=None, tolerance: float = 0.01, tolerance_mo
         outputs = preset_outputs[default_name] if not choices.any() else runner.run(choices[None])[0]
     chosen_from = "greedy"
     if latency_target_ms is None:
-        choices, outputs, chosen_from = never_slower_than_presets(runner, choices, outputs, preset_outputs, accept)
+        choices, outputs, chosen_from = never_slower_than_presets(runner, choices, outputs, passing)
     if latency_target_ms is None:
         name, measure, allowed = tolerance_measure(obj, reference.metric, tolerance, tolerance_mode)
         found = measure(outputs)

@@ -30,6 +30,7 @@ import numpy as np
 INT8_MAX = 127.0
 SCALE_EPS = 1e-12  # the smallest quantization scale: keeps all-zero inputs finite
 ACTIVATIONS = ("gelu", "gelu_tanh", "tanh", "relu", None)
+_SQRT_HALF = 0.7071067811865476  # 1 / sqrt(2)
 INT32_MAX = 2 ** 31 - 1
 # The deepest reduction whose int32 accumulator cannot wrap: 127 * 127 * K <= 2**31 - 1.
 MAX_K = INT32_MAX // int(INT8_MAX * INT8_MAX)  # 133,144
@@ -130,7 +131,10 @@ def apply_activation(x: jax.Array, activation: str | None) -> jax.Array:
     if activation is None:
         return x
     if activation == "gelu":
-        return jax.nn.gelu(x, approximate=False)
+        # As PyTorch computes it (x * 1/sqrt(2), not x / sqrt(2)), and as the kernels do
+        # (`pallas_kernels.epilogue`); the division `jax.nn.gelu` uses made the FFN epilogue
+        # about 1.6x slower on CPU.
+        return 0.5 * x * (1.0 + jax.lax.erf(x * _SQRT_HALF))
     if activation == "gelu_tanh":
         return jax.nn.gelu(x, approximate=True)
     if activation == "tanh":

@@ -24,6 +24,7 @@ from calibrate.latency import site_flops  # noqa: E402
 from samp_jax.app.pipeline import builtin_model, run_search  # noqa: E402
 from samp_jax.quant.precision import SitePrecision  # noqa: E402
 from samp_jax.tasks import get_task  # noqa: E402
+from tools.render_docs import strategy_table  # noqa: E402
 
 
 def int8_shares(pmap, config) -> dict[str, float]:
@@ -80,14 +81,7 @@ def main() -> None:
         {"data": args.data, "target": args.target, "tolerance": args.tolerance, "model": description,
          "max_search_examples": args.max_search_examples, "max_examples": args.max_examples,
          "presets_on_test": test_presets, "rows": rows}, indent=1, default=str))
-    lines = ["| strategy | chosen by | test: FP32 → chosen | INT8 static / dynamic / FP8 FLOPs | "
-             "latency (ms) | speed-up vs all-default | maps run | search (s) |", "|---|---|---|---|---:|---:|---:|---:|"]
-    for r in rows:
-        t = r["test"]
-        lines.append(f"| {r['strategy']} | {r['chosen_from']} | {t['fp32']:.4f} → {t['chosen']:.4f} "
-                     f"({100 * t['chosen_relative_change']:+.2f}%) | {100 * r['int8_static']:.0f}% / "
-                     f"{100 * r['int8_dynamic']:.0f}% / {100 * r['fp8']:.0f}% | {r['latency_ms']:.3f} | "
-                     f"{r['speedup_vs_default']:.2f}× | {r['maps_run']} | {r['search_seconds']:.0f} |")
+    lines = strategy_table(rows)
     (args.out / "comparison.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

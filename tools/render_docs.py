@@ -85,17 +85,22 @@ def comparison_section(path: Path) -> list[str]:
             ms = f"{info['latency_ms']:.3f}" if "latency_ms" in info else ""
             parts.append(f"| {name} | {value:.4f} | {100 * (value / presets['fp32'] - 1):+.2f}% | {on_search} | {ms} |")
         parts.append("")
-    parts += ["| strategy | chosen by | test: FP32 → chosen | INT8 static / dynamic / FP8 FLOPs | "
-              "latency (ms) | speed-up vs all-default | maps run | search (s) |",
-              "|---|---|---|---|---:|---:|---:|---:|"]
+    return parts + strategy_table(rows) + [""]
+
+
+def strategy_table(rows: list[dict]) -> list[str]:
+    """The markdown table of a strategy comparison (`tools/compare_strategies.py` rows)."""
+    lines = ["| strategy | chosen by | test: FP32 → chosen | INT8 static / dynamic / FP8 FLOPs | "
+             "latency (ms) | speed-up vs all-default | maps run | search (s) |",
+             "|---|---|---|---|---:|---:|---:|---:|"]
     for r in rows:
         t = r["test"]
         maps = r.get("maps_run", r.get("maps_evaluated"))
         by = r["chosen_from"] + (" (stopped after the presets)" if r.get("stopped_early") else "")
-        parts.append(f"| {r['strategy']} | {by} | {t['fp32']:.4f} → {t['chosen']:.4f} "
+        lines.append(f"| {r['strategy']} | {by} | {t['fp32']:.4f} → {t['chosen']:.4f} "
                      f"({100 * t['chosen_relative_change']:+.2f}%) | {_share(r)} | {r['latency_ms']:.3f} | "
                      f"{r['speedup_vs_default']:.2f}× | {maps} | {r['search_seconds']:.0f} |")
-    return parts + [""]
+    return lines
 
 
 def search_page() -> str:

@@ -8,23 +8,21 @@ import math
 
 def positive_int(text: str) -> int:
     """An argparse type: a whole number >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
+    return _at_least(text, 1, "must be at least 1")
 
 
 def non_negative_int(text: str) -> int:
     """An argparse type: a whole number >= 0."""
+    return _at_least(text, 0, "must not be negative")
+
+
+def _at_least(text: str, lowest: int, message: str) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} must not be negative")
+    if value < lowest:
+        raise argparse.ArgumentTypeError(f"{value} {message}")
     return value
 
 

@@ -15,8 +15,8 @@ from calibrate.latency import estimate_table, table_for_target
 from calibrate.objectives import (EvaluationObjective, UnlabelledObjective, guarded_difference,
                                   guarded_ratio_drop)
 from samp_jax.data.wnut16 import entity_counts, entity_f1
-from calibrate.search import (Kind, Runner, evaluate_presets, fastest_map, never_slower_than_presets,
-                              preset_maps, search, single_site_moves, tolerance_greedy)
+from calibrate.search import (Kind, Runner, evaluate_presets, fastest_map, fastest_passing_preset,
+                              never_slower_than_presets, preset_maps, search, single_site_moves, tolerance_greedy)
 from calibrate.targets import TARGETS, resolve_target
 from samp_jax.quant.precision import SITES, PrecisionMap, SitePrecision, as_precision
 from tests.helpers import TINY_CONFIG, random_batches
@@ -99,18 +99,18 @@ def test_the_fastest_passing_preset_wins_when_the_greedy_found_nothing_faster(ti
     passing = {"quant_ffn_only_static", "fully_quant"}
     assert latency["quant_ffn_only_static"] < latency["fp16"] < latency["fully_quant"]
     accept = lambda out: any(out is outputs[n] for n in passing)  # noqa: E731
-    choices, chosen_outputs, name = never_slower_than_presets(runner, nothing, outputs["fp16"],
-                                                              outputs, accept)
+    choices, chosen_outputs, name = never_slower_than_presets(
+        runner, nothing, outputs["fp16"], fastest_passing_preset(runner, outputs, accept))
     assert name == "quant_ffn_only_static"
     # a passing preset slower than the greedy's map is not taken
-    _, _, kept = never_slower_than_presets(runner, nothing, outputs["fp16"], outputs,
-                                           lambda out: out is outputs["fully_quant"])
+    _, _, kept = never_slower_than_presets(runner, nothing, outputs["fp16"], fastest_passing_preset(
+        runner, outputs, lambda out: out is outputs["fully_quant"]))
     assert kept == "greedy"
     assert chosen_outputs is outputs[name]
     assert runner.switch.map_for(choices) == preset_maps(options, 3)[name]
     # everything passes: the fastest preset of all (static INT8 everywhere) is returned
-    choices, _, name = never_slower_than_presets(runner, nothing, outputs["fp16"], outputs,
-                                                 lambda out: True)
+    choices, _, name = never_slower_than_presets(
+        runner, nothing, outputs["fp16"], fastest_passing_preset(runner, outputs, lambda out: True))
     assert name == min(latency, key=latency.get) == "fully_quant_static"
 
 
@@ -120,8 +120,8 @@ def test_a_greedy_map_faster_than_every_passing_preset_is_kept(tiny, calibration
     _, outputs = evaluate_presets(runner)
     fastest = runner.switch.choices_for(preset_maps(options, 3)["fully_quant_static"])
     greedy_outputs = outputs["fully_quant_static"]
-    choices, out, name = never_slower_than_presets(runner, fastest, greedy_outputs, outputs,
-                                                   lambda o: True)
+    choices, out, name = never_slower_than_presets(
+        runner, fastest, greedy_outputs, fastest_passing_preset(runner, outputs, lambda o: True))
     assert name == "greedy" and out is greedy_outputs and (choices == fastest).all()
 
 
