@@ -3,8 +3,12 @@
 Same model (all-MiniLM-L6-v2), same held-out test batches, same timing batch: ONNX Runtime FP32
 and INT8 (`AutoQuantizationConfig.avx512_vnni`, dynamic, weights per channel and per tensor;
 run by tools/ort_run.py in .ort-venv), and samp-jax FP32 plus INT8 maps (FP32 between sites, as
-the CPU target runs them), each scored on the test split and timed at the serving shape
-(median of many runs after warm-up).
+the CPU target runs them), each scored on the test split and timed at the serving shape.
+
+Timing interleaves the engines: `--rounds` rounds, each timing every variant in turn (ONNX
+Runtime in its own process, which idles meanwhile, and samp-jax here), `--repeats` samples of 5
+calls per variant and round. A variant's figure is the median over rounds of its per-round
+medians, so a drift of the machine's speed during the run hits every variant alike.
 
     bash tools/make_ort_venv.sh            # once: .ort-venv with torch, optimum-onnx, onnxruntime
     .venv/bin/python tools/ort_compare.py --max-examples 2000 \
@@ -17,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -46,6 +51,16 @@ def timing_batch(batch: int, seq: int, vocab: int) -> dict[str, np.ndarray]:
             "token_type_ids": np.zeros((batch, seq), np.int32)}
 
 
+def reply(worker: subprocess.Popen, wanted) -> str:
+    """The next line of the ORT worker's stdout that `wanted` accepts (other output is echoed)."""
+    for line in worker.stdout:
+        line = line.strip()
+        if wanted(line):
+            return line
+        print(line, flush=True)
+    raise SystemExit(f"tools/ort_run.py ended early (exit code {worker.wait()})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="snli-embed")
@@ -55,7 +70,8 @@ def main() -> None:
     parser.add_argument("--calibration", default="percentile")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--seq", type=int, default=128)
-    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=5, help="samples per variant and round")
+    parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--ort-python", default=str(ROOT / ".ort-venv/bin/python"))
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
@@ -66,24 +82,6 @@ def main() -> None:
     evaluator = make_evaluator(args.data, tokenizer, max_examples=args.max_examples)
     batches = evaluator.evaluation.batches
     timing = timing_batch(args.batch, args.seq, model.config.vocab_size)
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        arrays = {"count": np.int64(len(batches))}
-        for b, batch in enumerate(batches):
-            arrays.update({f"b{b}_{k}": np.asarray(v) for k, v in batch.items()})
-        arrays.update({f"timing_{k}": v for k, v in timing.items()})
-        np.savez(tmp / "inputs.npz", **arrays)
-        subprocess.run([args.ort_python, str(ROOT / "tools/ort_run.py"), "--model", str(path),
-                        "--inputs", str(tmp / "inputs.npz"), "--out", str(tmp / "ort.npz"),
-                        "--work", str(tmp), "--repeats", str(args.repeats)], check=True,
-                       env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
-        ort_info = json.loads((tmp / "ort.json").read_text())
-        ort_out = np.load(tmp / "ort.npz")
-        for name, info in ort_info["variants"].items():
-            outputs = [ort_out[f"{name}/b{b}"] for b in range(len(batches))]
-            rows.append({"variant": name, "engine": "onnxruntime " + ort_info["onnxruntime"],
-                         "metric": evaluator.score(outputs)["value"], "ms": info["ms"]})
     calibration = calibrate(model, evaluator.calibration_batches(), args.calibration)
     layers = model.config.num_layers
     maps = {"samp-jax fully_quant (INT8 dynamic)": PrecisionMap.preset("fully_quant", layers),
@@ -93,12 +91,54 @@ def main() -> None:
         maps[f"samp-jax {file.parent.name} map"] = PrecisionMap.load(file)
     variants = {"samp-jax fp32": model} | {
         name: quantize(model, pmap, calibration, dtype=jnp.float32) for name, pmap in maps.items()}
-    for name, m in variants.items():
-        forward = jit_forward(m)
-        ms = time_ms(lambda: forward(timing), repeats=args.repeats)
-        rows.append({"variant": name, "engine": f"jax {jax.__version__} (XLA CPU)",
-                     "metric": evaluator.score(evaluator.outputs(m))["value"], "ms": ms})
-        print(name, f"{ms:.1f} ms", flush=True)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        arrays = {"count": np.int64(len(batches))}
+        for b, batch in enumerate(batches):
+            arrays.update({f"b{b}_{k}": np.asarray(v) for k, v in batch.items()})
+        arrays.update({f"timing_{k}": v for k, v in timing.items()})
+        np.savez(tmp / "inputs.npz", **arrays)
+        worker = subprocess.Popen(
+            [args.ort_python, str(ROOT / "tools/ort_run.py"), "--model", str(path), "--inputs",
+             str(tmp / "inputs.npz"), "--out", str(tmp / "ort.npz"), "--work", str(tmp)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+        try:
+            reply(worker, lambda line: line == "ready")
+            ort_info = json.loads((tmp / "ort.json").read_text())
+            ort_out = np.load(tmp / "ort.npz")
+            for name, info in ort_info["variants"].items():
+                outputs = [ort_out[f"{name}/b{b}"] for b in range(len(batches))]
+                rows.append({"variant": name, "engine": "onnxruntime " + ort_info["onnxruntime"],
+                             "metric": evaluator.score(outputs)["value"]})
+            for name, m in variants.items():
+                rows.append({"variant": name, "engine": f"jax {jax.__version__} (XLA CPU)",
+                             "metric": evaluator.score(evaluator.outputs(m))["value"]})
+            forwards = {name: jit_forward(m) for name, m in variants.items()}
+            for forward in forwards.values():  # compile before the first round
+                jax.block_until_ready(forward(timing))
+            per_round = {r["variant"]: [] for r in rows}
+            for round_ in range(args.rounds):
+                for name in per_round:
+                    if name in forwards:
+                        ms = time_ms(lambda: forwards[name](timing), warmup=2, repeats=args.repeats)
+                    else:
+                        worker.stdin.write(f"time {name} {args.repeats}\n")
+                        worker.stdin.flush()
+                        ms = json.loads(reply(worker, lambda line: line.startswith("{")))["ms"]
+                    per_round[name].append(ms)
+                print(f"round {round_ + 1}/{args.rounds}: " + ", ".join(
+                    f"{n} {v[-1]:.1f} ms" for n, v in per_round.items()), flush=True)
+            worker.stdin.write("quit\n")
+            worker.stdin.flush()
+        finally:
+            worker.stdin.close()
+            if worker.wait(timeout=60) != 0:
+                raise SystemExit(f"tools/ort_run.py exited with {worker.returncode}")
+    for r in rows:
+        r["ms"] = statistics.median(per_round[r["variant"]])
+        r["ms_per_round"] = per_round[r["variant"]]
     fp32 = next(r["metric"] for r in rows if r["variant"] == "samp-jax fp32")
     best_ort = min(r["ms"] for r in rows if r["variant"].startswith("ort-int8"))
     for r in rows:
@@ -107,7 +147,8 @@ def main() -> None:
     command = "python tools/ort_compare.py " + " ".join(sys.argv[1:])
     result = {"command": command, "device": f"{jax.devices()[0].device_kind}, {os.cpu_count()} cores",
               "data": args.data, "metric": evaluator.metric, "test_examples": evaluator.num_examples,
-              "shape": f"{args.batch}x{args.seq}", "repeats": args.repeats, "rows": rows,
+              "shape": f"{args.batch}x{args.seq}", "repeats": args.repeats, "rounds": args.rounds,
+              "rows": rows,
               "seconds": time.perf_counter() - start}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))

@@ -4,7 +4,10 @@ onnxruntime), never in the samp-jax venv.
 Exports the HF model folder to ONNX with HF optimum, quantizes it with optimum's ORTQuantizer
 (`AutoQuantizationConfig.avx512_vnni`, dynamic activations, weights per channel or per
 tensor), then for FP32 and each INT8 model: mean-pooled embeddings of every batch in the
-inputs file, and the median latency of the timing batch.
+inputs file. Then it prints `ready` and serves timing requests on stdin, one per line
+(`time VARIANT REPEATS` -> the median ms of the timing batch, `quit`), so that tools/ort_compare.py
+can interleave ONNX Runtime's timings with samp-jax's: on a shared machine whose speed drifts,
+only timings taken in alternation compare fairly.
 
     .ort-venv/bin/python tools/ort_run.py --model DIR --inputs in.npz --out out.npz --work DIR
 """
@@ -12,6 +15,7 @@ inputs file, and the median latency of the timing batch.
 import argparse
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -44,7 +48,6 @@ def main() -> None:
     parser.add_argument("--inputs", required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--work", required=True)
-    parser.add_argument("--repeats", type=int, default=20)
     args = parser.parse_args()
     work = Path(args.work)
     fp32_dir = work / "onnx-fp32"
@@ -57,26 +60,32 @@ def main() -> None:
         variants[name] = next((work / name).glob("*.onnx"))
     data = np.load(args.inputs)
     count = int(data["count"])
-    results, arrays = {}, {}
+    sessions, arrays = {}, {}
     for name, path in variants.items():
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         wanted = {i.name for i in session.get_inputs()}
 
-        def feed(prefix):
+        def feed(prefix, wanted=wanted):
             return {k: data[f"{prefix}{k}"].astype(np.int64) for k in
                     ("input_ids", "attention_mask", "token_type_ids") if k in wanted}
         for b in range(count):
             inputs = feed(f"b{b}_")
             hidden = session.run(None, inputs)[0]
             arrays[f"{name}/b{b}"] = mean_pool(hidden, inputs["attention_mask"])
-        timing = feed("timing_")
-        results[name] = {"ms": median_ms(lambda: session.run(None, timing), warmup=5, repeats=args.repeats),
-                         "file": str(path), "bytes": path.stat().st_size}
-        print(name, f"{results[name]['ms']:.1f} ms", flush=True)
+        sessions[name] = (session, feed("timing_"))
     np.savez(args.out, **arrays)
     (Path(args.out).with_suffix(".json")).write_text(json.dumps({
-        "variants": results, "onnxruntime": ort.__version__,
-        "threads": ort.SessionOptions().intra_op_num_threads}, indent=1))
+        "variants": {name: {"file": str(path), "bytes": path.stat().st_size} for name, path in variants.items()},
+        "onnxruntime": ort.__version__, "threads": ort.SessionOptions().intra_op_num_threads}, indent=1))
+    print("ready", flush=True)
+    for line in sys.stdin:
+        command = line.split()
+        if command[:1] == ["time"]:
+            session, timing = sessions[command[1]]
+            ms = median_ms(lambda: session.run(None, timing), warmup=2, repeats=int(command[2]))
+            print(json.dumps({"ms": ms}), flush=True)
+        elif command[:1] == ["quit"]:
+            break
 
 
 if __name__ == "__main__":

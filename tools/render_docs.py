@@ -117,8 +117,12 @@ def search_page() -> str:
         parts += ["## samp-jax against ONNX Runtime INT8 (HF optimum) on this CPU", "",
                   f"Command: `{ort['command']}` ({ort['device']}). Both engines score the same "
                   f"{ort['test_examples']} held-out {ort['data']} test examples ({ort['metric']}) and are "
-                  f"timed on the same {ort['shape']} batch (median of {ort['repeats']} runs of 5 calls, "
-                  "after warm-up), in one run.", "",
+                  f"timed on the same {ort['shape']} batch in one run, "
+                  + (f"interleaved: {ort['rounds']} rounds, each timing every variant in turn "
+                     f"({ort['repeats']} samples of 5 calls after warm-up); a figure is the median over "
+                     "rounds, so a drift of the shared machine's speed hits every variant alike."
+                     if ort.get("rounds") else f"(median of {ort['repeats']} runs of 5 calls, after warm-up)."),
+                  "",
                   f"| variant | engine | {ort['metric']} (test) | vs FP32 | ms at {ort['shape']} | "
                   "speed vs best ORT INT8 |", "|---|---|---:|---:|---:|---:|"]
         for r in ort["rows"]:

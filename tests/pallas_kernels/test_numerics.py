@@ -1,6 +1,8 @@
 """The shared epilogue activations: `numerics.apply_activation` (the XLA reference) and its
 kernel-side twin `epilogue.activation` agree, including ReLU."""
 
+import math
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -36,3 +38,12 @@ def test_unknown_activations_raise():
         numerics.apply_activation(jnp.zeros(2), "swish")
     with pytest.raises(ValueError, match="relu"):
         epilogue.activation(jnp.zeros(2), "leaky_relu")
+
+
+def test_gelu_is_the_exact_erf_gelu_to_float32_rounding():
+    """x/2 (1 + erf(x / sqrt 2)) against float64 (math.erf), over the range BERT activations
+    reach, including the far tails where it is 0 or x."""
+    x = np.concatenate([np.linspace(-12, 12, 4001), [-1e4, -50.0, 0.0, 50.0, 1e4]]).astype(np.float32)
+    exact = np.array([v / 2 * (1 + math.erf(v / math.sqrt(2))) for v in x.astype(np.float64)])
+    got = np.asarray(numerics.apply_activation(jnp.asarray(x), "gelu"), np.float64)
+    np.testing.assert_allclose(got, exact, rtol=2e-6, atol=1e-6)
