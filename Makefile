@@ -24,7 +24,7 @@ demo: $(STAMP)
 # compilation, so two workers on two cores take about 13 minutes where one took about 21.
 # TEST_JOBS=0 runs in one process. Workers share a GPU, so none preallocates its memory.
 TEST_JOBS ?= 2
-PYTEST := XLA_PYTHON_CLIENT_PREALLOCATE=false $(VPY) -m pytest -q -n $(TEST_JOBS) --dist loadfile
+PYTEST := XLA_PYTHON_CLIENT_PREALLOCATE=false $(VPY) -m pytest -q -n $(TEST_JOBS) --dist loadfile --durations=15
 test: $(STAMP)
 	$(PYTEST) tests
 

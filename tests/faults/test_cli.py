@@ -215,8 +215,12 @@ def test_debug_shows_the_traceback(tmp_path, capsys):
 # ------------------------------------------------------------------------------ Ctrl-C
 def _start(args, tmp_path):
     env = os.environ | {"JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
+    # A terminal's Ctrl-C reaches a process whose SIGINT is at its default. A test runner's
+    # worker (pytest-xdist) or a background shell job may ignore SIGINT, and an ignored signal
+    # stays ignored across exec, so the child restores the default first.
     return subprocess.Popen([sys.executable, "-m", "samp_jax.app", *args], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def test_ctrl_c_mid_run_exits_130_without_a_traceback(files, tmp_path):
