@@ -29,7 +29,6 @@ import numpy as np
 
 from calibrate.targets import H100, DeviceSpec, Target, resolve_target
 from samp_jax.assets import cache_dir as default_cache
-from samp_jax.version import __version__
 from samp_jax.atomic import write_text_atomic
 from samp_jax.models.config import EncoderConfig
 from samp_jax.ops import gemm
@@ -37,6 +36,7 @@ from samp_jax.quant.precision import SITES, PrecisionMap, SitePrecision
 from samp_jax.quant.primitives import quantize_weight_fp8, quantize_weight_int8
 from samp_jax.quant.quantized import quantize
 from samp_jax.serving.forward import jit_forward
+from samp_jax.version import __version__
 
 
 H100_SXM = H100  # the default spec of `estimate_table`

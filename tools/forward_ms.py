@@ -3,7 +3,7 @@
     .venv/bin/python tools/forward_ms.py --variants fp32,dynamic,static --batch 32 --seq 128
 
 Variants: `fp32`, `dynamic` (every site INT8 per-token dynamic), `static` (every site INT8
-per-tensor static, minmax scales from two random batches: the speed does not depend on them).
+per-tensor static, minmax scales from the timed batch: the speed does not depend on them).
 Prints the median of `--repeats` samples of 5 calls each, after warm-up
 (`calibrate.latency.time_ms`). Used for before/after figures of a code change: run it on both
 revisions back to back, since a shared machine's speed drifts.
@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 import jax.numpy as jnp
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -24,6 +23,7 @@ from calibrate.calibration import calibrate  # noqa: E402
 from calibrate.latency import time_ms  # noqa: E402
 from samp_jax import PrecisionMap, load, minilm_path, quantize  # noqa: E402
 from samp_jax.serving.forward import jit_forward  # noqa: E402
+from tools.ort_compare import timing_batch  # noqa: E402
 
 ACTIVATION = {"dynamic": "per_token_dynamic", "static": "per_tensor_static"}
 
@@ -36,16 +36,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=10)
     args = parser.parse_args()
     model = load(minilm_path())
-    rng = np.random.default_rng(0)
-
-    def batch(b: int, s: int) -> dict[str, np.ndarray]:
-        ids = rng.integers(1000, model.config.vocab_size, (b, s)).astype(np.int32)
-        ids[:, 0], ids[:, -1] = 101, 102
-        return {"input_ids": ids, "attention_mask": np.ones((b, s), np.int32),
-                "token_type_ids": np.zeros((b, s), np.int32)}
-
-    calibration = calibrate(model, [batch(8, args.seq) for _ in range(2)], "minmax")
-    inputs = batch(args.batch, args.seq)
+    inputs = timing_batch(args.batch, args.seq, model.config.vocab_size)
+    calibration = calibrate(model, [inputs], "minmax")
     for name in args.variants.split(","):
         if name == "fp32":
             m = model
