@@ -47,3 +47,26 @@ def test_gelu_is_the_exact_erf_gelu_to_float32_rounding():
     exact = np.array([v / 2 * (1 + math.erf(v / math.sqrt(2))) for v in x.astype(np.float64)])
     got = np.asarray(numerics.apply_activation(jnp.asarray(x), "gelu"), np.float64)
     np.testing.assert_allclose(got, exact, rtol=2e-6, atol=1e-6)
+
+
+def test_row_poison_is_nan_exactly_for_rows_holding_nan_or_inf():
+    big = np.finfo(np.float32).max
+    x = np.array([[1.0, -2.0, 3.0, 0.0],
+                  [big, big, -big, big],        # finite, though its sum would overflow
+                  [1.0, np.nan, 2.0, 3.0],
+                  [np.inf, 1.0, 2.0, 3.0],
+                  [1.0, 2.0, 3.0, -np.inf]], np.float32)
+    poison = np.asarray(numerics.row_poison(jnp.asarray(x)))
+    assert poison.shape == (5, 1)
+    assert np.array_equal(np.isnan(poison[:, 0]), [False, False, True, True, True])
+    assert np.all(poison[:2] == 0.0)
+    assert np.array_equal(np.asarray(numerics.row_finite(jnp.asarray(x)))[:, 0], [True, True, False, False, False])
+
+
+@pytest.mark.parametrize("act_scale", [None, 0.05])
+def test_a_non_finite_row_quantizes_to_zeros_with_a_nan_scale(act_scale):
+    x = np.random.default_rng(0).standard_normal((4, 64)).astype(np.float32)
+    x[1, 5], x[3, 0] = np.nan, -np.inf
+    q, scale = (np.asarray(a) for a in numerics.quantize_rows(jnp.asarray(x), act_scale=act_scale))
+    assert np.isnan(scale[[1, 3], 0]).all() and np.isfinite(scale[[0, 2], 0]).all()
+    assert not q[[1, 3]].any() and q[[0, 2]].any()
