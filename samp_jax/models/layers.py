@@ -222,10 +222,18 @@ def xla_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array, *,
     uniformly, as there.
     """
     scale = 1.0 / math.sqrt(q.shape[-1])
-    precision = jax.lax.Precision.HIGHEST if q.dtype == jnp.float32 else None
+    full = q.dtype == jnp.float32
+    precision = jax.lax.Precision.HIGHEST if full else None
     q, k, v = (jnp.swapaxes(t, 1, 2) for t in (q, k, v))  # [batch, heads, seq, head_dim]
-    logits = jnp.einsum("bnth,bnsh->bnts", q, k, precision=precision,
-                        preferred_element_type=jnp.float32) * scale
+    # In float32 the scale goes on q (a pass XLA fuses into the transpose) rather than on the
+    # [batch, heads, seq, keys] logits: XLA:CPU shared one materialised [b, h, t, s] tensor of
+    # the scale across the layers, and every layer read it. Half-precision q keeps the
+    # float32 multiply of the logits, so the scale adds no rounding.
+    if full:
+        q = q * scale
+    logits = jnp.einsum("bnth,bnsh->bnts", q, k, precision=precision, preferred_element_type=jnp.float32)
+    if not full:
+        logits = logits * scale
     if bias is not None:
         logits = logits + bias.astype(jnp.float32)
     # Masking by adding a [batch, 1, 1, keys] bias, not by selecting on the logits: XLA:CPU then
