@@ -32,6 +32,7 @@ _EXPORTS = {
     **dict.fromkeys(("QuantizedModel", "quantize"), "samp_jax.quant.quantized"),
     **dict.fromkeys(("Engine", "compile", "data_mesh", "sharded_forward"), "samp_jax.serving"),
     **dict.fromkeys(("initialize_distributed",), "samp_jax.serving.distributed"),
+    **dict.fromkeys(("keep_cpu_buffers",), "samp_jax.host_memory"),
     **dict.fromkeys(("evaluate", "get_task"), "samp_jax.tasks"),
     **dict.fromkeys(("FinetuneConfig", "finetune", "finetuned_model"), "samp_jax.training"),
 }

@@ -5,9 +5,15 @@ from __future__ import annotations
 
 import sys
 
+from samp_jax.host_memory import keep_cpu_buffers  # standard library only: cheap
+
 
 def main(argv: list[str] | None = None) -> int:
-    """Imports the CLI (seconds: JAX, the models) and runs it; see `samp_jax.app.cli.main`."""
+    """Imports the CLI (seconds: JAX, the models) and runs it; see `samp_jax.app.cli.main`.
+
+    Host memory is set up first (`samp_jax.host_memory.keep_cpu_buffers`: it must precede
+    JAX's CPU backend)."""
+    keep_cpu_buffers()
     try:
         from samp_jax.app import cli
     except KeyboardInterrupt:
