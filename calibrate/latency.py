@@ -18,6 +18,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import platform
+import re
 import statistics
 import time
 from pathlib import Path
@@ -160,6 +163,24 @@ def estimate_table(config: EncoderConfig, batch: int, seq: int, *, spec: DeviceS
                         num_layers=config.num_layers, site_ms=site_ms, other_ms=other)
 
 
+def device_description() -> str:
+    """What a measured figure ran on: the accelerator's kind, or for the CPU backend the
+    processor's model name and core count (`jax.Device.device_kind` is just "cpu", and two CPUs
+    time very differently: AMX INT8 on one, VNNI only on another)."""
+    device = jax.devices()[0]
+    if device.platform != "cpu":
+        return device.device_kind
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} cores"
+
+
 def time_ms(fn: Callable[[], jax.Array], *, warmup: int = 3, repeats: int = 20, inner: int = 5) -> float:
     """Median over `repeats` of the mean time of `inner` back-to-back calls with one sync."""
     for _ in range(warmup):
@@ -212,7 +233,7 @@ def measure_table(model, batch: int, seq: int, *,
               "token_type_ids": np.zeros((batch, seq), np.int32)}
     total = time_ms(lambda: forward(inputs), repeats=repeats)
     gemm_total = sum(site_ms[f"{s}/{default}"] for s in SITES) * config.num_layers
-    return LatencyTable(device=jax.devices()[0].device_kind, source="measured", batch=batch, seq=seq,
+    return LatencyTable(device=device_description(), source="measured", batch=batch, seq=seq,
                         num_layers=config.num_layers, site_ms=site_ms, other_ms=max(total - gemm_total, 0.0))
 
 
@@ -256,10 +277,12 @@ def table_for_target(model, target: str | Target, batch: int, seq: int, *,
         return estimate_table(model.config, batch, seq, spec=target.spec, precisions=options)
     c = model.config
     folder = (cache_dir or default_cache()) / "latency"
-    # The versions are in the name: a new jax or new model code times differently.
+    # The versions and the processor are in the name: a new jax, new model code or another
+    # CPU model times differently (a cache folder may be shared between machines).
+    device = re.sub(r"[^A-Za-z0-9.]+", "_", device_description()).strip("_")
     name = (f"v{TABLE_VERSION}-jax{jax.__version__}-samp{__version__}-"
-            f"{jax.devices()[0].device_kind}-{target.name}-L{c.num_layers}-H{c.hidden_size}"
-            f"-I{c.intermediate_size}-{batch}x{seq}-{jnp.dtype(target.dtype).name}.json").replace(" ", "_")
+            f"{device}-{target.name}-L{c.num_layers}-H{c.hidden_size}"
+            f"-I{c.intermediate_size}-{batch}x{seq}-{jnp.dtype(target.dtype).name}.json")
     path = folder / name
     if path.is_file():
         table = LatencyTable.from_json(path.read_text())

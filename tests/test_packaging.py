@@ -213,9 +213,10 @@ def test_wheel_installs_and_runs_outside_the_source_tree(tmp_path):
     assert script.read_text().startswith(f"#!{python}")
     assert "usage: samp-jax" in _run([script, "--help"], cwd=work, env=env).stdout
 
-    # The bench on the cached real MiniLM; the search map is the package-data JSON.
+    # The bench on the cached real MiniLM; the search map is the package-data JSON. (One
+    # contender: tests/samp_jax/app's bench smoke covers the others from the checkout.)
     out = tmp_path / "bench.json"
-    _run([script, "bench", "--quick", "--contenders", "samp_fp16,samp_search_snli_1pct",
+    _run([script, "bench", "--quick", "--contenders", "samp_search_snli_1pct",
           "--out", out], cwd=work, env=env, timeout=900)
     rows = json.loads(out.read_text())["rows"]
     searched = [r for r in rows if r["contender"] == "samp_search_snli_1pct"]

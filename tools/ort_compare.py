@@ -35,10 +35,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from calibrate import calibrate  # noqa: E402
-from calibrate.latency import time_ms  # noqa: E402
+from calibrate.latency import device_description, time_ms  # noqa: E402
 from samp_jax import PrecisionMap, load, minilm_path, quantize  # noqa: E402
 from samp_jax.app.experiments import make_evaluator  # noqa: E402
 from samp_jax.serving.forward import jit_forward  # noqa: E402
+from samp_jax.host_memory import keep_cpu_buffers  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -74,7 +75,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--ort-python", default=str(ROOT / ".ort-venv/bin/python"))
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--malloc", choices=("keep", "system"), default="keep",
+                        help="keep: samp-jax reuses freed host memory, as its CLI serves "
+                             "(samp_jax.host_memory); system: glibc's default")
     args = parser.parse_args()
+    if args.malloc == "keep" and not keep_cpu_buffers():
+        raise SystemExit("ort_compare: could not keep host buffers (not glibc, or SAMP_JAX_MALLOC=system)")
     start = time.perf_counter()
     path = minilm_path()
     model = load(path)
@@ -145,7 +151,8 @@ def main() -> None:
         r["relative_change"] = r["metric"] / fp32 - 1.0
         r["speedup_vs_best_ort_int8"] = best_ort / r["ms"]
     command = "python tools/ort_compare.py " + " ".join(sys.argv[1:])
-    result = {"command": command, "device": f"{jax.devices()[0].device_kind}, {os.cpu_count()} cores",
+    result = {"command": command, "device": device_description(),
+              "malloc": args.malloc,
               "data": args.data, "metric": evaluator.metric, "test_examples": evaluator.num_examples,
               "shape": f"{args.batch}x{args.seq}", "repeats": args.repeats, "rounds": args.rounds,
               "rows": rows,

@@ -3,6 +3,8 @@ returns a map slower than the fastest preset that passes; the guarded drop's pai
 
 from __future__ import annotations
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,7 +13,7 @@ import pytest
 import samp_jax
 
 from calibrate.candidates import SwitchableModel
-from calibrate.latency import estimate_table, table_for_target
+from calibrate.latency import device_description, estimate_table, table_for_target
 from calibrate.objectives import (EvaluationObjective, UnlabelledObjective, guarded_difference,
                                   guarded_ratio_drop)
 from samp_jax.data.wnut16 import entity_counts, entity_f1
@@ -74,11 +76,14 @@ def test_a_cpu_target_search_uses_a_table_measured_here(tiny, calibration, tmp_p
     monkeypatch.setenv("SAMP_JAX_CACHE", str(tmp_path))
     result = search(tiny, random_batches(2, seed=3), tolerance=0.05, target="cpu",
                     calibration=calibration, progress=False, sensitivity_batches=1, seq=16, batch=4)
-    assert result.latency_table.source == "measured" and result.latency_table.device == "cpu"
+    # labelled with the processor, not just "cpu": two CPU models time very differently
+    assert result.latency_table.source == "measured"
+    assert result.latency_table.device == device_description() and "cores" in device_description()
     assert result.options == ("fp32", "int8-dynamic", "int8-static") and result.target == "cpu"
     cached = list((tmp_path / "latency").glob("*cpu*16*float32.json"))  # for the next search
-    # a table timed by another jax or another samp-jax is not reused
+    # a table timed by another jax, another samp-jax or another processor is not reused
     assert len(cached) == 1 and f"jax{jax.__version__}-samp{samp_jax.__version__}" in cached[0].name
+    assert f"{os.cpu_count()}_cores" in cached[0].name
     assert all(p in (as_precision(o) for o in result.options) for _, p in result.precision_map.items())
 
 
