@@ -6,9 +6,9 @@ and two functions of a candidate's outputs (a list with one array per batch):
 - `proxy(outputs)`: a divergence from FP32 (lower is better): the mean KL of the predictive
   distribution for classifiers, `1 - cosine` for embeddings. It has far lower variance than
   the metric, so single-site sensitivities can be ranked on few examples.
-`guarded_drop(outputs, base)` adds a one-sided confidence margin to the metric drop where the
-metric decomposes per example (accuracy), so a map accepted on the search split keeps its
-promise on unseen data.
+`guarded_drop(outputs, base)` adds a one-sided 95% confidence margin to the metric drop (a
+paired standard error for accuracy, a paired bootstrap for entity F1, ROC-AUC and Spearman), so
+a map accepted on the search split keeps its promise on unseen data.
 
 A task's objective is its `samp_jax.tasks.Evaluation` of the search split (`EvaluationObjective`,
 built by `task_objective`): the same object that scores the test split in the accuracy tables.
@@ -89,23 +89,30 @@ class EvaluationObjective(Objective):
         """The metric drop against `base` plus a one-sided 95% margin, paired per example:
         for accuracy the mean per-example difference plus `z` standard errors
         (`guarded_difference`); for entity F1 the drop plus `z` standard deviations of the
-        paired bootstrap drop over sentences (`guarded_ratio_drop`). Otherwise (ROC-AUC,
-        Spearman) the plain drop."""
+        paired bootstrap drop over sentences (`guarded_ratio_drop`); for ROC-AUC and Spearman
+        the drop plus `z` standard deviations of the paired bootstrap drop over examples
+        (`guarded_bootstrap_drop`)."""
         correct = self.evaluation.correct(outputs)
         if correct is not None:
             return guarded_difference(self._of_base("correct", base), correct)
         counts = self.evaluation.entity_counts(outputs)
         if counts is not None:
             return guarded_ratio_drop(self._of_base("entity_counts", base), counts)
+        weights = _bootstrap_weights(self.evaluation.num_examples, BOOTSTRAP_RESAMPLES, 0)
+        resampled = self.evaluation.resampled_metric(outputs, weights)
+        if resampled is not None:
+            base_resampled = self._of_base("resampled_metric", base, weights)
+            return guarded_bootstrap_drop(self._of_base("metric", base), self.metric(outputs),
+                                          base_resampled, resampled)
         return super().guarded_drop(outputs, base)
 
-    def _of_base(self, name: str, base):
-        """`evaluation.<name>(base)`, computed once per base (every candidate is compared with
-        the same FP32 outputs)."""
+    def _of_base(self, name: str, base, *args):
+        """`evaluation.<name>(base, *args)`, computed once per base (every candidate is compared
+        with the same FP32 outputs)."""
         cache = self.__dict__.setdefault("_base_cache", {})
         key = (name, id(base))
         if key not in cache or cache[key][0] is not base:
-            cache[key] = (base, getattr(self.evaluation, name)(base))
+            cache[key] = (base, getattr(self.evaluation, name)(base, *args))
         return cache[key][1]
 
 
@@ -155,6 +162,19 @@ def guarded_ratio_drop(base: np.ndarray, candidate: np.ndarray, *,
         return drop
     weights = _bootstrap_weights(n, resamples, seed)
     drops = _f1_of_sums(weights @ base) - _f1_of_sums(weights @ candidate)
+    return drop + Z_ONE_SIDED_95 * float(drops.std(ddof=1))
+
+
+def guarded_bootstrap_drop(base_metric: float, metric: float, base_resampled: np.ndarray,
+                           resampled: np.ndarray) -> float:
+    """`base_metric - metric` plus `z` times the standard deviation of the paired resampled
+    drops `base_resampled - resampled` (resamples where either is undefined, NaN, are left
+    out; fewer than two left: no margin)."""
+    drops = np.asarray(base_resampled, np.float64) - np.asarray(resampled, np.float64)
+    drops = drops[np.isfinite(drops)]
+    drop = float(base_metric - metric)
+    if len(drops) < 2:
+        return drop
     return drop + Z_ONE_SIDED_95 * float(drops.std(ddof=1))
 
 

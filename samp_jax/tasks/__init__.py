@@ -4,11 +4,11 @@
 
 from samp_jax.tasks.evaluation import ClassificationEvaluation, EmbeddingEvaluation, Evaluation, gather_rows
 from samp_jax.tasks.files import DEFAULT_NAMES, Columns, load_task, read_inputs
-from samp_jax.tasks.metrics import roc_auc
+from samp_jax.tasks.metrics import roc_auc, spearman
 from samp_jax.tasks.task import SPLITS, TASKS, Task, evaluate, get_task, predict
 from samp_jax.tasks.types import IGNORE, TASK_TYPES, EncodedSplit, TaskType, get_task_type
 
 __all__ = ["DEFAULT_NAMES", "IGNORE", "SPLITS", "TASKS", "TASK_TYPES", "ClassificationEvaluation", "Columns",
            "EmbeddingEvaluation", "EncodedSplit", "Evaluation", "Task", "TaskType",
            "evaluate", "gather_rows", "get_task", "get_task_type", "load_task", "predict",
-           "read_inputs", "roc_auc"]
+           "read_inputs", "roc_auc", "spearman"]

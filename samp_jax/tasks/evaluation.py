@@ -14,11 +14,10 @@ import copy
 from typing import Callable, Sequence
 
 import numpy as np
-from scipy import stats
 
 from samp_jax.models.model import NORM_FLOOR
 from samp_jax.serving.batching import DEFAULT_BUCKETS, length_batches
-from samp_jax.tasks.metrics import roc_auc
+from samp_jax.tasks.metrics import roc_auc, roc_auc_weighted, spearman, spearman_weighted
 from samp_jax.data.wnut16 import entity_counts
 from samp_jax.tasks.types import IGNORE, EncodedSplit, TaskType, classification_score, tag_rows
 
@@ -89,6 +88,13 @@ class Evaluation:
     def entity_counts(self, outputs: Sequence[np.ndarray]) -> np.ndarray | None:
         """Per example `[gold, predicted, correct]` entity counts where the metric is the F1 of
         their sums (entity F1), else None."""
+        return None
+
+    def resampled_metric(self, outputs: Sequence[np.ndarray], weights: np.ndarray) -> np.ndarray | None:
+        """The metric of each bootstrap resample, `[R]` (NaN where a resample leaves it
+        undefined), given `[R, n]` weights (how many times each resample drew each example),
+        for a metric that does not decompose per example (ROC-AUC, Spearman); None otherwise,
+        without labels or on a partial view."""
         return None
 
     def agreement(self, outputs: Sequence[np.ndarray], reference: Sequence[np.ndarray]) -> float:
@@ -212,11 +218,23 @@ class EmbeddingEvaluation(Evaluation):
     def metric(self, outputs) -> float | None:
         if self.partial or self.metric_name is None:
             return None
-        emb = self.gather(outputs)
-        cosine = 1.0 - one_minus_cosine(emb[self._left], emb[self._right])
+        cosine = self.pair_scores(outputs)
         if self.metric_name == "spearman":
-            return float(stats.spearmanr(cosine, self.gold).statistic)
+            return spearman(cosine, self.gold)
         return roc_auc(cosine, self.gold)
+
+    def pair_scores(self, outputs) -> np.ndarray:
+        """The cosine similarity of every pair, in example order."""
+        emb = self.gather(outputs)
+        return 1.0 - one_minus_cosine(emb[self._left], emb[self._right])
+
+    def resampled_metric(self, outputs, weights: np.ndarray) -> np.ndarray | None:
+        if self.partial or self.metric_name is None:
+            return None
+        cosine = self.pair_scores(outputs)
+        if self.metric_name == "spearman":
+            return spearman_weighted(cosine, self.gold, weights)
+        return roc_auc_weighted(cosine, self.gold, weights)
 
     def proxy(self, outputs, reference) -> float:
         """Mean `1 - cosine` to the reference embedding over the real rows."""

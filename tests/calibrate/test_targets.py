@@ -9,18 +9,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from scipy import stats as scipy_stats
 
 import samp_jax
 
 from calibrate.candidates import SwitchableModel
 from calibrate.latency import device_description, estimate_table, table_for_target
-from calibrate.objectives import (EvaluationObjective, UnlabelledObjective, guarded_difference,
-                                  guarded_ratio_drop)
+from calibrate.objectives import (EvaluationObjective, UnlabelledObjective, guarded_bootstrap_drop,
+                                  guarded_difference, guarded_ratio_drop)
 from samp_jax.data.wnut16 import entity_counts, entity_f1
 from calibrate.search import (Kind, Runner, evaluate_presets, fastest_map, fastest_passing_preset,
                               never_slower_than_presets, preset_maps, search, single_site_moves, tolerance_greedy)
 from calibrate.targets import TARGETS, resolve_target
 from samp_jax.quant.precision import SITES, PrecisionMap, SitePrecision, as_precision
+from samp_jax.tasks.metrics import roc_auc_weighted, spearman_weighted
 from tests.helpers import TINY_CONFIG, random_batches
 
 FP8 = SitePrecision("fp8_e4m3")
@@ -249,6 +251,59 @@ def test_an_entity_f1_objective_judges_maps_by_the_bootstrap_margin():
     expected = guarded_ratio_drop(np.concatenate(base), np.concatenate(candidate))
     assert objective.guarded_drop(candidate, base) == pytest.approx(expected)
     assert objective.guarded_drop(candidate, base) > 1.0 - 2 * 4 / 12  # stricter than the drop
+
+
+def test_guarded_bootstrap_drop_leaves_out_undefined_resamples():
+    assert guarded_bootstrap_drop(0.9, 0.8, np.array([0.9, 0.8, np.nan]), np.array([0.8, 0.8, 0.5])) == \
+        pytest.approx(0.1 + 1.645 * np.std([0.1, 0.0], ddof=1))
+    assert guarded_bootstrap_drop(0.9, 0.8, np.array([0.9, np.nan]), np.array([0.8, 0.5])) == \
+        pytest.approx(0.1)  # fewer than two defined resamples: no margin
+
+
+@pytest.mark.parametrize("metric_name", ["roc_auc", "spearman"])
+def test_a_pair_score_objective_judges_maps_by_the_paired_bootstrap_margin(metric_name):
+    rng = np.random.default_rng(1)
+    n = 40
+    gold = rng.integers(0, 2, n) if metric_name == "roc_auc" else rng.standard_normal(n)
+    base_scores = gold + rng.standard_normal(n) * 0.5
+    candidate_scores = base_scores + rng.standard_normal(n) * 0.5  # a noisier map
+
+    def by_hand(scores, idx):  # the metric of the explicitly resampled examples
+        if metric_name == "roc_auc":
+            pos, neg = scores[idx][gold[idx] == 1], scores[idx][gold[idx] == 0]
+            return ((pos[:, None] > neg[None]).sum() + 0.5 * (pos[:, None] == neg[None]).sum()) / (len(pos) * len(neg))
+        return scipy_stats.spearmanr(scores[idx], gold[idx]).statistic
+
+    class PairScores:  # the evaluation's pair scores are the outputs themselves
+        def correct(self, outputs):
+            return None
+
+        def entity_counts(self, outputs):
+            return None
+
+        num_examples = n
+
+        def metric(self, outputs):
+            return by_hand(np.concatenate(outputs), np.arange(n))
+
+        def resampled_metric(self, outputs, weights):
+            scores = np.concatenate(outputs)
+            return (roc_auc_weighted(scores, gold, weights) if metric_name == "roc_auc"
+                    else spearman_weighted(scores, gold, weights))
+
+    objective = EvaluationObjective.__new__(EvaluationObjective)
+    objective.evaluation = PairScores()
+    objective.partial = False
+    base, candidate = [base_scores[:25], base_scores[25:]], [candidate_scores[:25], candidate_scores[25:]]
+    # the same 1000 seeded resamples as the objective draws, as index lists
+    rng = np.random.default_rng(0)
+    resamples = [rng.integers(0, n, n) for _ in range(1000)]
+    drops = [by_hand(base_scores, i) - by_hand(candidate_scores, i) for i in resamples]
+    drop = by_hand(base_scores, np.arange(n)) - by_hand(candidate_scores, np.arange(n))
+    expected = drop + 1.645 * np.std(drops, ddof=1)
+    assert objective.guarded_drop(candidate, base) == pytest.approx(expected, rel=1e-9)
+    assert objective.guarded_drop(candidate, base) > drop + 0.01  # stricter than the plain drop
+    assert objective.guarded_drop(base, base) == 0.0
 
 
 def test_entity_counts_sum_to_entity_f1():
