@@ -14,6 +14,7 @@ from pathlib import Path
 
 import jax
 
+from samp_jax.host_memory import keep_cpu_buffers
 from samp_jax.app.experiments import Variant, accuracy_table, default_variants, format_table, make_evaluator
 from samp_jax.app.pipeline import builtin_model
 
@@ -30,6 +31,7 @@ def main() -> None:
                         help="short: fp16, bf16, fp8, quant_ffn_only, fully_quant dynamic and static")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    keep_cpu_buffers()  # as the samp-jax command serves and measures
     out = args.out or Path(f"docs/accuracy_{args.task.replace('-', '_')}.json")
     model, tokenizer, description = builtin_model(args.task)
     evaluator = make_evaluator(args.task, tokenizer, max_examples=args.max_examples)

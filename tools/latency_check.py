@@ -18,6 +18,7 @@ from calibrate import calibrate
 from calibrate.latency import check_against_forward, estimate_table, table_for_target
 from calibrate.search import preset_maps
 from calibrate.targets import TARGETS, resolve_target
+from samp_jax.host_memory import keep_cpu_buffers
 from samp_jax import Tokenizer, load_pretrained, minilm_path
 from samp_jax.tasks import get_task
 
@@ -28,6 +29,7 @@ def main() -> None:
     parser.add_argument("--seq", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=10)
     args = parser.parse_args()
+    keep_cpu_buffers()  # as the samp-jax command serves and measures
     path = minilm_path()
     model, tokenizer = load_pretrained(path), Tokenizer.from_pretrained(path)
     target = resolve_target("auto")

@@ -18,6 +18,7 @@ from flax import nnx
 from calibrate import calibrate
 from calibrate.objectives import task_objective
 from calibrate.search import search
+from samp_jax.host_memory import keep_cpu_buffers
 from samp_jax import EncoderModel, SentenceEmbedder, Tokenizer, load_pretrained, minilm_path
 from samp_jax.tasks import get_task
 
@@ -35,6 +36,7 @@ def main() -> None:
     parser.add_argument("--layers", type=int, nargs="+", default=[2, 4, 6])
     parser.add_argument("--pairs", type=int, default=200)
     args = parser.parse_args()
+    keep_cpu_buffers()  # as the samp-jax command serves and measures
     path = minilm_path()
     full, tokenizer = load_pretrained(path), Tokenizer.from_pretrained(path)
     task = get_task("snli-embed")
