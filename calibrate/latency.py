@@ -33,6 +33,7 @@ import numpy as np
 from calibrate.targets import H100, DeviceSpec, Target, resolve_target
 from samp_jax.assets import cache_dir as default_cache
 from samp_jax.atomic import write_text_atomic
+from samp_jax.host_memory import cpu_buffers_kept
 from samp_jax.models.config import EncoderConfig
 from samp_jax.ops import gemm
 from samp_jax.quant.precision import SITES, PrecisionMap, SitePrecision
@@ -69,8 +70,9 @@ _ACT_BYTES = {"int8": 1, "fp8_e4m3": 1, "fp16": 2, "bf16": 2, "fp32": 4}
 # the per-row scales in the same pass, so even dynamic scales cost no extra pass there.
 LAYERNORM_FED = ("qkv", "ffn_in")
 # Part of a measured table's cache name; raised when the code it times changes (2: the
-# head-major XLA attention and the division-free GELU).
-TABLE_VERSION = 2
+# head-major XLA attention and the division-free GELU; 3: the summed row finiteness and the
+# attention scale on q).
+TABLE_VERSION = 3
 
 
 def _estimate_site_ms(site: str, tokens: int, k: int, n: int, precision: SitePrecision,
@@ -163,22 +165,31 @@ def estimate_table(config: EncoderConfig, batch: int, seq: int, *, spec: DeviceS
                         num_layers=config.num_layers, site_ms=site_ms, other_ms=other)
 
 
+_CPU_FEATURES = ("amx_int8", "avx512_vnni", "avx512f", "avx2")  # the ones INT8 GEMMs use, best first
+
+
 def device_description() -> str:
     """What a measured figure ran on: the accelerator's kind, or for the CPU backend the
-    processor's model name and core count (`jax.Device.device_kind` is just "cpu", and two CPUs
-    time very differently: AMX INT8 on one, VNNI only on another)."""
+    processor's model name, the best of its INT8-relevant instruction sets and the cores this
+    process may use (`jax.Device.device_kind` is just "cpu", and two CPUs sold under one
+    name time very differently: AMX INT8 on one, VNNI only on another)."""
     device = jax.devices()[0]
     if device.platform != "cpu":
         return device.device_kind
-    model = platform.processor() or platform.machine()
+    model, flags = platform.processor() or platform.machine(), set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
                 break
     except OSError:
         pass
-    return f"{model}, {os.cpu_count()} cores"
+    features = next((f for f in _CPU_FEATURES if f in flags), None)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{model}{f' ({features})' if features else ''}, {cores} cores"
 
 
 def time_ms(fn: Callable[[], jax.Array], *, warmup: int = 3, repeats: int = 20, inner: int = 5) -> float:
@@ -277,11 +288,13 @@ def table_for_target(model, target: str | Target, batch: int, seq: int, *,
         return estimate_table(model.config, batch, seq, spec=target.spec, precisions=options)
     c = model.config
     folder = (cache_dir or default_cache()) / "latency"
-    # The versions and the processor are in the name: a new jax, new model code or another
-    # CPU model times differently (a cache folder may be shared between machines).
+    # The versions, the processor and the host-memory mode are in the name: a new jax, new
+    # model code, another CPU or unkept host buffers time differently (a cache folder may be
+    # shared between machines and programs). TABLE_VERSION moves when samp-jax's timings do.
     device = re.sub(r"[^A-Za-z0-9.]+", "_", device_description()).strip("_")
+    memory = "kept" if cpu_buffers_kept() else "system"
     name = (f"v{TABLE_VERSION}-jax{jax.__version__}-samp{__version__}-"
-            f"{device}-{target.name}-L{c.num_layers}-H{c.hidden_size}"
+            f"{device}-malloc_{memory}-{target.name}-L{c.num_layers}-H{c.hidden_size}"
             f"-I{c.intermediate_size}-{batch}x{seq}-{jnp.dtype(target.dtype).name}.json")
     path = folder / name
     if path.is_file():

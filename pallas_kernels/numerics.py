@@ -83,7 +83,8 @@ def round_clip_int8(x: jax.Array) -> jax.Array:
 
 def row_poison(x: jax.Array) -> jax.Array:
     """Per row over the last axis, `[..., 1]` float32: 0 where the row is all finite, NaN where
-    it holds NaN or ±Inf (`sum(x * 0)`: `0 * ±Inf` is NaN, and a sum keeps NaN).
+    it holds NaN or ±Inf (`sum(x - x)`: `±Inf - ±Inf` is NaN, and a sum keeps NaN; a finite
+    row gives exact zeros, however large its values).
 
     Adding it to a row's scale makes the scale NaN exactly for a non-finite row. A sum, unlike
     `all(isfinite(x))`, fuses with the pass that reads the row: on the 2-core CPU the boolean
@@ -123,11 +124,12 @@ def quantize_rows(x: jax.Array, *, act_scale=None, input_scale=None) -> tuple[ja
     x = x.astype(jnp.float32)
     if input_scale is not None:
         x = x * input_scale.astype(jnp.float32)
+    poison = row_poison(x)  # [..., 1]
     if act_scale is None:
         scale = per_token_scale(x)  # a row's NaN may be dropped here; its poison keeps it
-    else:
-        scale = jnp.asarray(act_scale, jnp.float32)
-    scale = scale + row_poison(x)  # [..., 1]; NaN for a non-finite row
+    else:  # a per-tensor scale: broadcast_to refuses any other shape
+        scale = jnp.broadcast_to(jnp.asarray(act_scale, jnp.float32), poison.shape)
+    scale = scale + poison  # NaN for a non-finite row
     # x / NaN is NaN, which round_clip_int8 makes 0: such a row quantizes to zeros.
     return round_clip_int8(x / scale), scale
 

@@ -16,13 +16,14 @@ first thing and a program serving with the library calls it before its first JAX
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
+import importlib.util
 import os
 import sys
 
-OPT_OUT_VARIABLE = "SAMP_JAX_MALLOC"  # "system": leave glibc's allocator as it is
+OPT_OUT_VARIABLE = "SAMP_JAX_MALLOC"  # unset or "keep": apply; any other value ("system"): don't
 _M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -4, -8  # glibc <malloc.h>
 _TRIM_NEVER = 2**31 - 1  # largest value mallopt takes (an int): freed memory stays mapped
+_ACCELERATOR_PLUGINS = ("jax_plugins", "libtpu")  # where JAX finds GPU and TPU backends
 
 _applied = False
 
@@ -30,41 +31,62 @@ _applied = False
 def keep_cpu_buffers() -> bool:
     """Makes glibc keep and reuse freed host memory (see the module docstring); idempotent.
 
-    Returns True when the setting is in force. Returns False, changing nothing, where it cannot
-    apply: not Linux with glibc, `SAMP_JAX_MALLOC=system` in the environment, or JAX's backends
-    already started (too late: the worker threads have their own arenas, and the setting would
-    only cost the rest of the process its per-thread arenas).
+    Returns True when the setting is in force. Returns False, changing nothing, where it
+    does not apply: not Linux with glibc; `SAMP_JAX_MALLOC` set to anything but `keep`; a
+    process that will not run JAX on the CPU (`JAX_PLATFORMS` names another platform first,
+    or, without it, a GPU or TPU plugin is installed); or JAX's backends already started (too
+    late: the worker threads have their own arenas). Should glibc refuse one of the three
+    options (it has not been seen to), the others stay set and it returns False.
+
+    The cost: one arena for every thread (contention is possible where many threads allocate
+    at once; not measured beyond 2 cores), and memory freed by the process stays mapped, so
+    its resident size stays at its peak.
     """
     global _applied
     if _applied:
         return True
-    if os.environ.get(OPT_OUT_VARIABLE, "").lower() == "system" or not sys.platform.startswith("linux"):
+    if os.environ.get(OPT_OUT_VARIABLE, "keep").lower() != "keep" or not sys.platform.startswith("linux"):
         return False
-    if _backends_started():
+    if not _runs_on_cpu() or _backends_started():
         return False
     mallopt = _glibc_mallopt()
     if mallopt is None:
         return False
-    _applied = all(mallopt(option, value) == 1 for option, value in (
-        (_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, _TRIM_NEVER)))
+    results = [mallopt(option, value) == 1 for option, value in (
+        (_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, _TRIM_NEVER))]
+    _applied = all(results)
     return _applied
+
+
+def cpu_buffers_kept() -> bool:
+    """Whether `keep_cpu_buffers` is in force in this process (measured timings depend on it)."""
+    return _applied
+
+
+def _runs_on_cpu() -> bool:
+    platforms = os.environ.get("JAX_PLATFORMS", "").strip().lower()
+    if platforms:
+        return platforms.split(",")[0].strip() == "cpu"
+    return not any(importlib.util.find_spec(name) for name in _ACCELERATOR_PLUGINS)
 
 
 def _backends_started() -> bool:
     if "jax" not in sys.modules:
         return False
-    from jax._src import xla_bridge  # the only place JAX says whether a backend exists
+    try:  # the only place JAX says whether a backend exists (private: guarded)
+        from jax._src import xla_bridge
 
-    return xla_bridge.backends_are_initialized()
+        return bool(xla_bridge.backends_are_initialized())
+    except Exception:  # noqa: BLE001  unknown: assume started, and change nothing
+        return True
 
 
 def _glibc_mallopt():
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        gnu_get_libc_version = libc.gnu_get_libc_version  # absent from musl and others
+        libc = ctypes.CDLL(None)  # the C library this process already has loaded
+        _ = libc.gnu_get_libc_version  # glibc's own: absent from musl and others
+        mallopt = libc.mallopt
     except (OSError, AttributeError):
         return None
-    del gnu_get_libc_version
-    mallopt = libc.mallopt
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     return mallopt

@@ -12,11 +12,10 @@ import sys
 import time
 from pathlib import Path
 
-import jax
-
-from samp_jax.host_memory import keep_cpu_buffers
+from calibrate.latency import device_description
 from samp_jax.app.experiments import Variant, accuracy_table, default_variants, format_table, make_evaluator
 from samp_jax.app.pipeline import builtin_model
+from samp_jax.host_memory import keep_cpu_buffers
 
 SHORT_VARIANTS = [Variant("fp16"), Variant("bf16"), Variant("fp8"), Variant("quant_ffn_only"),
                   Variant("fully_quant"), Variant("fully_quant", "per_tensor_static", "percentile", 0.5)]
@@ -31,7 +30,9 @@ def main() -> None:
                         help="short: fp16, bf16, fp8, quant_ffn_only, fully_quant dynamic and static")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    keep_cpu_buffers()  # as the samp-jax command serves and measures
+    if not keep_cpu_buffers():  # as the samp-jax command serves and measures
+        print("note: host buffers are not kept (samp_jax.host_memory); CPU timings include "
+              "page faults", file=sys.stderr)
     out = args.out or Path(f"docs/accuracy_{args.task.replace('-', '_')}.json")
     model, tokenizer, description = builtin_model(args.task)
     evaluator = make_evaluator(args.task, tokenizer, max_examples=args.max_examples)
@@ -41,7 +42,7 @@ def main() -> None:
                           progress=lambda r: print(f"{r['variant']}: {r['value']:.4f}", flush=True))
     command = " ".join(["python tools/accuracy_table.py", *sys.argv[1:]])
     result = {"command": command, "model": description, "task": args.task, "metric": evaluator.metric,
-              "agreement": evaluator.agreement, "device": jax.devices()[0].device_kind,
+              "agreement": evaluator.agreement, "device": device_description(),
               "machine": platform.machine(), "examples": rows[0]["examples"],
               "total_seconds": time.perf_counter() - start, "rows": rows}
     out.parent.mkdir(parents=True, exist_ok=True)

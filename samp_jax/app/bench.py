@@ -38,7 +38,7 @@ import numpy as np
 from flax import nnx
 
 from calibrate import calibrate
-from calibrate.latency import time_ms
+from calibrate.latency import device_description, time_ms
 from samp_jax import ops
 from samp_jax.app.arguments import positive_int
 from samp_jax.assets import minilm_path
@@ -233,8 +233,7 @@ def _run(*, models, shapes, contenders, repeats, inner, warmup, minilm_dir, inte
                 say(f"{model_name:<9} {batch_size:>3}x{seq:<3} {name:<28} {ms:9.3f} ms "
                     f"{row['sequences_per_s']:10.1f} seq/s")
     add_ratios(rows)
-    device = jax.devices()[0]
-    return {"device": device.device_kind, "backend": jax.default_backend(), "interpret": interpret,
+    return {"device": device_description(), "backend": jax.default_backend(), "interpret": interpret,
             "jax": jax.__version__, "machine": platform.machine(),
             "timing": {"warmup": warmup, "repeats": repeats, "inner": inner,
                        "statistic": "median of repeats, each the mean of inner back-to-back calls"},

@@ -3,8 +3,6 @@ returns a map slower than the fastest preset that passes; the guarded drop's pai
 
 from __future__ import annotations
 
-import os
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -85,7 +83,7 @@ def test_a_cpu_target_search_uses_a_table_measured_here(tiny, calibration, tmp_p
     cached = list((tmp_path / "latency").glob("*cpu*16*float32.json"))  # for the next search
     # a table timed by another jax, another samp-jax or another processor is not reused
     assert len(cached) == 1 and f"jax{jax.__version__}-samp{samp_jax.__version__}" in cached[0].name
-    assert f"{os.cpu_count()}_cores" in cached[0].name
+    assert "cores" in cached[0].name and "-malloc_system-" in cached[0].name  # host memory as glibc has it
     assert all(p in (as_precision(o) for o in result.options) for _, p in result.precision_map.items())
 
 

@@ -3,6 +3,7 @@ kernel-side twin `epilogue.activation` agree, including ReLU."""
 
 import math
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -63,10 +64,18 @@ def test_row_poison_is_nan_exactly_for_rows_holding_nan_or_inf():
     assert np.array_equal(np.asarray(numerics.row_finite(jnp.asarray(x)))[:, 0], [True, True, False, False, False])
 
 
+@pytest.mark.parametrize("jitted", [False, True])  # compiled, XLA must not simplify x - x away
 @pytest.mark.parametrize("act_scale", [None, 0.05])
-def test_a_non_finite_row_quantizes_to_zeros_with_a_nan_scale(act_scale):
+def test_a_non_finite_row_quantizes_to_zeros_with_a_nan_scale(act_scale, jitted):
     x = np.random.default_rng(0).standard_normal((4, 64)).astype(np.float32)
     x[1, 5], x[3, 0] = np.nan, -np.inf
-    q, scale = (np.asarray(a) for a in numerics.quantize_rows(jnp.asarray(x), act_scale=act_scale))
+    fn = lambda x: numerics.quantize_rows(x, act_scale=act_scale)  # noqa: E731
+    q, scale = (np.asarray(a) for a in (jax.jit(fn) if jitted else fn)(jnp.asarray(x)))
     assert np.isnan(scale[[1, 3], 0]).all() and np.isfinite(scale[[0, 2], 0]).all()
     assert not q[[1, 3]].any() and q[[0, 2]].any()
+
+
+def test_a_static_scale_must_be_per_tensor():
+    x = jnp.ones((4, 64), jnp.float32)
+    with pytest.raises(ValueError):
+        numerics.quantize_rows(x, act_scale=jnp.full((64,), 0.05))

@@ -47,3 +47,23 @@ def test_spearman_weighted_is_scipys_on_the_repeated_examples(data):
     expected = [stats.spearmanr(np.repeat(x, w), np.repeat(y, w)).statistic for w in weights]
     assert np.allclose(spearman_weighted(x, y, weights), expected, atol=1e-12)
     assert np.isnan(spearman(np.ones(5), np.arange(5.0)))  # a constant side: undefined
+
+
+def test_a_nan_score_makes_the_metric_nan_not_a_rank(data):
+    scores, labels, gold, weights = data
+    scores = scores.copy()
+    scores[7] = np.nan  # a map whose outputs hold NaN must fail any tolerance
+    assert np.isnan(roc_auc(scores, labels)) and np.isnan(spearman(scores, gold))
+    assert np.isnan(roc_auc_weighted(scores, labels, weights)).all()
+    assert np.isnan(spearman_weighted(gold, scores, weights)).all()
+
+
+def test_equal_infinities_tie_and_chunks_change_nothing(data, monkeypatch):
+    from samp_jax.tasks import metrics
+
+    assert metrics.weighted_ranks(np.array([np.inf, np.inf, 0.0]), np.ones((1, 3))).tolist() == [[2.5, 2.5, 1.0]]
+    scores, labels, gold, weights = data
+    whole = roc_auc_weighted(scores, labels, weights), spearman_weighted(scores, gold, weights)
+    monkeypatch.setattr(metrics, "_CHUNK_ELEMENTS", 2 * len(scores))  # two rows per chunk
+    assert np.array_equal(roc_auc_weighted(scores, labels, weights), whole[0])
+    assert np.array_equal(spearman_weighted(scores, gold, weights), whole[1])
