@@ -169,7 +169,11 @@ def search_page() -> str:
         data = json.loads(latency.read_text())
         parts += [f"## Latency model against real forwards ({data['device']})", "",
                   f"Command: `{data['command']}`. Per-site GEMM times measured on this device, summed with "
-                  "the measured non-GEMM remainder, against timed end-to-end forwards of each preset.", "",
+                  "the measured non-GEMM remainder, against timed end-to-end forwards of each preset."
+                  + (" Each precision's site times are scaled to its own measured all-sites forward "
+                     "(`forward_ms` in the table), so the uniform presets match by construction up to "
+                     "the drift between the two timings; mixed maps test the model."
+                     if data["table"].get("forward_ms") else ""), "",
                   "| map | predicted (ms) | measured (ms) | error | H100 roofline estimate (ms, not measured) |",
                   "|---|---:|---:|---:|---:|"]
         for r in data["rows"]:

@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 
 from calibrate.candidates import SwitchableModel
-from calibrate.latency import check_against_forward, estimate_table, int8_flop_fraction, measure_table
+from calibrate.latency import (DEFAULT_PRECISIONS, check_against_forward, estimate_table, int8_flop_fraction,
+                               measure_table)
 from calibrate.objectives import UnlabelledObjective
 from calibrate.report import pareto_front, write_report
 from calibrate.search import search, validate_tolerance
 from samp_jax import EncoderConfig, PrecisionMap, quantize
-from samp_jax.quant.precision import SITES, SitePrecision
+from samp_jax.quant.precision import SITES, SitePrecision, as_precision
 from samp_jax.serving.forward import jit_forward
 from tests.helpers import TINY_CONFIG, random_batches
 
@@ -62,6 +63,11 @@ def test_latency_estimate_and_flop_fraction():
 def test_measured_table_and_end_to_end_check_run_on_this_device(tiny):
     table = measure_table(tiny, 4, 16, repeats=3)
     assert table.source == "measured" and all(v > 0 for v in table.site_ms.values())
+    # every precision's sites are scaled to reproduce its own measured whole forward
+    for name, ms in table.forward_ms.items():
+        uniform = PrecisionMap.from_table({}, 3, default=as_precision(name))
+        assert table.map_ms(uniform) == pytest.approx(ms, rel=1e-9), name
+    assert set(table.forward_ms) == {str(p) for p in DEFAULT_PRECISIONS}
     rows = check_against_forward(tiny, table, {"fp16": PrecisionMap.preset("fp16", 3)}, repeats=3)
     assert rows[0]["measured_ms"] > 0 and np.isfinite(rows[0]["relative_error"])
 
