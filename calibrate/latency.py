@@ -17,6 +17,7 @@ shape. `site_ms` comes from one of two sources, and a table says which:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import platform
@@ -173,6 +174,7 @@ def estimate_table(config: EncoderConfig, batch: int, seq: int, *, spec: DeviceS
 _CPU_FEATURES = ("amx_int8", "avx512_vnni", "avx512f", "avx2")  # the ones INT8 GEMMs use, best first
 
 
+@functools.lru_cache(maxsize=1)  # one device per process; /proc/cpuinfo is read once
 def device_description() -> str:
     """What a measured figure ran on: the accelerator's kind, or for the CPU backend the
     processor's model name, the best of its INT8-relevant instruction sets and the cores this

@@ -28,8 +28,8 @@ def weighted_ranks(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
     weights = np.asarray(weights, np.float64)
     order = np.argsort(values, kind="mergesort")
     ordered = values[order]
-    starts = np.concatenate([[0], np.flatnonzero(ordered[1:] != ordered[:-1]) + 1])  # tie groups
-    group = np.cumsum(np.isin(np.arange(len(values)), starts)) - 1
+    first = np.concatenate([[True], ordered[1:] != ordered[:-1]])  # each tie group's first place
+    starts, group = np.flatnonzero(first), np.cumsum(first) - 1
     per_group = np.add.reduceat(weights[:, order], starts, axis=1)  # [R, groups]
     average = np.cumsum(per_group, axis=1) - per_group + (per_group + 1.0) / 2.0
     ranks = np.empty_like(weights)
