@@ -8,7 +8,9 @@ and two functions of a candidate's outputs (a list with one array per batch):
   the metric, so single-site sensitivities can be ranked on few examples.
 `guarded_drop(outputs, base)` adds a one-sided 95% confidence margin to the metric drop (a
 paired standard error for accuracy, a paired bootstrap for entity F1, ROC-AUC and Spearman), so
-a map accepted on the search split keeps its promise on unseen data.
+a map accepted on the search split keeps its promise on unseen data. A search that picks the
+fastest of many maps that each passed widens the margin for the one it returns
+(`selection_z`): the best of many looks better on the search split than it is.
 
 A task's objective is its `samp_jax.tasks.Evaluation` of the search split (`EvaluationObjective`,
 built by `task_objective`): the same object that scores the test split in the accuracy tables.
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import functools
+from statistics import NormalDist
 from typing import Sequence
 
 import numpy as np
@@ -27,6 +30,25 @@ from samp_jax.tasks import Evaluation, Task, get_task
 from samp_jax.tasks.evaluation import log_softmax, one_minus_cosine
 
 Z_ONE_SIDED_95 = 1.645
+CONFIDENCE = 0.95
+
+
+def selection_z(compared: int, confidence: float = CONFIDENCE) -> float:
+    """The one-sided z of a margin that holds with `confidence` for every one of `compared`
+    maps at once (Bonferroni: `1 - (1 - confidence) / compared` each), never below
+    `Z_ONE_SIDED_95`.
+
+    Picking the fastest of many maps that each passed at 95% favours a map whose search-split
+    score was lucky; judging the pick at this z keeps the 95% for the pick.
+
+    Raises:
+      ValueError: `compared` < 1, or `confidence` not in (0, 1).
+    """
+    if compared < 1:
+        raise ValueError(f"compared={compared} must be at least 1")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence={confidence} must be in (0, 1)")
+    return max(Z_ONE_SIDED_95, NormalDist().inv_cdf(1.0 - (1.0 - confidence) / compared))
 SEARCH_BATCH_SIZE = 64
 
 
@@ -56,8 +78,9 @@ class Objective:
     def proxy(self, outputs: Sequence[np.ndarray]) -> float:
         raise NotImplementedError
 
-    def guarded_drop(self, outputs: Sequence[np.ndarray], base: Sequence[np.ndarray]) -> float | None:
-        """Metric drop against `base` plus a confidence margin; None if it has no metric."""
+    def guarded_drop(self, outputs: Sequence[np.ndarray], base: Sequence[np.ndarray], *,
+                     z: float = Z_ONE_SIDED_95) -> float | None:
+        """Metric drop against `base` plus `z` standard errors of it; None if it has no metric."""
         m, b = self.metric(outputs), self.metric(base)
         return None if m is None else b - m
 
@@ -85,8 +108,9 @@ class EvaluationObjective(Objective):
     def proxy(self, outputs) -> float:
         return self.evaluation.proxy(outputs, self.reference)
 
-    def guarded_drop(self, outputs, base) -> float | None:
-        """The metric drop against `base` plus a one-sided 95% margin, paired per example:
+    def guarded_drop(self, outputs, base, *, z: float = Z_ONE_SIDED_95) -> float | None:
+        """The metric drop against `base` plus a one-sided margin (95% at the default `z`),
+        paired per example:
         for accuracy the mean per-example difference plus `z` standard errors
         (`guarded_difference`); for entity F1 the drop plus `z` standard deviations of the
         paired bootstrap drop over sentences (`guarded_ratio_drop`); for ROC-AUC and Spearman
@@ -94,17 +118,17 @@ class EvaluationObjective(Objective):
         (`guarded_bootstrap_drop`)."""
         correct = self.evaluation.correct(outputs)
         if correct is not None:
-            return guarded_difference(self._of_base("correct", base), correct)
+            return guarded_difference(self._of_base("correct", base), correct, z=z)
         counts = self.evaluation.entity_counts(outputs)
         if counts is not None:
-            return guarded_ratio_drop(self._of_base("entity_counts", base), counts)
+            return guarded_ratio_drop(self._of_base("entity_counts", base), counts, z=z)
         weights = _bootstrap_weights(self.evaluation.num_examples, BOOTSTRAP_RESAMPLES, 0)
         resampled = self.evaluation.resampled_metric(outputs, weights)
         if resampled is not None:
             base_resampled = self._of_base("resampled_metric", base, weights)
             return guarded_bootstrap_drop(self._of_base("metric", base), self.metric(outputs),
-                                          base_resampled, resampled)
-        return super().guarded_drop(outputs, base)
+                                          base_resampled, resampled, z=z)
+        return super().guarded_drop(outputs, base, z=z)
 
     def _of_base(self, name: str, base, *args):
         """`evaluation.<name>(base, *args)`, computed once per base (every candidate is compared
@@ -116,11 +140,12 @@ class EvaluationObjective(Objective):
         return cache[key][1]
 
 
-def guarded_difference(base: np.ndarray, candidate: np.ndarray) -> float:
+def guarded_difference(base: np.ndarray, candidate: np.ndarray, *, z: float = Z_ONE_SIDED_95) -> float:
     """`mean(base - candidate) + z * std(base - candidate, ddof=1) / sqrt(n)`: the paired
-    drop with a one-sided 95% upper confidence margin (no margin for one example)."""
+    drop with a one-sided upper confidence margin, 95% at the default `z` (no margin for one
+    example)."""
     diff = np.asarray(base, np.float64) - np.asarray(candidate, np.float64)
-    margin = Z_ONE_SIDED_95 * diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else 0.0
+    margin = z * diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else 0.0
     return float(diff.mean() + margin)
 
 
@@ -144,9 +169,10 @@ def _bootstrap_weights(n: int, resamples: int, seed: int) -> np.ndarray:
     return weights
 
 
-def guarded_ratio_drop(base: np.ndarray, candidate: np.ndarray, *,
-                       resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> float:
-    """Entity-F1 drop of `candidate` against `base` plus a one-sided 95% margin.
+def guarded_ratio_drop(base: np.ndarray, candidate: np.ndarray, *, resamples: int = BOOTSTRAP_RESAMPLES,
+                       seed: int = 0, z: float = Z_ONE_SIDED_95) -> float:
+    """Entity-F1 drop of `candidate` against `base` plus a one-sided margin (95% at the default
+    `z`).
 
     Both are `[N, 3]` per-example (gold, predicted, correct) counts (`entity_counts`). The
     examples are resampled with replacement `resamples` times (the same resamples for both:
@@ -162,11 +188,11 @@ def guarded_ratio_drop(base: np.ndarray, candidate: np.ndarray, *,
         return drop
     weights = _bootstrap_weights(n, resamples, seed)
     drops = _f1_of_sums(weights @ base) - _f1_of_sums(weights @ candidate)
-    return drop + Z_ONE_SIDED_95 * float(drops.std(ddof=1))
+    return drop + z * float(drops.std(ddof=1))
 
 
 def guarded_bootstrap_drop(base_metric: float, metric: float, base_resampled: np.ndarray,
-                           resampled: np.ndarray) -> float:
+                           resampled: np.ndarray, *, z: float = Z_ONE_SIDED_95) -> float:
     """`base_metric - metric` plus `z` times the standard deviation of the paired resampled
     drops `base_resampled - resampled` (resamples where either is undefined, NaN, are left
     out; fewer than two left: no margin)."""
@@ -175,7 +201,7 @@ def guarded_bootstrap_drop(base_metric: float, metric: float, base_resampled: np
     drop = float(base_metric - metric)
     if len(drops) < 2:
         return drop
-    return drop + Z_ONE_SIDED_95 * float(drops.std(ddof=1))
+    return drop + z * float(drops.std(ddof=1))
 
 
 def task_objective(model, task: Task | str, tokenizer, *, split: str = "search", seed: int = 0,

@@ -119,7 +119,20 @@ def write_report(result: SearchResult, out: str | Path, *, test_metrics: dict | 
               f"- mode: {result.mode}; tolerance: {tol}; options per site: {', '.join(result.options)}",
               f"- latency model: {s['latency_source']}",
               f"- maps run on the search split: {s['maps_run']} in {s['search_seconds']:.0f} s with "
-              f"{s['compilations']} compilation(s) of the candidate program", ""]
+              f"{s['compilations']} compilation(s) of the candidate program"]
+    if result.selection is not None:
+        guard = result.selection
+        if guard.allocation_pick is None:
+            verdict = "none of its maps passed"
+        elif not guard.stepped_back:
+            verdict = "it holds there"
+        else:
+            verdict = (f"it misses there, so {guard.kept} is kept" if guard.kept else
+                       "it misses there, and so does every other map it measured")
+        lines.append(f"- selection margin: the {result.strategy} strategy's pick "
+                     f"({guard.allocation_pick or 'none'}) judged at z = {guard.z:.2f} for the "
+                     f"{guard.maps_compared} maps it chose among; {verdict}")
+    lines.append("")
     if result.tolerance_met is False:
         lines += ["**The tolerance is not met:** even the most precise candidate (all FP16) loses "
                   "more than the tolerance on the search split; the map below is the closest, "

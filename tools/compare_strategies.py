@@ -20,9 +20,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from calibrate.allocation import STRATEGIES  # noqa: E402
-from calibrate.latency import site_flops  # noqa: E402
+from calibrate.latency import LatencyTable, site_flops  # noqa: E402
 from samp_jax.app.pipeline import builtin_model, run_search  # noqa: E402
-from samp_jax.host_memory import keep_cpu_buffers  # noqa: E402
+from samp_jax.host_memory import keep_cpu_buffers_for_timing  # noqa: E402
 from samp_jax.quant.precision import SitePrecision  # noqa: E402
 from samp_jax.tasks import get_task  # noqa: E402
 from tools.render_docs import strategy_table  # noqa: E402
@@ -46,24 +46,34 @@ def main() -> None:
     parser.add_argument("--max-examples", type=int, default=None)
     parser.add_argument("--strategies", default=",".join(["greedy-full", *STRATEGIES]),
                         help="comma-separated; NAME-full runs NAME with stop_early=False (every "
-                             "phase in full: the search as it was before the presets bound it)")
+                             "phase in full: the search as it was before the presets bound it); "
+                             "NAME-unguarded with selection_margin=False (the allocation's pick "
+                             "kept at the plain 95%% margin)")
+    parser.add_argument("--latency-table", type=Path, default=None, metavar="JSON",
+                        help="price maps with this table instead of the target's (a "
+                             "LatencyTable's JSON, or a tools/latency_check.py record holding "
+                             "one under 'table'): replays another machine's latency model")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    if not keep_cpu_buffers():  # as the samp-jax command serves and measures
-        print("note: host buffers are not kept (samp_jax.host_memory); CPU timings include "
-              "page faults", file=sys.stderr)
+    keep_cpu_buffers_for_timing("compare_strategies")  # as the samp-jax command serves and measures
+    table = None
+    if args.latency_table is not None:
+        record = json.loads(args.latency_table.read_text())
+        table = LatencyTable(**record.get("table", record))
     model, tokenizer, description = builtin_model(args.data, progress=False)
     task = get_task(args.data)
     rows = []
     for i, name in enumerate(args.strategies.split(",")):
-        strategy, full = name.removesuffix("-full"), name.endswith("-full")
-        if strategy not in STRATEGIES:
-            parser.error(f"--strategies: {name!r} is not one of {sorted(STRATEGIES)} (or NAME-full)")
+        strategy, *flags = name.split("-")
+        if strategy not in STRATEGIES or not set(flags) <= {"full", "unguarded"}:
+            parser.error(f"--strategies: {name!r} is not one of {sorted(STRATEGIES)} "
+                         "(or NAME-full, NAME-unguarded)")
         start = time.perf_counter()
         run = run_search(model, tokenizer, task, description=description, tolerance=args.tolerance,
                          out=args.out / name, progress=False, target=args.target,
                          strategy=strategy, max_search_examples=args.max_search_examples,
-                         max_test_examples=args.max_examples, stop_early=not full,
+                         max_test_examples=args.max_examples, stop_early="full" not in flags,
+                         selection_margin="unguarded" not in flags, latency_table=table,
                          compare_presets=i == 0)
         s, result = run.summary, run.result
         presets = {e.name: {"search_metric": e.metric, "latency_ms": e.latency_ms}
@@ -72,6 +82,7 @@ def main() -> None:
             test_presets = {k: v for k, v in s["test"].items() if not k.endswith("relative_change")}
         rows.append({"strategy": name, "chosen_from": s["chosen_from"],
                      "stopped_early": s["stopped_early"], "maps_run": s["maps_run"],
+                     "selection": s["selection"],
                      "test": s["test"], "search_fp32": s["fp32_search_metric"],
                      "search_chosen": s["chosen_search_metric"],
                      "latency_ms": s["estimated_latency_ms"], "latency_source": s["latency_source"],
@@ -83,6 +94,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "comparison.json").write_text(json.dumps(
         {"data": args.data, "target": args.target, "tolerance": args.tolerance, "model": description,
+         "latency_table": None if args.latency_table is None else str(args.latency_table),
          "max_search_examples": args.max_search_examples, "max_examples": args.max_examples,
          "presets_on_test": test_presets, "rows": rows}, indent=1, default=str))
     lines = strategy_table(rows)

@@ -31,7 +31,7 @@ from calibrate.calibration import calibrate  # noqa: E402
 from calibrate.latency import time_ms  # noqa: E402
 from samp_jax import PrecisionMap, load, minilm_path, quantize  # noqa: E402
 from samp_jax.serving.forward import jit_forward  # noqa: E402
-from samp_jax.host_memory import keep_cpu_buffers  # noqa: E402
+from samp_jax.host_memory import keep_cpu_buffers_for_timing  # noqa: E402
 from tools.ort_compare import timing_batch  # noqa: E402
 
 ACTIVATION = {"dynamic": "per_token_dynamic", "static": "per_tensor_static"}
@@ -45,8 +45,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--malloc", choices=("keep", "system"), default="keep")
     args = parser.parse_args()
-    if args.malloc == "keep" and not keep_cpu_buffers():
-        raise SystemExit("forward_ms: could not keep host buffers (not glibc, or SAMP_JAX_MALLOC=system)")
+    if args.malloc == "keep":
+        keep_cpu_buffers_for_timing("forward_ms", required=True)
     model = load(minilm_path())
     inputs = timing_batch(args.batch, args.seq, model.config.vocab_size)
     calibration = calibrate(model, [inputs], "minmax")

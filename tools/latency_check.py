@@ -9,7 +9,6 @@ Writes docs/latency_check_<device>.json.
 """
 
 import argparse
-import sys
 import json
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from calibrate.latency import check_against_forward, device_description, estimat
 from calibrate.search import preset_maps
 from calibrate.targets import TARGETS, resolve_target
 from samp_jax import Tokenizer, load_pretrained, minilm_path
-from samp_jax.host_memory import keep_cpu_buffers
+from samp_jax.host_memory import keep_cpu_buffers_for_timing
 from samp_jax.tasks import get_task
 
 
@@ -30,9 +29,7 @@ def main() -> None:
     parser.add_argument("--seq", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=10)
     args = parser.parse_args()
-    if not keep_cpu_buffers():  # as the samp-jax command serves and measures
-        print("note: host buffers are not kept (samp_jax.host_memory); CPU timings include "
-              "page faults", file=sys.stderr)
+    keep_cpu_buffers_for_timing("latency_check")  # as the samp-jax command serves and measures
     path = minilm_path()
     model, tokenizer = load_pretrained(path), Tokenizer.from_pretrained(path)
     target = resolve_target("auto")

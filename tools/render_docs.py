@@ -97,6 +97,10 @@ def strategy_table(rows: list[dict]) -> list[str]:
         t = r["test"]
         maps = r.get("maps_run", r.get("maps_evaluated"))
         by = r["chosen_from"] + (" (stopped after the presets)" if r.get("stopped_early") else "")
+        guard = r.get("selection")
+        if guard and guard["stepped_back"]:
+            by += (f" (its fastest passing map missed at the {guard['maps_compared']}-map margin, "
+                   f"z = {guard['z']:.2f})")
         lines.append(f"| {r['strategy']} | {by} | {t['fp32']:.4f} → {t['chosen']:.4f} "
                      f"({100 * t['chosen_relative_change']:+.2f}%) | {_share(r)} | {r['latency_ms']:.3f} | "
                      f"{r['speedup_vs_default']:.2f}× | {maps} | {r['search_seconds']:.0f} |")

@@ -8,7 +8,6 @@ Writes docs/search_scaling.json.
 """
 
 import argparse
-import sys
 import json
 import time
 from pathlib import Path
@@ -20,7 +19,7 @@ from calibrate.latency import device_description
 from calibrate.objectives import task_objective
 from calibrate.search import search
 from samp_jax import EncoderModel, SentenceEmbedder, Tokenizer, load_pretrained, minilm_path
-from samp_jax.host_memory import keep_cpu_buffers
+from samp_jax.host_memory import keep_cpu_buffers_for_timing
 from samp_jax.tasks import get_task
 
 
@@ -37,9 +36,7 @@ def main() -> None:
     parser.add_argument("--layers", type=int, nargs="+", default=[2, 4, 6])
     parser.add_argument("--pairs", type=int, default=200)
     args = parser.parse_args()
-    if not keep_cpu_buffers():  # as the samp-jax command serves and measures
-        print("note: host buffers are not kept (samp_jax.host_memory); CPU timings include "
-              "page faults", file=sys.stderr)
+    keep_cpu_buffers_for_timing("search_scaling")  # as the samp-jax command serves and measures
     path = minilm_path()
     full, tokenizer = load_pretrained(path), Tokenizer.from_pretrained(path)
     task = get_task("snli-embed")

@@ -254,6 +254,7 @@ def _search(args) -> int:
                          progress=not args.json, max_search_examples=args.max_search_examples,
                          max_test_examples=args.max_examples, seed=args.seed,
                          target=args.target, options=args.options, strategy=args.strategy,
+                         selection_margin=not args.no_selection_margin,
                          command="samp-jax " + " ".join(sys.argv[1:])).summary
     if args.json:
         print(json.dumps(summary, indent=1))
@@ -492,6 +493,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="allocation: knapsack (default: minimum summed harm under a latency "
                          "budget), greedy (moves by harm per ms; the default with --objective "
                          "int8_fraction), revert (all fastest, most harmful reverted)")
+    se.add_argument("--no-selection-margin", action="store_true",
+                    help="keep the fastest map that passed at the plain 95%% margin, instead of "
+                         "judging the allocation's pick with the margin widened for the number "
+                         "of maps it chose among (faster maps, more often outside the tolerance "
+                         "on unseen data)")
     se.add_argument("--options", default=None, type=_option_list, metavar="OPT[,OPT]",
                     help=f"narrow the per-site options ({', '.join(OPTION_NAMES)}); the "
                          "target's float option is always kept")

@@ -67,13 +67,15 @@ def run_search(model, tokenizer, task: Task, *, description: str = "", tolerance
                command: str | None = None, compare_presets: bool = True,
                max_search_examples: int | None = None, max_test_examples: int | None = None,
                seed: int = 0, target: str = "auto", options: Sequence[str] | None = None,
-               strategy: str | None = None, stop_early: bool = True) -> SearchRun:
+               strategy: str | None = None, stop_early: bool = True,
+               selection_margin: bool = True, latency_table=None) -> SearchRun:
     """Calibrates on the task's calibration split, searches on its search split, quantizes with
     the chosen map, scores the held-out test split with the real quantized model, and writes the
     report plus the quantized model (`out/model`, loadable with `samp_jax.load`).
 
     `target` ('auto', 'h100', 'a100', 'l4', 'cpu') sets the options (narrowed by `options`), the
-    dtype between sites and the latency model (`calibrate.targets`).
+    dtype between sites and the latency model (`calibrate.targets`); `latency_table` (a
+    `calibrate.latency.LatencyTable`, e.g. measured on another machine) replaces that model.
 
     Returns the JSON summary with the chosen `QuantizedModel` and its tokenizer, for serving it
     afterwards without redoing the work.
@@ -81,9 +83,10 @@ def run_search(model, tokenizer, task: Task, *, description: str = "", tolerance
     validate_tolerance(tolerance, tolerance_mode)  # fail before any slow step
     target = resolve_target(target)
     options = target.search_options(options)
-    table = None
+    table = latency_table
     if latency_target_ms is not None:
-        table = table_for_target(model, target, 32, 128, options=options)
+        if table is None:
+            table = table_for_target(model, target, 32, 128, options=options)
         check_latency_target(latency_target_ms, table, options, model.config.num_layers)
     if model.head_kind != task.head:
         raise ValueError(f"task {task.name!r} ({task.task_type.name}) needs a {task.head} head; "
@@ -95,7 +98,7 @@ def run_search(model, tokenizer, task: Task, *, description: str = "", tolerance
     result = search(model, data, tokenizer=tokenizer, tolerance=tolerance, tolerance_mode=tolerance_mode,
                     objective=objective, latency_target_ms=latency_target_ms, calibration=calibration,
                     progress=progress, target=target, options=options, latency_table=table,
-                    strategy=strategy, stop_early=stop_early)
+                    strategy=strategy, stop_early=stop_early, selection_margin=selection_margin)
     chosen = quantize(model, result.precision_map, calibration, dtype=target.dtype)
     test = {}
     if evaluator.metric is not None:

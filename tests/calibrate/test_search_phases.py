@@ -5,17 +5,21 @@ import json
 
 import numpy as np
 import pytest
+from scipy import stats as scipy_stats
 
 from calibrate.candidates import SwitchableModel
 from calibrate.latency import estimate_table, site_flops
-from calibrate.objectives import UnlabelledObjective
+from calibrate.objectives import Z_ONE_SIDED_95, UnlabelledObjective, selection_z
 from calibrate.search import (
     ORDER_EPS,
+    Evaluated,
     Kind,
     Move,
     Runner,
+    SelectionGuard,
     acceptance,
     evaluate_presets,
+    guard_selection,
     latency_greedy,
     measure_sensitivity,
     move_gains,
@@ -26,7 +30,7 @@ from calibrate.search import (
     single_site_moves,
     tolerance_greedy,
 )
-from samp_jax.quant.precision import SITES, as_precision
+from samp_jax.quant.precision import SITES, PrecisionMap, as_precision
 
 OPTIONS = tuple(as_precision(o) for o in ("fp16", "int8-dynamic", "fp8_e4m3"))
 from tests.helpers import TINY_CONFIG, random_batches
@@ -185,8 +189,8 @@ def test_acceptance_bounds_the_guarded_drop_or_the_proxy():
         metric_name: str | None
         reference: tuple = ("ref",)
 
-        def guarded_drop(self, outputs, base):
-            assert base is self.reference
+        def guarded_drop(self, outputs, base, *, z):
+            assert base is self.reference and z == Z_ONE_SIDED_95  # the plain 95% margin
             return outputs[0]
 
         def proxy(self, outputs):
@@ -243,3 +247,84 @@ def test_search_is_the_composition_of_its_phases(tiny, calibration, tolerance):
     assert result.sensitivity == {move_key(m, options): s for m, s in sensitivity.items()}
     assert result.compilations == runner.switch.traces == 1
     assert result.chosen.proxy <= tolerance or not choices.any()
+
+
+# ---- phase 4b: the selection guard
+
+def test_selection_z_widens_the_margin_with_the_maps_compared():
+    assert selection_z(1) == Z_ONE_SIDED_95  # one map: the plain one-sided 95%
+    assert selection_z(20) == pytest.approx(scipy_stats.norm.ppf(1 - 0.05 / 20), rel=1e-9)  # 2.807
+    assert selection_z(20, confidence=0.9) == pytest.approx(scipy_stats.norm.ppf(1 - 0.1 / 20), rel=1e-9)
+    zs = [selection_z(m) for m in (1, 2, 5, 17, 100)]
+    assert zs == sorted(zs) and zs[-1] > 3.2
+    with pytest.raises(ValueError, match="compared=0"):
+        selection_z(0)
+    with pytest.raises(ValueError, match="confidence=1.0"):
+        selection_z(3, confidence=1.0)
+
+
+@dataclasses.dataclass
+class PlantedRunner:
+    """Maps are named by what they were recorded as; a map's 'outputs' are its planted
+    (drop, standard error), so the guarded drop at z is `drop + z * se`."""
+
+    planted: dict  # name -> (kind, latency_ms, drop, se)
+    num_layers: int = 2
+    runs: int = 0
+
+    def __post_init__(self):
+        self.evaluated, self.switch = [], self
+        for i, (name, (kind, ms, drop, se)) in enumerate(self.planted.items()):
+            cells = {(0, SITES[i % 4]): "int8-dynamic", (1, SITES[i // 4]): "int8-static"}
+            pmap = PrecisionMap.from_table(cells, self.num_layers, default="fp16")
+            self.evaluated.append(Evaluated(name, kind, pmap, None, 0.0, ms, 0.0))
+
+    def choices_for(self, pmap):
+        index = next(i for i, e in enumerate(self.evaluated) if e.precision_map == pmap)
+        return np.full((self.num_layers, len(SITES)), index, np.int32)
+
+    def run(self, choices):
+        self.runs += 1
+        entry = self.evaluated[int(choices[0, 0, 0])]
+        return [self.planted[entry.name][2:]]
+
+
+def _guarded(outputs, z):
+    drop, se = outputs
+    return drop + z * se
+
+
+def test_guard_selection_steps_back_from_a_pick_that_only_passes_at_95_percent():
+    runner = PlantedRunner({
+        "fp16": (Kind.PRESET, 100.0, 0.0, 0.0),  # presets are not the allocation's to pick
+        "fully_quant": (Kind.PRESET, 10.0, 0.0, 0.0),
+        "knapsack#1": (Kind.CANDIDATE, 50.0, 0.001, 0.004),  # passes at 1.645, not at z(3)
+        "knapsack#2": (Kind.CANDIDATE, 40.0, 0.02, 0.0),  # fails at any z
+        "knapsack#3": (Kind.CANDIDATE, 60.0, 0.0, 0.004),  # passes at z(3) = 2.128
+    })
+    z3 = selection_z(3)
+    assert 0.001 + Z_ONE_SIDED_95 * 0.004 <= 0.009 < 0.001 + z3 * 0.004
+    choices, outputs, guard = guard_selection(runner, _guarded, allowed=0.009)
+    assert guard == SelectionGuard(3, z3, "knapsack#1", "knapsack#3") and guard.stepped_back
+    assert outputs == (0.0, 0.004) and (choices == 4).all()
+    # a looser tolerance: the pick holds at the wider margin too
+    _, outputs, guard = guard_selection(runner, _guarded, allowed=0.01)
+    assert guard.kept == guard.allocation_pick == "knapsack#1" and not guard.stepped_back
+    # nothing passes at the wider margin: the all-default map, and the search falls back to
+    # the fastest passing preset (or that map)
+    choices, outputs, guard = guard_selection(runner, _guarded, allowed=0.007)
+    assert outputs is None and not choices.any()
+    assert guard.allocation_pick == "knapsack#3" and guard.kept is None and guard.stepped_back
+
+
+def test_guard_selection_counts_each_distinct_map_once_and_greedy_prefixes_too():
+    runner = PlantedRunner({
+        "greedy+a": (Kind.GREEDY, 30.0, 0.0, 0.001),
+        "greedy+b": (Kind.GREEDY, 20.0, 0.0, 0.003),
+    })
+    runner.evaluated.append(dataclasses.replace(runner.evaluated[1], name="greedy+b again"))
+    _, outputs, guard = guard_selection(runner, _guarded, allowed=0.005)
+    assert guard.maps_compared == 2 and guard.z == selection_z(2)
+    assert guard.allocation_pick == "greedy+b" and guard.kept == "greedy+a"
+    _, _, empty = guard_selection(PlantedRunner({}), _guarded, allowed=1.0)
+    assert empty == SelectionGuard(0, Z_ONE_SIDED_95, None, None) and not empty.stepped_back

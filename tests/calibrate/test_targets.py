@@ -13,8 +13,9 @@ import samp_jax
 
 from calibrate.candidates import SwitchableModel
 from calibrate.latency import device_description, estimate_table, table_for_target
-from calibrate.objectives import (EvaluationObjective, UnlabelledObjective, guarded_bootstrap_drop,
-                                  guarded_difference, guarded_ratio_drop)
+from calibrate.objectives import (Z_ONE_SIDED_95, EvaluationObjective, UnlabelledObjective,
+                                  guarded_bootstrap_drop, guarded_difference, guarded_ratio_drop,
+                                  selection_z)
 from samp_jax.data.wnut16 import entity_counts, entity_f1
 from calibrate.search import (Kind, Runner, evaluate_presets, fastest_map, fastest_passing_preset,
                               never_slower_than_presets, preset_maps, search, single_site_moves, tolerance_greedy)
@@ -111,6 +112,10 @@ def test_the_fastest_passing_preset_wins_when_the_greedy_found_nothing_faster(ti
     _, _, kept = never_slower_than_presets(runner, nothing, outputs["fp16"], fastest_passing_preset(
         runner, outputs, lambda out: out is outputs["fully_quant"]))
     assert kept == "greedy"
+    # ... unless the allocation found no map that passes (no outputs): then the passing preset
+    _, none_passed, name_none = never_slower_than_presets(runner, nothing, None, fastest_passing_preset(
+        runner, outputs, lambda out: out is outputs["fully_quant"]))
+    assert name_none == "fully_quant" and none_passed is outputs["fully_quant"]
     assert chosen_outputs is outputs[name]
     assert runner.switch.map_for(choices) == preset_maps(options, 3)[name]
     # everything passes: the fastest preset of all (static INT8 everywhere) is returned
@@ -184,6 +189,55 @@ def test_the_greedy_stops_once_it_cannot_beat_a_passing_preset(tiny, calibration
     assert runner.maps_run > 0 and choices.any()
 
 
+class PlantedDrop(UnlabelledObjective):
+    """A labelled objective on the tiny model: accuracy is 1 - proxy; the guarded drop is
+    `proxy * (1 + 1.645)`, plus `widened` at any z wider than the plain 95%."""
+
+    metric_name = "accuracy"
+
+    def __init__(self, model, batches, widened: float):
+        super().__init__(model, batches)
+        self.widened = widened
+
+    def metric(self, outputs):
+        return 1.0 - self.proxy(outputs)
+
+    def guarded_drop(self, outputs, base, *, z=Z_ONE_SIDED_95):
+        return self.proxy(outputs) * (1.0 + Z_ONE_SIDED_95) + (self.widened if z > Z_ONE_SIDED_95 else 0.0)
+
+
+# The tiny model's proxies are about 1.5e-11: at this tolerance the all-dynamic INT8 preset
+# passes, all-static fails, and greedy and revert each find a faster map that passes.
+PLANTED_TOLERANCE = 4.0e-11
+
+
+@pytest.mark.parametrize("strategy", ["greedy", "revert"])
+def test_the_search_returns_the_allocation_pick_only_when_it_passes_the_selection_margin(
+        tiny, calibration, strategy):
+    kwargs = dict(tolerance=PLANTED_TOLERANCE, target="h100", options=["int8-dynamic", "int8-static"],
+                  calibration=calibration, progress=False, sensitivity_batches=1, strategy=strategy,
+                  latency_table=estimate_table(TINY_CONFIG, 32, 128, spec=resolve_target("h100").spec))
+    batches = random_batches(2, seed=3)
+    unguarded = search(tiny, PlantedDrop(tiny, batches, 0.0), selection_margin=False, **kwargs)
+    assert unguarded.selection is None and unguarded.chosen_from == strategy
+    # the widened margin changes nothing: the pick is kept
+    same = search(tiny, PlantedDrop(tiny, batches, 0.0), **kwargs)
+    allocation = {e.name for e in same.evaluated if e.kind in (Kind.GREEDY, Kind.CANDIDATE)}
+    guard = same.selection
+    assert guard.maps_compared == len(allocation) > 1 and guard.z == selection_z(len(allocation))
+    assert guard.allocation_pick in allocation and guard.kept == guard.allocation_pick
+    assert same.precision_map == unguarded.precision_map and same.summary()["selection"]["stepped_back"] is False
+    picked = next(e for e in same.evaluated if e.name == guard.allocation_pick)
+    assert picked.precision_map == unguarded.precision_map
+    # every map fails at the widened margin: the fastest passing preset is returned instead
+    stepped = search(tiny, PlantedDrop(tiny, batches, 1.0), **kwargs)
+    assert stepped.selection.allocation_pick == guard.allocation_pick
+    assert stepped.selection.kept is None and stepped.selection.stepped_back
+    assert stepped.chosen_from == "fully_quant" and stepped.tolerance_met
+    assert stepped.precision_map == preset_maps(stepped.options, 3)["fully_quant"]
+    assert stepped.chosen.latency_ms > unguarded.chosen.latency_ms
+
+
 # ------------------------------------------------------------------------ guarded drop
 def test_guarded_difference_is_the_paired_mean_plus_a_one_sided_95_margin():
     base = np.array([1, 1, 1, 1, 0])
@@ -191,6 +245,8 @@ def test_guarded_difference_is_the_paired_mean_plus_a_one_sided_95_margin():
     # diff = [0, 1, 0, 0, 0]: mean 0.2, sample std sqrt(0.8 / 4) = 0.4472136, and with
     # z = 1.645 (one-sided 95%) the margin is 1.645 * 0.4472136 / sqrt(5) = 0.329
     assert guarded_difference(base, candidate) == pytest.approx(0.2 + 0.329, abs=1e-9)
+    # a wider margin (as for the pick of many maps) scales the same standard error
+    assert guarded_difference(base, candidate, z=3.0) == pytest.approx(0.2 + 3.0 * 0.2, abs=1e-9)
     assert guarded_difference(base, base) == 0.0
     assert guarded_difference(np.array([1]), np.array([0])) == 1.0  # one example: no margin
 
@@ -208,6 +264,7 @@ def test_guarded_drop_of_an_accuracy_objective_uses_the_paired_margin():
     candidate = [np.array([1, 0, 1]), np.array([1, 0])]
     # diff = [0, 1, 0, 0, 0] again, split over two batches
     assert objective.guarded_drop(candidate, base) == pytest.approx(0.529, abs=1e-9)
+    assert objective.guarded_drop(candidate, base, z=3.0) == pytest.approx(0.8, abs=1e-9)
     # the margin makes it stricter than the plain drop of 0.2
     assert objective.guarded_drop(candidate, base) > 0.2
 
@@ -226,6 +283,7 @@ def test_guarded_ratio_drop_is_the_f1_drop_plus_the_paired_bootstrap_margin():
     margin = 1.645 * np.std(f1(base) - f1(candidate), ddof=1)
     assert margin > 0.05
     assert guarded_ratio_drop(base, candidate) == pytest.approx(drop + margin, rel=1e-12)
+    assert guarded_ratio_drop(base, candidate, z=3.29) == pytest.approx(drop + 2 * margin, rel=1e-12)
     assert guarded_ratio_drop(base, base) == 0.0  # identical predictions: no drop, no margin
     assert guarded_ratio_drop(base[:1], candidate[:1]) == pytest.approx(1.0)  # one sentence
     with pytest.raises(ValueError, match=r"\[N, 3\]"):
@@ -301,6 +359,8 @@ def test_a_pair_score_objective_judges_maps_by_the_paired_bootstrap_margin(metri
     expected = drop + 1.645 * np.std(drops, ddof=1)
     assert objective.guarded_drop(candidate, base) == pytest.approx(expected, rel=1e-9)
     assert objective.guarded_drop(candidate, base) > drop + 0.01  # stricter than the plain drop
+    assert objective.guarded_drop(candidate, base, z=3.29) == \
+        pytest.approx(drop + 3.29 * np.std(drops, ddof=1), rel=1e-9)
     assert objective.guarded_drop(base, base) == 0.0
 
 

@@ -115,6 +115,13 @@ def test_full_search_pipeline_on_zero_shot_snli(tmp_path):
         quantized = [p.is_quantized for _, p in run.result.precision_map.items()]
         assert sum(quantized) > len(quantized) / 2
     assert summary["target"] == "h100" and summary["latency_source"].startswith("estimated")
+    # the allocation's pick was judged at the margin widened for the maps it compared
+    if summary["stopped_early"] is None:
+        selection = summary["selection"]
+        assert selection["z"] >= 1.645 and selection["maps_compared"] >= 0
+        assert "- selection margin:" in (tmp_path / "o" / "report.md").read_text()
+    else:
+        assert summary["selection"] is None
 
 
 @pytest.mark.slow
