@@ -4,7 +4,8 @@
 shape. `site_ms` comes from one of two sources, and a table says which:
 
 - **measured**: each GEMM site (its shape, its precision, its epilogue) is timed on the current
-  device through `samp_jax.gemm` (warm-up, then the median of many back-to-back runs), and
+  device through `samp_jax.gemm` (warm-up, then the median of many back-to-back runs, the
+  precisions taken in turns so that a machine's drift hits them alike), and
   `other_ms` is the measured FP16 forward minus its GEMM sites. Tables are cached as JSON keyed
   by device kind and shape.
 - **estimated**: a roofline from FLOPs and bytes on a device's spec sheet
@@ -26,7 +27,7 @@ import statistics
 import time
 import warnings
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -74,8 +75,9 @@ _ACT_BYTES = {"int8": 1, "fp8_e4m3": 1, "fp16": 2, "bf16": 2, "fp32": 4}
 LAYERNORM_FED = ("qkv", "ffn_in")
 # Part of a measured table's cache name; raised when the code it times changes (2: the
 # head-major XLA attention and the division-free GELU; 3: the summed row finiteness and the
-# attention scale on q; 4: site entries scaled to whole forwards).
-TABLE_VERSION = 4
+# attention scale on q; 4: site entries scaled to whole forwards; 5: the precisions of a site,
+# and the whole forwards, timed in turns).
+TABLE_VERSION = 5
 
 
 def _estimate_site_ms(site: str, tokens: int, k: int, n: int, precision: SitePrecision,
@@ -201,16 +203,33 @@ def device_description() -> str:
 
 def time_ms(fn: Callable[[], jax.Array], *, warmup: int = 3, repeats: int = 20, inner: int = 5) -> float:
     """Median over `repeats` of the mean time of `inner` back-to-back calls with one sync."""
-    for _ in range(warmup):
-        jax.block_until_ready(fn())
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(inner):
-            out = fn()
-        jax.block_until_ready(out)
-        samples.append((time.perf_counter() - start) / inner * 1e3)
-    return statistics.median(samples)
+    return time_interleaved({"fn": fn}, warmup=warmup, repeats=repeats, inner=inner)["fn"]
+
+
+def time_interleaved(fns: Mapping[str, Callable[[], jax.Array]], *, warmup: int = 3,
+                     repeats: int = 20, inner: int = 5) -> dict[str, float]:
+    """`time_ms` of several functions, taken in turns: each round times every function once
+    (`inner` back-to-back calls, one sync), starting one further along each round, and each
+    gets the median of its `repeats` samples.
+
+    Timed one after the other, two variants are compared across the drift of a shared
+    machine's speed: on the 2-core AMD VM the all-static and all-dynamic INT8 forwards, timed
+    one after the other, came out 280.4 and 265.2 ms, where six alternated pairs put static
+    3% ahead (median 249.6 against 257.5 ms).
+    """
+    names = list(fns)
+    for name in names:
+        for _ in range(warmup):
+            jax.block_until_ready(fns[name]())
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(repeats):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            start = time.perf_counter()
+            for _ in range(inner):
+                out = fns[name]()
+            jax.block_until_ready(out)
+            samples[name].append((time.perf_counter() - start) / inner * 1e3)
+    return {name: statistics.median(samples[name]) for name in names}
 
 
 def measure_table(model, batch: int, seq: int, *,
@@ -226,7 +245,8 @@ def measure_table(model, batch: int, seq: int, *,
     precision (`forward_ms`): a GEMM timed alone pays for reading and writing its own
     operands, which a compiled forward fuses away (on the 2-core Xeon the unscaled table put
     all-INT8 maps 30-37% above their real forwards, and FP32 within 1%). The relative cost of
-    the sites within a precision stays as timed.
+    the sites within a precision stays as timed. A site's precisions, and the whole forwards,
+    are timed in turns (`time_interleaved`), so their order is not the machine's drift.
     """
     precisions = tuple(precisions)
 
@@ -241,6 +261,7 @@ def measure_table(model, batch: int, seq: int, *,
         activation = "gelu" if site == "ffn_in" else None
         residual = jnp.zeros((batch, seq, n), dtype) if site in ("attn_out", "ffn_out") else None
         x_all[site] = x
+        timed = {}
         for p in precisions:
             weight = (quantize_weight_int8(w) if p.precision == "int8" else
                       quantize_weight_fp8(w) if p.precision == "fp8_e4m3" else jnp.asarray(w, p.float_dtype))
@@ -248,27 +269,27 @@ def measure_table(model, batch: int, seq: int, *,
             fn = jax.jit(lambda x, weight=weight, p=p, act_scale=act_scale: gemm(
                 x, weight, precision=p, bias=bias, activation=activation, residual=residual,
                 act_scale=act_scale, out_dtype=dtype, implementation=implementation))
-            site_ms[f"{site}/{p}"] = time_ms(lambda fn=fn, x=x: fn(x), repeats=repeats)
+            timed[f"{site}/{p}"] = lambda fn=fn, x=x: fn(x)
+        site_ms.update(time_interleaved(timed, repeats=repeats))
     default = precisions[0]
-    float_map = PrecisionMap.from_table({}, config.num_layers, default=default)
-    forward = jit_forward(quantize(model, float_map, dtype=dtype, implementation=implementation))
     inputs = {"input_ids": np.ones((batch, seq), np.int32), "attention_mask": np.ones((batch, seq), np.int32),
               "token_type_ids": np.zeros((batch, seq), np.int32)}
-    total = time_ms(lambda: forward(inputs), repeats=repeats)
-    gemm_total = sum(site_ms[f"{s}/{default}"] for s in SITES) * config.num_layers
-    other = max(total - gemm_total, 0.0)
-    forward_ms = {str(default): total}
     calibration = None
     if any(p.needs_calibration for p in precisions[1:]):
         with warnings.catch_warnings():  # scales do not change the timing; few tokens are fine
             warnings.simplefilter("ignore")
             calibration = calibrate(model, [inputs], "minmax")
+    forwards = {}  # every site at one precision, the default first; timed in turns
+    for p in dict.fromkeys(precisions):
+        uniform = PrecisionMap.from_table({}, config.num_layers, default=p)
+        forward = jit_forward(quantize(model, uniform, calibration if p.needs_calibration else None,
+                                       dtype=dtype, implementation=implementation))
+        forwards[str(p)] = lambda forward=forward: forward(inputs)
+    forward_ms = time_interleaved(forwards, repeats=repeats)
+    total = forward_ms[str(default)]
+    gemm_total = sum(site_ms[f"{s}/{default}"] for s in SITES) * config.num_layers
+    other = max(total - gemm_total, 0.0)
     for p in precisions:  # the default's factor is 1 unless its sites alone outlast the forward
-        if str(p) not in forward_ms:
-            uniform = PrecisionMap.from_table({}, config.num_layers, default=p)
-            forward = jit_forward(quantize(model, uniform, calibration if p.needs_calibration else None,
-                                           dtype=dtype, implementation=implementation))
-            forward_ms[str(p)] = time_ms(lambda: forward(inputs), repeats=repeats)
         timed = sum(site_ms[f"{s}/{p}"] for s in SITES) * config.num_layers
         factor = max(forward_ms[str(p)] - other, 1e-3 * timed) / timed
         for s in SITES:

@@ -66,11 +66,15 @@ def comparison_section(path: Path) -> list[str]:
     first = rows[0]
     source = first["latency_source"]
     estimated = source.startswith("estimated")
-    parts = [f"### {data['data']}, target {data['target']} ({'estimated' if estimated else 'measured'} latency)", "",
+    kind = ("estimated" if estimated else "measured") + " latency"
+    if data.get("latency_table"):
+        kind += f", table from {data['latency_table']}"
+    parts = [f"### {data['data']}, target {data['target']} ({kind})", "",
              f"Model: {data['model']}. Command: `python tools/compare_strategies.py --data {data['data']} "
              f"--target {data['target']}"
              + (f" --max-search-examples {data['max_search_examples']}" if data.get("max_search_examples") else "")
              + (f" --max-examples {data['max_examples']}" if data.get("max_examples") else "")
+             + (f" --latency-table {data['latency_table']}" if data.get("latency_table") else "")
              + f" --strategies {','.join(r['strategy'] for r in rows)} --out {path.parent}` "
              f"(2-core CPU). Latency model: {source}." + (f" {data['note']}" if data.get("note") else ""), ""]
     presets = data.get("presets_on_test")
@@ -99,8 +103,8 @@ def strategy_table(rows: list[dict]) -> list[str]:
         by = r["chosen_from"] + (" (stopped after the presets)" if r.get("stopped_early") else "")
         guard = r.get("selection")
         if guard and guard["stepped_back"]:
-            by += (f" (its fastest passing map missed at the {guard['maps_compared']}-map margin, "
-                   f"z = {guard['z']:.2f})")
+            by += (f" ({r['strategy'].split('-')[0]}'s pick missed at the {guard['maps_compared']}-map "
+                   f"margin, z = {guard['z']:.2f})")
         lines.append(f"| {r['strategy']} | {by} | {t['fp32']:.4f} → {t['chosen']:.4f} "
                      f"({100 * t['chosen_relative_change']:+.2f}%) | {_share(r)} | {r['latency_ms']:.3f} | "
                      f"{r['speedup_vs_default']:.2f}× | {maps} | {r['search_seconds']:.0f} |")
@@ -109,7 +113,8 @@ def strategy_table(rows: list[dict]) -> list[str]:
 
 def search_page() -> str:
     parts = [(DOCS / "search_intro.md").read_text().rstrip(), ""]
-    comparisons = sorted(COMPARISONS.glob("search-*/comparison.json"))
+    comparisons = sorted(COMPARISONS.glob("search-*/comparison.json")) + \
+        sorted(COMPARISONS.glob("replay-*/comparison.json"))
     if comparisons:
         parts += ["## Results by task and strategy (1% relative tolerance)", ""]
         for path in comparisons:

@@ -8,10 +8,12 @@ judges its pick with (`calibrate.search.guard_selection`).
 For each strategy the search runs as `samp-jax search` runs it (percentile calibration on the
 calibration split, the target's options and latency model, or `--latency-table`). Then every
 map its allocation measured is scored again on the search split (the guarded drop at both
-margins) and on the test split, through the same compiled candidate program. Each row says
+margins, through the search's compiled candidate program) and on the test split with the
+real quantized model (`samp_jax.quantize`, as `samp-jax search` scores its pick). Each row says
 whether the map passes on the search split at each margin and whether it is within the
-tolerance on test; the totals count the misses among the maps each margin accepts, and the
-pick (the fastest accepted map) at each.
+tolerance on test; the totals count the misses among the maps each margin accepts, the
+pick (the fastest accepted map) at each, and the map each search returned (the pick, or a
+preset that was faster and passed), also scored on test.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from calibrate.latency import LatencyTable  # noqa: E402
 from calibrate.objectives import Z_ONE_SIDED_95, task_objective  # noqa: E402
 from calibrate.search import Kind, Runner, search, tolerance_measure  # noqa: E402
 from calibrate.targets import resolve_target  # noqa: E402
+from samp_jax import quantize  # noqa: E402
+from samp_jax.app.experiments import make_evaluator  # noqa: E402
 from samp_jax.app.pipeline import builtin_model  # noqa: E402
 from samp_jax.host_memory import keep_cpu_buffers_for_timing  # noqa: E402
 from samp_jax.quant.precision import as_precision  # noqa: E402
@@ -36,18 +40,25 @@ from samp_jax.tasks import get_task  # noqa: E402
 
 
 def study(model, *, target: str, strategy: str, tolerance: float,
-          calibration, search_objective, test_objective, table: LatencyTable | None) -> dict:
+          calibration, search_objective, evaluator, table: LatencyTable | None) -> dict:
     """One strategy's search, then every map its allocation measured on both splits."""
     result = search(model, search_objective, tolerance=tolerance, target=target,
                     calibration=calibration, latency_table=table, strategy=strategy, progress=False)
+    dtype = resolve_target(target).dtype
+    score = lambda m: evaluator.score(evaluator.outputs(m))["value"]  # noqa: E731  real quantized path
+    fp32_test = score(model)
+    returned_test = score(quantize(model, result.precision_map, calibration, dtype=dtype))
+    returned = {"name": result.chosen.name, "chosen_from": result.chosen_from,
+                "latency_ms": result.chosen.latency_ms,
+                "test_change": returned_test / fp32_test - 1,
+                "within_on_test": bool(returned_test >= fp32_test * (1 - tolerance))}
     if result.selection is None:
-        return {"strategy": strategy, "stopped_early": result.stopped_early, "maps": []}
+        return {"strategy": strategy, "stopped_early": result.stopped_early,
+                "returned": returned, "maps": []}
     options = tuple(as_precision(o) for o in result.options)
-    switch = SwitchableModel(model, options, calibration, dtype=resolve_target(target).dtype)
+    switch = SwitchableModel(model, options, calibration, dtype=dtype)
     on_search = Runner(switch, search_objective, result.latency_table)
-    on_test = Runner(switch, test_objective, result.latency_table)
     _, _, allowed = tolerance_measure(search_objective, result.fp32_metric, tolerance, "relative")
-    fp32_test = test_objective.metric(test_objective.reference)
     entries = {}
     for entry in result.evaluated:
         if entry.kind in (Kind.GREEDY, Kind.CANDIDATE):
@@ -56,7 +67,7 @@ def study(model, *, target: str, strategy: str, tolerance: float,
     for entry in sorted(entries.values(), key=lambda e: e.latency_ms):
         choices = switch.choices_for(entry.precision_map)
         search_out = on_search.run(choices[None])[0]
-        test_metric = test_objective.metric(on_test.run(choices[None])[0])
+        test_metric = score(quantize(model, entry.precision_map, calibration, dtype=dtype))
         drop = lambda z: search_objective.guarded_drop(search_out, search_objective.reference, z=z)  # noqa: E731
         maps.append({
             "name": entry.name, "latency_ms": entry.latency_ms,
@@ -67,12 +78,14 @@ def study(model, *, target: str, strategy: str, tolerance: float,
             "within_on_test": bool(test_metric >= fp32_test * (1 - tolerance))})
     return {"strategy": strategy, "maps_compared": result.selection.maps_compared,
             "z": result.selection.z, "allocation_pick": result.selection.allocation_pick,
-            "kept": result.selection.kept, "chosen_from": result.chosen_from, "maps": maps}
+            "kept": result.selection.kept, "returned": returned, "maps": maps}
 
 
 def totals(runs: list[dict]) -> dict:
-    """Misses on test among the maps (and the picks) each margin accepts."""
-    out = {}
+    """Misses on test among the maps (and the picks) each margin accepts, and among the maps
+    the searches returned (the pick, or the preset that was faster and passed)."""
+    out = {"returned": {"maps": len(runs),
+                        "missed_on_test": sum(not r["returned"]["within_on_test"] for r in runs)}}
     for margin in ("passes_95", "passes_selection"):
         accepted = [m for r in runs for m in r["maps"] if m[margin]]
         picks = [next((m for m in r["maps"] if m[margin]), None) for r in runs if r["maps"]]
@@ -100,14 +113,14 @@ def main() -> None:
         table = LatencyTable(**record.get("table", record))
     model, tokenizer, description = builtin_model(args.data, progress=False)
     task = get_task(args.data)
-    calibration = calibrate(model, task.calibration_batches(tokenizer), "percentile")
+    evaluator = make_evaluator(task, tokenizer)
+    calibration = calibrate(model, evaluator.calibration_batches(), "percentile")  # as run_search
     search_objective = task_objective(model, task, tokenizer)
-    test_objective = task_objective(model, task, tokenizer, split="test")
     runs = []
     for strategy in args.strategies.split(","):
         runs.append(study(model, target=args.target, strategy=strategy,
                           tolerance=args.tolerance, calibration=calibration,
-                          search_objective=search_objective, test_objective=test_objective,
+                          search_objective=search_objective, evaluator=evaluator,
                           table=table))
         print(json.dumps({k: v for k, v in runs[-1].items() if k != "maps"}), flush=True)
     record = {"command": "python " + " ".join(["tools/selection_study.py", *sys.argv[1:]]),

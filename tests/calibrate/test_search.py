@@ -1,13 +1,15 @@
 """The candidate program, the latency model, the allocation and the report."""
 
 import json
+import time
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from calibrate.candidates import SwitchableModel
 from calibrate.latency import (DEFAULT_PRECISIONS, check_against_forward, estimate_table, int8_flop_fraction,
-                               measure_table)
+                               measure_table, time_interleaved, time_ms)
 from calibrate.objectives import UnlabelledObjective
 from calibrate.report import pareto_front, write_report
 from calibrate.search import search, validate_tolerance
@@ -57,6 +59,25 @@ def test_latency_estimate_and_flop_fraction():
     assert table.map_ms(full) == pytest.approx(manual)
     assert int8_flop_fraction(PrecisionMap.preset("quant_ffn_only", 12), base) == pytest.approx(2 / 3)
     assert int8_flop_fraction(full, base) == 1.0 and int8_flop_fraction(fp16, base) == 0.0
+
+
+def test_variants_are_timed_in_turns_so_drift_hits_them_alike():
+    calls = []
+
+    def variant(name, seconds):
+        def run():
+            calls.append(name)
+            time.sleep(seconds)
+            return jnp.zeros(())
+        return run
+
+    ms = time_interleaved({"slow": variant("slow", 0.004), "fast": variant("fast", 0.0)},
+                          warmup=1, repeats=4, inner=2)
+    timed = calls[2:]  # after one warm-up call each
+    assert timed == ["slow"] * 2 + ["fast"] * 2 + ["fast"] * 2 + ["slow"] * 2 \
+        + ["slow"] * 2 + ["fast"] * 2 + ["fast"] * 2 + ["slow"] * 2  # each round starts further on
+    assert ms["slow"] >= 4.0 > ms["fast"]
+    assert time_ms(variant("one", 0.002), warmup=0, repeats=3, inner=1) >= 2.0
 
 
 @pytest.mark.slow
