@@ -94,7 +94,7 @@ def main() -> None:
             "samp-jax fully_quant_static (INT8 static)": PrecisionMap.preset(
                 "fully_quant", layers, activation="per_tensor_static")}
     for file in args.map:
-        maps[f"samp-jax {file.parent.name} map"] = PrecisionMap.load(file)
+        maps[f"samp-jax {file.parent.name} map"] = PrecisionMap.from_json(file)
     variants = {"samp-jax fp32": model} | {
         name: quantize(model, pmap, calibration, dtype=jnp.float32) for name, pmap in maps.items()}
     rows = []
