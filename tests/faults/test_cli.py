@@ -238,6 +238,34 @@ def test_ctrl_c_mid_run_exits_130_without_a_traceback(files, tmp_path):
     assert "samp-jax eval: interrupted" in err and "Traceback" not in err
 
 
+def test_ctrl_c_swallowed_by_a_callback_still_interrupts():
+    # Python cannot raise from a gc callback or `__del__`: it prints "Exception ignored in"
+    # and carries on. A Ctrl-C landing there (JAX's `_xla_gc_callback` once took one, and the
+    # command ran to its end) must still interrupt the command.
+    script = """
+import sys
+import time
+from samp_jax.app.entry import keep_interrupts
+keep_interrupts()
+class Dies:
+    def __del__(self):
+        raise KeyboardInterrupt
+try:
+    Dies()
+    deadline = time.monotonic() + 10  # the command goes on working
+    while time.monotonic() < deadline:
+        time.sleep(0.01)
+except KeyboardInterrupt:
+    print("interrupted")
+    sys.exit(130)
+print("ran on")
+"""
+    run = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True,
+                         timeout=60)
+    assert run.returncode == 130 and run.stdout.strip() == "interrupted", (run.stdout, run.stderr)
+    assert "Exception ignored" not in run.stderr
+
+
 def test_ctrl_c_while_importing_exits_130_without_a_traceback(tmp_path):
     run = _start(["eval", "--model", "minilm", "--data", "snli-embed"], tmp_path)
     time.sleep(0.8)  # the interpreter is up and importing JAX and the models
