@@ -252,7 +252,6 @@ def measure_table(model, batch: int, seq: int, *,
 
     config = model.config
     rng = np.random.default_rng(0)
-    x_all = {}
     site_ms = {}
     for site, (k, n) in site_shapes(config).items():
         x = jnp.asarray(rng.normal(size=(batch, seq, k)), dtype)
@@ -260,7 +259,6 @@ def measure_table(model, batch: int, seq: int, *,
         bias = jnp.zeros((n,), jnp.float32)
         activation = "gelu" if site == "ffn_in" else None
         residual = jnp.zeros((batch, seq, n), dtype) if site in ("attn_out", "ffn_out") else None
-        x_all[site] = x
         timed = {}
         for p in precisions:
             weight = (quantize_weight_int8(w) if p.precision == "int8" else

@@ -39,14 +39,13 @@ from samp_jax.quant.precision import as_precision  # noqa: E402
 from samp_jax.tasks import get_task  # noqa: E402
 
 
-def study(model, *, target: str, strategy: str, tolerance: float,
-          calibration, search_objective, evaluator, table: LatencyTable | None) -> dict:
+def study(model, *, target: str, strategy: str, tolerance: float, calibration,
+          search_objective, evaluator, fp32_test: float, table: LatencyTable | None) -> dict:
     """One strategy's search, then every map its allocation measured on both splits."""
     result = search(model, search_objective, tolerance=tolerance, target=target,
                     calibration=calibration, latency_table=table, strategy=strategy, progress=False)
     dtype = resolve_target(target).dtype
     score = lambda m: evaluator.score(evaluator.outputs(m))["value"]  # noqa: E731  real quantized path
-    fp32_test = score(model)
     returned_test = score(quantize(model, result.precision_map, calibration, dtype=dtype))
     returned = {"name": result.chosen.name, "chosen_from": result.chosen_from,
                 "latency_ms": result.chosen.latency_ms,
@@ -116,12 +115,13 @@ def main() -> None:
     evaluator = make_evaluator(task, tokenizer)
     calibration = calibrate(model, evaluator.calibration_batches(), "percentile")  # as run_search
     search_objective = task_objective(model, task, tokenizer)
+    fp32_test = evaluator.score(evaluator.outputs(model))["value"]
     runs = []
     for strategy in args.strategies.split(","):
         runs.append(study(model, target=args.target, strategy=strategy,
                           tolerance=args.tolerance, calibration=calibration,
                           search_objective=search_objective, evaluator=evaluator,
-                          table=table))
+                          fp32_test=fp32_test, table=table))
         print(json.dumps({k: v for k, v in runs[-1].items() if k != "maps"}), flush=True)
     record = {"command": "python " + " ".join(["tools/selection_study.py", *sys.argv[1:]]),
               "data": args.data, "target": args.target, "model": description,

@@ -34,10 +34,9 @@ from samp_jax.serving.forward import jit_forward  # noqa: E402
 def split_scores(objective, model) -> dict:
     """The relative change of `model` against the objective's FP32 outputs, and its bound."""
     outputs = objective.evaluation.outputs(jit_forward(model))
-    base = objective.metric(objective.reference)
+    base, metric = objective.metric(objective.reference), objective.metric(outputs)
     drop_bound = objective.guarded_drop(outputs, objective.reference)
-    return {"fp32": base, "metric": objective.metric(outputs),
-            "change": objective.metric(outputs) / base - 1,
+    return {"fp32": base, "metric": metric, "change": metric / base - 1,
             "drop_bound": drop_bound / base, "examples": objective.evaluation.num_examples}
 
 
