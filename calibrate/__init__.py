@@ -1,19 +1,22 @@
 """Calibration, the latency model and the precision-map search, built on the `samp_jax` core.
 
-- `calibrate(model, batches, method)`: static activation scales (observers + calibrators).
+- `calibrate(model, batches, method)`: static activation scales (observers + calibrators);
+  `calibrate_candidates` gives several methods' clips from one observation, for a search
+  that picks each site's (`per_site_calibration`).
 - `search(model, data, tolerance=...)`: sensitivity, ordering and the accuracy-decay-aware
   greedy (or a latency target), all candidates in one compiled program; `write_report`.
 - `calibrate.latency`: per-site latency tables (measured on a GPU, estimated elsewhere).
 """
 
-from calibrate.calibration import Calibration, CalibrationError, calibrate
+from calibrate.calibration import (AUTO_METHODS, Calibration, CalibrationError, calibrate,
+                                   calibrate_candidates, per_site_calibration)
 from calibrate.calibrators import CALIBRATORS, HistogramStats, get_calibrator
 from calibrate.latency import LatencyTable, cached_table, estimate_table, measure_table
 from calibrate.objectives import EvaluationObjective, Objective, UnlabelledObjective, task_objective
 from calibrate.report import write_report
 from calibrate.search import Evaluated, Kind, SearchResult, search, validate_tolerance
 
-__all__ = ["CALIBRATORS", "Calibration", "CalibrationError", "EvaluationObjective", "Evaluated",
+__all__ = ["AUTO_METHODS", "CALIBRATORS", "Calibration", "CalibrationError", "EvaluationObjective", "Evaluated",
            "HistogramStats", "Kind", "LatencyTable", "Objective", "SearchResult", "UnlabelledObjective",
-           "cached_table", "calibrate", "estimate_table", "get_calibrator", "measure_table", "search",
-           "task_objective", "validate_tolerance", "write_report"]
+           "cached_table", "calibrate", "calibrate_candidates", "estimate_table", "get_calibrator", "measure_table", "search",
+           "per_site_calibration", "task_objective", "validate_tolerance", "write_report"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import warnings
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -22,6 +22,10 @@ SMOOTHABLE_SITES = ("qkv", "ffn_in")
 # Fewer real tokens than this give scales that follow a handful of activations (one token gave
 # a cosine of 0.81 to FP32): `calibrate` warns below it.
 MIN_CALIBRATION_TOKENS = 512
+# The calibrators a search tries at every static INT8 site (`calibrate_candidates`), the first
+# kept on ties: MSE balances clipping against rounding, percentile clips the outliers most
+# sites can lose, minmax keeps every outlier (the sites that cannot lose them).
+AUTO_METHODS = ("mse", "percentile", "minmax")
 
 
 class CalibrationError(ValueError):
@@ -33,7 +37,8 @@ class Calibration:
     """Per-site activation statistics for `samp_jax.quantize`.
 
     Attributes:
-      method: the calibrator used for INT8 clips ('minmax', 'percentile', 'mse', 'entropy').
+      method: the calibrator used for INT8 clips ('minmax', 'percentile', 'mse', 'entropy'),
+        or 'per-site' (`per_site_calibration`: `options['methods']` names each site's).
       options: the calibrator's options (e.g. {'p': 99.99}).
       smoothing: SmoothQuant alpha, or None.
       sites: {(layer, site): SiteCalibration}.
@@ -51,6 +56,37 @@ class Calibration:
         return {"method": self.method, "options": dict(self.options), "smoothing": self.smoothing,
                 "tokens": self.tokens, "sites": {f"{l}.{s}": {"absmax": c.absmax, "amax": c.amax}
                                                  for (l, s), c in self.sites.items()}}
+
+
+@dataclasses.dataclass(frozen=True)
+class Observed:
+    """What the two observation passes saw: enough to pick clips with any calibrator.
+
+    Attributes:
+      smoothing: SmoothQuant alpha the histograms were taken under, or None.
+      input_scales: per site, the `1 / s` smoothing scale (ones where nothing is smoothed).
+      hist_max: per site, the max |x| of the (smoothed) quantizer input: the histogram range.
+      counts: per site, the histogram of |x| over `[0, hist_max]`.
+      tokens: real tokens observed.
+    """
+
+    smoothing: float | None
+    input_scales: Mapping[SiteKey, np.ndarray]
+    hist_max: Mapping[SiteKey, float]
+    counts: Mapping[SiteKey, np.ndarray]
+    tokens: int
+
+    def calibration(self, method: str = "percentile", **method_options) -> Calibration:
+        """Per-site clips picked by `method` from these statistics (no pass runs)."""
+        calibrator = get_calibrator(method, **method_options)
+        sites = {}
+        for key in sorted(self.counts):
+            stats = HistogramStats(counts=self.counts[key], hist_max=self.hist_max[key],
+                                   absmax=self.hist_max[key])
+            smoothed = self.smoothing is not None and key[1] in SMOOTHABLE_SITES
+            sites[key] = SiteCalibration(absmax=self.hist_max[key], amax=float(calibrator(stats)),
+                                         input_scale=self.input_scales[key] if smoothed else None)
+        return Calibration(method, dict(method_options), self.smoothing, sites, self.tokens)
 
 
 def calibrate(model, batches: Iterable[Mapping[str, np.ndarray]], method: str = "percentile", *,
@@ -83,11 +119,82 @@ def calibrate(model, batches: Iterable[Mapping[str, np.ndarray]], method: str = 
         ids outside its vocabulary (or token types outside its type table), or a mask that is
         not 0/1 (`samp_jax.models.model.check_ids`; names the batch).
     """
-    calibrator = get_calibrator(method, **method_options)
-    if smoothing is not None and not 0.0 <= smoothing <= 1.0:
-        raise ValueError(f"smoothing={smoothing} must lie in [0, 1]")
+    get_calibrator(method, **method_options)  # an unknown method fails before any pass
     if precision_map is not None and not precision_map.needs_calibration() and smoothing is None:
         return Calibration(method, method_options, None, {}, 0)
+    observed = observe(model, batches, smoothing=smoothing, bins=bins, progress=progress,
+                       description=f"calibrate ({method})")
+    return observed.calibration(method, **method_options)
+
+
+def calibrate_candidates(model, batches: Iterable[Mapping[str, np.ndarray]],
+                         methods: Sequence[str] = AUTO_METHODS, *, smoothing: float | None = None,
+                         bins: int = 2048, progress: bool = False) -> dict[str, Calibration]:
+    """One `Calibration` per method, all from the same two observation passes.
+
+    For a search that picks each site's static clip from several calibrators
+    (`calibrate.search.choose_static_calibration`): clipping outliers (percentile, entropy)
+    is what most sites want and what breaks a few (Bondarenko et al. 2021), so no single
+    method is right for every site of every model.
+
+    Raises:
+      ValueError: no methods, a repeated or unknown method (before any pass runs).
+      CalibrationError: as `calibrate`.
+    """
+    methods = tuple(methods)
+    if not methods or len(set(methods)) != len(methods):
+        raise ValueError(f"methods={methods!r} must name at least one calibrator, each once")
+    for method in methods:
+        get_calibrator(method)
+    observed = observe(model, batches, smoothing=smoothing, bins=bins, progress=progress,
+                       description=f"calibrate ({', '.join(methods)})")
+    return {method: observed.calibration(method) for method in methods}
+
+
+def per_site_calibration(candidates: Mapping[str, Calibration],
+                         choice: Mapping[SiteKey, str]) -> Calibration:
+    """A `Calibration` that takes each site's clip from the candidate `choice` names.
+
+    Args:
+      candidates: calibrations of the same observation (`calibrate_candidates`), by method.
+      choice: the method per site; a site it leaves out keeps the first candidate's clip.
+
+    Returns:
+      A calibration with method `'per-site'` whose options record every site's method
+      (`{'methods': {'0.qkv': 'mse', ...}}`), so a quantized model's sidecar says which.
+
+    Raises:
+      ValueError: no candidates, candidates from different observations (sites, tokens or
+        smoothing differ), or a choice that names an unknown site or method.
+    """
+    if not candidates:
+        raise ValueError("per_site_calibration needs at least one candidate calibration")
+    first = next(iter(candidates.values()))
+    for method, c in candidates.items():
+        if set(c.sites) != set(first.sites) or c.tokens != first.tokens or c.smoothing != first.smoothing:
+            raise ValueError(f"candidate {method!r} was not calibrated on the same observation "
+                             f"as {first.method!r} (sites, tokens or smoothing differ)")
+    for key, method in choice.items():
+        if key not in first.sites:
+            raise ValueError(f"choice names site {key}, which the calibration does not have")
+        if method not in candidates:
+            raise ValueError(f"choice puts site {key} at {method!r}, not one of {sorted(candidates)}")
+    default = next(iter(candidates))
+    methods = {key: choice.get(key, default) for key in sorted(first.sites)}
+    sites = {key: candidates[method].sites[key] for key, method in methods.items()}
+    return Calibration("per-site", {"methods": {f"{l}.{s}": m for (l, s), m in methods.items()}},
+                       first.smoothing, sites, first.tokens)
+
+
+def observe(model, batches: Iterable[Mapping[str, np.ndarray]], *, smoothing: float | None = None,
+            bins: int = 2048, progress: bool = False, description: str = "calibrate") -> Observed:
+    """The two observation passes of `calibrate`: per-channel absmax, then histograms.
+
+    Raises:
+      CalibrationError, ValueError: as `calibrate`.
+    """
+    if smoothing is not None and not 0.0 <= smoothing <= 1.0:
+        raise ValueError(f"smoothing={smoothing} must lie in [0, 1]")
     batches = list(batches)
     if not batches:
         raise CalibrationError("empty calibration set: no batches")
@@ -97,7 +204,7 @@ def calibrate(model, batches: Iterable[Mapping[str, np.ndarray]], method: str = 
                   batch.get("token_type_ids"), allow_padding_rows=True,
                   source=f"calibration batch {number}")
 
-    bar = tqdm(total=2 * len(batches), desc=f"calibrate ({method})", unit="batch", disable=not progress)
+    bar = tqdm(total=2 * len(batches), desc=description, unit="batch", disable=not progress)
     absmax_pass = make_pass(model, channel_absmax_reduce)
     channel_absmax: dict[SiteKey, np.ndarray] = {}
     tokens = 0
@@ -119,7 +226,7 @@ def calibrate(model, batches: Iterable[Mapping[str, np.ndarray]], method: str = 
         warnings.warn(f"calibration saw only {tokens} real token(s); at least "
                       f"{MIN_CALIBRATION_TOKENS} are recommended for stable activation scales "
                       "(a handful of tokens gives scales that clip or waste the INT8 range)",
-                      UserWarning, stacklevel=2)
+                      UserWarning, stacklevel=3)
 
     encoder = getattr(model, "model", model)
     input_scales: dict[SiteKey, np.ndarray] = {}
@@ -140,11 +247,4 @@ def calibrate(model, batches: Iterable[Mapping[str, np.ndarray]], method: str = 
         for key, c in histogram_pass(batch, extra).items():
             counts[key] += np.asarray(c, np.float64)
     bar.close()
-
-    sites = {}
-    for key in sorted(channel_absmax):
-        stats = HistogramStats(counts=counts[key], hist_max=hist_max[key], absmax=hist_max[key])
-        smoothed = smoothing is not None and key[1] in SMOOTHABLE_SITES
-        sites[key] = SiteCalibration(absmax=hist_max[key], amax=float(calibrator(stats)),
-                                     input_scale=input_scales[key] if smoothed else None)
-    return Calibration(method, dict(method_options), smoothing, sites, tokens)
+    return Observed(smoothing, input_scales, hist_max, counts, tokens)

@@ -78,9 +78,35 @@ class SwitchableModel:
                     QuantizedGemmSite.from_float(source, o, dtype=dtype,
                                                  calibration=sites.get((index, site)))
                     for o in self.options]))
+        self.smoothing = None if calibration is None else calibration.smoothing
+        self._module = copy
         self.graphdef, self.state = nnx.split(copy)
         self.traces = 0  # how many times the evaluator was traced (compiled)
         self._compiled = {}
+
+    def set_calibration(self, calibration) -> None:
+        """Every static branch takes its clip from `calibration`; nothing recompiles.
+
+        For trying several calibrators' clips (`calibrate.calibration.calibrate_candidates`)
+        on one compiled program: only the branches' `act_scale` changes.
+
+        Raises:
+          ValueError: no branch is static, the calibration lacks a site, or it was taken
+            with other smoothing (the smoothing is folded into the weights).
+        """
+        if not any(o.needs_calibration for o in self.options):
+            raise ValueError(f"options {[str(o) for o in self.options]} have no static scales")
+        if calibration.smoothing != self.smoothing:
+            raise ValueError(f"calibration smoothing {calibration.smoothing} differs from the "
+                             f"{self.smoothing} this model's weights were smoothed with")
+        for index, layer in enumerate(self._module.encoder.layers):
+            for site in SITES:
+                if (index, site) not in calibration.sites:
+                    raise ValueError(f"calibration has no statistics for layer {index} site {site!r}")
+                for branch in getattr(layer, site).branches:
+                    if branch.act_scale is not None:
+                        branch.recalibrate(calibration.sites[(index, site)])
+        self.graphdef, self.state = nnx.split(self._module)
 
     def choices_for(self, pmap: PrecisionMap) -> np.ndarray:
         """The `[num_layers, 4]` option indices of a precision map."""

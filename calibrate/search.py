@@ -28,9 +28,11 @@ fastest map the options allow, the search ends after the presets; otherwise the 
 evaluates maps that could be faster than it (the greedy stops once even every pending move
 could not get below it). A map is never run twice (`Runner` keeps its outputs).
 
-The search runs in five phases, each a public function that can be run (and tested) alone;
+The search runs in six phases, each a public function that can be run (and tested) alone;
 `search` composes them around one `Runner`:
 
+- `choose_static_calibration`: with several candidate calibrations and a static INT8 option,
+  each site's static clip from the calibrator whose single-site map harms the model least;
 - `evaluate_presets`: the FP32 reference and the presets the options allow (`preset_maps`);
 - `measure_sensitivity`: every single-site move (`single_site_moves`) on a few batches;
 - `order_moves`: positive-gain moves (`move_gains`) by proxy per unit gained;
@@ -52,7 +54,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from calibrate.allocation import harm_and_cost, knapsack_search, revert_search, validate_strategy
-from calibrate.calibration import calibrate
+from calibrate.calibration import Calibration, calibrate_candidates, per_site_calibration
 from calibrate.candidates import SwitchableModel
 from calibrate.latency import LatencyTable, cached_table, int8_flop_fraction, site_flops, table_for_target
 from calibrate.targets import Target, resolve_target
@@ -164,6 +166,11 @@ class SearchResult:
     # How the allocation's pick was judged for the number of maps it chose among
     # (`guard_selection`); None when no allocation ran, without labels, or when turned off.
     selection: SelectionGuard | None = None
+    # The calibration the static sites ran with (quantize with it), or None without one.
+    calibration: Calibration | None = None
+    # Each static INT8 site's clip, picked from several calibrators (`choose_static_calibration`);
+    # None when one calibration was given or no option is static INT8.
+    static_calibration: StaticCalibrationChoice | None = None
 
     @property
     def default_option(self) -> str:
@@ -198,6 +205,11 @@ class SearchResult:
             "maps_run": self.maps_run, "stopped_early": self.stopped_early,
             "selection": None if self.selection is None else {
                 **dataclasses.asdict(self.selection), "stepped_back": self.selection.stepped_back},
+            "calibration": None if self.calibration is None else self.calibration.method,
+            "static_calibration": None if self.static_calibration is None else {
+                "methods": list(self.static_calibration.methods),
+                "sites_per_method": self.static_calibration.counts(),
+                "site_methods": dict(self.static_calibration.calibration.options["methods"])},
             "compilations": self.compilations, "search_seconds": self.seconds,
         }
 
@@ -389,11 +401,15 @@ def measure_sensitivity(runner: Runner, moves: Sequence[Move], *, batches: int |
       Per move, {'proxy': ...} and, when the batches cover the whole search data (a subset has
       no metric) and there are labels, 'drop': the FP32 metric minus the move's.
     """
+    if not moves:
+        return {}
     choices = np.zeros((len(moves), runner.num_layers, len(SITES)), np.int32)
     for i, move in enumerate(moves):
         choices[i, move.layer, move.site] = move.option
     subset = runner.objective.subset(batches)
     sensitivity = {}
+    # run with explicit batches: never answered from (or stored in) the runner's memory, which
+    # holds whole-data outputs under the switch's current static scales
     for move, outputs in zip(moves, runner.run(choices, subset.batches)):
         entry = {"proxy": subset.proxy(outputs)}
         metric = subset.metric(outputs)
@@ -401,6 +417,75 @@ def measure_sensitivity(runner: Runner, moves: Sequence[Move], *, batches: int |
             entry["drop"] = fp32_metric - metric
         sensitivity[move] = entry
     return sensitivity
+
+
+@dataclasses.dataclass(frozen=True)
+class StaticCalibrationChoice:
+    """Which calibrator's clip each static INT8 site took (`choose_static_calibration`).
+
+    Attributes:
+      calibration: the per-site calibration the search ran with (`per_site_calibration`).
+      methods: the candidate calibrators, in order (the first is kept on ties).
+      proxy: `{'layer.site': {method: proxy}}` of the single-site static map under each.
+    """
+
+    calibration: object
+    methods: tuple[str, ...]
+    proxy: dict[str, dict[str, float]]
+
+    def counts(self) -> dict[str, int]:
+        """How many sites took each method's clip."""
+        chosen = self.calibration.options["methods"]
+        return {m: sum(1 for v in chosen.values() if v == m) for m in self.methods}
+
+
+def choose_static_calibration(runner: Runner, candidates: Mapping[str, object], *,
+                              batches: int | None, fp32_metric: float | None
+                              ) -> tuple[StaticCalibrationChoice, dict[Move, dict[str, float]]]:
+    """Phase 0: each site's static INT8 clip from the candidate that harms the model least.
+
+    For every candidate calibration (`calibrate_candidates`: the same observation, clipped by
+    different calibrators), every single-site static INT8 map is scored on the first `batches`
+    search batches; each site keeps the clip whose map has the lowest proxy (KL or 1 - cosine
+    to FP32), the first candidate on ties. Clipping outliers is right at most sites and breaks
+    a few (Bondarenko et al. 2021), and which is which depends on the model and the data.
+    The choice is set on `runner.switch` before anything else runs, so the presets and every
+    later map use it. Nothing is recorded in `runner.evaluated`.
+
+    Args:
+      runner: its switch must have an INT8 static option.
+      candidates: calibrations by method name, in order of preference on ties.
+      batches, fp32_metric: as `measure_sensitivity`.
+
+    Returns:
+      The choice, and the static single-site moves' sensitivity under it (as
+      `measure_sensitivity` gives it, so phase 2 need not measure them again).
+
+    Raises:
+      ValueError: no candidates, or candidates from different observations.
+    """
+    methods = tuple(candidates)
+    merged = per_site_calibration(candidates, {})  # validates: same observation, non-empty
+    static = [i for i, o in enumerate(runner.options)
+              if o.needs_calibration and o.precision == "int8"]
+    moves = [Move(layer, site, option) for layer in range(runner.num_layers)
+             for site in range(len(SITES)) for option in static]
+    measured = {}
+    for method in methods:
+        runner.switch.set_calibration(candidates[method])
+        measured[method] = measure_sensitivity(runner, moves, batches=batches, fp32_metric=fp32_metric)
+    choice = {}
+    for layer in range(runner.num_layers):
+        for site_index, site in enumerate(SITES):
+            harm = {m: sum(measured[m][mv]["proxy"] for mv in moves
+                           if (mv.layer, mv.site) == (layer, site_index)) for m in methods}
+            choice[(layer, site)] = min(methods, key=lambda m: (harm[m], methods.index(m)))
+    merged = per_site_calibration(candidates, choice)
+    runner.switch.set_calibration(merged)
+    sensitivity = {mv: measured[choice[(mv.layer, SITES[mv.site])]][mv] for mv in moves}
+    proxy = {f"{mv.layer}.{SITES[mv.site]}": {m: measured[m][mv]["proxy"] for m in methods}
+             for mv in moves}
+    return StaticCalibrationChoice(merged, methods, proxy), sensitivity
 
 
 # ---- phase 3: ordering
@@ -748,8 +833,11 @@ def search(model, data, *, tokenizer=None, tolerance: float = 0.01, tolerance_mo
         priced by `cached_table` (measured on a GPU, an H100 estimate on CPU).
       options: precisions each site may take; the first is the high-precision default. With a
         target: narrowed to what it offers (names as `Target.search_options` takes them).
-      calibration: needed when an option has static scales (FP8, INT8 static); with a task
-        and no calibration, the task's calibration split is calibrated (percentile).
+      calibration: needed when an option has static scales (FP8, INT8 static): a
+        `Calibration`, or several by method (`calibrate_candidates`), from which each static
+        INT8 site takes the clip that harms the model least (`choose_static_calibration`). With
+        a task and no calibration, the task's calibration split is calibrated with every
+        method of `AUTO_METHODS` and each site picks.
       latency_table: per-site costs; default: the target's (`table_for_target`).
       batch, seq: the serving shape the latency model describes.
       sensitivity_batches: batches of search data used for single-site sensitivities (the proxy
@@ -802,7 +890,8 @@ def search(model, data, *, tokenizer=None, tolerance: float = 0.01, tolerance_mo
             isinstance(data, (str, Task)):
         # static scales from the task's own calibration split (never the search or test split)
         task = get_task(data, seed=seed) if isinstance(data, str) else data
-        calibration = calibrate(model, task.calibration_batches(tokenizer))
+        calibration = calibrate_candidates(model, task.calibration_batches(tokenizer))
+    calibration, candidates = _calibration_candidates(calibration, options)
     if latency_table is not None:
         table = latency_table
     elif target is None:
@@ -814,6 +903,11 @@ def search(model, data, *, tokenizer=None, tolerance: float = 0.01, tolerance_mo
     runner = Runner(SwitchableModel(model, options, calibration, dtype=dtype), obj, table, mode=mode, chunk=chunk,
                     bar=tqdm(desc=f"search {obj.name}", unit="map", disable=not progress))
 
+    static_choice, static_sensitivity = None, {}
+    if candidates is not None:
+        static_choice, static_sensitivity = choose_static_calibration(
+            runner, candidates, batches=sensitivity_batches, fp32_metric=obj.metric(obj.reference))
+        calibration = static_choice.calibration
     reference, preset_outputs = evaluate_presets(runner)
     tolerance_met, ceiling_ms, stopped_early, selection = None, None, None, None
     if latency_target_ms is None:
@@ -828,8 +922,9 @@ def search(model, data, *, tokenizer=None, tolerance: float = 0.01, tolerance_mo
     sensitivity, moves = {}, []
     if stopped_early is None:
         moves = single_site_moves(runner.num_layers, options, objective)
-        sensitivity = measure_sensitivity(runner, moves, batches=sensitivity_batches,
-                                          fp32_metric=reference.metric)
+        measured = measure_sensitivity(runner, [m for m in moves if m not in static_sensitivity],
+                                       batches=sensitivity_batches, fp32_metric=reference.metric)
+        sensitivity = {m: static_sensitivity.get(m) or measured[m] for m in moves}
     ordered = order_moves(moves, {m: s["proxy"] for m, s in sensitivity.items()},
                           move_gains(moves, options, table, model.config, objective))
     if latency_target_ms is None:
@@ -875,4 +970,21 @@ def search(model, data, *, tokenizer=None, tolerance: float = 0.01, tolerance_mo
         seconds=time.perf_counter() - start, compilations=runner.switch.traces,
         tolerance_met=tolerance_met, target=None if target is None else target.name,
         chosen_from=chosen_from if chosen_from != "greedy" else strategy, strategy=strategy,
-        maps_run=runner.maps_run, stopped_early=stopped_early, selection=selection)
+        maps_run=runner.maps_run, stopped_early=stopped_early, selection=selection,
+        calibration=calibration, static_calibration=static_choice)
+
+
+def _calibration_candidates(calibration, options: Sequence[SitePrecision]):
+    """`(calibration, candidates)`: a mapping of several calibrations becomes candidates for
+    `choose_static_calibration` (None when no option is static INT8 or there is only one)
+    and its first entry the calibration to start from; a single calibration stays as it is."""
+    if not isinstance(calibration, Mapping):
+        return calibration, None
+    if not calibration:
+        raise ValueError("calibration={} names no candidate calibrations")
+    candidates = dict(calibration)
+    first = next(iter(candidates.values()))
+    static_int8 = any(o.needs_calibration and o.precision == "int8" for o in options)
+    if len(candidates) == 1 or not static_int8:
+        return first, None
+    return first, candidates

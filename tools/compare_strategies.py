@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from calibrate.allocation import STRATEGIES  # noqa: E402
 from calibrate.latency import LatencyTable, site_flops  # noqa: E402
+from calibrate.calibrators import CALIBRATORS  # noqa: E402
 from samp_jax.app.pipeline import builtin_model, run_search  # noqa: E402
 from samp_jax.host_memory import keep_cpu_buffers_for_timing  # noqa: E402
 from samp_jax.quant.precision import SitePrecision  # noqa: E402
@@ -65,16 +66,19 @@ def main() -> None:
     rows = []
     for i, name in enumerate(args.strategies.split(",")):
         strategy, *flags = name.split("-")
-        if strategy not in STRATEGIES or not set(flags) <= {"full", "unguarded"}:
+        calibrators = set(flags) & set(CALIBRATORS)
+        if strategy not in STRATEGIES or not set(flags) <= {"full", "unguarded", *CALIBRATORS} \
+                or len(calibrators) > 1:
             parser.error(f"--strategies: {name!r} is not one of {sorted(STRATEGIES)} "
-                         "(or NAME-full, NAME-unguarded)")
+                         "(or NAME-full, NAME-unguarded, NAME-<calibrator>)")
         start = time.perf_counter()
         run = run_search(model, tokenizer, task, description=description, tolerance=args.tolerance,
                          out=args.out / name, progress=False, target=args.target,
                          strategy=strategy, max_search_examples=args.max_search_examples,
                          max_test_examples=args.max_examples, stop_early="full" not in flags,
                          selection_margin="unguarded" not in flags, latency_table=table,
-                         compare_presets=i == 0)
+                         compare_presets=i == 0,
+                         calibration_method=calibrators.pop() if calibrators else "auto")
         s, result = run.summary, run.result
         presets = {e.name: {"search_metric": e.metric, "latency_ms": e.latency_ms}
                    for e in result.evaluated if e.kind == "preset"}
@@ -82,7 +86,8 @@ def main() -> None:
             test_presets = {k: v for k, v in s["test"].items() if not k.endswith("relative_change")}
         rows.append({"strategy": name, "chosen_from": s["chosen_from"],
                      "stopped_early": s["stopped_early"], "maps_run": s["maps_run"],
-                     "selection": s["selection"],
+                     "selection": s["selection"], "calibration": s["calibration"],
+                     "static_sites_per_method": (s["static_calibration"] or {}).get("sites_per_method"),
                      "test": s["test"], "search_fp32": s["fp32_search_metric"],
                      "search_chosen": s["chosen_search_metric"],
                      "latency_ms": s["estimated_latency_ms"], "latency_source": s["latency_source"],

@@ -29,7 +29,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from calibrate import CalibrationError, calibrate
+from calibrate import AUTO_METHODS, CalibrationError, calibrate
 from calibrate.allocation import STRATEGIES
 from calibrate.calibrators import CALIBRATORS
 from calibrate.search import validate_tolerance
@@ -501,7 +501,10 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--options", default=None, type=_option_list, metavar="OPT[,OPT]",
                     help=f"narrow the per-site options ({', '.join(OPTION_NAMES)}); the "
                          "target's float option is always kept")
-    se.add_argument("--calibration", default="percentile", choices=calibrators)
+    se.add_argument("--calibration", default="auto", choices=["auto", *calibrators],
+                    help="static INT8 clips: auto (default) tries "
+                         f"{', '.join(AUTO_METHODS)} at every site and keeps the one that "
+                         "harms the model least there; or one calibrator for every site")
     se.add_argument("--max-search-examples", type=positive_int, default=None,
                     help="search on a fixed seeded subset of the search split")
     se.add_argument("--max-examples", type=positive_int, default=None,

@@ -14,7 +14,7 @@ from typing import Sequence
 
 import jax.numpy as jnp
 
-from calibrate import calibrate
+from calibrate import calibrate, calibrate_candidates
 from calibrate.latency import table_for_target
 from calibrate.objectives import task_objective
 from calibrate.report import write_report
@@ -63,7 +63,7 @@ def builtin_model(task: str, *, progress: bool = True) -> tuple:
 def run_search(model, tokenizer, task: Task, *, description: str = "", tolerance: float = 0.01,
                tolerance_mode: str = "relative", latency_target_ms: float | None = None,
                out: str | Path = "search_out", objective: str = "latency",
-               calibration_method: str = "percentile", progress: bool = True,
+               calibration_method: str = "auto", progress: bool = True,
                command: str | None = None, compare_presets: bool = True,
                max_search_examples: int | None = None, max_test_examples: int | None = None,
                seed: int = 0, target: str = "auto", options: Sequence[str] | None = None,
@@ -76,6 +76,10 @@ def run_search(model, tokenizer, task: Task, *, description: str = "", tolerance
     `target` ('auto', 'h100', 'a100', 'l4', 'cpu') sets the options (narrowed by `options`), the
     dtype between sites and the latency model (`calibrate.targets`); `latency_table` (a
     `calibrate.latency.LatencyTable`, e.g. measured on another machine) replaces that model.
+
+    `calibration_method` 'auto' calibrates with every method of `calibrate.AUTO_METHODS` and
+    lets the search pick each static INT8 site's clip (`calibrate.search.choose_static_calibration`);
+    a method name uses that calibrator at every site.
 
     Returns the JSON summary with the chosen `QuantizedModel` and its tokenizer, for serving it
     afterwards without redoing the work.
@@ -93,12 +97,16 @@ def run_search(model, tokenizer, task: Task, *, description: str = "", tolerance
                          f"the model has {model.head_kind}")
     start = time.perf_counter()
     evaluator = make_evaluator(task, tokenizer, max_examples=max_test_examples, seed=seed)
-    calibration = calibrate(model, evaluator.calibration_batches(), calibration_method)
+    if calibration_method == "auto":  # each static site picks its calibrator in the search
+        calibration = calibrate_candidates(model, evaluator.calibration_batches())
+    else:
+        calibration = calibrate(model, evaluator.calibration_batches(), calibration_method)
     data = task_objective(model, task, tokenizer, max_examples=max_search_examples, seed=seed)
     result = search(model, data, tokenizer=tokenizer, tolerance=tolerance, tolerance_mode=tolerance_mode,
                     objective=objective, latency_target_ms=latency_target_ms, calibration=calibration,
                     progress=progress, target=target, options=options, latency_table=table,
                     strategy=strategy, stop_early=stop_early, selection_margin=selection_margin)
+    calibration = result.calibration  # the clips the search ran with (per site with 'auto')
     chosen = quantize(model, result.precision_map, calibration, dtype=target.dtype)
     test = {}
     if evaluator.metric is not None:

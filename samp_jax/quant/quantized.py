@@ -143,6 +143,20 @@ class QuantizedGemmSite(nnx.Module):
             site.act_scale.set_value(jnp.asarray(scale, jnp.float32))
         return site
 
+    def recalibrate(self, calibration: SiteCalibration) -> None:
+        """Sets the static activation scale from another clip of the same observation.
+
+        Only `act_scale` changes (weights and any smoothing folded into them stay), so a
+        compiled program that takes this site's state runs the new scale without recompiling.
+
+        Raises:
+          ValueError: the site has no static scale, or the clip is not finite and positive.
+        """
+        if self.act_scale is None:
+            raise ValueError(f"site {self.site!r} at {self.precision} has no static activation scale")
+        self.act_scale.set_value(jnp.asarray(
+            _activation_scale(self.site, self.precision, calibration), jnp.float32))
+
     def weight(self) -> jax.Array | QArray:
         if self.precision.is_quantized:
             return QArray(self.kernel[...], self.kernel_scale[...], self.precision.precision)

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from calibrate import Calibration, CalibrationError, calibrate
+from calibrate import (AUTO_METHODS, Calibration, CalibrationError, calibrate, calibrate_candidates,
+                       per_site_calibration)
 from samp_jax import EncoderConfig, EncoderModel, PrecisionMap
 from samp_jax.quant.precision import SITES
 
@@ -93,3 +94,48 @@ def test_calibration_leaves_the_model_untouched(tiny):
     calibrate(tiny, [_batch([12])], "entropy")
     np.testing.assert_array_equal(np.asarray(tiny(_batch([12])["input_ids"])), np.asarray(before))
     assert all(site.observer is None for layer in tiny.encoder.layers for site in layer.sites().values())
+
+
+# ---- several calibrators from one observation, and a calibration picked per site
+
+def test_candidates_are_each_method_of_one_observation(tiny):
+    batches = [_batch([12, 12, 9, 4], seed=s) for s in range(2)]
+    candidates = calibrate_candidates(tiny, batches, ("minmax", "percentile"))
+    assert list(candidates) == ["minmax", "percentile"]
+    for method, cal in candidates.items():
+        alone = calibrate(tiny, batches, method)
+        assert cal.method == method and cal.tokens == alone.tokens == 2 * (12 + 12 + 9 + 4)
+        assert {k: (c.absmax, c.amax) for k, c in cal.sites.items()} == \
+            {k: (c.absmax, c.amax) for k, c in alone.sites.items()}
+    assert AUTO_METHODS == tuple(calibrate_candidates(tiny, batches))
+
+
+@pytest.mark.parametrize("methods, match", [((), "at least one"), (("mse", "mse"), "each once"),
+                                            (("mse", "nope"), "nope")])
+def test_candidates_refuse_bad_methods_before_any_pass(tiny, methods, match):
+    with pytest.raises(ValueError, match=match):  # the empty set would raise CalibrationError
+        calibrate_candidates(tiny, [], methods)
+
+
+def test_per_site_calibration_takes_each_sites_clip_and_says_which(tiny):
+    candidates = calibrate_candidates(tiny, [_batch([12, 12, 12], seed=4)], ("minmax", "percentile"))
+    merged = per_site_calibration(candidates, {(1, "ffn_in"): "percentile"})
+    assert merged.method == "per-site" and merged.tokens == candidates["minmax"].tokens
+    for key, site in merged.sites.items():
+        source = "percentile" if key == (1, "ffn_in") else "minmax"  # unnamed sites: the first
+        assert site == candidates[source].sites[key]
+        assert merged.options["methods"][f"{key[0]}.{key[1]}"] == source
+    assert merged.describe()["options"]["methods"]["1.ffn_in"] == "percentile"
+
+
+def test_per_site_calibration_refuses_mismatched_or_unknown_parts(tiny):
+    one = calibrate_candidates(tiny, [_batch([12, 12], seed=1)], ("minmax", "mse"))
+    other = calibrate(tiny, [_batch([12, 5], seed=2)], "percentile")  # another observation
+    with pytest.raises(ValueError, match="at least one"):
+        per_site_calibration({}, {})
+    with pytest.raises(ValueError, match="same observation"):
+        per_site_calibration({**one, "percentile": other}, {})
+    with pytest.raises(ValueError, match="site"):
+        per_site_calibration(one, {(7, "qkv"): "mse"})
+    with pytest.raises(ValueError, match="'entropy'"):
+        per_site_calibration(one, {(0, "qkv"): "entropy"})

@@ -18,6 +18,7 @@ from calibrate.search import (
     Runner,
     SelectionGuard,
     acceptance,
+    choose_static_calibration,
     evaluate_presets,
     guard_selection,
     latency_greedy,
@@ -328,3 +329,81 @@ def test_guard_selection_counts_each_distinct_map_once_and_greedy_prefixes_too()
     assert guard.allocation_pick == "greedy+b" and guard.kept == "greedy+a"
     _, _, empty = guard_selection(PlantedRunner({}), _guarded, allowed=1.0)
     assert empty == SelectionGuard(0, Z_ONE_SIDED_95, None, None) and not empty.stepped_back
+
+
+# ---- phase 0: each static site's calibrator
+
+STATIC = tuple(as_precision(o) for o in ("fp16", "int8-static"))
+
+
+def _broken_at(calibration, key, factor=1e-3):
+    """`calibration` with the clip at `key` shrunk `factor` times (a planted harmful clip)."""
+    sites = dict(calibration.sites)
+    sites[key] = dataclasses.replace(sites[key], amax=sites[key].amax * factor)
+    return dataclasses.replace(calibration, method="broken", sites=sites)
+
+
+def test_set_calibration_swaps_static_scales_without_recompiling(tiny, calibration):
+    batch = random_batches(1, seed=4)[0]
+    every_site_static = np.ones((1, 3, len(SITES)), np.int32)
+    other = _broken_at(calibration, (1, "ffn_in"), 0.5)
+    switch = SwitchableModel(tiny, STATIC, calibration)
+    before = switch.evaluate(every_site_static, batch)
+    switch.set_calibration(other)
+    swapped = switch.evaluate(every_site_static, batch)
+    fresh = SwitchableModel(tiny, STATIC, other).evaluate(every_site_static, batch)
+    np.testing.assert_array_equal(swapped, fresh)
+    assert not np.array_equal(swapped, before) and switch.traces == 1
+    switch.set_calibration(calibration)
+    np.testing.assert_array_equal(switch.evaluate(every_site_static, batch), before)
+
+
+def test_set_calibration_refuses_what_it_cannot_swap(tiny, calibration):
+    with pytest.raises(ValueError, match="no static scales"):
+        SwitchableModel(tiny, OPTIONS[:2], calibration).set_calibration(calibration)
+    switch = SwitchableModel(tiny, STATIC, calibration)
+    with pytest.raises(ValueError, match="smoothing"):
+        switch.set_calibration(dataclasses.replace(calibration, smoothing=0.5))
+    partial = dict(calibration.sites)
+    del partial[(2, "qkv")]
+    with pytest.raises(ValueError, match="layer 2 site 'qkv'"):
+        switch.set_calibration(dataclasses.replace(calibration, sites=partial))
+
+
+def test_choose_static_calibration_keeps_each_sites_least_harmful_clip(tiny, calibration):
+    # "broken" is listed first, so it wins every tie (its clips equal minmax's everywhere
+    # but at the planted site); at 1.ffn_in its clip is 1000x too small and minmax must win
+    broken = _broken_at(calibration, (1, "ffn_in"))
+    candidates = {"broken": broken, "minmax": calibration}
+    obj = UnlabelledObjective(tiny, random_batches(2, seed=3))
+    runner = Runner(SwitchableModel(tiny, STATIC, broken), obj, estimate_table(TINY_CONFIG, 32, 128))
+    choice, sensitivity = choose_static_calibration(runner, candidates, batches=1, fp32_metric=None)
+
+    methods = dict(choice.calibration.options["methods"])
+    assert methods.pop("1.ffn_in") == "minmax" and set(methods.values()) == {"broken"}
+    assert choice.counts() == {"broken": 3 * len(SITES) - 1, "minmax": 1}
+    assert choice.proxy["1.ffn_in"]["broken"] > 10 * choice.proxy["1.ffn_in"]["minmax"]
+    assert choice.proxy["0.qkv"]["broken"] == choice.proxy["0.qkv"]["minmax"]
+    assert runner.evaluated == [] and runner.maps_run == 0 and runner.switch.traces == 1
+    # the switch now runs the merged clips, and the returned sensitivity is theirs
+    again = measure_sensitivity(runner, list(sensitivity), batches=1, fp32_metric=None)
+    assert again == sensitivity and len(sensitivity) == 3 * len(SITES)
+
+
+@pytest.mark.slow
+def test_search_picks_static_clips_per_site_from_candidate_calibrations(tiny, calibration):
+    broken = _broken_at(calibration, (1, "ffn_in"))
+    batches, table = random_batches(2, seed=2), estimate_table(TINY_CONFIG, 32, 128)
+    kwargs = dict(options=("fp16", "int8-dynamic", "int8-static"), latency_table=table,
+                  tolerance=1e-3, sensitivity_batches=1, progress=False)
+    result = search(tiny, batches, calibration={"broken": broken, "minmax": calibration}, **kwargs)
+    assert result.calibration.method == "per-site"
+    assert result.calibration.sites[(1, "ffn_in")] == calibration.sites[(1, "ffn_in")]
+    assert result.static_calibration.counts()["minmax"] >= 1
+    summary = json.loads(json.dumps(result.summary()))
+    assert summary["static_calibration"]["site_methods"]["1.ffn_in"] == "minmax"
+    assert summary["calibration"] == "per-site" and result.compilations == 1
+    # one calibration: used as given, nothing picked
+    single = search(tiny, batches, calibration=calibration, **kwargs)
+    assert single.calibration is calibration and single.static_calibration is None
+    assert single.summary()["static_calibration"] is None
