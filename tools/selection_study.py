@@ -5,8 +5,8 @@ judges its pick with (`calibrate.search.guard_selection`).
     .venv/bin/python tools/selection_study.py --data wnut16 --target cpu \
         --out benchmarks/results/selection-wnut16-cpu
 
-For each strategy the search runs as `samp-jax search` runs it (percentile calibration on the
-calibration split, the target's options and latency model, or `--latency-table`). Then every
+For each strategy the search runs as `samp-jax search` runs it (static clips picked per site
+from several calibrators on the calibration split, the target's options and latency model, or `--latency-table`). Then every
 map its allocation measured is scored again on the search split (the guarded drop at both
 margins, through the search's compiled candidate program) and on the test split with the
 real quantized model (`samp_jax.quantize`, as `samp-jax search` scores its pick). Each row says
@@ -25,7 +25,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from calibrate.calibration import calibrate  # noqa: E402
 from calibrate.candidates import SwitchableModel  # noqa: E402
 from calibrate.latency import LatencyTable  # noqa: E402
 from calibrate.objectives import Z_ONE_SIDED_95, task_objective  # noqa: E402
@@ -33,7 +32,7 @@ from calibrate.search import Kind, Runner, search, tolerance_measure  # noqa: E4
 from calibrate.targets import resolve_target  # noqa: E402
 from samp_jax import quantize  # noqa: E402
 from samp_jax.app.experiments import make_evaluator  # noqa: E402
-from samp_jax.app.pipeline import builtin_model  # noqa: E402
+from samp_jax.app.pipeline import builtin_model, search_calibration  # noqa: E402
 from samp_jax.host_memory import keep_cpu_buffers_for_timing  # noqa: E402
 from samp_jax.quant.precision import as_precision  # noqa: E402
 from samp_jax.tasks import get_task  # noqa: E402
@@ -45,6 +44,7 @@ def study(model, *, target: str, strategy: str, tolerance: float, calibration,
     result = search(model, search_objective, tolerance=tolerance, target=target,
                     calibration=calibration, latency_table=table, strategy=strategy, progress=False)
     dtype = resolve_target(target).dtype
+    calibration = result.calibration  # per site when given candidates, as run_search quantizes
     score = lambda m: evaluator.score(evaluator.outputs(m))["value"]  # noqa: E731  real quantized path
     returned_test = score(quantize(model, result.precision_map, calibration, dtype=dtype))
     returned = {"name": result.chosen.name, "chosen_from": result.chosen_from,
@@ -113,7 +113,7 @@ def main() -> None:
     model, tokenizer, description = builtin_model(args.data, progress=False)
     task = get_task(args.data)
     evaluator = make_evaluator(task, tokenizer)
-    calibration = calibrate(model, evaluator.calibration_batches(), "percentile")  # as run_search
+    calibration = search_calibration(model, evaluator.calibration_batches())  # as run_search
     search_objective = task_objective(model, task, tokenizer)
     fp32_test = evaluator.score(evaluator.outputs(model))["value"]
     runs = []

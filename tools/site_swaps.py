@@ -4,8 +4,9 @@ another, one at a time, and the map is scored again on the search and the test s
     .venv/bin/python tools/site_swaps.py --data wnut16 \
         --map benchmarks/results/search-wnut16-cpu/knapsack/precision_map.json
 
-Calibration is what `samp-jax search` uses (percentile, on the task's calibration split); the
-maps run with FP32 between sites, as a CPU target runs them, through the real quantized model.
+Calibration is the one the search quantized with (`summary.json` beside the map names it:
+each static site's calibrator, rebuilt from the task's calibration split); the maps run with
+FP32 between sites, as a CPU target runs them, through the real quantized model.
 Prints the map as given and one line per moved site: the relative change against FP32 on
 each split.
 """
@@ -13,17 +14,17 @@ each split.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from calibrate.calibration import calibrate  # noqa: E402
 from calibrate.objectives import task_objective  # noqa: E402
 from calibrate.targets import resolve_target  # noqa: E402
 from samp_jax import quantize  # noqa: E402
 from samp_jax.app.experiments import make_evaluator  # noqa: E402
-from samp_jax.app.pipeline import builtin_model  # noqa: E402
+from samp_jax.app.pipeline import builtin_model, calibration_of_search  # noqa: E402
 from samp_jax.host_memory import keep_cpu_buffers_for_timing  # noqa: E402
 from samp_jax.quant.precision import PrecisionMap, as_precision  # noqa: E402
 from samp_jax.serving.forward import jit_forward  # noqa: E402
@@ -43,7 +44,8 @@ def main() -> None:
     model, tokenizer, description = builtin_model(args.data, progress=False)
     task = get_task(args.data)
     evaluator = make_evaluator(task, tokenizer)
-    calibration = calibrate(model, evaluator.calibration_batches(), "percentile")
+    summary = json.loads((args.map.parent / "summary.json").read_text())
+    calibration = calibration_of_search(model, evaluator.calibration_batches(), summary)
     search = task_objective(model, task, tokenizer)
     dtype = resolve_target(args.target).dtype
     pmap = PrecisionMap.from_json(args.map)

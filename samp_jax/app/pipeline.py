@@ -10,11 +10,11 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import jax.numpy as jnp
 
-from calibrate import calibrate, calibrate_candidates
+from calibrate import calibrate, calibrate_candidates, per_site_calibration
 from calibrate.latency import table_for_target
 from calibrate.objectives import task_objective
 from calibrate.report import write_report
@@ -60,6 +60,34 @@ def builtin_model(task: str, *, progress: bool = True) -> tuple:
     return model, tokenizer, f"all-MiniLM-L6-v2 fine-tuned on {task} (dev {info['dev_metric']:.4f})"
 
 
+def search_calibration(model, batches, method: str = "auto"):
+    """What `run_search` hands the search: for 'auto', one calibration per method of
+    `calibrate.AUTO_METHODS` (the search keeps each static site's least harmful clip); for a
+    method name, that calibrator's clips at every site."""
+    if method == "auto":
+        return calibrate_candidates(model, batches)
+    return calibrate(model, batches, method)
+
+
+def calibration_of_search(model, batches, summary: Mapping):
+    """The calibration a finished search quantized with, rebuilt from its `summary.json` and the
+    same calibration batches (the clips are deterministic), for tools that re-score its maps.
+
+    Raises:
+      ValueError: the summary names no calibration.
+    """
+    method = summary.get("calibration")
+    if method is None:
+        raise ValueError("the search summary names no calibration (a search before per-site "
+                         "clips, or one without static sites)")
+    if method != "per-site":
+        return calibrate(model, batches, method)
+    chosen = summary["static_calibration"]
+    candidates = calibrate_candidates(model, batches, chosen["methods"])
+    sites = {(int(key.split(".")[0]), key.split(".")[1]): m for key, m in chosen["site_methods"].items()}
+    return per_site_calibration(candidates, sites)
+
+
 def run_search(model, tokenizer, task: Task, *, description: str = "", tolerance: float = 0.01,
                tolerance_mode: str = "relative", latency_target_ms: float | None = None,
                out: str | Path = "search_out", objective: str = "latency",
@@ -97,10 +125,7 @@ def run_search(model, tokenizer, task: Task, *, description: str = "", tolerance
                          f"the model has {model.head_kind}")
     start = time.perf_counter()
     evaluator = make_evaluator(task, tokenizer, max_examples=max_test_examples, seed=seed)
-    if calibration_method == "auto":  # each static site picks its calibrator in the search
-        calibration = calibrate_candidates(model, evaluator.calibration_batches())
-    else:
-        calibration = calibrate(model, evaluator.calibration_batches(), calibration_method)
+    calibration = search_calibration(model, evaluator.calibration_batches(), calibration_method)
     data = task_objective(model, task, tokenizer, max_examples=max_search_examples, seed=seed)
     result = search(model, data, tokenizer=tokenizer, tolerance=tolerance, tolerance_mode=tolerance_mode,
                     objective=objective, latency_target_ms=latency_target_ms, calibration=calibration,

@@ -8,7 +8,9 @@ from calibrate.search import Kind
 
 from samp_jax import PrecisionMap, QuantizedModel
 from samp_jax.app.cli import main
-from samp_jax.app.pipeline import builtin_model, run_search
+from calibrate import AUTO_METHODS
+from samp_jax.app.experiments import make_evaluator
+from samp_jax.app.pipeline import builtin_model, calibration_of_search, run_search
 from samp_jax.tasks import get_task
 from tests.helpers import run_benchmark_quick
 
@@ -115,6 +117,16 @@ def test_full_search_pipeline_on_zero_shot_snli(tmp_path):
         quantized = [p.is_quantized for _, p in run.result.precision_map.items()]
         assert sum(quantized) > len(quantized) / 2
     assert summary["target"] == "h100" and summary["latency_source"].startswith("estimated")
+    # static INT8 clips were picked per site, the saved model carries them, and the summary
+    # rebuilds exactly the calibration the model was quantized with
+    static = summary["static_calibration"]
+    assert summary["calibration"] == "per-site" and static["methods"] == list(AUTO_METHODS)
+    assert sum(static["sites_per_method"].values()) == len(static["site_methods"]) == 6 * 4
+    assert "- static INT8 clips:" in (tmp_path / "o" / "report.md").read_text()
+    batches = make_evaluator(get_task("snli-embed"), tokenizer, max_examples=64).calibration_batches()
+    rebuilt = calibration_of_search(model, batches, summary)
+    assert rebuilt.sites == run.result.calibration.sites
+    assert rebuilt.describe() == run.chosen.info["calibration"]
     # the allocation's pick was judged at the margin widened for the maps it compared
     if summary["stopped_early"] is None:
         selection = summary["selection"]
