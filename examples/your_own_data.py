@@ -11,7 +11,7 @@ import csv
 from pathlib import Path
 
 import samp_jax as sj
-from calibrate import calibrate, search, write_report
+from calibrate import search, write_report
 from samp_jax.tasks import Columns, get_task, load_task
 
 WORK = Path("your_data_out")
@@ -37,15 +37,16 @@ tuned = sj.finetune(model, task, model.tokenizer, config, progress=False).model
 print("labels learned:", tuned.head.labels)
 
 # 4. Search the precision map on the search split at 1% tolerance (static scales are
-#    calibrated on the calibration split; the test split is never touched).
+#    calibrated on the calibration split, each site's clip picked from three calibrators;
+#    the test split is never touched).
 result = search(tuned, task, tokenizer=tuned.tokenizer, tolerance=0.01, progress=False)
 write_report(result, WORK / "search")
 print(f"chosen map: {100 * result.chosen.int8_fraction:.0f}% of GEMM FLOPs in INT8, search "
       f"{result.metric_name} {result.chosen.metric:.4f} vs FP32 {result.fp32_metric:.4f}")
 
-# 5. Quantize with it, save one self-contained folder, load it back in one call and serve.
-calibration = calibrate(tuned, task.calibration_batches(tuned.tokenizer))
-quantized = sj.quantize(tuned, result.precision_map, calibration)
+# 5. Quantize with it and with the static clips the search ran (each site's calibrator
+#    picked in the search), save one self-contained folder, load it back in one call and serve.
+quantized = sj.quantize(tuned, result.precision_map, result.calibration)
 quantized.save(WORK / "model")
 served = sj.compile(sj.load(WORK / "model"), seq_buckets=(32, 64, 128), batch_size=16)
 out = served(["A warm, funny and moving film.", "Two hours I will never get back."])

@@ -126,7 +126,7 @@ def test_full_search_pipeline_on_zero_shot_snli(tmp_path):
     batches = make_evaluator(get_task("snli-embed"), tokenizer, max_examples=64).calibration_batches()
     rebuilt = calibration_of_search(model, batches, summary)
     assert rebuilt.sites == run.result.calibration.sites
-    assert rebuilt.describe() == run.chosen.info["calibration"]
+    assert rebuilt.describe() == run.quantized.info["calibration"]
     # the allocation's pick was judged at the margin widened for the maps it compared
     if summary["stopped_early"] is None:
         selection = summary["selection"]
