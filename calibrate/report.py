@@ -133,10 +133,10 @@ def write_report(result: SearchResult, out: str | Path, *, test_metrics: dict | 
                      f"({guard.allocation_pick or 'none'}) judged at z = {guard.z:.2f} for the "
                      f"{guard.maps_compared} maps it chose among; {verdict}")
     if result.static_calibration is not None:
-        counts = ", ".join(f"{m} at {n}" for m, n in result.static_calibration.counts().items())
+        counts = result.static_calibration.counts()
+        listed = ", ".join(f"{m} at {n}" for m, n in counts.items())
         lines.append(f"- static INT8 clips: each site's from the calibrator whose single-site "
-                     f"map harmed the model least ({counts} of "
-                     f"{sum(result.static_calibration.counts().values())} sites)")
+                     f"map harmed the model least ({listed} of {sum(counts.values())} sites)")
     elif result.calibration is not None and result.calibration.sites:
         lines.append(f"- static clips: {result.calibration.method} at every site")
     lines.append("")

@@ -439,6 +439,11 @@ class StaticCalibrationChoice:
         return {m: sum(1 for v in chosen.values() if v == m) for m in self.methods}
 
 
+def static_int8_options(options: Sequence[SitePrecision]) -> list[int]:
+    """Indices of the options that are INT8 with a calibrated (static) activation scale."""
+    return [i for i, o in enumerate(options) if o.needs_calibration and o.precision == "int8"]
+
+
 def choose_static_calibration(runner: Runner, candidates: Mapping[str, object], *,
                               batches: int | None, fp32_metric: float | None
                               ) -> tuple[StaticCalibrationChoice, dict[Move, dict[str, float]]]:
@@ -465,21 +470,19 @@ def choose_static_calibration(runner: Runner, candidates: Mapping[str, object], 
       ValueError: no candidates, or candidates from different observations.
     """
     methods = tuple(candidates)
-    merged = per_site_calibration(candidates, {})  # validates: same observation, non-empty
-    static = [i for i, o in enumerate(runner.options)
-              if o.needs_calibration and o.precision == "int8"]
+    per_site_calibration(candidates, {})  # fails early: no candidates, or mixed observations
     moves = [Move(layer, site, option) for layer in range(runner.num_layers)
-             for site in range(len(SITES)) for option in static]
+             for site in range(len(SITES)) for option in static_int8_options(runner.options)]
     measured = {}
     for method in methods:
         runner.switch.set_calibration(candidates[method])
         measured[method] = measure_sensitivity(runner, moves, batches=batches, fp32_metric=fp32_metric)
-    choice = {}
-    for layer in range(runner.num_layers):
-        for site_index, site in enumerate(SITES):
-            harm = {m: sum(measured[m][mv]["proxy"] for mv in moves
-                           if (mv.layer, mv.site) == (layer, site_index)) for m in methods}
-            choice[(layer, site)] = min(methods, key=lambda m: (harm[m], methods.index(m)))
+    harm = {m: {} for m in methods}  # per method, the summed proxy of each site's static moves
+    for m in methods:
+        for mv in moves:
+            key = (mv.layer, SITES[mv.site])
+            harm[m][key] = harm[m].get(key, 0.0) + measured[m][mv]["proxy"]
+    choice = {key: min(methods, key=lambda m: (harm[m][key], methods.index(m))) for key in harm[methods[0]]}
     merged = per_site_calibration(candidates, choice)
     runner.switch.set_calibration(merged)
     sensitivity = {mv: measured[choice[(mv.layer, SITES[mv.site])]][mv] for mv in moves}
@@ -984,7 +987,6 @@ def _calibration_candidates(calibration, options: Sequence[SitePrecision]):
         raise ValueError("calibration={} names no candidate calibrations")
     candidates = dict(calibration)
     first = next(iter(candidates.values()))
-    static_int8 = any(o.needs_calibration and o.precision == "int8" for o in options)
-    if len(candidates) == 1 or not static_int8:
+    if len(candidates) == 1 or not static_int8_options(options):
         return first, None
     return first, candidates
