@@ -9,7 +9,7 @@ Each contender is a `samp_jax.gemm` implementation: `xla`, or one Pallas kernel 
 recorded as skipped. Off a GPU the kernels run in interpret mode (`samp_jax.ops.interpret`).
 
 Timing: warm-up, then the median over repeats of back-to-back calls with one sync (see
-`calibrate.latency.time_ms`). TOPS count 2·M·N·K operations; % of peak uses the dense
+`calibrate.search.latency.time_ms`). TOPS count 2·M·N·K operations; % of peak uses the dense
 datasheet peak of the device (H100 SXM: 989 TFLOP/s FP16, 1979 TOPS INT8) when known.
 """
 
@@ -27,12 +27,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from calibrate.latency import time_ms
+from calibrate.search.latency import time_ms
 from pallas_kernels.int8_matmul import KERNEL_NAME, MOSAIC_KERNEL_NAME, default_order, int8_matmul
 from pallas_kernels.int8_matmul.tuning import record, tune
 from samp_jax import gemm
 from samp_jax.ops import interpret
-from samp_jax.quant.primitives import quantize_weight_int8
+from samp_jax.core.primitives import quantize_weight_int8
 
 SHAPES_M = (16, 128, 4096, 16384, 32768)
 SHAPES_KN = ((768, 2304), (768, 768), (768, 3072), (3072, 768))

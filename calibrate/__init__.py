@@ -5,16 +5,16 @@
   that picks each site's (`per_site_calibration`).
 - `search(model, data, tolerance=...)`: sensitivity, ordering and the accuracy-decay-aware
   greedy (or a latency target), all candidates in one compiled program; `write_report`.
-- `calibrate.latency`: per-site latency tables (measured on a GPU, estimated elsewhere).
+- `calibrate.search.latency`: per-site latency tables (measured on a GPU, estimated elsewhere).
 """
 
-from calibrate.calibration import (AUTO_METHODS, Calibration, CalibrationError, calibrate,
+from calibrate.calibration.api import (AUTO_METHODS, Calibration, CalibrationError, calibrate,
                                    calibrate_candidates, per_site_calibration)
-from calibrate.calibrators import CALIBRATORS, HistogramStats, get_calibrator
-from calibrate.latency import LatencyTable, cached_table, estimate_table, measure_table
-from calibrate.objectives import EvaluationObjective, Objective, UnlabelledObjective, task_objective
-from calibrate.report import write_report
-from calibrate.search import Evaluated, Kind, SearchResult, search, validate_tolerance
+from calibrate.calibration.calibrators import CALIBRATORS, HistogramStats, get_calibrator
+from calibrate.search.latency import LatencyTable, cached_table, estimate_table, measure_table
+from calibrate.search.objectives import EvaluationObjective, Objective, UnlabelledObjective, task_objective
+from calibrate.search.report import write_report
+from calibrate.search.driver import Evaluated, Kind, SearchResult, search, validate_tolerance
 
 __all__ = ["AUTO_METHODS", "CALIBRATORS", "Calibration", "CalibrationError", "EvaluationObjective", "Evaluated",
            "HistogramStats", "Kind", "LatencyTable", "Objective", "SearchResult", "UnlabelledObjective",

@@ -5,7 +5,7 @@ The first run fine-tunes (about 10 minutes on a 2-core CPU) and caches the model
 $SAMP_JAX_CACHE/finetuned/; later runs load it from there.
 """
 
-from samp_jax.app.experiments import Variant, accuracy_table, format_table, make_evaluator
+from samp_jax.workflows.experiments import Variant, accuracy_table, format_table, make_evaluator
 from samp_jax.training.finetuning import finetuned_model
 
 TASK = "polarity"

@@ -3,7 +3,7 @@
 Run: .venv/bin/python examples/search_precision_map.py   (a few minutes on a 2-core CPU)
 """
 
-from samp_jax.app.pipeline import builtin_model, run_search
+from samp_jax.workflows.pipeline import builtin_model, run_search
 from samp_jax.tasks import get_task
 
 model, tokenizer, description = builtin_model("snli-embed")  # the packaged MiniLM, zero-shot

@@ -11,7 +11,7 @@ import samp_jax as sj
 from samp_jax.tasks import get_task
 
 # 0. Before any JAX work: reuse freed host memory (on CPU each forward would otherwise
-#    page-fault its temporaries in again; see samp_jax.host_memory).
+#    page-fault its temporaries in again; see samp_jax.core.host_memory).
 sj.keep_cpu_buffers()
 
 # 1. An engine: everything is compiled ahead of time, one executable per (batch, seq) bucket.

@@ -1,6 +1,6 @@
 """samp-jax: self-adaptive mixed-precision inference for BERT-family encoders in JAX.
 
-The library core: models (`samp_jax.models`), quantization (`samp_jax.quant`), the op
+The library core: models (`samp_jax.models`), quantization (`samp_jax.core`), the op
 registries with the Pallas kernels (`samp_jax.ops`), tasks, serving and training;
 `samp_jax.load(folder)` reads any model folder it writes, tokenizer attached. Calibration
 and the precision search live in the `calibrate` package, the CLI in `samp_jax.app`.
@@ -15,12 +15,12 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from samp_jax.version import __version__
+from samp_jax.core.version import __version__
 
 # public name -> the module that defines it
 _EXPORTS = {
-    "minilm_path": "samp_jax.assets",
-    "load": "samp_jax.loading",
+    "minilm_path": "samp_jax.core.assets",
+    "load": "samp_jax.ptq.loading",
     **dict.fromkeys((
         "CheckpointError", "ConfigError", "Embeddings", "Encoder", "EncoderConfig",
         "EncoderLayer", "EncoderModel", "GemmSite", "SentenceEmbedder", "SequenceClassifier",
@@ -28,11 +28,11 @@ _EXPORTS = {
         "register_family", "register_head", "save_pretrained"), "samp_jax.models"),
     **dict.fromkeys(("gemm", "implementations", "register_gemm_implementation"), "samp_jax.ops"),
     **dict.fromkeys(("SITES", "PrecisionMap", "PrecisionMapError", "QArray", "SitePrecision"),
-                    "samp_jax.quant"),
-    **dict.fromkeys(("QuantizedModel", "quantize"), "samp_jax.quant.quantized"),
+                    "samp_jax.core"),
+    **dict.fromkeys(("QuantizedModel", "quantize"), "samp_jax.ptq.quantized"),
     **dict.fromkeys(("Engine", "compile", "data_mesh", "sharded_forward"), "samp_jax.serving"),
     **dict.fromkeys(("initialize_distributed",), "samp_jax.serving.distributed"),
-    **dict.fromkeys(("keep_cpu_buffers",), "samp_jax.host_memory"),
+    **dict.fromkeys(("keep_cpu_buffers",), "samp_jax.core.host_memory"),
     **dict.fromkeys(("evaluate", "get_task"), "samp_jax.tasks"),
     **dict.fromkeys(("FinetuneConfig", "finetune", "finetuned_model"), "samp_jax.training"),
 }
@@ -54,15 +54,15 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # what static tools see; at run time the names load on first use
-    from samp_jax.assets import minilm_path
-    from samp_jax.loading import load
+    from samp_jax.core.assets import minilm_path
+    from samp_jax.ptq.loading import load
     from samp_jax.models import (CheckpointError, ConfigError, Embeddings, Encoder, EncoderConfig,
                                  EncoderLayer, EncoderModel, GemmSite, SentenceEmbedder,
                                  SequenceClassifier, TokenClassifier, Tokenizer, cosine_similarity,
                                  load_pretrained, register_family, register_head, save_pretrained)
     from samp_jax.ops import gemm, implementations, register_gemm_implementation
-    from samp_jax.quant import SITES, PrecisionMap, PrecisionMapError, QArray, SitePrecision
-    from samp_jax.quant.quantized import QuantizedModel, quantize
+    from samp_jax.core import SITES, PrecisionMap, PrecisionMapError, QArray, SitePrecision
+    from samp_jax.ptq.quantized import QuantizedModel, quantize
     from samp_jax.serving import Engine, compile, data_mesh, sharded_forward
     from samp_jax.serving.distributed import initialize_distributed
     from samp_jax.tasks import evaluate, get_task

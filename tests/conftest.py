@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from samp_jax import load_pretrained
-from samp_jax.assets import minilm_path
+from samp_jax.core.assets import minilm_path
 from tests.helpers import GOLDEN
 
 

@@ -19,12 +19,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from calibrate.allocation import STRATEGIES  # noqa: E402
-from calibrate.latency import LatencyTable, site_flops  # noqa: E402
-from calibrate.calibrators import CALIBRATORS  # noqa: E402
-from samp_jax.app.pipeline import builtin_model, run_search  # noqa: E402
-from samp_jax.host_memory import keep_cpu_buffers_for_timing  # noqa: E402
-from samp_jax.quant.precision import SitePrecision  # noqa: E402
+from calibrate.search.allocation import STRATEGIES  # noqa: E402
+from calibrate.search.latency import LatencyTable, site_flops  # noqa: E402
+from calibrate.calibration.calibrators import CALIBRATORS  # noqa: E402
+from samp_jax.workflows.pipeline import builtin_model, run_search  # noqa: E402
+from samp_jax.core.host_memory import keep_cpu_buffers_for_timing  # noqa: E402
+from samp_jax.core.precision import SitePrecision  # noqa: E402
 from samp_jax.tasks import get_task  # noqa: E402
 from tools.render_docs import strategy_table  # noqa: E402
 

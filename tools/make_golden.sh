@@ -10,7 +10,7 @@ if [ ! -x "$GV/bin/python" ]; then
   "$PY311" -m venv "$GV"
   "$GV/bin/pip" install -q "torch==2.13.0" "transformers==4.57.*" flax safetensors "sentence-transformers==5.7.0"
 fi
-MINILM=$(.venv/bin/python -c "from samp_jax.assets import minilm_path; print(minilm_path())")
+MINILM=$(.venv/bin/python -c "from samp_jax.core.assets import minilm_path; print(minilm_path())")
 "$GV/bin/python" tools/make_golden.py --minilm "$MINILM" --out tests/golden
 # HF (and sentence-transformers) must load what samp-jax's save_pretrained writes, per family.
 ROUNDTRIP=$(mktemp -d)

@@ -35,11 +35,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from calibrate import calibrate  # noqa: E402
-from calibrate.latency import device_description, time_ms  # noqa: E402
+from calibrate.search.latency import device_description, time_ms  # noqa: E402
 from samp_jax import PrecisionMap, load, minilm_path, quantize  # noqa: E402
-from samp_jax.app.experiments import make_evaluator  # noqa: E402
+from samp_jax.workflows.experiments import make_evaluator  # noqa: E402
 from samp_jax.serving.forward import jit_forward  # noqa: E402
-from samp_jax.host_memory import keep_cpu_buffers_for_timing  # noqa: E402
+from samp_jax.core.host_memory import keep_cpu_buffers_for_timing  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -77,7 +77,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--malloc", choices=("keep", "system"), default="keep",
                         help="keep: samp-jax reuses freed host memory, as its CLI serves "
-                             "(samp_jax.host_memory); system: glibc's default")
+                             "(samp_jax.core.host_memory); system: glibc's default")
     args = parser.parse_args()
     if args.malloc == "keep":
         keep_cpu_buffers_for_timing("ort_compare", required=True)

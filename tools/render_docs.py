@@ -7,7 +7,7 @@ Every figure in those pages comes from a JSON file written by a command the page
 import json
 from pathlib import Path
 
-from samp_jax.app.experiments import format_table
+from samp_jax.workflows.experiments import format_table
 
 DOCS = Path("docs")
 TASKS = [("snli_embed", "Zero-shot SNLI with all-MiniLM-L6-v2 sentence embeddings (bi-encoder)"),

@@ -15,11 +15,11 @@ from pathlib import Path
 from flax import nnx
 
 from calibrate import calibrate
-from calibrate.latency import device_description
-from calibrate.objectives import task_objective
-from calibrate.search import search
+from calibrate.search.latency import device_description
+from calibrate.search.objectives import task_objective
+from calibrate.search.driver import search
 from samp_jax import EncoderModel, SentenceEmbedder, Tokenizer, load_pretrained, minilm_path
-from samp_jax.host_memory import keep_cpu_buffers_for_timing
+from samp_jax.core.host_memory import keep_cpu_buffers_for_timing
 from samp_jax.tasks import get_task
 
 

@@ -1,6 +1,6 @@
 """How often a map the search accepts on its search split misses the tolerance on the held-out
 test split: at the plain one-sided 95% margin, and at the selection margin the search now
-judges its pick with (`calibrate.search.guard_selection`).
+judges its pick with (`calibrate.search.driver.guard_selection`).
 
     .venv/bin/python tools/selection_study.py --data wnut16 --target cpu \
         --out benchmarks/results/selection-wnut16-cpu
@@ -25,16 +25,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from calibrate.candidates import SwitchableModel  # noqa: E402
-from calibrate.latency import LatencyTable  # noqa: E402
-from calibrate.objectives import Z_ONE_SIDED_95, task_objective  # noqa: E402
-from calibrate.search import Kind, Runner, search, tolerance_measure  # noqa: E402
-from calibrate.targets import resolve_target  # noqa: E402
+from calibrate.search.candidates import SwitchableModel  # noqa: E402
+from calibrate.search.latency import LatencyTable  # noqa: E402
+from calibrate.search.objectives import Z_ONE_SIDED_95, task_objective  # noqa: E402
+from calibrate.search.driver import Kind, Runner, search, tolerance_measure  # noqa: E402
+from calibrate.search.targets import resolve_target  # noqa: E402
 from samp_jax import quantize  # noqa: E402
-from samp_jax.app.experiments import make_evaluator  # noqa: E402
-from samp_jax.app.pipeline import builtin_model, search_calibration  # noqa: E402
-from samp_jax.host_memory import keep_cpu_buffers_for_timing  # noqa: E402
-from samp_jax.quant.precision import as_precision  # noqa: E402
+from samp_jax.workflows.experiments import make_evaluator  # noqa: E402
+from samp_jax.workflows.pipeline import builtin_model, search_calibration  # noqa: E402
+from samp_jax.core.host_memory import keep_cpu_buffers_for_timing  # noqa: E402
+from samp_jax.core.precision import as_precision  # noqa: E402
 from samp_jax.tasks import get_task  # noqa: E402
 
 

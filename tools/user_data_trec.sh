@@ -8,7 +8,7 @@ PY=.venv/bin/python
 OUT=${OUT:-trec_out}
 DOCS=docs/user_data
 mkdir -p "$OUT" "$DOCS"
-TREC=$($PY -c "from samp_jax.assets import fetch; print(fetch('trec') / 'trec.csv')")
+TREC=$($PY -c "from samp_jax.core.assets import fetch; print(fetch('trec') / 'trec.csv')")
 COLUMNS=(--text-column text --label-column label-coarse)
 run() { echo "+ $*" >&2; local start=$SECONDS; "$@"; echo "$(( SECONDS - start ))" > "$OUT/.seconds"; }
 

@@ -30,21 +30,21 @@ import jax
 import numpy as np
 
 from calibrate import AUTO_METHODS, CalibrationError, calibrate
-from calibrate.allocation import STRATEGIES
-from calibrate.calibrators import CALIBRATORS
-from calibrate.search import validate_tolerance
-from calibrate.targets import AUTO as AUTO_TARGET
-from calibrate.targets import OPTION_NAMES, TARGETS, resolve_target
+from calibrate.search.allocation import STRATEGIES
+from calibrate.calibration.calibrators import CALIBRATORS
+from calibrate.search.driver import validate_tolerance
+from calibrate.search.targets import AUTO as AUTO_TARGET
+from calibrate.search.targets import OPTION_NAMES, TARGETS, resolve_target
 from samp_jax.app import bench, demo, predictions
 from samp_jax.app.arguments import (non_negative_int, positive_float, positive_int,
                                      unit_interval)
-from samp_jax.app.experiments import Variant, accuracy_table, format_table, make_evaluator
-from samp_jax.app.pipeline import builtin_model, run_search
-from samp_jax.assets import minilm_path
-from samp_jax.atomic import is_model_folder, write_text_atomic
-from samp_jax.loading import load
+from samp_jax.workflows.experiments import Variant, accuracy_table, format_table, make_evaluator
+from samp_jax.workflows.pipeline import builtin_model, run_search
+from samp_jax.core.assets import minilm_path
+from samp_jax.core.atomic import is_model_folder, write_text_atomic
+from samp_jax.ptq.loading import load
 from samp_jax.models.checkpoint import save_pretrained
-from samp_jax.quant.quantized import QuantizedModel, quantize
+from samp_jax.ptq.quantized import QuantizedModel, quantize
 from samp_jax.serving.distributed import (check_same, describe_failure, digest,
                                           initialize_distributed, is_distributed, is_primary,
                                           state_digest)

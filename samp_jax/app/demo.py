@@ -12,7 +12,7 @@ import time
 
 import jax
 
-from samp_jax.app.pipeline import ZERO_SHOT, builtin_model, run_search
+from samp_jax.workflows.pipeline import ZERO_SHOT, builtin_model, run_search
 from samp_jax.serving.engine import CompileCounter
 from samp_jax.serving.engine import compile as compile_engine
 from samp_jax.tasks.task import get_task

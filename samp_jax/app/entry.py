@@ -6,13 +6,13 @@ from __future__ import annotations
 import _thread
 import sys
 
-from samp_jax.host_memory import keep_cpu_buffers  # standard library only: cheap
+from samp_jax.core.host_memory import keep_cpu_buffers  # standard library only: cheap
 
 
 def main(argv: list[str] | None = None) -> int:
     """Imports the CLI (seconds: JAX, the models) and runs it; see `samp_jax.app.cli.main`.
 
-    Host memory is set up first (`samp_jax.host_memory.keep_cpu_buffers`: it must precede
+    Host memory is set up first (`samp_jax.core.host_memory.keep_cpu_buffers`: it must precede
     JAX's CPU backend)."""
     keep_cpu_buffers()
     keep_interrupts()

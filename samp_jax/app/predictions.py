@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from samp_jax.atomic import atomic_file
+from samp_jax.core.atomic import atomic_file
 from samp_jax.serving import compile as compile_engine
 from samp_jax.serving.batching import DEFAULT_BUCKETS, capped_buckets
 from samp_jax.serving.distributed import gather_bytes, is_primary, process_rows

@@ -1,7 +1,7 @@
 """Movie-review sentence polarity: loading and deterministic splits.
 
 The data is the movie-review snippet ground truth of Hutto & Gilbert (ICWSM 2014), shipped
-inside the `vader` asset (see `samp_jax.assets`) as `movieReviewSnippets_GroundTruth.txt` in
+inside the `vader` asset (see `samp_jax.core.assets`) as `movieReviewSnippets_GroundTruth.txt` in
 `hutto_ICWSM_2014.tar.gz`. It holds 10,605 sentence snippets from Pang & Lee's movie reviews,
 each with the mean of about 20 human ratings on a -4 (most negative) to +4 (most positive)
 scale. The member is read from the tarball in memory; nothing is written to the cache.
@@ -20,7 +20,7 @@ import math
 import operator
 import tarfile
 
-from samp_jax.assets import fetch
+from samp_jax.core.assets import fetch
 from samp_jax.data.splits import TaskSplits, seeded_splits
 
 POLARITY_LABELS = ("negative", "positive")

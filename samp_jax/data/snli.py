@@ -1,6 +1,6 @@
 """SNLI sentence pairs: loading, deterministic splits and evaluation helpers.
 
-The data is the `snli` asset (see `samp_jax.assets`): the full SNLI 1.0 test file and a
+The data is the `snli` asset (see `samp_jax.core.assets`): the full SNLI 1.0 test file and a
 100,000-pair subset of the training file. The training subset is split into disjoint
 `train` / `calibration` / `search` parts; the test file is held out and never used for
 calibration or precision search.
@@ -17,7 +17,7 @@ from typing import Literal
 
 import numpy as np
 
-from samp_jax.assets import fetch
+from samp_jax.core.assets import fetch
 
 LABELS = ("entailment", "neutral", "contradiction")
 """Label names; a `PairExample.label` is an index into this tuple."""

@@ -1,6 +1,6 @@
 """WNUT-16 Twitter named entities: loading, splits, sub-token label alignment and entity F1.
 
-The data is the `wnut16` asset (see `samp_jax.assets`): `ner.txt`, the WNUT-16 shared-task
+The data is the `wnut16` asset (see `samp_jax.core.assets`): `ner.txt`, the WNUT-16 shared-task
 training set in CoNLL format, one `token<TAB>tag` line per token and a blank line (a lone
 tab in this file) after each tweet. It holds 2,394 tweets, 46,469 tokens and 1,496 entities
 of 10 types, tagged BIO (no tweet in it starts an entity with a stray `I-` tag).
@@ -24,7 +24,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from samp_jax.assets import fetch
+from samp_jax.core.assets import fetch
 from samp_jax.data.splits import TaskSplits, seeded_splits
 
 ENTITY_TYPES: tuple[str, ...] = (

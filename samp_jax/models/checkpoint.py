@@ -21,7 +21,7 @@ from flax import nnx, serialization
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
-from samp_jax.atomic import atomic_folder, check_not_interrupted
+from samp_jax.core.atomic import atomic_folder, check_not_interrupted
 from samp_jax.models.config import ConfigError, EncoderConfig
 from samp_jax.models.families import FAMILIES, TRANSFORMS, Family, HeadLayout, Transform, get_family
 from samp_jax.models.model import POOLING_MODES, EncoderModel, SentenceEmbedder, check_labels, make_head
@@ -487,7 +487,7 @@ def save_pretrained(model: EncoderModel, directory: str | Path, *, tokenizer_dir
         `labels`, else HF's `LABEL_0`, `LABEL_1`, ...
       extra: more keys for `config.json`.
 
-    The folder is written beside `directory` and renamed into place (`samp_jax.atomic`): a
+    The folder is written beside `directory` and renamed into place (`samp_jax.core.atomic`): a
     crash leaves any previous checkpoint there whole. Saving over a model folder replaces the
     whole folder (files this call does not write are not kept); a non-empty `directory` that is
     no model folder (neither `config.json` nor `quantization.json`) is refused, before anything

@@ -20,9 +20,9 @@ from pallas_kernels.numerics import layer_norm
 from samp_jax.models.config import RELATIVE_BUCKETS, RELATIVE_MAX_DISTANCE, EncoderConfig
 from samp_jax.ops.dispatch import Activation, gemm
 from samp_jax.ops.fused import fused_op
-from samp_jax.quant.handoff import int8_handoff
-from samp_jax.quant.precision import SITES, SitePrecision, precision_of_dtype
-from samp_jax.quant.primitives import QArray
+from samp_jax.ops.handoff import int8_handoff
+from samp_jax.core.precision import SITES, SitePrecision, precision_of_dtype
+from samp_jax.core.primitives import QArray
 
 AttentionImpl = Literal["xla", "cudnn"] | None
 

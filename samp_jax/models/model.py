@@ -25,7 +25,7 @@ from jax.experimental import checkify
 from samp_jax.models.config import EncoderConfig
 from samp_jax.models.layers import AttentionImpl, Embeddings, Encoder, GemmSite
 from samp_jax.models.tokenizer import Tokenizer
-from samp_jax.quant.precision import precision_of_dtype
+from samp_jax.core.precision import precision_of_dtype
 
 # sentence-transformers clamps the token count at 1e-9, so an all-padding row pools to zeros.
 TOKEN_COUNT_FLOOR = 1e-9

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 from pallas_kernels.int8_matmul import int8_matmul_reference
 from pallas_kernels.numerics import epilogue
 from samp_jax.ops.dispatch import quantize_activation
-from samp_jax.quant.precision import FLOAT_PRECISIONS, SitePrecision
+from samp_jax.core.precision import FLOAT_PRECISIONS, SitePrecision
 
 
 def xla_gemm(x, weight, *, precision: SitePrecision, bias, activation, residual, act_scale,

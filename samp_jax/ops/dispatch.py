@@ -21,8 +21,8 @@ import jax
 import jax.numpy as jnp
 
 from pallas_kernels.numerics import check_scale, quantize_rows, row_finite
-from samp_jax.quant.precision import SitePrecision, as_precision
-from samp_jax.quant.primitives import QArray, quantize_fp8
+from samp_jax.core.precision import SitePrecision, as_precision
+from samp_jax.core.primitives import QArray, quantize_fp8
 
 Activation = Literal["gelu", "gelu_tanh", "tanh", "relu"] | None
 GemmImpl = Callable[..., jax.Array]

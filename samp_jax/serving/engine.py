@@ -44,8 +44,8 @@ from jax.experimental.compilation_cache import compilation_cache
 
 from samp_jax.models.model import EncoderModel, check_ids
 from samp_jax.models.tokenizer import Tokenizer
-from samp_jax.quant.precision import PrecisionMap, precision_of_dtype
-from samp_jax.quant.quantized import QuantizedModel, quantize
+from samp_jax.core.precision import PrecisionMap, precision_of_dtype
+from samp_jax.ptq.quantized import QuantizedModel, quantize
 from samp_jax.serving.batching import bucket_batches, capped_buckets
 from samp_jax.serving.forward import INPUT_KEYS, batch_inputs, merged_call
 

@@ -3,7 +3,7 @@ a model's outputs on it: the metric, a smooth proxy of the divergence from a ref
 per-example correctness and agreement.
 
 The same `Evaluation` serves the accuracy tables (test split) and the precision search
-(`calibrate.objectives.EvaluationObjective` on the search split); fine-tuning's early stopping
+(`calibrate.search.objectives.EvaluationObjective` on the search split); fine-tuning's early stopping
 and `evaluate` score with `Task.score`, the same scoring function over the same encoding. Outputs are kept per batch, as the model returns
 them (padding rows included).
 """

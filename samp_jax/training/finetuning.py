@@ -25,7 +25,7 @@ import optax
 from flax import nnx
 from tqdm.auto import tqdm
 
-from samp_jax.assets import cache_dir, minilm_path
+from samp_jax.core.assets import cache_dir, minilm_path
 from samp_jax.models.checkpoint import load_pretrained, save_pretrained
 from samp_jax.models.model import check_labels
 from samp_jax.models.tokenizer import Tokenizer

@@ -8,11 +8,11 @@ import itertools
 import numpy as np
 import pytest
 
-from calibrate.allocation import (STRATEGIES, knapsack_search, map_cost, min_harm_allocation,
+from calibrate.search.allocation import (STRATEGIES, knapsack_search, map_cost, min_harm_allocation,
                                   revert_order, revert_search)
-from calibrate.latency import estimate_table
-from calibrate.search import Kind, search
-from calibrate.targets import resolve_target
+from calibrate.search.latency import estimate_table
+from calibrate.search.driver import Kind, search
+from calibrate.search.targets import resolve_target
 from tests.helpers import TINY_CONFIG, random_batches
 
 

@@ -8,7 +8,7 @@ from flax import nnx
 from calibrate import (AUTO_METHODS, Calibration, CalibrationError, calibrate, calibrate_candidates,
                        per_site_calibration)
 from samp_jax import EncoderConfig, EncoderModel, PrecisionMap
-from samp_jax.quant.precision import SITES
+from samp_jax.core.precision import SITES
 
 CONFIG = EncoderConfig(vocab_size=64, hidden_size=32, num_layers=2, num_heads=4,
                        intermediate_size=64, max_position_embeddings=32)

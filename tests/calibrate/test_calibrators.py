@@ -5,7 +5,7 @@ import time
 import numpy as np
 import pytest
 
-from calibrate.calibrators import (
+from calibrate.calibration.calibrators import (
     CALIBRATORS,
     TINY_AMAX,
     HistogramStats,

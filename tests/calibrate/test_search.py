@@ -7,14 +7,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from calibrate.candidates import SwitchableModel
-from calibrate.latency import (DEFAULT_PRECISIONS, check_against_forward, estimate_table, int8_flop_fraction,
+from calibrate.search.candidates import SwitchableModel
+from calibrate.search.latency import (DEFAULT_PRECISIONS, check_against_forward, estimate_table, int8_flop_fraction,
                                measure_table, time_interleaved, time_ms)
-from calibrate.objectives import UnlabelledObjective
-from calibrate.report import pareto_front, write_report
-from calibrate.search import search, validate_tolerance
+from calibrate.search.objectives import UnlabelledObjective
+from calibrate.search.report import pareto_front, write_report
+from calibrate.search.driver import search, validate_tolerance
 from samp_jax import EncoderConfig, PrecisionMap, quantize
-from samp_jax.quant.precision import SITES, SitePrecision, as_precision
+from samp_jax.core.precision import SITES, SitePrecision, as_precision
 from samp_jax.serving.forward import jit_forward
 from tests.helpers import TINY_CONFIG, random_batches
 

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from calibrate.candidates import SwitchableModel
-from calibrate.latency import estimate_table, site_flops
-from calibrate.objectives import Z_ONE_SIDED_95, UnlabelledObjective, selection_z
-from calibrate.search import (
+from calibrate.search.candidates import SwitchableModel
+from calibrate.search.latency import estimate_table, site_flops
+from calibrate.search.objectives import Z_ONE_SIDED_95, UnlabelledObjective, selection_z
+from calibrate.search.driver import (
     ORDER_EPS,
     Evaluated,
     Kind,
@@ -31,7 +31,7 @@ from calibrate.search import (
     single_site_moves,
     tolerance_greedy,
 )
-from samp_jax.quant.precision import SITES, PrecisionMap, as_precision
+from samp_jax.core.precision import SITES, PrecisionMap, as_precision
 
 OPTIONS = tuple(as_precision(o) for o in ("fp16", "int8-dynamic", "fp8_e4m3"))
 from tests.helpers import TINY_CONFIG, random_batches

@@ -22,7 +22,7 @@ from jax.experimental import checkify
 
 import samp_jax
 from calibrate import calibrate
-from calibrate.calibration import MIN_CALIBRATION_TOKENS, CalibrationError
+from calibrate.calibration.api import MIN_CALIBRATION_TOKENS, CalibrationError
 from samp_jax import EncoderModel, PrecisionMap, SequenceClassifier, quantize
 from samp_jax.data.splits import TaskSplits
 from samp_jax.models import model as model_module

@@ -23,7 +23,7 @@ import samp_jax
 from pallas_kernels import numerics
 from pallas_kernels.int8_matmul import int8_matmul, int8_matmul_reference
 from pallas_kernels.int8_matmul.reference import int8_accumulate
-from samp_jax.quant.primitives import (
+from samp_jax.core.primitives import (
     quantize_fp8,
     quantize_per_tensor_int8,
     quantize_weight_fp8,
@@ -250,8 +250,8 @@ def test_fused_embedding_quant_flags_a_nan_embedding_row(act_scale):
 def test_a_bad_calibration_scale_is_refused_where_the_site_is_made(precision, bad):
     from flax import nnx
     from samp_jax.models import GemmSite
-    from samp_jax.quant.precision import as_precision
-    from samp_jax.quant.quantized import QuantizedGemmSite, SiteCalibration
+    from samp_jax.core.precision import as_precision
+    from samp_jax.ptq.quantized import QuantizedGemmSite, SiteCalibration
     source = GemmSite(16, 8, site="ffn_out", rngs=nnx.Rngs(0))
     calibration = SiteCalibration(absmax=bad, amax=bad)
     with pytest.raises(ValueError, match=r"site 'ffn_out' at .*activation scale .*expected a finite value > 0"):
@@ -333,8 +333,8 @@ def test_layernorm_with_quantized_hands_a_nan_row_to_a_static_site():
     from flax import nnx
     from samp_jax.models import GemmSite
     from samp_jax.models.layers import LayerNorm
-    from samp_jax.quant.precision import as_precision
-    from samp_jax.quant.quantized import QuantizedGemmSite, SiteCalibration
+    from samp_jax.core.precision import as_precision
+    from samp_jax.ptq.quantized import QuantizedGemmSite, SiteCalibration
     source = GemmSite(K, N, site="ffn_in", rngs=nnx.Rngs(0))
     site = QuantizedGemmSite.from_float(source, as_precision("int8-static"), dtype=jnp.float32,
                                         calibration=SiteCalibration(absmax=4.0, amax=4.0))
@@ -382,8 +382,8 @@ def test_fused_kernels_refuse_a_bad_static_scale_like_their_references(kernel, f
 def _site_from(calibration, precision="int8-static"):
     from flax import nnx
     from samp_jax.models import GemmSite
-    from samp_jax.quant.precision import as_precision
-    from samp_jax.quant.quantized import QuantizedGemmSite
+    from samp_jax.core.precision import as_precision
+    from samp_jax.ptq.quantized import QuantizedGemmSite
     source = GemmSite(16, 8, site="qkv", rngs=nnx.Rngs(0))
     return QuantizedGemmSite.from_float(source, as_precision(precision), dtype=jnp.float32,
                                         calibration=calibration)
@@ -394,7 +394,7 @@ def _site_from(calibration, precision="int8-static"):
 def test_a_bad_calibration_clip_is_refused_naming_the_site_and_value(precision, field, bad):
     """A zero clip used to be clamped silently to 1e-12 (every input then saturated to
     +-127); now zero, like NaN, Inf and negatives, is refused, naming the site and value."""
-    from samp_jax.quant.quantized import SiteCalibration
+    from samp_jax.ptq.quantized import SiteCalibration
     good = 5.0
     calibration = SiteCalibration(absmax=bad if field == "absmax" else good,
                                   amax=bad if field == "amax" else good)
@@ -404,7 +404,7 @@ def test_a_bad_calibration_clip_is_refused_naming_the_site_and_value(precision, 
 
 
 def test_a_valid_calibration_clip_is_stored_as_its_scale():
-    from samp_jax.quant.quantized import SiteCalibration
+    from samp_jax.ptq.quantized import SiteCalibration
     site = _site_from(SiteCalibration(absmax=20.0, amax=12.7))
     assert float(site.act_scale[...]) == pytest.approx(0.1)
     site = _site_from(SiteCalibration(absmax=448.0, amax=1.0), "fp8_e4m3")
@@ -418,7 +418,7 @@ def test_a_valid_calibration_clip_is_stored_as_its_scale():
 def test_a_bad_smoothquant_input_scale_is_refused_naming_the_channel(precision, bad):
     """A non-finite or non-positive SmoothQuant `1/s` was folded into the weights and stored
     (a NaN made every output NaN, a zero every output 0); now it is refused."""
-    from samp_jax.quant.quantized import SiteCalibration
+    from samp_jax.ptq.quantized import SiteCalibration
     input_scale = np.ones(16, np.float32)
     input_scale[3] = bad
     calibration = SiteCalibration(absmax=4.0, amax=4.0, input_scale=input_scale)

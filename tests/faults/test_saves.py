@@ -114,11 +114,11 @@ def _interrupt(*args, **kwargs):
 
 
 WRITERS = {  # where a save fails: each writer in turn, and the two renames
-    "weights": ("samp_jax.quant.quantized.save_file", _raise, DiskFull),
+    "weights": ("samp_jax.ptq.quantized.save_file", _raise, DiskFull),
     "tokenizer": ("samp_jax.models.tokenizer.Tokenizer.save", _raise, DiskFull),
-    "manifest hashing": ("samp_jax.quant.quantized._file_digest", _raise, DiskFull),
-    "Ctrl-C in the weights": ("samp_jax.quant.quantized.save_file", _interrupt, KeyboardInterrupt),
-    "fsync": ("samp_jax.atomic._fsync", _raise, DiskFull),
+    "manifest hashing": ("samp_jax.ptq.quantized._file_digest", _raise, DiskFull),
+    "Ctrl-C in the weights": ("samp_jax.ptq.quantized.save_file", _interrupt, KeyboardInterrupt),
+    "fsync": ("samp_jax.core.atomic._fsync", _raise, DiskFull),
 }
 
 

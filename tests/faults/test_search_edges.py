@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from calibrate.latency import LatencyTable, estimate_table
-from calibrate.report import write_report
-from calibrate.search import (
+from calibrate.search.latency import LatencyTable, estimate_table
+from calibrate.search.report import write_report
+from calibrate.search.driver import (
     Move,
     check_latency_target,
     fastest_map,
@@ -26,7 +26,7 @@ from calibrate.search import (
     search,
 )
 from samp_jax import EncoderModel, PrecisionMap, SequenceClassifier
-from samp_jax.quant.precision import SITES, as_precision
+from samp_jax.core.precision import SITES, as_precision
 from tests.helpers import TINY_CONFIG, random_batches
 
 OPTIONS = tuple(as_precision(o) for o in ("fp16", "int8-dynamic", "fp8_e4m3"))

@@ -16,7 +16,7 @@ from safetensors.numpy import load_file, save_file
 
 import samp_jax
 from samp_jax import CheckpointError, ConfigError, PrecisionMap, QuantizedModel, quantize
-from samp_jax.quant.quantized import SiteCalibration, _file_digest
+from samp_jax.ptq.quantized import SiteCalibration, _file_digest
 from tests.helpers import GOLDEN
 
 HF = GOLDEN / "families" / "bert" / "seqcls"  # a tiny BERT (2 layers, hidden 30) with a tokenizer

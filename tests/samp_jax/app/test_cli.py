@@ -4,13 +4,13 @@ import json
 
 import pytest
 
-from calibrate.search import Kind
+from calibrate.search.driver import Kind
 
 from samp_jax import PrecisionMap, QuantizedModel
 from samp_jax.app.cli import main
 from calibrate import AUTO_METHODS
-from samp_jax.app.experiments import make_evaluator
-from samp_jax.app.pipeline import builtin_model, calibration_of_search, run_search
+from samp_jax.workflows.experiments import make_evaluator
+from samp_jax.workflows.pipeline import builtin_model, calibration_of_search, run_search
 from samp_jax.tasks import get_task
 from tests.helpers import run_benchmark_quick
 

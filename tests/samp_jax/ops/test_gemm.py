@@ -8,7 +8,7 @@ import pytest
 from pallas_kernels.int8_matmul.reference import int8_accumulate
 from samp_jax import QArray, gemm, implementations, register_gemm_implementation
 from samp_jax.ops import dispatch as gemm_module
-from samp_jax.quant.primitives import (
+from samp_jax.core.primitives import (
     FP8_E4M3_MAX,
     quantize_fp8,
     quantize_per_tensor_int8,

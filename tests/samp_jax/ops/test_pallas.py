@@ -19,7 +19,7 @@ from pallas_kernels.gpu_lowering import gpu_kernel_calls, lower_for_gpu
 from pallas_kernels.int8_matmul import ENV_VAR, KERNEL_NAME, MOSAIC_KERNEL_NAME, default_order
 from pallas_kernels.layernorm_quant import EMBEDDING_KERNEL_NAME, LAYERNORM_KERNEL_NAME
 from samp_jax import gemm
-from samp_jax.quant.primitives import QArray, quantize_per_token_int8, quantize_weight_int8
+from samp_jax.core.primitives import QArray, quantize_per_token_int8, quantize_weight_int8
 
 KERNEL_NAMES = {"pallas_triton": KERNEL_NAME, "pallas_mosaic": MOSAIC_KERNEL_NAME}
 

@@ -15,17 +15,17 @@ from typing import Mapping, Sequence
 import jax.numpy as jnp
 
 from calibrate import calibrate, calibrate_candidates, per_site_calibration
-from calibrate.latency import table_for_target
-from calibrate.objectives import task_objective
-from calibrate.report import write_report
-from calibrate.search import (SearchResult, check_latency_target, preset_maps, search,
+from calibrate.search.latency import table_for_target
+from calibrate.search.objectives import task_objective
+from calibrate.search.report import write_report
+from calibrate.search.driver import (SearchResult, check_latency_target, preset_maps, search,
                               validate_tolerance)
-from calibrate.targets import resolve_target
-from samp_jax.app.experiments import make_evaluator, relative_change
-from samp_jax.assets import minilm_path
-from samp_jax.loading import load
+from calibrate.search.targets import resolve_target
+from samp_jax.workflows.experiments import make_evaluator, relative_change
+from samp_jax.core.assets import minilm_path
+from samp_jax.ptq.loading import load
 from samp_jax.models import Tokenizer
-from samp_jax.quant.quantized import QuantizedModel, quantize
+from samp_jax.ptq.quantized import QuantizedModel, quantize
 from samp_jax.tasks import Task
 from samp_jax.training.finetuning import finetuned_model
 
@@ -102,11 +102,11 @@ def run_search(model, tokenizer, task: Task, *, description: str = "", tolerance
     report plus the quantized model (`out/model`, loadable with `samp_jax.load`).
 
     `target` ('auto', 'h100', 'a100', 'l4', 'cpu') sets the options (narrowed by `options`), the
-    dtype between sites and the latency model (`calibrate.targets`); `latency_table` (a
-    `calibrate.latency.LatencyTable`, e.g. measured on another machine) replaces that model.
+    dtype between sites and the latency model (`calibrate.search.targets`); `latency_table` (a
+    `calibrate.search.latency.LatencyTable`, e.g. measured on another machine) replaces that model.
 
     `calibration_method` 'auto' calibrates with every method of `calibrate.AUTO_METHODS` and
-    lets the search pick each static INT8 site's clip (`calibrate.search.choose_static_calibration`);
+    lets the search pick each static INT8 site's clip (`calibrate.search.driver.choose_static_calibration`);
     a method name uses that calibrator at every site.
 
     Returns the JSON summary with the chosen `QuantizedModel` and its tokenizer, for serving it

@@ -12,8 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from calibrate import calibrate
-from samp_jax.quant.precision import FLOAT_DTYPES, PRESETS, PrecisionMap
-from samp_jax.quant.quantized import quantize
+from samp_jax.core.precision import FLOAT_DTYPES, PRESETS, PrecisionMap
+from samp_jax.ptq.quantized import quantize
 from samp_jax.serving.forward import jit_forward
 from samp_jax.serving.sharding import data_mesh, sharded_forward
 from samp_jax.tasks import Task, get_task

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from samp_jax.quant.precision import SITES
+from samp_jax.core.precision import SITES
 from samp_jax.serving.forward import batch_inputs, merged_call
 
 SiteKey = tuple[int, str]

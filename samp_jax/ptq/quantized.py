@@ -26,17 +26,17 @@ from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
 from pallas_kernels.numerics import INT8_MAX, SCALE_EPS
-from samp_jax.atomic import atomic_folder, check_not_interrupted
+from samp_jax.core.atomic import atomic_folder, check_not_interrupted
 from samp_jax.models.checkpoint import CheckpointError
 from samp_jax.models.config import EncoderConfig
 from samp_jax.models.layers import Embeddings, GemmSite
 from samp_jax.models.model import EncoderModel, head_spec, make_head
 from samp_jax.models.tokenizer import TOKENIZER_FILE, Tokenizer, check_fits
 from samp_jax.ops.dispatch import Activation, gemm
-from samp_jax.quant.handoff import Int8Input
-from samp_jax.quant.precision import SITES, PrecisionMap, PrecisionMapError, SitePrecision, precision_of_dtype
-from samp_jax.quant.primitives import FP8_E4M3_MAX, QArray, quantize_weight_fp8, quantize_weight_int8
-from samp_jax.version import __version__
+from samp_jax.ops.handoff import Int8Input
+from samp_jax.core.precision import SITES, PrecisionMap, PrecisionMapError, SitePrecision, precision_of_dtype
+from samp_jax.core.primitives import FP8_E4M3_MAX, QArray, quantize_weight_fp8, quantize_weight_int8
+from samp_jax.core.version import __version__
 
 FORMAT = "samp-jax-quantized"
 FORMAT_VERSION = 2
@@ -164,7 +164,7 @@ class QuantizedGemmSite(nnx.Module):
 
     def int8_input(self) -> Int8Input | None:
         """How this site quantizes its input when it is an INT8 site (else None): what an
-        upstream kernel must do to hand it INT8 (`samp_jax.quant.handoff`)."""
+        upstream kernel must do to hand it INT8 (`samp_jax.ops.handoff`)."""
         if self.precision.precision != "int8":
             return None
         return Int8Input(act_scale=None if self.act_scale is None else self.act_scale[...],
@@ -321,7 +321,7 @@ class QuantizedModel(nnx.Module):
         every field it uses, and a changed field that still parses (say a dtype) must agree
         with the hashed weights, or loading refuses.
 
-        Atomic (`samp_jax.atomic`): the folder is written beside `directory` and renamed into
+        Atomic (`samp_jax.core.atomic`): the folder is written beside `directory` and renamed into
         place, so a crash leaves the previous model whole. Saving over a model folder replaces
         the whole folder (files `save` does not write are not kept); a non-empty folder that
         holds no model (no `quantization.json` / `config.json`) is refused before writing.
@@ -382,7 +382,7 @@ class QuantizedModel(nnx.Module):
         Raises:
           FileNotFoundError: no weights or no sidecar; when the folder is missing because a
             save was interrupted between its two renames, the message says where the previous
-            model is (`samp_jax.atomic`).
+            model is (`samp_jax.core.atomic`).
           ValueError: the sidecar is not valid JSON, not this format, or a field is missing
             or malformed (the message names the file and the field).
           CheckpointError: a file differs from the manifest, or a tensor does not match the

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from calibrate.search import Kind, SearchResult, default_preset_name
-from samp_jax.atomic import atomic_file, write_text_atomic
-from samp_jax.quant.precision import SITES, as_precision
+from calibrate.search.driver import Kind, SearchResult, default_preset_name
+from samp_jax.core.atomic import atomic_file, write_text_atomic
+from samp_jax.core.precision import SITES, as_precision
 
 
 def sensitivity_table(result: SearchResult) -> str:

@@ -72,10 +72,10 @@ def keep_cpu_buffers_for_timing(tool: str, *, required: bool = False) -> bool:
     if keep_cpu_buffers():
         return True
     if required:
-        raise SystemExit(f"{tool}: could not keep host buffers (samp_jax.host_memory: not glibc, "
+        raise SystemExit(f"{tool}: could not keep host buffers (samp_jax.core.host_memory: not glibc, "
                          "SAMP_JAX_MALLOC set to something other than 'keep', JAX not on the CPU, "
                          "or JAX already started)")
-    print(f"{tool}: note: host buffers are not kept (samp_jax.host_memory); CPU timings include "
+    print(f"{tool}: note: host buffers are not kept (samp_jax.core.host_memory); CPU timings include "
           "page faults", file=sys.stderr)
     return False
 

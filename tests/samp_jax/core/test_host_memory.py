@@ -12,13 +12,13 @@ import textwrap
 import jax
 import pytest
 
-from samp_jax import host_memory as memory
+from samp_jax.core import host_memory as memory
 
 # A jitted function whose temporaries (about 100 MB) are above anything glibc serves from its
 # heaps by default: each call maps them afresh unless the buffers are kept.
 _FAULTS_PER_CALL = textwrap.dedent("""
     import json, resource, sys
-    from samp_jax.host_memory import keep_cpu_buffers
+    from samp_jax.core.host_memory import keep_cpu_buffers
     applied = keep_cpu_buffers() if sys.argv[1] == "keep" else False
     import jax, jax.numpy as jnp
     f = jax.jit(lambda x: (jnp.tanh(x) @ jnp.ones((4096, 8))).sum() + jnp.cumsum(jnp.tanh(x), 0).sum())
@@ -65,7 +65,7 @@ def test_kept_buffers_stop_the_page_faults_of_every_call():
 def test_the_command_line_keeps_buffers_before_jax_starts():
     code = textwrap.dedent("""
         import contextlib, io
-        from samp_jax import host_memory
+        from samp_jax.core import host_memory
         from samp_jax.app import entry
         with contextlib.redirect_stdout(io.StringIO()):
             try:

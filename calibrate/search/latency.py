@@ -9,7 +9,7 @@ shape. `site_ms` comes from one of two sources, and a table says which:
   `other_ms` is the measured FP16 forward minus its GEMM sites. Tables are cached as JSON keyed
   by device kind and shape.
 - **estimated**: a roofline from FLOPs and bytes on a device's spec sheet
-  (`calibrate.targets`: H100, A100, L4). Used when the search plans for a device other than
+  (`calibrate.search.targets`: H100, A100, L4). Used when the search plans for a device other than
   the one it runs on (`table_for_target`).
 
 `check_against_forward` compares the model with real end-to-end timings on this device.
@@ -33,18 +33,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from calibrate.calibration import calibrate
-from calibrate.targets import H100, DeviceSpec, Target, resolve_target
-from samp_jax.assets import cache_dir as default_cache
-from samp_jax.atomic import write_text_atomic
-from samp_jax.host_memory import cpu_buffers_kept
+from calibrate.calibration.api import calibrate
+from calibrate.search.targets import H100, DeviceSpec, Target, resolve_target
+from samp_jax.core.assets import cache_dir as default_cache
+from samp_jax.core.atomic import write_text_atomic
+from samp_jax.core.host_memory import cpu_buffers_kept
 from samp_jax.models.config import EncoderConfig
 from samp_jax.ops import gemm
-from samp_jax.quant.precision import SITES, PrecisionMap, SitePrecision
-from samp_jax.quant.primitives import quantize_weight_fp8, quantize_weight_int8
-from samp_jax.quant.quantized import quantize
+from samp_jax.core.precision import SITES, PrecisionMap, SitePrecision
+from samp_jax.core.primitives import quantize_weight_fp8, quantize_weight_int8
+from samp_jax.ptq.quantized import quantize
 from samp_jax.serving.forward import jit_forward
-from samp_jax.version import __version__
+from samp_jax.core.version import __version__
 
 
 H100_SXM = H100  # the default spec of `estimate_table`

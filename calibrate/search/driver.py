@@ -3,7 +3,7 @@
 1. **Sensitivity.** For every (layer, site) and every quantized option, the map that quantizes
    only that site is scored on the search data: the proxy (KL to FP32, or 1 - cosine) and,
    with labels, the metric drop. All candidates run through one compiled program
-   (`calibrate.candidates.SwitchableModel`).
+   (`calibrate.search.candidates.SwitchableModel`).
 2. **Allocation.** (site, option) moves are ordered by proxy per millisecond saved (or per
    INT8 FLOP for `objective="int8_fraction"`). The greedy adds them one by one, re-measuring
    the *accumulated* map (interactions are not additive), and backs a move out when the
@@ -16,7 +16,7 @@ Tolerance semantics: `tolerance_mode="relative"` (default) accepts a map when
 `drop <= tolerance * fp32_metric`; `"absolute"` when `drop <= tolerance` (metric units). The
 drop is measured on the search split against the FP32 model and includes a one-sided 95%
 confidence margin: of the paired per-example difference for accuracy, of a paired bootstrap
-over sentences for entity F1 (`calibrate.objectives`). The allocation's own pick, the fastest
+over sentences for entity F1 (`calibrate.search.objectives`). The allocation's own pick, the fastest
 of the maps it measured that passed, is then judged with the margin widened for how many maps it
 chose among (`guard_selection`, Bonferroni), and the fastest map that passes there is kept: the
 best of many maps that each pass at 95% has usually had luck on the search split. Without
@@ -53,15 +53,15 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from calibrate.allocation import harm_and_cost, knapsack_search, revert_search, validate_strategy
-from calibrate.calibration import Calibration, calibrate_candidates, per_site_calibration
-from calibrate.candidates import SwitchableModel
-from calibrate.latency import LatencyTable, cached_table, int8_flop_fraction, site_flops, table_for_target
-from calibrate.targets import Target, resolve_target
-from calibrate.objectives import (Z_ONE_SIDED_95, Objective, UnlabelledObjective, selection_z,
+from calibrate.search.allocation import harm_and_cost, knapsack_search, revert_search, validate_strategy
+from calibrate.calibration.api import Calibration, calibrate_candidates, per_site_calibration
+from calibrate.search.candidates import SwitchableModel
+from calibrate.search.latency import LatencyTable, cached_table, int8_flop_fraction, site_flops, table_for_target
+from calibrate.search.targets import Target, resolve_target
+from calibrate.search.objectives import (Z_ONE_SIDED_95, Objective, UnlabelledObjective, selection_z,
                                   task_objective)
 from samp_jax.models.config import EncoderConfig
-from samp_jax.quant.precision import SITES, PrecisionMap, SitePrecision, as_precision
+from samp_jax.core.precision import SITES, PrecisionMap, SitePrecision, as_precision
 from samp_jax.tasks import Task, get_task
 
 MAX_RELATIVE_TOLERANCE = 0.5
@@ -117,7 +117,7 @@ class SelectionGuard:
 
     Attributes:
       maps_compared: distinct maps the allocation measured (and could have picked).
-      z: the margin's z for the pick (`calibrate.objectives.selection_z` of `maps_compared`).
+      z: the margin's z for the pick (`calibrate.search.objectives.selection_z` of `maps_compared`).
       allocation_pick: the name of the fastest map that passed at the plain 95% margin
         (None: none did).
       kept: the name of the fastest map that passes at `z` (None: none does).
@@ -158,7 +158,7 @@ class SearchResult:
     tolerance_met: bool | None = None
     target: str | None = None  # the device the map and the latency model are for
     chosen_from: str = "greedy"  # the strategy, or the preset that was faster and passed
-    strategy: str = "greedy"  # the allocation strategy that ran (`calibrate.allocation`)
+    strategy: str = "greedy"  # the allocation strategy that ran (`calibrate.search.allocation`)
     maps_run: int = 0  # maps run on the whole search data (sensitivity subsets not counted)
     # Why the search ended after the presets (the fastest passing preset is the fastest map
     # the latency model allows), or None when it ran every phase.
@@ -678,7 +678,7 @@ def latency_greedy(ordered: Sequence[Move], latency_ms: Callable[[np.ndarray], f
 def allocate(runner: Runner, strategy: str, sensitivity: Mapping[Move, dict],
              acceptable: Callable[[Outputs], bool],
              ceiling_ms: float | None = None) -> tuple[np.ndarray, Outputs | None]:
-    """Phase 4 by the knapsack or revert strategy (`calibrate.allocation`), every map it
+    """Phase 4 by the knapsack or revert strategy (`calibrate.search.allocation`), every map it
     measures recorded as `<strategy>#<n>`; with `ceiling_ms` (the latency of a map known to
     pass), only maps faster than it are evaluated."""
     harm, cost = harm_and_cost(sensitivity, runner.options, runner.table, runner.num_layers, SITES)
@@ -829,7 +829,7 @@ def search(model, data, *, tokenizer=None, tolerance: float = 0.01, tolerance_mo
       objective: 'latency' (order moves by proxy per ms saved) or 'int8_fraction' (per FLOP
         moved to INT8; only INT8 options count).
       latency_target_ms: if given, ignore the tolerance and reach this estimated latency.
-      target: the device the map is for (`calibrate.targets`: 'auto' for this one, 'h100',
+      target: the device the map is for (`calibrate.search.targets`: 'auto' for this one, 'h100',
         'a100', 'l4', 'cpu'). It sets the options (FP8 only where the device has it), the dtype
         between sites, and the latency model: measured when running on the target, else a
         roofline estimate of its spec sheet. None: `DEFAULT_OPTIONS` at FP16 between sites,
@@ -848,7 +848,7 @@ def search(model, data, *, tokenizer=None, tolerance: float = 0.01, tolerance_mo
       chunk: candidates per compiled call.
       mode: 'map' (lax.map: one branch per site runs) or 'vmap'.
       progress: show a progress bar.
-      strategy: how the tolerance is met (`calibrate.allocation.STRATEGIES`): 'greedy' (moves
+      strategy: how the tolerance is met (`calibrate.search.allocation.STRATEGIES`): 'greedy' (moves
         by harm per ms), 'knapsack' (minimum summed harm under a bracketed latency budget) or
         'revert' (all fastest, most harmful sites reverted). None: `DEFAULT_STRATEGY`
         (knapsack: the fastest maps within tolerance on the held-out test splits of

@@ -8,7 +8,7 @@ A `Target` decides three things for the search:
 - the **dtype between GEMM sites** (`Target.dtype`): float16 on GPUs, float32 on CPU;
 - the **latency model**: measured on the device when the search runs on the target (CPU
   included), otherwise a roofline from the target's spec sheet, labelled as an estimate
-  (`calibrate.latency.table_for_target`).
+  (`calibrate.search.latency.table_for_target`).
 
     target = resolve_target("auto")       # the device this process runs on
     target = resolve_target("a100")       # plan for an A100 from anywhere (estimated latency)
@@ -25,7 +25,7 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
-from samp_jax.quant.precision import SitePrecision, as_precision
+from samp_jax.core.precision import SitePrecision, as_precision
 
 AUTO = "auto"
 # Option names the CLI and `search_options` accept, mapped to precisions.

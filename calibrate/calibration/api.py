@@ -10,12 +10,12 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from calibrate.calibrators import TINY_AMAX, HistogramStats, get_calibrator
-from calibrate.observers import SiteKey, channel_absmax_reduce, histogram_reduce, make_pass
+from calibrate.calibration.calibrators import TINY_AMAX, HistogramStats, get_calibrator
+from calibrate.calibration.observers import SiteKey, channel_absmax_reduce, histogram_reduce, make_pass
 from samp_jax.models.model import check_ids
-from samp_jax.quant.precision import SITES, PrecisionMap
-from samp_jax.quant.primitives import smoothing_factors
-from samp_jax.quant.quantized import SiteCalibration
+from samp_jax.core.precision import SITES, PrecisionMap
+from samp_jax.core.primitives import smoothing_factors
+from samp_jax.ptq.quantized import SiteCalibration
 
 # Sites whose input is a LayerNorm output, where per-channel outliers live (Bondarenko et al.).
 SMOOTHABLE_SITES = ("qkv", "ffn_in")
@@ -94,7 +94,7 @@ def calibrate(model, batches: Iterable[Mapping[str, np.ndarray]], method: str = 
               bins: int = 2048, progress: bool = False, **method_options) -> Calibration:
     """Collects activation statistics over calibration batches and picks per-site clips.
 
-    Two jit-compiled passes over the batches (see `calibrate.observers`): per-channel absmax,
+    Two jit-compiled passes over the batches (see `calibrate.calibration.observers`): per-channel absmax,
     then a histogram of the quantizer's input, from which `method` picks the INT8 clip.
 
     Args:
@@ -133,7 +133,7 @@ def calibrate_candidates(model, batches: Iterable[Mapping[str, np.ndarray]],
     """One `Calibration` per method, all from the same two observation passes.
 
     For a search that picks each site's static clip from several calibrators
-    (`calibrate.search.choose_static_calibration`): clipping outliers (percentile, entropy)
+    (`calibrate.search.driver.choose_static_calibration`): clipping outliers (percentile, entropy)
     is what most sites want and what breaks a few (Bondarenko et al. 2021), so no single
     method is right for every site of every model.
 

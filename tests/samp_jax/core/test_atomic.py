@@ -1,4 +1,4 @@
-"""`samp_jax.atomic`: folders written beside their target and renamed into place."""
+"""`samp_jax.core.atomic`: folders written beside their target and renamed into place."""
 
 import os
 import re
@@ -6,8 +6,8 @@ import stat
 
 import pytest
 
-from samp_jax import atomic
-from samp_jax.atomic import atomic_folder, interrupted_save, is_model_folder
+from samp_jax.core import atomic
+from samp_jax.core.atomic import atomic_folder, interrupted_save, is_model_folder
 
 DEAD = 999_999_999  # no such process: leftovers carrying this PID belong to nobody
 

@@ -1,4 +1,4 @@
-"""Allocation strategies beside the decay-aware greedy (`calibrate.search.tolerance_greedy`).
+"""Allocation strategies beside the decay-aware greedy (`calibrate.search.driver.tolerance_greedy`).
 
 All three turn the single-site sensitivities into a map that meets the tolerance; they differ in
 how they spend evaluations:

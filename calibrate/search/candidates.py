@@ -25,8 +25,8 @@ import numpy as np
 from flax import nnx
 
 from samp_jax.ops.dispatch import Activation
-from samp_jax.quant.precision import SITES, PrecisionMap, SitePrecision, as_precision
-from samp_jax.quant.quantized import QuantizedGemmSite, compute_copy
+from samp_jax.core.precision import SITES, PrecisionMap, SitePrecision, as_precision
+from samp_jax.ptq.quantized import QuantizedGemmSite, compute_copy
 from samp_jax.serving.forward import batch_inputs, merged_call
 
 
@@ -35,7 +35,7 @@ class SwitchableGemmSite(nnx.Module):
 
     choice = None  # a traced int32 scalar, set on a private copy inside the compiled function
     # No `int8_input()`: the branches differ in precision, so the site always takes float input
-    # (`samp_jax.quant.handoff` hands it nothing pre-quantized).
+    # (`samp_jax.ops.handoff` hands it nothing pre-quantized).
 
     def __init__(self, branches: list[QuantizedGemmSite]):
         self.branches = nnx.List(branches)
@@ -87,7 +87,7 @@ class SwitchableModel:
     def set_calibration(self, calibration) -> None:
         """Every static branch takes its clip from `calibration`; nothing recompiles.
 
-        For trying several calibrators' clips (`calibrate.calibration.calibrate_candidates`)
+        For trying several calibrators' clips (`calibrate.calibration.api.calibrate_candidates`)
         on one compiled program: only the branches' `act_scale` changes.
 
         Raises:

@@ -3,7 +3,7 @@ import subprocess
 
 import pytest
 
-from samp_jax import assets
+from samp_jax.core import assets
 
 
 def test_minilm_is_fetched_and_complete(minilm_dir):

@@ -9,10 +9,10 @@ from flax import nnx
 
 import samp_jax
 from calibrate import calibrate
-from calibrate.candidates import SwitchableModel
+from calibrate.search.candidates import SwitchableModel
 from samp_jax import EncoderModel, PrecisionMap, QuantizedModel, quantize
 from samp_jax.models import get_family, make_head
-from samp_jax.quant.precision import PrecisionMapError
+from samp_jax.core.precision import PrecisionMapError
 from samp_jax.serving.forward import jit_forward
 from tests.helpers import FAMILY_CONFIGS, GOLDEN, family_batches
 

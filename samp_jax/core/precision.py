@@ -32,7 +32,7 @@ from typing import Any, Iterator, Mapping
 
 import jax.numpy as jnp
 
-from samp_jax.atomic import write_text_atomic
+from samp_jax.core.atomic import write_text_atomic
 # The GEMM sites of an encoder layer, in execution order.
 SITES = ("qkv", "attn_out", "ffn_in", "ffn_out")
 FLOAT_PRECISIONS = ("fp32", "bf16", "fp16")

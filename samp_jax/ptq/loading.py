@@ -18,11 +18,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from samp_jax.atomic import check_not_interrupted
+from samp_jax.core.atomic import check_not_interrupted
 from samp_jax.models.checkpoint import load_pretrained
 from samp_jax.models.model import EncoderModel
 from samp_jax.models.tokenizer import TOKENIZER_FILE, Tokenizer, check_fits
-from samp_jax.quant.quantized import SIDECAR_FILE, QuantizedModel
+from samp_jax.ptq.quantized import SIDECAR_FILE, QuantizedModel
 
 HF_CONFIG_FILE = "config.json"
 

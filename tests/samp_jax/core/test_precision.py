@@ -6,7 +6,7 @@ import pytest
 from flax import nnx
 
 from samp_jax import EncoderConfig, EncoderModel, PrecisionMap, PrecisionMapError, SitePrecision, quantize
-from samp_jax.quant.precision import SITES, Rule
+from samp_jax.core.precision import SITES, Rule
 
 
 def test_presets():

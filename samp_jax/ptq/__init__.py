@@ -1,0 +1,8 @@
+"""Post-training quantization, above the models: `quantize(model, precision_map, calibration)`
+builds a `QuantizedModel` (save / load with an authenticated sidecar), and `load(folder)` reads
+any model folder samp-jax writes."""
+
+from samp_jax.ptq.loading import load
+from samp_jax.ptq.quantized import QuantizedGemmSite, QuantizedModel, SiteCalibration, quantize
+
+__all__ = ["QuantizedGemmSite", "QuantizedModel", "SiteCalibration", "load", "quantize"]
