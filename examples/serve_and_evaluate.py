@@ -25,7 +25,7 @@ print("cosine similarities:\n", np.round(similarity, 3))
 assert engine.num_compilations == len(engine.compile_report)  # serving compiled nothing
 
 # 2. Sharded evaluation of an INT8 model on SNLI pairs (zero-shot heads are random: this
-#    shows the mechanics, not accuracy; see docs/accuracy.md for fine-tuned numbers).
+#    shows the mechanics, not accuracy; see docs/results/accuracy.md for fine-tuned numbers).
 task = get_task("snli")
 classifier = sj.load_pretrained(sj.minilm_path(), head=task.head, num_labels=len(task.labels),
                                 allow_new_head=True)

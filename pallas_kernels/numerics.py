@@ -89,7 +89,7 @@ def row_poison(x: jax.Array) -> jax.Array:
     Adding it to a row's scale makes the scale NaN exactly for a non-finite row. A sum, unlike
     `all(isfinite(x))`, fuses with the pass that reads the row: on the 2-core CPU the boolean
     form cost a boolean pass and two reductions per INT8 site, and the sum made the static-INT8
-    MiniLM forward 1.06x faster (docs/ort_notes.md). `x * 0` would do too, but XLA:CPU then
+    MiniLM forward 1.06x faster (docs/results/ort_notes.md). `x * 0` would do too, but XLA:CPU then
     materialises a tensor of zeros; a maximum cannot carry NaN (XLA:CPU's vectorised `max`
     drops it).
     """

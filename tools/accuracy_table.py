@@ -2,7 +2,7 @@
 
 Usage: .venv/bin/python tools/accuracy_table.py --task snli-embed [--max-examples 2400]
        .venv/bin/python tools/accuracy_table.py --task polarity --variants short
-Writes docs/accuracy_<task>.json; docs/accuracy.md quotes these files.
+Writes docs/results/accuracy_<task>.json; docs/results/accuracy.md quotes these files.
 """
 
 import argparse
@@ -31,7 +31,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     keep_cpu_buffers_for_timing("accuracy_table")  # as the samp-jax command serves and measures
-    out = args.out or Path(f"docs/accuracy_{args.task.replace('-', '_')}.json")
+    out = args.out or Path(f"docs/results/accuracy_{args.task.replace('-', '_')}.json")
     model, tokenizer, description = builtin_model(args.task)
     evaluator = make_evaluator(args.task, tokenizer, max_examples=args.max_examples)
     variants = default_variants() if args.variants == "all" else SHORT_VARIANTS

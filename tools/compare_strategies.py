@@ -1,5 +1,5 @@
 """Runs the search with every allocation strategy on one task and target, in one process, and
-writes the comparison (JSON + a markdown table) that docs/search.md quotes.
+writes the comparison (JSON + a markdown table) that docs/results/search.md quotes.
 
     .venv/bin/python tools/compare_strategies.py --data snli-embed --target cpu \
         --max-search-examples 256 --max-examples 2000 --out benchmarks/results/search-snli-embed-cpu

@@ -1,5 +1,5 @@
 """Fine-tunes MiniLM on every task with the default CPU settings (cached), scores the test split,
-and records the results in docs/finetune.json.
+and records the results in docs/results/finetune.json.
 
 Usage: .venv/bin/python tools/finetune_all.py [TASK ...]
 """
@@ -15,7 +15,7 @@ from samp_jax.tasks.task import evaluate
 from samp_jax.training.finetuning import DEFAULT_CONFIGS, finetuned_model
 
 TARGETS = {"snli": "accuracy ≥ 0.80", "polarity": "accuracy ≥ 0.80", "wnut16": "entity F1 ≥ 0.30"}
-RECORD = Path("docs/finetune.json")
+RECORD = Path("docs/results/finetune.json")
 
 
 def main() -> None:

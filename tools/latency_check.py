@@ -5,7 +5,7 @@ predicts each preset's forward latency from it, times the real forwards of the s
 with the same dtype between sites, and reports the relative error.
 
 Usage: .venv/bin/python tools/latency_check.py [--batch 32] [--seq 128] [--repeats 10]
-Writes docs/latency_check_<device>.json.
+Writes docs/results/latency_check_<device>.json.
 """
 
 import argparse
@@ -49,7 +49,7 @@ def main() -> None:
            "table": json.loads(table.to_json()), "rows": rows,
            "h100_estimate_ms": {name: estimate.map_ms(m) for name, m in maps.items()
                                 if all(f"{s}/{p}" in estimate.site_ms for (_, s), p in m.items())}}
-    Path(f"docs/latency_check_{device.replace(' ', '_')}.json").write_text(json.dumps(out, indent=1))
+    Path(f"docs/results/latency_check_{device.replace(' ', '_')}.json").write_text(json.dumps(out, indent=1))
 
 
 if __name__ == "__main__":

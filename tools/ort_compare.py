@@ -13,7 +13,7 @@ medians, so a drift of the machine's speed during the run hits every variant ali
     bash tools/make_ort_venv.sh            # once: .ort-venv with torch, optimum-onnx, onnxruntime
     .venv/bin/python tools/ort_compare.py --max-examples 2000 \
         --map benchmarks/results/search-snli-embed-cpu/knapsack/precision_map.json \
-        --out docs/ort_cpu.json
+        --out docs/results/ort_cpu.json
 """
 
 from __future__ import annotations

@@ -1,15 +1,27 @@
-"""Renders docs/accuracy.md and docs/search.md from the measured JSON files in docs/.
+"""Renders docs/results/accuracy.md and docs/results/search.md from the JSON files beside them.
 
-Usage: .venv/bin/python tools/render_docs.py
-Every figure in those pages comes from a JSON file written by a command the page names.
+Usage: .venv/bin/python tools/render_docs.py [--check]
+Every figure in those pages comes from a committed JSON file whose `provenance` names the
+command, the commit, the device and the date; `--check` (and tests/test_docs.py) fails when a
+page differs from what its JSON renders.
 """
 
+import argparse
 import json
+import sys
 from pathlib import Path
 
 from samp_jax.workflows.experiments import format_table
 
-DOCS = Path("docs")
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs" / "results"
+PROVENANCE_KEYS = ("command", "commit", "device", "date")
+
+
+def provenance(data: dict) -> str:
+    """The line under a table: command, device, commit and date of the run behind it."""
+    p = data["provenance"]
+    return f"Command: `{p['command']}` ({p['device']}; commit {p['commit']}, {p['date']})."
 TASKS = [("snli_embed", "Zero-shot SNLI with all-MiniLM-L6-v2 sentence embeddings (bi-encoder)"),
          ("snli", "SNLI, fine-tuned 3-class cross-encoder"),
          ("polarity", "Movie-review polarity, fine-tuned"),
@@ -26,8 +38,8 @@ def accuracy_page() -> str:
     finetune = load("finetune.json")
     if finetune:
         parts += ["## Fine-tuned FP32 models", "",
-                  f"Command: `{finetune['command']}` ({finetune['device']}; the CPU was shared with "
-                  "other jobs during these runs, so times are upper bounds).", "",
+                  provenance(finetune) + " The CPU was shared with other jobs during these runs, so "
+                  "times are upper bounds.", "",
                   "| task | metric | dev | test | test examples | target | steps | train time |",
                   "|---|---|---:|---:|---:|---:|---:|---:|"]
         for row in finetune["rows"]:
@@ -41,7 +53,7 @@ def accuracy_page() -> str:
             parts += [f"## {title}", "", "Not measured yet.", ""]
             continue
         parts += [f"## {title}", "",
-                  f"Command: `{data['command']}` ({data['device']}, {data['total_seconds'] / 60:.0f} min). "
+                  provenance(data) + f" {data['total_seconds'] / 60:.0f} min. "
                   f"Metric: {data['metric']} on the held-out test split ({data['examples']} examples); "
                   f"agreement: {data['agreement']}.", "",
                   format_table(data["rows"], metric=data["metric"], agreement=data["agreement"]), ""]
@@ -51,7 +63,7 @@ def accuracy_page() -> str:
     return "\n".join(parts) + "\n"
 
 
-COMPARISONS = Path("benchmarks/results")
+COMPARISONS = ROOT / "benchmarks" / "results"
 
 
 def _share(row) -> str:
@@ -63,24 +75,15 @@ def comparison_section(path: Path) -> list[str]:
     """One task × target: the presets and FP32 on the test split, then a row per strategy."""
     data = json.loads(path.read_text())
     rows = data["rows"]
-    first = rows[0]
-    source = first["latency_source"]
-    estimated = source.startswith("estimated")
-    kind = ("estimated" if estimated else "measured") + " latency"
-    if data.get("latency_table"):
-        kind += f", table from {data['latency_table']}"
-    parts = [f"### {data['data']}, target {data['target']} ({kind})", "",
-             f"Model: {data['model']}. Command: `python tools/compare_strategies.py --data {data['data']} "
-             f"--target {data['target']}"
-             + (f" --max-search-examples {data['max_search_examples']}" if data.get("max_search_examples") else "")
-             + (f" --max-examples {data['max_examples']}" if data.get("max_examples") else "")
-             + (f" --latency-table {data['latency_table']}" if data.get("latency_table") else "")
-             + f" --strategies {','.join(r['strategy'] for r in rows)} --out {path.parent}` "
-             f"(2-core CPU). Latency model: {source}." + (f" {data['note']}" if data.get("note") else ""), ""]
+    source = rows[0]["latency_source"]
+    kind = ("estimated" if source.startswith("estimated") else "predicted by the measured per-site table")
+    parts = [f"### {data['data']}, target {data['target']}", "",
+             f"Model: {data['model']}. " + provenance(data) + f" Latency model: {source}.", ""]
     presets = data.get("presets_on_test")
     if presets:
-        search = first.get("presets_on_search", {})
-        parts += ["| map | test | vs FP32 (test) | search | latency (ms) |", "|---|---:|---:|---:|---:|"]
+        search = rows[0].get("presets_on_search", {})
+        parts += [f"| map | test | vs FP32 (test) | search | latency (ms, {kind}) |",
+                  "|---|---:|---:|---:|---:|"]
         for name, value in presets.items():
             if name == "chosen":
                 continue
@@ -89,13 +92,13 @@ def comparison_section(path: Path) -> list[str]:
             ms = f"{info['latency_ms']:.3f}" if "latency_ms" in info else ""
             parts.append(f"| {name} | {value:.4f} | {100 * (value / presets['fp32'] - 1):+.2f}% | {on_search} | {ms} |")
         parts.append("")
-    return parts + strategy_table(rows) + [""]
+    return parts + strategy_table(rows, kind) + [""]
 
 
-def strategy_table(rows: list[dict]) -> list[str]:
+def strategy_table(rows: list[dict], kind: str) -> list[str]:
     """The markdown table of a strategy comparison (`tools/compare_strategies.py` rows)."""
     lines = ["| strategy | chosen by | test: FP32 → chosen | INT8 static / dynamic / FP8 FLOPs | "
-             "latency (ms) | speed-up vs all-default | maps run | search (s) |",
+             f"latency (ms, {kind}) | speed-up vs all-default ({kind}) | maps run | search (s) |",
              "|---|---|---|---|---:|---:|---:|---:|"]
     for r in rows:
         t = r["test"]
@@ -113,18 +116,17 @@ def strategy_table(rows: list[dict]) -> list[str]:
 
 def search_page() -> str:
     parts = [(DOCS / "search_intro.md").read_text().rstrip(), ""]
-    comparisons = sorted(COMPARISONS.glob("search-*/comparison.json")) + \
-        sorted(COMPARISONS.glob("replay-*/comparison.json"))
+    comparisons = sorted(COMPARISONS.glob("search-*/comparison.json"))
     if comparisons:
         parts += ["## Results by task and strategy (1% relative tolerance)", ""]
         for path in comparisons:
             parts += comparison_section(path)
         if (DOCS / "search_notes.md").is_file():
             parts += [(DOCS / "search_notes.md").read_text().rstrip(), ""]
-    ort = load("ort_cpu.json")
-    if ort:
-        parts += ["## samp-jax against ONNX Runtime INT8 (HF optimum) on this CPU", "",
-                  f"Command: `{ort['command']}` ({ort['device']}). Both engines score the same "
+    for ort_path in sorted(DOCS.glob("ort_cpu*.json")):
+        ort = json.loads(ort_path.read_text())
+        parts += [f"## samp-jax against ONNX Runtime INT8 (HF optimum), {ort['device']}", "",
+                  provenance(ort) + " Both engines score the same "
                   f"{ort['test_examples']} held-out {ort['data']} test examples ({ort['metric']}) and are "
                   f"timed on the same {ort['shape']} batch in one run, "
                   + (f"interleaved: {ort['rounds']} rounds, each timing every variant in turn "
@@ -139,29 +141,12 @@ def search_page() -> str:
                          f"{100 * r['relative_change']:+.2f}% | {r['ms']:.1f} | "
                          f"{r['speedup_vs_best_ort_int8']:.2f}× |")
         parts.append("")
-        if (DOCS / "ort_notes.md").is_file():
-            parts += [(DOCS / "ort_notes.md").read_text().rstrip(), ""]
-    rows = []
-    for folder in sorted((DOCS / "search").glob("*/summary.json")):
-        s = json.loads(folder.read_text())
-        t = s["test"]
-        rows.append(f"| {s['task']} | {s['metric']} | {s['fp32_search_metric']:.4f} | {s['chosen_search_metric']:.4f} | "
-                    f"{t['fp32']:.4f} | {t['chosen']:.4f} | {100 * t['chosen_relative_change']:+.2f}% | "
-                    f"{t['quant_ffn_only']:.4f} | {t['fully_quant']:.4f} | {s['int8_flop_fraction']:.2f} | "
-                    f"{s['estimated_speedup_vs_fp16']:.2f}× | {s['maps_evaluated']} | {s['compilations']} | "
-                    f"{s['search_seconds'] / 60:.1f} min | [report](search/{folder.parent.name}/report.md) |")
-    if rows:
-        parts += ["## Before issue 15: H100 estimate, options FP16 / INT8 dynamic / FP8, greedy only", "",
-                  "The runs issue 15 started from (`samp-jax search --data TASK --tolerance 1% --out "
-                  "docs/search/TASK`), kept for comparison.", "",
-                  "| task | metric | FP32 (search) | chosen (search) | FP32 (test) | chosen (test) | "
-                  "chosen vs FP32 (test) | quant_ffn_only (test) | fully_quant (test) | INT8 FLOP fraction | "
-                  "est. speed-up vs FP16 | maps (+48 sensitivity) | compilations | search time | report |",
-                  "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"] + rows + [""]
+    if (DOCS / "ort_notes.md").is_file():
+        parts += [(DOCS / "ort_notes.md").read_text().rstrip(), ""]
     scaling = load("search_scaling.json")
     if scaling:
         parts += ["## Search time against model depth", "",
-                  f"Command: `{scaling['command']}` ({scaling['device']}).", "",
+                  provenance(scaling), "",
                   "| layers | GEMM sites | sensitivity maps (on 4 batches) | greedy maps (whole search set) | "
                   "compilations | search seconds |",
                   "|---:|---:|---:|---:|---:|---:|"]
@@ -177,13 +162,13 @@ def search_page() -> str:
     for latency in sorted(DOCS.glob("latency_check_*.json")):
         data = json.loads(latency.read_text())
         parts += [f"## Latency model against real forwards ({data['device']})", "",
-                  f"Command: `{data['command']}`. Per-site GEMM times measured on this device, summed with "
+                  provenance(data) + " Per-site GEMM times measured on this device, summed with "
                   "the measured non-GEMM remainder, against timed end-to-end forwards of each preset."
                   + (" Each precision's site times are scaled to its own measured all-sites forward "
                      "(`forward_ms` in the table), so the uniform presets match by construction up to "
                      "the drift between the two timings; mixed maps test the model."
                      if data["table"].get("forward_ms") else ""), "",
-                  "| map | predicted (ms) | measured (ms) | error | H100 roofline estimate (ms, not measured) |",
+                  "| map | predicted by the table (ms) | measured forward (ms) | error | H100 roofline (ms, estimated) |",
                   "|---|---:|---:|---:|---:|"]
         for r in data["rows"]:
             h100 = data["h100_estimate_ms"].get(r["map"])
@@ -193,10 +178,26 @@ def search_page() -> str:
     return "\n".join(parts) + "\n"
 
 
+PAGES = {"accuracy.md": accuracy_page, "search.md": search_page}
+
+
+def stale_pages() -> list[str]:
+    """The pages whose committed text differs from what their JSON files render."""
+    return [name for name, render in PAGES.items() if (DOCS / name).read_text() != render()]
+
+
 def main() -> None:
-    (DOCS / "accuracy.md").write_text(accuracy_page())
-    (DOCS / "search.md").write_text(search_page())
-    print("wrote docs/accuracy.md and docs/search.md")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="fail when a page differs from its render")
+    if parser.parse_args().check:
+        stale = stale_pages()
+        if stale:
+            sys.exit(f"stale: {', '.join(stale)} (run python tools/render_docs.py)")
+        print("docs/results pages match their JSON")
+        return
+    for name, render in PAGES.items():
+        (DOCS / name).write_text(render())
+    print("wrote " + ", ".join(f"docs/results/{name}" for name in PAGES))
 
 
 if __name__ == "__main__":

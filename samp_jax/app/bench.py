@@ -50,7 +50,7 @@ from samp_jax.serving.forward import jit_forward
 
 SHAPES = ((1, 32), (1, 128), (8, 128), (32, 128), (32, 384), (128, 128), (256, 128))
 QUICK_SHAPES = ((1, 32), (2, 32))
-# The map the search chose for SNLI at 1% on MiniLM (docs/search.md), shipped as package data.
+# The map the search chose for SNLI at 1% on MiniLM (docs/results/search.md), shipped as package data.
 SEARCH_MAP = importlib.resources.files("samp_jax.app") / "maps" / "minilm_snli_1pct.json"
 TORCH_CONTENDERS = ("torch_sdpa_fp16", "torch_eager_fp16", "torch_compile_fp16")
 

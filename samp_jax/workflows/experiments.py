@@ -142,7 +142,7 @@ def relative_change(value: float | None, base: float | None) -> float | None:
 
 
 def default_variants() -> list[Variant]:
-    """The rows of docs/accuracy.md: float baselines, FP8, SAMP's FFN-only, and full INT8."""
+    """The rows of docs/results/accuracy.md: float baselines, FP8, SAMP's FFN-only, and full INT8."""
     rows = [Variant("fp16"), Variant("bf16"), Variant("fp8"), Variant("quant_ffn_only"),
             Variant("fully_quant")]
     rows += [Variant("fully_quant", smoothing=0.5)]

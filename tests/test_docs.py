@@ -1,0 +1,78 @@
+"""The published figures: every results page re-renders from its committed JSON, every result
+JSON says where it came from, estimates say so in the table itself, and the docs speak of the
+project only (no history of runs or sessions)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+
+import pytest
+
+from samp_jax.core.provenance import KEYS, check_provenance, code_commit, provenance
+from tests.helpers import ROOT
+
+
+def _render_docs():
+    spec = importlib.util.spec_from_file_location("render_docs", ROOT / "tools" / "render_docs.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+RESULT_JSON = sorted([*(ROOT / "docs" / "results").rglob("*.json"),
+                      *(ROOT / "benchmarks" / "results").rglob("*.json")])
+# Files that are data a run wrote beside its result, not results themselves.
+NOT_RESULTS = {"precision_map.json", "predict.json"}
+
+
+def test_every_results_page_matches_what_its_json_renders():
+    assert _render_docs().stale_pages() == []
+
+
+@pytest.mark.parametrize("path", [p for p in RESULT_JSON if p.name not in NOT_RESULTS],
+                         ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_result_json_records_command_commit_device_and_date(path):
+    check_provenance(json.loads(path.read_text()), str(path))
+
+
+def test_check_provenance_names_what_is_missing():
+    with pytest.raises(ValueError, match="x.json: no 'provenance' block"):
+        check_provenance({"rows": []}, "x.json")
+    with pytest.raises(ValueError, match=r"provenance lacks \['commit', 'date'\]"):
+        check_provenance({"provenance": {"command": "c", "device": "d"}}, "x.json")
+
+
+def test_provenance_records_this_checkout():
+    block = provenance("python tools/x.py", "cpu")
+    assert tuple(block) == KEYS
+    assert re.fullmatch(r"[0-9a-f]{12}(-dirty)?", block["commit"]) or block["commit"].startswith("samp-jax ")
+    assert block["commit"] == code_commit()
+    with pytest.raises(ValueError, match="command and device"):
+        provenance("", "cpu")
+
+
+def test_an_estimated_latency_says_estimated_in_the_table(tmp_path):
+    render = _render_docs()
+    source = json.loads((ROOT / "benchmarks/results/search-snli-cpu/comparison.json").read_text())
+    for row in source["rows"]:
+        row["latency_source"] = "estimated (H100 SXM (nominal spec), 32x128)"
+    (tmp_path / "comparison.json").write_text(json.dumps(source))
+    lines = render.comparison_section(tmp_path / "comparison.json")
+    headers = [line for line in lines if "latency (ms" in line]
+    assert headers and all("estimated" in line for line in headers)
+    measured = render.comparison_section(ROOT / "benchmarks/results/search-snli-cpu/comparison.json")
+    assert not any("estimated" in line for line in measured if "latency (ms" in line)
+
+
+HISTORY = re.compile(r"\b(this|that|the previous|an earlier|the last|the next|a later) session\b|"
+                     r"\bsession before\b|\bissue #?\d+\b|\bno GPU has been lent\b", re.IGNORECASE)
+
+
+@pytest.mark.parametrize("path", [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))],
+                         ids=lambda p: str(p.relative_to(ROOT)))
+def test_the_docs_speak_of_the_project_only(path):
+    found = [f"{path.name}:{n}: {line.strip()}" for n, line in enumerate(path.read_text().splitlines(), 1)
+             if HISTORY.search(line)]
+    assert found == []
