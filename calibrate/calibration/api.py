@@ -133,7 +133,7 @@ def calibrate_candidates(model, batches: Iterable[Mapping[str, np.ndarray]],
     """One `Calibration` per method, all from the same two observation passes.
 
     For a search that picks each site's static clip from several calibrators
-    (`calibrate.search.driver.choose_static_calibration`): clipping outliers (percentile, entropy)
+    (`calibrate.search.static_clips.choose_static_calibration`): clipping outliers (percentile, entropy)
     is what most sites want and what breaks a few (Bondarenko et al. 2021), so no single
     method is right for every site of every model.
 

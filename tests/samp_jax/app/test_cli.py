@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from calibrate.search.driver import Kind
+from calibrate.search.runner import Kind
 
 from samp_jax import PrecisionMap, QuantizedModel
 from samp_jax.app.cli import main

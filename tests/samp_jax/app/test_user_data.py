@@ -259,7 +259,7 @@ def test_tsv_keeps_quotes_as_text(tmp_path):
 
 def test_unreachable_latency_target_is_refused_before_calibration(tiny_dirs, data_files, tmp_path,
                                                                   capsys, monkeypatch):
-    monkeypatch.setattr("samp_jax.workflows.pipeline.calibrate",
+    monkeypatch.setattr("calibrate.calibration.api.observe",
                         lambda *a, **k: pytest.fail("calibration started before the target was checked"))
     code, _, err = _run(capsys, "search", "--model", str(tiny_dirs["sequence_classification"]),
                         "--data", str(data_files / "reviews.csv"), "--latency-target", "1e-9",
