@@ -1,7 +1,8 @@
 """What both searches share before and after they differ: a `Session` holds the planned config,
 the objective, the calibration and the `Runner`, with phase 0 (each static site's clip) and the
 presets done (`open_session`); `measure_and_order` measures and orders the single-site moves;
-`finish` records the chosen map and builds the `SearchResult`."""
+`finish` records the chosen map and builds the `SearchResult`, whose map carries each static
+site's calibrator and clip and the dtype between sites (`searched_map`)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,11 @@ import dataclasses
 import time
 from typing import Mapping
 
+import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
+
+from calibrate.calibration.api import map_with_calibration
 
 from calibrate.search.candidates import SwitchableModel
 from calibrate.search.config import SearchConfig
@@ -22,7 +26,7 @@ from calibrate.search.result import SearchResult, SelectionGuard
 from calibrate.search.runner import Evaluated, Kind, Move, Outputs, Runner, move_key
 from calibrate.search.static_clips import (StaticCalibrationChoice, choose_static_calibration,
                                            search_calibration)
-from samp_jax.core.precision import SitePrecision
+from samp_jax.core.precision import PrecisionMap, SitePrecision
 from samp_jax.tasks import Task
 
 
@@ -120,6 +124,17 @@ def outputs_of(session: Session, choices: np.ndarray, outputs: Outputs | None) -
     return session.runner.run(choices[None])[0]
 
 
+def searched_map(session: Session, pmap: PrecisionMap) -> PrecisionMap:
+    """`pmap` with what rebuilds the searched model written in: each static site's calibrator
+    and clip (`map_with_calibration`) and the dtype between sites. A smoothed calibration's
+    per-channel scales have no place in a map: its clips stay with `SearchResult.calibration`."""
+    dtype = jnp.dtype(session.plan.dtype).name
+    calibration = session.calibration
+    if calibration is not None and calibration.smoothing is not None:
+        return dataclasses.replace(pmap, compute_dtype=dtype)
+    return map_with_calibration(pmap, calibration, compute_dtype=dtype)
+
+
 def finish(session: Session, choices: np.ndarray, outputs: Outputs, *,
            sensitivity: Mapping[Move, dict], tolerance_met: bool | None, chosen_from: str,
            stopped_early: str | None = None, selection: SelectionGuard | None = None) -> SearchResult:
@@ -128,7 +143,7 @@ def finish(session: Session, choices: np.ndarray, outputs: Outputs, *,
     chosen = runner.record("chosen", Kind.CHOSEN, choices, outputs)
     runner.bar.close()
     return SearchResult(
-        precision_map=chosen.precision_map, objective_name=obj.name, metric_name=obj.metric_name,
+        precision_map=searched_map(session, chosen.precision_map), objective_name=obj.name, metric_name=obj.metric_name,
         fp32_metric=session.reference.metric, chosen=chosen,
         sensitivity={move_key(m, session.options): s for m, s in sensitivity.items()},
         evaluated=runner.evaluated, latency_table=runner.table,

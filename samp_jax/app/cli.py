@@ -408,10 +408,11 @@ def _demo(args) -> int:
 # ----------------------------------------------------------------------------- parser
 def strategy_help() -> str:
     """`--strategy`'s help, from the registered strategies (`calibrate.search.strategy`)."""
-    defaults = {objective: name for objective, name in DEFAULT_STRATEGY.items()}
     entries = [f"{name} ({STRATEGIES[name].description})" for name in sorted(STRATEGIES)]
-    default = ", ".join(f"{name} with --objective {objective}" for objective, name in defaults.items())
-    return f"allocation within the tolerance: {'; '.join(entries)}. Default: {default}"
+    default = ", ".join(f"{name} with --objective {objective}"
+                        for objective, name in DEFAULT_STRATEGY.items())
+    return (f"allocation within the tolerance: {'; '.join(entries)}. Default: {default}; a "
+            "--latency-target adds moves in the greedy order").replace("%", "%%")
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
