@@ -25,8 +25,8 @@ TOLERANCE_MODES = ("relative", "absolute")
 OBJECTIVES = ("latency", "int8_fraction")
 EVALUATION_MODES = ("map", "vmap")
 # The allocation a tolerance search uses unless told otherwise, per objective: in
-# docs/search.md knapsack found the fastest map within tolerance on every task's held-out test
-# split (tied with revert on SNLI), in about half the greedy's search time.
+# docs/results/search.md knapsack found the fastest map within tolerance on every task's
+# held-out test split (tied with revert on SNLI), in about half the greedy's search time.
 DEFAULT_STRATEGY = {"latency": "knapsack", "int8_fraction": "greedy"}
 # A latency-target search adds moves in the greedy's order (`calibrate.search.latency_target`).
 LATENCY_TARGET_STRATEGY = "greedy"

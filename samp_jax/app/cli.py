@@ -473,7 +473,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "fully_quant) or precision-map JSON files")
     ev.add_argument("--activation", default="dynamic", choices=sorted(ACTIVATIONS),
                     help="INT8 activation scheme for presets")
-    ev.add_argument("--calibration", default="percentile", choices=calibrators)
+    ev.add_argument("--calibration", default="percentile", choices=calibrators,
+                    help="calibrator of the static sites whose map rule names none (a searched "
+                         "map names each site's and stores its clip)")
     ev.add_argument("--smoothing", type=unit_interval, default=None, help="SmoothQuant alpha in [0, 1]")
     ev.add_argument("--max-examples", type=positive_int, default=None,
                     help="score a fixed seeded subset of the test split")
@@ -486,7 +488,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="a preset (fp16, bf16, fp8, quant_ffn_only, fully_quant) or a map JSON file")
     ca.add_argument("--activation", default="static", choices=sorted(ACTIVATIONS),
                     help="INT8 activation scheme for presets")
-    ca.add_argument("--method", default="percentile", choices=calibrators)
+    ca.add_argument("--method", default="percentile", choices=calibrators,
+                    help="calibrator of the static sites whose map rule names none (a searched "
+                         "map names each site's and stores its clip)")
     ca.add_argument("--smoothing", type=unit_interval, default=None, help="SmoothQuant alpha in [0, 1]")
     ca.add_argument("--max-batches", type=positive_int, default=None, help="use only the first N calibration batches")
     ca.add_argument("--max-examples", type=positive_int, default=None, help="test examples scored with --eval")

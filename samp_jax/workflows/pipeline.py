@@ -85,10 +85,10 @@ def run_search(model, tokenizer, task: Task, config: SearchConfig | None = None,
       afterwards without redoing the work.
     """
     config = SearchConfig() if config is None else config
-    plan = plan_search(model, config, latency_table)  # fails before any slow step
     if model.head_kind != task.head:
         raise ValueError(f"task {task.name!r} ({task.task_type.name}) needs a {task.head} head; "
                          f"the model has {model.head_kind}")
+    plan = plan_search(model, config, latency_table)  # target, options, table: before calibration
     start = time.perf_counter()
     evaluator = make_evaluator(task, tokenizer, max_examples=max_test_examples, seed=config.seed)
     result = search(model, task, plan, tokenizer=tokenizer)
