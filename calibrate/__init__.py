@@ -2,7 +2,8 @@
 
 - `calibrate(model, batches, method)`: static activation scales (observers + calibrators);
   `calibrate_candidates` gives several methods' clips from one observation, for a search
-  that picks each site's (`per_site_calibration`).
+  that picks each site's (`per_site_calibration`); `map_with_calibration` writes each static
+  site's calibrator and clip into a precision map, which then rebuilds the model alone.
 - `search(model, data, SearchConfig(tolerance=...))`: sensitivity, ordering and a registered
   allocation `Strategy` (or a latency target), all candidates in one compiled program;
   `write_report`.
@@ -10,7 +11,8 @@
 """
 
 from calibrate.calibration.api import (AUTO_METHODS, Calibration, CalibrationError, calibrate,
-                                   calibrate_candidates, per_site_calibration)
+                                       calibrate_candidates, map_with_calibration,
+                                       per_site_calibration)
 from calibrate.calibration.calibrators import CALIBRATORS, HistogramStats, get_calibrator
 from calibrate.search.latency import LatencyTable, cached_table, estimate_table, measure_table
 from calibrate.search.objectives import EvaluationObjective, Objective, UnlabelledObjective, task_objective
@@ -25,5 +27,6 @@ from calibrate.search.strategy import STRATEGIES, Strategy, register_strategy
 __all__ = ["AUTO_METHODS", "CALIBRATORS", "Calibration", "CalibrationError", "EvaluationObjective", "Evaluated",
            "HistogramStats", "Kind", "LatencyTable", "Objective", "STRATEGIES", "SearchConfig", "SearchPlan",
            "SearchResult", "Strategy", "UnlabelledObjective", "plan_search", "register_strategy",
-           "cached_table", "calibrate", "calibrate_candidates", "estimate_table", "get_calibrator", "measure_table", "search",
+           "cached_table", "calibrate", "calibrate_candidates", "estimate_table", "get_calibrator",
+           "map_with_calibration", "measure_table", "search",
            "per_site_calibration", "task_objective", "validate_tolerance", "write_report"]

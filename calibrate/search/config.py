@@ -9,7 +9,6 @@ method, batches), so a bad setting fails before any model or data is read. What 
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
 
 import numpy as np
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Mapping, Sequence
 
-from calibrate.calibration.api import Calibration, calibrate, calibrate_candidates, per_site_calibration
+from calibrate.calibration.api import calibrate, calibrate_candidates, per_site_calibration
 from calibrate.search.phases import measure_sensitivity
 from calibrate.search.runner import Move, Runner
 from samp_jax.core.precision import SITES, SitePrecision
