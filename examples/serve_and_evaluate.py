@@ -5,10 +5,14 @@ Run: .venv/bin/python examples/serve_and_evaluate.py
 XLA_FLAGS=--xla_force_host_platform_device_count=4 on a CPU, it splits every batch over them.)
 """
 
+import os
+
 import numpy as np
 
 import samp_jax as sj
 from samp_jax.tasks import get_task
+
+QUICK = os.environ.get("SAMP_JAX_EXAMPLES_QUICK") == "1"  # small subsets, as the tests run it
 
 # 0. Before any JAX work: reuse freed host memory (on CPU each forward would otherwise
 #    page-fault its temporaries in again; see samp_jax.core.host_memory).
@@ -31,7 +35,7 @@ classifier = sj.load_pretrained(sj.minilm_path(), head=task.head, num_labels=len
                                 allow_new_head=True)
 quantized = sj.quantize(classifier, sj.PrecisionMap.preset("quant_ffn_only", 6))
 tokenizer = sj.Tokenizer.from_pretrained(sj.minilm_path())
-encoded = task.encode(tokenizer, task.examples("test", max_examples=200))
+encoded = task.encode(tokenizer, task.examples("test", max_examples=32 if QUICK else 200))
 mesh = sj.data_mesh()
 print(f"evaluating on {mesh.size} device(s):",
       sj.evaluate(quantized, task, encoded=encoded, batch_size=32, mesh=mesh))

@@ -5,14 +5,18 @@ Run: .venv/bin/python examples/your_own_data.py     (about 6 minutes on a 2-core
 
 The CSV here is written from 2,000 packaged movie-review snippets so that the example runs
 anywhere; point `load_task` at your own file and column names instead.
+SAMP_JAX_EXAMPLES_QUICK=1 uses 300 snippets and a few training steps (as the tests run it).
 """
 
 import csv
+import os
 from pathlib import Path
 
 import samp_jax as sj
-from calibrate import search, write_report
+from calibrate import SearchConfig, search, write_report
 from samp_jax.tasks import Columns, get_task, load_task
+
+QUICK = os.environ.get("SAMP_JAX_EXAMPLES_QUICK") == "1"
 
 WORK = Path("your_data_out")
 WORK.mkdir(exist_ok=True)
@@ -22,7 +26,7 @@ csv_path = WORK / "reviews.csv"
 with open(csv_path, "w", newline="") as f:
     writer = csv.writer(f)
     writer.writerow(["review", "sentiment"])
-    for example in get_task("polarity").split("train")[:2000]:
+    for example in get_task("polarity").split("train")[:300 if QUICK else 2000]:
         writer.writerow([example["text"], "positive" if example["label"] else "negative"])
 
 # 2. The file becomes a Task: the type is inferred from the columns, the rows are split with a
@@ -32,21 +36,25 @@ print(f"{task.name}: {task.task_type.name}, labels {task.labels}, splits {task.s
 
 # 3. Fine-tune MiniLM with a new classification head (optax AdamW, early stopping on dev).
 model = sj.load(sj.minilm_path(), head=task.head, num_labels=len(task.labels), allow_new_head=True)
-config = sj.FinetuneConfig(learning_rate=1e-4, batch_size=32, epochs=2.0, eval_every=10)
+config = sj.FinetuneConfig(learning_rate=1e-4, batch_size=32, epochs=2.0, eval_every=10,
+                           max_train_examples=64 if QUICK else None)
 tuned = sj.finetune(model, task, model.tokenizer, config, progress=False).model
 print("labels learned:", tuned.head.labels)
 
-# 4. Search the precision map on the search split at 1% tolerance (static scales are
-#    calibrated on the calibration split, each site's clip picked from three calibrators;
-#    the test split is never touched).
-result = search(tuned, task, tokenizer=tuned.tokenizer, tolerance=0.01, progress=False)
+# 4. Search the precision map on the search split at 1% tolerance for this machine
+#    (target="auto", as `samp-jax search`: its options, dtype and measured latency table;
+#    static scales are calibrated on the calibration split, each site's clip picked from three
+#    calibrators; the test split is never touched).
+result = search(tuned, task, SearchConfig(tolerance=0.01, target="auto", progress=False),
+                tokenizer=tuned.tokenizer)
 write_report(result, WORK / "search")
 print(f"chosen map: {100 * result.chosen.int8_fraction:.0f}% of GEMM FLOPs in INT8, search "
       f"{result.metric_name} {result.chosen.metric:.4f} vs FP32 {result.fp32_metric:.4f}")
 
-# 5. Quantize with it and with the static clips the search ran (each site's calibrator
-#    picked in the search), save one self-contained folder, load it back in one call and serve.
-quantized = sj.quantize(tuned, result.precision_map, result.calibration)
+# 5. Quantize with it: the map carries each static site's calibrator and clip and the dtype
+#    between sites it was searched for, so it alone rebuilds the searched model. Save one
+#    self-contained folder, load it back in one call and serve.
+quantized = sj.quantize(tuned, result.precision_map)
 quantized.save(WORK / "model")
 served = sj.compile(sj.load(WORK / "model"), seq_buckets=(32, 64, 128), batch_size=16)
 out = served(["A warm, funny and moving film.", "Two hours I will never get back."])

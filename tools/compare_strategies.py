@@ -19,7 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from calibrate.search.allocation import STRATEGIES  # noqa: E402
+from calibrate.search.config import SearchConfig  # noqa: E402
+from calibrate.search.strategy import STRATEGIES  # noqa: E402
 from calibrate.search.latency import LatencyTable, site_flops  # noqa: E402
 from calibrate.calibration.calibrators import CALIBRATORS  # noqa: E402
 from samp_jax.workflows.pipeline import builtin_model, run_search  # noqa: E402
@@ -72,13 +73,14 @@ def main() -> None:
             parser.error(f"--strategies: {name!r} is not one of {sorted(STRATEGIES)} "
                          "(or NAME-full, NAME-unguarded, NAME-<calibrator>)")
         start = time.perf_counter()
-        run = run_search(model, tokenizer, task, description=description, tolerance=args.tolerance,
-                         out=args.out / name, progress=False, target=args.target,
-                         strategy=strategy, max_search_examples=args.max_search_examples,
-                         max_test_examples=args.max_examples, stop_early="full" not in flags,
-                         selection_margin="unguarded" not in flags, latency_table=table,
-                         compare_presets=i == 0,
-                         calibration_method=calibrators.pop() if calibrators else "auto")
+        config = SearchConfig(tolerance=args.tolerance, progress=False, target=args.target,
+                              strategy=strategy, max_search_examples=args.max_search_examples,
+                              stop_early="full" not in flags,
+                              selection_margin="unguarded" not in flags,
+                              calibration=calibrators.pop() if calibrators else "auto")
+        run = run_search(model, tokenizer, task, config, description=description,
+                         out=args.out / name, max_test_examples=args.max_examples,
+                         latency_table=table, compare_presets=i == 0)
         s, result = run.summary, run.result
         presets = {e.name: {"search_metric": e.metric, "latency_ms": e.latency_ms}
                    for e in result.evaluated if e.kind == "preset"}

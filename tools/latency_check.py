@@ -16,7 +16,7 @@ import jax
 
 from calibrate import calibrate
 from calibrate.search.latency import check_against_forward, device_description, estimate_table, table_for_target
-from calibrate.search.driver import preset_maps
+from calibrate.search.phases import preset_maps
 from calibrate.search.targets import TARGETS, resolve_target
 from samp_jax import Tokenizer, load_pretrained, minilm_path
 from samp_jax.core.host_memory import keep_cpu_buffers_for_timing

@@ -47,7 +47,8 @@ def main() -> None:
         cal = calibrate(model, batches, "percentile")
         objective = task_objective(model, task, tokenizer, max_examples=args.pairs)
         start = time.perf_counter()
-        result = search(model, objective, calibration=cal, tolerance=0.01, progress=False)
+        result = search(model, objective, calibration=cal, tolerance=0.01, target="h100",
+                        progress=False)
         seconds = time.perf_counter() - start
         greedy = sum(e.kind == "greedy" for e in result.evaluated)
         rows.append({"layers": layers, "sites": 4 * layers, "seconds": seconds,

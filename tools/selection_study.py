@@ -1,6 +1,6 @@
 """How often a map the search accepts on its search split misses the tolerance on the held-out
 test split: at the plain one-sided 95% margin, and at the selection margin the search now
-judges its pick with (`calibrate.search.driver.guard_selection`).
+judges its pick with (`calibrate.search.tolerance.guard_selection`).
 
     .venv/bin/python tools/selection_study.py --data wnut16 --target cpu \
         --out benchmarks/results/selection-wnut16-cpu
@@ -28,11 +28,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from calibrate.search.candidates import SwitchableModel  # noqa: E402
 from calibrate.search.latency import LatencyTable  # noqa: E402
 from calibrate.search.objectives import Z_ONE_SIDED_95, task_objective  # noqa: E402
-from calibrate.search.driver import Kind, Runner, search, tolerance_measure  # noqa: E402
+from calibrate.search.driver import search  # noqa: E402
+from calibrate.search.runner import Kind, Runner  # noqa: E402
+from calibrate.search.static_clips import calibrate_for_search  # noqa: E402
+from calibrate.search.tolerance import tolerance_measure  # noqa: E402
 from calibrate.search.targets import resolve_target  # noqa: E402
 from samp_jax import quantize  # noqa: E402
 from samp_jax.workflows.experiments import make_evaluator  # noqa: E402
-from samp_jax.workflows.pipeline import builtin_model, search_calibration  # noqa: E402
+from samp_jax.workflows.pipeline import builtin_model  # noqa: E402
 from samp_jax.core.host_memory import keep_cpu_buffers_for_timing  # noqa: E402
 from samp_jax.core.precision import as_precision  # noqa: E402
 from samp_jax.tasks import get_task  # noqa: E402
@@ -113,7 +116,7 @@ def main() -> None:
     model, tokenizer, description = builtin_model(args.data, progress=False)
     task = get_task(args.data)
     evaluator = make_evaluator(task, tokenizer)
-    calibration = search_calibration(model, evaluator.calibration_batches())  # as run_search
+    calibration = calibrate_for_search(model, evaluator.calibration_batches())  # as run_search
     search_objective = task_objective(model, task, tokenizer)
     fp32_test = evaluator.score(evaluator.outputs(model))["value"]
     runs = []

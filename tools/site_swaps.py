@@ -4,8 +4,9 @@ another, one at a time, and the map is scored again on the search and the test s
     .venv/bin/python tools/site_swaps.py --data wnut16 \
         --map benchmarks/results/search-wnut16-cpu/knapsack/precision_map.json
 
-Calibration is the one the search quantized with (`summary.json` beside the map names it:
-each static site's calibrator, rebuilt from the task's calibration split); the maps run with
+Calibration is the one the search quantized with (the map names each static site's calibrator
+and stores its clip; a map without clips is calibrated on the task's calibration split); the
+maps run with
 FP32 between sites, as a CPU target runs them, through the real quantized model.
 Prints the map as given and one line per moved site: the relative change against FP32 on
 each split.
@@ -14,7 +15,6 @@ each split.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -24,7 +24,8 @@ from calibrate.search.objectives import task_objective  # noqa: E402
 from calibrate.search.targets import resolve_target  # noqa: E402
 from samp_jax import quantize  # noqa: E402
 from samp_jax.workflows.experiments import make_evaluator  # noqa: E402
-from samp_jax.workflows.pipeline import builtin_model, calibration_of_search  # noqa: E402
+from calibrate import calibrate  # noqa: E402
+from samp_jax.workflows.pipeline import builtin_model  # noqa: E402
 from samp_jax.core.host_memory import keep_cpu_buffers_for_timing  # noqa: E402
 from samp_jax.core.precision import PrecisionMap, as_precision  # noqa: E402
 from samp_jax.serving.forward import jit_forward  # noqa: E402
@@ -44,11 +45,10 @@ def main() -> None:
     model, tokenizer, description = builtin_model(args.data, progress=False)
     task = get_task(args.data)
     evaluator = make_evaluator(task, tokenizer)
-    summary = json.loads((args.map.parent / "summary.json").read_text())
-    calibration = calibration_of_search(model, evaluator.calibration_batches(), summary)
     search = task_objective(model, task, tokenizer)
     dtype = resolve_target(args.target).dtype
-    pmap = PrecisionMap.from_json(args.map)
+    pmap = PrecisionMap.from_json(args.map)  # a searched map carries its calibrators and clips
+    calibration = calibrate(model, evaluator.calibration_batches(), precision_map=pmap)
     table = dict(pmap.items())
     fp32_test = evaluator.score(evaluator.outputs(model))["value"]
     fp32_search = search.metric(search.reference)

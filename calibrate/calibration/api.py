@@ -101,9 +101,13 @@ def calibrate(model, batches: Iterable[Mapping[str, np.ndarray]], method: str = 
       model: the float `EncoderModel` to calibrate.
       batches: dicts with `input_ids`, `attention_mask`, `token_type_ids` (`[batch, seq]`).
         Keep the shapes few (pad to length buckets): each new shape compiles once.
-      method: 'minmax', 'percentile', 'mse' or 'entropy'.
-      precision_map: when given and no site needs static scales (all INT8 sites dynamic, no
-        FP8) and there is no smoothing, no pass runs: only the weights need statistics.
+      method: 'minmax', 'percentile', 'mse' or 'entropy': the calibrator of every site whose
+        rule in `precision_map` names none.
+      precision_map: when given, its rules' calibration is followed: a site whose rule names a
+        calibrator (`"calibration": "mse"`) takes that one's clip (the result is then a
+        'per-site' calibration); a site with a stored clip needs no statistics (`quantize`
+        uses the clip). When no static site is left to calibrate and there is no smoothing,
+        no pass runs.
       smoothing: SmoothQuant alpha in [0, 1] for `qkv` and `ffn_in`, or None.
       bins: histogram bins.
       progress: show a progress bar over the two passes.
@@ -115,16 +119,73 @@ def calibrate(model, batches: Iterable[Mapping[str, np.ndarray]], method: str = 
 
     Raises:
       CalibrationError: no batches, no real tokens, or NaN/Inf activations (names the site).
-      ValueError: unknown method or bad smoothing alpha, or a batch the model cannot embed:
+      ValueError: unknown method (given or named by the map) or bad smoothing alpha, smoothing
+        with a map that stores clips (chosen without it), or a batch the model cannot embed:
         ids outside its vocabulary (or token types outside its type table), or a mask that is
         not 0/1 (`samp_jax.models.model.check_ids`; names the batch).
     """
     get_calibrator(method, **method_options)  # an unknown method fails before any pass
-    if precision_map is not None and not precision_map.needs_calibration() and smoothing is None:
+    site_methods = {} if precision_map is None else map_site_methods(precision_map, smoothing)
+    if precision_map is not None and smoothing is None and not sites_to_calibrate(precision_map):
         return Calibration(method, method_options, None, {}, 0)
     observed = observe(model, batches, smoothing=smoothing, bins=bins, progress=progress,
                        description=f"calibrate ({method})")
-    return observed.calibration(method, **method_options)
+    if not site_methods:
+        return observed.calibration(method, **method_options)
+    candidates = {method: observed.calibration(method, **method_options)}
+    for name in dict.fromkeys(site_methods.values()):
+        candidates.setdefault(name, observed.calibration(name))
+    return per_site_calibration(candidates, site_methods)
+
+
+def sites_to_calibrate(precision_map: PrecisionMap) -> list[SiteKey]:
+    """The static sites of `precision_map` that store no clip (they need statistics)."""
+    return [key for key, p in precision_map.items() if p.needs_calibration and p.clip is None]
+
+
+def map_site_methods(precision_map: PrecisionMap, smoothing: float | None) -> dict[SiteKey, str]:
+    """The calibrator each site's rule names, for the sites that store no clip.
+
+    Raises:
+      ValueError: an unknown calibrator (named with its site), or smoothing with stored clips.
+    """
+    if smoothing is not None and precision_map.stored_clips():
+        raise ValueError(f"smoothing={smoothing}: the precision map stores clips chosen without "
+                         "smoothing; calibrate without smoothing (or use a map without clips)")
+    methods = {}
+    for key, name in precision_map.site_methods().items():
+        if precision_map[key].clip is None:
+            try:
+                get_calibrator(name)
+            except ValueError as e:
+                raise ValueError(f"precision map, site {key[0]}.{key[1]}: {e}") from None
+            methods[key] = name
+    return methods
+
+
+def map_with_calibration(precision_map: PrecisionMap, calibration: Calibration | None, *,
+                         compute_dtype: str | None = None) -> PrecisionMap:
+    """`precision_map` with every static site's calibrator and clip from `calibration` written
+    in (`PrecisionMap.with_calibration`), and `compute_dtype`: a map that alone rebuilds the
+    model `quantize(model, precision_map, calibration, dtype=compute_dtype)` builds.
+
+    Raises:
+      ValueError: a smoothed calibration (its per-channel scales have no place in a map).
+    """
+    if calibration is not None and calibration.smoothing is not None:
+        raise ValueError("a smoothed calibration cannot be written into a precision map")
+    methods, clips = {}, {}
+    per_site = calibration.options.get("methods", {}) if calibration is not None else {}
+    for (layer, site), p in precision_map.items():
+        stats = None if calibration is None else calibration.sites.get((layer, site))
+        if not p.needs_calibration or stats is None:
+            continue
+        if p.precision == "int8":
+            methods[(layer, site)] = per_site.get(f"{layer}.{site}", calibration.method)
+            clips[(layer, site)] = stats.amax
+        else:  # FP8: max |x|, whatever the calibrator
+            clips[(layer, site)] = stats.absmax
+    return precision_map.with_calibration(methods, clips, compute_dtype=compute_dtype)
 
 
 def calibrate_candidates(model, batches: Iterable[Mapping[str, np.ndarray]],
@@ -133,7 +194,7 @@ def calibrate_candidates(model, batches: Iterable[Mapping[str, np.ndarray]],
     """One `Calibration` per method, all from the same two observation passes.
 
     For a search that picks each site's static clip from several calibrators
-    (`calibrate.search.driver.choose_static_calibration`): clipping outliers (percentile, entropy)
+    (`calibrate.search.static_clips.choose_static_calibration`): clipping outliers (percentile, entropy)
     is what most sites want and what breaks a few (Bondarenko et al. 2021), so no single
     method is right for every site of every model.
 

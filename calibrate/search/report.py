@@ -8,7 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from calibrate.search.driver import Kind, SearchResult, default_preset_name
+from calibrate.search.phases import default_preset_name
+from calibrate.search.result import SearchResult
+from calibrate.search.runner import Kind
 from samp_jax.core.atomic import atomic_file, write_text_atomic
 from samp_jax.core.precision import SITES, as_precision
 

@@ -30,11 +30,12 @@ import jax
 import numpy as np
 
 from calibrate import AUTO_METHODS, CalibrationError, calibrate
-from calibrate.search.allocation import STRATEGIES
 from calibrate.calibration.calibrators import CALIBRATORS
-from calibrate.search.driver import validate_tolerance
+from calibrate.search.config import DEFAULT_STRATEGY, SearchConfig
+from calibrate.search.plan import resolve_options
+from calibrate.search.strategy import STRATEGIES
 from calibrate.search.targets import AUTO as AUTO_TARGET
-from calibrate.search.targets import OPTION_NAMES, TARGETS, resolve_target
+from calibrate.search.targets import OPTION_NAMES, TARGETS
 from samp_jax.app import bench, demo, predictions
 from samp_jax.app.arguments import (non_negative_int, positive_float, positive_int,
                                      unit_interval)
@@ -237,10 +238,21 @@ def _option_list(text: str) -> list[str]:
     return names
 
 
+def search_config(args) -> SearchConfig:
+    """The `SearchConfig` of `samp-jax search`'s arguments (validated: a bad tolerance or
+    strategy fails here, before any model or data is read)."""
+    return SearchConfig(
+        tolerance=args.tolerance, tolerance_mode=args.tolerance_mode,
+        latency_target_ms=args.latency_target, objective=args.objective, strategy=args.strategy,
+        target=args.target, options=args.options, calibration=args.calibration,
+        max_search_examples=args.max_search_examples, seed=args.seed,
+        selection_margin=not args.no_selection_margin, progress=not args.json)
+
+
 def _search(args) -> int:
-    validate_tolerance(args.tolerance, args.tolerance_mode)
+    config = search_config(args)
     try:
-        resolve_target(args.target).search_options(args.options)
+        resolve_options(config)
     except ValueError as e:
         raise UsageError(str(e)) from None
     out = _check_output(args.out, what="--out", folder=True, inputs=(args.model, args.data))
@@ -248,13 +260,8 @@ def _search(args) -> int:
     model, tokenizer, description = resolve_model(args, progress=not args.json)
     task = resolve_task(args, model)
     _say(args, f"{task.name} ({task.task_type.name}): split sizes {task.sizes()}")
-    summary = run_search(model, tokenizer, task, description=description, tolerance=args.tolerance,
-                         tolerance_mode=args.tolerance_mode, latency_target_ms=args.latency_target,
-                         out=out, objective=args.objective, calibration_method=args.calibration,
-                         progress=not args.json, max_search_examples=args.max_search_examples,
-                         max_test_examples=args.max_examples, seed=args.seed,
-                         target=args.target, options=args.options, strategy=args.strategy,
-                         selection_margin=not args.no_selection_margin,
+    summary = run_search(model, tokenizer, task, config, out=out, description=description,
+                         max_test_examples=args.max_examples,
                          command="samp-jax " + " ".join(sys.argv[1:])).summary
     if args.json:
         print(json.dumps(summary, indent=1))
@@ -399,6 +406,15 @@ def _demo(args) -> int:
 
 
 # ----------------------------------------------------------------------------- parser
+def strategy_help() -> str:
+    """`--strategy`'s help, from the registered strategies (`calibrate.search.strategy`)."""
+    entries = [f"{name} ({STRATEGIES[name].description})" for name in sorted(STRATEGIES)]
+    default = ", ".join(f"{name} with --objective {objective}"
+                        for objective, name in DEFAULT_STRATEGY.items())
+    return (f"allocation within the tolerance: {'; '.join(entries)}. Default: {default}; a "
+            "--latency-target adds moves in the greedy order").replace("%", "%%")
+
+
 def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pooling", default=None, metavar="MODE[,MODE]",
                    help="embed with sentence-transformers pooling (cls, max, mean, mean_sqrt_len, "
@@ -457,7 +473,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "fully_quant) or precision-map JSON files")
     ev.add_argument("--activation", default="dynamic", choices=sorted(ACTIVATIONS),
                     help="INT8 activation scheme for presets")
-    ev.add_argument("--calibration", default="percentile", choices=calibrators)
+    ev.add_argument("--calibration", default="percentile", choices=calibrators,
+                    help="calibrator of the static sites whose map rule names none (a searched "
+                         "map names each site's and stores its clip)")
     ev.add_argument("--smoothing", type=unit_interval, default=None, help="SmoothQuant alpha in [0, 1]")
     ev.add_argument("--max-examples", type=positive_int, default=None,
                     help="score a fixed seeded subset of the test split")
@@ -470,7 +488,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="a preset (fp16, bf16, fp8, quant_ffn_only, fully_quant) or a map JSON file")
     ca.add_argument("--activation", default="static", choices=sorted(ACTIVATIONS),
                     help="INT8 activation scheme for presets")
-    ca.add_argument("--method", default="percentile", choices=calibrators)
+    ca.add_argument("--method", default="percentile", choices=calibrators,
+                    help="calibrator of the static sites whose map rule names none (a searched "
+                         "map names each site's and stores its clip)")
     ca.add_argument("--smoothing", type=unit_interval, default=None, help="SmoothQuant alpha in [0, 1]")
     ca.add_argument("--max-batches", type=positive_int, default=None, help="use only the first N calibration batches")
     ca.add_argument("--max-examples", type=positive_int, default=None, help="test examples scored with --eval")
@@ -489,10 +509,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the device the map is for: its options (FP8 only where it has FP8), the "
                          "dtype between sites, and the latency model (measured when this machine "
                          "is the target, else estimated from its spec sheet); auto: this machine")
-    se.add_argument("--strategy", default=None, choices=sorted(STRATEGIES),
-                    help="allocation: knapsack (default: minimum summed harm under a latency "
-                         "budget), greedy (moves by harm per ms; the default with --objective "
-                         "int8_fraction), revert (all fastest, most harmful reverted)")
+    se.add_argument("--strategy", default=None, choices=sorted(STRATEGIES), help=strategy_help())
     se.add_argument("--no-selection-margin", action="store_true",
                     help="keep the fastest map that passed at the plain 95%% margin, instead of "
                          "judging the allocation's pick with the margin widened for the number "

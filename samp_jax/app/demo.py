@@ -12,6 +12,7 @@ import time
 
 import jax
 
+from calibrate.search.config import SearchConfig
 from samp_jax.workflows.pipeline import ZERO_SHOT, builtin_model, run_search
 from samp_jax.serving.engine import CompileCounter
 from samp_jax.serving.engine import compile as compile_engine
@@ -31,10 +32,9 @@ def run(*, tolerance: float = 0.01, max_search_examples: int = 256, max_test_exa
     print(f"the same as: samp-jax search --data {task} --tolerance {100 * tolerance:g}% --out {OUT} "
           f"--max-search-examples {max_search_examples} --max-examples {max_test_examples}")
     model, tokenizer, description = builtin_model(task)
-    searched = run_search(model, tokenizer, get_task(task), description=description,
-                          tolerance=tolerance, out=OUT, command="make demo",
-                          max_search_examples=max_search_examples,
-                          max_test_examples=max_test_examples)
+    config = SearchConfig(tolerance=tolerance, max_search_examples=max_search_examples)
+    searched = run_search(model, tokenizer, get_task(task), config, description=description,
+                          out=OUT, command="make demo", max_test_examples=max_test_examples)
     summary = searched.summary
     test = summary["test"]
     metric = summary["metric"]

@@ -18,15 +18,32 @@ JSON form::
     }
 
 `layers` is `"*"`, an int or a list of ints; `sites` is `"*"`, a site name or a list of them;
-`activation` is only allowed with `int8` and defaults to `per_token_dynamic`. An optional
+`activation` is only allowed with `int8` and defaults to `per_token_dynamic` (`"static"` and
+`"dynamic"` are accepted for `per_tensor_static` and `per_token_dynamic`). An optional
 `"embedding_project": {"precision": ...}` sets the precision of ELECTRA-style embedding
 projections (a float precision or dynamic INT8; default: the compute dtype).
+
+Calibration travels with the map, as qwix's rules carry theirs. A static site's rule may name
+its calibrator and carry the clip it was calibrated to::
+
+    {"layers": [1], "sites": ["ffn_in"], "precision": "int8", "activation": "static",
+     "calibration": "mse", "clip": 3.1875}
+
+`calibration` (INT8 static sites only) is the calibrator `calibrate.calibrate` uses for that
+site instead of the caller's; `clip` (any static site: the INT8 `amax`, or FP8's max |x|) is
+used as it is by `samp_jax.quantize`, with no calibration pass. An optional top-level
+`"compute_dtype"` (`float32`, `float16`, `bfloat16`) is the dtype between GEMM sites the map
+was chosen for, which `quantize` then uses. A searched map carries all three, so the map alone
+rebuilds the searched model. They describe how a cell is built, not what precision it runs:
+two maps with the same table of precisions compare equal whatever their clips.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import numbers
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -39,6 +56,12 @@ FLOAT_PRECISIONS = ("fp32", "bf16", "fp16")
 PRECISIONS = FLOAT_PRECISIONS + ("int8", "fp8_e4m3")
 ACTIVATION_SCHEMES = ("per_tensor_static", "per_token_dynamic")
 PRESETS = ("fp32", "fp16", "bf16", "fully_quant", "quant_ffn_only", "fp8")
+# Short names a map may use for the activation schemes.
+ACTIVATION_ALIASES = {"static": "per_tensor_static", "dynamic": "per_token_dynamic"}
+# The dtypes between GEMM sites a map may name (`compute_dtype`).
+COMPUTE_DTYPES = ("float32", "float16", "bfloat16")
+# The keys of one site's entry in a rule (or the default).
+SITE_KEYS = ("precision", "activation", "calibration", "clip")
 # The one table between float precisions and compute dtypes.
 FLOAT_DTYPES = {"fp32": jnp.float32, "bf16": jnp.bfloat16, "fp16": jnp.float16}
 
@@ -65,15 +88,32 @@ class SitePrecision:
 
     Attributes:
       precision: one of `PRECISIONS`.
-      activation: for `int8`, the activation scheme (one of `ACTIVATION_SCHEMES`); else None.
+      activation: for `int8`, the activation scheme (one of `ACTIVATION_SCHEMES`, or its short
+        name in `ACTIVATION_ALIASES`); else None.
+      calibration: for INT8 static sites, the calibrator that picks the clip (e.g. 'mse'), or
+        None for the caller's.
+      clip: for static sites, the stored clip (INT8: `amax`; FP8: max |x|), used without
+        calibrating; None: calibrate.
+
+    `calibration` and `clip` say how the site's static scale is obtained, not what it runs:
+    they take no part in equality or hashing (`SitePrecision('int8', 'per_tensor_static')`
+    equals the same site with a stored clip).
     """
 
     precision: str
     activation: str | None = None
+    calibration: str | None = dataclasses.field(default=None, compare=False)
+    clip: float | None = dataclasses.field(default=None, compare=False)
 
     def __post_init__(self):
         if self.precision not in PRECISIONS:
             raise PrecisionMapError(f"precision={self.precision!r} is not one of {PRECISIONS}")
+        if self.activation in ACTIVATION_ALIASES:
+            object.__setattr__(self, "activation", ACTIVATION_ALIASES[self.activation])
+        self._check_activation()
+        self._check_calibration()
+
+    def _check_activation(self) -> None:
         if self.precision == "int8":
             if self.activation is None:
                 object.__setattr__(self, "activation", "per_token_dynamic")
@@ -84,6 +124,24 @@ class SitePrecision:
             raise PrecisionMapError(
                 f"activation={self.activation!r} is only allowed with precision 'int8', "
                 f"not {self.precision!r}")
+
+    def _check_calibration(self) -> None:
+        if self.calibration is not None:
+            if not isinstance(self.calibration, str) or not self.calibration.strip():
+                raise PrecisionMapError(f"calibration={self.calibration!r} must name a calibrator")
+            if self.activation != "per_tensor_static":
+                raise PrecisionMapError(
+                    f"calibration={self.calibration!r} is only for int8 sites with per_tensor_static "
+                    f"activations (FP8 scales come from max |x|), not {self}")
+        if self.clip is not None:
+            value = self.clip
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or \
+                    not math.isfinite(value) or value <= 0:
+                raise PrecisionMapError(f"clip={value!r} must be a positive finite number")
+            if not self.needs_calibration:
+                raise PrecisionMapError(f"clip={value!r} is only for static sites (int8 "
+                                        f"per_tensor_static, fp8_e4m3), not {self}")
+            object.__setattr__(self, "clip", float(value))
 
     @property
     def is_quantized(self) -> bool:
@@ -101,11 +159,30 @@ class SitePrecision:
             raise ValueError(f"{self.precision!r} is not a float precision")
         return FLOAT_DTYPES[self.precision]
 
-    def to_dict(self) -> dict[str, str]:
-        out = {"precision": self.precision}
-        if self.activation is not None:
-            out["activation"] = self.activation
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"precision": self.precision}
+        for name in ("activation", "calibration", "clip"):
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name)
         return out
+
+    @property
+    def built_as(self) -> tuple:
+        """Everything that builds the site, calibration included (equality leaves it out)."""
+        return (self.precision, self.activation, self.calibration, self.clip)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str) -> "SitePrecision":
+        """Reads `{"precision": ..., "activation": ..., "calibration": ..., "clip": ...}`.
+
+        Raises:
+          PrecisionMapError: a bad entry, named with `where`.
+        """
+        try:
+            return cls(data["precision"], data.get("activation"), data.get("calibration"),
+                       data.get("clip"))
+        except PrecisionMapError as e:
+            raise PrecisionMapError(f"{where}: {e}") from None
 
     def __str__(self) -> str:
         if self.precision == "int8":
@@ -144,8 +221,13 @@ class PrecisionMap:
     # ELECTRA-style models' embedding projection (`embeddings.project`), outside the layer
     # grid; None: the compute dtype. Dynamic INT8 or a float: it has no calibration.
     embedding_project: SitePrecision | None = None
+    # The dtype between GEMM sites the map was chosen for (one of `COMPUTE_DTYPES`), or None:
+    # the caller's. Like the clips, it takes no part in equality.
+    compute_dtype: str | None = None
 
     def __post_init__(self):
+        if self.compute_dtype is not None and self.compute_dtype not in COMPUTE_DTYPES:
+            raise PrecisionMapError(f"compute_dtype={self.compute_dtype!r} is not one of {COMPUTE_DTYPES}")
         if self.embedding_project is not None:
             object.__setattr__(self, "embedding_project", as_precision(self.embedding_project))
             if self.embedding_project.needs_calibration:
@@ -208,6 +290,33 @@ class PrecisionMap:
     def needs_calibration(self) -> bool:
         return any(p.needs_calibration for _, p in self.items())
 
+    def stored_clips(self) -> dict[tuple[int, str], float]:
+        """`{(layer, site): clip}` of the static cells that carry a stored clip."""
+        return {key: p.clip for key, p in self.items() if p.clip is not None}
+
+    def site_methods(self) -> dict[tuple[int, str], str]:
+        """`{(layer, site): calibrator}` of the cells whose rule names a calibrator."""
+        return {key: p.calibration for key, p in self.items() if p.calibration is not None}
+
+    def with_calibration(self, methods: Mapping[tuple[int, str], str | None],
+                         clips: Mapping[tuple[int, str], float], *,
+                         compute_dtype: str | None = None) -> "PrecisionMap":
+        """The same precisions with each static cell's calibrator (`methods`, INT8 static cells)
+        and stored clip (`clips`) written in, and `compute_dtype`; rules are rewritten per layer
+        (`from_table`).
+
+        Raises:
+          PrecisionMapError: a method or clip on a cell that is not static, or a bad value.
+        """
+        cells = {}
+        for key, p in self.items():
+            method, clip = methods.get(key), clips.get(key)
+            cells[key] = p if method is None and clip is None else \
+                SitePrecision(p.precision, p.activation, method, clip)
+        rebuilt = PrecisionMap.from_table(cells, self.num_layers, default=self.default)
+        return dataclasses.replace(rebuilt, embedding_project=self.embedding_project,
+                                   compute_dtype=compute_dtype)
+
     def summary(self) -> str:
         """One line per layer: `layer 0: qkv=int8-dynamic attn_out=fp16 ...`."""
         return "\n".join(
@@ -247,12 +356,12 @@ class PrecisionMap:
         default = as_precision(default)
         rules = []
         for layer in range(num_layers):
-            groups: dict[SitePrecision, list[str]] = {}
+            groups: dict[tuple, tuple[SitePrecision, list[str]]] = {}  # by all that builds a site
             for site in SITES:
                 p = as_precision(table.get((layer, site), default))
-                if p != default:
-                    groups.setdefault(p, []).append(site)
-            rules += [Rule((layer,), tuple(sites), p) for p, sites in groups.items()]
+                if p.built_as != default.built_as:
+                    groups.setdefault(p.built_as, (p, []))[1].append(site)
+            rules += [Rule((layer,), tuple(sites), p) for p, sites in groups.values()]
         unknown = [key for key in table if key[1] not in SITES or not 0 <= key[0] < num_layers]
         if unknown:
             raise PrecisionMapError(f"cells {unknown} are not (layer < {num_layers}, site in {SITES})")
@@ -264,6 +373,8 @@ class PrecisionMap:
                "rules": [rule.to_dict() for rule in self.rules]}
         if self.embedding_project is not None:
             out["embedding_project"] = self.embedding_project.to_dict()
+        if self.compute_dtype is not None:
+            out["compute_dtype"] = self.compute_dtype
         return out
 
     def to_json(self) -> str:
@@ -271,26 +382,23 @@ class PrecisionMap:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "PrecisionMap":
-        _check_keys(data, {"num_layers", "default", "rules", "embedding_project"}, {"num_layers"},
-                    "precision map")
+        _check_keys(data, {"num_layers", "default", "rules", "embedding_project", "compute_dtype"},
+                    {"num_layers"}, "precision map")
         rules = []
         for index, raw in enumerate(data.get("rules", [])):
             where = f"rule {index}"
-            _check_keys(raw, {"layers", "sites", "precision", "activation"}, {"precision"}, where)
-            try:
-                precision = SitePrecision(raw["precision"], raw.get("activation"))
-            except PrecisionMapError as e:
-                raise PrecisionMapError(f"{where}: {e}") from None
+            _check_keys(raw, {"layers", "sites", *SITE_KEYS}, {"precision"}, where)
+            precision = SitePrecision.from_dict(raw, where)
             rules.append(Rule(_selector(raw.get("layers", "*"), int, where, "layers"),
                               _selector(raw.get("sites", "*"), str, where, "sites"), precision))
         default = data.get("default", {"precision": "fp32"})
-        _check_keys(default, {"precision", "activation"}, {"precision"}, "default")
+        _check_keys(default, set(SITE_KEYS), {"precision"}, "default")
         project = data.get("embedding_project")
         if project is not None:
             _check_keys(project, {"precision", "activation"}, {"precision"}, "embedding_project")
-            project = SitePrecision(project["precision"], project.get("activation"))
-        return cls(data["num_layers"], tuple(rules),
-                   SitePrecision(default["precision"], default.get("activation")), project)
+            project = SitePrecision.from_dict(project, "embedding_project")
+        return cls(data["num_layers"], tuple(rules), SitePrecision.from_dict(default, "default"),
+                   project, data.get("compute_dtype"))
 
     @classmethod
     def from_json(cls, text_or_path: str | Path) -> "PrecisionMap":

@@ -612,29 +612,67 @@ def _versions() -> dict[str, str]:
     return {"samp_jax": __version__, "jax": jax.__version__, "flax": flax.__version__}
 
 
+def compute_dtype_of(precision_map: PrecisionMap, dtype=None):
+    """The dtype between sites: `dtype`, else the map's `compute_dtype`, else float16.
+
+    Raises:
+      ValueError: `dtype` differs from the `compute_dtype` the map was chosen for.
+    """
+    if precision_map.compute_dtype is None:
+        return jnp.float16 if dtype is None else dtype
+    if dtype is not None and jnp.dtype(dtype).name != precision_map.compute_dtype:
+        raise ValueError(f"dtype={jnp.dtype(dtype).name} is not the compute_dtype="
+                         f"{precision_map.compute_dtype} the precision map was chosen for; pass "
+                         "dtype=None (or a map without compute_dtype)")
+    return jnp.dtype(precision_map.compute_dtype).type
+
+
+def site_calibrations(precision_map: PrecisionMap, calibration=None) -> dict:
+    """`{(layer, site): SiteCalibration}`: the calibration's, with every clip the map stores
+    in its place (an INT8 site's `amax`, an FP8 site's max |x|).
+
+    Raises:
+      ValueError: a stored clip at a site the calibration smooths (the clip was chosen on
+        unsmoothed inputs).
+    """
+    sites = dict(calibration.sites) if calibration is not None else {}
+    for key, clip in precision_map.stored_clips().items():
+        given = sites.get(key)
+        if given is not None and given.input_scale is not None:
+            raise ValueError(f"site {key[0]}.{key[1]}: the precision map stores clip={clip} (chosen "
+                             "without smoothing) but the calibration smooths this site")
+        sites[key] = SiteCalibration(absmax=clip, amax=clip)
+    return sites
+
+
 def quantize(model: EncoderModel, precision_map: PrecisionMap, calibration=None, *,
-             dtype=jnp.float16, implementation: str | None = None) -> QuantizedModel:
+             dtype=None, implementation: str | None = None) -> QuantizedModel:
     """Builds a `QuantizedModel` from a float model, a precision map and calibration.
 
     Args:
       model: the float source model (left unchanged). The quantized copy keeps its tokenizer
         (the same object) and its head's class names.
       precision_map: one precision per (layer, site); its `num_layers` must match the model.
-      calibration: a `calibrate.Calibration` (from `calibrate.calibrate`); required when any
-        site uses a static activation scale (`int8` per-tensor static, `fp8_e4m3`). With
+      calibration: a `calibrate.Calibration` (from `calibrate.calibrate`); required when a
+        site uses a static activation scale (`int8` per-tensor static, `fp8_e4m3`) and the map
+        stores no clip for it (a stored clip is used as it is, over the calibration's). With
         smoothing, it also carries the per-channel migration of `qkv` / `ffn_in`.
-      dtype: compute dtype between GEMM sites (float16, bfloat16 or float32).
+      dtype: compute dtype between GEMM sites (float16, bfloat16 or float32); None: the map's
+        `compute_dtype`, else float16.
       implementation: GEMM implementation for every site (None: try Pallas, then XLA).
 
     Raises:
-      ValueError: the map does not fit the model, or a static site has no calibration.
+      ValueError: the map does not fit the model, a static site has neither a stored clip nor
+        calibration, a stored clip meets a smoothed calibration, or `dtype` is not the map's
+        `compute_dtype`.
     """
     if not isinstance(model, EncoderModel):
         raise TypeError(f"quantize needs an EncoderModel, got {type(model).__name__}")
     if precision_map.num_layers != model.config.num_layers:
         raise ValueError(f"precision map has num_layers={precision_map.num_layers}, "
                          f"the model has {model.config.num_layers}")
-    sites = calibration.sites if calibration is not None else {}
+    dtype = compute_dtype_of(precision_map, dtype)
+    sites = site_calibrations(precision_map, calibration)
     uncalibrated = [f"{l}.{s}" for (l, s), p in precision_map.items()
                     if p.needs_calibration and (l, s) not in sites]
     if uncalibrated:

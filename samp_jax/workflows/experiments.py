@@ -118,13 +118,17 @@ def accuracy_table(model, evaluator, variants: Sequence[Variant], *,
         pmap = variant.precision_map(model.config.num_layers)
         calibration = None
         if pmap.needs_calibration() or variant.smoothing is not None:
-            key = (variant.method, variant.smoothing)
+            # a map's own calibrators and stored clips are followed (`calibrate.calibrate`)
+            key = (variant.method, variant.smoothing, tuple(sorted(pmap.site_methods().items())),
+                   tuple(sorted(pmap.stored_clips())))
             if key not in calibrations:
                 batches = batches or evaluator.calibration_batches()
-                calibrations[key] = calibrate(model, batches, variant.method, smoothing=variant.smoothing)
+                calibrations[key] = calibrate(model, batches, variant.method, precision_map=pmap,
+                                              smoothing=variant.smoothing)
             calibration = calibrations[key]
-        # a float preset runs at its own dtype; every other variant between sites at `dtype`
-        variant_dtype = FLOAT_DTYPES.get(variant.precision, dtype)
+        # a map chosen for a compute dtype runs at it; a float preset at its own dtype; every
+        # other variant between sites at `dtype`
+        variant_dtype = pmap.compute_dtype or FLOAT_DTYPES.get(variant.precision, dtype)
         quantized = quantize(model, pmap, calibration, dtype=variant_dtype)
         metrics = evaluator.score(evaluator.outputs(quantized), reference)
         rows.append({"variant": variant.label, **metrics,

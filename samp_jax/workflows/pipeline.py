@@ -10,17 +10,14 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
-from typing import Mapping, Sequence
-
 import jax.numpy as jnp
 
-from calibrate import calibrate, calibrate_candidates, per_site_calibration
-from calibrate.search.latency import table_for_target
-from calibrate.search.objectives import task_objective
+from calibrate.search.config import SearchConfig
+from calibrate.search.driver import search
+from calibrate.search.phases import preset_maps
+from calibrate.search.plan import plan_search
 from calibrate.search.report import write_report
-from calibrate.search.driver import (SearchResult, check_latency_target, preset_maps, search,
-                              validate_tolerance)
-from calibrate.search.targets import resolve_target
+from calibrate.search.result import SearchResult
 from samp_jax.workflows.experiments import make_evaluator, relative_change
 from samp_jax.core.assets import minilm_path
 from samp_jax.ptq.loading import load
@@ -60,78 +57,43 @@ def builtin_model(task: str, *, progress: bool = True) -> tuple:
     return model, tokenizer, f"all-MiniLM-L6-v2 fine-tuned on {task} (dev {info['dev_metric']:.4f})"
 
 
-def search_calibration(model, batches, method: str = "auto"):
-    """What `run_search` hands the search: for 'auto', one calibration per method of
-    `calibrate.AUTO_METHODS` (the search keeps each static site's least harmful clip); for a
-    method name, that calibrator's clips at every site."""
-    if method == "auto":
-        return calibrate_candidates(model, batches)
-    return calibrate(model, batches, method)
-
-
-def calibration_of_search(model, batches, summary: Mapping):
-    """The calibration a finished search quantized with, rebuilt from its `summary.json` and the
-    same calibration batches (the clips are deterministic), for tools that re-score its maps.
-
-    Raises:
-      ValueError: the summary names no calibration.
-    """
-    method = summary.get("calibration")
-    if method is None:
-        raise ValueError("the search summary names no calibration (a search before per-site "
-                         "clips, or one without static sites)")
-    if method != "per-site":
-        return calibrate(model, batches, method)
-    chosen = summary["static_calibration"]
-    candidates = calibrate_candidates(model, batches, chosen["methods"])
-    sites = {(int(key.split(".")[0]), key.split(".")[1]): m for key, m in chosen["site_methods"].items()}
-    return per_site_calibration(candidates, sites)
-
-
-def run_search(model, tokenizer, task: Task, *, description: str = "", tolerance: float = 0.01,
-               tolerance_mode: str = "relative", latency_target_ms: float | None = None,
-               out: str | Path = "search_out", objective: str = "latency",
-               calibration_method: str = "auto", progress: bool = True,
-               command: str | None = None, compare_presets: bool = True,
-               max_search_examples: int | None = None, max_test_examples: int | None = None,
-               seed: int = 0, target: str = "auto", options: Sequence[str] | None = None,
-               strategy: str | None = None, stop_early: bool = True,
-               selection_margin: bool = True, latency_table=None) -> SearchRun:
+def run_search(model, tokenizer, task: Task, config: SearchConfig | None = None, *,
+               out: str | Path = "search_out", description: str = "", command: str | None = None,
+               max_test_examples: int | None = None, compare_presets: bool = True,
+               latency_table=None) -> SearchRun:
     """Calibrates on the task's calibration split, searches on its search split, quantizes with
     the chosen map, scores the held-out test split with the real quantized model, and writes the
     report plus the quantized model (`out/model`, loadable with `samp_jax.load`).
 
-    `target` ('auto', 'h100', 'a100', 'l4', 'cpu') sets the options (narrowed by `options`), the
-    dtype between sites and the latency model (`calibrate.search.targets`); `latency_table` (a
-    `calibrate.search.latency.LatencyTable`, e.g. measured on another machine) replaces that model.
+    Args:
+      model, tokenizer: the float model and its tokenizer.
+      task: the task (its calibration, search and test splits).
+      config: the search settings (`calibrate.SearchConfig`; default: all defaults). Its
+        `target` sets the options, the dtype between sites and the latency model; its
+        `calibration` ('auto': each static INT8 site keeps the least harmful of
+        `calibrate.AUTO_METHODS`' clips) how static scales are calibrated.
+      out: the report folder.
+      description: the model's description in the report.
+      command: the command line recorded in the summary.
+      max_test_examples: score a fixed seeded subset of the test split (`config.seed`).
+      compare_presets: also score the presets the search scored on the test split.
+      latency_table: a `calibrate.search.latency.LatencyTable` (e.g. measured on another
+        machine) instead of the target's latency model.
 
-    `calibration_method` 'auto' calibrates with every method of `calibrate.AUTO_METHODS` and
-    lets the search pick each static INT8 site's clip (`calibrate.search.driver.choose_static_calibration`);
-    a method name uses that calibrator at every site.
-
-    Returns the JSON summary with the chosen `QuantizedModel` and its tokenizer, for serving it
-    afterwards without redoing the work.
+    Returns:
+      The JSON summary with the chosen `QuantizedModel` and its tokenizer, for serving it
+      afterwards without redoing the work.
     """
-    validate_tolerance(tolerance, tolerance_mode)  # fail before any slow step
-    target = resolve_target(target)
-    options = target.search_options(options)
-    table = latency_table
-    if latency_target_ms is not None:
-        if table is None:
-            table = table_for_target(model, target, 32, 128, options=options)
-        check_latency_target(latency_target_ms, table, options, model.config.num_layers)
+    config = SearchConfig() if config is None else config
     if model.head_kind != task.head:
         raise ValueError(f"task {task.name!r} ({task.task_type.name}) needs a {task.head} head; "
                          f"the model has {model.head_kind}")
+    plan = plan_search(model, config, latency_table)  # target, options, table: before calibration
     start = time.perf_counter()
-    evaluator = make_evaluator(task, tokenizer, max_examples=max_test_examples, seed=seed)
-    calibration = search_calibration(model, evaluator.calibration_batches(), calibration_method)
-    data = task_objective(model, task, tokenizer, max_examples=max_search_examples, seed=seed)
-    result = search(model, data, tokenizer=tokenizer, tolerance=tolerance, tolerance_mode=tolerance_mode,
-                    objective=objective, latency_target_ms=latency_target_ms, calibration=calibration,
-                    progress=progress, target=target, options=options, latency_table=table,
-                    strategy=strategy, stop_early=stop_early, selection_margin=selection_margin)
+    evaluator = make_evaluator(task, tokenizer, max_examples=max_test_examples, seed=config.seed)
+    result = search(model, task, plan, tokenizer=tokenizer)
     calibration = result.calibration  # the clips the search ran with (per site with 'auto')
+    target, options = plan.target, plan.options
     chosen = quantize(model, result.precision_map, calibration, dtype=target.dtype)
     test = {}
     if evaluator.metric is not None:

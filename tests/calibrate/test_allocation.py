@@ -8,10 +8,12 @@ import itertools
 import numpy as np
 import pytest
 
-from calibrate.search.allocation import (STRATEGIES, knapsack_search, map_cost, min_harm_allocation,
-                                  revert_order, revert_search)
+from calibrate.search.strategies.knapsack import knapsack_search, min_harm_allocation
+from calibrate.search.strategies.revert import revert_order, revert_search
+from calibrate.search.strategy import STRATEGIES, map_cost
 from calibrate.search.latency import estimate_table
-from calibrate.search.driver import Kind, search
+from calibrate.search.driver import search
+from calibrate.search.runner import Kind
 from calibrate.search.targets import resolve_target
 from tests.helpers import TINY_CONFIG, random_batches
 

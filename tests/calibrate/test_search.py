@@ -12,7 +12,8 @@ from calibrate.search.latency import (DEFAULT_PRECISIONS, check_against_forward,
                                measure_table, time_interleaved, time_ms)
 from calibrate.search.objectives import UnlabelledObjective
 from calibrate.search.report import pareto_front, write_report
-from calibrate.search.driver import search, validate_tolerance
+from calibrate.search.config import validate_tolerance
+from calibrate.search.driver import search
 from samp_jax import EncoderConfig, PrecisionMap, quantize
 from samp_jax.core.precision import SITES, SitePrecision, as_precision
 from samp_jax.serving.forward import jit_forward
@@ -108,10 +109,10 @@ def test_bad_tolerances_are_refused(tolerance, mode, message):
 def test_search_extremes_with_unlabelled_data(tiny, calibration):
     batches = random_batches(3, seed=2)
     table = estimate_table(TINY_CONFIG, 32, 128)
-    strict = search(tiny, batches, tolerance=0.0, calibration=calibration, latency_table=table,
+    strict = search(tiny, batches, tolerance=0.0, target="h100", calibration=calibration, latency_table=table,
                     progress=False, sensitivity_batches=1)
     assert all(p.precision == "fp16" for _, p in strict.precision_map.items())
-    loose = search(tiny, batches, tolerance=0.4, objective="int8_fraction", calibration=calibration,
+    loose = search(tiny, batches, tolerance=0.4, objective="int8_fraction", target="h100", calibration=calibration,
                    latency_table=table, progress=False)
     assert loose.chosen.int8_fraction == 1.0
     assert loose.compilations <= 2  # one per batch shape, however many maps were evaluated
@@ -127,11 +128,11 @@ def test_latency_target_mode(tiny, calibration):
     options = [SitePrecision(p) for p in ("fp16", "int8", "fp8_e4m3")]
     floor = table.other_ms + 3 * sum(min(table.site(s, p) for p in options) for s in SITES)
     target = (fp16 + floor) / 2
-    result = search(tiny, random_batches(2), latency_target_ms=target, calibration=calibration,
+    result = search(tiny, random_batches(2), latency_target_ms=target, target="h100", calibration=calibration,
                     latency_table=table, progress=False)
     assert result.chosen.latency_ms <= target and result.mode == "latency_target"
     with pytest.raises(ValueError, match="below the fastest possible map"):
-        search(tiny, random_batches(1), latency_target_ms=floor * 0.5, calibration=calibration,
+        search(tiny, random_batches(1), latency_target_ms=floor * 0.5, target="h100", calibration=calibration,
                latency_table=table, progress=False)
 
 
@@ -142,7 +143,7 @@ def test_empty_search_set_is_refused(tiny):
 
 @pytest.mark.slow
 def test_report_files(tiny, calibration, tmp_path):
-    result = search(tiny, random_batches(2), tolerance=0.05, calibration=calibration,
+    result = search(tiny, random_batches(2), tolerance=0.05, target="h100", calibration=calibration,
                     latency_table=estimate_table(TINY_CONFIG, 32, 128), progress=False)
     summary = write_report(result, tmp_path, test_metrics={"fp32": 0.9, "chosen": 0.89}, command="pytest")
     assert PrecisionMap.from_json(tmp_path / "precision_map.json") == result.precision_map

@@ -10,27 +10,15 @@ from scipy import stats as scipy_stats
 from calibrate.search.candidates import SwitchableModel
 from calibrate.search.latency import estimate_table, site_flops
 from calibrate.search.objectives import Z_ONE_SIDED_95, UnlabelledObjective, selection_z
-from calibrate.search.driver import (
-    ORDER_EPS,
-    Evaluated,
-    Kind,
-    Move,
-    Runner,
-    SelectionGuard,
-    acceptance,
-    choose_static_calibration,
-    evaluate_presets,
-    guard_selection,
-    latency_greedy,
-    measure_sensitivity,
-    move_gains,
-    move_key,
-    order_moves,
-    preset_maps,
-    search,
-    single_site_moves,
-    tolerance_greedy,
-)
+from calibrate.search.driver import search
+from calibrate.search.latency_target import latency_greedy
+from calibrate.search.phases import (ORDER_EPS, evaluate_presets, measure_sensitivity, move_gains,
+                                     order_moves, preset_maps, single_site_moves)
+from calibrate.search.result import SelectionGuard
+from calibrate.search.runner import Evaluated, Kind, Move, Runner, move_key
+from calibrate.search.static_clips import choose_static_calibration
+from calibrate.search.strategies.greedy import tolerance_greedy
+from calibrate.search.tolerance import acceptance, guard_selection
 from samp_jax.core.precision import SITES, PrecisionMap, as_precision
 
 OPTIONS = tuple(as_precision(o) for o in ("fp16", "int8-dynamic", "fp8_e4m3"))
@@ -226,7 +214,7 @@ def test_latency_greedy_stops_once_the_target_is_met():
 def test_search_is_the_composition_of_its_phases(tiny, calibration, tolerance):
     batches, table = random_batches(3, seed=2), estimate_table(TINY_CONFIG, 32, 128)
     options = ("fp16", "int8-dynamic")
-    result = search(tiny, batches, tolerance=tolerance, options=options, calibration=calibration,
+    result = search(tiny, batches, tolerance=tolerance, target="h100", options=options, calibration=calibration,
                     latency_table=table, chunk=4, sensitivity_batches=1, progress=False,
                     strategy="greedy")
 
@@ -394,7 +382,7 @@ def test_choose_static_calibration_keeps_each_sites_least_harmful_clip(tiny, cal
 def test_search_picks_static_clips_per_site_from_candidate_calibrations(tiny, calibration):
     broken = _broken_at(calibration, (1, "ffn_in"))
     batches, table = random_batches(2, seed=2), estimate_table(TINY_CONFIG, 32, 128)
-    kwargs = dict(options=("fp16", "int8-dynamic", "int8-static"), latency_table=table,
+    kwargs = dict(target="h100", options=("fp16", "int8-dynamic", "int8-static"), latency_table=table,
                   tolerance=1e-3, sensitivity_batches=1, progress=False)
     result = search(tiny, batches, calibration={"broken": broken, "minmax": calibration}, **kwargs)
     assert result.calibration.method == "per-site"

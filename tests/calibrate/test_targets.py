@@ -17,8 +17,11 @@ from calibrate.search.objectives import (Z_ONE_SIDED_95, EvaluationObjective, Un
                                   guarded_bootstrap_drop, guarded_difference, guarded_ratio_drop,
                                   selection_z)
 from samp_jax.data.wnut16 import entity_counts, entity_f1
-from calibrate.search.driver import (Kind, Runner, evaluate_presets, fastest_map, fastest_passing_preset,
-                              never_slower_than_presets, preset_maps, search, single_site_moves, tolerance_greedy)
+from calibrate.search.driver import search
+from calibrate.search.phases import (evaluate_presets, fastest_map, fastest_passing_preset,
+                                     never_slower_than_presets, preset_maps, single_site_moves)
+from calibrate.search.runner import Kind, Runner
+from calibrate.search.strategies.greedy import tolerance_greedy
 from calibrate.search.targets import TARGETS, resolve_target
 from samp_jax.core.precision import SITES, PrecisionMap, SitePrecision, as_precision
 from samp_jax.tasks.metrics import roc_auc_weighted, spearman_weighted

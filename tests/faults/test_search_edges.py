@@ -17,14 +17,11 @@ from flax import nnx
 
 from calibrate.search.latency import LatencyTable, estimate_table
 from calibrate.search.report import write_report
-from calibrate.search.driver import (
-    Move,
-    check_latency_target,
-    fastest_map,
-    latency_greedy,
-    meets_latency,
-    search,
-)
+from calibrate.search.driver import search
+from calibrate.search.latency_target import latency_greedy
+from calibrate.search.phases import fastest_map
+from calibrate.search.plan import check_latency_target
+from calibrate.search.runner import Move, meets_latency
 from samp_jax import EncoderModel, PrecisionMap, SequenceClassifier
 from samp_jax.core.precision import SITES, as_precision
 from tests.helpers import TINY_CONFIG, random_batches
@@ -88,7 +85,7 @@ def tiny():
 
 
 def _search(tiny, **kwargs):
-    return search(tiny, random_batches(1, rows=4, width=8), options=("fp16", "int8-dynamic"),
+    return search(tiny, random_batches(1, rows=4, width=8), target="h100", options=("fp16", "int8-dynamic"),
                   latency_table=estimate_table(CONFIG, 32, 128), sensitivity_batches=1,
                   progress=False, **kwargs)
 

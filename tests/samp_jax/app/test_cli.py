@@ -2,15 +2,18 @@
 
 import json
 
+import numpy as np
 import pytest
 
-from calibrate.search.driver import Kind
+from calibrate.search.runner import Kind
 
-from samp_jax import PrecisionMap, QuantizedModel
+from calibrate import SearchConfig
+from samp_jax import PrecisionMap, QuantizedModel, quantize
+from samp_jax.serving.forward import jit_forward
 from samp_jax.app.cli import main
 from calibrate import AUTO_METHODS
 from samp_jax.workflows.experiments import make_evaluator
-from samp_jax.workflows.pipeline import builtin_model, calibration_of_search, run_search
+from samp_jax.workflows.pipeline import builtin_model, run_search
 from samp_jax.tasks import get_task
 from tests.helpers import run_benchmark_quick
 
@@ -93,9 +96,9 @@ def test_help_and_usage_errors(capsys):
 def test_full_search_pipeline_on_zero_shot_snli(tmp_path):
     """fetch → calibrate → search → quantize → test split → report, at a small size."""
     model, tokenizer, description = builtin_model("snli-embed")
-    run = run_search(model, tokenizer, get_task("snli-embed"), description=description,
-                     tolerance=0.01, out=tmp_path / "o", progress=False, max_search_examples=64,
-                     max_test_examples=64, compare_presets=False, target="h100")
+    config = SearchConfig(tolerance=0.01, progress=False, max_search_examples=64, target="h100")
+    run = run_search(model, tokenizer, get_task("snli-embed"), config, description=description,
+                     out=tmp_path / "o", max_test_examples=64, compare_presets=False)
     summary = run.summary
     assert QuantizedModel.load(tmp_path / "o" / "model").precision_map == \
         PrecisionMap.from_json(tmp_path / "o" / "precision_map.json")
@@ -117,16 +120,21 @@ def test_full_search_pipeline_on_zero_shot_snli(tmp_path):
         quantized = [p.is_quantized for _, p in run.result.precision_map.items()]
         assert sum(quantized) > len(quantized) / 2
     assert summary["target"] == "h100" and summary["latency_source"].startswith("estimated")
-    # static INT8 clips were picked per site, the saved model carries them, and the summary
-    # rebuilds exactly the calibration the model was quantized with
+    # static INT8 clips were picked per site, and the map alone carries them: each static site's
+    # calibrator and clip, so it rebuilds the quantized model without the summary
     static = summary["static_calibration"]
     assert summary["calibration"] == "per-site" and static["methods"] == list(AUTO_METHODS)
     assert sum(static["sites_per_method"].values()) == len(static["site_methods"]) == 6 * 4
     assert "- static INT8 clips:" in (tmp_path / "o" / "report.md").read_text()
-    batches = make_evaluator(get_task("snli-embed"), tokenizer, max_examples=64).calibration_batches()
-    rebuilt = calibration_of_search(model, batches, summary)
-    assert rebuilt.sites == run.result.calibration.sites
-    assert rebuilt.describe() == run.quantized.info["calibration"]
+    sites = run.result.calibration.sites
+    assert pmap.stored_clips() == {key: sites[key].absmax if p.precision == "fp8_e4m3" else sites[key].amax
+                                   for key, p in pmap.items() if p.needs_calibration}
+    assert {f"{l}.{s}": m for (l, s), m in pmap.site_methods().items()} == {
+        key: m for key, m in static["site_methods"].items()
+        if pmap[int(key.split(".")[0]), key.split(".")[1]].activation == "per_tensor_static"}
+    rebuilt = quantize(model, pmap)
+    batch = make_evaluator(get_task("snli-embed"), tokenizer, max_examples=64).calibration_batches()[0]
+    assert np.array_equal(jit_forward(rebuilt)(batch), jit_forward(run.quantized)(batch))
     # the allocation's pick was judged at the margin widened for the maps it compared
     if summary["stopped_early"] is None:
         selection = summary["selection"]

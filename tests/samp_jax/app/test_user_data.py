@@ -259,7 +259,7 @@ def test_tsv_keeps_quotes_as_text(tmp_path):
 
 def test_unreachable_latency_target_is_refused_before_calibration(tiny_dirs, data_files, tmp_path,
                                                                   capsys, monkeypatch):
-    monkeypatch.setattr("samp_jax.workflows.pipeline.calibrate",
+    monkeypatch.setattr("calibrate.calibration.api.observe",
                         lambda *a, **k: pytest.fail("calibration started before the target was checked"))
     code, _, err = _run(capsys, "search", "--model", str(tiny_dirs["sequence_classification"]),
                         "--data", str(data_files / "reviews.csv"), "--latency-target", "1e-9",
@@ -281,3 +281,34 @@ def test_an_out_path_under_a_file_and_damaged_weights_are_one_line_errors(tiny_d
     code, _, err = _run(capsys, "eval", "--model", str(damaged), "--data", str(data_files / "reviews.csv"))
     assert code == 1 and "is not a readable safetensors file" in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_the_searched_map_alone_rebuilds_the_searched_model(tiny_dirs, data_files, tmp_path, capsys):
+    """`samp-jax eval --precision OUT/precision_map.json` scores the search's own quantized model
+    bit for bit with nothing but the map: each static site's calibrator and clip, and the dtype
+    between sites, are in it (summary.json is deleted first)."""
+    out, model_dir = tmp_path / "search", tiny_dirs["sequence_classification"]
+    data = str(data_files / "reviews.csv")
+    # planned for an H100 (estimated latency: static INT8 is faster than FP16 at every site; on
+    # this CPU the tiny model runs fastest in FP32) with a tolerance every map meets, so the
+    # chosen map has static sites, each with its clip picked among the calibrators
+    code, stdout, err = _run(capsys, "search", "--model", str(model_dir), "--data", data,
+                             "--target", "h100", "--options", "int8-static", "--tolerance", "0.49",
+                             "--tolerance-mode", "absolute", "--out", str(out), "--json")
+    assert code == 0, err
+    searched = json.loads(stdout)
+    (out / "summary.json").unlink()
+    pmap = sj.PrecisionMap.from_json(out / "precision_map.json")
+    static = [key for key, p in pmap.items() if p.needs_calibration]
+    assert static and set(pmap.stored_clips()) == set(static) and pmap.compute_dtype == "float16"
+    assert searched["calibration"] == "per-site"  # each static site picked its calibrator
+    code, stdout, err = _run(capsys, "eval", "--model", str(model_dir), "--data", data,
+                             "--precision", str(out / "precision_map.json"), "--json")
+    assert code == 0, err
+    assert json.loads(stdout)["rows"][1]["value"] == searched["test"]["chosen"]
+    # and the map rebuilds the very model the search saved, parameter for parameter
+    rebuilt = sj.quantize(sj.load(model_dir), pmap)
+    saved = sj.load(out / "model")
+    for (path, a), (_, b) in zip(nnx.to_flat_state(nnx.state(rebuilt.model)),
+                                 nnx.to_flat_state(nnx.state(saved.model))):
+        np.testing.assert_array_equal(np.asarray(a.get_value()), np.asarray(b.get_value()), err_msg=str(path))

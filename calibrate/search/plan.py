@@ -1,0 +1,81 @@
+"""What a `SearchConfig` means for a model, resolved once before any slow step: the device
+target, the options a site may take, the dtype between sites, and the latency model; a latency
+target is checked against the fastest map that model allows. The only place the search resolves
+its target and checks a latency target."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from calibrate.search.config import SearchConfig, check_target_ms
+from calibrate.search.latency import LatencyTable, table_for_target
+from calibrate.search.phases import fastest_map
+from calibrate.search.runner import meets_latency
+from calibrate.search.targets import Target, resolve_target
+from samp_jax.core.precision import SitePrecision
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchPlan:
+    """A config resolved for one model.
+
+    Attributes:
+      config: the settings.
+      target: the device the map is for.
+      options: the precisions a site may take, the target's float default first.
+      table: the latency model that prices a map (measured or estimated, `table.source`).
+    """
+
+    config: SearchConfig
+    target: Target
+    options: tuple[SitePrecision, ...]
+    table: LatencyTable
+
+    @property
+    def dtype(self):
+        """The compute dtype between GEMM sites (the target's)."""
+        return self.target.dtype
+
+
+def resolve_options(config: SearchConfig) -> tuple[Target, tuple[SitePrecision, ...]]:
+    """The config's target and the options it offers, narrowed by `config.options`.
+
+    Raises:
+      ValueError: an unknown target, or an option the target does not offer.
+    """
+    target = resolve_target(config.target)
+    return target, target.search_options(config.options)
+
+
+def plan_search(model, config: SearchConfig, latency_table: LatencyTable | None = None) -> SearchPlan:
+    """Resolves `config` for `model` (`resolve_options`, the latency table) and checks its
+    latency target, before any slow step of the search.
+
+    Args:
+      model: the float `EncoderModel` (its shape prices the maps; a measured table runs it).
+      config: the settings.
+      latency_table: per-site costs to use instead of the target's (`table_for_target`), e.g.
+        measured on another machine.
+
+    Raises:
+      ValueError: as `resolve_options`, or a latency target below the fastest map the options
+        allow.
+    """
+    target, options = resolve_options(config)
+    table = latency_table if latency_table is not None else \
+        table_for_target(model, target, config.batch, config.seq, options=options)
+    if config.latency_target_ms is not None:
+        check_latency_target(config.latency_target_ms, table, options, model.config.num_layers)
+    return SearchPlan(config, target, options, table)
+
+
+def check_latency_target(target_ms: float, table: LatencyTable, options, num_layers: int) -> None:
+    """Raises ValueError when `target_ms` is not a positive finite number (NaN, Inf, 0, a
+    negative or a non-number included) or is below the fastest map the options allow
+    (estimated by `table`; a target equal to it, up to `LATENCY_RTOL`, is accepted)."""
+    check_target_ms(target_ms)
+    floor = table.map_ms(fastest_map(table, options, num_layers))  # summed as the search sums
+    if not meets_latency(floor, target_ms):
+        raise ValueError(f"latency_target_ms={target_ms:.6g} is below the fastest "
+                         f"possible map ({floor:.6g} ms estimated, {table.source}); expected a "
+                         "target at or above it")

@@ -1,0 +1,114 @@
+"""What a search returns: the chosen map and everything measured on the way."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from calibrate.calibration.api import Calibration
+from calibrate.search.latency import LatencyTable
+from calibrate.search.runner import Evaluated
+from calibrate.search.static_clips import StaticCalibrationChoice
+from samp_jax.core.precision import PrecisionMap
+
+
+@dataclasses.dataclass(frozen=True)
+class SelectionGuard:
+    """How the allocation's pick was judged against the number of maps it chose among.
+
+    Attributes:
+      maps_compared: distinct maps the allocation measured (and could have picked).
+      z: the margin's z for the pick (`calibrate.search.objectives.selection_z` of `maps_compared`).
+      allocation_pick: the name of the fastest map that passed at the plain 95% margin
+        (None: none did).
+      kept: the name of the fastest map that passes at `z` (None: none does).
+    """
+
+    maps_compared: int
+    z: float
+    allocation_pick: str | None
+    kept: str | None
+
+    @property
+    def stepped_back(self) -> bool:
+        """Whether the allocation's pick missed at `z`, so a slower map (or none) was kept."""
+        return self.kept != self.allocation_pick
+
+
+@dataclasses.dataclass
+class SearchResult:
+    """The chosen map and everything measured on the way."""
+
+    precision_map: PrecisionMap
+    objective_name: str
+    metric_name: str | None
+    fp32_metric: float | None
+    chosen: Evaluated
+    sensitivity: dict[str, dict[str, float]]
+    evaluated: list[Evaluated]
+    latency_table: LatencyTable
+    options: tuple[str, ...]
+    tolerance: float
+    tolerance_mode: str
+    mode: str
+    seconds: float
+    compilations: int
+    # Tolerance mode: whether the chosen map meets the tolerance. False only when not even the
+    # all-default map (the most precise candidate, e.g. FP16 everywhere) does: it is returned
+    # anyway, and the search warns. None in latency-target mode (no tolerance applies).
+    tolerance_met: bool | None = None
+    target: str | None = None  # the device the map and the latency model are for
+    chosen_from: str = "greedy"  # the strategy, or the preset that was faster and passed
+    strategy: str = "greedy"  # the allocation strategy that ran (`calibrate.search.strategy`)
+    maps_run: int = 0  # maps run on the whole search data (sensitivity subsets not counted)
+    # Why the search ended after the presets (the fastest passing preset is the fastest map
+    # the latency model allows), or None when it ran every phase.
+    stopped_early: str | None = None
+    # How the allocation's pick was judged for the number of maps it chose among
+    # (`guard_selection`); None when no allocation ran, without labels, or when turned off.
+    selection: SelectionGuard | None = None
+    # The calibration the static sites ran with (quantize with it), or None without one.
+    calibration: Calibration | None = None
+    # Each static INT8 site's clip, picked from several calibrators (`choose_static_calibration`);
+    # None when one calibration was given or no option is static INT8.
+    static_calibration: StaticCalibrationChoice | None = None
+
+    @property
+    def default_option(self) -> str:
+        """The high-precision option every site falls back to ('fp16'; 'fp32' on a CPU target)."""
+        return self.options[0]
+
+    @property
+    def default_latency_ms(self) -> float:
+        """Estimated latency of the all-default map (every site at `default_option`)."""
+        pmap = PrecisionMap.from_table({}, self.precision_map.num_layers, default=self.default_option)
+        return self.latency_table.map_ms(pmap)
+
+    @property
+    def fp16_latency_ms(self) -> float:
+        return self.latency_table.map_ms(PrecisionMap.preset("fp16", self.precision_map.num_layers))
+
+    def summary(self) -> dict:
+        return {
+            "objective": self.objective_name, "metric": self.metric_name,
+            "fp32_search_metric": self.fp32_metric, "chosen_search_metric": self.chosen.metric,
+            "chosen_proxy": self.chosen.proxy, "int8_flop_fraction": self.chosen.int8_fraction,
+            "estimated_latency_ms": self.chosen.latency_ms,
+            "default_option": self.default_option,
+            "estimated_speedup_vs_default": self.default_latency_ms / self.chosen.latency_ms,
+            "target": self.target,
+            "chosen_from": self.chosen_from, "strategy": self.strategy,
+            "latency_source": f"{self.latency_table.source} ({self.latency_table.device}, "
+                              f"{self.latency_table.batch}x{self.latency_table.seq})",
+            "tolerance": self.tolerance, "tolerance_mode": self.tolerance_mode, "mode": self.mode,
+            "tolerance_met": self.tolerance_met,
+            "options": list(self.options), "maps_evaluated": len(self.evaluated),
+            "maps_run": self.maps_run, "stopped_early": self.stopped_early,
+            "selection": None if self.selection is None else {
+                **dataclasses.asdict(self.selection), "stepped_back": self.selection.stepped_back},
+            "calibration": None if self.calibration is None else self.calibration.method,
+            "static_calibration": None if self.static_calibration is None else {
+                "methods": list(self.static_calibration.methods),
+                "sites_per_method": self.static_calibration.counts(),
+                "site_methods": dict(self.static_calibration.calibration.options["methods"])},
+            "compilations": self.compilations, "search_seconds": self.seconds,
+        }

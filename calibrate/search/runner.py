@@ -1,0 +1,135 @@
+"""What every phase of the search shares: the moves it takes, the maps it records, and the
+`Runner` that evaluates candidate maps on the search data (a map is never run twice)."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from typing import NamedTuple, Sequence
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from calibrate.search.candidates import SwitchableModel
+from calibrate.search.latency import LatencyTable, int8_flop_fraction
+from calibrate.search.objectives import Objective
+from samp_jax.core.precision import SITES, PrecisionMap, SitePrecision
+
+# Latencies are sums of per-site costs whose rounding depends on the order of summation: a
+# target within this relative distance of a latency counts as meeting it.
+LATENCY_RTOL = 1e-9
+
+Outputs = list[np.ndarray]  # one candidate's outputs, one array per search batch
+
+
+def meets_latency(latency: float, target_ms: float) -> bool:
+    """`latency <= target_ms`, up to `LATENCY_RTOL` of summation rounding."""
+    return latency <= target_ms * (1.0 + LATENCY_RTOL)
+
+
+class Kind(enum.StrEnum):
+    """What an `Evaluated` map is; the value is the string reports and JSON write."""
+
+    REFERENCE = "reference"  # the FP32 model
+    PRESET = "preset"  # a named preset map
+    GREEDY = "greedy"  # a prefix of the ordering the tolerance greedy measured
+    CANDIDATE = "candidate"  # a map the knapsack or revert strategy measured
+    CHOSEN = "chosen"  # the map the search returns
+
+
+@dataclasses.dataclass
+class Evaluated:
+    """One map the search measured."""
+
+    name: str
+    kind: Kind
+    precision_map: PrecisionMap
+    metric: float | None
+    proxy: float
+    latency_ms: float
+    int8_fraction: float
+
+
+class Move(NamedTuple):
+    """One site of one layer put at one option: the step the greedies take."""
+
+    layer: int
+    site: int  # index into SITES
+    option: int  # index into the search options; never 0, the high-precision default
+
+
+def move_key(move: Move, options: Sequence[SitePrecision]) -> str:
+    """'layer.site/option': the key in `SearchResult.sensitivity` and in greedy map names."""
+    return f"{move.layer}.{SITES[move.site]}/{options[move.option]}"
+
+
+@dataclasses.dataclass
+class Runner:
+    """Evaluates candidate maps on the search data and records what the search measured.
+
+    Attributes:
+      switch: the compiled candidate program.
+      objective: scores a candidate's outputs (metric, proxy) against FP32.
+      table: the latency model that prices a map.
+      mode: 'map' or 'vmap', passed to `SwitchableModel.evaluate`.
+      chunk: candidates per compiled call.
+      bar: progress bar, advanced by one per candidate run; None for none.
+      evaluated: every map recorded so far, in order.
+      maps_run: candidate maps actually run on the whole search data (a map run before is
+        answered from memory, not run again).
+    """
+
+    switch: SwitchableModel
+    objective: Objective
+    table: LatencyTable
+    mode: str = "map"
+    chunk: int = 8
+    bar: tqdm | None = None
+    evaluated: list[Evaluated] = dataclasses.field(default_factory=list)
+    maps_run: int = 0
+    _seen: dict[bytes, Outputs] = dataclasses.field(default_factory=dict, repr=False)
+
+    @property
+    def options(self) -> tuple[SitePrecision, ...]:
+        return self.switch.options
+
+    @property
+    def num_layers(self) -> int:
+        return self.switch.num_layers
+
+    def run(self, choices: np.ndarray, batches: Sequence[dict] | None = None) -> list[Outputs]:
+        """Outputs of every candidate of `choices` `[candidates, layers, 4]`, one list per candidate.
+
+        Args:
+          choices: option indices of each candidate map.
+          batches: the batches to run on; default all of the objective's.
+        """
+        choices = np.asarray(choices, np.int32)
+        if batches is not None:
+            return self._run(choices, batches)
+        keys = [c.tobytes() for c in choices]
+        fresh = {k: i for i, k in reversed(list(enumerate(keys))) if k not in self._seen}  # first of each
+        if fresh:
+            rows = sorted(fresh.values())
+            for i, out in zip(rows, self._run(choices[rows], self.objective.batches)):
+                self._seen[keys[i]] = out
+            self.maps_run += len(rows)
+        return [self._seen[k] for k in keys]
+
+    def _run(self, choices: np.ndarray, batches: Sequence[dict]) -> list[Outputs]:
+        per_batch = [self.switch.evaluate(choices, b, mode=self.mode, chunk=self.chunk) for b in batches]
+        if self.bar is not None:
+            self.bar.update(len(choices))
+        return [[out[c] for out in per_batch] for c in range(len(choices))]
+
+    def record(self, name: str, kind: Kind, choices: np.ndarray, outputs: Outputs) -> Evaluated:
+        """Scores one candidate's outputs and appends it to `evaluated`."""
+        pmap = self.switch.map_for(choices)
+        entry = Evaluated(name, kind, pmap, self.objective.metric(outputs), self.objective.proxy(outputs),
+                          self.table.map_ms(pmap), int8_flop_fraction(pmap, self.switch.config))
+        self.evaluated.append(entry)
+        return entry
+
+    def latency_ms(self, choices: np.ndarray) -> float:
+        """Estimated latency of the map of `choices` `[layers, 4]`."""
+        return self.table.map_ms(self.switch.map_for(choices))

@@ -1,0 +1,136 @@
+"""Calibration inside the precision map: a rule names its calibrator and carries the clip it was
+calibrated to, so the map alone (no summary, no calibration object) rebuilds the model."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from calibrate import calibrate
+from calibrate.calibration.api import map_with_calibration
+from calibrate.search.driver import search
+from calibrate.search.latency import estimate_table
+from samp_jax import PrecisionMap, PrecisionMapError, quantize
+from samp_jax.core.precision import SITES, SitePrecision, as_precision
+from samp_jax.serving.forward import jit_forward
+from tests.helpers import TINY_CONFIG, random_batches
+
+STATIC = as_precision("int8-static")
+
+
+def _logits(model, batch):
+    return np.asarray(jit_forward(model)(batch))
+
+
+def test_a_rule_carries_its_calibrator_and_clip_and_old_maps_still_load():
+    data = {"num_layers": 2, "default": {"precision": "fp32"}, "compute_dtype": "float32", "rules": [
+        {"layers": [1], "sites": ["ffn_in"], "precision": "int8", "activation": "static",
+         "calibration": "mse", "clip": 3.1875},
+        {"layers": [0], "sites": "*", "precision": "fp8_e4m3", "clip": 7.25}]}
+    pmap = PrecisionMap.from_dict(data)
+    cell = pmap[1, "ffn_in"]
+    assert cell.activation == "per_tensor_static" and cell.calibration == "mse" and cell.clip == 3.1875
+    assert pmap.stored_clips() == {(1, "ffn_in"): 3.1875, **{(0, s): 7.25 for s in SITES}}
+    assert pmap.site_methods() == {(1, "ffn_in"): "mse"} and pmap.compute_dtype == "float32"
+    again = PrecisionMap.from_json(pmap.to_json())
+    assert again.to_dict() == pmap.to_dict() and again.stored_clips() == pmap.stored_clips()
+    # what builds a site is written; what a cell runs decides equality
+    plain = PrecisionMap.from_table({(1, "ffn_in"): "int8-static", **{(0, s): "fp8_e4m3" for s in SITES}},
+                                    2, default="fp32")
+    assert pmap == plain and hash(pmap) == hash(plain) and plain.stored_clips() == {}
+    # a map written before calibration lived in the map reads and writes as it did
+    old = {"num_layers": 2, "default": {"precision": "fp16"},
+           "rules": [{"layers": "*", "sites": ["ffn_in"], "precision": "int8",
+                      "activation": "per_tensor_static"}]}
+    assert PrecisionMap.from_dict(old).to_dict() == old
+
+
+@pytest.mark.parametrize("rule, message", [
+    ({"precision": "int8", "activation": "per_token_dynamic", "calibration": "mse"},
+     "only for int8 sites with per_tensor_static"),
+    ({"precision": "fp8_e4m3", "calibration": "mse"}, "FP8 scales come from max"),
+    ({"precision": "fp16", "clip": 1.0}, "only for static sites"),
+    ({"precision": "int8", "activation": "static", "clip": -1.0}, "clip=-1.0 must be a positive"),
+    ({"precision": "int8", "activation": "static", "clip": float("nan")}, "must be a positive finite"),
+    ({"precision": "int8", "activation": "static", "clip": "3"}, "clip='3' must be"),
+    ({"precision": "int8", "activation": "static", "calibration": ""}, "must name a calibrator"),
+])
+def test_bad_calibration_entries_name_the_rule(rule, message):
+    with pytest.raises(PrecisionMapError, match=f"rule 0: .*{message}"):
+        PrecisionMap.from_dict({"num_layers": 1, "rules": [rule]})
+    with pytest.raises(PrecisionMapError, match="compute_dtype='float64' is not one of"):
+        PrecisionMap.from_dict({"num_layers": 1, "compute_dtype": "float64"})
+
+
+def test_from_table_keeps_cells_with_different_clips_apart():
+    cells = {(0, "qkv"): SitePrecision("int8", "static", "mse", 1.0),
+             (0, "attn_out"): SitePrecision("int8", "static", "mse", 2.0),
+             (0, "ffn_in"): SitePrecision("int8", "static", "mse", 1.0)}
+    pmap = PrecisionMap.from_table(cells, 1, default="fp16")
+    assert pmap.stored_clips() == {(0, "qkv"): 1.0, (0, "attn_out"): 2.0, (0, "ffn_in"): 1.0}
+    assert len(pmap.rules) == 2  # the two cells alike share a rule
+
+
+def test_stored_clips_rebuild_the_calibrated_model_bit_for_bit(tiny, calibration):
+    cells = {(l, s): STATIC for l in range(3) for s in SITES}
+    cells[(2, "qkv")] = SitePrecision("fp8_e4m3")
+    pmap = PrecisionMap.from_table(cells, 3, default="fp16")
+    batch = random_batches(1, seed=7)[0]
+    built = quantize(tiny, pmap, calibration, dtype=jnp.float32)
+    stored = map_with_calibration(pmap, calibration, compute_dtype="float32")
+    assert stored.site_methods()[(0, "qkv")] == "minmax" and (2, "qkv") not in stored.site_methods()
+    assert stored.stored_clips()[(2, "qkv")] == calibration.sites[(2, "qkv")].absmax  # FP8: max |x|
+    assert stored.stored_clips()[(1, "ffn_in")] == calibration.sites[(1, "ffn_in")].amax
+    rebuilt = quantize(tiny, PrecisionMap.from_json(stored.to_json()))  # the map alone
+    np.testing.assert_array_equal(_logits(rebuilt, batch), _logits(built, batch))
+    # a stored clip wins over a calibration's, and the map's dtype over the default float16
+    other = dataclasses.replace(calibration, sites={k: dataclasses.replace(c, amax=c.amax / 3)
+                                                    for k, c in calibration.sites.items()})
+    np.testing.assert_array_equal(_logits(quantize(tiny, stored, other), batch), _logits(built, batch))
+    assert not np.array_equal(_logits(quantize(tiny, pmap, other, dtype=jnp.float32), batch),
+                              _logits(built, batch))
+    with pytest.raises(ValueError, match="dtype=float16 is not the compute_dtype=float32"):
+        quantize(tiny, stored, dtype=jnp.float16)
+    with pytest.raises(ValueError, match="need|static activation scales"):
+        quantize(tiny, pmap)  # without clips, static sites still need a calibration
+
+
+def test_calibrate_follows_the_calibrators_and_clips_a_map_names(tiny, monkeypatch):
+    batches = random_batches(2, seed=1)
+    named = PrecisionMap.from_table({(1, "ffn_in"): SitePrecision("int8", "static", "minmax"),
+                                     (0, "qkv"): STATIC}, 3, default="fp32")
+    mixed = calibrate(tiny, batches, "percentile", precision_map=named)
+    minmax, percentile = calibrate(tiny, batches, "minmax"), calibrate(tiny, batches, "percentile")
+    assert mixed.method == "per-site" and mixed.options["methods"]["1.ffn_in"] == "minmax"
+    assert mixed.sites[(1, "ffn_in")] == minmax.sites[(1, "ffn_in")]
+    assert mixed.sites[(0, "qkv")] == percentile.sites[(0, "qkv")]
+    with pytest.raises(ValueError, match="site 1.ffn_in: .*'magic'"):
+        calibrate(tiny, batches, precision_map=PrecisionMap.from_table(
+            {(1, "ffn_in"): SitePrecision("int8", "static", "magic")}, 3))
+    # every static site stores its clip: no pass runs (none is needed)
+    clipped = map_with_calibration(named, mixed)
+    monkeypatch.setattr("calibrate.calibration.api.observe",
+                        lambda *a, **k: pytest.fail("a pass ran for a map that stores every clip"))
+    assert calibrate(tiny, batches, precision_map=clipped).sites == {}
+    with pytest.raises(ValueError, match="stores clips chosen without smoothing"):
+        calibrate(tiny, batches, precision_map=clipped, smoothing=0.5)
+
+
+def test_the_searched_map_carries_the_clips_and_dtype_it_was_searched_with(tiny, calibration):
+    batches = random_batches(2, seed=2)
+    result = search(tiny, batches, target="h100", options=("int8-dynamic", "int8-static"),
+                    calibration=calibration, tolerance=0.45, sensitivity_batches=1,
+                    latency_table=estimate_table(TINY_CONFIG, 32, 128), progress=False)
+    pmap = result.precision_map
+    static = [key for key, p in pmap.items() if p.needs_calibration]
+    assert static and pmap.compute_dtype == "float16"
+    assert pmap.stored_clips() == {key: calibration.sites[key].amax for key in static}
+    assert set(pmap.site_methods().values()) == {"minmax"}
+    batch = batches[0]
+    np.testing.assert_array_equal(
+        _logits(quantize(tiny, PrecisionMap.from_json(json.dumps(pmap.to_dict()))), batch),
+        _logits(quantize(tiny, pmap, result.calibration, dtype=jnp.float16), batch))

@@ -1,0 +1,92 @@
+"""Strategies are data: a new one is one file that registers itself (here a test-only strategy),
+and the search, `SearchConfig` and the CLI's `--strategy` read it from the registry."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from calibrate import STRATEGIES, SearchConfig, Strategy, register_strategy, search
+from calibrate.search.latency import estimate_table
+from calibrate.search.runner import Kind
+from calibrate.search.strategy import AllocationProblem, recording_evaluate
+from samp_jax.app.cli import build_parser, search_config
+from samp_jax.core.precision import SITES
+from tests.helpers import TINY_CONFIG, random_batches
+
+
+def all_or_nothing(problem: AllocationProblem):
+    """Every site at its cheapest option if that map passes, else nothing (the all-default map)."""
+    runner = problem.runner
+    costs = [[[runner.table.site(site, o) for o in runner.options] for site in SITES]] * runner.num_layers
+    fastest = np.argmin(np.array(costs), axis=-1).astype(np.int32)
+    (outputs,) = recording_evaluate(runner, "all_or_nothing")(fastest[None])
+    if problem.acceptable(outputs):
+        return fastest, outputs
+    return np.zeros_like(fastest), None
+
+
+@pytest.fixture
+def registered():
+    """The test-only strategy, registered as a strategy file would register itself."""
+    strategy = register_strategy(Strategy("all_or_nothing", "the fastest map or nothing", all_or_nothing))
+    yield strategy
+    del STRATEGIES[strategy.name]
+
+
+def test_a_registered_strategy_runs_in_the_search(tiny, calibration, registered):
+    result = search(tiny, random_batches(2, seed=3), SearchConfig(
+        tolerance=0.45, target="h100", options=("int8-dynamic",), strategy="all_or_nothing",
+        stop_early=False, sensitivity_batches=1, progress=False),
+        calibration=calibration, latency_table=estimate_table(TINY_CONFIG, 32, 128))
+    candidates = [e for e in result.evaluated if e.kind == Kind.CANDIDATE]
+    assert result.strategy == "all_or_nothing" and [e.name for e in candidates] == ["all_or_nothing#1"]
+    # the fastest map passes at this tolerance, so the strategy's map is the one returned
+    assert result.precision_map == candidates[0].precision_map and result.tolerance_met
+    assert result.chosen_from == "all_or_nothing" and result.chosen.int8_fraction > 0
+
+
+def test_the_cli_reads_strategies_from_the_registry(registered):
+    search_parser = build_parser()._subparsers._group_actions[0].choices["search"]
+    action = next(a for a in search_parser._actions if a.dest == "strategy")
+    assert "all_or_nothing" in action.choices and "the fastest map or nothing" in action.help
+    for name, strategy in STRATEGIES.items():
+        assert name in action.choices and strategy.description in action.help
+
+
+def test_unknown_or_unfit_strategies_fail_when_the_config_is_made():
+    with pytest.raises(ValueError, match="strategy='ilp' is not one of"):
+        SearchConfig(strategy="ilp")
+    with pytest.raises(ValueError, match="objective='int8_fraction' needs strategy='greedy'"):
+        SearchConfig(strategy="knapsack", objective="int8_fraction")
+    with pytest.raises(ValueError, match="a latency target adds moves in the greedy order"):
+        SearchConfig(strategy="revert", latency_target_ms=5.0)
+    assert SearchConfig().strategy_name == "knapsack"
+    assert SearchConfig(objective="int8_fraction").strategy_name == "greedy"
+    assert SearchConfig(latency_target_ms=5.0).strategy_name == "greedy"
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"tolerance": 0.6}, "half the metric"), ({"tolerance_mode": "percent"}, "tolerance_mode="),
+    ({"objective": "memory"}, "objective='memory'"), ({"latency_target_ms": 0.0}, "positive finite"),
+    ({"calibration": "magic"}, "calibration='magic'"), ({"chunk": 0}, "chunk=0"),
+    ({"mode": "scan"}, "mode='scan'"), ({"sensitivity_batches": 1.5}, "sensitivity_batches=1.5"),
+])
+def test_a_config_is_checked_when_made_and_cannot_change(changes, message):
+    with pytest.raises(ValueError, match=message):
+        SearchConfig(**changes)
+    config = SearchConfig(options=["int8-static"])
+    assert config.options == ("int8-static",) and config.target == "auto"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.tolerance = 0.02
+
+
+def test_the_cli_builds_one_config_for_the_search():
+    args = build_parser().parse_args(["search", "--data", "polarity", "--tolerance", "2%",
+                                      "--strategy", "revert", "--options", "int8-dynamic",
+                                      "--max-search-examples", "64", "--no-selection-margin", "--json"])
+    config = search_config(args)
+    assert config == SearchConfig(tolerance=0.02, strategy="revert", options=("int8-dynamic",),
+                                  max_search_examples=64, selection_margin=False, progress=False)
