@@ -141,6 +141,7 @@ class SearchResult:
     precision_map: PrecisionMap
     objective_name: str
     metric_name: str | None
+    proxy_name: str  # the objective's proxy (`samp_jax.tasks.PROXIES`): what sensitivities rank by
     fp32_metric: float | None
     chosen: Evaluated
     sensitivity: dict[str, dict[str, float]]
@@ -965,6 +966,7 @@ def search(model, data, *, tokenizer=None, tolerance: float = 0.01, tolerance_mo
     runner.bar.close()
     return SearchResult(
         precision_map=chosen.precision_map, objective_name=obj.name, metric_name=obj.metric_name,
+        proxy_name=obj.proxy_kind.name,
         fp32_metric=reference.metric, chosen=chosen,
         sensitivity={move_key(m, options): s for m, s in sensitivity.items()},
         evaluated=runner.evaluated, latency_table=table, options=tuple(str(o) for o in options),

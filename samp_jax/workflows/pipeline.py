@@ -120,7 +120,7 @@ def run_search(model, tokenizer, task: Task, *, description: str = "", tolerance
         if table is None:
             table = table_for_target(model, target, 32, 128, options=options)
         check_latency_target(latency_target_ms, table, options, model.config.num_layers)
-    if model.head_kind != task.head:
+    if model.head_kind != task.head.name:
         raise ValueError(f"task {task.name!r} ({task.task_type.name}) needs a {task.head} head; "
                          f"the model has {model.head_kind}")
     start = time.perf_counter()

@@ -2,6 +2,7 @@
 
 import json
 import time
+from types import SimpleNamespace
 
 import jax.numpy as jnp
 import numpy as np
@@ -11,9 +12,11 @@ from calibrate.search.candidates import SwitchableModel
 from calibrate.search.latency import (DEFAULT_PRECISIONS, check_against_forward, estimate_table, int8_flop_fraction,
                                measure_table, time_interleaved, time_ms)
 from calibrate.search.objectives import UnlabelledObjective
-from calibrate.search.report import pareto_front, write_report
+from calibrate.search.report import pareto_front, sensitivity_table, write_report
 from calibrate.search.driver import search, validate_tolerance
-from samp_jax import EncoderConfig, PrecisionMap, quantize
+from flax import nnx
+
+from samp_jax import EncoderConfig, EncoderModel, PrecisionMap, SentenceEmbedder, quantize
 from samp_jax.core.precision import SITES, SitePrecision, as_precision
 from samp_jax.serving.forward import jit_forward
 from tests.helpers import TINY_CONFIG, random_batches
@@ -149,7 +152,24 @@ def test_report_files(tiny, calibration, tmp_path):
     assert json.loads((tmp_path / "summary.json").read_text())["int8_flop_fraction"] == summary["int8_flop_fraction"]
     report = (tmp_path / "report.md").read_text()
     assert "## Sensitivity" in report and "| 2 |" in report and "chosen (test)" in report
+    # an unlabelled classifier's sensitivities are KLs of its logits
+    assert result.metric_name is None and "Proxy (KL to FP32) when only that site" in report
     assert (tmp_path / "pareto.png").stat().st_size > 10_000
+
+
+def test_the_proxy_is_named_by_the_objective_not_guessed_from_the_metric(tiny):
+    """Without labels there is no metric, but a classifier's proxy is still the KL of its
+    logits; an embedder's is 1 - cosine."""
+    classifier = UnlabelledObjective(tiny, random_batches(1))
+    rngs = nnx.Rngs(0)
+    embedder = UnlabelledObjective(EncoderModel(TINY_CONFIG, SentenceEmbedder(), rngs=rngs),
+                                   random_batches(1))
+    assert (classifier.proxy_kind.name, embedder.proxy_kind.name) == ("kl", "cosine")
+    for objective, label in ((classifier, "KL to FP32"), (embedder, "1 − cosine to FP32")):
+        result = SimpleNamespace(options=("fp16", "int8-dynamic"), metric_name=None,
+                                 proxy_name=objective.proxy_kind.name, sensitivity={},
+                                 precision_map=PrecisionMap.preset("fp16", 3))
+        assert sensitivity_table(result).startswith(f"Proxy ({label}) when only that site")
 
 
 def test_pareto_front():
