@@ -15,11 +15,10 @@ from pathlib import Path
 from flax import nnx
 
 from calibrate import calibrate
-from calibrate.search.latency import device_description
+from samp_jax.serving.timing import device_description, keep_cpu_buffers_for_timing
 from calibrate.search.objectives import task_objective
 from calibrate.search.driver import search
 from samp_jax import EncoderModel, SentenceEmbedder, Tokenizer, load_pretrained, minilm_path
-from samp_jax.core.host_memory import keep_cpu_buffers_for_timing
 from samp_jax.tasks import get_task
 
 

@@ -33,7 +33,7 @@ from calibrate.search.targets import resolve_target  # noqa: E402
 from samp_jax import quantize  # noqa: E402
 from samp_jax.workflows.experiments import make_evaluator  # noqa: E402
 from samp_jax.workflows.pipeline import builtin_model, search_calibration  # noqa: E402
-from samp_jax.core.host_memory import keep_cpu_buffers_for_timing  # noqa: E402
+from samp_jax.serving.timing import keep_cpu_buffers_for_timing  # noqa: E402
 from samp_jax.core.precision import as_precision  # noqa: E402
 from samp_jax.tasks import get_task  # noqa: E402
 

@@ -25,7 +25,7 @@ from calibrate.search.targets import resolve_target  # noqa: E402
 from samp_jax import quantize  # noqa: E402
 from samp_jax.workflows.experiments import make_evaluator  # noqa: E402
 from samp_jax.workflows.pipeline import builtin_model, calibration_of_search  # noqa: E402
-from samp_jax.core.host_memory import keep_cpu_buffers_for_timing  # noqa: E402
+from samp_jax.serving.timing import keep_cpu_buffers_for_timing  # noqa: E402
 from samp_jax.core.precision import PrecisionMap, as_precision  # noqa: E402
 from samp_jax.serving.forward import jit_forward  # noqa: E402
 from samp_jax.tasks import get_task  # noqa: E402

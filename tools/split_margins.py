@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from calibrate.search.objectives import task_objective  # noqa: E402
 from samp_jax import load  # noqa: E402
 from samp_jax.workflows.pipeline import builtin_model  # noqa: E402
-from samp_jax.core.host_memory import keep_cpu_buffers_for_timing  # noqa: E402
+from samp_jax.serving.timing import keep_cpu_buffers_for_timing  # noqa: E402
 from samp_jax.serving.forward import jit_forward  # noqa: E402
 
 

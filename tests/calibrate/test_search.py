@@ -1,21 +1,18 @@
 """The candidate program, the latency model, the allocation and the report."""
 
 import json
-import time
 from types import SimpleNamespace
 
-import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
 from calibrate.search.candidates import SwitchableModel
 from calibrate.search.latency import (DEFAULT_PRECISIONS, check_against_forward, estimate_table, int8_flop_fraction,
-                               measure_table, time_interleaved, time_ms)
+                               measure_table)
 from calibrate.search.objectives import UnlabelledObjective
 from calibrate.search.report import pareto_front, sensitivity_table, write_report
 from calibrate.search.driver import search, validate_tolerance
-from flax import nnx
-
 from samp_jax import EncoderConfig, EncoderModel, PrecisionMap, SentenceEmbedder, quantize
 from samp_jax.core.precision import SITES, SitePrecision, as_precision
 from samp_jax.serving.forward import jit_forward
@@ -64,26 +61,6 @@ def test_latency_estimate_and_flop_fraction():
     assert int8_flop_fraction(full, base) == 1.0 and int8_flop_fraction(fp16, base) == 0.0
 
 
-def test_variants_are_timed_in_turns_so_drift_hits_them_alike():
-    calls = []
-
-    def variant(name, seconds):
-        def run():
-            calls.append(name)
-            time.sleep(seconds)
-            return jnp.zeros(())
-        return run
-
-    ms = time_interleaved({"slow": variant("slow", 0.004), "fast": variant("fast", 0.0)},
-                          warmup=1, repeats=4, inner=2)
-    timed = calls[2:]  # after one warm-up call each
-    assert timed == ["slow"] * 2 + ["fast"] * 2 + ["fast"] * 2 + ["slow"] * 2 \
-        + ["slow"] * 2 + ["fast"] * 2 + ["fast"] * 2 + ["slow"] * 2  # each round starts further on
-    assert ms["slow"] >= 4.0 > ms["fast"]
-    assert time_ms(variant("one", 0.002), warmup=0, repeats=3, inner=1) >= 2.0
-
-
-@pytest.mark.slow
 def test_measured_table_and_end_to_end_check_run_on_this_device(tiny):
     table = measure_table(tiny, 4, 16, repeats=3)
     assert table.source == "measured" and all(v > 0 for v in table.site_ms.values())

@@ -12,13 +12,14 @@ from scipy import stats as scipy_stats
 import samp_jax
 
 from calibrate.search.candidates import SwitchableModel
-from calibrate.search.latency import device_description, estimate_table, table_for_target
+from calibrate.search.latency import estimate_table, table_for_target
 from calibrate.search.objectives import Z_ONE_SIDED_95, EvaluationObjective, UnlabelledObjective, selection_z
 from samp_jax.data.wnut16 import entity_counts, entity_f1
 from calibrate.search.driver import (Kind, Runner, evaluate_presets, fastest_map, fastest_passing_preset,
                               never_slower_than_presets, preset_maps, search, single_site_moves, tolerance_greedy)
 from calibrate.search.targets import TARGETS, resolve_target
 from samp_jax.core.precision import SITES, PrecisionMap, SitePrecision, as_precision
+from samp_jax.serving.timing import device_description
 from samp_jax.tasks.metrics import ACCURACY, ENTITY_F1, METRICS, guarded_bootstrap_drop, guarded_difference
 from tests.helpers import TINY_CONFIG, random_batches
 
