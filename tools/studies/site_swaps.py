@@ -1,7 +1,7 @@
 """Which sites of a chosen map carry its change on test: each site at one precision is moved to
 another, one at a time, and the map is scored again on the search and the test split.
 
-    .venv/bin/python tools/site_swaps.py --data wnut16 \
+    .venv/bin/python tools/studies/site_swaps.py --data wnut16 \
         --map benchmarks/results/search-wnut16-cpu/knapsack/precision_map.json
 
 Calibration is the one the search quantized with (`summary.json` beside the map names it:
@@ -18,7 +18,7 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from calibrate.search.objectives import task_objective  # noqa: E402
 from calibrate.search.targets import resolve_target  # noqa: E402

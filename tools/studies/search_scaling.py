@@ -3,7 +3,7 @@
 Builds MiniLM truncated to its first k layers (real weights), runs the zero-shot SNLI search at
 1% on a fixed set of pairs, and records time, maps evaluated and compilations.
 
-Usage: .venv/bin/python tools/search_scaling.py [--layers 2 4 6] [--pairs 200]
+Usage: .venv/bin/python tools/studies/search_scaling.py [--layers 2 4 6] [--pairs 200]
 Writes docs/search_scaling.json.
 """
 
@@ -54,7 +54,7 @@ def main() -> None:
                      "greedy_maps": greedy, "compilations": result.compilations,
                      "batches": len(objective.batches), "int8_flop_fraction": result.chosen.int8_fraction})
         print(json.dumps(rows[-1]), flush=True)
-    out = {"command": "python tools/search_scaling.py " + " ".join(
+    out = {"command": "python tools/studies/search_scaling.py " + " ".join(
         ["--layers", *map(str, args.layers), "--pairs", str(args.pairs)]),
         "device": device_description(), "rows": rows}
     Path("docs/search_scaling.json").write_text(json.dumps(out, indent=1))
