@@ -25,7 +25,6 @@ from typing import Sequence
 import numpy as np
 
 from samp_jax.serving.forward import jit_forward
-from samp_jax.models.heads import get_head_kind
 from samp_jax.tasks import Evaluation, Task, get_task
 from samp_jax.tasks.evaluation import log_softmax, one_minus_cosine
 from samp_jax.tasks.metrics import COSINE, KL, Z_ONE_SIDED_95, Baseline, Proxy
@@ -154,7 +153,8 @@ class UnlabelledObjective(Objective):
         self.batches, self.name = list(batches), name
         forward = jit_forward(model)
         self.reference = [np.asarray(forward(batch)) for batch in self.batches]
-        self.proxy_kind = KL if get_head_kind(model.head_kind).classifies else COSINE
+        kind = model.head_declaration  # logits: KL; anything else (custom heads too): cosine
+        self.proxy_kind = KL if kind is not None and kind.classifies else COSINE
 
     def proxy(self, outputs) -> float:
         values = []

@@ -149,7 +149,8 @@ def write_report(result: SearchResult, out: str | Path, *, test_metrics: dict | 
                   "more than the tolerance on the search split; the map below is the closest, "
                   "not a map within tolerance.", ""]
     default = default_preset_name(as_precision(result.default_option))
-    lines += ["## Result", "", f"| | metric | INT8 FLOP fraction | est. latency (ms) | est. speed-up vs {default} |",
+    metric = "metric" if result.metric_name is None else get_metric(result.metric_name).display_name
+    lines += ["## Result", "", f"| | {metric} | INT8 FLOP fraction | est. latency (ms) | est. speed-up vs {default} |",
               "|---|---:|---:|---:|---:|"]
     fp16 = next(e for e in result.evaluated if e.name == default)
     fmt = lambda v: "–" if v is None else f"{v:.4f}"  # noqa: E731
