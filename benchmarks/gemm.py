@@ -9,7 +9,7 @@ Each contender is a `samp_jax.gemm` implementation: `xla`, or one Pallas kernel 
 recorded as skipped. Off a GPU the kernels run in interpret mode (`samp_jax.ops.interpret`).
 
 Timing: warm-up, then the median over repeats of back-to-back calls with one sync (see
-`calibrate.search.latency.time_ms`). TOPS count 2·M·N·K operations; % of peak uses the dense
+`samp_jax.serving.timing.time_ms`). TOPS count 2·M·N·K operations; % of peak uses the dense
 datasheet peak of the device (H100 SXM: 989 TFLOP/s FP16, 1979 TOPS INT8) when known.
 """
 
@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from calibrate.search.latency import time_ms
+from samp_jax.serving.timing import time_ms
 from pallas_kernels.int8_matmul import KERNEL_NAME, MOSAIC_KERNEL_NAME, default_order, int8_matmul
 from pallas_kernels.int8_matmul.tuning import record, tune
 from samp_jax import gemm

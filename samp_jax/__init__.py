@@ -23,8 +23,8 @@ _EXPORTS = {
     "load": "samp_jax.ptq.loading",
     **dict.fromkeys((
         "CheckpointError", "ConfigError", "Embeddings", "Encoder", "EncoderConfig",
-        "EncoderLayer", "EncoderModel", "GemmSite", "SentenceEmbedder", "SequenceClassifier",
-        "TokenClassifier", "Tokenizer", "cosine_similarity", "load_pretrained",
+        "EncoderLayer", "EncoderModel", "GemmSite", "HeadKind", "HeadOutput", "SentenceEmbedder",
+        "SequenceClassifier", "TokenClassifier", "Tokenizer", "cosine_similarity", "load_pretrained",
         "register_family", "register_head", "save_pretrained"), "samp_jax.models"),
     **dict.fromkeys(("gemm", "implementations", "register_gemm_implementation"), "samp_jax.ops"),
     **dict.fromkeys(("SITES", "PrecisionMap", "PrecisionMapError", "QArray", "SitePrecision"),
@@ -57,8 +57,9 @@ if TYPE_CHECKING:  # what static tools see; at run time the names load on first 
     from samp_jax.core.assets import minilm_path
     from samp_jax.ptq.loading import load
     from samp_jax.models import (CheckpointError, ConfigError, Embeddings, Encoder, EncoderConfig,
-                                 EncoderLayer, EncoderModel, GemmSite, SentenceEmbedder,
-                                 SequenceClassifier, TokenClassifier, Tokenizer, cosine_similarity,
+                                 EncoderLayer, EncoderModel, GemmSite, HeadKind, HeadOutput,
+                                 SentenceEmbedder, SequenceClassifier, TokenClassifier, Tokenizer,
+                                 cosine_similarity,
                                  load_pretrained, register_family, register_head, save_pretrained)
     from samp_jax.ops import gemm, implementations, register_gemm_implementation
     from samp_jax.core import SITES, PrecisionMap, PrecisionMapError, QArray, SitePrecision

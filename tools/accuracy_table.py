@@ -12,10 +12,9 @@ import sys
 import time
 from pathlib import Path
 
-from calibrate.search.latency import device_description
+from samp_jax.serving.timing import device_description, keep_cpu_buffers_for_timing
 from samp_jax.workflows.experiments import Variant, accuracy_table, default_variants, format_table, make_evaluator
 from samp_jax.workflows.pipeline import builtin_model
-from samp_jax.core.host_memory import keep_cpu_buffers_for_timing
 
 SHORT_VARIANTS = [Variant("fp16"), Variant("bf16"), Variant("fp8"), Variant("quant_ffn_only"),
                   Variant("fully_quant"), Variant("fully_quant", "per_tensor_static", "percentile", 0.5)]

@@ -24,7 +24,7 @@ from calibrate.search.strategy import STRATEGIES  # noqa: E402
 from calibrate.search.latency import LatencyTable, site_flops  # noqa: E402
 from calibrate.calibration.calibrators import CALIBRATORS  # noqa: E402
 from samp_jax.workflows.pipeline import builtin_model, run_search  # noqa: E402
-from samp_jax.core.host_memory import keep_cpu_buffers_for_timing  # noqa: E402
+from samp_jax.serving.timing import keep_cpu_buffers_for_timing  # noqa: E402
 from samp_jax.core.precision import SitePrecision  # noqa: E402
 from samp_jax.tasks import get_task  # noqa: E402
 from tools.render_docs import strategy_table  # noqa: E402

@@ -5,7 +5,7 @@
 Variants: `fp32`, `dynamic` (every site INT8 per-token dynamic), `static` (every site INT8
 per-tensor static, minmax scales from the timed batch: the speed does not depend on them).
 Prints the median of `--repeats` samples of 5 calls each, after warm-up
-(`calibrate.search.latency.time_ms`), and the page faults and system time per forward. Used for
+(`samp_jax.serving.timing.time_ms`), and the page faults and system time per forward. Used for
 before/after figures of a code change: run it on both revisions back to back, since a shared
 machine's speed drifts. `--malloc system` leaves glibc's allocator as it is, `keep` (the
 default, as the `samp-jax` command runs) reuses freed host memory
@@ -28,10 +28,9 @@ import jax.numpy as jnp
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from calibrate.calibration.api import calibrate  # noqa: E402
-from calibrate.search.latency import time_ms  # noqa: E402
+from samp_jax.serving.timing import keep_cpu_buffers_for_timing, time_ms  # noqa: E402
 from samp_jax import PrecisionMap, load, minilm_path, quantize  # noqa: E402
 from samp_jax.serving.forward import jit_forward  # noqa: E402
-from samp_jax.core.host_memory import keep_cpu_buffers_for_timing  # noqa: E402
 from tools.ort_compare import timing_batch  # noqa: E402
 
 ACTIVATION = {"dynamic": "per_token_dynamic", "static": "per_tensor_static"}

@@ -15,11 +15,11 @@ from pathlib import Path
 import jax
 
 from calibrate import calibrate
-from calibrate.search.latency import check_against_forward, device_description, estimate_table, table_for_target
+from calibrate.search.latency import check_against_forward, estimate_table, table_for_target
 from calibrate.search.phases import preset_maps
+from samp_jax.serving.timing import device_description, keep_cpu_buffers_for_timing
 from calibrate.search.targets import TARGETS, resolve_target
 from samp_jax import Tokenizer, load_pretrained, minilm_path
-from samp_jax.core.host_memory import keep_cpu_buffers_for_timing
 from samp_jax.tasks import get_task
 
 

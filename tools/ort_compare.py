@@ -35,11 +35,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from calibrate import calibrate  # noqa: E402
-from calibrate.search.latency import device_description, time_ms  # noqa: E402
+from samp_jax.serving.timing import device_description, keep_cpu_buffers_for_timing, time_ms  # noqa: E402
 from samp_jax import PrecisionMap, load, minilm_path, quantize  # noqa: E402
 from samp_jax.workflows.experiments import make_evaluator  # noqa: E402
 from samp_jax.serving.forward import jit_forward  # noqa: E402
-from samp_jax.core.host_memory import keep_cpu_buffers_for_timing  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

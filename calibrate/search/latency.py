@@ -4,8 +4,8 @@
 shape. `site_ms` comes from one of two sources, and a table says which:
 
 - **measured**: each GEMM site (its shape, its precision, its epilogue) is timed on the current
-  device through `samp_jax.gemm` (warm-up, then the median of many back-to-back runs, the
-  precisions taken in turns so that a machine's drift hits them alike), and
+  device through `samp_jax.gemm` (`samp_jax.serving.timing`: warm-up, then the median of many
+  back-to-back runs, the precisions taken in turns so that a machine's drift hits them alike), and
   `other_ms` is the measured FP16 forward minus its GEMM sites. Tables are cached as JSON keyed
   by device kind and shape.
 - **estimated**: a roofline from FLOPs and bytes on a device's spec sheet
@@ -18,16 +18,11 @@ shape. `site_ms` comes from one of two sources, and a table says which:
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
-import os
-import platform
 import re
-import statistics
-import time
 import warnings
 from pathlib import Path
-from typing import Callable, Iterable, Mapping
+from typing import Iterable
 
 import jax
 import jax.numpy as jnp
@@ -44,6 +39,7 @@ from samp_jax.core.precision import SITES, PrecisionMap, SitePrecision
 from samp_jax.core.primitives import quantize_weight_fp8, quantize_weight_int8
 from samp_jax.ptq.quantized import quantize
 from samp_jax.serving.forward import jit_forward
+from samp_jax.serving.timing import device_description, time_interleaved, time_ms
 from samp_jax.core.version import __version__
 
 
@@ -171,65 +167,6 @@ def estimate_table(config: EncoderConfig, batch: int, seq: int, *, spec: DeviceS
     other = config.num_layers * (1e3 * per_layer + 4 * spec.launch_us * 1e-3)
     return LatencyTable(device=spec.name, source="estimated", batch=batch, seq=seq,
                         num_layers=config.num_layers, site_ms=site_ms, other_ms=other)
-
-
-_CPU_FEATURES = ("amx_int8", "avx512_vnni", "avx512f", "avx2")  # the ones INT8 GEMMs use, best first
-
-
-@functools.lru_cache(maxsize=1)  # one device per process; /proc/cpuinfo is read once
-def device_description() -> str:
-    """What a measured figure ran on: the accelerator's kind, or for the CPU backend the
-    processor's model name, the best of its INT8-relevant instruction sets and the cores this
-    process may use (`jax.Device.device_kind` is just "cpu", and two CPUs sold under one
-    name time very differently: AMX INT8 on one, VNNI only on another)."""
-    device = jax.devices()[0]
-    if device.platform != "cpu":
-        return device.device_kind
-    model, flags = platform.processor() or platform.machine(), set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                model = value.strip()
-            elif key.strip() == "flags":
-                flags = set(value.split())
-                break
-    except OSError:
-        pass
-    features = next((f for f in _CPU_FEATURES if f in flags), None)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{model}{f' ({features})' if features else ''}, {cores} cores"
-
-
-def time_ms(fn: Callable[[], jax.Array], *, warmup: int = 3, repeats: int = 20, inner: int = 5) -> float:
-    """Median over `repeats` of the mean time of `inner` back-to-back calls with one sync."""
-    return time_interleaved({"fn": fn}, warmup=warmup, repeats=repeats, inner=inner)["fn"]
-
-
-def time_interleaved(fns: Mapping[str, Callable[[], jax.Array]], *, warmup: int = 3,
-                     repeats: int = 20, inner: int = 5) -> dict[str, float]:
-    """`time_ms` of several functions, taken in turns: each round times every function once
-    (`inner` back-to-back calls, one sync), starting one further along each round, and each
-    gets the median of its `repeats` samples.
-
-    Timed one after the other, two variants are compared across the drift of a shared
-    machine's speed: on the 2-core AMD VM the all-static and all-dynamic INT8 forwards, timed
-    one after the other, came out 280.4 and 265.2 ms, where six alternated pairs put static
-    3% ahead (median 249.6 against 257.5 ms).
-    """
-    names = list(fns)
-    for name in names:
-        for _ in range(warmup):
-            jax.block_until_ready(fns[name]())
-    samples: dict[str, list[float]] = {name: [] for name in names}
-    for r in range(repeats):
-        for name in names[r % len(names):] + names[:r % len(names)]:
-            start = time.perf_counter()
-            for _ in range(inner):
-                out = fns[name]()
-            jax.block_until_ready(out)
-            samples[name].append((time.perf_counter() - start) / inner * 1e3)
-    return {name: statistics.median(samples[name]) for name in names}
 
 
 def measure_table(model, batch: int, seq: int, *,

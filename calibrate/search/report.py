@@ -13,14 +13,15 @@ from calibrate.search.result import SearchResult
 from calibrate.search.runner import Kind
 from samp_jax.core.atomic import atomic_file, write_text_atomic
 from samp_jax.core.precision import SITES, as_precision
+from samp_jax.tasks.metrics import PROXIES, get_metric
 
 
 def sensitivity_table(result: SearchResult) -> str:
     """Markdown: layer × site, each cell the proxy of quantizing only that site per option."""
     options = [o for o in result.options[1:]]
     header = "| layer | " + " | ".join(SITES) + " |"
-    lines = [f"Proxy ({'KL to FP32' if result.metric_name in ('accuracy', 'entity_f1') else '1 − cosine to FP32'})"
-             f" when only that site is quantized; options: {', '.join(options)}.", "", header,
+    lines = [f"Proxy ({PROXIES[result.proxy_name].display_name}) when only that site is "
+             f"quantized; options: {', '.join(options)}.", "", header,
              "|---|" + "---:|" * len(SITES)]
     for layer in range(result.precision_map.num_layers):
         cells = []
@@ -41,7 +42,7 @@ def chosen_table(result: SearchResult) -> str:
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[int]:
-    """Indices of points not dominated (lower latency and higher metric is better)."""
+    """Indices of points not dominated (lower latency and higher value is better)."""
     order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
     front, best = [], -np.inf
     for i in order:
@@ -56,9 +57,11 @@ def plot_pareto(result: SearchResult, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    use_metric = result.metric_name is not None
+    metric = None if result.metric_name is None else get_metric(result.metric_name)
+    use_metric = metric is not None
     value = (lambda e: e.metric) if use_metric else (lambda e: -e.proxy)
-    ylabel = f"{result.metric_name} (search split)" if use_metric else "− proxy (higher is better)"
+    ylabel = (f"{metric.display_name} (search split)" if use_metric else
+              f"− proxy, {PROXIES[result.proxy_name].display_name} (higher is better)")
     evaluated = [e for e in result.evaluated if e.kind != Kind.REFERENCE and value(e) is not None]
     fig, ax = plt.subplots(figsize=(7, 4.5))
     styles = {Kind.GREEDY: ("#4c72b0", "o", 22), Kind.PRESET: ("#dd8452", "s", 60),
@@ -73,7 +76,8 @@ def plot_pareto(result: SearchResult, path: Path) -> None:
             offset = (5, -12) if e.kind == Kind.CHOSEN else (5, 5)  # presets often share its spot
             ax.annotate(e.name, (e.latency_ms, value(e)), textcoords="offset points", xytext=offset, fontsize=8)
     points = [(e.latency_ms, value(e)) for e in evaluated]
-    front = pareto_front(points)
+    sign = -1.0 if use_metric and not metric.higher_is_better else 1.0
+    front = pareto_front([(ms, sign * v) for ms, v in points])
     ax.plot([points[i][0] for i in front], [points[i][1] for i in front], "--", c="#55a868",
             label="Pareto front", zorder=1)
     if use_metric and result.fp32_metric is not None:
@@ -147,7 +151,8 @@ def write_report(result: SearchResult, out: str | Path, *, test_metrics: dict | 
                   "more than the tolerance on the search split; the map below is the closest, "
                   "not a map within tolerance.", ""]
     default = default_preset_name(as_precision(result.default_option))
-    lines += ["## Result", "", f"| | metric | INT8 FLOP fraction | est. latency (ms) | est. speed-up vs {default} |",
+    metric = "metric" if result.metric_name is None else get_metric(result.metric_name).display_name
+    lines += ["## Result", "", f"| | {metric} | INT8 FLOP fraction | est. latency (ms) | est. speed-up vs {default} |",
               "|---|---:|---:|---:|---:|"]
     fp16 = next(e for e in result.evaluated if e.name == default)
     fmt = lambda v: "–" if v is None else f"{v:.4f}"  # noqa: E731

@@ -41,6 +41,7 @@ class SearchResult:
     precision_map: PrecisionMap
     objective_name: str
     metric_name: str | None
+    proxy_name: str  # the objective's proxy (`samp_jax.tasks.PROXIES`): what sensitivities rank by
     fp32_metric: float | None
     chosen: Evaluated
     sensitivity: dict[str, dict[str, float]]

@@ -144,6 +144,7 @@ def finish(session: Session, choices: np.ndarray, outputs: Outputs, *,
     runner.bar.close()
     return SearchResult(
         precision_map=searched_map(session, chosen.precision_map), objective_name=obj.name, metric_name=obj.metric_name,
+        proxy_name=obj.proxy_kind.name,
         fp32_metric=session.reference.metric, chosen=chosen,
         sensitivity={move_key(m, session.options): s for m, s in sensitivity.items()},
         evaluated=runner.evaluated, latency_table=runner.table,

@@ -12,7 +12,7 @@ Contenders (each skipped, with the reason recorded, where it cannot run):
 - `samp_search_snli_1pct`: the map the search recommended for SNLI at 1% (MiniLM: it was
   searched on MiniLM's 6 layers).
 
-Timing (`calibrate.search.latency.time_ms` for JAX; the same scheme with CUDA syncs for torch): warm-up,
+Timing (`samp_jax.serving.timing.time_ms` for JAX; the same scheme with CUDA syncs for torch): warm-up,
 then the median over `repeats` of the mean of `inner` back-to-back calls with one sync. Every
 row records the median latency and the throughput in sequences per second; ratios are taken
 against `torch_sdpa_fp16` and `samp_fp16` of the same model and shape, measured in the same run.
@@ -37,8 +37,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from calibrate import calibrate
-from calibrate.search.latency import device_description, time_ms
+from calibrate.calibration import calibrate
 from samp_jax import ops
 from samp_jax.app.arguments import positive_int
 from samp_jax.core.assets import minilm_path
@@ -47,6 +46,7 @@ from samp_jax.models import EncoderConfig, EncoderModel, load_pretrained
 from samp_jax.core.precision import PrecisionMap
 from samp_jax.ptq.quantized import quantize
 from samp_jax.serving.forward import jit_forward
+from samp_jax.serving.timing import device_description, time_ms
 
 SHAPES = ((1, 32), (1, 128), (8, 128), (32, 128), (32, 384), (128, 128), (256, 128))
 QUICK_SHAPES = ((1, 32), (2, 32))

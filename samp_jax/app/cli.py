@@ -45,6 +45,7 @@ from samp_jax.core.assets import minilm_path
 from samp_jax.core.atomic import is_model_folder, write_text_atomic
 from samp_jax.ptq.loading import load
 from samp_jax.models.checkpoint import save_pretrained
+from samp_jax.models.head_kinds import SENTENCE_EMBEDDING
 from samp_jax.ptq.quantized import QuantizedModel, quantize
 from samp_jax.serving.distributed import (check_same, describe_failure, digest,
                                           initialize_distributed, is_distributed, is_primary,
@@ -112,7 +113,7 @@ def model_options(args) -> dict:
     quantized folder, which takes none, loads when neither is)."""
     options = {}
     if getattr(args, "pooling", None):
-        options |= {"head": "sentence_embedding", "pooling": tuple(args.pooling.split(","))}
+        options |= {"head": SENTENCE_EMBEDDING.name, "pooling": tuple(args.pooling.split(","))}
     if getattr(args, "allow_torch_pickle", False):
         options["allow_torch_pickle"] = True
     return options

@@ -17,6 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from samp_jax.core.atomic import atomic_file
+from samp_jax.models.head_kinds import SENTENCE_EMBEDDING, SEQUENCE_CLASSIFICATION, TOKEN_CLASSIFICATION
 from samp_jax.serving import compile as compile_engine
 from samp_jax.serving.batching import DEFAULT_BUCKETS, capped_buckets
 from samp_jax.serving.distributed import gather_bytes, is_primary, process_rows
@@ -24,8 +25,8 @@ from samp_jax.tasks.evaluation import log_softmax
 from samp_jax.tasks.files import Columns
 from samp_jax.tasks.files import read_inputs as read_rows
 
-HEAD_FIELDS = {"sequence_classification": ("text", "text_pair"),
-               "token_classification": ("tokens",), "sentence_embedding": ("text",)}
+HEAD_FIELDS = {SEQUENCE_CLASSIFICATION.name: ("text", "text_pair"),
+               TOKEN_CLASSIFICATION.name: ("tokens",), SENTENCE_EMBEDDING.name: ("text",)}
 
 
 def read_model_inputs(source, columns: Columns, *, head: str) -> list[dict]:
@@ -33,7 +34,7 @@ def read_model_inputs(source, columns: Columns, *, head: str) -> list[dict]:
     if head not in HEAD_FIELDS:
         raise ValueError(f"predict needs a classification or sentence-embedding model; this one "
                          f"has head {head!r}")
-    if head != "token_classification":
+    if head != TOKEN_CLASSIFICATION.name:
         return read_rows(source, columns=columns, fields=HEAD_FIELDS[head])
     try:
         return read_rows(source, columns=columns, fields=("tokens",))
@@ -78,17 +79,17 @@ def write(model, rows: Sequence[dict], out: str | Path, *, batch_size: int = 32)
 
 def _predict(engine, rows: Sequence[dict]) -> list[dict]:
     head = engine.head_kind
-    if head == "token_classification":
+    if head == TOKEN_CLASSIFICATION.name:
         result = engine.classify_words([r["tokens"] for r in rows])
         names = _label_names(engine, result.word_logits[0].shape[-1])
         return [{"tokens": list(r["tokens"]), "tags": [names[i] if i >= 0 else None for i in tags],
                  "truncated": bool(cut)}
                 for r, tags, cut in zip(rows, result.word_labels, result.truncated)]
-    pairs = head == "sequence_classification" and "text_pair" in rows[0]
+    pairs = head == SEQUENCE_CLASSIFICATION.name and "text_pair" in rows[0]
     inputs = [(r["text"], r["text_pair"]) for r in rows] if pairs else [r["text"] for r in rows]
     result = engine(inputs)
     records = []
-    if head == "sentence_embedding":
+    if head == SENTENCE_EMBEDDING.name:
         for r, embedding, cut in zip(rows, result.embeddings, result.truncated):
             records.append({"text": r["text"], "embedding": np.round(embedding, 6).tolist(),
                             "truncated": bool(cut)})

@@ -58,28 +58,6 @@ def keep_cpu_buffers() -> bool:
     return _applied
 
 
-def keep_cpu_buffers_for_timing(tool: str, *, required: bool = False) -> bool:
-    """`keep_cpu_buffers()` for a tool that times CPU forwards, saying so when it refuses.
-
-    Args:
-      tool: the tool's name, for the message.
-      required: exit (`SystemExit` with the reason) when the buffers cannot be kept; otherwise
-        a note on stderr says the timings include page faults.
-
-    Returns:
-      Whether the buffers are kept.
-    """
-    if keep_cpu_buffers():
-        return True
-    if required:
-        raise SystemExit(f"{tool}: could not keep host buffers (samp_jax.core.host_memory: not glibc, "
-                         "SAMP_JAX_MALLOC set to something other than 'keep', JAX not on the CPU, "
-                         "or JAX already started)")
-    print(f"{tool}: note: host buffers are not kept (samp_jax.core.host_memory); CPU timings include "
-          "page faults", file=sys.stderr)
-    return False
-
-
 def cpu_buffers_kept() -> bool:
     """Whether `keep_cpu_buffers` is in force in this process (measured timings depend on it)."""
     return _applied

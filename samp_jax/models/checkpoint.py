@@ -24,7 +24,15 @@ from safetensors.numpy import save_file
 from samp_jax.core.atomic import atomic_folder, check_not_interrupted
 from samp_jax.models.config import ConfigError, EncoderConfig
 from samp_jax.models.families import FAMILIES, TRANSFORMS, Family, HeadLayout, Transform, get_family
-from samp_jax.models.model import POOLING_MODES, EncoderModel, SentenceEmbedder, check_labels, make_head
+from samp_jax.models.head_kinds import (
+    NO_HEAD,
+    SENTENCE_EMBEDDING,
+    SEQUENCE_CLASSIFICATION,
+    TOKEN_CLASSIFICATION,
+    HeadKind,
+)
+from samp_jax.models.heads import POOLING_MODES, SentenceEmbedder, check_labels, get_head_kind, make_head
+from samp_jax.models.model import EncoderModel
 from samp_jax.models.st_folder import read_pooling, write_st_files
 from samp_jax.models.tokenizer import TOKENIZER_FILES
 
@@ -230,7 +238,7 @@ def head_layout(model: EncoderModel, family: Family) -> HeadLayout:
     kind = model.head_kind
     if kind not in family.heads:
         raise ConfigError(f"{family.model_type} checkpoints have no layout for a {kind!r} head; "
-                          f"HF heads are {sorted(k for k in family.heads if k != 'none')}")
+                          f"HF heads are {sorted(k for k in family.heads if k != NO_HEAD.name)}")
     layout = family.heads[kind]
     activation = getattr(model.head, "activation", None)
     if layout.activation is not None and activation != layout.activation:
@@ -331,8 +339,8 @@ def detect_head(folder: str | Path) -> tuple[str, int | None]:
     if kind is not None:
         return kind, _num_labels(hf)
     if read_pooling(folder) is not None:
-        return "sentence_embedding", None
-    return "none", None
+        return SENTENCE_EMBEDDING.name, None
+    return NO_HEAD.name, None
 
 
 def _read_hf(folder: Path) -> dict:
@@ -369,8 +377,8 @@ def label_names(hf: dict, *, path: str | Path = "config.json") -> tuple[str, ...
     return names
 
 
-def load_pretrained(path: str | Path, *, head: str | None = None, num_labels: int | None = None,
-                    pooling: str | Sequence[str] | None = None, normalize: bool | None = None,
+def load_pretrained(path: str | Path, *, head: str | HeadKind | None = None,
+                    num_labels: int | None = None, pooling: str | Sequence[str] | None = None, normalize: bool | None = None,
                     dtype=jnp.float32, param_dtype=None, attention_impl=None,
                     allow_new_head: bool = False, strict: bool = True,
                     allow_torch_pickle: bool = False) -> EncoderModel:
@@ -379,8 +387,9 @@ def load_pretrained(path: str | Path, *, head: str | None = None, num_labels: in
     Args:
       path: folder with `config.json` and `model.safetensors` (keys with or without the
         base-model prefix such as `roberta.`) or `flax_model.msgpack`.
-      head: a head kind ('none', 'sequence_classification', 'token_classification',
-        'sentence_embedding'), or None to detect it from the checkpoint (`detect_head`).
+      head: a head kind or its name ('none', 'sequence_classification',
+        'token_classification', 'sentence_embedding'; e.g. a task's `Task.head`), or None to
+        detect it from the checkpoint (`detect_head`).
       num_labels: classifier width; defaults to the checkpoint config's `id2label`. A
         classification head takes its class names (`labels`) from `id2label`, ordered by id,
         when it has `num_labels` entries.
@@ -409,6 +418,7 @@ def load_pretrained(path: str | Path, *, head: str | None = None, num_labels: in
     config = EncoderConfig.from_hf_config(path)
     family = get_family(config.model_type)
     hf = _read_hf(path)
+    head = head.name if isinstance(head, HeadKind) else head
     if head is None:
         head, detected_labels = detect_head(path)
         num_labels = num_labels or detected_labels
@@ -418,16 +428,16 @@ def load_pretrained(path: str | Path, *, head: str | None = None, num_labels: in
     elif num_labels is None:
         num_labels = _num_labels(hf)
     spec: dict = {}
-    if head in ("sequence_classification", "token_classification"):
+    if get_head_kind(head).classifies:
         labels = label_names(hf, path=path / "config.json")
         if labels is not None and len(labels) != num_labels:
             labels = None  # the config names another head's classes (e.g. a new head)
         spec = {"num_labels": num_labels, "labels": labels,
                 "activation": family.heads[head].activation}
-    if head == "sentence_embedding":
+    if head == SENTENCE_EMBEDDING.name:
         spec = _pooling_spec(path, pooling, normalize)
     elif pooling is not None or normalize is not None:
-        raise ValueError(f"pooling/normalize apply to head='sentence_embedding', not {head!r}")
+        raise ValueError(f"pooling/normalize apply to head={SENTENCE_EMBEDDING.name!r}, not {head!r}")
     state, source = read_state_dict(path, allow_torch_pickle=allow_torch_pickle)
     rngs = nnx.Rngs(0)
     model = EncoderModel(config, make_head(head, config, rngs=rngs, **spec),
@@ -468,7 +478,7 @@ def export_state_dict(model: EncoderModel) -> dict[str, np.ndarray]:
     return state
 
 
-_TASK_HEADS = ("sequence_classification", "token_classification")
+_TASK_HEADS = (SEQUENCE_CLASSIFICATION.name, TOKEN_CLASSIFICATION.name)
 
 
 def save_pretrained(model: EncoderModel, directory: str | Path, *, tokenizer_dir: str | Path | None = None,

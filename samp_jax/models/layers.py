@@ -217,7 +217,7 @@ def xla_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array, *,
     seq, head_dim]`, so both products are plain batched GEMMs without strided operands) and
     normalises after the second product (dividing `[..., head_dim]` instead of the `[..., keys]`
     probabilities), the flash-attention order. On the 2-core CPU it is about 3x faster than
-    `jax.nn.dot_product_attention(implementation="xla")` at 32x128 (MiniLM; `tools/float_ops_ms.py`),
+    `jax.nn.dot_product_attention(implementation="xla")` at 32x128 (MiniLM; `tools/studies/float_ops_ms.py`),
     with the same result to float32 rounding. A query whose keys are all masked attends
     uniformly, as there.
     """

@@ -1,20 +1,10 @@
-"""The full model: embeddings → encoder → an optional, replaceable target head.
-
-Heads take the encoder's last hidden state and the attention mask:
-- `SequenceClassifier`: dense + activation on the first token, then a classifier, as every
-  family's `*ForSequenceClassification`; with pair input it is a cross-encoder.
-- `TokenClassifier`: a per-token classifier, as `*ForTokenClassification`.
-- `SentenceEmbedder`: sentence-transformers' pooling modes and Normalize; two embeddings
-  compared with `cosine_similarity` make a bi-encoder for text matching.
-Heads are registered by kind (`register_head`), so saved folders name their head and
-`make_head` rebuilds it, custom heads included.
-Heads compute in float32 whatever the encoder's dtype. Classification heads may carry their
-class names (`labels`), which checkpoints, quantized folders and the engine's outputs keep.
+"""The full model: embeddings → encoder → an optional, replaceable target head
+(`samp_jax.models.heads`), and the one definition of valid model inputs (`check_ids`).
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -22,221 +12,12 @@ import numpy as np
 from flax import nnx
 from jax.experimental import checkify
 
-from samp_jax.models.config import EncoderConfig
-from samp_jax.models.layers import AttentionImpl, Embeddings, Encoder, GemmSite
-from samp_jax.models.tokenizer import Tokenizer
 from samp_jax.core.precision import precision_of_dtype
-
-# sentence-transformers clamps the token count at 1e-9, so an all-padding row pools to zeros.
-TOKEN_COUNT_FLOOR = 1e-9
-NORM_FLOOR = 1e-12  # the smallest norm divided by (L2 normalisation, cosine): zero stays zero
-MASKED_MAX = -1e9  # what sentence-transformers' max pooling puts in padded positions
-# sentence-transformers' pooling modes (the order its 2-4 folders concatenate them in).
-POOLING_MODES = ("cls", "max", "mean", "mean_sqrt_len", "weightedmean", "lasttoken")
-CLASSIFIER_ACTIVATIONS = ("tanh", "gelu", "gelu_tanh", "relu")
-
-
-class SequenceClassifier(nnx.Module):
-    """`dense → activation → classifier` on the first token. Returns logits `[batch, num_labels]`.
-
-    One module serves every family's sequence head: BERT's pooler + classifier (tanh),
-    RoBERTa's / XLM-R's / MPNet's `classifier.dense` + `out_proj` (tanh), ELECTRA's (exact
-    GELU) and DistilBERT's `pre_classifier` + `classifier` (ReLU). With pair input it is a
-    cross-encoder for text matching.
-
-    Args:
-      config: the encoder's architecture.
-      num_labels: number of classes; defaults to `len(labels)`.
-      labels: optional class names, one per class in logit order (`labels[i]` names logit
-        `i`). Kept as a tuple: a static attribute, so the graphdef stays hashable.
-      activation: the hidden activation, one of `CLASSIFIER_ACTIVATIONS`.
-      rngs: initialisation randomness.
-    """
-
-    kind = "sequence_classification"
-
-    def __init__(self, config: EncoderConfig, num_labels: int | None = None, *,
-                 labels: Sequence[str] | None = None, activation: str = "tanh", rngs: nnx.Rngs):
-        num_labels = _num_labels(num_labels, labels)
-        if activation not in CLASSIFIER_ACTIVATIONS:
-            raise ValueError(f"{activation=} is not one of {CLASSIFIER_ACTIVATIONS}")
-        self.pooler = GemmSite(config.hidden_size, config.hidden_size, site="pooler", rngs=rngs)
-        self.classifier = GemmSite(config.hidden_size, num_labels, site="classifier", rngs=rngs)
-        self.num_labels = num_labels
-        self.labels = check_labels(labels, num_labels)
-        self.activation = activation
-
-    def __call__(self, hidden: jax.Array, attention_mask: jax.Array) -> jax.Array:
-        pooled = self.pooler(hidden[:, 0].astype(jnp.float32), activation=self.activation)
-        return self.classifier(pooled)
-
-    def spec(self) -> dict[str, Any]:
-        """What `make_head` needs to rebuild this head (JSON)."""
-        return {"num_labels": self.num_labels, "labels": _list_or_none(self.labels),
-                "activation": self.activation}
-
-
-class TokenClassifier(nnx.Module):
-    """Per-token classifier. Returns logits `[batch, seq, num_labels]`.
-
-    Args:
-      config: the encoder's architecture.
-      num_labels: number of classes; defaults to `len(labels)`.
-      labels: optional class names in logit order (a static tuple, as `SequenceClassifier`).
-      rngs: initialisation randomness.
-    """
-
-    kind = "token_classification"
-
-    def __init__(self, config: EncoderConfig, num_labels: int | None = None, *,
-                 labels: Sequence[str] | None = None, rngs: nnx.Rngs):
-        num_labels = _num_labels(num_labels, labels)
-        self.classifier = GemmSite(config.hidden_size, num_labels, site="classifier", rngs=rngs)
-        self.num_labels = num_labels
-        self.labels = check_labels(labels, num_labels)
-
-    def __call__(self, hidden: jax.Array, attention_mask: jax.Array) -> jax.Array:
-        return self.classifier(hidden.astype(jnp.float32))
-
-    def spec(self) -> dict[str, Any]:
-        """What `make_head` needs to rebuild this head (JSON)."""
-        return {"num_labels": self.num_labels, "labels": _list_or_none(self.labels)}
-
-
-class SentenceEmbedder(nnx.Module):
-    """sentence-transformers' Pooling (+ Normalize). Returns `[batch, hidden * len(pooling)]`.
-
-    Args:
-      pooling: the modes (`POOLING_MODES`), concatenated in the order given: 'cls' (the first
-        real token), 'max' (padding excluded), 'mean', 'mean_sqrt_len' (sum over sqrt(token
-        count)), 'weightedmean' (position-weighted mean), 'lasttoken' (the last real token).
-        A string is one mode.
-      normalize: L2-normalise the result (sentence-transformers' Normalize module).
-    """
-
-    kind = "sentence_embedding"
-
-    def __init__(self, pooling: str | Sequence[str] = ("mean",), *, normalize: bool = True):
-        modes = (pooling,) if isinstance(pooling, str) else tuple(pooling)
-        unknown = [m for m in modes if m not in POOLING_MODES]
-        if not modes or unknown or len(set(modes)) != len(modes):
-            raise ValueError(f"pooling={pooling!r}: modes must be distinct names from "
-                             f"{POOLING_MODES}")
-        self.pooling = modes
-        self.normalize = bool(normalize)
-
-    def __call__(self, hidden: jax.Array, attention_mask: jax.Array) -> jax.Array:
-        hidden = hidden.astype(jnp.float32)
-        mask = attention_mask.astype(jnp.float32)[..., None]  # [batch, seq, 1]
-        count = jnp.maximum(jnp.sum(mask, axis=1), TOKEN_COUNT_FLOOR)
-        summed = jnp.sum(hidden * mask, axis=1)
-        parts = []
-        for mode in self.pooling:
-            if mode == "cls":  # the first real token: position 0 unless left-padded
-                first = jnp.argmax(mask[..., 0], axis=1)
-                parts.append(jnp.take_along_axis(hidden, first[:, None, None], axis=1)[:, 0])
-            elif mode == "max":
-                parts.append(jnp.max(jnp.where(mask > 0, hidden, MASKED_MAX), axis=1))
-            elif mode == "mean":
-                parts.append(summed / count)
-            elif mode == "mean_sqrt_len":
-                parts.append(summed / jnp.sqrt(count))
-            elif mode == "weightedmean":
-                weights = mask * jnp.arange(1, hidden.shape[1] + 1, dtype=jnp.float32)[None, :, None]
-                parts.append(jnp.sum(hidden * weights, axis=1)
-                             / jnp.maximum(jnp.sum(weights, axis=1), TOKEN_COUNT_FLOOR))
-            else:  # lasttoken: the last position whose mask is 1
-                last = jnp.argmax(mask[..., 0] * jnp.arange(1, hidden.shape[1] + 1), axis=1)
-                parts.append(jnp.take_along_axis(hidden, last[:, None, None], axis=1)[:, 0])
-        pooled = parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=-1)
-        if not self.normalize:
-            return pooled
-        norm = jnp.linalg.norm(pooled, axis=-1, keepdims=True)
-        return pooled / jnp.maximum(norm, NORM_FLOOR)
-
-    def spec(self) -> dict[str, Any]:
-        """What `make_head` needs to rebuild this head (JSON)."""
-        return {"pooling": list(self.pooling), "normalize": self.normalize}
-
-
-def cosine_similarity(a: jax.Array, b: jax.Array) -> jax.Array:
-    """Row-wise cosine similarity of two `[batch, dim]` embedding arrays (bi-encoder score)."""
-    a = a.astype(jnp.float32)
-    b = b.astype(jnp.float32)
-    dot = jnp.sum(a * b, axis=-1)
-    return dot / jnp.maximum(jnp.linalg.norm(a, axis=-1) * jnp.linalg.norm(b, axis=-1), NORM_FLOOR)
-
-
-# ------------------------------------------------------------------------ head registry
-HeadBuilder = Callable[..., nnx.Module]
-HEADS: dict[str, HeadBuilder] = {}
-
-
-def register_head(kind: str, build: HeadBuilder, *, replace: bool = False) -> None:
-    """Registers a head kind, so `make_head`, `QuantizedModel.load` and `samp_jax.load` can
-    build it.
-
-    Args:
-      kind: the name; the head's class must carry it as `kind` and have a `spec()` method
-        returning the JSON-able keyword arguments that rebuild it.
-      build: `build(config, *, rngs, **spec) -> head module`.
-      replace: allow replacing a registered kind.
-    """
-    if not isinstance(kind, str) or not kind or kind == "none":
-        raise ValueError(f"head kind must be a non-empty name other than 'none', got {kind!r}")
-    if kind in HEADS and not replace:
-        raise ValueError(f"head kind {kind!r} is already registered; pass replace=True")
-    HEADS[kind] = build
-
-
-register_head("sequence_classification", SequenceClassifier)
-register_head("token_classification", TokenClassifier)
-register_head("sentence_embedding", lambda config, *, rngs, **spec: SentenceEmbedder(**spec))
-HEAD_KINDS = ("none", "sequence_classification", "token_classification", "sentence_embedding")
-
-
-def head_kinds() -> tuple[str, ...]:
-    """'none' and every registered head kind."""
-    return ("none", *HEADS)
-
-
-def make_head(kind: str, config: EncoderConfig, *, rngs: nnx.Rngs, **spec: Any) -> nnx.Module | None:
-    """Builds a head by kind ('none' gives None) from its `spec()` keyword arguments.
-
-    The built-in kinds take: `sequence_classification` num_labels / labels / activation;
-    `token_classification` num_labels / labels; `sentence_embedding` pooling / normalize.
-
-    Raises:
-      ValueError: an unknown kind, or arguments the head refuses.
-    """
-    if kind == "none":
-        return None
-    if kind not in HEADS:
-        raise ValueError(f"head {kind=} is not one of {head_kinds()}; register custom heads "
-                         "with samp_jax.models.register_head")
-    spec = {key: value for key, value in spec.items() if value is not None}
-    try:
-        return HEADS[kind](config, rngs=rngs, **spec)
-    except TypeError as e:
-        raise ValueError(f"head {kind!r} does not take {sorted(spec)}: {e}") from None
-
-
-def head_spec(head: nnx.Module | None) -> dict[str, Any]:
-    """`{"kind": ..., "spec": {...}}`: what rebuilds `head` through `make_head`.
-
-    Raises:
-      ValueError: the head's kind is not registered or it has no `spec()`, so nothing could
-        load it back.
-    """
-    if head is None:
-        return {"kind": "none", "spec": {}}
-    kind = getattr(head, "kind", None)
-    if kind not in HEADS or not callable(getattr(head, "spec", None)):
-        raise ValueError(
-            f"head {type(head).__name__} (kind={kind!r}) cannot be saved: give its class a "
-            "`kind` name and a `spec()` method, and register it with "
-            "samp_jax.models.register_head(kind, build) so it can be loaded back")
-    return {"kind": kind, "spec": head.spec()}
+from samp_jax.models.config import EncoderConfig
+from samp_jax.models.head_kinds import NO_HEAD, HeadKind
+from samp_jax.models.heads import declared_kind, kind_name
+from samp_jax.models.layers import AttentionImpl, Embeddings, Encoder
+from samp_jax.models.tokenizer import Tokenizer
 
 
 class EncoderModel(nnx.Module):
@@ -276,7 +57,30 @@ class EncoderModel(nnx.Module):
 
     @property
     def head_kind(self) -> str:
-        return "none" if self.head is None else getattr(self.head, "kind", type(self.head).__name__)
+        """The head's kind name ('none' without a head)."""
+        return NO_HEAD.name if self.head is None else kind_name(self.head)
+
+    @property
+    def head_declaration(self) -> HeadKind | None:
+        """The head's `HeadKind` (`declared_kind`), or None when it declares none."""
+        return declared_kind(self.head)
+
+    def output_shape(self, batch: int, seq: int) -> tuple[int, ...]:
+        """The shape the model returns for `[batch, seq]` inputs, from the head's declaration
+        and its `output_width(config)`.
+
+        Raises:
+          ValueError: a head that declares no `HeadKind` or no `output_width`.
+        """
+        kind = self.head_declaration
+        if self.head is None:
+            width = self.config.hidden_size
+        elif kind is None or not callable(getattr(self.head, "output_width", None)):
+            raise ValueError(f"head {type(self.head).__name__} declares no output shape: give its "
+                             "class a `kind` (a HeadKind) and an `output_width(config)` method")
+        else:
+            width = self.head.output_width(self.config)
+        return kind.output_shape(batch, seq, width)
 
     @property
     def labels(self) -> tuple[str, ...] | None:
@@ -476,39 +280,3 @@ def _is_concrete(value) -> bool:
     if isinstance(value, jax.core.Tracer):
         return False
     return getattr(value, "is_fully_addressable", True)
-
-
-def check_labels(labels: Sequence[str] | None, num_labels: int) -> tuple[str, ...] | None:
-    """Class names as a tuple (hashable: heads keep them as static attributes), or None.
-
-    Raises:
-      ValueError: not one distinct, non-empty string per class.
-    """
-    if labels is None:
-        return None
-    if isinstance(labels, str) or not isinstance(labels, Sequence):
-        raise TypeError(f"labels must be a sequence of class names, got {labels!r:.80}")
-    labels = tuple(labels)
-    if len(labels) != num_labels:
-        raise ValueError(f"{len(labels)} labels {labels!r:.80} for a head with {num_labels=}")
-    bad = [name for name in labels if not isinstance(name, str) or not name]
-    if bad:
-        raise ValueError(f"labels must be non-empty strings, got {bad[0]!r} in {labels!r:.80}")
-    if len(set(labels)) != len(labels):
-        repeated = sorted({name for name in labels if labels.count(name) > 1})
-        raise ValueError(f"labels must be distinct; {repeated} appear more than once")
-    return labels
-
-
-def _num_labels(num_labels: int | None, labels: Sequence[str] | None) -> int:
-    if num_labels is None and labels is not None and not isinstance(labels, str):
-        num_labels = len(labels)
-    if num_labels is None:
-        raise ValueError("a classification head needs num_labels or labels")
-    if not isinstance(num_labels, int) or isinstance(num_labels, bool) or num_labels < 1:
-        raise ValueError(f"{num_labels=} must be a positive integer")
-    return num_labels
-
-
-def _list_or_none(labels):
-    return None if labels is None else list(labels)

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 from samp_jax.models.config import ConfigError
-from samp_jax.models.model import POOLING_MODES
+from samp_jax.models.heads import POOLING_MODES
 
 MODULES_FILE = "modules.json"
 # Module types as sentence-transformers 2-4 write them; 5.x writes longer paths that end in the

@@ -30,7 +30,9 @@ from samp_jax.core.atomic import atomic_folder, check_not_interrupted
 from samp_jax.models.checkpoint import CheckpointError
 from samp_jax.models.config import EncoderConfig
 from samp_jax.models.layers import Embeddings, GemmSite
-from samp_jax.models.model import EncoderModel, head_spec, make_head
+from samp_jax.models.head_kinds import SENTENCE_EMBEDDING, HeadKind
+from samp_jax.models.heads import head_spec, make_head
+from samp_jax.models.model import EncoderModel
 from samp_jax.models.tokenizer import TOKENIZER_FILE, Tokenizer, check_fits
 from samp_jax.ops.dispatch import Activation, gemm
 from samp_jax.ops.handoff import Int8Input
@@ -281,6 +283,11 @@ class QuantizedModel(nnx.Module):
     @property
     def head_kind(self) -> str:
         return self.model.head_kind
+
+    @property
+    def head_declaration(self) -> HeadKind | None:
+        """The head's `HeadKind` (`EncoderModel.head_declaration`)."""
+        return self.model.head_declaration
 
     @property
     def labels(self) -> tuple[str, ...] | None:
@@ -563,7 +570,7 @@ def _head_from_sidecar(info: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         return info["kind"], dict(info["spec"])
     spec = {"num_labels": info.get("num_labels"), "labels": info.get("labels")}
     pooling = info.get("pooling") or {}
-    if info["kind"] == "sentence_embedding":
+    if info["kind"] == SENTENCE_EMBEDDING.name:
         spec = {"pooling": pooling.get("mode", "mean"), "normalize": pooling.get("normalize", True)}
     return info["kind"], spec
 

@@ -42,6 +42,7 @@ import numpy as np
 from flax import nnx
 from jax.experimental.compilation_cache import compilation_cache
 
+from samp_jax.models.head_kinds import HeadKind, HeadOutput
 from samp_jax.models.model import EncoderModel, check_ids
 from samp_jax.models.tokenizer import Tokenizer
 from samp_jax.core.precision import PrecisionMap, precision_of_dtype
@@ -58,22 +59,23 @@ CACHE_ENV = "SAMP_JAX_XLA_CACHE"
 class EngineOutput:
     """What an `Engine` call returns; rows are in input order.
 
-    Which fields are set depends on the model's head (`kind`); the others are None.
+    Which fields are set depends on what the model's head declares it returns (its
+    `HeadKind`: `output`, and `per_token` for a sequence axis); the others are None. Per-token
+    outputs come as a list with one `[lengths[i], ...]` array per row, special tokens included.
 
     Attributes:
-      kind: the head kind (`EncoderModel.head_kind`).
+      kind: the head kind's name (`EncoderModel.head_kind`).
       lengths: `[N]` real tokens each row ran with (after any truncation).
       truncated: `[N]` True where a row was cut to the largest bucket.
-      logits: 'sequence_classification': `[N, C]` float32. 'token_classification': a list of
-        `[lengths[i], C]` float32 arrays, one per row, special tokens included.
+      logits: logits heads: `[N, C]` float32 ('sequence_classification'), or per token a list
+        of `[lengths[i], C]` arrays ('token_classification').
       labels: the argmax of `logits`: `[N]`, or a list of `[lengths[i]]` arrays.
       label_names: when the head has class names (`head.labels`), the names of `labels`: a
-        list of `N` names, or (token classification) a list of per-row lists of
-        `lengths[i]` names.
-      embeddings: 'sentence_embedding': `[N, D]` float32.
-      hidden_states: head 'none': a list of `[lengths[i], hidden]` float32 arrays.
-      outputs: any other head: `[N, ...]`, or a list of per-row `[lengths[i], ...]` arrays
-        when the head's output follows the sequence axis.
+        list of `N` names, or (per token) a list of per-row lists of `lengths[i]` names.
+      embeddings: embedding heads ('sentence_embedding'): `[N, D]` float32.
+      hidden_states: no head ('none'): a list of `[lengths[i], hidden]` float32 arrays.
+      outputs: any other head (`HeadOutput.OTHER`): `[N, ...]`, or per token a list of
+        `[lengths[i], ...]` arrays.
       word_logits: `Engine.classify_words` only: per row, `[num_words, C]` logits of each
         word's first sub-token (NaN for a word that truncation removed).
       word_labels: `Engine.classify_words` only: per row, `[num_words]` labels (-1 for a word
@@ -196,7 +198,8 @@ class Engine:
     Attributes:
       model: the model served (a copy when `dtype` changed it).
       tokenizer: the tokenizer used for text input: `tokenizer=`, else `model.tokenizer`.
-      head_kind: the model's head kind, which decides the `EngineOutput` fields.
+      head_kind: the model's head kind name.
+      head_declaration: its `HeadKind`, which decides the `EngineOutput` fields.
       labels: the head's class names (`EngineOutput.label_names`), or None.
       seq_buckets, batch_buckets: the compiled shapes, ascending.
       batch_size: most rows per executable call.
@@ -250,7 +253,7 @@ class Engine:
         cache_dir = cache_dir if cache_dir is not None else os.environ.get(CACHE_ENV) or None
         self.cache_dir = None if cache_dir is None else enable_compilation_cache(cache_dir)
         self._graphdef, self._state = nnx.split(self.model)
-        self._per_token = self._output_follows_sequence()
+        self.head_declaration = _declared_head(self.model)
         self.compile_report: list[dict[str, Any]] = []
         self.num_compilations = 0
         self.bucket_calls: collections.Counter[tuple[int, int]] = collections.Counter()
@@ -277,17 +280,6 @@ class Engine:
                 if progress:
                     print(f"samp_jax.compile: batch={batch} seq={seq} in {seconds:.2f}s", flush=True)
 
-    def _output_follows_sequence(self) -> bool:
-        """Whether the model's output has a sequence axis (axis 1) to trim per row."""
-        if self.head_kind in ("sequence_classification", "sentence_embedding"):
-            return False
-        if self.head_kind in ("token_classification", "none"):
-            return True
-        shapes = []  # a custom head: trace (never compile) at two lengths and compare
-        for seq in (1, 2):
-            spec = jax.ShapeDtypeStruct((1, seq), jnp.int32)
-            shapes.append(jax.eval_shape(self._forward, self._state, spec, spec, spec).shape)
-        return len(shapes[0]) >= 2 and shapes[0][1] == 1 and shapes[1][1] == 2
 
     # ---------------------------------------------------------------------------- serving
     def __call__(self, inputs) -> EngineOutput:
@@ -311,9 +303,10 @@ class Engine:
         Raises:
           ValueError: the model has no token-classification head, or inputs as in `__call__`.
         """
-        if self.head_kind != "token_classification":
-            raise ValueError(f"classify_words needs a 'token_classification' head, "
-                             f"the model has {self.head_kind!r}")
+        kind = self.head_declaration
+        if not (kind.classifies and kind.per_token):
+            raise ValueError(f"classify_words needs a per-token logits head such as "
+                             f"'token_classification', the model has {self.head_kind!r}")
         if isinstance(words, str) or not isinstance(words, Sequence) or len(words) == 0:
             raise ValueError("words must be a non-empty list of word lists, e.g. [['Hello', 'world']]")
         for index, row in enumerate(words):
@@ -360,7 +353,8 @@ class Engine:
 
     def _postprocess(self, rows: _Rows, pending: list[tuple[np.ndarray, Any]]) -> EngineOutput:
         n = len(rows.lengths)
-        if self._per_token:
+        kind = self.head_declaration
+        if kind.per_token:
             per_row: list[np.ndarray | None] = [None] * n
             for index, output in pending:
                 output = np.asarray(output, np.float32)
@@ -375,17 +369,17 @@ class Engine:
                     result = np.empty((n, *output.shape[1:]), np.float32)
                 result[index] = output
         common = {"kind": self.head_kind, "lengths": rows.lengths, "truncated": rows.truncated}
-        if self.head_kind == "sequence_classification":
-            labels = np.argmax(result, axis=-1)
-            return EngineOutput(**common, logits=result, labels=labels,
-                                label_names=self._names(labels))
-        if self.head_kind == "token_classification":
+        if kind.output is HeadOutput.LOGITS and kind.per_token:
             labels = [np.argmax(r, axis=-1) for r in result]
             names = None if self.labels is None else [self._names(row) for row in labels]
             return EngineOutput(**common, logits=result, labels=labels, label_names=names)
-        if self.head_kind == "sentence_embedding":
+        if kind.output is HeadOutput.LOGITS:
+            labels = np.argmax(result, axis=-1)
+            return EngineOutput(**common, logits=result, labels=labels,
+                                label_names=self._names(labels))
+        if kind.output is HeadOutput.EMBEDDING:
             return EngineOutput(**common, embeddings=result)
-        if self.head_kind == "none":
+        if kind.output is HeadOutput.HIDDEN:
             return EngineOutput(**common, hidden_states=result)
         return EngineOutput(**common, outputs=result)
 
@@ -533,6 +527,22 @@ def _row_kind(row, index: int) -> str:
         return "token ids"
     raise TypeError(f"row {index} is {row!r:.80}; expected a str, a (str, str) pair or a list of "
                     "int token ids")
+
+
+def _declared_head(model) -> HeadKind:
+    """The model head's `HeadKind`, which says how its outputs are trimmed and returned.
+
+    Raises:
+      ValueError: a custom head that declares none.
+    """
+    kind = model.head_declaration
+    if kind is None:
+        head = model.model.head if isinstance(model, QuantizedModel) else model.head
+        raise ValueError(
+            f"head {type(head).__name__} declares no HeadKind, so the engine cannot tell how to "
+            "return its output: give its class `kind = samp_jax.HeadKind(name, per_token=..., "
+            "output=...)`, or a registered kind's name (samp_jax.register_head)")
+    return kind
 
 
 def _served_model(model, dtype):

@@ -15,11 +15,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from samp_jax.models.model import NORM_FLOOR
+from samp_jax.models.heads import NORM_FLOOR
 from samp_jax.serving.batching import DEFAULT_BUCKETS, length_batches
-from samp_jax.tasks.metrics import roc_auc, roc_auc_weighted, spearman, spearman_weighted
-from samp_jax.data.wnut16 import entity_counts
-from samp_jax.tasks.types import IGNORE, EncodedSplit, TaskType, classification_score, tag_rows
+from samp_jax.tasks.metrics import COSINE, IGNORE, KL, Metric, Proxy
+from samp_jax.tasks.types import EncodedSplit, TaskType, classification_score
 
 Forward = Callable[[dict], object]
 
@@ -41,7 +40,9 @@ class Evaluation:
     """Base: fixed-shape `batches` of one split and the functions of a model's outputs.
 
     Attributes:
-      metric_name: 'accuracy', 'entity_f1', 'roc_auc', 'spearman', or None (no labels).
+      task_metric: the `samp_jax.tasks.metrics.Metric` it scores by, or None (no labels).
+      metric_name: its name ('accuracy', 'entity_f1', 'roc_auc', 'spearman'), or None.
+      proxy_kind: the `Proxy` that `proxy` computes (KL for logits, 1 - cosine for embeddings).
       agreement_name: what `score(..., reference)["agreement"]` measures.
       batches: model inputs (`input_ids`, `attention_mask`, `token_type_ids`), equal shapes
         within a length bucket.
@@ -49,11 +50,16 @@ class Evaluation:
       partial: a view on the first batches only (`subset`): proxy, but no metric.
     """
 
-    metric_name: str | None = None
+    task_metric: Metric | None = None
+    proxy_kind: Proxy
     agreement_name: str = "agreement"
     partial: bool = False
     batches: list[dict[str, np.ndarray]]
     _per_batch: tuple[str, ...] = ("batches",)  # attributes with one entry per batch
+
+    @property
+    def metric_name(self) -> str | None:
+        return None if self.task_metric is None else self.task_metric.name
 
     @property
     def num_examples(self) -> int:
@@ -73,29 +79,19 @@ class Evaluation:
         view.partial = True
         return view
 
-    def metric(self, outputs: Sequence[np.ndarray]) -> float | None:
-        """The task metric (higher is better), or None without labels or on a partial view."""
+    def evidence(self, outputs: Sequence[np.ndarray]) -> np.ndarray | None:
+        """The per-example rows `task_metric` scores (`Metric.evidence`), in example order; None
+        without labels or on a partial view."""
         return None
+
+    def metric(self, outputs: Sequence[np.ndarray]) -> float | None:
+        """The task metric, or None without labels or on a partial view."""
+        evidence = self.evidence(outputs)
+        return None if evidence is None else self.task_metric.value(evidence)
 
     def proxy(self, outputs: Sequence[np.ndarray], reference: Sequence[np.ndarray]) -> float:
         """A smooth divergence from `reference` outputs (lower is better)."""
         raise NotImplementedError
-
-    def correct(self, outputs: Sequence[np.ndarray]) -> np.ndarray | None:
-        """Per-example 0/1 correctness where the metric is their mean (accuracy), else None."""
-        return None
-
-    def entity_counts(self, outputs: Sequence[np.ndarray]) -> np.ndarray | None:
-        """Per example `[gold, predicted, correct]` entity counts where the metric is the F1 of
-        their sums (entity F1), else None."""
-        return None
-
-    def resampled_metric(self, outputs: Sequence[np.ndarray], weights: np.ndarray) -> np.ndarray | None:
-        """The metric of each bootstrap resample, `[R]` (NaN where a resample leaves it
-        undefined), given `[R, n]` weights (how many times each resample drew each example),
-        for a metric that does not decompose per example (ROC-AUC, Spearman); None otherwise,
-        without labels or on a partial view."""
-        return None
 
     def agreement(self, outputs: Sequence[np.ndarray], reference: Sequence[np.ndarray]) -> float:
         raise NotImplementedError
@@ -114,12 +110,13 @@ class ClassificationEvaluation(Evaluation):
     """Sequence or token classification: logits per row (or per token)."""
 
     agreement_name = "same prediction as FP32"
+    proxy_kind = KL
     _per_batch = ("batches", "_rows")
 
     def __init__(self, task_type: TaskType, labels: Sequence[str], encoded: EncodedSplit, *,
                  batch_size: int = 64, buckets: Sequence[int] = DEFAULT_BUCKETS):
         self.task_type, self.labels, self.encoded = task_type, tuple(labels), encoded
-        self.metric_name = task_type.metric
+        self.task_metric = task_type.metric
         self._rows, self.batches = [], []
         for rows, batch in encoded.batches(batch_size, buckets=buckets):
             self._rows.append(rows)
@@ -133,11 +130,11 @@ class ClassificationEvaluation(Evaluation):
         """Per-batch outputs back in row order: `[N, C]` or `[N, max_length, C]`."""
         return gather_rows(outputs, self._rows, self.encoded)
 
-    def metric(self, outputs) -> float | None:
-        if self.partial:
+    def evidence(self, outputs) -> np.ndarray | None:
+        if self.partial or self.task_metric is None:
             return None
-        return classification_score(self.task_type, self.labels, self.gather(outputs),
-                                    self.encoded)["value"]
+        predicted = np.argmax(self.gather(outputs), -1)
+        return self.task_metric.evidence(predicted, self.encoded.labels, self.labels)
 
     def score(self, outputs, reference=None) -> dict[str, float]:
         out = classification_score(self.task_type, self.labels, self.gather(outputs), self.encoded)
@@ -158,17 +155,6 @@ class ClassificationEvaluation(Evaluation):
             count += int(valid.sum())
         return total / max(count, 1)
 
-    def correct(self, outputs) -> np.ndarray | None:
-        if self.metric_name != "accuracy":
-            return None
-        return (np.argmax(self.gather(outputs), -1) == self.encoded.labels).astype(np.float64)
-
-    def entity_counts(self, outputs) -> np.ndarray | None:
-        if self.metric_name != "entity_f1":
-            return None
-        predicted = np.argmax(self.gather(outputs), -1)
-        return entity_counts(*tag_rows(self.labels, predicted, self.encoded))
-
     def agreement(self, outputs, reference) -> float:
         same = np.argmax(self.gather(outputs), -1) == np.argmax(self.gather(reference), -1)
         if same.ndim == 2:
@@ -181,9 +167,10 @@ class EmbeddingEvaluation(Evaluation):
     (ROC-AUC against 0/1 labels, or Spearman against scores), or no metric for plain texts."""
 
     agreement_name = "cosine to FP32"
+    proxy_kind = COSINE
     _per_batch = ("batches", "_rows")
 
-    def __init__(self, tokenizer, examples: Sequence[dict], *, metric_name: str | None,
+    def __init__(self, tokenizer, examples: Sequence[dict], *, metric: Metric | None,
                  batch_size: int = 128, buckets: Sequence[int] = DEFAULT_BUCKETS):
         pairs = bool(examples) and "text_pair" in examples[0]
         texts = [e["text"] for e in examples] + ([e["text_pair"] for e in examples] if pairs else [])
@@ -191,12 +178,12 @@ class EmbeddingEvaluation(Evaluation):
         index = {t: i for i, t in enumerate(self.texts)}
         self._left = np.array([index[e["text"]] for e in examples])
         self._right = np.array([index[e["text_pair"]] for e in examples]) if pairs else None
-        self.metric_name = metric_name if pairs else None
-        gold = "score" if metric_name == "spearman" else "label"
-        self.gold = np.array([e[gold] for e in examples]) if self.metric_name else None
-        if self.metric_name == "roc_auc" and len(set(self.gold.tolist())) < 2:
-            raise ValueError(f"ROC-AUC needs both 0 and 1 labels among the {len(examples)} pairs; "
-                             f"these have only {sorted(set(self.gold.tolist()))}")
+        self.task_metric = metric if pairs else None
+        self.gold = None
+        if self.task_metric is not None:
+            self.gold = np.array([e[self.task_metric.gold_field] for e in examples])
+            if self.task_metric.check_gold is not None:
+                self.task_metric.check_gold(self.gold)
         self._count = len(examples)
         self._rows, self.batches = [], []
         for rows, batch in length_batches(tokenizer, self.texts, batch_size=batch_size,
@@ -215,26 +202,15 @@ class EmbeddingEvaluation(Evaluation):
             emb[rows] = out[:len(rows)]
         return emb
 
-    def metric(self, outputs) -> float | None:
-        if self.partial or self.metric_name is None:
+    def evidence(self, outputs) -> np.ndarray | None:
+        if self.partial or self.task_metric is None:
             return None
-        cosine = self.pair_scores(outputs)
-        if self.metric_name == "spearman":
-            return spearman(cosine, self.gold)
-        return roc_auc(cosine, self.gold)
+        return self.task_metric.evidence(self.pair_scores(outputs), self.gold, None)
 
     def pair_scores(self, outputs) -> np.ndarray:
         """The cosine similarity of every pair, in example order."""
         emb = self.gather(outputs)
         return 1.0 - one_minus_cosine(emb[self._left], emb[self._right])
-
-    def resampled_metric(self, outputs, weights: np.ndarray) -> np.ndarray | None:
-        if self.partial or self.metric_name is None:
-            return None
-        cosine = self.pair_scores(outputs)
-        if self.metric_name == "spearman":
-            return spearman_weighted(cosine, self.gold, weights)
-        return roc_auc_weighted(cosine, self.gold, weights)
 
     def proxy(self, outputs, reference) -> float:
         """Mean `1 - cosine` to the reference embedding over the real rows."""

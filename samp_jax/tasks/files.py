@@ -57,6 +57,8 @@ from typing import Any
 import numpy as np
 
 from samp_jax.data.splits import TaskSplits
+from samp_jax.models.head_kinds import SENTENCE_EMBEDDING, SEQUENCE_CLASSIFICATION, TOKEN_CLASSIFICATION
+from samp_jax.tasks.metrics import ENTITY_F1
 from samp_jax.tasks.task import SPLITS, Task
 from samp_jax.tasks.types import TASK_TYPES, get_task_type
 
@@ -165,7 +167,7 @@ def load_task(source: Any = None, *, task_type: str | None = None, columns: Colu
       sizes: rows per carved split (keys from `samp_jax.tasks.SPLITS`): an int is a count, a
         float in (0, 1) a fraction.
       max_length: tokens per example.
-      head: the model's head kind (`samp_jax.models.HEAD_KINDS`), to pick and check the task
+      head: the model's head kind name (`EncoderModel.head_kind`), to pick and check the task
         type.
 
     Returns:
@@ -176,7 +178,7 @@ def load_task(source: Any = None, *, task_type: str | None = None, columns: Colu
       TypeError: `source` is none of the kinds above.
     """
     task_type_obj = None if task_type is None else get_task_type(task_type)
-    if task_type_obj is not None and head is not None and task_type_obj.head != head:
+    if task_type_obj is not None and head is not None and task_type_obj.head.name != head:
         raise ValueError(f"task_type={task_type!r} needs a {task_type_obj.head} head; the model "
                          f"has a {head} head")
     tables, explicit = _read_tables(source, split_files)
@@ -197,7 +199,7 @@ def load_task(source: Any = None, *, task_type: str | None = None, columns: Colu
             for part in parts.values():  # ClassLabel ids → names, matched by name to the model's
                 _class_ids_to_names(part, target)
         names, to_id = _label_ids(list(parts.values()), target, labels)
-        if task_type_obj.name == "token_classification":
+        if task_type_obj.metric is ENTITY_F1:  # it finds entities in BIO tags
             _check_bio(names, first.where, target)
         for part in parts.values():
             part.examples[:] = [_with_ids(e, target, to_id) for e in part.examples]
@@ -453,15 +455,15 @@ def _infer_task_type(table: _Table, found: dict[str, str | None], head: str | No
     pair = found["text"] is not None and found["text_pair"] is not None
     labelled = found["label"] is not None
     scored = found["score"] is not None or (labelled and _holds_scores(table, found["label"]))
-    if head == "token_classification" or (head is None and found["tokens"] and found["tags"]):
+    if head == TOKEN_CLASSIFICATION.name or (head is None and found["tokens"] and found["tags"]):
         return "token_classification"
-    if head == "sequence_classification":
+    if head == SEQUENCE_CLASSIFICATION.name:
         return "text_pair_classification" if pair else "text_classification"
-    if head == "sentence_embedding":
+    if head == SENTENCE_EMBEDDING.name:
         return "embedding_pairs" if pair and (labelled or scored) else "embedding_texts"
     if head is not None:
         raise ValueError(f"{head=} is not one of "
-                         f"{sorted({t.head for t in TASK_TYPES.values()})}")
+                         f"{sorted({t.head.name for t in TASK_TYPES.values()})}")
     if pair:
         if scored:
             return "embedding_pairs"

@@ -1,15 +1,34 @@
-"""Task metrics that do not belong to one data set.
+"""Task metrics as data: the `Metric` registry (`METRICS`), the proxies, and the weighted
+scores and confidence margins they are built from.
 
-ROC-AUC and Spearman are computed over weighted copies of the examples: `weights` `[R, n]`
-gives, per row, how many times each example counts, so one call scores every resample of a
-paired bootstrap (a weight is the number of times a resample drew the example) without sorting
-each resample again. A single evaluation is the one row of ones. Ties get average ranks.
+A `Metric` scores **evidence**: one row per example (`[n]` or `[n, k]`), what the metric is a
+function of: per-example correctness for accuracy, `[gold, predicted, correct]` entity counts
+per sentence for entity F1, `(pair score, gold)` for ROC-AUC and Spearman. Every metric is
+computed from weighted copies of its evidence rows (`weights` `[R, n]`: per row, how many times
+each example counts), so one call scores every resample of a paired bootstrap; a single
+evaluation is the one row of ones. The evidence being per example, the same object gives the
+task metric, the search's guarded drop (the drop against the FP32 model's evidence plus a
+one-sided confidence margin: a paired standard error where the metric is a mean of
+per-example values, a paired bootstrap otherwise), and the report's names.
+
+ROC-AUC and Spearman rank each resample's weighted copies without sorting each resample again;
+ties get average ranks.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import enum
+import functools
+from typing import Callable, Sequence
+
 import numpy as np
 
+from samp_jax.data.wnut16 import entity_counts
+
+IGNORE = -100  # label of positions and rows that no metric or loss counts
+Z_ONE_SIDED_95 = 1.645
+BOOTSTRAP_RESAMPLES = 1000
 
 _CHUNK_ELEMENTS = 1 << 22  # weights scored per chunk: a few [chunk, n] float64 temporaries
 
@@ -88,3 +107,240 @@ def spearman_weighted(x: np.ndarray, y: np.ndarray, weights: np.ndarray) -> np.n
 def spearman(x: np.ndarray, y: np.ndarray) -> float:
     """Spearman's rank correlation of two length-`n` arrays (NaN if either is constant)."""
     return float(spearman_weighted(x, y, np.ones((1, len(x))))[0])
+
+
+# ------------------------------------------------------------------------ margins
+def guarded_difference(base: np.ndarray, candidate: np.ndarray, *, z: float = Z_ONE_SIDED_95) -> float:
+    """`mean(base - candidate) + z * std(base - candidate, ddof=1) / sqrt(n)`: the paired
+    drop with a one-sided upper confidence margin, 95% at the default `z` (no margin for one
+    example)."""
+    diff = np.asarray(base, np.float64) - np.asarray(candidate, np.float64)
+    margin = z * diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else 0.0
+    return float(diff.mean() + margin)
+
+
+def guarded_bootstrap_drop(base_metric: float, metric: float, base_resampled: np.ndarray,
+                           resampled: np.ndarray, *, z: float = Z_ONE_SIDED_95) -> float:
+    """`base_metric - metric` plus `z` times the standard deviation of the paired resampled
+    drops `base_resampled - resampled` (resamples where either is undefined, NaN, are left
+    out; fewer than two left: no margin)."""
+    drops = np.asarray(base_resampled, np.float64) - np.asarray(resampled, np.float64)
+    drops = drops[np.isfinite(drops)]
+    drop = float(base_metric - metric)
+    if len(drops) < 2:
+        return drop
+    return drop + z * float(drops.std(ddof=1))
+
+
+@functools.lru_cache(maxsize=4)
+def bootstrap_weights(n: int, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> np.ndarray:
+    """`[resamples, n]` counts of each example in each seeded resample with replacement (the
+    same resamples for every map judged on `n` examples: a paired bootstrap)."""
+    rng = np.random.default_rng(seed)
+    weights = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(resamples)])
+    weights = weights.astype(np.float64)
+    weights.flags.writeable = False
+    return weights
+
+
+# ------------------------------------------------------------------------ the registry
+class Margin(enum.Enum):
+    """How a metric's drop gets its confidence margin."""
+
+    PER_EXAMPLE = "per_example"  # a mean of per-example values: paired standard error
+    RESAMPLED = "resampled"  # anything else: paired bootstrap over the examples
+
+
+@dataclasses.dataclass(frozen=True)
+class Proxy:
+    """A smooth divergence of a candidate's outputs from the FP32 model's (lower is better).
+
+    Attributes:
+      name: registry key ('kl', 'cosine').
+      display_name: how reports name it.
+    """
+
+    name: str
+    display_name: str
+
+
+KL = Proxy("kl", "KL to FP32")  # of the predictive distribution: outputs are logits
+COSINE = Proxy("cosine", "1 − cosine to FP32")  # outputs are embeddings
+PROXIES: dict[str, Proxy] = {p.name: p for p in (KL, COSINE)}
+
+
+@dataclasses.dataclass(frozen=True)
+class Baseline:
+    """The reference model's evidence and what every guarded drop against it reuses."""
+
+    evidence: np.ndarray
+    value: float  # the metric of the evidence, as the drop takes it
+    resampled: np.ndarray | None  # `[R]` per bootstrap resample (resampled margins only)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Metric:
+    """A task metric.
+
+    Attributes:
+      name: registry key, as `summary.json` and `evaluate` name it.
+      display_name: how tables and plots name it.
+      gold_field: the example field holding the gold answer it scores against.
+      margin: how its drop gets a confidence margin (`Margin`).
+      proxy: the divergence the search ranks sites by for the outputs it scores.
+      evidence: `(predicted, gold, label_names) -> [n, ...]` per-example rows: `predicted` is
+        argmax class ids (`[n]` or `[n, seq]`) or pair scores (`[n]`), `gold` the matching
+        labels (`IGNORE` where none applies).
+      weighted: `(evidence, weights [R, n]) -> [R]`, the metric of each row's weighted copies
+        (NaN where a resample leaves it undefined).
+      exact: `evidence -> float`, the reported value, where it is computed in another order
+        than `weighted` with one row of ones (None: that row).
+      details: `evidence -> dict` of extra figures a score reports (precision, recall).
+      check_gold: raises ValueError when gold answers cannot be scored (one class for ROC-AUC).
+      balanced_subsets: a seeded subset of the examples keeps the two classes balanced.
+      higher_is_better: the direction of improvement; a drop is a change the other way.
+    """
+
+    name: str
+    display_name: str
+    gold_field: str
+    margin: Margin
+    proxy: Proxy
+    evidence: Callable[[np.ndarray, np.ndarray, Sequence[str] | None], np.ndarray]
+    weighted: Callable[[np.ndarray, np.ndarray], np.ndarray]
+    exact: Callable[[np.ndarray], float] | None = None
+    details: Callable[[np.ndarray], dict[str, float]] | None = None
+    check_gold: Callable[[np.ndarray], None] | None = None
+    balanced_subsets: bool = False
+    higher_is_better: bool = True
+
+    def value(self, evidence: np.ndarray) -> float:
+        """The metric of `evidence` (all examples once)."""
+        if self.exact is not None:
+            return float(self.exact(evidence))
+        return self._of_all(evidence)
+
+    def resampled(self, evidence: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """`[R]`: the metric of each bootstrap resample given `[R, n]` weights."""
+        return np.asarray(self.weighted(evidence, weights), np.float64)
+
+    def baseline(self, evidence: np.ndarray) -> Baseline:
+        """What `guarded_drop` compares candidates with, computed once."""
+        evidence = np.asarray(evidence)
+        resampled = None
+        if self.margin is Margin.RESAMPLED and len(evidence) > 1:
+            resampled = self.resampled(evidence, bootstrap_weights(len(evidence)))
+        return Baseline(evidence, self._of_all(evidence), resampled)
+
+    def guarded_drop(self, base: Baseline | np.ndarray, candidate: np.ndarray, *,
+                     z: float = Z_ONE_SIDED_95) -> float:
+        """The drop of `candidate`'s metric against `base`'s (same examples, same order) plus
+        a one-sided margin, 95% at the default `z`: `z` paired standard errors for
+        `Margin.PER_EXAMPLE`, `z` standard deviations of the paired bootstrap drops
+        (`bootstrap_weights`, seeded) for `Margin.RESAMPLED`. One example: no margin.
+
+        Raises:
+          ValueError: the evidence of `base` and `candidate` differ in shape.
+        """
+        base = base if isinstance(base, Baseline) else self.baseline(base)
+        candidate = np.asarray(candidate)
+        if candidate.shape != base.evidence.shape:
+            raise ValueError(f"{self.name} evidence must match: base {base.evidence.shape}, "
+                             f"candidate {candidate.shape}")
+        sign = 1.0 if self.higher_is_better else -1.0
+        if self.margin is Margin.PER_EXAMPLE:
+            return guarded_difference(sign * base.evidence, sign * candidate, z=z)
+        value = self._of_all(candidate)
+        if base.resampled is None:
+            return sign * (base.value - value)
+        resampled = self.resampled(candidate, bootstrap_weights(len(candidate)))
+        return guarded_bootstrap_drop(sign * base.value, sign * value, sign * base.resampled,
+                                      sign * resampled, z=z)
+
+    def _of_all(self, evidence: np.ndarray) -> float:
+        return float(self.resampled(evidence, np.ones((1, len(evidence))))[0])
+
+
+def tag_rows(label_names: Sequence[str], predicted: np.ndarray,
+             gold: np.ndarray) -> tuple[list[list[str]], list[list[str]]]:
+    """Gold and predicted tag names per sentence, over its labelled positions (gold not
+    `IGNORE`); `predicted` and `gold` are `[n, seq]` class ids."""
+    gold_rows, pred_rows = [], []
+    for row in range(len(gold)):
+        positions = gold[row] != IGNORE
+        gold_rows.append([label_names[int(t)] for t in gold[row][positions]])
+        pred_rows.append([label_names[int(t)] for t in predicted[row][positions]])
+    return gold_rows, pred_rows
+
+
+def _correct(predicted, gold, label_names=None) -> np.ndarray:
+    return (np.asarray(predicted) == np.asarray(gold)).astype(np.float64)
+
+
+def _mean_weighted(evidence: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    weights = np.atleast_2d(np.asarray(weights, np.float64))
+    return weights @ np.asarray(evidence, np.float64) / weights.sum(1)
+
+
+def _entity_evidence(predicted, gold, label_names) -> np.ndarray:
+    if label_names is None:
+        raise ValueError("entity F1 needs the tag names (BIO labels) to find entities")
+    return entity_counts(*tag_rows(label_names, predicted, gold)).astype(np.float64)
+
+
+def _f1_of_sums(counts: np.ndarray) -> np.ndarray:
+    """F1 from `[..., 3]` summed (gold, predicted, correct) counts: `2 c / (g + p)`, 0 if empty."""
+    gold, predicted, correct = counts[..., 0], counts[..., 1], counts[..., 2]
+    total = gold + predicted
+    return np.where(total > 0, 2.0 * correct / np.maximum(total, 1e-12), 0.0)
+
+
+def _entity_weighted(evidence: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    return _f1_of_sums(np.atleast_2d(np.asarray(weights, np.float64)) @ np.asarray(evidence, np.float64))
+
+
+def _entity_scores(evidence: np.ndarray) -> dict[str, float]:
+    """Micro precision, recall and F1 as `samp_jax.data.wnut16.entity_f1` computes them."""
+    n_gold, n_predicted, n_correct = (int(n) for n in np.asarray(evidence).sum(axis=0))
+    precision = n_correct / n_predicted if n_predicted else 0.0
+    recall = n_correct / n_gold if n_gold else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": precision, "recall": recall, "f1": f1}
+
+
+def _pair_evidence(scores, gold, label_names=None) -> np.ndarray:
+    return np.column_stack([np.asarray(scores, np.float64), np.asarray(gold, np.float64)])
+
+
+def _both_classes(gold: np.ndarray) -> None:
+    classes = sorted(set(np.asarray(gold).tolist()))
+    if len(classes) < 2:
+        raise ValueError(f"ROC-AUC needs both 0 and 1 labels among the {len(gold)} pairs; "
+                         f"these have only {classes}")
+
+
+ACCURACY = Metric(
+    name="accuracy", display_name="accuracy", gold_field="label", margin=Margin.PER_EXAMPLE,
+    proxy=KL, evidence=_correct, weighted=_mean_weighted, exact=lambda e: np.mean(e))
+ENTITY_F1 = Metric(
+    name="entity_f1", display_name="entity F1", gold_field="tags", margin=Margin.RESAMPLED,
+    proxy=KL, evidence=_entity_evidence, weighted=_entity_weighted,
+    exact=lambda e: _entity_scores(e)["f1"],
+    details=lambda e: {k: v for k, v in _entity_scores(e).items() if k != "f1"})
+ROC_AUC = Metric(
+    name="roc_auc", display_name="ROC-AUC", gold_field="label", margin=Margin.RESAMPLED,
+    proxy=COSINE, evidence=_pair_evidence,
+    weighted=lambda e, w: roc_auc_weighted(e[:, 0], e[:, 1], w),
+    check_gold=_both_classes, balanced_subsets=True)
+SPEARMAN = Metric(
+    name="spearman", display_name="Spearman", gold_field="score", margin=Margin.RESAMPLED,
+    proxy=COSINE, evidence=_pair_evidence,
+    weighted=lambda e, w: spearman_weighted(e[:, 0], e[:, 1], w))
+METRICS: dict[str, Metric] = {m.name: m for m in (ACCURACY, ENTITY_F1, ROC_AUC, SPEARMAN)}
+
+
+def get_metric(name: str) -> Metric:
+    """The registered `Metric` called `name`."""
+    if name not in METRICS:
+        raise ValueError(f"metric {name=} is not one of {sorted(METRICS)}")
+    return METRICS[name]

@@ -33,11 +33,13 @@ from samp_jax.data import (
     snli_splits,
     wnut16_splits,
 )
+from samp_jax.models.head_kinds import HeadKind
 from samp_jax.models.model import check_ids
 from samp_jax.serving.batching import DEFAULT_BUCKETS, length_batches
 from samp_jax.serving.forward import jit_forward
 from samp_jax.serving.sharding import as_sharded, data_mesh, round_batch_size
 from samp_jax.tasks.evaluation import ClassificationEvaluation, EmbeddingEvaluation, Evaluation, gather_rows
+from samp_jax.tasks.metrics import Metric
 from samp_jax.tasks.types import (
     IGNORE,
     TASK_TYPES,
@@ -74,13 +76,19 @@ class Task:
     source: str = ""
 
     @property
-    def head(self) -> str:
+    def head(self) -> HeadKind:
         """The head kind the model needs."""
         return self.task_type.head
 
     @property
     def metric(self) -> str | None:
         """The metric name: accuracy, entity_f1, roc_auc, spearman, or None (proxy only)."""
+        metric = self.task_metric
+        return None if metric is None else metric.name
+
+    @property
+    def task_metric(self) -> Metric | None:
+        """The `Metric` the examples are scored by (`TaskType.metric_for`), or None."""
         for split in ("test", "search", "dev", "train", "calibration"):
             if self.split(split):
                 return self.task_type.metric_for(self.split(split))
@@ -108,7 +116,7 @@ class Task:
         if max_examples < 1:
             raise ValueError(f"{max_examples=} must be positive")
         rng = np.random.default_rng(seed)
-        if self.metric == "roc_auc":
+        if self.task_metric is not None and self.task_metric.balanced_subsets:
             return _balanced(examples, max_examples, rng)
         return [examples[i] for i in np.sort(rng.choice(len(examples), max_examples, replace=False))]
 
@@ -134,7 +142,7 @@ class Task:
             return ClassificationEvaluation(self.task_type, self.labels,
                                             self.encode(tokenizer, examples),
                                             batch_size=batch_size or 64, buckets=buckets)
-        return EmbeddingEvaluation(tokenizer, examples, metric_name=self.task_type.metric_for(examples),
+        return EmbeddingEvaluation(tokenizer, examples, metric=self.task_type.metric_for(examples),
                                    batch_size=batch_size or 128, buckets=buckets)
 
     def calibration_batches(self, tokenizer, *, max_examples: int = 512,
@@ -237,7 +245,7 @@ def evaluate(model, task: Task | str, split: str = "test", *, tokenizer=None, se
         outside its vocabulary, e.g. another model's tokenizer: `models.model.check_ids`).
     """
     task = get_task(task, seed=seed) if isinstance(task, str) else task
-    if model.head_kind != task.head:
+    if model.head_kind != task.head.name:
         raise ValueError(f"task {task.name!r} needs a {task.head} head, the model has {model.head_kind}")
     if encoded is None:
         encoded = task.encode(tokenizer, task.split(split))

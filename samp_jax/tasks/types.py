@@ -17,11 +17,16 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from samp_jax.data.wnut16 import align_labels, entity_f1
+from samp_jax.data.wnut16 import align_labels
+from samp_jax.models.head_kinds import (
+    SENTENCE_EMBEDDING,
+    SEQUENCE_CLASSIFICATION,
+    TOKEN_CLASSIFICATION,
+    HeadKind,
+)
 from samp_jax.serving.batching import DEFAULT_BUCKETS, bucket_batches, capped_buckets
 from samp_jax.serving.forward import INPUT_KEYS
-
-IGNORE = -100  # label of positions and rows that no metric or loss counts
+from samp_jax.tasks.metrics import ACCURACY, ENTITY_F1, IGNORE, ROC_AUC, SPEARMAN, Metric
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,32 +80,42 @@ class TaskType:
 
     Attributes:
       name: registry key.
-      head: the model head it needs (`samp_jax.models.HEAD_KINDS`).
-      fields: example fields every example must have (`label`/`score` alternatives are
-        listed in `label_fields`).
-      label_fields: the fields that may carry the gold answer, in order of preference.
-      metric: the default metric name, or None (proxy only).
+      head: the model head kind it needs (a `samp_jax.models.HeadKind`).
+      fields: example fields every example must have (the gold answer's field comes from the
+        metric: `label_fields`).
+      metrics: the metrics it can be scored by, in order of preference; the examples' gold
+        field picks one (`metric_for`). Empty: no labels, the proxy only.
       encode: `(tokenizer, examples, max_length) -> EncodedSplit` for classification types,
         None for embedding types (they embed unique texts, see `samp_jax.tasks.evaluation`).
     """
 
     name: str
-    head: str
+    head: HeadKind
     fields: tuple[str, ...]
-    label_fields: tuple[str, ...]
-    metric: str | None
+    metrics: tuple[Metric, ...]
     encode: Callable[..., EncodedSplit] | None
 
     @property
     def classifies(self) -> bool:
         """Whether the model's outputs are logits over classes (else embeddings)."""
-        return self.head in ("sequence_classification", "token_classification")
+        return self.head.classifies
 
-    def metric_for(self, examples: Sequence[dict]) -> str | None:
-        """The metric for these examples (embedding pairs: ROC-AUC for 0/1 labels, Spearman
-        for scores)."""
-        if self.name == "embedding_pairs" and examples and "score" in examples[0]:
-            return "spearman"
+    @property
+    def label_fields(self) -> tuple[str, ...]:
+        """The fields that may carry the gold answer, in order of preference."""
+        return tuple(dict.fromkeys(m.gold_field for m in self.metrics))
+
+    @property
+    def metric(self) -> Metric | None:
+        """The default metric, or None (proxy only)."""
+        return self.metrics[0] if self.metrics else None
+
+    def metric_for(self, examples: Sequence[dict]) -> Metric | None:
+        """The first of `metrics` whose gold field the examples hold (embedding pairs: ROC-AUC
+        for 0/1 `label`s, Spearman for `score`s); the default without examples."""
+        for metric in self.metrics:
+            if examples and metric.gold_field in examples[0]:
+                return metric
         return self.metric
 
     def check(self, example: dict, where: str) -> None:
@@ -135,15 +150,15 @@ def encode_words(tokenizer, examples: Sequence[dict], max_length: int) -> Encode
 
 
 TASK_TYPES: dict[str, TaskType] = {t.name: t for t in (
-    TaskType("text_classification", "sequence_classification", ("text",), ("label",), "accuracy",
+    TaskType("text_classification", SEQUENCE_CLASSIFICATION, ("text",), (ACCURACY,),
              encode_texts),
-    TaskType("text_pair_classification", "sequence_classification", ("text", "text_pair"),
-             ("label",), "accuracy", encode_pairs),
-    TaskType("token_classification", "token_classification", ("tokens",), ("tags",), "entity_f1",
+    TaskType("text_pair_classification", SEQUENCE_CLASSIFICATION, ("text", "text_pair"),
+             (ACCURACY,), encode_pairs),
+    TaskType("token_classification", TOKEN_CLASSIFICATION, ("tokens",), (ENTITY_F1,),
              encode_words),
-    TaskType("embedding_pairs", "sentence_embedding", ("text", "text_pair"), ("label", "score"),
-             "roc_auc", None),
-    TaskType("embedding_texts", "sentence_embedding", ("text",), (), None, None),
+    TaskType("embedding_pairs", SENTENCE_EMBEDDING, ("text", "text_pair"), (ROC_AUC, SPEARMAN),
+             None),
+    TaskType("embedding_texts", SENTENCE_EMBEDDING, ("text",), (), None),
 )}
 
 
@@ -154,25 +169,12 @@ def get_task_type(name: str) -> TaskType:
     return TASK_TYPES[name]
 
 
-def tag_rows(labels: Sequence[str], predicted: np.ndarray,
-             encoded: EncodedSplit) -> tuple[list[list[str]], list[list[str]]]:
-    """Gold and predicted tag names per sentence, over its labelled positions."""
-    gold_rows, pred_rows = [], []
-    for row in range(len(encoded)):
-        positions = encoded.labels[row] != IGNORE
-        gold_rows.append([labels[int(t)] for t in encoded.labels[row][positions]])
-        pred_rows.append([labels[int(t)] for t in predicted[row][positions]])
-    return gold_rows, pred_rows
-
-
 def classification_score(task_type: TaskType, labels: Sequence[str], logits: np.ndarray,
                          encoded: EncodedSplit) -> dict[str, float]:
-    """Accuracy (sequence classification) or entity-level F1 (BIO tagging) from logits aligned
-    with `encoded` rows."""
-    predicted = np.argmax(logits, axis=-1)
-    if task_type.metric == "accuracy":
-        return {"metric": "accuracy", "value": float(np.mean(predicted == encoded.labels)),
-                "examples": len(encoded)}
-    f1 = entity_f1(*tag_rows(labels, predicted, encoded))
-    return {"metric": "entity_f1", "value": float(f1["f1"]), "examples": len(encoded),
-            "precision": float(f1["precision"]), "recall": float(f1["recall"])}
+    """The task type's metric (`{'metric', 'value', 'examples'}` and the metric's details,
+    e.g. entity F1's precision and recall) from logits aligned with `encoded` rows."""
+    metric = task_type.metric
+    evidence = metric.evidence(np.argmax(logits, axis=-1), encoded.labels, labels)
+    details = {} if metric.details is None else metric.details(evidence)
+    return {"metric": metric.name, "value": metric.value(evidence), "examples": len(encoded),
+            **{name: float(value) for name, value in details.items()}}

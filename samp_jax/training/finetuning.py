@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from samp_jax.core.assets import cache_dir, minilm_path
 from samp_jax.models.checkpoint import load_pretrained, save_pretrained
-from samp_jax.models.model import check_labels
+from samp_jax.models.heads import check_labels
 from samp_jax.models.tokenizer import Tokenizer
 from samp_jax.serving.forward import batch_inputs, merged_call
 from samp_jax.tasks.task import Task, get_task, predict
@@ -105,7 +105,7 @@ def finetune(model, task: Task | str, tokenizer: Tokenizer, config: FinetuneConf
     """
 
     task = get_task(task, seed=config.seed) if isinstance(task, str) else task
-    if model.head_kind != task.head:
+    if model.head_kind != task.head.name:
         raise ValueError(f"task {task.name!r} needs a {task.head} head, the model has {model.head_kind}")
     splits = task.splits
     if not splits.train or not splits.dev:

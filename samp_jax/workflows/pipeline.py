@@ -85,7 +85,7 @@ def run_search(model, tokenizer, task: Task, config: SearchConfig | None = None,
       afterwards without redoing the work.
     """
     config = SearchConfig() if config is None else config
-    if model.head_kind != task.head:
+    if model.head_kind != task.head.name:
         raise ValueError(f"task {task.name!r} ({task.task_type.name}) needs a {task.head} head; "
                          f"the model has {model.head_kind}")
     plan = plan_search(model, config, latency_table)  # target, options, table: before calibration

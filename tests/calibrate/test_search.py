@@ -1,20 +1,20 @@
 """The candidate program, the latency model, the allocation and the report."""
 
 import json
-import time
+from types import SimpleNamespace
 
-import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
 from calibrate.search.candidates import SwitchableModel
 from calibrate.search.latency import (DEFAULT_PRECISIONS, check_against_forward, estimate_table, int8_flop_fraction,
-                               measure_table, time_interleaved, time_ms)
+                               measure_table)
 from calibrate.search.objectives import UnlabelledObjective
-from calibrate.search.report import pareto_front, write_report
+from calibrate.search.report import pareto_front, sensitivity_table, write_report
 from calibrate.search.config import validate_tolerance
 from calibrate.search.driver import search
-from samp_jax import EncoderConfig, PrecisionMap, quantize
+from samp_jax import EncoderConfig, EncoderModel, PrecisionMap, SentenceEmbedder, quantize
 from samp_jax.core.precision import SITES, SitePrecision, as_precision
 from samp_jax.serving.forward import jit_forward
 from tests.helpers import TINY_CONFIG, random_batches
@@ -62,26 +62,6 @@ def test_latency_estimate_and_flop_fraction():
     assert int8_flop_fraction(full, base) == 1.0 and int8_flop_fraction(fp16, base) == 0.0
 
 
-def test_variants_are_timed_in_turns_so_drift_hits_them_alike():
-    calls = []
-
-    def variant(name, seconds):
-        def run():
-            calls.append(name)
-            time.sleep(seconds)
-            return jnp.zeros(())
-        return run
-
-    ms = time_interleaved({"slow": variant("slow", 0.004), "fast": variant("fast", 0.0)},
-                          warmup=1, repeats=4, inner=2)
-    timed = calls[2:]  # after one warm-up call each
-    assert timed == ["slow"] * 2 + ["fast"] * 2 + ["fast"] * 2 + ["slow"] * 2 \
-        + ["slow"] * 2 + ["fast"] * 2 + ["fast"] * 2 + ["slow"] * 2  # each round starts further on
-    assert ms["slow"] >= 4.0 > ms["fast"]
-    assert time_ms(variant("one", 0.002), warmup=0, repeats=3, inner=1) >= 2.0
-
-
-@pytest.mark.slow
 def test_measured_table_and_end_to_end_check_run_on_this_device(tiny):
     table = measure_table(tiny, 4, 16, repeats=3)
     assert table.source == "measured" and all(v > 0 for v in table.site_ms.values())
@@ -150,7 +130,24 @@ def test_report_files(tiny, calibration, tmp_path):
     assert json.loads((tmp_path / "summary.json").read_text())["int8_flop_fraction"] == summary["int8_flop_fraction"]
     report = (tmp_path / "report.md").read_text()
     assert "## Sensitivity" in report and "| 2 |" in report and "chosen (test)" in report
+    # an unlabelled classifier's sensitivities are KLs of its logits
+    assert result.metric_name is None and "Proxy (KL to FP32) when only that site" in report
     assert (tmp_path / "pareto.png").stat().st_size > 10_000
+
+
+def test_the_proxy_is_named_by_the_objective_not_guessed_from_the_metric(tiny):
+    """Without labels there is no metric, but a classifier's proxy is still the KL of its
+    logits; an embedder's is 1 - cosine."""
+    classifier = UnlabelledObjective(tiny, random_batches(1))
+    rngs = nnx.Rngs(0)
+    embedder = UnlabelledObjective(EncoderModel(TINY_CONFIG, SentenceEmbedder(), rngs=rngs),
+                                   random_batches(1))
+    assert (classifier.proxy_kind.name, embedder.proxy_kind.name) == ("kl", "cosine")
+    for objective, label in ((classifier, "KL to FP32"), (embedder, "1 − cosine to FP32")):
+        result = SimpleNamespace(options=("fp16", "int8-dynamic"), metric_name=None,
+                                 proxy_name=objective.proxy_kind.name, sensitivity={},
+                                 precision_map=PrecisionMap.preset("fp16", 3))
+        assert sensitivity_table(result).startswith(f"Proxy ({label}) when only that site")
 
 
 def test_pareto_front():

@@ -12,10 +12,8 @@ from scipy import stats as scipy_stats
 import samp_jax
 
 from calibrate.search.candidates import SwitchableModel
-from calibrate.search.latency import device_description, estimate_table, table_for_target
-from calibrate.search.objectives import (Z_ONE_SIDED_95, EvaluationObjective, UnlabelledObjective,
-                                  guarded_bootstrap_drop, guarded_difference, guarded_ratio_drop,
-                                  selection_z)
+from calibrate.search.latency import estimate_table, table_for_target
+from calibrate.search.objectives import Z_ONE_SIDED_95, EvaluationObjective, UnlabelledObjective, selection_z
 from samp_jax.data.wnut16 import entity_counts, entity_f1
 from calibrate.search.driver import search
 from calibrate.search.phases import (evaluate_presets, fastest_map, fastest_passing_preset,
@@ -24,7 +22,8 @@ from calibrate.search.runner import Kind, Runner
 from calibrate.search.strategies.greedy import tolerance_greedy
 from calibrate.search.targets import TARGETS, resolve_target
 from samp_jax.core.precision import SITES, PrecisionMap, SitePrecision, as_precision
-from samp_jax.tasks.metrics import roc_auc_weighted, spearman_weighted
+from samp_jax.serving.timing import device_description
+from samp_jax.tasks.metrics import ACCURACY, ENTITY_F1, METRICS, guarded_bootstrap_drop, guarded_difference
 from tests.helpers import TINY_CONFIG, random_batches
 
 FP8 = SitePrecision("fp8_e4m3")
@@ -256,9 +255,9 @@ def test_guarded_difference_is_the_paired_mean_plus_a_one_sided_95_margin():
 
 def test_guarded_drop_of_an_accuracy_objective_uses_the_paired_margin():
     class Correctness:  # the evaluation's per-example correctness is the outputs themselves
-        metric_name = "accuracy"
+        task_metric = ACCURACY
 
-        def correct(self, outputs):
+        def evidence(self, outputs):
             return np.concatenate(outputs)
 
     objective = EvaluationObjective.__new__(EvaluationObjective)
@@ -272,7 +271,7 @@ def test_guarded_drop_of_an_accuracy_objective_uses_the_paired_margin():
     assert objective.guarded_drop(candidate, base) > 0.2
 
 
-def test_guarded_ratio_drop_is_the_f1_drop_plus_the_paired_bootstrap_margin():
+def test_entity_f1_guarded_drop_is_the_f1_drop_plus_the_paired_bootstrap_margin():
     # per sentence (gold, predicted, correct): base finds everything, the candidate misses
     # the entities of sentence 0
     base = np.array([[2, 2, 2], [1, 1, 1], [0, 0, 0], [3, 3, 3]])
@@ -285,29 +284,26 @@ def test_guarded_ratio_drop_is_the_f1_drop_plus_the_paired_bootstrap_margin():
                                  2 * (weights @ counts[:, 2]) / np.maximum(t, 1e-12), 0.0)
     margin = 1.645 * np.std(f1(base) - f1(candidate), ddof=1)
     assert margin > 0.05
-    assert guarded_ratio_drop(base, candidate) == pytest.approx(drop + margin, rel=1e-12)
-    assert guarded_ratio_drop(base, candidate, z=3.29) == pytest.approx(drop + 2 * margin, rel=1e-12)
-    assert guarded_ratio_drop(base, base) == 0.0  # identical predictions: no drop, no margin
-    assert guarded_ratio_drop(base[:1], candidate[:1]) == pytest.approx(1.0)  # one sentence
-    with pytest.raises(ValueError, match=r"\[N, 3\]"):
-        guarded_ratio_drop(base, candidate[:, :2])
+    assert ENTITY_F1.guarded_drop(base, candidate) == pytest.approx(drop + margin, rel=1e-12)
+    assert ENTITY_F1.guarded_drop(base, candidate, z=3.29) == pytest.approx(drop + 2 * margin, rel=1e-12)
+    assert ENTITY_F1.guarded_drop(base, base) == 0.0  # identical predictions: no drop, no margin
+    assert ENTITY_F1.guarded_drop(base[:1], candidate[:1]) == pytest.approx(1.0)  # one sentence
+    with pytest.raises(ValueError, match=r"base \(4, 3\), candidate \(4, 2\)"):
+        ENTITY_F1.guarded_drop(base, candidate[:, :2])
 
 
 def test_an_entity_f1_objective_judges_maps_by_the_bootstrap_margin():
     class Counts:  # the evaluation's per-sentence entity counts are the outputs themselves
-        metric_name = "entity_f1"
+        task_metric = ENTITY_F1
 
-        def correct(self, outputs):
-            return None
-
-        def entity_counts(self, outputs):
+        def evidence(self, outputs):
             return np.concatenate(outputs)
 
     objective = EvaluationObjective.__new__(EvaluationObjective)
     objective.evaluation = Counts()
     base = [np.array([[2, 2, 2], [1, 1, 1]]), np.array([[0, 0, 0], [3, 3, 3]])]
     candidate = [np.array([[2, 2, 0], [1, 1, 1]]), np.array([[0, 0, 0], [3, 3, 3]])]
-    expected = guarded_ratio_drop(np.concatenate(base), np.concatenate(candidate))
+    expected = ENTITY_F1.guarded_drop(np.concatenate(base), np.concatenate(candidate))
     assert objective.guarded_drop(candidate, base) == pytest.approx(expected)
     assert objective.guarded_drop(candidate, base) > 1.0 - 2 * 4 / 12  # stricter than the drop
 
@@ -334,21 +330,10 @@ def test_a_pair_score_objective_judges_maps_by_the_paired_bootstrap_margin(metri
         return scipy_stats.spearmanr(scores[idx], gold[idx]).statistic
 
     class PairScores:  # the evaluation's pair scores are the outputs themselves
-        def correct(self, outputs):
-            return None
+        task_metric = METRICS[metric_name]
 
-        def entity_counts(self, outputs):
-            return None
-
-        num_examples = n
-
-        def metric(self, outputs):
-            return by_hand(np.concatenate(outputs), np.arange(n))
-
-        def resampled_metric(self, outputs, weights):
-            scores = np.concatenate(outputs)
-            return (roc_auc_weighted(scores, gold, weights) if metric_name == "roc_auc"
-                    else spearman_weighted(scores, gold, weights))
+        def evidence(self, outputs):
+            return self.task_metric.evidence(np.concatenate(outputs), gold, None)
 
     objective = EvaluationObjective.__new__(EvaluationObjective)
     objective.evaluation = PairScores()

@@ -19,6 +19,8 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from samp_jax.models.head_kinds import NO_HEAD
+
 
 @dataclasses.dataclass(frozen=True)
 class Transform:
@@ -133,12 +135,12 @@ class Family:
 
     def architecture(self, head_kind: str) -> str:
         """The HF class name for a model with this head (`RobertaForSequenceClassification`)."""
-        layout = self.heads.get(head_kind, self.heads["none"])
+        layout = self.heads.get(head_kind, self.heads[NO_HEAD.name])
         return self.class_prefix + layout.architecture
 
     def head_kind_of(self, architectures) -> str | None:
         """The head kind an HF `architectures` list names, or None when it names none."""
-        base = self.heads["none"].architecture
+        base = self.heads[NO_HEAD.name].architecture
         for name in architectures or ():
             for kind, layout in self.heads.items():
                 if layout.architecture != base and name.endswith(layout.architecture):

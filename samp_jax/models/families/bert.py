@@ -1,6 +1,7 @@
 """BERT (`model_type: bert`), and the pieces its descendants reuse."""
 
 from samp_jax.models.families.base import Family, HeadLayout, KeyRule, fused_qkv, layer_norm, linear
+from samp_jax.models.head_kinds import NO_HEAD, SENTENCE_EMBEDDING, SEQUENCE_CLASSIFICATION, TOKEN_CLASSIFICATION
 
 # EncoderConfig field -> HF key, shared by BERT, RoBERTa, XLM-R, ELECTRA and MPNet.
 BERT_CONFIG_KEYS = {
@@ -47,7 +48,7 @@ def token_head() -> HeadLayout:
 
 def base_heads() -> dict[str, HeadLayout]:
     """The headless and sentence-embedding layouts (the HF base model class)."""
-    return {"none": HeadLayout("Model"), "sentence_embedding": HeadLayout("Model")}
+    return {NO_HEAD.name: HeadLayout("Model"), SENTENCE_EMBEDDING.name: HeadLayout("Model")}
 
 
 BERT = Family(
@@ -61,12 +62,12 @@ BERT = Family(
     heads={
         **base_heads(),
         # BertForSequenceClassification: the base model's pooler (dense + tanh on [CLS]).
-        "sequence_classification": HeadLayout(
+        SEQUENCE_CLASSIFICATION.name: HeadLayout(
             "ForSequenceClassification",
             linear("head.pooler", "pooler.dense")
             + linear("head.classifier", "classifier", outside_base=True),
             activation="tanh"),
-        "token_classification": token_head(),
+        TOKEN_CLASSIFICATION.name: token_head(),
     },
     ignored_prefixes=("cls.", "pooler."),  # pre-training heads; the pooler unless a head uses it
 )

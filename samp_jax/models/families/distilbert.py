@@ -3,6 +3,7 @@
 
 from samp_jax.models.families.base import Family, HeadLayout, KeyRule, fused_qkv, layer_norm, linear
 from samp_jax.models.families.bert import base_heads, token_head
+from samp_jax.models.head_kinds import SEQUENCE_CLASSIFICATION, TOKEN_CLASSIFICATION
 
 
 def _backbone(config) -> tuple[KeyRule, ...]:
@@ -42,12 +43,12 @@ DISTILBERT = Family(
     backbone=_backbone,
     heads={
         **base_heads(),
-        "sequence_classification": HeadLayout(
+        SEQUENCE_CLASSIFICATION.name: HeadLayout(
             "ForSequenceClassification",
             linear("head.pooler", "pre_classifier", outside_base=True)
             + linear("head.classifier", "classifier", outside_base=True),
             activation="relu"),
-        "token_classification": token_head(),
+        TOKEN_CLASSIFICATION.name: token_head(),
     },
     ignored_prefixes=("vocab_transform.", "vocab_layer_norm.", "vocab_projector."),  # MLM head
 )

@@ -4,6 +4,7 @@ GEMM (when `embedding_size != hidden_size`), and a `dense → GELU → out_proj`
 from samp_jax.models.families.base import Family, linear
 from samp_jax.models.families.bert import BERT_CONFIG_KEYS, BERT_DEFAULTS, base_heads, bert_layers, embeddings, token_head
 from samp_jax.models.families.roberta import classification_head
+from samp_jax.models.head_kinds import SEQUENCE_CLASSIFICATION, TOKEN_CLASSIFICATION
 
 
 def _backbone(config):
@@ -21,8 +22,8 @@ ELECTRA = Family(
     backbone=_backbone,
     heads={**base_heads(),
            # ElectraClassificationHead uses exact GELU, whatever hidden_act says.
-           "sequence_classification": classification_head("gelu"),
-           "token_classification": token_head()},
+           SEQUENCE_CLASSIFICATION.name: classification_head("gelu"),
+           TOKEN_CLASSIFICATION.name: token_head()},
     # discriminator / generator pre-training heads
     ignored_prefixes=("discriminator_predictions.", "generator_predictions.", "generator_lm_head."),
 )

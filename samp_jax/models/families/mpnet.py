@@ -5,6 +5,7 @@ attention scores, RoBERTa-style positions from padding index 1, no token types, 
 from samp_jax.models.families.base import Family, KeyRule, fused_qkv, layer_norm, linear
 from samp_jax.models.families.bert import BERT_CONFIG_KEYS, BERT_DEFAULTS, base_heads, token_head
 from samp_jax.models.families.roberta import classification_head
+from samp_jax.models.head_kinds import SEQUENCE_CLASSIFICATION, TOKEN_CLASSIFICATION
 
 
 def _backbone(config):
@@ -33,7 +34,7 @@ MPNET = Family(
     # MPNetEmbeddings hard-codes padding_idx = 1 for its positions; it has no token types.
     config_fixed={"type_vocab_size": 0, "position_padding_idx": 1},
     backbone=_backbone,
-    heads={**base_heads(), "sequence_classification": classification_head("tanh"),
-           "token_classification": token_head()},
+    heads={**base_heads(), SEQUENCE_CLASSIFICATION.name: classification_head("tanh"),
+           TOKEN_CLASSIFICATION.name: token_head()},
     ignored_prefixes=("lm_head.", "pooler."),
 )

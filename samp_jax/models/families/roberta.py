@@ -3,6 +3,7 @@ from the padding index, one token type, and a `dense → tanh → out_proj` clas
 
 from samp_jax.models.families.base import Family, HeadLayout, linear
 from samp_jax.models.families.bert import BERT_CONFIG_KEYS, BERT_DEFAULTS, base_heads, bert_layers, embeddings, token_head
+from samp_jax.models.head_kinds import SEQUENCE_CLASSIFICATION, TOKEN_CLASSIFICATION
 
 
 def classification_head(activation: str) -> HeadLayout:
@@ -25,8 +26,8 @@ def _roberta(model_type: str, class_prefix: str) -> Family:
         config_derived=lambda hf: {"position_padding_idx": hf.get("pad_token_id", 1)},
         hf_extra={"position_embedding_type": "absolute"},
         backbone=lambda config: embeddings(config) + bert_layers(config),
-        heads={**base_heads(), "sequence_classification": classification_head("tanh"),
-               "token_classification": token_head()},
+        heads={**base_heads(), SEQUENCE_CLASSIFICATION.name: classification_head("tanh"),
+               TOKEN_CLASSIFICATION.name: token_head()},
         ignored_prefixes=("lm_head.", "pooler."),
     )
 

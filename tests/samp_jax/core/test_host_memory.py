@@ -94,14 +94,3 @@ def test_nothing_changes_where_it_does_not_apply(monkeypatch, variable, value):
     calls = []
     monkeypatch.setattr(memory, "_glibc_mallopt", lambda: calls.append(1))
     assert memory.keep_cpu_buffers() is False and calls == []
-
-
-def test_a_timing_tool_is_told_why_its_buffers_are_not_kept(monkeypatch, capsys):
-    jax.devices()  # too late in this process: keep_cpu_buffers refuses
-    assert memory.keep_cpu_buffers_for_timing("bench") is False
-    assert "bench: note: host buffers are not kept" in capsys.readouterr().err
-    with pytest.raises(SystemExit, match="bench: could not keep host buffers"):
-        memory.keep_cpu_buffers_for_timing("bench", required=True)
-    monkeypatch.setattr(memory, "keep_cpu_buffers", lambda: True)
-    assert memory.keep_cpu_buffers_for_timing("bench", required=True) is True
-    assert capsys.readouterr().err == ""

@@ -159,7 +159,7 @@ def test_electra_embedding_projection_follows_the_map():
 class _Scaled(nnx.Module):
     """A custom head: the first token, scaled."""
 
-    kind = "scaled_first_token"
+    kind = samp_jax.HeadKind("scaled_first_token", per_token=False)
 
     def __init__(self, config, *, factor: float, rngs=None):
         self.factor = factor
@@ -174,7 +174,7 @@ class _Scaled(nnx.Module):
 @pytest.fixture
 def custom_head():
     yield _Scaled
-    samp_jax.models.model.HEADS.pop(_Scaled.kind, None)
+    samp_jax.models.heads.HEADS.pop(_Scaled.kind.name, None)
 
 
 def test_custom_heads_save_and_load_once_registered(custom_head, tmp_path):

@@ -19,7 +19,7 @@ from tokenizers import Tokenizer as HFTokenizer
 import samp_jax
 from samp_jax import ConfigError, EncoderModel, PrecisionMap, QuantizedModel, Tokenizer, quantize
 from samp_jax.models.checkpoint import save_pretrained
-from samp_jax.models.model import SequenceClassifier, make_head
+from samp_jax.models.heads import SequenceClassifier, make_head
 from samp_jax.models.tokenizer import TOKENIZER_FILES
 from tests.helpers import GOLDEN, ROOT, TINY_CONFIG
 

@@ -19,7 +19,7 @@ from samp_jax import (
     cosine_similarity,
     quantize,
 )
-from samp_jax.models.model import make_head
+from samp_jax.models.heads import make_head
 from samp_jax.ptq.quantized import QuantizedGemmSite, _file_digest
 from samp_jax.serving.batching import length_batches
 from tests.helpers import TINY_CONFIG, golden_inputs

@@ -12,10 +12,11 @@ from flax import nnx
 from jax.experimental.compilation_cache import compilation_cache
 
 import samp_jax
-from samp_jax import PrecisionMap, TokenClassifier, Tokenizer, quantize
-from samp_jax.models.model import make_head
+from samp_jax import EncoderModel, PrecisionMap, TokenClassifier, Tokenizer, quantize
+from samp_jax.models.heads import make_head
 from samp_jax.serving.batching import bucket_for
 from samp_jax.serving.engine import CompileCounter, Engine
+from tests.helpers import TINY_CONFIG
 
 SEQ_BUCKETS = (16, 32, 64)
 BATCH_BUCKETS = (1, 4)
@@ -196,7 +197,7 @@ def test_token_classifier_trims_rows_and_labels_words(tagger_model, embedder, to
         np.testing.assert_array_equal(tagged.word_logits[row], tagged.logits[row][first])
         np.testing.assert_array_equal(tagged.word_labels[row], tagged.labels[row][first])
         assert tagged.word_label_names[row] == [TAGS[i] for i in tagged.word_labels[row]]
-    with pytest.raises(ValueError, match="needs a 'token_classification' head"):
+    with pytest.raises(ValueError, match="needs a per-token logits head such as 'token_classification'"):
         embedder.classify_words(words)
 
 
@@ -379,3 +380,46 @@ def test_persistent_cache_dir_is_filled_and_reused(minilm, tokenizer, tmp_path, 
     assert second.cache_dir == cache.resolve()
     assert hits["/jax/compilation_cache/cache_hits"] == 1  # loaded, not compiled
     np.testing.assert_array_equal(second(["a b c"]).embeddings, first(["a b c"]).embeddings)
+
+
+class _TokenScores(nnx.Module):
+    """A custom head that returns two scores per token (its declaration says so)."""
+
+    kind = samp_jax.HeadKind("token_scores", per_token=True)
+
+    def __call__(self, hidden, attention_mask):
+        return hidden[..., :2].astype(jnp.float32)
+
+
+class _RowScores(nnx.Module):
+    """A custom head that returns two scores per row."""
+
+    kind = samp_jax.HeadKind("row_scores", per_token=False)
+
+    def __call__(self, hidden, attention_mask):
+        return hidden[:, 0, :2].astype(jnp.float32)
+
+
+class _Undeclared(nnx.Module):
+    """A custom head that declares nothing about its output."""
+
+    def __call__(self, hidden, attention_mask):
+        return hidden[:, 0, :2].astype(jnp.float32)
+
+
+def test_custom_heads_are_served_as_they_declare_and_undeclared_ones_refused(tokenizer):
+    ids = [[5, 6, 7], [5, 6, 7, 8, 9]]
+    model = EncoderModel(TINY_CONFIG, _TokenScores(), rngs=nnx.Rngs(0))
+    engine = samp_jax.compile(model, tokenizer=tokenizer, seq_buckets=(8,), batch_size=2)
+    out = engine(ids)
+    assert out.kind == "token_scores" and out.logits is None and out.embeddings is None
+    assert [o.shape for o in out.outputs] == [(3, 2), (5, 2)]  # trimmed per row, as declared
+    for row, o in zip(ids, out.outputs):
+        np.testing.assert_allclose(o, np.asarray(model(np.array([row])))[0], atol=1e-5)
+    out = samp_jax.compile(EncoderModel(TINY_CONFIG, _RowScores(), rngs=nnx.Rngs(0)),
+                           tokenizer=tokenizer, seq_buckets=(8,), batch_size=2)(ids)
+    assert out.kind == "row_scores" and out.outputs.shape == (2, 2)
+    with CompileCounter() as counter, pytest.raises(ValueError, match="_Undeclared declares no HeadKind"):
+        samp_jax.compile(EncoderModel(TINY_CONFIG, _Undeclared(), rngs=nnx.Rngs(0)),
+                         tokenizer=tokenizer, seq_buckets=(8,), batch_size=2)
+    assert counter.count == 0  # refused before compiling anything

@@ -1,13 +1,31 @@
 """ROC-AUC and Spearman, plain and over weighted copies (the bootstrap's resamples), against
-brute force and scipy on explicitly repeated examples."""
+brute force and scipy on explicitly repeated examples; the `Metric` registry that task types,
+evaluations, the search and its report share."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pytest
 from scipy import stats
 
-from samp_jax.tasks.metrics import roc_auc, roc_auc_weighted, spearman, spearman_weighted
+from samp_jax.data.wnut16 import entity_f1
+from samp_jax.tasks import TASK_TYPES, get_metric
+from samp_jax.tasks.metrics import (
+    ACCURACY,
+    ENTITY_F1,
+    IGNORE,
+    KL,
+    METRICS,
+    ROC_AUC,
+    SPEARMAN,
+    Margin,
+    roc_auc,
+    roc_auc_weighted,
+    spearman,
+    spearman_weighted,
+)
 
 
 def _pairwise_auc(scores, labels):
@@ -67,3 +85,52 @@ def test_equal_infinities_tie_and_chunks_change_nothing(data, monkeypatch):
     monkeypatch.setattr(metrics, "_CHUNK_ELEMENTS", 2 * len(scores))  # two rows per chunk
     assert np.array_equal(roc_auc_weighted(scores, labels, weights), whole[0])
     assert np.array_equal(spearman_weighted(scores, gold, weights), whole[1])
+
+
+# ------------------------------------------------------------------------ the registry
+def test_each_metric_scores_its_evidence_as_the_plain_function_does(data):
+    scores, labels, other, _ = data
+    predicted, gold = np.array([0, 2, 1, 1]), np.array([0, 2, 2, 1])
+    assert ACCURACY.value(ACCURACY.evidence(predicted, gold, None)) == np.mean(predicted == gold)
+    assert ROC_AUC.value(ROC_AUC.evidence(scores, labels, None)) == roc_auc(scores, labels)
+    assert SPEARMAN.value(SPEARMAN.evidence(scores, other, None)) == spearman(scores, other)
+    tags = ("O", "B-person", "I-person", "B-location")
+    gold_ids = np.array([[0, 1, 2, IGNORE], [3, 0, IGNORE, IGNORE]])
+    predicted_ids = np.array([[0, 1, 0, 3], [3, 0, 1, 1]])  # IGNORE positions are not read
+    counts = ENTITY_F1.evidence(predicted_ids, gold_ids, tags)
+    expected = entity_f1([["O", "B-person", "I-person"], ["B-location", "O"]],
+                         [["O", "B-person", "O"], ["B-location", "O"]])
+    assert counts.tolist() == [[1, 1, 0], [1, 1, 1]]
+    assert ENTITY_F1.value(counts) == expected["f1"]
+    assert ENTITY_F1.details(counts) == {"precision": expected["precision"], "recall": expected["recall"]}
+
+
+def test_the_registry_names_margins_proxies_and_gold_fields():
+    assert {m.name: (m.margin, m.proxy.name, m.gold_field, m.display_name) for m in METRICS.values()} == {
+        "accuracy": (Margin.PER_EXAMPLE, "kl", "label", "accuracy"),
+        "entity_f1": (Margin.RESAMPLED, "kl", "tags", "entity F1"),
+        "roc_auc": (Margin.RESAMPLED, "cosine", "label", "ROC-AUC"),
+        "spearman": (Margin.RESAMPLED, "cosine", "score", "Spearman")}
+    assert get_metric("roc_auc") is ROC_AUC
+    with pytest.raises(ValueError, match="metric name='f1' is not one of"):
+        get_metric("f1")
+    pairs = TASK_TYPES["embedding_pairs"]  # the examples' gold field picks the metric
+    assert pairs.metric_for([{"text": "a", "text_pair": "b", "score": 0.3}]) is SPEARMAN
+    assert pairs.metric_for([{"text": "a", "text_pair": "b", "label": 1}]) is ROC_AUC
+    assert pairs.label_fields == ("label", "score")
+    assert TASK_TYPES["embedding_texts"].metric is None and TASK_TYPES["text_classification"].metric.proxy is KL
+
+
+def test_roc_auc_refuses_gold_of_one_class():
+    with pytest.raises(ValueError, match="needs both 0 and 1 labels among the 3 pairs; these have only \\[1\\]"):
+        ROC_AUC.check_gold(np.array([1, 1, 1]))
+
+
+def test_a_lower_is_better_metric_drops_when_it_rises():
+    error_rate = dataclasses.replace(ACCURACY, name="error_rate", higher_is_better=False)
+    base, worse = np.array([0.0, 0.0, 1.0, 0.0]), np.array([0.0, 1.0, 1.0, 0.0])
+    assert error_rate.guarded_drop(base, worse, z=0.0) == pytest.approx(0.25)
+    assert error_rate.guarded_drop(worse, base, z=0.0) == pytest.approx(-0.25)
+    resampled = dataclasses.replace(error_rate, margin=Margin.RESAMPLED)
+    assert resampled.guarded_drop(base, worse, z=0.0) == pytest.approx(0.25)
+    assert resampled.guarded_drop(base, worse) > 0.25  # the margin adds, whichever the direction

@@ -39,7 +39,7 @@ def test_tasks_are_registered_data_with_their_type_head_and_metric():
     assert set(TASKS) == set(expected)
     for name, (task_type, head, metric) in expected.items():
         task = get_task(name)
-        assert (task.task_type.name, task.head, task.metric) == (task_type, head, metric)
+        assert (task.task_type.name, task.head.name, task.metric) == (task_type, head, metric)
     assert set(get_task("snli-embed").split("test")[0]) == {"text", "text_pair", "label"}
 
 

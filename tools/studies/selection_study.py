@@ -2,7 +2,7 @@
 test split: at the plain one-sided 95% margin, and at the selection margin the search now
 judges its pick with (`calibrate.search.tolerance.guard_selection`).
 
-    .venv/bin/python tools/selection_study.py --data wnut16 --target cpu \
+    .venv/bin/python tools/studies/selection_study.py --data wnut16 --target cpu \
         --out benchmarks/results/selection-wnut16-cpu
 
 For each strategy the search runs as `samp-jax search` runs it (static clips picked per site
@@ -23,7 +23,7 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from calibrate.search.candidates import SwitchableModel  # noqa: E402
 from calibrate.search.latency import LatencyTable  # noqa: E402
@@ -36,7 +36,7 @@ from calibrate.search.targets import resolve_target  # noqa: E402
 from samp_jax import quantize  # noqa: E402
 from samp_jax.workflows.experiments import make_evaluator  # noqa: E402
 from samp_jax.workflows.pipeline import builtin_model  # noqa: E402
-from samp_jax.core.host_memory import keep_cpu_buffers_for_timing  # noqa: E402
+from samp_jax.serving.timing import keep_cpu_buffers_for_timing  # noqa: E402
 from samp_jax.core.precision import as_precision  # noqa: E402
 from samp_jax.tasks import get_task  # noqa: E402
 
@@ -126,7 +126,7 @@ def main() -> None:
                           search_objective=search_objective, evaluator=evaluator,
                           fp32_test=fp32_test, table=table))
         print(json.dumps({k: v for k, v in runs[-1].items() if k != "maps"}), flush=True)
-    record = {"command": "python " + " ".join(["tools/selection_study.py", *sys.argv[1:]]),
+    record = {"command": "python " + " ".join(["tools/studies/selection_study.py", *sys.argv[1:]]),
               "data": args.data, "target": args.target, "model": description,
               "tolerance": args.tolerance, "latency_table": str(args.latency_table or "target's"),
               "totals": totals(runs), "runs": runs}

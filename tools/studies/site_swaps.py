@@ -1,7 +1,7 @@
 """Which sites of a chosen map carry its change on test: each site at one precision is moved to
 another, one at a time, and the map is scored again on the search and the test split.
 
-    .venv/bin/python tools/site_swaps.py --data wnut16 \
+    .venv/bin/python tools/studies/site_swaps.py --data wnut16 \
         --map benchmarks/results/search-wnut16-cpu/knapsack/precision_map.json
 
 Calibration is the one the search quantized with (the map names each static site's calibrator
@@ -18,7 +18,7 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from calibrate.search.objectives import task_objective  # noqa: E402
 from calibrate.search.targets import resolve_target  # noqa: E402
@@ -26,7 +26,7 @@ from samp_jax import quantize  # noqa: E402
 from samp_jax.workflows.experiments import make_evaluator  # noqa: E402
 from calibrate import calibrate  # noqa: E402
 from samp_jax.workflows.pipeline import builtin_model  # noqa: E402
-from samp_jax.core.host_memory import keep_cpu_buffers_for_timing  # noqa: E402
+from samp_jax.serving.timing import keep_cpu_buffers_for_timing  # noqa: E402
 from samp_jax.core.precision import PrecisionMap, as_precision  # noqa: E402
 from samp_jax.serving.forward import jit_forward  # noqa: E402
 from samp_jax.tasks import get_task  # noqa: E402

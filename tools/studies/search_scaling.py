@@ -3,7 +3,7 @@
 Builds MiniLM truncated to its first k layers (real weights), runs the zero-shot SNLI search at
 1% on a fixed set of pairs, and records time, maps evaluated and compilations.
 
-Usage: .venv/bin/python tools/search_scaling.py [--layers 2 4 6] [--pairs 200]
+Usage: .venv/bin/python tools/studies/search_scaling.py [--layers 2 4 6] [--pairs 200]
 Writes docs/results/search_scaling.json.
 """
 
@@ -15,11 +15,10 @@ from pathlib import Path
 from flax import nnx
 
 from calibrate import calibrate
-from calibrate.search.latency import device_description
+from samp_jax.serving.timing import device_description, keep_cpu_buffers_for_timing
 from calibrate.search.objectives import task_objective
 from calibrate.search.driver import search
 from samp_jax import EncoderModel, SentenceEmbedder, Tokenizer, load_pretrained, minilm_path
-from samp_jax.core.host_memory import keep_cpu_buffers_for_timing
 from samp_jax.tasks import get_task
 
 
@@ -56,7 +55,7 @@ def main() -> None:
                      "greedy_maps": greedy, "compilations": result.compilations,
                      "batches": len(objective.batches), "int8_flop_fraction": result.chosen.int8_fraction})
         print(json.dumps(rows[-1]), flush=True)
-    out = {"command": "python tools/search_scaling.py " + " ".join(
+    out = {"command": "python tools/studies/search_scaling.py " + " ".join(
         ["--layers", *map(str, args.layers), "--pairs", str(args.pairs)]),
         "device": device_description(), "rows": rows}
     Path("docs/results/search_scaling.json").write_text(json.dumps(out, indent=1))

@@ -1,6 +1,6 @@
 """The float work between GEMM sites, old spelling against current, timed in alternation.
 
-    .venv/bin/python tools/float_ops_ms.py
+    .venv/bin/python tools/studies/float_ops_ms.py
 
 - attention at MiniLM's serving shape (32x128, 12 heads of 32): `jax.nn.dot_product_attention`
   (implementation="xla", what samp-jax used before) against `samp_jax.models.layers.xla_attention`;
@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from pallas_kernels.numerics import apply_activation  # noqa: E402
 from samp_jax.models.layers import xla_attention  # noqa: E402

@@ -1,7 +1,7 @@
 """How far the maps a strategy comparison chose are from FP32 on the search and on the test
 split, with the paired one-sided 95% margin the search judges maps by on each.
 
-    .venv/bin/python tools/split_margins.py benchmarks/results/search-wnut16-cpu
+    .venv/bin/python tools/studies/split_margins.py benchmarks/results/search-wnut16-cpu
 
 Reads `comparison.json` and each strategy's saved model (`<dir>/<strategy>/model`, written by
 `tools/compare_strategies.py`), scores it and the FP32 model on both splits (the same subsets
@@ -22,12 +22,12 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from calibrate.search.objectives import task_objective  # noqa: E402
 from samp_jax import load  # noqa: E402
 from samp_jax.workflows.pipeline import builtin_model  # noqa: E402
-from samp_jax.core.host_memory import keep_cpu_buffers_for_timing  # noqa: E402
+from samp_jax.serving.timing import keep_cpu_buffers_for_timing  # noqa: E402
 from samp_jax.serving.forward import jit_forward  # noqa: E402
 
 
@@ -64,7 +64,7 @@ def main() -> None:
         print(f"{row['strategy']:20s} " + "  ".join(
             f"{split} {100 * r['change']:+.2f}% (drop bound {100 * r['drop_bound']:.2f}%)"
             for split, r in seen[key].items()), flush=True)
-    record = {"command": "python " + " ".join(["tools/split_margins.py", *sys.argv[1:]]),
+    record = {"command": "python " + " ".join(["tools/studies/split_margins.py", *sys.argv[1:]]),
               "model": description, "tolerance": data["tolerance"], "rows": rows}
     (args.comparison / "margins.json").write_text(json.dumps(record, indent=1))
 

@@ -1,0 +1,353 @@
+"""Target heads, declared as data: what each returns (`HeadKind`) and how to rebuild it.
+
+Heads take the encoder's last hidden state and the attention mask:
+- `SequenceClassifier`: dense + activation on the first token, then a classifier, as every
+  family's `*ForSequenceClassification`; with pair input it is a cross-encoder.
+- `TokenClassifier`: a per-token classifier, as `*ForTokenClassification`.
+- `SentenceEmbedder`: sentence-transformers' pooling modes and Normalize; two embeddings
+  compared with `cosine_similarity` make a bi-encoder for text matching.
+Each head class declares its kind (`kind = HeadKind(name, per_token=..., output=...)`) and its
+output width (`output_width(config)`); kinds are registered (`register_head`), so saved folders
+name their head, `make_head` rebuilds it, custom heads included, and the serving engine and the
+search read what a head returns from its declaration instead of running it.
+Heads compute in float32 whatever the encoder's dtype. Classification heads may carry their
+class names (`labels`), which checkpoints, quantized folders and the engine's outputs keep.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from samp_jax.models.config import EncoderConfig
+from samp_jax.models.head_kinds import (
+    NO_HEAD,
+    SENTENCE_EMBEDDING,
+    SEQUENCE_CLASSIFICATION,
+    TOKEN_CLASSIFICATION,
+    HeadKind,
+    HeadOutput,
+)
+from samp_jax.models.layers import GemmSite
+
+# sentence-transformers clamps the token count at 1e-9, so an all-padding row pools to zeros.
+TOKEN_COUNT_FLOOR = 1e-9
+NORM_FLOOR = 1e-12  # the smallest norm divided by (L2 normalisation, cosine): zero stays zero
+MASKED_MAX = -1e9  # what sentence-transformers' max pooling puts in padded positions
+# sentence-transformers' pooling modes (the order its 2-4 folders concatenate them in).
+POOLING_MODES = ("cls", "max", "mean", "mean_sqrt_len", "weightedmean", "lasttoken")
+CLASSIFIER_ACTIVATIONS = ("tanh", "gelu", "gelu_tanh", "relu")
+
+
+class SequenceClassifier(nnx.Module):
+    """`dense → activation → classifier` on the first token. Returns logits `[batch, num_labels]`.
+
+    One module serves every family's sequence head: BERT's pooler + classifier (tanh),
+    RoBERTa's / XLM-R's / MPNet's `classifier.dense` + `out_proj` (tanh), ELECTRA's (exact
+    GELU) and DistilBERT's `pre_classifier` + `classifier` (ReLU). With pair input it is a
+    cross-encoder for text matching.
+
+    Args:
+      config: the encoder's architecture.
+      num_labels: number of classes; defaults to `len(labels)`.
+      labels: optional class names, one per class in logit order (`labels[i]` names logit
+        `i`). Kept as a tuple: a static attribute, so the graphdef stays hashable.
+      activation: the hidden activation, one of `CLASSIFIER_ACTIVATIONS`.
+      rngs: initialisation randomness.
+    """
+
+    kind = SEQUENCE_CLASSIFICATION
+
+    def __init__(self, config: EncoderConfig, num_labels: int | None = None, *,
+                 labels: Sequence[str] | None = None, activation: str = "tanh", rngs: nnx.Rngs):
+        num_labels = _num_labels(num_labels, labels)
+        if activation not in CLASSIFIER_ACTIVATIONS:
+            raise ValueError(f"{activation=} is not one of {CLASSIFIER_ACTIVATIONS}")
+        self.pooler = GemmSite(config.hidden_size, config.hidden_size, site="pooler", rngs=rngs)
+        self.classifier = GemmSite(config.hidden_size, num_labels, site="classifier", rngs=rngs)
+        self.num_labels = num_labels
+        self.labels = check_labels(labels, num_labels)
+        self.activation = activation
+
+    def __call__(self, hidden: jax.Array, attention_mask: jax.Array) -> jax.Array:
+        pooled = self.pooler(hidden[:, 0].astype(jnp.float32), activation=self.activation)
+        return self.classifier(pooled)
+
+    def spec(self) -> dict[str, Any]:
+        """What `make_head` needs to rebuild this head (JSON)."""
+        return {"num_labels": self.num_labels, "labels": _list_or_none(self.labels),
+                "activation": self.activation}
+
+    def output_width(self, config: EncoderConfig) -> int:
+        return self.num_labels
+
+
+class TokenClassifier(nnx.Module):
+    """Per-token classifier. Returns logits `[batch, seq, num_labels]`.
+
+    Args:
+      config: the encoder's architecture.
+      num_labels: number of classes; defaults to `len(labels)`.
+      labels: optional class names in logit order (a static tuple, as `SequenceClassifier`).
+      rngs: initialisation randomness.
+    """
+
+    kind = TOKEN_CLASSIFICATION
+
+    def __init__(self, config: EncoderConfig, num_labels: int | None = None, *,
+                 labels: Sequence[str] | None = None, rngs: nnx.Rngs):
+        num_labels = _num_labels(num_labels, labels)
+        self.classifier = GemmSite(config.hidden_size, num_labels, site="classifier", rngs=rngs)
+        self.num_labels = num_labels
+        self.labels = check_labels(labels, num_labels)
+
+    def __call__(self, hidden: jax.Array, attention_mask: jax.Array) -> jax.Array:
+        return self.classifier(hidden.astype(jnp.float32))
+
+    def spec(self) -> dict[str, Any]:
+        """What `make_head` needs to rebuild this head (JSON)."""
+        return {"num_labels": self.num_labels, "labels": _list_or_none(self.labels)}
+
+    def output_width(self, config: EncoderConfig) -> int:
+        return self.num_labels
+
+
+class SentenceEmbedder(nnx.Module):
+    """sentence-transformers' Pooling (+ Normalize). Returns `[batch, hidden * len(pooling)]`.
+
+    Args:
+      pooling: the modes (`POOLING_MODES`), concatenated in the order given: 'cls' (the first
+        real token), 'max' (padding excluded), 'mean', 'mean_sqrt_len' (sum over sqrt(token
+        count)), 'weightedmean' (position-weighted mean), 'lasttoken' (the last real token).
+        A string is one mode.
+      normalize: L2-normalise the result (sentence-transformers' Normalize module).
+    """
+
+    kind = SENTENCE_EMBEDDING
+
+    def __init__(self, pooling: str | Sequence[str] = ("mean",), *, normalize: bool = True):
+        modes = (pooling,) if isinstance(pooling, str) else tuple(pooling)
+        unknown = [m for m in modes if m not in POOLING_MODES]
+        if not modes or unknown or len(set(modes)) != len(modes):
+            raise ValueError(f"pooling={pooling!r}: modes must be distinct names from "
+                             f"{POOLING_MODES}")
+        self.pooling = modes
+        self.normalize = bool(normalize)
+
+    def __call__(self, hidden: jax.Array, attention_mask: jax.Array) -> jax.Array:
+        hidden = hidden.astype(jnp.float32)
+        mask = attention_mask.astype(jnp.float32)[..., None]  # [batch, seq, 1]
+        count = jnp.maximum(jnp.sum(mask, axis=1), TOKEN_COUNT_FLOOR)
+        summed = jnp.sum(hidden * mask, axis=1)
+        parts = []
+        for mode in self.pooling:
+            if mode == "cls":  # the first real token: position 0 unless left-padded
+                first = jnp.argmax(mask[..., 0], axis=1)
+                parts.append(jnp.take_along_axis(hidden, first[:, None, None], axis=1)[:, 0])
+            elif mode == "max":
+                parts.append(jnp.max(jnp.where(mask > 0, hidden, MASKED_MAX), axis=1))
+            elif mode == "mean":
+                parts.append(summed / count)
+            elif mode == "mean_sqrt_len":
+                parts.append(summed / jnp.sqrt(count))
+            elif mode == "weightedmean":
+                weights = mask * jnp.arange(1, hidden.shape[1] + 1, dtype=jnp.float32)[None, :, None]
+                parts.append(jnp.sum(hidden * weights, axis=1)
+                             / jnp.maximum(jnp.sum(weights, axis=1), TOKEN_COUNT_FLOOR))
+            else:  # lasttoken: the last position whose mask is 1
+                last = jnp.argmax(mask[..., 0] * jnp.arange(1, hidden.shape[1] + 1), axis=1)
+                parts.append(jnp.take_along_axis(hidden, last[:, None, None], axis=1)[:, 0])
+        pooled = parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=-1)
+        if not self.normalize:
+            return pooled
+        norm = jnp.linalg.norm(pooled, axis=-1, keepdims=True)
+        return pooled / jnp.maximum(norm, NORM_FLOOR)
+
+    def spec(self) -> dict[str, Any]:
+        """What `make_head` needs to rebuild this head (JSON)."""
+        return {"pooling": list(self.pooling), "normalize": self.normalize}
+
+    def output_width(self, config: EncoderConfig) -> int:
+        return config.hidden_size * len(self.pooling)
+
+
+def cosine_similarity(a: jax.Array, b: jax.Array) -> jax.Array:
+    """Row-wise cosine similarity of two `[batch, dim]` embedding arrays (bi-encoder score)."""
+    a = a.astype(jnp.float32)
+    b = b.astype(jnp.float32)
+    dot = jnp.sum(a * b, axis=-1)
+    return dot / jnp.maximum(jnp.linalg.norm(a, axis=-1) * jnp.linalg.norm(b, axis=-1), NORM_FLOOR)
+
+
+# ------------------------------------------------------------------------ head registry
+HeadBuilder = Callable[..., nnx.Module]
+
+
+@dataclasses.dataclass(frozen=True)
+class RegisteredHead:
+    """A registered head kind: its declaration and how to build it."""
+
+    kind: HeadKind
+    build: HeadBuilder
+
+
+HEADS: dict[str, RegisteredHead] = {}
+
+
+def register_head(kind: HeadKind | str, build: HeadBuilder, *, per_token: bool | None = None,
+                  output: HeadOutput = HeadOutput.OTHER, replace: bool = False) -> HeadKind:
+    """Registers a head kind, so `make_head`, `QuantizedModel.load` and `samp_jax.load` can
+    build it, and the engine and the search know what it returns.
+
+    Args:
+      kind: its `HeadKind` declaration, or its name with `per_token` (and `output`) given.
+        The head's class must carry it (or its name) as `kind` and have a `spec()` method
+        returning the JSON-able keyword arguments that rebuild it.
+      build: `build(config, *, rngs, **spec) -> head module`.
+      per_token: with a name: whether the output follows the sequence axis.
+      output: with a name: what the output holds.
+      replace: allow replacing a registered kind.
+
+    Returns:
+      The registered `HeadKind`.
+    """
+    if isinstance(kind, str):
+        if per_token is None:
+            raise ValueError(f"register_head({kind!r}, ...) needs per_token=True (the output follows "
+                             "the sequence axis) or False (one row per sequence), or a HeadKind")
+        kind = HeadKind(kind, per_token=per_token, output=output)
+    elif not isinstance(kind, HeadKind):
+        raise TypeError(f"kind must be a HeadKind or a name, got {kind!r}")
+    if kind.name == NO_HEAD.name:
+        raise ValueError(f"head kind must be a name other than {NO_HEAD.name!r}")
+    if kind.name in HEADS and not replace:
+        raise ValueError(f"head kind {kind.name!r} is already registered; pass replace=True")
+    HEADS[kind.name] = RegisteredHead(kind, build)
+    return kind
+
+
+register_head(SEQUENCE_CLASSIFICATION, SequenceClassifier)
+register_head(TOKEN_CLASSIFICATION, TokenClassifier)
+register_head(SENTENCE_EMBEDDING, lambda config, *, rngs, **spec: SentenceEmbedder(**spec))
+HEAD_KINDS = tuple(k.name for k in (NO_HEAD, SEQUENCE_CLASSIFICATION, TOKEN_CLASSIFICATION,
+                                    SENTENCE_EMBEDDING))
+
+
+def head_kinds() -> tuple[str, ...]:
+    """'none' and every registered head kind."""
+    return (NO_HEAD.name, *HEADS)
+
+
+def get_head_kind(name: str) -> HeadKind:
+    """The declaration of head kind `name` ('none' or a registered kind).
+
+    Raises:
+      ValueError: an unknown kind.
+    """
+    if name == NO_HEAD.name:
+        return NO_HEAD
+    if name not in HEADS:
+        raise ValueError(f"head kind {name!r} is not one of {head_kinds()}; register custom heads "
+                         "with samp_jax.models.register_head")
+    return HEADS[name].kind
+
+
+def declared_kind(head: nnx.Module | None) -> HeadKind | None:
+    """What `head` declares: its class's `kind` (a `HeadKind`, or the name of a registered
+    one); `NO_HEAD` for None; None when it declares nothing known."""
+    if head is None:
+        return NO_HEAD
+    kind = getattr(head, "kind", None)
+    if isinstance(kind, HeadKind):
+        return kind
+    if isinstance(kind, str) and kind in HEADS:
+        return HEADS[kind].kind
+    return None
+
+
+def make_head(kind: str, config: EncoderConfig, *, rngs: nnx.Rngs, **spec: Any) -> nnx.Module | None:
+    """Builds a head by kind ('none' gives None) from its `spec()` keyword arguments.
+
+    The built-in kinds take: `sequence_classification` num_labels / labels / activation;
+    `token_classification` num_labels / labels; `sentence_embedding` pooling / normalize.
+
+    Raises:
+      ValueError: an unknown kind, or arguments the head refuses.
+    """
+    if kind == NO_HEAD.name:
+        return None
+    if kind not in HEADS:
+        raise ValueError(f"head {kind=} is not one of {head_kinds()}; register custom heads "
+                         "with samp_jax.models.register_head")
+    spec = {key: value for key, value in spec.items() if value is not None}
+    try:
+        return HEADS[kind].build(config, rngs=rngs, **spec)
+    except TypeError as e:
+        raise ValueError(f"head {kind!r} does not take {sorted(spec)}: {e}") from None
+
+
+def head_spec(head: nnx.Module | None) -> dict[str, Any]:
+    """`{"kind": ..., "spec": {...}}`: what rebuilds `head` through `make_head`.
+
+    Raises:
+      ValueError: the head's kind is not registered or it has no `spec()`, so nothing could
+        load it back.
+    """
+    if head is None:
+        return {"kind": NO_HEAD.name, "spec": {}}
+    kind = kind_name(head)
+    if kind not in HEADS or not callable(getattr(head, "spec", None)):
+        raise ValueError(
+            f"head {type(head).__name__} (kind={kind!r}) cannot be saved: give its class a "
+            "`kind` (a HeadKind) and a `spec()` method, and register it with "
+            "samp_jax.models.register_head(kind, build) so it can be loaded back")
+    return {"kind": kind, "spec": head.spec()}
+
+
+def kind_name(head: nnx.Module) -> str:
+    """The head's kind name: its `kind` (a `HeadKind` or a name), else its class name."""
+    kind = getattr(head, "kind", None)
+    if isinstance(kind, HeadKind):
+        return kind.name
+    return kind if isinstance(kind, str) else type(head).__name__
+
+
+
+def check_labels(labels: Sequence[str] | None, num_labels: int) -> tuple[str, ...] | None:
+    """Class names as a tuple (hashable: heads keep them as static attributes), or None.
+
+    Raises:
+      ValueError: not one distinct, non-empty string per class.
+    """
+    if labels is None:
+        return None
+    if isinstance(labels, str) or not isinstance(labels, Sequence):
+        raise TypeError(f"labels must be a sequence of class names, got {labels!r:.80}")
+    labels = tuple(labels)
+    if len(labels) != num_labels:
+        raise ValueError(f"{len(labels)} labels {labels!r:.80} for a head with {num_labels=}")
+    bad = [name for name in labels if not isinstance(name, str) or not name]
+    if bad:
+        raise ValueError(f"labels must be non-empty strings, got {bad[0]!r} in {labels!r:.80}")
+    if len(set(labels)) != len(labels):
+        repeated = sorted({name for name in labels if labels.count(name) > 1})
+        raise ValueError(f"labels must be distinct; {repeated} appear more than once")
+    return labels
+
+
+def _num_labels(num_labels: int | None, labels: Sequence[str] | None) -> int:
+    if num_labels is None and labels is not None and not isinstance(labels, str):
+        num_labels = len(labels)
+    if num_labels is None:
+        raise ValueError("a classification head needs num_labels or labels")
+    if not isinstance(num_labels, int) or isinstance(num_labels, bool) or num_labels < 1:
+        raise ValueError(f"{num_labels=} must be a positive integer")
+    return num_labels
+
+
+def _list_or_none(labels):
+    return None if labels is None else list(labels)
