@@ -11,10 +11,10 @@ import samp_jax
 from calibrate import calibrate
 from calibrate.search.candidates import SwitchableModel
 from samp_jax import EncoderModel, PrecisionMap, QuantizedModel, quantize
-from samp_jax.models import get_family, make_head
+from samp_jax.models import make_head
 from samp_jax.core.precision import PrecisionMapError
 from samp_jax.serving.forward import jit_forward
-from tests.helpers import FAMILY_CONFIGS, GOLDEN, family_batches
+from tests.helpers import FAMILY_CONFIGS, GOLDEN, family_batches, family_head_spec
 
 FAMILIES = tuple(FAMILY_CONFIGS)
 # bert runs in `make test-fast`; every family runs in `make test`
@@ -30,9 +30,8 @@ def family(request):
     """`(model_type, float model with the family's sequence head, batches, calibration)`."""
     config = FAMILY_CONFIGS[request.param]
     rngs = nnx.Rngs(0)
-    activation = get_family(request.param).heads["sequence_classification"].activation
     model = EncoderModel(config, make_head("sequence_classification", config, num_labels=3,
-                                           activation=activation, rngs=rngs), rngs=rngs)
+                                           rngs=rngs, **family_head_spec(request.param)), rngs=rngs)
     # larger weights than the 0.02 init, so the logits differ between rows and precisions matter
     state = nnx.state(model, nnx.Param)
     nnx.update(model, jax.tree.map(lambda p: p * 5.0 if p.ndim == 2 else p, state))
