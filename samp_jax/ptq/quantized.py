@@ -32,6 +32,7 @@ from samp_jax.models.config import EncoderConfig
 from samp_jax.models.layers import Embeddings, GemmSite
 from samp_jax.models.model import EncoderModel, head_spec, make_head
 from samp_jax.models.tokenizer import TOKENIZER_FILE, Tokenizer, check_fits
+from samp_jax.models.unfused import unfused_parts
 from samp_jax.ops.dispatch import Activation, gemm
 from samp_jax.ops.handoff import Int8Input
 from samp_jax.core.precision import SITES, PrecisionMap, PrecisionMapError, SitePrecision, precision_of_dtype
@@ -661,4 +662,7 @@ def quantize(model: EncoderModel, precision_map: PrecisionMap, calibration=None,
         "calibration": None if calibration is None else calibration.describe(),
         "implementation": implementation,
     }
+    unfused = unfused_parts(model.config)
+    if unfused:  # fusions the architecture forgoes, with the reason (ModernBERT's gated FFN, ...)
+        info["unfused"] = unfused
     return QuantizedModel(copy, precision_map, info=info)

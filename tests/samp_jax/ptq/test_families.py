@@ -188,3 +188,17 @@ def test_custom_heads_save_and_load_once_registered(custom_head, tmp_path):
     assert isinstance(loaded.model.head, custom_head) and loaded.model.head.factor == 3.0
     batch = family_batches(config, 1)[0]
     np.testing.assert_array_equal(np.asarray(loaded(**batch)), np.asarray(q(**batch)))
+
+
+def test_the_fusions_a_family_forgoes_are_recorded(tmp_path):
+    """ModernBERT's gated FFN, rotary embeddings and local layers skip some fused kernels; the
+    quantized model says which and why (also in its saved folder); BERT's skip none."""
+    config = FAMILY_CONFIGS["modernbert"]
+    q = quantize(EncoderModel(config, rngs=nnx.Rngs(0)), PrecisionMap.preset("fully_quant", 2))
+    assert set(q.info["unfused"]) == {"embedding_quant", "ffn_in.gate",
+                                      "ffn_in->ffn_out int8 hand-off", "local attention"}
+    assert "intermediate_size columns away" in q.info["unfused"]["ffn_in.gate"]
+    assert QuantizedModel.load(q.save(tmp_path / "q")).info["unfused"] == q.info["unfused"]
+    bert = quantize(EncoderModel(FAMILY_CONFIGS["bert"], rngs=nnx.Rngs(0)),
+                    PrecisionMap.preset("fully_quant", 2))
+    assert "unfused" not in bert.info
