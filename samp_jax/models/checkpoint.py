@@ -237,6 +237,12 @@ def head_layout(model: EncoderModel, family: Family) -> HeadLayout:
         raise ConfigError(
             f"{family.class_prefix}{layout.architecture} applies {layout.activation!r} in its "
             f"classification head; this head applies {activation!r}")
+    spec = model.head.spec() if kind in _TASK_HEADS else {}
+    expressible = {"num_labels", "labels", "activation" if kind == "sequence_classification" else None}
+    beyond = sorted(set(spec) - expressible - set(layout.options({}) if layout.options else ()))
+    if beyond:  # e.g. mean pooling or a head norm: the family's HF class has no such option
+        raise ConfigError(f"{family.class_prefix}{layout.architecture} cannot express this head's "
+                          f"{beyond} ({ {k: spec[k] for k in beyond} })")
     if layout.options is not None:  # a structural option the HF class always has (a norm)
         norm = layout.options({}).get("norm")
         if norm is not None and (getattr(model.head, "norm", None) is not None) != norm:

@@ -173,11 +173,7 @@ class Embeddings(nnx.Module):
         norm = self.norm
         token_table = None if types is None else self.token_type[...]
         if spec is None:
-            summed = (self.word[...][input_ids].astype(jnp.float32)
-                      + self.position[...][positions].astype(jnp.float32))
-            if types is not None:
-                summed = summed + token_table[types].astype(jnp.float32)
-            y, x_q = norm(summed), None
+            y, x_q = norm(self._summed(input_ids, positions, types)), None
         else:
             y, q, scale = fused_op("embedding_quant")(
                 input_ids, positions, types, self.word[...], self.position[...], token_table,

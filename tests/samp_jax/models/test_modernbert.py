@@ -3,6 +3,7 @@ the `*_bias` flags, the two RoPE bases and the local window (each visibly change
 blockwise local attention vs the band mask, masked-LM checkpoints, and config errors."""
 
 import json
+import re
 import shutil
 
 import jax
@@ -106,9 +107,16 @@ def test_blockwise_local_attention_matches_the_band_mask(seq, window):
     expected = np.einsum("bhqk,bkhd->bqhd", weights / weights.sum(-1, keepdims=True), np.float64(v))
     blocked = np.asarray(blockwise_local_attention(q, k, v, mask, window=window))
     dense = np.asarray(attention(q, k, v, mask.astype(jnp.int32), window=window))
+    # jax's own attention with the window `attention` hands cuDNN (left, right) = (w//2, w//2)
+    half = window // 2
+    theirs = np.asarray(jax.nn.dot_product_attention(
+        q, k, v, query_seq_lengths=jnp.asarray(lengths, jnp.int32),
+        key_value_seq_lengths=jnp.asarray(lengths, jnp.int32), local_window_size=(half, half),
+        implementation="xla"))
     real = np.asarray(mask)
     np.testing.assert_allclose(blocked[real], expected[real], atol=2e-6)
     np.testing.assert_allclose(dense[real], expected[real], atol=2e-6)
+    np.testing.assert_allclose(theirs[real], expected[real], atol=2e-6)
     assert use_blockwise(seq, window) == (seq > 3 * max(window // 2, 1))
 
 
@@ -176,3 +184,18 @@ def test_local_layers_never_build_seq_by_seq_logits_past_three_blocks():
     x = jnp.zeros((1, 200, config.hidden_size), jnp.float32)
     jaxpr = str(jax.make_jaxpr(lambda x: layer(x, jnp.ones((1, 200), jnp.int32)))(x))
     assert "200,200" not in jaxpr.replace(" ", "") and "4,12" in jaxpr.replace(" ", "")
+
+
+def test_modernbert_head_options_are_refused_where_hf_cannot_express_them(tmp_path):
+    """BERT's HF classes pool the first token and have no head norm: such a head is not saved
+    as one (nothing written), rather than exported without what makes it differ."""
+    config = FAMILY_CONFIGS["bert"]
+    rngs = nnx.Rngs(0)
+    for spec in ({"pooling": "mean"}, {"norm": True}):
+        head = make_head("sequence_classification", config, num_labels=2, rngs=rngs, **spec)
+        with pytest.raises(ConfigError, match=re.escape(f"cannot express this head's {list(spec)}")):
+            save_pretrained(EncoderModel(config, head, rngs=rngs), tmp_path / "out")
+    head = make_head("token_classification", config, num_labels=2, activation="gelu", rngs=rngs)
+    with pytest.raises(ConfigError, match=re.escape("cannot express this head's ['activation']")):
+        save_pretrained(EncoderModel(config, head, rngs=rngs), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
