@@ -138,6 +138,7 @@ class Embeddings(nnx.Module):
                                  param_dtype=param_dtype, rngs=rngs)
                         if config.embedding_size else None)
         self.max_length = config.max_sequence_length
+        self.max_positions = config.max_position_embeddings
         self.padding_idx = config.position_padding_idx
 
     def _inputs(self, input_ids, token_type_ids):
@@ -145,7 +146,8 @@ class Embeddings(nnx.Module):
         seq_len = input_ids.shape[1]
         if seq_len > self.max_length:
             raise ValueError(f"sequence length {seq_len} exceeds the model's maximum of "
-                             f"{self.max_length} tokens")
+                             f"{self.max_length} tokens (max_position_embeddings="
+                             f"{self.max_positions})")
         positions = None if self.position is None else position_ids(input_ids, self.padding_idx)
         if self.token_type is None:
             types = None
