@@ -3,8 +3,9 @@
 `EncoderConfig` describes the shape of a BERT-family encoder and nothing else: run-time
 choices such as the compute dtype or the precision map are passed separately, so one config
 serves every precision. What differs between families (RoBERTa's positions, DistilBERT's
-missing token types, ELECTRA's embedding projection, MPNet's relative position bias) is a field
-here, set from the checkpoint by the family's config mapping (`samp_jax.models.families`).
+missing token types, ELECTRA's embedding projection, MPNet's relative position bias,
+ModernBERT's rotary positions, local attention, pre-LN layers, gated FFN and missing biases) is a
+field here, set from the checkpoint by the family's config mapping (`samp_jax.models.families`).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ class EncoderConfig:
 
     Attributes:
       model_type: the HF family (`bert`, `roberta`, `xlm-roberta`, `distilbert`, `electra`,
-        `mpnet`); picks the key map and class names on import and export.
+        `mpnet`, `modernbert`); picks the key map and class names on import and export.
       vocab_size: Rows of the word-embedding table.
       hidden_size: Model width; must be a multiple of `num_heads`.
       num_layers: Number of encoder layers.
