@@ -62,7 +62,26 @@ FAMILY_CONFIGS = {
     "mpnet": TINY_CONFIG.replace(model_type="mpnet", num_layers=2, type_vocab_size=0, pad_token_id=1,
                                  position_padding_idx=1, max_position_embeddings=34,
                                  relative_attention_num_buckets=32),
+    # ModernBERT: layer 0 global, layer 1 local (window 8 < the batches' 16), two RoPE bases,
+    # pre-LN, a gated FFN, no biases; the golden tokenizer's ids (up to 304) fit the vocabulary
+    "modernbert": TINY_CONFIG.replace(model_type="modernbert", vocab_size=320, num_layers=2,
+                                      type_vocab_size=0, pad_token_id=303, layer_norm_eps=1e-5,
+                                      rotary_theta=1000.0, local_rotary_theta=10.0,
+                                      local_attention=8, global_attn_every_n_layers=2,
+                                      norm_first=True, gated_ffn=True, attention_bias=False,
+                                      mlp_bias=False, norm_bias=False, classifier_bias=False),
 }
+
+
+def family_head_spec(model_type: str, kind: str = "sequence_classification") -> dict:
+    """The `make_head` arguments that give `model_type`'s HF head of `kind` (its activation, and
+    for ModernBERT its pooling and norm), with the HF config's defaults."""
+    from samp_jax.models import get_family
+
+    layout = get_family(model_type).heads[kind]
+    if layout.options is not None:
+        return layout.options({})
+    return {} if layout.activation is None else {"activation": layout.activation}
 
 
 def family_batches(config, n: int = 2, *, width: int = 16, rows: int = 8, seed: int = 0) -> list[dict]:

@@ -139,7 +139,8 @@ SEQ_LABELS = {0: "neg", 1: "neu", 2: "pos"}
 TOK_LABELS = {0: "O", 1: "B-X", 2: "I-X", 3: "B-Y", 4: "I-Y"}
 # The pooling each family's sentence-transformers folder declares (all modes are covered).
 FAMILY_POOLING = {"bert": "cls", "roberta": "mean", "xlm-roberta": "max",
-                  "distilbert": "mean_sqrt_len_tokens", "electra": "mean", "mpnet": "cls"}
+                  "distilbert": "mean_sqrt_len_tokens", "electra": "mean", "mpnet": "cls",
+                  "modernbert": "mean"}
 # golden.npz key suffix -> sentence-transformers Pooling mode.
 POOL_MODES = {"cls": "cls", "mean": "mean", "max": "max", "mean_sqrt_len": "mean_sqrt_len_tokens"}
 # The HF Flax sequence classifier of each family (MPNet has none).
@@ -149,7 +150,7 @@ FLAX_SEQCLS = {"bert": "FlaxBertForSequenceClassification",
                "distilbert": "FlaxDistilBertForSequenceClassification",
                "electra": "FlaxElectraForSequenceClassification"}
 FAMILY_SEEDS = {"bert": 100, "roberta": 200, "xlm-roberta": 300, "distilbert": 400,
-                "electra": 500, "mpnet": 600}
+                "electra": 500, "mpnet": 600, "modernbert": 700}
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                    "vocab.txt", "vocab.json", "merges.txt")
 
@@ -237,6 +238,9 @@ def _xlm_roberta_tokenizer():
 
 
 def _family_config(family: str, vocab_size: int, **extra):
+    if family == "modernbert":  # tools/golden_modernbert.py; [PAD] is the 4th special from the end
+        import golden_modernbert
+        return golden_modernbert.config(vocab_size, vocab_size - 2, **extra)
     common = dict(vocab_size=vocab_size, attn_implementation="eager", **extra)
     layers = dict(num_hidden_layers=2, hidden_size=30, num_attention_heads=3, intermediate_size=37)
     if family == "bert":
@@ -354,6 +358,9 @@ def family(name: str, out: Path) -> None:
         built = _roberta_tokenizer(work)
     elif name == "xlm-roberta":
         built = _xlm_roberta_tokenizer()
+    elif name == "modernbert":
+        import golden_modernbert
+        built = golden_modernbert.tokenizer(_corpus(), FAMILY_MAX_LEN)
     else:
         built = _wordpiece_tokenizer(name, work)
     # Save once before any call (calls leave padding/truncation state in the backend), then use
@@ -467,6 +474,9 @@ def family(name: str, out: Path) -> None:
         {"single": SENTENCES, "pairs": PAIRS, "pair_sentence_texts": pair_texts, "words": words,
          "max_length": FAMILY_MAX_LEN, "sentence_pooling": st_mode}, indent=1, ensure_ascii=False))
     print(f"{name}: vocab {vocab_size}, pooling {st_mode}; " + "; ".join(summary))
+    if name == "modernbert":
+        import golden_modernbert
+        golden_modernbert.extras(out, seed + 3, _randomize_named)
 
 
 def families(out: Path) -> None:

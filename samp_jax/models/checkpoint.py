@@ -245,16 +245,28 @@ def head_layout(model: EncoderModel, family: Family) -> HeadLayout:
         raise ConfigError(
             f"{family.class_prefix}{layout.architecture} applies {layout.activation!r} in its "
             f"classification head; this head applies {activation!r}")
+    spec = model.head.spec() if kind in _TASK_HEADS else {}
+    expressible = {"num_labels", "labels", "activation" if kind == SEQUENCE_CLASSIFICATION.name else None}
+    beyond = sorted(set(spec) - expressible - set(layout.options({}) if layout.options else ()))
+    if beyond:  # e.g. mean pooling or a head norm: the family's HF class has no such option
+        raise ConfigError(f"{family.class_prefix}{layout.architecture} cannot express this head's "
+                          f"{beyond} ({ {k: spec[k] for k in beyond} })")
+    if layout.options is not None:  # a structural option the HF class always has (a norm)
+        norm = layout.options({}).get("norm")
+        if norm is not None and (getattr(model.head, "norm", None) is not None) != norm:
+            raise ConfigError(f"{family.class_prefix}{layout.architecture} has "
+                              f"{'a' if norm else 'no'} LayerNorm in its head; this head has "
+                              f"{'none' if norm else 'one'} (build it with norm={norm})")
     return layout
 
 
 def _assignments(model: EncoderModel) -> list[_Assignment]:
     family = get_family(model.config.model_type)
     rules = [(rule, False) for rule in family.backbone(model.config)]
-    rules += [(rule, True) for rule in head_layout(model, family).rules]
+    rules += [(rule, True) for rule in head_layout(model, family).key_rules(model.config)]
     out = []
     for rule, is_head in rules:
-        indices = range(model.config.num_layers) if "{i}" in rule.ours else (None,)
+        indices = range(rule.first_layer, model.config.num_layers) if "{i}" in rule.ours else (None,)
         transform = TRANSFORMS[rule.transform]
         for i in indices:
             target = _variable(model, rule.ours.format(i=i))
@@ -434,6 +446,8 @@ def load_pretrained(path: str | Path, *, head: str | HeadKind | None = None,
             labels = None  # the config names another head's classes (e.g. a new head)
         spec = {"num_labels": num_labels, "labels": labels,
                 "activation": family.heads[head].activation}
+        if family.heads[head].options is not None:
+            spec |= family.heads[head].options(hf)
     if head == SENTENCE_EMBEDDING.name:
         spec = _pooling_spec(path, pooling, normalize)
     elif pooling is not None or normalize is not None:
@@ -515,6 +529,9 @@ def save_pretrained(model: EncoderModel, directory: str | Path, *, tokenizer_dir
         names = check_labels(labels if labels is not None else model.labels, num_labels)
         names = names or tuple(f"LABEL_{i}" for i in range(num_labels))
     config = model.config.to_hf_dict() | {"architectures": [family.architecture(model.head_kind)]}
+    layout = family.heads.get(model.head_kind)
+    if layout is not None and layout.to_hf is not None:
+        config |= layout.to_hf(model.head.spec())
     if num_labels is not None:
         config |= {"id2label": {str(i): n for i, n in enumerate(names)},
                    "label2id": {n: i for i, n in enumerate(names)}}

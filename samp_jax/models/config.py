@@ -3,8 +3,9 @@
 `EncoderConfig` describes the shape of a BERT-family encoder and nothing else: run-time
 choices such as the compute dtype or the precision map are passed separately, so one config
 serves every precision. What differs between families (RoBERTa's positions, DistilBERT's
-missing token types, ELECTRA's embedding projection, MPNet's relative position bias) is a field
-here, set from the checkpoint by the family's config mapping (`samp_jax.models.families`).
+missing token types, ELECTRA's embedding projection, MPNet's relative position bias,
+ModernBERT's rotary positions, local attention, pre-LN layers, gated FFN and missing biases) is a
+field here, set from the checkpoint by the family's config mapping (`samp_jax.models.families`).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ class EncoderConfig:
 
     Attributes:
       model_type: the HF family (`bert`, `roberta`, `xlm-roberta`, `distilbert`, `electra`,
-        `mpnet`); picks the key map and class names on import and export.
+        `mpnet`, `modernbert`); picks the key map and class names on import and export.
       vocab_size: Rows of the word-embedding table.
       hidden_size: Model width; must be a multiple of `num_heads`.
       num_layers: Number of encoder layers.
@@ -55,6 +56,20 @@ class EncoderConfig:
       position_padding_idx: None for positions `0 .. seq-1`; an index `p` for RoBERTa-style
         positions: `p + 1, p + 2, ...` for tokens that are not padding, `p` for padding.
       relative_attention_num_buckets: rows of MPNet's relative position bias table; 0 for none.
+      rotary_theta: rotary position embeddings (RoPE) with this base in global-attention
+        layers instead of a learned position table; None: a position table (ModernBERT).
+      local_rotary_theta: the RoPE base in local-attention layers (None: `rotary_theta`).
+      local_attention: sliding-window width in tokens of local-attention layers (a query sees
+        keys within `local_attention // 2` positions); 0: every layer attends globally.
+      global_attn_every_n_layers: layer `i` attends globally when `i % n == 0`, locally
+        otherwise (only with `local_attention`).
+      norm_first: pre-LN layers (ModernBERT): LayerNorm before attention (not in layer 0, whose
+        input the embedding LayerNorm has just normalised) and before the FFN, residual adds
+        after, and a final LayerNorm after the last layer. False: BERT's post-LN.
+      gated_ffn: the FFN's `ffn_in` projects to `2 * intermediate_size` and the activation of
+        its first half gates (multiplies) its second half (GeGLU with GELU).
+      attention_bias, mlp_bias, norm_bias, classifier_bias: whether the attention GEMMs, the
+        FFN GEMMs, the LayerNorms and the classification head's dense layer have biases.
     """
 
     model_type: str = "bert"
@@ -71,6 +86,16 @@ class EncoderConfig:
     embedding_size: int | None = None
     position_padding_idx: int | None = None
     relative_attention_num_buckets: int = 0
+    rotary_theta: float | None = None
+    local_rotary_theta: float | None = None
+    local_attention: int = 0
+    global_attn_every_n_layers: int = 1
+    norm_first: bool = False
+    gated_ffn: bool = False
+    attention_bias: bool = True
+    mlp_bias: bool = True
+    norm_bias: bool = True
+    classifier_bias: bool = True
 
     def __post_init__(self):
         for name in ("vocab_size", "hidden_size", "num_layers", "num_heads",
@@ -101,6 +126,7 @@ class EncoderConfig:
                 f"relative_attention_num_buckets={self.relative_attention_num_buckets}: MPNet "
                 f"buckets relative positions into {RELATIVE_BUCKETS}, so the table needs at least "
                 f"{RELATIVE_BUCKETS} rows")
+        _check_modern_fields(self)
 
     @property
     def head_dim(self) -> int:
@@ -115,6 +141,16 @@ class EncoderConfig:
     def gelu_approximate(self) -> bool:
         """True for the tanh approximation of GELU."""
         return self.activation == "gelu_tanh"
+
+    def is_local_layer(self, index: int) -> bool:
+        """Whether layer `index` attends within a sliding window (`local_attention`)."""
+        return bool(self.local_attention) and index % self.global_attn_every_n_layers != 0
+
+    def layer_rotary_theta(self, index: int) -> float | None:
+        """The RoPE base of layer `index` (None without rotary positions)."""
+        if self.is_local_layer(index) and self.local_rotary_theta is not None:
+            return self.local_rotary_theta
+        return self.rotary_theta
 
     @property
     def embedding_width(self) -> int:
@@ -188,6 +224,25 @@ class EncoderConfig:
             value = getattr(self, ours)
             out[theirs] = self.hidden_size if ours == "embedding_size" and value is None else value
         return out | dict(family.hf_extra)
+
+
+def _check_modern_fields(config: EncoderConfig) -> None:
+    """Checks the rotary, local-attention, layout and bias fields."""
+    for name in ("rotary_theta", "local_rotary_theta"):
+        value = getattr(config, name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not value > 0):
+            raise ConfigError(f"{name}={value!r} must be a positive number or None")
+    if config.local_rotary_theta is not None and config.rotary_theta is None:
+        raise ConfigError("local_rotary_theta needs rotary_theta (rotary positions)")
+    _check_int("local_attention", config.local_attention, minimum=0)
+    _check_int("global_attn_every_n_layers", config.global_attn_every_n_layers, minimum=1)
+    if config.head_dim % 2 and config.rotary_theta is not None:
+        raise ConfigError(f"rotary positions need an even head_dim, got {config.head_dim}")
+    for name in ("norm_first", "gated_ffn", "attention_bias", "mlp_bias", "norm_bias",
+                 "classifier_bias"):
+        if not isinstance(getattr(config, name), bool):
+            raise ConfigError(f"{name}={getattr(config, name)!r} must be true or false")
 
 
 def _check_int(name: str, value: Any, *, minimum: int) -> None:

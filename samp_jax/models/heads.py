@@ -32,7 +32,7 @@ from samp_jax.models.head_kinds import (
     HeadKind,
     HeadOutput,
 )
-from samp_jax.models.layers import GemmSite
+from samp_jax.models.layers import GemmSite, LayerNorm
 
 # sentence-transformers clamps the token count at 1e-9, so an all-padding row pools to zeros.
 TOKEN_COUNT_FLOOR = 1e-9
@@ -41,14 +41,18 @@ MASKED_MAX = -1e9  # what sentence-transformers' max pooling puts in padded posi
 # sentence-transformers' pooling modes (the order its 2-4 folders concatenate them in).
 POOLING_MODES = ("cls", "max", "mean", "mean_sqrt_len", "weightedmean", "lasttoken")
 CLASSIFIER_ACTIVATIONS = ("tanh", "gelu", "gelu_tanh", "relu")
+# How a sequence head pools the tokens: the first one, or the mean of the real ones (ModernBERT).
+CLASSIFIER_POOLING = ("cls", "mean")
 
 
 class SequenceClassifier(nnx.Module):
-    """`dense → activation → classifier` on the first token. Returns logits `[batch, num_labels]`.
+    """`dense → activation (→ norm) → classifier` on the first token (or the mean of the real
+    tokens). Returns logits `[batch, num_labels]`.
 
     One module serves every family's sequence head: BERT's pooler + classifier (tanh),
     RoBERTa's / XLM-R's / MPNet's `classifier.dense` + `out_proj` (tanh), ELECTRA's (exact
-    GELU) and DistilBERT's `pre_classifier` + `classifier` (ReLU). With pair input it is a
+    GELU), DistilBERT's `pre_classifier` + `classifier` (ReLU) and ModernBERT's `head.dense →
+    act → head.norm → classifier` pooled by `classifier_pooling`. With pair input it is a
     cross-encoder for text matching.
 
     Args:
@@ -57,63 +61,113 @@ class SequenceClassifier(nnx.Module):
       labels: optional class names, one per class in logit order (`labels[i]` names logit
         `i`). Kept as a tuple: a static attribute, so the graphdef stays hashable.
       activation: the hidden activation, one of `CLASSIFIER_ACTIVATIONS`.
+      pooling: 'cls' (the first token) or 'mean' (the mean of the real tokens).
+      norm: a LayerNorm after the activation (ModernBERT; `config.norm_bias`, `layer_norm_eps`).
       rngs: initialisation randomness.
+
+    The dense layer has a bias unless `config.classifier_bias` is False.
     """
 
     kind = SEQUENCE_CLASSIFICATION
 
     def __init__(self, config: EncoderConfig, num_labels: int | None = None, *,
-                 labels: Sequence[str] | None = None, activation: str = "tanh", rngs: nnx.Rngs):
+                 labels: Sequence[str] | None = None, activation: str = "tanh",
+                 pooling: str = "cls", norm: bool = False, rngs: nnx.Rngs):
         num_labels = _num_labels(num_labels, labels)
         if activation not in CLASSIFIER_ACTIVATIONS:
             raise ValueError(f"{activation=} is not one of {CLASSIFIER_ACTIVATIONS}")
-        self.pooler = GemmSite(config.hidden_size, config.hidden_size, site="pooler", rngs=rngs)
+        if pooling not in CLASSIFIER_POOLING:
+            raise ValueError(f"{pooling=} is not one of {CLASSIFIER_POOLING}")
+        self.pooler = GemmSite(config.hidden_size, config.hidden_size, site="pooler",
+                               use_bias=config.classifier_bias, rngs=rngs)
+        self.norm = _head_norm(config) if norm else None
         self.classifier = GemmSite(config.hidden_size, num_labels, site="classifier", rngs=rngs)
         self.num_labels = num_labels
         self.labels = check_labels(labels, num_labels)
         self.activation = activation
+        self.pooling = pooling
 
     def __call__(self, hidden: jax.Array, attention_mask: jax.Array) -> jax.Array:
-        pooled = self.pooler(hidden[:, 0].astype(jnp.float32), activation=self.activation)
-        return self.classifier(pooled)
+        hidden = hidden.astype(jnp.float32)
+        if self.pooling == "mean":  # HF divides by the token count unclamped; rows have >= 1
+            mask = attention_mask.astype(jnp.float32)[..., None]
+            pooled = jnp.sum(hidden * mask, axis=1) / jnp.maximum(jnp.sum(mask, axis=1), TOKEN_COUNT_FLOOR)
+        else:
+            pooled = hidden[:, 0]
+        pooled = self.pooler(pooled, activation=self.activation)
+        return self.classifier(pooled if self.norm is None else self.norm(pooled))
 
     def spec(self) -> dict[str, Any]:
-        """What `make_head` needs to rebuild this head (JSON)."""
-        return {"num_labels": self.num_labels, "labels": _list_or_none(self.labels),
+        """What `make_head` needs to rebuild this head (JSON); the pooling and the norm only
+        when they differ from the defaults."""
+        spec = {"num_labels": self.num_labels, "labels": _list_or_none(self.labels),
                 "activation": self.activation}
+        if self.pooling != "cls":
+            spec["pooling"] = self.pooling
+        if self.norm is not None:
+            spec["norm"] = True
+        return spec
 
     def output_width(self, config: EncoderConfig) -> int:
         return self.num_labels
 
 
 class TokenClassifier(nnx.Module):
-    """Per-token classifier. Returns logits `[batch, seq, num_labels]`.
+    """Per-token classifier, optionally behind `dense → activation (→ norm)` (ModernBERT's
+    prediction head). Returns logits `[batch, seq, num_labels]`.
 
     Args:
       config: the encoder's architecture.
       num_labels: number of classes; defaults to `len(labels)`.
       labels: optional class names in logit order (a static tuple, as `SequenceClassifier`).
+      activation: None (the classifier reads the hidden states), or one of
+        `CLASSIFIER_ACTIVATIONS` after a `dense` layer (bias per `config.classifier_bias`).
+      norm: a LayerNorm after the activation (needs `activation`).
       rngs: initialisation randomness.
     """
 
     kind = TOKEN_CLASSIFICATION
 
     def __init__(self, config: EncoderConfig, num_labels: int | None = None, *,
-                 labels: Sequence[str] | None = None, rngs: nnx.Rngs):
+                 labels: Sequence[str] | None = None, activation: str | None = None,
+                 norm: bool = False, rngs: nnx.Rngs):
         num_labels = _num_labels(num_labels, labels)
+        if activation is not None and activation not in CLASSIFIER_ACTIVATIONS:
+            raise ValueError(f"{activation=} is not one of {CLASSIFIER_ACTIVATIONS} or None")
+        if norm and activation is None:
+            raise ValueError("norm=True needs the dense layer: pass an activation")
+        self.dense = None if activation is None else GemmSite(
+            config.hidden_size, config.hidden_size, site="pooler", use_bias=config.classifier_bias,
+            rngs=rngs)
+        self.norm = _head_norm(config) if norm else None
         self.classifier = GemmSite(config.hidden_size, num_labels, site="classifier", rngs=rngs)
         self.num_labels = num_labels
         self.labels = check_labels(labels, num_labels)
+        self.activation = activation
 
     def __call__(self, hidden: jax.Array, attention_mask: jax.Array) -> jax.Array:
-        return self.classifier(hidden.astype(jnp.float32))
+        hidden = hidden.astype(jnp.float32)
+        if self.dense is not None:
+            hidden = self.dense(hidden, activation=self.activation)
+        return self.classifier(hidden if self.norm is None else self.norm(hidden))
 
     def spec(self) -> dict[str, Any]:
-        """What `make_head` needs to rebuild this head (JSON)."""
-        return {"num_labels": self.num_labels, "labels": _list_or_none(self.labels)}
+        """What `make_head` needs to rebuild this head (JSON); the dense transform only when
+        the head has one."""
+        spec = {"num_labels": self.num_labels, "labels": _list_or_none(self.labels)}
+        if self.activation is not None:
+            spec["activation"] = self.activation
+        if self.norm is not None:
+            spec["norm"] = True
+        return spec
 
     def output_width(self, config: EncoderConfig) -> int:
         return self.num_labels
+
+
+def _head_norm(config: EncoderConfig) -> LayerNorm:
+    """A head's float32 LayerNorm, as the encoder's (`layer_norm_eps`, `norm_bias`)."""
+    return LayerNorm(config.hidden_size, eps=config.layer_norm_eps, use_bias=config.norm_bias)
 
 
 class SentenceEmbedder(nnx.Module):

@@ -18,6 +18,9 @@ from flax import nnx
 
 from pallas_kernels.numerics import layer_norm
 from samp_jax.models.config import RELATIVE_BUCKETS, RELATIVE_MAX_DISTANCE, EncoderConfig
+from samp_jax.models.gated_ffn import gated_activation
+from samp_jax.models.local_attention import band_mask, blockwise_local_attention, use_blockwise
+from samp_jax.models.rotary import apply_rotary, rotary_tables
 from samp_jax.ops.dispatch import Activation, gemm
 from samp_jax.ops.fused import fused_op
 from samp_jax.ops.handoff import int8_handoff
@@ -30,16 +33,22 @@ _INIT_STD = 0.02  # BERT's initializer_range
 
 
 class LayerNorm(nnx.Module):
-    """LayerNorm with float32 statistics; the output is cast to the compute dtype."""
+    """LayerNorm with float32 statistics; the output is cast to the compute dtype.
+    `use_bias=False` (ModernBERT's `norm_bias`) leaves out the bias: `bias` is None."""
 
-    def __init__(self, size: int, *, eps: float, dtype=jnp.float32, param_dtype=jnp.float32):
+    def __init__(self, size: int, *, eps: float, dtype=jnp.float32, param_dtype=jnp.float32,
+                 use_bias: bool = True):
         self.scale = nnx.Param(jnp.ones((size,), param_dtype))
-        self.bias = nnx.Param(jnp.zeros((size,), param_dtype))
+        self.bias = nnx.Param(jnp.zeros((size,), param_dtype)) if use_bias else None
         self.eps = eps
         self.dtype = dtype
 
+    def _bias(self) -> jax.Array:
+        """The bias, or zeros without one (the fused kernel takes a bias either way)."""
+        return jnp.zeros_like(self.scale[...]) if self.bias is None else self.bias[...]
+
     def __call__(self, x: jax.Array) -> jax.Array:
-        return layer_norm(x, self.scale[...], self.bias[...], self.eps).astype(self.dtype)
+        return layer_norm(x, self.scale[...], self._bias(), self.eps).astype(self.dtype)
 
     def with_quantized(self, x: jax.Array, consumer) -> tuple[jax.Array, QArray | None]:
         """LayerNorm, plus `consumer`'s INT8 input from the same pass (ZeroQuant-HERO's
@@ -49,7 +58,7 @@ class LayerNorm(nnx.Module):
         if spec is None:
             return self(x), None
         y, q, scale = fused_op("layernorm_quant")(
-            x, self.scale[...], self.bias[...], eps=self.eps, out_dtype=self.dtype,
+            x, self.scale[...], self._bias(), eps=self.eps, out_dtype=self.dtype,
             act_scale=spec.act_scale, input_scale=spec.input_scale)
         return y, QArray(q, scale, "int8")
 
@@ -59,14 +68,15 @@ class GemmSite(nnx.Module):
 
     The kernel is stored `[in_features, out_features]`. This float version computes in
     `dtype` with float32 accumulation; quantized sites replace it with the same interface.
+    `use_bias=False` (ModernBERT) leaves out the bias: `bias` is None.
     """
 
     def __init__(self, in_features: int, out_features: int, *, site: str, dtype=jnp.float32,
-                 param_dtype=jnp.float32, rngs: nnx.Rngs):
+                 param_dtype=jnp.float32, use_bias: bool = True, rngs: nnx.Rngs):
         self.kernel = nnx.Param(  # [in, out]
             _INIT_STD * jax.random.truncated_normal(
                 rngs.params(), -2.0, 2.0, (in_features, out_features), param_dtype))
-        self.bias = nnx.Param(jnp.zeros((out_features,), param_dtype))  # [out]
+        self.bias = nnx.Param(jnp.zeros((out_features,), param_dtype)) if use_bias else None  # [out]
         self.site = site
         self.dtype = dtype
 
@@ -86,7 +96,8 @@ class GemmSite(nnx.Module):
                  residual: jax.Array | None = None) -> jax.Array:
         if self.observer is not None:
             self.observer(x)
-        return gemm(x, self.kernel[...], precision=self.precision, bias=self.bias[...],
+        return gemm(x, self.kernel[...], precision=self.precision,
+                    bias=None if self.bias is None else self.bias[...],
                     activation=activation, residual=residual, out_dtype=self.dtype)
 
 
@@ -106,7 +117,8 @@ class Embeddings(nnx.Module):
     What differs by family is read from the config: positions counted from a padding index
     (`position_padding_idx`), no token-type table (`type_vocab_size == 0`) or one type whose
     ids are ignored (`== 1`), and narrower tables followed by `project`, a `GemmSite` named
-    `embed_proj` (`embedding_size`).
+    `embed_proj` (`embedding_size`). Rotary models (`rotary_theta`) have no position table
+    (`position` is None): positions enter the attention instead.
     """
 
     def __init__(self, config: EncoderConfig, *, dtype=jnp.float32, param_dtype=jnp.float32,
@@ -117,13 +129,16 @@ class Embeddings(nnx.Module):
             return nnx.Param(_INIT_STD * jax.random.truncated_normal(
                 rngs.params(), -2.0, 2.0, (rows, width), param_dtype))
         self.word = table(config.vocab_size)  # [vocab, width]
-        self.position = table(config.max_position_embeddings)  # [max_pos, width]
+        # [max_pos, width], or None (rotary positions)
+        self.position = table(config.max_position_embeddings) if config.rotary_theta is None else None
         self.token_type = table(config.type_vocab_size) if config.type_vocab_size else None
-        self.norm = LayerNorm(width, eps=config.layer_norm_eps, dtype=dtype, param_dtype=param_dtype)
+        self.norm = LayerNorm(width, eps=config.layer_norm_eps, dtype=dtype, param_dtype=param_dtype,
+                              use_bias=config.norm_bias)
         self.project = (GemmSite(width, config.hidden_size, site="embed_proj", dtype=dtype,
                                  param_dtype=param_dtype, rngs=rngs)
                         if config.embedding_size else None)
         self.max_length = config.max_sequence_length
+        self.max_positions = config.max_position_embeddings
         self.padding_idx = config.position_padding_idx
 
     def _inputs(self, input_ids, token_type_ids):
@@ -132,8 +147,8 @@ class Embeddings(nnx.Module):
         if seq_len > self.max_length:
             raise ValueError(f"sequence length {seq_len} exceeds the model's maximum of "
                              f"{self.max_length} tokens (max_position_embeddings="
-                             f"{self.position.shape[0]})")
-        positions = position_ids(input_ids, self.padding_idx)
+                             f"{self.max_positions})")
+        positions = None if self.position is None else position_ids(input_ids, self.padding_idx)
         if self.token_type is None:
             types = None
         elif self.token_type.shape[0] == 1:  # one type: HF's tokenizers send none, row 0 it is
@@ -153,15 +168,14 @@ class Embeddings(nnx.Module):
         the projection instead, and the projection's output is returned unquantized."""
         positions, types = self._inputs(input_ids, token_type_ids)
         target = consumer if self.project is None else self.project
+        if self.position is None:  # the fused gather kernel adds a position row; LN+quant fuses
+            y, x_q = self.norm.with_quantized(self._summed(input_ids, None, types), target)
+            return (y, x_q) if self.project is None else (self.project(y if x_q is None else x_q), None)
         spec = None if target is None else int8_handoff(target, via="embedding_quant")
         norm = self.norm
         token_table = None if types is None else self.token_type[...]
         if spec is None:
-            summed = (self.word[...][input_ids].astype(jnp.float32)
-                      + self.position[...][positions].astype(jnp.float32))
-            if types is not None:
-                summed = summed + token_table[types].astype(jnp.float32)
-            y, x_q = norm(summed), None
+            y, x_q = norm(self._summed(input_ids, positions, types)), None
         else:
             y, q, scale = fused_op("embedding_quant")(
                 input_ids, positions, types, self.word[...], self.position[...], token_table,
@@ -171,6 +185,15 @@ class Embeddings(nnx.Module):
         if self.project is None:
             return y, x_q
         return self.project(y if x_q is None else x_q), None
+
+    def _summed(self, input_ids, positions, types) -> jax.Array:
+        """Word (+ position) (+ token type) rows, summed in float32."""
+        summed = self.word[...][input_ids].astype(jnp.float32)
+        if positions is not None:
+            summed = summed + self.position[...][positions].astype(jnp.float32)
+        if types is not None:
+            summed = summed + self.token_type[...][types].astype(jnp.float32)
+        return summed
 
 
 def resolve_attention_impl(implementation: AttentionImpl, dtype) -> str:
@@ -184,7 +207,8 @@ def resolve_attention_impl(implementation: AttentionImpl, dtype) -> str:
 
 
 def attention(q: jax.Array, k: jax.Array, v: jax.Array, attention_mask: jax.Array, *,
-              bias: jax.Array | None = None, implementation: AttentionImpl = None) -> jax.Array:
+              bias: jax.Array | None = None, implementation: AttentionImpl = None,
+              window: int = 0) -> jax.Array:
     """Bidirectional multi-head attention over `[batch, seq, heads, head_dim]` tensors.
 
     `attention_mask` is `[batch, seq]`, 1 for real tokens and 0 for padding. `bias` (MPNet's
@@ -192,26 +216,39 @@ def attention(q: jax.Array, k: jax.Array, v: jax.Array, attention_mask: jax.Arra
     takes the per-row key lengths, so it assumes right padding (what `samp_jax.Tokenizer`
     produces); the XLA path takes the mask itself and accepts any pattern. Automatic choice
     keeps a biased attention on XLA.
+
+    `window > 0` makes it local (sliding-window) attention: a query sees the keys within
+    `window // 2` positions (`samp_jax.models.local_attention`). On XLA a long sequence runs in
+    query blocks (no `[seq, seq]` logits); a short one masks a band built from iotas.
+    Automatic choice keeps local attention on XLA; cuDNN named explicitly gets the window as
+    `local_window_size`.
     """
-    if bias is not None and implementation is None:
+    if (bias is not None or window) and implementation is None:
         implementation = "xla"
     impl = resolve_attention_impl(implementation, q.dtype)
     if impl == "cudnn":
         lengths = jnp.sum(attention_mask, axis=-1, dtype=jnp.int32)
         return jax.nn.dot_product_attention(
             q, k, v, bias=None if bias is None else bias.astype(q.dtype),
-            query_seq_lengths=lengths, key_value_seq_lengths=lengths, implementation="cudnn")
+            query_seq_lengths=lengths, key_value_seq_lengths=lengths, implementation="cudnn",
+            local_window_size=(window // 2, window // 2) if window else None)
     dtype = q.dtype
     if dtype == jnp.float16 and jax.default_backend() == "cpu":
         # XLA:CPU has no f16 x f16 -> f32 dot, which the logits need.
         q, k, v = (t.astype(jnp.float32) for t in (q, k, v))
-    return xla_attention(q, k, v, attention_mask.astype(jnp.bool_), bias=bias).astype(dtype)
+    mask = attention_mask.astype(jnp.bool_)
+    if window and bias is None and use_blockwise(q.shape[1], window):
+        return blockwise_local_attention(q, k, v, mask, window=window).astype(dtype)
+    if window:  # [batch, 1, queries, keys]: the padding mask within the band
+        mask = mask[:, None, None, :] & band_mask(q.shape[1], window)[None, None]
+    return xla_attention(q, k, v, mask, bias=bias).astype(dtype)
 
 
 def xla_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array, *,
                   bias: jax.Array | None = None) -> jax.Array:
     """`softmax(q k^T / sqrt(head_dim) + bias, masked) v` in plain XLA, over `[batch, seq,
-    heads, head_dim]` tensors with a `[batch, keys]` bool `mask`.
+    heads, head_dim]` tensors with a `[batch, keys]` bool `mask` (or `[batch, 1, queries,
+    keys]`, e.g. a local-attention band).
 
     Logits, softmax and the accumulation are float32. It works head-major (`[batch, heads,
     seq, head_dim]`, so both products are plain batched GEMMs without strided operands) and
@@ -240,7 +277,8 @@ def xla_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array, *,
     # fuses the softmax with the second product (a select on [batch, heads, seq, keys] made
     # the attention about 2x slower). Masked logits become about float32 min, so they get no
     # weight, and a query whose keys are all masked still attends uniformly.
-    logits = logits + jnp.where(mask, 0.0, jnp.finfo(jnp.float32).min)[:, None, None, :]
+    mask = mask[:, None, None, :] if mask.ndim == 2 else mask
+    logits = logits + jnp.where(mask, 0.0, jnp.finfo(jnp.float32).min)
     unnormalised = jnp.exp(logits - jnp.max(logits, axis=-1, keepdims=True))
     total = jnp.sum(unnormalised, axis=-1, keepdims=True)  # [batch, heads, seq, 1], >= 1
     context = jnp.einsum("bnts,bnsh->bnth", unnormalised.astype(v.dtype), v, precision=precision,
@@ -268,25 +306,41 @@ def relative_position_bucket(seq_len: int) -> np.ndarray:
 
 
 class EncoderLayer(nnx.Module):
-    """Post-LN BERT layer with the four GEMM sites `qkv`, `attn_out`, `ffn_in`, `ffn_out`."""
+    """An encoder layer with the four GEMM sites `qkv`, `attn_out`, `ffn_in`, `ffn_out`.
 
-    def __init__(self, config: EncoderConfig, *, dtype=jnp.float32, param_dtype=jnp.float32,
-                 attention_impl: AttentionImpl = None, rngs: nnx.Rngs):
+    BERT's post-LN order by default; what else a family needs is read from the config and
+    composed from the same pieces: pre-LN order (`norm_first`, ModernBERT; layer 0 then has
+    no `attn_norm`), rotary positions (`rotary_theta`), sliding-window attention in local
+    layers (`local_attention`), a gated `ffn_in` twice as wide (`gated_ffn`), and GEMMs or
+    LayerNorms without biases (`attention_bias`, `mlp_bias`, `norm_bias`).
+
+    Args:
+      index: the layer's position in the stack (picks local or global attention, its RoPE
+        base, and whether a pre-LN layer has an `attn_norm`).
+    """
+
+    def __init__(self, config: EncoderConfig, *, index: int = 0, dtype=jnp.float32,
+                 param_dtype=jnp.float32, attention_impl: AttentionImpl = None, rngs: nnx.Rngs):
         hidden, inner = config.hidden_size, config.intermediate_size
-        site = lambda name, n_in, n_out: GemmSite(  # noqa: E731
-            n_in, n_out, site=name, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-        self.qkv = site("qkv", hidden, 3 * hidden)  # fused [Q | K | V]
-        self.attn_out = site("attn_out", hidden, hidden)
-        self.ffn_in = site("ffn_in", hidden, inner)
-        self.ffn_out = site("ffn_out", inner, hidden)
+        site = lambda name, n_in, n_out, bias: GemmSite(  # noqa: E731
+            n_in, n_out, site=name, dtype=dtype, param_dtype=param_dtype, use_bias=bias, rngs=rngs)
+        self.qkv = site("qkv", hidden, 3 * hidden, config.attention_bias)  # fused [Q | K | V]
+        self.attn_out = site("attn_out", hidden, hidden, config.attention_bias)
+        # gated: [input | gate], each `inner` wide
+        self.ffn_in = site("ffn_in", hidden, (2 if config.gated_ffn else 1) * inner, config.mlp_bias)
+        self.ffn_out = site("ffn_out", inner, hidden, config.mlp_bias)
         norm = lambda: LayerNorm(hidden, eps=config.layer_norm_eps, dtype=dtype,  # noqa: E731
-                                 param_dtype=param_dtype)
-        self.attn_norm = norm()
+                                 param_dtype=param_dtype, use_bias=config.norm_bias)
+        self.attn_norm = None if config.norm_first and index == 0 else norm()
         self.ffn_norm = norm()
         self.num_heads = config.num_heads
         self.head_dim = config.head_dim
         self.activation = config.activation
         self.attention_impl = attention_impl
+        self.norm_first = config.norm_first
+        self.gated = config.gated_ffn
+        self.window = config.local_attention if config.is_local_layer(index) else 0
+        self.rotary_theta = config.layer_rotary_theta(index)
 
     def sites(self) -> dict[str, GemmSite]:
         return {name: getattr(self, name) for name in SITES}
@@ -301,41 +355,74 @@ class EncoderLayer(nnx.Module):
         """The layer, with INT8 hand-offs where the fused kernels are available.
 
         `x_q` is `x` already quantized for `qkv` (by the previous LayerNorm+quant). The
-        LayerNorms quantize for their INT8 consumers (`ffn_in`, and `next_site`, the next
-        layer's `qkv`) in the same pass; an INT8 `ffn_in` feeding a static-INT8 `ffn_out`
-        writes INT8 straight from its epilogue. Returns `(output, output quantized for
-        next_site or None)`.
+        LayerNorms quantize for their INT8 consumers (`ffn_in`, and in post-LN order
+        `next_site`, the next layer's `qkv`) in the same pass; an INT8 `ffn_in` feeding a
+        static-INT8 `ffn_out` writes INT8 straight from its epilogue (not when gated). Returns
+        `(output, output quantized for next_site or None)`.
         """
-        batch, seq, hidden = x.shape
-        qkv = self.qkv(x if x_q is None else x_q).reshape(batch, seq, 3, self.num_heads, self.head_dim)
-        context = attention(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], attention_mask,
-                            bias=attention_bias, implementation=self.attention_impl)
-        context = context.reshape(batch, seq, hidden)
+        if self.norm_first:
+            return self._pre_norm_forward(x, attention_mask, x_q, attention_bias), None
+        context = self._attend(x if x_q is None else x_q, x.shape, attention_mask, attention_bias)
         x, ffn_in_q = self.attn_norm.with_quantized(self.attn_out(context, residual=x), self.ffn_in)
-        ffn_in_input = x if ffn_in_q is None else ffn_in_q
+        inner = self._ffn_inner(x if ffn_in_q is None else ffn_in_q)
+        return self.ffn_norm.with_quantized(self.ffn_out(inner, residual=x), next_site)
+
+    def _pre_norm_forward(self, x, attention_mask, x_q, attention_bias) -> jax.Array:
+        """`x + attn(norm(x))`, then `+ ffn(norm(.))`; layer 0 attends to `x` itself (`x_q`,
+        the embeddings' output quantized for `qkv`, applies only there)."""
+        if self.attn_norm is None:
+            h, h_q = x, x_q
+        else:
+            h, h_q = self.attn_norm.with_quantized(x, self.qkv)
+        context = self._attend(h if h_q is None else h_q, x.shape, attention_mask, attention_bias)
+        x = self.attn_out(context, residual=x)
+        h, h_q = self.ffn_norm.with_quantized(x, self.ffn_in)
+        return self.ffn_out(self._ffn_inner(h if h_q is None else h_q), residual=x)
+
+    def _attend(self, qkv_input, shape, attention_mask, attention_bias) -> jax.Array:
+        """`qkv`, rotary positions when the layer has them, then (local) attention: the
+        context `[batch, seq, hidden]`."""
+        batch, seq, hidden = shape
+        qkv = self.qkv(qkv_input).reshape(batch, seq, 3, self.num_heads, self.head_dim)
+        q, k = qkv[:, :, 0], qkv[:, :, 1]
+        if self.rotary_theta is not None:
+            cos, sin = rotary_tables(seq, self.head_dim, self.rotary_theta)
+            q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        context = attention(q, k, qkv[:, :, 2], attention_mask, bias=attention_bias,
+                            implementation=self.attention_impl, window=self.window)
+        return context.reshape(batch, seq, hidden)
+
+    def _ffn_inner(self, ffn_in_input):
+        """`ffn_in` with its activation: what `ffn_out` reads (INT8 from the epilogue when the
+        hand-off applies; the gated product of `gated_activation` when gated)."""
+        if self.gated:  # the gate is applied after the GEMM (`samp_jax.models.gated_ffn.UNFUSED`)
+            return gated_activation(self.ffn_in(ffn_in_input), self.activation)
         chain = int8_handoff(self.ffn_out, via="epilogue", producer=self.ffn_in)
         if chain is None:
-            inner = self.ffn_in(ffn_in_input, activation=self.activation)
-        else:  # INT8 out of ffn_in's epilogue, at ffn_out's static input scale
-            inner = QArray(self.ffn_in(ffn_in_input, activation=self.activation,
-                                       out_dtype=jnp.int8, out_scale=chain.act_scale),
-                           jnp.asarray(chain.act_scale, jnp.float32), "int8")
-        return self.ffn_norm.with_quantized(self.ffn_out(inner, residual=x), next_site)
+            return self.ffn_in(ffn_in_input, activation=self.activation)
+        # INT8 out of ffn_in's epilogue, at ffn_out's static input scale
+        return QArray(self.ffn_in(ffn_in_input, activation=self.activation,
+                                  out_dtype=jnp.int8, out_scale=chain.act_scale),
+                      jnp.asarray(chain.act_scale, jnp.float32), "int8")
 
 
 class Encoder(nnx.Module):
     """A stack of `EncoderLayer`s, with MPNet's relative position bias table (`relative_bias`,
-    `[buckets, heads]`, shared by every layer) when the config has one."""
+    `[buckets, heads]`, shared by every layer) when the config has one, and a final LayerNorm
+    (`final_norm`) after pre-LN layers (`norm_first`)."""
 
     def __init__(self, config: EncoderConfig, *, dtype=jnp.float32, param_dtype=jnp.float32,
                  attention_impl: AttentionImpl = None, rngs: nnx.Rngs):
         self.layers = nnx.List([
-            EncoderLayer(config, dtype=dtype, param_dtype=param_dtype,
+            EncoderLayer(config, index=index, dtype=dtype, param_dtype=param_dtype,
                          attention_impl=attention_impl, rngs=rngs)
-            for _ in range(config.num_layers)])
+            for index in range(config.num_layers)])
         buckets = config.relative_attention_num_buckets
         self.relative_bias = nnx.Param(_INIT_STD * jax.random.truncated_normal(
             rngs.params(), -2.0, 2.0, (buckets, config.num_heads), jnp.float32)) if buckets else None
+        self.final_norm = LayerNorm(config.hidden_size, eps=config.layer_norm_eps, dtype=dtype,
+                                    param_dtype=param_dtype, use_bias=config.norm_bias) \
+            if config.norm_first else None
 
     def attention_bias(self, seq_len: int) -> jax.Array | None:
         """The relative position bias `[1, heads, seq, seq]` float32, or None."""
@@ -353,5 +440,4 @@ class Encoder(nnx.Module):
             next_site = layers[i + 1].qkv if i + 1 < len(layers) else None
             x, x_q = layer.forward(x, attention_mask, x_q=x_q, next_site=next_site,
                                    attention_bias=bias)
-        return x
-
+        return x if self.final_norm is None else self.final_norm(x)

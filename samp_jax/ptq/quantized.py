@@ -34,6 +34,7 @@ from samp_jax.models.head_kinds import SENTENCE_EMBEDDING, HeadKind
 from samp_jax.models.heads import head_spec, make_head
 from samp_jax.models.model import EncoderModel
 from samp_jax.models.tokenizer import TOKENIZER_FILE, Tokenizer, check_fits
+from samp_jax.models.unfused import unfused_parts
 from samp_jax.ops.dispatch import Activation, gemm
 from samp_jax.ops.handoff import Int8Input
 from samp_jax.core.precision import SITES, PrecisionMap, PrecisionMapError, SitePrecision, precision_of_dtype
@@ -75,14 +76,15 @@ class QuantizedGemmSite(nnx.Module):
     Same call interface as `GemmSite`. Quantized sites keep `kernel` as INT8 (per-channel
     `kernel_scale [out]`) or FP8 (per-tensor `kernel_scale []`); float sites keep `kernel` in
     their float dtype. Static activation schemes carry `act_scale`; smoothed sites carry
-    `input_scale [in]`, which multiplies the input inside the quantize step.
+    `input_scale [in]`, which multiplies the input inside the quantize step. A site without a
+    bias (`use_bias=False`, ModernBERT) has `bias` None.
     """
 
     observer = None
 
     def __init__(self, in_features: int, out_features: int, *, site: str,
                  precision: SitePrecision, dtype=jnp.float16, smoothed: bool = False,
-                 implementation: str | None = None):
+                 implementation: str | None = None, use_bias: bool = True):
         if precision.precision == "int8":
             self.kernel = QuantizedVariable(jnp.zeros((in_features, out_features), jnp.int8))
             self.kernel_scale = QuantizedVariable(jnp.ones((out_features,), jnp.float32))
@@ -92,7 +94,7 @@ class QuantizedGemmSite(nnx.Module):
         else:
             self.kernel = QuantizedVariable(jnp.zeros((in_features, out_features), precision.float_dtype))
             self.kernel_scale = None
-        self.bias = QuantizedVariable(jnp.zeros((out_features,), jnp.float32))
+        self.bias = QuantizedVariable(jnp.zeros((out_features,), jnp.float32)) if use_bias else None
         self.act_scale = QuantizedVariable(jnp.ones((), jnp.float32)) if precision.needs_calibration else None
         smoothed = smoothed and precision.is_quantized
         self.input_scale = QuantizedVariable(jnp.ones((in_features,), jnp.float32)) if smoothed else None
@@ -124,7 +126,8 @@ class QuantizedGemmSite(nnx.Module):
         if smoothed:
             _check_input_scale(source.site, precision, input_scale)
         site = cls(n_in, n_out, site=source.site, precision=precision, dtype=dtype,
-                   smoothed=smoothed, implementation=implementation)
+                   smoothed=smoothed, implementation=implementation,
+                   use_bias=source.bias is not None)
         w = jnp.asarray(source.kernel[...], jnp.float32)
         if smoothed:  # (x / s) @ (s * W): the GEMM is unchanged in exact arithmetic
             w = w / jnp.asarray(input_scale, jnp.float32)[:, None]
@@ -139,7 +142,8 @@ class QuantizedGemmSite(nnx.Module):
             site.kernel_scale.set_value(q.scale)
         else:
             site.kernel.set_value(w.astype(precision.float_dtype))
-        site.bias.set_value(jnp.asarray(source.bias[...], jnp.float32))
+        if source.bias is not None:
+            site.bias.set_value(jnp.asarray(source.bias[...], jnp.float32))
         if precision.needs_calibration:
             scale = _activation_scale(source.site, precision, calibration)
             site.act_scale.set_value(jnp.asarray(scale, jnp.float32))
@@ -179,7 +183,8 @@ class QuantizedGemmSite(nnx.Module):
         if self.observer is not None:
             self.observer(x)
         return gemm(
-            x, self.weight(), precision=self.precision, bias=self.bias[...],
+            x, self.weight(), precision=self.precision,
+            bias=None if self.bias is None else self.bias[...],
             activation=activation, residual=residual,
             act_scale=None if self.act_scale is None else self.act_scale[...],
             input_scale=None if self.input_scale is None else self.input_scale[...],
@@ -224,11 +229,12 @@ def set_compute_dtype(model: EncoderModel, dtype) -> None:
     for table in (emb.word, emb.position, emb.token_type):
         if table is not None:
             table.set_value(table[...].astype(dtype))
-    modules = [emb.norm]
+    modules = [emb.norm, model.encoder.final_norm]
     for layer in model.encoder.layers:
         modules += [layer.attn_norm, layer.ffn_norm]
     for module in modules:
-        module.dtype = dtype
+        if module is not None:  # pre-LN: no attn_norm in layer 0; post-LN: no final norm
+            module.dtype = dtype
 
 
 def compute_copy(model: EncoderModel, dtype, *, embedding_project: SitePrecision | None = None,
@@ -598,7 +604,8 @@ def _skeleton(config, head_info, pmap, dtype, smoothed, implementation) -> Encod
             key = f"encoder.layers.{index}.{site}"
             setattr(layer, site, QuantizedGemmSite(
                 n_in, n_out, site=site, precision=pmap[index, site], dtype=dtype,
-                smoothed=key in smoothed, implementation=implementation))
+                smoothed=key in smoothed, implementation=implementation,
+                use_bias=getattr(layer, site).bias is not None))
     return model
 
 
@@ -700,4 +707,7 @@ def quantize(model: EncoderModel, precision_map: PrecisionMap, calibration=None,
         "calibration": None if calibration is None else calibration.describe(),
         "implementation": implementation,
     }
+    unfused = unfused_parts(model.config)
+    if unfused:  # fusions the architecture forgoes, with the reason (ModernBERT's gated FFN, ...)
+        info["unfused"] = unfused
     return QuantizedModel(copy, precision_map, info=info)

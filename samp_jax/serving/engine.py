@@ -147,6 +147,16 @@ def enable_compilation_cache(path: str | os.PathLike) -> Path:
     return path
 
 
+def default_seq_buckets(max_length: int) -> list[int]:
+    """The sequence buckets an engine compiles by default for a model taking `max_length`
+    tokens: `DEFAULT_SEQ_BUCKETS`, then doublings while below `max_length` (1024, 2048, ...
+    for long-context models), capped at `max_length` (the last bucket is the limit itself)."""
+    ladder = list(DEFAULT_SEQ_BUCKETS)
+    while ladder[-1] < max_length:
+        ladder.append(2 * ladder[-1])
+    return capped_buckets(ladder, max_length)
+
+
 def compile(model: EncoderModel | QuantizedModel, *, tokenizer: Tokenizer | None = None,
             seq_buckets: Sequence[int] | None = None, batch_size: int | None = None,
             batch_buckets: Sequence[int] | None = None, dtype=None, truncate: bool = False,
@@ -158,8 +168,9 @@ def compile(model: EncoderModel | QuantizedModel, *, tokenizer: Tokenizer | None
       tokenizer: turns texts into ids (and pads token-id input); defaults to the model's own
         `model.tokenizer` (attached by `samp_jax.load`). There is no other default.
       seq_buckets: sequence lengths to compile; sorted and deduplicated. Each must be at most
-        the model's `config.max_sequence_length`. Defaults to `DEFAULT_SEQ_BUCKETS` capped at
-        that length.
+        the model's `config.max_sequence_length`. Defaults to `default_seq_buckets` of that
+        length: `DEFAULT_SEQ_BUCKETS`, doubling on past 512 for long-context models
+        (ModernBERT's 8,192), capped at the length.
       batch_size: most rows per executable call; larger inputs are cut into chunks. Defaults
         to `max(batch_buckets)` when those are given, else 32.
       batch_buckets: batch shapes to compile; defaults to `(1, batch_size)`. The largest must
@@ -223,7 +234,7 @@ class Engine:
                             f"got {type(model).__name__}")
         max_length = model.config.max_sequence_length
         if seq_buckets is None:
-            seq_buckets = capped_buckets(DEFAULT_SEQ_BUCKETS, max_length)
+            seq_buckets = default_seq_buckets(max_length)
         self.seq_buckets = _check_buckets(seq_buckets, "seq_buckets")
         if self.seq_buckets[-1] > max_length:
             raise ValueError(f"seq_buckets={self.seq_buckets} has {self.seq_buckets[-1]}, more than "

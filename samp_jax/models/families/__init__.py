@@ -10,6 +10,7 @@ from samp_jax.models.families.base import TRANSFORMS, Family, HeadLayout, KeyRul
 from samp_jax.models.families.bert import BERT
 from samp_jax.models.families.distilbert import DISTILBERT
 from samp_jax.models.families.electra import ELECTRA
+from samp_jax.models.families.modernbert import MODERNBERT
 from samp_jax.models.families.mpnet import MPNET
 from samp_jax.models.families.roberta import ROBERTA, XLM_ROBERTA
 
@@ -46,6 +47,7 @@ def get_family(model_type: str) -> Family:
 
 for _family in (BERT, ROBERTA, XLM_ROBERTA, DISTILBERT, ELECTRA, MPNET):
     register_family(_family)
+register_family(MODERNBERT)
 
 __all__ = ["FAMILIES", "TRANSFORMS", "Family", "HeadLayout", "KeyRule", "Transform",
            "UnsupportedFamilyError", "get_family", "register_family"]

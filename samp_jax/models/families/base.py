@@ -56,12 +56,14 @@ class KeyRule:
 
     `outside_base`: the foreign key lives outside the HF base model (a head's own module, such
     as `classifier.*`), so exports do not put the base-model prefix in front of it.
+    `first_layer`: `{i}` expands from this layer on (ModernBERT's layer 0 has no `attn_norm`).
     """
 
     ours: str
     theirs: tuple[str, ...]
     transform: str = "copy"
     outside_base: bool = False
+    first_layer: int = 0
 
     def __post_init__(self):
         if isinstance(self.theirs, str):
@@ -92,11 +94,24 @@ def fused_qkv(ours: str, query: str, key: str, value: str) -> tuple[KeyRule, ...
 @dataclasses.dataclass(frozen=True)
 class HeadLayout:
     """A head kind as one family writes it: the HF class-name suffix, the classifier's hidden
-    activation (sequence heads), and its key table."""
+    activation (sequence heads), and its key table.
+
+    Heads whose shape the HF config sets (ModernBERT's) also give:
+    - `rules` as a function of the `EncoderConfig` (biases per `classifier_bias`/`norm_bias`);
+    - `options(hf_config) -> dict`: the head's `make_head` arguments from the HF config dict
+      (pooling, activation, norm), fixed ones included;
+    - `to_hf(head_spec) -> dict`: the HF config keys that say the same on export.
+    """
 
     architecture: str
-    rules: tuple[KeyRule, ...] = ()
+    rules: tuple[KeyRule, ...] | Callable[[Any], tuple[KeyRule, ...]] = ()
     activation: str | None = None
+    options: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None
+    to_hf: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None
+
+    def key_rules(self, config) -> tuple[KeyRule, ...]:
+        """The key table for a model of `config`."""
+        return self.rules(config) if callable(self.rules) else self.rules
 
 
 @dataclasses.dataclass(frozen=True)

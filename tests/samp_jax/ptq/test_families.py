@@ -11,10 +11,10 @@ import samp_jax
 from calibrate import calibrate
 from calibrate.search.candidates import SwitchableModel
 from samp_jax import EncoderModel, PrecisionMap, QuantizedModel, quantize
-from samp_jax.models import get_family, make_head
+from samp_jax.models import make_head
 from samp_jax.core.precision import PrecisionMapError
 from samp_jax.serving.forward import jit_forward
-from tests.helpers import FAMILY_CONFIGS, GOLDEN, family_batches
+from tests.helpers import FAMILY_CONFIGS, GOLDEN, family_batches, family_head_spec
 
 FAMILIES = tuple(FAMILY_CONFIGS)
 # bert runs in `make test-fast`; every family runs in `make test`
@@ -30,9 +30,8 @@ def family(request):
     """`(model_type, float model with the family's sequence head, batches, calibration)`."""
     config = FAMILY_CONFIGS[request.param]
     rngs = nnx.Rngs(0)
-    activation = get_family(request.param).heads["sequence_classification"].activation
     model = EncoderModel(config, make_head("sequence_classification", config, num_labels=3,
-                                           activation=activation, rngs=rngs), rngs=rngs)
+                                           rngs=rngs, **family_head_spec(request.param)), rngs=rngs)
     # larger weights than the 0.02 init, so the logits differ between rows and precisions matter
     state = nnx.state(model, nnx.Param)
     nnx.update(model, jax.tree.map(lambda p: p * 5.0 if p.ndim == 2 else p, state))
@@ -189,3 +188,17 @@ def test_custom_heads_save_and_load_once_registered(custom_head, tmp_path):
     assert isinstance(loaded.model.head, custom_head) and loaded.model.head.factor == 3.0
     batch = family_batches(config, 1)[0]
     np.testing.assert_array_equal(np.asarray(loaded(**batch)), np.asarray(q(**batch)))
+
+
+def test_the_fusions_a_family_forgoes_are_recorded(tmp_path):
+    """ModernBERT's gated FFN, rotary embeddings and local layers skip some fused kernels; the
+    quantized model says which and why (also in its saved folder); BERT's skip none."""
+    config = FAMILY_CONFIGS["modernbert"]
+    q = quantize(EncoderModel(config, rngs=nnx.Rngs(0)), PrecisionMap.preset("fully_quant", 2))
+    assert set(q.info["unfused"]) == {"embedding_quant", "ffn_in.gate",
+                                      "ffn_in->ffn_out int8 hand-off", "local attention"}
+    assert "intermediate_size columns away" in q.info["unfused"]["ffn_in.gate"]
+    assert QuantizedModel.load(q.save(tmp_path / "q")).info["unfused"] == q.info["unfused"]
+    bert = quantize(EncoderModel(FAMILY_CONFIGS["bert"], rngs=nnx.Rngs(0)),
+                    PrecisionMap.preset("fully_quant", 2))
+    assert "unfused" not in bert.info

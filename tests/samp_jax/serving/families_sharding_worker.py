@@ -20,10 +20,10 @@ from flax import nnx
 
 from calibrate import calibrate
 from samp_jax import EncoderModel, PrecisionMap, quantize
-from samp_jax.models import get_family, make_head
+from samp_jax.models import make_head
 from samp_jax.serving.forward import jit_forward
 from samp_jax.serving.sharding import data_mesh, sharded_forward
-from tests.helpers import FAMILY_CONFIGS, family_batches
+from tests.helpers import FAMILY_CONFIGS, family_batches, family_head_spec
 
 
 def main(out: Path) -> None:
@@ -32,9 +32,8 @@ def main(out: Path) -> None:
     arrays = {}
     for model_type, config in FAMILY_CONFIGS.items():
         rngs = nnx.Rngs(0)
-        activation = get_family(model_type).heads["sequence_classification"].activation
         model = EncoderModel(config, make_head("sequence_classification", config, num_labels=3,
-                                               activation=activation, rngs=rngs), rngs=rngs)
+                                               rngs=rngs, **family_head_spec(model_type)), rngs=rngs)
         batches = family_batches(config, 3, rows=19)
         calibration = calibrate(model, batches[:2])
         quantized = quantize(model, PrecisionMap.preset("fully_quant", config.num_layers,

@@ -1,0 +1,201 @@
+"""ModernBERT's own pieces against HF's outputs and against each other: CLS vs mean pooling,
+the `*_bias` flags, the two RoPE bases and the local window (each visibly changes the output),
+blockwise local attention vs the band mask, masked-LM checkpoints, and config errors."""
+
+import json
+import re
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from samp_jax import load_pretrained
+from samp_jax.models import ConfigError, EncoderConfig, EncoderModel, make_head
+from samp_jax.models.checkpoint import assign_state_dict, read_state_dict, save_pretrained
+from samp_jax.models.layers import attention
+from samp_jax.models.local_attention import blockwise_local_attention, use_blockwise
+from samp_jax.models.rotary import apply_rotary, rotary_tables
+from tests.helpers import FAMILY_CONFIGS, GOLDEN
+
+FOLDER = GOLDEN / "families" / "modernbert"
+
+
+@pytest.fixture(scope="module")
+def golden():
+    return dict(np.load(FOLDER / "golden.npz"))
+
+
+def _inputs(golden, batch):
+    return golden[f"{batch}_input_ids"], golden[f"{batch}_attention_mask"]
+
+
+def _copy_with_config(tmp_path, source, **changes):
+    folder = tmp_path / source
+    shutil.copytree(FOLDER / source, folder)
+    config = json.loads((folder / "config.json").read_text()) | changes
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+def test_golden_config_exercises_local_and_global_layers():
+    config = EncoderConfig.from_hf_config(FOLDER / "base")
+    assert [config.is_local_layer(i) for i in range(3)] == [False, True, False]
+    assert [config.layer_rotary_theta(i) for i in range(3)] == [1000.0, 10.0, 1000.0]
+    assert config.local_attention == 8 and config.norm_first and config.gated_ffn
+    assert not (config.attention_bias or config.mlp_bias or config.norm_bias or config.classifier_bias)
+    model = EncoderModel(config, rngs=nnx.Rngs(0))
+    assert model.encoder.layers[0].ffn_in.shape == (30, 2 * 37)  # the gated ffn_in, 2x wide
+    assert model.encoder.layers[0].attn_norm is None and model.encoder.layers[1].attn_norm is not None
+    assert model.embeddings.position is None and model.embeddings.norm.bias is None
+
+
+@pytest.mark.parametrize("batch", ["single", "pair"])
+def test_cls_pooling_matches_hf(golden, batch, tmp_path):
+    model = load_pretrained(_copy_with_config(tmp_path, "seqcls", classifier_pooling="cls"))
+    assert model.head.pooling == "cls"
+    logits = np.asarray(model(*_inputs(golden, batch)))
+    assert np.abs(logits - golden[f"{batch}_seq_cls_logits"]).max() <= 1e-5
+
+
+@pytest.mark.parametrize("batch", ["single", "pair"])
+def test_every_bias_flag_on_matches_hf(golden, batch, tmp_path):
+    model = load_pretrained(FOLDER / "biased")
+    config = model.config
+    assert config.attention_bias and config.mlp_bias and config.norm_bias and config.classifier_bias
+    ids, mask = _inputs(golden, batch)
+    valid = mask.astype(bool)
+    hidden = np.asarray(model.encode(ids, mask))
+    assert np.abs(hidden[valid] - golden[f"{batch}_biased_hidden"][valid]).max() <= 1e-4
+    assert np.abs(np.asarray(model(ids, mask)) - golden[f"{batch}_biased_seq_logits"]).max() <= 1e-5
+    save_pretrained(model, tmp_path / "out")
+    ours, _ = read_state_dict(tmp_path / "out")
+    theirs, _ = read_state_dict(FOLDER / "biased")
+    assert set(ours) == set(theirs)
+    assert json.loads((tmp_path / "out" / "config.json").read_text())["classifier_pooling"] == "mean"
+
+
+@pytest.mark.parametrize("change", [
+    {"global_rope_theta": 10.0, "local_rope_theta": 1000.0},  # the two bases swapped
+    {"local_attention": 64},  # a window wider than the batch: every layer global in effect
+    {"global_attn_every_n_layers": 1},  # no local layers
+])
+def test_each_piece_changes_the_output(golden, change, tmp_path):
+    """The goldens see the RoPE bases and the window: getting either wrong misses them."""
+    model = load_pretrained(_copy_with_config(tmp_path, "base", **change))
+    ids, mask = _inputs(golden, "single")
+    valid = mask.astype(bool)
+    hidden = np.asarray(model(ids, mask))
+    assert np.abs(hidden[valid] - golden["single_hidden"][valid]).max() > 1e-2
+
+
+@pytest.mark.parametrize("seq, window", [(16, 8), (37, 8), (40, 6), (25, 128), (9, 1)])
+def test_blockwise_local_attention_matches_the_band_mask(seq, window):
+    rng = np.random.default_rng(seq)
+    q, k, v = (jnp.asarray(rng.normal(size=(3, seq, 2, 8)), jnp.float32) for _ in range(3))
+    lengths = np.array([seq, seq - 3, 2])
+    mask = jnp.asarray(np.arange(seq)[None] < lengths[:, None])
+    positions = np.arange(seq)
+    band = np.abs(positions[:, None] - positions[None, :]) <= window // 2
+    # the reference: plain masked softmax over the band, numpy float64
+    logits = np.einsum("bqhd,bkhd->bhqk", np.float64(q), np.float64(k)) / np.sqrt(8)
+    allowed = band[None, None] & np.asarray(mask)[:, None, None, :]
+    logits = np.where(allowed, logits, -1e30)  # padded queries with no key: finite garbage
+    weights = np.exp(logits - logits.max(-1, keepdims=True))
+    expected = np.einsum("bhqk,bkhd->bqhd", weights / weights.sum(-1, keepdims=True), np.float64(v))
+    blocked = np.asarray(blockwise_local_attention(q, k, v, mask, window=window))
+    dense = np.asarray(attention(q, k, v, mask.astype(jnp.int32), window=window))
+    # jax's own attention with the window `attention` hands cuDNN (left, right) = (w//2, w//2)
+    half = window // 2
+    theirs = np.asarray(jax.nn.dot_product_attention(
+        q, k, v, query_seq_lengths=jnp.asarray(lengths, jnp.int32),
+        key_value_seq_lengths=jnp.asarray(lengths, jnp.int32), local_window_size=(half, half),
+        implementation="xla"))
+    real = np.asarray(mask)
+    np.testing.assert_allclose(blocked[real], expected[real], atol=2e-6)
+    np.testing.assert_allclose(dense[real], expected[real], atol=2e-6)
+    np.testing.assert_allclose(theirs[real], expected[real], atol=2e-6)
+    assert use_blockwise(seq, window) == (seq > 3 * max(window // 2, 1))
+
+
+def test_rotary_scores_depend_on_the_offset_only():
+    rng = np.random.default_rng(0)
+    q, k = (jnp.asarray(rng.normal(size=(1, 1, 1, 16)), jnp.float32) for _ in range(2))
+    cos, sin = rotary_tables(40, 16, 100.0)
+
+    def score(p, r):  # q at position p, k at position r
+        qp = apply_rotary(jnp.broadcast_to(q, (1, 40, 1, 16)), cos, sin)[0, p, 0]
+        kr = apply_rotary(jnp.broadcast_to(k, (1, 40, 1, 16)), cos, sin)[0, r, 0]
+        return float(jnp.dot(qp, kr))
+    assert score(5, 2) == pytest.approx(score(30, 27), abs=1e-4)
+    assert score(5, 2) != pytest.approx(score(5, 3), abs=1e-3)
+
+
+def test_masked_lm_checkpoints_seed_a_classifier_as_hf_does(tmp_path):
+    """HF's masked-LM checkpoints carry `head.*` (the same prediction head) and `decoder.*`: a
+    base model ignores both; a new classifier keeps `head.*` and starts only `classifier.*`."""
+    state, _ = read_state_dict(FOLDER / "seqcls")
+    mlm = {k: v for k, v in state.items() if not k.startswith("classifier.")}
+    mlm["decoder.bias"] = np.zeros(305, np.float32)
+    config = EncoderConfig.from_hf_config(FOLDER / "seqcls")
+    base = EncoderModel(config, rngs=nnx.Rngs(0))
+    assign_state_dict(base, mlm)
+    rngs = nnx.Rngs(0)
+    head = make_head("sequence_classification", config, num_labels=2, pooling="mean", norm=True,
+                     activation="gelu", rngs=rngs)
+    model = EncoderModel(config, head, rngs=rngs)
+    new = assign_state_dict(model, mlm, allow_new_head=True)
+    assert sorted(new) == ["classifier.bias", "classifier.weight"]
+    np.testing.assert_array_equal(np.asarray(model.head.pooler.kernel[...]), state["head.dense.weight"].T)
+
+
+def test_a_head_without_the_norm_cannot_be_exported(tmp_path):
+    config = FAMILY_CONFIGS["modernbert"]
+    rngs = nnx.Rngs(0)
+    model = EncoderModel(config, make_head("sequence_classification", config, num_labels=2,
+                                           activation="gelu", rngs=rngs), rngs=rngs)
+    with pytest.raises(ConfigError, match="has a LayerNorm in its head; this head has none"):
+        save_pretrained(model, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"rope_scaling": {"rope_type": "linear", "factor": 2.0}}, "rope_scaling=.* is not supported"),
+    ({"classifier_pooling": "max"}, "classifier_pooling='max' is not one of"),
+    ({"classifier_activation": "swish"}, "classifier_activation='swish' is not one of"),
+    ({"hidden_size": 30, "num_attention_heads": 2}, "even head_dim"),
+    ({"global_attn_every_n_layers": 0}, "global_attn_every_n_layers=0 must be a positive"),
+])
+def test_bad_configs_are_refused_with_the_key(change, message, tmp_path):
+    folder = _copy_with_config(tmp_path, "seqcls", **change)
+    with pytest.raises(ConfigError, match=message):
+        load_pretrained(folder)
+
+
+def test_local_layers_never_build_seq_by_seq_logits_past_three_blocks():
+    """A long input (past 3 blocks of window // 2) runs the local layers blockwise: no
+    `[.., seq, seq]` intermediate in the program."""
+    config = FAMILY_CONFIGS["modernbert"].replace(max_position_embeddings=256, num_layers=2)
+    model = EncoderModel(config, rngs=nnx.Rngs(0))
+    layer = model.encoder.layers[1]
+    assert layer.window == 8
+    x = jnp.zeros((1, 200, config.hidden_size), jnp.float32)
+    jaxpr = str(jax.make_jaxpr(lambda x: layer(x, jnp.ones((1, 200), jnp.int32)))(x))
+    assert "200,200" not in jaxpr.replace(" ", "") and "4,12" in jaxpr.replace(" ", "")
+
+
+def test_modernbert_head_options_are_refused_where_hf_cannot_express_them(tmp_path):
+    """BERT's HF classes pool the first token and have no head norm: such a head is not saved
+    as one (nothing written), rather than exported without what makes it differ."""
+    config = FAMILY_CONFIGS["bert"]
+    rngs = nnx.Rngs(0)
+    for spec in ({"pooling": "mean"}, {"norm": True}):
+        head = make_head("sequence_classification", config, num_labels=2, rngs=rngs, **spec)
+        with pytest.raises(ConfigError, match=re.escape(f"cannot express this head's {list(spec)}")):
+            save_pretrained(EncoderModel(config, head, rngs=rngs), tmp_path / "out")
+    head = make_head("token_classification", config, num_labels=2, activation="gelu", rngs=rngs)
+    with pytest.raises(ConfigError, match=re.escape("cannot express this head's ['activation']")):
+        save_pretrained(EncoderModel(config, head, rngs=rngs), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
