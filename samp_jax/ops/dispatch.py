@@ -60,9 +60,18 @@ def implementations() -> tuple[str, ...]:
     return tuple(name for name in _ORDER if _REGISTRY[name].automatic)
 
 
+def check_implementation(implementation: str | None, *, where: str = "implementation") -> None:
+    """Raises ValueError naming `where` unless `implementation` is None or a registered name
+    (automatic or not)."""
+    if implementation is not None and implementation not in _REGISTRY:
+        raise ValueError(f"{where}={implementation!r} is not a registered GEMM implementation; "
+                         f"expected None or one of {tuple(_ORDER)}")
+
+
 def takes_fused_input(implementation: str | None) -> bool:
     """Whether a site pinned to `implementation` (None: automatic) may take pre-quantized
     INT8 input from a fused kernel."""
+    check_implementation(implementation)
     return implementation is None or _REGISTRY[implementation].takes_fused_input
 
 
