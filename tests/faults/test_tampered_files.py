@@ -16,6 +16,8 @@ from safetensors.numpy import load_file, save_file
 
 import samp_jax
 from samp_jax import CheckpointError, ConfigError, PrecisionMap, QuantizedModel, quantize
+from samp_jax.models import read_pooling
+from samp_jax.models.st_folder import write_st_files
 from samp_jax.ptq.quantized import SiteCalibration, _file_digest
 from tests.helpers import GOLDEN
 
@@ -376,3 +378,25 @@ def test_a_bfloat16_hf_checkpoint_still_loads(tmp_path):
     reference = samp_jax.load(HF)
     batch = reference.tokenizer(TEXTS)
     np.testing.assert_allclose(np.asarray(model(**batch)), np.asarray(reference(**batch)), atol=0.05)
+
+
+# --------------------------------------------------------------- sentence-transformers
+@pytest.mark.parametrize("key, value", [
+    ("pooling_mode_cls_token", "false"), ("pooling_mode_mean_tokens", "true"),
+    ("pooling_mode_max_tokens", 0), ("pooling_mode_cls_token", None), ("include_prompt", "true"),
+])
+def test_pooling_flags_that_are_not_booleans_are_refused(tmp_path, key, value):
+    """`"false"` is a non-empty string, so truthy: read as true it doubled the embedding."""
+    write_st_files(tmp_path, hidden_size=8, modes=("mean",), normalize=False)
+    config_file = tmp_path / "1_Pooling" / "config.json"
+    config = json.loads(config_file.read_text())
+    config[key] = value
+    config_file.write_text(json.dumps(config))
+    with pytest.raises(ConfigError, match=rf".*/1_Pooling/config\.json: {key} is {re.escape(repr(value))} "
+                                          r"\(\w+\); expected true or false"):
+        read_pooling(tmp_path)
+
+
+def test_boolean_pooling_flags_read_as_declared(tmp_path):
+    write_st_files(tmp_path, hidden_size=8, modes=("cls", "mean"), normalize=True)
+    assert read_pooling(tmp_path).modes == ("cls", "mean") and read_pooling(tmp_path).normalize
