@@ -772,6 +772,21 @@ def fastest_passing_preset(runner: Runner, preset_outputs: Mapping[str, Outputs]
     return best
 
 
+def _check_search_arguments(options, chunk, mode) -> None:
+    """`search`'s options, chunk and mode are of the kinds it takes (before any work)."""
+    if isinstance(options, (str, SitePrecision)):
+        raise ValueError(f"options={str(options)!r} is one option; expected a sequence of them, "
+                         "e.g. ('fp16', 'int8-dynamic')")
+    if options is not None and len(options) == 0:
+        raise ValueError("options=() is empty; expected the precisions each site may take, the "
+                         "high-precision default first, e.g. ('fp16', 'int8-dynamic')")
+    if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
+        raise ValueError(f"chunk={chunk!r} must be a positive integer (candidates per compiled "
+                         "call)")
+    if mode not in ("map", "vmap"):
+        raise ValueError(f"mode={mode!r} is not one of ('map', 'vmap')")
+
+
 def _checked_options(tolerance: float, tolerance_mode: str, objective: str,
                      options: Sequence[str | SitePrecision]) -> tuple[SitePrecision, ...]:
     validate_tolerance(tolerance, tolerance_mode)
@@ -876,6 +891,7 @@ def search(model, data, *, tokenizer=None, tolerance: float = 0.01, tolerance_mo
     """
 
     start = time.perf_counter()
+    _check_search_arguments(options, chunk, mode)
     if strategy is None:
         strategy = DEFAULT_STRATEGY if objective == "latency" and latency_target_ms is None else "greedy"
     validate_strategy(strategy)

@@ -37,6 +37,7 @@ from calibrate.search.targets import OPTION_NAMES, TARGETS, resolve_target
 from samp_jax.app import bench, demo, predictions
 from samp_jax.app.outputs import UsageError
 from samp_jax.app.outputs import check_output as _check_output
+from samp_jax.app.outputs import check_precision_items
 from samp_jax.app.arguments import (non_negative_int, positive_float, positive_int,
                                      unit_interval)
 from samp_jax.workflows.experiments import Variant, accuracy_table, format_table, make_evaluator
@@ -139,6 +140,7 @@ def _variants(args) -> list[Variant]:
     if not all(names):
         raise UsageError(f"--precision {args.precision!r} has an empty item; separate presets "
                          "and map files with single commas")
+    check_precision_items(names)
     return [Variant(name, ACTIVATIONS[args.activation], args.calibration, args.smoothing)
             for name in names]
 
@@ -233,6 +235,7 @@ def _search(args) -> int:
 def _calibrate(args) -> int:
     out = _check_output(args.out, what="--out", folder=True, model_folder=True,
                         inputs=(args.model, args.data))
+    check_precision_items([args.precision])
     variant = Variant(args.precision, ACTIVATIONS[args.activation], args.method, args.smoothing)
     model, tokenizer, description = resolve_model(args, progress=not args.json)
     task = resolve_task(args, model)

@@ -1,4 +1,4 @@
-"""Output paths of the commands, checked before any slow step."""
+"""Arguments of the commands checked before any slow step: output paths and precision names."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import tempfile
 from pathlib import Path
 
 from samp_jax.core.atomic import check_replaceable, is_model_folder, resolve_output
+from samp_jax.core.precision import PRESETS
 
 
 class UsageError(ValueError):
@@ -59,3 +60,16 @@ def check_output(path: str | Path, *, what: str, folder: bool, model_folder: boo
     except OSError as e:
         raise ValueError(f"{what} {path}: cannot write in {parent} ({e.strerror})") from None
     return path
+
+
+def check_precision_items(names: list[str], *, what: str = "--precision") -> None:
+    """Each item is a preset name or an existing precision-map file.
+
+    Raises:
+      ValueError: naming the item, the presets and that no such file exists.
+    """
+    for name in names:
+        if name not in PRESETS and not Path(name).is_file():
+            why = "is a folder" if Path(name).is_dir() else "no such file"
+            raise ValueError(f"{what} {name!r} is neither a preset ({', '.join(PRESETS)}) nor a "
+                             f"precision-map JSON file ({why})")

@@ -113,7 +113,10 @@ def gemm(x: jax.Array | QArray, weight: jax.Array | QArray, *, precision: SitePr
       NotImplementedError: no requested implementation supports the call.
     """
     precision = as_precision(precision)
+    if jnp.ndim(x) < 1:
+        raise ValueError(f"gemm: x has shape {tuple(jnp.shape(x))}, expected [..., K]")
     _validate(x, weight, precision, act_scale, input_scale)
+    _validate_epilogue(x, weight, bias, residual)
     if isinstance(x, QArray) and out_dtype is None:
         raise ValueError("a pre-quantized (QArray) input needs an explicit out_dtype")
     out_dtype = jnp.dtype(out_dtype or x.dtype)
@@ -190,8 +193,23 @@ def _validate(x, weight, precision: SitePrecision, act_scale, input_scale) -> No
 
 def _validate_weight(k: int, weight, precision: SitePrecision) -> None:
     if precision.is_quantized and (not isinstance(weight, QArray) or weight.qtype != precision.precision):
-        raise ValueError(f"precision {precision} needs a {precision.precision} QArray weight, "
-                         f"got {type(weight).__name__}")
-    if weight.shape[0] != k or len(weight.shape) != 2:
-        raise ValueError(f"x has {k} features but weight has shape {tuple(weight.shape)}; "
-                         "expected [K, N]")
+        found = f"a {weight.qtype} QArray" if isinstance(weight, QArray) else \
+            f"a {type(weight).__name__} of dtype {getattr(weight, 'dtype', '?')}"
+        raise ValueError(f"gemm: precision {precision} needs weight as a {precision.precision} "
+                         f"QArray (samp_jax.core.primitives.quantize_weight_{precision.precision}"
+                         f"), got {found}")
+    if len(weight.shape) != 2 or weight.shape[0] != k:
+        raise ValueError(f"gemm: weight has shape {tuple(weight.shape)}, expected [K={k}, N] "
+                         f"(K: the size of x's last axis)")
+
+
+def _validate_epilogue(x, weight, bias, residual) -> None:
+    """bias is [N] and residual has the output's shape `[..., N]`."""
+    n = weight.shape[1]
+    if bias is not None and tuple(jnp.shape(bias)) != (n,):
+        raise ValueError(f"gemm: bias has shape {tuple(jnp.shape(bias))}, expected ({n},) (N: the "
+                         "size of weight's last axis)")
+    out = (*x.shape[:-1], n)
+    if residual is not None and tuple(jnp.shape(residual)) != out:
+        raise ValueError(f"gemm: residual has shape {tuple(jnp.shape(residual))}, expected {out} "
+                         "(the output's: x's leading axes, then N)")

@@ -104,6 +104,16 @@ def test_empty_precision_items_are_refused(precision, capsys, no_slow_work):
     _one_line_error(capsys, code, 2, "--precision")
 
 
+@pytest.mark.parametrize("command", [["eval", "--precision", "fp16,int4"],
+                                     ["calibrate", "--precision", "int4", "--out", "q"]])
+def test_an_unknown_precision_is_refused_before_the_model_loads(command, tmp_path, capsys,
+                                                                no_slow_work, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code = main([command[0], "--model", "minilm", "--data", "snli-embed", *command[1:]])
+    _one_line_error(capsys, code, 1, "--precision 'int4' is neither a preset (fp32, fp16",
+                    "nor a precision-map JSON file (no such file)")
+
+
 @pytest.mark.parametrize("args, message", [
     (["--process-id", "1"], "--process-id needs --coordinator"),
     (["--num-processes", "2"], "--num-processes needs --coordinator"),
