@@ -6,6 +6,9 @@ checks all of them before it returns. Each error names the file (and split), the
 column and what was expected: a missing column (with the columns found), an empty file, an
 unknown or missing label, labels the model does not have, a token/tag length mismatch, a
 text that is not a string, too few rows to split. Rows are counted from 1, after any header.
+Data that is not what it seems is refused too: a column name that appears twice
+(`samp_jax.tasks.readers`), a label string that spells a missing value (`MISSING_LABELS`), and
+labels (or tags) that hold one class when the classes come from the data.
 
 Columns. `Columns` names your columns; a field left as None takes the first of its usual
 names (`DEFAULT_NAMES`) that the data has. `tokens` and `tags` only take list-valued
