@@ -223,6 +223,17 @@ def test_bench_out_is_checked_before_the_benchmark(tmp_path, capsys, monkeypatch
     assert "Errno" not in err
 
 
+def test_demo_checks_its_output_folder_before_the_model_loads(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "demo_out").mkdir()
+    (tmp_path / "demo_out" / "notes.txt").write_text("mine")
+    monkeypatch.setattr(cli.demo, "builtin_model", lambda *a, **k: pytest.fail("loaded a model"))
+    code = main(["demo"])
+    _one_line_error(capsys, code, 1, "demo_out is a non-empty folder that holds files this run "
+                                     "does not write")
+    assert (tmp_path / "demo_out" / "notes.txt").read_text() == "mine"
+
+
 @pytest.mark.parametrize("command", ["calibrate", "search", "predict"])
 def test_unwritable_out_is_refused_before_any_work(command, capsys, no_slow_work):
     extra = ["--model", "m", "--data", "d"] if command == "predict" else ["--data", "snli-embed"]
