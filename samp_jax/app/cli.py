@@ -35,11 +35,11 @@ from calibrate.search.driver import validate_tolerance
 from calibrate.search.targets import AUTO as AUTO_TARGET
 from calibrate.search.targets import OPTION_NAMES, TARGETS, resolve_target
 from samp_jax.app import bench, demo, predictions
+from samp_jax.app.arguments import (non_negative_int, positive_float, positive_int,
+                                     unit_interval)
 from samp_jax.app.outputs import UsageError
 from samp_jax.app.outputs import check_output as _check_output
 from samp_jax.app.outputs import check_precision_items
-from samp_jax.app.arguments import (non_negative_int, positive_float, positive_int,
-                                     unit_interval)
 from samp_jax.workflows.experiments import Variant, accuracy_table, format_table, make_evaluator
 from samp_jax.workflows.pipeline import builtin_model, is_search_output, run_search
 from samp_jax.core.assets import minilm_path

@@ -113,8 +113,8 @@ def gemm(x: jax.Array | QArray, weight: jax.Array | QArray, *, precision: SitePr
       NotImplementedError: no requested implementation supports the call.
     """
     precision = as_precision(precision)
-    if jnp.ndim(x) < 1:
-        raise ValueError(f"gemm: x has shape {tuple(jnp.shape(x))}, expected [..., K]")
+    if len(x.shape) < 1:  # x may be a QArray (pre-quantized input): its own shape
+        raise ValueError(f"gemm: x has shape {tuple(x.shape)}, expected [..., K]")
     _validate(x, weight, precision, act_scale, input_scale)
     _validate_epilogue(x, weight, bias, residual)
     if isinstance(x, QArray) and out_dtype is None:
