@@ -18,6 +18,7 @@ from calibrate.search.static_clips import AUTO as AUTO_CALIBRATION
 from calibrate.search.strategy import get_strategy, strategies_for
 from calibrate.search.targets import AUTO as AUTO_TARGET
 from calibrate.search.targets import Target
+from samp_jax.core.precision import SitePrecision
 
 MAX_RELATIVE_TOLERANCE = 0.5
 TOLERANCE_MODES = ("relative", "absolute")
@@ -95,6 +96,12 @@ class SearchConfig:
 
     def __post_init__(self):
         if self.options is not None:
+            if isinstance(self.options, (str, SitePrecision)):
+                raise ValueError(f"options={str(self.options)!r} is one option; expected a sequence "
+                                 "of them, e.g. ('fp16', 'int8-dynamic')")
+            if len(self.options) == 0:
+                raise ValueError("options=() is empty; expected the precisions each site may take, "
+                                 "the high-precision default first, e.g. ('fp16', 'int8-dynamic')")
             object.__setattr__(self, "options", tuple(str(o) for o in self.options))
         validate_tolerance(self.tolerance, self.tolerance_mode)
         if self.objective not in OBJECTIVES:

@@ -81,6 +81,9 @@ class Target:
         allowed = self.allowed()
         if names is None:
             return allowed
+        if isinstance(names, str) or len(names) == 0:
+            raise ValueError(f"options={names!r}: expected a non-empty sequence of option names "
+                             f"from {sorted(OPTION_NAMES)}, or None for all the target offers")
         chosen = []
         for name in names:
             key = str(name).strip()

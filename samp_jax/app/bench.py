@@ -41,6 +41,7 @@ from calibrate.calibration import calibrate
 from samp_jax import ops
 from samp_jax.app.arguments import positive_int
 from samp_jax.core.assets import minilm_path
+from samp_jax.app.outputs import check_output
 from samp_jax.core.atomic import atomic_file, write_text_atomic
 from samp_jax.models import EncoderConfig, EncoderModel, load_pretrained
 from samp_jax.core.precision import PrecisionMap
@@ -332,13 +333,13 @@ def run_from_args(args) -> int:
     if args.quick:
         shapes, repeats, inner, warmup, models = QUICK_SHAPES, 1, 1, 1, ("minilm",)
     contenders = None if args.contenders is None else [c.strip() for c in args.contenders.split(",")]
+    out = args.out or Path("benchmarks/results") / f"{device_description().replace(' ', '_')}-e2e.json"
+    for path, what in ((out, "--out"), (out.with_suffix(".png"), "--out's plot")):
+        check_output(path, what=what, folder=False)  # before the benchmark, not after
     progress = (lambda line: print(line, file=sys.stderr, flush=True))
     result = run(models=models, shapes=shapes, contenders=contenders, repeats=repeats, inner=inner,
                  warmup=warmup, minilm_dir=args.minilm, interpret=args.interpret, progress=progress)
     result["command"] = "samp-jax bench " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["bench"] else sys.argv[1:])
-    device = result["device"].replace(" ", "_")
-    out = args.out or Path("benchmarks/results") / f"{device}-e2e.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out, json.dumps(result, indent=1))
     plot(result, out.with_suffix(".png"))
     if args.json:

@@ -22,7 +22,6 @@ import json
 import os
 import re
 import sys
-import tempfile
 import traceback
 from pathlib import Path
 
@@ -39,10 +38,13 @@ from calibrate.search.targets import OPTION_NAMES, TARGETS
 from samp_jax.app import bench, demo, predictions
 from samp_jax.app.arguments import (non_negative_int, positive_float, positive_int,
                                      unit_interval)
+from samp_jax.app.outputs import UsageError
+from samp_jax.app.outputs import check_output as _check_output
+from samp_jax.app.outputs import check_precision_items
 from samp_jax.workflows.experiments import Variant, accuracy_table, format_table, make_evaluator
-from samp_jax.workflows.pipeline import builtin_model, run_search
+from samp_jax.workflows.pipeline import builtin_model, is_search_output, run_search
 from samp_jax.core.assets import minilm_path
-from samp_jax.core.atomic import is_model_folder, write_text_atomic
+from samp_jax.core.atomic import atomic_folder
 from samp_jax.ptq.loading import load
 from samp_jax.models.checkpoint import save_pretrained
 from samp_jax.models.head_kinds import SENTENCE_EMBEDDING
@@ -56,10 +58,6 @@ from samp_jax.training import FinetuneConfig, finetune
 
 ACTIVATIONS = {"dynamic": "per_token_dynamic", "static": "per_tensor_static"}
 PACKAGED_MODEL = "minilm"
-
-
-class UsageError(ValueError):
-    """A bad combination of arguments (exit code 2)."""
 
 
 # ---------------------------------------------------------------------- model and data
@@ -137,42 +135,6 @@ def _split_files(args) -> dict[str, Path]:
     return files
 
 
-def _check_output(path: str | Path, *, what: str, folder: bool, model_folder: bool = False,
-                  inputs: tuple = ()) -> Path:
-    """Refuses, before any slow step, an output path that is empty, an existing file where a
-    folder goes (or the reverse), one of the `inputs`, unwritable, or (`model_folder`) a
-    non-empty folder that holds no model (saving replaces the whole folder)."""
-    if str(path).strip() == "":
-        raise UsageError(f"{what} is empty; give a path")
-    path = Path(path)
-    if folder and path.exists() and not path.is_dir():
-        raise ValueError(f"{what} {path} exists and is not a folder")
-    if not folder and path.is_dir():
-        raise ValueError(f"{what} {path} is a folder; give a file path")
-    for source in inputs:
-        if source is not None and Path(source).exists() and \
-                Path(source).resolve() == path.resolve():
-            raise ValueError(f"{what} {path} is also an input; writing there would replace it "
-                             "(choose another path)")
-    if model_folder and path.is_dir() and any(path.iterdir()) and not is_model_folder(path):
-        raise ValueError(f"{what} {path} is a non-empty folder that holds no model; saving "
-                         "replaces the whole folder, so choose an empty or new one")
-    # an existing report folder is written in; a model folder (and a file) is written beside
-    # its target and renamed into place, so that is where the space and permission must be
-    parent = path if folder and path.exists() and not model_folder else \
-        Path(os.path.abspath(path)).parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise ValueError(f"{what} {path}: {parent} is not a folder")
-    try:  # a real write, not a permission-bit guess: read-only mounts and quotas show up too
-        with tempfile.TemporaryFile(dir=parent):
-            pass
-    except OSError as e:
-        raise ValueError(f"{what} {path}: cannot write in {parent} ({e.strerror})") from None
-    return path
-
-
 def _variants(args) -> list[Variant]:
     names = [p.strip() for p in args.precision.split(",")]
     if not any(names):
@@ -180,6 +142,7 @@ def _variants(args) -> list[Variant]:
     if not all(names):
         raise UsageError(f"--precision {args.precision!r} has an empty item; separate presets "
                          "and map files with single commas")
+    check_precision_items(names)
     return [Variant(name, ACTIVATIONS[args.activation], args.calibration, args.smoothing)
             for name in names]
 
@@ -256,8 +219,8 @@ def _search(args) -> int:
         resolve_options(config)
     except ValueError as e:
         raise UsageError(str(e)) from None
-    out = _check_output(args.out, what="--out", folder=True, inputs=(args.model, args.data))
-    _check_output(out / "model", what="--out's model folder", folder=True, model_folder=True)
+    out = _check_output(args.out, what="--out", folder=True, inputs=(args.model, args.data),
+                        replaceable=is_search_output)  # the whole folder is one run's output
     model, tokenizer, description = resolve_model(args, progress=not args.json)
     task = resolve_task(args, model)
     _say(args, f"{task.name} ({task.task_type.name}): split sizes {task.sizes()}")
@@ -280,6 +243,7 @@ def _search(args) -> int:
 def _calibrate(args) -> int:
     out = _check_output(args.out, what="--out", folder=True, model_folder=True,
                         inputs=(args.model, args.data))
+    check_precision_items([args.precision])
     variant = Variant(args.precision, ACTIVATIONS[args.activation], args.method, args.smoothing)
     model, tokenizer, description = resolve_model(args, progress=not args.json)
     task = resolve_task(args, model)
@@ -332,13 +296,14 @@ def _finetune(args) -> int:
     _say(args, f"fine-tuning {args.model} on {task.name} ({task.task_type.name}, labels "
                f"{list(task.labels)}); split sizes {task.sizes()}")
     result = finetune(model, task, tokenizer, config, progress=not args.json)
-    save_pretrained(result.model, out, tokenizer_dir=base, labels=task.labels)
     metrics = None if test is None else test.score(test.outputs(result.model))
     summary = {"model": str(out), "task": task.name, "task_type": task.task_type.name,
                "labels": list(task.labels), "dev_metric": result.dev_metric, "steps": result.steps,
                "seconds": result.seconds, "test": metrics, "split_sizes": task.sizes(),
                "data": task.source, "split_seed": args.seed}
-    write_text_atomic(out / "finetune.json", json.dumps(summary, indent=1))
+    with atomic_folder(out) as staging:  # checkpoint and summary: one run, one rename
+        save_pretrained(result.model, staging, tokenizer_dir=base, labels=task.labels)
+        (staging / "finetune.json").write_text(json.dumps(summary, indent=1))
     if args.json:
         print(json.dumps(summary, indent=1))
     else:
@@ -352,11 +317,13 @@ def _finetune(args) -> int:
 def _predict(args) -> int:
     out = _check_output(args.out, what="--out", folder=False, inputs=(args.model, args.data))
     if args.model is None:
-        raise UsageError("--model is required: a folder written by samp-jax (or an HF model folder)")
+        raise UsageError("--model is required: a folder written by samp-jax, an HF model folder "
+                         f"or {PACKAGED_MODEL!r}")
     if args.data is None:
         raise UsageError("--data is required: the file with the rows to predict")
     _start_distributed(args)
-    model = load(Path(args.model), **model_options(args))
+    model = load(minilm_path() if args.model == PACKAGED_MODEL else Path(args.model),
+                 **model_options(args))
     columns = Columns(text=args.text_column, text_pair=args.text_pair_column,
                       tokens=args.tokens_column)
     rows = predictions.read_model_inputs(args.data, columns, head=model.head_kind)

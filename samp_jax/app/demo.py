@@ -13,7 +13,8 @@ import time
 import jax
 
 from calibrate.search.config import SearchConfig
-from samp_jax.workflows.pipeline import ZERO_SHOT, builtin_model, run_search
+from samp_jax.app.outputs import check_output
+from samp_jax.workflows.pipeline import ZERO_SHOT, builtin_model, is_search_output, run_search
 from samp_jax.serving.engine import CompileCounter
 from samp_jax.serving.engine import compile as compile_engine
 from samp_jax.tasks.task import get_task
@@ -31,6 +32,8 @@ def run(*, tolerance: float = 0.01, max_search_examples: int = 256, max_test_exa
                                "fine-tunes one into it; the zero-shot bi-encoder is used instead)"))
     print(f"the same as: samp-jax search --data {task} --tolerance {100 * tolerance:g}% --out {OUT} "
           f"--max-search-examples {max_search_examples} --max-examples {max_test_examples}")
+    check_output(OUT, what="the demo's output folder", folder=True,
+                 replaceable=is_search_output)  # before the model loads
     model, tokenizer, description = builtin_model(task)
     config = SearchConfig(tolerance=tolerance, max_search_examples=max_search_examples)
     searched = run_search(model, tokenizer, get_task(task), config, description=description,

@@ -25,7 +25,18 @@ in place. Concurrent saves of one folder: one wins; another may fail with an err
 Replacing `target` replaces the whole folder: files in it that the writer does not write again
 are not kept. So only an empty folder, or one `replaceable` accepts (by default
 `is_model_folder`: it has `quantization.json` or `config.json`), is replaced; any other
-non-empty folder is refused before anything is written.
+non-empty folder is refused before anything is written (`check_replaceable` runs that check
+alone, for a command that wants to refuse before its slow work).
+
+A run that writes several files (a search's report, map and model; a fine-tune's checkpoint
+and summary) is one folder: the whole output is written into the temporary folder and
+committed by the one rename, so a reader sees the previous run or the new one, never files of
+both. `holds_only(names)` is the `replaceable` for such a folder: one that holds nothing but
+what the run writes (so a user's own file in it is never deleted).
+
+Symlinks. An output path that is a symlink is written through: the file or folder it points to
+is replaced (a dangling link's target is created) and the link stays a link. A link that
+cannot be resolved (a loop) is refused.
 """
 
 from __future__ import annotations
@@ -35,7 +46,7 @@ import os
 import secrets
 import shutil
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 TMP_TAG = ".tmp-"
 OLD_TAG = ".old-"
@@ -46,6 +57,60 @@ def is_model_folder(folder: str | os.PathLike) -> bool:
     """A folder samp-jax may replace when saving: a quantized model (`quantization.json`) or an
     HF checkpoint (`config.json`)."""
     return any((Path(folder) / name).is_file() for name in MODEL_MARKERS)
+
+
+def holds_only(names: Iterable[str]) -> Callable[[Path], bool]:
+    """A `replaceable` test for a run's output folder: True when every entry of the folder is
+    one of `names` (what the run writes) or a leftover of an interrupted atomic write of one
+    of them (`.NAME.tmp-...`, `.NAME.old-...`), and an entry that is a model folder
+    (`is_model_folder`) whenever it is a folder."""
+    allowed = frozenset(names)
+
+    def replaceable(folder: Path) -> bool:
+        for entry in Path(folder).iterdir():
+            name = entry.name
+            if name.startswith(".") and (TMP_TAG in name or OLD_TAG in name):
+                name = name[1:].split(TMP_TAG if TMP_TAG in name else OLD_TAG, 1)[0]
+            elif entry.is_dir() and not is_model_folder(entry):
+                return False
+            if name not in allowed:
+                return False
+        return True
+    return replaceable
+
+
+def resolve_output(target: str | os.PathLike) -> Path:
+    """The absolute path an output is written to: `target`, or, when it is a symlink (even a
+    dangling one), the path the link resolves to (written through, the link stays).
+
+    Raises:
+      FileExistsError: `target` is a symlink that cannot be resolved (a loop).
+    """
+    path = Path(os.path.abspath(target))
+    if not path.is_symlink():
+        return path
+    resolved = Path(os.path.realpath(path))
+    if resolved.is_symlink():  # realpath stops inside a loop
+        raise FileExistsError(f"{target} is a symlink that does not resolve (a loop); "
+                              "expected a link to a file or folder, or a plain path")
+    return resolved
+
+
+def check_replaceable(target: str | os.PathLike, *,
+                      replaceable: Callable[[Path], bool] = is_model_folder) -> Path:
+    """Raises FileExistsError unless `atomic_folder(target, replaceable=...)` may write
+    `target`: it does not exist, or is an empty folder, or a folder `replaceable` accepts.
+    Writes nothing. Returns the resolved target (`resolve_output`)."""
+    resolved = resolve_output(target)
+    models = replaceable is is_model_folder
+    if resolved.exists() and not resolved.is_dir():
+        raise FileExistsError(f"{target} is a file; " + ("a model is saved as a folder" if models
+                                                          else "expected a folder"))
+    if resolved.is_dir() and any(resolved.iterdir()) and not replaceable(resolved):
+        what = "holds no model" if models else "holds files this run does not write"
+        raise FileExistsError(f"{target} is a non-empty folder that {what}; refusing to replace "
+                              "it (choose an empty or new folder)")
+    return resolved
 
 
 def _siblings(target: Path, tag: str) -> list[Path]:
@@ -140,23 +205,17 @@ def atomic_folder(target: str | os.PathLike, *,
     See the module docstring for the protocol and its one remaining window.
 
     Args:
-      target: the folder to create or replace. A symlink to a folder: the folder it points to
-        is replaced (the link stays).
+      target: the folder to create or replace. A symlink: the folder it points to is
+        replaced (or created, for a dangling link); the link stays.
       replaceable: called with an existing, non-empty `target`; False refuses to replace it
         (a user's unrelated folder is never deleted). Default: `is_model_folder`.
 
     Raises:
-      FileExistsError: `target` is a file, or a non-empty folder `replaceable` refuses; raised
-        before anything is written.
+      FileExistsError: `target` is a file, a non-empty folder `replaceable` refuses, or a
+        symlink loop; raised before anything is written.
     """
-    target = Path(os.path.abspath(target))  # a real name to put siblings beside, even for "."
-    if target.is_symlink() and target.is_dir():
-        target = target.resolve()
-    if target.exists() and not target.is_dir():
-        raise FileExistsError(f"{target} is a file; a model is saved as a folder")
-    if target.is_dir() and any(target.iterdir()) and not replaceable(target):
-        raise FileExistsError(f"{target} is a non-empty folder that holds no model; refusing to "
-                              "replace it (choose an empty or new folder)")
+    # a real name to put siblings beside, even for "." (through a symlink: its target)
+    target = check_replaceable(target, replaceable=replaceable)
     target.parent.mkdir(parents=True, exist_ok=True)
     for stale in _siblings(target, TMP_TAG):  # litter of interrupted saves
         if not _owner_alive(stale, TMP_TAG):
@@ -193,14 +252,17 @@ def atomic_file(target: str | os.PathLike) -> Iterator[Path]:
     """Yields a temporary path beside `target` to write one file to; when the block finishes
     without an error the file gets normal permissions, is flushed, and replaces `target` in one
     rename. On an error (or a crash) `target` is untouched; the temporary file is removed
-    (after a crash, a `.NAME.tmp-PID-...` file stays, which nothing reads).
+    (after a crash, a `.NAME.tmp-PID-...` file stays, which nothing reads). A symlink is
+    written through: the file it points to is replaced (or created) and the link stays.
 
     Raises:
       IsADirectoryError: `target` is a folder (before anything is written).
+      FileExistsError: `target` is a symlink loop.
     """
-    target = Path(os.path.abspath(target))
+    given = target
+    target = resolve_output(target)
     if target.is_dir():
-        raise IsADirectoryError(f"{target} is a folder; expected a file path")
+        raise IsADirectoryError(f"{given} is a folder; expected a file path")
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".{target.name}{TMP_TAG}{os.getpid()}-{secrets.token_hex(4)}"
     try:

@@ -89,6 +89,12 @@ def _modes(config_file: Path) -> tuple[str, ...]:
     config = _json(config_file)
     if not isinstance(config, dict):
         raise ConfigError(f"{config_file} must hold a JSON object")
+    flags = [key for key in (*POOLING_KEYS.values(), "include_prompt") if key in config]
+    for key in flags:  # a string "false" is truthy: refuse it rather than read it as true
+        if not isinstance(config[key], bool):
+            raise ConfigError(f"{config_file}: {key} is {config[key]!r} "
+                              f"({type(config[key]).__name__}); expected true or false (a JSON "
+                              "boolean)")
     if config.get("include_prompt", True) is not True:
         raise ConfigError(f"{config_file}: include_prompt=false is not supported")
     if "pooling_mode" in config:  # sentence-transformers 5.x: a name or a list, in order

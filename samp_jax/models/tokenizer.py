@@ -71,31 +71,58 @@ class Tokenizer:
 
         Raises:
           FileNotFoundError: the folder has no `tokenizer.json`.
-          ValueError: no maximum length is stated anywhere, or the pad token is not in the
-            vocabulary.
+          ValueError: a tokenizer file is damaged (not UTF-8, not JSON, not a tokenizer; the
+            message names the file), no maximum length is stated anywhere, or the pad token is
+            not in the vocabulary.
         """
-
         path = Path(path)
         file = path / TOKENIZER_FILE
         if not file.is_file():
             raise FileNotFoundError(f"no fast tokenizer at {file}")
-        files = {name: (path / name).read_text(encoding="utf-8")
-                 for name in TOKENIZER_FILES if (path / name).is_file()}
-        backend = HFTokenizer.from_str(files[TOKENIZER_FILE])
-        limits = []
-        if (path / "config.json").is_file():
-            limits.append(_model_max_length(path))
-        if TOKENIZER_CONFIG_FILE in files:
-            limits.append(json.loads(files[TOKENIZER_CONFIG_FILE]).get("model_max_length"))
+        files = {}
+        for name in TOKENIZER_FILES:
+            if (path / name).is_file():
+                try:
+                    files[name] = (path / name).read_text(encoding="utf-8")
+                except UnicodeDecodeError as e:
+                    raise ValueError(f"{path / name} is not UTF-8 text ({e.reason} at byte "
+                                     f"{e.start}); expected a tokenizer file") from None
+        limit = _model_max_length(path) if (path / "config.json").is_file() else None
+        return cls.from_files(files, where=path, max_length=max_length, model_max_length=limit)
+
+    @classmethod
+    def from_files(cls, files: Mapping[str, str], *, where: str | os.PathLike,
+                   max_length: int | None = None,
+                   model_max_length: int | None = None) -> "Tokenizer":
+        """Builds the tokenizer from the text of its files, by name (`TOKENIZER_FILES`;
+        `tokenizer.json` is required), as read from the folder `where` (named in errors).
+
+        `max_length` defaults to the smallest of `model_max_length` (the model's longest input)
+        and the tokenizer config's `model_max_length`.
+
+        Raises:
+          ValueError: as `from_pretrained`.
+        """
+        where = Path(where)
+        try:
+            backend = HFTokenizer.from_str(files[TOKENIZER_FILE])
+        except Exception as e:  # noqa: BLE001  the tokenizers library raises a bare Exception
+            problem = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise ValueError(f"{where / TOKENIZER_FILE} is not a readable fast tokenizer "
+                             f"({problem}); expected the tokenizer.json an HF tokenizer "
+                             "saves (the file may be truncated or damaged)") from None
+        config = _json_object(files, TOKENIZER_CONFIG_FILE, where)
+        limits = [model_max_length, config.get("model_max_length")]
         limits = [n for n in limits if isinstance(n, int) and 0 < n < 1_000_000]
         if max_length is None:
             if not limits:
-                raise ValueError(f"{path} states no maximum length; pass max_length")
+                raise ValueError(f"{where} states no maximum length; pass max_length")
             max_length = min(limits)
-        pad_token = _pad_token(path)
+        pad_token = _pad_token(config, _json_object(files, "special_tokens_map.json", where))
         pad_id = backend.token_to_id(pad_token)
         if pad_id is None:
-            raise ValueError(f"pad token {pad_token!r} is not in the vocabulary of {file}")
+            raise ValueError(f"pad token {pad_token!r} is not in the vocabulary of "
+                             f"{where / TOKENIZER_FILE}")
         return cls(backend, max_length=max_length, pad_id=pad_id, files=files)
 
     def save(self, directory: str | os.PathLike) -> Path:
@@ -284,13 +311,26 @@ def _model_max_length(path: Path) -> int | None:
         return None  # load_pretrained reports a bad config; the tokenizer needs only a limit
 
 
-def _pad_token(path: Path) -> str:
-    for name in ("tokenizer_config.json", "special_tokens_map.json"):
-        file = path / name
-        if file.is_file():
-            token = json.loads(file.read_text()).get("pad_token")
-            if isinstance(token, dict):
-                token = token.get("content")
-            if token:
-                return token
+def _json_object(files: Mapping[str, str], name: str, where: Path) -> dict:
+    """The JSON object in tokenizer file `name` ({} when absent)."""
+    if name not in files:
+        return {}
+    try:
+        value = json.loads(files[name])
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{where / name} is not valid JSON ({e.msg}, line {e.lineno}); "
+                         "expected a JSON object") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{where / name} holds a JSON {type(value).__name__}; expected an object")
+    return value
+
+
+def _pad_token(config: Mapping, special_tokens: Mapping) -> str:
+    """The pad token the tokenizer config (or else the special-tokens map) names; [PAD]."""
+    for stated in (config, special_tokens):
+        token = stated.get("pad_token")
+        if isinstance(token, dict):
+            token = token.get("content")
+        if isinstance(token, str) and token:
+            return token
     return "[PAD]"

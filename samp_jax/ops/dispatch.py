@@ -60,9 +60,18 @@ def implementations() -> tuple[str, ...]:
     return tuple(name for name in _ORDER if _REGISTRY[name].automatic)
 
 
+def check_implementation(implementation: str | None, *, where: str = "implementation") -> None:
+    """Raises ValueError naming `where` unless `implementation` is None or a registered name
+    (automatic or not)."""
+    if implementation is not None and implementation not in _REGISTRY:
+        raise ValueError(f"{where}={implementation!r} is not a registered GEMM implementation; "
+                         f"expected None or one of {tuple(_ORDER)}")
+
+
 def takes_fused_input(implementation: str | None) -> bool:
     """Whether a site pinned to `implementation` (None: automatic) may take pre-quantized
     INT8 input from a fused kernel."""
+    check_implementation(implementation)
     return implementation is None or _REGISTRY[implementation].takes_fused_input
 
 
@@ -104,7 +113,10 @@ def gemm(x: jax.Array | QArray, weight: jax.Array | QArray, *, precision: SitePr
       NotImplementedError: no requested implementation supports the call.
     """
     precision = as_precision(precision)
+    if len(x.shape) < 1:  # x may be a QArray (pre-quantized input): its own shape
+        raise ValueError(f"gemm: x has shape {tuple(x.shape)}, expected [..., K]")
     _validate(x, weight, precision, act_scale, input_scale)
+    _validate_epilogue(x, weight, bias, residual)
     if isinstance(x, QArray) and out_dtype is None:
         raise ValueError("a pre-quantized (QArray) input needs an explicit out_dtype")
     out_dtype = jnp.dtype(out_dtype or x.dtype)
@@ -181,8 +193,23 @@ def _validate(x, weight, precision: SitePrecision, act_scale, input_scale) -> No
 
 def _validate_weight(k: int, weight, precision: SitePrecision) -> None:
     if precision.is_quantized and (not isinstance(weight, QArray) or weight.qtype != precision.precision):
-        raise ValueError(f"precision {precision} needs a {precision.precision} QArray weight, "
-                         f"got {type(weight).__name__}")
-    if weight.shape[0] != k or len(weight.shape) != 2:
-        raise ValueError(f"x has {k} features but weight has shape {tuple(weight.shape)}; "
-                         "expected [K, N]")
+        found = f"a {weight.qtype} QArray" if isinstance(weight, QArray) else \
+            f"a {type(weight).__name__} of dtype {getattr(weight, 'dtype', '?')}"
+        raise ValueError(f"gemm: precision {precision} needs weight as a {precision.precision} "
+                         f"QArray (samp_jax.core.primitives.quantize_weight_{precision.precision}"
+                         f"), got {found}")
+    if len(weight.shape) != 2 or weight.shape[0] != k:
+        raise ValueError(f"gemm: weight has shape {tuple(weight.shape)}, expected [K={k}, N] "
+                         f"(K: the size of x's last axis)")
+
+
+def _validate_epilogue(x, weight, bias, residual) -> None:
+    """bias is [N] and residual has the output's shape `[..., N]`."""
+    n = weight.shape[1]
+    if bias is not None and tuple(jnp.shape(bias)) != (n,):
+        raise ValueError(f"gemm: bias has shape {tuple(jnp.shape(bias))}, expected ({n},) (N: the "
+                         "size of weight's last axis)")
+    out = (*x.shape[:-1], n)
+    if residual is not None and tuple(jnp.shape(residual)) != out:
+        raise ValueError(f"gemm: residual has shape {tuple(jnp.shape(residual))}, expected {out} "
+                         "(the output's: x's leading axes, then N)")

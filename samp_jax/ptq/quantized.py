@@ -12,8 +12,8 @@ class names, and `QuantizedModel.save` writes them too, so a saved folder is sel
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 from safetensors import SafetensorError
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import load as load_safetensors
+from safetensors.numpy import save_file
 
 from pallas_kernels.numerics import INT8_MAX, SCALE_EPS
 from samp_jax.core.atomic import atomic_folder, check_not_interrupted
@@ -33,22 +34,17 @@ from samp_jax.models.layers import Embeddings, GemmSite
 from samp_jax.models.head_kinds import SENTENCE_EMBEDDING, HeadKind
 from samp_jax.models.heads import head_spec, make_head
 from samp_jax.models.model import EncoderModel
-from samp_jax.models.tokenizer import TOKENIZER_FILE, Tokenizer, check_fits
+from samp_jax.models.tokenizer import TOKENIZER_FILE, TOKENIZER_FILES, Tokenizer, check_fits
 from samp_jax.models.unfused import unfused_parts
-from samp_jax.ops.dispatch import Activation, gemm
+from samp_jax.ops.dispatch import Activation, check_implementation, gemm
 from samp_jax.ops.handoff import Int8Input
 from samp_jax.core.precision import SITES, PrecisionMap, PrecisionMapError, SitePrecision, precision_of_dtype
 from samp_jax.core.primitives import FP8_E4M3_MAX, QArray, quantize_weight_fp8, quantize_weight_int8
 from samp_jax.core.version import __version__
-
-FORMAT = "samp-jax-quantized"
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)  # v1: before the file manifest (read without hash verification)
-WEIGHTS_FILE = "model.safetensors"
-SIDECAR_FILE = "quantization.json"
-COMPUTE_DTYPES = ("float16", "bfloat16", "float32")
-# How `save` stores dtypes safetensors' numpy API lacks: their bits, as unsigned integers.
-_STORED_AS = {"bfloat16": "uint16", "float8_e4m3fn": "uint8"}
+from samp_jax.ptq.folder import (FORMAT, FORMAT_VERSION, SIDECAR_FILE, STORED_AS, WEIGHTS_FILE,
+                                 checked_tensor, open_folder, parse_sidecar, read_file,
+                                 verify_files)
+from samp_jax.ptq.folder import file_digest as _file_digest
 
 
 class QuantizedVariable(nnx.Variable):
@@ -350,8 +346,8 @@ class QuantizedModel(nnx.Module):
             value = np.asarray(value)
             dtypes[key] = value.dtype.name
             # safetensors' numpy API lacks bfloat16/float8: store their bits, keep the dtype.
-            if value.dtype.name in _STORED_AS:
-                value = value.view(_STORED_AS[value.dtype.name])
+            if value.dtype.name in STORED_AS:
+                value = value.view(STORED_AS[value.dtype.name])
             arrays[key] = np.array(value, order="C")  # ascontiguousarray would make scalars 1-D
         with atomic_folder(directory) as tmp:  # replaces model folders only (atomic.is_model_folder)
             save_file(arrays, str(tmp / WEIGHTS_FILE))
@@ -376,11 +372,14 @@ class QuantizedModel(nnx.Module):
 
         Checks, all before anything is assigned (nothing is half-loaded):
 
-        - format v2: every file the manifest (`files` in `quantization.json`) lists exists with
-          its sha256 and size. Files it does not list (a tokenizer copied in later) are not
-          checked. Format v1 folders, written before the manifest, still load, without this
-          check: an altered but plausible value in a v1 file is not detected.
-        - the sidecar: a JSON object with every field `load` uses, of the right type.
+        - format v2 only (v1 had no file manifest and is refused): every file the manifest
+          (`files` in `quantization.json`) lists exists with its sha256 and size. Files it does
+          not list (a tokenizer copied in later) are not checked. Each file is read once,
+          through one handle on the folder, and the bytes hashed are the bytes parsed
+          (`samp_jax.ptq.folder`): a save replacing the folder meanwhile gives the model as it
+          was, or an error saying the folder was replaced while it was read.
+        - the sidecar: a JSON object with every field `load` uses, of the right type; the GEMM
+          implementation it names is registered.
         - every tensor: the dtype the sidecar records is the one the precision map and head
           imply (int8 kernels at INT8 sites, float8_e4m3fn at FP8 sites, the site's float dtype
           at float sites, float32 scales and biases, the compute dtype for embeddings and
@@ -395,9 +394,9 @@ class QuantizedModel(nnx.Module):
         Raises:
           FileNotFoundError: no weights or no sidecar; when the folder is missing because a
             save was interrupted between its two renames, the message says where the previous
-            model is (`samp_jax.core.atomic`).
-          ValueError: the sidecar is not valid JSON, not this format, or a field is missing
-            or malformed (the message names the file and the field).
+            model is (`samp_jax.core.atomic`); the folder was replaced while it was read.
+          ValueError: the sidecar is not valid JSON, not this format (or format_version 1),
+            or a field is missing or malformed (the message names the file and the field).
           CheckpointError: a file differs from the manifest, or a tensor does not match the
             layout, dtypes and value ranges the sidecar describes (the message names the file,
             the tensor, what was found and what was expected).
@@ -406,15 +405,10 @@ class QuantizedModel(nnx.Module):
         if tokenizer is not None and not isinstance(tokenizer, Tokenizer):
             raise TypeError(f"tokenizer must be a samp_jax.Tokenizer, got {type(tokenizer).__name__}")
         check_not_interrupted(directory)
-        for name in (WEIGHTS_FILE, SIDECAR_FILE):
-            if not (directory / name).is_file():
-                raise FileNotFoundError(f"{directory} has no {name}")
-        sidecar = _read_sidecar(directory / SIDECAR_FILE)
-        if sidecar["format_version"] >= 2:
-            _verify_files(directory, sidecar["files"], sidecar.get("tokenizer"))
+        sidecar, contents = _read_verified(directory, own_tokenizer=tokenizer is None)
         config, pmap, dtype, skeleton = _sidecar_model(directory / SIDECAR_FILE, sidecar)
         try:
-            arrays = load_file(str(directory / WEIGHTS_FILE))
+            arrays = load_safetensors(contents[WEIGHTS_FILE])
         except SafetensorError as e:  # truncated or not safetensors at all
             raise CheckpointError(directory / WEIGHTS_FILE,
                                   problem=f"is not a readable safetensors file ({e})") from None
@@ -425,66 +419,48 @@ class QuantizedModel(nnx.Module):
         if missing or unexpected or mismatched:
             raise CheckpointError(directory / WEIGHTS_FILE, missing=missing, unexpected=unexpected,
                                   mismatched=mismatched)
-        restored = {k: _checked_tensor(directory / WEIGHTS_FILE, k, arrays[k], sidecar["dtypes"].get(k),
-                                       jnp.dtype(expected[k].dtype))
+        restored = {k: checked_tensor(directory / WEIGHTS_FILE, k, arrays[k], sidecar["dtypes"].get(k),
+                                      jnp.dtype(expected[k].dtype))
                     for k in sorted(expected)}
         _assign_flat_state(skeleton, restored)
-        if tokenizer is None and (directory / TOKENIZER_FILE).is_file():
-            tokenizer = Tokenizer.from_pretrained(directory)
+        if tokenizer is None and contents.get(TOKENIZER_FILE) is not None:
+            tokenizer = Tokenizer.from_files(_tokenizer_texts(directory, contents), where=directory)
         if tokenizer is not None:
             check_fits(tokenizer, config, str(directory))
         skeleton.tokenizer = tokenizer
         return cls(skeleton, pmap, info=sidecar["info"])
 
 
-# Sidecar fields `load` uses, and their JSON types.
-_SIDECAR_FIELDS = {"format": str, "format_version": int, "config": dict, "head": dict, "dtype": str,
-                   "precision_map": dict, "info": dict, "dtypes": dict}
+def _read_verified(directory: Path, *, own_tokenizer: bool) -> tuple[dict, dict]:
+    """The parsed sidecar and the bytes of the weights, of every file the manifest lists and
+    (`own_tokenizer`) of the tokenizer files, read once through one handle on the folder
+    (`samp_jax.ptq.folder`) and checked against the manifest."""
+    for name in (WEIGHTS_FILE, SIDECAR_FILE):
+        if not (directory / name).is_file():
+            raise FileNotFoundError(f"{directory} has no {name}")
+    with open_folder(directory) as fd:
+        data = read_file(directory, fd, SIDECAR_FILE)
+        if data is None:
+            raise FileNotFoundError(f"{directory} has no {SIDECAR_FILE}")
+        sidecar = parse_sidecar(directory / SIDECAR_FILE, data)
+        names = {WEIGHTS_FILE, *sidecar["files"], *(TOKENIZER_FILES if own_tokenizer else ())}
+        contents = {name: read_file(directory, fd, name) for name in sorted(names)}
+    if contents[WEIGHTS_FILE] is None:
+        raise FileNotFoundError(f"{directory} has no {WEIGHTS_FILE}")
+    verify_files(directory, sidecar["files"], contents, sidecar.get("tokenizer"))
+    return sidecar, contents
 
 
-def _read_sidecar(path: Path) -> dict[str, Any]:
-    """The parsed sidecar, after checking that it is this format and every field `load` uses
-    is there with the right JSON type."""
-    try:
-        sidecar = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path} is not valid JSON: {e}") from None
-    if not isinstance(sidecar, dict) or sidecar.get("format") != FORMAT \
-            or type(sidecar.get("format_version")) is not int \
-            or sidecar["format_version"] not in READABLE_VERSIONS:
-        found = type(sidecar).__name__ if not isinstance(sidecar, dict) else \
-            f"format {sidecar.get('format')!r} version {sidecar.get('format_version')!r}"
-        raise ValueError(f"{path} is not a {FORMAT} sidecar of version {READABLE_VERSIONS}: found "
-                         f"{found}, expected a JSON object with format {FORMAT!r}")
-    fields = dict(_SIDECAR_FIELDS)
-    if sidecar["format_version"] >= 2:
-        fields["files"] = dict
-    for key, kind in fields.items():
-        if not isinstance(sidecar.get(key), kind):
-            raise ValueError(f"{path}: field {key!r} is {_json_type(sidecar.get(key))}, expected "
-                             f"{_json_type(kind())}")
-    if sidecar["dtype"] not in COMPUTE_DTYPES:
-        raise ValueError(f"{path}: field 'dtype' is {sidecar['dtype']!r}, expected one of {COMPUTE_DTYPES}")
-    bad = [k for k, v in sidecar["dtypes"].items() if not isinstance(v, str)]
-    if bad:
-        raise ValueError(f"{path}: field 'dtypes' has a non-string entry for {bad[0]!r}, expected a "
-                         "dtype name")
-    if sidecar.get("tokenizer") is not None and not isinstance(sidecar["tokenizer"], str):
-        raise ValueError(f"{path}: field 'tokenizer' is {_json_type(sidecar['tokenizer'])}, expected "
-                         "a file name or null")
-    if not isinstance(sidecar["head"].get("kind"), str):
-        raise ValueError(f"{path}: field 'head' has no 'kind' string")
-    implementation = sidecar["info"].get("implementation")
-    if implementation is not None and not isinstance(implementation, str):
-        raise ValueError(f"{path}: field 'info.implementation' is {_json_type(implementation)}, "
-                         "expected a string or null")
-    return sidecar
-
-
-def _json_type(value) -> str:
-    names = {dict: "an object", list: "a list", str: "a string", int: "an integer",
-             float: "a number", bool: "a boolean", type(None): "missing or null"}
-    return names.get(type(value), type(value).__name__)
+def _tokenizer_texts(directory: Path, contents: dict[str, bytes | None]) -> dict[str, str]:
+    texts = {}
+    for name in TOKENIZER_FILES:
+        if contents.get(name) is not None:
+            try:
+                texts[name] = contents[name].decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise ValueError(f"{directory / name} is not UTF-8 text ({e.reason} at byte "
+                                 f"{e.start}); expected a tokenizer file") from None
+    return texts
 
 
 def _sidecar_model(path: Path, sidecar: dict[str, Any]):
@@ -512,63 +488,6 @@ def _sidecar_model(path: Path, sidecar: dict[str, Any]):
     return config, pmap, dtype, skeleton
 
 
-def _file_digest(path: Path) -> dict[str, Any]:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return {"sha256": digest.hexdigest(), "bytes": path.stat().st_size}
-
-
-def _verify_files(directory: Path, files: dict, tokenizer: str | None) -> None:
-    """Every file the manifest lists exists with its size and sha256; the weights (and the
-    tokenizer, when the sidecar names one) are listed."""
-    for name in (WEIGHTS_FILE, tokenizer):
-        if name is not None and name not in files:
-            raise CheckpointError(directory / SIDECAR_FILE, problem=f"has no file manifest entry for "
-                                  f"{name}, expected one for every file save wrote")
-    for name, want in files.items():
-        if not isinstance(name, str) or name in ("", ".", "..") or Path(name).name != name:
-            raise CheckpointError(directory / SIDECAR_FILE, problem=f"lists {name!r} in its file "
-                                  "manifest, expected a plain file name in the folder")
-        path = directory / name
-        if not path.is_file():
-            raise CheckpointError(path, problem="is listed in the manifest but missing")
-        got = _file_digest(path)
-        if not isinstance(want, dict) or got != {"sha256": want.get("sha256"), "bytes": want.get("bytes")}:
-            expected = f"{want.get('bytes')} bytes, sha256 {str(want.get('sha256'))[:16]}..." \
-                if isinstance(want, dict) else f"{want!r:.60}"
-            raise CheckpointError(path, problem=f"does not match the manifest: found {got['bytes']} bytes, "
-                                  f"sha256 {got['sha256'][:16]}..., expected {expected} (the file was "
-                                  "changed or damaged after saving)")
-
-
-def _checked_tensor(file: Path, key: str, stored: np.ndarray, claimed: str | None, want) -> np.ndarray:
-    """The stored array as `want` (the dtype the precision map implies), after checking the
-    sidecar's dtype claim and the value range."""
-    if claimed != want.name:
-        raise CheckpointError(file, problem=f"tensor {key}: the sidecar ({SIDECAR_FILE}) says dtype "
-                              f"{claimed!r}, expected {want.name!r} for this precision map")
-    storage = _STORED_AS.get(want.name, want.name)
-    if stored.dtype.name != storage:
-        raise CheckpointError(file, problem=f"tensor {key}: stored as {stored.dtype}, expected {storage}"
-                              + (f" (the bits of {want.name})" if storage != want.name else ""))
-    value = _restore_dtype(stored, want.name)
-    if want == jnp.int8:
-        low = int(value.min()) if value.size else 0
-        if low < -INT8_MAX:
-            raise CheckpointError(file, problem=f"tensor {key}: INT8 value {low} found, expected "
-                                  f"[-{int(INT8_MAX)}, {int(INT8_MAX)}] (symmetric quantization)")
-        return value
-    as_float = np.asarray(value, np.float32)
-    if not np.all(np.isfinite(as_float)):
-        raise CheckpointError(file, problem=f"tensor {key}: non-finite values found, expected finite")
-    if key.endswith("_scale") and as_float.size and float(as_float.min()) < SCALE_EPS:
-        raise CheckpointError(file, problem=f"tensor {key}: scale {float(as_float.min())!r} found, "
-                              f"expected a finite scale >= {SCALE_EPS}")
-    return value
-
-
 def _head_from_sidecar(info: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """`(kind, spec)` for `make_head`, from this format's `{"kind", "spec"}` or the earlier
     `{"kind", "num_labels", "labels", "pooling"}`."""
@@ -579,12 +498,6 @@ def _head_from_sidecar(info: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     if info["kind"] == SENTENCE_EMBEDDING.name:
         spec = {"pooling": pooling.get("mode", "mean"), "normalize": pooling.get("normalize", True)}
     return info["kind"], spec
-
-
-def _restore_dtype(array: np.ndarray, name: str) -> np.ndarray:
-    """Reinterprets the stored bits of bfloat16/float8 arrays (see `save`)."""
-    dtype = jnp.dtype(name)
-    return array if array.dtype == dtype else array.view(dtype)
 
 
 def _skeleton(config, head_info, pmap, dtype, smoothed, implementation) -> EncoderModel:
@@ -676,12 +589,12 @@ def quantize(model: EncoderModel, precision_map: PrecisionMap, calibration=None,
       implementation: GEMM implementation for every site (None: try Pallas, then XLA).
 
     Raises:
+      TypeError: an argument is of the wrong kind (a path or a dict for the model or the map).
       ValueError: the map does not fit the model, a static site has neither a stored clip nor
-        calibration, a stored clip meets a smoothed calibration, or `dtype` is not the map's
-        `compute_dtype`.
+        calibration, a stored clip meets a smoothed calibration, `dtype` is not the map's
+        `compute_dtype`, or `implementation` is not registered.
     """
-    if not isinstance(model, EncoderModel):
-        raise TypeError(f"quantize needs an EncoderModel, got {type(model).__name__}")
+    _check_quantize_arguments(model, precision_map, calibration, implementation)
     if precision_map.num_layers != model.config.num_layers:
         raise ValueError(f"precision map has num_layers={precision_map.num_layers}, "
                          f"the model has {model.config.num_layers}")
@@ -711,3 +624,20 @@ def quantize(model: EncoderModel, precision_map: PrecisionMap, calibration=None,
     if unfused:  # fusions the architecture forgoes, with the reason (ModernBERT's gated FFN, ...)
         info["unfused"] = unfused
     return QuantizedModel(copy, precision_map, info=info)
+
+
+def _check_quantize_arguments(model, precision_map, calibration, implementation) -> None:
+    """`quantize`'s arguments are of the kinds it takes (the message says how to get one)."""
+    if not isinstance(model, EncoderModel):
+        hint = " (load a model folder first: samp_jax.load(path))" \
+            if isinstance(model, (str, Path)) else ""
+        raise TypeError(f"quantize: model is a {type(model).__name__}{hint}; expected an "
+                        "EncoderModel")
+    if not isinstance(precision_map, PrecisionMap):
+        raise TypeError(f"quantize: precision_map is a {type(precision_map).__name__}; expected "
+                        "a PrecisionMap (PrecisionMap.from_dict(d), PrecisionMap.from_json(path) "
+                        "or PrecisionMap.preset(name, num_layers))")
+    if calibration is not None and not isinstance(getattr(calibration, "sites", None), Mapping):
+        raise TypeError(f"quantize: calibration is a {type(calibration).__name__}; expected "
+                        "None or a calibrate.Calibration (calibrate.calibrate(model, batches))")
+    check_implementation(implementation, where="quantize: implementation")

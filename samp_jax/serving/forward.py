@@ -4,9 +4,11 @@ calibration observers, the training step all go through `merged_call`)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Callable
 
 import jax
+import jax.numpy as jnp
 from flax import nnx
 
 INPUT_KEYS = ("input_ids", "attention_mask", "token_type_ids")
@@ -27,8 +29,22 @@ def merged_call(graphdef, state, input_ids, attention_mask, token_type_ids, *,
 
 
 def batch_inputs(batch) -> tuple:
-    """`(input_ids, attention_mask, token_type_ids)` of a batch dict."""
-    return tuple(batch[key] for key in INPUT_KEYS)
+    """`(input_ids, attention_mask, token_type_ids)` of a batch dict. A batch without
+    `attention_mask` or `token_type_ids` gets the defaults a direct model call uses (all ones:
+    no padding; all zeros: one segment).
+
+    Raises:
+      ValueError: `batch` is not a dict with `input_ids`.
+    """
+    if not isinstance(batch, Mapping) or "input_ids" not in batch:
+        found = f"keys {sorted(batch)}" if isinstance(batch, Mapping) else \
+            f"a {type(batch).__name__}"
+        raise ValueError(f"a batch must be a dict with 'input_ids' (and optionally "
+                         f"'attention_mask', 'token_type_ids'); got {found}")
+    input_ids = batch["input_ids"]
+    mask, types = batch.get("attention_mask"), batch.get("token_type_ids")
+    return (input_ids, jnp.ones_like(input_ids) if mask is None else mask,
+            jnp.zeros_like(input_ids) if types is None else types)
 
 
 def jit_forward(model) -> Callable[[dict], jax.Array]:

@@ -6,6 +6,9 @@ checks all of them before it returns. Each error names the file (and split), the
 column and what was expected: a missing column (with the columns found), an empty file, an
 unknown or missing label, labels the model does not have, a token/tag length mismatch, a
 text that is not a string, too few rows to split. Rows are counted from 1, after any header.
+Data that is not what it seems is refused too: a column name that appears twice
+(`samp_jax.tasks.readers`), a label string that spells a missing value (`MISSING_LABELS`), and
+labels (or tags) that hold one class when the classes come from the data.
 
 Columns. `Columns` names your columns; a field left as None takes the first of its usual
 names (`DEFAULT_NAMES`) that the data has. `tokens` and `tags` only take list-valued
@@ -44,12 +47,9 @@ are dropped, and the task's `source` says how many.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import json
 import math
 import re
-import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -58,7 +58,11 @@ import numpy as np
 
 from samp_jax.data.splits import TaskSplits
 from samp_jax.models.head_kinds import SENTENCE_EMBEDDING, SEQUENCE_CLASSIFICATION, TOKEN_CLASSIFICATION
+from samp_jax.tasks.carving import (CARVE_ORDER, DEFAULT_FRACTIONS, MAX_CALIBRATION,  # noqa: F401
+                                    MIN_ROWS, carve_splits, split_sizes, without_test_inputs)
 from samp_jax.tasks.metrics import ENTITY_F1
+from samp_jax.tasks.readers import (FORMATS, SPLIT_NAMES, Table, describe_source,  # noqa: F401
+                                    read_tables)
 from samp_jax.tasks.task import SPLITS, Task
 from samp_jax.tasks.types import TASK_TYPES, get_task_type
 
@@ -73,17 +77,10 @@ DEFAULT_NAMES: dict[str, tuple[str, ...]] = {
 }
 """Usual column names of each canonical field, tried in order."""
 LIST_FIELDS = ("tokens", "tags")
-FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".json": "jsonl",
-           ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
-"""File suffix → format."""
-SPLIT_NAMES = {"train": "train", "dev": "dev", "validation": "dev", "valid": "dev",
-               "calibration": "calibration", "search": "search", "test": "test"}
-"""Split names a `DatasetDict` or `split_files` may use → our split."""
-DEFAULT_FRACTIONS = {"test": 0.2, "search": 0.2, "calibration": 0.1, "dev": 0.1}
-# Test is cut first, so that it depends only on the seed and its own size.
-CARVE_ORDER = ("test", "search", "calibration", "dev", "train")
-MAX_CALIBRATION = 512
-MIN_ROWS = 10
+MISSING_LABELS = frozenset({"nan", "-nan", "+nan", "na", "n/a", "#n/a", "<na>", "null"})
+"""Label strings that spell a missing value (compared lower-cased and stripped): what pandas,
+R, spreadsheets and JSON write for an empty cell. Such a label is refused, never made a class.
+`none` is not among them: it is a real class in many sets ("no emotion", "no intent")."""
 _INTEGER = re.compile(r"[+-]?\d+")
 _GENERIC_LABEL = re.compile(r"LABEL_\d+")  # transformers' default id2label names
 
@@ -111,29 +108,10 @@ class Columns:
 
 
 @dataclasses.dataclass(frozen=True)
-class _Table:
-    """Rows read from one file or dataset, before any checks.
-
-    Attributes:
-      where: names the source in messages (a path, `path['train']`, ...).
-      columns: the column names found.
-      rows: one dict per row.
-      class_names: ClassLabel names of `datasets` columns (their values are ids).
-      name: a default task name.
-    """
-
-    where: str
-    columns: tuple[str, ...]
-    rows: tuple[dict, ...]
-    class_names: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
-    name: str = "data"
-
-
-@dataclasses.dataclass(frozen=True)
 class _Part:
     """A table's rows as canonical examples (labels still raw); `examples[i]` is row i + 1."""
 
-    table: _Table
+    table: Table
     columns: dict[str, str]  # field -> column
     examples: list[dict]
 
@@ -181,7 +159,7 @@ def load_task(source: Any = None, *, task_type: str | None = None, columns: Colu
     if task_type_obj is not None and head is not None and task_type_obj.head.name != head:
         raise ValueError(f"task_type={task_type!r} needs a {task_type_obj.head} head; the model "
                          f"has a {head} head")
-    tables, explicit = _read_tables(source, split_files)
+    tables, explicit = read_tables(source, split_files)
     first = next(tables[s] for s in (None, *SPLITS) if s in tables)
     found = _find_columns(first, columns)
     if task_type_obj is None:
@@ -199,17 +177,31 @@ def load_task(source: Any = None, *, task_type: str | None = None, columns: Colu
             for part in parts.values():  # ClassLabel ids → names, matched by name to the model's
                 _class_ids_to_names(part, target)
         names, to_id = _label_ids(list(parts.values()), target, labels)
+        if labels is None:  # the classes come from the data: a classifier needs two
+            _check_two_classes(list(parts.values()), target)
         if task_type_obj.metric is ENTITY_F1:  # it finds entities in BIO tags
             _check_bio(names, first.where, target)
         for part in parts.values():
             part.examples[:] = [_with_ids(e, target, to_id) for e in part.examples]
     splits, carved = _split(parts, explicit, sizes or {}, seed)
-    splits, dropped = _without_test_inputs(splits)
+    splits, dropped = without_test_inputs(splits)
     return Task(
         name=name or first.name, task_type=task_type_obj,
         labels=None if names is None else tuple(names),
         splits=TaskSplits(**{s: tuple(splits.get(s, ())) for s in SPLITS}),
         max_length=max_length, source=_describe(parts, explicit, carved, seed, dropped))
+
+
+def _check_two_classes(parts: list[_Part], field: str) -> None:
+    """Refuses data whose rows all hold one class: a classifier trained on it always answers
+    that class and scores 1.0 on data like it."""
+    values = {value for value, _ in _occurrences(parts, field)}  # tags one by one
+    if len(values) < 2:
+        rows = sum(len(p.examples) for p in parts)
+        where = ", ".join(p.table.where for p in parts)
+        raise ValueError(f"{where}: column {parts[0].columns[field]!r} holds one class "
+                         f"({next(iter(values), None)!r}) in all {rows} rows; expected at least "
+                         "2 classes to classify (or give the model's label names)")
 
 
 def _check_bio(names: Sequence[str], where: str, column: str) -> None:
@@ -239,9 +231,9 @@ def read_inputs(source: Any, *, columns: Columns = Columns(),
       ValueError: the source is missing, empty or unreadable, lacks the first field's column,
         or a row holds a value of the wrong kind (the message says where).
     """
-    tables, explicit = _read_tables(source, None)
+    tables, explicit = read_tables(source, None)
     if explicit:
-        raise ValueError(f"{_describe_source(source)} holds several splits ({sorted(tables)}); "
+        raise ValueError(f"{describe_source(source)} holds several splits ({sorted(tables)}); "
                          "give one split's data")
     table = tables[None]
     found = _find_columns(table, columns)
@@ -250,169 +242,8 @@ def read_inputs(source: Any, *, columns: Columns = Columns(),
     return _convert(table, {f: wanted[f] for f in fields if f in wanted}).examples
 
 
-# ------------------------------------------------------------------------------ reading
-def _read_tables(source, split_files) -> tuple[dict[str | None, _Table], bool]:
-    """Tables by split (`{None: table}` for one source to split) and whether splits are
-    explicit."""
-    if source is not None and split_files:
-        raise ValueError("pass either a source or split_files, not both")
-    if split_files:
-        tables = {}
-        for key, path in split_files.items():
-            split = _split_name(key, "split_files")
-            if split in tables:
-                raise ValueError(f"split_files gives the {split} split twice")
-            table = _read_path(Path(path))
-            if isinstance(table, dict):
-                raise ValueError(f"{path}: split_files[{key!r}] is a DatasetDict folder; give "
-                                 "one split's data (or pass the folder as the source)")
-            tables[split] = table
-        return tables, True
-    if source is None:
-        raise ValueError("no data: pass a source (a file, a save_to_disk folder, a datasets "
-                         "Dataset or a list of dicts) or split_files")
-    read = _read_path(Path(source)) if isinstance(source, (str, Path)) else _read_object(source)
-    if isinstance(read, dict):
-        return read, True
-    return {None: read}, False
-
-
-def _describe_source(source) -> str:
-    return str(source) if isinstance(source, (str, Path)) else type(source).__name__
-
-
-def _split_name(key: str, what: str) -> str:
-    if key not in SPLIT_NAMES:
-        raise ValueError(f"{what}: split {key!r} is not one of {sorted(SPLIT_NAMES)}")
-    return SPLIT_NAMES[key]
-
-
-def _default_name(path: Path) -> str:
-    """The file's stem, or its folder's name when the stem is a split name (`data/train.csv`)."""
-    stem = path.name if path.is_dir() else path.stem
-    folder = path.resolve().parent.name
-    return folder if stem in SPLIT_NAMES and folder else stem
-
-
-def _read_path(path: Path) -> _Table | dict[str, _Table]:
-    if not path.exists():
-        raise ValueError(f"{path} does not exist")
-    if path.is_dir():
-        return _read_saved(path)
-    kind = FORMATS.get(path.suffix.lower())
-    if kind is None:
-        raise ValueError(f"{path}: unknown format {path.suffix!r}; expected a file ending in "
-                         f"one of {sorted(FORMATS)} or a folder written by datasets' "
-                         "save_to_disk")
-    try:
-        rows, columns = {"csv": _read_delimited, "tsv": _read_delimited, "jsonl": _read_json,
-                         "parquet": _read_parquet}[kind](path, kind)
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start}); expected "
-                         f"a {kind} file") from None
-    return _table(str(path), rows, columns, name=_default_name(path))
-
-
-def _read_delimited(path: Path, kind: str) -> tuple[list[dict], list[str]]:
-    with path.open(newline="", encoding="utf-8-sig") as f:
-        # TSV has no quoting: a field is everything between tabs, quotes included
-        reader = (csv.DictReader(f) if kind == "csv" else
-                  csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
-        header = reader.fieldnames
-        if not header:
-            raise ValueError(f"{path} is empty; expected a header line with the column names")
-        rows = []
-        try:
-            for row_number, row in enumerate(reader, 1):
-                if None in row:
-                    raise ValueError(f"{path}: row {row_number} has {len(row[None])} more "
-                                     f"field(s) than the {len(header)} columns of the header "
-                                     f"{header}")
-                rows.append(row)
-        except csv.Error as e:  # bad quoting, a field over csv's size limit
-            raise ValueError(f"{path}: row {len(rows) + 1}: {e}; expected {kind.upper()} "
-                             "rows") from None
-    return rows, list(header)
-
-
-def _read_json(path: Path, kind: str) -> tuple[list, list[str] | None]:
-    text = path.read_text(encoding="utf-8-sig")
-    if not text.strip():
-        raise ValueError(f"{path} is empty; expected JSON Lines, one object per line")
-    if text.lstrip().startswith("["):  # one JSON array of objects
-        try:
-            return json.loads(text), None
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
-    rows = []
-    for line_number, line in enumerate(text.splitlines(), 1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}: line {line_number} is not a JSON object ({e.msg}); "
-                                 "expected JSON Lines, one object per line") from None
-    return rows, None
-
-
-def _read_parquet(path: Path, kind: str) -> tuple[list[dict], list[str]]:
-    import pyarrow  # lazily: only Parquet needs it (a dependency of `datasets`)
-    import pyarrow.parquet
-    try:
-        table = pyarrow.parquet.read_table(path)
-    except (pyarrow.ArrowException, OSError) as e:
-        raise ValueError(f"{path} is not a readable Parquet file ({e})") from None
-    return table.to_pylist(), table.schema.names
-
-
-def _read_saved(path: Path) -> _Table | dict[str, _Table]:
-    if not ((path / "dataset_dict.json").is_file() or (path / "state.json").is_file()):
-        raise ValueError(f"{path} is a folder but not one written by datasets' save_to_disk "
-                         "(it has no dataset_dict.json or state.json)")
-    import datasets  # lazily: importing it takes a second
-    return _read_object(datasets.load_from_disk(str(path)), where=str(path), name=path.name)
-
-
-def _read_object(obj, *, where: str | None = None,
-                 name: str | None = None) -> _Table | dict[str, _Table]:
-    hf = sys.modules.get("datasets")  # a Dataset object means `datasets` is imported
-    if hf is not None and isinstance(obj, hf.DatasetDict):
-        where = where or "DatasetDict"
-        return {_split_name(key, where): _dataset_table(part, f"{where}[{key!r}]", name)
-                for key, part in obj.items()}
-    if hf is not None and isinstance(obj, hf.Dataset):
-        return _dataset_table(obj, where or "datasets.Dataset", name)
-    if isinstance(obj, (list, tuple)):
-        return _table("list of dicts", list(obj), None, name="data")
-    raise TypeError(f"source of type {type(obj).__name__} is not a path, a datasets.Dataset or "
-                    "DatasetDict, or a list of dicts")
-
-
-def _dataset_table(dataset, where: str, name: str | None) -> _Table:
-    class_names = {}
-    for column, feature in dataset.features.items():
-        feature = getattr(feature, "feature", feature)  # List(ClassLabel) of tags
-        if hasattr(feature, "names") and hasattr(feature, "str2int"):  # ClassLabel
-            class_names[column] = tuple(feature.names)
-    return _table(where, dataset.to_list(), dataset.column_names, class_names=class_names,
-                  name=name or dataset.info.dataset_name or "data")
-
-
-def _table(where: str, rows: list, columns: Sequence[str] | None, *,
-           class_names: Mapping[str, tuple[str, ...]] | None = None, name: str) -> _Table:
-    for row_number, row in enumerate(rows, 1):
-        if not isinstance(row, Mapping):
-            raise ValueError(f"{where}: row {row_number} is a {type(row).__name__}; expected an "
-                             "object (a dict of column values)")
-    if not rows:
-        raise ValueError(f"{where} has no rows")
-    if columns is None:  # the union of the rows' keys, in first-seen order
-        columns = list(dict.fromkeys(key for row in rows for key in row))
-    return _Table(where, tuple(columns), tuple(rows), dict(class_names or {}), name)
-
-
 # ------------------------------------------------------------------ columns and task type
-def _find_columns(table: _Table, columns: Columns) -> dict[str, str | None]:
+def _find_columns(table: Table, columns: Columns) -> dict[str, str | None]:
     """Field -> column: the one named in `columns` (it must exist), else a usual name."""
     found = {}
     for field in FIELDS:
@@ -431,12 +262,12 @@ def _find_columns(table: _Table, columns: Columns) -> dict[str, str | None]:
     return found
 
 
-def _holds_lists(table: _Table, column: str) -> bool:
+def _holds_lists(table: Table, column: str) -> bool:
     value = next((row[column] for row in table.rows if row.get(column) is not None), None)
     return isinstance(value, (list, tuple, np.ndarray))
 
 
-def _holds_scores(table: _Table, column: str) -> bool:
+def _holds_scores(table: Table, column: str) -> bool:
     """Whether every value is a number (or spells one) and some are fractional (STS-B)."""
     fractional = False
     for row in table.rows:
@@ -451,7 +282,7 @@ def _holds_scores(table: _Table, column: str) -> bool:
     return fractional
 
 
-def _infer_task_type(table: _Table, found: dict[str, str | None], head: str | None) -> str:
+def _infer_task_type(table: Table, found: dict[str, str | None], head: str | None) -> str:
     pair = found["text"] is not None and found["text_pair"] is not None
     labelled = found["label"] is not None
     scored = found["score"] is not None or (labelled and _holds_scores(table, found["label"]))
@@ -483,7 +314,7 @@ def _infer_task_type(table: _Table, found: dict[str, str | None], head: str | No
                      "yours with Columns(text=...)")
 
 
-def _label_field(table: _Table, found: dict[str, str | None], columns: Columns,
+def _label_field(table: Table, found: dict[str, str | None], columns: Columns,
                  task_type) -> str | None:
     """The canonical field that carries the gold answer: 'label', 'tags', 'score' or None.
 
@@ -499,7 +330,7 @@ def _label_field(table: _Table, found: dict[str, str | None], columns: Columns,
     return "label"  # missing: _required_columns says so
 
 
-def _required_columns(table: _Table, columns: Columns, needed: Sequence[str],
+def _required_columns(table: Table, columns: Columns, needed: Sequence[str],
                       what: str) -> dict[str, str]:
     """Field -> column for each of the `needed` fields (of `what`, for messages)."""
     found = _find_columns(table, columns)
@@ -525,7 +356,7 @@ def _required_columns(table: _Table, columns: Columns, needed: Sequence[str],
 
 
 # ---------------------------------------------------------------------- rows to examples
-def _convert(table: _Table, columns: dict[str, str], *, binary_label: bool = False) -> _Part:
+def _convert(table: Table, columns: dict[str, str], *, binary_label: bool = False) -> _Part:
     """Every row as a canonical example dict (labels and tags still as in the data; 0/1 with
     `binary_label`)."""
     part = _Part(table, columns, [])
@@ -577,6 +408,10 @@ def _raw_label(value, at: str) -> int | float | str:
     if value is None or (isinstance(value, (float, np.floating)) and math.isnan(value)) or (
             isinstance(value, str) and not value.strip()):
         raise ValueError(f"{at} has no label ({value!r}); expected a class name or id in every row")
+    if isinstance(value, str) and value.strip().lower() in MISSING_LABELS:
+        raise ValueError(f"{at} has label {value!r}, a spelling of a missing value (one of "
+                         f"{sorted(MISSING_LABELS)}, any case); expected a class name or id in "
+                         "every row (fill the row, drop it, or rename the class)")
     if isinstance(value, (bool, np.bool_, int, np.integer)):
         return int(value)
     if isinstance(value, (float, np.floating)):
@@ -703,8 +538,8 @@ def _split(parts: dict[str | None, _Part], explicit: bool, sizes: Mapping[str, i
     if not explicit:
         part = parts[None]
         carve = [s for s in CARVE_ORDER if s != "train" or s in sizes]
-        counts = _sizes(len(part.examples), sizes, carve, part.table.where)
-        return _carve(part.examples, counts, "train", seed), carve
+        counts = split_sizes(len(part.examples), sizes, carve, part.table.where)
+        return carve_splits(part.examples, counts, "train", seed), carve
     given = {split: list(part.examples) for split, part in parts.items()}
     for key in sizes:
         if key in given:
@@ -721,77 +556,8 @@ def _split(parts: dict[str | None, _Part], explicit: bool, sizes: Mapping[str, i
             raise ValueError(f"sizes {dict(sizes)}: there is no train or dev split to carve "
                              "them from")
         return given, []
-    counts = _sizes(len(given[pool]), sizes, carve, f"{parts[pool].table.where} ({pool})")
-    return {**given, **_carve(given[pool], counts, pool, seed)}, carve
-
-
-def _sizes(n: int, requested: Mapping[str, int | float], carve: Sequence[str],
-           where: str) -> dict[str, int]:
-    """Rows for each split in `carve`: `requested`, else the defaults (module docstring)."""
-    if any(s not in requested for s in carve) and n < MIN_ROWS:
-        raise ValueError(f"{where} has {n} rows; splitting it into {', '.join(carve)} needs at "
-                         f"least {MIN_ROWS} (or give every split's size with sizes=...)")
-    counts = {}
-    for split in carve:
-        if split in requested:
-            counts[split] = _count(requested[split], n, split)
-        elif split == "dev":
-            counts[split] = round(DEFAULT_FRACTIONS["dev"] * n)
-        else:
-            counts[split] = max(1, round(DEFAULT_FRACTIONS[split] * n))
-    if "calibration" in counts and "calibration" not in requested:
-        counts["calibration"] = min(counts["calibration"], MAX_CALIBRATION)
-    if sum(counts.values()) > n:
-        raise ValueError(f"{where} has {n} rows, but the splits need {sum(counts.values())} "
-                         f"({counts})")
-    return counts
-
-
-def _count(value, n: int, split: str) -> int:
-    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
-        if value < 0:
-            raise ValueError(f"sizes[{split!r}]={value}; expected a count of 0 or more")
-        return int(value)
-    if isinstance(value, (float, np.floating)) and 0 < value < 1:
-        return max(1, round(float(value) * n))
-    raise ValueError(f"sizes[{split!r}]={value!r}; expected an int (a count) or a float in "
-                     "(0, 1) (a fraction)")
-
-
-def _carve(examples: list[dict], counts: Mapping[str, int], rest: str,
-           seed: int) -> dict[str, list[dict]]:
-    """Seeded shuffle, then `counts` rows for each split in `CARVE_ORDER`; the rest (unless
-    `rest` was sized too) go to `rest`."""
-    order = np.random.default_rng(seed).permutation(len(examples))
-    parts, start = {}, 0
-    for split in CARVE_ORDER:
-        if split in counts:
-            parts[split] = [examples[i] for i in order[start:start + counts[split]]]
-            start += counts[split]
-    parts.setdefault(rest, [examples[i] for i in order[start:]])
-    return parts
-
-
-def _input_key(example: dict) -> tuple:
-    if "tokens" in example:
-        return tuple(example["tokens"]),
-    return example["text"], example.get("text_pair")
-
-
-def _without_test_inputs(
-        splits: dict[str, list[dict]]) -> tuple[dict[str, list[dict]], dict[str, int]]:
-    """Drops the rows of non-test splits whose input equals a test input; counts per split."""
-    test = {_input_key(e) for e in splits.get("test", ())}
-    kept, dropped = {}, {}
-    for split, examples in splits.items():
-        kept[split] = examples if split == "test" else [
-            e for e in examples if _input_key(e) not in test]
-        if len(kept[split]) < len(examples):
-            dropped[split] = len(examples) - len(kept[split])
-            if not kept[split]:
-                raise ValueError(f"every row of the {split} split repeats a test input; the data "
-                                 "has too few distinct inputs (texts, or token lists)")
-    return kept, dropped
+    counts = split_sizes(len(given[pool]), sizes, carve, f"{parts[pool].table.where} ({pool})")
+    return {**given, **carve_splits(given[pool], counts, pool, seed)}, carve
 
 
 def _describe(parts: dict[str | None, _Part], explicit: bool, carved: list[str], seed: int,

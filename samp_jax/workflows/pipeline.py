@@ -20,6 +20,7 @@ from calibrate.search.report import write_report
 from calibrate.search.result import SearchResult
 from samp_jax.workflows.experiments import make_evaluator, relative_change
 from samp_jax.core.assets import minilm_path
+from samp_jax.core.atomic import atomic_folder, check_replaceable, holds_only
 from samp_jax.ptq.loading import load
 from samp_jax.models import Tokenizer
 from samp_jax.ptq.quantized import QuantizedModel, quantize
@@ -27,6 +28,10 @@ from samp_jax.tasks import Task
 from samp_jax.training.finetuning import finetuned_model
 
 ZERO_SHOT = "snli-embed"
+SEARCH_OUTPUTS = ("model", "precision_map.json", "summary.json", "report.md", "pareto.png")
+"""What `run_search` writes into its `out` folder, all committed together by one rename."""
+is_search_output = holds_only(SEARCH_OUTPUTS)
+"""Whether a folder holds only what a search writes (so a new search may replace it)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,11 +85,16 @@ def run_search(model, tokenizer, task: Task, config: SearchConfig | None = None,
       latency_table: a `calibrate.search.latency.LatencyTable` (e.g. measured on another
         machine) instead of the target's latency model.
 
+    The whole of `out` is written beside it and renamed into place at the end
+    (`samp_jax.core.atomic`): a run that dies leaves the previous run's folder whole, never
+    files of two runs. `out` must be new, empty, or hold only what a search writes.
+
     Returns:
       The JSON summary with the chosen `QuantizedModel` and its tokenizer, for serving it
       afterwards without redoing the work.
     """
     config = SearchConfig() if config is None else config
+    check_replaceable(out, replaceable=is_search_output)
     if model.head_kind != task.head.name:
         raise ValueError(f"task {task.name!r} ({task.task_type.name}) needs a {task.head} head; "
                          f"the model has {model.head_kind}")
@@ -103,11 +113,12 @@ def run_search(model, tokenizer, task: Task, config: SearchConfig | None = None,
             for name, pmap in preset_maps(options, model.config.num_layers).items():
                 test[name] = score(quantize(model, pmap, calibration, dtype=target.dtype))
         test["chosen_relative_change"] = relative_change(test["chosen"], test["fp32"])
-    model_dir = chosen.save(Path(out) / "model")
-    summary = write_report(result, out, test_metrics=test, command=command, extra={
-        "model": description, "task": task.name, "task_type": task.task_type.name,
-        "data": task.source, "split_sizes": task.sizes(), "out": str(out),
-        "quantized_model": str(model_dir), "test_examples": evaluator.num_examples,
-        "total_seconds": time.perf_counter() - start,
-        "compute_dtype": jnp.dtype(target.dtype).name})  # between GEMM sites
+    with atomic_folder(out, replaceable=is_search_output) as staging:  # one run, one rename
+        chosen.save(staging / "model")
+        summary = write_report(result, staging, test_metrics=test, command=command, extra={
+            "model": description, "task": task.name, "task_type": task.task_type.name,
+            "data": task.source, "split_sizes": task.sizes(), "out": str(out),
+            "quantized_model": str(Path(out) / "model"), "test_examples": evaluator.num_examples,
+            "total_seconds": time.perf_counter() - start,
+            "compute_dtype": jnp.dtype(target.dtype).name})  # between GEMM sites
     return SearchRun(summary, chosen, tokenizer, result)

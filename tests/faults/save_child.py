@@ -24,7 +24,7 @@ import warnings
 from safetensors.numpy import save as safetensors_bytes
 
 from samp_jax import QuantizedModel
-from samp_jax.core import quantized
+from samp_jax.ptq import quantized
 
 CHUNKS = 8
 

@@ -104,6 +104,16 @@ def test_empty_precision_items_are_refused(precision, capsys, no_slow_work):
     _one_line_error(capsys, code, 2, "--precision")
 
 
+@pytest.mark.parametrize("command", [["eval", "--precision", "fp16,int4"],
+                                     ["calibrate", "--precision", "int4", "--out", "q"]])
+def test_an_unknown_precision_is_refused_before_the_model_loads(command, tmp_path, capsys,
+                                                                no_slow_work, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code = main([command[0], "--model", "minilm", "--data", "snli-embed", *command[1:]])
+    _one_line_error(capsys, code, 1, "--precision 'int4' is neither a preset (fp32, fp16",
+                    "nor a precision-map JSON file (no such file)")
+
+
 @pytest.mark.parametrize("args, message", [
     (["--process-id", "1"], "--process-id needs --coordinator"),
     (["--num-processes", "2"], "--num-processes needs --coordinator"),
@@ -146,7 +156,7 @@ def test_a_folder_that_holds_no_model_is_never_replaced(tmp_path, capsys, no_slo
     (photos / "model").mkdir()  # search writes its model to OUT/model
     (photos / "model" / "notes.txt").write_text("mine")
     code = main(["search", "--data", "snli-embed", "--out", str(photos)])
-    _one_line_error(capsys, code, 1, "holds no model")
+    _one_line_error(capsys, code, 1, "holds files this run does not write")
     assert sorted(p.name for p in photos.rglob("*")) == ["cat.jpg", "model", "notes.txt"]
 
 
@@ -160,6 +170,68 @@ def test_out_equal_to_the_input_model_is_refused(files, capsys, no_slow_work):
                  "--out", str(files / "data.csv")])
     _one_line_error(capsys, code, 1, "is also an input")
     assert sorted((p.name, p.stat().st_mtime_ns) for p in (files / "model").iterdir()) == before
+
+
+def test_predict_out_through_a_symlink_writes_the_file_it_points_to(files, tmp_path, capsys):
+    real = tmp_path / "kept" / "predictions.jsonl"
+    real.parent.mkdir()
+    real.write_text("old\n")
+    link = tmp_path / "latest.jsonl"
+    link.symlink_to(real)
+    code = main(["predict", "--model", str(files / "model"), "--data", str(files / "data.csv"),
+                 "--out", str(link)])
+    assert code == 0, capsys.readouterr().err
+    assert link.is_symlink() and os.readlink(link) == str(real)
+    lines = real.read_text().splitlines()
+    assert len(lines) == 60 and all(line.startswith("{") for line in lines)
+
+
+def test_a_symlink_loop_as_out_is_refused_before_any_work(tmp_path, capsys, no_slow_work):
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    for command in (["calibrate", "--data", "snli-embed"], ["search", "--data", "snli-embed"],
+                    ["predict", "--model", "m", "--data", "d"]):
+        code = main([*command, "--out", str(tmp_path / "a")])
+        _one_line_error(capsys, code, 1, "--out", "symlink that does not resolve")
+
+
+def test_predict_takes_the_packaged_model_by_name(files, tmp_path, monkeypatch, capsys):
+    loaded = []
+
+    def load(path, **options):
+        loaded.append(path)
+        raise ValueError("stop here")
+    monkeypatch.setattr(cli, "load", load)
+    code = main(["predict", "--model", "minilm", "--data", str(files / "data.csv"),
+                 "--out", str(tmp_path / "p.jsonl")])
+    _one_line_error(capsys, code, 1, "stop here")
+    assert loaded == [cli.minilm_path()]
+
+
+@pytest.mark.parametrize("make_out, message", [
+    (lambda tmp: tmp, "is a folder"),
+    (lambda tmp: tmp / "taken" / "results.json", "taken is not a folder"),
+    (lambda tmp: tmp / "results.png" / "x.json", "results.png is not a folder"),
+])
+def test_bench_out_is_checked_before_the_benchmark(tmp_path, capsys, monkeypatch, make_out,
+                                                   message):
+    (tmp_path / "taken").write_text("a file")
+    (tmp_path / "results.png").write_text("a file")
+    monkeypatch.setattr(cli.bench, "run", lambda *a, **k: pytest.fail("benchmarked first"))
+    code = main(["bench", "--quick", "--out", str(make_out(tmp_path))])
+    err = _one_line_error(capsys, code, 1, "--out", message)
+    assert "Errno" not in err
+
+
+def test_demo_checks_its_output_folder_before_the_model_loads(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "demo_out").mkdir()
+    (tmp_path / "demo_out" / "notes.txt").write_text("mine")
+    monkeypatch.setattr(cli.demo, "builtin_model", lambda *a, **k: pytest.fail("loaded a model"))
+    code = main(["demo"])
+    _one_line_error(capsys, code, 1, "demo_out is a non-empty folder that holds files this run "
+                                     "does not write")
+    assert (tmp_path / "demo_out" / "notes.txt").read_text() == "mine"
 
 
 @pytest.mark.parametrize("command", ["calibrate", "search", "predict"])

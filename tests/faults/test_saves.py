@@ -8,6 +8,7 @@ import signal
 import stat
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -16,6 +17,7 @@ import pytest
 import samp_jax
 from samp_jax import PrecisionMap, QuantizedModel, Tokenizer, quantize, save_pretrained
 from samp_jax.models.tokenizer import TOKENIZER_FILE
+from samp_jax.ptq import quantized
 from tests.helpers import GOLDEN, ROOT
 
 HF = GOLDEN / "families" / "bert" / "seqcls"  # a tiny BERT (2 layers) with its own tokenizer
@@ -165,6 +167,76 @@ def test_an_error_mid_save_pretrained_keeps_the_old_checkpoint(tmp_path, monkeyp
     monkeypatch.undo()
     assert _listing(tmp_path) == ["hf"]
     assert {name: (folder / name).read_bytes() for name in _listing(folder)} == before
+
+
+# ------------------------------------------------------------- a load racing a save
+def test_a_save_between_reading_the_sidecar_and_the_weights_gives_the_model_read(
+        models, tmp_path, monkeypatch):
+    """Another process replaces the folder (a whole save) after `load` has read the sidecar:
+    the model loaded is the one whose sidecar was read, never its sidecar with the other's
+    weights (which failed as a "damaged" file, "stored as uint16, expected float16")."""
+    old, new = models
+    folder = old.save(tmp_path / "model")
+    real = quantized._sidecar_model
+
+    def save_meanwhile(*args, **kwargs):
+        new.save(folder)  # renames the folder being read aside, then deletes it
+        return real(*args, **kwargs)
+    monkeypatch.setattr(quantized, "_sidecar_model", save_meanwhile)
+    np.testing.assert_array_equal(_outputs(QuantizedModel.load(folder)), _outputs(old))
+    monkeypatch.undo()
+    np.testing.assert_array_equal(_outputs(QuantizedModel.load(folder)), _outputs(new))
+
+
+def test_a_folder_deleted_before_its_weights_are_read_is_a_clear_error(models, tmp_path,
+                                                                       monkeypatch):
+    old, new = models
+    folder = old.save(tmp_path / "model")
+    real = quantized.read_file
+
+    def read_file(directory, fd, name):
+        if name == "model.safetensors":
+            new.save(folder)  # the folder open for reading is renamed aside and deleted
+        return real(directory, fd, name)
+    monkeypatch.setattr(quantized, "read_file", read_file)
+    with pytest.raises(FileNotFoundError, match=r"model was replaced while it was being read "
+                                                r"\(a save into it at the same time\?\); load it again"):
+        QuantizedModel.load(folder)
+
+
+def test_loads_racing_saves_give_one_model_or_a_clear_error(models, tmp_path):
+    """A thread saves the two models into one folder in turn while loads run: each load gives
+    the old or the new model's outputs, or says the folder was replaced (or is between the
+    renames of a save); never an error about a damaged file."""
+    old, new = models
+    expected = [_outputs(old), _outputs(new)]
+    folder = old.save(tmp_path / "model")
+    stop = threading.Event()
+
+    def saver():
+        turn = 0
+        while not stop.is_set():
+            (new if turn % 2 == 0 else old).save(folder)
+            turn += 1
+    thread = threading.Thread(target=saver)
+    thread.start()
+    outcomes = []
+    try:
+        for _ in range(25):
+            try:
+                out = _outputs(QuantizedModel.load(folder))
+            except FileNotFoundError as e:
+                assert re.search(r"replaced while it was being read|a save was interrupted|"
+                                 r"has no quantization\.json", str(e)), e
+                outcomes.append("replaced")
+                continue
+            match = [i for i, value in enumerate(expected) if np.array_equal(out, value)]
+            assert match, "a load gave neither model's outputs"
+            outcomes.append(("old", "new")[match[0]])
+    finally:
+        stop.set()
+        thread.join()
+    assert {"old", "new"} & set(outcomes), outcomes
 
 
 # ------------------------------------------------------------------------ permissions

@@ -16,6 +16,8 @@ from safetensors.numpy import load_file, save_file
 
 import samp_jax
 from samp_jax import CheckpointError, ConfigError, PrecisionMap, QuantizedModel, quantize
+from samp_jax.models import read_pooling
+from samp_jax.models.st_folder import write_st_files
 from samp_jax.ptq.quantized import SiteCalibration, _file_digest
 from tests.helpers import GOLDEN
 
@@ -59,11 +61,21 @@ def test_the_untampered_folder_loads_bit_exactly(original, folder):
     np.testing.assert_array_equal(np.asarray(samp_jax.load(folder)(**batch)), np.asarray(q(**batch)))
 
 
-def test_a_v1_folder_still_loads_without_the_manifest(original, folder):
-    q, _ = original
-    _sidecar(folder, lambda d: (d.update(format_version=1), d.pop("files")))
-    batch = q.tokenizer(TEXTS)
-    np.testing.assert_array_equal(np.asarray(QuantizedModel.load(folder)(**batch)), np.asarray(q(**batch)))
+@pytest.mark.parametrize("keep_manifest", [False, True])
+def test_a_v1_sidecar_is_refused_even_with_an_edited_scale(folder, keep_manifest):
+    """format_version 1 had no file manifest: set back to 1, a folder whose scale was edited
+    would load unverified. It is refused, naming the file, the version and what is expected."""
+    arrays = load_file(str(folder / "model.safetensors"))
+    arrays[INT8_SCALE] = arrays[INT8_SCALE] * np.float32(1.5)
+    save_file(arrays, str(folder / "model.safetensors"))
+    _sidecar(folder, lambda d: (d.update(format_version=1),
+                                None if keep_manifest else d.pop("files")))
+    message = r".*/q/quantization\.json: format_version 1 is the format without a file manifest.*" \
+              r"Expected format_version 2"
+    with pytest.raises(ValueError, match=message):
+        QuantizedModel.load(folder)
+    with pytest.raises(ValueError, match=message):
+        samp_jax.load(folder)
 
 
 # ------------------------------------------------------------------------------ tampering
@@ -264,6 +276,10 @@ CASES = {
                           rf"{S[2:]}: field 'head' or 'precision_map' does not build a model: .*nonsense"),
     "tokenizer field a list": (_field("tokenizer", ["tokenizer.json"]), ValueError,
                                rf"{S[2:]}: field 'tokenizer' is a list, expected a file name or null"),
+    "unknown GEMM implementation": (
+        lambda f: _sidecar(f, lambda d: d["info"].update(implementation="cublas-fp4")), ValueError,
+        rf"{S[2:]}: field 'info.implementation'='cublas-fp4' is not a registered GEMM "
+        r"implementation; expected None or one of \("),
 }
 
 
@@ -298,6 +314,12 @@ def _hf_config(change):
     return tamper
 
 
+def _truncate(name, length):
+    def tamper(folder):
+        (folder / name).write_bytes((folder / name).read_bytes()[:length])
+    return tamper
+
+
 def _with(value):
     def edit(a):
         a = a.copy()
@@ -324,6 +346,17 @@ HF_CASES = {
     "config not JSON": (lambda f: (f / "config.json").write_text("{"), ConfigError, rf"{HF_C} is not valid JSON"),
     "config a list": (lambda f: (f / "config.json").write_text("[]"), ConfigError,
                       rf"{HF_C} must hold a JSON object, got list"),
+    "tokenizer.json truncated": (_truncate("tokenizer.json", 300), ValueError,
+                                 r".*/hf/tokenizer\.json is not a readable fast tokenizer \(.*\); "
+                                 r"expected the tokenizer\.json an HF tokenizer saves"),
+    "tokenizer_config.json not JSON": (_truncate("tokenizer_config.json", 20), ValueError,
+                                       r".*/hf/tokenizer_config\.json is not valid JSON \(.*, line "
+                                       r"\d+\); expected a JSON object"),
+    "tokenizer_config.json a list": (lambda f: (f / "tokenizer_config.json").write_text("[1]"),
+                                     ValueError, r".*/hf/tokenizer_config\.json holds a JSON list; "
+                                     "expected an object"),
+    "tokenizer.json not UTF-8": (lambda f: (f / "tokenizer.json").write_bytes(b"\xff\xfe{"),
+                                 ValueError, r".*/hf/tokenizer\.json is not UTF-8 text"),
 }
 
 
@@ -345,3 +378,25 @@ def test_a_bfloat16_hf_checkpoint_still_loads(tmp_path):
     reference = samp_jax.load(HF)
     batch = reference.tokenizer(TEXTS)
     np.testing.assert_allclose(np.asarray(model(**batch)), np.asarray(reference(**batch)), atol=0.05)
+
+
+# --------------------------------------------------------------- sentence-transformers
+@pytest.mark.parametrize("key, value", [
+    ("pooling_mode_cls_token", "false"), ("pooling_mode_mean_tokens", "true"),
+    ("pooling_mode_max_tokens", 0), ("pooling_mode_cls_token", None), ("include_prompt", "true"),
+])
+def test_pooling_flags_that_are_not_booleans_are_refused(tmp_path, key, value):
+    """`"false"` is a non-empty string, so truthy: read as true it doubled the embedding."""
+    write_st_files(tmp_path, hidden_size=8, modes=("mean",), normalize=False)
+    config_file = tmp_path / "1_Pooling" / "config.json"
+    config = json.loads(config_file.read_text())
+    config[key] = value
+    config_file.write_text(json.dumps(config))
+    with pytest.raises(ConfigError, match=rf".*/1_Pooling/config\.json: {key} is {re.escape(repr(value))} "
+                                          r"\(\w+\); expected true or false"):
+        read_pooling(tmp_path)
+
+
+def test_boolean_pooling_flags_read_as_declared(tmp_path):
+    write_st_files(tmp_path, hidden_size=8, modes=("cls", "mean"), normalize=True)
+    assert read_pooling(tmp_path).modes == ("cls", "mean") and read_pooling(tmp_path).normalize

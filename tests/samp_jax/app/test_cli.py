@@ -46,7 +46,8 @@ def test_eval_with_a_map_file_and_static_calibration(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("precision, message", [
-    ("int4", "no precision map at int4"),
+    ("int4", "--precision 'int4' is neither a preset (fp32, fp16, bf16, fully_quant, "
+             "quant_ffn_only, fp8) nor a precision-map JSON file (no such file)"),
 ])
 def test_eval_errors_exit_1_with_a_message(precision, message, capsys):
     assert main(["eval", "--model", "minilm", "--data", "snli-embed", "--precision", precision,

@@ -7,7 +7,8 @@ import stat
 import pytest
 
 from samp_jax.core import atomic
-from samp_jax.core.atomic import atomic_folder, interrupted_save, is_model_folder
+from samp_jax.core.atomic import (atomic_folder, check_replaceable, holds_only, interrupted_save,
+                                  is_model_folder, write_text_atomic)
 
 DEAD = 999_999_999  # no such process: leftovers carrying this PID belong to nobody
 
@@ -196,3 +197,71 @@ def test_a_relative_target(tmp_path, monkeypatch):
     with atomic_folder("model") as tmp:
         (tmp / "config.json").write_text("new")
     assert _listing(tmp_path) == ["model"]
+
+
+# ------------------------------------------------------------------------------ symlinks
+def test_a_file_written_through_a_symlink_replaces_its_target_and_keeps_the_link(tmp_path):
+    target = tmp_path / "real.jsonl"
+    target.write_text("old")
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(target)
+    write_text_atomic(link, "new")
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    assert target.read_text() == "new"
+
+
+def test_a_dangling_symlink_is_written_through_to_the_path_it_names(tmp_path):
+    link = tmp_path / "link.json"
+    link.symlink_to(tmp_path / "sub" / "made.json")
+    write_text_atomic(link, "new")
+    assert link.is_symlink() and (tmp_path / "sub" / "made.json").read_text() == "new"
+    folder_link = tmp_path / "model_link"
+    folder_link.symlink_to(tmp_path / "models" / "model")
+    with atomic_folder(folder_link) as tmp:
+        (tmp / "config.json").write_text("new")
+    assert folder_link.is_symlink()
+    assert (tmp_path / "models" / "model" / "config.json").read_text() == "new"
+
+
+def test_a_symlink_loop_is_refused_before_anything_is_written(tmp_path):
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    with pytest.raises(FileExistsError, match="a symlink that does not resolve"):
+        write_text_atomic(tmp_path / "a", "x")
+    with pytest.raises(FileExistsError, match="a symlink that does not resolve"):
+        with atomic_folder(tmp_path / "a"):
+            pass
+    assert _listing(tmp_path) == ["a", "b"]
+
+
+# ---------------------------------------------------------------------- run folders
+def test_holds_only_accepts_a_folder_of_the_run_s_own_outputs(tmp_path):
+    replaceable = holds_only(("model", "summary.json", "report.md"))
+    run = tmp_path / "run"
+    _model(run / "model")
+    (run / "summary.json").write_text("{}")
+    (run / ".report.md.tmp-123-abcdef12").write_text("litter")
+    assert replaceable(run)
+    (run / "notes.txt").write_text("mine")
+    assert not replaceable(run)
+    (run / "notes.txt").unlink()
+    (run / "model" / "config.json").unlink()  # a folder named model that holds no model
+    assert not replaceable(run)
+
+
+def test_check_replaceable_refuses_what_atomic_folder_would_refuse_and_writes_nothing(tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "photo.jpg").write_text("x")
+    replaceable = holds_only(("summary.json",))
+    with pytest.raises(FileExistsError, match="mine is a non-empty folder that holds files this "
+                                              "run does not write"):
+        check_replaceable(mine, replaceable=replaceable)
+    with pytest.raises(FileExistsError, match="mine is a non-empty folder that holds files"):
+        with atomic_folder(mine, replaceable=replaceable):
+            pass
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(FileExistsError, match="file is a file; expected a folder"):
+        check_replaceable(tmp_path / "file", replaceable=replaceable)
+    assert check_replaceable(tmp_path / "new") == tmp_path / "new"
+    assert _listing(tmp_path) == ["file", "mine"] and _listing(mine) == ["photo.jpg"]

@@ -127,21 +127,32 @@ def test_smoothing_tames_an_outlier_channel():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(weight="float", precision="int8-dynamic"), "needs a int8 QArray weight"),
+    (dict(weight="float", precision="int8-dynamic"),
+     r"gemm: precision int8-dynamic needs weight as a int8 QArray \(samp_jax.core.primitives."
+     r"quantize_weight_int8\), got a \w+ of dtype float32"),
     (dict(weight="int8", precision="fp16"), "needs a float weight"),
     (dict(weight="int8", precision="int8-static"), "needs a static act_scale"),
-    (dict(weight="wide", precision="fp32"), "x has 16 features but weight has shape"),
+    (dict(weight="wide", precision="fp32"),
+     r"gemm: weight has shape \(17, 8\), expected \[K=16, N\] \(K: the size of x's last axis\)"),
+    (dict(weight="3d", precision="fp32"), r"gemm: weight has shape \(16, 8, 1\), expected \[K=16, N\]"),
+    (dict(weight="float", precision="fp32", bias=(7,)), r"gemm: bias has shape \(7,\), expected \(8,\)"),
+    (dict(weight="float", precision="fp32", residual=(2, 7)),
+     r"gemm: residual has shape \(2, 7\), expected \(2, 8\)"),
     (dict(weight="float", precision="fp32", input_scale=np.ones(3)), r"input_scale has shape \(3,\)"),
     (dict(weight="float", precision="int4"), "precision='int4' is not one of"),
 ])
 def test_gemm_rejects_inconsistent_calls(kwargs, message):
     w = rng.normal(size=(16, 8)).astype(np.float32)
     weights = {"float": jnp.asarray(w), "int8": quantize_weight_int8(w),
-               "wide": jnp.asarray(rng.normal(size=(17, 8)), jnp.float32)}
+               "wide": jnp.asarray(rng.normal(size=(17, 8)), jnp.float32),
+               "3d": jnp.asarray(w[..., None])}
     kwargs = dict(kwargs)
     weight = weights[kwargs.pop("weight")]
     if "input_scale" in kwargs:
         kwargs["input_scale"] = jnp.asarray(kwargs["input_scale"], jnp.float32)
+    for name in ("bias", "residual"):
+        if name in kwargs:
+            kwargs[name] = jnp.ones(kwargs[name], jnp.float32)
     with pytest.raises(ValueError, match=message):
         gemm(jnp.ones((2, 16)), weight, **kwargs)
 

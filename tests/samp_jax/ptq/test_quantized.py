@@ -140,3 +140,30 @@ def test_sidecars_without_labels_pooling_or_tokenizer_still_load(tmp_path):
     assert loaded.labels is None and loaded.tokenizer is None
     ids = np.arange(1, 9, dtype=np.int32)[None]
     np.testing.assert_array_equal(np.asarray(loaded(ids)), np.asarray(q(ids)))
+
+
+def _tiny_classifier():
+    rngs = nnx.Rngs(0)
+    return EncoderModel(TINY_CONFIG, make_head("sequence_classification", TINY_CONFIG,
+                                               num_labels=2, rngs=rngs), rngs=rngs)
+
+
+@pytest.mark.parametrize("model, pmap, kwargs, error, message", [
+    ("models/minilm", "fp16", {}, TypeError,
+     r"quantize: model is a str \(load a model folder first: samp_jax.load\(path\)\); expected an "
+     "EncoderModel"),
+    ({"hidden_size": 32}, "fp16", {}, TypeError, "quantize: model is a dict; expected an EncoderModel"),
+    (None, {"num_layers": 3, "default": "fp16"}, {}, TypeError,
+     r"quantize: precision_map is a dict; expected a PrecisionMap \(PrecisionMap.from_dict"),
+    (None, "map.json", {}, TypeError, "quantize: precision_map is a str; expected a PrecisionMap"),
+    (None, "fp16", {"calibration": {"0.qkv": 1.0}}, TypeError,
+     "quantize: calibration is a dict; expected None or a calibrate.Calibration"),
+    (None, "fp16", {"implementation": "cutlass"}, ValueError,
+     r"quantize: implementation='cutlass' is not a registered GEMM implementation; expected None "
+     r"or one of \("),
+])
+def test_quantize_names_an_argument_of_the_wrong_kind(model, pmap, kwargs, error, message):
+    model = _tiny_classifier() if model is None else model
+    pmap = PrecisionMap.preset(pmap, TINY_CONFIG.num_layers) if pmap == "fp16" else pmap
+    with pytest.raises(error, match=message):
+        quantize(model, pmap, **kwargs)

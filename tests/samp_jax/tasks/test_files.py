@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 
 import datasets
 import pyarrow
@@ -157,7 +158,7 @@ def test_sizes_override_as_counts_and_fractions():
 
 # ------------------------------------------------------------------------- inference rules
 @pytest.mark.parametrize("row, head, task_type", [
-    (lambda i: {"sentence1": f"a{i}", "sentence2": "b", "gold_label": "x"}, None,
+    (lambda i: {"sentence1": f"a{i}", "sentence2": "b", "gold_label": "xy"[i % 2]}, None,
      "text_pair_classification"),
     (lambda i: {"text": f"a{i}", "text_pair": "b", "similarity": 0.5}, None, "embedding_pairs"),
     (lambda i: {"sentence1": f"a{i}", "sentence2": "b", "label": i / 3}, None,
@@ -166,12 +167,12 @@ def test_sizes_override_as_counts_and_fractions():
      "embedding_pairs"),
     (lambda i: {"text": f"a{i}", "text_pair": "b", "label": i % 2}, None,
      "text_pair_classification"),
-    (lambda i: {"content": f"a{i}", "category": "x"}, None, "text_classification"),
+    (lambda i: {"content": f"a{i}", "category": "xy"[i % 2]}, None, "text_classification"),
     (lambda i: {"question": f"a{i}"}, None, "embedding_texts"),
     (lambda i: {"text": f"a{i}", "label": 1}, "sentence_embedding", "embedding_texts"),
-    (lambda i: {"words": ["a", str(i)], "labels": ["O", "O"]}, None, "token_classification"),
-    (lambda i: {"text": f"a{i}", "labels": 1}, None, "text_classification"),  # scalar: a label
-    (lambda i: {"text": f"a{i}", "text_pair": "b", "label": 1}, "sequence_classification",
+    (lambda i: {"words": ["a", str(i)], "labels": ["O", "B-x" if i % 2 else "O"]}, None, "token_classification"),
+    (lambda i: {"text": f"a{i}", "labels": i % 2}, None, "text_classification"),  # scalar: a label
+    (lambda i: {"text": f"a{i}", "text_pair": "b", "label": i % 2}, "sequence_classification",
      "text_pair_classification"),
 ])
 def test_task_type_inference(row, head, task_type):
@@ -514,7 +515,7 @@ def test_token_errors_name_the_row(tmp_path):
 
 
 def test_too_few_rows(tmp_path):
-    rows = [{"text": text(i), "label": 0} for i in range(MIN_ROWS - 1)]
+    rows = [{"text": text(i), "label": i % 2} for i in range(MIN_ROWS - 1)]
     with raises(rf"data\.csv has {MIN_ROWS - 1} rows; splitting it into test, search, "
                 rf"calibration, dev needs at least {MIN_ROWS}"):
         load_task(write(tmp_path, "csv", rows))
@@ -537,3 +538,86 @@ def test_task_type_and_head_checks():
         load_task(rows, task_type="text_classification", head="sentence_embedding")
     with raises(r"head='pooler' is not one of"):
         load_task(rows, head="pooler")
+
+
+# ------------------------------------------------------- data that is not what it seems
+def _lines(tmp_path, name: str, text: str):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("name, header, row", [
+    ("d.csv", "text,label,text", "a{i},{label},b{i}"),
+    ("d.tsv", "text\tlabel\ttext", "a{i}\t{label}\tb{i}"),
+])
+def test_repeated_column_names_in_a_header_are_refused(tmp_path, name, header, row):
+    body = "".join(row.format(i=i, label="xy"[i % 2]) + "\n" for i in range(20))
+    path = _lines(tmp_path, name, header + "\n" + body)
+    with raises(rf"{name}: the header \(line 1\): column name 'text' appears 2 times "
+                r"\(columns \[1, 3\] of 3\)"):
+        load_task(path)
+    with raises("column name 'text' appears 2 times"):
+        read_inputs(path)
+
+
+def test_repeated_keys_in_json_rows_are_refused(tmp_path):
+    rows = [f'{{"text": "a{i}", "label": "{"xy"[i % 2]}"}}' for i in range(20)]
+    rows[6] = '{"text": "a6", "label": "x", "text": "other"}'
+    with raises(r"d\.jsonl: line 7 \(row 7\): column 'text' appears more than once"):
+        load_task(_lines(tmp_path, "d.jsonl", "\n".join(rows) + "\n"))
+    with raises(r"d\.json: row 7: column 'text' appears more than once"):
+        load_task(_lines(tmp_path, "d.json", "[" + ",".join(rows) + "]"))
+
+
+def test_repeated_column_names_in_a_parquet_schema_are_refused(tmp_path):
+    table = pyarrow.Table.from_arrays(
+        [pyarrow.array([f"a{i}" for i in range(20)]), pyarrow.array(["xy"[i % 2] for i in range(20)]),
+         pyarrow.array([f"b{i}" for i in range(20)])], names=["text", "label", "text"])
+    pyarrow.parquet.write_table(table, tmp_path / "d.parquet")
+    with raises(r"d\.parquet: the schema: column name 'text' appears 2 times"):
+        load_task(tmp_path / "d.parquet")
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "list"])
+@pytest.mark.parametrize("spelling", ["nan", "NaN", "NA", "N/A", "null", "<NA>", "#N/A"])
+def test_label_strings_that_spell_a_missing_value_are_refused(tmp_path, fmt, spelling):
+    rows = [{"text": text(i), "label": ("neg", "pos")[i % 2]} for i in range(30)]
+    rows[12]["label"] = spelling
+    where = "list of dicts" if fmt == "list" else rf"data\.{fmt}"
+    with raises(rf"{where}: row 13: column 'label' has label '{re.escape(spelling)}', a "
+                "spelling of a missing value"):
+        load_task(write(tmp_path, fmt, rows))
+
+
+def test_missing_value_spellings_in_tags_are_refused():
+    rows = [{"tokens": ["a", text(i)], "tags": ["O", "B-x"]} for i in range(20)]
+    rows[3] = {"tokens": ["a", "b"], "tags": ["O", "NaN"]}
+    with raises(r"row 4: column 'tags' item 1 has label 'NaN', a spelling of a missing value"):
+        load_task(rows)
+
+
+def test_none_is_a_class_name_not_a_missing_value():
+    rows = [{"text": text(i), "label": ("none", "joy")[i % 2]} for i in range(20)]
+    assert load_task(rows).labels == ("joy", "none")
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "list"])
+@pytest.mark.parametrize("label", ["pos", 1])
+def test_data_with_one_class_is_refused(tmp_path, fmt, label):
+    rows = [{"text": text(i), "label": label} for i in range(30)]
+    where = "list of dicts" if fmt == "list" else rf"data\.{fmt}"
+    with raises(rf"{where}: column 'label' holds one class \('?{label}'?\) in all 30 rows; "
+                "expected at least 2 classes"):
+        load_task(write(tmp_path, fmt, rows))
+
+
+def test_one_tag_everywhere_is_refused():
+    with raises(r"column 'tags' holds one class \('O'\) in all 20 rows"):
+        load_task([{"tokens": ["a", text(i)], "tags": ["O", "O"]} for i in range(20)])
+
+
+def test_one_class_present_is_fine_when_the_model_names_the_classes():
+    """Scoring a model on rows of one class is a fair test; only learning from them is not."""
+    task = load_task([{"text": text(i), "label": "pos"} for i in range(30)], labels=("neg", "pos"))
+    assert task.labels == ("neg", "pos")

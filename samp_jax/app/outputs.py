@@ -1,0 +1,75 @@
+"""Arguments of the commands checked before any slow step: output paths and precision names."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from samp_jax.core.atomic import check_replaceable, is_model_folder, resolve_output
+from samp_jax.core.precision import PRESETS
+
+
+class UsageError(ValueError):
+    """A bad combination of arguments (exit code 2)."""
+
+
+def check_output(path: str | Path, *, what: str, folder: bool, model_folder: bool = False,
+                 inputs: tuple = (), replaceable=None) -> Path:
+    """Refuses, before any slow step, an output path that is empty, an existing file where a
+    folder goes (or the reverse), one of the `inputs`, unwritable, a symlink loop, or a
+    non-empty folder that the output would replace and that `replaceable` refuses
+    (`model_folder`: one that holds no model). Every output is written beside its target and
+    renamed into place (a symlink: beside what it points to), so that is where the write test
+    runs.
+
+    Raises:
+      UsageError: an empty path.
+      ValueError: any other refusal (one line naming `what` and the path).
+    """
+    if str(path).strip() == "":
+        raise UsageError(f"{what} is empty; give a path")
+    path = Path(path)
+    try:
+        target = resolve_output(path)
+    except FileExistsError as e:
+        raise ValueError(f"{what} {e}") from None
+    if folder and target.exists() and not target.is_dir():
+        raise ValueError(f"{what} {path} exists and is not a folder")
+    if not folder and target.is_dir():
+        raise ValueError(f"{what} {path} is a folder; give a file path")
+    for source in inputs:
+        if source is not None and Path(source).exists() and \
+                Path(source).resolve() == target.resolve():
+            raise ValueError(f"{what} {path} is also an input; writing there would replace it "
+                             "(choose another path)")
+    if model_folder:
+        replaceable = is_model_folder
+    if replaceable is not None:
+        try:
+            check_replaceable(path, replaceable=replaceable)
+        except FileExistsError as e:
+            raise ValueError(f"{what} {e}") from None
+    parent = target.parent  # where the temporary copy goes: space and permission needed there
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"{what} {path}: {parent} is not a folder")
+    try:  # a real write, not a permission-bit guess: read-only mounts and quotas show up too
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as e:
+        raise ValueError(f"{what} {path}: cannot write in {parent} ({e.strerror})") from None
+    return path
+
+
+def check_precision_items(names: list[str], *, what: str = "--precision") -> None:
+    """Each item is a preset name or an existing precision-map file.
+
+    Raises:
+      ValueError: naming the item, the presets and that no such file exists.
+    """
+    for name in names:
+        if name not in PRESETS and not Path(name).is_file():
+            why = "is a folder" if Path(name).is_dir() else "no such file"
+            raise ValueError(f"{what} {name!r} is neither a preset ({', '.join(PRESETS)}) nor a "
+                             f"precision-map JSON file ({why})")

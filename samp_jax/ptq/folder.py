@@ -1,0 +1,207 @@
+"""Reading a quantized model folder (`QuantizedModel.save`'s format) so that what is checked is
+what is used.
+
+- One read of each file: `read_folder` reads the sidecar, every file the manifest lists and the
+  tokenizer files into memory through one open handle on the folder, and the manifest check
+  hashes those same bytes, which are then parsed. A save that replaces the folder meanwhile (a
+  rename, `samp_jax.core.atomic`) cannot mix files of two saves: every file comes from the
+  folder as it was opened; if that folder is deleted before its files are read, the load
+  stops with "replaced while it was read".
+- Only the authenticated format: format version 2, whose sidecar lists every file with its
+  sha256 and size. Version 1 had no such list (an edited scale loaded silently) and is refused.
+- Every sidecar field the loader uses is checked for its JSON type, the GEMM implementation it
+  names must be registered, and every tensor's dtype, width and values (`checked_tensor`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import jax.numpy as jnp
+import numpy as np
+
+from pallas_kernels.numerics import INT8_MAX, SCALE_EPS
+from samp_jax.models.checkpoint import CheckpointError
+from samp_jax.ops.dispatch import check_implementation
+
+FORMAT = "samp-jax-quantized"
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (2,)  # 1 had no file manifest: refused, see the module docstring
+WEIGHTS_FILE = "model.safetensors"
+SIDECAR_FILE = "quantization.json"
+COMPUTE_DTYPES = ("float16", "bfloat16", "float32")
+# How `save` stores dtypes safetensors' numpy API lacks: their bits, as unsigned integers.
+STORED_AS = {"bfloat16": "uint16", "float8_e4m3fn": "uint8"}
+# Sidecar fields `load` uses, and their JSON types.
+SIDECAR_FIELDS = {"format": str, "format_version": int, "config": dict, "head": dict, "dtype": str,
+                  "precision_map": dict, "info": dict, "dtypes": dict, "files": dict}
+
+
+class FolderChanged(FileNotFoundError):
+    """The folder was replaced (or deleted) while it was being read."""
+
+
+@contextlib.contextmanager
+def open_folder(directory: Path) -> Iterator[int]:
+    """A file descriptor on `directory`, for `read_file`; closed after the block."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except NotADirectoryError:
+        raise FileNotFoundError(f"{directory} is not a folder") from None
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def read_file(directory: Path, folder_fd: int, name: str) -> bytes | None:
+    """The bytes of file `name` of the folder opened as `folder_fd` (None when it has none).
+
+    Raises:
+      FolderChanged: the folder was deleted (a save replaced it) before the file was read.
+    """
+    try:
+        fd = os.open(name, os.O_RDONLY, dir_fd=folder_fd)
+    except (FileNotFoundError, IsADirectoryError):
+        if os.fstat(folder_fd).st_nlink == 0:  # removed since it was opened
+            raise FolderChanged(f"{directory} was replaced while it was being read (a save into "
+                                "it at the same time?); load it again") from None
+        return None
+    with os.fdopen(fd, "rb") as f:
+        return f.read()
+
+
+def read_folder(directory: Path, names: Iterable[str]) -> dict[str, bytes | None]:
+    """The sidecar's and `names`' bytes, all read through one handle on `directory`."""
+    with open_folder(directory) as fd:
+        sidecar = read_file(directory, fd, SIDECAR_FILE)
+        return {SIDECAR_FILE: sidecar, **{name: read_file(directory, fd, name) for name in names}}
+
+
+def bytes_digest(data: bytes) -> dict[str, Any]:
+    """`{"sha256", "bytes"}` of `data`, as the manifest records a file."""
+    return {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+
+
+def file_digest(path: Path) -> dict[str, Any]:
+    """`bytes_digest` of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return {"sha256": digest.hexdigest(), "bytes": path.stat().st_size}
+
+
+def parse_sidecar(path: Path, data: bytes) -> dict[str, Any]:
+    """The parsed sidecar, after checking that it is this format and version and that every
+    field `load` uses is there with the right JSON type."""
+    try:
+        sidecar = json.loads(data.decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path} is not valid JSON: {e}") from None
+    if isinstance(sidecar, dict) and sidecar.get("format") == FORMAT and \
+            sidecar.get("format_version") == 1:
+        raise ValueError(f"{path}: format_version 1 is the format without a file manifest, whose "
+                         "weights and scales cannot be verified; it is not read. Expected "
+                         f"format_version {FORMAT_VERSION}: quantize the float model again and "
+                         "save it")
+    if not isinstance(sidecar, dict) or sidecar.get("format") != FORMAT \
+            or type(sidecar.get("format_version")) is not int \
+            or sidecar["format_version"] not in READABLE_VERSIONS:
+        found = type(sidecar).__name__ if not isinstance(sidecar, dict) else \
+            f"format {sidecar.get('format')!r} version {sidecar.get('format_version')!r}"
+        raise ValueError(f"{path} is not a {FORMAT} sidecar of version {READABLE_VERSIONS}: found "
+                         f"{found}, expected a JSON object with format {FORMAT!r}")
+    for key, kind in SIDECAR_FIELDS.items():
+        if not isinstance(sidecar.get(key), kind):
+            raise ValueError(f"{path}: field {key!r} is {_json_type(sidecar.get(key))}, expected "
+                             f"{_json_type(kind())}")
+    _check_fields(path, sidecar)
+    return sidecar
+
+
+def _check_fields(path: Path, sidecar: dict[str, Any]) -> None:
+    if sidecar["dtype"] not in COMPUTE_DTYPES:
+        raise ValueError(f"{path}: field 'dtype' is {sidecar['dtype']!r}, expected one of {COMPUTE_DTYPES}")
+    bad = [k for k, v in sidecar["dtypes"].items() if not isinstance(v, str)]
+    if bad:
+        raise ValueError(f"{path}: field 'dtypes' has a non-string entry for {bad[0]!r}, expected a "
+                         "dtype name")
+    if sidecar.get("tokenizer") is not None and not isinstance(sidecar["tokenizer"], str):
+        raise ValueError(f"{path}: field 'tokenizer' is {_json_type(sidecar['tokenizer'])}, expected "
+                         "a file name or null")
+    if not isinstance(sidecar["head"].get("kind"), str):
+        raise ValueError(f"{path}: field 'head' has no 'kind' string")
+    implementation = sidecar["info"].get("implementation")
+    if implementation is not None and not isinstance(implementation, str):
+        raise ValueError(f"{path}: field 'info.implementation' is {_json_type(implementation)}, "
+                         "expected a string or null")
+    check_implementation(implementation, where=f"{path}: field 'info.implementation'")
+    for name in sidecar["files"]:
+        if name in ("", ".", "..") or Path(name).name != name:
+            raise CheckpointError(path, problem=f"lists {name!r} in its file manifest, expected "
+                                  "a plain file name in the folder")
+
+
+def _json_type(value) -> str:
+    names = {dict: "an object", list: "a list", str: "a string", int: "an integer",
+             float: "a number", bool: "a boolean", type(None): "missing or null"}
+    return names.get(type(value), type(value).__name__)
+
+
+def verify_files(directory: Path, files: dict, contents: dict[str, bytes | None],
+                 tokenizer: str | None) -> None:
+    """Every file the manifest (`files`) lists was read (`contents`) with its size and sha256;
+    the weights (and the tokenizer, when the sidecar names one) are listed."""
+    for name in (WEIGHTS_FILE, tokenizer):
+        if name is not None and name not in files:
+            raise CheckpointError(directory / SIDECAR_FILE, problem=f"has no file manifest entry for "
+                                  f"{name}, expected one for every file save wrote")
+    for name, want in files.items():
+        path = directory / name
+        if contents.get(name) is None:
+            raise CheckpointError(path, problem="is listed in the manifest but missing")
+        got = bytes_digest(contents[name])
+        if not isinstance(want, dict) or got != {"sha256": want.get("sha256"), "bytes": want.get("bytes")}:
+            expected = f"{want.get('bytes')} bytes, sha256 {str(want.get('sha256'))[:16]}..." \
+                if isinstance(want, dict) else f"{want!r:.60}"
+            raise CheckpointError(path, problem=f"does not match the manifest: found {got['bytes']} bytes, "
+                                  f"sha256 {got['sha256'][:16]}..., expected {expected} (the file was "
+                                  "changed or damaged after saving, or is being written)")
+
+
+def checked_tensor(file: Path, key: str, stored: np.ndarray, claimed: str | None, want) -> np.ndarray:
+    """The stored array as `want` (the dtype the precision map implies), after checking the
+    sidecar's dtype claim and the value range."""
+    if claimed != want.name:
+        raise CheckpointError(file, problem=f"tensor {key}: the sidecar ({SIDECAR_FILE}) says dtype "
+                              f"{claimed!r}, expected {want.name!r} for this precision map")
+    storage = STORED_AS.get(want.name, want.name)
+    if stored.dtype.name != storage:
+        raise CheckpointError(file, problem=f"tensor {key}: stored as {stored.dtype}, expected {storage}"
+                              + (f" (the bits of {want.name})" if storage != want.name else ""))
+    value = restore_dtype(stored, want.name)
+    if want == jnp.int8:
+        low = int(value.min()) if value.size else 0
+        if low < -INT8_MAX:
+            raise CheckpointError(file, problem=f"tensor {key}: INT8 value {low} found, expected "
+                                  f"[-{int(INT8_MAX)}, {int(INT8_MAX)}] (symmetric quantization)")
+        return value
+    as_float = np.asarray(value, np.float32)
+    if not np.all(np.isfinite(as_float)):
+        raise CheckpointError(file, problem=f"tensor {key}: non-finite values found, expected finite")
+    if key.endswith("_scale") and as_float.size and float(as_float.min()) < SCALE_EPS:
+        raise CheckpointError(file, problem=f"tensor {key}: scale {float(as_float.min())!r} found, "
+                              f"expected a finite scale >= {SCALE_EPS}")
+    return value
+
+
+def restore_dtype(array: np.ndarray, name: str) -> np.ndarray:
+    """Reinterprets the stored bits of bfloat16/float8 arrays (see `QuantizedModel.save`)."""
+    dtype = jnp.dtype(name)
+    return array if array.dtype == dtype else array.view(dtype)

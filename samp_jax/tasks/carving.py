@@ -1,0 +1,83 @@
+"""Carving examples into splits: seeded shuffles, default split sizes, and the rows that repeat
+a test input (dropped from the other splits). See `samp_jax.tasks.files` for the rules."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+DEFAULT_FRACTIONS = {"test": 0.2, "search": 0.2, "calibration": 0.1, "dev": 0.1}
+# Test is cut first, so that it depends only on the seed and its own size.
+CARVE_ORDER = ("test", "search", "calibration", "dev", "train")
+MAX_CALIBRATION = 512
+MIN_ROWS = 10
+
+
+def split_sizes(n: int, requested: Mapping[str, int | float], carve: Sequence[str],
+           where: str) -> dict[str, int]:
+    """Rows for each split in `carve`: `requested`, else the defaults (module docstring)."""
+    if any(s not in requested for s in carve) and n < MIN_ROWS:
+        raise ValueError(f"{where} has {n} rows; splitting it into {', '.join(carve)} needs at "
+                         f"least {MIN_ROWS} (or give every split's size with sizes=...)")
+    counts = {}
+    for split in carve:
+        if split in requested:
+            counts[split] = _count(requested[split], n, split)
+        elif split == "dev":
+            counts[split] = round(DEFAULT_FRACTIONS["dev"] * n)
+        else:
+            counts[split] = max(1, round(DEFAULT_FRACTIONS[split] * n))
+    if "calibration" in counts and "calibration" not in requested:
+        counts["calibration"] = min(counts["calibration"], MAX_CALIBRATION)
+    if sum(counts.values()) > n:
+        raise ValueError(f"{where} has {n} rows, but the splits need {sum(counts.values())} "
+                         f"({counts})")
+    return counts
+
+
+def _count(value, n: int, split: str) -> int:
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        if value < 0:
+            raise ValueError(f"sizes[{split!r}]={value}; expected a count of 0 or more")
+        return int(value)
+    if isinstance(value, (float, np.floating)) and 0 < value < 1:
+        return max(1, round(float(value) * n))
+    raise ValueError(f"sizes[{split!r}]={value!r}; expected an int (a count) or a float in "
+                     "(0, 1) (a fraction)")
+
+
+def carve_splits(examples: list[dict], counts: Mapping[str, int], rest: str,
+           seed: int) -> dict[str, list[dict]]:
+    """Seeded shuffle, then `counts` rows for each split in `CARVE_ORDER`; the rest (unless
+    `rest` was sized too) go to `rest`."""
+    order = np.random.default_rng(seed).permutation(len(examples))
+    parts, start = {}, 0
+    for split in CARVE_ORDER:
+        if split in counts:
+            parts[split] = [examples[i] for i in order[start:start + counts[split]]]
+            start += counts[split]
+    parts.setdefault(rest, [examples[i] for i in order[start:]])
+    return parts
+
+
+def _input_key(example: dict) -> tuple:
+    if "tokens" in example:
+        return tuple(example["tokens"]),
+    return example["text"], example.get("text_pair")
+
+
+def without_test_inputs(
+        splits: dict[str, list[dict]]) -> tuple[dict[str, list[dict]], dict[str, int]]:
+    """Drops the rows of non-test splits whose input equals a test input; counts per split."""
+    test = {_input_key(e) for e in splits.get("test", ())}
+    kept, dropped = {}, {}
+    for split, examples in splits.items():
+        kept[split] = examples if split == "test" else [
+            e for e in examples if _input_key(e) not in test]
+        if len(kept[split]) < len(examples):
+            dropped[split] = len(examples) - len(kept[split])
+            if not kept[split]:
+                raise ValueError(f"every row of the {split} split repeats a test input; the data "
+                                 "has too few distinct inputs (texts, or token lists)")
+    return kept, dropped

@@ -1,0 +1,247 @@
+"""Reading your data: a CSV, TSV, JSON Lines or Parquet file, a `datasets` `save_to_disk`
+folder, a `datasets.Dataset` / `DatasetDict` or a list of dicts, into `Table`s of raw rows.
+
+Refused here, before any row is converted (one line naming the file, the row or line, and the
+column): an empty file, a row with more fields than the header, bad quoting, text that is not
+UTF-8, and a column name that appears twice (in a CSV/TSV header, a JSON object or a Parquet
+schema), since only one of the two columns could be read and nothing would say which.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import sys
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+
+@dataclasses.dataclass(frozen=True)
+class Table:
+    """Rows read from one file or dataset, before any checks.
+
+    Attributes:
+      where: names the source in messages (a path, `path['train']`, ...).
+      columns: the column names found.
+      rows: one dict per row.
+      class_names: ClassLabel names of `datasets` columns (their values are ids).
+      name: a default task name.
+    """
+
+    where: str
+    columns: tuple[str, ...]
+    rows: tuple[dict, ...]
+    class_names: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    name: str = "data"
+
+
+FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".json": "jsonl",
+           ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
+"""File suffix → format."""
+SPLIT_NAMES = {"train": "train", "dev": "dev", "validation": "dev", "valid": "dev",
+               "calibration": "calibration", "search": "search", "test": "test"}
+"""Split names a `DatasetDict` or `split_files` may use → our split."""
+
+def read_tables(source, split_files) -> tuple[dict[str | None, Table], bool]:
+    """Tables by split (`{None: table}` for one source to split) and whether splits are
+    explicit."""
+    if source is not None and split_files:
+        raise ValueError("pass either a source or split_files, not both")
+    if split_files:
+        tables = {}
+        for key, path in split_files.items():
+            split = split_name(key, "split_files")
+            if split in tables:
+                raise ValueError(f"split_files gives the {split} split twice")
+            table = _read_path(Path(path))
+            if isinstance(table, dict):
+                raise ValueError(f"{path}: split_files[{key!r}] is a DatasetDict folder; give "
+                                 "one split's data (or pass the folder as the source)")
+            tables[split] = table
+        return tables, True
+    if source is None:
+        raise ValueError("no data: pass a source (a file, a save_to_disk folder, a datasets "
+                         "Dataset or a list of dicts) or split_files")
+    read = _read_path(Path(source)) if isinstance(source, (str, Path)) else _read_object(source)
+    if isinstance(read, dict):
+        return read, True
+    return {None: read}, False
+
+
+def describe_source(source) -> str:
+    return str(source) if isinstance(source, (str, Path)) else type(source).__name__
+
+
+def split_name(key: str, what: str) -> str:
+    if key not in SPLIT_NAMES:
+        raise ValueError(f"{what}: split {key!r} is not one of {sorted(SPLIT_NAMES)}")
+    return SPLIT_NAMES[key]
+
+
+def _default_name(path: Path) -> str:
+    """The file's stem, or its folder's name when the stem is a split name (`data/train.csv`)."""
+    stem = path.name if path.is_dir() else path.stem
+    folder = path.resolve().parent.name
+    return folder if stem in SPLIT_NAMES and folder else stem
+
+
+def _read_path(path: Path) -> Table | dict[str, Table]:
+    if not path.exists():
+        raise ValueError(f"{path} does not exist")
+    if path.is_dir():
+        return _read_saved(path)
+    kind = FORMATS.get(path.suffix.lower())
+    if kind is None:
+        raise ValueError(f"{path}: unknown format {path.suffix!r}; expected a file ending in "
+                         f"one of {sorted(FORMATS)} or a folder written by datasets' "
+                         "save_to_disk")
+    try:
+        rows, columns = {"csv": _read_delimited, "tsv": _read_delimited, "jsonl": _read_json,
+                         "parquet": _read_parquet}[kind](path, kind)
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start}); expected "
+                         f"a {kind} file") from None
+    return _table(str(path), rows, columns, name=_default_name(path))
+
+
+def _read_delimited(path: Path, kind: str) -> tuple[list[dict], list[str]]:
+    with path.open(newline="", encoding="utf-8-sig") as f:
+        # TSV has no quoting: a field is everything between tabs, quotes included
+        reader = (csv.DictReader(f) if kind == "csv" else
+                  csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+        header = reader.fieldnames
+        if not header:
+            raise ValueError(f"{path} is empty; expected a header line with the column names")
+        _check_distinct(header, f"{path}: the header (line 1)")
+        rows = []
+        try:
+            for row_number, row in enumerate(reader, 1):
+                if None in row:
+                    raise ValueError(f"{path}: row {row_number} has {len(row[None])} more "
+                                     f"field(s) than the {len(header)} columns of the header "
+                                     f"{header}")
+                rows.append(row)
+        except csv.Error as e:  # bad quoting, a field over csv's size limit
+            raise ValueError(f"{path}: row {len(rows) + 1}: {e}; expected {kind.upper()} "
+                             "rows") from None
+    return rows, list(header)
+
+
+def _read_json(path: Path, kind: str) -> tuple[list, list[str] | None]:
+    text = path.read_text(encoding="utf-8-sig")
+    if not text.strip():
+        raise ValueError(f"{path} is empty; expected JSON Lines, one object per line")
+    if text.lstrip().startswith("["):  # one JSON array of objects
+        try:
+            rows = json.loads(text, object_pairs_hook=_JsonObject.of)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+        if isinstance(rows, list):
+            for row_number, row in enumerate(rows, 1):
+                _check_object(row, f"{path}: row {row_number}")
+        return rows, None
+    rows = []
+    for line_number, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                row = json.loads(line, object_pairs_hook=_JsonObject.of)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}: line {line_number} is not a JSON object ({e.msg}); "
+                                 "expected JSON Lines, one object per line") from None
+            _check_object(row, f"{path}: line {line_number} (row {len(rows) + 1})")
+            rows.append(row)
+    return rows, None
+
+
+class _JsonObject(dict):
+    """A parsed JSON object that remembers the keys it held more than once (`json` keeps the
+    last value of a repeated key and says nothing)."""
+
+    repeated: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, pairs: list[tuple[str, object]]) -> "_JsonObject":
+        obj = cls(pairs)
+        if len(obj) < len(pairs):
+            counts = Counter(key for key, _ in pairs)
+            obj.repeated = tuple(key for key, n in counts.items() if n > 1)
+        return obj
+
+
+def _check_object(row, at: str) -> None:
+    """Refuses a row object with a repeated key (only its last value would be read)."""
+    if isinstance(row, _JsonObject) and row.repeated:
+        raise ValueError(f"{at}: column {row.repeated[0]!r} appears more than once in the "
+                         "object; expected distinct column names (only the last value would be "
+                         "read)")
+
+
+def _check_distinct(columns: Sequence[str], at: str) -> None:
+    """Refuses repeated column names (a reader keeps one of them, silently)."""
+    counts = Counter(columns)
+    repeated = next((name for name in columns if counts[name] > 1), None)
+    if repeated is not None:
+        positions = [i for i, name in enumerate(columns, 1) if name == repeated]
+        raise ValueError(f"{at}: column name {repeated!r} appears {len(positions)} times "
+                         f"(columns {positions} of {len(columns)}); expected distinct column "
+                         "names (only one of them would be read)")
+
+
+def _read_parquet(path: Path, kind: str) -> tuple[list[dict], list[str]]:
+    import pyarrow  # lazily: only Parquet needs it (a dependency of `datasets`)
+    import pyarrow.parquet
+    try:
+        _check_distinct(pyarrow.parquet.read_schema(path).names, f"{path}: the schema")
+        table = pyarrow.parquet.read_table(path)
+    except (pyarrow.ArrowException, OSError) as e:
+        problem = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ValueError(f"{path} is not a readable Parquet file ({problem})") from None
+    return table.to_pylist(), table.schema.names
+
+
+def _read_saved(path: Path) -> Table | dict[str, Table]:
+    if not ((path / "dataset_dict.json").is_file() or (path / "state.json").is_file()):
+        raise ValueError(f"{path} is a folder but not one written by datasets' save_to_disk "
+                         "(it has no dataset_dict.json or state.json)")
+    import datasets  # lazily: importing it takes a second
+    return _read_object(datasets.load_from_disk(str(path)), where=str(path), name=path.name)
+
+
+def _read_object(obj, *, where: str | None = None,
+                 name: str | None = None) -> Table | dict[str, Table]:
+    hf = sys.modules.get("datasets")  # a Dataset object means `datasets` is imported
+    if hf is not None and isinstance(obj, hf.DatasetDict):
+        where = where or "DatasetDict"
+        return {split_name(key, where): _dataset_table(part, f"{where}[{key!r}]", name)
+                for key, part in obj.items()}
+    if hf is not None and isinstance(obj, hf.Dataset):
+        return _dataset_table(obj, where or "datasets.Dataset", name)
+    if isinstance(obj, (list, tuple)):
+        return _table("list of dicts", list(obj), None, name="data")
+    raise TypeError(f"source of type {type(obj).__name__} is not a path, a datasets.Dataset or "
+                    "DatasetDict, or a list of dicts")
+
+
+def _dataset_table(dataset, where: str, name: str | None) -> Table:
+    class_names = {}
+    for column, feature in dataset.features.items():
+        feature = getattr(feature, "feature", feature)  # List(ClassLabel) of tags
+        if hasattr(feature, "names") and hasattr(feature, "str2int"):  # ClassLabel
+            class_names[column] = tuple(feature.names)
+    return _table(where, dataset.to_list(), dataset.column_names, class_names=class_names,
+                  name=name or dataset.info.dataset_name or "data")
+
+
+def _table(where: str, rows: list, columns: Sequence[str] | None, *,
+           class_names: Mapping[str, tuple[str, ...]] | None = None, name: str) -> Table:
+    for row_number, row in enumerate(rows, 1):
+        if not isinstance(row, Mapping):
+            raise ValueError(f"{where}: row {row_number} is a {type(row).__name__}; expected an "
+                             "object (a dict of column values)")
+    if not rows:
+        raise ValueError(f"{where} has no rows")
+    if columns is None:  # the union of the rows' keys, in first-seen order
+        columns = list(dict.fromkeys(key for row in rows for key in row))
+    return Table(where, tuple(columns), tuple(rows), dict(class_names or {}), name)

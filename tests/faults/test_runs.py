@@ -1,0 +1,159 @@
+"""Whole-run outputs: a command that writes several files (`search`: the model, the map, the
+summary, the report and the plot; `finetune`: the checkpoint and its summary) commits them
+together with one rename. A run that dies or fails half-way leaves the previous run's folder
+exactly as it was, never a folder that mixes two runs; an output folder holding files the run
+does not write is refused before any work."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import types
+
+import numpy as np
+import pytest
+from flax import nnx
+
+import samp_jax as sj
+from calibrate.search import report
+from samp_jax.app import cli
+from samp_jax.app.cli import main
+from samp_jax.models import make_head, save_pretrained
+from samp_jax.workflows import pipeline
+from tests.faults.search_child import search_into, setup
+from tests.helpers import ROOT
+
+
+def _snapshot(folder) -> dict[str, bytes]:
+    """Every file under `folder` (relative path -> bytes), hidden ones included."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file()}
+
+
+def _litter(parent, name: str) -> list[str]:
+    return sorted(p.name for p in parent.iterdir() if p.name != name)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return setup()
+
+
+@pytest.fixture(scope="module")
+def first_search(tiny, tmp_path_factory):
+    """A search into a folder that holds the litter of an interrupted write of its report."""
+    out = tmp_path_factory.mktemp("runs") / "search"
+    out.mkdir()
+    (out / ".report.md.tmp-999999999-00000000").write_text("litter of an interrupted write")
+    run = search_into(out, ("fp32", "int8-dynamic"), "first", *tiny)
+    return out, run
+
+
+def test_a_search_replaces_its_folder_whole(first_search):
+    out, run = first_search
+    assert sorted(p.name for p in out.iterdir()) == ["model", "pareto.png", "precision_map.json",
+                                                     "report.md", "summary.json"]
+    assert run.summary["quantized_model"] == str(out / "model")
+    assert sj.PrecisionMap.from_json(out / "precision_map.json") == \
+        sj.QuantizedModel.load(out / "model").precision_map
+    assert _litter(out.parent, "search") == []
+
+
+def test_a_search_that_fails_between_its_files_leaves_the_previous_run(tiny, first_search,
+                                                                       monkeypatch):
+    out, _ = first_search
+    before = _snapshot(out)
+    assert {"model/quantization.json", "precision_map.json", "summary.json", "report.md",
+            "pareto.png"} <= set(before)
+
+    def fail(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(report, "plot_pareto", fail)  # after the model, map and summary
+    with pytest.raises(OSError, match="No space left"):
+        search_into(out, ("fp32", "int8-static"), "second", *tiny)
+    assert _snapshot(out) == before
+    assert _litter(out.parent, "search") == []  # the half-built run is removed
+
+
+def test_a_search_refuses_an_out_folder_with_other_files_before_any_work(tiny, tmp_path,
+                                                                         monkeypatch, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("the user's own file")
+    monkeypatch.setattr(pipeline, "search_calibration", lambda *a, **k: pytest.fail("slow work"))
+    with pytest.raises(FileExistsError, match="holds files this run does not write"):
+        search_into(out, ("fp32", "int8-dynamic"), "x", *tiny)
+    monkeypatch.setattr(cli, "load", lambda *a, **k: pytest.fail("loaded a model first"))
+    code = main(["search", "--model", "m", "--data", "snli", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 1 and "--out" in err and "holds files this run does not write" in err, err
+    assert (out / "notes.txt").read_text() == "the user's own file"
+
+
+@pytest.mark.slow
+def test_kill_9_between_the_files_of_a_search_leaves_the_previous_run(tmp_path):
+    """A process searches into OUT to the end, then again with other options, and is killed
+    (SIGKILL) after the second run's model, map and summary are written, before its report:
+    OUT is byte for byte the first run, and the next run cleans the half-built folder."""
+    out = tmp_path / "search"
+    child = subprocess.Popen(
+        [sys.executable, "-m", "tests.faults.search_child", str(out)], cwd=ROOT,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu"})
+    try:
+        assert child.stdout.readline().strip() == "first"
+        first = _snapshot(out)
+        child.stdin.write("go\n")
+        child.stdin.flush()
+        assert child.wait(timeout=600) == -signal.SIGKILL
+    finally:
+        child.kill()
+    assert _snapshot(out) == first
+    assert b"first" in first["report.md"] and b"first" in first["summary.json"]
+    assert [name.startswith(".search.tmp-") for name in _litter(tmp_path, "search")] == [True]
+
+
+# ------------------------------------------------------------------------------ finetune
+@pytest.fixture
+def finetune_files(tmp_path, minilm_dir):
+    config = sj.EncoderConfig(vocab_size=30522, hidden_size=32, num_layers=2, num_heads=4,
+                              intermediate_size=64, max_position_embeddings=64)
+    rngs = nnx.Rngs(5)
+    model = sj.EncoderModel(config, make_head("sequence_classification", config, num_labels=2,
+                                              rngs=rngs), rngs=rngs)
+    save_pretrained(model, tmp_path / "base", tokenizer_dir=minilm_dir)
+    rng = np.random.default_rng(1)
+    words = "good bad movie plot day night fine awful".split()
+    (tmp_path / "data.csv").write_text("text,label\n" + "".join(
+        f"{' '.join(rng.choice(words, 6))},{('neg', 'pos')[i % 2]}\n" for i in range(40)))
+    return tmp_path
+
+
+def _fake_finetune(scale: float):
+    """`finetune` without the training: the model with its classifier scaled by `scale`."""
+    def finetune(model, task, tokenizer, config, progress=True):
+        kernel = model.head.classifier.kernel
+        kernel.value = kernel.value * scale
+        return types.SimpleNamespace(model=model, dev_metric=0.5, steps=1, seconds=0.0)
+    return finetune
+
+
+def test_a_finetune_that_fails_before_its_summary_leaves_the_previous_run(finetune_files,
+                                                                          monkeypatch, capsys):
+    root = finetune_files
+    argv = ["finetune", "--model", str(root / "base"), "--data", str(root / "data.csv"),
+            "--out", str(root / "out")]
+    monkeypatch.setattr(cli, "finetune", _fake_finetune(2.0))
+    assert main(argv) == 0, capsys.readouterr().err
+    before = _snapshot(root / "out")
+    assert {"config.json", "model.safetensors", "finetune.json"} <= set(before)
+
+    def no_space(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(cli, "finetune", _fake_finetune(3.0))
+    monkeypatch.setattr(cli, "json", types.SimpleNamespace(dumps=no_space))  # the summary
+    assert main(argv) == 1
+    assert "No space left" in capsys.readouterr().err
+    assert _snapshot(root / "out") == before
