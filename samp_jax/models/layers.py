@@ -87,7 +87,7 @@ class GemmSite(nnx.Module):
         if self.observer is not None:
             self.observer(x)
         return gemm(x, self.kernel[...], precision=self.precision, bias=self.bias[...],
-                    activation=activation, residual=residual, out_dtype=self.dtype)
+                    activation=activation, residual=residual, out_dtype=self.dtype, site=self.site)
 
 
 def position_ids(input_ids: jax.Array, padding_idx: int | None) -> jax.Array:
