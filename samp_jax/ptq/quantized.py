@@ -32,7 +32,8 @@ from samp_jax.models.config import EncoderConfig
 from samp_jax.models.layers import Embeddings, GemmSite
 from samp_jax.models.model import EncoderModel, head_spec, make_head
 from samp_jax.models.tokenizer import TOKENIZER_FILE, Tokenizer, check_fits
-from samp_jax.ops.dispatch import Activation, gemm
+from samp_jax.ops.dispatch import Activation, gemm, record_executions
+from samp_jax.ops.pallas import interpreting
 from samp_jax.ops.handoff import Int8Input
 from samp_jax.core.precision import SITES, PrecisionMap, PrecisionMapError, SitePrecision, precision_of_dtype
 from samp_jax.core.primitives import FP8_E4M3_MAX, QArray, quantize_weight_fp8, quantize_weight_int8
@@ -46,6 +47,7 @@ SIDECAR_FILE = "quantization.json"
 COMPUTE_DTYPES = ("float16", "bfloat16", "float32")
 # How `save` stores dtypes safetensors' numpy API lacks: their bits, as unsigned integers.
 _STORED_AS = {"bfloat16": "uint16", "float8_e4m3fn": "uint8"}
+PROJECT_LABEL = "embedding_project"  # the ELECTRA-style projection's site label
 
 
 class QuantizedVariable(nnx.Variable):
@@ -73,14 +75,15 @@ class QuantizedGemmSite(nnx.Module):
     Same call interface as `GemmSite`. Quantized sites keep `kernel` as INT8 (per-channel
     `kernel_scale [out]`) or FP8 (per-tensor `kernel_scale []`); float sites keep `kernel` in
     their float dtype. Static activation schemes carry `act_scale`; smoothed sites carry
-    `input_scale [in]`, which multiplies the input inside the quantize step.
+    `input_scale [in]`, which multiplies the input inside the quantize step. `label` names
+    the site in execution records and fallback logs (`"3.ffn_in"`; default: `site`).
     """
 
     observer = None
 
     def __init__(self, in_features: int, out_features: int, *, site: str,
                  precision: SitePrecision, dtype=jnp.float16, smoothed: bool = False,
-                 implementation: str | None = None):
+                 implementation: str | None = None, label: str | None = None):
         if precision.precision == "int8":
             self.kernel = QuantizedVariable(jnp.zeros((in_features, out_features), jnp.int8))
             self.kernel_scale = QuantizedVariable(jnp.ones((out_features,), jnp.float32))
@@ -98,6 +101,7 @@ class QuantizedGemmSite(nnx.Module):
         self.precision = precision
         self.dtype = dtype
         self.implementation = implementation
+        self.label = label or site
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -106,7 +110,7 @@ class QuantizedGemmSite(nnx.Module):
     @classmethod
     def from_float(cls, source: GemmSite, precision: SitePrecision, *, dtype,
                    calibration: SiteCalibration | None = None,
-                   implementation: str | None = None) -> "QuantizedGemmSite":
+                   implementation: str | None = None, label: str | None = None) -> "QuantizedGemmSite":
         """Quantizes a float `GemmSite` (folding any smoothing into the weights).
 
         Raises:
@@ -122,7 +126,7 @@ class QuantizedGemmSite(nnx.Module):
         if smoothed:
             _check_input_scale(source.site, precision, input_scale)
         site = cls(n_in, n_out, site=source.site, precision=precision, dtype=dtype,
-                   smoothed=smoothed, implementation=implementation)
+                   smoothed=smoothed, implementation=implementation, label=label)
         w = jnp.asarray(source.kernel[...], jnp.float32)
         if smoothed:  # (x / s) @ (s * W): the GEMM is unchanged in exact arithmetic
             w = w / jnp.asarray(input_scale, jnp.float32)[:, None]
@@ -182,7 +186,7 @@ class QuantizedGemmSite(nnx.Module):
             act_scale=None if self.act_scale is None else self.act_scale[...],
             input_scale=None if self.input_scale is None else self.input_scale[...],
             out_dtype=out_dtype or self.dtype, out_scale=out_scale,
-            implementation=self.implementation)
+            implementation=self.implementation, site=self.label)
 
 
 def _activation_scale(site: str, precision: SitePrecision, calibration: SiteCalibration) -> float:
@@ -240,7 +244,8 @@ def compute_copy(model: EncoderModel, dtype, *, embedding_project: SitePrecision
     if copy.embeddings.project is not None:
         precision = embedding_project or SitePrecision(precision_of_dtype(dtype))
         copy.embeddings.project = QuantizedGemmSite.from_float(
-            copy.embeddings.project, precision, dtype=dtype, implementation=implementation)
+            copy.embeddings.project, precision, dtype=dtype, implementation=implementation,
+            label=PROJECT_LABEL)
     return copy
 
 
@@ -309,6 +314,28 @@ class QuantizedModel(nnx.Module):
         return {"source_bytes": before, "quantized_bytes": after, "saved_bytes": before - after,
                 "ratio": after / before}
 
+    def executed_implementations(self, batch: dict | None = None) -> dict[str, Any]:
+        """What runs each GEMM site in this process: the model traced once (no compilation)
+        on `batch` (default: one row of 8 tokens), as `{"device", "backend", "interpret",
+        "sites": {label: implementation}}`.
+
+        Labels are `"<layer>.<site>"`, `embedding_project` and the head's sites; an
+        implementation is `pallas_mosaic`, `pallas_triton` or `xla` (or another registered
+        one), as `samp_jax.ops.record_executions` saw it. The Pallas kernels run on a GPU, or
+        anywhere in interpret mode (`samp_jax.ops.interpret()`); elsewhere every site is `xla`.
+        """
+        if batch is None:
+            token = (self.config.pad_token_id + 1) % self.config.vocab_size
+            ids = jnp.full((1, 8), token, jnp.int32)
+            batch = {"input_ids": ids, "attention_mask": jnp.ones_like(ids),
+                     "token_type_ids": jnp.zeros_like(ids)}
+        inputs = [batch.get(key) for key in ("input_ids", "attention_mask", "token_type_ids")]
+        with record_executions() as records:
+            jax.eval_shape(lambda *a: self(*a), *inputs)  # a fresh function: traced, not cached
+        return {"device": jax.devices()[0].device_kind, "backend": jax.default_backend(),
+                "interpret": interpreting(),
+                "sites": {r.site or f"unnamed{i}": r.executed for i, r in enumerate(records)}}
+
     # ---------------------------------------------------------------------- save / load
     def save(self, directory: str | Path) -> Path:
         """Writes `model.safetensors`, the tokenizer's files (when the model has a tokenizer)
@@ -317,7 +344,9 @@ class QuantizedModel(nnx.Module):
         `quantization.json` (format v2) holds `format`, `format_version`, `config`, `head`,
         `tokenizer`, `dtype` (compute dtype), `precision_map`, `info`, `dtypes` (every tensor's
         dtype) and `versions`, and is the manifest: `files` maps every other file's name to
-        `{"sha256", "bytes"}`. The sidecar itself is not hashed: `load` parses and validates
+        `{"sha256", "bytes"}`; `executed` records what ran each GEMM site in the saving
+        process (`executed_implementations`: device, interpret mode, implementation per site;
+        informational, `load` does not use it). The sidecar itself is not hashed: `load` parses and validates
         every field it uses, and a changed field that still parses (say a dtype) must agree
         with the hashed weights, or loading refuses.
 
@@ -332,6 +361,7 @@ class QuantizedModel(nnx.Module):
         """
         directory = Path(directory)
         head = head_spec(self.model.head)  # refuses a head nothing could load back, before writing
+        executed = self.executed_implementations()  # what runs each site where it was saved
         arrays, dtypes = {}, {}
         for key, value in _flat_state(self.model).items():
             value = np.asarray(value)
@@ -352,6 +382,7 @@ class QuantizedModel(nnx.Module):
                 "dtype": jnp.dtype(self.model.dtype).name,
                 "precision_map": self.precision_map.to_dict(),
                 "info": self.info, "dtypes": dtypes, "versions": _versions(),
+                "executed": executed,
                 "files": {p.name: _file_digest(p) for p in sorted(tmp.iterdir()) if p.is_file()},
             }
             (tmp / SIDECAR_FILE).write_text(json.dumps(sidecar, indent=1))
@@ -584,14 +615,14 @@ def _skeleton(config, head_info, pmap, dtype, smoothed, implementation) -> Encod
     if project is not None:
         model.embeddings.project = QuantizedGemmSite(
             *project.shape, site=project.site, precision=embedding_project_precision(pmap, dtype),
-            dtype=dtype, implementation=implementation)
+            dtype=dtype, implementation=implementation, label=PROJECT_LABEL)
     for index, layer in enumerate(model.encoder.layers):
         for site in SITES:
             n_in, n_out = getattr(layer, site).shape
             key = f"encoder.layers.{index}.{site}"
             setattr(layer, site, QuantizedGemmSite(
                 n_in, n_out, site=site, precision=pmap[index, site], dtype=dtype,
-                smoothed=key in smoothed, implementation=implementation))
+                smoothed=key in smoothed, implementation=implementation, label=f"{index}.{site}"))
     return model
 
 
@@ -649,7 +680,8 @@ def quantize(model: EncoderModel, precision_map: PrecisionMap, calibration=None,
         for site in SITES:
             setattr(layer, site, QuantizedGemmSite.from_float(
                 getattr(layer, site), precision_map[index, site], dtype=dtype,
-                calibration=sites.get((index, site)), implementation=implementation))
+                calibration=sites.get((index, site)), implementation=implementation,
+                label=f"{index}.{site}"))
     info = {
         "source_bytes": _state_bytes(model),
         "calibration": None if calibration is None else calibration.describe(),
