@@ -260,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(args.only or ()) - {m.name for m in MUTANTS}
     if unknown:
         raise SystemExit(f"unknown mutants {sorted(unknown)}; choose from {[m.name for m in MUTANTS]}")
-    start = time.perf_counter()
+    start, commit = time.perf_counter(), git_commit()  # the code copied, not HEAD at the end
     with tempfile.TemporaryDirectory(prefix="samp-mutation-") as tmp:
         tree = Path(tmp)
         copy_tree(tree)
@@ -285,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
                          "seconds": round(seconds, 1)})
             print(f"{mutant.name:<40} {'killed' if killed else 'SURVIVED'} by "
                   f"{failed[0] if failed else '-'} ({seconds:.0f} s)", flush=True)
-    result = {"command": "python tools/mutation_check.py", "commit": git_commit(),
+    result = {"command": "python tools/mutation_check.py", "commit": commit,
               "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
               "machine": f"{platform.machine()}, {os.cpu_count()} cores, JAX on CPU",
               "baseline_seconds": round(baseline_seconds, 1),

@@ -326,7 +326,7 @@ class QuantizedModel(nnx.Module):
         """
         if batch is None:
             token = (self.config.pad_token_id + 1) % self.config.vocab_size
-            ids = jnp.full((1, 8), token, jnp.int32)
+            ids = jnp.full((1, min(8, self.config.max_sequence_length)), token, jnp.int32)
             batch = {"input_ids": ids, "attention_mask": jnp.ones_like(ids),
                      "token_type_ids": jnp.zeros_like(ids)}
         inputs = [batch.get(key) for key in ("input_ids", "attention_mask", "token_type_ids")]

@@ -46,13 +46,15 @@ def family(request):
         calibration = calibrate(model, batches[:2])
     return request.param, model, batches, calibration
 
-# Relative logit error against FP32 (||out - fp32|| / ||fp32||), about 3x the largest measured
-# over the six families on the 2-core CPU VM: FP16 0.09% (distilbert), BF16 0.19%
-# (distilbert), FP8 2.25% (mpnet), INT8 0.69% (electra quant_ffn_only static, distilbert
-# fully_quant static; dynamic at most 0.57%).
-RELATIVE_LOGIT_ERROR = {"fp16": 0.003, "bf16": 0.006, "fp8": 0.06, "quant_ffn_only": 0.02,
-                        "fully_quant": 0.02}
-
+# Relative logit error against FP32 (||out - fp32|| / ||fp32||): twice the largest measured over
+# the six families on the 2-core CPU VM (measured maxima: FP16 0.090%, BF16 0.191%, FP8 2.25%;
+# INT8 FFN-only 0.574% dynamic / 0.687% static, fully INT8 0.558% / 0.686%). INT8 rounding by
+# floor instead of half to even measured 1.53% (BERT) and 2.34% (DistilBERT) fully INT8 static.
+RELATIVE_LOGIT_ERROR = {("fp16", None): 0.0018, ("bf16", None): 0.0038, ("fp8", None): 0.045,
+                        ("quant_ffn_only", "per_token_dynamic"): 0.0115,
+                        ("quant_ffn_only", "per_tensor_static"): 0.0137,
+                        ("fully_quant", "per_token_dynamic"): 0.0112,
+                        ("fully_quant", "per_tensor_static"): 0.0137}
 
 def _preset(name, activation, config):
     if activation is None:
@@ -69,7 +71,7 @@ def test_every_preset_runs_and_stays_close_to_fp32(family, preset, activation):
     out = np.asarray(q(**batch))
     assert np.all(np.isfinite(out))
     error = np.linalg.norm(out - reference) / np.linalg.norm(reference)
-    assert error < RELATIVE_LOGIT_ERROR[preset], error
+    assert error < RELATIVE_LOGIT_ERROR[preset, activation], error
     assert np.mean(out.argmax(-1) == reference.argmax(-1)) >= 0.75
 
 
