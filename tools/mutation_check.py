@@ -243,7 +243,8 @@ def render(result: dict) -> str:
              "| mutant | fault | killed | killing test | seconds |", "|---|---|---|---|---|"]
     for row in result["mutants"]:
         killer = row["killing_tests"][0] if row["killing_tests"] else "-"
-        lines.append(f"| `{row['name']}` | {row['description']} | "
+        description = row["description"].replace("|", "\\|")  # a pipe would end the cell
+        lines.append(f"| `{row['name']}` | {description} | "
                      f"{'yes' if row['killed'] else '**no**'} | `{killer}` | {row['seconds']:.0f} |")
     killed = sum(row["killed"] for row in result["mutants"])
     lines += ["", f"{killed} of {len(result['mutants'])} mutants killed; total "
@@ -255,7 +256,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", nargs="*", help="mutant names to run (default: all)")
     parser.add_argument("--no-write", action="store_true", help="do not write docs/results")
+    parser.add_argument("--render", action="store_true",
+                        help="only re-render mutation.md from the committed mutation.json")
     args = parser.parse_args(argv)
+    if args.render:
+        (RESULTS / "mutation.md").write_text(render(json.loads((RESULTS / "mutation.json").read_text())))
+        return 0
     mutants = [m for m in MUTANTS if not args.only or m.name in args.only]
     unknown = set(args.only or ()) - {m.name for m in MUTANTS}
     if unknown:
