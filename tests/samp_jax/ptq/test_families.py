@@ -133,7 +133,8 @@ def test_fused_kernels_match_the_unfused_path(model_type, activation):
         ["pallas_" + default_order(jax.devices()[0].device_kind)[0]] * (4 * layers)
     reference = np.asarray(unfused(**batch))
     # INT8 accumulators are exact; the fused passes may round a 16-bit activation differently
-    np.testing.assert_allclose(out, reference, atol=2e-2, rtol=2e-2)
+    # (measured at most 8.8e-4 of max|logit|, MPNet and RoBERTa static; 1e-5 BERT dynamic)
+    np.testing.assert_allclose(out, reference, rtol=0, atol=3e-3 * np.abs(reference).max())
 
 
 def test_engine_matches_a_direct_call(family):
