@@ -5,7 +5,7 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test test-fast golden clean
+.PHONY: venv demo test test-fast mutation golden clean
 
 venv: $(STAMP)
 
@@ -31,6 +31,12 @@ test: $(STAMP)
 # Skips the tests marked `slow` (minutes each on a 2-core CPU).
 test-fast: $(STAMP)
 	$(PYTEST) -m "not slow" tests
+
+# Applies each deliberate fault of tools/mutation_check.py (static scale ignored, floor instead
+# of round, ...) to a copy of the tree, one at a time, and runs the fast tests that must catch
+# it; every mutant must be killed. Writes docs/results/mutation.json and mutation.md.
+mutation: $(STAMP)
+	$(VPY) tools/mutation_check.py
 
 # Regenerates tests/golden with Hugging Face's own code (torch + transformers 4.57, Python 3.11).
 golden: $(STAMP)

@@ -8,6 +8,8 @@ shape. `site_ms` comes from one of two sources, and a table says which:
   back-to-back runs, the precisions taken in turns so that a machine's drift hits them alike), and
   `other_ms` is the measured FP16 forward minus its GEMM sites. Tables are cached as JSON keyed
   by device kind and shape.
+  A measured table records the implementation that ran each timed GEMM (`executed`: Pallas
+  Mosaic, Pallas Triton or XLA), so a table whose INT8 sites fell back to XLA says so.
 - **estimated**: a roofline from FLOPs and bytes on a device's spec sheet
   (`calibrate.search.targets`: H100, A100, L4). Used when the search plans for a device other than
   the one it runs on (`table_for_target`).
@@ -34,7 +36,7 @@ from samp_jax.core.assets import cache_dir as default_cache
 from samp_jax.core.atomic import write_text_atomic
 from samp_jax.core.host_memory import cpu_buffers_kept
 from samp_jax.models.config import EncoderConfig
-from samp_jax.ops import gemm
+from samp_jax.ops import gemm, record_executions
 from samp_jax.core.precision import SITES, PrecisionMap, SitePrecision
 from samp_jax.core.primitives import quantize_weight_fp8, quantize_weight_int8
 from samp_jax.ptq.quantized import quantize
@@ -113,6 +115,9 @@ class LatencyTable:
       num_layers: layers of the model the table was made for.
       forward_ms: measured tables only: {"precision": ms} of the whole forward with every site
         at that precision, which the precision's site entries were scaled to reproduce.
+      executed: measured tables only: {"site/precision": implementation} that ran each timed
+        GEMM, and {"forward/precision": "impl xN, ..."} over the sites of each whole forward
+        (`pallas_mosaic`, `pallas_triton`, `xla`; `samp_jax.ops.record_executions`).
     """
 
     device: str
@@ -123,6 +128,16 @@ class LatencyTable:
     site_ms: dict[str, float]
     other_ms: float
     forward_ms: dict[str, float] = dataclasses.field(default_factory=dict)
+    executed: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    def executed_by_precision(self) -> dict[str, list[str]]:
+        """{precision: the implementations that ran its timed site GEMMs} (empty: estimated)."""
+        out: dict[str, set[str]] = {}
+        for key, implementation in self.executed.items():
+            kind, _, precision = key.partition("/")
+            if kind != "forward":
+                out.setdefault(precision, set()).add(implementation)
+        return {precision: sorted(names) for precision, names in sorted(out.items())}
 
     def site(self, site: str, precision: SitePrecision) -> float:
         key = f"{site}/{precision}"
@@ -189,7 +204,7 @@ def measure_table(model, batch: int, seq: int, *,
 
     config = model.config
     rng = np.random.default_rng(0)
-    site_ms = {}
+    site_ms, executed = {}, {}
     for site, (k, n) in site_shapes(config).items():
         x = jnp.asarray(rng.normal(size=(batch, seq, k)), dtype)
         w = rng.normal(size=(k, n)).astype(np.float32) * 0.05
@@ -203,9 +218,12 @@ def measure_table(model, batch: int, seq: int, *,
             act_scale = jnp.float32(0.05) if p.needs_calibration else None
             fn = jax.jit(lambda x, weight=weight, p=p, act_scale=act_scale: gemm(
                 x, weight, precision=p, bias=bias, activation=activation, residual=residual,
-                act_scale=act_scale, out_dtype=dtype, implementation=implementation))
+                act_scale=act_scale, out_dtype=dtype, implementation=implementation,
+                site=f"{site}/{p}"))
             timed[f"{site}/{p}"] = lambda fn=fn, x=x: fn(x)
-        site_ms.update(time_interleaved(timed, repeats=repeats))
+        with record_executions() as records:  # the warm-up traces each GEMM once
+            site_ms.update(time_interleaved(timed, repeats=repeats))
+        executed.update((r.site, r.executed) for r in records)
     default = precisions[0]
     inputs = {"input_ids": np.ones((batch, seq), np.int32), "attention_mask": np.ones((batch, seq), np.int32),
               "token_type_ids": np.zeros((batch, seq), np.int32)}
@@ -220,7 +238,9 @@ def measure_table(model, batch: int, seq: int, *,
         forward = jit_forward(quantize(model, uniform, calibration if p.needs_calibration else None,
                                        dtype=dtype, implementation=implementation))
         forwards[str(p)] = lambda forward=forward: forward(inputs)
-    forward_ms = time_interleaved(forwards, repeats=repeats)
+    with record_executions() as records:
+        forward_ms = time_interleaved(forwards, repeats=repeats)
+    executed.update(_forward_executions(records, precisions, config.num_layers))
     total = forward_ms[str(default)]
     gemm_total = sum(site_ms[f"{s}/{default}"] for s in SITES) * config.num_layers
     other = max(total - gemm_total, 0.0)
@@ -231,7 +251,21 @@ def measure_table(model, batch: int, seq: int, *,
             site_ms[f"{s}/{p}"] *= factor
     return LatencyTable(device=device_description(), source="measured", batch=batch, seq=seq,
                         num_layers=config.num_layers, site_ms=site_ms, other_ms=other,
-                        forward_ms=forward_ms)
+                        forward_ms=forward_ms, executed=executed)
+
+
+def _forward_executions(records, precisions, num_layers: int) -> dict[str, str]:
+    """{"forward/<precision>": "impl xN, ..."}: the encoder GEMMs of each whole forward, traced
+    in the order the forwards were (one uniform forward per precision, 4 sites per layer)."""
+    layer_sites = [r for r in records if r.site and r.site.split(".")[0].isdigit()]
+    per_forward = len(SITES) * num_layers
+    out = {}
+    for index, p in enumerate(dict.fromkeys(precisions)):
+        counts: dict[str, int] = {}
+        for r in layer_sites[index * per_forward:(index + 1) * per_forward]:
+            counts[r.executed] = counts.get(r.executed, 0) + 1
+        out[f"forward/{p}"] = ", ".join(f"{name} x{n}" for name, n in sorted(counts.items()))
+    return out
 
 
 def cached_table(model, batch: int, seq: int, *, cache_dir: Path | None = None) -> LatencyTable:
@@ -285,7 +319,8 @@ def table_for_target(model, target: str | Target, batch: int, seq: int, *,
     path = folder / name
     if path.is_file():
         table = LatencyTable.from_json(path.read_text())
-        if all(f"{site}/{p}" in table.site_ms for site in SITES for p in options):
+        if all(f"{site}/{p}" in table.site_ms and f"{site}/{p}" in table.executed
+               for site in SITES for p in options):
             return table
     if repeats is None:
         repeats = 5 if jax.default_backend() == "cpu" else 20

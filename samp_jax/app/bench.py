@@ -16,11 +16,14 @@ Timing (`samp_jax.serving.timing.time_ms` for JAX; the same scheme with CUDA syn
 then the median over `repeats` of the mean of `inner` back-to-back calls with one sync. Every
 row records the median latency and the throughput in sequences per second; ratios are taken
 against `torch_sdpa_fp16` and `samp_fp16` of the same model and shape, measured in the same run.
+Every samp-jax row also records `gemm_executed`, how many GEMM sites each implementation
+(`pallas_mosaic`, `pallas_triton`, `xla`) actually ran, fallbacks included.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import dataclasses
 import importlib.resources
@@ -129,13 +132,20 @@ def build_samp(contender: SampContender, model, calibration):
                                 "them on the CPU in interpret mode)")
     quantized = quantize(model, pmap, calibration if pmap.needs_calibration() else None,
                          implementation=contender.implementation)
-    return jit_forward(quantized)
+    return jit_forward(quantized), quantized
 
 
 def kernels_traced(forward, batch) -> list[str]:
     """Names of the Pallas calls in the traced program (proves which kernels ran)."""
     text = str(jax.make_jaxpr(lambda b: forward(b))(batch))
     return sorted(set(re.findall(r"name=(samp_[a-z0-9_]+)", text)))
+
+
+def gemm_executed(quantized, batch) -> dict[str, int]:
+    """{implementation: GEMM sites it ran} in this model's traced program (`pallas_mosaic`,
+    `pallas_triton`, `xla`): which implementation really executed, fallbacks included."""
+    sites = quantized.executed_implementations(batch)["sites"]
+    return dict(sorted(collections.Counter(sites.values()).items()))
 
 
 # ---------------------------------------------------------------------------------- torch
@@ -212,7 +222,7 @@ def _run(*, models, shapes, contenders, repeats, inner, warmup, minilm_dir, inte
                     forward, torch = build_torch(name, model, hf_dir)
                 else:
                     contender = next(c for c in SAMP_CONTENDERS if c.name == name)
-                    forward = build_samp(contender, model, calibration)
+                    forward, quantized = build_samp(contender, model, calibration)
             except SkipContender as e:
                 say(f"{model_name:<9} {name:<28} skipped: {e}")
                 rows += [{"model": model_name, "batch": b, "seq": s, "contender": name,
@@ -224,6 +234,7 @@ def _run(*, models, shapes, contenders, repeats, inner, warmup, minilm_dir, inte
                     ms = time_torch(forward, batch, torch, warmup=warmup, repeats=repeats, inner=inner)
                 else:
                     row["kernels"] = kernels_traced(forward, batch)
+                    row["gemm_executed"] = gemm_executed(quantized, batch)
                     if contender.implementation == "pallas" and not row["kernels"]:
                         row["skipped"] = "the Pallas kernels declined every site (fell back to XLA)"
                         rows.append(row)

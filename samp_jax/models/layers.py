@@ -98,7 +98,7 @@ class GemmSite(nnx.Module):
             self.observer(x)
         return gemm(x, self.kernel[...], precision=self.precision,
                     bias=None if self.bias is None else self.bias[...],
-                    activation=activation, residual=residual, out_dtype=self.dtype)
+                    activation=activation, residual=residual, out_dtype=self.dtype, site=self.site)
 
 
 def position_ids(input_ids: jax.Array, padding_idx: int | None) -> jax.Array:

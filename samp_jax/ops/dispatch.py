@@ -10,12 +10,22 @@ Epilogue order, shared by every implementation (`pallas_kernels.numerics.epilogu
 `y = act(dequant(x @ w) + bias) + residual`, computed in float32 and cast to `out_dtype`, or
 requantized to INT8 with a static `out_scale` when the next GEMM takes INT8 (chaining). An INT8
 site may also take its input already quantized (`x` a `QArray`), from a fused LayerNorm+quant.
+
+Which implementation ran is recorded, not assumed: an implementation that runs one of several
+kernels names it (`report_kernel`, e.g. `pallas_mosaic` or `pallas_triton` for `pallas`), every
+traced call is reported to the active `record_executions()` blocks as a `GemmExecution`, and
+the first fallback of each site (an implementation that handles the precision declined, and a
+later one ran) is logged once on the `samp_jax.ops` logger: a warning on a GPU, where a Pallas
+site silently timed as XLA would mislead, and at INFO level elsewhere, where XLA is the
+expected path of every site.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from typing import Callable, Literal, Sequence
+import logging
+from typing import Callable, Iterator, Literal, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -26,6 +36,7 @@ from samp_jax.core.primitives import QArray, quantize_fp8
 
 Activation = Literal["gelu", "gelu_tanh", "tanh", "relu"] | None
 GemmImpl = Callable[..., jax.Array]
+logger = logging.getLogger("samp_jax.ops")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,14 +44,43 @@ class _Registered:
     fn: GemmImpl
     takes_fused_input: bool  # sites pinned to it take INT8 from fused LayerNorm+quant kernels
     automatic: bool  # tried by `implementation=None`
+    precisions: tuple[str, ...] | None  # the precisions it handles (None: it says per call)
 
 
 _REGISTRY: dict[str, _Registered] = {}
 _ORDER: list[str] = []
 
 
+@dataclasses.dataclass(frozen=True)
+class GemmExecution:
+    """What one traced `gemm` call ran.
+
+    Attributes:
+      site: the caller's label (`"3.ffn_in"` for a quantized model's site), or None.
+      precision: the site's precision, as `str(SitePrecision)`.
+      k, n: the GEMM's depth and width.
+      executed: the implementation that ran: a kernel a multi-kernel implementation reported
+        (`pallas_mosaic`, `pallas_triton`), else the registered name (`xla`, ...).
+      declined: `"name: reason"` of each implementation that handles the precision, was tried
+        first and declined (empty when the first choice ran).
+    """
+
+    site: str | None
+    precision: str
+    k: int
+    n: int
+    executed: str
+    declined: tuple[str, ...] = ()
+
+
+_RECORDERS: list[list[GemmExecution]] = []
+_KERNEL_RAN: list[str | None] = [None]
+_LOGGED: set[tuple] = set()
+
+
 def register_gemm_implementation(name: str, fn: GemmImpl, *, first: bool = False,
-                                 automatic: bool = True, takes_fused_input: bool = True) -> None:
+                                 automatic: bool = True, takes_fused_input: bool = True,
+                                 precisions: Sequence[str] | None = None) -> None:
     """Registers `fn` under `name`.
 
     Args:
@@ -48,11 +88,53 @@ def register_gemm_implementation(name: str, fn: GemmImpl, *, first: bool = False
       automatic: whether `implementation=None` tries it (else only when named).
       takes_fused_input: whether a site pinned to it takes INT8 input quantized by an upstream
         fused kernel; False keeps such a site on plain float input (a pure-XLA baseline).
+      precisions: the precision names it handles ('int8', 'fp16', ...): `implementation=None`
+        passes it by for others without counting a fallback. None: it may handle any, and
+        raises `NotImplementedError` for what it cannot.
     """
     if name in _REGISTRY:
         _ORDER.remove(name)
-    _REGISTRY[name] = _Registered(fn, takes_fused_input, automatic)
+    _REGISTRY[name] = _Registered(fn, takes_fused_input, automatic,
+                                  None if precisions is None else tuple(precisions))
     _ORDER.insert(0, name) if first else _ORDER.append(name)
+
+
+def report_kernel(name: str) -> None:
+    """Called by an implementation that picks one of several kernels, as it runs one: `name`
+    (e.g. `pallas_triton`) is then recorded as what ran instead of the implementation's own."""
+    _KERNEL_RAN[0] = name
+
+
+@contextlib.contextmanager
+def record_executions() -> Iterator[list[GemmExecution]]:
+    """Collects a `GemmExecution` for every `gemm` call traced inside the block (calls are
+    traced once per compilation: trace a fresh function, e.g. with `jax.eval_shape`)."""
+    records: list[GemmExecution] = []
+    _RECORDERS.append(records)
+    try:
+        yield records
+    finally:
+        _RECORDERS.remove(records)
+
+
+def _handles(name: str, precision: SitePrecision) -> bool:
+    supported = _REGISTRY[name].precisions
+    return supported is None or precision.precision in supported
+
+
+def _report(site: str | None, precision: SitePrecision, weight, executed: str,
+            declined: list[str]) -> None:
+    """Records one traced call, and logs a site's first fallback once."""
+    k, n = (int(d) for d in weight.shape)
+    record = GemmExecution(site, str(precision), k, n, executed, tuple(declined))
+    for records in _RECORDERS:
+        records.append(record)
+    key = (site, record.precision, k, n, executed)
+    if declined and key not in _LOGGED:
+        _LOGGED.add(key)
+        level = logging.WARNING if jax.default_backend() == "gpu" else logging.INFO
+        logger.log(level, "GEMM site %s at %s (K=%d, N=%d) ran on %s after %s",
+                   site or "(unnamed)", precision, k, n, executed, "; ".join(declined))
 
 
 def implementations() -> tuple[str, ...]:
@@ -79,7 +161,7 @@ def gemm(x: jax.Array | QArray, weight: jax.Array | QArray, *, precision: SitePr
          bias: jax.Array | None = None, activation: Activation = None,
          residual: jax.Array | None = None, act_scale: jax.Array | None = None,
          input_scale: jax.Array | None = None, out_dtype=None, out_scale=None,
-         implementation: str | Sequence[str] | None = None) -> jax.Array:
+         implementation: str | Sequence[str] | None = None, site: str | None = None) -> jax.Array:
     """`act(x @ weight + bias) + residual` at the given precision.
 
     Args:
@@ -101,6 +183,7 @@ def gemm(x: jax.Array | QArray, weight: jax.Array | QArray, *, precision: SitePr
         static `out_scale` (for a following static-INT8 GEMM).
       implementation: None (try each automatic one in order), a name, or a sequence of names.
         A single named implementation that cannot handle the call raises.
+      site: a label for records and logs (`record_executions`), e.g. `"3.ffn_in"`.
 
     Non-finite input propagates at every precision: for the quantized ones a row of `x`
     holding NaN or ±Inf gives an all-NaN output row (`pallas_kernels.numerics.quantize_rows`),
@@ -135,14 +218,20 @@ def gemm(x: jax.Array | QArray, weight: jax.Array | QArray, *, precision: SitePr
     unknown = [n for n in names if n not in _REGISTRY]
     if unknown:
         raise ValueError(f"implementation {unknown} is not one of {tuple(_ORDER)}")
+    if not isinstance(implementation, str):  # pass by those that never handle this precision
+        names = tuple(n for n in names if _handles(n, precision)) or names
     errors = []
     for name in names:
+        _KERNEL_RAN[0] = None
         try:
-            return _REGISTRY[name].fn(x, weight, **kwargs)
+            out = _REGISTRY[name].fn(x, weight, **kwargs)
         except NotImplementedError as e:
             if isinstance(implementation, str):
                 raise
             errors.append(f"{name}: {e}")
+            continue
+        _report(site, precision, weight, _KERNEL_RAN[0] or name, errors)
+        return out
     raise NotImplementedError(f"no GEMM implementation handles {precision}: {errors}")
 
 

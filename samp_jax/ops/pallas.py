@@ -19,9 +19,9 @@ import os
 import jax
 import jax.numpy as jnp
 
-from pallas_kernels.int8_matmul import int8_matmul
+from pallas_kernels.int8_matmul import default_order, int8_matmul, target_device_kind
 from pallas_kernels.layernorm_quant import embedding_quant, layernorm_quant
-from samp_jax.ops.dispatch import quantize_activation
+from samp_jax.ops.dispatch import quantize_activation, report_kernel
 
 INTERPRET_ENV = "SAMP_JAX_PALLAS_INTERPRET"
 _interpret = [os.environ.get(INTERPRET_ENV, "") == "1"]
@@ -52,7 +52,7 @@ def kernels_available() -> bool:
 def pallas_gemm(x, weight, *, precision, bias, activation, residual, act_scale, input_scale,
                 out_dtype, out_scale=None, kernel: str | None = None):
     """The INT8 GEMM site through `pallas_kernels.int8_matmul` (`kernel`: 'mosaic', 'triton' or
-    None for the device's default order)."""
+    None for the device's default order); reports the kernel that ran (`report_kernel`)."""
     if precision.precision != "int8":
         raise NotImplementedError(f"the Pallas GEMM handles int8 only, not {precision}")
     if not kernels_available():
@@ -65,10 +65,22 @@ def pallas_gemm(x, weight, *, precision, bias, activation, residual, act_scale, 
     x_scale = jnp.broadcast_to(x_scale, (*lead, 1)).reshape(m, 1)
     n = weight.shape[1]
     res = None if residual is None else residual.reshape(m, n)
-    y = int8_matmul(xq.reshape(m, k), weight.qvalue, x_scale, weight.scale, bias=bias,
-                    activation=activation, residual=res, out_dtype=out_dtype, out_scale=out_scale,
-                    implementation=kernel, interpret=interpreting())
-    return y.reshape(*lead, n)
+    kernels = (kernel,) if kernel else default_order(target_device_kind())
+    reasons = []
+    for name in kernels:  # int8_matmul's own order, tried here to know which kernel ran
+        try:
+            y = int8_matmul(xq.reshape(m, k), weight.qvalue, x_scale, weight.scale, bias=bias,
+                            activation=activation, residual=res, out_dtype=out_dtype,
+                            out_scale=out_scale, implementation=name, interpret=interpreting())
+        except NotImplementedError as e:
+            if len(kernels) == 1:
+                raise
+            reasons.append(f"{name}: {e}")
+            continue
+        report_kernel(f"pallas_{name}")
+        return y.reshape(*lead, n)
+    raise NotImplementedError(f"no Pallas INT8 kernel of {kernels} handles M={m}, N={n}, K={k}: "
+                              + "; ".join(reasons))
 
 
 def pallas_layernorm_quant(x, gamma, beta, *, eps, out_dtype, act_scale=None, input_scale=None):

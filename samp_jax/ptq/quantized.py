@@ -36,7 +36,8 @@ from samp_jax.models.heads import head_spec, make_head
 from samp_jax.models.model import EncoderModel
 from samp_jax.models.tokenizer import TOKENIZER_FILE, TOKENIZER_FILES, Tokenizer, check_fits
 from samp_jax.models.unfused import unfused_parts
-from samp_jax.ops.dispatch import Activation, check_implementation, gemm
+from samp_jax.ops.dispatch import Activation, check_implementation, gemm, record_executions
+from samp_jax.ops.pallas import interpreting
 from samp_jax.ops.handoff import Int8Input
 from samp_jax.core.precision import SITES, PrecisionMap, PrecisionMapError, SitePrecision, precision_of_dtype
 from samp_jax.core.primitives import FP8_E4M3_MAX, QArray, quantize_weight_fp8, quantize_weight_int8
@@ -45,6 +46,8 @@ from samp_jax.ptq.folder import (FORMAT, FORMAT_VERSION, SIDECAR_FILE, STORED_AS
                                  checked_tensor, open_folder, parse_sidecar, read_file,
                                  verify_files)
 from samp_jax.ptq.folder import file_digest as _file_digest
+
+PROJECT_LABEL = "embedding_project"  # the ELECTRA-style projection's site label
 
 
 class QuantizedVariable(nnx.Variable):
@@ -73,14 +76,16 @@ class QuantizedGemmSite(nnx.Module):
     `kernel_scale [out]`) or FP8 (per-tensor `kernel_scale []`); float sites keep `kernel` in
     their float dtype. Static activation schemes carry `act_scale`; smoothed sites carry
     `input_scale [in]`, which multiplies the input inside the quantize step. A site without a
-    bias (`use_bias=False`, ModernBERT) has `bias` None.
+    bias (`use_bias=False`, ModernBERT) has `bias` None. `label` names the site in execution
+    records and fallback logs (`"3.ffn_in"`; default: `site`).
     """
 
     observer = None
 
     def __init__(self, in_features: int, out_features: int, *, site: str,
                  precision: SitePrecision, dtype=jnp.float16, smoothed: bool = False,
-                 implementation: str | None = None, use_bias: bool = True):
+                 implementation: str | None = None, use_bias: bool = True,
+                 label: str | None = None):
         if precision.precision == "int8":
             self.kernel = QuantizedVariable(jnp.zeros((in_features, out_features), jnp.int8))
             self.kernel_scale = QuantizedVariable(jnp.ones((out_features,), jnp.float32))
@@ -98,6 +103,7 @@ class QuantizedGemmSite(nnx.Module):
         self.precision = precision
         self.dtype = dtype
         self.implementation = implementation
+        self.label = label or site
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -106,7 +112,7 @@ class QuantizedGemmSite(nnx.Module):
     @classmethod
     def from_float(cls, source: GemmSite, precision: SitePrecision, *, dtype,
                    calibration: SiteCalibration | None = None,
-                   implementation: str | None = None) -> "QuantizedGemmSite":
+                   implementation: str | None = None, label: str | None = None) -> "QuantizedGemmSite":
         """Quantizes a float `GemmSite` (folding any smoothing into the weights).
 
         Raises:
@@ -123,7 +129,7 @@ class QuantizedGemmSite(nnx.Module):
             _check_input_scale(source.site, precision, input_scale)
         site = cls(n_in, n_out, site=source.site, precision=precision, dtype=dtype,
                    smoothed=smoothed, implementation=implementation,
-                   use_bias=source.bias is not None)
+                   use_bias=source.bias is not None, label=label)
         w = jnp.asarray(source.kernel[...], jnp.float32)
         if smoothed:  # (x / s) @ (s * W): the GEMM is unchanged in exact arithmetic
             w = w / jnp.asarray(input_scale, jnp.float32)[:, None]
@@ -185,7 +191,7 @@ class QuantizedGemmSite(nnx.Module):
             act_scale=None if self.act_scale is None else self.act_scale[...],
             input_scale=None if self.input_scale is None else self.input_scale[...],
             out_dtype=out_dtype or self.dtype, out_scale=out_scale,
-            implementation=self.implementation)
+            implementation=self.implementation, site=self.label)
 
 
 def _activation_scale(site: str, precision: SitePrecision, calibration: SiteCalibration) -> float:
@@ -244,7 +250,8 @@ def compute_copy(model: EncoderModel, dtype, *, embedding_project: SitePrecision
     if copy.embeddings.project is not None:
         precision = embedding_project or SitePrecision(precision_of_dtype(dtype))
         copy.embeddings.project = QuantizedGemmSite.from_float(
-            copy.embeddings.project, precision, dtype=dtype, implementation=implementation)
+            copy.embeddings.project, precision, dtype=dtype, implementation=implementation,
+            label=PROJECT_LABEL)
     return copy
 
 
@@ -318,6 +325,28 @@ class QuantizedModel(nnx.Module):
         return {"source_bytes": before, "quantized_bytes": after, "saved_bytes": before - after,
                 "ratio": after / before}
 
+    def executed_implementations(self, batch: dict | None = None) -> dict[str, Any]:
+        """What runs each GEMM site in this process: the model traced once (no compilation)
+        on `batch` (default: one row of 8 tokens), as `{"device", "backend", "interpret",
+        "sites": {label: implementation}}`.
+
+        Labels are `"<layer>.<site>"`, `embedding_project` and the head's sites; an
+        implementation is `pallas_mosaic`, `pallas_triton` or `xla` (or another registered
+        one), as `samp_jax.ops.record_executions` saw it. The Pallas kernels run on a GPU, or
+        anywhere in interpret mode (`samp_jax.ops.interpret()`); elsewhere every site is `xla`.
+        """
+        if batch is None:
+            token = (self.config.pad_token_id + 1) % self.config.vocab_size
+            ids = jnp.full((1, min(8, self.config.max_sequence_length)), token, jnp.int32)
+            batch = {"input_ids": ids, "attention_mask": jnp.ones_like(ids),
+                     "token_type_ids": jnp.zeros_like(ids)}
+        inputs = [batch.get(key) for key in ("input_ids", "attention_mask", "token_type_ids")]
+        with record_executions() as records:
+            jax.eval_shape(lambda *a: self(*a), *inputs)  # a fresh function: traced, not cached
+        return {"device": jax.devices()[0].device_kind, "backend": jax.default_backend(),
+                "interpret": interpreting(),
+                "sites": {r.site or f"unnamed{i}": r.executed for i, r in enumerate(records)}}
+
     # ---------------------------------------------------------------------- save / load
     def save(self, directory: str | Path) -> Path:
         """Writes `model.safetensors`, the tokenizer's files (when the model has a tokenizer)
@@ -326,7 +355,9 @@ class QuantizedModel(nnx.Module):
         `quantization.json` (format v2) holds `format`, `format_version`, `config`, `head`,
         `tokenizer`, `dtype` (compute dtype), `precision_map`, `info`, `dtypes` (every tensor's
         dtype) and `versions`, and is the manifest: `files` maps every other file's name to
-        `{"sha256", "bytes"}`. The sidecar itself is not hashed: `load` parses and validates
+        `{"sha256", "bytes"}`; `executed` records what ran each GEMM site in the saving
+        process (`executed_implementations`: device, interpret mode, implementation per site;
+        informational, `load` does not use it). The sidecar itself is not hashed: `load` parses and validates
         every field it uses, and a changed field that still parses (say a dtype) must agree
         with the hashed weights, or loading refuses.
 
@@ -341,6 +372,7 @@ class QuantizedModel(nnx.Module):
         """
         directory = Path(directory)
         head = head_spec(self.model.head)  # refuses a head nothing could load back, before writing
+        executed = self.executed_implementations()  # what runs each site where it was saved
         arrays, dtypes = {}, {}
         for key, value in _flat_state(self.model).items():
             value = np.asarray(value)
@@ -361,6 +393,7 @@ class QuantizedModel(nnx.Module):
                 "dtype": jnp.dtype(self.model.dtype).name,
                 "precision_map": self.precision_map.to_dict(),
                 "info": self.info, "dtypes": dtypes, "versions": _versions(),
+                "executed": executed,
                 "files": {p.name: _file_digest(p) for p in sorted(tmp.iterdir()) if p.is_file()},
             }
             (tmp / SIDECAR_FILE).write_text(json.dumps(sidecar, indent=1))
@@ -510,7 +543,7 @@ def _skeleton(config, head_info, pmap, dtype, smoothed, implementation) -> Encod
     if project is not None:
         model.embeddings.project = QuantizedGemmSite(
             *project.shape, site=project.site, precision=embedding_project_precision(pmap, dtype),
-            dtype=dtype, implementation=implementation)
+            dtype=dtype, implementation=implementation, label=PROJECT_LABEL)
     for index, layer in enumerate(model.encoder.layers):
         for site in SITES:
             n_in, n_out = getattr(layer, site).shape
@@ -518,7 +551,7 @@ def _skeleton(config, head_info, pmap, dtype, smoothed, implementation) -> Encod
             setattr(layer, site, QuantizedGemmSite(
                 n_in, n_out, site=site, precision=pmap[index, site], dtype=dtype,
                 smoothed=key in smoothed, implementation=implementation,
-                use_bias=getattr(layer, site).bias is not None))
+                use_bias=getattr(layer, site).bias is not None, label=f"{index}.{site}"))
     return model
 
 
@@ -614,7 +647,8 @@ def quantize(model: EncoderModel, precision_map: PrecisionMap, calibration=None,
         for site in SITES:
             setattr(layer, site, QuantizedGemmSite.from_float(
                 getattr(layer, site), precision_map[index, site], dtype=dtype,
-                calibration=sites.get((index, site)), implementation=implementation))
+                calibration=sites.get((index, site)), implementation=implementation,
+                label=f"{index}.{site}"))
     info = {
         "source_bytes": _state_bytes(model),
         "calibration": None if calibration is None else calibration.describe(),

@@ -191,3 +191,6 @@ def test_e2e_benchmark_quick_smoke(tmp_path):
         if "median_ms" in r:
             assert r["median_ms"] > 0 and r["speedup_vs_samp_fp16"] > 0
             assert r["sequences_per_s"] == pytest.approx(r["batch"] / (r["median_ms"] / 1e3))
+            if r["contender"].startswith("samp"):  # what really ran each GEMM site
+                assert r["gemm_executed"] and set(r["gemm_executed"]) <= {"pallas_mosaic",
+                                                                          "pallas_triton", "xla"}

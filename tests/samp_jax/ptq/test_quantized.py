@@ -44,8 +44,10 @@ MIXED = {"num_layers": 6, "default": {"precision": "fp16"}, "rules": [
 def test_fully_quant_minilm_stays_close_and_stores_int8(minilm, minilm_golden):
     q = quantize(minilm, PrecisionMap.preset("fully_quant", 6))
     inputs = golden_inputs(minilm_golden, "single")
-    cosine = np.asarray(cosine_similarity(q(*inputs), minilm(*inputs)))
-    assert cosine.min() > 0.98 and cosine.mean() > 0.99
+    distance = 1.0 - np.asarray(cosine_similarity(q(*inputs), minilm(*inputs)))
+    # measured on the 2-core CPU VM: 1 - cosine at most 0.0102, mean 0.0033 (per-site
+    # numerics are pinned against a float64 reference in test_site_reference.py)
+    assert distance.max() < 0.025 and distance.mean() < 0.008
     site = q.model.encoder.layers[3].ffn_in
     assert isinstance(site, QuantizedGemmSite)
     assert site.kernel.dtype == jnp.int8 and site.kernel_scale.shape == (1536,)
@@ -64,7 +66,9 @@ def test_mixed_map_with_static_scales_and_smoothing(minilm, minilm_golden, calib
     assert layers[2].qkv.kernel.dtype == jnp.float8_e4m3fn
     assert layers[3].attn_out.kernel.dtype == jnp.bfloat16
     inputs = golden_inputs(minilm_golden, "pair")
-    assert np.asarray(cosine_similarity(q(*inputs), minilm(*inputs))).min() > 0.98
+    distance = 1.0 - np.asarray(cosine_similarity(q(*inputs), minilm(*inputs)))
+    # measured: 1 - cosine at most 0.0013, mean 0.0009
+    assert distance.max() < 0.004 and distance.mean() < 0.0025
 
 
 @pytest.mark.slow

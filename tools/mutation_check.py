@@ -1,0 +1,307 @@
+"""Mutation check of the quantization core: deliberate faults, one at a time, each run against
+the fast tests that should catch it. Every mutant must be killed (some selected test fails).
+
+The tree is never modified: the packages and tests are copied to a temporary folder, each
+mutant is a source-text patch applied there (the original text must occur exactly once, so a
+patch that no longer matches the code fails loudly instead of testing nothing) and undone
+after its run. The unmutated copy runs every selected test first: all must pass, or a "kill"
+would mean nothing.
+
+    python tools/mutation_check.py            # all mutants; writes docs/results/mutation.{json,md}
+    python tools/mutation_check.py --only floor_instead_of_round --no-write
+
+Exit status: 0 when every mutant is killed, 1 otherwise (or when the baseline fails).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ElementTree
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+COPIED = ("pallas_kernels", "samp_jax", "calibrate", "tests", "pyproject.toml")
+RESULTS = ROOT / "docs" / "results"
+SITE = "tests/samp_jax/ops/test_site_numerics.py"
+FUSED = "tests/samp_jax/ops/test_fused_numerics.py"
+PTQ_SITE = "tests/samp_jax/ptq/test_site_reference.py"
+EXECUTED = "tests/samp_jax/ops/test_executed.py"
+
+
+@dataclasses.dataclass(frozen=True)
+class Mutant:
+    """A fault: `old` replaced by `new` in `path`; `tests` are pytest arguments (files, `-k`)."""
+
+    name: str
+    description: str
+    path: str
+    old: str
+    new: str
+    tests: tuple[str, ...]
+
+
+MUTANTS = (
+    Mutant("static_scale_ignored",
+           "static INT8 sites silently quantize with per-token dynamic scales",
+           "samp_jax/ops/dispatch.py",
+           'static = precision.activation == "per_tensor_static"', "static = False",
+           (SITE, "-k", "static and not smooth_dynamic")),
+    Mutant("floor_instead_of_round", "INT8 rounding floors instead of rounding half to even",
+           "pallas_kernels/numerics.py",
+           "jnp.clip(jnp.round(x), -INT8_MAX, INT8_MAX)", "jnp.clip(jnp.floor(x), -INT8_MAX, INT8_MAX)",
+           (SITE, "-k", "weights or activation_quantization")),
+    Mutant("floor_instead_of_round_family_presets",
+           "the same fault, against the family preset tests alone (BERT, every preset)",
+           "pallas_kernels/numerics.py",
+           "jnp.clip(jnp.round(x), -INT8_MAX, INT8_MAX)", "jnp.clip(jnp.floor(x), -INT8_MAX, INT8_MAX)",
+           ("tests/samp_jax/ptq/test_families.py", "-k", "stays_close_to_fp32 and bert")),
+    Mutant("saturation_clip_removed", "INT8 values beyond +-127 wrap instead of saturating",
+           "pallas_kernels/numerics.py",
+           "jnp.clip(jnp.round(x), -INT8_MAX, INT8_MAX)", "jnp.round(x)",
+           (SITE, "-k", "activation_quantization and static")),
+    Mutant("calibrated_clip_ignored",
+           "static INT8 scales come from max|x| instead of the calibrator's clip (amax)",
+           "samp_jax/ptq/quantized.py",
+           'field = "absmax" if precision.precision == "fp8_e4m3" else "amax"', 'field = "absmax"',
+           (PTQ_SITE, "-k", "quantized_site")),
+    Mutant("weight_scale_wrong_axis", "INT8 weight scales over the input axis instead of the output",
+           "samp_jax/core/primitives.py",
+           "jnp.max(jnp.abs(w), axis=0) / INT8_MAX", "jnp.max(jnp.abs(w), axis=1) / INT8_MAX",
+           (SITE, "-k", "weights")),
+    Mutant("weight_scale_per_tensor", "INT8 weights share one scale instead of one per channel",
+           "samp_jax/core/primitives.py",
+           "jnp.max(jnp.abs(w), axis=0) / INT8_MAX", "jnp.max(jnp.abs(w)) / INT8_MAX",
+           (SITE, "-k", "weights")),
+    Mutant("smoothing_factor_dropped", "the SmoothQuant 1/s is not applied to the activations",
+           "pallas_kernels/numerics.py",
+           "x = x * input_scale.astype(jnp.float32)", "x = x",
+           (SITE, "-k", "smooth and activation_quantization")),
+    Mutant("smoothing_not_folded", "the SmoothQuant s is not folded into the weights",
+           "samp_jax/ptq/quantized.py",
+           "w = w / jnp.asarray(input_scale, jnp.float32)[:, None]", "w = w",
+           (PTQ_SITE, "-k", "quantized_site")),
+    Mutant("fp8_scale_ignored", "FP8 activations are cast without their static scale",
+           "samp_jax/ops/dispatch.py",
+           "quantize_fp8(jnp.where(finite, x, 0.0), act_scale)",
+           "quantize_fp8(jnp.where(finite, x, 0.0), 1.0)",
+           (SITE, "-k", "fp8")),
+    Mutant("fp8_saturation_removed", "FP8 casts without clipping to +-448 (overflow becomes NaN)",
+           "samp_jax/core/primitives.py",
+           "jnp.clip(scaled, -FP8_E4M3_MAX, FP8_E4M3_MAX).astype(jnp.float8_e4m3fn)",
+           "scaled.astype(jnp.float8_e4m3fn)",
+           (SITE, "-k", "fp8")),
+    Mutant("nan_row_turned_finite", "a row holding NaN/Inf quantizes to finite values",
+           "pallas_kernels/numerics.py",
+           "return jnp.sum(x - x, axis=-1, keepdims=True)",
+           "return jnp.zeros((*x.shape[:-1], 1), jnp.float32)",
+           (SITE, "-k", "non_finite")),
+    Mutant("pallas_site_run_by_xla", "the Pallas GEMM declines every site, so XLA silently runs them",
+           "samp_jax/ops/pallas.py",
+           'if precision.precision != "int8":', "if True:",
+           (EXECUTED, "-k", "record_names or pinned", "tests/samp_jax/ops/test_pallas.py", "-k",
+            "runs_the_named_kernel")),
+    Mutant("handoff_requantized_twice",
+           "an INT8 input handed over from upstream is dequantized and quantized again",
+           "samp_jax/ops/dispatch.py",
+           "    if isinstance(x, QArray):\n        return x.qvalue, x.scale",
+           "    if isinstance(x, QArray):\n        x = x.dequantize()",
+           (SITE, "-k", "handed_off")),
+    Mutant("float32_accumulator", "the INT8 GEMM accumulates in float32 instead of int32",
+           "pallas_kernels/int8_matmul/reference.py",
+           "preferred_element_type=jnp.int32)",
+           "preferred_element_type=jnp.float32).astype(jnp.int32)",
+           (SITE, "-k", "beyond_float32")),
+    Mutant("residual_before_activation", "the epilogue adds the residual before the activation",
+           "pallas_kernels/numerics.py",
+           "    y = apply_activation(y, activation)\n    if residual is not None:\n"
+           "        y = y + residual.astype(jnp.float32)\n",
+           "    if residual is not None:\n        y = y + residual.astype(jnp.float32)\n"
+           "    y = apply_activation(y, activation)\n",
+           (SITE, "-k", "epilogue_matches and xla and dynamic")),
+    Mutant("requantize_multiplies", "a requantizing epilogue multiplies by its scale",
+           "pallas_kernels/numerics.py",
+           "return round_clip_int8(y / out_scale)", "return round_clip_int8(y * out_scale)",
+           (SITE, "-k", "requantizing and xla")),
+    Mutant("fused_layernorm_ignores_static_scale",
+           "the fused LayerNorm+quant kernel quantizes static sites per token",
+           "pallas_kernels/layernorm_quant/triton.py",
+           "    if act_scale is None:\n        scale = jnp.maximum(",
+           "    if True:\n        scale = jnp.maximum(",
+           (FUSED, "-k", "layernorm and static")),
+    Mutant("fused_kernel_drops_smoothing",
+           "the fused LayerNorm/embedding+quant kernels ignore the SmoothQuant 1/s",
+           "pallas_kernels/layernorm_quant/triton.py",
+           "        yq = yq * input_scale\n", "        yq = yq\n",
+           (FUSED, "-k", "smooth_static")),
+)
+
+
+def copy_tree(target: Path) -> None:
+    for name in COPIED:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, target / name,
+                            ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache"))
+        else:
+            shutil.copy2(source, target / name)
+
+
+def run_tests(tree: Path, groups: list[list[str]], report: Path,
+              stop_first: bool) -> tuple[bool, list[str], float]:
+    """One pytest run per group of arguments (`[file, "-k", expr]`) in `tree`, tests marked
+    slow deselected; returns (all passed, failed test ids, seconds)."""
+    base = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not slow",
+            f"--junitxml={report}", *(["-x"] if stop_first else [])]
+    env = {**os.environ, "PYTHONPATH": str(tree), "JAX_PLATFORMS": "cpu"}
+    start = time.perf_counter()
+    failed: list[str] = []
+    ok = True
+    for selection in groups:
+        report.unlink(missing_ok=True)
+        done = subprocess.run([*base, *selection], cwd=tree, env=env, capture_output=True,
+                              text=True, timeout=900)
+        failed += failures(report)
+        ok = ok and done.returncode == 0
+        if done.returncode not in (0, 1):  # collection errors, interrupted, nothing selected
+            failed.append(f"pytest exit {done.returncode}: {done.stdout.strip().splitlines()[-1:]}")
+        if failed and stop_first:
+            break
+    return ok, failed, time.perf_counter() - start
+
+
+def baseline_selection(mutants) -> tuple[str, ...]:
+    """One pytest run covering every mutant's tests: their files, and their `-k` expressions
+    or'ed (a superset of the selected tests)."""
+    files, expressions = [], []
+    for mutant in mutants:
+        for selection in split_runs(mutant.tests):
+            files.append(selection[0])
+            expressions.append(selection[2] if len(selection) > 2 else None)
+    if None in expressions:  # some file runs whole: run the files whole
+        return tuple(dict.fromkeys(files))
+    return (*dict.fromkeys(files), "-k", " or ".join(f"({e})" for e in dict.fromkeys(expressions)))
+
+
+def split_runs(args: tuple[str, ...]) -> list[list[str]]:
+    """`(file, -k, expr, file2, -k, expr2)` -> one pytest run per `file -k expr` group."""
+    runs, current = [], []
+    for arg in args:
+        if arg.endswith(".py") and current and current[-1] != "-k":
+            runs.append(current)
+            current = []
+        current.append(arg)
+    return runs + [current]
+
+
+def failures(report: Path) -> list[str]:
+    if not report.is_file():
+        return []
+    out = []
+    for case in ElementTree.parse(report).getroot().iter("testcase"):
+        if case.find("failure") is not None or case.find("error") is not None:
+            out.append(f"{case.get('classname')}::{case.get('name')}")
+    return out
+
+
+def apply(tree: Path, mutant: Mutant) -> str:
+    """Patches the copy; returns the original text to restore."""
+    path = tree / mutant.path
+    text = path.read_text()
+    count = text.count(mutant.old)
+    if count != 1:
+        raise SystemExit(f"mutant {mutant.name}: {mutant.path} holds the text to replace {count} "
+                         "times, expected exactly once (update the mutant to the code)")
+    path.write_text(text.replace(mutant.old, mutant.new))
+    return text
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def render(result: dict) -> str:
+    lines = ["# Mutation check of the quantization core", "",
+             f"Rendered from `mutation.json` (commit `{result['commit'][:12]}`, {result['date']}, "
+             f"{result['machine']}); produced by `{result['command']}`.", "",
+             "Each mutant is one deliberate fault, applied alone to a copy of the tree; the "
+             "selected fast tests run against it and must fail. The unmutated copy passed "
+             f"every selected test first ({result['baseline_seconds']:.0f} s).", "",
+             "| mutant | fault | killed | killing test | seconds |", "|---|---|---|---|---|"]
+    for row in result["mutants"]:
+        killer = row["killing_tests"][0] if row["killing_tests"] else "-"
+        description = row["description"].replace("|", "\\|")  # a pipe would end the cell
+        lines.append(f"| `{row['name']}` | {description} | "
+                     f"{'yes' if row['killed'] else '**no**'} | `{killer}` | {row['seconds']:.0f} |")
+    killed = sum(row["killed"] for row in result["mutants"])
+    lines += ["", f"{killed} of {len(result['mutants'])} mutants killed; total "
+              f"{result['total_seconds']:.0f} s.", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", nargs="*", help="mutant names to run (default: all)")
+    parser.add_argument("--no-write", action="store_true", help="do not write docs/results")
+    parser.add_argument("--render", action="store_true",
+                        help="only re-render mutation.md from the committed mutation.json")
+    args = parser.parse_args(argv)
+    if args.render:
+        (RESULTS / "mutation.md").write_text(render(json.loads((RESULTS / "mutation.json").read_text())))
+        return 0
+    mutants = [m for m in MUTANTS if not args.only or m.name in args.only]
+    unknown = set(args.only or ()) - {m.name for m in MUTANTS}
+    if unknown:
+        raise SystemExit(f"unknown mutants {sorted(unknown)}; choose from {[m.name for m in MUTANTS]}")
+    start, commit = time.perf_counter(), git_commit()  # the code copied, not HEAD at the end
+    with tempfile.TemporaryDirectory(prefix="samp-mutation-") as tmp:
+        tree = Path(tmp)
+        copy_tree(tree)
+        report = tree / "report.xml"
+        ok, failed, baseline_seconds = run_tests(tree, [list(baseline_selection(mutants))], report,
+                                                 stop_first=False)
+        print(f"baseline: {'pass' if ok else 'FAIL'} ({baseline_seconds:.0f} s)", flush=True)
+        if not ok:
+            print("the unmutated tree fails:", *failed, sep="\n  ")
+            return 1
+        rows = []
+        for mutant in mutants:
+            original = apply(tree, mutant)
+            try:
+                passed, failed, seconds = run_tests(tree, split_runs(mutant.tests), report,
+                                                    stop_first=True)
+            finally:
+                (tree / mutant.path).write_text(original)
+            killed = not passed
+            rows.append({"name": mutant.name, "description": mutant.description, "file": mutant.path,
+                         "tests": list(mutant.tests), "killed": killed, "killing_tests": failed,
+                         "seconds": round(seconds, 1)})
+            print(f"{mutant.name:<40} {'killed' if killed else 'SURVIVED'} by "
+                  f"{failed[0] if failed else '-'} ({seconds:.0f} s)", flush=True)
+    result = {"command": "python tools/mutation_check.py", "commit": commit,
+              "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+              "machine": f"{platform.machine()}, {os.cpu_count()} cores, JAX on CPU",
+              "baseline_seconds": round(baseline_seconds, 1),
+              "total_seconds": round(time.perf_counter() - start, 1), "mutants": rows}
+    if not args.no_write and not args.only:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / "mutation.json").write_text(json.dumps(result, indent=1) + "\n")
+        (RESULTS / "mutation.md").write_text(render(result))
+    return 0 if all(row["killed"] for row in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
