@@ -100,6 +100,7 @@ class SearchResult:
             "chosen_from": self.chosen_from, "strategy": self.strategy,
             "latency_source": f"{self.latency_table.source} ({self.latency_table.device}, "
                               f"{self.latency_table.batch}x{self.latency_table.seq})",
+            "latency_executed": self.latency_table.executed_by_precision(),
             "tolerance": self.tolerance, "tolerance_mode": self.tolerance_mode, "mode": self.mode,
             "tolerance_met": self.tolerance_met,
             "options": list(self.options), "maps_evaluated": len(self.evaluated),
