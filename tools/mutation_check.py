@@ -30,6 +30,9 @@ import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from samp_jax.core.provenance import code_commit  # noqa: E402  (standard library only)
+
 COPIED = ("pallas_kernels", "samp_jax", "calibrate", "tests", "pyproject.toml")
 RESULTS = ROOT / "docs" / "results"
 SITE = "tests/samp_jax/ops/test_site_numerics.py"
@@ -225,18 +228,11 @@ def apply(tree: Path, mutant: Mutant) -> str:
     return text
 
 
-def git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
-                              text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def render(result: dict) -> str:
+    p = result["provenance"]
     lines = ["# Mutation check of the quantization core", "",
-             f"Rendered from `mutation.json` (commit `{result['commit'][:12]}`, {result['date']}, "
-             f"{result['machine']}); produced by `{result['command']}`.", "",
+             f"Rendered from `mutation.json` (commit `{p['commit']}`, {p['date']}, "
+             f"{p['device']}); produced by `{p['command']}`.", "",
              "Each mutant is one deliberate fault, applied alone to a copy of the tree; the "
              "selected fast tests run against it and must fail. The unmutated copy passed "
              f"every selected test first ({result['baseline_seconds']:.0f} s).", "",
@@ -266,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(args.only or ()) - {m.name for m in MUTANTS}
     if unknown:
         raise SystemExit(f"unknown mutants {sorted(unknown)}; choose from {[m.name for m in MUTANTS]}")
-    start, commit = time.perf_counter(), git_commit()  # the code copied, not HEAD at the end
+    start, commit = time.perf_counter(), code_commit()  # the code copied, not HEAD at the end
     with tempfile.TemporaryDirectory(prefix="samp-mutation-") as tmp:
         tree = Path(tmp)
         copy_tree(tree)
@@ -291,9 +287,10 @@ def main(argv: list[str] | None = None) -> int:
                          "seconds": round(seconds, 1)})
             print(f"{mutant.name:<40} {'killed' if killed else 'SURVIVED'} by "
                   f"{failed[0] if failed else '-'} ({seconds:.0f} s)", flush=True)
-    result = {"command": "python tools/mutation_check.py", "commit": commit,
-              "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-              "machine": f"{platform.machine()}, {os.cpu_count()} cores, JAX on CPU",
+    result = {"provenance": {
+                  "command": "python tools/mutation_check.py", "commit": commit,
+                  "device": f"{platform.machine()}, {os.cpu_count()} cores, JAX on CPU",
+                  "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")},
               "baseline_seconds": round(baseline_seconds, 1),
               "total_seconds": round(time.perf_counter() - start, 1), "mutants": rows}
     if not args.no_write and not args.only:
