@@ -55,6 +55,20 @@ class EncoderConfig:
       position_padding_idx: None for positions `0 .. seq-1`; an index `p` for RoBERTa-style
         positions: `p + 1, p + 2, ...` for tokens that are not padding, `p` for padding.
       relative_attention_num_buckets: rows of MPNet's relative position bias table; 0 for none.
+      position_biased_input: absolute positions are added in the embeddings (a position
+        table); DeBERTa-v3 has none (False).
+      disentangled_attention: DeBERTa's disentangled attention (HF `relative_attention`): a
+        relative-position embedding table shared by every layer, whose projections give
+        content-to-position / position-to-content score terms
+        (`samp_jax.models.relative_attention`).
+      pos_att_type: the relative terms, a subset of ('c2p', 'p2c').
+      position_buckets: log-bucketed relative distances (`> 0`), or -1 for exact distances up
+        to `max_relative_positions`.
+      max_relative_positions: the largest relative distance; -1 means `max_position_embeddings`.
+      share_att_key: the position projections reuse the layer's query/key projections (the
+        `qkv` site's weights); else each layer has its own `pos_key` / `pos_query` projections.
+      norm_rel_ebd: 'layer_norm' for a LayerNorm over the relative embedding table, else 'none'
+        (HF's `norm_rel_ebd`).
     """
 
     model_type: str = "bert"
@@ -71,6 +85,13 @@ class EncoderConfig:
     embedding_size: int | None = None
     position_padding_idx: int | None = None
     relative_attention_num_buckets: int = 0
+    position_biased_input: bool = True
+    disentangled_attention: bool = False
+    pos_att_type: tuple[str, ...] = ()
+    position_buckets: int = -1
+    max_relative_positions: int = -1
+    share_att_key: bool = False
+    norm_rel_ebd: str = "none"
 
     def __post_init__(self):
         for name in ("vocab_size", "hidden_size", "num_layers", "num_heads",
@@ -101,6 +122,32 @@ class EncoderConfig:
                 f"relative_attention_num_buckets={self.relative_attention_num_buckets}: MPNet "
                 f"buckets relative positions into {RELATIVE_BUCKETS}, so the table needs at least "
                 f"{RELATIVE_BUCKETS} rows")
+        self._check_disentangled()
+
+    def _check_disentangled(self) -> None:
+        """DeBERTa's fields: a tuple of known terms, and booleans that are booleans."""
+        if self.norm_rel_ebd not in ("none", "layer_norm"):
+            raise ConfigError(f"norm_rel_ebd={self.norm_rel_ebd!r} is not one of ('none', 'layer_norm')")
+        for name in ("position_biased_input", "disentangled_attention", "share_att_key"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name}={getattr(self, name)!r} must be true or false")
+        object.__setattr__(self, "pos_att_type", tuple(self.pos_att_type))
+        unknown = [t for t in self.pos_att_type if t not in ("c2p", "p2c")]
+        if unknown or len(set(self.pos_att_type)) != len(self.pos_att_type):
+            raise ConfigError(f"pos_att_type={list(self.pos_att_type)} must name distinct terms "
+                              "from ('c2p', 'p2c')")
+        for name in ("position_buckets", "max_relative_positions"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ConfigError(f"{name}={value!r} must be an integer")
+
+    @property
+    def relative_span(self) -> int:
+        """DeBERTa's attention span `k`: the relative table has `2 k` rows (`position_buckets`
+        when bucketed, else `max_relative_positions`)."""
+        if self.position_buckets > 0:
+            return self.position_buckets
+        return self.max_relative_positions if self.max_relative_positions > 0 else self.max_position_embeddings
 
     @property
     def head_dim(self) -> int:

@@ -18,6 +18,7 @@ from flax import nnx
 
 from pallas_kernels.numerics import layer_norm
 from samp_jax.models.config import RELATIVE_BUCKETS, RELATIVE_MAX_DISTANCE, EncoderConfig
+from samp_jax.models.relative_attention import DisentangledPositions, RelativeTerms
 from samp_jax.ops.dispatch import Activation, gemm
 from samp_jax.ops.fused import fused_op
 from samp_jax.ops.handoff import int8_handoff
@@ -82,6 +83,10 @@ class GemmSite(nnx.Module):
     # Calibration sets this on a private copy of the model to observe the site's input.
     observer = None
 
+    def dense_weight(self) -> tuple[jax.Array, jax.Array]:
+        """`(kernel [in, out], bias [out])` in float32 (what quantized sites dequantize to)."""
+        return self.kernel[...].astype(jnp.float32), self.bias[...].astype(jnp.float32)
+
     def __call__(self, x: jax.Array, *, activation: Activation = None,
                  residual: jax.Array | None = None) -> jax.Array:
         if self.observer is not None:
@@ -117,13 +122,15 @@ class Embeddings(nnx.Module):
             return nnx.Param(_INIT_STD * jax.random.truncated_normal(
                 rngs.params(), -2.0, 2.0, (rows, width), param_dtype))
         self.word = table(config.vocab_size)  # [vocab, width]
-        self.position = table(config.max_position_embeddings)  # [max_pos, width]
+        # [max_pos, width]; DeBERTa-v3 adds no absolute positions (position_biased_input=False)
+        self.position = table(config.max_position_embeddings) if config.position_biased_input else None
         self.token_type = table(config.type_vocab_size) if config.type_vocab_size else None
         self.norm = LayerNorm(width, eps=config.layer_norm_eps, dtype=dtype, param_dtype=param_dtype)
         self.project = (GemmSite(width, config.hidden_size, site="embed_proj", dtype=dtype,
                                  param_dtype=param_dtype, rngs=rngs)
                         if config.embedding_size else None)
         self.max_length = config.max_sequence_length
+        self.max_positions = config.max_position_embeddings
         self.padding_idx = config.position_padding_idx
 
     def _inputs(self, input_ids, token_type_ids):
@@ -132,7 +139,7 @@ class Embeddings(nnx.Module):
         if seq_len > self.max_length:
             raise ValueError(f"sequence length {seq_len} exceeds the model's maximum of "
                              f"{self.max_length} tokens (max_position_embeddings="
-                             f"{self.position.shape[0]})")
+                             f"{self.max_positions})")
         positions = position_ids(input_ids, self.padding_idx)
         if self.token_type is None:
             types = None
@@ -157,14 +164,19 @@ class Embeddings(nnx.Module):
         norm = self.norm
         token_table = None if types is None else self.token_type[...]
         if spec is None:
-            summed = (self.word[...][input_ids].astype(jnp.float32)
-                      + self.position[...][positions].astype(jnp.float32))
+            summed = self.word[...][input_ids].astype(jnp.float32)
+            if self.position is not None:
+                summed = summed + self.position[...][positions].astype(jnp.float32)
             if types is not None:
                 summed = summed + token_table[types].astype(jnp.float32)
             y, x_q = norm(summed), None
         else:
+            position_table = self.position[...] if self.position is not None else None
+            if position_table is None:  # the fused kernel always adds a position row: a zero one
+                positions = jnp.zeros_like(positions)
+                position_table = jnp.zeros((1, self.word.shape[1]), self.word.dtype)
             y, q, scale = fused_op("embedding_quant")(
-                input_ids, positions, types, self.word[...], self.position[...], token_table,
+                input_ids, positions, types, self.word[...], position_table, token_table,
                 norm.scale[...], norm.bias[...], eps=norm.eps, out_dtype=norm.dtype,
                 act_scale=spec.act_scale, input_scale=spec.input_scale)
             x_q = QArray(q, scale, "int8")
@@ -184,11 +196,14 @@ def resolve_attention_impl(implementation: AttentionImpl, dtype) -> str:
 
 
 def attention(q: jax.Array, k: jax.Array, v: jax.Array, attention_mask: jax.Array, *,
-              bias: jax.Array | None = None, implementation: AttentionImpl = None) -> jax.Array:
+              bias: jax.Array | None = None, scale: float | None = None,
+              implementation: AttentionImpl = None) -> jax.Array:
     """Bidirectional multi-head attention over `[batch, seq, heads, head_dim]` tensors.
 
     `attention_mask` is `[batch, seq]`, 1 for real tokens and 0 for padding. `bias` (MPNet's
-    relative position bias, `[1, heads, seq, seq]` float32) is added to the scaled scores. cuDNN
+    relative position bias, `[1, heads, seq, seq]`, or DeBERTa's relative terms, `[batch, heads,
+    seq, seq]`, float32) is added to the scaled scores; `scale` (default `1 / sqrt(head_dim)`)
+    scales `q k^T`. cuDNN
     takes the per-row key lengths, so it assumes right padding (what `samp_jax.Tokenizer`
     produces); the XLA path takes the mask itself and accepts any pattern. Automatic choice
     keeps a biased attention on XLA.
@@ -199,17 +214,18 @@ def attention(q: jax.Array, k: jax.Array, v: jax.Array, attention_mask: jax.Arra
     if impl == "cudnn":
         lengths = jnp.sum(attention_mask, axis=-1, dtype=jnp.int32)
         return jax.nn.dot_product_attention(
-            q, k, v, bias=None if bias is None else bias.astype(q.dtype),
+            q, k, v, bias=None if bias is None else bias.astype(q.dtype), scale=scale,
             query_seq_lengths=lengths, key_value_seq_lengths=lengths, implementation="cudnn")
     dtype = q.dtype
     if dtype == jnp.float16 and jax.default_backend() == "cpu":
         # XLA:CPU has no f16 x f16 -> f32 dot, which the logits need.
         q, k, v = (t.astype(jnp.float32) for t in (q, k, v))
-    return xla_attention(q, k, v, attention_mask.astype(jnp.bool_), bias=bias).astype(dtype)
+    return xla_attention(q, k, v, attention_mask.astype(jnp.bool_), bias=bias,
+                         scale=scale).astype(dtype)
 
 
 def xla_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array, *,
-                  bias: jax.Array | None = None) -> jax.Array:
+                  bias: jax.Array | None = None, scale: float | None = None) -> jax.Array:
     """`softmax(q k^T / sqrt(head_dim) + bias, masked) v` in plain XLA, over `[batch, seq,
     heads, head_dim]` tensors with a `[batch, keys]` bool `mask`.
 
@@ -221,7 +237,7 @@ def xla_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array, *,
     with the same result to float32 rounding. A query whose keys are all masked attends
     uniformly, as there.
     """
-    scale = 1.0 / math.sqrt(q.shape[-1])
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
     full = q.dtype == jnp.float32
     precision = jax.lax.Precision.HIGHEST if full else None
     q, k, v = (jnp.swapaxes(t, 1, 2) for t in (q, k, v))  # [batch, heads, seq, head_dim]
@@ -292,24 +308,31 @@ class EncoderLayer(nnx.Module):
         return {name: getattr(self, name) for name in SITES}
 
     def __call__(self, x: jax.Array, attention_mask: jax.Array, *,
-                 attention_bias: jax.Array | None = None) -> jax.Array:
-        return self.forward(x, attention_mask, attention_bias=attention_bias)[0]  # [batch, seq, hidden]
+                 attention_bias: jax.Array | None = None,
+                 relative: RelativeTerms | None = None) -> jax.Array:
+        return self.forward(x, attention_mask, attention_bias=attention_bias,
+                            relative=relative)[0]  # [batch, seq, hidden]
 
     def forward(self, x: jax.Array, attention_mask: jax.Array, *, x_q: QArray | None = None,
-                next_site=None, attention_bias: jax.Array | None = None
-                ) -> tuple[jax.Array, QArray | None]:
+                next_site=None, attention_bias: jax.Array | None = None,
+                relative: RelativeTerms | None = None) -> tuple[jax.Array, QArray | None]:
         """The layer, with INT8 hand-offs where the fused kernels are available.
 
         `x_q` is `x` already quantized for `qkv` (by the previous LayerNorm+quant). The
         LayerNorms quantize for their INT8 consumers (`ffn_in`, and `next_site`, the next
         layer's `qkv`) in the same pass; an INT8 `ffn_in` feeding a static-INT8 `ffn_out`
-        writes INT8 straight from its epilogue. Returns `(output, output quantized for
+        writes INT8 straight from its epilogue. `relative` (DeBERTa) adds the disentangled
+        relative terms to the scores and their scale. Returns `(output, output quantized for
         next_site or None)`.
         """
         batch, seq, hidden = x.shape
         qkv = self.qkv(x if x_q is None else x_q).reshape(batch, seq, 3, self.num_heads, self.head_dim)
-        context = attention(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], attention_mask,
-                            bias=attention_bias, implementation=self.attention_impl)
+        q, k = qkv[:, :, 0], qkv[:, :, 1]
+        scale = None
+        if relative is not None:
+            attention_bias, scale = relative.bias(q, k), relative.scale(self.head_dim)
+        context = attention(q, k, qkv[:, :, 2], attention_mask, bias=attention_bias, scale=scale,
+                            implementation=self.attention_impl)
         context = context.reshape(batch, seq, hidden)
         x, ffn_in_q = self.attn_norm.with_quantized(self.attn_out(context, residual=x), self.ffn_in)
         ffn_in_input = x if ffn_in_q is None else ffn_in_q
@@ -325,7 +348,8 @@ class EncoderLayer(nnx.Module):
 
 class Encoder(nnx.Module):
     """A stack of `EncoderLayer`s, with MPNet's relative position bias table (`relative_bias`,
-    `[buckets, heads]`, shared by every layer) when the config has one."""
+    `[buckets, heads]`, shared by every layer) when the config has one, or DeBERTa's
+    disentangled relative positions (`relative`, a `DisentangledPositions`)."""
 
     def __init__(self, config: EncoderConfig, *, dtype=jnp.float32, param_dtype=jnp.float32,
                  attention_impl: AttentionImpl = None, rngs: nnx.Rngs):
@@ -336,6 +360,12 @@ class Encoder(nnx.Module):
         buckets = config.relative_attention_num_buckets
         self.relative_bias = nnx.Param(_INIT_STD * jax.random.truncated_normal(
             rngs.params(), -2.0, 2.0, (buckets, config.num_heads), jnp.float32)) if buckets else None
+        self.relative = DisentangledPositions(
+            config, rngs=rngs,
+            layer_norm=lambda size: LayerNorm(size, eps=config.layer_norm_eps, param_dtype=param_dtype),
+            gemm_site=lambda name, n_in, n_out: GemmSite(n_in, n_out, site=name, param_dtype=param_dtype,
+                                                         rngs=rngs),
+        ) if config.disentangled_attention else None
 
     def attention_bias(self, seq_len: int) -> jax.Array | None:
         """The relative position bias `[1, heads, seq, seq]` float32, or None."""
@@ -349,9 +379,11 @@ class Encoder(nnx.Module):
         """`x_q`: the first layer's INT8 `qkv` input, if the embeddings produced it."""
         layers = list(self.layers)
         bias = self.attention_bias(x.shape[1])
+        table = None if self.relative is None else self.relative.table()
         for i, layer in enumerate(layers):
             next_site = layers[i + 1].qkv if i + 1 < len(layers) else None
+            relative = None if table is None else self.relative.terms(i, layer.qkv, table)
             x, x_q = layer.forward(x, attention_mask, x_q=x_q, next_site=next_site,
-                                   attention_bias=bias)
+                                   attention_bias=bias, relative=relative)
         return x
 
