@@ -62,6 +62,13 @@ FAMILY_CONFIGS = {
     "mpnet": TINY_CONFIG.replace(model_type="mpnet", num_layers=2, type_vocab_size=0, pad_token_id=1,
                                  position_padding_idx=1, max_position_embeddings=34,
                                  relative_attention_num_buckets=32),
+    # DeBERTa-v3's shape: disentangled attention through the qkv weights, log buckets over
+    # the 16-token test batches, a layer-normed relative table, no absolute positions
+    "deberta-v2": TINY_CONFIG.replace(model_type="deberta-v2", num_layers=2, type_vocab_size=0,
+                                      position_biased_input=False, disentangled_attention=True,
+                                      pos_att_type=("p2c", "c2p"), position_buckets=8,
+                                      share_att_key=True, norm_rel_ebd="layer_norm",
+                                      layer_norm_eps=1e-7),
 }
 
 
