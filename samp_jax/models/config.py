@@ -221,8 +221,8 @@ class EncoderConfig:
         for ours, theirs in family.config_keys.items():
             value = hf.get(theirs)
             kwargs[ours] = family.hf_defaults[theirs] if value is None else value
-        kwargs |= family.config_derived(hf) | dict(family.config_fixed)
         try:
+            kwargs |= family.config_derived(hf) | dict(family.config_fixed)
             return cls(**kwargs)
         except (ConfigError, TypeError) as e:
             raise ConfigError(f"{where}: {e}") from None

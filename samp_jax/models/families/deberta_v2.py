@@ -60,25 +60,36 @@ def _pos_att_type(value: Any) -> tuple[str, ...]:
     raise ConfigError(f"pos_att_type={value!r} must be a list such as ['p2c', 'c2p'] or 'p2c|c2p'")
 
 
-def _derived(hf: Mapping[str, Any]) -> dict[str, Any]:
-    """DeBERTa's options, normalised, and the ones samp-jax refuses (see the module doc)."""
+def _refusals(hf: Mapping[str, Any]) -> list[tuple[str, Any, bool, str]]:
+    """`(key, value, refused, why)` for each option samp-jax does not run."""
     hidden = hf.get("hidden_size")
-    refusals = [
-        (hf.get("conv_kernel_size", 0) or 0, lambda v: v > 0,
+    heads = hf.get("num_attention_heads")
+
+    def get(key, default):
+        value = hf.get(key)
+        return default if value is None else value
+
+    head_size = get("attention_head_size", None)
+    return [
+        ("conv_kernel_size", get("conv_kernel_size", 0), get("conv_kernel_size", 0) != 0,
          "the convolution branch (DeBERTa-v2-xlarge/xxlarge's ConvLayer) is not supported"),
-        (hf.get("embedding_size", hidden), lambda v: v != hidden,
-         "a narrower embedding with a bias-less embed_proj is not supported"),
-        (hf.get("pooler_hidden_act", "gelu"), lambda v: v != "gelu",
-         "the sequence head supports pooler_hidden_act='gelu' only"),
-        (hf.get("pooler_hidden_size", hidden), lambda v: v != hidden,
-         "the sequence head needs pooler_hidden_size == hidden_size"),
-        (hf.get("attention_head_size"), lambda v: v is not None and hidden is not None
-         and v * hf.get("num_attention_heads", 0) != hidden,
-         "attention_head_size must be hidden_size / num_attention_heads"),
+        ("embedding_size", get("embedding_size", hidden), get("embedding_size", hidden) != hidden,
+         f"a narrower embedding with a bias-less embed_proj is not supported (hidden_size={hidden})"),
+        ("pooler_hidden_act", get("pooler_hidden_act", "gelu"), get("pooler_hidden_act", "gelu") != "gelu",
+         "the sequence head (ContextPooler) supports 'gelu' only"),
+        ("pooler_hidden_size", get("pooler_hidden_size", hidden),
+         get("pooler_hidden_size", hidden) != hidden, f"expected hidden_size={hidden}"),
+        ("attention_head_size", head_size,
+         head_size is not None and isinstance(heads, int) and head_size * heads != hidden,
+         f"expected hidden_size / num_attention_heads = {hidden} / {heads}"),
     ]
-    for value, bad, why in refusals:
-        if bad(value):
-            raise ConfigError(f"deberta-v2 config: {why} (found {value!r})")
+
+
+def _derived(hf: Mapping[str, Any]) -> dict[str, Any]:
+    """DeBERTa's options, normalised; raises for the ones samp-jax refuses (see the module doc)."""
+    for key, value, refused, why in _refusals(hf):
+        if refused:
+            raise ConfigError(f"deberta-v2 {key}={value!r}: {why}")
     norm = [part.strip() for part in str(hf.get("norm_rel_ebd") or "none").lower().split("|")]
     return {"pos_att_type": _pos_att_type(hf.get("pos_att_type")),
             "norm_rel_ebd": "layer_norm" if "layer_norm" in norm else "none"}

@@ -129,6 +129,7 @@ def test_a_v3_checkpoint_with_an_unused_position_table_loads(tmp_path):
     ("embedding_size", 16, "embed_proj"),
     ("pooler_hidden_act", "tanh", "pooler_hidden_act"),
     ("pooler_hidden_size", 8, "pooler_hidden_size"),
+    ("attention_head_size", 7, "attention_head_size=7"),
     ("pos_att_type", ["c2p", "p2p"], "pos_att_type"),
     ("norm_rel_ebd", "batch_norm", None),
 ])
