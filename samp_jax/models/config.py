@@ -38,7 +38,7 @@ class EncoderConfig:
 
     Attributes:
       model_type: the HF family (`bert`, `roberta`, `xlm-roberta`, `distilbert`, `electra`,
-        `mpnet`); picks the key map and class names on import and export.
+        `mpnet`, `deberta-v2`); picks the key map and class names on import and export.
       vocab_size: Rows of the word-embedding table.
       hidden_size: Model width; must be a multiple of `num_heads`.
       num_layers: Number of encoder layers.
