@@ -85,20 +85,25 @@ class RelativeTerms:
         seq = q.shape[1]
         relative = relative_positions(seq, buckets=self.buckets, max_distance=self.max_distance)
         last = 2 * self.span - 1
-        scale = self.scale(q.shape[-1])
         total = jnp.zeros((q.shape[0], q.shape[2], seq, seq), jnp.float32)
         if self.pos_key is not None:  # c2p[b, h, i, j] = q_i . pos_key[span + rel(i, j)]
-            scores = jnp.einsum("bqhd,phd->bhqp", q.astype(jnp.float32), self.pos_key,
-                                precision=jax.lax.Precision.HIGHEST)
-            index = np.clip(relative + self.span, 0, last)[None, None]
-            total = total + jnp.take_along_axis(scores, jnp.asarray(index, jnp.int32), axis=-1)
+            index = np.clip(relative + self.span, 0, last)
+            total = total + _gathered_scores(q, self.pos_key, index)
         if self.pos_query is not None:  # p2c[b, h, i, j] = k_j . pos_query[span - rel(j, i)]
-            scores = jnp.einsum("bkhd,phd->bhkp", k.astype(jnp.float32), self.pos_query,
-                                precision=jax.lax.Precision.HIGHEST)
-            index = np.clip(self.span - relative, 0, last)[None, None]  # [key, query]
-            gathered = jnp.take_along_axis(scores, jnp.asarray(index, jnp.int32), axis=-1)
-            total = total + jnp.swapaxes(gathered, -1, -2)
-        return total * scale
+            index = np.clip(self.span - relative, 0, last)  # [key, query]
+            total = total + jnp.swapaxes(_gathered_scores(k, self.pos_query, index), -1, -2)
+        return total * self.scale(q.shape[-1])
+
+
+def _gathered_scores(x: jax.Array, positions: jax.Array, index: np.ndarray) -> jax.Array:
+    """`out[b, h, r, c] = x[b, r, h] . positions[index[r, c], h]`, float32.
+
+    Only the rows of `positions` that `index` (static) reaches are multiplied: a sequence
+    shorter than the span reaches `2 seq - 1` of its `2 span` rows."""
+    low, high = int(index.min()), int(index.max())
+    scores = jnp.einsum("bqhd,phd->bhqp", x.astype(jnp.float32), positions[low:high + 1],
+                        precision=jax.lax.Precision.HIGHEST)  # [batch, heads, seq, used rows]
+    return jnp.take_along_axis(scores, jnp.asarray(index - low, jnp.int32)[None, None], axis=-1)
 
 
 class DisentangledPositions(nnx.Module):
