@@ -70,6 +70,13 @@ FAMILY_CONFIGS = {
                                       local_attention=8, global_attn_every_n_layers=2,
                                       norm_first=True, gated_ffn=True, attention_bias=False,
                                       mlp_bias=False, norm_bias=False, classifier_bias=False),
+    # DeBERTa-v3's shape: disentangled attention through the qkv weights, log buckets over
+    # the 16-token test batches, a layer-normed relative table, no absolute positions
+    "deberta-v2": TINY_CONFIG.replace(model_type="deberta-v2", num_layers=2, type_vocab_size=0,
+                                      position_biased_input=False, disentangled_attention=True,
+                                      pos_att_type=("p2c", "c2p"), position_buckets=8,
+                                      share_att_key=True, norm_rel_ebd="layer_norm",
+                                      layer_norm_eps=1e-7),
 }
 
 

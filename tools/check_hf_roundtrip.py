@@ -21,19 +21,22 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 FAMILIES = ROOT / "tests" / "golden" / "families"
 HEADS = ("base", "seqcls", "tokcls", "sentence")
+# Extra base-model folders a family may carry (DeBERTa's v2-style `variant/`), run like `base`.
+VARIANTS = ("variant",)
 KEYS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 def export(out: Path) -> None:
     sys.path.insert(0, str(ROOT))
-    from samp_jax import load
+    from samp_jax import load, load_pretrained
     from samp_jax.models import save_pretrained
 
     for family in sorted(p for p in FAMILIES.iterdir() if p.is_dir()):
         golden = np.load(family / "golden.npz")
         texts = json.loads((family / "texts.json").read_text())
-        for head in HEADS:
-            model = load(family / head)
+        heads = HEADS + tuple(v for v in VARIANTS if (family / v).is_dir())
+        for head in heads:  # variants carry no tokenizer: only `sentence` encodes texts
+            model = load(family / head) if head in HEADS else load_pretrained(family / head)
             folder = out / family.name / head
             save_pretrained(model, folder)
             arrays = {}
@@ -81,11 +84,12 @@ def verify(out: Path) -> None:
                 kwargs.pop("token_type_ids")
             with torch.no_grad():
                 output = model(**kwargs)
-            value = (output.last_hidden_state if head == "base" else output.logits).numpy()
+            base = head in ("base", *VARIANTS)
+            value = (output.last_hidden_state if base else output.logits).numpy()
             mask = ours[f"{batch}_attention_mask"].astype(bool)
             diff = np.abs(value - ours[f"{batch}_ours"])
             diff = diff[mask] if value.ndim == 3 else diff
-            ok = diff.max() <= (1e-4 if head == "base" else 1e-5)
+            ok = diff.max() <= (1e-4 if base else 1e-5)
             print(f"{folder.parent.name}/{head} {batch}: {cls.__name__} max |diff| {diff.max():.2e} "
                   f"{'ok' if ok else 'MISMATCH'}")
             failures += [] if ok else [f"{folder} {batch}"]

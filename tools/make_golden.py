@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import golden_deberta_v2
 import transformers
 from transformers import (
     AutoModel,
@@ -140,7 +141,7 @@ TOK_LABELS = {0: "O", 1: "B-X", 2: "I-X", 3: "B-Y", 4: "I-Y"}
 # The pooling each family's sentence-transformers folder declares (all modes are covered).
 FAMILY_POOLING = {"bert": "cls", "roberta": "mean", "xlm-roberta": "max",
                   "distilbert": "mean_sqrt_len_tokens", "electra": "mean", "mpnet": "cls",
-                  "modernbert": "mean"}
+                  "modernbert": "mean", "deberta-v2": "mean"}
 # golden.npz key suffix -> sentence-transformers Pooling mode.
 POOL_MODES = {"cls": "cls", "mean": "mean", "max": "max", "mean_sqrt_len": "mean_sqrt_len_tokens"}
 # The HF Flax sequence classifier of each family (MPNet has none).
@@ -150,7 +151,7 @@ FLAX_SEQCLS = {"bert": "FlaxBertForSequenceClassification",
                "distilbert": "FlaxDistilBertForSequenceClassification",
                "electra": "FlaxElectraForSequenceClassification"}
 FAMILY_SEEDS = {"bert": 100, "roberta": 200, "xlm-roberta": 300, "distilbert": 400,
-                "electra": 500, "mpnet": 600, "modernbert": 700}
+                "electra": 500, "mpnet": 600, "modernbert": 700, "deberta-v2": 700}
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                    "vocab.txt", "vocab.json", "merges.txt")
 
@@ -262,6 +263,8 @@ def _family_config(family: str, vocab_size: int, **extra):
         return transformers.MPNetConfig(**common, **layers, max_position_embeddings=40 + 1 + 1,
                                         relative_attention_num_buckets=32, hidden_act="gelu",
                                         pad_token_id=1, bos_token_id=0, eos_token_id=2)
+    if family == "deberta-v2":
+        return golden_deberta_v2.config(vocab_size, **extra)
     raise ValueError(family)
 
 
@@ -361,6 +364,8 @@ def family(name: str, out: Path) -> None:
     elif name == "modernbert":
         import golden_modernbert
         built = golden_modernbert.tokenizer(_corpus(), FAMILY_MAX_LEN)
+    elif name == "deberta-v2":
+        built = golden_deberta_v2.tokenizer(_corpus(), work, FAMILY_MAX_LEN)
     else:
         built = _wordpiece_tokenizer(name, work)
     # Save once before any call (calls leave padding/truncation state in the backend), then use
@@ -418,7 +423,7 @@ def family(name: str, out: Path) -> None:
                            truncation=True, max_length=FAMILY_MAX_LEN, return_tensors="pt"),
                  pair_texts),
     }
-    expects_tt = name in ("bert", "electra")
+    expects_tt = name in ("bert", "electra", "deberta-v2")
     summary = []
     for batch_name, (enc, texts) in batches.items():
         assert ("token_type_ids" in enc) == expects_tt, (name, list(enc))
@@ -468,6 +473,8 @@ def family(name: str, out: Path) -> None:
             if (out / "seqcls" / file).is_file():
                 shutil.copy(out / "seqcls" / file, mp_dir / file)
 
+    if name == "deberta-v2":  # a v2-style config beside the v3-style folders
+        golden_deberta_v2.variant(out, batches, vocab_size, _randomize_named, seed + 3)
     arrays |= word_arrays
     np.savez_compressed(out / "golden.npz", **arrays)
     (out / "texts.json").write_text(json.dumps(

@@ -47,6 +47,12 @@ class SwitchableGemmSite(nnx.Module):
         fns = [lambda x, r, b=b: b(x, activation=activation, residual=r) for b in self.branches]
         return jax.lax.switch(self.choice, fns, x, residual)
 
+    def dense_weight(self) -> tuple[jax.Array, jax.Array]:
+        """The chosen branch's float32 `(kernel, bias)` (`QuantizedGemmSite.dense_weight`)."""
+        if self.choice is None:
+            raise RuntimeError("SwitchableGemmSite called without a choice")
+        return jax.lax.switch(self.choice, [b.dense_weight for b in self.branches])
+
 
 class SwitchableModel:
     """A float model whose sites can each run any of `options`, chosen per call.

@@ -20,6 +20,8 @@ shape. `site_ms` comes from one of two sources, and a table says which:
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
 import json
 import re
 import warnings
@@ -277,6 +279,26 @@ def cached_table(model, batch: int, seq: int, *, cache_dir: Path | None = None) 
     return table_for_target(model, resolve_target("auto"), batch, seq, cache_dir=cache_dir)
 
 
+def table_name(config: EncoderConfig, target: Target, batch: int, seq: int) -> str:
+    """The cache file name of a measured table.
+
+    The versions, the processor and the host-memory mode are in the name: a new jax, new model
+    code, another CPU or unkept host buffers time differently (a cache folder may be shared
+    between machines and programs). TABLE_VERSION moves when samp-jax's timings do. Besides
+    the readable shape, the family and a digest of the whole architecture are in it: the time
+    outside the GEMM sites (attention with MPNet's bias or DeBERTa's relative terms, an
+    embedding projection) differs between families of the same shape.
+    """
+    device = re.sub(r"[^A-Za-z0-9.]+", "_", device_description()).strip("_")
+    memory = "kept" if cpu_buffers_kept() else "system"
+    architecture = json.dumps(dataclasses.asdict(config), sort_keys=True, default=list)
+    digest = hashlib.sha256(architecture.encode()).hexdigest()[:10]
+    return (f"v{TABLE_VERSION}-jax{jax.__version__}-samp{__version__}-"
+            f"{device}-malloc_{memory}-{target.name}-L{config.num_layers}-H{config.hidden_size}"
+            f"-I{config.intermediate_size}-{config.model_type}-{digest}-{batch}x{seq}-"
+            f"{jnp.dtype(target.dtype).name}.json")
+
+
 def table_for_target(model, target: str | Target, batch: int, seq: int, *,
                      options: Iterable[SitePrecision] | None = None, cache_dir: Path | None = None,
                      repeats: int | None = None) -> LatencyTable:
@@ -306,17 +328,8 @@ def table_for_target(model, target: str | Target, batch: int, seq: int, *,
                              f"process runs on {jax.devices()[0].device_kind!r}: measure it by "
                              f"running the search on a {target.name} machine")
         return estimate_table(model.config, batch, seq, spec=target.spec, precisions=options)
-    c = model.config
-    folder = (cache_dir or default_cache()) / "latency"
-    # The versions, the processor and the host-memory mode are in the name: a new jax, new
-    # model code, another CPU or unkept host buffers time differently (a cache folder may be
-    # shared between machines and programs). TABLE_VERSION moves when samp-jax's timings do.
-    device = re.sub(r"[^A-Za-z0-9.]+", "_", device_description()).strip("_")
-    memory = "kept" if cpu_buffers_kept() else "system"
-    name = (f"v{TABLE_VERSION}-jax{jax.__version__}-samp{__version__}-"
-            f"{device}-malloc_{memory}-{target.name}-L{c.num_layers}-H{c.hidden_size}"
-            f"-I{c.intermediate_size}-{batch}x{seq}-{jnp.dtype(target.dtype).name}.json")
-    path = folder / name
+    path = (cache_dir or default_cache()) / "latency" / table_name(model.config, target, batch, seq)
+    folder = path.parent
     if path.is_file():
         table = LatencyTable.from_json(path.read_text())
         if all(f"{site}/{p}" in table.site_ms and f"{site}/{p}" in table.executed

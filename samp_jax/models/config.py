@@ -39,7 +39,7 @@ class EncoderConfig:
 
     Attributes:
       model_type: the HF family (`bert`, `roberta`, `xlm-roberta`, `distilbert`, `electra`,
-        `mpnet`, `modernbert`); picks the key map and class names on import and export.
+        `mpnet`, `modernbert`, `deberta-v2`); picks the key map and class names on import and export.
       vocab_size: Rows of the word-embedding table.
       hidden_size: Model width; must be a multiple of `num_heads`.
       num_layers: Number of encoder layers.
@@ -70,6 +70,20 @@ class EncoderConfig:
         its first half gates (multiplies) its second half (GeGLU with GELU).
       attention_bias, mlp_bias, norm_bias, classifier_bias: whether the attention GEMMs, the
         FFN GEMMs, the LayerNorms and the classification head's dense layer have biases.
+      position_biased_input: absolute positions are added in the embeddings (a position
+        table); DeBERTa-v3 has none (False).
+      disentangled_attention: DeBERTa's disentangled attention (HF `relative_attention`): a
+        relative-position embedding table shared by every layer, whose projections give
+        content-to-position / position-to-content score terms
+        (`samp_jax.models.relative_attention`).
+      pos_att_type: the relative terms, a subset of ('c2p', 'p2c').
+      position_buckets: log-bucketed relative distances (`> 0`), or -1 for exact distances up
+        to `max_relative_positions`.
+      max_relative_positions: the largest relative distance; -1 means `max_position_embeddings`.
+      share_att_key: the position projections reuse the layer's query/key projections (the
+        `qkv` site's weights); else each layer has its own `pos_key` / `pos_query` projections.
+      norm_rel_ebd: 'layer_norm' for a LayerNorm over the relative embedding table, else 'none'
+        (HF's `norm_rel_ebd`).
     """
 
     model_type: str = "bert"
@@ -96,6 +110,13 @@ class EncoderConfig:
     mlp_bias: bool = True
     norm_bias: bool = True
     classifier_bias: bool = True
+    position_biased_input: bool = True
+    disentangled_attention: bool = False
+    pos_att_type: tuple[str, ...] = ()
+    position_buckets: int = -1
+    max_relative_positions: int = -1
+    share_att_key: bool = False
+    norm_rel_ebd: str = "none"
 
     def __post_init__(self):
         for name in ("vocab_size", "hidden_size", "num_layers", "num_heads",
@@ -127,6 +148,32 @@ class EncoderConfig:
                 f"buckets relative positions into {RELATIVE_BUCKETS}, so the table needs at least "
                 f"{RELATIVE_BUCKETS} rows")
         _check_modern_fields(self)
+        self._check_disentangled()
+
+    def _check_disentangled(self) -> None:
+        """DeBERTa's fields: a tuple of known terms, and booleans that are booleans."""
+        if self.norm_rel_ebd not in ("none", "layer_norm"):
+            raise ConfigError(f"norm_rel_ebd={self.norm_rel_ebd!r} is not one of ('none', 'layer_norm')")
+        for name in ("position_biased_input", "disentangled_attention", "share_att_key"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name}={getattr(self, name)!r} must be true or false")
+        object.__setattr__(self, "pos_att_type", tuple(self.pos_att_type))
+        unknown = [t for t in self.pos_att_type if t not in ("c2p", "p2c")]
+        if unknown or len(set(self.pos_att_type)) != len(self.pos_att_type):
+            raise ConfigError(f"pos_att_type={list(self.pos_att_type)} must name distinct terms "
+                              "from ('c2p', 'p2c')")
+        for name in ("position_buckets", "max_relative_positions"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ConfigError(f"{name}={value!r} must be an integer")
+
+    @property
+    def relative_span(self) -> int:
+        """DeBERTa's attention span `k`: the relative table has `2 k` rows (`position_buckets`
+        when bucketed, else `max_relative_positions`)."""
+        if self.position_buckets > 0:
+            return self.position_buckets
+        return self.max_relative_positions if self.max_relative_positions > 0 else self.max_position_embeddings
 
     @property
     def head_dim(self) -> int:
@@ -210,8 +257,8 @@ class EncoderConfig:
         for ours, theirs in family.config_keys.items():
             value = hf.get(theirs)
             kwargs[ours] = family.hf_defaults[theirs] if value is None else value
-        kwargs |= family.config_derived(hf) | dict(family.config_fixed)
         try:
+            kwargs |= family.config_derived(hf) | dict(family.config_fixed)
             return cls(**kwargs)
         except (ConfigError, TypeError) as e:
             raise ConfigError(f"{where}: {e}") from None

@@ -21,6 +21,7 @@ from samp_jax.models.config import RELATIVE_BUCKETS, RELATIVE_MAX_DISTANCE, Enco
 from samp_jax.models.gated_ffn import gated_activation
 from samp_jax.models.local_attention import band_mask, blockwise_local_attention, use_blockwise
 from samp_jax.models.rotary import apply_rotary, rotary_tables
+from samp_jax.models.relative_attention import DisentangledPositions, RelativeTerms
 from samp_jax.ops.dispatch import Activation, gemm
 from samp_jax.ops.fused import fused_op
 from samp_jax.ops.handoff import int8_handoff
@@ -92,6 +93,10 @@ class GemmSite(nnx.Module):
     # Calibration sets this on a private copy of the model to observe the site's input.
     observer = None
 
+    def dense_weight(self) -> tuple[jax.Array, jax.Array]:
+        """`(kernel [in, out], bias [out])` in float32 (what quantized sites dequantize to)."""
+        return self.kernel[...].astype(jnp.float32), self.bias[...].astype(jnp.float32)
+
     def __call__(self, x: jax.Array, *, activation: Activation = None,
                  residual: jax.Array | None = None) -> jax.Array:
         if self.observer is not None:
@@ -129,8 +134,10 @@ class Embeddings(nnx.Module):
             return nnx.Param(_INIT_STD * jax.random.truncated_normal(
                 rngs.params(), -2.0, 2.0, (rows, width), param_dtype))
         self.word = table(config.vocab_size)  # [vocab, width]
-        # [max_pos, width], or None (rotary positions)
-        self.position = table(config.max_position_embeddings) if config.rotary_theta is None else None
+        # [max_pos, width]; None for rotary positions (ModernBERT) or no absolute positions
+        # (DeBERTa-v3, position_biased_input=False)
+        self.position = (table(config.max_position_embeddings)
+                         if config.rotary_theta is None and config.position_biased_input else None)
         self.token_type = table(config.type_vocab_size) if config.type_vocab_size else None
         self.norm = LayerNorm(width, eps=config.layer_norm_eps, dtype=dtype, param_dtype=param_dtype,
                               use_bias=config.norm_bias)
@@ -207,12 +214,14 @@ def resolve_attention_impl(implementation: AttentionImpl, dtype) -> str:
 
 
 def attention(q: jax.Array, k: jax.Array, v: jax.Array, attention_mask: jax.Array, *,
-              bias: jax.Array | None = None, implementation: AttentionImpl = None,
-              window: int = 0) -> jax.Array:
+              bias: jax.Array | None = None, scale: float | None = None,
+              implementation: AttentionImpl = None, window: int = 0) -> jax.Array:
     """Bidirectional multi-head attention over `[batch, seq, heads, head_dim]` tensors.
 
     `attention_mask` is `[batch, seq]`, 1 for real tokens and 0 for padding. `bias` (MPNet's
-    relative position bias, `[1, heads, seq, seq]` float32) is added to the scaled scores. cuDNN
+    relative position bias, `[1, heads, seq, seq]`, or DeBERTa's relative terms, `[batch, heads,
+    seq, seq]`, float32) is added to the scaled scores; `scale` (default `1 / sqrt(head_dim)`)
+    scales `q k^T`. cuDNN
     takes the per-row key lengths, so it assumes right padding (what `samp_jax.Tokenizer`
     produces); the XLA path takes the mask itself and accepts any pattern. Automatic choice
     keeps a biased attention on XLA.
@@ -229,7 +238,7 @@ def attention(q: jax.Array, k: jax.Array, v: jax.Array, attention_mask: jax.Arra
     if impl == "cudnn":
         lengths = jnp.sum(attention_mask, axis=-1, dtype=jnp.int32)
         return jax.nn.dot_product_attention(
-            q, k, v, bias=None if bias is None else bias.astype(q.dtype),
+            q, k, v, bias=None if bias is None else bias.astype(q.dtype), scale=scale,
             query_seq_lengths=lengths, key_value_seq_lengths=lengths, implementation="cudnn",
             local_window_size=(window // 2, window // 2) if window else None)
     dtype = q.dtype
@@ -237,15 +246,15 @@ def attention(q: jax.Array, k: jax.Array, v: jax.Array, attention_mask: jax.Arra
         # XLA:CPU has no f16 x f16 -> f32 dot, which the logits need.
         q, k, v = (t.astype(jnp.float32) for t in (q, k, v))
     mask = attention_mask.astype(jnp.bool_)
-    if window and bias is None and use_blockwise(q.shape[1], window):
+    if window and bias is None and scale is None and use_blockwise(q.shape[1], window):
         return blockwise_local_attention(q, k, v, mask, window=window).astype(dtype)
     if window:  # [batch, 1, queries, keys]: the padding mask within the band
         mask = mask[:, None, None, :] & band_mask(q.shape[1], window)[None, None]
-    return xla_attention(q, k, v, mask, bias=bias).astype(dtype)
+    return xla_attention(q, k, v, mask, bias=bias, scale=scale).astype(dtype)
 
 
 def xla_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array, *,
-                  bias: jax.Array | None = None) -> jax.Array:
+                  bias: jax.Array | None = None, scale: float | None = None) -> jax.Array:
     """`softmax(q k^T / sqrt(head_dim) + bias, masked) v` in plain XLA, over `[batch, seq,
     heads, head_dim]` tensors with a `[batch, keys]` bool `mask` (or `[batch, 1, queries,
     keys]`, e.g. a local-attention band).
@@ -258,7 +267,7 @@ def xla_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array, *,
     with the same result to float32 rounding. A query whose keys are all masked attends
     uniformly, as there.
     """
-    scale = 1.0 / math.sqrt(q.shape[-1])
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
     full = q.dtype == jnp.float32
     precision = jax.lax.Precision.HIGHEST if full else None
     q, k, v = (jnp.swapaxes(t, 1, 2) for t in (q, k, v))  # [batch, heads, seq, head_dim]
@@ -346,49 +355,57 @@ class EncoderLayer(nnx.Module):
         return {name: getattr(self, name) for name in SITES}
 
     def __call__(self, x: jax.Array, attention_mask: jax.Array, *,
-                 attention_bias: jax.Array | None = None) -> jax.Array:
-        return self.forward(x, attention_mask, attention_bias=attention_bias)[0]  # [batch, seq, hidden]
+                 attention_bias: jax.Array | None = None,
+                 relative: RelativeTerms | None = None) -> jax.Array:
+        return self.forward(x, attention_mask, attention_bias=attention_bias,
+                            relative=relative)[0]  # [batch, seq, hidden]
 
     def forward(self, x: jax.Array, attention_mask: jax.Array, *, x_q: QArray | None = None,
-                next_site=None, attention_bias: jax.Array | None = None
-                ) -> tuple[jax.Array, QArray | None]:
+                next_site=None, attention_bias: jax.Array | None = None,
+                relative: RelativeTerms | None = None) -> tuple[jax.Array, QArray | None]:
         """The layer, with INT8 hand-offs where the fused kernels are available.
 
         `x_q` is `x` already quantized for `qkv` (by the previous LayerNorm+quant). The
         LayerNorms quantize for their INT8 consumers (`ffn_in`, and in post-LN order
         `next_site`, the next layer's `qkv`) in the same pass; an INT8 `ffn_in` feeding a
-        static-INT8 `ffn_out` writes INT8 straight from its epilogue (not when gated). Returns
-        `(output, output quantized for next_site or None)`.
+        static-INT8 `ffn_out` writes INT8 straight from its epilogue (not when gated).
+        `relative` (DeBERTa) adds the disentangled relative terms to the scores and their
+        scale. Returns `(output, output quantized for next_site or None)`.
         """
         if self.norm_first:
-            return self._pre_norm_forward(x, attention_mask, x_q, attention_bias), None
-        context = self._attend(x if x_q is None else x_q, x.shape, attention_mask, attention_bias)
+            return self._pre_norm_forward(x, attention_mask, x_q, attention_bias, relative), None
+        context = self._attend(x if x_q is None else x_q, x.shape, attention_mask, attention_bias,
+                               relative)
         x, ffn_in_q = self.attn_norm.with_quantized(self.attn_out(context, residual=x), self.ffn_in)
         inner = self._ffn_inner(x if ffn_in_q is None else ffn_in_q)
         return self.ffn_norm.with_quantized(self.ffn_out(inner, residual=x), next_site)
 
-    def _pre_norm_forward(self, x, attention_mask, x_q, attention_bias) -> jax.Array:
+    def _pre_norm_forward(self, x, attention_mask, x_q, attention_bias, relative=None) -> jax.Array:
         """`x + attn(norm(x))`, then `+ ffn(norm(.))`; layer 0 attends to `x` itself (`x_q`,
         the embeddings' output quantized for `qkv`, applies only there)."""
         if self.attn_norm is None:
             h, h_q = x, x_q
         else:
             h, h_q = self.attn_norm.with_quantized(x, self.qkv)
-        context = self._attend(h if h_q is None else h_q, x.shape, attention_mask, attention_bias)
+        context = self._attend(h if h_q is None else h_q, x.shape, attention_mask, attention_bias,
+                               relative)
         x = self.attn_out(context, residual=x)
         h, h_q = self.ffn_norm.with_quantized(x, self.ffn_in)
         return self.ffn_out(self._ffn_inner(h if h_q is None else h_q), residual=x)
 
-    def _attend(self, qkv_input, shape, attention_mask, attention_bias) -> jax.Array:
-        """`qkv`, rotary positions when the layer has them, then (local) attention: the
-        context `[batch, seq, hidden]`."""
+    def _attend(self, qkv_input, shape, attention_mask, attention_bias, relative=None) -> jax.Array:
+        """`qkv`, rotary positions when the layer has them, DeBERTa's relative terms when given,
+        then (local) attention: the context `[batch, seq, hidden]`."""
         batch, seq, hidden = shape
         qkv = self.qkv(qkv_input).reshape(batch, seq, 3, self.num_heads, self.head_dim)
         q, k = qkv[:, :, 0], qkv[:, :, 1]
         if self.rotary_theta is not None:
             cos, sin = rotary_tables(seq, self.head_dim, self.rotary_theta)
             q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-        context = attention(q, k, qkv[:, :, 2], attention_mask, bias=attention_bias,
+        scale = None
+        if relative is not None:
+            attention_bias, scale = relative.bias(q, k), relative.scale(self.head_dim)
+        context = attention(q, k, qkv[:, :, 2], attention_mask, bias=attention_bias, scale=scale,
                             implementation=self.attention_impl, window=self.window)
         return context.reshape(batch, seq, hidden)
 
@@ -408,8 +425,9 @@ class EncoderLayer(nnx.Module):
 
 class Encoder(nnx.Module):
     """A stack of `EncoderLayer`s, with MPNet's relative position bias table (`relative_bias`,
-    `[buckets, heads]`, shared by every layer) when the config has one, and a final LayerNorm
-    (`final_norm`) after pre-LN layers (`norm_first`)."""
+    `[buckets, heads]`, shared by every layer) when the config has one, DeBERTa's
+    disentangled relative positions (`relative`, a `DisentangledPositions`), and a final
+    LayerNorm (`final_norm`) after pre-LN layers (`norm_first`)."""
 
     def __init__(self, config: EncoderConfig, *, dtype=jnp.float32, param_dtype=jnp.float32,
                  attention_impl: AttentionImpl = None, rngs: nnx.Rngs):
@@ -423,6 +441,12 @@ class Encoder(nnx.Module):
         self.final_norm = LayerNorm(config.hidden_size, eps=config.layer_norm_eps, dtype=dtype,
                                     param_dtype=param_dtype, use_bias=config.norm_bias) \
             if config.norm_first else None
+        self.relative = DisentangledPositions(
+            config, rngs=rngs,
+            layer_norm=lambda size: LayerNorm(size, eps=config.layer_norm_eps, param_dtype=param_dtype),
+            gemm_site=lambda name, n_in, n_out: GemmSite(n_in, n_out, site=name, param_dtype=param_dtype,
+                                                         rngs=rngs),
+        ) if config.disentangled_attention else None
 
     def attention_bias(self, seq_len: int) -> jax.Array | None:
         """The relative position bias `[1, heads, seq, seq]` float32, or None."""
@@ -436,8 +460,10 @@ class Encoder(nnx.Module):
         """`x_q`: the first layer's INT8 `qkv` input, if the embeddings produced it."""
         layers = list(self.layers)
         bias = self.attention_bias(x.shape[1])
+        table = None if self.relative is None else self.relative.table()
         for i, layer in enumerate(layers):
             next_site = layers[i + 1].qkv if i + 1 < len(layers) else None
+            relative = None if table is None else self.relative.terms(i, layer.qkv, table)
             x, x_q = layer.forward(x, attention_mask, x_q=x_q, next_site=next_site,
-                                   attention_bias=bias)
+                                   attention_bias=bias, relative=relative)
         return x if self.final_norm is None else self.final_norm(x)

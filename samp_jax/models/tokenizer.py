@@ -19,6 +19,9 @@ TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
 # tools reading the saved folder see the same tokenizer (slow-tokenizer vocab included).
 SIDE_FILES = ("special_tokens_map.json", "vocab.txt", "vocab.json", "merges.txt")
 TOKENIZER_FILES = (TOKENIZER_FILE, TOKENIZER_CONFIG_FILE, *SIDE_FILES)
+# SentencePiece models of slow tokenizers (DeBERTa-v2/v3's spm.model, XLM-R's): never read, so
+# a folder with one of them and no tokenizer.json is refused with how to convert it.
+SLOW_ONLY_FILES = ("spm.model", "sentencepiece.bpe.model")
 
 
 class Tokenizer:
@@ -78,7 +81,12 @@ class Tokenizer:
         path = Path(path)
         file = path / TOKENIZER_FILE
         if not file.is_file():
-            raise FileNotFoundError(f"no fast tokenizer at {file}")
+            slow = [name for name in SLOW_ONLY_FILES if (path / name).is_file()]
+            hint = (f"; the folder has only a slow tokenizer ({', '.join(slow)}), which samp-jax "
+                    f"does not read: write {TOKENIZER_FILE} once with transformers, e.g. "
+                    f"AutoTokenizer.from_pretrained('{path}').save_pretrained('{path}')"
+                    if slow else "")
+            raise FileNotFoundError(f"no fast tokenizer at {file}{hint}")
         files = {}
         for name in TOKENIZER_FILES:
             if (path / name).is_file():

@@ -170,6 +170,16 @@ class QuantizedGemmSite(nnx.Module):
             return QArray(self.kernel[...], self.kernel_scale[...], self.precision.precision)
         return self.kernel[...]
 
+    def dense_weight(self) -> tuple[jax.Array, jax.Array]:
+        """`(kernel [in, out], bias [out])` in float32: the stored weights dequantized, with any
+        smoothing undone, so `x @ kernel + bias` is this site's GEMM on an unquantized input
+        (DeBERTa's relative-position projections reuse the `qkv` weights this way)."""
+        weight = self.weight()
+        kernel = weight.dequantize() if isinstance(weight, QArray) else weight.astype(jnp.float32)
+        if self.input_scale is not None:  # the kernel holds W * s; the input is multiplied by 1/s
+            kernel = kernel * self.input_scale[...][:, None]
+        return kernel, self.bias[...].astype(jnp.float32)
+
     def int8_input(self) -> Int8Input | None:
         """How this site quantizes its input when it is an INT8 site (else None): what an
         upstream kernel must do to hand it INT8 (`samp_jax.ops.handoff`)."""

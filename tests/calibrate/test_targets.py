@@ -12,7 +12,7 @@ from scipy import stats as scipy_stats
 import samp_jax
 
 from calibrate.search.candidates import SwitchableModel
-from calibrate.search.latency import estimate_table, table_for_target
+from calibrate.search.latency import estimate_table, table_for_target, table_name
 from calibrate.search.objectives import Z_ONE_SIDED_95, EvaluationObjective, UnlabelledObjective, selection_z
 from samp_jax.data.wnut16 import entity_counts, entity_f1
 from calibrate.search.driver import search
@@ -24,7 +24,7 @@ from calibrate.search.targets import TARGETS, resolve_target
 from samp_jax.core.precision import SITES, PrecisionMap, SitePrecision, as_precision
 from samp_jax.serving.timing import device_description
 from samp_jax.tasks.metrics import ACCURACY, ENTITY_F1, METRICS, guarded_bootstrap_drop, guarded_difference
-from tests.helpers import TINY_CONFIG, random_batches
+from tests.helpers import FAMILY_CONFIGS, TINY_CONFIG, random_batches
 
 FP8 = SitePrecision("fp8_e4m3")
 
@@ -366,3 +366,14 @@ def test_default_preset_of_a_cpu_search_is_named_apart_from_the_fp32_reference()
     maps = preset_maps(resolve_target("cpu").search_options(), 2)
     assert next(iter(maps)) == "fp32-sites"
     assert maps["fp32-sites"] == PrecisionMap.preset("fp32", 2)
+
+
+def test_cached_tables_are_kept_apart_by_family_and_architecture():
+    """Two families of one shape spend different time outside the GEMM sites (DeBERTa's
+    relative terms, MPNet's bias): a table measured for one must not be reused for the other."""
+    cpu = resolve_target("cpu")
+    bert, deberta = FAMILY_CONFIGS["bert"], FAMILY_CONFIGS["deberta-v2"]
+    names = {table_name(c, cpu, 32, 16) for c in (bert, deberta, deberta.replace(position_buckets=4))}
+    assert len(names) == 3
+    assert table_name(deberta, cpu, 32, 16) == table_name(deberta.replace(), cpu, 32, 16)
+    assert "-deberta-v2-" in table_name(deberta, cpu, 32, 16)

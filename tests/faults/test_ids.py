@@ -101,9 +101,10 @@ def test_good_ids_and_padding_positions_are_accepted(tiny):
     np.testing.assert_array_equal(np.asarray(tiny(ids, MASK)), np.asarray(tiny(IDS, MASK)))
 
 
-@pytest.mark.parametrize("family", ["roberta", "distilbert"])
+@pytest.mark.parametrize("family", ["roberta", "distilbert", "deberta-v2"])
 def test_token_types_are_not_checked_when_the_model_ignores_them(family):
-    """type_vocab_size 1 (RoBERTa) or 0 (DistilBERT): token type ids are ignored, not refused."""
+    """type_vocab_size 1 (RoBERTa) or 0 (DistilBERT, DeBERTa-v3, whose tokenizer still sends
+    them): token type ids are ignored, not refused."""
     model = EncoderModel(FAMILY_CONFIGS[family], rngs=nnx.Rngs(0))
     types = np.full_like(IDS, 5)
     np.testing.assert_array_equal(np.asarray(model(IDS, MASK, types)),

@@ -8,6 +8,7 @@ Add a family with `register_family(Family(...))`; `EncoderConfig.from_hf_config`
 from samp_jax.models.errors import ConfigError
 from samp_jax.models.families.base import TRANSFORMS, Family, HeadLayout, KeyRule, Transform
 from samp_jax.models.families.bert import BERT
+from samp_jax.models.families.deberta_v2 import DEBERTA_V2
 from samp_jax.models.families.distilbert import DISTILBERT
 from samp_jax.models.families.electra import ELECTRA
 from samp_jax.models.families.modernbert import MODERNBERT
@@ -48,6 +49,7 @@ def get_family(model_type: str) -> Family:
 for _family in (BERT, ROBERTA, XLM_ROBERTA, DISTILBERT, ELECTRA, MPNET):
     register_family(_family)
 register_family(MODERNBERT)
+register_family(DEBERTA_V2)
 
 __all__ = ["FAMILIES", "TRANSFORMS", "Family", "HeadLayout", "KeyRule", "Transform",
            "UnsupportedFamilyError", "get_family", "register_family"]

@@ -10,7 +10,7 @@ from samp_jax.app.cli import main
 from tests.helpers import GOLDEN
 
 FAMILY_GOLDEN = GOLDEN / "families"
-MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "distilbert", "electra", "mpnet", "modernbert")
+MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "distilbert", "electra", "mpnet", "modernbert", "deberta-v2")
 # bert runs in `make test-fast`; the other families only in `make test`
 FAMILY_PARAMS = [pytest.param(t, marks=() if t == "bert" else pytest.mark.slow) for t in MODEL_TYPES]
 

@@ -13,13 +13,13 @@ from samp_jax.models.families import UnsupportedFamilyError
 from tests.helpers import GOLDEN
 
 FAMILY_GOLDEN = GOLDEN / "families"
-MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "distilbert", "electra", "mpnet", "modernbert")
+MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "distilbert", "electra", "mpnet", "modernbert", "deberta-v2")
 BATCHES = ("single", "pair")
 WITH_FLAX = ("bert", "roberta", "xlm-roberta", "distilbert", "electra")  # HF has no FlaxMPNet
 # The pooling each golden sentence-transformers folder declares.
 DECLARED = {"bert": ("cls",), "roberta": ("mean",), "xlm-roberta": ("max",),
             "distilbert": ("mean_sqrt_len",), "electra": ("mean",), "mpnet": ("cls",),
-            "modernbert": ("mean",)}
+            "modernbert": ("mean",), "deberta-v2": ("mean",)}
 
 
 @pytest.fixture(scope="module", params=MODEL_TYPES)
