@@ -21,6 +21,7 @@ from calibrate.search import report
 from samp_jax.core.assets import minilm_path
 from samp_jax.models import make_head
 from samp_jax.tasks.files import load_task
+from calibrate.search.config import SearchConfig
 from samp_jax.workflows.pipeline import run_search
 
 WORDS = "good bad movie plot day night fine awful happy dull".split()
@@ -41,8 +42,9 @@ def setup():
 
 
 def search_into(out, options, command, model, tokenizer, task):
-    return run_search(model, tokenizer, task, options=options, command=command, out=out,
-                      tolerance=0.05, progress=False, compare_presets=False, target="cpu")
+    config = SearchConfig(options=options, tolerance=0.05, progress=False, target="cpu")
+    return run_search(model, tokenizer, task, config, command=command, out=out,
+                      compare_presets=False)
 
 
 def main(out: str) -> None:

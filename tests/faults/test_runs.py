@@ -82,7 +82,7 @@ def test_a_search_refuses_an_out_folder_with_other_files_before_any_work(tiny, t
     out = tmp_path / "mine"
     out.mkdir()
     (out / "notes.txt").write_text("the user's own file")
-    monkeypatch.setattr(pipeline, "search_calibration", lambda *a, **k: pytest.fail("slow work"))
+    monkeypatch.setattr(pipeline, "plan_search", lambda *a, **k: pytest.fail("slow work"))
     with pytest.raises(FileExistsError, match="holds files this run does not write"):
         search_into(out, ("fp32", "int8-dynamic"), "x", *tiny)
     monkeypatch.setattr(cli, "load", lambda *a, **k: pytest.fail("loaded a model first"))
