@@ -14,19 +14,20 @@ from samp_jax.ops.dispatch import (
     implementations,
     quantize_activation,
     register_gemm_implementation,
+    site_implementation,
     takes_fused_input,
 )
 from samp_jax.ops.fused import FUSED_OPS, fused_op, register_fused_op
 from samp_jax.ops.pallas import interpret, interpreting, kernels_available
 
-register_gemm_implementation("pallas", pallas.pallas_gemm)
+register_gemm_implementation("pallas", pallas.pallas_gemm, precisions=pallas.PRECISIONS)
 register_gemm_implementation("xla", base.xla_gemm, takes_fused_input=False)
 for _kernel in ("mosaic", "triton"):
     register_gemm_implementation(f"pallas_{_kernel}", functools.partial(pallas.pallas_gemm, kernel=_kernel),
-                                 automatic=False)
+                                 automatic=False, precisions=pallas.PRECISIONS)
 register_fused_op("layernorm_quant", pallas.pallas_layernorm_quant, available=kernels_available)
 register_fused_op("embedding_quant", pallas.pallas_embedding_quant, available=kernels_available)
 
 __all__ = ["FUSED_OPS", "Activation", "fused_op", "gemm", "implementations", "interpret",
            "interpreting", "kernels_available", "quantize_activation", "register_fused_op",
-           "register_gemm_implementation", "takes_fused_input"]
+           "register_gemm_implementation", "site_implementation", "takes_fused_input"]

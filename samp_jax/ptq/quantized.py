@@ -32,7 +32,7 @@ from samp_jax.models.config import EncoderConfig
 from samp_jax.models.layers import Embeddings, GemmSite
 from samp_jax.models.model import EncoderModel, head_spec, make_head
 from samp_jax.models.tokenizer import TOKENIZER_FILE, Tokenizer, check_fits
-from samp_jax.ops.dispatch import Activation, gemm
+from samp_jax.ops.dispatch import Activation, gemm, site_implementation
 from samp_jax.ops.handoff import Int8Input
 from samp_jax.core.precision import SITES, PrecisionMap, PrecisionMapError, SitePrecision, precision_of_dtype
 from samp_jax.core.primitives import FP8_E4M3_MAX, QArray, quantize_weight_fp8, quantize_weight_int8
@@ -97,7 +97,8 @@ class QuantizedGemmSite(nnx.Module):
         self.site = site
         self.precision = precision
         self.dtype = dtype
-        self.implementation = implementation
+        # a model pinned to a kernel that does not run this precision keeps this site on XLA
+        self.implementation = site_implementation(implementation, precision)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -624,7 +625,9 @@ def quantize(model: EncoderModel, precision_map: PrecisionMap, calibration=None,
         site uses a static activation scale (`int8` per-tensor static, `fp8_e4m3`). With
         smoothing, it also carries the per-channel migration of `qkv` / `ffn_in`.
       dtype: compute dtype between GEMM sites (float16, bfloat16 or float32).
-      implementation: GEMM implementation for every site (None: try Pallas, then XLA).
+      implementation: GEMM implementation for every site that it runs (None: try Pallas, then
+        XLA); a site at a precision it does not run (an FP16 or FP8 site of a map pinned to
+        `pallas`) runs on `xla` (`samp_jax.ops.site_implementation`).
 
     Raises:
       ValueError: the map does not fit the model, or a static site has no calibration.
