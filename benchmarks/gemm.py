@@ -10,7 +10,8 @@ recorded as skipped. Off a GPU the kernels run in interpret mode (`samp_jax.ops.
 
 Timing: warm-up, then the median over repeats of back-to-back calls with one sync (see
 `calibrate.search.latency.time_ms`). TOPS count 2·M·N·K operations; % of peak uses the dense
-datasheet peak of the device (H100 SXM: 989 TFLOP/s FP16, 1979 TOPS INT8) when known.
+datasheet peak of the device in `pallas_kernels.devices` (H100 SXM: 989 TFLOP/s FP16, 1979 TOPS
+INT8) when the table knows it.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from calibrate.search.latency import time_ms
+from pallas_kernels import devices
 from pallas_kernels.int8_matmul import KERNEL_NAME, MOSAIC_KERNEL_NAME, default_order, int8_matmul
 from pallas_kernels.int8_matmul.tuning import record, tune
 from samp_jax import gemm
@@ -36,14 +38,12 @@ from samp_jax.core.primitives import quantize_weight_int8
 
 SHAPES_M = (16, 128, 4096, 16384, 32768)
 SHAPES_KN = ((768, 2304), (768, 768), (768, 3072), (3072, 768))
-PEAKS = {"H100": {"fp16": 989e12, "int8": 1979e12}, "H200": {"fp16": 989e12, "int8": 1979e12}}
 
 
 def peak_for(device: str, kind: str) -> float | None:
-    for name, peaks in PEAKS.items():
-        if name in device:
-            return peaks[kind]
-    return None
+    """The device table's dense peak of `device` (a device kind) for precision `kind`."""
+    known = devices.lookup(device)
+    return None if known is None else known.peak_ops.get(kind)
 
 
 def contenders(k: int, n: int):

@@ -17,24 +17,19 @@ import jax
 import jax.numpy as jnp
 from jax.experimental.pallas import mosaic_gpu as plgpu
 
+from pallas_kernels.devices import is_hopper
 from pallas_kernels.int8_matmul.config import CONFIG_TYPES, Config, MosaicConfig, choose, choose_mosaic
 from pallas_kernels.numerics import check_depth, check_scale
 from pallas_kernels.int8_matmul.mosaic import mosaic_int8_matmul
 from pallas_kernels.int8_matmul.triton import triton_int8_matmul
 
 ENV_VAR = "SAMP_JAX_INT8_KERNEL"
-_HOPPER_KINDS = ("H100", "H200", "H800", "H20", "GH200")
 
 
 def target_device_kind() -> str:
     """The device being compiled for: an abstract mesh's GPU (cross-lowering) or device 0."""
     abstract = jax.sharding.get_abstract_mesh().abstract_device
     return abstract.device_kind if abstract is not None else jax.devices()[0].device_kind
-
-
-def is_hopper(device_kind: str) -> bool:
-    """sm_90 devices, where the Mosaic GPU wgmma kernel runs and is tried first."""
-    return any(name in device_kind for name in _HOPPER_KINDS)
 
 
 def _pad_rows(tile_m: int, x_q, x_scale, residual):

@@ -45,6 +45,7 @@ from flax import nnx
 
 from calibrate import calibrate
 from calibrate.search.latency import device_description, time_ms
+from pallas_kernels import devices
 from samp_jax import ops
 from samp_jax.app.arguments import positive_int
 from samp_jax.core.assets import minilm_path
@@ -242,7 +243,9 @@ def run(*, models=("bert-base", "minilm"), shapes=SHAPES, contenders: list[str] 
     unknown = wanted - set(contender_names())
     if unknown:
         raise ValueError(f"unknown contenders {sorted(unknown)}; choose from {contender_names()}")
-    document = {"device": device_description(), "backend": jax.default_backend(),
+    known = devices.lookup(jax.devices()[0].device_kind)
+    document = {"device": device_description(), "device_table_entry": known and known.name,
+                "backend": jax.default_backend(),
                 "interpret": interpret, "jax": jax.__version__, "machine": platform.machine(),
                 "timing": {"warmup": warmup, "repeats": repeats, "inner": inner,
                            "statistic": "median of repeats, each the mean of inner back-to-back calls"},

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pallas_kernels.gpu_lowering import H100, gpu_kernel_calls, lower_for_gpu
+from pallas_kernels.gpu_lowering import A100, H100, gpu_kernel_calls, lower_for_gpu
 from pallas_kernels.int8_matmul import (
     ENV_VAR,
     IMPLEMENTATIONS,
@@ -40,7 +40,6 @@ from pallas_kernels.int8_matmul.tuning import candidates, record, tune
 
 IMPLS = ("triton", "mosaic")
 KERNEL_NAMES = {"triton": KERNEL_NAME, "mosaic": MOSAIC_KERNEL_NAME}
-A100 = "NVIDIA A100-SXM4-80GB"
 # Epilogue tolerances by output dtype (the accumulator itself is compared exactly).
 TOLERANCE = {jnp.float16: 1e-2, jnp.bfloat16: 6e-2, jnp.float32: 1e-5}
 
@@ -356,6 +355,8 @@ def test_relu_epilogue_lowers_for_cuda(impl, call_target):
 
 
 @pytest.mark.parametrize("device_kind, call_target", [(H100, "mosaic_gpu_v2"),
+                                                      ("NVIDIA H800", "mosaic_gpu_v2"),
+                                                      ("NVIDIA H200", "mosaic_gpu_v2"),
                                                       (A100, "__gpu$xla.gpu.triton")])
 def test_the_automatic_choice_lowers_the_device_default(device_kind, call_target):
     """implementation=None: Mosaic on Hopper, Triton elsewhere (the registry order)."""
