@@ -130,7 +130,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--tune", action="store_true",
                         help="first autotune the Pallas kernels this GPU tries for every shape and "
-                             "record the winners in pallas_kernels/int8_matmul/tuned.json")
+                             "record the winners in pallas_kernels/int8_matmul/tuned/<device>.json")
     args = parser.parse_args()
     device = jax.devices()[0].device_kind
     on_gpu = jax.default_backend() == "gpu"
