@@ -165,10 +165,10 @@ def build_samp(contender: SampContender, model, calibration):
     return jax.jit(lambda state, *inputs: merged_call(graphdef, state, *inputs)), state
 
 
-def compile_samp(forward, state, batch) -> tuple[Callable[[], jax.Array], dict]:
-    """Compiles `forward` for this batch's shape ahead of time; returns the timed call and
-    `{"lower_s", "compile_s", "kernels"}` (the Pallas calls in the traced program, which prove
-    which kernels ran)."""
+def aot_compile(forward, state, batch) -> tuple[jax.stages.Compiled, tuple, dict]:
+    """Compiles `forward` for this batch's shape ahead of time: `(compiled, inputs, info)`,
+    `info` being `{"lower_s", "compile_s", "kernels"}` (the Pallas calls in the traced
+    program, which prove which kernels ran)."""
     inputs = batch_inputs(batch)
     start = time.perf_counter()
     traced = forward.trace(state, *inputs)
@@ -177,7 +177,13 @@ def compile_samp(forward, state, batch) -> tuple[Callable[[], jax.Array], dict]:
     compiled = lowered.compile()
     done = time.perf_counter()
     kernels = sorted(set(re.findall(r"name=(samp_[a-z0-9_]+)", str(traced.jaxpr))))
-    info = {"lower_s": lowered_at - start, "compile_s": done - lowered_at, "kernels": kernels}
+    return compiled, inputs, {"lower_s": lowered_at - start, "compile_s": done - lowered_at,
+                              "kernels": kernels}
+
+
+def compile_samp(forward, state, batch) -> tuple[Callable[[], jax.Array], dict]:
+    """`aot_compile`, as the timed call `() -> output` and its info."""
+    compiled, inputs, info = aot_compile(forward, state, batch)
     return (lambda: compiled(state, *inputs)), info
 
 

@@ -455,7 +455,8 @@ def test_gemm_benchmark_script_runs(tmp_path):
     result = run_benchmark_quick("gemm.py", out, timeout=600)
     timed = [r for r in result["rows"] if "ms" in r]
     assert {r["contender"] for r in timed} == {"xla_fp16", "xla_int8", "pallas_triton_int8",
-                                               "pallas_mosaic_int8"}
+                                               "pallas_mosaic_int8", "xla_int8_raw",
+                                               "pallas_mosaic_int8_raw"}
     assert all(r["ms"] > 0 and r["tops"] > 0 for r in timed)
     assert all(r["kernel"] == KERNEL_NAMES[r["contender"].split("_")[1]]
                for r in timed if r["contender"].startswith("pallas"))
