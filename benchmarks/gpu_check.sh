@@ -10,7 +10,9 @@
 #   <device>-profile.json     per-kernel time breakdown of one forward (benchmarks/kernel_profile.py)
 # Before the GPU session, on any machine: python benchmarks/minilm_fp16.py --out .carry/minilm-fp16
 # QUICK=1 runs every step with its tiny CPU option (what tests/benchmarks/test_gpu_check.py does).
-# Time boxes (s): T_TESTS T_GEMM T_E2E T_MINILM T_PROFILE. A missing flax 0.12.10 etc.: put the
+# COMPILE_PROBE=1 adds benchmarks/compile_time.py (per-preset compile seconds, FP8 included),
+# with XLA's autotuner on and off, outside the 8 minutes.
+# Time boxes (s): T_TESTS T_GEMM T_E2E T_MINILM T_PROFILE T_COMPILE. A missing flax 0.12.10 etc.: put the
 # wheels in .whl/ and they are installed (no network) into /tmp/site first.
 set -u
 RESULTS=${RESULTS:-$PWD/benchmarks/results}; OUT=${OUT:-$PWD/gpu_out}; QUICK=${QUICK:-0}
@@ -86,4 +88,12 @@ else
 fi
 step profile ${T_PROFILE:-70} $PY benchmarks/kernel_profile.py $PROFILE_ARGS \
   --contenders samp_fp16,samp_fully_quant_pallas,samp_fully_quant_xla --out "$RESULTS/$DEVICE-profile.json"
+if [ "${COMPILE_PROBE:-0}" = 1 ]; then  # optional (not in the 8 minutes): why FP8 compiles slowly
+  PROBE_ARGS=$([ "$QUICK" = 1 ] && echo --quick)
+  step compile ${T_COMPILE:-150} env -u JAX_COMPILATION_CACHE_DIR $PY benchmarks/compile_time.py \
+    $PROBE_ARGS --presets fp16,fully_quant,fp8 --out "$RESULTS/$DEVICE-compile.json"
+  step compile_autotune0 ${T_COMPILE:-150} env -u JAX_COMPILATION_CACHE_DIR \
+    XLA_FLAGS="${XLA_FLAGS:-} --xla_gpu_autotune_level=0" $PY benchmarks/compile_time.py $PROBE_ARGS --presets fp16,fp8 \
+    --out "$RESULTS/$DEVICE-compile-autotune0.json"
+fi
 echo "[t=$(( $(date +%s) - START ))s] done: $SUMMARY"

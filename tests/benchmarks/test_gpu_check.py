@@ -11,7 +11,7 @@ import subprocess
 import pytest
 
 from benchmarks import kernel_profile as profile
-from benchmarks import minilm_fp16
+from benchmarks import compile_time, minilm_fp16
 from tests.helpers import ROOT
 
 
@@ -86,3 +86,14 @@ def test_gpu_check_runs_every_step_quickly_on_the_cpu(tmp_path, minilm_dir):
     assert [r["contender"] for r in prof] == ["samp_fp16", "samp_fully_quant_pallas"]
     assert all(r["hlo"]["opcodes"] for r in prof)
     assert json.loads((results / "cpu-tests.json").read_text())["failures"] == 0
+
+
+def test_compile_time_reports_each_preset_and_the_fp8_dots(tmp_path):
+    out = tmp_path / "compile.json"
+    assert compile_time.main(["--quick", "--presets", "fp16,fp8", "--out", str(out)]) == 0
+    rows = {r["preset"]: r for r in json.loads(out.read_text())["rows"]}
+    assert rows["fp16"]["compile_s"] > 0 and rows["fp8"]["lower_s"] > 0
+    # 6 layers x 4 GEMM sites; the FP8 ones are f8 x f8 -> f32 dots, for CUDA too
+    assert rows["fp8"]["dots"]["f8E4M3FN x f8E4M3FN -> f32"] == 24
+    assert rows["fp8"]["cuda_dots"]["f8E4M3FN x f8E4M3FN -> f32"] == 24
+    assert "f8E4M3FN x f8E4M3FN -> f32" not in rows["fp16"]["dots"]
