@@ -2,7 +2,9 @@
 
 Two implementations of one contract (`int8_matmul_reference` is the numerical reference), each
 in its own file with its config, heuristic, tuning candidates, adapter and kernel: `mosaic`
-(Pallas Mosaic GPU, Hopper wgmma) and `triton` (Pallas Triton, sm_80+). `api.py` holds the
+(Pallas Mosaic GPU, Hopper wgmma) and `triton` (Pallas Triton, sm_80+); `mosaic_ws`, a
+warp-specialized persistent Hopper kernel with no fused epilogue yet (raw int32 only), runs
+only when named. `api.py` holds the
 registry, in the order Hopper tries them (`IMPLEMENTATIONS`), and the front door `int8_matmul`;
 `base.py` what they share (the tuned tables, one JSON file per device kind, in `tuned/`).
 """
@@ -11,6 +13,7 @@ from pallas_kernels.int8_matmul.api import (
     CONFIG_TYPES,
     ENV_VAR,
     IMPLEMENTATIONS,
+    NAMED_ONLY,
     REGISTRY,
     default_order,
     int8_matmul,
@@ -26,12 +29,14 @@ from pallas_kernels.int8_matmul.base import (
 from pallas_kernels.int8_matmul.mosaic import KERNEL_NAME as MOSAIC_KERNEL_NAME
 from pallas_kernels.int8_matmul.mosaic import MosaicConfig
 from pallas_kernels.int8_matmul.mosaic import heuristic as mosaic_heuristic
+from pallas_kernels.int8_matmul.mosaic_ws import KERNEL_NAME as WS_KERNEL_NAME
+from pallas_kernels.int8_matmul.mosaic_ws import WsConfig
 from pallas_kernels.int8_matmul.reference import int8_matmul_reference
 from pallas_kernels.int8_matmul.triton import KERNEL_NAME, Config, heuristic
 from pallas_kernels.devices import is_hopper
 
 __all__ = ["CONFIG_TYPES", "ENV_VAR", "IMPLEMENTATIONS", "KERNEL_NAME", "MOSAIC_KERNEL_NAME",
-           "REGISTRY", "TUNED_DIR", "Config", "Implementation", "MosaicConfig",
+           "NAMED_ONLY", "REGISTRY", "WS_KERNEL_NAME", "WsConfig", "TUNED_DIR", "Config", "Implementation", "MosaicConfig",
            "NoImplementationError", "TunedTableError", "default_order", "heuristic", "int8_matmul",
            "int8_matmul_reference", "is_hopper", "mosaic_heuristic", "table_path",
            "target_device_kind"]

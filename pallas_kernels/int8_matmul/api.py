@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from pallas_kernels.devices import is_hopper
-from pallas_kernels.int8_matmul import mosaic, triton
+from pallas_kernels.int8_matmul import mosaic, mosaic_ws, triton
 from pallas_kernels.int8_matmul.base import Implementation, NoImplementationError
 from pallas_kernels.int8_matmul.mosaic import MosaicConfig
 from pallas_kernels.int8_matmul.triton import Config
@@ -34,9 +34,10 @@ def target_device_kind() -> str:
 
 
 # The one registry, in the order a Hopper GPU tries it; each entry is declared in its own file.
-REGISTRY: dict[str, Implementation] = {impl.name: impl for impl in (mosaic.IMPLEMENTATION,
-                                                                    triton.IMPLEMENTATION)}
-IMPLEMENTATIONS = tuple(REGISTRY)
+REGISTRY: dict[str, Implementation] = {impl.name: impl for impl in (
+    mosaic.IMPLEMENTATION, triton.IMPLEMENTATION, mosaic_ws.IMPLEMENTATION)}
+IMPLEMENTATIONS = tuple(name for name, impl in REGISTRY.items() if impl.automatic)
+NAMED_ONLY = tuple(name for name, impl in REGISTRY.items() if not impl.automatic)
 CONFIG_TYPES = {name: impl.config_type for name, impl in REGISTRY.items()}
 
 
@@ -65,7 +66,8 @@ def _candidates(implementation: str | Sequence[str] | None, config,
     if config is not None:
         owners = [name for name, cls in CONFIG_TYPES.items() if isinstance(config, cls)]
         if not owners:
-            raise ValueError(f"config must be a Config or a MosaicConfig, got {type(config).__name__}")
+            raise ValueError(f"config must be one of {[cls.__name__ for cls in CONFIG_TYPES.values()]}, "
+                             f"got {type(config).__name__}")
         owner = owners[0]
     if implementation is None:
         names = (owner,) if owner else default_order(device_kind)
@@ -75,7 +77,7 @@ def _candidates(implementation: str | Sequence[str] | None, config,
         names = tuple(implementation)
     unknown = [name for name in names if name not in REGISTRY]
     if unknown or not names:
-        raise ValueError(f"{implementation=} is not one of {IMPLEMENTATIONS} (or a sequence of them)")
+        raise ValueError(f"{implementation=} is not one of {tuple(REGISTRY)} (or a sequence of them)")
     if owner and names != (owner,):
         raise ValueError(f"a {type(config).__name__} needs implementation={owner!r}, "
                          f"got {implementation!r}")

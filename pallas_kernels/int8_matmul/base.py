@@ -39,6 +39,7 @@ class Implementation:
       heuristic: `(m, n, k) -> config` from the shape alone.
       candidates: `(m, n, k) -> [config, ...]`, the configs worth timing for a shape.
       kernel_name: the `name=` of its pallas call (tests and benches look for it).
+      automatic: whether `implementation=None` tries it (else only when named).
     """
 
     name: str
@@ -47,6 +48,7 @@ class Implementation:
     heuristic: Callable
     candidates: Callable
     kernel_name: str
+    automatic: bool = True
 
 
 class NoImplementationError(ExceptionGroup, NotImplementedError):

@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Callable
 
 from pallas_kernels.int8_matmul import base
-from pallas_kernels.int8_matmul.api import IMPLEMENTATIONS, REGISTRY
+from pallas_kernels.int8_matmul.api import REGISTRY
 
 
 def _implementation(name: str) -> base.Implementation:
     if name not in REGISTRY:
-        raise ValueError(f"implementation={name!r} is not one of {IMPLEMENTATIONS}")
+        raise ValueError(f"implementation={name!r} is not one of {tuple(REGISTRY)}")
     return REGISTRY[name]
 
 

@@ -28,6 +28,8 @@ from pallas_kernels.int8_matmul import (
     Config,
     MosaicConfig,
     NoImplementationError,
+    WS_KERNEL_NAME,
+    WsConfig,
     TunedTableError,
     default_order,
     heuristic,
@@ -202,6 +204,18 @@ class Int8MatmulChecks:
         np.testing.assert_array_equal(np.asarray(acc), _exact(x, w))
 
 
+    @pytest.mark.parametrize("m, k, n", [(200, 256, 512), (64, 128, 256), (1, 384, 256)])
+    def test_the_warp_specialized_kernel_is_exact(self, m, k, n):
+        """More output tiles than (interpret-mode) SMs: the persistent loop takes turns."""
+        if not self.runnable("mosaic"):
+            pytest.skip("the warp-specialized kernel needs a Hopper GPU")
+        x, w, xs, ws = _operands(m, k, n)
+        config = WsConfig(tile_m=64, tile_n=64, tile_k=64) if not self.INTERPRET or m < 100 else None
+        acc = int8_matmul(x, w, xs, ws, out_dtype=jnp.int32, implementation="mosaic_ws",
+                          config=config, interpret=self.INTERPRET)
+        np.testing.assert_array_equal(np.asarray(acc), _exact(x, w))
+
+
 class TestInterpret(Int8MatmulChecks):
     INTERPRET = True
 
@@ -242,7 +256,7 @@ def test_a_config_pins_its_implementation():
         int8_matmul(x, w, xs, ws, implementation="triton", config=MosaicConfig(), interpret=True)
     with pytest.raises(ValueError, match="Config needs implementation='triton'"):
         int8_matmul(x, w, xs, ws, implementation=("mosaic", "triton"), config=Config(), interpret=True)
-    with pytest.raises(ValueError, match="config must be a Config or a MosaicConfig"):
+    with pytest.raises(ValueError, match=r"config must be one of \['MosaicConfig', 'Config', 'WsConfig'\]"):
         int8_matmul(x, w, xs, ws, config={"block_m": 16}, interpret=True)
     # With implementation=None the config's own implementation runs (and only it).
     acc = int8_matmul(x, w, xs, ws, out_dtype=jnp.int32, config=MosaicConfig(tile_m=64),
@@ -317,6 +331,23 @@ def test_environment_variable_goes_first_and_is_validated(monkeypatch):
     # A named implementation does not read the variable.
     acc = int8_matmul(x, w, xs, ws, out_dtype=jnp.int32, implementation="triton", interpret=True)
     np.testing.assert_array_equal(np.asarray(acc), _exact(x, w))
+
+
+def test_the_warp_specialized_kernel_declines_epilogues_and_runs_only_when_named():
+    x, w, xs, ws = _operands(8, 256, 256)
+    with pytest.raises(NotImplementedError, match="no fused epilogue yet.*float16"):
+        int8_matmul(x, w, xs, ws, implementation="mosaic_ws", interpret=True)
+    assert "mosaic_ws" not in default_order(H100) and "mosaic_ws" not in IMPLEMENTATIONS
+    with pytest.raises(ValueError, match="shared memory"):
+        WsConfig(tile_m=128, tile_n=128, tile_k=128, max_concurrent_steps=5)
+
+
+def test_the_warp_specialized_kernel_lowers_for_hopper():
+    S = jax.ShapeDtypeStruct
+    fn = lambda x, w: int8_matmul(x, w, jnp.ones((4096, 1)), jnp.ones((3072,)),  # noqa: E731
+                                  out_dtype=jnp.int32, implementation="mosaic_ws")
+    hlo = lower_for_gpu(fn, S((4096, 768), jnp.int8), S((768, 3072), jnp.int8))
+    assert gpu_kernel_calls(hlo) == ["mosaic_gpu_v2"] and WS_KERNEL_NAME in hlo
 
 
 def test_heuristics_small_and_large_m():
@@ -456,8 +487,9 @@ def test_gemm_benchmark_script_runs(tmp_path):
     timed = [r for r in result["rows"] if "ms" in r]
     assert {r["contender"] for r in timed} == {"xla_fp16", "xla_int8", "pallas_triton_int8",
                                                "pallas_mosaic_int8", "xla_int8_raw",
-                                               "pallas_mosaic_int8_raw"}
+                                               "pallas_mosaic_int8_raw", "pallas_mosaic_ws_int8_raw"}
     assert all(r["ms"] > 0 and r["tops"] > 0 for r in timed)
-    assert all(r["kernel"] == KERNEL_NAMES[r["contender"].split("_")[1]]
-               for r in timed if r["contender"].startswith("pallas"))
+    assert all(r["kernel"] == {**KERNEL_NAMES, "mosaic_ws": WS_KERNEL_NAME}[
+        r["contender"].removeprefix("pallas_").removesuffix("_int8_raw").removesuffix("_int8")]
+        for r in timed if r["contender"].startswith("pallas"))
     assert result["interpret"] == (jax.default_backend() != "gpu")
