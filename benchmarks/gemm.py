@@ -8,7 +8,8 @@ Usage (GPU): PYTHONPATH=. python benchmarks/gemm.py    → benchmarks/results/<d
 Contenders, per (M, K, N):
 - whole GEMM sites, each a `samp_jax.gemm` implementation with the FFN-in epilogue (bias +
   GELU) on FP16 input (the INT8 ones include its per-token dynamic quantization, as the model
-  runs them): `xla_fp16`, `xla_int8`, `pallas_triton_int8`, `pallas_mosaic_int8`;
+  runs them): `xla_fp16`, `xla_int8`, `pallas_triton_int8`, `pallas_mosaic_int8`,
+  `pallas_mosaic_ws_int8` (the warp-specialized persistent kernel);
 - raw INT8 GEMMs (`int8 @ int8 -> int32`, no epilogue): `xla_int8_raw`, `pallas_mosaic_int8_raw`,
   `pallas_mosaic_ws_int8_raw` (the warp-specialized persistent kernel);
 - cuBLAS through PyTorch on CUDA: `torch_fp16_mm` (`a @ b`) and `torch_int8_mm`
@@ -56,7 +57,8 @@ QUICK_M, QUICK_KN = (16, 64), ((384, 256),)
 # (name, precision, `gemm` implementation, expected pallas_call name or None)
 SITE_CONTENDERS = (("xla_fp16", "fp16", "xla", None), ("xla_int8", "int8", "xla", None),
                    ("pallas_triton_int8", "int8", "pallas_triton", KERNEL_NAME),
-                   ("pallas_mosaic_int8", "int8", "pallas_mosaic", MOSAIC_KERNEL_NAME))
+                   ("pallas_mosaic_int8", "int8", "pallas_mosaic", MOSAIC_KERNEL_NAME),
+                   ("pallas_mosaic_ws_int8", "int8", "pallas_mosaic_ws", WS_KERNEL_NAME))
 RAW_CONTENDERS = (("xla_int8_raw", None, None), ("pallas_mosaic_int8_raw", "mosaic", MOSAIC_KERNEL_NAME),
                   ("pallas_mosaic_ws_int8_raw", "mosaic_ws", WS_KERNEL_NAME))
 TORCH_CONTENDERS = ("torch_fp16_mm", "torch_int8_mm")

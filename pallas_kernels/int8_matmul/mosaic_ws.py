@@ -11,9 +11,11 @@ loads of `[tile_m, tile_k]` activation and `[2·tile_n, tile_k]` weight tiles
 warpgroups each accumulate a `[tile_m, tile_n]` half of the `[tile_m, 2·tile_n]` CTA tile with
 wgmma `s8 × s8 → s32`; each stores its accumulator through SMEM in `epi_tile_n`-wide slices
 with asynchronous TMA stores (two slots), so the stores of one tile overlap the loads of the
-next. It is the kernel the fused one is to grow from: it declines (NotImplementedError) any
-call with an epilogue (`out_dtype` other than int32), so it runs only when named
-(`implementation="mosaic_ws"`) and never by default.
+next. The epilogue is fused for a float output: each consumer fetches its tile's per-token and
+per-channel scales and bias by TMA while its K loop runs, then dequantizes, adds the bias and
+applies the activation before the store. A residual or an INT8 (requantized) output it does not
+fuse yet, and declines (NotImplementedError); it runs only when named
+(`implementation="mosaic_ws"`), never by default, until it is measured on a GPU.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import mosaic_gpu as plgpu
 
+from pallas_kernels import epilogue as ep
 from pallas_kernels.devices import is_hopper, lookup
 from pallas_kernels.int8_matmul.base import Implementation, choose, pad_rows
 from pallas_kernels.numerics import check_depth
@@ -69,9 +72,10 @@ class WsConfig:
                              f"{SMEM_BYTES}")
 
     def smem_bytes(self) -> int:
-        """Shared memory of the TMA buffers and the store slots."""
+        """Shared memory of the TMA buffers, the store slots (int32, the widest output) and
+        the epilogue's scales and bias."""
         loads = self.max_concurrent_steps * (self.tile_m + 2 * self.tile_n) * self.tile_k
-        return loads + 2 * 2 * self.tile_m * self.epi_tile_n * 4
+        return loads + 2 * 2 * self.tile_m * self.epi_tile_n * 4 + 2 * (self.tile_m + 2 * self.tile_n) * 4
 
 
 def heuristic(m: int, n: int, k: int) -> WsConfig:
@@ -95,16 +99,24 @@ def candidates(m: int, n: int, k: int) -> list[WsConfig]:
     return out
 
 
-def _kernel(a_gmem, b_gmem, out_gmem, *, config: WsConfig):
-    """The persistent loop over output tiles; `b_gmem` is the weight K-major, `[N, K]`."""
+def _kernel(a_gmem, b_gmem, *refs, config: WsConfig, has_bias: bool, activation: str | None):
+    """The persistent loop over output tiles; `b_gmem` is the weight K-major, `[N, K]`.
+    `refs`: for a float output, the `[M]` and `[N]` scales and (`has_bias`) the `[N]` bias,
+    then the output."""
+    *epilogue_refs, out_gmem = refs
+    raw = not epilogue_refs
+    out_dtype = out_gmem.dtype
+    xs_gmem, ws_gmem, b_gmem_bias = (*epilogue_refs, None, None, None)[:3] if not raw else (None,) * 3
     m, k = a_gmem.shape
     n = b_gmem.shape[0]
     tm, tn, tk, epi = config.tile_m, config.tile_n, config.tile_k, config.epi_tile_n
     cta_n = 2 * tn  # the two consumer warpgroups side by side along N
     swizzle = plgpu.find_swizzle(tk * 8)
     transforms = (plgpu.TilingTransform((8, swizzle)), plgpu.SwizzleTransform(swizzle))
-    out_swizzle = plgpu.find_swizzle(epi * 4 * 8)
-    out_transforms = (plgpu.TilingTransform((8, out_swizzle // 4)), plgpu.SwizzleTransform(out_swizzle))
+    itemsize = jnp.dtype(out_dtype).itemsize
+    out_swizzle = plgpu.find_swizzle(epi * itemsize * 8)
+    out_transforms = (plgpu.TilingTransform((8, out_swizzle // itemsize)),
+                      plgpu.SwizzleTransform(out_swizzle))
     m_iters, n_iters = m // tm, n // cta_n
 
     def pipeline(body, context):
@@ -119,9 +131,11 @@ def _kernel(a_gmem, b_gmem, out_gmem, *, config: WsConfig):
     ignore = lambda *_, **__: None  # noqa: E731  (the allocations do not depend on the bodies)
 
     @functools.partial(pl.run_scoped, allocations=pipeline(ignore, ignore).get_allocations(a_gmem, b_gmem),
-                       out_smem=plgpu.SMEM((2, 2, tm, epi), jnp.int32, transforms=out_transforms),
+                       out_smem=plgpu.SMEM((2, 2, tm, epi), out_dtype, transforms=out_transforms),
+                       xs_smem=plgpu.SMEM((2, tm), jnp.float32), ws_smem=plgpu.SMEM((2, tn), jnp.float32),
+                       bias_smem=plgpu.SMEM((2, tn), jnp.float32), barriers=plgpu.Barrier(num_barriers=6),
                        collective_axes="wg")
-    def _scope(allocations, out_smem):
+    def _scope(allocations, out_smem, xs_smem, ws_smem, bias_smem, barriers):
         wg = lax.axis_index("wg")
 
         @plgpu.nd_loop((m_iters * n_iters,), collective_axes="sm")
@@ -132,10 +146,26 @@ def _kernel(a_gmem, b_gmem, out_gmem, *, config: WsConfig):
             wg_n = pl.ds(wg * tn, tn)
 
             def store(eval_pipeline):
+                if not raw:  # the epilogue operands travel while the K loop runs
+                    wg_cols = pl.ds(n_idx * cta_n + wg * tn, tn)
+                    plgpu.copy_gmem_to_smem(xs_gmem.at[m_slice], xs_smem.at[wg], barriers.at[3 * wg])
+                    plgpu.copy_gmem_to_smem(ws_gmem.at[wg_cols], ws_smem.at[wg], barriers.at[3 * wg + 1])
+                    if has_bias:
+                        plgpu.copy_gmem_to_smem(b_gmem_bias.at[wg_cols], bias_smem.at[wg],
+                                                barriers.at[3 * wg + 2])
+
                 @functools.partial(pl.run_scoped, acc_ref=plgpu.ACC((tm, tn), jnp.int32))
                 def _acc(acc_ref):
                     eval_pipeline(acc_ref)
                     acc = acc_ref[...]
+                    if not raw:
+                        for i in range(2 + has_bias):
+                            plgpu.barrier_wait(barriers.at[3 * wg + i])
+                        y = acc.astype(jnp.float32) * lax.broadcast_in_dim(xs_smem[wg], (tm, tn), (0,))
+                        y = y * lax.broadcast_in_dim(ws_smem[wg], (tm, tn), (1,))
+                        if has_bias:
+                            y = y + lax.broadcast_in_dim(bias_smem[wg], (tm, tn), (1,))
+                        acc = ep.activation(y, activation).astype(out_dtype)
                     plgpu.wait_smem_to_gmem(0, wait_read_only=True)
                     for i in range(tn // epi):
                         slot = i % 2
@@ -154,16 +184,22 @@ def _kernel(a_gmem, b_gmem, out_gmem, *, config: WsConfig):
     plgpu.wait_smem_to_gmem(0, wait_read_only=True)
 
 
-def ws_int8_matmul(x_q, w_t, *, config: WsConfig, num_sms: int, interpret=False):
-    """`x_q [M, K] @ w_t [N, K].T -> int32 [M, N]`; M, N, K multiples of the CTA tile."""
+def ws_int8_matmul(x_q, w_t, x_scale=None, w_scale=None, bias=None, *, config: WsConfig,
+                   num_sms: int, out_dtype=jnp.int32, activation=None, interpret=False):
+    """`x_q [M, K] @ w_t [N, K].T`; M, N, K multiples of the CTA tile. `out_dtype` int32: the
+    raw accumulator; a float type: dequantized with `x_scale [M]` and `w_scale [N]` (float32),
+    plus `bias [N]` (or None), then `activation`."""
     m, k = x_q.shape
     check_depth(k, "the warp-specialized INT8 GEMM")
+    raw = jnp.dtype(out_dtype) == jnp.int32
+    operands = [x_q, w_t] + ([] if raw else [x_scale, w_scale] + ([] if bias is None else [bias]))
     params = plgpu.CompilerParams(lowering_semantics=plgpu.LoweringSemantics.Warpgroup)
+    kernel = functools.partial(_kernel, config=config, has_bias=bias is not None and not raw,
+                               activation=activation)
     return plgpu.kernel(
-        functools.partial(_kernel, config=config),
-        out_type=jax.ShapeDtypeStruct((m, w_t.shape[0]), jnp.int32), grid=(num_sms,),
+        kernel, out_type=jax.ShapeDtypeStruct((m, w_t.shape[0]), out_dtype), grid=(num_sms,),
         grid_names=("sm",), num_threads=3, thread_name="wg", compiler_params=params,
-        kernel_name=KERNEL_NAME, interpret=interpret)(x_q, w_t)
+        kernel_name=KERNEL_NAME, interpret=interpret)(*operands)
 
 
 def _num_sms(device_kind: str, interpret: bool) -> int:
@@ -178,21 +214,24 @@ def _num_sms(device_kind: str, interpret: bool) -> int:
 
 def run(x_q, w_q, x_scale, w_scale, *, bias, residual, config: WsConfig | None, device_kind: str,
         interpret: bool, out_dtype, activation=None, out_scale=None):
-    """The adapter: raw int32 output only, on Hopper (or interpret mode); pads M."""
+    """The adapter: Hopper (or interpret mode), the raw accumulator or a float output with
+    bias and activation; pads M."""
     if not (interpret or is_hopper(device_kind)):
         raise NotImplementedError(f"the warp-specialized INT8 GEMM needs a Hopper GPU (sm_90 "
                                   f"wgmma), not {device_kind!r}")
-    if jnp.dtype(out_dtype) != jnp.int32:
-        raise NotImplementedError(f"the warp-specialized INT8 GEMM has no fused epilogue yet: it "
-                                  f"writes the raw int32 accumulator, not out_dtype={jnp.dtype(out_dtype)}")
+    raw = jnp.dtype(out_dtype) == jnp.int32
+    if not raw and (residual is not None or jnp.dtype(out_dtype) == jnp.int8):
+        raise NotImplementedError("the warp-specialized INT8 GEMM does not fuse a residual or an "
+                                  "INT8 requantized output yet")
     (m, k), n = x_q.shape, w_q.shape[1]
     cfg = choose(IMPLEMENTATION, device_kind, m, n, k, config)
     if n % (2 * cfg.tile_n) or k % cfg.tile_k:
         raise NotImplementedError(f"the warp-specialized INT8 GEMM cannot tile this shape: N={n} "
                                   f"and K={k} must be multiples of 2*tile_n={2 * cfg.tile_n} and "
                                   f"tile_k={cfg.tile_k}")
-    x_q, _, _ = pad_rows(cfg.tile_m, x_q, x_scale, None)
-    out = ws_int8_matmul(x_q, w_q.T, config=cfg, num_sms=_num_sms(device_kind, interpret),
+    x_q, x_scale, _ = pad_rows(cfg.tile_m, x_q, x_scale, None)
+    out = ws_int8_matmul(x_q, w_q.T, x_scale, w_scale, bias, config=cfg, out_dtype=out_dtype,
+                         activation=activation, num_sms=_num_sms(device_kind, interpret),
                          interpret=plgpu.InterpretGPUParams() if interpret else False)
     return out[:m]
 

@@ -215,6 +215,20 @@ class Int8MatmulChecks:
                           config=config, interpret=self.INTERPRET)
         np.testing.assert_array_equal(np.asarray(acc), _exact(x, w))
 
+    @pytest.mark.parametrize("activation, out_dtype", [("gelu", jnp.float16), (None, jnp.float32),
+                                                       ("relu", jnp.bfloat16)])
+    def test_the_warp_specialized_epilogue_matches_reference(self, activation, out_dtype):
+        if not self.runnable("mosaic"):
+            pytest.skip("the warp-specialized kernel needs a Hopper GPU")
+        x, w, xs, ws = _operands(100, 256, 256)
+        bias = jnp.asarray(np.random.default_rng(3).normal(size=(256,)), jnp.float32)
+        kwargs = dict(bias=bias, activation=activation, out_dtype=out_dtype)
+        out = int8_matmul(x, w, xs, ws, implementation="mosaic_ws", interpret=self.INTERPRET,
+                          config=WsConfig(tile_m=64, tile_n=64, tile_k=64), **kwargs)
+        ref = int8_matmul_reference(x, w, xs, ws, **kwargs)
+        np.testing.assert_allclose(np.asarray(out, np.float32), np.asarray(ref, np.float32),
+                                   rtol=TOLERANCE[out_dtype], atol=TOLERANCE[out_dtype])
+
 
 class TestInterpret(Int8MatmulChecks):
     INTERPRET = True
@@ -333,20 +347,25 @@ def test_environment_variable_goes_first_and_is_validated(monkeypatch):
     np.testing.assert_array_equal(np.asarray(acc), _exact(x, w))
 
 
-def test_the_warp_specialized_kernel_declines_epilogues_and_runs_only_when_named():
+def test_the_warp_specialized_kernel_declines_what_it_does_not_fuse_and_runs_only_when_named():
     x, w, xs, ws = _operands(8, 256, 256)
-    with pytest.raises(NotImplementedError, match="no fused epilogue yet.*float16"):
-        int8_matmul(x, w, xs, ws, implementation="mosaic_ws", interpret=True)
+    with pytest.raises(NotImplementedError, match="residual or an INT8"):
+        int8_matmul(x, w, xs, ws, residual=jnp.zeros((8, 256)), implementation="mosaic_ws", interpret=True)
+    with pytest.raises(NotImplementedError, match="residual or an INT8"):
+        int8_matmul(x, w, xs, ws, out_dtype=jnp.int8, out_scale=0.1, implementation="mosaic_ws",
+                    interpret=True)
     assert "mosaic_ws" not in default_order(H100) and "mosaic_ws" not in IMPLEMENTATIONS
     with pytest.raises(ValueError, match="shared memory"):
         WsConfig(tile_m=128, tile_n=128, tile_k=128, max_concurrent_steps=5)
 
 
-def test_the_warp_specialized_kernel_lowers_for_hopper():
+@pytest.mark.parametrize("out_dtype", [jnp.int32, jnp.float16])
+def test_the_warp_specialized_kernel_lowers_for_hopper(out_dtype):
     S = jax.ShapeDtypeStruct
-    fn = lambda x, w: int8_matmul(x, w, jnp.ones((4096, 1)), jnp.ones((3072,)),  # noqa: E731
-                                  out_dtype=jnp.int32, implementation="mosaic_ws")
-    hlo = lower_for_gpu(fn, S((4096, 768), jnp.int8), S((768, 3072), jnp.int8))
+    fn = lambda x, w, b: int8_matmul(x, w, jnp.ones((4096, 1)), jnp.ones((3072,)),  # noqa: E731
+                                     bias=b, activation="gelu", out_dtype=out_dtype,
+                                     implementation="mosaic_ws")
+    hlo = lower_for_gpu(fn, S((4096, 768), jnp.int8), S((768, 3072), jnp.int8), S((3072,), jnp.float32))
     assert gpu_kernel_calls(hlo) == ["mosaic_gpu_v2"] and WS_KERNEL_NAME in hlo
 
 
@@ -487,7 +506,8 @@ def test_gemm_benchmark_script_runs(tmp_path):
     timed = [r for r in result["rows"] if "ms" in r]
     assert {r["contender"] for r in timed} == {"xla_fp16", "xla_int8", "pallas_triton_int8",
                                                "pallas_mosaic_int8", "xla_int8_raw",
-                                               "pallas_mosaic_int8_raw", "pallas_mosaic_ws_int8_raw"}
+                                               "pallas_mosaic_int8_raw", "pallas_mosaic_ws_int8_raw",
+                                               "pallas_mosaic_ws_int8"}
     assert all(r["ms"] > 0 and r["tops"] > 0 for r in timed)
     assert all(r["kernel"] == {**KERNEL_NAMES, "mosaic_ws": WS_KERNEL_NAME}[
         r["contender"].removeprefix("pallas_").removesuffix("_int8_raw").removesuffix("_int8")]

@@ -18,12 +18,13 @@ import samp_jax.ops
 from flax import nnx
 
 from pallas_kernels.gpu_lowering import gpu_kernel_calls, lower_for_gpu
-from pallas_kernels.int8_matmul import ENV_VAR, KERNEL_NAME, MOSAIC_KERNEL_NAME, default_order
+from pallas_kernels.int8_matmul import ENV_VAR, KERNEL_NAME, MOSAIC_KERNEL_NAME, WS_KERNEL_NAME, default_order
 from pallas_kernels.layernorm_quant import EMBEDDING_KERNEL_NAME, LAYERNORM_KERNEL_NAME
 from samp_jax import EncoderConfig, EncoderModel, PrecisionMap, gemm, quantize
 from samp_jax.core.primitives import QArray, quantize_per_token_int8, quantize_weight_int8
 
-KERNEL_NAMES = {"pallas_triton": KERNEL_NAME, "pallas_mosaic": MOSAIC_KERNEL_NAME}
+KERNEL_NAMES = {"pallas_triton": KERNEL_NAME, "pallas_mosaic": MOSAIC_KERNEL_NAME,
+                "pallas_mosaic_ws": WS_KERNEL_NAME}
 
 
 def _automatic_gemm_kernel() -> str:
@@ -86,7 +87,7 @@ def test_pallas_path_runs_the_named_kernel_and_matches_xla(interpret_mode):
     np.testing.assert_allclose(np.asarray(out, np.float32), np.asarray(ref, np.float32), atol=2e-2, rtol=1e-2)
 
 
-@pytest.mark.parametrize("implementation", ["pallas_triton", "pallas_mosaic"])
+@pytest.mark.parametrize("implementation", ["pallas_triton", "pallas_mosaic", "pallas_mosaic_ws"])
 def test_a_pinned_kernel_runs_and_matches_xla(interpret_mode, implementation):
     """`pallas_mosaic` / `pallas_triton` (tried only when named) run exactly their kernel."""
     rng = np.random.default_rng(2)
@@ -101,7 +102,7 @@ def test_a_pinned_kernel_runs_and_matches_xla(interpret_mode, implementation):
     assert implementation not in samp_jax.ops.implementations()  # not tried automatically
 
 
-@pytest.mark.parametrize("implementation", ["pallas_triton", "pallas_mosaic"])
+@pytest.mark.parametrize("implementation", ["pallas_triton", "pallas_mosaic", "pallas_mosaic_ws"])
 def test_relu_epilogue_matches_xla(interpret_mode, implementation):
     """`activation="relu"` (DistilBERT) through `gemm`: the kernel's epilogue and XLA's agree."""
     rng = np.random.default_rng(7)
