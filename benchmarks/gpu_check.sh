@@ -67,7 +67,7 @@ for name in ('jax', 'jaxlib', 'flax', 'numpy', 'torch', 'transformers'):
 doc = {'device_kind': jax.devices()[0].device_kind, 'backend': jax.default_backend(), 'python': sys.version,
        'versions': versions, 'nvidia_smi': smi.stdout if smi else None, 'machine': platform.machine()}
 open('$RESULTS/$DEVICE-env.json', 'w').write(json.dumps(doc, indent=1)); print(doc)"
-step tests ${T_TESTS:-60} $PY -m pytest -q -p no:cacheprovider -m gpu -rfE tests/pallas_kernels tests/samp_jax/ops \
+step tests ${T_TESTS:-70} $PY -m pytest -q -p no:cacheprovider -m gpu -rfE tests/pallas_kernels tests/samp_jax/ops \
   --junitxml "$OUT/tests.xml"
 $PY -c "
 import json, xml.etree.ElementTree as ET
@@ -79,7 +79,7 @@ except (OSError, ET.ParseError) as e:
     doc = {'error': f'no test report: {e}'}
 open('$RESULTS/$DEVICE-tests.json', 'w').write(json.dumps(doc, indent=1)); print(doc)"
 cp "$OUT/tests.log" "$RESULTS/$DEVICE-tests.log" 2>/dev/null
-step gemm ${T_GEMM:-100} $PY benchmarks/gemm.py $GEMM_ARGS --out "$RESULTS/$DEVICE-gemm.json"
+step gemm ${T_GEMM:-90} $PY benchmarks/gemm.py $GEMM_ARGS --out "$RESULTS/$DEVICE-gemm.json"
 step e2e ${T_E2E:-160} $PY -m samp_jax.app bench $E2E_ARGS --contenders "$E2E_CONTENDERS" --out "$RESULTS/$DEVICE-e2e.json"
 if [ -d "$MINILM" ]; then
   step e2e_minilm ${T_MINILM:-60} $PY -m samp_jax.app bench $MINILM_ARGS --models minilm --minilm "$MINILM" \
