@@ -14,11 +14,18 @@ import re
 import jax
 from jax.sharding import AbstractDevice, AbstractMesh, AxisType
 
-H100 = "NVIDIA H100 80GB HBM3"
+from pallas_kernels import devices
+
+H100 = devices.by_name("h100").example_kind
+A100 = devices.by_name("a100").example_kind
 
 
-def lower_for_gpu(fn, *args, device_kind: str = H100, num_cores: int = 132) -> str:
-    """The StableHLO text of `jax.jit(fn)` lowered for CUDA on an abstract `device_kind` GPU."""
+def lower_for_gpu(fn, *args, device_kind: str = H100, num_cores: int | None = None) -> str:
+    """The StableHLO text of `jax.jit(fn)` lowered for CUDA on an abstract `device_kind` GPU
+    (`num_cores`: its SM count, by default the device table's, else 132)."""
+    if num_cores is None:
+        known = devices.lookup(device_kind)
+        num_cores = known.num_cores if known is not None and known.num_cores else 132
     device = AbstractDevice(device_kind=device_kind, num_cores=num_cores, platform="gpu")
     mesh = AbstractMesh((1,), ("_",), (AxisType.Explicit,), abstract_device=device)
     with jax.sharding.use_abstract_mesh(mesh):

@@ -29,7 +29,6 @@ from tests.helpers import ROOT
 
 # (package, resource inside it) that must ship in the wheel.
 PACKAGE_DATA = (
-    ("pallas_kernels.int8_matmul", "tuned.json"),
     ("samp_jax.app", "maps/minilm_snli_1pct.json"),
 )
 # Left out of the copy the sdist is built from (the build then writes nothing into the checkout):

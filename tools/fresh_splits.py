@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from calibrate.search.latency import device_description
+from samp_jax.serving.timing import device_description
 from samp_jax.core.provenance import provenance
 from samp_jax.tasks import get_task
 

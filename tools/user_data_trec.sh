@@ -34,7 +34,7 @@ head -3 "$OUT/predictions.jsonl" > "$DOCS/predictions_head.jsonl"
 $PY - "$DOCS" <<'PY'
 import json, sys
 from pathlib import Path
-from calibrate.search.latency import device_description
+from samp_jax.serving.timing import device_description
 from samp_jax.core.provenance import provenance
 for name in ("finetune", "search", "eval"):
     path = Path(sys.argv[1]) / f"{name}.json"

@@ -5,6 +5,7 @@ A `Target` decides three things for the search:
 - the **options** a GEMM site may take: the float default (FP16 on GPUs; FP32 on CPU, where
   XLA emulates FP16), INT8 with per-token dynamic or per-tensor static activation scales, and
   FP8 E4M3 only on devices with FP8 tensor cores (Hopper, Ada: H100, L4; not A100, not CPU);
+  which device is which is `pallas_kernels.devices`, the one device table;
 - the **dtype between GEMM sites** (`Target.dtype`): float16 on GPUs, float32 on CPU;
 - the **latency model**: measured on the device when the search runs on the target (CPU
   included), otherwise a roofline from the target's spec sheet, labelled as an estimate
@@ -14,7 +15,9 @@ A `Target` decides three things for the search:
     target = resolve_target("a100")       # plan for an A100 from anywhere (estimated latency)
     options = target.search_options(["int8-static", "int8-dynamic", "fp16"])  # narrowed
 
-`TARGETS` is a registry: `register_target` adds a device.
+`TARGETS` is a registry: `register_target` adds a target. A target covers every device of its
+architectures in the device table (the 'h100' target: H100, H800, H200, GH200, H20, ...), so
+`resolve_target("auto")` finds one for each of them.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
+from pallas_kernels import devices
 from samp_jax.core.precision import SitePrecision, as_precision
 
 AUTO = "auto"
@@ -43,6 +47,12 @@ class DeviceSpec:
     bandwidth: float
     launch_us: float
 
+    @classmethod
+    def of(cls, name: str) -> "DeviceSpec":
+        """The spec-sheet numbers of device `name` in `pallas_kernels.devices`."""
+        device = devices.by_name(name)
+        return cls(device.label, dict(device.peak_ops), device.bandwidth, device.launch_us)
+
 
 @dataclasses.dataclass(frozen=True)
 class Target:
@@ -54,8 +64,8 @@ class Target:
       has_fp8: whether FP8 E4M3 GEMMs run natively (FP8 is never offered otherwise).
       float_option: the high-precision default a site falls back to.
       dtype: the compute dtype between GEMM sites.
-      device_kinds: substrings of `jax.Device.device_kind` (or the platform) that identify the
-        target when running on it.
+      architectures: the device-table architectures (`pallas_kernels.devices`) whose devices
+        the target describes when running on one.
     """
 
     name: str
@@ -63,7 +73,7 @@ class Target:
     has_fp8: bool
     float_option: str
     dtype: object
-    device_kinds: tuple[str, ...]
+    architectures: tuple[str, ...]
 
     def allowed(self) -> tuple[SitePrecision, ...]:
         """Every option this target offers, the float default first."""
@@ -102,20 +112,20 @@ class Target:
 
     def is_current(self) -> bool:
         """Whether this process runs on this target (so its latency can be measured)."""
-        device = jax.devices()[0]
-        kind = f"{device.platform} {device.device_kind}".lower()
-        return any(k.lower() in kind for k in self.device_kinds)
+        return self.describes(jax.devices()[0].device_kind)
+
+    def describes(self, device_kind: str) -> bool:
+        """Whether a device of `device_kind` (`jax.Device.device_kind`) is this target's."""
+        return devices.architecture(device_kind) in self.architectures
 
 
-H100 = DeviceSpec("H100 SXM (spec sheet)",
-                  {"int8": 1979e12, "fp8_e4m3": 1979e12, "fp16": 989e12, "bf16": 989e12, "fp32": 67e12},
-                  bandwidth=3.35e12, launch_us=3.0)
-A100 = DeviceSpec("A100 SXM 80GB (spec sheet)",
-                  {"int8": 624e12, "fp16": 312e12, "bf16": 312e12, "fp32": 19.5e12},
-                  bandwidth=2.04e12, launch_us=3.0)
-L4 = DeviceSpec("L4 (spec sheet)",
-                {"int8": 242e12, "fp8_e4m3": 242e12, "fp16": 121e12, "bf16": 121e12, "fp32": 30e12},
-                bandwidth=0.3e12, launch_us=3.0)
+H100 = DeviceSpec.of("h100")
+A100 = DeviceSpec.of("a100")
+L4 = DeviceSpec.of("l4")
+
+
+def _has_fp8(name: str) -> bool:
+    return devices.by_name(name).has_fp8
 
 TARGETS: dict[str, Target] = {}
 
@@ -126,10 +136,10 @@ def register_target(target: Target) -> Target:
     return target
 
 
-register_target(Target("h100", H100, True, "fp16", jnp.float16, ("h100", "h200", "gh200")))
-register_target(Target("a100", A100, False, "fp16", jnp.float16, ("a100",)))
-register_target(Target("l4", L4, True, "fp16", jnp.float16, (" l4",)))
-register_target(Target("cpu", None, False, "fp32", jnp.float32, ("cpu",)))
+register_target(Target("h100", H100, _has_fp8("h100"), "fp16", jnp.float16, (devices.HOPPER,)))
+register_target(Target("a100", A100, _has_fp8("a100"), "fp16", jnp.float16, (devices.AMPERE,)))
+register_target(Target("l4", L4, _has_fp8("l4"), "fp16", jnp.float16, (devices.ADA,)))
+register_target(Target("cpu", None, _has_fp8("cpu"), "fp32", jnp.float32, (devices.CPU,)))
 
 
 def resolve_target(name: str | Target = AUTO) -> Target:
@@ -144,10 +154,10 @@ def resolve_target(name: str | Target = AUTO) -> Target:
         if name not in TARGETS:
             raise ValueError(f"target {name!r} is not one of {[AUTO, *TARGETS]}")
         return TARGETS[name]
-    for target in TARGETS.values():
-        if target.is_current():
-            return target
     device = jax.devices()[0]
+    for target in TARGETS.values():
+        if target.describes(device.device_kind):
+            return target
     raise ValueError(f"target 'auto': no registered target describes this device "
                      f"({device.platform}, {device.device_kind!r}); pass one of {list(TARGETS)} "
                      "(its latency is then estimated) or register_target() one")

@@ -1,29 +1,30 @@
 """The INT8 GEMM front door: validation, one registry of kernel implementations, M padding.
 
 `int8_matmul` validates the call, then tries implementations from one ordered registry
-(`IMPLEMENTATIONS`: `mosaic`, `triton`). Each implementation picks its config (explicit →
-tuned table → heuristic), checks that it can run on the target device and tile the shape,
-pads M to its tile and launches its kernel; one that cannot handle the call raises
-`NotImplementedError` with the reason, and the next one in order is tried.
+(`REGISTRY`: `mosaic`, `triton`, each an `Implementation` declared in its own file with its
+config, heuristic, tuning candidates, adapter and kernel). Each adapter picks its config
+(explicit → the device's tuned table → heuristic), checks that it can run on the target device
+and tile the shape, pads M to its tile and launches its kernel; one that cannot handle the call
+raises `NotImplementedError` with the reason, and the next one in order is tried.
 `implementation=None` tries `default_order(device_kind)`.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Callable, Sequence
+from typing import Sequence
 
 import jax
 import jax.numpy as jnp
-from jax.experimental.pallas import mosaic_gpu as plgpu
 
-from pallas_kernels.int8_matmul.config import CONFIG_TYPES, Config, MosaicConfig, choose, choose_mosaic
+from pallas_kernels.devices import is_hopper
+from pallas_kernels.int8_matmul import mosaic, mosaic_ws, triton
+from pallas_kernels.int8_matmul.base import Implementation, NoImplementationError
+from pallas_kernels.int8_matmul.mosaic import MosaicConfig
+from pallas_kernels.int8_matmul.triton import Config
 from pallas_kernels.numerics import check_depth, check_scale
-from pallas_kernels.int8_matmul.mosaic import mosaic_int8_matmul
-from pallas_kernels.int8_matmul.triton import triton_int8_matmul
 
 ENV_VAR = "SAMP_JAX_INT8_KERNEL"
-_HOPPER_KINDS = ("H100", "H200", "H800", "H20", "GH200")
 
 
 def target_device_kind() -> str:
@@ -32,60 +33,12 @@ def target_device_kind() -> str:
     return abstract.device_kind if abstract is not None else jax.devices()[0].device_kind
 
 
-def is_hopper(device_kind: str) -> bool:
-    """sm_90 devices, where the Mosaic GPU wgmma kernel runs and is tried first."""
-    return any(name in device_kind for name in _HOPPER_KINDS)
-
-
-def _pad_rows(tile_m: int, x_q, x_scale, residual):
-    """Pads M up to a multiple of `tile_m` (zero rows, sliced off the output afterwards)."""
-    pad = -x_q.shape[0] % tile_m
-    if not pad:
-        return x_q, x_scale, residual
-    x_q = jnp.pad(x_q, ((0, pad), (0, 0)))
-    x_scale = jnp.pad(x_scale, (0, pad))
-    if residual is not None:
-        residual = jnp.pad(residual, ((0, pad), (0, 0)))
-    return x_q, x_scale, residual
-
-
-def _mosaic(x_q, w_q, x_scale, w_scale, *, bias, residual, config: MosaicConfig | None,
-            device_kind: str, interpret: bool, **epilogue):
-    """The Mosaic GPU (Hopper wgmma) kernel; needs Hopper (or interpret mode) and N, K tiled."""
-    if not (interpret or is_hopper(device_kind)):
-        raise NotImplementedError(f"the Mosaic INT8 GEMM needs a Hopper GPU (sm_90 wgmma), "
-                                  f"not {device_kind!r}")
-    (m, k), n = x_q.shape, w_q.shape[1]
-    cfg = choose_mosaic(device_kind, m, n, k, config)
-    if n % cfg.tile_n or k % cfg.tile_k:
-        raise NotImplementedError(f"the Mosaic INT8 GEMM cannot tile this shape: N={n} and K={k} "
-                                  f"must be multiples of tile_n={cfg.tile_n} and tile_k={cfg.tile_k}")
-    x_q, x_scale, residual = _pad_rows(cfg.tile_m, x_q, x_scale, residual)
-    # wgmma takes 8-bit operands K-major only: the kernel reads the weight as [N, K].
-    out = mosaic_int8_matmul(x_q, w_q.T, x_scale, w_scale, bias, residual, config=cfg,
-                             interpret=plgpu.InterpretGPUParams() if interpret else False,
-                             **epilogue)
-    return out[:m]
-
-
-def _triton(x_q, w_q, x_scale, w_scale, *, bias, residual, config: Config | None,
-            device_kind: str, interpret: bool, **epilogue):
-    """The Pallas Triton kernel (sm_80+); needs N and K divisible by its blocks."""
-    (m, k), n = x_q.shape, w_q.shape[1]
-    cfg = choose(device_kind, m, n, k, config)
-    if n % cfg.block_n or k % cfg.block_k:
-        raise NotImplementedError(f"the Triton INT8 GEMM cannot tile this shape: {n=} and {k=} "
-                                  f"must be divisible by block_n={cfg.block_n} and "
-                                  f"block_k={cfg.block_k}")
-    x_q, x_scale, residual = _pad_rows(cfg.block_m, x_q, x_scale, residual)
-    out = triton_int8_matmul(x_q, w_q, x_scale, w_scale, bias, residual, config=cfg,
-                             interpret=interpret, **epilogue)
-    return out[:m]
-
-
-# The one registry, in the order a Hopper GPU tries it.
-_REGISTRY: dict[str, Callable[..., jax.Array]] = {"mosaic": _mosaic, "triton": _triton}
-IMPLEMENTATIONS = tuple(_REGISTRY)
+# The one registry, in the order a Hopper GPU tries it; each entry is declared in its own file.
+REGISTRY: dict[str, Implementation] = {impl.name: impl for impl in (
+    mosaic.IMPLEMENTATION, triton.IMPLEMENTATION, mosaic_ws.IMPLEMENTATION)}
+IMPLEMENTATIONS = tuple(name for name, impl in REGISTRY.items() if impl.automatic)
+NAMED_ONLY = tuple(name for name, impl in REGISTRY.items() if not impl.automatic)
+CONFIG_TYPES = {name: impl.config_type for name, impl in REGISTRY.items()}
 
 
 def default_order(device_kind: str) -> tuple[str, ...]:
@@ -101,7 +54,7 @@ def default_order(device_kind: str) -> tuple[str, ...]:
     preferred = os.environ.get(ENV_VAR, "")
     if not preferred:
         return order
-    if preferred not in _REGISTRY:
+    if preferred not in REGISTRY:
         raise ValueError(f"{ENV_VAR}={preferred!r} is not one of {IMPLEMENTATIONS}")
     return (preferred, *(name for name in order if name != preferred))
 
@@ -113,7 +66,8 @@ def _candidates(implementation: str | Sequence[str] | None, config,
     if config is not None:
         owners = [name for name, cls in CONFIG_TYPES.items() if isinstance(config, cls)]
         if not owners:
-            raise ValueError(f"config must be a Config or a MosaicConfig, got {type(config).__name__}")
+            raise ValueError(f"config must be one of {[cls.__name__ for cls in CONFIG_TYPES.values()]}, "
+                             f"got {type(config).__name__}")
         owner = owners[0]
     if implementation is None:
         names = (owner,) if owner else default_order(device_kind)
@@ -121,9 +75,9 @@ def _candidates(implementation: str | Sequence[str] | None, config,
         names = (implementation,)
     else:
         names = tuple(implementation)
-    unknown = [name for name in names if name not in _REGISTRY]
+    unknown = [name for name in names if name not in REGISTRY]
     if unknown or not names:
-        raise ValueError(f"{implementation=} is not one of {IMPLEMENTATIONS} (or a sequence of them)")
+        raise ValueError(f"{implementation=} is not one of {tuple(REGISTRY)} (or a sequence of them)")
     if owner and names != (owner,):
         raise ValueError(f"a {type(config).__name__} needs implementation={owner!r}, "
                          f"got {implementation!r}")
@@ -190,8 +144,9 @@ def int8_matmul(x_q, w_q, x_scale, w_scale, *, bias=None, activation=None, resid
         that is not finite and positive, or K > `numerics.MAX_K` (133,144), where the int32
         accumulator could wrap.
       NotImplementedError: an empty operand, or no requested implementation can handle the
-        device or shape (a single one re-raises its own reason); `samp_jax.gemm` then falls
-        back to XLA.
+        device or shape: a single one re-raises its own reason, several raise a
+        `NoImplementationError` (an `ExceptionGroup` of every reason, and a
+        `NotImplementedError`); `samp_jax.gemm` then falls back to XLA.
     """
     _validate(x_q, w_q, x_scale, w_scale, bias, residual, out_dtype, out_scale)
     device_kind = target_device_kind()
@@ -204,13 +159,14 @@ def int8_matmul(x_q, w_q, x_scale, w_scale, *, bias=None, activation=None, resid
                   activation=activation, out_dtype=out_dtype, out_scale=out_scale, config=config,
                   device_kind=device_kind, interpret=interpret)
     x_scale, w_scale = x_scale.reshape(m).astype(jnp.float32), w_scale.astype(jnp.float32)
-    reasons = []
+    failures = []
     for name in names:
         try:
-            return _REGISTRY[name](x_q, w_q, x_scale, w_scale, **kwargs)
+            return REGISTRY[name].run(x_q, w_q, x_scale, w_scale, **kwargs)
         except NotImplementedError as e:
             if len(names) == 1:
                 raise
-            reasons.append(f"{name}: {e}")
-    raise NotImplementedError(f"no INT8 GEMM implementation of {names} handles M={m}, N={n}, "
-                              f"K={k} on {device_kind!r}: " + "; ".join(reasons))
+            failures.append((name, e))
+    raise NoImplementationError(
+        f"no INT8 GEMM implementation of {names} handles M={m}, N={n}, K={k} on {device_kind!r}: "
+        + "; ".join(f"{name}: {e}" for name, e in failures), [e for _, e in failures])

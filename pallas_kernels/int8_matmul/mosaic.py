@@ -1,5 +1,8 @@
 """INT8 GEMM with a fused epilogue on Hopper: Pallas Mosaic GPU, wgmma with an int32 accumulator.
 
+Everything of this implementation is here: its config (`MosaicConfig`), heuristic, tuning
+candidates, adapter (`run`) and kernel (`_kernel`, bound with its statics).
+
 Each CTA (one warpgroup) owns a `[tile_m, tile_n]` output tile. A TMA pipeline
 (`plgpu.emit_pipeline`, `max_concurrent_steps` buffers, one wgmma kept in flight with
 `delay_release=1`) streams `[tile_m, tile_k]` activation tiles and `[tile_n, tile_k]` weight
@@ -16,7 +19,9 @@ wgmma reads 8-bit operands K-major only, so the weight is passed transposed, `w_
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import itertools
 
 import jax
 import jax.numpy as jnp
@@ -25,10 +30,56 @@ from jax.experimental import pallas as pl
 from jax.experimental.pallas import mosaic_gpu as plgpu
 
 from pallas_kernels import epilogue as ep
-from pallas_kernels.int8_matmul.config import MosaicConfig
+from pallas_kernels.devices import is_hopper
+from pallas_kernels.int8_matmul.base import Implementation, choose, pad_rows
 from pallas_kernels.numerics import check_depth
 
 KERNEL_NAME = "samp_int8_matmul_mosaic"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class MosaicConfig:
+    """Tiles and pipelining of the Mosaic GPU (Hopper wgmma) INT8 GEMM.
+
+    Attributes:
+      tile_m: output rows per CTA: 64 or 128 (wgmma issues M in 64-row groups).
+      tile_n: output columns per CTA: a multiple of 64, at most 256 (one wgmma N group).
+      tile_k: reduction step; 128 int8 = one 128-byte swizzle row.
+      max_concurrent_steps: TMA buffers in flight (pipeline depth), >= 2.
+    """
+
+    tile_m: int = 128
+    tile_n: int = 128
+    tile_k: int = 128
+    max_concurrent_steps: int = 4
+
+    def __post_init__(self):
+        if self.tile_m not in (64, 128):
+            raise ValueError(f"tile_m={self.tile_m} must be 64 or 128")
+        if self.tile_n % 64 or not 64 <= self.tile_n <= 256:
+            raise ValueError(f"tile_n={self.tile_n} must be a multiple of 64 in [64, 256]")
+        if self.tile_k not in (64, 128):
+            raise ValueError(f"tile_k={self.tile_k} must be 64 or 128")
+        if self.tile_m * self.tile_n > 128 * 128:
+            raise ValueError(f"tile {self.tile_m}x{self.tile_n} exceeds one warpgroup's int32 "
+                             "accumulator budget (128x128)")
+        if self.max_concurrent_steps < 2:
+            raise ValueError(f"max_concurrent_steps={self.max_concurrent_steps} must be >= 2")
+
+
+def heuristic(m: int, n: int, k: int) -> MosaicConfig:
+    """Small M (weight-bound) gets narrow 64×64 tiles for more CTAs; larger M gets 128×128."""
+    small = m <= 64
+    tile_n = 64 if small or n % 128 else 128
+    return MosaicConfig(tile_m=64 if small else 128, tile_n=tile_n,
+                        tile_k=128 if k % 128 == 0 else 64, max_concurrent_steps=4 if k >= 512 else 2)
+
+
+def candidates(m: int, n: int, k: int) -> list[MosaicConfig]:
+    """The configs worth timing for a shape (those that tile N and K)."""
+    grid = itertools.product((64, 128), (64, 128, 256), (64, 128), (2, 3, 4, 6))
+    return [MosaicConfig(tile_m=tm, tile_n=tn, tile_k=tk, max_concurrent_steps=steps)
+            for tm, tn, tk, steps in grid if not (n % tn or k % tk or tm * tn > 128 * 128)]
 
 
 def _swizzled(shape_minor: int, dtype) -> tuple:
@@ -36,6 +87,81 @@ def _swizzled(shape_minor: int, dtype) -> tuple:
     itemsize = jnp.dtype(dtype).itemsize
     swizzle = plgpu.find_swizzle(shape_minor * itemsize * 8)
     return (plgpu.TilingTransform((8, swizzle // itemsize)), plgpu.SwizzleTransform(swizzle))
+
+
+def _epilogue(acc, xs_smem, ws_smem, bias_smem, res_smem, out_scale_smem, out_smem, barriers, *,
+              has_bias: bool, has_residual: bool, requant: bool, activation: str | None):
+    """Dequantize, bias, activation, residual, then the float or requantized INT8 store to SMEM."""
+    tm, tn = out_smem.shape
+    y = acc[...].astype(jnp.float32)
+    plgpu.barrier_wait(barriers.at[0])
+    plgpu.barrier_wait(barriers.at[1])
+    xs = plgpu.load(xs_smem, layout=plgpu.Layout.WGMMA.reduce(1))
+    ws = plgpu.load(ws_smem, layout=plgpu.Layout.WGMMA.reduce(0))
+    y = y * lax.broadcast_in_dim(xs, (tm, tn), (0,)) * lax.broadcast_in_dim(ws, (tm, tn), (1,))
+    if has_bias:
+        plgpu.barrier_wait(barriers.at[2])
+        b = plgpu.load(bias_smem, layout=plgpu.Layout.WGMMA.reduce(0))
+        y = y + lax.broadcast_in_dim(b, (tm, tn), (1,))
+    y = ep.activation(y, activation)
+    if has_residual:
+        plgpu.barrier_wait(barriers.at[3])
+        y = y + res_smem[...].astype(jnp.float32)
+    if requant:
+        plgpu.barrier_wait(barriers.at[4])
+        os = plgpu.load(out_scale_smem, layout=plgpu.Layout.WGMMA.reduce(0))
+        out_smem[...] = ep.requantize(y, lax.broadcast_in_dim(os, (tm, tn), (1,)))
+    else:
+        out_smem[...] = y.astype(out_smem.dtype)
+
+
+def _kernel(x_gmem, w_gmem, xs_gmem, ws_gmem, *refs, out_smem, xs_smem, ws_smem, bias_smem,
+            out_scale_smem, barriers, res_smem=None, config: MosaicConfig, num_k_steps: int,
+            raw: bool, has_bias: bool, has_residual: bool, requant: bool, activation: str | None):
+    """One `[tile_m, tile_n]` tile per CTA. `refs`: the bias, residual and out-scale GMEM refs
+    that the statics say are present (in that order), then the output."""
+    *optional, o_gmem = refs
+    b_gmem, r_gmem, os_gmem = (optional.pop(0) if present else None
+                               for present in (has_bias, has_residual, requant))
+    tm, tn, tk = config.tile_m, config.tile_n, config.tile_k
+    m_idx, n_idx = lax.axis_index("m"), lax.axis_index("n")
+    m_slice, n_slice = pl.ds(m_idx * tm, tm), pl.ds(n_idx * tn, tn)
+
+    if not raw:  # epilogue operands travel while the K loop runs
+        plgpu.copy_gmem_to_smem(xs_gmem.at[m_slice], xs_smem, barriers.at[0])
+        plgpu.copy_gmem_to_smem(ws_gmem.at[n_slice], ws_smem, barriers.at[1])
+        if has_bias:
+            plgpu.copy_gmem_to_smem(b_gmem.at[n_slice], bias_smem, barriers.at[2])
+        if has_residual:
+            plgpu.copy_gmem_to_smem(r_gmem.at[m_slice, n_slice], res_smem, barriers.at[3])
+        if requant:
+            plgpu.copy_gmem_to_smem(os_gmem.at[n_slice], out_scale_smem, barriers.at[4])
+
+    @functools.partial(pl.run_scoped, acc=plgpu.ACC((tm, tn), jnp.int32))
+    def _(acc):  # registers, allocated apart from the SMEM scratch
+        def step(_, x_smem, w_smem):
+            plgpu.wgmma(acc, x_smem, w_smem.T)
+            plgpu.wgmma_wait(1)
+
+        in_transforms = _swizzled(tk, jnp.int8)
+        plgpu.emit_pipeline(
+            step,
+            in_specs=[plgpu.BlockSpec((tm, tk), lambda kk: (m_idx, kk), transforms=in_transforms,
+                                      delay_release=1),
+                      plgpu.BlockSpec((tn, tk), lambda kk: (n_idx, kk), transforms=in_transforms,
+                                      delay_release=1)],
+            grid=(num_k_steps,),
+            max_concurrent_steps=config.max_concurrent_steps,
+        )(x_gmem, w_gmem)
+        if raw:
+            out_smem[...] = acc[...]
+        else:
+            _epilogue(acc, xs_smem, ws_smem, bias_smem, res_smem, out_scale_smem, out_smem,
+                      barriers, has_bias=has_bias, has_residual=has_residual, requant=requant,
+                      activation=activation)
+    plgpu.commit_smem()
+    plgpu.copy_smem_to_gmem(out_smem, o_gmem.at[m_slice, n_slice])
+    plgpu.wait_smem_to_gmem(0)
 
 
 def mosaic_int8_matmul(x_q, w_t, x_scale, w_scale, bias, residual, *, out_dtype, activation,
@@ -51,7 +177,7 @@ def mosaic_int8_matmul(x_q, w_t, x_scale, w_scale, bias, residual, *, out_dtype,
     m, k = x_q.shape
     n = w_t.shape[0]
     check_depth(k, "the Mosaic INT8 GEMM")
-    tm, tn, tk = config.tile_m, config.tile_n, config.tile_k
+    tm, tn = config.tile_m, config.tile_n
     out_dtype = jnp.dtype(out_dtype)
     raw = out_dtype == jnp.int32
     has_bias, has_residual = bias is not None and not raw, residual is not None and not raw
@@ -72,70 +198,9 @@ def mosaic_int8_matmul(x_q, w_t, x_scale, w_scale, bias, residual, *, out_dtype,
     if has_residual:
         scratch["res_smem"] = plgpu.SMEM((tm, tn), residual.dtype,
                                          transforms=_swizzled(tn, residual.dtype))
-
-    def kernel(*refs, out_smem, xs_smem, ws_smem, bias_smem, out_scale_smem, barriers, res_smem=None):
-        x_gmem, w_gmem, xs_gmem, ws_gmem, *rest = refs
-        o_gmem = rest.pop()
-        b_gmem = rest.pop(0) if has_bias else None
-        r_gmem = rest.pop(0) if has_residual else None
-        os_gmem = rest.pop(0) if requant else None
-        m_idx, n_idx = lax.axis_index("m"), lax.axis_index("n")
-        m_slice, n_slice = pl.ds(m_idx * tm, tm), pl.ds(n_idx * tn, tn)
-
-        if not raw:  # epilogue operands travel while the K loop runs
-            plgpu.copy_gmem_to_smem(xs_gmem.at[m_slice], xs_smem, barriers.at[0])
-            plgpu.copy_gmem_to_smem(ws_gmem.at[n_slice], ws_smem, barriers.at[1])
-            if has_bias:
-                plgpu.copy_gmem_to_smem(b_gmem.at[n_slice], bias_smem, barriers.at[2])
-            if has_residual:
-                plgpu.copy_gmem_to_smem(r_gmem.at[m_slice, n_slice], res_smem, barriers.at[3])
-            if requant:
-                plgpu.copy_gmem_to_smem(os_gmem.at[n_slice], out_scale_smem, barriers.at[4])
-
-        @functools.partial(pl.run_scoped, acc=plgpu.ACC((tm, tn), jnp.int32))
-        def _(acc):  # registers, allocated apart from the SMEM scratch
-            def step(_, x_smem, w_smem):
-                plgpu.wgmma(acc, x_smem, w_smem.T)
-                plgpu.wgmma_wait(1)
-
-            in_transforms = _swizzled(tk, jnp.int8)
-            plgpu.emit_pipeline(
-                step,
-                in_specs=[plgpu.BlockSpec((tm, tk), lambda kk: (m_idx, kk), transforms=in_transforms,
-                                          delay_release=1),
-                          plgpu.BlockSpec((tn, tk), lambda kk: (n_idx, kk), transforms=in_transforms,
-                                          delay_release=1)],
-                grid=(k // tk,),
-                max_concurrent_steps=config.max_concurrent_steps,
-            )(x_gmem, w_gmem)
-
-            if raw:
-                out_smem[...] = acc[...]
-            else:
-                y = acc[...].astype(jnp.float32)
-                plgpu.barrier_wait(barriers.at[0])
-                plgpu.barrier_wait(barriers.at[1])
-                xs = plgpu.load(xs_smem, layout=plgpu.Layout.WGMMA.reduce(1))
-                ws = plgpu.load(ws_smem, layout=plgpu.Layout.WGMMA.reduce(0))
-                y = y * lax.broadcast_in_dim(xs, (tm, tn), (0,)) * lax.broadcast_in_dim(ws, (tm, tn), (1,))
-                if has_bias:
-                    plgpu.barrier_wait(barriers.at[2])
-                    b = plgpu.load(bias_smem, layout=plgpu.Layout.WGMMA.reduce(0))
-                    y = y + lax.broadcast_in_dim(b, (tm, tn), (1,))
-                y = ep.activation(y, activation)
-                if has_residual:
-                    plgpu.barrier_wait(barriers.at[3])
-                    y = y + res_smem[...].astype(jnp.float32)
-                if requant:
-                    plgpu.barrier_wait(barriers.at[4])
-                    os = plgpu.load(out_scale_smem, layout=plgpu.Layout.WGMMA.reduce(0))
-                    out_smem[...] = ep.requantize(y, lax.broadcast_in_dim(os, (tm, tn), (1,)))
-                else:
-                    out_smem[...] = y.astype(out_dtype)
-        plgpu.commit_smem()
-        plgpu.copy_smem_to_gmem(out_smem, o_gmem.at[m_slice, n_slice])
-        plgpu.wait_smem_to_gmem(0)
-
+    kernel = functools.partial(_kernel, config=config, num_k_steps=k // config.tile_k, raw=raw,
+                               has_bias=has_bias, has_residual=has_residual, requant=requant,
+                               activation=activation)
     return plgpu.kernel(
         kernel,
         out_type=jax.ShapeDtypeStruct((m, n), out_dtype),
@@ -145,3 +210,25 @@ def mosaic_int8_matmul(x_q, w_t, x_scale, w_scale, bias, residual, *, out_dtype,
         kernel_name=KERNEL_NAME,
         interpret=interpret,
     )(*operands)
+
+
+def run(x_q, w_q, x_scale, w_scale, *, bias, residual, config: MosaicConfig | None,
+        device_kind: str, interpret: bool, **epilogue):
+    """The adapter: needs Hopper (or interpret mode) and N, K tiled; pads M and launches."""
+    if not (interpret or is_hopper(device_kind)):
+        raise NotImplementedError(f"the Mosaic INT8 GEMM needs a Hopper GPU (sm_90 wgmma), "
+                                  f"not {device_kind!r}")
+    (m, k), n = x_q.shape, w_q.shape[1]
+    cfg = choose(IMPLEMENTATION, device_kind, m, n, k, config)
+    if n % cfg.tile_n or k % cfg.tile_k:
+        raise NotImplementedError(f"the Mosaic INT8 GEMM cannot tile this shape: N={n} and K={k} "
+                                  f"must be multiples of tile_n={cfg.tile_n} and tile_k={cfg.tile_k}")
+    x_q, x_scale, residual = pad_rows(cfg.tile_m, x_q, x_scale, residual)
+    # wgmma takes 8-bit operands K-major only: the kernel reads the weight as [N, K].
+    out = mosaic_int8_matmul(x_q, w_q.T, x_scale, w_scale, bias, residual, config=cfg,
+                             interpret=plgpu.InterpretGPUParams() if interpret else False,
+                             **epilogue)
+    return out[:m]
+
+
+IMPLEMENTATION = Implementation("mosaic", MosaicConfig, run, heuristic, candidates, KERNEL_NAME)

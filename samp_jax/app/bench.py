@@ -1,7 +1,9 @@
 """End-to-end inference benchmark: samp-jax precisions and GEMM implementations against HF
 transformers on PyTorch, in one process, on the same token ids.
 
-Models: BERT-base (random weights, `EncoderConfig.bert_base()`) and the real all-MiniLM-L6-v2.
+Models (`MODELS`): BERT-base (random weights, `EncoderConfig.bert_base()`), the real
+all-MiniLM-L6-v2, and `tiny` (random weights, 6 layers of width 64: a CPU check that every
+contender runs, with `--interpret` for the Pallas kernels).
 Contenders (each skipped, with the reason recorded, where it cannot run):
 - `torch_sdpa_fp16`, `torch_eager_fp16`, `torch_compile_fp16`: HF `BertModel` in FP16 on CUDA;
 - `samp_fp16`: XLA GEMMs + cuDNN flash attention, the strongest FP16 baseline we have;
@@ -18,6 +20,10 @@ row records the median latency and the throughput in sequences per second; ratio
 against `torch_sdpa_fp16` and `samp_fp16` of the same model and shape, measured in the same run.
 Every samp-jax row also records `gemm_executed`, how many GEMM sites each implementation
 (`pallas_mosaic`, `pallas_triton`, `xla`) actually ran, fallbacks included.
+A samp-jax row also records `build_s` (quantizing the model), `lower_s` (tracing and lowering)
+and `compile_s` (XLA compilation of that shape, ahead of time); a torch row its `first_call_s`
+(`torch.compile` compiles on the first call). The results document is handed to `sink` after
+every row, so a run cut short keeps the rows it finished.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ import numpy as np
 from flax import nnx
 
 from calibrate.calibration import calibrate
+from pallas_kernels import devices
 from samp_jax import ops
 from samp_jax.app.arguments import positive_int
 from samp_jax.core.assets import minilm_path
@@ -49,7 +56,7 @@ from samp_jax.core.atomic import atomic_file, write_text_atomic
 from samp_jax.models import EncoderConfig, EncoderModel, load_pretrained
 from samp_jax.core.precision import PrecisionMap
 from samp_jax.ptq.quantized import quantize
-from samp_jax.serving.forward import jit_forward
+from samp_jax.serving.forward import batch_inputs, merged_call
 from samp_jax.serving.timing import device_description, time_ms
 
 SHAPES = ((1, 32), (1, 128), (8, 128), (32, 128), (32, 384), (128, 128), (256, 128))
@@ -98,20 +105,46 @@ def contender_names() -> list[str]:
 
 
 # ------------------------------------------------------------------------------- models
+# Six layers, as the shipped search map has; widths every Pallas kernel tiles (multiples of 64).
+TINY_CONFIG = EncoderConfig(vocab_size=2048, hidden_size=64, num_layers=6, num_heads=4,
+                            intermediate_size=128, max_position_embeddings=512)
+
+
+def _random_model(config: EncoderConfig):
+    return lambda minilm_dir: (EncoderModel(config, rngs=nnx.Rngs(0)), None)
+
+
+def _minilm(minilm_dir: Path | None):
+    folder = Path(minilm_dir) if minilm_dir is not None else minilm_path()
+    return load_pretrained(folder), folder
+
+
+# name -> (minilm_dir -> (float EncoderModel, HF folder or None))
+MODELS = {"bert-base": _random_model(EncoderConfig.bert_base()), "minilm": _minilm,
+          "tiny": _random_model(TINY_CONFIG)}
+
+
 def load_models(names, minilm_dir: Path | None):
     """name -> (float EncoderModel, HF folder or None)."""
+    load_models_check(names)
+    return {name: MODELS[name](minilm_dir) for name in names}
 
-    models = {}
-    for name in names:
-        if name == "bert-base":
-            models[name] = (EncoderModel(EncoderConfig.bert_base(), rngs=nnx.Rngs(0)), None)
-        elif name == "minilm":
-            if minilm_dir is None:
-                minilm_dir = minilm_path()
-            models[name] = (load_pretrained(minilm_dir), Path(minilm_dir))
-        else:
-            raise ValueError(f"unknown model {name!r}: use 'bert-base' or 'minilm'")
-    return models
+
+def parse_shapes(text: str) -> tuple[tuple[int, int], ...]:
+    """`"1x128,8x128"` -> `((1, 128), (8, 128))`.
+
+    Raises:
+      ValueError: a shape that is not BATCHxSEQ with positive integers.
+    """
+    shapes = []
+    for item in (part.strip() for part in text.split(",") if part.strip()):
+        batch, _, seq = item.partition("x")
+        if not (batch.isdigit() and seq.isdigit() and int(batch) > 0 and int(seq) > 0):
+            raise ValueError(f"shape {item!r} is not BATCHxSEQ with positive integers (e.g. 8x128)")
+        shapes.append((int(batch), int(seq)))
+    if not shapes:
+        raise ValueError(f"--shapes {text!r} names no shape (e.g. 1x128,8x128)")
+    return tuple(shapes)
 
 
 def token_batch(vocab_size: int, batch: int, seq: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -124,7 +157,7 @@ def token_batch(vocab_size: int, batch: int, seq: int, seed: int = 0) -> dict[st
 
 # ------------------------------------------------------------------------------ samp-jax
 def build_samp(contender: SampContender, model, calibration):
-    """A jitted `batch -> output` for the contender (one compilation per input shape)."""
+    """The quantized model's jitted forward `(state, *inputs) -> output` and its state."""
     pmap = contender.precision_map(model.config.num_layers)
     if contender.implementation == "pallas":
         if not ops.kernels_available():
@@ -132,13 +165,30 @@ def build_samp(contender: SampContender, model, calibration):
                                 "them on the CPU in interpret mode)")
     quantized = quantize(model, pmap, calibration if pmap.needs_calibration() else None,
                          implementation=contender.implementation)
-    return jit_forward(quantized), quantized
+    graphdef, state = nnx.split(quantized)
+    return jax.jit(lambda state, *inputs: merged_call(graphdef, state, *inputs)), state, quantized
 
 
-def kernels_traced(forward, batch) -> list[str]:
-    """Names of the Pallas calls in the traced program (proves which kernels ran)."""
-    text = str(jax.make_jaxpr(lambda b: forward(b))(batch))
-    return sorted(set(re.findall(r"name=(samp_[a-z0-9_]+)", text)))
+def aot_compile(forward, state, batch) -> tuple[jax.stages.Compiled, tuple, dict]:
+    """Compiles `forward` for this batch's shape ahead of time: `(compiled, inputs, info)`,
+    `info` being `{"lower_s", "compile_s", "kernels"}` (the Pallas calls in the traced
+    program, which prove which kernels ran)."""
+    inputs = batch_inputs(batch)
+    start = time.perf_counter()
+    traced = forward.trace(state, *inputs)
+    lowered = traced.lower()
+    lowered_at = time.perf_counter()
+    compiled = lowered.compile()
+    done = time.perf_counter()
+    kernels = sorted(set(re.findall(r"name=(samp_[a-z0-9_]+)", str(traced.jaxpr))))
+    return compiled, inputs, {"lower_s": lowered_at - start, "compile_s": done - lowered_at,
+                              "kernels": kernels}
+
+
+def compile_samp(forward, state, batch) -> tuple[Callable[[], jax.Array], dict]:
+    """`aot_compile`, as the timed call `() -> output` and its info."""
+    compiled, inputs, info = aot_compile(forward, state, batch)
+    return (lambda: compiled(state, *inputs)), info
 
 
 def gemm_executed(quantized, batch) -> dict[str, int]:
@@ -178,8 +228,13 @@ def build_torch(name: str, model, hf_dir: Path | None):
     return forward, torch
 
 
-def time_torch(forward, batch, torch, *, warmup: int, repeats: int, inner: int) -> float:
+def time_torch(forward, batch, torch, *, warmup: int, repeats: int, inner: int) -> tuple[float, float]:
+    """(median ms, seconds of the first call on this shape: `torch.compile` compiles there)."""
     with torch.inference_mode():
+        start = time.perf_counter()
+        forward(batch)
+        torch.cuda.synchronize()
+        first_call_s = time.perf_counter() - start
         for _ in range(warmup):
             forward(batch)
         torch.cuda.synchronize()
@@ -190,66 +245,80 @@ def time_torch(forward, batch, torch, *, warmup: int, repeats: int, inner: int) 
                 forward(batch)
             torch.cuda.synchronize()
             samples.append((time.perf_counter() - start) / inner * 1e3)
-    return statistics.median(samples)
+    return statistics.median(samples), first_call_s
 
 
 # ------------------------------------------------------------------------------------ run
 def run(*, models=("bert-base", "minilm"), shapes=SHAPES, contenders: list[str] | None = None,
         repeats: int = 30, inner: int = 5, warmup: int = 3, minilm_dir: Path | None = None,
-        interpret: bool = False, progress: Callable[[str], None] | None = print) -> dict:
-    """Runs every (model, shape, contender) and returns the results document (see module doc)."""
-    with ops.interpret() if interpret else contextlib.nullcontext():
-        return _run(models=models, shapes=shapes, contenders=contenders, repeats=repeats,
-                    inner=inner, warmup=warmup, minilm_dir=minilm_dir, interpret=interpret,
-                    progress=progress)
+        interpret: bool = False, progress: Callable[[str], None] | None = print,
+        sink: Callable[[dict], None] | None = None) -> dict:
+    """Runs every (model, shape, contender) and returns the results document (see module doc).
 
-
-def _run(*, models, shapes, contenders, repeats, inner, warmup, minilm_dir, interpret,
-         progress) -> dict:
+    `sink(document)`, when given, receives the document (ratios included) after every row."""
     wanted = set(contenders or contender_names())
     unknown = wanted - set(contender_names())
     if unknown:
         raise ValueError(f"unknown contenders {sorted(unknown)}; choose from {contender_names()}")
-    say = progress or (lambda _: None)
-    rows = []
-    for model_name, (model, hf_dir) in load_models(models, minilm_dir).items():
-        calibration = calibrate(model, [token_batch(model.config.vocab_size, 8, 128)], method="minmax")
-        batches = {shape: token_batch(model.config.vocab_size, *shape) for shape in shapes}
-        for name in (n for n in contender_names() if n in wanted):
-            # built once per model (quantization, HF load, torch.compile), then timed per shape
-            try:
-                if name.startswith("torch"):
-                    forward, torch = build_torch(name, model, hf_dir)
-                else:
-                    contender = next(c for c in SAMP_CONTENDERS if c.name == name)
-                    forward, quantized = build_samp(contender, model, calibration)
-            except SkipContender as e:
-                say(f"{model_name:<9} {name:<28} skipped: {e}")
-                rows += [{"model": model_name, "batch": b, "seq": s, "contender": name,
-                          "skipped": str(e)} for b, s in shapes]
+    known = devices.lookup(jax.devices()[0].device_kind)
+    document = {"device": device_description(), "device_table_entry": known and known.name,
+                "backend": jax.default_backend(),
+                "interpret": interpret, "jax": jax.__version__, "machine": platform.machine(),
+                "timing": {"warmup": warmup, "repeats": repeats, "inner": inner,
+                           "statistic": "median of repeats, each the mean of inner back-to-back calls"},
+                "rows": []}
+
+    def emit(row: dict, line: str | None = None) -> None:
+        document["rows"].append(row)
+        add_ratios(document["rows"])
+        if line and progress:
+            progress(line)
+        if sink is not None:
+            sink(document)
+
+    timing = dict(warmup=warmup, repeats=repeats, inner=inner)
+    with ops.interpret() if interpret else contextlib.nullcontext():
+        for model_name, (model, hf_dir) in load_models(models, minilm_dir).items():
+            calibration = calibrate(model, [token_batch(model.config.vocab_size, 8, 128)],
+                                    method="minmax")
+            batches = {shape: token_batch(model.config.vocab_size, *shape) for shape in shapes}
+            for name in (n for n in contender_names() if n in wanted):
+                _run_contender(name, model_name, model, hf_dir, calibration, batches, timing, emit)
+    return document
+
+
+def _run_contender(name, model_name, model, hf_dir, calibration, batches, timing, emit) -> None:
+    """Builds one contender once per model (quantization, HF load), then times it per shape."""
+    start = time.perf_counter()
+    try:
+        if name.startswith("torch"):
+            forward, torch = build_torch(name, model, hf_dir)
+        else:
+            contender = next(c for c in SAMP_CONTENDERS if c.name == name)
+            forward, state, quantized = build_samp(contender, model, calibration)
+    except SkipContender as e:
+        for b, s in batches:
+            emit({"model": model_name, "batch": b, "seq": s, "contender": name, "skipped": str(e)},
+                 f"{model_name:<9} {b:>3}x{s:<3} {name:<28} skipped: {e}")
+        return
+    build_s = time.perf_counter() - start
+    for (batch_size, seq), batch in batches.items():
+        row = {"model": model_name, "batch": batch_size, "seq": seq, "contender": name,
+               "build_s": build_s}
+        if name.startswith("torch"):
+            ms, row["first_call_s"] = time_torch(forward, batch, torch, **timing)
+        else:
+            call, info = compile_samp(forward, state, batch)
+            row.update(info)
+            row["gemm_executed"] = gemm_executed(quantized, batch)
+            if contender.implementation == "pallas" and not info["kernels"]:
+                row["skipped"] = "the Pallas kernels declined every site (fell back to XLA)"
+                emit(row, f"{model_name:<9} {batch_size:>3}x{seq:<3} {name:<28} skipped: {row['skipped']}")
                 continue
-            for (batch_size, seq), batch in batches.items():
-                row = {"model": model_name, "batch": batch_size, "seq": seq, "contender": name}
-                if name.startswith("torch"):
-                    ms = time_torch(forward, batch, torch, warmup=warmup, repeats=repeats, inner=inner)
-                else:
-                    row["kernels"] = kernels_traced(forward, batch)
-                    row["gemm_executed"] = gemm_executed(quantized, batch)
-                    if contender.implementation == "pallas" and not row["kernels"]:
-                        row["skipped"] = "the Pallas kernels declined every site (fell back to XLA)"
-                        rows.append(row)
-                        continue
-                    ms = time_ms(lambda: forward(batch), warmup=warmup, repeats=repeats, inner=inner)
-                row.update(median_ms=ms, sequences_per_s=batch_size / (ms * 1e-3))
-                rows.append(row)
-                say(f"{model_name:<9} {batch_size:>3}x{seq:<3} {name:<28} {ms:9.3f} ms "
-                    f"{row['sequences_per_s']:10.1f} seq/s")
-    add_ratios(rows)
-    return {"device": device_description(), "backend": jax.default_backend(), "interpret": interpret,
-            "jax": jax.__version__, "machine": platform.machine(),
-            "timing": {"warmup": warmup, "repeats": repeats, "inner": inner,
-                       "statistic": "median of repeats, each the mean of inner back-to-back calls"},
-            "rows": rows}
+            ms = time_ms(call, **timing)
+        row.update(median_ms=ms, sequences_per_s=batch_size / (ms * 1e-3))
+        emit(row, f"{model_name:<9} {batch_size:>3}x{seq:<3} {name:<28} {ms:9.3f} ms "
+                  f"{row['sequences_per_s']:10.1f} seq/s")
 
 
 def add_ratios(rows: list[dict]) -> None:
@@ -322,8 +391,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def add_arguments(parser) -> None:
     parser.add_argument("--quick", action="store_true",
-                        help="CPU smoke run: MiniLM, shapes 1x32 and 2x32, one timed repeat")
-    parser.add_argument("--models", default="bert-base,minilm", help="comma-separated: bert-base, minilm")
+                        help="CPU smoke run: shapes 1x32 and 2x32, one timed repeat (MiniLM unless "
+                             "--models says otherwise)")
+    parser.add_argument("--models", default=None,
+                        help=f"comma-separated, of {list(MODELS)} (default: bert-base,minilm)")
+    parser.add_argument("--shapes", default=None,
+                        help="comma-separated BATCHxSEQ, e.g. 1x128,8x128 (default: "
+                             + ",".join(f"{b}x{s}" for b, s in SHAPES) + ")")
     parser.add_argument("--contenders", default=None, help=f"comma-separated subset of {contender_names()}")
     parser.add_argument("--minilm", type=Path, default=None,
                         help="MiniLM folder (e.g. an FP16 copy carried to a GPU machine); "
@@ -340,18 +414,37 @@ def add_arguments(parser) -> None:
 
 def run_from_args(args) -> int:
     shapes, repeats, inner, warmup = SHAPES, args.repeats, args.inner, 3
-    models = tuple(m.strip() for m in args.models.split(",") if m.strip())
+    models = ("bert-base", "minilm")
     if args.quick:
         shapes, repeats, inner, warmup, models = QUICK_SHAPES, 1, 1, 1, ("minilm",)
+    if args.models is not None:
+        models = tuple(m.strip() for m in args.models.split(",") if m.strip())
+    try:
+        if args.shapes is not None:
+            shapes = parse_shapes(args.shapes)
+        load_models_check(models)
+    except ValueError as e:
+        print(f"samp-jax bench: error: {e}", file=sys.stderr)
+        return 2
     contenders = None if args.contenders is None else [c.strip() for c in args.contenders.split(",")]
     out = args.out or Path("benchmarks/results") / f"{device_description().replace(' ', '_')}-e2e.json"
     for path, what in ((out, "--out"), (out.with_suffix(".png"), "--out's plot")):
         check_output(path, what=what, folder=False)  # before the benchmark, not after
     progress = (lambda line: print(line, file=sys.stderr, flush=True))
+    command = "samp-jax bench " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["bench"] else sys.argv[1:])
+    out = args.out
+
+    def sink(document: dict) -> None:  # every finished row reaches the file at once
+        nonlocal out
+        out = out or Path("benchmarks/results") / f"{document['device'].replace(' ', '_')}-e2e.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(out, json.dumps({**document, "command": command}, indent=1))
+
     result = run(models=models, shapes=shapes, contenders=contenders, repeats=repeats, inner=inner,
-                 warmup=warmup, minilm_dir=args.minilm, interpret=args.interpret, progress=progress)
-    result["command"] = "samp-jax bench " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["bench"] else sys.argv[1:])
-    write_text_atomic(out, json.dumps(result, indent=1))
+                 warmup=warmup, minilm_dir=args.minilm, interpret=args.interpret, progress=progress,
+                 sink=sink)
+    result["command"] = command
+    sink(result)
     plot(result, out.with_suffix(".png"))
     if args.json:
         print(json.dumps(result, indent=1))
@@ -361,6 +454,13 @@ def run_from_args(args) -> int:
             print(markdown_table(result, model))
         print(f"\nwrote {out} and {out.with_suffix('.png')}")
     return 0
+
+
+def load_models_check(models) -> None:
+    """Raises ValueError for a model name `MODELS` does not have (before any slow work)."""
+    unknown = [name for name in models if name not in MODELS]
+    if unknown or not models:
+        raise ValueError(f"--models {','.join(models)!r}: {unknown or 'none'} not among {list(MODELS)}")
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ class _Registered:
     fn: GemmImpl
     takes_fused_input: bool  # sites pinned to it take INT8 from fused LayerNorm+quant kernels
     automatic: bool  # tried by `implementation=None`
-    precisions: tuple[str, ...] | None  # the precisions it handles (None: it says per call)
+    precisions: frozenset[str] | None  # the `SitePrecision.precision` names it runs (None: all)
 
 
 _REGISTRY: dict[str, _Registered] = {}
@@ -88,14 +88,14 @@ def register_gemm_implementation(name: str, fn: GemmImpl, *, first: bool = False
       automatic: whether `implementation=None` tries it (else only when named).
       takes_fused_input: whether a site pinned to it takes INT8 input quantized by an upstream
         fused kernel; False keeps such a site on plain float input (a pure-XLA baseline).
-      precisions: the precision names it handles ('int8', 'fp16', ...): `implementation=None`
-        passes it by for others without counting a fallback. None: it may handle any, and
-        raises `NotImplementedError` for what it cannot.
+      precisions: the precisions it runs ('int8', 'fp8_e4m3', 'fp16', ...); None: every one.
+        `implementation=None` passes it by for the others without counting a fallback, and a
+        model pinned to `name` runs its other sites on `xla` (`site_implementation`).
     """
     if name in _REGISTRY:
         _ORDER.remove(name)
     _REGISTRY[name] = _Registered(fn, takes_fused_input, automatic,
-                                  None if precisions is None else tuple(precisions))
+                                  None if precisions is None else frozenset(precisions))
     _ORDER.insert(0, name) if first else _ORDER.append(name)
 
 
@@ -148,6 +148,23 @@ def check_implementation(implementation: str | None, *, where: str = "implementa
     if implementation is not None and implementation not in _REGISTRY:
         raise ValueError(f"{where}={implementation!r} is not a registered GEMM implementation; "
                          f"expected None or one of {tuple(_ORDER)}")
+
+
+def site_implementation(implementation: str | None, precision: SitePrecision | str) -> str | None:
+    """The implementation a site at `precision` runs when its model is pinned to
+    `implementation`: the pinned one where it runs that precision, else `xla` (the reference,
+    which runs every precision). A model pinned to `pallas` thus keeps its float and FP8
+    sites on XLA; a single `gemm` call pinned to an implementation still fails loudly.
+
+    Raises:
+      ValueError: `implementation` is not registered.
+    """
+    if implementation is None:
+        return None
+    if implementation not in _REGISTRY:
+        raise ValueError(f"{implementation=} is not one of {tuple(_ORDER)}")
+    handled = _REGISTRY[implementation].precisions
+    return implementation if handled is None or as_precision(precision).precision in handled else "xla"
 
 
 def takes_fused_input(implementation: str | None) -> bool:

@@ -24,6 +24,7 @@ from pallas_kernels.layernorm_quant import embedding_quant, layernorm_quant
 from samp_jax.ops.dispatch import quantize_activation, report_kernel
 
 INTERPRET_ENV = "SAMP_JAX_PALLAS_INTERPRET"
+PRECISIONS = ("int8",)  # what `pallas_gemm` runs; a model pinned to it keeps the rest on XLA
 _interpret = [os.environ.get(INTERPRET_ENV, "") == "1"]
 
 
@@ -53,7 +54,7 @@ def pallas_gemm(x, weight, *, precision, bias, activation, residual, act_scale, 
                 out_dtype, out_scale=None, kernel: str | None = None):
     """The INT8 GEMM site through `pallas_kernels.int8_matmul` (`kernel`: 'mosaic', 'triton' or
     None for the device's default order); reports the kernel that ran (`report_kernel`)."""
-    if precision.precision != "int8":
+    if precision.precision not in PRECISIONS:
         raise NotImplementedError(f"the Pallas GEMM handles int8 only, not {precision}")
     if not kernels_available():
         raise NotImplementedError("the Pallas kernels need a GPU (interpret mode is off)")

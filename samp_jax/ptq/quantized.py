@@ -36,7 +36,7 @@ from samp_jax.models.heads import head_spec, make_head
 from samp_jax.models.model import EncoderModel
 from samp_jax.models.tokenizer import TOKENIZER_FILE, TOKENIZER_FILES, Tokenizer, check_fits
 from samp_jax.models.unfused import unfused_parts
-from samp_jax.ops.dispatch import Activation, check_implementation, gemm, record_executions
+from samp_jax.ops.dispatch import Activation, check_implementation, gemm, record_executions, site_implementation
 from samp_jax.ops.pallas import interpreting
 from samp_jax.ops.handoff import Int8Input
 from samp_jax.core.precision import SITES, PrecisionMap, PrecisionMapError, SitePrecision, precision_of_dtype
@@ -102,7 +102,8 @@ class QuantizedGemmSite(nnx.Module):
         self.site = site
         self.precision = precision
         self.dtype = dtype
-        self.implementation = implementation
+        # a model pinned to a kernel that does not run this precision keeps this site on XLA
+        self.implementation = site_implementation(implementation, precision)
         self.label = label or site
 
     @property
@@ -629,7 +630,9 @@ def quantize(model: EncoderModel, precision_map: PrecisionMap, calibration=None,
         smoothing, it also carries the per-channel migration of `qkv` / `ffn_in`.
       dtype: compute dtype between GEMM sites (float16, bfloat16 or float32); None: the map's
         `compute_dtype`, else float16.
-      implementation: GEMM implementation for every site (None: try Pallas, then XLA).
+      implementation: GEMM implementation for every site that it runs (None: try Pallas, then
+        XLA); a site at a precision it does not run (an FP16 or FP8 site of a map pinned to
+        `pallas`) runs on `xla` (`samp_jax.ops.site_implementation`).
 
     Raises:
       TypeError: an argument is of the wrong kind (a path or a dict for the model or the map).

@@ -10,6 +10,8 @@ import pytest
 from scipy import stats as scipy_stats
 
 import samp_jax
+from pallas_kernels import devices
+from pallas_kernels.int8_matmul import is_hopper
 
 from calibrate.search.candidates import SwitchableModel
 from calibrate.search.latency import estimate_table, table_for_target, table_name
@@ -52,12 +54,39 @@ def test_options_narrow_but_keep_the_float_default_first():
         resolve_target("cpu").search_options(["fp16"])
 
 
+# The target of each device-table architecture (`pallas_kernels.devices`).
+TARGET_OF_ARCHITECTURE = {"cpu": "cpu", "hopper": "h100", "ampere": "a100", "ada": "l4"}
+
+
 def test_auto_is_this_machine_and_unknown_names_are_refused():
-    assert resolve_target("auto").name == "cpu"  # the test machines have no accelerator
-    assert resolve_target("cpu").is_current() and not resolve_target("h100").is_current()
+    """On whatever machine runs the suite: 'auto' is the target of this device's architecture,
+    and it is the only current one (a CPU machine gets 'cpu'; an H200 gets 'h100')."""
+    expected = TARGET_OF_ARCHITECTURE[devices.architecture(jax.devices()[0].device_kind)]
+    assert resolve_target("auto").name == expected
+    assert [name for name, target in TARGETS.items() if target.is_current()] == [expected]
     with pytest.raises(ValueError, match="target 'tpu' is not one of"):
         resolve_target("tpu")
     assert set(TARGETS) >= {"h100", "a100", "l4", "cpu"}
+
+
+@pytest.mark.parametrize("device_kind, target", [
+    ("NVIDIA H800", "h100"), ("NVIDIA H200", "h100"), ("NVIDIA GH200 480GB", "h100"),
+    ("NVIDIA H100 PCIe", "h100"), ("NVIDIA H20", "h100"), ("NVIDIA H100 80GB HBM3", "h100"),
+    ("NVIDIA A100-SXM4-80GB", "a100"), ("NVIDIA A800-SXM4-80GB", "a100"), ("NVIDIA L4", "l4"),
+    ("cpu", "cpu")])
+def test_every_device_the_kernels_know_has_a_target(device_kind, target):
+    """The device table decides both: a device the INT8 kernel treats as Hopper is one the
+    'h100' target describes (so `--target auto` works on an H800), with FP8 where it has it."""
+    described = [name for name, t in TARGETS.items() if t.describes(device_kind)]
+    assert described == [target]
+    assert (devices.lookup(device_kind).architecture == "hopper") == is_hopper(device_kind)
+    assert TARGETS[target].has_fp8 == devices.lookup(device_kind).has_fp8
+
+
+def test_an_unknown_device_has_no_target():
+    assert devices.lookup("NVIDIA L40S") is None and devices.lookup("Radeon Instinct MI300X") is None
+    assert not any(t.describes("NVIDIA L40S") for t in TARGETS.values())
+    assert not is_hopper("NVIDIA L40S")
 
 
 def test_static_int8_is_priced_cheaper_than_dynamic_where_it_saves_a_pass():
@@ -75,6 +104,8 @@ def test_a_target_this_machine_is_not_gets_a_labelled_estimate(tiny):
     assert not any("fp8" in key for key in table.site_ms)
 
 
+@pytest.mark.skipif(jax.default_backend() != "cpu",
+                    reason="a CPU target is measured only on a CPU; it has no spec sheet to estimate from")
 def test_a_cpu_target_search_uses_a_table_measured_here(tiny, calibration, tmp_path, monkeypatch):
     monkeypatch.setenv("SAMP_JAX_CACHE", str(tmp_path))
     result = search(tiny, random_batches(2, seed=3), tolerance=0.05, target="cpu",

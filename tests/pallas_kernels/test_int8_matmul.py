@@ -18,7 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pallas_kernels.gpu_lowering import H100, gpu_kernel_calls, lower_for_gpu
+from pallas_kernels import devices
+from pallas_kernels.gpu_lowering import A100, H100, gpu_kernel_calls, lower_for_gpu
 from pallas_kernels.int8_matmul import (
     ENV_VAR,
     IMPLEMENTATIONS,
@@ -26,6 +27,9 @@ from pallas_kernels.int8_matmul import (
     MOSAIC_KERNEL_NAME,
     Config,
     MosaicConfig,
+    NoImplementationError,
+    WS_KERNEL_NAME,
+    WsConfig,
     TunedTableError,
     default_order,
     heuristic,
@@ -34,13 +38,11 @@ from pallas_kernels.int8_matmul import (
     is_hopper,
     mosaic_heuristic,
 )
-from pallas_kernels.int8_matmul import config as config_module
-from pallas_kernels.int8_matmul.config import load_table, tuned
-from pallas_kernels.int8_matmul.tuning import candidates, record, tune
+from pallas_kernels.int8_matmul import base
+from pallas_kernels.int8_matmul.tuning import candidates, choose, record, tune, tuned
 
 IMPLS = ("triton", "mosaic")
 KERNEL_NAMES = {"triton": KERNEL_NAME, "mosaic": MOSAIC_KERNEL_NAME}
-A100 = "NVIDIA A100-SXM4-80GB"
 # Epilogue tolerances by output dtype (the accumulator itself is compared exactly).
 TOLERANCE = {jnp.float16: 1e-2, jnp.bfloat16: 6e-2, jnp.float32: 1e-5}
 
@@ -202,6 +204,32 @@ class Int8MatmulChecks:
         np.testing.assert_array_equal(np.asarray(acc), _exact(x, w))
 
 
+    @pytest.mark.parametrize("m, k, n", [(200, 256, 512), (64, 128, 256), (1, 384, 256)])
+    def test_the_warp_specialized_kernel_is_exact(self, m, k, n):
+        """More output tiles than (interpret-mode) SMs: the persistent loop takes turns."""
+        if not self.runnable("mosaic"):
+            pytest.skip("the warp-specialized kernel needs a Hopper GPU")
+        x, w, xs, ws = _operands(m, k, n)
+        config = WsConfig(tile_m=64, tile_n=64, tile_k=64) if not self.INTERPRET or m < 100 else None
+        acc = int8_matmul(x, w, xs, ws, out_dtype=jnp.int32, implementation="mosaic_ws",
+                          config=config, interpret=self.INTERPRET)
+        np.testing.assert_array_equal(np.asarray(acc), _exact(x, w))
+
+    @pytest.mark.parametrize("activation, out_dtype", [("gelu", jnp.float16), (None, jnp.float32),
+                                                       ("relu", jnp.bfloat16)])
+    def test_the_warp_specialized_epilogue_matches_reference(self, activation, out_dtype):
+        if not self.runnable("mosaic"):
+            pytest.skip("the warp-specialized kernel needs a Hopper GPU")
+        x, w, xs, ws = _operands(100, 256, 256)
+        bias = jnp.asarray(np.random.default_rng(3).normal(size=(256,)), jnp.float32)
+        kwargs = dict(bias=bias, activation=activation, out_dtype=out_dtype)
+        out = int8_matmul(x, w, xs, ws, implementation="mosaic_ws", interpret=self.INTERPRET,
+                          config=WsConfig(tile_m=64, tile_n=64, tile_k=64), **kwargs)
+        ref = int8_matmul_reference(x, w, xs, ws, **kwargs)
+        np.testing.assert_allclose(np.asarray(out, np.float32), np.asarray(ref, np.float32),
+                                   rtol=TOLERANCE[out_dtype], atol=TOLERANCE[out_dtype])
+
+
 class TestInterpret(Int8MatmulChecks):
     INTERPRET = True
 
@@ -242,7 +270,7 @@ def test_a_config_pins_its_implementation():
         int8_matmul(x, w, xs, ws, implementation="triton", config=MosaicConfig(), interpret=True)
     with pytest.raises(ValueError, match="Config needs implementation='triton'"):
         int8_matmul(x, w, xs, ws, implementation=("mosaic", "triton"), config=Config(), interpret=True)
-    with pytest.raises(ValueError, match="config must be a Config or a MosaicConfig"):
+    with pytest.raises(ValueError, match=r"config must be one of \['MosaicConfig', 'Config', 'WsConfig'\]"):
         int8_matmul(x, w, xs, ws, config={"block_m": 16}, interpret=True)
     # With implementation=None the config's own implementation runs (and only it).
     acc = int8_matmul(x, w, xs, ws, out_dtype=jnp.int32, config=MosaicConfig(tile_m=64),
@@ -270,8 +298,12 @@ def test_a_named_implementation_that_cannot_tile_raises(impl, reason):
 
 def test_a_sequence_of_implementations_reports_every_reason():
     x, w, xs, ws = _operands(8, 384, 100)
-    with pytest.raises(NotImplementedError, match=r"\('mosaic', 'triton'\).*mosaic: .*triton: "):
+    with pytest.raises(NotImplementedError, match=r"\('mosaic', 'triton'\).*mosaic: .*triton: ") as info:
         int8_matmul(x, w, xs, ws, implementation=("mosaic", "triton"), interpret=True)
+    # every failure, raised together
+    assert isinstance(info.value, NoImplementationError) and isinstance(info.value, ExceptionGroup)
+    assert [type(e) for e in info.value.exceptions] == [NotImplementedError, NotImplementedError]
+    assert "tile_n=64" in str(info.value.exceptions[0]) and "block_n" in str(info.value.exceptions[1])
 
 
 def test_mosaic_declines_off_hopper():
@@ -315,6 +347,28 @@ def test_environment_variable_goes_first_and_is_validated(monkeypatch):
     np.testing.assert_array_equal(np.asarray(acc), _exact(x, w))
 
 
+def test_the_warp_specialized_kernel_declines_what_it_does_not_fuse_and_runs_only_when_named():
+    x, w, xs, ws = _operands(8, 256, 256)
+    with pytest.raises(NotImplementedError, match="residual or an INT8"):
+        int8_matmul(x, w, xs, ws, residual=jnp.zeros((8, 256)), implementation="mosaic_ws", interpret=True)
+    with pytest.raises(NotImplementedError, match="residual or an INT8"):
+        int8_matmul(x, w, xs, ws, out_dtype=jnp.int8, out_scale=0.1, implementation="mosaic_ws",
+                    interpret=True)
+    assert "mosaic_ws" not in default_order(H100) and "mosaic_ws" not in IMPLEMENTATIONS
+    with pytest.raises(ValueError, match="shared memory"):
+        WsConfig(tile_m=128, tile_n=128, tile_k=128, max_concurrent_steps=5)
+
+
+@pytest.mark.parametrize("out_dtype", [jnp.int32, jnp.float16])
+def test_the_warp_specialized_kernel_lowers_for_hopper(out_dtype):
+    S = jax.ShapeDtypeStruct
+    fn = lambda x, w, b: int8_matmul(x, w, jnp.ones((4096, 1)), jnp.ones((3072,)),  # noqa: E731
+                                     bias=b, activation="gelu", out_dtype=out_dtype,
+                                     implementation="mosaic_ws")
+    hlo = lower_for_gpu(fn, S((4096, 768), jnp.int8), S((768, 3072), jnp.int8), S((3072,), jnp.float32))
+    assert gpu_kernel_calls(hlo) == ["mosaic_gpu_v2"] and WS_KERNEL_NAME in hlo
+
+
 def test_heuristics_small_and_large_m():
     assert heuristic(8, 768, 768).block_m == 16
     assert heuristic(32768, 3072, 768).block_m == 128
@@ -356,6 +410,8 @@ def test_relu_epilogue_lowers_for_cuda(impl, call_target):
 
 
 @pytest.mark.parametrize("device_kind, call_target", [(H100, "mosaic_gpu_v2"),
+                                                      ("NVIDIA H800", "mosaic_gpu_v2"),
+                                                      ("NVIDIA H200", "mosaic_gpu_v2"),
                                                       (A100, "__gpu$xla.gpu.triton")])
 def test_the_automatic_choice_lowers_the_device_default(device_kind, call_target):
     """implementation=None: Mosaic on Hopper, Triton elsewhere (the registry order)."""
@@ -368,40 +424,54 @@ def test_the_automatic_choice_lowers_the_device_default(device_kind, call_target
 # The tuned table and autotuning.
 
 
-def test_the_shipped_tuned_table_loads():
-    assert isinstance(load_table(), dict)
-    assert load_table() == json.loads(config_module.TUNED_TABLE.read_text())
+def test_the_shipped_tuned_tables_load():
+    """One table per device kind, each named after a device-table entry, each valid."""
+    for path in sorted(base.TUNED_DIR.glob("*.json")):
+        table = base.load_table(path)
+        assert set(table) <= set(IMPLEMENTATIONS), path
+        assert any(base.table_path(d.example_kind) == path for d in devices.DEVICES), path
+    assert base.table_path(H100).name == "h100.json" and base.table_path("NVIDIA H200").name == "h200.json"
+    assert base.table_path("NVIDIA RTX 6000 Ada Generation").name == "nvidia_rtx_6000_ada_generation.json"
 
 
-def test_a_missing_or_malformed_tuned_table_raises_naming_the_file(tmp_path, monkeypatch):
-    missing = tmp_path / "tuned.json"
-    with pytest.raises(TunedTableError, match=f"{re.escape(str(missing))} is missing"):
-        tuned(H100, 64, 768, 768, "triton", table=missing)
-    missing.write_text("{not json")
-    with pytest.raises(TunedTableError, match="is not valid JSON"):
-        tuned(H100, 64, 768, 768, "triton", table=missing)
-    missing.write_text('{"triton": {"%s": {"64x768x768": {"block_m": 48}}}}' % H100)
-    with pytest.raises(TunedTableError, match="invalid triton entry.*64x768x768.*power of two"):
-        tuned(H100, 64, 768, 768, "triton", table=missing)
-    missing.write_text("{}")  # an empty table is fine: no entries
-    assert tuned(H100, 64, 768, 768, "triton", table=missing) is None
-    # Through the front door too: the package's table is read, never skipped.
-    monkeypatch.setattr(config_module, "TUNED_TABLE", tmp_path / "absent.json")
+def test_a_malformed_tuned_table_raises_naming_the_file(tmp_path, monkeypatch):
+    path = base.table_path(H100, tmp_path)
+    assert tuned("triton", H100, 64, 768, 768, tmp_path) is None  # no file: no entries
+    path.write_text("{not json")
+    with pytest.raises(TunedTableError, match=f"{re.escape(str(path))} is not valid JSON"):
+        tuned("triton", H100, 64, 768, 768, tmp_path)
+    path.write_text('{"triton": []}')
+    with pytest.raises(TunedTableError, match="must be a JSON object of objects"):
+        tuned("triton", H100, 64, 768, 768, tmp_path)
+    path.write_text('{"triton": {"64x768x768": {"block_m": 48}}}')
+    with pytest.raises(TunedTableError, match="invalid triton entry 64x768x768.*power of two"):
+        tuned("triton", H100, 64, 768, 768, tmp_path)
+    path.write_text("{}")  # an empty table is fine: no entries
+    assert tuned("triton", H100, 64, 768, 768, tmp_path) is None
+    # Through the front door too: the device's table is read, never skipped.
+    monkeypatch.setattr(base, "TUNED_DIR", tmp_path)
+    base.table_path("cpu", tmp_path).write_text("{broken")
     x, w, xs, ws = _operands(8, 384, 128)
-    with pytest.raises(TunedTableError, match="absent.json is missing"):
+    with pytest.raises(TunedTableError, match="cpu.json is not valid JSON"):
         int8_matmul(x, w, xs, ws, interpret=True)
 
 
 def test_explicit_config_beats_the_tuned_table_which_beats_the_heuristic(tmp_path, monkeypatch):
-    table = tmp_path / "tuned.json"
-    table.write_text("{}")
-    monkeypatch.setattr(config_module, "TUNED_TABLE", table)
-    assert config_module.choose("cpu", 8, 384, 128) == heuristic(8, 384, 128)
+    monkeypatch.setattr(base, "TUNED_DIR", tmp_path)
+    assert choose("triton", "cpu", 8, 384, 128) == heuristic(8, 384, 128)
     entry = Config(block_m=32, block_n=64, block_k=32)
-    record("triton", "cpu", 8, 128, 384, entry)
-    assert config_module.choose("cpu", 8, 128, 384) == entry
+    assert record("triton", "cpu", 8, 128, 384, entry) == tmp_path / "cpu.json"
+    assert choose("triton", "cpu", 8, 128, 384) == entry
+    assert choose("triton", H100, 8, 128, 384) == heuristic(8, 128, 384)  # another device's file
     explicit = Config(block_m=16)
-    assert config_module.choose("cpu", 8, 128, 384, explicit) == explicit
+    assert choose("triton", "cpu", 8, 128, 384, explicit) == explicit
+
+
+def test_tuned_tables_are_never_written_into_an_installed_package(tmp_path):
+    installed = tmp_path / "lib" / "python3.12" / "site-packages" / "pallas_kernels" / "int8_matmul" / "tuned"
+    with pytest.raises(TunedTableError, match="inside an installed package"):
+        record("triton", H100, 64, 768, 768, Config(), installed)
+    assert not installed.exists()
 
 
 def test_tuning_picks_the_fastest_and_the_table_round_trips(tmp_path):
@@ -416,12 +486,14 @@ def test_tuning_picks_the_fastest_and_the_table_round_trips(tmp_path):
             return 1.0 if config == target else 2.0
         best, ms = tune(impl, 4096, 768, 3072, fake_time)
         assert best == target and ms == 1.0
-        table = tmp_path / "tuned.json"
-        record(impl, H100, 3000, 768, 3072, best, table=table)
-        assert tuned(H100, 4096, 768, 3072, impl, table=table) == best  # 3000 -> 4096
-        assert tuned("NVIDIA A100", 4096, 768, 3072, impl, table=table) is None
+        record(impl, H100, 3000, 768, 3072, best, tmp_path)
+        assert tuned(impl, H100, 4096, 768, 3072, tmp_path) == best  # 3000 -> 4096
+        assert tuned(impl, A100, 4096, 768, 3072, tmp_path) is None
+    assert set(json.loads((tmp_path / "h100.json").read_text())) == set(IMPLS)  # one file, both
     with pytest.raises(RuntimeError, match="no triton config ran"):
         tune("triton", 16, 768, 768, lambda c: (_ for _ in ()).throw(RuntimeError("boom")))
+    with pytest.raises(ValueError, match="'cutlass' is not one of"):
+        candidates("cutlass", 16, 768, 768)
 
 
 @pytest.mark.slow
@@ -433,8 +505,11 @@ def test_gemm_benchmark_script_runs(tmp_path):
     result = run_benchmark_quick("gemm.py", out, timeout=600)
     timed = [r for r in result["rows"] if "ms" in r]
     assert {r["contender"] for r in timed} == {"xla_fp16", "xla_int8", "pallas_triton_int8",
-                                               "pallas_mosaic_int8"}
+                                               "pallas_mosaic_int8", "xla_int8_raw",
+                                               "pallas_mosaic_int8_raw", "pallas_mosaic_ws_int8_raw",
+                                               "pallas_mosaic_ws_int8"}
     assert all(r["ms"] > 0 and r["tops"] > 0 for r in timed)
-    assert all(r["kernel"] == KERNEL_NAMES[r["contender"].split("_")[1]]
-               for r in timed if r["contender"].startswith("pallas"))
+    assert all(r["kernel"] == {**KERNEL_NAMES, "mosaic_ws": WS_KERNEL_NAME}[
+        r["contender"].removeprefix("pallas_").removesuffix("_int8_raw").removesuffix("_int8")]
+        for r in timed if r["contender"].startswith("pallas"))
     assert result["interpret"] == (jax.default_backend() != "gpu")

@@ -15,13 +15,16 @@ import numpy as np
 import pytest
 
 import samp_jax.ops
+from flax import nnx
+
 from pallas_kernels.gpu_lowering import gpu_kernel_calls, lower_for_gpu
-from pallas_kernels.int8_matmul import ENV_VAR, KERNEL_NAME, MOSAIC_KERNEL_NAME, default_order
+from pallas_kernels.int8_matmul import ENV_VAR, KERNEL_NAME, MOSAIC_KERNEL_NAME, WS_KERNEL_NAME, default_order
 from pallas_kernels.layernorm_quant import EMBEDDING_KERNEL_NAME, LAYERNORM_KERNEL_NAME
-from samp_jax import gemm
+from samp_jax import EncoderConfig, EncoderModel, PrecisionMap, gemm, quantize
 from samp_jax.core.primitives import QArray, quantize_per_token_int8, quantize_weight_int8
 
-KERNEL_NAMES = {"pallas_triton": KERNEL_NAME, "pallas_mosaic": MOSAIC_KERNEL_NAME}
+KERNEL_NAMES = {"pallas_triton": KERNEL_NAME, "pallas_mosaic": MOSAIC_KERNEL_NAME,
+                "pallas_mosaic_ws": WS_KERNEL_NAME}
 
 
 def _automatic_gemm_kernel() -> str:
@@ -84,7 +87,7 @@ def test_pallas_path_runs_the_named_kernel_and_matches_xla(interpret_mode):
     np.testing.assert_allclose(np.asarray(out, np.float32), np.asarray(ref, np.float32), atol=2e-2, rtol=1e-2)
 
 
-@pytest.mark.parametrize("implementation", ["pallas_triton", "pallas_mosaic"])
+@pytest.mark.parametrize("implementation", ["pallas_triton", "pallas_mosaic", "pallas_mosaic_ws"])
 def test_a_pinned_kernel_runs_and_matches_xla(interpret_mode, implementation):
     """`pallas_mosaic` / `pallas_triton` (tried only when named) run exactly their kernel."""
     rng = np.random.default_rng(2)
@@ -99,7 +102,7 @@ def test_a_pinned_kernel_runs_and_matches_xla(interpret_mode, implementation):
     assert implementation not in samp_jax.ops.implementations()  # not tried automatically
 
 
-@pytest.mark.parametrize("implementation", ["pallas_triton", "pallas_mosaic"])
+@pytest.mark.parametrize("implementation", ["pallas_triton", "pallas_mosaic", "pallas_mosaic_ws"])
 def test_relu_epilogue_matches_xla(interpret_mode, implementation):
     """`activation="relu"` (DistilBERT) through `gemm`: the kernel's epilogue and XLA's agree."""
     rng = np.random.default_rng(7)
@@ -175,6 +178,36 @@ def test_gemm_takes_prequantized_input_and_emits_int8(interpret_mode):
         gemm(x, w, precision="int8", out_dtype=jnp.int8)
     with pytest.raises(ValueError, match="int8 QArray for an int8 site"):
         gemm(xq, jnp.zeros((384, 128)), precision="fp16", out_dtype=jnp.float16)
+
+
+@pytest.mark.parametrize("precision, runs", [("int8-dynamic", "pallas"), ("int8-static", "pallas"),
+                                             ("fp16", "xla"), ("fp32", "xla"), ("fp8_e4m3", "xla")])
+def test_a_model_pin_sends_the_precisions_a_kernel_does_not_run_to_xla(precision, runs):
+    assert samp_jax.ops.site_implementation("pallas", precision) == runs
+    assert samp_jax.ops.site_implementation("pallas_triton", precision) == runs.replace("pallas", "pallas_triton")
+    assert samp_jax.ops.site_implementation("xla", precision) == "xla"
+    assert samp_jax.ops.site_implementation(None, precision) is None
+    with pytest.raises(ValueError, match="'cuda' is not one of"):
+        samp_jax.ops.site_implementation("cuda", precision)
+
+
+def test_a_map_with_float_sites_pinned_to_pallas_runs_them_on_xla(interpret_mode):
+    """quant_ffn_only pinned to `pallas` (FP16 attention sites, INT8 FFN sites): the INT8 sites
+    run the kernel, the FP16 ones XLA, and the output is the all-XLA model's."""
+    config = EncoderConfig(vocab_size=64, hidden_size=64, num_layers=2, num_heads=4,
+                           intermediate_size=128, max_position_embeddings=32)
+    model = EncoderModel(config, rngs=nnx.Rngs(0))
+    pmap = PrecisionMap.preset("quant_ffn_only", 2)
+    pinned = quantize(model, pmap, implementation="pallas")
+    sites = {(i, s): getattr(layer, s).implementation
+             for i, layer in enumerate(pinned.model.encoder.layers) for s in ("qkv", "ffn_in")}
+    assert set(sites.values()) == {"pallas", "xla"} and sites[0, "qkv"] == "xla"
+    ids = jnp.asarray(np.random.default_rng(0).integers(1, 64, (2, 16)), jnp.int32)
+    mask = jnp.ones_like(ids)
+    jaxpr = str(jax.make_jaxpr(lambda i, m: pinned(i, m))(ids, mask))
+    assert collections.Counter(_kernels_in(jaxpr))[KERNEL_NAME] == 4  # ffn_in, ffn_out x 2 layers
+    reference = quantize(model, pmap, implementation="xla")(ids, mask)
+    np.testing.assert_array_equal(np.asarray(pinned(ids, mask)), np.asarray(reference))
 
 
 def test_whole_int8_model_lowers_to_the_mosaic_and_fused_kernels_for_h100():

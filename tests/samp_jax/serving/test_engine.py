@@ -3,6 +3,11 @@ parity with the model's own forward, input validation, the tokenizer (given, or 
 never a default), class names in the outputs, quantized models, the persistent cache."""
 
 import collections
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -423,3 +428,23 @@ def test_custom_heads_are_served_as_they_declare_and_undeclared_ones_refused(tok
         samp_jax.compile(EncoderModel(TINY_CONFIG, _Undeclared(), rngs=nnx.Rngs(0)),
                          tokenizer=tokenizer, seq_buckets=(8,), batch_size=2)
     assert counter.count == 0  # refused before compiling anything
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fully_quant"])
+def test_a_restarted_process_loads_the_engine_from_the_persistent_cache(minilm_dir, tmp_path, precision):
+    """Two processes, one after the other, with `$SAMP_JAX_XLA_CACHE` set: the first compiles
+    every bucket and fills the cache; the second compiles nothing and serves the same outputs."""
+    env = {**os.environ, "SAMP_JAX_XLA_CACHE": str(tmp_path / "xla"),
+           "PYTHONPATH": str(Path(__file__).resolve().parents[3])}
+    worker = Path(__file__).with_name("cache_worker.py")
+
+    def run() -> dict:
+        done = subprocess.run([sys.executable, str(worker), str(minilm_dir), precision], env=env,
+                              capture_output=True, text=True, timeout=600, check=True)
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    first, second = run(), run()
+    assert first["executables"] == second["executables"] == 2  # batch buckets 1 and 2
+    assert first["cache_hits"] == 0 and first["cache_misses"] == 2
+    assert second["cache_hits"] == 2 and second["cache_misses"] == 0  # loaded, none compiled
+    assert second["embeddings"] == first["embeddings"]

@@ -1,0 +1,99 @@
+"""benchmarks/gpu_check.sh and the Python steps it calls, on the CPU: the script runs every
+step with its tiny option (QUICK=1) and writes each step's JSON, so it is known to work before
+a GPU session spends its minutes on it; the profile's parsing of a trace, on a planted one."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import pytest
+
+from benchmarks import kernel_profile as profile
+from benchmarks import compile_time, minilm_fp16
+from tests.helpers import ROOT
+
+
+def test_kernel_names_fall_into_categories():
+    assert profile.category("samp_int8_matmul_mosaic") == "gemm"
+    assert profile.category("sm90_xmma_gemm_f16f16_f16f32_f32_tn_n_tilesize128x128x64") == "gemm"
+    assert profile.category("cutlass_80_tensorop_s8_i16832gemm") == "gemm"
+    assert profile.category("cudnn_generated_fort_native_sdpa_sm90_flash_fprop") == "attention"
+    assert profile.category("samp_layernorm_quant") == "layernorm"
+    assert profile.category("samp_embedding_quant") == "layernorm"
+    assert profile.category("loop_convert_fusion_2") == "quantize"
+    assert profile.category("copy_fusion") == "copies" and profile.category("transpose_3") == "copies"
+    assert profile.category("loop_add_fusion") == "other"
+
+
+def test_the_breakdown_sums_device_events_per_forward():
+    trace = {"traceEvents": [
+        {"ph": "M", "name": "process_name", "pid": 1, "args": {"name": "/host:CPU"}},
+        {"ph": "M", "name": "process_name", "pid": 2, "args": {"name": "/device:GPU:0"}},
+        {"ph": "X", "pid": 1, "name": "PjitFunction(forward)", "dur": 900.0},  # host: not counted
+        {"ph": "X", "pid": 2, "name": "samp_int8_matmul_mosaic", "dur": 300.0},
+        {"ph": "X", "pid": 2, "name": "samp_int8_matmul_mosaic", "dur": 100.0},
+        {"ph": "X", "pid": 2, "name": "loop_convert_fusion", "dur": 40.0},
+        {"ph": "X", "pid": 2, "name": "loop_add_fusion", "dur": 60.0}]}
+    events = profile.device_events(trace)
+    assert len(events) == 4
+    result = profile.breakdown(events, iters=2)
+    assert result["total_ms"] == pytest.approx(0.25)  # 500 µs over 2 forwards
+    assert result["by_category_ms"] == pytest.approx({"gemm": 0.2, "quantize": 0.02, "other": 0.03})
+    assert result["top_kernels_ms"][0] == {"name": "samp_int8_matmul_mosaic", "category": "gemm", "ms": 0.2}
+
+
+def test_hlo_structure_counts_the_entry_computation():
+    hlo = """HloModule m
+%fused (p: f16[4]) -> f16[4] {
+  %p = f16[4]{0} parameter(0)
+  ROOT %n = f16[4]{0} negate(%p)
+}
+ENTRY %main (a: f16[4]) -> f16[4] {
+  %a = f16[4]{0} parameter(0)
+  %f = f16[4]{0} fusion(%a), kind=kLoop, calls=%fused
+  %c = (f16[4]{0}, s8[16]{0}) custom-call(%f), custom_call_target="__cublas$gemm"
+  ROOT %g = f16[4]{0} get-tuple-element(%c), index=0
+}
+"""
+    result = profile.hlo_structure(hlo)
+    assert result["opcodes"] == {"parameter": 1, "fusion": 1, "custom-call": 1, "get-tuple-element": 1}
+    assert result["fusion_kinds"] == {"kLoop": 1} and result["custom_call_targets"] == {"__cublas$gemm": 1}
+
+
+@pytest.mark.slow
+def test_gpu_check_runs_every_step_quickly_on_the_cpu(tmp_path, minilm_dir):
+    carried = minilm_fp16.write_fp16_copy(minilm_dir, tmp_path / "minilm-fp16")
+    assert (carried / "model.safetensors").stat().st_size < 0.6 * (minilm_dir / "model.safetensors").stat().st_size
+    results = tmp_path / "results"
+    env = {**os.environ, "QUICK": "1", "RESULTS": str(results), "OUT": str(tmp_path / "out"),
+           "MINILM": str(carried), "PYTHON": os.environ.get("PYTHON", "python")}
+    env["PATH"] = f"{os.path.dirname(os.sys.executable)}:{env['PATH']}"
+    subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh")], cwd=ROOT, env=env,
+                   check=True, capture_output=True, text=True, timeout=2400)
+    summary = json.loads((results / "cpu-gpu_check.json").read_text())
+    steps = {s["step"]: s["rc"] for s in summary["steps"]}
+    assert steps == {"env": 0, "tests": 0, "gemm": 0, "e2e": 0, "e2e_minilm": 0, "profile": 0}
+    gemm = json.loads((results / "cpu-gemm.json").read_text())
+    assert any("ms" in r for r in gemm["rows"])
+    for name in ("cpu-e2e.json", "cpu-e2e-minilm.json"):
+        rows = json.loads((results / name).read_text())["rows"]
+        assert rows and all(("median_ms" in r) != ("skipped" in r) for r in rows)
+    e2e = {r["contender"]: r for r in json.loads((results / "cpu-e2e-minilm.json").read_text())["rows"]}
+    assert e2e["samp_search_snli_1pct"]["median_ms"] > 0  # the carried FP16 copy loads and runs
+    prof = json.loads((results / "cpu-profile.json").read_text())["rows"]
+    assert [r["contender"] for r in prof] == ["samp_fp16", "samp_fully_quant_pallas"]
+    assert all(r["hlo"]["opcodes"] for r in prof)
+    assert json.loads((results / "cpu-tests.json").read_text())["failures"] == 0
+
+
+def test_compile_time_reports_each_preset_and_the_fp8_dots(tmp_path):
+    out = tmp_path / "compile.json"
+    assert compile_time.main(["--quick", "--presets", "fp16,fp8", "--out", str(out)]) == 0
+    rows = {r["preset"]: r for r in json.loads(out.read_text())["rows"]}
+    assert rows["fp16"]["compile_s"] > 0 and rows["fp8"]["lower_s"] > 0
+    # 6 layers x 4 GEMM sites; the FP8 ones are f8 x f8 -> f32 dots, for CUDA too
+    assert rows["fp8"]["dots"]["f8E4M3FN x f8E4M3FN -> f32"] == 24
+    assert rows["fp8"]["cuda_dots"]["f8E4M3FN x f8E4M3FN -> f32"] == 24
+    assert "f8E4M3FN x f8E4M3FN -> f32" not in rows["fp16"]["dots"]

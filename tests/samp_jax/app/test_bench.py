@@ -1,0 +1,58 @@
+"""`samp-jax bench` on the CPU: every contender runs (the Pallas ones in interpret mode) on a
+tiny model, so a contender that crashes fails here before a GPU run; `--shapes`; each row
+reaches the results file as it finishes; compile time per row."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from samp_jax.app import bench
+from samp_jax.app.cli import main
+
+
+def test_every_contender_runs_on_a_tiny_model_in_interpret_mode():
+    documents = []
+    result = bench.run(models=("tiny",), shapes=((1, 32),), repeats=1, inner=1, warmup=1,
+                       interpret=True, progress=None, sink=lambda d: documents.append(len(d["rows"])))
+    rows = {r["contender"]: r for r in result["rows"]}
+    assert set(rows) == set(bench.contender_names())
+    assert documents == list(range(1, len(rows) + 1))  # the sink saw every row as it finished
+    for name in bench.TORCH_CONTENDERS:  # no torch (or no CUDA) here: skipped, with the reason
+        assert "torch" in rows[name]["skipped"] or "CUDA" in rows[name]["skipped"]
+    for contender in bench.SAMP_CONTENDERS:
+        row = rows[contender.name]
+        assert "skipped" not in row, row
+        assert row["median_ms"] > 0 and row["compile_s"] > 0 and row["lower_s"] > 0
+        assert row["build_s"] > 0
+        if contender.implementation == "pallas":  # the kernels ran (names in the traced program)
+            assert "samp_int8_matmul" in row["kernels"] and "samp_layernorm_quant" in row["kernels"]
+        if contender.implementation == "xla":
+            assert row["kernels"] == []
+    assert rows["samp_search_snli_1pct"]["kernels"]  # automatic: its INT8 sites take the kernels
+
+
+def test_shapes_parse_and_bad_ones_are_refused():
+    assert bench.parse_shapes("1x128, 8x128") == ((1, 128), (8, 128))
+    for bad in ("8", "0x128", "8x", "axb", ""):
+        with pytest.raises(ValueError, match="BATCHxSEQ|names no shape"):
+            bench.parse_shapes(bad)
+
+
+@pytest.mark.parametrize("argv, message", [(["--shapes", "8by128"], "'8by128' is not BATCHxSEQ"),
+                                            (["--models", "gpt2"], "'gpt2'")])
+def test_the_cli_refuses_bad_shapes_and_models_before_any_work(tmp_path, capsys, argv, message):
+    out = tmp_path / "e2e.json"
+    assert main(["bench", *argv, "--out", str(out)]) == 2
+    assert message in capsys.readouterr().err and not out.exists()
+
+
+def test_the_cli_writes_rows_with_compile_times(tmp_path):
+    out = tmp_path / "e2e.json"
+    assert main(["bench", "--models", "tiny", "--shapes", "1x16,2x16", "--contenders", "samp_fp16",
+                 "--repeats", "1", "--inner", "1", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert [(r["batch"], r["seq"]) for r in result["rows"]] == [(1, 16), (2, 16)]
+    assert all(r["compile_s"] > 0 and r["median_ms"] > 0 for r in result["rows"])
+    assert result["command"].startswith("samp-jax bench") and out.with_suffix(".png").exists()
