@@ -5,10 +5,12 @@
    with labels, the metric drop. All candidates run through one compiled program
    (`calibrate.search.candidates.SwitchableModel`).
 2. **Allocation.** (site, option) moves are ordered by proxy per millisecond saved (or per
-   INT8 FLOP for `objective="int8_fraction"`). The greedy adds them one by one, re-measuring
-   the *accumulated* map (interactions are not additive), and backs a move out when the
-   tolerance would be crossed. Prefixes of the ordering are evaluated `chunk` at a time in
-   the same compiled program, so a run costs about one chunk per rejected move.
+   INT8 FLOP for `objective="int8_fraction"`), and a registered `Strategy` turns them into a
+   map that meets the tolerance (`calibrate.search.strategies`): knapsack (the default: the
+   minimum summed harm under a bracketed latency budget), revert, or the greedy, which adds
+   moves one by one, re-measuring the *accumulated* map (interactions are not additive), and
+   backs a move out when the tolerance would be crossed. Candidates are evaluated `chunk` at
+   a time in the same compiled program.
 3. **Latency target.** Alternatively, moves are added in the same order until the estimated
    latency is under the target: the most accurate map the greedy finds within it.
 
