@@ -123,6 +123,24 @@ def search_page() -> str:
             parts += comparison_section(path)
         if (DOCS / "search_notes.md").is_file():
             parts += [(DOCS / "search_notes.md").read_text().rstrip(), ""]
+    fresh = load("fresh_splits_snli_embed.json")
+    if fresh:
+        spread = fresh["test_relative_change"]
+        parts += ["## The defaults on fresh splits (test rows no decision saw)", "",
+                  provenance(fresh) + f" Task: {fresh['task']} (zero-shot MiniLM bi-encoder), "
+                  f"tolerance {100 * fresh['tolerance']:.0f}%, `samp-jax search` with every default "
+                  "(`--target auto`). Each seed draws new calibration and search pairs; the test "
+                  "pairs of the seeds are disjoint from each other and from the published test "
+                  "subset ([protocol.md](../protocol.md)).", "",
+                  "| seed | search pairs | test pairs | FP32 ROC-AUC (test) | chosen (test) | change | "
+                  "INT8 FLOPs |", "|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in fresh["rows"]:
+            parts.append(f"| {r['seed']} | {r['search_pairs']} | {r['test_pairs']} | {r['fp32_test']:.4f} | "
+                         f"{r['chosen_test']:.4f} | {100 * r['test_relative_change']:+.2f}% | "
+                         f"{100 * r['int8_flop_fraction']:.0f}% |")
+        parts += ["", f"Test change over the seeds: mean {100 * spread['mean']:+.2f}%, min "
+                  f"{100 * spread['min']:+.2f}%, max {100 * spread['max']:+.2f}%, standard deviation "
+                  f"{100 * spread['stdev']:.2f} points.", ""]
     for ort_path in sorted(DOCS.glob("ort_cpu*.json")):
         ort = json.loads(ort_path.read_text())
         parts += [f"## samp-jax against ONNX Runtime INT8 (HF optimum), {ort['device']}", "",
