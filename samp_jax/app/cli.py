@@ -47,7 +47,7 @@ from samp_jax.models.checkpoint import save_pretrained
 from samp_jax.ptq.quantized import QuantizedModel, quantize
 from samp_jax.serving.distributed import (check_same, describe_failure, digest,
                                           initialize_distributed, is_distributed, is_primary,
-                                          state_digest)
+                                          silence_watchdog, state_digest)
 from samp_jax.tasks import SPLITS, TASK_TYPES, TASKS, Task, get_task
 from samp_jax.tasks.files import Columns, load_task
 from samp_jax.training import FinetuneConfig, finetune
@@ -379,13 +379,20 @@ def _start_distributed(args) -> None:
             raise UsageError(f"--{given[0].replace('_', '-')} needs --coordinator HOST:PORT")
         return
     _results_only_on_stdout()
+    name = f"samp-jax {args.command} (process {args.process_id})"
+
+    def stop(message: str) -> None:  # the watchdog's verdict: one line, exit 1
+        print(f"{name}: error: {message}", file=sys.stderr, flush=True)
+        os._exit(1)
     try:
         initialize_distributed(args.coordinator, args.num_processes, args.process_id,
                                timeout_s=args.connect_timeout,
-                               heartbeat_timeout_s=args.heartbeat_timeout)
+                               heartbeat_timeout_s=args.heartbeat_timeout,
+                               allow_remote=args.allow_remote_coordinator, on_failure=stop)
     except ValueError as e:
         raise UsageError(str(e).replace("num_processes", "--num-processes")
                          .replace("process_id", "--process-id")
+                         .replace("allow_remote=True", "--allow-remote-coordinator")
                          .replace("coordinator=", "--coordinator ")) from None
 
 
@@ -432,16 +439,25 @@ def _add_distributed(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group(
         "distributed run", "run one job over several processes or hosts: start the same command "
         "on each, with the same --coordinator and --num-processes and its own --process-id; "
-        "process 0 prints and writes the result (README: Several hosts)")
+        "process 0 prints and writes the result (README: Several hosts). Process 0 listens "
+        "on HOST:PORT only (not on every interface); JAX's coordination service there has no "
+        "authentication, so a HOST that is not loopback needs --allow-remote-coordinator")
     g.add_argument("--coordinator", default=None, metavar="HOST:PORT|auto",
                    help="process 0's address, or 'auto' to read the layout from the cluster "
-                        "environment (SLURM, Open MPI, Kubernetes)")
+                        "environment (SLURM, Open MPI, Kubernetes); with 'auto' JAX listens on "
+                        "every interface and needs --allow-remote-coordinator")
+    g.add_argument("--allow-remote-coordinator", action="store_true",
+                   help="accept a --coordinator other processes reach over the network (a "
+                        "non-loopback HOST, or 'auto'): anyone who reaches it can join or "
+                        "disturb the run, so only on a network you trust")
     g.add_argument("--num-processes", type=positive_int, default=None, metavar="N")
     g.add_argument("--process-id", type=non_negative_int, default=None, metavar="I")
     g.add_argument("--connect-timeout", type=positive_int, default=300, metavar="S",
-                   help="seconds to wait for every process to connect")
+                   help="seconds to wait for every process to connect (default: %(default)s); "
+                        "then every process stops with one line")
     g.add_argument("--heartbeat-timeout", type=positive_int, default=60, metavar="S",
-                   help="seconds after which a silent process counts as dead and the run stops")
+                   help="seconds after which a silent process counts as dead and the run stops "
+                        "(default: %(default)s); a process that dies stops the others at once")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -575,6 +591,7 @@ def _run(parser: argparse.ArgumentParser, args, name: str) -> int:
             traceback.print_exc()
         message = describe_failure(e) or str(e) or type(e).__name__
         if is_distributed():
+            silence_watchdog()  # this error is the one line, not the watchdog's
             name = f"{name} (process {jax.process_index()})"
         print(f"{name}: error: {message}", file=sys.stderr)
         return 1
