@@ -410,7 +410,8 @@ def _start_distributed(args) -> None:
             raise UsageError(f"--{given[0].replace('_', '-')} needs --coordinator HOST:PORT")
         return
     _results_only_on_stdout()
-    name = f"samp-jax {args.command} (process {args.process_id})"
+    process = "?" if args.process_id is None else args.process_id
+    name = f"samp-jax {args.command} (process {process})"
 
     def stop(message: str) -> None:  # the watchdog's verdict: one line, exit 1
         print(f"{name}: error: {message}", file=sys.stderr, flush=True)
@@ -488,7 +489,7 @@ def _add_distributed(p: argparse.ArgumentParser) -> None:
                         "then every process stops with one line")
     g.add_argument("--heartbeat-timeout", type=positive_int, default=60, metavar="S",
                    help="seconds after which a silent process counts as dead and the run stops "
-                        "(default: %(default)s); a process that dies stops the others at once")
+                        "(default: %(default)s); a process that dies stops the others within seconds")
 
 
 def _eval_every(text: str) -> str:

@@ -1,6 +1,6 @@
 """One process that joins a distributed run and waits (run by test_distributed.py):
 
-    python join_worker.py PORT NUM_PROCESSES PROCESS_ID CONNECT_TIMEOUT_S STAY_S
+    python join_worker.py PORT NUM_PROCESSES PROCESS_ID CONNECT_TIMEOUT_S STAY_S [HEARTBEAT_S]
 
 On joining it prints `{"process", "devices", "listening"}` as JSON, `listening` being every
 address listening on PORT on this machine (from /proc/net/tcp and tcp6), then stays STAY_S
@@ -31,11 +31,11 @@ def listening_on(port: int) -> list[str]:
     return found
 
 
-port, processes, process_id, timeout_s, stay_s = sys.argv[1:]
+port, processes, process_id, timeout_s, stay_s, *heartbeat_s = sys.argv[1:]
 try:
     sj.initialize_distributed(f"127.0.0.1:{port}", num_processes=int(processes),
                               process_id=int(process_id), timeout_s=int(timeout_s),
-                              heartbeat_timeout_s=10)
+                              heartbeat_timeout_s=int(heartbeat_s[0]) if heartbeat_s else 10)
 except RuntimeError as e:
     print(f"join_worker: error: {e}", file=sys.stderr)
     sys.exit(1)
