@@ -15,8 +15,8 @@ Every process must read the same model and the same data: `check_same` compares 
 them across processes and raises `DistributedMismatchError` instead of computing from
 mismatched copies.
 
-    samp_jax.initialize_distributed("10.0.0.1:7777", num_processes=2, process_id=0)  # host 0
-    samp_jax.initialize_distributed("10.0.0.1:7777", num_processes=2, process_id=1)  # host 1
+    samp_jax.initialize_distributed("10.0.0.1:7777", num_processes=2, process_id=0,
+                                    allow_remote=True)  # host 0 (and process_id=1 on host 1)
     samp_jax.evaluate(model, task, tokenizer=tok)   # same call on both; same result on both
 
 On CPU the processes exchange data with gloo (`jax_cpu_collectives_implementation`), which
@@ -26,8 +26,10 @@ Failures end in one line and exit 1, never JAX's SIGABRT: before `jax.distribute
 the processes meet over plain sockets at the coordinator's address (`rendezvous.meet`: the port
 tested, every id checked once, all within `timeout_s`), and those connections stay open as a
 watchdog (`rendezvous.Watchdog`) that stops the survivors of a dead or silent peer before JAX's
-own heartbeat timeout (set longer) would abort them. A collective in flight when a peer dies
-fails at once (its connection drops); `describe_failure` words that error.
+own heartbeat timeout (set longer) would abort them. JAX's coordination service runs in a
+process of its own (`coordination_service`), so that process 0's death does not make jaxlib
+abort the others first. A collective in flight when a peer dies fails at once (its connection
+drops); `describe_failure` words that error.
 
 The coordinator (process 0) listens only on the address it is given, for the pre-flight and for
 JAX's coordination service alike. That service has no authentication: anyone who can reach the
@@ -124,7 +126,8 @@ def initialize_distributed(coordinator: str = AUTO, num_processes: int | None = 
                                                  options["heartbeat_timeout_seconds"], timeout_s)
         except RuntimeError as e:
             watchdog.silence()
-            raise RuntimeError(f"could not join the distributed run at {coordinator}: {e}") from None
+            raise RuntimeError(f"could not join the distributed run at {coordinator}: "
+                               f"{e}") from None
         host, _ = split_address(coordinator)
         options["coordinator_bind_address"] = "[::1]:0" if ":" in host else "127.0.0.1:0"
     _initialize_jax(coordinator, options, watchdog, timeout_s)
