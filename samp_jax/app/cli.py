@@ -18,6 +18,7 @@ machine-readable result alone on stdout.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import re
@@ -51,8 +52,9 @@ from samp_jax.models.head_kinds import SENTENCE_EMBEDDING
 from samp_jax.ptq.quantized import QuantizedModel, quantize
 from samp_jax.serving.distributed import (check_same, describe_failure, digest,
                                           initialize_distributed, is_distributed, is_primary,
-                                          state_digest)
+                                          silence_watchdog, state_digest)
 from samp_jax.tasks import SPLITS, TASK_TYPES, TASKS, Task, get_task
+from samp_jax.tasks.chance import chance_level
 from samp_jax.tasks.files import Columns, load_task
 from samp_jax.training import FinetuneConfig, finetune
 
@@ -169,6 +171,7 @@ def _eval(args) -> int:
     rows = accuracy_table(model, evaluator, variants, progress=progress)
     if quiet:
         return 0
+    _warn_if_at_chance("eval", evaluator, rows[0]["value"])
     if args.json:
         print(json.dumps({"model": description, "task": task.name, "task_type": task.task_type.name,
                           "metric": evaluator.metric, "split": "test",
@@ -178,6 +181,20 @@ def _eval(args) -> int:
               f"({rows[0]['examples']} examples)")
         print(format_table(rows, metric=evaluator.metric or "metric", agreement=evaluator.agreement))
     return 0
+
+
+def _warn_if_at_chance(command: str, evaluator, fp32_score) -> None:
+    """A warning when the FP32 model's test metric is no better than always predicting the most
+    frequent class: a tolerance or change relative to it then means nothing."""
+    evaluation = evaluator.evaluation
+    encoded = getattr(evaluation, "encoded", None)  # classification only
+    if encoded is None or fp32_score is None:
+        return
+    chance = chance_level(evaluation.task_type, evaluation.labels, encoded)
+    if chance is not None and not chance.beaten_by(fp32_score):
+        verdict = chance.describe(fp32_score, "the FP32 model's test")
+        print(f"samp-jax {command}: warning: {verdict}: a change relative to it means nothing "
+              "(is the model trained for this data?)", file=sys.stderr, flush=True)
 
 
 def parse_tolerance(text: str) -> float:
@@ -227,6 +244,9 @@ def _search(args) -> int:
     summary = run_search(model, tokenizer, task, config, out=out, description=description,
                          max_test_examples=args.max_examples,
                          command="samp-jax " + " ".join(sys.argv[1:])).summary
+    if summary.get("test"):
+        _warn_if_at_chance("search", make_evaluator(task, tokenizer, max_examples=args.max_examples,
+                                                    seed=args.seed), summary["test"]["fp32"])
     if args.json:
         print(json.dumps(summary, indent=1))
     else:
@@ -287,7 +307,9 @@ def _finetune(args) -> int:
                          f"{task.task_type.name}")
     config = FinetuneConfig(learning_rate=args.learning_rate, batch_size=args.batch_size,
                             epochs=args.epochs, max_train_examples=args.max_train_examples,
-                            eval_every=args.eval_every, seed=args.seed)
+                            eval_every=None if args.eval_every == "auto" else int(args.eval_every),
+                            seed=args.seed, min_steps=args.min_steps,
+                            warmup_fraction=args.warmup_fraction, patience=args.patience)
     # one read of the folder: weights with a new head, and its tokenizer (checked before training)
     model = load(base, head=task.head, num_labels=len(task.labels), allow_new_head=True,
                  **{k: v for k, v in model_options(args).items() if k != "head"})
@@ -296,11 +318,20 @@ def _finetune(args) -> int:
     _say(args, f"fine-tuning {args.model} on {task.name} ({task.task_type.name}, labels "
                f"{list(task.labels)}); split sizes {task.sizes()}")
     result = finetune(model, task, tokenizer, config, progress=not args.json)
+    if not result.learned:
+        verdict = (result.chance.describe(result.dev_metric, "the fine-tuned model's dev") +
+                   ": it has not learned the task (more rows, more --min-steps or another "
+                   "--learning-rate may help)")
+        if args.strict:
+            raise RuntimeError(f"{verdict}; nothing saved (--strict)")
+        print(f"samp-jax finetune: warning: {verdict}", file=sys.stderr, flush=True)
     metrics = None if test is None else test.score(test.outputs(result.model))
     summary = {"model": str(out), "task": task.name, "task_type": task.task_type.name,
                "labels": list(task.labels), "dev_metric": result.dev_metric, "steps": result.steps,
                "seconds": result.seconds, "test": metrics, "split_sizes": task.sizes(),
-               "data": task.source, "split_seed": args.seed}
+               "data": task.source, "split_seed": args.seed, "learned": result.learned,
+               "dev_chance": None if result.chance is None else dataclasses.asdict(result.chance),
+               "settings": dataclasses.asdict(config)}
     with atomic_folder(out) as staging:  # checkpoint and summary: one run, one rename
         save_pretrained(result.model, staging, tokenizer_dir=base, labels=task.labels)
         (staging / "finetune.json").write_text(json.dumps(summary, indent=1))
@@ -354,13 +385,21 @@ def _start_distributed(args) -> None:
             raise UsageError(f"--{given[0].replace('_', '-')} needs --coordinator HOST:PORT")
         return
     _results_only_on_stdout()
+    process = "?" if args.process_id is None else args.process_id
+    name = f"samp-jax {args.command} (process {process})"
+
+    def stop(message: str) -> None:  # the watchdog's verdict: one line, exit 1
+        print(f"{name}: error: {message}", file=sys.stderr, flush=True)
+        os._exit(1)
     try:
         initialize_distributed(args.coordinator, args.num_processes, args.process_id,
                                timeout_s=args.connect_timeout,
-                               heartbeat_timeout_s=args.heartbeat_timeout)
+                               heartbeat_timeout_s=args.heartbeat_timeout,
+                               allow_remote=args.allow_remote_coordinator, on_failure=stop)
     except ValueError as e:
         raise UsageError(str(e).replace("num_processes", "--num-processes")
                          .replace("process_id", "--process-id")
+                         .replace("allow_remote=True", "--allow-remote-coordinator")
                          .replace("coordinator=", "--coordinator ")) from None
 
 
@@ -416,16 +455,55 @@ def _add_distributed(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group(
         "distributed run", "run one job over several processes or hosts: start the same command "
         "on each, with the same --coordinator and --num-processes and its own --process-id; "
-        "process 0 prints and writes the result (README: Several hosts)")
+        "process 0 prints and writes the result (README: Several hosts). Process 0 listens "
+        "on HOST:PORT only (not on every interface); JAX's coordination service there has no "
+        "authentication, so a HOST that is not loopback needs --allow-remote-coordinator")
     g.add_argument("--coordinator", default=None, metavar="HOST:PORT|auto",
                    help="process 0's address, or 'auto' to read the layout from the cluster "
-                        "environment (SLURM, Open MPI, Kubernetes)")
+                        "environment (SLURM, Open MPI, Kubernetes); with 'auto' JAX listens on "
+                        "every interface and needs --allow-remote-coordinator")
+    g.add_argument("--allow-remote-coordinator", action="store_true",
+                   help="accept a --coordinator other processes reach over the network (a "
+                        "non-loopback HOST, or 'auto'): anyone who reaches it can join or "
+                        "disturb the run, so only on a network you trust")
     g.add_argument("--num-processes", type=positive_int, default=None, metavar="N")
     g.add_argument("--process-id", type=non_negative_int, default=None, metavar="I")
     g.add_argument("--connect-timeout", type=positive_int, default=300, metavar="S",
-                   help="seconds to wait for every process to connect")
+                   help="seconds to wait for every process to connect (default: %(default)s); "
+                        "then every process stops with one line")
     g.add_argument("--heartbeat-timeout", type=positive_int, default=60, metavar="S",
-                   help="seconds after which a silent process counts as dead and the run stops")
+                   help="seconds after which a silent process counts as dead and the run stops "
+                        "(default: %(default)s); a process that dies stops the others within seconds")
+
+
+def _eval_every(text: str) -> str:
+    return text if text == "auto" else str(positive_int(text))
+
+
+def _add_finetune_settings(p: argparse.ArgumentParser) -> None:
+    """Defaults that fit a few hundred rows as well as many thousands (docs/finetune_small_data.md)."""
+    g = p.add_argument_group("training", "AdamW with a linear warm-up then linear decay; the "
+                             "best dev checkpoint is kept")
+    g.add_argument("--learning-rate", type=positive_float, default=1e-4,
+                   help="peak learning rate (default: %(default)s)")
+    g.add_argument("--batch-size", type=positive_int, default=16,
+                   help="rows per step (default: %(default)s)")
+    g.add_argument("--epochs", type=positive_float, default=2.0,
+                   help="passes over the training rows, but see --min-steps (default: %(default)s)")
+    g.add_argument("--min-steps", type=non_negative_int, default=200,
+                   help="at least this many optimizer steps whatever the data size: more epochs "
+                        "on small data (default: %(default)s)")
+    g.add_argument("--warmup-fraction", type=unit_interval, default=0.1,
+                   help="share of the steps with a linear warm-up (default: %(default)s)")
+    g.add_argument("--max-train-examples", type=positive_int, default=None,
+                   help="a seeded subsample of the training rows (default: all)")
+    g.add_argument("--eval-every", type=_eval_every, default="auto",
+                   help="steps between dev evaluations; 'auto': ten per run (default: %(default)s)")
+    g.add_argument("--patience", type=positive_int, default=5,
+                   help="dev evaluations without improvement before stopping (default: %(default)s)")
+    g.add_argument("--strict", action="store_true",
+                   help="fail (exit 1, nothing saved) when the dev metric is no better than "
+                        "always predicting the most frequent class; without it, a warning")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -500,11 +578,7 @@ def build_parser() -> argparse.ArgumentParser:
     ft = sub.add_parser("finetune", help="fine-tune a model on your labelled data (optax AdamW)")
     _add_data(ft)
     ft.add_argument("--out", required=True, help="folder for the fine-tuned HF checkpoint")
-    ft.add_argument("--learning-rate", type=positive_float, default=5e-5)
-    ft.add_argument("--batch-size", type=positive_int, default=32)
-    ft.add_argument("--epochs", type=positive_float, default=2.0)
-    ft.add_argument("--max-train-examples", type=positive_int, default=None)
-    ft.add_argument("--eval-every", type=positive_int, default=100, help="steps between dev evaluations")
+    _add_finetune_settings(ft)
     ft.set_defaults(func=_finetune)
 
     pr = sub.add_parser("predict", help="write one JSON line per input row (label, tags or embedding)")
@@ -560,6 +634,7 @@ def _run(parser: argparse.ArgumentParser, args, name: str) -> int:
             traceback.print_exc()
         message = describe_failure(e) or str(e) or type(e).__name__
         if is_distributed():
+            silence_watchdog()  # this error is the one line, not the watchdog's
             name = f"{name} (process {jax.process_index()})"
         print(f"{name}: error: {message}", file=sys.stderr)
         return 1

@@ -15,31 +15,55 @@ Every process must read the same model and the same data: `check_same` compares 
 them across processes and raises `DistributedMismatchError` instead of computing from
 mismatched copies.
 
-    samp_jax.initialize_distributed("10.0.0.1:7777", num_processes=2, process_id=0)  # host 0
-    samp_jax.initialize_distributed("10.0.0.1:7777", num_processes=2, process_id=1)  # host 1
+    samp_jax.initialize_distributed("10.0.0.1:7777", num_processes=2, process_id=0,
+                                    allow_remote=True)  # host 0 (and process_id=1 on host 1)
     samp_jax.evaluate(model, task, tokenizer=tok)   # same call on both; same result on both
 
 On CPU the processes exchange data with gloo (`jax_cpu_collectives_implementation`), which
-`initialize_distributed` selects; GPUs use NCCL. A process that dies makes the others fail:
-a collective in flight fails at once (its connection drops), and otherwise the coordinator
-stops the others once the dead process misses heartbeats for `heartbeat_timeout_s`.
+`initialize_distributed` selects; GPUs use NCCL.
+
+Failures end in one line and exit 1, never JAX's SIGABRT: before `jax.distributed.initialize`
+the processes meet over plain sockets at the coordinator's address (`rendezvous.meet`: the port
+tested, every id checked once, all within `timeout_s`), and those connections stay open as a
+watchdog (`rendezvous.Watchdog`) that stops the survivors of a dead or silent peer before JAX's
+own heartbeat timeout (set longer) would abort them. JAX's coordination service runs in a
+process of its own (`coordination_service`), so that process 0's death does not make jaxlib
+abort the others first. A collective in flight when a peer dies fails at once (its connection
+drops); `describe_failure` words that error.
+
+The coordinator (process 0) listens only on the address it is given, for the pre-flight and for
+JAX's coordination service alike. That service has no authentication: anyone who can reach the
+address can join or disturb the run, so an address that is not loopback needs
+`allow_remote=True`. With "auto" JAX listens on every interface (it cannot be narrowed before
+the address is known), so "auto" needs `allow_remote=True` too.
 """
 
 from __future__ import annotations
 
+import atexit
 import hashlib
+import os
 import re
-from typing import Iterable
+import sys
+import threading
+from typing import Callable, Iterable
 
 import jax
 import numpy as np
+from jax._src import distributed as jax_distributed_state
 from jax.experimental import multihost_utils
+
+from samp_jax.serving import coordination_service
+from samp_jax.serving.rendezvous import JoinError, Watchdog, is_loopback, meet, split_address
 
 AUTO = "auto"
 _ADDRESS = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
 # Errors of a collective whose peer has gone (gloo, NCCL, the coordination service).
 _PEER_FAILURE = re.compile(r"gloo|connection reset|connection refused|heartbeat|unavailable|"
                            r"barrier|peer|socket closed|nccl", re.IGNORECASE)
+# JAX's own timeouts are set past ours, so that our one line comes first.
+_JAX_MARGIN_S = 10
+_watchdog: Watchdog | None = None
 
 
 class DistributedMismatchError(RuntimeError):
@@ -48,51 +72,165 @@ class DistributedMismatchError(RuntimeError):
 
 def initialize_distributed(coordinator: str = AUTO, num_processes: int | None = None,
                            process_id: int | None = None, *, local_device_ids=None,
-                           timeout_s: int = 300, heartbeat_timeout_s: int = 100) -> None:
+                           timeout_s: int = 300, heartbeat_timeout_s: int = 100,
+                           allow_remote: bool = False,
+                           on_failure: Callable[[str], None] | None = None) -> None:
     """Joins this process to a distributed run; call it before any other JAX call.
 
     Args:
       coordinator: process 0's `HOST:PORT` (every process gives the same), or "auto" to take
         the run's layout from the cluster environment (SLURM, Open MPI, Kubernetes, Cloud TPU)
-        as `jax.distributed.initialize()` detects it.
+        as `jax.distributed.initialize()` detects it. Process 0 listens on HOST only.
       num_processes: how many processes take part (required with an address).
       process_id: this process's index in `[0, num_processes)` (required with an address).
       local_device_ids: the local devices this process uses (default: all).
       timeout_s: how long to wait for every process to connect.
       heartbeat_timeout_s: how long a silent process may go before the others are stopped.
+      allow_remote: allow a coordinator that is not a loopback address, or "auto": JAX's
+        coordination service has no authentication, so only on a network you trust.
+      on_failure: called with a one-line message when another process of the run dies or goes
+        silent; it should end the process. Default: print it on stderr and exit with status 1.
 
     Raises:
-      ValueError: a malformed address, counts or timeouts.
+      ValueError: a malformed address, counts or timeouts, or a remote coordinator without
+        `allow_remote`.
       RuntimeError: JAX already ran a computation in this process, or the run is already
-        initialized, or the processes did not all connect within `timeout_s`.
+        initialized, or the processes did not all connect within `timeout_s` (one line:
+        "could not join the distributed run at ...").
     """
-    options = {"initialization_timeout": _positive("timeout_s", timeout_s),
-               "heartbeat_timeout_seconds": _positive("heartbeat_timeout_s", heartbeat_timeout_s),
+    options = {"initialization_timeout": _positive("timeout_s", timeout_s) + _JAX_MARGIN_S,
+               "heartbeat_timeout_seconds":
+                   2 * _positive("heartbeat_timeout_s", heartbeat_timeout_s) + _JAX_MARGIN_S,
                "local_device_ids": local_device_ids}
     if coordinator != AUTO:
-        if not isinstance(coordinator, str) or not _ADDRESS.match(coordinator):
-            raise ValueError(f"coordinator={coordinator!r} is not HOST:PORT (e.g. 10.0.0.1:7777) "
-                             f"or {AUTO!r}")
-        if not 0 < int(coordinator.rsplit(":", 1)[1]) < 65536:
-            raise ValueError(f"coordinator={coordinator!r}: the port must be in 1..65535")
-        if num_processes is None or process_id is None:
-            raise ValueError(f"coordinator={coordinator!r} needs num_processes and process_id")
-        if not isinstance(num_processes, int) or num_processes < 1:
-            raise ValueError(f"num_processes={num_processes!r} must be a positive integer")
-        if not isinstance(process_id, int) or not 0 <= process_id < num_processes:
-            raise ValueError(f"process_id={process_id!r} must be in [0, {num_processes})")
+        _check_layout(coordinator, num_processes, process_id)
         options |= {"coordinator_address": coordinator, "num_processes": num_processes,
                     "process_id": process_id}
+    _check_reach(coordinator, allow_remote)
     if jax.distributed.is_initialized():
         raise RuntimeError("jax.distributed is already initialized in this process")
     # CPU devices of different processes talk over gloo (the default, none, cannot); GPUs
     # ignore this setting and use NCCL.
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    if coordinator == AUTO:  # JAX's own timeouts: there is no watchdog to come first
+        options |= {"initialization_timeout": timeout_s,
+                    "heartbeat_timeout_seconds": heartbeat_timeout_s}
+        _initialize_jax(coordinator, options, None, timeout_s)
+        return
+    watchdog = _meet(coordinator, num_processes, process_id, timeout_s, heartbeat_timeout_s,
+                     on_failure or _report_and_exit)
+    service = None
+    if process_id == 0:  # the service in a process of its own; this one's is a decoy
+        try:
+            service = coordination_service.start(coordinator, num_processes,
+                                                 options["heartbeat_timeout_seconds"], timeout_s)
+        except RuntimeError as e:
+            watchdog.silence()
+            raise RuntimeError(f"could not join the distributed run at {coordinator}: "
+                               f"{e}") from None
+        host, _ = split_address(coordinator)
+        options["coordinator_bind_address"] = "[::1]:0" if ":" in host else "127.0.0.1:0"
+    _initialize_jax(coordinator, options, watchdog, timeout_s)
+    if service is not None:
+        _stop_decoy_service()
+    atexit.register(_finish, watchdog, service)  # runs before JAX's shutdown (registered earlier)
+
+
+def _check_layout(coordinator, num_processes, process_id) -> None:
+    if not isinstance(coordinator, str) or not _ADDRESS.match(coordinator):
+        raise ValueError(f"coordinator={coordinator!r} is not HOST:PORT (e.g. 10.0.0.1:7777) "
+                         f"or {AUTO!r}")
+    if not 0 < int(coordinator.rsplit(":", 1)[1]) < 65536:
+        raise ValueError(f"coordinator={coordinator!r}: the port must be in 1..65535")
+    if num_processes is None or process_id is None:
+        raise ValueError(f"coordinator={coordinator!r} needs num_processes and process_id")
+    if not isinstance(num_processes, int) or num_processes < 1:
+        raise ValueError(f"num_processes={num_processes!r} must be a positive integer")
+    if not isinstance(process_id, int) or not 0 <= process_id < num_processes:
+        raise ValueError(f"process_id={process_id!r} must be in [0, {num_processes})")
+
+
+def _check_reach(coordinator: str, allow_remote: bool) -> None:
+    """Refuses a coordinator reachable from other machines unless `allow_remote`."""
+    if allow_remote:
+        return
+    if coordinator == AUTO:
+        raise ValueError(f"coordinator={AUTO!r} makes JAX's coordination service listen on every "
+                         "interface, and it has no authentication: pass allow_remote=True to "
+                         "accept that (on a network you trust)")
+    host, _ = split_address(coordinator)
+    if not is_loopback(host):
+        raise ValueError(f"coordinator={coordinator!r} is not a loopback address: JAX's "
+                         "coordination service has no authentication, so any machine that "
+                         "reaches it can join or disturb the run; pass allow_remote=True on a "
+                         "network you trust")
+
+
+def _meet(coordinator, num_processes, process_id, timeout_s, heartbeat_timeout_s,
+          on_failure) -> Watchdog:
+    try:
+        links = meet(coordinator, num_processes, process_id, timeout_s)
+    except JoinError as e:
+        raise RuntimeError(f"could not join the distributed run at {coordinator}: {e}") from None
+    return Watchdog(links, process_id, heartbeat_timeout_s, on_failure).start()
+
+
+def _initialize_jax(coordinator: str, options: dict, watchdog: Watchdog | None,
+                    timeout_s: int) -> None:
+    """`jax.distributed.initialize`, stopped by the watchdog if it outlasts `timeout_s`."""
+    global _watchdog
+    timer = None
+    if watchdog is not None:
+        timer = threading.Timer(timeout_s, watchdog.fail, [
+            f"could not join the distributed run at {coordinator}: JAX's coordination service "
+            f"did not connect every process within {timeout_s} s"])
+        timer.daemon = True
+        timer.start()
     try:
         jax.distributed.initialize(**options)
     except (RuntimeError, ValueError) as e:  # the message of jaxlib's status, one line
+        if watchdog is not None:
+            watchdog.silence()
         raise RuntimeError(f"could not join the distributed run at {coordinator}: "
                            f"{_first_line(e)}") from None
+    finally:
+        if timer is not None:
+            timer.cancel()
+    _watchdog = watchdog
+
+
+def _stop_decoy_service() -> None:
+    """Shuts down the service `jax.distributed.initialize` started in process 0 on an unused
+    loopback port (the real one runs in `coordination_service`). jax keeps it in a private
+    attribute: if that moves, the idle decoy merely stays."""
+    state = getattr(jax_distributed_state, "global_state", None)
+    if getattr(state, "service", None) is not None:
+        state.service.shutdown()
+        state.service = None
+
+
+def _finish(watchdog: Watchdog, service) -> None:
+    """A normal end: the others hear "bye", the coordination service that it may go."""
+    watchdog.stop()
+    if service is not None:
+        coordination_service.finish(service)
+
+
+def silence_watchdog() -> None:
+    """Call before reporting this process's own error: the watchdog then stays quiet, so the
+    process prints one line (its own) even when a peer stops at the same moment."""
+    if _watchdog is not None:
+        _watchdog.silence()
+
+
+def _report_and_exit(message: str) -> None:
+    """The default `on_failure`: one line on stderr, exit status 1, no JAX shutdown barrier."""
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        pass
+    print(f"samp_jax: error: {message}", file=sys.stderr, flush=True)
+    os._exit(1)
 
 
 def is_distributed() -> bool:

@@ -1,9 +1,11 @@
 """Fine-tuning with optax (AdamW, warmup then linear decay) and a cache of fine-tuned models.
 
 The train step is one jit-compiled function of (params, optimizer state, batch); batches are
-cut to length buckets, so it compiles once per bucket. The dev split is scored every
-`eval_every` steps; the best parameters are kept and training stops after `patience`
-evaluations without improvement. Fine-tuned models are cached as HF checkpoint folders keyed by
+cut to length buckets, so it compiles once per bucket. A run takes `epochs` passes but at least
+`min_steps` steps, so that a few hundred rows get enough updates. The dev split is scored every
+`eval_every` steps (by default ten times per run); the best parameters are kept and training
+stops after `patience` evaluations without improvement. The result says whether the best dev
+metric beats always predicting the most frequent dev class (`FinetuneResult.learned`). Fine-tuned models are cached as HF checkpoint folders keyed by
 task, seed and settings, so tests, the demo and the search re-use them.
 """
 
@@ -30,6 +32,7 @@ from samp_jax.models.checkpoint import load_pretrained, save_pretrained
 from samp_jax.models.heads import check_labels
 from samp_jax.models.tokenizer import Tokenizer
 from samp_jax.serving.forward import batch_inputs, merged_call
+from samp_jax.tasks.chance import ChanceLevel, chance_level
 from samp_jax.tasks.task import Task, get_task, predict
 
 
@@ -45,9 +48,11 @@ class FinetuneConfig:
       epochs: passes over the (possibly subsampled) training split.
       max_train_examples: subsample of the training split (seeded), or None for all of it.
       max_dev_examples: dev examples scored at each evaluation, or None for all.
-      eval_every: steps between dev evaluations.
+      eval_every: steps between dev evaluations; None: a tenth of the run's steps.
       patience: dev evaluations without improvement before stopping.
       seed: data order, subsample and head initialisation.
+      min_steps: the fewest optimizer steps, whatever the data size (more epochs on small
+        data); 0 for exactly `epochs`.
     """
 
     learning_rate: float = 1e-4
@@ -57,17 +62,30 @@ class FinetuneConfig:
     epochs: float = 1.0
     max_train_examples: int | None = None
     max_dev_examples: int | None = 1000
-    eval_every: int = 200
+    eval_every: int | None = 200
     patience: int = 3
     seed: int = 0
+    min_steps: int = 0
 
     def __post_init__(self):
-        if self.learning_rate <= 0 or self.batch_size < 1 or self.epochs <= 0 or self.eval_every < 1:
+        if self.learning_rate <= 0 or self.batch_size < 1 or self.epochs <= 0 or \
+                (self.eval_every is not None and self.eval_every < 1) or self.min_steps < 0 or \
+                self.patience < 1 or not 0 <= self.warmup_fraction < 1:
             raise ValueError(f"invalid fine-tuning settings: {self}")
 
     def key(self) -> str:
-        text = json.dumps(dataclasses.asdict(self), sort_keys=True)
+        settings = dataclasses.asdict(self)
+        if settings["min_steps"] == 0:  # the key of a run without it stays what it was
+            del settings["min_steps"]
+        text = json.dumps(settings, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+    def steps(self, train_rows: int) -> tuple[int, int, int]:
+        """(total steps, warm-up steps, steps between dev evaluations) for `train_rows` rows."""
+        steps_per_epoch = -(-train_rows // self.batch_size)
+        total = max(1, int(round(steps_per_epoch * self.epochs)), self.min_steps)
+        warmup = max(1, int(self.warmup_fraction * total))
+        return total, warmup, self.eval_every or max(1, total // 10)
 
 
 # Settings that fit the CPU budget (about 10 minutes per task on 2 cores); see docs/results/accuracy.md.
@@ -82,7 +100,12 @@ DEFAULT_CONFIGS = {
 
 @dataclasses.dataclass
 class FinetuneResult:
-    """The best model and how it was reached."""
+    """The best model and how it was reached.
+
+    `chance` is what always predicting the most frequent dev class scores on dev (None for
+    tasks without classes); `learned` is False when the best dev metric does not beat it by
+    more than the noise of the dev split.
+    """
 
     model: Any
     dev_metric: float
@@ -90,6 +113,11 @@ class FinetuneResult:
     seconds: float
     history: list[dict]
     examples_per_second: float
+    chance: ChanceLevel | None = None
+
+    @property
+    def learned(self) -> bool:
+        return self.chance is None or self.chance.beaten_by(self.dev_metric)
 
 
 def _decay_mask(params):
@@ -120,9 +148,7 @@ def finetune(model, task: Task | str, tokenizer: Tokenizer, config: FinetuneConf
     train = task.encode(tokenizer, train_examples)
     dev = task.encode(tokenizer, dev_examples)
 
-    steps_per_epoch = -(-len(train) // config.batch_size)
-    total_steps = max(1, int(round(steps_per_epoch * config.epochs)))
-    warmup = max(1, int(config.warmup_fraction * total_steps))
+    total_steps, warmup, eval_every = config.steps(len(train))
     schedule = optax.join_schedules([
         optax.linear_schedule(0.0, config.learning_rate, warmup),
         optax.linear_schedule(config.learning_rate, 0.0, total_steps - warmup)], [warmup])
@@ -167,7 +193,7 @@ def finetune(model, task: Task | str, tokenizer: Tokenizer, config: FinetuneConf
                 bar.set_postfix(loss=f"{mean_loss:.3f}", ex_per_s=f"{seen / (time.perf_counter() - start):.0f}")
                 history.append({"step": step, "loss": mean_loss})
             bar.update(1)
-            if step % config.eval_every == 0 or step == total_steps:
+            if step % eval_every == 0 or step == total_steps:
                 score = dev_score(params)
                 history.append({"step": step, "dev": score})
                 if progress:  # progress goes to stderr, never to stdout (which may carry JSON)
@@ -189,7 +215,8 @@ def finetune(model, task: Task | str, tokenizer: Tokenizer, config: FinetuneConf
     if tuned.tokenizer is None:
         tuned.tokenizer = tokenizer
     return FinetuneResult(model=tuned, dev_metric=best[0], steps=step, seconds=seconds,
-                          history=history, examples_per_second=seen / seconds)
+                          history=history, examples_per_second=seen / seconds,
+                          chance=chance_level(task.task_type, task.labels, dev))
 
 
 def finetuned_dir(task: str, config: FinetuneConfig) -> Path:

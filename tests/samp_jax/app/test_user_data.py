@@ -168,7 +168,7 @@ def test_labels_that_disagree_with_the_model_are_refused(tiny_dirs, data_files, 
 def test_finetune_on_your_file_writes_a_loadable_folder(data_files, tmp_path, capsys, minilm_dir):
     out = tmp_path / "tuned"
     code, stdout, err = _run(capsys, "finetune", "--model", "minilm", "--data",
-                             str(data_files / "reviews.csv"), "--epochs", "0.2", "--batch-size", "8",
+                             str(data_files / "reviews.csv"), "--epochs", "0.2", "--min-steps", "0", "--batch-size", "8",
                              "--eval-every", "2", "--out", str(out), "--json")
     assert code == 0, err
     summary = json.loads(stdout)

@@ -1,0 +1,123 @@
+"""A fine-tune that learned nothing says so (and fails with --strict); `eval` warns when the FP32
+model is at chance; the fine-tune's defaults fit a few hundred rows and show in `--help`."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+from flax import nnx
+
+import samp_jax as sj
+from samp_jax.app import cli
+from samp_jax.models import make_head, save_pretrained
+from samp_jax.tasks.chance import ChanceLevel
+from samp_jax.training import FinetuneConfig, FinetuneResult
+from samp_jax.training.finetuning import DEFAULT_CONFIGS
+
+TINY = dict(vocab_size=30522, hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64,
+            max_position_embeddings=64)
+WORDS = "good great fine bad awful poor movie film plot day night city river happy dull".split()
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, minilm_dir):
+    """A tiny random classifier (MiniLM's tokenizer; one class for nearly every row) and 200
+    balanced rows of two classes."""
+    root = tmp_path_factory.mktemp("chance")
+    config = sj.EncoderConfig(**TINY)
+    rngs = nnx.Rngs(5)
+    model = sj.EncoderModel(config, make_head("sequence_classification", config, num_labels=2,
+                                              rngs=rngs), rngs=rngs)
+    save_pretrained(model, root / "model", tokenizer_dir=minilm_dir, labels=("neg", "pos"))
+    rng = np.random.default_rng(0)
+    (root / "rows.csv").write_text("text,label\n" + "".join(
+        f"{' '.join(rng.choice(WORDS, 8))},{'pos' if i % 2 else 'neg'}\n" for i in range(200)))
+    return root
+
+
+def test_eval_warns_when_the_fp32_model_is_at_chance(files, capsys):
+    code = cli.main(["eval", "--model", str(files / "model"), "--data", str(files / "rows.csv"),
+                     "--precision", "fp16", "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    fp32 = json.loads(out)["rows"][0]["value"]
+    warning = [line for line in err.splitlines() if "warning:" in line]
+    assert len(warning) == 1 and warning[0].startswith(
+        f"samp-jax eval: warning: the FP32 model's test accuracy {fp32:.4f} is no better than "
+        "always predicting"), err
+    assert "a change relative to it means nothing" in warning[0]
+
+
+def _stub_finetune(dev_metric: float):
+    """`finetune` returning the untouched model with `dev_metric` against a 0.5 chance level."""
+    def finetune(model, task, tokenizer, config, progress=True):
+        return FinetuneResult(model=model, dev_metric=dev_metric, steps=config.min_steps,
+                              seconds=1.0, history=[], examples_per_second=1.0,
+                              chance=ChanceLevel("accuracy", 0.5, "neg", 0.12, 48))
+    return finetune
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_a_finetune_at_chance_warns_or_fails_with_strict(files, tmp_path, capsys, monkeypatch,
+                                                         strict):
+    monkeypatch.setattr(cli, "finetune", _stub_finetune(0.5625))
+    out = tmp_path / "tuned"
+    code = cli.main(["finetune", "--model", str(files / "model"), "--data",
+                     str(files / "rows.csv"), "--out", str(out), "--json",
+                     *(["--strict"] if strict else [])])
+    stdout, err = capsys.readouterr()
+    verdict = ("the fine-tuned model's dev accuracy 0.5625 is no better than always predicting "
+               "'neg' (0.5000 + 0.1200 noise on 48 rows): it has not learned the task")
+    if strict:
+        assert code == 1 and not out.exists() and stdout == ""
+        assert err.strip().splitlines() == [
+            f"samp-jax finetune: error: {verdict} (more rows, more --min-steps or another "
+            "--learning-rate may help); nothing saved (--strict)"]
+    else:
+        assert code == 0 and f"samp-jax finetune: warning: {verdict}" in err
+        summary = json.loads(stdout)
+        assert summary["learned"] is False and summary["dev_chance"]["value"] == 0.5
+        assert json.loads((out / "finetune.json").read_text())["learned"] is False
+
+
+def test_a_finetune_that_learned_says_nothing_and_records_its_settings(files, tmp_path, capsys,
+                                                                         monkeypatch):
+    monkeypatch.setattr(cli, "finetune", _stub_finetune(0.75))
+    code = cli.main(["finetune", "--model", str(files / "model"), "--data",
+                     str(files / "rows.csv"), "--out", str(tmp_path / "tuned"), "--json",
+                     "--strict"])
+    stdout, err = capsys.readouterr()
+    assert code == 0 and "warning" not in err
+    summary = json.loads(stdout)
+    assert summary["learned"] is True
+    assert summary["settings"] | {"seed": 0} == dataclasses.asdict(FinetuneConfig(
+        learning_rate=1e-4, batch_size=16, epochs=2.0, min_steps=200, warmup_fraction=0.1,
+        eval_every=None, patience=5))
+
+
+def test_finetune_help_shows_the_defaults(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["finetune", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for default in ("peak learning rate (default: 0.0001)", "rows per step (default: 16)",
+                    "(default: 200)", "ten per run (default: auto)", "(default: 5)",
+                    "linear warm-up (default: 0.1)", "best dev checkpoint is kept", "--strict"):
+        assert default in text, default
+
+
+@pytest.mark.parametrize("rows, steps", [(192, (200, 20, 20)), (20_000, (2500, 250, 250))])
+def test_min_steps_give_small_data_enough_updates(rows, steps):
+    config = FinetuneConfig(batch_size=16, epochs=2.0, min_steps=200, warmup_fraction=0.1,
+                            eval_every=None)
+    assert config.steps(rows) == steps
+    assert FinetuneConfig(batch_size=16, epochs=2.0, eval_every=7).steps(192) == (24, 1, 7)
+
+
+def test_cache_keys_of_the_packaged_settings_are_unchanged():
+    """min_steps=0 leaves a fine-tuned model's cache folder name as it was (no retraining)."""
+    assert {name: config.key() for name, config in DEFAULT_CONFIGS.items()} == {
+        "snli": "2ebd244242dc", "polarity": "0b7878e259cf", "wnut16": "eeff3b8f363f"}
+    assert FinetuneConfig(min_steps=1).key() != FinetuneConfig().key()

@@ -1,0 +1,53 @@
+"""`chance_level`: what always predicting the most frequent class scores, and the noise of an
+accuracy around it."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from samp_jax.tasks import IGNORE, EncodedSplit, get_task_type
+from samp_jax.tasks.chance import chance_level
+
+
+def _encoded(labels) -> EncodedSplit:
+    labels = np.asarray(labels)
+    width = labels.shape[1] if labels.ndim == 2 else 4
+    ones = np.ones((len(labels), width), np.int32)
+    return EncodedSplit(input_ids=ones, attention_mask=ones, token_type_ids=0 * ones,
+                        labels=labels)
+
+
+def test_accuracy_of_the_most_frequent_class_and_its_noise():
+    chance = chance_level(get_task_type("text_classification"), ("a", "b", "c"),
+                          _encoded([2] * 50 + [0] * 30 + [1] * 20))
+    assert (chance.metric, chance.label, chance.examples) == ("accuracy", "c", 100)
+    assert chance.value == pytest.approx(0.5)
+    assert chance.margin == pytest.approx(1.645 * math.sqrt(0.25 / 100))
+    assert not chance.beaten_by(0.5) and not chance.beaten_by(0.58)  # within the noise
+    assert chance.beaten_by(0.59) and not chance.beaten_by(None)
+    assert "always predicting 'c' (0.5000 + 0.0823 noise on 100 rows)" in chance.describe(0.55, "dev")
+
+
+def test_the_issue_example_is_at_chance():
+    """Dev 0.5625 on 48 balanced rows of two classes: within the noise of always one class."""
+    chance = chance_level(get_task_type("text_classification"), ("neg", "pos"),
+                          _encoded([0, 1] * 24))
+    assert chance.value == 0.5 and not chance.beaten_by(0.5625) and chance.beaten_by(0.75)
+
+
+def test_tagging_scores_the_majority_tag_as_no_entity():
+    labels = np.full((3, 6), IGNORE)
+    labels[:, 1:5] = [[0, 1, 2, 0], [0, 0, 0, 0], [1, 0, 0, 0]]  # O, B-x, I-x
+    chance = chance_level(get_task_type("token_classification"), ("O", "B-x", "I-x"),
+                          _encoded(labels))
+    assert (chance.metric, chance.label, chance.value, chance.margin) == ("entity_f1", "O", 0.0, 0.0)
+    assert chance.beaten_by(0.01) and not chance.beaten_by(0.0)
+
+
+def test_no_chance_level_without_classes_or_labels():
+    assert chance_level(get_task_type("embedding_pairs"), None, _encoded([0, 1])) is None
+    assert chance_level(get_task_type("text_classification"), ("a", "b"),
+                        _encoded([IGNORE, IGNORE])) is None
