@@ -1,5 +1,5 @@
 """Writes small labelled CSV files, as a user with a few hundred rows would bring, from the
-packaged data (docs/finetune_small_data.md):
+packaged data (docs/results/finetune_small_data.md):
 
     python tools/make_small_data.py OUT_DIR [--rows 480] [--seed 0]
 

@@ -481,7 +481,7 @@ def _eval_every(text: str) -> str:
 
 
 def _add_finetune_settings(p: argparse.ArgumentParser) -> None:
-    """Defaults that fit a few hundred rows as well as many thousands (docs/finetune_small_data.md)."""
+    """Defaults that fit a few hundred rows as well as many thousands (docs/results/finetune_small_data.md)."""
     g = p.add_argument_group("training", "AdamW with a linear warm-up then linear decay; the "
                              "best dev checkpoint is kept")
     g.add_argument("--learning-rate", type=positive_float, default=1e-4,
