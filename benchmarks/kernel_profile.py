@@ -99,7 +99,7 @@ def hlo_structure(hlo_text: str) -> dict:
 def profile_contender(name, model, calibration, batch, iters: int) -> dict:
     """Compiles, runs once, traces `iters` forwards; the breakdown and the HLO structure."""
     contender = next(c for c in bench.SAMP_CONTENDERS if c.name == name)
-    forward, state = bench.build_samp(contender, model, calibration)
+    forward, state, _ = bench.build_samp(contender, model, calibration)
     compiled, inputs, info = bench.aot_compile(forward, state, batch)
     call = lambda: compiled(state, *inputs)  # noqa: E731
     jax.block_until_ready(call())

@@ -110,7 +110,7 @@ MUTANTS = (
            (SITE, "-k", "non_finite")),
     Mutant("pallas_site_run_by_xla", "the Pallas GEMM declines every site, so XLA silently runs them",
            "samp_jax/ops/pallas.py",
-           'if precision.precision != "int8":', "if True:",
+           "if precision.precision not in PRECISIONS:", "if True:",
            (EXECUTED, "-k", "record_names or pinned", "tests/samp_jax/ops/test_pallas.py", "-k",
             "runs_the_named_kernel")),
     Mutant("handoff_requantized_twice",

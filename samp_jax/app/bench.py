@@ -157,7 +157,8 @@ def token_batch(vocab_size: int, batch: int, seq: int, seed: int = 0) -> dict[st
 
 # ------------------------------------------------------------------------------ samp-jax
 def build_samp(contender: SampContender, model, calibration):
-    """The quantized model's jitted forward `(state, *inputs) -> output` and its state."""
+    """The quantized model's jitted forward `(state, *inputs) -> output`, its state and the
+    quantized model itself (for what ran at each site)."""
     pmap = contender.precision_map(model.config.num_layers)
     if contender.implementation == "pallas":
         if not ops.kernels_available():
