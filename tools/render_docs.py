@@ -8,6 +8,7 @@ page differs from what its JSON renders.
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -196,12 +197,50 @@ def search_page() -> str:
     return "\n".join(parts) + "\n"
 
 
-PAGES = {"accuracy.md": accuracy_page, "search.md": search_page}
+FAMILIES = ROOT / "docs" / "families.md"
+# A table rendered into a hand-written page: `<!-- table: NAME.json -->` ... `<!-- end table -->`.
+TABLE_BLOCK = re.compile(r"(<!-- table: (\S+) -->\n).*?(<!-- end table -->)", re.S)
+
+
+def eval_rows(data: dict) -> list[dict]:
+    """The rows of a `samp-jax eval --json` result, or of several runs (`runs`) with the
+    reference row once."""
+    if "rows" in data:
+        return data["rows"]
+    rows, seen = [], set()
+    for run in data["runs"].values():
+        for row in run["rows"]:
+            if row["variant"] not in seen:
+                seen.add(row["variant"])
+                rows.append(row)
+    return rows
+
+
+def eval_table(data: dict) -> str:
+    """A precision table (metric, change, agreement, parameters) and the line naming its run."""
+    metric = data.get("metric", "accuracy")
+    lines = [f"| variant | {metric} | vs FP32 | agreement with FP32 | parameters (MB) |",
+             "|---|---:|---:|---:|---:|"]
+    for r in eval_rows(data):
+        mb = "—" if r.get("param_mb") is None else f"{r['param_mb']:.2f}"
+        lines.append(f"| {r['variant']} | {r['value']:.4f} | {100 * r['relative_change']:+.2f}% | "
+                     f"{r['agreement']:.4f} | {mb} |")
+    return "\n".join(lines + ["", provenance(data)]) + "\n"
+
+
+def families_page() -> str:
+    """docs/families.md with each marked table rendered from its JSON in docs/results/."""
+    return TABLE_BLOCK.sub(lambda m: m.group(1) + eval_table(load(m.group(2))) + m.group(3),
+                           FAMILIES.read_text())
+
+
+PAGES = {DOCS / "accuracy.md": accuracy_page, DOCS / "search.md": search_page,
+         FAMILIES: families_page}
 
 
 def stale_pages() -> list[str]:
     """The pages whose committed text differs from what their JSON files render."""
-    return [name for name, render in PAGES.items() if (DOCS / name).read_text() != render()]
+    return [path.name for path, render in PAGES.items() if path.read_text() != render()]
 
 
 def main() -> None:
@@ -213,9 +252,9 @@ def main() -> None:
             sys.exit(f"stale: {', '.join(stale)} (run python tools/render_docs.py)")
         print("docs/results pages match their JSON")
         return
-    for name, render in PAGES.items():
-        (DOCS / name).write_text(render())
-    print("wrote " + ", ".join(f"docs/results/{name}" for name in PAGES))
+    for path, render in PAGES.items():
+        path.write_text(render())
+    print("wrote " + ", ".join(str(path.relative_to(ROOT)) for path in PAGES))
 
 
 if __name__ == "__main__":

@@ -60,7 +60,8 @@ def chance_level(task_type: TaskType, labels: Sequence[str] | None,
     logits = np.zeros((*encoded.labels.shape, len(labels)), np.float32)
     logits[..., majority] = 1.0
     value = classification_score(task_type, labels, logits, encoded)["value"]
+    metric = task_type.metric.name
     margin = 0.0
-    if task_type.metric == "accuracy":
+    if metric == "accuracy":
         margin = Z_ONE_SIDED_95 * math.sqrt(value * (1.0 - value) / len(encoded))
-    return ChanceLevel(task_type.metric, float(value), labels[majority], margin, len(encoded))
+    return ChanceLevel(metric, float(value), labels[majority], margin, len(encoded))

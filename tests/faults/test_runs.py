@@ -136,7 +136,8 @@ def _fake_finetune(scale: float):
     def finetune(model, task, tokenizer, config, progress=True):
         kernel = model.head.classifier.kernel
         kernel.value = kernel.value * scale
-        return types.SimpleNamespace(model=model, dev_metric=0.5, steps=1, seconds=0.0)
+        return types.SimpleNamespace(model=model, dev_metric=0.5, steps=1, seconds=0.0,
+                                     learned=True, chance=None)
     return finetune
 
 
