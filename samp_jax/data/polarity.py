@@ -27,7 +27,14 @@ POLARITY_LABELS = ("negative", "positive")
 """Label names; a `TextExample.label` is an index into this tuple."""
 
 _ARCHIVE = "hutto_ICWSM_2014.tar.gz"
-_MEMBER = "hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt"
+SNIPPET_COLLECTIONS = {
+    "movie_reviews": "hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt",
+    "amazon_reviews": "hutto_ICWSM_2014/amazonReviewSnippets_GroundTruth.txt",
+    "nyt_editorials": "hutto_ICWSM_2014/nytEditorialSnippets_GroundTruth.txt",
+    "tweets": "hutto_ICWSM_2014/tweets_GroundTruth.txt",
+}
+"""The four ground-truth files of the archive, by name; the polarity task uses movie reviews."""
+_MEMBER = SNIPPET_COLLECTIONS["movie_reviews"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +72,19 @@ def load_polarity(*, min_abs_score: float = 0.0) -> list[TextExample]:
     return [ex for ex in _load() if abs(ex.score) > min_abs_score]
 
 
+def load_snippets(collection: str) -> list[TextExample]:
+    """Every snippet of one of the archive's `SNIPPET_COLLECTIONS` with a nonzero mean score,
+    binarised by its sign, in file order (same format and rules as the movie reviews; the other
+    collections are not part of the `polarity` task).
+
+    Raises:
+      ValueError: `collection` is not one of `SNIPPET_COLLECTIONS`.
+    """
+    if collection not in SNIPPET_COLLECTIONS:
+        raise ValueError(f"{collection=} is not one of {sorted(SNIPPET_COLLECTIONS)}")
+    return list(_load(SNIPPET_COLLECTIONS[collection]))
+
+
 def polarity_splits(seed: int = 0, *, dev_size: int = 500, calibration_size: int = 512,
                     search_size: int = 1000, test_size: int = 2000) -> TaskSplits:
     """Splits `load_polarity()` deterministically into disjoint train/dev/calibration/search/test.
@@ -84,13 +104,13 @@ def polarity_splits(seed: int = 0, *, dev_size: int = 500, calibration_size: int
 
 
 @functools.lru_cache(maxsize=None)
-def _load() -> tuple[TextExample, ...]:
-    """All snippets with a nonzero score, in file order."""
+def _load(name: str = _MEMBER) -> tuple[TextExample, ...]:
+    """All snippets of archive member `name` with a nonzero score, in file order."""
     path = fetch("vader") / _ARCHIVE
     with tarfile.open(path, "r:gz") as tf:
-        member = tf.extractfile(_MEMBER)
+        member = tf.extractfile(name)
         if member is None:
-            raise ValueError(f"{_MEMBER!r} in {path} is not a regular file")
+            raise ValueError(f"{name!r} in {path} is not a regular file")
         text = member.read().decode("utf-8")
     examples = []
     for number, line in enumerate(text.split("\n"), start=1):
@@ -99,11 +119,11 @@ def _load() -> tuple[TextExample, ...]:
             continue
         fields = line.split("\t", 2)
         if len(fields) != 3:
-            raise ValueError(f"{_MEMBER} line {number}: expected 'id<TAB>score<TAB>text', "
+            raise ValueError(f"{name} line {number}: expected 'id<TAB>score<TAB>text', "
                              f"got {line[:80]!r}")
         score = float(fields[1])
         if not -4.0 <= score <= 4.0:
-            raise ValueError(f"{_MEMBER} line {number}: {score=} is outside [-4, 4]")
+            raise ValueError(f"{name} line {number}: {score=} is outside [-4, 4]")
         if score == 0:
             continue
         examples.append(TextExample(text=fields[2].strip(), label=int(score > 0), score=score))
