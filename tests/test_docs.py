@@ -66,6 +66,45 @@ def test_an_estimated_latency_says_estimated_in_the_table(tmp_path):
     assert not any("estimated" in line for line in measured if "latency (ms" in line)
 
 
+# A measured figure: 3.8e-6, 875 ms, 2.55 s, 20 min, 2.4x / 1.4×, 0.7565, 75.8%.
+MEASURED = re.compile(r"\b\d+(?:\.\d+)?e-?\d+\b|\b\d+(?:\.\d+)?\s?(?:ms|s|min|minutes|seconds)\b|"
+                      r"\b\d+\.\d+\s?[×x]|\b\d\.\d{2,}(?![.\d])|\d%")
+# Hand-written pages whose figures all come from rendered blocks.
+RENDERED_FIGURES_ONLY = [ROOT / "docs" / "families.md"]
+
+
+@pytest.mark.parametrize("path", RENDERED_FIGURES_ONLY, ids=lambda p: str(p.relative_to(ROOT)))
+def test_a_page_quotes_measured_figures_only_through_its_rendered_blocks(path):
+    render = _render_docs()
+    text = render.RENDER_BLOCK.sub("", path.read_text())
+    prose = [re.sub(r"`[^`]*`", "", line) for line in text.splitlines() if not line.startswith("    ")]
+    found = [f"{path.name}: {line.strip()}" for line in prose if MEASURED.search(line)]
+    assert found == []
+    assert MEASURED.search("took 875 ms, 2.4x less") and not MEASURED.search("4 layers, hidden 128, 2 × 37")
+
+
+def test_family_timings_name_the_device_and_a_shared_cpu():
+    render = _render_docs()
+    data = {"provenance": {"device": "AMD EPYC (avx2), 2 cores"},
+            "conditions": {"platform": "cpu", "cores": 2, "load_average_at_start": 3.0,
+                           "load_average_after_timings": 4.0}}
+    assert render.timing_conditions(data).startswith("on AMD EPYC (avx2), 2 cores (a CPU shared with other work")
+    data["conditions"]["load_average_at_start"] = 0.2
+    assert "shared" not in render.timing_conditions(data) and "0.2" in render.timing_conditions(data)
+    data["conditions"]["platform"] = "gpu"
+    data["provenance"]["device"] = "NVIDIA H100 80GB HBM3"
+    assert render.timing_conditions(data) == "on NVIDIA H100 80GB HBM3"
+
+
+def test_a_rendered_block_names_a_section_the_renderer_knows():
+    render = _render_docs()
+    block = "<!-- render: family_figures.json#no_such_section -->\n<!-- end render -->"
+    with pytest.raises(KeyError, match="section='no_such_section' is not one of"):
+        render.RENDER_BLOCK.sub(render.render_block, block)
+    with pytest.raises(FileNotFoundError, match="renders missing.json"):
+        render.RENDER_BLOCK.sub(render.render_block, "<!-- render: missing.json -->\n<!-- end render -->")
+
+
 HISTORY = re.compile(r"\b(this|that|the previous|an earlier|the last|the next|a later) session\b|"
                      r"\bsession before\b|\bissue #?\d+\b|\bno GPU has been lent\b", re.IGNORECASE)
 

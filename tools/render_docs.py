@@ -1,4 +1,5 @@
-"""Renders docs/results/accuracy.md and docs/results/search.md from the JSON files beside them.
+"""Renders docs/results/accuracy.md, docs/results/search.md and the marked blocks of
+docs/families.md from the JSON files in docs/results/ (and benchmarks/results/).
 
 Usage: .venv/bin/python tools/render_docs.py [--check]
 Every figure in those pages comes from a committed JSON file whose `provenance` names the
@@ -198,8 +199,10 @@ def search_page() -> str:
 
 
 FAMILIES = ROOT / "docs" / "families.md"
-# A table rendered into a hand-written page: `<!-- table: NAME.json -->` ... `<!-- end table -->`.
-TABLE_BLOCK = re.compile(r"(<!-- table: (\S+) -->\n).*?(<!-- end table -->)", re.S)
+# A block of a hand-written page rendered from a JSON in docs/results/, up to `<!-- end render -->`:
+# `<!-- render: NAME.json -->` is a precision table (`eval_table`), `<!-- render: NAME.json#SECTION -->`
+# the section's renderer in `SECTIONS`.
+RENDER_BLOCK = re.compile(r"(<!-- render: ([^\s#]+)(?:#(\S+))? -->\n).*?(<!-- end render -->)", re.S)
 
 
 def eval_rows(data: dict) -> list[dict]:
@@ -217,21 +220,119 @@ def eval_rows(data: dict) -> list[dict]:
 
 
 def eval_table(data: dict) -> str:
-    """A precision table (metric, change, agreement, parameters) and the line naming its run."""
+    """A precision table (metric, change, agreement, parameters), the largest change from FP32
+    in test examples, the training run when recorded, and the line naming the run."""
     metric = data.get("metric", "accuracy")
+    rows = eval_rows(data)
     lines = [f"| variant | {metric} | vs FP32 | agreement with FP32 | parameters (MB) |",
              "|---|---:|---:|---:|---:|"]
-    for r in eval_rows(data):
+    for r in rows:
         mb = "—" if r.get("param_mb") is None else f"{r['param_mb']:.2f}"
         lines.append(f"| {r['variant']} | {r['value']:.4f} | {100 * r['relative_change']:+.2f}% | "
                      f"{r['agreement']:.4f} | {mb} |")
+    lines.append("")
+    reference = rows[0]["value"] / (1 + rows[0]["relative_change"])
+    change = max(abs(r["value"] - reference) for r in rows)
+    if metric == "accuracy" and data.get("examples"):
+        count = round(change * data["examples"])
+        lines.append(f"The largest {metric} change from FP32 is {count} of the {data['examples']:,} test "
+                     f"examples ({100 * change:.2f} points).")
+    training = data.get("training")
+    if training:
+        lines.append(f"Training: {training['steps']} steps in {training['train_seconds'] / 60:.0f} min; FP32 "
+                     f"{training['test']['metric']} {training['dev']:.4f} on dev, "
+                     f"{training['test']['value']:.4f} on test.")
     return "\n".join(lines + ["", provenance(data)]) + "\n"
 
 
+def figure(value: float) -> str:
+    """A difference as the page prints it: `3.8e-6` below 0.01, `0.53` or `3.51` above."""
+    if value == 0:
+        return "0"
+    if abs(value) >= 0.01:
+        return f"{value:.2f}"
+    mantissa, exponent = f"{value:.1e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def timing_conditions(data: dict) -> str:
+    """Where a family timing ran: the device, and on a CPU that other work shared (a 1-minute
+    load average of 1 or more when the run began) that it did."""
+    c = data["conditions"]
+    where = f"on {data['provenance']['device']}"
+    if c["platform"] != "cpu":
+        return where
+    load = (f"1-minute load average {c['load_average_at_start']:.1f} when the run began, "
+            f"{c['load_average_after_timings']:.1f} after the timings")
+    if c["load_average_at_start"] >= 1:
+        return f"{where} (a CPU shared with other work, {load}: the times are upper bounds, the ratio noisy)"
+    return f"{where} ({load})"
+
+
+def parity_table(rows: list[dict], header: str) -> list[str]:
+    return [f"| {header} | max abs difference |", "|---|---:|",
+            *(f"| {r['check']} | {figure(r['max_abs'])} |" for r in rows)]
+
+
+def modernbert_parity(data: dict) -> str:
+    """ModernBERT against HF's goldens, the config changes the goldens must see, a long row."""
+    lines = parity_table(data["parity"]["modernbert"], "ModernBERT against HF's outputs")
+    lines += ["", "| config changed (must miss the goldens) | hidden states' max abs difference |", "|---|---:|",
+              *(f"| {r['change']} | {figure(r['max_abs'])} |" for r in data["sensitivity"])]
+    long = data["long_input"]
+    rows = " and a ".join(f"{n:,}-token" for n in long["row_tokens"])
+    lines += ["", f"A {rows} row through the engine (default buckets {', '.join(map(str, long['seq_buckets']))}) "
+              f"against direct calls, on the golden sequence classifier given {long['positions']:,} positions: "
+              f"logits within {figure(long['max_abs'])}."]
+    return "\n".join(lines + ["", provenance(data)]) + "\n"
+
+
+def deberta_parity(data: dict) -> str:
+    lines = parity_table(data["parity"]["deberta-v2"], "DeBERTa-v2 against HF's outputs")
+    return "\n".join(lines + ["", provenance(data)]) + "\n"
+
+
+def local_attention(data: dict) -> str:
+    """The band mask against the query blocks, one ModernBERT local layer."""
+    t = data["local_attention"]
+    return (f"One local layer's attention at {t['seq']:,} tokens (batch {t['batch']}, {t['heads']} heads of "
+            f"{t['head_dim']}, window {t['window']}, {t['dtype']}, jitted; both forms in one run, warmed up, "
+            f"then timed in turns, median of {t['runs']} runs each), {timing_conditions(data)}: the band mask "
+            f"over `[seq, seq]` logits took {t['band_mask_ms']:.0f} ms, the query blocks "
+            f"{t['query_blocks_ms']:.0f} ms ({t['ratio']:.1f}× less), outputs equal to {figure(t['max_abs'])}.\n\n"
+            + provenance(data) + "\n")
+
+
+def relative_cost(data: dict) -> str:
+    """DeBERTa-v3-xsmall's forward against the same shape with BERT's attention."""
+    t = data["relative_cost"]
+    return (f"**Cost.** FP32 forwards at batch {t['batch']} × {t['seq']} tokens, both models in one run, "
+            f"warmed up, then timed in turns, median of {t['runs']} runs each, {timing_conditions(data)}. "
+            f"DeBERTa-v3-xsmall's shape ({t['layers']} layers, hidden {t['hidden']}, {t['position_buckets']} "
+            f"log buckets, both terms) takes {t['deberta_ms'] / 1000:.2f} s. The same shape with BERT's "
+            f"attention takes {t['bert_attention_ms'] / 1000:.2f} s, so the relative terms cost about "
+            f"{t['ratio']:.1f}× the forward on this device.\n\n" + provenance(data) + "\n")
+
+
+SECTIONS = {"modernbert_parity": modernbert_parity, "deberta_parity": deberta_parity,
+            "local_attention": local_attention, "relative_cost": relative_cost}
+
+
+def render_block(match: re.Match) -> str:
+    """One `RENDER_BLOCK` with its text rendered from its JSON."""
+    name, section = match.group(2), match.group(3)
+    data = load(name)
+    if data is None:
+        raise FileNotFoundError(f"{FAMILIES.name} renders {name}, which {DOCS} does not hold")
+    if section is not None and section not in SECTIONS:
+        raise KeyError(f"{FAMILIES.name}: {section=} is not one of {sorted(SECTIONS)}")
+    text = eval_table(data) if section is None else SECTIONS[section](data)
+    return match.group(1) + text + match.group(4)
+
+
 def families_page() -> str:
-    """docs/families.md with each marked table rendered from its JSON in docs/results/."""
-    return TABLE_BLOCK.sub(lambda m: m.group(1) + eval_table(load(m.group(2))) + m.group(3),
-                           FAMILIES.read_text())
+    """docs/families.md with each marked block rendered from its JSON in docs/results/."""
+    return RENDER_BLOCK.sub(render_block, FAMILIES.read_text())
 
 
 PAGES = {DOCS / "accuracy.md": accuracy_page, DOCS / "search.md": search_page,
@@ -250,7 +351,7 @@ def main() -> None:
         stale = stale_pages()
         if stale:
             sys.exit(f"stale: {', '.join(stale)} (run python tools/render_docs.py)")
-        print("docs/results pages match their JSON")
+        print("rendered pages match their JSON")
         return
     for path, render in PAGES.items():
         path.write_text(render())
