@@ -47,8 +47,8 @@ if [ "$QUICK" = 1 ]; then  # a shared CPU is slow: generous boxes, fewer contend
   : "${T_TESTS:=300}" "${T_GEMM:=600}" "${T_E2E:=600}" "${T_MINILM:=600}" "${T_PROFILE:=600}"
   : "${E2E_CONTENDERS:=torch_sdpa_fp16,samp_fp16,samp_fully_quant_pallas,samp_fp8}"
   GEMM_ARGS="--quick"; E2E_ARGS="--quick --models tiny --interpret --shapes 1x32"
-  MINILM_ARGS="--quick --shapes 1x32"; PROFILE_ARGS="--quick"
-  MINILM_CONTENDERS=samp_fp16,samp_search_snli_1pct
+  MINILM_ARGS="--quick"; PROFILE_ARGS="--quick"
+  MINILM_CONTENDERS=samp_fp16,samp_fully_quant_xla,samp_fp8,samp_search_snli_1pct
 else
   GEMM_ARGS="--repeats 20 --m 4096,32768"
   E2E_ARGS="--models bert-base --shapes 1x128,8x128,32x128,256x128 --repeats 10 --inner 5"

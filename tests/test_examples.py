@@ -4,12 +4,15 @@ from a scratch folder. A new example is picked up without a test edit."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 
 import pytest
 
+from calibrate import AUTO_METHODS
+from samp_jax import PrecisionMap, QuantizedModel
 from tests.helpers import ROOT
 
 EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
@@ -41,8 +44,42 @@ def test_fast_example_runs(example, tmp_path):
 def test_example_runs_in_quick_mode(example, tmp_path):
     out = _run(example, tmp_path)
     assert out.strip()
-    if example.name == "search_precision_map.py":  # the CLI's default: this machine's target
-        summary = (tmp_path / "search_out" / "summary.json").read_text()
-        assert '"target": "cpu"' in summary and '"latency_source": "measured' in summary
+    if example.name == "search_precision_map.py":
+        _check_search_outputs(tmp_path / "search_out")
     if example.name == "your_own_data.py":
         assert (tmp_path / "your_data_out" / "model" / "quantization.json").is_file()
+
+
+def _check_search_outputs(out):
+    """fetch → calibrate → search → quantize → test split → report, as the example ran it on
+    zero-shot SNLI: the CLI's default target (this machine, a measured table), the chosen map
+    within tolerance on the search split, per-site static clips carried by the map, the saved
+    model built from that map."""
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["target"] == "cpu" and summary["latency_source"].startswith("measured")
+    pmap = PrecisionMap.from_json(out / "precision_map.json")
+    assert QuantizedModel.load(out / "model").precision_map == pmap and pmap.num_layers == 6
+    assert summary["test_examples"] == 64
+    assert {"fp32", "chosen", "chosen_relative_change", "fully_quant"} <= set(summary["test"])
+    assert 0.5 < summary["test"]["fp32"] <= 1.0
+    assert summary["compilations"] >= 1 and summary["maps_evaluated"] >= 4
+    assert (out / "pareto.png").stat().st_size > 0
+    # within tolerance on the search split (snli-embed's ROC AUC: the plain relative drop)
+    assert summary["chosen_search_metric"] >= summary["fp32_search_metric"] * 0.99 - 1e-12
+    # static INT8 clips were picked per site, and the map alone carries each static site's
+    # calibrator and clip
+    static = summary["static_calibration"]
+    assert summary["calibration"] == "per-site" and static["methods"] == list(AUTO_METHODS)
+    assert sum(static["sites_per_method"].values()) == len(static["site_methods"]) == 6 * 4
+    report = (out / "report.md").read_text()
+    assert "- static INT8 clips:" in report
+    assert {f"{l}.{s}": m for (l, s), m in pmap.site_methods().items()} == {
+        key: m for key, m in static["site_methods"].items()
+        if pmap[int(key.split(".")[0]), key.split(".")[1]].activation == "per_tensor_static"}
+    assert set(pmap.stored_clips()) == {key for key, p in pmap.items() if p.needs_calibration}
+    # the allocation's pick was judged at the margin widened for the maps it compared
+    if summary["stopped_early"] is None:
+        assert summary["selection"]["z"] >= 1.645 and summary["selection"]["maps_compared"] >= 0
+        assert "- selection margin:" in report
+    else:
+        assert summary["selection"] is None

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 
 import pytest
 
@@ -80,12 +81,33 @@ def test_gpu_check_runs_every_step_quickly_on_the_cpu(tmp_path, minilm_dir):
     for name in ("cpu-e2e.json", "cpu-e2e-minilm.json"):
         rows = json.loads((results / name).read_text())["rows"]
         assert rows and all(("median_ms" in r) != ("skipped" in r) for r in rows)
-    e2e = {r["contender"]: r for r in json.loads((results / "cpu-e2e-minilm.json").read_text())["rows"]}
-    assert e2e["samp_search_snli_1pct"]["median_ms"] > 0  # the carried FP16 copy loads and runs
+    _check_minilm_rows(json.loads((results / "cpu-e2e-minilm.json").read_text())["rows"])
+    assert (results / "cpu-e2e-minilm.png").stat().st_size > 0
     prof = json.loads((results / "cpu-profile.json").read_text())["rows"]
     assert [r["contender"] for r in prof] == ["samp_fp16", "samp_fully_quant_pallas"]
     assert all(r["hlo"]["opcodes"] for r in prof)
     assert json.loads((results / "cpu-tests.json").read_text())["failures"] == 0
+
+
+def _check_minilm_rows(rows):
+    """The carried FP16 MiniLM loads and runs every quick contender: both quick shapes, each row
+    timed or skipped with a reason, consistent throughput, and which GEMM implementation ran."""
+    assert {(r["batch"], r["seq"]) for r in rows} == {(1, 32), (2, 32)}
+    timed = {r["contender"] for r in rows if "median_ms" in r}
+    assert timed == {"samp_fp16", "samp_fully_quant_xla", "samp_fp8", "samp_search_snli_1pct"}
+    for r in rows:
+        assert ("median_ms" in r) != ("skipped" in r)
+        if "median_ms" in r:
+            assert r["median_ms"] > 0 and r["speedup_vs_samp_fp16"] > 0
+            assert r["sequences_per_s"] == pytest.approx(r["batch"] / (r["median_ms"] / 1e3))
+            assert r["gemm_executed"] and set(r["gemm_executed"]) <= {"pallas_mosaic",
+                                                                      "pallas_triton", "xla"}
+
+
+def test_the_e2e_script_is_the_bench_command():
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "e2e.py"), "--help"],
+                          capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.startswith("usage: samp-jax bench") and "--contenders" in done.stdout
 
 
 def test_compile_time_reports_each_preset_and_the_fp8_dots(tmp_path):
