@@ -254,6 +254,30 @@ def observe(model, batches: Iterable[Mapping[str, np.ndarray]], *, smoothing: fl
     Raises:
       CalibrationError, ValueError: as `calibrate`.
     """
+    batches = _checked_batches(model, batches, smoothing)
+    bar = tqdm(total=2 * len(batches), desc=description, unit="batch", disable=not progress)
+    channel_absmax, tokens = _absmax_pass(model, batches, bar)
+    if tokens == 0:
+        raise CalibrationError(f"calibration set has no real tokens (every position of its "
+                               f"{len(batches)} batch(es) is padding); expected at least "
+                               f"{MIN_CALIBRATION_TOKENS}")
+    if tokens < MIN_CALIBRATION_TOKENS:
+        warnings.warn(f"calibration saw only {tokens} real token(s); at least "
+                      f"{MIN_CALIBRATION_TOKENS} are recommended for stable activation scales "
+                      "(a handful of tokens gives scales that clip or waste the INT8 range)",
+                      UserWarning, stacklevel=3)
+    input_scales = _input_scales(model, channel_absmax, smoothing)
+    hist_max = {key: float(max(np.max(a * input_scales[key]), TINY_AMAX))
+                for key, a in channel_absmax.items()}
+    counts = _histogram_pass(model, batches, bar, input_scales, hist_max, bins=bins)
+    bar.close()
+    return Observed(smoothing, input_scales, hist_max, counts, tokens)
+
+
+def _checked_batches(model, batches: Iterable[Mapping[str, np.ndarray]],
+                     smoothing: float | None) -> list[Mapping[str, np.ndarray]]:
+    """`batches` as a list, after checking `smoothing`, that there is a batch, and every
+    batch's ids against the model."""
     if smoothing is not None and not 0.0 <= smoothing <= 1.0:
         raise ValueError(f"smoothing={smoothing} must lie in [0, 1]")
     batches = list(batches)
@@ -264,8 +288,12 @@ def observe(model, batches: Iterable[Mapping[str, np.ndarray]], *, smoothing: fl
         check_ids(model.config, batch["input_ids"], batch.get("attention_mask"),
                   batch.get("token_type_ids"), allow_padding_rows=True,
                   source=f"calibration batch {number}")
+    return batches
 
-    bar = tqdm(total=2 * len(batches), desc=description, unit="batch", disable=not progress)
+
+def _absmax_pass(model, batches, bar) -> tuple[dict[SiteKey, np.ndarray], int]:
+    """The first pass: each site's per-channel max |x| over every batch, and the real tokens
+    seen; non-finite activations raise `CalibrationError`."""
     absmax_pass = make_pass(model, channel_absmax_reduce)
     channel_absmax: dict[SiteKey, np.ndarray] = {}
     tokens = 0
@@ -279,16 +307,12 @@ def observe(model, batches: Iterable[Mapping[str, np.ndarray]], *, smoothing: fl
             a = np.asarray(s["channel_absmax"])
             channel_absmax[key] = a if key not in channel_absmax else np.maximum(channel_absmax[key], a)
         tokens += int(stats[(0, SITES[0])]["tokens"])
-    if tokens == 0:
-        raise CalibrationError(f"calibration set has no real tokens (every position of its "
-                               f"{len(batches)} batch(es) is padding); expected at least "
-                               f"{MIN_CALIBRATION_TOKENS}")
-    if tokens < MIN_CALIBRATION_TOKENS:
-        warnings.warn(f"calibration saw only {tokens} real token(s); at least "
-                      f"{MIN_CALIBRATION_TOKENS} are recommended for stable activation scales "
-                      "(a handful of tokens gives scales that clip or waste the INT8 range)",
-                      UserWarning, stacklevel=3)
+    return channel_absmax, tokens
 
+
+def _input_scales(model, channel_absmax: dict[SiteKey, np.ndarray],
+                  smoothing: float | None) -> dict[SiteKey, np.ndarray]:
+    """Each site's SmoothQuant `1 / s` per input channel (ones where it is not smoothed)."""
     encoder = getattr(model, "model", model)
     input_scales: dict[SiteKey, np.ndarray] = {}
     for (layer, site), absmax in channel_absmax.items():
@@ -297,15 +321,17 @@ def observe(model, batches: Iterable[Mapping[str, np.ndarray]], *, smoothing: fl
             kernel = getattr(encoder.encoder.layers[layer], site).kernel[...]
             scale = 1.0 / np.asarray(smoothing_factors(absmax, kernel, smoothing))
         input_scales[(layer, site)] = scale.astype(np.float32)
-    hist_max = {key: float(max(np.max(a * input_scales[key]), TINY_AMAX))
-                for key, a in channel_absmax.items()}
+    return input_scales
 
+
+def _histogram_pass(model, batches, bar, input_scales: dict[SiteKey, np.ndarray],
+                    hist_max: dict[SiteKey, float], *, bins: int) -> dict[SiteKey, np.ndarray]:
+    """The second pass: each site's histogram of |x * input_scale| over `[0, hist_max]`."""
     histogram_pass = make_pass(model, functools.partial(histogram_reduce, bins=bins))
-    extra = {key: (input_scales[key], np.float32(hist_max[key])) for key in channel_absmax}
-    counts = {key: np.zeros(bins, np.float64) for key in channel_absmax}
+    extra = {key: (input_scales[key], np.float32(hist_max[key])) for key in input_scales}
+    counts = {key: np.zeros(bins, np.float64) for key in input_scales}
     for batch in batches:
         bar.update()
         for key, c in histogram_pass(batch, extra).items():
             counts[key] += np.asarray(c, np.float64)
-    bar.close()
-    return Observed(smoothing, input_scales, hist_max, counts, tokens)
+    return counts

@@ -203,8 +203,24 @@ def measure_table(model, batch: int, seq: int, *,
     are timed in turns (`time_interleaved`), so their order is not the machine's drift.
     """
     precisions = tuple(precisions)
-
     config = model.config
+    site_ms, executed = _time_sites(config, batch, seq, precisions, implementation=implementation,
+                                    repeats=repeats, dtype=dtype)
+    forward_ms, forward_executed = _time_forwards(model, batch, seq, precisions,
+                                                  implementation=implementation, repeats=repeats,
+                                                  dtype=dtype)
+    executed.update(forward_executed)
+    other = _fit_to_forwards(site_ms, forward_ms, precisions, config.num_layers)
+    return LatencyTable(device=device_description(), source="measured", batch=batch, seq=seq,
+                        num_layers=config.num_layers, site_ms=site_ms, other_ms=other,
+                        forward_ms=forward_ms, executed=executed)
+
+
+def _time_sites(config: EncoderConfig, batch: int, seq: int, precisions: tuple[SitePrecision, ...],
+                *, implementation: str | None, repeats: int,
+                dtype) -> tuple[dict[str, float], dict[str, str]]:
+    """`({"<site>/<precision>": ms}, {"<site>/<precision>": implementation})`: each site's GEMM
+    with its epilogue on random `[batch, seq, K]` inputs, a site's precisions timed in turns."""
     rng = np.random.default_rng(0)
     site_ms, executed = {}, {}
     for site, (k, n) in site_shapes(config).items():
@@ -226,7 +242,14 @@ def measure_table(model, batch: int, seq: int, *,
         with record_executions() as records:  # the warm-up traces each GEMM once
             site_ms.update(time_interleaved(timed, repeats=repeats))
         executed.update((r.site, r.executed) for r in records)
-    default = precisions[0]
+    return site_ms, executed
+
+
+def _time_forwards(model, batch: int, seq: int, precisions: tuple[SitePrecision, ...], *,
+                   implementation: str | None, repeats: int,
+                   dtype) -> tuple[dict[str, float], dict[str, str]]:
+    """`({"<precision>": ms}, {"forward/<precision>": implementations})`: the forward of
+    `model` with every site at one precision, for each of `precisions`, timed in turns."""
     inputs = {"input_ids": np.ones((batch, seq), np.int32), "attention_mask": np.ones((batch, seq), np.int32),
               "token_type_ids": np.zeros((batch, seq), np.int32)}
     calibration = None
@@ -236,24 +259,29 @@ def measure_table(model, batch: int, seq: int, *,
             calibration = calibrate(model, [inputs], "minmax")
     forwards = {}  # every site at one precision, the default first; timed in turns
     for p in dict.fromkeys(precisions):
-        uniform = PrecisionMap.from_table({}, config.num_layers, default=p)
+        uniform = PrecisionMap.from_table({}, model.config.num_layers, default=p)
         forward = jit_forward(quantize(model, uniform, calibration if p.needs_calibration else None,
                                        dtype=dtype, implementation=implementation))
         forwards[str(p)] = lambda forward=forward: forward(inputs)
     with record_executions() as records:
         forward_ms = time_interleaved(forwards, repeats=repeats)
-    executed.update(_forward_executions(records, precisions, config.num_layers))
+    return forward_ms, _forward_executions(records, precisions, model.config.num_layers)
+
+
+def _fit_to_forwards(site_ms: dict[str, float], forward_ms: dict[str, float],
+                     precisions: tuple[SitePrecision, ...], num_layers: int) -> float:
+    """Scales each precision's site entries in place so that the table reproduces its measured
+    forward (see `measure_table`); returns `other_ms`, the default forward minus its sites."""
+    default = precisions[0]
     total = forward_ms[str(default)]
-    gemm_total = sum(site_ms[f"{s}/{default}"] for s in SITES) * config.num_layers
+    gemm_total = sum(site_ms[f"{s}/{default}"] for s in SITES) * num_layers
     other = max(total - gemm_total, 0.0)
     for p in precisions:  # the default's factor is 1 unless its sites alone outlast the forward
-        timed = sum(site_ms[f"{s}/{p}"] for s in SITES) * config.num_layers
+        timed = sum(site_ms[f"{s}/{p}"] for s in SITES) * num_layers
         factor = max(forward_ms[str(p)] - other, 1e-3 * timed) / timed
         for s in SITES:
             site_ms[f"{s}/{p}"] *= factor
-    return LatencyTable(device=device_description(), source="measured", batch=batch, seq=seq,
-                        num_layers=config.num_layers, site_ms=site_ms, other_ms=other,
-                        forward_ms=forward_ms, executed=executed)
+    return other
 
 
 def _forward_executions(records, precisions, num_layers: int) -> dict[str, str]:

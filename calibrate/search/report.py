@@ -109,10 +109,33 @@ def write_report(result: SearchResult, out: str | Path, *, test_metrics: dict | 
     summary = result.summary() | {"test": test_metrics, "command": command} | (extra or {})
     write_text_atomic(out / "summary.json", json.dumps(summary, indent=1))
     plot_pareto(result, out / "pareto.png")
-    s = summary
+    write_text_atomic(out / "report.md", report_markdown(result, summary, test_metrics=test_metrics,
+                                                         command=command))
+    return summary
+
+
+def report_markdown(result: SearchResult, summary: dict, *, test_metrics: dict | None = None,
+                    command: str | None = None) -> str:
+    """report.md: the settings, the result table (search and test split), the chosen map, the
+    sensitivity table and the Pareto plot."""
     lines = [f"# samp-jax search report: {result.objective_name}", ""]
     if command:
         lines += [f"Command: `{command}`", ""]
+    lines += _settings_lines(result, summary)
+    lines.append("")
+    if result.tolerance_met is False:
+        lines += ["**The tolerance is not met:** even the most precise candidate (all FP16) loses "
+                  "more than the tolerance on the search split; the map below is the closest, "
+                  "not a map within tolerance.", ""]
+    lines += _result_lines(result, test_metrics)
+    lines += ["", "## Chosen map", "", chosen_table(result), "", "## Sensitivity", "",
+              sensitivity_table(result), "", "![Pareto front](pareto.png)", ""]
+    return "\n".join(lines)
+
+
+def _settings_lines(result: SearchResult, s: dict) -> list[str]:
+    """The report's bullet list: target, tolerance, latency model, search effort, selection
+    margin and static clips (`s`: the summary)."""
     tol = f"{100 * result.tolerance:g}% relative" if result.tolerance_mode == "relative" else f"{result.tolerance:g} absolute"
     if result.stopped_early:
         chosen_from = f" (search stopped after the presets: {result.stopped_early})"
@@ -121,11 +144,11 @@ def write_report(result: SearchResult, out: str | Path, *, test_metrics: dict | 
     else:
         chosen_from = (f" (the preset {result.chosen_from}: faster than the {result.strategy} "
                        "strategy's map, and within tolerance)")
-    lines += [f"- target: {result.target or 'none given'}; chosen by: {result.chosen_from}{chosen_from}",
-              f"- mode: {result.mode}; tolerance: {tol}; options per site: {', '.join(result.options)}",
-              f"- latency model: {s['latency_source']}",
-              f"- maps run on the search split: {s['maps_run']} in {s['search_seconds']:.0f} s with "
-              f"{s['compilations']} compilation(s) of the candidate program"]
+    lines = [f"- target: {result.target or 'none given'}; chosen by: {result.chosen_from}{chosen_from}",
+             f"- mode: {result.mode}; tolerance: {tol}; options per site: {', '.join(result.options)}",
+             f"- latency model: {s['latency_source']}",
+             f"- maps run on the search split: {s['maps_run']} in {s['search_seconds']:.0f} s with "
+             f"{s['compilations']} compilation(s) of the candidate program"]
     if result.selection is not None:
         guard = result.selection
         if guard.allocation_pick is None:
@@ -145,15 +168,16 @@ def write_report(result: SearchResult, out: str | Path, *, test_metrics: dict | 
                      f"map harmed the model least ({listed} of {sum(counts.values())} sites)")
     elif result.calibration is not None and result.calibration.sites:
         lines.append(f"- static clips: {result.calibration.method} at every site")
-    lines.append("")
-    if result.tolerance_met is False:
-        lines += ["**The tolerance is not met:** even the most precise candidate (all FP16) loses "
-                  "more than the tolerance on the search split; the map below is the closest, "
-                  "not a map within tolerance.", ""]
+    return lines
+
+
+def _result_lines(result: SearchResult, test_metrics: dict | None) -> list[str]:
+    """The result table: the reference, the presets and the chosen map on the search split
+    (metric, INT8 FLOP fraction, estimated latency and speed-up), then the test metrics."""
     default = default_preset_name(as_precision(result.default_option))
     metric = "metric" if result.metric_name is None else get_metric(result.metric_name).display_name
-    lines += ["## Result", "", f"| | {metric} | INT8 FLOP fraction | est. latency (ms) | est. speed-up vs {default} |",
-              "|---|---:|---:|---:|---:|"]
+    lines = ["## Result", "", f"| | {metric} | INT8 FLOP fraction | est. latency (ms) | est. speed-up vs {default} |",
+             "|---|---:|---:|---:|---:|"]
     fp16 = next(e for e in result.evaluated if e.name == default)
     fmt = lambda v: "–" if v is None else f"{v:.4f}"  # noqa: E731
     for e in [x for x in result.evaluated if x.kind in (Kind.REFERENCE, Kind.PRESET)] + [result.chosen]:
@@ -166,7 +190,4 @@ def write_report(result: SearchResult, out: str | Path, *, test_metrics: dict | 
         if test_metrics.get("chosen_relative_change") is not None:
             lines += ["", f"On the held-out test split the chosen map changes the metric by "
                           f"{100 * test_metrics['chosen_relative_change']:+.2f}% relative to FP32."]
-    lines += ["", "## Chosen map", "", chosen_table(result), "", "## Sensitivity", "",
-              sensitivity_table(result), "", "![Pareto front](pareto.png)", ""]
-    write_text_atomic(out / "report.md", "\n".join(lines))
-    return summary
+    return lines

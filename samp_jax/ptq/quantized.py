@@ -6,7 +6,8 @@ float copies are dropped) or 16/32-bit float weights, as the map says. Embedding
 outputs, attention and the activations between sites run in the compute `dtype` (FP16 by
 default, as deployed on GPU); heads stay in FP32. The copy keeps the source's tokenizer and
 class names, and `QuantizedModel.save` writes them too, so a saved folder is self-contained:
-`samp_jax.load(dir)` gives back a model ready to serve.
+`samp_jax.load(dir)` gives back a model ready to serve. Writing and reading the folder's files
+is `samp_jax.ptq.saved`; its format and checks, `samp_jax.ptq.folder`.
 """
 
 from __future__ import annotations
@@ -17,35 +18,27 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from safetensors import SafetensorError
-from safetensors.numpy import load as load_safetensors
-from safetensors.numpy import save_file
 
 from pallas_kernels.numerics import INT8_MAX, SCALE_EPS
-from samp_jax.core.atomic import atomic_folder, check_not_interrupted
-from samp_jax.models.checkpoint import CheckpointError
 from samp_jax.models.config import EncoderConfig
 from samp_jax.models.layers import Embeddings, GemmSite
-from samp_jax.models.head_kinds import SENTENCE_EMBEDDING, HeadKind
+from samp_jax.models.head_kinds import HeadKind
 from samp_jax.models.heads import head_spec, make_head
 from samp_jax.models.model import EncoderModel
-from samp_jax.models.tokenizer import TOKENIZER_FILE, TOKENIZER_FILES, Tokenizer, check_fits
+from samp_jax.models.tokenizer import Tokenizer
 from samp_jax.models.unfused import unfused_parts
 from samp_jax.ops.dispatch import Activation, check_implementation, gemm, record_executions, site_implementation
 from samp_jax.ops.pallas import interpreting
 from samp_jax.ops.handoff import Int8Input
-from samp_jax.core.precision import SITES, PrecisionMap, PrecisionMapError, SitePrecision, precision_of_dtype
+from samp_jax.core.precision import SITES, PrecisionMap, SitePrecision, precision_of_dtype
 from samp_jax.core.primitives import FP8_E4M3_MAX, QArray, quantize_weight_fp8, quantize_weight_int8
-from samp_jax.core.version import __version__
-from samp_jax.ptq.folder import (FORMAT, FORMAT_VERSION, SIDECAR_FILE, STORED_AS, WEIGHTS_FILE,
-                                 checked_tensor, open_folder, parse_sidecar, read_file,
-                                 verify_files)
-from samp_jax.ptq.folder import file_digest as _file_digest
+from samp_jax.ptq.folder import SIDECAR_FILE
+from samp_jax.ptq.saved import (SavedFolder, head_from_sidecar, read_saved, restore_weights,
+                                saved_tokenizer, write_folder)
 
 PROJECT_LABEL = "embedding_project"  # the ELECTRA-style projection's site label
 
@@ -384,31 +377,8 @@ class QuantizedModel(nnx.Module):
         directory = Path(directory)
         head = head_spec(self.model.head)  # refuses a head nothing could load back, before writing
         executed = self.executed_implementations()  # what runs each site where it was saved
-        arrays, dtypes = {}, {}
-        for key, value in _flat_state(self.model).items():
-            value = np.asarray(value)
-            dtypes[key] = value.dtype.name
-            # safetensors' numpy API lacks bfloat16/float8: store their bits, keep the dtype.
-            if value.dtype.name in STORED_AS:
-                value = value.view(STORED_AS[value.dtype.name])
-            arrays[key] = np.array(value, order="C")  # ascontiguousarray would make scalars 1-D
-        with atomic_folder(directory) as tmp:  # replaces model folders only (atomic.is_model_folder)
-            save_file(arrays, str(tmp / WEIGHTS_FILE))
-            if self.tokenizer is not None:
-                self.tokenizer.save(tmp)
-            sidecar = {
-                "format": FORMAT, "format_version": FORMAT_VERSION,
-                "config": self.config.to_hf_dict(),
-                "head": head,
-                "tokenizer": None if self.tokenizer is None else TOKENIZER_FILE,
-                "dtype": jnp.dtype(self.model.dtype).name,
-                "precision_map": self.precision_map.to_dict(),
-                "info": self.info, "dtypes": dtypes, "versions": _versions(),
-                "executed": executed,
-                "files": {p.name: _file_digest(p) for p in sorted(tmp.iterdir()) if p.is_file()},
-            }
-            (tmp / SIDECAR_FILE).write_text(json.dumps(sidecar, indent=1))
-        return directory
+        return write_folder(directory, self.model, head=head,
+                            precision_map=self.precision_map, info=self.info, executed=executed)
 
     @classmethod
     def load(cls, directory: str | Path, *, tokenizer: Tokenizer | None = None) -> "QuantizedModel":
@@ -448,105 +418,31 @@ class QuantizedModel(nnx.Module):
         directory = Path(directory)
         if tokenizer is not None and not isinstance(tokenizer, Tokenizer):
             raise TypeError(f"tokenizer must be a samp_jax.Tokenizer, got {type(tokenizer).__name__}")
-        check_not_interrupted(directory)
-        sidecar, contents = _read_verified(directory, own_tokenizer=tokenizer is None)
-        config, pmap, dtype, skeleton = _sidecar_model(directory / SIDECAR_FILE, sidecar)
-        try:
-            arrays = load_safetensors(contents[WEIGHTS_FILE])
-        except SafetensorError as e:  # truncated or not safetensors at all
-            raise CheckpointError(directory / WEIGHTS_FILE,
-                                  problem=f"is not a readable safetensors file ({e})") from None
-        expected = _flat_state(skeleton)
-        missing, unexpected = sorted(expected.keys() - arrays.keys()), sorted(arrays.keys() - expected.keys())
-        mismatched = [(k, arrays[k].shape, tuple(expected[k].shape)) for k in expected.keys() & arrays.keys()
-                      if tuple(arrays[k].shape) != tuple(expected[k].shape)]
-        if missing or unexpected or mismatched:
-            raise CheckpointError(directory / WEIGHTS_FILE, missing=missing, unexpected=unexpected,
-                                  mismatched=mismatched)
-        restored = {k: checked_tensor(directory / WEIGHTS_FILE, k, arrays[k], sidecar["dtypes"].get(k),
-                                      jnp.dtype(expected[k].dtype))
-                    for k in sorted(expected)}
-        _assign_flat_state(skeleton, restored)
-        if tokenizer is None and contents.get(TOKENIZER_FILE) is not None:
-            tokenizer = Tokenizer.from_files(_tokenizer_texts(directory, contents), where=directory)
-        if tokenizer is not None:
-            check_fits(tokenizer, config, str(directory))
-        skeleton.tokenizer = tokenizer
-        return cls(skeleton, pmap, info=sidecar["info"])
+        saved = read_saved(directory, own_tokenizer=tokenizer is None)
+        model = _skeleton(saved)
+        restore_weights(model, saved)
+        model.tokenizer = saved_tokenizer(saved, tokenizer)
+        return cls(model, saved.precision_map, info=saved.sidecar["info"])
 
 
-def _read_verified(directory: Path, *, own_tokenizer: bool) -> tuple[dict, dict]:
-    """The parsed sidecar and the bytes of the weights, of every file the manifest lists and
-    (`own_tokenizer`) of the tokenizer files, read once through one handle on the folder
-    (`samp_jax.ptq.folder`) and checked against the manifest."""
-    for name in (WEIGHTS_FILE, SIDECAR_FILE):
-        if not (directory / name).is_file():
-            raise FileNotFoundError(f"{directory} has no {name}")
-    with open_folder(directory) as fd:
-        data = read_file(directory, fd, SIDECAR_FILE)
-        if data is None:
-            raise FileNotFoundError(f"{directory} has no {SIDECAR_FILE}")
-        sidecar = parse_sidecar(directory / SIDECAR_FILE, data)
-        names = {WEIGHTS_FILE, *sidecar["files"], *(TOKENIZER_FILES if own_tokenizer else ())}
-        contents = {name: read_file(directory, fd, name) for name in sorted(names)}
-    if contents[WEIGHTS_FILE] is None:
-        raise FileNotFoundError(f"{directory} has no {WEIGHTS_FILE}")
-    verify_files(directory, sidecar["files"], contents, sidecar.get("tokenizer"))
-    return sidecar, contents
-
-
-def _tokenizer_texts(directory: Path, contents: dict[str, bytes | None]) -> dict[str, str]:
-    texts = {}
-    for name in TOKENIZER_FILES:
-        if contents.get(name) is not None:
-            try:
-                texts[name] = contents[name].decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise ValueError(f"{directory / name} is not UTF-8 text ({e.reason} at byte "
-                                 f"{e.start}); expected a tokenizer file") from None
-    return texts
-
-
-def _sidecar_model(path: Path, sidecar: dict[str, Any]):
-    """`(config, precision_map, dtype, skeleton)` from the sidecar; a field that does not build
-    raises a ValueError naming the file and the field."""
+def _skeleton(saved: SavedFolder) -> EncoderModel:
+    """The model `saved` describes, each GEMM site a `QuantizedGemmSite` at its precision, with
+    placeholder weights; a head or map that does not build raises a ValueError naming the
+    sidecar."""
     try:
-        config = EncoderConfig.from_hf_config(sidecar["config"])
-    except ValueError as e:  # ConfigError
-        raise ValueError(f"{path}: field 'config': {e}") from None
-    try:
-        pmap = PrecisionMap.from_dict(sidecar["precision_map"])
-    except (PrecisionMapError, TypeError, ValueError) as e:
-        raise ValueError(f"{path}: field 'precision_map': {e}") from None
-    if pmap.num_layers != config.num_layers:
-        raise ValueError(f"{path}: field 'precision_map' has num_layers={pmap.num_layers}, expected "
-                         f"{config.num_layers} (the config's)")
-    dtype = jnp.dtype(sidecar["dtype"])
-    smoothed = {key.split(".input_scale")[0] for key in sidecar["dtypes"] if key.endswith("input_scale")}
-    try:
-        skeleton = _skeleton(config, sidecar["head"], pmap, dtype, smoothed,
-                             sidecar["info"].get("implementation"))
+        return _quantized_model(saved.config, saved.sidecar["head"], saved.precision_map,
+                                saved.dtype, saved.smoothed, saved.implementation)
     except (TypeError, ValueError, KeyError) as e:
-        raise ValueError(f"{path}: field 'head' or 'precision_map' does not build a model: "
-                         f"{type(e).__name__}: {e}") from None
-    return config, pmap, dtype, skeleton
+        raise ValueError(f"{saved.directory / SIDECAR_FILE}: field 'head' or 'precision_map' does "
+                         f"not build a model: {type(e).__name__}: {e}") from None
 
 
-def _head_from_sidecar(info: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """`(kind, spec)` for `make_head`, from this format's `{"kind", "spec"}` or the earlier
-    `{"kind", "num_labels", "labels", "pooling"}`."""
-    if "spec" in info:
-        return info["kind"], dict(info["spec"])
-    spec = {"num_labels": info.get("num_labels"), "labels": info.get("labels")}
-    pooling = info.get("pooling") or {}
-    if info["kind"] == SENTENCE_EMBEDDING.name:
-        spec = {"pooling": pooling.get("mode", "mean"), "normalize": pooling.get("normalize", True)}
-    return info["kind"], spec
-
-
-def _skeleton(config, head_info, pmap, dtype, smoothed, implementation) -> EncoderModel:
+def _quantized_model(config, head_info, pmap, dtype, smoothed, implementation) -> EncoderModel:
+    """An `EncoderModel` of `config` with the sidecar's head, set up as `quantize` leaves one:
+    compute dtype `dtype`, each site a `QuantizedGemmSite` at `pmap`'s precision (`smoothed`:
+    the sites stored with a SmoothQuant input scale)."""
     rngs = nnx.Rngs(0)
-    kind, spec = _head_from_sidecar(head_info)
+    kind, spec = head_from_sidecar(head_info)
     model = EncoderModel(config, make_head(kind, config, rngs=rngs, **spec), dtype=jnp.float32,
                          rngs=rngs)
     set_compute_dtype(model, dtype)
@@ -564,23 +460,6 @@ def _skeleton(config, head_info, pmap, dtype, smoothed, implementation) -> Encod
                 smoothed=key in smoothed, implementation=implementation,
                 use_bias=getattr(layer, site).bias is not None, label=f"{index}.{site}"))
     return model
-
-
-def _flat_state(module: nnx.Module) -> dict[str, jax.Array]:
-    flat = nnx.to_flat_state(nnx.state(module))
-    return {".".join(str(p) for p in path): var.get_value() for path, var in flat}
-
-
-def _assign_flat_state(module: nnx.Module, arrays: dict[str, np.ndarray]) -> None:
-    flat = nnx.to_flat_state(nnx.state(module))
-    updates = []
-    for path, var in flat:
-        updates.append((path, var.replace(jnp.asarray(arrays[".".join(str(p) for p in path)]))))
-    nnx.update(module, nnx.from_flat_state(updates))
-
-
-def _versions() -> dict[str, str]:
-    return {"samp_jax": __version__, "jax": jax.__version__, "flax": flax.__version__}
 
 
 def compute_dtype_of(precision_map: PrecisionMap, dtype=None):

@@ -5,7 +5,7 @@
 executables: a call can never trigger a compilation. Each call
 
 1. tokenizes texts or text pairs (or takes token ids), checking every row against the largest
-   sequence bucket (raising, or truncating with `truncate=True`);
+   sequence bucket (raising, or truncating with `truncate=True`): `samp_jax.serving.inputs`;
 2. sorts rows by length and cuts them into chunks of at most `batch_size` rows, each padded
    with all-padding rows to the smallest batch bucket and with padding tokens to the smallest
    sequence bucket that holds it;
@@ -27,14 +27,12 @@ private.
 from __future__ import annotations
 
 import collections
-import copy
 import dataclasses
 import os
-import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -49,6 +47,7 @@ from samp_jax.core.precision import PrecisionMap, precision_of_dtype
 from samp_jax.ptq.quantized import QuantizedModel, quantize
 from samp_jax.serving.batching import bucket_batches, capped_buckets
 from samp_jax.serving.forward import INPUT_KEYS, batch_inputs, merged_call
+from samp_jax.serving.inputs import InputReader, Rows
 
 DEFAULT_SEQ_BUCKETS = (32, 64, 128, 256, 512)
 DEFAULT_BATCH_SIZE = 32
@@ -99,18 +98,6 @@ class EngineOutput:
 
     def __len__(self) -> int:
         return len(self.lengths)
-
-
-@dataclasses.dataclass(frozen=True)
-class _Rows:
-    """Right-padded integer token arrays `[N, width]` with per-row lengths."""
-
-    input_ids: np.ndarray
-    attention_mask: np.ndarray
-    token_type_ids: np.ndarray
-    lengths: np.ndarray
-    truncated: np.ndarray
-    word_ids: np.ndarray | None = None
 
 
 class CompileCounter:
@@ -258,9 +245,8 @@ class Engine:
         self.config = self.model.config
         self.head_kind = self.model.head_kind
         self.labels = self.model.labels
-        # A shallow copy with no length limit measures rows exactly, however long.
-        self._measuring_tokenizer = copy.copy(tokenizer)
-        self._measuring_tokenizer.max_length = sys.maxsize
+        self._inputs = InputReader(tokenizer, self.config, limit=self.seq_buckets[-1],
+                                   truncate=truncate)
         cache_dir = cache_dir if cache_dir is not None else os.environ.get(CACHE_ENV) or None
         self.cache_dir = None if cache_dir is None else enable_compilation_cache(cache_dir)
         self._graphdef, self._state = nnx.split(self.model)
@@ -302,7 +288,7 @@ class Engine:
             that is not right padding, or a row longer than the largest sequence bucket
             (without `truncate`).
         """
-        rows = self._prepare(inputs)
+        rows = self._inputs.read(inputs)
         return self._postprocess(rows, self._run(rows))
 
     def classify_words(self, words: Sequence[Sequence[str]]) -> EngineOutput:
@@ -318,14 +304,7 @@ class Engine:
         if not (kind.classifies and kind.per_token):
             raise ValueError(f"classify_words needs a per-token logits head such as "
                              f"'token_classification', the model has {self.head_kind!r}")
-        if isinstance(words, str) or not isinstance(words, Sequence) or len(words) == 0:
-            raise ValueError("words must be a non-empty list of word lists, e.g. [['Hello', 'world']]")
-        for index, row in enumerate(words):
-            if isinstance(row, str) or not all(isinstance(w, str) for w in row):
-                raise TypeError(f"words[{index}] must be a list of strings, got {row!r}")
-        batch, word_ids = self._measuring_tokenizer.encode_words(words)
-        rows = self._limit_text_rows(batch, word_ids, lambda index: self.tokenizer.encode_words(
-            [words[i] for i in index], padding=self.seq_buckets[-1], truncation=True))
+        rows = self._inputs.read_words(words)
         out = self._postprocess(rows, self._run(rows))
         word_logits, word_labels = [], []
         for row, logits in enumerate(out.logits):
@@ -347,7 +326,7 @@ class Engine:
         return dataclasses.replace(out, word_logits=word_logits, word_labels=word_labels,
                                    word_label_names=word_label_names)
 
-    def _run(self, rows: _Rows) -> list[tuple[np.ndarray, Any]]:
+    def _run(self, rows: Rows) -> list[tuple[np.ndarray, Any]]:
         """Dispatches every chunk (asynchronously), then returns `(row_indices, output)`."""
         self._check_range(rows)
         arrays = {key: getattr(rows, key).astype(np.int32) for key in INPUT_KEYS}
@@ -362,7 +341,7 @@ class Engine:
                 self.bucket_calls[shape] += 1
         return pending
 
-    def _postprocess(self, rows: _Rows, pending: list[tuple[np.ndarray, Any]]) -> EngineOutput:
+    def _postprocess(self, rows: Rows, pending: list[tuple[np.ndarray, Any]]) -> EngineOutput:
         n = len(rows.lengths)
         kind = self.head_declaration
         if kind.per_token:
@@ -398,121 +377,7 @@ class Engine:
         """The class names of label indices `[n]`, or None when the head has no names."""
         return None if self.labels is None else [self.labels[i] for i in labels.tolist()]
 
-    # ----------------------------------------------------------------------------- inputs
-    def _prepare(self, inputs) -> _Rows:
-        if isinstance(inputs, str):
-            return self._texts([inputs], None)
-        if isinstance(inputs, Mapping):
-            return self._id_dict(inputs)
-        if isinstance(inputs, (np.ndarray, jax.Array)):
-            return self._id_dict({"input_ids": inputs})
-        if not isinstance(inputs, Sequence):
-            raise TypeError(f"inputs must be a str, a list of str, a list of (str, str) pairs or "
-                            f"token ids, got {type(inputs).__name__}")
-        if len(inputs) == 0:
-            raise ValueError("empty input: nothing to run")
-        kinds = [_row_kind(row, index) for index, row in enumerate(inputs)]
-        if len(set(kinds)) > 1:
-            other = next(i for i, kind in enumerate(kinds) if kind != kinds[0])
-            raise ValueError(f"inputs mix kinds of rows: row 0 is {kinds[0]}, row {other} is "
-                             f"{kinds[other]}; pass one kind per call")
-        if kinds[0] == "a text":
-            return self._texts(list(inputs), None)
-        if kinds[0] == "a (text, text_pair) pair":
-            return self._texts([a for a, _ in inputs], [b for _, b in inputs])
-        return self._id_lists(inputs)
-
-    def _texts(self, texts: list[str], pairs: list[str] | None) -> _Rows:
-        batch = self._measuring_tokenizer(texts, pairs)
-        return self._limit_text_rows(batch, None, lambda index: self.tokenizer(
-            [texts[i] for i in index], None if pairs is None else [pairs[i] for i in index],
-            padding=self.seq_buckets[-1], truncation=True))
-
-    def _limit_text_rows(self, batch, word_ids, retokenize) -> _Rows:
-        """Checks lengths against the largest bucket; re-tokenizes over-long rows to truncate."""
-        lengths = batch["attention_mask"].sum(axis=1).astype(np.int64)
-        too_long = self._too_long(lengths)
-        if too_long.size:
-            limit = self.seq_buckets[-1]
-            cut = retokenize(too_long)
-            if word_ids is not None:
-                cut, cut_word_ids = cut
-                word_ids = word_ids[:, :limit].copy()
-                word_ids[too_long] = cut_word_ids
-            batch = {key: value[:, :limit].copy() for key, value in batch.items()}
-            for key in INPUT_KEYS:
-                batch[key][too_long] = cut[key]
-            lengths = batch["attention_mask"].sum(axis=1).astype(np.int64)
-        truncated = np.zeros(len(lengths), bool)
-        truncated[too_long] = True
-        return _Rows(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"],
-                     lengths, truncated, word_ids)
-
-    def _too_long(self, lengths: np.ndarray) -> np.ndarray:
-        """Indices of rows over the largest bucket; raises unless truncating."""
-        limit = self.seq_buckets[-1]
-        too_long = np.flatnonzero(lengths > limit)
-        if too_long.size and not self.truncate:
-            row = int(too_long[0])
-            raise ValueError(
-                f"row {row} has {int(lengths[row])} tokens, more than the largest bucket {limit} "
-                f"({too_long.size} row(s) too long); pass truncate=True to compile() to cut them, "
-                "or compile a larger bucket")
-        return too_long
-
-    def _id_lists(self, rows: Sequence[Sequence[int]]) -> _Rows:
-        lengths = np.array([len(row) for row in rows])
-        ids = np.full((len(rows), max(lengths.max(), 1)), self.tokenizer.pad_id, np.int64)
-        for index, row in enumerate(rows):
-            ids[index, :len(row)] = np.asarray(row, np.int64)
-        mask = (np.arange(ids.shape[1])[None] < lengths[:, None]).astype(np.int32)
-        return self._id_dict({"input_ids": ids, "attention_mask": mask})
-
-    def _id_dict(self, inputs: Mapping[str, Any]) -> _Rows:
-        unknown = sorted(set(inputs) - set(INPUT_KEYS))
-        if unknown or "input_ids" not in inputs:
-            raise ValueError(f"token-id input needs 'input_ids' and takes only {INPUT_KEYS}; "
-                             f"got keys {sorted(inputs)}")
-        arrays = {}
-        for key in INPUT_KEYS:
-            if inputs.get(key) is None:
-                continue
-            value = np.asarray(inputs[key])
-            if value.dtype == bool and key == "attention_mask":
-                value = value.astype(np.int32)
-            if not np.issubdtype(value.dtype, np.integer):
-                raise ValueError(f"{key} must be integers, got dtype {value.dtype}")
-            arrays[key] = value.astype(np.int64)
-        ids = arrays["input_ids"]
-        if ids.ndim != 2:
-            raise ValueError(f"input_ids must be [batch, seq], got shape {ids.shape}")
-        if ids.shape[0] == 0:
-            raise ValueError("empty input: input_ids has no rows")
-        mask = arrays.get("attention_mask", np.ones_like(ids))
-        types = arrays.get("token_type_ids", np.zeros_like(ids))
-        for key, value in (("attention_mask", mask), ("token_type_ids", types)):
-            if value.shape != ids.shape:
-                raise ValueError(f"{key} has shape {value.shape}, expected {ids.shape} like input_ids")
-        check_ids(self.config, ids, mask, types)  # 0/1 mask, a real token per row, id ranges
-        not_right_padded = np.any(np.diff(mask, axis=1) > 0, axis=1)
-        if not_right_padded.any():
-            row = int(np.flatnonzero(not_right_padded)[0])
-            raise ValueError(f"attention_mask row {row} is not right padding (1s, then 0s): "
-                             f"{mask[row].tolist()[:24]}")
-        real = mask.astype(bool)
-        ids = np.where(real, ids, self.tokenizer.pad_id)  # whatever padded positions held
-        types = np.where(real, types, 0)
-        lengths = mask.sum(axis=1)
-        too_long = self._too_long(lengths)
-        limit = self.seq_buckets[-1]
-        if too_long.size:  # truncate: keep the first `limit` tokens
-            ids, mask, types = ids[:, :limit], mask[:, :limit], types[:, :limit]
-            lengths = mask.sum(axis=1)
-        truncated = np.zeros(len(lengths), bool)
-        truncated[too_long] = True
-        return _Rows(ids, mask.astype(np.int32), types, lengths.astype(np.int64), truncated)
-
-    def _check_range(self, rows: _Rows) -> None:
+    def _check_range(self, rows: Rows) -> None:
         """Ids outside the embedding tables would be clamped silently by XLA's gather
         (`check_ids`, the model's own check)."""
         check_ids(self.config, rows.input_ids, rows.attention_mask, rows.token_type_ids)
@@ -522,22 +387,6 @@ class Engine:
         return (f"Engine(head_kind={self.head_kind!r}, dtype={jnp.dtype(dtype).name}, "
                 f"seq_buckets={self.seq_buckets}, batch_buckets={self.batch_buckets}, "
                 f"truncate={self.truncate}, executables={len(self._executables)})")
-
-
-def _row_kind(row, index: int) -> str:
-    if isinstance(row, str):
-        return "a text"
-    if isinstance(row, (tuple, list)) and len(row) == 2 and all(isinstance(x, str) for x in row):
-        return "a (text, text_pair) pair"
-    if isinstance(row, np.ndarray) and row.ndim == 1 and np.issubdtype(row.dtype, np.integer):
-        return "token ids"
-    if isinstance(row, (tuple, list)) and all(
-            isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_)) for x in row):
-        if len(row) == 0:
-            raise ValueError(f"row {index} is an empty list of token ids")
-        return "token ids"
-    raise TypeError(f"row {index} is {row!r:.80}; expected a str, a (str, str) pair or a list of "
-                    "int token ids")
 
 
 def _declared_head(model) -> HeadKind:

@@ -24,7 +24,7 @@ import warnings
 from safetensors.numpy import save as safetensors_bytes
 
 from samp_jax import QuantizedModel
-from samp_jax.ptq import quantized
+from samp_jax.ptq import saved
 
 CHUNKS = 8
 
@@ -47,7 +47,7 @@ def slow_disk(pause: float) -> None:
             return out
         return wrapped
 
-    quantized.save_file = save_file
+    saved.save_file = save_file
     os.rename = slowly(os.rename)
     shutil.rmtree = slowly(shutil.rmtree)
 

@@ -258,7 +258,7 @@ def test_a_full_disk_while_saving_the_calibrated_model_leaves_nothing(files, tmp
     def save_then_fail(self, folder):
         def no_space(*args, **kwargs):
             raise OSError(errno.ENOSPC, "No space left on device")
-        monkeypatch.setattr("samp_jax.ptq.quantized.save_file", no_space)
+        monkeypatch.setattr("samp_jax.ptq.saved.save_file", no_space)
         return real_save(self, folder)
     monkeypatch.setattr(sj.QuantizedModel, "save", save_then_fail)
     out = tmp_path / "q"

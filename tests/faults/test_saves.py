@@ -17,7 +17,7 @@ import pytest
 import samp_jax
 from samp_jax import PrecisionMap, QuantizedModel, Tokenizer, quantize, save_pretrained
 from samp_jax.models.tokenizer import TOKENIZER_FILE
-from samp_jax.ptq import quantized
+from samp_jax.ptq import quantized, saved
 from tests.helpers import GOLDEN, ROOT
 
 HF = GOLDEN / "families" / "bert" / "seqcls"  # a tiny BERT (2 layers) with its own tokenizer
@@ -116,10 +116,10 @@ def _interrupt(*args, **kwargs):
 
 
 WRITERS = {  # where a save fails: each writer in turn, and the two renames
-    "weights": ("samp_jax.ptq.quantized.save_file", _raise, DiskFull),
+    "weights": ("samp_jax.ptq.saved.save_file", _raise, DiskFull),
     "tokenizer": ("samp_jax.models.tokenizer.Tokenizer.save", _raise, DiskFull),
-    "manifest hashing": ("samp_jax.ptq.quantized._file_digest", _raise, DiskFull),
-    "Ctrl-C in the weights": ("samp_jax.ptq.quantized.save_file", _interrupt, KeyboardInterrupt),
+    "manifest hashing": ("samp_jax.ptq.saved.file_digest", _raise, DiskFull),
+    "Ctrl-C in the weights": ("samp_jax.ptq.saved.save_file", _interrupt, KeyboardInterrupt),
     "fsync": ("samp_jax.core.atomic._fsync", _raise, DiskFull),
 }
 
@@ -177,12 +177,12 @@ def test_a_save_between_reading_the_sidecar_and_the_weights_gives_the_model_read
     weights (which failed as a "damaged" file, "stored as uint16, expected float16")."""
     old, new = models
     folder = old.save(tmp_path / "model")
-    real = quantized._sidecar_model
+    real = quantized._skeleton
 
     def save_meanwhile(*args, **kwargs):
         new.save(folder)  # renames the folder being read aside, then deletes it
         return real(*args, **kwargs)
-    monkeypatch.setattr(quantized, "_sidecar_model", save_meanwhile)
+    monkeypatch.setattr(quantized, "_skeleton", save_meanwhile)
     np.testing.assert_array_equal(_outputs(QuantizedModel.load(folder)), _outputs(old))
     monkeypatch.undo()
     np.testing.assert_array_equal(_outputs(QuantizedModel.load(folder)), _outputs(new))
@@ -192,13 +192,13 @@ def test_a_folder_deleted_before_its_weights_are_read_is_a_clear_error(models, t
                                                                        monkeypatch):
     old, new = models
     folder = old.save(tmp_path / "model")
-    real = quantized.read_file
+    real = saved.read_file
 
     def read_file(directory, fd, name):
         if name == "model.safetensors":
             new.save(folder)  # the folder open for reading is renamed aside and deleted
         return real(directory, fd, name)
-    monkeypatch.setattr(quantized, "read_file", read_file)
+    monkeypatch.setattr(saved, "read_file", read_file)
     with pytest.raises(FileNotFoundError, match=r"model was replaced while it was being read "
                                                 r"\(a save into it at the same time\?\); load it again"):
         QuantizedModel.load(folder)

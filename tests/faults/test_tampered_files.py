@@ -18,7 +18,8 @@ import samp_jax
 from samp_jax import CheckpointError, ConfigError, PrecisionMap, QuantizedModel, quantize
 from samp_jax.models import read_pooling
 from samp_jax.models.st_folder import write_st_files
-from samp_jax.ptq.quantized import SiteCalibration, _file_digest
+from samp_jax.ptq.folder import file_digest as _file_digest
+from samp_jax.ptq.quantized import SiteCalibration
 from tests.helpers import GOLDEN
 
 HF = GOLDEN / "families" / "bert" / "seqcls"  # a tiny BERT (2 layers, hidden 30) with a tokenizer

@@ -1,0 +1,257 @@
+"""The `samp-jax` argument parser: the global options, one subcommand per command, and the
+option groups the commands share (data, model, distributed, training).
+
+Parsing checks every value it can (`samp_jax.app.arguments`' number types, tolerances, search
+options, choices), so a bad one exits with code 2 naming the argument before anything slow
+runs. `args.command` names the command; `samp_jax.app.cli` runs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from calibrate import AUTO_METHODS
+from calibrate.calibration.calibrators import CALIBRATORS
+from calibrate.search.config import DEFAULT_STRATEGY
+from calibrate.search.strategy import STRATEGIES
+from calibrate.search.targets import AUTO as AUTO_TARGET
+from calibrate.search.targets import OPTION_NAMES, TARGETS
+from samp_jax.app import bench
+from samp_jax.app.arguments import (non_negative_int, positive_float, positive_int,
+                                     unit_interval)
+from samp_jax.tasks import SPLITS, TASK_TYPES, TASKS
+
+ACTIVATIONS = {"dynamic": "per_token_dynamic", "static": "per_tensor_static"}
+PACKAGED_MODEL = "minilm"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `samp-jax` parser; `args.command` names the subcommand parsed."""
+    parser = argparse.ArgumentParser(prog="samp-jax", description="Mixed-precision BERT inference in JAX.")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_eval, _add_calibrate, _add_search, _add_finetune, _add_predict, _add_bench,
+                _add_demo):
+        add(sub)
+    return parser
+
+
+def _add_eval(sub) -> None:
+    """`samp-jax eval`: precision variants scored on the test split against FP32."""
+    calibrators = sorted(CALIBRATORS)
+    ev = sub.add_parser("eval", help="evaluate precision variants on the test split against FP32")
+    _add_data(ev)
+    ev.add_argument("--precision", default="fp16",
+                    help="comma-separated presets (fp32, fp16, bf16, fp8, quant_ffn_only, "
+                         "fully_quant) or precision-map JSON files")
+    ev.add_argument("--activation", default="dynamic", choices=sorted(ACTIVATIONS),
+                    help="INT8 activation scheme for presets")
+    ev.add_argument("--calibration", default="percentile", choices=calibrators,
+                    help="calibrator of the static sites whose map rule names none (a searched "
+                         "map names each site's and stores its clip)")
+    ev.add_argument("--smoothing", type=unit_interval, default=None, help="SmoothQuant alpha in [0, 1]")
+    ev.add_argument("--max-examples", type=positive_int, default=None,
+                    help="score a fixed seeded subset of the test split")
+    _add_distributed(ev)
+
+
+def _add_calibrate(sub) -> None:
+    """`samp-jax calibrate`: static scales calibrated, the quantized model saved."""
+    calibrators = sorted(CALIBRATORS)
+    ca = sub.add_parser("calibrate", help="calibrate static scales and save a quantized model")
+    _add_data(ca)
+    ca.add_argument("--precision", default="fully_quant",
+                    help="a preset (fp16, bf16, fp8, quant_ffn_only, fully_quant) or a map JSON file")
+    ca.add_argument("--activation", default="static", choices=sorted(ACTIVATIONS),
+                    help="INT8 activation scheme for presets")
+    ca.add_argument("--method", default="percentile", choices=calibrators,
+                    help="calibrator of the static sites whose map rule names none (a searched "
+                         "map names each site's and stores its clip)")
+    ca.add_argument("--smoothing", type=unit_interval, default=None, help="SmoothQuant alpha in [0, 1]")
+    ca.add_argument("--max-batches", type=positive_int, default=None, help="use only the first N calibration batches")
+    ca.add_argument("--max-examples", type=positive_int, default=None, help="test examples scored with --eval")
+    ca.add_argument("--out", default="quantized_model", help="folder for the saved QuantizedModel")
+    ca.add_argument("--eval", action="store_true", help="also score the test split (quantized and FP32)")
+
+
+def _add_search(sub) -> None:
+    """`samp-jax search`: the precision map that meets a tolerance or latency target."""
+    calibrators = sorted(CALIBRATORS)
+    se = sub.add_parser("search", help="find the precision map that meets a tolerance or latency target")
+    _add_data(se)
+    se.add_argument("--tolerance", type=parse_tolerance, default=0.01, help="e.g. 1%% or 0.01")
+    se.add_argument("--tolerance-mode", default="relative", choices=["relative", "absolute"])
+    se.add_argument("--latency-target", type=positive_float, default=None, metavar="MS",
+                    help="reach this estimated latency instead of a tolerance")
+    se.add_argument("--objective", default="latency", choices=["latency", "int8_fraction"])
+    se.add_argument("--target", default="auto", choices=[AUTO_TARGET, *TARGETS],
+                    help="the device the map is for: its options (FP8 only where it has FP8), the "
+                         "dtype between sites, and the latency model (measured when this machine "
+                         "is the target, else estimated from its spec sheet); auto: this machine")
+    se.add_argument("--strategy", default=None, choices=sorted(STRATEGIES), help=strategy_help())
+    se.add_argument("--no-selection-margin", action="store_true",
+                    help="keep the fastest map that passed at the plain 95%% margin, instead of "
+                         "judging the allocation's pick with the margin widened for the number "
+                         "of maps it chose among (faster maps, more often outside the tolerance "
+                         "on unseen data)")
+    se.add_argument("--options", default=None, type=_option_list, metavar="OPT[,OPT]",
+                    help=f"narrow the per-site options ({', '.join(OPTION_NAMES)}); the "
+                         "target's float option is always kept")
+    se.add_argument("--calibration", default="auto", choices=["auto", *calibrators],
+                    help="static INT8 clips: auto (default) tries "
+                         f"{', '.join(AUTO_METHODS)} at every site and keeps the one that "
+                         "harms the model least there; or one calibrator for every site")
+    se.add_argument("--max-search-examples", type=positive_int, default=None,
+                    help="search on a fixed seeded subset of the search split")
+    se.add_argument("--max-examples", type=positive_int, default=None,
+                    help="score a fixed seeded subset of the test split")
+    se.add_argument("--out", default="search_out", help="report folder (the quantized model goes to OUT/model)")
+
+
+def _add_finetune(sub) -> None:
+    """`samp-jax finetune`: a model fine-tuned on labelled data."""
+    ft = sub.add_parser("finetune", help="fine-tune a model on your labelled data (optax AdamW)")
+    _add_data(ft)
+    ft.add_argument("--out", required=True, help="folder for the fine-tuned HF checkpoint")
+    _add_finetune_settings(ft)
+
+
+def _add_predict(sub) -> None:
+    """`samp-jax predict`: one JSON line per input row."""
+    pr = sub.add_parser("predict", help="write one JSON line per input row (label, tags or embedding)")
+    _add_data(pr)
+    pr.add_argument("--out", required=True, help="predictions file (JSON Lines)")
+    pr.add_argument("--batch-size", type=positive_int, default=32)
+    _add_distributed(pr)
+
+
+def _add_bench(sub) -> None:
+    """`samp-jax bench`: its options are the benchmark's own (`samp_jax.app.bench`)."""
+    be = sub.add_parser("bench", help="end-to-end latency: samp-jax precisions vs HF PyTorch",
+                        description=bench.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    bench.add_arguments(be)
+
+
+def _add_demo(sub) -> None:
+    """`samp-jax demo`: the main pipeline on the packaged model and data."""
+    dm = sub.add_parser("demo", help="the main pipeline on the real MiniLM and SNLI")
+    dm.add_argument("--tolerance", type=parse_tolerance, default=0.01)
+
+
+# ---------------------------------------------------------------------- shared options
+def strategy_help() -> str:
+    """`--strategy`'s help, from the registered strategies (`calibrate.search.strategy`)."""
+    entries = [f"{name} ({STRATEGIES[name].description})" for name in sorted(STRATEGIES)]
+    default = ", ".join(f"{name} with --objective {objective}"
+                        for objective, name in DEFAULT_STRATEGY.items())
+    return (f"allocation within the tolerance: {'; '.join(entries)}. Default: {default}; a "
+            "--latency-target adds moves in the greedy order").replace("%", "%%")
+
+
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--pooling", default=None, metavar="MODE[,MODE]",
+                   help="embed with sentence-transformers pooling (cls, max, mean, mean_sqrt_len, "
+                        "weightedmean, lasttoken; several are concatenated): needed for a model "
+                        "folder that declares none, overrides the one it declares")
+    p.add_argument("--allow-torch-pickle", action="store_true",
+                   help="also read pytorch_model.bin (needs torch; read with weights_only=True); "
+                        "prefer converting it to model.safetensors")
+
+
+def _add_data(p: argparse.ArgumentParser, *, model_required: bool = False) -> None:
+    p.add_argument("--model", default=None, required=model_required,
+                   help=f"an HF model folder, a folder samp-jax wrote, or {PACKAGED_MODEL!r} (the packaged "
+                        "all-MiniLM-L6-v2); with built-in --data it may be left out")
+    _add_model_options(p)
+    p.add_argument("--data", "--task", dest="data", default=None,
+                   help="a CSV/TSV/JSONL/Parquet file, a datasets.save_to_disk folder, or one of "
+                        f"{sorted(TASKS)}")
+    p.add_argument("--task-type", default=None, choices=sorted(TASK_TYPES),
+                   help="default: inferred from the columns and the model's head")
+    for field in ("text", "text-pair", "label", "tokens", "tags", "score"):
+        p.add_argument(f"--{field}-column", default=None, metavar="NAME",
+                       help=f"column holding the {field.replace('-', ' ')} (default: a usual name)")
+    p.add_argument("--split-file", action="append", metavar="SPLIT=PATH",
+                   help=f"an explicit file for one split ({', '.join(SPLITS)}); repeatable")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the data splits and subsets")
+    p.add_argument("--json", action="store_true", help="print the JSON result alone on stdout")
+
+
+def _add_distributed(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group(
+        "distributed run", "run one job over several processes or hosts: start the same command "
+        "on each, with the same --coordinator and --num-processes and its own --process-id; "
+        "process 0 prints and writes the result (README: Several hosts). Process 0 listens "
+        "on HOST:PORT only (not on every interface); JAX's coordination service there has no "
+        "authentication, so a HOST that is not loopback needs --allow-remote-coordinator")
+    g.add_argument("--coordinator", default=None, metavar="HOST:PORT|auto",
+                   help="process 0's address, or 'auto' to read the layout from the cluster "
+                        "environment (SLURM, Open MPI, Kubernetes); with 'auto' JAX listens on "
+                        "every interface and needs --allow-remote-coordinator")
+    g.add_argument("--allow-remote-coordinator", action="store_true",
+                   help="accept a --coordinator other processes reach over the network (a "
+                        "non-loopback HOST, or 'auto'): anyone who reaches it can join or "
+                        "disturb the run, so only on a network you trust")
+    g.add_argument("--num-processes", type=positive_int, default=None, metavar="N")
+    g.add_argument("--process-id", type=non_negative_int, default=None, metavar="I")
+    g.add_argument("--connect-timeout", type=positive_int, default=300, metavar="S",
+                   help="seconds to wait for every process to connect (default: %(default)s); "
+                        "then every process stops with one line")
+    g.add_argument("--heartbeat-timeout", type=positive_int, default=60, metavar="S",
+                   help="seconds after which a silent process counts as dead and the run stops "
+                        "(default: %(default)s); a process that dies stops the others within seconds")
+
+
+def _add_finetune_settings(p: argparse.ArgumentParser) -> None:
+    """Defaults that fit a few hundred rows as well as many thousands (docs/results/finetune_small_data.md)."""
+    g = p.add_argument_group("training", "AdamW with a linear warm-up then linear decay; the "
+                             "best dev checkpoint is kept")
+    g.add_argument("--learning-rate", type=positive_float, default=1e-4,
+                   help="peak learning rate (default: %(default)s)")
+    g.add_argument("--batch-size", type=positive_int, default=16,
+                   help="rows per step (default: %(default)s)")
+    g.add_argument("--epochs", type=positive_float, default=2.0,
+                   help="passes over the training rows, but see --min-steps (default: %(default)s)")
+    g.add_argument("--min-steps", type=non_negative_int, default=200,
+                   help="at least this many optimizer steps whatever the data size: more epochs "
+                        "on small data (default: %(default)s)")
+    g.add_argument("--warmup-fraction", type=unit_interval, default=0.1,
+                   help="share of the steps with a linear warm-up (default: %(default)s)")
+    g.add_argument("--max-train-examples", type=positive_int, default=None,
+                   help="a seeded subsample of the training rows (default: all)")
+    g.add_argument("--eval-every", type=_eval_every, default="auto",
+                   help="steps between dev evaluations; 'auto': ten per run (default: %(default)s)")
+    g.add_argument("--patience", type=positive_int, default=5,
+                   help="dev evaluations without improvement before stopping (default: %(default)s)")
+    g.add_argument("--strict", action="store_true",
+                   help="fail (exit 1, nothing saved) when the dev metric is no better than "
+                        "always predicting the most frequent class; without it, a warning")
+
+
+# ------------------------------------------------------------------- argument types
+def parse_tolerance(text: str) -> float:
+    """'1%' -> 0.01; '0.01' -> 0.01."""
+    text = text.strip()
+    try:
+        value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"tolerance {text!r} is not a number or a percentage") from None
+    if not np.isfinite(value):
+        raise argparse.ArgumentTypeError(f"tolerance {text!r} is not a finite number")
+    return value
+
+
+def _option_list(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",")]
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"{text!r} has an empty item")
+    unknown = [name for name in names if name not in OPTION_NAMES]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"{unknown} not among {list(OPTION_NAMES)}")
+    return names
+
+
+def _eval_every(text: str) -> str:
+    return text if text == "auto" else str(positive_int(text))

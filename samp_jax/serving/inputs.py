@@ -1,0 +1,207 @@
+"""An engine call's inputs as right-padded token rows, each checked against the largest bucket.
+
+`InputReader.read` takes what `Engine.__call__` accepts: one text, a list of texts, a list of
+`(text, text_pair)` pairs, or token ids (a dict with `input_ids` and optional right-padded
+`attention_mask` and `token_type_ids`, a 2-D integer array, or a list of lists of ints);
+`read_words` takes `Engine.classify_words`' pre-split words. Texts are measured with a copy
+of the tokenizer that has no length limit, so lengths are exact however long a row is. A row
+longer than the limit raises, or with `truncate` is cut: texts are tokenized again with
+truncation (pairs as the tokenizer does, longest segment first), token ids keep their first
+tokens.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import sys
+from typing import Any, Mapping, Sequence
+
+import jax
+import numpy as np
+
+from samp_jax.models.config import EncoderConfig
+from samp_jax.models.model import check_ids
+from samp_jax.models.tokenizer import Tokenizer
+from samp_jax.serving.forward import INPUT_KEYS
+
+
+@dataclasses.dataclass(frozen=True)
+class Rows:
+    """Right-padded integer token arrays `[N, width]` with per-row lengths."""
+
+    input_ids: np.ndarray
+    attention_mask: np.ndarray
+    token_type_ids: np.ndarray
+    lengths: np.ndarray
+    truncated: np.ndarray
+    word_ids: np.ndarray | None = None
+
+
+class InputReader:
+    """Reads inputs into `Rows` for a model of `config` with `tokenizer`, at most `limit`
+    tokens a row (`truncate`: longer rows are cut instead of refused).
+
+    Holds no mutable state: one reader serves many threads at once (`Tokenizer` is
+    thread-safe).
+    """
+
+    def __init__(self, tokenizer: Tokenizer, config: EncoderConfig, *, limit: int, truncate: bool):
+        self.tokenizer = tokenizer
+        self.config = config
+        self.limit = limit
+        self.truncate = truncate
+        # A shallow copy with no length limit measures rows exactly, however long.
+        self._measuring_tokenizer = copy.copy(tokenizer)
+        self._measuring_tokenizer.max_length = sys.maxsize
+
+    def read(self, inputs) -> Rows:
+        """The rows of one call's `inputs` (see the module docstring).
+
+        Raises:
+          TypeError: inputs of an unsupported type.
+          ValueError: empty input, mixed kinds of rows, ids outside the vocabulary, a mask
+            that is not right padding, or a row longer than `limit` (without `truncate`).
+        """
+        if isinstance(inputs, str):
+            return self._texts([inputs], None)
+        if isinstance(inputs, Mapping):
+            return self._id_dict(inputs)
+        if isinstance(inputs, (np.ndarray, jax.Array)):
+            return self._id_dict({"input_ids": inputs})
+        if not isinstance(inputs, Sequence):
+            raise TypeError(f"inputs must be a str, a list of str, a list of (str, str) pairs or "
+                            f"token ids, got {type(inputs).__name__}")
+        if len(inputs) == 0:
+            raise ValueError("empty input: nothing to run")
+        kinds = [_row_kind(row, index) for index, row in enumerate(inputs)]
+        if len(set(kinds)) > 1:
+            other = next(i for i, kind in enumerate(kinds) if kind != kinds[0])
+            raise ValueError(f"inputs mix kinds of rows: row 0 is {kinds[0]}, row {other} is "
+                             f"{kinds[other]}; pass one kind per call")
+        if kinds[0] == "a text":
+            return self._texts(list(inputs), None)
+        if kinds[0] == "a (text, text_pair) pair":
+            return self._texts([a for a, _ in inputs], [b for _, b in inputs])
+        return self._id_lists(inputs)
+
+    def read_words(self, words: Sequence[Sequence[str]]) -> Rows:
+        """The rows of pre-split words, with `word_ids` (each token's word, -1 for none).
+
+        Raises:
+          TypeError, ValueError: `words` is not a non-empty list of lists of strings, or a row
+            is longer than `limit` (without `truncate`).
+        """
+        if isinstance(words, str) or not isinstance(words, Sequence) or len(words) == 0:
+            raise ValueError("words must be a non-empty list of word lists, e.g. [['Hello', 'world']]")
+        for index, row in enumerate(words):
+            if isinstance(row, str) or not all(isinstance(w, str) for w in row):
+                raise TypeError(f"words[{index}] must be a list of strings, got {row!r}")
+        batch, word_ids = self._measuring_tokenizer.encode_words(words)
+        return self._limit_text_rows(batch, word_ids, lambda index: self.tokenizer.encode_words(
+            [words[i] for i in index], padding=self.limit, truncation=True))
+
+    def _texts(self, texts: list[str], pairs: list[str] | None) -> Rows:
+        batch = self._measuring_tokenizer(texts, pairs)
+        return self._limit_text_rows(batch, None, lambda index: self.tokenizer(
+            [texts[i] for i in index], None if pairs is None else [pairs[i] for i in index],
+            padding=self.limit, truncation=True))
+
+    def _limit_text_rows(self, batch, word_ids, retokenize) -> Rows:
+        """Checks lengths against `limit`; re-tokenizes over-long rows to truncate."""
+        lengths = batch["attention_mask"].sum(axis=1).astype(np.int64)
+        too_long = self._too_long(lengths)
+        if too_long.size:
+            cut = retokenize(too_long)
+            if word_ids is not None:
+                cut, cut_word_ids = cut
+                word_ids = word_ids[:, :self.limit].copy()
+                word_ids[too_long] = cut_word_ids
+            batch = {key: value[:, :self.limit].copy() for key, value in batch.items()}
+            for key in INPUT_KEYS:
+                batch[key][too_long] = cut[key]
+            lengths = batch["attention_mask"].sum(axis=1).astype(np.int64)
+        truncated = np.zeros(len(lengths), bool)
+        truncated[too_long] = True
+        return Rows(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"],
+                    lengths, truncated, word_ids)
+
+    def _too_long(self, lengths: np.ndarray) -> np.ndarray:
+        """Indices of rows over `limit` (the largest bucket); raises unless truncating."""
+        limit = self.limit
+        too_long = np.flatnonzero(lengths > limit)
+        if too_long.size and not self.truncate:
+            row = int(too_long[0])
+            raise ValueError(
+                f"row {row} has {int(lengths[row])} tokens, more than the largest bucket {limit} "
+                f"({too_long.size} row(s) too long); pass truncate=True to compile() to cut them, "
+                "or compile a larger bucket")
+        return too_long
+
+    def _id_lists(self, rows: Sequence[Sequence[int]]) -> Rows:
+        lengths = np.array([len(row) for row in rows])
+        ids = np.full((len(rows), max(lengths.max(), 1)), self.tokenizer.pad_id, np.int64)
+        for index, row in enumerate(rows):
+            ids[index, :len(row)] = np.asarray(row, np.int64)
+        mask = (np.arange(ids.shape[1])[None] < lengths[:, None]).astype(np.int32)
+        return self._id_dict({"input_ids": ids, "attention_mask": mask})
+
+    def _id_dict(self, inputs: Mapping[str, Any]) -> Rows:
+        unknown = sorted(set(inputs) - set(INPUT_KEYS))
+        if unknown or "input_ids" not in inputs:
+            raise ValueError(f"token-id input needs 'input_ids' and takes only {INPUT_KEYS}; "
+                             f"got keys {sorted(inputs)}")
+        arrays = {}
+        for key in INPUT_KEYS:
+            if inputs.get(key) is None:
+                continue
+            value = np.asarray(inputs[key])
+            if value.dtype == bool and key == "attention_mask":
+                value = value.astype(np.int32)
+            if not np.issubdtype(value.dtype, np.integer):
+                raise ValueError(f"{key} must be integers, got dtype {value.dtype}")
+            arrays[key] = value.astype(np.int64)
+        ids = arrays["input_ids"]
+        if ids.ndim != 2:
+            raise ValueError(f"input_ids must be [batch, seq], got shape {ids.shape}")
+        if ids.shape[0] == 0:
+            raise ValueError("empty input: input_ids has no rows")
+        mask = arrays.get("attention_mask", np.ones_like(ids))
+        types = arrays.get("token_type_ids", np.zeros_like(ids))
+        for key, value in (("attention_mask", mask), ("token_type_ids", types)):
+            if value.shape != ids.shape:
+                raise ValueError(f"{key} has shape {value.shape}, expected {ids.shape} like input_ids")
+        check_ids(self.config, ids, mask, types)  # 0/1 mask, a real token per row, id ranges
+        not_right_padded = np.any(np.diff(mask, axis=1) > 0, axis=1)
+        if not_right_padded.any():
+            row = int(np.flatnonzero(not_right_padded)[0])
+            raise ValueError(f"attention_mask row {row} is not right padding (1s, then 0s): "
+                             f"{mask[row].tolist()[:24]}")
+        real = mask.astype(bool)
+        ids = np.where(real, ids, self.tokenizer.pad_id)  # whatever padded positions held
+        types = np.where(real, types, 0)
+        lengths = mask.sum(axis=1)
+        too_long = self._too_long(lengths)
+        limit = self.limit
+        if too_long.size:  # truncate: keep the first `limit` tokens
+            ids, mask, types = ids[:, :limit], mask[:, :limit], types[:, :limit]
+            lengths = mask.sum(axis=1)
+        truncated = np.zeros(len(lengths), bool)
+        truncated[too_long] = True
+        return Rows(ids, mask.astype(np.int32), types, lengths.astype(np.int64), truncated)
+
+
+def _row_kind(row, index: int) -> str:
+    if isinstance(row, str):
+        return "a text"
+    if isinstance(row, (tuple, list)) and len(row) == 2 and all(isinstance(x, str) for x in row):
+        return "a (text, text_pair) pair"
+    if isinstance(row, np.ndarray) and row.ndim == 1 and np.issubdtype(row.dtype, np.integer):
+        return "token ids"
+    if isinstance(row, (tuple, list)) and all(
+            isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_)) for x in row):
+        if len(row) == 0:
+            raise ValueError(f"row {index} is an empty list of token ids")
+        return "token ids"
+    raise TypeError(f"row {index} is {row!r:.80}; expected a str, a (str, str) pair or a list of "
+                    "int token ids")
