@@ -14,7 +14,7 @@ import math
 
 import jax.numpy as jnp
 
-from pallas_kernels.numerics import ACTIVATIONS, INT8_MAX
+from pallas_kernels.numerics import ACTIVATIONS, INT8_MAX, divide_by_scale
 
 # XLA's float32 erf (xla/hlo/builder/lib/math.cc, ErfImpl32): x * P(x^2) / Q(x^2) on a clamp.
 _ERF_ALPHA = (0.00022905065861350646, 0.0034082910107109506, 0.050955695062380861,
@@ -65,14 +65,15 @@ def round_half_even(x):
 
 
 def requantize(y, out_scale: float, *, has_round: bool = True):
-    """Static-scale INT8 requantization, symmetric to +-127, as `numerics.round_clip_int8(y / s)`
-    (NaN becomes 0 there and here: casting NaN to an integer is undefined).
+    """INT8 requantization, symmetric to +-127, as
+    `numerics.round_clip_int8(numerics.divide_by_scale(y, s))` (NaN becomes 0 there and here:
+    casting NaN to an integer is undefined).
 
     Args:
       y: float32 values. out_scale: the static scale (array or scalar).
       has_round: whether the lowering has a round primitive (Triton has not).
     """
-    scaled = y / out_scale  # a division, as `numerics.epilogue` does, so ties round identically
+    scaled = divide_by_scale(y, out_scale)  # as the reference, so ties round identically
     scaled = jnp.where(scaled == scaled, scaled, 0.0)  # NaN -> 0, as `numerics.round_clip_int8`
     rounded = jnp.round(scaled) if has_round else round_half_even(scaled)
     return jnp.minimum(jnp.maximum(rounded, -INT8_MAX), INT8_MAX).astype(jnp.int8)

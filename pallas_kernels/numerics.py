@@ -8,6 +8,10 @@ against them. Conventions:
 - A scale is never below `SCALE_EPS`, so an all-zero row or tensor quantizes to zeros with a
   positive scale instead of dividing by zero.
 - Rounding is half to even (`jnp.round`); values beyond ±127 saturate.
+- Every quantization multiplies by the scale's reciprocal, rounded to float32 once per scale:
+  `x * (1 / scale)` (`divide_by_scale`), and the dynamic scale is `max|x| * INV_INT8_MAX`.
+  Spelled out, this is the one computation every compiled program runs; a plain `x / scale`
+  is not (see `divide_by_scale`).
 - LayerNorm statistics, the epilogue and every scale are float32.
 - Non-finite input propagates: a row holding NaN or ±Inf quantizes to zeros with a NaN scale
   (its scale plus `row_poison`, NaN for such a row). Every epilogue multiplies the int32
@@ -34,6 +38,9 @@ _SQRT_HALF = 0.7071067811865476  # 1 / sqrt(2)
 INT32_MAX = 2 ** 31 - 1
 # The deepest reduction whose int32 accumulator cannot wrap: 127 * 127 * K <= 2**31 - 1.
 MAX_K = INT32_MAX // int(INT8_MAX * INT8_MAX)  # 133,144
+# 1/127 rounded to float32, held as a Python float (exact in float32, so it stays that value
+# in float32 arithmetic and is a literal inside a kernel): the dynamic scale's multiplier
+INV_INT8_MAX = float(np.float32(1.0) / np.float32(INT8_MAX))
 
 
 def check_depth(k: int, what: str = "the INT8 GEMM") -> None:
@@ -81,6 +88,26 @@ def round_clip_int8(x: jax.Array) -> jax.Array:
     return jnp.clip(jnp.round(x), -INT8_MAX, INT8_MAX).astype(jnp.int8)
 
 
+def divide_by_scale(x: jax.Array, scale) -> jax.Array:
+    """`x / scale` as every quantization step computes it: `x * (1 / scale)` in float32, the
+    reciprocal rounded once per scale and the product once per value.
+
+    A plain `x / scale` is not one computation under XLA: XLA:CPU's algebraic simplifier
+    rewrites `x / broadcast(s)` into this multiplication only while `s` has no other use, and a
+    multi-device program runs a common-subexpression pass first (the SPMD partitioner's
+    cleanup), which shares the scale between the quantization and the dequantization after the
+    INT8 GEMM. So at the same site `jit` multiplies and `shard_map` divides. The two results
+    differ in the last bit for many values, and where the quotient lies on a .5 tie that bit
+    decides the INT8 value: `x / s` rounds to the tie and then to even, `x * (1 / s)` lands just
+    below or above it. Such ties are common: with float16 activations an element of exactly
+    half its row's max quotients to about 63.5. One flipped INT8 value then moves that token's
+    GEMM output, the next site's scale, and every later layer. Written out, the program holds
+    no division to rewrite, and `jit`, `shard_map` and the kernels
+    (`pallas_kernels.epilogue.requantize`) quantize a row alike.
+    """
+    return x * (1.0 / jnp.asarray(scale, jnp.float32))
+
+
 def row_poison(x: jax.Array) -> jax.Array:
     """Per row over the last axis, `[..., 1]` float32: 0 where the row is all finite, NaN where
     it holds NaN or ±Inf (`sum(x - x)`: `±Inf - ±Inf` is NaN, and a sum keeps NaN; a finite
@@ -103,9 +130,10 @@ def row_finite(x: jax.Array) -> jax.Array:
 
 
 def per_token_scale(x: jax.Array) -> jax.Array:
-    """Dynamic INT8 scale per row over the last axis: `max|x| / 127`, `[..., 1]`, float32."""
-    return jnp.maximum(jnp.max(jnp.abs(x.astype(jnp.float32)), axis=-1, keepdims=True) / INT8_MAX,
-                       SCALE_EPS)
+    """Dynamic INT8 scale per row over the last axis: `max|x| / 127` (as
+    `max|x| * INV_INT8_MAX`), `[..., 1]`, float32."""
+    amax = jnp.max(jnp.abs(x.astype(jnp.float32)), axis=-1, keepdims=True)
+    return jnp.maximum(amax * INV_INT8_MAX, SCALE_EPS)
 
 
 def quantize_rows(x: jax.Array, *, act_scale=None, input_scale=None) -> tuple[jax.Array, jax.Array]:
@@ -130,8 +158,8 @@ def quantize_rows(x: jax.Array, *, act_scale=None, input_scale=None) -> tuple[ja
     else:  # a per-tensor scale: broadcast_to refuses any other shape
         scale = jnp.broadcast_to(jnp.asarray(act_scale, jnp.float32), poison.shape)
     scale = scale + poison  # NaN for a non-finite row
-    # x / NaN is NaN, which round_clip_int8 makes 0: such a row quantizes to zeros.
-    return round_clip_int8(x / scale), scale
+    # x * (1 / NaN) is NaN, which round_clip_int8 makes 0: such a row quantizes to zeros.
+    return round_clip_int8(divide_by_scale(x, scale)), scale
 
 
 def layer_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, eps: float) -> jax.Array:
@@ -173,5 +201,5 @@ def epilogue(y: jax.Array, *, bias=None, activation: str | None = None, residual
         y = y + residual.astype(jnp.float32)
     if jnp.dtype(out_dtype) == jnp.int8:
         check_scale(out_scale, "out_scale")
-        return round_clip_int8(y / out_scale)
+        return round_clip_int8(divide_by_scale(y, out_scale))
     return y.astype(out_dtype)

@@ -18,7 +18,7 @@ from jax.experimental.pallas import triton as pltriton
 
 from pallas_kernels import epilogue as ep
 from pallas_kernels.layernorm_quant.reference import _check_token_types
-from pallas_kernels.numerics import INT8_MAX, SCALE_EPS, check_scale
+from pallas_kernels.numerics import INV_INT8_MAX, SCALE_EPS, check_scale
 
 LAYERNORM_KERNEL_NAME = "samp_layernorm_quant"
 EMBEDDING_KERNEL_NAME = "samp_embedding_quant"
@@ -39,7 +39,7 @@ def _normalize_and_quantize(h, mask, hidden, gamma, beta, eps, out_dtype, input_
     finite = jnp.max(jnp.where(mask & ~(jnp.abs(yq) < jnp.inf), 1.0, 0.0)) == 0.0
     yq = jnp.where(finite, yq, 0.0)
     if act_scale is None:
-        scale = jnp.maximum(jnp.max(jnp.where(mask, jnp.abs(yq), 0.0)) / INT8_MAX, SCALE_EPS)
+        scale = jnp.maximum(jnp.max(jnp.where(mask, jnp.abs(yq), 0.0)) * INV_INT8_MAX, SCALE_EPS)
     else:
         scale = act_scale
     return y, ep.requantize(yq, scale, has_round=False), jnp.where(finite, scale, jnp.nan)

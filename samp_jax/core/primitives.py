@@ -20,7 +20,8 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from pallas_kernels.numerics import INT8_MAX, SCALE_EPS, check_scale, quantize_rows, round_clip_int8
+from pallas_kernels.numerics import (INT8_MAX, SCALE_EPS, check_scale, divide_by_scale, quantize_rows,
+                                     round_clip_int8)
 
 FP8_E4M3_MAX = float(jnp.finfo(jnp.float8_e4m3fn).max)  # 448
 SMOOTHING_FLOOR = 1e-5  # smallest max|x| or max|W| per channel a SmoothQuant factor divides by
@@ -53,7 +54,7 @@ def quantize_weight_int8(w: jax.Array) -> QArray:
     """Symmetric per-output-channel INT8 for a `[in, out]` kernel."""
     w = jnp.asarray(w, jnp.float32)
     scale = jnp.maximum(jnp.max(jnp.abs(w), axis=0) / INT8_MAX, SCALE_EPS)  # [out]
-    return QArray(round_clip_int8(w / scale), scale, "int8")
+    return QArray(round_clip_int8(divide_by_scale(w, scale)), scale, "int8")
 
 
 def quantize_per_tensor_int8(x: jax.Array, scale: jax.Array) -> jax.Array:
@@ -64,7 +65,7 @@ def quantize_per_tensor_int8(x: jax.Array, scale: jax.Array) -> jax.Array:
     """
     check_scale(scale, "scale")
     x = jnp.asarray(x, jnp.float32)
-    return round_clip_int8(x / jnp.asarray(scale, jnp.float32))
+    return round_clip_int8(divide_by_scale(x, scale))
 
 
 def quantize_per_token_int8(x: jax.Array) -> QArray:
@@ -84,7 +85,7 @@ def quantize_fp8(x: jax.Array, scale: jax.Array) -> jax.Array:
 
 
 def _saturating_fp8(x: jax.Array, scale: jax.Array) -> jax.Array:
-    scaled = x.astype(jnp.float32) / scale
+    scaled = divide_by_scale(x.astype(jnp.float32), scale)  # one computation in every program
     return jnp.clip(scaled, -FP8_E4M3_MAX, FP8_E4M3_MAX).astype(jnp.float8_e4m3fn)
 
 

@@ -5,6 +5,8 @@ has one CPU device) and assert on what it wrote. Equality is exact, not within a
 every device runs the same per-row computation as the single-device path (the INT8 kernel's
 int32 accumulator is exact, and XLA:CPU's float GEMMs gave bit-identical rows for the per-device
 row counts used here), so a tolerance would only hide a row that went to the wrong place.
+The ties test runs `tests/samp_jax/serving/ties_worker.py` on 4 devices the same way: per-token
+INT8 of rows on .5 ties, quantized alike under `jit` and inside `shard_map`.
 """
 
 import json
@@ -94,6 +96,31 @@ def test_int8_pallas_model_runs_per_shard_and_matches_one_device(eight_devices):
     assert info["quant_in_specs"] == {"weights": ["P()"], "inputs": ["P('data',)"] * 3}
     assert arrays["quant_sharded"].shape == (13, 2)
     np.testing.assert_array_equal(arrays["quant_sharded"], arrays["quant_single"])
+
+
+def test_int8_ties_quantize_alike_under_jit_and_inside_shard_map(tmp_path):
+    """Per-token dynamic INT8 is one computation wherever it is compiled. XLA:CPU rewrites
+    `x / broadcast(s)` as `x * broadcast(1 / s)` only while `s` has no other use, and the
+    multi-device program's common-subexpression pass gives the scale a second one (the
+    dequantization), so a plain division quantizes these rows, all on a .5 tie, differently under
+    `jit` and inside `shard_map`. The quantization is `round(x * fl(1 / s))` in both
+    (`numerics.divide_by_scale`)."""
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+           "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-m", "tests.samp_jax.serving.ties_worker", str(tmp_path)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-4000:]
+    with np.load(tmp_path / "ties.npz") as arrays:
+        out = dict(arrays)
+    rows = out["rows"].astype(np.float32)
+    assert len(rows) > 100
+    np.testing.assert_array_equal(out["scale_sharded"], out["scale_jit"])
+    reciprocal = np.float32(1) / out["scale_jit"]
+    # every row is a tie: a true division would give its half the other INT8 value
+    assert np.all(np.round(rows[:, 1:] / out["scale_jit"]) != np.round(rows[:, 1:] * reciprocal))
+    for program in ("jit", "sharded"):
+        np.testing.assert_array_equal(out[f"q_{program}"], np.round(rows * reciprocal), err_msg=program)
+    np.testing.assert_array_equal(out["y_sharded"], out["y_jit"])
 
 
 # ----------------------------------------------------------------- in process, one device
