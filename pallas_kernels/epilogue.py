@@ -5,7 +5,8 @@ tested against): the same conventions, spelled with what the Pallas GPU lowering
 
 The Triton lowering has neither `erf`/`erfc` (which `jax.nn.gelu(approximate=False)` uses) nor
 `round`, so the kernels use the rational `erf` approximation XLA itself uses for float32
-(max abs error 4e-7) and a floor-based round-half-to-even that matches `jnp.round` exactly.
+(equal to the float64 GELU to float32 rounding: tests/pallas_kernels/test_numerics.py) and
+a floor-based round-half-to-even that matches `jnp.round` exactly.
 """
 
 from __future__ import annotations

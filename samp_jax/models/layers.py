@@ -262,9 +262,9 @@ def xla_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array, *,
     Logits, softmax and the accumulation are float32. It works head-major (`[batch, heads,
     seq, head_dim]`, so both products are plain batched GEMMs without strided operands) and
     normalises after the second product (dividing `[..., head_dim]` instead of the `[..., keys]`
-    probabilities), the flash-attention order. On the 2-core CPU it is about 3x faster than
-    `jax.nn.dot_product_attention(implementation="xla")` at 32x128 (MiniLM; `tools/studies/float_ops_ms.py`),
-    with the same result to float32 rounding. A query whose keys are all masked attends
+    probabilities), the flash-attention order. On a CPU it is faster than
+    `jax.nn.dot_product_attention(implementation="xla")` (`tools/studies/float_ops_ms.py` times
+    both), with the same result to float32 rounding. A query whose keys are all masked attends
     uniformly, as there.
     """
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
@@ -283,8 +283,8 @@ def xla_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array, *,
     if bias is not None:
         logits = logits + bias.astype(jnp.float32)
     # Masking by adding a [batch, 1, 1, keys] bias, not by selecting on the logits: XLA:CPU then
-    # fuses the softmax with the second product (a select on [batch, heads, seq, keys] made
-    # the attention about 2x slower). Masked logits become about float32 min, so they get no
+    # fuses the softmax with the second product (a select on [batch, heads, seq, keys] kept
+    # them apart and was slower). Masked logits become about float32 min, so they get no
     # weight, and a query whose keys are all masked still attends uniformly.
     mask = mask[:, None, None, :] if mask.ndim == 2 else mask
     logits = logits + jnp.where(mask, 0.0, jnp.finfo(jnp.float32).min)

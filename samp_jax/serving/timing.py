@@ -61,9 +61,8 @@ def time_interleaved(fns: Mapping[str, Callable[[], jax.Array]], *, warmup: int 
     gets the median of its `repeats` samples.
 
     Timed one after the other, two variants are compared across the drift of a shared
-    machine's speed: on the 2-core AMD VM the all-static and all-dynamic INT8 forwards, timed
-    one after the other, came out 280.4 and 265.2 ms, where six alternated pairs put static
-    3% ahead (median 249.6 against 257.5 ms).
+    machine's speed, which on a shared CPU can exceed the difference between them (and reverse
+    their order); taken in turns, each drift hits every variant alike.
     """
     names = list(fns)
     for name in names:
