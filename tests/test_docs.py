@@ -115,3 +115,12 @@ def test_the_docs_speak_of_the_project_only(path):
     found = [f"{path.name}:{n}: {line.strip()}" for n, line in enumerate(path.read_text().splitlines(), 1)
              if HISTORY.search(line)]
     assert found == []
+
+
+def test_the_readme_is_a_user_guide_that_starts_with_the_two_commands():
+    """At most 250 lines; design notes and result tables live under docs/. The first code block
+    holds `make demo` and `make test`."""
+    text = (ROOT / "README.md").read_text()
+    assert len(text.splitlines()) <= 250
+    first_block = text.split("```")[1]
+    assert "make demo" in first_block and "make test" in first_block
