@@ -141,7 +141,7 @@ STUDIES = {study.name: study for study in (
           finetune=("--learning-rate", "3e-4", "--epochs", "6")),
     Study("snli", "SNLI 3-class NLI cross-encoder, MiniLM fine-tuned per seed (accuracy)",
           _pair_key, _task_pools("snli"),
-          {"test": 1000, "search": 500, "calibration": 256, "dev": 500, "train": 6000}),
+          {"test": 1000, "search": 400, "calibration": 256, "dev": 400, "train": 4000}),
     Study("amazon", "Amazon product-review snippet sentiment (vaderSentiment archive; a data set "
           "the project does not otherwise use), MiniLM fine-tuned per seed (accuracy)",
           _text_key, _amazon_pools,
