@@ -9,9 +9,12 @@ import os
 import subprocess
 import sys
 
+import jax
 import pytest
 
 from benchmarks import kernel_profile as profile
+from pallas_kernels.int8_matmul import KERNEL_NAME as TRITON_KERNEL_NAME
+from pallas_kernels.int8_matmul import MOSAIC_KERNEL_NAME, WS_KERNEL_NAME
 from benchmarks import compile_time, minilm_fp16
 from tests.helpers import ROOT
 
@@ -76,8 +79,7 @@ def test_gpu_check_runs_every_step_quickly_on_the_cpu(tmp_path, minilm_dir):
     summary = json.loads((results / "cpu-gpu_check.json").read_text())
     steps = {s["step"]: s["rc"] for s in summary["steps"]}
     assert steps == {"env": 0, "tests": 0, "gemm": 0, "e2e": 0, "e2e_minilm": 0, "profile": 0}
-    gemm = json.loads((results / "cpu-gemm.json").read_text())
-    assert any("ms" in r for r in gemm["rows"])
+    _check_gemm_rows(json.loads((results / "cpu-gemm.json").read_text()))
     for name in ("cpu-e2e.json", "cpu-e2e-minilm.json"):
         rows = json.loads((results / name).read_text())["rows"]
         assert rows and all(("median_ms" in r) != ("skipped" in r) for r in rows)
@@ -87,6 +89,22 @@ def test_gpu_check_runs_every_step_quickly_on_the_cpu(tmp_path, minilm_dir):
     assert [r["contender"] for r in prof] == ["samp_fp16", "samp_fully_quant_pallas"]
     assert all(r["hlo"]["opcodes"] for r in prof)
     assert json.loads((results / "cpu-tests.json").read_text())["failures"] == 0
+
+
+def _check_gemm_rows(result):
+    """benchmarks/gemm.py --quick times every contender (interpret mode off a GPU) and names
+    the kernel that ran."""
+    timed = [r for r in result["rows"] if "ms" in r]
+    assert {r["contender"] for r in timed} == {"xla_fp16", "xla_int8", "pallas_triton_int8",
+                                               "pallas_mosaic_int8", "xla_int8_raw",
+                                               "pallas_mosaic_int8_raw", "pallas_mosaic_ws_int8_raw",
+                                               "pallas_mosaic_ws_int8"}
+    assert all(r["ms"] > 0 and r["tops"] > 0 for r in timed)
+    names = {"triton": TRITON_KERNEL_NAME, "mosaic": MOSAIC_KERNEL_NAME, "mosaic_ws": WS_KERNEL_NAME}
+    assert all(r["kernel"] == names[r["contender"].removeprefix("pallas_").removesuffix("_int8_raw")
+                                    .removesuffix("_int8")]
+               for r in timed if r["contender"].startswith("pallas"))
+    assert result["interpret"] == (jax.default_backend() != "gpu")
 
 
 def _check_minilm_rows(rows):

@@ -494,22 +494,3 @@ def test_tuning_picks_the_fastest_and_the_table_round_trips(tmp_path):
         tune("triton", 16, 768, 768, lambda c: (_ for _ in ()).throw(RuntimeError("boom")))
     with pytest.raises(ValueError, match="'cutlass' is not one of"):
         candidates("cutlass", 16, 768, 768)
-
-
-@pytest.mark.slow
-def test_gemm_benchmark_script_runs(tmp_path):
-    """CPU smoke of benchmarks/gemm.py --quick: it checks the script works, not its speed."""
-    from tests.helpers import run_benchmark_quick
-
-    out = tmp_path / "gemm.json"
-    result = run_benchmark_quick("gemm.py", out, timeout=600)
-    timed = [r for r in result["rows"] if "ms" in r]
-    assert {r["contender"] for r in timed} == {"xla_fp16", "xla_int8", "pallas_triton_int8",
-                                               "pallas_mosaic_int8", "xla_int8_raw",
-                                               "pallas_mosaic_int8_raw", "pallas_mosaic_ws_int8_raw",
-                                               "pallas_mosaic_ws_int8"}
-    assert all(r["ms"] > 0 and r["tops"] > 0 for r in timed)
-    assert all(r["kernel"] == {**KERNEL_NAMES, "mosaic_ws": WS_KERNEL_NAME}[
-        r["contender"].removeprefix("pallas_").removesuffix("_int8_raw").removesuffix("_int8")]
-        for r in timed if r["contender"].startswith("pallas"))
-    assert result["interpret"] == (jax.default_backend() != "gpu")
