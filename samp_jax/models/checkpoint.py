@@ -430,6 +430,21 @@ def load_pretrained(path: str | Path, *, head: str | HeadKind | None = None,
     config = EncoderConfig.from_hf_config(path)
     family = get_family(config.model_type)
     hf = _read_hf(path)
+    head, num_labels = _resolve_head(path, family, hf, head, num_labels)
+    spec = _head_spec(path, family, hf, head, num_labels, pooling, normalize)
+    state, source = read_state_dict(path, allow_torch_pickle=allow_torch_pickle)
+    rngs = nnx.Rngs(0)
+    model = EncoderModel(config, make_head(head, config, rngs=rngs, **spec),
+                         dtype=dtype, param_dtype=param_dtype or dtype,
+                         attention_impl=attention_impl, rngs=rngs)
+    assign_state_dict(model, state, path=path / source, allow_new_head=allow_new_head, strict=strict)
+    return model
+
+
+def _resolve_head(path: Path, family: Family, hf: dict, head: str | HeadKind | None,
+                  num_labels: int | None) -> tuple[str, int | None]:
+    """The head kind's name and classifier width: detected from the checkpoint when `head` is
+    None, else checked against the family's heads (the width from `hf` when not given)."""
     head = head.name if isinstance(head, HeadKind) else head
     if head is None:
         head, detected_labels = detect_head(path)
@@ -439,6 +454,13 @@ def load_pretrained(path: str | Path, *, head: str | HeadKind | None = None,
                          f"{family.model_type} checkpoints have)")
     elif num_labels is None:
         num_labels = _num_labels(hf)
+    return head, num_labels
+
+
+def _head_spec(path: Path, family: Family, hf: dict, head: str, num_labels: int | None,
+               pooling, normalize) -> dict:
+    """`make_head`'s keyword arguments for `head`: a classifier's width, class names,
+    activation and family options, or a sentence embedder's pooling."""
     spec: dict = {}
     if get_head_kind(head).classifies:
         labels = label_names(hf, path=path / "config.json")
@@ -452,13 +474,7 @@ def load_pretrained(path: str | Path, *, head: str | HeadKind | None = None,
         spec = _pooling_spec(path, pooling, normalize)
     elif pooling is not None or normalize is not None:
         raise ValueError(f"pooling/normalize apply to head={SENTENCE_EMBEDDING.name!r}, not {head!r}")
-    state, source = read_state_dict(path, allow_torch_pickle=allow_torch_pickle)
-    rngs = nnx.Rngs(0)
-    model = EncoderModel(config, make_head(head, config, rngs=rngs, **spec),
-                         dtype=dtype, param_dtype=param_dtype or dtype,
-                         attention_impl=attention_impl, rngs=rngs)
-    assign_state_dict(model, state, path=path / source, allow_new_head=allow_new_head, strict=strict)
-    return model
+    return spec
 
 
 def _pooling_spec(path: Path, pooling, normalize) -> dict:

@@ -98,14 +98,8 @@ def initialize_distributed(coordinator: str = AUTO, num_processes: int | None = 
         initialized, or the processes did not all connect within `timeout_s` (one line:
         "could not join the distributed run at ...").
     """
-    options = {"initialization_timeout": _positive("timeout_s", timeout_s) + _JAX_MARGIN_S,
-               "heartbeat_timeout_seconds":
-                   2 * _positive("heartbeat_timeout_s", heartbeat_timeout_s) + _JAX_MARGIN_S,
-               "local_device_ids": local_device_ids}
-    if coordinator != AUTO:
-        _check_layout(coordinator, num_processes, process_id)
-        options |= {"coordinator_address": coordinator, "num_processes": num_processes,
-                    "process_id": process_id}
+    options = _jax_options(coordinator, num_processes, process_id, local_device_ids, timeout_s,
+                           heartbeat_timeout_s)
     _check_reach(coordinator, allow_remote)
     if jax.distributed.is_initialized():
         raise RuntimeError("jax.distributed is already initialized in this process")
@@ -121,19 +115,42 @@ def initialize_distributed(coordinator: str = AUTO, num_processes: int | None = 
                      on_failure or _report_and_exit)
     service = None
     if process_id == 0:  # the service in a process of its own; this one's is a decoy
-        try:
-            service = coordination_service.start(coordinator, num_processes,
-                                                 options["heartbeat_timeout_seconds"], timeout_s)
-        except RuntimeError as e:
-            watchdog.silence()
-            raise RuntimeError(f"could not join the distributed run at {coordinator}: "
-                               f"{e}") from None
-        host, _ = split_address(coordinator)
-        options["coordinator_bind_address"] = "[::1]:0" if ":" in host else "127.0.0.1:0"
+        service = _start_service(coordinator, num_processes, options, timeout_s, watchdog)
     _initialize_jax(coordinator, options, watchdog, timeout_s)
     if service is not None:
         _stop_decoy_service()
     atexit.register(_finish, watchdog, service)  # runs before JAX's shutdown (registered earlier)
+
+
+def _jax_options(coordinator, num_processes, process_id, local_device_ids, timeout_s: int,
+                 heartbeat_timeout_s: int) -> dict:
+    """`jax.distributed.initialize`'s arguments, after checking the timeouts and (for an
+    address) the layout; JAX's timeouts run `_JAX_MARGIN_S` past ours."""
+    options = {"initialization_timeout": _positive("timeout_s", timeout_s) + _JAX_MARGIN_S,
+               "heartbeat_timeout_seconds":
+                   2 * _positive("heartbeat_timeout_s", heartbeat_timeout_s) + _JAX_MARGIN_S,
+               "local_device_ids": local_device_ids}
+    if coordinator != AUTO:
+        _check_layout(coordinator, num_processes, process_id)
+        options |= {"coordinator_address": coordinator, "num_processes": num_processes,
+                    "process_id": process_id}
+    return options
+
+
+def _start_service(coordinator: str, num_processes: int, options: dict, timeout_s: int,
+                   watchdog: Watchdog):
+    """Process 0: starts JAX's coordination service in a process of its own and points this
+    process's own (decoy) service at an unused loopback port in `options`."""
+    try:
+        service = coordination_service.start(coordinator, num_processes,
+                                             options["heartbeat_timeout_seconds"], timeout_s)
+    except RuntimeError as e:
+        watchdog.silence()
+        raise RuntimeError(f"could not join the distributed run at {coordinator}: "
+                           f"{e}") from None
+    host, _ = split_address(coordinator)
+    options["coordinator_bind_address"] = "[::1]:0" if ":" in host else "127.0.0.1:0"
+    return service
 
 
 def _check_layout(coordinator, num_processes, process_id) -> None:

@@ -165,24 +165,9 @@ def load_task(source: Any = None, *, task_type: str | None = None, columns: Colu
     if task_type_obj is None:
         task_type_obj = get_task_type(_infer_task_type(first, found, head))
     target = _label_field(first, found, columns, task_type_obj)
-    needed = (*task_type_obj.fields, *([target] if target else []))
-    binary = task_type_obj.name == "embedding_pairs" and target == "label"
-    parts = {split: _convert(table, _required_columns(table, columns, needed,
-                                                      f"a {task_type_obj.name} task"),
-                             binary_label=binary)
-             for split, table in tables.items()}
-    names = None
-    if task_type_obj.classifies:
-        if labels is not None and not all(_GENERIC_LABEL.fullmatch(str(n)) for n in labels):
-            for part in parts.values():  # ClassLabel ids → names, matched by name to the model's
-                _class_ids_to_names(part, target)
-        names, to_id = _label_ids(list(parts.values()), target, labels)
-        if labels is None:  # the classes come from the data: a classifier needs two
-            _check_two_classes(list(parts.values()), target)
-        if task_type_obj.metric is ENTITY_F1:  # it finds entities in BIO tags
-            _check_bio(names, first.where, target)
-        for part in parts.values():
-            part.examples[:] = [_with_ids(e, target, to_id) for e in part.examples]
+    parts = _parts(tables, columns, task_type_obj, target)
+    names = (_labels_to_ids(parts, target, labels, task_type_obj, first.where)
+             if task_type_obj.classifies else None)
     splits, carved = _split(parts, explicit, sizes or {}, seed)
     splits, dropped = without_test_inputs(splits)
     return Task(
@@ -190,6 +175,34 @@ def load_task(source: Any = None, *, task_type: str | None = None, columns: Colu
         labels=None if names is None else tuple(names),
         splits=TaskSplits(**{s: tuple(splits.get(s, ())) for s in SPLITS}),
         max_length=max_length, source=_describe(parts, explicit, carved, seed, dropped))
+
+
+def _parts(tables: dict[str | None, Table], columns: Columns, task_type,
+           target: str | None) -> dict[str | None, _Part]:
+    """Each split's table as examples of `task_type`, with the gold `target` field if any."""
+    needed = (*task_type.fields, *([target] if target else []))
+    binary = task_type.name == "embedding_pairs" and target == "label"
+    return {split: _convert(table, _required_columns(table, columns, needed,
+                                                     f"a {task_type.name} task"),
+                            binary_label=binary)
+            for split, table in tables.items()}
+
+
+def _labels_to_ids(parts: dict[str | None, _Part], field: str, labels: Sequence[str] | None,
+                   task_type, where: str) -> list[str]:
+    """Checks the labels (or tags) in `field` of every part and replaces them by ids, in
+    place; returns the label names in id order. `where` names the first table."""
+    if labels is not None and not all(_GENERIC_LABEL.fullmatch(str(n)) for n in labels):
+        for part in parts.values():  # ClassLabel ids → names, matched by name to the model's
+            _class_ids_to_names(part, field)
+    names, to_id = _label_ids(list(parts.values()), field, labels)
+    if labels is None:  # the classes come from the data: a classifier needs two
+        _check_two_classes(list(parts.values()), field)
+    if task_type.metric is ENTITY_F1:  # it finds entities in BIO tags
+        _check_bio(names, where, field)
+    for part in parts.values():
+        part.examples[:] = [_with_ids(e, field, to_id) for e in part.examples]
+    return names
 
 
 def _check_two_classes(parts: list[_Part], field: str) -> None:

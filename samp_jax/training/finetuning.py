@@ -140,21 +140,47 @@ def finetune(model, task: Task | str, tokenizer: Tokenizer, config: FinetuneConf
         raise ValueError(f"task {task.name!r} needs train and dev examples to fine-tune; it has "
                          f"{len(splits.train)} and {len(splits.dev)}")
     rng = np.random.default_rng(config.seed)
-    train_examples = list(splits.train)
+    train, dev = _encoded_splits(task, tokenizer, config, rng)
+    total_steps, warmup, eval_every = config.steps(len(train))
+    graphdef, params, rest = nnx.split(nnx.clone(model), nnx.Param, ...)
+    tx = _optimizer(config, total_steps, warmup, params)
+    train_step, dev_score = _compiled_steps(graphdef, rest, tx, task, dev)
+    run = _train(train_step, dev_score, params, tx.init(params), train, rng, config,
+                 total_steps=total_steps, eval_every=eval_every, task=task, progress=progress)
+    best_metric, _, best_params = run.best
+    tuned = nnx.merge(graphdef, jax.tree.map(jnp.asarray, best_params), rest)
+    if tuned.head.labels is None and task.labels is not None:  # a new head learns the task's names
+        tuned.head.labels = check_labels(task.labels, tuned.head.num_labels)
+    if tuned.tokenizer is None:
+        tuned.tokenizer = tokenizer
+    return FinetuneResult(model=tuned, dev_metric=best_metric, steps=run.step, seconds=run.seconds,
+                          history=run.history, examples_per_second=run.seen / run.seconds,
+                          chance=chance_level(task.task_type, task.labels, dev))
+
+
+def _encoded_splits(task: Task, tokenizer: Tokenizer, config: FinetuneConfig, rng):
+    """The encoded train split (subsampled to `max_train_examples` with `rng`) and dev split
+    (its first `max_dev_examples` rows)."""
+    train_examples = list(task.splits.train)
     if config.max_train_examples is not None and config.max_train_examples < len(train_examples):
         keep = np.sort(rng.choice(len(train_examples), config.max_train_examples, replace=False))
         train_examples = [train_examples[i] for i in keep]
-    dev_examples = list(splits.dev)[:config.max_dev_examples]
-    train = task.encode(tokenizer, train_examples)
-    dev = task.encode(tokenizer, dev_examples)
+    dev_examples = list(task.splits.dev)[:config.max_dev_examples]
+    return task.encode(tokenizer, train_examples), task.encode(tokenizer, dev_examples)
 
-    total_steps, warmup, eval_every = config.steps(len(train))
+
+def _optimizer(config: FinetuneConfig, total_steps: int, warmup: int, params):
+    """AdamW with a linear warmup to the peak rate, then a linear decay to 0; matrices only
+    are decayed."""
     schedule = optax.join_schedules([
         optax.linear_schedule(0.0, config.learning_rate, warmup),
         optax.linear_schedule(config.learning_rate, 0.0, total_steps - warmup)], [warmup])
-    graphdef, params, rest = nnx.split(nnx.clone(model), nnx.Param, ...)
-    tx = optax.adamw(schedule, weight_decay=config.weight_decay, mask=_decay_mask(params))
-    opt_state = tx.init(params)
+    return optax.adamw(schedule, weight_decay=config.weight_decay, mask=_decay_mask(params))
+
+
+def _compiled_steps(graphdef, rest, tx, task: Task, dev):
+    """`train_step(params, opt_state, batch) -> (params, opt_state, loss)` (jit-compiled) and
+    `dev_score(params) -> float`, the task's metric on the encoded `dev` split."""
 
     @jax.jit
     def train_step(params, opt_state, batch):
@@ -173,6 +199,25 @@ def finetune(model, task: Task | str, tokenizer: Tokenizer, config: FinetuneConf
         forward = lambda b: logits_fn(params, *batch_inputs(b))  # noqa: E731
         return task.score(predict(forward, dev), dev)["value"]
 
+    return train_step, dev_score
+
+
+@dataclasses.dataclass
+class _Run:
+    """What a training loop reached: the best (dev metric, step, host copy of the parameters),
+    the steps taken, the examples seen, the seconds it took and the loss/dev history."""
+
+    best: tuple
+    step: int
+    seen: int
+    seconds: float
+    history: list[dict]
+
+
+def _train(train_step, dev_score, params, opt_state, train, rng, config: FinetuneConfig, *,
+           total_steps: int, eval_every: int, task: Task, progress: bool) -> _Run:
+    """Steps through `train` batches until `total_steps`, scoring dev every `eval_every` steps
+    and stopping after `config.patience` evaluations without improvement."""
     # The untrained model is never a candidate: a head that has not moved yet must not win
     # early stopping just because the metric starts flat (NER predicts only "O" at first).
     best = (-np.inf, 0, jax.tree.map(np.asarray, params))
@@ -208,15 +253,7 @@ def finetune(model, task: Task | str, tokenizer: Tokenizer, config: FinetuneConf
             if step >= total_steps:
                 break
     bar.close()
-    seconds = time.perf_counter() - start
-    tuned = nnx.merge(graphdef, jax.tree.map(jnp.asarray, best[2]), rest)
-    if tuned.head.labels is None and task.labels is not None:  # a new head learns the task's names
-        tuned.head.labels = check_labels(task.labels, tuned.head.num_labels)
-    if tuned.tokenizer is None:
-        tuned.tokenizer = tokenizer
-    return FinetuneResult(model=tuned, dev_metric=best[0], steps=step, seconds=seconds,
-                          history=history, examples_per_second=seen / seconds,
-                          chance=chance_level(task.task_type, task.labels, dev))
+    return _Run(best, step, seen, time.perf_counter() - start, history)
 
 
 def finetuned_dir(task: str, config: FinetuneConfig) -> Path:
