@@ -217,28 +217,12 @@ def gemm(x: jax.Array | QArray, weight: jax.Array | QArray, *, precision: SitePr
         raise ValueError(f"gemm: x has shape {tuple(x.shape)}, expected [..., K]")
     _validate(x, weight, precision, act_scale, input_scale)
     _validate_epilogue(x, weight, bias, residual)
-    if isinstance(x, QArray) and out_dtype is None:
-        raise ValueError("a pre-quantized (QArray) input needs an explicit out_dtype")
-    out_dtype = jnp.dtype(out_dtype or x.dtype)
-    if (out_dtype == jnp.int8) != (out_scale is not None):
-        raise ValueError("out_scale is required exactly when out_dtype is int8")
-    check_scale(out_scale, "out_scale")
+    out_dtype = _output_dtype(x, out_dtype, out_scale)
     kwargs = dict(precision=precision, bias=bias, activation=activation, residual=residual,
                   act_scale=act_scale, input_scale=input_scale, out_dtype=out_dtype,
                   out_scale=out_scale)
-    if implementation is None:
-        names = implementations()
-    elif isinstance(implementation, str):
-        names = (implementation,)
-    else:
-        names = tuple(implementation)
-    unknown = [n for n in names if n not in _REGISTRY]
-    if unknown:
-        raise ValueError(f"implementation {unknown} is not one of {tuple(_ORDER)}")
-    if not isinstance(implementation, str):  # pass by those that never handle this precision
-        names = tuple(n for n in names if _handles(n, precision)) or names
     errors = []
-    for name in names:
+    for name in _candidate_names(implementation, precision):
         _KERNEL_RAN[0] = None
         try:
             out = _REGISTRY[name].fn(x, weight, **kwargs)
@@ -250,6 +234,36 @@ def gemm(x: jax.Array | QArray, weight: jax.Array | QArray, *, precision: SitePr
         _report(site, precision, weight, _KERNEL_RAN[0] or name, errors)
         return out
     raise NotImplementedError(f"no GEMM implementation handles {precision}: {errors}")
+
+
+def _output_dtype(x, out_dtype, out_scale):
+    """The checked output dtype: `x`'s unless given (a pre-quantized input must give one); an
+    `out_scale` exactly for an INT8 output."""
+    if isinstance(x, QArray) and out_dtype is None:
+        raise ValueError("a pre-quantized (QArray) input needs an explicit out_dtype")
+    out_dtype = jnp.dtype(out_dtype or x.dtype)
+    if (out_dtype == jnp.int8) != (out_scale is not None):
+        raise ValueError("out_scale is required exactly when out_dtype is int8")
+    check_scale(out_scale, "out_scale")
+    return out_dtype
+
+
+def _candidate_names(implementation: str | Sequence[str] | None,
+                     precision: SitePrecision) -> tuple[str, ...]:
+    """The implementations `gemm` tries, in order: the one named, the ones listed, or every
+    automatic one; a list passes by those that never handle `precision`."""
+    if implementation is None:
+        names = implementations()
+    elif isinstance(implementation, str):
+        names = (implementation,)
+    else:
+        names = tuple(implementation)
+    unknown = [n for n in names if n not in _REGISTRY]
+    if unknown:
+        raise ValueError(f"implementation {unknown} is not one of {tuple(_ORDER)}")
+    if not isinstance(implementation, str):
+        names = tuple(n for n in names if _handles(n, precision)) or names
+    return names
 
 
 def quantize_activation(x: jax.Array | QArray, precision: SitePrecision, act_scale=None,
