@@ -5,14 +5,24 @@ Markers (registered in pyproject.toml): `slow` (minutes; `make test-fast` skips 
 """
 
 import json
+import os
 
-import jax
-import numpy as np
-import pytest
+# GPU interpret mode runs each simulated warpgroup as its own XLA:CPU program, whose barrier
+# waits block inside host callbacks. XLA:CPU's concurrency-optimized scheduler lets a program
+# run such callbacks on the intra-op thread pool (one thread per core): on a 2-core machine two
+# blocked warpgroups fill it and the one they wait for never runs (as in the warp-specialized
+# INT8 GEMM with a residual whose dtype differs from its output's). Without it the callbacks run
+# on the calling thread. Set before JAX creates its CPU client, which reads XLA_FLAGS once.
+os.environ["XLA_FLAGS"] = " ".join(filter(None, (
+    os.environ.get("XLA_FLAGS"), "--xla_cpu_enable_concurrency_optimized_scheduler=false")))
 
-from samp_jax import load_pretrained
-from samp_jax.core.assets import minilm_path
-from tests.helpers import GOLDEN
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from samp_jax import load_pretrained  # noqa: E402
+from samp_jax.core.assets import minilm_path  # noqa: E402
+from tests.helpers import GOLDEN  # noqa: E402
 
 
 def pytest_collection_modifyitems(config, items):

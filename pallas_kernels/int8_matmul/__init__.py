@@ -1,12 +1,12 @@
 """INT8 GEMM with a fused dequantize/bias/GELU/residual/requantize epilogue.
 
-Two implementations of one contract (`int8_matmul_reference` is the numerical reference), each
-in its own file with its config, heuristic, tuning candidates, adapter and kernel: `mosaic`
-(Pallas Mosaic GPU, Hopper wgmma) and `triton` (Pallas Triton, sm_80+); `mosaic_ws`, a
-warp-specialized persistent Hopper kernel with no fused epilogue yet (raw int32 only), runs
-only when named. `api.py` holds the
-registry, in the order Hopper tries them (`IMPLEMENTATIONS`), and the front door `int8_matmul`;
-`base.py` what they share (the tuned tables, one JSON file per device kind, in `tuned/`).
+Implementations of one contract (`int8_matmul_reference` is the numerical reference), each in
+its own file with its config, heuristic, tuning candidates, adapter and kernel: `mosaic`
+(Pallas Mosaic GPU, Hopper wgmma) and `triton` (Pallas Triton, sm_80+), tried in that order;
+`mosaic_ws`, a warp-specialized persistent Hopper kernel with the same fused epilogue, runs
+only when named. `api.py` holds the registry, in the order Hopper tries them
+(`IMPLEMENTATIONS`), and the front door `int8_matmul`; `base.py` what they share (the tuned
+tables, one JSON file per device kind, in `tuned/`).
 """
 
 from pallas_kernels.int8_matmul.api import (

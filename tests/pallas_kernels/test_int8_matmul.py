@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.experimental.mosaic.gpu import core as mosaic_gpu_core
 
 from pallas_kernels import devices
 from pallas_kernels.gpu_lowering import A100, H100, gpu_kernel_calls, lower_for_gpu
@@ -38,8 +39,9 @@ from pallas_kernels.int8_matmul import (
     is_hopper,
     mosaic_heuristic,
 )
-from pallas_kernels.int8_matmul import base
+from pallas_kernels.int8_matmul import base, mosaic_ws
 from pallas_kernels.int8_matmul.tuning import candidates, choose, record, tune, tuned
+from tests import numerics_reference
 
 IMPLS = ("triton", "mosaic")
 KERNEL_NAMES = {"triton": KERNEL_NAME, "mosaic": MOSAIC_KERNEL_NAME}
@@ -215,19 +217,46 @@ class Int8MatmulChecks:
                           config=config, interpret=self.INTERPRET)
         np.testing.assert_array_equal(np.asarray(acc), _exact(x, w))
 
-    @pytest.mark.parametrize("activation, out_dtype", [("gelu", jnp.float16), (None, jnp.float32),
-                                                       ("relu", jnp.bfloat16)])
-    def test_the_warp_specialized_epilogue_matches_reference(self, activation, out_dtype):
+    @pytest.mark.parametrize("activation, out_dtype, residual_dtype, epi_tile_n", [
+        ("gelu", jnp.float16, None, 32), (None, jnp.float32, None, 32), ("relu", jnp.bfloat16, None, 32),
+        ("gelu", jnp.float16, jnp.float16, 16), ("relu", jnp.bfloat16, jnp.bfloat16, 16),
+        ("tanh", jnp.float32, jnp.float32, 16), ("gelu", jnp.float16, jnp.float32, 32),
+        ("gelu", jnp.int8, None, 32), ("relu", jnp.int8, jnp.float16, 32),
+        (None, jnp.int8, jnp.float32, 32)])
+    def test_the_warp_specialized_epilogue_matches_reference(self, activation, out_dtype,
+                                                             residual_dtype, epi_tile_n):
+        """Bias, activation, then the residual, as a float or a requantized INT8 output. 4 x 2
+        output tiles (M padded) for 3 interpret-mode SMs: the persistent loop takes turns,
+        reusing its buffers and barriers; 4 or 8 store slices per consumer tile: the two
+        residual slots are reloaded within a tile. A NaN row scale gives a NaN row (INT8: 0)."""
         if not self.runnable("mosaic"):
             pytest.skip("the warp-specialized kernel needs a Hopper GPU")
-        x, w, xs, ws = _operands(100, 256, 256)
-        bias = jnp.asarray(np.random.default_rng(3).normal(size=(256,)), jnp.float32)
-        kwargs = dict(bias=bias, activation=activation, out_dtype=out_dtype)
+        m, k, n = 200, 256, 512
+        x, w, xs, ws = _operands(m, k, n, seed=6)
+        xs = xs.at[7].set(jnp.nan)
+        rng = np.random.default_rng(3)
+        bias = jnp.asarray(rng.normal(size=(n,)), jnp.float32)
+        residual = None if residual_dtype is None else jnp.asarray(rng.normal(size=(m, n)), residual_dtype)
+        kwargs = dict(bias=bias, activation=activation, residual=residual)
+        y = int8_matmul_reference(x, w, xs, ws, out_dtype=jnp.float32, **kwargs)
+        if out_dtype == jnp.int8:  # clips the largest 1%; a traced scale, not a constant
+            kwargs["out_scale"] = jnp.asarray(np.nanpercentile(np.abs(np.asarray(y)), 99) / 127, jnp.float32)
+        config = WsConfig(tile_m=64, tile_n=128, tile_k=64, epi_tile_n=epi_tile_n)
         out = int8_matmul(x, w, xs, ws, implementation="mosaic_ws", interpret=self.INTERPRET,
-                          config=WsConfig(tile_m=64, tile_n=64, tile_k=64), **kwargs)
-        ref = int8_matmul_reference(x, w, xs, ws, **kwargs)
-        np.testing.assert_allclose(np.asarray(out, np.float32), np.asarray(ref, np.float32),
-                                   rtol=TOLERANCE[out_dtype], atol=TOLERANCE[out_dtype])
+                          config=config, out_dtype=out_dtype, **kwargs)
+        ref = int8_matmul_reference(x, w, xs, ws, out_dtype=out_dtype, **kwargs)
+        assert out.dtype == out_dtype and out.shape == (m, n)
+        if out_dtype != jnp.int8:
+            np.testing.assert_allclose(np.asarray(out, np.float32), np.asarray(ref, np.float32),
+                                       rtol=TOLERANCE[out_dtype], atol=TOLERANCE[out_dtype])
+            assert np.isnan(np.asarray(out, np.float32)[7]).all()
+            return
+        q, q_ref = np.asarray(out, np.int64), np.asarray(ref, np.int64)
+        assert (np.abs(q_ref) == 127).mean() > 0.005 and not q[7].any()
+        # only values within float32 rounding of a .5 tie may round the other way
+        tie = numerics_reference.near_tie(np.asarray(y), np.asarray(kwargs["out_scale"]))
+        assert np.abs(q - q_ref).max() <= 1, np.abs(q - q_ref).max()
+        assert not ((q != q_ref) & ~tie).any(), f"{int(((q != q_ref) & ~tie).sum())} INT8 values differ"
 
 
 class TestInterpret(Int8MatmulChecks):
@@ -347,26 +376,75 @@ def test_environment_variable_goes_first_and_is_validated(monkeypatch):
     np.testing.assert_array_equal(np.asarray(acc), _exact(x, w))
 
 
-def test_the_warp_specialized_kernel_declines_what_it_does_not_fuse_and_runs_only_when_named():
+def test_the_warp_specialized_kernel_runs_only_when_named():
+    """Named, it runs every epilogue (a residual, an INT8 output, both); the automatic choice
+    never picks it, on the CPU or on Hopper."""
     x, w, xs, ws = _operands(8, 256, 256)
-    with pytest.raises(NotImplementedError, match="residual or an INT8"):
-        int8_matmul(x, w, xs, ws, residual=jnp.zeros((8, 256)), implementation="mosaic_ws", interpret=True)
-    with pytest.raises(NotImplementedError, match="residual or an INT8"):
-        int8_matmul(x, w, xs, ws, out_dtype=jnp.int8, out_scale=0.1, implementation="mosaic_ws",
-                    interpret=True)
+    residual = jnp.zeros((8, 256), jnp.float16)
+    for kwargs in (dict(residual=residual), dict(out_dtype=jnp.int8, out_scale=0.1),
+                   dict(residual=residual, out_dtype=jnp.int8, out_scale=0.1)):
+        def run(x, implementation, kwargs=kwargs):
+            return int8_matmul(x, w, xs, ws, implementation=implementation, interpret=True, **kwargs)
+        assert _kernels_in(str(jax.make_jaxpr(lambda x: run(x, "mosaic_ws"))(x))) == [WS_KERNEL_NAME]
+        assert WS_KERNEL_NAME not in _kernels_in(str(jax.make_jaxpr(lambda x: run(x, None))(x)))
     assert "mosaic_ws" not in default_order(H100) and "mosaic_ws" not in IMPLEMENTATIONS
+    fn = lambda *a: int8_matmul(*a, residual=residual, out_dtype=jnp.int8, out_scale=0.1)  # noqa: E731
+    hlo = lower_for_gpu(fn, *(jax.ShapeDtypeStruct(a.shape, a.dtype) for a in (x, w, xs, ws)))
+    assert MOSAIC_KERNEL_NAME in hlo and WS_KERNEL_NAME not in hlo
+
+
+def test_the_warp_specialized_kernel_counts_its_epilogue_buffers_in_shared_memory():
+    """The residual's slots count beside the store slots, in the call's dtypes; a call that
+    does not fit in Hopper's 227 KiB is declined, and the heuristic and the candidates offer
+    only configs that fit."""
+    config = WsConfig()  # 128 x 256 CTA tiles, three 128-deep TMA buffers, 32-column slices
+    slots = 2 * 2 * 128 * 32  # two consumers, two slots, [tile_m, epi_tile_n]
+    assert config.smem_bytes(jnp.float16, jnp.float16) == config.smem_bytes(jnp.int32)
+    assert config.smem_bytes(jnp.int8, jnp.float32) - config.smem_bytes(jnp.int8) == 4 * slots
+    assert config.refuses(jnp.float16, jnp.float16) is None
+    assert "shared memory" in config.refuses(jnp.float32, jnp.float32)
+    assert "32-byte swizzle" in WsConfig(epi_tile_n=16).refuses(jnp.int8)
     with pytest.raises(ValueError, match="shared memory"):
         WsConfig(tile_m=128, tile_n=128, tile_k=128, max_concurrent_steps=5)
+    shape = (4096, 768, 3072)  # BERT-base's FFN output at 4,096 tokens
+    for out_dtype, residual_dtype in [(jnp.float16, jnp.float16), (jnp.float32, jnp.float32),
+                                      (jnp.int8, jnp.float32), (jnp.int8, None)]:
+        dtypes = dict(out_dtype=out_dtype, residual_dtype=residual_dtype)
+        assert mosaic_ws.heuristic(*shape, **dtypes).refuses(out_dtype, residual_dtype) is None
+        options = mosaic_ws.candidates(*shape, **dtypes)
+        assert options and not any(c.refuses(out_dtype, residual_dtype) for c in options)
+    wide = dict(out_dtype=jnp.float32, residual_dtype=jnp.float32)
+    assert len(mosaic_ws.candidates(*shape, **wide)) < len(mosaic_ws.candidates(*shape))
+    assert mosaic_ws.heuristic(*shape, **wide).epi_tile_n == 16
+    x, w, xs, ws = _operands(8, 256, 256)
+    with pytest.raises(NotImplementedError, match="declines this config.*shared memory"):
+        int8_matmul(x, w, xs, ws, residual=jnp.zeros((8, 256)), out_dtype=jnp.float32,
+                    implementation="mosaic_ws", config=config, interpret=True)
 
 
-@pytest.mark.parametrize("out_dtype", [jnp.int32, jnp.float16])
-def test_the_warp_specialized_kernel_lowers_for_hopper(out_dtype):
+@pytest.mark.parametrize("out_dtype, residual_dtype, k, n", [
+    (jnp.int32, None, 768, 3072), (jnp.float16, None, 768, 3072),  # FFN in: bias + GELU
+    (jnp.float16, jnp.float16, 3072, 768), (jnp.float32, jnp.float32, 3072, 768),  # FFN out + residual
+    (jnp.int8, None, 768, 3072), (jnp.int8, jnp.float16, 768, 768)])  # requantized for the next GEMM
+def test_the_warp_specialized_kernel_lowers_for_hopper(monkeypatch, out_dtype, residual_dtype, k, n):
+    """BERT-base sites at 4,096 tokens lower to the Mosaic GPU kernel (a traced out_scale),
+    and the lowering allocates exactly the shared memory `WsConfig.smem_bytes` counts."""
+    allocated, tree_size = [], mosaic_gpu_core._smem_tree_size  # the kernel's SMEM bytes
+    monkeypatch.setattr(mosaic_gpu_core, "_smem_tree_size",
+                        lambda tree: allocated.append(tree_size(tree)) or allocated[-1])
     S = jax.ShapeDtypeStruct
-    fn = lambda x, w, b: int8_matmul(x, w, jnp.ones((4096, 1)), jnp.ones((3072,)),  # noqa: E731
-                                     bias=b, activation="gelu", out_dtype=out_dtype,
-                                     implementation="mosaic_ws")
-    hlo = lower_for_gpu(fn, S((4096, 768), jnp.int8), S((768, 3072), jnp.int8), S((3072,), jnp.float32))
+    requant = out_dtype == jnp.int8
+
+    def fn(x, w, b, r, s):
+        return int8_matmul(x, w, jnp.ones((4096, 1)), jnp.ones((n,)), bias=b, activation="gelu",
+                           residual=r, out_dtype=out_dtype, out_scale=s if requant else None,
+                           implementation="mosaic_ws")
+    hlo = lower_for_gpu(fn, S((4096, k), jnp.int8), S((k, n), jnp.int8), S((n,), jnp.float32),
+                        None if residual_dtype is None else S((4096, n), residual_dtype),
+                        S((), jnp.float32))
     assert gpu_kernel_calls(hlo) == ["mosaic_gpu_v2"] and WS_KERNEL_NAME in hlo
+    config = mosaic_ws.heuristic(4096, n, k, out_dtype=out_dtype, residual_dtype=residual_dtype)
+    assert allocated[-1] == config.smem_bytes(out_dtype, residual_dtype) <= 227 * 1024
 
 
 def test_heuristics_small_and_large_m():
