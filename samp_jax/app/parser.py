@@ -224,7 +224,9 @@ def _add_finetune_settings(p: argparse.ArgumentParser) -> None:
     g.add_argument("--eval-every", type=_eval_every, default="auto",
                    help="steps between dev evaluations; 'auto': ten per run (default: %(default)s)")
     g.add_argument("--patience", type=positive_int, default=5,
-                   help="dev evaluations without improvement before stopping (default: %(default)s)")
+                   help="dev evaluations without improvement before stopping, counted once the "
+                        "dev metric beats always predicting the most frequent class "
+                        "(default: %(default)s)")
     g.add_argument("--strict", action="store_true",
                    help="fail (exit 1, nothing saved) when the dev metric is no better than "
                         "always predicting the most frequent class; without it, a warning")

@@ -4,9 +4,11 @@ The train step is one jit-compiled function of (params, optimizer state, batch);
 cut to length buckets, so it compiles once per bucket. A run takes `epochs` passes but at least
 `min_steps` steps, so that a few hundred rows get enough updates. The dev split is scored every
 `eval_every` steps (by default ten times per run); the best parameters are kept and training
-stops after `patience` evaluations without improvement. The result says whether the best dev
-metric beats always predicting the most frequent dev class (`FinetuneResult.learned`). Fine-tuned models are cached as HF checkpoint folders keyed by
-task, seed and settings, so tests, the demo and the search re-use them.
+stops after `patience` evaluations without improvement, counted only once the best dev metric
+beats always predicting the most frequent dev class: a run still at that level (a tagger
+predicts only "O" at first) trains to its last step. The result says whether the best dev
+metric beats it (`FinetuneResult.learned`). Fine-tuned models are cached as HF checkpoint
+folders keyed by task, seed and settings, so tests, the demo and the search re-use them.
 """
 
 from __future__ import annotations
@@ -145,8 +147,10 @@ def finetune(model, task: Task | str, tokenizer: Tokenizer, config: FinetuneConf
     graphdef, params, rest = nnx.split(nnx.clone(model), nnx.Param, ...)
     tx = _optimizer(config, total_steps, warmup, params)
     train_step, dev_score = _compiled_steps(graphdef, rest, tx, task, dev)
+    chance = chance_level(task.task_type, task.labels, dev)
     run = _train(train_step, dev_score, params, tx.init(params), train, rng, config,
-                 total_steps=total_steps, eval_every=eval_every, task=task, progress=progress)
+                 total_steps=total_steps, eval_every=eval_every, task=task, progress=progress,
+                 chance=chance)
     best_metric, _, best_params = run.best
     tuned = nnx.merge(graphdef, jax.tree.map(jnp.asarray, best_params), rest)
     if tuned.head.labels is None and task.labels is not None:  # a new head learns the task's names
@@ -155,7 +159,7 @@ def finetune(model, task: Task | str, tokenizer: Tokenizer, config: FinetuneConf
         tuned.tokenizer = tokenizer
     return FinetuneResult(model=tuned, dev_metric=best_metric, steps=run.step, seconds=run.seconds,
                           history=run.history, examples_per_second=run.seen / run.seconds,
-                          chance=chance_level(task.task_type, task.labels, dev))
+                          chance=chance)
 
 
 def _encoded_splits(task: Task, tokenizer: Tokenizer, config: FinetuneConfig, rng):
@@ -215,9 +219,11 @@ class _Run:
 
 
 def _train(train_step, dev_score, params, opt_state, train, rng, config: FinetuneConfig, *,
-           total_steps: int, eval_every: int, task: Task, progress: bool) -> _Run:
+           total_steps: int, eval_every: int, task: Task, progress: bool,
+           chance: ChanceLevel | None = None) -> _Run:
     """Steps through `train` batches until `total_steps`, scoring dev every `eval_every` steps
-    and stopping after `config.patience` evaluations without improvement."""
+    and stopping after `config.patience` evaluations without improvement once the best dev
+    metric beats `chance` (before that, a flat metric is no reason to stop)."""
     # The untrained model is never a candidate: a head that has not moved yet must not win
     # early stopping just because the metric starts flat (NER predicts only "O" at first).
     best = (-np.inf, 0, jax.tree.map(np.asarray, params))
@@ -245,7 +251,7 @@ def _train(train_step, dev_score, params, opt_state, train, rng, config: Finetun
                     bar.write(f"step {step}: dev {task.metric} {score:.4f}", file=sys.stderr)
                 if score > best[0]:
                     best, bad_evals = (score, step, jax.tree.map(np.asarray, params)), 0
-                else:
+                elif chance is None or chance.beaten_by(best[0]):
                     bad_evals += 1
                     if bad_evals >= config.patience:
                         stop = True
