@@ -220,13 +220,17 @@ def run_seed(study: Study, seed: int, splits: dict[str, list], out: Path) -> dic
 
 
 def summarize(study: Study, rows: list[dict], args: argparse.Namespace) -> dict:
-    """The study's record: provenance, every seed's row and the spread of the test change."""
-    changes = [r["test_relative_change"] for r in rows]
+    """The study's record: provenance, every seed's row and the spread of the test change over
+    the seeds whose fine-tune learned (a model at chance has no relative change to judge)."""
+    changes = [r["test_relative_change"] for r in rows if r["test_relative_change"] is not None]
+    if not changes:  # every fine-tune so far is at chance: no search to judge yet
+        changes = [float("nan")]
     return {"provenance": provenance("python tools/fresh_splits.py " + shlex.join(sys.argv[1:]),
                                      device_description()),
             "study": study.name, "description": study.description, "tolerance": 0.01,
             "sizes": study.sizes, "finetune_arguments": study.finetune,
             "seeds_requested": args.seeds, "rows": rows,
+            "seeds_not_learned": [r["seed"] for r in rows if r["test_relative_change"] is None],
             "test_relative_change": {"mean": statistics.fmean(changes), "min": min(changes),
                                      "max": max(changes),
                                      "stdev": statistics.stdev(changes) if len(changes) > 1 else 0.0}}

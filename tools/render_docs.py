@@ -65,14 +65,17 @@ def fresh_splits_section() -> list[str]:
         for r in record["rows"]:
             tuned = r.get("finetune")
             metric = r.get("metric") or ("roc_auc" if name == "snli-embed" else "")
+            change = r["test_relative_change"]
             parts.append(
                 f"| {name} | {r['seed']} | {r.get('search_rows', r.get('search_pairs'))} | "
                 f"{r.get('test_rows', r.get('test_pairs'))} | {metric} | "
                 f"{'zero-shot' if tuned is None else format(tuned['dev_metric'], '.4f')} | "
                 f"{r['fp32_test']:.4f} | {r['chosen_test']:.4f} | "
-                f"{100 * r['test_relative_change']:+.2f}% | {100 * r['int8_flop_fraction']:.0f}% |")
-            held += r["test_relative_change"] >= -record["tolerance"]
-            total += 1
+                + ("fine-tune at chance" if change is None else f"{100 * change:+.2f}%")
+                + f" | {100 * r['int8_flop_fraction']:.0f}% |")
+            if change is not None:
+                held += change >= -record["tolerance"]
+                total += 1
     parts += ["", f"Within the 1% tolerance on the fresh test rows: {held} of {total} runs.", ""]
     for record in records:
         spread = record["test_relative_change"]
