@@ -65,10 +65,15 @@ def test_latency_estimate_and_flop_fraction():
 def test_measured_table_and_end_to_end_check_run_on_this_device(tiny):
     table = measure_table(tiny, 4, 16, repeats=3)
     assert table.source == "measured" and all(v > 0 for v in table.site_ms.values())
-    # every precision's sites are scaled to reproduce its own measured whole forward
+    # every precision's sites are scaled to reproduce its own measured whole forward, unless
+    # that forward came out shorter than the default's time outside the sites (a shared CPU's
+    # noise on a sub-millisecond forward): then its sites keep a sliver of their timed cost
     for name, ms in table.forward_ms.items():
         uniform = PrecisionMap.from_table({}, 3, default=as_precision(name))
-        assert table.map_ms(uniform) == pytest.approx(ms, rel=1e-9), name
+        if ms > table.other_ms * 1.01:
+            assert table.map_ms(uniform) == pytest.approx(ms, rel=1e-9), name
+        else:
+            assert ms <= table.map_ms(uniform) <= table.other_ms * 1.02, name
     assert set(table.forward_ms) == {str(p) for p in DEFAULT_PRECISIONS}
     rows = check_against_forward(tiny, table, {"fp16": PrecisionMap.preset("fp16", 3)}, repeats=3)
     assert rows[0]["measured_ms"] > 0 and np.isfinite(rows[0]["relative_error"])
