@@ -20,7 +20,6 @@ shape. `site_ms` comes from one of two sources, and a table says which:
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import json
 import re
