@@ -96,7 +96,9 @@ def fresh_splits_section() -> list[str]:
         parts.append(f"- {record.get('study', record.get('task'))}: test change mean "
                      f"{100 * spread['mean']:+.2f}%, min {100 * spread['min']:+.2f}%, max "
                      f"{100 * spread['max']:+.2f}%, standard deviation {100 * spread['stdev']:.2f} "
-                     "points.")
+                     "points" + (f" (left out: seed {', '.join(map(str, record['seeds_not_learned']))}, "
+                                 "whose fine-tune stayed at chance on dev)."
+                                 if record.get("seeds_not_learned") else "."))
     return parts + [""]
 
 
