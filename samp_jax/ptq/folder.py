@@ -6,7 +6,8 @@ what is used.
   hashes those same bytes, which are then parsed. A save that replaces the folder meanwhile (a
   rename, `samp_jax.core.atomic`) cannot mix files of two saves: every file comes from the
   folder as it was opened; if that folder is deleted before its files are read, the load
-  stops with "replaced while it was read".
+  stops with "replaced while it was read", as it does when a listed file is gone from a folder
+  that no longer has the name it was opened by (a save removing it file by file).
 - Only the authenticated format: format version 2, whose sidecar lists every file with its
   sha256 and size. Version 1 had no such list (an edited scale loaded silently) and is refused.
 - Every sidecar field the loader uses is checked for its JSON type, the GEMM implementation it
@@ -68,12 +69,25 @@ def read_file(directory: Path, folder_fd: int, name: str) -> bytes | None:
     try:
         fd = os.open(name, os.O_RDONLY, dir_fd=folder_fd)
     except (FileNotFoundError, IsADirectoryError):
-        if os.fstat(folder_fd).st_nlink == 0:  # removed since it was opened
+        if _replaced(directory, folder_fd):
             raise FolderChanged(f"{directory} was replaced while it was being read (a save into "
                                 "it at the same time?); load it again") from None
         return None
     with os.fdopen(fd, "rb") as f:
         return f.read()
+
+
+def _replaced(directory: Path, folder_fd: int) -> bool:
+    """Whether the folder opened as `folder_fd` is no longer the one `directory` names: it was
+    removed, or is being removed file by file after a save renamed a new folder into place."""
+    held = os.fstat(folder_fd)
+    if held.st_nlink == 0:
+        return True
+    try:
+        now = os.stat(directory)
+    except FileNotFoundError:
+        return True
+    return (now.st_dev, now.st_ino) != (held.st_dev, held.st_ino)
 
 
 def read_folder(directory: Path, names: Iterable[str]) -> dict[str, bytes | None]:

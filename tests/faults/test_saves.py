@@ -204,6 +204,25 @@ def test_a_folder_deleted_before_its_weights_are_read_is_a_clear_error(models, t
         QuantizedModel.load(folder)
 
 
+def test_a_folder_being_deleted_file_by_file_is_a_clear_error(models, tmp_path, monkeypatch):
+    """The save's clean-up removes the replaced folder one file at a time: a load holding that
+    folder open meets a listed file that is gone while the folder itself still exists."""
+    old, new = models
+    folder = old.save(tmp_path / "model")
+    real = saved.read_file
+
+    def read_file(directory, fd, name):
+        if name == "model.safetensors":
+            aside = tmp_path / "aside"
+            folder.rename(aside)  # the folder being read is renamed aside, a new one takes its name
+            new.save(folder)
+            (aside / name).unlink()  # and the old one is half deleted
+        return real(directory, fd, name)
+    monkeypatch.setattr(saved, "read_file", read_file)
+    with pytest.raises(FileNotFoundError, match=r"model was replaced while it was being read"):
+        QuantizedModel.load(folder)
+
+
 def test_loads_racing_saves_give_one_model_or_a_clear_error(models, tmp_path):
     """A thread saves the two models into one folder in turn while loads run: each load gives
     the old or the new model's outputs, or says the folder was replaced (or is between the
