@@ -16,6 +16,8 @@ import os
 os.environ["XLA_FLAGS"] = " ".join(filter(None, (
     os.environ.get("XLA_FLAGS"), "--xla_cpu_enable_concurrency_optimized_scheduler=false")))
 
+import tempfile  # noqa: E402
+
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -23,6 +25,18 @@ import pytest  # noqa: E402
 from samp_jax import load_pretrained  # noqa: E402
 from samp_jax.core.assets import minilm_path  # noqa: E402
 from tests.helpers import GOLDEN  # noqa: E402
+
+# Many tests build the same small programs (one tiny config, a few shapes). JAX's persistent
+# compilation cache lets every pytest process reuse what another compiled: the tests run the
+# same executables, compiled once. $SAMP_JAX_TEST_XLA_CACHE names the folder; "off" disables it.
+# A loaded program still counts as a compilation for `CompileCounter`
+# (tests/samp_jax/serving/test_engine.py checks it).
+TEST_XLA_CACHE = os.environ.get("SAMP_JAX_TEST_XLA_CACHE") or os.path.join(
+    tempfile.gettempdir(), f"samp_jax_test_xla_cache_{os.getuid()}")
+if TEST_XLA_CACHE != "off":
+    jax.config.update("jax_compilation_cache_dir", TEST_XLA_CACHE)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -102,7 +102,9 @@ class EngineOutput:
 
 class CompileCounter:
     """Counts XLA backend compilations (any function, any cause) while the block runs, through
-    `jax.monitoring`: `with CompileCounter() as c: engine(texts)` then `c.count == 0`."""
+    `jax.monitoring`: `with CompileCounter() as c: engine(texts)` then `c.count == 0`. A program
+    that JAX's persistent compilation cache serves counts too (JAX reports its load as a
+    backend compilation)."""
 
     def __enter__(self) -> "CompileCounter":
         self.count = 0

@@ -20,7 +20,7 @@ import samp_jax
 from samp_jax import EncoderModel, PrecisionMap, TokenClassifier, Tokenizer, quantize
 from samp_jax.models.heads import make_head
 from samp_jax.serving.batching import bucket_for
-from samp_jax.serving.engine import CompileCounter, Engine
+from samp_jax.serving.engine import CompileCounter, Engine, enable_compilation_cache
 from tests.helpers import TINY_CONFIG
 
 SEQ_BUCKETS = (16, 32, 64)
@@ -385,6 +385,21 @@ def test_persistent_cache_dir_is_filled_and_reused(minilm, tokenizer, tmp_path, 
     assert second.cache_dir == cache.resolve()
     assert hits["/jax/compilation_cache/cache_hits"] == 1  # loaded, not compiled
     np.testing.assert_array_equal(second(["a b c"]).embeddings, first(["a b c"]).embeddings)
+
+
+def test_the_compile_counter_counts_programs_the_persistent_cache_serves(tmp_path,
+                                                                         restore_cache_config):
+    """A program recompiled after the in-memory caches are cleared comes from the persistent
+    cache without a backend compilation; it still counts."""
+    enable_compilation_cache(tmp_path / "xla")
+    f = jax.jit(lambda x: jnp.sin(x) * 3 + 1)
+    x = jnp.arange(5.0)
+    with CompileCounter() as first:
+        f(x).block_until_ready()
+    jax.clear_caches()
+    with CompileCounter() as again:
+        jax.jit(lambda x: jnp.sin(x) * 3 + 1)(x).block_until_ready()
+    assert first.count == again.count == 1
 
 
 class _TokenScores(nnx.Module):
