@@ -285,7 +285,14 @@ def _finetune(args) -> int:
     tokenizer = model.tokenizer
     test = make_evaluator(task, tokenizer, seed=args.seed) if task.split("test") else None
     _say(args, f"fine-tuning {args.model} on {task.name} ({task.task_type.name}, labels "
-               f"{list(task.labels)}); split sizes {task.sizes()}")
+               f"{list(task.labels)}); split sizes {task.sizes()}; data: {task.source}")
+    held_out = [s for s in ("calibration", "search") if s not in _split_files(args)]
+    if "train" in _split_files(args) and held_out:
+        _say(args, f"  the {' and '.join(held_out)} rows are carved from your train file and not "
+                   "trained on, so that a search with the same --split-file options and --seed "
+                   "scores rows the model never saw; give --split-file "
+                   f"{' --split-file '.join(s + '=FILE' for s in held_out)} to train on every "
+                   "train row")
     result = finetune(model, task, tokenizer, config, progress=not args.json)
     if not result.learned:
         verdict = (result.chance.describe(result.dev_metric, "the fine-tuned model's dev") +

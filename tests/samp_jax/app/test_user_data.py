@@ -177,6 +177,21 @@ def test_finetune_on_your_file_writes_a_loadable_folder(data_files, tmp_path, ca
     assert model.head.labels == ("neg", "pos") and model.tokenizer is not None
 
 
+def test_finetune_on_a_train_file_says_which_rows_it_holds_out(tiny_dirs, data_files, tmp_path,
+                                                             capsys):
+    lines = (data_files / "reviews.csv").read_text().splitlines()
+    (tmp_path / "train.csv").write_text("\n".join(lines[:61]) + "\n")
+    (tmp_path / "search.csv").write_text("\n".join([lines[0], *lines[61:]]) + "\n")
+    code, stdout, err = _run(capsys, "finetune", "--model", str(tiny_dirs["sequence_classification"]),
+                             "--split-file", f"train={tmp_path / 'train.csv'}", "--split-file",
+                             f"search={tmp_path / 'search.csv'}", "--epochs", "0.1",
+                             "--min-steps", "0", "--batch-size", "8", "--out", str(tmp_path / "t"))
+    assert code == 0, err
+    assert "calibration, dev carved from train with split seed 0" in err
+    assert ("the calibration rows are carved from your train file and not trained on" in err
+            and "give --split-file calibration=FILE to train on every train row" in err), err
+
+
 @pytest.mark.parametrize("fmt", ["parquet", "save_to_disk"])
 def test_eval_reads_parquet_and_saved_dataset_folders(tiny_dirs, data_files, tmp_path, capsys, fmt):
     rows = [line.split(",") for line in (data_files / "reviews.csv").read_text().splitlines()[1:]]
