@@ -28,7 +28,8 @@ PYTEST := XLA_PYTHON_CLIENT_PREALLOCATE=false $(VPY) -m pytest -q -n $(TEST_JOBS
 test: $(STAMP)
 	$(PYTEST) tests
 
-# Skips the tests marked `slow` (minutes each on a 2-core CPU).
+# Skips the tests marked `slow`: minutes each on a 2-core CPU, or processes started, killed or
+# restarted (distributed peers that die, a restart that reads the compilation cache, Ctrl-C).
 test-fast: $(STAMP)
 	$(PYTEST) -m "not slow" tests
 

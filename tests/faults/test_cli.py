@@ -295,6 +295,7 @@ def _start(args, tmp_path):
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
+@pytest.mark.slow
 def test_ctrl_c_mid_run_exits_130_without_a_traceback(files, tmp_path):
     run = _start(["eval", "--model", str(files / "model"), "--data", str(files / "data.csv"),
                   "--precision", "fp16,fp8,bf16,fully_quant,quant_ffn_only,fp16,fp8"], tmp_path)

@@ -167,6 +167,7 @@ def test_python_evaluate_under_jax_distributed_equals_one_process(files, tmp_pat
             np.testing.assert_array_equal(other, one, err_msg=precision)
 
 
+@pytest.mark.slow
 def test_processes_given_different_data_refuse_to_mix_it(files, tmp_path):
     other = tmp_path / "other.csv"
     lines = (files / "data.csv").read_text().splitlines(keepends=True)
@@ -183,6 +184,7 @@ def test_processes_given_different_data_refuse_to_mix_it(files, tmp_path):
     assert not (tmp_path / "p.jsonl").exists()
 
 
+@pytest.mark.slow
 def test_a_process_that_dies_stops_the_others_within_bounded_time(files, tmp_path):
     args = [*EVAL[:-1], "--precision", "fp16,fully_quant,fp8,bf16,fp16,fully_quant",
             "--model", str(files / "model"), "--data", str(files / "data.csv")]
@@ -211,6 +213,7 @@ def test_a_process_that_dies_stops_the_others_within_bounded_time(files, tmp_pat
     second.communicate()
 
 
+@pytest.mark.slow
 def test_a_dead_process_0_stops_the_others_with_one_line(tmp_path):
     """Process 0 hosts the coordinator: its death must not make jaxlib abort the survivors."""
     port, start = _free_port(), time.monotonic()
@@ -229,6 +232,7 @@ def test_a_dead_process_0_stops_the_others_with_one_line(tmp_path):
     first.communicate()
 
 
+@pytest.mark.slow
 def test_a_silent_peer_stops_the_others_after_the_heartbeat_timeout(tmp_path):
     """A peer that stops answering (SIGSTOP: its connections stay open, as on a lost host)."""
     port = _free_port()
@@ -286,6 +290,7 @@ def _one_line_exit_1(process: subprocess.Popen, started: float, timeout_s: int) 
     return lines[0]
 
 
+@pytest.mark.slow
 def test_a_peer_that_never_starts_ends_process_0_in_one_line(files, tmp_path):
     started = time.monotonic()
     line = _one_line_exit_1(_predict_process(files, tmp_path, _free_port(), 2, 0), started, 3)
@@ -294,6 +299,7 @@ def test_a_peer_that_never_starts_ends_process_0_in_one_line(files, tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.slow
 def test_a_coordinator_that_never_starts_ends_the_others_in_one_line(files, tmp_path):
     started = time.monotonic()
     line = _one_line_exit_1(_predict_process(files, tmp_path, _free_port(), 2, 1), started, 3)

@@ -445,6 +445,7 @@ def test_custom_heads_are_served_as_they_declare_and_undeclared_ones_refused(tok
     assert counter.count == 0  # refused before compiling anything
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("precision", ["fp32", "fully_quant"])
 def test_a_restarted_process_loads_the_engine_from_the_persistent_cache(minilm_dir, tmp_path, precision):
     """Two processes, one after the other, with `$SAMP_JAX_XLA_CACHE` set: the first compiles
