@@ -21,7 +21,8 @@ demo: $(STAMP)
 
 # Everything; tests marked `gpu` skip themselves without a GPU (tests/conftest.py). Two pytest
 # workers (pytest-xdist), each test file on one worker: most tests are bound by single-threaded
-# compilation, so two workers on two cores take about 13 minutes where one took about 21.
+# compilation, which two workers on two cores overlap, and the workers share one persistent XLA
+# compilation cache (tests/conftest.py; SAMP_JAX_TEST_XLA_CACHE=off disables it).
 # TEST_JOBS=0 runs in one process. Workers share a GPU, so none preallocates its memory.
 TEST_JOBS ?= 2
 PYTEST := XLA_PYTHON_CLIENT_PREALLOCATE=false $(VPY) -m pytest -q -n $(TEST_JOBS) --dist loadfile --durations=15
