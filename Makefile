@@ -5,7 +5,7 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test test-fast mutation golden clean
+.PHONY: venv demo test test-fast mutation golden gpu-carry clean
 
 venv: $(STAMP)
 
@@ -43,6 +43,13 @@ mutation: $(STAMP)
 # Regenerates tests/golden with Hugging Face's own code (torch + transformers 4.57, Python 3.11).
 golden: $(STAMP)
 	bash tools/make_golden.sh
+
+# What benchmarks/gpu_check.sh needs on a GPU machine that has no package registry, in the
+# ignored folders a device run carries (.whl and .carry): a flax 0.12.10 wheel and an FP16 copy
+# of MiniLM (about 45 MB).
+gpu-carry: $(STAMP)
+	$(VPY) -m pip download -q --no-deps --only-binary :all: --dest .whl flax==0.12.10
+	PYTHONPATH=. $(VPY) benchmarks/minilm_fp16.py --out .carry/minilm-fp16
 
 clean:
 	rm -rf $(VENV) .pytest_cache

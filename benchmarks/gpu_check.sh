@@ -9,7 +9,8 @@
 #   <device>-e2e.json         end to end, BERT-base with random weights (samp-jax bench)
 #   <device>-e2e-minilm.json  end to end, MiniLM from an FP16 copy ($MINILM), if one is there
 #   <device>-profile.json     per-kernel time breakdown of one forward (benchmarks/kernel_profile.py)
-# Before the GPU session, on any machine: python benchmarks/minilm_fp16.py --out .carry/minilm-fp16
+# Before the GPU session, on any machine: `make gpu-carry` (a flax 0.12.10 wheel into .whl/, an FP16
+# MiniLM into .carry/minilm-fp16); carry both folders to the GPU machine.
 # QUICK=1 runs every step with its tiny CPU option (what tests/benchmarks/test_gpu_check.py does).
 # COMPILE_PROBE=1 adds benchmarks/compile_time.py (per-preset compile seconds, FP8 included),
 # with XLA's autotuner on and off, outside the 8 minutes.

@@ -33,7 +33,7 @@ PACKAGE_DATA = (
 )
 # Left out of the copy the sdist is built from (the build then writes nothing into the checkout):
 # at the top level, and anywhere.
-TOP_IGNORE = {".git", ".venv", ".golden-venv", ".ort-venv", ".whl", "build", "dist", "out", "demo_out", "search_out"}
+TOP_IGNORE = {".git", ".venv", ".golden-venv", ".ort-venv", ".whl", ".carry", "build", "dist", "out", "demo_out", "search_out"}
 ANY_IGNORE = shutil.ignore_patterns("__pycache__", "*.egg-info", ".pytest_cache")
 
 
