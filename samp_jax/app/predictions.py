@@ -1,6 +1,8 @@
 """`samp-jax predict`: one JSON line per input row, from a float or quantized model folder.
 
-- sequence classification: `{"text", ["text_pair"], "label", "score", "probabilities"}`;
+- sequence classification: `{"text", ["text_pair"], "label", "score", "probabilities"}`; a head
+  of one output (num_labels=1: a reranker or a regression cross-encoder) `{"text",
+  ["text_pair"], "score"}`, its raw output (the logit, before any sigmoid);
 - token classification: `{"tokens", "tags"}` (one tag per word, its first sub-token's);
 - sentence embedding: `{"text", "embedding"}`.
 
@@ -94,6 +96,10 @@ def _predict(engine, rows: Sequence[dict]) -> list[dict]:
             records.append({"text": r["text"], "embedding": np.round(embedding, 6).tolist(),
                             "truncated": bool(cut)})
         return records
+    if result.logits.shape[-1] == 1:  # one output (a reranker, a regression): its raw score
+        return [{"text": r["text"]} | ({"text_pair": r["text_pair"]} if pairs else {})
+                | {"score": float(logit[0]), "truncated": bool(cut)}
+                for r, logit, cut in zip(rows, result.logits, result.truncated)]
     names = _label_names(engine, result.logits.shape[-1])
     probabilities = np.exp(log_softmax(result.logits))
     for r, p, cut in zip(rows, probabilities, result.truncated):

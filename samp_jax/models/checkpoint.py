@@ -431,6 +431,8 @@ def load_pretrained(path: str | Path, *, head: str | HeadKind | None = None,
     family = get_family(config.model_type)
     hf = _read_hf(path)
     head, num_labels = _resolve_head(path, family, hf, head, num_labels)
+    if not allow_new_head:
+        check_problem_type(path / "config.json", hf, head)
     spec = _head_spec(path, family, hf, head, num_labels, pooling, normalize)
     state, source = read_state_dict(path, allow_torch_pickle=allow_torch_pickle)
     rngs = nnx.Rngs(0)
@@ -439,6 +441,32 @@ def load_pretrained(path: str | Path, *, head: str | HeadKind | None = None,
                          attention_impl=attention_impl, rngs=rngs)
     assign_state_dict(model, state, path=path / source, allow_new_head=allow_new_head, strict=strict)
     return model
+
+
+# HF's `problem_type`s whose head samp-jax serves as it was trained: one class per row
+# (softmax), or one score per row (num_labels=1, HF's regression).
+SERVED_PROBLEM_TYPES = ("single_label_classification", "regression")
+
+
+def check_problem_type(config_file: Path, hf: dict, head: str) -> None:
+    """Raises ConfigError when a classification head was trained for a `problem_type` whose
+    outputs samp-jax would misread: several labels per row (`multi_label_classification`, a
+    sigmoid per label, where samp-jax takes one class per row) or a regression with several
+    outputs."""
+    problem = hf.get("problem_type")
+    if problem is None or not get_head_kind(head).classifies:
+        return
+    if problem not in SERVED_PROBLEM_TYPES:
+        why = ("this head gives each label its own sigmoid (several labels per row), but samp-jax "
+               "scores and predicts one class per row (the softmax's argmax) and would report "
+               "wrong labels" if problem == "multi_label_classification" else
+               "samp-jax does not know how this head's outputs are read")
+        raise ConfigError(f"{config_file}: problem_type {problem!r}: {why}; supported: "
+                          f"{SERVED_PROBLEM_TYPES} (samp-jax finetune trains a new single-label "
+                          "head)")
+    if problem == "regression" and (_num_labels(hf) or 1) > 1:
+        raise ConfigError(f"{config_file}: problem_type 'regression' with {_num_labels(hf)} outputs; "
+                          "samp-jax serves a regression head of one output only")
 
 
 def _resolve_head(path: Path, family: Family, hf: dict, head: str | HeadKind | None,

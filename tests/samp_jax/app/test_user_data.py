@@ -177,6 +177,31 @@ def test_finetune_on_your_file_writes_a_loadable_folder(data_files, tmp_path, ca
     assert model.head.labels == ("neg", "pos") and model.tokenizer is not None
 
 
+def test_a_one_output_head_gets_scores_from_predict_and_is_refused_by_eval(data_files, tmp_path,
+                                                                            capsys, minilm_dir):
+    """A reranker (num_labels=1): predict writes each row's raw score; eval and search, which
+    score classes, refuse it before any work and write nothing."""
+    config = sj.EncoderConfig(**TINY)
+    rngs = nnx.Rngs(3)
+    model = sj.EncoderModel(config, make_head("sequence_classification", config, num_labels=1,
+                                              rngs=rngs), rngs=rngs)
+    folder = save_pretrained(model, tmp_path / "reranker", tokenizer_dir=minilm_dir)
+    code, _, err = _run(capsys, "predict", "--model", str(folder), "--data",
+                        str(data_files / "pairs.jsonl"), "--out", str(tmp_path / "p.jsonl"))
+    assert code == 0, err
+    rows = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert set(rows[0]) == {"text", "text_pair", "score", "truncated"}
+    tokenizer = sj.Tokenizer.from_pretrained(folder)
+    logits = model(**tokenizer([r["text"] for r in rows[:4]], [r["text_pair"] for r in rows[:4]]))
+    np.testing.assert_allclose([r["score"] for r in rows[:4]], np.asarray(logits)[:, 0], atol=1e-5)
+    for command in ("eval", "search"):
+        out = ["--out", str(tmp_path / command)] if command == "search" else []
+        code, _, err = _run(capsys, command, "--model", str(folder), "--data",
+                            str(data_files / "pairs.jsonl"), *out)
+        assert code == 1 and "has a classification head with one output (num_labels=1" in err, err
+        assert not (tmp_path / command).exists()
+
+
 def test_finetune_on_a_train_file_says_which_rows_it_holds_out(tiny_dirs, data_files, tmp_path,
                                                              capsys):
     lines = (data_files / "reviews.csv").read_text().splitlines()

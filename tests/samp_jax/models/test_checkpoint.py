@@ -89,6 +89,23 @@ def _rewrite(folder, edit):
     save_file(state, folder / "model.safetensors")
 
 
+@pytest.mark.parametrize("problem, message", [
+    ("multi_label_classification", r"problem_type 'multi_label_classification': this head gives "
+                                   r"each label its own sigmoid"),
+    ("regression", r"problem_type 'regression' with 3 outputs"),
+    ("ranking", r"problem_type 'ranking': samp-jax does not know how"),
+])
+def test_a_head_trained_for_another_problem_type_is_refused(tiny_copy, problem, message):
+    """A multi-label head read as one class per row would report wrong labels."""
+    config = json.loads((tiny_copy / "config.json").read_text())
+    (tiny_copy / "config.json").write_text(json.dumps(config | {"problem_type": problem}))
+    with pytest.raises(ConfigError, match=f"config.json: {message}"):
+        load_pretrained(tiny_copy)
+    assert load_pretrained(tiny_copy, allow_new_head=True).head.num_labels == 3  # to fine-tune
+    (tiny_copy / "config.json").write_text(json.dumps(config | {"problem_type": "single_label_classification"}))
+    assert load_pretrained(tiny_copy).head.num_labels == 3
+
+
 def test_missing_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="no HF config"):
         load_pretrained(tmp_path / "nope")
