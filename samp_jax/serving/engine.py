@@ -68,7 +68,8 @@ class EngineOutput:
       truncated: `[N]` True where a row was cut to the largest bucket.
       logits: logits heads: `[N, C]` float32 ('sequence_classification'), or per token a list
         of `[lengths[i], C]` arrays ('token_classification').
-      labels: the argmax of `logits`: `[N]`, or a list of `[lengths[i]]` arrays.
+      labels: the argmax of `logits`: `[N]`, or a list of `[lengths[i]]` arrays; None for a
+        sequence head of one output (num_labels=1, a reranker), whose logit is a score.
       label_names: when the head has class names (`head.labels`), the names of `labels`: a
         list of `N` names, or (per token) a list of per-row lists of `lengths[i]` names.
       embeddings: embedding heads ('sentence_embedding'): `[N, D]` float32.
@@ -365,6 +366,8 @@ class Engine:
             labels = [np.argmax(r, axis=-1) for r in result]
             names = None if self.labels is None else [self._names(row) for row in labels]
             return EngineOutput(**common, logits=result, labels=labels, label_names=names)
+        if kind.output is HeadOutput.LOGITS and result.shape[-1] == 1:  # a score, no class
+            return EngineOutput(**common, logits=result)
         if kind.output is HeadOutput.LOGITS:
             labels = np.argmax(result, axis=-1)
             return EngineOutput(**common, logits=result, labels=labels,

@@ -194,6 +194,8 @@ def test_a_one_output_head_gets_scores_from_predict_and_is_refused_by_eval(data_
     tokenizer = sj.Tokenizer.from_pretrained(folder)
     logits = model(**tokenizer([r["text"] for r in rows[:4]], [r["text_pair"] for r in rows[:4]]))
     np.testing.assert_allclose([r["score"] for r in rows[:4]], np.asarray(logits)[:, 0], atol=1e-5)
+    served = sj.compile(sj.load(folder))([("a b", "c d")])
+    assert served.logits.shape == (1, 1) and served.labels is None and served.label_names is None
     for command in ("eval", "search"):
         out = ["--out", str(tmp_path / command)] if command == "search" else []
         code, _, err = _run(capsys, command, "--model", str(folder), "--data",
