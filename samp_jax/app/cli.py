@@ -76,7 +76,8 @@ def resolve_task(args, model=None) -> Task:
                       score=args.score_column)
     return load_task(args.data, task_type=args.task_type, columns=columns, labels=labels,
                      split_files=split_files or None, seed=args.seed,
-                     head=None if model is None else model.head_kind)
+                     head=None if model is None else model.head_kind,
+                     scores=model is not None and _one_output(model))
 
 
 def resolve_model(args, *, progress: bool):
@@ -96,22 +97,15 @@ def resolve_model(args, *, progress: bool):
     if isinstance(model, QuantizedModel) and args.command in ("eval", "calibrate", "search"):
         raise ValueError(f"{path} is a quantized model; {args.command} starts from the float "
                          "model it came from (an HF folder): pass that folder to --model")
-    if args.command in ("eval", "calibrate", "search"):
-        _check_not_a_single_score(model, path, args.command)
     return model, model.tokenizer, str(args.model)
 
 
-def _check_not_a_single_score(model, path, command: str) -> None:
-    """A classifier head of one output (num_labels=1: a reranker or a regression cross-encoder)
-    has no class to score by: `eval`, `calibrate` and `search` refuse it (`predict` writes its
-    score)."""
+def _one_output(model) -> bool:
+    """Whether the model has a sequence classification head of one output (num_labels=1: a
+    reranker or a regression cross-encoder), whose logit is a score, not a class."""
     kind = model.head_declaration
-    if kind is not None and kind.classifies and not kind.per_token \
-            and model.output_shape(1, 1)[-1] == 1:
-        raise ValueError(f"{path} has a classification head with one output (num_labels=1: a "
-                         f"reranker or regression cross-encoder, one score per row); {command} "
-                         "scores a classifier's outputs as classes (the argmax, a softmax), which "
-                         "one score does not have; samp-jax predict writes its scores")
+    return (kind is not None and kind.classifies and not kind.per_token
+            and model.output_shape(1, 1)[-1] == 1)
 
 
 def model_options(args) -> dict:

@@ -17,7 +17,7 @@ import numpy as np
 
 from samp_jax.models.heads import NORM_FLOOR
 from samp_jax.serving.batching import DEFAULT_BUCKETS, length_batches
-from samp_jax.tasks.metrics import COSINE, IGNORE, KL, Metric, Proxy
+from samp_jax.tasks.metrics import COSINE, IGNORE, KL, SCORE, Metric, Proxy, spearman
 from samp_jax.tasks.types import EncodedSplit, TaskType, classification_score
 
 Forward = Callable[[dict], object]
@@ -220,6 +220,51 @@ class EmbeddingEvaluation(Evaluation):
 
     def agreement(self, outputs, reference) -> float:
         return float(np.mean(1.0 - one_minus_cosine(self.gather(outputs), self.gather(reference))))
+
+
+class ScoringEvaluation(Evaluation):
+    """A sequence head of one output (num_labels=1: a reranker, a regression cross-encoder):
+    its logit is the row's score, ranked against 0/1 labels (ROC-AUC) or scores (Spearman)."""
+
+    agreement_name = "rank correlation with FP32"
+    proxy_kind = SCORE
+    _per_batch = ("batches", "_rows")
+
+    def __init__(self, task_type: TaskType, examples: Sequence[dict], encoded: EncodedSplit, *,
+                 batch_size: int = 64, buckets: Sequence[int] = DEFAULT_BUCKETS):
+        self.task_type, self.labels, self.encoded = task_type, None, encoded
+        self.task_metric = task_type.metric_for(examples)
+        self.gold = np.asarray(encoded.labels, np.float64)
+        if self.task_metric.check_gold is not None:
+            self.task_metric.check_gold(self.gold)
+        self._rows, self.batches = [], []
+        for rows, batch in encoded.batches(batch_size, buckets=buckets):
+            self._rows.append(rows)
+            self.batches.append({k: v for k, v in batch.items() if k != "labels"})
+
+    @property
+    def num_examples(self) -> int:
+        return len(self.encoded)
+
+    def scores(self, outputs: Sequence[np.ndarray]) -> np.ndarray:
+        """`[N]` scores in row order."""
+        return gather_rows(outputs, self._rows, self.encoded)[:, 0]
+
+    def evidence(self, outputs) -> np.ndarray | None:
+        if self.partial:
+            return None
+        return self.task_metric.evidence(self.scores(outputs), self.gold, None)
+
+    def proxy(self, outputs, reference) -> float:
+        """The mean squared change of the score over the real rows, divided by the variance of
+        the reference scores: free of the scores' scale (logits or a regression's units)."""
+        out = np.concatenate([o[:len(r), 0] for o, r in zip(outputs, self._rows)]).astype(np.float64)
+        ref = np.concatenate([o[:len(r), 0] for o, r in zip(reference, self._rows)]).astype(np.float64)
+        return float(np.mean((out - ref) ** 2) / max(float(np.var(ref)), NORM_FLOOR))
+
+    def agreement(self, outputs, reference) -> float:
+        """Spearman's rank correlation of the scores with the reference's."""
+        return spearman(self.scores(outputs), self.scores(reference))
 
 
 # ------------------------------------------------------------------------- row helpers

@@ -19,7 +19,8 @@ Task type, when not given: tokens + tags → `token_classification`; text + text
 → `text_pair_classification`; text + text_pair + score (or a label column holding fractional
 numbers, like STS-B) → `embedding_pairs`; text + label → `text_classification`; text alone →
 `embedding_texts`. The model's `head` narrows this: a `token_classification` head means
-token classification, a `sequence_classification` head text (pair) classification, and a
+token classification, a `sequence_classification` head text (pair) classification (or, of
+one output, `scores=True`, text (pair) scoring against 0/1 labels or scores), and a
 `sentence_embedding` head embedding pairs (labels 0/1 or scores) or else embedding texts.
 
 Labels. A label (or BIO tag) is a name or an integer id; strings that all spell integers
@@ -123,7 +124,7 @@ def load_task(source: Any = None, *, task_type: str | None = None, columns: Colu
               labels: Sequence[str] | None = None,
               split_files: Mapping[str, str | Path] | None = None, name: str | None = None,
               seed: int = 0, sizes: Mapping[str, int | float] | None = None,
-              max_length: int = 128, head: str | None = None) -> Task:
+              max_length: int = 128, head: str | None = None, scores: bool = False) -> Task:
     """Reads your data into a checked, split `Task`.
 
     Args:
@@ -147,6 +148,8 @@ def load_task(source: Any = None, *, task_type: str | None = None, columns: Colu
       max_length: tokens per example.
       head: the model's head kind name (`EncoderModel.head_kind`), to pick and check the task
         type.
+      scores: the model's sequence head has one output (num_labels=1: a reranker): its task
+        type is `text_scoring` or `text_pair_scoring`.
 
     Returns:
       The `Task`; its `source` names the data, the rows, the seed and any dropped rows.
@@ -163,7 +166,12 @@ def load_task(source: Any = None, *, task_type: str | None = None, columns: Colu
     first = next(tables[s] for s in (None, *SPLITS) if s in tables)
     found = _find_columns(first, columns)
     if task_type_obj is None:
-        task_type_obj = get_task_type(_infer_task_type(first, found, head))
+        task_type_obj = get_task_type(_infer_task_type(first, found, head, scores))
+    elif head is not None and task_type_obj.head.classifies and task_type_obj.scores != scores:
+        raise ValueError(f"task_type={task_type!r} " + (
+            "reads classes; the model's head has one output (a score): use text_scoring or "
+            "text_pair_scoring" if scores else "scores rows by a head of one output; the model's "
+            "head reads classes"))
     target = _label_field(first, found, columns, task_type_obj)
     parts = _parts(tables, columns, task_type_obj, target)
     names = (_labels_to_ids(parts, target, labels, task_type_obj, first.where)
@@ -181,7 +189,8 @@ def _parts(tables: dict[str | None, Table], columns: Columns, task_type,
            target: str | None) -> dict[str | None, _Part]:
     """Each split's table as examples of `task_type`, with the gold `target` field if any."""
     needed = (*task_type.fields, *([target] if target else []))
-    binary = task_type.name == "embedding_pairs" and target == "label"
+    binary = task_type.encode is None or task_type.scores  # gold 0/1, not class names
+    binary = binary and target == "label"
     return {split: _convert(table, _required_columns(table, columns, needed,
                                                      f"a {task_type.name} task"),
                             binary_label=binary)
@@ -295,12 +304,15 @@ def _holds_scores(table: Table, column: str) -> bool:
     return fractional
 
 
-def _infer_task_type(table: Table, found: dict[str, str | None], head: str | None) -> str:
+def _infer_task_type(table: Table, found: dict[str, str | None], head: str | None,
+                     scores: bool = False) -> str:
     pair = found["text"] is not None and found["text_pair"] is not None
     labelled = found["label"] is not None
     scored = found["score"] is not None or (labelled and _holds_scores(table, found["label"]))
     if head == TOKEN_CLASSIFICATION.name or (head is None and found["tokens"] and found["tags"]):
         return "token_classification"
+    if head == SEQUENCE_CLASSIFICATION.name and scores:
+        return "text_pair_scoring" if pair else "text_scoring"
     if head == SEQUENCE_CLASSIFICATION.name:
         return "text_pair_classification" if pair else "text_classification"
     if head == SENTENCE_EMBEDDING.name:
@@ -334,7 +346,7 @@ def _label_field(table: Table, found: dict[str, str | None], columns: Columns,
     Embedding pairs take a named score column, then a named label column, then a usual score
     column, then a usual label column; a label column of fractional numbers is a score.
     """
-    if task_type.name != "embedding_pairs":
+    if len(task_type.label_fields) < 2:  # one gold field; else a 0/1 label or a score
         return task_type.label_fields[0] if task_type.label_fields else None
     for field, column in (("score", columns.score), ("label", columns.label),
                           ("score", found["score"]), ("label", found["label"])):

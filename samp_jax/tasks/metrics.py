@@ -166,7 +166,9 @@ class Proxy:
 
 KL = Proxy("kl", "KL to FP32")  # of the predictive distribution: outputs are logits
 COSINE = Proxy("cosine", "1 − cosine to FP32")  # outputs are embeddings
-PROXIES: dict[str, Proxy] = {p.name: p for p in (KL, COSINE)}
+# outputs are one score per row: the mean squared change over the FP32 scores' variance
+SCORE = Proxy("score", "score change² / FP32 variance")
+PROXIES: dict[str, Proxy] = {p.name: p for p in (KL, COSINE, SCORE)}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -33,12 +33,13 @@ from samp_jax.data import (
     snli_splits,
     wnut16_splits,
 )
-from samp_jax.models.head_kinds import HeadKind
+from samp_jax.models.head_kinds import SEQUENCE_CLASSIFICATION, HeadKind
 from samp_jax.models.model import check_ids
 from samp_jax.serving.batching import DEFAULT_BUCKETS, length_batches
 from samp_jax.serving.forward import jit_forward
 from samp_jax.serving.sharding import as_sharded, data_mesh, round_batch_size
-from samp_jax.tasks.evaluation import ClassificationEvaluation, EmbeddingEvaluation, Evaluation, gather_rows
+from samp_jax.tasks.evaluation import (ClassificationEvaluation, EmbeddingEvaluation, Evaluation,
+                                       ScoringEvaluation, gather_rows)
 from samp_jax.tasks.metrics import Metric
 from samp_jax.tasks.types import (
     IGNORE,
@@ -138,6 +139,9 @@ class Task:
         """The `Evaluation` of `split` (all of it, or a fixed seeded subset)."""
         _require_tokenizer(tokenizer)
         examples = self.examples(split, max_examples=max_examples, seed=seed)
+        if self.task_type.scores:
+            return ScoringEvaluation(self.task_type, examples, self.encode(tokenizer, examples),
+                                     batch_size=batch_size or 64, buckets=buckets)
         if self.task_type.classifies:
             return ClassificationEvaluation(self.task_type, self.labels,
                                             self.encode(tokenizer, examples),
@@ -153,7 +157,7 @@ class Task:
         examples = list(self.split("calibration"))
         if not examples:
             raise ValueError(f"task {self.name!r} has no calibration examples")
-        if self.task_type.classifies:
+        if self.task_type.encode is not None:  # as the task encodes its rows (pairs as pairs)
             encoded = self.encode(tokenizer, examples[:max_examples])
             return [{k: v for k, v in b.items() if k != "labels"}
                     for _, b in encoded.batches(batch_size)]
@@ -170,7 +174,12 @@ class Task:
         return jnp.sum(per_item * valid) / jnp.maximum(jnp.sum(valid), 1)
 
     def score(self, logits: np.ndarray, encoded: EncodedSplit) -> dict[str, float]:
-        """The task metric from logits aligned with `encoded` rows (classification types)."""
+        """The task metric from logits aligned with `encoded` rows (classification and scoring
+        types: a scoring type ranks the one output against the encoded gold)."""
+        if self.task_type.scores:
+            metric = self.task_metric
+            evidence = metric.evidence(np.asarray(logits)[:, 0], encoded.labels, None)
+            return {"metric": metric.name, "value": metric.value(evidence), "examples": len(encoded)}
         return classification_score(self.task_type, self.labels, logits, encoded)
 
 
@@ -245,8 +254,7 @@ def evaluate(model, task: Task | str, split: str = "test", *, tokenizer=None, se
         outside its vocabulary, e.g. another model's tokenizer: `models.model.check_ids`).
     """
     task = get_task(task, seed=seed) if isinstance(task, str) else task
-    if model.head_kind != task.head.name:
-        raise ValueError(f"task {task.name!r} needs a {task.head} head, the model has {model.head_kind}")
+    check_head_fits(model, task)
     if encoded is None:
         encoded = task.encode(tokenizer, task.split(split))
     # inside the jitted forward an out-of-range id would be clamped silently
@@ -256,6 +264,26 @@ def evaluate(model, task: Task | str, split: str = "test", *, tokenizer=None, se
         mesh = data_mesh()
     forward = jit_forward(model) if mesh is None else model  # predict shards the model
     return task.score(predict(forward, encoded, batch_size=batch_size, mesh=mesh), encoded)
+
+
+def check_head_fits(model, task: Task) -> None:
+    """Raises ValueError unless the model's head is the kind `task` needs and, for a sequence
+    head, reads as the task reads it: one output (a score) for a scoring task type, classes
+    (two or more outputs) for a classification one."""
+    if model.head_kind != task.head.name:
+        raise ValueError(f"task {task.name!r} ({task.task_type.name}) needs a {task.head} head; "
+                         f"the model has {model.head_kind}")
+    if task.head.name != SEQUENCE_CLASSIFICATION.name:
+        return
+    width = model.output_shape(1, 1)[-1]
+    if task.task_type.scores and width != 1:
+        raise ValueError(f"task {task.name!r} ({task.task_type.name}) scores rows by a head of one "
+                         f"output; the model's head has {width} (classes): use a classification "
+                         "task type")
+    if task.task_type.classifies and width == 1:
+        raise ValueError(f"task {task.name!r} ({task.task_type.name}) reads classes; the model's "
+                         "head has one output (a score, num_labels=1: a reranker): use task type "
+                         "text_scoring or text_pair_scoring")
 
 
 # -------------------------------------------------------------------- built-in data sets

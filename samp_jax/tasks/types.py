@@ -7,7 +7,10 @@ An example is a plain dict with canonical fields:
 - `token_classification`: `tokens` (words), `tags` (one class id per word, BIO names);
 - `embedding_pairs`: `text`, `text_pair` and `label` (0/1, scored by ROC-AUC of the cosine) or
   `score` (a float, scored by Spearman correlation of the cosine), for a bi-encoder;
-- `embedding_texts`: `text` only: no metric, the search bounds the divergence from FP32.
+- `embedding_texts`: `text` only: no metric, the search bounds the divergence from FP32;
+- `text_scoring`, `text_pair_scoring`: `text` (and `text_pair`) with a 0/1 `label` (ROC-AUC)
+  or a `score` (Spearman) against the one output of a sequence head (num_labels=1: a reranker
+  or a regression cross-encoder).
 """
 
 from __future__ import annotations
@@ -85,8 +88,10 @@ class TaskType:
         metric: `label_fields`).
       metrics: the metrics it can be scored by, in order of preference; the examples' gold
         field picks one (`metric_for`). Empty: no labels, the proxy only.
-      encode: `(tokenizer, examples, max_length) -> EncodedSplit` for classification types,
-        None for embedding types (they embed unique texts, see `samp_jax.tasks.evaluation`).
+      encode: `(tokenizer, examples, max_length) -> EncodedSplit` for classification and
+        scoring types, None for embedding types (they embed unique texts, see
+        `samp_jax.tasks.evaluation`).
+      scores: the head's one output is a score per row, not a class's logit (scoring types).
     """
 
     name: str
@@ -94,11 +99,12 @@ class TaskType:
     fields: tuple[str, ...]
     metrics: tuple[Metric, ...]
     encode: Callable[..., EncodedSplit] | None
+    scores: bool = False
 
     @property
     def classifies(self) -> bool:
-        """Whether the model's outputs are logits over classes (else embeddings)."""
-        return self.head.classifies
+        """Whether the model's outputs are logits over classes (else embeddings or scores)."""
+        return self.head.classifies and not self.scores
 
     @property
     def label_fields(self) -> tuple[str, ...]:
@@ -139,6 +145,23 @@ def encode_pairs(tokenizer, examples: Sequence[dict], max_length: int) -> Encode
     return EncodedSplit(**batch, labels=np.array([e["label"] for e in examples], np.int32))
 
 
+def _gold_scores(examples: Sequence[dict]) -> np.ndarray:
+    """Each example's 0/1 `label` or `score`, as float32 (the field the first one holds)."""
+    field = "score" if examples and "score" in examples[0] else "label"
+    return np.array([e[field] for e in examples], np.float32)
+
+
+def encode_scored_texts(tokenizer, examples: Sequence[dict], max_length: int) -> EncodedSplit:
+    batch = tokenizer([e["text"] for e in examples], padding=max_length, truncation=True)
+    return EncodedSplit(**batch, labels=_gold_scores(examples))
+
+
+def encode_scored_pairs(tokenizer, examples: Sequence[dict], max_length: int) -> EncodedSplit:
+    batch = tokenizer([e["text"] for e in examples], [e["text_pair"] for e in examples],
+                      padding=max_length, truncation=True)
+    return EncodedSplit(**batch, labels=_gold_scores(examples))
+
+
 def encode_words(tokenizer, examples: Sequence[dict], max_length: int) -> EncodedSplit:
     """Each word is labelled at its first word piece; other pieces and specials are IGNORE."""
     batch, word_ids = tokenizer.encode_words([e["tokens"] for e in examples], padding=max_length,
@@ -159,6 +182,10 @@ TASK_TYPES: dict[str, TaskType] = {t.name: t for t in (
     TaskType("embedding_pairs", SENTENCE_EMBEDDING, ("text", "text_pair"), (ROC_AUC, SPEARMAN),
              None),
     TaskType("embedding_texts", SENTENCE_EMBEDDING, ("text",), (), None),
+    TaskType("text_scoring", SEQUENCE_CLASSIFICATION, ("text",), (ROC_AUC, SPEARMAN),
+             encode_scored_texts, scores=True),
+    TaskType("text_pair_scoring", SEQUENCE_CLASSIFICATION, ("text", "text_pair"),
+             (ROC_AUC, SPEARMAN), encode_scored_pairs, scores=True),
 )}
 
 

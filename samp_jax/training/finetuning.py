@@ -35,7 +35,7 @@ from samp_jax.models.heads import check_labels
 from samp_jax.models.tokenizer import Tokenizer
 from samp_jax.serving.forward import batch_inputs, merged_call
 from samp_jax.tasks.chance import ChanceLevel, chance_level
-from samp_jax.tasks.task import Task, get_task, predict
+from samp_jax.tasks.task import Task, check_head_fits, get_task, predict
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,8 +135,7 @@ def finetune(model, task: Task | str, tokenizer: Tokenizer, config: FinetuneConf
     """
 
     task = get_task(task, seed=config.seed) if isinstance(task, str) else task
-    if model.head_kind != task.head.name:
-        raise ValueError(f"task {task.name!r} needs a {task.head} head, the model has {model.head_kind}")
+    check_head_fits(model, task)
     splits = task.splits
     if not splits.train or not splits.dev:
         raise ValueError(f"task {task.name!r} needs train and dev examples to fine-tune; it has "

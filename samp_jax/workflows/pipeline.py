@@ -25,6 +25,7 @@ from samp_jax.ptq.loading import load
 from samp_jax.models import Tokenizer
 from samp_jax.ptq.quantized import QuantizedModel, quantize
 from samp_jax.tasks import Task
+from samp_jax.tasks.task import check_head_fits
 from samp_jax.training.finetuning import finetuned_model
 
 ZERO_SHOT = "snli-embed"
@@ -95,9 +96,7 @@ def run_search(model, tokenizer, task: Task, config: SearchConfig | None = None,
     """
     config = SearchConfig() if config is None else config
     check_replaceable(out, replaceable=is_search_output)
-    if model.head_kind != task.head.name:
-        raise ValueError(f"task {task.name!r} ({task.task_type.name}) needs a {task.head} head; "
-                         f"the model has {model.head_kind}")
+    check_head_fits(model, task)
     plan = plan_search(model, config, latency_table)  # target, options, table: before calibration
     start = time.perf_counter()
     evaluator = make_evaluator(task, tokenizer, max_examples=max_test_examples, seed=config.seed)

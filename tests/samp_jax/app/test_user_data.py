@@ -177,10 +177,9 @@ def test_finetune_on_your_file_writes_a_loadable_folder(data_files, tmp_path, ca
     assert model.head.labels == ("neg", "pos") and model.tokenizer is not None
 
 
-def test_a_one_output_head_gets_scores_from_predict_and_is_refused_by_eval(data_files, tmp_path,
-                                                                            capsys, minilm_dir):
-    """A reranker (num_labels=1): predict writes each row's raw score; eval and search, which
-    score classes, refuse it before any work and write nothing."""
+def test_predict_writes_the_raw_score_of_a_one_output_head(data_files, tmp_path, capsys,
+                                                          minilm_dir):
+    """A reranker (num_labels=1): predict writes each row's raw score, the model's logit."""
     config = sj.EncoderConfig(**TINY)
     rngs = nnx.Rngs(3)
     model = sj.EncoderModel(config, make_head("sequence_classification", config, num_labels=1,
@@ -196,12 +195,6 @@ def test_a_one_output_head_gets_scores_from_predict_and_is_refused_by_eval(data_
     np.testing.assert_allclose([r["score"] for r in rows[:4]], np.asarray(logits)[:, 0], atol=1e-5)
     served = sj.compile(sj.load(folder))([("a b", "c d")])
     assert served.logits.shape == (1, 1) and served.labels is None and served.label_names is None
-    for command in ("eval", "search"):
-        out = ["--out", str(tmp_path / command)] if command == "search" else []
-        code, _, err = _run(capsys, command, "--model", str(folder), "--data",
-                            str(data_files / "pairs.jsonl"), *out)
-        assert code == 1 and "has a classification head with one output (num_labels=1" in err, err
-        assert not (tmp_path / command).exists()
 
 
 def test_finetune_on_a_train_file_says_which_rows_it_holds_out(tiny_dirs, data_files, tmp_path,
