@@ -464,6 +464,8 @@ def _score(value, at: str) -> float:
         raise ValueError(f"{at} holds {value!r}; expected a number (a similarity score)") from None
     if math.isnan(score):
         raise ValueError(f"{at} has no score ({value!r}); expected a number in every row")
+    if math.isinf(score):
+        raise ValueError(f"{at} holds {value!r}; expected a finite number (a similarity score)")
     return score
 
 

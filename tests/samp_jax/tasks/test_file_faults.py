@@ -99,3 +99,20 @@ def test_one_column_named_for_two_fields_is_refused(tmp_path):
     with raises(r"data\.csv: column 'text' is named for both columns\.text and columns\.label; "
                 "expected one column per field"):
         load_task(path, columns=Columns(text="text", label="text"))
+
+
+@pytest.mark.parametrize("bad", ["inf", "-Infinity"])
+def test_an_infinite_similarity_score_is_refused(tmp_path, bad):
+    path = tmp_path / "sts.tsv"
+    path.write_text("text\ttext_pair\tscore\n" + "".join(
+        f"a {i}\tb {i}\t{bad if i == 3 else i / 10}\n" for i in range(20)))
+    with raises(rf"sts\.tsv: row 4: column 'score' holds '{bad}'; expected a finite number"):
+        load_task(path)
+
+
+def test_similarity_scores_that_never_vary_are_refused_not_scored_nan(minilm_dir):
+    pairs = [{"text": f"a {i}", "text_pair": f"b {i}", "score": 2.5} for i in range(20)]
+    task = load_task(pairs)
+    with raises(r"Spearman needs similarity scores that vary among the 4 pairs; these all "
+                r"score 2\.5"):
+        task.evaluation(Tokenizer.from_pretrained(minilm_dir), "test")
