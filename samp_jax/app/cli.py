@@ -11,8 +11,8 @@
 built-in name (snli, snli-embed, polarity, wnut16; with a built-in name `--model` may be left
 out: MiniLM fine-tuned on it is used). Every argument, file and output path is checked before
 any slow step. Exit codes: 0 success, 1 an error (one line on stderr, no traceback unless
-`--debug`), 2 bad usage, 130 interrupted. Progress goes to stderr; `--json` puts the
-machine-readable result alone on stdout. The arguments each command takes are
+`--debug`; a warning is one line too), 2 bad usage, 130 interrupted. Progress goes to stderr;
+`--json` puts the machine-readable result alone on stdout. The arguments each command takes are
 `samp_jax.app.parser`'s; this module runs the commands.
 """
 
@@ -25,6 +25,7 @@ import os
 import re
 import sys
 import traceback
+import warnings
 from pathlib import Path
 
 import jax
@@ -398,7 +399,10 @@ def main(argv: list[str] | None = None) -> int:
         parser = build_parser()
         args = parser.parse_args(argv)
         name = f"samp-jax {args.command}"
-        code = _run(parser, args, name)
+        with warnings.catch_warnings():
+            if not args.debug:  # a warning is one line too, not a source line under a path
+                warnings.showwarning = _warning_line(name)
+            code = _run(parser, args, name)
     except KeyboardInterrupt:
         print(f"{name}: interrupted", file=sys.stderr, flush=True)
         code = 130
@@ -433,6 +437,13 @@ def _run(parser: argparse.ArgumentParser, args, name: str) -> int:
             name = f"{name} (process {jax.process_index()})"
         print(f"{name}: error: {message}", file=sys.stderr)
         return 1
+
+
+def _warning_line(name: str):
+    """A `warnings.showwarning` that prints `NAME: warning: MESSAGE` on one line."""
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        print(f"{name}: warning: {_one_line(str(message))}", file=sys.stderr, flush=True)
+    return show
 
 
 def _one_line(message: str) -> str:

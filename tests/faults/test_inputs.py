@@ -189,3 +189,13 @@ def test_a_precision_map_file_that_is_not_a_map_is_named(files, tmp_path, capsys
     code = main(["eval", "--model", str(files / "model"), "--data", str(files / "data.csv"),
                  "--precision", f"fp16,{path}"])
     _one_line_error(capsys, code, 1, f"{path}: ")
+
+
+def test_a_warning_is_one_line_without_source_code(files, tmp_path, capsys):
+    code = main(["calibrate", "--model", str(files / "model"), "--data", str(files / "data.csv"),
+                 "--out", str(tmp_path / "q"), "--max-batches", "1", "--json"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    warned = [line for line in err.splitlines() if "calibration saw only" in line]
+    assert len(warned) == 1 and warned[0].startswith("samp-jax calibrate: warning: "), err
+    assert "UserWarning" not in err and "calibrate(model" not in err
