@@ -60,8 +60,10 @@ import numpy as np
 
 from samp_jax.data.splits import TaskSplits
 from samp_jax.models.head_kinds import SENTENCE_EMBEDDING, SEQUENCE_CLASSIFICATION, TOKEN_CLASSIFICATION
+from samp_jax.tasks import cells
 from samp_jax.tasks.carving import (CARVE_ORDER, DEFAULT_FRACTIONS, MAX_CALIBRATION,  # noqa: F401
                                     MIN_ROWS, carve_splits, split_sizes, without_test_inputs)
+from samp_jax.tasks.cells import MISSING_LABELS  # noqa: F401
 from samp_jax.tasks.metrics import ENTITY_F1
 from samp_jax.tasks.readers import (FORMATS, SPLIT_NAMES, Table, describe_source,  # noqa: F401
                                     read_tables)
@@ -79,11 +81,6 @@ DEFAULT_NAMES: dict[str, tuple[str, ...]] = {
 }
 """Usual column names of each canonical field, tried in order."""
 LIST_FIELDS = ("tokens", "tags")
-MISSING_LABELS = frozenset({"nan", "-nan", "+nan", "na", "n/a", "#n/a", "<na>", "null"})
-"""Label strings that spell a missing value (compared lower-cased and stripped): what pandas,
-R, spreadsheets and JSON write for an empty cell. Such a label is refused, never made a class.
-`none` is not among them: it is a real class in many sets ("no emotion", "no intent")."""
-_WHOLE_NUMBER = re.compile(r"[+-]?\d+(?:\.0*)?")  # "1", "-2", "1.0": an id
 _GENERIC_LABEL = re.compile(r"LABEL_\d+")  # transformers' default id2label names
 
 
@@ -381,7 +378,7 @@ def _convert(table: Table, columns: dict[str, str], *, binary_label: bool = Fals
     `binary_label`). Without `blank_texts`, a text or word that is empty or only spaces is
     refused: it is a missing value (an empty CSV cell), and a blank word has no token to
     carry its tag, so the tag would not be scored."""
-    text = _text if blank_texts else _filled_text
+    text = cells.text if blank_texts else cells.filled_text
     part = _Part(table, columns, [])
     for row_number, row in enumerate(table.rows, 1):
         example = {}
@@ -391,91 +388,22 @@ def _convert(table: Table, columns: dict[str, str], *, binary_label: bool = Fals
                 example[field] = text(value, at)
             elif field == "tokens":
                 example[field] = [text(word, f"{at} item {i}")
-                                  for i, word in enumerate(_sequence(value, at, "words"))]
+                                  for i, word in enumerate(cells.sequence(value, at, "words"))]
             elif field == "tags":
-                example[field] = [_raw_label(tag, f"{at} item {i}")
-                                  for i, tag in enumerate(_sequence(value, at, "tags"))]
+                example[field] = [cells.raw_label(tag, f"{at} item {i}")
+                                  for i, tag in enumerate(cells.sequence(value, at, "tags"))]
             elif field == "score":
-                example[field] = _score(value, at)
+                example[field] = cells.score(value, at)
             else:
-                example[field] = _raw_label(value, at)
+                example[field] = cells.raw_label(value, at)
         if "tags" in example and len(example["tokens"]) != len(example["tags"]):
             raise ValueError(f"{table.where}: row {row_number}: {len(example['tokens'])} tokens "
                              f"in column {columns['tokens']!r} but {len(example['tags'])} tags in "
                              f"column {columns['tags']!r}; expected one tag per token")
         if binary_label:
-            example["label"] = _binary(example["label"], at=part.at(row_number, "label"))
+            example["label"] = cells.binary(example["label"], at=part.at(row_number, "label"))
         part.examples.append(example)
     return part
-
-
-def _text(value, at: str) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"{at} holds {value!r} ({type(value).__name__}); expected a string")
-    return str(value)
-
-
-def _filled_text(value, at: str) -> str:
-    value = _text(value, at)
-    if not value.strip():
-        what = ("a word (a blank word has no token to carry its tag)" if " item " in at
-                else "a text in every row (an empty cell is a missing value)")
-        raise ValueError(f"{at} is blank ({value!r}); expected {what}: fill it or drop the row")
-    return value
-
-
-def _sequence(value, at: str, what: str) -> list:
-    if isinstance(value, str):
-        raise ValueError(f"{at} holds a string ({value[:40]!r}); expected a list of {what} "
-                         "(CSV and TSV cannot hold lists: use JSON Lines, Parquet or a datasets "
-                         "folder)")
-    if not isinstance(value, (list, tuple, np.ndarray)):
-        raise ValueError(f"{at} holds {value!r} ({type(value).__name__}); expected a list of "
-                         f"{what}")
-    return list(value)
-
-
-def _raw_label(value, at: str) -> int | float | str:
-    """An id (int), a name (str) or, for the caller to refuse, a fractional float."""
-    if value is None or (isinstance(value, (float, np.floating)) and math.isnan(value)) or (
-            isinstance(value, str) and not value.strip()):
-        raise ValueError(f"{at} has no label ({value!r}); expected a class name or id in every row")
-    if isinstance(value, str) and value.strip().lower() in MISSING_LABELS:
-        raise ValueError(f"{at} has label {value!r}, a spelling of a missing value (one of "
-                         f"{sorted(MISSING_LABELS)}, any case); expected a class name or id in "
-                         "every row (fill the row, drop it, or rename the class)")
-    if isinstance(value, (bool, np.bool_, int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return int(value) if float(value).is_integer() else float(value)
-    if isinstance(value, str):
-        return value.strip()
-    raise ValueError(f"{at} holds {value!r} ({type(value).__name__}); expected a class name or "
-                     "an integer id")
-
-
-def _score(value, at: str) -> float:
-    try:
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (str, int, float,
-                                                                        np.number)):
-            raise ValueError
-        score = float(value)
-    except ValueError:
-        raise ValueError(f"{at} holds {value!r}; expected a number (a similarity score)") from None
-    if math.isnan(score):
-        raise ValueError(f"{at} has no score ({value!r}); expected a number in every row")
-    if math.isinf(score):
-        raise ValueError(f"{at} holds {value!r}; expected a finite number (a similarity score)")
-    return score
-
-
-def _binary(value, at: str) -> int:
-    if isinstance(value, str) and _WHOLE_NUMBER.fullmatch(value):
-        value = _whole_number(value)
-    if value not in (0, 1):
-        raise ValueError(f"{at} has label {value!r}; embedding pairs need labels 0 or 1 (or a "
-                         "score column of numbers)")
-    return value
 
 
 # ------------------------------------------------------------------------------- labels
@@ -500,9 +428,9 @@ def _label_ids(parts: list[_Part], field: str,
                              "(similarity scores: Columns(score=...) or "
                              "task_type='embedding_pairs')")
     strings = {v for v, _ in values if isinstance(v, str)}
-    if strings and all(_WHOLE_NUMBER.fullmatch(v) for v in strings) and not (
+    if strings and all(cells.WHOLE_NUMBER.fullmatch(v) for v in strings) and not (
             labels is not None and strings <= set(map(str, labels))):  # a CSV's "0"/"1": ids
-        values = [(_whole_number(v), at) for v, at in values]
+        values = [(cells.whole_number(v), at) for v, at in values]
     names = [(v, at) for v, at in values if isinstance(v, str)]
     ids = [(v, at) for v, at in values if isinstance(v, int)]
     if names and ids:
@@ -529,18 +457,9 @@ def _label_ids(parts: list[_Part], field: str,
         _check_ids(ids, None if labels is None else len(labels), f"the ClassLabel names {labels}")
         labels = labels or [str(i) for i in range(max((v for v, _ in ids), default=0) + 1)]
     if not names:
-        return labels, _as_id  # ids, or strings that spell them
+        return labels, cells.as_id  # ids, or strings that spell them
     index = {name: i for i, name in enumerate(labels)}
     return labels, index.__getitem__
-
-
-def _whole_number(text: str) -> int:
-    """The id a label string spells: "1" and "1.0" are both 1 (as JSON's 1 and 1.0 are)."""
-    return int(text.partition(".")[0])
-
-
-def _as_id(value: int | str) -> int:
-    return _whole_number(value) if isinstance(value, str) else int(value)
 
 
 def _class_ids_to_names(part: _Part, field: str) -> None:
