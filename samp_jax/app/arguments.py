@@ -26,6 +26,14 @@ def _at_least(text: str, lowest: int, message: str) -> int:
     return value
 
 
+def path_or_name(text: str) -> str:
+    """An argparse type: a path or a name that is not empty (an empty one would name the
+    current folder)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is empty; expected a path or a name")
+    return text
+
+
 def positive_float(text: str) -> float:
     """An argparse type: a finite number > 0."""
     value = _finite(text)

@@ -11,8 +11,8 @@
 built-in name (snli, snli-embed, polarity, wnut16; with a built-in name `--model` may be left
 out: MiniLM fine-tuned on it is used). Every argument, file and output path is checked before
 any slow step. Exit codes: 0 success, 1 an error (one line on stderr, no traceback unless
-`--debug`), 2 bad usage, 130 interrupted. Progress goes to stderr; `--json` puts the
-machine-readable result alone on stdout. The arguments each command takes are
+`--debug`; a warning is one line too), 2 bad usage, 130 interrupted. Progress goes to stderr;
+`--json` puts the machine-readable result alone on stdout. The arguments each command takes are
 `samp_jax.app.parser`'s; this module runs the commands.
 """
 
@@ -25,6 +25,7 @@ import os
 import re
 import sys
 import traceback
+import warnings
 from pathlib import Path
 
 import jax
@@ -130,6 +131,11 @@ def _split_files(args) -> dict[str, Path]:
         split = {"validation": "dev", "valid": "dev"}.get(split, split)
         if not sep or split not in SPLITS:
             raise UsageError(f"--split-file {item!r}: expected SPLIT=PATH with SPLIT one of {SPLITS}")
+        if not path.strip():
+            raise UsageError(f"--split-file {item!r} gives no path; expected SPLIT=PATH")
+        if split in files:  # a dict would keep the last one and drop the other silently
+            raise UsageError(f"--split-file gives the {split} split twice ({files[split]} and "
+                             f"{path}); expected one file per split")
         files[split] = Path(path)
     if files and getattr(args, "data", None) is not None:
         raise UsageError("give --data FILE (split with --seed) or --split-file SPLIT=PATH for each "
@@ -332,6 +338,7 @@ def _finetune(args) -> int:
 
 def _predict(args) -> int:
     out = _check_output(args.out, what="--out", folder=False, inputs=(args.model, args.data))
+    predictions.check_suffix(out)
     if args.model is None:
         raise UsageError("--model is required: a folder written by samp-jax, an HF model folder "
                          f"or {PACKAGED_MODEL!r}")
@@ -408,7 +415,10 @@ def main(argv: list[str] | None = None) -> int:
         parser = build_parser()
         args = parser.parse_args(argv)
         name = f"samp-jax {args.command}"
-        code = _run(parser, args, name)
+        with warnings.catch_warnings():
+            if not args.debug:  # a warning is one line too, not a source line under a path
+                warnings.showwarning = _warning_line(name)
+            code = _run(parser, args, name)
     except KeyboardInterrupt:
         print(f"{name}: interrupted", file=sys.stderr, flush=True)
         code = 130
@@ -426,6 +436,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(parser: argparse.ArgumentParser, args, name: str) -> int:
     try:
+        if getattr(args, "split_file", None):
+            _split_files(args)  # checked before any command loads its model
         return COMMANDS[args.command](args)
     except UsageError as e:
         parser.print_usage(sys.stderr)
@@ -435,11 +447,29 @@ def _run(parser: argparse.ArgumentParser, args, name: str) -> int:
         if args.debug:
             traceback.print_exc()
         message = describe_failure(e) or str(e) or type(e).__name__
+        message = _one_line(message)
         if is_distributed():
             silence_watchdog()  # this error is the one line, not the watchdog's
             name = f"{name} (process {jax.process_index()})"
         print(f"{name}: error: {message}", file=sys.stderr)
         return 1
+
+
+def _warning_line(name: str):
+    """A `warnings.showwarning` that prints `NAME: warning: MESSAGE` on one line."""
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        print(f"{name}: warning: {_one_line(str(message))}", file=sys.stderr, flush=True)
+    return show
+
+
+def _one_line(message: str) -> str:
+    """A message of several lines (a checkpoint's mismatched keys) as the one line an error
+    gets: "head:" then "detail; detail"."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    joined = lines[0] if lines else ""
+    for previous, line in zip(lines, lines[1:]):
+        joined += (" " if previous.endswith(":") else "; ") + line
+    return joined
 
 
 if __name__ == "__main__":

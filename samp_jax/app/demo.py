@@ -25,6 +25,7 @@ OUT = "demo_out"
 
 def run(*, tolerance: float = 0.01, max_search_examples: int = 256, max_test_examples: int = 2000) -> dict:
     start = time.perf_counter()
+    config = SearchConfig(tolerance=tolerance, max_search_examples=max_search_examples)  # checks
     cached = (finetuned_dir("snli", DEFAULT_CONFIGS["snli"]) / "finetune.json").is_file()
     task = "snli" if cached else ZERO_SHOT
     print(f"device: {jax.devices()[0].device_kind}; task: {task}"
@@ -35,7 +36,6 @@ def run(*, tolerance: float = 0.01, max_search_examples: int = 256, max_test_exa
     check_output(OUT, what="the demo's output folder", folder=True,
                  replaceable=is_search_output)  # before the model loads
     model, tokenizer, description = builtin_model(task)
-    config = SearchConfig(tolerance=tolerance, max_search_examples=max_search_examples)
     searched = run_search(model, tokenizer, get_task(task), config, description=description,
                           out=OUT, command="make demo", max_test_examples=max_test_examples)
     summary = searched.summary

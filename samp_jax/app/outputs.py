@@ -16,7 +16,9 @@ class UsageError(ValueError):
 def check_output(path: str | Path, *, what: str, folder: bool, model_folder: bool = False,
                  inputs: tuple = (), replaceable=None) -> Path:
     """Refuses, before any slow step, an output path that is empty, an existing file where a
-    folder goes (or the reverse), one of the `inputs`, unwritable, a symlink loop, or a
+    folder goes (or the reverse), a device, pipe or socket (it would be replaced by a regular
+    file), one of the `inputs`, inside an input folder or holding an input (writing it would
+    change or delete that input), unwritable, a symlink loop, or a
     non-empty folder that the output would replace and that `replaceable` refuses
     (`model_folder`: one that holds no model). Every output is written beside its target and
     renamed into place (a symlink: beside what it points to), so that is where the write test
@@ -37,11 +39,10 @@ def check_output(path: str | Path, *, what: str, folder: bool, model_folder: boo
         raise ValueError(f"{what} {path} exists and is not a folder")
     if not folder and target.is_dir():
         raise ValueError(f"{what} {path} is a folder; give a file path")
-    for source in inputs:
-        if source is not None and Path(source).exists() and \
-                Path(source).resolve() == target.resolve():
-            raise ValueError(f"{what} {path} is also an input; writing there would replace it "
-                             "(choose another path)")
+    if not folder and target.exists() and not target.is_file():
+        raise ValueError(f"{what} {path} is not a regular file (a device, pipe or socket); the "
+                         "output is written beside it and renamed over it: give a file path")
+    _check_apart_from_inputs(path, target, inputs, what)
     if model_folder:
         replaceable = is_model_folder
     if replaceable is not None:
@@ -60,6 +61,25 @@ def check_output(path: str | Path, *, what: str, folder: bool, model_folder: boo
     except OSError as e:
         raise ValueError(f"{what} {path}: cannot write in {parent} ({e.strerror})") from None
     return path
+
+
+def _check_apart_from_inputs(path: Path, target: Path, inputs: tuple, what: str) -> None:
+    """The output is not an input, not inside an input folder (a predictions file over a
+    model's config.json), and does not hold an input (a folder output replaces it whole)."""
+    out = target.resolve()
+    for source in inputs:
+        if source is None or not Path(source).exists():
+            continue  # a built-in name such as `minilm` or `snli`
+        given = Path(source).resolve()
+        if given == out:
+            raise ValueError(f"{what} {path} is also an input; writing there would replace it "
+                             "(choose another path)")
+        if given in out.parents:
+            raise ValueError(f"{what} {path} is inside the input {source}; writing there would "
+                             "change it (choose a path outside it)")
+        if out in given.parents:
+            raise ValueError(f"{what} {path} holds the input {source}; writing the output would "
+                             "replace it (choose another path)")
 
 
 def check_precision_items(names: list[str], *, what: str = "--precision") -> None:

@@ -19,8 +19,8 @@ from calibrate.search.strategy import STRATEGIES
 from calibrate.search.targets import AUTO as AUTO_TARGET
 from calibrate.search.targets import OPTION_NAMES, TARGETS
 from samp_jax.app import bench
-from samp_jax.app.arguments import (non_negative_int, positive_float, positive_int,
-                                     unit_interval)
+from samp_jax.app.arguments import (non_negative_int, path_or_name, positive_float,
+                                     positive_int, unit_interval)
 from samp_jax.tasks import SPLITS, TASK_TYPES, TASKS
 
 ACTIVATIONS = {"dynamic": "per_token_dynamic", "static": "per_tensor_static"}
@@ -161,11 +161,11 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
 
 
 def _add_data(p: argparse.ArgumentParser, *, model_required: bool = False) -> None:
-    p.add_argument("--model", default=None, required=model_required,
+    p.add_argument("--model", default=None, required=model_required, type=path_or_name,
                    help=f"an HF model folder, a folder samp-jax wrote, or {PACKAGED_MODEL!r} (the packaged "
                         "all-MiniLM-L6-v2); with built-in --data it may be left out")
     _add_model_options(p)
-    p.add_argument("--data", "--task", dest="data", default=None,
+    p.add_argument("--data", "--task", dest="data", default=None, type=path_or_name,
                    help="a CSV/TSV/JSONL/Parquet file, a datasets.save_to_disk folder, or one of "
                         f"{sorted(TASKS)}")
     p.add_argument("--task-type", default=None, choices=sorted(TASK_TYPES),

@@ -24,7 +24,7 @@ from samp_jax.serving import compile as compile_engine
 from samp_jax.serving.batching import DEFAULT_BUCKETS, capped_buckets
 from samp_jax.serving.distributed import gather_bytes, is_primary, process_rows
 from samp_jax.tasks.evaluation import log_softmax
-from samp_jax.tasks.files import Columns
+from samp_jax.tasks.files import FORMATS, Columns
 from samp_jax.tasks.files import read_inputs as read_rows
 
 HEAD_FIELDS = {SEQUENCE_CLASSIFICATION.name: ("text", "text_pair"),
@@ -48,12 +48,28 @@ def read_model_inputs(source, columns: Columns, *, head: str) -> list[dict]:
         return [{"tokens": r["text"].split()} for r in rows]
 
 
+def check_suffix(out: str | Path) -> None:
+    """Refuses an output path whose suffix names another format (`.csv`, `.parquet`, ...):
+    predictions are written as JSON Lines whatever the name, and a reader that trusts the
+    suffix would misread them.
+
+    Raises:
+      ValueError: naming the path and the suffixes that fit.
+    """
+    suffix = Path(out).suffix.lower()
+    if suffix in FORMATS and FORMATS[suffix] != "jsonl":
+        fitting = sorted(s for s, kind in FORMATS.items() if kind == "jsonl")
+        raise ValueError(f"--out {out}: predictions are JSON Lines, not {FORMATS[suffix]}; give "
+                         f"a path ending in one of {fitting}")
+
+
 def records(model, rows: Sequence[dict], *, batch_size: int = 32) -> list[dict]:
     """One prediction record per row, in input order (an empty list for no rows)."""
     if not rows:
         return []
     limit = min(model.config.max_sequence_length, model.tokenizer.max_length)
     buckets = tuple(capped_buckets(DEFAULT_BUCKETS, limit))
+    batch_size = min(batch_size, len(rows))  # a batch larger than the rows is all padding
     engine = compile_engine(model, seq_buckets=buckets, batch_size=batch_size, truncate=True)
     return _predict(engine, rows)
 

@@ -257,12 +257,16 @@ def atomic_file(target: str | os.PathLike) -> Iterator[Path]:
 
     Raises:
       IsADirectoryError: `target` is a folder (before anything is written).
-      FileExistsError: `target` is a symlink loop.
+      FileExistsError: `target` is a symlink loop, or a device, pipe or socket (the rename
+        would replace it, e.g. `/dev/null`, with a regular file).
     """
     given = target
     target = resolve_output(target)
     if target.is_dir():
         raise IsADirectoryError(f"{given} is a folder; expected a file path")
+    if target.exists() and not target.is_file():
+        raise FileExistsError(f"{given} is not a regular file (a device, pipe or socket); "
+                              "expected a file path")
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".{target.name}{TMP_TAG}{os.getpid()}-{secrets.token_hex(4)}"
     try:

@@ -402,13 +402,23 @@ class PrecisionMap:
 
     @classmethod
     def from_json(cls, text_or_path: str | Path) -> "PrecisionMap":
-        """Parses JSON text, or reads a `.json` file when given a path."""
+        """Parses JSON text, or reads a `.json` file when given a path (errors then name it)."""
         text = str(text_or_path)
-        if not text.lstrip().startswith("{"):
-            path = Path(text_or_path)
-            if not path.is_file():
-                raise FileNotFoundError(f"no precision map at {path}")
-            text = path.read_text()
+        if text.lstrip().startswith("{"):
+            return cls._parse(text)
+        path = Path(text_or_path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no precision map at {path}")
+        try:
+            return cls._parse(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as e:
+            raise PrecisionMapError(f"{path}: precision map is not UTF-8 text ({e.reason} at "
+                                    f"byte {e.start})") from None
+        except PrecisionMapError as e:
+            raise PrecisionMapError(f"{path}: {e}") from None
+
+    @classmethod
+    def _parse(cls, text: str) -> "PrecisionMap":
         try:
             data = json.loads(text)
         except json.JSONDecodeError as e:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from samp_jax.models.errors import ConfigError
-from samp_jax.models.families import get_family
+from samp_jax.models.families import UnsupportedFamilyError, get_family
 
 # HF activation names and the epilogue activation each one means.
 SUPPORTED_ACTIVATIONS = {
@@ -240,7 +240,10 @@ class EncoderConfig:
             supported, or a required key is missing or has the wrong type.
         """
         hf, where = _hf_config_dict(source)
-        family = get_family(hf.get("model_type"))
+        try:
+            family = get_family(hf.get("model_type"))
+        except UnsupportedFamilyError as e:
+            raise UnsupportedFamilyError(f"{where}: {e}") from None
         position = hf.get("position_embedding_type", "absolute")
         if position != "absolute":
             raise ConfigError(f"{where}: position_embedding_type={position!r} is not supported; "

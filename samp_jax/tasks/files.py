@@ -5,7 +5,8 @@
 checks all of them before it returns. Each error names the file (and split), the row, the
 column and what was expected: a missing column (with the columns found), an empty file, an
 unknown or missing label, labels the model does not have, a token/tag length mismatch, a
-text that is not a string, too few rows to split. Rows are counted from 1, after any header.
+text that is not a string or is blank (an empty cell is a missing value), a word that is blank,
+one column named for two fields, too few rows to split. Rows are counted from 1, after any header.
 Data that is not what it seems is refused too: a column name that appears twice
 (`samp_jax.tasks.readers`), a label string that spells a missing value (`MISSING_LABELS`), and
 labels (or tags) that hold one class when the classes come from the data.
@@ -23,8 +24,9 @@ token classification, a `sequence_classification` head text (pair) classificatio
 one output, `scores=True`, text (pair) scoring against 0/1 labels or scores), and a
 `sentence_embedding` head embedding pairs (labels 0/1 or scores) or else embedding texts.
 
-Labels. A label (or BIO tag) is a name or an integer id; strings that all spell integers
-(a CSV's "0"/"1") are ids unless they are all names in `labels`. With `labels` (the model's
+Labels. A label (or BIO tag) is a name or an integer id; strings that all spell whole numbers
+(a CSV's "0"/"1", or "0.0"/"1.0" as pandas writes an integer column that had a missing value,
+just as JSON's 1.0 is the id 1) are ids unless they are all names in `labels`. With `labels` (the model's
 `id2label` names, in order), names map to their index and ids must lie in
 `[0, len(labels))`. Without it, names are sorted (tags: "O" first), and ids are kept as
 they are, named by a `datasets` ClassLabel column's names or else `"0"` .. `str(max id)`.
@@ -59,8 +61,10 @@ import numpy as np
 
 from samp_jax.data.splits import TaskSplits
 from samp_jax.models.head_kinds import SENTENCE_EMBEDDING, SEQUENCE_CLASSIFICATION, TOKEN_CLASSIFICATION
+from samp_jax.tasks import cells
 from samp_jax.tasks.carving import (CARVE_ORDER, DEFAULT_FRACTIONS, MAX_CALIBRATION,  # noqa: F401
                                     MIN_ROWS, carve_splits, split_sizes, without_test_inputs)
+from samp_jax.tasks.cells import MISSING_LABELS  # noqa: F401
 from samp_jax.tasks.metrics import ENTITY_F1
 from samp_jax.tasks.readers import (FORMATS, SPLIT_NAMES, Table, describe_source,  # noqa: F401
                                     read_tables)
@@ -78,11 +82,6 @@ DEFAULT_NAMES: dict[str, tuple[str, ...]] = {
 }
 """Usual column names of each canonical field, tried in order."""
 LIST_FIELDS = ("tokens", "tags")
-MISSING_LABELS = frozenset({"nan", "-nan", "+nan", "na", "n/a", "#n/a", "<na>", "null"})
-"""Label strings that spell a missing value (compared lower-cased and stripped): what pandas,
-R, spreadsheets and JSON write for an empty cell. Such a label is refused, never made a class.
-`none` is not among them: it is a real class in many sets ("no emotion", "no intent")."""
-_INTEGER = re.compile(r"[+-]?\d+")
 _GENERIC_LABEL = re.compile(r"LABEL_\d+")  # transformers' default id2label names
 
 
@@ -193,7 +192,7 @@ def _parts(tables: dict[str | None, Table], columns: Columns, task_type,
     binary = binary and target == "label"
     return {split: _convert(table, _required_columns(table, columns, needed,
                                                      f"a {task_type.name} task"),
-                            binary_label=binary)
+                            binary_label=binary, blank_texts=False)
             for split, table in tables.items()}
 
 
@@ -273,6 +272,10 @@ def _find_columns(table: Table, columns: Columns) -> dict[str, str | None]:
         if column is not None and column not in table.columns:
             raise ValueError(f"{table.where}: column {column!r} (columns.{field}) not found; "
                              f"columns found: {list(table.columns)}")
+        if column is not None and column in found.values():
+            other = next(f for f, c in found.items() if c == column)
+            raise ValueError(f"{table.where}: column {column!r} is named for both "
+                             f"columns.{other} and columns.{field}; expected one column per field")
         found[field] = column
     used = {c for c in found.values() if c is not None}
     for field in FIELDS:
@@ -381,92 +384,38 @@ def _required_columns(table: Table, columns: Columns, needed: Sequence[str],
 
 
 # ---------------------------------------------------------------------- rows to examples
-def _convert(table: Table, columns: dict[str, str], *, binary_label: bool = False) -> _Part:
+def _convert(table: Table, columns: dict[str, str], *, binary_label: bool = False,
+             blank_texts: bool = True) -> _Part:
     """Every row as a canonical example dict (labels and tags still as in the data; 0/1 with
-    `binary_label`)."""
+    `binary_label`). Without `blank_texts`, a text or word that is empty or only spaces is
+    refused: it is a missing value (an empty CSV cell), and a blank word has no token to
+    carry its tag, so the tag would not be scored."""
+    text = cells.text if blank_texts else cells.filled_text
     part = _Part(table, columns, [])
     for row_number, row in enumerate(table.rows, 1):
         example = {}
         for field, column in columns.items():
             value, at = row.get(column), part.at(row_number, field)
             if field in ("text", "text_pair"):
-                example[field] = _text(value, at)
+                example[field] = text(value, at)
             elif field == "tokens":
-                example[field] = [_text(word, f"{at} item {i}")
-                                  for i, word in enumerate(_sequence(value, at, "words"))]
+                example[field] = [text(word, f"{at} item {i}")
+                                  for i, word in enumerate(cells.sequence(value, at, "words"))]
             elif field == "tags":
-                example[field] = [_raw_label(tag, f"{at} item {i}")
-                                  for i, tag in enumerate(_sequence(value, at, "tags"))]
+                example[field] = [cells.raw_label(tag, f"{at} item {i}")
+                                  for i, tag in enumerate(cells.sequence(value, at, "tags"))]
             elif field == "score":
-                example[field] = _score(value, at)
+                example[field] = cells.score(value, at)
             else:
-                example[field] = _raw_label(value, at)
+                example[field] = cells.raw_label(value, at)
         if "tags" in example and len(example["tokens"]) != len(example["tags"]):
             raise ValueError(f"{table.where}: row {row_number}: {len(example['tokens'])} tokens "
                              f"in column {columns['tokens']!r} but {len(example['tags'])} tags in "
                              f"column {columns['tags']!r}; expected one tag per token")
         if binary_label:
-            example["label"] = _binary(example["label"], at=part.at(row_number, "label"))
+            example["label"] = cells.binary(example["label"], at=part.at(row_number, "label"))
         part.examples.append(example)
     return part
-
-
-def _text(value, at: str) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"{at} holds {value!r} ({type(value).__name__}); expected a string")
-    return str(value)
-
-
-def _sequence(value, at: str, what: str) -> list:
-    if isinstance(value, str):
-        raise ValueError(f"{at} holds a string ({value[:40]!r}); expected a list of {what} "
-                         "(CSV and TSV cannot hold lists: use JSON Lines, Parquet or a datasets "
-                         "folder)")
-    if not isinstance(value, (list, tuple, np.ndarray)):
-        raise ValueError(f"{at} holds {value!r} ({type(value).__name__}); expected a list of "
-                         f"{what}")
-    return list(value)
-
-
-def _raw_label(value, at: str) -> int | float | str:
-    """An id (int), a name (str) or, for the caller to refuse, a fractional float."""
-    if value is None or (isinstance(value, (float, np.floating)) and math.isnan(value)) or (
-            isinstance(value, str) and not value.strip()):
-        raise ValueError(f"{at} has no label ({value!r}); expected a class name or id in every row")
-    if isinstance(value, str) and value.strip().lower() in MISSING_LABELS:
-        raise ValueError(f"{at} has label {value!r}, a spelling of a missing value (one of "
-                         f"{sorted(MISSING_LABELS)}, any case); expected a class name or id in "
-                         "every row (fill the row, drop it, or rename the class)")
-    if isinstance(value, (bool, np.bool_, int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return int(value) if float(value).is_integer() else float(value)
-    if isinstance(value, str):
-        return value.strip()
-    raise ValueError(f"{at} holds {value!r} ({type(value).__name__}); expected a class name or "
-                     "an integer id")
-
-
-def _score(value, at: str) -> float:
-    try:
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (str, int, float,
-                                                                        np.number)):
-            raise ValueError
-        score = float(value)
-    except ValueError:
-        raise ValueError(f"{at} holds {value!r}; expected a number (a similarity score)") from None
-    if math.isnan(score):
-        raise ValueError(f"{at} has no score ({value!r}); expected a number in every row")
-    return score
-
-
-def _binary(value, at: str) -> int:
-    if isinstance(value, str) and _INTEGER.fullmatch(value):
-        value = int(value)
-    if value not in (0, 1):
-        raise ValueError(f"{at} has label {value!r}; embedding pairs need labels 0 or 1 (or a "
-                         "score column of numbers)")
-    return value
 
 
 # ------------------------------------------------------------------------------- labels
@@ -491,9 +440,9 @@ def _label_ids(parts: list[_Part], field: str,
                              "(similarity scores: Columns(score=...) or "
                              "task_type='embedding_pairs')")
     strings = {v for v, _ in values if isinstance(v, str)}
-    if strings and all(_INTEGER.fullmatch(v) for v in strings) and not (
+    if strings and all(cells.WHOLE_NUMBER.fullmatch(v) for v in strings) and not (
             labels is not None and strings <= set(map(str, labels))):  # a CSV's "0"/"1": ids
-        values = [(int(v), at) for v, at in values]
+        values = [(cells.whole_number(v), at) for v, at in values]
     names = [(v, at) for v, at in values if isinstance(v, str)]
     ids = [(v, at) for v, at in values if isinstance(v, int)]
     if names and ids:
@@ -520,7 +469,7 @@ def _label_ids(parts: list[_Part], field: str,
         _check_ids(ids, None if labels is None else len(labels), f"the ClassLabel names {labels}")
         labels = labels or [str(i) for i in range(max((v for v, _ in ids), default=0) + 1)]
     if not names:
-        return labels, int  # ids, or strings that spell them
+        return labels, cells.as_id  # ids, or strings that spell them
     index = {name: i for i, name in enumerate(labels)}
     return labels, index.__getitem__
 

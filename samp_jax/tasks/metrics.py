@@ -198,7 +198,8 @@ class Metric:
       exact: `evidence -> float`, the reported value, where it is computed in another order
         than `weighted` with one row of ones (None: that row).
       details: `evidence -> dict` of extra figures a score reports (precision, recall).
-      check_gold: raises ValueError when gold answers cannot be scored (one class for ROC-AUC).
+      check_gold: raises ValueError when gold answers cannot be scored (one class for ROC-AUC,
+        one score for Spearman).
       balanced_subsets: a seeded subset of the examples keeps the two classes balanced.
       higher_is_better: the direction of improvement; a drop is a change the other way.
     """
@@ -321,6 +322,14 @@ def _both_classes(gold: np.ndarray) -> None:
                          f"these have only {classes}")
 
 
+def _varying_scores(gold: np.ndarray) -> None:
+    """Spearman's correlation with scores that are all equal is 0/0 (NaN)."""
+    values = np.unique(np.asarray(gold, np.float64))
+    if len(values) < 2:
+        raise ValueError(f"Spearman needs similarity scores that vary among the {len(gold)} "
+                         f"pairs; these all score {values[0]:g}")
+
+
 ACCURACY = Metric(
     name="accuracy", display_name="accuracy", gold_field="label", margin=Margin.PER_EXAMPLE,
     proxy=KL, evidence=_correct, weighted=_mean_weighted, exact=lambda e: np.mean(e))
@@ -337,7 +346,7 @@ ROC_AUC = Metric(
 SPEARMAN = Metric(
     name="spearman", display_name="Spearman", gold_field="score", margin=Margin.RESAMPLED,
     proxy=COSINE, evidence=_pair_evidence,
-    weighted=lambda e, w: spearman_weighted(e[:, 0], e[:, 1], w))
+    weighted=lambda e, w: spearman_weighted(e[:, 0], e[:, 1], w), check_gold=_varying_scores)
 METRICS: dict[str, Metric] = {m.name: m for m in (ACCURACY, ENTITY_F1, ROC_AUC, SPEARMAN)}
 
 

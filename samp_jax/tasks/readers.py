@@ -3,12 +3,15 @@ folder, a `datasets.Dataset` / `DatasetDict` or a list of dicts, into `Table`s o
 
 Refused here, before any row is converted (one line naming the file, the row or line, and the
 column): an empty file, a row with more fields than the header, bad quoting, text that is not
-UTF-8, and a column name that appears twice (in a CSV/TSV header, a JSON object or a Parquet
-schema), since only one of the two columns could be read and nothing would say which.
+UTF-8 (a UTF-16 or UTF-32 file is named as such; a NUL character in a CSV/TSV row, which UTF-8
+text never holds but UTF-16 text without a byte-order mark does, is refused rather than read
+as garbled text), and a column name that appears twice (in a CSV/TSV header, a JSON object or
+a Parquet schema), since only one of the two columns could be read and nothing would say which.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import dataclasses
 import json
@@ -97,6 +100,8 @@ def _read_path(path: Path) -> Table | dict[str, Table]:
         raise ValueError(f"{path}: unknown format {path.suffix!r}; expected a file ending in "
                          f"one of {sorted(FORMATS)} or a folder written by datasets' "
                          "save_to_disk")
+    if kind != "parquet":
+        _check_not_utf16(path, kind)
     try:
         rows, columns = {"csv": _read_delimited, "tsv": _read_delimited, "jsonl": _read_json,
                          "parquet": _read_parquet}[kind](path, kind)
@@ -104,6 +109,29 @@ def _read_path(path: Path) -> Table | dict[str, Table]:
         raise ValueError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start}); expected "
                          f"a {kind} file") from None
     return _table(str(path), rows, columns, name=_default_name(path))
+
+
+_WIDE_BOMS = ((codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"),
+               (codecs.BOM_UTF16_LE, "UTF-16"), (codecs.BOM_UTF16_BE, "UTF-16"))  # UTF-32 first
+
+
+def _check_not_utf16(path: Path, kind: str) -> None:
+    """Names a UTF-16 or UTF-32 file by its byte-order mark (Excel's "Unicode text" and
+    PowerShell write them), rather than calling it a bad UTF-8 byte."""
+    with path.open("rb") as f:
+        head = f.read(4)
+    encoding = next((name for bom, name in _WIDE_BOMS if head.startswith(bom)), None)
+    if encoding is not None:
+        raise ValueError(f"{path} is {encoding} text (it starts with a {encoding} byte-order "
+                         f"mark); expected a UTF-8 {kind} file (save it as UTF-8)")
+
+
+def _check_no_nul(values, at: str, kind: str) -> None:
+    """Refuses a NUL character: UTF-8 text has none, UTF-16 text read as UTF-8 has one in
+    every other byte (without a byte-order mark it decodes without an error, as garbage)."""
+    if any(value and "\x00" in value for value in values):
+        raise ValueError(f"{at} holds a NUL character; expected UTF-8 {kind.upper()} text (is "
+                         "the file UTF-16, or not text?)")
 
 
 def _read_delimited(path: Path, kind: str) -> tuple[list[dict], list[str]]:
@@ -114,10 +142,12 @@ def _read_delimited(path: Path, kind: str) -> tuple[list[dict], list[str]]:
         header = reader.fieldnames
         if not header:
             raise ValueError(f"{path} is empty; expected a header line with the column names")
+        _check_no_nul(header, f"{path}: the header (line 1)", kind)
         _check_distinct(header, f"{path}: the header (line 1)")
         rows = []
         try:
             for row_number, row in enumerate(reader, 1):
+                _check_no_nul(row.values(), f"{path}: row {row_number}", kind)
                 if None in row:
                     raise ValueError(f"{path}: row {row_number} has {len(row[None])} more "
                                      f"field(s) than the {len(header)} columns of the header "

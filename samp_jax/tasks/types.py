@@ -163,13 +163,38 @@ def encode_scored_pairs(tokenizer, examples: Sequence[dict], max_length: int) ->
 
 
 def encode_words(tokenizer, examples: Sequence[dict], max_length: int) -> EncodedSplit:
-    """Each word is labelled at its first word piece; other pieces and specials are IGNORE."""
+    """Each word is labelled at its first word piece; other pieces and specials are IGNORE.
+
+    Raises:
+      ValueError: a word gives no word piece (a zero-width or control character alone): its
+        tag would silently be left out of the metric and the loss.
+    """
     batch, word_ids = tokenizer.encode_words([e["tokens"] for e in examples], padding=max_length,
                                              truncation=True)
+    _check_every_word_has_a_piece(examples, word_ids, batch["attention_mask"])
     labels = np.stack([
         align_labels([None if w < 0 else int(w) for w in ids], e["tags"], ignore_index=IGNORE)
         for ids, e in zip(word_ids, examples)]).astype(np.int32)
     return EncodedSplit(**batch, labels=labels)
+
+
+def _check_every_word_has_a_piece(examples: Sequence[dict], word_ids: np.ndarray,
+                                  attention_mask: np.ndarray) -> None:
+    """Words missing from `word_ids` are refused, except at the end of a row that truncation
+    filled (those were cut, as documented)."""
+    for row, (e, ids) in enumerate(zip(examples, word_ids)):
+        present = set(ids[ids >= 0].tolist())
+        if len(present) == len(e["tokens"]):
+            continue
+        cut = attention_mask[row].sum() == attention_mask.shape[1]  # full: maybe truncated
+        last = max(present, default=-1)
+        word = next((w for w in range(len(e["tokens"])) if w not in present
+                     and (w < last or not cut)), None)
+        if word is not None:
+            raise ValueError(f"the row with words {list(e['tokens'][:8])}"
+                             f"{' ...' if len(e['tokens']) > 8 else ''}: word {word} "
+                             f"({e['tokens'][word]!r}) gives no token, so its tag would not be "
+                             "scored; expected words the tokenizer reads (drop or replace it)")
 
 
 TASK_TYPES: dict[str, TaskType] = {t.name: t for t in (

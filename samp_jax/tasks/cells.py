@@ -1,0 +1,101 @@
+"""One cell of your data as a canonical value (`samp_jax.tasks.files` reads the rows):
+a text, a word list, a raw label (an id, a name, or a fractional number for the caller to
+refuse), a similarity score or a 0/1 pair label. Each error names where the cell is (`at`:
+file, row, column) and what was expected."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+
+MISSING_LABELS = frozenset({"nan", "-nan", "+nan", "na", "n/a", "#n/a", "<na>", "null"})
+"""Label strings that spell a missing value (compared lower-cased and stripped): what pandas,
+R, spreadsheets and JSON write for an empty cell. Such a label is refused, never made a class.
+`none` is not among them: it is a real class in many sets ("no emotion", "no intent")."""
+WHOLE_NUMBER = re.compile(r"[+-]?\d+(?:\.0*)?")  # "1", "-2", "1.0": an id
+
+
+def text(value, at: str) -> str:
+    """`value` if it is a string (blank ones too)."""
+    if not isinstance(value, str):
+        raise ValueError(f"{at} holds {value!r} ({type(value).__name__}); expected a string")
+    return str(value)
+
+
+def filled_text(value, at: str) -> str:
+    """`value` if it is a string that is not empty or only spaces (a missing value)."""
+    value = text(value, at)
+    if not value.strip():
+        what = ("a word (a blank word has no token to carry its tag)" if " item " in at
+                else "a text in every row (an empty cell is a missing value)")
+        raise ValueError(f"{at} is blank ({value!r}); expected {what}: fill it or drop the row")
+    return value
+
+
+def sequence(value, at: str, what: str) -> list:
+    """`value` as a list, if it is a list, tuple or array (never a string)."""
+    if isinstance(value, str):
+        raise ValueError(f"{at} holds a string ({value[:40]!r}); expected a list of {what} "
+                         "(CSV and TSV cannot hold lists: use JSON Lines, Parquet or a datasets "
+                         "folder)")
+    if not isinstance(value, (list, tuple, np.ndarray)):
+        raise ValueError(f"{at} holds {value!r} ({type(value).__name__}); expected a list of "
+                         f"{what}")
+    return list(value)
+
+
+def raw_label(value, at: str) -> int | float | str:
+    """An id (int), a name (str) or, for the caller to refuse, a fractional float."""
+    if value is None or (isinstance(value, (float, np.floating)) and math.isnan(value)) or (
+            isinstance(value, str) and not value.strip()):
+        raise ValueError(f"{at} has no label ({value!r}); expected a class name or id in every row")
+    if isinstance(value, str) and value.strip().lower() in MISSING_LABELS:
+        raise ValueError(f"{at} has label {value!r}, a spelling of a missing value (one of "
+                         f"{sorted(MISSING_LABELS)}, any case); expected a class name or id in "
+                         "every row (fill the row, drop it, or rename the class)")
+    if isinstance(value, (bool, np.bool_, int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return int(value) if float(value).is_integer() else float(value)
+    if isinstance(value, str):
+        return value.strip()
+    raise ValueError(f"{at} holds {value!r} ({type(value).__name__}); expected a class name or "
+                     "an integer id")
+
+
+def score(value, at: str) -> float:
+    """`value` as a finite float similarity score (a number or a string that spells one)."""
+    try:
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (str, int, float,
+                                                                        np.number)):
+            raise ValueError
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"{at} holds {value!r}; expected a number (a similarity score)") from None
+    if math.isnan(number):
+        raise ValueError(f"{at} has no score ({value!r}); expected a number in every row")
+    if math.isinf(number):
+        raise ValueError(f"{at} holds {value!r}; expected a finite number (a similarity score)")
+    return number
+
+
+def binary(value, at: str) -> int:
+    """An embedding pair's label: 0 or 1 (or a string that spells one)."""
+    if isinstance(value, str) and WHOLE_NUMBER.fullmatch(value):
+        value = whole_number(value)
+    if value not in (0, 1):
+        raise ValueError(f"{at} has label {value!r}; embedding pairs need labels 0 or 1 (or a "
+                         "score column of numbers)")
+    return value
+
+
+def whole_number(spelled: str) -> int:
+    """The id a label string spells: "1" and "1.0" are both 1 (as JSON's 1 and 1.0 are)."""
+    return int(spelled.partition(".")[0])
+
+
+def as_id(value: int | str) -> int:
+    """An id given as an int or as a string that spells a whole number."""
+    return whole_number(value) if isinstance(value, str) else int(value)

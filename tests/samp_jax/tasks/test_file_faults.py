@@ -1,0 +1,118 @@
+"""Data files that are not what they seem (`samp_jax.tasks.files` / `readers`): wide
+encodings, NUL characters, blank texts and words, labels spelled "1.0", one column named for
+two fields, and words the tokenizer drops. Each is one error naming the file, row and column,
+or is read as the same data it spells."""
+
+from __future__ import annotations
+
+import codecs
+import json
+import re
+
+import pytest
+
+from samp_jax.models.tokenizer import Tokenizer
+from samp_jax.tasks import Columns, load_task
+from samp_jax.tasks.files import read_inputs
+from samp_jax.tasks.types import encode_words
+
+CSV = "text,label\n" + "".join(f"word {i} here,{'pos' if i % 2 else 'neg'}\n" for i in range(20))
+
+
+def raises(match: str):
+    return pytest.raises(ValueError, match=match)
+
+
+@pytest.mark.parametrize("encoding, name", [("utf-16", "UTF-16"), ("utf-16-be", "UTF-16"),
+                                            ("utf-32", "UTF-32")])
+def test_a_wide_unicode_file_is_named_by_its_encoding(tmp_path, encoding, name):
+    path = tmp_path / "data.csv"
+    bom = {"utf-16-be": codecs.BOM_UTF16_BE}.get(encoding, b"")
+    path.write_bytes(bom + CSV.encode(encoding))
+    with raises(rf"data\.csv is {name} text \(it starts with a {name} byte-order mark\); "
+                r"expected a UTF-8 csv file"):
+        load_task(path)
+
+
+def test_nul_characters_are_refused_not_read_as_garbled_text(tmp_path):
+    bare = tmp_path / "bare.csv"  # UTF-16 without a byte-order mark decodes as "UTF-8"
+    bare.write_bytes(CSV.encode("utf-16-le"))
+    with raises(r"bare\.csv: the header \(line 1\) holds a NUL character; expected UTF-8 CSV "
+                r"text \(is the file UTF-16"):
+        load_task(bare)
+    one = tmp_path / "one.tsv"
+    one.write_text(CSV.replace(",", "\t").replace("word 3", "wo\x00rd 3"))
+    with raises(r"one\.tsv: row 4 holds a NUL character"):
+        load_task(one)
+    with raises(r"one\.tsv: row 4 holds a NUL character"):
+        read_inputs(one)
+
+
+@pytest.mark.parametrize("blank", ["", "   ", "\t"])
+def test_a_blank_text_is_a_missing_value(tmp_path, blank):
+    rows = [{"text": f"word {i}", "text_pair": "other", "label": i % 2} for i in range(20)]
+    rows[6]["text_pair"] = blank
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with raises(rf"pairs\.jsonl: row 7: column 'text_pair' is blank \({re.escape(repr(blank))}\); "
+                r"expected a "
+                r"text in every row \(an empty cell is a missing value\)"):
+        load_task(path)
+    assert read_inputs(path)[6]["text_pair"] == blank  # predict echoes the row as it is
+
+
+def test_a_blank_word_is_refused_with_its_row(tmp_path):
+    rows = [{"tokens": ["Paris", "is", "big"], "tags": ["B-loc", "O", "O"]} for _ in range(20)]
+    rows[4] = {"tokens": ["Paris", " ", "big"], "tags": ["B-loc", "B-loc", "O"]}
+    with raises(r"row 5: column 'tokens' item 1 is blank \(' '\); expected a word \(a blank word "
+                r"has no token to carry its tag\)"):
+        load_task(rows)
+
+
+def test_a_word_the_tokenizer_drops_is_refused(minilm_dir):
+    tokenizer = Tokenizer.from_pretrained(minilm_dir)
+    examples = [{"tokens": ["Paris", "\u200b", "big"], "tags": [1, 1, 0]}]
+    with raises(r"the row with words \['Paris', '\\u200b', 'big'\]: word 1 \('\\u200b'\) gives "
+                "no token, so its tag would not be scored"):
+        encode_words(tokenizer, examples, 16)
+    cut = [{"tokens": ["Paris"] * 40, "tags": [1] * 40}]  # truncation may drop the last words
+    assert encode_words(tokenizer, cut, 16).labels.shape == (1, 16)
+
+
+@pytest.mark.parametrize("spellings", [("0.0", "1.0"), ("0", "1", "1.0"), ("+1", "0.00")])
+def test_labels_spelled_as_whole_numbers_are_the_same_ids(tmp_path, spellings):
+    path = tmp_path / "data.csv"
+    path.write_text("text,label\n" + "".join(
+        f"word {i},{spellings[i % len(spellings)]}\n" for i in range(30)))
+    task = load_task(path)
+    assert task.labels == ("0", "1")
+    named = load_task(path, labels=["neg", "pos"])
+    assert {e["label"] for s in ("train", "test") for e in named.split(s)} == {0, 1}
+    pairs = [{"text": f"a {i}", "text_pair": "b", "label": "1.0" if i % 2 else "0.0"}
+             for i in range(20)]
+    assert {e["label"] for e in load_task(pairs, head="sentence_embedding").split("test")} <= {0, 1}
+
+
+def test_one_column_named_for_two_fields_is_refused(tmp_path):
+    path = tmp_path / "data.csv"
+    path.write_text(CSV)
+    with raises(r"data\.csv: column 'text' is named for both columns\.text and columns\.label; "
+                "expected one column per field"):
+        load_task(path, columns=Columns(text="text", label="text"))
+
+
+@pytest.mark.parametrize("bad", ["inf", "-Infinity"])
+def test_an_infinite_similarity_score_is_refused(tmp_path, bad):
+    path = tmp_path / "sts.tsv"
+    path.write_text("text\ttext_pair\tscore\n" + "".join(
+        f"a {i}\tb {i}\t{bad if i == 3 else i / 10}\n" for i in range(20)))
+    with raises(rf"sts\.tsv: row 4: column 'score' holds '{bad}'; expected a finite number"):
+        load_task(path)
+
+
+def test_similarity_scores_that_never_vary_are_refused_not_scored_nan(minilm_dir):
+    pairs = [{"text": f"a {i}", "text_pair": f"b {i}", "score": 2.5} for i in range(20)]
+    task = load_task(pairs)
+    with raises(r"Spearman needs similarity scores that vary among the 4 pairs; these all "
+                r"score 2\.5"):
+        task.evaluation(Tokenizer.from_pretrained(minilm_dir), "test")
