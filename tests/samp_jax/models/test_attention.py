@@ -33,7 +33,7 @@ def inputs(batch=3, seq=9, heads=4, head_dim=8, seed=0):
 def test_matches_the_float64_softmax_with_padding_and_an_empty_sequence():
     q, k, v, mask = inputs()
     got = np.asarray(jax.jit(attention)(q, k, v, mask))
-    np.testing.assert_allclose(got, reference(q, k, v, mask), rtol=2e-5, atol=2e-5)
+    np.testing.assert_allclose(got, reference(q, k, v, mask), rtol=0, atol=5e-6)  # measured 1.0e-6
     # padding keys get no weight: changing them changes nothing in the padded sequence
     k2, v2 = k.copy(), v.copy()
     k2[1, 5:], v2[1, 5:] = 1e3, -1e3
@@ -45,7 +45,7 @@ def test_adds_the_relative_position_bias():
     q, k, v, mask = inputs(seed=1)
     bias = np.random.default_rng(2).standard_normal((1, 4, 9, 9)).astype(np.float32) * 3
     got = np.asarray(jax.jit(lambda *a: attention(*a, bias=jnp.asarray(bias)))(q, k, v, mask))
-    np.testing.assert_allclose(got, reference(q, k, v, mask, bias), rtol=2e-5, atol=2e-5)
+    np.testing.assert_allclose(got, reference(q, k, v, mask, bias), rtol=0, atol=5e-6)
 
 
 def test_matches_jax_dot_product_attention():
@@ -62,7 +62,8 @@ def test_16_bit_inputs_keep_their_dtype_and_match_within_its_precision(dtype):
     q, k, v = (jnp.asarray(t, dtype) for t in (q, k, v))
     got = attention(q, k, v, mask)
     assert got.dtype == dtype
-    tolerance = 4 * float(jnp.finfo(dtype).eps)  # the probabilities and the output are rounded
+    # the probabilities and the output are rounded: measured 0.36 eps (FP16), 0.33 eps (BF16)
+    tolerance = 2 * float(jnp.finfo(dtype).eps)
     np.testing.assert_allclose(np.asarray(got, np.float32), reference(q, k, v, mask),
                                rtol=tolerance, atol=tolerance)
 

@@ -21,10 +21,10 @@ def test_minilm_fp32_matches_hf_hidden_states_and_embeddings(minilm, minilm_gold
     ids, mask, types = golden_inputs(minilm_golden, name)
     hidden = np.asarray(minilm.encode(ids, mask, types))
     valid = mask.astype(bool)
-    assert np.abs(hidden[valid] - minilm_golden[f"{name}_hidden"][valid]).max() < 1e-4
+    assert np.abs(hidden[valid] - minilm_golden[f"{name}_hidden"][valid]).max() < 1.5e-5  # measured 3.3e-6
     embedding = np.asarray(minilm(ids, mask, types))
     cosine = np.sum(embedding * minilm_golden[f"{name}_embedding"], axis=-1)
-    assert np.all(cosine > 1 - 1e-5)
+    assert np.all(cosine > 1 - 1e-6)  # measured 1 - 1.2e-7
 
 
 @pytest.mark.parametrize("task", ["tiny_seqcls", "tiny_tokcls"])

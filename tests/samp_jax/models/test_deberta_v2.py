@@ -35,7 +35,7 @@ def test_v2_style_variant_matches_hf(batch):
     ids, mask, types = (golden[f"{batch}_{key}"] for key in KEYS)
     hidden = np.asarray(model(ids, mask, types))
     real = mask.astype(bool)
-    assert np.abs(hidden[real] - golden[f"{batch}_hidden"][real]).max() <= 1e-5
+    assert np.abs(hidden[real] - golden[f"{batch}_hidden"][real]).max() <= 5e-6  # measured 1.2e-6
 
 
 def test_variant_round_trips_in_hf_naming(tmp_path):

@@ -32,14 +32,15 @@ def test_jit_forward_equals_eager(minilm, minilm_golden):
 @pytest.mark.slow
 @pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16])
 def test_half_precision_embeddings_stay_close_to_fp32(minilm_dir, minilm, minilm_golden, dtype):
-    """Documented tolerance: cosine >= 0.999 between 16-bit and FP32 sentence embeddings."""
+    """Documented tolerance (docs/design.md) on the cosine between 16-bit and FP32 sentence
+    embeddings: 1 - cosine measured at most 1.2e-6 (FP16) and 8e-5 (BF16)."""
     inputs = golden_inputs(minilm_golden, "single")
     half = load_pretrained(minilm_dir, dtype=dtype)
     assert half.embeddings.word.dtype == dtype
     reference = minilm(*inputs)
     embedding = jax.jit(lambda *a: half(*a))(*inputs)
     cosine = np.asarray(cosine_similarity(embedding, reference))
-    assert cosine.min() >= 0.999, cosine.min()
+    assert cosine.min() >= 1 - {jnp.float16: 5e-6, jnp.bfloat16: 3e-4}[dtype], cosine.min()
 
 
 def test_padding_does_not_change_real_tokens(minilm, minilm_golden):
@@ -115,4 +116,4 @@ def test_random_bert_base_builds_with_the_four_sites():
         "qkv": (768, 2304), "attn_out": (768, 768), "ffn_in": (768, 3072), "ffn_out": (3072, 768)}
     out = model(np.ones((2, 7), np.int32))
     assert out.shape == (2, 768)
-    np.testing.assert_allclose(np.linalg.norm(np.asarray(out), axis=-1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(np.asarray(out), axis=-1), 1.0, rtol=1e-6)

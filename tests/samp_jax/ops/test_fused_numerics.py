@@ -36,7 +36,7 @@ def _check(y, q, scale, y_ref64, kwargs):
     step = np.maximum(np.abs(y64), 2.0 ** -14) * FP16_ULP
     assert (np.abs(y64 - y_ref64) / step).max() <= 1.0  # measured 0.50
     q_ref, s_ref = ref.activation_int8(y64, kwargs.get("act_scale"), kwargs.get("input_scale"))
-    np.testing.assert_allclose(np.asarray(scale, np.float64), s_ref, rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(scale, np.float64), s_ref, rtol=3e-7)  # measured 9.2e-8
     q = np.asarray(q, np.int64)
     tie = ref.near_tie(y64, s_ref, kwargs.get("input_scale"))
     assert np.abs(q - q_ref).max() <= 1 and not ((q != q_ref) & ~tie).any()

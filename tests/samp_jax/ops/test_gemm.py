@@ -75,7 +75,8 @@ def test_int8_dynamic_gemm_matches_numpy_reference_and_float():
     b = rng.normal(size=(48,)).astype(np.float32)
     y = gemm(jnp.asarray(x), quantize_weight_int8(w), precision="int8-dynamic", bias=jnp.asarray(b),
              out_dtype=jnp.float32)
-    np.testing.assert_allclose(np.asarray(y), _reference_int8_dynamic(x, w, b), rtol=1e-5, atol=1e-5)
+    expected = _reference_int8_dynamic(x, w, b)  # exact integer products: only the scales round
+    np.testing.assert_allclose(np.asarray(y), expected, rtol=0, atol=5e-7 * np.abs(expected).max())
     exact = x @ w + b
     assert np.abs(np.asarray(y) - exact).max() < 0.05 * np.abs(exact).max()
 
@@ -88,14 +89,16 @@ def test_epilogue_bias_gelu_residual_and_out_dtype():
     y = gemm(jnp.asarray(x), jnp.asarray(w), precision="fp32", bias=jnp.asarray(b),
              activation="gelu", residual=jnp.asarray(r))
     expected = np.asarray(jax.nn.gelu(x @ w + b, approximate=False)) + r
-    np.testing.assert_allclose(np.asarray(y), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(y), expected, rtol=0, atol=1e-6 * np.abs(expected).max())
     half = gemm(jnp.asarray(x, jnp.float16), jnp.asarray(w), precision="fp16")
     assert half.dtype == jnp.float16
-    np.testing.assert_allclose(np.asarray(half, np.float32), x @ w, rtol=2e-2, atol=2e-2)
+    # rounding the inputs to FP16 errs as much near zero as far from it (measured 5.5e-3 here;
+    # over 300 random draws of these shapes at most 31% of this bound)
+    np.testing.assert_allclose(np.asarray(half, np.float32), x @ w, rtol=2e-3, atol=2e-2)
 
 
 def test_static_int8_and_fp8_paths():
-    """Against the float64 reference of the same quantization (tight: measured 1e-7 of max|y|),
+    """Against the float64 reference of the same quantization (tight: measured 8e-8 of max|y|),
     and against the float GEMM (the quantization error itself: measured 1.2% of max|y| for
     INT8, 3.2% for FP8; test_site_numerics.py pins every mode in detail)."""
     local = np.random.default_rng(11)
@@ -113,7 +116,7 @@ def test_static_int8_and_fp8_paths():
     fp8_ref = ref.fp8_gemm(x, w8, s8, float(np.float32(amax / FP8_E4M3_MAX)))
     for y, y_ref, float_bound in ((int8, int8_ref, 0.03), (fp8, fp8_ref, 0.08)):
         scale = np.abs(exact).max()
-        np.testing.assert_allclose(np.asarray(y), y_ref, rtol=0, atol=1e-6 * scale)
+        np.testing.assert_allclose(np.asarray(y), y_ref, rtol=0, atol=5e-7 * scale)
         assert np.abs(np.asarray(y) - exact).max() < float_bound * scale
 
 
@@ -184,7 +187,7 @@ def test_dispatch_falls_back_and_named_implementation_fails_loudly(monkeypatch):
     w = rng.normal(size=(16, 8)).astype(np.float32)
     x = jnp.ones((2, 16))
     fallback = gemm(x, jnp.asarray(w), precision="fp32")  # picky declines, xla runs
-    np.testing.assert_allclose(np.asarray(fallback), np.ones((2, 16)) @ w, rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(fallback), np.ones((2, 16)) @ w, rtol=0, atol=4e-6)
     assert np.all(np.asarray(gemm(x, quantize_weight_int8(w), precision="int8")) == 7.0)
     with pytest.raises(NotImplementedError, match="picky handles int8 only"):
         gemm(x, jnp.asarray(w), precision="fp32", implementation="picky")

@@ -84,7 +84,8 @@ def test_pallas_path_runs_the_named_kernel_and_matches_xla(interpret_mode):
     assert "pallas_call" in jaxpr and _kernels_in(jaxpr) == [_automatic_gemm_kernel()]
     out = gemm(x, w, implementation="pallas", **kwargs)
     ref = gemm(x, w, implementation="xla", **kwargs)
-    np.testing.assert_allclose(np.asarray(out, np.float32), np.asarray(ref, np.float32), atol=2e-2, rtol=1e-2)
+    # FP16 output: two units in the last place (measured one)
+    np.testing.assert_allclose(np.asarray(out, np.float32), np.asarray(ref, np.float32), atol=2e-3, rtol=2e-3)
 
 
 @pytest.mark.parametrize("implementation", ["pallas_triton", "pallas_mosaic", "pallas_mosaic_ws"])
@@ -112,7 +113,8 @@ def test_relu_epilogue_matches_xla(interpret_mode, implementation):
     kwargs = {"precision": "int8", "bias": bias, "activation": "relu", "out_dtype": jnp.float32}
     out = gemm(x, w, implementation=implementation, **kwargs)
     ref = gemm(x, w, implementation="xla", **kwargs)
-    np.testing.assert_allclose(np.asarray(out), np.asarray(ref), rtol=1e-5, atol=1e-5)
+    # the scale products rounded in another order: measured 5.4e-8 of max|y|
+    np.testing.assert_allclose(np.asarray(out), np.asarray(ref), rtol=0, atol=4e-7 * np.abs(ref).max())
     assert float(out.min()) == 0.0 and (np.asarray(out) == 0).mean() > 0.3
 
 

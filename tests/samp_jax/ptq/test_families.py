@@ -149,7 +149,7 @@ def test_engine_matches_a_direct_call(family):
     tokenizer = samp_jax.Tokenizer.from_pretrained(GOLDEN / "families" / model_type / "base")
     engine = samp_jax.compile(q, tokenizer=tokenizer, seq_buckets=(16,), batch_size=8)
     direct = np.asarray(q(**batch))
-    np.testing.assert_allclose(engine(rows).logits, direct, atol=1e-5)
+    np.testing.assert_allclose(engine(rows).logits, direct, atol=1e-6)  # measured 2.4e-7 (ModernBERT)
 
 
 def test_quantized_folder_round_trips_bit_exactly(family, tmp_path):

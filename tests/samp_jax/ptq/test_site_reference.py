@@ -3,7 +3,8 @@
 factor is folded in, the static scale taken from the calibrated clip (`amax / 127` for INT8,
 `absmax / 448` for FP8), the input multiplied by `1 / s`, and the epilogue.
 
-Tolerances relative to max|y|: measured 1.2e-7 (INT8) and 8e-8 (FP8) on the 2-core CPU VM.
+Tolerances relative to max|y|: measured 6.8e-8 (INT8) and 4.1e-8 (FP8) on the 2-core CPU VM;
+FP8 keeps room for the float32 accumulation order.
 """
 
 import jax.numpy as jnp
@@ -17,7 +18,7 @@ from samp_jax.ptq.quantized import QuantizedGemmSite, SiteCalibration
 from tests import numerics_reference as ref
 
 K, N = 128, 64
-RTOL = {"int8": 1e-6, "fp8_e4m3": 5e-7}
+RTOL = {"int8": 3e-7, "fp8_e4m3": 5e-7}
 
 
 def _site_and_inputs(seed=0):

@@ -127,10 +127,10 @@ def test_no_compilation_while_serving_100_mixed_calls(embedder, tokenizer):
 def test_embeddings_equal_the_direct_forward(embedder, minilm, tokenizer, minilm_texts, minilm_golden):
     sentences = minilm_texts["sentences"]
     out = embedder(sentences)
-    np.testing.assert_allclose(out.embeddings, direct(minilm, tokenizer, sentences), atol=2e-6)
+    np.testing.assert_allclose(out.embeddings, direct(minilm, tokenizer, sentences), atol=6e-7)
     assert out.embeddings.dtype == np.float32 and out.embeddings.shape == (16, 384)
     cosine = np.sum(out.embeddings * minilm_golden["single_embedding"], axis=-1)
-    assert cosine.min() > 0.99999  # and with HF's own embeddings
+    assert cosine.min() > 1 - 1e-6  # and with HF's own embeddings (measured 1 - 1.2e-7)
     np.testing.assert_array_equal(out.lengths, tokenizer(sentences)["attention_mask"].sum(axis=1))
     assert not out.truncated.any() and len(out) == 16
 
@@ -141,14 +141,14 @@ def test_padding_and_batch_company_do_not_change_a_row(embedder, classifier, cla
     alone = embedder(text).embeddings[0]  # (1, 16) bucket
     crowded = embedder(["x", LONG, text, "word " * 20]).embeddings[2]  # (4, 64) bucket
     unpadded = direct(minilm, tokenizer, [text])[0]  # no padding at all, eager
-    np.testing.assert_allclose(alone, unpadded, atol=2e-6)
-    np.testing.assert_allclose(crowded, unpadded, atol=2e-6)
+    np.testing.assert_allclose(alone, unpadded, atol=5e-7)  # measured 1.1e-7
+    np.testing.assert_allclose(crowded, unpadded, atol=5e-7)
     pair = ("A man is playing a guitar.", "A person plays an instrument.")
     alone = classifier([pair]).logits[0]
     crowded = classifier([(LONG, "x"), pair, ("y", "z")]).logits[1]
     unpadded = direct(classifier_model, tokenizer, [pair[0]], [pair[1]])[0]
-    np.testing.assert_allclose(alone, unpadded, atol=1e-5)
-    np.testing.assert_allclose(crowded, unpadded, atol=1e-5)
+    np.testing.assert_allclose(alone, unpadded, atol=2.5e-7)
+    np.testing.assert_allclose(crowded, unpadded, atol=2.5e-7)
 
 
 def test_classifier_on_pairs_matches_the_direct_forward(classifier, classifier_model, tokenizer,
@@ -157,7 +157,7 @@ def test_classifier_on_pairs_matches_the_direct_forward(classifier, classifier_m
     out = classifier(pairs)
     expected = direct(classifier_model, tokenizer, [a for a, _ in pairs], [b for _, b in pairs])
     assert out.kind == "sequence_classification" and out.logits.shape == (6, 3)
-    np.testing.assert_allclose(out.logits, expected, atol=1e-5)
+    np.testing.assert_allclose(out.logits, expected, atol=4e-7)
     np.testing.assert_array_equal(out.labels, np.argmax(out.logits, axis=-1))
     assert out.label_names == [NLI_LABELS[i] for i in out.labels]
     assert classifier.labels == NLI_LABELS
@@ -191,7 +191,7 @@ def test_token_classifier_trims_rows_and_labels_words(tagger_model, embedder, to
     assert [r.shape for r in out.logits] == [(n, 5) for n in lengths]
     expected = direct(tagger_model, tokenizer, texts)
     for row, (logits, labels) in enumerate(zip(out.logits, out.labels)):
-        np.testing.assert_allclose(logits, expected[row, :lengths[row]], atol=1e-5)
+        np.testing.assert_allclose(logits, expected[row, :lengths[row]], atol=1.5e-6)
         np.testing.assert_array_equal(labels, np.argmax(logits, axis=-1))
         assert out.label_names[row] == [TAGS[i] for i in labels]  # one name per token
     words = [["Hello", "snowfields"], ["dogs"]]
@@ -232,12 +232,12 @@ def test_too_long_rows_raise_unless_truncating(embedder, classifier_model, token
     np.testing.assert_array_equal(out.truncated, [True, False])
     np.testing.assert_array_equal(out.lengths, [16, 3])
     expected = direct(classifier_model, tokenizer, [TOO_LONG, "Hi"], padding=16, truncation=True)
-    np.testing.assert_allclose(out.logits, expected, atol=1e-5)
+    np.testing.assert_allclose(out.logits, expected, atol=1.5e-7)
     pairs = [(TOO_LONG, "A short second segment."), ("a", "b")]  # longest segment is cut first
     out = engine(pairs)
     expected = direct(classifier_model, tokenizer, [a for a, _ in pairs], [b for _, b in pairs],
                       padding=16, truncation=True)
-    np.testing.assert_allclose(out.logits, expected, atol=1e-5)
+    np.testing.assert_allclose(out.logits, expected, atol=1.5e-7)
     np.testing.assert_array_equal(out.truncated, [True, False])
     ids = engine([list(range(1000, 1040))])  # raw ids keep their first tokens
     first = engine([list(range(1000, 1016))])
@@ -347,11 +347,11 @@ def test_quantized_model_and_float16_copy_serve(minilm, embedder, tokenizer, min
     assert minilm.encoder.layers[0].qkv.dtype == jnp.float32
     sentences = minilm_texts["sentences"][:8]
     from_quantized, from_half = quantized(sentences).embeddings, half(sentences).embeddings
-    # an all-FP16 map runs the same FP16 GEMMs as the FP16 copy of the float model
-    np.testing.assert_allclose(from_quantized, from_half, atol=1e-5)
+    # an all-FP16 map runs the same FP16 GEMMs as the FP16 copy of the float model: one program
+    np.testing.assert_array_equal(from_quantized, from_half)
     reference = embedder(sentences).embeddings  # FP32, equal to the direct forward (tested above)
     for embeddings in (from_quantized, from_half):
-        assert np.sum(embeddings * reference, axis=-1).min() > 0.999  # unit vectors: cosine
+        assert np.sum(embeddings * reference, axis=-1).min() > 1 - 4e-6  # cosine; measured 1 - 7.7e-7
     with pytest.raises(ValueError, match="does not match the QuantizedModel's compute dtype float16"):
         samp_jax.compile(q, tokenizer=tokenizer, dtype=jnp.float32)
 
@@ -435,7 +435,7 @@ def test_custom_heads_are_served_as_they_declare_and_undeclared_ones_refused(tok
     assert out.kind == "token_scores" and out.logits is None and out.embeddings is None
     assert [o.shape for o in out.outputs] == [(3, 2), (5, 2)]  # trimmed per row, as declared
     for row, o in zip(ids, out.outputs):
-        np.testing.assert_allclose(o, np.asarray(model(np.array([row])))[0], atol=1e-5)
+        np.testing.assert_allclose(o, np.asarray(model(np.array([row])))[0], atol=2e-6)
     out = samp_jax.compile(EncoderModel(TINY_CONFIG, _RowScores(), rngs=nnx.Rngs(0)),
                            tokenizer=tokenizer, seq_buckets=(8,), batch_size=2)(ids)
     assert out.kind == "row_scores" and out.outputs.shape == (2, 2)

@@ -29,4 +29,5 @@ def test_eight_devices_match_one(results, model_type, variant):
     sharded = results[f"{model_type}_{variant}_sharded"]
     single = results[f"{model_type}_{variant}_single"]
     assert sharded.shape == single.shape == (19, 3)
-    np.testing.assert_allclose(sharded, single, atol=1e-5, rtol=1e-5)
+    # measured 1.2e-7 of the largest logit (float), 0 (INT8)
+    np.testing.assert_allclose(sharded, single, rtol=0, atol=1e-6 * np.abs(single).max())

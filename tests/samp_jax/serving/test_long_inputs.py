@@ -31,4 +31,4 @@ def test_a_row_past_512_tokens_runs_through_the_engine():
     out = engine(rows).logits
     for row, logits in zip(rows, out):
         direct = np.asarray(model(row[None], np.ones((1, len(row)), np.int32)))[0]
-        np.testing.assert_allclose(logits, direct, atol=1e-5)
+        np.testing.assert_allclose(logits, direct, atol=1e-7)  # measured 1.5e-8
