@@ -20,7 +20,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from pallas_kernels.numerics import (INT8_MAX, SCALE_EPS, check_scale, divide_by_scale, quantize_rows,
+from pallas_kernels.numerics import (INT8_MAX, INV_INT8_MAX, SCALE_EPS, check_scale, divide_by_scale, quantize_rows,
                                      round_clip_int8)
 
 FP8_E4M3_MAX = float(jnp.finfo(jnp.float8_e4m3fn).max)  # 448
@@ -53,7 +53,8 @@ class QArray:
 def quantize_weight_int8(w: jax.Array) -> QArray:
     """Symmetric per-output-channel INT8 for a `[in, out]` kernel."""
     w = jnp.asarray(w, jnp.float32)
-    scale = jnp.maximum(jnp.max(jnp.abs(w), axis=0) / INT8_MAX, SCALE_EPS)  # [out]
+    # max|w| * (1/127), written as XLA:CPU compiles `/ 127` (so every backend computes it alike)
+    scale = jnp.maximum(jnp.max(jnp.abs(w), axis=0) * INV_INT8_MAX, SCALE_EPS)  # [out]
     return QArray(round_clip_int8(divide_by_scale(w, scale)), scale, "int8")
 
 
