@@ -102,6 +102,30 @@ def fresh_splits_section() -> list[str]:
     return parts + [""]
 
 
+def scorer_section() -> list[str]:
+    """A one-output head (a reranker's shape) searched through the CLI: tools/scorer_check.py."""
+    record = load("scorer_polarity.json")
+    if record is None:
+        return []
+    test = record["test"]
+    presets = [k for k in test if k not in ("fp32", "chosen", "chosen_relative_change")]
+    parts = ["## A head of one output (a reranker's shape)", "",
+             f"`tools/scorer_check.py` turns the {record['model']} (`num_labels=1`, as an HF "
+             "user would), writes its seed-0 calibration, search and test rows (none trained on) "
+             "as CSV files with 0/1 labels and runs `samp-jax search` on them with every default: "
+             f"the task type is `{record['task_type']}`, scored by {record['metric']}. "
+             + provenance(record), "",
+             "| rows (calibration / search / test) | FP32 (test) | chosen (test) | change | "
+             + " | ".join(presets) + " | INT8 FLOPs |",
+             "|---|---:|---:|---:|" + "---:|" * len(presets) + "---:|",
+             f"| {' / '.join(str(record['rows'][s]) for s in ('calibration', 'search', 'test'))} | "
+             f"{test['fp32']:.4f} | {test['chosen']:.4f} | "
+             f"{100 * test['chosen_relative_change']:+.2f}% | "
+             + " | ".join(f"{test[k]:.4f}" for k in presets)
+             + f" | {100 * record['int8_flop_fraction']:.0f}% |", ""]
+    return parts
+
+
 def accuracy_page() -> str:
     parts = [(DOCS / "accuracy_intro.md").read_text().rstrip(), ""]
     finetune = load("finetune.json")
@@ -193,6 +217,7 @@ def search_page() -> str:
         if (DOCS / "search_notes.md").is_file():
             parts += [(DOCS / "search_notes.md").read_text().rstrip(), ""]
     parts += fresh_splits_section()
+    parts += scorer_section()
     for ort_path in sorted(DOCS.glob("ort_cpu*.json")):
         ort = json.loads(ort_path.read_text())
         parts += [f"## samp-jax against ONNX Runtime INT8 (HF optimum), {ort['device']}", "",

@@ -34,10 +34,9 @@ from samp_jax.training import finetuned_model
 SPLITS = ("calibration", "search", "test")
 
 
-def write_scorer(folder: Path, labels: tuple[str, ...]) -> Path:
-    """The fine-tuned polarity classifier saved as an HF folder with one output: the positive
-    logit minus the negative one."""
-    model, _, _ = finetuned_model("polarity")
+def write_scorer(model, folder: Path, labels: tuple[str, ...]) -> Path:
+    """The two-class `model` (its classes `labels`) saved as an HF folder with one output: the
+    positive logit minus the negative one."""
     save_pretrained(model, folder, labels=labels, tokenizer_dir=minilm_path())
     weights = load_file(folder / "model.safetensors")
     pos, neg = labels.index("positive"), labels.index("negative")
@@ -70,7 +69,8 @@ def main() -> None:
     parser.add_argument("--record", type=Path, default=None)
     args = parser.parse_args()
     task = get_task("polarity", seed=0)
-    scorer = write_scorer(args.out / "scorer", task.labels)
+    model, _, _ = finetuned_model("polarity")
+    scorer = write_scorer(model, args.out / "scorer", task.labels)
     files = write_splits(args.out / "data", task)
     command = [sys.executable, "-m", "samp_jax.app", "search", "--model", str(scorer),
                *[a for split, path in files.items() for a in ("--split-file", f"{split}={path}")],
