@@ -110,9 +110,10 @@ def scorer_section() -> list[str]:
     test = record["test"]
     presets = [k for k in test if k not in ("fp32", "chosen", "chosen_relative_change")]
     parts = ["## A head of one output (a reranker's shape)", "",
-             f"`tools/scorer_check.py` turns the {record['model']} (`num_labels=1`, as an HF "
-             "user would), writes its seed-0 calibration, search and test rows (none trained on) "
-             "as CSV files with 0/1 labels and runs `samp-jax search` on them with every default: "
+             "`tools/scorer_check.py` makes a one-output head (`num_labels=1`) as an HF user "
+             f"would: the {record['model']}. It writes the seed-0 calibration, search and test "
+             "rows (none trained on) as CSV files with 0/1 labels and runs `samp-jax search` on "
+             "them with every default: "
              f"the task type is `{record['task_type']}`, scored by {record['metric']}. "
              + provenance(record), "",
              "| rows (calibration / search / test) | FP32 (test) | chosen (test) | change | "
