@@ -302,6 +302,10 @@ class QuantizedModel(nnx.Module):
         """The head's `HeadKind` (`EncoderModel.head_declaration`)."""
         return self.model.head_declaration
 
+    def output_shape(self, batch: int, seq: int) -> tuple[int, ...]:
+        """The shape it returns for `[batch, seq]` inputs (`EncoderModel.output_shape`)."""
+        return self.model.output_shape(batch, seq)
+
     @property
     def labels(self) -> tuple[str, ...] | None:
         """The head's class names, or None."""

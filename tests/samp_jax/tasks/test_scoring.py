@@ -92,6 +92,10 @@ def test_heads_and_task_types_must_read_the_output_alike():
         check_head_fits(_model(1), classes)
     check_head_fits(_model(1), scoring)
     check_head_fits(_model(2), classes)
+    quantized = sj.quantize(_model(1), sj.PrecisionMap.preset("fully_quant", CONFIG.num_layers))
+    check_head_fits(quantized, scoring)  # a QuantizedModel is read as its float model
+    with pytest.raises(ValueError, match="reads classes; the model's head has one output"):
+        check_head_fits(quantized, classes)
 
 
 def test_unlabelled_search_of_a_one_output_head_measures_the_score_change():
