@@ -117,10 +117,7 @@ class ClassificationEvaluation(Evaluation):
                  batch_size: int = 64, buckets: Sequence[int] = DEFAULT_BUCKETS):
         self.task_type, self.labels, self.encoded = task_type, tuple(labels), encoded
         self.task_metric = task_type.metric
-        self._rows, self.batches = [], []
-        for rows, batch in encoded.batches(batch_size, buckets=buckets):
-            self._rows.append(rows)
-            self.batches.append({k: v for k, v in batch.items() if k != "labels"})
+        self._rows, self.batches = encoded_batches(encoded, batch_size, buckets)
 
     @property
     def num_examples(self) -> int:
@@ -237,10 +234,7 @@ class ScoringEvaluation(Evaluation):
         self.gold = np.asarray(encoded.labels, np.float64)
         if self.task_metric.check_gold is not None:
             self.task_metric.check_gold(self.gold)
-        self._rows, self.batches = [], []
-        for rows, batch in encoded.batches(batch_size, buckets=buckets):
-            self._rows.append(rows)
-            self.batches.append({k: v for k, v in batch.items() if k != "labels"})
+        self._rows, self.batches = encoded_batches(encoded, batch_size, buckets)
 
     @property
     def num_examples(self) -> int:
@@ -268,6 +262,17 @@ class ScoringEvaluation(Evaluation):
 
 
 # ------------------------------------------------------------------------- row helpers
+def encoded_batches(encoded: EncodedSplit, batch_size: int,
+                    buckets: Sequence[int]) -> tuple[list[np.ndarray], list[dict[str, np.ndarray]]]:
+    """`(rows, batches)`: each evaluation batch's row indices and its model inputs (labels
+    left out), batched by length as `EncodedSplit.batches` does."""
+    rows, batches = [], []
+    for batch_rows, batch in encoded.batches(batch_size, buckets=buckets):
+        rows.append(batch_rows)
+        batches.append({k: v for k, v in batch.items() if k != "labels"})
+    return rows, batches
+
+
 def gather_rows(batch_outputs: Sequence[np.ndarray], batch_rows: Sequence[np.ndarray],
                 encoded: EncodedSplit) -> np.ndarray:
     """Puts per-batch outputs (`[batch, ...]`, padding rows included) back in row order:
