@@ -25,10 +25,9 @@ from typing import Sequence
 import numpy as np
 
 from samp_jax.serving.forward import jit_forward
-from samp_jax.models.heads import NORM_FLOOR
 from samp_jax.tasks import Evaluation, Task, get_task
 from samp_jax.tasks.task import check_head_fits
-from samp_jax.tasks.evaluation import log_softmax, one_minus_cosine
+from samp_jax.tasks.evaluation import log_softmax, one_minus_cosine, score_change
 from samp_jax.tasks.metrics import COSINE, KL, SCORE, Z_ONE_SIDED_95, Baseline, Proxy
 
 CONFIDENCE = 0.95
@@ -156,15 +155,14 @@ class UnlabelledObjective(Objective):
         self.reference = [np.asarray(forward(batch)) for batch in self.batches]
         kind = model.head_declaration  # logits: KL; anything else (custom heads too): cosine
         self.proxy_kind = KL if kind is not None and kind.classifies else COSINE
-        if self.proxy_kind is KL and self.reference[0].shape[-1] == 1:  # one logit: a score
+        if model.gives_a_score:  # one logit: a score
             self.proxy_kind = SCORE
 
     def proxy(self, outputs) -> float:
         if self.proxy_kind is SCORE:  # as `ScoringEvaluation.proxy`
             valid = [b["attention_mask"].sum(-1) > 0 for b in self.batches]
-            out = np.concatenate([o[v, 0] for o, v in zip(outputs, valid)]).astype(np.float64)
-            ref = np.concatenate([r[v, 0] for r, v in zip(self.reference, valid)]).astype(np.float64)
-            return float(np.mean((out - ref) ** 2) / max(float(np.var(ref)), NORM_FLOOR))
+            return score_change(np.concatenate([o[v, 0] for o, v in zip(outputs, valid)]),
+                                np.concatenate([r[v, 0] for r, v in zip(self.reference, valid)]))
         values = []
         for out, ref, batch in zip(outputs, self.reference, self.batches):
             valid = batch["attention_mask"].sum(-1) > 0

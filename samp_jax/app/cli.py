@@ -78,7 +78,7 @@ def resolve_task(args, model=None) -> Task:
     return load_task(args.data, task_type=args.task_type, columns=columns, labels=labels,
                      split_files=split_files or None, seed=args.seed,
                      head=None if model is None else model.head_kind,
-                     scores=model is not None and _one_output(model))
+                     scores=model is not None and model.gives_a_score)
 
 
 def resolve_model(args, *, progress: bool):
@@ -99,14 +99,6 @@ def resolve_model(args, *, progress: bool):
         raise ValueError(f"{path} is a quantized model; {args.command} starts from the float "
                          "model it came from (an HF folder): pass that folder to --model")
     return model, model.tokenizer, str(args.model)
-
-
-def _one_output(model) -> bool:
-    """Whether the model has a sequence classification head of one output (num_labels=1: a
-    reranker or a regression cross-encoder), whose logit is a score, not a class."""
-    kind = model.head_declaration
-    return (kind is not None and kind.classifies and not kind.per_token
-            and model.output_shape(1, 1)[-1] == 1)
 
 
 def model_options(args) -> dict:
@@ -301,8 +293,9 @@ def _finetune(args) -> int:
     test = make_evaluator(task, tokenizer, seed=args.seed) if task.split("test") else None
     _say(args, f"fine-tuning {args.model} on {task.name} ({task.task_type.name}, labels "
                f"{list(task.labels)}); split sizes {task.sizes()}; data: {task.source}")
-    held_out = [s for s in ("calibration", "search") if s not in _split_files(args)]
-    if "train" in _split_files(args) and held_out:
+    given = _split_files(args)
+    held_out = [s for s in ("calibration", "search") if s not in given]
+    if "train" in given and held_out:
         _say(args, f"  the {' and '.join(held_out)} rows are carved from your train file and not "
                    "trained on, so that a search with the same --split-file options and --seed "
                    "scores rows the model never saw; give --split-file "

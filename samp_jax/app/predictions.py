@@ -112,7 +112,7 @@ def _predict(engine, rows: Sequence[dict]) -> list[dict]:
             records.append({"text": r["text"], "embedding": np.round(embedding, 6).tolist(),
                             "truncated": bool(cut)})
         return records
-    if result.logits.shape[-1] == 1:  # one output (a reranker, a regression): its raw score
+    if result.labels is None:  # one output (a reranker, a regression): its raw score
         return [{"text": r["text"]} | ({"text_pair": r["text_pair"]} if pairs else {})
                 | {"score": float(logit[0]), "truncated": bool(cut)}
                 for r, logit, cut in zip(rows, result.logits, result.truncated)]

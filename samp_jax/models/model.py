@@ -65,6 +65,14 @@ class EncoderModel(nnx.Module):
         """The head's `HeadKind` (`declared_kind`), or None when it declares none."""
         return declared_kind(self.head)
 
+    @property
+    def gives_a_score(self) -> bool:
+        """Whether the head is a sequence head of logits with one output (num_labels=1: a
+        reranker or a regression cross-encoder): its logit is a score, not a class's."""
+        kind, width = self.head_declaration, getattr(self.head, "output_width", None)
+        return (kind is not None and kind.classifies and not kind.per_token
+                and callable(width) and width(self.config) == 1)
+
     def output_shape(self, batch: int, seq: int) -> tuple[int, ...]:
         """The shape the model returns for `[batch, seq]` inputs, from the head's declaration
         and its `output_width(config)`.

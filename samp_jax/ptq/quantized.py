@@ -302,6 +302,11 @@ class QuantizedModel(nnx.Module):
         """The head's `HeadKind` (`EncoderModel.head_declaration`)."""
         return self.model.head_declaration
 
+    @property
+    def gives_a_score(self) -> bool:
+        """`EncoderModel.gives_a_score`."""
+        return self.model.gives_a_score
+
     def output_shape(self, batch: int, seq: int) -> tuple[int, ...]:
         """The shape it returns for `[batch, seq]` inputs (`EncoderModel.output_shape`)."""
         return self.model.output_shape(batch, seq)

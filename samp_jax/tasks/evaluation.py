@@ -250,15 +250,20 @@ class ScoringEvaluation(Evaluation):
         return self.task_metric.evidence(self.scores(outputs), self.gold, None)
 
     def proxy(self, outputs, reference) -> float:
-        """The mean squared change of the score over the real rows, divided by the variance of
-        the reference scores: free of the scores' scale (logits or a regression's units)."""
-        out = np.concatenate([o[:len(r), 0] for o, r in zip(outputs, self._rows)]).astype(np.float64)
-        ref = np.concatenate([o[:len(r), 0] for o, r in zip(reference, self._rows)]).astype(np.float64)
-        return float(np.mean((out - ref) ** 2) / max(float(np.var(ref)), NORM_FLOOR))
+        """`score_change` over the real rows."""
+        return score_change(np.concatenate([o[:len(r), 0] for o, r in zip(outputs, self._rows)]),
+                            np.concatenate([o[:len(r), 0] for o, r in zip(reference, self._rows)]))
 
     def agreement(self, outputs, reference) -> float:
         """Spearman's rank correlation of the scores with the reference's."""
         return spearman(self.scores(outputs), self.scores(reference))
+
+
+def score_change(scores: np.ndarray, reference: np.ndarray) -> float:
+    """The `SCORE` proxy: the mean squared change of one score per row, divided by the
+    variance of the reference scores, so free of their scale (logits or a regression's units)."""
+    scores, reference = np.asarray(scores, np.float64), np.asarray(reference, np.float64)
+    return float(np.mean((scores - reference) ** 2) / max(float(np.var(reference)), NORM_FLOOR))
 
 
 # ------------------------------------------------------------------------- row helpers

@@ -188,8 +188,7 @@ def _parts(tables: dict[str | None, Table], columns: Columns, task_type,
            target: str | None) -> dict[str | None, _Part]:
     """Each split's table as examples of `task_type`, with the gold `target` field if any."""
     needed = (*task_type.fields, *([target] if target else []))
-    binary = task_type.encode is None or task_type.scores  # gold 0/1, not class names
-    binary = binary and target == "label"
+    binary = target == "label" and not task_type.classifies  # gold 0/1, not class names
     return {split: _convert(table, _required_columns(table, columns, needed,
                                                      f"a {task_type.name} task"),
                             binary_label=binary, blank_texts=False)

@@ -39,7 +39,7 @@ from samp_jax.serving.batching import DEFAULT_BUCKETS, length_batches
 from samp_jax.serving.forward import jit_forward
 from samp_jax.serving.sharding import as_sharded, data_mesh, round_batch_size
 from samp_jax.tasks.evaluation import (ClassificationEvaluation, EmbeddingEvaluation, Evaluation,
-                                       ScoringEvaluation, gather_rows)
+                                       ScoringEvaluation, encoded_batches, gather_rows)
 from samp_jax.tasks.metrics import Metric
 from samp_jax.tasks.types import (
     IGNORE,
@@ -158,9 +158,8 @@ class Task:
         if not examples:
             raise ValueError(f"task {self.name!r} has no calibration examples")
         if self.task_type.encode is not None:  # as the task encodes its rows (pairs as pairs)
-            encoded = self.encode(tokenizer, examples[:max_examples])
-            return [{k: v for k, v in b.items() if k != "labels"}
-                    for _, b in encoded.batches(batch_size)]
+            return encoded_batches(self.encode(tokenizer, examples[:max_examples]), batch_size,
+                                   DEFAULT_BUCKETS)[1]
         texts = list(dict.fromkeys(t for e in examples for t in (e["text"], e.get("text_pair"))
                                    if t is not None))[:max_examples]
         return [batch for _, batch in length_batches(tokenizer, texts, batch_size=batch_size,
@@ -275,12 +274,11 @@ def check_head_fits(model, task: Task) -> None:
                          f"the model has {model.head_kind}")
     if task.head.name != SEQUENCE_CLASSIFICATION.name:
         return
-    width = model.output_shape(1, 1)[-1]
-    if task.task_type.scores and width != 1:
+    if task.task_type.scores and not model.gives_a_score:
         raise ValueError(f"task {task.name!r} ({task.task_type.name}) scores rows by a head of one "
-                         f"output; the model's head has {width} (classes): use a classification "
-                         "task type")
-    if task.task_type.classifies and width == 1:
+                         f"output; the model's head has {model.output_shape(1, 1)[-1]} (classes): "
+                         "use a classification task type")
+    if task.task_type.classifies and model.gives_a_score:
         raise ValueError(f"task {task.name!r} ({task.task_type.name}) reads classes; the model's "
                          "head has one output (a score, num_labels=1: a reranker): use task type "
                          "text_scoring or text_pair_scoring")

@@ -12,34 +12,20 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
-from flax import nnx
 
 import samp_jax as sj
 from samp_jax.app import cli
 from samp_jax.app.cli import main
-from samp_jax.models import make_head, save_pretrained
+from tests.faults.cli_files import write_model_and_reviews
 from tests.helpers import ROOT
 
-TINY = dict(vocab_size=30522, hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64,
-            max_position_embeddings=64)
 UNWRITABLE = "/proc/1/samp-jax-out"  # no one, root included, can create files there
 
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory, minilm_dir):
-    root = tmp_path_factory.mktemp("cli_faults")
-    config = sj.EncoderConfig(**TINY)
-    rngs = nnx.Rngs(5)
-    model = sj.EncoderModel(config, make_head("sequence_classification", config, num_labels=2,
-                                              rngs=rngs), rngs=rngs)
-    save_pretrained(model, root / "model", tokenizer_dir=minilm_dir, labels=("neg", "pos"))
-    rng = np.random.default_rng(1)
-    words = "good bad movie plot day night fine awful".split()
-    (root / "data.csv").write_text("text,label\n" + "".join(
-        f"{' '.join(rng.choice(words, 8))},{'pos' if i % 2 else 'neg'}\n" for i in range(60)))
-    return root
+    return write_model_and_reviews(tmp_path_factory.mktemp("cli_faults"), minilm_dir, rows=60)
 
 
 @pytest.fixture
