@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
 
 from calibrate import AUTO_METHODS
 from calibrate.calibration.calibrators import CALIBRATORS
-from calibrate.search.config import DEFAULT_STRATEGY
+from calibrate.search.config import DEFAULT_STRATEGY, validate_tolerance
 from calibrate.search.strategy import STRATEGIES
 from calibrate.search.targets import AUTO as AUTO_TARGET
 from calibrate.search.targets import OPTION_NAMES, TARGETS
@@ -234,14 +233,17 @@ def _add_finetune_settings(p: argparse.ArgumentParser) -> None:
 
 # ------------------------------------------------------------------- argument types
 def parse_tolerance(text: str) -> float:
-    """'1%' -> 0.01; '0.01' -> 0.01."""
+    """'1%' -> 0.01; '0.01' -> 0.01. Refuses what `validate_tolerance` refuses (negative,
+    non-finite, or half the metric or more)."""
     text = text.strip()
     try:
         value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"tolerance {text!r} is not a number or a percentage") from None
-    if not np.isfinite(value):
-        raise argparse.ArgumentTypeError(f"tolerance {text!r} is not a finite number")
+    try:  # the range the search accepts, in either mode: a usage error, before any work
+        validate_tolerance(value, "relative")
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"{text!r}: {e}") from None
     return value
 
 

@@ -12,6 +12,7 @@ a Parquet schema), since only one of the two columns could be read and nothing w
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import dataclasses
 import json
@@ -134,8 +135,24 @@ def _check_no_nul(values, at: str, kind: str) -> None:
                          "the file UTF-16, or not text?)")
 
 
+# Python's csv refuses a field over 131,072 characters by default; a long document in a CSV
+# cell is as valid as the same text in JSON Lines. (An unclosed quote still reads as one
+# field to the end of the file, then fails the column-count and label checks.)
+MAX_FIELD_CHARS = 1 << 28
+
+
+@contextlib.contextmanager
+def _long_fields():
+    previous = csv.field_size_limit()
+    csv.field_size_limit(max(previous, MAX_FIELD_CHARS))
+    try:
+        yield
+    finally:
+        csv.field_size_limit(previous)
+
+
 def _read_delimited(path: Path, kind: str) -> tuple[list[dict], list[str]]:
-    with path.open(newline="", encoding="utf-8-sig") as f:
+    with path.open(newline="", encoding="utf-8-sig") as f, _long_fields():
         # TSV has no quoting: a field is everything between tabs, quotes included
         reader = (csv.DictReader(f) if kind == "csv" else
                   csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
@@ -152,11 +169,26 @@ def _read_delimited(path: Path, kind: str) -> tuple[list[dict], list[str]]:
                     raise ValueError(f"{path}: row {row_number} has {len(row[None])} more "
                                      f"field(s) than the {len(header)} columns of the header "
                                      f"{header}")
+                if any(value is None for value in row.values()):
+                    raise ValueError(f"{path}: row {row_number} has {_filled(row)} of the "
+                                     f"{len(header)} columns of the header {header}"
+                                     f"{_unclosed_quote_hint(row)}")
                 rows.append(row)
-        except csv.Error as e:  # bad quoting, a field over csv's size limit
+        except csv.Error as e:  # e.g. a NUL byte, a field over MAX_FIELD_CHARS
             raise ValueError(f"{path}: row {len(rows) + 1}: {e}; expected {kind.upper()} "
                              "rows") from None
     return rows, list(header)
+
+
+def _filled(row: dict) -> int:
+    return sum(value is not None for value in row.values())
+
+
+def _unclosed_quote_hint(row: dict) -> str:
+    """A field that spans lines in a short row is most likely a quote never closed."""
+    if any(value and "\n" in value for value in row.values()):
+        return " (a field runs over several lines: is a quote left open?)"
+    return ""
 
 
 def _read_json(path: Path, kind: str) -> tuple[list, list[str] | None]:

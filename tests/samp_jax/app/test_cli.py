@@ -65,7 +65,9 @@ def test_own_data_without_a_model_is_a_usage_error(tmp_path, capsys):
 
 
 def test_search_rejects_an_absurd_tolerance_before_any_work(capsys, tmp_path):
-    assert main(["search", "--data", "snli-embed", "--tolerance", "80%", "--out", str(tmp_path / "o")]) == 1
+    with pytest.raises(SystemExit) as info:
+        main(["search", "--data", "snli-embed", "--tolerance", "80%", "--out", str(tmp_path / "o")])
+    assert info.value.code == 2
     assert "would allow losing half" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
     with pytest.raises(SystemExit) as info:

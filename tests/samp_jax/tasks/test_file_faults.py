@@ -116,3 +116,33 @@ def test_similarity_scores_that_never_vary_are_refused_not_scored_nan(minilm_dir
     with raises(r"Spearman needs similarity scores that vary among the 4 pairs; these all "
                 r"score 2\.5"):
         task.evaluation(Tokenizer.from_pretrained(minilm_dir), "test")
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv"])
+def test_a_text_longer_than_pythons_csv_field_limit_is_read_as_in_json_lines(tmp_path, suffix):
+    import csv
+    long_text = "a long document " * 20_000  # 320,000 characters, over csv's 131,072
+    sep = "," if suffix == ".csv" else "\t"
+    path = tmp_path / f"data{suffix}"
+    path.write_text(f"text{sep}label\n" + "".join(
+        f"{long_text if i == 3 else f'row {i}'}{sep}{i % 2}\n" for i in range(20)))
+    limit = csv.field_size_limit()
+    examples = [e for split in ("train", "calibration", "search", "test")
+                for e in load_task(path).split(split)]
+    assert csv.field_size_limit() == limit  # the process-wide limit is put back
+    assert sorted(len(e["text"]) for e in examples)[-1] == len(long_text)
+
+
+def test_an_unclosed_quote_is_still_an_error_naming_the_file(tmp_path):
+    path = tmp_path / "data.csv"
+    path.write_text('text,label\n"unclosed,0\n' + "".join(f"row {i},{i % 2}\n" for i in range(20)))
+    with raises(r"data\.csv: row 1 has 1 of the 2 columns of the header \['text', 'label'\] "
+                r"\(a field runs over several lines: is a quote left open\?\)"):
+        load_task(path)
+
+
+def test_a_row_with_too_few_fields_is_refused(tmp_path):
+    path = tmp_path / "data.tsv"
+    path.write_text("text\tlabel\n" + "".join(f"row {i}\t{i % 2}\n" for i in range(5)) + "short\n")
+    with raises(r"data\.tsv: row 6 has 1 of the 2 columns"):
+        load_task(path)
