@@ -238,6 +238,20 @@ def _xlm_roberta_tokenizer():
         model_max_length=FAMILY_MAX_LEN)
 
 
+def build_tokenizer(name: str, work: Path):
+    """The family's tokenizer, trained on the golden texts (`work`: a scratch folder)."""
+    if name == "roberta":
+        return _roberta_tokenizer(work)
+    if name == "xlm-roberta":
+        return _xlm_roberta_tokenizer()
+    if name == "modernbert":
+        import golden_modernbert
+        return golden_modernbert.tokenizer(_corpus(), FAMILY_MAX_LEN)
+    if name == "deberta-v2":
+        return golden_deberta_v2.tokenizer(_corpus(), work, FAMILY_MAX_LEN)
+    return _wordpiece_tokenizer(name, work)
+
+
 def _family_config(family: str, vocab_size: int, **extra):
     if family == "modernbert":  # tools/golden_modernbert.py; [PAD] is the 4th special from the end
         import golden_modernbert
@@ -340,6 +354,37 @@ def _write_st_folder(base_dir: Path, st_dir: Path, hidden: int, mode: str) -> No
          "prompts": {}, "default_prompt_name": None, "similarity_fn_name": "cosine"}, indent=2))
 
 
+# A cased tokenizer (byte-level BPE) lowercased by sentence-transformers, and a max_seq_length
+# shorter than the tokenizer's limit (the golden texts run up to ~30 tokens).
+ST_SETTINGS = {"max_seq_length": 12, "do_lower_case": True}
+
+
+def _sentence_settings(out: Path, texts: list[str]) -> None:
+    """`out/sentence_settings/`: a `sentence_bert_config.json` with `ST_SETTINGS`, to lay over
+    the family's `sentence/` folder, and what SentenceTransformer encodes `texts` to with it
+    (`golden.npz`); the weights and tokenizer are `sentence/`'s, not copied."""
+    import tempfile
+
+    from sentence_transformers import SentenceTransformer
+
+    folder = out / "sentence_settings"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir()
+    settings = json.loads((out / "sentence" / "sentence_bert_config.json").read_text()) | ST_SETTINGS
+    (folder / "sentence_bert_config.json").write_text(json.dumps(settings, indent=4))
+    with tempfile.TemporaryDirectory() as tmp:
+        layered = Path(tmp) / "sentence"
+        shutil.copytree(out / "sentence", layered)
+        shutil.copy(folder / "sentence_bert_config.json", layered / "sentence_bert_config.json")
+        st = SentenceTransformer(str(layered), device="cpu")
+        assert st.max_seq_length == ST_SETTINGS["max_seq_length"], st.max_seq_length
+        embedding = st.encode(texts, convert_to_numpy=True).astype(np.float32)
+        plain = SentenceTransformer(str(out / "sentence"), device="cpu").encode(texts, convert_to_numpy=True)
+    assert not np.allclose(embedding, plain, atol=1e-3), "the settings should change the embeddings"
+    np.savez_compressed(folder / "golden.npz", single_sentence=embedding)
+    print(f"{out.name} sentence_settings: {ST_SETTINGS}")
+
+
 def _st_pooling_cls():
     try:
         from sentence_transformers.sentence_transformer.modules import Normalize, Pooling
@@ -357,17 +402,7 @@ def family(name: str, out: Path) -> None:
     out.mkdir(parents=True)
     work = out / "_work"
     work.mkdir()
-    if name == "roberta":
-        built = _roberta_tokenizer(work)
-    elif name == "xlm-roberta":
-        built = _xlm_roberta_tokenizer()
-    elif name == "modernbert":
-        import golden_modernbert
-        built = golden_modernbert.tokenizer(_corpus(), FAMILY_MAX_LEN)
-    elif name == "deberta-v2":
-        built = golden_deberta_v2.tokenizer(_corpus(), work, FAMILY_MAX_LEN)
-    else:
-        built = _wordpiece_tokenizer(name, work)
+    built = build_tokenizer(name, work)
     # Save once before any call (calls leave padding/truncation state in the backend), then use
     # the tokenizer as loaded back from disk, as users (and samp-jax) see it.
     tok_dir = work / "tokenizer"
@@ -473,8 +508,11 @@ def family(name: str, out: Path) -> None:
             if (out / "seqcls" / file).is_file():
                 shutil.copy(out / "seqcls" / file, mp_dir / file)
 
-    if name == "deberta-v2":  # a v2-style config beside the v3-style folders
-        golden_deberta_v2.variant(out, batches, vocab_size, _randomize_named, seed + 3)
+    if name == "deberta-v2":  # a v2-style config beside the v3-style folders, and one without
+        golden_deberta_v2.variant(out, batches, vocab_size, _randomize_named, seed + 3)  # relative
+        golden_deberta_v2.nonrelative(out, batches, vocab_size, _randomize_named, seed + 4)  # attention
+    if name == "roberta":  # sentence_bert_config.json settings, over the sentence folder
+        _sentence_settings(out, texts=batches["single"][1])
     arrays |= word_arrays
     np.savez_compressed(out / "golden.npz", **arrays)
     (out / "texts.json").write_text(json.dumps(

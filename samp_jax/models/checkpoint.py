@@ -24,6 +24,7 @@ from safetensors.numpy import save_file
 from samp_jax.core.atomic import atomic_folder, check_not_interrupted
 from samp_jax.models.config import ConfigError, EncoderConfig
 from samp_jax.models.families import FAMILIES, TRANSFORMS, Family, HeadLayout, Transform, get_family
+from samp_jax.models.families.base import unserved_head_hint
 from samp_jax.models.head_kinds import (
     NO_HEAD,
     SENTENCE_EMBEDDING,
@@ -32,6 +33,7 @@ from samp_jax.models.head_kinds import (
     HeadKind,
 )
 from samp_jax.models.heads import POOLING_MODES, SentenceEmbedder, check_labels, get_head_kind, make_head
+from samp_jax.models.hf_labels import check_problem_type, label_names, stated_num_labels
 from samp_jax.models.model import EncoderModel
 from samp_jax.models.st_folder import read_pooling, write_st_files
 from samp_jax.models.tokenizer import TOKENIZER_FILES
@@ -277,12 +279,14 @@ def _assignments(model: EncoderModel) -> list[_Assignment]:
 
 
 def assign_state_dict(model: EncoderModel, state: dict[str, np.ndarray], *, path="<state>",
-                      allow_new_head: bool = False, strict: bool = True) -> list[str]:
+                      allow_new_head: bool = False, strict: bool = True,
+                      hint: str | None = None) -> list[str]:
     """Fills `model` from a state dict in HF PyTorch naming (see `read_state_dict`), through
     its family's key tables. The base-model prefix is optional.
 
     All checks happen before the first assignment. Returns the head keys that were absent and
-    left freshly initialised (only with `allow_new_head=True`).
+    left freshly initialised (only with `allow_new_head=True`). `hint` is added to the error
+    when keys are unexpected (what the caller knows of the checkpoint's own head).
 
     Raises:
       CheckpointError: listing every missing, unexpected (when `strict`) and mis-shaped key,
@@ -309,7 +313,8 @@ def assign_state_dict(model: EncoderModel, state: dict[str, np.ndarray], *, path
                 mismatched.append((key, tuple(state[key].shape), want))
     if missing or mismatched or (strict and unexpected):
         raise CheckpointError(path, missing=missing, unexpected=unexpected if strict else (),
-                              mismatched=mismatched, hint=_family_hint(unexpected, family))
+                              mismatched=mismatched,
+                              hint=_family_hint(unexpected, family) or (hint if unexpected else None))
     for a in assignments:
         for key in a.sources:
             dtype = state[key].dtype
@@ -349,7 +354,7 @@ def detect_head(folder: str | Path) -> tuple[str, int | None]:
     hf = _read_hf(folder)
     kind = get_family(config.model_type).head_kind_of(hf.get("architectures"))
     if kind is not None:
-        return kind, _num_labels(hf)
+        return kind, stated_num_labels(hf)
     if read_pooling(folder) is not None:
         return SENTENCE_EMBEDDING.name, None
     return NO_HEAD.name, None
@@ -358,35 +363,6 @@ def detect_head(folder: str | Path) -> tuple[str, int | None]:
 def _read_hf(folder: Path) -> dict:
     hf = json.loads((folder / "config.json").read_text())  # from_hf_config has validated it
     return hf
-
-
-def _num_labels(hf: dict) -> int | None:
-    if hf.get("id2label"):
-        return len(hf["id2label"])
-    return hf.get("num_labels")
-
-
-def label_names(hf: dict, *, path: str | Path = "config.json") -> tuple[str, ...] | None:
-    """Class names from an HF config's `id2label`, ordered by id (HF's default names
-    `LABEL_0`, ... count as names too), or None when it has none.
-
-    Raises:
-      ConfigError: the ids are not 0 .. n-1, or a name is not a non-empty string.
-    """
-    id2label = hf.get("id2label")
-    if not id2label:
-        return None
-    try:
-        by_id = {int(key): name for key, name in id2label.items()}
-    except (AttributeError, TypeError, ValueError):
-        raise ConfigError(f"{path}: id2label must map ids '0', '1', ... to names, "
-                          f"got {id2label!r:.120}") from None
-    if sorted(by_id) != list(range(len(by_id))):
-        raise ConfigError(f"{path}: id2label ids {sorted(by_id)} are not 0 .. {len(by_id) - 1}")
-    names = tuple(by_id[i] for i in range(len(by_id)))
-    if not all(isinstance(name, str) and name for name in names):
-        raise ConfigError(f"{path}: id2label names must be non-empty strings, got {names!r:.120}")
-    return names
 
 
 def load_pretrained(path: str | Path, *, head: str | HeadKind | None = None,
@@ -402,9 +378,10 @@ def load_pretrained(path: str | Path, *, head: str | HeadKind | None = None,
       head: a head kind or its name ('none', 'sequence_classification',
         'token_classification', 'sentence_embedding'; e.g. a task's `Task.head`), or None to
         detect it from the checkpoint (`detect_head`).
-      num_labels: classifier width; defaults to the checkpoint config's `id2label`. A
-        classification head takes its class names (`labels`) from `id2label`, ordered by id,
-        when it has `num_labels` entries.
+      num_labels: classifier width; defaults to the checkpoint config's `id2label` (two, as in
+        HF, for a classifier checkpoint whose config states none). A classification head takes
+        its class names (`labels`) from `id2label`, ordered by id, when it has `num_labels`
+        entries (HF's `LABEL_0`, ... when the config states none).
       pooling: sentence-embedding pooling mode(s) (`SentenceEmbedder`). Defaults to what a
         sentence-transformers folder declares; a folder that declares none needs it.
       normalize: L2-normalise sentence embeddings; defaults to the folder's Normalize module
@@ -439,34 +416,10 @@ def load_pretrained(path: str | Path, *, head: str | HeadKind | None = None,
     model = EncoderModel(config, make_head(head, config, rngs=rngs, **spec),
                          dtype=dtype, param_dtype=param_dtype or dtype,
                          attention_impl=attention_impl, rngs=rngs)
-    assign_state_dict(model, state, path=path / source, allow_new_head=allow_new_head, strict=strict)
+    hint = unserved_head_hint(hf.get("architectures")) if head == NO_HEAD.name else None
+    assign_state_dict(model, state, path=path / source, allow_new_head=allow_new_head, strict=strict,
+                      hint=hint)
     return model
-
-
-# HF's `problem_type`s whose head samp-jax serves as it was trained: one class per row
-# (softmax), or one score per row (num_labels=1, HF's regression).
-SERVED_PROBLEM_TYPES = ("single_label_classification", "regression")
-
-
-def check_problem_type(config_file: Path, hf: dict, head: str) -> None:
-    """Raises ConfigError when a classification head was trained for a `problem_type` whose
-    outputs samp-jax would misread: several labels per row (`multi_label_classification`, a
-    sigmoid per label, where samp-jax takes one class per row) or a regression with several
-    outputs."""
-    problem = hf.get("problem_type")
-    if problem is None or not get_head_kind(head).classifies:
-        return
-    if problem not in SERVED_PROBLEM_TYPES:
-        why = ("this head gives each label its own sigmoid (several labels per row), but samp-jax "
-               "scores and predicts one class per row (the softmax's argmax) and would report "
-               "wrong labels" if problem == "multi_label_classification" else
-               "samp-jax does not know how this head's outputs are read")
-        raise ConfigError(f"{config_file}: problem_type {problem!r}: {why}; supported: "
-                          f"{SERVED_PROBLEM_TYPES} (samp-jax finetune trains a new single-label "
-                          "head)")
-    if problem == "regression" and (_num_labels(hf) or 1) > 1:
-        raise ConfigError(f"{config_file}: problem_type 'regression' with {_num_labels(hf)} outputs; "
-                          "samp-jax serves a regression head of one output only")
 
 
 def _resolve_head(path: Path, family: Family, hf: dict, head: str | HeadKind | None,
@@ -481,7 +434,7 @@ def _resolve_head(path: Path, family: Family, hf: dict, head: str | HeadKind | N
         raise ValueError(f"{head=} is not one of {tuple(family.heads)} (the heads "
                          f"{family.model_type} checkpoints have)")
     elif num_labels is None:
-        num_labels = _num_labels(hf)
+        num_labels = stated_num_labels(hf)
     return head, num_labels
 
 
@@ -497,7 +450,10 @@ def _head_spec(path: Path, family: Family, hf: dict, head: str, num_labels: int 
         spec = {"num_labels": num_labels, "labels": labels,
                 "activation": family.heads[head].activation}
         if family.heads[head].options is not None:
-            spec |= family.heads[head].options(hf)
+            try:
+                spec |= family.heads[head].options(hf)
+            except ConfigError as e:
+                raise ConfigError(f"{path / 'config.json'}: {e}") from None
     if head == SENTENCE_EMBEDDING.name:
         spec = _pooling_spec(path, pooling, normalize)
     elif pooling is not None or normalize is not None:

@@ -76,7 +76,8 @@ class EncoderConfig:
         relative-position embedding table shared by every layer, whose projections give
         content-to-position / position-to-content score terms
         (`samp_jax.models.relative_attention`).
-      pos_att_type: the relative terms, a subset of ('c2p', 'p2c').
+      pos_att_type: the relative terms, a subset of ('c2p', 'p2c'). Each term also divides
+        the attention scale (`score_scale_factor`), with or without `disentangled_attention`.
       position_buckets: log-bucketed relative distances (`> 0`), or -1 for exact distances up
         to `max_relative_positions`.
       max_relative_positions: the largest relative distance; -1 means `max_position_embeddings`.
@@ -176,6 +177,13 @@ class EncoderConfig:
         return self.max_relative_positions if self.max_relative_positions > 0 else self.max_position_embeddings
 
     @property
+    def score_scale_factor(self) -> int:
+        """DeBERTa divides the attention scores by `sqrt(head_dim * factor)`, with `factor = 1 +`
+        the number of relative terms in `pos_att_type`, whether or not the terms are computed
+        (HF `DisentangledSelfAttention` scales by `pos_att_type` alone); 1 for other families."""
+        return 1 + len(self.pos_att_type)
+
+    @property
     def head_dim(self) -> int:
         return self.hidden_size // self.num_heads
 
@@ -264,7 +272,7 @@ class EncoderConfig:
             kwargs |= family.config_derived(hf) | dict(family.config_fixed)
             return cls(**kwargs)
         except (ConfigError, TypeError) as e:
-            raise ConfigError(f"{where}: {e}") from None
+            raise ConfigError(f"{where}: {_in_hf_naming(str(e), family.config_keys)}") from None
 
     def to_hf_dict(self) -> dict[str, Any]:
         """The HF `config.json` keys for this architecture, in its family's naming."""
@@ -274,6 +282,16 @@ class EncoderConfig:
             value = getattr(self, ours)
             out[theirs] = self.hidden_size if ours == "embedding_size" and value is None else value
         return out | dict(family.hf_extra)
+
+
+def _in_hf_naming(message: str, config_keys: Mapping[str, str]) -> str:
+    """A field's error (`hidden_act='silu' is not ...`) named by the key the file has
+    (`activation='silu' is not ...` for DistilBERT)."""
+    field, sep, rest = message.partition("=")
+    theirs = config_keys.get(field)
+    if not sep or theirs is None or theirs == field:
+        return message
+    return f"{theirs}={rest}"
 
 
 def _check_modern_fields(config: EncoderConfig) -> None:

@@ -349,6 +349,9 @@ class EncoderLayer(nnx.Module):
         self.norm_first = config.norm_first
         self.gated = config.gated_ffn
         self.window = config.local_attention if config.is_local_layer(index) else 0
+        # None: the default 1 / sqrt(head_dim); DeBERTa's relative terms widen the denominator
+        factor = config.score_scale_factor
+        self.scale = None if factor == 1 else 1.0 / math.sqrt(config.head_dim * factor)
         self.rotary_theta = config.layer_rotary_theta(index)
 
     def sites(self) -> dict[str, GemmSite]:
@@ -402,9 +405,9 @@ class EncoderLayer(nnx.Module):
         if self.rotary_theta is not None:
             cos, sin = rotary_tables(seq, self.head_dim, self.rotary_theta)
             q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-        scale = None
+        scale = self.scale
         if relative is not None:
-            attention_bias, scale = relative.bias(q, k), relative.scale(self.head_dim)
+            attention_bias = relative.bias(q, k)
         context = attention(q, k, qkv[:, :, 2], attention_mask, bias=attention_bias, scale=scale,
                             implementation=self.attention_impl, window=self.window)
         return context.reshape(batch, seq, hidden)

@@ -1,10 +1,14 @@
 """Reads and writes sentence-transformers folders: `modules.json`, `1_Pooling/config.json`,
-`2_Normalize`.
+`2_Normalize`, and what the `Transformer` module does to texts (`sentence_bert_config.json`).
 
 A sentence-transformers model is an HF checkpoint at the folder root (the `Transformer`
 module), a `Pooling` module and optionally `Normalize`. samp-jax pools as the folder declares;
 a module it does not implement (a `Dense` projection, say) is refused by name rather than
-skipped, since skipping it would give different embeddings without any error.
+skipped, since skipping it would give different embeddings without any error. So is a default
+prompt (`config_sentence_transformers.json`), which sentence-transformers puts before every
+text. A sentence embedder's tokenizer follows `sentence_bert_config.json`
+(`read_text_settings`): it truncates at `max_seq_length` and lowercases texts when
+`do_lower_case` is set.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from samp_jax.models.config import ConfigError
 from samp_jax.models.heads import POOLING_MODES
 
 MODULES_FILE = "modules.json"
+TEXT_SETTINGS_FILE = "sentence_bert_config.json"
+PROMPTS_FILE = "config_sentence_transformers.json"
 # Module types as sentence-transformers 2-4 write them; 5.x writes longer paths that end in the
 # same class names (`sentence_transformers.sentence_transformer.modules.pooling.Pooling`).
 TRANSFORMER = "sentence_transformers.models.Transformer"
@@ -65,8 +71,59 @@ def read_pooling(folder: str | Path) -> DeclaredPooling | None:
                               f"the folder root: load {folder / path} instead")
     if "Pooling" not in kinds:
         raise ConfigError(f"{file} declares no Pooling module")
+    _check_no_default_prompt(folder / PROMPTS_FILE)
     pooling_dir = folder / modules[kinds.index("Pooling")].get("path", "1_Pooling")
     return DeclaredPooling(_modes(pooling_dir / "config.json"), "Normalize" in kinds)
+
+
+@dataclasses.dataclass(frozen=True)
+class TextSettings:
+    """What sentence-transformers' `Transformer` module does to texts before tokenizing.
+
+    Attributes:
+      max_seq_length: the truncation length, in tokens, in place of the tokenizer's
+        `model_max_length` (None: the folder states none).
+      lowercase: lowercase every text (`do_lower_case`).
+    """
+
+    max_seq_length: int | None = None
+    lowercase: bool = False
+
+
+def read_text_settings(folder: str | Path) -> TextSettings:
+    """The folder's `sentence_bert_config.json` settings (defaults when it has none).
+
+    Raises:
+      ConfigError: the file is not a JSON object, or a setting has the wrong type.
+    """
+    file = Path(folder) / TEXT_SETTINGS_FILE
+    if not file.is_file():
+        return TextSettings()
+    config = _json(file)
+    if not isinstance(config, dict):
+        raise ConfigError(f"{file} must hold a JSON object")
+    length, lowercase = config.get("max_seq_length"), config.get("do_lower_case", False)
+    if length is not None and (not isinstance(length, int) or isinstance(length, bool) or length < 1):
+        raise ConfigError(f"{file}: max_seq_length={length!r} must be a positive integer")
+    if not isinstance(lowercase, bool):
+        raise ConfigError(f"{file}: do_lower_case={lowercase!r} must be true or false")
+    return TextSettings(length, lowercase)
+
+
+def _check_no_default_prompt(file: Path) -> None:
+    """Refuses a default prompt: sentence-transformers puts it before every text it encodes,
+    which samp-jax does not do."""
+    if not file.is_file():
+        return
+    config = _json(file)
+    name = config.get("default_prompt_name") if isinstance(config, dict) else None
+    prompts = config.get("prompts") if isinstance(config, dict) else None
+    prompt = prompts.get(name) if isinstance(prompts, dict) and name is not None else None
+    if prompt:
+        raise ConfigError(
+            f"{file}: default_prompt_name={name!r} makes sentence-transformers put the prompt "
+            f"{prompt!r} before every text; samp-jax does not add prompts: remove "
+            "default_prompt_name and put the prompt before your texts yourself")
 
 
 def _module_kind(module_type) -> str | None:

@@ -12,6 +12,7 @@ import numpy as np
 from tokenizers import Tokenizer as HFTokenizer
 
 from samp_jax.models.config import ConfigError, EncoderConfig
+from samp_jax.models.st_folder import TextSettings, read_text_settings
 
 TOKENIZER_FILE = "tokenizer.json"
 TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
@@ -65,18 +66,24 @@ class Tokenizer:
         self._files = dict(files or {})
 
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike, *, max_length: int | None = None) -> "Tokenizer":
+    def from_pretrained(cls, path: str | os.PathLike, *, max_length: int | None = None,
+                        sentence_transformers: bool = False) -> "Tokenizer":
         """Loads `tokenizer.json` from a checkpoint folder.
 
         `max_length` defaults to the smallest of the model's longest input
         (`EncoderConfig.max_sequence_length`, from `config.json`) and the tokenizer's
-        `model_max_length`.
+        `model_max_length`. With `sentence_transformers=True` (the tokenizer of a sentence
+        embedder, as `samp_jax.load` builds it) the folder's `sentence_bert_config.json` is
+        followed as sentence-transformers follows it: its `max_seq_length` replaces
+        `model_max_length`, and `do_lower_case` puts a Lowercase normalizer first in the
+        tokenizer (kept in `tokenizer.json` when the tokenizer is saved).
 
         Raises:
           FileNotFoundError: the folder has no `tokenizer.json`.
           ValueError: a tokenizer file is damaged (not UTF-8, not JSON, not a tokenizer; the
             message names the file), no maximum length is stated anywhere, or the pad token is
             not in the vocabulary.
+          ConfigError: `sentence_bert_config.json` is malformed.
         """
         path = Path(path)
         file = path / TOKENIZER_FILE
@@ -96,17 +103,23 @@ class Tokenizer:
                     raise ValueError(f"{path / name} is not UTF-8 text ({e.reason} at byte "
                                      f"{e.start}); expected a tokenizer file") from None
         limit = _model_max_length(path) if (path / "config.json").is_file() else None
-        return cls.from_files(files, where=path, max_length=max_length, model_max_length=limit)
+        settings = read_text_settings(path) if sentence_transformers else TextSettings()
+        if settings.lowercase:
+            files[TOKENIZER_FILE] = _lowercasing(files[TOKENIZER_FILE], path / TOKENIZER_FILE)
+        return cls.from_files(files, where=path, max_length=max_length, model_max_length=limit,
+                              stated_max_length=settings.max_seq_length)
 
     @classmethod
     def from_files(cls, files: Mapping[str, str], *, where: str | os.PathLike,
                    max_length: int | None = None,
-                   model_max_length: int | None = None) -> "Tokenizer":
+                   model_max_length: int | None = None,
+                   stated_max_length: int | None = None) -> "Tokenizer":
         """Builds the tokenizer from the text of its files, by name (`TOKENIZER_FILES`;
         `tokenizer.json` is required), as read from the folder `where` (named in errors).
 
         `max_length` defaults to the smallest of `model_max_length` (the model's longest input)
-        and the tokenizer config's `model_max_length`.
+        and the tokenizer's own limit: `stated_max_length` when given (a sentence-transformers
+        `max_seq_length`), else the tokenizer config's `model_max_length`.
 
         Raises:
           ValueError: as `from_pretrained`.
@@ -120,7 +133,8 @@ class Tokenizer:
                              f"({problem}); expected the tokenizer.json an HF tokenizer "
                              "saves (the file may be truncated or damaged)") from None
         config = _json_object(files, TOKENIZER_CONFIG_FILE, where)
-        limits = [model_max_length, config.get("model_max_length")]
+        own = config.get("model_max_length") if stated_max_length is None else stated_max_length
+        limits = [model_max_length, own]
         limits = [n for n in limits if isinstance(n, int) and 0 < n < 1_000_000]
         if max_length is None:
             if not limits:
@@ -308,6 +322,23 @@ def _with_prefix_space(backend):
     words.no_padding()
     words.no_truncation()
     return words
+
+
+def _lowercasing(text: str, file: Path) -> str:
+    """`tokenizer.json` text whose normalizer lowercases first (sentence-transformers'
+    `do_lower_case`: a Lowercase normalizer in front, unless the tokenizer lowercases already)."""
+    try:
+        spec = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{file} is not valid JSON ({e.msg}, line {e.lineno})") from None
+    normalizer = spec.get("normalizer")
+    is_sequence = isinstance(normalizer, dict) and normalizer.get("type") == "Sequence"
+    steps = normalizer.get("normalizers", []) if is_sequence else [normalizer] if normalizer else []
+    if any(step.get("type") == "Lowercase" or (step.get("type") == "BertNormalizer"
+                                               and step.get("lowercase")) for step in steps):
+        return text
+    spec["normalizer"] = {"type": "Sequence", "normalizers": [{"type": "Lowercase"}, *steps]}
+    return json.dumps(spec, ensure_ascii=False)
 
 
 def _model_max_length(path: Path) -> int | None:

@@ -20,6 +20,7 @@ from typing import Any
 
 from samp_jax.core.atomic import check_not_interrupted
 from samp_jax.models.checkpoint import load_pretrained
+from samp_jax.models.head_kinds import SENTENCE_EMBEDDING
 from samp_jax.models.model import EncoderModel
 from samp_jax.models.tokenizer import TOKENIZER_FILE, Tokenizer, check_fits
 from samp_jax.ptq.quantized import SIDECAR_FILE, QuantizedModel
@@ -63,24 +64,33 @@ def load(path: str | os.PathLike, *, tokenizer: Tokenizer | str | os.PathLike | 
             f"{path} is not a model folder: it has neither {SIDECAR_FILE} (a quantized model "
             f"written by QuantizedModel.save) nor {HF_CONFIG_FILE} (an HF checkpoint written by "
             "save_pretrained or HF transformers)")
-    tokenizer = _resolve_tokenizer(path, tokenizer)
+    _check_tokenizer(path, tokenizer)
     if quantized:
         if options:
             raise TypeError(f"{path} is a quantized model folder ({SIDECAR_FILE}); options "
                             f"{sorted(options)} apply to HF checkpoint folders only")
-        return QuantizedModel.load(path, tokenizer=tokenizer)
+        return QuantizedModel.load(path, tokenizer=_resolve_tokenizer(path, tokenizer))
     model = load_pretrained(path, **options)
+    # a sentence embedder tokenizes as its sentence-transformers folder says (max_seq_length,
+    # do_lower_case); other heads as the HF tokenizer does
+    tokenizer = _resolve_tokenizer(path, tokenizer, sentence=model.head_kind == SENTENCE_EMBEDDING.name)
     check_fits(tokenizer, model.config, str(path))
     model.tokenizer = tokenizer
     return model
 
 
-def _resolve_tokenizer(path: Path, tokenizer) -> Tokenizer:
+def _resolve_tokenizer(path: Path, tokenizer, *, sentence: bool = False) -> Tokenizer:
     """The tokenizer to attach: `tokenizer` (a `Tokenizer` or a folder), else the folder's."""
     if isinstance(tokenizer, Tokenizer):
         return tokenizer
-    if isinstance(tokenizer, (str, os.PathLike)):
-        return Tokenizer.from_pretrained(tokenizer)
+    return Tokenizer.from_pretrained(path if tokenizer is None else tokenizer,
+                                     sentence_transformers=sentence)
+
+
+def _check_tokenizer(path: Path, tokenizer) -> None:
+    """Refuses, before anything loads, a `tokenizer` of the wrong type or a folder without one."""
+    if isinstance(tokenizer, (Tokenizer, str, os.PathLike)):
+        return
     if tokenizer is not None:
         raise TypeError(f"tokenizer must be a samp_jax.Tokenizer or a folder with {TOKENIZER_FILE}, "
                         f"got {type(tokenizer).__name__}")
@@ -90,4 +100,3 @@ def _resolve_tokenizer(path: Path, tokenizer) -> Tokenizer:
             f"({TOKENIZER_FILE}, tokenizer_config.json, special_tokens_map.json, vocab.txt) into "
             "it, or pass tokenizer=samp_jax.Tokenizer.from_pretrained(folder) or "
             "tokenizer='folder/with/tokenizer.json'")
-    return Tokenizer.from_pretrained(path)

@@ -19,6 +19,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from samp_jax.models.errors import ConfigError
 from samp_jax.models.head_kinds import NO_HEAD
 
 
@@ -46,6 +47,44 @@ TRANSFORMS: dict[str, Transform] = {
     "concat_qkv": Transform(lambda q, k, v: np.concatenate([q, k, v]),
                             lambda b: tuple(np.split(b, 3))),
 }
+
+
+# HF task classes samp-jax runs no head for (class-name suffix -> what the head does); their
+# checkpoints load as an encoder only with `strict=False`.
+UNSERVED_HEADS = {"ForQuestionAnswering": "extractive question answering",
+                  "ForMultipleChoice": "multiple choice",
+                  "ForNextSentencePrediction": "next-sentence prediction"}
+
+def unserved_head_hint(architectures) -> str | None:
+    """What to tell about a checkpoint whose `architectures` names an HF head samp-jax does not
+    run (`UNSERVED_HEADS`: `BertForQuestionAnswering`, ...), or None."""
+    for name in architectures or ():
+        for suffix, task in UNSERVED_HEADS.items():
+            if isinstance(name, str) and name.endswith(suffix):
+                return (f"config.json's architectures names {name}: samp-jax runs no {task} head "
+                        "(it runs sequence and token classification heads and sentence "
+                        "embeddings); pass strict=False to load the encoder alone")
+    return None
+
+
+# HF activation name of a classification head (ModernBERT's `classifier_activation`, DeBERTa's
+# `pooler_hidden_act`) -> the head activation samp-jax runs, and back.
+HEAD_ACTIVATIONS = {"gelu": "gelu", "gelu_python": "gelu", "gelu_new": "gelu_tanh",
+                    "gelu_pytorch_tanh": "gelu_tanh", "relu": "relu", "tanh": "tanh"}
+HF_HEAD_ACTIVATION = {"gelu": "gelu", "gelu_tanh": "gelu_pytorch_tanh", "relu": "relu", "tanh": "tanh"}
+
+
+def head_activation(hf: Mapping[str, Any], key: str, default: str = "gelu") -> str:
+    """The head activation an HF config's `key` names (`default` when absent).
+
+    Raises:
+      ConfigError: an activation samp-jax's heads do not run.
+    """
+    name = hf.get(key)
+    name = default if name is None else name
+    if name not in HEAD_ACTIVATIONS:
+        raise ConfigError(f"{key}={name!r} is not one of {sorted(HEAD_ACTIVATIONS)}")
+    return HEAD_ACTIVATIONS[name]
 
 
 @dataclasses.dataclass(frozen=True)

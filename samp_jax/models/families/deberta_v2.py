@@ -3,17 +3,26 @@ disentangled attention (`samp_jax.models.relative_attention`), a relative-positi
 shared by every layer, no absolute positions in v3 (`position_biased_input: false`), and
 `ContextPooler` (`pooler.dense → GELU`) + `classifier` sequence heads.
 
-Refused with a clear error rather than run wrongly: the convolution branch of the first layer
-(`conv_kernel_size > 0`, DeBERTa-v2-xlarge/xxlarge), a narrower embedding with its bias-less
-`embed_proj` (`embedding_size != hidden_size`), a `pooler_hidden_act` other than GELU or a
-`pooler_hidden_size` other than `hidden_size`, and an `attention_head_size` that is not
-`hidden_size / num_attention_heads`.
+The sequence head's activation is `pooler_hidden_act` (GELU by default; any head activation
+samp-jax runs). Refused with a clear error rather than run wrongly: the convolution branch of the
+first layer (`conv_kernel_size > 0`, DeBERTa-v2-xlarge/xxlarge), a narrower embedding with its
+bias-less `embed_proj` (`embedding_size != hidden_size`), a `pooler_hidden_size` other than
+`hidden_size`, and an `attention_head_size` that is not `hidden_size / num_attention_heads`.
 """
 
 from typing import Any, Mapping
 
 from samp_jax.models.errors import ConfigError
-from samp_jax.models.families.base import Family, HeadLayout, KeyRule, fused_qkv, layer_norm, linear
+from samp_jax.models.families.base import (
+    HF_HEAD_ACTIVATION,
+    Family,
+    HeadLayout,
+    KeyRule,
+    fused_qkv,
+    head_activation,
+    layer_norm,
+    linear,
+)
 from samp_jax.models.families.bert import BERT_CONFIG_KEYS, base_heads, token_head
 
 
@@ -75,8 +84,6 @@ def _refusals(hf: Mapping[str, Any]) -> list[tuple[str, Any, bool, str]]:
          "the convolution branch (DeBERTa-v2-xlarge/xxlarge's ConvLayer) is not supported"),
         ("embedding_size", get("embedding_size", hidden), get("embedding_size", hidden) != hidden,
          f"a narrower embedding with a bias-less embed_proj is not supported (hidden_size={hidden})"),
-        ("pooler_hidden_act", get("pooler_hidden_act", "gelu"), get("pooler_hidden_act", "gelu") != "gelu",
-         "the sequence head (ContextPooler) supports 'gelu' only"),
         ("pooler_hidden_size", get("pooler_hidden_size", hidden),
          get("pooler_hidden_size", hidden) != hidden, f"expected hidden_size={hidden}"),
         ("attention_head_size", head_size,
@@ -118,16 +125,18 @@ DEBERTA_V2 = Family(
     backbone=_backbone,
     heads={
         **base_heads(),
-        # DebertaV2ForSequenceClassification: ContextPooler (dense + GELU on the first token),
-        # then `classifier`; both live beside the base model.
+        # DebertaV2ForSequenceClassification: ContextPooler (dense + `pooler_hidden_act` on the
+        # first token), then `classifier`; both live beside the base model.
         "sequence_classification": HeadLayout(
             "ForSequenceClassification",
             linear("head.pooler", "pooler.dense", outside_base=True)
             + linear("head.classifier", "classifier", outside_base=True),
-            activation="gelu"),
+            options=lambda hf: {"activation": head_activation(hf, "pooler_hidden_act")},
+            to_hf=lambda spec: {"pooler_hidden_act": HF_HEAD_ACTIVATION[spec["activation"]]}),
         "token_classification": token_head(),
     },
-    # pre-training heads; v3 checkpoints also carry an unused absolute position table
+    # pre-training heads; v3 checkpoints also carry an unused absolute position table, and HF
+    # builds the relative table's LayerNorm (`norm_rel_ebd`) even without relative attention
     ignored_prefixes=("lm_predictions.", "cls.", "mask_predictions.",
-                      "embeddings.position_embeddings."),
+                      "embeddings.position_embeddings.", "encoder.LayerNorm."),
 )

@@ -13,14 +13,10 @@ in HF, and only `classifier.*` is new.
 from typing import Any, Mapping
 
 from samp_jax.models.errors import ConfigError
-from samp_jax.models.families.base import Family, HeadLayout, KeyRule
+from samp_jax.models.families.base import HF_HEAD_ACTIVATION, Family, HeadLayout, KeyRule, head_activation
 from samp_jax.models.families.bert import base_heads
 from samp_jax.models.head_kinds import SEQUENCE_CLASSIFICATION, TOKEN_CLASSIFICATION
 
-# HF activation name (`classifier_activation`) -> our head activation, and back.
-HEAD_ACTIVATIONS = {"gelu": "gelu", "gelu_python": "gelu", "gelu_new": "gelu_tanh",
-                    "gelu_pytorch_tanh": "gelu_tanh", "relu": "relu", "tanh": "tanh"}
-HF_HEAD_ACTIVATION = {"gelu": "gelu", "gelu_tanh": "gelu_pytorch_tanh", "relu": "relu", "tanh": "tanh"}
 DEFAULTS = {  # ModernBertConfig's defaults (transformers 4.57)
     "vocab_size": 50368, "hidden_size": 768, "intermediate_size": 1152, "num_hidden_layers": 22,
     "num_attention_heads": 12, "hidden_activation": "gelu", "max_position_embeddings": 8192,
@@ -67,10 +63,7 @@ def _head_rules(dense: str):
 
 
 def _head_activation(hf: Mapping[str, Any]) -> str:
-    name = hf.get("classifier_activation", "gelu")
-    if name not in HEAD_ACTIVATIONS:
-        raise ConfigError(f"classifier_activation={name!r} is not one of {sorted(HEAD_ACTIVATIONS)}")
-    return HEAD_ACTIVATIONS[name]
+    return head_activation(hf, "classifier_activation")
 
 
 def _sequence_options(hf: Mapping[str, Any]) -> dict[str, Any]:

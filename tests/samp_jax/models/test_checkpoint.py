@@ -10,7 +10,7 @@ import pytest
 from flax import nnx
 from safetensors.numpy import load_file, save_file
 
-from samp_jax import CheckpointError, ConfigError, Tokenizer, load, load_pretrained
+from samp_jax import CheckpointError, ConfigError, EncoderConfig, Tokenizer, load, load_pretrained
 from samp_jax.models.checkpoint import assign_state_dict, detect_head, read_state_dict, save_pretrained
 from tests.helpers import GOLDEN, golden_inputs
 
@@ -185,6 +185,31 @@ def test_failed_assignment_changes_nothing(tiny_copy):
         assign_state_dict(model, state)
     after = jax.tree.map(np.asarray, nnx.state(model, nnx.Param))
     jax.tree.map(np.testing.assert_array_equal, before, after)
+
+
+def test_a_question_answering_checkpoint_names_its_head(tiny_copy):
+    """A head samp-jax does not run: the strict load says which, and how to take the encoder."""
+    config = json.loads((tiny_copy / "config.json").read_text())
+    config |= {"architectures": ["BertForQuestionAnswering"]}
+    (tiny_copy / "config.json").write_text(json.dumps(config))
+
+    def qa(s):
+        s.pop("classifier.weight"), s.pop("classifier.bias")
+        s["qa_outputs.weight"], s["qa_outputs.bias"] = np.zeros((2, 32), np.float32), np.zeros(2, np.float32)
+    _rewrite(tiny_copy, qa)
+    with pytest.raises(CheckpointError, match=r"unexpected keys \(2\).*\n.*architectures names "
+                       r"BertForQuestionAnswering: samp-jax runs no extractive question answering "
+                       r"head .* pass strict=False to load the encoder alone"):
+        load_pretrained(tiny_copy)
+    assert load_pretrained(tiny_copy, strict=False).head_kind == "none"
+
+
+@pytest.mark.parametrize("model_type, key", [("distilbert", "activation"), ("modernbert", "hidden_activation"),
+                                             ("bert", "hidden_act")])
+def test_a_refused_option_is_named_by_the_files_key(model_type, key):
+    config = json.loads((GOLDEN / "families" / model_type / "base" / "config.json").read_text())
+    with pytest.raises(ConfigError, match=rf"^config: {key}='silu' is not one of"):
+        EncoderConfig.from_hf_config(config | {key: "silu"})
 
 
 def test_pretraining_heads_and_buffers_are_ignored(tiny_copy):

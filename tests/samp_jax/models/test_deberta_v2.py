@@ -14,7 +14,7 @@ from safetensors.numpy import save_file
 from samp_jax import Tokenizer, load_pretrained
 from samp_jax.core.precision import SitePrecision
 from samp_jax.models import ConfigError, EncoderConfig, EncoderModel
-from samp_jax.models.checkpoint import read_state_dict, save_pretrained
+from samp_jax.models.checkpoint import detect_head, read_state_dict, save_pretrained
 from samp_jax.models.relative_attention import log_bucket_position, relative_positions
 from samp_jax.ptq.quantized import QuantizedGemmSite, SiteCalibration
 from tests.helpers import FAMILY_CONFIGS, GOLDEN
@@ -127,19 +127,51 @@ def test_a_v3_checkpoint_with_an_unused_position_table_loads(tmp_path):
 @pytest.mark.parametrize("key, value, says", [
     ("conv_kernel_size", 3, "convolution branch"),
     ("embedding_size", 16, "embed_proj"),
-    ("pooler_hidden_act", "tanh", "pooler_hidden_act"),
+    ("pooler_hidden_act", "silu", "pooler_hidden_act='silu' is not one of"),
     ("pooler_hidden_size", 8, "pooler_hidden_size"),
     ("attention_head_size", 7, "attention_head_size=7"),
     ("pos_att_type", ["c2p", "p2p"], "pos_att_type"),
     ("norm_rel_ebd", "batch_norm", None),
 ])
-def test_unsupported_options_are_refused(key, value, says):
-    hf = json.loads((FOLDER / "base" / "config.json").read_text())
+def test_unsupported_options_are_refused(key, value, says, tmp_path):
+    hf = json.loads((FOLDER / "seqcls" / "config.json").read_text())
     if says is None:  # an unknown norm is HF's "none" too (it only looks for 'layer_norm')
         assert EncoderConfig.from_hf_config(hf | {key: value}).norm_rel_ebd == "none"
         return
-    with pytest.raises(ConfigError, match=says):
-        EncoderConfig.from_hf_config(hf | {key: value})
+    shutil.copytree(FOLDER / "seqcls", tmp_path / "seqcls")
+    (tmp_path / "seqcls" / "config.json").write_text(json.dumps(hf | {key: value}))
+    with pytest.raises(ConfigError, match=f"seqcls/config.json: .*{says}"):
+        load_pretrained(tmp_path / "seqcls")
+
+
+@pytest.mark.parametrize("batch", ["single", "pair"])
+def test_without_relative_attention_matches_hf(batch):
+    """`relative_attention: false` with `pos_att_type` set: HF still divides the scores by
+    sqrt(3 head_dim) and still stores the relative table's LayerNorm; the ContextPooler
+    applies `pooler_hidden_act: tanh`."""
+    golden = dict(np.load(FOLDER / "golden.npz"))
+    expected = dict(np.load(FOLDER / "nonrelative" / "golden.npz"))
+    model = load_pretrained(FOLDER / "nonrelative")
+    assert not model.config.disentangled_attention and model.config.score_scale_factor == 3
+    assert model.head.activation == "tanh"
+    # HF writes no id2label for its default two labels: a classifier still has two
+    assert "id2label" not in json.loads((FOLDER / "nonrelative" / "config.json").read_text())
+    assert model.head.num_labels == 2 and detect_head(FOLDER / "nonrelative") == ("sequence_classification", 2)
+    assert model.labels == ("LABEL_0", "LABEL_1")  # as HF names them
+    ids, mask, types = (golden[f"{batch}_{key}"] for key in KEYS)
+    logits = np.asarray(model(ids, mask, types))
+    assert np.abs(logits - expected[f"{batch}_logits"]).max() <= 5e-6  # measured 6e-7
+    if batch == "pair":
+        encoder = load_pretrained(FOLDER / "nonrelative", head="none", strict=False)
+        hidden, real = np.asarray(encoder(ids, mask, types)), mask.astype(bool)
+        assert np.abs(hidden[real] - expected["pair_hidden"][real]).max() <= 5e-6
+
+
+def test_the_pooler_activation_round_trips(tmp_path):
+    save_pretrained(load_pretrained(FOLDER / "nonrelative"), tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert (config["pooler_hidden_act"], config["relative_attention"]) == ("tanh", False)
+    assert load_pretrained(tmp_path).head.activation == "tanh"
 
 
 def test_a_folder_with_only_a_sentencepiece_model_says_how_to_convert(tmp_path):

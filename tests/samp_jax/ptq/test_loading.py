@@ -59,7 +59,7 @@ def test_hf_folder_comes_with_its_tokenizer_through_split_clone_quantize_and_jit
     assert isinstance(model, EncoderModel) and model.head_kind == "sentence_embedding"
     tokenizer = model.tokenizer
     assert isinstance(tokenizer, Tokenizer) and tokenizer.vocab_size == 30522
-    assert tokenizer.max_length == 512
+    assert tokenizer.max_length == 256  # the folder's sentence_bert_config.json max_seq_length
     graphdef, state = nnx.split(model)
     hash(graphdef)  # static attributes keep the graphdef a valid jit key
     assert nnx.merge(graphdef, state).tokenizer is tokenizer

@@ -1,0 +1,77 @@
+"""What an HF config says about its classifier: how many labels (`stated_num_labels`), their
+names (`label_names`), and whether samp-jax reads its outputs as they were trained
+(`check_problem_type`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from samp_jax.models.config import ConfigError
+from samp_jax.models.families import get_family
+from samp_jax.models.heads import get_head_kind
+
+# HF's classifier width when a config states none: transformers writes no `id2label` for its
+# default two labels (LABEL_0, LABEL_1), and reads such a config back with two.
+HF_DEFAULT_NUM_LABELS = 2
+
+
+def stated_num_labels(hf: dict) -> int | None:
+    """The classifier width the config states; HF's default for a classifier checkpoint that
+    states none; else None."""
+    if hf.get("id2label"):
+        return len(hf["id2label"])
+    if hf.get("num_labels") is not None:
+        return hf["num_labels"]
+    trained = get_family(hf.get("model_type")).head_kind_of(hf.get("architectures"))
+    return HF_DEFAULT_NUM_LABELS if trained is not None else None
+
+
+def label_names(hf: dict, *, path: str | Path = "config.json") -> tuple[str, ...] | None:
+    """Class names from an HF config's `id2label`, ordered by id (HF's default names
+    `LABEL_0`, ... count as names too, and are what HF names the classes of a config with no
+    `id2label`), or None when it states no classifier.
+
+    Raises:
+      ConfigError: the ids are not 0 .. n-1, or a name is not a non-empty string.
+    """
+    id2label = hf.get("id2label")
+    if not id2label:
+        count = stated_num_labels(hf)
+        return None if count is None else tuple(f"LABEL_{i}" for i in range(count))
+    try:
+        by_id = {int(key): name for key, name in id2label.items()}
+    except (AttributeError, TypeError, ValueError):
+        raise ConfigError(f"{path}: id2label must map ids '0', '1', ... to names, "
+                          f"got {id2label!r:.120}") from None
+    if sorted(by_id) != list(range(len(by_id))):
+        raise ConfigError(f"{path}: id2label ids {sorted(by_id)} are not 0 .. {len(by_id) - 1}")
+    names = tuple(by_id[i] for i in range(len(by_id)))
+    if not all(isinstance(name, str) and name for name in names):
+        raise ConfigError(f"{path}: id2label names must be non-empty strings, got {names!r:.120}")
+    return names
+
+
+# HF's `problem_type`s whose head samp-jax serves as it was trained: one class per row
+# (softmax), or one score per row (num_labels=1, HF's regression).
+SERVED_PROBLEM_TYPES = ("single_label_classification", "regression")
+
+
+def check_problem_type(config_file: Path, hf: dict, head: str) -> None:
+    """Raises ConfigError when a classification head was trained for a `problem_type` whose
+    outputs samp-jax would misread: several labels per row (`multi_label_classification`, a
+    sigmoid per label, where samp-jax takes one class per row) or a regression with several
+    outputs."""
+    problem = hf.get("problem_type")
+    if problem is None or not get_head_kind(head).classifies:
+        return
+    if problem not in SERVED_PROBLEM_TYPES:
+        why = ("this head gives each label its own sigmoid (several labels per row), but samp-jax "
+               "scores and predicts one class per row (the softmax's argmax) and would report "
+               "wrong labels" if problem == "multi_label_classification" else
+               "samp-jax does not know how this head's outputs are read")
+        raise ConfigError(f"{config_file}: problem_type {problem!r}: {why}; supported: "
+                          f"{SERVED_PROBLEM_TYPES} (samp-jax finetune trains a new single-label "
+                          "head)")
+    if problem == "regression" and (stated_num_labels(hf) or 1) > 1:
+        raise ConfigError(f"{config_file}: problem_type 'regression' with {stated_num_labels(hf)} outputs; "
+                          "samp-jax serves a regression head of one output only")
