@@ -390,8 +390,41 @@ def relative_cost(data: dict) -> str:
             f"{t['ratio']:.1f}× the forward on this device.\n\n" + provenance(data) + "\n")
 
 
+# tools/variant_sweep.py's statuses, as the table's columns say them.
+SWEEP_COLUMNS = {"refused": "refused by samp-jax", "hf_error": "HF fails too"}
+
+
+def variant_sweep(data: dict) -> str:
+    """Per family: the folders that match HF within the tolerance (and the largest
+    difference), and the variants samp-jax refuses, HF fails on, or that differ."""
+    families: dict[str, dict] = {}
+    for row in data["rows"]:
+        f = families.setdefault(row["family"], {"folders": 0, "match": 0, "worst": 0.0, "other": {}})
+        f["folders"] += 1
+        if row["status"] == "match":
+            f["match"] += 1
+            f["worst"] = max(f["worst"], row["max_abs_diff"])
+        else:
+            name = row["variant"] if row["head"] in ("base", "seqcls") else f"{row['variant']} ({row['head']})"
+            f["other"].setdefault(row["status"], []).append(name)
+    v = data["hf_versions"]
+    lines = [f"| family | folders | match HF (max abs difference) | {' | '.join(SWEEP_COLUMNS.values())} "
+             "| differ |", "|---|---:|---:|---|---|---|"]
+    for family, f in families.items():
+        cells = [", ".join(dict.fromkeys(f["other"].get(status, []))) or "–" for status in SWEEP_COLUMNS]
+        differ = [f"{n} ({status})" for status, names in f["other"].items() if status not in SWEEP_COLUMNS
+                  for n in names]
+        lines.append(f"| {family} | {f['folders']} | {f['match']} ({figure(f['worst'])}) | "
+                     f"{' | '.join(cells)} | {', '.join(differ) or '–'} |")
+    lines += ["", f"{len(data['rows'])} folders, float32 on both sides, matched within "
+              f"{figure(data['tolerance'])}; HF: transformers {v['transformers']}, torch {v['torch']}, "
+              f"sentence-transformers {v['sentence_transformers']}."]
+    return "\n".join(lines + ["", provenance(data)]) + "\n"
+
+
 SECTIONS = {"modernbert_parity": modernbert_parity, "deberta_parity": deberta_parity,
-            "local_attention": local_attention, "relative_cost": relative_cost}
+            "local_attention": local_attention, "relative_cost": relative_cost,
+            "variant_sweep": variant_sweep}
 
 
 def render_block(match: re.Match) -> str:
