@@ -309,7 +309,8 @@ def _compare_sentence(model, texts: dict, expected: dict) -> dict:
 
 
 def _record(out: Path, rows: list[dict], file: Path) -> None:
-    """The rows, with the provenance of this run and the versions HF's side ran with."""
+    """The rows, with the provenance of this run and the versions HF's side ran with (paths in
+    the notes start at DIR)."""
     from samp_jax.core.provenance import provenance
     from samp_jax.serving.timing import device_description
 
@@ -318,7 +319,7 @@ def _record(out: Path, rows: list[dict], file: Path) -> None:
     data = {"provenance": provenance(command, device_description()),
             "hf_versions": json.loads((out / "versions.json").read_text()),
             "tolerance": TOLERANCE,
-            "rows": [row | {"note": row.get("note", "")[:240]} for row in rows]}
+            "rows": [row | {"note": row.get("note", "").replace(f"{out}/", "DIR/")[:240]} for row in rows]}
     file.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
     print(f"wrote {file}")
 
