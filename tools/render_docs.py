@@ -390,8 +390,10 @@ def relative_cost(data: dict) -> str:
             f"{t['ratio']:.1f}× the forward on this device.\n\n" + provenance(data) + "\n")
 
 
-# tools/variant_sweep.py's statuses, as the table's columns say them.
+# tools/variant_sweep.py's statuses, as the table's columns (and its `differ` cells) say them.
 SWEEP_COLUMNS = {"refused": "refused by samp-jax", "hf_error": "HF fails too"}
+SWEEP_DIFFER = {"mismatch": "other outputs", "tokenizer_mismatch": "other input ids",
+                "labels_mismatch": "other class names"}
 
 
 def variant_sweep(data: dict) -> str:
@@ -412,8 +414,8 @@ def variant_sweep(data: dict) -> str:
              "| differ |", "|---|---:|---:|---|---|---|"]
     for family, f in families.items():
         cells = [", ".join(dict.fromkeys(f["other"].get(status, []))) or "–" for status in SWEEP_COLUMNS]
-        differ = [f"{n} ({status})" for status, names in f["other"].items() if status not in SWEEP_COLUMNS
-                  for n in names]
+        differ = [f"{n}: {SWEEP_DIFFER.get(status, status)}" for status, names in f["other"].items()
+                  if status not in SWEEP_COLUMNS for n in names]
         lines.append(f"| {family} | {f['folders']} | {f['match']} ({figure(f['worst'])}) | "
                      f"{' | '.join(cells)} | {', '.join(differ) or '–'} |")
     lines += ["", f"{len(data['rows'])} folders, float32 on both sides, matched within "
