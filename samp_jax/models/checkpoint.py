@@ -26,6 +26,7 @@ from samp_jax.models.config import ConfigError, EncoderConfig
 from samp_jax.models.families import FAMILIES, TRANSFORMS, Family, HeadLayout, Transform, get_family
 from samp_jax.models.head_kinds import (
     NO_HEAD,
+    PROBLEM_TYPES,
     SENTENCE_EMBEDDING,
     SEQUENCE_CLASSIFICATION,
     TOKEN_CLASSIFICATION,
@@ -246,7 +247,8 @@ def head_layout(model: EncoderModel, family: Family) -> HeadLayout:
             f"{family.class_prefix}{layout.architecture} applies {layout.activation!r} in its "
             f"classification head; this head applies {activation!r}")
     spec = model.head.spec() if kind in _TASK_HEADS else {}
-    expressible = {"num_labels", "labels", "activation" if kind == SEQUENCE_CLASSIFICATION.name else None}
+    expressible = {"num_labels", "labels", *(("activation", "problem_type")
+                                             if kind == SEQUENCE_CLASSIFICATION.name else ())}
     beyond = sorted(set(spec) - expressible - set(layout.options({}) if layout.options else ()))
     if beyond:  # e.g. mean pooling or a head norm: the family's HF class has no such option
         raise ConfigError(f"{family.class_prefix}{layout.architecture} cannot express this head's "
@@ -443,30 +445,36 @@ def load_pretrained(path: str | Path, *, head: str | HeadKind | None = None,
     return model
 
 
-# HF's `problem_type`s whose head samp-jax serves as it was trained: one class per row
-# (softmax), or one score per row (num_labels=1, HF's regression).
-SERVED_PROBLEM_TYPES = ("single_label_classification", "regression")
-
-
 def check_problem_type(config_file: Path, hf: dict, head: str) -> None:
     """Raises ConfigError when a classification head was trained for a `problem_type` whose
-    outputs samp-jax would misread: several labels per row (`multi_label_classification`, a
-    sigmoid per label, where samp-jax takes one class per row) or a regression with several
-    outputs."""
+    outputs samp-jax would misread: an unknown one, a regression with several outputs, or
+    anything but one class per token for a token head. A sequence head is served for every
+    type of `PROBLEM_TYPES`: one class per row (softmax), a set of labels per row
+    (`multi_label_classification`, a sigmoid per label) or one score per row."""
     problem = hf.get("problem_type")
-    if problem is None or not get_head_kind(head).classifies:
+    kind = get_head_kind(head)
+    if problem is None or not kind.classifies:
         return
-    if problem not in SERVED_PROBLEM_TYPES:
-        why = ("this head gives each label its own sigmoid (several labels per row), but samp-jax "
-               "scores and predicts one class per row (the softmax's argmax) and would report "
-               "wrong labels" if problem == "multi_label_classification" else
+    served = ("single_label_classification",) if kind.per_token else tuple(PROBLEM_TYPES)
+    if problem not in served:
+        why = (f"a {head} head is read one class per token (a softmax)" if kind.per_token
+               and problem in PROBLEM_TYPES else
                "samp-jax does not know how this head's outputs are read")
         raise ConfigError(f"{config_file}: problem_type {problem!r}: {why}; supported: "
-                          f"{SERVED_PROBLEM_TYPES} (samp-jax finetune trains a new single-label "
-                          "head)")
+                          f"{served} (samp-jax finetune trains a new head)")
     if problem == "regression" and (_num_labels(hf) or 1) > 1:
         raise ConfigError(f"{config_file}: problem_type 'regression' with {_num_labels(hf)} outputs; "
                           "samp-jax serves a regression head of one output only")
+
+
+def _problem_type(hf: dict, num_labels: int | None) -> str | None:
+    """The checkpoint's `problem_type` where it describes the head being built (the width the
+    config gives, a type a head of that width is read by); None otherwise (e.g. a new head of
+    another width to fine-tune)."""
+    problem = hf.get("problem_type")
+    if problem not in PROBLEM_TYPES or num_labels != (_num_labels(hf) or 1):
+        return None
+    return None if problem == "regression" and num_labels != 1 else problem
 
 
 def _resolve_head(path: Path, family: Family, hf: dict, head: str | HeadKind | None,
@@ -496,6 +504,8 @@ def _head_spec(path: Path, family: Family, hf: dict, head: str, num_labels: int 
             labels = None  # the config names another head's classes (e.g. a new head)
         spec = {"num_labels": num_labels, "labels": labels,
                 "activation": family.heads[head].activation}
+        if head == SEQUENCE_CLASSIFICATION.name:
+            spec["problem_type"] = _problem_type(hf, num_labels)
         if family.heads[head].options is not None:
             spec |= family.heads[head].options(hf)
     if head == SENTENCE_EMBEDDING.name:
@@ -579,6 +589,8 @@ def save_pretrained(model: EncoderModel, directory: str | Path, *, tokenizer_dir
     if num_labels is not None:
         config |= {"id2label": {str(i): n for i, n in enumerate(names)},
                    "label2id": {n: i for i, n in enumerate(names)}}
+    if getattr(model.head, "problem_type", None) is not None:  # how HF trains and reads it
+        config["problem_type"] = model.head.problem_type
     config |= extra or {}
     with atomic_folder(directory) as tmp:  # tokenizer and sentence-transformers files too
         save_file(state, str(tmp / SAFETENSORS))
