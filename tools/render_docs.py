@@ -153,11 +153,16 @@ def multilabel_section() -> list[str]:
              "change | " + " | ".join(presets) + " | INT8 FLOPs |",
              "|---|---:|---:|---:|" + "---:|" * len(presets) + "---:|",
              f"| {' / '.join(str(rows[s]) for s in ('train', 'dev', 'calibration', 'search', 'test'))}"
-             f" | {test['fp32']:.4f} | {test['chosen']:.4f} | "
-             f"{100 * test['chosen_relative_change']:+.2f}% | "
+             f" | {test['fp32']:.4f} | {test['chosen']:.4f} | {_change(test)} | "
              + " | ".join(f"{test[k]:.4f}" for k in presets)
              + f" | {100 * record['int8_flop_fraction']:.0f}% |", ""]
     return parts
+
+
+def _change(test: dict) -> str:
+    """The chosen map's relative change on test ('none' when FP32 scores 0)."""
+    change = test["chosen_relative_change"]
+    return "none (FP32 scores 0)" if change is None else f"{100 * change:+.2f}%"
 
 
 def accuracy_page() -> str:
