@@ -3,9 +3,11 @@
 An objective owns fixed-shape batches of its search data, the FP32 reference outputs on them,
 and two functions of a candidate's outputs (a list with one array per batch):
 - `metric(outputs)`: the task metric (higher is better), or None without labels;
-- `proxy(outputs)`: a divergence from FP32 (lower is better): the mean KL of the predictive
-  distribution for classifiers, `1 - cosine` for embeddings. It has far lower variance than
-  the metric, so single-site sensitivities can be ranked on few examples.
+- `proxy(outputs)`: a divergence from FP32 (lower is better, `samp_jax.tasks.proxies`): the
+  mean KL of the predictive distribution for classifiers, the per-label binary KL for
+  multi-label heads, the scale-free score change for one-output heads, `1 - cosine` for
+  embeddings. It has far lower variance than the metric, so single-site sensitivities can be
+  ranked on few examples.
 `guarded_drop(outputs, base)` adds a one-sided 95% confidence margin to the metric drop (a
 paired standard error for accuracy, a paired bootstrap for entity F1, ROC-AUC and Spearman), so
 a map accepted on the search split keeps its promise on unseen data. A search that picks the
@@ -27,8 +29,8 @@ import numpy as np
 from samp_jax.serving.forward import jit_forward
 from samp_jax.tasks import Evaluation, Task, get_task
 from samp_jax.tasks.task import check_head_fits
-from samp_jax.tasks.evaluation import log_softmax, one_minus_cosine, score_change
-from samp_jax.tasks.metrics import COSINE, KL, SCORE, Z_ONE_SIDED_95, Baseline, Proxy
+from samp_jax.tasks.metrics import Z_ONE_SIDED_95, Baseline
+from samp_jax.tasks.proxies import KL, Proxy, proxy_for
 
 CONFIDENCE = 0.95
 
@@ -145,7 +147,9 @@ def task_objective(model, task: Task | str, tokenizer, *, split: str = "search",
 
 
 class UnlabelledObjective(Objective):
-    """Unlabelled inputs: only the proxy (KL for logits, 1 - cosine otherwise) is available."""
+    """Unlabelled inputs: only the proxy is available, the one of how the model's outputs are
+    read (`proxy_for(model.readout)`: KL for classes, the per-label binary KL for label sets,
+    the score change for one output, 1 - cosine otherwise, custom heads too)."""
 
     def __init__(self, model, batches: Sequence[dict[str, np.ndarray]], *, name: str = "unlabelled"):
         if not batches:
@@ -153,23 +157,14 @@ class UnlabelledObjective(Objective):
         self.batches, self.name = list(batches), name
         forward = jit_forward(model)
         self.reference = [np.asarray(forward(batch)) for batch in self.batches]
-        kind = model.head_declaration  # logits: KL; anything else (custom heads too): cosine
-        self.proxy_kind = KL if kind is not None and kind.classifies else COSINE
-        if model.gives_a_score:  # one logit: a score
-            self.proxy_kind = SCORE
+        self.proxy_kind = proxy_for(model.readout)
 
     def proxy(self, outputs) -> float:
-        if self.proxy_kind is SCORE:  # as `ScoringEvaluation.proxy`
-            valid = [b["attention_mask"].sum(-1) > 0 for b in self.batches]
-            return score_change(np.concatenate([o[v, 0] for o, v in zip(outputs, valid)]),
-                                np.concatenate([r[v, 0] for r, v in zip(self.reference, valid)]))
-        values = []
+        """The proxy over the real rows (a per-token output: each row's mean over positions)."""
+        values, references = [], []
         for out, ref, batch in zip(outputs, self.reference, self.batches):
             valid = batch["attention_mask"].sum(-1) > 0
-            if self.proxy_kind is KL:
-                ref_logp, logp = log_softmax(ref), log_softmax(out)
-                kl = np.sum(np.exp(ref_logp) * (ref_logp - logp), -1)
-                values.append(kl.reshape(len(valid), -1).mean(-1)[valid])
-            else:
-                values.append(one_minus_cosine(out, ref).reshape(len(valid), -1).mean(-1)[valid])
-        return float(np.mean(np.concatenate(values)))
+            divergence = self.proxy_kind.divergence(out, ref)
+            values.append(divergence.reshape(len(valid), -1).mean(-1)[valid])
+            references.append(ref[valid])
+        return self.proxy_kind.pooled(np.concatenate(values), references)

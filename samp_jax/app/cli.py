@@ -78,7 +78,7 @@ def resolve_task(args, model=None) -> Task:
     return load_task(args.data, task_type=args.task_type, columns=columns, labels=labels,
                      split_files=split_files or None, seed=args.seed,
                      head=None if model is None else model.head_kind,
-                     scores=model is not None and model.gives_a_score)
+                     readout=None if model is None else model.readout)
 
 
 def resolve_model(args, *, progress: bool):
@@ -278,21 +278,20 @@ def _finetune(args) -> int:
         raise UsageError(f"--model is required: an HF model folder or {PACKAGED_MODEL!r}")
     base = minilm_path() if args.model == PACKAGED_MODEL else Path(args.model)
     task = resolve_task(args, None)
-    if not task.task_type.classifies:
-        raise ValueError(f"fine-tuning needs labelled classification data; {task.name!r} is "
-                         f"{task.task_type.name}")
+    loss = task.training_loss  # raises for data with nothing to train a head on (embeddings)
     config = FinetuneConfig(learning_rate=args.learning_rate, batch_size=args.batch_size,
                             epochs=args.epochs, max_train_examples=args.max_train_examples,
                             eval_every=None if args.eval_every == "auto" else int(args.eval_every),
                             seed=args.seed, min_steps=args.min_steps,
                             warmup_fraction=args.warmup_fraction, patience=args.patience)
     # one read of the folder: weights with a new head, and its tokenizer (checked before training)
-    model = load(base, head=task.head, num_labels=len(task.labels), allow_new_head=True,
+    model = load(base, head=task.head, num_labels=task.num_outputs, allow_new_head=True,
                  **{k: v for k, v in model_options(args).items() if k != "head"})
     tokenizer = model.tokenizer
     test = make_evaluator(task, tokenizer, seed=args.seed) if task.split("test") else None
-    _say(args, f"fine-tuning {args.model} on {task.name} ({task.task_type.name}, labels "
-               f"{list(task.labels)}); split sizes {task.sizes()}; data: {task.source}")
+    _say(args, f"fine-tuning {args.model} on {task.name} ({task.task_type.name}, "
+               + (f"labels {list(task.labels)}" if task.labels else "one output: a score")
+               + f", {loss.name}); split sizes {task.sizes()}; data: {task.source}")
     given = _split_files(args)
     held_out = [s for s in ("calibration", "search") if s not in given]
     if "train" in given and held_out:
@@ -311,7 +310,9 @@ def _finetune(args) -> int:
         print(f"samp-jax finetune: warning: {verdict}", file=sys.stderr, flush=True)
     metrics = None if test is None else test.score(test.outputs(result.model))
     summary = {"model": str(out), "task": task.name, "task_type": task.task_type.name,
-               "labels": list(task.labels), "dev_metric": result.dev_metric, "steps": result.steps,
+               "labels": None if task.labels is None else list(task.labels),
+               "loss": loss.name, "problem_type": loss.problem_type,
+               "dev_metric": result.dev_metric, "steps": result.steps,
                "seconds": result.seconds, "test": metrics, "split_sizes": task.sizes(),
                "data": task.source, "split_seed": args.seed, "learned": result.learned,
                "dev_chance": None if result.chance is None else dataclasses.asdict(result.chance),

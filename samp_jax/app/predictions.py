@@ -1,8 +1,11 @@
 """`samp-jax predict`: one JSON line per input row, from a float or quantized model folder.
 
-- sequence classification: `{"text", ["text_pair"], "label", "score", "probabilities"}`; a head
-  of one output (num_labels=1: a reranker or a regression cross-encoder) `{"text",
-  ["text_pair"], "score"}`, its raw output (the logit, before any sigmoid);
+- sequence classification: `{"text", ["text_pair"], "label", "score", "probabilities"}`; a
+  multi-label head (problem_type multi_label_classification) `{"text", ["text_pair"], "labels",
+  "scores"}`: the names of the labels whose sigmoid is at least 0.5 (`LABEL_THRESHOLD`), and
+  every label's sigmoid probability; a head of one output (num_labels=1: a reranker or a
+  regression cross-encoder) `{"text", ["text_pair"], "score"}`, its raw output (the logit,
+  before any sigmoid);
 - token classification: `{"tokens", "tags"}` (one tag per word, its first sub-token's);
 - sentence embedding: `{"text", "embedding"}`.
 
@@ -19,11 +22,12 @@ from typing import Sequence
 import numpy as np
 
 from samp_jax.core.atomic import atomic_file
-from samp_jax.models.head_kinds import SENTENCE_EMBEDDING, SEQUENCE_CLASSIFICATION, TOKEN_CLASSIFICATION
+from samp_jax.models.head_kinds import (SENTENCE_EMBEDDING, SEQUENCE_CLASSIFICATION,
+                                       TOKEN_CLASSIFICATION, Readout, sigmoid)
 from samp_jax.serving import compile as compile_engine
 from samp_jax.serving.batching import DEFAULT_BUCKETS, capped_buckets
 from samp_jax.serving.distributed import gather_bytes, is_primary, process_rows
-from samp_jax.tasks.evaluation import log_softmax
+from samp_jax.tasks.proxies import log_softmax
 from samp_jax.tasks.files import FORMATS, Columns
 from samp_jax.tasks.files import read_inputs as read_rows
 
@@ -112,19 +116,35 @@ def _predict(engine, rows: Sequence[dict]) -> list[dict]:
             records.append({"text": r["text"], "embedding": np.round(embedding, 6).tolist(),
                             "truncated": bool(cut)})
         return records
-    if result.labels is None:  # one output (a reranker, a regression): its raw score
-        return [{"text": r["text"]} | ({"text_pair": r["text_pair"]} if pairs else {})
-                | {"score": float(logit[0]), "truncated": bool(cut)}
-                for r, logit, cut in zip(rows, result.logits, result.truncated)]
     names = _label_names(engine, result.logits.shape[-1])
-    probabilities = np.exp(log_softmax(result.logits))
-    for r, p, cut in zip(rows, probabilities, result.truncated):
-        best = int(np.argmax(p))
-        record = {"text": r["text"]} | ({"text_pair": r["text_pair"]} if pairs else {})
-        records.append(record | {"label": names[best], "score": float(p[best]),
-                                 "probabilities": {n: float(v) for n, v in zip(names, p)},
-                                 "truncated": bool(cut)})
-    return records
+    read = _SEQUENCE_RECORDS[Readout.SCORE if result.labels is None else engine.readout]
+    predicted = [None] * len(rows) if result.labels is None else result.labels
+    return [{"text": r["text"]} | ({"text_pair": r["text_pair"]} if pairs else {})
+            | read(names, logits, label) | {"truncated": bool(cut)}
+            for r, logits, label, cut in zip(rows, result.logits, predicted, result.truncated)]
+
+
+def _class(names: list[str], logits: np.ndarray, predicted: np.ndarray) -> dict:
+    """One class per row: the engine's class, its probability and every class's (a softmax)."""
+    p = np.exp(log_softmax(logits))
+    best = int(predicted)
+    return {"label": names[best], "score": float(p[best]),
+            "probabilities": {n: float(v) for n, v in zip(names, p)}}
+
+
+def _label_set(names: list[str], logits: np.ndarray, predicted: np.ndarray) -> dict:
+    """A set of labels per row: the engine's (`Readout.LABELS`), and every label's sigmoid."""
+    return {"labels": [n for n, keep in zip(names, predicted) if keep],
+            "scores": {n: float(v) for n, v in zip(names, sigmoid(logits))}}
+
+
+def _score(names: list[str], logits: np.ndarray, predicted: None) -> dict:
+    """One output: its raw score (the logit)."""
+    return {"score": float(logits[0])}
+
+
+_SEQUENCE_RECORDS = {Readout.CLASSES: _class, Readout.LABELS: _label_set, Readout.SCORE: _score}
+"""A sequence head's record fields, by how its logits are read."""
 
 
 def _label_names(engine, count: int) -> list[str]:

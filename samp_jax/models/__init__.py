@@ -10,8 +10,10 @@ from samp_jax.models.head_kinds import (
     SENTENCE_EMBEDDING,
     SEQUENCE_CLASSIFICATION,
     TOKEN_CLASSIFICATION,
+    PROBLEM_TYPES,
     HeadKind,
     HeadOutput,
+    Readout,
 )
 from samp_jax.models.heads import (
     HEAD_KINDS,
@@ -29,10 +31,10 @@ from samp_jax.models.model import EncoderModel, check_ids, check_inputs, checked
 from samp_jax.models.st_folder import read_pooling
 from samp_jax.models.tokenizer import Tokenizer, check_fits
 
-__all__ = ["FAMILIES", "HEAD_KINDS", "NO_HEAD", "POOLING_MODES", "SENTENCE_EMBEDDING",
+__all__ = ["FAMILIES", "HEAD_KINDS", "NO_HEAD", "POOLING_MODES", "PROBLEM_TYPES", "SENTENCE_EMBEDDING",
            "SEQUENCE_CLASSIFICATION", "TOKEN_CLASSIFICATION", "CheckpointError", "ConfigError",
            "Embeddings", "Encoder", "EncoderConfig", "EncoderLayer", "EncoderModel", "Family", "GemmSite",
-           "HeadKind", "HeadOutput", "KeyRule", "LayerNorm", "SentenceEmbedder", "SequenceClassifier",
+           "HeadKind", "HeadOutput", "KeyRule", "LayerNorm", "Readout", "SentenceEmbedder", "SequenceClassifier",
            "TokenClassifier", "Tokenizer", "attention", "check_fits", "check_ids", "check_inputs",
            "checked", "cosine_similarity", "detect_head", "get_family", "get_head_kind", "head_kinds", "load_pretrained", "make_head", "read_pooling", "register_family",
            "register_head", "save_pretrained"]

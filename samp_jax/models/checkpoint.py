@@ -33,7 +33,8 @@ from samp_jax.models.head_kinds import (
     HeadKind,
 )
 from samp_jax.models.heads import POOLING_MODES, SentenceEmbedder, check_labels, get_head_kind, make_head
-from samp_jax.models.hf_labels import check_problem_type, label_names, stated_num_labels
+from samp_jax.models.hf_labels import (check_problem_type, label_names, stated_num_labels,
+                                       stated_problem_type)
 from samp_jax.models.model import EncoderModel
 from samp_jax.models.st_folder import read_pooling, write_st_files
 from samp_jax.models.tokenizer import TOKENIZER_FILES
@@ -248,7 +249,8 @@ def head_layout(model: EncoderModel, family: Family) -> HeadLayout:
             f"{family.class_prefix}{layout.architecture} applies {layout.activation!r} in its "
             f"classification head; this head applies {activation!r}")
     spec = model.head.spec() if kind in _TASK_HEADS else {}
-    expressible = {"num_labels", "labels", "activation" if kind == SEQUENCE_CLASSIFICATION.name else None}
+    expressible = {"num_labels", "labels", *(("activation", "problem_type")
+                                             if kind == SEQUENCE_CLASSIFICATION.name else ())}
     beyond = sorted(set(spec) - expressible - set(layout.options({}) if layout.options else ()))
     if beyond:  # e.g. mean pooling or a head norm: the family's HF class has no such option
         raise ConfigError(f"{family.class_prefix}{layout.architecture} cannot express this head's "
@@ -449,6 +451,8 @@ def _head_spec(path: Path, family: Family, hf: dict, head: str, num_labels: int 
             labels = None  # the config names another head's classes (e.g. a new head)
         spec = {"num_labels": num_labels, "labels": labels,
                 "activation": family.heads[head].activation}
+        if head == SEQUENCE_CLASSIFICATION.name:
+            spec["problem_type"] = stated_problem_type(hf, num_labels)
         if family.heads[head].options is not None:
             try:
                 spec |= family.heads[head].options(hf)
@@ -535,6 +539,8 @@ def save_pretrained(model: EncoderModel, directory: str | Path, *, tokenizer_dir
     if num_labels is not None:
         config |= {"id2label": {str(i): n for i, n in enumerate(names)},
                    "label2id": {n: i for i, n in enumerate(names)}}
+    if getattr(model.head, "problem_type", None) is not None:  # how HF trains and reads it
+        config["problem_type"] = model.head.problem_type
     config |= extra or {}
     with atomic_folder(directory) as tmp:  # tokenizer and sentence-transformers files too
         save_file(state, str(tmp / SAFETENSORS))

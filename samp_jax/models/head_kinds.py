@@ -1,12 +1,17 @@
 """Head kinds as data: what a head returns (`HeadKind`), declared by each head class and read
-by the serving engine, the tasks and the search. Imports nothing from the project, so model
-families can name head kinds too.
+by the serving engine, the tasks and the search, and how a head's logits are read (`Readout`).
+Imports nothing from the project, so model families can name head kinds too.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
+
+import numpy as np
+
+LABEL_THRESHOLD = 0.5
+"""A multi-label head predicts every label whose sigmoid probability is at least this."""
 
 
 class HeadOutput(enum.Enum):
@@ -59,3 +64,46 @@ NO_HEAD = HeadKind("none", per_token=True, output=HeadOutput.HIDDEN)
 SEQUENCE_CLASSIFICATION = HeadKind("sequence_classification", per_token=False, output=HeadOutput.LOGITS)
 TOKEN_CLASSIFICATION = HeadKind("token_classification", per_token=True, output=HeadOutput.LOGITS)
 SENTENCE_EMBEDDING = HeadKind("sentence_embedding", per_token=False, output=HeadOutput.EMBEDDING)
+
+
+class Readout(enum.Enum):
+    """How the logits of a classification head are read: the one place that decides it for
+    serving, evaluation, the search's proxy, `predict` and fine-tuning's loss.
+
+    - `CLASSES`: a softmax over classes, one class per row (or token): the argmax
+      (HF `problem_type` `single_label_classification`);
+    - `LABELS`: a sigmoid per label, a set of labels per row: every label whose probability
+      is at least `LABEL_THRESHOLD` (`multi_label_classification`);
+    - `SCORE`: one output per row (num_labels=1: a reranker, a regression cross-encoder): the
+      logit itself is the row's score.
+    """
+
+    CLASSES = "classes"
+    LABELS = "labels"
+    SCORE = "score"
+
+    def predict(self, logits: np.ndarray) -> np.ndarray:
+        """What the head predicts from `[..., C]` logits: class ids `[...]` (CLASSES), a
+        multi-hot bool `[..., C]` (LABELS) or scores `[...]` (SCORE)."""
+        logits = np.asarray(logits)
+        if self is Readout.CLASSES:
+            return np.argmax(logits, axis=-1)
+        if self is Readout.LABELS:
+            return sigmoid(logits) >= LABEL_THRESHOLD
+        return logits[..., 0]
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    """The logistic function, computed without overflow (float64)."""
+    x = np.asarray(logits, np.float64)
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+PROBLEM_TYPES: dict[str, Readout] = {
+    "single_label_classification": Readout.CLASSES,
+    "multi_label_classification": Readout.LABELS,
+    "regression": Readout.SCORE,
+}
+"""HF `config.json` `problem_type`s a sequence head is served for, and how each is read (a
+head of one output is read as a score whatever its problem type: HF's pipelines do too)."""

@@ -28,9 +28,11 @@ from samp_jax.models.head_kinds import (
     NO_HEAD,
     SENTENCE_EMBEDDING,
     SEQUENCE_CLASSIFICATION,
+    PROBLEM_TYPES,
     TOKEN_CLASSIFICATION,
     HeadKind,
     HeadOutput,
+    Readout,
 )
 from samp_jax.models.layers import GemmSite, LayerNorm
 
@@ -63,6 +65,10 @@ class SequenceClassifier(nnx.Module):
       activation: the hidden activation, one of `CLASSIFIER_ACTIVATIONS`.
       pooling: 'cls' (the first token) or 'mean' (the mean of the real tokens).
       norm: a LayerNorm after the activation (ModernBERT; `config.norm_bias`, `layer_norm_eps`).
+      problem_type: HF's `problem_type` the head is trained for (`PROBLEM_TYPES`), which
+        decides how its logits are read (`readout`); None: not set (read as HF's pipelines
+        read it: a score for one output, else one class per row). A static attribute, like
+        `labels`.
       rngs: initialisation randomness.
 
     The dense layer has a bias unless `config.classifier_bias` is False.
@@ -72,8 +78,10 @@ class SequenceClassifier(nnx.Module):
 
     def __init__(self, config: EncoderConfig, num_labels: int | None = None, *,
                  labels: Sequence[str] | None = None, activation: str = "tanh",
-                 pooling: str = "cls", norm: bool = False, rngs: nnx.Rngs):
+                 pooling: str = "cls", norm: bool = False, problem_type: str | None = None,
+                 rngs: nnx.Rngs):
         num_labels = _num_labels(num_labels, labels)
+        validate_problem_type(problem_type, num_labels)
         if activation not in CLASSIFIER_ACTIVATIONS:
             raise ValueError(f"{activation=} is not one of {CLASSIFIER_ACTIVATIONS}")
         if pooling not in CLASSIFIER_POOLING:
@@ -86,6 +94,15 @@ class SequenceClassifier(nnx.Module):
         self.labels = check_labels(labels, num_labels)
         self.activation = activation
         self.pooling = pooling
+        self.problem_type = problem_type
+
+    @property
+    def readout(self) -> Readout:
+        """How the logits are read: one output is a score; else the problem type's reading
+        (one class per row when none is set)."""
+        if self.num_labels == 1:
+            return Readout.SCORE
+        return PROBLEM_TYPES.get(self.problem_type, Readout.CLASSES)
 
     def __call__(self, hidden: jax.Array, attention_mask: jax.Array) -> jax.Array:
         hidden = hidden.astype(jnp.float32)
@@ -98,14 +115,16 @@ class SequenceClassifier(nnx.Module):
         return self.classifier(pooled if self.norm is None else self.norm(pooled))
 
     def spec(self) -> dict[str, Any]:
-        """What `make_head` needs to rebuild this head (JSON); the pooling and the norm only
-        when they differ from the defaults."""
+        """What `make_head` needs to rebuild this head (JSON); the pooling, the norm and the
+        problem type only when they differ from the defaults."""
         spec = {"num_labels": self.num_labels, "labels": _list_or_none(self.labels),
                 "activation": self.activation}
         if self.pooling != "cls":
             spec["pooling"] = self.pooling
         if self.norm is not None:
             spec["norm"] = True
+        if self.problem_type is not None:
+            spec["problem_type"] = self.problem_type
         return spec
 
     def output_width(self, config: EncoderConfig) -> int:
@@ -163,6 +182,11 @@ class TokenClassifier(nnx.Module):
 
     def output_width(self, config: EncoderConfig) -> int:
         return self.num_labels
+
+    @property
+    def readout(self) -> Readout:
+        """One class per token (a softmax)."""
+        return Readout.CLASSES
 
 
 def _head_norm(config: EncoderConfig) -> LayerNorm:
@@ -391,6 +415,16 @@ def check_labels(labels: Sequence[str] | None, num_labels: int) -> tuple[str, ..
         repeated = sorted({name for name in labels if labels.count(name) > 1})
         raise ValueError(f"labels must be distinct; {repeated} appear more than once")
     return labels
+
+
+def validate_problem_type(problem_type: str | None, num_labels: int) -> None:
+    """Raises ValueError for a problem type a sequence head of `num_labels` outputs cannot be
+    read by: an unknown one, or a regression of several outputs."""
+    if problem_type is not None and problem_type not in PROBLEM_TYPES:
+        raise ValueError(f"{problem_type=} is not one of {sorted(PROBLEM_TYPES)} (or None)")
+    if problem_type == "regression" and num_labels != 1:
+        raise ValueError(f"problem_type='regression' with {num_labels=}: samp-jax serves a "
+                         "regression head of one output only")
 
 
 def _num_labels(num_labels: int | None, labels: Sequence[str] | None) -> int:

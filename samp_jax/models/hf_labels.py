@@ -1,6 +1,6 @@
 """What an HF config says about its classifier: how many labels (`stated_num_labels`), their
-names (`label_names`), and whether samp-jax reads its outputs as they were trained
-(`check_problem_type`)."""
+names (`label_names`), whether samp-jax reads its outputs as they were trained
+(`check_problem_type`), and the problem type a head keeps (`stated_problem_type`)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 
 from samp_jax.models.config import ConfigError
 from samp_jax.models.families import get_family
+from samp_jax.models.head_kinds import PROBLEM_TYPES
 from samp_jax.models.heads import get_head_kind
 
 # HF's classifier width when a config states none: transformers writes no `id2label` for its
@@ -51,27 +52,33 @@ def label_names(hf: dict, *, path: str | Path = "config.json") -> tuple[str, ...
     return names
 
 
-# HF's `problem_type`s whose head samp-jax serves as it was trained: one class per row
-# (softmax), or one score per row (num_labels=1, HF's regression).
-SERVED_PROBLEM_TYPES = ("single_label_classification", "regression")
-
-
 def check_problem_type(config_file: Path, hf: dict, head: str) -> None:
     """Raises ConfigError when a classification head was trained for a `problem_type` whose
-    outputs samp-jax would misread: several labels per row (`multi_label_classification`, a
-    sigmoid per label, where samp-jax takes one class per row) or a regression with several
-    outputs."""
+    outputs samp-jax would misread: an unknown one, a regression with several outputs, or
+    anything but one class per token for a token head. A sequence head is served for every
+    type of `PROBLEM_TYPES`: one class per row (softmax), a set of labels per row
+    (`multi_label_classification`, a sigmoid per label) or one score per row."""
     problem = hf.get("problem_type")
-    if problem is None or not get_head_kind(head).classifies:
+    kind = get_head_kind(head)
+    if problem is None or not kind.classifies:
         return
-    if problem not in SERVED_PROBLEM_TYPES:
-        why = ("this head gives each label its own sigmoid (several labels per row), but samp-jax "
-               "scores and predicts one class per row (the softmax's argmax) and would report "
-               "wrong labels" if problem == "multi_label_classification" else
+    served = ("single_label_classification",) if kind.per_token else tuple(PROBLEM_TYPES)
+    if problem not in served:
+        why = (f"a {head} head is read one class per token (a softmax)" if kind.per_token
+               and problem in PROBLEM_TYPES else
                "samp-jax does not know how this head's outputs are read")
         raise ConfigError(f"{config_file}: problem_type {problem!r}: {why}; supported: "
-                          f"{SERVED_PROBLEM_TYPES} (samp-jax finetune trains a new single-label "
-                          "head)")
+                          f"{served} (samp-jax finetune trains a new head)")
     if problem == "regression" and (stated_num_labels(hf) or 1) > 1:
-        raise ConfigError(f"{config_file}: problem_type 'regression' with {stated_num_labels(hf)} outputs; "
-                          "samp-jax serves a regression head of one output only")
+        raise ConfigError(f"{config_file}: problem_type 'regression' with {stated_num_labels(hf)} "
+                          "outputs; samp-jax serves a regression head of one output only")
+
+
+def stated_problem_type(hf: dict, num_labels: int | None) -> str | None:
+    """The checkpoint's `problem_type` where it describes the head being built (the width the
+    config gives, a type a head of that width is read by); None otherwise (e.g. a new head of
+    another width to fine-tune)."""
+    problem = hf.get("problem_type")
+    if problem not in PROBLEM_TYPES or num_labels != (stated_num_labels(hf) or 1):
+        return None
+    return None if problem == "regression" and num_labels != 1 else problem

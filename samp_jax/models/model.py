@@ -14,7 +14,7 @@ from jax.experimental import checkify
 
 from samp_jax.core.precision import precision_of_dtype
 from samp_jax.models.config import EncoderConfig
-from samp_jax.models.head_kinds import NO_HEAD, HeadKind
+from samp_jax.models.head_kinds import NO_HEAD, HeadKind, Readout
 from samp_jax.models.heads import declared_kind, kind_name
 from samp_jax.models.layers import AttentionImpl, Embeddings, Encoder
 from samp_jax.models.tokenizer import Tokenizer
@@ -66,12 +66,23 @@ class EncoderModel(nnx.Module):
         return declared_kind(self.head)
 
     @property
-    def gives_a_score(self) -> bool:
-        """Whether the head is a sequence head of logits with one output (num_labels=1: a
-        reranker or a regression cross-encoder): its logit is a score, not a class's."""
-        kind, width = self.head_declaration, getattr(self.head, "output_width", None)
-        return (kind is not None and kind.classifies and not kind.per_token
-                and callable(width) and width(self.config) == 1)
+    def readout(self) -> Readout | None:
+        """How the head's logits are read (`Readout`: one class, a set of labels or a score
+        per row), the one answer the CLI, `check_head_fits`, the search, the engine and
+        `predict` use; None for a head that gives no logits.
+
+        A head that says (`head.readout`, e.g. `SequenceClassifier` from its problem type) is
+        read so; any other logits head gives a score when it is a sequence head of one output,
+        else classes."""
+        kind = self.head_declaration
+        if kind is None or not kind.classifies:
+            return None
+        declared = getattr(self.head, "readout", None)
+        if isinstance(declared, Readout):
+            return declared
+        width = getattr(self.head, "output_width", None)
+        one = not kind.per_token and callable(width) and width(self.config) == 1
+        return Readout.SCORE if one else Readout.CLASSES
 
     def output_shape(self, batch: int, seq: int) -> tuple[int, ...]:
         """The shape the model returns for `[batch, seq]` inputs, from the head's declaration

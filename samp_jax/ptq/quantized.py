@@ -26,7 +26,7 @@ from flax import nnx
 from pallas_kernels.numerics import INT8_MAX, SCALE_EPS
 from samp_jax.models.config import EncoderConfig
 from samp_jax.models.layers import Embeddings, GemmSite
-from samp_jax.models.head_kinds import HeadKind
+from samp_jax.models.head_kinds import HeadKind, Readout
 from samp_jax.models.heads import head_spec, make_head
 from samp_jax.models.model import EncoderModel
 from samp_jax.models.tokenizer import Tokenizer
@@ -303,9 +303,9 @@ class QuantizedModel(nnx.Module):
         return self.model.head_declaration
 
     @property
-    def gives_a_score(self) -> bool:
-        """`EncoderModel.gives_a_score`."""
-        return self.model.gives_a_score
+    def readout(self) -> Readout | None:
+        """How the head's logits are read (`EncoderModel.readout`)."""
+        return self.model.readout
 
     def output_shape(self, batch: int, seq: int) -> tuple[int, ...]:
         """The shape it returns for `[batch, seq]` inputs (`EncoderModel.output_shape`)."""

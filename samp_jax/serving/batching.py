@@ -42,7 +42,7 @@ def capped_buckets(buckets: Sequence[int], limit: int) -> list[int]:
 def bucket_batches(arrays: Mapping[str, np.ndarray], lengths: np.ndarray, *, batch_size: int,
                    seq_buckets: Sequence[int] = DEFAULT_BUCKETS,
                    batch_buckets: Sequence[int] | None = None, order: np.ndarray | None = None,
-                   pad_values: Mapping[str, int] | None = None,
+                   pad_values: Mapping[str, int] | None = None, per_row: Sequence[str] = (),
                    ) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
     """Cuts rows into padded, bucket-shaped batches.
 
@@ -56,6 +56,8 @@ def bucket_batches(arrays: Mapping[str, np.ndarray], lengths: np.ndarray, *, bat
         every batch to exactly `batch_size` rows.
       order: the row order to cut in; default: stable sort by length (little padding).
       pad_values: fill value per array name for padded rows and positions (default 0).
+      per_row: names of arrays that hold one row of any width per example (`[N, ...]`, e.g.
+        a multi-hot label row): padded with rows, never cut to the sequence bucket.
 
     Yields:
       `(rows, batch)`: `rows` are the input indices of the batch's real rows (its first
@@ -73,9 +75,10 @@ def bucket_batches(arrays: Mapping[str, np.ndarray], lengths: np.ndarray, *, bat
         rows_out = batch_size if batch_buckets is None else bucket_for(len(rows), batch_buckets)
         batch = {}
         for name, value in arrays.items():
-            shape = (rows_out, seq) if value.ndim == 2 else (rows_out,)
+            per_token = value.ndim == 2 and name not in per_row
+            shape = (rows_out, seq) if per_token else (rows_out, *value.shape[1:])
             block = np.full(shape, pad_values.get(name, 0), value.dtype)
-            if value.ndim == 2:
+            if per_token:
                 keep = min(seq, value.shape[1])
                 block[:len(rows), :keep] = value[rows, :keep]
             else:

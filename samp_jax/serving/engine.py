@@ -9,8 +9,9 @@ executables: a call can never trigger a compilation. Each call
 2. sorts rows by length and cuts them into chunks of at most `batch_size` rows, each padded
    with all-padding rows to the smallest batch bucket and with padding tokens to the smallest
    sequence bucket that holds it;
-3. runs the chunks, drops padded rows and positions, and post-processes in numpy (argmax,
-   per-row trimming), returning rows in input order as an `EngineOutput`.
+3. runs the chunks, drops padded rows and positions, and post-processes in numpy (each row's
+   classes, label set or score, as the model's head is read: `EncoderModel.readout`; per-row
+   trimming), returning rows in input order as an `EngineOutput`.
 
 The engine serves a snapshot of the weights taken at compile time. Text needs the model's own
 tokenizer: `tokenizer=`, else the one travelling with the model (`model.tokenizer`, attached by
@@ -40,7 +41,7 @@ import numpy as np
 from flax import nnx
 from jax.experimental.compilation_cache import compilation_cache
 
-from samp_jax.models.head_kinds import HeadKind, HeadOutput
+from samp_jax.models.head_kinds import HeadKind, HeadOutput, Readout
 from samp_jax.models.model import EncoderModel, check_ids
 from samp_jax.models.tokenizer import Tokenizer
 from samp_jax.core.precision import PrecisionMap, precision_of_dtype
@@ -68,10 +69,13 @@ class EngineOutput:
       truncated: `[N]` True where a row was cut to the largest bucket.
       logits: logits heads: `[N, C]` float32 ('sequence_classification'), or per token a list
         of `[lengths[i], C]` arrays ('token_classification').
-      labels: the argmax of `logits`: `[N]`, or a list of `[lengths[i]]` arrays; None for a
+      labels: what the head predicts (`Readout.predict`): the argmax of `logits`, `[N]` or a
+        list of `[lengths[i]]` arrays; for a multi-label head (`Readout.LABELS`) `[N, C]`
+        bool, True for every label whose sigmoid is at least `LABEL_THRESHOLD`; None for a
         sequence head of one output (num_labels=1, a reranker), whose logit is a score.
       label_names: when the head has class names (`head.labels`), the names of `labels`: a
-        list of `N` names, or (per token) a list of per-row lists of `lengths[i]` names.
+        list of `N` names, or (per token) a list of per-row lists of `lengths[i]` names, or
+        (multi-label) a list of `N` lists of the names predicted.
       embeddings: embedding heads ('sentence_embedding'): `[N, D]` float32.
       hidden_states: no head ('none'): a list of `[lengths[i], hidden]` float32 arrays.
       outputs: any other head (`HeadOutput.OTHER`): `[N, ...]`, or per token a list of
@@ -201,6 +205,7 @@ class Engine:
       tokenizer: the tokenizer used for text input: `tokenizer=`, else `model.tokenizer`.
       head_kind: the model's head kind name.
       head_declaration: its `HeadKind`, which decides the `EngineOutput` fields.
+      readout: how its logits are read (`EncoderModel.readout`), or None.
       labels: the head's class names (`EngineOutput.label_names`), or None.
       seq_buckets, batch_buckets: the compiled shapes, ascending.
       batch_size: most rows per executable call.
@@ -247,6 +252,7 @@ class Engine:
         self.model = _served_model(model, dtype)
         self.config = self.model.config
         self.head_kind = self.model.head_kind
+        self.readout = self.model.readout
         self.labels = self.model.labels
         self._inputs = InputReader(tokenizer, self.config, limit=self.seq_buckets[-1],
                                    truncate=truncate)
@@ -366,10 +372,11 @@ class Engine:
             labels = [np.argmax(r, axis=-1) for r in result]
             names = None if self.labels is None else [self._names(row) for row in labels]
             return EngineOutput(**common, logits=result, labels=labels, label_names=names)
-        if kind.output is HeadOutput.LOGITS and result.shape[-1] == 1:  # a score, no class
+        if kind.output is HeadOutput.LOGITS and (self.readout is Readout.SCORE
+                                                 or result.shape[-1] == 1):  # a score, no class
             return EngineOutput(**common, logits=result)
-        if kind.output is HeadOutput.LOGITS:
-            labels = np.argmax(result, axis=-1)
+        if kind.output is HeadOutput.LOGITS:  # one class, or a set of labels, per row
+            labels = (self.readout or Readout.CLASSES).predict(result)
             return EngineOutput(**common, logits=result, labels=labels,
                                 label_names=self._names(labels))
         if kind.output is HeadOutput.EMBEDDING:
@@ -378,9 +385,14 @@ class Engine:
             return EngineOutput(**common, hidden_states=result)
         return EngineOutput(**common, outputs=result)
 
-    def _names(self, labels: np.ndarray) -> list[str] | None:
-        """The class names of label indices `[n]`, or None when the head has no names."""
-        return None if self.labels is None else [self.labels[i] for i in labels.tolist()]
+    def _names(self, labels: np.ndarray) -> list[str] | list[list[str]] | None:
+        """The class names of label indices `[n]` (or, of multi-hot label sets `[n, C]`, the
+        names of each row's labels), or None when the head has no names."""
+        if self.labels is None:
+            return None
+        if labels.ndim == 2:
+            return [[self.labels[i] for i in np.flatnonzero(row)] for row in labels]
+        return [self.labels[i] for i in labels.tolist()]
 
     def _check_range(self, rows: Rows) -> None:
         """Ids outside the embedding tables would be clamped silently by XLA's gather

@@ -1,7 +1,7 @@
 """One cell of your data as a canonical value (`samp_jax.tasks.files` reads the rows):
 a text, a word list, a raw label (an id, a name, or a fractional number for the caller to
-refuse), a similarity score or a 0/1 pair label. Each error names where the cell is (`at`:
-file, row, column) and what was expected."""
+refuse), a label set (multi-label), a similarity score or a 0/1 pair label. Each error names
+where the cell is (`at`: file, row, column) and what was expected."""
 
 from __future__ import annotations
 
@@ -15,6 +15,9 @@ MISSING_LABELS = frozenset({"nan", "-nan", "+nan", "na", "n/a", "#n/a", "<na>", 
 R, spreadsheets and JSON write for an empty cell. Such a label is refused, never made a class.
 `none` is not among them: it is a real class in many sets ("no emotion", "no intent")."""
 WHOLE_NUMBER = re.compile(r"[+-]?\d+(?:\.0*)?")  # "1", "-2", "1.0": an id
+LABEL_SEPARATOR = "|"
+"""Separates the labels of one row in a text cell (CSV/TSV): `toxic|insult`; an empty cell is a
+row with no label."""
 
 
 def text(value, at: str) -> str:
@@ -61,8 +64,37 @@ def raw_label(value, at: str) -> int | float | str:
         return int(value) if float(value).is_integer() else float(value)
     if isinstance(value, str):
         return value.strip()
-    raise ValueError(f"{at} holds {value!r} ({type(value).__name__}); expected a class name or "
-                     "an integer id")
+    several = (" (a list of labels per row is multi-label data: task type text_multi_label, "
+               "for a head trained with problem_type multi_label_classification)"
+               if isinstance(value, (list, tuple, np.ndarray)) else "")
+    raise ValueError(f"{at} holds {value!r:.80} ({type(value).__name__}); expected a class name or "
+                     f"an integer id{several}")
+
+
+def label_set(value, at: str) -> list[int | float | str]:
+    """A row's labels (multi-label): a list of names or ids (`[]`: none), or a text of them
+    separated by `LABEL_SEPARATOR` (an empty or blank text: none), or one id. Each label is
+    read as `raw_label` reads one; a label named twice is refused."""
+    if isinstance(value, str):
+        pieces = value.split(LABEL_SEPARATOR) if value.strip() else []
+        if any(not piece.strip() for piece in pieces):
+            raise ValueError(f"{at} holds {value!r}, with an empty label between separators; "
+                             f"expected label names or ids separated by {LABEL_SEPARATOR!r} "
+                             "(an empty cell for a row with no label)")
+    elif isinstance(value, (list, tuple, np.ndarray)):
+        pieces = list(value)
+    elif isinstance(value, (bool, np.bool_, int, np.integer)):
+        pieces = [value]
+    else:
+        raise ValueError(f"{at} holds {value!r} ({type(value).__name__}); expected a list of label "
+                         f"names or ids ([] for a row with no label), or a text of them separated "
+                         f"by {LABEL_SEPARATOR!r}")
+    found = [raw_label(piece, f"{at} item {i}") for i, piece in enumerate(pieces)]
+    repeated = next((v for i, v in enumerate(found) if v in found[:i]), None)
+    if repeated is not None:
+        raise ValueError(f"{at} names label {repeated!r} twice ({value!r:.80}); expected each "
+                         "label at most once per row")
+    return found
 
 
 def score(value, at: str) -> float:

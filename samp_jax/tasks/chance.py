@@ -1,4 +1,5 @@
-"""What a classifier scores without having learned anything: always the most frequent class.
+"""What a classifier scores without having learned anything: always the most frequent class
+(a multi-label classifier: always the same label set, the one that scores best).
 
 A fine-tune that ends at that level has learned nothing, and a tolerance relative to such a
 model means nothing; `chance_level` gives the level and the noise of the metric around it on
@@ -13,7 +14,8 @@ from typing import Sequence
 
 import numpy as np
 
-from samp_jax.tasks.types import IGNORE, EncodedSplit, TaskType, classification_score
+from samp_jax.models.head_kinds import Readout
+from samp_jax.tasks.types import IGNORE, EncodedSplit, TaskType, task_score
 
 Z_ONE_SIDED_95 = 1.645
 
@@ -23,9 +25,10 @@ class ChanceLevel:
     """The metric of always predicting the split's most frequent class.
 
     Attributes:
-      metric: the task metric ('accuracy', 'entity_f1').
+      metric: the task metric ('accuracy', 'entity_f1', 'micro_f1').
       value: its value for the constant prediction.
-      label: the most frequent class (or tag) of the split.
+      label: the most frequent class (or tag) of the split; for label sets, the constant set
+        (its names joined by '|', '' for none).
       margin: how far above `value` a score must be to count as better: the one-sided 95%
         binomial noise of an accuracy over `examples` rows; 0 for other metrics.
       examples: rows scored.
@@ -50,18 +53,44 @@ class ChanceLevel:
 
 def chance_level(task_type: TaskType, labels: Sequence[str] | None,
                  encoded: EncodedSplit) -> ChanceLevel | None:
-    """The `ChanceLevel` of a labelled classification split, or None (no classes, no labels)."""
-    if not task_type.classifies or labels is None or encoded.labels is None:
+    """The `ChanceLevel` of a labelled classification or multi-label split, or None (no
+    classes, no labels)."""
+    constant = _CONSTANTS.get(task_type.readout)
+    if constant is None or labels is None or encoded.labels is None:
         return None
     valid = encoded.labels[encoded.labels != IGNORE]
     if valid.size == 0:
         return None
-    majority = int(np.bincount(valid.astype(np.int64), minlength=len(labels)).argmax())
-    logits = np.zeros((*encoded.labels.shape, len(labels)), np.float32)
-    logits[..., majority] = 1.0
-    value = classification_score(task_type, labels, logits, encoded)["value"]
+    logits, name = constant(encoded.labels, labels)
+    value = task_score(task_type, task_type.metric, labels, logits, encoded)["value"]
     metric = task_type.metric.name
     margin = 0.0
     if metric == "accuracy":
         margin = Z_ONE_SIDED_95 * math.sqrt(value * (1.0 - value) / len(encoded))
-    return ChanceLevel(metric, float(value), labels[majority], margin, len(encoded))
+    return ChanceLevel(metric, float(value), name, margin, len(encoded))
+
+
+def _majority_class(gold: np.ndarray, labels: Sequence[str]) -> tuple[np.ndarray, str]:
+    """Logits that always predict the most frequent class (or tag)."""
+    valid = gold[gold != IGNORE]
+    majority = int(np.bincount(valid.astype(np.int64), minlength=len(labels)).argmax())
+    logits = np.zeros((*gold.shape, len(labels)), np.float32)
+    logits[..., majority] = 1.0
+    return logits, labels[majority]
+
+
+def _best_constant_label_set(gold: np.ndarray, labels: Sequence[str]) -> tuple[np.ndarray, str]:
+    """Logits that always predict the same label set: the `k` most frequent labels, with the
+    `k` whose micro-F1 is highest (`2 * hits / (rows * k + gold labels)`; the empty set scores 0)."""
+    counts = (gold == 1).sum(axis=0)
+    order = np.argsort(-counts, kind="stable")
+    hits = np.cumsum(counts[order])
+    k = np.arange(1, len(labels) + 1)
+    best = int(np.argmax(2.0 * hits / (len(gold) * k + counts.sum()))) + 1
+    chosen = np.sort(order[:best])
+    logits = np.full(gold.shape, -1.0, np.float32)
+    logits[:, chosen] = 1.0
+    return logits, "|".join(labels[i] for i in chosen)
+
+
+_CONSTANTS = {Readout.CLASSES: _majority_class, Readout.LABELS: _best_constant_label_set}

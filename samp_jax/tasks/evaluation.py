@@ -15,25 +15,14 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from samp_jax.models.heads import NORM_FLOOR
+from samp_jax.models.head_kinds import Readout
 from samp_jax.serving.batching import DEFAULT_BUCKETS, length_batches
-from samp_jax.tasks.metrics import COSINE, IGNORE, KL, SCORE, Metric, Proxy, spearman
-from samp_jax.tasks.types import EncodedSplit, TaskType, classification_score
+from samp_jax.tasks.metrics import IGNORE, Metric, spearman
+from samp_jax.tasks.proxies import (COSINE, KL, LABEL_KL, SCORE, Proxy,  # noqa: F401
+                                    log_softmax, one_minus_cosine, score_change)
+from samp_jax.tasks.types import EncodedSplit, TaskType, task_score
 
 Forward = Callable[[dict], object]
-
-
-def log_softmax(logits: np.ndarray) -> np.ndarray:
-    """Numerically stable log-softmax over the last axis (float64)."""
-    logits = np.asarray(logits, np.float64)
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
-
-
-def one_minus_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """`1 - cos(a, b)` per row of the last axis."""
-    norms = np.maximum(np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1), NORM_FLOOR)
-    return 1.0 - np.sum(a * b, -1) / norms
 
 
 class Evaluation:
@@ -42,7 +31,8 @@ class Evaluation:
     Attributes:
       task_metric: the `samp_jax.tasks.metrics.Metric` it scores by, or None (no labels).
       metric_name: its name ('accuracy', 'entity_f1', 'roc_auc', 'spearman'), or None.
-      proxy_kind: the `Proxy` that `proxy` computes (KL for logits, 1 - cosine for embeddings).
+      proxy_kind: the `Proxy` that `proxy` computes (`samp_jax.tasks.proxies`: the KL of the
+        softmax, the per-label binary KL, the scale-free score change, or 1 - cosine).
       agreement_name: what `score(..., reference)["agreement"]` measures.
       batches: model inputs (`input_ids`, `attention_mask`, `token_type_ids`), equal shapes
         within a length bucket.
@@ -107,16 +97,19 @@ class Evaluation:
 
 
 class ClassificationEvaluation(Evaluation):
-    """Sequence or token classification: logits per row (or per token)."""
+    """Sequence or token classification: logits per row (or per token), one class each."""
 
     agreement_name = "same prediction as FP32"
     proxy_kind = KL
     _per_batch = ("batches", "_rows")
 
-    def __init__(self, task_type: TaskType, labels: Sequence[str], encoded: EncodedSplit, *,
-                 batch_size: int = 64, buckets: Sequence[int] = DEFAULT_BUCKETS):
-        self.task_type, self.labels, self.encoded = task_type, tuple(labels), encoded
-        self.task_metric = task_type.metric
+    def __init__(self, task_type: TaskType, metric: Metric | None, labels: Sequence[str] | None,
+                 encoded: EncodedSplit, *, batch_size: int = 64,
+                 buckets: Sequence[int] = DEFAULT_BUCKETS):
+        self.task_type, self.labels, self.encoded = task_type, labels, encoded
+        self.task_metric = metric
+        if metric is not None and metric.check_gold is not None:
+            metric.check_gold(encoded.labels)
         self._rows, self.batches = encoded_batches(encoded, batch_size, buckets)
 
     @property
@@ -127,36 +120,53 @@ class ClassificationEvaluation(Evaluation):
         """Per-batch outputs back in row order: `[N, C]` or `[N, max_length, C]`."""
         return gather_rows(outputs, self._rows, self.encoded)
 
+    def predicted(self, outputs: Sequence[np.ndarray]) -> np.ndarray:
+        """What the head predicts for each row (or token), read as the task type reads it."""
+        return self.task_type.readout.predict(self.gather(outputs))
+
     def evidence(self, outputs) -> np.ndarray | None:
         if self.partial or self.task_metric is None:
             return None
-        predicted = np.argmax(self.gather(outputs), -1)
-        return self.task_metric.evidence(predicted, self.encoded.labels, self.labels)
+        return self.task_metric.evidence(self.predicted(outputs), self.encoded.labels, self.labels)
 
     def score(self, outputs, reference=None) -> dict[str, float]:
-        out = classification_score(self.task_type, self.labels, self.gather(outputs), self.encoded)
+        out = task_score(self.task_type, self.task_metric, self.labels, self.gather(outputs),
+                         self.encoded)
         if reference is not None:
             out["agreement"] = self.agreement(outputs, reference)
         return out
 
     def proxy(self, outputs, reference) -> float:
-        """Mean KL(reference || outputs) of the predictive distribution over labelled rows
-        (or labelled tokens)."""
+        """The mean of the proxy's divergence (`proxy_kind`) over the rows, or over the
+        labelled tokens of a per-token head."""
         total, count = 0.0, 0
         for out, ref, rows in zip(outputs, reference, self._rows):
-            ref_logp, logp = log_softmax(ref[:len(rows)]), log_softmax(out[:len(rows)])
-            kl = np.sum(np.exp(ref_logp) * (ref_logp - logp), axis=-1)
-            labels = self.encoded.labels[rows]
-            valid = labels[:, :kl.shape[1]] != IGNORE if labels.ndim == 2 else labels != IGNORE
-            total += float(np.sum(kl * valid))
+            divergence = self.proxy_kind.divergence(out[:len(rows)], ref[:len(rows)])
+            valid = np.ones(divergence.shape, bool)
+            if divergence.ndim == 2:  # per token: the labelled positions only
+                valid = self.encoded.labels[rows][:, :divergence.shape[1]] != IGNORE
+            total += float(np.sum(divergence * valid))
             count += int(valid.sum())
         return total / max(count, 1)
 
     def agreement(self, outputs, reference) -> float:
-        same = np.argmax(self.gather(outputs), -1) == np.argmax(self.gather(reference), -1)
+        same = self.predicted(outputs) == self.predicted(reference)
         if same.ndim == 2:
             same = same[self.encoded.labels != IGNORE]
         return float(np.mean(same))
+
+
+class LabelSetEvaluation(ClassificationEvaluation):
+    """Multi-label sequence classification: a sigmoid per label; a row's predicted labels are
+    those with a probability of at least `LABEL_THRESHOLD` (`Readout.LABELS`), scored by
+    micro-F1 against the gold label sets; the proxy is the per-label binary KL."""
+
+    agreement_name = "same label set as FP32"
+    proxy_kind = LABEL_KL
+
+    def agreement(self, outputs, reference) -> float:
+        """The share of rows whose predicted label set is the reference's, label for label."""
+        return float(np.mean(np.all(self.predicted(outputs) == self.predicted(reference), -1)))
 
 
 class EmbeddingEvaluation(Evaluation):
@@ -219,35 +229,22 @@ class EmbeddingEvaluation(Evaluation):
         return float(np.mean(1.0 - one_minus_cosine(self.gather(outputs), self.gather(reference))))
 
 
-class ScoringEvaluation(Evaluation):
+class ScoringEvaluation(ClassificationEvaluation):
     """A sequence head of one output (num_labels=1: a reranker, a regression cross-encoder):
     its logit is the row's score, ranked against 0/1 labels (ROC-AUC) or scores (Spearman)."""
 
     agreement_name = "rank correlation with FP32"
     proxy_kind = SCORE
-    _per_batch = ("batches", "_rows")
 
-    def __init__(self, task_type: TaskType, examples: Sequence[dict], encoded: EncodedSplit, *,
-                 batch_size: int = 64, buckets: Sequence[int] = DEFAULT_BUCKETS):
-        self.task_type, self.labels, self.encoded = task_type, None, encoded
-        self.task_metric = task_type.metric_for(examples)
+    def __init__(self, task_type: TaskType, metric: Metric, labels: Sequence[str] | None,
+                 encoded: EncodedSplit, *, batch_size: int = 64,
+                 buckets: Sequence[int] = DEFAULT_BUCKETS):
+        super().__init__(task_type, metric, None, encoded, batch_size=batch_size, buckets=buckets)
         self.gold = np.asarray(encoded.labels, np.float64)
-        if self.task_metric.check_gold is not None:
-            self.task_metric.check_gold(self.gold)
-        self._rows, self.batches = encoded_batches(encoded, batch_size, buckets)
-
-    @property
-    def num_examples(self) -> int:
-        return len(self.encoded)
 
     def scores(self, outputs: Sequence[np.ndarray]) -> np.ndarray:
         """`[N]` scores in row order."""
-        return gather_rows(outputs, self._rows, self.encoded)[:, 0]
-
-    def evidence(self, outputs) -> np.ndarray | None:
-        if self.partial:
-            return None
-        return self.task_metric.evidence(self.scores(outputs), self.gold, None)
+        return self.predicted(outputs)
 
     def proxy(self, outputs, reference) -> float:
         """`score_change` over the real rows."""
@@ -259,11 +256,10 @@ class ScoringEvaluation(Evaluation):
         return spearman(self.scores(outputs), self.scores(reference))
 
 
-def score_change(scores: np.ndarray, reference: np.ndarray) -> float:
-    """The `SCORE` proxy: the mean squared change of one score per row, divided by the
-    variance of the reference scores, so free of their scale (logits or a regression's units)."""
-    scores, reference = np.asarray(scores, np.float64), np.asarray(reference, np.float64)
-    return float(np.mean((scores - reference) ** 2) / max(float(np.var(reference)), NORM_FLOOR))
+EVALUATIONS: dict[Readout, type[ClassificationEvaluation]] = {
+    Readout.CLASSES: ClassificationEvaluation, Readout.LABELS: LabelSetEvaluation,
+    Readout.SCORE: ScoringEvaluation}
+"""The `Evaluation` of each way a head's logits are read (`TaskType.readout`)."""
 
 
 # ------------------------------------------------------------------------- row helpers

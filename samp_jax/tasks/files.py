@@ -6,7 +6,8 @@ checks all of them before it returns. Each error names the file (and split), the
 column and what was expected: a missing column (with the columns found), an empty file, an
 unknown or missing label, labels the model does not have, a token/tag length mismatch, a
 text that is not a string or is blank (an empty cell is a missing value), a word that is blank,
-one column named for two fields, too few rows to split. Rows are counted from 1, after any header.
+one column named for two fields, too few rows to split, a label named twice in one row's label
+set. Rows are counted from 1, after any header.
 Data that is not what it seems is refused too: a column name that appears twice
 (`samp_jax.tasks.readers`), a label string that spells a missing value (`MISSING_LABELS`), and
 labels (or tags) that hold one class when the classes come from the data.
@@ -18,11 +19,20 @@ depending on what it holds).
 
 Task type, when not given: tokens + tags → `token_classification`; text + text_pair + label
 → `text_pair_classification`; text + text_pair + score (or a label column holding fractional
-numbers, like STS-B) → `embedding_pairs`; text + label → `text_classification`; text alone →
-`embedding_texts`. The model's `head` narrows this: a `token_classification` head means
-token classification, a `sequence_classification` head text (pair) classification (or, of
-one output, `scores=True`, text (pair) scoring against 0/1 labels or scores), and a
-`sentence_embedding` head embedding pairs (labels 0/1 or scores) or else embedding texts.
+numbers, like STS-B) → `embedding_pairs`; text (+ text_pair) + a label column holding a list
+per row → `text_multi_label` (`text_pair_multi_label`); text + label → `text_classification`;
+text alone → `embedding_texts`. The model's `head` and `readout` narrow this: a
+`token_classification` head means token classification, a `sequence_classification` head the
+text (pair) type that reads it as it is read (`Readout`: classes; a set of labels for a head
+with problem_type multi_label_classification; a score for a head of one output, against 0/1
+labels or scores), and a `sentence_embedding` head embedding pairs (labels 0/1 or scores) or
+else embedding texts.
+
+Label sets (multi-label). Each row's `labels` are a list of label names or ids (JSON Lines,
+Parquet, datasets), `[]` for none, or in CSV/TSV a text of them separated by `|`
+(`LABEL_SEPARATOR`: `toxic|insult`), an empty cell for none. They are read from the label
+column (`Columns.label`, else the first of `DEFAULT_NAMES["labels"]`) and checked as labels
+are (below), each label at most once per row.
 
 Labels. A label (or BIO tag) is a name or an integer id; strings that all spell whole numbers
 (a CSV's "0"/"1", or "0.0"/"1.0" as pandas writes an integer column that had a missing value,
@@ -60,7 +70,8 @@ from typing import Any
 import numpy as np
 
 from samp_jax.data.splits import TaskSplits
-from samp_jax.models.head_kinds import SENTENCE_EMBEDDING, SEQUENCE_CLASSIFICATION, TOKEN_CLASSIFICATION
+from samp_jax.models.head_kinds import (SENTENCE_EMBEDDING, SEQUENCE_CLASSIFICATION,
+                                       TOKEN_CLASSIFICATION, Readout)
 from samp_jax.tasks import cells
 from samp_jax.tasks.carving import (CARVE_ORDER, DEFAULT_FRACTIONS, MAX_CALIBRATION,  # noqa: F401
                                     MIN_ROWS, carve_splits, split_sizes, without_test_inputs)
@@ -68,8 +79,8 @@ from samp_jax.tasks.cells import MISSING_LABELS  # noqa: F401
 from samp_jax.tasks.metrics import ENTITY_F1
 from samp_jax.tasks.readers import (FORMATS, SPLIT_NAMES, Table, describe_source,  # noqa: F401
                                     read_tables)
-from samp_jax.tasks.task import SPLITS, Task
-from samp_jax.tasks.types import TASK_TYPES, get_task_type
+from samp_jax.tasks.task import SPLITS, Task, readout_mismatch
+from samp_jax.tasks.types import TASK_TYPES, get_task_type, sequence_type
 
 FIELDS = ("text", "text_pair", "label", "tokens", "tags", "score")
 DEFAULT_NAMES: dict[str, tuple[str, ...]] = {
@@ -79,9 +90,11 @@ DEFAULT_NAMES: dict[str, tuple[str, ...]] = {
     "tokens": ("tokens", "words"),
     "tags": ("tags", "ner_tags", "labels"),
     "score": ("score", "similarity"),
+    "labels": ("labels", "label", "classes", "categories", "topics"),
 }
 """Usual column names of each canonical field, tried in order."""
 LIST_FIELDS = ("tokens", "tags")
+_SET_FIELDS = ("tags", "labels")  # gold fields holding a list of labels per row
 _GENERIC_LABEL = re.compile(r"LABEL_\d+")  # transformers' default id2label names
 
 
@@ -93,7 +106,8 @@ class Columns:
     Attributes:
       text: the text (or first text of a pair).
       text_pair: the second text of a pair.
-      label: a class name or id (0/1 for embedding pairs).
+      label: a class name or id (0/1 for embedding and scoring pairs); for multi-label
+        data, the row's label set (a list, or a text separated by `cells.LABEL_SEPARATOR`).
       tokens: a list of words per row (token classification).
       tags: a list of tag names or ids per row, one per word.
       score: a float similarity (embedding pairs).
@@ -123,7 +137,8 @@ def load_task(source: Any = None, *, task_type: str | None = None, columns: Colu
               labels: Sequence[str] | None = None,
               split_files: Mapping[str, str | Path] | None = None, name: str | None = None,
               seed: int = 0, sizes: Mapping[str, int | float] | None = None,
-              max_length: int = 128, head: str | None = None, scores: bool = False) -> Task:
+              max_length: int = 128, head: str | None = None,
+              readout: Readout | None = None) -> Task:
     """Reads your data into a checked, split `Task`.
 
     Args:
@@ -147,8 +162,9 @@ def load_task(source: Any = None, *, task_type: str | None = None, columns: Colu
       max_length: tokens per example.
       head: the model's head kind name (`EncoderModel.head_kind`), to pick and check the task
         type.
-      scores: the model's sequence head has one output (num_labels=1: a reranker): its task
-        type is `text_scoring` or `text_pair_scoring`.
+      readout: how the model's head is read (`EncoderModel.readout`), to pick and check the
+        task type: a score (one output) makes it `text_scoring` or `text_pair_scoring`, a set
+        of labels `text_multi_label` or `text_pair_multi_label`.
 
     Returns:
       The `Task`; its `source` names the data, the rows, the seed and any dropped rows.
@@ -165,16 +181,14 @@ def load_task(source: Any = None, *, task_type: str | None = None, columns: Colu
     first = next(tables[s] for s in (None, *SPLITS) if s in tables)
     found = _find_columns(first, columns)
     if task_type_obj is None:
-        task_type_obj = get_task_type(_infer_task_type(first, found, head, scores))
-    elif head is not None and task_type_obj.head.classifies and task_type_obj.scores != scores:
-        raise ValueError(f"task_type={task_type!r} " + (
-            "reads classes; the model's head has one output (a score): use text_scoring or "
-            "text_pair_scoring" if scores else "scores rows by a head of one output; the model's "
-            "head reads classes"))
+        task_type_obj = get_task_type(_infer_task_type(first, found, head, readout))
+    elif readout is not None and task_type_obj.readout not in (None, readout):
+        raise ValueError(readout_mismatch(f"task_type={task_type!r}", task_type_obj, readout,
+                                          None if labels is None else len(labels)))
     target = _label_field(first, found, columns, task_type_obj)
     parts = _parts(tables, columns, task_type_obj, target)
     names = (_labels_to_ids(parts, target, labels, task_type_obj, first.where)
-             if task_type_obj.classifies else None)
+             if task_type_obj.named_labels else None)
     splits, carved = _split(parts, explicit, sizes or {}, seed)
     splits, dropped = without_test_inputs(splits)
     return Task(
@@ -188,7 +202,7 @@ def _parts(tables: dict[str | None, Table], columns: Columns, task_type,
            target: str | None) -> dict[str | None, _Part]:
     """Each split's table as examples of `task_type`, with the gold `target` field if any."""
     needed = (*task_type.fields, *([target] if target else []))
-    binary = target == "label" and not task_type.classifies  # gold 0/1, not class names
+    binary = target == "label" and not task_type.named_labels  # gold 0/1, not class names
     return {split: _convert(table, _required_columns(table, columns, needed,
                                                      f"a {task_type.name} task"),
                             binary_label=binary, blank_texts=False)
@@ -209,7 +223,18 @@ def _labels_to_ids(parts: dict[str | None, _Part], field: str, labels: Sequence[
         _check_bio(names, where, field)
     for part in parts.values():
         part.examples[:] = [_with_ids(e, field, to_id) for e in part.examples]
+        if field == "labels":  # "1" and 1, or a name and its id, are one label
+            _check_distinct(part, field, names)
     return names
+
+
+def _check_distinct(part: _Part, field: str, names: Sequence[str]) -> None:
+    for row_number, example in enumerate(part.examples, 1):
+        ids = example[field]
+        if len(set(ids)) < len(ids):
+            repeated = next(i for n, i in enumerate(ids) if i in ids[:n])
+            raise ValueError(f"{part.at(row_number, field)} names label {names[repeated]!r} "
+                             "twice; expected each label at most once per row")
 
 
 def _check_two_classes(parts: list[_Part], field: str) -> None:
@@ -307,16 +332,16 @@ def _holds_scores(table: Table, column: str) -> bool:
 
 
 def _infer_task_type(table: Table, found: dict[str, str | None], head: str | None,
-                     scores: bool = False) -> str:
+                     readout: Readout | None = None) -> str:
     pair = found["text"] is not None and found["text_pair"] is not None
     labelled = found["label"] is not None
     scored = found["score"] is not None or (labelled and _holds_scores(table, found["label"]))
     if head == TOKEN_CLASSIFICATION.name or (head is None and found["tokens"] and found["tags"]):
         return "token_classification"
-    if head == SEQUENCE_CLASSIFICATION.name and scores:
-        return "text_pair_scoring" if pair else "text_scoring"
     if head == SEQUENCE_CLASSIFICATION.name:
-        return "text_pair_classification" if pair else "text_classification"
+        return sequence_type(readout or Readout.CLASSES, pair).name
+    if head is None and found["text"] is not None and _label_set_column(table, found):
+        return sequence_type(Readout.LABELS, pair).name
     if head == SENTENCE_EMBEDDING.name:
         return "embedding_pairs" if pair and (labelled or scored) else "embedding_texts"
     if head is not None:
@@ -341,6 +366,13 @@ def _infer_task_type(table: Table, found: dict[str, str | None], head: str | Non
                      "yours with Columns(text=...)")
 
 
+def _label_set_column(table: Table, found: dict[str, str | None]) -> str | None:
+    """The label column when it holds a list per row (multi-label data), else None."""
+    column = found["label"] or next((c for c in DEFAULT_NAMES["labels"] if c in table.columns
+                                     and c not in (found["text"], found["text_pair"])), None)
+    return column if column is not None and _holds_lists(table, column) else None
+
+
 def _label_field(table: Table, found: dict[str, str | None], columns: Columns,
                  task_type) -> str | None:
     """The canonical field that carries the gold answer: 'label', 'tags', 'score' or None.
@@ -363,6 +395,10 @@ def _required_columns(table: Table, columns: Columns, needed: Sequence[str],
     found = _find_columns(table, columns)
     if "score" in needed and found["score"] is None:  # a label column of scores
         found["score"] = columns.label or found["label"]
+    if "labels" in needed:  # a label column of label sets: lists, or texts in CSV/TSV
+        found["labels"] = columns.label or next(
+            (c for c in DEFAULT_NAMES["labels"] if c in table.columns
+             and c not in (found["text"], found["text_pair"])), None)
     for field in needed:
         flat = [c for c in DEFAULT_NAMES[field] if c in table.columns and field in LIST_FIELDS]
         if found[field] is None and flat:
@@ -405,6 +441,8 @@ def _convert(table: Table, columns: dict[str, str], *, binary_label: bool = Fals
                                   for i, tag in enumerate(cells.sequence(value, at, "tags"))]
             elif field == "score":
                 example[field] = cells.score(value, at)
+            elif field == "labels":
+                example[field] = cells.label_set(value, at)
             else:
                 example[field] = cells.raw_label(value, at)
         if "tags" in example and len(example["tokens"]) != len(example["tags"]):
@@ -423,7 +461,7 @@ def _occurrences(parts: list[_Part], field: str) -> Iterator[tuple[Any, str]]:
     for part in parts:
         for row_number, example in enumerate(part.examples, 1):
             at = part.at(row_number, field)
-            if field == "tags":
+            if field in _SET_FIELDS:
                 yield from ((tag, f"{at} item {i}") for i, tag in enumerate(example[field]))
             else:
                 yield example[field], at
@@ -441,7 +479,7 @@ def _label_ids(parts: list[_Part], field: str,
     strings = {v for v, _ in values if isinstance(v, str)}
     if strings and all(cells.WHOLE_NUMBER.fullmatch(v) for v in strings) and not (
             labels is not None and strings <= set(map(str, labels))):  # a CSV's "0"/"1": ids
-        values = [(cells.whole_number(v), at) for v, at in values]
+        values = [(cells.whole_number(v) if isinstance(v, str) else v, at) for v, at in values]
     names = [(v, at) for v, at in values if isinstance(v, str)]
     ids = [(v, at) for v, at in values if isinstance(v, int)]
     if names and ids:
@@ -486,7 +524,7 @@ def _class_ids_to_names(part: _Part, field: str) -> None:
         at = part.at(row_number, field)
         value = example[field]
         example[field] = ([name(v, f"{at} item {i}") for i, v in enumerate(value)]
-                          if field == "tags" else name(value, at))
+                          if field in _SET_FIELDS else name(value, at))
 
 
 def _check_ids(ids: list[tuple[int, str]], count: int | None, names: str) -> None:
@@ -498,7 +536,7 @@ def _check_ids(ids: list[tuple[int, str]], count: int | None, names: str) -> Non
 
 def _with_ids(example: dict, field: str, to_id: Callable[[Any], int]) -> dict:
     value = example[field]
-    return {**example, field: [to_id(v) for v in value] if field == "tags" else to_id(value)}
+    return {**example, field: [to_id(v) for v in value] if field in _SET_FIELDS else to_id(value)}
 
 
 # ------------------------------------------------------------------------------- splits

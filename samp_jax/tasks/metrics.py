@@ -3,7 +3,8 @@ scores and confidence margins they are built from.
 
 A `Metric` scores **evidence**: one row per example (`[n]` or `[n, k]`), what the metric is a
 function of: per-example correctness for accuracy, `[gold, predicted, correct]` entity counts
-per sentence for entity F1, `(pair score, gold)` for ROC-AUC and Spearman. Every metric is
+per sentence for entity F1, `[label, (gold, predicted, correct)]` counts per row for the
+multi-label F1s, `(pair score, gold)` for ROC-AUC and Spearman. Every metric is
 computed from weighted copies of its evidence rows (`weights` `[R, n]`: per row, how many times
 each example counts), so one call scores every resample of a paired bootstrap; a single
 evaluation is the one row of ones. The evidence being per example, the same object gives the
@@ -25,6 +26,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from samp_jax.data.wnut16 import entity_counts
+from samp_jax.tasks.proxies import COSINE, KL, LABEL_KL, PROXIES, SCORE, Proxy  # noqa: F401
 
 IGNORE = -100  # label of positions and rows that no metric or loss counts
 Z_ONE_SIDED_95 = 1.645
@@ -152,26 +154,6 @@ class Margin(enum.Enum):
 
 
 @dataclasses.dataclass(frozen=True)
-class Proxy:
-    """A smooth divergence of a candidate's outputs from the FP32 model's (lower is better).
-
-    Attributes:
-      name: registry key ('kl', 'cosine').
-      display_name: how reports name it.
-    """
-
-    name: str
-    display_name: str
-
-
-KL = Proxy("kl", "KL to FP32")  # of the predictive distribution: outputs are logits
-COSINE = Proxy("cosine", "1 − cosine to FP32")  # outputs are embeddings
-# outputs are one score per row: the mean squared change over the FP32 scores' variance
-SCORE = Proxy("score", "score change² / FP32 variance")
-PROXIES: dict[str, Proxy] = {p.name: p for p in (KL, COSINE, SCORE)}
-
-
-@dataclasses.dataclass(frozen=True)
 class Baseline:
     """The reference model's evidence and what every guarded drop against it reuses."""
 
@@ -191,7 +173,8 @@ class Metric:
       margin: how its drop gets a confidence margin (`Margin`).
       proxy: the divergence the search ranks sites by for the outputs it scores.
       evidence: `(predicted, gold, label_names) -> [n, ...]` per-example rows: `predicted` is
-        argmax class ids (`[n]` or `[n, seq]`) or pair scores (`[n]`), `gold` the matching
+        what the head predicts (`Readout.predict`): class ids (`[n]` or `[n, seq]`), a
+        multi-hot label set per row (`[n, labels]`) or scores (`[n]`); `gold` the matching
         labels (`IGNORE` where none applies).
       weighted: `(evidence, weights [R, n]) -> [R]`, the metric of each row's weighted copies
         (NaN where a resample leaves it undefined).
@@ -330,6 +313,43 @@ def _varying_scores(gold: np.ndarray) -> None:
                          f"pairs; these all score {values[0]:g}")
 
 
+def _label_set_evidence(predicted, gold, label_names=None) -> np.ndarray:
+    """`[n, labels, 3]`: per row and label, (gold, predicted, correct) as 0/1 counts."""
+    predicted, gold = np.asarray(predicted).astype(bool), np.asarray(gold) == 1
+    if predicted.shape != gold.shape:
+        raise ValueError(f"label sets must match: predicted {predicted.shape}, gold {gold.shape}")
+    return np.stack([gold, predicted, gold & predicted], axis=-1).astype(np.float64)
+
+
+def _label_counts(evidence: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """`[R, labels, 3]` summed counts of each row of `weights`' copies."""
+    evidence = np.asarray(evidence, np.float64)
+    summed = np.atleast_2d(np.asarray(weights, np.float64)) @ evidence.reshape(len(evidence), -1)
+    return summed.reshape(len(summed), *evidence.shape[1:])
+
+
+def _micro_f1(evidence: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """F1 of the counts summed over every label: `2 c / (g + p)`, 0 when nothing is gold or
+    predicted."""
+    return _f1_of_sums(_label_counts(evidence, weights).sum(axis=1))
+
+
+def _macro_f1(evidence: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """The mean F1 over the labels that are gold or predicted at least once (NaN where none is)."""
+    counts = _label_counts(evidence, weights)
+    present = counts[..., 0] + counts[..., 1] > 0
+    with np.errstate(invalid="ignore"):
+        return np.sum(_f1_of_sums(counts) * present, axis=1) / np.where(present.any(1), present.sum(1), np.nan)
+
+
+def _label_set_scores(evidence: np.ndarray) -> dict[str, float]:
+    """Micro precision and recall, and the macro F1, of all rows once."""
+    gold, predicted, correct = np.asarray(evidence).sum(axis=(0, 1))
+    return {"precision": correct / predicted if predicted else 0.0,
+            "recall": correct / gold if gold else 0.0,
+            "macro_f1": float(_macro_f1(evidence, np.ones((1, len(evidence))))[0])}
+
+
 ACCURACY = Metric(
     name="accuracy", display_name="accuracy", gold_field="label", margin=Margin.PER_EXAMPLE,
     proxy=KL, evidence=_correct, weighted=_mean_weighted, exact=lambda e: np.mean(e))
@@ -347,7 +367,14 @@ SPEARMAN = Metric(
     name="spearman", display_name="Spearman", gold_field="score", margin=Margin.RESAMPLED,
     proxy=COSINE, evidence=_pair_evidence,
     weighted=lambda e, w: spearman_weighted(e[:, 0], e[:, 1], w), check_gold=_varying_scores)
-METRICS: dict[str, Metric] = {m.name: m for m in (ACCURACY, ENTITY_F1, ROC_AUC, SPEARMAN)}
+MICRO_F1 = Metric(
+    name="micro_f1", display_name="micro-F1", gold_field="labels", margin=Margin.RESAMPLED,
+    proxy=LABEL_KL, evidence=_label_set_evidence, weighted=_micro_f1, details=_label_set_scores)
+MACRO_F1 = Metric(
+    name="macro_f1", display_name="macro-F1", gold_field="labels", margin=Margin.RESAMPLED,
+    proxy=LABEL_KL, evidence=_label_set_evidence, weighted=_macro_f1)
+METRICS: dict[str, Metric] = {m.name: m for m in (ACCURACY, ENTITY_F1, ROC_AUC, SPEARMAN,
+                                                   MICRO_F1, MACRO_F1)}
 
 
 def get_metric(name: str) -> Metric:

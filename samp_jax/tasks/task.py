@@ -19,9 +19,7 @@ import functools
 from typing import Callable, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 from jax.sharding import Mesh
 
 from samp_jax.data import LABELS as SNLI_LABELS
@@ -33,21 +31,22 @@ from samp_jax.data import (
     snli_splits,
     wnut16_splits,
 )
-from samp_jax.models.head_kinds import SEQUENCE_CLASSIFICATION, HeadKind
+from samp_jax.models.head_kinds import HeadKind, Readout
 from samp_jax.models.model import check_ids
 from samp_jax.serving.batching import DEFAULT_BUCKETS, length_batches
 from samp_jax.serving.forward import jit_forward
 from samp_jax.serving.sharding import as_sharded, data_mesh, round_batch_size
-from samp_jax.tasks.evaluation import (ClassificationEvaluation, EmbeddingEvaluation, Evaluation,
-                                       ScoringEvaluation, encoded_batches, gather_rows)
+from samp_jax.tasks.evaluation import (EVALUATIONS, EmbeddingEvaluation, Evaluation,
+                                       encoded_batches, gather_rows)
+from samp_jax.tasks.losses import Loss, training_loss
 from samp_jax.tasks.metrics import Metric
 from samp_jax.tasks.types import (
     IGNORE,
     TASK_TYPES,
     EncodedSplit,
     TaskType,
-    classification_score,
     get_task_type,
+    task_score,
 )
 
 SPLITS = ("train", "dev", "calibration", "search", "test")
@@ -62,7 +61,8 @@ class Task:
     Attributes:
       name: a registry name or the data source's name.
       task_type: the `TaskType` (what examples hold, which head, which metric).
-      labels: class (or BIO tag) names, indexed by the examples' ids; None for embedding tasks.
+      labels: class (or BIO tag, or multi-label label) names, indexed by the examples' ids;
+        None for embedding and scoring tasks.
       splits: `TaskSplits` of example dicts; a split may be empty (e.g. no `train` for a task
         that is only evaluated).
       max_length: tokens per example (longer ones are truncated).
@@ -82,8 +82,17 @@ class Task:
         return self.task_type.head
 
     @property
+    def num_outputs(self) -> int | None:
+        """The width of the head the task needs: 1 for a scoring task, else one output per
+        label (None for embedding tasks)."""
+        if self.task_type.scores:
+            return 1
+        return None if self.labels is None else len(self.labels)
+
+    @property
     def metric(self) -> str | None:
-        """The metric name: accuracy, entity_f1, roc_auc, spearman, or None (proxy only)."""
+        """The metric name: accuracy, entity_f1, micro_f1, roc_auc, spearman, or None (proxy
+        only)."""
         metric = self.task_metric
         return None if metric is None else metric.name
 
@@ -131,7 +140,8 @@ class Task:
             raise ValueError(f"task {self.name!r}: no examples to encode")
         _require_tokenizer(tokenizer)
         # the model may take fewer tokens than the task would keep
-        return self.task_type.encode(tokenizer, examples, min(self.max_length, tokenizer.max_length))
+        return self.task_type.encode(tokenizer, examples, min(self.max_length, tokenizer.max_length),
+                                     labels=self.labels)
 
     def evaluation(self, tokenizer, split: str = "test", *, max_examples: int | None = None,
                    seed: int = 0, batch_size: int | None = None,
@@ -139,13 +149,10 @@ class Task:
         """The `Evaluation` of `split` (all of it, or a fixed seeded subset)."""
         _require_tokenizer(tokenizer)
         examples = self.examples(split, max_examples=max_examples, seed=seed)
-        if self.task_type.scores:
-            return ScoringEvaluation(self.task_type, examples, self.encode(tokenizer, examples),
-                                     batch_size=batch_size or 64, buckets=buckets)
-        if self.task_type.classifies:
-            return ClassificationEvaluation(self.task_type, self.labels,
-                                            self.encode(tokenizer, examples),
-                                            batch_size=batch_size or 64, buckets=buckets)
+        if self.task_type.readout is not None:  # logits, read as the task type reads them
+            return EVALUATIONS[self.task_type.readout](
+                self.task_type, self.task_type.metric_for(examples), self.labels,
+                self.encode(tokenizer, examples), batch_size=batch_size or 64, buckets=buckets)
         return EmbeddingEvaluation(tokenizer, examples, metric=self.task_type.metric_for(examples),
                                    batch_size=batch_size or 128, buckets=buckets)
 
@@ -165,21 +172,26 @@ class Task:
         return [batch for _, batch in length_batches(tokenizer, texts, batch_size=batch_size,
                                                      truncation=True)]
 
+    @property
+    def training_loss(self) -> Loss:
+        """What fine-tuning minimises (`samp_jax.tasks.losses.training_loss`): from how the
+        task reads the head and the field of its gold answers.
+
+        Raises:
+          ValueError: a task type without one (embedding tasks).
+        """
+        metric = self.task_metric
+        return training_loss(self.task_type, None if metric is None else metric.gold_field,
+                             f"task {self.name!r}")
+
     def loss(self, logits, labels):
-        """Mean cross-entropy over labelled examples (or tokens)."""
-        valid = labels != IGNORE
-        safe = jnp.where(valid, labels, 0)
-        per_item = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), safe)
-        return jnp.sum(per_item * valid) / jnp.maximum(jnp.sum(valid), 1)
+        """`training_loss` of a batch: its mean over the labelled rows (or tokens)."""
+        return self.training_loss.fn(logits, labels)
 
     def score(self, logits: np.ndarray, encoded: EncodedSplit) -> dict[str, float]:
-        """The task metric from logits aligned with `encoded` rows (classification and scoring
-        types: a scoring type ranks the one output against the encoded gold)."""
-        if self.task_type.scores:
-            metric = self.task_metric
-            evidence = metric.evidence(np.asarray(logits)[:, 0], encoded.labels, None)
-            return {"metric": metric.name, "value": metric.value(evidence), "examples": len(encoded)}
-        return classification_score(self.task_type, self.labels, logits, encoded)
+        """The task metric from logits aligned with `encoded` rows, read as the task type reads
+        them (a class, a set of labels or a score per row)."""
+        return task_score(self.task_type, self.task_metric, self.labels, logits, encoded)
 
 
 def _require_tokenizer(tokenizer) -> None:
@@ -266,22 +278,36 @@ def evaluate(model, task: Task | str, split: str = "test", *, tokenizer=None, se
 
 
 def check_head_fits(model, task: Task) -> None:
-    """Raises ValueError unless the model's head is the kind `task` needs and, for a sequence
-    head, reads as the task reads it: one output (a score) for a scoring task type, classes
-    (two or more outputs) for a classification one."""
+    """Raises ValueError unless the model's head is the kind `task` needs and reads its logits
+    as the task type does (`EncoderModel.readout` against `TaskType.readout`): one class per
+    row, a set of labels per row (multi-label), or one score per row (one output)."""
     if model.head_kind != task.head.name:
         raise ValueError(f"task {task.name!r} ({task.task_type.name}) needs a {task.head} head; "
                          f"the model has {model.head_kind}")
-    if task.head.name != SEQUENCE_CLASSIFICATION.name:
+    wanted, found = task.task_type.readout, model.readout
+    if wanted is None or found is None or wanted is found:
         return
-    if task.task_type.scores and not model.gives_a_score:
-        raise ValueError(f"task {task.name!r} ({task.task_type.name}) scores rows by a head of one "
-                         f"output; the model's head has {model.output_shape(1, 1)[-1]} (classes): "
-                         "use a classification task type")
-    if task.task_type.classifies and model.gives_a_score:
-        raise ValueError(f"task {task.name!r} ({task.task_type.name}) reads classes; the model's "
-                         "head has one output (a score, num_labels=1: a reranker): use task type "
-                         "text_scoring or text_pair_scoring")
+    raise ValueError(readout_mismatch(f"task {task.name!r} ({task.task_type.name})",
+                                      task.task_type, found, model.output_shape(1, 1)[-1]))
+
+
+TASK_READS = {Readout.CLASSES: "reads classes",
+              Readout.LABELS: "reads a set of labels per row (multi-label: a sigmoid per label)",
+              Readout.SCORE: "scores rows by a head of one output"}
+"""How a task type reads a head, for messages."""
+
+
+def readout_mismatch(what: str, task_type: TaskType, found: Readout, width: int | None) -> str:
+    """The message of a task type (`what`) and a head (of `width` outputs, read as `found`)
+    that read the logits differently, with the task types that fit the head."""
+    outputs = "" if width is None else f"{width} "
+    head = {Readout.CLASSES: f"has {outputs}outputs read as classes (a softmax, one class per row)",
+            Readout.LABELS: f"has {outputs}outputs read as labels (problem_type "
+                            "multi_label_classification: a sigmoid per label)",
+            Readout.SCORE: "has one output (a score, num_labels=1: a reranker)"}[found]
+    fitting = [t.name for t in TASK_TYPES.values() if t.head is task_type.head and t.readout is found]
+    return (f"{what} {TASK_READS[task_type.readout]}; the model's head {head}: use task type "
+            + " or ".join(fitting))
 
 
 # -------------------------------------------------------------------- built-in data sets

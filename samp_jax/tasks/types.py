@@ -10,12 +10,19 @@ An example is a plain dict with canonical fields:
 - `embedding_texts`: `text` only: no metric, the search bounds the divergence from FP32;
 - `text_scoring`, `text_pair_scoring`: `text` (and `text_pair`) with a 0/1 `label` (ROC-AUC)
   or a `score` (Spearman) against the one output of a sequence head (num_labels=1: a reranker
-  or a regression cross-encoder).
+  or a regression cross-encoder);
+- `text_multi_label`, `text_pair_multi_label`: `text` (and `text_pair`) with `labels`, the
+  list of label ids that apply (possibly none), against a multi-label sequence head (a
+  sigmoid per label; micro-F1 at `LABEL_THRESHOLD`).
+
+Each type says how it reads a head's logits (`readout`, a `samp_jax.models.Readout`), which
+`check_head_fits` compares with the model's own.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Callable, Sequence
 
 import numpy as np
@@ -26,21 +33,24 @@ from samp_jax.models.head_kinds import (
     SEQUENCE_CLASSIFICATION,
     TOKEN_CLASSIFICATION,
     HeadKind,
+    Readout,
 )
 from samp_jax.serving.batching import DEFAULT_BUCKETS, bucket_batches, capped_buckets
 from samp_jax.serving.forward import INPUT_KEYS
-from samp_jax.tasks.metrics import ACCURACY, ENTITY_F1, IGNORE, ROC_AUC, SPEARMAN, Metric
+from samp_jax.tasks.metrics import (ACCURACY, ENTITY_F1, IGNORE, MACRO_F1, MICRO_F1, ROC_AUC,
+                                    SPEARMAN, Metric)
 
 
 @dataclasses.dataclass(frozen=True)
 class EncodedSplit:
-    """A tokenized split: `[N, max_length]` arrays plus labels (`[N]`, or `[N, max_length]`
-    with `IGNORE` where no label applies)."""
+    """A tokenized split: `[N, max_length]` arrays plus labels: `[N]`, `[N, max_length]` with
+    `IGNORE` where no label applies, or (`label_sets`) a multi-hot `[N, num_labels]` row each."""
 
     input_ids: np.ndarray
     attention_mask: np.ndarray
     token_type_ids: np.ndarray
     labels: np.ndarray
+    label_sets: bool = False  # labels are one multi-hot row per example, not one per token
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -50,7 +60,8 @@ class EncodedSplit:
         return self.attention_mask.sum(axis=1)
 
     def subset(self, rows: np.ndarray) -> "EncodedSplit":
-        return EncodedSplit(*(a[rows] for a in dataclasses.astuple(self)))
+        return dataclasses.replace(self, **{name: getattr(self, name)[rows]
+                                            for name in (*INPUT_KEYS, "labels")})
 
     def batches(self, batch_size: int, *, buckets: Sequence[int] = DEFAULT_BUCKETS,
                 rng: np.random.Generator | None = None):
@@ -74,7 +85,8 @@ class EncodedSplit:
         buckets = capped_buckets(buckets, self.input_ids.shape[1])
         arrays = {name: getattr(self, name) for name in (*INPUT_KEYS, "labels")}
         yield from bucket_batches(arrays, self.lengths, batch_size=batch_size, seq_buckets=buckets,
-                                  order=order, pad_values={"labels": IGNORE})
+                                  order=order, pad_values={"labels": IGNORE},
+                                  per_row=("labels",) if self.label_sets else ())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,10 +100,11 @@ class TaskType:
         metric: `label_fields`).
       metrics: the metrics it can be scored by, in order of preference; the examples' gold
         field picks one (`metric_for`). Empty: no labels, the proxy only.
-      encode: `(tokenizer, examples, max_length) -> EncodedSplit` for classification and
-        scoring types, None for embedding types (they embed unique texts, see
-        `samp_jax.tasks.evaluation`).
-      scores: the head's one output is a score per row, not a class's logit (scoring types).
+      encode: `(tokenizer, examples, max_length, *, labels) -> EncodedSplit` for the types
+        whose head gives logits (`labels`: the task's label names), None for embedding types
+        (they embed unique texts, see `samp_jax.tasks.evaluation`).
+      readout: how the head's logits are read (`Readout`): one class per row or token, a set
+        of labels per row, or one score per row; None for embeddings.
     """
 
     name: str
@@ -99,12 +112,27 @@ class TaskType:
     fields: tuple[str, ...]
     metrics: tuple[Metric, ...]
     encode: Callable[..., EncodedSplit] | None
-    scores: bool = False
+    readout: Readout | None = Readout.CLASSES
 
     @property
     def classifies(self) -> bool:
-        """Whether the model's outputs are logits over classes (else embeddings or scores)."""
-        return self.head.classifies and not self.scores
+        """Whether the outputs are logits over classes, one per row or token (a softmax)."""
+        return self.readout is Readout.CLASSES
+
+    @property
+    def scores(self) -> bool:
+        """Whether the head's one output is a score per row (scoring types)."""
+        return self.readout is Readout.SCORE
+
+    @property
+    def named_labels(self) -> bool:
+        """Whether the gold is label (or tag) names or ids: classes or label sets."""
+        return self.readout in (Readout.CLASSES, Readout.LABELS)
+
+    @property
+    def pair(self) -> bool:
+        """Whether examples are text pairs read by one model (a cross-encoder)."""
+        return self.encode is not None and "text_pair" in self.fields
 
     @property
     def label_fields(self) -> tuple[str, ...]:
@@ -134,15 +162,28 @@ class TaskType:
                              f"{sorted(example)}")
 
 
-def encode_texts(tokenizer, examples: Sequence[dict], max_length: int) -> EncodedSplit:
-    batch = tokenizer([e["text"] for e in examples], padding=max_length, truncation=True)
-    return EncodedSplit(**batch, labels=np.array([e["label"] for e in examples], np.int32))
+def _tokenized(tokenizer, examples: Sequence[dict], max_length: int,
+               pair: bool) -> dict[str, np.ndarray]:
+    """The examples' texts (and, for `pair`, their text pairs) as model inputs."""
+    pairs = [e["text_pair"] for e in examples] if pair else None
+    return tokenizer([e["text"] for e in examples], pairs, padding=max_length, truncation=True)
 
 
-def encode_pairs(tokenizer, examples: Sequence[dict], max_length: int) -> EncodedSplit:
-    batch = tokenizer([e["text"] for e in examples], [e["text_pair"] for e in examples],
-                      padding=max_length, truncation=True)
-    return EncodedSplit(**batch, labels=np.array([e["label"] for e in examples], np.int32))
+def encode_texts(tokenizer, examples: Sequence[dict], max_length: int, *, labels=None,
+                 pair: bool = False) -> EncodedSplit:
+    """Texts (or text pairs) with one class id each."""
+    return EncodedSplit(**_tokenized(tokenizer, examples, max_length, pair),
+                        labels=np.array([e["label"] for e in examples], np.int32))
+
+
+def encode_label_sets(tokenizer, examples: Sequence[dict], max_length: int, *,
+                      labels: Sequence[str], pair: bool = False) -> EncodedSplit:
+    """Texts (or text pairs) with a multi-hot row over `labels` each (from their label ids)."""
+    hot = np.zeros((len(examples), len(labels)), np.int32)
+    for row, e in enumerate(examples):
+        hot[row, list(e["labels"])] = 1
+    return EncodedSplit(**_tokenized(tokenizer, examples, max_length, pair), labels=hot,
+                        label_sets=True)
 
 
 def _gold_scores(examples: Sequence[dict]) -> np.ndarray:
@@ -151,18 +192,15 @@ def _gold_scores(examples: Sequence[dict]) -> np.ndarray:
     return np.array([e[field] for e in examples], np.float32)
 
 
-def encode_scored_texts(tokenizer, examples: Sequence[dict], max_length: int) -> EncodedSplit:
-    batch = tokenizer([e["text"] for e in examples], padding=max_length, truncation=True)
-    return EncodedSplit(**batch, labels=_gold_scores(examples))
+def encode_scored(tokenizer, examples: Sequence[dict], max_length: int, *, labels=None,
+                  pair: bool = False) -> EncodedSplit:
+    """Texts (or text pairs) with a float gold each: a 0/1 label or a score."""
+    return EncodedSplit(**_tokenized(tokenizer, examples, max_length, pair),
+                        labels=_gold_scores(examples))
 
 
-def encode_scored_pairs(tokenizer, examples: Sequence[dict], max_length: int) -> EncodedSplit:
-    batch = tokenizer([e["text"] for e in examples], [e["text_pair"] for e in examples],
-                      padding=max_length, truncation=True)
-    return EncodedSplit(**batch, labels=_gold_scores(examples))
-
-
-def encode_words(tokenizer, examples: Sequence[dict], max_length: int) -> EncodedSplit:
+def encode_words(tokenizer, examples: Sequence[dict], max_length: int, *,
+                 labels=None) -> EncodedSplit:
     """Each word is labelled at its first word piece; other pieces and specials are IGNORE.
 
     Raises:
@@ -201,16 +239,22 @@ TASK_TYPES: dict[str, TaskType] = {t.name: t for t in (
     TaskType("text_classification", SEQUENCE_CLASSIFICATION, ("text",), (ACCURACY,),
              encode_texts),
     TaskType("text_pair_classification", SEQUENCE_CLASSIFICATION, ("text", "text_pair"),
-             (ACCURACY,), encode_pairs),
+             (ACCURACY,), functools.partial(encode_texts, pair=True)),
     TaskType("token_classification", TOKEN_CLASSIFICATION, ("tokens",), (ENTITY_F1,),
              encode_words),
     TaskType("embedding_pairs", SENTENCE_EMBEDDING, ("text", "text_pair"), (ROC_AUC, SPEARMAN),
-             None),
-    TaskType("embedding_texts", SENTENCE_EMBEDDING, ("text",), (), None),
+             None, readout=None),
+    TaskType("embedding_texts", SENTENCE_EMBEDDING, ("text",), (), None, readout=None),
     TaskType("text_scoring", SEQUENCE_CLASSIFICATION, ("text",), (ROC_AUC, SPEARMAN),
-             encode_scored_texts, scores=True),
+             encode_scored, readout=Readout.SCORE),
     TaskType("text_pair_scoring", SEQUENCE_CLASSIFICATION, ("text", "text_pair"),
-             (ROC_AUC, SPEARMAN), encode_scored_pairs, scores=True),
+             (ROC_AUC, SPEARMAN), functools.partial(encode_scored, pair=True),
+             readout=Readout.SCORE),
+    TaskType("text_multi_label", SEQUENCE_CLASSIFICATION, ("text",), (MICRO_F1, MACRO_F1),
+             encode_label_sets, readout=Readout.LABELS),
+    TaskType("text_pair_multi_label", SEQUENCE_CLASSIFICATION, ("text", "text_pair"),
+             (MICRO_F1, MACRO_F1), functools.partial(encode_label_sets, pair=True),
+             readout=Readout.LABELS),
 )}
 
 
@@ -221,12 +265,18 @@ def get_task_type(name: str) -> TaskType:
     return TASK_TYPES[name]
 
 
-def classification_score(task_type: TaskType, labels: Sequence[str], logits: np.ndarray,
-                         encoded: EncodedSplit) -> dict[str, float]:
-    """The task type's metric (`{'metric', 'value', 'examples'}` and the metric's details,
-    e.g. entity F1's precision and recall) from logits aligned with `encoded` rows."""
-    metric = task_type.metric
-    evidence = metric.evidence(np.argmax(logits, axis=-1), encoded.labels, labels)
+def sequence_type(readout: Readout, pair: bool) -> TaskType:
+    """The sequence-head task type that reads logits as `readout`, for text pairs or not."""
+    return next(t for t in TASK_TYPES.values() if t.head is SEQUENCE_CLASSIFICATION
+                and t.readout is readout and t.pair == pair)
+
+
+def task_score(task_type: TaskType, metric: Metric, labels: Sequence[str] | None,
+               logits: np.ndarray, encoded: EncodedSplit) -> dict[str, float]:
+    """`metric` (`{'metric', 'value', 'examples'}` and the metric's details, e.g. entity F1's
+    precision and recall) of what the head predicts from logits aligned with `encoded` rows,
+    read as the task type reads them (`Readout.predict`)."""
+    evidence = metric.evidence(task_type.readout.predict(logits), encoded.labels, labels)
     details = {} if metric.details is None else metric.details(evidence)
     return {"metric": metric.name, "value": metric.value(evidence), "examples": len(encoded),
             **{name: float(value) for name, value in details.items()}}

@@ -1,5 +1,10 @@
 """Fine-tuning with optax (AdamW, warmup then linear decay) and a cache of fine-tuned models.
 
+The loss is the task's (`Task.training_loss`): softmax cross-entropy for classes, sigmoid
+cross-entropy per label for label sets (multi-label) and for the 0/1 gold of a one-output head,
+squared error for its scores. The tuned head records the HF `problem_type` of that loss, so a
+checkpoint saved from it is trained and read by HF as it was here.
+
 The train step is one jit-compiled function of (params, optimizer state, batch); batches are
 cut to length buckets, so it compiles once per bucket. A run takes `epochs` passes but at least
 `min_steps` steps, so that a few hundred rows get enough updates. The dev split is scored every
@@ -131,10 +136,16 @@ def finetune(model, task: Task | str, tokenizer: Tokenizer, config: FinetuneConf
     """Fine-tunes a float `EncoderModel` (whose head fits the task) on the task's train split.
 
     The model passed in is not modified; the result holds a new model with the best dev
-    parameters.
+    parameters. A sequence head with no problem type yet (a new head, or a checkpoint that
+    names none) takes the one of the task's loss before its fit is checked; one that names
+    another way of reading its logits is refused (`check_head_fits`).
     """
 
     task = get_task(task, seed=config.seed) if isinstance(task, str) else task
+    loss = task.training_loss  # raises for a task without one, before any work
+    model = nnx.clone(model)
+    if hasattr(model.head, "problem_type") and model.head.problem_type is None:
+        model.head.problem_type = loss.problem_type
     check_head_fits(model, task)
     splits = task.splits
     if not splits.train or not splits.dev:
@@ -143,7 +154,7 @@ def finetune(model, task: Task | str, tokenizer: Tokenizer, config: FinetuneConf
     rng = np.random.default_rng(config.seed)
     train, dev = _encoded_splits(task, tokenizer, config, rng)
     total_steps, warmup, eval_every = config.steps(len(train))
-    graphdef, params, rest = nnx.split(nnx.clone(model), nnx.Param, ...)
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     tx = _optimizer(config, total_steps, warmup, params)
     train_step, dev_score = _compiled_steps(graphdef, rest, tx, task, dev)
     chance = chance_level(task.task_type, task.labels, dev)
@@ -154,6 +165,8 @@ def finetune(model, task: Task | str, tokenizer: Tokenizer, config: FinetuneConf
     tuned = nnx.merge(graphdef, jax.tree.map(jnp.asarray, best_params), rest)
     if tuned.head.labels is None and task.labels is not None:  # a new head learns the task's names
         tuned.head.labels = check_labels(task.labels, tuned.head.num_labels)
+    if hasattr(tuned.head, "problem_type"):  # what it was trained for, as HF names it
+        tuned.head.problem_type = loss.problem_type
     if tuned.tokenizer is None:
         tuned.tokenizer = tokenizer
     return FinetuneResult(model=tuned, dev_metric=best_metric, steps=run.step, seconds=run.seconds,

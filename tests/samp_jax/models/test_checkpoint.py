@@ -10,7 +10,9 @@ import pytest
 from flax import nnx
 from safetensors.numpy import load_file, save_file
 
+import samp_jax as sj
 from samp_jax import CheckpointError, ConfigError, EncoderConfig, Tokenizer, load, load_pretrained
+from samp_jax.models import Readout
 from samp_jax.models.checkpoint import assign_state_dict, detect_head, read_state_dict, save_pretrained
 from tests.helpers import GOLDEN, golden_inputs
 
@@ -90,20 +92,42 @@ def _rewrite(folder, edit):
 
 
 @pytest.mark.parametrize("problem, message", [
-    ("multi_label_classification", r"problem_type 'multi_label_classification': this head gives "
-                                   r"each label its own sigmoid"),
     ("regression", r"problem_type 'regression' with 3 outputs"),
     ("ranking", r"problem_type 'ranking': samp-jax does not know how"),
 ])
 def test_a_head_trained_for_another_problem_type_is_refused(tiny_copy, problem, message):
-    """A multi-label head read as one class per row would report wrong labels."""
+    """Outputs samp-jax cannot read as they were trained (several regression outputs, an
+    unknown problem type) are refused, not misread."""
     config = json.loads((tiny_copy / "config.json").read_text())
     (tiny_copy / "config.json").write_text(json.dumps(config | {"problem_type": problem}))
     with pytest.raises(ConfigError, match=f"config.json: {message}"):
         load_pretrained(tiny_copy)
-    assert load_pretrained(tiny_copy, allow_new_head=True).head.num_labels == 3  # to fine-tune
+    new_head = load_pretrained(tiny_copy, allow_new_head=True).head  # to fine-tune
+    assert new_head.num_labels == 3 and new_head.problem_type is None
     (tiny_copy / "config.json").write_text(json.dumps(config | {"problem_type": "single_label_classification"}))
     assert load_pretrained(tiny_copy).head.num_labels == 3
+
+
+def test_a_multi_label_head_loads_reads_labels_and_saves_its_problem_type(tiny_copy, tmp_path):
+    config = json.loads((tiny_copy / "config.json").read_text())
+    (tiny_copy / "config.json").write_text(json.dumps(config | {"problem_type": "multi_label_classification"}))
+    model = load_pretrained(tiny_copy)
+    assert model.readout is Readout.LABELS and model.head.problem_type == "multi_label_classification"
+    assert load_pretrained(GOLDEN / "tiny_seqcls" / "safetensors").readout is Readout.CLASSES
+    saved = save_pretrained(model, tmp_path / "again")
+    assert json.loads((saved / "config.json").read_text())["problem_type"] == "multi_label_classification"
+    assert load_pretrained(saved).readout is Readout.LABELS
+    quantized = sj.quantize(model, sj.PrecisionMap.preset("fully_quant", model.config.num_layers))
+    assert sj.QuantizedModel.load(quantized.save(tmp_path / "q")).readout is Readout.LABELS
+
+
+def test_a_token_head_trained_for_label_sets_is_refused(tmp_path):
+    shutil.copytree(GOLDEN / "tiny_tokcls" / "safetensors", tmp_path / "tok")
+    config = json.loads((tmp_path / "tok" / "config.json").read_text())
+    (tmp_path / "tok" / "config.json").write_text(
+        json.dumps(config | {"problem_type": "multi_label_classification"}))
+    with pytest.raises(ConfigError, match="a token_classification head is read one class per token"):
+        load_pretrained(tmp_path / "tok")
 
 
 def test_missing_folder(tmp_path):

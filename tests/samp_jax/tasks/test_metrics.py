@@ -110,7 +110,9 @@ def test_the_registry_names_margins_proxies_and_gold_fields():
         "accuracy": (Margin.PER_EXAMPLE, "kl", "label", "accuracy"),
         "entity_f1": (Margin.RESAMPLED, "kl", "tags", "entity F1"),
         "roc_auc": (Margin.RESAMPLED, "cosine", "label", "ROC-AUC"),
-        "spearman": (Margin.RESAMPLED, "cosine", "score", "Spearman")}
+        "spearman": (Margin.RESAMPLED, "cosine", "score", "Spearman"),
+        "micro_f1": (Margin.RESAMPLED, "label_kl", "labels", "micro-F1"),
+        "macro_f1": (Margin.RESAMPLED, "label_kl", "labels", "macro-F1")}
     assert get_metric("roc_auc") is ROC_AUC
     with pytest.raises(ValueError, match="metric name='f1' is not one of"):
         get_metric("f1")

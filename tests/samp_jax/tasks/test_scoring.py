@@ -12,7 +12,7 @@ from flax import nnx
 import samp_jax as sj
 from calibrate.search.objectives import UnlabelledObjective
 from samp_jax.app.cli import main
-from samp_jax.models import make_head, save_pretrained
+from samp_jax.models import Readout, make_head, save_pretrained
 from samp_jax.serving.forward import jit_forward
 from samp_jax.tasks import ScoringEvaluation, load_task, roc_auc, spearman
 from samp_jax.tasks.task import check_head_fits, predict
@@ -44,23 +44,23 @@ def tokenizer(minilm_dir):
 @pytest.mark.parametrize("gold, metric", [("label", "roc_auc"), ("score", "spearman")])
 def test_a_one_output_head_makes_a_scoring_task_of_labels_or_scores(gold, metric):
     columns = sj.tasks.Columns(text="query", text_pair="passage")
-    task = load_task(_rows(gold=gold), columns=columns, head="sequence_classification", scores=True)
+    task = load_task(_rows(gold=gold), columns=columns, head="sequence_classification", readout=Readout.SCORE)
     assert task.task_type.name == "text_pair_scoring" and task.metric == metric
     assert task.labels is None and not task.task_type.classifies
     alone = load_task([{"text": r["query"], gold: r[gold]} for r in _rows(gold=gold)],
-                      head="sequence_classification", scores=True)
+                      head="sequence_classification", readout=Readout.SCORE)
     assert alone.task_type.name == "text_scoring"
     with pytest.raises(ValueError, match="reads classes; the model's head has one output"):
         load_task(_rows(), columns=columns, task_type="text_pair_classification",
-                  head="sequence_classification", scores=True)
+                  head="sequence_classification", readout=Readout.SCORE)
     with pytest.raises(ValueError, match="row 1: column 'label'.*0 or 1"):
         load_task([r | {"label": "relevant"} for r in _rows()], columns=columns,
-                  head="sequence_classification", scores=True)
+                  head="sequence_classification", readout=Readout.SCORE)
 
 
 def test_the_metric_ranks_the_one_output_and_the_proxy_ignores_its_scale(tokenizer):
     columns = sj.tasks.Columns(text="query", text_pair="passage")
-    task = load_task(_rows(80), columns=columns, head="sequence_classification", scores=True)
+    task = load_task(_rows(80), columns=columns, head="sequence_classification", readout=Readout.SCORE)
     model = _model(1)
     evaluation = task.evaluation(tokenizer, "test", batch_size=8)
     assert isinstance(evaluation, ScoringEvaluation)
@@ -84,7 +84,7 @@ def test_the_metric_ranks_the_one_output_and_the_proxy_ignores_its_scale(tokeniz
 
 def test_heads_and_task_types_must_read_the_output_alike():
     columns = sj.tasks.Columns(text="query", text_pair="passage")
-    scoring = load_task(_rows(), columns=columns, head="sequence_classification", scores=True)
+    scoring = load_task(_rows(), columns=columns, head="sequence_classification", readout=Readout.SCORE)
     classes = load_task(_rows(), columns=columns, head="sequence_classification")
     with pytest.raises(ValueError, match="scores rows by a head of one output; the model's head has 2"):
         check_head_fits(_model(2), scoring)

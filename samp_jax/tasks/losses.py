@@ -1,0 +1,104 @@
+"""Fine-tuning losses as data: what a head is trained with, picked by how the task reads the
+head's logits (`TaskType.readout`) and the field of its gold answers, and the HF
+`problem_type` that a head trained with it is saved with (so HF trains and reads it alike).
+
+| reads | gold | loss | problem_type |
+|---|---|---|---|
+| classes | `label` / `tags` (ids) | softmax cross-entropy | single_label_classification |
+| labels | `labels` (a set per row) | sigmoid cross-entropy per label | multi_label_classification |
+| a score | `label` (0/1) | sigmoid cross-entropy of the one output | multi_label_classification |
+| a score | `score` (a number) | squared error of the one output | regression |
+
+Every loss is a mean over the labelled items: rows, tokens, or (multi-label) every label of
+every row; padding rows and unlabelled tokens hold `IGNORE` and are left out (a gold score of
+exactly `IGNORE`, -100, would be too).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from samp_jax.models.head_kinds import Readout
+from samp_jax.tasks.metrics import IGNORE
+
+
+@dataclasses.dataclass(frozen=True)
+class Loss:
+    """A training loss.
+
+    Attributes:
+      name: how reports name it.
+      problem_type: HF's `problem_type` of a head trained with it (`config.json`).
+      fn: `(logits, labels) -> scalar`, the mean over the labelled items of a batch.
+    """
+
+    name: str
+    problem_type: str
+    fn: Callable[[jax.Array, jax.Array], jax.Array]
+
+
+def _masked_mean(per_item: jax.Array, valid: jax.Array) -> jax.Array:
+    return jnp.sum(per_item * valid) / jnp.maximum(jnp.sum(valid), 1)
+
+
+def _softmax_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """Class ids `[B]` (or `[B, seq]`) against logits `[B, C]` (or `[B, seq, C]`)."""
+    valid = labels != IGNORE
+    per_item = optax.softmax_cross_entropy_with_integer_labels(
+        logits.astype(jnp.float32), jnp.where(valid, labels, 0))
+    return _masked_mean(per_item, valid)
+
+
+def _one_output(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """The logits shaped as the gold: `[B, 1]` logits against `[B]` gold are `[B]`."""
+    return logits[..., 0] if logits.ndim == labels.ndim + 1 else logits
+
+
+def _sigmoid_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """0/1 gold, multi-hot `[B, C]` or one per row `[B]`, against a sigmoid per output."""
+    valid = labels != IGNORE
+    logits = _one_output(logits, labels).astype(jnp.float32)
+    per_item = optax.sigmoid_binary_cross_entropy(logits, jnp.where(valid, labels, 0).astype(jnp.float32))
+    return _masked_mean(per_item, valid)
+
+
+def _squared_error(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """Scores `[B]` against the one output `[B, 1]`."""
+    valid = labels != IGNORE
+    change = _one_output(logits, labels).astype(jnp.float32) - jnp.where(valid, labels, 0)
+    return _masked_mean(change ** 2, valid)
+
+
+SOFTMAX_CROSS_ENTROPY = Loss("softmax cross-entropy", "single_label_classification",
+                             _softmax_cross_entropy)
+SIGMOID_CROSS_ENTROPY = Loss("sigmoid cross-entropy", "multi_label_classification",
+                             _sigmoid_cross_entropy)
+SQUARED_ERROR = Loss("squared error", "regression", _squared_error)
+LOSSES: dict[tuple[Readout, str], Loss] = {
+    (Readout.CLASSES, "label"): SOFTMAX_CROSS_ENTROPY,
+    (Readout.CLASSES, "tags"): SOFTMAX_CROSS_ENTROPY,
+    (Readout.LABELS, "labels"): SIGMOID_CROSS_ENTROPY,
+    (Readout.SCORE, "label"): SIGMOID_CROSS_ENTROPY,
+    (Readout.SCORE, "score"): SQUARED_ERROR,
+}
+"""`(how the head is read, the gold field) -> Loss`."""
+
+
+def training_loss(task_type, gold_field: str | None, where: str) -> Loss:
+    """The `Loss` a head read as `task_type` reads it is fine-tuned with on `gold_field`
+    answers.
+
+    Raises:
+      ValueError: naming `where` when there is none (embedding tasks: no head to train).
+    """
+    loss = LOSSES.get((task_type.readout, gold_field))
+    if loss is None:
+        raise ValueError(f"{where} ({task_type.name}) has no loss to fine-tune a head on; "
+                         "fine-tuning needs a head of logits and gold classes, label sets or "
+                         "scores (a classification, multi-label or scoring task type)")
+    return loss

@@ -1,0 +1,113 @@
+"""The search's proxies as data: smooth divergences of a candidate's outputs from the FP32
+model's (lower is better), one per way a head's outputs are read.
+
+A `Proxy` holds its divergence per row (or per token) and, where the mean of those is not free
+of the outputs' scale, a scale of the reference that divides it:
+- `KL`: KL(FP32 || candidate) of the softmax over classes (`Readout.CLASSES`);
+- `LABEL_KL`: the mean over labels of the binary KL of each label's sigmoid
+  (`Readout.LABELS`: a multi-label head);
+- `SCORE`: the squared change of one score per row, over the variance of the FP32 scores
+  (`Readout.SCORE`: a reranker or a regression);
+- `COSINE`: `1 - cosine` to the FP32 embedding (anything else).
+Each is exactly 0 on the reference itself. The evaluations (`samp_jax.tasks.evaluation`) and the
+unlabelled search (`calibrate.search.objectives.UnlabelledObjective`) read them from here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Sequence
+
+import numpy as np
+
+from samp_jax.models.head_kinds import Readout
+from samp_jax.models.heads import NORM_FLOOR
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """Numerically stable log-softmax over the last axis (float64)."""
+    logits = np.asarray(logits, np.float64)
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def log_sigmoid(logits: np.ndarray) -> np.ndarray:
+    """`log(sigmoid(x))` without overflow (float64)."""
+    return -np.logaddexp(0.0, -np.asarray(logits, np.float64))
+
+
+def one_minus_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """`1 - cos(a, b)` per row of the last axis."""
+    norms = np.maximum(np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1), NORM_FLOOR)
+    return 1.0 - np.sum(a * b, -1) / norms
+
+
+def softmax_kl(outputs: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """KL(softmax(reference) || softmax(outputs)) over the last axis: `[...]`."""
+    ref_logp, logp = log_softmax(reference), log_softmax(outputs)
+    return np.sum(np.exp(ref_logp) * (ref_logp - logp), axis=-1)
+
+
+def label_kl(outputs: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """The mean over the last (label) axis of KL(Bernoulli(sigmoid(reference)) ||
+    Bernoulli(sigmoid(outputs))), one value per row: `[...]`."""
+    log_p, log_not_p = log_sigmoid(reference), log_sigmoid(-np.asarray(reference, np.float64))
+    log_q, log_not_q = log_sigmoid(outputs), log_sigmoid(-np.asarray(outputs, np.float64))
+    p = np.exp(log_p)
+    return np.mean(p * (log_p - log_q) + (1.0 - p) * (log_not_p - log_not_q), axis=-1)
+
+
+def _squared_score_change(outputs: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    return (np.asarray(outputs, np.float64)[..., 0] - np.asarray(reference, np.float64)[..., 0]) ** 2
+
+
+def _score_variance(reference: np.ndarray) -> float:
+    return max(float(np.var(np.asarray(reference, np.float64)[..., 0])), NORM_FLOOR)
+
+
+@dataclasses.dataclass(frozen=True)
+class Proxy:
+    """A smooth divergence of a candidate's outputs from the FP32 model's (lower is better).
+
+    Attributes:
+      name: registry key ('kl', 'label_kl', 'score', 'cosine').
+      display_name: how reports name it.
+      divergence: `(outputs [..., C], reference [..., C]) -> [...]`: one value per row (or
+        per token), 0 where the two are equal.
+      scale: `reference rows [n, C] -> float` that the mean divergence is divided by, or None.
+    """
+
+    name: str
+    display_name: str
+    divergence: Callable[[np.ndarray, np.ndarray], np.ndarray]
+    scale: Callable[[np.ndarray], float] | None = None
+
+    def pooled(self, values: np.ndarray, reference: Sequence[np.ndarray]) -> float:
+        """The proxy of per-row `values` (`divergence`'s) whose reference rows are the
+        batches `reference` (read only by a `scale`)."""
+        mean = float(np.mean(values))
+        return mean if self.scale is None else mean / self.scale(np.concatenate(reference))
+
+
+KL = Proxy("kl", "KL to FP32", softmax_kl)  # one class per row: a softmax
+LABEL_KL = Proxy("label_kl", "per-label binary KL to FP32", label_kl)  # a sigmoid per label
+# one score per row: the mean squared change over the FP32 scores' variance
+SCORE = Proxy("score", "score change² / FP32 variance", _squared_score_change, _score_variance)
+COSINE = Proxy("cosine", "1 − cosine to FP32", one_minus_cosine)  # outputs are embeddings
+PROXIES: dict[str, Proxy] = {p.name: p for p in (KL, LABEL_KL, SCORE, COSINE)}
+READOUT_PROXIES: dict[Readout, Proxy] = {Readout.CLASSES: KL, Readout.LABELS: LABEL_KL,
+                                         Readout.SCORE: SCORE}
+"""The proxy of each way logits are read; any other output (embeddings) is compared by COSINE."""
+
+
+def proxy_for(readout: Readout | None) -> Proxy:
+    """The proxy of outputs read as `readout` (`EncoderModel.readout`); COSINE for None."""
+    return READOUT_PROXIES.get(readout, COSINE)
+
+
+def score_change(scores: np.ndarray, reference: np.ndarray) -> float:
+    """The `SCORE` proxy of one score per row: the mean squared change, divided by the
+    variance of the reference scores, so free of their scale (logits or a regression's units)."""
+    scores = np.asarray(scores, np.float64)[:, None]
+    reference = np.asarray(reference, np.float64)[:, None]
+    return SCORE.pooled(SCORE.divergence(scores, reference), [reference])

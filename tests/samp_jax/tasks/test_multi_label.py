@@ -1,0 +1,312 @@
+"""A multi-label sequence head (a sigmoid per label, HF's multi_label_classification): its data,
+metric, search proxy, head/task fit, serving, predictions and fine-tuning, and fine-tuning the
+one-output head too."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+
+import numpy as np
+import pytest
+from flax import nnx
+
+import samp_jax as sj
+from calibrate.search.objectives import UnlabelledObjective, task_objective
+from samp_jax.app.cli import main
+from samp_jax.models import Readout, make_head, save_pretrained
+from samp_jax.serving.forward import jit_forward
+from samp_jax.tasks import LabelSetEvaluation, load_task
+from samp_jax.tasks.chance import chance_level
+from samp_jax.tasks.metrics import MACRO_F1, MICRO_F1
+from samp_jax.tasks.proxies import LABEL_KL
+from samp_jax.tasks.task import check_head_fits, evaluate
+from samp_jax.training import FinetuneConfig, finetune
+from samp_jax.workflows.pipeline import run_search
+from tests.helpers import TINY_CONFIG, random_batches
+
+WORDS = "good bad movie film day night river city warm cold".split()
+NAMES = ("cold", "good", "river")  # a row holds a label when its text holds the word
+CONFIG = sj.EncoderConfig(vocab_size=30522, hidden_size=32, num_layers=2, num_heads=4,
+                          intermediate_size=64, max_position_embeddings=64)  # MiniLM's tokenizer
+MULTI = "multi_label_classification"
+
+
+def _model(num_labels=3, problem_type=MULTI, seed=3, labels=NAMES):
+    """A random model whose logits vary over rows and sit on both sides of 0 (so rows get no
+    label, one or several)."""
+    rngs = nnx.Rngs(seed)
+    head = make_head("sequence_classification", CONFIG, num_labels=num_labels, rngs=rngs,
+                     labels=labels if num_labels == len(NAMES) else None, problem_type=problem_type)
+    model = sj.EncoderModel(CONFIG, head, rngs=rngs)
+    model.head.classifier.kernel[...] = 100 * model.head.classifier.kernel[...]
+    logits = np.asarray(model(**_minilm_tokenizer()([r["text"] for r in _rows(40, seed=9)], padding=16)))
+    model.head.classifier.bias[...] = model.head.classifier.bias[...] - np.median(logits, axis=0)
+    return model
+
+
+@functools.lru_cache(maxsize=1)
+def _minilm_tokenizer():
+    return sj.Tokenizer.from_pretrained(sj.minilm_path())
+
+
+def _rows(n=90, seed=0):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for _ in range(n):
+        text = " ".join(rng.choice(WORDS, 4))
+        rows.append({"text": text, "labels": [name for name in NAMES if name in text.split()]})
+    return rows
+
+
+@pytest.fixture(scope="module")
+def tokenizer(minilm_dir):
+    return sj.Tokenizer.from_pretrained(minilm_dir)
+
+
+# ------------------------------------------------------------------------------ data
+def test_label_sets_come_from_lists_or_separated_text_and_empty_is_no_label(tmp_path):
+    rows = _rows()
+    task = load_task(rows)  # a list per row: multi-label, no head needed
+    assert task.task_type.name == "text_multi_label" and task.metric == "micro_f1"
+    assert task.labels == NAMES
+    every = [e for split in ("train", "dev", "calibration", "search", "test") for e in task.split(split)]
+    by_text = {r["text"]: sorted(NAMES.index(n) for n in r["labels"]) for r in rows}
+    assert all(sorted(e["labels"]) == by_text[e["text"]] for e in every)
+    assert any(e["labels"] == [] for e in every)
+    csv = tmp_path / "rows.csv"
+    csv.write_text("text,label\n" + "".join(f"{r['text']},{'|'.join(r['labels'])}\n" for r in rows))
+    from_csv = load_task(csv, task_type="text_multi_label")
+    assert from_csv.labels == NAMES and from_csv.split("test") == task.split("test")
+    # the model's readout picks the task type; its names order the ids
+    pairs = [{"text": r["text"], "text_pair": "x", "label": r["labels"]} for r in rows]
+    paired = load_task(pairs, head="sequence_classification", readout=Readout.LABELS,
+                       labels=("river", "good", "cold"))
+    assert paired.task_type.name == "text_pair_multi_label" and paired.labels == ("river", "good", "cold")
+    ids = load_task([{"text": r["text"], "labels": [NAMES.index(n) for n in r["labels"]]} for r in rows],
+                    labels=NAMES)
+    assert ids.split("test") == task.split("test")
+
+
+@pytest.mark.parametrize("cell, message", [
+    ('["good", "good"]', r"rows.jsonl: row 2: column 'labels' names label 'good' twice"),
+    ('["good", " good "]', r"rows.jsonl: row 2: column 'labels' names label 'good' twice"),
+    ('[1, "1.0"]', r"rows.jsonl: row 2: column 'labels' names label 'good' twice"),  # one id
+    ('["good", "warm"]', r"rows.jsonl: row 2: column 'labels' item 1 has label 'warm', which is not "
+                         r"one of the model's labels \['cold', 'good', 'river'\]"),
+    ('[0, 3]', r"rows.jsonl: row 2: column 'labels' item 1 has label id 3; expected an id in \[0, 3\)"),
+    ('null', r"rows.jsonl: row 2: column 'labels' holds None \(NoneType\); expected a list of label "
+             r"names or ids \(\[\] for a row with no label\)"),
+    ('"good||cold"', r"row 2: column 'labels' holds 'good\|\|cold', with an empty label between "
+                     r"separators; expected label names or ids separated by '\|'"),
+    ('[0.5]', r"row 2: column 'labels' item 0 holds 0.5; expected a class name or an integer id"),
+    ('["nan"]', r"row 2: column 'labels' item 0 has label 'nan', a spelling of a missing value"),
+])
+def test_bad_label_sets_are_refused_naming_file_row_and_expected(tmp_path, cell, message):
+    ids = cell.startswith("[0") or cell.startswith("[1")  # the other rows give ids too
+    rows = [{"text": "a good day", "labels": ["good"]}, *_rows(30)]
+    if ids:
+        rows = [r | {"labels": [NAMES.index(n) for n in r["labels"]]} for r in rows]
+    path = tmp_path / "rows.jsonl"
+    lines = [json.dumps(r) for r in rows]
+    lines.insert(1, f'{{"text": "a cold river", "labels": {cell}}}')
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=message):
+        load_task(path, labels=NAMES, task_type="text_multi_label")
+
+
+def test_a_csv_label_set_is_read_as_one_when_the_task_type_says_so(tmp_path):
+    path = tmp_path / "rows.csv"
+    path.write_text("text,label\n" + "".join(f"row {i},good|cold\n" for i in range(30)))
+    with pytest.raises(ValueError, match="has label 'good\\|cold', which is not one of the model's"):
+        load_task(path, labels=("good", "cold"))  # read as one class per row
+    with pytest.raises(ValueError, match="rows.csv: row 3: column 'label' names label 'good' twice"):
+        path.write_text("text,label\nrow 0,good\nrow 1,cold\nrow 2,good|good\n"
+                        + "".join(f"row {i},good\n" for i in range(3, 30)))
+        load_task(path, task_type="text_multi_label")
+
+
+# ---------------------------------------------------------------------------- metric
+def _numpy_f1(logits: np.ndarray, gold: np.ndarray) -> tuple[float, float]:
+    predicted = 1.0 / (1.0 + np.exp(-logits)) >= 0.5
+    gold = gold.astype(bool)
+    tp, fp, fn = (predicted & gold).sum(0), (predicted & ~gold).sum(0), (~predicted & gold).sum(0)
+    micro = 2 * tp.sum() / (2 * tp.sum() + fp.sum() + fn.sum())
+    present = tp + fp + fn > 0
+    macro = np.mean((2 * tp / np.maximum(2 * tp + fp + fn, 1))[present])
+    return float(micro), float(macro)
+
+
+def test_micro_and_macro_f1_are_the_sigmoid_threshold_f1s(tokenizer):
+    rng = np.random.default_rng(4)
+    logits = rng.normal(0, 2, (200, 4))
+    gold = rng.random((200, 4)) < np.array([0.5, 0.2, 0.05, 0.0])
+    evidence = MICRO_F1.evidence(Readout.LABELS.predict(logits), gold.astype(int), None)
+    micro, macro = _numpy_f1(logits, gold)
+    assert MICRO_F1.value(evidence) == pytest.approx(micro, abs=1e-12)
+    assert MACRO_F1.value(evidence) == pytest.approx(macro, abs=1e-12)
+    assert MICRO_F1.details(evidence)["macro_f1"] == pytest.approx(macro, abs=1e-12)
+    weights = np.random.default_rng(0).integers(0, 3, (5, 200))
+    rows = np.repeat(np.arange(200), weights[2])  # a resample is the metric of its copies
+    assert MICRO_F1.resampled(evidence, weights)[2] == pytest.approx(_numpy_f1(logits[rows], gold[rows])[0])
+    # through the task: what a model scores on a split, read as label sets, not argmax
+    task = load_task(_rows(), labels=NAMES)
+    evaluation = task.evaluation(tokenizer, "test", batch_size=8)
+    assert isinstance(evaluation, LabelSetEvaluation)
+    model = _model()
+    outputs = evaluation.outputs(jit_forward(model))
+    direct = evaluation.gather(outputs)
+    gold = evaluation.encoded.labels
+    assert set(np.sum(1 / (1 + np.exp(-direct)) >= 0.5, axis=1)) - {1}  # argmax would differ
+    score = evaluation.score(outputs, outputs)
+    assert score["value"] == pytest.approx(_numpy_f1(direct, gold)[0], abs=1e-12)
+    assert score["agreement"] == 1.0 and score["metric"] == "micro_f1"
+    encoded = task.encode(tokenizer, task.split("test"))
+    assert task.score(direct, encoded)["value"] == pytest.approx(score["value"])
+
+
+def test_chance_is_the_best_constant_label_set():
+    task = load_task(_rows(200), labels=NAMES)
+    gold = np.array([[n in e["labels"] for n in range(3)] for e in task.split("train")], int)
+    encoded = sj.tasks.EncodedSplit(np.zeros((len(gold), 4), np.int32), np.ones((len(gold), 4), np.int32),
+                                    np.zeros((len(gold), 4), np.int32), gold, label_sets=True)
+    chance = chance_level(task.task_type, task.labels, encoded)
+    best = max(_numpy_f1(np.where(np.isin(np.arange(3), keep), 1.0, -1.0)[None].repeat(len(gold), 0), gold)[0]
+               for keep in ([0], [1], [2], [0, 1], [0, 2], [1, 2], [0, 1, 2]))
+    assert chance.metric == "micro_f1" and chance.value == pytest.approx(best)
+
+
+# ----------------------------------------------------------------------------- proxy
+def test_the_label_kl_is_zero_on_fp32_per_row_and_grows_with_the_change(tokenizer):
+    rng = np.random.default_rng(2)
+    reference = rng.normal(0, 2, (6, 4))
+    assert np.all(LABEL_KL.divergence(reference, reference) == 0.0)
+    moved = reference.copy()
+    moved[3, 1] += 0.5
+    per_row = LABEL_KL.divergence(moved, reference)
+    p, q = (1 / (1 + np.exp(-x[3])) for x in (reference, moved))
+    kl = np.mean(p * np.log(p / q) + (1 - p) * np.log((1 - p) / (1 - q)))
+    assert per_row.shape == (6,) and np.flatnonzero(per_row).tolist() == [3]
+    assert per_row[3] == pytest.approx(kl, rel=1e-9)
+    assert LABEL_KL.divergence(reference + 1.0, reference).mean() > LABEL_KL.divergence(
+        reference + 0.1, reference).mean() > 0
+    task = load_task(_rows(), labels=NAMES)
+    evaluation = task.evaluation(tokenizer, "search", batch_size=8)
+    outputs = evaluation.outputs(jit_forward(_model()))
+    assert evaluation.proxy_kind is LABEL_KL and evaluation.proxy(outputs, outputs) == 0.0
+    small, large = ([o + s * np.std(o) for o in outputs] for s in (0.1, 0.5))
+    assert 0 < evaluation.proxy(small, outputs) < evaluation.proxy(large, outputs)
+
+
+def test_the_unlabelled_search_of_a_multi_label_head_measures_the_label_kl():
+    rngs = nnx.Rngs(3)
+    model = sj.EncoderModel(TINY_CONFIG, make_head("sequence_classification", TINY_CONFIG, num_labels=4,
+                                                   problem_type=MULTI, rngs=rngs), rngs=rngs)
+    objective = UnlabelledObjective(model, random_batches(2))
+    assert objective.proxy_kind is LABEL_KL and objective.proxy(objective.reference) == 0.0
+    moved = [r + 0.3 for r in objective.reference]
+    direct = np.mean(np.concatenate([LABEL_KL.divergence(m, r)[b["attention_mask"].sum(-1) > 0]
+                                     for m, r, b in zip(moved, objective.reference, objective.batches)]))
+    assert objective.proxy(moved) == pytest.approx(direct) and direct > 0
+
+
+# ------------------------------------------------------------------------ head fits
+def test_a_multi_label_head_and_a_one_class_task_type_are_refused_both_ways(tokenizer, tmp_path):
+    labelled = load_task(_rows(), labels=NAMES)
+    classes = load_task([{"text": r["text"], "label": "good" if "good" in r["text"] else "cold"}
+                         for r in _rows()], labels=("cold", "good"))
+    reads_classes = r"reads classes; the model's head has 3 outputs read as labels \(problem_type " \
+                    r"multi_label_classification.*use task type text_multi_label or text_pair_multi_label"
+    wrong = dataclasses.replace(classes, labels=NAMES)  # as wide as the model's head
+    with pytest.raises(ValueError, match=reads_classes):
+        check_head_fits(_model(), wrong)
+    with pytest.raises(ValueError, match=r"reads a set of labels per row \(multi-label.*the model's "
+                                         r"head has 3 outputs read as classes.*text_classification"):
+        check_head_fits(_model(problem_type=None), labelled)
+    quantized = sj.quantize(_model(), sj.PrecisionMap.preset("fully_quant", CONFIG.num_layers))
+    check_head_fits(quantized, labelled)
+    with pytest.raises(ValueError, match="reads classes; the model's head has 3 outputs read as labels"):
+        load_task(_rows(), task_type="text_classification", head="sequence_classification",
+                  readout=Readout.LABELS, labels=NAMES)
+    for entry in (lambda: evaluate(_model(), wrong, tokenizer=tokenizer),
+                  lambda: task_objective(_model(), wrong, tokenizer),
+                  lambda: run_search(_model(), tokenizer, wrong, out=tmp_path / "s"),
+                  lambda: finetune(_model(), wrong, tokenizer, progress=False),
+                  lambda: finetune(_model(), dataclasses.replace(
+                      labelled, task_type=sj.tasks.TASK_TYPES["text_classification"]),
+                      tokenizer, progress=False)):
+        with pytest.raises(ValueError, match="the model's head"):
+            entry()
+
+
+# --------------------------------------------------------------------------- serving
+def test_the_engine_predicts_label_sets_by_the_sigmoid_threshold(minilm_dir):
+    model = _model()
+    model.tokenizer = sj.Tokenizer.from_pretrained(minilm_dir)
+    texts = [r["text"] for r in _rows(12)]
+    out = sj.compile(model, seq_buckets=(16,), batch_size=4)(texts)
+    expected = 1 / (1 + np.exp(-out.logits)) >= 0.5
+    assert out.labels.shape == (12, 3) and out.labels.dtype == bool
+    np.testing.assert_array_equal(out.labels, expected)
+    assert out.label_names == [[NAMES[i] for i in np.flatnonzero(row)] for row in expected]
+    assert {len(names) for names in out.label_names} - {1}  # not one label per row
+
+
+# ------------------------------------------------------------------------- fine-tuning
+@pytest.mark.parametrize("gold, problem", [("labels", MULTI), ("label", MULTI), ("score", "regression")])
+def test_finetuning_lowers_the_loss_and_names_the_problem_type(tokenizer, tmp_path, gold, problem):
+    rows = _rows(160)
+    if gold == "labels":
+        task, model = load_task(rows, labels=NAMES), _model(problem_type=None)
+    else:
+        value = (lambda r: int("good" in r["labels"])) if gold == "label" else (lambda r: len(r["labels"]) + 0.5)
+        task = load_task([{"text": r["text"], gold: value(r)} for r in rows],
+                         head="sequence_classification", readout=Readout.SCORE)
+        model = _model(num_labels=1, problem_type=None)
+    config = FinetuneConfig(learning_rate=2e-3, batch_size=16, epochs=1, min_steps=40, eval_every=20,
+                            warmup_fraction=0.1)
+    result = finetune(model, task, tokenizer, config, progress=False)
+    losses = [h["loss"] for h in result.history if "loss" in h]
+    assert losses[-1] < 0.8 * losses[0]
+    assert model.head.problem_type is None and result.model.head.problem_type == problem
+    saved = save_pretrained(result.model, tmp_path / "tuned")
+    assert json.loads((saved / "config.json").read_text())["problem_type"] == problem
+    assert sj.load_pretrained(saved).readout is result.model.readout is task.task_type.readout
+
+
+def test_the_command_line_serves_a_multi_label_model_end_to_end(tmp_path, capsys, minilm_dir):
+    folder = save_pretrained(_model(), tmp_path / "multi", tokenizer_dir=minilm_dir)
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in _rows(120)))
+    assert main(["eval", "--model", str(folder), "--data", str(data),
+                            "--precision", "fully_quant", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["task_type"] == "text_multi_label" and result["rows"][0]["metric"] == "micro_f1"
+    assert main_ok(["predict", "--model", str(folder), "--data", str(data), "--out",
+                    str(tmp_path / "p.jsonl")], capsys)
+    first = json.loads((tmp_path / "p.jsonl").read_text().splitlines()[0])
+    assert set(first) == {"text", "labels", "scores", "truncated"} and set(first["scores"]) == set(NAMES)
+    assert first["labels"] == [n for n in NAMES if first["scores"][n] >= 0.5]
+    assert main_ok(["search", "--model", str(folder), "--data", str(data), "--out", str(tmp_path / "s"),
+                    "--json"], capsys)
+    summary = json.loads((tmp_path / "s" / "summary.json").read_text())
+    assert summary["metric"] == "micro_f1" and "chosen" in summary["test"]
+    assert sj.load(tmp_path / "s" / "model").readout is Readout.LABELS
+    tuned = tmp_path / "tuned"
+    assert main_ok(["finetune", "--model", str(folder), "--data", str(data), "--out", str(tuned),
+                    "--epochs", "1", "--min-steps", "4", "--json"], capsys)
+    assert json.loads((tuned / "config.json").read_text())["problem_type"] == MULTI
+    one_class = tmp_path / "one.jsonl"
+    one_class.write_text("".join(json.dumps({"text": r["text"], "label": NAMES[i % 3]}) + "\n"
+                                 for i, r in enumerate(_rows(120))))
+    assert main(["finetune", "--model", str(folder), "--data", str(one_class),
+                            "--out", str(tmp_path / "no")]) == 1
+    assert "reads classes; the model's head has 3 outputs read as labels" in capsys.readouterr().err
+
+
+def main_ok(argv: list[str], capsys) -> bool:
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 0, err
+    return True

@@ -1,0 +1,41 @@
+"""tools/multilabel_check.py: a tweet's labels are the entity types its BIO tags name, every
+seed-0 split is written as multi-label rows that `load_task` reads back as such, and the
+constant baseline is the best constant label set."""
+
+import importlib.util
+import json
+import sys
+
+import pytest
+
+from samp_jax.data.wnut16 import ENTITY_TYPES, WNUT16_LABELS, wnut16_splits
+from samp_jax.tasks import load_task
+from tests.helpers import ROOT
+
+spec = importlib.util.spec_from_file_location("multilabel_check", ROOT / "tools" / "multilabel_check.py")
+multilabel_check = importlib.util.module_from_spec(spec)
+sys.modules["multilabel_check"] = multilabel_check
+spec.loader.exec_module(multilabel_check)
+
+
+def test_a_tweets_labels_are_the_entity_types_its_tags_name():
+    tag = WNUT16_LABELS.index
+    tags = [tag("O"), tag("B-person"), tag("I-person"), tag("B-geo-loc"), tag("B-person")]
+    assert multilabel_check.entity_types(tags) == ["geo-loc", "person"]
+    assert multilabel_check.entity_types([tag("O")] * 3) == []
+
+
+def test_every_split_is_written_as_multi_label_rows(tmp_path):
+    files = multilabel_check.write_splits(tmp_path)
+    splits = wnut16_splits(0)
+    for name, path in files.items():
+        rows = [json.loads(line) for line in path.read_text().splitlines()]
+        assert len(rows) == len(getattr(splits, name))
+        assert rows[0]["text"] == " ".join(getattr(splits, name)[0].words)
+    task = load_task(split_files={s: files[s] for s in ("calibration", "search", "test")},
+                     labels=ENTITY_TYPES)
+    assert task.task_type.name == "text_multi_label" and task.labels == ENTITY_TYPES
+    baseline = multilabel_check.constant_f1([json.loads(line) for line in
+                                             files["test"].read_text().splitlines()])
+    assert baseline["labels"] == "person" and 0 < baseline["micro_f1"] < 0.3
+    assert baseline["micro_f1"] == pytest.approx(2 * 77 / (500 + 248))  # person in 77 of 500 rows
