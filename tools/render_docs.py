@@ -127,41 +127,49 @@ def scorer_section() -> list[str]:
     return parts
 
 
+MULTILABEL_RECORDS = ("multilabel_polarity.json", "multilabel_wnut16.json")
+
+
 def multilabel_section() -> list[str]:
-    """A multi-label head fine-tuned and searched through the CLI: tools/multilabel_check.py."""
-    record = load("multilabel_wnut16.json")
-    if record is None:
+    """Multi-label heads fine-tuned and searched through the CLI: tools/multilabel_check.py,
+    one row per data set."""
+    records = [r for r in map(load, MULTILABEL_RECORDS) if r is not None]
+    if not records:
         return []
-    test, tuned, rows = record["test"], record["finetune"], record["rows"]
-    constant = record["test_constant_label_set"]
-    presets = [k for k in test if k not in ("fp32", "chosen", "chosen_relative_change")]
+    first = records[0]
     parts = ["## A multi-label head (a set of labels per row)", "",
-             "`tools/multilabel_check.py` makes multi-label rows of the WNUT-16 tweets: a tweet's "
-             f"labels are the entity types its tags name ({len(record['labels'])} types; "
-             f"{record['rows_with_a_label']['test']} of {rows['test']} test tweets name at least "
-             "one). all-MiniLM-L6-v2 is fine-tuned on the train split with `samp-jax finetune` "
-             f"({tuned['loss']}, saved as `{tuned['problem_type']}`; early stopping on dev), then "
-             "`samp-jax search` runs with every default on the calibration, search and test "
-             f"files: the task type is `{record['task_type']}`, scored by {record['metric']} (a "
-             "label is predicted where its sigmoid is at least 0.5); the test rows decide nothing. "
-             + provenance(record), "",
-             f"Fine-tune: `{record['finetune_command']}`: dev {record['metric']} "
-             f"{tuned['dev_metric']:.4f} after {tuned['steps']} steps ({tuned['seconds'] / 60:.1f} "
-             f"min). Always predicting the best constant label set ({constant['labels'] or 'none'}) "
-             f"scores {constant['micro_f1']:.4f} on test."
-             + ("" if tuned["learned"] else
-                " The fine-tuned model does not beat that on dev (`finetune` says it has not "
-                "learned the task, and `search` warns that FP32 is at chance): the table shows "
-                "the multi-label path running end to end on real data, not a useful classifier of "
-                "entity types, and a tolerance relative to its micro-F1 means little."), "",
-             "| rows (train / dev / calibration / search / test) | FP32 (test) | chosen (test) | "
-             "change | " + " | ".join(presets) + " | INT8 FLOPs |",
-             "|---|---:|---:|---:|" + "---:|" * len(presets) + "---:|",
-             f"| {' / '.join(str(rows[s]) for s in ('train', 'dev', 'calibration', 'search', 'test'))}"
-             f" | {test['fp32']:.4f} | {test['chosen']:.4f} | {_change(test)} | "
-             + " | ".join(f"{test[k]:.4f}" for k in presets)
-             + f" | {100 * record['int8_flop_fraction']:.0f}% |", ""]
-    return parts
+             "`tools/multilabel_check.py` makes multi-label rows of real data, fine-tunes "
+             "all-MiniLM-L6-v2 on the train split with `samp-jax finetune` "
+             f"({first['finetune']['loss']}, saved as `{first['finetune']['problem_type']}`; early "
+             "stopping on dev), then runs `samp-jax search` with every default on the "
+             f"calibration, search and test files: the task type is `{first['task_type']}`, "
+             f"scored by {first['metric']} (a label is predicted where its sigmoid is at least "
+             "0.5); the test rows decide nothing. The constant baseline is the best label set "
+             "predicted for every test row.", ""]
+    for record in records:
+        tuned = record["finetune"]
+        parts += [f"- **{record['data']}** ({', '.join(record['labels'])}): "
+                  f"`{record['finetune_command']}`: dev {record['metric']} "
+                  f"{tuned['dev_metric']:.4f} after {tuned['steps']} steps "
+                  f"({tuned['seconds'] / 60:.1f} min). " + provenance(record)
+                  + ("" if tuned["learned"] else
+                     " The fine-tuned model does not beat the constant baseline on dev "
+                     "(`finetune` says it has not learned the task, and `search` warns that FP32 "
+                     "is at chance): its row shows the multi-label path running end to end on "
+                     "real data, not a useful classifier, and a tolerance relative to its "
+                     f"{record['metric']} means little.")]
+    parts += ["", "| data | rows (train / dev / calibration / search / test) | constant (test) | "
+              "FP32 (test) | chosen (test) | change | fully_quant | quant_ffn_only | "
+              "INT8 FLOPs |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for record in records:
+        test, rows = record["test"], record["rows"]
+        parts.append(
+            f"| {record.get('data_set', 'wnut16')} | "
+            f"{' / '.join(str(rows[s]) for s in ('train', 'dev', 'calibration', 'search', 'test'))}"
+            f" | {record['test_constant_label_set']['micro_f1']:.4f} | {test['fp32']:.4f} | "
+            f"{test['chosen']:.4f} | {_change(test)} | {test['fully_quant']:.4f} | "
+            f"{test['quant_ffn_only']:.4f} | {100 * record['int8_flop_fraction']:.0f}% |")
+    return parts + [""]
 
 
 def _change(test: dict) -> str:
