@@ -319,8 +319,11 @@ except KeyboardInterrupt:
     sys.exit(130)
 print("ran on")
 """
+    # As in `_start`: an inherited ignored SIGINT (a background job) would make Python ignore
+    # the re-delivered interrupt too.
     run = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True,
-                         timeout=60)
+                         timeout=60,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert run.returncode == 130 and run.stdout.strip() == "interrupted", (run.stdout, run.stderr)
     assert "Exception ignored" not in run.stderr
 
