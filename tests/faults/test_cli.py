@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -271,12 +270,12 @@ def test_debug_shows_the_traceback(tmp_path, capsys):
 
 
 # ------------------------------------------------------------------------------ Ctrl-C
-def _start(args, tmp_path):
+def _start(args, tmp_path, program=("-m", "samp_jax.app")):
     env = os.environ | {"JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
     # A terminal's Ctrl-C reaches a process whose SIGINT is at its default. A test runner's
     # worker (pytest-xdist) or a background shell job may ignore SIGINT, and an ignored signal
     # stays ignored across exec, so the child restores the default first.
-    return subprocess.Popen([sys.executable, "-m", "samp_jax.app", *args], cwd=tmp_path, env=env,
+    return subprocess.Popen([sys.executable, *program, *args], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
@@ -328,9 +327,33 @@ print("ran on")
     assert "Exception ignored" not in run.stderr
 
 
+# `python -m samp_jax.app ARGS`, except that the import of JAX (the first heavy import, which
+# the CLI starts after it has set itself up) says so on stdout and then waits for the Ctrl-C:
+# the signal lands inside that import on any machine, however loaded, with no sleep to tune.
+_WAIT_IN_THE_IMPORT_OF_JAX = """
+import importlib.abc
+import runpy
+import sys
+import time
+
+class WaitInTheImportOfJax(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "jax":
+            sys.meta_path.remove(self)
+            print("importing jax", flush=True)
+            time.sleep(60)
+        return None
+
+sys.meta_path.insert(0, WaitInTheImportOfJax())
+sys.argv = ["samp-jax", *sys.argv[1:]]
+runpy.run_module("samp_jax.app", run_name="__main__", alter_sys=True)
+"""
+
+
 def test_ctrl_c_while_importing_exits_130_without_a_traceback(tmp_path):
-    run = _start(["eval", "--model", "minilm", "--data", "snli-embed"], tmp_path)
-    time.sleep(0.8)  # the interpreter is up and importing JAX and the models
+    run = _start(["eval", "--model", "minilm", "--data", "snli-embed"], tmp_path,
+                 program=("-c", _WAIT_IN_THE_IMPORT_OF_JAX))
+    assert run.stdout.readline() == "importing jax\n"  # the CLI is importing JAX and the models
     run.send_signal(signal.SIGINT)
     _, err = run.communicate(timeout=60)
     assert run.returncode == 130, err

@@ -50,9 +50,10 @@ def test_the_cli_refuses_bad_shapes_and_models_before_any_work(tmp_path, capsys,
 
 def test_the_cli_writes_rows_with_compile_times(tmp_path):
     out = tmp_path / "e2e.json"
-    assert main(["bench", "--models", "tiny", "--shapes", "1x16,2x16", "--contenders", "samp_fp16",
+    # the shapes of --quick: the first shape's program is the one the test above compiled
+    assert main(["bench", "--models", "tiny", "--shapes", "1x32,2x32", "--contenders", "samp_fp16",
                  "--repeats", "1", "--inner", "1", "--out", str(out)]) == 0
     result = json.loads(out.read_text())
-    assert [(r["batch"], r["seq"]) for r in result["rows"]] == [(1, 16), (2, 16)]
+    assert [(r["batch"], r["seq"]) for r in result["rows"]] == [(1, 32), (2, 32)]
     assert all(r["compile_s"] > 0 and r["median_ms"] > 0 for r in result["rows"])
     assert result["command"].startswith("samp-jax bench") and out.with_suffix(".png").exists()

@@ -193,7 +193,7 @@ def test_predict_writes_the_raw_score_of_a_one_output_head(data_files, tmp_path,
     tokenizer = sj.Tokenizer.from_pretrained(folder)
     logits = model(**tokenizer([r["text"] for r in rows[:4]], [r["text_pair"] for r in rows[:4]]))
     np.testing.assert_allclose([r["score"] for r in rows[:4]], np.asarray(logits)[:, 0], atol=1e-5)
-    served = sj.compile(sj.load(folder))([("a b", "c d")])
+    served = sj.compile(sj.load(folder), seq_buckets=(8,), batch_size=1)([("a b", "c d")])
     assert served.logits.shape == (1, 1) and served.labels is None and served.label_names is None
 
 

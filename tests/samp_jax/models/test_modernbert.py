@@ -2,6 +2,7 @@
 the `*_bias` flags, the two RoPE bases and the local window (each visibly changes the output),
 blockwise local attention vs the band mask, masked-LM checkpoints, and config errors."""
 
+import functools
 import json
 import re
 import shutil
@@ -105,14 +106,17 @@ def test_blockwise_local_attention_matches_the_band_mask(seq, window):
     logits = np.where(allowed, logits, -1e30)  # padded queries with no key: finite garbage
     weights = np.exp(logits - logits.max(-1, keepdims=True))
     expected = np.einsum("bhqk,bkhd->bqhd", weights / weights.sum(-1, keepdims=True), np.float64(v))
-    blocked = np.asarray(blockwise_local_attention(q, k, v, mask, window=window))
-    dense = np.asarray(attention(q, k, v, mask.astype(jnp.int32), window=window))
+    # each jitted, as inside the model: one compilation per case instead of one per op
+    blocked = np.asarray(jax.jit(functools.partial(blockwise_local_attention, window=window))(
+        q, k, v, mask))
+    dense = np.asarray(jax.jit(functools.partial(attention, window=window))(
+        q, k, v, mask.astype(jnp.int32)))
     # jax's own attention with the window `attention` hands cuDNN (left, right) = (w//2, w//2)
     half = window // 2
-    theirs = np.asarray(jax.nn.dot_product_attention(
-        q, k, v, query_seq_lengths=jnp.asarray(lengths, jnp.int32),
-        key_value_seq_lengths=jnp.asarray(lengths, jnp.int32), local_window_size=(half, half),
-        implementation="xla"))
+    theirs = np.asarray(jax.jit(lambda q, k, v, lengths: jax.nn.dot_product_attention(
+        q, k, v, query_seq_lengths=lengths, key_value_seq_lengths=lengths,
+        local_window_size=(half, half), implementation="xla"))(
+        q, k, v, jnp.asarray(lengths, jnp.int32)))
     real = np.asarray(mask)
     np.testing.assert_allclose(blocked[real], expected[real], atol=2e-6)
     np.testing.assert_allclose(dense[real], expected[real], atol=2e-6)
