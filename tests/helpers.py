@@ -10,6 +10,23 @@ from samp_jax import EncoderConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = ROOT / "tests" / "golden"
+# The tiny BERT with MiniLM's vocabulary that CLI-level tests save with MiniLM's tokenizer.
+TINY_MINILM_VOCAB = dict(vocab_size=30522, hidden_size=32, num_layers=2, num_heads=4,
+                         intermediate_size=64, max_position_embeddings=64)
+
+
+def tiny_classifier(num_labels: int = 2, seed: int = 5):
+    """A random `TINY_MINILM_VOCAB` sequence classifier (an `EncoderModel`)."""
+    from flax import nnx
+
+    from samp_jax import EncoderModel
+    from samp_jax.models import make_head
+    config = EncoderConfig(**TINY_MINILM_VOCAB)
+    rngs = nnx.Rngs(seed)
+    return EncoderModel(config, make_head("sequence_classification", config,
+                                          num_labels=num_labels, rngs=rngs), rngs=rngs)
+
+
 # A tiny random architecture (3 layers, hidden 32) for tests that need a model, not weights.
 TINY_CONFIG = EncoderConfig(vocab_size=64, hidden_size=32, num_layers=3, num_heads=4,
                             intermediate_size=64, max_position_embeddings=32)

@@ -6,11 +6,9 @@ import importlib.util
 import sys
 
 import numpy as np
-from flax import nnx
 
 import samp_jax as sj
-from samp_jax.models import make_head
-from tests.helpers import ROOT
+from tests.helpers import ROOT, tiny_classifier
 
 spec = importlib.util.spec_from_file_location("scorer_check", ROOT / "tools" / "scorer_check.py")
 scorer_check = importlib.util.module_from_spec(spec)
@@ -19,11 +17,7 @@ spec.loader.exec_module(scorer_check)
 
 
 def test_the_collapsed_head_scores_the_logit_margin(tmp_path, minilm_dir):
-    config = sj.EncoderConfig(vocab_size=30522, hidden_size=32, num_layers=2, num_heads=4,
-                              intermediate_size=64, max_position_embeddings=64)
-    rngs = nnx.Rngs(5)
-    model = sj.EncoderModel(config, make_head("sequence_classification", config, num_labels=2,
-                                              rngs=rngs), rngs=rngs)
+    model = tiny_classifier()
     folder = scorer_check.write_scorer(model, tmp_path / "scorer", ("negative", "positive"))
     scorer = sj.load(folder)
     tokenizer = sj.Tokenizer.from_pretrained(folder)

@@ -4,22 +4,14 @@ neg/pos) and a CSV of random reviews beside it."""
 from pathlib import Path
 
 import numpy as np
-from flax import nnx
 
-import samp_jax as sj
-from samp_jax.models import make_head, save_pretrained
-
-TINY = dict(vocab_size=30522, hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64,
-            max_position_embeddings=64)
-
+from samp_jax.models import save_pretrained
+from tests.helpers import tiny_classifier
 
 def write_model_and_reviews(root: Path, minilm_dir: Path, rows: int) -> Path:
     """`root/model` (a random tiny BERT classifier) and `root/data.csv` (`rows` reviews,
     alternating neg/pos); returns `root`."""
-    config = sj.EncoderConfig(**TINY)
-    rngs = nnx.Rngs(5)
-    model = sj.EncoderModel(config, make_head("sequence_classification", config, num_labels=2,
-                                              rngs=rngs), rngs=rngs)
+    model = tiny_classifier()
     save_pretrained(model, root / "model", tokenizer_dir=minilm_dir, labels=("neg", "pos"))
     rng = np.random.default_rng(1)
     words = "good bad movie plot day night fine awful".split()

@@ -14,16 +14,15 @@ import types
 
 import numpy as np
 import pytest
-from flax import nnx
 
 import samp_jax as sj
 from calibrate.search import report
 from samp_jax.app import cli
 from samp_jax.app.cli import main
-from samp_jax.models import make_head, save_pretrained
+from samp_jax.models import save_pretrained
 from samp_jax.workflows import pipeline
 from tests.faults.search_child import search_into, setup
-from tests.helpers import ROOT
+from tests.helpers import ROOT, tiny_classifier
 
 
 def _snapshot(folder) -> dict[str, bytes]:
@@ -118,11 +117,7 @@ def test_kill_9_between_the_files_of_a_search_leaves_the_previous_run(tmp_path):
 # ------------------------------------------------------------------------------ finetune
 @pytest.fixture
 def finetune_files(tmp_path, minilm_dir):
-    config = sj.EncoderConfig(vocab_size=30522, hidden_size=32, num_layers=2, num_heads=4,
-                              intermediate_size=64, max_position_embeddings=64)
-    rngs = nnx.Rngs(5)
-    model = sj.EncoderModel(config, make_head("sequence_classification", config, num_labels=2,
-                                              rngs=rngs), rngs=rngs)
+    model = tiny_classifier()
     save_pretrained(model, tmp_path / "base", tokenizer_dir=minilm_dir)
     rng = np.random.default_rng(1)
     words = "good bad movie plot day night fine awful".split()

@@ -8,17 +8,14 @@ import json
 
 import numpy as np
 import pytest
-from flax import nnx
 
-import samp_jax as sj
 from samp_jax.app import cli
-from samp_jax.models import make_head, save_pretrained
+from samp_jax.models import save_pretrained
 from samp_jax.tasks.chance import ChanceLevel
 from samp_jax.training import FinetuneConfig, FinetuneResult
 from samp_jax.training.finetuning import DEFAULT_CONFIGS
+from tests.helpers import tiny_classifier
 
-TINY = dict(vocab_size=30522, hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64,
-            max_position_embeddings=64)
 WORDS = "good great fine bad awful poor movie film plot day night city river happy dull".split()
 
 
@@ -27,10 +24,7 @@ def files(tmp_path_factory, minilm_dir):
     """A tiny random classifier (MiniLM's tokenizer; one class for nearly every row) and 200
     balanced rows of two classes."""
     root = tmp_path_factory.mktemp("chance")
-    config = sj.EncoderConfig(**TINY)
-    rngs = nnx.Rngs(5)
-    model = sj.EncoderModel(config, make_head("sequence_classification", config, num_labels=2,
-                                              rngs=rngs), rngs=rngs)
+    model = tiny_classifier()
     save_pretrained(model, root / "model", tokenizer_dir=minilm_dir, labels=("neg", "pos"))
     rng = np.random.default_rng(0)
     (root / "rows.csv").write_text("text,label\n" + "".join(
