@@ -9,8 +9,9 @@
 - token classification: `{"tokens", "tags"}` (one tag per word, its first sub-token's);
 - sentence embedding: `{"text", "embedding"}`.
 
-Rows are served through `samp_jax.compile` (ahead-of-time compiled length buckets); rows
-longer than the largest bucket are truncated and marked `"truncated": true`.
+Rows are served through `samp_jax.compile` (compiled length buckets; only those the rows
+reach are compiled); rows longer than the largest bucket are truncated and marked
+`"truncated": true`.
 """
 
 from __future__ import annotations
@@ -74,7 +75,9 @@ def records(model, rows: Sequence[dict], *, batch_size: int = 32) -> list[dict]:
     limit = min(model.config.max_sequence_length, model.tokenizer.max_length)
     buckets = tuple(capped_buckets(DEFAULT_BUCKETS, limit))
     batch_size = min(batch_size, len(rows))  # a batch larger than the rows is all padding
-    engine = compile_engine(model, seq_buckets=buckets, batch_size=batch_size, truncate=True)
+    # The rows are all known: compile only the buckets they reach.
+    engine = compile_engine(model, seq_buckets=buckets, batch_size=batch_size, truncate=True,
+                            precompile=False)
     return _predict(engine, rows)
 
 

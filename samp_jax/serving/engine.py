@@ -2,7 +2,9 @@
 
 `compile(model)` returns an `Engine`. The engine compiles one XLA executable per
 (batch bucket, sequence bucket) pair in its constructor and, while serving, only calls those
-executables: a call can never trigger a compilation. Each call
+executables: a call can never trigger a compilation. With `precompile=False` it compiles each
+bucket instead the first time a call reaches it, once: for a one-off job over rows known up
+front (`samp-jax predict`), where buckets no row reaches are never compiled. Each call
 
 1. tokenizes texts or text pairs (or takes token ids), checking every row against the largest
    sequence bucket (raising, or truncating with `truncate=True`): `samp_jax.serving.inputs`;
@@ -154,7 +156,8 @@ def default_seq_buckets(max_length: int) -> list[int]:
 def compile(model: EncoderModel | QuantizedModel, *, tokenizer: Tokenizer | None = None,
             seq_buckets: Sequence[int] | None = None, batch_size: int | None = None,
             batch_buckets: Sequence[int] | None = None, dtype=None, truncate: bool = False,
-            cache_dir: str | os.PathLike | None = None, progress: bool = False) -> "Engine":
+            cache_dir: str | os.PathLike | None = None, progress: bool = False,
+            precompile: bool = True) -> "Engine":
     """Compiles `model` for serving: one executable per (batch bucket, sequence bucket).
 
     Args:
@@ -176,9 +179,13 @@ def compile(model: EncoderModel | QuantizedModel, *, tokenizer: Tokenizer | None
       cache_dir: turn on JAX's persistent compilation cache there (process-wide; see
         `enable_compilation_cache`). Defaults to `$SAMP_JAX_XLA_CACHE`; None there too: off.
       progress: print one line per compiled executable.
+      precompile: compile every bucket now (the default: no call ever compiles). False
+        compiles each bucket the first time a call reaches it (once, thread-safe): less
+        compiling for a job whose rows reach few buckets, at the price of a compilation
+        inside the calls that reach a new one.
 
     Returns:
-      An `Engine`, already compiled.
+      An `Engine`, compiled (every bucket, or none yet with `precompile=False`).
 
     Raises:
       TypeError: `model` is neither an `EncoderModel` nor a `QuantizedModel`, or `tokenizer`
@@ -188,7 +195,7 @@ def compile(model: EncoderModel | QuantizedModel, *, tokenizer: Tokenizer | None
     """
     return Engine(model, tokenizer=tokenizer, seq_buckets=seq_buckets, batch_size=batch_size,
                   batch_buckets=batch_buckets, dtype=dtype, truncate=truncate,
-                  cache_dir=cache_dir, progress=progress)
+                  cache_dir=cache_dir, progress=progress, precompile=precompile)
 
 
 class Engine:
@@ -207,23 +214,28 @@ class Engine:
       head_declaration: its `HeadKind`, which decides the `EngineOutput` fields.
       readout: how its logits are read (`EncoderModel.readout`), or None.
       labels: the head's class names (`EngineOutput.label_names`), or None.
-      seq_buckets, batch_buckets: the compiled shapes, ascending.
+      seq_buckets, batch_buckets: the shapes served, ascending (all compiled, unless the
+        engine was built with `precompile=False`: then those reached so far).
       batch_size: most rows per executable call.
       truncate: whether over-long rows are cut instead of rejected.
-      compile_report: one dict per executable: `batch`, `seq`, `seconds` (lower + compile).
+      compile_report: one dict per executable, in compilation order: `batch`, `seq`,
+        `seconds` (lower + compile).
       num_compilations: how many executables this engine compiled.
+      precompile: whether every bucket was compiled at construction.
       bucket_calls: `Counter` of executable calls by `(batch, seq)` bucket.
       cache_dir: the persistent compilation cache folder, or None.
 
     Thread-safe: one engine may be called from many threads at once. Tokenizing never changes
     shared tokenizer state (`Tokenizer` is thread-safe), the executables are only called, and
-    the one piece of mutable state, `bucket_calls`, is updated under a lock.
+    the mutable state, `bucket_calls` (and, without `precompile`, the executables compiled
+    on first use), is updated under locks.
     """
 
     def __init__(self, model: EncoderModel | QuantizedModel, *, tokenizer: Tokenizer | None = None,
                  seq_buckets: Sequence[int] | None = None, batch_size: int | None = None,
                  batch_buckets: Sequence[int] | None = None, dtype=None, truncate: bool = False,
-                 cache_dir: str | os.PathLike | None = None, progress: bool = False):
+                 cache_dir: str | os.PathLike | None = None, progress: bool = False,
+                 precompile: bool = True):
         if not isinstance(model, (EncoderModel, QuantizedModel)):
             raise TypeError(f"compile needs an EncoderModel or a QuantizedModel, "
                             f"got {type(model).__name__}")
@@ -238,7 +250,10 @@ class Engine:
         self.batch_size, self.batch_buckets = _check_batch(batch_size, batch_buckets)
         if not isinstance(truncate, bool):
             raise TypeError(f"truncate={truncate!r} must be True or False")
+        if not isinstance(precompile, bool):
+            raise TypeError(f"precompile={precompile!r} must be True or False")
         self.truncate = truncate
+        self.precompile = precompile
         if tokenizer is None:
             tokenizer = getattr(model, "tokenizer", None)
         if tokenizer is None:
@@ -264,28 +279,44 @@ class Engine:
         self.num_compilations = 0
         self.bucket_calls: collections.Counter[tuple[int, int]] = collections.Counter()
         self._lock = threading.Lock()  # guards bucket_calls, the state calls change
+        self._compile_lock = threading.Lock()  # guards compiling on first use
         self._executables: dict[tuple[int, int], Any] = {}
-        self._compile_all(progress)
+        # The weights are an argument, not constants baked into the executable: compiling
+        # stays fast and cache entries stay small.
+        self._jitted = jax.jit(self._forward)
+        self._progress = progress
+        if precompile:
+            for batch in self.batch_buckets:
+                for seq in self.seq_buckets:
+                    self._compile(batch, seq)
 
     # ------------------------------------------------------------------------ compilation
     def _forward(self, state, input_ids, attention_mask, token_type_ids):
         return merged_call(self._graphdef, state, input_ids, attention_mask, token_type_ids)
 
-    def _compile_all(self, progress: bool) -> None:
-        # The weights are an argument, not constants baked into the executable: compiling
-        # stays fast and cache entries stay small.
-        jitted = jax.jit(self._forward)
-        for batch in self.batch_buckets:
-            for seq in self.seq_buckets:
-                start = time.perf_counter()
-                spec = jax.ShapeDtypeStruct((batch, seq), jnp.int32)
-                self._executables[batch, seq] = jitted.lower(self._state, spec, spec, spec).compile()
-                self.num_compilations += 1
-                seconds = time.perf_counter() - start
-                self.compile_report.append({"batch": batch, "seq": seq, "seconds": seconds})
-                if progress:
-                    print(f"samp_jax.compile: batch={batch} seq={seq} in {seconds:.2f}s", flush=True)
+    def _compile(self, batch: int, seq: int):
+        """Compiles the (batch, seq) executable, records it and returns it."""
+        start = time.perf_counter()
+        spec = jax.ShapeDtypeStruct((batch, seq), jnp.int32)
+        executable = self._jitted.lower(self._state, spec, spec, spec).compile()
+        seconds = time.perf_counter() - start
+        self._executables[batch, seq] = executable
+        self.num_compilations += 1
+        self.compile_report.append({"batch": batch, "seq": seq, "seconds": seconds})
+        if self._progress:
+            print(f"samp_jax.compile: batch={batch} seq={seq} in {seconds:.2f}s", flush=True)
+        return executable
 
+    def _executable(self, shape: tuple[int, int]):
+        """The executable of bucket `shape`, compiled now if this is its first use (only
+        without `precompile`; every bucket exists already otherwise)."""
+        executable = self._executables.get(shape)
+        if executable is None:
+            with self._compile_lock:  # one thread compiles; the others then find it
+                executable = self._executables.get(shape)
+                if executable is None:
+                    executable = self._compile(*shape)
+        return executable
 
     # ---------------------------------------------------------------------------- serving
     def __call__(self, inputs) -> EngineOutput:
@@ -345,7 +376,7 @@ class Engine:
                                            batch_buckets=self.batch_buckets,
                                            pad_values={"input_ids": self.tokenizer.pad_id}):
             shape = batch["input_ids"].shape
-            pending.append((index, self._executables[shape](self._state, *batch_inputs(batch))))
+            pending.append((index, self._executable(shape)(self._state, *batch_inputs(batch))))
             with self._lock:
                 self.bucket_calls[shape] += 1
         return pending
@@ -403,7 +434,8 @@ class Engine:
         dtype = (self.model.model if isinstance(self.model, QuantizedModel) else self.model).dtype
         return (f"Engine(head_kind={self.head_kind!r}, dtype={jnp.dtype(dtype).name}, "
                 f"seq_buckets={self.seq_buckets}, batch_buckets={self.batch_buckets}, "
-                f"truncate={self.truncate}, executables={len(self._executables)})")
+                f"truncate={self.truncate}, executables={len(self._executables)}"
+                f"{'' if self.precompile else ', precompile=False'})")
 
 
 def _declared_head(model) -> HeadKind:

@@ -128,6 +128,38 @@ def test_no_compilation_while_serving_100_mixed_calls(embedder, tokenizer):
     assert sum(used.values()) >= 100 and len(used) == 6  # every executable ran
 
 
+
+def test_without_precompile_only_the_buckets_reached_compile_once(embedder, minilm, tokenizer):
+    import threading
+    lazy = samp_jax.compile(minilm, tokenizer=tokenizer, seq_buckets=SEQ_BUCKETS,
+                            batch_buckets=BATCH_BUCKETS, precompile=False)
+    assert lazy.num_compilations == 0 and lazy.compile_report == [] and not lazy.precompile
+    texts = ["Hi", "Hello there", LONG]
+    np.testing.assert_array_equal(lazy(texts).embeddings, embedder(texts).embeddings)
+    assert [(r["batch"], r["seq"]) for r in lazy.compile_report] == [(4, 64)]
+    results, barrier = [], threading.Barrier(4)
+
+    def call():
+        barrier.wait()
+        results.append(lazy("Hi").embeddings)
+
+    threads = [threading.Thread(target=call) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # four threads reached bucket (1, 16) at once: it compiled once, and all four ran it
+    assert [(r["batch"], r["seq"]) for r in lazy.compile_report] == [(4, 64), (1, 16)]
+    assert lazy.num_compilations == 2 and lazy.bucket_calls[1, 16] == 4
+    for result in results:
+        np.testing.assert_array_equal(result, embedder("Hi").embeddings)
+    with CompileCounter() as counter:
+        lazy(["Hi", LONG])  # bucket (4, 64), compiled before: no compilation
+        assert counter.count == 0
+    assert "precompile=False" in repr(lazy)
+    with pytest.raises(TypeError, match="precompile='no' must be True or False"):
+        samp_jax.compile(minilm, tokenizer=tokenizer, precompile="no")
+
 # ------------------------------------------------------------------------ numerics
 def test_embeddings_equal_the_direct_forward(embedder, minilm, tokenizer, minilm_texts, minilm_golden):
     sentences = minilm_texts["sentences"]
