@@ -347,7 +347,11 @@ def _predict(args) -> int:
     # every process must predict from the same model and rows (each takes its own block)
     check_same(digest([state_digest(model), json.dumps(rows, sort_keys=True)]),
                f"the model {args.model} and the rows of {args.data}")
-    count = predictions.write(model, rows, out, batch_size=args.batch_size)
+    progress = None
+    if not args.json and len(rows) > predictions.CHUNK_ROWS:
+        progress = lambda done, total: print(f"  predicted {done}/{total} rows", file=sys.stderr,
+                                             flush=True)
+    count = predictions.write(model, rows, out, batch_size=args.batch_size, progress=progress)
     if is_primary():
         print(json.dumps({"predictions": str(out), "rows": count}) if args.json
               else f"wrote {count} predictions to {out}")

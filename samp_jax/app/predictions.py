@@ -11,14 +11,16 @@
 
 Rows are served through `samp_jax.compile` (compiled length buckets; only those the rows
 reach are compiled); rows longer than the largest bucket are truncated and marked
-`"truncated": true`.
+`"truncated": true`. They are predicted and written `CHUNK_ROWS` at a time, so memory holds
+one chunk's predictions whatever the size of the file (a distributed run keeps each process's
+JSON Lines until process 0 gathers them).
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -27,11 +29,12 @@ from samp_jax.models.head_kinds import (SENTENCE_EMBEDDING, SEQUENCE_CLASSIFICAT
                                        TOKEN_CLASSIFICATION, Readout, sigmoid)
 from samp_jax.serving import compile as compile_engine
 from samp_jax.serving.batching import DEFAULT_BUCKETS, capped_buckets
-from samp_jax.serving.distributed import gather_bytes, is_primary, process_rows
+from samp_jax.serving.distributed import gather_bytes, is_distributed, is_primary, process_rows
 from samp_jax.tasks.proxies import log_softmax
 from samp_jax.tasks.files import FORMATS, Columns
 from samp_jax.tasks.files import read_inputs as read_rows
 
+CHUNK_ROWS = 4096  # rows predicted, then written, at a time
 HEAD_FIELDS = {SEQUENCE_CLASSIFICATION.name: ("text", "text_pair"),
                TOKEN_CLASSIFICATION.name: ("tokens",), SENTENCE_EMBEDDING.name: ("text",)}
 
@@ -72,13 +75,31 @@ def records(model, rows: Sequence[dict], *, batch_size: int = 32) -> list[dict]:
     """One prediction record per row, in input order (an empty list for no rows)."""
     if not rows:
         return []
+    return _predict(_engine(model, len(rows), batch_size), rows)
+
+
+def chunks(model, rows: Sequence[dict], *, batch_size: int = 32,
+           chunk_rows: int | None = None) -> Iterator[tuple[int, bytes]]:
+    """The predictions of `rows` as JSON Lines, in input order, `chunk_rows` rows (default
+    `CHUNK_ROWS`) at a time: `(rows done so far, the chunk's JSON Lines)`. One engine serves
+    every chunk, compiling each bucket the first time a chunk reaches it."""
+    if not rows:
+        return
+    chunk_rows = chunk_rows or CHUNK_ROWS
+    engine = _engine(model, len(rows), batch_size)
+    for start in range(0, len(rows), chunk_rows):
+        block = rows[start:start + chunk_rows]
+        yield start + len(block), json_lines(_predict(engine, block))
+
+
+def _engine(model, count: int, batch_size: int):
+    """The engine that predicts `count` rows: the default buckets up to the model's limit,
+    compiled only when reached (the rows are known; most reach few buckets)."""
     limit = min(model.config.max_sequence_length, model.tokenizer.max_length)
     buckets = tuple(capped_buckets(DEFAULT_BUCKETS, limit))
-    batch_size = min(batch_size, len(rows))  # a batch larger than the rows is all padding
-    # The rows are all known: compile only the buckets they reach.
-    engine = compile_engine(model, seq_buckets=buckets, batch_size=batch_size, truncate=True,
-                            precompile=False)
-    return _predict(engine, rows)
+    batch_size = min(batch_size, count)  # a batch larger than the rows is all padding
+    return compile_engine(model, seq_buckets=buckets, batch_size=batch_size, truncate=True,
+                          precompile=False)
 
 
 def json_lines(records: Sequence[dict]) -> bytes:
@@ -86,19 +107,30 @@ def json_lines(records: Sequence[dict]) -> bytes:
     return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode()
 
 
-def write(model, rows: Sequence[dict], out: str | Path, *, batch_size: int = 32) -> int:
-    """Predicts every row and writes them, in input order, as JSON Lines to `out` (atomically:
-    a temporary file beside it, renamed when complete). Returns the number of rows.
+def write(model, rows: Sequence[dict], out: str | Path, *, batch_size: int = 32,
+          chunk_rows: int | None = None, progress: Callable[[int, int], None] | None = None) -> int:
+    """Predicts every row and writes them, in input order, as JSON Lines to `out`, a chunk of
+    `chunk_rows` rows (default `CHUNK_ROWS`) at a time, atomically: into a temporary file
+    beside it, renamed when complete (an error or an interrupt leaves `out` as it was).
+    `progress(done, total)` is called after each chunk. Returns the number of rows.
 
     In a distributed run (`samp_jax.serving.distributed`) every process predicts its own block
     of the rows and process 0 gathers them and writes `out`; every process returns the total.
     """
-    block = process_rows(len(rows))
-    data = json_lines(records(model, rows[block], batch_size=batch_size))
-    parts = gather_bytes(data)
-    if is_primary():
-        with atomic_file(out) as tmp:
-            tmp.write_bytes(b"".join(parts))
+    if is_distributed():
+        block = process_rows(len(rows))
+        data = b"".join(part for _, part in chunks(model, rows[block], batch_size=batch_size,
+                                                   chunk_rows=chunk_rows))
+        parts = gather_bytes(data)
+        if is_primary():
+            with atomic_file(out) as tmp:
+                tmp.write_bytes(b"".join(parts))
+        return len(rows)
+    with atomic_file(out) as tmp, open(tmp, "wb") as file:
+        for done, data in chunks(model, rows, batch_size=batch_size, chunk_rows=chunk_rows):
+            file.write(data)
+            if progress is not None:
+                progress(done, len(rows))
     return len(rows)
 
 

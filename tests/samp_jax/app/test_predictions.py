@@ -1,0 +1,71 @@
+"""`samp-jax predict` writes its rows a chunk at a time: the same bytes as predicting all rows
+at once, progress after each chunk, and an interrupted run leaves the output as it was."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import samp_jax as sj
+from samp_jax.app import predictions
+from samp_jax.app.cli import main
+from tests.faults.cli_files import write_model_and_reviews
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, minilm_dir):
+    return write_model_and_reviews(tmp_path_factory.mktemp("predict_chunks"), minilm_dir, rows=10)
+
+
+@pytest.fixture(scope="module")
+def model(files):
+    return sj.load(files / "model")
+
+
+@pytest.fixture(scope="module")
+def rows(model, files):
+    rows = predictions.read_model_inputs(files / "data.csv", predictions.Columns(),
+                                         head=model.head_kind)
+    # one long row, so that the chunks reach different sequence buckets
+    return rows[:4] + [{"text": "good movie " * 30}] + rows[4:]
+
+
+def test_chunks_write_what_one_pass_predicts(model, rows, tmp_path):
+    whole = predictions.json_lines(predictions.records(model, rows, batch_size=4))
+    seen = []
+    out = tmp_path / "predictions.jsonl"
+    count = predictions.write(model, rows, out, batch_size=4, chunk_rows=3,
+                              progress=lambda done, total: seen.append((done, total)))
+    assert count == 11 and out.read_bytes() == whole
+    assert seen == [(3, 11), (6, 11), (9, 11), (11, 11)]
+    assert [json.loads(line)["text"] for line in out.read_text().splitlines()] == [
+        r["text"] for r in rows]
+
+
+def test_an_interrupt_between_chunks_leaves_the_output_as_it_was(model, rows, tmp_path):
+    out = tmp_path / "predictions.jsonl"
+    out.write_text("the earlier predictions\n")
+
+    def interrupt(done, total):
+        if done == 6:
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        predictions.write(model, rows, out, batch_size=4, chunk_rows=3, progress=interrupt)
+    assert out.read_text() == "the earlier predictions\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["predictions.jsonl"]  # no temporary
+
+
+def test_the_cli_reports_progress_when_the_rows_span_chunks(files, monkeypatch, capsys, tmp_path):
+    monkeypatch.setattr(predictions, "CHUNK_ROWS", 4)
+    out = tmp_path / "p.jsonl"
+    args = ["predict", "--model", str(files / "model"), "--data", str(files / "data.csv"),
+            "--out", str(out)]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert [line.strip() for line in captured.err.splitlines() if "predicted" in line] == [
+        "predicted 4/10 rows", "predicted 8/10 rows", "predicted 10/10 rows"]
+    assert len(out.read_text().splitlines()) == 10
+    assert main([*args, "--json"]) == 0  # machine-readable: stdout only, no progress
+    captured = capsys.readouterr()
+    assert "predicted" not in captured.err and json.loads(captured.out)["rows"] == 10
