@@ -25,13 +25,14 @@ import argparse
 import dataclasses
 import json
 import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from samp_jax.core.provenance import provenance
 from samp_jax.data.polarity import polarity_splits
@@ -40,6 +41,7 @@ from samp_jax.models import Readout
 from samp_jax.serving.timing import device_description
 from samp_jax.tasks import TASK_TYPES, EncodedSplit
 from samp_jax.tasks.chance import chance_level
+from tools.cli_records import emit, run_json, search_fields  # noqa: E402
 
 SPLITS = ("train", "dev", "calibration", "search", "test")
 FINETUNE_SPLITS = ("train", "dev", "calibration", "search")  # calibration and search: not trained on
@@ -125,10 +127,7 @@ def constant_f1(test_rows: list[dict], labels: tuple[str, ...] = ENTITY_TYPES) -
 
 
 def _run(command: list[str], what: str) -> dict:
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0:
-        sys.exit(f"multilabel_check: {what} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout)
+    return run_json(command, what, tool="multilabel_check")
 
 
 def _split_args(files: dict[str, Path], names) -> list[str]:
@@ -169,16 +168,10 @@ def main() -> None:
                                                  "steps", "learned")}
                     | {"seconds": finetune_seconds},
         "search_command": shlex.join(["samp-jax", *search[3:]]),
-        "task_type": summary.get("task_type"), "metric": summary["metric"],
-        "readout": Readout.LABELS.value, "tolerance": summary.get("tolerance"),
-        "test": summary["test"], "test_constant_label_set": constant_f1(test_rows, data.labels),
-        "chosen_search_metric": summary["chosen_search_metric"],
-        "fp32_search_metric": summary["fp32_search_metric"],
-        "int8_flop_fraction": summary["int8_flop_fraction"],
+        **search_fields(summary), "readout": Readout.LABELS.value,
+        "test_constant_label_set": constant_f1(test_rows, data.labels),
         "search_seconds": time.perf_counter() - start}
-    print(json.dumps(record, indent=1))
-    if args.record is not None:
-        args.record.write_text(json.dumps(record, indent=1) + "\n")
+    emit(record, args.record)
 
 
 if __name__ == "__main__":

@@ -17,12 +17,13 @@ import argparse
 import csv
 import json
 import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 from safetensors.numpy import load_file, save_file
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from samp_jax.core.assets import minilm_path
 from samp_jax.core.provenance import provenance
@@ -30,6 +31,7 @@ from samp_jax.models.checkpoint import save_pretrained
 from samp_jax.serving.timing import device_description
 from samp_jax.tasks import get_task
 from samp_jax.training import finetuned_model
+from tools.cli_records import emit, run_json, search_fields  # noqa: E402
 
 SPLITS = ("calibration", "search", "test")
 
@@ -76,24 +78,14 @@ def main() -> None:
                *[a for split, path in files.items() for a in ("--split-file", f"{split}={path}")],
                "--out", str(args.out / "search"), "--json"]
     start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0:
-        sys.exit(f"scorer_check: the search failed:\n{done.stderr[-3000:]}")
-    summary = json.loads(done.stdout)
+    summary = run_json(command, "the search", tool="scorer_check")
     record = {"provenance": provenance("python tools/scorer_check.py " + shlex.join(sys.argv[1:]),
                                        device_description()),
               "model": "fine-tuned polarity MiniLM, logits collapsed to positive - negative",
               "search_command": shlex.join(["samp-jax", *command[3:]]),
               "rows": {split: len(task.split(split)) for split in SPLITS},
-              "task_type": summary.get("task_type"), "metric": summary["metric"],
-              "tolerance": summary.get("tolerance"), "test": summary["test"],
-              "chosen_search_metric": summary["chosen_search_metric"],
-              "fp32_search_metric": summary["fp32_search_metric"],
-              "int8_flop_fraction": summary["int8_flop_fraction"],
-              "wall_seconds": time.perf_counter() - start}
-    print(json.dumps(record, indent=1))
-    if args.record is not None:
-        args.record.write_text(json.dumps(record, indent=1) + "\n")
+              **search_fields(summary), "wall_seconds": time.perf_counter() - start}
+    emit(record, args.record)
 
 
 if __name__ == "__main__":
