@@ -119,7 +119,7 @@ def _add_finetune(sub) -> None:
 
 def _add_predict(sub) -> None:
     """`samp-jax predict`: one JSON line per input row."""
-    pr = sub.add_parser("predict", help="write one JSON line per input row (label, tags or embedding)")
+    pr = sub.add_parser("predict", help="write one JSON line per input row (label, tags and entities, or embedding)")
     _add_data(pr)
     pr.add_argument("--out", required=True, help="predictions file (JSON Lines)")
     pr.add_argument("--batch-size", type=positive_int, default=32)

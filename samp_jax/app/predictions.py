@@ -6,8 +6,28 @@
   every label's sigmoid probability; a head of one output (num_labels=1: a reranker or a
   regression cross-encoder) `{"text", ["text_pair"], "score"}`, its raw output (the logit,
   before any sigmoid);
-- token classification: `{"tokens", "tags"}` (one tag per word, its first sub-token's);
+- token classification: `{"tokens", "tags", "entities"}`: one tag per word (its first
+  sub-token's; null for a word that truncation removed), and the entities the tags name;
 - sentence embedding: `{"text", "embedding"}`.
+
+Entities (taggers). Each is `{"type", "start", "end", "text", "score"}`: word indices `start`
+.. `end - 1` (`end` exclusive), the words joined by single spaces, and a score, the mean over
+its words of the softmax probability of each word's predicted tag (from the per-word logits:
+the score HF's token-classification pipeline gives with `aggregation_strategy="first"`). How
+tags group into entities depends on the head's tag names (`entity_reader`):
+- BIO names (every name "O", "B-<type>" or "I-<type>"): as entity F1 groups them
+  (`samp_jax.models.bio_tags`), so `predict` shows the entities `evaluate` scores: an entity
+  starts at every "B-" and at every "I-" that does not continue an entity of its type (HF's
+  pipeline drops "O" words before grouping, and so joins "B-PER O I-PER" into one entity;
+  here, as in entity F1, they are two);
+- type names ("O" is a name and no name has a "B-"/"I-" prefix, e.g. "O", "PER", "LOC"): each
+  maximal run of one tag other than "O" is an entity of that type (HF's pipeline, too, reads
+  an unprefixed name as a type that continues itself);
+- any other names: a head without an "O" name (one without names, whose tags are its class
+  ids "0", "1", ...; HF's generic `LABEL_<i>`; part-of-speech tags), where no tag is known to
+  mean "outside", or a mix of BIO and other names (BIOES's "S-"/"E-" tags), a scheme neither
+  reading knows. Any span would be a guess, so the records have no `entities` field.
+A word with a null tag is outside every entity (it ends an open one).
 
 Rows are served through `samp_jax.compile` (compiled length buckets; only those the rows
 reach are compiled); rows longer than the largest bucket are truncated and marked
@@ -25,6 +45,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from samp_jax.core.atomic import atomic_file
+from samp_jax.models.bio_tags import OUTSIDE, Span, not_bio, tag_spans
 from samp_jax.models.head_kinds import (SENTENCE_EMBEDDING, SEQUENCE_CLASSIFICATION,
                                        TOKEN_CLASSIFICATION, Readout, sigmoid)
 from samp_jax.serving import compile as compile_engine
@@ -139,9 +160,10 @@ def _predict(engine, rows: Sequence[dict]) -> list[dict]:
     if head == TOKEN_CLASSIFICATION.name:
         result = engine.classify_words([r["tokens"] for r in rows])
         names = _label_names(engine, result.word_logits[0].shape[-1])
-        return [{"tokens": list(r["tokens"]), "tags": [names[i] if i >= 0 else None for i in tags],
-                 "truncated": bool(cut)}
-                for r, tags, cut in zip(rows, result.word_labels, result.truncated)]
+        spans = entity_reader(names)
+        return [_tagged(r["tokens"], names, labels, logits, spans) | {"truncated": bool(cut)}
+                for r, labels, logits, cut in zip(rows, result.word_labels, result.word_logits,
+                                                  result.truncated)]
     pairs = head == SEQUENCE_CLASSIFICATION.name and "text_pair" in rows[0]
     inputs = [(r["text"], r["text_pair"]) for r in rows] if pairs else [r["text"] for r in rows]
     result = engine(inputs)
@@ -157,6 +179,58 @@ def _predict(engine, rows: Sequence[dict]) -> list[dict]:
     return [{"text": r["text"]} | ({"text_pair": r["text_pair"]} if pairs else {})
             | read(names, logits, label) | {"truncated": bool(cut)}
             for r, logits, label, cut in zip(rows, result.logits, predicted, result.truncated)]
+
+
+def entity_reader(names: Sequence[str]) -> Callable[[Sequence[str | None]], list[Span]] | None:
+    """How a tagger with tag `names` reads one row's tags (None: a word without a tag) as
+    entity spans: as BIO tags (`samp_jax.models.bio_tags.tag_spans`, as entity F1 reads them)
+    when every name is "O", "B-<type>" or "I-<type>"; as type names (`type_runs`) when "O" is
+    a name and no name has a "B-"/"I-" prefix; None for any other names (see the module).
+    A word without a tag is outside every entity."""
+    if not not_bio(names):
+        return lambda tags: tag_spans([OUTSIDE if t is None else t for t in tags])
+    typed = [n for n in names if n != OUTSIDE]
+    if OUTSIDE in names and not_bio(typed) == typed:
+        return type_runs
+    return None
+
+
+def type_runs(tags: Sequence[str | None]) -> list[Span]:
+    """Each maximal run of one tag other than "O" (and None) as an entity of that type."""
+    spans: list[Span] = []
+    for position, tag in enumerate(tags):
+        if tag is None or tag == OUTSIDE:
+            continue
+        if spans and spans[-1][0] == tag and spans[-1][2] == position:
+            spans[-1] = (tag, spans[-1][1], position + 1)
+        else:
+            spans.append((tag, position, position + 1))
+    return spans
+
+
+def entities(words: Sequence[str], labels: np.ndarray, word_logits: np.ndarray,
+             spans: Sequence[Span]) -> list[dict]:
+    """One record per span: its type, word indices (`end` exclusive), words joined by single
+    spaces, and score: the mean over its words of the softmax probability of each word's
+    predicted tag (`labels`, ids into the last axis of `word_logits` `[words, tags]`)."""
+    found = []
+    for kind, start, end in spans:
+        chosen = np.asarray(labels[start:end])
+        p = np.exp(log_softmax(word_logits[start:end]))[np.arange(end - start), chosen]
+        found.append({"type": kind, "start": start, "end": end,
+                      "text": " ".join(words[start:end]), "score": float(p.mean())})
+    return found
+
+
+def _tagged(words: Sequence[str], names: list[str], labels: np.ndarray, word_logits: np.ndarray,
+            spans: Callable[[Sequence[str | None]], list[Span]] | None) -> dict:
+    """A tagger's record: the words, each word's tag (None where truncation removed it) and,
+    where the tag names can be read as entities, the entities."""
+    tags = [names[i] if i >= 0 else None for i in labels]
+    record = {"tokens": list(words), "tags": tags}
+    if spans is not None:
+        record["entities"] = entities(words, labels, word_logits, spans(tags))
+    return record
 
 
 def _class(names: list[str], logits: np.ndarray, predicted: np.ndarray) -> dict:

@@ -26,6 +26,7 @@ import numpy as np
 
 from samp_jax.core.assets import fetch
 from samp_jax.data.splits import TaskSplits, seeded_splits
+from samp_jax.models import bio_tags
 
 ENTITY_TYPES: tuple[str, ...] = (
     "company", "facility", "geo-loc", "movie", "musicartist", "other", "person", "product",
@@ -120,46 +121,27 @@ def align_labels(word_ids: Sequence[int | None], word_tags: Sequence[int], *,
 def tags_to_spans(tags: Sequence[str] | Sequence[int]) -> set[tuple[str, int, int]]:
     """Entity spans `(type, start, end_exclusive)` of one BIO tag sequence, as conlleval finds them.
 
-    Tags are names ("O", "B-x", "I-x"; any type x is accepted) or ids into `WNUT16_LABELS`.
-    An entity starts at every `B-` tag and at every `I-` tag that does not continue an entity
-    of the same type (a stray `I-` after "O" or after another type); it ends before the next
-    tag that does not continue it.
+    Tags are names ("O", "B-x", "I-x"; any type x is accepted) or ids into `WNUT16_LABELS`;
+    the spans are `samp_jax.models.bio_tags.tag_spans`'s: an entity starts at every `B-` tag
+    and at every `I-` tag that does not continue an entity of the same type (a stray `I-`
+    after "O" or after another type); it ends before the next tag that does not continue it.
 
     Raises:
       ValueError: a tag id is out of range or a tag name is malformed.
     """
-    spans: set[tuple[str, int, int]] = set()
-    current: tuple[str, int] | None = None  # (type, start) of the open entity
-    for position, tag in enumerate(tags):
-        prefix, kind = _split_tag(tag, position)
-        if current is not None and (prefix != "I" or kind != current[0]):
-            spans.add((current[0], current[1], position))
-            current = None
-        if prefix != "O" and current is None:
-            current = (kind, position)
-    if current is not None:
-        spans.add((current[0], current[1], len(tags)))
-    return spans
+    return set(bio_tags.tag_spans(tags, WNUT16_LABELS))
 
 
 def entity_counts(gold: Sequence[Sequence[int | str]],
                   predicted: Sequence[Sequence[int | str]]) -> np.ndarray:
     """Per sentence: `[gold entities, predicted entities, correct]` (`[N, 3]` int64), the
-    counts `entity_f1` sums; a resampled F1 is a weighted sum of these rows.
+    counts `entity_f1` sums (`samp_jax.models.bio_tags.entity_counts`, ids into
+    `WNUT16_LABELS`); a resampled F1 is a weighted sum of these rows.
 
     Raises:
       ValueError: as `entity_f1`.
     """
-    if len(gold) != len(predicted):
-        raise ValueError(f"{len(gold)} gold sentences but {len(predicted)} predicted")
-    counts = np.zeros((len(gold), 3), np.int64)
-    for index, (gold_tags, predicted_tags) in enumerate(zip(gold, predicted)):
-        if len(gold_tags) != len(predicted_tags):
-            raise ValueError(f"sentence {index}: {len(gold_tags)} gold tags but "
-                             f"{len(predicted_tags)} predicted")
-        gold_spans, predicted_spans = tags_to_spans(gold_tags), tags_to_spans(predicted_tags)
-        counts[index] = (len(gold_spans), len(predicted_spans), len(gold_spans & predicted_spans))
-    return counts
+    return bio_tags.entity_counts(gold, predicted, WNUT16_LABELS)
 
 
 def entity_f1(gold: Sequence[Sequence[int | str]],
@@ -184,23 +166,6 @@ def entity_f1(gold: Sequence[Sequence[int | str]],
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return {"precision": precision, "recall": recall, "f1": f1, "gold_entities": n_gold,
             "predicted_entities": n_predicted, "correct": n_correct}
-
-
-def _split_tag(tag: str | int, position: int) -> tuple[str, str]:
-    """("O", "") or ("B" | "I", type) for a tag name or id."""
-    if not isinstance(tag, str):
-        tag_id = operator.index(tag)
-        if not 0 <= tag_id < len(WNUT16_LABELS):
-            raise ValueError(f"tag id {tag_id} at position {position} is not in "
-                             f"0..{len(WNUT16_LABELS) - 1}")
-        tag = WNUT16_LABELS[tag_id]
-    if tag == "O":
-        return "O", ""
-    prefix, _, kind = tag.partition("-")
-    if prefix not in ("B", "I") or not kind:
-        raise ValueError(f"tag {tag!r} at position {position} is not 'O', 'B-<type>' or "
-                         "'I-<type>'")
-    return prefix, kind
 
 
 @functools.lru_cache(maxsize=None)

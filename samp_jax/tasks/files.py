@@ -70,6 +70,7 @@ from typing import Any
 import numpy as np
 
 from samp_jax.data.splits import TaskSplits
+from samp_jax.models.bio_tags import not_bio
 from samp_jax.models.head_kinds import (SENTENCE_EMBEDDING, SEQUENCE_CLASSIFICATION,
                                        TOKEN_CLASSIFICATION, Readout)
 from samp_jax.tasks import cells
@@ -251,7 +252,7 @@ def _check_two_classes(parts: list[_Part], field: str) -> None:
 
 def _check_bio(names: Sequence[str], where: str, column: str) -> None:
     """Token tags are scored by entity spans, which need BIO names: 'O', 'B-x', 'I-x'."""
-    bad = [n for n in names if n != "O" and not (len(n) > 2 and n[:2] in ("B-", "I-"))]
+    bad = not_bio(names)
     if bad:
         raise ValueError(f"{where}: column {column!r} has tags {bad[:6]} that are not BIO names "
                          "('O', 'B-<type>', 'I-<type>'); entity F1 needs them (integer tags "

@@ -25,7 +25,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from samp_jax.data.wnut16 import entity_counts
+from samp_jax.models.bio_tags import entity_counts
 from samp_jax.tasks.proxies import COSINE, KL, LABEL_KL, PROXIES, SCORE, Proxy  # noqa: F401
 
 IGNORE = -100  # label of positions and rows that no metric or loss counts
