@@ -124,6 +124,7 @@ def tiny_head(cls, flax_cls_name: str, num_labels: int, out: Path, seed: int) ->
     assert np.allclose(flax_logits, logits, atol=1e-4), np.abs(flax_logits - logits).max()
     flax_model.save_pretrained(mp_dir)
     (mp_dir / "model.safetensors").unlink(missing_ok=True)
+    torch_copies(cls, st_dir, out)
     np.savez(out / "golden.npz", input_ids=input_ids.astype(np.int32),
              attention_mask=attention_mask.astype(np.int32),
              token_type_ids=token_type_ids.astype(np.int32), logits=logits.astype(np.float32))
@@ -524,6 +525,46 @@ def family(name: str, out: Path) -> None:
         golden_modernbert.extras(out, seed + 3, _randomize_named)
 
 
+def torch_copies(cls, st_dir: Path, out: Path) -> None:
+    """The safetensors checkpoint in `st_dir` as PyTorch pickles: `out/torch` (HF's
+    save_pretrained with safe_serialization=False: torch's zip archive) and `out/torch_legacy`
+    (torch's legacy stream, as old checkpoints have it)."""
+    model = cls.from_pretrained(st_dir).eval()
+    zip_dir, legacy_dir = out / "torch", out / "torch_legacy"
+    for d in (zip_dir, legacy_dir):
+        shutil.rmtree(d, ignore_errors=True)
+    model.save_pretrained(zip_dir, safe_serialization=False)
+    legacy_dir.mkdir()
+    shutil.copy(st_dir / "config.json", legacy_dir / "config.json")
+    torch.save(model.state_dict(), legacy_dir / "pytorch_model.bin",
+               _use_new_zipfile_serialization=False)
+
+
+def torch_pickles(out: Path) -> None:
+    """`out/zip.bin` and `out/legacy.bin`: one state dict in torch's two layouts, with every
+    storage dtype, views that share a storage (transposed, offset, strided), an empty and a
+    0-d tensor and a parameter; `out/expected.npz` holds each tensor (bfloat16 as float32)."""
+    out.mkdir(parents=True, exist_ok=True)
+    gen = torch.Generator().manual_seed(7)
+    base = torch.randn(4, 6, generator=gen)
+    state = {"f32": torch.randn(3, 5, generator=gen), "f64": torch.randn(4, generator=gen).double(),
+             "f16": torch.randn(2, 3, generator=gen).half(),
+             "bf16": torch.randn(5, generator=gen).bfloat16(),
+             "i64": torch.arange(-3, 9).reshape(3, 4), "i32": torch.arange(6, dtype=torch.int32),
+             "i16": torch.tensor([-7, 300], dtype=torch.int16),
+             "i8": torch.tensor([-128, 0, 127], dtype=torch.int8),
+             "u8": torch.tensor([0, 255], dtype=torch.uint8),
+             "bool": torch.tensor([True, False, True]),
+             "base": base, "transposed": base.t(), "row": base[2], "every_other": base[:, ::2],
+             "empty": torch.zeros(0, 3), "scalar": torch.tensor(2.5),
+             "parameter": torch.nn.Parameter(torch.randn(2, 2, generator=gen))}
+    torch.save(state, out / "zip.bin")
+    torch.save(state, out / "legacy.bin", _use_new_zipfile_serialization=False)
+    np.savez(out / "expected.npz", **{k: v.detach().float().numpy() if v.dtype == torch.bfloat16
+                                      else v.detach().numpy() for k, v in state.items()})
+    print(f"{out.name}: {len(state)} tensors in both layouts")
+
+
 def families(out: Path) -> None:
     for name in FAMILY_POOLING:
         family(name, out / name)
@@ -536,7 +577,15 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("tests/golden"))
     parser.add_argument("--families-only", action="store_true",
                         help="only (re)write OUT/families/ (and VERSIONS.json)")
+    parser.add_argument("--torch-pickles-only", action="store_true",
+                        help="only (re)write OUT/torch_pickle/ and the tiny heads' PyTorch copies")
     args = parser.parse_args()
+    if args.torch_pickles_only:
+        torch_pickles(args.out / "torch_pickle")
+        for cls, name in ((BertForSequenceClassification, "tiny_seqcls"),
+                          (BertForTokenClassification, "tiny_tokcls")):
+            torch_copies(cls, args.out / name / "safetensors", args.out / name)
+        return
     if args.minilm is None and not args.families_only:
         parser.error("--minilm is required unless --families-only is given")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -550,6 +599,7 @@ def main() -> None:
             folder = args.out / name
             folder.mkdir(exist_ok=True)
             tiny_head(cls, flax_name, labels, folder, seed)
+        torch_pickles(args.out / "torch_pickle")
     families(args.out / "families")
     import sentence_transformers
     import tokenizers

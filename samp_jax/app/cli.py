@@ -102,13 +102,11 @@ def resolve_model(args, *, progress: bool):
 
 
 def model_options(args) -> dict:
-    """`load` options from `--pooling` and `--allow-torch-pickle` (only those given, so a
-    quantized folder, which takes none, loads when neither is)."""
+    """`load` options from `--pooling` (only when given, so a quantized folder, which takes
+    none, loads when it is not)."""
     options = {}
     if getattr(args, "pooling", None):
         options |= {"head": SENTENCE_EMBEDDING.name, "pooling": tuple(args.pooling.split(","))}
-    if getattr(args, "allow_torch_pickle", False):
-        options["allow_torch_pickle"] = True
     return options
 
 

@@ -154,9 +154,6 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
                    help="embed with sentence-transformers pooling (cls, max, mean, mean_sqrt_len, "
                         "weightedmean, lasttoken; several are concatenated): needed for a model "
                         "folder that declares none, overrides the one it declares")
-    p.add_argument("--allow-torch-pickle", action="store_true",
-                   help="also read pytorch_model.bin (needs torch; read with weights_only=True); "
-                        "prefer converting it to model.safetensors")
 
 
 def _add_data(p: argparse.ArgumentParser, *, model_required: bool = False) -> None:

@@ -23,6 +23,7 @@ from safetensors.numpy import save_file
 
 from samp_jax.core.atomic import atomic_folder, check_not_interrupted
 from samp_jax.models.config import ConfigError, EncoderConfig
+from samp_jax.models.errors import CheckpointError
 from samp_jax.models.families import FAMILIES, TRANSFORMS, Family, HeadLayout, Transform, get_family
 from samp_jax.models.families.base import unserved_head_hint
 from samp_jax.models.head_kinds import (
@@ -38,6 +39,7 @@ from samp_jax.models.hf_labels import (check_problem_type, label_names, stated_n
 from samp_jax.models.model import EncoderModel
 from samp_jax.models.st_folder import read_pooling, write_st_files
 from samp_jax.models.tokenizer import TOKENIZER_FILES
+from samp_jax.models.torch_pickle import read_torch_pickle
 
 SAFETENSORS = "model.safetensors"
 SAFETENSORS_INDEX = "model.safetensors.index.json"
@@ -46,41 +48,22 @@ TORCH_PICKLE = "pytorch_model.bin"
 TORCH_PICKLE_INDEX = "pytorch_model.bin.index.json"
 
 
-class CheckpointError(ValueError):
-    """A checkpoint cannot be read (`problem`), or does not fit the model: lists every missing,
-    unexpected or mis-shaped key."""
-
-    def __init__(self, path, *, missing=(), unexpected=(), mismatched=(), problem: str | None = None,
-                 hint: str | None = None):
-        self.missing, self.unexpected, self.mismatched = list(missing), list(unexpected), list(mismatched)
-        if problem is not None:
-            super().__init__(f"checkpoint {path} {problem}")
-            return
-        lines = [f"checkpoint {path} does not match the model:"]
-        if self.missing:
-            lines.append(f"  missing keys ({len(self.missing)}): {self.missing}")
-        if self.unexpected:
-            lines.append(f"  unexpected keys ({len(self.unexpected)}): {self.unexpected}")
-        for key, got, want in self.mismatched:
-            lines.append(f"  wrong shape: {key} has {got}, expected {want}")
-        if hint:
-            lines.append(f"  {hint}")
-        super().__init__("\n".join(lines))
-
-
 # ----------------------------------------------------------------------------- reading
-def read_state_dict(folder: str | Path, *, allow_torch_pickle: bool = False) -> tuple[dict[str, np.ndarray], str]:
+def read_state_dict(folder: str | Path, *, allow_torch_pickle: bool = True) -> tuple[dict[str, np.ndarray], str]:
     """Reads a checkpoint's weights as numpy arrays under HF PyTorch key names.
 
-    Looks for `model.safetensors` (or a sharded index), then `flax_model.msgpack`. Flax names
+    Looks for `model.safetensors` (or a sharded index), then `flax_model.msgpack`, then
+    `pytorch_model.bin` (or a sharded index), read without torch and without running the
+    pickle (`samp_jax.models.torch_pickle`: only tensors are rebuilt). Flax names
     and layouts are converted (`kernel` → transposed `weight`, `scale`/`embedding` → `weight`).
     LayerNorm `gamma`/`beta` in old checkpoints become `weight`/`bias`. Keys keep any
     base-model prefix (`bert.`, `roberta.`, ...). Returns `(state, filename)`.
 
     Raises:
       FileNotFoundError: the folder holds no weights file samp-jax can read, or only a
-        PyTorch pickle without `allow_torch_pickle` (the message says how to convert it).
-      CheckpointError: a weights file is damaged.
+        PyTorch pickle with `allow_torch_pickle=False`.
+      CheckpointError: a weights file is damaged, or a PyTorch pickle names anything but
+        tensors.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -96,22 +79,17 @@ def read_state_dict(folder: str | Path, *, allow_torch_pickle: bool = False) -> 
     elif (folder / TORCH_PICKLE).is_file() or (folder / TORCH_PICKLE_INDEX).is_file():
         if not allow_torch_pickle:
             raise FileNotFoundError(
-                f"{folder} has only PyTorch weights ({TORCH_PICKLE}), a pickle that can run code "
-                f"when loaded. Convert it once to {SAFETENSORS}, e.g. with transformers: "
-                f"AutoModel.from_pretrained('{folder}').save_pretrained('{folder}', "
-                "safe_serialization=True) (use the task class such as "
-                "AutoModelForSequenceClassification to keep the head), or opt in with "
-                "allow_torch_pickle=True (CLI: --allow-torch-pickle; needs torch, reads with "
-                "weights_only=True)")
+                f"{folder} has only PyTorch weights ({TORCH_PICKLE}) and allow_torch_pickle=False")
         if (folder / TORCH_PICKLE).is_file():
-            state, source = _read_torch_pickle([folder / TORCH_PICKLE]), TORCH_PICKLE
+            state, source = _read_torch_pickles([folder / TORCH_PICKLE]), TORCH_PICKLE
         else:
             index = _read_index(folder / TORCH_PICKLE_INDEX)
-            state = _read_torch_pickle(sorted({folder / name for name in index.values()}))
+            state = _read_torch_pickles(sorted({folder / name for name in index.values()}))
             source = TORCH_PICKLE_INDEX
     else:
         raise FileNotFoundError(
-            f"{folder} has no weights: looked for {SAFETENSORS}, {SAFETENSORS_INDEX}, {FLAX_MSGPACK}")
+            f"{folder} has no weights: looked for {SAFETENSORS}, {SAFETENSORS_INDEX}, {FLAX_MSGPACK}, "
+            f"{TORCH_PICKLE}, {TORCH_PICKLE_INDEX}")
     return {_layer_norm_names(k): v for k, v in state.items()}, source
 
 
@@ -159,20 +137,12 @@ def _read_flax_msgpack(file: Path) -> dict[str, np.ndarray]:
     return state
 
 
-def _read_torch_pickle(files: Sequence[Path]) -> dict[str, np.ndarray]:
-    try:
-        import torch  # optional; only for explicitly allowed pickles
-    except ImportError:
-        raise CheckpointError(files[0], problem="is a PyTorch pickle and reading it needs torch, "
-                              "which is not installed (pip install torch), or convert it to "
-                              f"{SAFETENSORS}") from None
+def _read_torch_pickles(files: Sequence[Path]) -> dict[str, np.ndarray]:
     state = {}
     for file in files:
-        try:
-            raw = torch.load(file, map_location="cpu", weights_only=True)
-        except Exception as e:  # unpickling errors, or objects weights_only refuses
-            raise CheckpointError(file, problem=f"could not be read with weights_only=True ({e})") from None
-        state |= {k: v.float().numpy() if v.is_floating_point() else v.numpy() for k, v in raw.items()}
+        if not file.is_file():
+            raise FileNotFoundError(f"PyTorch shard {file} is missing")
+        state |= read_torch_pickle(file)
     return state
 
 
@@ -371,7 +341,7 @@ def load_pretrained(path: str | Path, *, head: str | HeadKind | None = None,
                     num_labels: int | None = None, pooling: str | Sequence[str] | None = None, normalize: bool | None = None,
                     dtype=jnp.float32, param_dtype=None, attention_impl=None,
                     allow_new_head: bool = False, strict: bool = True,
-                    allow_torch_pickle: bool = False) -> EncoderModel:
+                    allow_torch_pickle: bool = True) -> EncoderModel:
     """Loads an HF checkpoint folder of any registered family into an `EncoderModel`.
 
     Args:
@@ -395,8 +365,9 @@ def load_pretrained(path: str | Path, *, head: str | HeadKind | None = None,
         fine-tuned on a base model) instead of raising.
       strict: raise on checkpoint keys that no module uses (pre-training heads, a pooler no
         head uses, and buffers are always ignored).
-      allow_torch_pickle: also read `pytorch_model.bin` (requires torch; read with
-        `weights_only=True`).
+      allow_torch_pickle: read `pytorch_model.bin` when the folder has no safetensors or Flax
+        weights (without torch, running nothing from the pickle; `read_state_dict`). False
+        refuses it.
 
     Raises:
       FileNotFoundError: no config or no weights file.

@@ -34,8 +34,9 @@ def load(path: str | os.PathLike, *, tokenizer: Tokenizer | str | os.PathLike | 
 
     Args:
       path: a folder written by `QuantizedModel.save` (it has `quantization.json`), or an HF
-        checkpoint folder (`config.json` + `model.safetensors` or `flax_model.msgpack`, as
-        `save_pretrained` writes).
+        checkpoint folder (`config.json` + `model.safetensors`, `flax_model.msgpack` or
+        `pytorch_model.bin`, each possibly sharded; the last read without torch and without
+        running its pickle).
       tokenizer: the tokenizer to attach instead of the folder's own: a `Tokenizer`, or a
         folder holding `tokenizer.json`. Needed when `path` has no `tokenizer.json`.
       **options: for an HF folder, passed to `load_pretrained` (`head`, `num_labels`, `dtype`,
