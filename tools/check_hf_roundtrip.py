@@ -21,8 +21,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 FAMILIES = ROOT / "tests" / "golden" / "families"
 HEADS = ("base", "seqcls", "tokcls", "sentence")
-# Extra base-model folders a family may carry (DeBERTa's v2-style `variant/`), run like `base`.
-VARIANTS = ("variant",)
+# Extra checkpoint folders a family may carry, without a tokenizer: DeBERTa's v2-style encoder
+# (`variant/`) and its classifier without relative attention (`nonrelative/`).
+VARIANTS = ("variant", "nonrelative")
 KEYS = ("input_ids", "attention_mask", "token_type_ids")
 
 
@@ -84,7 +85,7 @@ def verify(out: Path) -> None:
                 kwargs.pop("token_type_ids")
             with torch.no_grad():
                 output = model(**kwargs)
-            base = head in ("base", *VARIANTS)
+            base = cls.__name__.endswith("Model")  # an encoder: its last hidden state
             value = (output.last_hidden_state if base else output.logits).numpy()
             mask = ours[f"{batch}_attention_mask"].astype(bool)
             diff = np.abs(value - ours[f"{batch}_ours"])
