@@ -135,7 +135,7 @@ def report_markdown(result: SearchResult, summary: dict, *, test_metrics: dict |
 
 def _settings_lines(result: SearchResult, s: dict) -> list[str]:
     """The report's bullet list: target, tolerance, latency model, search effort, selection
-    margin and static clips (`s`: the summary)."""
+    margin, a multi-label task's threshold and static clips (`s`: the summary)."""
     tol = f"{100 * result.tolerance:g}% relative" if result.tolerance_mode == "relative" else f"{result.tolerance:g} absolute"
     if result.stopped_early:
         chosen_from = f" (search stopped after the presets: {result.stopped_early})"
@@ -161,6 +161,9 @@ def _settings_lines(result: SearchResult, s: dict) -> list[str]:
         lines.append(f"- selection margin: the {result.strategy} strategy's pick "
                      f"({guard.allocation_pick or 'none'}) judged at z = {guard.z:.2f} for the "
                      f"{guard.maps_compared} maps it chose among; {verdict}")
+    if s.get("label_threshold") is not None:
+        lines.append(f"- label sets: every label whose sigmoid is at least "
+                     f"{s['label_threshold']:g} (the metric is measured at this threshold)")
     if result.static_calibration is not None:
         counts = result.static_calibration.counts()
         listed = ", ".join(f"{m} at {n}" for m, n in counts.items())

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import math
 
+from samp_jax.models.head_kinds import check_label_threshold
+
 
 def positive_int(text: str) -> int:
     """An argparse type: a whole number >= 1."""
@@ -48,6 +50,14 @@ def unit_interval(text: str) -> float:
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"{text} must be between 0 and 1")
     return value
+
+
+def label_threshold(text: str) -> float:
+    """An argparse type: a multi-label decision threshold, strictly between 0 and 1."""
+    try:
+        return check_label_threshold(_finite(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text} must be strictly between 0 and 1") from None
 
 
 def _finite(text: str) -> float:

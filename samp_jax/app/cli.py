@@ -44,7 +44,7 @@ from samp_jax.core.assets import minilm_path
 from samp_jax.core.atomic import atomic_folder
 from samp_jax.ptq.loading import load
 from samp_jax.models.checkpoint import save_pretrained
-from samp_jax.models.head_kinds import SENTENCE_EMBEDDING
+from samp_jax.models.head_kinds import LABEL_THRESHOLD, SENTENCE_EMBEDDING, Readout
 from samp_jax.ptq.quantized import QuantizedModel, quantize
 from samp_jax.serving.distributed import (check_same, describe_failure, digest,
                                           initialize_distributed, is_distributed, is_primary,
@@ -57,7 +57,14 @@ from samp_jax.training import FinetuneConfig, finetune
 # ---------------------------------------------------------------------- model and data
 def resolve_task(args, model=None) -> Task:
     """The task of `--data`: a built-in name, or the user's file(s) read with the column
-    options (labels checked against the model's own label names)."""
+    options (labels checked against the model's own label names); a multi-label task reads
+    its label sets at `--threshold` where the command takes one."""
+    task = _read_task(args, model)
+    threshold = getattr(args, "threshold", None)
+    return task if threshold is None else dataclasses.replace(task, label_threshold=threshold)
+
+
+def _read_task(args, model) -> Task:
     split_files = _split_files(args)
     if args.data in TASKS and not split_files:
         task = get_task(args.data, seed=args.seed)
@@ -86,6 +93,10 @@ def resolve_model(args, *, progress: bool):
     MiniLM, or (no `--model`, built-in data) MiniLM fine-tuned on that data."""
     if args.model is None:
         if args.data in TASKS:
+            if getattr(args, "threshold", None) is not None:  # no built-in task is multi-label
+                raise UsageError(f"--threshold is for a multi-label model (problem_type "
+                                 f"multi_label_classification); the built-in {args.data} task "
+                                 "is not multi-label")
             if args.seed != 0:  # the cached fine-tunes were trained on the seed-0 splits
                 raise UsageError(f"--seed {args.seed} needs --model: the packaged fine-tune of "
                                  f"{args.data} was trained on the seed-0 splits, and other seeds "
@@ -95,6 +106,7 @@ def resolve_model(args, *, progress: bool):
                          f"samp-jax wrote, or {PACKAGED_MODEL!r}")
     path = minilm_path() if args.model == PACKAGED_MODEL else Path(args.model)
     model = load(path, **model_options(args))
+    check_threshold(args, model)
     if isinstance(model, QuantizedModel) and args.command in ("eval", "calibrate", "search"):
         raise ValueError(f"{path} is a quantized model; {args.command} starts from the float "
                          "model it came from (an HF folder): pass that folder to --model")
@@ -108,6 +120,19 @@ def model_options(args) -> dict:
     if getattr(args, "pooling", None):
         options |= {"head": SENTENCE_EMBEDDING.name, "pooling": tuple(args.pooling.split(","))}
     return options
+
+
+def check_threshold(args, model) -> None:
+    """Refuses `--threshold` for a model that is not multi-label (a usage error, before any
+    slow step): its predictions have no threshold to apply it to."""
+    threshold = getattr(args, "threshold", None)
+    if threshold is None or model.readout is Readout.LABELS:
+        return
+    reads = {None: "gives no logits", Readout.CLASSES: "is read as classes (a softmax)",
+             Readout.SCORE: "is read as a score (one output)"}[model.readout]
+    raise UsageError(f"--threshold {threshold:g} is for a multi-label model (problem_type "
+                     f"multi_label_classification: a sigmoid per label); the "
+                     f"{model.head_kind} head of {args.model} {reads}")
 
 
 def _model_labels(model):
@@ -168,13 +193,15 @@ def _eval(args) -> int:
     if quiet:
         return 0
     _warn_if_at_chance("eval", evaluator, rows[0]["value"])
+    threshold = task.decision_threshold
     if args.json:
         print(json.dumps({"model": description, "task": task.name, "task_type": task.task_type.name,
-                          "metric": evaluator.metric, "split": "test",
-                          "examples": rows[0]["examples"], "rows": rows}, indent=1))
+                          "metric": evaluator.metric, "label_threshold": threshold,
+                          "split": "test", "examples": rows[0]["examples"], "rows": rows}, indent=1))
     else:
-        print(f"{description} on {task.name}; {evaluator.metric or 'no metric'} on the test split "
-              f"({rows[0]['examples']} examples)")
+        at = "" if threshold is None else f" at label threshold {threshold:g}"
+        print(f"{description} on {task.name}; {evaluator.metric or 'no metric'}{at} on the test "
+              f"split ({rows[0]['examples']} examples)")
         print(format_table(rows, metric=evaluator.metric or "metric", agreement=evaluator.agreement))
     return 0
 
@@ -226,7 +253,8 @@ def _search(args) -> int:
     else:
         print(f"wrote {out}/precision_map.json, report.md, pareto.png and the quantized model "
               f"{summary['quantized_model']} (load it with samp_jax.load)")
-        for key in ("target", "chosen_from", "fp32_search_metric", "chosen_search_metric",
+        shown = ("label_threshold",) if summary.get("label_threshold") is not None else ()
+        for key in ("target", "chosen_from", *shown, "fp32_search_metric", "chosen_search_metric",
                     "int8_flop_fraction", "estimated_speedup_vs_default", "latency_source",
                     "search_seconds"):
             print(f"  {key}: {summary[key]}")
@@ -339,6 +367,7 @@ def _predict(args) -> int:
     _start_distributed(args)
     model = load(minilm_path() if args.model == PACKAGED_MODEL else Path(args.model),
                  **model_options(args))
+    check_threshold(args, model)
     columns = Columns(text=args.text_column, text_pair=args.text_pair_column,
                       tokens=args.tokens_column)
     rows = predictions.read_model_inputs(args.data, columns, head=model.head_kind)
@@ -349,10 +378,15 @@ def _predict(args) -> int:
     if not args.json and len(rows) > predictions.CHUNK_ROWS:
         progress = lambda done, total: print(f"  predicted {done}/{total} rows", file=sys.stderr,
                                              flush=True)
-    count = predictions.write(model, rows, out, batch_size=args.batch_size, progress=progress)
+    count = predictions.write(model, rows, out, batch_size=args.batch_size, progress=progress,
+                              label_threshold=args.threshold)
     if is_primary():
-        print(json.dumps({"predictions": str(out), "rows": count}) if args.json
-              else f"wrote {count} predictions to {out}")
+        result = {"predictions": str(out), "rows": count}
+        text = f"wrote {count} predictions to {out}"
+        if model.readout is Readout.LABELS:  # the threshold each row's labels were read at
+            result["label_threshold"] = args.threshold or LABEL_THRESHOLD
+            text += f" (labels at sigmoid >= {result['label_threshold']:g})"
+        print(json.dumps(result) if args.json else text)
     return 0
 
 

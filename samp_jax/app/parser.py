@@ -18,8 +18,9 @@ from calibrate.search.strategy import STRATEGIES
 from calibrate.search.targets import AUTO as AUTO_TARGET
 from calibrate.search.targets import OPTION_NAMES, TARGETS
 from samp_jax.app import bench
-from samp_jax.app.arguments import (non_negative_int, path_or_name, positive_float,
-                                     positive_int, unit_interval)
+from samp_jax.app.arguments import (label_threshold, non_negative_int, path_or_name,
+                                     positive_float, positive_int, unit_interval)
+from samp_jax.models.head_kinds import LABEL_THRESHOLD
 from samp_jax.tasks import SPLITS, TASK_TYPES, TASKS
 
 ACTIVATIONS = {"dynamic": "per_token_dynamic", "static": "per_tensor_static"}
@@ -53,6 +54,7 @@ def _add_eval(sub) -> None:
     ev.add_argument("--smoothing", type=unit_interval, default=None, help="SmoothQuant alpha in [0, 1]")
     ev.add_argument("--max-examples", type=positive_int, default=None,
                     help="score a fixed seeded subset of the test split")
+    _add_threshold(ev, "F1 and the label-set agreement are measured at it")
     _add_distributed(ev)
 
 
@@ -107,6 +109,7 @@ def _add_search(sub) -> None:
     se.add_argument("--max-examples", type=positive_int, default=None,
                     help="score a fixed seeded subset of the test split")
     se.add_argument("--out", default="search_out", help="report folder (the quantized model goes to OUT/model)")
+    _add_threshold(se, "F1 is measured at it on the search and test splits")
 
 
 def _add_finetune(sub) -> None:
@@ -123,6 +126,7 @@ def _add_predict(sub) -> None:
     _add_data(pr)
     pr.add_argument("--out", required=True, help="predictions file (JSON Lines)")
     pr.add_argument("--batch-size", type=positive_int, default=32)
+    _add_threshold(pr, "each row's labels are those at or above it")
     _add_distributed(pr)
 
 
@@ -147,6 +151,13 @@ def strategy_help() -> str:
                         for objective, name in DEFAULT_STRATEGY.items())
     return (f"allocation within the tolerance: {'; '.join(entries)}. Default: {default}; a "
             "--latency-target adds moves in the greedy order").replace("%", "%%")
+
+
+def _add_threshold(p: argparse.ArgumentParser, effect: str) -> None:
+    p.add_argument("--threshold", type=label_threshold, default=None, metavar="P",
+                   help="a multi-label model's decision threshold: a label is predicted when its "
+                        f"sigmoid probability is at least P, strictly between 0 and 1 (default: "
+                        f"{LABEL_THRESHOLD:g}); {effect}. Refused for other models")
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:

@@ -2,10 +2,10 @@
 
 - sequence classification: `{"text", ["text_pair"], "label", "score", "probabilities"}`; a
   multi-label head (problem_type multi_label_classification) `{"text", ["text_pair"], "labels",
-  "scores"}`: the names of the labels whose sigmoid is at least 0.5 (`LABEL_THRESHOLD`), and
-  every label's sigmoid probability; a head of one output (num_labels=1: a reranker or a
-  regression cross-encoder) `{"text", ["text_pair"], "score"}`, its raw output (the logit,
-  before any sigmoid);
+  "scores"}`: the names of the labels whose sigmoid is at least the threshold (`--threshold`,
+  default 0.5: `LABEL_THRESHOLD`), and every label's sigmoid probability; a head of one
+  output (num_labels=1: a reranker or a regression cross-encoder) `{"text", ["text_pair"],
+  "score"}`, its raw output (the logit, before any sigmoid);
 - token classification: `{"tokens", "tags", "entities"}`: one tag per word (its first
   sub-token's; null for a word that truncation removed), and the entities the tags name;
 - sentence embedding: `{"text", "embedding"}`.
@@ -92,35 +92,40 @@ def check_suffix(out: str | Path) -> None:
                          f"a path ending in one of {fitting}")
 
 
-def records(model, rows: Sequence[dict], *, batch_size: int = 32) -> list[dict]:
-    """One prediction record per row, in input order (an empty list for no rows)."""
+def records(model, rows: Sequence[dict], *, batch_size: int = 32,
+            label_threshold: float | None = None) -> list[dict]:
+    """One prediction record per row, in input order (an empty list for no rows); a
+    multi-label model's labels are read at `label_threshold` (None: `LABEL_THRESHOLD`; only
+    for a multi-label model, as `samp_jax.compile` takes it)."""
     if not rows:
         return []
-    return _predict(_engine(model, len(rows), batch_size), rows)
+    return _predict(_engine(model, len(rows), batch_size, label_threshold), rows)
 
 
-def chunks(model, rows: Sequence[dict], *, batch_size: int = 32,
-           chunk_rows: int | None = None) -> Iterator[tuple[int, bytes]]:
+def chunks(model, rows: Sequence[dict], *, batch_size: int = 32, chunk_rows: int | None = None,
+           label_threshold: float | None = None) -> Iterator[tuple[int, bytes]]:
     """The predictions of `rows` as JSON Lines, in input order, `chunk_rows` rows (default
     `CHUNK_ROWS`) at a time: `(rows done so far, the chunk's JSON Lines)`. One engine serves
-    every chunk, compiling each bucket the first time a chunk reaches it."""
+    every chunk, compiling each bucket the first time a chunk reaches it; a multi-label model's
+    labels are read at `label_threshold` (`records`)."""
     if not rows:
         return
     chunk_rows = chunk_rows or CHUNK_ROWS
-    engine = _engine(model, len(rows), batch_size)
+    engine = _engine(model, len(rows), batch_size, label_threshold)
     for start in range(0, len(rows), chunk_rows):
         block = rows[start:start + chunk_rows]
         yield start + len(block), json_lines(_predict(engine, block))
 
 
-def _engine(model, count: int, batch_size: int):
+def _engine(model, count: int, batch_size: int, label_threshold: float | None):
     """The engine that predicts `count` rows: the default buckets up to the model's limit,
-    compiled only when reached (the rows are known; most reach few buckets)."""
+    compiled only when reached (the rows are known; most reach few buckets), reading a
+    multi-label model's labels at `label_threshold`."""
     limit = min(model.config.max_sequence_length, model.tokenizer.max_length)
     buckets = tuple(capped_buckets(DEFAULT_BUCKETS, limit))
     batch_size = min(batch_size, count)  # a batch larger than the rows is all padding
     return compile_engine(model, seq_buckets=buckets, batch_size=batch_size, truncate=True,
-                          precompile=False)
+                          precompile=False, label_threshold=label_threshold)
 
 
 def json_lines(records: Sequence[dict]) -> bytes:
@@ -129,11 +134,13 @@ def json_lines(records: Sequence[dict]) -> bytes:
 
 
 def write(model, rows: Sequence[dict], out: str | Path, *, batch_size: int = 32,
-          chunk_rows: int | None = None, progress: Callable[[int, int], None] | None = None) -> int:
+          chunk_rows: int | None = None, progress: Callable[[int, int], None] | None = None,
+          label_threshold: float | None = None) -> int:
     """Predicts every row and writes them, in input order, as JSON Lines to `out`, a chunk of
     `chunk_rows` rows (default `CHUNK_ROWS`) at a time, atomically: into a temporary file
     beside it, renamed when complete (an error or an interrupt leaves `out` as it was).
-    `progress(done, total)` is called after each chunk. Returns the number of rows.
+    `progress(done, total)` is called after each chunk; a multi-label model's labels are read at
+    `label_threshold` (`records`). Returns the number of rows.
 
     In a distributed run (`samp_jax.serving.distributed`) every process predicts its own block
     of the rows and process 0 gathers them and writes `out`; every process returns the total.
@@ -141,14 +148,16 @@ def write(model, rows: Sequence[dict], out: str | Path, *, batch_size: int = 32,
     if is_distributed():
         block = process_rows(len(rows))
         data = b"".join(part for _, part in chunks(model, rows[block], batch_size=batch_size,
-                                                   chunk_rows=chunk_rows))
+                                                   chunk_rows=chunk_rows,
+                                                   label_threshold=label_threshold))
         parts = gather_bytes(data)
         if is_primary():
             with atomic_file(out) as tmp:
                 tmp.write_bytes(b"".join(parts))
         return len(rows)
     with atomic_file(out) as tmp, open(tmp, "wb") as file:
-        for done, data in chunks(model, rows, batch_size=batch_size, chunk_rows=chunk_rows):
+        for done, data in chunks(model, rows, batch_size=batch_size, chunk_rows=chunk_rows,
+                                 label_threshold=label_threshold):
             file.write(data)
             if progress is not None:
                 progress(done, len(rows))

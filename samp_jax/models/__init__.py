@@ -6,6 +6,7 @@ from samp_jax.models.config import ConfigError, EncoderConfig
 from samp_jax.models.families import FAMILIES, Family, KeyRule, get_family, register_family
 from samp_jax.models.layers import Embeddings, Encoder, EncoderLayer, GemmSite, LayerNorm, attention
 from samp_jax.models.head_kinds import (
+    LABEL_THRESHOLD,
     NO_HEAD,
     SENTENCE_EMBEDDING,
     SEQUENCE_CLASSIFICATION,
@@ -14,6 +15,7 @@ from samp_jax.models.head_kinds import (
     HeadKind,
     HeadOutput,
     Readout,
+    check_label_threshold,
 )
 from samp_jax.models.heads import (
     HEAD_KINDS,
@@ -31,10 +33,12 @@ from samp_jax.models.model import EncoderModel, check_ids, check_inputs, checked
 from samp_jax.models.st_folder import read_pooling
 from samp_jax.models.tokenizer import Tokenizer, check_fits
 
-__all__ = ["FAMILIES", "HEAD_KINDS", "NO_HEAD", "POOLING_MODES", "PROBLEM_TYPES", "SENTENCE_EMBEDDING",
-           "SEQUENCE_CLASSIFICATION", "TOKEN_CLASSIFICATION", "CheckpointError", "ConfigError",
-           "Embeddings", "Encoder", "EncoderConfig", "EncoderLayer", "EncoderModel", "Family", "GemmSite",
-           "HeadKind", "HeadOutput", "KeyRule", "LayerNorm", "Readout", "SentenceEmbedder", "SequenceClassifier",
-           "TokenClassifier", "Tokenizer", "attention", "check_fits", "check_ids", "check_inputs",
-           "checked", "cosine_similarity", "detect_head", "get_family", "get_head_kind", "head_kinds", "load_pretrained", "make_head", "read_pooling", "register_family",
-           "register_head", "save_pretrained"]
+__all__ = ["FAMILIES", "HEAD_KINDS", "LABEL_THRESHOLD", "NO_HEAD", "POOLING_MODES",
+           "PROBLEM_TYPES", "SENTENCE_EMBEDDING", "SEQUENCE_CLASSIFICATION",
+           "TOKEN_CLASSIFICATION", "CheckpointError", "ConfigError", "Embeddings", "Encoder",
+           "EncoderConfig", "EncoderLayer", "EncoderModel", "Family", "GemmSite", "HeadKind",
+           "HeadOutput", "KeyRule", "LayerNorm", "Readout", "SentenceEmbedder",
+           "SequenceClassifier", "TokenClassifier", "Tokenizer", "attention", "check_fits",
+           "check_ids", "check_inputs", "check_label_threshold", "checked", "cosine_similarity",
+           "detect_head", "get_family", "get_head_kind", "head_kinds", "load_pretrained",
+           "make_head", "read_pooling", "register_family", "register_head", "save_pretrained"]

@@ -7,11 +7,28 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import numbers
 
 import numpy as np
 
 LABEL_THRESHOLD = 0.5
-"""A multi-label head predicts every label whose sigmoid probability is at least this."""
+"""A multi-label head predicts every label whose sigmoid probability is at least this, unless
+a threshold is given (`Readout.predict`, `samp_jax.compile(label_threshold=...)`,
+`samp-jax predict/eval/search --threshold`)."""
+
+
+def check_label_threshold(threshold) -> float:
+    """`threshold` as a float, when it is a decision threshold label sets can be read at: a
+    finite number strictly between 0 and 1 (at 0 every label would be predicted, at 1 none).
+
+    Raises:
+      ValueError: naming the value and the range expected.
+    """
+    is_number = isinstance(threshold, numbers.Real) and not isinstance(threshold, (bool, np.bool_))
+    if not is_number or not 0.0 < float(threshold) < 1.0:  # NaN fails the comparison too
+        raise ValueError(f"label threshold {threshold!r} must be a number strictly between 0 and 1 "
+                         "(a label is predicted when its sigmoid probability is at least it)")
+    return float(threshold)
 
 
 class HeadOutput(enum.Enum):
@@ -73,7 +90,8 @@ class Readout(enum.Enum):
     - `CLASSES`: a softmax over classes, one class per row (or token): the argmax
       (HF `problem_type` `single_label_classification`);
     - `LABELS`: a sigmoid per label, a set of labels per row: every label whose probability
-      is at least `LABEL_THRESHOLD` (`multi_label_classification`);
+      is at least a threshold, `LABEL_THRESHOLD` unless one is given
+      (`multi_label_classification`);
     - `SCORE`: one output per row (num_labels=1: a reranker, a regression cross-encoder): the
       logit itself is the row's score.
     """
@@ -82,14 +100,21 @@ class Readout(enum.Enum):
     LABELS = "labels"
     SCORE = "score"
 
-    def predict(self, logits: np.ndarray) -> np.ndarray:
+    def predict(self, logits: np.ndarray, threshold: float = LABEL_THRESHOLD) -> np.ndarray:
         """What the head predicts from `[..., C]` logits: class ids `[...]` (CLASSES), a
-        multi-hot bool `[..., C]` (LABELS) or scores `[...]` (SCORE)."""
+        multi-hot bool `[..., C]`, True where the sigmoid is at least `threshold` (LABELS), or
+        scores `[...]` (SCORE).
+
+        Raises:
+          ValueError: `threshold` is not strictly between 0 and 1 (`check_label_threshold`;
+            checked whatever the readout, though only LABELS reads it).
+        """
+        threshold = check_label_threshold(threshold)
         logits = np.asarray(logits)
         if self is Readout.CLASSES:
             return np.argmax(logits, axis=-1)
         if self is Readout.LABELS:
-            return sigmoid(logits) >= LABEL_THRESHOLD
+            return sigmoid(logits) >= threshold
         return logits[..., 0]
 
 

@@ -43,7 +43,8 @@ import numpy as np
 from flax import nnx
 from jax.experimental.compilation_cache import compilation_cache
 
-from samp_jax.models.head_kinds import HeadKind, HeadOutput, Readout
+from samp_jax.models.head_kinds import (LABEL_THRESHOLD, HeadKind, HeadOutput, Readout,
+                                       check_label_threshold)
 from samp_jax.models.model import EncoderModel, check_ids
 from samp_jax.models.tokenizer import Tokenizer
 from samp_jax.core.precision import PrecisionMap, precision_of_dtype
@@ -73,8 +74,9 @@ class EngineOutput:
         of `[lengths[i], C]` arrays ('token_classification').
       labels: what the head predicts (`Readout.predict`): the argmax of `logits`, `[N]` or a
         list of `[lengths[i]]` arrays; for a multi-label head (`Readout.LABELS`) `[N, C]`
-        bool, True for every label whose sigmoid is at least `LABEL_THRESHOLD`; None for a
-        sequence head of one output (num_labels=1, a reranker), whose logit is a score.
+        bool, True for every label whose sigmoid is at least the engine's `label_threshold`
+        (`LABEL_THRESHOLD` unless `compile` was given one); None for a sequence head of one
+        output (num_labels=1, a reranker), whose logit is a score.
       label_names: when the head has class names (`head.labels`), the names of `labels`: a
         list of `N` names, or (per token) a list of per-row lists of `lengths[i]` names, or
         (multi-label) a list of `N` lists of the names predicted.
@@ -157,7 +159,7 @@ def compile(model: EncoderModel | QuantizedModel, *, tokenizer: Tokenizer | None
             seq_buckets: Sequence[int] | None = None, batch_size: int | None = None,
             batch_buckets: Sequence[int] | None = None, dtype=None, truncate: bool = False,
             cache_dir: str | os.PathLike | None = None, progress: bool = False,
-            precompile: bool = True) -> "Engine":
+            precompile: bool = True, label_threshold: float | None = None) -> "Engine":
     """Compiles `model` for serving: one executable per (batch bucket, sequence bucket).
 
     Args:
@@ -183,6 +185,9 @@ def compile(model: EncoderModel | QuantizedModel, *, tokenizer: Tokenizer | None
         compiles each bucket the first time a call reaches it (once, thread-safe): less
         compiling for a job whose rows reach few buckets, at the price of a compilation
         inside the calls that reach a new one.
+      label_threshold: a multi-label head's (`Readout.LABELS`) decision threshold: `labels`
+        holds every label whose sigmoid probability is at least it. A number strictly between
+        0 and 1; None: `LABEL_THRESHOLD` (0.5). Only for a multi-label head.
 
     Returns:
       An `Engine`, compiled (every bucket, or none yet with `precompile=False`).
@@ -190,12 +195,14 @@ def compile(model: EncoderModel | QuantizedModel, *, tokenizer: Tokenizer | None
     Raises:
       TypeError: `model` is neither an `EncoderModel` nor a `QuantizedModel`, or `tokenizer`
         is not a `Tokenizer`.
-      ValueError: no tokenizer (neither `tokenizer=` nor `model.tokenizer`), or invalid
-        buckets, batch size or dtype.
+      ValueError: no tokenizer (neither `tokenizer=` nor `model.tokenizer`), invalid
+        buckets, batch size or dtype, or a `label_threshold` that is not strictly between 0
+        and 1 or is given for a head that is not multi-label (checked before compiling).
     """
     return Engine(model, tokenizer=tokenizer, seq_buckets=seq_buckets, batch_size=batch_size,
                   batch_buckets=batch_buckets, dtype=dtype, truncate=truncate,
-                  cache_dir=cache_dir, progress=progress, precompile=precompile)
+                  cache_dir=cache_dir, progress=progress, precompile=precompile,
+                  label_threshold=label_threshold)
 
 
 class Engine:
@@ -213,6 +220,8 @@ class Engine:
       head_kind: the model's head kind name.
       head_declaration: its `HeadKind`, which decides the `EngineOutput` fields.
       readout: how its logits are read (`EncoderModel.readout`), or None.
+      label_threshold: the threshold a multi-label head's label sets are read at
+        (`compile(label_threshold=...)`, else `LABEL_THRESHOLD`); None for other heads.
       labels: the head's class names (`EngineOutput.label_names`), or None.
       seq_buckets, batch_buckets: the shapes served, ascending (all compiled, unless the
         engine was built with `precompile=False`: then those reached so far).
@@ -235,7 +244,7 @@ class Engine:
                  seq_buckets: Sequence[int] | None = None, batch_size: int | None = None,
                  batch_buckets: Sequence[int] | None = None, dtype=None, truncate: bool = False,
                  cache_dir: str | os.PathLike | None = None, progress: bool = False,
-                 precompile: bool = True):
+                 precompile: bool = True, label_threshold: float | None = None):
         if not isinstance(model, (EncoderModel, QuantizedModel)):
             raise TypeError(f"compile needs an EncoderModel or a QuantizedModel, "
                             f"got {type(model).__name__}")
@@ -268,6 +277,7 @@ class Engine:
         self.config = self.model.config
         self.head_kind = self.model.head_kind
         self.readout = self.model.readout
+        self.label_threshold = _label_threshold(label_threshold, self.readout, self.head_kind)
         self.labels = self.model.labels
         self._inputs = InputReader(tokenizer, self.config, limit=self.seq_buckets[-1],
                                    truncate=truncate)
@@ -407,7 +417,8 @@ class Engine:
                                                  or result.shape[-1] == 1):  # a score, no class
             return EngineOutput(**common, logits=result)
         if kind.output is HeadOutput.LOGITS:  # one class, or a set of labels, per row
-            labels = (self.readout or Readout.CLASSES).predict(result)
+            threshold = LABEL_THRESHOLD if self.label_threshold is None else self.label_threshold
+            labels = (self.readout or Readout.CLASSES).predict(result, threshold)
             return EngineOutput(**common, logits=result, labels=labels,
                                 label_names=self._names(labels))
         if kind.output is HeadOutput.EMBEDDING:
@@ -452,6 +463,24 @@ def _declared_head(model) -> HeadKind:
             "return its output: give its class `kind = samp_jax.HeadKind(name, per_token=..., "
             "output=...)`, or a registered kind's name (samp_jax.register_head)")
     return kind
+
+
+def _label_threshold(threshold, readout: Readout | None, head_kind: str) -> float | None:
+    """The threshold a multi-label head's label sets are read at (`LABEL_THRESHOLD` when
+    `threshold` is None); None for any other head.
+
+    Raises:
+      ValueError: a threshold out of (0, 1), or one given for a head that is not multi-label.
+    """
+    if readout is Readout.LABELS:
+        return LABEL_THRESHOLD if threshold is None else check_label_threshold(threshold)
+    if threshold is not None:
+        reads = ("gives no logits" if readout is None else
+                 f"is read as {readout.value} (Readout.{readout.name}), not as label sets")
+        raise ValueError(f"label_threshold={threshold!r} is for a multi-label head "
+                         "(Readout.LABELS, problem_type multi_label_classification); this "
+                         f"model's {head_kind!r} head {reads}: leave label_threshold out")
+    return None
 
 
 def _served_model(model, dtype):

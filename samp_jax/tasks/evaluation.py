@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from samp_jax.models.head_kinds import Readout
+from samp_jax.models.head_kinds import LABEL_THRESHOLD, Readout, check_label_threshold
 from samp_jax.serving.batching import DEFAULT_BUCKETS, length_batches
 from samp_jax.tasks.metrics import IGNORE, Metric, spearman
 from samp_jax.tasks.proxies import (COSINE, KL, LABEL_KL, SCORE, Proxy,  # noqa: F401
@@ -101,6 +101,7 @@ class ClassificationEvaluation(Evaluation):
 
     agreement_name = "same prediction as FP32"
     proxy_kind = KL
+    threshold: float = LABEL_THRESHOLD  # label sets' decision threshold (LabelSetEvaluation)
     _per_batch = ("batches", "_rows")
 
     def __init__(self, task_type: TaskType, metric: Metric | None, labels: Sequence[str] | None,
@@ -122,7 +123,7 @@ class ClassificationEvaluation(Evaluation):
 
     def predicted(self, outputs: Sequence[np.ndarray]) -> np.ndarray:
         """What the head predicts for each row (or token), read as the task type reads it."""
-        return self.task_type.readout.predict(self.gather(outputs))
+        return self.task_type.readout.predict(self.gather(outputs), self.threshold)
 
     def evidence(self, outputs) -> np.ndarray | None:
         if self.partial or self.task_metric is None:
@@ -131,7 +132,7 @@ class ClassificationEvaluation(Evaluation):
 
     def score(self, outputs, reference=None) -> dict[str, float]:
         out = task_score(self.task_type, self.task_metric, self.labels, self.gather(outputs),
-                         self.encoded)
+                         self.encoded, threshold=self.threshold)
         if reference is not None:
             out["agreement"] = self.agreement(outputs, reference)
         return out
@@ -158,11 +159,21 @@ class ClassificationEvaluation(Evaluation):
 
 class LabelSetEvaluation(ClassificationEvaluation):
     """Multi-label sequence classification: a sigmoid per label; a row's predicted labels are
-    those with a probability of at least `LABEL_THRESHOLD` (`Readout.LABELS`), scored by
-    micro-F1 against the gold label sets; the proxy is the per-label binary KL."""
+    those with a probability of at least `threshold` (`Readout.LABELS`), scored by micro- or
+    macro-F1 against the gold label sets, and compared with the reference's label sets at the
+    same threshold (`agreement`); the proxy, the per-label binary KL of the probabilities, does
+    not depend on it.
+
+    Attributes:
+      threshold: the decision threshold, strictly between 0 and 1 (default `LABEL_THRESHOLD`).
+    """
 
     agreement_name = "same label set as FP32"
     proxy_kind = LABEL_KL
+
+    def __init__(self, *args, threshold: float = LABEL_THRESHOLD, **kwargs):
+        self.threshold = check_label_threshold(threshold)
+        super().__init__(*args, **kwargs)
 
     def agreement(self, outputs, reference) -> float:
         """The share of rows whose predicted label set is the reference's, label for label."""

@@ -31,7 +31,7 @@ from samp_jax.data import (
     snli_splits,
     wnut16_splits,
 )
-from samp_jax.models.head_kinds import HeadKind, Readout
+from samp_jax.models.head_kinds import LABEL_THRESHOLD, HeadKind, Readout, check_label_threshold
 from samp_jax.models.model import check_ids
 from samp_jax.serving.batching import DEFAULT_BUCKETS, length_batches
 from samp_jax.serving.forward import jit_forward
@@ -67,6 +67,10 @@ class Task:
         that is only evaluated).
       max_length: tokens per example (longer ones are truncated).
       source: where the data came from (a file, a package), for reports.
+      label_threshold: a multi-label task type's decision threshold: a row's predicted labels
+        are those whose sigmoid probability is at least it, wherever the task scores label sets
+        (its `evaluation`, `score`, the search's metric). Strictly between 0 and 1; task types
+        that read no label sets keep `LABEL_THRESHOLD`.
     """
 
     name: str
@@ -75,6 +79,21 @@ class Task:
     splits: TaskSplits
     max_length: int = DEFAULT_MAX_LENGTH
     source: str = ""
+    label_threshold: float = LABEL_THRESHOLD
+
+    def __post_init__(self):
+        threshold = check_label_threshold(self.label_threshold)
+        if threshold != LABEL_THRESHOLD and self.task_type.readout is not Readout.LABELS:
+            raise ValueError(f"task {self.name!r} ({self.task_type.name}) reads no label sets; "
+                             f"label_threshold={self.label_threshold!r} is for the multi-label "
+                             "task types (text_multi_label, text_pair_multi_label)")
+        object.__setattr__(self, "label_threshold", threshold)  # a float, whatever was given
+
+    @property
+    def decision_threshold(self) -> float | None:
+        """The threshold its label sets are scored at (`label_threshold`) for a multi-label
+        task type, None for the others: what a report records beside the metric."""
+        return self.label_threshold if self.task_type.readout is Readout.LABELS else None
 
     @property
     def head(self) -> HeadKind:
@@ -149,10 +168,13 @@ class Task:
         """The `Evaluation` of `split` (all of it, or a fixed seeded subset)."""
         _require_tokenizer(tokenizer)
         examples = self.examples(split, max_examples=max_examples, seed=seed)
-        if self.task_type.readout is not None:  # logits, read as the task type reads them
-            return EVALUATIONS[self.task_type.readout](
+        readout = self.task_type.readout
+        if readout is not None:  # logits, read as the task type reads them
+            options = {"threshold": self.label_threshold} if readout is Readout.LABELS else {}
+            return EVALUATIONS[readout](
                 self.task_type, self.task_type.metric_for(examples), self.labels,
-                self.encode(tokenizer, examples), batch_size=batch_size or 64, buckets=buckets)
+                self.encode(tokenizer, examples), batch_size=batch_size or 64, buckets=buckets,
+                **options)
         return EmbeddingEvaluation(tokenizer, examples, metric=self.task_type.metric_for(examples),
                                    batch_size=batch_size or 128, buckets=buckets)
 
@@ -190,8 +212,9 @@ class Task:
 
     def score(self, logits: np.ndarray, encoded: EncodedSplit) -> dict[str, float]:
         """The task metric from logits aligned with `encoded` rows, read as the task type reads
-        them (a class, a set of labels or a score per row)."""
-        return task_score(self.task_type, self.task_metric, self.labels, logits, encoded)
+        them (a class, a set of labels at `label_threshold`, or a score per row)."""
+        return task_score(self.task_type, self.task_metric, self.labels, logits, encoded,
+                          threshold=self.label_threshold)
 
 
 def _require_tokenizer(tokenizer) -> None:

@@ -13,7 +13,7 @@ An example is a plain dict with canonical fields:
   or a regression cross-encoder);
 - `text_multi_label`, `text_pair_multi_label`: `text` (and `text_pair`) with `labels`, the
   list of label ids that apply (possibly none), against a multi-label sequence head (a
-  sigmoid per label; micro-F1 at `LABEL_THRESHOLD`).
+  sigmoid per label; micro-F1 at the task's `label_threshold`, `LABEL_THRESHOLD` unless given).
 
 Each type says how it reads a head's logits (`readout`, a `samp_jax.models.Readout`), which
 `check_head_fits` compares with the model's own.
@@ -29,6 +29,7 @@ import numpy as np
 
 from samp_jax.data.wnut16 import align_labels
 from samp_jax.models.head_kinds import (
+    LABEL_THRESHOLD,
     SENTENCE_EMBEDDING,
     SEQUENCE_CLASSIFICATION,
     TOKEN_CLASSIFICATION,
@@ -272,11 +273,13 @@ def sequence_type(readout: Readout, pair: bool) -> TaskType:
 
 
 def task_score(task_type: TaskType, metric: Metric, labels: Sequence[str] | None,
-               logits: np.ndarray, encoded: EncodedSplit) -> dict[str, float]:
+               logits: np.ndarray, encoded: EncodedSplit, *,
+               threshold: float = LABEL_THRESHOLD) -> dict[str, float]:
     """`metric` (`{'metric', 'value', 'examples'}` and the metric's details, e.g. entity F1's
     precision and recall) of what the head predicts from logits aligned with `encoded` rows,
-    read as the task type reads them (`Readout.predict`)."""
-    evidence = metric.evidence(task_type.readout.predict(logits), encoded.labels, labels)
+    read as the task type reads them (`Readout.predict`; label sets at `threshold`)."""
+    predicted = task_type.readout.predict(logits, threshold)
+    evidence = metric.evidence(predicted, encoded.labels, labels)
     details = {} if metric.details is None else metric.details(evidence)
     return {"metric": metric.name, "value": metric.value(evidence), "examples": len(encoded),
             **{name: float(value) for name, value in details.items()}}

@@ -73,7 +73,9 @@ def run_search(model, tokenizer, task: Task, config: SearchConfig | None = None,
 
     Args:
       model, tokenizer: the float model and its tokenizer.
-      task: the task (its calibration, search and test splits).
+      task: the task (its calibration, search and test splits). A multi-label task's metric,
+        on the search split and the test split alike, is measured at its `label_threshold`,
+        which the summary records (`label_threshold`; None for other task types).
       config: the search settings (`calibrate.SearchConfig`; default: all defaults). Its
         `target` sets the options, the dtype between sites and the latency model; its
         `calibration` ('auto': each static INT8 site keeps the least harmful of
@@ -117,6 +119,7 @@ def run_search(model, tokenizer, task: Task, config: SearchConfig | None = None,
         summary = write_report(result, staging, test_metrics=test, command=command, extra={
             "model": description, "task": task.name, "task_type": task.task_type.name,
             "data": task.source, "split_sizes": task.sizes(), "out": str(out),
+            "label_threshold": task.decision_threshold,
             "quantized_model": str(Path(out) / "model"), "test_examples": evaluator.num_examples,
             "total_seconds": time.perf_counter() - start,
             "compute_dtype": jnp.dtype(target.dtype).name})  # between GEMM sites

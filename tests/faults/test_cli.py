@@ -113,6 +113,43 @@ def test_bad_distributed_options_are_usage_errors(args, message, capsys, no_slow
     _one_line_error(capsys, code, 2, message)
 
 
+THRESHOLD_COMMANDS = [["predict", "--out", "p.jsonl"], ["eval"], ["search"]]
+BAD_THRESHOLDS = [("0", "0 must be strictly between 0 and 1"),
+                  ("1", "1 must be strictly between 0 and 1"),
+                  ("-0.1", "-0.1 must be strictly between 0 and 1"),
+                  ("nan", "'nan' is not a finite number"), ("abc", "'abc' is not a number")]
+
+
+@pytest.mark.parametrize("command", THRESHOLD_COMMANDS, ids=lambda c: c[0])
+@pytest.mark.parametrize("value, message", BAD_THRESHOLDS, ids=[v for v, _ in BAD_THRESHOLDS])
+def test_a_threshold_outside_0_to_1_is_a_usage_error(command, value, message, capsys,
+                                                     no_slow_work):
+    with pytest.raises(SystemExit) as info:
+        main([*command, "--model", "m", "--data", "d", "--threshold", value])
+    _one_line_error(capsys, info.value.code, 2, f"argument --threshold: {message}")
+
+
+def test_a_threshold_for_a_model_that_is_not_multi_label_is_refused_before_any_work(
+        files, tmp_path, capsys, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("the command began its slow work with a threshold it cannot use")
+    monkeypatch.setattr(cli.predictions, "write", refuse)
+    monkeypatch.setattr(cli, "make_evaluator", refuse)
+    monkeypatch.setattr(cli, "run_search", refuse)
+    outs = {"predict": ["--out", str(tmp_path / "p.jsonl")], "search": ["--out", str(tmp_path / "s")]}
+    for command in ("predict", "eval", "search"):
+        code = main([command, "--model", str(files / "model"), "--data", str(files / "data.csv"),
+                     *outs.get(command, []), "--threshold", "0.3"])
+        _one_line_error(capsys, code, 2, "--threshold 0.3 is for a multi-label model",
+                        "the sequence_classification head of", "is read as classes")
+
+
+def test_a_threshold_with_a_built_in_task_is_refused_before_its_model_loads(capsys, no_slow_work):
+    code = main(["eval", "--data", "snli", "--threshold", "0.3"])
+    _one_line_error(capsys, code, 2, "--threshold is for a multi-label model",
+                    "the built-in snli task is not multi-label")
+
+
 # ------------------------------------------------------------------------ output paths
 def test_empty_out_is_a_usage_error_for_every_command(capsys, no_slow_work):
     for command in (["calibrate"], ["search"], ["predict", "--model", "m", "--data", "d"],

@@ -1,12 +1,13 @@
 """A multi-label sequence head (a sigmoid per label, HF's multi_label_classification): its data,
-metric, search proxy, head/task fit, serving, predictions and fine-tuning, and fine-tuning the
-one-output head too."""
+metric, search proxy, head/task fit, serving, predictions and fine-tuning, the decision
+threshold through each of them, and fine-tuning the one-output head too."""
 
 from __future__ import annotations
 
 import dataclasses
 import functools
 import json
+import re
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ import samp_jax as sj
 from calibrate.search.objectives import UnlabelledObjective, task_objective
 from samp_jax.app.cli import main
 from samp_jax.models import Readout, make_head, save_pretrained
+from samp_jax.serving import CompileCounter
 from samp_jax.serving.forward import jit_forward
 from samp_jax.tasks import LabelSetEvaluation, load_task
 from samp_jax.tasks.chance import chance_level
@@ -24,7 +26,7 @@ from samp_jax.tasks.proxies import LABEL_KL
 from samp_jax.tasks.task import check_head_fits, evaluate
 from samp_jax.training import FinetuneConfig, finetune
 from samp_jax.workflows.pipeline import run_search
-from tests.helpers import TINY_CONFIG, random_batches
+from tests.helpers import TINY_CONFIG, random_batches, tiny_classifier
 
 WORDS = "good bad movie film day night river city warm cold".split()
 NAMES = ("cold", "good", "river")  # a row holds a label when its text holds the word
@@ -128,8 +130,8 @@ def test_a_csv_label_set_is_read_as_one_when_the_task_type_says_so(tmp_path):
 
 
 # ---------------------------------------------------------------------------- metric
-def _numpy_f1(logits: np.ndarray, gold: np.ndarray) -> tuple[float, float]:
-    predicted = 1.0 / (1.0 + np.exp(-logits)) >= 0.5
+def _numpy_f1(logits: np.ndarray, gold: np.ndarray, threshold: float = 0.5) -> tuple[float, float]:
+    predicted = 1.0 / (1.0 + np.exp(-logits)) >= threshold
     gold = gold.astype(bool)
     tp, fp, fn = (predicted & gold).sum(0), (predicted & ~gold).sum(0), (~predicted & gold).sum(0)
     micro = 2 * tp.sum() / (2 * tp.sum() + fp.sum() + fn.sum())
@@ -245,12 +247,127 @@ def test_the_engine_predicts_label_sets_by_the_sigmoid_threshold(minilm_dir):
     model = _model()
     model.tokenizer = sj.Tokenizer.from_pretrained(minilm_dir)
     texts = [r["text"] for r in _rows(12)]
-    out = sj.compile(model, seq_buckets=(16,), batch_size=4)(texts)
+    engine = sj.compile(model, seq_buckets=(16,), batch_size=4)
+    out = engine(texts)
     expected = 1 / (1 + np.exp(-out.logits)) >= 0.5
+    assert engine.label_threshold == 0.5
     assert out.labels.shape == (12, 3) and out.labels.dtype == bool
     np.testing.assert_array_equal(out.labels, expected)
     assert out.label_names == [[NAMES[i] for i in np.flatnonzero(row)] for row in expected]
     assert {len(names) for names in out.label_names} - {1}  # not one label per row
+
+
+# --------------------------------------------------------------------------- threshold
+P = np.array([0.4, 0.2, 0.7])  # the sigmoids of NAMES in every row of `_constant_model`
+LOGITS = np.log(P / (1 - P))
+AT_0_3, AT_0_5 = ["cold", "river"], ["river"]  # what a row predicts at each threshold
+
+
+def _constant_model():
+    """A multi-label model whose every row has the sigmoids `P`: 'cold' (0.4) is predicted at
+    a threshold of 0.3, not at 0.5."""
+    rngs = nnx.Rngs(0)
+    head = make_head("sequence_classification", CONFIG, num_labels=3, rngs=rngs, labels=NAMES,
+                     problem_type=MULTI)
+    model = sj.EncoderModel(CONFIG, head, rngs=rngs)
+    model.head.classifier.kernel[...] = np.zeros_like(model.head.classifier.kernel[...])
+    model.head.classifier.bias[...] = LOGITS.astype(np.float32)
+    return model
+
+
+def test_readout_reads_label_sets_at_the_threshold_given():
+    other = np.log(np.array([0.9, 0.05, 0.35]) / (1 - np.array([0.9, 0.05, 0.35])))
+    logits = np.stack([LOGITS, other])
+    np.testing.assert_array_equal(Readout.LABELS.predict(logits), [[0, 0, 1], [1, 0, 0]])
+    np.testing.assert_array_equal(Readout.LABELS.predict(logits, 0.3), [[1, 0, 1], [1, 0, 1]])
+    np.testing.assert_array_equal(Readout.LABELS.predict(logits, np.float32(0.8)), [[0, 0, 0], [1, 0, 0]])
+    np.testing.assert_array_equal(Readout.CLASSES.predict(logits, 0.3), [2, 0])  # no threshold
+
+
+@pytest.mark.parametrize("bad", [0, 1, -0.1, 1.5, float("nan"), float("inf"), "0.3", None, True])
+def test_a_threshold_outside_0_to_1_is_refused_naming_it(bad):
+    for readout in (Readout.LABELS, Readout.CLASSES):
+        with pytest.raises(ValueError, match=rf"label threshold {re.escape(repr(bad))} must be a "
+                                             "number strictly between 0 and 1"):
+            readout.predict(np.stack([LOGITS]), bad)
+
+
+def test_the_engine_reads_label_sets_at_its_label_threshold():
+    model = _constant_model()
+    model.tokenizer = _minilm_tokenizer()
+    engine = sj.compile(model, seq_buckets=(16,), batch_buckets=(4,), label_threshold=0.3)
+    out = engine(["a good day", "a cold river", "night"])
+    assert engine.label_threshold == 0.3
+    np.testing.assert_allclose(1 / (1 + np.exp(-out.logits)), np.tile(P, (3, 1)), atol=1e-6)
+    assert out.label_names == [AT_0_3] * 3
+    np.testing.assert_array_equal(out.labels, np.tile([True, False, True], (3, 1)))
+    one_class = tiny_classifier(num_labels=3)
+    one_class.tokenizer = model.tokenizer
+    with CompileCounter() as counter:  # both refused before anything compiles
+        with pytest.raises(ValueError, match=r"label threshold 1\.0 must be a number strictly"):
+            sj.compile(model, seq_buckets=(16,), batch_buckets=(4,), label_threshold=1.0)
+        with pytest.raises(ValueError, match=r"label_threshold=0\.3 is for a multi-label head "
+                                             r"\(Readout\.LABELS.*this model's 'sequence_classification' "
+                                             r"head is read as classes \(Readout\.CLASSES\)"):
+            sj.compile(one_class, seq_buckets=(16,), batch_buckets=(4,), label_threshold=0.3)
+    assert counter.count == 0
+
+
+def test_f1_agreement_and_the_search_metric_are_measured_at_the_tasks_threshold(tokenizer):
+    default = load_task(_rows(), labels=NAMES)
+    task = dataclasses.replace(default, label_threshold=0.3)
+    evaluation, at_default = (t.evaluation(tokenizer, "test", batch_size=8) for t in (task, default))
+    assert evaluation.threshold == 0.3 and at_default.threshold == 0.5
+    constant = [np.tile(LOGITS, (len(b["input_ids"]), 1)) for b in evaluation.batches]
+    gold = evaluation.encoded.labels
+    rows = np.tile(LOGITS, (len(gold), 1))
+    micro, macro = _numpy_f1(rows, gold, 0.3)
+    assert micro != pytest.approx(_numpy_f1(rows, gold, 0.5)[0])  # the threshold matters here
+    score = evaluation.score(constant)
+    assert score["value"] == pytest.approx(micro) and score["macro_f1"] == pytest.approx(macro)
+    assert evaluation.metric(constant) == pytest.approx(micro)  # what the search compares
+    assert at_default.score(constant)["value"] == pytest.approx(_numpy_f1(rows, gold, 0.5)[0])
+    encoded = task.encode(tokenizer, task.split("test"))
+    assert task.score(rows, encoded)["value"] == pytest.approx(micro)
+    moved = [c.copy() for c in constant]  # 'cold' at 0.6: predicted at 0.3 and 0.5 alike
+    for m in moved:
+        m[:, 0] = np.log(0.6 / 0.4)
+    assert evaluation.score(constant, moved)["agreement"] == 1.0
+    assert at_default.score(constant, moved)["agreement"] == 0.0
+    assert evaluation.proxy(constant, moved) == at_default.proxy(constant, moved) > 0
+    objective = task_objective(_constant_model(), task, tokenizer, max_examples=8)
+    assert objective.evaluation.threshold == 0.3
+    with pytest.raises(ValueError, match="label threshold 0 must be a number strictly between 0 and 1"):
+        dataclasses.replace(task, label_threshold=0)
+    classes = load_task([{"text": r["text"], "label": NAMES[i % 3]} for i, r in enumerate(_rows())])
+    with pytest.raises(ValueError, match=r"reads no label sets; label_threshold=0\.3 is for the "
+                                         r"multi-label task types"):
+        dataclasses.replace(classes, label_threshold=0.3)
+
+
+def test_the_command_line_reads_label_sets_at_the_threshold_given(tmp_path, capsys, minilm_dir):
+    folder = save_pretrained(_constant_model(), tmp_path / "constant", tokenizer_dir=minilm_dir)
+    data, out = tmp_path / "rows.jsonl", tmp_path / "p.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in _rows(60)))
+    code = main(["predict", "--model", str(folder), "--data", str(data), "--out", str(out),
+                 "--batch-size", "1", "--threshold", "0.3", "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert json.loads(captured.out) == {"predictions": str(out), "rows": 60, "label_threshold": 0.3}
+    written = [json.loads(line) for line in out.read_text().splitlines()]
+    assert {tuple(r["labels"]) for r in written} == {tuple(AT_0_3)}
+    assert all(r["scores"]["cold"] == pytest.approx(0.4, abs=1e-6) for r in written)
+    code = main(["eval", "--model", str(folder), "--data", str(data), "--precision", "fp16",
+                 "--threshold", "0.3", "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    result = json.loads(captured.out)
+    test = load_task(data, labels=NAMES).split("test")  # the split eval scores (seed 0)
+    gold = np.array([[i in e["labels"] for i in range(3)] for e in test], int)
+    rows = np.tile(LOGITS, (len(gold), 1))
+    assert result["label_threshold"] == 0.3 and result["rows"][0]["examples"] == len(gold)
+    assert result["rows"][0]["value"] == pytest.approx(_numpy_f1(rows, gold, 0.3)[0])
+    assert result["rows"][0]["value"] != pytest.approx(_numpy_f1(rows, gold, 0.5)[0])
 
 
 # ------------------------------------------------------------------------- fine-tuning
@@ -288,10 +405,13 @@ def test_the_command_line_serves_a_multi_label_model_end_to_end(tmp_path, capsys
     first = json.loads((tmp_path / "p.jsonl").read_text().splitlines()[0])
     assert set(first) == {"text", "labels", "scores", "truncated"} and set(first["scores"]) == set(NAMES)
     assert first["labels"] == [n for n in NAMES if first["scores"][n] >= 0.5]
+    assert result["label_threshold"] == 0.5  # the default, recorded beside the metric
     assert main_ok(["search", "--model", str(folder), "--data", str(data), "--out", str(tmp_path / "s"),
-                    "--json"], capsys)
+                    "--threshold", "0.3", "--json"], capsys)
     summary = json.loads((tmp_path / "s" / "summary.json").read_text())
     assert summary["metric"] == "micro_f1" and "chosen" in summary["test"]
+    assert summary["label_threshold"] == 0.3
+    assert "every label whose sigmoid is at least 0.3" in (tmp_path / "s" / "report.md").read_text()
     assert sj.load(tmp_path / "s" / "model").readout is Readout.LABELS
     tuned = tmp_path / "tuned"
     assert main_ok(["finetune", "--model", str(folder), "--data", str(data), "--out", str(tuned),
