@@ -1,5 +1,6 @@
-"""Mutation check of the quantization core: deliberate faults, one at a time, each run against
-the fast tests that should catch it. Every mutant must be killed (some selected test fails).
+"""Mutation check of the quantization core and of what feeds it or reads its outputs (PyTorch
+weights, multi-label readouts, the search's proxy): deliberate faults, one at a time, each run
+against the fast tests that should catch it. Every mutant must be killed (some selected test fails).
 
 The tree is never modified: the packages and tests are copied to a temporary folder, each
 mutant is a source-text patch applied there (the original text must occur exactly once, so a
@@ -39,6 +40,8 @@ SITE = "tests/samp_jax/ops/test_site_numerics.py"
 FUSED = "tests/samp_jax/ops/test_fused_numerics.py"
 PTQ_SITE = "tests/samp_jax/ptq/test_site_reference.py"
 EXECUTED = "tests/samp_jax/ops/test_executed.py"
+MULTI_LABEL = "tests/samp_jax/tasks/test_multi_label.py"
+TORCH_PICKLE = "tests/samp_jax/models/test_torch_pickle.py"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,6 +150,31 @@ MUTANTS = (
            "pallas_kernels/layernorm_quant/triton.py",
            "        yq = yq * input_scale\n", "        yq = yq\n",
            (FUSED, "-k", "smooth_static")),
+    Mutant("label_sets_read_by_argmax",
+           "a multi-label head predicts only its top label, as a softmax head would",
+           "samp_jax/models/head_kinds.py",
+           "            return sigmoid(logits) >= threshold\n",
+           "            return np.eye(logits.shape[-1], dtype=bool)[np.argmax(logits, axis=-1)]\n",
+           (MULTI_LABEL, "-k", "readout or f1 or engine_predicts")),
+    Mutant("label_threshold_ignored", "label sets are read at 0.5 whatever threshold is given",
+           "samp_jax/models/head_kinds.py",
+           "            return sigmoid(logits) >= threshold\n",
+           "            return sigmoid(logits) >= LABEL_THRESHOLD\n",
+           (MULTI_LABEL, "-k", "threshold")),
+    Mutant("label_kl_over_rows", "the search's label KL is averaged over rows instead of labels",
+           "samp_jax/tasks/proxies.py",
+           "(log_not_p - log_not_q), axis=-1)", "(log_not_p - log_not_q), axis=0)",
+           (MULTI_LABEL, "-k", "label_kl")),
+    Mutant("torch_stride_ignored",
+           "PyTorch tensors are read as contiguous whatever their stride (a transposed view)",
+           "samp_jax/models/torch_pickle.py",
+           "strides=[s * itemsize for s in stride]", "strides=None",
+           (TORCH_PICKLE, "-k", "every_dtype")),
+    Mutant("torch_offset_ignored",
+           "PyTorch tensors are read from the start of their storage whatever their offset",
+           "samp_jax/models/torch_pickle.py",
+           "elements[offset:] if all(size)", "elements if all(size)",
+           (TORCH_PICKLE, "-k", "every_dtype")),
 )
 
 
