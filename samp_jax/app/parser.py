@@ -123,7 +123,7 @@ def _add_finetune(sub) -> None:
 def _add_predict(sub) -> None:
     """`samp-jax predict`: one JSON line per input row."""
     pr = sub.add_parser("predict", help="write one JSON line per input row (label, tags and entities, or embedding)")
-    _add_data(pr)
+    _add_data(pr, inputs_only=True)
     pr.add_argument("--out", required=True, help="predictions file (JSON Lines)")
     pr.add_argument("--batch-size", type=positive_int, default=32)
     _add_threshold(pr, "each row's labels are those at or above it")
@@ -167,7 +167,15 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
                         "folder that declares none, overrides the one it declares")
 
 
-def _add_data(p: argparse.ArgumentParser, *, model_required: bool = False) -> None:
+# The columns of a model's inputs, and those of its gold (labels, tags, scores).
+INPUT_COLUMNS = ("text", "text-pair", "tokens")
+GOLD_COLUMNS = ("label", "tags", "score")
+
+
+def _add_data(p: argparse.ArgumentParser, *, model_required: bool = False,
+              inputs_only: bool = False) -> None:
+    """`--model`, `--data` and how the data is read. `inputs_only` (`predict`): only the input
+    columns, no task type, splits or seed, which such a command never uses."""
     p.add_argument("--model", default=None, required=model_required, type=path_or_name,
                    help=f"an HF model folder, a folder samp-jax wrote, or {PACKAGED_MODEL!r} (the packaged "
                         "all-MiniLM-L6-v2); with built-in --data it may be left out")
@@ -175,14 +183,17 @@ def _add_data(p: argparse.ArgumentParser, *, model_required: bool = False) -> No
     p.add_argument("--data", "--task", dest="data", default=None, type=path_or_name,
                    help="a CSV/TSV/JSONL/Parquet file, a datasets.save_to_disk folder, or one of "
                         f"{sorted(TASKS)}")
-    p.add_argument("--task-type", default=None, choices=sorted(TASK_TYPES),
-                   help="default: inferred from the columns and the model's head")
-    for field in ("text", "text-pair", "label", "tokens", "tags", "score"):
+    if not inputs_only:
+        p.add_argument("--task-type", default=None, choices=sorted(TASK_TYPES),
+                       help="default: inferred from the columns and the model's head")
+    for field in INPUT_COLUMNS + (() if inputs_only else GOLD_COLUMNS):
         p.add_argument(f"--{field}-column", default=None, metavar="NAME",
                        help=f"column holding the {field.replace('-', ' ')} (default: a usual name)")
-    p.add_argument("--split-file", action="append", metavar="SPLIT=PATH",
-                   help=f"an explicit file for one split ({', '.join(SPLITS)}); repeatable")
-    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the data splits and subsets")
+    if not inputs_only:
+        p.add_argument("--split-file", action="append", metavar="SPLIT=PATH",
+                       help=f"an explicit file for one split ({', '.join(SPLITS)}); repeatable")
+        p.add_argument("--seed", type=non_negative_int, default=0,
+                       help="seed of the data splits and subsets")
     p.add_argument("--json", action="store_true", help="print the JSON result alone on stdout")
 
 

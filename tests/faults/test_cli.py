@@ -83,6 +83,17 @@ def test_bad_numbers_are_usage_errors_naming_the_argument(args, argument, capsys
     assert f"argument {argument}" in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("option", [["--label-column", "gold"], ["--tags-column", "ner"],
+                                    ["--score-column", "s"], ["--task-type", "text_classification"],
+                                    ["--split-file", "test=t.csv"], ["--seed", "3"]])
+def test_predict_refuses_options_it_would_not_use(option, capsys, no_slow_work):
+    """predict reads only a model's inputs: gold columns, a task type, splits or a seed would be
+    silently ignored, so they are usage errors."""
+    with pytest.raises(SystemExit) as info:
+        main(["predict", "--model", "m", "--data", "d.csv", "--out", "p.jsonl", *option])
+    _one_line_error(capsys, info.value.code, 2, f"unrecognized arguments: {option[0]}")
+
+
 @pytest.mark.parametrize("precision", ["", " ", ",", "fp16,,fp8", "fp16, ,fp8", "fp16,"])
 def test_empty_precision_items_are_refused(precision, capsys, no_slow_work):
     code = main(["eval", "--model", "minilm", "--data", "snli-embed", "--precision", precision])
