@@ -16,8 +16,10 @@ from samp_jax.models.head_kinds import (
     Readout,
 )
 from samp_jax.models.heads import (
+    DENSE_ACTIVATIONS,
     HEAD_KINDS,
     POOLING_MODES,
+    DenseLayer,
     SentenceEmbedder,
     SequenceClassifier,
     TokenClassifier,
@@ -31,9 +33,9 @@ from samp_jax.models.model import EncoderModel, check_ids, check_inputs, checked
 from samp_jax.models.st_folder import read_pooling
 from samp_jax.models.tokenizer import Tokenizer, check_fits
 
-__all__ = ["FAMILIES", "HEAD_KINDS", "NO_HEAD", "POOLING_MODES", "PROBLEM_TYPES", "SENTENCE_EMBEDDING",
+__all__ = ["DENSE_ACTIVATIONS", "FAMILIES", "HEAD_KINDS", "NO_HEAD", "POOLING_MODES", "PROBLEM_TYPES", "SENTENCE_EMBEDDING",
            "SEQUENCE_CLASSIFICATION", "TOKEN_CLASSIFICATION", "CheckpointError", "ConfigError",
-           "Embeddings", "Encoder", "EncoderConfig", "EncoderLayer", "EncoderModel", "Family", "GemmSite",
+           "DenseLayer", "Embeddings", "Encoder", "EncoderConfig", "EncoderLayer", "EncoderModel", "Family", "GemmSite",
            "HeadKind", "HeadOutput", "KeyRule", "LayerNorm", "Readout", "SentenceEmbedder", "SequenceClassifier",
            "TokenClassifier", "Tokenizer", "attention", "check_fits", "check_ids", "check_inputs",
            "checked", "cosine_similarity", "detect_head", "get_family", "get_head_kind", "head_kinds", "load_pretrained", "make_head", "read_pooling", "register_family",
