@@ -22,7 +22,7 @@ _EXPORTS = {
     "minilm_path": "samp_jax.core.assets",
     "load": "samp_jax.ptq.loading",
     **dict.fromkeys((
-        "CheckpointError", "ConfigError", "Embeddings", "Encoder", "EncoderConfig",
+        "CheckpointError", "ConfigError", "DenseLayer", "Embeddings", "Encoder", "EncoderConfig",
         "EncoderLayer", "EncoderModel", "GemmSite", "HeadKind", "HeadOutput", "SentenceEmbedder",
         "SequenceClassifier", "TokenClassifier", "Tokenizer", "cosine_similarity", "load_pretrained",
         "register_family", "register_head", "save_pretrained"), "samp_jax.models"),
@@ -56,7 +56,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # what static tools see; at run time the names load on first use
     from samp_jax.core.assets import minilm_path
     from samp_jax.ptq.loading import load
-    from samp_jax.models import (CheckpointError, ConfigError, Embeddings, Encoder, EncoderConfig,
+    from samp_jax.models import (CheckpointError, ConfigError, DenseLayer, Embeddings, Encoder, EncoderConfig,
                                  EncoderLayer, EncoderModel, GemmSite, HeadKind, HeadOutput,
                                  SentenceEmbedder, SequenceClassifier, TokenClassifier, Tokenizer,
                                  cosine_similarity,

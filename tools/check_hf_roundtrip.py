@@ -6,7 +6,8 @@ Two steps in two venvs, run by `make golden` after the goldens are written:
     .venv/bin/python tools/check_hf_roundtrip.py export --out DIR   # samp-jax: load, re-save
     .golden-venv/bin/python tools/check_hf_roundtrip.py verify DIR  # HF: load, compare
 
-`export` loads each folder under tests/golden/families, writes it back with `save_pretrained`
+`export` loads each folder under tests/golden/families (and tests/golden/st_dense's sentence
+model with Dense projections), writes it back with `save_pretrained`
 and stores samp-jax's outputs on the golden inputs; `verify` loads each written folder with the
 HF class its `architectures` names (or SentenceTransformer) and compares.
 """
@@ -20,6 +21,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 FAMILIES = ROOT / "tests" / "golden" / "families"
+# A sentence-transformers folder with Dense projections (only its `sentence/` head).
+ST_DENSE = ROOT / "tests" / "golden" / "st_dense"
 HEADS = ("base", "seqcls", "tokcls", "sentence")
 # Extra checkpoint folders a family may carry, without a tokenizer: DeBERTa's v2-style encoder
 # (`variant/`) and its classifier without relative attention (`nonrelative/`).
@@ -32,21 +35,23 @@ def export(out: Path) -> None:
     from samp_jax import load, load_pretrained
     from samp_jax.models import save_pretrained
 
-    for family in sorted(p for p in FAMILIES.iterdir() if p.is_dir()):
+    sources = [(family, HEADS + tuple(v for v in VARIANTS if (family / v).is_dir()))
+               for family in sorted(p for p in FAMILIES.iterdir() if p.is_dir())]
+    for family, heads in sources + [(ST_DENSE, ("sentence",))]:
         golden = np.load(family / "golden.npz")
         texts = json.loads((family / "texts.json").read_text())
-        heads = HEADS + tuple(v for v in VARIANTS if (family / v).is_dir())
         for head in heads:  # variants carry no tokenizer: only `sentence` encodes texts
             model = load(family / head) if head in HEADS else load_pretrained(family / head)
             folder = out / family.name / head
             save_pretrained(model, folder)
             arrays = {}
             for batch in ("single", "pair"):
-                inputs = [golden[f"{batch}_{key}"] for key in KEYS]
                 if head == "sentence":  # SentenceTransformer encodes texts: the pairs' first texts
                     rows = texts["single"] if batch == "single" else texts["pair_sentence_texts"]
                     encoded = model.tokenizer(rows, truncation=True)
                     inputs = [encoded[key] for key in KEYS]
+                else:
+                    inputs = [golden[f"{batch}_{key}"] for key in KEYS]
                 arrays |= {f"{batch}_{key}": value for key, value in zip(KEYS, inputs)}
                 arrays[f"{batch}_ours"] = np.asarray(model(*inputs), np.float32)
             np.savez(folder / "ours.npz", **arrays)
@@ -74,7 +79,8 @@ def verify(out: Path) -> None:
                     np.linalg.norm(value, axis=-1) * np.linalg.norm(ours[f"{batch}_ours"], axis=-1))
                 ok = cosine.min() >= 1 - 1e-6
                 print(f"{folder.parent.name}/{head} {batch}: SentenceTransformer cosine min "
-                      f"{cosine.min():.8f} {'ok' if ok else 'MISMATCH'}")
+                      f"{cosine.min():.8f}, max |diff| {np.abs(value - ours[f'{batch}_ours']).max():.2e} "
+                      f"{'ok' if ok else 'MISMATCH'}")
                 failures += [] if ok else [f"{folder} {batch}"]
             continue
         cls = getattr(transformers, config["architectures"][0])

@@ -5,6 +5,7 @@ this needs; torch never becomes a dependency of samp-jax itself.
 
 Usage: python tools/make_golden.py --minilm MODEL_DIR --out tests/golden
        python tools/make_golden.py --families-only --out tests/golden   (tests/golden/families only)
+       python tools/make_golden.py --st-dense-only --out tests/golden   (tests/golden/st_dense only)
 """
 
 import argparse
@@ -565,6 +566,80 @@ def torch_pickles(out: Path) -> None:
     print(f"{out.name}: {len(state)} tensors in both layouts")
 
 
+# A sentence-transformers model with Dense projections (as LaBSE's or distiluse's): cls and mean
+# pooling of a tiny BERT -> Dense(tanh, sentence-transformers 5.x's own save, safetensors) ->
+# Dense(identity, no bias, narrower; the classic type and config, weights as torch.save's
+# pytorch_model.bin) -> Normalize.
+ST_DENSE_POOLING = ("cls", "mean")
+ST_DENSE_WIDTHS = (20, 12)
+
+
+def st_dense(out: Path) -> None:
+    """`out/sentence/` (the model), `out/golden.npz` (what SentenceTransformer.encode gives for
+    the golden texts: `single_sentence`, `pair_sentence`) and `out/texts.json`."""
+    from sentence_transformers import SentenceTransformer
+    try:
+        from sentence_transformers.base.modules import Dense
+    except ImportError:  # older sentence-transformers
+        from sentence_transformers.models import Dense
+
+    seed = 800
+    shutil.rmtree(out, ignore_errors=True)
+    work = out / "_work"
+    work.mkdir(parents=True)
+    built = _wordpiece_tokenizer("bert", work)
+    built.save_pretrained(work / "tokenizer")
+    vocab_size = len(transformers.AutoTokenizer.from_pretrained(work / "tokenizer"))
+    torch.manual_seed(seed)
+    base = transformers.AutoModel.from_config(_family_config("bert", vocab_size)).eval()
+    _randomize_named(base, {n for n, _ in base.named_parameters()}, seed)
+    base.save_pretrained(work / "base", safe_serialization=True)
+    for file in TOKENIZER_FILES:
+        if (work / "tokenizer" / file).is_file():
+            shutil.copy(work / "tokenizer" / file, work / "base" / file)
+    folder = out / "sentence"
+    hidden = base.config.hidden_size
+    _write_st_folder(work / "base", folder, hidden, "cls")
+    shutil.rmtree(work)
+    pooling = json.loads((folder / "1_Pooling" / "config.json").read_text())
+    pooling["pooling_mode_mean_tokens"] = True
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps(pooling, indent=4))
+    torch.manual_seed(seed + 1)
+    tanh = Dense(hidden * len(ST_DENSE_POOLING), ST_DENSE_WIDTHS[0], activation_function=torch.nn.Tanh())
+    (folder / "2_Dense").mkdir()
+    tanh.save(str(folder / "2_Dense"))
+    identity = Dense(ST_DENSE_WIDTHS[0], ST_DENSE_WIDTHS[1], bias=False,
+                     activation_function=torch.nn.Identity())
+    (folder / "3_Dense").mkdir()
+    (folder / "3_Dense" / "config.json").write_text(json.dumps(
+        {"in_features": ST_DENSE_WIDTHS[0], "out_features": ST_DENSE_WIDTHS[1], "bias": False,
+         "activation_function": "torch.nn.modules.linear.Identity"}, indent=4))
+    torch.save(identity.state_dict(), folder / "3_Dense" / "pytorch_model.bin")
+    shutil.move(folder / "2_Normalize", folder / "4_Normalize")
+    modules = json.loads((folder / "modules.json").read_text())[:2] + [
+        {"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.base.modules.dense.Dense"},
+        {"idx": 3, "name": "3", "path": "3_Dense", "type": "sentence_transformers.models.Dense"},
+        {"idx": 4, "name": "4", "path": "4_Normalize", "type": "sentence_transformers.models.Normalize"}]
+    (folder / "modules.json").write_text(json.dumps(modules, indent=2))
+
+    st = SentenceTransformer(str(folder), device="cpu")
+    assert len(st) == 5 and [type(m).__name__ for m in st][2:] == ["Dense", "Dense", "Normalize"], st
+    assert tuple(st[1].pooling_mode) == ST_DENSE_POOLING, st[1].pooling_mode
+    assert isinstance(st[3].activation_function, torch.nn.Identity) and st[3].linear.bias is None
+    assert torch.equal(st[3].linear.weight, identity.linear.weight)
+    texts = {"single": SENTENCES, "pair_sentence_texts": [a for a, _ in PAIRS]}
+    arrays = {}
+    for batch, rows in (("single", texts["single"]), ("pair", texts["pair_sentence_texts"])):
+        arrays[f"{batch}_sentence"] = st.encode(rows, convert_to_numpy=True).astype(np.float32)
+    assert arrays["single_sentence"].shape == (len(SENTENCES), ST_DENSE_WIDTHS[1])
+    np.savez_compressed(out / "golden.npz", **arrays)
+    (out / "texts.json").write_text(json.dumps(
+        texts | {"pooling": list(ST_DENSE_POOLING), "widths": list(ST_DENSE_WIDTHS)}, indent=1,
+        ensure_ascii=False))
+    print(f"{out.name}: vocab {vocab_size}, pooling {ST_DENSE_POOLING}, Dense widths "
+          f"{ST_DENSE_WIDTHS}, |embedding| max {np.abs(arrays['single_sentence']).max():.3f}")
+
+
 def families(out: Path) -> None:
     for name in FAMILY_POOLING:
         family(name, out / name)
@@ -579,7 +654,14 @@ def main() -> None:
                         help="only (re)write OUT/families/ (and VERSIONS.json)")
     parser.add_argument("--torch-pickles-only", action="store_true",
                         help="only (re)write OUT/torch_pickle/ and the tiny heads' PyTorch copies")
+    parser.add_argument("--st-dense-only", action="store_true",
+                        help="only (re)write OUT/st_dense/ (a sentence-transformers model with Dense "
+                        "projections)")
     args = parser.parse_args()
+    if args.st_dense_only:
+        torch.set_num_threads(2)
+        st_dense(args.out / "st_dense")
+        return
     if args.torch_pickles_only:
         torch_pickles(args.out / "torch_pickle")
         for cls, name in ((BertForSequenceClassification, "tiny_seqcls"),
@@ -601,6 +683,8 @@ def main() -> None:
             tiny_head(cls, flax_name, labels, folder, seed)
         torch_pickles(args.out / "torch_pickle")
     families(args.out / "families")
+    if not args.families_only:
+        st_dense(args.out / "st_dense")
     import sentence_transformers
     import tokenizers
     (args.out / "VERSIONS.json").write_text(json.dumps(

@@ -18,8 +18,10 @@ from samp_jax.models.head_kinds import (
     check_label_threshold,
 )
 from samp_jax.models.heads import (
+    DENSE_ACTIVATIONS,
     HEAD_KINDS,
     POOLING_MODES,
+    DenseLayer,
     SentenceEmbedder,
     SequenceClassifier,
     TokenClassifier,
@@ -33,11 +35,11 @@ from samp_jax.models.model import EncoderModel, check_ids, check_inputs, checked
 from samp_jax.models.st_folder import read_pooling
 from samp_jax.models.tokenizer import Tokenizer, check_fits
 
-__all__ = ["FAMILIES", "HEAD_KINDS", "LABEL_THRESHOLD", "NO_HEAD", "POOLING_MODES",
-           "PROBLEM_TYPES", "SENTENCE_EMBEDDING", "SEQUENCE_CLASSIFICATION",
-           "TOKEN_CLASSIFICATION", "CheckpointError", "ConfigError", "Embeddings", "Encoder",
-           "EncoderConfig", "EncoderLayer", "EncoderModel", "Family", "GemmSite", "HeadKind",
-           "HeadOutput", "KeyRule", "LayerNorm", "Readout", "SentenceEmbedder",
+__all__ = ["DENSE_ACTIVATIONS", "FAMILIES", "HEAD_KINDS", "LABEL_THRESHOLD", "NO_HEAD",
+           "POOLING_MODES", "PROBLEM_TYPES", "SENTENCE_EMBEDDING", "SEQUENCE_CLASSIFICATION",
+           "TOKEN_CLASSIFICATION", "CheckpointError", "ConfigError", "DenseLayer", "Embeddings",
+           "Encoder", "EncoderConfig", "EncoderLayer", "EncoderModel", "Family", "GemmSite",
+           "HeadKind", "HeadOutput", "KeyRule", "LayerNorm", "Readout", "SentenceEmbedder",
            "SequenceClassifier", "TokenClassifier", "Tokenizer", "attention", "check_fits",
            "check_ids", "check_inputs", "check_label_threshold", "checked", "cosine_similarity",
            "detect_head", "get_family", "get_head_kind", "head_kinds", "load_pretrained",

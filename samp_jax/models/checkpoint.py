@@ -37,6 +37,7 @@ from samp_jax.models.heads import POOLING_MODES, SentenceEmbedder, check_labels,
 from samp_jax.models.hf_labels import (check_problem_type, label_names, stated_num_labels,
                                        stated_problem_type)
 from samp_jax.models.model import EncoderModel
+from samp_jax.models.st_dense import check_widths, dense_weights, load_dense
 from samp_jax.models.st_folder import read_pooling, write_st_files
 from samp_jax.models.tokenizer import TOKENIZER_FILES
 from samp_jax.models.torch_pickle import read_torch_pickle
@@ -357,7 +358,8 @@ def load_pretrained(path: str | Path, *, head: str | HeadKind | None = None,
       pooling: sentence-embedding pooling mode(s) (`SentenceEmbedder`). Defaults to what a
         sentence-transformers folder declares; a folder that declares none needs it.
       normalize: L2-normalise sentence embeddings; defaults to the folder's Normalize module
-        (True when `pooling` is given for a folder that declares nothing).
+        (True when `pooling` is given for a folder that declares nothing). The folder's Dense
+        projections (`N_Dense/`) run between pooling and normalisation either way.
       dtype: compute dtype (float32, float16 or bfloat16).
       param_dtype: storage dtype of the weights; defaults to `dtype`.
       attention_impl: 'xla', 'cudnn' or None (automatic).
@@ -383,7 +385,7 @@ def load_pretrained(path: str | Path, *, head: str | HeadKind | None = None,
     head, num_labels = _resolve_head(path, family, hf, head, num_labels)
     if not allow_new_head:
         check_problem_type(path / "config.json", hf, head)
-    spec = _head_spec(path, family, hf, head, num_labels, pooling, normalize)
+    spec = _head_spec(path, config, family, hf, head, num_labels, pooling, normalize)
     state, source = read_state_dict(path, allow_torch_pickle=allow_torch_pickle)
     rngs = nnx.Rngs(0)
     model = EncoderModel(config, make_head(head, config, rngs=rngs, **spec),
@@ -392,6 +394,8 @@ def load_pretrained(path: str | Path, *, head: str | HeadKind | None = None,
     hint = unserved_head_hint(hf.get("architectures")) if head == NO_HEAD.name else None
     assign_state_dict(model, state, path=path / source, allow_new_head=allow_new_head, strict=strict,
                       hint=hint)
+    if spec.get("dense"):  # the folder's Dense modules, from their own folders
+        load_dense(model.head, read_pooling(path).dense)
     return model
 
 
@@ -411,10 +415,10 @@ def _resolve_head(path: Path, family: Family, hf: dict, head: str | HeadKind | N
     return head, num_labels
 
 
-def _head_spec(path: Path, family: Family, hf: dict, head: str, num_labels: int | None,
-               pooling, normalize) -> dict:
+def _head_spec(path: Path, config: EncoderConfig, family: Family, hf: dict, head: str,
+               num_labels: int | None, pooling, normalize) -> dict:
     """`make_head`'s keyword arguments for `head`: a classifier's width, class names,
-    activation and family options, or a sentence embedder's pooling."""
+    activation and family options, or a sentence embedder's pooling and Dense layers."""
     spec: dict = {}
     if get_head_kind(head).classifies:
         labels = label_names(hf, path=path / "config.json")
@@ -430,13 +434,15 @@ def _head_spec(path: Path, family: Family, hf: dict, head: str, num_labels: int 
             except ConfigError as e:
                 raise ConfigError(f"{path / 'config.json'}: {e}") from None
     if head == SENTENCE_EMBEDDING.name:
-        spec = _pooling_spec(path, pooling, normalize)
+        spec = _pooling_spec(path, config, pooling, normalize)
     elif pooling is not None or normalize is not None:
         raise ValueError(f"pooling/normalize apply to head={SENTENCE_EMBEDDING.name!r}, not {head!r}")
     return spec
 
 
-def _pooling_spec(path: Path, pooling, normalize) -> dict:
+def _pooling_spec(path: Path, config: EncoderConfig, pooling, normalize) -> dict:
+    """The folder's declared pooling (or `pooling` / `normalize` in its place), with its
+    Dense layers, checked to read the pooled width (`hidden_size` × modes)."""
     declared = read_pooling(path)
     if pooling is None:
         if declared is None:
@@ -447,7 +453,13 @@ def _pooling_spec(path: Path, pooling, normalize) -> dict:
         pooling = declared.modes
     if normalize is None:
         normalize = declared.normalize if declared is not None else True
-    return {"pooling": pooling, "normalize": normalize}
+    spec = {"pooling": pooling, "normalize": normalize}
+    if declared is not None and declared.dense:
+        modes = (pooling,) if isinstance(pooling, str) else tuple(pooling)
+        check_widths(declared.dense, config.hidden_size * len(modes),
+                     f"pooling {list(modes)} of hidden_size {config.hidden_size}")
+        spec["dense"] = [module.layer for module in declared.dense]
+    return spec
 
 
 # ------------------------------------------------------------------------------ export
@@ -475,7 +487,8 @@ def save_pretrained(model: EncoderModel, directory: str | Path, *, tokenizer_dir
     """Writes an HF checkpoint folder (`config.json` + `model.safetensors`, in the model's
     family's naming and class names) that `load_pretrained` and HF transformers both read. A
     sentence-embedding model also gets sentence-transformers' `modules.json` and pooling
-    config, so sentence-transformers loads it and pools the same way.
+    config (and its Dense projections, `N_Dense/`), so sentence-transformers loads it and
+    embeds the same way.
 
     Args:
       model: a float `EncoderModel`.
@@ -518,7 +531,7 @@ def save_pretrained(model: EncoderModel, directory: str | Path, *, tokenizer_dir
         (tmp / "config.json").write_text(json.dumps(config, indent=1))
         if isinstance(model.head, SentenceEmbedder):
             write_st_files(tmp, hidden_size=model.config.hidden_size, modes=model.head.pooling,
-                           normalize=model.head.normalize)
+                           normalize=model.head.normalize, dense=dense_weights(model.head))
         if tokenizer_dir is not None:
             for name in TOKENIZER_FILES:
                 if (Path(tokenizer_dir) / name).is_file():

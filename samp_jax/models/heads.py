@@ -4,8 +4,9 @@ Heads take the encoder's last hidden state and the attention mask:
 - `SequenceClassifier`: dense + activation on the first token, then a classifier, as every
   family's `*ForSequenceClassification`; with pair input it is a cross-encoder.
 - `TokenClassifier`: a per-token classifier, as `*ForTokenClassification`.
-- `SentenceEmbedder`: sentence-transformers' pooling modes and Normalize; two embeddings
-  compared with `cosine_similarity` make a bi-encoder for text matching.
+- `SentenceEmbedder`: sentence-transformers' pooling modes, its Dense projections (`DenseLayer`)
+  and Normalize; two embeddings compared with `cosine_similarity` make a bi-encoder for text
+  matching.
 Each head class declares its kind (`kind = HeadKind(name, per_token=..., output=...)`) and its
 output width (`output_width(config)`); kinds are registered (`register_head`), so saved folders
 name their head, `make_head` rebuilds it, custom heads included, and the serving engine and the
@@ -43,6 +44,9 @@ MASKED_MAX = -1e9  # what sentence-transformers' max pooling puts in padded posi
 # sentence-transformers' pooling modes (the order its 2-4 folders concatenate them in).
 POOLING_MODES = ("cls", "max", "mean", "mean_sqrt_len", "weightedmean", "lasttoken")
 CLASSIFIER_ACTIVATIONS = ("tanh", "gelu", "gelu_tanh", "relu")
+# The activations of a sentence-transformers Dense projection (torch's Identity, Tanh, ReLU,
+# GELU (erf) and Sigmoid).
+DENSE_ACTIVATIONS = ("identity", "tanh", "relu", "gelu", "sigmoid")
 # How a sequence head pools the tokens: the first one, or the mean of the real ones (ModernBERT).
 CLASSIFIER_POOLING = ("cls", "mean")
 
@@ -194,8 +198,49 @@ def _head_norm(config: EncoderConfig) -> LayerNorm:
     return LayerNorm(config.hidden_size, eps=config.layer_norm_eps, use_bias=config.norm_bias)
 
 
+@dataclasses.dataclass(frozen=True)
+class DenseLayer:
+    """One sentence-transformers Dense projection: `activation(x @ W + b)`, `[.., in] → [.., out]`.
+
+    Attributes:
+      in_features: the width it reads (the pooled width, or the previous projection's output).
+      out_features: the width it writes.
+      bias: whether it adds a bias.
+      activation: one of `DENSE_ACTIVATIONS` (sentence-transformers' default is tanh).
+    """
+
+    in_features: int
+    out_features: int
+    bias: bool = True
+    activation: str = "tanh"
+
+    def __post_init__(self):
+        for name in ("in_features", "out_features"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"Dense {name}={value!r} must be a positive integer")
+        if not isinstance(self.bias, bool):
+            raise ValueError(f"Dense bias={self.bias!r} must be true or false")
+        if self.activation not in DENSE_ACTIVATIONS:
+            raise ValueError(f"Dense activation={self.activation!r} is not one of {DENSE_ACTIVATIONS}")
+
+    @classmethod
+    def of(cls, layer: "DenseLayer | dict[str, Any]") -> "DenseLayer":
+        """`layer` itself, or the layer its `spec()` dict describes."""
+        if isinstance(layer, DenseLayer):
+            return layer
+        if not isinstance(layer, dict):
+            raise ValueError(f"a Dense layer must be a DenseLayer or its spec dict, got {layer!r:.80}")
+        return cls(**layer)
+
+    def spec(self) -> dict[str, Any]:
+        """The layer as JSON (what `DenseLayer.of` reads back)."""
+        return dataclasses.asdict(self)
+
+
 class SentenceEmbedder(nnx.Module):
-    """sentence-transformers' Pooling (+ Normalize). Returns `[batch, hidden * len(pooling)]`.
+    """sentence-transformers' Pooling (→ Dense ...) (→ Normalize), in that order. Returns
+    `[batch, width]`: `hidden * len(pooling)`, or the last Dense layer's `out_features`.
 
     Args:
       pooling: the modes (`POOLING_MODES`), concatenated in the order given: 'cls' (the first
@@ -203,20 +248,45 @@ class SentenceEmbedder(nnx.Module):
         count)), 'weightedmean' (position-weighted mean), 'lasttoken' (the last real token).
         A string is one mode.
       normalize: L2-normalise the result (sentence-transformers' Normalize module).
+      dense: the Dense projections after pooling, in order (`DenseLayer`s or their `spec()`
+        dicts); each reads the previous one's width. Float32 `GemmSite`s named `dense`: like
+        the other heads' layers they are not precision-map sites.
+      rngs: initialisation randomness; needed only with `dense`.
     """
 
     kind = SENTENCE_EMBEDDING
 
-    def __init__(self, pooling: str | Sequence[str] = ("mean",), *, normalize: bool = True):
+    def __init__(self, pooling: str | Sequence[str] = ("mean",), *, normalize: bool = True,
+                 dense: Sequence[DenseLayer | dict[str, Any]] = (), rngs: nnx.Rngs | None = None):
         modes = (pooling,) if isinstance(pooling, str) else tuple(pooling)
         unknown = [m for m in modes if m not in POOLING_MODES]
         if not modes or unknown or len(set(modes)) != len(modes):
             raise ValueError(f"pooling={pooling!r}: modes must be distinct names from "
                              f"{POOLING_MODES}")
+        layers = tuple(DenseLayer.of(layer) for layer in dense)
+        for index, (before, layer) in enumerate(zip(layers, layers[1:]), start=1):
+            if layer.in_features != before.out_features:
+                raise ValueError(f"Dense layer {index} has in_features={layer.in_features}, expected "
+                                 f"{before.out_features} (layer {index - 1}'s out_features)")
+        if layers and rngs is None:
+            raise ValueError("a SentenceEmbedder with Dense layers needs rngs= to initialise them")
         self.pooling = modes
         self.normalize = bool(normalize)
+        self.dense_layers = layers
+        self.dense = nnx.List([GemmSite(layer.in_features, layer.out_features, site="dense",
+                                        use_bias=layer.bias, rngs=rngs) for layer in layers])
 
     def __call__(self, hidden: jax.Array, attention_mask: jax.Array) -> jax.Array:
+        pooled = self.pool(hidden, attention_mask)
+        for layer, site in zip(self.dense_layers, self.dense):
+            pooled = _dense(site, layer.activation, pooled)
+        if not self.normalize:
+            return pooled
+        norm = jnp.linalg.norm(pooled, axis=-1, keepdims=True)
+        return pooled / jnp.maximum(norm, NORM_FLOOR)
+
+    def pool(self, hidden: jax.Array, attention_mask: jax.Array) -> jax.Array:
+        """The pooling modes alone, concatenated: `[batch, hidden * len(pooling)]` in float32."""
         hidden = hidden.astype(jnp.float32)
         mask = attention_mask.astype(jnp.float32)[..., None]  # [batch, seq, 1]
         count = jnp.maximum(jnp.sum(mask, axis=1), TOKEN_COUNT_FLOOR)
@@ -239,18 +309,39 @@ class SentenceEmbedder(nnx.Module):
             else:  # lasttoken: the last position whose mask is 1
                 last = jnp.argmax(mask[..., 0] * jnp.arange(1, hidden.shape[1] + 1), axis=1)
                 parts.append(jnp.take_along_axis(hidden, last[:, None, None], axis=1)[:, 0])
-        pooled = parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=-1)
-        if not self.normalize:
-            return pooled
-        norm = jnp.linalg.norm(pooled, axis=-1, keepdims=True)
-        return pooled / jnp.maximum(norm, NORM_FLOOR)
+        return parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=-1)
 
     def spec(self) -> dict[str, Any]:
-        """What `make_head` needs to rebuild this head (JSON)."""
-        return {"pooling": list(self.pooling), "normalize": self.normalize}
+        """What `make_head` needs to rebuild this head (JSON); the Dense layers only when it
+        has some."""
+        spec = {"pooling": list(self.pooling), "normalize": self.normalize}
+        if self.dense_layers:
+            spec["dense"] = [layer.spec() for layer in self.dense_layers]
+        return spec
+
+    def pooled_width(self, config: EncoderConfig) -> int:
+        """The width pooling gives (what the first Dense layer reads)."""
+        return config.hidden_size * len(self.pooling)
 
     def output_width(self, config: EncoderConfig) -> int:
-        return config.hidden_size * len(self.pooling)
+        return self.dense_layers[-1].out_features if self.dense_layers else self.pooled_width(config)
+
+
+def _dense(site: GemmSite, activation: str, x: jax.Array) -> jax.Array:
+    """One Dense projection in float32; sigmoid, which the GEMM epilogue does not have, after it."""
+    epilogue = {"identity": None, "sigmoid": None}.get(activation, activation)
+    y = site(x, activation=epilogue)
+    return jax.nn.sigmoid(y) if activation == "sigmoid" else y
+
+
+def _sentence_embedder(config: EncoderConfig, *, rngs: nnx.Rngs, **spec) -> SentenceEmbedder:
+    """`make_head`'s builder: a `SentenceEmbedder` whose first Dense layer reads the pooled width."""
+    head = SentenceEmbedder(**spec, rngs=rngs)
+    if head.dense_layers and head.dense_layers[0].in_features != head.pooled_width(config):
+        raise ValueError(f"Dense layer 0 has in_features={head.dense_layers[0].in_features}, "
+                         f"expected {head.pooled_width(config)} (hidden_size {config.hidden_size} × "
+                         f"{len(head.pooling)} pooling modes {list(head.pooling)})")
+    return head
 
 
 def cosine_similarity(a: jax.Array, b: jax.Array) -> jax.Array:
@@ -310,7 +401,7 @@ def register_head(kind: HeadKind | str, build: HeadBuilder, *, per_token: bool |
 
 register_head(SEQUENCE_CLASSIFICATION, SequenceClassifier)
 register_head(TOKEN_CLASSIFICATION, TokenClassifier)
-register_head(SENTENCE_EMBEDDING, lambda config, *, rngs, **spec: SentenceEmbedder(**spec))
+register_head(SENTENCE_EMBEDDING, _sentence_embedder)
 HEAD_KINDS = tuple(k.name for k in (NO_HEAD, SEQUENCE_CLASSIFICATION, TOKEN_CLASSIFICATION,
                                     SENTENCE_EMBEDDING))
 
@@ -351,7 +442,7 @@ def make_head(kind: str, config: EncoderConfig, *, rngs: nnx.Rngs, **spec: Any) 
     """Builds a head by kind ('none' gives None) from its `spec()` keyword arguments.
 
     The built-in kinds take: `sequence_classification` num_labels / labels / activation;
-    `token_classification` num_labels / labels; `sentence_embedding` pooling / normalize.
+    `token_classification` num_labels / labels; `sentence_embedding` pooling / normalize / dense.
 
     Raises:
       ValueError: an unknown kind, or arguments the head refuses.

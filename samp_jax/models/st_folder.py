@@ -1,24 +1,31 @@
 """Reads and writes sentence-transformers folders: `modules.json`, `1_Pooling/config.json`,
-`2_Normalize`, and what the `Transformer` module does to texts (`sentence_bert_config.json`).
+any `N_Dense/` projections, `N_Normalize`, and what the `Transformer` module does to texts
+(`sentence_bert_config.json`).
 
 A sentence-transformers model is an HF checkpoint at the folder root (the `Transformer`
-module), a `Pooling` module and optionally `Normalize`. samp-jax pools as the folder declares;
-a module it does not implement (a `Dense` projection, say) is refused by name rather than
-skipped, since skipping it would give different embeddings without any error. So is a default
-prompt (`config_sentence_transformers.json`), which sentence-transformers puts before every
-text. A sentence embedder's tokenizer follows `sentence_bert_config.json`
-(`read_text_settings`): it truncates at `max_seq_length` and lowercases texts when
-`do_lower_case` is set.
+module), a `Pooling` module, zero or more `Dense` projections (`samp_jax.models.st_dense`) and
+optionally `Normalize`, in that order. samp-jax pools, projects and normalises as the folder
+declares; a module it does not implement (an `LSTM`, a `LayerNorm`, a Dense with an activation
+it does not run, say) or another order is refused by name rather than skipped, since skipping
+it would give different embeddings without any error. So is a default prompt
+(`config_sentence_transformers.json`), which sentence-transformers puts before every text. A
+sentence embedder's tokenizer follows `sentence_bert_config.json` (`read_text_settings`): it
+truncates at `max_seq_length` and lowercases texts when `do_lower_case` is set.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
+from typing import Sequence
+
+import numpy as np
 
 from samp_jax.models.config import ConfigError
-from samp_jax.models.heads import POOLING_MODES
+from samp_jax.models.heads import POOLING_MODES, DenseLayer
+from samp_jax.models.st_dense import DENSE, DeclaredDense, read_dense_config, write_dense
 
 MODULES_FILE = "modules.json"
 TEXT_SETTINGS_FILE = "sentence_bert_config.json"
@@ -28,7 +35,9 @@ PROMPTS_FILE = "config_sentence_transformers.json"
 TRANSFORMER = "sentence_transformers.models.Transformer"
 POOLING = "sentence_transformers.models.Pooling"
 NORMALIZE = "sentence_transformers.models.Normalize"
-MODULE_KINDS = ("Transformer", "Pooling", "Normalize")
+MODULE_KINDS = ("Transformer", "Pooling", "Dense", "Normalize")
+# The order samp-jax runs them in (the transformer may be left out of `modules.json`).
+MODULE_ORDER = re.compile(r"(Transformer )?Pooling( Dense)*( Normalize)?")
 # sentence-transformers 5.x's names for the pooling modes where they differ from samp-jax's.
 MODE_ALIASES = {"mean_sqrt_len_tokens": "mean_sqrt_len"}
 # Pooling config key of each mode in the 2-4 format (`pooling_mode_*` booleans).
@@ -39,18 +48,21 @@ POOLING_KEYS = {"cls": "pooling_mode_cls_token", "max": "pooling_mode_max_tokens
 
 @dataclasses.dataclass(frozen=True)
 class DeclaredPooling:
-    """The pooling a sentence-transformers folder declares."""
+    """The pooling a sentence-transformers folder declares, with the Dense projections after
+    it (in order) and whether Normalize ends it."""
 
     modes: tuple[str, ...]
     normalize: bool
+    dense: tuple[DeclaredDense, ...] = ()
 
 
 def read_pooling(folder: str | Path) -> DeclaredPooling | None:
     """The folder's declared pooling, or None when it is not a sentence-transformers folder.
 
     Raises:
-      ConfigError: `modules.json` or the pooling config is malformed, the transformer is not
-        at the folder root, or a module samp-jax does not implement is declared.
+      ConfigError: `modules.json`, the pooling config or a Dense config is malformed, the
+        transformer is not at the folder root, a module samp-jax does not implement is
+        declared, or the modules are not in the order Transformer, Pooling, Dense..., Normalize.
     """
     folder = Path(folder)
     file = folder / MODULES_FILE
@@ -71,9 +83,24 @@ def read_pooling(folder: str | Path) -> DeclaredPooling | None:
                               f"the folder root: load {folder / path} instead")
     if "Pooling" not in kinds:
         raise ConfigError(f"{file} declares no Pooling module")
+    if not MODULE_ORDER.fullmatch(" ".join(kinds)):
+        raise ConfigError(f"{file} declares the modules {kinds}; samp-jax runs them in the order "
+                          "Transformer, Pooling, any Dense, then Normalize (each once, Dense any "
+                          "number of times)")
     _check_no_default_prompt(folder / PROMPTS_FILE)
     pooling_dir = folder / modules[kinds.index("Pooling")].get("path", "1_Pooling")
-    return DeclaredPooling(_modes(pooling_dir / "config.json"), "Normalize" in kinds)
+    dense = tuple(read_dense_config(folder / _module_path(file, m))
+                  for m, kind in zip(modules, kinds) if kind == "Dense")
+    return DeclaredPooling(_modes(pooling_dir / "config.json"), "Normalize" in kinds, dense)
+
+
+def _module_path(file: Path, module: dict) -> str:
+    """A module's folder, relative to the model folder."""
+    path = module.get("path")
+    if not isinstance(path, str) or not path or Path(path).is_absolute() or ".." in Path(path).parts:
+        raise ConfigError(f"{file}: module {module.get('name')!r} has path={path!r}; expected a "
+                          "folder inside the model folder (such as '2_Dense')")
+    return path
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,7 +154,8 @@ def _check_no_default_prompt(file: Path) -> None:
 
 
 def _module_kind(module_type) -> str | None:
-    """'Transformer', 'Pooling' or 'Normalize' for a sentence-transformers module type, else None."""
+    """The `MODULE_KINDS` name of a sentence-transformers module type, else None: the classic
+    `sentence_transformers.models.Dense` and the 5.x `...base.modules.dense.Dense` alike."""
     if not isinstance(module_type, str) or not module_type.startswith("sentence_transformers."):
         return None
     name = module_type.rsplit(".", 1)[-1]
@@ -177,15 +205,23 @@ def _json(file: Path):
 
 
 def write_st_files(folder: str | Path, *, hidden_size: int, modes: tuple[str, ...], normalize: bool,
-                   max_seq_length: int | None = None) -> None:
-    """Writes `modules.json`, `1_Pooling/config.json` (and `2_Normalize/`) so that
-    sentence-transformers and `read_pooling` see the given pooling."""
+                   max_seq_length: int | None = None,
+                   dense: Sequence[tuple[DenseLayer, np.ndarray, np.ndarray | None]] = ()) -> None:
+    """Writes `modules.json`, `1_Pooling/config.json`, a `N_Dense/` folder per Dense layer
+    (`(layer, weight [out, in], bias or None)`, in order) and `N_Normalize/`, so that
+    sentence-transformers and `read_pooling` see the given pooling and projections."""
     folder = Path(folder)
     modules = [{"idx": 0, "name": "0", "path": "", "type": TRANSFORMER},
                {"idx": 1, "name": "1", "path": "1_Pooling", "type": POOLING}]
+    for layer, weight, bias in dense:
+        index = len(modules)
+        modules.append({"idx": index, "name": str(index), "path": f"{index}_Dense", "type": DENSE})
+        write_dense(folder / f"{index}_Dense", layer, weight, bias)
     if normalize:
-        modules.append({"idx": 2, "name": "2", "path": "2_Normalize", "type": NORMALIZE})
-        (folder / "2_Normalize").mkdir(parents=True, exist_ok=True)
+        index = len(modules)
+        modules.append({"idx": index, "name": str(index), "path": f"{index}_Normalize",
+                        "type": NORMALIZE})
+        (folder / f"{index}_Normalize").mkdir(parents=True, exist_ok=True)
     (folder / "1_Pooling").mkdir(parents=True, exist_ok=True)
     pooling = {"word_embedding_dimension": hidden_size}
     pooling |= {key: mode in modes for mode, key in POOLING_KEYS.items()}
