@@ -1,4 +1,10 @@
-"""A thin wrapper over the HF fast tokenizer (`tokenizer.json`) in a checkpoint folder."""
+"""A thin wrapper over the HF fast tokenizer (`tokenizer.json`) in a checkpoint folder.
+
+A folder without `tokenizer.json` but with a slow tokenizer's files (`vocab.txt`, or
+`vocab.json` + `merges.txt`) gets the `tokenizer.json` HF's `AutoTokenizer` would build from
+them (`samp_jax.models.slow_tokenizer`), and `Tokenizer.save` writes it, so a saved or
+quantized model carries a fast tokenizer.
+"""
 
 from __future__ import annotations
 
@@ -12,17 +18,21 @@ import numpy as np
 from tokenizers import Tokenizer as HFTokenizer
 
 from samp_jax.models.config import ConfigError, EncoderConfig
+from samp_jax.models.slow_tokenizer import VOCAB_JSON, VOCAB_TXT, convert_slow_tokenizer
 from samp_jax.models.st_folder import TextSettings, read_text_settings
 
 TOKENIZER_FILE = "tokenizer.json"
 TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
 # Files kept verbatim from the source folder and written back by `Tokenizer.save`, so that HF
 # tools reading the saved folder see the same tokenizer (slow-tokenizer vocab included).
-SIDE_FILES = ("special_tokens_map.json", "vocab.txt", "vocab.json", "merges.txt")
+SIDE_FILES = ("special_tokens_map.json", "added_tokens.json", "vocab.txt", "vocab.json",
+              "merges.txt")
 TOKENIZER_FILES = (TOKENIZER_FILE, TOKENIZER_CONFIG_FILE, *SIDE_FILES)
 # SentencePiece models of slow tokenizers (DeBERTa-v2/v3's spm.model, XLM-R's): never read, so
 # a folder with one of them and no tokenizer.json is refused with how to convert it.
 SLOW_ONLY_FILES = ("spm.model", "sentencepiece.bpe.model")
+# Vocabularies of the slow tokenizers samp-jax builds a tokenizer.json from.
+SLOW_VOCABULARY_FILES = (VOCAB_TXT, VOCAB_JSON)
 
 
 class Tokenizer:
@@ -68,7 +78,8 @@ class Tokenizer:
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, *, max_length: int | None = None,
                         sentence_transformers: bool = False) -> "Tokenizer":
-        """Loads `tokenizer.json` from a checkpoint folder.
+        """Loads `tokenizer.json` from a checkpoint folder, or builds it from the slow
+        tokenizer's files when the folder has none (`slow_tokenizer.convert_slow_tokenizer`).
 
         `max_length` defaults to the smallest of the model's longest input
         (`EncoderConfig.max_sequence_length`, from `config.json`) and the tokenizer's
@@ -79,21 +90,24 @@ class Tokenizer:
         tokenizer (kept in `tokenizer.json` when the tokenizer is saved).
 
         Raises:
-          FileNotFoundError: the folder has no `tokenizer.json`.
+          FileNotFoundError: the folder has no `tokenizer.json` and no slow tokenizer's
+            vocabulary (or only a SentencePiece model, which samp-jax does not read).
           ValueError: a tokenizer file is damaged (not UTF-8, not JSON, not a tokenizer; the
-            message names the file), no maximum length is stated anywhere, or the pad token is
-            not in the vocabulary.
+            message names the file), no maximum length is stated anywhere, the pad token is
+            not in the vocabulary, or the slow tokenizer's files cannot be converted exactly
+            (see `slow_tokenizer`).
           ConfigError: `sentence_bert_config.json` is malformed.
         """
         path = Path(path)
         file = path / TOKENIZER_FILE
-        if not file.is_file():
+        if not has_tokenizer(path):
             slow = [name for name in SLOW_ONLY_FILES if (path / name).is_file()]
             hint = (f"; the folder has only a slow tokenizer ({', '.join(slow)}), which samp-jax "
                     f"does not read: write {TOKENIZER_FILE} once with transformers, e.g. "
                     f"AutoTokenizer.from_pretrained('{path}').save_pretrained('{path}')"
                     if slow else "")
-            raise FileNotFoundError(f"no fast tokenizer at {file}{hint}")
+            raise FileNotFoundError(f"no fast tokenizer at {file}, and no slow tokenizer's "
+                                    f"vocabulary ({', '.join(SLOW_VOCABULARY_FILES)}){hint}")
         files = {}
         for name in TOKENIZER_FILES:
             if (path / name).is_file():
@@ -102,6 +116,8 @@ class Tokenizer:
                 except UnicodeDecodeError as e:
                     raise ValueError(f"{path / name} is not UTF-8 text ({e.reason} at byte "
                                      f"{e.start}); expected a tokenizer file") from None
+        if TOKENIZER_FILE not in files:
+            files = _converted(files, path)
         limit = _model_max_length(path) if (path / "config.json").is_file() else None
         settings = read_text_settings(path) if sentence_transformers else TextSettings()
         if settings.lowercase:
@@ -150,10 +166,11 @@ class Tokenizer:
     def save(self, directory: str | os.PathLike) -> Path:
         """Writes the tokenizer into `directory` (created) so `from_pretrained` reads it back.
 
-        Writes `tokenizer.json` (as loaded, else the backend's own serialisation),
-        `tokenizer_config.json` (as loaded, with `model_max_length` and `pad_token` set to this
-        tokenizer's `max_length` and pad token) and, when it was loaded with them,
-        `special_tokens_map.json` and `vocab.txt`. Returns the folder.
+        Writes `tokenizer.json` (as loaded or as built from a slow tokenizer's files, else the
+        backend's own serialisation), `tokenizer_config.json` (as loaded, with
+        `model_max_length` and `pad_token` set to this tokenizer's `max_length` and pad token)
+        and, when it was loaded with them, the `SIDE_FILES` (`special_tokens_map.json`, the slow
+        tokenizer's vocabulary). Returns the folder.
         """
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
@@ -293,6 +310,31 @@ def check_fits(tokenizer: "Tokenizer", config: EncoderConfig, where: str = "the 
             f"tokenizer/model mismatch for {where}: the tokenizer has {len(vocab)} tokens with ids "
             f"up to {largest} ({token!r}), but the model's vocab_size is {config.vocab_size} "
             f"(ids [0, {config.vocab_size})); expected the tokenizer the model was trained with")
+
+
+def has_tokenizer(folder: str | os.PathLike) -> bool:
+    """Whether `Tokenizer.from_pretrained` finds a tokenizer in `folder`: its `tokenizer.json`,
+    or a slow tokenizer's vocabulary to build one from."""
+    return any((Path(folder) / name).is_file() for name in (TOKENIZER_FILE, *SLOW_VOCABULARY_FILES))
+
+
+def _converted(files: dict[str, str], path: Path) -> dict[str, str]:
+    """`files` with the `tokenizer.json` built from the slow tokenizer's files, and the pad
+    token stated in `tokenizer_config.json` when the class's default is not what
+    `_pad_token` would read."""
+    try:  # for its model_type; load_pretrained reports a bad config
+        model_config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        model_config = None
+    if not isinstance(model_config, dict):
+        model_config = None
+    converted = convert_slow_tokenizer(files, where=path, model_config=model_config)
+    files = dict(files) | {TOKENIZER_FILE: converted.tokenizer_json}
+    config = _json_object(files, TOKENIZER_CONFIG_FILE, path)
+    if _pad_token(config, _json_object(files, "special_tokens_map.json", path)) != converted.pad_token:
+        files[TOKENIZER_CONFIG_FILE] = json.dumps(config | {"pad_token": converted.pad_token},
+                                                  indent=2, ensure_ascii=False)
+    return files
 
 
 def _with_prefix_space(backend):

@@ -22,7 +22,7 @@ from samp_jax.core.atomic import check_not_interrupted
 from samp_jax.models.checkpoint import load_pretrained
 from samp_jax.models.head_kinds import SENTENCE_EMBEDDING
 from samp_jax.models.model import EncoderModel
-from samp_jax.models.tokenizer import TOKENIZER_FILE, Tokenizer, check_fits
+from samp_jax.models.tokenizer import TOKENIZER_FILE, Tokenizer, check_fits, has_tokenizer
 from samp_jax.ptq.quantized import SIDECAR_FILE, QuantizedModel
 
 HF_CONFIG_FILE = "config.json"
@@ -65,7 +65,7 @@ def load(path: str | os.PathLike, *, tokenizer: Tokenizer | str | os.PathLike | 
             f"{path} is not a model folder: it has neither {SIDECAR_FILE} (a quantized model "
             f"written by QuantizedModel.save) nor {HF_CONFIG_FILE} (an HF checkpoint written by "
             "save_pretrained or HF transformers)")
-    _check_tokenizer(path, tokenizer)
+    _check_tokenizer(path, tokenizer, quantized=quantized)
     if quantized:
         if options:
             raise TypeError(f"{path} is a quantized model folder ({SIDECAR_FILE}); options "
@@ -88,16 +88,19 @@ def _resolve_tokenizer(path: Path, tokenizer, *, sentence: bool = False) -> Toke
                                      sentence_transformers=sentence)
 
 
-def _check_tokenizer(path: Path, tokenizer) -> None:
+def _check_tokenizer(path: Path, tokenizer, *, quantized: bool) -> None:
     """Refuses, before anything loads, a `tokenizer` of the wrong type or a folder without one."""
     if isinstance(tokenizer, (Tokenizer, str, os.PathLike)):
         return
     if tokenizer is not None:
         raise TypeError(f"tokenizer must be a samp_jax.Tokenizer or a folder with {TOKENIZER_FILE}, "
                         f"got {type(tokenizer).__name__}")
-    if not (path / TOKENIZER_FILE).is_file():
+    # an HF folder may carry a slow tokenizer's vocabulary instead (Tokenizer.from_pretrained
+    # builds tokenizer.json from it); a quantized folder holds the tokenizer.json samp-jax wrote
+    if not ((path / TOKENIZER_FILE).is_file() if quantized else has_tokenizer(path)):
+        slow = "" if quantized else ", or a slow tokenizer's vocab.txt or vocab.json + merges.txt"
         raise FileNotFoundError(
             f"{path} has no {TOKENIZER_FILE}: copy the tokenizer files of the model you fine-tuned "
-            f"({TOKENIZER_FILE}, tokenizer_config.json, special_tokens_map.json, vocab.txt) into "
+            f"({TOKENIZER_FILE}{slow}; tokenizer_config.json, special_tokens_map.json) into "
             "it, or pass tokenizer=samp_jax.Tokenizer.from_pretrained(folder) or "
             "tokenizer='folder/with/tokenizer.json'")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -217,6 +218,20 @@ def test_predict_out_through_a_symlink_writes_the_file_it_points_to(files, tmp_p
     assert link.is_symlink() and os.readlink(link) == str(real)
     lines = real.read_text().splitlines()
     assert len(lines) == 60 and all(line.startswith("{") for line in lines)
+
+
+def test_predict_builds_the_tokenizer_of_a_folder_with_only_vocab_txt(files, tmp_path, capsys):
+    """A 2019-style folder (vocab.txt, no tokenizer.json) predicts as the folder with one."""
+    slow = tmp_path / "slow"
+    shutil.copytree(files / "model", slow, ignore=shutil.ignore_patterns("tokenizer.json"))
+    outputs = []
+    for model in (files / "model", slow):
+        out = tmp_path / f"{model.name}.jsonl"
+        code = main(["predict", "--model", str(model), "--data", str(files / "data.csv"),
+                     "--out", str(out)])
+        assert code == 0, capsys.readouterr().err
+        outputs.append(out.read_text())
+    assert outputs[0] == outputs[1] and len(outputs[0].splitlines()) == 60
 
 
 def test_a_symlink_loop_as_out_is_refused_before_any_work(tmp_path, capsys, no_slow_work):

@@ -98,6 +98,26 @@ def test_folder_without_tokenizer_is_a_clear_error(minilm_dir, tmp_path):
         samp_jax.load(bare, tokenizer=minilm_dir)
 
 
+def test_hf_folder_with_only_a_slow_tokenizer_loads_and_saves_a_fast_one(tmp_path):
+    """vocab.txt (no tokenizer.json): samp_jax.load builds tokenizer.json as HF would, and the
+    quantized folder it saves carries it."""
+    bare = tmp_path / "slow"
+    shutil.copytree(FAMILY_SEQCLS, bare, ignore=shutil.ignore_patterns("tokenizer.json"))
+    assert (bare / "vocab.txt").is_file() and not (bare / "tokenizer.json").exists()
+    model = samp_jax.load(bare)
+    shipped = samp_jax.load(FAMILY_SEQCLS)
+    batch = model.tokenizer(TEXTS, truncation=True)  # 40 positions
+    for key, value in shipped.tokenizer(TEXTS, truncation=True).items():
+        np.testing.assert_array_equal(batch[key], value)
+    np.testing.assert_array_equal(np.asarray(model(**batch)), np.asarray(shipped(**batch)))
+    folder = quantize(model, PrecisionMap.preset("fully_quant", model.config.num_layers)).save(
+        tmp_path / "q")
+    assert (folder / "tokenizer.json").read_text() == model.tokenizer._files["tokenizer.json"]
+    again = samp_jax.load(folder)
+    np.testing.assert_array_equal(again.tokenizer(TEXTS, truncation=True)["input_ids"],
+                                  batch["input_ids"])
+
+
 def test_folder_of_neither_kind_names_the_files_it_looked_for(tmp_path):
     (tmp_path / "weights.bin").write_bytes(b"")
     with pytest.raises(FileNotFoundError, match=r"is not a model folder: it has neither "

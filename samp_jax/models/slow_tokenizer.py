@@ -1,0 +1,367 @@
+"""Builds the fast tokenizer (`tokenizer.json`) that HF's `AutoTokenizer` builds from a slow
+tokenizer's files, for checkpoint folders that ship no `tokenizer.json`.
+
+Many fine-tuned checkpoints carry only the slow tokenizer's files: `vocab.txt` (WordPiece:
+BERT, DistilBERT, ELECTRA, MPNet) or `vocab.json` + `merges.txt` (byte-level BPE: RoBERTa),
+with a `tokenizer_config.json` that may be minimal or absent. HF converts them when it loads
+them (`transformers.convert_slow_tokenizer`: `BertConverter`, `MPNetConverter`,
+`RobertaConverter`). `convert_slow_tokenizer` here builds the same tokenizer with the
+`tokenizers` library, so the ids are the ones HF's fast tokenizer gives:
+
+- The tokenizer class is `tokenizer_class` in `tokenizer_config.json`, else in `config.json`,
+  else the one of `config.json`'s `model_type`: `bert`, `distilbert` and `electra` are
+  WordPiece as BERT (`[CLS] A [SEP] B [SEP]`), `mpnet` is WordPiece with `<s> A </s></s> B
+  </s>`, `roberta` is byte-level BPE. Other classes (SentencePiece ones: XLM-R, DeBERTa-v2/v3)
+  are refused, with how to write `tokenizer.json` once with transformers.
+- The files are read as HF's slow tokenizers read them: a token per line of `vocab.txt`, its id
+  the line number; `vocab.json` an object of ids; `merges.txt` without its first line (the
+  `#version` header) and without what follows its last newline, duplicates dropped.
+- The options come from `tokenizer_config.json`, with HF's defaults: `do_lower_case` (true),
+  `strip_accents` (null: strip when lowercasing), `tokenize_chinese_chars` (true),
+  `do_basic_tokenize` (true), `add_prefix_space` (false), `trim_offsets` (true).
+- The special and added tokens, with their lstrip/rstrip/normalized/single_word flags, come
+  from `tokenizer_config.json` (its `added_tokens_decoder` and token keys), else from
+  `special_tokens_map.json` and `added_tokens.json`, and from the class's defaults, as
+  `samp_jax.models.added_tokens` describes.
+
+Refused rather than converted wrongly, the message naming the file: a `vocab.txt` with a
+token on two lines, a `vocab.json` that is not an object of distinct ids `0..n-1`, a
+`merges.txt` line that is not two tokens of the vocabulary, a special token that is not in the
+vocabulary, an added token whose stated id is not the id it gets, an option of the wrong type,
+an unknown tokenizer class, and a cased WordPiece vocabulary whose `do_lower_case` is stated
+nowhere (`CASED_SHARE`): HF would lowercase by default, and the model would get ids it was
+never trained on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Callable, Mapping
+
+from tokenizers import Tokenizer as HFTokenizer
+from tokenizers import decoders, models, normalizers, pre_tokenizers, processors
+
+from samp_jax.models.added_tokens import (
+    CONFIG_FILE,
+    StatedTokens,
+    Token,
+    json_value,
+    read_stated_tokens,
+    special_tokens,
+    text_of,
+    tokens_to_add,
+)
+
+VOCAB_TXT = "vocab.txt"
+VOCAB_JSON = "vocab.json"
+MERGES_TXT = "merges.txt"
+# Options read from tokenizer_config.json: name -> (HF's default, the types it may have).
+OPTIONS = {"do_lower_case": (True, (bool,)), "strip_accents": (None, (bool, type(None))),
+           "tokenize_chinese_chars": (True, (bool,)), "do_basic_tokenize": (True, (bool,)),
+           "add_prefix_space": (False, (bool,)), "trim_offsets": (True, (bool,))}
+# A WordPiece vocabulary is cased when at least this share of its tokens (special and bracketed
+# ones like [unused0] left out) holds a letter that lowercasing changes. An uncased vocabulary
+# has none (a lowercasing tokenizer can never produce such a token); bert-base-cased has
+# thousands among 28,996. A few strays are tolerated.
+CASED_SHARE = 0.01
+
+
+@dataclasses.dataclass(frozen=True)
+class SlowClass:
+    """What one of HF's slow tokenizer classes does with its files and special tokens.
+
+    Attributes:
+      name: the HF class, e.g. `BertTokenizer`.
+      files: the vocabulary files it reads.
+      defaults: its `__init__`'s special-token defaults.
+      wrap: how its `__init__` passes a special token given as a string on: `wrap(key, text)`.
+      separators: separator tokens between the two texts of a pair (MPNet has two).
+    """
+
+    name: str
+    files: tuple[str, ...]
+    defaults: Mapping[str, str]
+    wrap: Callable[[str, str], "Token | str"]
+    separators: int = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class SlowConversion:
+    """The converted tokenizer: `tokenizer.json` text and the pad token HF's class would use."""
+
+    tokenizer_json: str
+    pad_token: str
+
+
+def _as_is(key: str, text: str) -> "Token | str":
+    return text
+
+
+def _mpnet_wrap(key: str, text: str) -> "Token | str":
+    # MPNetTokenizer: special tokens, and a mask that takes the space before it
+    return Token(text, lstrip=key == "mask_token", special=True)
+
+
+def _roberta_wrap(key: str, text: str) -> "Token | str":
+    # RobertaTokenizer: normalized tokens, and a mask that is not normalized and takes the space
+    return Token(text, lstrip=True, normalized=False) if key == "mask_token" else Token(text)
+
+
+_BERT_DEFAULTS = {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]",
+                  "cls_token": "[CLS]", "mask_token": "[MASK]"}
+_ROBERTA_DEFAULTS = {"bos_token": "<s>", "eos_token": "</s>", "sep_token": "</s>",
+                     "cls_token": "<s>", "unk_token": "<unk>", "pad_token": "<pad>",
+                     "mask_token": "<mask>"}
+SLOW_CLASSES = {c.name: c for c in (
+    SlowClass("BertTokenizer", (VOCAB_TXT,), _BERT_DEFAULTS, _as_is),
+    SlowClass("DistilBertTokenizer", (VOCAB_TXT,), _BERT_DEFAULTS, _as_is),
+    SlowClass("ElectraTokenizer", (VOCAB_TXT,), _BERT_DEFAULTS, _as_is),
+    SlowClass("MPNetTokenizer", (VOCAB_TXT,), _ROBERTA_DEFAULTS | {"unk_token": "[UNK]"},
+              _mpnet_wrap, separators=2),
+    SlowClass("RobertaTokenizer", (VOCAB_JSON, MERGES_TXT), _ROBERTA_DEFAULTS, _roberta_wrap),
+)}
+# config.json's model_type -> the tokenizer class AutoTokenizer picks for it.
+MODEL_TYPES = {"bert": "BertTokenizer", "distilbert": "DistilBertTokenizer",
+               "electra": "ElectraTokenizer", "mpnet": "MPNetTokenizer",
+               "roberta": "RobertaTokenizer"}
+
+
+def convert_slow_tokenizer(files: Mapping[str, str], *, where: str | Path,
+                           model_config: Mapping | None = None) -> SlowConversion:
+    """The `tokenizer.json` HF's fast tokenizer builds from a folder's slow-tokenizer files.
+
+    Args:
+      files: the folder's tokenizer files by name (`vocab.txt` or `vocab.json` + `merges.txt`,
+        and when present `tokenizer_config.json`, `special_tokens_map.json`,
+        `added_tokens.json`), as text.
+      where: the folder, named in errors.
+      model_config: the folder's `config.json`, for `tokenizer_class` and `model_type` when
+        `tokenizer_config.json` names no class.
+
+    Returns:
+      The `tokenizer.json` text and the pad token.
+
+    Raises:
+      FileNotFoundError: a vocabulary file the tokenizer class reads is missing.
+      ValueError: a file is malformed, the class is unknown, or the tokenizer would differ
+        from the one the model was trained with (see the module docstring).
+    """
+    where = Path(where)
+    config = json_value(files[CONFIG_FILE], where / CONFIG_FILE, dict) if CONFIG_FILE in files else {}
+    slow = _slow_class(config, model_config or {}, where)
+    missing = [name for name in slow.files if name not in files]
+    if missing:
+        raise FileNotFoundError(f"{where / missing[0]} is missing: {slow.name} reads "
+                                f"{' and '.join(slow.files)} (and there is no tokenizer.json)")
+    options = _options(config, where)
+    stated = read_stated_tokens(config, files, where)
+    special, extended = special_tokens(stated, slow.defaults, slow.wrap)
+    needed = ("cls_token", "sep_token", "pad_token") + (("unk_token",) if VOCAB_TXT in slow.files else ())
+    unset = [key for key in needed if special[key] is None]
+    if unset:
+        raise ValueError(f"{where / CONFIG_FILE} sets {unset[0]} to null; {slow.name} needs one")
+    if slow.files == (VOCAB_TXT,):
+        vocab = read_wordpiece_vocab(files[VOCAB_TXT], where / VOCAB_TXT)
+        _check_specials(extended, stated.decoder, vocab, where / VOCAB_TXT, special["unk_token"])
+        if "do_lower_case" not in config:
+            _check_uncased(vocab, extended, stated.decoder, where, stated=CONFIG_FILE in files)
+        backend = _wordpiece(slow, vocab, text_of(special["unk_token"]), options)
+    else:
+        vocab = read_bpe_vocab(files[VOCAB_JSON], where / VOCAB_JSON)
+        merges = read_merges(files[MERGES_TXT], where / MERGES_TXT, vocab)
+        _check_specials(extended, stated.decoder, vocab, where / VOCAB_JSON, None)
+        backend = _byte_level_bpe(vocab, merges, options)
+    backend.add_tokens([token.added_token() for token in tokens_to_add(stated.decoder, extended)])
+    _check_added_ids(backend, stated, where)
+    backend.post_processor = _post_processor(slow, backend, special, options)
+    return SlowConversion(backend.to_str(), text_of(special["pad_token"]))
+
+
+# --------------------------------------------------------------------------- files
+def read_wordpiece_vocab(text: str, file: Path) -> dict[str, int]:
+    """`vocab.txt` as `BertTokenizer` reads it: a token per line, its id the line number.
+
+    Raises:
+      ValueError: the file is empty, or a token is on two lines (HF would keep the later id
+        and never produce the earlier one).
+    """
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()  # the newline ending the last token
+    if not lines:
+        raise ValueError(f"{file} is empty; expected one token per line")
+    vocab: dict[str, int] = {}
+    for index, token in enumerate(lines):
+        if token in vocab:
+            raise ValueError(f"{file} has {token!r} on lines {vocab[token] + 1} and {index + 1}; "
+                             "expected each token once (its id is its line number)")
+        vocab[token] = index
+    return vocab
+
+
+def read_bpe_vocab(text: str, file: Path) -> dict[str, int]:
+    """`vocab.json`: an object of token -> id, the ids `0..n-1` each once.
+
+    Raises:
+      ValueError: not JSON, not an object of integer ids, or ids repeated or with gaps.
+    """
+    vocab = json_value(text, file, dict)
+    wrong = [(token, id_) for token, id_ in vocab.items()
+             if not isinstance(id_, int) or isinstance(id_, bool)]
+    if wrong:
+        raise ValueError(f"{file} maps {wrong[0][0]!r} to {wrong[0][1]!r}; expected an object "
+                         "of token -> integer id")
+    if not vocab:
+        raise ValueError(f"{file} is an empty object; expected token -> id")
+    if sorted(vocab.values()) != list(range(len(vocab))):
+        seen: dict[int, str] = {}
+        for token, id_ in vocab.items():
+            if id_ in seen:
+                raise ValueError(f"{file} gives {seen[id_]!r} and {token!r} the same id {id_}; "
+                                 "expected each id once")
+            seen[id_] = token
+        outside = min((i for i in seen if not 0 <= i < len(vocab)), key=abs)
+        raise ValueError(f"{file} has id {outside} ({seen[outside]!r}) among {len(vocab)} "
+                         f"tokens; expected the ids 0..{len(vocab) - 1}")
+    return vocab
+
+
+def read_merges(text: str, file: Path, vocab: Mapping[str, int]) -> list[tuple[str, str]]:
+    """`merges.txt` as `RobertaTokenizer` reads it: its first line (the `#version` header) and
+    what follows its last newline are not merges; a repeated merge keeps its first rank.
+
+    Raises:
+      ValueError: a line is not two tokens, or a merge's parts or result are not in
+        `vocab.json`.
+    """
+    merges: dict[tuple[str, str], int] = {}
+    for number, line in enumerate(text.split("\n")[1:-1], start=2):
+        parts = tuple(line.split())
+        if len(parts) != 2:
+            raise ValueError(f"{file} line {number} is {line!r}; expected two tokens separated "
+                             "by a space (the first line is the #version header)")
+        absent = [t for t in (*parts, parts[0] + parts[1]) if t not in vocab]
+        if absent:
+            raise ValueError(f"{file} line {number} merges {line!r}, but {absent[0]!r} is not in "
+                             f"{file.with_name(VOCAB_JSON)}; expected the merges of that vocabulary")
+        merges.setdefault(parts, number)
+    return list(merges)
+
+
+# --------------------------------------------------------------------------- class, options
+def _slow_class(config: Mapping, model_config: Mapping, where: Path) -> SlowClass:
+    """The tokenizer class AutoTokenizer would pick: tokenizer_config.json's, config.json's, or
+    the one of config.json's model_type."""
+    for source, stated in ((CONFIG_FILE, config), ("config.json", model_config)):
+        name = stated.get("tokenizer_class")
+        if name is not None:
+            break
+    else:
+        source, model_type = "config.json", model_config.get("model_type")
+        name = MODEL_TYPES.get(model_type)
+        if name is None:
+            raise ValueError(
+                f"{where} has no tokenizer.json, and neither {CONFIG_FILE} (tokenizer_class) "
+                f"nor config.json (model_type {model_type!r}) names a tokenizer samp-jax builds "
+                f"from vocabulary files: model types {sorted(MODEL_TYPES)}")
+    slow = SLOW_CLASSES.get(name.removesuffix("Fast")) if isinstance(name, str) else None
+    if slow is None:
+        raise ValueError(
+            f"{where / source} names tokenizer_class {name!r}, and the folder has no "
+            f"tokenizer.json; samp-jax builds one only for {sorted(SLOW_CLASSES)} (or their "
+            f"Fast names): write {where / 'tokenizer.json'} once with transformers, e.g. "
+            f"AutoTokenizer.from_pretrained('{where}').save_pretrained('{where}')")
+    return slow
+
+
+def _options(config: Mapping, where: Path) -> dict:
+    options = {}
+    for name, (default, types) in OPTIONS.items():
+        value = config.get(name, default)
+        if not isinstance(value, types):
+            raise ValueError(f"{where / CONFIG_FILE} sets {name} to {value!r}; expected "
+                             f"{' or '.join('null' if t is type(None) else t.__name__ for t in types)}")
+        options[name] = value
+    return options
+
+
+# --------------------------------------------------------------------------- checks
+def _check_specials(extended: list, decoder: Mapping[int, Token], vocab: Mapping[str, int],
+                    file: Path, unk: "Token | str | None") -> None:
+    """Every special token must have an id of the vocabulary or of the stated added tokens (HF
+    would append it with a new id the model was not trained with); WordPiece's unknown token
+    must be in the vocabulary itself."""
+    added = {token.content for token in decoder.values()}
+    for token in extended:
+        text = text_of(token)
+        in_model = text in vocab or (text in added and (unk is None or text != text_of(unk)))
+        if not in_model:
+            bom = " (the file starts with a byte-order mark)" if next(iter(vocab)).startswith("\ufeff") else ""
+            raise ValueError(f"special token {text!r} is not in {file}{bom}; expected the "
+                             "vocabulary the model was trained with")
+
+
+def _check_uncased(vocab: Mapping[str, int], extended: list, decoder: Mapping[int, Token],
+                   where: Path, *, stated: bool) -> None:
+    """Refuses a cased vocabulary whose do_lower_case is stated nowhere (HF would lowercase)."""
+    skip = {text_of(t) for t in extended} | {t.content for t in decoder.values()}
+    cased = [t for t in vocab if t not in skip and t != t.lower()
+             and not (t[:1] + t[-1:] in ("[]", "<>"))]
+    if cased and len(cased) >= CASED_SHARE * len(vocab):
+        config = where / CONFIG_FILE
+        place = f"{config} does not state do_lower_case" if stated else f"{where} has no {CONFIG_FILE}"
+        raise ValueError(
+            f"{place}, and {where / VOCAB_TXT} is cased ({len(cased)} of {len(vocab)} tokens have "
+            f"capitals, e.g. {cased[:3]}): HF's tokenizer would lowercase by default, giving ids "
+            f"the model may never have seen. State it in {config}: "
+            '"do_lower_case": false for a cased model (true if it was trained on lowercased text)')
+
+
+def _check_added_ids(backend: HFTokenizer, stated: StatedTokens, where: Path) -> None:
+    for index, token in sorted(stated.decoder.items()):
+        got = backend.token_to_id(token.content)
+        if got != index and token.content:
+            raise ValueError(
+                f"{where / stated.decoder_file} gives {token.content!r} id {index}, but the "
+                f"tokenizer built from the vocabulary gives it {got}; expected the ids of the "
+                "vocabulary, then the added tokens numbered on from its end")
+
+
+# --------------------------------------------------------------------------- the backend
+def _wordpiece(slow: SlowClass, vocab: dict[str, int], unk: str, options: Mapping) -> HFTokenizer:
+    """`BertConverter` / `MPNetConverter`, with the normalizer the fast class then sets."""
+    backend = HFTokenizer(models.WordPiece(vocab, unk_token=unk))
+    chinese = options["tokenize_chinese_chars"]
+    if slow.separators == 2 and not options["do_basic_tokenize"]:
+        chinese = False  # MPNetTokenizerFast resets only the case and accent options
+    backend.normalizer = normalizers.BertNormalizer(
+        clean_text=True, handle_chinese_chars=chinese, strip_accents=options["strip_accents"],
+        lowercase=options["do_lower_case"])
+    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    backend.decoder = decoders.WordPiece(prefix="##")
+    return backend
+
+
+def _byte_level_bpe(vocab: dict[str, int], merges: list, options: Mapping) -> HFTokenizer:
+    """`RobertaConverter`."""
+    backend = HFTokenizer(models.BPE(vocab=vocab, merges=merges, dropout=None,
+                                     continuing_subword_prefix="", end_of_word_suffix="",
+                                     fuse_unk=False))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=options["add_prefix_space"])
+    backend.decoder = decoders.ByteLevel()
+    return backend
+
+
+def _post_processor(slow: SlowClass, backend: HFTokenizer, special: Mapping, options: Mapping):
+    """The converter's post-processor, with the options the fast class then sets."""
+    cls, sep = text_of(special["cls_token"]), text_of(special["sep_token"])
+    cls_id, sep_id = backend.token_to_id(cls), backend.token_to_id(sep)
+    if VOCAB_JSON in slow.files:
+        return processors.RobertaProcessing(
+            (sep, sep_id), (cls, cls_id), trim_offsets=options["trim_offsets"],
+            add_prefix_space=options["add_prefix_space"])
+    separators = " ".join([f"{sep}:0"] * slow.separators)
+    return processors.TemplateProcessing(
+        single=f"{cls}:0 $A:0 {sep}:0", pair=f"{cls}:0 $A:0 {separators} $B:1 {sep}:1",
+        special_tokens=[(cls, cls_id), (sep, sep_id)])
