@@ -330,10 +330,19 @@ def _hf_config_dict(source: Any) -> tuple[dict[str, Any], str]:
         path = path / "config.json"
     if not path.is_file():
         raise FileNotFoundError(f"no HF config at {path}")
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path} is not valid JSON: {e}") from None
+    data = read_json(path)
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a JSON object, got {type(data).__name__}")
     return data, str(path)
+
+
+def read_json(file: Path):
+    """The JSON value in a config file.
+
+    Raises:
+      ConfigError: naming the file, when it is not UTF-8 JSON.
+    """
+    try:
+        return json.loads(file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{file} is not valid JSON: {e}") from None

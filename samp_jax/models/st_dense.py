@@ -22,7 +22,7 @@ import numpy as np
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
-from samp_jax.models.config import ConfigError
+from samp_jax.models.config import ConfigError, read_json
 from samp_jax.models.errors import CheckpointError
 from samp_jax.models.heads import DenseLayer, SentenceEmbedder
 from samp_jax.models.torch_pickle import read_torch_pickle
@@ -66,10 +66,7 @@ def read_dense_config(folder: Path) -> DeclaredDense:
     file = folder / CONFIG_FILE
     if not file.is_file():
         raise ConfigError(f"Dense config {file} is missing")
-    try:
-        config = json.loads(file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{file} is not valid JSON: {e}") from None
+    config = read_json(file)
     if not isinstance(config, dict):
         raise ConfigError(f"{file} must hold a JSON object")
     unknown = sorted(set(config) - set(_KEYS))

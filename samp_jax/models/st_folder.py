@@ -23,7 +23,7 @@ from typing import Sequence
 
 import numpy as np
 
-from samp_jax.models.config import ConfigError
+from samp_jax.models.config import ConfigError, read_json
 from samp_jax.models.heads import POOLING_MODES, DenseLayer
 from samp_jax.models.st_dense import DENSE, DeclaredDense, read_dense_config, write_dense
 
@@ -68,7 +68,7 @@ def read_pooling(folder: str | Path) -> DeclaredPooling | None:
     file = folder / MODULES_FILE
     if not file.is_file():
         return _legacy_pooling(folder)
-    modules = _json(file)
+    modules = read_json(file)
     if not isinstance(modules, list) or not all(isinstance(m, dict) for m in modules):
         raise ConfigError(f"{file} must be a JSON list of module objects")
     kinds = [_module_kind(m.get("type")) for m in modules]
@@ -126,7 +126,7 @@ def read_text_settings(folder: str | Path) -> TextSettings:
     file = Path(folder) / TEXT_SETTINGS_FILE
     if not file.is_file():
         return TextSettings()
-    config = _json(file)
+    config = read_json(file)
     if not isinstance(config, dict):
         raise ConfigError(f"{file} must hold a JSON object")
     length, lowercase = config.get("max_seq_length"), config.get("do_lower_case", False)
@@ -142,7 +142,7 @@ def _check_no_default_prompt(file: Path) -> None:
     which samp-jax does not do."""
     if not file.is_file():
         return
-    config = _json(file)
+    config = read_json(file)
     name = config.get("default_prompt_name") if isinstance(config, dict) else None
     prompts = config.get("prompts") if isinstance(config, dict) else None
     prompt = prompts.get(name) if isinstance(prompts, dict) and name is not None else None
@@ -171,7 +171,7 @@ def _legacy_pooling(folder: Path) -> DeclaredPooling | None:
 def _modes(config_file: Path) -> tuple[str, ...]:
     if not config_file.is_file():
         raise ConfigError(f"pooling config {config_file} is missing")
-    config = _json(config_file)
+    config = read_json(config_file)
     if not isinstance(config, dict):
         raise ConfigError(f"{config_file} must hold a JSON object")
     flags = [key for key in (*POOLING_KEYS.values(), "include_prompt") if key in config]
@@ -195,13 +195,6 @@ def _modes(config_file: Path) -> tuple[str, ...]:
         return modes
     # 2-4: booleans, concatenated in this fixed order; none set means mean (as they load it)
     return tuple(mode for mode in POOLING_MODES if config.get(POOLING_KEYS[mode])) or ("mean",)
-
-
-def _json(file: Path):
-    try:
-        return json.loads(file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{file} is not valid JSON: {e}") from None
 
 
 def write_st_files(folder: str | Path, *, hidden_size: int, modes: tuple[str, ...], normalize: bool,
