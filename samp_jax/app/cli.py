@@ -61,7 +61,12 @@ def resolve_task(args, model=None) -> Task:
     its label sets at `--threshold` where the command takes one."""
     task = _read_task(args, model)
     threshold = getattr(args, "threshold", None)
-    return task if threshold is None else dataclasses.replace(task, label_threshold=threshold)
+    if threshold is None:
+        return task
+    if task.task_type.readout is not Readout.LABELS:
+        raise UsageError(f"--threshold {threshold:g} is for a multi-label task (a set of labels "
+                         f"per row); {task.name} is {task.task_type.name}")
+    return dataclasses.replace(task, label_threshold=threshold)
 
 
 def _read_task(args, model) -> Task:
@@ -338,7 +343,7 @@ def _finetune(args) -> int:
     summary = {"model": str(out), "task": task.name, "task_type": task.task_type.name,
                "labels": None if task.labels is None else list(task.labels),
                "loss": loss.name, "problem_type": loss.problem_type,
-               "dev_metric": result.dev_metric, "steps": result.steps,
+               "label_threshold": task.decision_threshold, "dev_metric": result.dev_metric, "steps": result.steps,
                "seconds": result.seconds, "test": metrics, "split_sizes": task.sizes(),
                "data": task.source, "split_seed": args.seed, "learned": result.learned,
                "dev_chance": None if result.chance is None else dataclasses.asdict(result.chance),

@@ -118,6 +118,8 @@ def _add_finetune(sub) -> None:
     _add_data(ft)
     ft.add_argument("--out", required=True, help="folder for the fine-tuned HF checkpoint")
     _add_finetune_settings(ft)
+    _add_threshold(ft, "the dev F1 that keeps the best checkpoint, and the test F1, are measured "
+                       "at it")
 
 
 def _add_predict(sub) -> None:

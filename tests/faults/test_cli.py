@@ -156,6 +156,15 @@ def test_a_threshold_for_a_model_that_is_not_multi_label_is_refused_before_any_w
                         "the sequence_classification head of", "is read as classes")
 
 
+def test_finetune_refuses_a_threshold_for_data_that_is_not_multi_label(files, tmp_path, capsys,
+                                                                       no_slow_work):
+    code = main(["finetune", "--model", str(files / "model"), "--data", str(files / "data.csv"),
+                 "--out", str(tmp_path / "tuned"), "--threshold", "0.3"])
+    _one_line_error(capsys, code, 2, "--threshold 0.3 is for a multi-label task",
+                    "is text_classification")
+    assert not (tmp_path / "tuned").exists()
+
+
 def test_a_threshold_with_a_built_in_task_is_refused_before_its_model_loads(capsys, no_slow_work):
     code = main(["eval", "--data", "snli", "--threshold", "0.3"])
     _one_line_error(capsys, code, 2, "--threshold is for a multi-label model",

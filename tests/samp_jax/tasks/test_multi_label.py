@@ -415,8 +415,9 @@ def test_the_command_line_serves_a_multi_label_model_end_to_end(tmp_path, capsys
     assert sj.load(tmp_path / "s" / "model").readout is Readout.LABELS
     tuned = tmp_path / "tuned"
     assert main_ok(["finetune", "--model", str(folder), "--data", str(data), "--out", str(tuned),
-                    "--epochs", "1", "--min-steps", "4", "--json"], capsys)
+                    "--epochs", "1", "--min-steps", "4", "--threshold", "0.3", "--json"], capsys)
     assert json.loads((tuned / "config.json").read_text())["problem_type"] == MULTI
+    assert json.loads((tuned / "finetune.json").read_text())["label_threshold"] == 0.3
     one_class = tmp_path / "one.jsonl"
     one_class.write_text("".join(json.dumps({"text": r["text"], "label": NAMES[i % 3]}) + "\n"
                                  for i, r in enumerate(_rows(120))))
