@@ -14,8 +14,9 @@ tokenizer's files, with their lstrip/rstrip/normalized/single_word/special flags
 2. `special_tokens`: the tokenizer class's defaults for the keys not stated, its wrapping of
    the ones given as strings (`SlowClass.wrap`), then the copy HF makes of them (which fixes a
    `normalized` flag left unstated); all of them deduplicated by text, in HF's order.
-3. `tokens_to_add`: the added tokens by id, then each special token not among them, each marked
-   special when its text is one of the special tokens'.
+3. `tokens_to_add`: the added tokens by id, then each special token not among them (nor, given
+   as a string, among the tokens a SentencePiece converter added before), each marked special
+   when its text is one of the special tokens'.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Sequence
 
 from tokenizers import AddedToken
 
@@ -166,12 +167,15 @@ def special_tokens(stated: StatedTokens, defaults: Mapping[str, str],
     return special, extended
 
 
-def tokens_to_add(decoder: Mapping[int, Token], extended: list) -> list[Token]:
+def tokens_to_add(decoder: Mapping[int, Token], extended: list,
+                  present: Sequence[Token] = ()) -> list[Token]:
     """The tokens `PreTrainedTokenizerFast.__init__` adds to the backend, in order: the stated
-    added tokens by id, then each special token not among them (a string compared by its text,
-    a token by all its flags), each marked special when its text is a special token's."""
+    added tokens by id, then each special token not among them: a string is compared by its
+    text with them and with the tokens `present` in the backend already (those a SentencePiece
+    converter added), a token by all its flags with the stated ones only. Each is marked
+    special when its text is a special token's."""
     stated = [decoder[index] for index in sorted(decoder)]
-    texts = [token.content for token in stated]
+    texts = [token.content for token in (*present, *stated)]
     fields = [token.fields() for token in stated]
     candidates = stated + [t for t in extended if (t not in texts if isinstance(t, str)
                                                    else t.fields() not in fields)]

@@ -37,6 +37,7 @@ from samp_jax.models.heads import POOLING_MODES, SentenceEmbedder, check_labels,
 from samp_jax.models.hf_labels import (check_problem_type, label_names, stated_num_labels,
                                        stated_problem_type)
 from samp_jax.models.model import EncoderModel
+from samp_jax.models.sentencepiece_tokenizer import SENTENCEPIECE_FILES
 from samp_jax.models.st_dense import check_widths, dense_weights, load_dense
 from samp_jax.models.st_folder import read_pooling, write_st_files
 from samp_jax.models.tokenizer import TOKENIZER_FILES
@@ -533,7 +534,7 @@ def save_pretrained(model: EncoderModel, directory: str | Path, *, tokenizer_dir
             write_st_files(tmp, hidden_size=model.config.hidden_size, modes=model.head.pooling,
                            normalize=model.head.normalize, dense=dense_weights(model.head))
         if tokenizer_dir is not None:
-            for name in TOKENIZER_FILES:
+            for name in (*TOKENIZER_FILES, *SENTENCEPIECE_FILES):  # binary models too
                 if (Path(tokenizer_dir) / name).is_file():
                     shutil.copyfile(Path(tokenizer_dir) / name, tmp / name)
         elif getattr(model, "tokenizer", None) is not None:

@@ -2,23 +2,27 @@
 tokenizer's files, for checkpoint folders that ship no `tokenizer.json`.
 
 Many fine-tuned checkpoints carry only the slow tokenizer's files: `vocab.txt` (WordPiece:
-BERT, DistilBERT, ELECTRA, MPNet) or `vocab.json` + `merges.txt` (byte-level BPE: RoBERTa),
-with a `tokenizer_config.json` that may be minimal or absent. HF converts them when it loads
-them (`transformers.convert_slow_tokenizer`: `BertConverter`, `MPNetConverter`,
-`RobertaConverter`). `convert_slow_tokenizer` here builds the same tokenizer with the
-`tokenizers` library, so the ids are the ones HF's fast tokenizer gives:
+BERT, DistilBERT, ELECTRA, MPNet), `vocab.json` + `merges.txt` (byte-level BPE: RoBERTa) or a
+SentencePiece model (`spm.model`: DeBERTa-v2/v3; `sentencepiece.bpe.model`: XLM-R), with a
+`tokenizer_config.json` that may be minimal or absent. HF converts them when it loads them
+(`transformers.convert_slow_tokenizer`: `BertConverter`, `MPNetConverter`, `RobertaConverter`,
+`DebertaV2Converter`, `XLMRobertaConverter`). `convert_slow_tokenizer` here builds the same
+tokenizer with the `tokenizers` library, so the ids are the ones HF's fast tokenizer gives:
 
 - The tokenizer class is `tokenizer_class` in `tokenizer_config.json`, else in `config.json`,
   else the one of `config.json`'s `model_type`: `bert`, `distilbert` and `electra` are
   WordPiece as BERT (`[CLS] A [SEP] B [SEP]`), `mpnet` is WordPiece with `<s> A </s></s> B
-  </s>`, `roberta` is byte-level BPE. Other classes (SentencePiece ones: XLM-R, DeBERTa-v2/v3)
-  are refused, with how to write `tokenizer.json` once with transformers.
+  </s>`, `roberta` is byte-level BPE, `deberta-v2` and `xlm-roberta` read a SentencePiece
+  model (`samp_jax.models.sentencepiece_tokenizer`). Other classes are refused, with how to
+  write `tokenizer.json` once with transformers.
 - The files are read as HF's slow tokenizers read them: a token per line of `vocab.txt`, its id
   the line number; `vocab.json` an object of ids; `merges.txt` without its first line (the
-  `#version` header) and without what follows its last newline, duplicates dropped.
+  `#version` header) and without what follows its last newline, duplicates dropped; the
+  SentencePiece model's pieces, scores and settings (`samp_jax.models.sentencepiece_model`).
 - The options come from `tokenizer_config.json`, with HF's defaults: `do_lower_case` (true),
   `strip_accents` (null: strip when lowercasing), `tokenize_chinese_chars` (true),
-  `do_basic_tokenize` (true), `add_prefix_space` (false), `trim_offsets` (true).
+  `do_basic_tokenize` (true), `add_prefix_space` (false), `trim_offsets` (true); DeBERTa's
+  `do_lower_case` (false) and `split_by_punct` (false).
 - The special and added tokens, with their lstrip/rstrip/normalized/single_word flags, come
   from `tokenizer_config.json` (its `added_tokens_decoder` and token keys), else from
   `special_tokens_map.json` and `added_tokens.json`, and from the class's defaults, as
@@ -26,11 +30,13 @@ them (`transformers.convert_slow_tokenizer`: `BertConverter`, `MPNetConverter`,
 
 Refused rather than converted wrongly, the message naming the file: a `vocab.txt` with a
 token on two lines, a `vocab.json` that is not an object of distinct ids `0..n-1`, a
-`merges.txt` line that is not two tokens of the vocabulary, a special token that is not in the
-vocabulary, an added token whose stated id is not the id it gets, an option of the wrong type,
-an unknown tokenizer class, and a cased WordPiece vocabulary whose `do_lower_case` is stated
-nowhere (`CASED_SHARE`): HF would lowercase by default, and the model would get ids it was
-never trained on.
+`merges.txt` line that is not two tokens of the vocabulary, a malformed SentencePiece model or
+one HF's converter would not convert exactly (`sentencepiece_tokenizer`), a special token that
+is not in the vocabulary (but DeBERTa's mask token, which HF appends after the pieces, as
+DeBERTa-v3 numbers it), an added token whose stated id is not the id it gets, an option of the
+wrong type, an unknown tokenizer class, and a cased WordPiece vocabulary whose `do_lower_case`
+is stated nowhere (`CASED_SHARE`): HF would lowercase by default, and the model would get ids
+it was never trained on.
 """
 
 from __future__ import annotations
@@ -52,6 +58,14 @@ from samp_jax.models.added_tokens import (
     text_of,
     tokens_to_add,
 )
+from samp_jax.models.sentencepiece_model import read_sentencepiece_model
+from samp_jax.models.sentencepiece_tokenizer import (
+    SPM_CONVERTERS,
+    SPM_MODEL,
+    XLM_ROBERTA_MODEL,
+    sentencepiece_backend,
+    sentencepiece_post_processor,
+)
 
 VOCAB_TXT = "vocab.txt"
 VOCAB_JSON = "vocab.json"
@@ -60,6 +74,7 @@ MERGES_TXT = "merges.txt"
 OPTIONS = {"do_lower_case": (True, (bool,)), "strip_accents": (None, (bool, type(None))),
            "tokenize_chinese_chars": (True, (bool,)), "do_basic_tokenize": (True, (bool,)),
            "add_prefix_space": (False, (bool,)), "trim_offsets": (True, (bool,))}
+DEBERTA_OPTIONS = {"do_lower_case": (False, (bool,)), "split_by_punct": (False, (bool,))}
 # A WordPiece vocabulary is cased when at least this share of its tokens (special and bracketed
 # ones like [unused0] left out) holds a letter that lowercasing changes. An uncased vocabulary
 # has none (a lowercasing tokenizer can never produce such a token); bert-base-cased has
@@ -77,6 +92,9 @@ class SlowClass:
       defaults: its `__init__`'s special-token defaults.
       wrap: how its `__init__` passes a special token given as a string on: `wrap(key, text)`.
       separators: separator tokens between the two texts of a pair (MPNet has two).
+      options: the `tokenizer_config.json` options it reads: name -> (default, types).
+      appended: special-token keys whose token may lie outside the vocabulary: HF appends it
+        after the vocabulary, the id the model was trained with (DeBERTa's mask token).
     """
 
     name: str
@@ -84,6 +102,8 @@ class SlowClass:
     defaults: Mapping[str, str]
     wrap: Callable[[str, str], "Token | str"]
     separators: int = 1
+    options: Mapping[str, tuple] = dataclasses.field(default_factory=lambda: OPTIONS)
+    appended: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,6 +128,16 @@ def _roberta_wrap(key: str, text: str) -> "Token | str":
     return Token(text, lstrip=True, normalized=False) if key == "mask_token" else Token(text)
 
 
+def _deberta_wrap(key: str, text: str) -> "Token | str":
+    # DebertaV2Tokenizer: a normalized, special unknown token
+    return Token(text, normalized=True, special=True) if key == "unk_token" else text
+
+
+def _xlm_roberta_wrap(key: str, text: str) -> "Token | str":
+    # XLMRobertaTokenizer: a special mask that takes the space before it
+    return Token(text, lstrip=True, special=True) if key == "mask_token" else text
+
+
 _BERT_DEFAULTS = {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]",
                   "cls_token": "[CLS]", "mask_token": "[MASK]"}
 _ROBERTA_DEFAULTS = {"bos_token": "<s>", "eos_token": "</s>", "sep_token": "</s>",
@@ -120,21 +150,28 @@ SLOW_CLASSES = {c.name: c for c in (
     SlowClass("MPNetTokenizer", (VOCAB_TXT,), _ROBERTA_DEFAULTS | {"unk_token": "[UNK]"},
               _mpnet_wrap, separators=2),
     SlowClass("RobertaTokenizer", (VOCAB_JSON, MERGES_TXT), _ROBERTA_DEFAULTS, _roberta_wrap),
+    SlowClass("DebertaV2Tokenizer", (SPM_MODEL,), _BERT_DEFAULTS | {"bos_token": "[CLS]",
+              "eos_token": "[SEP]"}, _deberta_wrap, options=DEBERTA_OPTIONS,
+              appended=("mask_token",)),
+    SlowClass("XLMRobertaTokenizer", (XLM_ROBERTA_MODEL,), _ROBERTA_DEFAULTS, _xlm_roberta_wrap,
+              separators=2, options={}),
 )}
 # config.json's model_type -> the tokenizer class AutoTokenizer picks for it.
 MODEL_TYPES = {"bert": "BertTokenizer", "distilbert": "DistilBertTokenizer",
                "electra": "ElectraTokenizer", "mpnet": "MPNetTokenizer",
-               "roberta": "RobertaTokenizer"}
+               "roberta": "RobertaTokenizer", "deberta-v2": "DebertaV2Tokenizer",
+               "xlm-roberta": "XLMRobertaTokenizer"}
 
 
-def convert_slow_tokenizer(files: Mapping[str, str], *, where: str | Path,
+def convert_slow_tokenizer(files: Mapping[str, str | bytes], *, where: str | Path,
                            model_config: Mapping | None = None) -> SlowConversion:
     """The `tokenizer.json` HF's fast tokenizer builds from a folder's slow-tokenizer files.
 
     Args:
-      files: the folder's tokenizer files by name (`vocab.txt` or `vocab.json` + `merges.txt`,
-        and when present `tokenizer_config.json`, `special_tokens_map.json`,
-        `added_tokens.json`), as text.
+      files: the folder's tokenizer files by name (`vocab.txt`, `vocab.json` + `merges.txt`, or
+        a SentencePiece model, and when present `tokenizer_config.json`,
+        `special_tokens_map.json`, `added_tokens.json`), as text; a SentencePiece model as
+        bytes.
       where: the folder, named in errors.
       model_config: the folder's `config.json`, for `tokenizer_class` and `model_type` when
         `tokenizer_config.json` names no class.
@@ -154,28 +191,46 @@ def convert_slow_tokenizer(files: Mapping[str, str], *, where: str | Path,
     if missing:
         raise FileNotFoundError(f"{where / missing[0]} is missing: {slow.name} reads "
                                 f"{' and '.join(slow.files)} (and there is no tokenizer.json)")
-    options = _options(config, where)
+    options = _options(config, slow.options, where)
     stated = read_stated_tokens(config, files, where)
     special, extended = special_tokens(stated, slow.defaults, slow.wrap)
     needed = ("cls_token", "sep_token", "pad_token") + (("unk_token",) if VOCAB_TXT in slow.files else ())
     unset = [key for key in needed if special[key] is None]
     if unset:
         raise ValueError(f"{where / CONFIG_FILE} sets {unset[0]} to null; {slow.name} needs one")
+    backend, present = _backend(slow, files, where, config, stated, special, extended, options)
+    backend.add_tokens([token.added_token()
+                        for token in tokens_to_add(stated.decoder, extended, present)])
+    _check_added_ids(backend, stated, where)
+    if slow.name in SPM_CONVERTERS:
+        backend.post_processor = sentencepiece_post_processor(SPM_CONVERTERS[slow.name], backend,
+                                                              special, where)
+    else:
+        backend.post_processor = _post_processor(slow, backend, special, options)
+    return SlowConversion(backend.to_str(), text_of(special["pad_token"]))
+
+
+def _backend(slow: SlowClass, files: Mapping, where: Path, config: Mapping, stated: StatedTokens,
+             special: Mapping, extended: list, options: Mapping) -> tuple[HFTokenizer, list[Token]]:
+    """The converter's tokenizer from the class's vocabulary files, its special tokens checked
+    against the vocabulary, and the added tokens the converter gave it."""
     if slow.files == (VOCAB_TXT,):
         vocab = read_wordpiece_vocab(files[VOCAB_TXT], where / VOCAB_TXT)
         _check_specials(extended, stated.decoder, vocab, where / VOCAB_TXT, special["unk_token"])
         if "do_lower_case" not in config:
             _check_uncased(vocab, extended, stated.decoder, where, stated=CONFIG_FILE in files)
-        backend = _wordpiece(slow, vocab, text_of(special["unk_token"]), options)
-    else:
-        vocab = read_bpe_vocab(files[VOCAB_JSON], where / VOCAB_JSON)
-        merges = read_merges(files[MERGES_TXT], where / MERGES_TXT, vocab)
-        _check_specials(extended, stated.decoder, vocab, where / VOCAB_JSON, None)
-        backend = _byte_level_bpe(vocab, merges, options)
-    backend.add_tokens([token.added_token() for token in tokens_to_add(stated.decoder, extended)])
-    _check_added_ids(backend, stated, where)
-    backend.post_processor = _post_processor(slow, backend, special, options)
-    return SlowConversion(backend.to_str(), text_of(special["pad_token"]))
+        return _wordpiece(slow, vocab, text_of(special["unk_token"]), options), []
+    if slow.name in SPM_CONVERTERS:
+        file = where / slow.files[0]
+        model = read_sentencepiece_model(files[slow.files[0]], file)
+        backend, vocab, present = sentencepiece_backend(SPM_CONVERTERS[slow.name], model, options, file)
+        appended = {text_of(special[key]) for key in slow.appended if special[key] is not None}
+        _check_specials(extended, stated.decoder, vocab, file, None, appended)
+        return backend, present
+    vocab = read_bpe_vocab(files[VOCAB_JSON], where / VOCAB_JSON)
+    merges = read_merges(files[MERGES_TXT], where / MERGES_TXT, vocab)
+    _check_specials(extended, stated.decoder, vocab, where / VOCAB_JSON, None)
+    return _byte_level_bpe(vocab, merges, options), []
 
 
 # --------------------------------------------------------------------------- files
@@ -275,9 +330,9 @@ def _slow_class(config: Mapping, model_config: Mapping, where: Path) -> SlowClas
     return slow
 
 
-def _options(config: Mapping, where: Path) -> dict:
+def _options(config: Mapping, known: Mapping[str, tuple], where: Path) -> dict:
     options = {}
-    for name, (default, types) in OPTIONS.items():
+    for name, (default, types) in known.items():
         value = config.get(name, default)
         if not isinstance(value, types):
             raise ValueError(f"{where / CONFIG_FILE} sets {name} to {value!r}; expected "
@@ -288,11 +343,11 @@ def _options(config: Mapping, where: Path) -> dict:
 
 # --------------------------------------------------------------------------- checks
 def _check_specials(extended: list, decoder: Mapping[int, Token], vocab: Mapping[str, int],
-                    file: Path, unk: "Token | str | None") -> None:
+                    file: Path, unk: "Token | str | None", appended: set[str] = frozenset()) -> None:
     """Every special token must have an id of the vocabulary or of the stated added tokens (HF
-    would append it with a new id the model was not trained with); WordPiece's unknown token
-    must be in the vocabulary itself."""
-    added = {token.content for token in decoder.values()}
+    would append it with a new id the model was not trained with), or be one of the class's
+    `appended` tokens; WordPiece's unknown token must be in the vocabulary itself."""
+    added = {token.content for token in decoder.values()} | set(appended)
     for token in extended:
         text = text_of(token)
         in_model = text in vocab or (text in added and (unk is None or text != text_of(unk)))

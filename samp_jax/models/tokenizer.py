@@ -1,9 +1,10 @@
 """A thin wrapper over the HF fast tokenizer (`tokenizer.json`) in a checkpoint folder.
 
-A folder without `tokenizer.json` but with a slow tokenizer's files (`vocab.txt`, or
-`vocab.json` + `merges.txt`) gets the `tokenizer.json` HF's `AutoTokenizer` would build from
-them (`samp_jax.models.slow_tokenizer`), and `Tokenizer.save` writes it, so a saved or
-quantized model carries a fast tokenizer.
+A folder without `tokenizer.json` but with a slow tokenizer's files (`vocab.txt`,
+`vocab.json` + `merges.txt`, or a SentencePiece model: DeBERTa-v2/v3's `spm.model`, XLM-R's
+`sentencepiece.bpe.model`) gets the `tokenizer.json` HF's `AutoTokenizer` would build from them
+(`samp_jax.models.slow_tokenizer`), and `Tokenizer.save` writes it, so a saved or quantized
+model carries a fast tokenizer.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 from tokenizers import Tokenizer as HFTokenizer
 
 from samp_jax.models.config import ConfigError, EncoderConfig
+from samp_jax.models.sentencepiece_tokenizer import SENTENCEPIECE_FILES
 from samp_jax.models.slow_tokenizer import VOCAB_JSON, VOCAB_TXT, convert_slow_tokenizer
 from samp_jax.models.st_folder import TextSettings, read_text_settings
 
@@ -28,11 +30,10 @@ TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
 SIDE_FILES = ("special_tokens_map.json", "added_tokens.json", "vocab.txt", "vocab.json",
               "merges.txt")
 TOKENIZER_FILES = (TOKENIZER_FILE, TOKENIZER_CONFIG_FILE, *SIDE_FILES)
-# SentencePiece models of slow tokenizers (DeBERTa-v2/v3's spm.model, XLM-R's): never read, so
-# a folder with one of them and no tokenizer.json is refused with how to convert it.
-SLOW_ONLY_FILES = ("spm.model", "sentencepiece.bpe.model")
-# Vocabularies of the slow tokenizers samp-jax builds a tokenizer.json from.
-SLOW_VOCABULARY_FILES = (VOCAB_TXT, VOCAB_JSON)
+# Vocabularies of the slow tokenizers samp-jax builds a tokenizer.json from. The SentencePiece
+# models among them are binary: read only to build tokenizer.json, never kept in the
+# tokenizer's files (`checkpoint.save_pretrained` copies them with a folder's tokenizer files).
+SLOW_VOCABULARY_FILES = (VOCAB_TXT, VOCAB_JSON, *SENTENCEPIECE_FILES)
 
 
 class Tokenizer:
@@ -91,7 +92,7 @@ class Tokenizer:
 
         Raises:
           FileNotFoundError: the folder has no `tokenizer.json` and no slow tokenizer's
-            vocabulary (or only a SentencePiece model, which samp-jax does not read).
+            vocabulary.
           ValueError: a tokenizer file is damaged (not UTF-8, not JSON, not a tokenizer; the
             message names the file), no maximum length is stated anywhere, the pad token is
             not in the vocabulary, or the slow tokenizer's files cannot be converted exactly
@@ -101,13 +102,8 @@ class Tokenizer:
         path = Path(path)
         file = path / TOKENIZER_FILE
         if not has_tokenizer(path):
-            slow = [name for name in SLOW_ONLY_FILES if (path / name).is_file()]
-            hint = (f"; the folder has only a slow tokenizer ({', '.join(slow)}), which samp-jax "
-                    f"does not read: write {TOKENIZER_FILE} once with transformers, e.g. "
-                    f"AutoTokenizer.from_pretrained('{path}').save_pretrained('{path}')"
-                    if slow else "")
             raise FileNotFoundError(f"no fast tokenizer at {file}, and no slow tokenizer's "
-                                    f"vocabulary ({', '.join(SLOW_VOCABULARY_FILES)}){hint}")
+                                    f"vocabulary ({', '.join(SLOW_VOCABULARY_FILES)})")
         files = {}
         for name in TOKENIZER_FILES:
             if (path / name).is_file():
@@ -117,7 +113,9 @@ class Tokenizer:
                     raise ValueError(f"{path / name} is not UTF-8 text ({e.reason} at byte "
                                      f"{e.start}); expected a tokenizer file") from None
         if TOKENIZER_FILE not in files:
-            files = _converted(files, path)
+            models = {name: (path / name).read_bytes() for name in SENTENCEPIECE_FILES
+                      if (path / name).is_file()}
+            files = _converted(files, models, path)
         limit = _model_max_length(path) if (path / "config.json").is_file() else None
         settings = read_text_settings(path) if sentence_transformers else TextSettings()
         if settings.lowercase:
@@ -318,17 +316,17 @@ def has_tokenizer(folder: str | os.PathLike) -> bool:
     return any((Path(folder) / name).is_file() for name in (TOKENIZER_FILE, *SLOW_VOCABULARY_FILES))
 
 
-def _converted(files: dict[str, str], path: Path) -> dict[str, str]:
-    """`files` with the `tokenizer.json` built from the slow tokenizer's files, and the pad
-    token stated in `tokenizer_config.json` when the class's default is not what
-    `_pad_token` would read."""
+def _converted(files: dict[str, str], models: dict[str, bytes], path: Path) -> dict[str, str]:
+    """`files` with the `tokenizer.json` built from the slow tokenizer's files (and the
+    SentencePiece `models`, by name), and the pad token stated in `tokenizer_config.json` when
+    the class's default is not what `_pad_token` would read."""
     try:  # for its model_type; load_pretrained reports a bad config
         model_config = json.loads((path / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         model_config = None
     if not isinstance(model_config, dict):
         model_config = None
-    converted = convert_slow_tokenizer(files, where=path, model_config=model_config)
+    converted = convert_slow_tokenizer(files | models, where=path, model_config=model_config)
     files = dict(files) | {TOKENIZER_FILE: converted.tokenizer_json}
     config = _json_object(files, TOKENIZER_CONFIG_FILE, path)
     if _pad_token(config, _json_object(files, "special_tokens_map.json", path)) != converted.pad_token:

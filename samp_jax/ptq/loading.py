@@ -98,7 +98,8 @@ def _check_tokenizer(path: Path, tokenizer, *, quantized: bool) -> None:
     # an HF folder may carry a slow tokenizer's vocabulary instead (Tokenizer.from_pretrained
     # builds tokenizer.json from it); a quantized folder holds the tokenizer.json samp-jax wrote
     if not ((path / TOKENIZER_FILE).is_file() if quantized else has_tokenizer(path)):
-        slow = "" if quantized else ", or a slow tokenizer's vocab.txt or vocab.json + merges.txt"
+        slow = "" if quantized else (", or a slow tokenizer's vocab.txt, vocab.json + merges.txt, "
+                                     "spm.model or sentencepiece.bpe.model")
         raise FileNotFoundError(
             f"{path} has no {TOKENIZER_FILE}: copy the tokenizer files of the model you fine-tuned "
             f"({TOKENIZER_FILE}{slow}; tokenizer_config.json, special_tokens_map.json) into "
