@@ -1,6 +1,7 @@
 """Mutation check of the quantization core and of what feeds it or reads its outputs (PyTorch
-weights, multi-label readouts, the search's proxy): deliberate faults, one at a time, each run
-against the fast tests that should catch it. Every mutant must be killed (some selected test fails).
+weights, slow tokenizers, multi-label readouts, entities, sentence-transformers projections,
+the search's proxy): deliberate faults, one at a time, each run against the fast tests that
+should catch it. Every mutant must be killed (some selected test fails).
 
 The tree is never modified: the packages and tests are copied to a temporary folder, each
 mutant is a source-text patch applied there (the original text must occur exactly once, so a
@@ -42,6 +43,8 @@ PTQ_SITE = "tests/samp_jax/ptq/test_site_reference.py"
 EXECUTED = "tests/samp_jax/ops/test_executed.py"
 MULTI_LABEL = "tests/samp_jax/tasks/test_multi_label.py"
 TORCH_PICKLE = "tests/samp_jax/models/test_torch_pickle.py"
+SLOW_TOKENIZER = "tests/samp_jax/models/test_slow_tokenizer.py"
+SENTENCEPIECE = "tests/samp_jax/models/test_sentencepiece.py"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,6 +178,27 @@ MUTANTS = (
            "samp_jax/models/torch_pickle.py",
            "elements[offset:] if all(size)", "elements if all(size)",
            (TORCH_PICKLE, "-k", "every_dtype")),
+    Mutant("dense_activation_skipped",
+           "a sentence-transformers Dense projection runs without its activation",
+           "samp_jax/models/heads.py",
+           "    y = site(x, activation=epilogue)\n", "    y = site(x, activation=None)\n",
+           ("tests/samp_jax/models/test_st_dense.py", "-k", "sentence_transformers or activation_is")),
+    Mutant("entity_continues_across_types",
+           "an I- tag continues the open entity whatever its type (B-PER I-LOC is one entity)",
+           "samp_jax/models/bio_tags.py",
+           'prefix != "I" or kind != current[0]', 'prefix != "I"',
+           ("tests/samp_jax/app/test_predict_entities.py", "tests/samp_jax/models/test_bio_tags.py")),
+    Mutant("wordpiece_lowercase_ignored",
+           "a vocab.txt-only folder tokenizes without the lowercasing its config asks for",
+           "samp_jax/models/slow_tokenizer.py",
+           'lowercase=options["do_lower_case"])', "lowercase=False)",
+           (SLOW_TOKENIZER, "-k", "tokenizer_json_hf_wrote or minilm")),
+    Mutant("unigram_scores_flattened",
+           "a SentencePiece Unigram model is converted with every piece's score equal",
+           "samp_jax/models/sentencepiece_tokenizer.py",
+           "models.Unigram(scores, unk_id=unk_id",
+           "models.Unigram([(piece, 0.0) for piece, _ in scores], unk_id=unk_id",
+           (SLOW_TOKENIZER, "-k", "deberta or xlm")),
 )
 
 
