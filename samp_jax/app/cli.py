@@ -379,11 +379,9 @@ def _predict(args) -> int:
     # every process must predict from the same model and rows (each takes its own block)
     check_same(digest([state_digest(model), json.dumps(rows, sort_keys=True)]),
                f"the model {args.model} and the rows of {args.data}")
-    progress = None
-    if not args.json and len(rows) > predictions.CHUNK_ROWS:
-        progress = lambda done, total: print(f"  predicted {done}/{total} rows", file=sys.stderr,
-                                             flush=True)
-    count = predictions.write(model, rows, out, batch_size=args.batch_size, progress=progress,
+    show = not args.json and len(rows) > predictions.CHUNK_ROWS
+    count = predictions.write(model, rows, out, batch_size=args.batch_size,
+                              progress=_predict_progress if show else None,
                               label_threshold=args.threshold)
     if is_primary():
         result = {"predictions": str(out), "rows": count}
@@ -393,6 +391,10 @@ def _predict(args) -> int:
             text += f" (labels at sigmoid >= {result['label_threshold']:g})"
         print(json.dumps(result) if args.json else text)
     return 0
+
+
+def _predict_progress(done: int, total: int) -> None:
+    print(f"  predicted {done}/{total} rows", file=sys.stderr, flush=True)
 
 
 def _results_only_on_stdout() -> None:

@@ -255,7 +255,8 @@ def _decoder(entries: Mapping, file: Path) -> dict[int, Token]:
     """`added_tokens_decoder`: {"<id>": token object}."""
     decoder = {}
     for index, fields in entries.items():
-        if not (isinstance(index, str) and index.isdigit()) or not isinstance(fields, dict):
+        is_id = isinstance(index, str) and index.isascii() and index.isdecimal()
+        if not is_id or not isinstance(fields, dict):
             raise ValueError(f"{file}: added_tokens_decoder has {index!r}: {fields!r}; expected "
                              '"<id>": {"content": ..., ...}')
         decoder[int(index)] = _token(fields, file, f"added_tokens_decoder[{index}]")

@@ -102,6 +102,10 @@ def _read_index(file: Path) -> dict[str, str]:
         raise CheckpointError(file, problem=f"is not a sharded-checkpoint index with a weight_map ({e!r})") from None
     if not isinstance(weight_map, dict):
         raise CheckpointError(file, problem="has a weight_map that is not a JSON object")
+    for name in set(weight_map.values()):  # shards are files beside the index, nowhere else
+        if not isinstance(name, str) or not name or Path(name).name != name or name in (".", ".."):
+            raise CheckpointError(file, problem=f"names shard {name!r}; a shard is a file name in "
+                                                "the index's own folder")
     return weight_map
 
 

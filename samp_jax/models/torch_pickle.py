@@ -4,17 +4,26 @@ A `torch.save` file is a pickle, and a pickle can name any Python callable to ru
 loads. This reader runs none: its unpickler resolves only what a state dict of tensors needs
 (`collections.OrderedDict`, torch's tensor-rebuild functions and its storage types, each
 replaced here by a numpy stand-in) and refuses any other name with a `CheckpointError`,
-before calling anything. Tensor data is read as raw bytes and viewed through its size,
-stride and offset, each checked against its storage.
+before calling anything. Its stand-ins cannot be rewritten by the pickle (BUILD is refused on
+them). Tensor data is read as raw bytes and viewed through its size, stride and offset, each
+checked against its storage; a tensor may not hold more elements than its storage, and all
+tensors together may not copy more than `MAX_COPIES` times the bytes of the storages, so a
+small file cannot claim unbounded memory.
 
 Both layouts `torch.save` writes are read:
-- the zip archive (torch >= 1.6): `ARCHIVE/data.pkl` and one `ARCHIVE/data/KEY` entry of raw
-  bytes per storage, little-endian unless `ARCHIVE/byteorder` says otherwise;
+- the zip archive (torch >= 1.6; a file that starts with a zip entry, as torch decides):
+  `ARCHIVE/data.pkl`, `ARCHIVE/version` and one `ARCHIVE/data/KEY` entry of raw bytes per
+  storage, little-endian unless `ARCHIVE/byteorder` says otherwise. torch writes every entry
+  stored (uncompressed); a compressed or encrypted entry, a name given twice (which zip
+  readers resolve differently) and a `data.pkl` over `MAX_PICKLE_BYTES` are refused before
+  anything is inflated or unpickled;
 - the legacy stream (`_use_new_zipfile_serialization=False`, old checkpoints): pickles of a
   magic number, the protocol version, system information and the object, then the storage
-  keys, then each storage as an int64 element count and its bytes.
+  keys, then each storage as an int64 element count and its bytes (a count the rest of the
+  file cannot hold is refused before reading).
 
-Tensors keep their dtype (bfloat16 as `ml_dtypes.bfloat16`, as the safetensors reader gives it).
+Tensors keep their dtype (bfloat16 as `ml_dtypes.bfloat16`, as the safetensors reader gives
+it). Any failure is a `CheckpointError` naming the file.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import io
+import os
 import pickle
 import struct
 import zipfile
@@ -43,10 +53,25 @@ STORAGE_DTYPES = {
 }
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL = 1001
+ZIP_MAGIC = b"PK\x03\x04"  # torch reads a file as an archive when it starts with an entry
+MAX_PICKLE_BYTES = 1 << 30  # a data.pkl names tensors: about 100 bytes each
+MAX_COPIES = 4  # all tensors together copy at most this many times their storages' bytes
+# Errors a damaged file can raise while being parsed; each becomes a CheckpointError.
+PARSE_ERRORS = (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, struct.error, ValueError,
+                TypeError, KeyError, IndexError, AttributeError, UnicodeDecodeError,
+                OverflowError, RuntimeError, NotImplementedError, MemoryError, RecursionError)
+
+
+class _NoState:
+    """Refuses the pickle's BUILD opcode: a stand-in's fields are set only by this reader."""
+
+    def __setstate__(self, state):
+        raise pickle.UnpicklingError(f"sets the state of a {type(self).__name__.lstrip('_')}, "
+                                     "which a weight file never does")
 
 
 @dataclasses.dataclass(frozen=True)
-class _StorageType:
+class _StorageType(_NoState):
     """What the unpickler gives for `torch.FloatStorage` and its kin."""
     name: str
 
@@ -56,7 +81,7 @@ class _StorageType:
 
 
 @dataclasses.dataclass(eq=False)
-class _Storage:
+class _Storage(_NoState):
     """One storage: its dtype and element count, its bytes once read (`data`), or, for a
     legacy view, the storage it views and where in it (`base`, `offset`)."""
     key: str
@@ -67,14 +92,15 @@ class _Storage:
     offset: int = 0
 
     def elements(self) -> np.ndarray:
-        if self.base is not None:
+        if self.base is not None:  # a view of a root storage (never itself a view)
             return self.base.elements()[self.offset:self.offset + self.numel]
-        assert self.data is not None, f"storage {self.key} was never read"
+        if self.data is None:
+            raise ValueError(f"storage {self.key} is used by a tensor but holds no data")
         return self.data
 
 
 @dataclasses.dataclass(eq=False)
-class _TensorRef:
+class _TensorRef(_NoState):
     """A tensor to build once every storage is read."""
     storage: _Storage
     offset: int
@@ -94,15 +120,17 @@ def read_torch_pickle(path: str | Path) -> dict[str, np.ndarray]:
     """
     path = Path(path)
     try:
-        if zipfile.is_zipfile(path):
-            return _materialize(path, *_read_zip(path))
         with open(path, "rb") as file:
+            if file.read(len(ZIP_MAGIC)) == ZIP_MAGIC:
+                return _materialize(path, *_read_zip(path))
+            file.seek(0)
             return _materialize(path, *_read_legacy(path, file))
     except CheckpointError:
         raise
-    except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, struct.error, ValueError,
-            TypeError, KeyError, IndexError, AttributeError, UnicodeDecodeError) as e:
-        raise CheckpointError(path, problem=f"is not a readable PyTorch weight file ({e!r})") from None
+    except PARSE_ERRORS as e:
+        problem = str(e)[:300] or type(e).__name__
+        raise CheckpointError(path, problem=f"is not a readable PyTorch weight file "
+                                            f"({type(e).__name__}: {problem})") from None
 
 
 class _Unpickler(pickle.Unpickler):
@@ -123,6 +151,10 @@ class _Unpickler(pickle.Unpickler):
             return _rebuild_parameter
         if module == "torch" and name in STORAGE_DTYPES:
             return _StorageType(name)
+        if module.startswith("torch") and (name.endswith("Storage") or name.startswith("_rebuild")):
+            raise CheckpointError(self._path, problem=(
+                f"holds tensors that need {module}.{name}: a dtype or layout samp-jax does not "
+                f"read (it reads {', '.join(sorted(STORAGE_DTYPES))} dense tensors)"))
         raise CheckpointError(self._path, problem=(
             f"names {module}.{name} in its pickle; a weight file needs only tensors, so it is "
             "not loaded (nothing from it was run). If the file is trusted, convert it to "
@@ -145,7 +177,8 @@ class _Unpickler(pickle.Unpickler):
         if view is None:
             return storage
         view_key, offset, view_numel = view  # legacy files: a view into a root storage
-        if not (_is_count(offset) and _is_count(view_numel) and offset + view_numel <= numel):
+        if not (_is_count(offset) and _is_count(view_numel) and offset + view_numel <= numel
+                and str(view_key) not in self._storages):
             raise CheckpointError(self._path, problem=f"has a storage view {view!r} outside "
                                                       f"storage {key} of {numel} elements")
         return _Storage(str(view_key), storage.dtype, int(view_numel), base=storage, offset=int(offset))
@@ -153,6 +186,9 @@ class _Unpickler(pickle.Unpickler):
 
 def _rebuild_tensor(storage, storage_offset, size, stride, *_rest) -> _TensorRef:
     """Stands in for `torch._utils._rebuild_tensor(_v2)`; checked when materialized."""
+    if not isinstance(storage, _Storage):
+        raise pickle.UnpicklingError(f"rebuilds a tensor from a {type(storage).__name__}, not a "
+                                     "storage")
     return _TensorRef(storage, storage_offset, tuple(size), tuple(stride))
 
 
@@ -167,21 +203,44 @@ def _is_count(value) -> bool:
 
 def _read_zip(path: Path) -> tuple[Any, dict[str, _Storage]]:
     with zipfile.ZipFile(path) as archive:
-        names = archive.namelist()
-        pickles = [n for n in names if n.endswith("data.pkl") and n.count("/") == 1]
-        if len(pickles) != 1:
+        entries = archive.infolist()
+        names = [e.filename for e in entries]
+        if len(set(names)) != len(names):
+            twice = sorted({n for n in names if names.count(n) > 1})
+            raise CheckpointError(path, problem=f"names {twice[:3]} twice in its archive; zip "
+                                                "readers disagree on which copy counts")
+        by_name = {e.filename: e for e in entries}
+        pickles = [n for n in names if n.endswith("/data.pkl") and n.count("/") == 1]
+        if len(pickles) != 1 or f"{pickles[0][:-len('data.pkl')]}version" not in by_name:
             raise CheckpointError(path, problem="is a zip archive but not a torch.save file "
-                                                "(no ARCHIVE/data.pkl)")
+                                                "(no ARCHIVE/data.pkl and ARCHIVE/version)")
         prefix = pickles[0][:-len("data.pkl")]
-        if f"{prefix}byteorder" in names and archive.read(f"{prefix}byteorder").strip() != b"little":
+
+        def read(name: str, size: int | None = None) -> bytes:
+            entry = by_name[name]
+            if entry.compress_type != zipfile.ZIP_STORED or entry.flag_bits & 0x1:
+                raise CheckpointError(path, problem=f"has {name} compressed or encrypted; "
+                                                    "torch.save stores every entry as it is")
+            if size is not None and entry.file_size != size:
+                raise CheckpointError(path, problem=f"has {name} of {entry.file_size} bytes, "
+                                                    f"expected {size}; the file is damaged")
+            return archive.read(entry)
+        if f"{prefix}byteorder" in by_name and read(f"{prefix}byteorder").strip() != b"little":
             raise CheckpointError(path, problem="holds big-endian tensors, which are not read")
+        if by_name[pickles[0]].file_size > MAX_PICKLE_BYTES:
+            raise CheckpointError(path, problem=f"has a data.pkl of {by_name[pickles[0]].file_size} "
+                                                f"bytes, more than a state dict's {MAX_PICKLE_BYTES}")
         storages: dict[str, _Storage] = {}
-        obj = _Unpickler(io.BytesIO(archive.read(pickles[0])), path, storages).load()
+        obj = _Unpickler(io.BytesIO(read(pickles[0])), path, storages).load()
         for key, storage in storages.items():
             entry = f"{prefix}data/{key}"
-            if entry not in names:
+            if entry not in by_name:
                 raise CheckpointError(path, problem=f"has no data for storage {key} ({entry})")
-            storage.data = _elements(path, key, archive.read(entry), storage)
+            expected = storage.numel * storage.dtype.itemsize
+            if by_name[entry].file_size != expected:
+                raise CheckpointError(path, problem=_short_storage(key, by_name[entry].file_size,
+                                                                   storage))
+            storage.data = np.frombuffer(read(entry, expected), storage.dtype)
     return obj, storages
 
 
@@ -206,10 +265,12 @@ def _read_legacy(path: Path, file: BinaryIO) -> tuple[Any, dict[str, _Storage]]:
     keys = load()
     if not isinstance(keys, list):
         raise CheckpointError(path, problem="has no list of storage keys after its object")
+    if sorted(map(str, keys)) != sorted(storages):
+        raise CheckpointError(path, problem=f"lists storages {sorted(map(str, keys))[:5]} after its "
+                                            f"object, but its tensors use {sorted(storages)[:5]}")
+    size = os.fstat(file.fileno()).st_size
     for key in keys:
-        storage = storages.get(str(key))
-        if storage is None:
-            raise CheckpointError(path, problem=f"lists storage {key}, which no tensor uses")
+        storage = storages[str(key)]
         head = file.read(8)
         if len(head) < 8:
             raise CheckpointError(path, problem=f"ends before storage {key}; the file is truncated")
@@ -217,17 +278,17 @@ def _read_legacy(path: Path, file: BinaryIO) -> tuple[Any, dict[str, _Storage]]:
         if count != storage.numel:
             raise CheckpointError(path, problem=f"storage {key} has {count} elements, "
                                                 f"its record says {storage.numel}")
-        storage.data = _elements(path, key, file.read(count * storage.dtype.itemsize), storage)
+        expected = count * storage.dtype.itemsize
+        if expected > size - file.tell():
+            raise CheckpointError(path, problem=_short_storage(key, size - file.tell(), storage))
+        storage.data = np.frombuffer(file.read(expected), storage.dtype)
     return obj, storages
 
 
-def _elements(path: Path, key: str, raw: bytes, storage: _Storage) -> np.ndarray:
+def _short_storage(key: str, found: int, storage: _Storage) -> str:
     expected = storage.numel * storage.dtype.itemsize
-    if len(raw) != expected:
-        raise CheckpointError(path, problem=f"storage {key} has {len(raw)} bytes, expected "
-                                            f"{expected} ({storage.numel} × {storage.dtype.name}); "
-                                            "the file is truncated or damaged")
-    return np.frombuffer(raw, storage.dtype)
+    return (f"storage {key} has {found} bytes, expected {expected} ({storage.numel} × "
+            f"{storage.dtype.name}); the file is truncated or damaged")
 
 
 def _materialize(path: Path, obj: Any, storages: dict[str, _Storage]) -> dict[str, np.ndarray]:
@@ -235,12 +296,17 @@ def _materialize(path: Path, obj: Any, storages: dict[str, _Storage]) -> dict[st
     if not isinstance(obj, dict) or not all(isinstance(k, str) for k in obj):
         raise CheckpointError(path, problem=f"holds a {type(obj).__name__}, not a state dict "
                                             "(a mapping of names to tensors)")
+    budget = MAX_COPIES * sum(s.numel * s.dtype.itemsize for s in storages.values())
     state = {}
     for name, value in obj.items():
         if not isinstance(value, _TensorRef):
             raise CheckpointError(path, problem=f"has {name!r} = a {type(value).__name__}, not a "
                                                 "tensor; a state dict holds only tensors")
         state[name] = _array(path, name, value)
+        budget -= state[name].nbytes
+        if budget < 0:
+            raise CheckpointError(path, problem=f"has tensors that together copy more than "
+                                                f"{MAX_COPIES} times the bytes of its storages")
     return state
 
 
@@ -251,11 +317,16 @@ def _array(path: Path, name: str, ref: _TensorRef) -> np.ndarray:
             and all(_is_count(n) for n in size) and all(_is_count(s) for s in stride)):
         raise CheckpointError(path, problem=f"tensor {name!r} has size {size}, stride {stride} "
                                             f"and offset {offset!r}, which are not a tensor's")
+    stride = tuple(0 if n == 1 else s for n, s in zip(size, stride))  # a lone index never moves
     last = offset + sum((n - 1) * s for n, s in zip(size, stride)) if all(size) else offset - 1
     if last >= len(elements):
         raise CheckpointError(path, problem=f"tensor {name!r} (size {size}, stride {stride}, "
                                             f"offset {offset}) reaches past its storage of "
                                             f"{len(elements)} elements")
+    count = int(np.prod(size, dtype=object))
+    if count > len(elements):  # broadcast by a zero stride: a small file, a huge copy
+        raise CheckpointError(path, problem=f"tensor {name!r} has {count} elements, more than its "
+                                            f"storage's {len(elements)}")
     itemsize = elements.dtype.itemsize
     array = np.lib.stride_tricks.as_strided(elements[offset:] if all(size) else elements[:0],
                                             shape=size, strides=[s * itemsize for s in stride],

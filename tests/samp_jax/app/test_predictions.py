@@ -43,6 +43,22 @@ def test_chunks_write_what_one_pass_predicts(model, rows, tmp_path):
         r["text"] for r in rows]
 
 
+def test_only_the_buckets_the_rows_reach_are_compiled(model, rows, tmp_path, monkeypatch):
+    engines = []
+
+    def compile_engine(*args, **kwargs):
+        engines.append(predictions.compile_engine.__wrapped__(*args, **kwargs))
+        return engines[-1]
+    compile_engine.__wrapped__ = predictions.compile_engine
+    monkeypatch.setattr(predictions, "compile_engine", compile_engine)
+    predictions.write(model, rows, tmp_path / "p.jsonl", batch_size=4, chunk_rows=3)
+    (engine,) = engines  # one engine serves every chunk
+    reached = set(engine.bucket_calls)
+    assert {(r["batch"], r["seq"]) for r in engine.compile_report} == reached
+    assert len(reached) < len(engine.batch_buckets) * len(engine.seq_buckets)
+    assert any(seq > engine.seq_buckets[0] for _, seq in reached)  # the long row's bucket
+
+
 def test_an_interrupt_between_chunks_leaves_the_output_as_it_was(model, rows, tmp_path):
     out = tmp_path / "predictions.jsonl"
     out.write_text("the earlier predictions\n")

@@ -234,6 +234,9 @@ REFUSALS = [
      r"tokenizer_config.json gives '\[MASK\]' id 7, but the tokenizer built from the vocabulary gives it 4"),
     ("bert/shipped", _decoder("4", lstrip="no"), ValueError,
      r"tokenizer_config.json: added_tokens_decoder\[4\] has lstrip='no'"),
+    ("bert/shipped", _edit_json("tokenizer_config.json", lambda c: c | {"added_tokens_decoder": {
+        "\u00b2": c["added_tokens_decoder"]["4"]}}), ValueError,  # a digit int() cannot read
+     r"tokenizer_config.json: added_tokens_decoder has '\u00b2'"),
     ("bert/shipped", _set(mask_token={"content": "[MASK]"}), ValueError,
      r"sets mask_token to .*expected a string or an object with \"__type\": \"AddedToken\""),
     ("bert/added_tokens_json", _write("added_tokens.json", b'{"[E1]": 999}'), ValueError,

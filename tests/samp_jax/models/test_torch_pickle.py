@@ -8,6 +8,7 @@ import io
 import os
 import pickle
 import shutil
+import struct
 import sys
 import types
 import zipfile
@@ -82,6 +83,18 @@ def test_a_sharded_pytorch_checkpoint_reads_every_shard(tmp_path):
         load_pretrained(folder)
 
 
+@pytest.mark.parametrize("index", ["pytorch_model.bin.index.json", "model.safetensors.index.json"])
+@pytest.mark.parametrize("shard", ["../outside.bin", "/etc/passwd", "sub/shard.bin", "..", ""])
+def test_a_shard_index_cannot_name_a_file_outside_its_folder(tmp_path, index, shard):
+    folder = tmp_path / "model"
+    shutil.copytree(GOLDEN / "tiny_seqcls" / "torch", folder)
+    (folder / "pytorch_model.bin").unlink()
+    (folder / index).write_text(__import__("json").dumps({"weight_map": {"classifier.bias": shard}}))
+    with pytest.raises(CheckpointError, match=rf"{index} names shard .*; a shard is a file name in "
+                                              "the index's own folder"):
+        load_pretrained(folder)
+
+
 # --------------------------------------------------------------------------- refusals
 class _Hostile:
     def __init__(self, marker):
@@ -115,14 +128,25 @@ def test_a_pickle_that_would_run_a_command_is_refused_and_runs_nothing(layout, t
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("name", ["builtins.eval", "torch.load", "numpy.core.multiarray._reconstruct",
-                                  "torch._utils._rebuild_qtensor"])
+@pytest.mark.parametrize("name", ["builtins.eval", "torch.load", "numpy.core.multiarray._reconstruct"])
 def test_only_the_names_a_state_dict_needs_resolve(name, tmp_path):
     module, attribute = name.rsplit(".", 1)
     payload = b"\x80\x02c" + f"{module}\n{attribute}\n".encode() + b"."  # PROTO 2, GLOBAL, STOP
     bad = tmp_path / "w.bin"
     _zip_with_pickle(PICKLES / "zip.bin", bad, payload)
     with pytest.raises(CheckpointError, match=rf"names {module}\.{attribute} in its pickle"):
+        read_torch_pickle(bad)
+
+
+@pytest.mark.parametrize("name", ["torch._utils._rebuild_qtensor", "torch.UInt16Storage",
+                                  "torch._utils._rebuild_tensor_v3"])
+def test_tensors_of_a_dtype_or_layout_not_read_are_named_as_such(name, tmp_path):
+    module, attribute = name.rsplit(".", 1)
+    payload = b"\x80\x02c" + f"{module}\n{attribute}\n".encode() + b"."
+    bad = tmp_path / "w.bin"
+    _zip_with_pickle(PICKLES / "zip.bin", bad, payload)
+    with pytest.raises(CheckpointError, match=rf"holds tensors that need {module}\.{attribute}: a "
+                                              "dtype or layout samp-jax does not read"):
         read_torch_pickle(bad)
 
 
@@ -174,12 +198,17 @@ def _fake_torch_pickle(objects: dict) -> bytes:
                 sys.modules[name] = module
 
 
-def _archive(target, data_pkl: bytes, storages: dict[str, bytes], byteorder=b"little") -> None:
-    with zipfile.ZipFile(target, "w") as archive:
+def _archive(target, data_pkl: bytes, storages: dict[str, bytes], byteorder=b"little", *,
+             compression=zipfile.ZIP_STORED, extra=()) -> None:
+    """A torch.save-style archive (`extra`: more `(name, bytes)` entries, written last)."""
+    with zipfile.ZipFile(target, "w", compression) as archive:
         archive.writestr("archive/data.pkl", data_pkl)
         archive.writestr("archive/byteorder", byteorder)
+        archive.writestr("archive/version", b"3\n")
         for key, raw in storages.items():
             archive.writestr(f"archive/data/{key}", raw)
+        for name, raw in extra:
+            archive.writestr(name, raw)
 
 
 def test_the_test_pickler_writes_what_the_reader_reads(tmp_path):
@@ -244,6 +273,131 @@ def test_an_object_that_is_not_a_flat_state_dict_is_refused(tmp_path, obj, probl
     bad = tmp_path / "w.bin"
     _zip_with_pickle(PICKLES / "zip.bin", bad, pickle.dumps(obj, protocol=2))
     with pytest.raises(CheckpointError, match=problem):
+        read_torch_pickle(bad)
+
+
+# ------------------------------------------------------------- hostile sizes and archives
+def _legacy(data_pkl: bytes, tail: bytes) -> bytes:
+    """A legacy torch.save stream: its three header pickles, the object, then `tail`."""
+    head = b"".join(pickle.dumps(v, protocol=2) for v in (0x1950A86A20F9469CFC6C, 1001,
+                                                           {"little_endian": True}))
+    return head + data_pkl + tail
+
+
+def test_a_broadcast_tensor_cannot_claim_memory_its_storage_does_not_hold(tmp_path):
+    bad = tmp_path / "w.bin"
+    _archive(bad, _fake_torch_pickle({"w": ("0", "FloatStorage", 1, 0, (10**6, 10**6), (0, 0))}),
+             {"0": np.zeros(1, np.float32).tobytes()})
+    with pytest.raises(CheckpointError, match=r"tensor 'w' has 1000000000000 elements, more than "
+                                              r"its storage's 1"):
+        read_torch_pickle(bad)
+
+
+def test_many_names_over_one_storage_cannot_multiply_its_bytes(tmp_path):
+    bad = tmp_path / "w.bin"
+    names = {f"w{i}": ("0", "FloatStorage", 1024, 0, (1024,), (1,)) for i in range(5)}
+    _archive(bad, _fake_torch_pickle(names), {"0": np.zeros(1024, np.float32).tobytes()})
+    with pytest.raises(CheckpointError, match=r"tensors that together copy more than 4 times the "
+                                              r"bytes of its storages"):
+        read_torch_pickle(bad)
+    tied = tmp_path / "tied.bin"  # tied weights: two names, one storage, are a state dict's own
+    _archive(tied, _fake_torch_pickle({k: names[k] for k in ("w0", "w1")}),
+             {"0": np.arange(1024, dtype=np.float32).tobytes()})
+    state = read_torch_pickle(tied)
+    np.testing.assert_array_equal(state["w0"], state["w1"])
+
+
+def test_a_size_one_dimension_may_carry_any_stride(tmp_path):
+    odd = tmp_path / "w.bin"  # torch ignores the stride of a size-1 dimension, however large
+    _archive(odd, _fake_torch_pickle({"w": ("0", "FloatStorage", 4, 1, (1, 3), (2**70, 1))}),
+             {"0": np.arange(4, dtype=np.float32).tobytes()})
+    np.testing.assert_array_equal(read_torch_pickle(odd)["w"], [[1.0, 2.0, 3.0]])
+
+
+@pytest.mark.parametrize("compression", [zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA])
+def test_a_compressed_entry_is_refused_before_it_is_inflated(tmp_path, compression):
+    bomb = tmp_path / "w.bin"
+    _archive(bomb, _fake_torch_pickle({"w": ("0", "FloatStorage", 4, 0, (4,), (1,))}),
+             {"0": bytes(16)}, compression=compression)
+    with pytest.raises(CheckpointError, match=r"has archive/[a-z/.]+ compressed or encrypted; "
+                                              r"torch.save stores every entry as it is"):
+        read_torch_pickle(bomb)
+
+
+@pytest.mark.filterwarnings("ignore:Duplicate name")  # zipfile's warning when writing it
+def test_an_entry_named_twice_is_refused(tmp_path):
+    bad = tmp_path / "w.bin"
+    _archive(bad, _fake_torch_pickle({"w": ("0", "FloatStorage", 4, 0, (4,), (1,))}),
+             {"0": bytes(16)}, extra=[("archive/data/0", np.full(4, 9, np.float32).tobytes())])
+    with pytest.raises(CheckpointError, match=r"names \['archive/data/0'\] twice in its archive"):
+        read_torch_pickle(bad)
+
+
+def test_an_encrypted_entry_is_refused(tmp_path):
+    bad = tmp_path / "w.bin"
+    _archive(bad, _fake_torch_pickle({"w": ("0", "FloatStorage", 4, 0, (4,), (1,))}), {"0": bytes(16)})
+    raw = bytearray(bad.read_bytes())
+    for header in (b"PK\x03\x04", b"PK\x01\x02"):  # the local and central headers' flags
+        at = raw.find(header)
+        raw[at + (6 if header == b"PK\x03\x04" else 8)] |= 1
+    bad.write_bytes(bytes(raw))
+    with pytest.raises(CheckpointError, match=r"compressed or encrypted"):
+        read_torch_pickle(bad)
+
+
+def test_an_archive_without_a_version_entry_is_not_torchs(tmp_path):
+    bad = tmp_path / "w.bin"
+    with zipfile.ZipFile(bad, "w") as archive:
+        archive.writestr("archive/data.pkl", _fake_torch_pickle({}))
+    with pytest.raises(CheckpointError, match=r"is a zip archive but not a torch.save file"):
+        read_torch_pickle(bad)
+
+
+def test_a_legacy_file_ending_like_a_zip_archive_is_read_as_legacy(tmp_path):
+    # torch decides by the first bytes; a zip end-of-archive record inside the last tensor
+    # (found by `zipfile.is_zipfile`) does not make the file an archive
+    data = np.frombuffer(b"PK\x05\x06" + bytes(20), np.float32)
+    pkl = _fake_torch_pickle({"w": ("0", "FloatStorage", len(data), 0, (len(data),), (1,))})
+    path = tmp_path / "legacy.bin"
+    path.write_bytes(_legacy(pkl, pickle.dumps(["0"], protocol=2)
+                             + struct.pack("<q", len(data)) + data.tobytes()))
+    np.testing.assert_array_equal(read_torch_pickle(path)["w"], data)
+
+
+@pytest.mark.parametrize("keys, count, problem", [
+    ([], None, r"lists storages \[\] after its object, but its tensors use \['0'\]"),
+    (["0"], 2**60, r"storage 0 has 2\*\*60|storage 0 has \d+ elements, its record says"),
+])
+def test_a_legacy_stream_s_storages_must_be_listed_and_fit_the_file(tmp_path, keys, count, problem):
+    numel = 4 if count is None else count
+    pkl = _fake_torch_pickle({"w": ("0", "FloatStorage", numel, 0, (4,), (1,))})
+    tail = pickle.dumps(keys, protocol=2) + (b"" if count is None else struct.pack("<q", count))
+    path = tmp_path / "legacy.bin"
+    path.write_bytes(_legacy(pkl, tail))
+    with pytest.raises(CheckpointError, match=r"storage 0 has \d+ bytes, expected \d+|" + problem):
+        read_torch_pickle(path)
+
+
+def test_the_pickle_cannot_rewrite_a_storage_it_was_given(tmp_path):
+    # BUILD on the storage stand-in (here: make it its own base, an endless view)
+    pkl = _fake_torch_pickle({"w": ("0", "FloatStorage", 4, 0, (4,), (1,))})
+    persid = pkl.index(b"Q")  # right after the storage record: BUILD {"base": <it>}
+    rewritten = pkl[:persid + 1] + b"q\xc8}(X\x04\x00\x00\x00baseh\xc8ub" + pkl[persid + 1:]
+    bad = tmp_path / "w.bin"
+    _archive(bad, rewritten, {"0": bytes(16)})
+    with pytest.raises(CheckpointError, match=r"sets the state of a Storage, which a weight file "
+                                              r"never does"):
+        read_torch_pickle(bad)
+
+
+@pytest.mark.parametrize("payload", [
+    b"\x80\x04\x8e" + struct.pack("<Q", 2**62) + b"x.",  # BINBYTES8 of 4 EiB
+    b"\x80\x02" + b"(" * 100_000 + b".",  # marks nested past any stack
+])
+def test_a_pickle_that_asks_for_absurd_resources_is_a_checkpoint_error(tmp_path, payload):
+    bad = tmp_path / "w.bin"
+    _archive(bad, payload, {})
+    with pytest.raises(CheckpointError, match=r"is not a readable PyTorch weight file"):
         read_torch_pickle(bad)
 
 

@@ -128,7 +128,6 @@ def test_no_compilation_while_serving_100_mixed_calls(embedder, tokenizer):
     assert sum(used.values()) >= 100 and len(used) == 6  # every executable ran
 
 
-
 def test_without_precompile_only_the_buckets_reached_compile_once(embedder, minilm, tokenizer):
     import threading
     lazy = samp_jax.compile(minilm, tokenizer=tokenizer, seq_buckets=SEQ_BUCKETS,
