@@ -183,11 +183,11 @@ def _predict(engine, rows: Sequence[dict]) -> list[dict]:
                             "truncated": bool(cut)})
         return records
     names = _label_names(engine, result.logits.shape[-1])
-    read = _SEQUENCE_RECORDS[Readout.SCORE if result.labels is None else engine.readout]
+    values, read = _SEQUENCE_RECORDS[Readout.SCORE if result.labels is None else engine.readout]
     predicted = [None] * len(rows) if result.labels is None else result.labels
     return [{"text": r["text"]} | ({"text_pair": r["text_pair"]} if pairs else {})
-            | read(names, logits, label) | {"truncated": bool(cut)}
-            for r, logits, label, cut in zip(rows, result.logits, predicted, result.truncated)]
+            | read(names, row, label) | {"truncated": bool(cut)}
+            for r, row, label, cut in zip(rows, values(result.logits), predicted, result.truncated)]
 
 
 def entity_reader(names: Sequence[str]) -> Callable[[Sequence[str | None]], list[Span]] | None:
@@ -242,18 +242,19 @@ def _tagged(words: Sequence[str], names: list[str], labels: np.ndarray, word_log
     return record
 
 
-def _class(names: list[str], logits: np.ndarray, predicted: np.ndarray) -> dict:
-    """One class per row: the engine's class, its probability and every class's (a softmax)."""
-    p = np.exp(log_softmax(logits))
+def _class(names: list[str], p: np.ndarray, predicted: np.ndarray) -> dict:
+    """One class per row: the engine's class, its probability and every class's (`p`, the
+    row's softmax)."""
     best = int(predicted)
     return {"label": names[best], "score": float(p[best]),
             "probabilities": {n: float(v) for n, v in zip(names, p)}}
 
 
-def _label_set(names: list[str], logits: np.ndarray, predicted: np.ndarray) -> dict:
-    """A set of labels per row: the engine's (`Readout.LABELS`), and every label's sigmoid."""
+def _label_set(names: list[str], p: np.ndarray, predicted: np.ndarray) -> dict:
+    """A set of labels per row: the engine's (`Readout.LABELS`), and every label's sigmoid
+    (`p`)."""
     return {"labels": [n for n, keep in zip(names, predicted) if keep],
-            "scores": {n: float(v) for n, v in zip(names, sigmoid(logits))}}
+            "scores": {n: float(v) for n, v in zip(names, p)}}
 
 
 def _score(names: list[str], logits: np.ndarray, predicted: None) -> dict:
@@ -261,8 +262,11 @@ def _score(names: list[str], logits: np.ndarray, predicted: None) -> dict:
     return {"score": float(logits[0])}
 
 
-_SEQUENCE_RECORDS = {Readout.CLASSES: _class, Readout.LABELS: _label_set, Readout.SCORE: _score}
-"""A sequence head's record fields, by how its logits are read."""
+_SEQUENCE_RECORDS = {Readout.CLASSES: (lambda logits: np.exp(log_softmax(logits)), _class),
+                     Readout.LABELS: (sigmoid, _label_set),
+                     Readout.SCORE: (lambda logits: logits, _score)}
+"""A sequence head's record fields, by how its logits are read: what the whole chunk's logits
+become (once per chunk), and one row's record from its row of that."""
 
 
 def _label_names(engine, count: int) -> list[str]:
