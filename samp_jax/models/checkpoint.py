@@ -39,7 +39,7 @@ from samp_jax.models.hf_labels import (check_problem_type, label_names, stated_n
 from samp_jax.models.model import EncoderModel
 from samp_jax.models.sentencepiece_tokenizer import SENTENCEPIECE_FILES
 from samp_jax.models.st_dense import check_widths, dense_weights, load_dense
-from samp_jax.models.st_folder import read_pooling, write_st_files
+from samp_jax.models.st_folder import DeclaredPooling, read_pooling, write_st_files
 from samp_jax.models.tokenizer import TOKENIZER_FILES
 from samp_jax.models.torch_pickle import read_torch_pickle
 
@@ -390,7 +390,8 @@ def load_pretrained(path: str | Path, *, head: str | HeadKind | None = None,
     head, num_labels = _resolve_head(path, family, hf, head, num_labels)
     if not allow_new_head:
         check_problem_type(path / "config.json", hf, head)
-    spec = _head_spec(path, config, family, hf, head, num_labels, pooling, normalize)
+    declared = read_pooling(path) if head == SENTENCE_EMBEDDING.name else None  # read once
+    spec = _head_spec(path, config, family, hf, head, num_labels, declared, pooling, normalize)
     state, source = read_state_dict(path, allow_torch_pickle=allow_torch_pickle)
     rngs = nnx.Rngs(0)
     model = EncoderModel(config, make_head(head, config, rngs=rngs, **spec),
@@ -400,7 +401,7 @@ def load_pretrained(path: str | Path, *, head: str | HeadKind | None = None,
     assign_state_dict(model, state, path=path / source, allow_new_head=allow_new_head, strict=strict,
                       hint=hint)
     if spec.get("dense"):  # the folder's Dense modules, from their own folders
-        load_dense(model.head, read_pooling(path).dense)
+        load_dense(model.head, declared.dense)
     return model
 
 
@@ -421,9 +422,11 @@ def _resolve_head(path: Path, family: Family, hf: dict, head: str | HeadKind | N
 
 
 def _head_spec(path: Path, config: EncoderConfig, family: Family, hf: dict, head: str,
-               num_labels: int | None, pooling, normalize) -> dict:
+               num_labels: int | None, declared: DeclaredPooling | None, pooling,
+               normalize) -> dict:
     """`make_head`'s keyword arguments for `head`: a classifier's width, class names,
-    activation and family options, or a sentence embedder's pooling and Dense layers."""
+    activation and family options, or a sentence embedder's pooling and Dense layers (from
+    `declared`, the folder's sentence-transformers declaration)."""
     spec: dict = {}
     if get_head_kind(head).classifies:
         labels = label_names(hf, path=path / "config.json")
@@ -439,16 +442,16 @@ def _head_spec(path: Path, config: EncoderConfig, family: Family, hf: dict, head
             except ConfigError as e:
                 raise ConfigError(f"{path / 'config.json'}: {e}") from None
     if head == SENTENCE_EMBEDDING.name:
-        spec = _pooling_spec(path, config, pooling, normalize)
+        spec = _pooling_spec(path, config, declared, pooling, normalize)
     elif pooling is not None or normalize is not None:
         raise ValueError(f"pooling/normalize apply to head={SENTENCE_EMBEDDING.name!r}, not {head!r}")
     return spec
 
 
-def _pooling_spec(path: Path, config: EncoderConfig, pooling, normalize) -> dict:
-    """The folder's declared pooling (or `pooling` / `normalize` in its place), with its
-    Dense layers, checked to read the pooled width (`hidden_size` × modes)."""
-    declared = read_pooling(path)
+def _pooling_spec(path: Path, config: EncoderConfig, declared: DeclaredPooling | None, pooling,
+                  normalize) -> dict:
+    """The folder's declared pooling (`declared`, `read_pooling`; or `pooling` / `normalize` in
+    its place), with its Dense layers, checked to read the pooled width (`hidden_size` × modes)."""
     if pooling is None:
         if declared is None:
             raise ConfigError(
