@@ -40,10 +40,10 @@ from samp_jax.data.wnut16 import ENTITY_TYPES, WNUT16_LABELS, wnut16_splits
 from samp_jax.models import Readout
 from samp_jax.serving.timing import device_description
 from samp_jax.tasks import TASK_TYPES, EncodedSplit
+from samp_jax.tasks.task import SPLITS
 from samp_jax.tasks.chance import chance_level
 from tools.cli_records import emit, run_json, search_fields  # noqa: E402
 
-SPLITS = ("train", "dev", "calibration", "search", "test")
 FINETUNE_SPLITS = ("train", "dev", "calibration", "search")  # calibration and search: not trained on
 SEARCH_SPLITS = ("calibration", "search", "test")
 STRONG_RATING = 2.0  # a polarity snippet is `strong` where |mean rating| >= this (of 4)
@@ -153,9 +153,9 @@ def main() -> None:
               "--out", str(args.out / "search"), "--json"]
     start = time.perf_counter()
     summary = _run(search, "the search")
-    test_rows = [json.loads(line) for line in files["test"].read_text().splitlines()]
     labelled = {name: [json.loads(line) for line in files[name].read_text().splitlines()]
                 for name in SPLITS}
+    test_rows = labelled["test"]
     record = {
         "provenance": provenance("python tools/multilabel_check.py " + shlex.join(sys.argv[1:]),
                                  device_description()),

@@ -91,6 +91,10 @@ class _Storage(_NoState):
     base: "_Storage | None" = None
     offset: int = 0
 
+    @property
+    def nbytes(self) -> int:
+        return self.numel * self.dtype.itemsize
+
     def elements(self) -> np.ndarray:
         if self.base is not None:  # a view of a root storage (never itself a view)
             return self.base.elements()[self.offset:self.offset + self.numel]
@@ -236,7 +240,7 @@ def _read_zip(path: Path) -> tuple[Any, dict[str, _Storage]]:
             entry = f"{prefix}data/{key}"
             if entry not in by_name:
                 raise CheckpointError(path, problem=f"has no data for storage {key} ({entry})")
-            expected = storage.numel * storage.dtype.itemsize
+            expected = storage.nbytes
             if by_name[entry].file_size != expected:
                 raise CheckpointError(path, problem=_short_storage(key, by_name[entry].file_size,
                                                                    storage))
@@ -286,7 +290,7 @@ def _read_legacy(path: Path, file: BinaryIO) -> tuple[Any, dict[str, _Storage]]:
 
 
 def _short_storage(key: str, found: int, storage: _Storage) -> str:
-    expected = storage.numel * storage.dtype.itemsize
+    expected = storage.nbytes
     return (f"storage {key} has {found} bytes, expected {expected} ({storage.numel} × "
             f"{storage.dtype.name}); the file is truncated or damaged")
 
@@ -296,7 +300,7 @@ def _materialize(path: Path, obj: Any, storages: dict[str, _Storage]) -> dict[st
     if not isinstance(obj, dict) or not all(isinstance(k, str) for k in obj):
         raise CheckpointError(path, problem=f"holds a {type(obj).__name__}, not a state dict "
                                             "(a mapping of names to tensors)")
-    budget = MAX_COPIES * sum(s.numel * s.dtype.itemsize for s in storages.values())
+    budget = MAX_COPIES * sum(s.nbytes for s in storages.values())
     state = {}
     for name, value in obj.items():
         if not isinstance(value, _TensorRef):

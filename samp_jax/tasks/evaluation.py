@@ -18,8 +18,8 @@ import numpy as np
 from samp_jax.models.head_kinds import LABEL_THRESHOLD, Readout, check_label_threshold
 from samp_jax.serving.batching import DEFAULT_BUCKETS, length_batches
 from samp_jax.tasks.metrics import IGNORE, Metric, spearman
-from samp_jax.tasks.proxies import (COSINE, KL, LABEL_KL, SCORE, Proxy,  # noqa: F401
-                                    log_softmax, one_minus_cosine, score_change)
+from samp_jax.tasks.proxies import (COSINE, KL, LABEL_KL, SCORE, Proxy, one_minus_cosine,
+                                    score_change)
 from samp_jax.tasks.types import EncodedSplit, TaskType, task_score
 
 Forward = Callable[[dict], object]

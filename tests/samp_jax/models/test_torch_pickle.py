@@ -5,6 +5,7 @@ against HF's own logits, and damaged or hostile files refused before anything ru
 from __future__ import annotations
 
 import io
+import json
 import os
 import pickle
 import shutil
@@ -19,8 +20,8 @@ import pytest
 
 from samp_jax.models import load_pretrained
 from samp_jax.models.errors import CheckpointError
-from samp_jax.models.torch_pickle import read_torch_pickle
-from tests.helpers import GOLDEN, golden_inputs
+from samp_jax.models.torch_pickle import LEGACY_MAGIC, LEGACY_PROTOCOL, read_torch_pickle
+from tests.helpers import GOLDEN
 
 PICKLES = GOLDEN / "torch_pickle"
 LAYOUTS = ("zip.bin", "legacy.bin")
@@ -59,6 +60,7 @@ def test_an_hf_pytorch_checkpoint_gives_hf_logits(head, layout):
 
 
 def golden_inputs_of(golden):
+    """The inputs of a tiny head's golden (unprefixed keys, unlike `tests.helpers.golden_inputs`)."""
     return tuple(golden[key] for key in ("input_ids", "attention_mask", "token_type_ids"))
 
 
@@ -74,7 +76,7 @@ def test_a_sharded_pytorch_checkpoint_reads_every_shard(tmp_path):
         _repack(GOLDEN / "tiny_seqcls" / "torch" / "pytorch_model.bin", folder / shard, keys)
     weight_map = {key: shard for shard, keys in shards.items() for key in keys}
     (folder / "pytorch_model.bin.index.json").write_text(
-        __import__("json").dumps({"metadata": {}, "weight_map": weight_map}))
+        json.dumps({"metadata": {}, "weight_map": weight_map}))
     golden = np.load(GOLDEN / "tiny_seqcls" / "golden.npz")
     logits = np.asarray(load_pretrained(folder)(*golden_inputs_of(golden)))
     np.testing.assert_allclose(logits, golden["logits"], atol=1e-5)
@@ -89,7 +91,7 @@ def test_a_shard_index_cannot_name_a_file_outside_its_folder(tmp_path, index, sh
     folder = tmp_path / "model"
     shutil.copytree(GOLDEN / "tiny_seqcls" / "torch", folder)
     (folder / "pytorch_model.bin").unlink()
-    (folder / index).write_text(__import__("json").dumps({"weight_map": {"classifier.bias": shard}}))
+    (folder / index).write_text(json.dumps({"weight_map": {"classifier.bias": shard}}))
     with pytest.raises(CheckpointError, match=rf"{index} names shard .*; a shard is a file name in "
                                               "the index's own folder"):
         load_pretrained(folder)
@@ -119,9 +121,7 @@ def test_a_pickle_that_would_run_a_command_is_refused_and_runs_nothing(layout, t
     if layout == "zip.bin":
         _zip_with_pickle(PICKLES / layout, bad, payload)
     else:  # the legacy stream's first pickles, then the hostile object
-        head = b"".join(pickle.dumps(v, protocol=2) for v in
-                        (0x1950A86A20F9469CFC6C, 1001, {"little_endian": True}))
-        bad.write_bytes(head + payload)
+        bad.write_bytes(_legacy(payload, b""))
     with pytest.raises(CheckpointError, match=rf"{bad} names (posix|os)\.system in its pickle; a "
                                               "weight file needs only tensors.*nothing from it was run"):
         read_torch_pickle(bad)
@@ -279,7 +279,7 @@ def test_an_object_that_is_not_a_flat_state_dict_is_refused(tmp_path, obj, probl
 # ------------------------------------------------------------- hostile sizes and archives
 def _legacy(data_pkl: bytes, tail: bytes) -> bytes:
     """A legacy torch.save stream: its three header pickles, the object, then `tail`."""
-    head = b"".join(pickle.dumps(v, protocol=2) for v in (0x1950A86A20F9469CFC6C, 1001,
+    head = b"".join(pickle.dumps(v, protocol=2) for v in (LEGACY_MAGIC, LEGACY_PROTOCOL,
                                                            {"little_endian": True}))
     return head + data_pkl + tail
 
