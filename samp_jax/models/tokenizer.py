@@ -18,7 +18,7 @@ from typing import Mapping, Sequence
 import numpy as np
 from tokenizers import Tokenizer as HFTokenizer
 
-from samp_jax.models.config import ConfigError, EncoderConfig
+from samp_jax.models.config import ConfigError, EncoderConfig, read_json
 from samp_jax.models.sentencepiece_tokenizer import SENTENCEPIECE_FILES
 from samp_jax.models.slow_tokenizer import VOCAB_JSON, VOCAB_TXT, convert_slow_tokenizer
 from samp_jax.models.st_folder import TextSettings, read_text_settings
@@ -112,11 +112,12 @@ class Tokenizer:
                 except UnicodeDecodeError as e:
                     raise ValueError(f"{path / name} is not UTF-8 text ({e.reason} at byte "
                                      f"{e.start}); expected a tokenizer file") from None
+        model_config = _model_config(path)  # read once, for the model type and the limit
         if TOKENIZER_FILE not in files:
             models = {name: (path / name).read_bytes() for name in SENTENCEPIECE_FILES
                       if (path / name).is_file()}
-            files = _converted(files, models, path)
-        limit = _model_max_length(path) if (path / "config.json").is_file() else None
+            files = _converted(files, models, path, model_config)
+        limit = None if model_config is None else _model_max_length(model_config)
         settings = read_text_settings(path) if sentence_transformers else TextSettings()
         if settings.lowercase:
             files[TOKENIZER_FILE] = _lowercasing(files[TOKENIZER_FILE], path / TOKENIZER_FILE)
@@ -316,16 +317,12 @@ def has_tokenizer(folder: str | os.PathLike) -> bool:
     return any((Path(folder) / name).is_file() for name in (TOKENIZER_FILE, *SLOW_VOCABULARY_FILES))
 
 
-def _converted(files: dict[str, str], models: dict[str, bytes], path: Path) -> dict[str, str]:
+def _converted(files: dict[str, str], models: dict[str, bytes], path: Path,
+               model_config: dict | None) -> dict[str, str]:
     """`files` with the `tokenizer.json` built from the slow tokenizer's files (and the
-    SentencePiece `models`, by name), and the pad token stated in `tokenizer_config.json` when
-    the class's default is not what `_pad_token` would read."""
-    try:  # for its model_type; load_pretrained reports a bad config
-        model_config = json.loads((path / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        model_config = None
-    if not isinstance(model_config, dict):
-        model_config = None
+    SentencePiece `models`, by name; `model_config` for its model type), and the pad token
+    stated in `tokenizer_config.json` when the class's default is not what `_pad_token` would
+    read."""
     converted = convert_slow_tokenizer(files | models, where=path, model_config=model_config)
     files = dict(files) | {TOKENIZER_FILE: converted.tokenizer_json}
     config = _json_object(files, TOKENIZER_CONFIG_FILE, path)
@@ -381,13 +378,24 @@ def _lowercasing(text: str, file: Path) -> str:
     return json.dumps(spec, ensure_ascii=False)
 
 
-def _model_max_length(path: Path) -> int | None:
-    """The longest input the folder's model takes (`EncoderConfig.max_sequence_length`: RoBERTa
-    -style models lose `padding_idx + 1` of their position rows), or None when unreadable."""
+def _model_config(path: Path) -> dict | None:
+    """The folder's `config.json` as a dict, or None when it is absent or unreadable
+    (load_pretrained reports a bad config; the tokenizer needs only its type and limit)."""
     try:
-        return EncoderConfig.from_hf_config(path).max_sequence_length
+        config = read_json(path / "config.json")
+    except (ConfigError, OSError):
+        return None
+    return config if isinstance(config, dict) else None
+
+
+def _model_max_length(model_config: dict) -> int | None:
+    """The longest input the model takes (`EncoderConfig.max_sequence_length`: RoBERTa-style
+    models lose `padding_idx + 1` of their position rows), or None when the config is not one
+    samp-jax reads."""
+    try:
+        return EncoderConfig.from_hf_config(model_config).max_sequence_length
     except (ConfigError, OSError, ValueError):
-        return None  # load_pretrained reports a bad config; the tokenizer needs only a limit
+        return None
 
 
 def _json_object(files: Mapping[str, str], name: str, where: Path) -> dict:
