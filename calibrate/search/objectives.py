@@ -158,13 +158,14 @@ class UnlabelledObjective(Objective):
         forward = jit_forward(model)
         self.reference = [np.asarray(forward(batch)) for batch in self.batches]
         self.proxy_kind = proxy_for(model.readout)
+        # the real rows of each batch, and their reference outputs: the same for every map
+        self._valid = [batch["attention_mask"].sum(-1) > 0 for batch in self.batches]
+        self._valid_reference = [ref[valid] for ref, valid in zip(self.reference, self._valid)]
 
     def proxy(self, outputs) -> float:
         """The proxy over the real rows (a per-token output: each row's mean over positions)."""
-        values, references = [], []
-        for out, ref, batch in zip(outputs, self.reference, self.batches):
-            valid = batch["attention_mask"].sum(-1) > 0
+        values = []
+        for out, ref, valid in zip(outputs, self.reference, self._valid):
             divergence = self.proxy_kind.divergence(out, ref)
             values.append(divergence.reshape(len(valid), -1).mean(-1)[valid])
-            references.append(ref[valid])
-        return self.proxy_kind.pooled(np.concatenate(values), references)
+        return self.proxy_kind.pooled(np.concatenate(values), self._valid_reference)
