@@ -18,7 +18,6 @@ from typing import Sequence
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx, serialization
-from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
 from samp_jax.core.atomic import atomic_folder, check_not_interrupted
@@ -42,11 +41,11 @@ from samp_jax.models.st_dense import check_widths, dense_weights, load_dense
 from samp_jax.models.st_folder import DeclaredPooling, read_pooling, write_st_files
 from samp_jax.models.tokenizer import TOKENIZER_FILES
 from samp_jax.models.torch_pickle import read_torch_pickle
+from samp_jax.models.weight_files import (SAFETENSORS, TORCH_PICKLE, check_float_weight,
+                                         read_safetensors)
 
-SAFETENSORS = "model.safetensors"
 SAFETENSORS_INDEX = "model.safetensors.index.json"
 FLAX_MSGPACK = "flax_model.msgpack"
-TORCH_PICKLE = "pytorch_model.bin"
 TORCH_PICKLE_INDEX = "pytorch_model.bin.index.json"
 
 
@@ -71,11 +70,11 @@ def read_state_dict(folder: str | Path, *, allow_torch_pickle: bool = True) -> t
     if not folder.is_dir():
         raise FileNotFoundError(f"checkpoint folder {folder} does not exist")
     if (folder / SAFETENSORS).is_file():
-        state, source = _read_safetensors([folder / SAFETENSORS]), SAFETENSORS
+        state, source = read_safetensors([folder / SAFETENSORS]), SAFETENSORS
     elif (folder / SAFETENSORS_INDEX).is_file():
         index = _read_index(folder / SAFETENSORS_INDEX)
         shards = sorted({folder / name for name in index.values()})
-        state, source = _read_safetensors(shards), SAFETENSORS_INDEX
+        state, source = read_safetensors(shards), SAFETENSORS_INDEX
     elif (folder / FLAX_MSGPACK).is_file():
         state, source = _read_flax_msgpack(folder / FLAX_MSGPACK), FLAX_MSGPACK
     elif (folder / TORCH_PICKLE).is_file() or (folder / TORCH_PICKLE_INDEX).is_file():
@@ -107,21 +106,6 @@ def _read_index(file: Path) -> dict[str, str]:
             raise CheckpointError(file, problem=f"names shard {name!r}; a shard is a file name in "
                                                 "the index's own folder")
     return weight_map
-
-
-def _read_safetensors(files: Sequence[Path]) -> dict[str, np.ndarray]:
-    state = {}
-    for file in files:
-        if not file.is_file():
-            raise FileNotFoundError(f"safetensors shard {file} is missing")
-        # framework="flax" reads bfloat16 too, which numpy alone cannot.
-        try:
-            with safe_open(str(file), framework="flax") as f:
-                for key in f.keys():
-                    state[key] = np.asarray(f.get_tensor(key))
-        except SafetensorError as e:  # truncated or not safetensors at all
-            raise CheckpointError(file, problem=f"is not a readable safetensors file ({e})") from None
-    return state
 
 
 def _read_flax_msgpack(file: Path) -> dict[str, np.ndarray]:
@@ -295,14 +279,7 @@ def assign_state_dict(model: EncoderModel, state: dict[str, np.ndarray], *, path
                               hint=_family_hint(unexpected, family) or (hint if unexpected else None))
     for a in assignments:
         for key in a.sources:
-            dtype = state[key].dtype
-            # jnp.issubdtype, not np's: bfloat16 / float8 (ml_dtypes) are floats too
-            if not jnp.issubdtype(dtype, jnp.floating):
-                raise CheckpointError(path, problem=f"tensor {key} has dtype {dtype}, expected a float "
-                                      "dtype (float32, float16 or bfloat16)")
-            if not np.all(np.isfinite(state[key])):
-                raise CheckpointError(path, problem=f"tensor {key} has non-finite values (NaN or Inf), "
-                                      "expected finite")
+            check_float_weight(path, key, state[key])
     values = [a.transform.combine(*(state[k] for k in a.sources)) for a in assignments]
     for a, value in zip(assignments, values):
         a.target.set_value(jnp.asarray(value, dtype=a.target.dtype))

@@ -19,18 +19,17 @@ from typing import Sequence
 
 import jax.numpy as jnp
 import numpy as np
-from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
 from samp_jax.models.config import ConfigError, read_json
 from samp_jax.models.errors import CheckpointError
 from samp_jax.models.heads import DenseLayer, SentenceEmbedder
 from samp_jax.models.torch_pickle import read_torch_pickle
+from samp_jax.models.weight_files import (SAFETENSORS, TORCH_PICKLE, check_float_weight,
+                                         read_safetensors)
 
 DENSE = "sentence_transformers.models.Dense"
 CONFIG_FILE = "config.json"
-SAFETENSORS = "model.safetensors"
-TORCH_PICKLE = "pytorch_model.bin"
 # torch's activation classes by the path sentence-transformers writes (`fullname`), and the
 # `DenseLayer.activation` each is. `torch.nn.<Name>` names the same class.
 TORCH_ACTIVATIONS = {"torch.nn.modules.linear.Identity": "identity",
@@ -124,7 +123,7 @@ def read_dense_weights(module: DeclaredDense) -> tuple[np.ndarray, np.ndarray | 
     layer = module.layer
     if (module.folder / SAFETENSORS).is_file():
         file = module.folder / SAFETENSORS
-        state = _read_safetensors(file)
+        state = read_safetensors([file])
     elif (module.folder / TORCH_PICKLE).is_file():
         file = module.folder / TORCH_PICKLE
         state = read_torch_pickle(file)
@@ -140,23 +139,10 @@ def read_dense_weights(module: DeclaredDense) -> tuple[np.ndarray, np.ndarray | 
     if missing or unexpected or mismatched:
         raise CheckpointError(file, missing=missing, unexpected=unexpected, mismatched=mismatched)
     for key in shapes:
-        if not jnp.issubdtype(state[key].dtype, jnp.floating):
-            raise CheckpointError(file, problem=f"tensor {key} has dtype {state[key].dtype}, "
-                                  "expected a float dtype")
-        if not np.all(np.isfinite(np.asarray(state[key], np.float32))):
-            raise CheckpointError(file, problem=f"tensor {key} has non-finite values (NaN or "
-                                  "Inf), expected finite")
+        check_float_weight(file, key, state[key])
     bias = state.get("linear.bias")
     return (np.asarray(state["linear.weight"], np.float32),
             None if bias is None else np.asarray(bias, np.float32))
-
-
-def _read_safetensors(file: Path) -> dict[str, np.ndarray]:
-    try:  # framework="flax" reads bfloat16 too, which numpy alone cannot
-        with safe_open(str(file), framework="flax") as f:
-            return {key: np.asarray(f.get_tensor(key)) for key in f.keys()}
-    except SafetensorError as e:  # truncated or not safetensors at all
-        raise CheckpointError(file, problem=f"is not a readable safetensors file ({e})") from None
 
 
 def load_dense(head: SentenceEmbedder, dense: Sequence[DeclaredDense]) -> None:
