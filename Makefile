@@ -29,8 +29,10 @@ PYTEST := XLA_PYTHON_CLIENT_PREALLOCATE=false $(VPY) -m pytest -q -n $(TEST_JOBS
 test: $(STAMP)
 	$(PYTEST) tests
 
-# Skips the tests marked `slow`: minutes each on a 2-core CPU, or processes started, killed or
-# restarted (distributed peers that die, a restart that reads the compilation cache, Ctrl-C).
+# Skips the tests marked `slow`: minutes each on a 2-core CPU; processes started, killed or
+# restarted (distributed peers, a restart that reads the compilation cache, Ctrl-C, examples);
+# whole workflows run end to end (several commands in a row, a search, every bench contender).
+# The numerics, kernels, loaders, faults and each command's own tests stay in.
 test-fast: $(STAMP)
 	$(PYTEST) -m "not slow" tests
 

@@ -1,6 +1,7 @@
 """Shared fixtures: the real MiniLM (fetched once into the asset cache) and golden files.
 
-Markers (registered in pyproject.toml): `slow` (minutes; `make test-fast` skips them) and
+Markers (registered in pyproject.toml): `slow` (minutes, processes, whole workflows;
+`make test-fast` skips them) and
 `gpu` (needs a GPU; skipped without one).
 """
 

@@ -16,8 +16,6 @@ from samp_jax import PrecisionMap, QuantizedModel
 from tests.helpers import ROOT
 
 EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
-# Quick enough for `make test-fast`: no fine-tune, no search.
-FAST = {"embed_and_compare.py"}
 
 
 def test_every_example_is_listed():
@@ -34,13 +32,9 @@ def _run(example, tmp_path) -> str:
     return done.stdout
 
 
-@pytest.mark.parametrize("example", [p for p in EXAMPLES if p.name in FAST], ids=lambda p: p.name)
-def test_fast_example_runs(example, tmp_path):
-    assert _run(example, tmp_path).strip()
-
-
+# Each example is a fresh process that loads the real model and compiles its programs: slow.
 @pytest.mark.slow
-@pytest.mark.parametrize("example", [p for p in EXAMPLES if p.name not in FAST], ids=lambda p: p.name)
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
 def test_example_runs_in_quick_mode(example, tmp_path):
     out = _run(example, tmp_path)
     assert out.strip()

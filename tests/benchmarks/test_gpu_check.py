@@ -128,6 +128,7 @@ def test_the_e2e_script_is_the_bench_command():
     assert done.stdout.startswith("usage: samp-jax bench") and "--contenders" in done.stdout
 
 
+@pytest.mark.slow
 def test_compile_time_reports_each_preset_and_the_fp8_dots(tmp_path):
     out = tmp_path / "compile.json"
     assert compile_time.main(["--quick", "--presets", "fp16,fp8", "--out", str(out)]) == 0

@@ -62,6 +62,7 @@ def test_latency_estimate_and_flop_fraction():
     assert int8_flop_fraction(full, base) == 1.0 and int8_flop_fraction(fp16, base) == 0.0
 
 
+@pytest.mark.slow
 def test_measured_table_and_end_to_end_check_run_on_this_device(tiny):
     table = measure_table(tiny, 4, 16, repeats=3)
     assert table.source == "measured" and all(v > 0 for v in table.site_ms.values())

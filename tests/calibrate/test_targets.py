@@ -106,6 +106,7 @@ def test_a_target_this_machine_is_not_gets_a_labelled_estimate(tiny):
 
 @pytest.mark.skipif(jax.default_backend() != "cpu",
                     reason="a CPU target is measured only on a CPU; it has no spec sheet to estimate from")
+@pytest.mark.slow
 def test_a_cpu_target_search_uses_a_table_measured_here(tiny, calibration, tmp_path, monkeypatch):
     monkeypatch.setenv("SAMP_JAX_CACHE", str(tmp_path))
     result = search(tiny, random_batches(2, seed=3), tolerance=0.05, target="cpu",

@@ -12,6 +12,7 @@ from samp_jax.app import bench
 from samp_jax.app.cli import main
 
 
+@pytest.mark.slow
 def test_every_contender_runs_on_a_tiny_model_in_interpret_mode():
     documents = []
     result = bench.run(models=("tiny",), shapes=((1, 32),), repeats=1, inner=1, warmup=1,
@@ -50,7 +51,7 @@ def test_the_cli_refuses_bad_shapes_and_models_before_any_work(tmp_path, capsys,
 
 def test_the_cli_writes_rows_with_compile_times(tmp_path):
     out = tmp_path / "e2e.json"
-    # the shapes of --quick: the first shape's program is the one the test above compiled
+    # the shapes of --quick
     assert main(["bench", "--models", "tiny", "--shapes", "1x32,2x32", "--contenders", "samp_fp16",
                  "--repeats", "1", "--inner", "1", "--out", str(out)]) == 0
     result = json.loads(out.read_text())

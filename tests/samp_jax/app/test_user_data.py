@@ -197,6 +197,7 @@ def test_predict_writes_the_raw_score_of_a_one_output_head(data_files, tmp_path,
     assert served.logits.shape == (1, 1) and served.labels is None and served.label_names is None
 
 
+@pytest.mark.slow
 def test_finetune_on_a_train_file_says_which_rows_it_holds_out(tiny_dirs, data_files, tmp_path,
                                                              capsys):
     lines = (data_files / "reviews.csv").read_text().splitlines()
@@ -318,6 +319,7 @@ def test_an_out_path_under_a_file_and_damaged_weights_are_one_line_errors(tiny_d
     assert len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_the_searched_map_alone_rebuilds_the_searched_model(tiny_dirs, data_files, tmp_path, capsys):
     """`samp-jax eval --precision OUT/precision_map.json` scores the search's own quantized model
     bit for bit with nothing but the map: each static site's calibrator and clip, and the dtype

@@ -62,6 +62,7 @@ def test_kept_buffers_stop_the_page_faults_of_every_call():
     assert kept["faults"] < system["faults"] / 20, (kept, system)
 
 
+@pytest.mark.slow
 def test_the_command_line_keeps_buffers_before_jax_starts():
     code = textwrap.dedent("""
         import contextlib, io

@@ -132,6 +132,7 @@ def test_quantized_folders_keep_the_dense_layers(model, tmp_path):
     assert cosine.min() > 0.98
 
 
+@pytest.mark.slow
 def test_the_engine_and_the_search_proxy_read_the_projected_width(model):
     engine = samp_jax.compile(model, seq_buckets=(16, 40), batch_buckets=(4,), truncate=True)
     result = engine(TEXTS["single"])

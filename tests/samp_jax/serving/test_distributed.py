@@ -306,6 +306,7 @@ def test_a_coordinator_that_never_starts_ends_the_others_in_one_line(files, tmp_
     assert "no process 0 answered at 127.0.0.1:" in line and "within 3 s" in line
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ids", [(0, 1, 1), (0, 0)], ids=["two-1", "two-0"])
 def test_an_id_given_twice_stops_every_process_in_one_line(ids, tmp_path):
     port, started = _free_port(), time.monotonic()
@@ -318,6 +319,7 @@ def test_an_id_given_twice_stops_every_process_in_one_line(ids, tmp_path):
         assert f"--process-id {ids[-1]} is given to two processes" in line, line
 
 
+@pytest.mark.slow
 def test_a_coordinator_port_in_use_is_one_line(files, tmp_path):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -327,6 +329,7 @@ def test_a_coordinator_port_in_use_is_one_line(files, tmp_path):
     assert f"the port of 127.0.0.1:{port} is in use" in line
 
 
+@pytest.mark.slow
 def test_processes_that_disagree_on_the_count_stop_in_one_line(tmp_path):
     port, started = _free_port(), time.monotonic()
     first, second = _join_worker(port, 2, 0, timeout_s=20), _join_worker(port, 3, 1, timeout_s=20)
@@ -334,6 +337,7 @@ def test_processes_that_disagree_on_the_count_stop_in_one_line(tmp_path):
         assert "disagree on --num-processes" in _one_line_exit_1(worker, started, 20)
 
 
+@pytest.mark.slow
 def test_the_coordinator_listens_only_on_the_address_it_was_given(tmp_path):
     port = _free_port()
     workers = [_join_worker(port, 2, i, timeout_s=60) for i in range(2)]
@@ -345,6 +349,7 @@ def test_the_coordinator_listens_only_on_the_address_it_was_given(tmp_path):
                                                                       "::ffff:127.0.0.1"}, result
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("coordinator", ["10.0.0.1:7777", "auto"])
 def test_a_remote_coordinator_needs_the_explicit_flag(coordinator, files, tmp_path):
     extra = [] if coordinator == "auto" else ["--num-processes", "2", "--process-id", "0"]

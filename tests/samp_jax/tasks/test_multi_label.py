@@ -392,6 +392,7 @@ def test_finetuning_lowers_the_loss_and_names_the_problem_type(tokenizer, tmp_pa
     assert sj.load_pretrained(saved).readout is result.model.readout is task.task_type.readout
 
 
+@pytest.mark.slow
 def test_the_command_line_serves_a_multi_label_model_end_to_end(tmp_path, capsys, minilm_dir):
     folder = save_pretrained(_model(), tmp_path / "multi", tokenizer_dir=minilm_dir)
     data = tmp_path / "rows.jsonl"

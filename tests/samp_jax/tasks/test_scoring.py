@@ -109,6 +109,7 @@ def test_unlabelled_search_of_a_one_output_head_measures_the_score_change():
     assert objective.proxy(shifted) == pytest.approx(0.25, rel=1e-3)
 
 
+@pytest.mark.slow
 def test_the_command_line_scores_predicts_and_searches_a_reranker(tmp_path, capsys, minilm_dir):
     folder = save_pretrained(_model(1), tmp_path / "reranker", tokenizer_dir=minilm_dir)
     data = tmp_path / "pairs.jsonl"
