@@ -143,15 +143,21 @@ def sentencepiece_post_processor(converter: SpmConverter, backend: HFTokenizer,
                 f"{literal!r} around every text whatever the {key}, so its tokenizer would not "
                 f"give the {key} the model was trained with; expected {literal!r}, or a "
                 "tokenizer.json")
-    cls, sep = converter.cls, converter.sep
-    ids = [(cls, backend.token_to_id(cls)), (sep, backend.token_to_id(sep))]
-    if converter.fairseq:
-        return processors.TemplateProcessing(single=f"{cls} $A {sep}",
-                                             pair=f"{cls} $A {sep} {sep} $B {sep}",
-                                             special_tokens=ids)
-    return processors.TemplateProcessing(single=f"{cls}:0 $A:0 {sep}:0",
-                                         pair=f"{cls}:0 $A:0 {sep}:0 $B:1 {sep}:1",
-                                         special_tokens=ids)
+    if converter.fairseq:  # <s> A </s></s> B </s>, every token of type 0
+        return cls_sep_template(converter.cls, converter.sep, backend, separators=2, pair_type_id=0)
+    return cls_sep_template(converter.cls, converter.sep, backend)
+
+
+def cls_sep_template(cls: str, sep: str, backend: HFTokenizer, *, separators: int = 1,
+                     pair_type_id: int = 1) -> processors.TemplateProcessing:
+    """The converters' template: `cls A sep` for one text and `cls A sep... B sep` for a pair,
+    with `separators` seps between the texts and the second text and its sep of type
+    `pair_type_id` (the ids of `cls` and `sep` looked up in `backend`)."""
+    between = " ".join([f"{sep}:0"] * separators)
+    return processors.TemplateProcessing(
+        single=f"{cls}:0 $A:0 {sep}:0",
+        pair=f"{cls}:0 $A:0 {between} $B:{pair_type_id} {sep}:{pair_type_id}",
+        special_tokens=[(cls, backend.token_to_id(cls)), (sep, backend.token_to_id(sep))])
 
 
 def generate_merges(model: SentencePieceModel, scores: list[tuple[str, float]]) -> list[tuple[str, str]]:

@@ -63,6 +63,7 @@ from samp_jax.models.sentencepiece_tokenizer import (
     SPM_CONVERTERS,
     SPM_MODEL,
     XLM_ROBERTA_MODEL,
+    cls_sep_template,
     sentencepiece_backend,
     sentencepiece_post_processor,
 )
@@ -92,6 +93,9 @@ class SlowClass:
       defaults: its `__init__`'s special-token defaults.
       wrap: how its `__init__` passes a special token given as a string on: `wrap(key, text)`.
       separators: separator tokens between the two texts of a pair (MPNet has two).
+      chinese_needs_basic_tokenize: the fast class splits Chinese characters only when
+        `do_basic_tokenize` is set (MPNetTokenizerFast resets only the case and accent
+        options of its normalizer, so its converter's setting stands).
       options: the `tokenizer_config.json` options it reads: name -> (default, types).
       appended: special-token keys whose token may lie outside the vocabulary: HF appends it
         after the vocabulary, the id the model was trained with (DeBERTa's mask token).
@@ -102,6 +106,7 @@ class SlowClass:
     defaults: Mapping[str, str]
     wrap: Callable[[str, str], "Token | str"]
     separators: int = 1
+    chinese_needs_basic_tokenize: bool = False
     options: Mapping[str, tuple] = dataclasses.field(default_factory=lambda: OPTIONS)
     appended: tuple[str, ...] = ()
 
@@ -148,7 +153,7 @@ SLOW_CLASSES = {c.name: c for c in (
     SlowClass("DistilBertTokenizer", (VOCAB_TXT,), _BERT_DEFAULTS, _as_is),
     SlowClass("ElectraTokenizer", (VOCAB_TXT,), _BERT_DEFAULTS, _as_is),
     SlowClass("MPNetTokenizer", (VOCAB_TXT,), _ROBERTA_DEFAULTS | {"unk_token": "[UNK]"},
-              _mpnet_wrap, separators=2),
+              _mpnet_wrap, separators=2, chinese_needs_basic_tokenize=True),
     SlowClass("RobertaTokenizer", (VOCAB_JSON, MERGES_TXT), _ROBERTA_DEFAULTS, _roberta_wrap),
     SlowClass("DebertaV2Tokenizer", (SPM_MODEL,), _BERT_DEFAULTS | {"bos_token": "[CLS]",
               "eos_token": "[SEP]"}, _deberta_wrap, options=DEBERTA_OPTIONS,
@@ -388,8 +393,8 @@ def _wordpiece(slow: SlowClass, vocab: dict[str, int], unk: str, options: Mappin
     """`BertConverter` / `MPNetConverter`, with the normalizer the fast class then sets."""
     backend = HFTokenizer(models.WordPiece(vocab, unk_token=unk))
     chinese = options["tokenize_chinese_chars"]
-    if slow.separators == 2 and not options["do_basic_tokenize"]:
-        chinese = False  # MPNetTokenizerFast resets only the case and accent options
+    if slow.chinese_needs_basic_tokenize and not options["do_basic_tokenize"]:
+        chinese = False
     backend.normalizer = normalizers.BertNormalizer(
         clean_text=True, handle_chinese_chars=chinese, strip_accents=options["strip_accents"],
         lowercase=options["do_lower_case"])
@@ -416,7 +421,4 @@ def _post_processor(slow: SlowClass, backend: HFTokenizer, special: Mapping, opt
         return processors.RobertaProcessing(
             (sep, sep_id), (cls, cls_id), trim_offsets=options["trim_offsets"],
             add_prefix_space=options["add_prefix_space"])
-    separators = " ".join([f"{sep}:0"] * slow.separators)
-    return processors.TemplateProcessing(
-        single=f"{cls}:0 $A:0 {sep}:0", pair=f"{cls}:0 $A:0 {separators} $B:1 {sep}:1",
-        special_tokens=[(cls, cls_id), (sep, sep_id)])
+    return cls_sep_template(cls, sep, backend, separators=slow.separators)
