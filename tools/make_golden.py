@@ -521,6 +521,9 @@ def family(name: str, out: Path) -> None:
         {"single": SENTENCES, "pairs": PAIRS, "pair_sentence_texts": pair_texts, "words": words,
          "max_length": FAMILY_MAX_LEN, "sentence_pooling": st_mode}, indent=1, ensure_ascii=False))
     print(f"{name}: vocab {vocab_size}, pooling {st_mode}; " + "; ".join(summary))
+    if name == "roberta":  # prompts, over the sentence folder and its settings
+        import golden_st_prompts
+        golden_st_prompts.write(out)
     if name == "modernbert":
         import golden_modernbert
         golden_modernbert.extras(out, seed + 3, _randomize_named)

@@ -120,10 +120,12 @@ def resolve_model(args, *, progress: bool):
 
 def model_options(args) -> dict:
     """`load` options from `--pooling` (only when given, so a quantized folder, which takes
-    none, loads when it is not)."""
+    none, loads when it is not) and `--prompt-name`."""
     options = {}
     if getattr(args, "pooling", None):
         options |= {"head": SENTENCE_EMBEDDING.name, "pooling": tuple(args.pooling.split(","))}
+    if getattr(args, "prompt_name", None) is not None:
+        options |= {"prompt_name": args.prompt_name}
     return options
 
 

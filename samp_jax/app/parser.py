@@ -167,6 +167,12 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
                    help="embed with sentence-transformers pooling (cls, max, mean, mean_sqrt_len, "
                         "weightedmean, lasttoken; several are concatenated): needed for a model "
                         "folder that declares none, overrides the one it declares")
+    p.add_argument("--prompt-name", default=None, metavar="NAME",
+                   help="a sentence embedder's prompt, put before every text as "
+                        "sentence-transformers puts it: one of those its "
+                        "config_sentence_transformers.json names ('' for none; default: its "
+                        "default_prompt_name, or for a folder samp-jax wrote the prompt it was "
+                        "saved with)")
 
 
 # The columns of a model's inputs, and those of its gold (labels, tags, scores).

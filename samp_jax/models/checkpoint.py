@@ -38,7 +38,7 @@ from samp_jax.models.hf_labels import (check_problem_type, label_names, stated_n
 from samp_jax.models.model import EncoderModel
 from samp_jax.models.sentencepiece_tokenizer import SENTENCEPIECE_FILES
 from samp_jax.models.st_dense import check_widths, dense_weights, load_dense
-from samp_jax.models.st_folder import DeclaredPooling, read_pooling, write_st_files
+from samp_jax.models.st_folder import PROMPTS_FILE, DeclaredPooling, read_pooling, write_st_files
 from samp_jax.models.tokenizer import TOKENIZER_FILES
 from samp_jax.models.torch_pickle import read_torch_pickle
 from samp_jax.models.weight_files import (SAFETENSORS, TORCH_PICKLE, check_float_weight,
@@ -518,8 +518,9 @@ def save_pretrained(model: EncoderModel, directory: str | Path, *, tokenizer_dir
             write_st_files(tmp, hidden_size=model.config.hidden_size, modes=model.head.pooling,
                            normalize=model.head.normalize, dense=dense_weights(model.head))
         if tokenizer_dir is not None:
+            sentence = isinstance(model.head, SentenceEmbedder)  # only an embedder has prompts
             for name in (*TOKENIZER_FILES, *SENTENCEPIECE_FILES):  # binary models too
-                if (Path(tokenizer_dir) / name).is_file():
+                if (Path(tokenizer_dir) / name).is_file() and (sentence or name != PROMPTS_FILE):
                     shutil.copyfile(Path(tokenizer_dir) / name, tmp / name)
         elif getattr(model, "tokenizer", None) is not None:
             model.tokenizer.save(tmp)

@@ -7,10 +7,12 @@ module), a `Pooling` module, zero or more `Dense` projections (`samp_jax.models.
 optionally `Normalize`, in that order. samp-jax pools, projects and normalises as the folder
 declares; a module it does not implement (an `LSTM`, a `LayerNorm`, a Dense with an activation
 it does not run, say) or another order is refused by name rather than skipped, since skipping
-it would give different embeddings without any error. So is a default prompt
-(`config_sentence_transformers.json`), which sentence-transformers puts before every text. A
-sentence embedder's tokenizer follows `sentence_bert_config.json` (`read_text_settings`): it
-truncates at `max_seq_length` and lowercases texts when `do_lower_case` is set.
+it would give different embeddings without any error. A sentence embedder's tokenizer follows
+`sentence_bert_config.json` (`read_text_settings`): it truncates at `max_seq_length` and
+lowercases texts when `do_lower_case` is set; and it puts the prompt in use before every text
+(`parse_prompts`: `config_sentence_transformers.json`'s `default_prompt_name`, or the one
+chosen), as sentence-transformers' `encode` does. A pooling that leaves the prompt's tokens out
+(`include_prompt` false) is run only without a prompt, where it changes nothing.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import dataclasses
 import json
 import re
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -30,6 +32,8 @@ from samp_jax.models.st_dense import DENSE, DeclaredDense, read_dense_config, wr
 MODULES_FILE = "modules.json"
 TEXT_SETTINGS_FILE = "sentence_bert_config.json"
 PROMPTS_FILE = "config_sentence_transformers.json"
+# Prompts sentence-transformers 5 names for every model, empty unless the file states them.
+DEFAULT_PROMPTS = {"query": "", "document": ""}
 # Module types as sentence-transformers 2-4 write them; 5.x writes longer paths that end in the
 # same class names (`sentence_transformers.sentence_transformer.modules.pooling.Pooling`).
 TRANSFORMER = "sentence_transformers.models.Transformer"
@@ -54,6 +58,7 @@ class DeclaredPooling:
     modes: tuple[str, ...]
     normalize: bool
     dense: tuple[DeclaredDense, ...] = ()
+    include_prompt: bool = True
 
 
 def read_pooling(folder: str | Path) -> DeclaredPooling | None:
@@ -87,11 +92,11 @@ def read_pooling(folder: str | Path) -> DeclaredPooling | None:
         raise ConfigError(f"{file} declares the modules {kinds}; samp-jax runs them in the order "
                           "Transformer, Pooling, any Dense, then Normalize (each once, Dense any "
                           "number of times)")
-    _check_no_default_prompt(folder / PROMPTS_FILE)
     pooling_dir = folder / modules[kinds.index("Pooling")].get("path", "1_Pooling")
     dense = tuple(read_dense_config(folder / _module_path(file, m))
                   for m, kind in zip(modules, kinds) if kind == "Dense")
-    return DeclaredPooling(_modes(pooling_dir / "config.json"), "Normalize" in kinds, dense)
+    modes, include_prompt = _modes(pooling_dir / "config.json")
+    return DeclaredPooling(modes, "Normalize" in kinds, dense, include_prompt)
 
 
 def _module_path(file: Path, module: dict) -> str:
@@ -137,20 +142,67 @@ def read_text_settings(folder: str | Path) -> TextSettings:
     return TextSettings(length, lowercase)
 
 
-def _check_no_default_prompt(file: Path) -> None:
-    """Refuses a default prompt: sentence-transformers puts it before every text it encodes,
-    which samp-jax does not do."""
-    if not file.is_file():
-        return
-    config = read_json(file)
-    name = config.get("default_prompt_name") if isinstance(config, dict) else None
-    prompts = config.get("prompts") if isinstance(config, dict) else None
-    prompt = prompts.get(name) if isinstance(prompts, dict) and name is not None else None
-    if prompt:
-        raise ConfigError(
-            f"{file}: default_prompt_name={name!r} makes sentence-transformers put the prompt "
-            f"{prompt!r} before every text; samp-jax does not add prompts: remove "
-            "default_prompt_name and put the prompt before your texts yourself")
+@dataclasses.dataclass(frozen=True)
+class Prompts:
+    """The prompts a sentence-transformers folder names (`config_sentence_transformers.json`)
+    and the one in use. sentence-transformers' `encode` puts the prompt in use before every
+    text, or before the first text of a pair (`prompt + text`, then lowercases and truncates
+    the whole), and so does `Tokenizer`.
+
+    Attributes:
+      named: prompt name -> prompt text: `DEFAULT_PROMPTS`, then those the file states.
+      active: the name of the prompt in use, or None for none.
+    """
+
+    named: Mapping[str, str]
+    active: str | None
+
+    @property
+    def text(self) -> str:
+        """The text put before every input ('' without a prompt)."""
+        return "" if self.active is None else self.named[self.active]
+
+
+def parse_prompts(text: str, file: Path, prompt_name: str | None = None) -> Prompts:
+    """The prompts of `config_sentence_transformers.json` (its `text`, read from `file`) and
+    the one in use: `prompt_name` when given ('' for no prompt), else the file's
+    `default_prompt_name` (null: no prompt), as sentence-transformers 5 picks it (a prompt
+    stated as null is empty; `DEFAULT_PROMPTS` are always named).
+
+    Raises:
+      ConfigError: the text is not a JSON object, `prompts` is not an object of texts,
+        `default_prompt_name` is neither null nor one of them, or `prompt_name` is not one of
+        them.
+    """
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{file} is not valid JSON ({e.msg}, line {e.lineno})") from None
+    if not isinstance(config, dict):
+        raise ConfigError(f"{file} must hold a JSON object")
+    stated = config.get("prompts") or {}
+    if not isinstance(stated, dict) or not all(isinstance(v, (str, type(None))) for v in stated.values()):
+        raise ConfigError(f"{file}: prompts={stated!r} must be an object of prompt texts by name")
+    named = DEFAULT_PROMPTS | {name: text or "" for name, text in stated.items()}
+    default = config.get("default_prompt_name")
+    if default is not None and default not in named:
+        raise ConfigError(f"{file}: default_prompt_name={default!r} is not one of its prompts "
+                          f"{sorted(named)}")
+    if prompt_name is None:
+        return Prompts(named, default)
+    if prompt_name and prompt_name not in named:
+        raise ConfigError(f"prompt name {prompt_name!r} is not one of the prompts of {file}: "
+                          f"{sorted(named)} ('' for no prompt)")
+    return Prompts(named, prompt_name or None)
+
+
+def prompts_file_text(text: str, active: str | None) -> str:
+    """`config_sentence_transformers.json`'s text with `active` as its `default_prompt_name`,
+    so that sentence-transformers and samp-jax reading the folder use the same prompt."""
+    config = json.loads(text)
+    if config.get("default_prompt_name") == active:
+        return text
+    return json.dumps(config | {"default_prompt_name": active}, indent=2, ensure_ascii=False)
 
 
 def _module_kind(module_type) -> str | None:
@@ -165,10 +217,14 @@ def _module_kind(module_type) -> str | None:
 def _legacy_pooling(folder: Path) -> DeclaredPooling | None:
     """Folders without `modules.json` but with `1_Pooling/config.json` (no Normalize)."""
     config = folder / "1_Pooling" / "config.json"
-    return DeclaredPooling(_modes(config), False) if config.is_file() else None
+    if not config.is_file():
+        return None
+    modes, include_prompt = _modes(config)
+    return DeclaredPooling(modes, False, include_prompt=include_prompt)
 
 
-def _modes(config_file: Path) -> tuple[str, ...]:
+def _modes(config_file: Path) -> tuple[tuple[str, ...], bool]:
+    """The pooling modes of a `Pooling` config, in order, and its `include_prompt`."""
     if not config_file.is_file():
         raise ConfigError(f"pooling config {config_file} is missing")
     config = read_json(config_file)
@@ -180,8 +236,7 @@ def _modes(config_file: Path) -> tuple[str, ...]:
             raise ConfigError(f"{config_file}: {key} is {config[key]!r} "
                               f"({type(config[key]).__name__}); expected true or false (a JSON "
                               "boolean)")
-    if config.get("include_prompt", True) is not True:
-        raise ConfigError(f"{config_file}: include_prompt=false is not supported")
+    include_prompt = config.get("include_prompt", True)
     if "pooling_mode" in config:  # sentence-transformers 5.x: a name or a list, in order
         declared = config["pooling_mode"]
         names = [declared] if isinstance(declared, str) else declared
@@ -192,9 +247,10 @@ def _modes(config_file: Path) -> tuple[str, ...]:
         unknown = [m for m in modes if m not in POOLING_MODES]
         if unknown:
             raise ConfigError(f"{config_file}: pooling modes {unknown} are not one of {POOLING_MODES}")
-        return modes
+        return modes, include_prompt
     # 2-4: booleans, concatenated in this fixed order; none set means mean (as they load it)
-    return tuple(mode for mode in POOLING_MODES if config.get(POOLING_KEYS[mode])) or ("mean",)
+    modes = tuple(mode for mode in POOLING_MODES if config.get(POOLING_KEYS[mode]))
+    return modes or ("mean",), include_prompt
 
 
 def write_st_files(folder: str | Path, *, hidden_size: int, modes: tuple[str, ...], normalize: bool,

@@ -21,14 +21,15 @@ from tokenizers import Tokenizer as HFTokenizer
 from samp_jax.models.config import ConfigError, EncoderConfig, read_json
 from samp_jax.models.sentencepiece_tokenizer import SENTENCEPIECE_FILES
 from samp_jax.models.slow_tokenizer import VOCAB_JSON, VOCAB_TXT, convert_slow_tokenizer
-from samp_jax.models.st_folder import TextSettings, read_text_settings
+from samp_jax.models.st_folder import (PROMPTS_FILE, Prompts, TextSettings, parse_prompts,
+                                       prompts_file_text, read_pooling, read_text_settings)
 
 TOKENIZER_FILE = "tokenizer.json"
 TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
 # Files kept verbatim from the source folder and written back by `Tokenizer.save`, so that HF
 # tools reading the saved folder see the same tokenizer (slow-tokenizer vocab included).
 SIDE_FILES = ("special_tokens_map.json", "added_tokens.json", "vocab.txt", "vocab.json",
-              "merges.txt")
+              "merges.txt", PROMPTS_FILE)
 TOKENIZER_FILES = (TOKENIZER_FILE, TOKENIZER_CONFIG_FILE, *SIDE_FILES)
 # Vocabularies of the slow tokenizers samp-jax builds a tokenizer.json from. The SentencePiece
 # models among them are binary: read only to build tokenizer.json, never kept in the
@@ -46,6 +47,11 @@ class Tokenizer:
     A tokenizer can travel with its model (`EncoderModel.tokenizer`, set by `samp_jax.load`):
     it is then a static attribute of the model, compared and hashed by identity.
 
+    A sentence embedder's tokenizer may hold the prompts of its
+    `config_sentence_transformers.json` (`prompts`); the one in use is put before every text
+    (the first of a pair), as sentence-transformers' `encode` puts it (`prompt + text`, then
+    normalised and truncated as a whole).
+
     Thread-safe: a call never changes the HF backend it encodes with. Truncation is a backend
     setting, so each truncation length gets its own copy of the backend, made once (under a
     lock) with truncation enabled and never changed afterwards; calls without truncation use
@@ -58,10 +64,11 @@ class Tokenizer:
       pad_id: the id padded positions hold.
       files: text of the tokenizer files it was loaded from, by file name (see
         `TOKENIZER_FILES`); `save` writes them back. Filled by `from_pretrained`.
+      prompts: the prompts and the one in use (`st_folder.Prompts`), or None for none.
     """
 
     def __init__(self, backend, *, max_length: int, pad_id: int,
-                 files: Mapping[str, str] | None = None):
+                 files: Mapping[str, str] | None = None, prompts: Prompts | None = None):
         self._backend = backend
         self._backend.no_padding()
         self._backend.no_truncation()
@@ -75,10 +82,13 @@ class Tokenizer:
         if unknown:
             raise ValueError(f"files={unknown} are not tokenizer files; expected some of {TOKENIZER_FILES}")
         self._files = dict(files or {})
+        self.prompts = prompts
+        self.prompt = "" if prompts is None else prompts.text
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, *, max_length: int | None = None,
-                        sentence_transformers: bool = False) -> "Tokenizer":
+                        sentence_transformers: bool = False,
+                        prompt_name: str | None = None) -> "Tokenizer":
         """Loads `tokenizer.json` from a checkpoint folder, or builds it from the slow
         tokenizer's files when the folder has none (`slow_tokenizer.convert_slow_tokenizer`).
 
@@ -88,7 +98,10 @@ class Tokenizer:
         embedder, as `samp_jax.load` builds it) the folder's `sentence_bert_config.json` is
         followed as sentence-transformers follows it: its `max_seq_length` replaces
         `model_max_length`, and `do_lower_case` puts a Lowercase normalizer first in the
-        tokenizer (kept in `tokenizer.json` when the tokenizer is saved).
+        tokenizer (kept in `tokenizer.json` when the tokenizer is saved); and the prompt
+        `prompt_name` of `config_sentence_transformers.json` ('' for none; default: its
+        `default_prompt_name`) is put before every text. Without `sentence_transformers` that
+        file is neither read nor kept.
 
         Raises:
           FileNotFoundError: the folder has no `tokenizer.json` and no slow tokenizer's
@@ -97,7 +110,9 @@ class Tokenizer:
             message names the file), no maximum length is stated anywhere, the pad token is
             not in the vocabulary, or the slow tokenizer's files cannot be converted exactly
             (see `slow_tokenizer`).
-          ConfigError: `sentence_bert_config.json` is malformed.
+          ConfigError: `sentence_bert_config.json` or `config_sentence_transformers.json` is
+            malformed, `prompt_name` is not one of its prompts, or a prompt is in use with a
+            pooling that leaves the prompt's tokens out (`include_prompt` false).
         """
         path = Path(path)
         file = path / TOKENIZER_FILE
@@ -106,7 +121,7 @@ class Tokenizer:
                                     f"vocabulary ({', '.join(SLOW_VOCABULARY_FILES)})")
         files = {}
         for name in TOKENIZER_FILES:
-            if (path / name).is_file():
+            if (path / name).is_file() and (sentence_transformers or name != PROMPTS_FILE):
                 try:
                     files[name] = (path / name).read_text(encoding="utf-8")
                 except UnicodeDecodeError as e:
@@ -121,20 +136,28 @@ class Tokenizer:
         settings = read_text_settings(path) if sentence_transformers else TextSettings()
         if settings.lowercase:
             files[TOKENIZER_FILE] = _lowercasing(files[TOKENIZER_FILE], path / TOKENIZER_FILE)
-        return cls.from_files(files, where=path, max_length=max_length, model_max_length=limit,
-                              stated_max_length=settings.max_seq_length)
+        tokenizer = cls.from_files(files, where=path, max_length=max_length,
+                                   model_max_length=limit, stated_max_length=settings.max_seq_length,
+                                   prompt_name=prompt_name)
+        if tokenizer.prompt and sentence_transformers:
+            _check_prompt_pooled(path, tokenizer.prompts)
+        return tokenizer
 
     @classmethod
     def from_files(cls, files: Mapping[str, str], *, where: str | os.PathLike,
                    max_length: int | None = None,
                    model_max_length: int | None = None,
-                   stated_max_length: int | None = None) -> "Tokenizer":
+                   stated_max_length: int | None = None,
+                   prompt_name: str | None = None) -> "Tokenizer":
         """Builds the tokenizer from the text of its files, by name (`TOKENIZER_FILES`;
         `tokenizer.json` is required), as read from the folder `where` (named in errors).
 
         `max_length` defaults to the smallest of `model_max_length` (the model's longest input)
         and the tokenizer's own limit: `stated_max_length` when given (a sentence-transformers
-        `max_seq_length`), else the tokenizer config's `model_max_length`.
+        `max_seq_length`), else the tokenizer config's `model_max_length`. With
+        `config_sentence_transformers.json` among the files, its prompt `prompt_name` ('' for
+        none; default: its `default_prompt_name`) is put before every text, and the file is
+        saved with that prompt as its default.
 
         Raises:
           ValueError: as `from_pretrained`.
@@ -160,7 +183,15 @@ class Tokenizer:
         if pad_id is None:
             raise ValueError(f"pad token {pad_token!r} is not in the vocabulary of "
                              f"{where / TOKENIZER_FILE}")
-        return cls(backend, max_length=max_length, pad_id=pad_id, files=files)
+        prompts = None
+        if PROMPTS_FILE in files:
+            prompts = parse_prompts(files[PROMPTS_FILE], where / PROMPTS_FILE, prompt_name)
+            files = dict(files) | {PROMPTS_FILE: prompts_file_text(files[PROMPTS_FILE], prompts.active)}
+        elif prompt_name:
+            raise ConfigError(f"prompt name {prompt_name!r}: prompts are a sentence embedder's "
+                              f"({PROMPTS_FILE}), and the tokenizer of {where} has none (not a "
+                              "sentence-embedding model, or no such file)")
+        return cls(backend, max_length=max_length, pad_id=pad_id, files=files, prompts=prompts)
 
     def save(self, directory: str | os.PathLike) -> Path:
         """Writes the tokenizer into `directory` (created) so `from_pretrained` reads it back.
@@ -198,8 +229,9 @@ class Tokenizer:
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
+        prompt = f", prompt={self.prompt!r}" if self.prompt else ""
         return (f"Tokenizer(vocab_size={self.vocab_size}, max_length={self.max_length}, "
-                f"pad_id={self.pad_id})")
+                f"pad_id={self.pad_id}{prompt})")
 
     @property
     def vocab_size(self) -> int:
@@ -223,6 +255,8 @@ class Tokenizer:
             raise TypeError("texts must be a sequence of strings, not one string")
         if pairs is not None and len(pairs) != len(texts):
             raise ValueError(f"{len(texts)} texts but {len(pairs)} pairs")
+        if self.prompt:  # before the first text of a pair, as sentence-transformers puts it
+            texts = [self.prompt + text for text in texts]
         inputs = list(texts) if pairs is None else list(zip(texts, pairs))
         batch, _ = self._encode(inputs, padding, truncation, pretokenized=False)
         return batch
@@ -376,6 +410,18 @@ def _lowercasing(text: str, file: Path) -> str:
         return text
     spec["normalizer"] = {"type": "Sequence", "normalizers": [{"type": "Lowercase"}, *steps]}
     return json.dumps(spec, ensure_ascii=False)
+
+
+def _check_prompt_pooled(path: Path, prompts: Prompts) -> None:
+    """Refuses a prompt in use with a pooling that leaves the prompt's tokens out
+    (`include_prompt` false): samp-jax pools every token of the text it embeds."""
+    declared = read_pooling(path)
+    if declared is not None and not declared.include_prompt:
+        raise ConfigError(
+            f"{path}: its Pooling leaves the prompt's tokens out of the embedding "
+            f"(include_prompt=false), which samp-jax does not run, and the prompt "
+            f"{prompts.active!r} is in use; embed without a prompt (prompt_name='', "
+            "--prompt-name '') or with a model that pools the prompt")
 
 
 def _model_config(path: Path) -> dict | None:

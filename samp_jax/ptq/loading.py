@@ -29,7 +29,7 @@ HF_CONFIG_FILE = "config.json"
 
 
 def load(path: str | os.PathLike, *, tokenizer: Tokenizer | str | os.PathLike | None = None,
-         **options: Any) -> EncoderModel | QuantizedModel:
+         prompt_name: str | None = None, **options: Any) -> EncoderModel | QuantizedModel:
     """Loads a model folder written by samp-jax (or an HF BERT checkpoint), tokenizer attached.
 
     Args:
@@ -39,6 +39,10 @@ def load(path: str | os.PathLike, *, tokenizer: Tokenizer | str | os.PathLike | 
         running its pickle).
       tokenizer: the tokenizer to attach instead of the folder's own: a `Tokenizer`, or a
         folder holding `tokenizer.json`. Needed when `path` has no `tokenizer.json`.
+      prompt_name: a sentence embedder's prompt, put before every text as
+        sentence-transformers puts it: one of those its `config_sentence_transformers.json`
+        names, '' for none (default: its `default_prompt_name`; for a quantized folder, the
+        prompt it was saved with).
       **options: for an HF folder, passed to `load_pretrained` (`head`, `num_labels`, `dtype`,
         `allow_new_head`, ...). A quantized folder takes none.
 
@@ -70,22 +74,30 @@ def load(path: str | os.PathLike, *, tokenizer: Tokenizer | str | os.PathLike | 
         if options:
             raise TypeError(f"{path} is a quantized model folder ({SIDECAR_FILE}); options "
                             f"{sorted(options)} apply to HF checkpoint folders only")
-        return QuantizedModel.load(path, tokenizer=_resolve_tokenizer(path, tokenizer))
+        # the folder's own tokenizer, its files checked against the manifest
+        return QuantizedModel.load(path, prompt_name=prompt_name, tokenizer=None if tokenizer is None
+                                   else _resolve_tokenizer(path, tokenizer))
     model = load_pretrained(path, **options)
     # a sentence embedder tokenizes as its sentence-transformers folder says (max_seq_length,
-    # do_lower_case); other heads as the HF tokenizer does
-    tokenizer = _resolve_tokenizer(path, tokenizer, sentence=model.head_kind == SENTENCE_EMBEDDING.name)
+    # do_lower_case, its prompt); other heads as the HF tokenizer does
+    tokenizer = _resolve_tokenizer(path, tokenizer, prompt_name,
+                                   sentence=model.head_kind == SENTENCE_EMBEDDING.name)
     check_fits(tokenizer, model.config, str(path))
     model.tokenizer = tokenizer
     return model
 
 
-def _resolve_tokenizer(path: Path, tokenizer, *, sentence: bool = False) -> Tokenizer:
+def _resolve_tokenizer(path: Path, tokenizer, prompt_name: str | None = None, *,
+                       sentence: bool = False) -> Tokenizer:
     """The tokenizer to attach: `tokenizer` (a `Tokenizer` or a folder), else the folder's."""
     if isinstance(tokenizer, Tokenizer):
+        if prompt_name is not None:
+            raise ValueError("prompt_name picks a prompt of a tokenizer samp-jax reads; give the "
+                             "Tokenizer you pass its prompt (Tokenizer.from_pretrained(..., "
+                             "prompt_name=...)) instead")
         return tokenizer
     return Tokenizer.from_pretrained(path if tokenizer is None else tokenizer,
-                                     sentence_transformers=sentence)
+                                     sentence_transformers=sentence, prompt_name=prompt_name)
 
 
 def _check_tokenizer(path: Path, tokenizer, *, quantized: bool) -> None:

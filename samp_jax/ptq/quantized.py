@@ -390,7 +390,8 @@ class QuantizedModel(nnx.Module):
                             precision_map=self.precision_map, info=self.info, executed=executed)
 
     @classmethod
-    def load(cls, directory: str | Path, *, tokenizer: Tokenizer | None = None) -> "QuantizedModel":
+    def load(cls, directory: str | Path, *, tokenizer: Tokenizer | None = None,
+             prompt_name: str | None = None) -> "QuantizedModel":
         """Reads a model written by `save`, with its class names and tokenizer.
 
         Checks, all before anything is assigned (nothing is half-loaded):
@@ -413,13 +414,18 @@ class QuantizedModel(nnx.Module):
           directory: the folder `save` wrote.
           tokenizer: attach this tokenizer instead of the folder's `tokenizer.json`. Without
             either, the model has no tokenizer (`samp_jax.load` insists on one).
+          prompt_name: a sentence embedder's prompt to put before every text, one of those its
+            folder's `config_sentence_transformers.json` names ('' for none; default: the one
+            the model was saved with). For the folder's own tokenizer only.
 
         Raises:
           FileNotFoundError: no weights or no sidecar; when the folder is missing because a
             save was interrupted between its two renames, the message says where the previous
             model is (`samp_jax.core.atomic`); the folder was replaced while it was read.
           ValueError: the sidecar is not valid JSON, not this format (or format_version 1),
-            or a field is missing or malformed (the message names the file and the field).
+            or a field is missing or malformed (the message names the file and the field);
+            `prompt_name` with a `tokenizer`.
+          ConfigError: `prompt_name` is not one of the folder's prompts.
           CheckpointError: a file differs from the manifest, or a tensor does not match the
             layout, dtypes and value ranges the sidecar describes (the message names the file,
             the tensor, what was found and what was expected).
@@ -427,10 +433,14 @@ class QuantizedModel(nnx.Module):
         directory = Path(directory)
         if tokenizer is not None and not isinstance(tokenizer, Tokenizer):
             raise TypeError(f"tokenizer must be a samp_jax.Tokenizer, got {type(tokenizer).__name__}")
+        if tokenizer is not None and prompt_name is not None:
+            raise ValueError("prompt_name picks a prompt of the folder's own tokenizer; give the "
+                             "tokenizer you pass its prompt (Tokenizer.from_pretrained(..., "
+                             "prompt_name=...)) instead")
         saved = read_saved(directory, own_tokenizer=tokenizer is None)
         model = _skeleton(saved)
         restore_weights(model, saved)
-        model.tokenizer = saved_tokenizer(saved, tokenizer)
+        model.tokenizer = saved_tokenizer(saved, tokenizer, prompt_name)
         return cls(model, saved.precision_map, info=saved.sidecar["info"])
 
 

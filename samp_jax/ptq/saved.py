@@ -206,11 +206,13 @@ def restore_weights(model: EncoderModel, saved: SavedFolder) -> None:
     _assign_flat_state(model, restored)
 
 
-def saved_tokenizer(saved: SavedFolder, tokenizer: Tokenizer | None) -> Tokenizer | None:
-    """`tokenizer`, else the folder's own (None when it has none), checked to fit the config."""
+def saved_tokenizer(saved: SavedFolder, tokenizer: Tokenizer | None,
+                    prompt_name: str | None = None) -> Tokenizer | None:
+    """`tokenizer`, else the folder's own (None when it has none) with the prompt `prompt_name`
+    (`Tokenizer.from_files`), checked to fit the config."""
     if tokenizer is None and saved.contents.get(TOKENIZER_FILE) is not None:
         tokenizer = Tokenizer.from_files(_tokenizer_texts(saved.directory, saved.contents),
-                                         where=saved.directory)
+                                         where=saved.directory, prompt_name=prompt_name)
     if tokenizer is not None:
         check_fits(tokenizer, saved.config, str(saved.directory))
     return tokenizer

@@ -1,7 +1,8 @@
 """What a sentence-transformers folder does to texts before its transformer
-(`sentence_bert_config.json`: `max_seq_length`, `do_lower_case`; a default prompt), against
-SentenceTransformer's own embeddings (`tests/golden/families/roberta/sentence_settings`: a
-cased byte-level BPE tokenizer, lowercased, truncated at 12 tokens)."""
+(`sentence_bert_config.json`: `max_seq_length`, `do_lower_case`; the prompts of
+`config_sentence_transformers.json`), against SentenceTransformer's own embeddings
+(`tests/golden/families/roberta/sentence_settings`: a cased byte-level BPE tokenizer,
+lowercased, truncated at 12 tokens; `sentence_prompts`: prompts over it)."""
 
 import json
 import shutil
@@ -11,6 +12,7 @@ import pytest
 
 from samp_jax import ConfigError, Tokenizer, load
 from samp_jax.models.checkpoint import save_pretrained
+from samp_jax.models.st_folder import PROMPTS_FILE
 from tests.helpers import GOLDEN
 
 ROBERTA = GOLDEN / "families" / "roberta"
@@ -77,14 +79,105 @@ def test_malformed_settings_are_refused(settings_folder, settings, says):
         load(settings_folder)
 
 
-def test_a_default_prompt_is_refused(settings_folder):
-    file = settings_folder / "config_sentence_transformers.json"
-    config = json.loads(file.read_text())
-    file.write_text(json.dumps(config | {"prompts": {"query": "query: ", "empty": ""},
-                                         "default_prompt_name": "query"}))
-    with pytest.raises(ConfigError, match=r"config_sentence_transformers.json: "
-                                          r"default_prompt_name='query' .* 'query: '"):
-        load(settings_folder)
-    file.write_text(json.dumps(config | {"prompts": {"query": "query: ", "empty": ""},
-                                         "default_prompt_name": "empty"}))
-    assert load(settings_folder).head_kind == "sentence_embedding"  # an empty prompt adds nothing
+@pytest.fixture
+def prompts_folder(settings_folder):
+    """The settings folder with the golden prompts (`tools/golden_st_prompts.py`) laid over it."""
+    shutil.copy(ROBERTA / "sentence_prompts" / PROMPTS_FILE, settings_folder)
+    return settings_folder
+
+
+def _embed(model, texts=None):
+    return np.asarray(model(**model.tokenizer(texts or _texts(), truncation=True)))
+
+
+@pytest.mark.parametrize("prompt_name, key", [(None, "default"), ("passage", "prompt_passage"),
+                                              ("document", "prompt_document"), ("", "none")])
+def test_prompts_embed_as_sentence_transformers(prompts_folder, prompt_name, key):
+    """The default prompt, a named one (no trailing space: merged into the first word), one of
+    sentence-transformers 5's empty defaults, and none; lowercased and truncated with the text."""
+    model = load(prompts_folder, prompt_name=prompt_name)
+    expected = np.load(ROBERTA / "sentence_prompts" / "golden.npz")[key]
+    assert np.abs(_embed(model) - expected).max() <= 1e-5  # measured 1e-7
+
+
+def test_a_prompt_goes_before_the_text_and_the_first_of_a_pair(prompts_folder):
+    tokenizer = load(prompts_folder).tokenizer
+    assert tokenizer.prompt == "Query: " and tokenizer.prompts.active == "query"
+    plain = Tokenizer.from_pretrained(prompts_folder, sentence_transformers=True, prompt_name="")
+    assert plain.prompt == "" and "prompt" not in repr(plain)
+    texts, pairs, prompted = ["a cat", "dogs"], ["sits", "run"], ["Query: a cat", "Query: dogs"]
+    np.testing.assert_array_equal(tokenizer(texts)["input_ids"], plain(prompted)["input_ids"])
+    np.testing.assert_array_equal(tokenizer(texts, pairs, truncation=True)["input_ids"],
+                                  plain(prompted, pairs, truncation=True)["input_ids"])
+    assert tokenizer(texts)["input_ids"].shape[1] > plain(texts)["input_ids"].shape[1]
+
+
+def test_the_prompt_in_use_is_saved_as_the_default(prompts_folder, tmp_path):
+    """A saved float or quantized model embeds with the prompt it was loaded with, and names
+    the others (sentence-transformers reads the same default)."""
+    from samp_jax import PrecisionMap, quantize
+    model = load(prompts_folder, prompt_name="passage")
+    save_pretrained(model, tmp_path / "float")
+    saved = json.loads((tmp_path / "float" / PROMPTS_FILE).read_text())
+    assert saved["default_prompt_name"] == "passage" and saved["prompts"]["query"] == "Query: "
+    reloaded = load(tmp_path / "float")
+    assert reloaded.tokenizer.prompt == "passage:"
+    np.testing.assert_allclose(_embed(reloaded), _embed(model), atol=1e-6)
+    quantized = quantize(reloaded, PrecisionMap.preset("fp32", reloaded.config.num_layers))
+    quantized.save(tmp_path / "quantized")
+    assert load(tmp_path / "quantized").tokenizer.prompt == "passage:"
+    assert load(tmp_path / "quantized", prompt_name="query").tokenizer.prompt == "Query: "
+    assert load(tmp_path / "quantized", prompt_name="").tokenizer.prompt == ""
+
+
+def test_a_prompt_name_the_folder_lacks_is_refused_by_file(prompts_folder, tmp_path):
+    with pytest.raises(ConfigError, match=r"prompt name 'search' is not one of the prompts of "
+                                          r".*config_sentence_transformers.json: \['document', "
+                                          r"'empty', 'passage', 'query'\]"):
+        load(prompts_folder, prompt_name="search")
+    config = json.loads((prompts_folder / PROMPTS_FILE).read_text())
+    (prompts_folder / PROMPTS_FILE).write_text(json.dumps(config | {"default_prompt_name": "x"}))
+    with pytest.raises(ConfigError, match="default_prompt_name='x' is not one of its prompts"):
+        load(prompts_folder)
+    (prompts_folder / PROMPTS_FILE).write_text(json.dumps(config | {"prompts": ["Query: "]}))
+    with pytest.raises(ConfigError, match=r"prompts=\['Query: '\] must be an object"):
+        load(prompts_folder)
+    (prompts_folder / PROMPTS_FILE).unlink()
+    with pytest.raises(ConfigError, match="prompt name 'query': prompts are a sentence embedder's"):
+        load(prompts_folder, prompt_name="query")
+
+
+def test_a_pooling_without_the_prompt_runs_only_without_one(prompts_folder):
+    """`include_prompt` false leaves the prompt's tokens out of the pooling: without a prompt
+    that changes nothing, so the folder loads; with one it is refused."""
+    pooling = prompts_folder / "1_Pooling" / "config.json"
+    pooling.write_text(json.dumps(json.loads(pooling.read_text()) | {"include_prompt": False}))
+    with pytest.raises(ConfigError, match=r"include_prompt=false.* 'query' is in use"):
+        load(prompts_folder)
+    expected = np.load(ROBERTA / "sentence_prompts" / "golden.npz")["none"]
+    assert np.abs(_embed(load(prompts_folder, prompt_name="")) - expected).max() <= 1e-5
+
+
+def test_other_heads_read_no_prompts(prompts_folder):
+    assert load(prompts_folder, head="none").tokenizer.prompt == ""
+    with pytest.raises(ConfigError, match="the tokenizer of .* has none"):
+        load(prompts_folder, head="none", prompt_name="query")
+
+
+def test_the_command_line_embeds_with_the_prompt_named(prompts_folder, tmp_path, capsys):
+    from samp_jax.app.cli import main
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(json.dumps({"text": t}) + "\n" for t in _texts()))
+    golden = np.load(ROBERTA / "sentence_prompts" / "golden.npz")
+    for argv, key in (([], "default"), (["--prompt-name", "passage"], "prompt_passage"),
+                      (["--prompt-name", ""], "none")):
+        out = tmp_path / f"{key}.jsonl"
+        assert main(["predict", "--model", str(prompts_folder), "--data", str(data), "--out",
+                     str(out), *argv]) == 0, capsys.readouterr().err
+        got = np.array([json.loads(line)["embedding"] for line in out.read_text().splitlines()])
+        assert np.abs(got - golden[key]).max() <= 1e-5
+    assert main(["predict", "--model", str(prompts_folder), "--data", str(data), "--out",
+                 str(tmp_path / "x.jsonl"), "--prompt-name", "search"]) != 0
+    err = capsys.readouterr().err
+    assert "prompt name 'search' is not one of the prompts" in err and "Traceback" not in err
+    assert not (tmp_path / "x.jsonl").exists()

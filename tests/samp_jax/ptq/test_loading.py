@@ -21,6 +21,7 @@ from samp_jax import ConfigError, EncoderModel, PrecisionMap, QuantizedModel, To
 from samp_jax.models.checkpoint import save_pretrained
 from samp_jax.models.heads import SequenceClassifier, make_head
 from samp_jax.models.tokenizer import TOKENIZER_FILES
+from samp_jax.models.st_folder import PROMPTS_FILE
 from tests.helpers import GOLDEN, ROOT, TINY_CONFIG
 
 SENTIMENT = ("negative", "neutral", "positive")
@@ -173,9 +174,11 @@ def test_bad_labels_on_a_head_raise(labels, message):
 def test_quantized_folder_is_self_contained(saved, minilm_dir):
     assert saved.model.labels == SENTIMENT and saved.q.labels == SENTIMENT
     assert saved.q.tokenizer is saved.model.tokenizer  # quantize() keeps the source's
-    tokenizer_files = [name for name in TOKENIZER_FILES if (minilm_dir / name).is_file()]
+    tokenizer_files = [name for name in TOKENIZER_FILES if (minilm_dir / name).is_file()
+                       and name != PROMPTS_FILE]  # a classifier has no sentence-embedding prompts
     for name in (*tokenizer_files, "model.safetensors", "quantization.json"):
         assert (saved.quantized / name).is_file(), name
+    assert not (saved.hf / PROMPTS_FILE).exists() and not (saved.quantized / PROMPTS_FILE).exists()
     sidecar = json.loads((saved.quantized / "quantization.json").read_text())
     assert sidecar["head"] == {"kind": "sequence_classification",
                                "spec": {"num_labels": 3, "labels": list(SENTIMENT), "activation": "tanh"}}
