@@ -8,11 +8,12 @@ PY311=$(ls "$HOME"/.pyenv/versions/3.11*/bin/python 2>/dev/null | head -1 || tru
 PY311=${PY311:-$(command -v python3.11)}
 if [ ! -x "$GV/bin/python" ]; then
   "$PY311" -m venv "$GV"
-  "$GV/bin/pip" install -q "torch==2.13.0" "transformers==4.57.*" flax safetensors "sentence-transformers==5.7.0" \
+  "$GV/bin/pip" install -q "torch==2.13.0" "transformers==4.57.*" flax safetensors "sentence-transformers==5.7.0" seqeval \
     sentencepiece
 fi
 MINILM=$(.venv/bin/python -c "from samp_jax.core.assets import minilm_path; print(minilm_path())")
 "$GV/bin/python" tools/make_golden.py --minilm "$MINILM" --out tests/golden
+"$GV/bin/python" tools/golden_entities.py --out tests/golden/entity_spans.json
 # HF (and sentence-transformers) must load what samp-jax's save_pretrained writes, per family.
 ROUNDTRIP=$(mktemp -d)
 .venv/bin/python tools/check_hf_roundtrip.py export --out "$ROUNDTRIP"

@@ -1,10 +1,15 @@
-"""Entity spans of BIO tags: the one reading that entity F1 scores and `samp-jax predict` writes.
+"""Entity spans of BIO and BIOES tags: the one reading that entity F1 scores and
+`samp-jax predict` writes.
 
-A BIO tag is "O" (outside every entity), "B-<type>" (begins an entity) or "I-<type>" (inside
-one); any non-empty type is accepted. Spans are read as conlleval reads them: an entity starts
-at every "B-" tag and at every "I-" tag that does not continue an entity of the same type (a
-stray "I-" after "O", at the start, or after another type); it ends before the next tag that
-does not continue it. Spans are `(type, start, end)` word indices, `end` exclusive.
+A tag is "O" (outside every entity) or "<prefix>-<type>" with any non-empty type and a prefix
+of BIO ("B" begins an entity, "I" is inside one) or of BIOES, which adds "E" (ends an entity)
+and "S" (a single-word entity). Spans are read as conlleval reads them, tag by tag, with the
+previous tag (`_ends`, `_starts`): an entity starts at every "B-" and "S-" tag and at every
+"I-" or "E-" tag that does not continue an entity of the same type (a stray "I-" after "O", at
+the start, after another type, or after an entity that "E-" or "S-" closed); it ends after an
+"E-" or "S-" tag and before the next tag that does not continue it. On BIO tags this is the
+plain BIO reading (IOB1's "I-" starts too). Spans are `(type, start, end)` word indices, `end`
+exclusive.
 
 Tags are names, or integer ids into a tuple of names given as `names` (a token-classification
 head's `id2label`, a data set's tag list). The reading belongs to the head's labels, not to a
@@ -22,16 +27,20 @@ import numpy as np
 OUTSIDE = "O"
 """The tag of a word outside every entity."""
 
+PREFIXES = ("B", "I", "E", "S")
+"""Begin, inside, end, single: BIO's two prefixes and the two BIOES adds."""
+
 Span = tuple[str, int, int]
 """`(type, start, end)`: an entity of `type` over words `start .. end - 1`."""
 
 
 def split_tag(tag: str | int, position: int, names: Sequence[str] | None = None) -> tuple[str, str]:
-    """`("O", "")` or `("B" | "I", type)` for a tag name, or a tag id into `names`.
+    """`("O", "")` or `(prefix, type)` (a prefix of `PREFIXES`) for a tag name, or a tag id
+    into `names`.
 
     Raises:
       ValueError: an id outside `names` (or an id without `names`), or a name that is not
-        'O', 'B-<type>' or 'I-<type>'; the message names `position`.
+        'O' or '<B|I|E|S>-<type>'; the message names `position`.
     """
     if not isinstance(tag, str):
         tag_id = operator.index(tag)
@@ -44,34 +53,51 @@ def split_tag(tag: str | int, position: int, names: Sequence[str] | None = None)
     if tag == OUTSIDE:
         return OUTSIDE, ""
     prefix, _, kind = tag.partition("-")
-    if prefix not in ("B", "I") or not kind:
-        raise ValueError(f"tag {tag!r} at position {position} is not 'O', 'B-<type>' or "
-                         "'I-<type>'")
+    if prefix not in PREFIXES or not kind:
+        raise ValueError(f"tag {tag!r} at position {position} is not 'O' or "
+                         "'<B|I|E|S>-<type>' (BIO or BIOES)")
     return prefix, kind
 
 
+def _ends(previous: tuple[str, str], current: tuple[str, str]) -> bool:
+    """conlleval's `endOfChunk`: whether an entity open at the previous tag ends before this."""
+    (before, before_kind), (tag, kind) = previous, current
+    return (before in "ES" or (before in "BI" and tag in "BSO")
+            or (before != OUTSIDE and before_kind != kind))
+
+
+def _starts(previous: tuple[str, str], current: tuple[str, str]) -> bool:
+    """conlleval's `startOfChunk`: whether an entity starts at this tag."""
+    (before, before_kind), (tag, kind) = previous, current
+    return (tag in "BS" or (before in "ESO" and tag in "IE")
+            or (tag != OUTSIDE and before_kind != kind))
+
+
 def tag_spans(tags: Sequence[str] | Sequence[int], names: Sequence[str] | None = None) -> list[Span]:
-    """The entity spans of one BIO tag sequence, in order of their start (see the module).
+    """The entity spans of one BIO or BIOES tag sequence, in order of their start (see the
+    module).
 
     Raises:
-      ValueError: as `split_tag`, for the first tag that is not BIO.
+      ValueError: as `split_tag`, for the first tag that is neither.
     """
     spans: list[Span] = []
-    current: tuple[str, int] | None = None  # (type, start) of the open entity
+    start: int | None = None  # where the open entity started
+    previous = (OUTSIDE, "")
     for position, tag in enumerate(tags):
-        prefix, kind = split_tag(tag, position, names)
-        if current is not None and (prefix != "I" or kind != current[0]):
-            spans.append((current[0], current[1], position))
-            current = None
-        if prefix != OUTSIDE and current is None:
-            current = (kind, position)
-    if current is not None:
-        spans.append((current[0], current[1], len(tags)))
+        current = split_tag(tag, position, names)
+        if start is not None and _ends(previous, current):
+            spans.append((previous[1], start, position))
+            start = None
+        if _starts(previous, current):
+            start = position
+        previous = current
+    if start is not None:
+        spans.append((previous[1], start, len(tags)))
     return spans
 
 
 def not_bio(names: Sequence[str]) -> list[str]:
-    """The names among `names` that are not BIO tags, in order (empty: all are)."""
+    """The names among `names` that are not BIO or BIOES tags, in order (empty: all are)."""
     bad = []
     for name in names:
         try:
@@ -89,7 +115,7 @@ def entity_counts(gold: Sequence[Sequence[int | str]], predicted: Sequence[Seque
 
     Raises:
       ValueError: the sentence counts differ, a sentence's tag counts differ (the message
-        names the sentence index), or a tag is not BIO (`split_tag`).
+        names the sentence index), or a tag is neither BIO nor BIOES (`split_tag`).
     """
     if len(gold) != len(predicted):
         raise ValueError(f"{len(gold)} gold sentences but {len(predicted)} predicted")

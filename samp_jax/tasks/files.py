@@ -251,12 +251,14 @@ def _check_two_classes(parts: list[_Part], field: str) -> None:
 
 
 def _check_bio(names: Sequence[str], where: str, column: str) -> None:
-    """Token tags are scored by entity spans, which need BIO names: 'O', 'B-x', 'I-x'."""
+    """Token tags are scored by entity spans, which need BIO or BIOES names: 'O', 'B-x',
+    'I-x', 'E-x', 'S-x'."""
     bad = not_bio(names)
     if bad:
-        raise ValueError(f"{where}: column {column!r} has tags {bad[:6]} that are not BIO names "
-                         "('O', 'B-<type>', 'I-<type>'); entity F1 needs them (integer tags "
-                         "need the model's label names, or a ClassLabel column)")
+        raise ValueError(f"{where}: column {column!r} has tags {bad[:6]} that are not BIO or "
+                         "BIOES names ('O', 'B-<type>', 'I-<type>', 'E-<type>', 'S-<type>'); "
+                         "entity F1 needs them (integer tags need the model's label names, or "
+                         "a ClassLabel column)")
 
 
 def read_inputs(source: Any, *, columns: Columns = Columns(),

@@ -111,11 +111,18 @@ def test_type_names_group_maximal_runs_of_one_tag():
     ("0", "1", "2"),                                   # a head without names: its class ids
     ("LABEL_0", "LABEL_1", "LABEL_2"),                 # HF's generic names
     ("NOUN", "VERB", "ADJ"),                           # no tag says "outside"
-    ("O", "B-PER", "I-PER", "S-PER"),                  # BIO mixed with another scheme
+    ("O", "B-PER", "I-PER", "U-PER"),                  # BIO mixed with another scheme
 ])
 def test_names_that_name_no_outside_tag_or_mix_schemes_give_no_entities(names):
     record = _predict_tags(names, [names[1], names[1], names[0]])
     assert set(record) == {"tokens", "tags", "truncated"}
+
+
+def test_bioes_names_group_as_entity_f1_reads_them():
+    names = ("O", "B-PER", "I-PER", "E-PER", "S-PER", "S-LOC")
+    record = _predict_tags(names, ["B-PER", "E-PER", "S-PER", "S-LOC", "O", "I-PER", "E-PER"])
+    assert [(e["type"], e["start"], e["end"]) for e in record["entities"]] == [
+        ("PER", 0, 2), ("PER", 2, 3), ("LOC", 3, 4), ("PER", 5, 7)]
 
 
 def test_the_entity_reader_by_names():

@@ -275,8 +275,12 @@ def test_tags_that_are_not_bio_and_single_class_pairs_are_refused_early(tmp_path
     with open(tmp_path / "io.jsonl", "w") as f:
         for i in range(20):
             f.write(json.dumps({"tokens": ["a", "b"], "tags": ["PER", "O"]}) + "\n")
-    with pytest.raises(ValueError, match="not BIO names"):
+    with pytest.raises(ValueError, match="not BIO or BIOES names"):
         load_task(tmp_path / "io.jsonl")
+    with open(tmp_path / "bioes.jsonl", "w") as f:  # BIOES is read as entity F1 reads it
+        for i in range(20):
+            f.write(json.dumps({"tokens": ["a", f"b{i}", "c"], "tags": ["B-PER", "E-PER", "S-LOC"]}) + "\n")
+    assert set(load_task(tmp_path / "bioes.jsonl").labels) == {"B-PER", "E-PER", "S-LOC"}
     (tmp_path / "pairs.csv").write_text("text,text_pair,label\n" + "".join(
         f"a{i},b{i},1\n" for i in range(20)))
     task = load_task(tmp_path / "pairs.csv", head="sentence_embedding")

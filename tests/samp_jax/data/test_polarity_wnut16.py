@@ -277,7 +277,7 @@ def test_tags_to_spans_errors():
         tags_to_spans([0, 21])
     with pytest.raises(ValueError, match="tag id -1"):
         tags_to_spans([-1])
-    for bad in ("X-per", "B-", "B", "o", "E-per"):
+    for bad in ("X-per", "B-", "B", "o", "L-per", "U-per"):
         with pytest.raises(ValueError, match="position 0"):
             tags_to_spans([bad])
 

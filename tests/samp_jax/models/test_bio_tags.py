@@ -1,10 +1,15 @@
-"""BIO tags as entity spans (`samp_jax.models.bio_tags`), for any tag names or ids into them.
-The conlleval cases and entity F1 are tested through `samp_jax.data.wnut16`."""
+"""BIO and BIOES tags as entity spans (`samp_jax.models.bio_tags`), for any tag names or ids
+into them, against seqeval's conlleval reading (`tests/golden/entity_spans.json`, from
+`tools/golden_entities.py`). The BIO conlleval cases and entity F1 are tested through
+`samp_jax.data.wnut16`."""
+
+import json
 
 import numpy as np
 import pytest
 
 from samp_jax.models.bio_tags import entity_counts, not_bio, split_tag, tag_spans
+from tests.helpers import GOLDEN
 
 NAMES = ("O", "B-PER", "I-PER", "B-geo-loc", "I-geo-loc")
 
@@ -28,7 +33,16 @@ def test_ids_need_names_in_range():
 
 def test_not_bio_names_the_names_that_are_not_bio_tags():
     assert not_bio(NAMES) == []
-    assert not_bio(["O", "PER", "B-", "I-x", "S-x", "o", "B"]) == ["PER", "B-", "S-x", "o", "B"]
+    assert not_bio(["O", "PER", "B-", "I-x", "S-x", "E-x", "L-x", "o", "B"]) == [
+        "PER", "B-", "L-x", "o", "B"]
+
+
+def test_bio_and_bioes_spans_are_seqevals():
+    """Every transition between "O" and the four prefixes of two types, 405 sequences."""
+    cases = json.loads((GOLDEN / "entity_spans.json").read_text())["cases"]
+    assert sum(len(case["spans"]) for case in cases) > 2000
+    for case in cases:
+        assert tag_spans(case["tags"]) == [tuple(span) for span in case["spans"]], case["tags"]
 
 
 def test_entity_counts_with_names():
