@@ -18,8 +18,7 @@ import numpy as np
 from samp_jax.models.head_kinds import LABEL_THRESHOLD, Readout, check_label_threshold
 from samp_jax.serving.batching import DEFAULT_BUCKETS, length_batches
 from samp_jax.tasks.metrics import IGNORE, Metric, spearman
-from samp_jax.tasks.proxies import (COSINE, KL, LABEL_KL, SCORE, Proxy, one_minus_cosine,
-                                    score_change)
+from samp_jax.tasks.proxies import COSINE, KL, LABEL_KL, SCORE, Proxy, one_minus_cosine
 from samp_jax.tasks.types import EncodedSplit, TaskType, task_score
 
 Forward = Callable[[dict], object]
@@ -80,8 +79,21 @@ class Evaluation:
         return None if evidence is None else self.task_metric.value(evidence)
 
     def proxy(self, outputs: Sequence[np.ndarray], reference: Sequence[np.ndarray]) -> float:
-        """A smooth divergence from `reference` outputs (lower is better)."""
-        raise NotImplementedError
+        """A smooth divergence from the `reference` outputs (lower is better): the proxy's
+        (`proxy_kind`) divergence over the real rows of each batch (the labelled tokens of a
+        per-token head, `_counted`), pooled by `Proxy.pooled` (its mean, over its scale)."""
+        values, real_reference = [], []
+        for out, ref, rows in zip(outputs, reference, self._rows):
+            out, ref = out[:len(rows)], ref[:len(rows)]
+            divergence = self.proxy_kind.divergence(out, ref)
+            values.append(divergence[self._counted(rows, divergence)])
+            real_reference.append(ref)
+        values = np.concatenate(values) if values else np.zeros(0)
+        return self.proxy_kind.pooled(values, real_reference) if values.size else 0.0
+
+    def _counted(self, rows: np.ndarray, divergence: np.ndarray) -> np.ndarray:
+        """Which entries of a batch's `divergence` (its real `rows`') the proxy counts: all."""
+        return np.ones(divergence.shape, bool)
 
     def agreement(self, outputs: Sequence[np.ndarray], reference: Sequence[np.ndarray]) -> float:
         raise NotImplementedError
@@ -137,18 +149,11 @@ class ClassificationEvaluation(Evaluation):
             out["agreement"] = self.agreement(outputs, reference)
         return out
 
-    def proxy(self, outputs, reference) -> float:
-        """The mean of the proxy's divergence (`proxy_kind`) over the rows, or over the
-        labelled tokens of a per-token head."""
-        total, count = 0.0, 0
-        for out, ref, rows in zip(outputs, reference, self._rows):
-            divergence = self.proxy_kind.divergence(out[:len(rows)], ref[:len(rows)])
-            valid = np.ones(divergence.shape, bool)
-            if divergence.ndim == 2:  # per token: the labelled positions only
-                valid = self.encoded.labels[rows][:, :divergence.shape[1]] != IGNORE
-            total += float(np.sum(divergence * valid))
-            count += int(valid.sum())
-        return total / max(count, 1)
+    def _counted(self, rows, divergence) -> np.ndarray:
+        """Every row, or, per token, the labelled positions only."""
+        if divergence.ndim == 2:
+            return self.encoded.labels[rows][:, :divergence.shape[1]] != IGNORE
+        return np.ones(divergence.shape, bool)
 
     def agreement(self, outputs, reference) -> float:
         same = self.predicted(outputs) == self.predicted(reference)
@@ -230,12 +235,6 @@ class EmbeddingEvaluation(Evaluation):
         emb = self.gather(outputs)
         return 1.0 - one_minus_cosine(emb[self._left], emb[self._right])
 
-    def proxy(self, outputs, reference) -> float:
-        """Mean `1 - cosine` to the reference embedding over the real rows."""
-        return float(np.mean(np.concatenate([
-            one_minus_cosine(out[:len(rows)], ref[:len(rows)])
-            for out, ref, rows in zip(outputs, reference, self._rows)])))
-
     def agreement(self, outputs, reference) -> float:
         return float(np.mean(1.0 - one_minus_cosine(self.gather(outputs), self.gather(reference))))
 
@@ -251,16 +250,10 @@ class ScoringEvaluation(ClassificationEvaluation):
                  encoded: EncodedSplit, *, batch_size: int = 64,
                  buckets: Sequence[int] = DEFAULT_BUCKETS):
         super().__init__(task_type, metric, None, encoded, batch_size=batch_size, buckets=buckets)
-        self.gold = np.asarray(encoded.labels, np.float64)
 
     def scores(self, outputs: Sequence[np.ndarray]) -> np.ndarray:
         """`[N]` scores in row order."""
         return self.predicted(outputs)
-
-    def proxy(self, outputs, reference) -> float:
-        """`score_change` over the real rows."""
-        return score_change(np.concatenate([o[:len(r), 0] for o, r in zip(outputs, self._rows)]),
-                            np.concatenate([o[:len(r), 0] for o, r in zip(reference, self._rows)]))
 
     def agreement(self, outputs, reference) -> float:
         """Spearman's rank correlation of the scores with the reference's."""

@@ -104,10 +104,3 @@ def proxy_for(readout: Readout | None) -> Proxy:
     """The proxy of outputs read as `readout` (`EncoderModel.readout`); COSINE for None."""
     return READOUT_PROXIES.get(readout, COSINE)
 
-
-def score_change(scores: np.ndarray, reference: np.ndarray) -> float:
-    """The `SCORE` proxy of one score per row: the mean squared change, divided by the
-    variance of the reference scores, so free of their scale (logits or a regression's units)."""
-    scores = np.asarray(scores, np.float64)[:, None]
-    reference = np.asarray(reference, np.float64)[:, None]
-    return SCORE.pooled(SCORE.divergence(scores, reference), [reference])
