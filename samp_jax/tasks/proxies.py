@@ -103,4 +103,3 @@ READOUT_PROXIES: dict[Readout, Proxy] = {Readout.CLASSES: KL, Readout.LABELS: LA
 def proxy_for(readout: Readout | None) -> Proxy:
     """The proxy of outputs read as `readout` (`EncoderModel.readout`); COSINE for None."""
     return READOUT_PROXIES.get(readout, COSINE)
-
