@@ -648,6 +648,13 @@ def families(out: Path) -> None:
         family(name, out / name)
 
 
+# The tiny BERT heads: (HF class, its Flax twin, labels, golden folder, seed).
+TINY_HEADS = (
+    (BertForSequenceClassification, "FlaxBertForSequenceClassification", 3, "tiny_seqcls", 1),
+    (BertForTokenClassification, "FlaxBertForTokenClassification", 5, "tiny_tokcls", 2),
+)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--minilm", type=Path, help="MiniLM checkpoint folder (required unless "
@@ -667,8 +674,7 @@ def main() -> None:
         return
     if args.torch_pickles_only:
         torch_pickles(args.out / "torch_pickle")
-        for cls, name in ((BertForSequenceClassification, "tiny_seqcls"),
-                          (BertForTokenClassification, "tiny_tokcls")):
+        for cls, _, _, name, _ in TINY_HEADS:
             torch_copies(cls, args.out / name / "safetensors", args.out / name)
         return
     if args.minilm is None and not args.families_only:
@@ -677,10 +683,7 @@ def main() -> None:
     torch.set_num_threads(2)
     if not args.families_only:
         minilm(args.minilm, args.out)
-        for cls, flax_name, labels, name, seed in (
-            (BertForSequenceClassification, "FlaxBertForSequenceClassification", 3, "tiny_seqcls", 1),
-            (BertForTokenClassification, "FlaxBertForTokenClassification", 5, "tiny_tokcls", 2),
-        ):
+        for cls, flax_name, labels, name, seed in TINY_HEADS:
             folder = args.out / name
             folder.mkdir(exist_ok=True)
             tiny_head(cls, flax_name, labels, folder, seed)
