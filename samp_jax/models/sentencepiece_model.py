@@ -59,7 +59,7 @@ class SentencePieceModel:
     Attributes:
       pieces: the vocabulary; a piece's id is its index.
       model_type: `TrainerSpec.model_type` (`UNIGRAM`, `BPE`, `WORD`, `CHAR`).
-      unk_id, bos_id, eos_id, pad_id: `TrainerSpec`'s special ids (-1: none).
+      unk_id: `TrainerSpec.unk_id`.
       unk_piece: `TrainerSpec.unk_piece`.
       byte_fallback: `TrainerSpec.byte_fallback` (unknown characters as byte pieces).
       treat_whitespace_as_suffix: `TrainerSpec.treat_whitespace_as_suffix`.
@@ -71,9 +71,6 @@ class SentencePieceModel:
     pieces: tuple[Piece, ...]
     model_type: int = UNIGRAM
     unk_id: int = 0
-    bos_id: int = 1
-    eos_id: int = 2
-    pad_id: int = -1
     unk_piece: str = "<unk>"
     byte_fallback: bool = False
     treat_whitespace_as_suffix: bool = False
@@ -91,7 +88,6 @@ _SCHEMAS = {
                    3: ("normalizer_spec", "message:NormalizerSpec")},
     "SentencePiece": {1: ("piece", "string"), 2: ("score", "float"), 3: ("type", "enum:piece")},
     "TrainerSpec": {3: ("model_type", "enum:model"), 40: ("unk_id", "int32"),
-                    41: ("bos_id", "int32"), 42: ("eos_id", "int32"), 43: ("pad_id", "int32"),
                     45: ("unk_piece", "string"), 35: ("byte_fallback", "bool"),
                     24: ("treat_whitespace_as_suffix", "bool")},
     "NormalizerSpec": {1: ("name", "string"), 2: ("precompiled_charsmap", "bytes"),
