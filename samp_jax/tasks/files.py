@@ -371,9 +371,15 @@ def _infer_task_type(table: Table, found: dict[str, str | None], head: str | Non
 
 def _label_set_column(table: Table, found: dict[str, str | None]) -> str | None:
     """The label column when it holds a list per row (multi-label data), else None."""
-    column = found["label"] or next((c for c in DEFAULT_NAMES["labels"] if c in table.columns
-                                     and c not in (found["text"], found["text_pair"])), None)
+    column = _labels_column(table, found, found["label"])
     return column if column is not None and _holds_lists(table, column) else None
+
+
+def _labels_column(table: Table, found: dict[str, str | None], named: str | None) -> str | None:
+    """The column that holds label sets if any does: `named`, else the first of the usual
+    names (`DEFAULT_NAMES["labels"]`) that is not a text column."""
+    return named or next((c for c in DEFAULT_NAMES["labels"] if c in table.columns
+                          and c not in (found["text"], found["text_pair"])), None)
 
 
 def _label_field(table: Table, found: dict[str, str | None], columns: Columns,
@@ -399,9 +405,7 @@ def _required_columns(table: Table, columns: Columns, needed: Sequence[str],
     if "score" in needed and found["score"] is None:  # a label column of scores
         found["score"] = columns.label or found["label"]
     if "labels" in needed:  # a label column of label sets: lists, or texts in CSV/TSV
-        found["labels"] = columns.label or next(
-            (c for c in DEFAULT_NAMES["labels"] if c in table.columns
-             and c not in (found["text"], found["text_pair"])), None)
+        found["labels"] = _labels_column(table, found, columns.label)
     for field in needed:
         flat = [c for c in DEFAULT_NAMES[field] if c in table.columns and field in LIST_FIELDS]
         if found[field] is None and flat:
