@@ -13,7 +13,9 @@ Data that is not what it seems is refused too: a column name that appears twice
 labels (or tags) that hold one class when the classes come from the data.
 
 Columns. `Columns` names your columns; a field left as None takes the first of its usual
-names (`DEFAULT_NAMES`) that the data has. `tokens` and `tags` only take list-valued
+names (`DEFAULT_NAMES`) that the data has, except that two text columns named as a usual pair
+(`DEFAULT_PAIRS`: question and context, query and passage, sentence1 and sentence2, ...) are
+read as `text` and `text_pair` when neither is named. `tokens` and `tags` only take list-valued
 columns, the other fields only scalar ones (so `labels` is a label column or a tag column
 depending on what it holds).
 
@@ -94,6 +96,14 @@ DEFAULT_NAMES: dict[str, tuple[str, ...]] = {
     "labels": ("labels", "label", "classes", "categories", "topics"),
 }
 """Usual column names of each canonical field, tried in order."""
+DEFAULT_PAIRS: tuple[tuple[str, str], ...] = (
+    ("text", "text_pair"), ("sentence1", "sentence2"), ("premise", "hypothesis"),
+    ("question", "context"), ("question", "passage"), ("question", "sentence"),
+    ("question1", "question2"), ("query", "passage"), ("query", "document"), ("query", "text"),
+    ("text_a", "text_b"), ("sentence_a", "sentence_b"))
+"""Usual names of a pair's two text columns (QNLI's question and sentence, QQP's question1
+and question2, a reranker's query and passage), tried in order before `DEFAULT_NAMES` when
+neither text column is named: a question read alone would drop its context without a word."""
 LIST_FIELDS = ("tokens", "tags")
 _SET_FIELDS = ("tags", "labels")  # gold fields holding a list of labels per row
 _GENERIC_LABEL = re.compile(r"LABEL_\d+")  # transformers' default id2label names
@@ -305,6 +315,12 @@ def _find_columns(table: Table, columns: Columns) -> dict[str, str | None]:
                              f"columns.{other} and columns.{field}; expected one column per field")
         found[field] = column
     used = {c for c in found.values() if c is not None}
+    if found["text"] is None and found["text_pair"] is None:
+        found["text"], found["text_pair"] = next(
+            ((first, second) for first, second in DEFAULT_PAIRS
+             if all(c in table.columns and c not in used and not _holds_lists(table, c)
+                    for c in (first, second))), (None, None))
+        used |= {found["text"], found["text_pair"]} - {None}
     for field in FIELDS:
         if found[field] is None:
             found[field] = next((c for c in DEFAULT_NAMES[field] if c in table.columns

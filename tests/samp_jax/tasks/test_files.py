@@ -186,6 +186,20 @@ def test_sts_style_label_column_of_scores_becomes_score():
     assert task.metric == "spearman"
 
 
+@pytest.mark.parametrize("first, second", [("question", "context"), ("question", "sentence"),
+                                           ("query", "passage"), ("question1", "question2")])
+def test_usual_pairs_of_text_columns_are_read_as_pairs(first, second):
+    """A question read alone would drop its context (or QNLI's sentence) without a word."""
+    rows = [{first: text(i), second: text(i + 3), "label": ("yes", "no")[i % 2]}
+            for i in range(20)]
+    task = load_task(rows)
+    assert task.task_type.name == "text_pair_classification"
+    assert {(e["text"], e["text_pair"]) for e in examples(task)} == {(r[first], r[second]) for r in rows}
+    assert read_inputs(rows) == [{"text": r[first], "text_pair": r[second]} for r in rows]
+    named = load_task(rows, columns=Columns(text=second))  # a named text column is read alone
+    assert named.task_type.name == "text_classification"
+
+
 def test_explicit_columns_and_task_type():
     rows = [{"body": text(i), "other": text(i + 1), "y": ("a", "b")[i % 2], "label": 7}
             for i in range(20)]
