@@ -40,8 +40,11 @@ Labels. A label (or BIO tag) is a name or an integer id; strings that all spell 
 (a CSV's "0"/"1", or "0.0"/"1.0" as pandas writes an integer column that had a missing value,
 just as JSON's 1.0 is the id 1) are ids unless they are all names in `labels`. With `labels` (the model's
 `id2label` names, in order), names map to their index and ids must lie in
-`[0, len(labels))`. Without it, names are sorted (tags: "O" first), and ids are kept as
-they are, named by a `datasets` ClassLabel column's names or else `"0"` .. `str(max id)`.
+`[0, len(labels))`, except when the model's names are all numbers ("1" .. "5" stars): then
+a number in the data, stored as a number or as text, is the class of that name (1 is "1"),
+in every format alike. Without `labels`, names are sorted (tags: "O" first), ids are named by
+a `datasets` ClassLabel column's names, and plain numbers name the classes in numeric order,
+as HF's `run_glue` numbers them (1..5 make five classes "1".."5"; -1/1 make two).
 A ClassLabel column given `labels` is matched by its names (so a model that orders the
 classes differently still gets the right ids), unless `labels` are transformers' generic
 `LABEL_<i>` names: then its ids are taken as they are.
@@ -492,7 +495,8 @@ def _occurrences(parts: list[_Part], field: str) -> Iterator[tuple[Any, str]]:
 
 def _label_ids(parts: list[_Part], field: str,
                labels: Sequence[str] | None) -> tuple[list[str], Callable[[Any], int]]:
-    """The task's label names and `value -> id`, after checking every value."""
+    """The task's label names and `value -> id`, after checking every value (the rules are
+    the module's "Labels")."""
     values = list(_occurrences(parts, field))
     for value, at in values:
         if isinstance(value, float):
@@ -500,7 +504,9 @@ def _label_ids(parts: list[_Part], field: str,
                              "(similarity scores: Columns(score=...) or "
                              "task_type='embedding_pairs')")
     strings = {v for v, _ in values if isinstance(v, str)}
-    if strings and all(cells.WHOLE_NUMBER.fullmatch(v) for v in strings) and not (
+    if labels is not None and _numbers(labels):  # the model's classes are numbers: 1 is "1"
+        values = [(str(cells.as_id(v)) if _numbers([v]) else v, at) for v, at in values]
+    elif strings and _numbers(strings) and not (
             labels is not None and strings <= set(map(str, labels))):  # a CSV's "0"/"1": ids
         values = [(cells.whole_number(v) if isinstance(v, str) else v, at) for v, at in values]
     names = [(v, at) for v, at in values if isinstance(v, str)]
@@ -516,8 +522,10 @@ def _label_ids(parts: list[_Part], field: str,
             value, at = next((v, at) for v, at in names if v not in labels)
             more = (f"; the data has {len(unknown)} label names the model lacks: {unknown}"
                     if len(unknown) > 1 else "")
+            numbered = (" (the model's classes are numbers: a number in the data is the class "
+                        "of that name, not an id)" if _numbers(labels) else "")
             raise ValueError(f"{at} has label {value!r}, which is not one of the model's "
-                             f"labels {labels}{more}")
+                             f"labels {labels}{more}{numbered}")
         _check_ids(ids, len(labels), f"the model's labels {labels}")
     elif names:
         labels = sorted({v for v, _ in names})
@@ -526,12 +534,23 @@ def _label_ids(parts: list[_Part], field: str,
     else:
         labels = next((list(p.table.class_names[p.columns[field]]) for p in parts
                        if p.columns[field] in p.table.class_names), None)
-        _check_ids(ids, None if labels is None else len(labels), f"the ClassLabel names {labels}")
-        labels = labels or [str(i) for i in range(max((v for v, _ in ids), default=0) + 1)]
+        if labels is None:  # numbers name the classes, in numeric order: 1..5 stars, -1/1
+            distinct = sorted({v for v, _ in ids})
+            index = {number: i for i, number in enumerate(distinct)}
+            return [str(number) for number in distinct], lambda value: index[cells.as_id(value)]
+        _check_ids(ids, len(labels), f"the ClassLabel names {labels}")
     if not names:
         return labels, cells.as_id  # ids, or strings that spell them
     index = {name: i for i, name in enumerate(labels)}
+    if _numbers(labels):  # names that are numbers: the data's 1, "1" and "1.0" are "1"
+        return labels, lambda value: index[str(cells.as_id(value)) if _numbers([value]) else value]
     return labels, index.__getitem__
+
+
+def _numbers(values) -> bool:
+    """Whether every value is an int or a string that spells a whole number."""
+    return all(isinstance(v, int) and not isinstance(v, bool)
+               or isinstance(v, str) and cells.WHOLE_NUMBER.fullmatch(v) for v in values)
 
 
 def _class_ids_to_names(part: _Part, field: str) -> None:

@@ -229,19 +229,33 @@ def test_int_labels_are_ids_into_the_models_labels(tmp_path, fmt):
     assert all(by_text[r["text"]] == r["label"] for r in rows)
 
 
-def test_digit_names_of_the_model_map_as_names(tmp_path):
-    rows = [{"text": text(i), "stars": str(1 + i % 5)} for i in range(20)]
-    task = load_task(write(tmp_path, "csv", rows), columns=Columns(label="stars"),
+@pytest.mark.parametrize("fmt, spell", [("csv", str), ("jsonl", int), ("jsonl", str),
+                                         ("parquet", int)])
+def test_digit_names_of_the_model_map_as_names_in_every_format(tmp_path, fmt, spell):
+    """A model whose classes are named 1..5 reads the data's 1..5 as those names, whether the
+    file holds them as numbers or as text (not 1 as the id of the class named "2")."""
+    rows = [{"text": text(i), "stars": spell(1 + i % 5)} for i in range(20)]
+    task = load_task(write(tmp_path, fmt, rows), columns=Columns(label="stars"),
                      labels=["1", "2", "3", "4", "5"])
     by_text = {e["text"]: e["label"] for e in examples(task)}
     assert all(by_text[r["text"]] == int(r["stars"]) - 1 for r in rows)
+    zero = [{"text": text(i), "stars": spell(i % 5)} for i in range(20)]  # 0 names no class
+    with pytest.raises(ValueError, match=r"has label '0', which is not one of the model's labels "
+                                         r".*the model's classes are numbers"):
+        load_task(write(tmp_path, fmt, zero, name="zero"), columns=Columns(label="stars"),
+                  labels=["1", "2", "3", "4", "5"])
 
 
-def test_int_labels_without_names_keep_their_ids():
-    rows = [{"text": text(i), "label": (0, 2)[i % 2]} for i in range(20)]
+@pytest.mark.parametrize("values, names", [((0, 2), ("0", "2")), ((1, 2, 3, 4, 5), tuple("12345")),
+                                           ((-1, 1), ("-1", "1"))])
+def test_int_labels_without_names_name_the_classes_in_numeric_order(values, names):
+    """As HF's run_glue: the classes are the distinct numbers, sorted (1..5 stars make 5
+    classes, not 6 with a "0" that never occurs; -1/1 make two)."""
+    rows = [{"text": text(i), "label": values[i % len(values)]} for i in range(20)]
     task = load_task(rows)
-    assert task.labels == ("0", "1", "2")
-    assert {e["label"] for e in examples(task)} == {0, 2}
+    assert task.labels == names
+    by_text = {e["text"]: e["label"] for e in examples(task)}
+    assert all(task.labels[by_text[r["text"]]] == str(r["label"]) for r in rows)
 
 
 def test_class_label_features_name_the_ids():
@@ -469,7 +483,7 @@ def test_label_ids_out_of_range(tmp_path):
     with raises(r"data\.csv: row 3: column 'label' has label id 2; expected an id in \[0, 2\) "
                 r"for the model's labels \['a', 'b'\]"):
         load_task(write(tmp_path, "csv", rows), labels=["a", "b"])
-    with raises(r"row 1: column 'label' has label id -1; expected an id of 0 or more"):
+    with raises(r"column 'label' holds one class \(-1\) in all 20 rows"):  # -1 names a class
         load_task([dict(r, label=-1) for r in rows])
     tags = [{"tokens": ["a", "b"], "tags": [0, 5]}] * 12
     with raises(r"row 1: column 'tags' item 1 has label id 5; expected an id in \[0, 3\)"):
