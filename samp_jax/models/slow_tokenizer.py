@@ -362,20 +362,34 @@ def _check_specials(extended: list, decoder: Mapping[int, Token], vocab: Mapping
                              "vocabulary the model was trained with")
 
 
+def cased_tokens(vocab: Mapping[str, int], special: set[str]) -> list[str]:
+    """The tokens of a cased WordPiece vocabulary that lowercasing changes (the `special` ones
+    and bracketed ones like [unused0] left out), or [] when fewer than `CASED_SHARE` of its
+    tokens are such (an uncased vocabulary)."""
+    cased = [t for t in vocab if t not in special and t != t.lower()
+             and not (t[:1] + t[-1:] in ("[]", "<>"))]
+    return cased if cased and len(cased) >= CASED_SHARE * len(vocab) else []
+
+
+def unstated_lowercase_message(where: Path, vocab_file: Path, cased: list[str], size: int, *,
+                               stated: bool, reader: str) -> str:
+    """Why a cased vocabulary whose do_lower_case is stated nowhere is refused, and the fix."""
+    config = where / CONFIG_FILE
+    place = f"{config} does not state do_lower_case" if stated else f"{where} has no {CONFIG_FILE}"
+    return (f"{place}, and {vocab_file} is cased ({len(cased)} of {size} tokens have capitals, "
+            f"e.g. {cased[:3]}): {reader} would lowercase by default, giving ids the model may "
+            f"never have seen. State it in {config}: "
+            '"do_lower_case": false for a cased model (true if it was trained on lowercased text)')
+
+
 def _check_uncased(vocab: Mapping[str, int], extended: list, decoder: Mapping[int, Token],
                    where: Path, *, stated: bool) -> None:
     """Refuses a cased vocabulary whose do_lower_case is stated nowhere (HF would lowercase)."""
     skip = {text_of(t) for t in extended} | {t.content for t in decoder.values()}
-    cased = [t for t in vocab if t not in skip and t != t.lower()
-             and not (t[:1] + t[-1:] in ("[]", "<>"))]
-    if cased and len(cased) >= CASED_SHARE * len(vocab):
-        config = where / CONFIG_FILE
-        place = f"{config} does not state do_lower_case" if stated else f"{where} has no {CONFIG_FILE}"
-        raise ValueError(
-            f"{place}, and {where / VOCAB_TXT} is cased ({len(cased)} of {len(vocab)} tokens have "
-            f"capitals, e.g. {cased[:3]}): HF's tokenizer would lowercase by default, giving ids "
-            f"the model may never have seen. State it in {config}: "
-            '"do_lower_case": false for a cased model (true if it was trained on lowercased text)')
+    cased = cased_tokens(vocab, skip)
+    if cased:
+        raise ValueError(unstated_lowercase_message(where, where / VOCAB_TXT, cased, len(vocab),
+                                                    stated=stated, reader="HF's tokenizer"))
 
 
 def _check_added_ids(backend: HFTokenizer, stated: StatedTokens, where: Path) -> None:

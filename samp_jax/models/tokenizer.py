@@ -1,5 +1,10 @@
 """A thin wrapper over the HF fast tokenizer (`tokenizer.json`) in a checkpoint folder.
 
+`tokenizer.json` is taken as HF's fast tokenizer class has it once loaded: the options of
+`tokenizer_config.json` the class writes into it (`do_lower_case` into a `BertNormalizer`,
+RoBERTa's `add_prefix_space`, ...; `samp_jax.models.fast_tokenizer_options`) are applied when
+it is read, and `Tokenizer.save` writes the result.
+
 A folder without `tokenizer.json` but with a slow tokenizer's files (`vocab.txt`,
 `vocab.json` + `merges.txt`, or a SentencePiece model: DeBERTa-v2/v3's `spm.model`, XLM-R's
 `sentencepiece.bpe.model`) gets the `tokenizer.json` HF's `AutoTokenizer` would build from them
@@ -19,6 +24,7 @@ import numpy as np
 from tokenizers import Tokenizer as HFTokenizer
 
 from samp_jax.models.config import ConfigError, EncoderConfig, read_json
+from samp_jax.models.fast_tokenizer_options import apply_fast_options
 from samp_jax.models.sentencepiece_tokenizer import SENTENCEPIECE_FILES
 from samp_jax.models.slow_tokenizer import VOCAB_JSON, VOCAB_TXT, convert_slow_tokenizer
 from samp_jax.models.st_folder import (PROMPTS_FILE, Prompts, TextSettings, parse_prompts,
@@ -89,8 +95,10 @@ class Tokenizer:
     def from_pretrained(cls, path: str | os.PathLike, *, max_length: int | None = None,
                         sentence_transformers: bool = False,
                         prompt_name: str | None = None) -> "Tokenizer":
-        """Loads `tokenizer.json` from a checkpoint folder, or builds it from the slow
-        tokenizer's files when the folder has none (`slow_tokenizer.convert_slow_tokenizer`).
+        """Loads `tokenizer.json` from a checkpoint folder, with the options of
+        `tokenizer_config.json` HF's fast class writes into it
+        (`fast_tokenizer_options.apply_fast_options`), or builds it from the slow tokenizer's
+        files when the folder has none (`slow_tokenizer.convert_slow_tokenizer`).
 
         `max_length` defaults to the smallest of the model's longest input
         (`EncoderConfig.max_sequence_length`, from `config.json`) and the tokenizer's
@@ -108,8 +116,9 @@ class Tokenizer:
             vocabulary.
           ValueError: a tokenizer file is damaged (not UTF-8, not JSON, not a tokenizer; the
             message names the file), no maximum length is stated anywhere, the pad token is
-            not in the vocabulary, or the slow tokenizer's files cannot be converted exactly
-            (see `slow_tokenizer`).
+            not in the vocabulary, the slow tokenizer's files cannot be converted exactly
+            (see `slow_tokenizer`), or an option HF's fast class reads has the wrong type or
+            would lowercase a cased vocabulary by default (see `fast_tokenizer_options`).
           ConfigError: `sentence_bert_config.json` or `config_sentence_transformers.json` is
             malformed, `prompt_name` is not one of its prompts, or a prompt is in use with a
             pooling that leaves the prompt's tokens out (`include_prompt` false).
@@ -132,6 +141,11 @@ class Tokenizer:
             models = {name: (path / name).read_bytes() for name in SENTENCEPIECE_FILES
                       if (path / name).is_file()}
             files = _converted(files, models, path, model_config)
+        else:  # as HF's fast class rewrites it from tokenizer_config.json when it loads it
+            config = (_json_object(files, TOKENIZER_CONFIG_FILE, path)
+                      if TOKENIZER_CONFIG_FILE in files else None)
+            files[TOKENIZER_FILE] = apply_fast_options(files[TOKENIZER_FILE], config,
+                                                       model_config, path)
         limit = None if model_config is None else _model_max_length(model_config)
         settings = read_text_settings(path) if sentence_transformers else TextSettings()
         if settings.lowercase:

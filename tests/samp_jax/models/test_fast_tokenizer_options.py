@@ -1,0 +1,175 @@
+"""A `tokenizer.json` whose `tokenizer_config.json` states other options tokenizes as HF's fast
+tokenizer classes make it when they load the folder (`samp_jax.models.fast_tokenizer_options`):
+each folder of `fast_option_cases.py` against what transformers 4.57's `AutoTokenizer` (and
+sentence-transformers, for the `st/` ones) gave (`tests/golden/fast_tokenizer_options.json`,
+written by `tools/check_tokenizer_options.py`): the normalizer, pre-tokenizer and post-processor,
+the ids, offsets and token types. Saved models keep the rewritten `tokenizer.json`; options of
+the wrong type and a cased vocabulary HF would lowercase by default are refused, naming the file."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from tokenizers import Tokenizer as HFTokenizer
+
+import samp_jax
+from samp_jax import PrecisionMap, Tokenizer, quantize
+from samp_jax.models.checkpoint import save_pretrained
+from samp_jax.models.fast_tokenizer_options import apply_fast_options
+from tests.samp_jax.models.fast_option_cases import (
+    CASES,
+    PAIRS,
+    RECORD,
+    REFUSED,
+    TEXTS,
+    components,
+    digest,
+    source_folder,
+    write_case,
+)
+
+PLAIN = [name for name, case in CASES.items() if case.st is None and name not in REFUSED]
+ST = [name for name, case in CASES.items() if case.st is not None]
+
+
+@pytest.fixture(scope="module")
+def record():
+    return json.loads(RECORD.read_text(encoding="utf-8"))
+
+
+def _ids(tokenizer: Tokenizer, text: str) -> list[int]:
+    return tokenizer([text])["input_ids"][0].tolist()
+
+
+def test_the_record_was_made_from_these_tokenizer_files(record, minilm_dir):
+    for source, recorded in record["sources"].items():
+        text = (source_folder(source, minilm_dir) / "tokenizer.json").read_text(encoding="utf-8")
+        assert digest(text) == recorded, source
+    assert set(record["cases"]) == set(CASES)
+    assert record["provenance"]["transformers"].startswith("4.57")
+
+
+@pytest.mark.parametrize("name", PLAIN)
+def test_each_folder_tokenizes_as_hf_fast_class(name, record, minilm_dir, tmp_path):
+    expected = record["cases"][name]
+    folder = write_case(name, tmp_path / "case", minilm_dir)
+    tokenizer = Tokenizer.from_pretrained(folder, max_length=64)
+    assert components(tokenizer._files["tokenizer.json"]) == {
+        key: expected[key] for key in ("normalizer", "pre_tokenizer", "post_processor")}
+    for text, want in zip(TEXTS, expected["single"]):
+        assert _ids(tokenizer, text) == want["ids"], text
+        assert [list(o) for o in tokenizer._backend.encode(text).offsets] == want["offsets"], text
+    for (a, b), want in zip(PAIRS, expected["pairs"]):
+        batch = tokenizer([a], [b])
+        assert batch["input_ids"][0].tolist() == want["ids"]
+        assert batch["token_type_ids"][0].tolist() == want["type_ids"]
+
+
+@pytest.mark.parametrize("name", PLAIN)
+def test_tokenizer_json_is_kept_verbatim_when_the_class_changes_nothing(name, record, minilm_dir,
+                                                                        tmp_path):
+    folder = write_case(name, tmp_path / "case", minilm_dir)
+    written = (folder / "tokenizer.json").read_text(encoding="utf-8")
+    kept = components(written) == {key: record["cases"][name][key]
+                                   for key in ("normalizer", "pre_tokenizer", "post_processor")}
+    tokenizer = Tokenizer.from_pretrained(folder, max_length=64)
+    assert (tokenizer._files["tokenizer.json"] == written) is kept
+
+
+@pytest.mark.parametrize("name", ST)
+def test_sentence_transformers_lowercasing_and_prompt_follow_the_class_options(name, record,
+                                                                               minilm_dir,
+                                                                               tmp_path):
+    """sentence-transformers' do_lower_case lowercases over the normalizer the class set (a
+    Lowercase step in front of it); the prompt is tokenized with the text."""
+    folder = write_case(name, tmp_path / "case", minilm_dir)
+    tokenizer = Tokenizer.from_pretrained(folder, max_length=64, sentence_transformers=True)
+    expected = record["cases"][name]
+    assert components(tokenizer._files["tokenizer.json"])["normalizer"] == expected["normalizer"]
+    assert [_ids(tokenizer, text) for text in TEXTS] == [s["ids"] for s in expected["single"]]
+
+
+@pytest.mark.parametrize("name, place", [
+    ("bert/cased_unstated", r"case/tokenizer_config.json does not state do_lower_case"),
+    ("bert/cased_absent", r"case has no tokenizer_config.json"),
+])
+def test_a_cased_vocabulary_hf_would_lowercase_by_default_is_refused(name, place, record,
+                                                                     minilm_dir, tmp_path):
+    # HF lowercases it: its normalizer's lowercase false is overridden by the class's default
+    assert record["cases"][name]["normalizer"]["lowercase"] is True
+    folder = write_case(name, tmp_path / "case", minilm_dir)
+    with pytest.raises(ValueError, match=place + r", and .*case/tokenizer.json is cased \(4 of 159 "
+                       r"tokens .*'The', 'Dog', 'Guitar'.*HF's BertTokenizerFast .* would "
+                       r'lowercase by default.*"do_lower_case": false for a cased model'):
+        Tokenizer.from_pretrained(folder, max_length=64)
+
+
+@pytest.mark.parametrize("name, options, message", [
+    ("minilm/lower_false", {"do_lower_case": "false"}, r"sets do_lower_case to 'false'; expected bool"),
+    ("minilm/lower_false", {"strip_accents": 0}, r"sets strip_accents to 0; expected bool or null"),
+    ("minilm/lower_false", {"tokenize_chinese_chars": None},
+     r"sets tokenize_chinese_chars to None; expected bool"),
+    ("roberta/prefix_true", {"add_prefix_space": "yes"}, r"sets add_prefix_space to 'yes'"),
+    ("roberta/prefix_true", {"trim_offsets": 1}, r"sets trim_offsets to 1; expected bool"),
+    ("roberta/prefix_true", {"tokenizer_class": 5},
+     r"sets tokenizer_class to 5; expected a class name"),
+])
+def test_an_option_of_the_wrong_type_is_refused_naming_the_file(name, options, message,
+                                                                minilm_dir, tmp_path):
+    folder = write_case(name, tmp_path / "case", minilm_dir)
+    config = json.loads((folder / "tokenizer_config.json").read_text()) | options
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"case/tokenizer_config.json " + message):
+        Tokenizer.from_pretrained(folder, max_length=64)
+
+
+def test_tokenizer_json_is_kept_where_no_known_class_or_component_applies(minilm_dir, tmp_path):
+    """A class samp-jax knows no rules of (named, or of an unknown model type, or none), and a
+    BERT tokenizer without a normalizer (transformers 4.57 fails to load it): kept as it is."""
+    text = (minilm_dir / "tokenizer.json").read_text(encoding="utf-8")
+    for config, model in [({"tokenizer_class": "SomeOtherTokenizer", "do_lower_case": False}, None),
+                          ({"do_lower_case": False}, {"model_type": "t5"}),
+                          ({"do_lower_case": False}, None)]:
+        assert apply_fast_options(text, config, model, tmp_path) is text
+    bare = json.dumps(json.loads(text) | {"normalizer": None})
+    assert apply_fast_options(bare, {"do_lower_case": False}, {"model_type": "bert"}, tmp_path) is bare
+
+
+def _raw_ids(folder, text: str) -> list[int]:
+    """The ids of the saved tokenizer.json read as it is (no options applied)."""
+    return HFTokenizer.from_file(str(folder / "tokenizer.json")).encode(text).ids
+
+
+@pytest.mark.parametrize("name, quantized", [("roberta/prefix_true", True),
+                                             ("mpnet/lower_false", False)])
+def test_a_saved_model_keeps_the_rewritten_tokenizer_json(name, quantized, record, minilm_dir,
+                                                          tmp_path):
+    """The family golden model with the case's tokenizer files: its tokenizer, saved with
+    save_pretrained (and as a quantized folder), is the one HF tokenizes with, also for a reader
+    of tokenizer.json alone."""
+    folder = write_case(name, tmp_path / "model", minilm_dir, full=True)
+    model = samp_jax.load(folder)
+    expected = [s["ids"] for s in record["cases"][name]["single"]]
+    assert [_ids(model.tokenizer, t) for t in TEXTS] == expected
+    saved = [save_pretrained(model, tmp_path / "saved")]
+    if quantized:
+        saved.append(quantize(model, PrecisionMap.preset("fully_quant", model.config.num_layers))
+                     .save(tmp_path / "quantized"))
+    for out in saved:
+        assert (out / "tokenizer.json").read_text(encoding="utf-8") == \
+            model.tokenizer._files["tokenizer.json"]
+        assert [_raw_ids(out, t) for t in TEXTS] == expected
+        again = samp_jax.load(out)
+        assert again.tokenizer._files["tokenizer.json"] == model.tokenizer._files["tokenizer.json"]
+        batch = again.tokenizer(TEXTS)
+        np.testing.assert_array_equal(batch["input_ids"], model.tokenizer(TEXTS)["input_ids"])
+
+
+def test_a_source_folder_is_left_as_it_is(minilm_dir, tmp_path):
+    """Reading a folder never writes into it; only the tokenizer samp-jax holds is rewritten."""
+    folder = write_case("minilm/lower_false", tmp_path / "case", minilm_dir)
+    before = (folder / "tokenizer.json").read_bytes()
+    Tokenizer.from_pretrained(folder, max_length=64)
+    assert (folder / "tokenizer.json").read_bytes() == before
