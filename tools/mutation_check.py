@@ -193,6 +193,12 @@ MUTANTS = (
            "samp_jax/models/bio_tags.py",
            'return (before in "ES" or', 'return (before in "S" or',
            ("tests/samp_jax/models/test_bio_tags.py", "-k", "seqeval")),
+    Mutant("fast_tokenizer_options_ignored",
+           "tokenizer.json is read as it is, without the tokenizer_config.json options HF's fast "
+           "classes write into it (do_lower_case, strip_accents, add_prefix_space, ...)",
+           "samp_jax/models/fast_tokenizer_options.py",
+           "    if not changed:\n        return text\n", "    if True:\n        return text\n",
+           ("tests/samp_jax/models/test_fast_tokenizer_options.py",)),
     Mutant("wordpiece_lowercase_ignored",
            "a vocab.txt-only folder tokenizes without the lowercasing its config asks for",
            "samp_jax/models/slow_tokenizer.py",
