@@ -22,7 +22,8 @@ depending on what it holds).
 Task type, when not given: tokens + tags → `token_classification`; text + text_pair + label
 → `text_pair_classification`; text + text_pair + score (or a label column holding fractional
 numbers, like STS-B) → `embedding_pairs`; text (+ text_pair) + a label column holding a list
-per row → `text_multi_label` (`text_pair_multi_label`); text + label → `text_classification`;
+per row, or texts of which some join labels with `|` (`toxic|insult`) → `text_multi_label`
+(`text_pair_multi_label`); text + label → `text_classification`;
 text alone → `embedding_texts`. The model's `head` and `readout` narrow this: a
 `token_classification` head means token classification, a `sequence_classification` head the
 text (pair) type that reads it as it is read (`Readout`: classes; a set of labels for a head
@@ -389,9 +390,22 @@ def _infer_task_type(table: Table, found: dict[str, str | None], head: str | Non
 
 
 def _label_set_column(table: Table, found: dict[str, str | None]) -> str | None:
-    """The label column when it holds a list per row (multi-label data), else None."""
+    """The label column when it holds label sets (multi-label data), else None: a list per
+    row, or texts of which some join two or more labels with `cells.LABEL_SEPARATOR`
+    (`toxic|insult` in a CSV)."""
     column = _labels_column(table, found, found["label"])
-    return column if column is not None and _holds_lists(table, column) else None
+    if column is None:
+        return None
+    return column if _holds_lists(table, column) or _holds_joined_labels(table, column) else None
+
+
+def _holds_joined_labels(table: Table, column: str) -> bool:
+    """Whether every value is text and some join labels: `a|b`, no piece blank."""
+    values = [row.get(column) for row in table.rows]
+    if not all(isinstance(v, str) or v is None for v in values):
+        return False
+    return any(len(pieces := v.split(cells.LABEL_SEPARATOR)) > 1
+               and all(piece.strip() for piece in pieces) for v in values if v)
 
 
 def _labels_column(table: Table, found: dict[str, str | None], named: str | None) -> str | None:

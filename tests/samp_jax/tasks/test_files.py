@@ -200,6 +200,16 @@ def test_usual_pairs_of_text_columns_are_read_as_pairs(first, second):
     assert named.task_type.name == "text_classification"
 
 
+def test_labels_joined_in_text_cells_are_label_sets(tmp_path):
+    """`a|b` in a CSV cell is a set of labels (an empty cell: none), without a task type."""
+    sets = ["toxic|insult", "toxic", "", "insult|threat", "threat"]
+    rows = [{"text": text(i), "labels": sets[i % 5]} for i in range(20)]
+    task = load_task(write(tmp_path, "csv", rows))
+    assert task.task_type.name == "text_multi_label" and task.labels == ("insult", "threat", "toxic")
+    plain = [{"text": text(i), "label": ("a", "b")[i % 2]} for i in range(20)]
+    assert load_task(write(tmp_path, "csv", plain, name="plain")).task_type.name == "text_classification"
+
+
 def test_explicit_columns_and_task_type():
     rows = [{"body": text(i), "other": text(i + 1), "y": ("a", "b")[i % 2], "label": 7}
             for i in range(20)]

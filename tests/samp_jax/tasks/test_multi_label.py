@@ -118,11 +118,12 @@ def test_bad_label_sets_are_refused_naming_file_row_and_expected(tmp_path, cell,
         load_task(path, labels=NAMES, task_type="text_multi_label")
 
 
-def test_a_csv_label_set_is_read_as_one_when_the_task_type_says_so(tmp_path):
+def test_a_csv_label_set_is_read_as_one_unless_the_task_type_says_otherwise(tmp_path):
     path = tmp_path / "rows.csv"
     path.write_text("text,label\n" + "".join(f"row {i},good|cold\n" for i in range(30)))
+    assert load_task(path, labels=("good", "cold")).task_type.name == "text_multi_label"
     with pytest.raises(ValueError, match="has label 'good\\|cold', which is not one of the model's"):
-        load_task(path, labels=("good", "cold"))  # read as one class per row
+        load_task(path, labels=("good", "cold"), task_type="text_classification")
     with pytest.raises(ValueError, match="rows.csv: row 3: column 'label' names label 'good' twice"):
         path.write_text("text,label\nrow 0,good\nrow 1,cold\nrow 2,good|good\n"
                         + "".join(f"row {i},good\n" for i in range(3, 30)))
