@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +32,21 @@ def tiny_classifier(num_labels: int = 2, seed: int = 5):
 # A tiny random architecture (3 layers, hidden 32) for tests that need a model, not weights.
 TINY_CONFIG = EncoderConfig(vocab_size=64, hidden_size=32, num_layers=3, num_heads=4,
                             intermediate_size=64, max_position_embeddings=32)
+
+
+def without_architectures(source: Path, folder: Path, **changes) -> Path:
+    """A copy of checkpoint folder `source` whose config.json has no `architectures` (as older
+    and converted hub checkpoints), with `changes` applied (a None value removes the key)."""
+    shutil.copytree(source, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config.pop("architectures")
+    for key, value in changes.items():
+        if value is None:
+            config.pop(key)
+        else:
+            config[key] = value
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
 
 
 def golden_inputs(golden, name):

@@ -106,6 +106,10 @@ def resolve_model(args, *, progress: bool):
                 raise UsageError(f"--seed {args.seed} needs --model: the packaged fine-tune of "
                                  f"{args.data} was trained on the seed-0 splits, and other seeds "
                                  "would put its training rows in the test split")
+            given = [f"--{name}" for name in ("head", "pooling") if getattr(args, name, None)]
+            if given:  # the packaged fine-tune is read as it was saved
+                raise UsageError(f"{' and '.join(given)} read a --model folder; without --model "
+                                 f"the packaged model of {args.data} is used as it was saved")
             return builtin_model(args.data, progress=progress)
         raise UsageError("--model is required with your own data: an HF model folder, a folder "
                          f"samp-jax wrote, or {PACKAGED_MODEL!r}")
@@ -119,11 +123,22 @@ def resolve_model(args, *, progress: bool):
 
 
 def model_options(args) -> dict:
-    """`load` options from `--pooling` (only when given, so a quantized folder, which takes
-    none, loads when it is not) and `--prompt-name`."""
+    """`load` options from `--head` and `--pooling` (only when given, so a quantized folder,
+    which takes none, loads when they are not) and `--prompt-name`.
+
+    Raises:
+      UsageError: `--pooling` (which embeds with the sentence_embedding head) with a `--head`
+        that names another head.
+    """
     options = {}
-    if getattr(args, "pooling", None):
-        options |= {"head": SENTENCE_EMBEDDING.name, "pooling": tuple(args.pooling.split(","))}
+    head, pooling = getattr(args, "head", None), getattr(args, "pooling", None)
+    if pooling and head not in (None, SENTENCE_EMBEDDING.name):
+        raise UsageError(f"--pooling {pooling} embeds with the {SENTENCE_EMBEDDING.name} head; "
+                         f"--head {head} reads another: give one of them")
+    if head is not None:
+        options["head"] = head
+    if pooling:
+        options |= {"head": SENTENCE_EMBEDDING.name, "pooling": tuple(pooling.split(","))}
     if getattr(args, "prompt_name", None) is not None:
         options |= {"prompt_name": args.prompt_name}
     return options
@@ -312,6 +327,9 @@ def _finetune(args) -> int:
     base = minilm_path() if args.model == PACKAGED_MODEL else Path(args.model)
     task = resolve_task(args, None)
     loss = task.training_loss  # raises for data with nothing to train a head on (embeddings)
+    if args.head is not None and args.head != task.head.name:
+        raise UsageError(f"finetune trains the head its data needs ({task.head.name}, for "
+                         f"{task.task_type.name}); --head {args.head} names another")
     config = FinetuneConfig(learning_rate=args.learning_rate, batch_size=args.batch_size,
                             epochs=args.epochs, max_train_examples=args.max_train_examples,
                             eval_every=None if args.eval_every == "auto" else int(args.eval_every),
@@ -477,6 +495,7 @@ def _run(parser: argparse.ArgumentParser, args, name: str) -> int:
     try:
         if getattr(args, "split_file", None):
             _split_files(args)  # checked before any command loads its model
+        model_options(args)  # a --head that --pooling contradicts, likewise
         return COMMANDS[args.command](args)
     except UsageError as e:
         parser.print_usage(sys.stderr)

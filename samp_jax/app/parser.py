@@ -20,7 +20,8 @@ from calibrate.search.targets import OPTION_NAMES, TARGETS
 from samp_jax.app import bench
 from samp_jax.app.arguments import (label_threshold, non_negative_int, path_or_name,
                                      positive_float, positive_int, unit_interval)
-from samp_jax.models.head_kinds import LABEL_THRESHOLD
+from samp_jax.models.head_kinds import LABEL_THRESHOLD, SENTENCE_EMBEDDING
+from samp_jax.models.heads import head_kinds
 from samp_jax.tasks import SPLITS, TASK_TYPES, TASKS
 
 ACTIVATIONS = {"dynamic": "per_token_dynamic", "static": "per_tensor_static"}
@@ -163,10 +164,18 @@ def _add_threshold(p: argparse.ArgumentParser, effect: str) -> None:
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--head", default=None, choices=head_kinds(), metavar="KIND",
+                   help=f"the head ({', '.join(head_kinds())}) to read an HF model folder with, "
+                        "overriding its config.json's architectures: needed for a folder whose "
+                        "config names none (older or converted checkpoints) while its weights "
+                        "hold a head. --pooling implies "
+                        f"{SENTENCE_EMBEDDING.name}; finetune trains its task's head. Refused for "
+                        "a quantized folder")
     p.add_argument("--pooling", default=None, metavar="MODE[,MODE]",
                    help="embed with sentence-transformers pooling (cls, max, mean, mean_sqrt_len, "
-                        "weightedmean, lasttoken; several are concatenated): needed for a model "
-                        "folder that declares none, overrides the one it declares")
+                        "weightedmean, lasttoken; several are concatenated) with the "
+                        f"{SENTENCE_EMBEDDING.name} head (--head may name only it): needed for a "
+                        "model folder that declares none, overrides the one it declares")
     p.add_argument("--prompt-name", default=None, metavar="NAME",
                    help="a sentence embedder's prompt, put before every text as "
                         "sentence-transformers puts it: one of those its "

@@ -10,6 +10,7 @@ anything assigned, so a bad checkpoint never yields a half-loaded model.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import shutil
 from pathlib import Path
@@ -33,8 +34,9 @@ from samp_jax.models.head_kinds import (
     HeadKind,
 )
 from samp_jax.models.heads import POOLING_MODES, SentenceEmbedder, check_labels, get_head_kind, make_head
-from samp_jax.models.hf_labels import (check_problem_type, label_names, stated_num_labels,
-                                       stated_problem_type)
+from samp_jax.models.head_keys import check_stated_head
+from samp_jax.models.hf_labels import (HF_DEFAULT_NUM_LABELS, check_problem_type, label_names,
+                                       stated_num_labels, stated_problem_type)
 from samp_jax.models.model import EncoderModel
 from samp_jax.models.sentencepiece_tokenizer import SENTENCEPIECE_FILES
 from samp_jax.models.st_dense import check_widths, dense_weights, load_dense
@@ -303,7 +305,8 @@ def _family_hint(unexpected: list[str], family: Family) -> str | None:
 def detect_head(folder: str | Path) -> tuple[str, int | None]:
     """Guesses the head from `config.json`'s architectures (any family's
     `*ForSequenceClassification` / `*ForTokenClassification`) and a sentence-transformers
-    pooling config. Returns `(head_kind, num_labels)`."""
+    pooling config. Returns `(head_kind, num_labels)`. Reads no weights: 'none' means the
+    config states no head, and `load_pretrained` then checks that the weights hold none."""
     folder = Path(folder)
     config = EncoderConfig.from_hf_config(folder)
     hf = _read_hf(folder)
@@ -331,10 +334,13 @@ def load_pretrained(path: str | Path, *, head: str | HeadKind | None = None,
       path: folder with `config.json` and `model.safetensors` (keys with or without the
         base-model prefix such as `roberta.`) or `flax_model.msgpack`.
       head: a head kind or its name ('none', 'sequence_classification',
-        'token_classification', 'sentence_embedding'; e.g. a task's `Task.head`), or None to
-        detect it from the checkpoint (`detect_head`).
+        'token_classification', 'sentence_embedding'; e.g. a task's `Task.head`), overriding
+        what `config.json`'s `architectures` states; or None to detect it from the checkpoint
+        (`detect_head`). When the config states no head (no `architectures`, as in older or
+        converted checkpoints) and the weights hold one, the load is refused, naming the head
+        kinds that fit (`samp_jax.models.head_keys`): pass one of them here.
       num_labels: classifier width; defaults to the checkpoint config's `id2label` (two, as in
-        HF, for a classifier checkpoint whose config states none). A classification head takes
+        HF, for a classifier whose config states none). A classification head takes
         its class names (`labels`) from `id2label`, ordered by id, when it has `num_labels`
         entries (HF's `LABEL_0`, ... when the config states none).
       pooling: sentence-embedding pooling mode(s) (`SentenceEmbedder`). Defaults to what a
@@ -348,15 +354,16 @@ def load_pretrained(path: str | Path, *, head: str | HeadKind | None = None,
       allow_new_head: initialise head weights the checkpoint lacks (e.g. a classifier to be
         fine-tuned on a base model) instead of raising.
       strict: raise on checkpoint keys that no module uses (pre-training heads, a pooler no
-        head uses, and buffers are always ignored).
+        head uses, and buffers are always ignored). With `strict=False` and no head stated,
+        the encoder is read alone whatever head the weights hold.
       allow_torch_pickle: read `pytorch_model.bin` when the folder has no safetensors or Flax
         weights (without torch, running nothing from the pickle; `read_state_dict`). False
         refuses it.
 
     Raises:
       FileNotFoundError: no config or no weights file.
-      ConfigError: the config is not a supported family, or the head / pooling asked for does
-        not fit the folder.
+      ConfigError: the config is not a supported family, the head / pooling asked for does
+        not fit the folder, or the config states no head and the weights hold one.
       CheckpointError: missing, unexpected or mis-shaped keys, or damaged files.
     """
     path = Path(path)
@@ -364,17 +371,18 @@ def load_pretrained(path: str | Path, *, head: str | HeadKind | None = None,
     config = EncoderConfig.from_hf_config(path)
     family = get_family(config.model_type)
     hf = _read_hf(path)
-    head, num_labels = _resolve_head(path, family, hf, head, num_labels)
+    weights = functools.cache(lambda: read_state_dict(path, allow_torch_pickle=allow_torch_pickle))
+    head, num_labels, hint = _resolve_head(path, config, family, hf, head, num_labels,
+                                           weights if strict else None)
     if not allow_new_head:
         check_problem_type(path / "config.json", hf, head)
     declared = read_pooling(path) if head == SENTENCE_EMBEDDING.name else None  # read once
     spec = _head_spec(path, config, family, hf, head, num_labels, declared, pooling, normalize)
-    state, source = read_state_dict(path, allow_torch_pickle=allow_torch_pickle)
+    state, source = weights()
     rngs = nnx.Rngs(0)
     model = EncoderModel(config, make_head(head, config, rngs=rngs, **spec),
                          dtype=dtype, param_dtype=param_dtype or dtype,
                          attention_impl=attention_impl, rngs=rngs)
-    hint = unserved_head_hint(hf.get("architectures")) if head == NO_HEAD.name else None
     assign_state_dict(model, state, path=path / source, allow_new_head=allow_new_head, strict=strict,
                       hint=hint)
     if spec.get("dense"):  # the folder's Dense modules, from their own folders
@@ -382,20 +390,32 @@ def load_pretrained(path: str | Path, *, head: str | HeadKind | None = None,
     return model
 
 
-def _resolve_head(path: Path, family: Family, hf: dict, head: str | HeadKind | None,
-                  num_labels: int | None) -> tuple[str, int | None]:
-    """The head kind's name and classifier width: detected from the checkpoint when `head` is
-    None, else checked against the family's heads (the width from `hf` when not given)."""
+def _resolve_head(path: Path, config: EncoderConfig, family: Family, hf: dict,
+                  head: str | HeadKind | None, num_labels: int | None,
+                  weights) -> tuple[str, int | None, str | None]:
+    """`(head kind name, classifier width, hint)`. With `head` None the head is detected from
+    the config (`detect_head`); when that finds none, `weights` (a call returning
+    `read_state_dict`'s result, or None for a non-strict load) must hold no head of the family
+    (`head_keys.check_stated_head`). A given `head` is checked against the family's heads. A
+    classifier's width defaults to what the config states, else HF's default of two; `hint`
+    goes with an unexpected-keys error of a head-less load."""
     head = head.name if isinstance(head, HeadKind) else head
+    architectures = hf.get("architectures")
+    hint = unserved_head_hint(architectures)  # the config names a head samp-jax does not run
     if head is None:
         head, detected_labels = detect_head(path)
         num_labels = num_labels or detected_labels
+        if head == NO_HEAD.name and hint is None and weights is not None:
+            keys = strip_prefix(weights()[0], family).keys()
+            hint = check_stated_head(path / "config.json", family, config, keys, architectures)
     elif head not in family.heads:
         raise ValueError(f"{head=} is not one of {tuple(family.heads)} (the heads "
                          f"{family.model_type} checkpoints have)")
     elif num_labels is None:
         num_labels = stated_num_labels(hf)
-    return head, num_labels
+        if num_labels is None and get_head_kind(head).classifies:  # as HF's task classes read it
+            num_labels = HF_DEFAULT_NUM_LABELS
+    return head, num_labels, hint if head == NO_HEAD.name else None
 
 
 def _head_spec(path: Path, config: EncoderConfig, family: Family, hf: dict, head: str,

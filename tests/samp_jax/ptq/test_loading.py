@@ -195,6 +195,8 @@ def test_quantized_folder_is_self_contained(saved, minilm_dir):
                                   np.asarray(jax.jit(lambda b: saved.q(**b))(batch)))
     with pytest.raises(TypeError, match=r"is a quantized model folder .* options \['dtype'\]"):
         samp_jax.load(saved.quantized, dtype="float16")
+    with pytest.raises(TypeError, match=r"is a quantized model folder .* options \['head'\]"):
+        samp_jax.load(saved.quantized, head="sequence_classification")  # CLI --head
 
 
 def test_quantized_folder_without_tokenizer(saved, minilm_dir, tmp_path):
