@@ -311,12 +311,13 @@ def _find_columns(table: Table, columns: Columns) -> dict[str, str | None]:
     for field in FIELDS:
         column = getattr(columns, field)
         if column is not None and column not in table.columns:
-            raise ValueError(f"{table.where}: column {column!r} (columns.{field}) not found; "
+            raise ValueError(f"{table.where}: column {column!r}, named with {naming(field)}, "
+                             "was not found; "
                              f"columns found: {list(table.columns)}")
         if column is not None and column in found.values():
             other = next(f for f, c in found.items() if c == column)
             raise ValueError(f"{table.where}: column {column!r} is named for both "
-                             f"columns.{other} and columns.{field}; expected one column per field")
+                             f"{naming(other)} and {naming(field)}; expected one column per field")
         found[field] = column
     used = {c for c in found.values() if c is not None}
     if found["text"] is None and found["text_pair"] is None:
@@ -378,7 +379,8 @@ def _infer_task_type(table: Table, found: dict[str, str | None], head: str | Non
         raise ValueError(f"{table.where}: text pairs ({found['text']!r}, {found['text_pair']!r}) "
                          f"need a label or score column (tried {DEFAULT_NAMES['label']} and "
                          f"{DEFAULT_NAMES['score']}); columns found: {list(table.columns)}; name "
-                         "yours with Columns(label=...) or pass task_type='embedding_texts'")
+                         f"yours with {naming('label')} or embed the texts with "
+                         f"{naming_task_type('embedding_texts')}")
     if found["text"] is not None:
         return "text_classification" if labelled else "embedding_texts"
     if found["tokens"] is not None or labelled:  # _required_columns names what is missing
@@ -386,7 +388,19 @@ def _infer_task_type(table: Table, found: dict[str, str | None], head: str | Non
     raise ValueError(f"{table.where}: no text column (tried {DEFAULT_NAMES['text']}) and no "
                      f"list-valued tokens and tags columns (tried {DEFAULT_NAMES['tokens']}, "
                      f"{DEFAULT_NAMES['tags']}); columns found: {list(table.columns)}; name "
-                     "yours with Columns(text=...)")
+                     f"yours with {naming('text')}")
+
+
+def naming(field: str) -> str:
+    """How a user names the column of `field`: the command line's option, then the API's
+    (label sets are named as labels are)."""
+    field = "label" if field == "labels" else field
+    return f"--{field.replace('_', '-')}-column (Columns({field}=...))"
+
+
+def naming_task_type(name: str) -> str:
+    """How a user gives the task type `name`: the command line's option, then the API's."""
+    return f"--task-type {name} (task_type={name!r})"
 
 
 def _label_set_column(table: Table, found: dict[str, str | None]) -> str | None:
@@ -454,7 +468,7 @@ def _required_columns(table: Table, columns: Columns, needed: Sequence[str],
                             if c in names and f != field)
             raise ValueError(f"{table.where}: {what} needs a {shape}{field} column, and none of "
                              f"{names} is one{taken}; columns found: {list(table.columns)}; "
-                             f"name yours with Columns({field}=...)")
+                             f"name yours with {naming(field)}")
     return {field: found[field] for field in needed}
 
 
@@ -515,8 +529,8 @@ def _label_ids(parts: list[_Part], field: str,
     for value, at in values:
         if isinstance(value, float):
             raise ValueError(f"{at} holds {value!r}; expected a class name or an integer id "
-                             "(similarity scores: Columns(score=...) or "
-                             "task_type='embedding_pairs')")
+                             f"(similarity scores: {naming('score')} or "
+                             f"{naming_task_type('embedding_pairs')})")
     strings = {v for v, _ in values if isinstance(v, str)}
     if labels is not None and _numbers(labels):  # the model's classes are numbers: 1 is "1"
         values = [(str(cells.as_id(v)) if _numbers([v]) else v, at) for v, at in values]

@@ -96,8 +96,8 @@ def test_labels_spelled_as_whole_numbers_are_the_same_ids(tmp_path, spellings):
 def test_one_column_named_for_two_fields_is_refused(tmp_path):
     path = tmp_path / "data.csv"
     path.write_text(CSV)
-    with raises(r"data\.csv: column 'text' is named for both columns\.text and columns\.label; "
-                "expected one column per field"):
+    with raises(r"data\.csv: column 'text' is named for both --text-column \(Columns\(text=\.\.\.\)\) "
+                r"and --label-column \(Columns\(label=\.\.\.\)\); expected one column per field"):
         load_task(path, columns=Columns(text="text", label="text"))
 
 

@@ -439,12 +439,13 @@ def test_empty_parquet_and_list(tmp_path):
 
 def test_missing_column_lists_the_columns_found(tmp_path):
     path = write(tmp_path, "csv", [{"body": "a", "sentiment": "pos"}] * 12)
-    with raises(r"data\.csv: column 'review' \(columns.text\) not found; columns found: "
+    with raises(r"data\.csv: column 'review', named with --text-column \(Columns\(text=\.\.\.\)\), "
+                r"was not found; columns found: "
                 r"\['body', 'sentiment'\]"):
         load_task(path, columns=Columns(text="review"))
     with raises(r"data\.csv: a text_classification task needs a text column, and none of "
                 r"\('text', 'sentence'.*\) is one; columns found: \['body', 'sentiment'\]; "
-                r"name yours with Columns\(text=\.\.\.\)"):
+                r"name yours with --text-column \(Columns\(text=\.\.\.\)\)"):
         load_task(path)
     with raises(r"list of dicts: no text column \(tried .*'sentence'.*\) and no list-valued "
                 r"tokens and tags columns.*columns found: \['body', 'x'\]"):
