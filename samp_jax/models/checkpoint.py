@@ -13,6 +13,7 @@ import dataclasses
 import functools
 import json
 import shutil
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -248,9 +249,11 @@ def assign_state_dict(model: EncoderModel, state: dict[str, np.ndarray], *, path
     """Fills `model` from a state dict in HF PyTorch naming (see `read_state_dict`), through
     its family's key tables. The base-model prefix is optional.
 
-    All checks happen before the first assignment. Returns the head keys that were absent and
-    left freshly initialised (only with `allow_new_head=True`). `hint` is added to the error
-    when keys are unexpected (what the caller knows of the checkpoint's own head).
+    All checks happen before the first assignment. Returns the head keys that were absent, or
+    held at another shape (a classifier of another number of labels), and left freshly
+    initialised (only with `allow_new_head=True`, as HF's `ignore_mismatched_sizes`; a warning
+    names the reshaped ones). `hint` is added to the error when keys are unexpected (what the
+    caller knows of the checkpoint's own head).
 
     Raises:
       CheckpointError: listing every missing, unexpected (when `strict`) and mis-shaped key,
@@ -262,9 +265,17 @@ def assign_state_dict(model: EncoderModel, state: dict[str, np.ndarray], *, path
     expected = {key for a in assignments for key in a.sources}
     missing = sorted(expected - state.keys())
     new_head = [k for k in missing if any(k in a.sources for a in assignments if a.is_head)]
-    if allow_new_head and new_head:
+    reshaped = [(key, tuple(state[key].shape), want) for a in assignments if a.is_head
+                for key, want in zip(a.sources, a.source_shapes)
+                if key in state and tuple(state[key].shape) != want]
+    if allow_new_head and (new_head or reshaped):
+        new_head += [key for key, _, _ in reshaped]
         missing = [k for k in missing if k not in new_head]
         assignments = [a for a in assignments if not (a.is_head and set(a.sources) & set(new_head))]
+        if reshaped:
+            warnings.warn(f"{path}: the checkpoint's head has another shape than the one built "
+                          f"({', '.join(f'{k} {found} for {want}' for k, found, want in reshaped)});"
+                          " those weights are initialised anew, to be trained", stacklevel=2)
     else:
         new_head = []
     ignored = family.ignored_prefixes

@@ -71,6 +71,20 @@ def test_new_head_on_base_model_needs_consent(minilm_dir):
     assert model(np.array([[101, 2000, 102]])).shape == (1, 3)
 
 
+def test_a_head_of_another_width_is_replaced_only_with_consent():
+    """As HF's ignore_mismatched_sizes: a 3-label classifier fine-tuned for 5 labels keeps the
+    encoder and the pooler, and gets a new classifier, with a warning naming its shapes."""
+    folder = GOLDEN / "tiny_seqcls" / "safetensors"
+    with pytest.raises(CheckpointError, match=r"classifier.weight.*\(3, .*\(5, "):
+        load_pretrained(folder, num_labels=5)
+    with pytest.warns(UserWarning, match=r"classifier.weight \(3, 32\) for \(5, 32\).* initialised anew"):
+        model = load_pretrained(folder, num_labels=5, allow_new_head=True)
+    state, _ = read_state_dict(folder)
+    np.testing.assert_array_equal(np.asarray(model.head.pooler.kernel[...]),
+                                  state["bert.pooler.dense.weight"].T)
+    assert model(np.array([[1, 5, 2]])).shape == (1, 5)
+
+
 def test_unknown_head_kind(minilm_dir):
     with pytest.raises(ValueError, match="head='regression' is not one of"):
         load_pretrained(minilm_dir, head="regression")
