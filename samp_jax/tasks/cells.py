@@ -23,8 +23,19 @@ row with no label."""
 def text(value, at: str) -> str:
     """`value` if it is a string (blank ones too)."""
     if not isinstance(value, str):
-        raise ValueError(f"{at} holds {value!r} ({type(value).__name__}); expected a string")
+        raise ValueError(f"{at} holds {shown(value)} ({kind_of(value)}); expected a string")
     return str(value)
+
+
+def shown(value, width: int = 80) -> str:
+    """`repr(value)`, cut to about `width` characters for a one-line message."""
+    text = repr(value)
+    return text if len(text) <= width else text[:width] + f"... ({len(text)} characters)"
+
+
+def kind_of(value) -> str:
+    """The JSON-ish kind of a value for messages: 'dict' for any mapping, else its type."""
+    return "dict" if isinstance(value, dict) else type(value).__name__
 
 
 def filled_text(value, at: str) -> str:

@@ -214,6 +214,13 @@ def _read_json(path: Path, kind: str) -> tuple[list, list[str] | None]:
                                  "expected JSON Lines, one object per line") from None
             _check_object(row, f"{path}: line {line_number} (row {len(rows) + 1})")
             rows.append(row)
+    if len(rows) == 1 and isinstance(rows[0], dict) and rows[0] and all(
+            isinstance(value, dict) for value in rows[0].values()):
+        keys = ", ".join(map(repr, list(rows[0])[:4])) + (", ..." if len(rows[0]) > 4 else "")
+        raise ValueError(f"{path} holds one JSON object of {len(rows[0])} objects ({keys}), "
+                         "as pandas' "
+                         "DataFrame.to_json writes a table by default; expected one object per "
+                         "row: write it with to_json(path, orient='records', lines=True)")
     return rows, None
 
 

@@ -139,7 +139,12 @@ class Task:
         split order; class-balanced for 0/1-labelled embedding pairs)."""
         examples = list(self.split(split))
         if not examples:
-            raise ValueError(f"task {self.name!r} has no {split!r} examples")
+            held = {name: n for name, n in self.sizes().items() if n}
+            raise ValueError(
+                f"task {self.name!r} has no {split!r} examples (it holds {held or 'none'}; data: "
+                f"{self.source or 'as given'}); data given as separate splits (a DatasetDict, "
+                f"--split-file) is not carved into a {split} split: add one (--split-file "
+                f"{split}=PATH, split_files={{{split!r}: ...}}), or give one file to be split")
         if max_examples is None or max_examples >= len(examples):
             return examples
         if max_examples < 1:

@@ -146,3 +146,32 @@ def test_a_row_with_too_few_fields_is_refused(tmp_path):
     path.write_text("text\tlabel\n" + "".join(f"row {i}\t{i % 2}\n" for i in range(5)) + "short\n")
     with raises(r"data\.tsv: row 6 has 1 of the 2 columns"):
         load_task(path)
+
+
+def test_pandas_default_json_is_refused_with_how_to_write_rows(tmp_path):
+    """`DataFrame.to_json` writes a table as one object of columns by default."""
+    path = tmp_path / "frame.json"
+    path.write_text(json.dumps({"text": {str(i): f"row {i}" for i in range(20)},
+                                "label": {str(i): "pos" for i in range(20)}}))
+    with raises(r"frame\.json holds one JSON object of 2 objects \('text', 'label'\), as pandas' "
+                r"DataFrame\.to_json writes a table by default; .* orient='records', lines=True"):
+        load_task(path)
+
+
+def test_a_cell_of_the_wrong_kind_is_shown_cut_to_one_line(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    path.write_text("".join(json.dumps({"text": {"a": "x" * 500}, "label": "pos"}) + "\n"
+                            for _ in range(20)))
+    with pytest.raises(ValueError) as error:
+        load_task(path)
+    message = str(error.value)
+    assert "column 'text' holds {'a': 'xxx" in message and "(509 characters) (dict)" in message
+    assert len(message) < 250
+
+
+def test_separate_splits_without_a_test_split_say_how_to_add_one(tmp_path):
+    (tmp_path / "train.csv").write_text(CSV)
+    task = load_task(split_files={"train": tmp_path / "train.csv"})
+    with raises(r"has no 'test' examples \(it holds \{'train': .*\}; data: train: .*train\.csv.*"
+                r"add one \(--split-file test=PATH"):
+        task.examples("test")
