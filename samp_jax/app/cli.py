@@ -24,6 +24,7 @@ import json
 import os
 import re
 import sys
+import tempfile
 import traceback
 import warnings
 from pathlib import Path
@@ -382,8 +383,11 @@ def _finetune(args) -> int:
 
 
 def _predict(args) -> int:
-    out = _check_output(args.out, what="--out", folder=False, inputs=(args.model, args.data))
-    predictions.check_suffix(out)
+    to_stdout = args.out == predictions.STDOUT
+    out = args.out if to_stdout else _check_output(args.out, what="--out", folder=False,
+                                                   inputs=(args.model, args.data))
+    if not to_stdout:
+        predictions.check_suffix(out)
     if args.model is None:
         raise UsageError("--model is required: a folder written by samp-jax, an HF model folder "
                          f"or {PACKAGED_MODEL!r}")
@@ -395,7 +399,10 @@ def _predict(args) -> int:
     check_threshold(args, model)
     columns = Columns(text=args.text_column, text_pair=args.text_pair_column,
                       tokens=args.tokens_column)
-    rows = predictions.read_model_inputs(args.data, columns, head=model.head_kind)
+    if args.data == STDIN:  # JSON Lines, read whole before any prediction
+        rows = _rows_from_stdin(columns, model.head_kind)
+    else:
+        rows = predictions.read_model_inputs(args.data, columns, head=model.head_kind)
     # every process must predict from the same model and rows (each takes its own block)
     check_same(digest([state_digest(model), json.dumps(rows, sort_keys=True)]),
                f"the model {args.model} and the rows of {args.data}")
@@ -405,12 +412,29 @@ def _predict(args) -> int:
                               label_threshold=args.threshold)
     if is_primary():
         result = {"predictions": str(out), "rows": count}
-        text = f"wrote {count} predictions to {out}"
+        text = f"wrote {count} predictions to {'standard output' if to_stdout else out}"
         if model.readout is Readout.LABELS:  # the threshold each row's labels were read at
             result["label_threshold"] = args.threshold or LABEL_THRESHOLD
             text += f" (labels at sigmoid >= {result['label_threshold']:g})"
-        print(json.dumps(result) if args.json else text)
+        # with the predictions on stdout, the summary goes to stderr
+        print(json.dumps(result) if args.json else text,
+              file=sys.stderr if to_stdout else sys.stdout)
     return 0
+
+
+STDIN = "-"
+"""`--data` of `samp-jax predict` that reads JSON Lines rows from standard input."""
+
+
+def _rows_from_stdin(columns: Columns, head: str) -> list[dict]:
+    """The rows of the JSON Lines on standard input, read as a file of them is."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "stdin.jsonl"
+        path.write_bytes(sys.stdin.buffer.read())
+        try:
+            return predictions.read_model_inputs(path, columns, head=head)
+        except ValueError as e:
+            raise ValueError(str(e).replace(str(path), "standard input")) from None
 
 
 def _predict_progress(done: int, total: int) -> None:

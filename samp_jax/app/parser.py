@@ -127,7 +127,9 @@ def _add_predict(sub) -> None:
     """`samp-jax predict`: one JSON line per input row."""
     pr = sub.add_parser("predict", help="write one JSON line per input row (label, tags and entities, or embedding)")
     _add_data(pr, inputs_only=True)
-    pr.add_argument("--out", required=True, help="predictions file (JSON Lines)")
+    pr.add_argument("--out", required=True,
+                    help="predictions file (JSON Lines); '-' writes them to standard output (the "
+                         "summary line then goes to standard error)")
     pr.add_argument("--batch-size", type=positive_int, default=32)
     _add_threshold(pr, "each row's labels are those at or above it")
     _add_distributed(pr)
@@ -197,9 +199,10 @@ def _add_data(p: argparse.ArgumentParser, *, model_required: bool = False,
                    help=f"an HF model folder, a folder samp-jax wrote, or {PACKAGED_MODEL!r} (the packaged "
                         "all-MiniLM-L6-v2); with built-in --data it may be left out")
     _add_model_options(p)
+    stdin = ", '-' for JSON Lines on standard input" if inputs_only else ""
     p.add_argument("--data", "--task", dest="data", default=None, type=path_or_name,
-                   help="a CSV/TSV/JSONL/Parquet file, a datasets.save_to_disk folder, or one of "
-                        f"{sorted(TASKS)}")
+                   help="a CSV/TSV/JSONL/Parquet file, a datasets.save_to_disk folder"
+                        f"{stdin}, or one of {sorted(TASKS)}")
     if not inputs_only:
         p.add_argument("--task-type", default=None, choices=sorted(TASK_TYPES),
                        help="default: inferred from the columns and the model's head")

@@ -7,7 +7,9 @@
   output (num_labels=1: a reranker or a regression cross-encoder) `{"text", ["text_pair"],
   "score"}`, its raw output (the logit, before any sigmoid);
 - token classification: `{"tokens", "tags", "entities"}`: one tag per word (its first
-  sub-token's; null for a word that truncation removed), and the entities the tags name;
+  sub-token's; null for a word without a sub-token: one that truncation removed, or a word
+  the tokenizer makes no token of, such as a zero-width or control character), and the
+  entities the tags name;
 - sentence embedding: `{"text", "embedding"}`.
 
 Entities (taggers). Each is `{"type", "start", "end", "text", "score"}`: word indices `start`
@@ -38,7 +40,9 @@ JSON Lines until process 0 gathers them).
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -133,6 +137,11 @@ def json_lines(records: Sequence[dict]) -> bytes:
     return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode()
 
 
+STDOUT = "-"
+"""The `out` of `write` (and `--out` of `samp-jax predict`) that streams the predictions to
+standard output, each chunk as it is done."""
+
+
 def write(model, rows: Sequence[dict], out: str | Path, *, batch_size: int = 32,
           chunk_rows: int | None = None, progress: Callable[[int, int], None] | None = None,
           label_threshold: float | None = None) -> int:
@@ -140,7 +149,8 @@ def write(model, rows: Sequence[dict], out: str | Path, *, batch_size: int = 32,
     `chunk_rows` rows (default `CHUNK_ROWS`) at a time, atomically: into a temporary file
     beside it, renamed when complete (an error or an interrupt leaves `out` as it was).
     `progress(done, total)` is called after each chunk; a multi-label model's labels are read at
-    `label_threshold` (`records`). Returns the number of rows.
+    `label_threshold` (`records`). Returns the number of rows. `out` = `STDOUT` streams the
+    chunks to standard output instead.
 
     In a distributed run (`samp_jax.serving.distributed`) every process predicts its own block
     of the rows and process 0 gathers them and writes `out`; every process returns the total.
@@ -151,17 +161,29 @@ def write(model, rows: Sequence[dict], out: str | Path, *, batch_size: int = 32,
                                                    chunk_rows=chunk_rows,
                                                    label_threshold=label_threshold))
         parts = gather_bytes(data)
-        if is_primary():
+        if is_primary() and str(out) == STDOUT:
+            _to_stdout(b"".join(parts))
+        elif is_primary():
             with atomic_file(out) as tmp:
                 tmp.write_bytes(b"".join(parts))
         return len(rows)
-    with atomic_file(out) as tmp, open(tmp, "wb") as file:
+    with contextlib.ExitStack() as stack:
+        if str(out) == STDOUT:
+            emit = _to_stdout
+        else:
+            emit = stack.enter_context(open(stack.enter_context(atomic_file(out)), "wb")).write
         for done, data in chunks(model, rows, batch_size=batch_size, chunk_rows=chunk_rows,
                                  label_threshold=label_threshold):
-            file.write(data)
+            emit(data)
             if progress is not None:
                 progress(done, len(rows))
     return len(rows)
+
+
+def _to_stdout(data: bytes) -> None:
+    sys.stdout.flush()
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
 
 
 def _predict(engine, rows: Sequence[dict]) -> list[dict]:

@@ -85,3 +85,21 @@ def test_the_cli_reports_progress_when_the_rows_span_chunks(files, monkeypatch, 
     assert main([*args, "--json"]) == 0  # machine-readable: stdout only, no progress
     captured = capsys.readouterr()
     assert "predicted" not in captured.err and json.loads(captured.out)["rows"] == 10
+
+
+def test_standard_input_and_output_stream_the_same_records(model, rows, files, monkeypatch, capfd):
+    """`--data -` reads JSON Lines from stdin, `--out -` streams the predictions to stdout
+    (the bytes a file gets), and the summary line goes to stderr."""
+    import io
+    import sys
+    whole = predictions.json_lines(predictions.records(model, rows, batch_size=4))
+    lines = "".join(json.dumps({"text": r["text"]}) + "\n" for r in rows)
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(lines.encode())))
+    assert main(["predict", "--model", str(files / "model"), "--data", "-", "--out", "-",
+                 "--batch-size", "4"]) == 0
+    out, err = capfd.readouterr()
+    assert out.encode() == whole and f"wrote {len(rows)} predictions to standard output" in err
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"text,label\n")))
+    assert main(["predict", "--model", str(files / "model"), "--data", "-", "--out", "-"]) == 1
+    out, err = capfd.readouterr()
+    assert out == "" and "standard input: line 1 is not a JSON object" in err
