@@ -151,8 +151,7 @@ def check_threshold(args, model) -> None:
     threshold = getattr(args, "threshold", None)
     if threshold is None or model.readout is Readout.LABELS:
         return
-    reads = {None: "gives no logits", Readout.CLASSES: "is read as classes (a softmax)",
-             Readout.SCORE: "is read as a score (one output)"}[model.readout]
+    reads = "gives no logits" if model.readout is None else f"is read as {model.readout.described}"
     raise UsageError(f"--threshold {threshold:g} is for a multi-label model (problem_type "
                      f"multi_label_classification: a sigmoid per label); the "
                      f"{model.head_kind} head of {args.model} {reads}")

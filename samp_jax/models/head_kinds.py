@@ -100,6 +100,13 @@ class Readout(enum.Enum):
     LABELS = "labels"
     SCORE = "score"
 
+    @property
+    def described(self) -> str:
+        """How the logits are read, in words, for messages (the one phrasing of each)."""
+        return {"classes": "classes (a softmax, one class per row)",
+                "labels": "labels (problem_type multi_label_classification: a sigmoid per label)",
+                "score": "a score (one output, num_labels=1: a reranker)"}[self.value]
+
     def predict(self, logits: np.ndarray, threshold: float = LABEL_THRESHOLD) -> np.ndarray:
         """What the head predicts from `[..., C]` logits: class ids `[...]` (CLASSES), a
         multi-hot bool `[..., C]`, True where the sigmoid is at least `threshold` (LABELS), or

@@ -476,7 +476,7 @@ def _label_threshold(threshold, readout: Readout | None, head_kind: str) -> floa
         return LABEL_THRESHOLD if threshold is None else check_label_threshold(threshold)
     if threshold is not None:
         reads = ("gives no logits" if readout is None else
-                 f"is read as {readout.value} (Readout.{readout.name}), not as label sets")
+                 f"is read as {readout.described} (Readout.{readout.name}), not as label sets")
         raise ValueError(f"label_threshold={threshold!r} is for a multi-label head "
                          "(Readout.LABELS, problem_type multi_label_classification); this "
                          f"model's {head_kind!r} head {reads}: leave label_threshold out")

@@ -329,10 +329,8 @@ def readout_mismatch(what: str, task_type: TaskType, found: Readout, width: int 
     """The message of a task type (`what`) and a head (of `width` outputs, read as `found`)
     that read the logits differently, with the task types that fit the head."""
     outputs = "" if width is None else f"{width} "
-    head = {Readout.CLASSES: f"has {outputs}outputs read as classes (a softmax, one class per row)",
-            Readout.LABELS: f"has {outputs}outputs read as labels (problem_type "
-                            "multi_label_classification: a sigmoid per label)",
-            Readout.SCORE: "has one output (a score, num_labels=1: a reranker)"}[found]
+    head = (f"has one output read as {found.described}" if found is Readout.SCORE
+            else f"has {outputs}outputs read as {found.described}")
     fitting = [t.name for t in TASK_TYPES.values() if t.head is task_type.head and t.readout is found]
     return (f"{what} {TASK_READS[task_type.readout]}; the model's head {head}: use task type "
             + " or ".join(fitting))

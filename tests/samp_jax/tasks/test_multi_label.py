@@ -309,7 +309,7 @@ def test_the_engine_reads_label_sets_at_its_label_threshold():
             sj.compile(model, seq_buckets=(16,), batch_buckets=(4,), label_threshold=1.0)
         with pytest.raises(ValueError, match=r"label_threshold=0\.3 is for a multi-label head "
                                              r"\(Readout\.LABELS.*this model's 'sequence_classification' "
-                                             r"head is read as classes \(Readout\.CLASSES\)"):
+                                             r"head is read as classes \(a softmax, one class per row\) \(Readout\.CLASSES\)"):
             sj.compile(one_class, seq_buckets=(16,), batch_buckets=(4,), label_threshold=0.3)
     assert counter.count == 0
 
