@@ -139,3 +139,14 @@ PROBLEM_TYPES: dict[str, Readout] = {
 }
 """HF `config.json` `problem_type`s a sequence head is served for, and how each is read (a
 head of one output is read as a score whatever its problem type: HF's pipelines do too)."""
+
+
+def unserved_problem_type(problem_type: str | None, num_labels: int) -> str | None:
+    """Why a sequence head of `num_labels` outputs trained for `problem_type` cannot be served
+    (an unknown type, or a regression of several outputs), or None when it can."""
+    if problem_type is not None and problem_type not in PROBLEM_TYPES:
+        return f"problem_type {problem_type!r} is not one of {sorted(PROBLEM_TYPES)}"
+    if problem_type == "regression" and num_labels != 1:
+        return (f"problem_type 'regression' with {num_labels} outputs: samp-jax serves a "
+                "regression head of one output only")
+    return None

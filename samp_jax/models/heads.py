@@ -34,6 +34,7 @@ from samp_jax.models.head_kinds import (
     HeadKind,
     HeadOutput,
     Readout,
+    unserved_problem_type,
 )
 from samp_jax.models.layers import GemmSite, LayerNorm
 
@@ -511,11 +512,9 @@ def check_labels(labels: Sequence[str] | None, num_labels: int) -> tuple[str, ..
 def validate_problem_type(problem_type: str | None, num_labels: int) -> None:
     """Raises ValueError for a problem type a sequence head of `num_labels` outputs cannot be
     read by: an unknown one, or a regression of several outputs."""
-    if problem_type is not None and problem_type not in PROBLEM_TYPES:
-        raise ValueError(f"{problem_type=} is not one of {sorted(PROBLEM_TYPES)} (or None)")
-    if problem_type == "regression" and num_labels != 1:
-        raise ValueError(f"problem_type='regression' with {num_labels=}: samp-jax serves a "
-                         "regression head of one output only")
+    why = unserved_problem_type(problem_type, num_labels)
+    if why is not None:
+        raise ValueError(why)
 
 
 def _num_labels(num_labels: int | None, labels: Sequence[str] | None) -> int:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from samp_jax.models.config import ConfigError
 from samp_jax.models.families import get_family
-from samp_jax.models.head_kinds import PROBLEM_TYPES
+from samp_jax.models.head_kinds import PROBLEM_TYPES, unserved_problem_type
 from samp_jax.models.heads import get_head_kind
 
 # HF's classifier width when a config states none: transformers writes no `id2label` for its
@@ -69,9 +69,9 @@ def check_problem_type(config_file: Path, hf: dict, head: str) -> None:
                "samp-jax does not know how this head's outputs are read")
         raise ConfigError(f"{config_file}: problem_type {problem!r}: {why}; supported: "
                           f"{served} (samp-jax finetune trains a new head)")
-    if problem == "regression" and (stated_num_labels(hf) or 1) > 1:
-        raise ConfigError(f"{config_file}: problem_type 'regression' with {stated_num_labels(hf)} "
-                          "outputs; samp-jax serves a regression head of one output only")
+    why = unserved_problem_type(problem, stated_num_labels(hf) or 1)
+    if why is not None:
+        raise ConfigError(f"{config_file}: {why}")
 
 
 def stated_problem_type(hf: dict, num_labels: int | None) -> str | None:
