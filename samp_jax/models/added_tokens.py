@@ -28,9 +28,9 @@ from typing import Callable, Mapping, Sequence
 
 from tokenizers import AddedToken
 
-CONFIG_FILE = "tokenizer_config.json"
-SPECIAL_TOKENS_FILE = "special_tokens_map.json"
-ADDED_TOKENS_FILE = "added_tokens.json"
+from samp_jax.models.tokenizer_files import ADDED_TOKENS_FILE, SPECIAL_TOKENS_FILE
+from samp_jax.models.tokenizer_files import TOKENIZER_CONFIG_FILE as CONFIG_FILE
+
 # HF's special-token attributes, in the order it adds them.
 SPECIAL_KEYS = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token",
                 "mask_token")

@@ -59,8 +59,8 @@ from tokenizers import Tokenizer as HFTokenizer
 from samp_jax.models.added_tokens import CONFIG_FILE
 from samp_jax.models.slow_tokenizer import (MODEL_TYPES, OPTIONS, cased_tokens,
                                             unstated_lowercase_message)
+from samp_jax.models.tokenizer_files import TOKENIZER_FILE
 
-TOKENIZER_FILE = "tokenizer.json"
 COMPONENTS = ("normalizer", "pre_tokenizer", "post_processor")
 
 

@@ -67,10 +67,8 @@ from samp_jax.models.sentencepiece_tokenizer import (
     sentencepiece_backend,
     sentencepiece_post_processor,
 )
+from samp_jax.models.tokenizer_files import MERGES_TXT, VOCAB_JSON, VOCAB_TXT
 
-VOCAB_TXT = "vocab.txt"
-VOCAB_JSON = "vocab.json"
-MERGES_TXT = "merges.txt"
 # Options read from tokenizer_config.json: name -> (HF's default, the types it may have).
 OPTIONS = {"do_lower_case": (True, (bool,)), "strip_accents": (None, (bool, type(None))),
            "tokenize_chinese_chars": (True, (bool,)), "do_basic_tokenize": (True, (bool,)),

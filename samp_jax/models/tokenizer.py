@@ -26,16 +26,17 @@ from tokenizers import Tokenizer as HFTokenizer
 from samp_jax.models.config import ConfigError, EncoderConfig, read_json
 from samp_jax.models.fast_tokenizer_options import apply_fast_options
 from samp_jax.models.sentencepiece_tokenizer import SENTENCEPIECE_FILES
-from samp_jax.models.slow_tokenizer import VOCAB_JSON, VOCAB_TXT, convert_slow_tokenizer
+from samp_jax.models.slow_tokenizer import convert_slow_tokenizer
 from samp_jax.models.st_folder import (PROMPTS_FILE, Prompts, TextSettings, parse_prompts,
                                        prompts_file_text, read_pooling, read_text_settings)
+from samp_jax.models.tokenizer_files import (ADDED_TOKENS_FILE, MERGES_TXT, SPECIAL_TOKENS_FILE,
+                                           TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, VOCAB_JSON,
+                                           VOCAB_TXT)
 
-TOKENIZER_FILE = "tokenizer.json"
-TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
 # Files kept verbatim from the source folder and written back by `Tokenizer.save`, so that HF
 # tools reading the saved folder see the same tokenizer (slow-tokenizer vocab included).
-SIDE_FILES = ("special_tokens_map.json", "added_tokens.json", "vocab.txt", "vocab.json",
-              "merges.txt", PROMPTS_FILE)
+SIDE_FILES = (SPECIAL_TOKENS_FILE, ADDED_TOKENS_FILE, VOCAB_TXT, VOCAB_JSON, MERGES_TXT,
+              PROMPTS_FILE)
 TOKENIZER_FILES = (TOKENIZER_FILE, TOKENIZER_CONFIG_FILE, *SIDE_FILES)
 # Vocabularies of the slow tokenizers samp-jax builds a tokenizer.json from. The SentencePiece
 # models among them are binary: read only to build tokenizer.json, never kept in the
@@ -192,7 +193,7 @@ class Tokenizer:
             if not limits:
                 raise ValueError(f"{where} states no maximum length; pass max_length")
             max_length = min(limits)
-        pad_token = _pad_token(config, _json_object(files, "special_tokens_map.json", where))
+        pad_token = _pad_token(config, _json_object(files, SPECIAL_TOKENS_FILE, where))
         pad_id = backend.token_to_id(pad_token)
         if pad_id is None:
             raise ValueError(f"pad token {pad_token!r} is not in the vocabulary of "
@@ -374,7 +375,7 @@ def _converted(files: dict[str, str], models: dict[str, bytes], path: Path,
     converted = convert_slow_tokenizer(files | models, where=path, model_config=model_config)
     files = dict(files) | {TOKENIZER_FILE: converted.tokenizer_json}
     config = _json_object(files, TOKENIZER_CONFIG_FILE, path)
-    if _pad_token(config, _json_object(files, "special_tokens_map.json", path)) != converted.pad_token:
+    if _pad_token(config, _json_object(files, SPECIAL_TOKENS_FILE, path)) != converted.pad_token:
         files[TOKENIZER_CONFIG_FILE] = json.dumps(config | {"pad_token": converted.pad_token},
                                                   indent=2, ensure_ascii=False)
     return files
