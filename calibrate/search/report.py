@@ -14,6 +14,7 @@ from calibrate.search.runner import Kind
 from samp_jax.core.atomic import atomic_file, write_text_atomic
 from samp_jax.core.precision import SITES, as_precision
 from samp_jax.tasks.metrics import PROXIES, get_metric
+from samp_jax.tasks.truncation import Truncation, describe_all
 
 
 def sensitivity_table(result: SearchResult) -> str:
@@ -164,6 +165,11 @@ def _settings_lines(result: SearchResult, s: dict) -> list[str]:
     if s.get("label_threshold") is not None:
         lines.append(f"- label sets: every label whose sigmoid is at least "
                      f"{s['label_threshold']:g} (the metric is measured at this threshold)")
+    if s.get("max_length") is not None:
+        cut = describe_all({split: Truncation(**counts)
+                            for split, counts in (s.get("truncation") or {}).items()})
+        lines.append(f"- rows cut at {s['max_length']} tokens: "
+                     f"{cut or 'no search or test row is longer'}")
     if result.static_calibration is not None:
         counts = result.static_calibration.counts()
         listed = ", ".join(f"{m} at {n}" for m, n in counts.items())

@@ -35,22 +35,26 @@ from calibrate import CalibrationError, calibrate
 from calibrate.search.config import SearchConfig
 from calibrate.search.plan import resolve_options
 from samp_jax.app import bench, demo, predictions
+from samp_jax.app.lengths import at_max_length, check_max_length, model_limit, say_truncation
 from samp_jax.app.outputs import UsageError
 from samp_jax.app.outputs import check_output as _check_output
 from samp_jax.app.outputs import check_precision_items
 from samp_jax.app.parser import ACTIVATIONS, PACKAGED_MODEL, build_parser
 from samp_jax.workflows.experiments import Variant, accuracy_table, format_table, make_evaluator
-from samp_jax.workflows.pipeline import builtin_model, is_search_output, run_search
+from samp_jax.workflows.pipeline import ZERO_SHOT, builtin_model, is_search_output, run_search
 from samp_jax.core.assets import minilm_path
 from samp_jax.core.atomic import atomic_folder
 from samp_jax.ptq.loading import load
 from samp_jax.models.checkpoint import save_pretrained
 from samp_jax.models.head_kinds import LABEL_THRESHOLD, SENTENCE_EMBEDDING, Readout
+from samp_jax.models.tokenizer import Tokenizer
 from samp_jax.ptq.quantized import QuantizedModel, quantize
 from samp_jax.serving.distributed import (check_same, describe_failure, digest,
                                           initialize_distributed, is_distributed, is_primary,
                                           silence_watchdog, state_digest)
 from samp_jax.tasks import SPLITS, TASKS, Task, get_task
+from samp_jax.tasks.task import CALIBRATION_EXAMPLES
+from samp_jax.tasks.truncation import Truncation, as_dicts
 from samp_jax.tasks.chance import chance_level
 from samp_jax.tasks.files import Columns, load_task
 from samp_jax.training import FinetuneConfig, finetune
@@ -59,8 +63,9 @@ from samp_jax.training import FinetuneConfig, finetune
 def resolve_task(args, model=None) -> Task:
     """The task of `--data`: a built-in name, or the user's file(s) read with the column
     options (labels checked against the model's own label names); a multi-label task reads
-    its label sets at `--threshold` where the command takes one."""
-    task = _read_task(args, model)
+    its label sets at `--threshold` where the command takes one, and its rows are cut at
+    `--max-length` when given (`samp_jax.app.lengths`)."""
+    task = at_max_length(args, _read_task(args, model))
     threshold = getattr(args, "threshold", None)
     if threshold is None:
         return task
@@ -96,31 +101,45 @@ def _read_task(args, model) -> Task:
 
 def resolve_model(args, *, progress: bool):
     """`(model, tokenizer, description)` of `--model`: a folder (HF or quantized), the packaged
-    MiniLM, or (no `--model`, built-in data) MiniLM fine-tuned on that data."""
+    MiniLM, or (no `--model`, built-in data) MiniLM fine-tuned on that data. `--max-length` is
+    checked against its limit as soon as its tokenizer is read."""
     if args.model is None:
-        if args.data in TASKS:
-            if getattr(args, "threshold", None) is not None:  # no built-in task is multi-label
-                raise UsageError(f"--threshold is for a multi-label model (problem_type "
-                                 f"multi_label_classification); the built-in {args.data} task "
-                                 "is not multi-label")
-            if args.seed != 0:  # the cached fine-tunes were trained on the seed-0 splits
-                raise UsageError(f"--seed {args.seed} needs --model: the packaged fine-tune of "
-                                 f"{args.data} was trained on the seed-0 splits, and other seeds "
-                                 "would put its training rows in the test split")
-            given = [f"--{name}" for name in ("head", "pooling") if getattr(args, name, None)]
-            if given:  # the packaged fine-tune is read as it was saved
-                raise UsageError(f"{' and '.join(given)} read a --model folder; without --model "
-                                 f"the packaged model of {args.data} is used as it was saved")
-            return builtin_model(args.data, progress=progress)
-        raise UsageError("--model is required with your own data: an HF model folder, a folder "
-                         f"samp-jax wrote, or {PACKAGED_MODEL!r}")
+        model, tokenizer, description = _builtin_model(args, progress=progress)
+        check_max_length(args, model_limit(tokenizer, model), description)
+        return model, tokenizer, description
     path = minilm_path() if args.model == PACKAGED_MODEL else Path(args.model)
     model = load(path, **model_options(args))
     check_threshold(args, model)
+    check_max_length(args, model_limit(model.tokenizer, model), str(args.model))
     if isinstance(model, QuantizedModel) and args.command in ("eval", "calibrate", "search"):
         raise ValueError(f"{path} is a quantized model; {args.command} starts from the float "
                          "model it came from (an HF folder): pass that folder to --model")
     return model, model.tokenizer, str(args.model)
+
+
+def _builtin_model(args, *, progress: bool):
+    """The model of built-in `--data` without `--model` (`builtin_model`); `--max-length` is
+    first checked against the packaged tokenizer's limit, before a fine-tune that is not cached
+    yet would run."""
+    if args.data in TASKS:
+        if getattr(args, "threshold", None) is not None:  # no built-in task is multi-label
+            raise UsageError(f"--threshold is for a multi-label model (problem_type "
+                             f"multi_label_classification); the built-in {args.data} task "
+                             "is not multi-label")
+        if args.seed != 0:  # the cached fine-tunes were trained on the seed-0 splits
+            raise UsageError(f"--seed {args.seed} needs --model: the packaged fine-tune of "
+                             f"{args.data} was trained on the seed-0 splits, and other seeds "
+                             "would put its training rows in the test split")
+        given = [f"--{name}" for name in ("head", "pooling") if getattr(args, name, None)]
+        if given:  # the packaged fine-tune is read as it was saved
+            raise UsageError(f"{' and '.join(given)} read a --model folder; without --model "
+                             f"the packaged model of {args.data} is used as it was saved")
+        if args.data != ZERO_SHOT and getattr(args, "max_length", None) is not None:
+            check_max_length(args, Tokenizer.from_pretrained(minilm_path()).max_length,
+                             "the packaged all-MiniLM-L6-v2")
+        return builtin_model(args.data, progress=progress)
+    raise UsageError("--model is required with your own data: an HF model folder, a folder "
+                     f"samp-jax wrote, or {PACKAGED_MODEL!r}")
 
 
 def model_options(args) -> dict:
@@ -210,6 +229,8 @@ def _eval(args) -> int:
     for v in variants:  # validate every map before the slow part
         v.precision_map(model.config.num_layers)
     evaluator = make_evaluator(task, tokenizer, max_examples=args.max_examples, seed=args.seed)
+    if not quiet:
+        say_truncation("eval", {"test": evaluator.truncation})
     progress = None if args.json else (lambda row: print(f"  done: {row['variant']}", file=sys.stderr))
     rows = accuracy_table(model, evaluator, variants, progress=progress)
     if quiet:
@@ -219,11 +240,13 @@ def _eval(args) -> int:
     if args.json:
         print(json.dumps({"model": description, "task": task.name, "task_type": task.task_type.name,
                           "metric": evaluator.metric, "label_threshold": threshold,
+                          "max_length": evaluator.max_length,
+                          "truncation": as_dicts({"test": evaluator.truncation}),
                           "split": "test", "examples": rows[0]["examples"], "rows": rows}, indent=1))
     else:
         at = "" if threshold is None else f" at label threshold {threshold:g}"
         print(f"{description} on {task.name}; {evaluator.metric or 'no metric'}{at} on the test "
-              f"split ({rows[0]['examples']} examples)")
+              f"split ({rows[0]['examples']} examples, cut at {evaluator.max_length} tokens)")
         print(format_table(rows, metric=evaluator.metric or "metric", agreement=evaluator.agreement))
     return 0
 
@@ -267,6 +290,8 @@ def _search(args) -> int:
     summary = run_search(model, tokenizer, task, config, out=out, description=description,
                          max_test_examples=args.max_examples,
                          command="samp-jax " + " ".join(sys.argv[1:])).summary
+    say_truncation("search", {split: Truncation(**counts)
+                              for split, counts in summary["truncation"].items()})
     if summary.get("test"):
         _warn_if_at_chance("search", make_evaluator(task, tokenizer, max_examples=args.max_examples,
                                                     seed=args.seed), summary["test"]["fp32"])
@@ -276,7 +301,8 @@ def _search(args) -> int:
         print(f"wrote {out}/precision_map.json, report.md, pareto.png and the quantized model "
               f"{summary['quantized_model']} (load it with samp_jax.load)")
         shown = ("label_threshold",) if summary.get("label_threshold") is not None else ()
-        for key in ("target", "chosen_from", *shown, "fp32_search_metric", "chosen_search_metric",
+        for key in ("target", "chosen_from", *shown, "max_length", "fp32_search_metric",
+                    "chosen_search_metric",
                     "int8_flop_fraction", "estimated_speedup_vs_default", "latency_source",
                     "search_seconds"):
             print(f"  {key}: {summary[key]}")
@@ -294,6 +320,10 @@ def _calibrate(args) -> int:
     pmap = variant.precision_map(model.config.num_layers)  # validates before the slow part
     evaluator = make_evaluator(task, tokenizer, max_examples=args.max_examples, seed=args.seed) \
         if args.eval else None  # built (and checked) before the slow part
+    read = task.split("calibration")[:CALIBRATION_EXAMPLES]  # the rows calibration_batches reads
+    truncation = {"calibration": task.truncation(tokenizer, read) if read else None,
+                  "test": None if evaluator is None else evaluator.truncation}
+    say_truncation("calibrate", truncation)
     batches = task.calibration_batches(tokenizer)[:args.max_batches]
     try:
         calibration = calibrate(model, batches, args.method, precision_map=pmap,
@@ -304,7 +334,8 @@ def _calibrate(args) -> int:
     path = quantized.save(out)
     summary = {"model": description, "task": task.name, "precision": variant.label,
                "calibration": calibration.describe(), "saved_to": str(path),
-               "memory": quantized.memory_report()}
+               "memory": quantized.memory_report(), "max_length": task.length(tokenizer),
+               "truncation": as_dicts(truncation)}
     if args.eval:
         summary["test"] = evaluator.score(evaluator.outputs(quantized))
         summary["test_fp32"] = evaluator.score(evaluator.outputs(model))
@@ -339,6 +370,7 @@ def _finetune(args) -> int:
     model = load(base, head=task.head, num_labels=task.num_outputs, allow_new_head=True,
                  **{k: v for k, v in model_options(args).items() if k != "head"})
     tokenizer = model.tokenizer
+    check_max_length(args, model_limit(tokenizer, model), str(args.model))
     test = make_evaluator(task, tokenizer, seed=args.seed) if task.split("test") else None
     _say(args, f"fine-tuning {args.model} on {task.name} ({task.task_type.name}, "
                + (f"labels {list(task.labels)}" if task.labels else "one output: a score")
@@ -359,6 +391,8 @@ def _finetune(args) -> int:
         if args.strict:
             raise RuntimeError(f"{verdict}; nothing saved (--strict)")
         print(f"samp-jax finetune: warning: {verdict}", file=sys.stderr, flush=True)
+    truncation = result.truncation | {"test": None if test is None else test.truncation}
+    say_truncation("finetune", truncation)
     metrics = None if test is None else test.score(test.outputs(result.model))
     summary = {"model": str(out), "task": task.name, "task_type": task.task_type.name,
                "labels": None if task.labels is None else list(task.labels),
@@ -366,6 +400,7 @@ def _finetune(args) -> int:
                "label_threshold": task.decision_threshold, "dev_metric": result.dev_metric, "steps": result.steps,
                "seconds": result.seconds, "test": metrics, "split_sizes": task.sizes(),
                "data": task.source, "split_seed": args.seed, "learned": result.learned,
+               "max_length": task.length(tokenizer), "truncation": as_dicts(truncation),
                "dev_chance": None if result.chance is None else dataclasses.asdict(result.chance),
                "settings": dataclasses.asdict(config)}
     with atomic_folder(out) as staging:  # checkpoint and summary: one run, one rename
@@ -396,6 +431,7 @@ def _predict(args) -> int:
     model = load(minilm_path() if args.model == PACKAGED_MODEL else Path(args.model),
                  **model_options(args))
     check_threshold(args, model)
+    check_max_length(args, model_limit(model.tokenizer, model), str(args.model))
     columns = Columns(text=args.text_column, text_pair=args.text_pair_column,
                       tokens=args.tokens_column)
     if args.data == STDIN:  # JSON Lines, read whole before any prediction
@@ -406,12 +442,15 @@ def _predict(args) -> int:
     check_same(digest([state_digest(model), json.dumps(rows, sort_keys=True)]),
                f"the model {args.model} and the rows of {args.data}")
     show = not args.json and len(rows) > predictions.CHUNK_ROWS
-    count = predictions.write(model, rows, out, batch_size=args.batch_size,
-                              progress=_predict_progress if show else None,
-                              label_threshold=args.threshold)
+    written = predictions.write(model, rows, out, batch_size=args.batch_size,
+                                progress=_predict_progress if show else None,
+                                label_threshold=args.threshold, max_length=args.max_length)
     if is_primary():
-        result = {"predictions": str(out), "rows": count}
-        text = f"wrote {count} predictions to {'standard output' if to_stdout else out}"
+        say_truncation("predict", {"input": Truncation(written.max_length, written.rows,
+                                                       written.truncated)})
+        result = {"predictions": str(out), "rows": written.rows,
+                  "max_length": written.max_length, "truncated": written.truncated}
+        text = f"wrote {written.rows} predictions to {'standard output' if to_stdout else out}"
         if model.readout is Readout.LABELS:  # the threshold each row's labels were read at
             result["label_threshold"] = args.threshold or LABEL_THRESHOLD
             text += f" (labels at sigmoid >= {result['label_threshold']:g})"

@@ -209,6 +209,12 @@ def _add_data(p: argparse.ArgumentParser, *, model_required: bool = False,
     for field in INPUT_COLUMNS + (() if inputs_only else GOLD_COLUMNS):
         p.add_argument(f"--{field}-column", default=None, metavar="NAME",
                        help=f"column holding the {field.replace('-', ' ')} (default: a usual name)")
+    served = ("serve rows of up to N tokens (longer ones are cut and marked \"truncated\")"
+              if inputs_only else "cut every row at N tokens")
+    default = "" if inputs_only else ", the length predict serves; a built-in --data keeps 128"
+    p.add_argument("--max-length", type=positive_int, default=None, metavar="N",
+                   help=f"{served}, special tokens included; at most the model's limit, its "
+                        f"tokenizer's max_length (default: that limit{default})")
     if not inputs_only:
         p.add_argument("--split-file", action="append", metavar="SPLIT=PATH",
                        help=f"an explicit file for one split ({', '.join(SPLITS)}); repeatable")

@@ -32,8 +32,9 @@ tags group into entities depends on the head's tag names (`entity_reader`):
 A word with a null tag is outside every entity (it ends an open one).
 
 Rows are served through `samp_jax.compile` (compiled length buckets; only those the rows
-reach are compiled); rows longer than the largest bucket are truncated and marked
-`"truncated": true`. They are predicted and written `CHUNK_ROWS` at a time, so memory holds
+reach are compiled) up to the model's limit (its tokenizer's `max_length`, or a smaller
+`max_length`: the length `samp-jax eval`, `search` and `finetune` cut rows at); longer rows are
+truncated and marked `"truncated": true`, and `write` counts them. They are predicted and written `CHUNK_ROWS` at a time, so memory holds
 one chunk's predictions whatever the size of the file (a distributed run keeps each process's
 JSON Lines until process 0 gathers them).
 """
@@ -41,6 +42,7 @@ JSON Lines until process 0 gathers them).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -53,13 +55,14 @@ from samp_jax.models.bio_tags import OUTSIDE, Span, not_bio, tag_spans
 from samp_jax.models.head_kinds import (SENTENCE_EMBEDDING, SEQUENCE_CLASSIFICATION,
                                        TOKEN_CLASSIFICATION, Readout, sigmoid)
 from samp_jax.serving import compile as compile_engine
-from samp_jax.serving.batching import DEFAULT_BUCKETS, capped_buckets
+from samp_jax.serving.batching import buckets_to
 from samp_jax.serving.distributed import gather_bytes, is_distributed, is_primary, process_rows
 from samp_jax.tasks.proxies import log_softmax
 from samp_jax.tasks.files import FORMATS, Columns
 from samp_jax.tasks.files import read_inputs as read_rows
 
 CHUNK_ROWS = 4096  # rows predicted, then written, at a time
+TRUNCATED_MARK = b'"truncated": true'  # in a record's JSON line: the row was cut
 HEAD_FIELDS = {SEQUENCE_CLASSIFICATION.name: ("text", "text_pair"),
                TOKEN_CLASSIFICATION.name: ("tokens",), SENTENCE_EMBEDDING.name: ("text",)}
 
@@ -96,37 +99,56 @@ def check_suffix(out: str | Path) -> None:
                          f"a path ending in one of {fitting}")
 
 
+@dataclasses.dataclass(frozen=True)
+class Written:
+    """What `write` wrote: `rows` records, `truncated` of them cut at `max_length` tokens."""
+
+    rows: int
+    truncated: int
+    max_length: int
+
+
+def serving_limit(model, max_length: int | None = None) -> int:
+    """The tokens a row is served at: the model's limit (the smaller of its positions and its
+    tokenizer's `max_length`), or `max_length` when that is smaller."""
+    limit = min(model.config.max_sequence_length, model.tokenizer.max_length)
+    return limit if max_length is None else min(max_length, limit)
+
+
 def records(model, rows: Sequence[dict], *, batch_size: int = 32,
-            label_threshold: float | None = None) -> list[dict]:
+            label_threshold: float | None = None, max_length: int | None = None) -> list[dict]:
     """One prediction record per row, in input order (an empty list for no rows); a
     multi-label model's labels are read at `label_threshold` (None: `LABEL_THRESHOLD`; only
-    for a multi-label model, as `samp_jax.compile` takes it)."""
+    for a multi-label model, as `samp_jax.compile` takes it); rows are cut at
+    `serving_limit(model, max_length)` tokens."""
     if not rows:
         return []
-    return _predict(_engine(model, len(rows), batch_size, label_threshold), rows)
+    return _predict(_engine(model, len(rows), batch_size, label_threshold, max_length), rows)
 
 
 def chunks(model, rows: Sequence[dict], *, batch_size: int = 32, chunk_rows: int | None = None,
-           label_threshold: float | None = None) -> Iterator[tuple[int, bytes]]:
+           label_threshold: float | None = None,
+           max_length: int | None = None) -> Iterator[tuple[int, bytes]]:
     """The predictions of `rows` as JSON Lines, in input order, `chunk_rows` rows (default
     `CHUNK_ROWS`) at a time: `(rows done so far, the chunk's JSON Lines)`. One engine serves
     every chunk, compiling each bucket the first time a chunk reaches it; a multi-label model's
-    labels are read at `label_threshold` (`records`)."""
+    labels are read at `label_threshold`, rows cut at `max_length` (`records`)."""
     if not rows:
         return
     chunk_rows = chunk_rows or CHUNK_ROWS
-    engine = _engine(model, len(rows), batch_size, label_threshold)
+    engine = _engine(model, len(rows), batch_size, label_threshold, max_length)
     for start in range(0, len(rows), chunk_rows):
         block = rows[start:start + chunk_rows]
         yield start + len(block), json_lines(_predict(engine, block))
 
 
-def _engine(model, count: int, batch_size: int, label_threshold: float | None):
-    """The engine that predicts `count` rows: the default buckets up to the model's limit,
-    compiled only when reached (the rows are known; most reach few buckets), reading a
-    multi-label model's labels at `label_threshold`."""
-    limit = min(model.config.max_sequence_length, model.tokenizer.max_length)
-    buckets = tuple(capped_buckets(DEFAULT_BUCKETS, limit))
+def _engine(model, count: int, batch_size: int, label_threshold: float | None,
+            max_length: int | None):
+    """The engine that predicts `count` rows: the default buckets up to `serving_limit`
+    (`buckets_to`: the length buckets evaluation cuts rows into), compiled only when reached
+    (the rows are known; most reach few buckets), reading a multi-label model's labels at
+    `label_threshold`."""
+    buckets = tuple(buckets_to(serving_limit(model, max_length)))
     batch_size = min(batch_size, count)  # a batch larger than the rows is all padding
     return compile_engine(model, seq_buckets=buckets, batch_size=batch_size, truncate=True,
                           precompile=False, label_threshold=label_threshold)
@@ -144,40 +166,43 @@ standard output, each chunk as it is done."""
 
 def write(model, rows: Sequence[dict], out: str | Path, *, batch_size: int = 32,
           chunk_rows: int | None = None, progress: Callable[[int, int], None] | None = None,
-          label_threshold: float | None = None) -> int:
+          label_threshold: float | None = None, max_length: int | None = None) -> Written:
     """Predicts every row and writes them, in input order, as JSON Lines to `out`, a chunk of
     `chunk_rows` rows (default `CHUNK_ROWS`) at a time, atomically: into a temporary file
     beside it, renamed when complete (an error or an interrupt leaves `out` as it was).
     `progress(done, total)` is called after each chunk; a multi-label model's labels are read at
-    `label_threshold` (`records`). Returns the number of rows. `out` = `STDOUT` streams the
-    chunks to standard output instead.
+    `label_threshold`, rows cut at `max_length` (`records`). Returns the rows written and how
+    many of them were truncated (`Written`). `out` = `STDOUT` streams the chunks to standard
+    output instead.
 
     In a distributed run (`samp_jax.serving.distributed`) every process predicts its own block
-    of the rows and process 0 gathers them and writes `out`; every process returns the total.
+    of the rows and process 0 gathers them and writes `out`; every process returns the totals.
     """
+    options = {"batch_size": batch_size, "chunk_rows": chunk_rows,
+               "label_threshold": label_threshold, "max_length": max_length}
+    limit = serving_limit(model, max_length)
     if is_distributed():
         block = process_rows(len(rows))
-        data = b"".join(part for _, part in chunks(model, rows[block], batch_size=batch_size,
-                                                   chunk_rows=chunk_rows,
-                                                   label_threshold=label_threshold))
+        data = b"".join(part for _, part in chunks(model, rows[block], **options))
         parts = gather_bytes(data)
         if is_primary() and str(out) == STDOUT:
             _to_stdout(b"".join(parts))
         elif is_primary():
             with atomic_file(out) as tmp:
                 tmp.write_bytes(b"".join(parts))
-        return len(rows)
+        return Written(len(rows), sum(part.count(TRUNCATED_MARK) for part in parts), limit)
+    truncated = 0
     with contextlib.ExitStack() as stack:
         if str(out) == STDOUT:
             emit = _to_stdout
         else:
             emit = stack.enter_context(open(stack.enter_context(atomic_file(out)), "wb")).write
-        for done, data in chunks(model, rows, batch_size=batch_size, chunk_rows=chunk_rows,
-                                 label_threshold=label_threshold):
+        for done, data in chunks(model, rows, **options):
             emit(data)
+            truncated += data.count(TRUNCATED_MARK)
             if progress is not None:
                 progress(done, len(rows))
-    return len(rows)
+    return Written(len(rows), truncated, limit)
 
 
 def _to_stdout(data: bytes) -> None:

@@ -287,6 +287,23 @@ class Tokenizer:
             raise TypeError("words must be a batch of word lists, e.g. [['Hello', 'world']]")
         return self._encode([list(w) for w in words], padding, truncation, pretokenized=True)
 
+    def lengths(self, texts: Sequence, pairs: Sequence[str] | None = None, *,
+                words: bool = False) -> np.ndarray:
+        """Tokens per row, special tokens (and the prompt) included, with no length limit: how
+        long each row is before any truncation. `texts` are texts (with `pairs`, one second
+        segment per text, as `__call__` takes them) or, with `words`, lists of pre-split
+        words (as `encode_words` takes them)."""
+        if words:
+            inputs, backend = [list(w) for w in texts], self._words_backend
+        else:
+            texts = [self.prompt + text for text in texts] if self.prompt else list(texts)
+            inputs = texts if pairs is None else list(zip(texts, pairs))
+            backend = self._backend
+        if not inputs:
+            return np.zeros(0, np.int64)
+        encodings = backend.encode_batch(inputs, is_pretokenized=words)
+        return np.array([len(e.ids) for e in encodings], np.int64)
+
     def _encode(self, inputs, padding, truncation, *, pretokenized):
         if len(inputs) == 0:
             raise ValueError("empty batch: no texts to tokenize")

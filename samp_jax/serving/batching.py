@@ -39,6 +39,16 @@ def capped_buckets(buckets: Sequence[int], limit: int) -> list[int]:
     return kept + [limit] if len(kept) < len(buckets) else kept
 
 
+def buckets_to(limit: int, buckets: Sequence[int] = DEFAULT_BUCKETS) -> list[int]:
+    """The sequence buckets for rows of at most `limit` tokens: `buckets` below `limit`, then
+    doublings of the largest while below it (1024, 2048, ... for a long-context model), and
+    `limit` itself as the last: every row up to `limit` tokens fits one."""
+    ladder = sorted(buckets)
+    while ladder[-1] < limit:
+        ladder.append(2 * ladder[-1])
+    return capped_buckets(ladder, limit)
+
+
 def bucket_batches(arrays: Mapping[str, np.ndarray], lengths: np.ndarray, *, batch_size: int,
                    seq_buckets: Sequence[int] = DEFAULT_BUCKETS,
                    batch_buckets: Sequence[int] | None = None, order: np.ndarray | None = None,
@@ -89,16 +99,19 @@ def bucket_batches(arrays: Mapping[str, np.ndarray], lengths: np.ndarray, *, bat
 
 def length_batches(tokenizer, texts: Sequence[str], pairs: Sequence[str] | None = None, *,
                    batch_size: int = 64, buckets: Sequence[int] = DEFAULT_BUCKETS,
-                   truncation: bool = False) -> list[tuple[np.ndarray, dict[str, np.ndarray]]]:
+                   truncation: bool = False, max_length: int | None = None,
+                   ) -> list[tuple[np.ndarray, dict[str, np.ndarray]]]:
     """Tokenizes `texts` (and `pairs`) and cuts them with `bucket_batches`.
 
-    Buckets beyond the tokenizer's `max_length` are capped to it. Every batch has exactly
-    `batch_size` rows (the last is filled with all-padding rows).
+    Rows take at most `max_length` tokens (default: the tokenizer's `max_length`; longer rows
+    are cut with `truncation`, else refused), and the buckets run up to it (`buckets_to`).
+    Every batch has exactly `batch_size` rows (the last is filled with all-padding rows).
     Returns `(row_indices, batch)` pairs.
     """
     if batch_size < 1:
         raise ValueError(f"{batch_size=} must be positive")
-    buckets = capped_buckets(buckets, tokenizer.max_length)
+    limit = tokenizer.max_length if max_length is None else min(max_length, tokenizer.max_length)
+    buckets = buckets_to(limit, buckets)
     encoded = tokenizer(texts, pairs, padding=max(buckets), truncation=truncation)
     return list(bucket_batches(encoded, encoded["attention_mask"].sum(axis=1),
                                batch_size=batch_size, seq_buckets=buckets))

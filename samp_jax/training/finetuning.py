@@ -41,6 +41,7 @@ from samp_jax.models.tokenizer import Tokenizer
 from samp_jax.serving.forward import batch_inputs, merged_call
 from samp_jax.tasks.chance import ChanceLevel, chance_level
 from samp_jax.tasks.task import Task, check_head_fits, get_task, predict
+from samp_jax.tasks.truncation import Truncation
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,7 +112,8 @@ class FinetuneResult:
 
     `chance` is what always predicting the most frequent dev class scores on dev (None for
     tasks without classes); `learned` is False when the best dev metric does not beat it by
-    more than the noise of the dev split.
+    more than the noise of the dev split. `truncation` says, for the train and dev rows
+    trained and scored on, what cutting them at the task's length left out.
     """
 
     model: Any
@@ -121,6 +123,7 @@ class FinetuneResult:
     history: list[dict]
     examples_per_second: float
     chance: ChanceLevel | None = None
+    truncation: dict[str, Truncation | None] = dataclasses.field(default_factory=dict)
 
     @property
     def learned(self) -> bool:
@@ -171,7 +174,8 @@ def finetune(model, task: Task | str, tokenizer: Tokenizer, config: FinetuneConf
         tuned.tokenizer = tokenizer
     return FinetuneResult(model=tuned, dev_metric=best_metric, steps=run.step, seconds=run.seconds,
                           history=run.history, examples_per_second=run.seen / run.seconds,
-                          chance=chance)
+                          chance=chance, truncation={"train": train.truncation,
+                                                     "dev": dev.truncation})
 
 
 def _encoded_splits(task: Task, tokenizer: Tokenizer, config: FinetuneConfig, rng):

@@ -80,6 +80,16 @@ class TaskEvaluator:
     def num_examples(self) -> int:
         return self.evaluation.num_examples
 
+    @property
+    def max_length(self) -> int:
+        """The tokens each row is cut at (`Task.length`)."""
+        return self.task.length(self.tokenizer)
+
+    @property
+    def truncation(self):
+        """What cutting the split's rows at `max_length` left out (`Truncation`)."""
+        return self.evaluation.truncation
+
     def calibration_batches(self) -> list[dict[str, np.ndarray]]:
         return self.task.calibration_batches(self.tokenizer, max_examples=self.calibration_examples)
 

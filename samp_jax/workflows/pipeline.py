@@ -26,6 +26,7 @@ from samp_jax.models import Tokenizer
 from samp_jax.ptq.quantized import QuantizedModel, quantize
 from samp_jax.tasks import Task
 from samp_jax.tasks.task import check_head_fits
+from samp_jax.tasks.truncation import as_dicts
 from samp_jax.training.finetuning import finetuned_model
 
 ZERO_SHOT = "snli-embed"
@@ -75,7 +76,9 @@ def run_search(model, tokenizer, task: Task, config: SearchConfig | None = None,
       model, tokenizer: the float model and its tokenizer.
       task: the task (its calibration, search and test splits). A multi-label task's metric,
         on the search split and the test split alike, is measured at its `label_threshold`,
-        which the summary records (`label_threshold`; None for other task types).
+        which the summary records (`label_threshold`; None for other task types). Rows are
+        cut at `task.length(tokenizer)` tokens, which the summary records (`max_length`) with
+        what the cut left out of the search and test splits (`truncation`).
       config: the search settings (`calibrate.SearchConfig`; default: all defaults). Its
         `target` sets the options, the dtype between sites and the latency model; its
         `calibration` ('auto': each static INT8 site keeps the least harmful of
@@ -106,6 +109,8 @@ def run_search(model, tokenizer, task: Task, config: SearchConfig | None = None,
     calibration = result.calibration  # the clips the search ran with (per site with 'auto')
     target, options = plan.target, plan.options
     chosen = quantize(model, result.precision_map, calibration, dtype=target.dtype)
+    searched = task.examples("search", max_examples=config.max_search_examples, seed=config.seed)
+    truncation = {"search": task.truncation(tokenizer, searched), "test": evaluator.truncation}
     test = {}
     if evaluator.metric is not None:
         score = lambda m: evaluator.score(evaluator.outputs(m))["value"]  # noqa: E731  real quantized path
@@ -120,6 +125,7 @@ def run_search(model, tokenizer, task: Task, config: SearchConfig | None = None,
             "model": description, "task": task.name, "task_type": task.task_type.name,
             "data": task.source, "split_sizes": task.sizes(), "out": str(out),
             "label_threshold": task.decision_threshold,
+            "max_length": task.length(tokenizer), "truncation": as_dicts(truncation),
             "quantized_model": str(Path(out) / "model"), "test_examples": evaluator.num_examples,
             "total_seconds": time.perf_counter() - start,
             "compute_dtype": jnp.dtype(target.dtype).name})  # between GEMM sites

@@ -125,7 +125,10 @@ def test_predict_on_two_processes_writes_one_file_equal_to_one_process(files, tm
     assert rc == 0, err
     runs = _run_processes(args(tmp_path / "two.jsonl"), processes=2, devices=2, cwd=tmp_path)
     assert [rc for rc, _, _ in runs] == [0, 0], [err[-2000:] for _, _, err in runs]
-    assert json.loads(runs[0][1]) == {"predictions": str(tmp_path / "two.jsonl"), "rows": 90}
+    result = json.loads(runs[0][1])
+    assert (result["predictions"], result["rows"]) == (str(tmp_path / "two.jsonl"), 90)
+    assert result["truncated"] == sum('"truncated": true' in line for line in
+                                      (tmp_path / "two.jsonl").read_text().splitlines())
     assert runs[1][1] == ""
     one = [json.loads(line) for line in (tmp_path / "one.jsonl").read_text().splitlines()]
     two = [json.loads(line) for line in (tmp_path / "two.jsonl").read_text().splitlines()]

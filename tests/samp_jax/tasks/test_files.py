@@ -121,7 +121,7 @@ def test_every_format_and_task_type(tmp_path, kind, fmt):
     assert task.task_type.name == task_type
     assert task.labels == labels
     assert_split_well(task, expected)
-    assert task.max_length == 128
+    assert task.max_length is None  # the model's own limit (Task.length)
     assert "40 rows; split seed 0" in task.source
     assert task.name == "data"
 

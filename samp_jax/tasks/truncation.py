@@ -1,0 +1,103 @@
+"""What cutting rows at a length leaves out: the rows that were longer, and for a tagger the
+words past the cut, whose tags are not scored.
+
+A task encodes its rows at `Task.length` tokens (`Task.max_length`, or the model's own limit,
+as `samp-jax predict` serves rows); the encoders (`samp_jax.tasks.types`) mark each row they
+cut, and `Truncation` sums the marks of one split for reports (`describe`, `as_dict`), so that
+a cut is never silent.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Mapping
+
+import numpy as np
+
+from samp_jax.models.bio_tags import OUTSIDE
+
+
+@dataclasses.dataclass(frozen=True)
+class Truncation:
+    """What cutting one split's rows at `max_length` tokens left out.
+
+    Attributes:
+      max_length: the length, in tokens (special tokens included), rows were cut at.
+      rows: the rows (examples) encoded.
+      rows_truncated: how many of them were longer, and were cut.
+      words_cut: a tagger's words past the cut, whose gold tags are not scored (None for other
+        task types).
+      entity_words_cut: of those, the words inside a gold entity (a tag other than "O"); None
+        for other task types, or a tagger whose tag names have no "O".
+    """
+
+    max_length: int
+    rows: int
+    rows_truncated: int
+    words_cut: int | None = None
+    entity_words_cut: int | None = None
+
+    def as_dict(self) -> dict:
+        """The counts as JSON-ready numbers (the task types' own fields only)."""
+        return {k: v for k, v in dataclasses.asdict(self).items()
+                if v is not None or k not in ("words_cut", "entity_words_cut")}
+
+    def describe(self, split: str) -> str | None:
+        """One sentence for a person, e.g. "12 of 400 test rows are longer than 256 tokens and
+        were truncated; 31 tagged words past the cut are not scored (24 of them in gold
+        entities)"; None when no row was cut."""
+        if not self.rows_truncated:
+            return None
+        are = "is" if self.rows_truncated == 1 else "are"
+        text = (f"{self.rows_truncated} of {self.rows} {split} rows {are} longer than "
+                f"{self.max_length} tokens and {'was' if are == 'is' else 'were'} truncated")
+        if self.words_cut:
+            text += (f"; {self.words_cut} tagged word{'s' if self.words_cut != 1 else ''} past "
+                     f"the cut {'are' if self.words_cut != 1 else 'is'} not scored")
+            if self.entity_words_cut is not None:
+                text += f" ({self.entity_words_cut} of them in gold entities)"
+        return text
+
+
+def describe_all(truncations: Mapping[str, Truncation | None]) -> str | None:
+    """One line for several splits' `Truncation`s (by split name), or None when none was cut."""
+    parts = [t.describe(split) for split, t in truncations.items() if t is not None]
+    parts = [p for p in parts if p]
+    return "; ".join(parts) if parts else None
+
+
+def as_dicts(truncations: Mapping[str, Truncation | None]) -> dict[str, dict]:
+    """`Truncation.as_dict` of each split that has one, for a JSON output."""
+    return {split: t.as_dict() for split, t in truncations.items() if t is not None}
+
+
+def cut_rows(lengths: np.ndarray, max_length: int,
+             measure: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """`[N]` bool: the rows that were longer than `max_length` tokens and were cut to it.
+
+    `lengths` are the rows' tokens after truncation. Only a row that fills all `max_length`
+    positions can have been cut: `measure(rows)` gives those rows' lengths before truncation
+    (`Tokenizer.lengths`); the others are not measured again.
+    """
+    full = np.flatnonzero(np.asarray(lengths) >= max_length)
+    cut = np.zeros(len(lengths), bool)
+    if full.size:
+        cut[full] = np.asarray(measure(full)) > max_length
+    return cut
+
+
+def words_past_cut(word_ids: np.ndarray, tags: list, truncated: np.ndarray,
+                   labels=None) -> tuple[np.ndarray, np.ndarray | None]:
+    """`([N] words past the cut, [N] of them inside a gold entity or None)` of a tagger's rows:
+    a cut row's words after the last word that kept a token (`word_ids`: each position's word,
+    -1 for none; `tags`: each row's gold tag ids; `labels`: the tag names, whose "O" is outside
+    every entity; without an "O" the second count is None)."""
+    outside = labels.index(OUTSIDE) if labels is not None and OUTSIDE in labels else None
+    words = np.zeros(len(tags), np.int64)
+    entity = np.zeros(len(tags), np.int64)
+    for row in np.flatnonzero(truncated):
+        kept = int(word_ids[row].max()) + 1  # words 0 .. kept-1 have a token
+        rest = list(tags[row][kept:])
+        words[row] = len(rest)
+        entity[row] = sum(1 for t in rest if t != outside)
+    return words, (None if outside is None else entity)
