@@ -22,7 +22,7 @@ depending on what it holds).
 Task type, when not given: tokens + tags → `token_classification`; text + text_pair + label
 → `text_pair_classification`; text + text_pair + score (or a label column holding fractional
 numbers, like STS-B) → `embedding_pairs`; text (+ text_pair) + a label column holding a list
-per row, or texts of which some join labels with `|` (`toxic|insult`) → `text_multi_label`
+per row, or texts that join labels with `|` (`toxic|insult` beside `toxic`) → `text_multi_label`
 (`text_pair_multi_label`); text + label → `text_classification`;
 text alone → `embedding_texts`. The model's `head` and `readout` narrow this: a
 `token_classification` head means token classification, a `sequence_classification` head the
@@ -103,11 +103,13 @@ DEFAULT_NAMES: dict[str, tuple[str, ...]] = {
 DEFAULT_PAIRS: tuple[tuple[str, str], ...] = (
     ("text", "text_pair"), ("sentence1", "sentence2"), ("premise", "hypothesis"),
     ("question", "context"), ("question", "passage"), ("question", "sentence"),
-    ("question1", "question2"), ("query", "passage"), ("query", "document"), ("query", "text"),
+    ("question1", "question2"), ("query", "passage"), ("query", "document"),
     ("text_a", "text_b"), ("sentence_a", "sentence_b"))
 """Usual names of a pair's two text columns (QNLI's question and sentence, QQP's question1
 and question2, a reranker's query and passage), tried in order before `DEFAULT_NAMES` when
-neither text column is named: a question read alone would drop its context without a word."""
+neither text column is named: a question read alone would drop its context without a word. A
+pair whose columns hold one value in every row (sentiment140's `query` is "NO_QUERY") is no
+pair."""
 LIST_FIELDS = ("tokens", "tags")
 _SET_FIELDS = ("tags", "labels")  # gold fields holding a list of labels per row
 _GENERIC_LABEL = re.compile(r"LABEL_\d+")  # transformers' default id2label names
@@ -325,7 +327,7 @@ def _find_columns(table: Table, columns: Columns) -> dict[str, str | None]:
         found["text"], found["text_pair"] = next(
             ((first, second) for first, second in DEFAULT_PAIRS
              if all(c in table.columns and c not in used and not _holds_lists(table, c)
-                    for c in (first, second))), (None, None))
+                    and _varies(table, c) for c in (first, second))), (None, None))
         used |= {found["text"], found["text_pair"]} - {None}
     for field in FIELDS:
         if found[field] is None:
@@ -334,6 +336,12 @@ def _find_columns(table: Table, columns: Columns) -> dict[str, str | None]:
                                  and _holds_lists(table, c) == (field in LIST_FIELDS)), None)
             used.add(found[field])  # None is never a column name
     return found
+
+
+def _varies(table: Table, column: str) -> bool:
+    """Whether the column holds more than one value (a constant column is no text)."""
+    first = next((row.get(column) for row in table.rows), None)
+    return any(row.get(column) != first for row in table.rows)
 
 
 def _holds_lists(table: Table, column: str) -> bool:
@@ -415,12 +423,19 @@ def _label_set_column(table: Table, found: dict[str, str | None]) -> str | None:
 
 
 def _holds_joined_labels(table: Table, column: str) -> bool:
-    """Whether every value is text and some join labels: `a|b`, no piece blank."""
-    values = [row.get(column) for row in table.rows]
-    if not all(isinstance(v, str) or v is None for v in values):
+    """Whether every value is text and some join labels with `|` (no piece blank) of which one
+    also stands alone or in another set: `toxic|insult` beside `toxic`. A name that only ever
+    appears joined (a class named `R&B|Soul`) may be one label and is read as one."""
+    values = {v for row in table.rows if isinstance(v := row.get(column), str) and v.strip()}
+    if not all(isinstance(row.get(column), str) or row.get(column) is None for row in table.rows):
         return False
-    return any(len(pieces := v.split(cells.LABEL_SEPARATOR)) > 1
-               and all(piece.strip() for piece in pieces) for v in values if v)
+    sets = {v: v.split(cells.LABEL_SEPARATOR) for v in values}
+    joined = [v for v, pieces in sets.items() if len(pieces) > 1 and all(p.strip() for p in pieces)]
+    for value in joined:
+        others = {p.strip() for v, pieces in sets.items() if v != value for p in pieces}
+        if any(piece.strip() in others for piece in sets[value]):
+            return True
+    return False
 
 
 def _labels_column(table: Table, found: dict[str, str | None], named: str | None) -> str | None:
@@ -533,8 +548,10 @@ def _label_ids(parts: list[_Part], field: str,
                              f"(similarity scores: {naming('score')} or "
                              f"{naming_task_type('embedding_pairs')})")
     strings = {v for v, _ in values if isinstance(v, str)}
-    if labels is not None and _numbers(labels):  # the model's classes are numbers: 1 is "1"
-        values = [(str(cells.as_id(v)) if _numbers([v]) else v, at) for v, at in values]
+    numbered = _number_names(labels)
+    if numbered is not None:  # the model's classes are numbers: 1 is the class named "1"
+        values = [(numbered.get(cells.as_id(v), str(v)) if _numbers([v]) else v, at)
+                  for v, at in values]
     elif strings and _numbers(strings) and not (
             labels is not None and strings <= set(map(str, labels))):  # a CSV's "0"/"1": ids
         values = [(cells.whole_number(v) if isinstance(v, str) else v, at) for v, at in values]
@@ -551,10 +568,10 @@ def _label_ids(parts: list[_Part], field: str,
             value, at = next((v, at) for v, at in names if v not in labels)
             more = (f"; the data has {len(unknown)} label names the model lacks: {unknown}"
                     if len(unknown) > 1 else "")
-            numbered = (" (the model's classes are numbers: a number in the data is the class "
-                        "of that name, not an id)" if _numbers(labels) else "")
+            why = (" (the model's classes are numbers: a number in the data is the class of "
+                   "that name, not an id)" if numbered is not None else "")
             raise ValueError(f"{at} has label {value!r}, which is not one of the model's "
-                             f"labels {labels}{more}{numbered}")
+                             f"labels {labels}{more}{why}")
         _check_ids(ids, len(labels), f"the model's labels {labels}")
     elif names:
         labels = sorted({v for v, _ in names})
@@ -571,9 +588,20 @@ def _label_ids(parts: list[_Part], field: str,
     if not names:
         return labels, cells.as_id  # ids, or strings that spell them
     index = {name: i for i, name in enumerate(labels)}
-    if _numbers(labels):  # names that are numbers: the data's 1, "1" and "1.0" are "1"
-        return labels, lambda value: index[str(cells.as_id(value)) if _numbers([value]) else value]
+    numbered = _number_names(labels)
+    if numbered is not None:  # names that are numbers: the data's 1, "1" and "1.0" name one
+        return labels, lambda value: index[numbered[cells.as_id(value)] if _numbers([value])
+                                           else value]
     return labels, index.__getitem__
+
+
+def _number_names(labels: Sequence[str] | None) -> dict[int, str] | None:
+    """number -> label name when every name spells a distinct whole number ("1", "2.0"), else
+    None."""
+    if labels is None or not labels or not _numbers(labels):
+        return None
+    names = {cells.as_id(str(name)): str(name) for name in labels}
+    return names if len(names) == len(labels) else None
 
 
 def _numbers(values) -> bool:

@@ -186,6 +186,13 @@ def test_sts_style_label_column_of_scores_becomes_score():
     assert task.metric == "spearman"
 
 
+def test_a_constant_column_is_no_second_text():
+    """sentiment140's `query` column is "NO_QUERY" on every row: the text is read alone."""
+    rows = [{"question": text(i), "context": "NO_CONTEXT", "label": ("yes", "no")[i % 2]}
+            for i in range(20)]
+    assert load_task(rows).task_type.name == "text_classification"
+
+
 @pytest.mark.parametrize("first, second", [("question", "context"), ("question", "sentence"),
                                            ("query", "passage"), ("question1", "question2")])
 def test_usual_pairs_of_text_columns_are_read_as_pairs(first, second):
@@ -208,6 +215,10 @@ def test_labels_joined_in_text_cells_are_label_sets(tmp_path):
     assert task.task_type.name == "text_multi_label" and task.labels == ("insult", "threat", "toxic")
     plain = [{"text": text(i), "label": ("a", "b")[i % 2]} for i in range(20)]
     assert load_task(write(tmp_path, "csv", plain, name="plain")).task_type.name == "text_classification"
+    # a class whose name holds | but whose parts never stand alone is one class
+    genres = [{"text": text(i), "label": ("Jazz", "R&B|Soul", "Rock")[i % 3]} for i in range(21)]
+    task = load_task(write(tmp_path, "csv", genres, name="genres"))
+    assert task.task_type.name == "text_classification" and "R&B|Soul" in task.labels
 
 
 def test_explicit_columns_and_task_type():
@@ -250,6 +261,9 @@ def test_digit_names_of_the_model_map_as_names_in_every_format(tmp_path, fmt, sp
     by_text = {e["text"]: e["label"] for e in examples(task)}
     assert all(by_text[r["text"]] == int(r["stars"]) - 1 for r in rows)
     zero = [{"text": text(i), "stars": spell(i % 5)} for i in range(20)]  # 0 names no class
+    decimals = load_task(write(tmp_path, fmt, rows, name="decimals"), columns=Columns(label="stars"),
+                         labels=["1.0", "2.0", "3.0", "4.0", "5.0"])  # names as pandas writes them
+    assert examples(decimals) == examples(task)
     with pytest.raises(ValueError, match=r"has label '0', which is not one of the model's labels "
                                          r".*the model's classes are numbers"):
         load_task(write(tmp_path, fmt, zero, name="zero"), columns=Columns(label="stars"),

@@ -120,7 +120,8 @@ def test_bad_label_sets_are_refused_naming_file_row_and_expected(tmp_path, cell,
 
 def test_a_csv_label_set_is_read_as_one_unless_the_task_type_says_otherwise(tmp_path):
     path = tmp_path / "rows.csv"
-    path.write_text("text,label\n" + "".join(f"row {i},good|cold\n" for i in range(30)))
+    path.write_text("text,label\n" + "".join(f"row {i},{('good|cold', 'cold')[i % 2]}\n"
+                                             for i in range(30)))
     assert load_task(path, labels=("good", "cold")).task_type.name == "text_multi_label"
     with pytest.raises(ValueError, match="has label 'good\\|cold', which is not one of the model's"):
         load_task(path, labels=("good", "cold"), task_type="text_classification")
