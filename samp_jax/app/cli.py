@@ -130,9 +130,10 @@ def _builtin_model(args, *, progress: bool):
             raise UsageError(f"--seed {args.seed} needs --model: the packaged fine-tune of "
                              f"{args.data} was trained on the seed-0 splits, and other seeds "
                              "would put its training rows in the test split")
-        given = [f"--{name}" for name in ("head", "pooling") if getattr(args, name, None)]
+        given = [f"--{name.replace('_', '-')}" for name in ("head", "pooling", "prompt_name")
+                 if getattr(args, name, None) is not None]
         if given:  # the packaged fine-tune is read as it was saved
-            raise UsageError(f"{' and '.join(given)} read a --model folder; without --model "
+            raise UsageError(f"{' and '.join(given)} apply to a --model folder; without --model "
                              f"the packaged model of {args.data} is used as it was saved")
         if args.data != ZERO_SHOT and getattr(args, "max_length", None) is not None:
             check_max_length(args, Tokenizer.from_pretrained(minilm_path()).max_length,
@@ -558,6 +559,9 @@ def _run(parser: argparse.ArgumentParser, args, name: str) -> int:
         if getattr(args, "split_file", None):
             _split_files(args)  # checked before any command loads its model
         model_options(args)  # a --head that --pooling contradicts, likewise
+        if getattr(args, "data", None) == STDIN and args.command != "predict":
+            raise UsageError(f"--data {STDIN}: standard input is read by predict only (rows "
+                             f"without gold); {args.command} needs a file or a folder")
         return COMMANDS[args.command](args)
     except UsageError as e:
         parser.print_usage(sys.stderr)

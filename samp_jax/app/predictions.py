@@ -44,6 +44,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -206,9 +207,15 @@ def write(model, rows: Sequence[dict], out: str | Path, *, batch_size: int = 32,
 
 
 def _to_stdout(data: bytes) -> None:
-    sys.stdout.flush()
-    sys.stdout.buffer.write(data)
-    sys.stdout.buffer.flush()
+    """Writes to standard output; a reader that closed it (`| head`) ends the run quietly, as
+    a killed pipe ends other tools (exit 141 = 128 + SIGPIPE)."""
+    try:
+        sys.stdout.flush()
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        raise SystemExit(141) from None
 
 
 def _predict(engine, rows: Sequence[dict]) -> list[dict]:

@@ -96,7 +96,14 @@ def test_an_unknown_head_is_a_usage_error_listing_the_kinds(capsys, no_slow_work
 
 def test_head_with_the_packaged_model_is_a_usage_error(capsys, no_slow_work):
     code = main(["eval", "--data", "snli", "--head", "sequence_classification"])
-    one_line_error(capsys, code, 2, "--head read a --model folder")
+    one_line_error(capsys, code, 2, "--head apply to a --model folder")
+    code = main(["eval", "--data", "snli-embed", "--prompt-name", "query"])
+    one_line_error(capsys, code, 2, "--prompt-name apply to a --model folder")
+
+
+def test_standard_input_is_for_predict_only(capsys, no_slow_work):
+    code = main(["eval", "--model", "m", "--data", "-"])
+    one_line_error(capsys, code, 2, "--data -: standard input is read by predict only")
 
 
 def test_finetune_refuses_a_head_its_task_does_not_train(folders, tmp_path, capsys, no_slow_work):

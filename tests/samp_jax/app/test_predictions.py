@@ -104,3 +104,16 @@ def test_standard_input_and_output_stream_the_same_records(model, rows, files, m
     assert main(["predict", "--model", str(files / "model"), "--data", "-", "--out", "-"]) == 1
     out, err = capfd.readouterr()
     assert out == "" and "standard input: line 1 is not a JSON object" in err
+
+
+def test_a_reader_that_closes_stdout_ends_the_run_quietly(monkeypatch):
+    """`samp-jax predict --out - | head`: exit 141, as a killed pipe ends other tools."""
+    import io
+    import os
+    import sys
+    read, write = os.pipe()
+    os.close(read)
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(os.fdopen(write, "wb")))
+    with pytest.raises(SystemExit) as stopped:
+        predictions._to_stdout(b"{}\n")
+    assert stopped.value.code == 141
