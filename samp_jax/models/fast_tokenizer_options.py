@@ -25,9 +25,10 @@ component without the field is kept:
 A `Sequence` normalizer, pre-tokenizer or post-processor has none of these fields itself, so it
 is kept as it is, whatever it holds. The class is the one `AutoTokenizer` picks:
 `tokenizer_class` of `tokenizer_config.json`, else of `config.json`, else the one of
-`config.json`'s `model_type` (`FAST_MODEL_TYPES`); a `...Fast` name is its class. Another class's
-`tokenizer.json` is kept as it is (its own rules, if any, are not known here); so is a Bert-style
-class's `tokenizer.json` without a normalizer (HF fails to load it).
+`config.json`'s `model_type` (`FAST_MODEL_TYPES`); a `...Fast` name is its class. Another class
+(BART's, GPT-2's, ...) gets the first rule only, which every class runs (its own rules, if any,
+are not known here); a folder naming no class is kept as it is, and so is a Bert-style class's
+`tokenizer.json` without a normalizer (HF fails to load it).
 
 Refused, naming the file: an option of the wrong type, a `tokenizer_class` that is not a string,
 and a cased WordPiece vocabulary whose normalizer does not lowercase, with `do_lower_case` stated
@@ -128,9 +129,9 @@ def apply_fast_options(text: str, config: Mapping | None, model_config: Mapping 
       where: the folder, named in errors.
 
     Returns:
-      `text` itself when the class changes nothing (or is not one of `FAST_RULES`, or the file
-      does not load: `Tokenizer.from_files` reports that), else the file with the changed
-      components rewritten.
+      `text` itself when the class changes nothing (or no class is named, or the file does not
+      load: `Tokenizer.from_files` reports that), else the file with the changed components
+      rewritten.
 
     Raises:
       ValueError: an option of the wrong type, a `tokenizer_class` that is not a string, or a
@@ -138,9 +139,9 @@ def apply_fast_options(text: str, config: Mapping | None, model_config: Mapping 
     """
     where = Path(where)
     name = fast_class(config or {}, model_config, where)
-    rules = FAST_RULES.get(name)
-    if rules is None:
+    if name is None:
         return text
+    rules = FAST_RULES.get(name, FastRules())  # any other class: the rule every class runs
     options = _options(config or {}, rules.options, where)
     try:
         spec = json.loads(text)

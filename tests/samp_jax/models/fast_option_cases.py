@@ -158,6 +158,11 @@ CASES: dict[str, Case] = {
                                             ("post_template",)),
     "roberta/sequence_pre_tokenizer": Case("roberta", {"add_prefix_space": True}, _ROBERTA,
                                            ("pre_tokenizer_sequence",)),
+    # classes samp-jax has no own rules for: the pre-tokenizer rule every class runs
+    "roberta/bart_class": Case("roberta", _NO_ROBERTA | {"tokenizer_class": "BartTokenizer"},
+                               _ROBERTA, ("prefix_on",)),
+    "roberta/gpt2_class": Case("roberta", _NO_ROBERTA | {"tokenizer_class": "GPT2Tokenizer"},
+                               _ROBERTA, ("prefix_on",)),
     # PreTrainedTokenizerFast (ModernBERT), XLM-R, DeBERTa-v2: the pre-tokenizer only
     "modernbert/prefix_true": Case("modernbert", {"add_prefix_space": True},
                                    {"model_type": "modernbert"}),
