@@ -549,10 +549,17 @@ def save_pretrained(model: EncoderModel, directory: str | Path, *, tokenizer_dir
             write_st_files(tmp, hidden_size=model.config.hidden_size, modes=model.head.pooling,
                            normalize=model.head.normalize, dense=dense_weights(model.head))
         if tokenizer_dir is not None:
-            sentence = isinstance(model.head, SentenceEmbedder)  # only an embedder has prompts
+            # only an embedder has prompts; the model's own tokenizer says which one it uses
+            tokenizer = getattr(model, "tokenizer", None)
+            prompts = (None if not isinstance(model.head, SentenceEmbedder) else
+                       tokenizer.file_text(PROMPTS_FILE) if tokenizer is not None else
+                       (Path(tokenizer_dir) / PROMPTS_FILE).read_text(encoding="utf-8")
+                       if (Path(tokenizer_dir) / PROMPTS_FILE).is_file() else None)
             for name in (*TOKENIZER_FILES, *SENTENCEPIECE_FILES):  # binary models too
-                if (Path(tokenizer_dir) / name).is_file() and (sentence or name != PROMPTS_FILE):
+                if (Path(tokenizer_dir) / name).is_file() and name != PROMPTS_FILE:
                     shutil.copyfile(Path(tokenizer_dir) / name, tmp / name)
+            if prompts is not None:
+                (tmp / PROMPTS_FILE).write_text(prompts, encoding="utf-8")
         elif getattr(model, "tokenizer", None) is not None:
             model.tokenizer.save(tmp)
     return directory

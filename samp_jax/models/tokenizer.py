@@ -154,9 +154,24 @@ class Tokenizer:
         tokenizer = cls.from_files(files, where=path, max_length=max_length,
                                    model_max_length=limit, stated_max_length=settings.max_seq_length,
                                    prompt_name=prompt_name)
-        if tokenizer.prompt and sentence_transformers:
-            _check_prompt_pooled(path, tokenizer.prompts)
+        if sentence_transformers and PROMPTS_FILE in files and not _pools_prompts(path):
+            if tokenizer.prompt:
+                raise ConfigError(
+                    f"{path}: its Pooling leaves the prompt's tokens out of the embedding "
+                    f"(include_prompt=false), which samp-jax does not run, and the prompt "
+                    f"{tokenizer.prompts.active!r} is in use; embed without a prompt "
+                    "(prompt_name='', --prompt-name '') or with a model that pools the prompt")
+            # no prompt can be used with it: the tokenizer (and every copy saved) names none
+            files.pop(PROMPTS_FILE)
+            tokenizer = cls.from_files(files, where=path, max_length=max_length,
+                                       model_max_length=limit,
+                                       stated_max_length=settings.max_seq_length)
         return tokenizer
+
+    def file_text(self, name: str) -> str | None:
+        """The text of one of the tokenizer's files (`TOKENIZER_FILES`) as `save` writes it,
+        or None when it has none by that name."""
+        return self._files.get(name)
 
     @classmethod
     def from_files(cls, files: Mapping[str, str], *, where: str | os.PathLike,
@@ -444,16 +459,11 @@ def _lowercasing(text: str, file: Path) -> str:
     return json.dumps(spec, ensure_ascii=False)
 
 
-def _check_prompt_pooled(path: Path, prompts: Prompts) -> None:
-    """Refuses a prompt in use with a pooling that leaves the prompt's tokens out
-    (`include_prompt` false): samp-jax pools every token of the text it embeds."""
+def _pools_prompts(path: Path) -> bool:
+    """Whether the folder's Pooling pools a prompt's tokens with the text's (`include_prompt`;
+    true for a folder that declares no pooling)."""
     declared = read_pooling(path)
-    if declared is not None and not declared.include_prompt:
-        raise ConfigError(
-            f"{path}: its Pooling leaves the prompt's tokens out of the embedding "
-            f"(include_prompt=false), which samp-jax does not run, and the prompt "
-            f"{prompts.active!r} is in use; embed without a prompt (prompt_name='', "
-            "--prompt-name '') or with a model that pools the prompt")
+    return declared is None or declared.include_prompt
 
 
 def _model_config(path: Path) -> dict | None:

@@ -155,7 +155,32 @@ def test_a_pooling_without_the_prompt_runs_only_without_one(prompts_folder):
     with pytest.raises(ConfigError, match=r"include_prompt=false.* 'query' is in use"):
         load(prompts_folder)
     expected = np.load(ROBERTA / "sentence_prompts" / "golden.npz")["none"]
-    assert np.abs(_embed(load(prompts_folder, prompt_name="")) - expected).max() <= 1e-5
+    model = load(prompts_folder, prompt_name="")
+    assert np.abs(_embed(model) - expected).max() <= 1e-5
+
+
+def test_a_pooling_without_the_prompt_keeps_its_copies_without_prompts(prompts_folder, tmp_path):
+    """A model loaded without a prompt from such a folder names no prompts, so neither its
+    saved nor its quantized copy can take one up later (its pooling would leave it out)."""
+    from samp_jax import PrecisionMap, quantize
+    pooling = prompts_folder / "1_Pooling" / "config.json"
+    pooling.write_text(json.dumps(json.loads(pooling.read_text()) | {"include_prompt": False}))
+    model = load(prompts_folder, prompt_name="")
+    assert model.tokenizer.prompts is None
+    save_pretrained(model, tmp_path / "float")
+    save_pretrained(model, tmp_path / "copied", tokenizer_dir=prompts_folder)
+    quantize(model, PrecisionMap.preset("fp32", model.config.num_layers)).save(tmp_path / "q")
+    for saved in ("float", "copied", "q"):
+        assert not (tmp_path / saved / PROMPTS_FILE).exists(), saved
+        with pytest.raises(ConfigError, match="prompt name 'query': prompts are a sentence"):
+            load(tmp_path / saved, prompt_name="query")
+
+
+def test_save_pretrained_with_a_tokenizer_folder_keeps_the_prompt_in_use(prompts_folder, tmp_path):
+    model = load(prompts_folder, prompt_name="passage")
+    save_pretrained(model, tmp_path / "saved", tokenizer_dir=prompts_folder)
+    assert json.loads((tmp_path / "saved" / PROMPTS_FILE).read_text())["default_prompt_name"] == "passage"
+    assert load(tmp_path / "saved").tokenizer.prompt == "passage:"
 
 
 def test_other_heads_read_no_prompts(prompts_folder):
