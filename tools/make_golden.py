@@ -524,6 +524,7 @@ def family(name: str, out: Path) -> None:
     if name == "roberta":  # prompts, over the sentence folder and its settings
         import golden_st_prompts
         golden_st_prompts.write(out)
+        golden_st_prompts.write_cross_encoder(out)
     if name == "modernbert":
         import golden_modernbert
         golden_modernbert.extras(out, seed + 3, _randomize_named)

@@ -179,7 +179,8 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
                         f"{SENTENCE_EMBEDDING.name} head (--head may name only it): needed for a "
                         "model folder that declares none, overrides the one it declares")
     p.add_argument("--prompt-name", default=None, metavar="NAME",
-                   help="a sentence embedder's prompt, put before every text as "
+                   help="a sentence embedder's prompt, put before every text (a "
+                        "sentence-transformers CrossEncoder's: before each pair's first text) as "
                         "sentence-transformers puts it: one of those its "
                         "config_sentence_transformers.json names ('' for none; default: its "
                         "default_prompt_name, or for a folder samp-jax wrote the prompt it was "

@@ -549,12 +549,13 @@ def save_pretrained(model: EncoderModel, directory: str | Path, *, tokenizer_dir
             write_st_files(tmp, hidden_size=model.config.hidden_size, modes=model.head.pooling,
                            normalize=model.head.normalize, dense=dense_weights(model.head))
         if tokenizer_dir is not None:
-            # only an embedder has prompts; the model's own tokenizer says which one it uses
+            # the prompts the model's own tokenizer reads, with the one it uses; without one,
+            # the folder's, for an embedder
             tokenizer = getattr(model, "tokenizer", None)
-            prompts = (None if not isinstance(model.head, SentenceEmbedder) else
-                       tokenizer.file_text(PROMPTS_FILE) if tokenizer is not None else
-                       (Path(tokenizer_dir) / PROMPTS_FILE).read_text(encoding="utf-8")
-                       if (Path(tokenizer_dir) / PROMPTS_FILE).is_file() else None)
+            source = Path(tokenizer_dir) / PROMPTS_FILE
+            prompts = (tokenizer.file_text(PROMPTS_FILE) if tokenizer is not None else
+                       source.read_text(encoding="utf-8") if source.is_file()
+                       and isinstance(model.head, SentenceEmbedder) else None)
             for name in (*TOKENIZER_FILES, *SENTENCEPIECE_FILES):  # binary models too
                 if (Path(tokenizer_dir) / name).is_file() and name != PROMPTS_FILE:
                     shutil.copyfile(Path(tokenizer_dir) / name, tmp / name)

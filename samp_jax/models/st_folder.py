@@ -196,6 +196,17 @@ def parse_prompts(text: str, file: Path, prompt_name: str | None = None) -> Prom
     return Prompts(named, prompt_name or None)
 
 
+def is_cross_encoder(folder: str | Path) -> bool:
+    """Whether `folder` is a sentence-transformers `CrossEncoder` (its
+    `config_sentence_transformers.json` says so), whose prompt goes before each pair's first
+    text."""
+    file = Path(folder) / PROMPTS_FILE
+    if not file.is_file():
+        return False
+    config = read_json(file)
+    return isinstance(config, dict) and config.get("model_type") == "CrossEncoder"
+
+
 def prompts_file_text(text: str, active: str | None) -> str:
     """`config_sentence_transformers.json`'s text with `active` as its `default_prompt_name`,
     so that sentence-transformers and samp-jax reading the folder use the same prompt."""

@@ -94,7 +94,7 @@ class Tokenizer:
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, *, max_length: int | None = None,
-                        sentence_transformers: bool = False,
+                        sentence_transformers: bool = False, prompts: bool | None = None,
                         prompt_name: str | None = None) -> "Tokenizer":
         """Loads `tokenizer.json` from a checkpoint folder, with the options of
         `tokenizer_config.json` HF's fast class writes into it
@@ -109,8 +109,9 @@ class Tokenizer:
         `model_max_length`, and `do_lower_case` puts a Lowercase normalizer first in the
         tokenizer (kept in `tokenizer.json` when the tokenizer is saved); and the prompt
         `prompt_name` of `config_sentence_transformers.json` ('' for none; default: its
-        `default_prompt_name`) is put before every text. Without `sentence_transformers` that
-        file is neither read nor kept.
+        `default_prompt_name`) is put before every text. `prompts=True` reads that file alone
+        (a sentence-transformers `CrossEncoder` puts its prompt before the first text of each
+        pair); otherwise it is read with `sentence_transformers` only, and kept only when read.
 
         Raises:
           FileNotFoundError: the folder has no `tokenizer.json` and no slow tokenizer's
@@ -131,7 +132,8 @@ class Tokenizer:
                                     f"vocabulary ({', '.join(SLOW_VOCABULARY_FILES)})")
         files = {}
         for name in TOKENIZER_FILES:
-            if (path / name).is_file() and (sentence_transformers or name != PROMPTS_FILE):
+            read_prompts = sentence_transformers if prompts is None else prompts
+            if (path / name).is_file() and (read_prompts or name != PROMPTS_FILE):
                 try:
                     files[name] = (path / name).read_text(encoding="utf-8")
                 except UnicodeDecodeError as e:

@@ -20,7 +20,8 @@ from typing import Any
 
 from samp_jax.core.atomic import check_not_interrupted
 from samp_jax.models.checkpoint import load_pretrained
-from samp_jax.models.head_kinds import SENTENCE_EMBEDDING
+from samp_jax.models.head_kinds import SENTENCE_EMBEDDING, SEQUENCE_CLASSIFICATION
+from samp_jax.models.st_folder import is_cross_encoder
 from samp_jax.models.model import EncoderModel
 from samp_jax.models.tokenizer import TOKENIZER_FILE, Tokenizer, check_fits, has_tokenizer
 from samp_jax.ptq.quantized import SIDECAR_FILE, QuantizedModel
@@ -79,8 +80,10 @@ def load(path: str | os.PathLike, *, tokenizer: Tokenizer | str | os.PathLike | 
                                    else _resolve_tokenizer(path, tokenizer))
     model = load_pretrained(path, **options)
     # a sentence embedder tokenizes as its sentence-transformers folder says (max_seq_length,
-    # do_lower_case, its prompt); other heads as the HF tokenizer does
-    tokenizer = _resolve_tokenizer(path, tokenizer, prompt_name,
+    # do_lower_case, its prompt), a sentence-transformers CrossEncoder with its prompt; other
+    # heads as the HF tokenizer does
+    cross = model.head_kind == SEQUENCE_CLASSIFICATION.name and is_cross_encoder(path)
+    tokenizer = _resolve_tokenizer(path, tokenizer, prompt_name, cross_encoder=cross,
                                    sentence=model.head_kind == SENTENCE_EMBEDDING.name)
     check_fits(tokenizer, model.config, str(path))
     model.tokenizer = tokenizer
@@ -88,7 +91,7 @@ def load(path: str | os.PathLike, *, tokenizer: Tokenizer | str | os.PathLike | 
 
 
 def _resolve_tokenizer(path: Path, tokenizer, prompt_name: str | None = None, *,
-                       sentence: bool = False) -> Tokenizer:
+                       sentence: bool = False, cross_encoder: bool = False) -> Tokenizer:
     """The tokenizer to attach: `tokenizer` (a `Tokenizer` or a folder), else the folder's."""
     if isinstance(tokenizer, Tokenizer):
         if prompt_name is not None:
@@ -97,7 +100,8 @@ def _resolve_tokenizer(path: Path, tokenizer, prompt_name: str | None = None, *,
                              "prompt_name=...)) instead")
         return tokenizer
     return Tokenizer.from_pretrained(path if tokenizer is None else tokenizer,
-                                     sentence_transformers=sentence, prompt_name=prompt_name)
+                                     sentence_transformers=sentence,
+                                     prompts=sentence or cross_encoder, prompt_name=prompt_name)
 
 
 def _check_tokenizer(path: Path, tokenizer, *, quantized: bool) -> None:

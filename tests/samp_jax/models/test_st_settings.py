@@ -206,3 +206,23 @@ def test_the_command_line_embeds_with_the_prompt_named(prompts_folder, tmp_path,
     err = capsys.readouterr().err
     assert "prompt name 'search' is not one of the prompts" in err and "Traceback" not in err
     assert not (tmp_path / "x.jsonl").exists()
+
+
+def test_a_cross_encoder_puts_its_prompt_before_the_first_text(tmp_path):
+    """sentence-transformers' CrossEncoder (5.x) with a default prompt, against its logits
+    (`tests/golden/families/roberta/cross_encoder_prompts`, over the family's classifier)."""
+    folder = tmp_path / "cross_encoder"
+    shutil.copytree(ROBERTA / "seqcls", folder)
+    shutil.copy(ROBERTA / "cross_encoder_prompts" / PROMPTS_FILE, folder)
+    golden = np.load(ROBERTA / "cross_encoder_prompts" / "golden.npz")
+    pairs = json.loads((ROBERTA / "texts.json").read_text())["pairs"]
+    for prompt_name, key in ((None, "default"), ("", "none")):
+        model = load(folder, prompt_name=prompt_name)
+        batch = model.tokenizer([a for a, _ in pairs], [b for _, b in pairs], truncation=True)
+        assert np.abs(np.asarray(model(**batch)) - golden[key]).max() <= 1e-5, key
+    save_pretrained(load(folder), tmp_path / "saved")  # the prompt travels with the classifier
+    assert load(tmp_path / "saved").tokenizer.prompt.startswith("Instruct: find the answer")
+    plain = tmp_path / "plain"  # an HF classifier reads no prompts file
+    shutil.copytree(ROBERTA / "seqcls", plain)
+    (plain / PROMPTS_FILE).write_text(json.dumps({"prompts": {"q": "q: "}, "default_prompt_name": "q"}))
+    assert load(plain).tokenizer.prompt == ""
