@@ -4,6 +4,7 @@ end to end in `search` on a tiny model."""
 from __future__ import annotations
 
 import itertools
+import os
 
 import numpy as np
 import pytest
@@ -165,3 +166,14 @@ def test_knapsack_and_revert_need_the_latency_objective(tiny, calibration):
                calibration=calibration, progress=False)
     with pytest.raises(ValueError, match="strategy='ilp' is not one of"):
         search(tiny, random_batches(1), strategy="ilp", calibration=calibration, progress=False)
+
+
+def test_the_solver_writes_nothing_to_stdout(capfd):
+    """`samp-jax search --json` puts the result alone on stdout; HiGHS writes from C to fd 1."""
+    from calibrate.search.strategies import knapsack
+    with knapsack._stdout_to_stderr():
+        os.write(1, b"solver line\n")
+    out, err = capfd.readouterr()
+    assert out == "" and err == "solver line\n"
+    print("after")
+    assert capfd.readouterr().out == "after\n"  # stdout is back

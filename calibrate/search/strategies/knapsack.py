@@ -11,6 +11,10 @@ against brute force.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+
 import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
 
@@ -51,12 +55,27 @@ def min_harm_allocation(harm: np.ndarray, cost: np.ndarray, budget_ms: float,
     constraints = [LinearConstraint(one_per_site, 1, 1),
                    LinearConstraint(cost.reshape(1, -1), -np.inf, budget_ms)]
     upper = allowed.reshape(-1).astype(np.float64)
-    result = milp(objective, constraints=constraints, integrality=np.ones(objective.size),
-                  bounds=Bounds(np.zeros(objective.size), upper))
+    with _stdout_to_stderr():  # HiGHS prints solver lines to fd 1, where --json output goes
+        result = milp(objective, constraints=constraints, integrality=np.ones(objective.size),
+                      bounds=Bounds(np.zeros(objective.size), upper))
     if not result.success:
         return None
     picks = np.asarray(result.x).reshape(cells, options).argmax(axis=1)
     return picks.reshape(layers, sites).astype(np.int32)
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr():
+    """Points file descriptor 1 at stderr for the block: the MILP solver (HiGHS) writes lines
+    to the process's stdout from C, below Python's `sys.stdout`."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def knapsack_search(evaluate: Evaluate, accept: Accept, harm: np.ndarray, cost: np.ndarray, *,
