@@ -124,3 +124,16 @@ def test_the_readme_is_a_user_guide_that_starts_with_the_two_commands():
     assert len(text.splitlines()) <= 250
     first_block = text.split("```")[1]
     assert "make demo" in first_block and "make test" in first_block
+
+
+@pytest.mark.slow
+def test_the_readme_python_block_runs_as_written(tmp_path, monkeypatch):
+    """README's "In Python" block: load, calibrate, quantize, save, serve the saved folder."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## In Python"):]
+    block = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    exec(compile(block, "README.md", "exec"), scope)  # noqa: S102  the documented code itself
+    assert scope["emb"].shape == (2, 384) and (tmp_path / "minilm-int8" / "tokenizer.json").is_file()
+    assert scope["engine"].num_compilations > 0
