@@ -146,7 +146,9 @@ def _settings_lines(result: SearchResult, s: dict) -> list[str]:
         chosen_from = (f" (the preset {result.chosen_from}: faster than the {result.strategy} "
                        "strategy's map, and within tolerance)")
     lines = [f"- target: {result.target or 'none given'}; chosen by: {result.chosen_from}{chosen_from}",
-             f"- mode: {result.mode}; tolerance: {tol}; options per site: {', '.join(result.options)}",
+             f"- mode: {result.mode}"
+             + (f"; tolerance: {tol}" if result.mode != "latency_target" else "")
+             + f"; options per site: {', '.join(result.options)}",
              f"- latency model: {s['latency_source']}",
              f"- maps run on the search split: {s['maps_run']} in {s['search_seconds']:.0f} s with "
              f"{s['compilations']} compilation(s) of the candidate program"]

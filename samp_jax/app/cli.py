@@ -266,11 +266,19 @@ def _warn_if_at_chance(command: str, evaluator, fp32_score) -> None:
               "(is the model trained for this data?)", file=sys.stderr, flush=True)
 
 
+DEFAULT_TOLERANCE = 0.01
+"""`samp-jax search`'s tolerance when neither it nor a latency target is given: 1%."""
+
+
 def search_config(args) -> SearchConfig:
     """The `SearchConfig` of `samp-jax search`'s arguments (validated: a bad tolerance or
     strategy fails here, before any model or data is read)."""
+    if args.tolerance is not None and args.latency_target is not None:
+        raise UsageError("--tolerance and --latency-target choose the map two ways; give one "
+                         "(a latency target keeps the most accurate map that reaches it)")
     return SearchConfig(
-        tolerance=args.tolerance, tolerance_mode=args.tolerance_mode,
+        tolerance=DEFAULT_TOLERANCE if args.tolerance is None else args.tolerance,
+        tolerance_mode=args.tolerance_mode,
         latency_target_ms=args.latency_target, objective=args.objective, strategy=args.strategy,
         target=args.target, options=args.options, calibration=args.calibration,
         max_search_examples=args.max_search_examples, seed=args.seed,

@@ -83,11 +83,17 @@ def _add_search(sub) -> None:
     calibrators = sorted(CALIBRATORS)
     se = sub.add_parser("search", help="find the precision map that meets a tolerance or latency target")
     _add_data(se)
-    se.add_argument("--tolerance", type=parse_tolerance, default=0.01, help="e.g. 1%% or 0.01")
-    se.add_argument("--tolerance-mode", default="relative", choices=["relative", "absolute"])
+    se.add_argument("--tolerance", type=parse_tolerance, default=None,
+                    help="the largest loss of the task metric on the search split, e.g. 1%% or "
+                         "0.01 (default 1%%); not with --latency-target")
+    se.add_argument("--tolerance-mode", default="relative", choices=["relative", "absolute"],
+                    help="relative: a share of the FP32 metric (default); absolute: metric points")
     se.add_argument("--latency-target", type=positive_float, default=None, metavar="MS",
-                    help="reach this estimated latency instead of a tolerance")
-    se.add_argument("--objective", default="latency", choices=["latency", "int8_fraction"])
+                    help="reach this estimated latency instead of a tolerance (the most accurate "
+                         "map that does)")
+    se.add_argument("--objective", default="latency", choices=["latency", "int8_fraction"],
+                    help="what the map is chosen for within the tolerance: the target's "
+                         "latency (default), or the most GEMM FLOPs in INT8")
     se.add_argument("--target", default="auto", choices=[AUTO_TARGET, *TARGETS],
                     help="the device the map is for: its options (FP8 only where it has FP8), the "
                          "dtype between sites, and the latency model (measured when this machine "

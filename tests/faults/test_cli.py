@@ -125,6 +125,12 @@ def test_bad_distributed_options_are_usage_errors(args, message, capsys, no_slow
     _one_line_error(capsys, code, 2, message)
 
 
+def test_a_tolerance_with_a_latency_target_is_a_usage_error(capsys, no_slow_work, tmp_path):
+    code = main(["search", "--model", "minilm", "--data", "snli-embed", "--tolerance", "1%",
+                 "--latency-target", "5", "--out", str(tmp_path / "s")])
+    _one_line_error(capsys, code, 2, "--tolerance and --latency-target choose the map two ways")
+
+
 THRESHOLD_COMMANDS = [["predict", "--out", "p.jsonl"], ["eval"], ["search"]]
 BAD_THRESHOLDS = [("0", "0 must be strictly between 0 and 1"),
                   ("1", "1 must be strictly between 0 and 1"),
