@@ -32,6 +32,7 @@ def search_tolerance(session: Session) -> SearchResult:
       all-default map meets the tolerance -- that map is returned anyway.
     """
     config, runner, obj = session.config, session.runner, session.objective
+    warn_if_rows_too_few(session)
     accept = acceptance(obj, session.reference.metric, config.tolerance, config.tolerance_mode)
     passing = fastest_passing_preset(runner, session.preset_outputs, accept)
     ceiling_ms = passing[3] if passing is not None and config.stop_early and \
@@ -66,6 +67,25 @@ def early_stop(session: Session, ceiling_ms: float | None, preset: str | None) -
     if ceiling_ms <= floor_ms * (1.0 + LATENCY_RTOL):
         return f"preset {preset!r} passes and no map is faster by the latency model"
     return None
+
+
+def warn_if_rows_too_few(session: Session) -> None:
+    """Warns (`UserWarning`) when one row of the search split moves the task metric by more
+    than the tolerance allows (about 1/rows of it: exactly so for accuracy): the verdict then
+    only tells whether any row changed, and the margin, built from the rows that changed, can
+    be zero."""
+    config, obj = session.config, session.objective
+    evaluation, fp32 = getattr(obj, "evaluation", None), session.reference.metric
+    if obj.metric_name is None or evaluation is None or fp32 is None:
+        return
+    rows = evaluation.num_examples
+    allowed = config.tolerance * fp32 if config.tolerance_mode == "relative" else config.tolerance
+    if rows and 1.0 / rows > allowed:
+        warnings.warn(
+            f"the search split has {rows} rows: one row moves {obj.metric_name} by about "
+            f"{1.0 / rows:.3g}, more than the {allowed:.3g} the tolerance allows, so the search "
+            "can only tell whether any row changes; give more rows for a verdict that means "
+            "something", UserWarning, stacklevel=3)
 
 
 def tolerance_verdict(session: Session, outputs: Outputs) -> bool:

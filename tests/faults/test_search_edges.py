@@ -113,3 +113,23 @@ def test_latency_target_mode_has_no_tolerance_verdict(tiny):
     floor = table.map_ms(fastest_map(table, ("fp16", "int8-dynamic"), CONFIG.num_layers))
     result = _search(tiny, latency_target_ms=floor)  # exactly the floor: accepted and met
     assert result.tolerance_met is None and meets_latency(result.chosen.latency_ms, floor)
+
+
+@pytest.mark.parametrize("rows, warned", [(6, True), (500, False)])
+def test_a_search_split_too_small_for_the_tolerance_is_said(rows, warned):
+    """On 6 rows one row moves accuracy by 0.167, far past a 1% tolerance of 0.9."""
+    from types import SimpleNamespace
+
+    from calibrate.search.tolerance import warn_if_rows_too_few
+    session = SimpleNamespace(
+        config=SimpleNamespace(tolerance=0.01, tolerance_mode="relative"),
+        objective=SimpleNamespace(metric_name="accuracy",
+                                  evaluation=SimpleNamespace(num_examples=rows)),
+        reference=SimpleNamespace(metric=0.9))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warn_if_rows_too_few(session)
+    said = [str(w.message) for w in caught]
+    assert bool(said) is warned
+    if warned:
+        assert "the search split has 6 rows: one row moves accuracy by about 0.167, more than the 0.009" in said[0]
