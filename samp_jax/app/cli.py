@@ -351,8 +351,11 @@ def _calibrate(args) -> int:
     if args.json:
         print(json.dumps(summary, indent=1, default=str))
     else:
-        print(f"{description}: {variant.label}, {args.method} calibration over "
-              f"{len(batches)} batches; saved the quantized model to {path}")
+        static = any(precision.needs_calibration for _, precision in pmap.items())
+        how = (f"{args.method} calibration over {len(batches)} batches" if calibration.tokens
+               else "the static clips the precision map stores (no calibration pass)" if static
+               else "no static INT8 site to calibrate")
+        print(f"{description}: {variant.label}, {how}; saved the quantized model to {path}")
         if args.eval:
             print(f"  test {summary['test']['metric']}: {summary['test']['value']:.4f} "
                   f"(FP32 {summary['test_fp32']['value']:.4f})")
