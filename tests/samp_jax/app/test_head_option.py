@@ -129,6 +129,7 @@ def test_a_quantized_folder_refuses_head(folders, tmp_path, capsys):
     assert code == 0, capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_finetune_reads_a_base_without_architectures_with_its_tasks_head(folders, tmp_path,
                                                                          capsys):
     """finetune names its task's head itself, so a base whose config names none needs no

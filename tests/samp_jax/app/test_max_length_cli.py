@@ -133,6 +133,7 @@ def test_finetune_records_the_length_and_what_it_cut(tagger, data, tmp_path, cap
                for split, c in cut.items() if c["rows_truncated"])
 
 
+@pytest.mark.slow
 def test_search_records_the_length_in_its_summary_and_report(tagger, data, tmp_path, capsys):
     out = tmp_path / "search"
     code, _, err = _run(capsys, "search", "--model", tagger, "--data", data[0], "--out", out,

@@ -2,6 +2,7 @@
 up to the model's limit, and a long row through the engine matches a direct call."""
 
 import numpy as np
+import pytest
 from flax import nnx
 
 import samp_jax
@@ -17,6 +18,7 @@ def test_default_buckets_follow_the_models_limit():
     assert default_seq_buckets(3000) == [32, 64, 128, 256, 512, 1024, 2048, 3000]
 
 
+@pytest.mark.slow
 def test_a_row_past_512_tokens_runs_through_the_engine():
     config = FAMILY_CONFIGS["modernbert"].replace(max_position_embeddings=1100)
     rngs = nnx.Rngs(0)

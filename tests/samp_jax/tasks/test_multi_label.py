@@ -374,7 +374,9 @@ def test_the_command_line_reads_label_sets_at_the_threshold_given(tmp_path, caps
 
 
 # ------------------------------------------------------------------------- fine-tuning
-@pytest.mark.parametrize("gold, problem", [("labels", MULTI), ("label", MULTI), ("score", "regression")])
+@pytest.mark.parametrize("gold, problem", [  # one fine-tune in the fast tier, all three in make test
+    ("labels", MULTI), pytest.param("label", MULTI, marks=pytest.mark.slow),
+    pytest.param("score", "regression", marks=pytest.mark.slow)])
 def test_finetuning_lowers_the_loss_and_names_the_problem_type(tokenizer, tmp_path, gold, problem):
     rows = _rows(160)
     if gold == "labels":
