@@ -150,8 +150,10 @@ def _settings_lines(result: SearchResult, s: dict) -> list[str]:
              + (f"; tolerance: {tol}" if result.mode != "latency_target" else "")
              + f"; options per site: {', '.join(result.options)}",
              f"- latency model: {s['latency_source']}",
-             f"- maps run on the search split: {s['maps_run']} in {s['search_seconds']:.0f} s with "
-             f"{s['compilations']} compilation(s) of the candidate program"]
+             f"- maps run on the search split: {s['maps_run']} on all of it and "
+             f"{s.get('subset_maps_run', 0)} single-site maps on a subset (static clips, "
+             f"sensitivity), in {s['search_seconds']:.0f} s with {s['compilations']} "
+             "compilation(s) of the candidate program"]
     if result.selection is not None:
         guard = result.selection
         if guard.allocation_pick is None:

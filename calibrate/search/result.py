@@ -61,6 +61,7 @@ class SearchResult:
     chosen_from: str = "greedy"  # the strategy, or the preset that was faster and passed
     strategy: str = "greedy"  # the allocation strategy that ran (`calibrate.search.strategy`)
     maps_run: int = 0  # maps run on the whole search data (sensitivity subsets not counted)
+    subset_maps_run: int = 0  # single-site maps run on a subset (clip choice, sensitivity)
     # Why the search ended after the presets (the fastest passing preset is the fastest map
     # the latency model allows), or None when it ran every phase.
     stopped_early: str | None = None
@@ -104,7 +105,8 @@ class SearchResult:
             "tolerance": self.tolerance, "tolerance_mode": self.tolerance_mode, "mode": self.mode,
             "tolerance_met": self.tolerance_met,
             "options": list(self.options), "maps_evaluated": len(self.evaluated),
-            "maps_run": self.maps_run, "stopped_early": self.stopped_early,
+            "maps_run": self.maps_run, "subset_maps_run": self.subset_maps_run,
+            "stopped_early": self.stopped_early,
             "selection": None if self.selection is None else {
                 **dataclasses.asdict(self.selection), "stepped_back": self.selection.stepped_back},
             "calibration": None if self.calibration is None else self.calibration.method,

@@ -77,6 +77,8 @@ class Runner:
       evaluated: every map recorded so far, in order.
       maps_run: candidate maps actually run on the whole search data (a map run before is
         answered from memory, not run again).
+      subset_maps_run: candidate maps run on a subset of the batches (each static site's clip
+        choice and the single-site sensitivities).
     """
 
     switch: SwitchableModel
@@ -87,6 +89,7 @@ class Runner:
     bar: tqdm | None = None
     evaluated: list[Evaluated] = dataclasses.field(default_factory=list)
     maps_run: int = 0
+    subset_maps_run: int = 0
     _seen: dict[bytes, Outputs] = dataclasses.field(default_factory=dict, repr=False)
 
     @property
@@ -106,6 +109,7 @@ class Runner:
         """
         choices = np.asarray(choices, np.int32)
         if batches is not None:
+            self.subset_maps_run += len(choices)
             return self._run(choices, batches)
         keys = [c.tobytes() for c in choices]
         fresh = {k: i for i, k in reversed(list(enumerate(keys))) if k not in self._seen}  # first of each

@@ -152,6 +152,7 @@ def finish(session: Session, choices: np.ndarray, outputs: Outputs, *,
         tolerance_mode=config.tolerance_mode, mode=config.mode_name,
         seconds=time.perf_counter() - session.start, compilations=runner.switch.traces,
         tolerance_met=tolerance_met, target=session.plan.target.name, chosen_from=chosen_from,
-        strategy=config.strategy_name, maps_run=runner.maps_run, stopped_early=stopped_early,
+        strategy=config.strategy_name, maps_run=runner.maps_run,
+        subset_maps_run=runner.subset_maps_run, stopped_early=stopped_early,
         selection=selection, calibration=session.calibration,
         static_calibration=session.static_choice)

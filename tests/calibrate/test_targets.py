@@ -195,6 +195,9 @@ def test_search_stops_after_the_presets_when_the_fastest_passing_one_is_the_fast
     assert early.maps_run == len(presets)  # nothing but the presets ran
     full = search(tiny, random_batches(2, seed=3), stop_early=False, **kwargs)
     assert full.stopped_early is None and full.maps_run > early.maps_run and full.sensitivity
+    # the single-site sensitivity maps run on a subset, counted apart (one per measured move)
+    assert early.subset_maps_run == 0 and full.subset_maps_run == len(full.sensitivity)
+    assert full.summary()["subset_maps_run"] == full.subset_maps_run
     assert early.chosen.latency_ms <= full.chosen.latency_ms * (1 + 1e-9)
     # a tolerance all-static misses: no early stop
     static = next(e.proxy for e in presets if e.name == "fully_quant_static")
