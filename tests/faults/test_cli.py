@@ -17,7 +17,8 @@ import pytest
 import samp_jax as sj
 from samp_jax.app import cli
 from samp_jax.app.cli import main
-from tests.faults.cli_files import write_model_and_reviews
+from tests.faults.cli_files import no_slow_work, write_model_and_reviews  # noqa: F401
+from tests.faults.cli_files import one_line_error as _one_line_error
 from tests.helpers import ROOT
 
 UNWRITABLE = "/proc/1/samp-jax-out"  # no one, root included, can create files there
@@ -26,25 +27,6 @@ UNWRITABLE = "/proc/1/samp-jax-out"  # no one, root included, can create files t
 @pytest.fixture(scope="module")
 def files(tmp_path_factory, minilm_dir):
     return write_model_and_reviews(tmp_path_factory.mktemp("cli_faults"), minilm_dir, rows=60)
-
-
-@pytest.fixture
-def no_slow_work(monkeypatch):
-    """Fails the test if the command gets as far as loading a model."""
-    def refuse(*args, **kwargs):
-        raise AssertionError("the command loaded a model before checking its arguments")
-    monkeypatch.setattr(cli, "load", refuse)
-    monkeypatch.setattr(cli, "builtin_model", refuse)
-
-
-def _one_line_error(capsys, code: int, expected_code: int, *needles: str) -> str:
-    err = capsys.readouterr().err
-    assert code == expected_code, err
-    assert "Traceback" not in err
-    assert len([line for line in err.splitlines() if ": error: " in line]) == 1, err
-    for needle in needles:
-        assert needle in err, err
-    return err
 
 
 # ------------------------------------------------------------------- numbers and lists

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from samp_jax import PrecisionMap, load, quantize
-from samp_jax.app import cli
 from samp_jax.app.cli import main
+from tests.faults.cli_files import no_slow_work, one_line_error  # noqa: F401  (a fixture)
 from tests.helpers import GOLDEN, without_architectures
 
 BERT = GOLDEN / "families" / "bert"
@@ -28,24 +28,6 @@ def folders(tmp_path_factory):
     return {"seqcls": without_architectures(BERT / "seqcls", root / "seqcls"),
             "tokcls": without_architectures(BERT / "tokcls", root / "tokcls"),
             "data": root / "texts.jsonl", "texts": texts}
-
-
-@pytest.fixture
-def no_slow_work(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError("the command loaded a model before checking its arguments")
-    monkeypatch.setattr(cli, "load", refuse)
-    monkeypatch.setattr(cli, "builtin_model", refuse)
-
-
-def one_line_error(capsys, code: int, expected_code: int, *needles: str) -> str:
-    err = capsys.readouterr().err
-    assert code == expected_code, err
-    assert "Traceback" not in err
-    assert len([line for line in err.splitlines() if ": error: " in line]) == 1, err
-    for needle in needles:
-        assert needle in err, err
-    return err
 
 
 @pytest.mark.parametrize("head, fits", [("seqcls", "sequence_classification or token_classification"),
