@@ -153,21 +153,20 @@ class Tokenizer:
         settings = read_text_settings(path) if sentence_transformers else TextSettings()
         if settings.lowercase:
             files[TOKENIZER_FILE] = _lowercasing(files[TOKENIZER_FILE], path / TOKENIZER_FILE)
-        tokenizer = cls.from_files(files, where=path, max_length=max_length,
-                                   model_max_length=limit, stated_max_length=settings.max_seq_length,
-                                   prompt_name=prompt_name)
         if sentence_transformers and PROMPTS_FILE in files and not _pools_prompts(path):
-            if tokenizer.prompt:
+            prompts = parse_prompts(files[PROMPTS_FILE], path / PROMPTS_FILE, prompt_name)
+            if prompts.text:
                 raise ConfigError(
                     f"{path}: its Pooling leaves the prompt's tokens out of the embedding "
                     f"(include_prompt=false), which samp-jax does not run, and the prompt "
-                    f"{tokenizer.prompts.active!r} is in use; embed without a prompt "
+                    f"{prompts.active!r} is in use; embed without a prompt "
                     "(prompt_name='', --prompt-name '') or with a model that pools the prompt")
             # no prompt can be used with it: the tokenizer (and every copy saved) names none
             files.pop(PROMPTS_FILE)
-            tokenizer = cls.from_files(files, where=path, max_length=max_length,
-                                       model_max_length=limit,
-                                       stated_max_length=settings.max_seq_length)
+            prompt_name = None
+        tokenizer = cls.from_files(files, where=path, max_length=max_length,
+                                   model_max_length=limit, stated_max_length=settings.max_seq_length,
+                                   prompt_name=prompt_name)
         return tokenizer
 
     def file_text(self, name: str) -> str | None:

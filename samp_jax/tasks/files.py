@@ -69,6 +69,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -426,16 +427,14 @@ def _holds_joined_labels(table: Table, column: str) -> bool:
     """Whether every value is text and some join labels with `|` (no piece blank) of which one
     also stands alone or in another set: `toxic|insult` beside `toxic`. A name that only ever
     appears joined (a class named `R&B|Soul`) may be one label and is read as one."""
-    values = {v for row in table.rows if isinstance(v := row.get(column), str) and v.strip()}
-    if not all(isinstance(row.get(column), str) or row.get(column) is None for row in table.rows):
+    values = [row.get(column) for row in table.rows]
+    if not all(isinstance(v, str) or v is None for v in values):
         return False
-    sets = {v: v.split(cells.LABEL_SEPARATOR) for v in values}
-    joined = [v for v, pieces in sets.items() if len(pieces) > 1 and all(p.strip() for p in pieces)]
-    for value in joined:
-        others = {p.strip() for v, pieces in sets.items() if v != value for p in pieces}
-        if any(piece.strip() in others for piece in sets[value]):
-            return True
-    return False
+    sets = [{p.strip() for p in v.split(cells.LABEL_SEPARATOR)}
+            for v in set(values) if v and v.strip()]
+    seen = Counter(piece for pieces in sets for piece in pieces)  # distinct cells holding each
+    return any(len(pieces) > 1 and "" not in pieces and any(seen[p] > 1 for p in pieces)
+               for pieces in sets)
 
 
 def _labels_column(table: Table, found: dict[str, str | None], named: str | None) -> str | None:
