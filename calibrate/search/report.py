@@ -18,7 +18,12 @@ from samp_jax.tasks.truncation import Truncation, describe_all
 
 
 def sensitivity_table(result: SearchResult) -> str:
-    """Markdown: layer × site, each cell the proxy of quantizing only that site per option."""
+    """Markdown: layer × site, each cell the proxy of quantizing only that site per option; a
+    sentence saying why when no single-site map was measured."""
+    if not result.sensitivity:
+        why = (f"the search stopped after the presets ({result.stopped_early})"
+               if result.stopped_early else "no single-site map was measured")
+        return f"Not measured: {why}."
     options = [o for o in result.options[1:]]
     header = "| layer | " + " | ".join(SITES) + " |"
     lines = [f"Proxy ({PROXIES[result.proxy_name].display_name}) when only that site is "
@@ -39,6 +44,30 @@ def chosen_table(result: SearchResult) -> str:
     for layer in range(pmap.num_layers):
         lines.append(f"| {layer} | " + " | ".join(f"**{pmap[layer, s]}**" if pmap[layer, s].is_quantized
                                                    else str(pmap[layer, s]) for s in SITES) + " |")
+    return "\n".join(lines)
+
+
+def tolerance_table(result: SearchResult) -> str:
+    """Markdown: what "within tolerance" measured for each preset and the chosen map on the
+    search split: the metric drop against FP32, the 95% margin, their sum and the allowed drop
+    (or the proxy and the allowed proxy, without a metric)."""
+    checks = result.tolerance_checks
+    fmt = lambda v: "–" if v is None else f"{v:.4g}"  # noqa: E731
+    verdict = lambda c: "yes" if c.passes else "**no**"  # noqa: E731
+    if result.metric_name is None:
+        proxy = PROXIES[result.proxy_name].display_name
+        lines = [f"Without a metric the tolerance bounds the proxy ({proxy}) on the search split.",
+                 "", "| map | proxy | allowed | within tolerance |", "|---|---:|---:|---|"]
+        lines += [f"| {c.map_name} | {fmt(c.bounded)} | {fmt(c.allowed)} | {verdict(c)} |"
+                  for c in checks]
+        return "\n".join(lines)
+    metric = get_metric(result.metric_name).display_name
+    lines = [f"The tolerance bounds the {metric} drop against FP32 on the search split plus a "
+             "one-sided 95% margin for the noise of its examples (a gain is a negative drop).",
+             "", "| map | drop | margin | drop + margin | allowed | within tolerance |",
+             "|---|---:|---:|---:|---:|---|"]
+    lines += [f"| {c.map_name} | {fmt(c.drop)} | {fmt(c.margin)} | {fmt(c.bounded)} | "
+              f"{fmt(c.allowed)} | {verdict(c)} |" for c in checks]
     return "\n".join(lines)
 
 
@@ -129,6 +158,8 @@ def report_markdown(result: SearchResult, summary: dict, *, test_metrics: dict |
                   "more than the tolerance on the search split; the map below is the closest, "
                   "not a map within tolerance.", ""]
     lines += _result_lines(result, test_metrics)
+    if result.tolerance_checks:
+        lines += ["", "## Tolerance", "", tolerance_table(result)]
     lines += ["", "## Chosen map", "", chosen_table(result), "", "## Sensitivity", "",
               sensitivity_table(result), "", "![Pareto front](pareto.png)", ""]
     return "\n".join(lines)

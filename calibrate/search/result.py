@@ -34,6 +34,41 @@ class SelectionGuard:
         return self.kept != self.allocation_pick
 
 
+@dataclasses.dataclass(frozen=True)
+class ToleranceCheck:
+    """What "within tolerance" measured for one map on the search split.
+
+    With a metric, the tolerance bounds `drop + margin`: the metric's drop against FP32 (the
+    direction of improvement taken into account: a gain is a negative drop) plus a one-sided
+    95% margin for the examples' noise (`Objective.guarded_drop`). Without one it bounds the
+    proxy (`drop` and `margin` None).
+
+    Attributes:
+      map_name: the preset's name, or 'chosen'.
+      drop: the metric drop against FP32, or None without a metric.
+      bounded: what the tolerance bounds: `drop + margin`, or the proxy.
+      allowed: the largest `bounded` the tolerance allows.
+    """
+
+    map_name: str
+    drop: float | None
+    bounded: float
+    allowed: float
+
+    @property
+    def margin(self) -> float | None:
+        """The 95% margin added to the drop, or None without a metric."""
+        return None if self.drop is None else self.bounded - self.drop
+
+    @property
+    def passes(self) -> bool:
+        return self.bounded <= self.allowed
+
+    def as_json(self) -> dict:
+        return {"map": self.map_name, "drop": self.drop, "margin": self.margin,
+                "bounded": self.bounded, "allowed": self.allowed, "passes": self.passes}
+
+
 @dataclasses.dataclass
 class SearchResult:
     """The chosen map and everything measured on the way."""
@@ -73,6 +108,9 @@ class SearchResult:
     # Each static INT8 site's clip, picked from several calibrators (`choose_static_calibration`);
     # None when one calibration was given or no option is static INT8.
     static_calibration: StaticCalibrationChoice | None = None
+    # Tolerance mode: each preset's and the chosen map's tolerance check on the search split
+    # (the chosen map's last); empty in latency-target mode.
+    tolerance_checks: tuple[ToleranceCheck, ...] = ()
 
     @property
     def default_option(self) -> str:
@@ -114,5 +152,6 @@ class SearchResult:
                 "methods": list(self.static_calibration.methods),
                 "sites_per_method": self.static_calibration.counts(),
                 "site_methods": dict(self.static_calibration.calibration.options["methods"])},
+            "tolerance_checks": [check.as_json() for check in self.tolerance_checks],
             "compilations": self.compilations, "search_seconds": self.seconds,
         }

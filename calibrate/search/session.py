@@ -22,7 +22,7 @@ from calibrate.search.objectives import Objective, UnlabelledObjective, task_obj
 from calibrate.search.phases import (default_preset_name, evaluate_presets, measure_sensitivity,
                                      move_gains, order_moves, single_site_moves)
 from calibrate.search.plan import SearchPlan
-from calibrate.search.result import SearchResult, SelectionGuard
+from calibrate.search.result import SearchResult, SelectionGuard, ToleranceCheck
 from calibrate.search.runner import Evaluated, Kind, Move, Outputs, Runner, move_key
 from calibrate.search.static_clips import (StaticCalibrationChoice, choose_static_calibration,
                                            search_calibration)
@@ -137,7 +137,8 @@ def searched_map(session: Session, pmap: PrecisionMap) -> PrecisionMap:
 
 def finish(session: Session, choices: np.ndarray, outputs: Outputs, *,
            sensitivity: Mapping[Move, dict], tolerance_met: bool | None, chosen_from: str,
-           stopped_early: str | None = None, selection: SelectionGuard | None = None) -> SearchResult:
+           stopped_early: str | None = None, selection: SelectionGuard | None = None,
+           tolerance_checks: tuple[ToleranceCheck, ...] = ()) -> SearchResult:
     """Records the chosen map and returns the `SearchResult`."""
     config, runner, obj = session.config, session.runner, session.objective
     chosen = runner.record("chosen", Kind.CHOSEN, choices, outputs)
@@ -155,4 +156,4 @@ def finish(session: Session, choices: np.ndarray, outputs: Outputs, *,
         strategy=config.strategy_name, maps_run=runner.maps_run,
         subset_maps_run=runner.subset_maps_run, stopped_early=stopped_early,
         selection=selection, calibration=session.calibration,
-        static_calibration=session.static_choice)
+        static_calibration=session.static_choice, tolerance_checks=tolerance_checks)

@@ -17,11 +17,12 @@ import numpy as np
 from calibrate.search.objectives import Z_ONE_SIDED_95, Objective, selection_z
 from calibrate.search.phases import (fastest_map, fastest_passing_preset,
                                      never_slower_than_presets)
-from calibrate.search.result import SearchResult, SelectionGuard
+from calibrate.search.result import SearchResult, SelectionGuard, ToleranceCheck
 from calibrate.search.runner import LATENCY_RTOL, Kind, Outputs, Runner
 from calibrate.search.session import Session, finish, measure_and_order, outputs_of
 from calibrate.search.strategy import AllocationProblem, get_strategy
 from samp_jax.core.precision import SITES
+from samp_jax.tasks.metrics import get_metric
 
 
 def search_tolerance(session: Session) -> SearchResult:
@@ -29,12 +30,16 @@ def search_tolerance(session: Session) -> SearchResult:
 
     Returns:
       The `SearchResult`; its `tolerance_met` is False (with a `UserWarning`) when not even the
-      all-default map meets the tolerance -- that map is returned anyway.
+      all-default map meets the tolerance -- that map is returned anyway. Its
+      `tolerance_checks` give each preset's and the chosen map's drop, margin and allowed drop.
     """
     config, runner, obj = session.config, session.runner, session.objective
     warn_if_rows_too_few(session)
-    accept = acceptance(obj, session.reference.metric, config.tolerance, config.tolerance_mode)
-    passing = fastest_passing_preset(runner, session.preset_outputs, accept)
+    name, measure, allowed = tolerance_measure(obj, session.reference.metric, config.tolerance,
+                                               config.tolerance_mode)
+    measure = measured_once(measure)
+    passing = fastest_passing_preset(runner, session.preset_outputs,
+                                     lambda outputs: measure(outputs) <= allowed)
     ceiling_ms = passing[3] if passing is not None and config.stop_early and \
         config.objective == "latency" else None
     stopped_early = early_stop(session, ceiling_ms, None if passing is None else passing[0])
@@ -42,19 +47,49 @@ def search_tolerance(session: Session) -> SearchResult:
     choices, outputs = np.zeros((runner.num_layers, len(SITES)), np.int32), None
     if stopped_early is None:
         sensitivity, ordered = measure_and_order(session)
-        problem = AllocationProblem(runner, ordered, sensitivity, accept, ceiling_ms)
+        problem = AllocationProblem(runner, ordered, sensitivity,
+                                    lambda outputs: measure(outputs) <= allowed, ceiling_ms)
         choices, outputs = get_strategy(config.strategy_name).allocate(problem)
         if config.selection_margin and obj.metric_name is not None:
-            _, _, allowed = tolerance_measure(obj, session.reference.metric, config.tolerance,
-                                              config.tolerance_mode)
             choices, outputs, selection = guard_selection(
                 runner, lambda out, z: obj.guarded_drop(out, obj.reference, z=z), allowed)
     choices, outputs, chosen_from = never_slower_than_presets(runner, choices, outputs, passing)
     outputs = outputs_of(session, choices, outputs)
+    checks = tolerance_checks(session, session.preset_outputs | {"chosen": outputs}, measure,
+                              allowed)
     return finish(session, choices, outputs, sensitivity=sensitivity,
-                  tolerance_met=tolerance_verdict(session, outputs),
+                  tolerance_met=tolerance_verdict(session, checks[-1], name),
                   chosen_from=config.strategy_name if chosen_from == "greedy" else chosen_from,
-                  stopped_early=stopped_early, selection=selection)
+                  stopped_early=stopped_early, selection=selection, tolerance_checks=checks)
+
+
+def measured_once(measure: Callable[[Outputs], float]) -> Callable[[Outputs], float]:
+    """`measure`, computed once per outputs object (a guarded drop can bootstrap): the presets'
+    are asked for by the preset floor and again by the report."""
+    seen: dict[int, tuple[Outputs, float]] = {}
+
+    def measure_once(outputs: Outputs) -> float:
+        if id(outputs) not in seen:  # the outputs are kept, so their id is not reused
+            seen[id(outputs)] = (outputs, measure(outputs))
+        return seen[id(outputs)][1]
+    return measure_once
+
+
+def tolerance_checks(session: Session, named_outputs: dict[str, Outputs],
+                     measure: Callable[[Outputs], float], allowed: float
+                     ) -> tuple[ToleranceCheck, ...]:
+    """Each map's `ToleranceCheck`: its metric drop against FP32 (None without a metric),
+    `measure` of it (the guarded drop, or the proxy) and `allowed`, in `named_outputs` order."""
+    obj, fp32 = session.objective, session.reference.metric
+    sign = 1.0
+    if obj.metric_name is not None:
+        sign = 1.0 if get_metric(obj.metric_name).higher_is_better else -1.0
+    checks = []
+    for name, outputs in named_outputs.items():
+        metric = None if obj.metric_name is None else obj.metric(outputs)
+        drop = None if metric is None or fp32 is None else sign * (fp32 - metric)
+        checks.append(ToleranceCheck(name, drop, float(measure(outputs)), allowed))
+    return tuple(checks)
 
 
 def early_stop(session: Session, ceiling_ms: float | None, preset: str | None) -> str | None:
@@ -88,20 +123,18 @@ def warn_if_rows_too_few(session: Session) -> None:
             "something", UserWarning, stacklevel=3)
 
 
-def tolerance_verdict(session: Session, outputs: Outputs) -> bool:
-    """Whether the chosen outputs meet the tolerance; warns (`UserWarning`) when they do not
-    (no move accepted, and the all-default map itself misses it)."""
-    config, obj = session.config, session.objective
-    name, measure, allowed = tolerance_measure(obj, session.reference.metric, config.tolerance,
-                                               config.tolerance_mode)
-    found = measure(outputs)
-    if found <= allowed:
+def tolerance_verdict(session: Session, chosen: ToleranceCheck, measured: str) -> bool:
+    """Whether the chosen map's check passes; warns (`UserWarning`) when it does not (no move
+    accepted, and the all-default map itself misses the tolerance). `measured` names what the
+    check bounds ('accuracy drop', 'proxy')."""
+    config = session.config
+    if chosen.passes:
         return True
     warnings.warn(
         f"no map meets tolerance={config.tolerance} ({config.tolerance_mode}): even the most "
-        f"precise candidate, {session.options[0]} at every site, has {name} {found:.6g} > "
-        f"allowed {allowed:.6g}; returning that map (SearchResult.tolerance_met is False)",
-        UserWarning, stacklevel=4)
+        f"precise candidate, {session.options[0]} at every site, has {measured} "
+        f"{chosen.bounded:.6g} > allowed {chosen.allowed:.6g}; returning that map "
+        "(SearchResult.tolerance_met is False)", UserWarning, stacklevel=4)
     return False
 
 

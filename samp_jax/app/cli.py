@@ -18,7 +18,6 @@ any slow step. Exit codes: 0 success, 1 an error (one line on stderr, no traceba
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -39,7 +38,7 @@ from samp_jax.app.lengths import at_max_length, check_max_length, model_limit, s
 from samp_jax.app.outputs import UsageError
 from samp_jax.app.outputs import check_output as _check_output
 from samp_jax.app.outputs import check_precision_items
-from samp_jax.app.parser import ACTIVATIONS, PACKAGED_MODEL, build_parser
+from samp_jax.app.parser import ACTIVATIONS, PACKAGED_MODEL, build_parser, joined_negative_percents
 from samp_jax.workflows.experiments import Variant, accuracy_table, format_table, make_evaluator
 from samp_jax.workflows.pipeline import ZERO_SHOT, builtin_model, is_search_output, run_search
 from samp_jax.core.assets import minilm_path
@@ -315,8 +314,21 @@ def _search(args) -> int:
                     "int8_flop_fraction", "estimated_speedup_vs_default", "latency_source",
                     "search_seconds"):
             print(f"  {key}: {summary[key]}")
+        if summary.get("tolerance_checks"):
+            print(f"  within tolerance: {chosen_check_line(summary['tolerance_checks'][-1])}")
         print(f"  test: {summary['test']}")
     return 0
+
+
+def chosen_check_line(check: dict) -> str:
+    """The chosen map's tolerance check (`ToleranceCheck.as_json`) in words: 'yes (drop
+    0.004 + margin 0.0065 = 0.0105 <= allowed 0.011)', or the proxy against its bound."""
+    verdict = "yes" if check["passes"] else "no"
+    sign = "<=" if check["passes"] else ">"
+    if check["drop"] is None:
+        return f"{verdict} (proxy {check['bounded']:.4g} {sign} allowed {check['allowed']:.4g})"
+    return (f"{verdict} (drop {check['drop']:.4g} + margin {check['margin']:.4g} = "
+            f"{check['bounded']:.4g} {sign} allowed {check['allowed']:.4g}, on the search split)")
 
 
 def _calibrate(args) -> int:
@@ -544,12 +556,12 @@ def main(argv: list[str] | None = None) -> int:
     name = "samp-jax"
     try:
         parser = build_parser()
-        args = parser.parse_args(argv)
+        args = parser.parse_args(joined_negative_percents(sys.argv[1:] if argv is None else argv))
         name = f"samp-jax {args.command}"
         with warnings.catch_warnings():
             if not args.debug:  # a warning is one line too, not a source line under a path
                 warnings.showwarning = _warning_line(name)
-            code = _run(parser, args, name)
+            code = _run(args, name)
     except KeyboardInterrupt:
         print(f"{name}: interrupted", file=sys.stderr, flush=True)
         code = 130
@@ -565,7 +577,7 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
-def _run(parser: argparse.ArgumentParser, args, name: str) -> int:
+def _run(args, name: str) -> int:
     try:
         if getattr(args, "split_file", None):
             _split_files(args)  # checked before any command loads its model
@@ -575,7 +587,7 @@ def _run(parser: argparse.ArgumentParser, args, name: str) -> int:
                              f"without gold); {args.command} needs a file or a folder")
         return COMMANDS[args.command](args)
     except UsageError as e:
-        parser.print_usage(sys.stderr)
+        print(args.command_usage(), file=sys.stderr, end="")
         print(f"{name}: error: {e}", file=sys.stderr)
         return 2
     except Exception as e:  # noqa: BLE001  one line, never a traceback (unless --debug)

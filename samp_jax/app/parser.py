@@ -9,7 +9,7 @@ runs. `args.command` names the command; `samp_jax.app.cli` runs it.
 from __future__ import annotations
 
 import argparse
-
+import re
 
 from calibrate import AUTO_METHODS
 from calibrate.calibration.calibrators import CALIBRATORS
@@ -29,14 +29,35 @@ PACKAGED_MODEL = "minilm"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The `samp-jax` parser; `args.command` names the subcommand parsed."""
+    """The `samp-jax` parser; `args.command` names the subcommand parsed and
+    `args.command_usage()` gives that subcommand's usage line (for errors found after parsing)."""
     parser = argparse.ArgumentParser(prog="samp-jax", description="Mixed-precision BERT inference in JAX.")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_add_eval, _add_calibrate, _add_search, _add_finetune, _add_predict, _add_bench,
                 _add_demo):
         add(sub)
+    for command in sub.choices.values():
+        command.set_defaults(command_usage=command.format_usage)
     return parser
+
+
+NEGATIVE_PERCENT = re.compile(r"-(\d+\.?\d*|\.\d+)%")
+
+
+def joined_negative_percents(argv: list[str]) -> list[str]:
+    """`argv` with an option and a negative percentage after it joined (`--tolerance -1%` as
+    `--tolerance=-1%`): argparse reads a word that starts with '-' and is not a plain number
+    as an option, and would say only "expected one argument" instead of what is wrong with
+    the value."""
+    joined: list[str] = []
+    for word in argv:
+        if (joined and joined[-1].startswith("--") and "=" not in joined[-1]
+                and NEGATIVE_PERCENT.fullmatch(word)):
+            joined[-1] = f"{joined[-1]}={word}"
+        else:
+            joined.append(word)
+    return joined
 
 
 def _add_eval(sub) -> None:

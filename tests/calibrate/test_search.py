@@ -11,7 +11,8 @@ from calibrate.search.candidates import SwitchableModel
 from calibrate.search.latency import (DEFAULT_PRECISIONS, check_against_forward, estimate_table, int8_flop_fraction,
                                measure_table)
 from calibrate.search.objectives import UnlabelledObjective
-from calibrate.search.report import pareto_front, sensitivity_table, write_report
+from calibrate.search.report import pareto_front, sensitivity_table, tolerance_table, write_report
+from calibrate.search.result import ToleranceCheck
 from calibrate.search.config import validate_tolerance
 from calibrate.search.driver import search
 from samp_jax import EncoderConfig, EncoderModel, PrecisionMap, SentenceEmbedder, quantize
@@ -136,8 +137,17 @@ def test_report_files(tiny, calibration, tmp_path):
     assert json.loads((tmp_path / "summary.json").read_text())["int8_flop_fraction"] == summary["int8_flop_fraction"]
     report = (tmp_path / "report.md").read_text()
     assert "## Sensitivity" in report and "| 2 |" in report and "chosen (test)" in report
-    # an unlabelled classifier's sensitivities are KLs of its logits
-    assert result.metric_name is None and "Proxy (KL to FP32) when only that site" in report
+    # a preset passes and no map is faster: no single-site map ran, and the report says why
+    assert result.stopped_early and not result.sensitivity
+    assert f"Not measured: the search stopped after the presets ({result.stopped_early})" in report
+    # without a metric the tolerance bounds the proxy: each preset's and the chosen map's
+    checks = json.loads((tmp_path / "summary.json").read_text())["tolerance_checks"]
+    assert [c["map"] for c in checks] == [e.name for e in result.evaluated if e.kind == "preset"] + ["chosen"]
+    for check in checks:
+        entry = next(e for e in result.evaluated if e.name == check["map"])
+        assert check["bounded"] == pytest.approx(entry.proxy) and check["allowed"] == 0.05
+        assert check["passes"] is (entry.proxy <= 0.05) and check["drop"] is None
+        assert f"| {check['map']} | {entry.proxy:.4g} | 0.05 | yes |" in report
     assert (tmp_path / "pareto.png").stat().st_size > 10_000
 
 
@@ -151,9 +161,20 @@ def test_the_proxy_is_named_by_the_objective_not_guessed_from_the_metric(tiny):
     assert (classifier.proxy_kind.name, embedder.proxy_kind.name) == ("kl", "cosine")
     for objective, label in ((classifier, "KL to FP32"), (embedder, "1 − cosine to FP32")):
         result = SimpleNamespace(options=("fp16", "int8-dynamic"), metric_name=None,
-                                 proxy_name=objective.proxy_kind.name, sensitivity={},
+                                 proxy_name=objective.proxy_kind.name,
+                                 sensitivity={"0.qkv/int8-dynamic": {"proxy": 1e-3}},
                                  precision_map=PrecisionMap.preset("fp16", 3))
         assert sensitivity_table(result).startswith(f"Proxy ({label}) when only that site")
+
+
+def test_the_tolerance_table_shows_the_drop_margin_and_allowed_drop_behind_each_verdict():
+    checks = (ToleranceCheck("fp16", 0.0, 0.0, 0.009), ToleranceCheck("fully_quant", 0.004, 0.0105, 0.009),
+              ToleranceCheck("chosen", -0.002, 0.0061, 0.009))
+    result = SimpleNamespace(metric_name="accuracy", tolerance_checks=checks)
+    table = tolerance_table(result)
+    assert "| fully_quant | 0.004 | 0.0065 | 0.0105 | 0.009 | **no** |" in table
+    assert "| chosen | -0.002 | 0.0081 | 0.0061 | 0.009 | yes |" in table
+    assert "accuracy drop against FP32" in table
 
 
 def test_pareto_front():

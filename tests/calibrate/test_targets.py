@@ -266,6 +266,17 @@ def test_the_search_returns_the_allocation_pick_only_when_it_passes_the_selectio
     assert same.precision_map == unguarded.precision_map and same.summary()["selection"]["stepped_back"] is False
     picked = next(e for e in same.evaluated if e.name == guard.allocation_pick)
     assert picked.precision_map == unguarded.precision_map
+    # the checks behind "within tolerance": drop = 1 - accuracy, margin = 1.645 × drop, and
+    # the allowed drop is the tolerance times the FP32 accuracy (1)
+    assert [c.map_name for c in same.tolerance_checks][-1] == "chosen"
+    for check in same.tolerance_checks:
+        entry = next(e for e in same.evaluated if e.name == check.map_name)
+        assert check.drop == pytest.approx(entry.proxy, rel=1e-6)
+        assert check.margin == pytest.approx(Z_ONE_SIDED_95 * entry.proxy, rel=1e-6)
+        assert check.allowed == pytest.approx(PLANTED_TOLERANCE)
+        assert check.passes is (check.bounded <= PLANTED_TOLERANCE)
+    assert same.tolerance_checks[-1].passes and same.tolerance_met
+    assert {c.map_name: c.passes for c in same.tolerance_checks}["fully_quant_static"] is False
     # every map fails at the widened margin: the fastest passing preset is returned instead
     stepped = search(tiny, PlantedDrop(tiny, batches, 1.0), **kwargs)
     assert stepped.selection.allocation_pick == guard.allocation_pick

@@ -113,6 +113,25 @@ def test_a_tolerance_with_a_latency_target_is_a_usage_error(capsys, no_slow_work
     _one_line_error(capsys, code, 2, "--tolerance and --latency-target choose the map two ways")
 
 
+def test_a_negative_percentage_is_read_as_the_option_value(capsys, no_slow_work, tmp_path):
+    """argparse reads '-1%' as an option ("expected one argument"); samp-jax reads it as the
+    value and says what is wrong with it."""
+    with pytest.raises(SystemExit) as info:
+        main(["search", "--model", "minilm", "--data", "snli-embed", "--tolerance", "-1%",
+              "--out", str(tmp_path / "s")])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "tolerance=-0.01 must be a finite number >= 0" in err
+    assert "expected one argument" not in err and not (tmp_path / "s").exists()
+
+
+def test_a_usage_error_found_after_parsing_shows_the_command_usage(capsys, no_slow_work, tmp_path):
+    code = main(["search", "--model", "minilm", "--data", "snli-embed", "--options", "fp32,fp8",
+                 "--target", "cpu", "--out", str(tmp_path / "s")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("usage: samp-jax search ")
+    assert "{eval,calibrate" not in err and "option 'fp8' is not offered on target 'cpu'" in err
+
+
 THRESHOLD_COMMANDS = [["predict", "--out", "p.jsonl"], ["eval"], ["search"]]
 BAD_THRESHOLDS = [("0", "0 must be strictly between 0 and 1"),
                   ("1", "1 must be strictly between 0 and 1"),

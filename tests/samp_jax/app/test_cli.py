@@ -5,7 +5,7 @@ import json
 import pytest
 
 from samp_jax import PrecisionMap, QuantizedModel
-from samp_jax.app.cli import main
+from samp_jax.app.cli import chosen_check_line, main
 
 
 @pytest.mark.slow
@@ -112,3 +112,13 @@ def test_bench_help_lists_the_contenders(capsys):
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
     assert "torch_sdpa_fp16" in text and "samp_fully_quant_pallas" in text and "--quick" in text
+
+
+def test_the_search_prints_the_numbers_behind_its_verdict():
+    passed = {"map": "chosen", "drop": 0.004, "margin": 0.0065, "bounded": 0.0105,
+              "allowed": 0.011, "passes": True}
+    assert chosen_check_line(passed) == ("yes (drop 0.004 + margin 0.0065 = 0.0105 <= allowed "
+                                         "0.011, on the search split)")
+    missed = {"map": "chosen", "drop": None, "margin": None, "bounded": 0.2, "allowed": 0.05,
+              "passes": False}
+    assert chosen_check_line(missed) == "no (proxy 0.2 > allowed 0.05)"
