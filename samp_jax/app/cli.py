@@ -407,7 +407,9 @@ def _finetune(args) -> int:
                    "scores rows the model never saw; give --split-file "
                    f"{' --split-file '.join(s + '=FILE' for s in held_out)} to train on every "
                    "train row")
-    result = finetune(model, task, tokenizer, config, progress=not args.json)
+    test_cut = {"test": None if test is None else test.truncation}
+    result = finetune(model, task, tokenizer, config, progress=not args.json,
+                      on_encoded=lambda cut: say_truncation("finetune", cut | test_cut))
     if not result.learned:
         verdict = (result.chance.describe(result.dev_metric, "the fine-tuned model's dev") +
                    ": it has not learned the task (more rows, more --min-steps or another "
@@ -415,8 +417,7 @@ def _finetune(args) -> int:
         if args.strict:
             raise RuntimeError(f"{verdict}; nothing saved (--strict)")
         print(f"samp-jax finetune: warning: {verdict}", file=sys.stderr, flush=True)
-    truncation = result.truncation | {"test": None if test is None else test.truncation}
-    say_truncation("finetune", truncation)
+    truncation = result.truncation | test_cut
     metrics = None if test is None else test.score(test.outputs(result.model))
     summary = {"model": str(out), "task": task.name, "task_type": task.task_type.name,
                "labels": None if task.labels is None else list(task.labels),

@@ -25,7 +25,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -135,13 +135,16 @@ def _decay_mask(params):
 
 
 def finetune(model, task: Task | str, tokenizer: Tokenizer, config: FinetuneConfig = FinetuneConfig(),
-             *, progress: bool = True) -> FinetuneResult:
+             *, progress: bool = True,
+             on_encoded: Callable[[dict[str, Truncation]], None] | None = None) -> FinetuneResult:
     """Fine-tunes a float `EncoderModel` (whose head fits the task) on the task's train split.
 
     The model passed in is not modified; the result holds a new model with the best dev
     parameters. A sequence head with no problem type yet (a new head, or a checkpoint that
     names none) takes the one of the task's loss before its fit is checked; one that names
-    another way of reading its logits is refused (`check_head_fits`).
+    another way of reading its logits is refused (`check_head_fits`). `on_encoded`, if given,
+    is called with the train and dev splits' truncation once they are encoded, before
+    training (so a caller can say what the cut left out before the slow part).
     """
 
     task = get_task(task, seed=config.seed) if isinstance(task, str) else task
@@ -156,6 +159,8 @@ def finetune(model, task: Task | str, tokenizer: Tokenizer, config: FinetuneConf
                          f"{len(splits.train)} and {len(splits.dev)}")
     rng = np.random.default_rng(config.seed)
     train, dev = _encoded_splits(task, tokenizer, config, rng)
+    if on_encoded is not None:
+        on_encoded({"train": train.truncation, "dev": dev.truncation})
     total_steps, warmup, eval_every = config.steps(len(train))
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     tx = _optimizer(config, total_steps, warmup, params)

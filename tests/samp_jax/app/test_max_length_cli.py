@@ -133,6 +133,20 @@ def test_finetune_records_the_length_and_what_it_cut(tagger, data, tmp_path, cap
                for split, c in cut.items() if c["rows_truncated"])
 
 
+def test_finetune_says_what_the_cut_leaves_out_before_it_trains(tagger, data, tmp_path, capsys,
+                                                               monkeypatch):
+    def no_training(*args, **kwargs):
+        raise RuntimeError("training reached")
+
+    monkeypatch.setattr("samp_jax.training.finetuning._train", no_training)
+    code, _, err = _run(capsys, "finetune", "--model", tagger, "--data", data[0], "--out",
+                        tmp_path / "tuned", "--max-length", 48, "--batch-size", "8")
+    lines = err.splitlines()
+    assert code == 1 and lines[-1] == "samp-jax finetune: error: training reached"
+    assert [line for line in lines if "were truncated" in line][0].startswith(
+        "samp-jax finetune: warning: ")
+
+
 @pytest.mark.slow
 def test_search_records_the_length_in_its_summary_and_report(tagger, data, tmp_path, capsys):
     out = tmp_path / "search"
