@@ -3,7 +3,9 @@
 `tokenizer.json` is taken as HF's fast tokenizer class has it once loaded: the options of
 `tokenizer_config.json` the class writes into it (`do_lower_case` into a `BertNormalizer`,
 RoBERTa's `add_prefix_space`, ...; `samp_jax.models.fast_tokenizer_options`) are applied when
-it is read, and `Tokenizer.save` writes the result.
+it is read, and `Tokenizer.save` writes the result. Its `split_special_tokens` (a special
+token's text in the input, e.g. "[SEP]", tokenized as text) is followed too; it is not part of
+`tokenizer.json`, and `tokenizer_config.json` is saved with it.
 
 A folder without `tokenizer.json` but with a slow tokenizer's files (`vocab.txt`,
 `vocab.json` + `merges.txt`, or a SentencePiece model: DeBERTa-v2/v3's `spm.model`, XLM-R's
@@ -72,14 +74,19 @@ class Tokenizer:
       files: text of the tokenizer files it was loaded from, by file name (see
         `TOKENIZER_FILES`); `save` writes them back. Filled by `from_pretrained`.
       prompts: the prompts and the one in use (`st_folder.Prompts`), or None for none.
+      split_special_tokens: whether a special token's text in the input (e.g. "[SEP]" typed
+        by a user) is tokenized as text rather than read as that token, as HF's
+        `split_special_tokens` option (of `tokenizer_config.json`) does.
     """
 
     def __init__(self, backend, *, max_length: int, pad_id: int,
-                 files: Mapping[str, str] | None = None, prompts: Prompts | None = None):
-        self._backend = backend
+                 files: Mapping[str, str] | None = None, prompts: Prompts | None = None,
+                 split_special_tokens: bool = False):
+        self.split_special_tokens = split_special_tokens
+        self._backend = self._configured(backend)
         self._backend.no_padding()
         self._backend.no_truncation()
-        self._words_backend = _with_prefix_space(backend)
+        self._words_backend = self._configured(_with_prefix_space(backend))
         # (pretokenized, length) -> a private backend truncating to that length; never mutated
         self._truncating: dict[tuple[bool, int], HFTokenizer] = {}
         self._lock = threading.Lock()
@@ -222,7 +229,12 @@ class Tokenizer:
             raise ConfigError(f"prompt name {prompt_name!r}: prompts are a sentence embedder's "
                               f"({PROMPTS_FILE}), and the tokenizer of {where} has none (not a "
                               "sentence-embedding model, or no such file)")
-        return cls(backend, max_length=max_length, pad_id=pad_id, files=files, prompts=prompts)
+        split = config.get("split_special_tokens", False)
+        if not isinstance(split, bool):
+            raise ValueError(f"{where / TOKENIZER_CONFIG_FILE} sets split_special_tokens to "
+                             f"{split!r}; expected bool")
+        return cls(backend, max_length=max_length, pad_id=pad_id, files=files, prompts=prompts,
+                   split_special_tokens=split)
 
     def save(self, directory: str | os.PathLike) -> Path:
         """Writes the tokenizer into `directory` (created) so `from_pretrained` reads it back.
@@ -258,6 +270,14 @@ class Tokenizer:
     def __setstate__(self, state):
         self.__dict__.update(state)
         self._lock = threading.Lock()
+        self._configured(self._backend)  # a backend's own pickle drops the setting
+        self._configured(self._words_backend)
+
+    def _configured(self, backend):
+        """`backend` with this tokenizer's `split_special_tokens` set (the tokenizers library
+        keeps it on the object only: `to_str` and a copy do not carry it)."""
+        backend.encode_special_tokens = self.split_special_tokens
+        return backend
 
     def __repr__(self) -> str:
         prompt = f", prompt={self.prompt!r}" if self.prompt else ""
@@ -361,7 +381,7 @@ class Tokenizer:
             backend = self._truncating.get(key)
             if backend is None:
                 source = self._words_backend if pretokenized else self._backend
-                backend = HFTokenizer.from_str(source.to_str())
+                backend = self._configured(HFTokenizer.from_str(source.to_str()))
                 backend.no_padding()
                 backend.enable_truncation(limit, strategy="longest_first")
                 self._truncating[key] = backend

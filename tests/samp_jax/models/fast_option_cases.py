@@ -34,6 +34,7 @@ TEXTS = [
     "中文 dogs 日本語",
     "  Two dogs run across a snowy field  ",
     "Hi",
+    "Hi [SEP] there <mask> [MASK] </s>",  # special tokens' text: split_special_tokens
 ]
 PAIRS = [("A man is playing a guitar.", "A Pérson plays an instrument 中文.")]
 BERT_OPTIONS = ("do_lower_case", "strip_accents", "tokenize_chinese_chars")
@@ -172,6 +173,11 @@ CASES: dict[str, Case] = {
                                 {"model_type": "xlm-roberta"}),
     "deberta-v2/do_lower_case": Case("deberta-v2", {"do_lower_case": True},
                                      {"model_type": "deberta-v2"}),
+    # split_special_tokens: a special token's text is tokenized as text
+    "minilm/split_special_tokens": Case(MINILM, {"split_special_tokens": True}, _BERT),
+    "roberta/split_special_tokens": Case("roberta", {"split_special_tokens": True}, _ROBERTA),
+    "xlm-roberta/split_special_tokens": Case("xlm-roberta", {"split_special_tokens": True},
+                                             {"model_type": "xlm-roberta"}),
     # sentence-transformers: its do_lower_case lowercases after the class's options; a prompt
     "st/lower_false": Case(MINILM, {"do_lower_case": False}, _BERT, st={}),
     "st/lower_false_st_lower": Case(MINILM, {"do_lower_case": False}, _BERT,

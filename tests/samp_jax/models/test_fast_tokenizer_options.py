@@ -9,6 +9,7 @@ the wrong type and a cased vocabulary HF would lowercase by default are refused,
 from __future__ import annotations
 
 import json
+import pickle
 
 import numpy as np
 import pytest
@@ -115,6 +116,8 @@ def test_a_cased_vocabulary_hf_would_lowercase_by_default_is_refused(name, place
     ("roberta/prefix_true", {"trim_offsets": 1}, r"sets trim_offsets to 1; expected bool"),
     ("roberta/prefix_true", {"tokenizer_class": 5},
      r"sets tokenizer_class to 5; expected a class name"),
+    ("minilm/split_special_tokens", {"split_special_tokens": "true"},
+     r"sets split_special_tokens to 'true'; expected bool"),
 ])
 def test_an_option_of_the_wrong_type_is_refused_naming_the_file(name, options, message,
                                                                 minilm_dir, tmp_path):
@@ -123,6 +126,26 @@ def test_an_option_of_the_wrong_type_is_refused_naming_the_file(name, options, m
     (folder / "tokenizer_config.json").write_text(json.dumps(config))
     with pytest.raises(ValueError, match=r"case/tokenizer_config.json " + message):
         Tokenizer.from_pretrained(folder, max_length=64)
+
+
+def test_split_special_tokens_holds_for_truncated_rows_words_and_a_pickled_copy(minilm_dir,
+                                                                               tmp_path):
+    """The tokenizers library keeps `encode_special_tokens` on the object only; every backend
+    samp-jax encodes with (the truncating copies, the words backend, an unpickled tokenizer)
+    must have it."""
+    folder = write_case("minilm/split_special_tokens", tmp_path / "case", minilm_dir)
+    tokenizer = Tokenizer.from_pretrained(folder, max_length=12)
+    sep = tokenizer._backend.token_to_id("[SEP]")
+    text = "Hi [SEP] there [SEP] again and again"
+    cut = tokenizer([text], truncation=True)["input_ids"][0].tolist()
+    assert len(cut) == 12 and sep not in cut[1:-1]
+    words = tokenizer.encode_words([["Hi", "[SEP]", "there"]])[0]["input_ids"][0].tolist()
+    assert sep not in words[1:-1]
+    copy = pickle.loads(pickle.dumps(tokenizer))
+    assert copy([text], truncation=True)["input_ids"][0].tolist() == cut
+    assert Tokenizer.from_pretrained(tmp_path / "case", max_length=12).split_special_tokens
+    saved = Tokenizer.from_pretrained(tokenizer.save(tmp_path / "saved"), max_length=12)
+    assert saved([text], truncation=True)["input_ids"][0].tolist() == cut
 
 
 def test_tokenizer_json_is_kept_where_no_known_class_or_component_applies(minilm_dir, tmp_path):
