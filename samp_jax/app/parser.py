@@ -20,6 +20,7 @@ from calibrate.search.targets import OPTION_NAMES, TARGETS
 from samp_jax.app import bench
 from samp_jax.app.arguments import (label_threshold, non_negative_int, path_or_name,
                                      positive_float, positive_int, unit_interval)
+from samp_jax.core.version import __version__
 from samp_jax.models.head_kinds import LABEL_THRESHOLD, SENTENCE_EMBEDDING
 from samp_jax.models.heads import head_kinds
 from samp_jax.tasks import SPLITS, TASK_TYPES, TASKS
@@ -33,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     `args.command_usage()` gives that subcommand's usage line (for errors found after parsing)."""
     parser = argparse.ArgumentParser(prog="samp-jax", description="Mixed-precision BERT inference in JAX.")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    parser.add_argument("--version", action="version", version=version_line())
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_add_eval, _add_calibrate, _add_search, _add_finetune, _add_predict, _add_bench,
                 _add_demo):
@@ -40,6 +42,14 @@ def build_parser() -> argparse.ArgumentParser:
     for command in sub.choices.values():
         command.set_defaults(command_usage=command.format_usage)
     return parser
+
+
+def version_line() -> str:
+    """`samp-jax --version`: this package's version and the versions it computes with."""
+    import flax
+    import jax
+
+    return f"samp-jax {__version__} (jax {jax.__version__}, flax {flax.__version__})"
 
 
 NEGATIVE_PERCENT = re.compile(r"-(\d+\.?\d*|\.\d+)%")

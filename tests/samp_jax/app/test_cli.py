@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+import samp_jax as sj
 from samp_jax import PrecisionMap, QuantizedModel
 from samp_jax.app.cli import chosen_check_line, main
 
@@ -73,6 +74,17 @@ def test_search_rejects_an_absurd_tolerance_before_any_work(capsys, tmp_path):
     with pytest.raises(SystemExit) as info:
         main(["search", "--tolerance", "lots"])
     assert info.value.code == 2
+
+
+def test_version(capsys):
+    import flax
+    import jax
+
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out == (f"samp-jax {sj.__version__} (jax {jax.__version__}, "
+                                       f"flax {flax.__version__})\n")
 
 
 def test_help_and_usage_errors(capsys):
