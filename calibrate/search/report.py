@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from calibrate.search.phases import default_preset_name
-from calibrate.search.result import SearchResult
+from calibrate.search.result import SearchResult, pareto_entries
 from calibrate.search.runner import Kind
 from samp_jax.core.atomic import atomic_file, write_text_atomic
 from samp_jax.core.precision import SITES, as_precision
@@ -71,15 +71,21 @@ def tolerance_table(result: SearchResult) -> str:
     return "\n".join(lines)
 
 
-def pareto_front(points: list[tuple[float, float]]) -> list[int]:
-    """Indices of points not dominated (lower latency and higher value is better)."""
-    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
-    front, best = [], -np.inf
-    for i in order:
-        if points[i][1] > best:
-            front.append(i)
-            best = points[i][1]
-    return front
+def pareto_table(result: SearchResult) -> str:
+    """Markdown: the maps on the Pareto front of estimated latency against the search-split
+    metric (the proxy without one), fastest first; `summary.json` holds each one's map."""
+    metric = ("proxy" if result.metric_name is None
+              else get_metric(result.metric_name).display_name)
+    entries = {e.name: e for e in result.evaluated}
+    lines = ["Each map here is faster, or better on the search split, than every other map the "
+             "search ran; `summary.json` (`pareto_front`) holds each one's precision map.", "",
+             f"| map | {metric} (search) | INT8 FLOP fraction | est. latency (ms) |",
+             "|---|---:|---:|---:|"]
+    for name in result.pareto_maps:
+        e = entries[name]
+        value = e.proxy if result.metric_name is None else e.metric
+        lines.append(f"| {name} | {value:.4g} | {e.int8_fraction:.2f} | {e.latency_ms:.3f} |")
+    return "\n".join(lines)
 
 
 def plot_pareto(result: SearchResult, path: Path) -> None:
@@ -105,10 +111,8 @@ def plot_pareto(result: SearchResult, path: Path) -> None:
         if e.kind in (Kind.PRESET, Kind.CHOSEN):
             offset = (5, -12) if e.kind == Kind.CHOSEN else (5, 5)  # presets often share its spot
             ax.annotate(e.name, (e.latency_ms, value(e)), textcoords="offset points", xytext=offset, fontsize=8)
-    points = [(e.latency_ms, value(e)) for e in evaluated]
-    sign = -1.0 if use_metric and not metric.higher_is_better else 1.0
-    front = pareto_front([(ms, sign * v) for ms, v in points])
-    ax.plot([points[i][0] for i in front], [points[i][1] for i in front], "--", c="#55a868",
+    front = pareto_entries(result.evaluated, result.metric_name)
+    ax.plot([e.latency_ms for e in front], [value(e) for e in front], "--", c="#55a868",
             label="Pareto front", zorder=1)
     if use_metric and result.fp32_metric is not None:
         ax.axhline(result.fp32_metric, c="k", lw=0.8, ls=":", label="FP32")
@@ -161,7 +165,8 @@ def report_markdown(result: SearchResult, summary: dict, *, test_metrics: dict |
     if result.tolerance_checks:
         lines += ["", "## Tolerance", "", tolerance_table(result)]
     lines += ["", "## Chosen map", "", chosen_table(result), "", "## Sensitivity", "",
-              sensitivity_table(result), "", "![Pareto front](pareto.png)", ""]
+              sensitivity_table(result), "", "## Pareto front", "", pareto_table(result), "",
+              "![Pareto front](pareto.png)", ""]
     return "\n".join(lines)
 
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
+
 from calibrate.calibration.api import Calibration
 from calibrate.search.latency import LatencyTable
-from calibrate.search.runner import Evaluated
+from calibrate.search.runner import Evaluated, Kind
 from calibrate.search.static_clips import StaticCalibrationChoice
 from samp_jax.core.precision import PrecisionMap
+from samp_jax.tasks.metrics import get_metric
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,6 +35,31 @@ class SelectionGuard:
     def stepped_back(self) -> bool:
         """Whether the allocation's pick missed at `z`, so a slower map (or none) was kept."""
         return self.kept != self.allocation_pick
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of points not dominated (lower latency and higher value is better), by latency."""
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
+    front, best = [], -np.inf
+    for i in order:
+        if points[i][1] > best:
+            front.append(i)
+            best = points[i][1]
+    return front
+
+
+def pareto_entries(evaluated: list[Evaluated], metric_name: str | None) -> list[Evaluated]:
+    """The maps on the Pareto front of estimated latency against the search-split metric (or
+    against the proxy, lower being better, without a metric), fastest first; the FP32
+    reference and maps without a value are left out."""
+    metric = None if metric_name is None else get_metric(metric_name)
+    if metric is None:
+        value = lambda e: -e.proxy  # noqa: E731
+    else:
+        sign = 1.0 if metric.higher_is_better else -1.0
+        value = lambda e: None if e.metric is None else sign * e.metric  # noqa: E731
+    entries = [e for e in evaluated if e.kind != Kind.REFERENCE and value(e) is not None]
+    return [entries[i] for i in pareto_front([(e.latency_ms, value(e)) for e in entries])]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,6 +139,9 @@ class SearchResult:
     # Tolerance mode: each preset's and the chosen map's tolerance check on the search split
     # (the chosen map's last); empty in latency-target mode.
     tolerance_checks: tuple[ToleranceCheck, ...] = ()
+    # The maps on the Pareto front (`pareto_entries`), fastest first, each as the search writes
+    # a map (static sites' calibrators and clips in it), by the name of its `evaluated` entry.
+    pareto_maps: dict[str, PrecisionMap] = dataclasses.field(default_factory=dict)
 
     @property
     def default_option(self) -> str:
@@ -126,6 +157,16 @@ class SearchResult:
     @property
     def fp16_latency_ms(self) -> float:
         return self.latency_table.map_ms(PrecisionMap.preset("fp16", self.precision_map.num_layers))
+
+    def pareto_summary(self) -> list[dict]:
+        """Each map on the Pareto front, fastest first: its name, kind, search-split metric and
+        proxy, estimated latency, INT8 FLOP fraction and precision map (the JSON
+        `PrecisionMap.from_dict` reads: save one to a file to evaluate or serve that point)."""
+        entries = {e.name: e for e in self.evaluated}
+        return [{"map": name, "kind": str(entries[name].kind), "metric": entries[name].metric,
+                 "proxy": entries[name].proxy, "estimated_latency_ms": entries[name].latency_ms,
+                 "int8_flop_fraction": entries[name].int8_fraction,
+                 "precision_map": pmap.to_dict()} for name, pmap in self.pareto_maps.items()]
 
     def summary(self) -> dict:
         return {
@@ -153,5 +194,6 @@ class SearchResult:
                 "sites_per_method": self.static_calibration.counts(),
                 "site_methods": dict(self.static_calibration.calibration.options["methods"])},
             "tolerance_checks": [check.as_json() for check in self.tolerance_checks],
+            "pareto_front": self.pareto_summary(),
             "compilations": self.compilations, "search_seconds": self.seconds,
         }

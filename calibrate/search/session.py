@@ -22,7 +22,8 @@ from calibrate.search.objectives import Objective, UnlabelledObjective, task_obj
 from calibrate.search.phases import (default_preset_name, evaluate_presets, measure_sensitivity,
                                      move_gains, order_moves, single_site_moves)
 from calibrate.search.plan import SearchPlan
-from calibrate.search.result import SearchResult, SelectionGuard, ToleranceCheck
+from calibrate.search.result import (SearchResult, SelectionGuard, ToleranceCheck,
+                                     pareto_entries)
 from calibrate.search.runner import Evaluated, Kind, Move, Outputs, Runner, move_key
 from calibrate.search.static_clips import (StaticCalibrationChoice, choose_static_calibration,
                                            search_calibration)
@@ -143,6 +144,7 @@ def finish(session: Session, choices: np.ndarray, outputs: Outputs, *,
     config, runner, obj = session.config, session.runner, session.objective
     chosen = runner.record("chosen", Kind.CHOSEN, choices, outputs)
     runner.bar.close()
+    front = pareto_entries(runner.evaluated, obj.metric_name)
     return SearchResult(
         precision_map=searched_map(session, chosen.precision_map), objective_name=obj.name, metric_name=obj.metric_name,
         proxy_name=obj.proxy_kind.name,
@@ -156,4 +158,5 @@ def finish(session: Session, choices: np.ndarray, outputs: Outputs, *,
         strategy=config.strategy_name, maps_run=runner.maps_run,
         subset_maps_run=runner.subset_maps_run, stopped_early=stopped_early,
         selection=selection, calibration=session.calibration,
-        static_calibration=session.static_choice, tolerance_checks=tolerance_checks)
+        static_calibration=session.static_choice, tolerance_checks=tolerance_checks,
+        pareto_maps={e.name: searched_map(session, e.precision_map) for e in front})

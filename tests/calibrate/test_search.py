@@ -11,8 +11,9 @@ from calibrate.search.candidates import SwitchableModel
 from calibrate.search.latency import (DEFAULT_PRECISIONS, check_against_forward, estimate_table, int8_flop_fraction,
                                measure_table)
 from calibrate.search.objectives import UnlabelledObjective
-from calibrate.search.report import pareto_front, sensitivity_table, tolerance_table, write_report
-from calibrate.search.result import ToleranceCheck
+from calibrate.search.report import sensitivity_table, tolerance_table, write_report
+from calibrate.search.result import ToleranceCheck, pareto_entries, pareto_front
+from calibrate.search.runner import Evaluated, Kind
 from calibrate.search.config import validate_tolerance
 from calibrate.search.driver import search
 from samp_jax import EncoderConfig, EncoderModel, PrecisionMap, SentenceEmbedder, quantize
@@ -148,6 +149,18 @@ def test_report_files(tiny, calibration, tmp_path):
         assert check["bounded"] == pytest.approx(entry.proxy) and check["allowed"] == 0.05
         assert check["passes"] is (entry.proxy <= 0.05) and check["drop"] is None
         assert f"| {check['map']} | {entry.proxy:.4g} | 0.05 | yes |" in report
+    # the Pareto front as data: fastest first, no map beaten on both latency and proxy, each
+    # with the precision map the search would write for it
+    front = json.loads((tmp_path / "summary.json").read_text())["pareto_front"]
+    assert front and [p["estimated_latency_ms"] for p in front] == sorted(p["estimated_latency_ms"] for p in front)
+    assert all(a["proxy"] > b["proxy"] for a, b in zip(front, front[1:]))
+    for point in front:
+        entry = next(e for e in result.evaluated if e.name == point["map"])
+        pmap = PrecisionMap.from_dict(point["precision_map"])
+        assert [p for _, p in pmap.items()] == [p for _, p in entry.precision_map.items()]
+        assert f"| {point['map']} | {entry.proxy:.4g} |" in report.split("## Pareto front")[1]
+    fastest = min((e for e in result.evaluated if e.kind != "reference"), key=lambda e: e.latency_ms)
+    assert front[0]["estimated_latency_ms"] == fastest.latency_ms
     assert (tmp_path / "pareto.png").stat().st_size > 10_000
 
 
@@ -175,6 +188,21 @@ def test_the_tolerance_table_shows_the_drop_margin_and_allowed_drop_behind_each_
     assert "| fully_quant | 0.004 | 0.0065 | 0.0105 | 0.009 | **no** |" in table
     assert "| chosen | -0.002 | 0.0081 | 0.0061 | 0.009 | yes |" in table
     assert "accuracy drop against FP32" in table
+
+
+def test_the_pareto_entries_follow_the_direction_of_the_metric_or_the_proxy():
+    pmap = PrecisionMap.preset("fp16", 3)
+    def entry(name, metric, proxy, ms, kind=Kind.GREEDY):
+        return Evaluated(name, kind, pmap, metric, proxy, ms, 0.5)
+    evaluated = [entry("fp32", 0.9, 0.0, 9.0, Kind.REFERENCE), entry("slow_good", 0.89, 0.01, 5.0),
+                 entry("fast_bad", 0.80, 0.20, 2.0), entry("dominated", 0.85, 0.3, 6.0),
+                 entry("mid", 0.86, 0.02, 3.0)]
+    assert [e.name for e in pareto_entries(evaluated, "accuracy")] == ["fast_bad", "mid", "slow_good"]
+    # without a metric, lower proxy is better: "dominated" (slower, higher proxy) stays off
+    assert [e.name for e in pareto_entries(evaluated, None)] == ["fast_bad", "mid", "slow_good"]
+    evaluated.append(entry("lucky", 0.70, 0.001, 4.0))  # the best proxy, the worst metric
+    assert [e.name for e in pareto_entries(evaluated, None)] == ["fast_bad", "mid", "lucky"]
+    assert [e.name for e in pareto_entries(evaluated, "accuracy")] == ["fast_bad", "mid", "slow_good"]
 
 
 def test_pareto_front():
