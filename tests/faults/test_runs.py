@@ -128,7 +128,7 @@ def finetune_files(tmp_path, minilm_dir):
 
 def _fake_finetune(scale: float):
     """`finetune` without the training: the model with its classifier scaled by `scale`."""
-    def finetune(model, task, tokenizer, config, progress=True):
+    def finetune(model, task, tokenizer, config, progress=True, on_encoded=None):
         kernel = model.head.classifier.kernel
         kernel.value = kernel.value * scale
         return types.SimpleNamespace(model=model, dev_metric=0.5, steps=1, seconds=0.0,

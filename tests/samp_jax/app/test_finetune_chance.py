@@ -47,7 +47,7 @@ def test_eval_warns_when_the_fp32_model_is_at_chance(files, capsys):
 
 def _stub_finetune(dev_metric: float):
     """`finetune` returning the untouched model with `dev_metric` against a 0.5 chance level."""
-    def finetune(model, task, tokenizer, config, progress=True):
+    def finetune(model, task, tokenizer, config, progress=True, on_encoded=None):
         return FinetuneResult(model=model, dev_metric=dev_metric, steps=config.min_steps,
                               seconds=1.0, history=[], examples_per_second=1.0,
                               chance=ChanceLevel("accuracy", 0.5, "neg", 0.12, 48))
