@@ -191,7 +191,7 @@ MUTANTS = (
     Mutant("bioes_end_tag_ignored",
            'an "E-" tag does not end its entity (BIOES: B-PER E-PER I-PER is read as one entity)',
            "samp_jax/models/bio_tags.py",
-           'return (before in "ES" or', 'return (before in "S" or',
+           "return (before in (END, SINGLE)\n", "return (before in (SINGLE,)\n",
            ("tests/samp_jax/models/test_bio_tags.py", "-k", "seqeval")),
     Mutant("fast_tokenizer_options_ignored",
            "tokenizer.json is read as it is, without the tokenizer_config.json options HF's fast "

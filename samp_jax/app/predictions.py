@@ -17,18 +17,20 @@ Entities (taggers). Each is `{"type", "start", "end", "text", "score"}`: word in
 its words of the softmax probability of each word's predicted tag (from the per-word logits:
 the score HF's token-classification pipeline gives with `aggregation_strategy="first"`). How
 tags group into entities depends on the head's tag names (`entity_reader`):
-- BIO or BIOES names (every name "O" or "<B|I|E|S>-<type>"): as entity F1 groups them
-  (`samp_jax.models.bio_tags`), so `predict` shows the entities `evaluate` scores: an entity
-  starts at every "B-" or "S-" and at every "I-" or "E-" that does not continue an entity of
-  its type, and "E-" and "S-" end one (HF's pipeline drops "O" words before grouping, and so
+- BIO, BIOES or BILOU names (every name "O" or "<prefix>-<type>", the prefixes of one scheme:
+  B I, B I E S, or B I L U): as entity F1 groups them (`samp_jax.models.bio_tags`), so
+  `predict` shows the entities `evaluate` scores: an entity starts at every "B-" or "S-"/"U-"
+  and at every "I-" or "E-"/"L-" that does not continue an entity of its type, and
+  "E-"/"L-" and "S-"/"U-" end one (HF's pipeline drops "O" words before grouping, and so
   joins "B-PER O I-PER" into one entity; here, as in entity F1, they are two);
-- type names ("O" is a name and no name has a "B-"/"I-" prefix, e.g. "O", "PER", "LOC"): each
+- type names ("O" is a name and no name has a scheme's prefix, e.g. "O", "PER", "LOC"): each
   maximal run of one tag other than "O" is an entity of that type (HF's pipeline, too, reads
   an unprefixed name as a type that continues itself);
 - any other names: a head without an "O" name (one without names, whose tags are its class
   ids "0", "1", ...; HF's generic `LABEL_<i>`; part-of-speech tags), where no tag is known to
-  mean "outside", or a mix of BIO and other names (BILOU's "L-"/"U-" tags), a scheme neither
-  reading knows. Any span would be a guess, so the records have no `entities` field.
+  mean "outside"; a mix of prefixed and other names; or the prefixes of two schemes (BIOES's
+  "E-"/"S-" beside BILOU's "L-"/"U-"), which no reference reads (`bio_tags`). Any span would
+  be a guess, so the records have no `entities` field.
 A word with a null tag is outside every entity (it ends an open one).
 
 Rows are served through `samp_jax.compile` (compiled length buckets; only those the rows
@@ -52,7 +54,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from samp_jax.core.atomic import atomic_file
-from samp_jax.models.bio_tags import OUTSIDE, Span, not_bio, tag_spans
+from samp_jax.models.bio_tags import OUTSIDE, Span, not_bio, scheme_of, tag_spans
 from samp_jax.models.head_kinds import (SENTENCE_EMBEDDING, SEQUENCE_CLASSIFICATION,
                                        TOKEN_CLASSIFICATION, Readout, sigmoid)
 from samp_jax.serving import compile as compile_engine
@@ -246,13 +248,16 @@ def _predict(engine, rows: Sequence[dict]) -> list[dict]:
 
 def entity_reader(names: Sequence[str]) -> Callable[[Sequence[str | None]], list[Span]] | None:
     """How a tagger with tag `names` reads one row's tags (None: a word without a tag) as
-    entity spans: as BIO or BIOES tags (`samp_jax.models.bio_tags.tag_spans`, as entity F1
-    reads them) when every name is "O" or "<B|I|E|S>-<type>"; as type names (`type_runs`)
-    when "O" is a name and no other name has such a prefix; None for any other names (see the
-    module).
+    entity spans: as BIO, BIOES or BILOU tags (`samp_jax.models.bio_tags.tag_spans`, as entity
+    F1 reads them) when the names are the tags of one scheme (`scheme_of`); as type names
+    (`type_runs`) when "O" is a name and no other name has a scheme's prefix; None for any
+    other names (see the module).
     A word without a tag is outside every entity."""
-    if not not_bio(names):
+    try:
+        scheme_of(names)
         return lambda tags: tag_spans([OUTSIDE if t is None else t for t in tags])
+    except ValueError:  # not the tags of one scheme
+        pass
     typed = [n for n in names if n != OUTSIDE]
     if OUTSIDE in names and not_bio(typed) == typed:
         return type_runs

@@ -1,15 +1,26 @@
-"""Entity spans of BIO and BIOES tags: the one reading that entity F1 scores and
+"""Entity spans of BIO, BIOES and BILOU tags: the one reading that entity F1 scores and
 `samp-jax predict` writes.
 
 A tag is "O" (outside every entity) or "<prefix>-<type>" with any non-empty type and a prefix
-of BIO ("B" begins an entity, "I" is inside one) or of BIOES, which adds "E" (ends an entity)
-and "S" (a single-word entity). Spans are read as conlleval reads them, tag by tag, with the
-previous tag (`_ends`, `_starts`): an entity starts at every "B-" and "S-" tag and at every
-"I-" or "E-" tag that does not continue an entity of the same type (a stray "I-" after "O", at
-the start, after another type, or after an entity that "E-" or "S-" closed); it ends after an
-"E-" or "S-" tag and before the next tag that does not continue it. On BIO tags this is the
-plain BIO reading (IOB1's "I-" starts too). Spans are `(type, start, end)` word indices, `end`
-exclusive.
+of one scheme (`SCHEMES`): BIO ("B" begins an entity, "I" is inside one), BIOES, which adds
+"E" (ends an entity) and "S" (a single-word entity), or BILOU, which names the same two roles
+"L" (last) and "U" (unit). A scheme is data, a table of prefix -> role (`ROLES`); the reading
+knows roles only, so BILOU is read exactly as BIOES with "L-" as "E-" and "U-" as "S-".
+
+Spans are read as conlleval reads them, tag by tag, with the previous tag (`_ends`,
+`_starts`): an entity starts at every begin and single tag and at every inside or end tag that
+does not continue an entity of the same type (a stray "I-" after "O", at the start, after
+another type, or after an entity that an end or single tag closed); it ends after an end or
+single tag and before the next tag that does not continue it. On BIO tags this is the plain
+BIO reading (IOB1's "I-" starts too). On well-formed tags (every entity B- I-* E-/L-, or
+S-/U-) it gives the spans of seqeval's strict mode for the scheme; on others it is conlleval's
+lenient reading. Spans are `(type, start, end)` word indices, `end` exclusive.
+
+One sequence, and one head's tag names, use one scheme: BIO names fit both BIOES and BILOU,
+but names of both ("E-" or "S-" beside "L-" or "U-") are refused (`scheme_of`, `tag_spans`).
+Such a head comes from two conventions merged, say two data sets tagged apart; no reference
+reads it (seqeval's strict mode takes one scheme, its default reading knows no "L-"/"U-"), and
+an "E-PER" gold entity scored against an "L-PER" prediction would be a guess about intent.
 
 Tags are names, or integer ids into a tuple of names given as `names` (a token-classification
 head's `id2label`, a data set's tag list). The reading belongs to the head's labels, not to a
@@ -25,10 +36,28 @@ from collections.abc import Sequence
 import numpy as np
 
 OUTSIDE = "O"
-"""The tag of a word outside every entity."""
+"""The tag of a word outside every entity (its role, too)."""
 
-PREFIXES = ("B", "I", "E", "S")
-"""Begin, inside, end, single: BIO's two prefixes and the two BIOES adds."""
+BEGIN, INSIDE, END, SINGLE = "begin", "inside", "end", "single"
+"""The roles a prefix names: the first, a middle and the last word of an entity, and an
+entity of one word."""
+
+SCHEMES: dict[str, dict[str, str]] = {
+    "BIO": {"B": BEGIN, "I": INSIDE},
+    "BIOES": {"B": BEGIN, "I": INSIDE, "E": END, "S": SINGLE},
+    "BILOU": {"B": BEGIN, "I": INSIDE, "L": END, "U": SINGLE},
+}
+"""Each tagging scheme's prefixes and the role each names, in the order `scheme_of` tries them
+(BIO first: its names fit the other two)."""
+
+ROLES: dict[str, str] = {prefix: role for table in SCHEMES.values()
+                         for prefix, role in table.items()}
+"""Every prefix's role; a prefix that two schemes share names one role in both."""
+
+PREFIXES = tuple(ROLES)
+"""Every scheme's prefixes: "B", "I", "E", "S", "L", "U"."""
+
+_TAG_FORM = f"'O' or '<{'|'.join(PREFIXES)}>-<type>' ({', '.join(SCHEMES)})"
 
 Span = tuple[str, int, int]
 """`(type, start, end)`: an entity of `type` over words `start .. end - 1`."""
@@ -40,7 +69,7 @@ def split_tag(tag: str | int, position: int, names: Sequence[str] | None = None)
 
     Raises:
       ValueError: an id outside `names` (or an id without `names`), or a name that is not
-        'O' or '<B|I|E|S>-<type>'; the message names `position`.
+        'O' or '<prefix>-<type>'; the message names `position`.
     """
     if not isinstance(tag, str):
         tag_id = operator.index(tag)
@@ -53,38 +82,81 @@ def split_tag(tag: str | int, position: int, names: Sequence[str] | None = None)
     if tag == OUTSIDE:
         return OUTSIDE, ""
     prefix, _, kind = tag.partition("-")
-    if prefix not in PREFIXES or not kind:
-        raise ValueError(f"tag {tag!r} at position {position} is not 'O' or "
-                         "'<B|I|E|S>-<type>' (BIO or BIOES)")
+    if prefix not in ROLES or not kind:
+        raise ValueError(f"tag {tag!r} at position {position} is not {_TAG_FORM}")
     return prefix, kind
 
 
+def _schemes_with(prefix: str) -> frozenset[str]:
+    """The schemes that have `prefix` ("O" is in every one)."""
+    return frozenset(name for name, table in SCHEMES.items()
+                     if prefix == OUTSIDE or prefix in table)
+
+
+def _narrowed(schemes: frozenset[str], prefix: str, tag, position: int) -> frozenset[str]:
+    """The schemes of `schemes` that also have `prefix`; none left raises a ValueError naming
+    the tag that mixes schemes."""
+    left = schemes & _schemes_with(prefix)
+    if not left:
+        fits = "/".join(sorted(_schemes_with(prefix)))
+        raise ValueError(f"tag {tag!r} at position {position} is {fits} and the tags before it are"
+                         f" {'/'.join(sorted(schemes))}: one sequence "
+                         f"(one head) uses one scheme of {list(SCHEMES)}")
+    return left
+
+
+def scheme_of(names: Sequence[str]) -> str:
+    """The first scheme of `SCHEMES` that has the prefix of every name of `names` (BIO for
+    "O" alone): a head's tag scheme.
+
+    Raises:
+      ValueError: a name is not a tag (the message lists the first few), or the names use
+        prefixes of two schemes, BIOES's "E-"/"S-" beside BILOU's "L-"/"U-" (see the module).
+    """
+    bad = not_bio(names)
+    if bad:
+        raise ValueError(f"tags {bad[:6]} are not {_TAG_FORM}")
+    used = {split_tag(name, position)[0] for position, name in enumerate(names)} - {OUTSIDE}
+    for scheme, table in SCHEMES.items():
+        if used <= table.keys():
+            return scheme
+    schemes = "; ".join(f"{scheme}: {' '.join(table)}" for scheme, table in SCHEMES.items())
+    raise ValueError(f"tags {list(names)[:8]} use the prefixes {sorted(used)}, which no one "
+                     f"scheme has ({schemes}); a head's tags are of one scheme")
+
+
 def _ends(previous: tuple[str, str], current: tuple[str, str]) -> bool:
-    """conlleval's `endOfChunk`: whether an entity open at the previous tag ends before this."""
-    (before, before_kind), (tag, kind) = previous, current
-    return (before in "ES" or (before in "BI" and tag in "BSO")
+    """conlleval's `endOfChunk` on roles: whether an entity open at the previous tag ends
+    before this one."""
+    (before, before_kind), (role, kind) = previous, current
+    return (before in (END, SINGLE)
+            or (before in (BEGIN, INSIDE) and role in (BEGIN, SINGLE, OUTSIDE))
             or (before != OUTSIDE and before_kind != kind))
 
 
 def _starts(previous: tuple[str, str], current: tuple[str, str]) -> bool:
-    """conlleval's `startOfChunk`: whether an entity starts at this tag."""
-    (before, before_kind), (tag, kind) = previous, current
-    return (tag in "BS" or (before in "ESO" and tag in "IE")
-            or (tag != OUTSIDE and before_kind != kind))
+    """conlleval's `startOfChunk` on roles: whether an entity starts at this tag."""
+    (before, before_kind), (role, kind) = previous, current
+    return (role in (BEGIN, SINGLE) or (before in (END, SINGLE, OUTSIDE) and role in (INSIDE, END))
+            or (role != OUTSIDE and before_kind != kind))
 
 
 def tag_spans(tags: Sequence[str] | Sequence[int], names: Sequence[str] | None = None) -> list[Span]:
-    """The entity spans of one BIO or BIOES tag sequence, in order of their start (see the
-    module).
+    """The entity spans of one BIO, BIOES or BILOU tag sequence, in order of their start (see
+    the module).
 
     Raises:
-      ValueError: as `split_tag`, for the first tag that is neither.
+      ValueError: as `split_tag`, for the first tag that is not a tag; or a tag whose prefix
+        is not in the scheme of the tags before it (BIOES and BILOU mixed).
     """
     spans: list[Span] = []
     start: int | None = None  # where the open entity started
     previous = (OUTSIDE, "")
+    schemes = frozenset(SCHEMES)  # those the tags so far fit
     for position, tag in enumerate(tags):
-        current = split_tag(tag, position, names)
+        prefix, kind = split_tag(tag, position, names)
+        schemes = _narrowed(schemes, prefix, tag, position)
+        current = (ROLES.get(prefix, OUTSIDE), kind)
         if start is not None and _ends(previous, current):
             spans.append((previous[1], start, position))
             start = None
@@ -97,7 +169,8 @@ def tag_spans(tags: Sequence[str] | Sequence[int], names: Sequence[str] | None =
 
 
 def not_bio(names: Sequence[str]) -> list[str]:
-    """The names among `names` that are not BIO or BIOES tags, in order (empty: all are)."""
+    """The names among `names` that are not tags of any scheme (BIO, BIOES, BILOU), in order
+    (empty: each is; `scheme_of` also checks that they are of one scheme)."""
     bad = []
     for name in names:
         try:
@@ -115,10 +188,14 @@ def entity_counts(gold: Sequence[Sequence[int | str]], predicted: Sequence[Seque
 
     Raises:
       ValueError: the sentence counts differ, a sentence's tag counts differ (the message
-        names the sentence index), or a tag is neither BIO nor BIOES (`split_tag`).
+        names the sentence index), a tag is not a tag (`split_tag`), or the tags (`names`,
+        else every tag name of both) are not of one scheme (`scheme_of`).
     """
     if len(gold) != len(predicted):
         raise ValueError(f"{len(gold)} gold sentences but {len(predicted)} predicted")
+    # gold and predictions are read by one scheme: "E-PER" against "L-PER" would be a guess
+    scheme_of(names if names is not None else sorted(
+        {t for rows in (gold, predicted) for row in rows for t in row if isinstance(t, str)}))
     counts = np.zeros((len(gold), 3), np.int64)
     for index, (gold_tags, predicted_tags) in enumerate(zip(gold, predicted)):
         if len(gold_tags) != len(predicted_tags):

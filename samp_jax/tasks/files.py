@@ -37,7 +37,7 @@ Parquet, datasets), `[]` for none, or in CSV/TSV a text of them separated by `|`
 column (`Columns.label`, else the first of `DEFAULT_NAMES["labels"]`) and checked as labels
 are (below), each label at most once per row.
 
-Labels. A label (or BIO tag) is a name or an integer id; strings that all spell whole numbers
+Labels. A label (or a BIO, BIOES or BILOU tag) is a name or an integer id; strings that all spell whole numbers
 (a CSV's "0"/"1", or "0.0"/"1.0" as pandas writes an integer column that had a missing value,
 just as JSON's 1.0 is the id 1) are ids unless they are all names in `labels`. With `labels` (the model's
 `id2label` names, in order), names map to their index and ids must lie in
@@ -77,7 +77,7 @@ from typing import Any
 import numpy as np
 
 from samp_jax.data.splits import TaskSplits
-from samp_jax.models.bio_tags import not_bio
+from samp_jax.models.bio_tags import scheme_of
 from samp_jax.models.head_kinds import (SENTENCE_EMBEDDING, SEQUENCE_CLASSIFICATION,
                                        TOKEN_CLASSIFICATION, Readout)
 from samp_jax.tasks import cells
@@ -238,7 +238,7 @@ def _labels_to_ids(parts: dict[str | None, _Part], field: str, labels: Sequence[
     names, to_id = _label_ids(list(parts.values()), field, labels)
     if labels is None:  # the classes come from the data: a classifier needs two
         _check_two_classes(list(parts.values()), field)
-    if task_type.metric is ENTITY_F1:  # it finds entities in BIO tags
+    if task_type.metric is ENTITY_F1:  # it finds entities in BIO/BIOES/BILOU tags
         _check_bio(names, where, field)
     for part in parts.values():
         part.examples[:] = [_with_ids(e, field, to_id) for e in part.examples]
@@ -269,14 +269,16 @@ def _check_two_classes(parts: list[_Part], field: str) -> None:
 
 
 def _check_bio(names: Sequence[str], where: str, column: str) -> None:
-    """Token tags are scored by entity spans, which need BIO or BIOES names: 'O', 'B-x',
-    'I-x', 'E-x', 'S-x'."""
-    bad = not_bio(names)
-    if bad:
-        raise ValueError(f"{where}: column {column!r} has tags {bad[:6]} that are not BIO or "
-                         "BIOES names ('O', 'B-<type>', 'I-<type>', 'E-<type>', 'S-<type>'); "
-                         "entity F1 needs them (integer tags need the model's label names, or "
-                         "a ClassLabel column)")
+    """Token tags are scored by entity spans, which need the tags of one scheme: BIO ('O',
+    'B-x', 'I-x'), BIOES (and 'E-x', 'S-x') or BILOU (and 'L-x', 'U-x'), not two
+    (`samp_jax.models.bio_tags.scheme_of`)."""
+    try:
+        scheme_of(names)
+    except ValueError as e:
+        raise ValueError(f"{where}: column {column!r}: {e}; entity F1 needs BIO, BIOES or BILOU "
+                         "names ('O', 'B-<type>', 'I-<type>', with 'E-<type>', 'S-<type>' or "
+                         "'L-<type>', 'U-<type>'), one scheme per column (integer tags need the "
+                         "model's label names, or a ClassLabel column)") from None
 
 
 def read_inputs(source: Any, *, columns: Columns = Columns(),

@@ -270,7 +270,7 @@ def _mean_weighted(evidence: np.ndarray, weights: np.ndarray) -> np.ndarray:
 
 def _entity_evidence(predicted, gold, label_names) -> np.ndarray:
     if label_names is None:
-        raise ValueError("entity F1 needs the tag names (BIO labels) to find entities")
+        raise ValueError("entity F1 needs the tag names (BIO, BIOES or BILOU labels) to find entities")
     return entity_counts(*tag_rows(label_names, predicted, gold)).astype(np.float64)
 
 

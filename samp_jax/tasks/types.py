@@ -4,7 +4,7 @@ outputs on them are scored.
 An example is a plain dict with canonical fields:
 - `text_classification`: `text`, `label` (class id);
 - `text_pair_classification`: `text`, `text_pair`, `label` (a cross-encoder, e.g. NLI);
-- `token_classification`: `tokens` (words), `tags` (one class id per word, BIO or BIOES names);
+- `token_classification`: `tokens` (words), `tags` (one class id per word, BIO, BIOES or BILOU names);
 - `embedding_pairs`: `text`, `text_pair` and `label` (0/1, scored by ROC-AUC of the cosine) or
   `score` (a float, scored by Spearman correlation of the cosine), for a bi-encoder;
 - `embedding_texts`: `text` only: no metric, the search bounds the divergence from FP32;

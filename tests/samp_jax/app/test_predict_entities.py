@@ -111,7 +111,9 @@ def test_type_names_group_maximal_runs_of_one_tag():
     ("0", "1", "2"),                                   # a head without names: its class ids
     ("LABEL_0", "LABEL_1", "LABEL_2"),                 # HF's generic names
     ("NOUN", "VERB", "ADJ"),                           # no tag says "outside"
-    ("O", "B-PER", "I-PER", "U-PER"),                  # BIO mixed with another scheme
+    ("O", "B-PER", "I-PER", "PER"),                    # BIO mixed with type names
+    ("O", "B-PER", "E-PER", "L-PER"),                  # BIOES mixed with BILOU
+    ("O", "B-PER", "S-PER", "U-PER"),
 ])
 def test_names_that_name_no_outside_tag_or_mix_schemes_give_no_entities(names):
     record = _predict_tags(names, [names[1], names[1], names[0]])
@@ -121,6 +123,13 @@ def test_names_that_name_no_outside_tag_or_mix_schemes_give_no_entities(names):
 def test_bioes_names_group_as_entity_f1_reads_them():
     names = ("O", "B-PER", "I-PER", "E-PER", "S-PER", "S-LOC")
     record = _predict_tags(names, ["B-PER", "E-PER", "S-PER", "S-LOC", "O", "I-PER", "E-PER"])
+    assert [(e["type"], e["start"], e["end"]) for e in record["entities"]] == [
+        ("PER", 0, 2), ("PER", 2, 3), ("LOC", 3, 4), ("PER", 5, 7)]
+
+
+def test_bilou_names_group_as_bioes_with_l_as_e_and_u_as_s():
+    names = ("O", "B-PER", "I-PER", "L-PER", "U-PER", "U-LOC")
+    record = _predict_tags(names, ["B-PER", "L-PER", "U-PER", "U-LOC", "O", "I-PER", "L-PER"])
     assert [(e["type"], e["start"], e["end"]) for e in record["entities"]] == [
         ("PER", 0, 2), ("PER", 2, 3), ("LOC", 3, 4), ("PER", 5, 7)]
 

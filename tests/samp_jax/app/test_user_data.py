@@ -275,12 +275,21 @@ def test_tags_that_are_not_bio_and_single_class_pairs_are_refused_early(tmp_path
     with open(tmp_path / "io.jsonl", "w") as f:
         for i in range(20):
             f.write(json.dumps({"tokens": ["a", "b"], "tags": ["PER", "O"]}) + "\n")
-    with pytest.raises(ValueError, match="not BIO or BIOES names"):
+    with pytest.raises(ValueError, match=r"column 'tags': tags \['PER'\] are not 'O' or .*"
+                                         "entity F1 needs BIO, BIOES or BILOU names"):
         load_task(tmp_path / "io.jsonl")
-    with open(tmp_path / "bioes.jsonl", "w") as f:  # BIOES is read as entity F1 reads it
+    for scheme, tags in (("bioes", ["B-PER", "E-PER", "S-LOC"]), ("bilou", ["B-PER", "L-PER", "U-LOC"])):
+        with open(tmp_path / f"{scheme}.jsonl", "w") as f:  # read as entity F1 reads them
+            for i in range(20):
+                f.write(json.dumps({"tokens": ["a", f"b{i}", "c"], "tags": tags}) + "\n")
+        assert set(load_task(tmp_path / f"{scheme}.jsonl").labels) == set(tags)
+    with open(tmp_path / "mixed.jsonl", "w") as f:
         for i in range(20):
-            f.write(json.dumps({"tokens": ["a", f"b{i}", "c"], "tags": ["B-PER", "E-PER", "S-LOC"]}) + "\n")
-    assert set(load_task(tmp_path / "bioes.jsonl").labels) == {"B-PER", "E-PER", "S-LOC"}
+            tags = ["B-PER", "E-PER", "S-LOC"] if i % 2 else ["B-PER", "L-PER", "U-LOC"]
+            f.write(json.dumps({"tokens": ["a", f"b{i}", "c"], "tags": tags}) + "\n")
+    with pytest.raises(ValueError, match=r"mixed.jsonl: column 'tags': tags .* use the prefixes "
+                                         r"\['B', 'E', 'L', 'S', 'U'\], which no one scheme has"):
+        load_task(tmp_path / "mixed.jsonl")
     (tmp_path / "pairs.csv").write_text("text,text_pair,label\n" + "".join(
         f"a{i},b{i},1\n" for i in range(20)))
     task = load_task(tmp_path / "pairs.csv", head="sentence_embedding")

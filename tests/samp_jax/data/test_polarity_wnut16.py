@@ -278,7 +278,7 @@ def test_tags_to_spans_errors():
         tags_to_spans([0, 21])
     with pytest.raises(ValueError, match="tag id -1"):
         tags_to_spans([-1])
-    for bad in ("X-per", "B-", "B", "o", "L-per", "U-per"):
+    for bad in ("X-per", "B-", "B", "o", "l-per", "T-per"):  # L-/U- are BILOU tags
         with pytest.raises(ValueError, match="position 0"):
             tags_to_spans([bad])
 
