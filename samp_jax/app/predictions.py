@@ -6,6 +6,13 @@
   default 0.5: `LABEL_THRESHOLD`), and every label's sigmoid probability; a head of one
   output (num_labels=1: a reranker or a regression cross-encoder) `{"text", ["text_pair"],
   "score"}`, its raw output (the logit, before any sigmoid);
+- a sentence-transformers CrossEncoder (`samp_jax.models.cross_encoder`: its folder says so):
+  the same records, with what `CrossEncoder.predict` returns for the row, its activation
+  (default Sigmoid for one output, Identity for more, or the one the folder states) applied
+  to the logits: for one output `"score"` is that value and `"logit"` the raw output; for
+  more, `"scores"` maps each label name to its value (beside `"label"`, `"score"` and
+  `"probabilities"`, the softmax reading; a multi-label head's `"labels"` are still read from
+  the sigmoid at the threshold);
 - token classification: `{"tokens", "tags", "entities"}`: one tag per word (its first
   sub-token's; null for a word without a sub-token: one that truncation removed, or a word
   the tokenizer makes no token of, such as a zero-width or control character), and the
@@ -55,6 +62,7 @@ import numpy as np
 
 from samp_jax.core.atomic import atomic_file
 from samp_jax.models.bio_tags import OUTSIDE, Span, not_bio, scheme_of, tag_spans
+from samp_jax.models.cross_encoder import apply_activation
 from samp_jax.models.head_kinds import (SENTENCE_EMBEDDING, SEQUENCE_CLASSIFICATION,
                                        TOKEN_CLASSIFICATION, Readout, sigmoid)
 from samp_jax.serving import compile as compile_engine
@@ -241,9 +249,14 @@ def _predict(engine, rows: Sequence[dict]) -> list[dict]:
     names = _label_names(engine, result.logits.shape[-1])
     values, read = _SEQUENCE_RECORDS[Readout.SCORE if result.labels is None else engine.readout]
     predicted = [None] * len(rows) if result.labels is None else result.labels
+    activation = getattr(engine, "cross_encoder_activation", None)
+    scored = ([{}] * len(rows) if activation is None else
+              [_cross_encoder(names, logits, scores) for logits, scores
+               in zip(result.logits, apply_activation(activation, result.logits))])
     return [{"text": r["text"]} | ({"text_pair": r["text_pair"]} if pairs else {})
-            | read(names, row, label) | {"truncated": bool(cut)}
-            for r, row, label, cut in zip(rows, values(result.logits), predicted, result.truncated)]
+            | read(names, row, label) | fields | {"truncated": bool(cut)}
+            for r, row, label, fields, cut in zip(rows, values(result.logits), predicted, scored,
+                                                  result.truncated)]
 
 
 def entity_reader(names: Sequence[str]) -> Callable[[Sequence[str | None]], list[Span]] | None:
@@ -320,6 +333,14 @@ def _label_set(names: list[str], p: np.ndarray, predicted: np.ndarray) -> dict:
 def _score(names: list[str], logits: np.ndarray, predicted: None) -> dict:
     """One output: its raw score (the logit)."""
     return {"score": float(logits[0])}
+
+
+def _cross_encoder(names: list[str], logits: np.ndarray, scores: np.ndarray) -> dict:
+    """A CrossEncoder's fields, over the readout's: `CrossEncoder.predict`'s value for the row
+    (`scores`), as `"score"` with the raw `"logit"` for one output, else `"scores"` by name."""
+    if np.ndim(scores) == 0:
+        return {"score": float(scores), "logit": float(logits[0])}
+    return {"scores": {n: float(v) for n, v in zip(names, scores)}}
 
 
 _SEQUENCE_RECORDS = {Readout.CLASSES: (lambda logits: np.exp(log_softmax(logits)), _class),

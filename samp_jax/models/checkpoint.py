@@ -27,6 +27,7 @@ from samp_jax.models.config import ConfigError, EncoderConfig
 from samp_jax.models.errors import CheckpointError
 from samp_jax.models.families import FAMILIES, TRANSFORMS, Family, HeadLayout, Transform, get_family
 from samp_jax.models.families.base import unserved_head_hint
+from samp_jax.models.cross_encoder import hf_config_keys, read_activation
 from samp_jax.models.head_kinds import (
     NO_HEAD,
     SENTENCE_EMBEDDING,
@@ -212,7 +213,7 @@ def head_layout(model: EncoderModel, family: Family) -> HeadLayout:
             f"{family.class_prefix}{layout.architecture} applies {layout.activation!r} in its "
             f"classification head; this head applies {activation!r}")
     spec = model.head.spec() if kind in _TASK_HEADS else {}
-    expressible = {"num_labels", "labels", *(("activation", "problem_type")
+    expressible = {"num_labels", "labels", *(("activation", "problem_type", "cross_encoder_activation")
                                              if kind == SEQUENCE_CLASSIFICATION.name else ())}
     beyond = sorted(set(spec) - expressible - set(layout.options({}) if layout.options else ()))
     if beyond:  # e.g. mean pooling or a head norm: the family's HF class has no such option
@@ -444,6 +445,8 @@ def _head_spec(path: Path, config: EncoderConfig, family: Family, hf: dict, head
                 "activation": family.heads[head].activation}
         if head == SEQUENCE_CLASSIFICATION.name:
             spec["problem_type"] = stated_problem_type(hf, num_labels)
+            # a sentence-transformers CrossEncoder's activation, checked before any weights
+            spec["cross_encoder_activation"] = read_activation(path, hf, num_labels)
         if family.heads[head].options is not None:
             try:
                 spec |= family.heads[head].options(hf)
@@ -504,7 +507,9 @@ def save_pretrained(model: EncoderModel, directory: str | Path, *, tokenizer_dir
     family's naming and class names) that `load_pretrained` and HF transformers both read. A
     sentence-embedding model also gets sentence-transformers' `modules.json` and pooling
     config (and its Dense projections, `N_Dense/`), so sentence-transformers loads it and
-    embeds the same way.
+    embeds the same way. A sentence-transformers CrossEncoder's head states its activation
+    in `config.json` (`samp_jax.models.cross_encoder.hf_config_keys`), so `CrossEncoder.predict`
+    applies the same one.
 
     Args:
       model: a float `EncoderModel`.
@@ -541,6 +546,8 @@ def save_pretrained(model: EncoderModel, directory: str | Path, *, tokenizer_dir
                    "label2id": {n: i for i, n in enumerate(names)}}
     if getattr(model.head, "problem_type", None) is not None:  # how HF trains and reads it
         config["problem_type"] = model.head.problem_type
+    # a CrossEncoder's activation, where sentence-transformers 4 and 5 read it
+    config |= hf_config_keys(getattr(model.head, "cross_encoder_activation", None))
     config |= extra or {}
     with atomic_folder(directory) as tmp:  # tokenizer and sentence-transformers files too
         save_file(state, str(tmp / SAFETENSORS))

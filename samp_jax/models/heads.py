@@ -25,6 +25,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from samp_jax.models.config import EncoderConfig
+from samp_jax.models.cross_encoder import ACTIVATIONS as CROSS_ENCODER_ACTIVATIONS
 from samp_jax.models.head_kinds import (
     NO_HEAD,
     SENTENCE_EMBEDDING,
@@ -74,6 +75,10 @@ class SequenceClassifier(nnx.Module):
         decides how its logits are read (`readout`); None: not set (read as HF's pipelines
         read it: a score for one output, else one class per row). A static attribute, like
         `labels`.
+      cross_encoder_activation: for a sentence-transformers CrossEncoder, the activation its
+        `predict` applies to the logits (a name of `samp_jax.models.cross_encoder.ACTIVATIONS`),
+        which `samp-jax predict` applies too; None: not a CrossEncoder. It changes nothing
+        the model computes. A static attribute.
       rngs: initialisation randomness.
 
     The dense layer has a bias unless `config.classifier_bias` is False.
@@ -84,9 +89,12 @@ class SequenceClassifier(nnx.Module):
     def __init__(self, config: EncoderConfig, num_labels: int | None = None, *,
                  labels: Sequence[str] | None = None, activation: str = "tanh",
                  pooling: str = "cls", norm: bool = False, problem_type: str | None = None,
-                 rngs: nnx.Rngs):
+                 cross_encoder_activation: str | None = None, rngs: nnx.Rngs):
         num_labels = _num_labels(num_labels, labels)
         validate_problem_type(problem_type, num_labels)
+        if cross_encoder_activation is not None and cross_encoder_activation not in CROSS_ENCODER_ACTIVATIONS:
+            raise ValueError(f"{cross_encoder_activation=} is not one of "
+                             f"{tuple(CROSS_ENCODER_ACTIVATIONS)} or None")
         if activation not in CLASSIFIER_ACTIVATIONS:
             raise ValueError(f"{activation=} is not one of {CLASSIFIER_ACTIVATIONS}")
         if pooling not in CLASSIFIER_POOLING:
@@ -100,6 +108,7 @@ class SequenceClassifier(nnx.Module):
         self.activation = activation
         self.pooling = pooling
         self.problem_type = problem_type
+        self.cross_encoder_activation = cross_encoder_activation
 
     @property
     def readout(self) -> Readout:
@@ -120,8 +129,9 @@ class SequenceClassifier(nnx.Module):
         return self.classifier(pooled if self.norm is None else self.norm(pooled))
 
     def spec(self) -> dict[str, Any]:
-        """What `make_head` needs to rebuild this head (JSON); the pooling, the norm and the
-        problem type only when they differ from the defaults."""
+        """What `make_head` needs to rebuild this head (JSON); the pooling, the norm, the
+        problem type and the CrossEncoder activation only when they differ from the
+        defaults."""
         spec = {"num_labels": self.num_labels, "labels": _list_or_none(self.labels),
                 "activation": self.activation}
         if self.pooling != "cls":
@@ -130,6 +140,8 @@ class SequenceClassifier(nnx.Module):
             spec["norm"] = True
         if self.problem_type is not None:
             spec["problem_type"] = self.problem_type
+        if self.cross_encoder_activation is not None:
+            spec["cross_encoder_activation"] = self.cross_encoder_activation
         return spec
 
     def output_width(self, config: EncoderConfig) -> int:

@@ -106,6 +106,12 @@ class EncoderModel(nnx.Module):
         """The head's class names (`head.labels`), or None."""
         return getattr(self.head, "labels", None)
 
+    @property
+    def cross_encoder_activation(self) -> str | None:
+        """The activation a sentence-transformers CrossEncoder's `predict` applies to the
+        head's logits (`samp_jax.models.cross_encoder`), or None: not a CrossEncoder."""
+        return getattr(self.head, "cross_encoder_activation", None)
+
     def encode(self, input_ids: jax.Array, attention_mask: jax.Array | None = None,
                token_type_ids: jax.Array | None = None) -> jax.Array:
         """Returns the last hidden state `[batch, seq, hidden]`.

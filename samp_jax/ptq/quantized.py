@@ -317,6 +317,11 @@ class QuantizedModel(nnx.Module):
         return self.model.labels
 
     @property
+    def cross_encoder_activation(self) -> str | None:
+        """A CrossEncoder's activation (`EncoderModel.cross_encoder_activation`), or None."""
+        return self.model.cross_encoder_activation
+
+    @property
     def tokenizer(self) -> Tokenizer | None:
         """The tokenizer travelling with the model (`EncoderModel.tokenizer`), or None."""
         return self.model.tokenizer

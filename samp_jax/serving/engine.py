@@ -220,6 +220,8 @@ class Engine:
       label_threshold: the threshold a multi-label head's label sets are read at
         (`compile(label_threshold=...)`, else `LABEL_THRESHOLD`); None for other heads.
       labels: the head's class names (`EngineOutput.label_names`), or None.
+      cross_encoder_activation: a sentence-transformers CrossEncoder's activation
+        (`EncoderModel.cross_encoder_activation`; the logits are returned without it), or None.
       seq_buckets, batch_buckets: the shapes served, ascending (all compiled, unless the
         engine was built with `precompile=False`: then those reached so far).
       batch_size: most rows per executable call.
@@ -276,6 +278,7 @@ class Engine:
         self.readout = self.model.readout
         self.label_threshold = _label_threshold(label_threshold, self.readout, self.head_kind)
         self.labels = self.model.labels
+        self.cross_encoder_activation = self.model.cross_encoder_activation
         self._inputs = InputReader(tokenizer, self.config, limit=self.seq_buckets[-1],
                                    truncate=truncate)
         cache_dir = cache_dir if cache_dir is not None else os.environ.get(CACHE_ENV) or None
