@@ -6,6 +6,7 @@ a quantized and a float copy; one it does not mirror is refused, naming the file
 
 import json
 import shutil
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from samp_jax.app.cli import main
 from samp_jax.models import ConfigError
 from samp_jax.models.checkpoint import save_pretrained
 from samp_jax.models.cross_encoder import ACTIVATIONS, read_activation
+from samp_jax.models.head_kinds import SEQUENCE_CLASSIFICATION, Readout, sigmoid
 from tests.faults.cli_files import one_line_error
 from tests.helpers import GOLDEN
 
@@ -123,3 +125,22 @@ def test_an_activation_samp_jax_does_not_run_is_refused_before_the_weights(
     code = main(["predict", "--model", str(folder), "--data", str(_pairs_file(tmp_path)),
                  "--out", str(tmp_path / "p.jsonl")])
     one_line_error(capsys, code, 1, where, "torch.nn.Sigmoid")
+
+
+class _LabelSetEngine:
+    """A stand-in engine of a multi-label CrossEncoder whose folder states no activation
+    (Identity: `CrossEncoder.predict` returns the logits)."""
+
+    head_kind, readout, labels = SEQUENCE_CLASSIFICATION.name, Readout.LABELS, ("a", "b", "c")
+    cross_encoder_activation = "Identity"
+
+    def __call__(self, inputs):
+        logits = np.array([[2.0, -1.0, 0.5]] * len(inputs), np.float32)
+        return SimpleNamespace(logits=logits, labels=sigmoid(logits) >= 0.5,
+                               truncated=[False] * len(inputs))
+
+
+def test_a_multi_label_cross_encoder_keeps_its_labels_and_scores_by_its_activation():
+    [record] = predictions._predict(_LabelSetEngine(), [{"text": "q", "text_pair": "d"}])
+    assert record == {"text": "q", "text_pair": "d", "labels": ["a", "c"],
+                      "scores": {"a": 2.0, "b": -1.0, "c": 0.5}, "truncated": False}
