@@ -193,6 +193,11 @@ MUTANTS = (
            "samp_jax/models/bio_tags.py",
            "return (before in (END, SINGLE)\n", "return (before in (SINGLE,)\n",
            ("tests/samp_jax/models/test_bio_tags.py", "-k", "seqeval")),
+    Mutant("bilou_last_and_unit_swapped",
+           'BILOU\'s "L-" read as a single-word entity and "U-" as an entity\'s last word',
+           "samp_jax/models/bio_tags.py",
+           '"L": END, "U": SINGLE}', '"L": SINGLE, "U": END}',
+           ("tests/samp_jax/models/test_bio_tags.py", "-k", "bilou")),
     Mutant("fast_tokenizer_options_ignored",
            "tokenizer.json is read as it is, without the tokenizer_config.json options HF's fast "
            "classes write into it (do_lower_case, strip_accents, add_prefix_space, ...)",
