@@ -164,9 +164,11 @@ def compile(model: EncoderModel | QuantizedModel, *, tokenizer: Tokenizer | None
       tokenizer: turns texts into ids (and pads token-id input); defaults to the model's own
         `model.tokenizer` (attached by `samp_jax.load`). There is no other default.
       seq_buckets: sequence lengths to compile; sorted and deduplicated. Each must be at most
-        the model's `config.max_sequence_length`. Defaults to `default_seq_buckets` of that
-        length: `DEFAULT_SEQ_BUCKETS`, doubling on past 512 for long-context models
-        (ModernBERT's 8,192), capped at the length.
+        the model's limit: the smaller of its `config.max_sequence_length` and the
+        tokenizer's `max_length` (e.g. a sentence-transformers `max_seq_length`: the length
+        the model was trained and is served at, as sentence-transformers cuts rows). Defaults
+        to `default_seq_buckets` of that limit: `DEFAULT_SEQ_BUCKETS`, doubling on past 512
+        for long-context models (ModernBERT's 8,192), capped at the limit.
       batch_size: most rows per executable call; larger inputs are cut into chunks. Defaults
         to `max(batch_buckets)` when those are given, else 32.
       batch_buckets: batch shapes to compile; defaults to `(1, batch_size)`. The largest must
@@ -247,21 +249,6 @@ class Engine:
         if not isinstance(model, (EncoderModel, QuantizedModel)):
             raise TypeError(f"compile needs an EncoderModel or a QuantizedModel, "
                             f"got {type(model).__name__}")
-        max_length = model.config.max_sequence_length
-        if seq_buckets is None:
-            seq_buckets = default_seq_buckets(max_length)
-        self.seq_buckets = _check_buckets(seq_buckets, "seq_buckets")
-        if self.seq_buckets[-1] > max_length:
-            raise ValueError(f"seq_buckets={self.seq_buckets} has {self.seq_buckets[-1]}, more than "
-                             f"the model's maximum of {max_length} tokens "
-                             f"(max_position_embeddings={model.config.max_position_embeddings})")
-        self.batch_size, self.batch_buckets = _check_batch(batch_size, batch_buckets)
-        if not isinstance(truncate, bool):
-            raise TypeError(f"truncate={truncate!r} must be True or False")
-        if not isinstance(precompile, bool):
-            raise TypeError(f"precompile={precompile!r} must be True or False")
-        self.truncate = truncate
-        self.precompile = precompile
         if tokenizer is None:
             tokenizer = getattr(model, "tokenizer", None)
         if tokenizer is None:
@@ -271,6 +258,29 @@ class Engine:
                 "attaches the folder's tokenizer")
         if not isinstance(tokenizer, Tokenizer):
             raise TypeError(f"tokenizer must be a samp_jax.Tokenizer, got {type(tokenizer).__name__}")
+        # the model's positions, and the tokenizer's own limit (a sentence-transformers
+        # max_seq_length, a tokenizer's model_max_length): rows past it are not the model's
+        positions = model.config.max_sequence_length
+        max_length = min(positions, tokenizer.max_length)
+        if seq_buckets is None:
+            seq_buckets = default_seq_buckets(max_length)
+        self.seq_buckets = _check_buckets(seq_buckets, "seq_buckets")
+        if self.seq_buckets[-1] > max_length:
+            why = (f"the model's maximum of {positions} tokens (max_position_embeddings="
+                   f"{model.config.max_position_embeddings})" if positions <= tokenizer.max_length
+                   else f"the tokenizer's max_length of {tokenizer.max_length} tokens (its "
+                        "model_max_length or sentence-transformers max_seq_length); to serve longer "
+                        "rows, pass tokenizer=samp_jax.Tokenizer.from_pretrained(folder, "
+                        "max_length=N)")
+            raise ValueError(f"seq_buckets={self.seq_buckets} has {self.seq_buckets[-1]}, more "
+                             f"than {why}")
+        self.batch_size, self.batch_buckets = _check_batch(batch_size, batch_buckets)
+        if not isinstance(truncate, bool):
+            raise TypeError(f"truncate={truncate!r} must be True or False")
+        if not isinstance(precompile, bool):
+            raise TypeError(f"precompile={precompile!r} must be True or False")
+        self.truncate = truncate
+        self.precompile = precompile
         self.tokenizer = tokenizer
         self.model = _served_model(model, dtype)
         self.config = self.model.config

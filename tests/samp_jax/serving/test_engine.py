@@ -281,6 +281,24 @@ def test_too_long_rows_raise_unless_truncating(embedder, classifier_model, token
     assert ids.truncated[0] and not first.truncated[0]
 
 
+def test_rows_are_served_up_to_the_tokenizers_own_limit(minilm_dir):
+    """all-MiniLM-L6-v2 has 512 positions but sentence-transformers cuts rows at its
+    max_seq_length of 256: the engine serves 256 at most, as the model was trained."""
+    model = samp_jax.load(minilm_dir)
+    assert model.tokenizer.max_length == 256 and model.config.max_sequence_length == 512
+    engine = samp_jax.compile(model, batch_size=1, truncate=True, precompile=False)
+    assert engine.seq_buckets[-1] == 256
+    out = engine(TOO_LONG * 3)  # 302 tokens
+    assert out.truncated[0] and out.lengths[0] == 256
+    np.testing.assert_allclose(out.embeddings, direct(model, model.tokenizer, [TOO_LONG * 3],
+                                                      truncation=True), atol=2e-6)
+    with pytest.raises(ValueError, match=r"row 0 has 302 tokens, more than the largest bucket 256"):
+        samp_jax.compile(model, batch_size=1, precompile=False)(TOO_LONG * 3)
+    with pytest.raises(ValueError, match=r"has 512, more than the tokenizer's max_length of 256 "
+                                         r"tokens .*max_length=N\)"):
+        samp_jax.compile(model, seq_buckets=(128, 512), precompile=False)
+
+
 @pytest.mark.parametrize("kwargs, error, message", [
     (dict(seq_buckets=()), ValueError, "seq_buckets is empty"),
     (dict(seq_buckets=(0, 16)), ValueError, "every size must be a positive int"),
