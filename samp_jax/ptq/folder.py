@@ -42,6 +42,9 @@ STORED_AS = {"bfloat16": "uint16", "float8_e4m3fn": "uint8"}
 SIDECAR_FIELDS = {"format": str, "format_version": int, "config": dict, "head": dict, "dtype": str,
                   "precision_map": dict, "info": dict, "dtypes": dict, "files": dict}
 
+# The smallest scale as stored: scales are float32, and float32(1e-12) is 9.99999996e-13.
+STORED_SCALE_EPS = np.float32(SCALE_EPS)
+
 
 class FolderChanged(FileNotFoundError):
     """The folder was replaced (or deleted) while it was being read."""
@@ -209,9 +212,10 @@ def checked_tensor(file: Path, key: str, stored: np.ndarray, claimed: str | None
     as_float = np.asarray(value, np.float32)
     if not np.all(np.isfinite(as_float)):
         raise CheckpointError(file, problem=f"tensor {key}: non-finite values found, expected finite")
-    if key.endswith("_scale") and as_float.size and float(as_float.min()) < SCALE_EPS:
+    if key.endswith("_scale") and as_float.size and as_float.min() < STORED_SCALE_EPS:
         raise CheckpointError(file, problem=f"tensor {key}: scale {float(as_float.min())!r} found, "
-                              f"expected a finite scale >= {SCALE_EPS}")
+                              f"expected a finite scale >= {SCALE_EPS} (as float32, "
+                              f"{float(STORED_SCALE_EPS)!r})")
     return value
 
 

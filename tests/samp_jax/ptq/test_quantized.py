@@ -147,6 +147,22 @@ def test_sidecars_without_labels_pooling_or_tokenizer_still_load(tmp_path):
     np.testing.assert_array_equal(np.asarray(loaded(ids)), np.asarray(q(ids)))
 
 
+def test_a_pruned_neuron_and_the_smallest_clip_save_and_load(tmp_path):
+    """An all-zero weight column (a pruned neuron) and a stated clip below the scale floor both
+    quantize to the floor scale, 1e-12 as float32 (9.99999996e-13): the folder loads again."""
+    model = _tiny_classifier()
+    model.encoder.layers[0].ffn_in.kernel.value = model.encoder.layers[0].ffn_in.kernel.value.at[:, 3].set(0.0)
+    pmap = PrecisionMap.from_dict({"num_layers": TINY_CONFIG.num_layers, "default": {"precision": "fp32"},
+                                   "rules": [{"sites": ["ffn_in"], "precision": "int8"},
+                                             {"sites": ["ffn_out"], "precision": "int8",
+                                              "activation": "static", "clip": 1e-30}]})
+    q = quantize(model, pmap)
+    q.save(tmp_path / "q")
+    loaded = QuantizedModel.load(tmp_path / "q")
+    ids = np.arange(1, 9, dtype=np.int32)[None]
+    np.testing.assert_array_equal(np.asarray(loaded(ids)), np.asarray(q(ids)))
+
+
 def _tiny_classifier():
     rngs = nnx.Rngs(0)
     return EncoderModel(TINY_CONFIG, make_head("sequence_classification", TINY_CONFIG,
