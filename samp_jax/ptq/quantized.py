@@ -507,9 +507,11 @@ def site_calibrations(precision_map: PrecisionMap, calibration=None) -> dict:
 
     Raises:
       ValueError: a stored clip at a site the calibration smooths (the clip was chosen on
-        unsmoothed inputs).
+        unsmoothed inputs), or a site whose rule names a calibrator (and stores no clip) where
+        the calibration's clip is another calibrator's.
     """
     sites = dict(calibration.sites) if calibration is not None else {}
+    _check_named_calibrators(precision_map, calibration)
     for key, clip in precision_map.stored_clips().items():
         given = sites.get(key)
         if given is not None and given.input_scale is not None:
@@ -517,6 +519,47 @@ def site_calibrations(precision_map: PrecisionMap, calibration=None) -> dict:
                              "without smoothing) but the calibration smooths this site")
         sites[key] = SiteCalibration(absmax=clip, amax=clip)
     return sites
+
+
+def _check_named_calibrators(precision_map: PrecisionMap, calibration) -> None:
+    """Refuses a calibration whose clip at an INT8 static site is another calibrator's than
+    the one the site's rule names (a map that names one and stores no clip, calibrated
+    without `precision_map=`): the model would run, and its map would claim, a clip it
+    does not have."""
+    if calibration is None:
+        return
+    for (layer, site), p in precision_map.items():
+        named = p.calibration
+        if named is None or p.clip is not None or p.precision != "int8" or \
+                (layer, site) not in calibration.sites:
+            continue
+        used = calibration.options.get("methods", {}).get(f"{layer}.{site}", calibration.method)
+        if used != named:
+            raise ValueError(
+                f"site {layer}.{site}: the precision map names calibrator {named!r}, but the "
+                f"calibration's clip there is {used!r}'s; calibrate with the map "
+                "(calibrate.calibrate(model, batches, precision_map=precision_map)) so each "
+                "site gets the calibrator its rule names")
+
+
+def _check_calibration_fits(model: EncoderModel, calibration) -> None:
+    """Refuses a calibration made for another model: statistics of a layer or site the model
+    does not have, or SmoothQuant scales of another width."""
+    if calibration is None:
+        return
+    layers = model.config.num_layers
+    foreign = sorted(f"{l}.{s}" for l, s in calibration.sites if not (0 <= l < layers and s in SITES))
+    if foreign:
+        raise ValueError(f"the calibration has statistics of sites {foreign[:6]} that the model "
+                         f"({layers} layers, sites {SITES}) does not have: it was made for "
+                         "another model; calibrate this one (calibrate.calibrate(model, batches))")
+    for (layer, site), stats in calibration.sites.items():
+        width = getattr(model.encoder.layers[layer], site).shape[0]
+        if stats.input_scale is not None and np.shape(stats.input_scale)[-1] != width:
+            raise ValueError(f"site {layer}.{site}: the calibration's smoothing scales have "
+                             f"{np.shape(stats.input_scale)[-1]} channels, the model's input "
+                             f"there has {width}: it was made for another model; calibrate "
+                             "this one")
 
 
 def quantize(model: EncoderModel, precision_map: PrecisionMap, calibration=None, *,
@@ -548,12 +591,19 @@ def quantize(model: EncoderModel, precision_map: PrecisionMap, calibration=None,
         raise ValueError(f"precision map has num_layers={precision_map.num_layers}, "
                          f"the model has {model.config.num_layers}")
     dtype = compute_dtype_of(precision_map, dtype)
+    _check_calibration_fits(model, calibration)
     sites = site_calibrations(precision_map, calibration)
     uncalibrated = [f"{l}.{s}" for (l, s), p in precision_map.items()
                     if p.needs_calibration and (l, s) not in sites]
     if uncalibrated:
-        raise ValueError(f"sites {uncalibrated[:6]}{'...' if len(uncalibrated) > 6 else ''} use "
-                         "static activation scales; pass calibration=calibrate.calibrate(...)")
+        listed = f"{uncalibrated[:6]}{'...' if len(uncalibrated) > 6 else ''}"
+        if calibration is None:
+            raise ValueError(f"sites {listed} use static activation scales; pass "
+                             "calibration=calibrate.calibrate(...)")
+        raise ValueError(f"sites {listed} use static activation scales, and the calibration "
+                         "given has no statistics for them (made for another model or map?); "
+                         "calibrate this model with this map: calibrate.calibrate(model, "
+                         "batches, precision_map=precision_map)")
     if precision_map.embedding_project is not None and model.embeddings.project is None:
         raise ValueError("the precision map sets embedding_project, but the model has no embedding "
                          "projection (only ELECTRA-style models with embedding_size != hidden_size do)")

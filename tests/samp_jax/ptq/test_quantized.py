@@ -1,5 +1,6 @@
 """quantize(): real quantized MiniLM, memory, save/load round trip, and error paths."""
 
+import dataclasses
 import json
 
 import jax
@@ -161,6 +162,44 @@ def test_a_pruned_neuron_and_the_smallest_clip_save_and_load(tmp_path):
     loaded = QuantizedModel.load(tmp_path / "q")
     ids = np.arange(1, 9, dtype=np.int32)[None]
     np.testing.assert_array_equal(np.asarray(loaded(ids)), np.asarray(q(ids)))
+
+
+def _static_map(**rule) -> PrecisionMap:
+    return PrecisionMap.from_dict({"num_layers": TINY_CONFIG.num_layers, "default": {"precision": "fp32"},
+                                   "rules": [{"sites": ["ffn_in"], "precision": "int8",
+                                              "activation": "static", **rule}]})
+
+
+def test_a_calibration_of_another_calibrator_or_model_is_refused():
+    model = _tiny_classifier()
+    batches = [{"input_ids": np.arange(1, 65, dtype=np.int32).reshape(4, 16) % 60 + 1,
+                "attention_mask": np.ones((4, 16), np.int32)}]
+    named = _static_map(calibration="minmax")
+    with pytest.warns(UserWarning, match="real token"):
+        percentile = calibrate(model, batches, "percentile")
+        per_map = calibrate(model, batches, "percentile", precision_map=named)
+    with pytest.raises(ValueError, match=r"site 0.ffn_in: the precision map names calibrator "
+                                         r"'minmax', but the calibration's clip there is "
+                                         r"'percentile''s; calibrate with the map"):
+        quantize(model, named, percentile)
+    q = quantize(model, named, per_map)  # calibrated with the map: each site its named clip
+    assert float(q.model.encoder.layers[0].ffn_in.act_scale[...]) == pytest.approx(
+        per_map.sites[(0, "ffn_in")].amax / 127, rel=1e-6)
+    assert quantize(model, _static_map(), percentile)  # no calibrator named: the calibration's
+    config = dataclasses.replace(TINY_CONFIG, num_layers=TINY_CONFIG.num_layers - 1)
+    rngs = nnx.Rngs(0)
+    shallower = EncoderModel(config, make_head("sequence_classification", config, num_labels=2,
+                                               rngs=rngs), rngs=rngs)
+    last = TINY_CONFIG.num_layers - 1
+    with pytest.raises(ValueError, match=rf"statistics of sites \['{last}.attn_out', .*it was made "
+                                         r"for another model"):
+        quantize(shallower, PrecisionMap.preset("fp16", config.num_layers), percentile)
+    deeper = dataclasses.replace(TINY_CONFIG, num_layers=TINY_CONFIG.num_layers + 1)
+    taller = EncoderModel(deeper, make_head("sequence_classification", deeper, num_labels=2,
+                                            rngs=rngs), rngs=rngs)
+    with pytest.raises(ValueError, match=r"the calibration given has no statistics for them"):
+        quantize(taller, PrecisionMap.from_dict(_static_map().to_dict() | {"num_layers": deeper.num_layers}),
+                 percentile)
 
 
 def _tiny_classifier():
