@@ -22,6 +22,7 @@ from calibrate.search.runner import LATENCY_RTOL, Kind, Outputs, Runner
 from calibrate.search.session import Session, finish, measure_and_order, outputs_of
 from calibrate.search.strategy import AllocationProblem, get_strategy
 from samp_jax.core.precision import SITES
+from samp_jax.tasks.chance import chance_level
 from samp_jax.tasks.metrics import get_metric
 
 
@@ -35,6 +36,7 @@ def search_tolerance(session: Session) -> SearchResult:
     """
     config, runner, obj = session.config, session.runner, session.objective
     warn_if_rows_too_few(session)
+    warn_if_at_chance(session)
     name, measure, allowed = tolerance_measure(obj, session.reference.metric, config.tolerance,
                                                config.tolerance_mode)
     measure = measured_once(measure)
@@ -121,6 +123,22 @@ def warn_if_rows_too_few(session: Session) -> None:
             f"{1.0 / rows:.3g}, more than the {allowed:.3g} the tolerance allows, so the search "
             "can only tell whether any row changes; give more rows for a verdict that means "
             "something", UserWarning, stacklevel=3)
+
+
+def warn_if_at_chance(session: Session) -> None:
+    """Warns (`UserWarning`) when the FP32 model's search-split metric is no better than always
+    predicting the most frequent class (or label set): a tolerance relative to it bounds
+    nothing that matters (is the model trained for this data?)."""
+    evaluation, fp32 = getattr(session.objective, "evaluation", None), session.reference.metric
+    encoded = getattr(evaluation, "encoded", None)  # classification and tagging only
+    if encoded is None or fp32 is None:
+        return
+    chance = chance_level(evaluation.task_type, evaluation.labels, encoded)
+    if chance is not None and not chance.beaten_by(fp32):
+        verdict = chance.describe(fp32, "the FP32 model's search-split")
+        warnings.warn(f"{verdict}: a tolerance "
+                      "relative to it bounds nothing that matters (is the model trained for "
+                      "this data?)", UserWarning, stacklevel=3)
 
 
 def tolerance_verdict(session: Session, chosen: ToleranceCheck, measured: str) -> bool:

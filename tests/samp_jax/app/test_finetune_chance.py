@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -115,3 +117,24 @@ def test_cache_keys_of_the_packaged_settings_are_unchanged():
     assert {name: config.key() for name, config in DEFAULT_CONFIGS.items()} == {
         "snli": "2ebd244242dc", "polarity": "0b7878e259cf", "wnut16": "eeff3b8f363f"}
     assert FinetuneConfig(min_steps=1).key() != FinetuneConfig().key()
+
+
+def test_the_search_warns_when_the_fp32_model_is_at_chance_on_its_search_split(files):
+    """The Python API's search says it too (the command line adds the test split's line)."""
+    import samp_jax
+    from calibrate.search.objectives import task_objective
+    from calibrate.search.tolerance import warn_if_at_chance
+    from samp_jax.tasks import load_task
+
+    model = samp_jax.load(files / "model")
+    task = load_task(files / "rows.csv")
+    objective = task_objective(model, task, model.tokenizer)
+    session = SimpleNamespace(objective=objective,
+                              reference=SimpleNamespace(metric=objective.metric(objective.reference)))
+    with pytest.warns(UserWarning, match=r"the FP32 model's search-split accuracy [0-9.]+ is no "
+                                         r"better than always predicting .*bounds nothing"):
+        warn_if_at_chance(session)
+    session.reference.metric = 1.0  # a model that beats chance: nothing said
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_if_at_chance(session)
