@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from calibrate.search.phases import default_preset_name
-from calibrate.search.result import SearchResult, pareto_entries
+from calibrate.search.result import SearchResult, pareto_entries, pareto_file
 from calibrate.search.runner import Kind
 from samp_jax.core.atomic import atomic_file, write_text_atomic
 from samp_jax.core.precision import SITES, as_precision
@@ -78,13 +78,15 @@ def pareto_table(result: SearchResult) -> str:
               else get_metric(result.metric_name).display_name)
     entries = {e.name: e for e in result.evaluated}
     lines = ["Each map here is faster, or better on the search split, than every other map the "
-             "search ran; `summary.json` (`pareto_front`) holds each one's precision map.", "",
-             f"| map | {metric} (search) | INT8 FLOP fraction | est. latency (ms) |",
-             "|---|---:|---:|---:|"]
-    for name in result.pareto_maps:
+             "search ran. Its precision map is in the file named (`samp-jax eval --precision "
+             "FILE` scores it on the test split).", "",
+             f"| map | {metric} (search) | INT8 FLOP fraction | est. latency (ms) | file |",
+             "|---|---:|---:|---:|---|"]
+    for index, name in enumerate(result.pareto_maps):
         e = entries[name]
         value = e.proxy if result.metric_name is None else e.metric
-        lines.append(f"| {name} | {value:.4g} | {e.int8_fraction:.2f} | {e.latency_ms:.3f} |")
+        lines.append(f"| {name} | {value:.4g} | {e.int8_fraction:.2f} | {e.latency_ms:.3f} | "
+                     f"`{pareto_file(index)}` |")
     return "\n".join(lines)
 
 
@@ -132,7 +134,8 @@ def plot_pareto(result: SearchResult, path: Path) -> None:
 
 def write_report(result: SearchResult, out: str | Path, *, test_metrics: dict | None = None,
                  command: str | None = None, extra: dict | None = None) -> dict:
-    """Writes precision_map.json, summary.json, report.md and pareto.png into `out`.
+    """Writes precision_map.json, summary.json, report.md, pareto.png and each Pareto-front map
+    (`pareto/NN.json`, fastest first) into `out`.
 
     Returns the summary written to summary.json (`result.summary()`, the test metrics, the
     command and `extra`).
@@ -140,6 +143,9 @@ def write_report(result: SearchResult, out: str | Path, *, test_metrics: dict | 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     result.precision_map.save(out / "precision_map.json")
+    for index, pmap in enumerate(result.pareto_maps.values()):
+        (out / pareto_file(index)).parent.mkdir(exist_ok=True)
+        pmap.save(out / pareto_file(index))
     summary = result.summary() | {"test": test_metrics, "command": command} | (extra or {})
     write_text_atomic(out / "summary.json", json.dumps(summary, indent=1))
     plot_pareto(result, out / "pareto.png")

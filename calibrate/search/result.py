@@ -48,6 +48,12 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     return front
 
 
+def pareto_file(index: int) -> str:
+    """Where a search's output folder holds the precision map of its `index`-th Pareto-front
+    map (0: the fastest): `pareto/01.json`, ... (`samp-jax eval --precision OUT/pareto/01.json`)."""
+    return f"pareto/{index + 1:02d}.json"
+
+
 def pareto_entries(evaluated: list[Evaluated], metric_name: str | None) -> list[Evaluated]:
     """The maps on the Pareto front of estimated latency against the search-split metric (or
     against the proxy, lower being better, without a metric), fastest first; the FP32
@@ -159,14 +165,16 @@ class SearchResult:
         return self.latency_table.map_ms(PrecisionMap.preset("fp16", self.precision_map.num_layers))
 
     def pareto_summary(self) -> list[dict]:
-        """Each map on the Pareto front, fastest first: its name, kind, search-split metric and
-        proxy, estimated latency, INT8 FLOP fraction and precision map (the JSON
-        `PrecisionMap.from_dict` reads: save one to a file to evaluate or serve that point)."""
+        """Each map on the Pareto front, fastest first: its name, the file `write_report` saves
+        its precision map in (`pareto_file`), kind, search-split metric and proxy, estimated
+        latency, INT8 FLOP fraction and precision map (the JSON `PrecisionMap.from_dict` reads)."""
         entries = {e.name: e for e in self.evaluated}
-        return [{"map": name, "kind": str(entries[name].kind), "metric": entries[name].metric,
+        return [{"map": name, "file": pareto_file(index), "kind": str(entries[name].kind),
+                 "metric": entries[name].metric,
                  "proxy": entries[name].proxy, "estimated_latency_ms": entries[name].latency_ms,
                  "int8_flop_fraction": entries[name].int8_fraction,
-                 "precision_map": pmap.to_dict()} for name, pmap in self.pareto_maps.items()]
+                 "precision_map": pmap.to_dict()}
+                for index, (name, pmap) in enumerate(self.pareto_maps.items())]
 
     def summary(self) -> dict:
         return {

@@ -306,8 +306,9 @@ def _search(args) -> int:
     if args.json:
         print(json.dumps(summary, indent=1))
     else:
-        print(f"wrote {out}/precision_map.json, report.md, pareto.png and the quantized model "
-              f"{summary['quantized_model']} (load it with samp_jax.load)")
+        print(f"wrote {out}/precision_map.json, report.md, pareto.png, the Pareto-front maps "
+              f"(pareto/) and the quantized model {summary['quantized_model']} (load it with "
+              "samp_jax.load)")
         shown = ("label_threshold",) if summary.get("label_threshold") is not None else ()
         for key in ("target", "chosen_from", *shown, "max_length", "fp32_search_metric",
                     "chosen_search_metric",

@@ -46,7 +46,7 @@ import os
 import secrets
 import shutil
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Mapping
 
 TMP_TAG = ".tmp-"
 OLD_TAG = ".old-"
@@ -59,19 +59,21 @@ def is_model_folder(folder: str | os.PathLike) -> bool:
     return any((Path(folder) / name).is_file() for name in MODEL_MARKERS)
 
 
-def holds_only(names: Iterable[str]) -> Callable[[Path], bool]:
+def holds_only(names: Iterable[str], folders: Mapping[str, Callable[[Path], bool]] | None = None
+               ) -> Callable[[Path], bool]:
     """A `replaceable` test for a run's output folder: True when every entry of the folder is
     one of `names` (what the run writes) or a leftover of an interrupted atomic write of one
-    of them (`.NAME.tmp-...`, `.NAME.old-...`), and an entry that is a model folder
-    (`is_model_folder`) whenever it is a folder."""
+    of them (`.NAME.tmp-...`, `.NAME.old-...`), and an entry that is a folder passes its test
+    in `folders` (by name), else is a model folder (`is_model_folder`)."""
     allowed = frozenset(names)
+    folders = dict(folders or {})
 
     def replaceable(folder: Path) -> bool:
         for entry in Path(folder).iterdir():
             name = entry.name
             if name.startswith(".") and (TMP_TAG in name or OLD_TAG in name):
                 name = name[1:].split(TMP_TAG if TMP_TAG in name else OLD_TAG, 1)[0]
-            elif entry.is_dir() and not is_model_folder(entry):
+            elif entry.is_dir() and not folders.get(name, is_model_folder)(entry):
                 return False
             if name not in allowed:
                 return False

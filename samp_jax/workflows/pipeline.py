@@ -8,6 +8,7 @@ quantized path → report, and the quantized model as a self-contained folder.
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 from pathlib import Path
 import jax.numpy as jnp
@@ -30,9 +31,16 @@ from samp_jax.tasks.truncation import as_dicts
 from samp_jax.training.finetuning import finetuned_model
 
 ZERO_SHOT = "snli-embed"
-SEARCH_OUTPUTS = ("model", "precision_map.json", "summary.json", "report.md", "pareto.png")
+def holds_pareto_maps(folder: Path) -> bool:
+    """Whether `folder` holds only what a search writes into `pareto/`: `NN.json` maps (and
+    the `.NN.json.tmp-...` litter of an interrupted write)."""
+    return all(entry.is_file() and re.fullmatch(r"\.?\d+\.json(\.tmp-.*)?", entry.name)
+               for entry in folder.iterdir())
+
+
+SEARCH_OUTPUTS = ("model", "precision_map.json", "summary.json", "report.md", "pareto.png", "pareto")
 """What `run_search` writes into its `out` folder, all committed together by one rename."""
-is_search_output = holds_only(SEARCH_OUTPUTS)
+is_search_output = holds_only(SEARCH_OUTPUTS, folders={"pareto": holds_pareto_maps})
 """Whether a folder holds only what a search writes (so a new search may replace it)."""
 
 

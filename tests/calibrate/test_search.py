@@ -154,11 +154,15 @@ def test_report_files(tiny, calibration, tmp_path):
     front = json.loads((tmp_path / "summary.json").read_text())["pareto_front"]
     assert front and [p["estimated_latency_ms"] for p in front] == sorted(p["estimated_latency_ms"] for p in front)
     assert all(a["proxy"] > b["proxy"] for a, b in zip(front, front[1:]))
+    assert sorted(p.name for p in (tmp_path / "pareto").iterdir()) == [
+        f"{i:02d}.json" for i in range(1, len(front) + 1)]
     for point in front:
         entry = next(e for e in result.evaluated if e.name == point["map"])
         pmap = PrecisionMap.from_dict(point["precision_map"])
         assert [p for _, p in pmap.items()] == [p for _, p in entry.precision_map.items()]
-        assert f"| {point['map']} | {entry.proxy:.4g} |" in report.split("## Pareto front")[1]
+        assert PrecisionMap.from_json(tmp_path / point["file"]) == pmap
+        assert (f"| {point['map']} | {entry.proxy:.4g} |" in report.split("## Pareto front")[1]
+                and f"`{point['file']}` |" in report)
     fastest = min((e for e in result.evaluated if e.kind != "reference"), key=lambda e: e.latency_ms)
     assert front[0]["estimated_latency_ms"] == fastest.latency_ms
     assert (tmp_path / "pareto.png").stat().st_size > 10_000

@@ -52,8 +52,8 @@ def first_search(tiny, tmp_path_factory):
 
 def test_a_search_replaces_its_folder_whole(first_search):
     out, run = first_search
-    assert sorted(p.name for p in out.iterdir()) == ["model", "pareto.png", "precision_map.json",
-                                                     "report.md", "summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["model", "pareto", "pareto.png",
+                                                     "precision_map.json", "report.md", "summary.json"]
     assert run.summary["quantized_model"] == str(out / "model")
     assert sj.PrecisionMap.from_json(out / "precision_map.json") == \
         sj.QuantizedModel.load(out / "model").precision_map
@@ -153,3 +153,15 @@ def test_a_finetune_that_fails_before_its_summary_leaves_the_previous_run(finetu
     assert main(argv) == 1
     assert "No space left" in capsys.readouterr().err
     assert _snapshot(root / "out") == before
+
+
+def test_a_search_output_may_hold_its_pareto_maps_but_nothing_else_there(tmp_path):
+    from samp_jax.workflows.pipeline import is_search_output
+    out = tmp_path / "search"
+    (out / "pareto").mkdir(parents=True)
+    (out / "report.md").write_text("report")
+    for name in ("01.json", "02.json", ".03.json.tmp-99-ab"):
+        (out / "pareto" / name).write_text("{}")
+    assert is_search_output(out)
+    (out / "pareto" / "notes.txt").write_text("the user's own file")
+    assert not is_search_output(out)
