@@ -37,6 +37,8 @@ from samp_jax.ops.handoff import Int8Input
 from samp_jax.core.precision import SITES, PrecisionMap, SitePrecision, precision_of_dtype
 from samp_jax.core.primitives import FP8_E4M3_MAX, QArray, quantize_weight_fp8, quantize_weight_int8
 from samp_jax.ptq.folder import SIDECAR_FILE
+from samp_jax.ptq.site_calibration import (SiteCalibration, check_calibration_fits,
+                                           site_calibrations)
 from samp_jax.ptq.saved import (SavedFolder, head_from_sidecar, read_saved, restore_weights,
                                 saved_tokenizer, write_folder)
 
@@ -45,21 +47,6 @@ PROJECT_LABEL = "embedding_project"  # the ELECTRA-style projection's site label
 
 class QuantizedVariable(nnx.Variable):
     """Weights and scales of a quantized model: stored, never trained."""
-
-
-@dataclasses.dataclass(frozen=True)
-class SiteCalibration:
-    """Calibrated statistics of one GEMM site's (possibly smoothed) input.
-
-    Attributes:
-      absmax: max |x| over the calibration set (the FP8 clip).
-      amax: the calibrator's INT8 clip (e.g. a percentile of |x|).
-      input_scale: SmoothQuant `1 / s` per input channel, or None without smoothing.
-    """
-
-    absmax: float
-    amax: float
-    input_scale: np.ndarray | None = None
 
 
 class QuantizedGemmSite(nnx.Module):
@@ -501,67 +488,6 @@ def compute_dtype_of(precision_map: PrecisionMap, dtype=None):
     return jnp.dtype(precision_map.compute_dtype).type
 
 
-def site_calibrations(precision_map: PrecisionMap, calibration=None) -> dict:
-    """`{(layer, site): SiteCalibration}`: the calibration's, with every clip the map stores
-    in its place (an INT8 site's `amax`, an FP8 site's max |x|).
-
-    Raises:
-      ValueError: a stored clip at a site the calibration smooths (the clip was chosen on
-        unsmoothed inputs), or a site whose rule names a calibrator (and stores no clip) where
-        the calibration's clip is another calibrator's.
-    """
-    sites = dict(calibration.sites) if calibration is not None else {}
-    _check_named_calibrators(precision_map, calibration)
-    for key, clip in precision_map.stored_clips().items():
-        given = sites.get(key)
-        if given is not None and given.input_scale is not None:
-            raise ValueError(f"site {key[0]}.{key[1]}: the precision map stores clip={clip} (chosen "
-                             "without smoothing) but the calibration smooths this site")
-        sites[key] = SiteCalibration(absmax=clip, amax=clip)
-    return sites
-
-
-def _check_named_calibrators(precision_map: PrecisionMap, calibration) -> None:
-    """Refuses a calibration whose clip at an INT8 static site is another calibrator's than
-    the one the site's rule names (a map that names one and stores no clip, calibrated
-    without `precision_map=`): the model would run, and its map would claim, a clip it
-    does not have."""
-    if calibration is None:
-        return
-    for (layer, site), p in precision_map.items():
-        named = p.calibration
-        if named is None or p.clip is not None or p.precision != "int8" or \
-                (layer, site) not in calibration.sites:
-            continue
-        used = calibration.options.get("methods", {}).get(f"{layer}.{site}", calibration.method)
-        if used != named:
-            raise ValueError(
-                f"site {layer}.{site}: the precision map names calibrator {named!r}, but the "
-                f"calibration's clip there is {used!r}'s; calibrate with the map "
-                "(calibrate.calibrate(model, batches, precision_map=precision_map)) so each "
-                "site gets the calibrator its rule names")
-
-
-def _check_calibration_fits(model: EncoderModel, calibration) -> None:
-    """Refuses a calibration made for another model: statistics of a layer or site the model
-    does not have, or SmoothQuant scales of another width."""
-    if calibration is None:
-        return
-    layers = model.config.num_layers
-    foreign = sorted(f"{l}.{s}" for l, s in calibration.sites if not (0 <= l < layers and s in SITES))
-    if foreign:
-        raise ValueError(f"the calibration has statistics of sites {foreign[:6]} that the model "
-                         f"({layers} layers, sites {SITES}) does not have: it was made for "
-                         "another model; calibrate this one (calibrate.calibrate(model, batches))")
-    for (layer, site), stats in calibration.sites.items():
-        width = getattr(model.encoder.layers[layer], site).shape[0]
-        if stats.input_scale is not None and np.shape(stats.input_scale)[-1] != width:
-            raise ValueError(f"site {layer}.{site}: the calibration's smoothing scales have "
-                             f"{np.shape(stats.input_scale)[-1]} channels, the model's input "
-                             f"there has {width}: it was made for another model; calibrate "
-                             "this one")
-
-
 def quantize(model: EncoderModel, precision_map: PrecisionMap, calibration=None, *,
              dtype=None, implementation: str | None = None) -> QuantizedModel:
     """Builds a `QuantizedModel` from a float model, a precision map and calibration.
@@ -591,7 +517,7 @@ def quantize(model: EncoderModel, precision_map: PrecisionMap, calibration=None,
         raise ValueError(f"precision map has num_layers={precision_map.num_layers}, "
                          f"the model has {model.config.num_layers}")
     dtype = compute_dtype_of(precision_map, dtype)
-    _check_calibration_fits(model, calibration)
+    check_calibration_fits(model, calibration)
     sites = site_calibrations(precision_map, calibration)
     uncalibrated = [f"{l}.{s}" for (l, s), p in precision_map.items()
                     if p.needs_calibration and (l, s) not in sites]
