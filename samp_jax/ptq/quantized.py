@@ -12,7 +12,6 @@ is `samp_jax.ptq.saved`; its format and checks, `samp_jax.ptq.folder`.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Mapping
 from pathlib import Path
