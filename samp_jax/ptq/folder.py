@@ -8,8 +8,17 @@ what is used.
   folder as it was opened; if that folder is deleted before its files are read, the load
   stops with "replaced while it was read", as it does when a listed file is gone from a folder
   that no longer has the name it was opened by (a save removing it file by file).
-- Only the authenticated format: format version 2, whose sidecar lists every file with its
-  sha256 and size. Version 1 had no such list (an edited scale loaded silently) and is refused.
+- Only the authenticated format: the sidecar lists every file with its sha256 and size
+  (format version 2 and 3). Version 1 had no such list (an edited scale loaded silently) and is
+  refused.
+- The sidecar itself is sealed (version 3): `model.safetensors`' header holds a copy of it
+  (metadata key `SEAL_KEY`; everything but the weights' own manifest entry), so the manifest's
+  hash of the weights covers the sidecar too. `check_seal` refuses a sidecar that differs from
+  its copy, naming each field that differs (a config, head, label, map or tokenizer manifest
+  edited after saving). Version 2 folders, written before the seal, are still read: their
+  weights and tokenizer are hashed, but an edit to their sidecar cannot be detected, which
+  `load` says in a `SidecarNotSealedWarning`. A version-3 sidecar set back to 2 differs from
+  its copy and is refused like any other edit.
 - Every sidecar field the loader uses is checked for its JSON type, the GEMM implementation it
   names must be registered, and every tensor's dtype, width and values (`checked_tensor`).
 """
@@ -20,6 +29,7 @@ import contextlib
 import hashlib
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -31,8 +41,10 @@ from samp_jax.models.checkpoint import CheckpointError
 from samp_jax.ops.dispatch import check_implementation
 
 FORMAT = "samp-jax-quantized"
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (2,)  # 1 had no file manifest: refused, see the module docstring
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (2, 3)  # 1 had no file manifest: refused; 2 is not sealed (module docstring)
+SEALED_VERSION = 3  # the first version whose weights' header holds a copy of the sidecar
+SEAL_KEY = "samp_jax.quantization_json"  # the safetensors metadata key of that copy
 WEIGHTS_FILE = "model.safetensors"
 SIDECAR_FILE = "quantization.json"
 COMPUTE_DTYPES = ("float16", "bfloat16", "float32")
@@ -44,6 +56,10 @@ SIDECAR_FIELDS = {"format": str, "format_version": int, "config": dict, "head": 
 
 # The smallest scale as stored: scales are float32, and float32(1e-12) is 9.99999996e-13.
 STORED_SCALE_EPS = np.float32(SCALE_EPS)
+
+
+class SidecarNotSealedWarning(UserWarning):
+    """A quantized folder of format version 2, whose sidecar no hash covers, was loaded."""
 
 
 class FolderChanged(FileNotFoundError):
@@ -190,6 +206,76 @@ def verify_files(directory: Path, files: dict, contents: dict[str, bytes | None]
             raise CheckpointError(path, problem=f"does not match the manifest: found {got['bytes']} bytes, "
                                   f"sha256 {got['sha256'][:16]}..., expected {expected} (the file was "
                                   "changed or damaged after saving, or is being written)")
+
+
+def seal_text(sidecar: dict[str, Any]) -> str:
+    """The copy of `sidecar` that `save` puts in the weights' header: every field, the manifest
+    without the weights' own entry (a file cannot hold its own hash)."""
+    files = {name: digest for name, digest in sidecar.get("files", {}).items() if name != WEIGHTS_FILE}
+    return json.dumps({**sidecar, "files": files}, sort_keys=True)
+
+
+def check_seal(directory: Path, sidecar: dict[str, Any], weights: bytes) -> None:
+    """Refuses a sidecar that differs from the copy in the weights' header (`seal_text`),
+    naming the fields that differ; warns for a version-2 folder, which has no copy.
+
+    Run after `verify_files`, so `weights` are the bytes the manifest hashed.
+    """
+    path = directory / SIDECAR_FILE
+    saved = _header_copy(directory / WEIGHTS_FILE, weights)
+    if saved is None:
+        if sidecar["format_version"] >= SEALED_VERSION:
+            raise CheckpointError(directory / WEIGHTS_FILE, problem=f"has no copy of {SIDECAR_FILE} "
+                                  f"in its header (metadata {SEAL_KEY!r}), expected one for "
+                                  f"format_version {sidecar['format_version']}")
+        warnings.warn(f"{path} is format_version 2, whose fields (config, head, labels, precision "
+                      "map) no hash covers: an edit to them cannot be detected. Save the model "
+                      f"again to write format_version {FORMAT_VERSION}, which seals them",
+                      SidecarNotSealedWarning, stacklevel=2)
+        return
+    differences = list(_differences(saved, json.loads(seal_text(sidecar)), ""))
+    if differences:
+        shown = "; ".join(differences[:5]) + (f"; and {len(differences) - 5} more"
+                                              if len(differences) > 5 else "")
+        raise ValueError(f"{path} was edited after saving: {shown} (the sidecar as saved is "
+                         f"kept in {WEIGHTS_FILE}'s header, which the manifest hashes). A folder "
+                         "is not edited by hand: quantize and save the model again")
+
+
+def _header_copy(file: Path, weights: bytes) -> Any:
+    """The sidecar copy in the safetensors header of `weights`, or None when it has none."""
+    try:
+        length = int.from_bytes(weights[:8], "little")
+        if len(weights) < 8 or not 0 < length <= len(weights) - 8:
+            raise ValueError(f"a header of {length} bytes in a file of {len(weights)}")
+        header = json.loads(weights[8:8 + length].decode("utf-8"))
+        text = header.get("__metadata__", {}).get(SEAL_KEY) if isinstance(header, dict) else None
+        return None if text is None else json.loads(text)
+    except (ValueError, AttributeError, TypeError) as e:  # JSONDecodeError, UnicodeDecodeError
+        raise CheckpointError(file, problem=f"has no readable safetensors header ({e})") from None
+
+
+def _differences(saved: Any, found: Any, where: str) -> Iterator[str]:
+    """`"<where>: found X, saved Y"` for every leaf in which `found` differs from `saved`."""
+    if isinstance(saved, dict) and isinstance(found, dict):
+        for key in sorted(saved.keys() | found.keys(), key=str):
+            name = f"{where}.{key}" if where else key
+            if key not in found:
+                yield f"{name} is missing, saved as {_shown(saved[key])}"
+            elif key not in saved:
+                yield f"{name} {_shown(found[key])} was added"
+            else:
+                yield from _differences(saved[key], found[key], name)
+    elif isinstance(saved, list) and isinstance(found, list) and len(saved) == len(found):
+        for i, (a, b) in enumerate(zip(saved, found)):
+            yield from _differences(a, b, f"{where}[{i}]")
+    elif saved != found or type(saved) is not type(found):
+        yield f"{where} is {_shown(found)}, saved as {_shown(saved)}"
+
+
+def _shown(value: Any) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def checked_tensor(file: Path, key: str, stored: np.ndarray, claimed: str | None, want) -> np.ndarray:

@@ -356,14 +356,15 @@ class QuantizedModel(nnx.Module):
         """Writes `model.safetensors`, the tokenizer's files (when the model has a tokenizer)
         and `quantization.json` into `directory`; returns the folder.
 
-        `quantization.json` (format v2) holds `format`, `format_version`, `config`, `head`,
+        `quantization.json` (format v3) holds `format`, `format_version`, `config`, `head`,
         `tokenizer`, `dtype` (compute dtype), `precision_map`, `info`, `dtypes` (every tensor's
         dtype) and `versions`, and is the manifest: `files` maps every other file's name to
         `{"sha256", "bytes"}`; `executed` records what ran each GEMM site in the saving
         process (`executed_implementations`: device, interpret mode, implementation per site;
-        informational, `load` does not use it). The sidecar itself is not hashed: `load` parses and validates
-        every field it uses, and a changed field that still parses (say a dtype) must agree
-        with the hashed weights, or loading refuses.
+        informational, `load` does not use it). The sidecar is sealed: `model.safetensors`'
+        header holds a copy of it (all but the weights' own manifest entry), so the manifest's
+        hash of the weights covers every field, and `load` refuses a sidecar edited after
+        saving (`samp_jax.ptq.folder.check_seal`).
 
         Atomic (`samp_jax.core.atomic`): the folder is written beside `directory` and renamed into
         place, so a crash leaves the previous model whole. Saving over a model folder replaces
@@ -387,14 +388,16 @@ class QuantizedModel(nnx.Module):
 
         Checks, all before anything is assigned (nothing is half-loaded):
 
-        - format v2 only (v1 had no file manifest and is refused): every file the manifest
+        - format v3 or v2 (v1 had no file manifest and is refused): every file the manifest
           (`files` in `quantization.json`) lists exists with its sha256 and size. Files it does
           not list (a tokenizer copied in later) are not checked. Each file is read once,
           through one handle on the folder, and the bytes hashed are the bytes parsed
           (`samp_jax.ptq.folder`): a save replacing the folder meanwhile gives the model as it
           was, or an error saying the folder was replaced while it was read.
         - the sidecar: a JSON object with every field `load` uses, of the right type; the GEMM
-          implementation it names is registered.
+          implementation it names is registered; every field equals the copy in the weights'
+          header (v3). A v2 folder has no copy: it loads with a `SidecarNotSealedWarning`, as
+          an edit to its sidecar cannot be detected.
         - every tensor: the dtype the sidecar records is the one the precision map and head
           imply (int8 kernels at INT8 sites, float8_e4m3fn at FP8 sites, the site's float dtype
           at float sites, float32 scales and biases, the compute dtype for embeddings and
@@ -414,7 +417,9 @@ class QuantizedModel(nnx.Module):
             save was interrupted between its two renames, the message says where the previous
             model is (`samp_jax.core.atomic`); the folder was replaced while it was read.
           ValueError: the sidecar is not valid JSON, not this format (or format_version 1),
-            or a field is missing or malformed (the message names the file and the field);
+            or a field is missing or malformed (the message names the file and the field), or
+            differs from the copy saved in the weights' header (it names each field, found and
+            saved);
             `prompt_name` with a `tokenizer`.
           ConfigError: `prompt_name` is not one of the folder's prompts.
           CheckpointError: a file differs from the manifest, or a tensor does not match the

@@ -2,10 +2,10 @@
 read back by `QuantizedModel.load` (their docstrings describe the folder and its checks).
 
 - `write_folder`: the model's state as `model.safetensors` (bfloat16 and float8 tensors as
-  their bits), the tokenizer's files and the sidecar `quantization.json` with its manifest,
-  all written atomically (`samp_jax.core.atomic`).
-- `read_saved`: every file read once and checked against the manifest, and what the sidecar's
-  fields build (config, precision map, compute dtype), as a `SavedFolder`.
+  their bits, a copy of the sidecar in its header), the tokenizer's files and the sidecar
+  `quantization.json` with its manifest, all written atomically (`samp_jax.core.atomic`).
+- `read_saved`: every file read once and checked against the manifest, the sidecar against
+  its copy, and what the sidecar's fields build (config, precision map, compute dtype), as a `SavedFolder`.
 - `restore_weights` fills a model built from that description (`QuantizedModel.load` builds
   it, its sites at their precisions) with the checked tensors; `saved_tokenizer` gives the
   folder's own tokenizer, or the caller's, checked against the config.
@@ -38,9 +38,9 @@ from samp_jax.models.config import EncoderConfig
 from samp_jax.models.head_kinds import SENTENCE_EMBEDDING
 from samp_jax.models.model import EncoderModel
 from samp_jax.models.tokenizer import TOKENIZER_FILE, TOKENIZER_FILES, Tokenizer, check_fits
-from samp_jax.ptq.folder import (FORMAT, FORMAT_VERSION, SIDECAR_FILE, STORED_AS, WEIGHTS_FILE,
-                                 checked_tensor, file_digest, open_folder, parse_sidecar,
-                                 read_file, verify_files)
+from samp_jax.ptq.folder import (FORMAT, FORMAT_VERSION, SEAL_KEY, SIDECAR_FILE, STORED_AS,
+                                 WEIGHTS_FILE, check_seal, checked_tensor, file_digest,
+                                 open_folder, parse_sidecar, read_file, seal_text, verify_files)
 
 
 # ------------------------------------------------------------------------------- writing
@@ -62,7 +62,6 @@ def write_folder(directory: Path, model: EncoderModel, *, head: dict[str, Any],
             value = value.view(STORED_AS[value.dtype.name])
         arrays[key] = np.array(value, order="C")  # ascontiguousarray would make scalars 1-D
     with atomic_folder(directory) as tmp:  # replaces model folders only (atomic.is_model_folder)
-        save_file(arrays, str(tmp / WEIGHTS_FILE))
         if model.tokenizer is not None:
             model.tokenizer.save(tmp)
         sidecar = {
@@ -76,6 +75,10 @@ def write_folder(directory: Path, model: EncoderModel, *, head: dict[str, Any],
             "executed": executed,
             "files": {p.name: file_digest(p) for p in sorted(tmp.iterdir()) if p.is_file()},
         }
+        # the weights' header seals the sidecar: the manifest's hash of them covers it too
+        save_file(arrays, str(tmp / WEIGHTS_FILE), metadata={SEAL_KEY: seal_text(sidecar)})
+        sidecar["files"] = dict(sorted({**sidecar["files"],
+                                        WEIGHTS_FILE: file_digest(tmp / WEIGHTS_FILE)}.items()))
         (tmp / SIDECAR_FILE).write_text(json.dumps(sidecar, indent=1))
     return directory
 
@@ -149,6 +152,7 @@ def _read_verified(directory: Path, *, own_tokenizer: bool) -> tuple[dict, dict]
     if contents[WEIGHTS_FILE] is None:
         raise FileNotFoundError(f"{directory} has no {WEIGHTS_FILE}")
     verify_files(directory, sidecar["files"], contents, sidecar.get("tokenizer"))
+    check_seal(directory, sidecar, contents[WEIGHTS_FILE])
     return sidecar, contents
 
 

@@ -18,6 +18,7 @@ import samp_jax
 from samp_jax import CheckpointError, ConfigError, PrecisionMap, QuantizedModel, quantize
 from samp_jax.models import read_pooling
 from samp_jax.models.st_folder import write_st_files
+from samp_jax.ptq.folder import SEAL_KEY, SidecarNotSealedWarning, seal_text
 from samp_jax.ptq.folder import file_digest as _file_digest
 from samp_jax.ptq.quantized import SiteCalibration
 from tests.helpers import GOLDEN
@@ -70,9 +71,9 @@ def test_a_v1_sidecar_is_refused_even_with_an_edited_scale(folder, keep_manifest
     arrays[INT8_SCALE] = arrays[INT8_SCALE] * np.float32(1.5)
     save_file(arrays, str(folder / "model.safetensors"))
     _sidecar(folder, lambda d: (d.update(format_version=1),
-                                None if keep_manifest else d.pop("files")))
+                                None if keep_manifest else d.pop("files")), seal=False)
     message = r".*/q/quantization\.json: format_version 1 is the format without a file manifest.*" \
-              r"Expected format_version 2"
+              r"Expected format_version 3"
     with pytest.raises(ValueError, match=message):
         QuantizedModel.load(folder)
     with pytest.raises(ValueError, match=message):
@@ -80,14 +81,28 @@ def test_a_v1_sidecar_is_refused_even_with_an_edited_scale(folder, keep_manifest
 
 
 # ------------------------------------------------------------------------------ tampering
-def _sidecar(folder, edit):
+def _sidecar(folder, edit, *, seal=True):
+    """Edits the sidecar; with `seal`, also its copy in the weights' header and the weights'
+    manifest entry (a consistent forgery, so that the field checks, not the seal, must catch
+    it)."""
     data = json.loads((folder / "quantization.json").read_text())
     edit(data)
+    if seal:
+        _save_weights(folder, load_file(str(folder / "model.safetensors")), data)
     (folder / "quantization.json").write_text(json.dumps(data))
 
 
+def _save_weights(folder, arrays, sidecar, *, manifest=True):
+    """Writes `arrays` with `sidecar`'s copy in the header (as `save` does); with `manifest`,
+    records their new hash in `sidecar`."""
+    save_file(arrays, str(folder / "model.safetensors"), metadata={SEAL_KEY: seal_text(sidecar)})
+    files = sidecar.get("files")
+    if manifest and isinstance(files, dict) and "model.safetensors" in files:
+        files["model.safetensors"] = _file_digest(folder / "model.safetensors")
+
+
 def _claim(key, dtype):
-    """The sidecar says `key` has `dtype` (the weights and the manifest untouched)."""
+    """The sidecar says `key` has `dtype` (the weights' tensors untouched)."""
     return lambda f: _sidecar(f, lambda d: d["dtypes"].update({key: dtype}))
 
 
@@ -101,10 +116,9 @@ def _weights(edit, *, manifest=True):
     def tamper(folder):
         arrays = load_file(str(folder / "model.safetensors"))
         edit(arrays)
-        save_file(arrays, str(folder / "model.safetensors"))
-        if manifest:
-            digest = _file_digest(folder / "model.safetensors")
-            _sidecar(folder, lambda d: d["files"].update({"model.safetensors": digest}))
+        sidecar = json.loads((folder / "quantization.json").read_text())
+        _save_weights(folder, arrays, sidecar, manifest=manifest)
+        (folder / "quantization.json").write_text(json.dumps(sidecar))
     return tamper
 
 
@@ -153,7 +167,7 @@ def _tensor(key, text):
 
 
 CASES = {
-    # -- the sidecar's dtype claims (weights and manifest untouched)
+    # -- the sidecar's dtype claims (resealed: the weights' tensors untouched)
     "int8 kernel said uint8": (_claim(INT8_KERNEL, "uint8"), CheckpointError,
                                _tensor(INT8_KERNEL, r"the sidecar \(quantization.json\) says dtype 'uint8', "
                                                     r"expected 'int8'")),
@@ -292,6 +306,87 @@ def test_tampered_quantized_folder_is_refused(folder, case):
         QuantizedModel.load(folder)
     with pytest.raises(error, match=message):  # and through the one-call loader
         samp_jax.load(folder, tokenizer=samp_jax.Tokenizer.from_pretrained(HF))
+
+
+# ------------------------------------------------------------------ the sealed sidecar
+def _unsealed(edit):
+    """Edits the sidecar alone, as a hand edit would (its copy in the weights' header kept)."""
+    return lambda f: _sidecar(f, edit, seal=False)
+
+
+def _edit_tokenizer_config(folder):
+    """`do_lower_case` flipped, and the file dropped from the manifest so no hash covers it."""
+    path = folder / "tokenizer_config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "do_lower_case": False}))
+    _sidecar(folder, lambda d: d["files"].pop("tokenizer_config.json"), seal=False)
+
+
+EDITED = r".*/q/quantization\.json was edited after saving: "
+SIDECAR_EDITS = {  # each still parses and builds a model: only the seal refuses it
+    "hidden_act": (_unsealed(lambda d: d["config"].update(hidden_act="relu")),
+                   r'config\.hidden_act is "relu", saved as "gelu"'),
+    "layer_norm_eps": (_unsealed(lambda d: d["config"].update(layer_norm_eps=1e-3)),
+                       r"config\.layer_norm_eps is 0\.001, saved as 1e-12"),
+    "attention heads": (_unsealed(lambda d: d["config"].update(num_attention_heads=5)),
+                        r"config\.num_attention_heads is 5, saved as 3"),
+    "labels swapped": (_unsealed(lambda d: d["head"]["spec"]["labels"].reverse()),
+                       r"head\.spec\.labels\[0\] is \S+, saved as \S+; head\.spec\.labels\[\d\]"),
+    "pooler activation": (_unsealed(lambda d: d["head"]["spec"].update(activation="relu")),
+                          r'head\.spec\.activation is "relu", saved as "tanh"'),
+    "cross-encoder activation added": (
+        _unsealed(lambda d: d["head"]["spec"].update(cross_encoder_activation="Sigmoid")),
+        r'head\.spec\.cross_encoder_activation "Sigmoid" was added'),
+    "map clip added": (_unsealed(lambda d: d["precision_map"]["rules"][0].update(clip=100.0)),
+                       r"precision_map\.rules\[0\]\.clip 100\.0 was added"),
+    "map rule removed": (_unsealed(lambda d: d["precision_map"]["rules"].pop()),
+                         r"precision_map\.rules is \[.*, saved as \[.*"),
+    "bool for an int": (_unsealed(lambda d: d["config"].update(type_vocab_size=True)),
+                        r"config\.type_vocab_size is true, saved as 2"),
+    "implementation pinned": (_unsealed(lambda d: d["info"].update(implementation="xla")),
+                              r'info\.implementation is "xla", saved as null'),
+    "tokenizer file dropped from the manifest": (
+        _edit_tokenizer_config, r"files\.tokenizer_config\.json is missing, saved as \{"),
+    "set back to version 2": (_unsealed(lambda d: d.update(format_version=2)),
+                              r"format_version is 2, saved as 3"),
+}
+
+
+@pytest.mark.parametrize("case", SIDECAR_EDITS)
+def test_an_edited_sidecar_is_refused_naming_what_differs(folder, case):
+    """The manifest hashes every other file; the sidecar is covered by its copy in the weights'
+    header. An edit that parses and builds a model (another activation, epsilon, head count,
+    label order, clip) gave other outputs or labels without a word."""
+    edit, differs = SIDECAR_EDITS[case]
+    edit(folder)
+    with pytest.raises(ValueError, match=EDITED + differs):
+        QuantizedModel.load(folder)
+    with pytest.raises(ValueError, match=EDITED + differs):
+        samp_jax.load(folder)
+
+
+def test_sealed_weights_without_their_copy_are_refused(folder):
+    """A version-3 sidecar with weights whose header holds no copy (the weights and their
+    manifest entry rewritten) is refused, naming the weights and the metadata key."""
+    save_file(load_file(str(folder / "model.safetensors")), str(folder / "model.safetensors"))
+    _sidecar(folder, lambda d: d["files"].update({"model.safetensors": _file_digest(
+        folder / "model.safetensors")}), seal=False)
+    with pytest.raises(CheckpointError, match=rf"{W} has no copy of quantization\.json in its "
+                       rf"header \(metadata '{SEAL_KEY}'\), expected one for format_version 3"):
+        QuantizedModel.load(folder)
+
+
+def test_a_version_2_folder_loads_with_a_warning(original, folder):
+    """Folders written before the seal (version 2: no copy in the weights' header) still load,
+    bit-exactly, with a warning that an edit to their sidecar cannot be detected."""
+    q, _ = original
+    save_file(load_file(str(folder / "model.safetensors")), str(folder / "model.safetensors"))
+    _sidecar(folder, lambda d: (d.update(format_version=2), d["files"].update(
+        {"model.safetensors": _file_digest(folder / "model.safetensors")})), seal=False)
+    batch = q.tokenizer(TEXTS)
+    with pytest.warns(SidecarNotSealedWarning, match=r"/q/quantization\.json is format_version 2, "
+                      r"whose fields .* no hash covers.* Save the model again"):
+        loaded = samp_jax.load(folder)
+    np.testing.assert_array_equal(np.asarray(loaded(**batch)), np.asarray(q(**batch)))
 
 
 # ------------------------------------------------------------------------- HF checkpoints

@@ -21,6 +21,7 @@ from samp_jax import (
     quantize,
 )
 from samp_jax.models.heads import make_head
+from samp_jax.ptq.folder import SEAL_KEY, SidecarNotSealedWarning, seal_text
 from samp_jax.ptq.folder import file_digest as _file_digest
 from samp_jax.ptq.quantized import QuantizedGemmSite
 from samp_jax.serving.batching import length_batches
@@ -100,12 +101,13 @@ def test_load_errors(minilm, tmp_path):
     q.save(tmp_path / "q")
     arrays = load_file(str(tmp_path / "q" / "model.safetensors"))
     arrays.pop("encoder.layers.0.ffn_in.kernel")
-    save_file(arrays, str(tmp_path / "q" / "model.safetensors"))
+    sidecar_file = tmp_path / "q" / "quantization.json"
+    sidecar = json.loads(sidecar_file.read_text())
+    save_file(arrays, str(tmp_path / "q" / "model.safetensors"),
+              metadata={SEAL_KEY: seal_text(sidecar)})  # the sidecar's copy kept
     with pytest.raises(CheckpointError, match=r"model.safetensors does not match the manifest"):
         QuantizedModel.load(tmp_path / "q")
     # the manifest rewritten to match: the layout check names the key
-    sidecar_file = tmp_path / "q" / "quantization.json"
-    sidecar = json.loads(sidecar_file.read_text())
     sidecar["files"]["model.safetensors"] = _file_digest(tmp_path / "q" / "model.safetensors")
     sidecar_file.write_text(json.dumps(sidecar))
     with pytest.raises(CheckpointError, match="missing keys.*encoder.layers.0.ffn_in.kernel"):
@@ -141,8 +143,13 @@ def test_sidecars_without_labels_pooling_or_tokenizer_still_load(tmp_path):
     sidecar = json.loads((tmp_path / "quantization.json").read_text())
     del sidecar["tokenizer"]  # older files: no tokenizer, and the head without labels or spec
     sidecar["head"] = {"kind": "sequence_classification", "num_labels": 2}
+    # and version 2: no copy of the sidecar in the weights' header
+    save_file(load_file(str(tmp_path / "model.safetensors")), str(tmp_path / "model.safetensors"))
+    sidecar["format_version"] = 2
+    sidecar["files"]["model.safetensors"] = _file_digest(tmp_path / "model.safetensors")
     (tmp_path / "quantization.json").write_text(json.dumps(sidecar))
-    loaded = QuantizedModel.load(tmp_path)
+    with pytest.warns(SidecarNotSealedWarning):
+        loaded = QuantizedModel.load(tmp_path)
     assert loaded.labels is None and loaded.tokenizer is None
     ids = np.arange(1, 9, dtype=np.int32)[None]
     np.testing.assert_array_equal(np.asarray(loaded(ids)), np.asarray(q(ids)))
