@@ -234,8 +234,10 @@ class PrecisionMap:
                 raise PrecisionMapError(
                     f"embedding_project={self.embedding_project}: the embedding projection takes a "
                     "float precision or dynamic INT8 (it is not calibrated)")
-        if not isinstance(self.num_layers, int) or self.num_layers < 1:
-            raise PrecisionMapError(f"num_layers={self.num_layers!r} must be a positive integer")
+        # bool is an int subclass: JSON's true would be one layer
+        if type(self.num_layers) is not int or self.num_layers < 1:
+            found = " (a boolean is not a count)" if isinstance(self.num_layers, bool) else ""
+            raise PrecisionMapError(f"num_layers={self.num_layers!r} must be a positive integer{found}")
         object.__setattr__(self, "rules", tuple(self.rules))
         claimed: set[tuple[int, str]] = set()
         for index, rule in enumerate(self.rules):
@@ -384,8 +386,12 @@ class PrecisionMap:
     def from_dict(cls, data: Mapping[str, Any]) -> "PrecisionMap":
         _check_keys(data, {"num_layers", "default", "rules", "embedding_project", "compute_dtype"},
                     {"num_layers"}, "precision map")
+        listed = data.get("rules", [])
+        if not isinstance(listed, (list, tuple)):
+            raise PrecisionMapError(f"precision map: rules is {_json_name(listed)}, expected a "
+                                    "JSON list of rule objects ([] for none)")
         rules = []
-        for index, raw in enumerate(data.get("rules", [])):
+        for index, raw in enumerate(listed):
             where = f"rule {index}"
             _check_keys(raw, {"layers", "sites", *SITE_KEYS}, {"precision"}, where)
             precision = SitePrecision.from_dict(raw, where)
@@ -404,7 +410,10 @@ class PrecisionMap:
     def from_json(cls, text_or_path: str | Path) -> "PrecisionMap":
         """Parses JSON text, or reads a `.json` file when given a path (errors then name it)."""
         text = str(text_or_path)
-        if text.lstrip().startswith("{"):
+        if not text.strip():
+            raise PrecisionMapError(f"precision map is {text!r}: expected JSON text (an object) "
+                                    "or the path of a .json file")
+        if text.lstrip().startswith(("{", "[")):  # JSON text; a list is refused as not an object
             return cls._parse(text)
         path = Path(text_or_path)
         if not path.is_file():
@@ -439,9 +448,16 @@ def as_precision(value: SitePrecision | str) -> SitePrecision:
     return aliases.get(value) or SitePrecision(value)
 
 
+def _json_name(value: Any) -> str:
+    """How JSON spells `value`'s type: `null`, `a boolean`, `a list`, ..."""
+    names = {type(None): "null", bool: "a boolean", int: "an integer", float: "a number",
+             str: "a string", list: "a list", tuple: "a list", dict: "an object"}
+    return names.get(type(value), type(value).__name__)
+
+
 def _check_keys(data: Any, allowed: set[str], required: set[str], where: str) -> None:
     if not isinstance(data, Mapping):
-        raise PrecisionMapError(f"{where} must be a JSON object, got {type(data).__name__}")
+        raise PrecisionMapError(f"{where} must be a JSON object, got {_json_name(data)}")
     unknown = sorted(set(data) - allowed)
     if unknown:
         raise PrecisionMapError(f"{where}: unknown keys {unknown}; allowed {sorted(allowed)}")

@@ -80,6 +80,13 @@ def test_equal_tables_are_equal_and_hash_alike():
     ({"num_layers": 0}, "num_layers=0 must be a positive integer"),
     ({"rules": []}, r"missing keys \['num_layers'\]"),
     ({"num_layers": 2, "rules": [{"layers": [], "precision": "fp16"}]}, "must be '\\*', a int"),
+    # JSON's true is not one layer; rules must be a list, not null or one rule object
+    ({"num_layers": True}, r"num_layers=True must be a positive integer \(a boolean is not a count\)"),
+    ({"num_layers": 2, "rules": None}, r"precision map: rules is null, expected a JSON list of rule"),
+    ({"num_layers": 2, "rules": {"layers": "*", "precision": "int8"}},
+     r"precision map: rules is an object, expected a JSON list of rule objects"),
+    ({"num_layers": 2, "rules": "*"}, r"precision map: rules is a string, expected a JSON list"),
+    ({"num_layers": 2, "rules": [None]}, r"rule 0 must be a JSON object, got null"),
 ])
 def test_validation_names_the_bad_entry(data, message):
     with pytest.raises(PrecisionMapError, match=message):
@@ -91,6 +98,18 @@ def test_bad_json_and_missing_file(tmp_path):
         PrecisionMap.from_json("{not json")
     with pytest.raises(FileNotFoundError, match="no precision map"):
         PrecisionMap.from_json(tmp_path / "absent.json")
+
+
+@pytest.mark.parametrize("text, message", [
+    ('[{"num_layers": 2}]', r"precision map must be a JSON object, got a list"),
+    (' [1, 2]', r"precision map must be a JSON object, got a list"),
+    ("", r"precision map is '': expected JSON text \(an object\) or the path of a \.json file"),
+    ("  \n", r"precision map is '  \\n': expected JSON text"),
+])
+def test_json_text_that_is_not_an_object_is_named_as_such(text, message):
+    """A JSON list, or no text at all, is named as such, not looked up as a file path."""
+    with pytest.raises(PrecisionMapError, match=message):
+        PrecisionMap.from_json(text)
 
 
 def test_indexing_errors():
