@@ -133,9 +133,18 @@ def enable_compilation_cache(path: str | os.PathLike) -> Path:
 
     Every compilation is cached whatever its duration or size. Process-wide: later JAX
     compilations in this process are cached there too. Returns the resolved folder.
+
+    Raises:
+      ValueError: `path`, or a folder above it, is a file.
     """
     path = Path(path).expanduser().resolve()
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):  # a file at the path, or above it
+        blocking = next(p for p in (path, *path.parents) if p.exists() and not p.is_dir())
+        raise ValueError(f"cache_dir={str(path)!r} cannot be a folder: {blocking} is a file; "
+                         "expected a folder (created if missing) for JAX's compilation cache, "
+                         f"as cache_dir or ${CACHE_ENV}") from None
     if jax.config.jax_compilation_cache_dir != str(path):
         jax.config.update("jax_compilation_cache_dir", str(path))
         # JAX opens the cache once per process; re-open it at the new folder.

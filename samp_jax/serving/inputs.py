@@ -12,6 +12,7 @@ tokens.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import sys
@@ -69,6 +70,10 @@ class InputReader:
             return self._id_dict(inputs)
         if isinstance(inputs, (np.ndarray, jax.Array)):
             return self._id_dict({"input_ids": inputs})
+        if isinstance(inputs, (bytes, bytearray, memoryview)):  # a Sequence of ints, not ids
+            raise TypeError(f"inputs are bytes ({bytes(inputs)!r:.60}); expected a str (decode "
+                            "the bytes first, e.g. .decode('utf-8')), a list of str, a list of "
+                            "(str, str) pairs or token ids")
         if not isinstance(inputs, Sequence):
             raise TypeError(f"inputs must be a str, a list of str, a list of (str, str) pairs or "
                             f"token ids, got {type(inputs).__name__}")
@@ -97,12 +102,16 @@ class InputReader:
         for index, row in enumerate(words):
             if isinstance(row, str) or not all(isinstance(w, str) for w in row):
                 raise TypeError(f"words[{index}] must be a list of strings, got {row!r}")
-        batch, word_ids = self._measuring_tokenizer.encode_words(words)
+        with _texts_named(words, lambda row, item: f"words[{row}][{item}]"):
+            batch, word_ids = self._measuring_tokenizer.encode_words(words)
         return self._limit_text_rows(batch, word_ids, lambda index: self.tokenizer.encode_words(
             [words[i] for i in index], padding=self.limit, truncation=True))
 
     def _texts(self, texts: list[str], pairs: list[str] | None) -> Rows:
-        batch = self._measuring_tokenizer(texts, pairs)
+        with _texts_named([texts] if pairs is None else [texts, pairs],
+                          lambda part, row: f"row {row}" if pairs is None else
+                          f"row {row}'s {('text', 'text_pair')[part]}"):
+            batch = self._measuring_tokenizer(texts, pairs)
         return self._limit_text_rows(batch, None, lambda index: self.tokenizer(
             [texts[i] for i in index], None if pairs is None else [pairs[i] for i in index],
             padding=self.limit, truncation=True))
@@ -189,6 +198,26 @@ class InputReader:
         truncated = np.zeros(len(lengths), bool)
         truncated[too_long] = True
         return Rows(ids, mask.astype(np.int32), types, lengths.astype(np.int64), truncated)
+
+
+@contextlib.contextmanager
+def _texts_named(groups: Sequence[Sequence[str]], name):
+    """Turns the tokenizers library's TypeError on a text UTF-8 cannot encode (a lone
+    surrogate such as '\\ud800') into a ValueError naming the text as `name(group, index)`."""
+    try:
+        yield
+    except TypeError:
+        for group, texts in enumerate(groups):
+            for index, text in enumerate(texts):
+                try:
+                    text.encode("utf-8")
+                except UnicodeEncodeError as e:
+                    raise ValueError(
+                        f"{name(group, index)} has a lone surrogate {text[e.start]!r} at character "
+                        f"{e.start}, which is not Unicode text; expected a str that UTF-8 can "
+                        "encode (was it decoded with errors='surrogateescape' or 'surrogatepass'?)"
+                    ) from None
+        raise
 
 
 def _row_kind(row, index: int) -> str:

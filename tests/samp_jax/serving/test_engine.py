@@ -5,6 +5,7 @@ never a default), class names in the outputs, quantized models, the persistent c
 import collections
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +22,7 @@ from samp_jax import EncoderModel, PrecisionMap, TokenClassifier, Tokenizer, qua
 from samp_jax.models.heads import make_head
 from samp_jax.serving.batching import bucket_for
 from samp_jax.serving.engine import CompileCounter, Engine, enable_compilation_cache
+from samp_jax.serving.inputs import InputReader
 from tests.helpers import TINY_CONFIG
 
 SEQ_BUCKETS = (16, 32, 64)
@@ -376,6 +378,13 @@ def test_bad_model_raises(tokenizer):
     ({"input_ids": [[1.0, 2.0]]}, ValueError, "input_ids must be integers"),
     ({"input_ids": [101, 102]}, ValueError, r"input_ids must be \[batch, seq\]"),
     ({"ids": [[101]]}, ValueError, "token-id input needs 'input_ids'"),
+    # the tokenizers library's "TextEncodeInput must be Union[...]", and bytes read as ids
+    (["ok", "abc\ud800"], ValueError, r"row 1 has a lone surrogate '\\ud800' at character 3, "
+     r"which is not Unicode text; expected a str that UTF-8 can encode"),
+    ([("a", "b"), ("c", "\udc80d")], ValueError, r"row 1's text_pair has a lone surrogate '\\udc80' at "
+     r"character 0"),
+    ("x\udfff", ValueError, r"row 0 has a lone surrogate"),
+    (b"abc", TypeError, r"inputs are bytes \(b'abc'\); expected a str \(decode the bytes first"),
 ])
 def test_bad_inputs_raise(embedder, inputs, error, message):
     with pytest.raises(error, match=message):
@@ -410,6 +419,13 @@ def test_quantized_model_and_float16_copy_serve(minilm, embedder, tokenizer, min
         samp_jax.compile(q, tokenizer=tokenizer, dtype=jnp.float32)
 
 
+def test_a_lone_surrogate_in_a_word_is_named(minilm, tokenizer):
+    reader = InputReader(tokenizer, minilm.config, limit=16, truncate=False)
+    with pytest.raises(ValueError, match=r"words\[1\]\[1\] has a lone surrogate '\\udc80' at "
+                       r"character 1"):
+        reader.read_words([["ok"], ["fine", "a\udc80"]])
+
+
 @pytest.fixture
 def restore_cache_config():
     names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
@@ -439,6 +455,16 @@ def test_persistent_cache_dir_is_filled_and_reused(minilm, tokenizer, tmp_path, 
     assert second.cache_dir == cache.resolve()
     assert hits["/jax/compilation_cache/cache_hits"] == 1  # loaded, not compiled
     np.testing.assert_array_equal(second(["a b c"]).embeddings, first(["a b c"]).embeddings)
+
+
+def test_a_cache_dir_that_is_a_file_is_named(minilm, tokenizer, tmp_path, restore_cache_config):
+    """Not "[Errno 17] File exists": the argument, the file in the way and what is expected."""
+    blocking = tmp_path / "file"
+    blocking.write_text("x")
+    for path in (blocking, blocking / "below"):
+        with pytest.raises(ValueError, match=rf"cache_dir='{re.escape(str(path))}' cannot be a "
+                           rf"folder: {re.escape(str(blocking))} is a file; expected a folder"):
+            samp_jax.compile(minilm, tokenizer=tokenizer, cache_dir=path, precompile=False)
 
 
 def test_the_compile_counter_counts_programs_the_persistent_cache_serves(tmp_path,
