@@ -306,7 +306,7 @@ def entities(words: Sequence[str], labels: np.ndarray, word_logits: np.ndarray,
 
 def _tagged(words: Sequence[str], names: list[str], labels: np.ndarray, word_logits: np.ndarray,
             spans: Callable[[Sequence[str | None]], list[Span]] | None) -> dict:
-    """A tagger's record: the words, each word's tag (None where truncation removed it) and,
+    """A tagger's record: the words, each word's tag (None for a word without a sub-token) and,
     where the tag names can be read as entities, the entities."""
     tags = [names[i] if i >= 0 else None for i in labels]
     record = {"tokens": list(words), "tags": tags}

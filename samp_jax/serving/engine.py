@@ -85,11 +85,13 @@ class EngineOutput:
       outputs: any other head (`HeadOutput.OTHER`): `[N, ...]`, or per token a list of
         `[lengths[i], ...]` arrays.
       word_logits: `Engine.classify_words` only: per row, `[num_words, C]` logits of each
-        word's first sub-token (NaN for a word that truncation removed).
+        word's first sub-token (NaN for a word without a sub-token: one that truncation
+        removed, or a word the tokenizer makes no token of, such as a zero-width or control
+        character; `truncated` is False for a row whose only such words are the latter).
       word_labels: `Engine.classify_words` only: per row, `[num_words]` labels (-1 for a word
-        that truncation removed).
+        without a sub-token, as for `word_logits`).
       word_label_names: `Engine.classify_words` with class names only: per row, the names of
-        `word_labels` (None for a word that truncation removed).
+        `word_labels` (None for a word without a sub-token, as for `word_logits`).
     """
 
     kind: str

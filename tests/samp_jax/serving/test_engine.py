@@ -21,7 +21,7 @@ import samp_jax
 from samp_jax import EncoderModel, PrecisionMap, TokenClassifier, Tokenizer, quantize
 from samp_jax.models.heads import make_head
 from samp_jax.serving.batching import bucket_for
-from samp_jax.serving.engine import CompileCounter, Engine, enable_compilation_cache
+from samp_jax.serving.engine import CompileCounter, Engine, EngineOutput, enable_compilation_cache
 from samp_jax.serving.inputs import InputReader
 from tests.helpers import TINY_CONFIG
 
@@ -242,6 +242,21 @@ def test_token_classifier_trims_rows_and_labels_words(tagger_model, embedder, to
         assert tagged.word_label_names[row] == [TAGS[i] for i in tagged.word_labels[row]]
     with pytest.raises(ValueError, match="needs a per-token logits head such as 'token_classification'"):
         embedder.classify_words(words)
+
+
+def test_a_word_without_a_token_is_unlabelled_in_a_row_not_truncated(tagger_model, tokenizer):
+    """A zero-width word makes no token: its label is -1 / None and its logits NaN although
+    nothing was truncated, as `EngineOutput`'s docstring says (not only "truncation removed")."""
+    engine = samp_jax.compile(tagger_model, tokenizer=tokenizer, seq_buckets=(16,),
+                              batch_buckets=(2,), precompile=False)
+    out = engine.classify_words([["\u200b", "dogs"]])
+    assert not out.truncated[0] and out.word_labels[0][0] == -1 and out.word_labels[0][1] >= 0
+    assert out.word_label_names[0][0] is None and np.isnan(out.word_logits[0][0]).all()
+    doc = " ".join(EngineOutput.__doc__.split())
+    for field in ("word_logits", "word_labels", "word_label_names"):
+        entry = doc.split(f"{field}: ")[1].split(" word_")[0]
+        assert "without a sub-token" in entry, (field, entry)
+    assert "a word the tokenizer makes no token of, such as a zero-width" in doc
 
 
 def test_bare_encoder_returns_trimmed_hidden_states(minilm, tokenizer):
