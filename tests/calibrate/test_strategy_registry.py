@@ -12,7 +12,8 @@ from calibrate import STRATEGIES, SearchConfig, Strategy, register_strategy, sea
 from calibrate.search.latency import estimate_table
 from calibrate.search.runner import Kind
 from calibrate.search.strategy import AllocationProblem, recording_evaluate
-from samp_jax.app.cli import build_parser, search_config
+from samp_jax.app.cli import build_parser
+from samp_jax.app.search_command import search_config
 from samp_jax.core.precision import SITES
 from tests.helpers import TINY_CONFIG, random_batches
 

@@ -6,7 +6,8 @@ import pytest
 
 import samp_jax as sj
 from samp_jax import PrecisionMap, QuantizedModel
-from samp_jax.app.cli import chosen_check_line, main
+from samp_jax.app.cli import main
+from samp_jax.app.search_command import chosen_check_line
 
 
 @pytest.mark.slow

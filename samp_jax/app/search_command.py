@@ -1,0 +1,52 @@
+"""`samp-jax search`'s options and what it prints: the `SearchConfig` of its arguments, and the
+summary lines of a finished search (with the numbers behind its tolerance verdict)."""
+
+from __future__ import annotations
+
+from calibrate.search.config import SearchConfig
+from samp_jax.app.outputs import UsageError
+
+DEFAULT_TOLERANCE = 0.01
+"""`samp-jax search`'s tolerance when neither it nor a latency target is given: 1%."""
+
+
+def search_config(args) -> SearchConfig:
+    """The `SearchConfig` of `samp-jax search`'s arguments (validated: a bad tolerance or
+    strategy fails here, before any model or data is read)."""
+    if args.tolerance is not None and args.latency_target is not None:
+        raise UsageError("--tolerance and --latency-target choose the map two ways; give one "
+                         "(a latency target keeps the most accurate map that reaches it)")
+    return SearchConfig(
+        tolerance=DEFAULT_TOLERANCE if args.tolerance is None else args.tolerance,
+        tolerance_mode=args.tolerance_mode,
+        latency_target_ms=args.latency_target, objective=args.objective, strategy=args.strategy,
+        target=args.target, options=args.options, calibration=args.calibration,
+        max_search_examples=args.max_search_examples, seed=args.seed,
+        selection_margin=not args.no_selection_margin, progress=not args.json)
+
+
+def print_summary(out, summary: dict) -> None:
+    """The lines `samp-jax search` prints without `--json`: what it wrote, the summary's main
+    fields, the chosen map's tolerance check and the test metrics."""
+    print(f"wrote {out}/precision_map.json, report.md, pareto.png, the Pareto-front maps "
+          f"(pareto/) and the quantized model {summary['quantized_model']} (load it with "
+          "samp_jax.load)")
+    shown = ("label_threshold",) if summary.get("label_threshold") is not None else ()
+    for key in ("target", "chosen_from", *shown, "max_length", "fp32_search_metric",
+                "chosen_search_metric", "int8_flop_fraction", "estimated_speedup_vs_default",
+                "latency_source", "search_seconds"):
+        print(f"  {key}: {summary[key]}")
+    if summary.get("tolerance_checks"):
+        print(f"  within tolerance: {chosen_check_line(summary['tolerance_checks'][-1])}")
+    print(f"  test: {summary['test']}")
+
+
+def chosen_check_line(check: dict) -> str:
+    """The chosen map's tolerance check (`ToleranceCheck.as_json`) in words: 'yes (drop
+    0.004 + margin 0.0065 = 0.0105 <= allowed 0.011)', or the proxy against its bound."""
+    verdict = "yes" if check["passes"] else "no"
+    sign = "<=" if check["passes"] else ">"
+    if check["drop"] is None:
+        return f"{verdict} (proxy {check['bounded']:.4g} {sign} allowed {check['allowed']:.4g})"
+    return (f"{verdict} (drop {check['drop']:.4g} + margin {check['margin']:.4g} = "
+            f"{check['bounded']:.4g} {sign} allowed {check['allowed']:.4g}, on the search split)")
