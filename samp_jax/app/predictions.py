@@ -11,8 +11,9 @@
   (default Sigmoid for one output, Identity for more, or the one the folder states) applied
   to the logits: for one output `"score"` is that value and `"logit"` the raw output; for
   more, `"scores"` maps each label name to its value (beside `"label"`, `"score"` and
-  `"probabilities"`, the softmax reading; a multi-label head's `"labels"` are still read from
-  the sigmoid at the threshold);
+  `"probabilities"`, the softmax reading); a multi-label head keeps its `"labels"` and
+  `"scores"` (the sigmoids at the threshold) and has `CrossEncoder.predict`'s values as
+  `"cross_encoder_scores"`;
 - token classification: `{"tokens", "tags", "entities"}`: one tag per word (its first
   sub-token's; null for a word without a sub-token: one that truncation removed, or a word
   the tokenizer makes no token of, such as a zero-width or control character), and the
@@ -254,9 +255,19 @@ def _predict(engine, rows: Sequence[dict]) -> list[dict]:
               [_cross_encoder(names, logits, scores) for logits, scores
                in zip(result.logits, apply_activation(activation, result.logits))])
     return [{"text": r["text"]} | ({"text_pair": r["text_pair"]} if pairs else {})
-            | read(names, row, label) | fields | {"truncated": bool(cut)}
+            | _beside(read(names, row, label), fields) | {"truncated": bool(cut)}
             for r, row, label, fields, cut in zip(rows, values(result.logits), predicted, scored,
                                                   result.truncated)]
+
+
+def _beside(record: dict, cross_encoder: dict) -> dict:
+    """A row's readout fields with a CrossEncoder's (`_cross_encoder`): its one-output "score"
+    replaces the raw logit (kept as "logit"); its "scores" by label go under
+    "cross_encoder_scores" where the readout has "scores" of its own (a multi-label head's
+    sigmoids, which its "labels" are read from)."""
+    if "scores" in record and "scores" in cross_encoder:
+        cross_encoder = {"cross_encoder_scores": cross_encoder["scores"]}
+    return record | cross_encoder
 
 
 def entity_reader(names: Sequence[str]) -> Callable[[Sequence[str | None]], list[Span]] | None:

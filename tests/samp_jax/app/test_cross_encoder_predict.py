@@ -140,7 +140,11 @@ class _LabelSetEngine:
                                truncated=[False] * len(inputs))
 
 
-def test_a_multi_label_cross_encoder_keeps_its_labels_and_scores_by_its_activation():
+def test_a_multi_label_cross_encoder_keeps_its_labels_and_sigmoids_and_adds_its_activation():
     [record] = predictions._predict(_LabelSetEngine(), [{"text": "q", "text_pair": "d"}])
-    assert record == {"text": "q", "text_pair": "d", "labels": ["a", "c"],
-                      "scores": {"a": 2.0, "b": -1.0, "c": 0.5}, "truncated": False}
+    sigmoids = {name: float(sigmoid(np.float32(v))) for name, v in zip("abc", (2.0, -1.0, 0.5))}
+    assert record.keys() == {"text", "text_pair", "labels", "scores", "cross_encoder_scores",
+                             "truncated"}
+    assert record["labels"] == ["a", "c"] and record["scores"] == pytest.approx(sigmoids)
+    # the labels are read from "scores"; CrossEncoder.predict's values (Identity) beside them
+    assert record["cross_encoder_scores"] == {"a": 2.0, "b": -1.0, "c": 0.5}
