@@ -29,6 +29,7 @@ import warnings
 from pathlib import Path
 
 import jax
+from flax import nnx
 
 from calibrate import CalibrationError, calibrate
 from calibrate.search.plan import resolve_options
@@ -45,6 +46,7 @@ from samp_jax.core.assets import minilm_path
 from samp_jax.core.atomic import atomic_folder
 from samp_jax.ptq.loading import load
 from samp_jax.models.checkpoint import save_pretrained
+from samp_jax.models.heads import head_spec, make_head
 from samp_jax.models.head_kinds import LABEL_THRESHOLD, SENTENCE_EMBEDDING, Readout
 from samp_jax.models.tokenizer import Tokenizer
 from samp_jax.ptq.quantized import QuantizedModel, quantize
@@ -350,9 +352,8 @@ def _finetune(args) -> int:
                             eval_every=None if args.eval_every == "auto" else int(args.eval_every),
                             seed=args.seed, min_steps=args.min_steps,
                             warmup_fraction=args.warmup_fraction, patience=args.patience)
-    # one read of the folder: weights with a new head, and its tokenizer (checked before training)
-    model = load(base, head=task.head, num_labels=task.num_outputs, allow_new_head=True,
-                 **{k: v for k, v in model_options(args).items() if k != "head"})
+    model, task = _model_to_finetune(args, base, task)
+    loss = task.training_loss  # the task may now read the model's head: a score, its classes
     tokenizer = model.tokenizer
     check_max_length(args, model_limit(tokenizer, model), str(args.model))
     test = make_evaluator(task, tokenizer, seed=args.seed) if task.split("test") else None
@@ -399,6 +400,35 @@ def _finetune(args) -> int:
               f"{result.dev_metric:.4f}, {test_text}; saved to {out} (split seed {args.seed}: "
               "evaluate it with the same --seed, or its training rows reach the test split)")
     return 0
+
+
+def _model_to_finetune(args, base: Path, task: Task):
+    """The model `finetune` trains and the task it trains for. A head that already reads the
+    data (its kind, its outputs and its class names: a classifier fine-tuned again, a
+    one-output CrossEncoder on 0/1 labels) is kept, and the task follows its class order and
+    readout as `eval` reads them; any other head is initialised anew, with a warning (a head
+    of the right width whose class names are not the data's too: its rows mean other
+    classes)."""
+    options = {k: v for k, v in model_options(args).items() if k != "head"}
+    model = load(base, head=task.head, allow_new_head=True, **options)  # its own width
+    if model.head_kind == task.head.name:
+        try:  # as eval reads the data with this model: its class order, its readout
+            task = resolve_task(args, model)
+        except (ValueError, UsageError):
+            pass  # the data does not fit this head (other classes): the head is made anew
+    if model.head_kind != task.head.name or \
+            getattr(model.head, "num_labels", task.num_outputs) != task.num_outputs:
+        model = load(base, head=task.head, num_labels=task.num_outputs, allow_new_head=True,
+                     **options)
+    if model.labels is not None and task.labels is not None and model.labels != task.labels:
+        warnings.warn(f"the {model.head_kind} head of {args.model} names the classes "
+                      f"{list(model.labels)}, the data's are {list(task.labels)}: its head is "
+                      "initialised anew", UserWarning, stacklevel=2)
+        spec = head_spec(model.head)["spec"] | {"labels": None, "num_labels": task.num_outputs}
+        for key in ("problem_type", "cross_encoder_activation"):  # the task's loss decides
+            spec.pop(key, None)
+        model.head = make_head(task.head.name, model.config, rngs=nnx.Rngs(args.seed), **spec)
+    return model, task
 
 
 def _predict(args) -> int:

@@ -1,0 +1,76 @@
+"""Which head `samp-jax finetune` trains: the model's own when it already reads the data (its
+class order kept, a one-output head trained as a score), a new one otherwise (with a warning
+when a head of the right width names other classes)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from flax import nnx
+
+import samp_jax as sj
+from samp_jax.app import cli
+from samp_jax.app.parser import build_parser
+from samp_jax.models import make_head, save_pretrained
+from tests.helpers import TINY_MINILM_VOCAB, tiny_classifier
+
+WORDS = "good great fine bad awful poor movie film plot day night city".split()
+
+
+def _rows(path, labels, pairs: bool = False):
+    rng = np.random.default_rng(0)
+    header = "text,text_pair,label" if pairs else "text,label"
+    lines = [header] + [",".join([" ".join(rng.choice(WORDS, 5))] * (2 if pairs else 1)
+                                 + [labels[i % len(labels)]]) for i in range(60)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _resolved(tmp_path, model_dir, data):
+    args = build_parser().parse_args(["finetune", "--model", str(model_dir), "--data", str(data),
+                                      "--out", str(tmp_path / "out")])
+    return cli._model_to_finetune(args, model_dir, cli.resolve_task(args, None))
+
+
+def _kernel(model):
+    return np.asarray(model.head.classifier.kernel.value)
+
+
+def test_a_classifier_keeps_its_class_order_and_its_head(tmp_path, minilm_dir):
+    """id2label {0: pos, 1: neg}: the data's sorted names (neg, pos) must not relabel its rows."""
+    folder = save_pretrained(tiny_classifier(), tmp_path / "m", tokenizer_dir=minilm_dir,
+                             labels=("pos", "neg"))
+    model, task = _resolved(tmp_path, folder, _rows(tmp_path / "d.csv", ("neg", "pos")))
+    assert task.labels == ("pos", "neg") and model.labels == ("pos", "neg")
+    np.testing.assert_array_equal(_kernel(model), _kernel(sj.load(folder)))
+
+
+def test_a_one_output_head_on_0_1_labels_is_trained_as_a_score(tmp_path, minilm_dir):
+    folder = save_pretrained(tiny_classifier(num_labels=1), tmp_path / "m", tokenizer_dir=minilm_dir)
+    model, task = _resolved(tmp_path, folder, _rows(tmp_path / "d.csv", ("0", "1"), pairs=True))
+    assert task.task_type.name == "text_pair_scoring" and task.num_outputs == 1
+    assert task.training_loss.name == "sigmoid cross-entropy"
+    np.testing.assert_array_equal(_kernel(model), _kernel(sj.load(folder)))
+
+
+def test_a_head_of_other_classes_is_made_anew_with_a_warning(tmp_path, minilm_dir):
+    folder = save_pretrained(tiny_classifier(), tmp_path / "m", tokenizer_dir=minilm_dir,
+                             labels=("cat", "dog"))
+    with pytest.warns(UserWarning, match=r"names the classes \['cat', 'dog'\], the data's are "
+                                         r"\['neg', 'pos'\]: its head is initialised anew"):
+        model, task = _resolved(tmp_path, folder, _rows(tmp_path / "d.csv", ("neg", "pos")))
+    assert task.labels == ("neg", "pos") and model.labels is None  # fine-tuning names them
+    assert not np.array_equal(_kernel(model), _kernel(sj.load(folder)))
+
+
+def test_a_base_model_gets_the_head_its_data_needs(tmp_path, minilm_dir):
+    config = sj.EncoderConfig(**TINY_MINILM_VOCAB)
+    base = sj.EncoderModel(config, make_head("none", config, rngs=nnx.Rngs(0)), rngs=nnx.Rngs(0))
+    folder = save_pretrained(base, tmp_path / "m", tokenizer_dir=minilm_dir)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the new head's weights are initialised
+        model, task = _resolved(tmp_path, folder, _rows(tmp_path / "d.csv", ("a", "b", "c")))
+    assert model.head_kind == "sequence_classification" and model.head.num_labels == 3
+    assert task.labels == ("a", "b", "c")
