@@ -118,6 +118,9 @@ def plot_pareto(result: SearchResult, path: Path) -> None:
             label="Pareto front", zorder=1)
     if use_metric and result.fp32_metric is not None:
         ax.axhline(result.fp32_metric, c="k", lw=0.8, ls=":", label="FP32")
+    if result.latency_target_ms is not None:
+        ax.axvline(result.latency_target_ms, c="#c44e52", lw=0.8, ls=":", label="latency target")
+    elif use_metric and result.fp32_metric is not None:
         floor = (result.fp32_metric * (1 - result.tolerance) if result.tolerance_mode == "relative"
                  else result.fp32_metric - result.tolerance)
         ax.axhline(floor, c="#c44e52", lw=0.8, ls=":", label="tolerance")
@@ -184,12 +187,17 @@ def _settings_lines(result: SearchResult, s: dict) -> list[str]:
         chosen_from = f" (search stopped after the presets: {result.stopped_early})"
     elif result.chosen_from == result.strategy:
         chosen_from = ""
+    elif result.latency_target_ms is not None:
+        chosen_from = (f" (the preset {result.chosen_from}: it reaches the latency target and is "
+                       f"closer to FP32 by the proxy than the {result.strategy} map)")
     else:
         chosen_from = (f" (the preset {result.chosen_from}: faster than the {result.strategy} "
                        "strategy's map, and within tolerance)")
     lines = [f"- target: {result.target or 'none given'}; chosen by: {result.chosen_from}{chosen_from}",
              f"- mode: {result.mode}"
-             + (f"; tolerance: {tol}" if result.mode != "latency_target" else "")
+             + (f"; tolerance: {tol}" if result.latency_target_ms is None else
+                f"; latency target: {result.latency_target_ms:g} ms (the map closest to FP32 by "
+                "the proxy among the greedy's and the presets that reach it)")
              + f"; options per site: {', '.join(result.options)}",
              f"- latency model: {s['latency_source']}",
              f"- maps run on the search split: {s['maps_run']} on all of it and "

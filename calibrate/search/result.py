@@ -148,6 +148,9 @@ class SearchResult:
     # The maps on the Pareto front (`pareto_entries`), fastest first, each as the search writes
     # a map (static sites' calibrators and clips in it), by the name of its `evaluated` entry.
     pareto_maps: dict[str, PrecisionMap] = dataclasses.field(default_factory=dict)
+    # Latency-target mode: the estimated latency the map had to reach (the tolerance is not
+    # applied then); None in tolerance mode.
+    latency_target_ms: float | None = None
 
     @property
     def default_option(self) -> str:
@@ -189,7 +192,9 @@ class SearchResult:
             "latency_source": f"{self.latency_table.source} ({self.latency_table.device}, "
                               f"{self.latency_table.batch}x{self.latency_table.seq})",
             "latency_executed": self.latency_table.executed_by_precision(),
-            "tolerance": self.tolerance, "tolerance_mode": self.tolerance_mode, "mode": self.mode,
+            "tolerance": None if self.latency_target_ms is not None else self.tolerance,
+            "tolerance_mode": None if self.latency_target_ms is not None else self.tolerance_mode,
+            "latency_target_ms": self.latency_target_ms, "mode": self.mode,
             "tolerance_met": self.tolerance_met,
             "options": list(self.options), "maps_evaluated": len(self.evaluated),
             "maps_run": self.maps_run, "subset_maps_run": self.subset_maps_run,

@@ -159,4 +159,5 @@ def finish(session: Session, choices: np.ndarray, outputs: Outputs, *,
         subset_maps_run=runner.subset_maps_run, stopped_early=stopped_early,
         selection=selection, calibration=session.calibration,
         static_calibration=session.static_choice, tolerance_checks=tolerance_checks,
-        pareto_maps={e.name: searched_map(session, e.precision_map) for e in front})
+        pareto_maps={e.name: searched_map(session, e.precision_map) for e in front},
+        latency_target_ms=config.latency_target_ms)

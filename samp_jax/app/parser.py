@@ -120,8 +120,9 @@ def _add_search(sub) -> None:
     se.add_argument("--tolerance-mode", default="relative", choices=["relative", "absolute"],
                     help="relative: a share of the FP32 metric (default); absolute: metric points")
     se.add_argument("--latency-target", type=positive_float, default=None, metavar="MS",
-                    help="reach this estimated latency instead of a tolerance (the most accurate "
-                         "map that does)")
+                    help="reach this estimated latency instead of a tolerance: the map closest "
+                         "to FP32 on the search split (by the proxy, e.g. the KL to FP32's "
+                         "outputs) among the greedy's and the presets that reach it")
     se.add_argument("--objective", default="latency", choices=["latency", "int8_fraction"],
                     help="what the map is chosen for within the tolerance: the target's "
                          "latency (default), or the most GEMM FLOPs in INT8")

@@ -15,7 +15,7 @@ def search_config(args) -> SearchConfig:
     strategy fails here, before any model or data is read)."""
     if args.tolerance is not None and args.latency_target is not None:
         raise UsageError("--tolerance and --latency-target choose the map two ways; give one "
-                         "(a latency target keeps the most accurate map that reaches it)")
+                         "(a latency target keeps the map closest to FP32 that reaches it)")
     return SearchConfig(
         tolerance=DEFAULT_TOLERANCE if args.tolerance is None else args.tolerance,
         tolerance_mode=args.tolerance_mode,

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import importlib
 import warnings
 
 import numpy as np
@@ -113,6 +114,25 @@ def test_latency_target_mode_has_no_tolerance_verdict(tiny):
     floor = table.map_ms(fastest_map(table, ("fp16", "int8-dynamic"), CONFIG.num_layers))
     result = _search(tiny, latency_target_ms=floor)  # exactly the floor: accepted and met
     assert result.tolerance_met is None and meets_latency(result.chosen.latency_ms, floor)
+    summary = result.summary()  # the tolerance was not applied: the target is what it met
+    assert summary["latency_target_ms"] == floor and summary["tolerance"] is None
+
+
+def test_a_latency_target_returns_a_preset_closer_to_fp32_than_the_greedys_map(tiny, monkeypatch):
+    """A greedy that overshoots (every site INT8) with a target even FP16 meets: the FP16
+    preset reaches it too and is closer to FP32, so it is returned, and the report says why."""
+    latency_target = importlib.import_module("calibrate.search.latency_target")
+    monkeypatch.setattr(latency_target, "latency_greedy",
+                        lambda ordered, latency_ms, target, layers: np.ones((layers, len(SITES)), np.int32))
+    fp16 = estimate_table(CONFIG, 32, 128).map_ms(PrecisionMap.preset("fp16", CONFIG.num_layers))
+    result = _search(tiny, latency_target_ms=fp16)
+    assert result.chosen_from == "fp16" and result.precision_map.items() and all(
+        p.precision == "fp16" for _, p in result.precision_map.items())
+    greedy_proxy = next(e.proxy for e in result.evaluated if e.name == "fully_quant")
+    assert result.chosen.proxy < greedy_proxy
+    from calibrate.search.report import report_markdown
+    assert ("(the preset fp16: it reaches the latency target and is closer to FP32 by the proxy"
+            in report_markdown(result, result.summary()))
 
 
 @pytest.mark.parametrize("rows, warned", [(6, True), (500, False)])
