@@ -253,4 +253,10 @@ def _result_lines(result: SearchResult, test_metrics: dict | None) -> list[str]:
         if test_metrics.get("chosen_relative_change") is not None:
             lines += ["", f"On the held-out test split the chosen map changes the metric by "
                           f"{100 * test_metrics['chosen_relative_change']:+.2f}% relative to FP32."]
+    dtype = result.precision_map.compute_dtype
+    if result.default_option != "fp16" or (dtype is not None and dtype != "float16"):
+        lines += ["", f"The presets are the target's ({result.target}): the sites they leave in "
+                      f"float run {result.default_option}, and activations between sites are "
+                      f"{dtype or 'float16'}; `samp-jax eval --precision NAME` builds the FP16 "
+                      "presets, so its figures for the same name differ."]
     return lines

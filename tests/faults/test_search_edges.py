@@ -153,3 +153,12 @@ def test_a_search_split_too_small_for_the_tolerance_is_said(rows, warned):
     assert bool(said) is warned
     if warned:
         assert "the search split has 6 rows: one row moves accuracy by about 0.167, more than the 0.009" in said[0]
+
+
+def test_a_report_says_its_presets_are_the_targets_when_they_are_not_fp16(tiny):
+    from calibrate.search.report import report_markdown
+    result = search(tiny, random_batches(1, rows=4, width=8), target="cpu",
+                    options=("fp32", "int8-dynamic"), latency_table=estimate_table(CONFIG, 32, 128),
+                    sensitivity_batches=1, progress=False, tolerance=0.4)
+    assert ("The presets are the target's (cpu): the sites they leave in float run fp32, and "
+            "activations between sites are float32" in report_markdown(result, result.summary()))
