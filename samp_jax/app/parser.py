@@ -299,7 +299,7 @@ def _add_finetune_settings(p: argparse.ArgumentParser) -> None:
                    help="passes over the training rows, but see --min-steps (default: %(default)s)")
     g.add_argument("--min-steps", type=non_negative_int, default=200,
                    help="at least this many optimizer steps whatever the data size: more epochs "
-                        "on small data (default: %(default)s)")
+                        "on small data, and no early stop before them (default: %(default)s)")
     g.add_argument("--warmup-fraction", type=unit_interval, default=0.1,
                    help="share of the steps with a linear warm-up (default: %(default)s)")
     g.add_argument("--max-train-examples", type=positive_int, default=None,

@@ -9,8 +9,8 @@ The train step is one jit-compiled function of (params, optimizer state, batch);
 cut to length buckets, so it compiles once per bucket. A run takes `epochs` passes but at least
 `min_steps` steps, so that a few hundred rows get enough updates. The dev split is scored every
 `eval_every` steps (by default ten times per run); the best parameters are kept and training
-stops after `patience` evaluations without improvement, counted only once the best dev metric
-beats always predicting the most frequent dev class: a run still at that level (a tagger
+stops after `patience` evaluations without improvement (never before `min_steps`), counted only
+once the best dev metric beats always predicting the most frequent dev class: a run still at that level (a tagger
 predicts only "O" at first) trains to its last step. The result says whether the best dev
 metric beats it (`FinetuneResult.learned`). Fine-tuned models are cached as HF checkpoint
 folders keyed by task, seed and settings, so tests, the demo and the search re-use them.
@@ -57,7 +57,7 @@ class FinetuneConfig:
       max_train_examples: subsample of the training split (seeded), or None for all of it.
       max_dev_examples: dev examples scored at each evaluation, or None for all.
       eval_every: steps between dev evaluations; None: a tenth of the run's steps.
-      patience: dev evaluations without improvement before stopping.
+      patience: dev evaluations without improvement before stopping (once `min_steps` ran).
       seed: data order, subsample and head initialisation.
       min_steps: the fewest optimizer steps, whatever the data size (more epochs on small
         data); 0 for exactly `epochs`.
@@ -274,7 +274,7 @@ def _train(train_step, dev_score, params, opt_state, train, rng, config: Finetun
                     best, bad_evals = (score, step, jax.tree.map(np.asarray, params)), 0
                 elif chance is None or chance.beaten_by(best[0]):
                     bad_evals += 1
-                    if bad_evals >= config.patience:
+                    if bad_evals >= config.patience and step >= config.min_steps:
                         stop = True
                         break
             if step >= total_steps:

@@ -16,10 +16,10 @@ class _Rows:
             yield [0], {}
 
 
-def _run(dev_scores, chance, *, patience=2, total_steps=20):
+def _run(dev_scores, chance, *, patience=2, total_steps=20, min_steps=0):
     scores = iter(dev_scores)
     step = lambda params, opt_state, batch: (params, opt_state, np.float32(1.0))  # noqa: E731
-    config = FinetuneConfig(patience=patience)
+    config = FinetuneConfig(patience=patience, min_steps=min_steps)
     return _train(step, lambda params: next(scores), {"w": np.zeros(2)}, None, _Rows(),
                   np.random.default_rng(0), config, total_steps=total_steps, eval_every=2,
                   task=get_task("wnut16"), progress=False, chance=chance)
@@ -44,3 +44,10 @@ def test_patience_counts_once_the_metric_beats_chance_and_without_a_chance_level
 def test_a_run_that_never_beats_chance_trains_to_its_last_step():
     run = _run([0.0] * 10, NER_CHANCE)
     assert run.step == 20 and run.best[0] == 0.0
+
+
+def test_patience_never_stops_a_run_before_its_min_steps():
+    """--min-steps is a minimum: a dev score that stops improving at once still trains on."""
+    run = _run([0.2, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1], None, min_steps=12)
+    assert run.step == 12 and run.best[0] == 0.2
+    assert _run([0.2, 0.1, 0.1] + [0.1] * 7, None).step == 6  # without it: after 2 evaluations
