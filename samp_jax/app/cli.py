@@ -450,9 +450,10 @@ def _predict(args) -> int:
     columns = Columns(text=args.text_column, text_pair=args.text_pair_column,
                       tokens=args.tokens_column)
     if args.data == STDIN:  # JSON Lines, read whole before any prediction
-        rows = _rows_from_stdin(columns, model.head_kind)
+        rows = _rows_from_stdin(columns, model.head_kind, model.tokenizer.words)
     else:
-        rows = predictions.read_model_inputs(args.data, columns, head=model.head_kind)
+        rows = predictions.read_model_inputs(args.data, columns, head=model.head_kind,
+                                             split_words=model.tokenizer.words)
     # every process must predict from the same model and rows (each takes its own block)
     check_same(digest([state_digest(model), json.dumps(rows, sort_keys=True)]),
                f"the model {args.model} and the rows of {args.data}")
@@ -479,13 +480,14 @@ STDIN = "-"
 """`--data` of `samp-jax predict` that reads JSON Lines rows from standard input."""
 
 
-def _rows_from_stdin(columns: Columns, head: str) -> list[dict]:
+def _rows_from_stdin(columns: Columns, head: str, split_words) -> list[dict]:
     """The rows of the JSON Lines on standard input, read as a file of them is."""
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "stdin.jsonl"
         path.write_bytes(sys.stdin.buffer.read())
         try:
-            return predictions.read_model_inputs(path, columns, head=head)
+            return predictions.read_model_inputs(path, columns, head=head,
+                                                 split_words=split_words)
         except ValueError as e:
             raise ValueError(str(e).replace(str(path), "standard input")) from None
 

@@ -14,7 +14,9 @@
   `"probabilities"`, the softmax reading); a multi-label head keeps its `"labels"` and
   `"scores"` (the sigmoids at the threshold) and has `CrossEncoder.predict`'s values as
   `"cross_encoder_scores"`;
-- token classification: `{"tokens", "tags", "entities"}`: one tag per word (its first
+- token classification: `{"tokens", "tags", "entities"}` from a tokens column, or from a text
+  column split into words as the model's tokenizer splits text (`Tokenizer.words`: BERT's
+  splits off punctuation, SentencePiece's only spaces): one tag per word (its first
   sub-token's; null for a word without a sub-token: one that truncation removed, or a word
   the tokenizer makes no token of, such as a zero-width or control character), and the
   entities the tags name;
@@ -79,8 +81,11 @@ HEAD_FIELDS = {SEQUENCE_CLASSIFICATION.name: ("text", "text_pair"),
                TOKEN_CLASSIFICATION.name: ("tokens",), SENTENCE_EMBEDDING.name: ("text",)}
 
 
-def read_model_inputs(source, columns: Columns, *, head: str) -> list[dict]:
-    """The rows of `source` with the fields a model with `head` reads (labels are ignored)."""
+def read_model_inputs(source, columns: Columns, *, head: str,
+                      split_words: Callable[[str], list[str]] = str.split) -> list[dict]:
+    """The rows of `source` with the fields a model with `head` reads (labels are ignored); a
+    tagger's plain sentences (a text column, no tokens column) are split into words with
+    `split_words` (the model's `Tokenizer.words`: as its tokenizer splits them)."""
     if head not in HEAD_FIELDS:
         raise ValueError(f"predict needs a classification or sentence-embedding model; this one "
                          f"has head {head!r}")
@@ -88,12 +93,12 @@ def read_model_inputs(source, columns: Columns, *, head: str) -> list[dict]:
         return read_rows(source, columns=columns, fields=HEAD_FIELDS[head])
     try:
         return read_rows(source, columns=columns, fields=("tokens",))
-    except ValueError as missing_tokens:  # plain sentences: words split on whitespace
+    except ValueError as missing_tokens:  # plain sentences: words as the tokenizer splits them
         try:
             rows = read_rows(source, columns=columns, fields=("text",))
         except ValueError:
             raise missing_tokens from None
-        return [{"tokens": r["text"].split()} for r in rows]
+        return [{"tokens": split_words(r["text"])} for r in rows]
 
 
 def check_suffix(out: str | Path) -> None:

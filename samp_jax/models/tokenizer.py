@@ -323,6 +323,18 @@ class Tokenizer:
             raise TypeError("words must be a batch of word lists, e.g. [['Hello', 'world']]")
         return self._encode([list(w) for w in words], padding, truncation, pretokenized=True)
 
+    def words(self, text: str) -> list[str]:
+        """`text` split into words as this tokenizer's pre-tokenizer splits it (BERT's:
+        whitespace and punctuation; RoBERTa's byte-level one: words, runs of punctuation and
+        contractions; SentencePiece's: whitespace), each word as the text spells it, spaces
+        dropped; on whitespace without a pre-tokenizer. What a tagger reads a plain sentence as
+        (`encode_words`)."""
+        pre_tokenizer = self._backend.pre_tokenizer
+        if pre_tokenizer is None:
+            return text.split()
+        pieces = (text[start:end].strip() for _, (start, end) in pre_tokenizer.pre_tokenize_str(text))
+        return [piece for piece in pieces if piece]
+
     def lengths(self, texts: Sequence, pairs: Sequence[str] | None = None, *,
                 words: bool = False) -> np.ndarray:
         """Tokens per row, special tokens (and the prompt) included, with no length limit: how

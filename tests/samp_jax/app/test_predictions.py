@@ -117,3 +117,22 @@ def test_a_reader_that_closes_stdout_ends_the_run_quietly(monkeypatch):
     with pytest.raises(SystemExit) as stopped:
         predictions._to_stdout(b"{}\n")
     assert stopped.value.code == 141
+
+
+@pytest.mark.parametrize("family, words", [
+    ("bert", ["Hello", ",", "world", "!", "It", "'", "s", "a", "fairy", "-", "tale", "café", "."]),
+    ("roberta", ["Hello", ",", "world", "!", "It", "'s", "a", "fairy", "-", "tale", "café", "."]),
+    ("xlm-roberta", ["Hello,", "world!", "It's", "a", "fairy-tale", "café."]),
+])
+def test_a_taggers_plain_sentence_is_split_as_its_tokenizer_splits_words(family, words, tmp_path):
+    """A text column sent to a tagger: BERT's pre-tokenizer splits off punctuation, RoBERTa's
+    byte-level one keeps contractions, SentencePiece's splits spaces only; each word as the
+    text spells it."""
+    from tests.helpers import GOLDEN
+    tokenizer = sj.Tokenizer.from_pretrained(GOLDEN / "families" / family / "seqcls", max_length=64)
+    text = "Hello, world! It's a  fairy-tale café."
+    assert tokenizer.words(text) == words
+    (tmp_path / "rows.csv").write_text(f'text\n"{text}"\n', encoding="utf-8")
+    rows = predictions.read_model_inputs(tmp_path / "rows.csv", predictions.Columns(),
+                                         head="token_classification", split_words=tokenizer.words)
+    assert rows == [{"tokens": words}]
