@@ -240,7 +240,7 @@ def _add_data(p: argparse.ArgumentParser, *, model_required: bool = False,
     _add_model_options(p)
     stdin = ", '-' for JSON Lines on standard input" if inputs_only else ""
     p.add_argument("--data", "--task", dest="data", default=None, type=path_or_name,
-                   help="a CSV/TSV/JSONL/Parquet file, a datasets.save_to_disk folder"
+                   help="a CSV/TSV/JSONL/Parquet/CoNLL file, a datasets.save_to_disk folder"
                         f"{stdin}, or one of {sorted(TASKS)}")
     if not inputs_only:
         p.add_argument("--task-type", default=None, choices=sorted(TASK_TYPES),

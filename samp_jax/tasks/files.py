@@ -1,4 +1,4 @@
-"""Your own data as a `Task`: a CSV, TSV, JSON Lines or Parquet file, a folder written by
+"""Your own data as a `Task`: a CSV, TSV, JSON Lines, Parquet or CoNLL file, a folder written by
 `datasets`' `save_to_disk`, a `datasets.Dataset` / `DatasetDict`, or a list of dicts.
 
 `load_task` reads the rows into the canonical example dicts of `samp_jax.tasks.types` and
@@ -161,7 +161,8 @@ def load_task(source: Any = None, *, task_type: str | None = None, columns: Colu
 
     Args:
       source: a CSV, TSV (`.tsv`/`.tab`), JSON Lines (`.jsonl`/`.json`/`.ndjson`; a `.json`
-        holding one array of objects also works) or Parquet file, a `save_to_disk` folder, a
+        holding one array of objects also works), Parquet or CoNLL (`.conll`/`.bio`/`.iob`/
+        `.iob2`: `samp_jax.tasks.conll`) file, a `save_to_disk` folder, a
         `datasets.Dataset` or `DatasetDict`, or a list of dicts. None with `split_files`.
       task_type: one of `samp_jax.tasks.TASK_TYPES`; None infers it from the columns (and
         `head`), see the module docstring.

@@ -1,5 +1,6 @@
-"""Reading your data: a CSV, TSV, JSON Lines or Parquet file, a `datasets` `save_to_disk`
-folder, a `datasets.Dataset` / `DatasetDict` or a list of dicts, into `Table`s of raw rows.
+"""Reading your data: a CSV, TSV, JSON Lines, Parquet or CoNLL file (`samp_jax.tasks.conll`),
+a `datasets` `save_to_disk` folder, a `datasets.Dataset` / `DatasetDict` or a list of dicts,
+into `Table`s of raw rows.
 
 Refused here, before any row is converted (one line naming the file, the row or line, and the
 column): an empty file, a row with more fields than the header, bad quoting, text that is not
@@ -20,6 +21,9 @@ import sys
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+from samp_jax.tasks.conll import SUFFIXES as CONLL_SUFFIXES
+from samp_jax.tasks.conll import read_conll
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,7 +46,8 @@ class Table:
 
 
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".json": "jsonl",
-           ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
+           ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet"} | {
+               suffix: "conll" for suffix in CONLL_SUFFIXES}
 """File suffix → format."""
 SPLIT_NAMES = {"train": "train", "dev": "dev", "validation": "dev", "valid": "dev",
                "calibration": "calibration", "search": "search", "test": "test"}
@@ -105,7 +110,7 @@ def _read_path(path: Path) -> Table | dict[str, Table]:
         _check_not_utf16(path, kind)
     try:
         rows, columns = {"csv": _read_delimited, "tsv": _read_delimited, "jsonl": _read_json,
-                         "parquet": _read_parquet}[kind](path, kind)
+                         "parquet": _read_parquet, "conll": read_conll}[kind](path, kind)
     except UnicodeDecodeError as e:
         raise ValueError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start}); expected "
                          f"a {kind} file") from None

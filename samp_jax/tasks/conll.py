@@ -1,0 +1,62 @@
+"""CoNLL files (`.conll`, `.bio`, `.iob`, `.iob2`): one token per line and a blank line after
+each sentence, as the CoNLL-2003 and WNUT shared tasks wrote them.
+
+A line's fields are separated by tabs or spaces: the first is the token, the last its tag
+(CoNLL-2003's part-of-speech and chunk columns between them are ignored); a file whose lines
+all hold one field has tokens only (rows to predict). `-DOCSTART-` lines are skipped, and a line
+of whitespace alone ends a sentence, as a blank one does. Each sentence becomes one row
+`{"tokens": [...], "tags": [...]}` (the columns a tagging task reads by default).
+
+Refused, naming the file and the line: a line of one field in a file of tagged lines (a token
+without its tag) or the other way round, and a NUL character (UTF-16 text read as UTF-8).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+SUFFIXES = (".conll", ".bio", ".iob", ".iob2")
+DOCSTART = "-DOCSTART-"
+
+
+def read_conll(path: Path, kind: str = "conll") -> tuple[list[dict], list[str]]:
+    """The sentences of the CoNLL file at `path` as rows, and their columns (`tokens`, and
+    `tags` when the lines are tagged)."""
+    text = path.read_text(encoding="utf-8-sig")
+    if "\x00" in text:
+        raise ValueError(f"{path} holds a NUL character; expected UTF-8 CoNLL text (is the file "
+                         "UTF-16, or not text?)")
+    rows: list[dict] = []
+    tokens: list[str] = []
+    tags: list[str] = []
+    tagged: bool | None = None
+    for line_number, line in enumerate(text.splitlines(), 1):
+        fields = line.split()
+        if fields and fields[0] == DOCSTART:
+            continue
+        if not fields:
+            if tokens:
+                rows.append(_row(tokens, tags, tagged))
+                tokens, tags = [], []
+            continue
+        has_tag = len(fields) > 1
+        if tagged is None:
+            tagged = has_tag
+        elif has_tag != tagged:
+            raise ValueError(
+                f"{path}: line {line_number} holds {len(fields)} field(s) {fields!r}, while "
+                f"the lines before hold {'a token and its tag' if tagged else 'a token alone'}; "
+                "expected every line to be 'TOKEN TAG' (or every line a token alone)")
+        tokens.append(fields[0])
+        if has_tag:
+            tags.append(fields[-1])
+    if tokens:
+        rows.append(_row(tokens, tags, tagged))
+    if not rows:
+        raise ValueError(f"{path} is empty; expected CoNLL lines, one 'TOKEN TAG' per line and a "
+                         "blank line after each sentence")
+    return rows, ["tokens", "tags"] if tagged else ["tokens"]
+
+
+def _row(tokens: list[str], tags: list[str], tagged: bool | None) -> dict:
+    return {"tokens": list(tokens), "tags": list(tags)} if tagged else {"tokens": list(tokens)}

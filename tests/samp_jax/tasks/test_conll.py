@@ -1,0 +1,70 @@
+"""CoNLL files as data: sentences of `TOKEN ... TAG` lines (`samp_jax.tasks.conll`), read as
+the built-in WNUT-16 task reads its own CoNLL file, and refused line by line when malformed."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from samp_jax.core.assets import fetch
+from samp_jax.data.wnut16 import WNUT16_LABELS, load_wnut16
+from samp_jax.tasks import load_task
+from samp_jax.tasks.conll import read_conll
+
+CONLL_2003 = """-DOCSTART- -X- -X- O
+
+EU NNP B-NP B-ORG
+rejects VBZ B-VP O
+German JJ B-NP B-MISC
+call NN I-NP O
+. . O O
+
+Peter NNP B-NP B-PER
+Blackburn NNP I-NP I-PER
+"""
+
+
+def test_conll_2003_columns_docstart_and_a_last_sentence_without_a_blank_line(tmp_path):
+    path = tmp_path / "train.conll"
+    path.write_text(CONLL_2003)
+    rows, columns = read_conll(path)
+    assert columns == ["tokens", "tags"]
+    assert rows == [{"tokens": ["EU", "rejects", "German", "call", "."],
+                     "tags": ["B-ORG", "O", "B-MISC", "O", "O"]},
+                    {"tokens": ["Peter", "Blackburn"], "tags": ["B-PER", "I-PER"]}]
+
+
+def test_the_wnut16_file_reads_as_the_builtin_task_reads_it(tmp_path):
+    """The asset's own CoNLL file (tab-separated, a lone tab between tweets), renamed `.conll`:
+    the same tweets, words and tags as `load_wnut16`, and a BIO tagging task."""
+    path = tmp_path / "ner.conll"
+    shutil.copy(fetch("wnut16") / "ner.txt", path)
+    rows, _ = read_conll(path)
+    expected = load_wnut16()
+    assert len(rows) == len(expected) == 2394
+    assert all(row["tokens"] == list(s.words) and row["tags"] == [WNUT16_LABELS[t] for t in s.tags]
+               for row, s in zip(rows, expected))
+    task = load_task(path)
+    assert task.task_type.name == "token_classification" and task.labels[0] == "O"
+    assert set(task.labels) <= set(WNUT16_LABELS)
+
+
+def test_tokens_alone_are_rows_to_predict(tmp_path):
+    path = tmp_path / "new.bio"
+    path.write_text("Hello\nworld\n\nAgain\n")
+    assert read_conll(path) == ([{"tokens": ["Hello", "world"]}, {"tokens": ["Again"]}], ["tokens"])
+
+
+@pytest.mark.parametrize("text, message", [
+    ("EU B-ORG\nrejects\n", r"line 2 holds 1 field\(s\) \['rejects'\], while the lines before "
+                            r"hold a token and its tag"),
+    ("EU\nrejects O\n", r"line 2 holds 2 field\(s\) .* hold a token alone"),
+    ("\n\n-DOCSTART- O\n\n", r"is empty; expected CoNLL lines"),
+    ("E\x00U O\n", r"holds a NUL character"),
+])
+def test_malformed_conll_is_refused_naming_the_line(tmp_path, text, message):
+    path = tmp_path / "bad.conll"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=rf"bad.conll:? {message}|bad.conll {message}"):
+        read_conll(path)
