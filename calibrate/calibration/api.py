@@ -52,7 +52,13 @@ class Calibration:
     tokens: int
 
     def describe(self) -> dict[str, Any]:
-        """A JSON-able summary (stored in a quantized model's sidecar)."""
+        """A JSON-able summary (stored in a quantized model's sidecar); a calibration of no
+        site names no method (no pass ran: no static site, or each one's clip is stored in
+        the precision map)."""
+        if not self.sites and self.smoothing is None:
+            return {"method": None, "options": {}, "smoothing": None, "tokens": self.tokens,
+                    "sites": {}, "note": "no pass ran: no static site needed statistics (none, "
+                                         "or each one's clip is stored in the precision map)"}
         return {"method": self.method, "options": dict(self.options), "smoothing": self.smoothing,
                 "tokens": self.tokens, "sites": {f"{l}.{s}": {"absmax": c.absmax, "amax": c.amax}
                                                  for (l, s), c in self.sites.items()}}

@@ -139,3 +139,9 @@ def test_per_site_calibration_refuses_mismatched_or_unknown_parts(tiny):
         per_site_calibration(one, {(7, "qkv"): "mse"})
     with pytest.raises(ValueError, match="'entropy'"):
         per_site_calibration(one, {(0, "qkv"): "entropy"})
+
+
+def test_a_calibration_that_ran_no_pass_names_no_method():
+    from calibrate.calibration.api import Calibration
+    described = Calibration("percentile", {}, None, {}, 0).describe()
+    assert described["method"] is None and described["sites"] == {} and "no pass ran" in described["note"]
