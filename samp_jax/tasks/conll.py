@@ -1,7 +1,7 @@
 """CoNLL files (`.conll`, `.bio`, `.iob`, `.iob2`): one token per line and a blank line after
 each sentence, as the CoNLL-2003 and WNUT shared tasks wrote them.
 
-A line's fields are separated by tabs or spaces: the first is the token, the last its tag
+A line's fields are separated by tabs or spaces (only): the first is the token, the last its tag
 (CoNLL-2003's part-of-speech and chunk columns between them are ignored); a file whose lines
 all hold one field has tokens only (rows to predict). `-DOCSTART-` lines are skipped, and a line
 of whitespace alone ends a sentence, as a blank one does. Each sentence becomes one row
@@ -13,15 +13,19 @@ without its tag) or the other way round, and a NUL character (UTF-16 text read a
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 SUFFIXES = (".conll", ".bio", ".iob", ".iob2")
+FIELD_SEPARATOR = re.compile(r"[ \t]+")
 DOCSTART = "-DOCSTART-"
 
 
 def read_conll(path: Path, kind: str = "conll") -> tuple[list[dict], list[str]]:
     """The sentences of the CoNLL file at `path` as rows, and their columns (`tokens`, and
-    `tags` when the lines are tagged)."""
+    `tags` when the lines are tagged). `kind` is the format's name, as every reader of
+    `samp_jax.tasks.readers` takes it (one here). Lines end at "\n" and fields are separated by
+    tabs and spaces only: a token may hold any other character (a no-break space, U+2028)."""
     text = path.read_text(encoding="utf-8-sig")
     if "\x00" in text:
         raise ValueError(f"{path} holds a NUL character; expected UTF-8 CoNLL text (is the file "
@@ -30,8 +34,8 @@ def read_conll(path: Path, kind: str = "conll") -> tuple[list[dict], list[str]]:
     tokens: list[str] = []
     tags: list[str] = []
     tagged: bool | None = None
-    for line_number, line in enumerate(text.splitlines(), 1):
-        fields = line.split()
+    for line_number, line in enumerate(text.split("\n"), 1):
+        fields = FIELD_SEPARATOR.split(line.strip(" \t\r")) if line.strip(" \t\r") else []
         if fields and fields[0] == DOCSTART:
             continue
         if not fields:

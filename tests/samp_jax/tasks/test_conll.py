@@ -50,6 +50,15 @@ def test_the_wnut16_file_reads_as_the_builtin_task_reads_it(tmp_path):
     assert set(task.labels) <= set(WNUT16_LABELS)
 
 
+def test_a_token_may_hold_any_whitespace_but_tabs_and_spaces(tmp_path):
+    """A no-break space or a line separator inside a tweet's token is part of the token."""
+    path = tmp_path / "odd.conll"
+    path.write_text("foo\xa0bar\tB-PER\nx\u2028y\tO\r\n\nnext O\n", encoding="utf-8")
+    rows, _ = read_conll(path)
+    assert rows == [{"tokens": ["foo\xa0bar", "x\u2028y"], "tags": ["B-PER", "O"]},
+                    {"tokens": ["next"], "tags": ["O"]}]
+
+
 def test_tokens_alone_are_rows_to_predict(tmp_path):
     path = tmp_path / "new.bio"
     path.write_text("Hello\nworld\n\nAgain\n")
