@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import re
 import sys
 import tempfile
 import traceback
@@ -57,7 +56,7 @@ from samp_jax.tasks import SPLITS, TASKS, Task, get_task
 from samp_jax.tasks.task import CALIBRATION_EXAMPLES
 from samp_jax.tasks.truncation import Truncation, as_dicts
 from samp_jax.tasks.chance import chance_level
-from samp_jax.tasks.files import Columns, load_task
+from samp_jax.tasks.files import GENERIC_LABEL, Columns, load_task
 from samp_jax.training import FinetuneConfig, finetune
 
 # ---------------------------------------------------------------------- model and data
@@ -82,7 +81,7 @@ def _read_task(args, model) -> Task:
         task = get_task(args.data, seed=args.seed)
         labels = _model_labels(model)
         if labels is not None and task.labels is not None and tuple(labels) != task.labels and \
-                not all(re.fullmatch(r"LABEL_\d+", name) for name in labels):
+                not all(GENERIC_LABEL.fullmatch(name) for name in labels):
             raise ValueError(f"the model's labels {list(labels)} are not the {task.name} labels "
                              f"{list(task.labels)} in that order; its logits would be scored "
                              "against the wrong classes")
@@ -353,7 +352,7 @@ def _finetune(args) -> int:
                             seed=args.seed, min_steps=args.min_steps,
                             warmup_fraction=args.warmup_fraction, patience=args.patience)
     model, task = _model_to_finetune(args, base, task)
-    loss = task.training_loss  # the task may now read the model's head: a score, its classes
+    loss = task.training_loss  # the task as it reads the model's head: a score, its classes
     tokenizer = model.tokenizer
     check_max_length(args, model_limit(tokenizer, model), str(args.model))
     test = make_evaluator(task, tokenizer, seed=args.seed) if task.split("test") else None
@@ -406,21 +405,25 @@ def _model_to_finetune(args, base: Path, task: Task):
     """The model `finetune` trains and the task it trains for. A head that already reads the
     data (its kind, its outputs and its class names: a classifier fine-tuned again, a
     one-output CrossEncoder on 0/1 labels) is kept, and the task follows its class order and
-    readout as `eval` reads them; any other head is initialised anew, with a warning (a head
-    of the right width whose class names are not the data's too: its rows mean other
-    classes)."""
+    readout as `eval` reads them; a head named only with HF's generic `LABEL_<i>` is kept and
+    takes the data's names. Any other head is initialised anew, with a warning when a head of
+    the right width names other classes (its rows mean other classes); a CrossEncoder's new
+    head takes sentence-transformers' default activation for its width."""
     options = {k: v for k, v in model_options(args).items() if k != "head"}
     model = load(base, head=task.head, allow_new_head=True, **options)  # its own width
-    if model.head_kind == task.head.name:
-        try:  # as eval reads the data with this model: its class order, its readout
-            task = resolve_task(args, model)
-        except (ValueError, UsageError):
-            pass  # the data does not fit this head (other classes): the head is made anew
+    try:  # as eval reads the data with this model: its class order, its readout
+        task = resolve_task(args, model)
+    except (ValueError, UsageError):
+        pass  # the data does not fit this head (other classes): the head is made anew
+    activation = model.cross_encoder_activation
     if model.head_kind != task.head.name or \
             getattr(model.head, "num_labels", task.num_outputs) != task.num_outputs:
         model = load(base, head=task.head, num_labels=task.num_outputs, allow_new_head=True,
                      **options)
-    if model.labels is not None and task.labels is not None and model.labels != task.labels:
+        _set_default_activation(model, activation, task.num_outputs)
+    if model.labels is not None and all(GENERIC_LABEL.fullmatch(n) for n in model.labels):
+        model.head.labels = None  # unnamed classes: fine-tuning names them after the data
+    elif model.labels is not None and task.labels is not None and model.labels != task.labels:
         warnings.warn(f"the {model.head_kind} head of {args.model} names the classes "
                       f"{list(model.labels)}, the data's are {list(task.labels)}: its head is "
                       "initialised anew", UserWarning, stacklevel=2)
@@ -428,7 +431,15 @@ def _model_to_finetune(args, base: Path, task: Task):
         for key in ("problem_type", "cross_encoder_activation"):  # the task's loss decides
             spec.pop(key, None)
         model.head = make_head(task.head.name, model.config, rngs=nnx.Rngs(args.seed), **spec)
+        _set_default_activation(model, activation, task.num_outputs)
     return model, task
+
+
+def _set_default_activation(model, activation: str | None, num_outputs: int) -> None:
+    """A CrossEncoder's (`activation` not None) new head: sentence-transformers' default
+    activation for its width (Sigmoid for one output, Identity for more), not the old one's."""
+    if activation is not None and hasattr(model.head, "cross_encoder_activation"):
+        model.head.cross_encoder_activation = "Sigmoid" if num_outputs == 1 else "Identity"
 
 
 def _predict(args) -> int:

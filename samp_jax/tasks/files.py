@@ -113,7 +113,7 @@ pair whose columns hold one value in every row (sentiment140's `query` is "NO_QU
 pair."""
 LIST_FIELDS = ("tokens", "tags")
 _SET_FIELDS = ("tags", "labels")  # gold fields holding a list of labels per row
-_GENERIC_LABEL = re.compile(r"LABEL_\d+")  # transformers' default id2label names
+GENERIC_LABEL = re.compile(r"LABEL_\d+")  # transformers' default id2label names
 
 
 @dataclasses.dataclass(frozen=True)
@@ -233,7 +233,7 @@ def _labels_to_ids(parts: dict[str | None, _Part], field: str, labels: Sequence[
                    task_type, where: str) -> list[str]:
     """Checks the labels (or tags) in `field` of every part and replaces them by ids, in
     place; returns the label names in id order. `where` names the first table."""
-    if labels is not None and not all(_GENERIC_LABEL.fullmatch(str(n)) for n in labels):
+    if labels is not None and not all(GENERIC_LABEL.fullmatch(str(n)) for n in labels):
         for part in parts.values():  # ClassLabel ids → names, matched by name to the model's
             _class_ids_to_names(part, field)
     names, to_id = _label_ids(list(parts.values()), field, labels)

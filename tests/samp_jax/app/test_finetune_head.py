@@ -74,3 +74,28 @@ def test_a_base_model_gets_the_head_its_data_needs(tmp_path, minilm_dir):
         model, task = _resolved(tmp_path, folder, _rows(tmp_path / "d.csv", ("a", "b", "c")))
     assert model.head_kind == "sequence_classification" and model.head.num_labels == 3
     assert task.labels == ("a", "b", "c")
+
+
+def test_a_head_with_generic_names_is_kept_and_takes_the_datas_names(tmp_path, minilm_dir):
+    """HF names a config's classes LABEL_0, LABEL_1 when nobody named them: nothing to contradict
+    the data's names, so the trained head is kept (as eval reads it) and fine-tuning names it."""
+    folder = save_pretrained(tiny_classifier(), tmp_path / "m", tokenizer_dir=minilm_dir)
+    assert sj.load(folder).labels == ("LABEL_0", "LABEL_1")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model, task = _resolved(tmp_path, folder, _rows(tmp_path / "d.csv", ("neg", "pos")))
+    assert task.labels == ("neg", "pos") and model.labels is None
+    np.testing.assert_array_equal(_kernel(model), _kernel(sj.load(folder)))
+
+
+def test_a_cross_encoders_new_head_takes_the_default_activation_of_its_width(tmp_path, minilm_dir):
+    """A one-output CrossEncoder (Sigmoid) fine-tuned on three classes: its new head is read as
+    sentence-transformers reads a 3-output one (Identity), not with the old Sigmoid."""
+    model = tiny_classifier(num_labels=1)
+    model.head.cross_encoder_activation = "Sigmoid"
+    folder = save_pretrained(model, tmp_path / "m", tokenizer_dir=minilm_dir)
+    assert sj.load(folder).cross_encoder_activation == "Sigmoid"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tuned, task = _resolved(tmp_path, folder, _rows(tmp_path / "d.csv", ("a", "b", "c"), pairs=True))
+    assert task.num_outputs == 3 and tuned.cross_encoder_activation == "Identity"
