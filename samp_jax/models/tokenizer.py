@@ -324,15 +324,19 @@ class Tokenizer:
         return self._encode([list(w) for w in words], padding, truncation, pretokenized=True)
 
     def words(self, text: str) -> list[str]:
-        """`text` split into words as this tokenizer's pre-tokenizer splits it (BERT's:
-        whitespace and punctuation; RoBERTa's byte-level one: words, runs of punctuation and
-        contractions; SentencePiece's: whitespace), each word as the text spells it, spaces
-        dropped; on whitespace without a pre-tokenizer. What a tagger reads a plain sentence as
-        (`encode_words`)."""
-        pre_tokenizer = self._backend.pre_tokenizer
-        if pre_tokenizer is None:
-            return text.split()
-        pieces = (text[start:end].strip() for _, (start, end) in pre_tokenizer.pre_tokenize_str(text))
+        """`text` split into the words this tokenizer makes of it (its normalizer and
+        pre-tokenizer: BERT's splits off punctuation and puts each CJK character apart;
+        RoBERTa's byte-level one: words, runs of punctuation and contractions; SentencePiece's:
+        whitespace), each word as the text spells it (the span of its tokens' offsets), spaces
+        dropped. What a tagger reads a plain sentence as (`encode_words`). A character that
+        makes no token (a zero-width space) is in no word."""
+        encoding = self._backend.encode(text, add_special_tokens=False)
+        spans: dict[int, tuple[int, int]] = {}
+        for word, (start, end) in zip(encoding.word_ids, encoding.offsets):
+            if word is not None:
+                first, last = spans.get(word, (start, end))
+                spans[word] = (min(first, start), max(last, end))
+        pieces = (text[start:end].strip() for start, end in (spans[w] for w in sorted(spans)))
         return [piece for piece in pieces if piece]
 
     def lengths(self, texts: Sequence, pairs: Sequence[str] | None = None, *,

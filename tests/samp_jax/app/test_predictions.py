@@ -120,18 +120,23 @@ def test_a_reader_that_closes_stdout_ends_the_run_quietly(monkeypatch):
 
 
 @pytest.mark.parametrize("family, words", [
-    ("bert", ["Hello", ",", "world", "!", "It", "'", "s", "a", "fairy", "-", "tale", "café", "."]),
-    ("roberta", ["Hello", ",", "world", "!", "It", "'s", "a", "fairy", "-", "tale", "café", "."]),
-    ("xlm-roberta", ["Hello,", "world!", "It's", "a", "fairy-tale", "café."]),
+    ("bert", ["Hello", ",", "world", "!", "It", "'", "s", "a", "fairy", "-", "tale", "café", ".",
+              "我", "爱", "北", "京"]),
+    ("roberta", ["Hello", ",", "world", "!", "It", "'s", "a", "fairy", "-", "tale", "café", ".",
+                 "我爱北京"]),
+    ("xlm-roberta", ["Hello,", "world!", "It's", "a", "fairy-tale", "café.", "我爱北京"]),
 ])
 def test_a_taggers_plain_sentence_is_split_as_its_tokenizer_splits_words(family, words, tmp_path):
-    """A text column sent to a tagger: BERT's pre-tokenizer splits off punctuation, RoBERTa's
-    byte-level one keeps contractions, SentencePiece's splits spaces only; each word as the
-    text spells it."""
+    """A text column sent to a tagger: BERT's tokenizer splits off punctuation and puts each CJK
+    character apart (its normalizer), RoBERTa's byte-level one keeps contractions,
+    SentencePiece's splits spaces only; each word as the text spells it, and each one a word
+    of the tokenizer's own word ids."""
     from tests.helpers import GOLDEN
     tokenizer = sj.Tokenizer.from_pretrained(GOLDEN / "families" / family / "seqcls", max_length=64)
-    text = "Hello, world! It's a  fairy-tale café."
+    text = "Hello, world! It's a  fairy-tale café. 我爱北京"
     assert tokenizer.words(text) == words
+    batch, word_ids = tokenizer.encode_words([words])
+    assert word_ids.max() == len(words) - 1  # every word makes a token of its own
     (tmp_path / "rows.csv").write_text(f'text\n"{text}"\n', encoding="utf-8")
     rows = predictions.read_model_inputs(tmp_path / "rows.csv", predictions.Columns(),
                                          head="token_classification", split_words=tokenizer.words)
