@@ -17,10 +17,9 @@
 - token classification: `{"tokens", "tags", "entities"}` from a tokens column, or from a text
   column split into words as the model's tokenizer splits text (`Tokenizer.words`: BERT's
   splits off punctuation and each CJK character, SentencePiece's only spaces): one tag per
-  word (its first
-  sub-token's; null for a word without a sub-token: one that truncation removed, or a word
-  the tokenizer makes no token of, such as a zero-width or control character), and the
-  entities the tags name;
+  word (its first sub-token's; null for a word without a sub-token: one that truncation
+  removed, or a word the tokenizer makes no token of, such as a zero-width or control
+  character), and the entities the tags name;
 - sentence embedding: `{"text", "embedding"}`.
 
 Entities (taggers). Each is `{"type", "start", "end", "text", "score"}`: word indices `start`
