@@ -4,6 +4,7 @@ and pareto.png (metric against estimated latency for every evaluated map)."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -146,15 +147,27 @@ def write_report(result: SearchResult, out: str | Path, *, test_metrics: dict | 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     result.precision_map.save(out / "precision_map.json")
-    for index, pmap in enumerate(result.pareto_maps.values()):
-        (out / pareto_file(index)).parent.mkdir(exist_ok=True)
-        pmap.save(out / pareto_file(index))
+    write_pareto_maps(result, out)
     summary = result.summary() | {"test": test_metrics, "command": command} | (extra or {})
     write_text_atomic(out / "summary.json", json.dumps(summary, indent=1))
     plot_pareto(result, out / "pareto.png")
     write_text_atomic(out / "report.md", report_markdown(result, summary, test_metrics=test_metrics,
                                                          command=command))
     return summary
+
+
+def write_pareto_maps(result: SearchResult, out: Path) -> None:
+    """Writes each Pareto-front map to `out/pareto/NN.json` (`pareto_file`), and removes the
+    `NN.json` maps an earlier report left there that this front does not name."""
+    named = [out / pareto_file(index) for index in range(len(result.pareto_maps))]
+    folder = out / pareto_file(0).split("/")[0]
+    if folder.is_dir():
+        for stale in folder.glob("*.json"):
+            if re.fullmatch(r"\d+\.json", stale.name) and stale not in named:
+                stale.unlink()
+    for path, pmap in zip(named, result.pareto_maps.values()):
+        path.parent.mkdir(exist_ok=True)
+        pmap.save(path)
 
 
 def report_markdown(result: SearchResult, summary: dict, *, test_metrics: dict | None = None,

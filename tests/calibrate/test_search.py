@@ -156,6 +156,10 @@ def test_report_files(tiny, calibration, tmp_path):
     assert all(a["proxy"] > b["proxy"] for a, b in zip(front, front[1:]))
     assert sorted(p.name for p in (tmp_path / "pareto").iterdir()) == [
         f"{i:02d}.json" for i in range(1, len(front) + 1)]
+    stale = tmp_path / "pareto" / f"{len(front) + 1:02d}.json"  # an earlier, longer front's
+    stale.write_text("{}")
+    write_report(result, tmp_path)
+    assert not stale.exists() and len(list((tmp_path / "pareto").iterdir())) == len(front)
     for point in front:
         entry = next(e for e in result.evaluated if e.name == point["map"])
         pmap = PrecisionMap.from_dict(point["precision_map"])
