@@ -413,7 +413,8 @@ class PrecisionMap:
         if not text.strip():
             raise PrecisionMapError(f"precision map is {text!r}: expected JSON text (an object) "
                                     "or the path of a .json file")
-        if text.lstrip().startswith(("{", "[")):  # JSON text; a list is refused as not an object
+        is_file = isinstance(text_or_path, Path) or _names_a_file(text)
+        if not is_file and text.lstrip().startswith(("{", "[")):  # JSON text; a list is refused
             return cls._parse(text)
         path = Path(text_or_path)
         if not path.is_file():
@@ -437,6 +438,15 @@ class PrecisionMap:
     def save(self, path: str | Path) -> None:
         """Writes the map as JSON to `path` (atomically: never a half-written file)."""
         write_text_atomic(path, self.to_json() + "\n")
+
+
+def _names_a_file(text: str) -> bool:
+    """Whether `text` is the path of an existing file (JSON text too long for a file name is
+    not)."""
+    try:
+        return Path(text).is_file()
+    except (OSError, ValueError):  # a name too long, a NUL character
+        return False
 
 
 def as_precision(value: SitePrecision | str) -> SitePrecision:

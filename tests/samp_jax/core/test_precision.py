@@ -139,3 +139,11 @@ def test_map_is_a_static_jit_argument_compiled_once_per_map():
     assert len(traces) == 2  # one compilation per distinct map, none when a map repeats
     np.testing.assert_array_equal(outputs["fully_quant"][0], outputs["fully_quant"][2])
     assert not np.array_equal(outputs["fully_quant"][0], outputs["fp16"][0])
+
+
+def test_a_file_whose_name_starts_like_json_is_read_as_a_file(tmp_path, monkeypatch):
+    pmap = PrecisionMap.preset("fully_quant", 2)
+    (tmp_path / "[v2]map.json").write_text(pmap.to_json())
+    monkeypatch.chdir(tmp_path)
+    assert PrecisionMap.from_json("[v2]map.json") == pmap
+    assert PrecisionMap.from_json(pmap.to_json() + " " * 300) == pmap  # too long for a name
