@@ -30,6 +30,7 @@ _EXPORTS = {
     **dict.fromkeys(("SITES", "PrecisionMap", "PrecisionMapError", "QArray", "SitePrecision"),
                     "samp_jax.core"),
     **dict.fromkeys(("QuantizedModel", "quantize"), "samp_jax.ptq.quantized"),
+    **dict.fromkeys(("SidecarNotSealedWarning",), "samp_jax.ptq.folder"),
     **dict.fromkeys(("Engine", "compile", "data_mesh", "sharded_forward"), "samp_jax.serving"),
     **dict.fromkeys(("initialize_distributed",), "samp_jax.serving.distributed"),
     **dict.fromkeys(("keep_cpu_buffers",), "samp_jax.core.host_memory"),
@@ -63,6 +64,7 @@ if TYPE_CHECKING:  # what static tools see; at run time the names load on first 
                                  load_pretrained, register_family, register_head, save_pretrained)
     from samp_jax.ops import gemm, implementations, register_gemm_implementation
     from samp_jax.core import SITES, PrecisionMap, PrecisionMapError, QArray, SitePrecision
+    from samp_jax.ptq.folder import SidecarNotSealedWarning
     from samp_jax.ptq.quantized import QuantizedModel, quantize
     from samp_jax.serving import Engine, compile, data_mesh, sharded_forward
     from samp_jax.serving.distributed import initialize_distributed

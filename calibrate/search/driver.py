@@ -12,7 +12,8 @@
    backs a move out when the tolerance would be crossed. Candidates are evaluated `chunk` at
    a time in the same compiled program.
 3. **Latency target.** Alternatively, moves are added in the same order until the estimated
-   latency is under the target: the most accurate map the greedy finds within it.
+   latency is under the target; that map is returned unless a preset that reaches the target
+   is closer to FP32 by the proxy (`calibrate.search.latency_target`).
 
 Tolerance semantics: `tolerance_mode="relative"` (default) accepts a map when
 `drop <= tolerance * fp32_metric`; `"absolute"` when `drop <= tolerance` (metric units). The

@@ -78,9 +78,9 @@ def pareto_table(result: SearchResult) -> str:
     metric = ("proxy" if result.metric_name is None
               else get_metric(result.metric_name).display_name)
     entries = {e.name: e for e in result.evaluated}
-    lines = ["Each map here is faster, or better on the search split, than every other map the "
-             "search ran. Its precision map is in the file named (`samp-jax eval --precision "
-             "FILE` scores it on the test split).", "",
+    lines = ["No other map the search recorded (presets, allocation maps, the chosen map) is both "
+             "faster and better on the search split than a map here. Its precision map is in the "
+             "file named (`samp-jax eval --precision FILE` scores it on the test split).", "",
              f"| map | {metric} (search) | INT8 FLOP fraction | est. latency (ms) | file |",
              "|---|---:|---:|---:|---|"]
     for index, name in enumerate(result.pareto_maps):

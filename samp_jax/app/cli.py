@@ -22,7 +22,6 @@ import dataclasses
 import json
 import os
 import sys
-import tempfile
 import traceback
 import warnings
 from pathlib import Path
@@ -39,6 +38,7 @@ from samp_jax.app.outputs import check_output as _check_output
 from samp_jax.app.outputs import check_precision_items
 from samp_jax.app.parser import ACTIVATIONS, PACKAGED_MODEL, build_parser, joined_negative_percents
 from samp_jax.app.search_command import print_summary, search_config
+from samp_jax.app.stdio import STDIN, predict_progress, results_only_on_stdout, rows_from_stdin
 from samp_jax.workflows.experiments import Variant, accuracy_table, format_table, make_evaluator
 from samp_jax.workflows.pipeline import ZERO_SHOT, builtin_model, is_search_output, run_search
 from samp_jax.core.assets import minilm_path
@@ -461,7 +461,7 @@ def _predict(args) -> int:
     columns = Columns(text=args.text_column, text_pair=args.text_pair_column,
                       tokens=args.tokens_column)
     if args.data == STDIN:  # JSON Lines, read whole before any prediction
-        rows = _rows_from_stdin(columns, model.head_kind, model.tokenizer.words)
+        rows = rows_from_stdin(columns, model.head_kind, model.tokenizer.words)
     else:
         rows = predictions.read_model_inputs(args.data, columns, head=model.head_kind,
                                              split_words=model.tokenizer.words)
@@ -470,7 +470,7 @@ def _predict(args) -> int:
                f"the model {args.model} and the rows of {args.data}")
     show = not args.json and len(rows) > predictions.CHUNK_ROWS
     written = predictions.write(model, rows, out, batch_size=args.batch_size,
-                                progress=_predict_progress if show else None,
+                                progress=predict_progress if show else None,
                                 label_threshold=args.threshold, max_length=args.max_length)
     if is_primary():
         say_truncation("predict", {"input": Truncation(written.max_length, written.rows,
@@ -487,35 +487,6 @@ def _predict(args) -> int:
     return 0
 
 
-STDIN = "-"
-"""`--data` of `samp-jax predict` that reads JSON Lines rows from standard input."""
-
-
-def _rows_from_stdin(columns: Columns, head: str, split_words) -> list[dict]:
-    """The rows of the JSON Lines on standard input, read as a file of them is."""
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "stdin.jsonl"
-        path.write_bytes(sys.stdin.buffer.read())
-        try:
-            return predictions.read_model_inputs(path, columns, head=head,
-                                                 split_words=split_words)
-        except ValueError as e:
-            raise ValueError(str(e).replace(str(path), "standard input")) from None
-
-
-def _predict_progress(done: int, total: int) -> None:
-    print(f"  predicted {done}/{total} rows", file=sys.stderr, flush=True)
-
-
-def _results_only_on_stdout() -> None:
-    """Points file descriptor 1 at stderr and keeps the real stdout for `print`: the collective
-    libraries (gloo) write status lines to fd 1, which would mix with `--json` output."""
-    sys.stdout.flush()
-    results = os.dup(1)
-    os.dup2(2, 1)
-    sys.stdout = open(results, "w", buffering=1, encoding="utf-8", closefd=True)
-
-
 def _start_distributed(args) -> None:
     """Joins the distributed run that `--coordinator` names (before any JAX work), if any."""
     given = [name for name in ("num_processes", "process_id") if getattr(args, name) is not None]
@@ -523,7 +494,7 @@ def _start_distributed(args) -> None:
         if given:
             raise UsageError(f"--{given[0].replace('_', '-')} needs --coordinator HOST:PORT")
         return
-    _results_only_on_stdout()
+    results_only_on_stdout()
     process = "?" if args.process_id is None else args.process_id
     name = f"samp-jax {args.command} (process {process})"
 

@@ -2,7 +2,9 @@
 builds a `QuantizedModel` (save / load with an authenticated sidecar), and `load(folder)` reads
 any model folder samp-jax writes."""
 
+from samp_jax.ptq.folder import SidecarNotSealedWarning
 from samp_jax.ptq.loading import load
 from samp_jax.ptq.quantized import QuantizedGemmSite, QuantizedModel, SiteCalibration, quantize
 
-__all__ = ["QuantizedGemmSite", "QuantizedModel", "SiteCalibration", "load", "quantize"]
+__all__ = ["QuantizedGemmSite", "QuantizedModel", "SidecarNotSealedWarning", "SiteCalibration",
+           "load", "quantize"]

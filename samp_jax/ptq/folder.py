@@ -15,7 +15,7 @@ what is used.
   (metadata key `SEAL_KEY`; everything but the weights' own manifest entry), so the manifest's
   hash of the weights covers the sidecar too. `check_seal` refuses a sidecar that differs from
   its copy, naming each field that differs (a config, head, label, map or tokenizer manifest
-  edited after saving). Version 2 folders, written before the seal, are still read: their
+  edited after saving). Version 2 folders (no seal) are still read: their
   weights and tokenizer are hashed, but an edit to their sidecar cannot be detected, which
   `load` says in a `SidecarNotSealedWarning`. A version-3 sidecar set back to 2 differs from
   its copy and is refused like any other edit.

@@ -31,6 +31,8 @@ from samp_jax.tasks.truncation import as_dicts
 from samp_jax.training.finetuning import finetuned_model
 
 ZERO_SHOT = "snli-embed"
+
+
 def holds_pareto_maps(folder: Path) -> bool:
     """Whether `folder` holds only what a search writes into `pareto/`: `NN.json` maps (and
     the `.NN.json.tmp-...` litter of an interrupted write)."""

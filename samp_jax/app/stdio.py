@@ -1,0 +1,41 @@
+"""The command line's standard streams: `predict`'s rows from standard input (`--data -`), its
+progress lines, and keeping stdout for results alone in a distributed run."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from samp_jax.app import predictions
+from samp_jax.tasks.files import Columns
+
+STDIN = "-"
+"""`--data` of `samp-jax predict` that reads JSON Lines rows from standard input."""
+
+
+def rows_from_stdin(columns: Columns, head: str, split_words) -> list[dict]:
+    """The rows of the JSON Lines on standard input, read as a file of them is."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "stdin.jsonl"
+        path.write_bytes(sys.stdin.buffer.read())
+        try:
+            return predictions.read_model_inputs(path, columns, head=head,
+                                                 split_words=split_words)
+        except ValueError as e:
+            raise ValueError(str(e).replace(str(path), "standard input")) from None
+
+
+def predict_progress(done: int, total: int) -> None:
+    """`predict`'s progress line on stderr after each chunk."""
+    print(f"  predicted {done}/{total} rows", file=sys.stderr, flush=True)
+
+
+def results_only_on_stdout() -> None:
+    """Points file descriptor 1 at stderr and keeps the real stdout for `print`: the collective
+    libraries (gloo) write status lines to fd 1, which would mix with `--json` output."""
+    sys.stdout.flush()
+    results = os.dup(1)
+    os.dup2(2, 1)
+    sys.stdout = open(results, "w", buffering=1, encoding="utf-8", closefd=True)
