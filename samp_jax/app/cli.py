@@ -411,8 +411,10 @@ def _model_to_finetune(args, base: Path, task: Task):
     head takes sentence-transformers' default activation for its width."""
     options = {k: v for k, v in model_options(args).items() if k != "head"}
     model = load(base, head=task.head, allow_new_head=True, **options)  # its own width
-    try:  # as eval reads the data with this model: its class order, its readout
-        task = resolve_task(args, model)
+    try:  # as eval reads the data with this model: its class order, a one-output head's score
+        read = resolve_task(args, model)
+        if read.task_type == task.task_type or model.readout is Readout.SCORE:
+            task = read  # not a head read another way (label sets of single labels): refused
     except (ValueError, UsageError):
         pass  # the data does not fit this head (other classes): the head is made anew
     activation = model.cross_encoder_activation
