@@ -14,6 +14,7 @@ import sys
 from typing import Mapping
 
 from samp_jax.app.outputs import UsageError
+from samp_jax.serving.engine import row_limit
 from samp_jax.tasks import Task
 from samp_jax.tasks.truncation import Truncation, describe_all
 
@@ -21,8 +22,7 @@ from samp_jax.tasks.truncation import Truncation, describe_all
 def model_limit(tokenizer, model=None) -> int:
     """The most tokens a row of the model may hold: its tokenizer's `max_length` (and, with
     `model`, its position limit when smaller)."""
-    limit = tokenizer.max_length
-    return limit if model is None else min(limit, model.config.max_sequence_length)
+    return tokenizer.max_length if model is None else row_limit(model.config, tokenizer)
 
 
 def check_max_length(args, limit: int, what: str = "the model") -> None:

@@ -69,6 +69,7 @@ from samp_jax.models.cross_encoder import apply_activation
 from samp_jax.models.head_kinds import (SENTENCE_EMBEDDING, SEQUENCE_CLASSIFICATION,
                                        TOKEN_CLASSIFICATION, Readout, sigmoid)
 from samp_jax.serving import compile as compile_engine
+from samp_jax.serving.engine import row_limit
 from samp_jax.serving.batching import buckets_to
 from samp_jax.serving.distributed import gather_bytes, is_distributed, is_primary, process_rows
 from samp_jax.tasks.proxies import log_softmax
@@ -128,7 +129,7 @@ class Written:
 def serving_limit(model, max_length: int | None = None) -> int:
     """The tokens a row is served at: the model's limit (the smaller of its positions and its
     tokenizer's `max_length`), or `max_length` when that is smaller."""
-    limit = min(model.config.max_sequence_length, model.tokenizer.max_length)
+    limit = row_limit(model.config, model.tokenizer)
     return limit if max_length is None else min(max_length, limit)
 
 

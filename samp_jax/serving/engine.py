@@ -163,6 +163,14 @@ def default_seq_buckets(max_length: int) -> list[int]:
     return buckets_to(max_length, DEFAULT_SEQ_BUCKETS)
 
 
+def row_limit(config, tokenizer: Tokenizer) -> int:
+    """The most tokens a row of a model is served at: the smaller of the model's positions
+    (`config.max_sequence_length`) and its tokenizer's own `max_length` (a sentence-transformers
+    `max_seq_length`, a tokenizer's `model_max_length`: rows past it are not what the model was
+    trained and is served at)."""
+    return min(config.max_sequence_length, tokenizer.max_length)
+
+
 def compile(model: EncoderModel | QuantizedModel, *, tokenizer: Tokenizer | None = None,
             seq_buckets: Sequence[int] | None = None, batch_size: int | None = None,
             batch_buckets: Sequence[int] | None = None, dtype=None, truncate: bool = False,
@@ -269,10 +277,8 @@ class Engine:
                 "attaches the folder's tokenizer")
         if not isinstance(tokenizer, Tokenizer):
             raise TypeError(f"tokenizer must be a samp_jax.Tokenizer, got {type(tokenizer).__name__}")
-        # the model's positions, and the tokenizer's own limit (a sentence-transformers
-        # max_seq_length, a tokenizer's model_max_length): rows past it are not the model's
         positions = model.config.max_sequence_length
-        max_length = min(positions, tokenizer.max_length)
+        max_length = row_limit(model.config, tokenizer)
         if seq_buckets is None:
             seq_buckets = default_seq_buckets(max_length)
         self.seq_buckets = _check_buckets(seq_buckets, "seq_buckets")
