@@ -138,3 +138,15 @@ def test_the_search_warns_when_the_fp32_model_is_at_chance_on_its_search_split(f
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         warn_if_at_chance(session)
+
+
+def test_a_search_of_a_model_at_chance_warns_through_the_python_api(files):
+    import samp_jax
+    from calibrate import search
+    from samp_jax.tasks import load_task
+
+    model = samp_jax.load(files / "model")
+    with pytest.warns(UserWarning, match=r"the FP32 model's search-split accuracy .* bounds nothing"):
+        search(model, load_task(files / "rows.csv"), tokenizer=model.tokenizer, target="cpu",
+               options=("fp32", "int8-dynamic"), max_search_examples=32, sensitivity_batches=1,
+               progress=False, tolerance=0.01)
