@@ -54,8 +54,8 @@ def run(*, tolerance: float = 0.01, max_search_examples: int = 256, max_test_exa
           f"all-{summary['default_option']} map ({speedup:.2f}x; latency model: "
           f"{summary['latency_source']}); target {summary['target']}")
     serve(searched.quantized, searched.tokenizer, task)
-    print(f"report: {OUT}/report.md, {OUT}/pareto.png, {OUT}/precision_map.json "
-          f"(total {time.perf_counter() - start:.0f} s)")
+    print(f"report: {OUT}/report.md, {OUT}/pareto.png, {OUT}/precision_map.json, the "
+          f"Pareto-front maps in {OUT}/pareto/ (total {time.perf_counter() - start:.0f} s)")
     return summary
 
 
