@@ -406,29 +406,29 @@ def _model_to_finetune(args, base: Path, task: Task):
     data (its kind, its outputs and its class names: a classifier fine-tuned again, a
     one-output CrossEncoder on 0/1 labels) is kept, and the task follows its class order and
     readout as `eval` reads them; a head named only with HF's generic `LABEL_<i>` is kept and
-    takes the data's names. Any other head is initialised anew, with a warning when a head of
-    the right width names other classes (its rows mean other classes); a CrossEncoder's new
-    head takes sentence-transformers' default activation for its width."""
+    takes the data's names. Any other head (another width, or other class names: its rows
+    mean other classes) is initialised anew in memory, with a warning, from the same head
+    spec (the folder's weights are read once); a CrossEncoder's new head takes
+    sentence-transformers' default activation for its width."""
     options = {k: v for k, v in model_options(args).items() if k != "head"}
-    model = load(base, head=task.head, allow_new_head=True, **options)  # its own width
+    model = load(base, head=task.head, allow_new_head=True, **options)  # its own width: one read
     try:  # as eval reads the data with this model: its class order, a one-output head's score
         read = resolve_task(args, model)
         if read.task_type == task.task_type or model.readout is Readout.SCORE:
             task = read  # not a head read another way (label sets of single labels): refused
     except (ValueError, UsageError):
         pass  # the data does not fit this head (other classes): the head is made anew
-    activation = model.cross_encoder_activation
-    if model.head_kind != task.head.name or \
-            getattr(model.head, "num_labels", task.num_outputs) != task.num_outputs:
-        model = load(base, head=task.head, num_labels=task.num_outputs, allow_new_head=True,
-                     **options)
-        _set_default_activation(model, activation, task.num_outputs)
-    if model.labels is not None and all(GENERIC_LABEL.fullmatch(n) for n in model.labels):
-        model.head.labels = None  # unnamed classes: fine-tuning names them after the data
-    elif model.labels is not None and task.labels is not None and model.labels != task.labels:
-        warnings.warn(f"the {model.head_kind} head of {args.model} names the classes "
-                      f"{list(model.labels)}, the data's are {list(task.labels)}: its head is "
+    names = model.labels
+    if names is not None and all(GENERIC_LABEL.fullmatch(n) for n in names):
+        names = model.head.labels = None  # unnamed classes: fine-tuning names them after the data
+    width = getattr(model.head, "num_labels", task.num_outputs)
+    other_names = names is not None and task.labels is not None and names != task.labels
+    if width != task.num_outputs or other_names:
+        found = (f"names the classes {list(names)}, the data's are {list(task.labels)}"
+                 if other_names else f"has {width} outputs, the data needs {task.num_outputs}")
+        warnings.warn(f"the {model.head_kind} head of {args.model} {found}: its head is "
                       "initialised anew", UserWarning, stacklevel=2)
+        activation = model.cross_encoder_activation
         spec = head_spec(model.head)["spec"] | {"labels": None, "num_labels": task.num_outputs}
         for key in ("problem_type", "cross_encoder_activation"):  # the task's loss decides
             spec.pop(key, None)
