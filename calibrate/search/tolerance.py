@@ -40,8 +40,8 @@ def search_tolerance(session: Session) -> SearchResult:
     name, measure, allowed = tolerance_measure(obj, session.reference.metric, config.tolerance,
                                                config.tolerance_mode)
     measure = measured_once(measure)
-    passing = fastest_passing_preset(runner, session.preset_outputs,
-                                     lambda outputs: measure(outputs) <= allowed)
+    accept = lambda outputs: measure(outputs) <= allowed  # noqa: E731  (`acceptance`, measured once)
+    passing = fastest_passing_preset(runner, session.preset_outputs, accept)
     ceiling_ms = passing[3] if passing is not None and config.stop_early and \
         config.objective == "latency" else None
     stopped_early = early_stop(session, ceiling_ms, None if passing is None else passing[0])
@@ -49,8 +49,7 @@ def search_tolerance(session: Session) -> SearchResult:
     choices, outputs = np.zeros((runner.num_layers, len(SITES)), np.int32), None
     if stopped_early is None:
         sensitivity, ordered = measure_and_order(session)
-        problem = AllocationProblem(runner, ordered, sensitivity,
-                                    lambda outputs: measure(outputs) <= allowed, ceiling_ms)
+        problem = AllocationProblem(runner, ordered, sensitivity, accept, ceiling_ms)
         choices, outputs = get_strategy(config.strategy_name).allocate(problem)
         if config.selection_margin and obj.metric_name is not None:
             choices, outputs, selection = guard_selection(
