@@ -57,10 +57,9 @@ from typing import Mapping
 
 from tokenizers import Tokenizer as HFTokenizer
 
-from samp_jax.models.added_tokens import CONFIG_FILE
-from samp_jax.models.slow_tokenizer import (MODEL_TYPES, OPTIONS, cased_tokens,
+from samp_jax.models.slow_tokenizer import (MODEL_TYPES, OPTIONS, cased_tokens, read_options,
                                             unstated_lowercase_message)
-from samp_jax.models.tokenizer_files import TOKENIZER_FILE
+from samp_jax.models.tokenizer_files import TOKENIZER_CONFIG_FILE, TOKENIZER_FILE
 
 COMPONENTS = ("normalizer", "pre_tokenizer", "post_processor")
 
@@ -107,7 +106,7 @@ def fast_class(config: Mapping, model_config: Mapping | None, where: Path) -> st
     Raises:
       ValueError: a `tokenizer_class` that is not a string.
     """
-    for source, stated in ((CONFIG_FILE, config), ("config.json", model_config or {})):
+    for source, stated in ((TOKENIZER_CONFIG_FILE, config), ("config.json", model_config or {})):
         name = stated.get("tokenizer_class")
         if name is not None:
             if not isinstance(name, str):
@@ -142,7 +141,7 @@ def apply_fast_options(text: str, config: Mapping | None, model_config: Mapping 
     if name is None:
         return text
     rules = FAST_RULES.get(name, FastRules())  # any other class: the rule every class runs
-    options = _options(config or {}, rules.options, where)
+    options = read_options(config or {}, {name: OPTIONS[name] for name in rules.options}, where)
     try:
         spec = json.loads(text)
         loaded = _loaded_components(spec)
@@ -169,19 +168,6 @@ def apply_fast_options(text: str, config: Mapping | None, model_config: Mapping 
     if not changed:
         return text
     return json.dumps(spec | changed, ensure_ascii=False)
-
-
-def _options(config: Mapping, names: tuple[str, ...], where: Path) -> dict:
-    """The options `names` from `tokenizer_config.json`, with HF's defaults, type-checked."""
-    options = {}
-    for name in names:
-        default, types = OPTIONS[name]
-        value = config.get(name, default)
-        if not isinstance(value, types):
-            expected = " or ".join("null" if t is type(None) else t.__name__ for t in types)
-            raise ValueError(f"{where / CONFIG_FILE} sets {name} to {value!r}; expected {expected}")
-        options[name] = value
-    return options
 
 
 def _loaded_components(spec: dict) -> dict:

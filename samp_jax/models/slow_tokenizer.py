@@ -194,7 +194,7 @@ def convert_slow_tokenizer(files: Mapping[str, str | bytes], *, where: str | Pat
     if missing:
         raise FileNotFoundError(f"{where / missing[0]} is missing: {slow.name} reads "
                                 f"{' and '.join(slow.files)} (and there is no tokenizer.json)")
-    options = _options(config, slow.options, where)
+    options = read_options(config, slow.options, where)
     stated = read_stated_tokens(config, files, where)
     special, extended = special_tokens(stated, slow.defaults, slow.wrap)
     needed = ("cls_token", "sep_token", "pad_token") + (("unk_token",) if VOCAB_TXT in slow.files else ())
@@ -333,7 +333,9 @@ def _slow_class(config: Mapping, model_config: Mapping, where: Path) -> SlowClas
     return slow
 
 
-def _options(config: Mapping, known: Mapping[str, tuple], where: Path) -> dict:
+def read_options(config: Mapping, known: Mapping[str, tuple], where: Path) -> dict:
+    """The options `known` (name -> (HF's default, accepted types)) from a folder's
+    `tokenizer_config.json` (`config`), type-checked; errors name the file under `where`."""
     options = {}
     for name, (default, types) in known.items():
         value = config.get(name, default)
