@@ -12,6 +12,7 @@ from calibrate.search.runner import Evaluated, Kind
 from calibrate.search.static_clips import StaticCalibrationChoice
 from samp_jax.core.precision import PrecisionMap
 from samp_jax.tasks.metrics import get_metric
+from samp_jax.tasks.truncation import Truncation
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,6 +152,9 @@ class SearchResult:
     # Latency-target mode: the estimated latency the map had to reach (the tolerance is not
     # applied then); None in tolerance mode.
     latency_target_ms: float | None = None
+    # What cutting the search split's rows at the task's length left out (its evaluation's
+    # `Truncation`), or None for inputs given as batches.
+    search_truncation: Truncation | None = None
 
     @property
     def default_option(self) -> str:

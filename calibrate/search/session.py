@@ -160,4 +160,5 @@ def finish(session: Session, choices: np.ndarray, outputs: Outputs, *,
         selection=selection, calibration=session.calibration,
         static_calibration=session.static_choice, tolerance_checks=tolerance_checks,
         pareto_maps={e.name: searched_map(session, e.precision_map) for e in front},
-        latency_target_ms=config.latency_target_ms)
+        latency_target_ms=config.latency_target_ms,
+        search_truncation=getattr(getattr(obj, "evaluation", None), "truncation", None))

@@ -119,8 +119,7 @@ def run_search(model, tokenizer, task: Task, config: SearchConfig | None = None,
     calibration = result.calibration  # the clips the search ran with (per site with 'auto')
     target, options = plan.target, plan.options
     chosen = quantize(model, result.precision_map, calibration, dtype=target.dtype)
-    searched = task.examples("search", max_examples=config.max_search_examples, seed=config.seed)
-    truncation = {"search": task.truncation(tokenizer, searched), "test": evaluator.truncation}
+    truncation = {"search": result.search_truncation, "test": evaluator.truncation}
     test = {}
     if evaluator.metric is not None:
         score = lambda m: evaluator.score(evaluator.outputs(m))["value"]  # noqa: E731  real quantized path

@@ -4,6 +4,7 @@ stderr) and records (in its JSON) what the cut left out."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -156,6 +157,10 @@ def test_search_records_the_length_in_its_summary_and_report(tagger, data, tmp_p
     summary = json.loads((out / "summary.json").read_text())
     assert summary["max_length"] == 32 and set(summary["truncation"]) == {"search", "test"}
     assert all(c["max_length"] == 32 for c in summary["truncation"].values())
+    # the search split's counts are those of its rows cut at 32 (Task.truncation, by itself)
+    task = sj.tasks.load_task(data[0], max_length=32)
+    expected = task.truncation(sj.load(tagger).tokenizer, task.examples("search"))
+    assert summary["truncation"]["search"] == dataclasses.asdict(expected)
     report = (out / "report.md").read_text()
     assert "- rows cut at 32 tokens: " in report
 
