@@ -16,6 +16,7 @@ model carries a fast tokenizer.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import threading
@@ -289,18 +290,25 @@ class Tokenizer:
         return self._backend.get_vocab_size()
 
     def __call__(self, texts: Sequence[str], pairs: Sequence[str] | None = None, *,
-                 padding: str | int = "longest", truncation: bool = False) -> dict[str, np.ndarray]:
+                 padding: str | int = "longest", truncation: bool = False,
+                 max_length: int | None = None,
+                 return_truncated: bool = False) -> dict[str, np.ndarray]:
         """Tokenizes a batch.
 
         Args:
           texts: the first segments.
           pairs: optional second segments, one per text (for cross-encoders).
           padding: 'longest' pads to the longest row; an int pads every row to that length.
-          truncation: cut rows longer than the target length instead of raising.
+          truncation: cut rows longer than `max_length` instead of raising (pairs: the longer
+            segment first, as HF's `longest_first`).
+          max_length: the most tokens a row may have (special tokens included); default: the
+            `padding` length when it is an int, else the tokenizer's own `max_length`.
+          return_truncated: add `"truncated"`, `[N]` bool: the row was longer and was cut.
 
         Raises:
-          ValueError: empty batch, mismatched pair count, or a row longer than the limit
-            without `truncation`.
+          ValueError: empty batch, mismatched pair count, a `max_length` past the tokenizer's
+            or an int `padding` below it, or a row longer than `max_length` without
+            `truncation`.
         """
         if isinstance(texts, str):
             raise TypeError("texts must be a sequence of strings, not one string")
@@ -309,19 +317,24 @@ class Tokenizer:
         if self.prompt:  # before the first text of a pair, as sentence-transformers puts it
             texts = [self.prompt + text for text in texts]
         inputs = list(texts) if pairs is None else list(zip(texts, pairs))
-        batch, _ = self._encode(inputs, padding, truncation, pretokenized=False)
-        return batch
+        batch, _, truncated = self._encode(inputs, padding, truncation, max_length,
+                                           pretokenized=False)
+        return batch | {"truncated": truncated} if return_truncated else batch
 
     def encode_words(self, words: Sequence[Sequence[str]], *, padding: str | int = "longest",
-                     truncation: bool = False) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """Tokenizes pre-split words (for token classification).
+                     truncation: bool = False, max_length: int | None = None,
+                     return_truncated: bool = False,
+                     ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Tokenizes pre-split words (for token classification); the options are `__call__`'s.
 
         Returns the batch and `word_ids [batch, seq]`: for each position, the index of the word
         it came from, or -1 for special tokens and padding.
         """
         if len(words) and isinstance(words[0], str):
             raise TypeError("words must be a batch of word lists, e.g. [['Hello', 'world']]")
-        return self._encode([list(w) for w in words], padding, truncation, pretokenized=True)
+        batch, word_ids, truncated = self._encode([list(w) for w in words], padding, truncation,
+                                                  max_length, pretokenized=True)
+        return (batch | {"truncated": truncated} if return_truncated else batch), word_ids
 
     def words(self, text: str) -> list[str]:
         """`text` split into the words this tokenizer makes of it (its normalizer and
@@ -356,36 +369,42 @@ class Tokenizer:
         encodings = backend.encode_batch(inputs, is_pretokenized=words)
         return np.array([len(e.ids) for e in encodings], np.int64)
 
-    def _encode(self, inputs, padding, truncation, *, pretokenized):
+    def _encode(self, inputs, padding, truncation, max_length, *, pretokenized):
+        """`(batch, word_ids, truncated)` of `inputs` (see `__call__`); a cut row is one the
+        tokenizers library left tokens over for (`Encoding.overflowing`)."""
         if len(inputs) == 0:
             raise ValueError("empty batch: no texts to tokenize")
-        limit = self.max_length if padding == "longest" else int(padding)
+        if max_length is None:
+            max_length = self.max_length if padding == "longest" else int(padding)
+        limit = int(max_length)
         if limit > self.max_length:
-            raise ValueError(f"padding={limit} exceeds max_length={self.max_length}")
+            raise ValueError(f"max_length={limit} exceeds the tokenizer's max_length="
+                             f"{self.max_length}")
+        if padding != "longest" and int(padding) < limit:
+            raise ValueError(f"padding={int(padding)} is shorter than max_length={limit}")
         backend = self._truncating_backend(pretokenized, limit) if truncation else (
             self._words_backend if pretokenized else self._backend)
-        encodings = backend.encode_batch(inputs, is_pretokenized=pretokenized)
-        lengths = [len(e.ids) for e in encodings]
-        too_long = [(i, n) for i, n in enumerate(lengths) if n > limit]
+        chunks, too_long = [], []
+        for start in range(0, len(inputs), ENCODE_CHUNK_ROWS):
+            encodings = backend.encode_batch(inputs[start:start + ENCODE_CHUNK_ROWS],
+                                             is_pretokenized=pretokenized)
+            too_long += [(start + i, len(e.ids)) for i, e in enumerate(encodings)
+                         if len(e.ids) > limit]
+            if not too_long:  # past the first refused row, only count the others
+                chunks.append(_EncodedChunk.of(encodings, self.pad_id))
         if too_long:
             i, n = too_long[0]
             raise ValueError(
                 f"{len(too_long)} row(s) exceed {limit} tokens (first: row {i} with {n}); "
                 "pass truncation=True or use a larger length")
-        width = max(lengths) if padding == "longest" else limit
-        batch = len(encodings)
-        input_ids = np.full((batch, width), self.pad_id, np.int32)
-        attention_mask = np.zeros((batch, width), np.int32)
-        token_type_ids = np.zeros((batch, width), np.int32)
-        word_ids = np.full((batch, width), -1, np.int32)
-        for row, (enc, n) in enumerate(zip(encodings, lengths)):
-            input_ids[row, :n] = enc.ids
-            attention_mask[row, :n] = 1
-            token_type_ids[row, :n] = enc.type_ids
-            word_ids[row, :n] = [-1 if w is None else w for w in enc.word_ids]
-        return {"input_ids": input_ids, "attention_mask": attention_mask,
-                "token_type_ids": token_type_ids}, word_ids
-
+        width = max(c.input_ids.shape[1] for c in chunks) if padding == "longest" else int(padding)
+        joined = {name: np.concatenate([c.padded(name, width) for c in chunks])
+                  for name in ("input_ids", "token_type_ids", "word_ids")}
+        lengths = np.concatenate([c.lengths for c in chunks])
+        attention_mask = (np.arange(width)[None] < lengths[:, None]).astype(np.int32)
+        return ({"input_ids": joined["input_ids"], "attention_mask": attention_mask,
+                 "token_type_ids": joined["token_type_ids"]}, joined["word_ids"],
+                np.concatenate([c.truncated for c in chunks]))
 
     def _truncating_backend(self, pretokenized: bool, limit: int):
         """A private copy of the (words) backend truncating to `limit` tokens, made once.
@@ -402,6 +421,44 @@ class Tokenizer:
                 backend.enable_truncation(limit, strategy="longest_first")
                 self._truncating[key] = backend
         return backend
+
+
+# Rows handed to the tokenizers library at once: its `Encoding`s take several KB a row, so a
+# file of a million rows is tokenized a chunk at a time into compact arrays.
+ENCODE_CHUNK_ROWS = 4096
+
+
+@dataclasses.dataclass(frozen=True)
+class _EncodedChunk:
+    """One chunk of rows as `[rows, longest row]` arrays, each row's `lengths` and whether it
+    was `truncated` (`Encoding.overflowing`); padding holds `pad_id`, type 0 and word -1."""
+
+    input_ids: np.ndarray
+    token_type_ids: np.ndarray
+    word_ids: np.ndarray
+    lengths: np.ndarray
+    truncated: np.ndarray
+    pad_id: int
+
+    @classmethod
+    def of(cls, encodings, pad_id: int) -> "_EncodedChunk":
+        lengths = np.array([len(e.ids) for e in encodings], np.int64)
+        width = int(lengths.max())
+        ids = np.full((len(encodings), width), pad_id, np.int32)
+        types = np.zeros((len(encodings), width), np.int32)
+        words = np.full((len(encodings), width), -1, np.int32)
+        for row, (enc, n) in enumerate(zip(encodings, lengths)):
+            ids[row, :n] = enc.ids
+            types[row, :n] = enc.type_ids
+            words[row, :n] = [-1 if w is None else w for w in enc.word_ids]
+        truncated = np.array([bool(e.overflowing) for e in encodings], bool)
+        return cls(ids, types, words, lengths, truncated, pad_id)
+
+    def padded(self, name: str, width: int) -> np.ndarray:
+        """The array `name` padded on the right to `width` columns."""
+        value = getattr(self, name)
+        fill = {"input_ids": self.pad_id, "token_type_ids": 0, "word_ids": -1}[name]
+        return np.pad(value, ((0, 0), (0, width - value.shape[1])), constant_values=fill)
 
 
 def check_fits(tokenizer: "Tokenizer", config: EncoderConfig, where: str = "the model") -> None:

@@ -9,6 +9,7 @@ Few distinct shapes means few compilations.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 from typing import Callable, Iterator, Mapping, Sequence
 
 import jax
@@ -108,13 +109,53 @@ def length_batches(tokenizer, texts: Sequence[str], pairs: Sequence[str] | None 
     Every batch has exactly `batch_size` rows (the last is filled with all-padding rows).
     Returns `(row_indices, batch)` pairs.
     """
-    if batch_size < 1:
-        raise ValueError(f"{batch_size=} must be positive")
-    limit = tokenizer.max_length if max_length is None else min(max_length, tokenizer.max_length)
-    buckets = buckets_to(limit, buckets)
-    encoded = tokenizer(texts, pairs, padding=max(buckets), truncation=truncation)
-    return list(bucket_batches(encoded, encoded["attention_mask"].sum(axis=1),
-                               batch_size=batch_size, seq_buckets=buckets))
+    rows = TokenizedRows.of(tokenizer, texts, pairs, truncation=truncation,
+                            max_length=max_length, buckets=buckets)
+    return list(rows.batches(batch_size))
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenizedRows:
+    """Rows tokenized once, at most `buckets[-1]` tokens each, padded to the longest row.
+
+    Attributes:
+      arrays: the model inputs, `[N, longest row]`.
+      truncated: `[N]` bool: the row was longer than the limit and was cut.
+      buckets: the sequence buckets up to the limit (`buckets_to`).
+      pad_id: the tokenizer's padding id, which padded positions hold.
+    """
+
+    arrays: dict[str, np.ndarray]
+    truncated: np.ndarray
+    buckets: list[int]
+    pad_id: int
+
+    @classmethod
+    def of(cls, tokenizer, texts: Sequence[str], pairs: Sequence[str] | None = None, *,
+           truncation: bool = False, max_length: int | None = None,
+           buckets: Sequence[int] = DEFAULT_BUCKETS) -> "TokenizedRows":
+        """`texts` (and `pairs`) tokenized at most `max_length` tokens a row (default and
+        ceiling: the tokenizer's `max_length`); a longer row is cut with `truncation`, else
+        refused (`ValueError`)."""
+        if not len(texts):
+            raise ValueError("no texts to tokenize")
+        limit = tokenizer.max_length if max_length is None else min(max_length, tokenizer.max_length)
+        arrays = tokenizer(texts, pairs, truncation=truncation, max_length=limit,
+                           return_truncated=True)
+        truncated = arrays.pop("truncated")
+        return cls(arrays, truncated, buckets_to(limit, buckets), tokenizer.pad_id)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """`[N]` tokens per row, after the cut."""
+        return self.arrays["attention_mask"].sum(axis=1)
+
+    def batches(self, batch_size: int) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
+        """`bucket_batches` of the rows: exactly `batch_size` rows each, by length."""
+        if batch_size < 1:
+            raise ValueError(f"{batch_size=} must be positive")
+        return bucket_batches(self.arrays, self.lengths, batch_size=batch_size,
+                              seq_buckets=self.buckets, pad_values={"input_ids": self.pad_id})
 
 
 def run_batched(forward: Callable[[dict], jax.Array], tokenizer, texts: Sequence[str],

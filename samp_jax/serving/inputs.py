@@ -3,19 +3,16 @@
 `InputReader.read` takes what `Engine.__call__` accepts: one text, a list of texts, a list of
 `(text, text_pair)` pairs, or token ids (a dict with `input_ids` and optional right-padded
 `attention_mask` and `token_type_ids`, a 2-D integer array, or a list of lists of ints);
-`read_words` takes `Engine.classify_words`' pre-split words. Texts are measured with a copy
-of the tokenizer that has no length limit, so lengths are exact however long a row is. A row
-longer than the limit raises, or with `truncate` is cut: texts are tokenized again with
-truncation (pairs as the tokenizer does, longest segment first), token ids keep their first
-tokens.
+`read_words` takes `Engine.classify_words`' pre-split words. Texts are cut at the limit as
+they are tokenized (pairs as the tokenizer does, longest segment first), which marks each row
+it cut. A row longer than the limit raises (naming its length), or with
+`truncate` is cut; token ids keep their first tokens.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
-import sys
 from typing import Any, Mapping, Sequence
 
 import jax
@@ -52,9 +49,6 @@ class InputReader:
         self.config = config
         self.limit = limit
         self.truncate = truncate
-        # A shallow copy with no length limit measures rows exactly, however long.
-        self._measuring_tokenizer = copy.copy(tokenizer)
-        self._measuring_tokenizer.max_length = sys.maxsize
 
     def read(self, inputs) -> Rows:
         """The rows of one call's `inputs` (see the module docstring).
@@ -103,37 +97,29 @@ class InputReader:
             if isinstance(row, str) or not all(isinstance(w, str) for w in row):
                 raise TypeError(f"words[{index}] must be a list of strings, got {row!r}")
         with _texts_named(words, lambda row, item: f"words[{row}][{item}]"):
-            batch, word_ids = self._measuring_tokenizer.encode_words(words)
-        return self._limit_text_rows(batch, word_ids, lambda index: self.tokenizer.encode_words(
-            [words[i] for i in index], padding=self.limit, truncation=True))
+            batch, word_ids = self.tokenizer.encode_words(
+                words, truncation=True, max_length=self.limit, return_truncated=True)
+        return self._text_rows(batch, word_ids, lambda row: self.tokenizer.lengths(
+            [words[row]], words=True)[0])
 
     def _texts(self, texts: list[str], pairs: list[str] | None) -> Rows:
         with _texts_named([texts] if pairs is None else [texts, pairs],
                           lambda part, row: f"row {row}" if pairs is None else
                           f"row {row}'s {('text', 'text_pair')[part]}"):
-            batch = self._measuring_tokenizer(texts, pairs)
-        return self._limit_text_rows(batch, None, lambda index: self.tokenizer(
-            [texts[i] for i in index], None if pairs is None else [pairs[i] for i in index],
-            padding=self.limit, truncation=True))
+            batch = self.tokenizer(texts, pairs, truncation=True, max_length=self.limit,
+                                   return_truncated=True)
+        return self._text_rows(batch, None, lambda row: self.tokenizer.lengths(
+            [texts[row]], None if pairs is None else [pairs[row]])[0])
 
-    def _limit_text_rows(self, batch, word_ids, retokenize) -> Rows:
-        """Checks lengths against `limit`; re-tokenizes over-long rows to truncate."""
-        lengths = batch["attention_mask"].sum(axis=1).astype(np.int64)
-        too_long = self._too_long(lengths)
-        if too_long.size:
-            cut = retokenize(too_long)
-            if word_ids is not None:
-                cut, cut_word_ids = cut
-                word_ids = word_ids[:, :self.limit].copy()
-                word_ids[too_long] = cut_word_ids
-            batch = {key: value[:, :self.limit].copy() for key, value in batch.items()}
-            for key in INPUT_KEYS:
-                batch[key][too_long] = cut[key]
-            lengths = batch["attention_mask"].sum(axis=1).astype(np.int64)
-        truncated = np.zeros(len(lengths), bool)
-        truncated[too_long] = True
+    def _text_rows(self, batch, word_ids, measure) -> Rows:
+        """The tokenized rows, each cut at `limit` by the tokenizer; a cut row is refused
+        unless truncating, naming its length before the cut (`measure(row)`)."""
+        truncated = batch.pop("truncated")
+        if truncated.any() and not self.truncate:
+            row = int(np.flatnonzero(truncated)[0])
+            self._refuse(row, int(measure(row)), int(truncated.sum()))
         return Rows(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"],
-                    lengths, truncated, word_ids)
+                    batch["attention_mask"].sum(axis=1).astype(np.int64), truncated, word_ids)
 
     def _too_long(self, lengths: np.ndarray) -> np.ndarray:
         """Indices of rows over `limit` (the largest bucket); raises unless truncating."""
@@ -141,11 +127,14 @@ class InputReader:
         too_long = np.flatnonzero(lengths > limit)
         if too_long.size and not self.truncate:
             row = int(too_long[0])
-            raise ValueError(
-                f"row {row} has {int(lengths[row])} tokens, more than the largest bucket {limit} "
-                f"({too_long.size} row(s) too long); pass truncate=True to compile() to cut them, "
-                "or compile a larger bucket")
+            self._refuse(row, int(lengths[row]), too_long.size)
         return too_long
+
+    def _refuse(self, row: int, length: int, count: int):
+        raise ValueError(
+            f"row {row} has {length} tokens, more than the largest bucket {self.limit} "
+            f"({count} row(s) too long); pass truncate=True to compile() to cut them, "
+            "or compile a larger bucket")
 
     def _id_lists(self, rows: Sequence[Sequence[int]]) -> Rows:
         lengths = np.array([len(row) for row in rows])

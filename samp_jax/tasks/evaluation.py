@@ -16,10 +16,10 @@ from typing import Callable, Sequence
 import numpy as np
 
 from samp_jax.models.head_kinds import LABEL_THRESHOLD, Readout, check_label_threshold
-from samp_jax.serving.batching import DEFAULT_BUCKETS, length_batches
+from samp_jax.serving.batching import DEFAULT_BUCKETS, TokenizedRows
 from samp_jax.tasks.metrics import IGNORE, Metric, spearman
 from samp_jax.tasks.proxies import COSINE, KL, LABEL_KL, SCORE, Proxy, one_minus_cosine
-from samp_jax.tasks.truncation import Truncation, cut_rows
+from samp_jax.tasks.truncation import Truncation
 from samp_jax.tasks.types import EncodedSplit, TaskType, task_score
 
 Forward = Callable[[dict], object]
@@ -221,20 +221,14 @@ class EmbeddingEvaluation(Evaluation):
                 self.task_metric.check_gold(self.gold)
         self._count = len(examples)
         self._rows, self.batches = [], []
-        lengths = np.zeros(len(self.texts), np.int64)
-        for rows, batch in length_batches(tokenizer, self.texts, batch_size=batch_size,
-                                          buckets=buckets, truncation=True, max_length=max_length):
-            self._rows.append(rows)
+        rows = TokenizedRows.of(tokenizer, self.texts, truncation=True, max_length=max_length,
+                                buckets=buckets)
+        for batch_rows, batch in rows.batches(batch_size):
+            self._rows.append(batch_rows)
             self.batches.append(batch)
-            lengths[rows] = batch["attention_mask"][:len(rows)].sum(axis=1)
-        self._truncation = self._cut(tokenizer, lengths, max_length)
-
-    def _cut(self, tokenizer, lengths: np.ndarray, max_length: int | None) -> Truncation:
-        """The examples (pairs: either text) whose text was cut at the length."""
-        limit = tokenizer.max_length if max_length is None else min(max_length, tokenizer.max_length)
-        cut = cut_rows(lengths, limit, lambda rows: tokenizer.lengths([self.texts[i] for i in rows]))
-        rows = cut[self._left] if self._right is None else cut[self._left] | cut[self._right]
-        return Truncation(limit, self._count, int(rows.sum()))
+        cut = rows.truncated  # pairs: either text was cut
+        cut = cut[self._left] if self._right is None else cut[self._left] | cut[self._right]
+        self._truncation = Truncation(rows.buckets[-1], self._count, int(cut.sum()))
 
     @property
     def num_examples(self) -> int:

@@ -10,7 +10,7 @@ a cut is never silent.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Mapping
+from typing import Mapping
 
 import numpy as np
 
@@ -69,21 +69,6 @@ def describe_all(truncations: Mapping[str, Truncation | None]) -> str | None:
 def as_dicts(truncations: Mapping[str, Truncation | None]) -> dict[str, dict]:
     """`Truncation.as_dict` of each split that has one, for a JSON output."""
     return {split: t.as_dict() for split, t in truncations.items() if t is not None}
-
-
-def cut_rows(lengths: np.ndarray, max_length: int,
-             measure: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-    """`[N]` bool: the rows that were longer than `max_length` tokens and were cut to it.
-
-    `lengths` are the rows' tokens after truncation. Only a row that fills all `max_length`
-    positions can have been cut: `measure(rows)` gives those rows' lengths before truncation
-    (`Tokenizer.lengths`); the others are not measured again.
-    """
-    full = np.flatnonzero(np.asarray(lengths) >= max_length)
-    cut = np.zeros(len(lengths), bool)
-    if full.size:
-        cut[full] = np.asarray(measure(full)) > max_length
-    return cut
 
 
 def words_past_cut(word_ids: np.ndarray, tags: list, truncated: np.ndarray,

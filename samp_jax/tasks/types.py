@@ -40,7 +40,7 @@ from samp_jax.serving.batching import DEFAULT_BUCKETS, bucket_batches, bucket_fo
 from samp_jax.serving.forward import INPUT_KEYS
 from samp_jax.tasks.metrics import (ACCURACY, ENTITY_F1, IGNORE, MACRO_F1, MICRO_F1, ROC_AUC,
                                     SPEARMAN, Metric)
-from samp_jax.tasks.truncation import Truncation, cut_rows, words_past_cut
+from samp_jax.tasks.truncation import Truncation, words_past_cut
 
 
 @dataclasses.dataclass(frozen=True)
@@ -193,19 +193,22 @@ def _tokenized(tokenizer, examples: Sequence[dict], max_length: int, pair: bool)
     `max_length` tokens, with the cut rows marked (`EncodedSplit` fields)."""
     texts = [e["text"] for e in examples]
     pairs = [e["text_pair"] for e in examples] if pair else None
-    batch = tokenizer(texts, pairs, padding=max_length, truncation=True)
-    truncated = cut_rows(batch["attention_mask"].sum(axis=1), max_length,
-                         lambda rows: tokenizer.lengths([texts[i] for i in rows], None if pairs
-                                                        is None else [pairs[i] for i in rows]))
-    return _narrowed(batch, max_length) | {"max_length": max_length, "truncated": truncated}
+    batch = tokenizer(texts, pairs, truncation=True, max_length=max_length, return_truncated=True)
+    truncated = batch.pop("truncated")
+    return _bucket_wide(batch, max_length, tokenizer.pad_id) | {"max_length": max_length,
+                                                                 "truncated": truncated}
 
 
-def _narrowed(arrays: dict[str, np.ndarray], max_length: int) -> dict[str, np.ndarray]:
-    """The `[N, max_length]` arrays cut to the smallest length bucket (`buckets_to`) that holds
-    the longest row: a split of short rows keeps no columns of padding alone, whatever
-    `max_length` allows."""
-    width = bucket_for(int(arrays["attention_mask"].sum(axis=1).max()), buckets_to(max_length))
-    return {name: value[:, :width] for name, value in arrays.items()}
+def _bucket_wide(arrays: dict[str, np.ndarray], max_length: int, pad_id: int) -> dict[str, np.ndarray]:
+    """The `[N, longest row]` arrays padded to the smallest length bucket (`buckets_to`) that
+    holds the longest row: the width batches are cut at, whatever `max_length` allows, and no
+    wider (a split of short rows holds no columns of padding alone)."""
+    longest = int(arrays["attention_mask"].sum(axis=1).max())
+    width = bucket_for(longest, buckets_to(max_length))
+    fill = {"input_ids": pad_id, "labels": IGNORE, "word_ids": -1}
+    return {name: np.pad(value, ((0, 0), (0, width - value.shape[1])),
+                         constant_values=fill.get(name, 0))
+            for name, value in arrays.items()}
 
 
 def encode_texts(tokenizer, examples: Sequence[dict], max_length: int, *, labels=None,
@@ -247,17 +250,18 @@ def encode_words(tokenizer, examples: Sequence[dict], max_length: int, *,
         tag would silently be left out of the metric and the loss.
     """
     words = [e["tokens"] for e in examples]
-    batch, word_ids = tokenizer.encode_words(words, padding=max_length, truncation=True)
+    batch, word_ids = tokenizer.encode_words(words, truncation=True, max_length=max_length,
+                                             return_truncated=True)
+    truncated = batch.pop("truncated")
     _check_every_word_has_a_piece(examples, word_ids, batch["attention_mask"])
     aligned = np.stack([
         align_labels([None if w < 0 else int(w) for w in ids], e["tags"], ignore_index=IGNORE)
         for ids, e in zip(word_ids, examples)]).astype(np.int32)
-    truncated = cut_rows(batch["attention_mask"].sum(axis=1), max_length,
-                         lambda rows: tokenizer.lengths([words[i] for i in rows], words=True))
     words_cut, entity_words_cut = words_past_cut(
         word_ids, [e["tags"] for e in examples], truncated,
         None if labels is None else list(labels))
-    return EncodedSplit(**_narrowed(batch | {"labels": aligned}, max_length),
+    return EncodedSplit(**_bucket_wide(batch | {"labels": aligned}, max_length,
+                                       tokenizer.pad_id),
                         max_length=max_length, truncated=truncated, words_cut=words_cut,
                         entity_words_cut=entity_words_cut)
 

@@ -61,8 +61,33 @@ def test_single_string_is_rejected(tokenizer):
 
 
 def test_padding_beyond_model_limit(tokenizer):
-    with pytest.raises(ValueError, match="exceeds max_length=512"):
+    with pytest.raises(ValueError, match="max_length=1024 exceeds the tokenizer's max_length=512"):
         tokenizer(["x"], padding=1024)
+    with pytest.raises(ValueError, match="max_length=600 exceeds the tokenizer's max_length=512"):
+        tokenizer(["x"], max_length=600)
+    with pytest.raises(ValueError, match="padding=16 is shorter than max_length=32"):
+        tokenizer(["x"], padding=16, max_length=32)
+
+
+def test_truncated_marks_exactly_the_rows_longer_than_max_length(tokenizer):
+    """`return_truncated` marks a row when it had more than `max_length` tokens: a row of
+    exactly `max_length` is not cut; pairs and pre-split words likewise."""
+    words = "one two three four five six seven eight nine ten".split()
+    texts = [" ".join(words[:n]) for n in (1, 5, 6, 7, 10)]  # 3 .. 12 tokens with [CLS] [SEP]
+    full = tokenizer.lengths(texts)
+    batch = tokenizer(texts, truncation=True, max_length=8, return_truncated=True)
+    assert batch["truncated"].tolist() == (full > 8).tolist() == [False, False, False, True, True]
+    assert batch["input_ids"].shape == (5, 8)  # "longest", within max_length
+    assert batch["attention_mask"].sum(axis=1).tolist() == np.minimum(full, 8).tolist()
+    pairs = ["a b", "a b c d e f"]
+    flagged = tokenizer(texts[:2], pairs, truncation=True, max_length=9, return_truncated=True)
+    assert flagged["truncated"].tolist() == (tokenizer.lengths(texts[:2], pairs) > 9).tolist()
+    rows = [t.split() for t in texts]
+    batch, word_ids = tokenizer.encode_words(rows, truncation=True, max_length=8,
+                                             return_truncated=True)
+    assert batch["truncated"].tolist() == (tokenizer.lengths(rows, words=True) > 8).tolist()
+    assert word_ids.shape == batch["input_ids"].shape
+    assert "truncated" not in tokenizer(texts, truncation=True, max_length=8)
 
 
 def test_encode_words_reports_word_ids(tokenizer):
@@ -75,3 +100,25 @@ def test_encode_words_reports_word_ids(tokenizer):
     assert np.all(word_ids[1][batch["attention_mask"][1] == 0] == -1)
     with pytest.raises(TypeError, match="batch of word lists"):
         tokenizer.encode_words(["not", "nested"])
+
+
+def test_rows_tokenized_in_chunks_equal_one_batch(tokenizer, monkeypatch):
+    """Rows go to the tokenizers library a chunk at a time: the arrays, marks and a refused
+    row's index are those of one batch."""
+    import samp_jax.models.tokenizer as tokenizer_module
+    texts = ["a", "a b c d e f g h", "a b", "a b c d e f g h i j k", "a b c"]
+    whole = tokenizer(texts, truncation=True, max_length=8, return_truncated=True)
+    words = [t.split() for t in texts]
+    whole_words = tokenizer.encode_words(words, truncation=True, max_length=8)
+    monkeypatch.setattr(tokenizer_module, "ENCODE_CHUNK_ROWS", 2)
+    chunked = tokenizer(texts, truncation=True, max_length=8, return_truncated=True)
+    assert chunked.keys() == whole.keys()
+    for key in whole:
+        np.testing.assert_array_equal(chunked[key], whole[key], err_msg=key)
+    chunked_words = tokenizer.encode_words(words, truncation=True, max_length=8)
+    for got, want in zip(chunked_words[0].values(), whole_words[0].values()):
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(chunked_words[1], whole_words[1])
+    assert tokenizer(texts[:1], padding=16)["input_ids"].shape == (1, 16)
+    with pytest.raises(ValueError, match=r"2 row\(s\) exceed 8 tokens \(first: row 1 with 10\)"):
+        tokenizer(texts, max_length=8)
