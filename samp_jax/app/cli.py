@@ -53,7 +53,7 @@ from samp_jax.serving.distributed import (check_same, describe_failure, digest,
                                           initialize_distributed, is_distributed, is_primary,
                                           silence_watchdog, state_digest)
 from samp_jax.tasks import SPLITS, TASKS, Task, get_task
-from samp_jax.tasks.task import CALIBRATION_EXAMPLES
+from samp_jax.tasks.task import CALIBRATION_BATCH_SIZE, CALIBRATION_EXAMPLES
 from samp_jax.tasks.truncation import Truncation, as_dicts
 from samp_jax.tasks.chance import chance_level
 from samp_jax.tasks.files import GENERIC_LABEL, Columns, load_task
@@ -302,11 +302,12 @@ def _calibrate(args) -> int:
     pmap = variant.precision_map(model.config.num_layers)  # validates before the slow part
     evaluator = make_evaluator(task, tokenizer, max_examples=args.max_examples, seed=args.seed) \
         if args.eval else None  # built (and checked) before the slow part
-    read = task.split("calibration")[:CALIBRATION_EXAMPLES]  # the rows calibration_batches reads
-    truncation = {"calibration": task.truncation(tokenizer, read) if read else None,
+    rows = CALIBRATION_EXAMPLES if args.max_batches is None else min(
+        CALIBRATION_EXAMPLES, args.max_batches * CALIBRATION_BATCH_SIZE)  # a random subset
+    batches, calibration_cut = task.calibration_inputs(tokenizer, max_examples=rows)
+    truncation = {"calibration": calibration_cut,
                   "test": None if evaluator is None else evaluator.truncation}
     say_truncation("calibrate", truncation)
-    batches = task.calibration_batches(tokenizer)[:args.max_batches]
     try:
         calibration = calibrate(model, batches, args.method, precision_map=pmap,
                                 smoothing=args.smoothing, progress=not args.json)

@@ -103,7 +103,9 @@ def _add_calibrate(sub) -> None:
                     help="calibrator of the static sites whose map rule names none (a searched "
                          "map names each site's and stores its clip)")
     ca.add_argument("--smoothing", type=unit_interval, default=None, help="SmoothQuant alpha in [0, 1]")
-    ca.add_argument("--max-batches", type=positive_int, default=None, help="use only the first N calibration batches")
+    ca.add_argument("--max-batches", type=positive_int, default=None,
+                    help="calibrate on N batches of 64 rows (the split's first N x 64 rows, "
+                         "at most 512) instead of all 512")
     ca.add_argument("--max-examples", type=positive_int, default=None, help="test examples scored with --eval")
     ca.add_argument("--out", default="quantized_model", help="folder for the saved QuantizedModel")
     ca.add_argument("--eval", action="store_true", help="also score the test split (quantized and FP32)")

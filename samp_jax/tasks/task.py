@@ -40,7 +40,7 @@ from samp_jax.data import (
 )
 from samp_jax.models.head_kinds import LABEL_THRESHOLD, HeadKind, Readout, check_label_threshold
 from samp_jax.models.model import check_ids
-from samp_jax.serving.batching import DEFAULT_BUCKETS, length_batches
+from samp_jax.serving.batching import DEFAULT_BUCKETS, TokenizedRows
 from samp_jax.serving.forward import jit_forward
 from samp_jax.serving.sharding import as_sharded, data_mesh, round_batch_size
 from samp_jax.tasks.evaluation import (EVALUATIONS, EmbeddingEvaluation, Evaluation,
@@ -61,6 +61,7 @@ SPLITS = ("train", "dev", "calibration", "search", "test")
 BUILTIN_MAX_LENGTH = 128  # snli, polarity and wnut16: the length of their recorded figures
 SNLI_DEV_SIZE = 2000
 CALIBRATION_EXAMPLES = 512  # the calibration rows `calibration_batches` reads by default
+CALIBRATION_BATCH_SIZE = 64  # rows per calibration batch
 
 
 @dataclasses.dataclass(frozen=True)
@@ -214,21 +215,30 @@ class Task:
                                    max_length=self.length(tokenizer)).truncation
 
     def calibration_batches(self, tokenizer, *, max_examples: int = CALIBRATION_EXAMPLES,
-                            batch_size: int = 64) -> list[dict[str, np.ndarray]]:
+                            batch_size: int = CALIBRATION_BATCH_SIZE) -> list[dict[str, np.ndarray]]:
         """Model inputs from the first `max_examples` of the calibration split: encoded as the
         task encodes (pairs as pairs), or for embedding tasks every unique text."""
+        return self.calibration_inputs(tokenizer, max_examples=max_examples,
+                                       batch_size=batch_size)[0]
+
+    def calibration_inputs(self, tokenizer, *, max_examples: int = CALIBRATION_EXAMPLES,
+                           batch_size: int = CALIBRATION_BATCH_SIZE,
+                           ) -> tuple[list[dict[str, np.ndarray]], Truncation]:
+        """`(batches, truncation)`: `calibration_batches` and what cutting the rows they hold
+        at `length(tokenizer)` left out (for an embedding task, its rows are the unique texts
+        read), from one tokenization."""
         _require_tokenizer(tokenizer)
         examples = list(self.split("calibration"))
         if not examples:
             raise ValueError(f"task {self.name!r} has no calibration examples")
         if self.task_type.encode is not None:  # as the task encodes its rows (pairs as pairs)
-            return encoded_batches(self.encode(tokenizer, examples[:max_examples]), batch_size,
-                                   DEFAULT_BUCKETS)[1]
+            encoded = self.encode(tokenizer, examples[:max_examples])
+            return encoded_batches(encoded, batch_size, DEFAULT_BUCKETS)[1], encoded.truncation
         texts = list(dict.fromkeys(t for e in examples for t in (e["text"], e.get("text_pair"))
                                    if t is not None))[:max_examples]
-        return [batch for _, batch in length_batches(tokenizer, texts, batch_size=batch_size,
-                                                     truncation=True,
-                                                     max_length=self.length(tokenizer))]
+        rows = TokenizedRows.of(tokenizer, texts, truncation=True, max_length=self.length(tokenizer))
+        truncation = Truncation(rows.buckets[-1], len(texts), int(rows.truncated.sum()))
+        return [batch for _, batch in rows.batches(batch_size)], truncation
 
     @property
     def training_loss(self) -> Loss:

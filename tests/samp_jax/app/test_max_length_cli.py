@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import numpy as np
 import pytest
 from flax import nnx
 
@@ -175,3 +176,25 @@ def test_calibrate_records_the_length_and_the_calibration_rows_it_cut(tagger, da
     cut = summary["truncation"]["calibration"]
     assert cut["max_length"] == 32 and cut["rows_truncated"] > 0
     assert Truncation(**cut).describe("calibration") in err
+
+
+def test_calibrate_max_batches_reads_the_splits_first_rows_and_counts_their_cut(
+        tagger, tmp_path, capsys):
+    """`--max-batches 1`: the calibration split's first 64 rows (a random draw, not its 64
+    shortest), and the cut counted over those rows only."""
+    rng = np.random.default_rng(0)
+    rows = [{"tokens": list(rng.choice(WORDS, 60 if i % 3 == 0 else 8)),
+             "tags": None} for i in range(1000)]
+    for row in rows:
+        row["tags"] = [TAGS.get(w, "O") for w in row["tokens"]]
+    path = tmp_path / "many.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    code, out, err = _run(capsys, "calibrate", "--model", tagger, "--data", path, "--out",
+                          tmp_path / "q", "--max-length", 32, "--max-batches", 1, "--json")
+    assert code == 0, err
+    cut = json.loads(out)["truncation"]["calibration"]
+    task = sj.tasks.load_task(path, max_length=32)
+    assert len(task.split("calibration")) > 64
+    expected = task.truncation(sj.load(tagger).tokenizer, task.split("calibration")[:64])
+    assert cut == dataclasses.asdict(expected) and cut["rows"] == 64
+    assert 0 < cut["rows_truncated"] < 64  # long and short rows, as drawn

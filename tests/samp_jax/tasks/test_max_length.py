@@ -95,6 +95,28 @@ def test_embedding_pairs_count_a_pair_whose_either_text_was_cut(tokenizer):
     assert embedding.evaluation(tokenizer).truncation == Truncation(32, 3, 2)
 
 
+def test_calibration_inputs_count_the_cut_of_the_rows_they_read(tokenizer):
+    """The first `max_examples` calibration rows (an embedding task: its unique texts), cut at
+    the task's length: the batches hold those rows, the counts are theirs."""
+    pairs = [{"text": words(3), "text_pair": words(40), "label": 1},
+             {"text": words(3), "text_pair": words(50), "label": 0},
+             {"text": words(60), "text_pair": words(4), "label": 0}]
+    embedding = Task("t", TASK_TYPES["embedding_pairs"], None,
+                     TaskSplits((), (), tuple(pairs), (), ()), max_length=32)
+    batches, cut = embedding.calibration_inputs(tokenizer, max_examples=3, batch_size=2)
+    assert cut == Truncation(32, 3, 2)  # texts of 3, 40 and 50 words; the 60 is not read
+    assert sum(int(b["attention_mask"].any(axis=1).sum()) for b in batches) == 3
+    assert sorted(int(n) for b in batches for n in b["attention_mask"].sum(axis=1) if n) == [5, 32, 32]
+    rows = [{"text": words(n), "label": n % 2} for n in (40, 3, 50, 4)]
+    classes = Task("t", TASK_TYPES["text_classification"], ("a", "b"),
+                   TaskSplits((), (), tuple(rows), (), ()), max_length=32)
+    batches, cut = classes.calibration_inputs(tokenizer, max_examples=3)
+    assert cut == Truncation(32, 3, 2)
+    assert sorted(int(n) for b in batches for n in b["attention_mask"].sum(axis=1) if n) == [5, 32, 32]
+    assert all(np.array_equal(a["input_ids"], b["input_ids"]) for a, b in
+               zip(batches, classes.calibration_batches(tokenizer, max_examples=3)))
+
+
 def test_encoded_rows_keep_only_the_bucket_their_longest_row_needs(tokenizer):
     """The default length does not make short rows wider: the arrays end at the smallest
     length bucket that holds the longest row, and batches take the same buckets as before."""
