@@ -11,7 +11,8 @@ with `AutoTokenizer.from_pretrained` (an `st/` case: with sentence-transformers,
 `tokenize` lowercases as its `sentence_bert_config.json` says, the prompt put before each text
 as `encode` puts it), and stores in `tests/golden/fast_tokenizer_options.json` the class, the
 normalizer, pre-tokenizer and post-processor it tokenizes with, and the ids (with offsets, and
-token types of pairs) of `TEXTS` and `PAIRS`. `compare` loads the same folders with the
+token types of pairs) of `TEXTS` and `PAIRS`, and their ids cut at `CUT_LENGTH` and
+`CUT_PAIR_LENGTH` tokens (the class's `truncation_side`). `compare` loads the same folders with the
 transformers it runs under (5.x in samp-jax's venv) and prints what differs from the record;
 `--write` stores that list in the record (`other_version`). The st/ cases need
 sentence-transformers and are left out where it is not installed.
@@ -30,7 +31,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from tests.samp_jax.models.fast_option_cases import (  # noqa: E402
-    CASES, COMPONENTS, PAIRS, RECORD, TEXTS, components, digest, source_folder, write_case)
+    CASES, COMPONENTS, CUT_LENGTH, CUT_PAIR_LENGTH, PAIRS, RECORD, TEXTS, components, digest,
+    source_folder, write_case)
 
 def minilm_dir() -> Path:
     """all-MiniLM-L6-v2's folder in samp-jax's asset cache (`samp_jax/core/assets.py`, standard
@@ -61,7 +63,11 @@ def hf_case(folder: Path) -> dict:
             **components(tokenizer.backend_tokenizer.to_str()),
             "single": [{"ids": e["input_ids"], "offsets": [list(o) for o in e["offset_mapping"]]}
                        for e in singles],
-            "pairs": [{"ids": e["input_ids"], "type_ids": e["token_type_ids"]} for e in pairs]}
+            "pairs": [{"ids": e["input_ids"], "type_ids": e["token_type_ids"]} for e in pairs],
+            "cut": [tokenizer(t, truncation=True, max_length=CUT_LENGTH)["input_ids"]
+                    for t in TEXTS],
+            "cut_pairs": [tokenizer(a, b, truncation=True, max_length=CUT_PAIR_LENGTH)["input_ids"]
+                          for a, b in PAIRS]}
 
 
 def st_case(folder: Path, prompt: str) -> dict:

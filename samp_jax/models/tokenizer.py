@@ -78,12 +78,18 @@ class Tokenizer:
       split_special_tokens: whether a special token's text in the input (e.g. "[SEP]" typed
         by a user) is tokenized as text rather than read as that token, as HF's
         `split_special_tokens` option (of `tokenizer_config.json`) does.
+      truncation_side: which end of a row too long is cut: "right" keeps its first tokens,
+        "left" its last (HF's `truncation_side` of `tokenizer_config.json`); the special
+        tokens stay either way.
     """
 
     def __init__(self, backend, *, max_length: int, pad_id: int,
                  files: Mapping[str, str] | None = None, prompts: Prompts | None = None,
-                 split_special_tokens: bool = False):
+                 split_special_tokens: bool = False, truncation_side: str = "right"):
+        if truncation_side not in TRUNCATION_SIDES:
+            raise ValueError(f"{truncation_side=} is not one of {TRUNCATION_SIDES}")
         self.split_special_tokens = split_special_tokens
+        self.truncation_side = truncation_side
         self._backend = self._configured(backend)
         self._backend.no_padding()
         self._backend.no_truncation()
@@ -234,8 +240,12 @@ class Tokenizer:
         if not isinstance(split, bool):
             raise ValueError(f"{where / TOKENIZER_CONFIG_FILE} sets split_special_tokens to "
                              f"{split!r}; expected bool")
+        side = config.get("truncation_side", "right")
+        if side not in TRUNCATION_SIDES:
+            raise ValueError(f"{where / TOKENIZER_CONFIG_FILE} sets truncation_side to "
+                             f"{side!r}; expected one of {TRUNCATION_SIDES}")
         return cls(backend, max_length=max_length, pad_id=pad_id, files=files, prompts=prompts,
-                   split_special_tokens=split)
+                   split_special_tokens=split, truncation_side=side)
 
     def save(self, directory: str | os.PathLike) -> Path:
         """Writes the tokenizer into `directory` (created) so `from_pretrained` reads it back.
@@ -270,6 +280,7 @@ class Tokenizer:
 
     def __setstate__(self, state):
         self.__dict__.update(state)
+        self.__dict__.setdefault("truncation_side", "right")
         self._lock = threading.Lock()
         self._configured(self._backend)  # a backend's own pickle drops the setting
         self._configured(self._words_backend)
@@ -418,10 +429,13 @@ class Tokenizer:
                 source = self._words_backend if pretokenized else self._backend
                 backend = self._configured(HFTokenizer.from_str(source.to_str()))
                 backend.no_padding()
-                backend.enable_truncation(limit, strategy="longest_first")
+                backend.enable_truncation(limit, strategy="longest_first",
+                                          direction=self.truncation_side)
                 self._truncating[key] = backend
         return backend
 
+
+TRUNCATION_SIDES = ("right", "left")  # HF's `truncation_side` values
 
 # Rows handed to the tokenizers library at once: its `Encoding`s take several KB a row, so a
 # file of a million rows is tokenized a chunk at a time into compact arrays.

@@ -74,15 +74,17 @@ def as_dicts(truncations: Mapping[str, Truncation | None]) -> dict[str, dict]:
 def words_past_cut(word_ids: np.ndarray, tags: list, truncated: np.ndarray,
                    labels=None) -> tuple[np.ndarray, np.ndarray | None]:
     """`([N] words past the cut, [N] of them inside a gold entity or None)` of a tagger's rows:
-    a cut row's words after the last word that kept a token (`word_ids`: each position's word,
-    -1 for none; `tags`: each row's gold tag ids; `labels`: the tag names, whose "O" is outside
-    every entity; without an "O" the second count is None)."""
+    a cut row's words that kept no token (after the last kept word, or before the first one
+    when the tokenizer cuts on the left). `word_ids`: each position's word, -1 for none;
+    `tags`: each row's gold tag ids; `labels`: the tag names, whose "O" is outside every
+    entity; without an "O" the second count is None."""
     outside = labels.index(OUTSIDE) if labels is not None and OUTSIDE in labels else None
     words = np.zeros(len(tags), np.int64)
     entity = np.zeros(len(tags), np.int64)
     for row in np.flatnonzero(truncated):
-        kept = int(word_ids[row].max()) + 1  # words 0 .. kept-1 have a token
-        rest = list(tags[row][kept:])
+        kept = np.zeros(len(tags[row]), bool)
+        kept[word_ids[row][word_ids[row] >= 0]] = True
+        rest = [t for t, k in zip(tags[row], kept) if not k]
         words[row] = len(rest)
         entity[row] = sum(1 for t in rest if t != outside)
     return words, (None if outside is None else entity)

@@ -37,6 +37,8 @@ TEXTS = [
     "Hi [SEP] there <mask> [MASK] </s>",  # special tokens' text: split_special_tokens
 ]
 PAIRS = [("A man is playing a guitar.", "A Pérson plays an instrument 中文.")]
+# the lengths `TEXTS` and `PAIRS` are also cut at (special tokens included)
+CUT_LENGTH, CUT_PAIR_LENGTH = 6, 12
 BERT_OPTIONS = ("do_lower_case", "strip_accents", "tokenize_chinese_chars")
 ROBERTA_OPTIONS = ("add_prefix_space", "trim_offsets")
 # sentence-transformers folder files (besides the tokenizer's) that the st/ cases keep
@@ -178,6 +180,13 @@ CASES: dict[str, Case] = {
     "roberta/split_special_tokens": Case("roberta", {"split_special_tokens": True}, _ROBERTA),
     "xlm-roberta/split_special_tokens": Case("xlm-roberta", {"split_special_tokens": True},
                                              {"model_type": "xlm-roberta"}),
+    # truncation_side: a row too long loses its first tokens, not its last
+    "minilm/truncation_left": Case(MINILM, {"truncation_side": "left"}, _BERT),
+    "roberta/truncation_left": Case("roberta", {"truncation_side": "left"}, _ROBERTA),
+    "xlm-roberta/truncation_left": Case("xlm-roberta", {"truncation_side": "left"},
+                                        {"model_type": "xlm-roberta"}),
+    "modernbert/truncation_left": Case("modernbert", {"truncation_side": "left"},
+                                       {"model_type": "modernbert"}),
     # sentence-transformers: its do_lower_case lowercases after the class's options; a prompt
     "st/lower_false": Case(MINILM, {"do_lower_case": False}, _BERT, st={}),
     "st/lower_false_st_lower": Case(MINILM, {"do_lower_case": False}, _BERT,

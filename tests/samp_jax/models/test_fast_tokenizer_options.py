@@ -21,6 +21,8 @@ from samp_jax.models.checkpoint import save_pretrained
 from samp_jax.models.fast_tokenizer_options import apply_fast_options
 from tests.samp_jax.models.fast_option_cases import (
     CASES,
+    CUT_LENGTH,
+    CUT_PAIR_LENGTH,
     PAIRS,
     RECORD,
     REFUSED,
@@ -66,6 +68,13 @@ def test_each_folder_tokenizes_as_hf_fast_class(name, record, minilm_dir, tmp_pa
         batch = tokenizer([a], [b])
         assert batch["input_ids"][0].tolist() == want["ids"]
         assert batch["token_type_ids"][0].tolist() == want["type_ids"]
+    # rows cut as the class cuts them (its truncation_side): the ids HF keeps
+    for text, want in zip(TEXTS, expected["cut"]):
+        batch = tokenizer([text], truncation=True, max_length=CUT_LENGTH)
+        assert batch["input_ids"][0][:sum(batch["attention_mask"][0])].tolist() == want, text
+    for (a, b), want in zip(PAIRS, expected["cut_pairs"]):
+        batch = tokenizer([a], [b], truncation=True, max_length=CUT_PAIR_LENGTH)
+        assert batch["input_ids"][0].tolist() == want
 
 
 @pytest.mark.parametrize("name", PLAIN)
@@ -118,6 +127,8 @@ def test_a_cased_vocabulary_hf_would_lowercase_by_default_is_refused(name, place
      r"sets tokenizer_class to 5; expected a class name"),
     ("minilm/split_special_tokens", {"split_special_tokens": "true"},
      r"sets split_special_tokens to 'true'; expected bool"),
+    ("minilm/truncation_left", {"truncation_side": "middle"},
+     r"sets truncation_side to 'middle'; expected one of \('right', 'left'\)"),
 ])
 def test_an_option_of_the_wrong_type_is_refused_naming_the_file(name, options, message,
                                                                 minilm_dir, tmp_path):

@@ -77,6 +77,11 @@ def test_a_word_the_tokenizer_drops_is_refused(minilm_dir):
         encode_words(tokenizer, examples, 16)
     cut = [{"tokens": ["Paris"] * 40, "tags": [1] * 40}]  # truncation may drop the last words
     assert encode_words(tokenizer, cut, 16).labels.shape == (1, 16)
+    # the longest row, not cut, ending in a word without a token: still refused
+    last = [{"tokens": ["Paris", "is", "big", "\u200b"], "tags": [1, 0, 0, 1]},
+            {"tokens": ["Paris"], "tags": [1]}]
+    with raises(r"word 3 \('\\u200b'\) gives no token"):
+        encode_words(tokenizer, last, 16)
 
 
 @pytest.mark.parametrize("spellings", [("0.0", "1.0"), ("0", "1", "1.0"), ("+1", "0.00")])

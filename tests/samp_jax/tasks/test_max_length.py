@@ -4,6 +4,8 @@ tagger's words past the cut), exact at the boundary and for text pairs."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -85,6 +87,22 @@ def test_a_taggers_words_past_the_cut_are_counted_with_those_in_gold_entities(to
         "1 of 3 test rows is longer than 16 tokens and was truncated; 6 tagged words past the "
         "cut are not scored (3 of them in gold entities)")
     assert tagger.truncation(tokenizer, tagged) == evaluation.truncation
+
+
+def test_a_tokenizer_cutting_on_the_left_drops_and_counts_a_taggers_first_words(minilm_dir,
+                                                                              tmp_path):
+    """`truncation_side: left` (tokenizer_config.json) keeps a row's last words: the first
+    ones are those not scored, and counted."""
+    folder = Tokenizer.from_pretrained(minilm_dir, max_length=256).save(tmp_path / "left")
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    (folder / "tokenizer_config.json").write_text(json.dumps(config | {"truncation_side": "left"}))
+    left = Tokenizer.from_pretrained(folder)
+    tagged = [{"tokens": words(20).split(), "tags": [1, 2, 0, 1, 0, 0] + [0] * 14}]
+    tagger = task("token_classification", tagged, LABELS, 16)
+    evaluation = tagger.evaluation(left)
+    assert evaluation.truncation == Truncation(16, 1, 1, words_cut=6, entity_words_cut=3)
+    labels = evaluation.encoded.labels[0]
+    assert labels[1:15].tolist() == [0] * 14  # the last 14 words' tags, the first six gone
 
 
 def test_embedding_pairs_count_a_pair_whose_either_text_was_cut(tokenizer):
