@@ -215,6 +215,18 @@ MUTANTS = (
            "models.Unigram(scores, unk_id=unk_id",
            "models.Unigram([(piece, 0.0) for piece, _ in scores], unk_id=unk_id",
            (SLOW_TOKENIZER, "-k", "deberta or xlm")),
+    Mutant("cut_rows_not_marked",
+           "a row cut at the length is not marked truncated (counts and predictions say nothing "
+           "was cut)",
+           "samp_jax/models/tokenizer.py",
+           "truncated = np.array([bool(e.overflowing) for e in encodings], bool)",
+           "truncated = np.array([False for e in encodings], bool)",
+           ("tests/samp_jax/models/test_tokenizer.py",)),
+    Mutant("truncation_side_ignored",
+           "a tokenizer whose truncation_side is left keeps a long row's first tokens",
+           "samp_jax/models/tokenizer.py",
+           "direction=self.truncation_side)", 'direction="right")',
+           ("tests/samp_jax/models/test_fast_tokenizer_options.py", "-k", "truncation_left")),
 )
 
 
