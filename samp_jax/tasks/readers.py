@@ -8,6 +8,8 @@ UTF-8 (a UTF-16 or UTF-32 file is named as such; a NUL character in a CSV/TSV ro
 text never holds but UTF-16 text without a byte-order mark does, is refused rather than read
 as garbled text), and a column name that appears twice (in a CSV/TSV header, a JSON object or
 a Parquet schema), since only one of the two columns could be read and nothing would say which.
+A TSV file is read without quoting (a field is everything between tabs), unless it was written
+with CSV quoting (`tsv_is_quoted`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import contextlib
 import csv
 import dataclasses
 import json
+import re
 import sys
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -156,11 +159,37 @@ def _long_fields():
         csv.field_size_limit(previous)
 
 
+# A field quoted as Python's csv and pandas quote it: enclosed in quotes, any quote inside doubled.
+_QUOTED_FIELD = re.compile(r'"(?:[^"]|"")*"')
+
+
+def tsv_is_quoted(path: Path) -> bool:
+    """Whether a TSV file was written with CSV quoting (Python's `csv` or pandas `to_csv(sep=
+    "\\t")`): its header has a field in quotes, a field is enclosed in quotes and holds a
+    doubled one (`"the ""best"" film"`), or a line whose fields are not the header's count has
+    one that opens a quote (a quoted tab or line break). Plain TSV has no quoting (GLUE's
+    files: a field is everything between tabs, quotes included), and is read so unless the
+    file shows one of these marks, which plain text almost never does."""
+    with path.open(newline="", encoding="utf-8-sig") as f:
+        columns = None
+        for line in f:
+            fields = line.rstrip("\r\n").split("\t")
+            if columns is None:
+                if any(_QUOTED_FIELD.fullmatch(x) for x in fields):
+                    return True
+                columns = len(fields)
+            elif any('""' in x[1:-1] and _QUOTED_FIELD.fullmatch(x) for x in fields):
+                return True
+            elif len(fields) != columns and any(x.startswith('"') for x in fields):
+                return True  # a quoted field holding a tab or a line break
+    return False
+
+
 def _read_delimited(path: Path, kind: str) -> tuple[list[dict], list[str]]:
+    quoted = kind == "csv" or tsv_is_quoted(path)
     with path.open(newline="", encoding="utf-8-sig") as f, _long_fields():
-        # TSV has no quoting: a field is everything between tabs, quotes included
-        reader = (csv.DictReader(f) if kind == "csv" else
-                  csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+        reader = csv.DictReader(f, delimiter="," if kind == "csv" else "\t",
+                                quoting=csv.QUOTE_MINIMAL if quoted else csv.QUOTE_NONE)
         header = reader.fieldnames
         if not header:
             raise ValueError(f"{path} is empty; expected a header line with the column names")

@@ -6,6 +6,7 @@ or is read as the same data it spells."""
 from __future__ import annotations
 
 import codecs
+import csv
 import json
 import re
 
@@ -180,3 +181,37 @@ def test_separate_splits_without_a_test_split_say_how_to_add_one(tmp_path):
     with raises(r"has no 'test' examples \(it holds \{'train': .*\}; data: train: .*train\.csv.*"
                 r"add one \(--split-file test=PATH"):
         task.examples("test")
+
+
+TEXTS_WITH_QUOTES = ['the "best" film', 'tab\tinside', 'a "quoted" start\tand tab', "plain",
+                     '"Hello"', 'line\nbreak']
+
+
+@pytest.mark.parametrize("quoting", [csv.QUOTE_MINIMAL, csv.QUOTE_ALL])
+def test_a_tsv_written_with_csv_quoting_reads_back_its_texts(tmp_path, quoting):
+    """Python's csv (and pandas' to_csv(sep="\\t")) quote a TSV field holding a quote, tab or
+    newline, doubling quotes inside: such a file reads back the texts written."""
+    path = tmp_path / "quoted.tsv"
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f, delimiter="\t", quoting=quoting)
+        writer.writerow(["text", "label"])
+        writer.writerows([text, "x"] for text in TEXTS_WITH_QUOTES)
+    assert [row["text"] for row in read_inputs(path)] == TEXTS_WITH_QUOTES
+
+
+def test_a_plain_tsv_keeps_its_quotes(tmp_path):
+    """Plain TSV (GLUE's) has no quoting: quotes are text, even a field in quotes."""
+    texts = ['the "best" film', '"Hello"', 'He said "hi', '"a" and "b"', '""']
+    path = tmp_path / "plain.tsv"
+    path.write_text("text\tlabel\n" + "".join(f"{t}\tx\n" for t in texts), encoding="utf-8")
+    assert [row["text"] for row in read_inputs(path)] == texts
+
+
+def test_a_tsv_quoting_only_tabs_and_line_breaks_reads_back_its_texts(tmp_path):
+    texts = ["tab\tinside", "plain", "line\nbreak"]
+    path = tmp_path / "tabs.tsv"
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f, delimiter="\t")
+        writer.writerow(["text", "label"])
+        writer.writerows([text, "x"] for text in texts)
+    assert [row["text"] for row in read_inputs(path)] == texts
