@@ -31,7 +31,7 @@ from flax import nnx
 
 from calibrate import CalibrationError, calibrate
 from calibrate.search.plan import resolve_options
-from samp_jax.app import bench, demo, predictions
+from samp_jax.app import bench, demo, jax_platforms, predictions
 from samp_jax.app.lengths import at_max_length, check_max_length, model_limit, say_truncation
 from samp_jax.app.outputs import UsageError
 from samp_jax.app.outputs import check_output as _check_output
@@ -571,7 +571,7 @@ def _run(args, name: str) -> int:
     except Exception as e:  # noqa: BLE001  one line, never a traceback (unless --debug)
         if args.debug:
             traceback.print_exc()
-        message = describe_failure(e) or str(e) or type(e).__name__
+        message = describe_failure(e) or jax_platforms.explain(e) or str(e) or type(e).__name__
         message = _one_line(message)
         if is_distributed():
             silence_watchdog()  # this error is the one line, not the watchdog's

@@ -1,0 +1,29 @@
+"""`JAX_PLATFORMS` naming a platform this machine lacks: one line saying so, not JAX's bare
+`AssertionError`."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+CUDA_PLUGIN = any(importlib.util.find_spec(name) for name in ("jax_cuda13_plugin",
+                                                               "jax_cuda12_plugin"))
+
+
+@pytest.mark.skipif(CUDA_PLUGIN, reason="JAX_PLATFORMS=cuda starts where the plugin is installed")
+def test_a_platform_that_is_not_installed_is_named(minilm_dir, tmp_path):
+    env = os.environ | {"JAX_PLATFORMS": "cuda", "PYTHONPATH": str(ROOT)}
+    run = subprocess.run([sys.executable, "-m", "samp_jax.app", "eval", "--model", "minilm",
+                          "--data", "snli-embed", "--precision", "fp32", "--max-examples", "8"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 1, run.stderr
+    assert run.stderr.strip().splitlines() == [
+        "samp-jax eval: error: JAX could not start the platform JAX_PLATFORMS='cuda' asks for "
+        "(it is not installed here); unset JAX_PLATFORMS to use the platforms this machine has, "
+        "or install the one named (a GPU: pip install -e '.[cuda]')"]
