@@ -565,6 +565,7 @@ def _label_ids(parts: list[_Part], field: str,
                          "expected one kind")
     if labels is not None:
         labels = [str(name) for name in labels]
+        _check_not_ids_spoiled(names, labels, numbered is None)
         unknown = sorted({v for v, _ in names} - set(labels))
         if unknown:
             value, at = next((v, at) for v, at in names if v not in labels)
@@ -595,6 +596,23 @@ def _label_ids(parts: list[_Part], field: str,
         return labels, lambda value: index[numbered[cells.as_id(value)] if _numbers([value])
                                            else value]
     return labels, index.__getitem__
+
+
+def _check_not_ids_spoiled(names: list[tuple[str, str]], labels: list[str],
+                           ids_possible: bool) -> None:
+    """Refuses a column of whole-number ids with a few other values (`True`, `yes`): they make
+    every value a name, and the message would otherwise blame the first id."""
+    if not ids_possible:
+        return
+    numbers = [(v, at) for v, at in names if _numbers([v])]
+    others = [(v, at) for v, at in names if not _numbers([v]) and v not in labels]
+    if numbers and others:
+        (value, at), (number, number_at) = others[0], numbers[0]
+        kinds = sorted({v for v, _ in others})
+        raise ValueError(f"{at} has label {value!r}, neither one of the model's labels {labels} "
+                         f"nor a whole-number id like {number!r} ({number_at}); the column's "
+                         f"values that are neither: {kinds[:8]}{' ...' if len(kinds) > 8 else ''}"
+                         "; expected ids or names, one kind")
 
 
 def _number_names(labels: Sequence[str] | None) -> dict[int, str] | None:

@@ -215,3 +215,21 @@ def test_a_tsv_quoting_only_tabs_and_line_breaks_reads_back_its_texts(tmp_path):
         writer.writerow(["text", "label"])
         writer.writerows([text, "x"] for text in texts)
     assert [row["text"] for row in read_inputs(path)] == texts
+
+
+def test_ids_with_a_few_other_values_blame_those_values(tmp_path):
+    """True/False among 0/1 ids make every label a name: the message names `True`, not the
+    first id."""
+    path = tmp_path / "mixed.csv"
+    values = ["0", "1", "1.0", " 1", "True", "0", "False"] * 4
+    path.write_text("text,label\n" + "".join(f"row {i},{v}\n" for i, v in enumerate(values)))
+    with raises(r"mixed\.csv: row 5: column 'label' has label 'True', neither one of the "
+                r"model's labels \['negative', 'positive'\] nor a whole-number id like '0' "
+                r"\(.*row 1: column 'label'\); the column's values that are neither: "
+                r"\['False', 'True'\]; expected ids or names, one kind"):
+        load_task(path, labels=["negative", "positive"])
+    named = tmp_path / "named.csv"  # names of the model beside ids: the ids are the odd ones
+    named.write_text("text,label\n" + "".join(f"row {i},{v}\n" for i, v in
+                                              enumerate(["positive", "negative", "1"] * 8)))
+    with raises(r"row 3: column 'label' has label '1', which is not one of the model's labels"):
+        load_task(named, labels=["negative", "positive"])
