@@ -188,11 +188,12 @@ def tsv_is_quoted(path: Path) -> bool:
 def _read_delimited(path: Path, kind: str) -> tuple[list[dict], list[str]]:
     quoted = kind == "csv" or tsv_is_quoted(path)
     with path.open(newline="", encoding="utf-8-sig") as f, _long_fields():
-        reader = csv.DictReader(f, delimiter="," if kind == "csv" else "\t",
-                                quoting=csv.QUOTE_MINIMAL if quoted else csv.QUOTE_NONE)
+        reader = _DictReader(f, delimiter="," if kind == "csv" else "\t",
+                             quoting=csv.QUOTE_MINIMAL if quoted else csv.QUOTE_NONE)
         header = reader.fieldnames
         if not header:
             raise ValueError(f"{path} is empty; expected a header line with the column names")
+        reader.blank_is_a_row = len(header) == 1
         _check_no_nul(header, f"{path}: the header (line 1)", kind)
         _check_distinct(header, f"{path}: the header (line 1)")
         rows = []
@@ -211,7 +212,26 @@ def _read_delimited(path: Path, kind: str) -> tuple[list[dict], list[str]]:
         except csv.Error as e:  # e.g. a NUL byte, a field over MAX_FIELD_CHARS
             raise ValueError(f"{path}: row {len(rows) + 1}: {e}; expected {kind.upper()} "
                              "rows") from None
+    while rows and reader.blank_is_a_row and rows[-1][header[0]] == "":
+        rows.pop()  # blank lines at the end of the file: no rows
     return rows, list(header)
+
+
+class _DictReader(csv.DictReader):
+    """`csv.DictReader`, except that with `blank_is_a_row` (a one-column file) a blank line is
+    a row whose one value is empty, not skipped: `predict` writes one output line per input
+    line, and a dropped line would shift every later one. Blank lines of a file of several
+    columns separate nothing and are skipped, as `csv.DictReader` does."""
+
+    blank_is_a_row = False
+
+    def __next__(self):
+        if not self.blank_is_a_row:
+            return super().__next__()
+        if self.line_num == 0:
+            self.fieldnames  # noqa: B018  reads the header
+        row = next(self.reader) or [""]
+        return {self.fieldnames[0]: row[0]} | ({self.restkey: row[1:]} if row[1:] else {})
 
 
 def _filled(row: dict) -> int:

@@ -233,3 +233,14 @@ def test_ids_with_a_few_other_values_blame_those_values(tmp_path):
                                               enumerate(["positive", "negative", "1"] * 8)))
     with raises(r"row 3: column 'label' has label '1', which is not one of the model's labels"):
         load_task(named, labels=["negative", "positive"])
+
+
+def test_a_blank_line_of_a_one_column_file_is_an_empty_row(tmp_path):
+    """`predict` writes a line per input line: a blank line of a one-column file is a row (an
+    empty text, written back as it is), not dropped; blank lines at the end are no rows."""
+    path = tmp_path / "texts.csv"
+    path.write_text('text\nfirst\n\nthird\n"multi\n\nline"\n\n\n')
+    assert [row["text"] for row in read_inputs(path)] == ["first", "", "third", "multi\n\nline"]
+    path.write_text("text\na\nb,c\n")
+    with raises(r"texts\.csv: row 2 has 1 more field\(s\) than the 1 columns"):
+        read_inputs(path)
