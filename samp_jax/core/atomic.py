@@ -305,8 +305,13 @@ def write_cache_text(target: str | os.PathLike, text: str, *, what: str = "cache
     try:
         write_text_atomic(target, text)
     except OSError as e:
-        reason = e.strerror or str(e) or type(e).__name__
-        warnings.warn(f"could not write the {what} {target} to the cache ({reason}); going on "
-                      "without caching it")
+        warn_not_cached(what, target, e)
         return False
     return True
+
+
+def warn_not_cached(what: str, target: str | os.PathLike, error: OSError) -> None:
+    """The warning of a cache entry that could not be written: what, where, and the OS error."""
+    reason = error.strerror or str(error) or type(error).__name__
+    warnings.warn(f"could not write the {what} {target} to the cache ({reason}); going on "
+                  "without caching it")
