@@ -14,7 +14,8 @@ from calibrate.calibration.api import (AUTO_METHODS, Calibration, CalibrationErr
                                        calibrate_candidates, map_with_calibration,
                                        per_site_calibration)
 from calibrate.calibration.calibrators import CALIBRATORS, HistogramStats, get_calibrator
-from calibrate.search.latency import LatencyTable, cached_table, estimate_table, measure_table
+from calibrate.search.latency import (LatencyTable, cached_table, estimate_table, measure_table,
+                                      validate_table)
 from calibrate.search.objectives import EvaluationObjective, Objective, UnlabelledObjective, task_objective
 from calibrate.search.report import write_report
 from calibrate.search.config import SearchConfig, validate_tolerance
@@ -29,4 +30,5 @@ __all__ = ["AUTO_METHODS", "CALIBRATORS", "Calibration", "CalibrationError", "Ev
            "SearchResult", "Strategy", "UnlabelledObjective", "plan_search", "register_strategy",
            "cached_table", "calibrate", "calibrate_candidates", "estimate_table", "get_calibrator",
            "map_with_calibration", "measure_table", "search",
-           "per_site_calibration", "task_objective", "validate_tolerance", "write_report"]
+           "per_site_calibration", "task_objective", "validate_table", "validate_tolerance",
+           "write_report"]

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from calibrate.search.config import SearchConfig  # noqa: E402
 from calibrate.search.strategy import STRATEGIES  # noqa: E402
-from calibrate.search.latency import LatencyTable, site_flops  # noqa: E402
+from calibrate.search.latency import site_flops, validate_table  # noqa: E402
 from calibrate.calibration.calibrators import CALIBRATORS  # noqa: E402
 from samp_jax.workflows.pipeline import builtin_model, run_search  # noqa: E402
 from samp_jax.serving.timing import keep_cpu_buffers_for_timing  # noqa: E402
@@ -60,8 +60,11 @@ def main() -> None:
     keep_cpu_buffers_for_timing("compare_strategies")  # as the samp-jax command serves and measures
     table = None
     if args.latency_table is not None:
-        record = json.loads(args.latency_table.read_text())
-        table = LatencyTable(**record.get("table", record))
+        try:
+            record = json.loads(args.latency_table.read_text())
+            table = validate_table(record.get("table", record) if isinstance(record, dict) else record)
+        except ValueError as e:  # not JSON, or not a usable table
+            parser.error(f"--latency-table {args.latency_table}: {e}")
     model, tokenizer, description = builtin_model(args.data, progress=False)
     task = get_task(args.data)
     rows = []

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import re
 import warnings
 from pathlib import Path
@@ -34,7 +35,7 @@ import numpy as np
 from calibrate.calibration.api import calibrate
 from calibrate.search.targets import H100, DeviceSpec, Target, resolve_target
 from samp_jax.core.assets import cache_dir as default_cache
-from samp_jax.core.atomic import write_text_atomic
+from samp_jax.core.atomic import write_cache_text
 from samp_jax.core.host_memory import cpu_buffers_kept
 from samp_jax.models.config import EncoderConfig
 from samp_jax.ops import gemm, record_executions
@@ -157,7 +158,85 @@ class LatencyTable:
 
     @classmethod
     def from_json(cls, text: str) -> "LatencyTable":
-        return cls(**json.loads(text))
+        """The table `to_json` wrote, checked by `validate_table`.
+
+        Raises:
+          ValueError: `text` is not JSON, or not a table the latency model can use.
+        """
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"not JSON: {e}") from None
+        return validate_table(data)
+
+
+_FIELDS = {field.name: field for field in dataclasses.fields(LatencyTable)}
+_REQUIRED = tuple(name for name, field in _FIELDS.items()
+                  if field.default is dataclasses.MISSING
+                  and field.default_factory is dataclasses.MISSING)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_entries(name: str, entries) -> None:
+    """`validate_table`'s check of one dict field: site keys in `site_ms`, ms or strings."""
+    if not isinstance(entries, dict):
+        raise ValueError(f"{name} is a {type(entries).__name__}; expected an object")
+    for key, value in entries.items():
+        if name == "site_ms" and not (isinstance(key, str) and key.partition("/")[0] in SITES):
+            raise ValueError(f"site_ms has the key {key!r}; expected '<site>/<precision>' with "
+                             f"a site of {SITES}")
+        if name == "executed":
+            if not isinstance(value, str):
+                raise ValueError(f"executed entry {key!r} is {value!r}; expected a string")
+        elif not (_is_number(value) and math.isfinite(value) and value > 0):
+            raise ValueError(f"{name} entry {key!r} is {value!r}; expected a positive number of ms")
+
+
+def validate_table(data, *, options: Iterable[SitePrecision] = (), num_layers: int | None = None
+                   ) -> LatencyTable:
+    """`data` (a `LatencyTable`, or the dict `to_json` writes) as a table the latency model can
+    use, or an error saying what is wrong with it: the fields of `LatencyTable` and no others;
+    `batch`, `seq`, `num_layers` positive integers; every `site_ms` and `forward_ms` entry a
+    finite positive number of ms under a `"<site>/<precision>"` (`SITES`) or precision key;
+    `other_ms` finite and not negative; `executed` strings.
+
+    Args:
+      options: precisions every site must have an entry for.
+      num_layers: the layers the table must be for (the model's), when given.
+
+    Raises:
+      ValueError: naming the first field or entry that is wrong, and what was expected.
+    """
+    if isinstance(data, LatencyTable):
+        data = dataclasses.asdict(data)
+    if not isinstance(data, dict):
+        raise ValueError(f"a {type(data).__name__}, not an object; expected an object with "
+                         f"{', '.join(_FIELDS)}")
+    unknown = sorted(set(data) - set(_FIELDS))
+    missing = [name for name in _REQUIRED if name not in data]
+    if unknown or missing:
+        raise ValueError(f"fields {missing} are missing and {unknown} unknown; expected "
+                         f"{', '.join(_REQUIRED)} (and optionally forward_ms, executed)")
+    for name in ("device", "source"):
+        if not isinstance(data[name], str):
+            raise ValueError(f"{name} is {data[name]!r}; expected a string")
+    for name in ("batch", "seq", "num_layers"):
+        if not (isinstance(data[name], int) and not isinstance(data[name], bool) and data[name] > 0):
+            raise ValueError(f"{name} is {data[name]!r}; expected a positive integer")
+    if num_layers is not None and data["num_layers"] != num_layers:
+        raise ValueError(f"num_layers is {data['num_layers']}; expected {num_layers} (the model's)")
+    if not (_is_number(data["other_ms"]) and math.isfinite(data["other_ms"])
+            and data["other_ms"] >= 0):
+        raise ValueError(f"other_ms is {data['other_ms']!r}; expected a number of ms, 0 or more")
+    for name in ("site_ms", "forward_ms", "executed"):
+        _check_entries(name, data.get(name, {}))
+    for key in (f"{site}/{p}" for p in options for site in SITES):
+        if key not in data["site_ms"]:
+            raise ValueError(f"site_ms has no entry {key!r}; the search's options need it")
+    return LatencyTable(**data)
 
 
 DEFAULT_PRECISIONS = (SitePrecision("fp16"), SitePrecision("int8", "per_token_dynamic"),
@@ -341,6 +420,10 @@ def table_for_target(model, target: str | Target, batch: int, seq: int, *,
       cache_dir: where measured tables are cached (default: the asset cache).
       repeats: timed repeats per entry (default 20 on accelerators, 5 on CPU).
 
+    A cached table that cannot be read or fails `validate_table` is measured again and
+    rewritten (a warning names the file and what is wrong); a cache that cannot be written
+    (read-only, full) is a warning, and the table measured now is used.
+
     Raises:
       ValueError: a target without a spec sheet (CPU) that this process does not run on.
     """
@@ -356,18 +439,34 @@ def table_for_target(model, target: str | Target, batch: int, seq: int, *,
                              f"running the search on a {target.name} machine")
         return estimate_table(model.config, batch, seq, spec=target.spec, precisions=options)
     path = (cache_dir or default_cache()) / "latency" / table_name(model.config, target, batch, seq)
-    folder = path.parent
-    if path.is_file():
-        table = LatencyTable.from_json(path.read_text())
-        if all(f"{site}/{p}" in table.site_ms and f"{site}/{p}" in table.executed
-               for site in SITES for p in options):
-            return table
+    table = _read_cached(path, model.config.num_layers, batch, seq)
+    if table is not None and all(f"{site}/{p}" in table.site_ms and f"{site}/{p}" in table.executed
+                                 for site in SITES for p in options):
+        return table
     if repeats is None:
         repeats = 5 if jax.default_backend() == "cpu" else 20
     table = measure_table(model, batch, seq, precisions=options, repeats=repeats, dtype=target.dtype)
-    folder.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(path, table.to_json())
+    write_cache_text(path, table.to_json(), what="latency table")
     return table
+
+
+def _read_cached(path: Path, num_layers: int, batch: int, seq: int) -> LatencyTable | None:
+    """The measured table cached at `path`, or None: absent, or unreadable or damaged (a
+    warning names the file and what is wrong; the caller measures it again and rewrites it)."""
+    if not path.exists():
+        return None
+    try:
+        table = validate_table(json.loads(path.read_text(encoding="utf-8")), num_layers=num_layers)
+        if (table.batch, table.seq) != (batch, seq):
+            raise ValueError(f"its shape is {table.batch}x{table.seq}; expected {batch}x{seq}")
+    except json.JSONDecodeError as e:
+        reason = f"not JSON: {e}"
+    except (OSError, ValueError) as e:  # a folder, no permission, not UTF-8, a wrong field
+        reason = str(e)
+    else:
+        return table
+    warnings.warn(f"ignoring the cached latency table {path} ({reason}); measuring it again")
+    return None
 
 
 def check_against_forward(model, table: LatencyTable, maps: dict[str, PrecisionMap], calibration=None,

@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 
 from calibrate.search.config import SearchConfig, check_target_ms
-from calibrate.search.latency import LatencyTable, table_for_target
+from calibrate.search.latency import LatencyTable, table_for_target, validate_table
 from calibrate.search.phases import fastest_map
 from calibrate.search.runner import meets_latency
 from calibrate.search.targets import Target, resolve_target
@@ -58,12 +58,19 @@ def plan_search(model, config: SearchConfig, latency_table: LatencyTable | None 
         measured on another machine.
 
     Raises:
-      ValueError: as `resolve_options`, or a latency target below the fastest map the options
-        allow.
+      ValueError: as `resolve_options`; a `latency_table` that fails `validate_table` (for the
+        options and the model's layers); or a latency target below the fastest map the
+        options allow.
     """
     target, options = resolve_options(config)
-    table = latency_table if latency_table is not None else \
-        table_for_target(model, target, config.batch, config.seq, options=options)
+    if latency_table is None:
+        table = table_for_target(model, target, config.batch, config.seq, options=options)
+    else:
+        try:
+            table = validate_table(latency_table, options=options,
+                                   num_layers=model.config.num_layers)
+        except ValueError as e:
+            raise ValueError(f"latency_table: {e}") from None
     if config.latency_target_ms is not None:
         check_latency_target(config.latency_target_ms, table, options, model.config.num_layers)
     return SearchPlan(config, target, options, table)

@@ -11,7 +11,8 @@
 built-in name (snli, snli-embed, polarity, wnut16; with a built-in name `--model` may be left
 out: MiniLM fine-tuned on it is used). Every argument, file and output path is checked before
 any slow step. Exit codes: 0 success, 1 an error (one line on stderr, no traceback unless
-`--debug`; a warning is one line too), 2 bad usage, 130 interrupted. Progress goes to stderr;
+`--debug`; a warning is one line too), 2 bad usage, 130 interrupted (Ctrl-C), 143 terminated
+(SIGTERM, when run through `samp_jax.app.entry`). Progress goes to stderr;
 `--json` puts the machine-readable result alone on stdout. The arguments each command takes are
 `samp_jax.app.parser`'s; this module runs the commands.
 """
@@ -32,6 +33,7 @@ from flax import nnx
 from calibrate import CalibrationError, calibrate
 from calibrate.search.plan import resolve_options
 from samp_jax.app import bench, demo, jax_platforms, predictions
+from samp_jax.app.entry import Terminated
 from samp_jax.app.lengths import at_max_length, check_max_length, model_limit, say_truncation
 from samp_jax.app.outputs import UsageError
 from samp_jax.app.outputs import check_output as _check_output
@@ -530,7 +532,8 @@ COMMANDS = {"eval": _eval, "calibrate": _calibrate, "search": _search, "finetune
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Runs one command; returns its exit code (0, 1 error, 2 usage, 130 interrupted)."""
+    """Runs one command; returns its exit code (0, 1 error, 2 usage, 130 interrupted, 143
+    terminated: `samp_jax.app.entry.Terminated`)."""
     name = "samp-jax"
     try:
         parser = build_parser()
@@ -540,6 +543,9 @@ def main(argv: list[str] | None = None) -> int:
             if not args.debug:  # a warning is one line too, not a source line under a path
                 warnings.showwarning = _warning_line(name)
             code = _run(args, name)
+    except Terminated:  # SIGTERM: the run has unwound, as for a Ctrl-C
+        print(f"{name}: terminated", file=sys.stderr, flush=True)
+        code = 143
     except KeyboardInterrupt:
         print(f"{name}: interrupted", file=sys.stderr, flush=True)
         code = 130

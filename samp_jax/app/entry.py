@@ -1,12 +1,20 @@
 """The `samp-jax` console script: Ctrl-C at any moment, even while JAX and the models are still
-importing, ends with exit code 130 and one line, never a traceback."""
+importing, ends with exit code 130 and one line, never a traceback; SIGTERM (what `timeout`,
+`docker stop`, systemd and Slurm send) likewise, with exit code 143. Either unwinds the run, so
+that every atomic write removes its temporary file or folder."""
 
 from __future__ import annotations
 
 import _thread
+import signal
 import sys
 
 from samp_jax.core.host_memory import keep_cpu_buffers  # standard library only: cheap
+
+
+class Terminated(KeyboardInterrupt):
+    """Raised in the main thread by SIGTERM while `catch_terminations` is on. A kind of
+    KeyboardInterrupt: whatever stops cleanly on a Ctrl-C stops so on a SIGTERM too."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -16,32 +24,65 @@ def main(argv: list[str] | None = None) -> int:
     JAX's CPU backend)."""
     keep_cpu_buffers()
     keep_interrupts()
+    previous = catch_terminations()
     try:
-        from samp_jax.app import cli
-    except KeyboardInterrupt:
-        print("samp-jax: interrupted", file=sys.stderr, flush=True)
-        return 130
-    return cli.main(argv)
+        try:
+            from samp_jax.app import cli
+        except KeyboardInterrupt as e:
+            terminated = isinstance(e, Terminated)
+            print(f"samp-jax: {'terminated' if terminated else 'interrupted'}", file=sys.stderr,
+                  flush=True)
+            return 143 if terminated else 130
+        return cli.main(argv)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated(f"signal {signum}")
+
+
+def catch_terminations():
+    """Makes SIGTERM raise `Terminated` in the main thread, as Ctrl-C raises KeyboardInterrupt.
+    Returns the handler it replaced, or None when it changed nothing: SIGTERM is ignored (as
+    a parent may leave it; Python leaves an ignored SIGINT so too) or this is not the main
+    thread."""
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is signal.SIG_IGN:
+        return None
+    try:
+        signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # not the main thread
+        return None
+    return previous
 
 
 def keep_interrupts() -> None:
-    """Makes a Ctrl-C that lands inside a callback Python cannot raise from (a garbage
-    collector callback such as JAX's `_xla_gc_callback`, a `__del__`) interrupt the command
-    anyway. Python prints such an exception as "Exception ignored in ..." and carries on, so
-    the command ran to its end. The swallowed KeyboardInterrupt is delivered again by another
-    thread (`_thread.interrupt_main`), so that it reaches the main thread after the callback
-    has returned (from this thread it would be raised in the hook and swallowed again; should
-    it land in a callback once more, this hook sends it again). Any other unraisable exception
-    goes to the hook that was in place."""
+    """Makes a Ctrl-C (or a SIGTERM, `Terminated`) that lands inside a callback Python cannot
+    raise from (a garbage collector callback such as JAX's `_xla_gc_callback`, a `__del__`)
+    interrupt the command anyway. Python prints such an exception as "Exception ignored in ..."
+    and carries on, so the command ran to its end. The swallowed interrupt is delivered again by
+    another thread (`_thread.interrupt_main` with its signal), so that it reaches the main
+    thread after the callback has returned (from this thread it would be raised in the hook and
+    swallowed again; should it land in a callback once more, this hook sends it again). At
+    interpreter shutdown no thread can start and the command is ending anyway: nothing is sent.
+    Any other unraisable exception goes to the hook that was in place."""
     previous = sys.unraisablehook
     if getattr(previous, "keeps_interrupts", False):
         return
 
     def hook(unraisable) -> None:
-        if issubclass(unraisable.exc_type, KeyboardInterrupt):
-            _thread.start_new_thread(_thread.interrupt_main, ())  # returns without waiting
-        else:
+        if not issubclass(unraisable.exc_type, KeyboardInterrupt):
             previous(unraisable)
+            return
+        if sys.is_finalizing():
+            return
+        signum = signal.SIGTERM if issubclass(unraisable.exc_type, Terminated) else signal.SIGINT
+        try:
+            _thread.start_new_thread(_thread.interrupt_main, (signum,))  # returns at once
+        except RuntimeError:  # "can't create new thread at interpreter shutdown"
+            pass
 
     hook.keeps_interrupts = True
     sys.unraisablehook = hook

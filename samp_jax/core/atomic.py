@@ -37,6 +37,11 @@ what the run writes (so a user's own file in it is never deleted).
 Symlinks. An output path that is a symlink is written through: the file or folder it points to
 is replaced (a dangling link's target is created) and the link stays a link. A link that
 cannot be resolved (a loop) is refused.
+
+One file: `atomic_file(target)` (and `write_text_atomic`) writes `.NAME.tmp-PID-XXXXXXXX` beside
+`target` and renames it into place, and removes such files of processes no longer running, as
+`atomic_folder` does. `write_cache_text` is for a file that is only a cache: failing to write it
+is a warning, and the caller goes on with what it holds in memory.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ import contextlib
 import os
 import secrets
 import shutil
+import warnings
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Mapping
 
@@ -137,6 +143,13 @@ def _owner_alive(leftover: Path, tag: str) -> bool:
     return True
 
 
+def _sweep(target: Path, tag: str) -> None:
+    """Removes `target`'s leftovers of kind `tag` whose process is no longer running."""
+    for stale in _siblings(target, tag):
+        if not _owner_alive(stale, tag):
+            _remove(stale)
+
+
 def _remove(path: Path) -> None:
     if path.is_symlink() or path.is_file():
         path.unlink(missing_ok=True)
@@ -219,9 +232,7 @@ def atomic_folder(target: str | os.PathLike, *,
     # a real name to put siblings beside, even for "." (through a symlink: its target)
     target = check_replaceable(target, replaceable=replaceable)
     target.parent.mkdir(parents=True, exist_ok=True)
-    for stale in _siblings(target, TMP_TAG):  # litter of interrupted saves
-        if not _owner_alive(stale, TMP_TAG):
-            _remove(stale)
+    _sweep(target, TMP_TAG)  # litter of interrupted saves
     token = f"{os.getpid()}-{secrets.token_hex(4)}"
     tmp = target.parent / f".{target.name}{TMP_TAG}{token}"
     tmp.mkdir()
@@ -244,9 +255,7 @@ def atomic_folder(target: str | os.PathLike, *,
     _fsync(target.parent)  # both renames on disk before the old copy goes
     if old is not None:
         _remove(old)
-    for stale in _siblings(target, OLD_TAG):  # earlier interrupted saves' previous models
-        if not _owner_alive(stale, OLD_TAG):
-            _remove(stale)
+    _sweep(target, OLD_TAG)  # earlier interrupted saves' previous models
 
 
 @contextlib.contextmanager
@@ -254,7 +263,8 @@ def atomic_file(target: str | os.PathLike) -> Iterator[Path]:
     """Yields a temporary path beside `target` to write one file to; when the block finishes
     without an error the file gets normal permissions, is flushed, and replaces `target` in one
     rename. On an error (or a crash) `target` is untouched; the temporary file is removed
-    (after a crash, a `.NAME.tmp-PID-...` file stays, which nothing reads). A symlink is
+    (after a crash, a `.NAME.tmp-PID-...` file stays, which nothing reads, until the next
+    write of `target` removes those of processes no longer running). A symlink is
     written through: the file it points to is replaced (or created) and the link stays.
 
     Raises:
@@ -270,6 +280,7 @@ def atomic_file(target: str | os.PathLike) -> Iterator[Path]:
         raise FileExistsError(f"{given} is not a regular file (a device, pipe or socket); "
                               "expected a file path")
     target.parent.mkdir(parents=True, exist_ok=True)
+    _sweep(target, TMP_TAG)  # litter of interrupted writes (a crash, a kill -9)
     tmp = target.parent / f".{target.name}{TMP_TAG}{os.getpid()}-{secrets.token_hex(4)}"
     try:
         yield tmp
@@ -285,3 +296,22 @@ def write_text_atomic(target: str | os.PathLike, text: str) -> None:
     """Writes `text` (UTF-8) to `target` atomically (`atomic_file`)."""
     with atomic_file(target) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def write_cache_text(target: str | os.PathLike, text: str, *, what: str = "cache entry") -> bool:
+    """`write_text_atomic` for a file that is only a cache: when it cannot be written (a
+    read-only or full disk, no permission) a warning names the path and the OS error, and
+    False is returned; the caller goes on with what it holds in memory. True once written."""
+    try:
+        write_text_atomic(target, text)
+    except OSError as e:
+        warn_not_cached(what, target, e)
+        return False
+    return True
+
+
+def warn_not_cached(what: str, target: str | os.PathLike, error: OSError) -> None:
+    """The warning of a cache entry that could not be written: what, where, and the OS error."""
+    reason = error.strerror or str(error) or type(error).__name__
+    warnings.warn(f"could not write the {what} {target} to the cache ({reason}); going on "
+                  "without caching it")

@@ -23,6 +23,7 @@ import hashlib
 import json
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -35,6 +36,7 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from samp_jax.core.assets import cache_dir, minilm_path
+from samp_jax.core.atomic import warn_not_cached
 from samp_jax.models.checkpoint import load_pretrained, save_pretrained
 from samp_jax.models.heads import check_labels
 from samp_jax.models.tokenizer import Tokenizer
@@ -293,7 +295,8 @@ def finetuned_model(task: str, config: FinetuneConfig | None = None, *, train_if
     """The all-MiniLM-L6-v2 backbone fine-tuned on `task`, from the cache or trained now.
 
     Returns `(model, tokenizer, info)`, where `info` is the cached `finetune.json`
-    (dev metric, steps, seconds, history).
+    (dev metric, steps, seconds, history). A cache that cannot be written (read-only, full) is
+    a warning naming the folder and the OS error, and the model trained now is returned.
 
     Raises:
       FileNotFoundError: not cached and `train_if_missing=False`.
@@ -310,15 +313,26 @@ def finetuned_model(task: str, config: FinetuneConfig | None = None, *, train_if
                                 allow_new_head=True)
         tokenizer = Tokenizer.from_pretrained(base)
         result = finetune(model, task_obj, tokenizer, config, progress=progress)
-        staging = folder.with_name(folder.name + ".tmp")
-        save_pretrained(result.model, staging, tokenizer_dir=base, labels=task_obj.labels)
         info = {"task": task, "config": dataclasses.asdict(config), "dev_metric": result.dev_metric,
                 "metric": task_obj.metric, "steps": result.steps, "seconds": result.seconds,
                 "examples_per_second": result.examples_per_second, "history": result.history,
                 "device": jax.devices()[0].device_kind}
-        (staging / "finetune.json").write_text(json.dumps(info, indent=1))
-        if folder.exists():
-            shutil.rmtree(folder)
-        staging.rename(folder)
+
+        def write(target: Path) -> None:
+            save_pretrained(result.model, target, tokenizer_dir=base, labels=task_obj.labels)
+            (target / "finetune.json").write_text(json.dumps(info, indent=1))
+        staging = folder.with_name(folder.name + ".tmp")
+        try:
+            write(staging)
+            if folder.exists():
+                shutil.rmtree(folder)
+            staging.rename(folder)
+        except OSError as e:  # a read-only or full cache: the model is loaded as saved elsewhere
+            shutil.rmtree(staging, ignore_errors=True)
+            warn_not_cached("fine-tuned model", folder, e)
+            with tempfile.TemporaryDirectory() as scratch:
+                write(Path(scratch) / "model")
+                return load_pretrained(Path(scratch) / "model"), \
+                    Tokenizer.from_pretrained(Path(scratch) / "model"), info
     info = json.loads(info_file.read_text())
     return load_pretrained(folder), Tokenizer.from_pretrained(folder), info

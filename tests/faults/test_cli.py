@@ -1,6 +1,6 @@
 """Fault injection for the command line: bad numbers, empty and dangerous output paths,
-unwritable and full disks, damaged model files, Ctrl-C. Every case ends with one line on
-stderr and exit code 1 (2 for usage, 130 for Ctrl-C), before any slow step where the fault is
+unwritable and full disks, damaged model files, Ctrl-C and SIGTERM. Every case ends with one
+line on stderr and exit code 1 (2 for usage, 130 for Ctrl-C, 143 for SIGTERM), before any slow step where the fault is
 in the arguments, never with a traceback, and never touches what it must not."""
 
 from __future__ import annotations
@@ -348,7 +348,7 @@ def test_debug_shows_the_traceback(tmp_path, capsys):
     assert code == 1 and "Traceback" in err
 
 
-# ------------------------------------------------------------------------------ Ctrl-C
+# ---------------------------------------------------------------------- Ctrl-C, SIGTERM
 def _start(args, tmp_path, program=("-m", "samp_jax.app")):
     env = os.environ | {"JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
     # A terminal's Ctrl-C reaches a process whose SIGINT is at its default. A test runner's
@@ -356,7 +356,12 @@ def _start(args, tmp_path, program=("-m", "samp_jax.app")):
     # stays ignored across exec, so the child restores the default first.
     return subprocess.Popen([sys.executable, *program, *args], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                            preexec_fn=_default_signals)
+
+
+def _default_signals() -> None:
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_DFL)
 
 
 @pytest.mark.slow
@@ -375,24 +380,26 @@ def test_ctrl_c_mid_run_exits_130_without_a_traceback(files, tmp_path):
     assert "samp-jax eval: interrupted" in err and "Traceback" not in err
 
 
-def test_ctrl_c_swallowed_by_a_callback_still_interrupts():
+@pytest.mark.parametrize("exception", ["KeyboardInterrupt", "Terminated"])
+def test_ctrl_c_swallowed_by_a_callback_still_interrupts(exception):
     # Python cannot raise from a gc callback or `__del__`: it prints "Exception ignored in"
     # and carries on. A Ctrl-C landing there (JAX's `_xla_gc_callback` once took one, and the
-    # command ran to its end) must still interrupt the command.
-    script = """
+    # command ran to its end) must still interrupt the command; a SIGTERM likewise, as itself.
+    script = f"""
 import sys
 import time
-from samp_jax.app.entry import keep_interrupts
+from samp_jax.app.entry import Terminated, catch_terminations, keep_interrupts
 keep_interrupts()
+catch_terminations()
 class Dies:
     def __del__(self):
-        raise KeyboardInterrupt
+        raise {exception}
 try:
     Dies()
     deadline = time.monotonic() + 10  # the command goes on working
     while time.monotonic() < deadline:
         time.sleep(0.01)
-except KeyboardInterrupt:
+except {exception}:
     print("interrupted")
     sys.exit(130)
 print("ran on")
@@ -400,10 +407,70 @@ print("ran on")
     # As in `_start`: an inherited ignored SIGINT (a background job) would make Python ignore
     # the re-delivered interrupt too.
     run = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True,
-                         timeout=60,
-                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                         timeout=60, preexec_fn=_default_signals)
     assert run.returncode == 130 and run.stdout.strip() == "interrupted", (run.stdout, run.stderr)
     assert "Exception ignored" not in run.stderr
+
+
+def test_ctrl_c_in_a_callback_at_interpreter_shutdown_prints_no_traceback():
+    # A Ctrl-C swallowed by a `__del__` that runs while the interpreter shuts down (as one of
+    # many in quick succession may): no thread can start then, and the command is ending anyway.
+    script = """
+from samp_jax.app.entry import keep_interrupts
+keep_interrupts()
+class Dies:
+    def __del__(self):
+        raise KeyboardInterrupt
+kept = Dies()  # collected at interpreter shutdown
+print("ran")
+"""
+    run = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True,
+                         timeout=60)
+    assert run.returncode == 0 and run.stdout.strip() == "ran", (run.stdout, run.stderr)
+    assert "Traceback" not in run.stderr and "Exception ignored" not in run.stderr, run.stderr
+
+
+# `python -m samp_jax.app ARGS`, except that each chunk of predictions, once written, says so on
+# stderr and then waits: the signal lands while predict holds its temporary output file open.
+_WAIT_AFTER_EACH_CHUNK = """
+import runpy
+import sys
+import time
+
+from samp_jax.app import predictions
+
+chunks = predictions.chunks
+
+def chunks_then_wait(*args, **kwargs):
+    for chunk in chunks(*args, **kwargs):
+        yield chunk
+        print("predicting", file=sys.stderr, flush=True)
+        time.sleep(60)
+
+predictions.chunks = chunks_then_wait
+sys.argv = ["samp-jax", *sys.argv[1:]]
+runpy.run_module("samp_jax.app", run_name="__main__", alter_sys=True)
+"""
+
+
+def test_sigterm_while_predicting_unwinds_removes_the_temporary_file_and_exits_143(files, tmp_path):
+    out = tmp_path / "predictions.jsonl"
+    out.write_text("the previous run's\n")
+    run = _start(["predict", "--model", str(files / "model"), "--data", str(files / "data.csv"),
+                  "--out", str(out)], tmp_path, program=("-c", _WAIT_AFTER_EACH_CHUNK))
+    seen = []
+    for line in run.stderr:
+        seen.append(line)
+        if line == "predicting\n":
+            break
+    assert [p.name for p in tmp_path.glob(".predictions.jsonl.tmp-*")], "".join(seen)
+    run.send_signal(signal.SIGTERM)
+    _, rest = run.communicate(timeout=60)
+    err = "".join(seen) + rest
+    assert run.returncode == 143, err
+    assert "samp-jax predict: terminated" in err and "Traceback" not in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["predictions.jsonl"]  # no temporary
+    assert out.read_text() == "the previous run's\n"
 
 
 # `python -m samp_jax.app ARGS`, except that the import of JAX (the first heavy import, which

@@ -26,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from calibrate.search.candidates import SwitchableModel  # noqa: E402
-from calibrate.search.latency import LatencyTable  # noqa: E402
+from calibrate.search.latency import LatencyTable, validate_table  # noqa: E402
 from calibrate.search.objectives import Z_ONE_SIDED_95, task_objective  # noqa: E402
 from calibrate.search.driver import search  # noqa: E402
 from calibrate.search.runner import Kind, Runner  # noqa: E402
@@ -111,8 +111,11 @@ def main() -> None:
     keep_cpu_buffers_for_timing("selection_study")
     table = None
     if args.latency_table is not None:
-        record = json.loads(args.latency_table.read_text())
-        table = LatencyTable(**record.get("table", record))
+        try:
+            record = json.loads(args.latency_table.read_text())
+            table = validate_table(record.get("table", record) if isinstance(record, dict) else record)
+        except ValueError as e:  # not JSON, or not a usable table
+            parser.error(f"--latency-table {args.latency_table}: {e}")
     model, tokenizer, description = builtin_model(args.data, progress=False)
     task = get_task(args.data)
     evaluator = make_evaluator(task, tokenizer)

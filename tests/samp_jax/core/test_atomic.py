@@ -8,7 +8,7 @@ import pytest
 
 from samp_jax.core import atomic
 from samp_jax.core.atomic import (atomic_folder, check_replaceable, holds_only, interrupted_save,
-                                  is_model_folder, write_text_atomic)
+                                  is_model_folder, write_cache_text, write_text_atomic)
 
 DEAD = 999_999_999  # no such process: leftovers carrying this PID belong to nobody
 
@@ -152,6 +152,18 @@ def test_a_live_saves_temporary_folder_is_left_alone(tmp_path):
     assert _listing(tmp_path) == [live.name, "model"]
 
 
+def test_a_dead_processs_temporary_file_is_removed_by_the_next_write_of_that_file(tmp_path):
+    (tmp_path / "out.jsonl").write_text("old")
+    (tmp_path / f".out.jsonl.tmp-{DEAD}-0badf00d").write_text("half a file")  # a killed write
+    live = tmp_path / f".out.jsonl.tmp-{os.getpid()}-00000000"  # another write, still running
+    live.write_text("being written")
+    other = tmp_path / f".other.jsonl.tmp-{DEAD}-0badf00d"  # another file's: not this write's
+    other.write_text("half of another file")
+    write_text_atomic(tmp_path / "out.jsonl", "new")
+    assert _listing(tmp_path) == sorted([other.name, live.name, "out.jsonl"])
+    assert (tmp_path / "out.jsonl").read_text() == "new"
+
+
 def test_a_dead_processs_old_folder_is_removed_once_the_new_one_is_in_place(tmp_path):
     target = _model(tmp_path / "model")
     (tmp_path / f".model.old-{DEAD}-0badf00d").mkdir()  # killed after its second rename
@@ -265,3 +277,13 @@ def test_check_replaceable_refuses_what_atomic_folder_would_refuse_and_writes_no
         check_replaceable(tmp_path / "file", replaceable=replaceable)
     assert check_replaceable(tmp_path / "new") == tmp_path / "new"
     assert _listing(tmp_path) == ["file", "mine"] and _listing(mine) == ["photo.jpg"]
+
+
+def test_a_cache_file_that_cannot_be_written_is_a_warning_naming_it(tmp_path):
+    (tmp_path / "cache").write_text("a file where the cache folder should be")
+    target = tmp_path / "cache" / "latency" / "table.json"
+    with pytest.warns(UserWarning, match=f"could not write the latency table {target} to the "
+                                         "cache .*; going on without caching it"):
+        assert write_cache_text(target, "{}", what="latency table") is False
+    assert write_cache_text(tmp_path / "ok" / "table.json", "{}") is True
+    assert (tmp_path / "ok" / "table.json").read_text() == "{}"

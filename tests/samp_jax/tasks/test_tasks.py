@@ -1,6 +1,9 @@
 """Tasks, batching, scoring and fine-tuning (short runs on small subsets)."""
 
 import dataclasses
+import errno
+import os
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -124,6 +127,32 @@ def test_finetuned_models_are_cached(minilm_dir, tmp_path, monkeypatch):
     jax.tree.map(np.testing.assert_array_equal, np.asarray(model.head.classifier.kernel[...]),
                  np.asarray(again.head.classifier.kernel[...]))
     assert finetuned_dir("polarity", config) != finetuned_dir("polarity", dataclasses.replace(config, seed=1))
+
+
+def test_a_fine_tuned_model_that_cannot_be_cached_is_a_warning_and_is_returned(minilm_dir, tmp_path,
+                                                                                monkeypatch):
+    from samp_jax.training import finetuning
+    monkeypatch.setenv("SAMP_JAX_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(finetuning, "minilm_path", lambda: minilm_dir)
+    # no training: the fresh model is the "fine-tuned" one
+    monkeypatch.setattr(finetuning, "finetune", lambda model, *a, **k: finetuning.FinetuneResult(
+        model=model, dev_metric=0.5, steps=0, seconds=0.0, examples_per_second=0.0, history=[]))
+    save = finetuning.save_pretrained
+
+    def read_only_cache(model, target, **kwargs):
+        if Path(target).is_relative_to(tmp_path / "cache"):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(target))
+        return save(model, target, **kwargs)
+    monkeypatch.setattr(finetuning, "save_pretrained", read_only_cache)
+    config = FinetuneConfig(max_train_examples=16, max_dev_examples=8)
+    with pytest.warns(UserWarning, match=f"could not write the fine-tuned model "
+                                         f"{finetuned_dir('polarity', config)} to the cache "
+                                         r"\(Read-only file system\)"):
+        model, tokenizer, info = finetuned_model("polarity", config, progress=False)
+    assert info["task"] == "polarity" and model.head_kind == "sequence_classification"
+    folder = finetuned_dir("polarity", config)
+    assert tokenizer.vocab_size == 30522 and not folder.exists()
+    assert not folder.with_name(folder.name + ".tmp").exists()  # no half-written staging folder
 
 
 def test_evaluate_errors(minilm, tokenizer):

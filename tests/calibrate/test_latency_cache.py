@@ -1,0 +1,153 @@
+"""The latency table cache: a cached table is reused only when it passes `validate_table`; a
+damaged one is measured again and rewritten with one warning naming it; a cache that cannot be
+written is a warning, and the table measured now is used. A table a caller gives the search is
+checked by the same function."""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import json
+import math
+import os
+import warnings
+
+import pytest
+
+from calibrate.search import latency
+from calibrate.search.config import SearchConfig
+from calibrate.search.latency import LatencyTable, estimate_table, table_for_target, validate_table
+from calibrate.search.plan import plan_search
+from samp_jax.core import atomic
+from samp_jax.core.precision import SITES, as_precision
+from tests.helpers import TINY_CONFIG
+
+OPTIONS = tuple(as_precision(o) for o in ("fp32", "int8-dynamic"))
+BATCH, SEQ = 2, 8
+
+
+@pytest.fixture
+def measured(tiny, monkeypatch):
+    """`measure_table` replaced by a fixed valid table (no timing); the calls are counted."""
+    table = LatencyTable(
+        device="test cpu", source="measured", batch=BATCH, seq=SEQ,
+        num_layers=TINY_CONFIG.num_layers, other_ms=0.5,
+        site_ms={f"{s}/{p}": 0.25 + i for i, p in enumerate(OPTIONS) for s in SITES},
+        forward_ms={str(p): 3.0 for p in OPTIONS},
+        executed={f"{s}/{p}": "xla" for p in OPTIONS for s in SITES})
+    calls = []
+
+    def measure(*args, **kwargs):
+        calls.append(args)
+        return table
+    monkeypatch.setattr(latency, "measure_table", measure)
+    return table, calls
+
+
+def _cached(tiny, tmp_path):
+    return table_for_target(tiny, "cpu", BATCH, SEQ, options=OPTIONS, cache_dir=tmp_path)
+
+
+def _only_file(tmp_path):
+    files = list((tmp_path / "latency").glob("*.json"))
+    assert len(files) == 1, files
+    return files[0]
+
+
+def test_a_valid_cached_table_is_reused_without_measuring(tiny, tmp_path, measured):
+    table, calls = measured
+    assert _cached(tiny, tmp_path) == table and len(calls) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert _cached(tiny, tmp_path) == table
+    assert len(calls) == 1
+
+
+def _set(path: str, value):
+    def damage(data: dict) -> dict:
+        *parents, last = path.split(".")
+        holder = data
+        for key in parents:
+            holder = holder[key]
+        holder[last] = value
+        return data
+    return damage
+
+
+DAMAGES = {
+    "nan": (_set("site_ms.qkv/int8-dynamic", math.nan), "'qkv/int8-dynamic' is nan"),
+    "negative": (_set("site_ms.ffn_in/fp32", -1.0), "'ffn_in/fp32' is -1.0"),
+    "zero": (_set("site_ms.attn_out/fp32", 0), "'attn_out/fp32' is 0"),
+    "a string": (_set("site_ms.ffn_out/fp32", "fast"), "'ffn_out/fp32' is 'fast'"),
+    "infinite forward": (_set("forward_ms.fp32", math.inf), "'fp32' is inf"),
+    "other_ms nan": (_set("other_ms", math.nan), "other_ms is nan"),
+    "a list of entries": (_set("site_ms", [1.0]), "site_ms is a list"),
+    "another layer count": (_set("num_layers", 12), "num_layers is 12; expected 3"),
+    "another shape": (_set("seq", 16), "its shape is 2x16; expected 2x8"),
+    "a field missing": (lambda d: {k: v for k, v in d.items() if k != "other_ms"},
+                        "['other_ms'] are missing"),
+    "not an object": (lambda d: [d], "a list, not an object"),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGES, ids=list(DAMAGES))
+def test_a_damaged_cached_table_is_named_measured_again_and_rewritten(tiny, tmp_path, measured,
+                                                                      damage):
+    table, calls = measured
+    _cached(tiny, tmp_path)
+    path = _only_file(tmp_path)
+    change, reason = DAMAGES[damage]
+    path.write_text(json.dumps(change(json.loads(path.read_text()))))
+    with pytest.warns(UserWarning) as caught:
+        assert _cached(tiny, tmp_path) == table
+    said = [str(w.message) for w in caught]
+    assert len(said) == 1 and f"ignoring the cached latency table {path} (" in said[0], said
+    assert reason in said[0] and said[0].endswith("measuring it again"), said
+    assert len(calls) == 2  # measured again
+    assert LatencyTable.from_json(path.read_text()) == table  # and rewritten
+
+
+@pytest.mark.parametrize("text, reason", [('{"device": "cpu", "source": "meas', "not JSON: "),
+                                          (b"\xff\xfe{}", "utf-8")], ids=["truncated", "not utf-8"])
+def test_an_unreadable_cached_table_is_named_measured_again_and_rewritten(tiny, tmp_path,
+                                                                          measured, text, reason):
+    table, calls = measured
+    _cached(tiny, tmp_path)
+    path = _only_file(tmp_path)
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    with pytest.warns(UserWarning, match=f"ignoring the cached latency table {path} .*{reason}"):
+        assert _cached(tiny, tmp_path) == table
+    assert len(calls) == 2 and LatencyTable.from_json(path.read_text()) == table
+
+
+@pytest.mark.parametrize("error", [errno.EROFS, errno.ENOSPC])
+def test_a_cache_that_cannot_be_written_is_a_warning_and_the_table_is_used(tiny, tmp_path,
+                                                                           measured, monkeypatch,
+                                                                           error):
+    table, _ = measured
+
+    def fail(target, text):
+        raise OSError(error, os.strerror(error))
+    monkeypatch.setattr(atomic, "write_text_atomic", fail)
+    with pytest.warns(UserWarning) as caught:
+        assert _cached(tiny, tmp_path) == table
+    said = [str(w.message) for w in caught]
+    assert len(said) == 1 and "could not write the latency table " in said[0], said
+    assert str(tmp_path / "latency") in said[0] and os.strerror(error) in said[0]
+
+
+def test_a_table_given_to_the_search_is_checked_by_the_same_function(tiny):
+    table = estimate_table(TINY_CONFIG, 32, 128)
+    assert validate_table(table) == table
+    assert plan_search(tiny, SearchConfig(target="h100"), table).table == table
+    damaged = dataclasses.replace(table, site_ms={**table.site_ms, "qkv/fp16": math.nan})
+    with pytest.raises(ValueError, match="latency_table: site_ms entry 'qkv/fp16' is nan; "
+                                         "expected a positive number of ms"):
+        plan_search(tiny, SearchConfig(target="h100"), damaged)
+    partial = dataclasses.replace(table, site_ms={k: v for k, v in table.site_ms.items()
+                                                  if "fp8" not in k})
+    with pytest.raises(ValueError, match="latency_table: site_ms has no entry 'qkv/fp8_e4m3'"):
+        plan_search(tiny, SearchConfig(target="h100"), partial)
+    other = estimate_table(TINY_CONFIG.replace(num_layers=2), 32, 128)
+    with pytest.raises(ValueError, match="num_layers is 2; expected 3"):
+        plan_search(tiny, SearchConfig(target="h100"), other)
