@@ -40,7 +40,8 @@ from samp_jax.app.outputs import check_output as _check_output
 from samp_jax.app.outputs import check_precision_items
 from samp_jax.app.parser import ACTIVATIONS, PACKAGED_MODEL, build_parser, joined_negative_percents
 from samp_jax.app.search_command import print_summary, search_config
-from samp_jax.app.stdio import STDIN, predict_progress, results_only_on_stdout, rows_from_stdin
+from samp_jax.app.stdio import (STDIN, one_line, predict_progress, results_only_on_stdout,
+                                rows_from_stdin, tolerate_unencodable_output, warning_printer)
 from samp_jax.workflows.experiments import Variant, accuracy_table, format_table, make_evaluator
 from samp_jax.workflows.pipeline import ZERO_SHOT, builtin_model, is_search_output, run_search
 from samp_jax.core.assets import minilm_path
@@ -535,13 +536,14 @@ def main(argv: list[str] | None = None) -> int:
     """Runs one command; returns its exit code (0, 1 error, 2 usage, 130 interrupted, 143
     terminated: `samp_jax.app.entry.Terminated`)."""
     name = "samp-jax"
+    tolerate_unencodable_output()
     try:
         parser = build_parser()
         args = parser.parse_args(joined_negative_percents(sys.argv[1:] if argv is None else argv))
         name = f"samp-jax {args.command}"
         with warnings.catch_warnings():
             if not args.debug:  # a warning is one line too, not a source line under a path
-                warnings.showwarning = _warning_line(name)
+                warnings.showwarning = warning_printer(name)
             code = _run(args, name)
     except Terminated:  # SIGTERM: the run has unwound, as for a Ctrl-C
         print(f"{name}: terminated", file=sys.stderr, flush=True)
@@ -578,29 +580,12 @@ def _run(args, name: str) -> int:
         if args.debug:
             traceback.print_exc()
         message = describe_failure(e) or jax_platforms.explain(e) or str(e) or type(e).__name__
-        message = _one_line(message)
+        message = one_line(message)
         if is_distributed():
             silence_watchdog()  # this error is the one line, not the watchdog's
             name = f"{name} (process {jax.process_index()})"
         print(f"{name}: error: {message}", file=sys.stderr)
         return 1
-
-
-def _warning_line(name: str):
-    """A `warnings.showwarning` that prints `NAME: warning: MESSAGE` on one line."""
-    def show(message, category, filename, lineno, file=None, line=None) -> None:
-        print(f"{name}: warning: {_one_line(str(message))}", file=sys.stderr, flush=True)
-    return show
-
-
-def _one_line(message: str) -> str:
-    """A message of several lines (a checkpoint's mismatched keys) as the one line an error
-    gets: "head:" then "detail; detail"."""
-    lines = [line.strip() for line in message.splitlines() if line.strip()]
-    joined = lines[0] if lines else ""
-    for previous, line in zip(lines, lines[1:]):
-        joined += (" " if previous.endswith(":") else "; ") + line
-    return joined
 
 
 if __name__ == "__main__":

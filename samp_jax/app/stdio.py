@@ -1,5 +1,6 @@
 """The command line's standard streams: `predict`'s rows from standard input (`--data -`), its
-progress lines, and keeping stdout for results alone in a distributed run."""
+progress lines, keeping stdout for results alone in a distributed run, errors and warnings as
+one line, and output that a stream's encoding cannot hold."""
 
 from __future__ import annotations
 
@@ -39,3 +40,29 @@ def results_only_on_stdout() -> None:
     results = os.dup(1)
     os.dup2(2, 1)
     sys.stdout = open(results, "w", buffering=1, encoding="utf-8", closefd=True)
+
+
+def tolerate_unencodable_output() -> None:
+    """Writes a character that standard output's or error's encoding cannot hold (a file name
+    with an accent under `PYTHONIOENCODING=ascii`) as an escape, instead of failing the
+    command after its work is done."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+
+
+def warning_printer(name: str):
+    """A `warnings.showwarning` that prints `NAME: warning: MESSAGE` on one line."""
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        print(f"{name}: warning: {one_line(str(message))}", file=sys.stderr, flush=True)
+    return show
+
+
+def one_line(message: str) -> str:
+    """A message of several lines (a checkpoint's mismatched keys) as the one line an error
+    gets: "head:" then "detail; detail"."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    joined = lines[0] if lines else ""
+    for previous, line in zip(lines, lines[1:]):
+        joined += (" " if previous.endswith(":") else "; ") + line
+    return joined

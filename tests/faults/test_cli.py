@@ -1,7 +1,8 @@
 """Fault injection for the command line: bad numbers, empty and dangerous output paths,
-unwritable and full disks, damaged model files, Ctrl-C and SIGTERM. Every case ends with one
-line on stderr and exit code 1 (2 for usage, 130 for Ctrl-C, 143 for SIGTERM), before any slow step where the fault is
-in the arguments, never with a traceback, and never touches what it must not."""
+unwritable and full disks, damaged model files, Ctrl-C and SIGTERM, an output stream that
+cannot hold a character. Every case ends with one line on stderr and exit code 1 (2 for
+usage, 130 for Ctrl-C, 143 for SIGTERM), before any slow step where the fault is in the
+arguments, never with a traceback, and never touches what it must not."""
 
 from __future__ import annotations
 
@@ -504,3 +505,17 @@ def test_ctrl_c_while_importing_exits_130_without_a_traceback(tmp_path):
     _, err = run.communicate(timeout=60)
     assert run.returncode == 130, err
     assert "interrupted" in err and "Traceback" not in err
+
+
+def test_a_name_stdout_cannot_encode_does_not_lose_the_results(files, tmp_path):
+    """Under PYTHONIOENCODING=ascii a data file named with an accent is escaped in the
+    results, not an error after the evaluation."""
+    data = tmp_path / "données.csv"
+    data.write_bytes((files / "data.csv").read_bytes())
+    env = os.environ | {"JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT),
+                        "PYTHONIOENCODING": "ascii"}
+    run = subprocess.run([sys.executable, "-m", "samp_jax.app", "eval", "--model",
+                          str(files / "model"), "--data", str(data), "--precision", "fp32"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "donn\\xe9es" in run.stdout and "accuracy" in run.stdout
