@@ -12,7 +12,8 @@ with `AutoTokenizer.from_pretrained` (an `st/` case: with sentence-transformers,
 as `encode` puts it), and stores in `tests/golden/fast_tokenizer_options.json` the class, the
 normalizer, pre-tokenizer and post-processor it tokenizes with, and the ids (with offsets, and
 token types of pairs) of `TEXTS` and `PAIRS`, and their ids cut at `CUT_LENGTH` and
-`CUT_PAIR_LENGTH` tokens (the class's `truncation_side`). `compare` loads the same folders with the
+`CUT_PAIR_LENGTH` tokens (the class's `truncation_side`), and `TEXTS` split into words
+(`is_split_into_words`, as a tagger is trained). `compare` loads the same folders with the
 transformers it runs under (5.x in samp-jax's venv) and prints what differs from the record;
 `--write` stores that list in the record (`other_version`). The st/ cases need
 sentence-transformers and are left out where it is not installed.
@@ -67,7 +68,24 @@ def hf_case(folder: Path) -> dict:
             "cut": [tokenizer(t, truncation=True, max_length=CUT_LENGTH)["input_ids"]
                     for t in TEXTS],
             "cut_pairs": [tokenizer(a, b, truncation=True, max_length=CUT_PAIR_LENGTH)["input_ids"]
-                          for a, b in PAIRS]}
+                          for a, b in PAIRS],
+            "words": split_words(folder, tokenizer)}
+
+
+def split_words(folder: Path, tokenizer) -> dict:
+    """`TEXTS` split on spaces, tokenized with `is_split_into_words=True` as a tagger is
+    trained: by the folder's class, or (a class that refuses pre-split words unless loaded
+    with `add_prefix_space=True`, RoBERTa's) loaded so, as HF's run_ner.py loads it."""
+    from transformers import AutoTokenizer
+
+    words = [text.split() for text in TEXTS]
+    try:
+        return {"prefix_space_loaded": False,
+                "ids": [tokenizer(w, is_split_into_words=True)["input_ids"] for w in words]}
+    except (AssertionError, ValueError):  # RoBERTa's asserts, BART's raises
+        prefixed = AutoTokenizer.from_pretrained(folder, add_prefix_space=True)
+        return {"prefix_space_loaded": True,
+                "ids": [prefixed(w, is_split_into_words=True)["input_ids"] for w in words]}
 
 
 def st_case(folder: Path, prompt: str) -> dict:

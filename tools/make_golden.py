@@ -412,12 +412,17 @@ def family(name: str, out: Path) -> None:
     tokenizer = transformers.AutoTokenizer.from_pretrained(tok_dir)
     assert type(tokenizer).__name__ == type(built).__name__, type(tokenizer)
     _check_tokenizer(tokenizer, tok_dir)
-    # Pre-split words (token classification): HF needs add_prefix_space=True for byte-level
-    # BPE with is_split_into_words, so every word is encoded as following a space.
+    # Pre-split words (token classification), as a tagger is trained on them: RoBERTa's class
+    # refuses is_split_into_words unless loaded with add_prefix_space=True (run_ner.py loads it
+    # so: every word then follows a space); the other classes (ModernBERT's) take them as set.
     words = [sentence.split() for sentence in SENTENCES]
-    word_tokenizer = transformers.AutoTokenizer.from_pretrained(tok_dir, add_prefix_space=True)
-    encoded_words = word_tokenizer(words, is_split_into_words=True, padding=True, truncation=True,
-                                   max_length=FAMILY_MAX_LEN, return_tensors="np")
+    options = dict(is_split_into_words=True, padding=True, truncation=True,
+                   max_length=FAMILY_MAX_LEN, return_tensors="np")
+    try:
+        encoded_words = tokenizer(words, **options)
+    except (AssertionError, ValueError):
+        encoded_words = transformers.AutoTokenizer.from_pretrained(
+            tok_dir, add_prefix_space=True)(words, **options)
     word_arrays = {}
     word_arrays["words_input_ids"] = encoded_words["input_ids"].astype(np.int32)
     word_arrays["words_word_ids"] = np.array(

@@ -27,7 +27,7 @@ import numpy as np
 from tokenizers import Tokenizer as HFTokenizer
 
 from samp_jax.models.config import ConfigError, EncoderConfig, read_json
-from samp_jax.models.fast_tokenizer_options import apply_fast_options
+from samp_jax.models.fast_tokenizer_options import apply_fast_options, fast_class
 from samp_jax.models.sentencepiece_tokenizer import SENTENCEPIECE_FILES
 from samp_jax.models.slow_tokenizer import convert_slow_tokenizer
 from samp_jax.models.st_folder import (PROMPTS_FILE, Prompts, TextSettings, parse_prompts,
@@ -78,6 +78,11 @@ class Tokenizer:
       split_special_tokens: whether a special token's text in the input (e.g. "[SEP]" typed
         by a user) is tokenized as text rather than read as that token, as HF's
         `split_special_tokens` option (of `tokenizer_config.json`) does.
+      words_prefix_space: pre-split words (`encode_words`) are each read as following a space
+        (a byte-level BPE's `add_prefix_space`), as the HF classes that require it for
+        `is_split_into_words` read them (RoBERTa's, GPT-2's: `PREFIXED_WORDS_CLASSES`, which
+        taggers are trained with); otherwise each word is tokenized as the tokenizer is set
+        (ModernBERT's class: as if it began the text), as HF's other classes do.
       truncation_side: which end of a row too long is cut: "right" keeps its first tokens,
         "left" its last (HF's `truncation_side` of `tokenizer_config.json`); the special
         tokens stay either way.
@@ -85,7 +90,8 @@ class Tokenizer:
 
     def __init__(self, backend, *, max_length: int, pad_id: int,
                  files: Mapping[str, str] | None = None, prompts: Prompts | None = None,
-                 split_special_tokens: bool = False, truncation_side: str = "right"):
+                 split_special_tokens: bool = False, truncation_side: str = "right",
+                 words_prefix_space: bool = False):
         if truncation_side not in TRUNCATION_SIDES:
             raise ValueError(f"{truncation_side=} is not one of {TRUNCATION_SIDES}")
         self.split_special_tokens = split_special_tokens
@@ -93,7 +99,9 @@ class Tokenizer:
         self._backend = self._configured(backend)
         self._backend.no_padding()
         self._backend.no_truncation()
-        self._words_backend = self._configured(_with_prefix_space(backend))
+        self.words_prefix_space = words_prefix_space
+        self._words_backend = self._configured(
+            _with_prefix_space(backend) if words_prefix_space else backend)
         # (pretokenized, length) -> a private backend truncating to that length; never mutated
         self._truncating: dict[tuple[bool, int], HFTokenizer] = {}
         self._lock = threading.Lock()
@@ -180,7 +188,7 @@ class Tokenizer:
             prompt_name = None
         tokenizer = cls.from_files(files, where=path, max_length=max_length,
                                    model_max_length=limit, stated_max_length=settings.max_seq_length,
-                                   prompt_name=prompt_name)
+                                   prompt_name=prompt_name, model_config=model_config)
         return tokenizer
 
     def file_text(self, name: str) -> str | None:
@@ -193,9 +201,13 @@ class Tokenizer:
                    max_length: int | None = None,
                    model_max_length: int | None = None,
                    stated_max_length: int | None = None,
-                   prompt_name: str | None = None) -> "Tokenizer":
+                   prompt_name: str | None = None,
+                   model_config: Mapping | None = None) -> "Tokenizer":
         """Builds the tokenizer from the text of its files, by name (`TOKENIZER_FILES`;
         `tokenizer.json` is required), as read from the folder `where` (named in errors).
+        `model_config` (`config.json`'s fields, or just its `model_type`) names the tokenizer
+        class where `tokenizer_config.json` does not (`fast_class`): it decides how pre-split
+        words are tokenized (`PREFIXED_WORDS_CLASSES`).
 
         `max_length` defaults to the smallest of `model_max_length` (the model's longest input)
         and the tokenizer's own limit: `stated_max_length` when given (a sentence-transformers
@@ -244,8 +256,10 @@ class Tokenizer:
         if side not in TRUNCATION_SIDES:
             raise ValueError(f"{where / TOKENIZER_CONFIG_FILE} sets truncation_side to "
                              f"{side!r}; expected one of {TRUNCATION_SIDES}")
+        words_prefix_space = fast_class(config, model_config, where) in PREFIXED_WORDS_CLASSES
         return cls(backend, max_length=max_length, pad_id=pad_id, files=files, prompts=prompts,
-                   split_special_tokens=split, truncation_side=side)
+                   split_special_tokens=split, truncation_side=side,
+                   words_prefix_space=words_prefix_space)
 
     def save(self, directory: str | os.PathLike) -> Path:
         """Writes the tokenizer into `directory` (created) so `from_pretrained` reads it back.
@@ -437,6 +451,15 @@ class Tokenizer:
 
 TRUNCATION_SIDES = ("right", "left")  # HF's `truncation_side` values
 
+# The fast classes (without "Fast") that refuse `is_split_into_words` unless loaded with
+# `add_prefix_space=True` (transformers 4.57; HF's run_ner.py loads RoBERTa's so): a tagger of
+# theirs saw every word after a space. Other classes (ModernBERT's PreTrainedTokenizerFast)
+# tokenize each word as they are set.
+PREFIXED_WORDS_CLASSES = frozenset({
+    "RobertaTokenizer", "GPT2Tokenizer", "BartTokenizer", "LongformerTokenizer",
+    "DebertaTokenizer", "BlenderbotTokenizer", "LEDTokenizer", "MvpTokenizer",
+    "CodeGenTokenizer", "BloomTokenizer"})
+
 # Rows handed to the tokenizers library at once: its `Encoding`s take several KB a row, so a
 # file of a million rows is tokenized a chunk at a time into compact arrays.
 ENCODE_CHUNK_ROWS = 4096
@@ -522,28 +545,17 @@ def _converted(files: dict[str, str], models: dict[str, bytes], path: Path,
 
 
 def _with_prefix_space(backend):
-    """The backend for pre-split words: byte-level BPE (RoBERTa) then marks every word as
-    following a space, as HF's tokenizers do with `add_prefix_space=True` (which they require
-    for `is_split_into_words`); otherwise each word would be encoded as if it began the text.
-    Other tokenizers are returned as they are."""
+    """The backend for pre-split words of a class in `PREFIXED_WORDS_CLASSES`, as HF's class
+    loaded with `add_prefix_space=True` (which it requires for `is_split_into_words`) has it:
+    a byte-level pre-tokenizer reads every word as following a space; otherwise each word
+    would be encoded as if it began the text. As the class's own rule, only a pre-tokenizer
+    with the field is changed (one inside a `Sequence` is kept); other tokenizers are returned
+    as they are."""
     spec = json.loads(backend.to_str())
-    changed = False
-
-    def prefix(node):
-        nonlocal changed
-        if isinstance(node, dict):
-            if node.get("type") == "ByteLevel" and node.get("add_prefix_space") is False:
-                node["add_prefix_space"] = True
-                changed = True
-            for value in node.values():
-                prefix(value)
-        elif isinstance(node, list):
-            for value in node:
-                prefix(value)
-
-    prefix(spec.get("pre_tokenizer"))
-    if not changed:
+    pre = spec.get("pre_tokenizer")
+    if not isinstance(pre, dict) or pre.get("add_prefix_space") is not False:
         return backend
+    pre["add_prefix_space"] = True
     words = HFTokenizer.from_str(json.dumps(spec))
     words.no_padding()
     words.no_truncation()

@@ -216,7 +216,8 @@ def saved_tokenizer(saved: SavedFolder, tokenizer: Tokenizer | None,
     (`Tokenizer.from_files`), checked to fit the config."""
     if tokenizer is None and saved.contents.get(TOKENIZER_FILE) is not None:
         tokenizer = Tokenizer.from_files(_tokenizer_texts(saved.directory, saved.contents),
-                                         where=saved.directory, prompt_name=prompt_name)
+                                         where=saved.directory, prompt_name=prompt_name,
+                                         model_config={"model_type": saved.config.model_type})
     if tokenizer is not None:
         check_fits(tokenizer, saved.config, str(saved.directory))
     return tokenizer

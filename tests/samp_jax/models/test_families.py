@@ -155,11 +155,35 @@ def test_save_pretrained_round_trips_in_the_familys_naming(family, head, tmp_pat
 
 
 def test_pre_split_words_tokenize_as_hf_does(family):
-    """Token classification input: HF encodes each word as following a space (byte-level BPE
-    needs add_prefix_space=True for is_split_into_words); our tokenizer does the same."""
+    """Token classification input as a tagger is trained on it: RoBERTa's class (which needs
+    add_prefix_space=True for is_split_into_words) encodes each word as following a space,
+    ModernBERT's as its tokenizer is set; our tokenizer does the same."""
     model_type, golden = family
     tokenizer = Tokenizer.from_pretrained(FAMILY_GOLDEN / model_type / "tokcls")
     words = json.loads((FAMILY_GOLDEN / model_type / "texts.json").read_text())["words"]
     encoded, word_ids = tokenizer.encode_words(words, truncation=True)
     np.testing.assert_array_equal(encoded["input_ids"], golden["words_input_ids"])
     np.testing.assert_array_equal(word_ids, golden["words_word_ids"])
+
+
+@pytest.mark.parametrize("model_type, prefixed", [("roberta", True), ("modernbert", False),
+                                                  ("bert", False)])
+def test_a_quantized_copy_splits_words_as_its_source(model_type, prefixed, tmp_path):
+    """A quantized folder has no config.json: the tokenizer class that decides how pre-split
+    words are read (here named by config.json's model type alone) comes from the model type
+    it records."""
+    import shutil
+    from samp_jax import PrecisionMap, quantize
+    folder = shutil.copytree(FAMILY_GOLDEN / model_type / "tokcls", tmp_path / "source")
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    config.pop("tokenizer_class", None)
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    source = load(folder)
+    assert source.tokenizer.words_prefix_space is prefixed
+    fp16 = PrecisionMap.preset("fp16", source.config.num_layers)
+    copy = load(quantize(source, fp16).save(tmp_path / "q"))
+    assert copy.tokenizer.words_prefix_space is prefixed
+    words = json.loads((FAMILY_GOLDEN / model_type / "texts.json").read_text())["words"]
+    np.testing.assert_array_equal(
+        copy.tokenizer.encode_words(words, truncation=True)[0]["input_ids"],
+        source.tokenizer.encode_words(words, truncation=True)[0]["input_ids"])

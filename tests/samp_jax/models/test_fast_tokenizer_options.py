@@ -75,6 +75,10 @@ def test_each_folder_tokenizes_as_hf_fast_class(name, record, minilm_dir, tmp_pa
     for (a, b), want in zip(PAIRS, expected["cut_pairs"]):
         batch = tokenizer([a], [b], truncation=True, max_length=CUT_PAIR_LENGTH)
         assert batch["input_ids"][0].tolist() == want
+    # pre-split words as a tagger is trained on them (RoBERTa's class: with a prefix space)
+    for text, want in zip(TEXTS, expected["words"]["ids"]):
+        batch, _ = tokenizer.encode_words([text.split()])
+        assert batch["input_ids"][0].tolist() == want, text
 
 
 @pytest.mark.parametrize("name", PLAIN)
