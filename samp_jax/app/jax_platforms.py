@@ -15,11 +15,12 @@ PLATFORMS_ENV = "JAX_PLATFORMS"
 
 
 def explain(error: BaseException) -> str | None:
-    """A one-line explanation when JAX cannot start the platforms `JAX_PLATFORMS` names (so
-    `error` came from that), or None (the variable is unset, or JAX starts)."""
+    """A one-line explanation when `error` is the bare `AssertionError` JAX raises because it
+    cannot start the platforms `JAX_PLATFORMS` names, or None (another error, the variable is
+    unset, or JAX starts)."""
     wanted = os.environ.get(PLATFORMS_ENV)
-    if not wanted:
-        return None
+    if not wanted or not isinstance(error, AssertionError) or str(error):
+        return None  # only JAX's bare assertion; any other error says what it is
     try:
         jax.devices()
         return None

@@ -151,8 +151,13 @@ def _sweep(target: Path, tag: str) -> None:
 
 
 def _remove(path: Path) -> None:
+    """Removes a leftover; one this process may not remove (another user's, in a shared
+    folder) is left, as the write it sweeps for does not need it gone."""
     if path.is_symlink() or path.is_file():
-        path.unlink(missing_ok=True)
+        try:
+            path.unlink(missing_ok=True)
+        except OSError:
+            pass
     else:
         shutil.rmtree(path, ignore_errors=True)
 

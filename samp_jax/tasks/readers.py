@@ -167,9 +167,10 @@ def tsv_is_quoted(path: Path) -> bool:
     """Whether a TSV file was written with CSV quoting (Python's `csv` or pandas `to_csv(sep=
     "\\t")`): its header has a field in quotes, a field is enclosed in quotes and holds a
     doubled one (`"the ""best"" film"`), or a line whose fields are not the header's count has
-    one that opens a quote (a quoted tab or line break). Plain TSV has no quoting (GLUE's
-    files: a field is everything between tabs, quotes included), and is read so unless the
-    file shows one of these marks, which plain text almost never does."""
+    one that opens a quote (a quoted tab or line break); a field that is `""` alone (an empty
+    string) too. Plain TSV has no quoting (GLUE's files: a field is everything between tabs,
+    quotes included), and is read so unless the file shows one of these marks, which plain
+    text almost never does (and, `_read_delimited` checks, the whole file parses quoted)."""
     with path.open(newline="", encoding="utf-8-sig") as f:
         columns = None
         for line in f:
@@ -178,15 +179,29 @@ def tsv_is_quoted(path: Path) -> bool:
                 if any(_QUOTED_FIELD.fullmatch(x) for x in fields):
                     return True
                 columns = len(fields)
-            elif any('""' in x[1:-1] and _QUOTED_FIELD.fullmatch(x) for x in fields):
+            elif any(x == '""' or '""' in x[1:-1] and _QUOTED_FIELD.fullmatch(x)
+                     for x in fields):  # `""`: pandas' empty string
                 return True
             elif len(fields) != columns and any(x.startswith('"') for x in fields):
                 return True  # a quoted field holding a tab or a line break
     return False
 
 
+def _parses_quoted(path: Path) -> bool:
+    """Whether the whole TSV file parses with CSV quoting, strictly (every field that opens a
+    quote is a well-formed quoted field): one mark of quoting does not make a plain file's
+    other quotes (`"Great" movie`) syntax."""
+    with path.open(newline="", encoding="utf-8-sig") as f, _long_fields():
+        try:
+            for _ in csv.reader(f, delimiter="\t", strict=True):
+                pass
+        except csv.Error:
+            return False
+    return True
+
+
 def _read_delimited(path: Path, kind: str) -> tuple[list[dict], list[str]]:
-    quoted = kind == "csv" or tsv_is_quoted(path)
+    quoted = kind == "csv" or (tsv_is_quoted(path) and _parses_quoted(path))
     with path.open(newline="", encoding="utf-8-sig") as f, _long_fields():
         reader = _DictReader(f, delimiter="," if kind == "csv" else "\t",
                              quoting=csv.QUOTE_MINIMAL if quoted else csv.QUOTE_NONE)
@@ -212,8 +227,9 @@ def _read_delimited(path: Path, kind: str) -> tuple[list[dict], list[str]]:
         except csv.Error as e:  # e.g. a NUL byte, a field over MAX_FIELD_CHARS
             raise ValueError(f"{path}: row {len(rows) + 1}: {e}; expected {kind.upper()} "
                              "rows") from None
-    while rows and reader.blank_is_a_row and rows[-1][header[0]] == "":
-        rows.pop()  # blank lines at the end of the file: no rows
+    while rows and reader.blank_lines and reader.blank_lines[-1] == len(rows):
+        rows.pop()  # blank lines at the end of the file: no rows ("" written out is one)
+        reader.blank_lines.pop()
     return rows, list(header)
 
 
@@ -225,12 +241,21 @@ class _DictReader(csv.DictReader):
 
     blank_is_a_row = False
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.blank_lines: list[int] = []  # the rows (1-based) read from blank lines
+        self.rows_read = 0
+
     def __next__(self):
         if not self.blank_is_a_row:
             return super().__next__()
         if self.line_num == 0:
             self.fieldnames  # noqa: B018  reads the header
-        row = next(self.reader) or [""]
+        row = next(self.reader)
+        self.rows_read += 1
+        if not row:
+            self.blank_lines.append(self.rows_read)
+            row = [""]
         return {self.fieldnames[0]: row[0]} | ({self.restkey: row[1:]} if row[1:] else {})
 
 

@@ -253,7 +253,8 @@ def encode_words(tokenizer, examples: Sequence[dict], max_length: int, *,
     batch, word_ids = tokenizer.encode_words(words, truncation=True, max_length=max_length,
                                              return_truncated=True)
     truncated = batch.pop("truncated")
-    _check_every_word_has_a_piece(examples, word_ids, truncated)
+    _check_every_word_has_a_piece(examples, word_ids, truncated,
+                                  tokenizer.truncation_side)
     aligned = np.stack([
         align_labels([None if w < 0 else int(w) for w in ids], e["tags"], ignore_index=IGNORE)
         for ids, e in zip(word_ids, examples)]).astype(np.int32)
@@ -267,16 +268,20 @@ def encode_words(tokenizer, examples: Sequence[dict], max_length: int, *,
 
 
 def _check_every_word_has_a_piece(examples: Sequence[dict], word_ids: np.ndarray,
-                                  truncated: np.ndarray) -> None:
+                                  truncated: np.ndarray, side: str) -> None:
     """Words missing from `word_ids` are refused, except those a truncated row lost past the
-    last word it kept (or, cut on the left, before the first): those were cut, as documented."""
+    last word it kept (or, cut on the left `side`, before the first): those were cut, as
+    documented."""
     for row, (e, ids) in enumerate(zip(examples, word_ids)):
         present = set(ids[ids >= 0].tolist())
         if len(present) == len(e["tokens"]):
             continue
         first, last = min(present, default=0), max(present, default=-1)
-        word = next((w for w in range(len(e["tokens"])) if w not in present
-                     and (first <= w <= last or not truncated[row])), None)
+
+        def cut(w: int) -> bool:
+            return bool(truncated[row]) and (w < first if side == "left" else w > last)
+        word = next((w for w in range(len(e["tokens"])) if w not in present and not cut(w)),
+                    None)
         if word is not None:
             raise ValueError(f"the row with words {list(e['tokens'][:8])}"
                              f"{' ...' if len(e['tokens']) > 8 else ''}: word {word} "

@@ -330,9 +330,12 @@ def finetuned_model(task: str, config: FinetuneConfig | None = None, *, train_if
         except OSError as e:  # a read-only or full cache: the model is loaded as saved elsewhere
             shutil.rmtree(staging, ignore_errors=True)
             warn_not_cached("fine-tuned model", folder, e)
-            with tempfile.TemporaryDirectory() as scratch:
-                write(Path(scratch) / "model")
-                return load_pretrained(Path(scratch) / "model"), \
-                    Tokenizer.from_pretrained(Path(scratch) / "model"), info
+            try:  # as a cached copy loads (its saved dtypes), where a scratch folder is written
+                with tempfile.TemporaryDirectory() as scratch:
+                    write(Path(scratch) / "model")
+                    return load_pretrained(Path(scratch) / "model"), \
+                        Tokenizer.from_pretrained(Path(scratch) / "model"), info
+            except OSError:  # no room there either: the model as trained
+                return result.model, tokenizer, info
     info = json.loads(info_file.read_text())
     return load_pretrained(folder), Tokenizer.from_pretrained(folder), info

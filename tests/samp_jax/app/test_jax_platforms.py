@@ -27,3 +27,12 @@ def test_a_platform_that_is_not_installed_is_named(minilm_dir, tmp_path):
         "samp-jax eval: error: JAX could not start the platform JAX_PLATFORMS='cuda' asks for "
         "(it is not installed here); unset JAX_PLATFORMS to use the platforms this machine has, "
         "or install the one named (a GPU: pip install -e '.[cuda]')"]
+
+
+def test_another_error_is_not_blamed_on_the_platform(monkeypatch):
+    from samp_jax.app import jax_platforms
+    monkeypatch.setenv("JAX_PLATFORMS", "cuda")
+    assert jax_platforms.explain(ValueError("/x is not a folder")) is None
+    assert jax_platforms.explain(AssertionError("a message of its own")) is None
+    monkeypatch.delenv("JAX_PLATFORMS")
+    assert jax_platforms.explain(AssertionError()) is None

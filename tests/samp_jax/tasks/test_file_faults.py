@@ -78,6 +78,10 @@ def test_a_word_the_tokenizer_drops_is_refused(minilm_dir):
         encode_words(tokenizer, examples, 16)
     cut = [{"tokens": ["Paris"] * 40, "tags": [1] * 40}]  # truncation may drop the last words
     assert encode_words(tokenizer, cut, 16).labels.shape == (1, 16)
+    # a word without a token before the cut of a row cut on the right: refused, not "cut"
+    first = [{"tokens": ["\u200b"] + ["Paris"] * 20, "tags": [1] + [0] * 20}]
+    with raises(r"word 0 \('\\u200b'\) gives no token"):
+        encode_words(tokenizer, first, 16)
     # the longest row, not cut, ending in a word without a token: still refused
     last = [{"tokens": ["Paris", "is", "big", "\u200b"], "tags": [1, 0, 0, 1]},
             {"tokens": ["Paris"], "tags": [1]}]
@@ -241,6 +245,20 @@ def test_a_blank_line_of_a_one_column_file_is_an_empty_row(tmp_path):
     path = tmp_path / "texts.csv"
     path.write_text('text\nfirst\n\nthird\n"multi\n\nline"\n\n\n')
     assert [row["text"] for row in read_inputs(path)] == ["first", "", "third", "multi\n\nline"]
+    path.write_text('text\ngood\n""\nbad\n""\n\n')  # pandas' empty strings are rows
+    assert [row["text"] for row in read_inputs(path)] == ["good", "", "bad", ""]
     path.write_text("text\na\nb,c\n")
     with raises(r"texts\.csv: row 2 has 1 more field\(s\) than the 1 columns"):
         read_inputs(path)
+
+
+def test_one_quoting_mark_does_not_turn_a_plain_tsvs_quotes_into_syntax(tmp_path):
+    """A plain TSV holding one field that looks CSV-quoted keeps every quote when the file as
+    a whole does not parse as quoted (`"Great" movie` is text, not a quoted field)."""
+    texts = ['"Great" movie', '"He said ""no"""', "plain"]
+    path = tmp_path / "plain.tsv"
+    path.write_text("text\tlabel\n" + "".join(f"{t}\tx\n" for t in texts), encoding="utf-8")
+    assert [row["text"] for row in read_inputs(path)] == texts
+    empty = tmp_path / "empty.tsv"  # pandas writes an empty string as ""
+    empty.write_text('text\tlabel\ngood\tx\n""\tx\n', encoding="utf-8")
+    assert [row["text"] for row in read_inputs(empty)] == ["good", ""]
