@@ -218,7 +218,7 @@ MUTANTS = (
     Mutant("cut_rows_not_marked",
            "a row cut at the length is not marked truncated (counts and predictions say nothing "
            "was cut)",
-           "samp_jax/models/tokenizer.py",
+           "samp_jax/models/token_rows.py",
            "truncated = np.array([bool(e.overflowing) for e in encodings], bool)",
            "truncated = np.array([False for e in encodings], bool)",
            ("tests/samp_jax/models/test_tokenizer.py",)),

@@ -155,10 +155,9 @@ def check_unpacked(asset: Asset, unpacked: Path) -> None:
     """Checks the unpacked folder of `asset` against its manifest (`.complete`).
 
     A file whose size and modification time are those recorded is taken as it is; another is
-    hashed, and refused unless its sha256 is the recorded one. A folder unpacked by an earlier
-    samp-jax (whose `.complete` holds only the archive's sha256) is checked once against the
-    wheel's own `RECORD` hashes (an sdist has none: its files are taken as they are) and given
-    a manifest.
+    hashed, and refused unless its sha256 is the recorded one. A folder whose `.complete`
+    holds no manifest (only the archive's sha256) is checked once against the wheel's own
+    `RECORD` hashes (an sdist has none: its files are taken as they are) and given one.
 
     Raises:
       AssetError: a file is missing or its content is not the one unpacked.

@@ -16,7 +16,6 @@ model carries a fast tokenizer.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import threading
@@ -32,6 +31,7 @@ from samp_jax.models.sentencepiece_tokenizer import SENTENCEPIECE_FILES
 from samp_jax.models.slow_tokenizer import convert_slow_tokenizer
 from samp_jax.models.st_folder import (PROMPTS_FILE, Prompts, TextSettings, parse_prompts,
                                        prompts_file_text, read_pooling, read_text_settings)
+from samp_jax.models.token_rows import PREFIXED_WORDS_CLASSES, encode_rows, words_backend
 from samp_jax.models.tokenizer_files import (ADDED_TOKENS_FILE, MERGES_TXT, SPECIAL_TOKENS_FILE,
                                            TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, VOCAB_JSON,
                                            VOCAB_TXT)
@@ -78,11 +78,13 @@ class Tokenizer:
       split_special_tokens: whether a special token's text in the input (e.g. "[SEP]" typed
         by a user) is tokenized as text rather than read as that token, as HF's
         `split_special_tokens` option (of `tokenizer_config.json`) does.
-      words_prefix_space: pre-split words (`encode_words`) are each read as following a space
-        (a byte-level BPE's `add_prefix_space`), as the HF classes that require it for
-        `is_split_into_words` read them (RoBERTa's, GPT-2's: `PREFIXED_WORDS_CLASSES`, which
-        taggers are trained with); otherwise each word is tokenized as the tokenizer is set
-        (ModernBERT's class: as if it began the text), as HF's other classes do.
+      tokenizer_class: the HF class the tokenizer is (without "Fast", e.g. "RobertaTokenizer";
+        None: not known), written into a saved `tokenizer_config.json` that names none. It
+        decides how pre-split words (`encode_words`) are read: each as following a space (a
+        byte-level BPE's `add_prefix_space`, `words_prefix_space`) for the classes that
+        require it for `is_split_into_words` (RoBERTa's, GPT-2's: `PREFIXED_WORDS_CLASSES`,
+        as taggers are trained with them); otherwise as the tokenizer is set (ModernBERT's
+        class: each as if it began the text), as HF's other classes read them.
       truncation_side: which end of a row too long is cut: "right" keeps its first tokens,
         "left" its last (HF's `truncation_side` of `tokenizer_config.json`); the special
         tokens stay either way.
@@ -91,7 +93,7 @@ class Tokenizer:
     def __init__(self, backend, *, max_length: int, pad_id: int,
                  files: Mapping[str, str] | None = None, prompts: Prompts | None = None,
                  split_special_tokens: bool = False, truncation_side: str = "right",
-                 words_prefix_space: bool = False):
+                 tokenizer_class: str | None = None):
         if truncation_side not in TRUNCATION_SIDES:
             raise ValueError(f"{truncation_side=} is not one of {TRUNCATION_SIDES}")
         self.split_special_tokens = split_special_tokens
@@ -99,9 +101,10 @@ class Tokenizer:
         self._backend = self._configured(backend)
         self._backend.no_padding()
         self._backend.no_truncation()
-        self.words_prefix_space = words_prefix_space
+        self.tokenizer_class = tokenizer_class
+        self.words_prefix_space = tokenizer_class in PREFIXED_WORDS_CLASSES
         self._words_backend = self._configured(
-            _with_prefix_space(backend) if words_prefix_space else backend)
+            words_backend(backend, self.words_prefix_space))
         # (pretokenized, length) -> a private backend truncating to that length; never mutated
         self._truncating: dict[tuple[bool, int], HFTokenizer] = {}
         self._lock = threading.Lock()
@@ -256,19 +259,19 @@ class Tokenizer:
         if side not in TRUNCATION_SIDES:
             raise ValueError(f"{where / TOKENIZER_CONFIG_FILE} sets truncation_side to "
                              f"{side!r}; expected one of {TRUNCATION_SIDES}")
-        words_prefix_space = fast_class(config, model_config, where) in PREFIXED_WORDS_CLASSES
         return cls(backend, max_length=max_length, pad_id=pad_id, files=files, prompts=prompts,
                    split_special_tokens=split, truncation_side=side,
-                   words_prefix_space=words_prefix_space)
+                   tokenizer_class=fast_class(config, model_config, where))
 
     def save(self, directory: str | os.PathLike) -> Path:
         """Writes the tokenizer into `directory` (created) so `from_pretrained` reads it back.
 
         Writes `tokenizer.json` (as loaded or as built from a slow tokenizer's files, else the
         backend's own serialisation), `tokenizer_config.json` (as loaded, with
-        `model_max_length` and `pad_token` set to this tokenizer's `max_length` and pad token)
-        and, when it was loaded with them, the `SIDE_FILES` (`special_tokens_map.json`, the slow
-        tokenizer's vocabulary). Returns the folder.
+        `model_max_length` and `pad_token` set to this tokenizer's `max_length` and pad token,
+        and its `tokenizer_class` when it names none and the class is known) and, when it was
+        loaded with them, the `SIDE_FILES` (`special_tokens_map.json`, the slow tokenizer's
+        vocabulary). Returns the folder.
         """
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
@@ -278,9 +281,11 @@ class Tokenizer:
         pad_token = self._backend.id_to_token(self.pad_id)
         stated = config.get("pad_token")
         stated = stated.get("content") if isinstance(stated, dict) else stated
-        if config.get("model_max_length") != self.max_length or stated != pad_token:
-            # a folder without config.json (a quantized model) states its own limit
-            config |= {"model_max_length": self.max_length, "pad_token": pad_token}
+        named = {} if self.tokenizer_class is None or "tokenizer_class" in config else {
+            "tokenizer_class": self.tokenizer_class}  # as HF's save_pretrained names it
+        if config.get("model_max_length") != self.max_length or stated != pad_token or named:
+            # a folder without config.json (a quantized model) states its own limit and class
+            config |= {"model_max_length": self.max_length, "pad_token": pad_token} | named
             files[TOKENIZER_CONFIG_FILE] = json.dumps(config, indent=2)
         for name, text in files.items():
             (directory / name).write_text(text, encoding="utf-8")
@@ -294,7 +299,6 @@ class Tokenizer:
 
     def __setstate__(self, state):
         self.__dict__.update(state)
-        self.__dict__.setdefault("truncation_side", "right")
         self._lock = threading.Lock()
         self._configured(self._backend)  # a backend's own pickle drops the setting
         self._configured(self._words_backend)
@@ -401,35 +405,20 @@ class Tokenizer:
             raise ValueError("empty batch: no texts to tokenize")
         if max_length is None:
             max_length = self.max_length if padding == "longest" else int(padding)
+            named = "the tokenizer's max_length" if padding == "longest" else f"padding={padding}"
+        else:
+            named = f"max_length={max_length}"
         limit = int(max_length)
         if limit > self.max_length:
-            raise ValueError(f"max_length={limit} exceeds the tokenizer's max_length="
-                             f"{self.max_length}")
+            raise ValueError(f"{named} exceeds the tokenizer's max_length={self.max_length}")
         if padding != "longest" and int(padding) < limit:
             raise ValueError(f"padding={int(padding)} is shorter than max_length={limit}")
         backend = self._truncating_backend(pretokenized, limit) if truncation else (
             self._words_backend if pretokenized else self._backend)
-        chunks, too_long = [], []
-        for start in range(0, len(inputs), ENCODE_CHUNK_ROWS):
-            encodings = backend.encode_batch(inputs[start:start + ENCODE_CHUNK_ROWS],
-                                             is_pretokenized=pretokenized)
-            too_long += [(start + i, len(e.ids)) for i, e in enumerate(encodings)
-                         if len(e.ids) > limit]
-            if not too_long:  # past the first refused row, only count the others
-                chunks.append(_EncodedChunk.of(encodings, self.pad_id))
-        if too_long:
-            i, n = too_long[0]
-            raise ValueError(
-                f"{len(too_long)} row(s) exceed {limit} tokens (first: row {i} with {n}); "
-                "pass truncation=True or use a larger length")
-        width = max(c.input_ids.shape[1] for c in chunks) if padding == "longest" else int(padding)
-        joined = {name: np.concatenate([c.padded(name, width) for c in chunks])
-                  for name in ("input_ids", "token_type_ids", "word_ids")}
-        lengths = np.concatenate([c.lengths for c in chunks])
-        attention_mask = (np.arange(width)[None] < lengths[:, None]).astype(np.int32)
-        return ({"input_ids": joined["input_ids"], "attention_mask": attention_mask,
-                 "token_type_ids": joined["token_type_ids"]}, joined["word_ids"],
-                np.concatenate([c.truncated for c in chunks]))
+        return encode_rows(backend, inputs, pretokenized=pretokenized, limit=limit,
+                           truncating=truncation,
+                           width=None if padding == "longest" else int(padding),
+                           pad_id=self.pad_id, limit_named=named)
 
     def _truncating_backend(self, pretokenized: bool, limit: int):
         """A private copy of the (words) backend truncating to `limit` tokens, made once.
@@ -445,58 +434,14 @@ class Tokenizer:
                 backend.no_padding()
                 backend.enable_truncation(limit, strategy="longest_first",
                                           direction=self.truncation_side)
+                if len(self._truncating) >= TRUNCATING_COPIES:  # the oldest goes
+                    self._truncating.pop(next(iter(self._truncating)))
                 self._truncating[key] = backend
         return backend
 
 
 TRUNCATION_SIDES = ("right", "left")  # HF's `truncation_side` values
-
-# The fast classes (without "Fast") that refuse `is_split_into_words` unless loaded with
-# `add_prefix_space=True` (transformers 4.57; HF's run_ner.py loads RoBERTa's so): a tagger of
-# theirs saw every word after a space. Other classes (ModernBERT's PreTrainedTokenizerFast)
-# tokenize each word as they are set.
-PREFIXED_WORDS_CLASSES = frozenset({
-    "RobertaTokenizer", "GPT2Tokenizer", "BartTokenizer", "LongformerTokenizer",
-    "DebertaTokenizer", "BlenderbotTokenizer", "LEDTokenizer", "MvpTokenizer",
-    "CodeGenTokenizer", "BloomTokenizer"})
-
-# Rows handed to the tokenizers library at once: its `Encoding`s take several KB a row, so a
-# file of a million rows is tokenized a chunk at a time into compact arrays.
-ENCODE_CHUNK_ROWS = 4096
-
-
-@dataclasses.dataclass(frozen=True)
-class _EncodedChunk:
-    """One chunk of rows as `[rows, longest row]` arrays, each row's `lengths` and whether it
-    was `truncated` (`Encoding.overflowing`); padding holds `pad_id`, type 0 and word -1."""
-
-    input_ids: np.ndarray
-    token_type_ids: np.ndarray
-    word_ids: np.ndarray
-    lengths: np.ndarray
-    truncated: np.ndarray
-    pad_id: int
-
-    @classmethod
-    def of(cls, encodings, pad_id: int) -> "_EncodedChunk":
-        lengths = np.array([len(e.ids) for e in encodings], np.int64)
-        width = int(lengths.max())
-        ids = np.full((len(encodings), width), pad_id, np.int32)
-        types = np.zeros((len(encodings), width), np.int32)
-        words = np.full((len(encodings), width), -1, np.int32)
-        for row, (enc, n) in enumerate(zip(encodings, lengths)):
-            ids[row, :n] = enc.ids
-            types[row, :n] = enc.type_ids
-            words[row, :n] = [-1 if w is None else w for w in enc.word_ids]
-        truncated = np.array([bool(e.overflowing) for e in encodings], bool)
-        return cls(ids, types, words, lengths, truncated, pad_id)
-
-    def padded(self, name: str, width: int) -> np.ndarray:
-        """The array `name` padded on the right to `width` columns."""
-        value = getattr(self, name)
-        fill = {"input_ids": self.pad_id, "token_type_ids": 0, "word_ids": -1}[name]
-        return np.pad(value, ((0, 0), (0, width - value.shape[1])), constant_values=fill)
-
+TRUNCATING_COPIES = 8  # truncating backends kept (one per length and kind of input)
 
 def check_fits(tokenizer: "Tokenizer", config: EncoderConfig, where: str = "the model") -> None:
     """Refuses a tokenizer that can produce ids outside the model's vocabulary.
@@ -542,24 +487,6 @@ def _converted(files: dict[str, str], models: dict[str, bytes], path: Path,
         files[TOKENIZER_CONFIG_FILE] = json.dumps(config | {"pad_token": converted.pad_token},
                                                   indent=2, ensure_ascii=False)
     return files
-
-
-def _with_prefix_space(backend):
-    """The backend for pre-split words of a class in `PREFIXED_WORDS_CLASSES`, as HF's class
-    loaded with `add_prefix_space=True` (which it requires for `is_split_into_words`) has it:
-    a byte-level pre-tokenizer reads every word as following a space; otherwise each word
-    would be encoded as if it began the text. As the class's own rule, only a pre-tokenizer
-    with the field is changed (one inside a `Sequence` is kept); other tokenizers are returned
-    as they are."""
-    spec = json.loads(backend.to_str())
-    pre = spec.get("pre_tokenizer")
-    if not isinstance(pre, dict) or pre.get("add_prefix_space") is not False:
-        return backend
-    pre["add_prefix_space"] = True
-    words = HFTokenizer.from_str(json.dumps(spec))
-    words.no_padding()
-    words.no_truncation()
-    return words
 
 
 def _lowercasing(text: str, file: Path) -> str:

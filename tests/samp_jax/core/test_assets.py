@@ -46,7 +46,7 @@ def test_pip_failure_is_reported(tmp_path, monkeypatch):
 
 def _unpacked_wheel(tmp_path, monkeypatch, *, marker: str | None = None):
     """A fake cached wheel `fake-1.0` holding `pkg/data/model.bin` and its RECORD; with
-    `marker`, `.complete` holds that text (an earlier samp-jax's), else the manifest."""
+    `marker`, `.complete` holds that text (no manifest), else the manifest."""
     monkeypatch.setenv(assets.CACHE_ENV, str(tmp_path))
     asset = assets.Asset(package="fake", version="1.0", filename="fake-1.0-py3-none-any.whl",
                          sha256="ab" * 32, sdist=False, root="pkg/data")
@@ -94,7 +94,7 @@ def test_a_copied_cache_is_hashed_once_and_taken(tmp_path, monkeypatch):
     assert assets.fetch("fake") == data.parent
 
 
-def test_an_earlier_marker_is_checked_against_the_wheels_record(tmp_path, monkeypatch):
+def test_a_marker_without_a_manifest_is_checked_against_the_wheels_record(tmp_path, monkeypatch):
     unpacked, data = _unpacked_wheel(tmp_path, monkeypatch, marker="ab" * 32 + "\n")
     _flip_a_byte(data)
     with pytest.raises(assets.AssetError, match=r"is not the file the wheel holds"):

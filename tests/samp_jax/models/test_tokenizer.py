@@ -61,7 +61,7 @@ def test_single_string_is_rejected(tokenizer):
 
 
 def test_padding_beyond_model_limit(tokenizer):
-    with pytest.raises(ValueError, match="max_length=1024 exceeds the tokenizer's max_length=512"):
+    with pytest.raises(ValueError, match="padding=1024 exceeds the tokenizer's max_length=512"):
         tokenizer(["x"], padding=1024)
     with pytest.raises(ValueError, match="max_length=600 exceeds the tokenizer's max_length=512"):
         tokenizer(["x"], max_length=600)
@@ -105,12 +105,12 @@ def test_encode_words_reports_word_ids(tokenizer):
 def test_rows_tokenized_in_chunks_equal_one_batch(tokenizer, monkeypatch):
     """Rows go to the tokenizers library a chunk at a time: the arrays, marks and a refused
     row's index are those of one batch."""
-    import samp_jax.models.tokenizer as tokenizer_module
+    import samp_jax.models.token_rows as token_rows
     texts = ["a", "a b c d e f g h", "a b", "a b c d e f g h i j k", "a b c"]
     whole = tokenizer(texts, truncation=True, max_length=8, return_truncated=True)
     words = [t.split() for t in texts]
     whole_words = tokenizer.encode_words(words, truncation=True, max_length=8)
-    monkeypatch.setattr(tokenizer_module, "ENCODE_CHUNK_ROWS", 2)
+    monkeypatch.setattr(token_rows, "ENCODE_CHUNK_ROWS", 2)
     chunked = tokenizer(texts, truncation=True, max_length=8, return_truncated=True)
     assert chunked.keys() == whole.keys()
     for key in whole:
@@ -122,3 +122,23 @@ def test_rows_tokenized_in_chunks_equal_one_batch(tokenizer, monkeypatch):
     assert tokenizer(texts[:1], padding=16)["input_ids"].shape == (1, 16)
     with pytest.raises(ValueError, match=r"2 row\(s\) exceed 8 tokens \(first: row 1 with 10\)"):
         tokenizer(texts, max_length=8)
+
+
+def test_a_limit_below_the_special_tokens_says_so(tokenizer):
+    """Cut to 2 tokens a pair still holds [CLS] [SEP] [SEP]: truncation cannot help, and the
+    message says what can."""
+    with pytest.raises(ValueError, match=r"1 row\(s\) exceed 2 tokens \(first: row 0 with 5\); "
+                                         r"max_length=2 is below the special tokens a row needs"):
+        tokenizer(["a"], ["b"], truncation=True, max_length=2)
+
+
+def test_truncating_copies_are_bounded(tokenizer):
+    """A copy of the backend per cut length is kept, at most `TRUNCATING_COPIES` of them; a
+    length whose copy was dropped cuts as before."""
+    from samp_jax.models.tokenizer import TRUNCATING_COPIES
+    text = [" ".join(["good", "movie"] * 20)]  # 42 tokens
+    first = tokenizer(text, truncation=True, max_length=6)["input_ids"]
+    for length in range(7, 7 + 2 * TRUNCATING_COPIES):
+        assert tokenizer(text, truncation=True, max_length=length)["input_ids"].shape[1] == length
+    assert len(tokenizer._truncating) <= TRUNCATING_COPIES
+    np.testing.assert_array_equal(tokenizer(text, truncation=True, max_length=6)["input_ids"], first)
