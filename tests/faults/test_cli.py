@@ -454,6 +454,7 @@ runpy.run_module("samp_jax.app", run_name="__main__", alter_sys=True)
 """
 
 
+@pytest.mark.slow
 def test_sigterm_while_predicting_unwinds_removes_the_temporary_file_and_exits_143(files, tmp_path):
     out = tmp_path / "predictions.jsonl"
     out.write_text("the previous run's\n")
@@ -507,6 +508,7 @@ def test_ctrl_c_while_importing_exits_130_without_a_traceback(tmp_path):
     assert "interrupted" in err and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_a_name_stdout_cannot_encode_does_not_lose_the_results(files, tmp_path):
     """Under PYTHONIOENCODING=ascii a data file named with an accent is escaped in the
     results, not an error after the evaluation."""

@@ -16,6 +16,7 @@ CUDA_PLUGIN = any(importlib.util.find_spec(name) for name in ("jax_cuda13_plugin
                                                                "jax_cuda12_plugin"))
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(CUDA_PLUGIN, reason="JAX_PLATFORMS=cuda starts where the plugin is installed")
 def test_a_platform_that_is_not_installed_is_named(minilm_dir, tmp_path):
     env = os.environ | {"JAX_PLATFORMS": "cuda", "PYTHONPATH": str(ROOT)}
