@@ -456,12 +456,11 @@ def _read_cached(path: Path, num_layers: int, batch: int, seq: int) -> LatencyTa
     if not path.exists():
         return None
     try:
-        table = validate_table(json.loads(path.read_text(encoding="utf-8")), num_layers=num_layers)
+        table = validate_table(LatencyTable.from_json(path.read_text(encoding="utf-8")),
+                               num_layers=num_layers)
         if (table.batch, table.seq) != (batch, seq):
             raise ValueError(f"its shape is {table.batch}x{table.seq}; expected {batch}x{seq}")
-    except json.JSONDecodeError as e:
-        reason = f"not JSON: {e}"
-    except (OSError, ValueError) as e:  # a folder, no permission, not UTF-8, a wrong field
+    except (OSError, ValueError) as e:  # a folder, no permission, not UTF-8 or JSON, a field
         reason = str(e)
     else:
         return table

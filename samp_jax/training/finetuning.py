@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import shutil
 import sys
 import tempfile
 import time
@@ -36,7 +35,7 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from samp_jax.core.assets import cache_dir, minilm_path
-from samp_jax.core.atomic import warn_not_cached
+from samp_jax.core.atomic import atomic_folder, warn_not_cached
 from samp_jax.models.checkpoint import load_pretrained, save_pretrained
 from samp_jax.models.heads import check_labels
 from samp_jax.models.tokenizer import Tokenizer
@@ -321,14 +320,10 @@ def finetuned_model(task: str, config: FinetuneConfig | None = None, *, train_if
         def write(target: Path) -> None:
             save_pretrained(result.model, target, tokenizer_dir=base, labels=task_obj.labels)
             (target / "finetune.json").write_text(json.dumps(info, indent=1))
-        staging = folder.with_name(folder.name + ".tmp")
         try:
-            write(staging)
-            if folder.exists():
-                shutil.rmtree(folder)
-            staging.rename(folder)
+            with atomic_folder(folder) as staging:
+                write(staging)
         except OSError as e:  # a read-only or full cache: the model is loaded as saved elsewhere
-            shutil.rmtree(staging, ignore_errors=True)
             warn_not_cached("fine-tuned model", folder, e)
             try:  # as a cached copy loads (its saved dtypes), where a scratch folder is written
                 with tempfile.TemporaryDirectory() as scratch:

@@ -153,6 +153,7 @@ def test_a_fine_tuned_model_that_cannot_be_cached_is_a_warning_and_is_returned(m
     folder = finetuned_dir("polarity", config)
     assert tokenizer.vocab_size == 30522 and not folder.exists()
     assert not folder.with_name(folder.name + ".tmp").exists()  # no half-written staging folder
+    assert not list(folder.parent.glob(f".{folder.name}.tmp-*"))  # nor atomic_folder's
 
 
 def test_evaluate_errors(minilm, tokenizer):
