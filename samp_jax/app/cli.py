@@ -34,7 +34,7 @@ from calibrate import CalibrationError, calibrate
 from calibrate.search.plan import resolve_options
 from samp_jax.app import bench, demo, jax_platforms, predictions
 from samp_jax.app.entry import Terminated
-from samp_jax.app.lengths import at_max_length, check_max_length, model_limit, say_truncation
+from samp_jax.app.lengths import at_max_length, check_max_length, fit_max_length, say_truncation
 from samp_jax.app.outputs import UsageError
 from samp_jax.app.outputs import check_output as _check_output
 from samp_jax.app.outputs import check_precision_items
@@ -108,12 +108,11 @@ def resolve_model(args, *, progress: bool):
     checked against its limit as soon as its tokenizer is read."""
     if args.model is None:
         model, tokenizer, description = _builtin_model(args, progress=progress)
-        check_max_length(args, model_limit(tokenizer, model), description)
-        return model, tokenizer, description
+        return model, fit_max_length(args, model, tokenizer, description), description
     path = minilm_path() if args.model == PACKAGED_MODEL else Path(args.model)
     model = load(path, **model_options(args))
     check_threshold(args, model)
-    check_max_length(args, model_limit(model.tokenizer, model), str(args.model))
+    fit_max_length(args, model, model.tokenizer, str(args.model))
     if isinstance(model, QuantizedModel) and args.command in ("eval", "calibrate", "search"):
         raise ValueError(f"{path} is a quantized model; {args.command} starts from the float "
                          "model it came from (an HF folder): pass that folder to --model")
@@ -357,8 +356,7 @@ def _finetune(args) -> int:
                             warmup_fraction=args.warmup_fraction, patience=args.patience)
     model, task = _model_to_finetune(args, base, task)
     loss = task.training_loss  # the task as it reads the model's head: a score, its classes
-    tokenizer = model.tokenizer
-    check_max_length(args, model_limit(tokenizer, model), str(args.model))
+    tokenizer = fit_max_length(args, model, model.tokenizer, str(args.model))
     test = make_evaluator(task, tokenizer, seed=args.seed) if task.split("test") else None
     _say(args, f"fine-tuning {args.model} on {task.name} ({task.task_type.name}, "
                + (f"labels {list(task.labels)}" if task.labels else "one output: a score")
@@ -463,7 +461,7 @@ def _predict(args) -> int:
     model = load(minilm_path() if args.model == PACKAGED_MODEL else Path(args.model),
                  **model_options(args))
     check_threshold(args, model)
-    check_max_length(args, model_limit(model.tokenizer, model), str(args.model))
+    fit_max_length(args, model, model.tokenizer, str(args.model))
     columns = Columns(text=args.text_column, text_pair=args.text_pair_column,
                       tokens=args.tokens_column)
     if args.data == STDIN:  # JSON Lines, read whole before any prediction

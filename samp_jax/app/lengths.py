@@ -3,8 +3,10 @@
 Without it, rows are cut at the model's own limit (its tokenizer's `max_length`), the length
 `samp-jax predict` serves rows at, so that `eval`, `calibrate`, `search` and `finetune`
 measure the rows predict serves; the built-in tasks keep their own length
-(`samp_jax.tasks.task.BUILTIN_MAX_LENGTH`). A value above the model's limit is a usage error,
-checked as soon as the model's tokenizer is read, before any slow step.
+(`samp_jax.tasks.task.BUILTIN_MAX_LENGTH`). A value above the tokenizer's `max_length` is
+taken up to the model's position table (a model without one, DeBERTa-v3 or ModernBERT, takes
+any length, as HF runs it), and a model the command saves serves at it; above the position
+table it is a usage error, checked as soon as the model is read, before any slow step.
 """
 
 from __future__ import annotations
@@ -14,24 +16,38 @@ import sys
 from typing import Mapping
 
 from samp_jax.app.outputs import UsageError
-from samp_jax.serving.engine import row_limit
 from samp_jax.tasks import Task
 from samp_jax.tasks.truncation import Truncation, describe_all
 
 
-def model_limit(tokenizer, model=None) -> int:
-    """The most tokens a row of the model may hold: its tokenizer's `max_length` (and, with
-    `model`, its position limit when smaller)."""
-    return tokenizer.max_length if model is None else row_limit(model.config, tokenizer)
-
-
 def check_max_length(args, limit: int, what: str = "the model") -> None:
-    """Refuses `--max-length` above `limit`, the model's limit (exit 2, both numbers named)."""
+    """Refuses `--max-length` above `limit` (exit 2, both numbers named)."""
     asked = getattr(args, "max_length", None)
     if asked is not None and asked > limit:
         raise UsageError(f"--max-length {asked} exceeds the {limit}-token limit of {what} (its "
-                         f"tokenizer's max_length); give at most {limit}, or leave it out to cut "
-                         "rows at that limit")
+                         f"position table); give at most {limit}, or leave it out to cut rows "
+                         "at the model's own length")
+
+
+def fit_max_length(args, model, tokenizer, what: str = "the model"):
+    """The tokenizer rows are cut with: `tokenizer`, or, for a `--max-length` above its own
+    `max_length` (the length the model was saved to serve at), a copy that takes
+    `--max-length` tokens, attached to `model` as `model.tokenizer` so that what the command
+    saves serves at that length too.
+
+    Raises:
+      UsageError: `--max-length` above the model's position table (`config.position_limit`;
+        a model without one, DeBERTa-v3 or ModernBERT, takes any length).
+    """
+    asked = getattr(args, "max_length", None)
+    positions = model.config.position_limit
+    if asked is not None and positions is not None:
+        check_max_length(args, positions, what)
+    if asked is None or asked <= tokenizer.max_length:
+        return tokenizer
+    tokenizer = tokenizer.with_max_length(asked)
+    model.tokenizer = tokenizer
+    return tokenizer
 
 
 def at_max_length(args, task: Task) -> Task:

@@ -254,8 +254,9 @@ def _add_data(p: argparse.ArgumentParser, *, model_required: bool = False,
               if inputs_only else "cut every row at N tokens")
     default = "" if inputs_only else ", the length predict serves; a built-in --data keeps 128"
     p.add_argument("--max-length", type=positive_int, default=None, metavar="N",
-                   help=f"{served}, special tokens included; at most the model's limit, its "
-                        f"tokenizer's max_length (default: that limit{default})")
+                   help=f"{served}, special tokens included (default: the model's own "
+                        f"limit, its tokenizer's max_length{default}); above that, at most "
+                        "its position table (DeBERTa-v3 and ModernBERT have none: any N)")
     if not inputs_only:
         p.add_argument("--split-file", action="append", metavar="SPLIT=PATH",
                        help=f"an explicit file for one split ({', '.join(SPLITS)}); repeatable")

@@ -214,10 +214,20 @@ class EncoderConfig:
 
     @property
     def max_sequence_length(self) -> int:
-        """The longest input, in tokens: the position table's rows, less the ones RoBERTa-style
-        positions skip (`position_padding_idx + 1`)."""
+        """The longest input by default, in tokens: the position table's rows, less the ones
+        RoBERTa-style positions skip (`position_padding_idx + 1`). A model without a position
+        table (`position_limit` None) can take longer rows when asked to."""
         skipped = 0 if self.position_padding_idx is None else self.position_padding_idx + 1
         return self.max_position_embeddings - skipped
+
+    @property
+    def position_limit(self) -> int | None:
+        """The longest input the model can take at all: `max_sequence_length` for a model with
+        a table of absolute positions, None (no limit) for one without (rotary positions,
+        ModernBERT; relative positions only, DeBERTa-v3), which HF runs at any length."""
+        if self.rotary_theta is None and self.position_biased_input:
+            return self.max_sequence_length
+        return None
 
     def replace(self, **changes: Any) -> "EncoderConfig":
         return dataclasses.replace(self, **changes)

@@ -144,14 +144,14 @@ class Embeddings(nnx.Module):
         self.project = (GemmSite(width, config.hidden_size, site="embed_proj", dtype=dtype,
                                  param_dtype=param_dtype, rngs=rngs)
                         if config.embedding_size else None)
-        self.max_length = config.max_sequence_length
+        self.max_length = config.position_limit  # None: no position table, no limit
         self.max_positions = config.max_position_embeddings
         self.padding_idx = config.position_padding_idx
 
     def _inputs(self, input_ids, token_type_ids):
         """Position ids and the token types to add (None: no token-type term)."""
         seq_len = input_ids.shape[1]
-        if seq_len > self.max_length:
+        if self.max_length is not None and seq_len > self.max_length:
             raise ValueError(f"sequence length {seq_len} exceeds the model's maximum of "
                              f"{self.max_length} tokens (max_position_embeddings="
                              f"{self.max_positions})")

@@ -127,8 +127,9 @@ class Tokenizer:
         files when the folder has none (`slow_tokenizer.convert_slow_tokenizer`).
 
         `max_length` defaults to the smallest of the model's longest input
-        (`EncoderConfig.max_sequence_length`, from `config.json`) and the tokenizer's
-        `model_max_length`. With `sentence_transformers=True` (the tokenizer of a sentence
+        (`EncoderConfig.position_limit`, from `config.json`) and the tokenizer's
+        `model_max_length`; for a model without a position table (DeBERTa-v3, ModernBERT)
+        whose tokenizer states no `model_max_length`, its `max_position_embeddings`. With `sentence_transformers=True` (the tokenizer of a sentence
         embedder, as `samp_jax.load` builds it) the folder's `sentence_bert_config.json` is
         followed as sentence-transformers follows it: its `max_seq_length` replaces
         `model_max_length`, and `do_lower_case` puts a Lowercase normalizer first in the
@@ -174,7 +175,7 @@ class Tokenizer:
                       if TOKENIZER_CONFIG_FILE in files else None)
             files[TOKENIZER_FILE] = apply_fast_options(files[TOKENIZER_FILE], config,
                                                        model_config, path)
-        limit = None if model_config is None else _model_max_length(model_config)
+        limit, default = _model_lengths(model_config)
         settings = read_text_settings(path) if sentence_transformers else TextSettings()
         if settings.lowercase:
             files[TOKENIZER_FILE] = _lowercasing(files[TOKENIZER_FILE], path / TOKENIZER_FILE)
@@ -191,7 +192,8 @@ class Tokenizer:
             prompt_name = None
         tokenizer = cls.from_files(files, where=path, max_length=max_length,
                                    model_max_length=limit, stated_max_length=settings.max_seq_length,
-                                   prompt_name=prompt_name, model_config=model_config)
+                                   default_max_length=default, prompt_name=prompt_name,
+                                   model_config=model_config)
         return tokenizer
 
     def file_text(self, name: str) -> str | None:
@@ -204,6 +206,7 @@ class Tokenizer:
                    max_length: int | None = None,
                    model_max_length: int | None = None,
                    stated_max_length: int | None = None,
+                   default_max_length: int | None = None,
                    prompt_name: str | None = None,
                    model_config: Mapping | None = None) -> "Tokenizer":
         """Builds the tokenizer from the text of its files, by name (`TOKENIZER_FILES`;
@@ -212,9 +215,10 @@ class Tokenizer:
         class where `tokenizer_config.json` does not (`fast_class`): it decides how pre-split
         words are tokenized (`PREFIXED_WORDS_CLASSES`).
 
-        `max_length` defaults to the smallest of `model_max_length` (the model's longest input)
-        and the tokenizer's own limit: `stated_max_length` when given (a sentence-transformers
-        `max_seq_length`), else the tokenizer config's `model_max_length`. With
+        `max_length` defaults to the smallest of `model_max_length` (the model's longest input;
+        None: no limit) and the tokenizer's own limit: `stated_max_length` when given (a
+        sentence-transformers `max_seq_length`), else the tokenizer config's
+        `model_max_length`; `default_max_length` when neither states one. With
         `config_sentence_transformers.json` among the files, its prompt `prompt_name` ('' for
         none; default: its `default_prompt_name`) is put before every text, and the file is
         saved with that prompt as its default.
@@ -235,9 +239,9 @@ class Tokenizer:
         limits = [model_max_length, own]
         limits = [n for n in limits if isinstance(n, int) and 0 < n < 1_000_000]
         if max_length is None:
-            if not limits:
+            if not limits and default_max_length is None:
                 raise ValueError(f"{where} states no maximum length; pass max_length")
-            max_length = min(limits)
+            max_length = min(limits) if limits else default_max_length
         pad_token = _pad_token(config, _json_object(files, SPECIAL_TOKENS_FILE, where))
         pad_id = backend.token_to_id(pad_token)
         if pad_id is None:
@@ -290,6 +294,16 @@ class Tokenizer:
         for name, text in files.items():
             (directory / name).write_text(text, encoding="utf-8")
         return directory
+
+    def with_max_length(self, max_length: int) -> "Tokenizer":
+        """A copy of this tokenizer (same files, prompt and options) whose rows may hold up to
+        `max_length` tokens; `save` writes it as the copy's `model_max_length`."""
+        if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
+            raise ValueError(f"max_length={max_length!r} must be a positive int")
+        copy = Tokenizer.__new__(Tokenizer)
+        copy.__setstate__(self.__getstate__())
+        copy.max_length = max_length
+        return copy
 
     def __getstate__(self):
         state = dict(self.__dict__)
@@ -523,14 +537,19 @@ def _model_config(path: Path) -> dict | None:
     return config if isinstance(config, dict) else None
 
 
-def _model_max_length(model_config: dict) -> int | None:
-    """The longest input the model takes (`EncoderConfig.max_sequence_length`: RoBERTa-style
-    models lose `padding_idx + 1` of their position rows), or None when the config is not one
-    samp-jax reads."""
+def _model_lengths(model_config: dict | None) -> tuple[int | None, int | None]:
+    """`(limit, default)`: the longest input the model can take (`EncoderConfig.position_limit`:
+    its position table's rows, of which RoBERTa-style models lose `padding_idx + 1`; None for a
+    model without one), and the length it takes when its tokenizer states none
+    (`max_sequence_length`); `(None, None)` when the config is absent or not one samp-jax
+    reads."""
+    if model_config is None:
+        return None, None
     try:
-        return EncoderConfig.from_hf_config(model_config).max_sequence_length
+        config = EncoderConfig.from_hf_config(model_config)
     except (ConfigError, OSError, ValueError):
-        return None
+        return None, None
+    return config.position_limit, config.max_sequence_length
 
 
 def _json_object(files: Mapping[str, str], name: str, where: Path) -> dict:

@@ -164,11 +164,13 @@ def default_seq_buckets(max_length: int) -> list[int]:
 
 
 def row_limit(config, tokenizer: Tokenizer) -> int:
-    """The most tokens a row of a model is served at: the smaller of the model's positions
-    (`config.max_sequence_length`) and its tokenizer's own `max_length` (a sentence-transformers
-    `max_seq_length`, a tokenizer's `model_max_length`: rows past it are not what the model was
-    trained and is served at)."""
-    return min(config.max_sequence_length, tokenizer.max_length)
+    """The most tokens a row of a model is served at: its tokenizer's own `max_length` (a
+    sentence-transformers `max_seq_length`, a tokenizer's `model_max_length`: rows past it are
+    not what the model was trained and is served at), or the model's positions
+    (`config.position_limit`) when fewer. A model without a position table (DeBERTa-v3,
+    ModernBERT) has no such limit: its tokenizer's `max_length` alone decides."""
+    positions = config.position_limit
+    return tokenizer.max_length if positions is None else min(positions, tokenizer.max_length)
 
 
 def compile(model: EncoderModel | QuantizedModel, *, tokenizer: Tokenizer | None = None,
@@ -183,9 +185,12 @@ def compile(model: EncoderModel | QuantizedModel, *, tokenizer: Tokenizer | None
       tokenizer: turns texts into ids (and pads token-id input); defaults to the model's own
         `model.tokenizer` (attached by `samp_jax.load`). There is no other default.
       seq_buckets: sequence lengths to compile; sorted and deduplicated. Each must be at most
-        the model's limit: the smaller of its `config.max_sequence_length` and the
-        tokenizer's `max_length` (e.g. a sentence-transformers `max_seq_length`: the length
-        the model was trained and is served at, as sentence-transformers cuts rows). Defaults
+        the model's limit (`row_limit`): the tokenizer's `max_length` (e.g. a
+        sentence-transformers `max_seq_length`: the length the model was trained and is
+        served at, as sentence-transformers cuts rows), or the model's position table
+        (`config.position_limit`) when smaller. To serve longer rows, pass a tokenizer with a
+        larger `max_length` (a model without a position table, DeBERTa-v3 or ModernBERT,
+        takes any). Defaults
         to `default_seq_buckets` of that limit: `DEFAULT_SEQ_BUCKETS`, doubling on past 512
         for long-context models (ModernBERT's 8,192), capped at the limit.
       batch_size: most rows per executable call; larger inputs are cut into chunks. Defaults
@@ -277,14 +282,15 @@ class Engine:
                 "attaches the folder's tokenizer")
         if not isinstance(tokenizer, Tokenizer):
             raise TypeError(f"tokenizer must be a samp_jax.Tokenizer, got {type(tokenizer).__name__}")
-        positions = model.config.max_sequence_length
+        positions = model.config.position_limit
         max_length = row_limit(model.config, tokenizer)
         if seq_buckets is None:
             seq_buckets = default_seq_buckets(max_length)
         self.seq_buckets = _check_buckets(seq_buckets, "seq_buckets")
         if self.seq_buckets[-1] > max_length:
             why = (f"the model's maximum of {positions} tokens (max_position_embeddings="
-                   f"{model.config.max_position_embeddings})" if positions <= tokenizer.max_length
+                   f"{model.config.max_position_embeddings})"
+                   if positions is not None and positions <= tokenizer.max_length
                    else f"the tokenizer's max_length of {tokenizer.max_length} tokens (its "
                         "model_max_length or sentence-transformers max_seq_length); to serve longer "
                         "rows, pass tokenizer=samp_jax.Tokenizer.from_pretrained(folder, "

@@ -198,3 +198,24 @@ def test_calibrate_max_batches_reads_the_splits_first_rows_and_counts_their_cut(
     expected = task.truncation(sj.load(tagger).tokenizer, task.split("calibration")[:64])
     assert cut == dataclasses.asdict(expected) and cut["rows"] == 64
     assert 0 < cut["rows_truncated"] < 64  # long and short rows, as drawn
+
+
+def test_max_length_may_pass_the_tokenizers_length_up_to_the_positions(tagger, data, tmp_path,
+                                                                      capsys):
+    """A tokenizer stating 32 tokens (e.g. the length the model was trained at) on a model of
+    64 positions: `--max-length 48` is taken (as HF's tokenizer takes a larger `max_length`),
+    and a model the command saves serves at 48."""
+    folder = tmp_path / "short"
+    folder.mkdir()
+    for file in tagger.iterdir():
+        (folder / file.name).write_bytes(file.read_bytes())
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    (folder / "tokenizer_config.json").write_text(json.dumps(config | {"model_max_length": 32}))
+    code, out, err = _run(capsys, "eval", "--model", folder, "--split-file", f"test={data[1]}",
+                          "--json")
+    assert code == 0, err
+    assert json.loads(out)["truncation"] == {"test": _cut(32)}
+    code, out, err = _run(capsys, "calibrate", "--model", folder, "--data", data[0],
+                          "--max-length", 48, "--out", tmp_path / "q", "--json")
+    assert code == 0, err
+    assert sj.load(tmp_path / "q").tokenizer.max_length == 48
