@@ -14,6 +14,8 @@ fi
 MINILM=$(.venv/bin/python -c "from samp_jax.core.assets import minilm_path; print(minilm_path())")
 "$GV/bin/python" tools/make_golden.py --minilm "$MINILM" --out tests/golden
 "$GV/bin/python" tools/golden_entities.py --out tests/golden/entity_spans.json
+# rows past max_position_embeddings, over the family classifiers without a position table
+"$GV/bin/python" tools/golden_long_rows.py --out tests/golden
 # CrossEncoder activations, over the BERT family classifier make_golden.py just wrote
 "$GV/bin/python" tools/golden_cross_encoder.py --out tests/golden/cross_encoder
 # HF (and sentence-transformers) must load what samp-jax's save_pretrained writes, per family.
