@@ -465,10 +465,10 @@ def _predict(args) -> int:
     columns = Columns(text=args.text_column, text_pair=args.text_pair_column,
                       tokens=args.tokens_column)
     if args.data == STDIN:  # JSON Lines, read whole before any prediction
-        rows = rows_from_stdin(columns, model.head_kind, model.tokenizer.words)
+        rows = rows_from_stdin(columns, model.head_kind, model.tokenizer.word_spans)
     else:
         rows = predictions.read_model_inputs(args.data, columns, head=model.head_kind,
-                                             split_words=model.tokenizer.words)
+                                             word_spans=model.tokenizer.word_spans)
     # every process must predict from the same model and rows (each takes its own block)
     check_same(digest([state_digest(model), json.dumps(rows, sort_keys=True)]),
                f"the model {args.model} and the rows of {args.data}")

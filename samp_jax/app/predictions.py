@@ -14,8 +14,9 @@
   `"probabilities"`, the softmax reading); a multi-label head keeps its `"labels"` and
   `"scores"` (the sigmoids at the threshold) and has `CrossEncoder.predict`'s values as
   `"cross_encoder_scores"`;
-- token classification: `{"tokens", "tags", "entities"}` from a tokens column, or from a text
-  column split into words as the model's tokenizer splits text (`Tokenizer.words`: BERT's
+- token classification: `{"tokens", "tags", "entities"}` from a tokens column, or
+  `{"text", "tokens", "tags", "entities"}` from a text column split into words as the model's
+  tokenizer splits text (`Tokenizer.word_spans`: BERT's
   splits off punctuation and each CJK character, SentencePiece's only spaces): one tag per
   word (its first sub-token's; null for a word without a sub-token: one that truncation
   removed, or a word the tokenizer makes no token of, such as a zero-width or control
@@ -23,7 +24,9 @@
 - sentence embedding: `{"text", "embedding"}`.
 
 Entities (taggers). Each is `{"type", "start", "end", "text", "score"}`: word indices `start`
-.. `end - 1` (`end` exclusive), the words joined by single spaces, and a score, the mean over
+.. `end - 1` (`end` exclusive), the words joined by single spaces (for a text column: the
+characters its words cover, `text[char_start:char_end]`, with `"char_start"` and `"char_end"`,
+as HF's pipeline gives `start` and `end`), and a score, the mean over
 its words of the softmax probability of each word's predicted tag (from the per-word logits:
 the score HF's token-classification pipeline gives with `aggregation_strategy="first"`). How
 tags group into entities depends on the head's tag names (`entity_reader`):
@@ -57,6 +60,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -82,11 +86,25 @@ HEAD_FIELDS = {SEQUENCE_CLASSIFICATION.name: ("text", "text_pair"),
                TOKEN_CLASSIFICATION.name: ("tokens",), SENTENCE_EMBEDDING.name: ("text",)}
 
 
+def whitespace_spans(text: str) -> list[tuple[int, int]]:
+    """The character spans of the whitespace-separated words of `text` (`str.split`'s)."""
+    return [match.span() for match in re.finditer(r"\S+", text)]
+
+
+def _split(text: str, spans: list[tuple[int, int]]) -> dict:
+    """A tagger's row read from `text`: the text, its words at `spans`, and the spans."""
+    return {"text": text, "tokens": [text[start:end] for start, end in spans],
+            "word_spans": spans}
+
+
 def read_model_inputs(source, columns: Columns, *, head: str,
-                      split_words: Callable[[str], list[str]] = str.split) -> list[dict]:
+                      word_spans: Callable[[str], list[tuple[int, int]]] = whitespace_spans
+                      ) -> list[dict]:
     """The rows of `source` with the fields a model with `head` reads (labels are ignored); a
-    tagger's plain sentences (a text column, no tokens column) are split into words with
-    `split_words` (the model's `Tokenizer.words`: as its tokenizer splits them)."""
+    tagger's plain sentences (a text column, no tokens column) are split into words at the
+    character spans `word_spans` gives (the model's `Tokenizer.word_spans`: as its tokenizer
+    splits them), kept with the text (`"text"`, `"word_spans"`) so that entities can name
+    their characters."""
     if head not in HEAD_FIELDS:
         raise ValueError(f"predict needs a classification or sentence-embedding model; this one "
                          f"has head {head!r}")
@@ -99,7 +117,7 @@ def read_model_inputs(source, columns: Columns, *, head: str,
             rows = read_rows(source, columns=columns, fields=("text",))
         except ValueError:
             raise missing_tokens from None
-        return [{"tokens": split_words(r["text"])} for r in rows]
+        return [_split(r["text"], word_spans(r["text"])) for r in rows]
 
 
 def check_suffix(out: str | Path) -> None:
@@ -241,7 +259,7 @@ def _predict(engine, rows: Sequence[dict]) -> list[dict]:
         result = engine.classify_words([r["tokens"] for r in rows])
         names = _label_names(engine, result.word_logits[0].shape[-1])
         spans = entity_reader(names)
-        return [_tagged(r["tokens"], names, labels, logits, spans) | {"truncated": bool(cut)}
+        return [_tagged(r, names, labels, logits, spans) | {"truncated": bool(cut)}
                 for r, labels, logits, cut in zip(rows, result.word_labels, result.word_logits,
                                                   result.truncated)]
     pairs = head == SEQUENCE_CLASSIFICATION.name and "text_pair" in rows[0]
@@ -308,27 +326,38 @@ def type_runs(tags: Sequence[str | None]) -> list[Span]:
 
 
 def entities(words: Sequence[str], labels: np.ndarray, word_logits: np.ndarray,
-             spans: Sequence[Span]) -> list[dict]:
-    """One record per span: its type, word indices (`end` exclusive), words joined by single
-    spaces, and score: the mean over its words of the softmax probability of each word's
-    predicted tag (`labels`, ids into the last axis of `word_logits` `[words, tags]`)."""
+             spans: Sequence[Span], *, text: str | None = None,
+             word_spans: Sequence[tuple[int, int]] | None = None) -> list[dict]:
+    """One record per span: its type, word indices (`end` exclusive), text and score: the mean
+    over its words of the softmax probability of each word's predicted tag (`labels`, ids into
+    the last axis of `word_logits` `[words, tags]`). Its text is the words joined by single
+    spaces; for words read from `text` at `word_spans` (character spans), the characters
+    they cover, `text[char_start:char_end]`, with `char_start` and `char_end` (exclusive), as
+    HF's token-classification pipeline gives `start` and `end`."""
     found = []
     for kind, start, end in spans:
         chosen = np.asarray(labels[start:end])
         p = np.exp(log_softmax(word_logits[start:end]))[np.arange(end - start), chosen]
-        found.append({"type": kind, "start": start, "end": end,
-                      "text": " ".join(words[start:end]), "score": float(p.mean())})
+        entity = {"type": kind, "start": start, "end": end, "text": " ".join(words[start:end])}
+        if text is not None:
+            first, last = word_spans[start][0], word_spans[end - 1][1]
+            entity |= {"text": text[first:last], "char_start": first, "char_end": last}
+        found.append(entity | {"score": float(p.mean())})
     return found
 
 
-def _tagged(words: Sequence[str], names: list[str], labels: np.ndarray, word_logits: np.ndarray,
+def _tagged(row: dict, names: list[str], labels: np.ndarray, word_logits: np.ndarray,
             spans: Callable[[Sequence[str | None]], list[Span]] | None) -> dict:
-    """A tagger's record: the words, each word's tag (None for a word without a sub-token) and,
-    where the tag names can be read as entities, the entities."""
+    """A tagger's record: the text when the words were read from one, the words, each word's
+    tag (None for a word without a sub-token) and, where the tag names can be read as
+    entities, the entities (with their characters in the text)."""
+    words = row["tokens"]
     tags = [names[i] if i >= 0 else None for i in labels]
-    record = {"tokens": list(words), "tags": tags}
+    record = {"text": row["text"]} if "word_spans" in row else {}
+    record |= {"tokens": list(words), "tags": tags}
     if spans is not None:
-        record["entities"] = entities(words, labels, word_logits, spans(tags))
+        record["entities"] = entities(words, labels, word_logits, spans(tags),
+                                      text=record.get("text"), word_spans=row.get("word_spans"))
     return record
 
 

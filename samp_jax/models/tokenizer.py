@@ -386,14 +386,25 @@ class Tokenizer:
         whitespace), each word as the text spells it (the span of its tokens' offsets), spaces
         dropped. What a tagger reads a plain sentence as (`encode_words`). A character that
         makes no token (a zero-width space) is in no word."""
+        return [text[start:end] for start, end in self.word_spans(text)]
+
+    def word_spans(self, text: str) -> list[tuple[int, int]]:
+        """The character spans `(start, end)` (`end` exclusive) of `words(text)` in `text`:
+        `text[start:end]` is each word."""
         encoding = self._backend.encode(text, add_special_tokens=False)
         spans: dict[int, tuple[int, int]] = {}
         for word, (start, end) in zip(encoding.word_ids, encoding.offsets):
             if word is not None:
                 first, last = spans.get(word, (start, end))
                 spans[word] = (min(first, start), max(last, end))
-        pieces = (text[start:end].strip() for start, end in (spans[w] for w in sorted(spans)))
-        return [piece for piece in pieces if piece]
+        stripped = []
+        for start, end in (spans[w] for w in sorted(spans)):
+            piece = text[start:end]
+            start += len(piece) - len(piece.lstrip())
+            end -= len(piece) - len(piece.rstrip())
+            if start < end:
+                stripped.append((start, end))
+        return stripped
 
     def lengths(self, texts: Sequence, pairs: Sequence[str] | None = None, *,
                 words: bool = False) -> np.ndarray:

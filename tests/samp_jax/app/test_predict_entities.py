@@ -175,3 +175,44 @@ def test_predict_writes_entities_through_the_cli(tmp_path, capsys):
                                                     rel=1e-5)
         found += len(spans)
     assert found > 0
+
+
+def test_entities_of_a_plain_sentence_name_their_characters():
+    """Words read from a text: each entity's `text` is the characters its words cover in the
+    text (spaces, punctuation and all), at `char_start` .. `char_end`."""
+    text = "  Ms. Ada  Lovelace visited New-York (U.S.)  today "
+    spans = predictions.whitespace_spans(text)
+    row = predictions._split(text, spans)
+    assert row["tokens"] == text.split()
+    tags = ["B-PER", "I-PER", "I-PER", "O", "B-LOC", "I-LOC", "O"]
+    [record] = predictions._predict(_engine(BIO, [_one_hot_logits(BIO, tags)]), [row])
+    assert list(record)[:3] == ["text", "tokens", "tags"] and record["text"] == text
+    found = [(e["type"], e["start"], e["end"], e["text"], e["char_start"], e["char_end"])
+             for e in record["entities"]]
+    assert found == [("PER", 0, 3, "Ms. Ada  Lovelace", 2, 19),
+                     ("LOC", 4, 6, "New-York (U.S.)", 28, 43)]
+    assert all(text[e["char_start"]:e["char_end"]] == e["text"] for e in record["entities"])
+
+
+def test_predict_gives_the_characters_of_the_entities_of_a_text_column(tmp_path, capsys):
+    """Through the CLI, the words as the tagger's tokenizer splits them: each entity's
+    characters are those of its words, by the tokenizer's own offsets."""
+    texts = ["Two dogs run across a snowy field while their owner watches from the porch.",
+             "The stock market fell sharply on Tuesday, after the central bank raised rates!"]
+    data = tmp_path / "texts.csv"
+    data.write_text("text\n" + "".join(f'"{t}"\n' for t in texts))
+    out = tmp_path / "p.jsonl"
+    code = main(["predict", "--model", str(TAGGER), "--data", str(data), "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    tokenizer = sj.load(TAGGER).tokenizer
+    found = 0
+    for record, text in zip(records, texts):
+        spans = tokenizer.word_spans(text)
+        assert record["text"] == text and record["tokens"] == [text[a:b] for a, b in spans]
+        for entity in record["entities"]:
+            first, last = spans[entity["start"]][0], spans[entity["end"] - 1][1]
+            assert (entity["char_start"], entity["char_end"]) == (first, last)
+            assert entity["text"] == text[first:last]
+            found += 1
+    assert found > 0

@@ -139,5 +139,7 @@ def test_a_taggers_plain_sentence_is_split_as_its_tokenizer_splits_words(family,
     assert word_ids.max() == len(words) - 1  # every word makes a token of its own
     (tmp_path / "rows.csv").write_text(f'text\n"{text}"\n', encoding="utf-8")
     rows = predictions.read_model_inputs(tmp_path / "rows.csv", predictions.Columns(),
-                                         head="token_classification", split_words=tokenizer.words)
-    assert rows == [{"tokens": words}]
+                                         head="token_classification",
+                                         word_spans=tokenizer.word_spans)
+    assert [row["tokens"] for row in rows] == [words] and rows[0]["text"] == text
+    assert [text[start:end] for start, end in rows[0]["word_spans"]] == words
