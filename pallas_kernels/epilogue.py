@@ -15,7 +15,8 @@ import math
 
 import jax.numpy as jnp
 
-from pallas_kernels.numerics import ACTIVATIONS, INT8_MAX, divide_by_scale
+from pallas_kernels.numerics import (ACTIVATION_FUNCTIONS, ACTIVATIONS, INT8_MAX, QUICK_GELU_SLOPE,
+                                     divide_by_scale)
 
 # XLA's float32 erf (xla/hlo/builder/lib/math.cc, ErfImpl32): x * P(x^2) / Q(x^2) on a clamp.
 _ERF_ALPHA = (0.00022905065861350646, 0.0034082910107109506, 0.050955695062380861,
@@ -39,21 +40,39 @@ def erf(x):
     return x * _polynomial(x2, _ERF_ALPHA) / _polynomial(x2, _ERF_BETA)
 
 
+def _gelu(y):
+    return 0.5 * y * (1.0 + erf(y * (1.0 / math.sqrt(2.0))))
+
+
+def _gelu_tanh(y):
+    inner = math.sqrt(2.0 / math.pi) * (y + 0.044715 * y * y * y)
+    return 0.5 * y * (1.0 + jnp.tanh(inner))
+
+
+def _silu(y):
+    return y / (1.0 + jnp.exp(-y))  # y sigmoid(y), from exp and a division
+
+
+# The kernels' twin of `numerics.ACTIVATION_FUNCTIONS`, name for name.
+KERNEL_ACTIVATIONS = {
+    "gelu": _gelu,
+    "gelu_tanh": _gelu_tanh,
+    "quick_gelu": lambda y: y / (1.0 + jnp.exp(-QUICK_GELU_SLOPE * y)),
+    "silu": _silu,
+    "tanh": jnp.tanh,
+    "relu": lambda y: jnp.maximum(y, 0.0),
+}
+assert set(KERNEL_ACTIVATIONS) == set(ACTIVATION_FUNCTIONS), "every activation needs both"
+
+
 def activation(y, name: str | None):
-    """The epilogue activation, as `numerics.apply_activation`: exact (erf) GELU as BERT uses,
-    tanh-GELU, tanh, ReLU (DistilBERT's classifier head), or none."""
+    """The epilogue activation, as `numerics.apply_activation`: `KERNEL_ACTIVATIONS[name]`
+    (exact GELU through the rational `erf`), or none for None."""
     if name is None:
         return y
-    if name == "gelu":
-        return 0.5 * y * (1.0 + erf(y * (1.0 / math.sqrt(2.0))))
-    if name == "gelu_tanh":
-        inner = math.sqrt(2.0 / math.pi) * (y + 0.044715 * y * y * y)
-        return 0.5 * y * (1.0 + jnp.tanh(inner))
-    if name == "tanh":
-        return jnp.tanh(y)
-    if name == "relu":
-        return jnp.maximum(y, 0.0)
-    raise ValueError(f"activation={name!r} is not one of {ACTIVATIONS}")
+    if name not in KERNEL_ACTIVATIONS:
+        raise ValueError(f"activation={name!r} is not one of {ACTIVATIONS}")
+    return KERNEL_ACTIVATIONS[name](y)
 
 
 def round_half_even(x):

@@ -33,8 +33,8 @@ import numpy as np
 
 INT8_MAX = 127.0
 SCALE_EPS = 1e-12  # the smallest quantization scale: keeps all-zero inputs finite
-ACTIVATIONS = ("gelu", "gelu_tanh", "tanh", "relu", None)
 _SQRT_HALF = 0.7071067811865476  # 1 / sqrt(2)
+QUICK_GELU_SLOPE = 1.702  # quick_gelu(x) = x sigmoid(1.702 x) (HF's QuickGELUActivation)
 INT32_MAX = 2 ** 31 - 1
 # The deepest reduction whose int32 accumulator cannot wrap: 127 * 127 * K <= 2**31 - 1.
 MAX_K = INT32_MAX // int(INT8_MAX * INT8_MAX)  # 133,144
@@ -171,22 +171,37 @@ def layer_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, eps: float) -> j
     return normed * scale.astype(jnp.float32) + bias.astype(jnp.float32)
 
 
+def _gelu(x):
+    # As PyTorch computes it (x * 1/sqrt(2), not x / sqrt(2)), and as the kernels do
+    # (`pallas_kernels.epilogue`); the division `jax.nn.gelu` uses made the FFN epilogue
+    # about 1.6x slower on CPU.
+    return 0.5 * x * (1.0 + jax.lax.erf(x * _SQRT_HALF))
+
+
+def _silu(x):
+    return x * jax.nn.sigmoid(x)
+
+
+# The epilogue activations, by name: the reference of each (float32 in, float32 out).
+# `pallas_kernels.epilogue.KERNEL_ACTIVATIONS` holds the kernels' twin of each.
+ACTIVATION_FUNCTIONS = {
+    "gelu": _gelu,                                                # exact (erf) GELU, BERT's
+    "gelu_tanh": lambda x: jax.nn.gelu(x, approximate=True),      # GPT-2's tanh approximation
+    "quick_gelu": lambda x: x * jax.nn.sigmoid(QUICK_GELU_SLOPE * x),  # CLIP's
+    "silu": _silu,                                                # x sigmoid(x), "swish"
+    "tanh": jnp.tanh,
+    "relu": lambda x: jnp.maximum(x, 0.0),                        # DistilBERT's head
+}
+ACTIVATIONS = (*ACTIVATION_FUNCTIONS, None)
+
+
 def apply_activation(x: jax.Array, activation: str | None) -> jax.Array:
-    """The epilogue activation: exact (erf) GELU, tanh-GELU, tanh, ReLU, or nothing."""
+    """The epilogue activation `ACTIVATION_FUNCTIONS[activation]`, or nothing for None."""
     if activation is None:
         return x
-    if activation == "gelu":
-        # As PyTorch computes it (x * 1/sqrt(2), not x / sqrt(2)), and as the kernels do
-        # (`pallas_kernels.epilogue`); the division `jax.nn.gelu` uses made the FFN epilogue
-        # about 1.6x slower on CPU.
-        return 0.5 * x * (1.0 + jax.lax.erf(x * _SQRT_HALF))
-    if activation == "gelu_tanh":
-        return jax.nn.gelu(x, approximate=True)
-    if activation == "tanh":
-        return jnp.tanh(x)
-    if activation == "relu":
-        return jnp.maximum(x, 0.0)
-    raise ValueError(f"{activation=} is not one of {ACTIVATIONS}")
+    if activation not in ACTIVATION_FUNCTIONS:
+        raise ValueError(f"{activation=} is not one of {ACTIVATIONS}")
+    return ACTIVATION_FUNCTIONS[activation](x)
 
 
 def epilogue(y: jax.Array, *, bias=None, activation: str | None = None, residual=None,

@@ -125,7 +125,8 @@ def int8_matmul(x_q, w_q, x_scale, w_scale, *, bias=None, activation=None, resid
       x_scale: `[M, 1]` per-token scales (a per-tensor scale broadcast to `[M, 1]`).
       w_scale: `[N]` per-channel weight scales.
       bias: `[N]` or None. residual: `[M, N]` or None.
-      activation: 'gelu', 'gelu_tanh', 'tanh', 'relu' or None.
+      activation: a name of `numerics.ACTIVATIONS` ('gelu', 'gelu_tanh', 'quick_gelu',
+        'silu', 'tanh', 'relu') or None.
       out_dtype: a float dtype, int8 (needs `out_scale`) or int32 (the raw accumulator).
       out_scale: the static requantization scale for `out_dtype=int8` (may be traced).
       implementation: 'mosaic' (Hopper wgmma), 'triton' (sm_80+), a sequence of them tried

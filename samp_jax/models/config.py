@@ -16,17 +16,10 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
+from samp_jax.models.activations import SUPPORTED_ACTIVATIONS
 from samp_jax.models.errors import ConfigError
 from samp_jax.models.families import UnsupportedFamilyError, get_family
 
-# HF activation names and the epilogue activation each one means.
-SUPPORTED_ACTIVATIONS = {
-    "gelu": "gelu",
-    "gelu_python": "gelu",
-    "gelu_new": "gelu_tanh",
-    "gelu_pytorch_tanh": "gelu_tanh",
-    "relu": "relu",
-}
 # MPNet buckets relative positions into 32 buckets up to distance 128, whatever its config
 # says (`MPNetEncoder.compute_position_bias` uses its defaults); the table may have more rows.
 RELATIVE_BUCKETS = 32
@@ -189,7 +182,7 @@ class EncoderConfig:
 
     @property
     def activation(self) -> str:
-        """The FFN's epilogue activation: 'gelu' (erf), 'gelu_tanh' or 'relu'."""
+        """The FFN's epilogue activation (a name of `pallas_kernels.numerics.ACTIVATIONS`)."""
         return SUPPORTED_ACTIVATIONS[self.hidden_act]
 
     @property

@@ -45,7 +45,7 @@ NORM_FLOOR = 1e-12  # the smallest norm divided by (L2 normalisation, cosine): z
 MASKED_MAX = -1e9  # what sentence-transformers' max pooling puts in padded positions
 # sentence-transformers' pooling modes (the order its 2-4 folders concatenate them in).
 POOLING_MODES = ("cls", "max", "mean", "mean_sqrt_len", "weightedmean", "lasttoken")
-CLASSIFIER_ACTIVATIONS = ("tanh", "gelu", "gelu_tanh", "relu")
+CLASSIFIER_ACTIVATIONS = ("tanh", "gelu", "gelu_tanh", "quick_gelu", "silu", "relu")
 # The activations of a sentence-transformers Dense projection (torch's Identity, Tanh, ReLU,
 # GELU (erf) and Sigmoid).
 DENSE_ACTIVATIONS = ("identity", "tanh", "relu", "gelu", "sigmoid")

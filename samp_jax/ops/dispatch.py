@@ -34,7 +34,7 @@ from pallas_kernels.numerics import check_scale, quantize_rows, row_finite
 from samp_jax.core.precision import SitePrecision, as_precision
 from samp_jax.core.primitives import QArray, quantize_fp8
 
-Activation = Literal["gelu", "gelu_tanh", "tanh", "relu"] | None
+Activation = Literal["gelu", "gelu_tanh", "quick_gelu", "silu", "tanh", "relu"] | None
 GemmImpl = Callable[..., jax.Array]
 logger = logging.getLogger("samp_jax.ops")
 
@@ -189,7 +189,8 @@ def gemm(x: jax.Array | QArray, weight: jax.Array | QArray, *, precision: SitePr
       precision: a `SitePrecision` or its name ('fp32', 'fp16', 'bf16', 'int8-dynamic',
         'int8-static', 'fp8_e4m3').
       bias: `[N]`, added in float32.
-      activation: None, 'gelu', 'gelu_tanh', 'tanh' or 'relu'.
+      activation: None or a name of `pallas_kernels.numerics.ACTIVATIONS` ('gelu',
+        'gelu_tanh', 'quick_gelu', 'silu', 'tanh', 'relu').
       residual: `[..., N]`, added after the activation.
       act_scale: static activation scale (scalar) for 'int8-static' and 'fp8_e4m3': finite and
         positive (a concrete one is checked; a traced one under jit cannot be, and is the

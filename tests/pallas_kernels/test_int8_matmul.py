@@ -109,6 +109,14 @@ class Int8MatmulChecks:
     @pytest.mark.parametrize("activation", [None, "gelu"])
     @pytest.mark.parametrize("out_dtype", [jnp.float16, jnp.bfloat16, jnp.float32])
     def test_epilogue_matches_reference(self, impl, activation, out_dtype):
+        self._check_epilogue(impl, activation, out_dtype)
+
+    @pytest.mark.parametrize("impl", IMPLS)
+    @pytest.mark.parametrize("activation", ["silu", "quick_gelu"])
+    def test_sigmoid_epilogues_match_reference(self, impl, activation):
+        self._check_epilogue(impl, activation, jnp.float32)
+
+    def _check_epilogue(self, impl, activation, out_dtype):
         m, k, n = 70, 384, 256
         x, w, xs, ws = _operands(m, k, n, seed=1)
         rng = np.random.default_rng(2)
@@ -480,9 +488,11 @@ def test_kernels_lower_for_cuda(impl, call_target, name, out_dtype):
 
 @pytest.mark.parametrize("impl, call_target", [("triton", "__gpu$xla.gpu.triton"),
                                                ("mosaic", "mosaic_gpu_v2")])
-def test_relu_epilogue_lowers_for_cuda(impl, call_target):
+@pytest.mark.parametrize("activation", ["relu", "silu", "quick_gelu", "gelu_tanh"])
+def test_other_epilogue_activations_lower_for_cuda(impl, call_target, activation):
     def fn(x, w, xs, ws, b, r):
-        return int8_matmul(x, w, xs, ws, bias=b, activation="relu", residual=r, implementation=impl)
+        return int8_matmul(x, w, xs, ws, bias=b, activation=activation, residual=r,
+                           implementation=impl)
 
     assert gpu_kernel_calls(lower_for_gpu(fn, *_GELU_FFN_IN)) == [call_target]
 

@@ -79,3 +79,35 @@ def test_a_static_scale_must_be_per_tensor():
     x = jnp.ones((4, 64), jnp.float32)
     with pytest.raises(ValueError):
         numerics.quantize_rows(x, act_scale=jnp.full((64,), 0.05))
+
+
+def _hf_formulas(x):
+    """transformers' activations (activations.py) in float64 numpy."""
+    sigmoid = lambda v: 1.0 / (1.0 + np.exp(-v))  # noqa: E731
+    tanh_gelu = 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)))
+    return {
+        "gelu_new": tanh_gelu,
+        "gelu_pytorch_tanh": tanh_gelu,
+        "gelu_fast": 0.5 * x * (1.0 + np.tanh(x * 0.7978845608 * (1.0 + 0.044715 * x * x))),
+        "gelu_accurate": tanh_gelu,
+        "quick_gelu": x * sigmoid(1.702 * x),
+        "silu": x * sigmoid(x),
+        "swish": x * sigmoid(x),
+        "relu": np.maximum(x, 0.0),
+        "gelu": np.array([v / 2 * (1 + math.erf(v / math.sqrt(2))) for v in x]),
+    }
+
+
+@pytest.mark.parametrize("hf_name", sorted(_hf_formulas(np.zeros(1))))
+def test_each_hf_activation_runs_as_hf_computes_it(hf_name):
+    """Every `hidden_act` samp-jax reads is the epilogue activation that computes HF's formula
+    (gelu_fast's rounded constant 0.7978845608 is within float32 rounding of sqrt(2/pi))."""
+    from samp_jax.models.activations import SUPPORTED_ACTIVATIONS
+
+    assert set(SUPPORTED_ACTIVATIONS) >= set(_hf_formulas(np.zeros(1)))
+    x = np.linspace(-12, 12, 2001)  # the range BERT's FFN activations reach
+    expected = _hf_formulas(x)[hf_name]
+    ours = SUPPORTED_ACTIVATIONS[hf_name]
+    for implementation in (numerics.apply_activation, epilogue.activation):
+        got = np.asarray(implementation(jnp.asarray(x, jnp.float32), ours), np.float64)
+        np.testing.assert_allclose(got, expected, rtol=3e-6, atol=2e-6, err_msg=implementation.__name__)

@@ -19,6 +19,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from samp_jax.models.activations import HEAD_ACTIVATIONS, HF_HEAD_ACTIVATION  # noqa: F401
 from samp_jax.models.errors import ConfigError
 from samp_jax.models.head_kinds import NO_HEAD
 
@@ -65,13 +66,6 @@ def unserved_head_hint(architectures) -> str | None:
                         "(it runs sequence and token classification heads and sentence "
                         "embeddings); pass strict=False to load the encoder alone")
     return None
-
-
-# HF activation name of a classification head (ModernBERT's `classifier_activation`, DeBERTa's
-# `pooler_hidden_act`) -> the head activation samp-jax runs, and back.
-HEAD_ACTIVATIONS = {"gelu": "gelu", "gelu_python": "gelu", "gelu_new": "gelu_tanh",
-                    "gelu_pytorch_tanh": "gelu_tanh", "relu": "relu", "tanh": "tanh"}
-HF_HEAD_ACTIVATION = {"gelu": "gelu", "gelu_tanh": "gelu_pytorch_tanh", "relu": "relu", "tanh": "tanh"}
 
 
 def head_activation(hf: Mapping[str, Any], key: str, default: str = "gelu") -> str:

@@ -30,7 +30,7 @@ def test_config_is_frozen():
     ({"model_type": None}, "model_type=None is not supported"),
     ({"position_embedding_type": "relative_key"}, "position_embedding_type='relative_key'"),
     ({"is_decoder": True}, "is_decoder=True is not supported"),
-    ({"hidden_act": "silu"}, "hidden_act='silu'"),
+    ({"hidden_act": "mish"}, "hidden_act='mish'"),
     ({"num_attention_heads": 5}, "must be divisible by num_heads=5"),
     ({"hidden_size": -4}, "hidden_size=-4 must be a positive integer"),
 ])

@@ -127,7 +127,7 @@ def test_a_v3_checkpoint_with_an_unused_position_table_loads(tmp_path):
 @pytest.mark.parametrize("key, value, says", [
     ("conv_kernel_size", 3, "convolution branch"),
     ("embedding_size", 16, "embed_proj"),
-    ("pooler_hidden_act", "silu", "pooler_hidden_act='silu' is not one of"),
+    ("pooler_hidden_act", "mish", "pooler_hidden_act='mish' is not one of"),
     ("pooler_hidden_size", 8, "pooler_hidden_size"),
     ("attention_head_size", 7, "attention_head_size=7"),
     ("pos_att_type", ["c2p", "p2p"], "pos_att_type"),

@@ -168,7 +168,7 @@ def test_a_head_without_the_norm_cannot_be_exported(tmp_path):
 @pytest.mark.parametrize("change, message", [
     ({"rope_scaling": {"rope_type": "linear", "factor": 2.0}}, "rope_scaling=.* is not supported"),
     ({"classifier_pooling": "max"}, "classifier_pooling='max' is not one of"),
-    ({"classifier_activation": "swish"}, "classifier_activation='swish' is not one of"),
+    ({"classifier_activation": "mish"}, "classifier_activation='mish' is not one of"),
     ({"hidden_size": 30, "num_attention_heads": 2}, "even head_dim"),
     ({"global_attn_every_n_layers": 0}, "global_attn_every_n_layers=0 must be a positive"),
 ])
