@@ -129,7 +129,9 @@ class Tokenizer:
         `max_length` defaults to the smallest of the model's longest input
         (`EncoderConfig.position_limit`, from `config.json`) and the tokenizer's
         `model_max_length`; for a model without a position table (DeBERTa-v3, ModernBERT)
-        whose tokenizer states no `model_max_length`, its `max_position_embeddings`. With `sentence_transformers=True` (the tokenizer of a sentence
+        whose tokenizer states no `model_max_length`, its `max_position_embeddings` (which
+        also caps a sentence embedder's tokenizer without a `max_seq_length`, as
+        sentence-transformers caps it). With `sentence_transformers=True` (the tokenizer of a sentence
         embedder, as `samp_jax.load` builds it) the folder's `sentence_bert_config.json` is
         followed as sentence-transformers follows it: its `max_seq_length` replaces
         `model_max_length`, and `do_lower_case` puts a Lowercase normalizer first in the
@@ -177,6 +179,10 @@ class Tokenizer:
                                                        model_config, path)
         limit, default = _model_lengths(model_config)
         settings = read_text_settings(path) if sentence_transformers else TextSettings()
+        if sentence_transformers and settings.max_seq_length is None:
+            # sentence-transformers cuts at min(max_position_embeddings, model_max_length) when
+            # its folder states no max_seq_length, whether the model has a position table or not
+            limit = default if limit is None else limit
         if settings.lowercase:
             files[TOKENIZER_FILE] = _lowercasing(files[TOKENIZER_FILE], path / TOKENIZER_FILE)
         if sentence_transformers and PROMPTS_FILE in files and not _pools_prompts(path):

@@ -7,6 +7,7 @@ HF's logits on two rows of 274-525 tokens, 6-10 times the tiny models' positions
 (`tools/golden_long_rows.py`)."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -102,3 +103,20 @@ def test_predict_with_max_length_serves_the_whole_row_as_hf_does(family, tmp_pat
     code = main(["predict", "--model", str(folder), "--data", str(data), "--out", str(out)])
     assert code == 0
     assert "2 of 2 input rows are longer than 40 tokens and were truncated" in capsys.readouterr().err
+
+
+def test_a_sentence_embedder_without_max_seq_length_is_cut_at_its_positions(tmp_path):
+    """sentence-transformers cuts at min(max_position_embeddings, model_max_length) when its
+    folder states no `max_seq_length`, a position table or not; with one, at it."""
+    source = GOLDEN / "families" / "deberta-v2" / "sentence"
+    folder = tmp_path / "sentence"
+    shutil.copytree(source, folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps(config | {"max_position_embeddings": 16}))
+    settings = json.loads((folder / "sentence_bert_config.json").read_text())
+    settings.pop("max_seq_length", None)
+    (folder / "sentence_bert_config.json").write_text(json.dumps(settings))
+    assert sj.load(folder).tokenizer.max_length == 16
+    assert Tokenizer.from_pretrained(folder).max_length == 40  # HF's tokenizer: its own 40
+    (folder / "sentence_bert_config.json").write_text(json.dumps(settings | {"max_seq_length": 30}))
+    assert sj.load(folder).tokenizer.max_length == 30
