@@ -270,15 +270,15 @@ def measure_table(model, batch: int, seq: int, *,
                   dtype=jnp.float16) -> LatencyTable:
     """Times every (site, precision) GEMM with its epilogue on this device, and the rest.
 
-    Inputs, residuals and outputs are `dtype` (the dtype between sites). `other_ms` is the
-    forward of `model` at this shape with every site at the first of `precisions` (the float
-    default), minus those sites. Each other precision's site entries are then scaled by one
-    factor so that the table reproduces the measured forward with every site at that
-    precision (`forward_ms`): a GEMM timed alone pays for reading and writing its own
-    operands, which a compiled forward fuses away (on the 2-core Xeon the unscaled table put
-    all-INT8 maps 30-37% above their real forwards, and FP32 within 1%). The relative cost of
-    the sites within a precision stays as timed. A site's precisions, and the whole forwards,
-    are timed in turns (`time_interleaved`), so their order is not the machine's drift.
+    Inputs, residuals and outputs are `dtype` (the dtype between sites). The forward of
+    `model` at this shape is timed too, with every site at each of `precisions` in turn
+    (`forward_ms`), and the table is fitted to those forwards (`_fit_to_forwards`): `other_ms`
+    is the time they share that no site accounts for, and each precision's site entries are
+    scaled by one factor so that the table reproduces its forward exactly. A GEMM timed alone
+    pays for reading and writing its own operands, which a compiled forward fuses away, and
+    runs on a machine that is not running the rest of the forward. The relative cost of the
+    sites within a precision stays as timed. A site's precisions, and the whole forwards, are
+    timed in turns (`time_interleaved`), so their order is not the machine's drift.
     """
     precisions = tuple(precisions)
     config = model.config
@@ -346,17 +346,35 @@ def _time_forwards(model, batch: int, seq: int, precisions: tuple[SitePrecision,
     return forward_ms, _forward_executions(records, precisions, model.config.num_layers)
 
 
+# `other_ms` is at most this share of the fastest measured forward, so that every precision's
+# sites keep a positive part of their forward.
+OTHER_SHARE_MAX = 0.9
+
+
 def _fit_to_forwards(site_ms: dict[str, float], forward_ms: dict[str, float],
                      precisions: tuple[SitePrecision, ...], num_layers: int) -> float:
     """Scales each precision's site entries in place so that the table reproduces its measured
-    forward (see `measure_table`); returns `other_ms`, the default forward minus its sites."""
-    default = precisions[0]
-    total = forward_ms[str(default)]
-    gemm_total = sum(site_ms[f"{s}/{default}"] for s in SITES) * num_layers
-    other = max(total - gemm_total, 0.0)
-    for p in precisions:  # the default's factor is 1 unless its sites alone outlast the forward
-        timed = sum(site_ms[f"{s}/{p}"] for s in SITES) * num_layers
-        factor = max(forward_ms[str(p)] - other, 1e-3 * timed) / timed
+    forward exactly (see `measure_table`); returns `other_ms`.
+
+    `other_ms`, the time of a forward that no site accounts for, is the same for every
+    precision: the intercept of the least-squares line through the points (the precision's
+    timed sites, its measured forward), so that a gap between timed sites and forwards is
+    shared by the sites in proportion (GEMMs timed alone may run faster or slower than inside
+    a compiled forward) rather than put on `other_ms` alone. With one precision, or a line
+    that does not rise, it is the first (default) forward minus its sites. Either way it is
+    kept within `[0, OTHER_SHARE_MAX * the fastest forward]`.
+    """
+    names = list(dict.fromkeys(str(p) for p in precisions))
+    timed = np.array([sum(site_ms[f"{s}/{p}"] for s in SITES) * num_layers for p in names])
+    forwards = np.array([forward_ms[p] for p in names])
+    other = forwards[0] - timed[0]
+    if len(names) > 1 and np.ptp(timed) > 0:
+        slope, intercept = np.polyfit(timed, forwards, 1)
+        if slope > 0:
+            other = intercept
+    other = float(np.clip(other, 0.0, OTHER_SHARE_MAX * forwards.min()))
+    for p, sites, forward in zip(names, timed, forwards):
+        factor = (forward - other) / sites
         for s in SITES:
             site_ms[f"{s}/{p}"] *= factor
     return other
