@@ -76,8 +76,9 @@ LAYERNORM_FED = ("qkv", "ffn_in")
 # Part of a measured table's cache name; raised when the code it times changes (2: the
 # head-major XLA attention and the division-free GELU; 3: the summed row finiteness and the
 # attention scale on q; 4: site entries scaled to whole forwards; 5: the precisions of a site,
-# and the whole forwards, timed in turns).
-TABLE_VERSION = 5
+# and the whole forwards, timed in turns; 6: the time outside the sites fitted to every
+# forward).
+TABLE_VERSION = 6
 
 
 def _estimate_site_ms(site: str, tokens: int, k: int, n: int, precision: SitePrecision,
