@@ -21,6 +21,7 @@ built by `task_objective`): the same object that scores the test split in the ac
 from __future__ import annotations
 
 import copy
+import math
 from statistics import NormalDist
 from typing import Sequence
 
@@ -97,6 +98,8 @@ class EvaluationObjective(Objective):
         self.proxy_kind = evaluation.proxy_kind
         self.batches = evaluation.batches
         self.reference = evaluation.outputs(jit_forward(model))
+        check_reference_finite(evaluation.non_finite(self.reference), evaluation.num_examples,
+                               name)
 
     def subset(self, num_batches: int | None) -> "EvaluationObjective":
         view = super().subset(num_batches)
@@ -121,6 +124,8 @@ class EvaluationObjective(Objective):
         evidence = None if self.partial else self.evaluation.evidence(outputs)
         if metric is None or evidence is None:
             return None
+        if self.evaluation.non_finite(outputs):  # no answer read from NaN or Inf outputs
+            return math.inf
         return metric.guarded_drop(self._baseline(base), evidence, z=z)
 
     def _baseline(self, base) -> Baseline:
@@ -132,6 +137,19 @@ class EvaluationObjective(Objective):
             cached = (base, metric.baseline(self.evaluation.evidence(base)))
             self._base_cache = cached
         return cached[1]
+
+
+def check_reference_finite(non_finite: int, rows: int, name: str) -> None:
+    """Refuses a search whose FP32 reference outputs hold NaN or Inf: nothing can be measured
+    against them.
+
+    Raises:
+      ValueError: naming the rows and the likely causes.
+    """
+    if non_finite:
+        raise ValueError(f"the FP32 model gives NaN or Inf outputs for {non_finite} of {rows} "
+                         f"rows of {name}'s search split: no precision can be measured against "
+                         "them (are the weights damaged, or do some rows overflow float32?)")
 
 
 def task_objective(model, task: Task | str, tokenizer, *, split: str = "search", seed: int = 0,
@@ -160,12 +178,17 @@ class UnlabelledObjective(Objective):
         self.proxy_kind = proxy_for(model.readout)
         # the real rows of each batch, and their reference outputs: the same for every map
         self._valid = [batch["attention_mask"].sum(-1) > 0 for batch in self.batches]
+        bad = sum(int((~np.isfinite(ref[valid]).reshape(int(valid.sum()), -1).all(-1)).sum())
+                  for ref, valid in zip(self.reference, self._valid))
+        check_reference_finite(bad, int(sum(v.sum() for v in self._valid)), name)
         self._valid_reference = [ref[valid] for ref, valid in zip(self.reference, self._valid)]
 
     def proxy(self, outputs) -> float:
         """The proxy over the real rows (a per-token output: each row's mean over positions)."""
         values = []
         for out, ref, valid in zip(outputs, self.reference, self._valid):
-            divergence = self.proxy_kind.divergence(out, ref)
+            with np.errstate(invalid="ignore", over="ignore"):
+                divergence = self.proxy_kind.divergence(out, ref)
+            divergence = np.where(np.isfinite(divergence), divergence, np.inf)  # NaN or Inf out
             values.append(divergence.reshape(len(valid), -1).mean(-1)[valid])
         return self.proxy_kind.pooled(np.concatenate(values), self._valid_reference)

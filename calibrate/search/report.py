@@ -12,6 +12,7 @@ import numpy as np
 from calibrate.search.phases import default_preset_name
 from calibrate.search.result import SearchResult, pareto_entries, pareto_file
 from calibrate.search.runner import Kind
+from samp_jax.core import strict_json
 from samp_jax.core.atomic import atomic_file, write_text_atomic
 from samp_jax.core.precision import SITES, as_precision
 from samp_jax.tasks.metrics import PROXIES, get_metric
@@ -149,7 +150,7 @@ def write_report(result: SearchResult, out: str | Path, *, test_metrics: dict | 
     result.precision_map.save(out / "precision_map.json")
     write_pareto_maps(result, out)
     summary = result.summary() | {"test": test_metrics, "command": command} | (extra or {})
-    write_text_atomic(out / "summary.json", json.dumps(summary, indent=1))
+    write_text_atomic(out / "summary.json", strict_json.dumps(summary, indent=1))
     plot_pareto(result, out / "pareto.png")
     write_text_atomic(out / "report.md", report_markdown(result, summary, test_metrics=test_metrics,
                                                          command=command))

@@ -9,6 +9,7 @@ among (`guard_selection`); and the result is never slower than the fastest passi
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Callable
 
@@ -147,10 +148,12 @@ def tolerance_verdict(session: Session, chosen: ToleranceCheck, measured: str) -
     config = session.config
     if chosen.passes:
         return True
+    why = (" (its outputs hold NaN or Inf: values past the range of "
+           f"{session.options[0]}, e.g. above FP16's 65,504)" if chosen.bounded == math.inf else "")
     warnings.warn(
         f"no map meets tolerance={config.tolerance} ({config.tolerance_mode}): even the most "
         f"precise candidate, {session.options[0]} at every site, has {measured} "
-        f"{chosen.bounded:.6g} > allowed {chosen.allowed:.6g}; returning that map "
+        f"{chosen.bounded:.6g}{why} > allowed {chosen.allowed:.6g}; returning that map "
         "(SearchResult.tolerance_met is False)", UserWarning, stacklevel=4)
     return False
 

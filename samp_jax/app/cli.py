@@ -34,6 +34,8 @@ from calibrate import CalibrationError, calibrate
 from calibrate.search.plan import resolve_options
 from samp_jax.app import bench, demo, jax_platforms, predictions
 from samp_jax.app.entry import Terminated
+from samp_jax.app.figure_warnings import warn_non_finite
+from samp_jax.core import strict_json
 from samp_jax.app.lengths import at_max_length, check_max_length, fit_max_length, say_truncation
 from samp_jax.app.outputs import UsageError
 from samp_jax.app.outputs import check_output as _check_output
@@ -239,9 +241,10 @@ def _eval(args) -> int:
     if quiet:
         return 0
     _warn_if_at_chance("eval", evaluator, rows[0]["value"])
+    warn_non_finite("eval", rows, "test")
     threshold = task.decision_threshold
     if args.json:
-        print(json.dumps({"model": description, "task": task.name, "task_type": task.task_type.name,
+        print(strict_json.dumps({"model": description, "task": task.name, "task_type": task.task_type.name,
                           "metric": evaluator.metric, "label_threshold": threshold,
                           "max_length": evaluator.max_length,
                           "truncation": as_dicts({"test": evaluator.truncation}),
@@ -481,6 +484,12 @@ def _predict(args) -> int:
                                                        written.truncated)})
         result = {"predictions": str(out), "rows": written.rows,
                   "max_length": written.max_length, "truncated": written.truncated}
+        if written.non_finite:
+            result["non_finite"] = written.non_finite
+            print(f"samp-jax predict: warning: {written.non_finite} of {written.rows} rows gave "
+                  "NaN or Inf outputs (values past the range of the model's precision, e.g. "
+                  "above FP16's 65,504); they are written with null answers and "
+                  '"non_finite": true', file=sys.stderr, flush=True)
         text = f"wrote {written.rows} predictions to {'standard output' if to_stdout else out}"
         if model.readout is Readout.LABELS:  # the threshold each row's labels were read at
             result["label_threshold"] = args.threshold or LABEL_THRESHOLD

@@ -58,7 +58,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 import re
 import sys
@@ -67,6 +66,7 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
+from samp_jax.core import strict_json
 from samp_jax.core.atomic import atomic_file
 from samp_jax.models.bio_tags import OUTSIDE, Span, not_bio, scheme_of, tag_spans
 from samp_jax.models.cross_encoder import apply_activation
@@ -82,6 +82,7 @@ from samp_jax.tasks.files import read_inputs as read_rows
 
 CHUNK_ROWS = 4096  # rows predicted, then written, at a time
 TRUNCATED_MARK = b'"truncated": true'  # in a record's JSON line: the row was cut
+NON_FINITE_MARK = b'"non_finite": true'  # its outputs held NaN or Inf: no answer read
 HEAD_FIELDS = {SEQUENCE_CLASSIFICATION.name: ("text", "text_pair"),
                TOKEN_CLASSIFICATION.name: ("tokens",), SENTENCE_EMBEDDING.name: ("text",)}
 
@@ -137,11 +138,13 @@ def check_suffix(out: str | Path) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class Written:
-    """What `write` wrote: `rows` records, `truncated` of them cut at `max_length` tokens."""
+    """What `write` wrote: `rows` records, `truncated` of them cut at `max_length` tokens,
+    `non_finite` of them with NaN or Inf outputs (no answer written)."""
 
     rows: int
     truncated: int
     max_length: int
+    non_finite: int = 0
 
 
 def serving_limit(model, max_length: int | None = None) -> int:
@@ -192,7 +195,7 @@ def _engine(model, count: int, batch_size: int, label_threshold: float | None,
 
 def json_lines(records: Sequence[dict]) -> bytes:
     """The records as JSON Lines (UTF-8)."""
-    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode()
+    return "".join(strict_json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode()
 
 
 STDOUT = "-"
@@ -226,8 +229,9 @@ def write(model, rows: Sequence[dict], out: str | Path, *, batch_size: int = 32,
         elif is_primary():
             with atomic_file(out) as tmp:
                 tmp.write_bytes(b"".join(parts))
-        return Written(len(rows), sum(part.count(TRUNCATED_MARK) for part in parts), limit)
-    truncated = 0
+        return Written(len(rows), sum(part.count(TRUNCATED_MARK) for part in parts), limit,
+                       sum(part.count(NON_FINITE_MARK) for part in parts))
+    truncated = non_finite = 0
     with contextlib.ExitStack() as stack:
         if str(out) == STDOUT:
             emit = _to_stdout
@@ -236,9 +240,10 @@ def write(model, rows: Sequence[dict], out: str | Path, *, batch_size: int = 32,
         for done, data in chunks(model, rows, **options):
             emit(data)
             truncated += data.count(TRUNCATED_MARK)
+            non_finite += data.count(NON_FINITE_MARK)
             if progress is not None:
                 progress(done, len(rows))
-    return Written(len(rows), truncated, limit)
+    return Written(len(rows), truncated, limit, non_finite)
 
 
 def _to_stdout(data: bytes) -> None:
@@ -259,17 +264,25 @@ def _predict(engine, rows: Sequence[dict]) -> list[dict]:
         result = engine.classify_words([r["tokens"] for r in rows])
         names = _label_names(engine, result.word_logits[0].shape[-1])
         spans = entity_reader(names)
-        return [_tagged(r, names, labels, logits, spans) | {"truncated": bool(cut)}
-                for r, labels, logits, cut in zip(rows, result.word_labels, result.word_logits,
-                                                  result.truncated)]
+        records = []
+        for r, labels, logits, cut in zip(rows, result.word_labels, result.word_logits,
+                                          result.truncated):
+            # a word truncation removed has label -1 (and NaN logits); a word whose logits are
+            # NaN or Inf gets no tag either, and the row is marked
+            broken = (labels >= 0) & ~np.isfinite(logits).all(-1)
+            labels = np.where(broken, -1, labels)
+            records.append(_tagged(r, names, labels, logits, spans) | _marks(cut, broken.any()))
+        return records
     pairs = head == SEQUENCE_CLASSIFICATION.name and "text_pair" in rows[0]
     inputs = [(r["text"], r["text_pair"]) for r in rows] if pairs else [r["text"] for r in rows]
     result = engine(inputs)
     records = []
     if head == SENTENCE_EMBEDDING.name:
         for r, embedding, cut in zip(rows, result.embeddings, result.truncated):
-            records.append({"text": r["text"], "embedding": np.round(embedding, 6).tolist(),
-                            "truncated": bool(cut)})
+            broken = not np.isfinite(embedding).all()
+            records.append({"text": r["text"],
+                            "embedding": None if broken else np.round(embedding, 6).tolist()}
+                           | _marks(cut, broken))
         return records
     names = _label_names(engine, result.logits.shape[-1])
     values, read = _SEQUENCE_RECORDS[Readout.SCORE if result.labels is None else engine.readout]
@@ -278,10 +291,24 @@ def _predict(engine, rows: Sequence[dict]) -> list[dict]:
     scored = ([{}] * len(rows) if activation is None else
               [_cross_encoder(names, logits, scores) for logits, scores
                in zip(result.logits, apply_activation(activation, result.logits))])
+    broken = ~np.isfinite(result.logits.reshape(len(rows), -1)).all(-1)
     return [{"text": r["text"]} | ({"text_pair": r["text_pair"]} if pairs else {})
-            | _beside(read(names, row, label), fields) | {"truncated": bool(cut)}
-            for r, row, label, fields, cut in zip(rows, values(result.logits), predicted, scored,
-                                                  result.truncated)]
+            | (_no_answer(read(names, row, label) | fields) if bad
+               else _beside(read(names, row, label), fields)) | _marks(cut, bad)
+            for r, row, label, fields, cut, bad in zip(rows, values(result.logits), predicted,
+                                                       scored, result.truncated, broken)]
+
+
+def _marks(truncated, non_finite) -> dict:
+    """A record's marks: `"truncated"` always, `"non_finite": true` for a row whose outputs
+    hold NaN or Inf (no answer read from them: its answer fields are null)."""
+    return {"truncated": bool(truncated)} | ({"non_finite": True} if non_finite else {})
+
+
+def _no_answer(record: dict) -> dict:
+    """A sequence record of NaN or Inf logits: every answer field null (argmax of NaN would
+    name the first class)."""
+    return {key: None for key in record}
 
 
 def _beside(record: dict, cross_encoder: dict) -> dict:

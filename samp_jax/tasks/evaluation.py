@@ -11,6 +11,7 @@ them (padding rows included).
 from __future__ import annotations
 
 import copy
+import math
 from typing import Callable, Sequence
 
 import numpy as np
@@ -20,7 +21,7 @@ from samp_jax.serving.batching import DEFAULT_BUCKETS, TokenizedRows
 from samp_jax.tasks.metrics import IGNORE, Metric, spearman
 from samp_jax.tasks.proxies import COSINE, KL, LABEL_KL, SCORE, Proxy, one_minus_cosine
 from samp_jax.tasks.truncation import Truncation
-from samp_jax.tasks.types import EncodedSplit, TaskType, task_score
+from samp_jax.tasks.types import EncodedSplit, TaskType, task_score, with_non_finite
 
 Forward = Callable[[dict], object]
 
@@ -81,9 +82,24 @@ class Evaluation:
         return None
 
     def metric(self, outputs: Sequence[np.ndarray]) -> float | None:
-        """The task metric, or None without labels or on a partial view."""
+        """The task metric, or None without labels or on a partial view; NaN when any output
+        it reads is NaN or Inf (`non_finite`): no answer is read from such an output."""
         evidence = self.evidence(outputs)
-        return None if evidence is None else self.task_metric.value(evidence)
+        if evidence is None:
+            return None
+        return math.nan if self.non_finite(outputs) else self.task_metric.value(evidence)
+
+    def non_finite(self, outputs: Sequence[np.ndarray]) -> int:
+        """How many of the split's rows (examples; texts of an embedding split) have a NaN or
+        Inf output where the metric and the proxy read it (a per-token head: its labelled
+        tokens). Such outputs come from values past a precision's range (FP16 overflows
+        above 65,504) or from NaN input."""
+        count = 0
+        for out, rows in zip(outputs, self._rows):
+            finite = np.isfinite(out[:len(rows)]).reshape(len(rows), *out.shape[1:-1], -1).all(-1)
+            bad = ~finite & self._counted(rows, finite)
+            count += int(bad.reshape(len(rows), -1).any(-1).sum())
+        return count
 
     def proxy(self, outputs: Sequence[np.ndarray], reference: Sequence[np.ndarray]) -> float:
         """A smooth divergence from the `reference` outputs (lower is better): the proxy's
@@ -92,7 +108,10 @@ class Evaluation:
         values, real_reference = [], []
         for out, ref, rows in zip(outputs, reference, self._rows):
             out, ref = out[:len(rows)], ref[:len(rows)]
-            divergence = self.proxy_kind.divergence(out, ref)
+            with np.errstate(invalid="ignore", over="ignore"):
+                divergence = self.proxy_kind.divergence(out, ref)
+            # a NaN or Inf output is as far from the reference as can be
+            divergence = np.where(np.isfinite(divergence), divergence, np.inf)
             values.append(divergence[self._counted(rows, divergence)])
             real_reference.append(ref)
         values = np.concatenate(values) if values else np.zeros(0)
@@ -107,12 +126,13 @@ class Evaluation:
 
     def score(self, outputs: Sequence[np.ndarray],
               reference: Sequence[np.ndarray] | None = None) -> dict[str, float]:
-        """`{'metric', 'value', 'examples'}`, plus `agreement` with a reference."""
+        """`{'metric', 'value', 'examples'}`, plus `agreement` with a reference, and
+        `non_finite_rows` when some outputs are NaN or Inf (the value is then NaN)."""
         out = {"metric": self.metric_name, "value": self.metric(outputs),
                "examples": self.num_examples}
         if reference is not None:
             out["agreement"] = self.agreement(outputs, reference)
-        return out
+        return with_non_finite(out, self.non_finite(outputs))
 
 
 class ClassificationEvaluation(Evaluation):
@@ -155,10 +175,15 @@ class ClassificationEvaluation(Evaluation):
 
     def score(self, outputs, reference=None) -> dict[str, float]:
         out = task_score(self.task_type, self.task_metric, self.labels, self.gather(outputs),
-                         self.encoded, threshold=self.threshold)
+                         self.encoded, threshold=self.threshold)  # NaN for NaN or Inf outputs
         if reference is not None:
             out["agreement"] = self.agreement(outputs, reference)
         return out
+
+    def _finite_answers(self, outputs) -> np.ndarray:
+        """Per row (per token), whether its outputs are finite: no answer is read otherwise."""
+        gathered = self.gather(outputs)
+        return np.isfinite(gathered).all(-1)
 
     def _counted(self, rows, divergence) -> np.ndarray:
         """Every row, or, per token, the labelled positions only."""
@@ -168,6 +193,7 @@ class ClassificationEvaluation(Evaluation):
 
     def agreement(self, outputs, reference) -> float:
         same = self.predicted(outputs) == self.predicted(reference)
+        same &= self._finite_answers(outputs) & self._finite_answers(reference)
         if same.ndim == 2:
             same = same[self.encoded.labels != IGNORE]
         return float(np.mean(same))

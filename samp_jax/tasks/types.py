@@ -334,5 +334,28 @@ def task_score(task_type: TaskType, metric: Metric, labels: Sequence[str] | None
     predicted = task_type.readout.predict(logits, threshold)
     evidence = metric.evidence(predicted, encoded.labels, labels)
     details = {} if metric.details is None else metric.details(evidence)
-    return {"metric": metric.name, "value": metric.value(evidence), "examples": len(encoded),
-            **{name: float(value) for name, value in details.items()}}
+    score = {"metric": metric.name, "value": metric.value(evidence), "examples": len(encoded),
+             **{name: float(value) for name, value in details.items()}}
+    return with_non_finite(score, non_finite_rows(logits, encoded.labels))
+
+
+def non_finite_rows(logits: np.ndarray, labels: np.ndarray | None = None) -> int:
+    """Rows of `logits` (`[n, C]`, or `[n, seq, C]` per token) with a NaN or Inf where an
+    answer is read: any of a row's outputs, or per token those of its labelled positions
+    (`labels` not `IGNORE`). Such outputs come from values past a precision's range (FP16
+    overflows above 65,504) or from NaN input; no answer can be read from them."""
+    logits = np.asarray(logits)
+    finite = np.isfinite(logits.reshape(len(logits), *logits.shape[1:-1], -1)).all(-1)
+    if finite.ndim == 2 and labels is not None:
+        finite |= np.asarray(labels)[:, :finite.shape[1]] == IGNORE
+    return int((~finite.reshape(len(finite), -1)).any(-1).sum())
+
+
+def with_non_finite(score: dict, count: int) -> dict:
+    """`score` with its value (and its details: precision, recall) NaN and `non_finite_rows`
+    when `count` rows had NaN or Inf outputs; unchanged otherwise."""
+    if not count:
+        return score
+    nan = {k: float("nan") for k, v in score.items()
+           if isinstance(v, float) and k not in ("agreement",)}
+    return score | nan | {"non_finite_rows": count}

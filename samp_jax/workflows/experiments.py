@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from pathlib import Path
 from typing import Sequence
@@ -173,7 +174,8 @@ def format_table(rows: Sequence[dict], *, metric: str = "metric", agreement: str
     for r in rows:
         mb = "" if r["param_mb"] is None else f"{r['param_mb']:.1f}"
         value = "–" if r["value"] is None else f"{r['value']:.4f}"
-        change = "–" if r["relative_change"] is None else f"{100 * r['relative_change']:+.2f}%"
+        change = r["relative_change"]
+        change = "–" if change is None or math.isnan(change) else f"{100 * change:+.2f}%"
         lines.append(f"| {r['variant']} | {value} | {change} | {r['agreement']:.5f} | {mb} | "
                      f"{r['seconds']:.1f} |")
     return "\n".join(lines)

@@ -306,6 +306,9 @@ def test_guarded_drop_of_an_accuracy_objective_uses_the_paired_margin():
         def evidence(self, outputs):
             return np.concatenate(outputs)
 
+        def non_finite(self, outputs):
+            return 0
+
     objective = EvaluationObjective.__new__(EvaluationObjective)
     objective.evaluation = Correctness()
     base = [np.array([1, 1, 1]), np.array([1, 0])]
@@ -345,6 +348,9 @@ def test_an_entity_f1_objective_judges_maps_by_the_bootstrap_margin():
         def evidence(self, outputs):
             return np.concatenate(outputs)
 
+        def non_finite(self, outputs):
+            return 0
+
     objective = EvaluationObjective.__new__(EvaluationObjective)
     objective.evaluation = Counts()
     base = [np.array([[2, 2, 2], [1, 1, 1]]), np.array([[0, 0, 0], [3, 3, 3]])]
@@ -380,6 +386,9 @@ def test_a_pair_score_objective_judges_maps_by_the_paired_bootstrap_margin(metri
 
         def evidence(self, outputs):
             return self.task_metric.evidence(np.concatenate(outputs), gold, None)
+
+        def non_finite(self, outputs):
+            return 0
 
     objective = EvaluationObjective.__new__(EvaluationObjective)
     objective.evaluation = PairScores()

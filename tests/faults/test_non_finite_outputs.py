@@ -1,0 +1,106 @@
+"""NaN or Inf model outputs (a precision whose range the activations pass: FP16 overflows above
+65,504) are never read as answers: argmax of NaN is class 0, so an all-NaN FP16 variant scored
+the share of class 0 (and on imbalanced data, better than FP32), a search could return it, and
+`predict` wrote class 0 with a NaN score (not JSON). Now such rows make the metric NaN with a
+warning naming the variant and the count, the search's drop for them is infinite (never within
+tolerance; a NaN FP32 reference is refused), and `predict` writes null answers marked
+`"non_finite": true`, in strict JSON."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import samp_jax as sj
+from calibrate.search.objectives import check_reference_finite
+from samp_jax.app.cli import main
+from samp_jax.models import save_pretrained
+from samp_jax.tasks.metrics import IGNORE
+from samp_jax.tasks.types import EncodedSplit, get_task_type, non_finite_rows, task_score
+from tests.helpers import GOLDEN
+
+LABELS = ("neg", "neu", "pos")
+
+
+def _encoded(labels) -> EncodedSplit:
+    labels = np.asarray(labels)
+    ids = np.ones((len(labels), 4), np.int32)
+    return EncodedSplit(input_ids=ids, attention_mask=np.ones_like(ids),
+                        token_type_ids=np.zeros_like(ids), labels=labels)
+
+
+def test_a_row_of_nan_logits_makes_accuracy_nan_not_class_zero():
+    task_type = get_task_type("text_classification")
+    logits = np.array([[0.0, 1.0, 0.0], [np.nan, np.nan, np.nan], [1.0, 0.0, 0.0]], np.float32)
+    score = task_score(task_type, task_type.metric, LABELS, logits, _encoded([1, 0, 0]))
+    assert math.isnan(score["value"]) and score["non_finite_rows"] == 1
+    finite = task_score(task_type, task_type.metric, LABELS, logits[[0, 2]], _encoded([1, 0]))
+    assert finite["value"] == 1.0 and "non_finite_rows" not in finite
+
+
+def test_per_token_only_labelled_positions_count():
+    logits = np.zeros((2, 3, 2), np.float32)
+    logits[0, 2] = np.inf  # an unlabelled position (a later sub-token): not read
+    logits[1, 1] = np.nan  # a labelled one
+    labels = np.array([[0, 1, IGNORE], [1, 0, IGNORE]])
+    assert non_finite_rows(logits, labels) == 1
+    assert non_finite_rows(logits) == 2
+
+
+def test_the_search_refuses_a_nan_reference():
+    with pytest.raises(ValueError, match="the FP32 model gives NaN or Inf outputs for 3 of 40 rows"):
+        check_reference_finite(3, 40, "reviews")
+    check_reference_finite(0, 40, "reviews")
+
+
+@pytest.fixture(scope="module")
+def overflowing(tmp_path_factory):
+    """The tiny classifier with its last LayerNorm's scale times 1e6: finite in FP32, past
+    FP16's range (its logits overflow to Inf, then NaN)."""
+    source = GOLDEN / "families" / "bert" / "seqcls"  # labels neg, neu, pos
+    model = sj.load(source)
+    norm = model.encoder.layers[-1].ffn_norm
+    norm.scale[...] = norm.scale[...] * 1e6
+    folder = save_pretrained(model, tmp_path_factory.mktemp("m") / "overflow",
+                             tokenizer_dir=source, labels=LABELS)
+    data = tmp_path_factory.mktemp("d") / "rows.csv"
+    texts = json.loads((source.parent / "texts.json").read_text())["single"]
+    words = sorted({w.strip(".,;!?") for t in texts for w in t.split()} - {""})
+    rng = np.random.default_rng(0)
+    data.write_text("text,label\n" + "".join(
+        f"{' '.join(rng.choice(words, 6))},{rng.choice(LABELS)}\n" for _ in range(40)))
+    return folder, data
+
+
+def test_eval_reports_nan_and_warns_for_a_variant_that_overflows(overflowing, capsys):
+    folder, data = overflowing
+    code = main(["eval", "--model", str(folder), "--split-file", f"test={data}",
+                 "--precision", "fp16", "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    rows = json.loads(out)["rows"]  # strict JSON: NaN is written as null
+    assert rows[0]["value"] is not None and "non_finite_rows" not in rows[0]
+    assert rows[1]["variant"] == "fp16" and rows[1]["value"] is None
+    assert rows[1]["non_finite_rows"] == rows[1]["examples"] == 40
+    assert "samp-jax eval: warning: fp16 gives NaN or Inf outputs for 40 of 40 test rows" in err
+
+
+def test_predict_writes_null_answers_for_rows_that_overflow(overflowing, tmp_path, capsys):
+    folder, data = overflowing
+    quantized = sj.quantize(sj.load(folder), sj.PrecisionMap.preset("fp16", 2), dtype=jnp.float16)
+    quantized.save(tmp_path / "fp16")
+    out = tmp_path / "p.jsonl"
+    code = main(["predict", "--model", str(tmp_path / "fp16"), "--data", str(data),
+                 "--out", str(out), "--json"])
+    stdout, err = capsys.readouterr()
+    assert code == 0, err
+    assert json.loads(stdout)["non_finite"] == 40
+    for line in out.read_text().splitlines():
+        record = json.loads(line, parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))
+        assert record["label"] is None and record["probabilities"] is None
+        assert record["non_finite"] is True
+    assert "40 of 40 rows gave NaN or Inf outputs" in err
