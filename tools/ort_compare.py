@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from calibrate import calibrate  # noqa: E402
 from samp_jax.serving.timing import device_description, keep_cpu_buffers_for_timing, time_ms  # noqa: E402
 from samp_jax import PrecisionMap, load, minilm_path, quantize  # noqa: E402
-from samp_jax.workflows.experiments import make_evaluator  # noqa: E402
+from samp_jax.workflows.experiments import make_evaluator, relative_change  # noqa: E402
 from samp_jax.serving.forward import jit_forward  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -147,7 +147,7 @@ def main() -> None:
     fp32 = next(r["metric"] for r in rows if r["variant"] == "samp-jax fp32")
     best_ort = min(r["ms"] for r in rows if r["variant"].startswith("ort-int8"))
     for r in rows:
-        r["relative_change"] = r["metric"] / fp32 - 1.0
+        r["relative_change"] = relative_change(r["metric"], fp32)
         r["speedup_vs_best_ort_int8"] = best_ort / r["ms"]
     command = "python tools/ort_compare.py " + " ".join(sys.argv[1:])
     result = {"command": command, "device": device_description(),

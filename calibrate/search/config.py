@@ -37,7 +37,7 @@ class SearchConfig:
     """The settings of one search.
 
     Attributes:
-      tolerance: allowed metric drop (relative: `drop <= tolerance * fp32_metric`; absolute:
+      tolerance: allowed metric drop (relative: `drop <= tolerance * |fp32_metric|`; absolute:
         `drop <= tolerance` in metric units; without labels it bounds the proxy).
       tolerance_mode: 'relative' or 'absolute'.
       latency_target_ms: if given, ignore the tolerance and reach this estimated latency
@@ -163,6 +163,15 @@ def validate_tolerance(tolerance: float, tolerance_mode: str) -> None:
     if tolerance >= MAX_RELATIVE_TOLERANCE:
         raise ValueError(f"{tolerance=} would allow losing half the metric or more; "
                          f"use a value below {MAX_RELATIVE_TOLERANCE} (0.01 means 1%)")
+
+
+def allowed_drop(tolerance: float, tolerance_mode: str, fp32_metric: float | None) -> float:
+    """The largest metric drop against FP32 a tolerance allows: `tolerance * |fp32_metric|`
+    (relative; the size of the metric, so that a negative one -- a Spearman whose gold scores
+    rank the other way -- still allows a drop) or `tolerance` (absolute, metric units)."""
+    if tolerance_mode == "relative":
+        return tolerance * abs(fp32_metric)
+    return tolerance
 
 
 def check_target_ms(target_ms) -> None:

@@ -16,7 +16,7 @@
    is closer to FP32 by the proxy (`calibrate.search.latency_target`).
 
 Tolerance semantics: `tolerance_mode="relative"` (default) accepts a map when
-`drop <= tolerance * fp32_metric`; `"absolute"` when `drop <= tolerance` (metric units). The
+`drop <= tolerance * |fp32_metric|`; `"absolute"` when `drop <= tolerance` (metric units). The
 drop is measured on the search split against the FP32 model and includes a one-sided 95%
 confidence margin: of the paired per-example difference for accuracy, of a paired bootstrap
 over sentences for entity F1 (`calibrate.search.objectives`). The allocation's own pick, the fastest

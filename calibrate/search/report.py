@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from calibrate.search.config import allowed_drop
 from calibrate.search.phases import default_preset_name
 from calibrate.search.result import SearchResult, pareto_entries, pareto_file
 from calibrate.search.runner import Kind
@@ -92,6 +93,15 @@ def pareto_table(result: SearchResult) -> str:
     return "\n".join(lines)
 
 
+def tolerance_edge(result: SearchResult) -> float:
+    """The search-split metric at the edge of the tolerance: FP32's less the allowed drop
+    (`allowed_drop`: a share of |FP32| when relative), or plus it for a lower-is-better metric.
+    Needs a metric and its FP32 value."""
+    sign = 1.0 if get_metric(result.metric_name).higher_is_better else -1.0
+    return result.fp32_metric - sign * allowed_drop(result.tolerance, result.tolerance_mode,
+                                                    result.fp32_metric)
+
+
 def plot_pareto(result: SearchResult, path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -123,9 +133,7 @@ def plot_pareto(result: SearchResult, path: Path) -> None:
     if result.latency_target_ms is not None:
         ax.axvline(result.latency_target_ms, c="#c44e52", lw=0.8, ls=":", label="latency target")
     elif use_metric and result.fp32_metric is not None:
-        floor = (result.fp32_metric * (1 - result.tolerance) if result.tolerance_mode == "relative"
-                 else result.fp32_metric - result.tolerance)
-        ax.axhline(floor, c="#c44e52", lw=0.8, ls=":", label="tolerance")
+        ax.axhline(tolerance_edge(result), c="#c44e52", lw=0.8, ls=":", label="tolerance")
     table = result.latency_table
     ax.set_xlabel(f"estimated latency, ms ({table.source}: {table.device}, {table.batch}×{table.seq})")
     ax.set_ylabel(ylabel)

@@ -15,6 +15,7 @@ from typing import Callable
 
 import numpy as np
 
+from calibrate.search.config import allowed_drop
 from calibrate.search.objectives import Z_ONE_SIDED_95, Objective, selection_z
 from calibrate.search.phases import (fastest_map, fastest_passing_preset,
                                      never_slower_than_presets)
@@ -23,7 +24,7 @@ from calibrate.search.runner import LATENCY_RTOL, Kind, Outputs, Runner
 from calibrate.search.session import Session, finish, measure_and_order, outputs_of
 from calibrate.search.strategy import AllocationProblem, get_strategy
 from samp_jax.core.precision import SITES
-from samp_jax.tasks.chance import chance_level
+from samp_jax.tasks.chance import below_no_skill, chance_level
 from samp_jax.tasks.metrics import get_metric
 
 
@@ -116,7 +117,7 @@ def warn_if_rows_too_few(session: Session) -> None:
     if obj.metric_name is None or evaluation is None or fp32 is None:
         return
     rows = evaluation.num_examples
-    allowed = config.tolerance * fp32 if config.tolerance_mode == "relative" else config.tolerance
+    allowed = allowed_drop(config.tolerance, config.tolerance_mode, fp32)
     if rows and 1.0 / rows > allowed:
         warnings.warn(
             f"the search split has {rows} rows: one row moves {obj.metric_name} by about "
@@ -128,8 +129,13 @@ def warn_if_rows_too_few(session: Session) -> None:
 def warn_if_at_chance(session: Session) -> None:
     """Warns (`UserWarning`) when the FP32 model's search-split metric is no better than always
     predicting the most frequent class (or label set): a tolerance relative to it bounds
-    nothing that matters (is the model trained for this data?)."""
+    nothing that matters (is the model trained for this data?); or when a ranking metric is
+    below what a model that learned nothing scores (`below_no_skill`): the search then counts
+    a move toward that level, a worse ranking, as a gain."""
     evaluation, fp32 = getattr(session.objective, "evaluation", None), session.reference.metric
+    below = below_no_skill(session.objective.metric_name, fp32, "the FP32 model's search-split")
+    if below is not None:
+        warnings.warn(f"{below}, and the tolerance does not bound it", UserWarning, stacklevel=3)
     encoded = getattr(evaluation, "encoded", None)  # classification and tagging only
     if encoded is None or fp32 is None:
         return
@@ -164,11 +170,11 @@ def tolerance_measure(objective: Objective, fp32_metric: float | None, tolerance
     """What the tolerance bounds: `(name, measure(outputs), allowed)`.
 
     With a metric: the guarded drop against FP32 (its margin `z` standard errors), allowed
-    `tolerance * fp32_metric` (relative) or `tolerance` (absolute). Without one: the proxy,
+    `tolerance * |fp32_metric|` (relative) or `tolerance` (absolute). Without one: the proxy,
     allowed `tolerance`.
     """
     if objective.metric_name is not None:
-        allowed = tolerance * fp32_metric if tolerance_mode == "relative" else tolerance
+        allowed = allowed_drop(tolerance, tolerance_mode, fp32_metric)
         base = objective.reference
         return (f"{objective.metric_name} drop",
                 lambda outputs: objective.guarded_drop(outputs, base, z=z), allowed)
@@ -179,7 +185,7 @@ def acceptance(objective: Objective, fp32_metric: float | None, tolerance: float
                tolerance_mode: str) -> Callable[[Outputs], bool]:
     """The test a greedy map must pass (see the module docstring for the semantics).
 
-    With a metric: the guarded drop against FP32 is at most `tolerance * fp32_metric`
+    With a metric: the guarded drop against FP32 is at most `tolerance * |fp32_metric|`
     (relative) or `tolerance` (absolute). Without one: the proxy is at most `tolerance`.
     """
     _, measure, allowed = tolerance_measure(objective, fp32_metric, tolerance, tolerance_mode)

@@ -60,7 +60,7 @@ from samp_jax.serving.distributed import (check_same, describe_failure, digest,
 from samp_jax.tasks import SPLITS, TASKS, Task, get_task
 from samp_jax.tasks.task import CALIBRATION_BATCH_SIZE, CALIBRATION_EXAMPLES
 from samp_jax.tasks.truncation import Truncation, as_dicts
-from samp_jax.tasks.chance import chance_level
+from samp_jax.tasks.chance import below_no_skill, chance_level
 from samp_jax.tasks.files import GENERIC_LABEL, Columns, load_task
 from samp_jax.training import FinetuneConfig, finetune
 
@@ -259,7 +259,11 @@ def _eval(args) -> int:
 
 def _warn_if_at_chance(command: str, evaluator, fp32_score) -> None:
     """A warning when the FP32 model's test metric is no better than always predicting the most
-    frequent class: a tolerance or change relative to it then means nothing."""
+    frequent class: a tolerance or change relative to it then means nothing; or when a ranking
+    metric is below what a model that learned nothing scores (`below_no_skill`)."""
+    below = below_no_skill(evaluator.metric, fp32_score, "the FP32 model's test")
+    if below is not None:
+        print(f"samp-jax {command}: warning: {below}", file=sys.stderr, flush=True)
     evaluation = evaluator.evaluation
     encoded = getattr(evaluation, "encoded", None)  # classification only
     if encoded is None or fp32_score is None:

@@ -14,6 +14,7 @@ import jax
 
 from calibrate.search.config import SearchConfig
 from samp_jax.app.outputs import check_output
+from samp_jax.workflows.experiments import relative_change
 from samp_jax.workflows.pipeline import ZERO_SHOT, builtin_model, is_search_output, run_search
 from samp_jax.serving.engine import CompileCounter
 from samp_jax.serving.engine import compile as compile_engine
@@ -47,7 +48,9 @@ def run(*, tolerance: float = 0.01, max_search_examples: int = 256, max_test_exa
     print(f"\n{'map':<16} {metric + ' (test)':>16}  rel. to FP32   "
           f"({summary['test_examples']} held-out test examples, fixed seeded subset)")
     for name in [n for n in test if not n.endswith("relative_change")]:
-        print(f"{name:<22} {test[name]:>16.4f}  {100 * (test[name] / test['fp32'] - 1):+.2f}%")
+        change = relative_change(test[name], test["fp32"])
+        shown = "–" if change is None else f"{100 * change:+.2f}%"
+        print(f"{name:<22} {test[name]:>16.4f}  {shown}")
     chosen_ms, speedup = summary["estimated_latency_ms"], summary["estimated_speedup_vs_default"]
     print(f"\nchosen map ({summary['chosen_from']}): {100 * summary['int8_flop_fraction']:.0f}% of "
           f"GEMM FLOPs in INT8; {chosen_ms:.1f} ms against {chosen_ms * speedup:.1f} ms for the "

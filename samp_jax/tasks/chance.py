@@ -4,6 +4,11 @@
 A fine-tune that ends at that level has learned nothing, and a tolerance relative to such a
 model means nothing; `chance_level` gives the level and the noise of the metric around it on
 the rows scored, so that the fine-tune, `eval` and `search` can say so.
+
+A ranking metric has a fixed level for a model that learned nothing (`NO_SKILL`: Spearman 0,
+ROC-AUC 0.5). A score below it ranks the other way round -- most often gold scores that are a
+distance rather than a similarity -- and a move toward that level, a worse ranking, then reads
+as a gain; `below_no_skill` says so for `eval` and `search`.
 """
 
 from __future__ import annotations
@@ -49,6 +54,51 @@ class ChanceLevel:
         noise = f" + {self.margin:.4f} noise" if self.margin else ""
         return (f"{what} {self.metric} {score:.4f} is no better than always predicting "
                 f"{self.label!r} ({self.value:.4f}{noise} on {self.examples} rows)")
+
+
+@dataclass(frozen=True)
+class NoSkill:
+    """What a model that learned nothing scores on a ranking metric, and what a score below it
+    most likely means.
+
+    Attributes:
+      value: the metric of a ranking unrelated to the gold answers.
+      meaning: that level in words.
+      cause: the likely reason a model scores below it.
+      fix: what to change in the data so that a higher score is a better model.
+    """
+
+    value: float
+    meaning: str
+    cause: str
+    fix: str
+
+
+NO_SKILL: dict[str, NoSkill] = {
+    "spearman": NoSkill(0.0, "no correlation",
+                        "the gold scores rank the other way (a distance rather than a similarity?)",
+                        "negate the gold scores"),
+    "roc_auc": NoSkill(0.5, "a random ranking",
+                       "the model ranks the gold classes the other way (labels 0 and 1 swapped?)",
+                       "swap the labels"),
+}
+
+
+def below_no_skill(metric: str | None, score: float | None, what: str) -> str | None:
+    """One line when `score` of `metric` is below what a model that learned nothing scores
+    (`NO_SKILL`), else None (another metric, no score, or at or above that level).
+
+    Args:
+      metric: the metric name ('spearman', 'roc_auc', ...; None: no metric).
+      score: its value.
+      what: whose score it is, e.g. "the FP32 model's test".
+    """
+    no_skill = NO_SKILL.get(metric)
+    if no_skill is None or score is None or not score < no_skill.value:
+        return None
+    return (f"{what} {metric} {score:.4f} is below {no_skill.value:g} ({no_skill.meaning}): "
+            f"{no_skill.cause}; a move toward {no_skill.value:g}, a worse ranking, then reads as "
+            f"a gain ({no_skill.fix} to measure it as a loss)")
 
 
 def chance_level(task_type: TaskType, labels: Sequence[str] | None,

@@ -152,8 +152,10 @@ def accuracy_table(model, evaluator, variants: Sequence[Variant], *,
 
 
 def relative_change(value: float | None, base: float | None) -> float | None:
-    """`value / base - 1`, or None when the task has no metric (or the base is 0)."""
-    return None if value is None or not base else value / base - 1.0
+    """`(value - base) / |base|`: positive when the metric rose, whatever the sign of `base`
+    (a Spearman of -0.8937 that becomes -0.8936 has risen); None when the task has no metric
+    (or the base is 0)."""
+    return None if value is None or not base else (value - base) / abs(base)
 
 
 def default_variants() -> list[Variant]:
