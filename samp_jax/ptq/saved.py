@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ from samp_jax.models.checkpoint import CheckpointError
 from samp_jax.models.config import EncoderConfig
 from samp_jax.models.head_kinds import SENTENCE_EMBEDDING
 from samp_jax.models.model import EncoderModel
+from samp_jax.models.st_folder import PROMPTS_FILE
 from samp_jax.models.tokenizer import TOKENIZER_FILE, TOKENIZER_FILES, Tokenizer, check_fits
 from samp_jax.ptq.folder import (FORMAT, FORMAT_VERSION, SEAL_KEY, SIDECAR_FILE, STORED_AS,
                                  WEIGHTS_FILE, check_seal, checked_tensor, file_digest,
@@ -215,8 +217,14 @@ def saved_tokenizer(saved: SavedFolder, tokenizer: Tokenizer | None,
     """`tokenizer`, else the folder's own (None when it has none) with the prompt `prompt_name`
     (`Tokenizer.from_files`), checked to fit the config."""
     if tokenizer is None and saved.contents.get(TOKENIZER_FILE) is not None:
-        tokenizer = Tokenizer.from_files(_tokenizer_texts(saved.directory, saved.contents),
-                                         where=saved.directory, prompt_name=prompt_name,
+        texts = _tokenizer_texts(saved.directory, saved.contents)
+        if PROMPTS_FILE in texts and PROMPTS_FILE not in saved.sidecar["files"]:
+            # a prompt changes every input: only the one the model was saved with counts
+            warnings.warn(f"{saved.directory / PROMPTS_FILE} is not in the folder's manifest "
+                          f"({SIDECAR_FILE}): it was added after saving, and its prompts are "
+                          "not used", UserWarning, stacklevel=3)
+            texts.pop(PROMPTS_FILE)
+        tokenizer = Tokenizer.from_files(texts, where=saved.directory, prompt_name=prompt_name,
                                          model_config={"model_type": saved.config.model_type})
     if tokenizer is not None:
         check_fits(tokenizer, saved.config, str(saved.directory))

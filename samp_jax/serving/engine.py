@@ -15,7 +15,9 @@ front (`samp-jax predict`), where buckets no row reaches are never compiled. Eac
    classes, label set or score, as the model's head is read: `EncoderModel.readout`; per-row
    trimming), returning rows in input order as an `EngineOutput`.
 
-The engine serves a snapshot of the weights taken at compile time. Text needs the model's own
+The engine serves a snapshot of the weights taken at compile time: changing the model's
+weights afterwards (`nnx.update`, assigning a variable) does not change what it serves.
+Text needs the model's own
 tokenizer: `tokenizer=`, else the one travelling with the model (`model.tokenizer`, attached by
 `samp_jax.load`); there is no default.
 
@@ -231,7 +233,7 @@ def compile(model: EncoderModel | QuantizedModel, *, tokenizer: Tokenizer | None
 class Engine:
     """Serves a model through ahead-of-time compiled executables. Build it with `compile`.
 
-    Call it with one text, a list of texts, a list of `(text, text_pair)` tuples (a
+    Call it with one text, a list (or numpy array) of texts, a list of `(text, text_pair)` tuples (a
     cross-encoder; a single pair too goes in a list), or token ids: a dict with
     `input_ids [N, L]` and optional right-padded `attention_mask` and `token_type_ids` (what
     `Tokenizer` returns), a 2-D integer array, or a list of lists of ints. A call returns an
@@ -316,7 +318,10 @@ class Engine:
                                    truncate=truncate)
         cache_dir = cache_dir if cache_dir is not None else os.environ.get(CACHE_ENV) or None
         self.cache_dir = None if cache_dir is None else enable_compilation_cache(cache_dir)
-        self._graphdef, self._state = nnx.split(self.model)
+        self._graphdef, state = nnx.split(self.model)
+        # the weights as they are now: the split's Variables are the model's own, which a later
+        # `nnx.update` or `variable[...] = ...` would change under the executables
+        self._state = jax.tree.map(lambda value: value, state)
         self.head_declaration = _declared_head(self.model)
         self.compile_report: list[dict[str, Any]] = []
         self.num_compilations = 0

@@ -62,6 +62,8 @@ class InputReader:
             return self._texts([inputs], None)
         if isinstance(inputs, Mapping):
             return self._id_dict(inputs)
+        if isinstance(inputs, np.ndarray) and inputs.dtype.kind in "USO":
+            return self.read(_array_rows(inputs))  # texts (or pairs) in a numpy array
         if isinstance(inputs, (np.ndarray, jax.Array)):
             return self._id_dict({"input_ids": inputs})
         if isinstance(inputs, (bytes, bytearray, memoryview)):  # a Sequence of ints, not ids
@@ -223,3 +225,20 @@ def _row_kind(row, index: int) -> str:
         return "token ids"
     raise TypeError(f"row {index} is {row!r:.80}; expected a str, a (str, str) pair or a list of "
                     "int token ids")
+
+
+def _array_rows(array: np.ndarray) -> list:
+    """The rows of a numpy array of texts: `[N]` texts, or `[N, 2]` (text, text_pair) pairs.
+
+    Raises:
+      TypeError: an array of bytes (`dtype` 'S'), or of another shape.
+    """
+    if array.dtype.kind == "S":
+        raise TypeError(f"inputs are a numpy array of bytes (dtype {array.dtype}); expected "
+                        "texts (decode them first, e.g. array.astype(str))")
+    if array.ndim == 1:
+        return array.tolist()
+    if array.ndim == 2 and array.shape[1] == 2:
+        return [tuple(row) for row in array.tolist()]
+    raise TypeError(f"inputs are a numpy array of texts of shape {array.shape}; expected [N] "
+                    "texts or [N, 2] (text, text_pair) pairs")

@@ -211,6 +211,20 @@ def test_quantized_folder_without_tokenizer(saved, minilm_dir, tmp_path):
     assert loaded.tokenizer.vocab_size == 30522 and loaded.labels == SENTIMENT
 
 
+def test_a_prompts_file_added_after_saving_is_not_used(saved, tmp_path):
+    """A `config_sentence_transformers.json` the manifest does not list (copied in later)
+    would put its prompt before every input: it is ignored, with a warning naming it."""
+    folder = tmp_path / "q"
+    shutil.copytree(saved.quantized, folder)
+    (folder / PROMPTS_FILE).write_text(json.dumps({"prompts": {"q": "query: "},
+                                                   "default_prompt_name": "q"}))
+    with pytest.warns(UserWarning, match=rf"{PROMPTS_FILE} is not in the folder's manifest"):
+        loaded = samp_jax.load(folder)
+    assert loaded.tokenizer.prompt == ""
+    reference = samp_jax.load(saved.quantized).tokenizer
+    np.testing.assert_array_equal(loaded.tokenizer(TEXTS)["input_ids"], reference(TEXTS)["input_ids"])
+
+
 def test_sentence_embedder_pooling_round_trips(tmp_path):
     model = EncoderModel(TINY_CONFIG, make_head("sentence_embedding", TINY_CONFIG, normalize=False,
                                                 rngs=nnx.Rngs(0)), rngs=nnx.Rngs(0))
