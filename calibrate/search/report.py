@@ -193,6 +193,7 @@ def report_markdown(result: SearchResult, summary: dict, *, test_metrics: dict |
                   "more than the tolerance on the search split; the map below is the closest, "
                   "not a map within tolerance.", ""]
     lines += _result_lines(result, test_metrics)
+    lines += _held_out_proxy_lines(result, summary.get("test_proxy"))
     if result.tolerance_checks:
         lines += ["", "## Tolerance", "", tolerance_table(result)]
     lines += ["", "## Chosen map", "", chosen_table(result), "", "## Sensitivity", "",
@@ -253,6 +254,20 @@ def _settings_lines(result: SearchResult, s: dict) -> list[str]:
                      f"map harmed the model least ({listed} of {sum(counts.values())} sites)")
     elif result.calibration is not None and result.calibration.sites:
         lines.append(f"- static clips: {result.calibration.method} at every site")
+    return lines
+
+
+def _held_out_proxy_lines(result: SearchResult, test_proxy: dict | None) -> list[str]:
+    """Without a metric: the chosen map's proxy on the held-out test split beside the search
+    split's (the figure the tolerance bounded there)."""
+    if not test_proxy:
+        return []
+    name = PROXIES[test_proxy["proxy"]].display_name
+    lines = ["", f"On the held-out test split the chosen map's {name} is "
+                 f"{test_proxy['chosen']:.4g} (search split: {result.chosen.proxy:.4g})."]
+    others = {k: v for k, v in test_proxy.items() if k not in ("proxy", "chosen")}
+    if others:
+        lines[-1] += " Presets: " + ", ".join(f"{k} {v:.4g}" for k, v in others.items()) + "."
     return lines
 
 

@@ -93,7 +93,12 @@ KL = Proxy("kl", "KL to FP32", softmax_kl)  # one class per row: a softmax
 LABEL_KL = Proxy("label_kl", "per-label binary KL to FP32", label_kl)  # a sigmoid per label
 # one score per row: the mean squared change over the FP32 scores' variance
 SCORE = Proxy("score", "score change² / FP32 variance", _squared_score_change, _score_variance)
-COSINE = Proxy("cosine", "1 − cosine to FP32", one_minus_cosine)  # outputs are embeddings
+def _cosine_divergence(outputs: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """`1 - cos`, at least 0: equal embeddings round to a cosine a hair above 1."""
+    return np.maximum(one_minus_cosine(outputs, reference), 0.0)
+
+
+COSINE = Proxy("cosine", "1 − cosine to FP32", _cosine_divergence)  # outputs are embeddings
 PROXIES: dict[str, Proxy] = {p.name: p for p in (KL, LABEL_KL, SCORE, COSINE)}
 READOUT_PROXIES: dict[Readout, Proxy] = {Readout.CLASSES: KL, Readout.LABELS: LABEL_KL,
                                          Readout.SCORE: SCORE}

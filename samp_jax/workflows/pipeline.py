@@ -128,6 +128,12 @@ def run_search(model, tokenizer, task: Task, config: SearchConfig | None = None,
             for name, pmap in preset_maps(options, model.config.num_layers).items():
                 test[name] = score(quantize(model, pmap, calibration, dtype=target.dtype))
         test["chosen_relative_change"] = relative_change(test["chosen"], test["fp32"])
+    test_proxy = None
+    if evaluator.metric is None:  # texts only: how far from FP32 the test split's outputs are
+        test_proxy = held_out_proxy(evaluator, model, {"chosen": chosen} | (
+            {name: quantize(model, pmap, calibration, dtype=target.dtype)
+             for name, pmap in preset_maps(options, model.config.num_layers).items()}
+            if compare_presets else {}))
     with atomic_folder(out, replaceable=is_search_output) as staging:  # one run, one rename
         chosen.save(staging / "model")
         summary = write_report(result, staging, test_metrics=test, command=command, extra={
@@ -137,5 +143,15 @@ def run_search(model, tokenizer, task: Task, config: SearchConfig | None = None,
             "max_length": task.length(tokenizer), "truncation": as_dicts(truncation),
             "quantized_model": str(Path(out) / "model"), "test_examples": evaluator.num_examples,
             "total_seconds": time.perf_counter() - start,
-            "compute_dtype": jnp.dtype(target.dtype).name})  # between GEMM sites
+            "compute_dtype": jnp.dtype(target.dtype).name}  # between GEMM sites
+            | ({"test_proxy": test_proxy} if test_proxy is not None else {}))
     return SearchRun(summary, chosen, tokenizer, result)
+
+
+def held_out_proxy(evaluator, model, quantized: dict) -> dict:
+    """`{"proxy": name, "<map>": divergence}`: each quantized model's proxy (the divergence the
+    search bounds: 1 - cosine for embeddings) from `model`'s outputs on the evaluator's split."""
+    evaluation = evaluator.evaluation
+    reference = evaluator.outputs(model)
+    return {"proxy": evaluation.proxy_kind.name} | {
+        name: evaluation.proxy(evaluator.outputs(m), reference) for name, m in quantized.items()}

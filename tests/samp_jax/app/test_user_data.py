@@ -241,6 +241,24 @@ def test_plain_texts_have_no_metric_but_a_divergence(tiny_dirs, tmp_path, capsys
     assert result["rows"][1]["value"] is None and 0.5 < result["rows"][1]["agreement"] <= 1.0
 
 
+def test_a_search_on_plain_texts_reports_the_held_out_divergence(tiny_dirs, tmp_path, capsys):
+    """Texts only: no metric, so the test split is scored by the proxy the search bounds (the
+    chosen map's 1 - cosine to FP32 there), beside the search split's."""
+    rng = np.random.default_rng(2)
+    (tmp_path / "texts.csv").write_text("text\n" + "".join(f"{_sentence(rng)}\n" for _ in range(60)))
+    code, out, err = _run(capsys, "search", "--model", str(tiny_dirs["sentence_embedding"]),
+                          "--data", str(tmp_path / "texts.csv"), "--tolerance", "0.05",
+                          "--out", str(tmp_path / "s"), "--json")
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["test"] == {}
+    proxy = summary["test_proxy"]
+    assert proxy["proxy"] == "cosine" and 0 <= proxy["chosen"] < 0.5
+    assert "fully_quant" in proxy and proxy["fully_quant"] >= 0
+    assert "On the held-out test split the chosen map's 1 − cosine to FP32 is" in \
+        (tmp_path / "s" / "report.md").read_text()
+
+
 def test_a_model_whose_labels_differ_from_a_built_in_task_is_refused(tiny_dirs, capsys):
     code, _, err = _run(capsys, "eval", "--model", str(tiny_dirs["sequence_classification"]),
                         "--data", "snli")
