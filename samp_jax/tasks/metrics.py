@@ -301,16 +301,16 @@ def _pair_evidence(scores, gold, label_names=None) -> np.ndarray:
 def _both_classes(gold: np.ndarray) -> None:
     classes = sorted(set(np.asarray(gold).tolist()))
     if len(classes) < 2:
-        raise ValueError(f"ROC-AUC needs both 0 and 1 labels among the {len(gold)} pairs; "
-                         f"these have only {classes}")
+        raise ValueError(f"ROC-AUC needs both 0 and 1 labels among the {len(gold)} rows "
+                         f"scored; these have only {classes}")
 
 
 def _varying_scores(gold: np.ndarray) -> None:
     """Spearman's correlation with scores that are all equal is 0/0 (NaN)."""
     values = np.unique(np.asarray(gold, np.float64))
     if len(values) < 2:
-        raise ValueError(f"Spearman needs similarity scores that vary among the {len(gold)} "
-                         f"pairs; these all score {values[0]:g}")
+        raise ValueError(f"Spearman needs gold scores that vary among the {len(gold)} rows "
+                         f"scored; these all score {values[0]:g}")
 
 
 def _label_set_evidence(predicted, gold, label_names=None) -> np.ndarray:

@@ -21,6 +21,7 @@ measured at; none of their rows is longer, so the model's limit would give the s
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 from typing import Callable, Sequence
@@ -195,15 +196,17 @@ class Task:
         _require_tokenizer(tokenizer)
         examples = self.examples(split, max_examples=max_examples, seed=seed)
         readout = self.task_type.readout
-        if readout is not None:  # logits, read as the task type reads them
-            options = {"threshold": self.label_threshold} if readout is Readout.LABELS else {}
-            return EVALUATIONS[readout](
-                self.task_type, self.task_type.metric_for(examples), self.labels,
-                self.encode(tokenizer, examples), batch_size=batch_size or 64, buckets=buckets,
-                **options)
-        return EmbeddingEvaluation(tokenizer, examples, metric=self.task_type.metric_for(examples),
-                                   batch_size=batch_size or 128, buckets=buckets,
-                                   max_length=self.length(tokenizer))
+        with _split_named(split, self.name):  # a gold check's error names the split
+            if readout is not None:  # logits, read as the task type reads them
+                options = {"threshold": self.label_threshold} if readout is Readout.LABELS else {}
+                return EVALUATIONS[readout](
+                    self.task_type, self.task_type.metric_for(examples), self.labels,
+                    self.encode(tokenizer, examples), batch_size=batch_size or 64,
+                    buckets=buckets, **options)
+            return EmbeddingEvaluation(tokenizer, examples,
+                                       metric=self.task_type.metric_for(examples),
+                                       batch_size=batch_size or 128, buckets=buckets,
+                                       max_length=self.length(tokenizer))
 
     def truncation(self, tokenizer, examples: Sequence[dict]) -> Truncation:
         """What cutting `examples` (rows of one split, e.g. `examples(split)`) at
@@ -261,6 +264,16 @@ class Task:
         them (a class, a set of labels at `label_threshold`, or a score per row)."""
         return task_score(self.task_type, self.task_metric, self.labels, logits, encoded,
                           threshold=self.label_threshold)
+
+
+@contextlib.contextmanager
+def _split_named(split: str, task: str):
+    """A `ValueError` raised inside (a metric's gold check: one class for ROC-AUC, one score
+    for Spearman) names the split and the task first."""
+    try:
+        yield
+    except ValueError as e:
+        raise ValueError(f"the {split} split of {task}: {e}") from None
 
 
 def _require_tokenizer(tokenizer) -> None:

@@ -124,7 +124,7 @@ def test_the_registry_names_margins_proxies_and_gold_fields():
 
 
 def test_roc_auc_refuses_gold_of_one_class():
-    with pytest.raises(ValueError, match="needs both 0 and 1 labels among the 3 pairs; these have only \\[1\\]"):
+    with pytest.raises(ValueError, match="needs both 0 and 1 labels among the 3 rows scored; these have only \\[1\\]"):
         ROC_AUC.check_gold(np.array([1, 1, 1]))
 
 
