@@ -69,8 +69,12 @@ def tolerance_table(result: SearchResult) -> str:
              "one-sided 95% margin for the noise of its examples (a gain is a negative drop).",
              "", "| map | drop | margin | drop + margin | allowed | within tolerance |",
              "|---|---:|---:|---:|---:|---|"]
-    lines += [f"| {c.map_name} | {fmt(c.drop)} | {fmt(c.margin)} | {fmt(c.bounded)} | "
+    margin = lambda c: fmt(c.margin) + ("" if c.z is None else f" (z {c.z:.3g})")  # noqa: E731
+    lines += [f"| {c.map_name} | {fmt(c.drop)} | {margin(c)} | {fmt(c.bounded)} | "
               f"{fmt(c.allowed)} | {verdict(c)} |" for c in checks]
+    if any(c.z is not None for c in checks):
+        lines += ["", "A margin marked with z was widened for the number of maps the allocation "
+                      "chose among (`selection_z`): the chosen map was judged there."]
     return "\n".join(lines)
 
 

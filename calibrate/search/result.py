@@ -89,10 +89,11 @@ class ToleranceCheck:
     drop: float | None
     bounded: float
     allowed: float
+    z: float | None = None  # the margin's z when wider than 95% (a pick among many maps)
 
     @property
     def margin(self) -> float | None:
-        """The 95% margin added to the drop, or None without a metric."""
+        """The margin added to the drop (one-sided 95%, or at `z`), or None without a metric."""
         return None if self.drop is None else self.bounded - self.drop
 
     @property
@@ -101,7 +102,8 @@ class ToleranceCheck:
 
     def as_json(self) -> dict:
         return {"map": self.map_name, "drop": self.drop, "margin": self.margin,
-                "bounded": self.bounded, "allowed": self.allowed, "passes": self.passes}
+                "bounded": self.bounded, "allowed": self.allowed, "passes": self.passes} | (
+            {} if self.z is None else {"z": self.z})
 
 
 @dataclasses.dataclass

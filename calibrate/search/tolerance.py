@@ -9,6 +9,7 @@ among (`guard_selection`); and the result is never slower than the fastest passi
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from typing import Callable
@@ -60,6 +61,11 @@ def search_tolerance(session: Session) -> SearchResult:
     outputs = outputs_of(session, choices, outputs)
     checks = tolerance_checks(session, session.preset_outputs | {"chosen": outputs}, measure,
                               allowed)
+    if selection is not None and chosen_from == "greedy" and obj.metric_name is not None:
+        # the allocation's pick was judged at the margin widened for the maps it chose among
+        at_z = obj.guarded_drop(outputs, obj.reference, z=selection.z)
+        checks = checks[:-1] + (dataclasses.replace(checks[-1], bounded=float(at_z),
+                                                    z=selection.z),)
     return finish(session, choices, outputs, sensitivity=sensitivity,
                   tolerance_met=tolerance_verdict(session, checks[-1], name),
                   chosen_from=config.strategy_name if chosen_from == "greedy" else chosen_from,

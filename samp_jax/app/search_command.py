@@ -50,5 +50,6 @@ def chosen_check_line(check: dict) -> str:
     sign = "<=" if check["passes"] else ">"
     if check["drop"] is None:
         return f"{verdict} (proxy {check['bounded']:.4g} {sign} allowed {check['allowed']:.4g})"
-    return (f"{verdict} (drop {check['drop']:.4g} + margin {check['margin']:.4g} = "
+    at = "" if check.get("z") is None else f" at z {check['z']:.3g}"
+    return (f"{verdict} (drop {check['drop']:.4g} + margin{at} {check['margin']:.4g} = "
             f"{check['bounded']:.4g} {sign} allowed {check['allowed']:.4g}, on the search split)")

@@ -14,6 +14,7 @@ from pallas_kernels import devices
 from pallas_kernels.int8_matmul import is_hopper
 
 from calibrate.search.candidates import SwitchableModel
+from calibrate.search.report import tolerance_table
 from calibrate.search.latency import estimate_table, table_for_target, table_name
 from calibrate.search.objectives import Z_ONE_SIDED_95, EvaluationObjective, UnlabelledObjective, selection_z
 from samp_jax.data.wnut16 import entity_counts, entity_f1
@@ -277,6 +278,14 @@ def test_the_search_returns_the_allocation_pick_only_when_it_passes_the_selectio
         assert check.passes is (check.bounded <= PLANTED_TOLERANCE)
     assert same.tolerance_checks[-1].passes and same.tolerance_met
     assert {c.map_name: c.passes for c in same.tolerance_checks}["fully_quant_static"] is False
+    # the pick's check is the one it was judged by: at the widened margin (the presets' at 95%)
+    assert same.tolerance_checks[-1].z == guard.z
+    assert all(c.z is None for c in same.tolerance_checks[:-1])
+    widened = search(tiny, PlantedDrop(tiny, batches, 1e-13), **kwargs)
+    chosen = widened.tolerance_checks[-1]
+    assert widened.chosen_from == strategy and chosen.z == widened.selection.z
+    assert chosen.bounded == pytest.approx(chosen.drop * (1 + Z_ONE_SIDED_95) + 1e-13, rel=1e-6)
+    assert "(z " in tolerance_table(widened) and "was judged there" in tolerance_table(widened)
     # every map fails at the widened margin: the fastest passing preset is returned instead
     stepped = search(tiny, PlantedDrop(tiny, batches, 1.0), **kwargs)
     assert stepped.selection.allocation_pick == guard.allocation_pick
