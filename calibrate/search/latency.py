@@ -450,7 +450,8 @@ def table_for_target(model, target: str | Target, batch: int, seq: int, *,
     options = tuple(target.allowed() if options is None else options)
     if SitePrecision("fp32") not in options:  # the FP32 reference row of every report
         options = (*options, SitePrecision("fp32"))
-    seq = min(seq, model.config.max_sequence_length)  # a model with fewer positions runs shorter
+    limit = model.config.position_limit  # a model with fewer positions runs shorter
+    seq = seq if limit is None else min(seq, limit)
     if not target.is_current():
         if target.spec is None:
             raise ValueError(f"target {target.name!r} has no spec sheet to estimate from and this "

@@ -34,7 +34,7 @@ from calibrate import CalibrationError, calibrate
 from calibrate.search.plan import resolve_options
 from samp_jax.app import bench, demo, jax_platforms, predictions
 from samp_jax.app.entry import Terminated
-from samp_jax.app.figure_warnings import warn_non_finite
+from samp_jax.app.figure_warnings import warn_if_at_chance, warn_non_finite
 from samp_jax.core import strict_json
 from samp_jax.app.lengths import at_max_length, check_max_length, fit_max_length, say_truncation
 from samp_jax.app.outputs import UsageError
@@ -50,9 +50,9 @@ from samp_jax.core.assets import minilm_path
 from samp_jax.core.atomic import atomic_folder
 from samp_jax.ptq.loading import load
 from samp_jax.models.checkpoint import save_pretrained
+from samp_jax.models.config import EncoderConfig
 from samp_jax.models.heads import head_spec, make_head
 from samp_jax.models.head_kinds import LABEL_THRESHOLD, SENTENCE_EMBEDDING, Readout
-from samp_jax.models.tokenizer import Tokenizer
 from samp_jax.ptq.quantized import QuantizedModel, quantize
 from samp_jax.serving.distributed import (check_same, describe_failure, digest,
                                           initialize_distributed, is_distributed, is_primary,
@@ -60,7 +60,6 @@ from samp_jax.serving.distributed import (check_same, describe_failure, digest,
 from samp_jax.tasks import SPLITS, TASKS, Task, get_task
 from samp_jax.tasks.task import CALIBRATION_BATCH_SIZE, CALIBRATION_EXAMPLES
 from samp_jax.tasks.truncation import Truncation, as_dicts
-from samp_jax.tasks.chance import below_no_skill, chance_level
 from samp_jax.tasks.files import GENERIC_LABEL, Columns, load_task
 from samp_jax.training import FinetuneConfig, finetune
 
@@ -140,7 +139,7 @@ def _builtin_model(args, *, progress: bool):
             raise UsageError(f"{' and '.join(given)} apply to a --model folder; without --model "
                              f"the packaged model of {args.data} is used as it was saved")
         if args.data != ZERO_SHOT and getattr(args, "max_length", None) is not None:
-            check_max_length(args, Tokenizer.from_pretrained(minilm_path()).max_length,
+            check_max_length(args, EncoderConfig.from_hf_config(minilm_path()).position_limit,
                              "the packaged all-MiniLM-L6-v2")
         return builtin_model(args.data, progress=progress)
     raise UsageError("--model is required with your own data: an HF model folder, a folder "
@@ -240,39 +239,22 @@ def _eval(args) -> int:
     rows = accuracy_table(model, evaluator, variants, progress=progress)
     if quiet:
         return 0
-    _warn_if_at_chance("eval", evaluator, rows[0]["value"])
+    warn_if_at_chance("eval", evaluator, rows[0]["value"])
     warn_non_finite("eval", rows, "test")
     threshold = task.decision_threshold
     if args.json:
-        print(strict_json.dumps({"model": description, "task": task.name, "task_type": task.task_type.name,
-                          "metric": evaluator.metric, "label_threshold": threshold,
-                          "max_length": evaluator.max_length,
-                          "truncation": as_dicts({"test": evaluator.truncation}),
-                          "split": "test", "examples": rows[0]["examples"], "rows": rows}, indent=1))
+        print(strict_json.dumps({
+            "model": description, "task": task.name, "task_type": task.task_type.name,
+            "metric": evaluator.metric, "label_threshold": threshold,
+            "max_length": evaluator.max_length,
+            "truncation": as_dicts({"test": evaluator.truncation}),
+            "split": "test", "examples": rows[0]["examples"], "rows": rows}, indent=1))
     else:
         at = "" if threshold is None else f" at label threshold {threshold:g}"
         print(f"{description} on {task.name}; {evaluator.metric or 'no metric'}{at} on the test "
               f"split ({rows[0]['examples']} examples, cut at {evaluator.max_length} tokens)")
         print(format_table(rows, metric=evaluator.metric or "metric", agreement=evaluator.agreement))
     return 0
-
-
-def _warn_if_at_chance(command: str, evaluator, fp32_score) -> None:
-    """A warning when the FP32 model's test metric is no better than always predicting the most
-    frequent class: a tolerance or change relative to it then means nothing; or when a ranking
-    metric is below what a model that learned nothing scores (`below_no_skill`)."""
-    below = below_no_skill(evaluator.metric, fp32_score, "the FP32 model's test")
-    if below is not None:
-        print(f"samp-jax {command}: warning: {below}", file=sys.stderr, flush=True)
-    evaluation = evaluator.evaluation
-    encoded = getattr(evaluation, "encoded", None)  # classification only
-    if encoded is None or fp32_score is None:
-        return
-    chance = chance_level(evaluation.task_type, evaluation.labels, encoded)
-    if chance is not None and not chance.beaten_by(fp32_score):
-        verdict = chance.describe(fp32_score, "the FP32 model's test")
-        print(f"samp-jax {command}: warning: {verdict}: a change relative to it means nothing "
-              "(is the model trained for this data?)", file=sys.stderr, flush=True)
 
 
 def _search(args) -> int:
@@ -292,10 +274,10 @@ def _search(args) -> int:
     say_truncation("search", {split: Truncation(**counts)
                               for split, counts in summary["truncation"].items()})
     if summary.get("test"):
-        _warn_if_at_chance("search", make_evaluator(task, tokenizer, max_examples=args.max_examples,
+        warn_if_at_chance("search", make_evaluator(task, tokenizer, max_examples=args.max_examples,
                                                     seed=args.seed), summary["test"]["fp32"])
     if args.json:
-        print(json.dumps(summary, indent=1))
+        print(strict_json.dumps(summary, indent=1))
     else:
         print_summary(out, summary)
     return 0
@@ -331,8 +313,10 @@ def _calibrate(args) -> int:
     if args.eval:
         summary["test"] = evaluator.score(evaluator.outputs(quantized))
         summary["test_fp32"] = evaluator.score(evaluator.outputs(model))
+        warn_non_finite("calibrate", [{"variant": variant.label, **summary["test"]},
+                                      {"variant": "fp32", **summary["test_fp32"]}], "test")
     if args.json:
-        print(json.dumps(summary, indent=1, default=str))
+        print(strict_json.dumps(summary, indent=1, default=str))
     else:
         static = any(precision.needs_calibration for _, precision in pmap.items())
         how = (f"{args.method} calibration over {len(batches)} batches" if calibration.tokens
@@ -399,9 +383,9 @@ def _finetune(args) -> int:
                "settings": dataclasses.asdict(config)}
     with atomic_folder(out) as staging:  # checkpoint and summary: one run, one rename
         save_pretrained(result.model, staging, tokenizer_dir=base, labels=task.labels)
-        (staging / "finetune.json").write_text(json.dumps(summary, indent=1))
+        (staging / "finetune.json").write_text(strict_json.dumps(summary, indent=1))
     if args.json:
-        print(json.dumps(summary, indent=1))
+        print(strict_json.dumps(summary, indent=1))
     else:
         test_text = "no test split" if metrics is None else f"test {metrics['value']:.4f}"
         print(f"fine-tuned in {result.seconds:.0f} s ({result.steps} steps): dev {task.metric} "
@@ -499,7 +483,7 @@ def _predict(args) -> int:
             result["label_threshold"] = args.threshold or LABEL_THRESHOLD
             text += f" (labels at sigmoid >= {result['label_threshold']:g})"
         # with the predictions on stdout, the summary goes to stderr
-        print(json.dumps(result) if args.json else text,
+        print(strict_json.dumps(result) if args.json else text,
               file=sys.stderr if to_stdout else sys.stdout)
     return 0
 

@@ -264,25 +264,21 @@ def _predict(engine, rows: Sequence[dict]) -> list[dict]:
         result = engine.classify_words([r["tokens"] for r in rows])
         names = _label_names(engine, result.word_logits[0].shape[-1])
         spans = entity_reader(names)
-        records = []
-        for r, labels, logits, cut in zip(rows, result.word_labels, result.word_logits,
-                                          result.truncated):
-            # a word truncation removed has label -1 (and NaN logits); a word whose logits are
-            # NaN or Inf gets no tag either, and the row is marked
-            broken = (labels >= 0) & ~np.isfinite(logits).all(-1)
-            labels = np.where(broken, -1, labels)
-            records.append(_tagged(r, names, labels, logits, spans) | _marks(cut, broken.any()))
-        return records
+        # a word without a sub-token, or whose logits are NaN or Inf, has label -1: no tag
+        return [_tagged(r, names, labels, logits, spans) | _marks(cut, bad)
+                for r, labels, logits, cut, bad in zip(rows, result.word_labels,
+                                                       result.word_logits, result.truncated,
+                                                       result.non_finite)]
     pairs = head == SEQUENCE_CLASSIFICATION.name and "text_pair" in rows[0]
     inputs = [(r["text"], r["text_pair"]) for r in rows] if pairs else [r["text"] for r in rows]
     result = engine(inputs)
     records = []
     if head == SENTENCE_EMBEDDING.name:
-        for r, embedding, cut in zip(rows, result.embeddings, result.truncated):
-            broken = not np.isfinite(embedding).all()
+        for r, embedding, cut, bad in zip(rows, result.embeddings, result.truncated,
+                                          result.non_finite):
             records.append({"text": r["text"],
-                            "embedding": None if broken else np.round(embedding, 6).tolist()}
-                           | _marks(cut, broken))
+                            "embedding": None if bad else np.round(embedding, 6).tolist()}
+                           | _marks(cut, bad))
         return records
     names = _label_names(engine, result.logits.shape[-1])
     values, read = _SEQUENCE_RECORDS[Readout.SCORE if result.labels is None else engine.readout]
@@ -291,7 +287,7 @@ def _predict(engine, rows: Sequence[dict]) -> list[dict]:
     scored = ([{}] * len(rows) if activation is None else
               [_cross_encoder(names, logits, scores) for logits, scores
                in zip(result.logits, apply_activation(activation, result.logits))])
-    broken = ~np.isfinite(result.logits.reshape(len(rows), -1)).all(-1)
+    broken = result.non_finite
     return [{"text": r["text"]} | ({"text_pair": r["text_pair"]} if pairs else {})
             | (_no_answer(read(names, row, label) | fields) if bad
                else _beside(read(names, row, label), fields)) | _marks(cut, bad)

@@ -335,6 +335,21 @@ def _read_hf(folder: Path) -> dict:
     return hf
 
 
+def _state_raised_length(folder: Path, max_length: int, default: int) -> None:
+    """Writes `max_length` as the copied `tokenizer_config.json`'s `model_max_length` when the
+    model's tokenizer takes longer rows than the copy states (`--max-length` above it), so the
+    saved folder serves at that length; a shorter one is the copy's to keep."""
+    path = folder / "tokenizer_config.json"
+    if not path.is_file():
+        return
+    config = json.loads(path.read_text(encoding="utf-8"))
+    stated = config.get("model_max_length")
+    stated = stated if isinstance(stated, int) and 0 < stated < 1_000_000 else default
+    if max_length > stated:
+        path.write_text(json.dumps(config | {"model_max_length": max_length}, indent=2),
+                        encoding="utf-8")
+
+
 def load_pretrained(path: str | Path, *, head: str | HeadKind | None = None,
                     num_labels: int | None = None, pooling: str | Sequence[str] | None = None, normalize: bool | None = None,
                     dtype=jnp.float32, param_dtype=None, attention_impl=None,
@@ -568,6 +583,8 @@ def save_pretrained(model: EncoderModel, directory: str | Path, *, tokenizer_dir
                     shutil.copyfile(Path(tokenizer_dir) / name, tmp / name)
             if prompts is not None:
                 (tmp / PROMPTS_FILE).write_text(prompts, encoding="utf-8")
+            if tokenizer is not None:
+                _state_raised_length(tmp, tokenizer.max_length, model.config.max_sequence_length)
         elif getattr(model, "tokenizer", None) is not None:
             model.tokenizer.save(tmp)
     return directory

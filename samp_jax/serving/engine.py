@@ -94,6 +94,9 @@ class EngineOutput:
         without a sub-token, as for `word_logits`).
       word_label_names: `Engine.classify_words` with class names only: per row, the names of
         `word_labels` (None for a word without a sub-token, as for `word_logits`).
+      non_finite: `[N]` True where a row's outputs hold NaN or Inf (values past the range of
+        the model's precision, e.g. above FP16's 65,504). No answer is read from them: such a
+        row's (or token's, or word's) label is -1 and its name None, never the argmax of NaN.
     """
 
     kind: str
@@ -108,6 +111,7 @@ class EngineOutput:
     word_labels: list[np.ndarray] | None = None
     label_names: list[str] | list[list[str]] | None = None
     word_label_names: list[list[str | None]] | None = None
+    non_finite: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -406,7 +410,8 @@ class Engine:
             row_logits = np.full((count, logits.shape[-1]), np.nan, np.float32)
             row_logits[kept] = logits[first[kept]]
             word_logits.append(row_logits)
-            word_labels.append(np.where(kept, np.argmax(np.nan_to_num(row_logits), axis=-1), -1))
+            answered = kept & np.isfinite(row_logits).all(-1)  # no answer from NaN or Inf
+            word_labels.append(np.where(answered, np.argmax(np.nan_to_num(row_logits), axis=-1), -1))
         word_label_names = None
         if self.labels is not None:
             word_label_names = [[self.labels[i] if i >= 0 else None for i in row.tolist()]
@@ -446,9 +451,12 @@ class Engine:
                 if result is None:
                     result = np.empty((n, *output.shape[1:]), np.float32)
                 result[index] = output
-        common = {"kind": self.head_kind, "lengths": rows.lengths, "truncated": rows.truncated}
+        rows_finite = (np.array([np.isfinite(r).all() for r in result]) if kind.per_token
+                       else np.isfinite(result.reshape(n, -1)).all(-1))
+        common = {"kind": self.head_kind, "lengths": rows.lengths, "truncated": rows.truncated,
+                  "non_finite": ~rows_finite}
         if kind.output is HeadOutput.LOGITS and kind.per_token:
-            labels = [np.argmax(r, axis=-1) for r in result]
+            labels = [np.where(np.isfinite(r).all(-1), np.argmax(r, axis=-1), -1) for r in result]
             names = None if self.labels is None else [self._names(row) for row in labels]
             return EngineOutput(**common, logits=result, labels=labels, label_names=names)
         if kind.output is HeadOutput.LOGITS and (self.readout is Readout.SCORE
@@ -457,6 +465,8 @@ class Engine:
         if kind.output is HeadOutput.LOGITS:  # one class, or a set of labels, per row
             threshold = LABEL_THRESHOLD if self.label_threshold is None else self.label_threshold
             labels = (self.readout or Readout.CLASSES).predict(result, threshold)
+            if labels.ndim == 1:
+                labels = np.where(rows_finite, labels, -1)
             return EngineOutput(**common, logits=result, labels=labels,
                                 label_names=self._names(labels))
         if kind.output is HeadOutput.EMBEDDING:
@@ -472,7 +482,7 @@ class Engine:
             return None
         if labels.ndim == 2:
             return [[self.labels[i] for i in np.flatnonzero(row)] for row in labels]
-        return [self.labels[i] for i in labels.tolist()]
+        return [self.labels[i] if i >= 0 else None for i in labels.tolist()]
 
     def _check_range(self, rows: Rows) -> None:
         """Ids outside the embedding tables would be clamped silently by XLA's gather

@@ -218,8 +218,10 @@ class LabelSetEvaluation(ClassificationEvaluation):
         super().__init__(*args, **kwargs)
 
     def agreement(self, outputs, reference) -> float:
-        """The share of rows whose predicted label set is the reference's, label for label."""
-        return float(np.mean(np.all(self.predicted(outputs) == self.predicted(reference), -1)))
+        """The share of rows whose predicted label set is the reference's, label for label
+        (a row of NaN or Inf outputs agrees with nothing)."""
+        same = np.all(self.predicted(outputs) == self.predicted(reference), -1)
+        return float(np.mean(same & self._finite_answers(outputs) & self._finite_answers(reference)))
 
 
 class EmbeddingEvaluation(Evaluation):
@@ -275,6 +277,14 @@ class EmbeddingEvaluation(Evaluation):
         if self.partial or self.task_metric is None:
             return None
         return self.task_metric.evidence(self.pair_scores(outputs), self.gold, None)
+
+    def non_finite(self, outputs) -> int:
+        """Examples (pairs: either text) whose embedding holds NaN or Inf; plain texts without
+        pairs: texts."""
+        bad = ~np.isfinite(self.gather(outputs)).all(-1)  # per unique text
+        if self._right is None:
+            return int(bad[self._left].sum())
+        return int((bad[self._left] | bad[self._right]).sum())
 
     def pair_scores(self, outputs) -> np.ndarray:
         """The cosine similarity of every pair, in example order."""

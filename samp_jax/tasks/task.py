@@ -273,7 +273,7 @@ def _split_named(split: str, task: str):
     try:
         yield
     except ValueError as e:
-        raise ValueError(f"the {split} split of {task}: {e}") from None
+        raise ValueError(f"the {split} split of {task}: {e}") from e
 
 
 def _require_tokenizer(tokenizer) -> None:

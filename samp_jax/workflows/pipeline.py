@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import time
+import warnings
 from pathlib import Path
 import jax.numpy as jnp
 
@@ -122,11 +123,12 @@ def run_search(model, tokenizer, task: Task, config: SearchConfig | None = None,
     truncation = {"search": result.search_truncation, "test": evaluator.truncation}
     test = {}
     if evaluator.metric is not None:
-        score = lambda m: evaluator.score(evaluator.outputs(m))["value"]  # noqa: E731  real quantized path
-        test = {"fp32": score(model), "chosen": score(chosen)}
+        test = {"fp32": held_out_value(evaluator, model, "fp32"),
+                "chosen": held_out_value(evaluator, chosen, "the chosen map")}
         if compare_presets:  # the presets the search scored, now on the test split
             for name, pmap in preset_maps(options, model.config.num_layers).items():
-                test[name] = score(quantize(model, pmap, calibration, dtype=target.dtype))
+                test[name] = held_out_value(evaluator, quantize(model, pmap, calibration,
+                                                            dtype=target.dtype), name)
         test["chosen_relative_change"] = relative_change(test["chosen"], test["fp32"])
     test_proxy = None
     if evaluator.metric is None:  # texts only: how far from FP32 the test split's outputs are
@@ -146,6 +148,18 @@ def run_search(model, tokenizer, task: Task, config: SearchConfig | None = None,
             "compute_dtype": jnp.dtype(target.dtype).name}  # between GEMM sites
             | ({"test_proxy": test_proxy} if test_proxy is not None else {}))
     return SearchRun(summary, chosen, tokenizer, result)
+
+
+def held_out_value(evaluator, model, name: str) -> float:
+    """`model`'s metric on the evaluator's (test) split, through its real quantized path; NaN,
+    with a warning naming `name`, when some of its outputs are NaN or Inf."""
+    score = evaluator.score(evaluator.outputs(model))
+    if score.get("non_finite_rows"):
+        warnings.warn(f"{name} gives NaN or Inf outputs for {score['non_finite_rows']} of "
+                      f"{score['examples']} test rows (values past the range of its precision, "
+                      f"e.g. above FP16's 65,504); its {score['metric']} is NaN",
+                      UserWarning, stacklevel=2)
+    return score["value"]
 
 
 def held_out_proxy(evaluator, model, quantized: dict) -> dict:

@@ -1,10 +1,10 @@
 """NaN or Inf model outputs (a precision whose range the activations pass: FP16 overflows above
-65,504) are never read as answers: argmax of NaN is class 0, so an all-NaN FP16 variant scored
-the share of class 0 (and on imbalanced data, better than FP32), a search could return it, and
-`predict` wrote class 0 with a NaN score (not JSON). Now such rows make the metric NaN with a
-warning naming the variant and the count, the search's drop for them is infinite (never within
-tolerance; a NaN FP32 reference is refused), and `predict` writes null answers marked
-`"non_finite": true`, in strict JSON."""
+65,504) are never read as answers. Argmax of NaN is class 0: read as an answer, an all-NaN FP16
+variant would score the share of class 0 (on imbalanced data, better than FP32), a search could
+return it, and `predict` would write class 0 with a NaN score (not JSON). Such rows make the
+metric NaN with a warning naming the variant and the count, the search's drop for them is
+infinite (never within tolerance; a NaN FP32 reference is refused), the engine gives them label
+-1, and `predict` writes null answers marked `"non_finite": true`, in strict JSON."""
 
 from __future__ import annotations
 
@@ -104,3 +104,35 @@ def test_predict_writes_null_answers_for_rows_that_overflow(overflowing, tmp_pat
         assert record["label"] is None and record["probabilities"] is None
         assert record["non_finite"] is True
     assert "40 of 40 rows gave NaN or Inf outputs" in err
+
+
+def test_the_engine_reads_no_label_from_nan_logits(overflowing):
+    """Through `samp_jax.compile` too: a row of NaN logits has label -1 and name None, and
+    `non_finite` marks it."""
+    folder, _ = overflowing
+    quantized = sj.quantize(sj.load(folder), sj.PrecisionMap.preset("fp16", 2), dtype=jnp.float16)
+    engine = sj.compile(quantized, seq_buckets=(16,), batch_buckets=(2,))
+    out = engine(["A cat sleeps.", "Nobody is outside."])
+    assert out.non_finite.tolist() == [True, True]
+    assert out.labels.tolist() == [-1, -1] and out.label_names == [None, None]
+    finite = sj.compile(sj.load(folder), seq_buckets=(16,), batch_buckets=(2,))
+    out = finite(["A cat sleeps.", "Nobody is outside."])
+    assert out.non_finite.tolist() == [False, False] and all(n in LABELS for n in out.label_names)
+
+
+def test_embedding_pairs_count_a_pair_once_whichever_text_is_nan():
+    from samp_jax.tasks.evaluation import EmbeddingEvaluation
+    from samp_jax.tasks.metrics import get_metric
+
+    tokenizer = sj.Tokenizer.from_pretrained(GOLDEN / "families" / "bert" / "base")
+    examples = [{"text": "a cat", "text_pair": "a dog", "label": 1},
+                {"text": "a dog", "text_pair": "the sun", "label": 0},
+                {"text": "the sun", "text_pair": "a cat", "label": 1}]
+    evaluation = EmbeddingEvaluation(tokenizer, examples, metric=get_metric("roc_auc"))
+    outputs = [np.ones((len(rows), 4), np.float32) for rows in evaluation._rows]
+    index = evaluation.texts.index("a dog")
+    for rows, out in zip(evaluation._rows, outputs):
+        out[np.flatnonzero(np.asarray(rows) == index)] = np.nan
+    assert evaluation.non_finite(outputs) == 2  # the two pairs holding "a dog"
+    score = evaluation.score(outputs)
+    assert math.isnan(score["value"]) and score["non_finite_rows"] == 2 <= score["examples"]

@@ -137,7 +137,8 @@ class _LabelSetEngine:
     def __call__(self, inputs):
         logits = np.array([[2.0, -1.0, 0.5]] * len(inputs), np.float32)
         return SimpleNamespace(logits=logits, labels=sigmoid(logits) >= 0.5,
-                               truncated=[False] * len(inputs))
+                               truncated=[False] * len(inputs),
+                               non_finite=np.zeros(len(inputs), bool))
 
 
 def test_a_multi_label_cross_encoder_keeps_its_labels_and_sigmoids_and_adds_its_activation():

@@ -219,3 +219,8 @@ def test_max_length_may_pass_the_tokenizers_length_up_to_the_positions(tagger, d
                           "--max-length", 48, "--out", tmp_path / "q", "--json")
     assert code == 0, err
     assert sj.load(tmp_path / "q").tokenizer.max_length == 48
+    code, out, err = _run(capsys, "finetune", "--model", folder, "--data", data[0],
+                          "--max-length", 48, "--out", tmp_path / "ft", "--epochs", "0.1",
+                          "--min-steps", "0", "--batch-size", "8")
+    assert code == 0, err
+    assert sj.load(tmp_path / "ft").tokenizer.max_length == 48  # an HF folder: its tokenizer too

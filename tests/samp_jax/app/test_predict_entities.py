@@ -27,7 +27,8 @@ def _engine(names, rows_logits, truncated=None):
     logits = [np.asarray(r, np.float32) for r in rows_logits]
     labels = [np.where(np.isnan(r).any(-1), -1, np.argmax(np.nan_to_num(r), -1)) for r in logits]
     result = SimpleNamespace(word_logits=logits, word_labels=labels,
-                             truncated=truncated or [False] * len(logits))
+                             truncated=truncated or [False] * len(logits),
+                             non_finite=[False] * len(logits))
     return SimpleNamespace(head_kind=TOKEN_CLASSIFICATION.name, labels=names,
                            classify_words=lambda words: result)
 

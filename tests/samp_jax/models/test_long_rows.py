@@ -76,8 +76,12 @@ def test_with_max_length_copies_and_saves_the_new_length(tmp_path):
     tokenizer = Tokenizer.from_pretrained(folder)
     longer = tokenizer.with_max_length(300)
     assert (tokenizer.max_length, longer.max_length) == (40, 300)
-    text = ["Quantization makes inference cheaper without retraining."] * 1
+    text = ["Quantization makes inference cheaper without retraining."]
     assert longer(text)["input_ids"].tolist() == tokenizer(text)["input_ids"].tolist()
+    long_text = [" ".join(text * 30)]
+    cut = longer(long_text, truncation=True, return_truncated=True)
+    assert cut["input_ids"].shape[1] == 300 and cut["truncated"].tolist() == [True]
+    assert tokenizer(long_text, truncation=True)["input_ids"].shape[1] == 40
     assert Tokenizer.from_pretrained(longer.save(tmp_path)).max_length == 300
     with pytest.raises(ValueError, match="max_length=0 must be a positive int"):
         tokenizer.with_max_length(0)
