@@ -149,7 +149,7 @@ def test_a_finetune_that_fails_before_its_summary_leaves_the_previous_run(finetu
     def no_space(*args, **kwargs):
         raise OSError(28, "No space left on device")
     monkeypatch.setattr(cli, "finetune", _fake_finetune(3.0))
-    monkeypatch.setattr(cli, "json", types.SimpleNamespace(dumps=no_space))  # the summary
+    monkeypatch.setattr(cli, "strict_json", types.SimpleNamespace(dumps=no_space))  # the summary
     assert main(argv) == 1
     assert "No space left" in capsys.readouterr().err
     assert _snapshot(root / "out") == before
