@@ -227,6 +227,25 @@ MUTANTS = (
            "samp_jax/models/tokenizer.py",
            "direction=self.truncation_side)", 'direction="right")',
            ("tests/samp_jax/models/test_fast_tokenizer_options.py", "-k", "truncation_left")),
+    Mutant("quick_gelu_slope_dropped",
+           "the kernels' quick GELU computes x sigmoid(x) (SiLU) instead of x sigmoid(1.702 x)",
+           "pallas_kernels/epilogue.py",
+           '"quick_gelu": lambda y: y / (1.0 + jnp.exp(-QUICK_GELU_SLOPE * y)),',
+           '"quick_gelu": lambda y: y / (1.0 + jnp.exp(-y)),',
+           ("tests/pallas_kernels/test_numerics.py",)),
+    Mutant("nan_outputs_read_as_answers",
+           "a row of NaN logits is scored as its argmax (class 0) instead of making the metric NaN",
+           "samp_jax/tasks/types.py",
+           "    return int((~finite.reshape(len(finite), -1)).any(-1).sum())",
+           "    return 0",
+           ("tests/faults/test_non_finite_outputs.py", "-k", "nan_logits or labelled_positions")),
+    Mutant("latency_other_from_the_default_alone",
+           "the latency table's time outside the sites is the FP32 forward minus its sites "
+           "(INT8 sites floored when their forward is shorter)",
+           "calibrate/search/latency.py",
+           "        if slope > 0:\n            other = intercept\n",
+           "        if False:\n            other = intercept\n",
+           ("tests/calibrate/test_search.py", "-k", "fitted")),
 )
 
 

@@ -92,7 +92,8 @@ def test_the_fitted_table_reproduces_every_measured_forward(sites, forwards):
         assert other + 2 * sum(site_ms[f"{s}/{n}"] for s in SITES) == pytest.approx(forwards[n])
     rising = forwards["int8-static"] < forwards["int8-dynamic"] < forwards["fp32"]
     if rising and forwards["fp32"] > 1.5 * sites["fp32"]:  # the gap is shared by the sites,
-        assert other < 0.5 * (forwards["fp32"] - sites["fp32"])  # not put on other_ms alone
+        # not put on other_ms alone (which would reach the 90% bound here)
+        assert other < 0.45 * min(forwards.values())
 
 
 @pytest.mark.slow

@@ -49,6 +49,7 @@ def test_the_cli_refuses_bad_shapes_and_models_before_any_work(tmp_path, capsys,
     assert message in capsys.readouterr().err and not out.exists()
 
 
+@pytest.mark.slow
 def test_the_cli_writes_rows_with_compile_times(tmp_path):
     out = tmp_path / "e2e.json"
     # the shapes of --quick

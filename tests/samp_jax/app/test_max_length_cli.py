@@ -116,6 +116,7 @@ def test_predict_serves_up_to_max_length_and_counts_the_rows_it_cut(tagger, data
     assert "4 of 12 input rows are longer than 32 tokens and were truncated" in err
 
 
+@pytest.mark.slow
 def test_finetune_records_the_length_and_what_it_cut(tagger, data, tmp_path, capsys):
     out = tmp_path / "tuned"
     code, _, err = _run(capsys, "finetune", "--model", tagger, "--data", data[0], "--out", out,

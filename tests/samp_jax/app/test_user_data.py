@@ -241,6 +241,7 @@ def test_plain_texts_have_no_metric_but_a_divergence(tiny_dirs, tmp_path, capsys
     assert result["rows"][1]["value"] is None and 0.5 < result["rows"][1]["agreement"] <= 1.0
 
 
+@pytest.mark.slow
 def test_a_search_on_plain_texts_reports_the_held_out_divergence(tiny_dirs, tmp_path, capsys):
     """Texts only: no metric, so the test split is scored by the proxy the search bounds (the
     chosen map's 1 - cosine to FP32 there), beside the search split's."""

@@ -34,8 +34,9 @@ def classifier(classifier_model, tokenizer):
                             batch_buckets=(1, 4))
 
 
-@pytest.mark.parametrize("preset, activation", [("fully_quant", "per_token_dynamic"),
-                                                ("fully_quant", "per_tensor_static")])
+@pytest.mark.parametrize("preset, activation", [
+    ("fully_quant", "per_token_dynamic"),
+    pytest.param("fully_quant", "per_tensor_static", marks=pytest.mark.slow)])
 def test_a_quantized_row_in_one_bucket_is_the_same_whatever_its_company(
         classifier_model, tokenizer, preset, activation):
     """Within one (batch, seq) bucket a quantized row's output does not depend on the rows
