@@ -32,6 +32,7 @@ from samp_jax.tasks import Evaluation, Task, get_task
 from samp_jax.tasks.task import check_head_fits
 from samp_jax.tasks.metrics import Z_ONE_SIDED_95, Baseline
 from samp_jax.tasks.proxies import KL, Proxy, proxy_for
+from samp_jax.tasks.types import non_finite_rows
 
 CONFIDENCE = 0.95
 
@@ -178,8 +179,7 @@ class UnlabelledObjective(Objective):
         self.proxy_kind = proxy_for(model.readout)
         # the real rows of each batch, and their reference outputs: the same for every map
         self._valid = [batch["attention_mask"].sum(-1) > 0 for batch in self.batches]
-        bad = sum(int((~np.isfinite(ref[valid]).reshape(int(valid.sum()), -1).all(-1)).sum())
-                  for ref, valid in zip(self.reference, self._valid))
+        bad = sum(non_finite_rows(ref[valid]) for ref, valid in zip(self.reference, self._valid))
         check_reference_finite(bad, int(sum(v.sum() for v in self._valid)), name)
         self._valid_reference = [ref[valid] for ref, valid in zip(self.reference, self._valid)]
 
@@ -187,8 +187,6 @@ class UnlabelledObjective(Objective):
         """The proxy over the real rows (a per-token output: each row's mean over positions)."""
         values = []
         for out, ref, valid in zip(outputs, self.reference, self._valid):
-            with np.errstate(invalid="ignore", over="ignore"):
-                divergence = self.proxy_kind.divergence(out, ref)
-            divergence = np.where(np.isfinite(divergence), divergence, np.inf)  # NaN or Inf out
+            divergence = self.proxy_kind.rows(out, ref)
             values.append(divergence.reshape(len(valid), -1).mean(-1)[valid])
         return self.proxy_kind.pooled(np.concatenate(values), self._valid_reference)

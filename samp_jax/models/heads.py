@@ -37,6 +37,7 @@ from samp_jax.models.head_kinds import (
     Readout,
     unserved_problem_type,
 )
+from samp_jax.models.activations import HF_HEAD_ACTIVATION
 from samp_jax.models.layers import GemmSite, LayerNorm
 
 # sentence-transformers clamps the token count at 1e-9, so an all-padding row pools to zeros.
@@ -45,7 +46,7 @@ NORM_FLOOR = 1e-12  # the smallest norm divided by (L2 normalisation, cosine): z
 MASKED_MAX = -1e9  # what sentence-transformers' max pooling puts in padded positions
 # sentence-transformers' pooling modes (the order its 2-4 folders concatenate them in).
 POOLING_MODES = ("cls", "max", "mean", "mean_sqrt_len", "weightedmean", "lasttoken")
-CLASSIFIER_ACTIVATIONS = ("tanh", "gelu", "gelu_tanh", "quick_gelu", "silu", "relu")
+CLASSIFIER_ACTIVATIONS = tuple(HF_HEAD_ACTIVATION)  # every activation a head may run
 # The activations of a sentence-transformers Dense projection (torch's Identity, Tanh, ReLU,
 # GELU (erf) and Sigmoid).
 DENSE_ACTIVATIONS = ("identity", "tanh", "relu", "gelu", "sigmoid")

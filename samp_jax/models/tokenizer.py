@@ -16,6 +16,7 @@ model carries a fast tokenizer.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import threading
@@ -306,10 +307,9 @@ class Tokenizer:
         `max_length` tokens; `save` writes it as the copy's `model_max_length`."""
         if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
             raise ValueError(f"max_length={max_length!r} must be a positive int")
-        copy = Tokenizer.__new__(Tokenizer)
-        copy.__setstate__(self.__getstate__())
-        copy.max_length = max_length
-        return copy
+        longer = copy.copy(self)  # through __getstate__: a fresh lock and truncation cache
+        longer.max_length = max_length
+        return longer
 
     def __getstate__(self):
         state = dict(self.__dict__)

@@ -21,7 +21,8 @@ from samp_jax.serving.batching import DEFAULT_BUCKETS, TokenizedRows
 from samp_jax.tasks.metrics import IGNORE, Metric, spearman
 from samp_jax.tasks.proxies import COSINE, KL, LABEL_KL, SCORE, Proxy, one_minus_cosine
 from samp_jax.tasks.truncation import Truncation
-from samp_jax.tasks.types import EncodedSplit, TaskType, task_score, with_non_finite
+from samp_jax.tasks.types import (EncodedSplit, TaskType, non_finite_rows, task_score,
+                                  with_non_finite)
 
 Forward = Callable[[dict], object]
 
@@ -81,25 +82,23 @@ class Evaluation:
         without labels or on a partial view."""
         return None
 
-    def metric(self, outputs: Sequence[np.ndarray]) -> float | None:
+    def metric(self, outputs: Sequence[np.ndarray], non_finite: int | None = None) -> float | None:
         """The task metric, or None without labels or on a partial view; NaN when any output
-        it reads is NaN or Inf (`non_finite`): no answer is read from such an output."""
+        it reads is NaN or Inf (`non_finite`, counted here unless given): no answer is read
+        from such an output."""
         evidence = self.evidence(outputs)
         if evidence is None:
             return None
-        return math.nan if self.non_finite(outputs) else self.task_metric.value(evidence)
+        if non_finite is None:
+            non_finite = self.non_finite(outputs)
+        return math.nan if non_finite else self.task_metric.value(evidence)
 
     def non_finite(self, outputs: Sequence[np.ndarray]) -> int:
         """How many of the split's rows (examples; texts of an embedding split) have a NaN or
         Inf output where the metric and the proxy read it (a per-token head: its labelled
         tokens). Such outputs come from values past a precision's range (FP16 overflows
         above 65,504) or from NaN input."""
-        count = 0
-        for out, rows in zip(outputs, self._rows):
-            finite = np.isfinite(out[:len(rows)]).reshape(len(rows), *out.shape[1:-1], -1).all(-1)
-            bad = ~finite & self._counted(rows, finite)
-            count += int(bad.reshape(len(rows), -1).any(-1).sum())
-        return count
+        raise NotImplementedError
 
     def proxy(self, outputs: Sequence[np.ndarray], reference: Sequence[np.ndarray]) -> float:
         """A smooth divergence from the `reference` outputs (lower is better): the proxy's
@@ -108,10 +107,7 @@ class Evaluation:
         values, real_reference = [], []
         for out, ref, rows in zip(outputs, reference, self._rows):
             out, ref = out[:len(rows)], ref[:len(rows)]
-            with np.errstate(invalid="ignore", over="ignore"):
-                divergence = self.proxy_kind.divergence(out, ref)
-            # a NaN or Inf output is as far from the reference as can be
-            divergence = np.where(np.isfinite(divergence), divergence, np.inf)
+            divergence = self.proxy_kind.rows(out, ref)
             values.append(divergence[self._counted(rows, divergence)])
             real_reference.append(ref)
         values = np.concatenate(values) if values else np.zeros(0)
@@ -128,11 +124,12 @@ class Evaluation:
               reference: Sequence[np.ndarray] | None = None) -> dict[str, float]:
         """`{'metric', 'value', 'examples'}`, plus `agreement` with a reference, and
         `non_finite_rows` when some outputs are NaN or Inf (the value is then NaN)."""
-        out = {"metric": self.metric_name, "value": self.metric(outputs),
+        bad = self.non_finite(outputs)
+        out = {"metric": self.metric_name, "value": self.metric(outputs, bad),
                "examples": self.num_examples}
         if reference is not None:
             out["agreement"] = self.agreement(outputs, reference)
-        return with_non_finite(out, self.non_finite(outputs))
+        return with_non_finite(out, bad)
 
 
 class ClassificationEvaluation(Evaluation):
@@ -179,6 +176,9 @@ class ClassificationEvaluation(Evaluation):
         if reference is not None:
             out["agreement"] = self.agreement(outputs, reference)
         return out
+
+    def non_finite(self, outputs) -> int:
+        return non_finite_rows(self.gather(outputs), self.encoded.labels)
 
     def _finite_answers(self, outputs) -> np.ndarray:
         """Per row (per token), whether its outputs are finite: no answer is read otherwise."""

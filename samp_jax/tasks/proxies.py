@@ -82,6 +82,13 @@ class Proxy:
     divergence: Callable[[np.ndarray, np.ndarray], np.ndarray]
     scale: Callable[[np.ndarray], float] | None = None
 
+    def rows(self, outputs: np.ndarray, reference: np.ndarray) -> np.ndarray:
+        """`divergence` per row (or token), +inf where `outputs` hold NaN or Inf: as far from
+        the reference as can be."""
+        with np.errstate(invalid="ignore", over="ignore"):
+            values = self.divergence(outputs, reference)
+        return np.where(np.isfinite(values), values, np.inf)
+
     def pooled(self, values: np.ndarray, reference: Sequence[np.ndarray]) -> float:
         """The proxy of per-row `values` (`divergence`'s) whose reference rows are the
         batches `reference` (read only by a `scale`)."""

@@ -35,6 +35,7 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from samp_jax.core.assets import cache_dir, minilm_path
+from samp_jax.core import strict_json
 from samp_jax.core.atomic import atomic_folder, warn_not_cached
 from samp_jax.models.checkpoint import load_pretrained, save_pretrained
 from samp_jax.models.heads import check_labels
@@ -319,7 +320,7 @@ def finetuned_model(task: str, config: FinetuneConfig | None = None, *, train_if
 
         def write(target: Path) -> None:
             save_pretrained(result.model, target, tokenizer_dir=base, labels=task_obj.labels)
-            (target / "finetune.json").write_text(json.dumps(info, indent=1))
+            (target / "finetune.json").write_text(strict_json.dumps(info, indent=1))
         try:
             with atomic_folder(folder) as staging:
                 write(staging)

@@ -153,9 +153,11 @@ def accuracy_table(model, evaluator, variants: Sequence[Variant], *,
 
 def relative_change(value: float | None, base: float | None) -> float | None:
     """`(value - base) / |base|`: positive when the metric rose, whatever the sign of `base`
-    (a Spearman of -0.8937 that becomes -0.8936 has risen); None when the task has no metric
-    (or the base is 0)."""
-    return None if value is None or not base else (value - base) / abs(base)
+    (a Spearman of -0.8937 that becomes -0.8936 has risen); None when the task has no metric,
+    the base is 0, or either is NaN (outputs that held NaN or Inf)."""
+    if value is None or not base or not (math.isfinite(value) and math.isfinite(base)):
+        return None
+    return (value - base) / abs(base)
 
 
 def default_variants() -> list[Variant]:
@@ -177,7 +179,7 @@ def format_table(rows: Sequence[dict], *, metric: str = "metric", agreement: str
         mb = "" if r["param_mb"] is None else f"{r['param_mb']:.1f}"
         value = "–" if r["value"] is None else f"{r['value']:.4f}"
         change = r["relative_change"]
-        change = "–" if change is None or math.isnan(change) else f"{100 * change:+.2f}%"
+        change = "–" if change is None else f"{100 * change:+.2f}%"
         lines.append(f"| {r['variant']} | {value} | {change} | {r['agreement']:.5f} | {mb} | "
                      f"{r['seconds']:.1f} |")
     return "\n".join(lines)

@@ -121,21 +121,20 @@ def run_search(model, tokenizer, task: Task, config: SearchConfig | None = None,
     target, options = plan.target, plan.options
     chosen = quantize(model, result.precision_map, calibration, dtype=target.dtype)
     truncation = {"search": result.search_truncation, "test": evaluator.truncation}
-    test = {}
+    # the presets the search scored, now on the test split, each quantized when scored
+    presets = preset_maps(options, model.config.num_layers).items() if compare_presets else ()
+    preset = lambda pmap: quantize(model, pmap, calibration, dtype=target.dtype)  # noqa: E731
+    test, test_proxy = {}, None
     if evaluator.metric is not None:
         test = {"fp32": held_out_value(evaluator, model, "fp32"),
                 "chosen": held_out_value(evaluator, chosen, "the chosen map")}
-        if compare_presets:  # the presets the search scored, now on the test split
-            for name, pmap in preset_maps(options, model.config.num_layers).items():
-                test[name] = held_out_value(evaluator, quantize(model, pmap, calibration,
-                                                            dtype=target.dtype), name)
+        test |= {name: held_out_value(evaluator, preset(pmap), name) for name, pmap in presets}
         test["chosen_relative_change"] = relative_change(test["chosen"], test["fp32"])
-    test_proxy = None
-    if evaluator.metric is None:  # texts only: how far from FP32 the test split's outputs are
-        test_proxy = held_out_proxy(evaluator, model, {"chosen": chosen} | (
-            {name: quantize(model, pmap, calibration, dtype=target.dtype)
-             for name, pmap in preset_maps(options, model.config.num_layers).items()}
-            if compare_presets else {}))
+    else:  # texts only: how far from FP32 the test split's outputs are (the proxy it bounds)
+        reference = evaluator.outputs(model)
+        proxy = lambda m: evaluator.evaluation.proxy(evaluator.outputs(m), reference)  # noqa: E731
+        test_proxy = {"proxy": evaluator.evaluation.proxy_kind.name, "chosen": proxy(chosen)}
+        test_proxy |= {name: proxy(preset(pmap)) for name, pmap in presets}
     with atomic_folder(out, replaceable=is_search_output) as staging:  # one run, one rename
         chosen.save(staging / "model")
         summary = write_report(result, staging, test_metrics=test, command=command, extra={
@@ -160,12 +159,3 @@ def held_out_value(evaluator, model, name: str) -> float:
                       f"e.g. above FP16's 65,504); its {score['metric']} is NaN",
                       UserWarning, stacklevel=2)
     return score["value"]
-
-
-def held_out_proxy(evaluator, model, quantized: dict) -> dict:
-    """`{"proxy": name, "<map>": divergence}`: each quantized model's proxy (the divergence the
-    search bounds: 1 - cosine for embeddings) from `model`'s outputs on the evaluator's split."""
-    evaluation = evaluator.evaluation
-    reference = evaluator.outputs(model)
-    return {"proxy": evaluation.proxy_kind.name} | {
-        name: evaluation.proxy(evaluator.outputs(m), reference) for name, m in quantized.items()}

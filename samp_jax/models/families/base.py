@@ -19,7 +19,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from samp_jax.models.activations import HEAD_ACTIVATIONS, HF_HEAD_ACTIVATION  # noqa: F401
+from samp_jax.models.activations import HEAD_ACTIVATIONS
 from samp_jax.models.errors import ConfigError
 from samp_jax.models.head_kinds import NO_HEAD
 

@@ -13,8 +13,8 @@ bias-less `embed_proj` (`embedding_size != hidden_size`), a `pooler_hidden_size`
 from typing import Any, Mapping
 
 from samp_jax.models.errors import ConfigError
+from samp_jax.models.activations import HF_HEAD_ACTIVATION
 from samp_jax.models.families.base import (
-    HF_HEAD_ACTIVATION,
     Family,
     HeadLayout,
     KeyRule,

@@ -13,7 +13,8 @@ in HF, and only `classifier.*` is new.
 from typing import Any, Mapping
 
 from samp_jax.models.errors import ConfigError
-from samp_jax.models.families.base import HF_HEAD_ACTIVATION, Family, HeadLayout, KeyRule, head_activation
+from samp_jax.models.activations import HF_HEAD_ACTIVATION
+from samp_jax.models.families.base import Family, HeadLayout, KeyRule, head_activation
 from samp_jax.models.families.bert import base_heads
 from samp_jax.models.head_kinds import SEQUENCE_CLASSIFICATION, TOKEN_CLASSIFICATION
 
