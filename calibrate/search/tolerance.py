@@ -25,7 +25,7 @@ from calibrate.search.runner import LATENCY_RTOL, Kind, Outputs, Runner
 from calibrate.search.session import Session, finish, measure_and_order, outputs_of
 from calibrate.search.strategy import AllocationProblem, get_strategy
 from samp_jax.core.precision import SITES
-from samp_jax.tasks.chance import below_no_skill, chance_level
+from samp_jax.tasks.chance import at_chance, below_no_skill
 from samp_jax.tasks.metrics import get_metric
 
 
@@ -142,15 +142,10 @@ def warn_if_at_chance(session: Session) -> None:
     below = below_no_skill(session.objective.metric_name, fp32, "the FP32 model's search-split")
     if below is not None:
         warnings.warn(f"{below}, and the tolerance does not bound it", UserWarning, stacklevel=3)
-    encoded = getattr(evaluation, "encoded", None)  # classification and tagging only
-    if encoded is None or fp32 is None:
-        return
-    chance = chance_level(evaluation.task_type, evaluation.labels, encoded)
-    if chance is not None and not chance.beaten_by(fp32):
-        verdict = chance.describe(fp32, "the FP32 model's search-split")
-        warnings.warn(f"{verdict}: a tolerance "
-                      "relative to it bounds nothing that matters (is the model trained for "
-                      "this data?)", UserWarning, stacklevel=3)
+    verdict = at_chance(evaluation, fp32, "the FP32 model's search-split")
+    if verdict is not None:
+        warnings.warn(f"{verdict}: a tolerance relative to it bounds nothing that matters (is "
+                      "the model trained for this data?)", UserWarning, stacklevel=3)
 
 
 def tolerance_verdict(session: Session, chosen: ToleranceCheck, measured: str) -> bool:

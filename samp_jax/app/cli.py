@@ -268,14 +268,14 @@ def _search(args) -> int:
     model, tokenizer, description = resolve_model(args, progress=not args.json)
     task = resolve_task(args, model)
     _say(args, f"{task.name} ({task.task_type.name}): split sizes {task.sizes()}")
-    summary = run_search(model, tokenizer, task, config, out=out, description=description,
-                         max_test_examples=args.max_examples,
-                         command="samp-jax " + " ".join(sys.argv[1:])).summary
+    run = run_search(model, tokenizer, task, config, out=out, description=description,
+                     max_test_examples=args.max_examples,
+                     command="samp-jax " + " ".join(sys.argv[1:]))
+    summary = run.summary
     say_truncation("search", {split: Truncation(**counts)
                               for split, counts in summary["truncation"].items()})
     if summary.get("test"):
-        warn_if_at_chance("search", make_evaluator(task, tokenizer, max_examples=args.max_examples,
-                                                    seed=args.seed), summary["test"]["fp32"])
+        warn_if_at_chance("search", run.test, summary["test"]["fp32"])
     if args.json:
         print(strict_json.dumps(summary, indent=1))
     else:

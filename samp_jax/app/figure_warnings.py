@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import math
 import sys
 from typing import Sequence
 
-from samp_jax.tasks.chance import below_no_skill, chance_level
+from samp_jax.tasks.chance import at_chance, below_no_skill
 
 
 def warn_non_finite(command: str, rows: Sequence[dict], split: str) -> None:
@@ -29,12 +28,7 @@ def warn_if_at_chance(command: str, evaluator, fp32_score) -> None:
     below = below_no_skill(evaluator.metric, fp32_score, "the FP32 model's test")
     if below is not None:
         print(f"samp-jax {command}: warning: {below}", file=sys.stderr, flush=True)
-    evaluation = evaluator.evaluation
-    encoded = getattr(evaluation, "encoded", None)  # classification only
-    if encoded is None or fp32_score is None or not math.isfinite(fp32_score):
-        return
-    chance = chance_level(evaluation.task_type, evaluation.labels, encoded)
-    if chance is not None and not chance.beaten_by(fp32_score):
-        verdict = chance.describe(fp32_score, "the FP32 model's test")
+    verdict = at_chance(evaluator.evaluation, fp32_score, "the FP32 model's test")
+    if verdict is not None:
         print(f"samp-jax {command}: warning: {verdict}: a change relative to it means nothing "
               "(is the model trained for this data?)", file=sys.stderr, flush=True)

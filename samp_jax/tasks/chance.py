@@ -120,6 +120,26 @@ def chance_level(task_type: TaskType, labels: Sequence[str] | None,
     return ChanceLevel(metric, float(value), name, margin, len(encoded))
 
 
+def at_chance(evaluation, score: float | None, what: str) -> str | None:
+    """One line when `score` is no better than the constant prediction of `evaluation`'s
+    labelled classification or multi-label split (`chance_level`), else None (another task,
+    no labels, no finite score, or clearly better).
+
+    Args:
+      evaluation: a prepared evaluation; only one with `encoded` rows (classes, label sets,
+        tags) has a chance level.
+      score: the metric's value.
+      what: whose score it is, e.g. "the FP32 model's test".
+    """
+    encoded = getattr(evaluation, "encoded", None)
+    if encoded is None or score is None or not math.isfinite(score):
+        return None
+    chance = chance_level(evaluation.task_type, evaluation.labels, encoded)
+    if chance is None or chance.beaten_by(score):
+        return None
+    return chance.describe(score, what)
+
+
 def _majority_class(gold: np.ndarray, labels: Sequence[str]) -> tuple[np.ndarray, str]:
     """Logits that always predict the most frequent class (or tag)."""
     valid = gold[gold != IGNORE]

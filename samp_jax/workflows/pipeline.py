@@ -56,12 +56,14 @@ class SearchRun:
       quantized: the model quantized with the chosen map.
       tokenizer: the model's tokenizer.
       result: the search's `SearchResult` (every map it measured).
+      test: the evaluator of the held-out test split the summary's test figures come from.
     """
 
     summary: dict
     quantized: QuantizedModel
     tokenizer: Tokenizer
     result: SearchResult | None = None
+    test: object | None = None
 
 
 def builtin_model(task: str, *, progress: bool = True) -> tuple:
@@ -146,7 +148,7 @@ def run_search(model, tokenizer, task: Task, config: SearchConfig | None = None,
             "total_seconds": time.perf_counter() - start,
             "compute_dtype": jnp.dtype(target.dtype).name}  # between GEMM sites
             | ({"test_proxy": test_proxy} if test_proxy is not None else {}))
-    return SearchRun(summary, chosen, tokenizer, result)
+    return SearchRun(summary, chosen, tokenizer, result, evaluator)
 
 
 def held_out_value(evaluator, model, name: str) -> float:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from samp_jax.tasks import IGNORE, EncodedSplit, get_task_type
-from samp_jax.tasks.chance import chance_level
+from samp_jax.tasks.chance import at_chance, chance_level
 
 
 def _encoded(labels) -> EncodedSplit:
@@ -51,3 +51,19 @@ def test_no_chance_level_without_classes_or_labels():
     assert chance_level(get_task_type("embedding_pairs"), None, _encoded([0, 1])) is None
     assert chance_level(get_task_type("text_classification"), ("a", "b"),
                         _encoded([IGNORE, IGNORE])) is None
+
+
+def test_at_chance_names_a_score_within_the_noise_and_nothing_else():
+    """The one verdict `eval` and `search` warn with: a line for a score within the noise of
+    the constant prediction; None for a clear win, no score, NaN, or an evaluation without
+    encoded labelled rows."""
+    from types import SimpleNamespace
+
+    evaluation = SimpleNamespace(task_type=get_task_type("text_classification"),
+                                 labels=("neg", "pos"), encoded=_encoded([0, 1] * 24))
+    line = at_chance(evaluation, 0.5625, "the FP32 model's test")
+    assert line.startswith("the FP32 model's test accuracy 0.5625 is no better than always "
+                           "predicting 'neg'")
+    assert at_chance(evaluation, 0.75, "x") is None
+    assert at_chance(evaluation, None, "x") is None and at_chance(evaluation, math.nan, "x") is None
+    assert at_chance(SimpleNamespace(), 0.5, "x") is None
