@@ -84,15 +84,18 @@ def round_half_even(x):
     return jnp.where(up, floor + 1.0, floor)
 
 
-def requantize(y, out_scale: float, *, has_round: bool = True):
-    """INT8 requantization, symmetric to +-127, as
-    `numerics.round_clip_int8(numerics.divide_by_scale(y, s))` (NaN becomes 0 there and here:
-    casting NaN to an integer is undefined).
+def requantize(y, out_scale: float, *, has_round: bool = True, rounded_to=jnp.float32):
+    """INT8 requantization, symmetric to +-127, as `numerics.requantize` (NaN becomes 0 there
+    and here: casting NaN to an integer is undefined).
 
     Args:
       y: float32 values. out_scale: the static scale (array or scalar).
       has_round: whether the lowering has a round primitive (Triton has not).
+      rounded_to: the float dtype `y` is rounded to first (the dtype the next site reads when
+        no kernel hands it INT8: so the hand-off gives that site's own numbers).
     """
+    if jnp.dtype(rounded_to) != jnp.float32:
+        y = y.astype(rounded_to).astype(jnp.float32)
     scaled = divide_by_scale(y, out_scale)  # as the reference, so ties round identically
     scaled = jnp.where(scaled == scaled, scaled, 0.0)  # NaN -> 0, as `numerics.round_clip_int8`
     rounded = jnp.round(scaled) if has_round else round_half_even(scaled)

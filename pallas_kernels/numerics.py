@@ -204,10 +204,22 @@ def apply_activation(x: jax.Array, activation: str | None) -> jax.Array:
     return ACTIVATION_FUNCTIONS[activation](x)
 
 
+def requantize(y: jax.Array, out_scale, rounded_to=jnp.float32) -> jax.Array:
+    """float32 `y` as a static-INT8 site quantizes its input: rounded to the float dtype
+    `rounded_to` (what that site would read from a float output), then
+    `round_clip_int8(divide_by_scale(., out_scale))`. A value past `rounded_to`'s range
+    saturates to +-127 (a value past the clip saturates anyway); NaN becomes 0."""
+    check_scale(out_scale, "out_scale")
+    if jnp.dtype(rounded_to) != jnp.float32:
+        y = y.astype(rounded_to).astype(jnp.float32)
+    return round_clip_int8(divide_by_scale(y, out_scale))
+
+
 def epilogue(y: jax.Array, *, bias=None, activation: str | None = None, residual=None,
-             out_dtype=jnp.float32, out_scale=None) -> jax.Array:
+             out_dtype=jnp.float32, out_scale=None, requantize_from=jnp.float32) -> jax.Array:
     """`act(y + bias) + residual` in float32, cast to `out_dtype`, or requantized to INT8 with
-    the static `out_scale` when `out_dtype` is int8 (for a following static-INT8 GEMM)."""
+    the static `out_scale` when `out_dtype` is int8 (for a following static-INT8 GEMM), from
+    the values rounded to `requantize_from` (`requantize`)."""
     y = y.astype(jnp.float32)
     if bias is not None:
         y = y + bias.astype(jnp.float32)
@@ -215,6 +227,5 @@ def epilogue(y: jax.Array, *, bias=None, activation: str | None = None, residual
     if residual is not None:
         y = y + residual.astype(jnp.float32)
     if jnp.dtype(out_dtype) == jnp.int8:
-        check_scale(out_scale, "out_scale")
-        return round_clip_int8(divide_by_scale(y, out_scale))
+        return requantize(y, out_scale, requantize_from)
     return y.astype(out_dtype)

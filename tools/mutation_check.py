@@ -246,6 +246,14 @@ MUTANTS = (
            "        if slope > 0:\n            other = intercept\n",
            "        if False:\n            other = intercept\n",
            ("tests/calibrate/test_search.py", "-k", "fitted")),
+    Mutant("handoff_requantizes_unrounded_float32",
+           "the kernels' requantizing epilogue quantizes float32 values, not the 16-bit values the "
+           "next site would have read (a static INT8 model served on a GPU differs from the XLA "
+           "path the search judged)",
+           "pallas_kernels/epilogue.py",
+           "        y = y.astype(rounded_to).astype(jnp.float32)\n",
+           "        pass\n",
+           ("tests/pallas_kernels/test_int8_matmul.py", "-k", "TestInterpret and requantizing")),
 )
 
 

@@ -109,13 +109,15 @@ def _validate(x_q, w_q, x_scale, w_scale, bias, residual, out_dtype, out_scale) 
 
 def int8_matmul(x_q, w_q, x_scale, w_scale, *, bias=None, activation=None, residual=None,
                 out_dtype=jnp.float16, out_scale: float | None = None,
+                requantize_from=jnp.float32,
                 implementation: str | Sequence[str] | None = None,
                 config: Config | MosaicConfig | None = None, interpret: bool = False):
     """`x_q [M, K] int8 @ w_q [K, N] int8 → int32`, then the fused epilogue.
 
     The epilogue: `y = acc · x_scale · w_scale (+ bias)`, then GELU (or another activation),
     then `+ residual`, written as `out_dtype`; with `out_dtype=int8` it is requantized with the
-    static `out_scale` (round half to even, saturating at ±127) for the next INT8 GEMM, and
+    static `out_scale` (round half to even, saturating at ±127) for the next INT8 GEMM, from
+    the values rounded to `requantize_from` (the float dtype that GEMM would read), and
     with `out_dtype=int32` the raw accumulator is returned without an epilogue.
     A NaN `x_scale` marks a row whose input was not finite (`numerics.quantize_rows`): that
     output row is NaN (requantized: zeros), as in `int8_matmul_reference`.
@@ -129,6 +131,9 @@ def int8_matmul(x_q, w_q, x_scale, w_scale, *, bias=None, activation=None, resid
         'silu', 'tanh', 'relu') or None.
       out_dtype: a float dtype, int8 (needs `out_scale`) or int32 (the raw accumulator).
       out_scale: the static requantization scale for `out_dtype=int8` (may be traced).
+      requantize_from: for `out_dtype=int8`, the float dtype the values are rounded to before
+        they are requantized: the dtype the next site would read as float input, so that the
+        INT8 hand-off gives that site's own numbers (`numerics.requantize`). float32: none.
       implementation: 'mosaic' (Hopper wgmma), 'triton' (sm_80+), a sequence of them tried
         in order, or None: `default_order` for the target device (`$SAMP_JAX_INT8_KERNEL`
         goes first when set), so a shape the Mosaic kernel cannot tile falls back to Triton.
@@ -150,6 +155,8 @@ def int8_matmul(x_q, w_q, x_scale, w_scale, *, bias=None, activation=None, resid
         `NotImplementedError`); `samp_jax.gemm` then falls back to XLA.
     """
     _validate(x_q, w_q, x_scale, w_scale, bias, residual, out_dtype, out_scale)
+    if not jnp.issubdtype(requantize_from, jnp.floating):
+        raise ValueError(f"requantize_from must be a float dtype, got {requantize_from}")
     device_kind = target_device_kind()
     names = _candidates(implementation, config, device_kind)
     (m, k), n = x_q.shape, w_q.shape[1]
@@ -157,7 +164,8 @@ def int8_matmul(x_q, w_q, x_scale, w_scale, *, bias=None, activation=None, resid
         raise NotImplementedError(f"the Pallas INT8 GEMM needs non-empty operands, got "
                                   f"M={m}, N={n}, K={k}")
     kwargs = dict(bias=None if bias is None else bias.astype(jnp.float32), residual=residual,
-                  activation=activation, out_dtype=out_dtype, out_scale=out_scale, config=config,
+                  activation=activation, out_dtype=out_dtype, out_scale=out_scale,
+                  requantize_from=jnp.dtype(requantize_from), config=config,
                   device_kind=device_kind, interpret=interpret)
     x_scale, w_scale = x_scale.reshape(m).astype(jnp.float32), w_scale.astype(jnp.float32)
     failures = []

@@ -34,7 +34,7 @@ class Implementation:
       name: the registry key ('mosaic', 'triton').
       config_type: its frozen config dataclass.
       run: the adapter `run(x_q, w_q, x_scale, w_scale, *, bias, residual, config, device_kind,
-        interpret, activation, out_dtype, out_scale)`; raises `NotImplementedError` with the
+        interpret, activation, out_dtype, out_scale, requantize_from)`; raises `NotImplementedError` with the
         reason when it cannot handle the device or shape.
       heuristic: `(m, n, k) -> config` from the shape alone.
       candidates: `(m, n, k) -> [config, ...]`, the configs worth timing for a shape.

@@ -90,7 +90,8 @@ def _swizzled(shape_minor: int, dtype) -> tuple:
 
 
 def _epilogue(acc, xs_smem, ws_smem, bias_smem, res_smem, out_scale_smem, out_smem, barriers, *,
-              has_bias: bool, has_residual: bool, requant: bool, activation: str | None):
+              has_bias: bool, has_residual: bool, requant: bool, activation: str | None,
+              requantize_from):
     """Dequantize, bias, activation, residual, then the float or requantized INT8 store to SMEM."""
     tm, tn = out_smem.shape
     y = acc[...].astype(jnp.float32)
@@ -110,14 +111,16 @@ def _epilogue(acc, xs_smem, ws_smem, bias_smem, res_smem, out_scale_smem, out_sm
     if requant:
         plgpu.barrier_wait(barriers.at[4])
         os = plgpu.load(out_scale_smem, layout=plgpu.Layout.WGMMA.reduce(0))
-        out_smem[...] = ep.requantize(y, lax.broadcast_in_dim(os, (tm, tn), (1,)))
+        out_smem[...] = ep.requantize(y, lax.broadcast_in_dim(os, (tm, tn), (1,)),
+                                      rounded_to=requantize_from)
     else:
         out_smem[...] = y.astype(out_smem.dtype)
 
 
 def _kernel(x_gmem, w_gmem, xs_gmem, ws_gmem, *refs, out_smem, xs_smem, ws_smem, bias_smem,
             out_scale_smem, barriers, res_smem=None, config: MosaicConfig, num_k_steps: int,
-            raw: bool, has_bias: bool, has_residual: bool, requant: bool, activation: str | None):
+            raw: bool, has_bias: bool, has_residual: bool, requant: bool, activation: str | None,
+            requantize_from):
     """One `[tile_m, tile_n]` tile per CTA. `refs`: the bias, residual and out-scale GMEM refs
     that the statics say are present (in that order), then the output."""
     *optional, o_gmem = refs
@@ -158,20 +161,21 @@ def _kernel(x_gmem, w_gmem, xs_gmem, ws_gmem, *refs, out_smem, xs_smem, ws_smem,
         else:
             _epilogue(acc, xs_smem, ws_smem, bias_smem, res_smem, out_scale_smem, out_smem,
                       barriers, has_bias=has_bias, has_residual=has_residual, requant=requant,
-                      activation=activation)
+                      activation=activation, requantize_from=requantize_from)
     plgpu.commit_smem()
     plgpu.copy_smem_to_gmem(out_smem, o_gmem.at[m_slice, n_slice])
     plgpu.wait_smem_to_gmem(0)
 
 
 def mosaic_int8_matmul(x_q, w_t, x_scale, w_scale, bias, residual, *, out_dtype, activation,
-                       out_scale, config: MosaicConfig, interpret=False):
+                       out_scale, config: MosaicConfig, requantize_from=jnp.float32, interpret=False):
     """`x_q [M, K] @ w_t[N, K].T` with the fused epilogue; M, N, K multiples of the tiles.
 
     Args:
       x_scale: `[M]` float32 per-token scales; w_scale, bias: `[N]` float32 (bias may be None).
       residual: `[M, N]` (fp16/bf16/fp32) or None.
-      out_dtype: int32 (raw accumulator, no epilogue), int8 (with `out_scale`) or a float type.
+      out_dtype: int32 (raw accumulator, no epilogue), int8 (with `out_scale`, from the values
+        rounded to `requantize_from`) or a float type.
       interpret: False, or `plgpu.InterpretGPUParams()` to run on the CPU.
     """
     m, k = x_q.shape
@@ -200,7 +204,7 @@ def mosaic_int8_matmul(x_q, w_t, x_scale, w_scale, bias, residual, *, out_dtype,
                                          transforms=_swizzled(tn, residual.dtype))
     kernel = functools.partial(_kernel, config=config, num_k_steps=k // config.tile_k, raw=raw,
                                has_bias=has_bias, has_residual=has_residual, requant=requant,
-                               activation=activation)
+                               activation=activation, requantize_from=jnp.dtype(requantize_from))
     return plgpu.kernel(
         kernel,
         out_type=jax.ShapeDtypeStruct((m, n), out_dtype),

@@ -207,7 +207,8 @@ def _dequantize(acc, smem: dict, wg, *, has_bias: bool, activation: str | None):
     return ep.activation(y, activation)
 
 
-def _store(y, gmem: dict, smem: dict, wg, m_slice, col, *, epi: int, requant: bool):
+def _store(y, gmem: dict, smem: dict, wg, m_slice, col, *, epi: int, requant: bool,
+           requantize_from=jnp.float32):
     """Stores consumer `wg`'s tile `y` (the raw accumulator, or the dequantized float32)
     through SMEM in `epi`-wide slices with asynchronous TMA stores (two slots), adding the
     residual and requantizing (INT8 output) slice by slice; while a slice is stored, the
@@ -225,7 +226,8 @@ def _store(y, gmem: dict, smem: dict, wg, m_slice, col, *, epi: int, requant: bo
         if has_residual:  # after the activation, as the reference adds it
             plgpu.barrier_wait(_barrier(smem, wg, _RES + slot))
             part = part + smem["residual"][wg, slot].astype(jnp.float32)
-        part = ep.requantize(part, out_scale[:, cols]) if requant else part.astype(out_dtype)
+        part = (ep.requantize(part, out_scale[:, cols], rounded_to=requantize_from) if requant
+                else part.astype(out_dtype))
         plgpu.wait_smem_to_gmem(1, wait_read_only=True)  # the slot is free again
         out_smem[wg, slot] = part
         plgpu.commit_smem()  # also: every thread of the warpgroup has read the residual slot
@@ -236,7 +238,7 @@ def _store(y, gmem: dict, smem: dict, wg, m_slice, col, *, epi: int, requant: bo
 
 
 def _kernel(a_gmem, b_gmem, *refs, config: WsConfig, has_bias: bool, has_residual: bool,
-            requant: bool, activation: str | None):
+            requant: bool, activation: str | None, requantize_from=jnp.float32):
     """The persistent loop over output tiles; `b_gmem` is the weight K-major, `[N, K]`.
     `refs`: for an epilogue (a float or INT8 output), the `[M]` and `[N]` scales, then the
     `[N]` bias, `[M, N]` residual and `[N]` output scales that the statics say are present (in
@@ -291,7 +293,8 @@ def _kernel(a_gmem, b_gmem, *refs, config: WsConfig, has_bias: bool, has_residua
                     y = acc_ref[...]
                     if not raw:
                         y = _dequantize(y, smem, wg, has_bias=has_bias, activation=activation)
-                    _store(y, gmem, smem, wg, m_slice, col, epi=config.epi_tile_n, requant=requant)
+                    _store(y, gmem, smem, wg, m_slice, col, epi=config.epi_tile_n, requant=requant,
+                           requantize_from=requantize_from)
 
             def mma(_, a_smem, b_smem, acc_ref):
                 plgpu.wgmma(acc_ref, a_smem, b_smem.at[wg_n].T)  # 8-bit wgmma reads B K-major
@@ -304,14 +307,14 @@ def _kernel(a_gmem, b_gmem, *refs, config: WsConfig, has_bias: bool, has_residua
 
 def ws_int8_matmul(x_q, w_t, x_scale=None, w_scale=None, bias=None, residual=None, *,
                    config: WsConfig, num_sms: int, out_dtype=jnp.int32, activation=None,
-                   out_scale=None, interpret=False):
+                   out_scale=None, requantize_from=jnp.float32, interpret=False):
     """`x_q [M, K] @ w_t [N, K].T`; M, N, K multiples of the CTA tile.
 
     Args:
       x_scale, w_scale: `[M]` and `[N]` float32 scales; bias: `[N]` float32 or None;
         residual: `[M, N]` (fp16/bf16/fp32) or None (all unused for an int32 output).
       out_dtype: int32 (the raw accumulator), int8 (requantized with `out_scale`, a scalar
-        that may be traced) or a float type.
+        that may be traced, from the values rounded to `requantize_from`) or a float type.
       num_sms: CTAs of the persistent grid.
       interpret: False, or `plgpu.InterpretGPUParams()` to run on the CPU.
     """
@@ -327,7 +330,8 @@ def ws_int8_matmul(x_q, w_t, x_scale=None, w_scale=None, bias=None, residual=Non
         operands.append(jnp.broadcast_to(jnp.asarray(out_scale, jnp.float32), (n,)))
     params = plgpu.CompilerParams(lowering_semantics=plgpu.LoweringSemantics.Warpgroup)
     kernel = functools.partial(_kernel, config=config, has_bias=has_bias, has_residual=has_residual,
-                               requant=requant, activation=activation)
+                               requant=requant, activation=activation,
+                               requantize_from=jnp.dtype(requantize_from))
     return plgpu.kernel(
         kernel, out_type=jax.ShapeDtypeStruct((m, n), out_dtype), grid=(num_sms,),
         grid_names=("sm",), num_threads=3, thread_name="wg", compiler_params=params,
@@ -345,7 +349,7 @@ def _num_sms(device_kind: str, interpret: bool) -> int:
 
 
 def run(x_q, w_q, x_scale, w_scale, *, bias, residual, config: WsConfig | None, device_kind: str,
-        interpret: bool, out_dtype, activation=None, out_scale=None):
+        interpret: bool, out_dtype, activation=None, out_scale=None, requantize_from=jnp.float32):
     """The adapter: Hopper (or interpret mode), N and K tiled, and the call's epilogue buffers
     in shared memory; pads M and launches."""
     if not (interpret or is_hopper(device_kind)):
@@ -367,7 +371,7 @@ def run(x_q, w_q, x_scale, w_scale, *, bias, residual, config: WsConfig | None, 
     x_q, x_scale, residual = pad_rows(cfg.tile_m, x_q, x_scale, residual)
     out = ws_int8_matmul(x_q, w_q.T, x_scale, w_scale, bias, residual, config=cfg,
                          out_dtype=out_dtype, activation=activation, out_scale=out_scale,
-                         num_sms=_num_sms(device_kind, interpret),
+                         requantize_from=requantize_from, num_sms=_num_sms(device_kind, interpret),
                          interpret=plgpu.InterpretGPUParams() if interpret else False)
     return out[:m]
 

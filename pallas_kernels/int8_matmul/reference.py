@@ -24,7 +24,7 @@ def int8_accumulate(x_q: jax.Array, w_q: jax.Array) -> jax.Array:
 
 
 def int8_matmul_reference(x_q, w_q, x_scale, w_scale, *, bias=None, activation=None, residual=None,
-                          out_dtype=jnp.float16, out_scale=None):
+                          out_dtype=jnp.float16, out_scale=None, requantize_from=jnp.float32):
     """`x_q [..., K] int8 @ w_q [K, N] int8` → int32 → dequantize → epilogue.
 
     Args:
@@ -33,11 +33,12 @@ def int8_matmul_reference(x_q, w_q, x_scale, w_scale, *, bias=None, activation=N
       w_scale: `[N]` per-channel weight scales.
       bias: `[N]`; residual: `[..., N]`; activation: see `numerics.apply_activation`.
       out_dtype: float output dtype; `int32` returns the raw accumulator; `int8` requantizes
-        with the static `out_scale`.
+        with the static `out_scale`, from the values rounded to `requantize_from`.
     """
     acc = int8_accumulate(x_q, w_q)
     if jnp.dtype(out_dtype) == jnp.int32:
         return acc
     y = acc.astype(jnp.float32) * jnp.asarray(x_scale, jnp.float32) * w_scale.astype(jnp.float32)
     return numerics.epilogue(y, bias=bias, activation=activation, residual=residual,
-                             out_dtype=out_dtype, out_scale=out_scale)
+                             out_dtype=out_dtype, out_scale=out_scale,
+                             requantize_from=requantize_from)

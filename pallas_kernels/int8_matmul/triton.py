@@ -71,7 +71,8 @@ def candidates(m: int, n: int, k: int) -> list[Config]:
 
 
 def _kernel(x_ref, w_ref, xs_ref, ws_ref, *refs, block_k: int, num_k_steps: int, raw: bool,
-            has_bias: bool, has_residual: bool, requant: bool, activation: str | None):
+            has_bias: bool, has_residual: bool, requant: bool, activation: str | None,
+            requantize_from):
     """One `[block_m, block_n]` tile. `refs`: the bias, residual and out-scale refs that the
     statics say are present (in that order), then the output ref."""
     *optional, o_ref = refs
@@ -94,19 +95,20 @@ def _kernel(x_ref, w_ref, xs_ref, ws_ref, *refs, block_k: int, num_k_steps: int,
     if r_ref is not None:
         y = y + r_ref[...].astype(jnp.float32)
     if os_ref is not None:
-        o_ref[...] = ep.requantize(y, os_ref[...], has_round=False)
+        o_ref[...] = ep.requantize(y, os_ref[...], has_round=False, rounded_to=requantize_from)
     else:
         o_ref[...] = y.astype(o_ref.dtype)
 
 
 def triton_int8_matmul(x_q, w_q, x_scale, w_scale, bias, residual, *, out_dtype, activation,
-                       out_scale, config: Config, interpret: bool = False):
+                       out_scale, config: Config, requantize_from=jnp.float32,
+                       interpret: bool = False):
     """`x_q [M, K] @ w_q [K, N]` with the fused epilogue; M, N, K multiples of the blocks.
 
     Args:
       x_scale: `[M]` float32; w_scale, bias: `[N]` float32 (bias may be None).
       residual: `[M, N]` or None. out_dtype: int32 (raw accumulator), int8 (with `out_scale`)
-      or a float type.
+      or a float type; requantized from the values rounded to `requantize_from`.
     """
     m, k = x_q.shape
     n = w_q.shape[1]
@@ -130,7 +132,8 @@ def triton_int8_matmul(x_q, w_q, x_scale, w_scale, bias, residual, *, out_dtype,
         in_specs.append(pl.BlockSpec((1, bn), col_vec))
         operands.append(jnp.broadcast_to(jnp.asarray(out_scale, jnp.float32), (1, n)))
     kernel = functools.partial(_kernel, block_k=bk, num_k_steps=k // bk, raw=raw, has_bias=has_bias,
-                               has_residual=has_residual, requant=requant, activation=activation)
+                               has_residual=has_residual, requant=requant, activation=activation,
+                               requantize_from=jnp.dtype(requantize_from))
     compiler_params = None
     if not interpret:
         compiler_params = pltriton.CompilerParams(num_warps=config.num_warps,

@@ -16,10 +16,10 @@ from samp_jax.core.precision import FLOAT_PRECISIONS, SitePrecision
 
 
 def xla_gemm(x, weight, *, precision: SitePrecision, bias, activation, residual, act_scale,
-             input_scale, out_dtype, out_scale=None) -> jax.Array:
+             input_scale, out_dtype, out_scale=None, requantize_from=jnp.float32) -> jax.Array:
     """Plain float dots, s8×s8→s32 with a float epilogue, or FP8 dots."""
     kwargs = dict(bias=bias, activation=activation, residual=residual, out_dtype=out_dtype,
-                  out_scale=out_scale)
+                  out_scale=out_scale, requantize_from=requantize_from)
     if precision.precision in FLOAT_PRECISIONS:
         dtype = precision.float_dtype
         # FP32 asks for full precision so GPUs do not drop to TF32; 16-bit dots accumulate in

@@ -81,7 +81,10 @@ _LOGGED: set[tuple] = set()
 def register_gemm_implementation(name: str, fn: GemmImpl, *, first: bool = False,
                                  automatic: bool = True, takes_fused_input: bool = True,
                                  precisions: Sequence[str] | None = None) -> None:
-    """Registers `fn` under `name`.
+    """Registers `fn` under `name`: `fn(x, weight, *, precision, bias, activation, residual,
+    act_scale, input_scale, out_dtype, out_scale, requantize_from)`, the arguments of `gemm`
+    after the checks (`precision` a `SitePrecision`, `out_dtype` a dtype); it raises
+    `NotImplementedError` for a call it cannot run.
 
     Args:
       first: put it ahead of the implementations already registered.
@@ -178,6 +181,7 @@ def gemm(x: jax.Array | QArray, weight: jax.Array | QArray, *, precision: SitePr
          bias: jax.Array | None = None, activation: Activation = None,
          residual: jax.Array | None = None, act_scale: jax.Array | None = None,
          input_scale: jax.Array | None = None, out_dtype=None, out_scale=None,
+         requantize_from=jnp.float32,
          implementation: str | Sequence[str] | None = None, site: str | None = None) -> jax.Array:
     """`act(x @ weight + bias) + residual` at the given precision.
 
@@ -198,7 +202,9 @@ def gemm(x: jax.Array | QArray, weight: jax.Array | QArray, *, precision: SitePr
       input_scale: optional `[K]` per-input-channel multiplier applied to `x` before it is
         quantized (SmoothQuant migration, `1 / s`).
       out_dtype: output dtype; defaults to `x.dtype`. `int8` requantizes the output with the
-        static `out_scale` (for a following static-INT8 GEMM).
+        static `out_scale` (for a following static-INT8 GEMM), from the values rounded to
+        `requantize_from`: the float dtype that GEMM would read were it handed float input,
+        so that the hand-off gives its own numbers (`pallas_kernels.numerics.requantize`).
       implementation: None (try each automatic one in order), a name, or a sequence of names.
         A single named implementation that cannot handle the call raises.
       site: a label for records and logs (`record_executions`), e.g. `"3.ffn_in"`.
@@ -221,7 +227,7 @@ def gemm(x: jax.Array | QArray, weight: jax.Array | QArray, *, precision: SitePr
     out_dtype = _output_dtype(x, out_dtype, out_scale)
     kwargs = dict(precision=precision, bias=bias, activation=activation, residual=residual,
                   act_scale=act_scale, input_scale=input_scale, out_dtype=out_dtype,
-                  out_scale=out_scale)
+                  out_scale=out_scale, requantize_from=requantize_from)
     errors = []
     for name in _candidate_names(implementation, precision):
         _KERNEL_RAN[0] = None

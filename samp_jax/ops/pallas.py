@@ -51,7 +51,7 @@ def kernels_available() -> bool:
 
 
 def pallas_gemm(x, weight, *, precision, bias, activation, residual, act_scale, input_scale,
-                out_dtype, out_scale=None, kernel: str | None = None):
+                out_dtype, out_scale=None, requantize_from=jnp.float32, kernel: str | None = None):
     """The INT8 GEMM site through `pallas_kernels.int8_matmul` (`kernel`: 'mosaic', 'triton' or
     None for the device's default order); reports the kernel that ran (`report_kernel`)."""
     if precision.precision not in PRECISIONS:
@@ -72,7 +72,8 @@ def pallas_gemm(x, weight, *, precision, bias, activation, residual, act_scale, 
         try:
             y = int8_matmul(xq.reshape(m, k), weight.qvalue, x_scale, weight.scale, bias=bias,
                             activation=activation, residual=res, out_dtype=out_dtype,
-                            out_scale=out_scale, implementation=name, interpret=interpreting())
+                            out_scale=out_scale, requantize_from=requantize_from,
+                            implementation=name, interpret=interpreting())
         except NotImplementedError as e:
             if len(kernels) == 1:
                 raise

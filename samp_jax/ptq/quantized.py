@@ -171,7 +171,9 @@ class QuantizedGemmSite(nnx.Module):
     def __call__(self, x: jax.Array | QArray, *, activation: Activation = None,
                  residual: jax.Array | None = None, out_dtype=None, out_scale=None) -> jax.Array:
         """`x` is float, or (INT8 sites) a `QArray` quantized upstream as `int8_input`
-        says. `out_dtype=int8` with `out_scale` requantizes the output for the next GEMM."""
+        says. `out_dtype=int8` with `out_scale` requantizes the output for the next GEMM, from
+        the values rounded to this site's float dtype: the numbers that GEMM would quantize
+        itself from this site's float output."""
         if self.observer is not None:
             self.observer(x)
         return gemm(
@@ -180,7 +182,7 @@ class QuantizedGemmSite(nnx.Module):
             activation=activation, residual=residual,
             act_scale=None if self.act_scale is None else self.act_scale[...],
             input_scale=None if self.input_scale is None else self.input_scale[...],
-            out_dtype=out_dtype or self.dtype, out_scale=out_scale,
+            out_dtype=out_dtype or self.dtype, out_scale=out_scale, requantize_from=self.dtype,
             implementation=self.implementation, site=self.label)
 
 

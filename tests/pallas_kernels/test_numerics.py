@@ -111,3 +111,27 @@ def test_each_hf_activation_runs_as_hf_computes_it(hf_name):
     for implementation in (numerics.apply_activation, epilogue.activation):
         got = np.asarray(implementation(jnp.asarray(x, jnp.float32), ours), np.float64)
         np.testing.assert_allclose(got, expected, rtol=3e-6, atol=2e-6, err_msg=implementation.__name__)
+
+
+@pytest.mark.parametrize("rounded_to", [jnp.float16, jnp.bfloat16, jnp.float32])
+def test_requantizing_is_what_a_static_site_quantizes_from_the_rounded_output(rounded_to):
+    """`epilogue(..., out_dtype=int8, requantize_from=d)` is exactly `quantize_rows` of the
+    output cast to `d`: the INT8 hand-off gives the next site its own numbers. A value past
+    FP16's range saturates to 127 (as a value past the clip does), where the float path makes
+    the whole row NaN."""
+    rng = np.random.default_rng(0)
+    y = jnp.asarray(rng.normal(size=(16, 96)) * 3.0, jnp.float32)
+    scale = jnp.asarray(0.021, jnp.float32)
+    handed = numerics.epilogue(y, activation="gelu", out_dtype=jnp.int8, out_scale=scale,
+                               requantize_from=rounded_to)
+    float_input = numerics.epilogue(y, activation="gelu", out_dtype=rounded_to)
+    np.testing.assert_array_equal(np.asarray(handed),
+                                  np.asarray(numerics.quantize_rows(float_input, act_scale=scale)[0]))
+    if rounded_to == jnp.float16:
+        big = y.at[3, 5].set(7e4)
+        past = np.asarray(numerics.requantize(big, scale, jnp.float16))
+        assert past[3, 5] == 127
+        np.testing.assert_array_equal(
+            np.delete(past[3], 5), np.delete(np.asarray(numerics.requantize(y, scale, jnp.float16))[3], 5))
+        row_scales = np.asarray(numerics.quantize_rows(big.astype(jnp.float16), act_scale=scale)[1])
+        assert np.isnan(row_scales[3]).all() and not np.isnan(row_scales[2]).any()

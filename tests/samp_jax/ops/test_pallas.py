@@ -213,6 +213,28 @@ def test_a_map_with_float_sites_pinned_to_pallas_runs_them_on_xla(interpret_mode
     np.testing.assert_array_equal(np.asarray(run(pinned)), np.asarray(reference))
 
 
+@pytest.mark.parametrize("compute_dtype", [jnp.float16, jnp.bfloat16])
+def test_a_static_int8_model_with_the_kernels_is_the_xla_model(compute_dtype):
+    """Every INT8 site static, 16-bit between sites: with the kernels (interpret mode, so the
+    LayerNorms and embeddings quantize for their sites and `ffn_in`'s epilogue requantizes for
+    `ffn_out`) the outputs are the XLA path's, bit for bit: the numbers the CPU and the
+    search's candidate program judged are the ones a GPU serves."""
+    from calibrate import calibrate
+    from samp_jax.serving.forward import jit_forward
+    from tests.helpers import TINY_CONFIG, random_batches
+
+    config = TINY_CONFIG.replace(hidden_size=64, intermediate_size=128, num_layers=2)
+    model = EncoderModel(config, rngs=nnx.Rngs(0))
+    calibration = calibrate(model, random_batches(seed=1), "minmax")
+    pmap = PrecisionMap.preset("fully_quant", 2, activation="per_tensor_static")
+    batch = random_batches()[0]
+    xla = jit_forward(quantize(model, pmap, calibration, dtype=compute_dtype))(batch)
+    with samp_jax.ops.interpret(), samp_jax.ops.record_executions() as ran:
+        fused = jit_forward(quantize(model, pmap, calibration, dtype=compute_dtype))(batch)
+    assert len(ran) == 8 and all(r.executed.startswith("pallas_") for r in ran)  # 2 x 4 sites
+    np.testing.assert_array_equal(np.asarray(fused), np.asarray(xla))
+
+
 def test_whole_int8_model_lowers_to_the_mosaic_and_fused_kernels_for_h100():
     """fully_quant BERT (2 layers) lowered for an abstract H100 on the CPU: every INT8 GEMM is
     the Mosaic kernel and every LayerNorm feeding an INT8 site is the fused LN+quant kernel."""
