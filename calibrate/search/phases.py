@@ -174,25 +174,32 @@ def order_moves(moves: Sequence[Move], proxy: Mapping[Move, float],
 # ---- what the presets promise
 
 def fastest_passing_preset(runner: Runner, preset_outputs: Mapping[str, Outputs],
-                           acceptable: Callable[[Outputs], bool]
+                           measure: Callable[[Outputs], float], allowed: float
                            ) -> tuple[str, np.ndarray, Outputs, float] | None:
-    """`(name, choices, outputs, latency_ms)` of the fastest preset that passes (the first of
-    equals, in `preset_maps` order), or None when none does."""
+    """`(name, choices, outputs, latency_ms)` of the fastest preset whose `measure` (the
+    guarded drop, or the proxy) is within `allowed`; of presets equally fast (up to
+    `LATENCY_RTOL`, e.g. INT8 and FP8 priced alike), the one `measure` finds closest to FP32
+    (then the first, in `preset_maps` order); None when none passes."""
     best = None
     for name, out in preset_outputs.items():
+        if measure(out) > allowed:
+            continue
         preset = runner.switch.choices_for(
             next(e.precision_map for e in runner.evaluated if e.kind == Kind.PRESET and e.name == name))
         ms = runner.latency_ms(preset)
-        if (best is None or ms < best[3] * (1.0 - LATENCY_RTOL)) and acceptable(out):
+        if (best is None or ms < best[3] * (1.0 - LATENCY_RTOL)
+                or (ms <= best[3] * (1.0 + LATENCY_RTOL) and measure(out) < measure(best[2]))):
             best = (name, preset, out, ms)
     return best
 
 
 def never_slower_than_presets(runner: Runner, choices: np.ndarray, outputs: Outputs | None,
-                              passing: tuple[str, np.ndarray, Outputs, float] | None
+                              passing: tuple[str, np.ndarray, Outputs, float] | None,
+                              measure: Callable[[Outputs], float]
                               ) -> tuple[np.ndarray, Outputs | None, str]:
-    """The allocation's map, or the fastest preset that passes when that is strictly faster or
-    the allocation found no map that passes (`outputs` None).
+    """The allocation's map, or the fastest preset that passes when that is strictly faster,
+    as fast and closer to FP32 by `measure`, or the allocation found no map that passes
+    (`outputs` None).
 
     The greedy adds moves in sensitivity order and stops at the first that fails, so it can end
     short of a preset that passes as a whole (e.g. all-INT8). Presets were scored first
@@ -202,9 +209,12 @@ def never_slower_than_presets(runner: Runner, choices: np.ndarray, outputs: Outp
     Returns:
       `(choices, outputs, chosen_from)` with `chosen_from` 'greedy' or the preset's name.
     """
-    if passing is not None and (outputs is None or
-                                passing[3] < runner.latency_ms(choices) * (1.0 - LATENCY_RTOL)):
-        name, preset_choices, preset_outputs, _ = passing  # faster beyond rounding
+    if passing is None:
+        return choices, outputs, "greedy"
+    name, preset_choices, preset_outputs, preset_ms = passing
+    ms = runner.latency_ms(choices)
+    if (outputs is None or preset_ms < ms * (1.0 - LATENCY_RTOL)  # faster beyond rounding
+            or (preset_ms <= ms * (1.0 + LATENCY_RTOL) and measure(preset_outputs) < measure(outputs))):
         return preset_choices, preset_outputs, name
     return choices, outputs, "greedy"
 

@@ -44,7 +44,7 @@ def search_tolerance(session: Session) -> SearchResult:
                                                config.tolerance_mode)
     measure = measured_once(measure)
     accept = lambda outputs: measure(outputs) <= allowed  # noqa: E731  (`acceptance`, measured once)
-    passing = fastest_passing_preset(runner, session.preset_outputs, accept)
+    passing = fastest_passing_preset(runner, session.preset_outputs, measure, allowed)
     ceiling_ms = passing[3] if passing is not None and config.stop_early and \
         config.objective == "latency" else None
     stopped_early = early_stop(session, ceiling_ms, None if passing is None else passing[0])
@@ -57,7 +57,8 @@ def search_tolerance(session: Session) -> SearchResult:
         if config.selection_margin and obj.metric_name is not None:
             choices, outputs, selection = guard_selection(
                 runner, lambda out, z: obj.guarded_drop(out, obj.reference, z=z), allowed)
-    choices, outputs, chosen_from = never_slower_than_presets(runner, choices, outputs, passing)
+    choices, outputs, chosen_from = never_slower_than_presets(runner, choices, outputs, passing,
+                                                              measure)
     outputs = outputs_of(session, choices, outputs)
     checks = tolerance_checks(session, session.preset_outputs | {"chosen": outputs}, measure,
                               allowed)

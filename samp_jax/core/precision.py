@@ -33,7 +33,9 @@ its calibrator and carry the clip it was calibrated to::
 site instead of the caller's; `clip` (any static site: the INT8 `amax`, or FP8's max |x|) is
 used as it is by `samp_jax.quantize`, with no calibration pass. An optional top-level
 `"compute_dtype"` (`float32`, `float16`, `bfloat16`) is the dtype between GEMM sites the map
-was chosen for, which `quantize` then uses. A searched map carries all three, so the map alone
+was chosen for, which `quantize` then uses; a map without one whose cells are all one float
+precision runs between sites in that precision (`uniform_float_dtype`: an all-`fp32` map in
+float32), as the preset of that name does. A searched map carries all three, so the map alone
 rebuilds the searched model. They describe how a cell is built, not what precision it runs:
 two maps with the same table of precisions compare equal whatever their clips.
 """
@@ -291,6 +293,14 @@ class PrecisionMap:
 
     def needs_calibration(self) -> bool:
         return any(p.needs_calibration for _, p in self.items())
+
+    def uniform_float_dtype(self) -> str | None:
+        """The dtype name of the one float precision of every cell (`'float32'` for an
+        all-`fp32` map), or None: quantized cells, or several precisions."""
+        names = {p.precision for _, p in self.items()}
+        if len(names) == 1 and (name := names.pop()) in FLOAT_DTYPES:
+            return jnp.dtype(FLOAT_DTYPES[name]).name
+        return None
 
     def stored_clips(self) -> dict[tuple[int, str], float]:
         """`{(layer, site): clip}` of the static cells that carry a stored clip."""

@@ -186,6 +186,14 @@ class EncoderConfig:
         return SUPPORTED_ACTIVATIONS[self.hidden_act]
 
     @property
+    def site_shapes(self) -> dict[str, tuple[int, int]]:
+        """(K, N) of each GEMM site of a layer: the fused `[Q | K | V]` projection, and a gated
+        `ffn_in` twice as wide (`[input | gate]`)."""
+        h, i = self.hidden_size, self.intermediate_size
+        return {"qkv": (h, 3 * h), "attn_out": (h, h),
+                "ffn_in": (h, (2 if self.gated_ffn else 1) * i), "ffn_out": (i, h)}
+
+    @property
     def gelu_approximate(self) -> bool:
         """True for the tanh approximation of GELU."""
         return self.activation == "gelu_tanh"

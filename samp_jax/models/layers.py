@@ -330,14 +330,13 @@ class EncoderLayer(nnx.Module):
 
     def __init__(self, config: EncoderConfig, *, index: int = 0, dtype=jnp.float32,
                  param_dtype=jnp.float32, attention_impl: AttentionImpl = None, rngs: nnx.Rngs):
-        hidden, inner = config.hidden_size, config.intermediate_size
-        site = lambda name, n_in, n_out, bias: GemmSite(  # noqa: E731
-            n_in, n_out, site=name, dtype=dtype, param_dtype=param_dtype, use_bias=bias, rngs=rngs)
-        self.qkv = site("qkv", hidden, 3 * hidden, config.attention_bias)  # fused [Q | K | V]
-        self.attn_out = site("attn_out", hidden, hidden, config.attention_bias)
-        # gated: [input | gate], each `inner` wide
-        self.ffn_in = site("ffn_in", hidden, (2 if config.gated_ffn else 1) * inner, config.mlp_bias)
-        self.ffn_out = site("ffn_out", inner, hidden, config.mlp_bias)
+        hidden, shapes = config.hidden_size, config.site_shapes
+        site = lambda name, bias: GemmSite(  # noqa: E731
+            *shapes[name], site=name, dtype=dtype, param_dtype=param_dtype, use_bias=bias, rngs=rngs)
+        self.qkv = site("qkv", config.attention_bias)  # fused [Q | K | V]
+        self.attn_out = site("attn_out", config.attention_bias)
+        self.ffn_in = site("ffn_in", config.mlp_bias)  # gated: [input | gate], each as wide
+        self.ffn_out = site("ffn_out", config.mlp_bias)
         norm = lambda: LayerNorm(hidden, eps=config.layer_norm_eps, dtype=dtype,  # noqa: E731
                                  param_dtype=param_dtype, use_bias=config.norm_bias)
         self.attn_norm = None if config.norm_first and index == 0 else norm()

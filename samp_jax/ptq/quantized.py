@@ -480,13 +480,16 @@ def _quantized_model(config, head_info, pmap, dtype, smoothed, implementation) -
 
 
 def compute_dtype_of(precision_map: PrecisionMap, dtype=None):
-    """The dtype between sites: `dtype`, else the map's `compute_dtype`, else float16.
+    """The dtype between sites: `dtype`, else the map's `compute_dtype`, else the one float
+    precision of all its cells (`PrecisionMap.uniform_float_dtype`), else float16.
 
     Raises:
       ValueError: `dtype` differs from the `compute_dtype` the map was chosen for.
     """
     if precision_map.compute_dtype is None:
-        return jnp.float16 if dtype is None else dtype
+        if dtype is not None:
+            return dtype
+        return jnp.dtype(precision_map.uniform_float_dtype() or jnp.float16).type
     if dtype is not None and jnp.dtype(dtype).name != precision_map.compute_dtype:
         raise ValueError(f"dtype={jnp.dtype(dtype).name} is not the compute_dtype="
                          f"{precision_map.compute_dtype} the precision map was chosen for; pass "
@@ -507,7 +510,7 @@ def quantize(model: EncoderModel, precision_map: PrecisionMap, calibration=None,
         stores no clip for it (a stored clip is used as it is, over the calibration's). With
         smoothing, it also carries the per-channel migration of `qkv` / `ffn_in`.
       dtype: compute dtype between GEMM sites (float16, bfloat16 or float32); None: the map's
-        `compute_dtype`, else float16.
+        `compute_dtype`, else the one float precision of all its cells, else float16.
       implementation: GEMM implementation for every site that it runs (None: try Pallas, then
         XLA); a site at a precision it does not run (an FP16 or FP8 site of a map pinned to
         `pallas`) runs on `xla` (`samp_jax.ops.site_implementation`).

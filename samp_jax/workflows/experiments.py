@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from pathlib import Path
 from typing import Sequence
 
 import jax
@@ -13,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from calibrate import calibrate
-from samp_jax.core.precision import FLOAT_DTYPES, PRESETS, PrecisionMap
+from samp_jax.core.precision import PRESETS, PrecisionMap
 from samp_jax.ptq.quantized import quantize
 from samp_jax.serving.forward import jit_forward
 from samp_jax.serving.sharding import data_mesh, sharded_forward
@@ -38,7 +37,9 @@ class Variant:
 
     @property
     def label(self) -> str:
-        parts = [Path(self.precision).name]
+        """The row's name: a preset's name (with its scheme), or a map file's path as given
+        (two `*/precision_map.json` stay apart, and `./fully_quant` is not the preset)."""
+        parts = [self.precision]
         if self.precision in ("fully_quant", "quant_ffn_only"):
             static = self.activation == "per_tensor_static"
             parts += ["static", self.method] if static else ["dynamic"]
@@ -130,16 +131,15 @@ def accuracy_table(model, evaluator, variants: Sequence[Variant], *,
         calibration = None
         if pmap.needs_calibration() or variant.smoothing is not None:
             # a map's own calibrators and stored clips are followed (`calibrate.calibrate`)
-            key = (variant.method, variant.smoothing, tuple(sorted(pmap.site_methods().items())),
-                   tuple(sorted(pmap.stored_clips())))
+            key = _calibration_key(variant, pmap)
             if key not in calibrations:
                 batches = batches or evaluator.calibration_batches()
                 calibrations[key] = calibrate(model, batches, variant.method, precision_map=pmap,
                                               smoothing=variant.smoothing)
             calibration = calibrations[key]
-        # a map chosen for a compute dtype runs at it; a float preset at its own dtype; every
-        # other variant between sites at `dtype`
-        variant_dtype = pmap.compute_dtype or FLOAT_DTYPES.get(variant.precision, dtype)
+        # a map chosen for a compute dtype runs at it; a map of one float precision (a float
+        # preset or file) at its own dtype; every other variant between sites at `dtype`
+        variant_dtype = pmap.compute_dtype or pmap.uniform_float_dtype() or dtype
         quantized = quantize(model, pmap, calibration, dtype=variant_dtype)
         metrics = evaluator.score(evaluator.outputs(quantized), reference)
         rows.append({"variant": variant.label, **metrics,
@@ -149,6 +149,16 @@ def accuracy_table(model, evaluator, variants: Sequence[Variant], *,
         if progress is not None:
             progress(rows[-1])
     return rows
+
+
+def _calibration_key(variant: Variant, pmap) -> tuple:
+    """What a variant's calibration depends on, so that variants alike share one pass: the
+    default calibrator and smoothing, each cell's named calibrator and stored clip, and the
+    cells the pass calibrates (static, no stored clip), with their precisions."""
+    calibrated = tuple(sorted((key, str(p)) for key, p in pmap.items()
+                              if p.needs_calibration and p.clip is None))
+    return (variant.method, variant.smoothing, tuple(sorted(pmap.site_methods().items())),
+            tuple(sorted(pmap.stored_clips().items())), calibrated)
 
 
 def relative_change(value: float | None, base: float | None) -> float | None:

@@ -134,3 +134,23 @@ def test_the_searched_map_carries_the_clips_and_dtype_it_was_searched_with(tiny,
     np.testing.assert_array_equal(
         _logits(quantize(tiny, PrecisionMap.from_json(json.dumps(pmap.to_dict()))), batch),
         _logits(quantize(tiny, pmap, result.calibration, dtype=jnp.float16), batch))
+
+
+@pytest.mark.parametrize("cells, between", [("fp32", "float32"), ("bf16", "bfloat16"),
+                                            ("fp16", "float16"), ("mixed", "float16")])
+def test_a_map_without_compute_dtype_runs_between_sites_in_its_one_float_precision(tiny, cells, between):
+    """A hand-written all-`fp32` map runs in float32 between sites, as the `fp32` preset does
+    (it ran in float16); all-`bf16` in bfloat16; a map with INT8 or several precisions in the
+    default float16."""
+    if cells == "mixed":
+        pmap = PrecisionMap.from_dict({"num_layers": 3, "default": {"precision": "fp32"}, "rules": [
+            {"layers": [0], "sites": ["qkv"], "precision": "int8"}]})
+    else:
+        pmap = PrecisionMap.from_dict({"num_layers": 3, "default": {"precision": cells}})
+    assert pmap.uniform_float_dtype() == (None if cells == "mixed" else between)
+    assert jnp.dtype(quantize(tiny, pmap).model.dtype).name == between
+    if cells == "fp32":
+        batch = random_batches(1, seed=2)[0]
+        np.testing.assert_array_equal(_logits(quantize(tiny, pmap), batch),
+                                      _logits(quantize(tiny, PrecisionMap.preset("fp32", 3),
+                                                       dtype=jnp.float32), batch))

@@ -9,8 +9,8 @@ from flax import nnx
 
 from calibrate.search import latency
 from calibrate.search.candidates import SwitchableModel
-from calibrate.search.latency import (DEFAULT_PRECISIONS, check_against_forward, estimate_table, int8_flop_fraction,
-                               measure_table)
+from calibrate.search.latency import (DEFAULT_PRECISIONS, check_against_forward, estimate_table,
+                                      int8_flop_fraction, measure_table, site_shapes)
 from calibrate.search.objectives import UnlabelledObjective
 from calibrate.search.report import sensitivity_table, tolerance_table, write_report
 from calibrate.search.result import ToleranceCheck, pareto_entries, pareto_front
@@ -63,6 +63,24 @@ def test_latency_estimate_and_flop_fraction():
     assert table.map_ms(full) == pytest.approx(manual)
     assert int8_flop_fraction(PrecisionMap.preset("quant_ffn_only", 12), base) == pytest.approx(2 / 3)
     assert int8_flop_fraction(full, base) == 1.0 and int8_flop_fraction(fp16, base) == 0.0
+
+
+@pytest.mark.parametrize("family", ["bert", "modernbert", "deberta-v2", "electra"])
+def test_the_latency_model_prices_the_sites_the_model_has(family):
+    """`site_shapes` (the FLOPs, the INT8 share, the shapes a table times) is each site's
+    kernel shape, ModernBERT's gated `ffn_in` twice as wide included: quant_ffn_only's INT8
+    share is the FFN's share of the real GEMM FLOPs."""
+    from samp_jax import load_pretrained
+    from tests.helpers import GOLDEN
+
+    model = load_pretrained(GOLDEN / "families" / family / "seqcls")
+    config = model.config
+    layer = model.encoder.layers[0]
+    assert site_shapes(config) == {s: tuple(getattr(layer, s).kernel.shape) for s in SITES}
+    flops = {s: k * n for s, (k, n) in site_shapes(config).items()}
+    expected = (flops["ffn_in"] + flops["ffn_out"]) / sum(flops.values())
+    assert int8_flop_fraction(PrecisionMap.preset("quant_ffn_only", config.num_layers),
+                              config) == pytest.approx(expected)
 
 
 FIT_CASES = {  # timed sites' total per precision, measured forwards (ms)

@@ -130,6 +130,11 @@ def _runner(tiny, calibration, options):
                   estimate_table(TINY_CONFIG, 32, 128, spec=resolve_target("h100").spec))
 
 
+def _passes(predicate):
+    """A measure within allowed=0.5 exactly for the outputs `predicate` accepts."""
+    return lambda out: 0.0 if predicate(out) else 1.0
+
+
 def test_the_fastest_passing_preset_wins_when_the_greedy_found_nothing_faster(tiny, calibration):
     options = resolve_target("h100").search_options(["int8-dynamic", "int8-static"])
     runner = _runner(tiny, calibration, options)
@@ -140,22 +145,26 @@ def test_the_fastest_passing_preset_wins_when_the_greedy_found_nothing_faster(ti
     passing = {"quant_ffn_only_static", "fully_quant"}
     assert latency["quant_ffn_only_static"] < latency["fp16"] < latency["fully_quant"]
     accept = lambda out: any(out is outputs[n] for n in passing)  # noqa: E731
+    measure = _passes(accept)
     choices, chosen_outputs, name = never_slower_than_presets(
-        runner, nothing, outputs["fp16"], fastest_passing_preset(runner, outputs, accept))
+        runner, nothing, outputs["fp16"], fastest_passing_preset(runner, outputs, measure, 0.5), measure)
     assert name == "quant_ffn_only_static"
     # a passing preset slower than the greedy's map is not taken
+    measure = _passes(lambda out: out is outputs["fully_quant"])
     _, _, kept = never_slower_than_presets(runner, nothing, outputs["fp16"], fastest_passing_preset(
-        runner, outputs, lambda out: out is outputs["fully_quant"]))
+        runner, outputs, measure, 0.5), measure)
     assert kept == "greedy"
     # ... unless the allocation found no map that passes (no outputs): then the passing preset
+    measure = _passes(lambda out: out is outputs["fully_quant"])
     _, none_passed, name_none = never_slower_than_presets(runner, nothing, None, fastest_passing_preset(
-        runner, outputs, lambda out: out is outputs["fully_quant"]))
+        runner, outputs, measure, 0.5), measure)
     assert name_none == "fully_quant" and none_passed is outputs["fully_quant"]
     assert chosen_outputs is outputs[name]
     assert runner.switch.map_for(choices) == preset_maps(options, 3)[name]
     # everything passes: the fastest preset of all (static INT8 everywhere) is returned
     choices, _, name = never_slower_than_presets(
-        runner, nothing, outputs["fp16"], fastest_passing_preset(runner, outputs, lambda out: True))
+        runner, nothing, outputs["fp16"], fastest_passing_preset(runner, outputs, lambda out: 0.0, 0.5),
+        lambda out: 0.0)
     assert name == min(latency, key=latency.get) == "fully_quant_static"
 
 
@@ -166,8 +175,27 @@ def test_a_greedy_map_faster_than_every_passing_preset_is_kept(tiny, calibration
     fastest = runner.switch.choices_for(preset_maps(options, 3)["fully_quant_static"])
     greedy_outputs = outputs["fully_quant_static"]
     choices, out, name = never_slower_than_presets(
-        runner, fastest, greedy_outputs, fastest_passing_preset(runner, outputs, lambda o: True))
+        runner, fastest, greedy_outputs, fastest_passing_preset(runner, outputs, lambda o: 0.0, 0.5),
+        lambda o: 0.0)
     assert name == "greedy" and out is greedy_outputs and (choices == fastest).all()
+
+
+def test_of_equally_fast_maps_the_one_closer_to_fp32_is_chosen(tiny, calibration):
+    """On H100 the spec prices INT8 and FP8 GEMMs alike, so all-static INT8 and all-FP8 are
+    equally fast: the one with the smaller drop is the preset floor, and it replaces an
+    allocation's map as fast but further from FP32 (the chosen map stays on the front)."""
+    options = resolve_target("h100").search_options(["int8-static", "fp8"])
+    runner = _runner(tiny, calibration, options)
+    _, outputs = evaluate_presets(runner)
+    latency = {n: runner.table.map_ms(p) for n, p in preset_maps(options, 3).items()}
+    assert latency["fp8"] == pytest.approx(latency["fully_quant_static"], rel=1e-9)
+    for closer, further in (("fp8", "fully_quant_static"), ("fully_quant_static", "fp8")):
+        measure = lambda out, c=closer: 0.1 if out is outputs[c] else 0.2  # noqa: E731
+        passing = fastest_passing_preset(runner, outputs, measure, 0.5)
+        assert passing[0] == closer
+        tied = runner.switch.choices_for(preset_maps(options, 3)[further])
+        _, out, name = never_slower_than_presets(runner, tied, outputs[further], passing, measure)
+        assert name == closer and out is outputs[closer]
 
 
 def test_search_returns_at_least_the_fastest_passing_preset(tiny, calibration):

@@ -34,7 +34,7 @@ def test_eval_with_a_map_file_and_static_calibration(tmp_path, capsys):
                  "--calibration", "minmax", "--max-examples", "60", "--json"])
     assert code == 0
     rows = json.loads(capsys.readouterr().out)["rows"]
-    assert rows[1]["variant"] == "map.json" and rows[1]["agreement"] > 0.98
+    assert rows[1]["variant"] == str(path) and rows[1]["agreement"] > 0.98  # the path as given
 
 
 @pytest.mark.parametrize("precision, message", [

@@ -46,10 +46,11 @@ def family(request):
     return request.param, model, batches, calibration
 
 # Relative logit error against FP32 (||out - fp32|| / ||fp32||): twice the largest measured over
-# the six families on the 2-core CPU VM (measured maxima: FP16 0.090%, BF16 0.191%, FP8 2.25%;
+# the families on the 2-core CPU VM (measured maxima: FP16 0.090%, BF16 0.881% (BF16 between
+# sites too, as the preset runs), FP8 2.25%;
 # INT8 FFN-only 0.574% dynamic / 0.687% static, fully INT8 0.558% / 0.686%). INT8 rounding by
 # floor instead of half to even measured 1.53% (BERT) and 2.34% (DistilBERT) fully INT8 static.
-RELATIVE_LOGIT_ERROR = {("fp16", None): 0.0018, ("bf16", None): 0.0038, ("fp8", None): 0.045,
+RELATIVE_LOGIT_ERROR = {("fp16", None): 0.0018, ("bf16", None): 0.0176, ("fp8", None): 0.045,
                         ("quant_ffn_only", "per_token_dynamic"): 0.0115,
                         ("quant_ffn_only", "per_tensor_static"): 0.0137,
                         ("fully_quant", "per_token_dynamic"): 0.0112,
