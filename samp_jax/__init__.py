@@ -38,10 +38,15 @@ _EXPORTS = {
     **dict.fromkeys(("FinetuneConfig", "finetune", "finetuned_model"), "samp_jax.training"),
 }
 
+# the library's subpackages, reachable as attributes (`samp_jax.tasks.load_task`) on first use
+_SUBPACKAGES = ("core", "models", "ops", "ptq", "serving", "tasks", "training")
+
 __all__ = sorted([*_EXPORTS, "__version__"])
 
 
 def __getattr__(name: str):
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"samp_jax.{name}")  # the import binds it here too
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'samp_jax' has no attribute {name!r}")
@@ -51,7 +56,7 @@ def __getattr__(name: str):
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+    return sorted(set(globals()) | set(_EXPORTS) | set(_SUBPACKAGES))
 
 
 if TYPE_CHECKING:  # what static tools see; at run time the names load on first use

@@ -234,6 +234,15 @@ def test_core_does_not_load_calibrate_or_the_app():
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, timeout=300)
 
 
+def test_the_subpackages_are_attributes_after_a_plain_import():
+    """`import samp_jax as sj; sj.tasks.load_task(...)`, as the README writes it, with nothing
+    else imported first; a name that is not there is still an AttributeError."""
+    code = ("import samp_jax as sj\n"
+            "assert callable(sj.tasks.load_task) and sj.serving.Engine and sj.models.Tokenizer\n"
+            "try:\n    sj.nothing\nexcept AttributeError:\n    pass\nelse:\n    raise SystemExit(1)\n")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, timeout=300)
+
+
 def test_importing_the_core_floor_does_not_load_jax():
     code = ("import sys, samp_jax, samp_jax.core.atomic, samp_jax.core.host_memory\n"
             "assert 'jax' not in sys.modules, 'jax loaded'\n")
