@@ -18,9 +18,10 @@ against them. Conventions:
   accumulator by the row's scale, so that whole output row is NaN in the XLA reference and in every kernel alike,
   for dynamic and static scales (a FP16 GEMM propagates NaN too); the int8 values and the int32
   accumulator stay exact.
-- A static scale (`act_scale`, `out_scale`) must be finite and positive: `check_scale` refuses
-  any other concrete value. A traced scale (under jit) cannot be checked here: it is the
-  caller's to make (calibration clamps every scale to at least `SCALE_EPS`).
+- A static scale (`act_scale`, `out_scale`) must be finite and at least `SCALE_EPS` (as
+  float32): `check_scale` refuses any other concrete value. A traced scale (under jit) cannot be
+  checked here: it is the caller's to make (calibration clamps every scale to at least
+  `SCALE_EPS`).
 - The int32 accumulator is exact only while `127 * 127 * K <= 2**31 - 1`, i.e.
   `K <= MAX_K` (133,144): `check_depth` refuses a deeper reduction.
 """
@@ -33,6 +34,9 @@ import numpy as np
 
 INT8_MAX = 127.0
 SCALE_EPS = 1e-12  # the smallest quantization scale: keeps all-zero inputs finite
+# The floor as float32 holds it (9.99999996e-13, just under SCALE_EPS): what a clamp to
+# SCALE_EPS gives in float32, and the smallest scale `check_scale` accepts.
+SCALE_EPS_FLOAT32 = float(np.float32(SCALE_EPS))
 _SQRT_HALF = 0.7071067811865476  # 1 / sqrt(2)
 QUICK_GELU_SLOPE = 1.702  # quick_gelu(x) = x sigmoid(1.702 x) (HF's QuickGELUActivation)
 INT32_MAX = 2 ** 31 - 1
@@ -63,22 +67,25 @@ def is_concrete(value) -> bool:
 
 
 def check_scale(value, name: str = "act_scale") -> None:
-    """Raises ValueError unless every entry of a concrete scale is finite and positive.
+    """Raises ValueError unless every entry of a concrete scale is finite and at least
+    `SCALE_EPS` (as float32, `SCALE_EPS_FLOAT32`).
 
     A zero scale would quantize everything to zeros (or divide by zero), a negative one flip
-    signs, a NaN/Inf one poison every row. A traced scale (under jit) is not checked: it is the
-    caller's to make (calibration clamps every scale to at least `SCALE_EPS`).
+    signs, a NaN/Inf one poison every row, and one below the floor (a denormal 2e-39, say) has
+    a float32 reciprocal that overflows to Inf; no scale that calibration or quantization
+    makes is below it. A traced scale (under jit) is not checked: it is the caller's to make
+    (calibration clamps every scale to at least `SCALE_EPS`).
     """
     if value is None or not is_concrete(value):
         return
     array = np.asarray(value, np.float64)
-    bad = ~(np.isfinite(array) & (array > 0))
+    bad = ~(np.isfinite(array) & (array >= SCALE_EPS_FLOAT32))
     if bad.any():
         found = array.ravel()[np.flatnonzero(bad.ravel())[0]]
         where = "" if array.ndim == 0 else f" ({int(bad.sum())} of {array.size} entries; first)"
         raise ValueError(f"{name} must be a finite positive quantization scale, found "
-                         f"{float(found)}{where}; expected a finite value > 0 (calibrated "
-                         f"scales are at least {SCALE_EPS})")
+                         f"{float(found)}{where}; expected a finite value >= {SCALE_EPS} "
+                         f"(SCALE_EPS; as float32 {SCALE_EPS_FLOAT32:.9g})")
 
 
 def round_clip_int8(x: jax.Array) -> jax.Array:

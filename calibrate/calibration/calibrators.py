@@ -306,6 +306,8 @@ def entropy(stats: HistogramStats, num_bits: int = 8, start_bin: int = 128) -> f
 
 Calibrator = Callable[[HistogramStats], float]
 
+# Its names are `samp_jax.core.precision.CALIBRATOR_NAMES`, those a precision map's rule may
+# give (tests/samp_jax/core/test_precision.py keeps the two alike).
 CALIBRATORS: dict[str, Calibrator] = {
     "minmax": minmax,
     "percentile": percentile,

@@ -38,6 +38,11 @@ precision runs between sites in that precision (`uniform_float_dtype`: an all-`f
 float32), as the preset of that name does. A searched map carries all three, so the map alone
 rebuilds the searched model. They describe how a cell is built, not what precision it runs:
 two maps with the same table of precisions compare equal whatever their clips.
+
+Reading is strict (`PrecisionMapError` naming the rule and the field): a key given twice in
+any object (`strict_json.loads` remembers them), a list or object where a name goes, a
+calibrator not in `CALIBRATOR_NAMES`, and a clip whose activation scale (`clip / 127` for
+INT8, `clip / 448` for FP8, as float32) is not finite or is below `SCALE_EPS` are refused.
 """
 
 from __future__ import annotations
@@ -50,8 +55,12 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 import jax.numpy as jnp
+import numpy as np
 
+from pallas_kernels.numerics import INT8_MAX, SCALE_EPS
+from samp_jax.core import strict_json
 from samp_jax.core.atomic import write_text_atomic
+from samp_jax.core.primitives import FP8_E4M3_MAX
 # The GEMM sites of an encoder layer, in execution order.
 SITES = ("qkv", "attn_out", "ffn_in", "ffn_out")
 FLOAT_PRECISIONS = ("fp32", "bf16", "fp16")
@@ -62,6 +71,9 @@ PRESETS = ("fp32", "fp16", "bf16", "fully_quant", "quant_ffn_only", "fp8")
 ACTIVATION_ALIASES = {"static": "per_tensor_static", "dynamic": "per_token_dynamic"}
 # The dtypes between GEMM sites a map may name (`compute_dtype`).
 COMPUTE_DTYPES = ("float32", "float16", "bfloat16")
+# The calibrators a static INT8 rule may name (`calibrate.CALIBRATORS`' names; a test keeps
+# the two alike: this floor cannot import calibrate).
+CALIBRATOR_NAMES = ("minmax", "percentile", "mse", "entropy")
 # The keys of one site's entry in a rule (or the default).
 SITE_KEYS = ("precision", "activation", "calibration", "clip")
 # The one table between float precisions and compute dtypes.
@@ -82,6 +94,14 @@ def precision_of_dtype(dtype) -> str:
 
 class PrecisionMapError(ValueError):
     """A precision map is malformed; the message names the offending entry."""
+
+
+def _check_string(field: str, value: Any, choices: tuple[str, ...]) -> None:
+    """Refuses a field that is set (not None) to anything but a string, before it is looked
+    up (a JSON list or object is not one of `choices`, nor hashable)."""
+    if value is not None and not isinstance(value, str):
+        raise PrecisionMapError(f"{field}={value!r} is {_json_name(value)}, expected a string: "
+                                f"one of {choices}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,6 +128,9 @@ class SitePrecision:
     clip: float | None = dataclasses.field(default=None, compare=False)
 
     def __post_init__(self):
+        _check_string("precision", self.precision, PRECISIONS)
+        _check_string("activation", self.activation, ACTIVATION_SCHEMES + tuple(ACTIVATION_ALIASES))
+        _check_string("calibration", self.calibration, CALIBRATOR_NAMES)
         if self.precision not in PRECISIONS:
             raise PrecisionMapError(f"precision={self.precision!r} is not one of {PRECISIONS}")
         if self.activation in ACTIVATION_ALIASES:
@@ -129,8 +152,11 @@ class SitePrecision:
 
     def _check_calibration(self) -> None:
         if self.calibration is not None:
-            if not isinstance(self.calibration, str) or not self.calibration.strip():
+            if not self.calibration.strip():
                 raise PrecisionMapError(f"calibration={self.calibration!r} must name a calibrator")
+            if self.calibration not in CALIBRATOR_NAMES:
+                raise PrecisionMapError(
+                    f"calibration={self.calibration!r} is not one of {CALIBRATOR_NAMES}")
             if self.activation != "per_tensor_static":
                 raise PrecisionMapError(
                     f"calibration={self.calibration!r} is only for int8 sites with per_tensor_static "
@@ -138,12 +164,30 @@ class SitePrecision:
         if self.clip is not None:
             value = self.clip
             if isinstance(value, bool) or not isinstance(value, numbers.Real) or \
-                    not math.isfinite(value) or value <= 0:
+                    not math.isfinite(_as_float(value)) or value <= 0:
                 raise PrecisionMapError(f"clip={value!r} must be a positive finite number")
             if not self.needs_calibration:
                 raise PrecisionMapError(f"clip={value!r} is only for static sites (int8 "
                                         f"per_tensor_static, fp8_e4m3), not {self}")
+            self._check_clip_scale(float(value))
             object.__setattr__(self, "clip", float(value))
+
+    def _check_clip_scale(self, clip: float) -> None:
+        """Refuses a clip whose activation scale (`clip / 127` for INT8, `clip / 448` for FP8,
+        stored as float32, as `samp_jax.quantize` makes it) float32 cannot hold or lies below
+        the smallest scale, `SCALE_EPS`: the one would fail inside `quantize`, the other be
+        raised to the floor while the map kept a clip the model does not run."""
+        divisor = FP8_E4M3_MAX if self.precision == "fp8_e4m3" else INT8_MAX
+        with np.errstate(over="ignore"):
+            scale = np.float32(clip / divisor)
+        if np.isfinite(scale) and scale >= np.float32(SCALE_EPS):
+            return
+        why = "which float32 cannot hold" if not np.isfinite(scale) else \
+            f"below the smallest scale {SCALE_EPS:g}"
+        low, high = SCALE_EPS * divisor, float(np.finfo(np.float32).max) * divisor
+        raise PrecisionMapError(f"clip={clip!r} gives the activation scale clip / {divisor:g} = "
+                                f"{clip / divisor:.4g}, {why}; expected {low:.4g} <= clip <= "
+                                f"{high:.4g} for {self}")
 
     @property
     def is_quantized(self) -> bool:
@@ -228,6 +272,7 @@ class PrecisionMap:
     compute_dtype: str | None = None
 
     def __post_init__(self):
+        _check_string("compute_dtype", self.compute_dtype, COMPUTE_DTYPES)
         if self.compute_dtype is not None and self.compute_dtype not in COMPUTE_DTYPES:
             raise PrecisionMapError(f"compute_dtype={self.compute_dtype!r} is not one of {COMPUTE_DTYPES}")
         if self.embedding_project is not None:
@@ -440,7 +485,7 @@ class PrecisionMap:
     @classmethod
     def _parse(cls, text: str) -> "PrecisionMap":
         try:
-            data = json.loads(text)
+            data = strict_json.loads(text)  # its objects know their repeated keys (_check_keys)
         except json.JSONDecodeError as e:
             raise PrecisionMapError(f"precision map is not valid JSON: {e}") from None
         return cls.from_dict(data)
@@ -475,9 +520,23 @@ def _json_name(value: Any) -> str:
     return names.get(type(value), type(value).__name__)
 
 
+def _as_float(value: numbers.Real) -> float:
+    """`float(value)`, or Inf for an integer too large for a float (JSON reads 1 followed by
+    400 zeros as an int)."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf
+
+
 def _check_keys(data: Any, allowed: set[str], required: set[str], where: str) -> None:
     if not isinstance(data, Mapping):
         raise PrecisionMapError(f"{where} must be a JSON object, got {_json_name(data)}")
+    repeated = getattr(data, "repeated", ())  # an object `strict_json.loads` read
+    if repeated:
+        raise PrecisionMapError(f"{where}: key {repeated[0]!r} appears more than once in the "
+                                "object; expected each key once (JSON keeps only the last "
+                                "value, silently)")
     unknown = sorted(set(data) - allowed)
     if unknown:
         raise PrecisionMapError(f"{where}: unknown keys {unknown}; allowed {sorted(allowed)}")

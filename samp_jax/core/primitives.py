@@ -8,7 +8,8 @@ reference the kernels share):
   row over the last axis, computed at run time).
 - FP8 E4M3 (`float8_e4m3fn`, max 448) uses one per-tensor scale and a saturating cast: values
   are clipped to ±448 before the cast, which would otherwise turn them into NaN.
-- A static scale must be finite and positive (a concrete one is checked, `check_scale`).
+- A static scale must be finite and at least `SCALE_EPS` (a concrete one is checked,
+  `check_scale`).
 - Non-finite activations propagate: a per-token (or GEMM-site) quantized row holding NaN/Inf
   gets zeros and a NaN scale, so what it feeds is NaN (`pallas_kernels.numerics`).
 """

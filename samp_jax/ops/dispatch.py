@@ -197,8 +197,8 @@ def gemm(x: jax.Array | QArray, weight: jax.Array | QArray, *, precision: SitePr
         'gelu_tanh', 'quick_gelu', 'silu', 'tanh', 'relu').
       residual: `[..., N]`, added after the activation.
       act_scale: static activation scale (scalar) for 'int8-static' and 'fp8_e4m3': finite and
-        positive (a concrete one is checked; a traced one under jit cannot be, and is the
-        caller's to make -- calibration clamps scales to at least `SCALE_EPS`).
+        at least `SCALE_EPS` (a concrete one is checked; a traced one under jit cannot be, and
+        is the caller's to make -- calibration clamps scales to at least `SCALE_EPS`).
       input_scale: optional `[K]` per-input-channel multiplier applied to `x` before it is
         quantized (SmoothQuant migration, `1 / s`).
       out_dtype: output dtype; defaults to `x.dtype`. `int8` requantizes the output with the
@@ -215,7 +215,7 @@ def gemm(x: jax.Array | QArray, weight: jax.Array | QArray, *, precision: SitePr
 
     Raises:
       ValueError: inconsistent shapes, a weight/scale that does not fit the precision, a
-        concrete `act_scale`/`out_scale` that is not finite and positive, or an INT8 GEMM
+        concrete `act_scale`/`out_scale` that is not finite and >= `SCALE_EPS`, or an INT8 GEMM
         deeper than `pallas_kernels.numerics.MAX_K` (its int32 accumulator could wrap).
       NotImplementedError: no requested implementation supports the call.
     """

@@ -37,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pallas_kernels.numerics import INT8_MAX, SCALE_EPS
+from samp_jax.core import strict_json
 from samp_jax.models.checkpoint import CheckpointError
 from samp_jax.ops.dispatch import check_implementation
 
@@ -134,9 +135,15 @@ def parse_sidecar(path: Path, data: bytes) -> dict[str, Any]:
     """The parsed sidecar, after checking that it is this format and version and that every
     field `load` uses is there with the right JSON type."""
     try:
-        sidecar = json.loads(data.decode("utf-8"))
+        sidecar = strict_json.loads(data.decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"{path} is not valid JSON: {e}") from None
+    repeated = strict_json.repeated_key(sidecar)
+    if repeated is not None:
+        where, key = repeated
+        raise ValueError(f"{path}: key {key!r} appears more than once in "
+                         f"{where or 'the top-level object'}; expected each key once (JSON keeps "
+                         "only the last value, silently)")
     if isinstance(sidecar, dict) and sidecar.get("format") == FORMAT and \
             sidecar.get("format_version") == 1:
         raise ValueError(f"{path}: format_version 1 is the format without a file manifest, whose "

@@ -25,6 +25,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from samp_jax.core import strict_json
 from samp_jax.tasks.conll import SUFFIXES as CONLL_SUFFIXES
 from samp_jax.tasks.conll import read_conll
 
@@ -276,7 +277,7 @@ def _read_json(path: Path, kind: str) -> tuple[list, list[str] | None]:
         raise ValueError(f"{path} is empty; expected JSON Lines, one object per line")
     if text.lstrip().startswith("["):  # one JSON array of objects
         try:
-            rows = json.loads(text, object_pairs_hook=_JsonObject.of)
+            rows = strict_json.loads(text)
         except json.JSONDecodeError as e:
             raise ValueError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
         if isinstance(rows, list):
@@ -287,7 +288,7 @@ def _read_json(path: Path, kind: str) -> tuple[list, list[str] | None]:
     for line_number, line in enumerate(text.splitlines(), 1):
         if line.strip():
             try:
-                row = json.loads(line, object_pairs_hook=_JsonObject.of)
+                row = strict_json.loads(line)
             except json.JSONDecodeError as e:
                 raise ValueError(f"{path}: line {line_number} is not a JSON object ({e.msg}); "
                                  "expected JSON Lines, one object per line") from None
@@ -303,24 +304,9 @@ def _read_json(path: Path, kind: str) -> tuple[list, list[str] | None]:
     return rows, None
 
 
-class _JsonObject(dict):
-    """A parsed JSON object that remembers the keys it held more than once (`json` keeps the
-    last value of a repeated key and says nothing)."""
-
-    repeated: tuple[str, ...] = ()
-
-    @classmethod
-    def of(cls, pairs: list[tuple[str, object]]) -> "_JsonObject":
-        obj = cls(pairs)
-        if len(obj) < len(pairs):
-            counts = Counter(key for key, _ in pairs)
-            obj.repeated = tuple(key for key, n in counts.items() if n > 1)
-        return obj
-
-
 def _check_object(row, at: str) -> None:
     """Refuses a row object with a repeated key (only its last value would be read)."""
-    if isinstance(row, _JsonObject) and row.repeated:
+    if isinstance(row, strict_json.JsonObject) and row.repeated:
         raise ValueError(f"{at}: column {row.repeated[0]!r} appears more than once in the "
                          "object; expected distinct column names (only the last value would be "
                          "read)")

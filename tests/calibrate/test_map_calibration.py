@@ -108,9 +108,8 @@ def test_calibrate_follows_the_calibrators_and_clips_a_map_names(tiny, monkeypat
     assert mixed.method == "per-site" and mixed.options["methods"]["1.ffn_in"] == "minmax"
     assert mixed.sites[(1, "ffn_in")] == minmax.sites[(1, "ffn_in")]
     assert mixed.sites[(0, "qkv")] == percentile.sites[(0, "qkv")]
-    with pytest.raises(ValueError, match="site 1.ffn_in: .*'magic'"):
-        calibrate(tiny, batches, precision_map=PrecisionMap.from_table(
-            {(1, "ffn_in"): SitePrecision("int8", "static", "magic")}, 3))
+    with pytest.raises(PrecisionMapError, match=r"calibration='magic' is not one of \('minmax'"):
+        SitePrecision("int8", "static", "magic")  # refused with the map, before any pass
     # every static site stores its clip: no pass runs (none is needed)
     clipped = map_with_calibration(named, mixed)
     monkeypatch.setattr("calibrate.calibration.api.observe",

@@ -170,14 +170,20 @@ def test_an_unsupported_model_type_names_the_config_file(files, tmp_path, capsys
                     "not supported")
 
 
-@pytest.mark.parametrize("content", [b"text,label\n", b"\x89PNG\r\n\x1a\n\xff", b"[1, 2]",
-                                     b'{"num_layers": 2, "rules": [{"sites": 3}]}'])
-def test_a_precision_map_file_that_is_not_a_map_is_named(files, tmp_path, capsys, content):
+@pytest.mark.parametrize("content, rest", [
+    (b"text,label\n", ""), (b"\x89PNG\r\n\x1a\n\xff", ""), (b"[1, 2]", ""),
+    (b'{"num_layers": 2, "rules": [{"sites": 3}]}', ""),
+    (b'{"num_layers": 6, "rules": [{"precision": "int8", "precision": "fp32"}]}',
+     "rule 0: key 'precision' appears more than once"),
+    (b'{"num_layers": 6, "rules": [{"precision": "int8", "activation": ["static"]}]}',
+     "rule 0: activation=['static'] is a list, expected a string"),
+], ids=["csv", "binary", "a list", "sites a number", "a key twice", "activation a list"])
+def test_a_precision_map_file_that_is_not_a_map_is_named(files, tmp_path, capsys, content, rest):
     path = tmp_path / "map.json"
     path.write_bytes(content)
     code = main(["eval", "--model", str(files / "model"), "--data", str(files / "data.csv"),
                  "--precision", f"fp16,{path}"])
-    _one_line_error(capsys, code, 1, f"{path}: ")
+    _one_line_error(capsys, code, 1, f"{path}: {rest}")
 
 
 def test_a_warning_is_one_line_without_source_code(files, tmp_path, capsys):

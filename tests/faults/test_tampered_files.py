@@ -158,6 +158,18 @@ def _manifest(edit):
     return lambda f: _sidecar(f, lambda d: edit(d["files"]))
 
 
+def _repeat_key(field, pair):
+    """Writes `pair` (`"key": value`) first into the sidecar's object `field`, which then holds
+    that key twice, the saved value last."""
+    def tamper(folder):
+        path = folder / "quantization.json"
+        text, count = re.subn(rf'"{field}":\s*\{{', lambda m: m.group(0) + pair + ", ",
+                              path.read_text(), count=1)
+        assert count == 1
+        path.write_text(text)
+    return tamper
+
+
 W = r".*/q/model\.safetensors"  # CheckpointError messages start "checkpoint <path>"
 S = r".*/q/quantization\.json"
 
@@ -285,6 +297,10 @@ CASES = {
                                    ValueError, rf"{S[2:]}: field 'config': .*hidden_size=30 must be divisible"),
     "precision map malformed": (_field("precision_map", {"rules": 3}), ValueError,
                                 rf"{S[2:]}: field 'precision_map': "),
+    # a key given twice: JSON keeps the last value, the one saved, so the seal matches
+    "precision map key given twice": (_repeat_key("precision_map", '"num_layers": 5'), ValueError,
+                                      rf"{S[2:]}: key 'num_layers' appears more than once in "
+                                      r"precision_map; expected each key once"),
     "precision map for other layers": (lambda f: _sidecar(f, lambda d: d["precision_map"].update(num_layers=3)),
                                        ValueError, rf"{S[2:]}: field 'precision_map' has num_layers=3, expected 2"),
     "unknown head kind": (_field("head", {"kind": "nonsense", "spec": {}}), ValueError,

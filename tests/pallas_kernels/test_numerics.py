@@ -135,3 +135,23 @@ def test_requantizing_is_what_a_static_site_quantizes_from_the_rounded_output(ro
             np.delete(past[3], 5), np.delete(np.asarray(numerics.requantize(y, scale, jnp.float16))[3], 5))
         row_scales = np.asarray(numerics.quantize_rows(big.astype(jnp.float16), act_scale=scale)[1])
         assert np.isnan(row_scales[3]).all() and not np.isnan(row_scales[2]).any()
+
+
+@pytest.mark.parametrize("scale", [np.float32(2e-39), 1e-13, np.asarray([0.5, 1e-30], np.float32)],
+                         ids=["denormal", "below the floor", "one entry of two"])
+def test_a_scale_below_the_floor_is_refused(scale):
+    """A positive scale below `SCALE_EPS` is no scale calibration gives, and a denormal one's
+    float32 reciprocal (what every quantization multiplies by) overflows to Inf."""
+    with pytest.raises(ValueError, match=r"^act_scale must be a finite positive quantization scale, "
+                                         r"found [0-9.e-]+( \(1 of 2 entries; first\))?; expected a "
+                                         r"finite value >= 1e-12 \(SCALE_EPS; as float32 9\.99999996e-13\)"):
+        numerics.check_scale(scale)
+
+
+def test_the_floor_scale_itself_is_a_scale():
+    """The floor as float32 (9.99999996e-13, just under 1e-12), as `per_token_scale` and the
+    weight quantizers clamp to it, passes."""
+    floor = numerics.per_token_scale(jnp.zeros((2, 4), jnp.float32))
+    assert float(floor[0, 0]) < numerics.SCALE_EPS
+    numerics.check_scale(floor)
+    numerics.check_scale(np.float64(numerics.SCALE_EPS))

@@ -1,12 +1,15 @@
 import json
+import re
 
 import jax
 import numpy as np
 import pytest
 from flax import nnx
 
+from calibrate import CALIBRATORS
+from pallas_kernels.numerics import SCALE_EPS
 from samp_jax import EncoderConfig, EncoderModel, PrecisionMap, PrecisionMapError, SitePrecision, quantize
-from samp_jax.core.precision import SITES, Rule
+from samp_jax.core.precision import CALIBRATOR_NAMES, SITES, Rule
 
 
 def test_presets():
@@ -147,3 +150,87 @@ def test_a_file_whose_name_starts_like_json_is_read_as_a_file(tmp_path, monkeypa
     monkeypatch.chdir(tmp_path)
     assert PrecisionMap.from_json("[v2]map.json") == pmap
     assert PrecisionMap.from_json(pmap.to_json() + " " * 300) == pmap  # too long for a name
+
+
+# ------------------------------------------------------------------ what a hand-written map holds
+@pytest.mark.parametrize("text, message", [
+    ('{"num_layers": 2, "rules": [{"layers": "*", "precision": "int8", "precision": "fp32"}]}',
+     r"rule 0: key 'precision' appears more than once in the object"),
+    ('{"num_layers": 2, "rules": [{"precision": "int8", "activation": "dynamic"}], "rules": []}',
+     r"precision map: key 'rules' appears more than once in the object"),
+    ('{"num_layers": 2, "num_layers": 3}', r"precision map: key 'num_layers' appears more than once"),
+    ('{"num_layers": 2, "default": {"precision": "fp16", "precision": "fp32"}}',
+     r"default: key 'precision' appears more than once"),
+    ('{"num_layers": 2, "embedding_project": {"precision": "fp16", "precision": "fp32"}}',
+     r"embedding_project: key 'precision' appears more than once"),
+], ids=["in a rule", "rules", "num_layers", "in the default", "in embedding_project"])
+def test_a_key_given_twice_is_refused_naming_the_file_and_the_rule(tmp_path, text, message):
+    """JSON keeps the last value of a repeated key and says nothing: the map a person reads
+    (`"precision": "int8"` first) would not be the one that runs."""
+    with pytest.raises(PrecisionMapError, match=message + r".*expected each key once"):
+        PrecisionMap.from_json(text)
+    path = tmp_path / "map.json"
+    path.write_text(text)
+    for given in (path, str(path)):  # a Path, and the string the CLI passes
+        with pytest.raises(PrecisionMapError, match=re.escape(str(path)) + ": " + message):
+            PrecisionMap.from_json(given)
+
+
+@pytest.mark.parametrize("rule, message", [
+    ({"precision": "int8", "activation": ["static"]},
+     r"rule 0: activation=\['static'\] is a list, expected a string: one of \('per_tensor_static'"),
+    ({"precision": "int8", "activation": {"static": 1}}, r"rule 0: activation=\{'static': 1\} is an object"),
+    ({"precision": ["int8"]}, r"rule 0: precision=\['int8'\] is a list, expected a string: one of \('fp32'"),
+    ({"precision": {"int8": 1}}, r"rule 0: precision=\{'int8': 1\} is an object, expected a string"),
+    ({"precision": "int8", "activation": "static", "calibration": ["mse"]},
+     r"rule 0: calibration=\['mse'\] is a list, expected a string: one of \('minmax'"),
+    ({"precision": "int8", "activation": 1}, r"rule 0: activation=1 is an integer, expected a string"),
+], ids=["activation list", "activation object", "precision list", "precision object",
+        "calibration list", "activation number"])
+def test_a_field_of_the_wrong_json_type_is_named(rule, message):
+    with pytest.raises(PrecisionMapError, match=message):
+        PrecisionMap.from_dict({"num_layers": 2, "rules": [rule]})
+    with pytest.raises(PrecisionMapError, match=message.replace("rule 0", "default")):
+        PrecisionMap.from_dict({"num_layers": 2, "default": rule})
+    with pytest.raises(PrecisionMapError, match=r"compute_dtype=\['float32'\] is a list, expected a "
+                                                r"string: one of \('float32'"):
+        PrecisionMap.from_dict({"num_layers": 2, "compute_dtype": ["float32"]})
+
+
+@pytest.mark.parametrize("clip", [None, 2.0])
+def test_an_unknown_calibrator_is_refused_with_or_without_a_clip(clip):
+    """With a clip the calibrator does not run, but the saved model would still name it."""
+    rule = {"precision": "int8", "activation": "static", "calibration": "msee",
+            **({} if clip is None else {"clip": clip})}
+    with pytest.raises(PrecisionMapError, match=r"rule 0: calibration='msee' is not one of "
+                                                r"\('minmax', 'percentile', 'mse', 'entropy'\)"):
+        PrecisionMap.from_dict({"num_layers": 2, "rules": [rule]})
+    assert tuple(CALIBRATORS) == CALIBRATOR_NAMES  # the names a map may give are calibrate's
+
+
+@pytest.mark.parametrize("precision, clip, message", [
+    ("int8", 1e-30, r"clip=1e-30 gives the activation scale clip / 127 = 7\.874e-33, below the "
+                    r"smallest scale 1e-12; expected 1\.27e-10 <= clip <= 4\.322e\+40"),
+    ("int8", 1e-11, r"clip=1e-11 gives the activation scale clip / 127 = 7\.874e-14, below"),
+    ("int8", 1e300, r"clip=1e\+300 gives the activation scale clip / 127 = 7\.874e\+297, which float32 "
+                    r"cannot hold; expected 1\.27e-10 <= clip <= 4\.322e\+40"),
+    ("int8", 1e39 * 127, r"clip=1\.27e\+41 gives .*which float32 cannot hold"),
+    ("fp8_e4m3", 1e-300, r"clip=1e-300 gives the activation scale clip / 448 = 2\.232e-303, below the "
+                         r"smallest scale 1e-12; expected 4\.48e-10 <= clip <= 1\.524e\+41"),
+    ("fp8_e4m3", 1e300, r"clip=1e\+300 gives the activation scale clip / 448 .*float32 cannot hold"),
+], ids=["int8 1e-30", "int8 1e-11", "int8 1e300", "int8 1.27e41", "fp8 1e-300", "fp8 1e300"])
+def test_a_clip_whose_scale_float32_cannot_hold_or_is_below_the_floor_is_refused(precision, clip, message):
+    """The floor would silently raise a tiny clip's scale (the saved map keeping the clip the
+    model does not run), and an overflowing one failed only inside `quantize`."""
+    rule = {"layers": [1], "sites": "ffn_in", "precision": precision, "clip": clip,
+            **({"activation": "static"} if precision == "int8" else {})}
+    with pytest.raises(PrecisionMapError, match=r"rule 0: " + message):
+        PrecisionMap.from_dict({"num_layers": 2, "rules": [rule]})
+
+
+@pytest.mark.parametrize("precision, divisor", [("int8", 127.0), ("fp8_e4m3", 448.0)])
+def test_the_extreme_clips_a_scale_can_take_are_read(precision, divisor):
+    extra = {"activation": "static"} if precision == "int8" else {}
+    for clip in (SCALE_EPS * divisor, 3.0e38 * divisor):
+        pmap = PrecisionMap.from_dict({"num_layers": 1, "rules": [{"precision": precision, "clip": clip, **extra}]})
+        assert pmap[0, "qkv"].clip == clip

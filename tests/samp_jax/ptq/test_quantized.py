@@ -11,6 +11,7 @@ from flax import nnx
 from safetensors.numpy import load_file, save_file
 
 from calibrate import calibrate
+from pallas_kernels.numerics import SCALE_EPS
 from samp_jax import (
     CheckpointError,
     EncoderModel,
@@ -156,15 +157,17 @@ def test_sidecars_without_labels_pooling_or_tokenizer_still_load(tmp_path):
 
 
 def test_a_pruned_neuron_and_the_smallest_clip_save_and_load(tmp_path):
-    """An all-zero weight column (a pruned neuron) and a stated clip below the scale floor both
-    quantize to the floor scale, 1e-12 as float32 (9.99999996e-13): the folder loads again."""
+    """An all-zero weight column (a pruned neuron) and the smallest clip a map may state
+    (127 * SCALE_EPS: one below it is refused) both quantize to the floor scale, 1e-12 as
+    float32 (9.99999996e-13): the folder loads again."""
     model = _tiny_classifier()
     model.encoder.layers[0].ffn_in.kernel.value = model.encoder.layers[0].ffn_in.kernel.value.at[:, 3].set(0.0)
     pmap = PrecisionMap.from_dict({"num_layers": TINY_CONFIG.num_layers, "default": {"precision": "fp32"},
                                    "rules": [{"sites": ["ffn_in"], "precision": "int8"},
                                              {"sites": ["ffn_out"], "precision": "int8",
-                                              "activation": "static", "clip": 1e-30}]})
+                                              "activation": "static", "clip": 127 * SCALE_EPS}]})
     q = quantize(model, pmap)
+    assert float(q.model.encoder.layers[0].ffn_out.act_scale[...]) == float(np.float32(SCALE_EPS))
     q.save(tmp_path / "q")
     loaded = QuantizedModel.load(tmp_path / "q")
     ids = np.arange(1, 9, dtype=np.int32)[None]
