@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import platform
 import re
@@ -62,6 +63,9 @@ SITE_CONTENDERS = (("xla_fp16", "fp16", "xla", None), ("xla_int8", "int8", "xla"
 RAW_CONTENDERS = (("xla_int8_raw", None, None), ("pallas_mosaic_int8_raw", "mosaic", MOSAIC_KERNEL_NAME),
                   ("pallas_mosaic_ws_int8_raw", "mosaic_ws", WS_KERNEL_NAME))
 TORCH_CONTENDERS = ("torch_fp16_mm", "torch_int8_mm")
+# Kernels run last on each shape: a fault in one never compiled on the device (a bad TMA
+# descriptor aborts the process) then costs no row of the others.
+LAST = ("pallas_mosaic_ws_int8", "pallas_mosaic_ws_int8_raw")
 
 
 def peak_for(device: str, kind: str) -> float | None:
@@ -105,27 +109,35 @@ def _ran(kernel, fn, *args) -> str | None:
     return kernel if re.search(rf"\bname={kernel}\b", str(jax.make_jaxpr(fn)(*args))) else "missing"
 
 
-def site_rows(x, weights, bias, *, device, repeats):
-    """The whole-site contenders on one shape (raising NotImplementedError rows are skipped)."""
+def _failed(m, k, n, name, e: Exception) -> dict:
+    """The row of a contender that declined (`skipped`) or failed (`error`): a result too."""
+    key = "skipped" if isinstance(e, NotImplementedError) else "error"
+    text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return {"m": m, "k": k, "n": n, "contender": name,
+            key: text if key == "skipped" else f"{type(e).__name__}: {text}"[:500]}
+
+
+def site_rows(x, weights, bias, *, device, repeats, contenders=SITE_CONTENDERS):
+    """The whole-site contenders on one shape (one that declines or fails gets a row saying so)."""
     (m, k), n = x.shape, bias.shape[0]
-    for name, precision, implementation, kernel in SITE_CONTENDERS:
+    for name, precision, implementation, kernel in contenders:
         fn = jax.jit(lambda x, p=precision, i=implementation: gemm(
             x, weights[p], precision=p, bias=bias, activation="gelu", implementation=i))
         try:
             ran = _ran(kernel, fn, x)
             ms = time_ms(lambda: fn(x), repeats=repeats)
-        except NotImplementedError as e:
-            yield {"m": m, "k": k, "n": n, "contender": name, "skipped": str(e)}
+        except Exception as e:  # noqa: BLE001  (recorded; the next contender runs)
+            yield _failed(m, k, n, name, e)
             continue
         yield {**_row(name, m, k, n, ms, device, "fp16" if precision == "fp16" else "int8"),
                **({"kernel": ran} if ran else {})}
 
 
-def raw_rows(xq, wq, *, device, repeats):
-    """`int8 @ int8 -> int32` with no epilogue: XLA's s8 dot and the Mosaic kernel."""
+def raw_rows(xq, wq, *, device, repeats, contenders=RAW_CONTENDERS):
+    """`int8 @ int8 -> int32` with no epilogue: XLA's s8 dot and the Mosaic kernels."""
     (m, k), n = xq.shape, wq.shape[1]
     xs, ws = jnp.ones((m, 1), jnp.float32), jnp.ones((n,), jnp.float32)
-    for name, implementation, kernel in RAW_CONTENDERS:
+    for name, implementation, kernel in contenders:
         if implementation is None:
             fn = jax.jit(int8_accumulate)
             args = (xq, wq)
@@ -136,8 +148,8 @@ def raw_rows(xq, wq, *, device, repeats):
         try:
             ran = _ran(kernel, fn, *args)
             ms = time_ms(lambda: fn(*args), repeats=repeats)
-        except NotImplementedError as e:
-            yield {"m": m, "k": k, "n": n, "contender": name, "skipped": str(e)}
+        except Exception as e:  # noqa: BLE001  (recorded; the next contender runs)
+            yield _failed(m, k, n, name, e)
             continue
         yield {**_row(name, m, k, n, ms, device, "int8"), **({"kernel": ran} if ran else {})}
 
@@ -195,10 +207,22 @@ def benchmark(device: str, shapes_m, shapes_kn, repeats: int, emit) -> None:
         for m in shapes_m:
             x = jnp.asarray(rng.normal(size=(m, k)), jnp.float16)
             xq = jnp.asarray(rng.integers(-127, 128, (m, k)), jnp.int8)
-            for row in (*site_rows(x, weights, bias, device=device, repeats=repeats),
-                        *raw_rows(xq, weights["int8"].qvalue, device=device, repeats=repeats),
-                        *torch_rows(m, k, n, device=device, repeats=repeats)):
+            first_site, last_site = _split(SITE_CONTENDERS)
+            first_raw, last_raw = _split(RAW_CONTENDERS)
+            timing = dict(device=device, repeats=repeats)
+            for row in itertools.chain(  # each row emitted as it finishes
+                    site_rows(x, weights, bias, contenders=first_site, **timing),
+                    raw_rows(xq, weights["int8"].qvalue, contenders=first_raw, **timing),
+                    torch_rows(m, k, n, **timing),
+                    site_rows(x, weights, bias, contenders=last_site, **timing),
+                    raw_rows(xq, weights["int8"].qvalue, contenders=last_raw, **timing)):
                 emit(row)
+
+
+def _split(contenders):
+    """`(the others, the LAST ones)` of a contender table, each in table order."""
+    return (tuple(c for c in contenders if c[0] not in LAST),
+            tuple(c for c in contenders if c[0] in LAST))
 
 
 def add_ratios(rows: list[dict]) -> None:

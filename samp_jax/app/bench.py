@@ -256,9 +256,12 @@ def run(*, models=("bert-base", "minilm"), shapes=SHAPES, contenders: list[str] 
         sink: Callable[[dict], None] | None = None) -> dict:
     """Runs every (model, shape, contender) and returns the results document (see module doc).
 
-    `sink(document)`, when given, receives the document (ratios included) after every row."""
-    wanted = set(contenders or contender_names())
-    unknown = wanted - set(contender_names())
+    Contenders run in the order given (a short time box then measures the first ones), each
+    on every shape. One that fails to build, compile or run gets a row with its `error` for
+    each shape, and the next one runs. `sink(document)`, when given, receives the document
+    (ratios included) after every row."""
+    wanted = list(dict.fromkeys(contenders or contender_names()))
+    unknown = set(wanted) - set(contender_names())
     if unknown:
         raise ValueError(f"unknown contenders {sorted(unknown)}; choose from {contender_names()}")
     known = devices.lookup(jax.devices()[0].device_kind)
@@ -283,7 +286,7 @@ def run(*, models=("bert-base", "minilm"), shapes=SHAPES, contenders: list[str] 
             calibration = calibrate(model, [token_batch(model.config.vocab_size, 8, 128)],
                                     method="minmax")
             batches = {shape: token_batch(model.config.vocab_size, *shape) for shape in shapes}
-            for name in (n for n in contender_names() if n in wanted):
+            for name in wanted:
                 _run_contender(name, model_name, model, hf_dir, calibration, batches, timing, emit)
     return document
 
@@ -302,24 +305,49 @@ def _run_contender(name, model_name, model, hf_dir, calibration, batches, timing
             emit({"model": model_name, "batch": b, "seq": s, "contender": name, "skipped": str(e)},
                  f"{model_name:<9} {b:>3}x{s:<3} {name:<28} skipped: {e}")
         return
+    except Exception as e:  # noqa: BLE001  (a failed build is a result: the next contender runs)
+        for b, s in batches:
+            emit({"model": model_name, "batch": b, "seq": s, "contender": name, "error": _error(e)},
+                 f"{model_name:<9} {b:>3}x{s:<3} {name:<28} error: {_error(e)}")
+        return
     build_s = time.perf_counter() - start
     for (batch_size, seq), batch in batches.items():
         row = {"model": model_name, "batch": batch_size, "seq": seq, "contender": name,
                "build_s": build_s}
-        if name.startswith("torch"):
-            ms, row["first_call_s"] = time_torch(forward, batch, torch, **timing)
-        else:
-            call, info = compile_samp(forward, state, batch)
-            row.update(info)
-            row["gemm_executed"] = gemm_executed(quantized, batch)
-            if contender.implementation == "pallas" and not info["kernels"]:
-                row["skipped"] = "the Pallas kernels declined every site (fell back to XLA)"
-                emit(row, f"{model_name:<9} {batch_size:>3}x{seq:<3} {name:<28} skipped: {row['skipped']}")
-                continue
-            ms = time_ms(call, **timing)
-        row.update(median_ms=ms, sequences_per_s=batch_size / (ms * 1e-3))
-        emit(row, f"{model_name:<9} {batch_size:>3}x{seq:<3} {name:<28} {ms:9.3f} ms "
-                  f"{row['sequences_per_s']:10.1f} seq/s")
+        try:
+            _time_row(row, name, forward, torch if name.startswith("torch") else None,
+                      None if name.startswith("torch") else (state, quantized, contender),
+                      batch, timing, emit)
+        except Exception as e:  # noqa: BLE001  (a compile or run error is recorded, not fatal)
+            row["error"] = _error(e)
+            emit(row, f"{model_name:<9} {batch_size:>3}x{seq:<3} {name:<28} error: {row['error']}")
+
+
+def _error(e: Exception) -> str:
+    """One line naming an exception, for a results row."""
+    first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return f"{type(e).__name__}: {first}"[:500]
+
+
+def _time_row(row, name, forward, torch, samp, batch, timing, emit) -> None:
+    """Times one (contender, shape) into `row` and emits it (or a skipped row). `torch` is the
+    module for a torch contender; `samp` is `(state, quantized, contender)` for a samp-jax one."""
+    model_name, batch_size, seq = row["model"], row["batch"], row["seq"]
+    if torch is not None:
+        ms, row["first_call_s"] = time_torch(forward, batch, torch, **timing)
+    else:
+        state, quantized, contender = samp
+        call, info = compile_samp(forward, state, batch)
+        row.update(info)
+        row["gemm_executed"] = gemm_executed(quantized, batch)
+        if contender.implementation == "pallas" and not info["kernels"]:
+            row["skipped"] = "the Pallas kernels declined every site (fell back to XLA)"
+            emit(row, f"{model_name:<9} {batch_size:>3}x{seq:<3} {name:<28} skipped: {row['skipped']}")
+            return
+        ms = time_ms(call, **timing)
+    row.update(median_ms=ms, sequences_per_s=batch_size / (ms * 1e-3))
+    emit(row, f"{model_name:<9} {batch_size:>3}x{seq:<3} {name:<28} {ms:9.3f} ms "
+              f"{row['sequences_per_s']:10.1f} seq/s")
 
 
 def add_ratios(rows: list[dict]) -> None:

@@ -8,6 +8,8 @@ import json
 import os
 import subprocess
 import sys
+import tarfile
+from pathlib import Path
 
 import jax
 import pytest
@@ -78,9 +80,10 @@ def test_gpu_check_runs_every_step_quickly_on_the_cpu(tmp_path, minilm_dir):
                    check=True, capture_output=True, text=True, timeout=2400)
     summary = json.loads((results / "cpu-gpu_check.json").read_text())
     steps = {s["step"]: s["rc"] for s in summary["steps"]}
-    assert steps == {"env": 0, "tests": 0, "gemm": 0, "e2e": 0, "e2e_minilm": 0, "profile": 0}
+    assert steps == {"env": 0, "tests": 0, "tests_ws": 0, "gemm": 0, "e2e": 0, "e2e_more": 0,
+                     "e2e_minilm": 0, "profile": 0}
     _check_gemm_rows(json.loads((results / "cpu-gemm.json").read_text()))
-    for name in ("cpu-e2e.json", "cpu-e2e-minilm.json"):
+    for name in ("cpu-e2e.json", "cpu-e2e-more.json", "cpu-e2e-minilm.json"):
         rows = json.loads((results / name).read_text())["rows"]
         assert rows and all(("median_ms" in r) != ("skipped" in r) for r in rows)
     _check_minilm_rows(json.loads((results / "cpu-e2e-minilm.json").read_text())["rows"])
@@ -88,7 +91,15 @@ def test_gpu_check_runs_every_step_quickly_on_the_cpu(tmp_path, minilm_dir):
     prof = json.loads((results / "cpu-profile.json").read_text())["rows"]
     assert [r["contender"] for r in prof] == ["samp_fp16", "samp_fully_quant_pallas"]
     assert all(r["hlo"]["opcodes"] for r in prof)
-    assert json.loads((results / "cpu-tests.json").read_text())["failures"] == 0
+    tests = json.loads((results / "cpu-tests.json").read_text())
+    assert tests["tests"]["failures"] == tests["tests_ws"]["failures"] == 0
+    assert tests["tests_ws"]["tests"] > 0  # the warp-specialized kernel's own run
+    # a device run returns at most 8 files from $OUT: the packed results and the summary
+    out = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert out == ["cpu-gpu_check.json", "gpu_check.tgz"]
+    with tarfile.open(tmp_path / "out" / "gpu_check.tgz") as packed:
+        names = {Path(n).name for n in packed.getnames()}
+    assert {p.name for p in results.iterdir()} <= names and {"gemm.log", "e2e.log"} <= names
 
 
 def _check_gemm_rows(result):
@@ -138,3 +149,35 @@ def test_compile_time_reports_each_preset_and_the_fp8_dots(tmp_path):
     assert rows["fp8"]["dots"]["f8E4M3FN x f8E4M3FN -> f32"] == 24
     assert rows["fp8"]["cuda_dots"]["f8E4M3FN x f8E4M3FN -> f32"] == 24
     assert "f8E4M3FN x f8E4M3FN -> f32" not in rows["fp16"]["dots"]
+
+
+def test_a_gemm_contender_that_fails_is_a_row_and_the_next_one_runs(monkeypatch):
+    """benchmarks/gemm.py: an error of one contender (a compile error, a CUDA fault) is its
+    row's `error` and the table goes on; a kernel that declines is `skipped`; the
+    warp-specialized kernel runs last on each shape."""
+    import jax.numpy as jnp
+    import numpy as np
+
+    from benchmarks import gemm as bench_gemm
+    from samp_jax.core.primitives import quantize_weight_int8
+
+    calls = []
+
+    def timing(fn, repeats):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("INTERNAL: CUDA_ERROR_ILLEGAL_ADDRESS\nstack")
+        return 1.0
+
+    monkeypatch.setattr(bench_gemm, "time_ms", timing)
+    w = np.random.default_rng(0).normal(size=(64, 64)).astype(np.float32)
+    weights = {"fp16": jnp.asarray(w, jnp.float16), "int8": quantize_weight_int8(w)}
+    rows = list(bench_gemm.site_rows(jnp.ones((8, 64), jnp.float16), weights, jnp.zeros(64),
+                                     device="cpu", repeats=1,
+                                     contenders=bench_gemm.SITE_CONTENDERS[:3]))
+    assert rows[0] == {"m": 8, "k": 64, "n": 64, "contender": "xla_fp16",
+                       "error": "RuntimeError: INTERNAL: CUDA_ERROR_ILLEGAL_ADDRESS"}
+    assert rows[1]["contender"] == "xla_int8" and rows[1]["ms"] == 1.0
+    assert rows[2]["contender"] == "pallas_triton_int8" and "skipped" in rows[2]  # no GPU here
+    first, last = bench_gemm._split(bench_gemm.SITE_CONTENDERS)
+    assert [c[0] for c in last] == ["pallas_mosaic_ws_int8"] and len(first) == 4
