@@ -4,6 +4,8 @@ raw INT8 GEMMs, and cuBLAS through PyTorch as the library peer.
 Usage (GPU): PYTHONPATH=. python benchmarks/gemm.py    → benchmarks/results/<device>-gemm.json
   CPU smoke (interpret mode, tiny shapes):
     PYTHONPATH=. python benchmarks/gemm.py --quick --out /tmp/gemm.json
+  Autotune first (GPU), recording each shape's winner in pallas_kernels/int8_matmul/tuned/:
+    PYTHONPATH=. python benchmarks/gemm.py --tune [--tune-seconds 1800]
 
 Contenders, per (M, K, N):
 - whole GEMM sites, each a `samp_jax.gemm` implementation with the FFN-in epilogue (bias +
@@ -46,7 +48,7 @@ from pallas_kernels import devices
 from pallas_kernels.int8_matmul import (KERNEL_NAME, MOSAIC_KERNEL_NAME, WS_KERNEL_NAME, default_order,
                                         int8_matmul)
 from pallas_kernels.int8_matmul.reference import int8_accumulate
-from pallas_kernels.int8_matmul.tuning import record, tune
+from pallas_kernels.int8_matmul.tuning import accumulator_check, record, tune
 from samp_jax import gemm
 from samp_jax.core.atomic import write_text_atomic
 from samp_jax.core.primitives import quantize_weight_int8
@@ -74,9 +76,14 @@ def peak_for(device: str, kind: str) -> float | None:
     return None if known is None else known.peak_ops.get(kind)
 
 
-def tune_all(device: str, shapes_m, shapes_kn, repeats: int) -> None:
+def tune_all(device: str, shapes_m, shapes_kn, repeats: int, seconds: float | None = None,
+             *, interpret: bool = False, directory: Path | None = None) -> None:
     """Times every candidate config of the kernels this device tries (raw kernel, bias + GELU
-    epilogue): Mosaic and Triton on Hopper, Triton elsewhere."""
+    epilogue): Mosaic and Triton on Hopper, Triton elsewhere. A candidate must first compute
+    the raw int32 accumulator exactly (`accumulator_check`); one that raises or is wrong is
+    reported as failed. After `seconds` no further candidate starts: each shape's best so far
+    is recorded and the shapes not reached are listed."""
+    deadline = None if seconds is None else time.monotonic() + seconds
     rng = np.random.default_rng(1)
     for k, n in shapes_kn:
         w = jnp.asarray(rng.integers(-127, 128, (k, n)), jnp.int8)
@@ -85,13 +92,27 @@ def tune_all(device: str, shapes_m, shapes_kn, repeats: int) -> None:
             x = jnp.asarray(rng.integers(-127, 128, (m, k)), jnp.int8)
             xs = jnp.ones((m, 1), jnp.float32) * 1e-2
             for impl in default_order(device):
+                if deadline is not None and time.monotonic() > deadline:
+                    print(f"--tune-seconds {seconds:g} spent: not tuned {impl} M={m} K={k} N={n} "
+                          "(and any later shape)", flush=True)
+                    return
+
                 def time_config(config, impl=impl):
                     fn = jax.jit(lambda x: int8_matmul(x, w, xs, ws, bias=bias, activation="gelu",
-                                                       implementation=impl, config=config))
+                                                       implementation=impl, config=config,
+                                                       interpret=interpret))
                     return time_ms(lambda: fn(x), repeats=max(repeats // 5, 5))
-                config, ms = tune(impl, m, n, k, time_config)
-                path = record(impl, device, m, n, k, config)
-                print(f"tuned {impl:<7} M={m:<6} K={k:<5} N={n:<5} {ms:8.4f} ms  {config} -> {path}",
+                check = accumulator_check(impl, x, w, interpret=interpret)
+                try:
+                    found = tune(impl, m, n, k, time_config, check=check, deadline=deadline)
+                except RuntimeError as e:  # no candidate ran: nothing to record for this shape
+                    print(f"not tuned {impl:<7} M={m:<6} K={k:<5} N={n:<5} {e}", flush=True)
+                    continue
+                for config, reason in found.failed:
+                    print(f"  failed {impl} {config}: {reason}", flush=True)
+                path = record(impl, device, m, n, k, found.config, directory)
+                print(f"tuned {impl:<7} M={m:<6} K={k:<5} N={n:<5} {found.ms:8.4f} ms  {found.config} "
+                      f"({len(found.failed)} failed{'' if found.complete else ', cut short'}) -> {path}",
                       flush=True)
 
 
@@ -247,6 +268,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tune", action="store_true",
                         help="first autotune the Pallas kernels this GPU tries for every shape and "
                              "record the winners in pallas_kernels/int8_matmul/tuned/<device>.json")
+    parser.add_argument("--tune-seconds", type=float, default=None, metavar="S",
+                        help="with --tune: start no candidate after S seconds; record the best "
+                             "found so far for each shape tuned")
     args = parser.parse_args(argv)
     device = jax.devices()[0].device_kind
     on_gpu = jax.default_backend() == "gpu"
@@ -263,10 +287,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--m {args.m!r} / --kn {args.kn!r}: expected e.g. --m 4096,32768 --kn 768x3072")
     if any(v <= 0 for v in shapes_m) or any(v <= 0 for kn in shapes_kn for v in kn):
         parser.error("--m and --kn values must be positive")
+    if args.tune_seconds is not None and not (args.tune and args.tune_seconds > 0):
+        parser.error("--tune-seconds needs --tune and a positive number of seconds")
     if args.tune:
         if not on_gpu:
             parser.error("--tune needs a GPU (tuning in interpret mode would measure nothing)")
-        tune_all(device, shapes_m, shapes_kn, repeats)
+        tune_all(device, shapes_m, shapes_kn, repeats, args.tune_seconds)
     out = args.out or Path("benchmarks/results") / f"{device.replace(' ', '_')}-gemm.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     document = {"device": device, "backend": jax.default_backend(), "interpret": not on_gpu,

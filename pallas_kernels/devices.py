@@ -24,6 +24,10 @@ import re
 
 HOPPER, AMPERE, ADA, CPU = "hopper", "ampere", "ada", "cpu"
 TERA = 1e12
+# Shared memory one thread block (CTA) may opt into on sm_90, as Mosaic GPU enforces it when it
+# lowers a kernel (jax/experimental/mosaic/gpu/core.py: `shared_memory_per_block_optin`, 227 KiB
+# off the device): a kernel whose buffers exceed it raises ValueError at lowering.
+HOPPER_SMEM_PER_BLOCK = 227 * 1024
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -43,6 +47,8 @@ class Device:
         'fp32'), in operations per second; empty where none is known (CPU).
       bandwidth: memory bandwidth in bytes/s (None: unknown).
       launch_us: the fixed cost of one kernel launch, in µs (for roofline estimates).
+      smem_per_block: the shared memory one thread block may opt into, in bytes (CUDA's
+        per-compute-capability table; None on CPU).
       label: how an estimate from these numbers names its source.
     """
 
@@ -57,6 +63,7 @@ class Device:
     peak_ops: dict[str, float] = dataclasses.field(default_factory=dict)
     bandwidth: float | None = None
     launch_us: float = 3.0
+    smem_per_block: int | None = None
     label: str = ""
 
     def matches(self, device_kind: str) -> bool:
@@ -74,7 +81,8 @@ def _peaks(fp16: float, int8: float, fp32: float, fp8: float | None = None) -> d
 def _hopper(name, pattern, kind, *, fp16, int8, fp32, bandwidth, num_cores=132, label=""):
     return Device(name=name, pattern=pattern, example_kind=kind, architecture=HOPPER, sm=90,
                   has_fp8=True, num_cores=num_cores, peak_ops=_peaks(fp16, int8, fp32, fp8=int8),
-                  bandwidth=bandwidth * TERA, label=label or f"{kind.removeprefix('NVIDIA ')} (spec sheet)")
+                  bandwidth=bandwidth * TERA, smem_per_block=HOPPER_SMEM_PER_BLOCK,
+                  label=label or f"{kind.removeprefix('NVIDIA ')} (spec sheet)")
 
 
 DEVICES: list[Device] = [
@@ -88,13 +96,13 @@ DEVICES: list[Device] = [
     _hopper("h20", r"\bH20\b", "NVIDIA H20", fp16=148, int8=296, fp32=44, bandwidth=4.0, num_cores=78),
     Device(name="a100", pattern=r"\bA100\b", example_kind="NVIDIA A100-SXM4-80GB",
            architecture=AMPERE, sm=80, num_cores=108, peak_ops=_peaks(312, 624, 19.5),
-           bandwidth=2.04 * TERA, label="A100 SXM 80GB (spec sheet)"),
+           bandwidth=2.04 * TERA, smem_per_block=163 * 1024, label="A100 SXM 80GB (spec sheet)"),
     Device(name="a800", pattern=r"\bA800\b", example_kind="NVIDIA A800-SXM4-80GB",
            architecture=AMPERE, sm=80, num_cores=108, peak_ops=_peaks(312, 624, 19.5),
-           bandwidth=2.04 * TERA, label="A800 SXM 80GB (spec sheet)"),
+           bandwidth=2.04 * TERA, smem_per_block=163 * 1024, label="A800 SXM 80GB (spec sheet)"),
     Device(name="l4", pattern=r"\bL4\b", example_kind="NVIDIA L4", architecture=ADA, sm=89,
            has_fp8=True, num_cores=58, peak_ops=_peaks(121, 242, 30, fp8=242),
-           bandwidth=0.3 * TERA, label="L4 (spec sheet)"),
+           bandwidth=0.3 * TERA, smem_per_block=99 * 1024, label="L4 (spec sheet)"),
     Device(name="cpu", pattern=r"^cpu\b", example_kind="cpu", architecture=CPU, sm=None),
 ]
 

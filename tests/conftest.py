@@ -51,6 +51,32 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture(autouse=True)
+def mosaic_races(monkeypatch):
+    """Every Mosaic GPU kernel a test runs in interpret mode runs with the interpreter's race
+    detector on (`pallas_kernels.int8_matmul.base.detect_races`), and a race it finds fails
+    the test. The detector does not raise: it prints "RACE DETECTED" and sets `races_found` of
+    the kernel's race-detection state, a fresh one per kernel; this fixture keeps every state
+    created during the test (the list it yields) and checks them all afterwards. A test that
+    plants a race asserts it was found, then clears the list."""
+    from jax._src.pallas.mosaic_gpu.interpret import gpu_callbacks
+
+    from pallas_kernels.int8_matmul import base
+    states, state_type = [], gpu_callbacks.GPURaceDetectionState
+
+    def recorded(*args, **kwargs):
+        states.append(state_type(*args, **kwargs))
+        return states[-1]
+    monkeypatch.setattr(gpu_callbacks, "GPURaceDetectionState", recorded)
+    with base.detect_races():
+        yield states
+    if states:
+        jax.effects_barrier()  # kernels still running finish their checks
+    if found := sum(state.races_found for state in states):
+        pytest.fail(f"the Mosaic GPU interpreter detected races in {found} of the {len(states)} "
+                    "kernels this test ran (see 'RACE DETECTED' in its captured output)")
+
+
 @pytest.fixture(scope="session")
 def minilm_dir():
     return minilm_path()

@@ -150,7 +150,9 @@ def int8_matmul(x_q, w_q, x_scale, w_scale, *, bias=None, activation=None, resid
         that is not finite and positive, or K > `numerics.MAX_K` (133,144), where the int32
         accumulator could wrap.
       NotImplementedError: an empty operand, or no requested implementation can handle the
-        device or shape: a single one re-raises its own reason, several raise a
+        device, shape or dtypes (a Mosaic config, explicit or tuned, whose buffers do not fit
+        in Hopper's shared memory for this output and residual is declined): a single one
+        re-raises its own reason, several raise a
         `NoImplementationError` (an `ExceptionGroup` of every reason, and a
         `NotImplementedError`); `samp_jax.gemm` then falls back to XLA.
     """

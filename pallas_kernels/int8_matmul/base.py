@@ -8,18 +8,26 @@ device's name in `pallas_kernels.devices` ('h100', 'h200', ...) or, for a device
 not know, its `device_kind` made a file name. Each maps implementation -> "MxNxK" (M rounded up
 to a power of two) -> config fields. No file means no entries; a malformed one raises
 `TunedTableError` rather than silently falling back to the heuristic. `record` writes a table
-into a source tree (a checkout), never into an installed package.
+into a source tree (a checkout), never into an installed package, atomically (a temporary file
+in the same folder, renamed over the table), so a sweep cut short never leaves half a table.
+
+The Mosaic GPU kernels run in GPU interpret mode with `interpret_params()`; within
+`detect_races()` its race detector is on (the tests turn it on).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import os
 import re
+import tempfile
 from pathlib import Path
 from typing import Callable
 
 import jax.numpy as jnp
+from jax.experimental.pallas import mosaic_gpu as plgpu
 
 from pallas_kernels import devices
 
@@ -49,6 +57,28 @@ class Implementation:
     candidates: Callable
     kernel_name: str
     automatic: bool = True
+
+
+_detect_races = [False]
+
+
+@contextlib.contextmanager
+def detect_races(enabled: bool = True):
+    """Mosaic GPU kernels traced in the block run, in interpret mode, with the interpreter's
+    race detector on. A race it finds does not raise: it prints "RACE DETECTED" and sets
+    `races_found` of the kernel's race-detection state
+    (`jax._src.pallas.mosaic_gpu.interpret.interpret_pallas_call.get_races()`, reset by the
+    next kernel), which the caller checks."""
+    previous, _detect_races[0] = _detect_races[0], enabled
+    try:
+        yield
+    finally:
+        _detect_races[0] = previous
+
+
+def interpret_params() -> plgpu.InterpretGPUParams:
+    """The GPU interpret-mode parameters the Mosaic GPU kernels run with (`detect_races`)."""
+    return plgpu.InterpretGPUParams(detect_races=_detect_races[0])
 
 
 class NoImplementationError(ExceptionGroup, NotImplementedError):
@@ -140,7 +170,7 @@ def _installed(directory: Path) -> bool:
 def record(implementation: Implementation, device_kind: str, m: int, n: int, k: int, config,
            directory: Path | None = None) -> Path:
     """Stores `config` for this implementation, device and shape in the device's table in
-    `directory` (default `TUNED_DIR`, when that is a source tree); returns the file.
+    `directory` (default `TUNED_DIR`, when that is a source tree), atomically; returns the file.
 
     Raises:
       TunedTableError: the directory is inside an installed package (site-packages): tuned
@@ -155,5 +185,21 @@ def record(implementation: Implementation, device_kind: str, m: int, n: int, k: 
     fields = {f: getattr(config, f) for f in config.__dataclass_fields__}
     data.setdefault(implementation.name, {})[shape_key(m, n, k)] = fields
     directory.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    _write_atomic(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
     return path
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Writes `text` to a temporary file beside `path`, then renames it over `path`: a reader
+    (or a sweep cut short) sees the old table or the new one, never a part."""
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:  # mkstemp's file is 0600: keep the table's mode, or a checked-in file's usual one
+        os.chmod(temporary, path.stat().st_mode & 0o777 if path.exists() else 0o644)
+        with os.fdopen(fd, "w") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

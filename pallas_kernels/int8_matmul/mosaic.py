@@ -13,6 +13,11 @@ GELU, adds the residual, and writes FP16/BF16/FP32 or INT8 (requantized with a s
 through shared memory with one TMA store. K is at most `numerics.MAX_K` (the int32 accumulator
 must not wrap); a NaN per-token scale (a non-finite input row) makes its output row NaN.
 
+Its shared memory depends on the output and residual dtypes (`MosaicConfig.smem_bytes`):
+the heuristic drops TMA buffers until the call fits in Hopper's
+(`devices.HOPPER_SMEM_PER_BLOCK`), and a config that does not fit (explicit or tuned) is
+declined with `NotImplementedError`, so the automatic order moves on to Triton.
+
 wgmma reads 8-bit operands K-major only, so the weight is passed transposed, `w_t [N, K]`
 (`QuantizedGemmSite` can keep it that way; `int8_matmul` transposes a `[K, N]` weight itself).
 """
@@ -30,11 +35,12 @@ from jax.experimental import pallas as pl
 from jax.experimental.pallas import mosaic_gpu as plgpu
 
 from pallas_kernels import epilogue as ep
-from pallas_kernels.devices import is_hopper
-from pallas_kernels.int8_matmul.base import Implementation, choose, pad_rows
+from pallas_kernels.devices import HOPPER_SMEM_PER_BLOCK, is_hopper
+from pallas_kernels.int8_matmul.base import Implementation, interpret_params, pad_rows, tuned
 from pallas_kernels.numerics import check_depth
 
 KERNEL_NAME = "samp_int8_matmul_mosaic"
+_NUM_BARRIERS = 5  # the epilogue operands': x scales, w scales, bias, residual, output scales
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -46,6 +52,9 @@ class MosaicConfig:
       tile_n: output columns per CTA: a multiple of 64, at most 256 (one wgmma N group).
       tile_k: reduction step; 128 int8 = one 128-byte swizzle row.
       max_concurrent_steps: TMA buffers in flight (pipeline depth), >= 2.
+
+    Whether a config fits in shared memory depends on the call's output and residual dtypes
+    (`smem_bytes`, `refuses`).
     """
 
     tile_m: int = 128
@@ -66,20 +75,51 @@ class MosaicConfig:
         if self.max_concurrent_steps < 2:
             raise ValueError(f"max_concurrent_steps={self.max_concurrent_steps} must be >= 2")
 
+    def smem_bytes(self, out_dtype=jnp.int32, residual_dtype=None) -> int:
+        """Shared memory of a call, as `mosaic_int8_matmul` allocates it and the Pallas lowering
+        counts it (each buffer aligned to 1 KiB, 8 bytes per barrier): `max_concurrent_steps`
+        `[tile_m, tile_k]` and `[tile_n, tile_k]` int8 TMA buffers and one barrier per step, the
+        `[tile_m, tile_n]` output tile of `out_dtype` and residual tile of `residual_dtype`
+        (when not None), the `[tile_m]` and three `[tile_n]` float32 vectors (scales, bias,
+        output scales) and the epilogue's five barriers."""
+        aligned = lambda nbytes: -(-nbytes // 1024) * 1024  # noqa: E731
+        steps, tm, tn, tk = self.max_concurrent_steps, self.tile_m, self.tile_n, self.tile_k
+        loads = aligned(steps * tm * tk) + aligned(steps * tn * tk)
+        tiles = aligned(tm * tn * jnp.dtype(out_dtype).itemsize) + (
+            0 if residual_dtype is None else aligned(tm * tn * jnp.dtype(residual_dtype).itemsize))
+        vectors = aligned(tm * 4) + 3 * aligned(tn * 4)
+        return loads + tiles + vectors + 8 * (steps + _NUM_BARRIERS)
 
-def heuristic(m: int, n: int, k: int) -> MosaicConfig:
-    """Small M (weight-bound) gets narrow 64×64 tiles for more CTAs; larger M gets 128×128."""
+    def refuses(self, out_dtype=jnp.int32, residual_dtype=None) -> str | None:
+        """Why a call with this output and residual dtype cannot use this config (its buffers
+        exceed Hopper's shared memory per block), or None."""
+        needed = self.smem_bytes(out_dtype, residual_dtype)
+        if needed > HOPPER_SMEM_PER_BLOCK:
+            residual = "no" if residual_dtype is None else f"a {jnp.dtype(residual_dtype)}"
+            return (f"{self} needs {needed} bytes of shared memory for a {jnp.dtype(out_dtype)} "
+                    f"output and {residual} residual, more than Hopper's {HOPPER_SMEM_PER_BLOCK}")
+        return None
+
+
+def heuristic(m: int, n: int, k: int, *, out_dtype=jnp.int32, residual_dtype=None) -> MosaicConfig:
+    """Small M (weight-bound) gets narrow 64×64 tiles for more CTAs; larger M gets 128×128.
+    Four TMA buffers for K >= 512, else two; fewer (down to two) where the call's output and
+    residual tiles would not fit beside them."""
     small = m <= 64
-    tile_n = 64 if small or n % 128 else 128
-    return MosaicConfig(tile_m=64 if small else 128, tile_n=tile_n,
-                        tile_k=128 if k % 128 == 0 else 64, max_concurrent_steps=4 if k >= 512 else 2)
+    tiles = dict(tile_m=64 if small else 128, tile_n=64 if small or n % 128 else 128,
+                 tile_k=128 if k % 128 == 0 else 64)
+    options = [MosaicConfig(**tiles, max_concurrent_steps=steps)
+               for steps in range(4 if k >= 512 else 2, 1, -1)]
+    return next((c for c in options if not c.refuses(out_dtype, residual_dtype)), options[-1])
 
 
-def candidates(m: int, n: int, k: int) -> list[MosaicConfig]:
-    """The configs worth timing for a shape (those that tile N and K)."""
+def candidates(m: int, n: int, k: int, *, out_dtype=jnp.int32, residual_dtype=None) -> list[MosaicConfig]:
+    """The configs worth timing for a shape (those that tile N and K and fit in shared memory
+    with this output and residual dtype)."""
     grid = itertools.product((64, 128), (64, 128, 256), (64, 128), (2, 3, 4, 6))
-    return [MosaicConfig(tile_m=tm, tile_n=tn, tile_k=tk, max_concurrent_steps=steps)
-            for tm, tn, tk, steps in grid if not (n % tn or k % tk or tm * tn > 128 * 128)]
+    configs = [MosaicConfig(tile_m=tm, tile_n=tn, tile_k=tk, max_concurrent_steps=steps)
+               for tm, tn, tk, steps in grid if not (n % tn or k % tk or tm * tn > 128 * 128)]
+    return [c for c in configs if not c.refuses(out_dtype, residual_dtype)]
 
 
 def _swizzled(shape_minor: int, dtype) -> tuple:
@@ -223,14 +263,21 @@ def run(x_q, w_q, x_scale, w_scale, *, bias, residual, config: MosaicConfig | No
         raise NotImplementedError(f"the Mosaic INT8 GEMM needs a Hopper GPU (sm_90 wgmma), "
                                   f"not {device_kind!r}")
     (m, k), n = x_q.shape, w_q.shape[1]
-    cfg = choose(IMPLEMENTATION, device_kind, m, n, k, config)
+    out_dtype = epilogue["out_dtype"]
+    # The raw accumulator has no epilogue, so no residual tile.
+    residual_dtype = None if residual is None or jnp.dtype(out_dtype) == jnp.int32 else residual.dtype
+    # As `base.choose` (explicit, tuned table, heuristic), the heuristic told the epilogue's dtypes.
+    cfg = (config or tuned(IMPLEMENTATION, device_kind, m, n, k)
+           or heuristic(m, n, k, out_dtype=out_dtype, residual_dtype=residual_dtype))
     if n % cfg.tile_n or k % cfg.tile_k:
         raise NotImplementedError(f"the Mosaic INT8 GEMM cannot tile this shape: N={n} and K={k} "
                                   f"must be multiples of tile_n={cfg.tile_n} and tile_k={cfg.tile_k}")
+    if reason := cfg.refuses(out_dtype, residual_dtype):
+        raise NotImplementedError(f"the Mosaic INT8 GEMM declines this config: {reason}")
     x_q, x_scale, residual = pad_rows(cfg.tile_m, x_q, x_scale, residual)
     # wgmma takes 8-bit operands K-major only: the kernel reads the weight as [N, K].
     out = mosaic_int8_matmul(x_q, w_q.T, x_scale, w_scale, bias, residual, config=cfg,
-                             interpret=plgpu.InterpretGPUParams() if interpret else False,
+                             interpret=interpret_params() if interpret else False,
                              **epilogue)
     return out[:m]
 

@@ -40,12 +40,11 @@ from jax.experimental import pallas as pl
 from jax.experimental.pallas import mosaic_gpu as plgpu
 
 from pallas_kernels import epilogue as ep
-from pallas_kernels.devices import is_hopper, lookup
-from pallas_kernels.int8_matmul.base import Implementation, pad_rows, tuned
+from pallas_kernels.devices import HOPPER_SMEM_PER_BLOCK, is_hopper, lookup
+from pallas_kernels.int8_matmul.base import Implementation, interpret_params, pad_rows, tuned
 from pallas_kernels.numerics import check_depth
 
 KERNEL_NAME = "samp_int8_matmul_ws"
-SMEM_BYTES = 227 * 1024  # Hopper's shared memory per CTA
 # Each consumer warpgroup's barriers: one per epilogue operand, one per residual slot.
 _XS, _WS, _BIAS, _OUT_SCALE, _RES = range(5)
 _BARRIERS_PER_WG = _RES + 2
@@ -108,9 +107,10 @@ class WsConfig:
         buffers exceed Hopper's shared memory, or a slot's row is narrower than the 32-byte
         swizzle its TMA copies need (an INT8 output needs `epi_tile_n` >= 32)."""
         needed = self.smem_bytes(out_dtype, residual_dtype)
-        if needed > SMEM_BYTES:
+        if needed > HOPPER_SMEM_PER_BLOCK:
             return (f"{self} needs {needed} bytes of shared memory for a {jnp.dtype(out_dtype)} "
-                    f"output and a {residual_dtype} residual, more than {SMEM_BYTES}")
+                    f"output and a {residual_dtype} residual, more than Hopper's "
+                    f"{HOPPER_SMEM_PER_BLOCK}")
         for dtype in (out_dtype,) if residual_dtype is None else (out_dtype, residual_dtype):
             if self.epi_tile_n * jnp.dtype(dtype).itemsize < 32:
                 return (f"epi_tile_n={self.epi_tile_n} {jnp.dtype(dtype)} columns are narrower than "
@@ -372,7 +372,7 @@ def run(x_q, w_q, x_scale, w_scale, *, bias, residual, config: WsConfig | None, 
     out = ws_int8_matmul(x_q, w_q.T, x_scale, w_scale, bias, residual, config=cfg,
                          out_dtype=out_dtype, activation=activation, out_scale=out_scale,
                          requantize_from=requantize_from, num_sms=_num_sms(device_kind, interpret),
-                         interpret=plgpu.InterpretGPUParams() if interpret else False)
+                         interpret=interpret_params() if interpret else False)
     return out[:m]
 
 

@@ -10,6 +10,7 @@ H100 or A100, no GPU needed) checks "it lowers, and it is the kernel we meant".
 Nothing here imports `samp_jax`: the model-level wiring is tested in tests/samp_jax/ops.
 """
 
+import contextlib
 import json
 import re
 
@@ -39,7 +40,7 @@ from pallas_kernels.int8_matmul import (
     is_hopper,
     mosaic_heuristic,
 )
-from pallas_kernels.int8_matmul import base, mosaic_ws
+from pallas_kernels.int8_matmul import base, mosaic, mosaic_ws
 from pallas_kernels.int8_matmul.tuning import candidates, choose, record, tune, tuned
 from tests import numerics_reference
 
@@ -303,6 +304,32 @@ class TestCompiled(Int8MatmulChecks):
 # Validation, implementation choice and configs: nothing below runs a kernel body.
 
 
+def test_the_race_detector_catches_a_planted_race(monkeypatch, mosaic_races):
+    """The interpret-mode tests run the Mosaic kernels with the race detector on and fail on a
+    race (`mosaic_races`, tests/conftest.py). Planted: the warp-specialized kernel's store no
+    longer waits for the TMA store two slices back before it rewrites that slot, so the TMA
+    engine reads a slot the warpgroup is writing. Without the plant, the same call is clean."""
+    x, w, xs, ws = _operands(128, 128, 256)
+    rng = np.random.default_rng(0)
+    kwargs = dict(bias=jnp.asarray(rng.normal(size=(256,)), jnp.float32), activation="gelu",
+                  residual=jnp.asarray(rng.normal(size=(128, 256)), jnp.float16),
+                  implementation="mosaic_ws", interpret=True,
+                  config=WsConfig(tile_m=64, tile_n=64, tile_k=64, max_concurrent_steps=2, epi_tile_n=16))
+    int8_matmul(x, w, xs, ws, **kwargs).block_until_ready()
+    assert mosaic_races and not any(state.races_found for state in mosaic_races)
+    wait = mosaic_ws.plgpu.wait_smem_to_gmem
+
+    def planted(n, *args, **kw):  # drops the "slot is free again" wait, keeps the others
+        return None if n == 1 else wait(n, *args, **kw)
+    monkeypatch.setattr(mosaic_ws.plgpu, "wait_smem_to_gmem", planted)
+    del mosaic_races[:]
+    out = int8_matmul(x, w, xs, ws, **kwargs).block_until_ready()
+    jax.effects_barrier()
+    assert out.shape == (128, 256) and mosaic_races
+    assert any(state.races_found for state in mosaic_races)
+    del mosaic_races[:]  # found, as it should be: not this test's failure
+
+
 def test_bad_inputs_raise_value_error():
     x, w, xs, ws = _operands(8, 384, 128)
     with pytest.raises(ValueError, match="must be int8"):
@@ -476,7 +503,97 @@ def test_the_warp_specialized_kernel_lowers_for_hopper(monkeypatch, out_dtype, r
                         S((), jnp.float32))
     assert gpu_kernel_calls(hlo) == ["mosaic_gpu_v2"] and WS_KERNEL_NAME in hlo
     config = mosaic_ws.heuristic(4096, n, k, out_dtype=out_dtype, residual_dtype=residual_dtype)
-    assert allocated[-1] == config.smem_bytes(out_dtype, residual_dtype) <= 227 * 1024
+    assert allocated[-1] == config.smem_bytes(out_dtype, residual_dtype) <= devices.HOPPER_SMEM_PER_BLOCK
+
+
+@pytest.mark.parametrize("config, out_dtype, residual_dtype", [
+    (MosaicConfig(), jnp.float32, jnp.float32),  # 128x128, four buffers: 266,312 bytes
+    (MosaicConfig(), jnp.bfloat16, jnp.float32),  # 233,544 bytes
+    (MosaicConfig(), jnp.int32, None),
+    (MosaicConfig(tile_m=64, tile_n=256, max_concurrent_steps=3), jnp.int8, jnp.float16),
+    (MosaicConfig(tile_m=128, tile_n=64, tile_k=64, max_concurrent_steps=2), jnp.float16, jnp.float16)])
+def test_the_mosaic_kernel_counts_its_shared_memory_as_the_lowering_allocates_it(
+        monkeypatch, config, out_dtype, residual_dtype):
+    """`MosaicConfig.smem_bytes` is what the Mosaic GPU lowering allocates (and checks against
+    Hopper's 227 KiB), byte for byte, whether or not it fits."""
+    allocated, tree_size = [], mosaic_gpu_core._smem_tree_size
+    monkeypatch.setattr(mosaic_gpu_core, "_smem_tree_size",
+                        lambda tree: allocated.append(tree_size(tree)) or allocated[-1])
+    m, n, k = 256, 512, 768
+    S = jax.ShapeDtypeStruct
+    requant = out_dtype == jnp.int8
+
+    def fn(x, w_t, xs, ws, b, r):
+        return mosaic.mosaic_int8_matmul(x, w_t, xs, ws, b, r, out_dtype=out_dtype, activation="gelu",
+                                         out_scale=0.05 if requant else None, config=config)
+    args = (S((m, k), jnp.int8), S((n, k), jnp.int8), S((m,), jnp.float32), S((n,), jnp.float32),
+            S((n,), jnp.float32), None if residual_dtype is None else S((m, n), residual_dtype))
+    needed = config.smem_bytes(out_dtype, residual_dtype)
+    if needed > devices.HOPPER_SMEM_PER_BLOCK:
+        with pytest.raises(ValueError, match=f"smem_bytes={needed} > max_smem_bytes=232448"):
+            lower_for_gpu(fn, *args)
+        assert "shared memory" in config.refuses(out_dtype, residual_dtype)
+    else:
+        assert MOSAIC_KERNEL_NAME in lower_for_gpu(fn, *args)
+        assert config.refuses(out_dtype, residual_dtype) is None
+    assert allocated[-1] == needed
+
+
+def test_the_mosaic_heuristic_and_candidates_fit_the_calls_dtypes():
+    """With an FP32 (or BF16) output and an FP32 residual, 128x128 tiles with four TMA buffers
+    exceed Hopper's shared memory: the heuristic drops buffers until the call fits, and the
+    candidates offer only configs that fit."""
+    assert devices.HOPPER_SMEM_PER_BLOCK == 232448 == devices.by_name("h100").smem_per_block
+    shape = (4096, 768, 3072)  # BERT-base's FFN output at 4,096 tokens
+    assert mosaic_heuristic(*shape).max_concurrent_steps == 4  # the raw accumulator fits
+    for out_dtype, residual_dtype in [(jnp.float32, jnp.float32), (jnp.bfloat16, jnp.float32),
+                                      (jnp.float16, jnp.float16), (jnp.int8, jnp.float32),
+                                      (jnp.float32, None), (jnp.int32, None)]:
+        dtypes = dict(out_dtype=out_dtype, residual_dtype=residual_dtype)
+        config = mosaic_heuristic(*shape, **dtypes)
+        assert config.refuses(out_dtype, residual_dtype) is None, (config, dtypes)
+        assert (config.tile_m, config.tile_n) == (128, 128)
+        options = mosaic.candidates(*shape, **dtypes)
+        assert options and not any(c.refuses(out_dtype, residual_dtype) for c in options)
+    wide = dict(out_dtype=jnp.float32, residual_dtype=jnp.float32)
+    assert mosaic_heuristic(*shape, **wide).max_concurrent_steps == 2
+    assert len(mosaic.candidates(*shape, **wide)) < len(mosaic.candidates(*shape))
+
+
+def test_a_mosaic_config_that_does_not_fit_is_declined():
+    """An explicit config that cannot fit the call is declined with NotImplementedError naming
+    the bytes and the limit (interpreted too: the GPU could not run it)."""
+    x, w, xs, ws = _operands(8, 512, 128)
+    residual = jnp.zeros((8, 128), jnp.float32)
+    with pytest.raises(NotImplementedError, match="declines this config.*needs 266312 bytes.*232448"):
+        int8_matmul(x, w, xs, ws, residual=residual, out_dtype=jnp.float32, implementation="mosaic",
+                    config=MosaicConfig(), interpret=True)
+
+
+def test_a_tuned_mosaic_config_that_does_not_fit_the_call_falls_back_to_triton(tmp_path, monkeypatch):
+    """The tuned table is keyed by shape alone: its 128x128, four-buffer entry fits an FP16
+    output without a residual, not an FP32 output with an FP32 residual, which Hopper's
+    automatic order then hands to Triton instead of failing to lower."""
+    monkeypatch.setattr(base, "TUNED_DIR", tmp_path)
+    m, k, n = 4096, 3072, 768
+    record("mosaic", H100, m, n, k, MosaicConfig(), tmp_path)
+    S = jax.ShapeDtypeStruct
+    args = (S((m, k), jnp.int8), S((k, n), jnp.int8), S((m, 1), jnp.float32), S((n,), jnp.float32),
+            S((n,), jnp.float32))
+    for out_dtype, residual_dtype, call_target in [
+            (jnp.float16, None, "mosaic_gpu_v2"), (jnp.float16, jnp.float16, "mosaic_gpu_v2"),
+            (jnp.float32, jnp.float32, "__gpu$xla.gpu.triton"),
+            (jnp.bfloat16, jnp.float32, "__gpu$xla.gpu.triton")]:
+        def fn(x, w, xs, ws, b, r, out_dtype=out_dtype):
+            return int8_matmul(x, w, xs, ws, bias=b, activation="gelu", residual=r, out_dtype=out_dtype)
+        residual = None if residual_dtype is None else S((m, n), residual_dtype)
+        hlo = lower_for_gpu(fn, *args, residual)
+        assert gpu_kernel_calls(hlo) == [call_target], (out_dtype, residual_dtype)
+        with pytest.raises(NotImplementedError, match="declines this config") if (
+                call_target != "mosaic_gpu_v2") else contextlib.nullcontext():
+            lower_for_gpu(lambda *a, out_dtype=out_dtype: int8_matmul(
+                *a[:4], bias=a[4], residual=a[5], out_dtype=out_dtype, implementation="mosaic"),
+                *args, residual)
 
 
 def test_heuristics_small_and_large_m():
@@ -597,13 +714,77 @@ def test_tuning_picks_the_fastest_and_the_table_round_trips(tmp_path):
             if config == options[0]:
                 raise ValueError("exceeds available shared memory")
             return 1.0 if config == target else 2.0
-        best, ms = tune(impl, 4096, 768, 3072, fake_time)
-        assert best == target and ms == 1.0
-        record(impl, H100, 3000, 768, 3072, best, tmp_path)
-        assert tuned(impl, H100, 4096, 768, 3072, tmp_path) == best  # 3000 -> 4096
+        found = tune(impl, 4096, 768, 3072, fake_time, check=None)
+        assert found.config == target and found.ms == 1.0 and found.complete
+        assert found.failed == [(options[0], "ValueError: exceeds available shared memory")]
+        record(impl, H100, 3000, 768, 3072, found.config, tmp_path)
+        assert tuned(impl, H100, 4096, 768, 3072, tmp_path) == found.config  # 3000 -> 4096
         assert tuned(impl, A100, 4096, 768, 3072, tmp_path) is None
     assert set(json.loads((tmp_path / "h100.json").read_text())) == set(IMPLS)  # one file, both
     with pytest.raises(RuntimeError, match="no triton config ran"):
-        tune("triton", 16, 768, 768, lambda c: (_ for _ in ()).throw(RuntimeError("boom")))
+        tune("triton", 16, 768, 768, lambda c: (_ for _ in ()).throw(RuntimeError("boom")), check=None)
     with pytest.raises(ValueError, match="'cutlass' is not one of"):
         candidates("cutlass", 16, 768, 768)
+
+
+def test_a_candidate_with_a_wrong_accumulator_or_any_error_cannot_win(monkeypatch):
+    """Before it is timed, each candidate's raw int32 accumulator must equal XLA's
+    (`accumulator_check`); one that computes a wrong one, or raises anything at all, is
+    recorded as failed with the reason, however fast it would be."""
+    from pallas_kernels.int8_matmul import tuning
+    options = [Config(block_m=16, block_n=64, block_k=64), Config(block_m=16, block_n=128, block_k=64),
+               Config(block_m=32, block_n=64, block_k=32)]
+    wrong, raises = options[0], options[2]
+    monkeypatch.setattr(tuning, "candidates", lambda *_: options)
+    x, w, _, _ = _operands(16, 128, 128)
+    kernel = tuning.int8_matmul
+
+    def broken(*args, config, **kwargs):  # one config drops a K step, one trips over itself
+        if config == raises:
+            raise TypeError("unexpected keyword")
+        acc = kernel(*args, config=config, **kwargs)
+        return acc.at[3, 5].add(1) if config == wrong else acc
+    monkeypatch.setattr(tuning, "int8_matmul", broken)
+    check = tuning.accumulator_check("triton", x, w, interpret=True)
+    found = tune("triton", 16, 128, 128, lambda c: 0.5 if c in (wrong, raises) else 1.0, check=check)
+    assert found.config == options[1] and found.ms == 1.0
+    assert [(c, r.split(":")[0]) for c, r in found.failed] == [(wrong, "AssertionError"),
+                                                               (raises, "TypeError")]
+    assert "1 of 2048 values differ" in found.failed[0][1]
+
+
+def test_tuning_stops_at_its_deadline_with_what_it_has(monkeypatch):
+    """No candidate starts after the deadline: the best so far wins, marked incomplete; with
+    none run, it says how many were left untried."""
+    from pallas_kernels.int8_matmul import tuning
+    clock = [0.0]
+    monkeypatch.setattr(tuning, "time", type("Clock", (), {"monotonic": staticmethod(lambda: clock[0])}))
+    options = candidates("triton", 4096, 768, 3072)
+
+    def slow(config):  # each candidate takes 10 s; later ones would be faster
+        clock[0] += 10
+        return 100.0 - clock[0]
+    found = tune("triton", 4096, 768, 3072, slow, check=None, deadline=25.0)
+    assert found.config == options[2] and found.ms == 70.0 and not found.complete
+    with pytest.raises(RuntimeError, match=f"0 of 0 tried failed, {len(options)} not tried"):
+        tune("triton", 4096, 768, 3072, slow, check=None, deadline=clock[0] - 1)
+
+
+def test_the_tuned_table_is_written_atomically(tmp_path, monkeypatch):
+    """`record` writes a temporary file beside the table and renames it over the table: a
+    write that fails leaves the previous table whole, and no temporary file behind."""
+    first = Config(block_m=32, block_n=64, block_k=32)
+    path = record("triton", H100, 64, 768, 768, first, tmp_path)
+    before = path.read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["h100.json"]
+    assert path.stat().st_mode & 0o777 == 0o644
+
+    def fail(*_):
+        raise OSError("disk full")
+    with monkeypatch.context() as patch, pytest.raises(OSError, match="disk full"):
+        patch.setattr(base.os, "replace", fail)
+        record("triton", H100, 128, 768, 768, Config(), tmp_path)
+    assert path.read_text() == before and sorted(p.name for p in tmp_path.iterdir()) == ["h100.json"]
+    record("triton", H100, 128, 768, 768, Config(), tmp_path)
+    assert tuned("triton", H100, 64, 768, 768, tmp_path) == first
+    assert tuned("triton", H100, 128, 768, 768, tmp_path) == Config()

@@ -259,14 +259,18 @@ def test_an_int8_model_through_the_compiled_kernels_is_the_xla_model(activation)
     assert _cosine(kernels, xla).min() > 0.999
 
 
-def test_whole_int8_model_lowers_to_the_mosaic_and_fused_kernels_for_h100():
+@pytest.mark.parametrize("dtype", [None, jnp.float32])
+def test_whole_int8_model_lowers_to_the_mosaic_and_fused_kernels_for_h100(dtype):
     """fully_quant BERT (2 layers) lowered for an abstract H100 on the CPU: every INT8 GEMM is
-    the Mosaic kernel and every LayerNorm feeding an INT8 site is the fused LN+quant kernel."""
+    the Mosaic kernel and every LayerNorm feeding an INT8 site is the fused LN+quant kernel.
+    In FP32 too, where the FFN output's FP32 output and residual tiles leave room for fewer
+    TMA buffers (with the default four those tiles do not fit in Hopper's shared memory)."""
     from flax import nnx
 
     from samp_jax import EncoderConfig, EncoderModel, PrecisionMap, quantize
     config = EncoderConfig.bert_base().replace(num_layers=2)
-    model = quantize(EncoderModel(config, rngs=nnx.Rngs(0)), PrecisionMap.preset("fully_quant", 2))
+    model = quantize(EncoderModel(config, rngs=nnx.Rngs(0)), PrecisionMap.preset("fully_quant", 2),
+                     **({} if dtype is None else {"dtype": dtype}))
     graphdef, state = nnx.split(model)
     S = jax.ShapeDtypeStruct
     hlo = lower_for_gpu(lambda s, ids, mask: nnx.merge(graphdef, s)(ids, mask), state,
