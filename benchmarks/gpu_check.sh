@@ -26,6 +26,7 @@ set -u
 RESULTS=${RESULTS:-$PWD/benchmarks/results}; OUT=${OUT:-$PWD/gpu_out}; QUICK=${QUICK:-0}
 LOGS=${LOGS:-$(mktemp -d /tmp/gpu_check_logs.XXXXXX)}  # step logs, packed into $OUT/gpu_check.tgz
 mkdir -p "$RESULTS" "$OUT" "$LOGS"
+touch "$LOGS/.start"  # results older than this are an earlier run's
 PY=${PYTHON:-python3}
 export PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false
 # one persistent compilation cache for all steps (the profile reuses the e2e step's executables),
@@ -41,8 +42,9 @@ DEVICE=$($PY -c "import jax, re; print(re.sub(r'[^A-Za-z0-9]+', '_', jax.devices
 MINILM=${MINILM:-$PWD/.carry/minilm-fp16}
 SUMMARY="$RESULTS/$DEVICE-gpu_check.json"
 START=$(date +%s); STEPS=""
-pack() {  # every result of this device and every log so far, in the two files $OUT keeps
-  tar czf "$OUT/gpu_check.tgz.part" -C "$RESULTS" $(cd "$RESULTS" && ls -d "$DEVICE"-* 2>/dev/null) \
+pack() {  # this run's results (not an earlier run's files in $RESULTS) and its logs so far
+  tar czf "$OUT/gpu_check.tgz.part" -C "$RESULTS" \
+    $(cd "$RESULTS" && find . -maxdepth 1 -name "$DEVICE-*" -newer "$LOGS/.start" -printf '%P\n') \
     -C "$LOGS" . && mv "$OUT/gpu_check.tgz.part" "$OUT/gpu_check.tgz"
   cp "$SUMMARY" "$OUT/" 2>/dev/null
 }
@@ -94,9 +96,9 @@ open('$RESULTS/$DEVICE-env.json', 'w').write(json.dumps(doc, indent=1)); print(d
 # a per-test limit where pytest-timeout is installed (the GPU image has it)
 PER_TEST=$($PY -c "import pytest_timeout" 2>/dev/null && echo "--timeout 60")
 step tests ${T_TESTS:-90} $PY -m pytest -v -p no:cacheprovider -m gpu -rfE $PER_TEST \
-  -k "not warp_specialized" tests/pallas_kernels tests/samp_jax/ops --junitxml "$LOGS/tests.xml"
+  -k "not (warp_specialized or mosaic_ws)" tests/pallas_kernels tests/samp_jax/ops --junitxml "$LOGS/tests.xml"
 step tests_ws ${T_TESTS_WS:-40} $PY -m pytest -v -p no:cacheprovider -m gpu -rfE $PER_TEST \
-  -k warp_specialized tests/pallas_kernels --junitxml "$LOGS/tests_ws.xml"
+  -k "warp_specialized or mosaic_ws" tests/pallas_kernels --junitxml "$LOGS/tests_ws.xml"
 $PY -c "
 import json, xml.etree.ElementTree as ET
 doc = {}

@@ -39,7 +39,7 @@ _EXPORTS = {
 }
 
 # the library's subpackages, reachable as attributes (`samp_jax.tasks.load_task`) on first use
-_SUBPACKAGES = ("core", "models", "ops", "ptq", "serving", "tasks", "training")
+_SUBPACKAGES = ("core", "data", "models", "ops", "ptq", "serving", "tasks", "training")
 
 __all__ = sorted([*_EXPORTS, "__version__"])
 

@@ -182,7 +182,7 @@ def fastest_passing_preset(runner: Runner, preset_outputs: Mapping[str, Outputs]
     (then the first, in `preset_maps` order); None when none passes."""
     best = None
     for name, out in preset_outputs.items():
-        if measure(out) > allowed:
+        if not measure(out) <= allowed:  # NaN (e.g. a constant score's Spearman) does not pass
             continue
         preset = runner.switch.choices_for(
             next(e.precision_map for e in runner.evaluated if e.kind == Kind.PRESET and e.name == name))

@@ -482,6 +482,12 @@ def run_from_args(args) -> int:
             print(f"\n{model} ({result['device']}): median latency (speed-up vs samp-jax FP16)")
             print(markdown_table(result, model))
         print(f"\nwrote {out} and {out.with_suffix('.png')}")
+    failed = [r for r in result["rows"] if "error" in r]
+    if failed:  # recorded in the JSON; the exit status says so too (a GPU run's summary reads it)
+        names = sorted({r["contender"] for r in failed})
+        print(f"samp-jax bench: error: {len(failed)} of {len(result['rows'])} rows failed "
+              f"({', '.join(names)}): see 'error' in {out}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -42,7 +42,8 @@ two maps with the same table of precisions compare equal whatever their clips.
 Reading is strict (`PrecisionMapError` naming the rule and the field): a key given twice in
 any object (`strict_json.loads` remembers them), a list or object where a name goes, a
 calibrator not in `CALIBRATOR_NAMES`, and a clip whose activation scale (`clip / 127` for
-INT8, `clip / 448` for FP8, as float32) is not finite or is below `SCALE_EPS` are refused.
+INT8, `clip / 448` for FP8, as float32) float32 cannot hold are refused. A clip whose scale
+lies below `SCALE_EPS` runs at `SCALE_EPS`, as `quantize` floors every scale.
 """
 
 from __future__ import annotations
@@ -174,20 +175,19 @@ class SitePrecision:
 
     def _check_clip_scale(self, clip: float) -> None:
         """Refuses a clip whose activation scale (`clip / 127` for INT8, `clip / 448` for FP8,
-        stored as float32, as `samp_jax.quantize` makes it) float32 cannot hold or lies below
-        the smallest scale, `SCALE_EPS`: the one would fail inside `quantize`, the other be
-        raised to the floor while the map kept a clip the model does not run."""
+        stored as float32, as `samp_jax.quantize` makes it) float32 cannot hold: it would fail
+        inside `quantize`. A clip whose scale lies below `SCALE_EPS` runs at `SCALE_EPS`, as
+        `quantize` floors every scale (a calibrator gives such a clip for an input that is all
+        but zero, and a search writes it)."""
         divisor = FP8_E4M3_MAX if self.precision == "fp8_e4m3" else INT8_MAX
         with np.errstate(over="ignore"):
             scale = np.float32(clip / divisor)
-        if np.isfinite(scale) and scale >= np.float32(SCALE_EPS):
+        if np.isfinite(scale):
             return
-        why = "which float32 cannot hold" if not np.isfinite(scale) else \
-            f"below the smallest scale {SCALE_EPS:g}"
-        low, high = SCALE_EPS * divisor, float(np.finfo(np.float32).max) * divisor
+        high = float(np.finfo(np.float32).max) * divisor
         raise PrecisionMapError(f"clip={clip!r} gives the activation scale clip / {divisor:g} = "
-                                f"{clip / divisor:.4g}, {why}; expected {low:.4g} <= clip <= "
-                                f"{high:.4g} for {self}")
+                                f"{clip / divisor:.4g}, which float32 cannot hold; expected "
+                                f"0 < clip <= {high:.4g} for {self}")
 
     @property
     def is_quantized(self) -> bool:

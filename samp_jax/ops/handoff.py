@@ -10,11 +10,11 @@ The float layers ask one question, `int8_handoff(consumer, via=...)`, at each ha
   INT8 GEMM (`ffn_out`).
 
 The answer is the consumer's scales (`Int8Input`), or None: then the consumer takes float input
-and quantizes it itself, which gives the same numbers: each hand-off quantizes its output
-rounded to the compute dtype, the float tensor the consumer would read
-(`pallas_kernels.numerics.requantize`). One difference: an epilogue value past FP16's range
-saturates to +-127, as a value past the static clip does, where the consumer's own quantizer
-makes the whole row NaN (`quantize_rows`).
+and quantizes it itself. Each hand-off quantizes its output rounded to the compute dtype, the
+float tensor the consumer would read (`pallas_kernels.numerics.requantize`), so the numbers are
+the consumer's own up to the fused kernels' float32 reduction order; and an epilogue value past
+FP16's range saturates to +-127, as a value past the static clip does, where the consumer's own
+quantizer makes the whole row NaN (`quantize_rows`).
 """
 
 from __future__ import annotations

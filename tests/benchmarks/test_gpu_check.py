@@ -73,6 +73,8 @@ def test_gpu_check_runs_every_step_quickly_on_the_cpu(tmp_path, minilm_dir):
     carried = minilm_fp16.write_fp16_copy(minilm_dir, tmp_path / "minilm-fp16")
     assert (carried / "model.safetensors").stat().st_size < 0.6 * (minilm_dir / "model.safetensors").stat().st_size
     results = tmp_path / "results"
+    results.mkdir()
+    (results / "cpu-e2e-old.json").write_text("{}")  # an earlier run's file: never packed
     env = {**os.environ, "QUICK": "1", "RESULTS": str(results), "OUT": str(tmp_path / "out"),
            "MINILM": str(carried), "PYTHON": os.environ.get("PYTHON", "python")}
     env["PATH"] = f"{os.path.dirname(os.sys.executable)}:{env['PATH']}"
@@ -99,7 +101,8 @@ def test_gpu_check_runs_every_step_quickly_on_the_cpu(tmp_path, minilm_dir):
     assert out == ["cpu-gpu_check.json", "gpu_check.tgz"]
     with tarfile.open(tmp_path / "out" / "gpu_check.tgz") as packed:
         names = {Path(n).name for n in packed.getnames()}
-    assert {p.name for p in results.iterdir()} <= names and {"gemm.log", "e2e.log"} <= names
+    assert {p.name for p in results.iterdir()} - {"cpu-e2e-old.json"} <= names
+    assert {"gemm.log", "e2e.log"} <= names and "cpu-e2e-old.json" not in names
 
 
 def _check_gemm_rows(result):

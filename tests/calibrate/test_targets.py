@@ -469,3 +469,17 @@ def test_cached_tables_are_kept_apart_by_family_and_architecture():
     assert len(names) == 3
     assert table_name(deberta, cpu, 32, 16) == table_name(deberta.replace(), cpu, 32, 16)
     assert "-deberta-v2-" in table_name(deberta, cpu, 32, 16)
+
+
+def test_a_preset_whose_measure_is_nan_does_not_pass(tiny, calibration):
+    """A NaN drop (a Spearman of constant scores) is not within any tolerance: the fastest
+    preset with a NaN measure is passed by, for the fastest one that passes."""
+    options = resolve_target("h100").search_options(["int8-dynamic", "int8-static"])
+    runner = _runner(tiny, calibration, options)
+    _, outputs = evaluate_presets(runner)
+    measure = lambda out: float("nan") if out is outputs["fully_quant_static"] else 0.0  # noqa: E731
+    passing = fastest_passing_preset(runner, outputs, measure, 0.5)
+    assert passing[0] != "fully_quant_static"
+    latency = {n: runner.table.map_ms(p) for n, p in preset_maps(options, 3).items()}
+    others = {n: ms for n, ms in latency.items() if n != "fully_quant_static"}
+    assert passing[3] == pytest.approx(min(others.values()))

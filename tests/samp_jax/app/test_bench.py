@@ -82,3 +82,19 @@ def test_contenders_run_in_the_order_given_and_a_failure_is_a_row(monkeypatch):
     assert all(r["error"] == "RuntimeError: INTERNAL: planted compile failure" and
                "median_ms" not in r for r in failed)
     assert all(r["median_ms"] > 0 for r in result["rows"] if r["batch"] == 1)
+
+
+def test_the_cli_exits_1_when_a_row_failed_and_keeps_the_rows(tmp_path, monkeypatch, capsys):
+    """A contender that fails to build is in the results file with its error, and the exit
+    status says something failed (a GPU run's step summary reads it)."""
+    def broken(*args, **kwargs):
+        raise RuntimeError("planted build failure")
+
+    monkeypatch.setattr(bench, "build_samp", broken)
+    out = tmp_path / "e2e.json"
+    assert main(["bench", "--models", "tiny", "--shapes", "1x32", "--contenders", "samp_fp16",
+                 "--repeats", "1", "--inner", "1", "--out", str(out)]) == 1
+    rows = json.loads(out.read_text())["rows"]
+    assert rows == [{"model": "tiny", "batch": 1, "seq": 32, "contender": "samp_fp16",
+                     "error": "RuntimeError: planted build failure"}]
+    assert "1 of 1 rows failed (samp_fp16)" in capsys.readouterr().err

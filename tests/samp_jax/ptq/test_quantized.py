@@ -156,16 +156,16 @@ def test_sidecars_without_labels_pooling_or_tokenizer_still_load(tmp_path):
     np.testing.assert_array_equal(np.asarray(loaded(ids)), np.asarray(q(ids)))
 
 
-def test_a_pruned_neuron_and_the_smallest_clip_save_and_load(tmp_path):
-    """An all-zero weight column (a pruned neuron) and the smallest clip a map may state
-    (127 * SCALE_EPS: one below it is refused) both quantize to the floor scale, 1e-12 as
-    float32 (9.99999996e-13): the folder loads again."""
+def test_a_pruned_neuron_and_a_tiny_clip_save_and_load(tmp_path):
+    """An all-zero weight column (a pruned neuron) and a clip far below 127 * SCALE_EPS (an
+    input that is all but zero) both quantize to the floor scale, 1e-12 as float32
+    (9.99999996e-13): the folder loads again."""
     model = _tiny_classifier()
     model.encoder.layers[0].ffn_in.kernel.value = model.encoder.layers[0].ffn_in.kernel.value.at[:, 3].set(0.0)
     pmap = PrecisionMap.from_dict({"num_layers": TINY_CONFIG.num_layers, "default": {"precision": "fp32"},
                                    "rules": [{"sites": ["ffn_in"], "precision": "int8"},
                                              {"sites": ["ffn_out"], "precision": "int8",
-                                              "activation": "static", "clip": 127 * SCALE_EPS}]})
+                                              "activation": "static", "clip": 1e-30}]})
     q = quantize(model, pmap)
     assert float(q.model.encoder.layers[0].ffn_out.act_scale[...]) == float(np.float32(SCALE_EPS))
     q.save(tmp_path / "q")
