@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from calibrate.calibration.calibrators import TINY_AMAX, HistogramStats, get_calibrator
 from calibrate.calibration.observers import SiteKey, channel_absmax_reduce, histogram_reduce, make_pass
 from samp_jax.models.model import check_ids
-from samp_jax.core.precision import SITES, PrecisionMap
+from samp_jax.core.precision import CALIBRATOR_NAMES, SITES, PrecisionMap
 from samp_jax.core.primitives import smoothing_factors
 from samp_jax.ptq.quantized import SiteCalibration
 
@@ -173,7 +173,9 @@ def map_with_calibration(precision_map: PrecisionMap, calibration: Calibration |
                          compute_dtype: str | None = None) -> PrecisionMap:
     """`precision_map` with every static site's calibrator and clip from `calibration` written
     in (`PrecisionMap.with_calibration`), and `compute_dtype`: a map that alone rebuilds the
-    model `quantize(model, precision_map, calibration, dtype=compute_dtype)` builds.
+    model `quantize(model, precision_map, calibration, dtype=compute_dtype)` builds. A map names
+    only calibrators `calibrate` runs: a clip from a calibration of another name (one the
+    caller made and named) is written alone.
 
     Raises:
       ValueError: a smoothed calibration (its per-channel scales have no place in a map).
@@ -187,7 +189,9 @@ def map_with_calibration(precision_map: PrecisionMap, calibration: Calibration |
         if not p.needs_calibration or stats is None:
             continue
         if p.precision == "int8":
-            methods[(layer, site)] = per_site.get(f"{layer}.{site}", calibration.method)
+            name = per_site.get(f"{layer}.{site}", calibration.method)
+            if name in CALIBRATOR_NAMES:
+                methods[(layer, site)] = name
             clips[(layer, site)] = stats.amax
         else:  # FP8: max |x|, whatever the calibrator
             clips[(layer, site)] = stats.absmax

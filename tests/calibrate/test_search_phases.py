@@ -391,6 +391,10 @@ def test_search_picks_static_clips_per_site_from_candidate_calibrations(tiny, ca
     summary = json.loads(json.dumps(result.summary()))
     assert summary["static_calibration"]["site_methods"]["1.ffn_in"] == "minmax"
     assert summary["calibration"] == "per-site" and result.compilations == 1
+    # the map names only calibrators `calibrate` runs; the caller's "broken" clips stand alone
+    written = result.precision_map
+    assert set(written.site_methods().values()) <= {"minmax"} and written.stored_clips()
+    assert PrecisionMap.from_json(written.to_json()).stored_clips() == written.stored_clips()
     # one calibration: used as given, nothing picked
     single = search(tiny, batches, calibration=calibration, **kwargs)
     assert single.calibration is calibration and single.static_calibration is None
