@@ -266,9 +266,14 @@ def run(x_q, w_q, x_scale, w_scale, *, bias, residual, config: MosaicConfig | No
     out_dtype = epilogue["out_dtype"]
     # The raw accumulator has no epilogue, so no residual tile.
     residual_dtype = None if residual is None or jnp.dtype(out_dtype) == jnp.int32 else residual.dtype
-    # As `base.choose` (explicit, tuned table, heuristic), the heuristic told the epilogue's dtypes.
-    cfg = (config or tuned(IMPLEMENTATION, device_kind, m, n, k)
-           or heuristic(m, n, k, out_dtype=out_dtype, residual_dtype=residual_dtype))
+    # As `base.choose` (explicit, tuned table, heuristic), the heuristic told the epilogue's
+    # dtypes. A tuned entry is keyed by shape alone: one that does not fit this call's output
+    # and residual tiles gives way to the heuristic's, which does; an explicit config is kept
+    # (and declined below when it does not fit).
+    cfg = config or tuned(IMPLEMENTATION, device_kind, m, n, k)
+    if config is None and cfg is not None and cfg.refuses(out_dtype, residual_dtype):
+        cfg = None
+    cfg = cfg or heuristic(m, n, k, out_dtype=out_dtype, residual_dtype=residual_dtype)
     if n % cfg.tile_n or k % cfg.tile_k:
         raise NotImplementedError(f"the Mosaic INT8 GEMM cannot tile this shape: N={n} and K={k} "
                                   f"must be multiples of tile_n={cfg.tile_n} and tile_k={cfg.tile_k}")

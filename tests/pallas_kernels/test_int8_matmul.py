@@ -570,30 +570,31 @@ def test_a_mosaic_config_that_does_not_fit_is_declined():
                     config=MosaicConfig(), interpret=True)
 
 
-def test_a_tuned_mosaic_config_that_does_not_fit_the_call_falls_back_to_triton(tmp_path, monkeypatch):
+def test_a_tuned_mosaic_config_that_does_not_fit_the_call_gives_way_to_the_heuristic(tmp_path, monkeypatch):
     """The tuned table is keyed by shape alone: its 128x128, four-buffer entry fits an FP16
-    output without a residual, not an FP32 output with an FP32 residual, which Hopper's
-    automatic order then hands to Triton instead of failing to lower."""
+    output without a residual, not an FP32 output with an FP32 residual, for which the
+    heuristic's config (fewer buffers) runs on Mosaic instead of failing to lower."""
     monkeypatch.setattr(base, "TUNED_DIR", tmp_path)
     m, k, n = 4096, 3072, 768
     record("mosaic", H100, m, n, k, MosaicConfig(), tmp_path)
     S = jax.ShapeDtypeStruct
     args = (S((m, k), jnp.int8), S((k, n), jnp.int8), S((m, 1), jnp.float32), S((n,), jnp.float32),
             S((n,), jnp.float32))
-    for out_dtype, residual_dtype, call_target in [
-            (jnp.float16, None, "mosaic_gpu_v2"), (jnp.float16, jnp.float16, "mosaic_gpu_v2"),
-            (jnp.float32, jnp.float32, "__gpu$xla.gpu.triton"),
-            (jnp.bfloat16, jnp.float32, "__gpu$xla.gpu.triton")]:
+    for out_dtype, residual_dtype, tuned_fits in [
+            (jnp.float16, None, True), (jnp.float16, jnp.float16, True),
+            (jnp.float32, jnp.float32, False), (jnp.bfloat16, jnp.float32, False)]:
         def fn(x, w, xs, ws, b, r, out_dtype=out_dtype):
             return int8_matmul(x, w, xs, ws, bias=b, activation="gelu", residual=r, out_dtype=out_dtype)
         residual = None if residual_dtype is None else S((m, n), residual_dtype)
         hlo = lower_for_gpu(fn, *args, residual)
-        assert gpu_kernel_calls(hlo) == [call_target], (out_dtype, residual_dtype)
+        assert gpu_kernel_calls(hlo) == ["mosaic_gpu_v2"], (out_dtype, residual_dtype)
+        assert (MosaicConfig().refuses(out_dtype, residual_dtype) is None) == tuned_fits
+        # the same config given explicitly is declined (the automatic order then moves on)
         with pytest.raises(NotImplementedError, match="declines this config") if (
-                call_target != "mosaic_gpu_v2") else contextlib.nullcontext():
+                not tuned_fits) else contextlib.nullcontext():
             lower_for_gpu(lambda *a, out_dtype=out_dtype: int8_matmul(
-                *a[:4], bias=a[4], residual=a[5], out_dtype=out_dtype, implementation="mosaic"),
-                *args, residual)
+                *a[:4], bias=a[4], residual=a[5], out_dtype=out_dtype, implementation="mosaic",
+                config=MosaicConfig()), *args, residual)
 
 
 def test_heuristics_small_and_large_m():
