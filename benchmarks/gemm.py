@@ -43,7 +43,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from samp_jax.serving.timing import time_ms
+from samp_jax.serving.timing import error_line, time_ms
 from pallas_kernels import devices
 from pallas_kernels.int8_matmul import (KERNEL_NAME, MOSAIC_KERNEL_NAME, WS_KERNEL_NAME, default_order,
                                         int8_matmul)
@@ -132,10 +132,10 @@ def _ran(kernel, fn, *args) -> str | None:
 
 def _failed(m, k, n, name, e: Exception) -> dict:
     """The row of a contender that declined (`skipped`) or failed (`error`): a result too."""
-    key = "skipped" if isinstance(e, NotImplementedError) else "error"
-    text = str(e).strip().splitlines()[0] if str(e).strip() else ""
-    return {"m": m, "k": k, "n": n, "contender": name,
-            key: text if key == "skipped" else f"{type(e).__name__}: {text}"[:500]}
+    if isinstance(e, NotImplementedError):
+        return {"m": m, "k": k, "n": n, "contender": name,
+                "skipped": (str(e).strip().splitlines() or [""])[0]}
+    return {"m": m, "k": k, "n": n, "contender": name, "error": error_line(e)}
 
 
 def site_rows(x, weights, bias, *, device, repeats, contenders=SITE_CONTENDERS):
@@ -220,6 +220,8 @@ def _time_torch(fn, torch, repeats: int, inner: int = 5) -> float:
 
 def benchmark(device: str, shapes_m, shapes_kn, repeats: int, emit) -> None:
     """Every contender on every shape, each row handed to `emit` as it finishes."""
+    first_site, last_site = _split(SITE_CONTENDERS)
+    first_raw, last_raw = _split(RAW_CONTENDERS)
     rng = np.random.default_rng(0)
     for k, n in shapes_kn:
         w = rng.normal(size=(k, n)).astype(np.float32) * 0.05
@@ -228,8 +230,6 @@ def benchmark(device: str, shapes_m, shapes_kn, repeats: int, emit) -> None:
         for m in shapes_m:
             x = jnp.asarray(rng.normal(size=(m, k)), jnp.float16)
             xq = jnp.asarray(rng.integers(-127, 128, (m, k)), jnp.int8)
-            first_site, last_site = _split(SITE_CONTENDERS)
-            first_raw, last_raw = _split(RAW_CONTENDERS)
             timing = dict(device=device, repeats=repeats)
             for row in itertools.chain(  # each row emitted as it finishes
                     site_rows(x, weights, bias, contenders=first_site, **timing),

@@ -157,10 +157,19 @@ def tuned(implementation: Implementation, device_kind: str, m: int, n: int, k: i
 
 
 def choose(implementation: Implementation, device_kind: str, m: int, n: int, k: int,
-           config=None, directory: Path | None = None):
-    """An explicit config, else the device's tuned entry, else the heuristic."""
-    return (config or tuned(implementation, device_kind, m, n, k, directory)
-            or implementation.heuristic(m, n, k))
+           config=None, directory: Path | None = None, **dtypes):
+    """An explicit config, else the device's tuned entry, else the heuristic.
+
+    `dtypes` (`out_dtype`, `residual_dtype`), for a config type whose fit depends on them
+    (`refuses`, e.g. shared memory): a tuned entry, keyed by shape alone, that does not fit
+    them gives way to the heuristic, which is told them. An explicit config is returned as
+    given (the caller declines it when it does not fit)."""
+    if config is not None:
+        return config
+    entry = tuned(implementation, device_kind, m, n, k, directory)
+    if entry is not None and not (dtypes and entry.refuses(**dtypes)):
+        return entry
+    return implementation.heuristic(m, n, k, **dtypes)
 
 
 def _installed(directory: Path) -> bool:

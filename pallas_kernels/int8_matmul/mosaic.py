@@ -15,7 +15,8 @@ must not wrap); a NaN per-token scale (a non-finite input row) makes its output 
 
 Its shared memory depends on the output and residual dtypes (`MosaicConfig.smem_bytes`):
 the heuristic drops TMA buffers until the call fits in Hopper's
-(`devices.HOPPER_SMEM_PER_BLOCK`), and a config that does not fit (explicit or tuned) is
+(`devices.HOPPER_SMEM_PER_BLOCK`), a tuned config that does not fit gives way to the
+heuristic's (`base.choose`), and an explicit one that does not fit is
 declined with `NotImplementedError`, so the automatic order moves on to Triton.
 
 wgmma reads 8-bit operands K-major only, so the weight is passed transposed, `w_t [N, K]`
@@ -36,7 +37,7 @@ from jax.experimental.pallas import mosaic_gpu as plgpu
 
 from pallas_kernels import epilogue as ep
 from pallas_kernels.devices import HOPPER_SMEM_PER_BLOCK, is_hopper
-from pallas_kernels.int8_matmul.base import Implementation, interpret_params, pad_rows, tuned
+from pallas_kernels.int8_matmul.base import Implementation, choose, interpret_params, pad_rows
 from pallas_kernels.numerics import check_depth
 
 KERNEL_NAME = "samp_int8_matmul_mosaic"
@@ -266,14 +267,10 @@ def run(x_q, w_q, x_scale, w_scale, *, bias, residual, config: MosaicConfig | No
     out_dtype = epilogue["out_dtype"]
     # The raw accumulator has no epilogue, so no residual tile.
     residual_dtype = None if residual is None or jnp.dtype(out_dtype) == jnp.int32 else residual.dtype
-    # As `base.choose` (explicit, tuned table, heuristic), the heuristic told the epilogue's
-    # dtypes. A tuned entry is keyed by shape alone: one that does not fit this call's output
-    # and residual tiles gives way to the heuristic's, which does; an explicit config is kept
-    # (and declined below when it does not fit).
-    cfg = config or tuned(IMPLEMENTATION, device_kind, m, n, k)
-    if config is None and cfg is not None and cfg.refuses(out_dtype, residual_dtype):
-        cfg = None
-    cfg = cfg or heuristic(m, n, k, out_dtype=out_dtype, residual_dtype=residual_dtype)
+    # a tuned entry that does not fit this call's output and residual tiles gives way to the
+    # heuristic's; an explicit config that does not fit is declined below
+    cfg = choose(IMPLEMENTATION, device_kind, m, n, k, config, out_dtype=out_dtype,
+                 residual_dtype=residual_dtype)
     if n % cfg.tile_n or k % cfg.tile_k:
         raise NotImplementedError(f"the Mosaic INT8 GEMM cannot tile this shape: N={n} and K={k} "
                                   f"must be multiples of tile_n={cfg.tile_n} and tile_k={cfg.tile_k}")

@@ -57,7 +57,7 @@ from samp_jax.models import EncoderConfig, EncoderModel, load_pretrained
 from samp_jax.core.precision import PrecisionMap
 from samp_jax.ptq.quantized import quantize
 from samp_jax.serving.forward import batch_inputs, merged_call
-from samp_jax.serving.timing import device_description, time_ms
+from samp_jax.serving.timing import device_description, error_line, time_ms
 
 SHAPES = ((1, 32), (1, 128), (8, 128), (32, 128), (32, 384), (128, 128), (256, 128))
 QUICK_SHAPES = ((1, 32), (2, 32))
@@ -307,8 +307,8 @@ def _run_contender(name, model_name, model, hf_dir, calibration, batches, timing
         return
     except Exception as e:  # noqa: BLE001  (a failed build is a result: the next contender runs)
         for b, s in batches:
-            emit({"model": model_name, "batch": b, "seq": s, "contender": name, "error": _error(e)},
-                 f"{model_name:<9} {b:>3}x{s:<3} {name:<28} error: {_error(e)}")
+            emit({"model": model_name, "batch": b, "seq": s, "contender": name, "error": error_line(e)},
+                 f"{model_name:<9} {b:>3}x{s:<3} {name:<28} error: {error_line(e)}")
         return
     build_s = time.perf_counter() - start
     for (batch_size, seq), batch in batches.items():
@@ -319,14 +319,8 @@ def _run_contender(name, model_name, model, hf_dir, calibration, batches, timing
                       None if name.startswith("torch") else (state, quantized, contender),
                       batch, timing, emit)
         except Exception as e:  # noqa: BLE001  (a compile or run error is recorded, not fatal)
-            row["error"] = _error(e)
+            row["error"] = error_line(e)
             emit(row, f"{model_name:<9} {batch_size:>3}x{seq:<3} {name:<28} error: {row['error']}")
-
-
-def _error(e: Exception) -> str:
-    """One line naming an exception, for a results row."""
-    first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-    return f"{type(e).__name__}: {first}"[:500]
 
 
 def _time_row(row, name, forward, torch, samp, batch, timing, emit) -> None:

@@ -100,3 +100,10 @@ def keep_cpu_buffers_for_timing(tool: str, *, required: bool = False) -> bool:
     print(f"{tool}: note: host buffers are not kept (samp_jax.core.host_memory); CPU timings include "
           "page faults", file=sys.stderr)
     return False
+
+
+def error_line(e: BaseException) -> str:
+    """One line naming an exception (`Type: first line of its message`, at most 500
+    characters): a benchmark row's `error` when a contender fails, for the table goes on."""
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0] if text else ''}"[:500]
