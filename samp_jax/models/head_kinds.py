@@ -137,8 +137,11 @@ PROBLEM_TYPES: dict[str, Readout] = {
     "multi_label_classification": Readout.LABELS,
     "regression": Readout.SCORE,
 }
-"""HF `config.json` `problem_type`s a sequence head is served for, and how each is read (a
-head of one output is read as a score whatever its problem type: HF's pipelines do too)."""
+"""HF `config.json` `problem_type`s a sequence head is served for, and how each is read. A head
+of one output is read as a score (its raw output) whatever its problem type, where HF's
+text-classification pipeline applies a sigmoid unless the type is `regression`: the sigmoid is
+monotone, so rankings and the scoring tasks' metrics agree, and a sentence-transformers
+CrossEncoder folder that states its activation gets it (`samp_jax.models.cross_encoder`)."""
 
 
 def unserved_problem_type(problem_type: str | None, num_labels: int) -> str | None:

@@ -33,7 +33,8 @@ def label_names(hf: dict, *, path: str | Path = "config.json") -> tuple[str, ...
     `id2label`), or None when it states no classifier.
 
     Raises:
-      ConfigError: the ids are not 0 .. n-1, or a name is not a non-empty string.
+      ConfigError: the ids are not 0 .. n-1, a name is not a non-empty string, or two ids
+        have one name.
     """
     id2label = hf.get("id2label")
     if not id2label:
@@ -49,6 +50,11 @@ def label_names(hf: dict, *, path: str | Path = "config.json") -> tuple[str, ...
     names = tuple(by_id[i] for i in range(len(by_id)))
     if not all(isinstance(name, str) and name for name in names):
         raise ConfigError(f"{path}: id2label names must be non-empty strings, got {names!r:.120}")
+    repeated = {name: [i for i, other in enumerate(names) if other == name] for name in names}
+    repeated = {name: ids for name, ids in repeated.items() if len(ids) > 1}
+    if repeated:  # predict names each class's score by its label
+        raise ConfigError(f"{path}: id2label names must be distinct; " + "; ".join(
+            f"{name!r} names ids {ids}" for name, ids in repeated.items()))
     return names
 
 

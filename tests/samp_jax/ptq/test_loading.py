@@ -156,6 +156,11 @@ def test_id2label_is_ordered_by_id_and_checked(tmp_path):
     (folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(ConfigError, match=r"config.json: id2label ids \[0, 2, 3\] are not 0 .. 2"):
         samp_jax.load_pretrained(folder)
+    config["id2label"] = {"0": "same", "1": "neu", "2": "same"}
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ConfigError, match=r"ckpt/config.json: id2label names must be distinct; "
+                                          r"'same' names ids \[0, 2\]"):
+        samp_jax.load_pretrained(folder)
 
 
 @pytest.mark.parametrize("labels, message", [
