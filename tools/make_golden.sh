@@ -18,6 +18,14 @@ MINILM=$(.venv/bin/python -c "from samp_jax.core.assets import minilm_path; prin
 "$GV/bin/python" tools/golden_long_rows.py --out tests/golden
 # CrossEncoder activations, over the BERT family classifier make_golden.py just wrote
 "$GV/bin/python" tools/golden_cross_encoder.py --out tests/golden/cross_encoder
+# ModernBERT configs as transformers 5 writes them (rope_parameters, layer_types), with its own
+# outputs: transformers 5 (the version .venv has) beside the golden venv's torch.
+TF5=$(.venv/bin/python -c "import transformers; print(transformers.__version__)")
+if [ ! -d "$GV/transformers5/transformers-$TF5.dist-info" ]; then
+  rm -rf "$GV/transformers5"
+  "$GV/bin/pip" install -q --target "$GV/transformers5" "transformers==$TF5"
+fi
+PYTHONPATH="$GV/transformers5" "$GV/bin/python" tools/golden_modernbert_v5.py
 # HF (and sentence-transformers) must load what samp-jax's save_pretrained writes, per family.
 ROUNDTRIP=$(mktemp -d)
 .venv/bin/python tools/check_hf_roundtrip.py export --out "$ROUNDTRIP"

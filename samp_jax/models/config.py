@@ -24,6 +24,8 @@ from samp_jax.models.families import UnsupportedFamilyError, get_family
 # says (`MPNetEncoder.compute_position_bias` uses its defaults); the table may have more rows.
 RELATIVE_BUCKETS = 32
 RELATIVE_MAX_DISTANCE = 128
+# HF's names of a layer's attention in `layer_types` (transformers 5).
+FULL_ATTENTION, SLIDING_ATTENTION = "full_attention", "sliding_attention"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -56,6 +58,9 @@ class EncoderConfig:
         keys within `local_attention // 2` positions); 0: every layer attends globally.
       global_attn_every_n_layers: layer `i` attends globally when `i % n == 0`, locally
         otherwise (only with `local_attention`).
+      layer_types: each layer's attention when no `global_attn_every_n_layers` gives the
+        pattern (HF's `layer_types`, as transformers 5 writes it): `'full_attention'` or
+        `'sliding_attention'` per layer; None: the `global_attn_every_n_layers` pattern.
       norm_first: pre-LN layers (ModernBERT): LayerNorm before attention (not in layer 0, whose
         input the embedding LayerNorm has just normalised) and before the FFN, residual adds
         after, and a final LayerNorm after the last layer. False: BERT's post-LN.
@@ -98,6 +103,7 @@ class EncoderConfig:
     local_rotary_theta: float | None = None
     local_attention: int = 0
     global_attn_every_n_layers: int = 1
+    layer_types: tuple[str, ...] | None = None
     norm_first: bool = False
     gated_ffn: bool = False
     attention_bias: bool = True
@@ -200,7 +206,16 @@ class EncoderConfig:
 
     def is_local_layer(self, index: int) -> bool:
         """Whether layer `index` attends within a sliding window (`local_attention`)."""
-        return bool(self.local_attention) and index % self.global_attn_every_n_layers != 0
+        if not self.local_attention:
+            return False
+        if self.layer_types is not None:
+            return self.layer_types[index] == SLIDING_ATTENTION
+        return index % self.global_attn_every_n_layers != 0
+
+    @property
+    def has_local_layers(self) -> bool:
+        """Whether any layer attends within a sliding window."""
+        return any(self.is_local_layer(index) for index in range(self.num_layers))
 
     def layer_rotary_theta(self, index: int) -> float | None:
         """The RoPE base of layer `index` (None without rotary positions)."""
@@ -263,13 +278,10 @@ class EncoderConfig:
             family = get_family(hf.get("model_type"))
         except UnsupportedFamilyError as e:
             raise UnsupportedFamilyError(f"{where}: {e}") from None
-        position = hf.get("position_embedding_type", "absolute")
-        if position != "absolute":
-            raise ConfigError(f"{where}: position_embedding_type={position!r} is not supported; "
-                              "only 'absolute' is")
-        for flag in ("is_decoder", "add_cross_attention"):
-            if hf.get(flag):
-                raise ConfigError(f"{where}: {flag}=True is not supported: samp-jax runs encoders only")
+        for key, option in family.one_value_options.items():
+            value = hf.get(key, option.default)
+            if not option.accepts(value):
+                raise ConfigError(f"{where}: {key}={value!r} is not supported{option.why}")
         optional = set(family.hf_defaults)
         missing = sorted(key for key in family.config_keys.values()
                          if key not in optional and hf.get(key) is None)
@@ -292,6 +304,8 @@ class EncoderConfig:
         for ours, theirs in family.config_keys.items():
             value = getattr(self, ours)
             out[theirs] = self.hidden_size if ours == "embedding_size" and value is None else value
+        if self.layer_types is not None:
+            out["layer_types"] = list(self.layer_types)
         return out | dict(family.hf_extra)
 
 
@@ -316,6 +330,12 @@ def _check_modern_fields(config: EncoderConfig) -> None:
         raise ConfigError("local_rotary_theta needs rotary_theta (rotary positions)")
     _check_int("local_attention", config.local_attention, minimum=0)
     _check_int("global_attn_every_n_layers", config.global_attn_every_n_layers, minimum=1)
+    if config.layer_types is not None:
+        types = config.layer_types
+        if (not isinstance(types, tuple) or len(types) != config.num_layers
+                or not set(types) <= {FULL_ATTENTION, SLIDING_ATTENTION}):
+            raise ConfigError(f"layer_types={types!r} must name {config.num_layers} layers' "
+                              f"attention, each {FULL_ATTENTION!r} or {SLIDING_ATTENTION!r}")
     if config.head_dim % 2 and config.rotary_theta is not None:
         raise ConfigError(f"rotary positions need an even head_dim, got {config.head_dim}")
     for name in ("norm_first", "gated_ffn", "attention_bias", "mlp_bias", "norm_bias",

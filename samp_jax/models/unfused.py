@@ -24,6 +24,6 @@ def unfused_parts(config: EncoderConfig) -> dict[str, str]:
         parts["embedding_quant"] = ROTARY_EMBEDDINGS
     if config.gated_ffn:
         parts |= GATED_FFN_UNFUSED
-    if config.local_attention and config.global_attn_every_n_layers > 1:
+    if config.has_local_layers:
         parts["local attention"] = LOCAL_ATTENTION
     return parts

@@ -148,6 +148,37 @@ class HeadLayout:
 
 
 @dataclasses.dataclass(frozen=True)
+class OneValueOption:
+    """An HF config option a family's classes read that samp-jax runs at one value only: a
+    file stating another is refused (`<key>=<value> is not supported<why>`).
+
+    Attributes:
+      supported: the value samp-jax runs; `default` is what HF reads when the key is absent.
+      why: the message's end (`"; only 'absolute' is"`).
+      truthiness: compare as booleans (a flag: any false value is the supported False).
+    """
+
+    supported: Any
+    default: Any
+    why: str
+    truthiness: bool = False
+
+    def accepts(self, value: Any) -> bool:
+        return bool(value) == self.supported if self.truthiness else value == self.supported
+
+
+# Read by BertModel and the classes built on it (RoBERTa, XLM-R, ELECTRA): relative position
+# embeddings in attention, and the decoder's causal mask and cross-attention. The other
+# families' classes never read these keys, so a file stating them changes nothing there.
+BERT_ONE_VALUE_OPTIONS = {
+    "position_embedding_type": OneValueOption("absolute", "absolute", "; only 'absolute' is"),
+    "is_decoder": OneValueOption(False, False, ": samp-jax runs encoders only", truthiness=True),
+    "add_cross_attention": OneValueOption(False, False, ": samp-jax runs encoders only",
+                                          truthiness=True),
+}
+
+
+@dataclasses.dataclass(frozen=True)
 class Family:
     """One HF `model_type`: config mapping, key maps and class names (see the module doc).
 
@@ -161,6 +192,8 @@ class Family:
       config_fixed: `EncoderConfig` fields the family fixes, whatever the config says.
       config_derived: computes further fields from the HF config dict.
       hf_extra: keys written into exported `config.json` besides the mapped ones.
+      one_value_options: HF options the family's classes read that samp-jax runs at one
+        value only (`OneValueOption`); keys HF does not read for the family are not checked.
       backbone: the backbone key table (embeddings and layers; `{i}` = layer index).
       heads: head kind -> `HeadLayout`.
       ignored_prefixes: foreign key prefixes to ignore when no module uses them: pre-training
@@ -177,6 +210,7 @@ class Family:
     config_fixed: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     config_derived: Callable[[Mapping[str, Any]], dict[str, Any]] = lambda hf: {}
     hf_extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    one_value_options: Mapping[str, OneValueOption] = dataclasses.field(default_factory=dict)
     ignored_prefixes: tuple[str, ...] = ()
     # HF buffers (not weights) that checkpoints of every family may carry.
     ignored_keys: tuple[str, ...] = ("embeddings.position_ids", "embeddings.token_type_ids")

@@ -1,6 +1,6 @@
 """BERT (`model_type: bert`), and the pieces its descendants reuse."""
 
-from samp_jax.models.families.base import Family, HeadLayout, KeyRule, fused_qkv, layer_norm, linear
+from samp_jax.models.families.base import BERT_ONE_VALUE_OPTIONS, Family, HeadLayout, KeyRule, fused_qkv, layer_norm, linear
 from samp_jax.models.head_kinds import NO_HEAD, SENTENCE_EMBEDDING, SEQUENCE_CLASSIFICATION, TOKEN_CLASSIFICATION
 
 # EncoderConfig field -> HF key, shared by BERT, RoBERTa, XLM-R, ELECTRA and MPNet.
@@ -58,6 +58,7 @@ BERT = Family(
     config_keys=BERT_CONFIG_KEYS,
     hf_defaults=BERT_DEFAULTS,
     hf_extra={"position_embedding_type": "absolute"},
+    one_value_options=BERT_ONE_VALUE_OPTIONS,
     backbone=lambda config: embeddings(config) + bert_layers(config),
     heads={
         **base_heads(),

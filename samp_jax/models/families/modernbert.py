@@ -74,15 +74,62 @@ def _sequence_options(hf: Mapping[str, Any]) -> dict[str, Any]:
     return {"activation": _head_activation(hf), "pooling": pooling, "norm": True}
 
 
-def _derived(hf: Mapping[str, Any]) -> dict[str, Any]:
-    """The RoPE bases (`local_rope_theta` None means the global one; `rope_theta` is HF's alias
-    of `global_rope_theta`); rope scaling is refused."""
+_ATTENTION_TYPES = ("full_attention", "sliding_attention")  # HF's `layer_types` values
+
+
+def _rope_thetas(hf: Mapping[str, Any]) -> tuple[float, float | None]:
+    """`(global, local)` RoPE bases. transformers 4.57 writes `global_rope_theta` (alias
+    `rope_theta`) and `local_rope_theta` (None: the global one) and refuses `rope_scaling`;
+    transformers 5 writes `rope_parameters`, a dict per attention type, whose `rope_theta`
+    comes first (the 4.57 keys fill an entry without one, as transformers 5 reads them)."""
     scaling = hf.get("rope_scaling")
     if scaling and (scaling.get("rope_type", scaling.get("type")) or "default") != "default":
         raise ConfigError(f"rope_scaling={scaling!r} is not supported; only default RoPE is")
     theta = hf.get("global_rope_theta", hf.get("rope_theta")) or DEFAULTS["global_rope_theta"]
     local = hf.get("local_rope_theta", DEFAULTS["local_rope_theta"])
-    return {"rotary_theta": float(theta), "local_rotary_theta": float(theta if local is None else local)}
+    parameters = hf.get("rope_parameters")
+    if parameters is None:
+        return float(theta), local
+    if not isinstance(parameters, Mapping) or not set(parameters) <= set(_ATTENTION_TYPES):
+        raise ConfigError(f"rope_parameters={parameters!r} is not supported: samp-jax reads a "
+                          f"dict with {list(_ATTENTION_TYPES)} entries, as transformers 5 writes "
+                          "ModernBERT's")
+    found = {}
+    for kind, fallback in zip(_ATTENTION_TYPES, (theta, local)):
+        entry = parameters.get(kind) or {}
+        if (not isinstance(entry, Mapping) or not set(entry) <= {"rope_type", "type", "rope_theta"}
+                or (entry.get("rope_type", entry.get("type")) or "default") != "default"):
+            raise ConfigError(f"rope_parameters[{kind!r}]={entry!r} is not supported; only "
+                              "default RoPE ('rope_type': 'default' and a 'rope_theta') is")
+        found[kind] = entry.get("rope_theta", fallback)
+    return found["full_attention"], found["sliding_attention"]
+
+
+def _attention_pattern(hf: Mapping[str, Any]) -> dict[str, Any]:
+    """Which layers attend globally: transformers 5's `layer_types` (one entry per layer) when
+    the file has it, else `global_attn_every_n_layers` (the config's field). A `layer_types`
+    that is such a pattern becomes its `global_attn_every_n_layers`, so that a model saved
+    again loads in transformers 4.57 too; any other is kept per layer."""
+    types = hf.get("layer_types")
+    if types is None:
+        return {}
+    if not isinstance(types, (list, tuple)):
+        raise ConfigError(f"layer_types={types!r} must be a list of each layer's attention")
+    types = tuple(types)
+    if len(types) != hf.get("num_hidden_layers", DEFAULTS["num_hidden_layers"]):
+        return {"layer_types": types}  # refused with the layer count by EncoderConfig
+    for every in range(1, len(types) + 1):
+        if types == tuple(_ATTENTION_TYPES[bool(i % every)] for i in range(len(types))):
+            return {"global_attn_every_n_layers": every, "layer_types": None}
+    return {"layer_types": types}
+
+
+def _derived(hf: Mapping[str, Any]) -> dict[str, Any]:
+    """The RoPE bases (`local_rotary_theta` None means the global one) and the layers'
+    attention pattern, from either version's keys; rope scaling is refused."""
+    theta, local = _rope_thetas(hf)
+    return ({"rotary_theta": float(theta), "local_rotary_theta": float(theta if local is None else local)}
+            | _attention_pattern(hf))
 
 
 MODERNBERT = Family(

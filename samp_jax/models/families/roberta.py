@@ -1,7 +1,7 @@
 """RoBERTa (`roberta`) and XLM-RoBERTa (`xlm-roberta`): BERT's layers, with position ids counted
 from the padding index, one token type, and a `dense → tanh → out_proj` classification head."""
 
-from samp_jax.models.families.base import Family, HeadLayout, linear
+from samp_jax.models.families.base import BERT_ONE_VALUE_OPTIONS, Family, HeadLayout, linear
 from samp_jax.models.families.bert import BERT_CONFIG_KEYS, BERT_DEFAULTS, base_heads, bert_layers, embeddings, token_head
 from samp_jax.models.head_kinds import SEQUENCE_CLASSIFICATION, TOKEN_CLASSIFICATION
 
@@ -25,6 +25,7 @@ def _roberta(model_type: str, class_prefix: str) -> Family:
         # RobertaEmbeddings: positions padding_idx + 1, ... for tokens, padding_idx for padding.
         config_derived=lambda hf: {"position_padding_idx": hf.get("pad_token_id", 1)},
         hf_extra={"position_embedding_type": "absolute"},
+        one_value_options=BERT_ONE_VALUE_OPTIONS,
         backbone=lambda config: embeddings(config) + bert_layers(config),
         heads={**base_heads(), SEQUENCE_CLASSIFICATION.name: classification_head("tanh"),
                TOKEN_CLASSIFICATION.name: token_head()},

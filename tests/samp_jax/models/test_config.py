@@ -50,3 +50,27 @@ def test_missing_required_key_is_named():
 def test_missing_config_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="no HF config"):
         EncoderConfig.from_hf_config(tmp_path)
+
+
+@pytest.mark.parametrize("model_type", ["distilbert", "mpnet", "deberta-v2", "modernbert"])
+@pytest.mark.parametrize("option", [{"position_embedding_type": "relative_key"}, {"is_decoder": True}])
+def test_options_a_familys_classes_never_read_are_not_refused(model_type, option):
+    """BertModel's options (relative position embeddings, a decoder) are refused where HF's
+    classes read them (BERT, RoBERTa, XLM-R, ELECTRA); the other families' classes never read
+    them, so a file that states them runs in HF as without them."""
+    from tests.helpers import FAMILY_CONFIGS
+    hf = FAMILY_CONFIGS[model_type].to_hf_dict()
+    assert EncoderConfig.from_hf_config(hf | option) == EncoderConfig.from_hf_config(hf)
+
+
+@pytest.mark.parametrize("model_type", ["bert", "roberta", "xlm-roberta", "electra"])
+@pytest.mark.parametrize("option, message", [
+    ({"position_embedding_type": "relative_key_query"},
+     "position_embedding_type='relative_key_query' is not supported; only 'absolute' is"),
+    ({"position_embedding_type": None}, "position_embedding_type=None is not supported"),
+    ({"add_cross_attention": True}, "add_cross_attention=True is not supported: samp-jax runs encoders only"),
+])
+def test_bert_options_are_refused_in_every_family_built_on_bertmodel(model_type, option, message):
+    from tests.helpers import FAMILY_CONFIGS
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        EncoderConfig.from_hf_config(FAMILY_CONFIGS[model_type].to_hf_dict() | option)

@@ -171,11 +171,76 @@ def test_a_head_without_the_norm_cannot_be_exported(tmp_path):
     ({"classifier_activation": "mish"}, "classifier_activation='mish' is not one of"),
     ({"hidden_size": 30, "num_attention_heads": 2}, "even head_dim"),
     ({"global_attn_every_n_layers": 0}, "global_attn_every_n_layers=0 must be a positive"),
+    ({"rope_parameters": {"full_attention": {"rope_type": "linear", "factor": 4.0, "rope_theta": 1e4}}},
+     r"rope_parameters\['full_attention'\]=.* is not supported; only default RoPE"),
+    ({"rope_parameters": {"rope_type": "default", "rope_theta": 1e4}},
+     r"rope_parameters=.* is not supported: samp-jax reads a dict with \['full_attention', "
+     r"'sliding_attention'\] entries"),
+    ({"layer_types": ["full_attention", "sliding_attention"]}, r"layer_types=.* must name 3 layers"),
+    ({"layer_types": ["full_attention", "chunked_attention", "full_attention"]},
+     r"layer_types=.* each 'full_attention' or 'sliding_attention'"),
+    ({"layer_types": "full_attention"}, r"layer_types='full_attention' must be a list"),
 ])
 def test_bad_configs_are_refused_with_the_key(change, message, tmp_path):
     folder = _copy_with_config(tmp_path, "seqcls", **change)
     with pytest.raises(ConfigError, match=message):
         load_pretrained(folder)
+
+
+# ------------------------------------------------ configs written by transformers 5
+V5 = FOLDER / "transformers5"  # tools/golden_modernbert_v5.py: configs and logits of transformers 5
+
+
+def _with_v5_config(tmp_path, name, drop=()):
+    folder = tmp_path / name
+    shutil.copytree(FOLDER / "seqcls", folder)
+    config = {k: v for k, v in json.loads((V5 / name / "config.json").read_text()).items()
+              if k not in drop}
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+@pytest.mark.parametrize("name, drop", [
+    ("resaved", ()),
+    # transformers 5 writes global_attn_every_n_layers only when it was set explicitly
+    ("resaved", ("global_attn_every_n_layers",)),
+    # layers (sliding, full, full), which no global_attn_every_n_layers gives, over the file's
+    # global_attn_every_n_layers=2; RoPE bases 500 and 20 in rope_parameters only
+    ("irregular", ()),
+])
+def test_a_transformers5_config_gives_transformers5s_logits(golden, name, drop, tmp_path):
+    """RoPE bases from `rope_parameters` and the layers' attention from `layer_types`, which
+    transformers 5 writes in place of 4.57's keys (read as 4.57's defaults, the outputs moved
+    by O(1) without an error)."""
+    expected = dict(np.load(V5 / "golden.npz"))
+    model = load_pretrained(_with_v5_config(tmp_path, name, drop))
+    for batch in ("single", "pair"):
+        logits = np.asarray(model(*_inputs(golden, batch)))
+        assert np.abs(logits - expected[f"{name}_{batch}_logits"]).max() <= 1e-5  # measured 2.4e-6
+    if name == "resaved":  # the same model as 4.57's golden (HF 5 against 4.57: 1.2e-6)
+        assert np.abs(expected["resaved_single_logits"] - golden["single_seq_logits"]).max() <= 3e-6
+
+
+def test_layer_types_are_kept_per_layer_only_when_no_pattern_gives_them(tmp_path):
+    regular = EncoderConfig.from_hf_config(_with_v5_config(tmp_path, "resaved", ("global_attn_every_n_layers",)))
+    assert regular.layer_types is None and regular.global_attn_every_n_layers == 2
+    assert "layer_types" not in regular.to_hf_dict()  # 4.57 reads the saved config alike
+    irregular = EncoderConfig.from_hf_config(V5 / "irregular")
+    assert irregular.layer_types == ("sliding_attention", "full_attention", "full_attention")
+    assert [irregular.is_local_layer(i) for i in range(3)] == [True, False, False]
+    assert [irregular.layer_rotary_theta(i) for i in range(3)] == [20.0, 500.0, 500.0]
+    assert EncoderConfig.from_hf_config(irregular.to_hf_dict()) == irregular
+    every_layer_global = {"layer_types": ["full_attention"] * 3}
+    assert not EncoderConfig.from_hf_config(irregular.to_hf_dict() | every_layer_global).has_local_layers
+
+
+def test_a_saved_transformers5_model_keeps_its_layers_and_bases(golden, tmp_path):
+    model = load_pretrained(_with_v5_config(tmp_path, "irregular"))
+    save_pretrained(model, tmp_path / "saved")
+    again = load_pretrained(tmp_path / "saved")
+    assert again.config == model.config
+    ids, mask = _inputs(golden, "single")
+    np.testing.assert_array_equal(np.asarray(again(ids, mask)), np.asarray(model(ids, mask)))
 
 
 def test_local_layers_never_build_seq_by_seq_logits_past_three_blocks():
