@@ -77,6 +77,7 @@ from samp_jax.serving.engine import row_limit
 from samp_jax.serving.batching import buckets_to
 from samp_jax.serving.distributed import gather_bytes, is_distributed, is_primary, process_rows
 from samp_jax.tasks.proxies import log_softmax
+from samp_jax.tasks.columns import naming
 from samp_jax.tasks.files import FORMATS, Columns
 from samp_jax.tasks.files import read_inputs as read_rows
 
@@ -109,6 +110,7 @@ def read_model_inputs(source, columns: Columns, *, head: str,
     if head not in HEAD_FIELDS:
         raise ValueError(f"predict needs a classification or sentence-embedding model; this one "
                          f"has head {head!r}")
+    check_named_columns(columns, head)
     if head != TOKEN_CLASSIFICATION.name:
         return read_rows(source, columns=columns, fields=HEAD_FIELDS[head])
     try:
@@ -119,6 +121,22 @@ def read_model_inputs(source, columns: Columns, *, head: str,
         except ValueError:
             raise missing_tokens from None
         return [_split(r["text"], word_spans(r["text"])) for r in rows]
+
+
+def check_named_columns(columns: Columns, head: str) -> None:
+    """Refuses a column named for a field a model with `head` does not read (a pair's second
+    text for a sentence embedder or a tagger, words for a classifier): it would be dropped
+    without a word. (A sentence embedder embeds each row's one text; a cross-encoder, a
+    classifier of pairs, reads both.)
+
+    Raises:
+      ValueError: naming the option and the fields the model reads.
+    """
+    read = HEAD_FIELDS[head] + (("text",) if head == TOKEN_CLASSIFICATION.name else ())
+    for field in ("text", "text_pair", "tokens"):
+        if getattr(columns, field) is not None and field not in read:
+            raise ValueError(f"{naming(field)} names a column a {head} model does not read: "
+                             f"it reads {' and '.join(repr(f) for f in read)} per row")
 
 
 def check_suffix(out: str | Path) -> None:

@@ -62,7 +62,9 @@ class InputReader:
             return self._texts([inputs], None)
         if isinstance(inputs, Mapping):
             return self._id_dict(inputs)
-        if isinstance(inputs, np.ndarray) and _holds_text(inputs):
+        if isinstance(inputs, np.ndarray) and inputs.dtype.kind == "O":
+            return self.read(inputs.tolist())  # Python objects: read as the list they make
+        if isinstance(inputs, np.ndarray) and inputs.dtype.kind in "US":
             return self.read(_array_rows(inputs))  # texts (or pairs) in a numpy array
         if isinstance(inputs, (np.ndarray, jax.Array)):
             return self._id_dict({"input_ids": inputs})
@@ -225,14 +227,6 @@ def _row_kind(row, index: int) -> str:
         return "token ids"
     raise TypeError(f"row {index} is {row!r:.80}; expected a str, a (str, str) pair or a list of "
                     "int token ids")
-
-
-def _holds_text(array: np.ndarray) -> bool:
-    """Whether a numpy array holds texts (or bytes), not token ids: a str or bytes dtype, or
-    an object array whose first element is a str or bytes."""
-    if array.dtype.kind in "US":
-        return True
-    return array.dtype.kind == "O" and array.size > 0 and isinstance(array.flat[0], (str, bytes))
 
 
 def _array_rows(array: np.ndarray) -> list:

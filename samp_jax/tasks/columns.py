@@ -234,6 +234,12 @@ def required_columns(table: Table, columns: Columns, needed: Sequence[str],
                              f"a list of {'words' if field == 'tokens' else 'tags'} per row (CSV "
                              "and TSV cannot hold lists: use JSON Lines, Parquet or a datasets "
                              "folder)")
+        listed = [c for c in DEFAULT_NAMES[field] if c in table.columns and c not in found.values()
+                  and field not in LIST_FIELDS and _holds_lists(table, c)]
+        if found[field] is None and listed:
+            raise ValueError(f"{table.where}: column {listed[0]!r} holds lists; {what} needs one "
+                             f"{'text' if field.startswith('text') else 'value'} per row in its "
+                             f"{field} column (name another with {naming(field)})")
         if found[field] is None:
             names = DEFAULT_NAMES[field] + (DEFAULT_NAMES["label"] if field == "score" else ())
             shape = "list-valued " if field in LIST_FIELDS else ""

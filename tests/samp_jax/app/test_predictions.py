@@ -143,3 +143,22 @@ def test_a_taggers_plain_sentence_is_split_as_its_tokenizer_splits_words(family,
                                          word_spans=tokenizer.word_spans)
     assert [row["tokens"] for row in rows] == [words] and rows[0]["text"] == text
     assert [text[start:end] for start, end in rows[0]["word_spans"]] == words
+
+
+@pytest.mark.parametrize("head, named, option", [
+    ("sentence_embedding", {"text_pair": "text_pair"}, "--text-pair-column"),
+    ("token_classification", {"text_pair": "text_pair"}, "--text-pair-column"),
+    ("sentence_embedding", {"tokens": "tokens"}, "--tokens-column"),
+    ("sequence_classification", {"tokens": "tokens"}, "--tokens-column"),
+])
+def test_a_column_named_for_a_field_the_model_does_not_read_is_refused(tmp_path, head, named, option):
+    """An embedder given `--text-pair-column` dropped the second texts without a word (two
+    different pairs, one embedding); every column named for a field the head does not read
+    is refused before any row is read."""
+    data = tmp_path / "rows.jsonl"
+    data.write_text('{"text": "a dog", "text_pair": "a cat", "tokens": ["a", "dog"]}\n')
+    with pytest.raises(ValueError, match=f"{option} .* names a column a {head} model does not read"):
+        predictions.read_model_inputs(data, predictions.Columns(**named), head=head)
+    both = predictions.Columns(text="text", text_pair="text_pair")
+    assert predictions.read_model_inputs(data, both, head="sequence_classification") == [
+        {"text": "a dog", "text_pair": "a cat"}]

@@ -64,6 +64,12 @@ def test_a_numpy_array_of_texts_or_pairs_is_read_as_the_list(classifier):
     np.testing.assert_array_equal(classifier(np.array(texts, dtype=object)).logits, expected)
     pairs = [(texts[0], texts[1]), (texts[1], texts[0])]
     np.testing.assert_array_equal(classifier(np.array(pairs)).logits, classifier(pairs).logits)
+    np.testing.assert_array_equal(classifier(np.array(pairs, dtype=object)).logits,
+                                  classifier(pairs).logits)
+    # an object array is the list it holds, whatever its first row (was read as token ids)
+    for rows, bad in (([None, texts[0]], 0), ([texts[0], None], 1)):
+        with pytest.raises(TypeError, match=f"row {bad} is None; expected a str"):
+            classifier(np.array(rows, dtype=object))
 
 
 def test_the_engine_serves_the_weights_it_was_compiled_with(classifier_model, tokenizer):

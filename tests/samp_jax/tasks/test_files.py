@@ -563,6 +563,10 @@ def test_token_errors_name_the_row(tmp_path):
         load_task(flat, columns=Columns(tokens="tokens", tags="tags"))
     with raises(r"row 1: column 'tokens' item 1 holds 3 \(int\); expected a string"):
         load_task([{"tokens": ["a", 3], "tags": ["O", "O"]}] * 12)
+    texts_as_lists = write(tmp_path, "jsonl", [{"text": ["a", "b"], "label": i % 2} for i in range(12)])
+    with raises(r"data\.jsonl: column 'text' holds lists; a text_classification task needs one "
+                r"text per row in its text column \(name another with --text-column"):
+        load_task(texts_as_lists, task_type="text_classification")
 
 
 def test_too_few_rows(tmp_path):
