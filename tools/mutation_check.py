@@ -227,6 +227,18 @@ MUTANTS = (
            "samp_jax/models/tokenizer.py",
            "direction=self.truncation_side)", 'direction="right")',
            ("tests/samp_jax/models/test_fast_tokenizer_options.py", "-k", "truncation_left")),
+    Mutant("modernbert_layer_types_ignored",
+           "a ModernBERT config.json written by transformers 5 is read with 4.57's layer pattern "
+           "(its layer_types ignored)",
+           "samp_jax/models/families/modernbert.py",
+           '    types = hf.get("layer_types")\n', "    types = None\n",
+           ("tests/samp_jax/models/test_modernbert.py", "-k", "transformers5")),
+    Mutant("modernbert_rope_parameters_ignored",
+           "a ModernBERT config.json written by transformers 5 is read with 4.57's default RoPE "
+           "bases (its rope_parameters ignored)",
+           "samp_jax/models/families/modernbert.py",
+           '    parameters = hf.get("rope_parameters")\n', "    parameters = None\n",
+           ("tests/samp_jax/models/test_modernbert.py", "-k", "transformers5")),
     Mutant("quick_gelu_slope_dropped",
            "the kernels' quick GELU computes x sigmoid(x) (SiLU) instead of x sigmoid(1.702 x)",
            "pallas_kernels/epilogue.py",
