@@ -344,7 +344,9 @@ def _finetune(args) -> int:
                             epochs=args.epochs, max_train_examples=args.max_train_examples,
                             eval_every=None if args.eval_every == "auto" else int(args.eval_every),
                             seed=args.seed, min_steps=args.min_steps,
-                            warmup_fraction=args.warmup_fraction, patience=args.patience)
+                            warmup_fraction=args.warmup_fraction, patience=args.patience,
+                            max_dev_examples=(None if args.max_dev_examples == "all"
+                                              else int(args.max_dev_examples)))
     model, task = _model_to_finetune(args, base, task)
     loss = task.training_loss  # the task as it reads the model's head: a score, its classes
     tokenizer = fit_max_length(args, model, model.tokenizer, str(args.model))
@@ -375,7 +377,8 @@ def _finetune(args) -> int:
     summary = {"model": str(out), "task": task.name, "task_type": task.task_type.name,
                "labels": None if task.labels is None else list(task.labels),
                "loss": loss.name, "problem_type": loss.problem_type,
-               "label_threshold": task.decision_threshold, "dev_metric": result.dev_metric, "steps": result.steps,
+               "label_threshold": task.decision_threshold, "dev_metric": result.dev_metric,
+               "dev_examples_scored": result.dev_examples, "steps": result.steps,
                "seconds": result.seconds, "test": metrics, "split_sizes": task.sizes(),
                "data": task.source, "split_seed": args.seed, "learned": result.learned,
                "max_length": task.length(tokenizer), "truncation": as_dicts(truncation),
@@ -388,8 +391,10 @@ def _finetune(args) -> int:
         print(strict_json.dumps(summary, indent=1))
     else:
         test_text = "no test split" if metrics is None else f"test {metrics['value']:.4f}"
+        dev_rows = task.sizes().get("dev")
+        scored = "" if result.dev_examples == dev_rows else f" (on {result.dev_examples} of {dev_rows} rows)"
         print(f"fine-tuned in {result.seconds:.0f} s ({result.steps} steps): dev {task.metric} "
-              f"{result.dev_metric:.4f}, {test_text}; saved to {out} (split seed {args.seed}: "
+              f"{result.dev_metric:.4f}{scored}, {test_text}; saved to {out} (split seed {args.seed}: "
               "evaluate it with the same --seed, or its training rows reach the test split)")
     return 0
 
@@ -425,9 +430,24 @@ def _model_to_finetune(args, base: Path, task: Task):
         spec = head_spec(model.head)["spec"] | {"labels": None, "num_labels": task.num_outputs}
         for key in ("problem_type", "cross_encoder_activation"):  # the task's loss decides
             spec.pop(key, None)
-        model.head = make_head(task.head.name, model.config, rngs=nnx.Rngs(args.seed), **spec)
+        pretrained, model.head = model.head, make_head(task.head.name, model.config,
+                                                       rngs=nnx.Rngs(args.seed), **spec)
+        _keep_layers_before_the_classifier(pretrained, model.head)
         _set_default_activation(model, activation, task.num_outputs)
     return model, task
+
+
+def _keep_layers_before_the_classifier(pretrained: nnx.Module, new: nnx.Module) -> None:
+    """The new head keeps the weights of the old one's layers before its classifier (BERT's
+    pooler; the dense layer and norm of RoBERTa's, ELECTRA's, DeBERTa's and ModernBERT's
+    heads), as HF's `from_pretrained(..., num_labels=N)` keeps every weight of the checkpoint
+    that fits and starts only the classifier."""
+    old = {path: var for path, var in nnx.to_flat_state(nnx.state(pretrained, nnx.Param))}
+    kept = [(path, var.replace(old[path].get_value()))
+            for path, var in nnx.to_flat_state(nnx.state(new, nnx.Param))
+            if path[0] != "classifier" and path in old
+            and old[path].get_value().shape == var.get_value().shape]
+    nnx.update(new, nnx.from_flat_state(kept))
 
 
 def _set_default_activation(model, activation: str | None, num_outputs: int) -> None:

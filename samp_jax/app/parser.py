@@ -292,8 +292,9 @@ def _add_distributed(p: argparse.ArgumentParser) -> None:
 
 def _add_finetune_settings(p: argparse.ArgumentParser) -> None:
     """Defaults that fit a few hundred rows as well as many thousands (docs/results/finetune_small_data.md)."""
-    g = p.add_argument_group("training", "AdamW with a linear warm-up then linear decay; the "
-                             "best dev checkpoint is kept")
+    g = p.add_argument_group("training", "AdamW (weight decay 0.01 on matrices, not on biases "
+                             "or LayerNorms) with a linear warm-up then linear decay, no dropout "
+                             "and no gradient clipping; the best dev checkpoint is kept")
     g.add_argument("--learning-rate", type=positive_float, default=1e-4,
                    help="peak learning rate (default: %(default)s)")
     g.add_argument("--batch-size", type=positive_int, default=16,
@@ -307,6 +308,9 @@ def _add_finetune_settings(p: argparse.ArgumentParser) -> None:
                    help="share of the steps with a linear warm-up (default: %(default)s)")
     g.add_argument("--max-train-examples", type=positive_int, default=None,
                    help="a seeded subsample of the training rows (default: all)")
+    g.add_argument("--max-dev-examples", type=_all_or_positive, default="1000",
+                   help="dev rows scored at each evaluation (which choose the checkpoint kept): "
+                        "a seeded subsample of a larger dev split, or 'all' (default: %(default)s)")
     g.add_argument("--eval-every", type=_eval_every, default="auto",
                    help="steps between dev evaluations; 'auto': ten per run (default: %(default)s)")
     g.add_argument("--patience", type=positive_int, default=5,
@@ -346,3 +350,7 @@ def _option_list(text: str) -> list[str]:
 
 def _eval_every(text: str) -> str:
     return text if text == "auto" else str(positive_int(text))
+
+
+def _all_or_positive(text: str) -> str:
+    return text if text == "all" else str(positive_int(text))

@@ -57,7 +57,8 @@ class FinetuneConfig:
       batch_size: examples per step.
       epochs: passes over the (possibly subsampled) training split.
       max_train_examples: subsample of the training split (seeded), or None for all of it.
-      max_dev_examples: dev examples scored at each evaluation, or None for all.
+      max_dev_examples: dev examples scored at each evaluation (a seeded subsample of a larger
+        dev split), or None for all.
       eval_every: steps between dev evaluations; None: a tenth of the run's steps.
       patience: dev evaluations without improvement before stopping (once `min_steps` ran).
       seed: data order, subsample and head initialisation.
@@ -115,7 +116,8 @@ class FinetuneResult:
     `chance` is what always predicting the most frequent dev class scores on dev (None for
     tasks without classes); `learned` is False when the best dev metric does not beat it by
     more than the noise of the dev split. `truncation` says, for the train and dev rows
-    trained and scored on, what cutting them at the task's length left out.
+    trained and scored on, what cutting them at the task's length left out; `dev_examples` is
+    how many dev rows each evaluation scored (`max_dev_examples` of a larger dev split).
     """
 
     model: Any
@@ -126,6 +128,7 @@ class FinetuneResult:
     examples_per_second: float
     chance: ChanceLevel | None = None
     truncation: dict[str, Truncation | None] = dataclasses.field(default_factory=dict)
+    dev_examples: int | None = None  # the dev rows each evaluation scored
 
     @property
     def learned(self) -> bool:
@@ -182,18 +185,26 @@ def finetune(model, task: Task | str, tokenizer: Tokenizer, config: FinetuneConf
     return FinetuneResult(model=tuned, dev_metric=best_metric, steps=run.step, seconds=run.seconds,
                           history=run.history, examples_per_second=run.seen / run.seconds,
                           chance=chance, truncation={"train": train.truncation,
-                                                     "dev": dev.truncation})
+                                                     "dev": dev.truncation},
+                          dev_examples=len(dev))
 
 
 def _encoded_splits(task: Task, tokenizer: Tokenizer, config: FinetuneConfig, rng):
     """The encoded train split (subsampled to `max_train_examples` with `rng`) and dev split
-    (its first `max_dev_examples` rows)."""
-    train_examples = list(task.splits.train)
-    if config.max_train_examples is not None and config.max_train_examples < len(train_examples):
-        keep = np.sort(rng.choice(len(train_examples), config.max_train_examples, replace=False))
-        train_examples = [train_examples[i] for i in keep]
-    dev_examples = list(task.splits.dev)[:config.max_dev_examples]
-    return task.encode(tokenizer, train_examples), task.encode(tokenizer, dev_examples)
+    (subsampled to `max_dev_examples`, seeded apart from `rng` so that the training order stays
+    the seed's, and kept in file order: a dev file sorted by class or date gives every part its
+    share)."""
+    dev_rng = np.random.default_rng([config.seed, 1])
+    return (task.encode(tokenizer, _subsample(list(task.splits.train), config.max_train_examples, rng)),
+            task.encode(tokenizer, _subsample(list(task.splits.dev), config.max_dev_examples, dev_rng)))
+
+
+def _subsample(examples: list, most: int | None, rng) -> list:
+    """`most` of `examples` drawn with `rng`, in their order; all of them when they are fewer."""
+    if most is None or most >= len(examples):
+        return examples
+    keep = np.sort(rng.choice(len(examples), most, replace=False))
+    return [examples[i] for i in keep]
 
 
 def _optimizer(config: FinetuneConfig, total_steps: int, warmup: int, params):

@@ -65,6 +65,23 @@ def test_a_head_of_other_classes_is_made_anew_with_a_warning(tmp_path, minilm_di
     assert not np.array_equal(_kernel(model), _kernel(sj.load(folder)))
 
 
+@pytest.mark.parametrize("labels", [("neg", "pos"), ("a", "b", "c")])
+def test_a_new_head_keeps_the_pretrained_layers_before_its_classifier(tmp_path, minilm_dir, labels):
+    """Only the classifier starts anew (other class names, or another width): BERT's pooler
+    keeps its weights, as HF's from_pretrained(num_labels=N) keeps them."""
+    folder = save_pretrained(tiny_classifier(), tmp_path / "m", tokenizer_dir=minilm_dir,
+                             labels=("cat", "dog"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the new head's warning
+        model, _ = _resolved(tmp_path, folder, _rows(tmp_path / "d.csv", labels))
+    pretrained = sj.load(folder).head
+    for name in ("kernel", "bias"):
+        np.testing.assert_array_equal(np.asarray(getattr(model.head.pooler, name)[...]),
+                                      np.asarray(getattr(pretrained.pooler, name)[...]))
+    assert model.head.num_labels == len(labels)
+    assert not np.array_equal(_kernel(model)[:, :2], _kernel(sj.load(folder)))
+
+
 def test_a_base_model_gets_the_head_its_data_needs(tmp_path, minilm_dir):
     config = sj.EncoderConfig(**TINY_MINILM_VOCAB)
     base = sj.EncoderModel(config, make_head("none", config, rngs=nnx.Rngs(0)), rngs=nnx.Rngs(0))

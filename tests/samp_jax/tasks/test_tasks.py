@@ -167,3 +167,23 @@ def test_evaluate_errors(minilm, tokenizer):
         get_task("snli").evaluation(None, "test")
     with pytest.raises(ValueError, match="invalid fine-tuning settings"):
         FinetuneConfig(learning_rate=-1.0)
+
+
+def test_a_large_dev_split_is_scored_through_a_seeded_sample_of_all_of_it():
+    """`max_dev_examples` of a larger dev split: drawn over the whole split (a dev file sorted
+    by class gave its first rows, one class, to every evaluation), kept in order, seeded apart
+    from the training order."""
+    from types import SimpleNamespace
+
+    from samp_jax.training import finetuning
+    dev = [{"label": 0}] * 1500 + [{"label": 1}] * 1500  # a dev file sorted by class
+    task = SimpleNamespace(splits=SimpleNamespace(train=list(range(40)), dev=dev),
+                           encode=lambda tokenizer, examples: examples)
+    config = FinetuneConfig(max_dev_examples=1000, max_train_examples=20)
+    train, scored = finetuning._encoded_splits(task, None, config, np.random.default_rng(0))
+    assert len(scored) == 1000 and 400 < sum(row["label"] for row in scored) < 600
+    again = finetuning._encoded_splits(task, None, config, np.random.default_rng(0))
+    assert again == (train, scored)
+    alone, _ = finetuning._encoded_splits(task, None, dataclasses.replace(config, max_dev_examples=None),
+                                          np.random.default_rng(0))
+    assert alone == train and train == sorted(train)  # the training rows do not depend on it
