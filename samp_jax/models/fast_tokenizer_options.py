@@ -45,7 +45,12 @@ post-processor a `RobertaProcessing`, MPNet's `tokenize_chinese_chars` is applie
 writes no `add_prefix_space` into the pre-tokenizer. Over the components these options name
 (BERT's, MPNet's and RoBERTa's classes over a `BertNormalizer`, a `ByteLevel` pre-tokenizer, a
 `RobertaProcessing`) both give the same ids. samp-jax follows 4.57, the
-project's golden version (`tests/golden/fast_tokenizer_options.json` lists where 5.x differs).
+project's golden version (`tests/golden/fast_tokenizer_options.json` lists where 5.x differs),
+for folders older versions wrote. A folder transformers 5 wrote (its `tokenizer_config.json`
+names a `backend`, a key only 5.x writes) is run as written: 5.x saves the pipeline it built,
+so its `tokenizer.json` already holds what the options gave, and its base class
+(`TokenizersBackend`, ModernBERT's) applies none of them on loading either, where 4.57's would
+write `add_prefix_space` into the pre-tokenizer.
 """
 
 from __future__ import annotations
@@ -117,6 +122,12 @@ def fast_class(config: Mapping, model_config: Mapping | None, where: Path) -> st
     return FAST_MODEL_TYPES.get(model_type) if isinstance(model_type, str) else None
 
 
+def written_by_transformers5(config: Mapping | None) -> bool:
+    """Whether `tokenizer_config.json` (as a dict) was written by transformers 5: it names the
+    tokenizer's `backend` ("tokenizers"), which earlier versions never wrote."""
+    return config is not None and "backend" in config
+
+
 def apply_fast_options(text: str, config: Mapping | None, model_config: Mapping | None,
                        where: str | Path) -> str:
     """`tokenizer.json` text as HF's fast class has it once loaded with these options.
@@ -128,9 +139,9 @@ def apply_fast_options(text: str, config: Mapping | None, model_config: Mapping 
       where: the folder, named in errors.
 
     Returns:
-      `text` itself when the class changes nothing (or no class is named, or the file does not
-      load: `Tokenizer.from_files` reports that), else the file with the changed components
-      rewritten.
+      `text` itself when the class changes nothing (or no class is named, the folder was
+      written by transformers 5, or the file does not load: `Tokenizer.from_files` reports
+      that), else the file with the changed components rewritten.
 
     Raises:
       ValueError: an option of the wrong type, a `tokenizer_class` that is not a string, or a
@@ -138,7 +149,7 @@ def apply_fast_options(text: str, config: Mapping | None, model_config: Mapping 
     """
     where = Path(where)
     name = fast_class(config or {}, model_config, where)
-    if name is None:
+    if name is None or written_by_transformers5(config):
         return text
     rules = FAST_RULES.get(name, FastRules())  # any other class: the rule every class runs
     options = read_options(config or {}, {name: OPTIONS[name] for name in rules.options}, where)

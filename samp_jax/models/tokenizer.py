@@ -27,7 +27,8 @@ import numpy as np
 from tokenizers import Tokenizer as HFTokenizer
 
 from samp_jax.models.config import ConfigError, EncoderConfig, read_json
-from samp_jax.models.fast_tokenizer_options import apply_fast_options, fast_class
+from samp_jax.models.fast_tokenizer_options import (apply_fast_options, fast_class,
+                                                    written_by_transformers5)
 from samp_jax.models.sentencepiece_tokenizer import SENTENCEPIECE_FILES
 from samp_jax.models.slow_tokenizer import convert_slow_tokenizer
 from samp_jax.models.st_folder import (PROMPTS_FILE, Prompts, TextSettings, parse_prompts,
@@ -86,6 +87,9 @@ class Tokenizer:
         require it for `is_split_into_words` (RoBERTa's, GPT-2's: `PREFIXED_WORDS_CLASSES`,
         as taggers are trained with them); otherwise as the tokenizer is set (ModernBERT's
         class: each as if it began the text), as HF's other classes read them.
+      words_as_set: read pre-split words as the tokenizer is set whatever its class, as
+        transformers 5 reads them (it requires no `add_prefix_space` for them): a folder it
+        wrote, whose taggers were trained so.
       truncation_side: which end of a row too long is cut: "right" keeps its first tokens,
         "left" its last (HF's `truncation_side` of `tokenizer_config.json`); the special
         tokens stay either way.
@@ -94,7 +98,7 @@ class Tokenizer:
     def __init__(self, backend, *, max_length: int, pad_id: int,
                  files: Mapping[str, str] | None = None, prompts: Prompts | None = None,
                  split_special_tokens: bool = False, truncation_side: str = "right",
-                 tokenizer_class: str | None = None):
+                 tokenizer_class: str | None = None, words_as_set: bool = False):
         if truncation_side not in TRUNCATION_SIDES:
             raise ValueError(f"{truncation_side=} is not one of {TRUNCATION_SIDES}")
         self.split_special_tokens = split_special_tokens
@@ -103,7 +107,7 @@ class Tokenizer:
         self._backend.no_padding()
         self._backend.no_truncation()
         self.tokenizer_class = tokenizer_class
-        self.words_prefix_space = tokenizer_class in PREFIXED_WORDS_CLASSES
+        self.words_prefix_space = tokenizer_class in PREFIXED_WORDS_CLASSES and not words_as_set
         self._words_backend = self._configured(
             words_backend(backend, self.words_prefix_space))
         # (pretokenized, length) -> a private backend truncating to that length; never mutated
@@ -272,7 +276,8 @@ class Tokenizer:
                              f"{side!r}; expected one of {TRUNCATION_SIDES}")
         return cls(backend, max_length=max_length, pad_id=pad_id, files=files, prompts=prompts,
                    split_special_tokens=split, truncation_side=side,
-                   tokenizer_class=fast_class(config, model_config, where))
+                   tokenizer_class=fast_class(config, model_config, where),
+                   words_as_set=written_by_transformers5(config))
 
     def save(self, directory: str | os.PathLike) -> Path:
         """Writes the tokenizer into `directory` (created) so `from_pretrained` reads it back.

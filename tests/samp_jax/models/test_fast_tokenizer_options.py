@@ -211,3 +211,45 @@ def test_a_source_folder_is_left_as_it_is(minilm_dir, tmp_path):
     before = (folder / "tokenizer.json").read_bytes()
     Tokenizer.from_pretrained(folder, max_length=64)
     assert (folder / "tokenizer.json").read_bytes() == before
+
+
+# ------------------------------------------- folders transformers 5 wrote (the installed one)
+FAMILY_GOLDEN = __import__("tests.helpers", fromlist=["GOLDEN"]).GOLDEN / "families"
+WORDS = [["A", "man", "in", "Paris"], ["Nobody", "is", "outside", "."]]
+
+
+def _saved_by_transformers5(source, target, **options):
+    """The tokenizer of `source` loaded and saved by the installed transformers 5."""
+    import transformers
+    assert int(transformers.__version__.split(".")[0]) >= 5, transformers.__version__
+    hf = transformers.AutoTokenizer.from_pretrained(source, **options)
+    hf.save_pretrained(target)
+    assert "backend" in json.loads((target / "tokenizer_config.json").read_text())
+    return hf
+
+
+@pytest.mark.parametrize("family, head, options", [
+    # its base class (TokenizersBackend) keeps add_prefix_space in tokenizer_config.json and
+    # applies it nowhere; 4.57's base class wrote it into the pre-tokenizer (a leading space)
+    ("modernbert", "seqcls", {"add_prefix_space": True}),
+    ("roberta", "tokcls", {}),
+    ("roberta", "tokcls", {"add_prefix_space": True}),
+    ("xlm-roberta", "tokcls", {}),
+    ("bert", "tokcls", {}),
+])
+def test_a_folder_transformers5_wrote_tokenizes_as_transformers5(family, head, options, tmp_path):
+    """Texts, pairs and pre-split words: transformers 5 reads a tagger's words as its tokenizer
+    is set (RoBERTa's default: no leading space, where 4.57 refused them without
+    add_prefix_space=True and samp-jax reads an older folder's words after a space)."""
+    hf = _saved_by_transformers5(FAMILY_GOLDEN / family / head, tmp_path, **options)
+    ours = Tokenizer.from_pretrained(tmp_path)
+    texts = ["Hello World, this is a test.", "  A man plays  "]
+
+    def real(encoded, row):
+        return [int(i) for i, m in zip(encoded["input_ids"][row], encoded["attention_mask"][row]) if m]
+    for row, text in enumerate(texts):
+        assert real(ours(texts), row) == hf(text)["input_ids"]
+    assert real(ours(["a b"], ["c d"]), 0) == hf("a b", "c d")["input_ids"]
+    encoded, _ = ours.encode_words(WORDS)
+    for row, words in enumerate(WORDS):
+        assert real(encoded, row) == hf(words, is_split_into_words=True)["input_ids"]
