@@ -119,6 +119,8 @@ class EncoderConfig:
     norm_rel_ebd: str = "none"
 
     def __post_init__(self):
+        if isinstance(self.layer_types, list):  # a list from Python: the frozen, hashable form
+            object.__setattr__(self, "layer_types", tuple(self.layer_types))
         for name in ("vocab_size", "hidden_size", "num_layers", "num_heads",
                      "intermediate_size", "max_position_embeddings"):
             _check_int(name, getattr(self, name), minimum=1)
@@ -304,8 +306,9 @@ class EncoderConfig:
         for ours, theirs in family.config_keys.items():
             value = getattr(self, ours)
             out[theirs] = self.hidden_size if ours == "embedding_size" and value is None else value
-        if self.layer_types is not None:
+        if self.layer_types is not None:  # no pattern gives them: 4.57 must not run one
             out["layer_types"] = list(self.layer_types)
+            out[family.config_keys.get("global_attn_every_n_layers", "global_attn_every_n_layers")] = None
         return out | dict(family.hf_extra)
 
 

@@ -88,6 +88,8 @@ class FinetuneConfig:
         settings = dataclasses.asdict(self)
         if settings["min_steps"] == 0:  # the key of a run without it stays what it was
             del settings["min_steps"]
+        if settings["max_dev_examples"] is not None:  # a seeded sample, once the first rows
+            settings["dev_sample"] = "seeded"
         text = json.dumps(settings, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 

@@ -168,8 +168,9 @@ class OneValueOption:
 
 
 # Read by BertModel and the classes built on it (RoBERTa, XLM-R, ELECTRA): relative position
-# embeddings in attention, and the decoder's causal mask and cross-attention. The other
-# families' classes never read these keys, so a file stating them changes nothing there.
+# embeddings in attention, and the decoder's causal mask and cross-attention. MPNet's reads
+# `is_decoder` only (its attention mask turns causal); DistilBERT's, DeBERTa's and
+# ModernBERT's read none of them, so a file stating them changes nothing there.
 BERT_ONE_VALUE_OPTIONS = {
     "position_embedding_type": OneValueOption("absolute", "absolute", "; only 'absolute' is"),
     "is_decoder": OneValueOption(False, False, ": samp-jax runs encoders only", truthiness=True),

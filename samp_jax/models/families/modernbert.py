@@ -81,15 +81,17 @@ def _rope_thetas(hf: Mapping[str, Any]) -> tuple[float, float | None]:
     """`(global, local)` RoPE bases. transformers 4.57 writes `global_rope_theta` (alias
     `rope_theta`) and `local_rope_theta` (None: the global one) and refuses `rope_scaling`;
     transformers 5 writes `rope_parameters`, a dict per attention type, whose `rope_theta`
-    comes first (the 4.57 keys fill an entry without one, as transformers 5 reads them)."""
+    comes first (`global_rope_theta` and `local_rope_theta` fill an entry without one, as
+    transformers 5 reads them; it reads no `rope_theta` alias)."""
     scaling = hf.get("rope_scaling")
     if scaling and (scaling.get("rope_type", scaling.get("type")) or "default") != "default":
         raise ConfigError(f"rope_scaling={scaling!r} is not supported; only default RoPE is")
-    theta = hf.get("global_rope_theta", hf.get("rope_theta")) or DEFAULTS["global_rope_theta"]
     local = hf.get("local_rope_theta", DEFAULTS["local_rope_theta"])
     parameters = hf.get("rope_parameters")
     if parameters is None:
+        theta = hf.get("global_rope_theta", hf.get("rope_theta")) or DEFAULTS["global_rope_theta"]
         return float(theta), local
+    theta = hf.get("global_rope_theta") or DEFAULTS["global_rope_theta"]
     if not isinstance(parameters, Mapping) or not set(parameters) <= set(_ATTENTION_TYPES):
         raise ConfigError(f"rope_parameters={parameters!r} is not supported: samp-jax reads a "
                           f"dict with {list(_ATTENTION_TYPES)} entries, as transformers 5 writes "
@@ -102,6 +104,10 @@ def _rope_thetas(hf: Mapping[str, Any]) -> tuple[float, float | None]:
             raise ConfigError(f"rope_parameters[{kind!r}]={entry!r} is not supported; only "
                               "default RoPE ('rope_type': 'default' and a 'rope_theta') is")
         found[kind] = entry.get("rope_theta", fallback)
+        if kind == "full_attention" or found[kind] is not None:  # a local None: the global base
+            if isinstance(found[kind], bool) or not isinstance(found[kind], (int, float)):
+                raise ConfigError(f"rope_parameters[{kind!r}]['rope_theta']={found[kind]!r} "
+                                  "must be a positive number")
     return found["full_attention"], found["sliding_attention"]
 
 
@@ -109,19 +115,36 @@ def _attention_pattern(hf: Mapping[str, Any]) -> dict[str, Any]:
     """Which layers attend globally: transformers 5's `layer_types` (one entry per layer) when
     the file has it, else `global_attn_every_n_layers` (the config's field). A `layer_types`
     that is such a pattern becomes its `global_attn_every_n_layers`, so that a model saved
-    again loads in transformers 4.57 too; any other is kept per layer."""
+    again loads in transformers 4.57 too; any other is kept per layer, its
+    `global_attn_every_n_layers` 1 (a saved copy writes it as None, which 4.57 refuses rather
+    than run another pattern). Local layers need a `local_attention` window: at 0, HF runs
+    them attending to each token alone, where samp-jax reads 0 as no window (refused)."""
     types = hf.get("layer_types")
     if types is None:
+        every = hf.get("global_attn_every_n_layers", DEFAULTS["global_attn_every_n_layers"])
+        layers = hf.get("num_hidden_layers", DEFAULTS["num_hidden_layers"])
+        if isinstance(every, int) and isinstance(layers, int) and 1 < every and 1 < layers:
+            _check_window(hf)
         return {}
     if not isinstance(types, (list, tuple)):
         raise ConfigError(f"layer_types={types!r} must be a list of each layer's attention")
     types = tuple(types)
     if len(types) != hf.get("num_hidden_layers", DEFAULTS["num_hidden_layers"]):
         return {"layer_types": types}  # refused with the layer count by EncoderConfig
+    if "sliding_attention" in types:
+        _check_window(hf)
     for every in range(1, len(types) + 1):
         if types == tuple(_ATTENTION_TYPES[bool(i % every)] for i in range(len(types))):
             return {"global_attn_every_n_layers": every, "layer_types": None}
-    return {"layer_types": types}
+    return {"layer_types": types, "global_attn_every_n_layers": 1}
+
+
+def _check_window(hf: Mapping[str, Any]) -> None:
+    window = hf.get("local_attention", DEFAULTS["local_attention"])
+    if window == 0:
+        raise ConfigError("local_attention=0 with local (sliding-window) layers is not supported: "
+                          "HF runs those layers attending to each token alone; give a window, "
+                          "or make every layer global")
 
 
 def _derived(hf: Mapping[str, Any]) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 attention scores, RoBERTa-style positions from padding index 1, no token types, and a
 `dense → tanh → out_proj` head."""
 
-from samp_jax.models.families.base import Family, KeyRule, fused_qkv, layer_norm, linear
+from samp_jax.models.families.base import BERT_ONE_VALUE_OPTIONS, Family, KeyRule, fused_qkv, layer_norm, linear
 from samp_jax.models.families.bert import BERT_CONFIG_KEYS, BERT_DEFAULTS, base_heads, token_head
 from samp_jax.models.families.roberta import classification_head
 from samp_jax.models.head_kinds import SEQUENCE_CLASSIFICATION, TOKEN_CLASSIFICATION
@@ -33,6 +33,8 @@ MPNET = Family(
                                  "relative_attention_num_buckets": 32, "max_position_embeddings": 512},
     # MPNetEmbeddings hard-codes padding_idx = 1 for its positions; it has no token types.
     config_fixed={"type_vocab_size": 0, "position_padding_idx": 1},
+    # MPNetModel's extended attention mask (transformers 4.57) is causal for a decoder
+    one_value_options={"is_decoder": BERT_ONE_VALUE_OPTIONS["is_decoder"]},
     backbone=_backbone,
     heads={**base_heads(), SEQUENCE_CLASSIFICATION.name: classification_head("tanh"),
            TOKEN_CLASSIFICATION.name: token_head()},

@@ -52,15 +52,26 @@ def test_missing_config_file(tmp_path):
         EncoderConfig.from_hf_config(tmp_path)
 
 
-@pytest.mark.parametrize("model_type", ["distilbert", "mpnet", "deberta-v2", "modernbert"])
-@pytest.mark.parametrize("option", [{"position_embedding_type": "relative_key"}, {"is_decoder": True}])
+@pytest.mark.parametrize("model_type, option", [
+    (model_type, option) for model_type in ("distilbert", "mpnet", "deberta-v2", "modernbert")
+    for option in ({"position_embedding_type": "relative_key"}, {"is_decoder": True},
+                   {"add_cross_attention": True})
+    if not (model_type == "mpnet" and "is_decoder" in option)])
 def test_options_a_familys_classes_never_read_are_not_refused(model_type, option):
     """BertModel's options (relative position embeddings, a decoder) are refused where HF's
-    classes read them (BERT, RoBERTa, XLM-R, ELECTRA); the other families' classes never read
-    them, so a file that states them runs in HF as without them."""
+    classes read them (BERT, RoBERTa, XLM-R, ELECTRA; MPNet's `is_decoder`); the other
+    families' classes never read them, so a file that states them runs in HF as without them."""
     from tests.helpers import FAMILY_CONFIGS
     hf = FAMILY_CONFIGS[model_type].to_hf_dict()
     assert EncoderConfig.from_hf_config(hf | option) == EncoderConfig.from_hf_config(hf)
+
+
+def test_an_mpnet_decoder_is_refused():
+    """transformers 4.57's MPNetModel masks causally when `is_decoder` is set (logits of the
+    golden classifier move by 1.2)."""
+    from tests.helpers import FAMILY_CONFIGS
+    with pytest.raises(ConfigError, match="is_decoder=True is not supported: samp-jax runs encoders only"):
+        EncoderConfig.from_hf_config(FAMILY_CONFIGS["mpnet"].to_hf_dict() | {"is_decoder": True})
 
 
 @pytest.mark.parametrize("model_type", ["bert", "roberta", "xlm-roberta", "electra"])

@@ -180,6 +180,11 @@ def test_a_head_without_the_norm_cannot_be_exported(tmp_path):
     ({"layer_types": ["full_attention", "chunked_attention", "full_attention"]},
      r"layer_types=.* each 'full_attention' or 'sliding_attention'"),
     ({"layer_types": "full_attention"}, r"layer_types='full_attention' must be a list"),
+    ({"local_attention": 0}, r"local_attention=0 with local \(sliding-window\) layers"),
+    ({"local_attention": 0, "layer_types": ["full_attention", "sliding_attention", "full_attention"]},
+     r"local_attention=0 with local"),
+    ({"rope_parameters": {"full_attention": {"rope_type": "default", "rope_theta": None}}},
+     r"rope_parameters\['full_attention'\]\['rope_theta'\]=None must be a positive number"),
 ])
 def test_bad_configs_are_refused_with_the_key(change, message, tmp_path):
     folder = _copy_with_config(tmp_path, "seqcls", **change)
@@ -230,6 +235,15 @@ def test_layer_types_are_kept_per_layer_only_when_no_pattern_gives_them(tmp_path
     assert [irregular.is_local_layer(i) for i in range(3)] == [True, False, False]
     assert [irregular.layer_rotary_theta(i) for i in range(3)] == [20.0, 500.0, 500.0]
     assert EncoderConfig.from_hf_config(irregular.to_hf_dict()) == irregular
+    # 4.57 reads global_attn_every_n_layers and not layer_types: None makes it refuse the file
+    # rather than run the file's stale pattern (2: full, sliding, full)
+    assert irregular.to_hf_dict()["global_attn_every_n_layers"] is None
+    assert irregular.replace(layer_types=list(irregular.layer_types)) == irregular
+    # transformers 5 reads no rope_theta alias once rope_parameters is there
+    only_local = {"rope_parameters": {"sliding_attention": {"rope_theta": 7.0}}, "rope_theta": 999.0}
+    without_bases = {k: v for k, v in irregular.to_hf_dict().items() if not k.endswith("rope_theta")}
+    config = EncoderConfig.from_hf_config(without_bases | only_local)
+    assert (config.rotary_theta, config.local_rotary_theta) == (160000.0, 7.0)
     every_layer_global = {"layer_types": ["full_attention"] * 3}
     assert not EncoderConfig.from_hf_config(irregular.to_hf_dict() | every_layer_global).has_local_layers
 
