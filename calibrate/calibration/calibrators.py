@@ -5,10 +5,11 @@ Every calibrator consumes a `HistogramStats` (a histogram of |x| over uniform bi
 quantization: `scale = amax / 127` and `q = clip(round(x / scale), -127, 127)`.
 
 Shared guarantees of every calibrator:
-- `0 < amax <= min(absmax, hist_max)`: a threshold above the largest value only coarsens the
-  grid, so results are capped at `absmax` (a bin's upper edge may otherwise lie past it).
-- An all-zero tensor (`absmax == 0`) yields `TINY_AMAX` (1e-8) instead of 0, so the scale stays
-  positive.
+- `amax <= min(absmax, hist_max)` (above `TINY_AMAX`): a threshold above the largest value only
+  coarsens the grid, so results are capped at `absmax` (a bin's upper edge may otherwise lie
+  past it).
+- `amax >= TINY_AMAX` (1e-8): an all-zero tensor (`absmax == 0`) or one whose threshold falls
+  below it yields `TINY_AMAX`, so the scale stays positive and is the stored clip / 127.
 
 Methods (`CALIBRATORS`):
 - `minmax`: the exact absmax; never clips.
@@ -130,9 +131,8 @@ class HistogramStats:
 
 
 def _finalize(amax: float, stats: HistogramStats) -> float:
-    """Caps `amax` at `min(absmax, hist_max)` and keeps it positive (`TINY_AMAX`)."""
-    amax = min(float(amax), stats.absmax, stats.hist_max)
-    return amax if amax > 0 else TINY_AMAX
+    """Caps `amax` at `min(absmax, hist_max)` and floors it at `TINY_AMAX`."""
+    return max(min(float(amax), stats.absmax, stats.hist_max), TINY_AMAX)
 
 
 def _levels(num_bits: int) -> int:

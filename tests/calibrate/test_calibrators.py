@@ -142,6 +142,22 @@ def test_amax_positive_and_within_range(name):
     assert 0 < calibrate(wide) <= 1.0
     zeros = HistogramStats.from_values(np.zeros(100))
     assert calibrate(zeros) == TINY_AMAX
+    # an all-zero site as calibrate's observer passes it (hist_max and absmax raised to the
+    # floor): percentile and mse gave the first bin's edge, 1e-8 / 2048, below the floor
+    observed = HistogramStats(counts=np.r_[100.0, np.zeros(2047)], hist_max=TINY_AMAX,
+                              absmax=TINY_AMAX)
+    assert calibrate(observed) == TINY_AMAX
+
+
+def test_histogram_counts_are_exact_past_float32s_integers():
+    """2^24 + 5 real values in one bin of one batch: float32 counts stopped at 2^24."""
+    import jax.numpy as jnp
+
+    from calibrate.calibration.observers import histogram_reduce
+    x = jnp.zeros((1, 2 ** 12 + 5, 2 ** 12), jnp.float32).at[0, -5:, 0].set(1.0)
+    mask = jnp.ones((1, 2 ** 12 + 5, 1), bool)
+    counts = np.asarray(histogram_reduce("site", x, mask, {"site": (1.0, 1.0)}, bins=4))
+    assert counts.tolist() == [2 ** 24 + 5 * (2 ** 12 - 1), 0, 0, 5]
 
 
 @pytest.mark.parametrize("kwargs, message", [
