@@ -86,7 +86,9 @@ def pareto_table(result: SearchResult) -> str:
     entries = {e.name: e for e in result.evaluated}
     lines = ["No other map the search recorded (presets, allocation maps, the chosen map) is both "
              "faster and better on the search split than a map here. Its precision map is in the "
-             "file named (`samp-jax eval --precision FILE` scores it on the test split).", "",
+             "file named (`samp-jax eval --precision FILE` scores it on the test split). The "
+             "front is on the raw metric: a map here may miss the tolerance, whose check adds a "
+             "margin for the split's noise (the chosen map is the one that met it).", "",
              f"| map | {metric} (search) | INT8 FLOP fraction | est. latency (ms) | file |",
              "|---|---:|---:|---:|---|"]
     for index, name in enumerate(result.pareto_maps):

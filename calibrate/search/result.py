@@ -58,7 +58,8 @@ def pareto_file(index: int) -> str:
 def pareto_entries(evaluated: list[Evaluated], metric_name: str | None) -> list[Evaluated]:
     """The maps on the Pareto front of estimated latency against the search-split metric (or
     against the proxy, lower being better, without a metric), fastest first; the FP32
-    reference and maps without a value are left out."""
+    reference and maps without a value are left out. Of maps with equal latency and value the
+    chosen one stands for them (it is the map the search returned), else the first recorded."""
     metric = None if metric_name is None else get_metric(metric_name)
     if metric is None:
         value = lambda e: -e.proxy  # noqa: E731
@@ -66,6 +67,7 @@ def pareto_entries(evaluated: list[Evaluated], metric_name: str | None) -> list[
         sign = 1.0 if metric.higher_is_better else -1.0
         value = lambda e: None if e.metric is None else sign * e.metric  # noqa: E731
     entries = [e for e in evaluated if e.kind != Kind.REFERENCE and value(e) is not None]
+    entries.sort(key=lambda e: e.kind != Kind.CHOSEN)  # stable: first among ties, by kind
     return [entries[i] for i in pareto_front([(e.latency_ms, value(e)) for e in entries])]
 
 

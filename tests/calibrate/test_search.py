@@ -257,6 +257,10 @@ def test_the_pareto_entries_follow_the_direction_of_the_metric_or_the_proxy():
     evaluated.append(entry("lucky", 0.70, 0.001, 4.0))  # the best proxy, the worst metric
     assert [e.name for e in pareto_entries(evaluated, None)] == ["fast_bad", "mid", "lucky"]
     assert [e.name for e in pareto_entries(evaluated, "accuracy")] == ["fast_bad", "mid", "slow_good"]
+    # the chosen map ties a preset recorded before it (same latency and metric): the chosen
+    # one stands on the front (the first recorded did, leaving the returned map off it)
+    evaluated.append(entry("chosen", 0.80, 0.20, 2.0, Kind.CHOSEN))
+    assert [e.name for e in pareto_entries(evaluated, "accuracy")] == ["chosen", "mid", "slow_good"]
 
 
 def test_pareto_front():
