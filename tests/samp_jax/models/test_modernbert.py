@@ -221,7 +221,7 @@ def test_a_transformers5_config_gives_transformers5s_logits(golden, name, drop, 
     model = load_pretrained(_with_v5_config(tmp_path, name, drop))
     for batch in ("single", "pair"):
         logits = np.asarray(model(*_inputs(golden, batch)))
-        assert np.abs(logits - expected[f"{name}_{batch}_logits"]).max() <= 1e-5  # measured 2.4e-6
+        assert np.abs(logits - expected[f"{name}_{batch}_logits"]).max() <= 4e-6  # measured 1.3e-6
     if name == "resaved":  # the same model as 4.57's golden (HF 5 against 4.57: 1.2e-6)
         assert np.abs(expected["resaved_single_logits"] - golden["single_seq_logits"]).max() <= 3e-6
 
