@@ -193,20 +193,15 @@ def finetune(model, task: Task | str, tokenizer: Tokenizer, config: FinetuneConf
 
 def _encoded_splits(task: Task, tokenizer: Tokenizer, config: FinetuneConfig, rng):
     """The encoded train split (subsampled to `max_train_examples` with `rng`) and dev split
-    (subsampled to `max_dev_examples`, seeded apart from `rng` so that the training order stays
-    the seed's, and kept in file order: a dev file sorted by class or date gives every part its
-    share)."""
-    dev_rng = np.random.default_rng([config.seed, 1])
-    return (task.encode(tokenizer, _subsample(list(task.splits.train), config.max_train_examples, rng)),
-            task.encode(tokenizer, _subsample(list(task.splits.dev), config.max_dev_examples, dev_rng)))
-
-
-def _subsample(examples: list, most: int | None, rng) -> list:
-    """`most` of `examples` drawn with `rng`, in their order; all of them when they are fewer."""
-    if most is None or most >= len(examples):
-        return examples
-    keep = np.sort(rng.choice(len(examples), most, replace=False))
-    return [examples[i] for i in keep]
+    (`Task.examples`' seeded subset of `max_dev_examples`, kept in split order and drawn
+    apart from `rng`, so the training order stays the seed's: a dev file sorted by class or
+    date gives every part its share)."""
+    train_examples = list(task.splits.train)
+    if config.max_train_examples is not None and config.max_train_examples < len(train_examples):
+        keep = np.sort(rng.choice(len(train_examples), config.max_train_examples, replace=False))
+        train_examples = [train_examples[i] for i in keep]
+    dev_examples = task.examples("dev", max_examples=config.max_dev_examples, seed=config.seed)
+    return task.encode(tokenizer, train_examples), task.encode(tokenizer, dev_examples)
 
 
 def _optimizer(config: FinetuneConfig, total_steps: int, warmup: int, params):

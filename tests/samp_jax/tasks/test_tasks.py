@@ -1,6 +1,7 @@
 """Tasks, batching, scoring and fine-tuning (short runs on small subsets)."""
 
 import dataclasses
+import functools
 import errno
 import os
 from pathlib import Path
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 from samp_jax import Tokenizer, load_pretrained
-from samp_jax.tasks import IGNORE, SPLITS, TASKS, EncodedSplit, evaluate, get_task
+from samp_jax.tasks import IGNORE, SPLITS, TASKS, EncodedSplit, Task, evaluate, get_task
 from samp_jax.training.finetuning import FinetuneConfig, finetune, finetuned_dir, finetuned_model
 
 
@@ -178,7 +179,9 @@ def test_a_large_dev_split_is_scored_through_a_seeded_sample_of_all_of_it():
     from samp_jax.training import finetuning
     dev = [{"label": 0}] * 1500 + [{"label": 1}] * 1500  # a dev file sorted by class
     task = SimpleNamespace(splits=SimpleNamespace(train=list(range(40)), dev=dev),
-                           encode=lambda tokenizer, examples: examples)
+                           encode=lambda tokenizer, examples: examples, task_metric=None)
+    task.split = lambda name: getattr(task.splits, name)
+    task.examples = functools.partial(Task.examples, task)  # the real subsetting
     config = FinetuneConfig(max_dev_examples=1000, max_train_examples=20)
     train, scored = finetuning._encoded_splits(task, None, config, np.random.default_rng(0))
     assert len(scored) == 1000 and 400 < sum(row["label"] for row in scored) < 600
