@@ -9,8 +9,9 @@ and two functions of a candidate's outputs (a list with one array per batch):
   embeddings. It has far lower variance than the metric, so single-site sensitivities can be
   ranked on few examples.
 `guarded_drop(outputs, base)` adds a one-sided 95% confidence margin to the metric drop (a
-paired standard error for accuracy, a paired bootstrap for entity F1, ROC-AUC and Spearman), so
-a map accepted on the search split keeps its promise on unseen data. A search that picks the
+paired bound for accuracy that counts one more row lost and one more gained; a paired
+bootstrap for entity F1 and the label-set F1s, with the same two pseudo-rows, and for ROC-AUC
+and Spearman), so a map accepted on the search split keeps its promise on unseen data. A search that picks the
 fastest of many maps that each passed widens the margin for the one it returns
 (`selection_z`): the best of many looks better on the search split than it is.
 
@@ -118,15 +119,19 @@ class EvaluationObjective(Objective):
 
     def guarded_drop(self, outputs, base, *, z: float = Z_ONE_SIDED_95) -> float | None:
         """The metric drop against `base` plus a one-sided margin (95% at the default `z`),
-        paired per example, as the task's `Metric.guarded_drop` takes it: `z` paired standard
-        errors for accuracy, `z` standard deviations of the paired bootstrap drop for entity
-        F1, ROC-AUC and Spearman. None without a metric or on a partial view."""
+        paired per example, as the task's `Metric.guarded_drop` takes it: `z` adjusted paired
+        standard errors for accuracy, `z` standard deviations of the paired bootstrap drop for
+        the others. None without a metric or on a partial view; 0 for outputs
+        equal to `base`'s bit for bit (the reference's own map: nothing changed, nothing to
+        bound, where a margin that counts a pseudo-row changed would fail FP32 itself)."""
         metric = self.evaluation.task_metric
         evidence = None if self.partial else self.evaluation.evidence(outputs)
         if metric is None or evidence is None:
             return None
         if self.evaluation.non_finite(outputs):  # no answer read from NaN or Inf outputs
             return math.inf
+        if len(outputs) == len(base) and all(np.array_equal(o, b) for o, b in zip(outputs, base)):
+            return 0.0
         return metric.guarded_drop(self._baseline(base), evidence, z=z)
 
     def _baseline(self, base) -> Baseline:

@@ -26,7 +26,7 @@ from calibrate.search.session import Session, finish, measure_and_order, outputs
 from calibrate.search.strategy import AllocationProblem, get_strategy
 from samp_jax.core.precision import SITES
 from samp_jax.tasks.chance import at_chance, below_no_skill
-from samp_jax.tasks.metrics import get_metric
+from samp_jax.tasks.metrics import get_metric, unchanged_margin
 
 
 def search_tolerance(session: Session) -> SearchResult:
@@ -115,17 +115,28 @@ def early_stop(session: Session, ceiling_ms: float | None, preset: str | None) -
 
 
 def warn_if_rows_too_few(session: Session) -> None:
-    """Warns (`UserWarning`) when one row of the search split moves the task metric by more
-    than the tolerance allows (about 1/rows of it: exactly so for accuracy): the verdict then
-    only tells whether any row changed, and the margin, built from the rows that changed, can
-    be zero."""
+    """Warns (`UserWarning`) when the search split is too small for the tolerance to mean
+    much: one row of it moves the task metric by more than the tolerance allows (about
+    1/rows of it: exactly so for accuracy), so the verdict only tells whether any row changed;
+    or the margin of a map that changes no row (`unchanged_margin`: accuracy's adjusted bound,
+    about 2.3/rows) is already past the allowed drop, so no map that changes a row can pass."""
     config, obj = session.config, session.objective
     evaluation, fp32 = getattr(obj, "evaluation", None), session.reference.metric
     if obj.metric_name is None or evaluation is None or fp32 is None:
         return
     rows = evaluation.num_examples
     allowed = allowed_drop(config.tolerance, config.tolerance_mode, fp32)
-    if rows and 1.0 / rows > allowed:
+    if not rows:
+        return
+    floor = unchanged_margin(get_metric(obj.metric_name), rows)
+    if floor > allowed:
+        warnings.warn(
+            f"the search split has {rows} rows: even a map that changes none of them is bounded "
+            f"at an {obj.metric_name} drop of {floor:.3g} (the 95% margin), more than the "
+            f"{allowed:.3g} the tolerance allows, so only maps whose outputs stay those of "
+            "FP32 can pass; give more rows (or a wider tolerance) for a verdict", UserWarning,
+            stacklevel=3)
+    elif 1.0 / rows > allowed:
         warnings.warn(
             f"the search split has {rows} rows: one row moves {obj.metric_name} by about "
             f"{1.0 / rows:.3g}, more than the {allowed:.3g} the tolerance allows, so the search "

@@ -9,8 +9,9 @@ computed from weighted copies of its evidence rows (`weights` `[R, n]`: per row,
 each example counts), so one call scores every resample of a paired bootstrap; a single
 evaluation is the one row of ones. The evidence being per example, the same object gives the
 task metric, the search's guarded drop (the drop against the FP32 model's evidence plus a
-one-sided confidence margin: a paired standard error where the metric is a mean of
-per-example values, a paired bootstrap otherwise), and the report's names.
+one-sided confidence margin: an adjusted paired standard error where the metric is a mean of
+per-example values, a paired bootstrap otherwise; both count one more example lost and one
+more gained, so a map that changed few examples keeps a margin), and the report's names.
 
 ROC-AUC and Spearman rank each resample's weighted copies without sorting each resample again;
 ties get average ranks.
@@ -81,11 +82,10 @@ def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
     score is NaN.
 
     Raises:
-      ValueError: the labels hold one class only.
+      ValueError: the labels are not 0/1 (or booleans), or hold one class only.
     """
+    _both_classes(labels)
     labels = np.asarray(labels).astype(bool)
-    if labels.all() or not labels.any():
-        raise ValueError("ROC-AUC needs both positive and negative examples")
     return float(roc_auc_weighted(scores, labels, np.ones((1, len(labels))))[0])
 
 
@@ -113,12 +113,28 @@ def spearman(x: np.ndarray, y: np.ndarray) -> float:
 
 # ------------------------------------------------------------------------ margins
 def guarded_difference(base: np.ndarray, candidate: np.ndarray, *, z: float = Z_ONE_SIDED_95) -> float:
-    """`mean(base - candidate) + z * std(base - candidate, ddof=1) / sqrt(n)`: the paired
-    drop with a one-sided upper confidence margin, 95% at the default `z` (no margin for one
-    example)."""
+    """The paired drop `mean(base - candidate)` of per-example values in [0, 1] (correctness)
+    plus a one-sided upper confidence margin, 95% at the default `z`: `z` times the standard
+    error of Bonett and Price's adjusted Wald bound for paired proportions (J. Educ. Behav.
+    Stat. 37(4), 2012), which counts one more example that dropped and one more that gained
+    (pseudo-differences +1 and -1 among `n + 2`): `sqrt((p_drop + p_gain - d^2) / (n + 2))`.
+
+    The plain standard error of the `n` differences vanishes when few examples changed, so a
+    map that changed one or two rows of a few hundred passed a tolerance it misses on unseen
+    rows far more often than 5% of the time (`tools/margin_coverage.py`); with this margin a
+    map that changes no row passes only an allowed drop above about `2.3 / n`.
+    """
     diff = np.asarray(base, np.float64) - np.asarray(candidate, np.float64)
-    margin = z * diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else 0.0
-    return float(diff.mean() + margin)
+    adjusted = np.concatenate([diff, [1.0, -1.0]])
+    return float(diff.mean() + z * adjusted.std() / np.sqrt(len(adjusted)))
+
+
+def unchanged_margin(metric: "Metric", n: int, *, z: float = Z_ONE_SIDED_95) -> float:
+    """The guarded drop of a map that changes none of `n` examples: the smallest drop `metric`
+    can bound on them (0 for a bootstrapped metric, whose resamples then all agree)."""
+    if metric.margin is Margin.PER_EXAMPLE:
+        return guarded_difference(np.zeros(n), np.zeros(n), z=z)
+    return 0.0
 
 
 def guarded_bootstrap_drop(base_metric: float, metric: float, base_resampled: np.ndarray,
@@ -149,7 +165,7 @@ def bootstrap_weights(n: int, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 
 class Margin(enum.Enum):
     """How a metric's drop gets its confidence margin."""
 
-    PER_EXAMPLE = "per_example"  # a mean of per-example values: paired standard error
+    PER_EXAMPLE = "per_example"  # a mean of per-example 0/1 values: adjusted paired bound
     RESAMPLED = "resampled"  # anything else: paired bootstrap over the examples
 
 
@@ -160,6 +176,7 @@ class Baseline:
     evidence: np.ndarray
     value: float  # the metric of the evidence, as the drop takes it
     resampled: np.ndarray | None  # `[R]` per bootstrap resample (resampled margins only)
+    pseudo_rows: np.ndarray | None = None  # the candidate's `Metric.pseudo_rows`, if any
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -185,6 +202,13 @@ class Metric:
         one score for Spearman).
       balanced_subsets: a seeded subset of the examples keeps the two classes balanced.
       higher_is_better: the direction of improvement; a drop is a change the other way.
+      pseudo_rows: `base evidence -> (base rows, candidate rows)`, two evidence rows each that
+        the bootstrap of a `Margin.RESAMPLED` drop appends (not the drop itself): one example
+        on which the candidate lost one unit of the metric's counts and one on which it gained
+        one, Bonett and Price's adjustment (`guarded_difference`) carried to the bootstrap.
+        Without them a map that changed no counted row, or one or two, gets a margin of about
+        zero, which under-covers for metrics of discrete counts (entity and label-set F1).
+        None: no pseudo-rows (ROC-AUC and Spearman, whose quantized scores all move a little).
     """
 
     name: str
@@ -199,6 +223,7 @@ class Metric:
     check_gold: Callable[[np.ndarray], None] | None = None
     balanced_subsets: bool = False
     higher_is_better: bool = True
+    pseudo_rows: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None
 
     def value(self, evidence: np.ndarray) -> float:
         """The metric of `evidence` (all examples once)."""
@@ -213,17 +238,22 @@ class Metric:
     def baseline(self, evidence: np.ndarray) -> Baseline:
         """What `guarded_drop` compares candidates with, computed once."""
         evidence = np.asarray(evidence)
-        resampled = None
+        resampled = pseudo = None
         if self.margin is Margin.RESAMPLED and len(evidence) > 1:
-            resampled = self.resampled(evidence, bootstrap_weights(len(evidence)))
-        return Baseline(evidence, self._of_all(evidence), resampled)
+            rows = evidence
+            if self.pseudo_rows is not None:
+                base_rows, pseudo = self.pseudo_rows(evidence)
+                rows = np.concatenate([evidence, base_rows])
+            resampled = self.resampled(rows, bootstrap_weights(len(rows)))
+        return Baseline(evidence, self._of_all(evidence), resampled, pseudo)
 
     def guarded_drop(self, base: Baseline | np.ndarray, candidate: np.ndarray, *,
                      z: float = Z_ONE_SIDED_95) -> float:
         """The drop of `candidate`'s metric against `base`'s (same examples, same order) plus
-        a one-sided margin, 95% at the default `z`: `z` paired standard errors for
-        `Margin.PER_EXAMPLE`, `z` standard deviations of the paired bootstrap drops
-        (`bootstrap_weights`, seeded) for `Margin.RESAMPLED`. One example: no margin.
+        a one-sided margin, 95% at the default `z`: the adjusted paired bound of
+        `guarded_difference` for `Margin.PER_EXAMPLE`, `z` standard deviations of the paired
+        bootstrap drops (`bootstrap_weights`, seeded; over the evidence and its `pseudo_rows`)
+        for `Margin.RESAMPLED` (one example: no margin).
 
         Raises:
           ValueError: the evidence of `base` and `candidate` differ in shape.
@@ -239,6 +269,8 @@ class Metric:
         value = self._of_all(candidate)
         if base.resampled is None:
             return sign * (base.value - value)
+        if base.pseudo_rows is not None:
+            candidate = np.concatenate([candidate, base.pseudo_rows])
         resampled = self.resampled(candidate, bootstrap_weights(len(candidate)))
         return guarded_bootstrap_drop(sign * base.value, sign * value, sign * base.resampled,
                                       sign * resampled, z=z)
@@ -294,12 +326,34 @@ def _entity_scores(evidence: np.ndarray) -> dict[str, float]:
     return {"precision": precision, "recall": recall, "f1": f1}
 
 
+def _entity_pseudo_rows(evidence: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One sentence whose one entity the candidate gets wrong where the base got it right
+    (`(gold, predicted, correct)` 1, 1, 1 -> 1, 1, 0), and one the other way."""
+    right, wrong = [1.0, 1.0, 1.0], [1.0, 1.0, 0.0]
+    return np.array([right, wrong]), np.array([wrong, right])
+
+
+def _label_set_pseudo_rows(evidence: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One row whose most frequent gold label the candidate misses where the base found it
+    (`(gold, predicted, correct)` 1, 1, 1 -> 1, 0, 0), and one the other way; no other label."""
+    evidence = np.asarray(evidence, np.float64)
+    label = int(np.argmax(evidence[..., 0].sum(axis=0)))
+    found, missed = (np.zeros(evidence.shape[1:]) for _ in range(2))
+    found[label], missed[label] = (1.0, 1.0, 1.0), (1.0, 0.0, 0.0)
+    return np.stack([found, missed]), np.stack([missed, found])
+
+
 def _pair_evidence(scores, gold, label_names=None) -> np.ndarray:
     return np.column_stack([np.asarray(scores, np.float64), np.asarray(gold, np.float64)])
 
 
 def _both_classes(gold: np.ndarray) -> None:
+    """ROC-AUC reads a label as positive when it is 1 (true); any value but 0 and 1 would be
+    read as positive too (-1/1 labels: every row), so it is refused."""
     classes = sorted(set(np.asarray(gold).tolist()))
+    if not set(classes) <= {0, 1}:
+        raise ValueError(f"ROC-AUC needs 0/1 labels; these rows hold {classes[:5]}"
+                         + (" ..." if len(classes) > 5 else ""))
     if len(classes) < 2:
         raise ValueError(f"ROC-AUC needs both 0 and 1 labels among the {len(gold)} rows "
                          f"scored; these have only {classes}")
@@ -357,7 +411,8 @@ ENTITY_F1 = Metric(
     name="entity_f1", display_name="entity F1", gold_field="tags", margin=Margin.RESAMPLED,
     proxy=KL, evidence=_entity_evidence, weighted=_entity_weighted,
     exact=lambda e: _entity_scores(e)["f1"],
-    details=lambda e: {k: v for k, v in _entity_scores(e).items() if k != "f1"})
+    details=lambda e: {k: v for k, v in _entity_scores(e).items() if k != "f1"},
+    pseudo_rows=_entity_pseudo_rows)
 ROC_AUC = Metric(
     name="roc_auc", display_name="ROC-AUC", gold_field="label", margin=Margin.RESAMPLED,
     proxy=COSINE, evidence=_pair_evidence,
@@ -369,10 +424,12 @@ SPEARMAN = Metric(
     weighted=lambda e, w: spearman_weighted(e[:, 0], e[:, 1], w), check_gold=_varying_scores)
 MICRO_F1 = Metric(
     name="micro_f1", display_name="micro-F1", gold_field="labels", margin=Margin.RESAMPLED,
-    proxy=LABEL_KL, evidence=_label_set_evidence, weighted=_micro_f1, details=_label_set_scores)
+    proxy=LABEL_KL, evidence=_label_set_evidence, weighted=_micro_f1, details=_label_set_scores,
+    pseudo_rows=_label_set_pseudo_rows)
 MACRO_F1 = Metric(
     name="macro_f1", display_name="macro-F1", gold_field="labels", margin=Margin.RESAMPLED,
-    proxy=LABEL_KL, evidence=_label_set_evidence, weighted=_macro_f1)
+    proxy=LABEL_KL, evidence=_label_set_evidence, weighted=_macro_f1,
+    pseudo_rows=_label_set_pseudo_rows)
 METRICS: dict[str, Metric] = {m.name: m for m in (ACCURACY, ENTITY_F1, ROC_AUC, SPEARMAN,
                                                    MICRO_F1, MACRO_F1)}
 

@@ -8,8 +8,9 @@ before and after, so that a kill lands anywhere in a save, the window between th
 included. The hooks live here, in the test; the library has none.
 
 It times a save that replaces SCRATCH and prints `ready <seconds>`. Then, for each folder the parent
-writes on stdin, it forks a saver that saves the model over that folder again and again,
-prints `pid <pid>`, waits for the parent to kill it and prints `reaped <signal>`. Forking keeps
+writes on stdin, it forks a saver that saves the model over that folder again and again
+(printing `saved` after each save), prints `pid <pid>`, waits for the parent to kill it and
+prints `reaped <signal>`. Forking keeps
 a kill point cheap (starting JAX takes seconds). The first save has already turned every
 parameter into a cached numpy array, so a saver never calls into the XLA runtime, whose
 threads do not survive a fork.
@@ -66,6 +67,7 @@ def main(source: str, scratch: str, pause: float) -> None:
             try:
                 while True:
                     model.save(line.strip())
+                    os.write(1, b"saved\n")
             finally:
                 os._exit(1)
         print("pid", pid, flush=True)

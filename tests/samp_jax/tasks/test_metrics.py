@@ -47,7 +47,7 @@ def test_roc_auc_is_the_pairwise_win_rate_with_half_ties(data):
     scores, labels, _, _ = data
     assert roc_auc(scores, labels) == pytest.approx(_pairwise_auc(scores, labels), abs=1e-12)
     assert roc_auc([0.1, 0.9, 0.5], [0, 1, 1]) == 1.0
-    with pytest.raises(ValueError, match="both positive and negative"):
+    with pytest.raises(ValueError, match="needs both 0 and 1 labels"):
         roc_auc([0.1, 0.2], [1, 1])
 
 
@@ -128,6 +128,16 @@ def test_roc_auc_refuses_gold_of_one_class():
         ROC_AUC.check_gold(np.array([1, 1, 1]))
 
 
+def test_roc_auc_refuses_labels_other_than_0_and_1():
+    """-1/1 labels would all read as positive (a NaN), so they are refused by value."""
+    from samp_jax.tasks.metrics import roc_auc
+    with pytest.raises(ValueError, match=r"ROC-AUC needs 0/1 labels; these rows hold \[-1, 1\]"):
+        roc_auc(np.array([0.2, 0.9, 0.4]), np.array([-1, 1, -1]))
+    with pytest.raises(ValueError, match=r"needs 0/1 labels"):
+        ROC_AUC.check_gold(np.array([0, 1, 2]))
+    assert roc_auc(np.array([0.2, 0.9, 0.4]), np.array([False, True, False])) == 1.0
+
+
 def test_a_lower_is_better_metric_drops_when_it_rises():
     error_rate = dataclasses.replace(ACCURACY, name="error_rate", higher_is_better=False)
     base, worse = np.array([0.0, 0.0, 1.0, 0.0]), np.array([0.0, 1.0, 1.0, 0.0])
@@ -136,3 +146,22 @@ def test_a_lower_is_better_metric_drops_when_it_rises():
     resampled = dataclasses.replace(error_rate, margin=Margin.RESAMPLED)
     assert resampled.guarded_drop(base, worse, z=0.0) == pytest.approx(0.25)
     assert resampled.guarded_drop(base, worse) > 0.25  # the margin adds, whichever the direction
+
+
+def test_a_label_set_margin_counts_one_row_lost_and_one_gained_on_its_most_frequent_label():
+    """Rows of (gold, predicted, correct) per label; label 1 is gold most often. An unchanged
+    candidate keeps a margin, from the two pseudo-rows alone: the same bootstrap by hand."""
+    from samp_jax.tasks.metrics import MICRO_F1, bootstrap_weights
+    evidence = np.zeros((5, 3, 3))
+    evidence[:, 1] = (1, 1, 1)
+    evidence[0, 0] = (1, 0, 0)
+    found, missed = np.zeros((3, 3)), np.zeros((3, 3))
+    found[1], missed[1] = (1, 1, 1), (1, 0, 0)
+    base_rows, candidate_rows = MICRO_F1.pseudo_rows(evidence)
+    np.testing.assert_array_equal(base_rows, [found, missed])
+    np.testing.assert_array_equal(candidate_rows, [missed, found])
+    weights = bootstrap_weights(7)
+    drops = (MICRO_F1.resampled(np.r_[evidence, base_rows], weights)
+             - MICRO_F1.resampled(np.r_[evidence, candidate_rows], weights))
+    assert MICRO_F1.guarded_drop(evidence, evidence) == pytest.approx(1.645 * drops.std(ddof=1), rel=1e-12)
+    assert MICRO_F1.guarded_drop(evidence, evidence) > 0.05
