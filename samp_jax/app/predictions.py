@@ -20,7 +20,12 @@
   splits off punctuation and each CJK character, SentencePiece's only spaces): one tag per
   word (its first sub-token's; null for a word without a sub-token: one that truncation
   removed, or a word the tokenizer makes no token of, such as a zero-width or control
-  character), and the entities the tags name;
+  character), and the entities the tags name. The words are encoded one by one, as a tagger
+  fine-tuned on pre-split words (HF's `run_ner`: `is_split_into_words=True`) saw its rows.
+  For WordPiece and SentencePiece tokenizers (BERT, XLM-R, DeBERTa) these are the ids of the
+  text itself; for byte-level BPE they differ (RoBERTa gives every word a leading space
+  token, the first and punctuation included; ModernBERT none), so HF's token-classification
+  pipeline, which encodes the text whole, can tag some words otherwise;
 - sentence embedding: `{"text", "embedding"}`.
 
 Entities (taggers). Each is `{"type", "start", "end", "text", "score"}`: word indices `start`
