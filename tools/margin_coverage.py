@@ -58,7 +58,7 @@ def accuracy_rows(rng, sizes, draws: int) -> list[dict]:
                 accepted["plain"] += wald_drop(base, candidate) <= allowed
                 accepted["adjusted"] += ACCURACY.guarded_drop(base, candidate) <= allowed
             rows.append({"metric": "accuracy", "rows": n, "true_drop_over_allowed": multiple,
-                         **{k: v / draws for k, v in accepted.items()}})
+                         **{k: float(v) / draws for k, v in accepted.items()}})
             print(rows[-1], flush=True)
     return rows
 
@@ -98,15 +98,15 @@ def entity_rows(rng, sizes, draws: int) -> list[dict]:
                 accepted["plain"] += plain.guarded_drop(base, candidate) <= allowed
                 accepted["adjusted"] += ENTITY_F1.guarded_drop(base, candidate) <= allowed
             rows.append({"metric": "entity_f1", "rows": n, "true_drop_over_allowed": multiple,
-                         "fp32": round(f1, 4), **{k: v / draws for k, v in accepted.items()}})
+                         "fp32": round(float(f1), 4), **{k: float(v) / draws for k, v in accepted.items()}})
             print(rows[-1], flush=True)
     return rows
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--draws", type=int, default=1000, help="search splits per cell")
-    parser.add_argument("--entity-draws", type=int, default=400,
+    parser.add_argument("--draws", type=int, default=4000, help="search splits per cell")
+    parser.add_argument("--entity-draws", type=int, default=2000,
                         help="search splits per entity-F1 cell (each bootstraps twice)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=ROOT / "docs/results/margin_coverage.json")
