@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import platform
 import shlex
 import sys
 from pathlib import Path
@@ -32,6 +31,7 @@ import numpy as np
 
 from calibrate.search.config import allowed_drop
 from samp_jax.core.provenance import provenance
+from samp_jax.serving.timing import device_description
 from samp_jax.tasks.metrics import ACCURACY, ENTITY_F1, Z_ONE_SIDED_95
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -114,8 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     rng = np.random.default_rng(args.seed)
     rows = accuracy_rows(rng, (200, 400, 1000, 2000, 5000), args.draws)
     rows += entity_rows(rng, (200, 400, 1000, 2000), args.entity_draws)
-    record = {"provenance": provenance("python tools/margin_coverage.py " + shlex.join(sys.argv[1:]),
-                                       f"{platform.machine()} CPU"),
+    command = " ".join(["python tools/margin_coverage.py", shlex.join(sys.argv[1:])]).strip()
+    record = {"provenance": provenance(command, device_description()),
               "tolerance_relative": TOLERANCE, "fp32_accuracy": FP32_ACCURACY,
               "draws": {"accuracy": args.draws, "entity_f1": args.entity_draws},
               "rows": rows}
