@@ -1,0 +1,35 @@
+"""tools/margin_coverage.py: its plain accuracy margin is the paired standard error the
+adjusted one replaces, and a short run writes the record docs/results/search.md renders."""
+
+import importlib.util
+import json
+import sys
+
+import numpy as np
+import pytest
+
+from tests.helpers import ROOT
+
+spec = importlib.util.spec_from_file_location("margin_coverage", ROOT / "tools" / "margin_coverage.py")
+margin_coverage = importlib.util.module_from_spec(spec)
+sys.modules["margin_coverage"] = margin_coverage
+spec.loader.exec_module(margin_coverage)
+
+
+def test_the_plain_margin_is_the_paired_standard_error_that_vanishes_without_changes():
+    base, candidate = np.array([1, 1, 1, 1, 0.0]), np.array([1, 0, 1, 1, 0.0])
+    # mean 0.2, sample std sqrt(0.8 / 4), standard error that over sqrt(5)
+    assert margin_coverage.wald_drop(base, candidate) == pytest.approx(0.2 + 1.645 * 0.2, abs=1e-9)
+    assert margin_coverage.wald_drop(base, base) == 0.0
+
+
+def test_a_short_run_records_both_margins_for_every_cell(tmp_path, monkeypatch):
+    monkeypatch.setattr(margin_coverage, "_sentences", lambda rng, n, real=margin_coverage._sentences:
+                        real(rng, min(n, 20_000)))  # a smaller population, same shape
+    out = tmp_path / "coverage.json"
+    assert margin_coverage.main(["--draws", "40", "--entity-draws", "10", "--out", str(out)]) == 0
+    record = json.loads(out.read_text())
+    assert set(record["provenance"]) == {"command", "commit", "device", "date"}
+    cells = {(r["metric"], r["rows"], r["true_drop_over_allowed"]) for r in record["rows"]}
+    assert len(cells) == len(record["rows"]) == 2 * 5 + 2 * 4
+    assert all(0.0 <= r[k] <= 1.0 for r in record["rows"] for k in ("plain", "adjusted"))
