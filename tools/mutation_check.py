@@ -272,6 +272,19 @@ MUTANTS = (
            "        y = y.astype(rounded_to).astype(jnp.float32)\n",
            "        pass\n",
            ("tests/pallas_kernels/test_int8_matmul.py", "-k", "TestInterpret and requantizing")),
+    Mutant("accuracy_margin_plain_standard_error",
+           "the accuracy margin is the plain paired standard error (zero when no row changed), "
+           "not Bonett and Price's adjusted one",
+           "samp_jax/tasks/metrics.py",
+           "    adjusted = np.concatenate([diff, [1.0, -1.0]])\n",
+           "    adjusted = diff\n",
+           ("tests/calibrate/test_targets.py", "-k", "guarded_difference")),
+    Mutant("f1_bootstrap_without_pseudo_rows",
+           "the entity-F1 bootstrap margin leaves out its pseudo-rows (zero when no sentence changed)",
+           "samp_jax/tasks/metrics.py",
+           "    pseudo_rows=_entity_pseudo_rows)",
+           "    pseudo_rows=None)",
+           ("tests/calibrate/test_targets.py", "-k", "entity_f1_guarded_drop or few_sentences")),
 )
 
 
