@@ -165,3 +165,13 @@ def test_a_label_set_margin_counts_one_row_lost_and_one_gained_on_its_most_frequ
              - MICRO_F1.resampled(np.r_[evidence, candidate_rows], weights))
     assert MICRO_F1.guarded_drop(evidence, evidence) == pytest.approx(1.645 * drops.std(ddof=1), rel=1e-12)
     assert MICRO_F1.guarded_drop(evidence, evidence) > 0.05
+
+
+def test_bootstrap_weights_are_seeded_counts_in_one_byte_each():
+    from samp_jax.tasks.metrics import bootstrap_weights
+    weights = bootstrap_weights(1000)
+    assert weights.dtype == np.uint8 and weights.shape == (1000, 1000)
+    rng = np.random.default_rng(0)
+    np.testing.assert_array_equal(weights[:3], [np.bincount(rng.integers(0, 1000, 1000), minlength=1000)
+                                                for _ in range(3)])
+    assert (weights.sum(1) == 1000).all() and not weights.flags.writeable
