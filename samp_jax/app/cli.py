@@ -69,7 +69,7 @@ def resolve_task(args, model=None) -> Task:
     options (labels checked against the model's own label names); a multi-label task reads
     its label sets at `--threshold` where the command takes one, and its rows are cut at
     `--max-length` when given (`samp_jax.app.lengths`)."""
-    task = at_max_length(args, _read_task(args, model))
+    task = with_metric(args, at_max_length(args, _read_task(args, model)))
     threshold = getattr(args, "threshold", None)
     if threshold is None:
         return task
@@ -77,6 +77,17 @@ def resolve_task(args, model=None) -> Task:
         raise UsageError(f"--threshold {threshold:g} is for a multi-label task (a set of labels "
                          f"per row); {task.name} is {task.task_type.name}")
     return dataclasses.replace(task, label_threshold=threshold)
+
+
+def with_metric(args, task: Task) -> Task:
+    """`task` scored by `--metric` where the command takes one and it is given."""
+    name = getattr(args, "metric", None)
+    if name is None:
+        return task
+    try:
+        return dataclasses.replace(task, metric_name=name)
+    except ValueError as e:  # a metric the task type does not offer: the choices in one line
+        raise UsageError(f"--metric {name}: {e}") from None
 
 
 def _read_task(args, model) -> Task:

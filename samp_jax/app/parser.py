@@ -87,6 +87,7 @@ def _add_eval(sub) -> None:
     ev.add_argument("--max-examples", type=positive_int, default=None,
                     help="score a fixed seeded subset of the test split")
     _add_threshold(ev, "F1 and the label-set agreement are measured at it")
+    _add_metric(ev, "the test split is scored by")
     _add_distributed(ev)
 
 
@@ -151,6 +152,7 @@ def _add_search(sub) -> None:
                     help="score a fixed seeded subset of the test split")
     se.add_argument("--out", default="search_out", help="report folder (the quantized model goes to OUT/model)")
     _add_threshold(se, "F1 is measured at it on the search and test splits")
+    _add_metric(se, "the tolerance bounds (on the search split) and the test split is scored by")
 
 
 def _add_finetune(sub) -> None:
@@ -161,6 +163,7 @@ def _add_finetune(sub) -> None:
     _add_finetune_settings(ft)
     _add_threshold(ft, "the dev F1 that keeps the best checkpoint, and the test F1, are measured "
                        "at it")
+    _add_metric(ft, "that keeps the best dev checkpoint")
 
 
 def _add_predict(sub) -> None:
@@ -196,6 +199,16 @@ def strategy_help() -> str:
                         for objective, name in DEFAULT_STRATEGY.items())
     return (f"allocation within the tolerance: {'; '.join(entries)}. Default: {default}; a "
             "--latency-target adds moves in the greedy order").replace("%", "%%")
+
+
+def _add_metric(p: argparse.ArgumentParser, effect: str) -> None:
+    choices = "; ".join(
+        f"{t.name}: {', '.join([t.metrics[0].name + ' (default)'] + [m.name for m in t.other_metrics])}"
+        for t in TASK_TYPES.values() if t.other_metrics)
+    p.add_argument("--metric", default=None, metavar="NAME",
+                   help=f"the metric {effect}, where the task type offers another than its "
+                        f"default ({choices}; macro-F1 averages over the classes or labels "
+                        "that are gold or predicted at least once)")
 
 
 def _add_threshold(p: argparse.ArgumentParser, effect: str) -> None:

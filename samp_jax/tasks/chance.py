@@ -20,6 +20,7 @@ from typing import Sequence
 import numpy as np
 
 from samp_jax.models.head_kinds import Readout
+from samp_jax.tasks.metrics import Margin, Metric
 from samp_jax.tasks.types import IGNORE, EncodedSplit, TaskType, task_score
 
 Z_ONE_SIDED_95 = 1.645
@@ -102,9 +103,9 @@ def below_no_skill(metric: str | None, score: float | None, what: str) -> str | 
 
 
 def chance_level(task_type: TaskType, labels: Sequence[str] | None,
-                 encoded: EncodedSplit) -> ChanceLevel | None:
-    """The `ChanceLevel` of a labelled classification or multi-label split, or None (no
-    classes, no labels)."""
+                 encoded: EncodedSplit, metric: Metric | None = None) -> ChanceLevel | None:
+    """The `ChanceLevel` of a labelled classification or multi-label split by `metric` (None:
+    the task type's default), or None (no classes, no labels)."""
     constant = _CONSTANTS.get(task_type.readout)
     if constant is None or labels is None or encoded.labels is None:
         return None
@@ -112,12 +113,12 @@ def chance_level(task_type: TaskType, labels: Sequence[str] | None,
     if valid.size == 0:
         return None
     logits, name = constant(encoded.labels, labels)
-    value = task_score(task_type, task_type.metric, labels, logits, encoded)["value"]
-    metric = task_type.metric.name
+    metric = task_type.metric if metric is None else metric
+    value = task_score(task_type, metric, labels, logits, encoded)["value"]
     margin = 0.0
-    if metric == "accuracy":
+    if metric.margin is Margin.PER_EXAMPLE:  # a mean of 0/1 values: binomial noise
         margin = Z_ONE_SIDED_95 * math.sqrt(value * (1.0 - value) / len(encoded))
-    return ChanceLevel(metric, float(value), name, margin, len(encoded))
+    return ChanceLevel(metric.name, float(value), name, margin, len(encoded))
 
 
 def at_chance(evaluation, score: float | None, what: str) -> str | None:
@@ -134,7 +135,8 @@ def at_chance(evaluation, score: float | None, what: str) -> str | None:
     encoded = getattr(evaluation, "encoded", None)
     if encoded is None or score is None or not math.isfinite(score):
         return None
-    chance = chance_level(evaluation.task_type, evaluation.labels, encoded)
+    chance = chance_level(evaluation.task_type, evaluation.labels, encoded,
+                          getattr(evaluation, "task_metric", None))
     if chance is None or chance.beaten_by(score):
         return None
     return chance.describe(score, what)

@@ -380,6 +380,18 @@ def _label_set_evidence(predicted, gold, label_names=None) -> np.ndarray:
     return np.stack([gold, predicted, gold & predicted], axis=-1).astype(np.float64)
 
 
+def _class_set_evidence(predicted, gold, label_names=None) -> np.ndarray:
+    """`[n, classes, 3]`: each row's one gold and one predicted class as a set of one label
+    (`_label_set_evidence`), so the label-set F1s score classes: macro-F1 over classes."""
+    predicted, gold = np.asarray(predicted), np.asarray(gold)
+    if predicted.shape != gold.shape or predicted.ndim != 1:
+        raise ValueError(f"classes must be one per row: predicted {predicted.shape}, gold {gold.shape}")
+    width = len(label_names) if label_names is not None else int(max(predicted.max(initial=0),
+                                                                     gold.max(initial=0))) + 1
+    classes = np.arange(width)
+    return _label_set_evidence(predicted[:, None] == classes, (gold[:, None] == classes).astype(int))
+
+
 def _label_counts(evidence: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """`[R, labels, 3]` summed counts of each row of `weights`' copies."""
     evidence = np.asarray(evidence, np.float64)
@@ -435,8 +447,12 @@ MACRO_F1 = Metric(
     name="macro_f1", display_name="macro-F1", gold_field="labels", margin=Margin.RESAMPLED,
     proxy=LABEL_KL, evidence=_label_set_evidence, weighted=_macro_f1,
     pseudo_rows=_label_set_pseudo_rows)
+CLASS_MACRO_F1 = Metric(
+    name="class_macro_f1", display_name="macro-F1", gold_field="label", margin=Margin.RESAMPLED,
+    proxy=KL, evidence=_class_set_evidence, weighted=_macro_f1,
+    pseudo_rows=_label_set_pseudo_rows)
 METRICS: dict[str, Metric] = {m.name: m for m in (ACCURACY, ENTITY_F1, ROC_AUC, SPEARMAN,
-                                                   MICRO_F1, MACRO_F1)}
+                                                   MICRO_F1, MACRO_F1, CLASS_MACRO_F1)}
 
 
 def get_metric(name: str) -> Metric:

@@ -83,6 +83,10 @@ class Task:
         are those whose sigmoid probability is at least it, wherever the task scores label sets
         (its `evaluation`, `score`, the search's metric). Strictly between 0 and 1; task types
         that read no label sets keep `LABEL_THRESHOLD`.
+      metric_name: the metric it is scored by (its `evaluation`, `score`, the search's
+        tolerance and the fine-tune's dev checkpoint), one of its task type's `metrics_for` its
+        examples; None: the first of them (accuracy, entity F1, micro-F1, ROC-AUC or
+        Spearman by the gold answers).
     """
 
     name: str
@@ -92,6 +96,7 @@ class Task:
     max_length: int | None = None
     source: str = ""
     label_threshold: float = LABEL_THRESHOLD
+    metric_name: str | None = None
 
     def __post_init__(self):
         threshold = check_label_threshold(self.label_threshold)
@@ -100,6 +105,8 @@ class Task:
                              f"label_threshold={self.label_threshold!r} is for the multi-label "
                              "task types (text_multi_label, text_pair_multi_label)")
         object.__setattr__(self, "label_threshold", threshold)  # a float, whatever was given
+        if self.metric_name is not None:
+            self._metric_for(self._some_examples())  # refuses a metric the task type lacks
         if self.max_length is not None and (isinstance(self.max_length, bool) or
                                             not isinstance(self.max_length, (int, np.integer))
                                             or self.max_length < 1):
@@ -134,18 +141,37 @@ class Task:
 
     @property
     def metric(self) -> str | None:
-        """The metric name: accuracy, entity_f1, micro_f1, roc_auc, spearman, or None (proxy
-        only)."""
+        """The metric name: accuracy, class_macro_f1, entity_f1, micro_f1, macro_f1, roc_auc,
+        spearman, or None (proxy only)."""
         metric = self.task_metric
         return None if metric is None else metric.name
 
     @property
     def task_metric(self) -> Metric | None:
-        """The `Metric` the examples are scored by (`TaskType.metric_for`), or None."""
+        """The `Metric` the examples are scored by (`metric_name`, or `TaskType.metric_for`),
+        or None."""
+        return self._metric_for(self._some_examples())
+
+    def _some_examples(self) -> tuple[dict, ...]:
         for split in ("test", "search", "dev", "train", "calibration"):
             if self.split(split):
-                return self.task_type.metric_for(self.split(split))
-        return self.task_type.metric
+                return self.split(split)
+        return ()
+
+    def _metric_for(self, examples: Sequence[dict]) -> Metric | None:
+        """`metric_name`'s metric, checked against what `examples` can be scored by, or the
+        task type's choice for them."""
+        if self.metric_name is None:
+            return self.task_type.metric_for(examples) if examples else self.task_type.metric
+        choices = self.task_type.metrics_for(examples) if examples else \
+            tuple(dict.fromkeys((*self.task_type.metrics, *self.task_type.other_metrics)))
+        for metric in choices:
+            if metric.name == self.metric_name:
+                return metric
+        offered = " or ".join(m.name for m in choices) or "no metric (it has no labels)"
+        raise ValueError(f"task {self.name!r} ({self.task_type.name}): metric "
+                         f"{self.metric_name!r} is not one it can be scored by; these rows are "
+                         f"scored by {offered}")
 
     def split(self, name: str) -> tuple[dict, ...]:
         """The examples of split `name` (one of `SPLITS`)."""
@@ -200,11 +226,11 @@ class Task:
             if readout is not None:  # logits, read as the task type reads them
                 options = {"threshold": self.label_threshold} if readout is Readout.LABELS else {}
                 return EVALUATIONS[readout](
-                    self.task_type, self.task_type.metric_for(examples), self.labels,
+                    self.task_type, self._metric_for(examples), self.labels,
                     self.encode(tokenizer, examples), batch_size=batch_size or 64,
                     buckets=buckets, **options)
             return EmbeddingEvaluation(tokenizer, examples,
-                                       metric=self.task_type.metric_for(examples),
+                                       metric=self._metric_for(examples),
                                        batch_size=batch_size or 128, buckets=buckets,
                                        max_length=self.length(tokenizer))
 
@@ -251,7 +277,7 @@ class Task:
         Raises:
           ValueError: a task type without one (embedding tasks).
         """
-        metric = self.task_metric
+        metric = self.task_type.metric_for(self._some_examples())  # the gold answers' field
         return training_loss(self.task_type, None if metric is None else metric.gold_field,
                              f"task {self.name!r}")
 

@@ -38,7 +38,7 @@ from samp_jax.models.head_kinds import (
 )
 from samp_jax.serving.batching import DEFAULT_BUCKETS, bucket_batches, bucket_for, buckets_to
 from samp_jax.serving.forward import INPUT_KEYS
-from samp_jax.tasks.metrics import (ACCURACY, ENTITY_F1, IGNORE, MACRO_F1, MICRO_F1, ROC_AUC,
+from samp_jax.tasks.metrics import (ACCURACY, CLASS_MACRO_F1, ENTITY_F1, IGNORE, MACRO_F1, MICRO_F1, ROC_AUC,
                                     SPEARMAN, Metric)
 from samp_jax.tasks.truncation import Truncation, words_past_cut
 
@@ -128,6 +128,9 @@ class TaskType:
         (they embed unique texts, see `samp_jax.tasks.evaluation`).
       readout: how the head's logits are read (`Readout`): one class per row or token, a set
         of labels per row, or one score per row; None for embeddings.
+      other_metrics: metrics a user may choose instead of the one `metric_for` picks (`Task`'s
+        `metric_name`, `--metric`), read from the same gold answers (macro-F1 for classes and
+        label sets).
     """
 
     name: str
@@ -136,6 +139,7 @@ class TaskType:
     metrics: tuple[Metric, ...]
     encode: Callable[..., EncodedSplit] | None
     readout: Readout | None = Readout.CLASSES
+    other_metrics: tuple[Metric, ...] = ()
 
     @property
     def classifies(self) -> bool:
@@ -174,6 +178,12 @@ class TaskType:
             if examples and metric.gold_field in examples[0]:
                 return metric
         return self.metric
+
+    def metrics_for(self, examples: Sequence[dict]) -> tuple[Metric, ...]:
+        """Every metric the examples can be scored by: `metric_for`'s first, then
+        `other_metrics` (none without a metric)."""
+        first = self.metric_for(examples)
+        return () if first is None else (first, *self.other_metrics)
 
     def check(self, example: dict, where: str) -> None:
         """Raises ValueError naming `where` when `example` lacks a field this type needs."""
@@ -291,9 +301,10 @@ def _check_every_word_has_a_piece(examples: Sequence[dict], word_ids: np.ndarray
 
 TASK_TYPES: dict[str, TaskType] = {t.name: t for t in (
     TaskType("text_classification", SEQUENCE_CLASSIFICATION, ("text",), (ACCURACY,),
-             encode_texts),
+             encode_texts, other_metrics=(CLASS_MACRO_F1,)),
     TaskType("text_pair_classification", SEQUENCE_CLASSIFICATION, ("text", "text_pair"),
-             (ACCURACY,), functools.partial(encode_texts, pair=True)),
+             (ACCURACY,), functools.partial(encode_texts, pair=True),
+             other_metrics=(CLASS_MACRO_F1,)),
     TaskType("token_classification", TOKEN_CLASSIFICATION, ("tokens",), (ENTITY_F1,),
              encode_words),
     TaskType("embedding_pairs", SENTENCE_EMBEDDING, ("text", "text_pair"), (ROC_AUC, SPEARMAN),
@@ -304,11 +315,11 @@ TASK_TYPES: dict[str, TaskType] = {t.name: t for t in (
     TaskType("text_pair_scoring", SEQUENCE_CLASSIFICATION, ("text", "text_pair"),
              (ROC_AUC, SPEARMAN), functools.partial(encode_scored, pair=True),
              readout=Readout.SCORE),
-    TaskType("text_multi_label", SEQUENCE_CLASSIFICATION, ("text",), (MICRO_F1, MACRO_F1),
-             encode_label_sets, readout=Readout.LABELS),
+    TaskType("text_multi_label", SEQUENCE_CLASSIFICATION, ("text",), (MICRO_F1,),
+             encode_label_sets, readout=Readout.LABELS, other_metrics=(MACRO_F1,)),
     TaskType("text_pair_multi_label", SEQUENCE_CLASSIFICATION, ("text", "text_pair"),
-             (MICRO_F1, MACRO_F1), functools.partial(encode_label_sets, pair=True),
-             readout=Readout.LABELS),
+             (MICRO_F1,), functools.partial(encode_label_sets, pair=True),
+             readout=Readout.LABELS, other_metrics=(MACRO_F1,)),
 )}
 
 

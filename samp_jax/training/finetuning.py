@@ -172,7 +172,7 @@ def finetune(model, task: Task | str, tokenizer: Tokenizer, config: FinetuneConf
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     tx = _optimizer(config, total_steps, warmup, params)
     train_step, dev_score = _compiled_steps(graphdef, rest, tx, task, dev)
-    chance = chance_level(task.task_type, task.labels, dev)
+    chance = chance_level(task.task_type, task.labels, dev, task.task_metric)
     run = _train(train_step, dev_score, params, tx.init(params), train, rng, config,
                  total_steps=total_steps, eval_every=eval_every, task=task, progress=progress,
                  chance=chance)

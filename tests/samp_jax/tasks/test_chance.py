@@ -67,3 +67,13 @@ def test_at_chance_names_a_score_within_the_noise_and_nothing_else():
     assert at_chance(evaluation, 0.75, "x") is None
     assert at_chance(evaluation, None, "x") is None and at_chance(evaluation, math.nan, "x") is None
     assert at_chance(SimpleNamespace(), 0.5, "x") is None
+
+
+def test_a_chosen_metric_is_what_the_constant_prediction_is_scored_by():
+    """By macro-F1, always 'c' (half the rows) scores the F1 of 'c' alone, 2/3, averaged over
+    the three classes gold or predicted: 2/9; no binomial noise (a bootstrapped metric)."""
+    from samp_jax.tasks.metrics import CLASS_MACRO_F1
+    chance = chance_level(get_task_type("text_classification"), ("a", "b", "c"),
+                          _encoded([2] * 50 + [0] * 30 + [1] * 20), CLASS_MACRO_F1)
+    assert (chance.metric, chance.label, chance.margin) == ("class_macro_f1", "c", 0.0)
+    assert chance.value == pytest.approx(2 / 9)

@@ -112,7 +112,8 @@ def test_the_registry_names_margins_proxies_and_gold_fields():
         "roc_auc": (Margin.RESAMPLED, "cosine", "label", "ROC-AUC"),
         "spearman": (Margin.RESAMPLED, "cosine", "score", "Spearman"),
         "micro_f1": (Margin.RESAMPLED, "label_kl", "labels", "micro-F1"),
-        "macro_f1": (Margin.RESAMPLED, "label_kl", "labels", "macro-F1")}
+        "macro_f1": (Margin.RESAMPLED, "label_kl", "labels", "macro-F1"),
+        "class_macro_f1": (Margin.RESAMPLED, "kl", "label", "macro-F1")}
     assert get_metric("roc_auc") is ROC_AUC
     with pytest.raises(ValueError, match="metric name='f1' is not one of"):
         get_metric("f1")
@@ -175,3 +176,28 @@ def test_bootstrap_weights_are_seeded_counts_in_one_byte_each():
     np.testing.assert_array_equal(weights[:3], [np.bincount(rng.integers(0, 1000, 1000), minlength=1000)
                                                 for _ in range(3)])
     assert (weights.sum(1) == 1000).all() and not weights.flags.writeable
+
+
+def test_class_macro_f1_is_the_mean_f1_over_the_classes_gold_or_predicted():
+    """Three classes named, class 2 neither gold nor predicted: the mean of the F1 of classes
+    0 and 1, by hand (scikit-learn's f1_score(average="macro", labels=[0, 1]))."""
+    from samp_jax.tasks.metrics import CLASS_MACRO_F1
+    gold = np.array([0, 0, 0, 1, 1, 0])
+    predicted = np.array([0, 1, 0, 1, 0, 0])
+    # class 0: 3 of 4 gold found, 3 of 4 predicted right: F1 0.75; class 1: 1 of 2, 1 of 2: 0.5
+    evidence = CLASS_MACRO_F1.evidence(predicted, gold, ["a", "b", "c"])
+    assert evidence.shape == (6, 3, 3)
+    assert CLASS_MACRO_F1.value(evidence) == pytest.approx((0.75 + 0.5) / 2, abs=1e-12)
+    assert CLASS_MACRO_F1.value(CLASS_MACRO_F1.evidence(gold, gold, ["a", "b", "c"])) == 1.0
+    with pytest.raises(ValueError, match="one per row"):
+        CLASS_MACRO_F1.evidence(predicted[:, None], gold[:, None], ["a", "b", "c"])
+
+
+def test_a_task_type_offers_its_default_metric_first_then_the_others():
+    classes = TASK_TYPES["text_classification"]
+    rows = [{"text": "a", "label": 0}]
+    assert [m.name for m in classes.metrics_for(rows)] == ["accuracy", "class_macro_f1"]
+    assert classes.label_fields == ("label",)  # another metric adds no gold field
+    sets = TASK_TYPES["text_multi_label"]
+    assert [m.name for m in sets.metrics_for([{"text": "a", "labels": [0]}])] == ["micro_f1", "macro_f1"]
+    assert TASK_TYPES["embedding_texts"].metrics_for([{"text": "a"}]) == ()

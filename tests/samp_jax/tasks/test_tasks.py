@@ -190,3 +190,23 @@ def test_a_large_dev_split_is_scored_through_a_seeded_sample_of_all_of_it():
     alone, _ = finetuning._encoded_splits(task, None, dataclasses.replace(config, max_dev_examples=None),
                                           np.random.default_rng(0))
     assert alone == train and train == sorted(train)  # the training rows do not depend on it
+
+
+def test_a_task_scored_by_another_metric_than_its_default():
+    """`metric_name` picks one of the task type's metrics: its evaluation and score use it, the
+    fine-tune loss stays the one its gold answers give; one it does not offer is refused by
+    name, with the choices."""
+    import dataclasses
+
+    from samp_jax.data.splits import TaskSplits
+    from samp_jax.tasks import Task, get_task_type
+    rows = tuple({"text": f"row {i}", "label": i % 3} for i in range(12))
+    task = Task("mine", get_task_type("text_classification"), ("a", "b", "c"),
+                TaskSplits(train=rows, dev=(), calibration=(), search=(), test=rows))
+    chosen = dataclasses.replace(task, metric_name="class_macro_f1")
+    assert (task.metric, chosen.metric) == ("accuracy", "class_macro_f1")
+    assert chosen.training_loss is task.training_loss
+    with pytest.raises(ValueError, match=r"task 'mine' \(text_classification\): metric 'micro_f1' "
+                                         r"is not one it can be scored by; these rows are scored "
+                                         r"by accuracy or class_macro_f1"):
+        dataclasses.replace(task, metric_name="micro_f1")
