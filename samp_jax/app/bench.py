@@ -425,8 +425,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--minilm", type=Path, default=None,
                         help="MiniLM folder (e.g. an FP16 copy carried to a GPU machine); "
                              "default: the asset cache")
-    parser.add_argument("--repeats", type=positive_int, default=30)
-    parser.add_argument("--inner", type=positive_int, default=5)
+    parser.add_argument("--repeats", type=positive_int, default=30,
+                        help="timed samples per contender and shape; the median is reported")
+    parser.add_argument("--inner", type=positive_int, default=5,
+                        help="calls per timed sample (the sample is their mean)")
     parser.add_argument("--interpret", action="store_true",
                         help="run the Pallas kernels in interpret mode (CPU; slow, checks only)")
     parser.add_argument("--out", type=Path, default=None,

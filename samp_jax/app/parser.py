@@ -97,7 +97,7 @@ def _add_calibrate(sub) -> None:
     ca = sub.add_parser("calibrate", help="calibrate static scales and save a quantized model")
     _add_data(ca)
     ca.add_argument("--precision", default="fully_quant",
-                    help="a preset (fp16, bf16, fp8, quant_ffn_only, fully_quant) or a map JSON file")
+                    help="a preset (fp32, fp16, bf16, fp8, quant_ffn_only, fully_quant) or a map JSON file")
     ca.add_argument("--activation", default="static", choices=sorted(ACTIVATIONS),
                     help="INT8 activation scheme for presets")
     ca.add_argument("--method", default="percentile", choices=calibrators,
@@ -173,7 +173,8 @@ def _add_predict(sub) -> None:
     pr.add_argument("--out", required=True,
                     help="predictions file (JSON Lines); '-' writes them to standard output (the "
                          "summary line then goes to standard error)")
-    pr.add_argument("--batch-size", type=positive_int, default=32)
+    pr.add_argument("--batch-size", type=positive_int, default=32,
+                    help="rows per call of the compiled model (default: 32)")
     _add_threshold(pr, "each row's labels are those at or above it")
     _add_distributed(pr)
 
@@ -188,7 +189,8 @@ def _add_bench(sub) -> None:
 def _add_demo(sub) -> None:
     """`samp-jax demo`: the main pipeline on the packaged model and data."""
     dm = sub.add_parser("demo", help="the main pipeline on the real MiniLM and SNLI")
-    dm.add_argument("--tolerance", type=parse_tolerance, default=0.01)
+    dm.add_argument("--tolerance", type=parse_tolerance, default=0.01,
+                    help="the largest relative drop of the demo's metric the search may take (default: 1%%)")
 
 
 # ---------------------------------------------------------------------- shared options
@@ -282,7 +284,7 @@ def _add_distributed(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group(
         "distributed run", "run one job over several processes or hosts: start the same command "
         "on each, with the same --coordinator and --num-processes and its own --process-id; "
-        "process 0 prints and writes the result (README: Several hosts). Process 0 listens "
+        "process 0 prints and writes the result (docs/design.md: Several hosts). Process 0 listens "
         "on HOST:PORT only (not on every interface); JAX's coordination service there has no "
         "authentication, so a HOST that is not loopback needs --allow-remote-coordinator")
     g.add_argument("--coordinator", default=None, metavar="HOST:PORT|auto",
@@ -293,8 +295,10 @@ def _add_distributed(p: argparse.ArgumentParser) -> None:
                    help="accept a --coordinator other processes reach over the network (a "
                         "non-loopback HOST, or 'auto'): anyone who reaches it can join or "
                         "disturb the run, so only on a network you trust")
-    g.add_argument("--num-processes", type=positive_int, default=None, metavar="N")
-    g.add_argument("--process-id", type=non_negative_int, default=None, metavar="I")
+    g.add_argument("--num-processes", type=positive_int, default=None, metavar="N",
+                   help="how many processes take part (each given the same N)")
+    g.add_argument("--process-id", type=non_negative_int, default=None, metavar="I",
+                   help="this process's rank, 0 .. N-1 (0 prints and writes the result)")
     g.add_argument("--connect-timeout", type=positive_int, default=300, metavar="S",
                    help="seconds to wait for every process to connect (default: %(default)s); "
                         "then every process stops with one line")

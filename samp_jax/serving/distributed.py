@@ -72,7 +72,7 @@ class DistributedMismatchError(RuntimeError):
 
 def initialize_distributed(coordinator: str = AUTO, num_processes: int | None = None,
                            process_id: int | None = None, *, local_device_ids=None,
-                           timeout_s: int = 300, heartbeat_timeout_s: int = 100,
+                           timeout_s: int = 300, heartbeat_timeout_s: int = 60,
                            allow_remote: bool = False,
                            on_failure: Callable[[str], None] | None = None) -> None:
     """Joins this process to a distributed run; call it before any other JAX call.
@@ -85,7 +85,8 @@ def initialize_distributed(coordinator: str = AUTO, num_processes: int | None = 
       process_id: this process's index in `[0, num_processes)` (required with an address).
       local_device_ids: the local devices this process uses (default: all).
       timeout_s: how long to wait for every process to connect.
-      heartbeat_timeout_s: how long a silent process may go before the others are stopped.
+      heartbeat_timeout_s: how long a silent process may go before the others are stopped
+        (the command line's `--heartbeat-timeout` default, 60 s).
       allow_remote: allow a coordinator that is not a loopback address, or "auto": JAX's
         coordination service has no authentication, so only on a network you trust.
       on_failure: called with a one-line message when another process of the run dies or goes

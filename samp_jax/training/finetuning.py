@@ -64,6 +64,11 @@ class FinetuneConfig:
       seed: data order, subsample and head initialisation.
       min_steps: the fewest optimizer steps, whatever the data size (more epochs on small
         data); 0 for exactly `epochs`.
+
+    These defaults are the plain recipe the built-in tasks' settings start from. `samp-jax
+    finetune` has its own, which fit a few hundred rows as well as many thousands (batch 16,
+    2 epochs, at least 200 steps, warm-up 0.1, ten dev evaluations per run, patience 5; its
+    `--help`): pass them here for the same run from Python.
     """
 
     learning_rate: float = 1e-4
