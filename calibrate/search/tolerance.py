@@ -119,7 +119,8 @@ def warn_if_rows_too_few(session: Session) -> None:
     much: one row of it moves the task metric by more than the tolerance allows (about
     1/rows of it: exactly so for accuracy), so the verdict only tells whether any row changed;
     or the margin of a map that changes no row (`unchanged_margin`: accuracy's adjusted bound,
-    about 2.3/rows) is already past the allowed drop, so no map that changes a row can pass."""
+    about 2.3/rows; an F1's from its pseudo-rows) is already past the allowed drop, so no map
+    that changes a row can pass."""
     config, obj = session.config, session.objective
     evaluation, fp32 = getattr(obj, "evaluation", None), session.reference.metric
     if obj.metric_name is None or evaluation is None or fp32 is None:
@@ -128,7 +129,9 @@ def warn_if_rows_too_few(session: Session) -> None:
     allowed = allowed_drop(config.tolerance, config.tolerance_mode, fp32)
     if not rows:
         return
-    floor = unchanged_margin(get_metric(obj.metric_name), rows)
+    reference = getattr(obj, "reference", None)
+    evidence = None if reference is None else evaluation.evidence(reference)
+    floor = unchanged_margin(get_metric(obj.metric_name), rows, evidence)
     if floor > allowed:
         warnings.warn(
             f"the search split has {rows} rows: even a map that changes none of them is bounded "

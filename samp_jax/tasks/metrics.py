@@ -131,12 +131,16 @@ def guarded_difference(base: np.ndarray, candidate: np.ndarray, *, z: float = Z_
     return float(diff.mean() + z * adjusted.std() / np.sqrt(len(adjusted)))
 
 
-def unchanged_margin(metric: "Metric", n: int, *, z: float = Z_ONE_SIDED_95) -> float:
+def unchanged_margin(metric: "Metric", n: int, evidence: np.ndarray | None = None, *,
+                     z: float = Z_ONE_SIDED_95) -> float:
     """The guarded drop of a map that changes none of `n` examples: the smallest drop `metric`
-    can bound on them (0 for a bootstrapped metric, whose resamples then all agree)."""
+    can bound on them. A bootstrapped metric's depends on the reference's `evidence` through
+    its pseudo-rows (without them, or without the evidence: 0, its resamples then all agree)."""
     if metric.margin is Margin.PER_EXAMPLE:
         return guarded_difference(np.zeros(n), np.zeros(n), z=z)
-    return 0.0
+    if metric.pseudo_rows is None or evidence is None or len(evidence) < 2:
+        return 0.0
+    return metric.guarded_drop(evidence, evidence, z=z)
 
 
 def guarded_bootstrap_drop(base_metric: float, metric: float, base_resampled: np.ndarray,

@@ -172,3 +172,29 @@ def test_a_report_says_its_presets_are_the_targets_when_they_are_not_fp16(tiny):
                     sensitivity_batches=1, progress=False, tolerance=0.4)
     assert ("The presets are the target's (cpu): the sites they leave in float run fp32, and "
             "activations between sites are float32" in report_markdown(result, result.summary()))
+
+
+@pytest.mark.parametrize("sentences, warned", [(40, True), (2000, False)])
+def test_an_f1_split_whose_unchanged_margin_passes_the_tolerance_is_said(sentences, warned):
+    """Entity F1 with its pseudo-rows: a map that changes no sentence of 40 (3 entities each,
+    all found) is bounded past 1% of F1 1.0; of 2,000 it is not."""
+    from types import SimpleNamespace
+
+    from calibrate.search.tolerance import warn_if_rows_too_few
+    from samp_jax.tasks.metrics import ENTITY_F1
+    evidence = np.tile([3.0, 3.0, 3.0], (sentences, 1))
+    floor = ENTITY_F1.guarded_drop(evidence, evidence)
+    session = SimpleNamespace(
+        config=SimpleNamespace(tolerance=0.01, tolerance_mode="relative"),
+        objective=SimpleNamespace(metric_name="entity_f1", reference=["outputs"],
+                                  evaluation=SimpleNamespace(num_examples=sentences,
+                                                             evidence=lambda outputs: evidence)),
+        reference=SimpleNamespace(metric=1.0))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warn_if_rows_too_few(session)
+    messages = [str(w.message) for w in caught]
+    assert (floor > 0.01) is warned and len(messages) == warned
+    if warned:
+        assert (f"the search split has 40 rows: even a map that changes none of them is bounded "
+                f"at an entity_f1 drop of {floor:.3g} (the 95% margin), more than the 0.01") in messages[0]
