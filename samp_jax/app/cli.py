@@ -54,7 +54,7 @@ from samp_jax.models.config import EncoderConfig
 from samp_jax.models.heads import head_spec, make_head
 from samp_jax.models.head_kinds import LABEL_THRESHOLD, SENTENCE_EMBEDDING, Readout
 from samp_jax.ptq.quantized import QuantizedModel, quantize
-from samp_jax.serving.distributed import (check_same, describe_failure, digest,
+from samp_jax.serving.distributed import (check_same, check_same_options, describe_failure, digest,
                                           initialize_distributed, is_distributed, is_primary,
                                           silence_watchdog, state_digest)
 from samp_jax.tasks import SPLITS, TASKS, Task, get_task
@@ -470,9 +470,12 @@ def _set_default_activation(model, activation: str | None, num_outputs: int) -> 
 
 def _predict(args) -> int:
     to_stdout = args.out == predictions.STDOUT
-    out = args.out if to_stdout else _check_output(args.out, what="--out", folder=False,
-                                                   inputs=(args.model, args.data))
-    if not to_stdout:
+    # only process 0 of a distributed run writes --out: another's copy of it is not checked
+    # (a path that exists on host 0 alone is fine), so it cannot stop before joining
+    writes = args.coordinator is None or args.process_id in (None, 0)
+    out = args.out if to_stdout or not writes else _check_output(
+        args.out, what="--out", folder=False, inputs=(args.model, args.data))
+    if not to_stdout and writes:
         predictions.check_suffix(out)
     if args.model is None:
         raise UsageError("--model is required: a folder written by samp-jax, an HF model folder "
@@ -543,6 +546,23 @@ def _start_distributed(args) -> None:
                          .replace("process_id", "--process-id")
                          .replace("allow_remote=True", "--allow-remote-coordinator")
                          .replace("coordinator=", "--coordinator ")) from None
+    check_same_options(shared_options(args))
+
+
+# Options each process of a distributed run may set its own way: its rank, how it joins, where
+# it finds its copies of the model and data (their contents are compared when read), and what
+# only process 0 does (write --out, print --json).
+PER_PROCESS_OPTIONS = frozenset({
+    "process_id", "coordinator", "connect_timeout", "heartbeat_timeout",
+    "allow_remote_coordinator", "model", "data", "split_file", "out", "json", "debug"})
+
+
+def shared_options(args) -> dict:
+    """The command-line options every process of a distributed run must be given alike, by
+    their option names (`--max-length`), for `check_same_options`."""
+    return {("the command" if name == "command" else f"--{name.replace('_', '-')}"): value
+            for name, value in vars(args).items()
+            if name not in PER_PROCESS_OPTIONS and not callable(value)}
 
 
 def _bench(args) -> int:

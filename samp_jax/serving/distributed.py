@@ -8,12 +8,14 @@ process's devices and a `data_mesh()` spans them all. samp-jax uses it two ways:
   every device of every process (`sharding.sharded_forward`); a process copies only its own
   devices' rows to them and the outputs are gathered to every process, so each can score.
 - **prediction** (`samp-jax predict`): each process predicts its own contiguous block of the
-  rows (`process_rows`) on its own devices, and process 0 gathers the records
+  rows (`process_rows`) on one of its devices (one process per device uses them all), and
+  process 0 gathers the records
   (`gather_bytes`) and writes the one output file.
 
-Every process must read the same model and the same data: `check_same` compares a digest of
-them across processes and raises `DistributedMismatchError` instead of computing from
-mismatched copies.
+Every process must read the same model and the same data, and be given the same options:
+`check_same_options` compares the options when the processes join and `check_same` a digest
+of the model and data when read; each raises `DistributedMismatchError` instead of computing
+from mismatched copies.
 
     samp_jax.initialize_distributed("10.0.0.1:7777", num_processes=2, process_id=0,
                                     allow_remote=True)  # host 0 (and process_id=1 on host 1)
@@ -42,6 +44,7 @@ from __future__ import annotations
 
 import atexit
 import hashlib
+import json
 import os
 import re
 import sys
@@ -302,6 +305,25 @@ def check_same(value: bytes, what: str) -> None:
         raise DistributedMismatchError(
             f"{what} differs between processes: process(es) {differing} do not match process 0. "
             "Every process must be given the same model, data and options")
+
+
+def check_same_options(options: dict) -> None:
+    """Raises `DistributedMismatchError` naming the first option whose value differs between
+    processes (process 0's value and the other's), unless every process passes the same
+    `options` (JSON-serializable; `repr` where not); a no-op in a single process. Every
+    process must call it at the same point: before any slow work, so a run given different
+    options ends at once rather than computing a mix."""
+    if not is_distributed():
+        return
+    encoded = json.dumps(options, sort_keys=True, default=repr).encode()
+    everyone = [json.loads(b) for b in gather_bytes(encoded)]
+    for index, theirs in enumerate(everyone[1:], start=1):
+        for name in sorted(set(everyone[0]) | set(theirs)):
+            if everyone[0].get(name) != theirs.get(name):
+                raise DistributedMismatchError(
+                    f"{name} differs between processes: process {index} has "
+                    f"{theirs.get(name)!r}, process 0 has {everyone[0].get(name)!r}. Every "
+                    "process must be given the same model, data and options")
 
 
 def gather_bytes(data: bytes) -> list[bytes]:

@@ -260,8 +260,9 @@ def _follow(address: str, num_processes: int, process_id: int, timeout_s: float,
         answer = link.receive(max(deadline - time.monotonic(), PROBE_S))
     except TimeoutError:
         link.close()
-        raise JoinError(f"process 0 answered at {address}, but not every process joined within "
-                        f"{timeout_s:g} s (the connect timeout)") from None
+        raise JoinError(f"{address} accepted the connection but gave no samp-jax answer within "
+                        f"{timeout_s:g} s (the connect timeout): process 0 waiting for a process "
+                        "that did not join, or another program holding that port") from None
     if answer is None:
         link.close()
         raise JoinError(f"{address} does not answer as a samp-jax process 0 (another program "

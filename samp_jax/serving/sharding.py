@@ -71,7 +71,7 @@ class ShardedForward:
         self._rows = NamedSharding(mesh, P(axis))
         graphdef, state = nnx.split(model)
         if is_distributed():  # each process places its own copy: they must be one model
-            check_same(state_digest(model), "the model's weights")
+            check_same(state_digest(model), "the model (its weights)")
         replicated = NamedSharding(mesh, P())
         # Placed once: every device keeps a full copy of the weights (built per process from
         # its own copy of the model, so no host ships weights to another).

@@ -188,6 +188,29 @@ def test_processes_given_different_data_refuse_to_mix_it(files, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("command, option, values, shown", [
+    ("predict", "--max-length", ("8", "16"), ("8", "16")),  # rows cut elsewhere by one process
+    # one process would run a collective the other does not
+    ("eval", "--precision", ("fp16,fp8", "fp16"), ("'fp16,fp8'", "'fp16'"))])
+def test_processes_given_different_options_stop_at_once_naming_the_option(
+        files, tmp_path, command, option, values, shown):
+    """Options are compared when the processes join, before any work: each process ends with
+    one line naming the option and both values, nothing is written."""
+    port = _free_port()
+    where = (["--out", str(tmp_path / "p.jsonl")] if command == "predict" else [])
+    started = [_command([command, "--model", str(files / "model"), "--data", str(files / "data.csv"),
+                         *where, option, value, "--coordinator", f"127.0.0.1:{port}",
+                         "--num-processes", "2", "--process-id", str(i)], devices=1, cwd=tmp_path)
+               for i, value in enumerate(values)]
+    results = [p.communicate(timeout=300) + (p.returncode,) for p in started]
+    for i, (out, err, rc) in enumerate(results):
+        assert rc == 1 and "Traceback" not in err, err
+        assert (f"(process {i}): error: {option} differs between processes: process 1 has "
+                f"{shown[1]}, process 0 has {shown[0]}") in err, err
+    assert not (tmp_path / "p.jsonl").exists()
+
+
+@pytest.mark.slow
 def test_a_process_that_dies_stops_the_others_within_bounded_time(files, tmp_path):
     args = [*EVAL[:-1], "--precision", "fp16,fully_quant,fp8,bf16,fp16,fully_quant",
             "--model", str(files / "model"), "--data", str(files / "data.csv")]
