@@ -365,6 +365,63 @@ def search_page() -> str:
     return "\n".join(parts) + "\n"
 
 
+USER_DATA = DOCS / "user_data"
+VARIANT_NAMES = {"fp32 (reference)": "FP32 (reference)", "fp16": "FP16",
+                 "fully_quant / dynamic": "fully_quant (INT8, per-token dynamic)",
+                 "precision_map.json": "chosen map (the search's)"}
+
+
+def user_data_page() -> str:
+    """docs/results/user_data.md: TREC through the CLI only (tools/user_data_trec.sh), from the
+    JSON files of docs/results/user_data/ under a hand-written introduction."""
+    runs = {name: json.loads((USER_DATA / f"{name}.json").read_text())
+            for name in ("finetune", "search", "predict", "eval")}
+    ft, se, pr, ev = (runs[n] for n in ("finetune", "search", "predict", "eval"))
+    sizes = se["split_sizes"]
+    test = se["test"]
+    options = " / ".join(se["options"])
+    parts = [(DOCS / "user_data_intro.md").read_text().rstrip(), "",
+             f"Data: {se['data']}. Split sizes: "
+             + ", ".join(f"{name} {count:,}" for name, count in sizes.items()) + ".", "",
+             "| step | result | wall time |", "|---|---|---:|",
+             f"| `finetune` (MiniLM + a new {len(ft['labels'])}-class head, {ft['steps']} steps, the "
+             f"best dev checkpoint kept) | dev {ft['test']['metric']} {ft['dev_metric']:.4f}, test "
+             f"{ft['test']['value']:.4f} | {ft['wall_seconds']} s |",
+             f"| `search` ({100 * se['tolerance']:g}% {se['tolerance_mode']} tolerance, options "
+             f"{options}, latency {se['latency_source']}) | {se['maps_evaluated']} maps, "
+             f"{se['compilations']} compilations of the candidate program, "
+             f"{se['search_seconds']:.0f} s searching | {se['wall_seconds']} s |",
+             f"| `predict` from `trec_out/search/model` alone ({pr['rows']:,} rows, AOT-compiled "
+             f"buckets) | one JSON line per row | {pr['wall_seconds']} s |",
+             f"| `eval` (FP32, FP16, fully_quant, the chosen map on the test split) | the table "
+             f"below | {ev['wall_seconds']} s |", "",
+             f"{ev['metric'].capitalize()} on the held-out test split ({ev['examples']:,} rows; "
+             f"`samp-jax eval`, compute dtype {se['compute_dtype']} between GEMM sites):", "",
+             f"| map | {ev['metric']} (test) | rel. to FP32 | same prediction as FP32 | "
+             "parameters (MB) |", "|---|---:|---:|---:|---:|"]
+    for row in ev["rows"]:
+        mb = "–" if row["param_mb"] is None else f"{row['param_mb']:.1f}"
+        name = VARIANT_NAMES.get(row["variant"].rsplit("/", 1)[-1], row["variant"])
+        parts.append(f"| {name} | {row['value']:.4f} | "
+                     f"{100 * row['relative_change']:+.2f}% | {row['agreement']:.3f} | {mb} |")
+    estimated = se["latency_source"].startswith("estimated")
+    stopped = f" (it stopped after the presets: {se['stopped_early']})" if se.get("stopped_early") else ""
+    parts += ["", f"The search chose `{se['chosen_from']}`{stopped}: {100 * se['int8_flop_fraction']:.0f}% "
+              f"of the GEMM FLOPs in INT8 (`precision_map.json`, `search_report.md`), "
+              f"{100 * test['chosen_relative_change']:+.2f}% against FP32 on test. Its "
+              "latency and speed-up are "
+              + ("an **estimate** from the target's spec-sheet roofline, not a measurement: the "
+                 "search priced maps for another device than the one it ran on. With `--target "
+                 "auto` (the default) the same commands price maps by a table measured on the "
+                 "machine they run on." if estimated else "priced by a table measured on the "
+                 "machine the search ran on."), "",
+              provenance(se) + " Each JSON records its own.", "",
+              "Files: `docs/results/user_data/finetune.json`, `search.json` (the search summary "
+              "with the test figures), `eval.json`, `predict.json`, `predictions_head.jsonl` (the "
+              "first three predictions), `search_report.md`, `precision_map.json`."]
+    return "\n".join(parts) + "\n"
+
+
 FAMILIES = ROOT / "docs" / "families.md"
 # A block of a hand-written page rendered from a JSON in docs/results/, up to `<!-- end render -->`:
 # `<!-- render: NAME.json -->` is a precision table (`eval_table`), `<!-- render: NAME.json#SECTION -->`
@@ -538,7 +595,7 @@ def families_page() -> str:
 
 
 PAGES = {DOCS / "accuracy.md": accuracy_page, DOCS / "search.md": search_page,
-         FAMILIES: families_page}
+         DOCS / "user_data.md": user_data_page, FAMILIES: families_page}
 
 
 def stale_pages() -> list[str]:

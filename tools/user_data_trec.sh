@@ -12,6 +12,8 @@ DOCS=docs/results/user_data
 TARGET=${TARGET:-h100}
 mkdir -p "$OUT" "$DOCS"
 TREC=$($PY -c "from samp_jax.core.assets import fetch; print(fetch('trec') / 'trec.csv')")
+# the code's commit before the run writes its results into the (tracked) docs folder
+export COMMIT=$($PY -c "from samp_jax.core.provenance import code_commit; print(code_commit())")
 COLUMNS=(--text-column text --label-column label-coarse)
 # run NAME COMMAND...: runs it, keeps its wall seconds in $OUT/.seconds_NAME
 run() { local name=$1; shift; echo "+ $*" >&2; local start=$SECONDS; "$@"
@@ -31,7 +33,7 @@ head -3 "$OUT/predictions.jsonl" > "$DOCS/predictions_head.jsonl"
 # Every result JSON records its command, commit, device and date, and the step's wall seconds
 # (docs/results/user_data.md is rendered from them: tools/render_docs.py).
 $PY - "$DOCS" "$OUT" <<'PY'
-import json, sys
+import json, os, sys
 from pathlib import Path
 from samp_jax.serving.timing import device_description
 from samp_jax.core.provenance import provenance
@@ -39,7 +41,8 @@ docs, out = Path(sys.argv[1]), Path(sys.argv[2])
 for name in ("finetune", "search", "predict", "eval"):
     path = docs / f"{name}.json"
     record = json.loads(path.read_text())
-    record = {"provenance": provenance("bash tools/user_data_trec.sh", device_description()),
+    made = provenance("bash tools/user_data_trec.sh", device_description()) | {"commit": os.environ["COMMIT"]}
+    record = {"provenance": made,
               **record, "wall_seconds": int((out / f".seconds_{name}").read_text())}
     path.write_text(json.dumps(record, indent=2) + "\n")
 PY
