@@ -26,10 +26,12 @@ def test_the_plain_margin_is_the_paired_standard_error_that_vanishes_without_cha
 def test_a_short_run_records_both_margins_for_every_cell(tmp_path, monkeypatch):
     monkeypatch.setattr(margin_coverage, "_sentences", lambda rng, n, real=margin_coverage._sentences:
                         real(rng, min(n, 20_000)))  # a smaller population, same shape
+    monkeypatch.setattr(margin_coverage, "_classes", lambda rng, n, real=margin_coverage._classes:
+                        real(rng, min(n, 20_000)))
     out = tmp_path / "coverage.json"
     assert margin_coverage.main(["--draws", "40", "--entity-draws", "10", "--out", str(out)]) == 0
     record = json.loads(out.read_text())
     assert set(record["provenance"]) == {"command", "commit", "device", "date"}
     cells = {(r["metric"], r["rows"], r["true_drop_over_allowed"]) for r in record["rows"]}
-    assert len(cells) == len(record["rows"]) == 2 * 5 + 2 * 4
+    assert len(cells) == len(record["rows"]) == 2 * 5 + 2 * 4 + 2 * 3
     assert all(0.0 <= r[k] <= 1.0 for r in record["rows"] for k in ("plain", "adjusted"))

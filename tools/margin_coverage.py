@@ -14,6 +14,9 @@ often each margin accepts such a map:
   positives; the candidate loses one found entity per sentence with the probability that makes
   the true F1 drop 1.05x the allowed one. Margins: the paired bootstrap without and with
   `ENTITY_F1.pseudo_rows`.
+- macro-F1 over classes (`--metric class_macro_f1`): three classes of 80, 15 and 5% of the
+  rows; the candidate turns right answers of the rarest class wrong. Margins: the bootstrap
+  without and with `CLASS_MACRO_F1.pseudo_rows` (on the least-supported class).
 
 Usage: .venv/bin/python tools/margin_coverage.py [--draws N] [--out docs/results/margin_coverage.json]
 """
@@ -32,7 +35,7 @@ import numpy as np
 from calibrate.search.config import allowed_drop
 from samp_jax.core.provenance import provenance
 from samp_jax.serving.timing import device_description
-from samp_jax.tasks.metrics import ACCURACY, ENTITY_F1, Z_ONE_SIDED_95
+from samp_jax.tasks.metrics import ACCURACY, CLASS_MACRO_F1, ENTITY_F1, Z_ONE_SIDED_95
 
 ROOT = Path(__file__).resolve().parents[1]
 TOLERANCE = 0.01
@@ -103,6 +106,48 @@ def entity_rows(rng, sizes, draws: int) -> list[dict]:
     return rows
 
 
+PRIORS, RIGHT = np.array([0.80, 0.15, 0.05]), np.array([0.95, 0.75, 0.65])
+NAMES = ("a", "b", "c")
+
+
+def _classes(rng, n: int) -> tuple[np.ndarray, np.ndarray]:
+    gold = rng.choice(3, n, p=PRIORS)
+    right = rng.random(n) < RIGHT[gold]
+    return gold, np.where(right, gold, (gold + rng.integers(1, 3, n)) % 3)
+
+
+def _break_rare(rng, gold, predicted, probability: float) -> np.ndarray:
+    """The candidate turns right answers of the rarest class wrong."""
+    hit = (predicted == gold) & (gold == 2) & (rng.random(len(gold)) < probability)
+    return np.where(hit, 0, predicted)
+
+
+def class_macro_rows(rng, sizes, draws: int) -> list[dict]:
+    """Three classes (80/15/5%); the candidate costs the rarest class, the case a macro-F1 is
+    chosen to catch."""
+    def macro(gold, predicted):
+        return CLASS_MACRO_F1.value(CLASS_MACRO_F1.evidence(predicted, gold, NAMES))
+    gold, predicted = _classes(rng, 2_000_000)
+    f1 = macro(gold, predicted)
+    allowed = allowed_drop(TOLERANCE, "relative", f1)
+    slope = (f1 - macro(gold, _break_rare(rng, gold, predicted, 0.02))) / 0.02  # linear in it
+    plain = dataclasses.replace(CLASS_MACRO_F1, pseudo_rows=None)
+    rows = []
+    for multiple in (1.05, 0.5):
+        for n in sizes:
+            accepted = {"plain": 0, "adjusted": 0}
+            for _ in range(draws):
+                g, p = _classes(rng, n)
+                base = CLASS_MACRO_F1.evidence(p, g, NAMES)
+                cand = CLASS_MACRO_F1.evidence(_break_rare(rng, g, p, allowed * multiple / slope), g, NAMES)
+                accepted["plain"] += plain.guarded_drop(base, cand) <= allowed
+                accepted["adjusted"] += CLASS_MACRO_F1.guarded_drop(base, cand) <= allowed
+            rows.append({"metric": "class_macro_f1", "rows": n, "true_drop_over_allowed": multiple,
+                         "fp32": round(float(f1), 4), **{k: float(v) / draws for k, v in accepted.items()}})
+            print(rows[-1], flush=True)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--draws", type=int, default=4000, help="search splits per cell")
@@ -114,10 +159,12 @@ def main(argv: list[str] | None = None) -> int:
     rng = np.random.default_rng(args.seed)
     rows = accuracy_rows(rng, (200, 400, 1000, 2000, 5000), args.draws)
     rows += entity_rows(rng, (200, 400, 1000, 2000), args.entity_draws)
+    rows += class_macro_rows(rng, (400, 1000, 3000), args.entity_draws // 2)
     command = " ".join(["python tools/margin_coverage.py", shlex.join(sys.argv[1:])]).strip()
     record = {"provenance": provenance(command, device_description()),
               "tolerance_relative": TOLERANCE, "fp32_accuracy": FP32_ACCURACY,
-              "draws": {"accuracy": args.draws, "entity_f1": args.entity_draws},
+              "draws": {"accuracy": args.draws, "entity_f1": args.entity_draws,
+                        "class_macro_f1": args.entity_draws // 2},
               "rows": rows}
     args.out.write_text(json.dumps(record, indent=1) + "\n")
     print(f"wrote {args.out}")

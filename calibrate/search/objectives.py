@@ -55,6 +55,18 @@ def selection_z(compared: int, confidence: float = CONFIDENCE) -> float:
         raise ValueError(f"confidence={confidence} must be in (0, 1)")
     return max(Z_ONE_SIDED_95, NormalDist().inv_cdf(1.0 - (1.0 - confidence) / compared))
 SEARCH_BATCH_SIZE = 64
+# Outputs this close to the reference's are its own computation in another order (float32
+# rounding: about 1e-7 relative per operation); any lower precision moves logits by far more
+# (FP16 by about 1e-3 relative, an INT8 step by 1e-2).
+SAME_COMPUTATION_RTOL, SAME_COMPUTATION_ATOL = 1e-5, 1e-6
+
+
+def same_computation(outputs: Sequence[np.ndarray], base: Sequence[np.ndarray]) -> bool:
+    """Whether `outputs` equal `base` to float32 rounding, batch by batch."""
+    return len(outputs) == len(base) and all(
+        np.shape(o) == np.shape(b) and np.allclose(o, b, rtol=SAME_COMPUTATION_RTOL,
+                                                   atol=SAME_COMPUTATION_ATOL)
+        for o, b in zip(outputs, base))
 
 
 class Objective:
@@ -121,8 +133,9 @@ class EvaluationObjective(Objective):
         """The metric drop against `base` plus a one-sided margin (95% at the default `z`),
         paired per example, as the task's `Metric.guarded_drop` takes it: `z` adjusted paired
         standard errors for accuracy, `z` standard deviations of the paired bootstrap drop for
-        the others. None without a metric or on a partial view; 0 for outputs
-        equal to `base`'s bit for bit (the reference's own map: nothing changed, nothing to
+        the others. None without a metric or on a partial view; 0 for outputs equal to
+        `base`'s to float32 rounding (`same_computation`: the reference's own map, which a
+        vmapped or switchable program computes in another order; nothing changed, nothing to
         bound, where a margin that counts a pseudo-row changed would fail FP32 itself)."""
         metric = self.evaluation.task_metric
         evidence = None if self.partial else self.evaluation.evidence(outputs)
@@ -130,7 +143,7 @@ class EvaluationObjective(Objective):
             return None
         if self.evaluation.non_finite(outputs):  # no answer read from NaN or Inf outputs
             return math.inf
-        if len(outputs) == len(base) and all(np.array_equal(o, b) for o, b in zip(outputs, base)):
+        if same_computation(outputs, base):
             return 0.0
         return metric.guarded_drop(self._baseline(base), evidence, z=z)
 

@@ -135,9 +135,9 @@ def warn_if_rows_too_few(session: Session) -> None:
     if floor > allowed:
         warnings.warn(
             f"the search split has {rows} rows: even a map that changes none of them is bounded "
-            f"at an {obj.metric_name} drop of {floor:.3g} (the 95% margin), more than the "
-            f"{allowed:.3g} the tolerance allows, so only maps whose outputs stay those of "
-            "FP32 can pass; give more rows (or a wider tolerance) for a verdict", UserWarning,
+            f"at a drop of {floor:.3g} in {obj.metric_name} (the 95% margin), more than the "
+            f"{allowed:.3g} the tolerance allows, so a map passes only where it gains more than "
+            "it loses; give more rows (or a wider tolerance) for a verdict", UserWarning,
             stacklevel=3)
     elif 1.0 / rows > allowed:
         warnings.warn(

@@ -112,9 +112,10 @@ def chance_level(task_type: TaskType, labels: Sequence[str] | None,
     valid = encoded.labels[encoded.labels != IGNORE]
     if valid.size == 0:
         return None
-    logits, name = constant(encoded.labels, labels)
     metric = task_type.metric if metric is None else metric
-    value = task_score(task_type, metric, labels, logits, encoded)["value"]
+    value, name = max(((task_score(task_type, metric, labels, logits, encoded)["value"], name)
+                       for logits, name in constant(encoded.labels, labels)),
+                      key=lambda scored: scored[0])  # the first of equals
     margin = 0.0
     if metric.margin is Margin.PER_EXAMPLE:  # a mean of 0/1 values: binomial noise
         margin = Z_ONE_SIDED_95 * math.sqrt(value * (1.0 - value) / len(encoded))
@@ -142,27 +143,30 @@ def at_chance(evaluation, score: float | None, what: str) -> str | None:
     return chance.describe(score, what)
 
 
-def _majority_class(gold: np.ndarray, labels: Sequence[str]) -> tuple[np.ndarray, str]:
-    """Logits that always predict the most frequent class (or tag)."""
+def _majority_class(gold: np.ndarray, labels: Sequence[str]) -> list[tuple[np.ndarray, str]]:
+    """Logits that always predict the most frequent class (or tag): the best constant for
+    accuracy and for macro-F1 alike."""
     valid = gold[gold != IGNORE]
     majority = int(np.bincount(valid.astype(np.int64), minlength=len(labels)).argmax())
     logits = np.zeros((*gold.shape, len(labels)), np.float32)
     logits[..., majority] = 1.0
-    return logits, labels[majority]
+    return [(logits, labels[majority])]
 
 
-def _best_constant_label_set(gold: np.ndarray, labels: Sequence[str]) -> tuple[np.ndarray, str]:
-    """Logits that always predict the same label set: the `k` most frequent labels, with the
-    `k` whose micro-F1 is highest (`2 * hits / (rows * k + gold labels)`; the empty set scores 0)."""
+def _constant_label_sets(gold: np.ndarray, labels: Sequence[str]) -> list[tuple[np.ndarray, str]]:
+    """Logits that always predict the same label set, one candidate per `k`: the `k` most
+    frequent labels. The metric picks among them (`chance_level`): micro-F1's best is the `k`
+    with the highest `2 * hits / (rows * k + gold labels)`, macro-F1's every label gold at
+    least once (a label predicted but never gold only adds an F1 of 0)."""
     counts = (gold == 1).sum(axis=0)
     order = np.argsort(-counts, kind="stable")
-    hits = np.cumsum(counts[order])
-    k = np.arange(1, len(labels) + 1)
-    best = int(np.argmax(2.0 * hits / (len(gold) * k + counts.sum()))) + 1
-    chosen = np.sort(order[:best])
-    logits = np.full(gold.shape, -1.0, np.float32)
-    logits[:, chosen] = 1.0
-    return logits, "|".join(labels[i] for i in chosen)
+    candidates = []
+    for k in range(1, len(labels) + 1):
+        chosen = np.sort(order[:k])
+        logits = np.full(gold.shape, -1.0, np.float32)
+        logits[:, chosen] = 1.0
+        candidates.append((logits, "|".join(labels[i] for i in chosen)))
+    return candidates
 
 
-_CONSTANTS = {Readout.CLASSES: _majority_class, Readout.LABELS: _best_constant_label_set}
+_CONSTANTS = {Readout.CLASSES: _majority_class, Readout.LABELS: _constant_label_sets}

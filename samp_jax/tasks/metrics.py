@@ -120,6 +120,8 @@ def guarded_difference(base: np.ndarray, candidate: np.ndarray, *, z: float = Z_
     error of Bonett and Price's adjusted Wald bound for paired proportions (J. Educ. Behav.
     Stat. 37(4), 2012), which counts one more example that dropped and one more that gained
     (pseudo-differences +1 and -1 among `n + 2`): `sqrt((p_drop + p_gain - d^2) / (n + 2))`.
+    The centre stays the plain paired mean (theirs is the adjusted one), so `z = 0` gives the
+    drop itself; the difference is a fraction of one row.
 
     The plain standard error of the `n` differences vanishes when few examples changed, so a
     map that changed one or two rows of a few hundred passed a tolerance it misses on unseen
@@ -342,14 +344,30 @@ def _entity_pseudo_rows(evidence: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.array([right, wrong]), np.array([wrong, right])
 
 
-def _label_set_pseudo_rows(evidence: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """One row whose most frequent gold label the candidate misses where the base found it
-    (`(gold, predicted, correct)` 1, 1, 1 -> 1, 0, 0), and one the other way; no other label."""
-    evidence = np.asarray(evidence, np.float64)
-    label = int(np.argmax(evidence[..., 0].sum(axis=0)))
-    found, missed = (np.zeros(evidence.shape[1:]) for _ in range(2))
+def _pseudo_rows_on(evidence: np.ndarray, label: int) -> tuple[np.ndarray, np.ndarray]:
+    """One row whose `label` the candidate misses where the base found it (`(gold, predicted,
+    correct)` 1, 1, 1 -> 1, 0, 0), and one the other way; no other label."""
+    found, missed = (np.zeros(np.shape(evidence)[1:]) for _ in range(2))
     found[label], missed[label] = (1.0, 1.0, 1.0), (1.0, 0.0, 0.0)
     return np.stack([found, missed]), np.stack([missed, found])
+
+
+def _label_set_pseudo_rows(evidence: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Micro-F1's pseudo-rows: on the most frequent gold label (micro-F1 pools the counts of
+    every label, so which one matters little)."""
+    evidence = np.asarray(evidence, np.float64)
+    return _pseudo_rows_on(evidence, int(np.argmax(evidence[..., 0].sum(axis=0))))
+
+
+def _macro_pseudo_rows(evidence: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Macro-F1's pseudo-rows: on the present label (gold or predicted at least once) with the
+    fewest gold and predicted counts, where one row moves the average most -- a map that costs
+    a rare class is what a macro average is chosen to catch."""
+    evidence = np.asarray(evidence, np.float64)
+    support = evidence[..., 0].sum(axis=0) + evidence[..., 1].sum(axis=0)
+    present = np.flatnonzero(support > 0)
+    label = int(present[np.argmin(support[present])]) if len(present) else 0
+    return _pseudo_rows_on(evidence, label)
 
 
 def _pair_evidence(scores, gold, label_names=None) -> np.ndarray:
@@ -450,11 +468,11 @@ MICRO_F1 = Metric(
 MACRO_F1 = Metric(
     name="macro_f1", display_name="macro-F1", gold_field="labels", margin=Margin.RESAMPLED,
     proxy=LABEL_KL, evidence=_label_set_evidence, weighted=_macro_f1,
-    pseudo_rows=_label_set_pseudo_rows)
+    pseudo_rows=_macro_pseudo_rows)
 CLASS_MACRO_F1 = Metric(
     name="class_macro_f1", display_name="macro-F1", gold_field="label", margin=Margin.RESAMPLED,
     proxy=KL, evidence=_class_set_evidence, weighted=_macro_f1,
-    pseudo_rows=_label_set_pseudo_rows)
+    pseudo_rows=_macro_pseudo_rows)
 METRICS: dict[str, Metric] = {m.name: m for m in (ACCURACY, ENTITY_F1, ROC_AUC, SPEARMAN,
                                                    MICRO_F1, MACRO_F1, CLASS_MACRO_F1)}
 

@@ -536,3 +536,28 @@ def test_a_preset_whose_measure_is_nan_does_not_pass(tiny, calibration):
     latency = {n: runner.table.map_ms(p) for n, p in preset_maps(options, 3).items()}
     others = {n: ms for n, ms in latency.items() if n != "fully_quant_static"}
     assert passing[3] == pytest.approx(min(others.values()))
+
+
+def test_outputs_equal_to_the_reference_to_float32_rounding_are_its_own_map():
+    """The FP32 map, computed by another program (vmapped, switchable), is the reference: no
+    drop and no margin. FP16-size differences are another map: its margin counts, even when
+    no row's answer moved."""
+    from calibrate.search.objectives import same_computation
+
+    class Scores:  # a row is right when its score is above 0.5
+        task_metric = ACCURACY
+
+        def evidence(self, outputs):
+            return (np.concatenate(outputs) > 0.5).astype(float)
+
+        def non_finite(self, outputs):
+            return 0
+
+    objective = EvaluationObjective.__new__(EvaluationObjective)
+    objective.evaluation = Scores()
+    base = [np.linspace(0.6, 2.0, 300, dtype=np.float32)]
+    rounding = [base[0] * np.float32(1 + 3e-7)]
+    half = [base[0] * np.float32(1 + 1e-3)]
+    assert same_computation(rounding, base) and not same_computation(half, base)
+    assert objective.guarded_drop(rounding, base) == 0.0
+    assert objective.guarded_drop(half, base) == pytest.approx(1.645 * np.sqrt(2) / 302, rel=1e-9)

@@ -139,9 +139,9 @@ def test_a_latency_target_returns_a_preset_closer_to_fp32_than_the_greedys_map(t
     # 1% of 0.9 allows a drop of 0.009: accuracy's margin for a map that changes no row is
     # 1.645 sqrt(2) / (rows + 2), 0.29 on 6 rows and 0.0115 on 200, past it; 0.0046 on 500
     ("accuracy", 6, "the search split has 6 rows: even a map that changes none of them is "
-                    "bounded at an accuracy drop of 0.291 (the 95% margin), more than the 0.009"),
+                    "bounded at a drop of 0.291 in accuracy (the 95% margin), more than the 0.009"),
     ("accuracy", 200, "the search split has 200 rows: even a map that changes none of them is "
-                      "bounded at an accuracy drop of 0.0115"),
+                      "bounded at a drop of 0.0115 in accuracy"),
     ("accuracy", 500, None),
     # a bootstrapped metric: one of 6 sentences moves entity F1 by about 1/6
     ("entity_f1", 6, "the search split has 6 rows: one row moves entity_f1 by about 0.167, "
@@ -197,4 +197,4 @@ def test_an_f1_split_whose_unchanged_margin_passes_the_tolerance_is_said(sentenc
     assert (floor > 0.01) is warned and len(messages) == warned
     if warned:
         assert (f"the search split has 40 rows: even a map that changes none of them is bounded "
-                f"at an entity_f1 drop of {floor:.3g} (the 95% margin), more than the 0.01") in messages[0]
+                f"at a drop of {floor:.3g} in entity_f1 (the 95% margin), more than the 0.01") in messages[0]

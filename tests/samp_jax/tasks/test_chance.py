@@ -77,3 +77,22 @@ def test_a_chosen_metric_is_what_the_constant_prediction_is_scored_by():
                           _encoded([2] * 50 + [0] * 30 + [1] * 20), CLASS_MACRO_F1)
     assert (chance.metric, chance.label, chance.margin) == ("class_macro_f1", "c", 0.0)
     assert chance.value == pytest.approx(2 / 9)
+
+
+def test_a_label_set_constant_is_the_best_by_the_metric_chosen():
+    """Label 'a' on 9 of 10 rows, 'b' .. 'e' on one each: by micro-F1 always {a} is best
+    (2*9/(10+13) = 0.78); by macro-F1 always every label (each gold at least once) is, with
+    the mean of 2*9/(10+9) and four times 2*1/(10+1)."""
+    from samp_jax.tasks.metrics import MACRO_F1
+    names = ("a", "b", "c", "d", "e")
+    gold = np.zeros((10, 5), np.int32)
+    gold[:9, 0] = 1
+    for row, label in enumerate(range(1, 5)):
+        gold[row, label] = 1
+    sets = get_task_type("text_multi_label")
+    micro = chance_level(sets, names, _encoded(gold))
+    assert (micro.metric, micro.label) == ("micro_f1", "a")
+    assert micro.value == pytest.approx(18 / 23)
+    macro = chance_level(sets, names, _encoded(gold), MACRO_F1)
+    assert (macro.metric, macro.label) == ("macro_f1", "a|b|c|d|e")
+    assert macro.value == pytest.approx((18 / 19 + 4 * 2 / 11) / 5)

@@ -201,3 +201,15 @@ def test_a_task_type_offers_its_default_metric_first_then_the_others():
     sets = TASK_TYPES["text_multi_label"]
     assert [m.name for m in sets.metrics_for([{"text": "a", "labels": [0]}])] == ["micro_f1", "macro_f1"]
     assert TASK_TYPES["embedding_texts"].metrics_for([{"text": "a"}]) == ()
+
+
+def test_a_macro_f1_margin_counts_its_pseudo_rows_on_the_least_supported_present_class():
+    """Macro-F1 averages classes alike, so the pseudo-rows go where one row moves it most: the
+    class gold or predicted least often (here class 2: once), not an absent one (class 3)."""
+    from samp_jax.tasks.metrics import CLASS_MACRO_F1
+    gold = np.array([0, 0, 0, 0, 1, 1, 2])
+    evidence = CLASS_MACRO_F1.evidence(gold, gold, ["a", "b", "c", "d"])
+    base_rows, candidate_rows = CLASS_MACRO_F1.pseudo_rows(evidence)
+    assert base_rows[:, 2].tolist() == [[1, 1, 1], [1, 0, 0]]
+    assert candidate_rows[:, 2].tolist() == [[1, 0, 0], [1, 1, 1]]
+    assert not base_rows[:, [0, 1, 3]].any() and not candidate_rows[:, [0, 1, 3]].any()
