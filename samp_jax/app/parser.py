@@ -163,7 +163,7 @@ def _add_finetune(sub) -> None:
     _add_finetune_settings(ft)
     _add_threshold(ft, "the dev F1 that keeps the best checkpoint, and the test F1, are measured "
                        "at it")
-    _add_metric(ft, "that keeps the best dev checkpoint")
+    _add_metric(ft, "that keeps the best dev checkpoint, and the test split is scored by")
 
 
 def _add_predict(sub) -> None:

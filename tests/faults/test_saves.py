@@ -46,17 +46,18 @@ KILLS = 10
 PAUSE = 0.02  # the child's slow disk: a save takes ~0.3 s, most of it in writes and renames
 
 
-def _outcome(folder, expected):
-    """'old', 'new' or 'interrupted' (then the old model is whole where `load` says)."""
+def _outcome(folder, expected, previous=("old",)):
+    """'old', 'new' or 'interrupted' (then a `previous` model is whole where `load` says: the
+    old one during the first save, the new one after it)."""
     try:
         out = _outputs(QuantizedModel.load(folder))
     except FileNotFoundError as e:  # killed between the two renames
         match = re.search(r"a save was interrupted while replacing it .*previous model is whole "
                           r"at (\S+);", str(e))
         assert match, e
-        previous = _outputs(QuantizedModel.load(match.group(1)))  # old, or new after a first save
-        assert any(np.array_equal(previous, value) for value in expected.values()), \
-            "the model `load` named as whole gave neither the old nor the new model's outputs"
+        whole = _outputs(QuantizedModel.load(match.group(1)))
+        assert any(np.array_equal(whole, expected[name]) for name in previous), \
+            f"the model `load` named as whole is not the {' or '.join(previous)} model"
         return "interrupted"
     match = [name for name, value in expected.items() if np.array_equal(out, value)]
     assert match, "the folder loaded and gave neither the old nor the new model's outputs"
@@ -104,7 +105,8 @@ def test_kill_9_during_resave_leaves_the_old_or_the_new_model(models, tmp_path):
             time.sleep((fraction % 1.0 if fraction > 1.0 else fraction) * duration)
             os.kill(int(saver[1]), signal.SIGKILL)
             assert _line(child, "reaped") == ["reaped", str(int(signal.SIGKILL))]
-            outcomes.append(_outcome(folder, expected))
+            # past 1x a first save has ended: a later one replaces the new model
+            outcomes.append(_outcome(folder, expected, ("new",) if fraction > 1.0 else ("old",)))
     finally:
         child.kill()
         child.wait()
