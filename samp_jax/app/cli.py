@@ -590,7 +590,10 @@ def main(argv: list[str] | None = None) -> int:
         name = f"samp-jax {args.command}"
         with warnings.catch_warnings():
             if not args.debug:  # a warning is one line too, not a source line under a path
-                warnings.showwarning = warning_printer(name)
+                # a distributed run's other processes stay quiet; asked only once joined, as
+                # is_primary would start JAX's backend before jax.distributed could
+                warnings.showwarning = warning_printer(
+                    name, shown=lambda: not is_distributed() or is_primary())
             code = _run(args, name)
     except Terminated:  # SIGTERM: the run has unwound, as for a Ctrl-C
         print(f"{name}: terminated", file=sys.stderr, flush=True)

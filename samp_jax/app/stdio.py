@@ -8,6 +8,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 from samp_jax.app import predictions
 from samp_jax.tasks.files import Columns
@@ -51,10 +52,12 @@ def tolerate_unencodable_output() -> None:
             stream.reconfigure(errors="backslashreplace")
 
 
-def warning_printer(name: str):
-    """A `warnings.showwarning` that prints `NAME: warning: MESSAGE` on one line."""
+def warning_printer(name: str, *, shown: Callable[[], bool] = lambda: True):
+    """A `warnings.showwarning` that prints `NAME: warning: MESSAGE` on one line, while
+    `shown()` (a distributed run's other processes say what process 0 says: only it prints)."""
     def show(message, category, filename, lineno, file=None, line=None) -> None:
-        print(f"{name}: warning: {one_line(str(message))}", file=sys.stderr, flush=True)
+        if shown():
+            print(f"{name}: warning: {one_line(str(message))}", file=sys.stderr, flush=True)
     return show
 
 

@@ -109,6 +109,9 @@ def test_eval_on_two_processes_of_two_devices_equals_one_process(files, tmp_path
     runs = _run_processes(args, processes=2, devices=2, cwd=tmp_path)
     assert [rc for rc, _, _ in runs] == [0, 0], [err[-2000:] for _, _, err in runs]
     assert runs[1][1] == ""  # the result is reported once, by process 0
+    # and so are its warnings (the small calibration's): the others compute the same and stay quiet
+    assert "samp-jax eval: warning: calibration saw only" in runs[0][2]
+    assert "warning:" not in runs[1][2], runs[1][2][-2000:]
     one, two = json.loads(single), json.loads(runs[0][1])
     assert len(two["rows"]) == 4 and two["examples"] == one["examples"] > 0
     for a, b in zip(one["rows"], two["rows"]):
