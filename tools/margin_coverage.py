@@ -48,22 +48,40 @@ def wald_drop(base: np.ndarray, candidate: np.ndarray) -> float:
     return float(diff.mean() + Z_ONE_SIDED_95 * diff.std(ddof=1) / np.sqrt(len(diff)))
 
 
-def accuracy_rows(rng, sizes, draws: int) -> list[dict]:
-    allowed = allowed_drop(TOLERANCE, "relative", FP32_ACCURACY)
+def _pass_rates(name: str, sizes, draws: int, draw_pair, margins: dict, allowed: float,
+                **fields) -> list[dict]:
+    """One row per (true drop / allowed, size): the share of `draws` search splits on which each
+    of `margins` (`name -> guarded_drop(base, candidate)`) passes the candidate that
+    `draw_pair(n, multiple) -> (base, candidate)` draws."""
     rows = []
     for multiple in (1.05, 0.5):
-        flip = allowed * multiple / FP32_ACCURACY  # per right row: true drop = multiple x allowed
         for n in sizes:
-            accepted = {"plain": 0, "adjusted": 0}
+            accepted = dict.fromkeys(margins, 0)
             for _ in range(draws):
-                base = (rng.random(n) < FP32_ACCURACY).astype(np.float64)
-                candidate = np.where((base == 1) & (rng.random(n) < flip), 0.0, base)
-                accepted["plain"] += wald_drop(base, candidate) <= allowed
-                accepted["adjusted"] += ACCURACY.guarded_drop(base, candidate) <= allowed
-            rows.append({"metric": "accuracy", "rows": n, "true_drop_over_allowed": multiple,
+                base, candidate = draw_pair(n, multiple)
+                for margin, guarded_drop in margins.items():
+                    accepted[margin] += guarded_drop(base, candidate) <= allowed
+            rows.append({"metric": name, "rows": n, "true_drop_over_allowed": multiple, **fields,
                          **{k: float(v) / draws for k, v in accepted.items()}})
             print(rows[-1], flush=True)
     return rows
+
+
+def _plain_and_adjusted(metric) -> dict:
+    """The bootstrap margin without the metric's pseudo-rows, and the one the search uses."""
+    return {"plain": dataclasses.replace(metric, pseudo_rows=None).guarded_drop,
+            "adjusted": metric.guarded_drop}
+
+
+def accuracy_rows(rng, sizes, draws: int) -> list[dict]:
+    allowed = allowed_drop(TOLERANCE, "relative", FP32_ACCURACY)
+
+    def draw_pair(n, multiple):
+        flip = allowed * multiple / FP32_ACCURACY  # per right row: true drop = multiple x allowed
+        base = (rng.random(n) < FP32_ACCURACY).astype(np.float64)
+        return base, np.where((base == 1) & (rng.random(n) < flip), 0.0, base)
+    return _pass_rates("accuracy", sizes, draws, draw_pair,
+                       {"plain": wald_drop, "adjusted": ACCURACY.guarded_drop}, allowed)
 
 
 def _sentences(rng, n: int) -> np.ndarray:
@@ -90,20 +108,12 @@ def entity_rows(rng, sizes, draws: int) -> list[dict]:
     allowed = allowed_drop(TOLERANCE, "relative", f1)
     # the expected F1 drop is linear in the probability of losing one found entity
     slope = (population[:, 2] >= 1).mean() * 2 / (population[:, 0].mean() + population[:, 1].mean())
-    plain = dataclasses.replace(ENTITY_F1, pseudo_rows=None)
-    rows = []
-    for multiple in (1.05, 0.5):
-        for n in sizes:
-            accepted = {"plain": 0, "adjusted": 0}
-            for _ in range(draws):
-                base = _sentences(rng, n)
-                candidate = _lose_one(rng, base, allowed * multiple / slope)
-                accepted["plain"] += plain.guarded_drop(base, candidate) <= allowed
-                accepted["adjusted"] += ENTITY_F1.guarded_drop(base, candidate) <= allowed
-            rows.append({"metric": "entity_f1", "rows": n, "true_drop_over_allowed": multiple,
-                         "fp32": round(float(f1), 4), **{k: float(v) / draws for k, v in accepted.items()}})
-            print(rows[-1], flush=True)
-    return rows
+
+    def draw_pair(n, multiple):
+        base = _sentences(rng, n)
+        return base, _lose_one(rng, base, allowed * multiple / slope)
+    return _pass_rates("entity_f1", sizes, draws, draw_pair, _plain_and_adjusted(ENTITY_F1),
+                       allowed, fp32=round(float(f1), 4))
 
 
 PRIORS, RIGHT = np.array([0.80, 0.15, 0.05]), np.array([0.95, 0.75, 0.65])
@@ -131,21 +141,13 @@ def class_macro_rows(rng, sizes, draws: int) -> list[dict]:
     f1 = macro(gold, predicted)
     allowed = allowed_drop(TOLERANCE, "relative", f1)
     slope = (f1 - macro(gold, _break_rare(rng, gold, predicted, 0.02))) / 0.02  # linear in it
-    plain = dataclasses.replace(CLASS_MACRO_F1, pseudo_rows=None)
-    rows = []
-    for multiple in (1.05, 0.5):
-        for n in sizes:
-            accepted = {"plain": 0, "adjusted": 0}
-            for _ in range(draws):
-                g, p = _classes(rng, n)
-                base = CLASS_MACRO_F1.evidence(p, g, NAMES)
-                cand = CLASS_MACRO_F1.evidence(_break_rare(rng, g, p, allowed * multiple / slope), g, NAMES)
-                accepted["plain"] += plain.guarded_drop(base, cand) <= allowed
-                accepted["adjusted"] += CLASS_MACRO_F1.guarded_drop(base, cand) <= allowed
-            rows.append({"metric": "class_macro_f1", "rows": n, "true_drop_over_allowed": multiple,
-                         "fp32": round(float(f1), 4), **{k: float(v) / draws for k, v in accepted.items()}})
-            print(rows[-1], flush=True)
-    return rows
+
+    def draw_pair(n, multiple):
+        g, p = _classes(rng, n)
+        broken = _break_rare(rng, g, p, allowed * multiple / slope)
+        return CLASS_MACRO_F1.evidence(p, g, NAMES), CLASS_MACRO_F1.evidence(broken, g, NAMES)
+    return _pass_rates("class_macro_f1", sizes, draws, draw_pair,
+                       _plain_and_adjusted(CLASS_MACRO_F1), allowed, fp32=round(float(f1), 4))
 
 
 def main(argv: list[str] | None = None) -> int:
