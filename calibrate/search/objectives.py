@@ -11,9 +11,9 @@ and two functions of a candidate's outputs (a list with one array per batch):
 `guarded_drop(outputs, base)` adds a one-sided 95% confidence margin to the metric drop (a
 paired bound for accuracy that counts one more row lost and one more gained; a paired
 bootstrap for entity F1 and the label-set F1s, with the same two pseudo-rows, and for ROC-AUC
-and Spearman), so a map accepted on the search split keeps its promise on unseen data. A search that picks the
-fastest of many maps that each passed widens the margin for the one it returns
-(`selection_z`): the best of many looks better on the search split than it is.
+and Spearman), so a map accepted on the search split keeps its promise on unseen data. A
+search that picks the fastest of many maps that each passed widens the margin for the one it
+returns (`selection_z`): the best of many looks better on the search split than it is.
 
 A task's objective is its `samp_jax.tasks.Evaluation` of the search split (`EvaluationObjective`,
 built by `task_objective`): the same object that scores the test split in the accuracy tables.

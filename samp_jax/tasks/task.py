@@ -162,7 +162,7 @@ class Task:
         """`metric_name`'s metric, checked against what `examples` can be scored by, or the
         task type's choice for them."""
         if self.metric_name is None:
-            return self.task_type.metric_for(examples) if examples else self.task_type.metric
+            return self.task_type.metric_for(examples)  # the default without examples
         choices = self.task_type.metrics_for(examples) if examples else \
             tuple(dict.fromkeys((*self.task_type.metrics, *self.task_type.other_metrics)))
         for metric in choices:
