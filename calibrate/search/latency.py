@@ -415,7 +415,9 @@ def table_name(config: EncoderConfig, target: Target, batch: int, seq: int) -> s
     """
     device = re.sub(r"[^A-Za-z0-9.]+", "_", device_description()).strip("_")
     memory = "kept" if cpu_buffers_kept() else "system"
-    architecture = json.dumps(dataclasses.asdict(config), sort_keys=True, default=list)
+    architecture = dataclasses.asdict(config)
+    del architecture["token_ids"]  # metadata for HF: it times nothing
+    architecture = json.dumps(architecture, sort_keys=True, default=list)
     digest = hashlib.sha256(architecture.encode()).hexdigest()[:10]
     return (f"v{TABLE_VERSION}-jax{jax.__version__}-samp{__version__}-"
             f"{device}-malloc_{memory}-{target.name}-L{config.num_layers}-H{config.hidden_size}"

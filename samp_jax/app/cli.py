@@ -45,7 +45,8 @@ from samp_jax.app.search_command import print_summary, search_config
 from samp_jax.app.stdio import (STDIN, one_line, predict_progress, results_only_on_stdout,
                                 rows_from_stdin, tolerate_unencodable_output, warning_printer)
 from samp_jax.workflows.experiments import Variant, accuracy_table, format_table, make_evaluator
-from samp_jax.workflows.pipeline import ZERO_SHOT, builtin_model, is_search_output, run_search
+from samp_jax.workflows.pipeline import (ZERO_SHOT, builtin_model, is_search_output,
+                                        keep_label_threshold, run_search, serve_as_measured)
 from samp_jax.core.assets import minilm_path
 from samp_jax.core.atomic import atomic_folder
 from samp_jax.ptq.loading import load
@@ -67,12 +68,15 @@ from samp_jax.training import FinetuneConfig, finetune
 def resolve_task(args, model=None) -> Task:
     """The task of `--data`: a built-in name, or the user's file(s) read with the column
     options (labels checked against the model's own label names); a multi-label task reads
-    its label sets at `--threshold` where the command takes one, and its rows are cut at
+    its label sets at `--threshold` where the command takes one (else at the model's own
+    threshold, `EncoderModel.label_threshold`, when it has one), and its rows are cut at
     `--max-length` when given (`samp_jax.app.lengths`)."""
     task = with_metric(args, at_max_length(args, _read_task(args, model)))
     threshold = getattr(args, "threshold", None)
     if threshold is None:
-        return task
+        own = getattr(model, "label_threshold", None)
+        return task if own is None or task.task_type.readout is not Readout.LABELS else \
+            dataclasses.replace(task, label_threshold=own)
     if task.task_type.readout is not Readout.LABELS:
         raise UsageError(f"--threshold {threshold:g} is for a multi-label task (a set of labels "
                          f"per row); {task.name} is {task.task_type.name}")
@@ -316,6 +320,7 @@ def _calibrate(args) -> int:
     except CalibrationError as e:
         raise ValueError(f"calibration failed: {e}") from None
     quantized = quantize(model, pmap, calibration)
+    serve_as_measured(quantized, tokenizer, task)
     path = quantized.save(out)
     summary = {"model": description, "task": task.name, "precision": variant.label,
                "calibration": calibration.describe(), "saved_to": str(path),
@@ -396,6 +401,7 @@ def _finetune(args) -> int:
                "max_length": task.length(tokenizer), "truncation": as_dicts(truncation),
                "dev_chance": None if result.chance is None else dataclasses.asdict(result.chance),
                "settings": dataclasses.asdict(config)}
+    keep_label_threshold(result.model, task)  # the threshold its dev checkpoint was kept at
     with atomic_folder(out) as staging:  # checkpoint and summary: one run, one rename
         save_pretrained(result.model, staging, tokenizer_dir=base, labels=task.labels)
         (staging / "finetune.json").write_text(strict_json.dumps(summary, indent=1))
@@ -515,7 +521,7 @@ def _predict(args) -> int:
                   '"non_finite": true', file=sys.stderr, flush=True)
         text = f"wrote {written.rows} predictions to {'standard output' if to_stdout else out}"
         if model.readout is Readout.LABELS:  # the threshold each row's labels were read at
-            result["label_threshold"] = args.threshold or LABEL_THRESHOLD
+            result["label_threshold"] = args.threshold or model.label_threshold or LABEL_THRESHOLD
             text += f" (labels at sigmoid >= {result['label_threshold']:g})"
         # with the predictions on stdout, the summary goes to stderr
         print(strict_json.dumps(result) if args.json else text,

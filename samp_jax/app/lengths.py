@@ -6,7 +6,9 @@ measure the rows predict serves; the built-in tasks keep their own length
 (`samp_jax.tasks.task.BUILTIN_MAX_LENGTH`). A value above the tokenizer's `max_length` is
 taken up to the model's position table (a model without one, DeBERTa-v3 or ModernBERT, takes
 any length, as HF runs it), and a model the command saves serves at it; above the position
-table it is a usage error, checked as soon as the model is read, before any slow step.
+table it is a usage error, checked as soon as the model is read, before any slow step. The
+quantized model `search` and `calibrate` save serves at the length their rows were cut at,
+shorter ones included (`samp_jax.workflows.pipeline.serve_as_measured`).
 """
 
 from __future__ import annotations

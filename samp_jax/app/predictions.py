@@ -180,9 +180,9 @@ def serving_limit(model, max_length: int | None = None) -> int:
 def records(model, rows: Sequence[dict], *, batch_size: int = 32,
             label_threshold: float | None = None, max_length: int | None = None) -> list[dict]:
     """One prediction record per row, in input order (an empty list for no rows); a
-    multi-label model's labels are read at `label_threshold` (None: `LABEL_THRESHOLD`; only
-    for a multi-label model, as `samp_jax.compile` takes it); rows are cut at
-    `serving_limit(model, max_length)` tokens."""
+    multi-label model's labels are read at `label_threshold` (None: the model's own, else
+    `LABEL_THRESHOLD`; only for a multi-label model, as `samp_jax.compile` takes it); rows are
+    cut at `serving_limit(model, max_length)` tokens."""
     if not rows:
         return []
     return _predict(_engine(model, len(rows), batch_size, label_threshold, max_length), rows)

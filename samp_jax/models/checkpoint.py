@@ -37,7 +37,8 @@ from samp_jax.models.head_kinds import (
 )
 from samp_jax.models.heads import POOLING_MODES, SentenceEmbedder, check_labels, get_head_kind, make_head
 from samp_jax.models.head_keys import check_stated_head
-from samp_jax.models.hf_labels import (HF_DEFAULT_NUM_LABELS, check_problem_type, label_names,
+from samp_jax.models.hf_labels import (HF_DEFAULT_NUM_LABELS, LABEL_THRESHOLD_KEY,
+                                       check_problem_type, label_names, stated_label_threshold,
                                        stated_num_labels, stated_problem_type)
 from samp_jax.models.model import EncoderModel
 from samp_jax.models.sentencepiece_tokenizer import SENTENCEPIECE_FILES
@@ -213,7 +214,8 @@ def head_layout(model: EncoderModel, family: Family) -> HeadLayout:
             f"{family.class_prefix}{layout.architecture} applies {layout.activation!r} in its "
             f"classification head; this head applies {activation!r}")
     spec = model.head.spec() if kind in _TASK_HEADS else {}
-    expressible = {"num_labels", "labels", *(("activation", "problem_type", "cross_encoder_activation")
+    expressible = {"num_labels", "labels", *(("activation", "problem_type", "cross_encoder_activation",
+                                              "label_threshold")
                                              if kind == SEQUENCE_CLASSIFICATION.name else ())}
     beyond = sorted(set(spec) - expressible - set(layout.options({}) if layout.options else ()))
     if beyond:  # e.g. mean pooling or a head norm: the family's HF class has no such option
@@ -460,6 +462,8 @@ def _head_spec(path: Path, config: EncoderConfig, family: Family, hf: dict, head
                 "activation": family.heads[head].activation}
         if head == SEQUENCE_CLASSIFICATION.name:
             spec["problem_type"] = stated_problem_type(hf, num_labels)
+            spec["label_threshold"] = stated_label_threshold(path / "config.json", hf,
+                                                             spec["problem_type"])
             # a sentence-transformers CrossEncoder's activation, checked before any weights
             spec["cross_encoder_activation"] = read_activation(path, hf, num_labels)
         if family.heads[head].options is not None:
@@ -563,6 +567,8 @@ def save_pretrained(model: EncoderModel, directory: str | Path, *, tokenizer_dir
         config["problem_type"] = model.head.problem_type
     # a CrossEncoder's activation, where sentence-transformers 4 and 5 read it
     config |= hf_config_keys(getattr(model.head, "cross_encoder_activation", None))
+    if getattr(model.head, "label_threshold", None) is not None:  # read back by load_pretrained
+        config[LABEL_THRESHOLD_KEY] = model.head.label_threshold
     config |= extra or {}
     with atomic_folder(directory) as tmp:  # tokenizer and sentence-transformers files too
         save_file(state, str(tmp / SAFETENSORS))

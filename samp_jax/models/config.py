@@ -23,6 +23,9 @@ from samp_jax.models.families import UnsupportedFamilyError, get_family
 # MPNet buckets relative positions into 32 buckets up to distance 128, whatever its config
 # says (`MPNetEncoder.compute_position_bias` uses its defaults); the table may have more rows.
 RELATIVE_BUCKETS = 32
+# `config.json`'s special-token ids besides the padding one: nothing samp-jax computes reads
+# them (the tokenizer has its own), but HF's classes do, so they travel through unchanged
+TOKEN_ID_KEYS = ("bos_token_id", "eos_token_id", "cls_token_id", "sep_token_id")
 RELATIVE_MAX_DISTANCE = 128
 # HF's names of a layer's attention in `layer_types` (transformers 5).
 FULL_ATTENTION, SLIDING_ATTENTION = "full_attention", "sliding_attention"
@@ -83,6 +86,10 @@ class EncoderConfig:
         `qkv` site's weights); else each layer has its own `pos_key` / `pos_query` projections.
       norm_rel_ebd: 'layer_norm' for a LayerNorm over the relative embedding table, else 'none'
         (HF's `norm_rel_ebd`).
+      token_ids: the checkpoint's own `TOKEN_ID_KEYS` (`(key, id)` pairs, those it states as
+        integers), written back unchanged into an exported `config.json`, so that HF does not
+        put its class defaults (ModernBERT's 50281/50282) in their place. Nothing the model
+        computes reads them.
     """
 
     model_type: str = "bert"
@@ -117,10 +124,12 @@ class EncoderConfig:
     max_relative_positions: int = -1
     share_att_key: bool = False
     norm_rel_ebd: str = "none"
+    token_ids: tuple[tuple[str, int], ...] = ()
 
     def __post_init__(self):
         if isinstance(self.layer_types, list):  # a list from Python: the frozen, hashable form
             object.__setattr__(self, "layer_types", tuple(self.layer_types))
+        object.__setattr__(self, "token_ids", _token_ids(self.token_ids))
         for name in ("vocab_size", "hidden_size", "num_layers", "num_heads",
                      "intermediate_size", "max_position_embeddings"):
             _check_int(name, getattr(self, name), minimum=1)
@@ -289,7 +298,9 @@ class EncoderConfig:
                          if key not in optional and hf.get(key) is None)
         if missing:
             raise ConfigError(f"{where} ({family.model_type}) lacks required keys {missing}")
-        kwargs = {"model_type": family.model_type}
+        kwargs = {"model_type": family.model_type, "token_ids": tuple(
+            (key, hf[key]) for key in TOKEN_ID_KEYS
+            if isinstance(hf.get(key), int) and not isinstance(hf[key], bool) and hf[key] >= 0)}
         for ours, theirs in family.config_keys.items():
             value = hf.get(theirs)
             kwargs[ours] = family.hf_defaults[theirs] if value is None else value
@@ -309,7 +320,21 @@ class EncoderConfig:
         if self.layer_types is not None:  # no pattern gives them: 4.57 must not run one
             out["layer_types"] = list(self.layer_types)
             out[family.config_keys.get("global_attn_every_n_layers", "global_attn_every_n_layers")] = None
-        return out | dict(family.hf_extra)
+        return out | dict(family.hf_extra) | dict(self.token_ids)
+
+
+def _token_ids(pairs) -> tuple[tuple[str, int], ...]:
+    """`EncoderConfig.token_ids` in its frozen form (pairs given as lists or a dict become
+    tuples), checked: keys of `TOKEN_ID_KEYS`, each once, with non-negative int ids."""
+    pairs = tuple(tuple(pair) for pair in (pairs.items() if isinstance(pairs, Mapping) else pairs))
+
+    def valid(pair) -> bool:
+        return (len(pair) == 2 and pair[0] in TOKEN_ID_KEYS and isinstance(pair[1], int)
+                and not isinstance(pair[1], bool) and pair[1] >= 0)
+    if not all(valid(pair) for pair in pairs) or len({pair[0] for pair in pairs}) != len(pairs):
+        raise ConfigError(f"token_ids={pairs!r} must pair distinct keys of {TOKEN_ID_KEYS} "
+                          "with non-negative integer ids")
+    return pairs
 
 
 def _in_hf_naming(message: str, config_keys: Mapping[str, str]) -> str:

@@ -35,6 +35,7 @@ from samp_jax.models.head_kinds import (
     HeadKind,
     HeadOutput,
     Readout,
+    check_label_threshold,
     unserved_problem_type,
 )
 from samp_jax.models.activations import HF_HEAD_ACTIVATION
@@ -80,6 +81,10 @@ class SequenceClassifier(nnx.Module):
         `predict` applies to the logits (a name of `samp_jax.models.cross_encoder.ACTIVATIONS`),
         which `samp-jax predict` applies too; None: not a CrossEncoder. It changes nothing
         the model computes. A static attribute.
+      label_threshold: for a multi-label head (`problem_type` multi_label_classification), the
+        sigmoid at which its label sets are read when no threshold is given (the engine's,
+        `samp-jax predict`'s and `eval`'s default; the one a search or fine-tune measured);
+        None: `LABEL_THRESHOLD`. It changes nothing the model computes. A static attribute.
       rngs: initialisation randomness.
 
     The dense layer has a bias unless `config.classifier_bias` is False.
@@ -90,9 +95,15 @@ class SequenceClassifier(nnx.Module):
     def __init__(self, config: EncoderConfig, num_labels: int | None = None, *,
                  labels: Sequence[str] | None = None, activation: str = "tanh",
                  pooling: str = "cls", norm: bool = False, problem_type: str | None = None,
-                 cross_encoder_activation: str | None = None, rngs: nnx.Rngs):
+                 cross_encoder_activation: str | None = None,
+                 label_threshold: float | None = None, rngs: nnx.Rngs):
         num_labels = _num_labels(num_labels, labels)
         validate_problem_type(problem_type, num_labels)
+        if label_threshold is not None:
+            label_threshold = check_label_threshold(label_threshold)
+            if PROBLEM_TYPES.get(problem_type) is not Readout.LABELS:
+                raise ValueError(f"{label_threshold=} is for a multi-label head (problem_type "
+                                 f"'multi_label_classification'), not {problem_type=}")
         if cross_encoder_activation is not None and cross_encoder_activation not in CROSS_ENCODER_ACTIVATIONS:
             raise ValueError(f"{cross_encoder_activation=} is not one of "
                              f"{tuple(CROSS_ENCODER_ACTIVATIONS)} or None")
@@ -110,6 +121,7 @@ class SequenceClassifier(nnx.Module):
         self.pooling = pooling
         self.problem_type = problem_type
         self.cross_encoder_activation = cross_encoder_activation
+        self.label_threshold = label_threshold
 
     @property
     def readout(self) -> Readout:
@@ -131,8 +143,8 @@ class SequenceClassifier(nnx.Module):
 
     def spec(self) -> dict[str, Any]:
         """What `make_head` needs to rebuild this head (JSON); the pooling, the norm, the
-        problem type and the CrossEncoder activation only when they differ from the
-        defaults."""
+        problem type, the CrossEncoder activation and the label threshold only when they
+        differ from the defaults."""
         spec = {"num_labels": self.num_labels, "labels": _list_or_none(self.labels),
                 "activation": self.activation}
         if self.pooling != "cls":
@@ -143,6 +155,8 @@ class SequenceClassifier(nnx.Module):
             spec["problem_type"] = self.problem_type
         if self.cross_encoder_activation is not None:
             spec["cross_encoder_activation"] = self.cross_encoder_activation
+        if self.label_threshold is not None:
+            spec["label_threshold"] = self.label_threshold
         return spec
 
     def output_width(self, config: EncoderConfig) -> int:

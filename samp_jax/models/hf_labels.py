@@ -8,7 +8,8 @@ from pathlib import Path
 
 from samp_jax.models.config import ConfigError
 from samp_jax.models.families import get_family
-from samp_jax.models.head_kinds import PROBLEM_TYPES, unserved_problem_type
+from samp_jax.models.head_kinds import (PROBLEM_TYPES, Readout, check_label_threshold,
+                                       unserved_problem_type)
 from samp_jax.models.heads import get_head_kind
 
 # HF's classifier width when a config states none: transformers writes no `id2label` for its
@@ -78,6 +79,28 @@ def check_problem_type(config_file: Path, hf: dict, head: str) -> None:
     why = unserved_problem_type(problem, stated_num_labels(hf) or 1)
     if why is not None:
         raise ConfigError(f"{config_file}: {why}")
+
+
+# `config.json`'s key for a multi-label head's own decision threshold (HF has none; its
+# config keeps the key as an attribute and its classes ignore it)
+LABEL_THRESHOLD_KEY = "samp_jax_label_threshold"
+
+
+def stated_label_threshold(config_file: Path, hf: dict, problem_type: str | None) -> float | None:
+    """The decision threshold `config.json` gives a multi-label head (`LABEL_THRESHOLD_KEY`,
+    written by `save_pretrained`), or None: not given, or not a multi-label head (a new head
+    to fine-tune, whose threshold the fine-tune decides).
+
+    Raises:
+      ConfigError: the value is not a number strictly between 0 and 1.
+    """
+    value = hf.get(LABEL_THRESHOLD_KEY)
+    if value is None or PROBLEM_TYPES.get(problem_type) is not Readout.LABELS:
+        return None
+    try:
+        return check_label_threshold(value)
+    except ValueError as e:
+        raise ConfigError(f"{config_file}: {LABEL_THRESHOLD_KEY}: {e}") from None
 
 
 def stated_problem_type(hf: dict, num_labels: int | None) -> str | None:

@@ -112,6 +112,13 @@ class EncoderModel(nnx.Module):
         head's logits (`samp_jax.models.cross_encoder`), or None: not a CrossEncoder."""
         return getattr(self.head, "cross_encoder_activation", None)
 
+    @property
+    def label_threshold(self) -> float | None:
+        """A multi-label head's own decision threshold (the sigmoid its label sets are read at
+        when none is given; `SequenceClassifier`'s `label_threshold`), or None: the default,
+        `LABEL_THRESHOLD`, or not multi-label."""
+        return getattr(self.head, "label_threshold", None)
+
     def encode(self, input_ids: jax.Array, attention_mask: jax.Array | None = None,
                token_type_ids: jax.Array | None = None) -> jax.Array:
         """Returns the last hidden state `[batch, seq, hidden]`.

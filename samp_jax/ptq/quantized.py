@@ -310,6 +310,11 @@ class QuantizedModel(nnx.Module):
         return self.model.cross_encoder_activation
 
     @property
+    def label_threshold(self) -> float | None:
+        """A multi-label head's own decision threshold (`EncoderModel.label_threshold`)."""
+        return self.model.label_threshold
+
+    @property
     def tokenizer(self) -> Tokenizer | None:
         """The tokenizer travelling with the model (`EncoderModel.tokenizer`), or None."""
         return self.model.tokenizer

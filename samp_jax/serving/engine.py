@@ -77,7 +77,7 @@ class EngineOutput:
       labels: what the head predicts (`Readout.predict`): the argmax of `logits`, `[N]` or a
         list of `[lengths[i]]` arrays; for a multi-label head (`Readout.LABELS`) `[N, C]`
         bool, True for every label whose sigmoid is at least the engine's `label_threshold`
-        (`LABEL_THRESHOLD` unless `compile` was given one); None for a sequence head of one
+        (the one `compile` was given, else the model's own, else `LABEL_THRESHOLD`); None for a sequence head of one
         output (num_labels=1, a reranker), whose logit is a score.
       label_names: when the head has class names (`head.labels`), the names of `labels`: a
         list of `N` names, or (per token) a list of per-row lists of `lengths[i]` names, or
@@ -216,7 +216,8 @@ def compile(model: EncoderModel | QuantizedModel, *, tokenizer: Tokenizer | None
         inside the calls that reach a new one.
       label_threshold: a multi-label head's (`Readout.LABELS`) decision threshold: `labels`
         holds every label whose sigmoid probability is at least it. A number strictly between
-        0 and 1; None: `LABEL_THRESHOLD` (0.5). Only for a multi-label head.
+        0 and 1; None: the model's own (`EncoderModel.label_threshold`, which a search or
+        fine-tune saves with it), else `LABEL_THRESHOLD` (0.5). Only for a multi-label head.
 
     Returns:
       An `Engine`, compiled (every bucket, or none yet with `precompile=False`).
@@ -250,7 +251,8 @@ class Engine:
       head_declaration: its `HeadKind`, which decides the `EngineOutput` fields.
       readout: how its logits are read (`EncoderModel.readout`), or None.
       label_threshold: the threshold a multi-label head's label sets are read at
-        (`compile(label_threshold=...)`, else `LABEL_THRESHOLD`); None for other heads.
+        (`compile(label_threshold=...)`, else the model's own, else `LABEL_THRESHOLD`); None
+        for other heads.
       labels: the head's class names (`EngineOutput.label_names`), or None.
       cross_encoder_activation: a sentence-transformers CrossEncoder's activation
         (`EncoderModel.cross_encoder_activation`; the logits are returned without it), or None.
@@ -315,6 +317,9 @@ class Engine:
         self.config = self.model.config
         self.head_kind = self.model.head_kind
         self.readout = self.model.readout
+        if label_threshold is None:  # the model's own, saved with it
+            own = getattr(self.model, "label_threshold", None)
+            label_threshold = own if self.readout is Readout.LABELS else None
         self.label_threshold = _label_threshold(label_threshold, self.readout, self.head_kind)
         self.labels = self.model.labels
         self.cross_encoder_activation = self.model.cross_encoder_activation

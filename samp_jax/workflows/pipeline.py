@@ -77,13 +77,37 @@ def builtin_model(task: str, *, progress: bool = True) -> tuple:
     return model, tokenizer, f"all-MiniLM-L6-v2 fine-tuned on {task} (dev {info['dev_metric']:.4f})"
 
 
+def serve_as_measured(model, tokenizer: Tokenizer, task: Task) -> None:
+    """Makes `model` (a quantized copy about to be saved) serve as `task` measured it: its tokenizer is `tokenizer`, cut at `task.length(tokenizer)`
+    tokens when that is shorter (what the calibration and the scores saw), and a multi-label
+    head reads its label sets at the task's threshold (`EncoderModel.label_threshold`). So
+    `samp-jax predict` and `samp_jax.compile` on the saved folder give, without options, the
+    rows and label sets that were scored."""
+    length = task.length(tokenizer)
+    model.tokenizer = tokenizer if length >= tokenizer.max_length else \
+        tokenizer.with_max_length(length)
+    keep_label_threshold(model, task)
+
+
+def keep_label_threshold(model, task: Task) -> None:
+    """Gives `model`'s multi-label head (a `SequenceClassifier` read as label sets) the
+    threshold `task` scores label sets at, which it saves and serves by default; nothing for
+    another head or task type."""
+    head = model.model.head if isinstance(model, QuantizedModel) else model.head
+    threshold = task.decision_threshold
+    if threshold is not None and hasattr(head, "label_threshold"):
+        head.label_threshold = threshold
+
+
 def run_search(model, tokenizer, task: Task, config: SearchConfig | None = None, *,
                out: str | Path = "search_out", description: str = "", command: str | None = None,
                max_test_examples: int | None = None, compare_presets: bool = True,
                latency_table=None) -> SearchRun:
     """Calibrates on the task's calibration split, searches on its search split, quantizes with
     the chosen map, scores the held-out test split with the real quantized model, and writes the
-    report plus the quantized model (`out/model`, loadable with `samp_jax.load`).
+    report plus the quantized model (`out/model`, loadable with `samp_jax.load`), which serves
+    rows cut at the length they were scored at and reads label sets at the threshold they were
+    scored at (`serve_as_measured`).
 
     Args:
       model, tokenizer: the float model and its tokenizer.
@@ -122,6 +146,7 @@ def run_search(model, tokenizer, task: Task, config: SearchConfig | None = None,
     calibration = result.calibration  # the clips the search ran with (per site with 'auto')
     target, options = plan.target, plan.options
     chosen = quantize(model, result.precision_map, calibration, dtype=target.dtype)
+    serve_as_measured(chosen, tokenizer, task)
     truncation = {"search": result.search_truncation, "test": evaluator.truncation}
     # the presets the search scored, now on the test split, each quantized when scored
     presets = preset_maps(options, model.config.num_layers).items() if compare_presets else ()

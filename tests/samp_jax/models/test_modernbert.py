@@ -257,6 +257,25 @@ def test_a_saved_transformers5_model_keeps_its_layers_and_bases(golden, tmp_path
     np.testing.assert_array_equal(np.asarray(again(ids, mask)), np.asarray(model(ids, mask)))
 
 
+def test_the_special_token_ids_of_config_json_survive_an_export_and_a_quantized_save(tmp_path):
+    import samp_jax as sj
+    source = json.loads((FOLDER / "seqcls" / "config.json").read_text())
+    ids = {key: source[key] for key in ("bos_token_id", "eos_token_id", "cls_token_id", "sep_token_id")}
+    assert ids == {"bos_token_id": 301, "eos_token_id": 302, "cls_token_id": 301, "sep_token_id": 302}
+    model = load_pretrained(FOLDER / "seqcls")
+    exported = json.loads((save_pretrained(model, tmp_path / "hf") / "config.json").read_text())
+    assert {key: exported.get(key) for key in ids} == ids  # not ModernBERT's 50281 / 50282
+    quantized = sj.quantize(model, sj.PrecisionMap.preset("fp32", model.config.num_layers))
+    assert sj.QuantizedModel.load(quantized.save(tmp_path / "q")).config == model.config
+    assert dict(model.config.token_ids) == ids
+    plain = EncoderConfig.from_hf_config(source | {"bos_token_id": None, "eos_token_id": [1, 2]})
+    assert dict(plain.token_ids) == {"cls_token_id": 301, "sep_token_id": 302}  # ints only
+    for bad in ([("mask_token_id", 3)], [("cls_token_id", -1)], [("cls_token_id", True)],
+                [("cls_token_id", 1), ("cls_token_id", 2)]):
+        with pytest.raises(ConfigError, match="must pair distinct keys of"):
+            EncoderConfig(token_ids=bad)
+
+
 def test_local_layers_never_build_seq_by_seq_logits_past_three_blocks():
     """A long input (past 3 blocks of window // 2) runs the local layers blockwise: no
     `[.., seq, seq]` intermediate in the program."""

@@ -315,6 +315,49 @@ def test_the_engine_reads_label_sets_at_its_label_threshold():
     assert counter.count == 0
 
 
+def test_a_models_own_threshold_is_saved_and_is_the_default_wherever_it_is_served(
+        tmp_path, capsys, minilm_dir):
+    model = _constant_model()
+    model.head.label_threshold = 0.3  # as a search or fine-tune at --threshold 0.3 leaves it
+    folder = save_pretrained(model, tmp_path / "own", tokenizer_dir=minilm_dir)
+    assert json.loads((folder / "config.json").read_text())["samp_jax_label_threshold"] == 0.3
+    loaded = sj.load(folder)
+    assert loaded.label_threshold == 0.3 and sj.load_pretrained(folder).label_threshold == 0.3
+    engine = sj.compile(loaded, seq_buckets=(16,), batch_buckets=(4,))
+    assert engine.label_threshold == 0.3 and engine(["a cold river"]).label_names == [AT_0_3]
+    given = sj.compile(loaded, seq_buckets=(16,), batch_buckets=(4,), label_threshold=0.5)
+    assert given(["a cold river"]).label_names == [AT_0_5]  # what is given wins
+    quantized = sj.quantize(loaded, sj.PrecisionMap.preset("fp32", CONFIG.num_layers))
+    assert sj.load(quantized.save(tmp_path / "q")).label_threshold == 0.3
+    data, out = tmp_path / "rows.jsonl", tmp_path / "p.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in _rows(60)))
+    assert main_ok(["predict", "--model", str(tmp_path / "q"), "--data", str(data), "--out", str(out),
+                    "--json"], capsys)
+    assert {tuple(json.loads(line)["labels"]) for line in out.read_text().splitlines()} == {tuple(AT_0_3)}
+    assert main(["eval", "--model", str(folder), "--data", str(data), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["label_threshold"] == 0.3
+    plain = save_pretrained(_constant_model(), tmp_path / "plain", tokenizer_dir=minilm_dir)
+    assert "samp_jax_label_threshold" not in json.loads((plain / "config.json").read_text())
+    assert sj.load(plain).label_threshold is None  # read at LABEL_THRESHOLD
+    assert sj.compile(sj.load(plain), seq_buckets=(16,), batch_buckets=(4,)).label_threshold == 0.5
+
+
+@pytest.mark.parametrize("bad", [0, 1.5, "0.3", [0.3], True])
+def test_a_bad_saved_threshold_is_refused_naming_the_file(tmp_path, minilm_dir, bad):
+    folder = save_pretrained(_constant_model(), tmp_path / "m", tokenizer_dir=minilm_dir)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps(config | {"samp_jax_label_threshold": bad}))
+    with pytest.raises(sj.ConfigError, match=rf"{re.escape(str(folder / 'config.json'))}: "
+                                             rf"samp_jax_label_threshold: label threshold "
+                                             rf"{re.escape(repr(bad))} must be a number strictly"):
+        sj.load_pretrained(folder)
+    one_class = tiny_classifier(num_labels=3)
+    with pytest.raises(ValueError, match=r"label_threshold=0\.3 is for a multi-label head"):
+        make_head("sequence_classification", TINY_CONFIG, num_labels=3, label_threshold=0.3,
+                  rngs=nnx.Rngs(0))
+    assert one_class.label_threshold is None
+
+
 def test_f1_agreement_and_the_search_metric_are_measured_at_the_tasks_threshold(tokenizer):
     default = load_task(_rows(), labels=NAMES)
     task = dataclasses.replace(default, label_threshold=0.3)
@@ -413,17 +456,30 @@ def test_the_command_line_serves_a_multi_label_model_end_to_end(tmp_path, capsys
     assert first["labels"] == [n for n in NAMES if first["scores"][n] >= 0.5]
     assert result["label_threshold"] == 0.5  # the default, recorded beside the metric
     assert main_ok(["search", "--model", str(folder), "--data", str(data), "--out", str(tmp_path / "s"),
-                    "--threshold", "0.3", "--json"], capsys)
+                    "--threshold", "0.3", "--max-length", "6", "--json"], capsys)
     summary = json.loads((tmp_path / "s" / "summary.json").read_text())
     assert summary["metric"] == "micro_f1" and "chosen" in summary["test"]
-    assert summary["label_threshold"] == 0.3
+    assert summary["label_threshold"] == 0.3 and summary["max_length"] == 6
     assert "every label whose sigmoid is at least 0.3" in (tmp_path / "s" / "report.md").read_text()
-    assert sj.load(tmp_path / "s" / "model").readout is Readout.LABELS
+    searched = sj.load(tmp_path / "s" / "model")
+    assert searched.readout is Readout.LABELS
+    # the saved model serves as it was scored: rows cut at 6 tokens, label sets read at 0.3
+    assert searched.label_threshold == 0.3 and searched.tokenizer.max_length == 6
+    served = {}
+    for name, options in (("own", []), ("given", ["--threshold", "0.3", "--max-length", "6"])):
+        out = tmp_path / f"{name}.jsonl"
+        assert main(["predict", "--model", str(tmp_path / "s" / "model"), "--data", str(data),
+                     "--out", str(out), "--json", *options]) == 0
+        result = json.loads(capsys.readouterr().out)
+        assert result["label_threshold"] == 0.3 and result["max_length"] == 6
+        served[name] = out.read_text()
+    assert served["own"] == served["given"]
     tuned = tmp_path / "tuned"
     assert main_ok(["finetune", "--model", str(folder), "--data", str(data), "--out", str(tuned),
                     "--epochs", "1", "--min-steps", "4", "--threshold", "0.3", "--json"], capsys)
     assert json.loads((tuned / "config.json").read_text())["problem_type"] == MULTI
     assert json.loads((tuned / "finetune.json").read_text())["label_threshold"] == 0.3
+    assert sj.load(tuned).label_threshold == 0.3  # the threshold its checkpoint was kept at
     one_class = tmp_path / "one.jsonl"
     one_class.write_text("".join(json.dumps({"text": r["text"], "label": NAMES[i % 3]}) + "\n"
                                  for i, r in enumerate(_rows(120))))
