@@ -61,7 +61,9 @@ def sequence(value, at: str, what: str) -> list:
 
 
 def raw_label(value, at: str) -> int | float | str:
-    """An id (int), a name (str) or, for the caller to refuse, a fractional float."""
+    """An id (int), a name (str) or, for the caller to refuse, a fractional float. A boolean
+    (JSON's `true`, a Parquet bool) is the name a CSV spells it with, "True" or "False", not an
+    id: the same column means the same classes in every format."""
     if value is None or (isinstance(value, (float, np.floating)) and math.isnan(value)) or (
             isinstance(value, str) and not value.strip()):
         raise ValueError(f"{at} has no label ({value!r}); expected a class name or id in every row")
@@ -69,7 +71,9 @@ def raw_label(value, at: str) -> int | float | str:
         raise ValueError(f"{at} has label {value!r}, a spelling of a missing value (one of "
                          f"{sorted(MISSING_LABELS)}, any case); expected a class name or id in "
                          "every row (fill the row, drop it, or rename the class)")
-    if isinstance(value, (bool, np.bool_, int, np.integer)):
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (int, np.integer)):
         return int(value)
     if isinstance(value, (float, np.floating)):
         return int(value) if float(value).is_integer() else float(value)
@@ -103,9 +107,24 @@ def label_set(value, at: str) -> list[int | float | str]:
     found = [raw_label(piece, f"{at} item {i}") for i, piece in enumerate(pieces)]
     repeated = next((v for i, v in enumerate(found) if v in found[:i]), None)
     if repeated is not None:
+        hot = (" (a 0/1 vector of one entry per label, multi-hot, is read as such only when "
+               "every row has one, of the model's width)" if is_multi_hot(value) else "")
         raise ValueError(f"{at} names label {repeated!r} twice ({value!r:.80}); expected each "
-                         "label at most once per row")
+                         f"label at most once per row{hot}")
     return found
+
+
+def is_multi_hot(value) -> bool:
+    """Whether `value` is a 0/1 vector of two or more entries (`[0, 1, 1]`, `[0.0, 1.0]`,
+    booleans): HF's multi-hot encoding of a row's label set, one entry per label."""
+    return (isinstance(value, (list, tuple, np.ndarray)) and len(value) >= 2 and all(
+        isinstance(v, (bool, np.bool_, int, np.integer, float, np.floating)) and v in (0, 1)
+        for v in value))
+
+
+def multi_hot_ids(value) -> list[int]:
+    """The label ids of a multi-hot vector (`is_multi_hot`): where it holds 1."""
+    return [i for i, v in enumerate(value) if v == 1]
 
 
 def score(value, at: str) -> float:
@@ -124,13 +143,18 @@ def score(value, at: str) -> float:
     return number
 
 
-def binary(value, at: str) -> int:
-    """An embedding pair's label: 0 or 1 (or a string that spells one)."""
+def binary(value, at: str, task_type: str = "embedding_pairs") -> int:
+    """A 0/1 gold label (of embedding pairs, or of a one-output head's scores): 0 or 1, a
+    string that spells one, or "True"/"False" (any case; `raw_label` reads a boolean so)."""
     if isinstance(value, str) and WHOLE_NUMBER.fullmatch(value):
         value = whole_number(value)
+    elif isinstance(value, str) and value.lower() in ("true", "false"):
+        value = int(value.lower() == "true")
     if value not in (0, 1):
-        raise ValueError(f"{at} has label {value!r}; embedding pairs need labels 0 or 1 (or a "
-                         "score column of numbers)")
+        raise ValueError(f"{at} has label {value!r}; a {task_type} task reads a label column "
+                         "as 0/1 gold (true or false); a column of scores to rank against (1-5 "
+                         "ratings, similarities) goes to the score field: name it with "
+                         "--score-column (Columns(score=...))")
     return value
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import warnings
 from collections import Counter
 from collections.abc import Sequence
 
@@ -38,9 +39,10 @@ DEFAULT_PAIRS: tuple[tuple[str, str], ...] = (
     ("text_a", "text_b"), ("sentence_a", "sentence_b"))
 """Usual names of a pair's two text columns (QNLI's question and sentence, QQP's question1
 and question2, a reranker's query and passage), tried in order before `DEFAULT_NAMES` when
-neither text column is named: a question read alone would drop its context without a word. A
-pair whose columns hold one value in every row (sentiment140's `query` is "NO_QUERY") is no
-pair."""
+neither text column is named (and for the second text, when only the first is named): a
+question read alone would drop its context without a word. A second column that holds one value
+in every row of several (a placeholder: "NO_CONTEXT") makes no pair; a first one may (a
+reranker's one query over many passages), and a one-row table is read as a pair."""
 LIST_FIELDS = ("tokens", "tags")
 
 
@@ -82,12 +84,18 @@ def find_columns(table: Table, columns: Columns) -> dict[str, str | None]:
                              f"{naming(other)} and {naming(field)}; expected one column per field")
         found[field] = column
     used = {c for c in found.values() if c is not None}
+    pair = lambda first: next(  # noqa: E731  the usual pair starting at `first` (None: any)
+        ((a, b) for a, b in DEFAULT_PAIRS
+         if (a == first or first is None and _free(table, a, used)) and _free(table, b, used)
+         and (len(table.rows) < 2 or _varies(table, b))), None)
     if found["text"] is None and found["text_pair"] is None:
-        found["text"], found["text_pair"] = next(
-            ((first, second) for first, second in DEFAULT_PAIRS
-             if all(c in table.columns and c not in used and not _holds_lists(table, c)
-                    and _varies(table, c) for c in (first, second))), (None, None))
+        found["text"], found["text_pair"] = pair(None) or (None, None)
         used |= {found["text"], found["text_pair"]} - {None}
+    elif found["text_pair"] is None and pair(found["text"]) is not None:
+        warnings.warn(f"{table.where}: the text column {found['text']!r} is read alone; column "
+                      f"{pair(found['text'])[1]!r} is the usual second text of a pair with it: "
+                      f"give --text-pair-column {pair(found['text'])[1]} (Columns(text_pair=...)) "
+                      "to read pairs", stacklevel=2)
     for field in FIELDS:
         if found[field] is None:
             found[field] = next((c for c in DEFAULT_NAMES[field] if c in table.columns
@@ -95,6 +103,11 @@ def find_columns(table: Table, columns: Columns) -> dict[str, str | None]:
                                  and _holds_lists(table, c) == (field in LIST_FIELDS)), None)
             used.add(found[field])  # None is never a column name
     return found
+
+
+def _free(table: Table, column: str, used: set) -> bool:
+    """Whether `column` is in the table, unclaimed, and holds texts (not lists)."""
+    return column in table.columns and column not in used and not _holds_lists(table, column)
 
 
 def _varies(table: Table, column: str) -> bool:

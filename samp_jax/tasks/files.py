@@ -35,7 +35,10 @@ Label sets (multi-label). Each row's `labels` are a list of label names or ids (
 Parquet, datasets), `[]` for none, or in CSV/TSV a text of them separated by `|`
 (`LABEL_SEPARATOR`: `toxic|insult`), an empty cell for none. They are read from the label
 column (`Columns.label`, else the first of `DEFAULT_NAMES["labels"]`) and checked as labels
-are (below), each label at most once per row.
+are (below), each label at most once per row. A column in which every row is a 0/1 vector of
+one width (the model's number of labels, when known) is HF's multi-hot encoding: `[0, 1, 1]`
+names labels 1 and 2 (`_multi_hot`). A boolean label is the name a CSV spells it with ("True",
+"False"); a 0/1 gold column (embedding pairs, a one-output head's scores) reads it as 1/0.
 
 Labels. A label (or a BIO, BIOES or BILOU tag) is a name or an integer id; strings that all spell whole numbers
 (a CSV's "0"/"1", or "0.0"/"1.0" as pandas writes an integer column that had a missing value,
@@ -161,7 +164,8 @@ def load_task(source: Any = None, *, task_type: str | None = None, columns: Colu
         raise ValueError(readout_mismatch(f"task_type={task_type!r}", task_type_obj, readout,
                                           None if labels is None else len(labels)))
     target = label_field(first, found, columns, task_type_obj)
-    parts = _parts(tables, columns, task_type_obj, target)
+    parts = _parts(tables, columns, task_type_obj, target,
+                   None if labels is None else len(labels))
     names = (_labels_to_ids(parts, target, labels, task_type_obj, first.where)
              if task_type_obj.named_labels else None)
     splits, carved = _split(parts, explicit, sizes or {}, seed)
@@ -174,14 +178,33 @@ def load_task(source: Any = None, *, task_type: str | None = None, columns: Colu
 
 
 def _parts(tables: dict[str | None, Table], columns: Columns, task_type,
-           target: str | None) -> dict[str | None, _Part]:
-    """Each split's table as examples of `task_type`, with the gold `target` field if any."""
+           target: str | None, num_labels: int | None = None) -> dict[str | None, _Part]:
+    """Each split's table as examples of `task_type`, with the gold `target` field if any; a
+    label-set column that is multi-hot in every row (`_multi_hot`) becomes ids."""
     needed = (*task_type.fields, *([target] if target else []))
     binary = target == "label" and not task_type.named_labels  # gold 0/1, not class names
-    return {split: _convert(table, required_columns(table, columns, needed,
-                                                     f"a {task_type.name} task"),
-                            binary_label=binary, blank_texts=False)
+    found = {split: required_columns(table, columns, needed, f"a {task_type.name} task")
+             for split, table in tables.items()}
+    hot = target == "labels" and _multi_hot(
+        [(table, found[split]["labels"]) for split, table in tables.items()], num_labels)
+    return {split: _convert(table, found[split], binary_label=task_type.name if binary else None,
+                            blank_texts=False, multi_hot=hot)
             for split, table in tables.items()}
+
+
+def _multi_hot(columns: list[tuple[Table, str]], num_labels: int | None) -> bool:
+    """Whether every row of every table holds a 0/1 vector (`cells.is_multi_hot`) in its
+    label-set column, all of one width, the model's number of labels when it is known: HF's
+    multi-hot encoding (`[0, 1, 1]`: labels 1 and 2), not ids (`[0, 1]` as ids names both
+    labels of two). A column where some rows are not such vectors is read as names or ids."""
+    widths = set()
+    for table, column in columns:
+        for row in table.rows:
+            value = row.get(column)
+            if not cells.is_multi_hot(value):
+                return False
+            widths.add(len(value))
+    return len(widths) == 1 and (num_labels is None or widths == {num_labels})
 
 
 def _labels_to_ids(parts: dict[str | None, _Part], field: str, labels: Sequence[str] | None,
@@ -267,10 +290,10 @@ def read_inputs(source: Any, *, columns: Columns = Columns(),
 
 
 # ---------------------------------------------------------------------- rows to examples
-def _convert(table: Table, columns: dict[str, str], *, binary_label: bool = False,
-             blank_texts: bool = True) -> _Part:
+def _convert(table: Table, columns: dict[str, str], *, binary_label: str | None = None,
+             blank_texts: bool = True, multi_hot: bool = False) -> _Part:
     """Every row as a canonical example dict (labels and tags still as in the data; 0/1 with
-    `binary_label`). Without `blank_texts`, a text or word that is empty or only spaces is
+    `binary_label`, the name of the task type that reads them so). Without `blank_texts`, a text or word that is empty or only spaces is
     refused: it is a missing value (an empty CSV cell), and a blank word has no token to
     carry its tag, so the tag would not be scored."""
     text = cells.text if blank_texts else cells.filled_text
@@ -290,7 +313,8 @@ def _convert(table: Table, columns: dict[str, str], *, binary_label: bool = Fals
             elif field == "score":
                 example[field] = cells.score(value, at)
             elif field == "labels":
-                example[field] = cells.label_set(value, at)
+                example[field] = (cells.multi_hot_ids(value) if multi_hot
+                                  else cells.label_set(value, at))
             else:
                 example[field] = cells.raw_label(value, at)
         if "tags" in example and len(example["tokens"]) != len(example["tags"]):
@@ -298,7 +322,8 @@ def _convert(table: Table, columns: dict[str, str], *, binary_label: bool = Fals
                              f"in column {columns['tokens']!r} but {len(example['tags'])} tags in "
                              f"column {columns['tags']!r}; expected one tag per token")
         if binary_label:
-            example["label"] = cells.binary(example["label"], at=part.at(row_number, "label"))
+            example["label"] = cells.binary(example["label"], part.at(row_number, "label"),
+                                            binary_label)
         part.examples.append(example)
     return part
 

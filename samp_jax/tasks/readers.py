@@ -285,7 +285,9 @@ def _read_json(path: Path, kind: str) -> tuple[list, list[str] | None]:
                 _check_object(row, f"{path}: row {row_number}")
         return rows, None
     rows = []
-    for line_number, line in enumerate(text.splitlines(), 1):
+    # lines end at "\n" (and "\r\n") only: a JSON string may hold U+2028, U+2029 or U+0085
+    # unescaped, which str.splitlines() would also split at
+    for line_number, line in enumerate(text.split("\n"), 1):
         if line.strip():
             try:
                 row = strict_json.loads(line)

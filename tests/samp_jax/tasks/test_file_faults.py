@@ -262,3 +262,15 @@ def test_one_quoting_mark_does_not_turn_a_plain_tsvs_quotes_into_syntax(tmp_path
     empty = tmp_path / "empty.tsv"  # pandas writes an empty string as ""
     empty.write_text('text\tlabel\ngood\tx\n""\tx\n', encoding="utf-8")
     assert [row["text"] for row in read_inputs(empty)] == ["good", ""]
+
+
+@pytest.mark.parametrize("separator", ["\u2028", "\u2029", "\u0085"])
+def test_json_lines_end_at_line_feeds_only_not_at_the_unicode_separators_a_string_holds(
+        tmp_path, separator):
+    """`json.dumps(ensure_ascii=False)` writes U+2028, U+2029 and U+0085 unescaped; they are
+    text inside a string, not the end of a line."""
+    rows = [{"text": f"first{separator}line {i}", "label": i % 2} for i in range(12)]
+    path = tmp_path / "rows.jsonl"
+    path.write_text("\r\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n",
+                    encoding="utf-8")
+    assert read_inputs(path) == [{"text": r["text"]} for r in rows]

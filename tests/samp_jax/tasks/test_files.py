@@ -186,11 +186,26 @@ def test_sts_style_label_column_of_scores_becomes_score():
     assert task.metric == "spearman"
 
 
-def test_a_constant_column_is_no_second_text():
-    """sentiment140's `query` column is "NO_QUERY" on every row: the text is read alone."""
+def test_a_constant_second_column_is_no_second_text_but_a_constant_first_one_is_a_pair():
+    """A second text that is one value in every row is a placeholder ("NO_CONTEXT"): the text
+    is read alone. A first text may be one value: a reranker's query over many passages."""
     rows = [{"question": text(i), "context": "NO_CONTEXT", "label": ("yes", "no")[i % 2]}
             for i in range(20)]
     assert load_task(rows).task_type.name == "text_classification"
+    ranked = [{"query": "which river is longest", "passage": text(i)} for i in range(5)]
+    assert read_inputs(ranked) == [{"text": r["query"], "text_pair": r["passage"]} for r in ranked]
+    for first, second in (("question", "context"), ("question", "sentence"), ("query", "passage")):
+        one = [{first: "why?", second: "because"}]  # one row: no placeholder to tell
+        assert read_inputs(one) == [{"text": "why?", "text_pair": "because"}]
+
+
+def test_a_named_text_with_its_usual_partner_left_out_is_read_alone_with_a_warning():
+    rows = [{"question": text(i), "passage": text(i + 1)} for i in range(5)]
+    with pytest.warns(UserWarning, match=r"the text column 'question' is read alone; column "
+                                         r"'passage' is the usual second text of a pair with it: "
+                                         r"give --text-pair-column passage"):
+        assert read_inputs(rows, columns=Columns(text="question")) == [{"text": r["question"]} for r in rows]
+    assert read_inputs(rows, columns=Columns(text="question", text_pair="passage"))[0]["text_pair"] == rows[0]["passage"]
 
 
 @pytest.mark.parametrize("first, second", [("question", "context"), ("question", "sentence"),
@@ -320,7 +335,25 @@ def test_embedding_labels_may_be_strings_or_bools(tmp_path):
     assert {e["label"] for e in examples(task)} == {0, 1} and task.metric == "roc_auc"
     flags = load_task([dict(r, label=bool(i % 2)) for i, r in enumerate(rows)],
                       task_type="embedding_pairs")
-    assert {e["label"] for e in examples(flags)} == {0, 1}
+    gold = {r["text"]: i % 2 for i, r in enumerate(rows)}
+    assert all(e["label"] == gold[e["text"]] for e in examples(flags))
+    spelled = load_task(write(tmp_path, "csv", [dict(r, label=("false", "True")[i % 2])
+                                                for i, r in enumerate(rows)], name="spelled"),
+                        task_type="embedding_pairs")
+    assert examples(spelled) == examples(flags)  # a CSV's true/false as JSON's booleans
+
+
+def test_boolean_labels_are_the_names_a_csv_spells_them_with(tmp_path):
+    """JSON `true` against a model whose classes are neg/neu/pos is refused as the CSV's
+    "True" is, not read as class id 1; without the model's names they are two classes."""
+    rows = [{"text": text(i), "label": bool(i % 2)} for i in range(20)]
+    for source in (rows, write(tmp_path, "jsonl", rows), write(tmp_path, "csv", rows)):
+        with raises(r"has label '(True|False)', which is not one of the model's labels"):
+            load_task(source, labels=["neg", "neu", "pos"])
+        task = load_task(source)
+        assert task.labels == ("False", "True")
+        gold = {r["text"]: int(r["label"]) for r in rows}  # "False" is class 0, "True" 1
+        assert all(e["label"] == gold[e["text"]] for e in examples(task))
 
 
 # ---------------------------------------------------------------------------- explicit splits
@@ -544,8 +577,15 @@ def test_non_string_text_and_bad_values(tmp_path):
         load_task([{"text": "a", "text_pair": "b", "score": 0.1},
                    {"text": "c", "text_pair": "d", "score": "high"}] * 6)
     pairs = [{"text": text(i), "text_pair": "b", "label": i % 3} for i in range(20)]
-    with raises(r"row 3: column 'label' has label 2; embedding pairs need labels 0 or 1"):
+    with raises(r"row 3: column 'label' has label 2; a embedding_pairs task reads a label "
+                r"column as 0/1 gold \(true or false\); a column of scores .* --score-column"):
         load_task(pairs, head="sentence_embedding")
+    ratings = [{"text": text(i), "label": 1 + i % 5} for i in range(20)]  # 1-5 stars
+    with raises(r"row 2: column 'label' has label 2; a text_scoring task reads a label column "
+                r"as 0/1 gold"):
+        load_task(ratings, task_type="text_scoring")
+    scored = load_task(ratings, task_type="text_scoring", columns=Columns(score="label"))
+    assert {e["score"] for e in examples(scored)} == {1.0, 2.0, 3.0, 4.0, 5.0}
 
 
 def test_token_errors_name_the_row(tmp_path):

@@ -493,3 +493,26 @@ def main_ok(argv: list[str], capsys) -> bool:
     err = capsys.readouterr().err
     assert code == 0, err
     return True
+
+
+@pytest.mark.parametrize("vector", [lambda hot: hot, lambda hot: [float(v) for v in hot],
+                                    lambda hot: [bool(v) for v in hot]])
+def test_a_multi_hot_column_is_read_as_the_labels_where_it_holds_one(tmp_path, vector):
+    """HF's multi-hot encoding ([0, 1, 1] for labels 1 and 2), as BCE training stores it: not
+    the ids 0 and 1 (which, for two labels, would name both labels in every row)."""
+    rows = _rows(30)
+    hot = [[int(name in r["labels"]) for name in NAMES] for r in rows]
+    data = tmp_path / "hot.jsonl"
+    data.write_text("".join(json.dumps({"text": r["text"], "labels": vector(h)}) + "\n"
+                            for r, h in zip(rows, hot)))
+    task = load_task(data, labels=NAMES, task_type="text_multi_label")
+    gold = {r["text"]: sorted(NAMES.index(n) for n in r["labels"]) for r in rows}
+    examples = [e for s in ("test", "search", "calibration") for e in task.split(s)]
+    assert examples and all(sorted(e["labels"]) == gold[e["text"]] for e in examples)
+    two = [{"text": r["text"], "labels": [1, 0] if i % 2 else [0, 1]} for i, r in enumerate(rows)]
+    split = load_task(two, labels=["toxic", "insult"], task_type="text_multi_label").split("test")
+    assert all(len(e["labels"]) == 1 for e in split)  # one label each, not both
+    with pytest.raises(ValueError, match=r"names label 0 twice .*multi-hot, is read as such only "
+                                         r"when every row has one, of the model's width"):
+        load_task([dict(r, labels=h) for r, h in zip(rows, hot)] + [{"text": "x", "labels": [0, 0]}],
+                  labels=NAMES + ("other",), task_type="text_multi_label")

@@ -53,7 +53,7 @@ def test_a_one_output_head_makes_a_scoring_task_of_labels_or_scores(gold, metric
     with pytest.raises(ValueError, match="reads classes; the model's head has one output"):
         load_task(_rows(), columns=columns, task_type="text_pair_classification",
                   head="sequence_classification", readout=Readout.SCORE)
-    with pytest.raises(ValueError, match="row 1: column 'label'.*0 or 1"):
+    with pytest.raises(ValueError, match="row 1: column 'label'.*reads a label column as 0/1 gold"):
         load_task([r | {"label": "relevant"} for r in _rows()], columns=columns,
                   head="sequence_classification", readout=Readout.SCORE)
 
