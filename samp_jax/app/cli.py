@@ -619,6 +619,11 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
+# Exceptions samp-jax never raises for a bad input (those are ValueError, OSError and their
+# kind): one of these is a bug, and the one line says so
+INTERNAL_ERRORS = (NameError, AttributeError, AssertionError, ZeroDivisionError)
+
+
 def _run(args, name: str) -> int:
     try:
         if getattr(args, "split_file", None):
@@ -636,6 +641,9 @@ def _run(args, name: str) -> int:
         if args.debug:
             traceback.print_exc()
         message = describe_failure(e) or jax_platforms.explain(e) or str(e) or type(e).__name__
+        if isinstance(e, INTERNAL_ERRORS):  # no input makes these: say so, not as if it did
+            message = (f"{type(e).__name__}: {message} (an internal error of samp-jax, not of "
+                       "your input: --debug shows the traceback to report)")
         message = one_line(message)
         if is_distributed():
             silence_watchdog()  # this error is the one line, not the watchdog's

@@ -349,6 +349,21 @@ def test_debug_shows_the_traceback(tmp_path, capsys):
     assert code == 1 and "Traceback" in err
 
 
+def test_a_bug_says_it_is_one_in_its_one_line(tmp_path, capsys, monkeypatch):
+    """A NameError in samp-jax's own code is not blamed on the input: the line says it is
+    an internal error and how to get the traceback."""
+    import samp_jax.app.cli as cli
+
+    def broken(args):
+        return undefined_name  # noqa: F821  the planted bug
+    monkeypatch.setitem(cli.COMMANDS, "eval", broken)
+    code = main(["eval", "--model", str(tmp_path / "m"), "--data", "snli-embed"])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert ("samp-jax eval: error: NameError: name 'undefined_name' is not defined (an internal "
+            "error of samp-jax, not of your input: --debug shows the traceback to report)") in err
+
+
 # ---------------------------------------------------------------------- Ctrl-C, SIGTERM
 def _start(args, tmp_path, program=("-m", "samp_jax.app")):
     env = os.environ | {"JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
