@@ -388,7 +388,10 @@ def _hf_config_dict(source: Any) -> tuple[dict[str, Any], str]:
     if path.is_dir():
         path = path / "config.json"
     if not path.is_file():
-        raise FileNotFoundError(f"no HF config at {path}")
+        quantized = (path.parent / "quantization.json").is_file()
+        raise FileNotFoundError(f"no HF config at {path}" + (
+            " (the folder holds a quantized samp-jax model: samp_jax.load or "
+            "QuantizedModel.load reads it)" if quantized else ""))
     data = read_json(path)
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a JSON object, got {type(data).__name__}")

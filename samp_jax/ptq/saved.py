@@ -141,9 +141,11 @@ def _read_verified(directory: Path, *, own_tokenizer: bool) -> tuple[dict, dict]
     """The parsed sidecar and the bytes of the weights, of every file the manifest lists and
     (`own_tokenizer`) of the tokenizer files, read once through one handle on the folder
     (`samp_jax.ptq.folder`) and checked against the manifest."""
+    hf = (" (it is an HF checkpoint folder: samp_jax.load or load_pretrained reads it)"
+          if (directory / "config.json").is_file() else "")
     for name in (WEIGHTS_FILE, SIDECAR_FILE):
         if not (directory / name).is_file():
-            raise FileNotFoundError(f"{directory} has no {name}")
+            raise FileNotFoundError(f"{directory} has no {name}{hf}")
     with open_folder(directory) as fd:
         data = read_file(directory, fd, SIDECAR_FILE)
         if data is None:

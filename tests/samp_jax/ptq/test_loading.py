@@ -287,3 +287,18 @@ def test_tokenizer_saves_itself_without_a_source_folder(minilm_dir, tmp_path):
     assert (again.max_length, again.pad_id) == (24, 0)
     for key, value in tokenizer(TEXTS, padding=24).items():
         np.testing.assert_array_equal(again(TEXTS, padding=24)[key], value)
+
+
+def test_each_loader_given_the_other_kind_of_folder_names_the_loader_that_reads_it(tmp_path):
+    import samp_jax as sj
+    from tests.helpers import tiny_classifier
+    model = tiny_classifier(num_labels=2)
+    hf = sj.save_pretrained(model, tmp_path / "hf")
+    quantized = sj.quantize(model, sj.PrecisionMap.preset("fp32", model.config.num_layers)).save(
+        tmp_path / "q")
+    with pytest.raises(FileNotFoundError, match=r"has no quantization\.json \(it is an HF "
+                                                r"checkpoint folder: samp_jax\.load or load_pretrained"):
+        sj.QuantizedModel.load(hf)
+    with pytest.raises(FileNotFoundError, match=r"no HF config at .*config\.json \(the folder "
+                                                r"holds a quantized samp-jax model: samp_jax\.load"):
+        sj.load_pretrained(quantized)
