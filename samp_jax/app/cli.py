@@ -476,20 +476,22 @@ def _set_default_activation(model, activation: str | None, num_outputs: int) -> 
 
 
 def _predict(args) -> int:
-    to_stdout = args.out == predictions.STDOUT
-    # only process 0 of a distributed run writes --out: another's copy of it is not checked
-    # (a path that exists on host 0 alone is fine), so it cannot stop before joining
-    writes = args.coordinator is None or args.process_id in (None, 0)
-    out = args.out if to_stdout or not writes else _check_output(
-        args.out, what="--out", folder=False, inputs=(args.model, args.data))
-    if not to_stdout and writes:
-        predictions.check_suffix(out)
     if args.model is None:
         raise UsageError("--model is required: a folder written by samp-jax, an HF model folder "
                          f"or {PACKAGED_MODEL!r}")
     if args.data is None:
         raise UsageError("--data is required: the file with the rows to predict")
+    # A distributed run joins first: process 0 alone writes --out (another's copy is not
+    # checked: a path that exists on host 0 alone is fine), and a process that stops after
+    # joining stops the others at once, where one that stopped before would leave them
+    # waiting out --connect-timeout. The check still comes before any model is read.
     _start_distributed(args)
+    to_stdout = args.out == predictions.STDOUT
+    writes = args.coordinator is None or args.process_id in (None, 0)
+    out = args.out if to_stdout or not writes else _check_output(
+        args.out, what="--out", folder=False, inputs=(args.model, args.data))
+    if not to_stdout and writes:
+        predictions.check_suffix(out)
     model = load(minilm_path() if args.model == PACKAGED_MODEL else Path(args.model),
                  **model_options(args))
     check_threshold(args, model)

@@ -329,6 +329,28 @@ def test_a_peer_that_never_starts_ends_process_0_in_one_line(files, tmp_path):
 
 
 @pytest.mark.slow
+def test_an_out_that_process_0_refuses_stops_the_others_at_once_not_at_the_timeout(files, tmp_path):
+    """Process 0 alone checks --out; it checks it after joining, so its stop is a dead peer
+    to the others within seconds, not a join that waits out --connect-timeout (200 s)."""
+    (tmp_path / "folder.jsonl").mkdir()  # a folder where the predictions file goes
+    port = _free_port()
+    started = [_command(["predict", "--model", str(files / "model"), "--data",
+                         str(files / "data.csv"), "--out", str(tmp_path / ("folder.jsonl" if i == 0
+                                                                            else "p.jsonl")),
+                         "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2",
+                         "--process-id", str(i), "--connect-timeout", "200",
+                         "--heartbeat-timeout", "20"], devices=1, cwd=tmp_path)
+               for i in range(2)]
+    _, err0 = started[0].communicate(timeout=300)
+    stopped = time.monotonic()
+    _, err1 = started[1].communicate(timeout=300)
+    assert started[0].returncode == 1 and "--out" in err0.strip().splitlines()[-1], err0
+    assert started[1].returncode == 1 and "another process of this distributed run stopped" in err1, err1
+    assert time.monotonic() - stopped < 60, "process 1 waited for the connect timeout"
+    assert "Traceback" not in err0 + err1 and not (tmp_path / "p.jsonl").exists()
+
+
+@pytest.mark.slow
 def test_a_coordinator_that_never_starts_ends_the_others_in_one_line(files, tmp_path):
     started = time.monotonic()
     line = _one_line_exit_1(_predict_process(files, tmp_path, _free_port(), 2, 1), started, 3)
