@@ -503,6 +503,12 @@ def _predict(args) -> int:
     else:
         rows = predictions.read_model_inputs(args.data, columns, head=model.head_kind,
                                              word_spans=model.tokenizer.word_spans)
+    blank = predictions.blank_rows(rows)
+    if blank:
+        shown = ", ".join(map(str, blank[:8])) + (", ..." if len(blank) > 8 else "")
+        warnings.warn(f"{len(blank)} of {len(rows)} rows of {args.data} have an empty or blank "
+                      f"text (rows {shown}); their predictions are the model's answer to no "
+                      "input")
     # every process must predict from the same model and rows (each takes its own block)
     check_same(digest([state_digest(model), json.dumps(rows, sort_keys=True)]),
                f"the model {args.model} and the rows of {args.data}")

@@ -128,6 +128,16 @@ def read_model_inputs(source, columns: Columns, *, head: str,
         return [_split(r["text"], word_spans(r["text"])) for r in rows]
 
 
+def blank_rows(rows: Sequence[dict]) -> list[int]:
+    """The 1-based numbers of the rows with nothing to read: a blank text (or pair of texts),
+    or no words. `predict` writes an answer for them too, the model's answer to no input."""
+    def blank(row: dict) -> bool:
+        if "tokens" in row and "text" not in row:
+            return not any(word.strip() for word in row["tokens"])
+        return not any(str(row.get(field) or "").strip() for field in ("text", "text_pair"))
+    return [number for number, row in enumerate(rows, 1) if blank(row)]
+
+
 def check_named_columns(columns: Columns, head: str) -> None:
     """Refuses a column named for a field a model with `head` does not read (a pair's second
     text for a sentence embedder or a tagger, words for a classifier): it would be dropped

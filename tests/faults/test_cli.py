@@ -536,3 +536,19 @@ def test_a_name_stdout_cannot_encode_does_not_lose_the_results(files, tmp_path):
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     assert "donn\\xe9es" in run.stdout and "accuracy" in run.stdout
+
+
+def test_predict_warns_of_rows_with_nothing_to_read(files, tmp_path, capsys):
+    data = tmp_path / "rows.csv"
+    data.write_text("text\na fine film\n\"\"\n   \nthe plot is dull\n", encoding="utf-8")
+    out = tmp_path / "p.jsonl"
+    assert main(["predict", "--model", str(files / "model"), "--data", str(data),
+                 "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert (f"samp-jax predict: warning: 2 of 4 rows of {data} have an empty or blank text "
+            "(rows 2, 3); their predictions are the model's answer to no input") in err
+    assert len(out.read_text().splitlines()) == 4  # every row still answered, in order
+    data.write_text("text\na fine film\nthe plot is dull\n", encoding="utf-8")
+    assert main(["predict", "--model", str(files / "model"), "--data", str(data),
+                 "--out", str(out)]) == 0
+    assert "warning" not in capsys.readouterr().err
