@@ -449,11 +449,12 @@ class QuantizedModel(nnx.Module):
 
 def _skeleton(saved: SavedFolder) -> EncoderModel:
     """The model `saved` describes, each GEMM site a `QuantizedGemmSite` at its precision, with
-    placeholder weights; a head or map that does not build raises a ValueError naming the
+    abstract weights (shapes and dtypes, for `restore_weights` to fill); a head or map that does not build raises a ValueError naming the
     sidecar."""
-    try:
-        return _quantized_model(saved.config, saved.sidecar["head"], saved.precision_map,
-                                saved.dtype, saved.smoothed, saved.implementation)
+    try:  # shapes and dtypes only (no random draws): `restore_weights` assigns every variable
+        return nnx.eval_shape(lambda: _quantized_model(
+            saved.config, saved.sidecar["head"], saved.precision_map, saved.dtype, saved.smoothed,
+            saved.implementation))
     except (TypeError, ValueError, KeyError) as e:
         raise ValueError(f"{saved.directory / SIDECAR_FILE}: field 'head' or 'precision_map' does "
                          f"not build a model: {type(e).__name__}: {e}") from None
