@@ -14,7 +14,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from calibrate.search.latency import LatencyTable, site_flops
+from calibrate.search.latency import LatencyTable, int8_flop_fraction, site_flops
 from calibrate.search.runner import LATENCY_RTOL, Evaluated, Kind, Move, Outputs, Runner
 from samp_jax.core.precision import SITES, PrecisionMap, SitePrecision, as_precision
 from samp_jax.models.config import EncoderConfig
@@ -173,20 +173,32 @@ def order_moves(moves: Sequence[Move], proxy: Mapping[Move, float],
 
 # ---- what the presets promise
 
+def objective_cost(runner: Runner, objective: str) -> Callable[[np.ndarray], float]:
+    """What the search minimises over maps (`choices`): the estimated latency in ms for
+    objective 'latency', the share of GEMM FLOPs not in INT8 for 'int8_fraction'."""
+    if objective == "int8_fraction":
+        return lambda choices: 1.0 - int8_flop_fraction(runner.switch.map_for(choices),
+                                                        runner.switch.config)
+    return runner.latency_ms
+
+
 def fastest_passing_preset(runner: Runner, preset_outputs: Mapping[str, Outputs],
-                           measure: Callable[[Outputs], float], allowed: float
+                           measure: Callable[[Outputs], float], allowed: float,
+                           cost: Callable[[np.ndarray], float] | None = None
                            ) -> tuple[str, np.ndarray, Outputs, float] | None:
-    """`(name, choices, outputs, latency_ms)` of the fastest preset whose `measure` (the
-    guarded drop, or the proxy) is within `allowed`; of presets equally fast (up to
-    `LATENCY_RTOL`, e.g. INT8 and FP8 priced alike), the one `measure` finds closest to FP32
-    (then the first, in `preset_maps` order); None when none passes."""
+    """`(name, choices, outputs, cost)` of the cheapest preset by `cost` (`objective_cost`;
+    default: the latency, `Runner.latency_ms`) whose `measure` (the guarded drop, or the proxy)
+    is within `allowed`; of presets equally cheap (up to `LATENCY_RTOL`, e.g. INT8 and FP8
+    priced alike), the one `measure` finds closest to FP32 (then the first, in `preset_maps`
+    order); None when none passes."""
+    cost = runner.latency_ms if cost is None else cost
     best = None
     for name, out in preset_outputs.items():
         if not measure(out) <= allowed:  # NaN (e.g. a constant score's Spearman) does not pass
             continue
         preset = runner.switch.choices_for(
             next(e.precision_map for e in runner.evaluated if e.kind == Kind.PRESET and e.name == name))
-        ms = runner.latency_ms(preset)
+        ms = cost(preset)
         if (best is None or ms < best[3] * (1.0 - LATENCY_RTOL)
                 or (ms <= best[3] * (1.0 + LATENCY_RTOL) and measure(out) < measure(best[2]))):
             best = (name, preset, out, ms)
@@ -195,11 +207,13 @@ def fastest_passing_preset(runner: Runner, preset_outputs: Mapping[str, Outputs]
 
 def never_slower_than_presets(runner: Runner, choices: np.ndarray, outputs: Outputs | None,
                               passing: tuple[str, np.ndarray, Outputs, float] | None,
-                              measure: Callable[[Outputs], float]
+                              measure: Callable[[Outputs], float],
+                              cost: Callable[[np.ndarray], float] | None = None
                               ) -> tuple[np.ndarray, Outputs | None, str]:
     """The allocation's map, or the fastest preset that passes when that is strictly faster,
     as fast and closer to FP32 by `measure`, or the allocation found no map that passes
-    (`outputs` None).
+    (`outputs` None). "Faster" is by `cost`, the one `passing` was chosen by (default: the
+    latency; under objective 'int8_fraction', more GEMM FLOPs in INT8).
 
     The greedy adds moves in sensitivity order and stops at the first that fails, so it can end
     short of a preset that passes as a whole (e.g. all-INT8). Presets were scored first
@@ -212,7 +226,7 @@ def never_slower_than_presets(runner: Runner, choices: np.ndarray, outputs: Outp
     if passing is None:
         return choices, outputs, "greedy"
     name, preset_choices, preset_outputs, preset_ms = passing
-    ms = runner.latency_ms(choices)
+    ms = (runner.latency_ms if cost is None else cost)(choices)
     if (outputs is None or preset_ms < ms * (1.0 - LATENCY_RTOL)  # faster beyond rounding
             or (preset_ms <= ms * (1.0 + LATENCY_RTOL) and measure(preset_outputs) < measure(outputs))):
         return preset_choices, preset_outputs, name

@@ -18,7 +18,7 @@ import numpy as np
 
 from calibrate.search.config import allowed_drop
 from calibrate.search.objectives import Z_ONE_SIDED_95, Objective, selection_z
-from calibrate.search.phases import (fastest_map, fastest_passing_preset,
+from calibrate.search.phases import (fastest_map, fastest_passing_preset, objective_cost,
                                      never_slower_than_presets)
 from calibrate.search.result import SearchResult, SelectionGuard, ToleranceCheck
 from calibrate.search.runner import LATENCY_RTOL, Kind, Outputs, Runner
@@ -44,7 +44,8 @@ def search_tolerance(session: Session) -> SearchResult:
                                                config.tolerance_mode)
     measure = measured_once(measure)
     accept = lambda outputs: measure(outputs) <= allowed  # noqa: E731  (`acceptance`, measured once)
-    passing = fastest_passing_preset(runner, session.preset_outputs, measure, allowed)
+    cost = objective_cost(runner, config.objective)  # what "faster" means to this search
+    passing = fastest_passing_preset(runner, session.preset_outputs, measure, allowed, cost)
     ceiling_ms = passing[3] if passing is not None and config.stop_early and \
         config.objective == "latency" else None
     stopped_early = early_stop(session, ceiling_ms, None if passing is None else passing[0])
@@ -58,7 +59,7 @@ def search_tolerance(session: Session) -> SearchResult:
             choices, outputs, selection = guard_selection(
                 runner, lambda out, z: obj.guarded_drop(out, obj.reference, z=z), allowed)
     choices, outputs, chosen_from = never_slower_than_presets(runner, choices, outputs, passing,
-                                                              measure)
+                                                              measure, cost)
     outputs = outputs_of(session, choices, outputs)
     checks = tolerance_checks(session, session.preset_outputs | {"chosen": outputs}, measure,
                               allowed)

@@ -20,7 +20,8 @@ from calibrate.search.objectives import Z_ONE_SIDED_95, EvaluationObjective, Unl
 from samp_jax.data.wnut16 import entity_counts, entity_f1
 from calibrate.search.driver import search
 from calibrate.search.phases import (evaluate_presets, fastest_map, fastest_passing_preset,
-                                     never_slower_than_presets, preset_maps, single_site_moves)
+                                     never_slower_than_presets, objective_cost, preset_maps,
+                                     single_site_moves)
 from calibrate.search.runner import Kind, Runner
 from calibrate.search.strategies.greedy import tolerance_greedy
 from calibrate.search.targets import TARGETS, resolve_target
@@ -178,6 +179,39 @@ def test_a_greedy_map_faster_than_every_passing_preset_is_kept(tiny, calibration
         runner, fastest, greedy_outputs, fastest_passing_preset(runner, outputs, lambda o: 0.0, 0.5),
         lambda o: 0.0)
     assert name == "greedy" and out is greedy_outputs and (choices == fastest).all()
+
+
+def test_under_the_int8_fraction_objective_a_faster_preset_with_less_int8_does_not_win(
+        tiny, calibration):
+    """objective='int8_fraction' promises the most GEMM FLOPs in INT8 within tolerance: a
+    passing float preset, however fast, does not replace an allocation's map with more INT8,
+    and of the presets the one with the most INT8 is the floor."""
+    options = resolve_target("h100").search_options(["int8-dynamic", "int8-static"])
+    runner = _runner(tiny, calibration, options)
+    _, outputs = evaluate_presets(runner)
+    maps = preset_maps(options, 3)
+    ffn_only = runner.switch.choices_for(maps["quant_ffn_only"])  # half INT8, the allocation's
+    measure = _passes(lambda out: any(out is outputs[n] for n in (
+        "fp16", "quant_ffn_only_static", "quant_ffn_only")))
+    cost = objective_cost(runner, "int8_fraction")
+    assert cost(runner.switch.choices_for(maps["fp16"])) == 1.0 > cost(ffn_only) > 0.0
+    passing = fastest_passing_preset(runner, outputs, measure, 0.5, cost)
+    assert passing[0] == "quant_ffn_only"  # more INT8 than fp16 (the first of two equal)
+    _, _, name = never_slower_than_presets(runner, ffn_only, outputs["quant_ffn_only"],
+                                           passing, measure, cost)
+    assert name == "greedy"  # as much INT8, and the preset is not closer to FP32
+    only_fp16 = fastest_passing_preset(runner, outputs, _passes(lambda out: out is outputs["fp16"]),
+                                       0.5, cost)
+    _, _, name = never_slower_than_presets(runner, ffn_only, outputs["quant_ffn_only"], only_fp16,
+                                           measure, cost)
+    assert name == "greedy"
+    # where INT8 is the slower (a small model on a CPU), the latency objective takes fp16
+    runner.latency_ms = lambda choices: 2.0 - cost(choices)  # noqa: E731
+    by_latency = fastest_passing_preset(runner, outputs, _passes(lambda out: out is outputs["fp16"]), 0.5)
+    assert never_slower_than_presets(runner, ffn_only, outputs["quant_ffn_only"], by_latency,
+                                     measure)[2] == "fp16"
+    assert never_slower_than_presets(runner, ffn_only, outputs["quant_ffn_only"], only_fp16,
+                                     measure, cost)[2] == "greedy"
 
 
 def test_of_equally_fast_maps_the_one_closer_to_fp32_is_chosen(tiny, calibration):
