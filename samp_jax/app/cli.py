@@ -31,6 +31,7 @@ import jax
 from flax import nnx
 
 from calibrate import CalibrationError, calibrate
+from calibrate.search.latency import LatencyTable
 from calibrate.search.plan import resolve_options
 from samp_jax.app import bench, demo, jax_platforms, predictions
 from samp_jax.app.entry import Terminated
@@ -280,11 +281,12 @@ def _search(args) -> int:
         raise UsageError(str(e)) from None
     out = _check_output(args.out, what="--out", folder=True, inputs=(args.model, args.data),
                         replaceable=is_search_output)  # the whole folder is one run's output
+    table = None if args.latency_table is None else read_latency_table(args.latency_table)
     model, tokenizer, description = resolve_model(args, progress=not args.json)
     task = resolve_task(args, model)
     _say(args, f"{task.name} ({task.task_type.name}): split sizes {task.sizes()}")
     run = run_search(model, tokenizer, task, config, out=out, description=description,
-                     max_test_examples=args.max_examples,
+                     max_test_examples=args.max_examples, latency_table=table,
                      command="samp-jax " + " ".join(sys.argv[1:]))
     summary = run.summary
     say_truncation("search", {split: Truncation(**counts)
@@ -296,6 +298,19 @@ def _search(args) -> int:
     else:
         print_summary(out, summary)
     return 0
+
+
+def read_latency_table(path: str) -> LatencyTable:
+    """The table of `--latency-table` (checked against the model and options by the search,
+    before any slow step).
+
+    Raises:
+      ValueError: the file cannot be read, or is not a latency table (naming the file).
+    """
+    try:
+        return LatencyTable.from_json(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:  # UnicodeDecodeError is a ValueError
+        raise ValueError(f"--latency-table {path}: not a readable latency table ({e})") from None
 
 
 def _calibrate(args) -> int:

@@ -133,6 +133,12 @@ def _add_search(sub) -> None:
                     help="the device the map is for: its options (FP8 only where it has FP8), the "
                          "dtype between sites, and the latency model (measured when this machine "
                          "is the target, else estimated from its spec sheet); auto: this machine")
+    se.add_argument("--latency-table", default=None, metavar="FILE",
+                    help="price maps with this table (OUT/latency_table.json of an earlier search, "
+                         "or a file of the latency cache) instead of measuring or estimating one: "
+                         "a table measured on a CPU differs a little from one measurement to the "
+                         "next, and near-equal maps can trade places, so this repeats a search "
+                         "exactly")
     se.add_argument("--strategy", default=None, choices=sorted(STRATEGIES), help=strategy_help())
     se.add_argument("--no-selection-margin", action="store_true",
                     help="keep the fastest map that passed at the plain 95%% margin, instead of "

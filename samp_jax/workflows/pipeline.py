@@ -41,8 +41,11 @@ def holds_pareto_maps(folder: Path) -> bool:
                for entry in folder.iterdir())
 
 
-SEARCH_OUTPUTS = ("model", "precision_map.json", "summary.json", "report.md", "pareto.png", "pareto")
+SEARCH_OUTPUTS = ("model", "precision_map.json", "summary.json", "report.md", "pareto.png", "pareto",
+                  "latency_table.json")
 """What `run_search` writes into its `out` folder, all committed together by one rename."""
+LATENCY_TABLE_FILE = "latency_table.json"
+"""The latency table the search priced every map with, in its `out` folder."""
 is_search_output = holds_only(SEARCH_OUTPUTS, folders={"pareto": holds_pareto_maps})
 """Whether a folder holds only what a search writes (so a new search may replace it)."""
 
@@ -126,7 +129,8 @@ def run_search(model, tokenizer, task: Task, config: SearchConfig | None = None,
       max_test_examples: score a fixed seeded subset of the test split (`config.seed`).
       compare_presets: also score the presets the search scored on the test split.
       latency_table: a `calibrate.search.latency.LatencyTable` (e.g. measured on another
-        machine) instead of the target's latency model.
+        machine, or the `out/latency_table.json` of an earlier run, which this run repeats)
+        instead of the target's latency model.
 
     The whole of `out` is written beside it and renamed into place at the end
     (`samp_jax.core.atomic`): a run that dies leaves the previous run's folder whole, never
@@ -164,12 +168,15 @@ def run_search(model, tokenizer, task: Task, config: SearchConfig | None = None,
         test_proxy |= {name: proxy(preset(pmap)) for name, pmap in presets}
     with atomic_folder(out, replaceable=is_search_output) as staging:  # one run, one rename
         chosen.save(staging / "model")
+        # the table every map was priced with: `latency_table=` (--latency-table) repeats the run
+        (staging / LATENCY_TABLE_FILE).write_text(plan.table.to_json(), encoding="utf-8")
         summary = write_report(result, staging, test_metrics=test, command=command, extra={
             "model": description, "task": task.name, "task_type": task.task_type.name,
             "data": task.source, "split_sizes": task.sizes(), "out": str(out),
             "label_threshold": task.decision_threshold,
             "max_length": task.length(tokenizer), "truncation": as_dicts(truncation),
             "quantized_model": str(Path(out) / "model"), "test_examples": evaluator.num_examples,
+            "latency_table": str(Path(out) / LATENCY_TABLE_FILE),
             "total_seconds": time.perf_counter() - start,
             "compute_dtype": jnp.dtype(target.dtype).name}  # between GEMM sites
             | ({"test_proxy": test_proxy} if test_proxy is not None else {}))

@@ -52,12 +52,38 @@ def first_search(tiny, tmp_path_factory):
 
 def test_a_search_replaces_its_folder_whole(first_search):
     out, run = first_search
-    assert sorted(p.name for p in out.iterdir()) == ["model", "pareto", "pareto.png",
-                                                     "precision_map.json", "report.md", "summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["latency_table.json", "model", "pareto",
+                                                     "pareto.png", "precision_map.json",
+                                                     "report.md", "summary.json"]
     assert run.summary["quantized_model"] == str(out / "model")
     assert sj.PrecisionMap.from_json(out / "precision_map.json") == \
         sj.QuantizedModel.load(out / "model").precision_map
     assert _litter(out.parent, "search") == []
+
+
+def test_a_search_given_the_table_it_wrote_repeats_itself_and_a_table_decides_the_map(
+        tiny, first_search, tmp_path):
+    from calibrate.search.config import SearchConfig
+    from calibrate.search.latency import LatencyTable
+    out, run = first_search
+    table = LatencyTable.from_json((out / "latency_table.json").read_text())
+    assert table.source == "measured" and run.summary["latency_table"] == str(out / "latency_table.json")
+    config = SearchConfig(options=("fp32", "int8-dynamic"), tolerance=0.05, progress=False, target="cpu")
+    again = pipeline.run_search(*tiny, config, out=tmp_path / "again", compare_presets=False,
+                                latency_table=table)
+    assert again.result.precision_map == run.result.precision_map
+    assert (tmp_path / "again" / "latency_table.json").read_text() == table.to_json()
+    assert again.result.latency_table == table  # priced with it, not measured again
+
+
+def test_a_latency_table_that_is_no_table_is_refused_in_one_line_before_the_model(tmp_path, capsys):
+    bad = tmp_path / "table.json"
+    bad.write_text('{"device": "cpu"}')
+    code = main(["search", "--model", str(tmp_path / "no_model"), "--data", "snli",
+                 "--latency-table", str(bad), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 1 and len(err.strip().splitlines()) == 1, err
+    assert f"--latency-table {bad}: not a readable latency table" in err
 
 
 def test_a_search_that_fails_between_its_files_leaves_the_previous_run(tiny, first_search,
