@@ -63,6 +63,7 @@ from samp_jax.tasks import SPLITS, TASKS, Task, get_task
 from samp_jax.tasks.task import CALIBRATION_BATCH_SIZE, CALIBRATION_EXAMPLES
 from samp_jax.tasks.truncation import Truncation, as_dicts
 from samp_jax.tasks.files import GENERIC_LABEL, Columns, load_task
+from samp_jax.tasks.trained_rows import TRAINED_ROWS_FILE, overlap, save_trained_rows, trained_rows
 from samp_jax.training import FinetuneConfig, finetune
 
 # ---------------------------------------------------------------------- model and data
@@ -82,6 +83,27 @@ def resolve_task(args, model=None) -> Task:
         raise UsageError(f"--threshold {threshold:g} is for a multi-label task (a set of labels "
                          f"per row); {task.name} is {task.task_type.name}")
     return dataclasses.replace(task, label_threshold=threshold)
+
+
+def warn_if_trained_on(args, task: Task, splits: tuple[str, ...]) -> None:
+    """Warns when the held-out `splits` of `task` hold rows that `--model` (a folder `samp-jax
+    finetune` wrote) was trained on: another `--seed`, a reordered or extended data file puts
+    them there, and its score on them overstates the model (`samp_jax.tasks.trained_rows`)."""
+    if args.model is None or args.model == PACKAGED_MODEL:
+        return
+    trained = trained_rows(args.model)
+    if trained is None:
+        return
+    counts = {split: (overlap(trained, task.split(split)), len(task.split(split)))
+              for split in splits if task.split(split)}
+    found = [f"{n} of {total} {split} rows" for split, (n, total) in counts.items() if n]
+    if found:
+        warnings.warn(f"{' and '.join(found)} have the inputs of rows in the training split "
+                      f"{args.model} was fine-tuned on ({TRAINED_ROWS_FILE}; its finetune.json "
+                      "names the data and split seed): scores on them overstate the model. "
+                      "Another --seed, or a reordered or extended data file, draws other splits: "
+                      "give the fine-tune's --seed and file, or a held-out --split-file "
+                      "test=FILE (rows the data repeats count too)")
 
 
 def with_metric(args, task: Task) -> Task:
@@ -246,6 +268,8 @@ def _eval(args) -> int:
         quiet = False
     model, tokenizer, description = resolve_model(args, progress=not args.json)
     task = resolve_task(args, model)
+    if not quiet:
+        warn_if_trained_on(args, task, ("test",))
     for v in variants:  # validate every map before the slow part
         v.precision_map(model.config.num_layers)
     evaluator = make_evaluator(task, tokenizer, max_examples=args.max_examples, seed=args.seed)
@@ -285,6 +309,7 @@ def _search(args) -> int:
     model, tokenizer, description = resolve_model(args, progress=not args.json)
     task = resolve_task(args, model)
     _say(args, f"{task.name} ({task.task_type.name}): split sizes {task.sizes()}")
+    warn_if_trained_on(args, task, ("search", "test"))
     run = run_search(model, tokenizer, task, config, out=out, description=description,
                      max_test_examples=args.max_examples, latency_table=table,
                      command="samp-jax " + " ".join(sys.argv[1:]))
@@ -320,6 +345,8 @@ def _calibrate(args) -> int:
     variant = Variant(args.precision, ACTIVATIONS[args.activation], args.method, args.smoothing)
     model, tokenizer, description = resolve_model(args, progress=not args.json)
     task = resolve_task(args, model)
+    if args.eval:
+        warn_if_trained_on(args, task, ("test",))
     pmap = variant.precision_map(model.config.num_layers)  # validates before the slow part
     evaluator = make_evaluator(task, tokenizer, max_examples=args.max_examples, seed=args.seed) \
         if args.eval else None  # built (and checked) before the slow part
@@ -419,6 +446,7 @@ def _finetune(args) -> int:
     keep_label_threshold(result.model, task)  # the threshold its dev checkpoint was kept at
     with atomic_folder(out) as staging:  # checkpoint and summary: one run, one rename
         save_pretrained(result.model, staging, tokenizer_dir=base, labels=task.labels)
+        save_trained_rows(staging, task.split("train"))  # for warn_if_trained_on
         (staging / "finetune.json").write_text(strict_json.dumps(summary, indent=1))
     if args.json:
         print(strict_json.dumps(summary, indent=1))

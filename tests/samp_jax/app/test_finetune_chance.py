@@ -153,3 +153,34 @@ def test_a_search_of_a_model_at_chance_warns_through_the_python_api(files):
         search(model, load_task(files / "rows.csv"), tokenizer=model.tokenizer, target="cpu",
                options=("fp32", "int8-dynamic"), max_search_examples=32, sensitivity_batches=1,
                progress=False, tolerance=0.01)
+
+
+def test_eval_warns_when_its_held_out_rows_are_rows_the_model_was_fine_tuned_on(
+        files, tmp_path, capsys, monkeypatch):
+    """A fine-tune keeps digests of its training rows; eval with another --seed (or a
+    reordered file) finds them in its test split and says how many, where the same seed and
+    file find none."""
+    from samp_jax.tasks import load_task
+    from samp_jax.tasks.trained_rows import TRAINED_ROWS_FILE, overlap, trained_rows
+    monkeypatch.setattr(cli, "finetune", _stub_finetune(0.75))
+    tuned = tmp_path / "tuned"
+    assert cli.main(["finetune", "--model", str(files / "model"), "--data",
+                     str(files / "rows.csv"), "--out", str(tuned), "--json"]) == 0
+    capsys.readouterr()
+    split = load_task(files / "rows.csv", seed=0)
+    digests = trained_rows(tuned)
+    assert (tuned / TRAINED_ROWS_FILE).is_file() and overlap(digests, split.split("train")) == \
+        len(split.split("train")) and overlap(digests, split.split("test")) == 0
+    for seed, warned in (("0", False), ("1", True)):
+        assert cli.main(["eval", "--model", str(tuned), "--data", str(files / "rows.csv"),
+                         "--precision", "fp16", "--seed", seed, "--json"]) == 0
+        err = capsys.readouterr().err
+        expected = overlap(digests, load_task(files / "rows.csv", seed=int(seed)).split("test"))
+        assert (expected > 0) == warned
+        line = (f"samp-jax eval: warning: {expected} of 40 test rows have the inputs of rows in "
+                f"the training split {tuned} was fine-tuned on")
+        assert (line in err) == warned, err
+    (tuned / TRAINED_ROWS_FILE).write_bytes(b"not an array")  # damaged: said, not trusted
+    assert cli.main(["eval", "--model", str(tuned), "--data", str(files / "rows.csv"),
+                     "--precision", "fp16", "--seed", "1", "--json"]) == 0
+    assert "whether the held-out rows were trained on is not checked" in capsys.readouterr().err

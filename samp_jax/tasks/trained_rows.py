@@ -1,0 +1,62 @@
+"""The rows a fine-tune trained on, kept beside the model as digests, so that a later `eval`,
+`calibrate` or `search` can tell when its held-out splits hold them.
+
+A split is drawn from a file by position with a seed: the same file and seed give the same
+splits, but another seed, a reordered or an extended file puts some of the fine-tune's
+training rows into the test split, and the model's score there overstates it. `samp-jax
+finetune` writes `TRAINED_ROWS_FILE` (an 8-byte BLAKE2b digest of each training row's inputs:
+its text, text pair or words, not its label); `overlap` counts the rows of a split whose inputs
+are among them. A row that the data repeats counts too: it was trained on all the same.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import warnings
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+TRAINED_ROWS_FILE = "finetune_train_rows.npy"
+INPUT_FIELDS = ("text", "text_pair", "tokens")
+
+
+def row_digests(examples: Iterable[dict]) -> np.ndarray:
+    """The sorted, distinct uint64 digests of the examples' inputs (`INPUT_FIELDS`)."""
+    digests = [int.from_bytes(hashlib.blake2b(
+        json.dumps([e.get(field) for field in INPUT_FIELDS], ensure_ascii=False).encode(),
+        digest_size=8).digest(), "little") for e in examples]
+    return np.unique(np.asarray(digests, dtype=np.uint64))
+
+
+def save_trained_rows(folder: str | Path, examples: Iterable[dict]) -> Path:
+    """Writes the digests of `examples` (a fine-tune's training rows) into `folder`."""
+    path = Path(folder) / TRAINED_ROWS_FILE
+    np.save(path, row_digests(examples), allow_pickle=False)
+    return path
+
+
+def trained_rows(folder: str | Path) -> np.ndarray | None:
+    """The digests a fine-tune saved in `folder`, or None: none saved, or a file that is not
+    a plain uint64 array (a warning says the check is skipped)."""
+    path = Path(folder) / TRAINED_ROWS_FILE
+    if not path.is_file():
+        return None
+    try:
+        digests = np.load(path, allow_pickle=False)
+        if digests.dtype != np.uint64 or digests.ndim != 1:
+            raise ValueError(f"it holds {digests.dtype} of shape {digests.shape}, not uint64 digests")
+    except (OSError, ValueError) as e:
+        warnings.warn(f"cannot read {path} ({e}): whether the held-out rows were trained on "
+                      "is not checked")
+        return None
+    return digests
+
+
+def overlap(trained: np.ndarray, examples: Iterable[dict]) -> int:
+    """How many of `examples` have the inputs of a row in `trained` (`row_digests`)."""
+    examples = list(examples)
+    digests = np.asarray([row_digests([e])[0] for e in examples], dtype=np.uint64)
+    return int(np.isin(digests, trained).sum()) if len(digests) else 0
