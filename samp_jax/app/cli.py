@@ -285,6 +285,7 @@ def _eval(args) -> int:
     if args.json:
         print(strict_json.dumps({
             "model": description, "task": task.name, "task_type": task.task_type.name,
+            "data": task.source, "split_seed": args.seed,
             "metric": evaluator.metric, "label_threshold": threshold,
             "max_length": evaluator.max_length,
             "truncation": as_dicts({"test": evaluator.truncation}),
@@ -364,7 +365,8 @@ def _calibrate(args) -> int:
     quantized = quantize(model, pmap, calibration)
     serve_as_measured(quantized, tokenizer, task)
     path = quantized.save(out)
-    summary = {"model": description, "task": task.name, "precision": variant.label,
+    summary = {"model": description, "task": task.name, "data": task.source,
+               "split_seed": args.seed, "precision": variant.label,
                "calibration": calibration.describe(), "saved_to": str(path),
                "memory": quantized.memory_report(), "max_length": task.length(tokenizer),
                "truncation": as_dicts(truncation)}
