@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 import json
 import math
 import re
@@ -406,9 +407,9 @@ def cached_table(model, batch: int, seq: int, *, cache_dir: Path | None = None) 
 def table_name(config: EncoderConfig, target: Target, batch: int, seq: int) -> str:
     """The cache file name of a measured table.
 
-    The versions, the processor and the host-memory mode are in the name: a new jax, new model
-    code, another CPU or unkept host buffers time differently (a cache folder may be shared
-    between machines and programs). TABLE_VERSION moves when samp-jax's timings do. Besides
+    The versions, the processor, the host-memory mode and a digest of `XLA_FLAGS` (when set)
+    are in the name: a new jax, new model code, another CPU, unkept host buffers or other XLA
+    flags time differently (a cache folder may be shared between machines and programs). TABLE_VERSION moves when samp-jax's timings do. Besides
     the readable shape, the family and a digest of the whole architecture are in it: the time
     outside the GEMM sites (attention with MPNet's bias or DeBERTa's relative terms, an
     embedding projection) differs between families of the same shape.
@@ -419,8 +420,10 @@ def table_name(config: EncoderConfig, target: Target, batch: int, seq: int) -> s
     del architecture["token_ids"]  # metadata for HF: it times nothing
     architecture = json.dumps(architecture, sort_keys=True, default=list)
     digest = hashlib.sha256(architecture.encode()).hexdigest()[:10]
+    flags = os.environ.get("XLA_FLAGS", "").strip()  # threading and codegen flags time differently
+    flags = f"-xla_{hashlib.sha256(flags.encode()).hexdigest()[:8]}" if flags else ""
     return (f"v{TABLE_VERSION}-jax{jax.__version__}-samp{__version__}-"
-            f"{device}-malloc_{memory}-{target.name}-L{config.num_layers}-H{config.hidden_size}"
+            f"{device}-malloc_{memory}{flags}-{target.name}-L{config.num_layers}-H{config.hidden_size}"
             f"-I{config.intermediate_size}-{config.model_type}-{digest}-{batch}x{seq}-"
             f"{jnp.dtype(target.dtype).name}.json")
 

@@ -151,3 +151,14 @@ def test_a_table_given_to_the_search_is_checked_by_the_same_function(tiny):
     other = estimate_table(TINY_CONFIG.replace(num_layers=2), 32, 128)
     with pytest.raises(ValueError, match="num_layers is 2; expected 3"):
         plan_search(tiny, SearchConfig(target="h100"), other)
+
+
+def test_other_xla_flags_time_differently_so_they_name_another_table(monkeypatch):
+    from calibrate.search.targets import resolve_target
+    monkeypatch.delenv("XLA_FLAGS", raising=False)
+    plain = latency.table_name(TINY_CONFIG, resolve_target("cpu"), 8, 16)
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
+    single = latency.table_name(TINY_CONFIG, resolve_target("cpu"), 8, 16)
+    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
+    devices = latency.table_name(TINY_CONFIG, resolve_target("cpu"), 8, 16)
+    assert len({plain, single, devices}) == 3 and "-xla_" not in plain and "-xla_" in single
