@@ -345,6 +345,7 @@ def _label_ids(parts: list[_Part], field: str,
     """The task's label names and `value -> id`, after checking every value (the rules are
     the module's "Labels")."""
     values = list(_occurrences(parts, field))
+    spaced: dict[str, str] = {}  # stripped spelling -> a model's name with spaces around it
     for value, at in values:
         if isinstance(value, float):
             raise ValueError(f"{at} holds {value!r}; expected a class name or an integer id "
@@ -366,6 +367,12 @@ def _label_ids(parts: list[_Part], field: str,
                          "expected one kind")
     if labels is not None:
         labels = [str(name) for name in labels]
+        # a data label is read stripped; a model name with spaces around it (" negative") is
+        # matched by its stripped spelling when no other name has it
+        spaced = {name.strip(): name for name in labels if name != name.strip()}
+        if len({name.strip() for name in labels}) != len(labels):
+            spaced = {}
+        names = [(spaced.get(v, v), at) for v, at in names]
         _check_not_ids_spoiled(names, labels, numbered is None)
         unknown = sorted({v for v, _ in names} - set(labels))
         if unknown:
@@ -392,6 +399,7 @@ def _label_ids(parts: list[_Part], field: str,
     if not names:
         return labels, cells.as_id  # ids, or strings that spell them
     index = {name: i for i, name in enumerate(labels)}
+    index |= {stripped: index[name] for stripped, name in spaced.items()}
     numbered = _number_names(labels)
     if numbered is not None:  # names that are numbers: the data's 1, "1" and "1.0" name one
         return labels, lambda value: index[numbered[cells.as_id(value)] if _numbers([value])

@@ -716,3 +716,14 @@ def test_one_class_present_is_fine_when_the_model_names_the_classes():
     """Scoring a model on rows of one class is a fair test; only learning from them is not."""
     task = load_task([{"text": text(i), "label": "pos"} for i in range(30)], labels=("neg", "pos"))
     assert task.labels == ("neg", "pos")
+
+
+def test_a_model_label_with_spaces_around_it_is_matched_by_its_stripped_spelling():
+    """Data labels are read stripped; the model's " negative" (as a hand-edited id2label may
+    have it) is the class the data's "negative" names, not an unknown label."""
+    rows = [{"text": text(i), "label": ("Positive", "negative", " negative ")[i % 3]} for i in range(30)]
+    task = load_task(rows, labels=["Positive", " negative"])
+    gold = {r["text"]: 0 if r["label"] == "Positive" else 1 for r in rows}
+    assert all(e["label"] == gold[e["text"]] for e in examples(task))
+    with raises(r"has label 'negative', which is not one of the model's labels"):
+        load_task(rows, labels=["Positive", " negative", "negative "])  # two would match
