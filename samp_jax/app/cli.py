@@ -572,7 +572,8 @@ def _predict(args) -> int:
                   "NaN or Inf outputs (values past the range of the model's precision, e.g. "
                   "above FP16's 65,504); they are written with null answers and "
                   '"non_finite": true', file=sys.stderr, flush=True)
-        text = f"wrote {written.rows} predictions to {'standard output' if to_stdout else out}"
+        text = (f"wrote {written.rows} prediction{'' if written.rows == 1 else 's'} to "
+                f"{'standard output' if to_stdout else out}")
         if model.readout is Readout.LABELS:  # the threshold each row's labels were read at
             result["label_threshold"] = args.threshold or model.label_threshold or LABEL_THRESHOLD
             text += f" (labels at sigmoid >= {result['label_threshold']:g})"

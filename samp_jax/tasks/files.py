@@ -280,8 +280,10 @@ def read_inputs(source: Any, *, columns: Columns = Columns(),
     """
     tables, explicit = read_tables(source, None)
     if explicit:
+        folder = f" (e.g. {Path(str(source)) / sorted(tables)[0]})" if isinstance(
+            source, (str, Path)) and Path(str(source)).is_dir() else ""
         raise ValueError(f"{describe_source(source)} holds several splits ({sorted(tables)}); "
-                         "give one split's data")
+                         f"give one split's data{folder}")
     table = tables[None]
     found = find_columns(table, columns)
     wanted = {**{f: found[f] for f in fields[1:] if found[f] is not None},
@@ -293,15 +295,19 @@ def read_inputs(source: Any, *, columns: Columns = Columns(),
 def _convert(table: Table, columns: dict[str, str], *, binary_label: str | None = None,
              blank_texts: bool = True, multi_hot: bool = False) -> _Part:
     """Every row as a canonical example dict (labels and tags still as in the data; 0/1 with
-    `binary_label`, the name of the task type that reads them so). Without `blank_texts`, a text or word that is empty or only spaces is
-    refused: it is a missing value (an empty CSV cell), and a blank word has no token to
-    carry its tag, so the tag would not be scored."""
+    `binary_label`, the name of the task type that reads them so). Without `blank_texts`, a
+    text or word that is empty or only spaces is refused: it is a missing value (an empty CSV
+    cell), and a blank word has no token to carry its tag, so the tag would not be scored. A
+    JSON row without a column's key is refused as such, not as a value of None."""
     text = cells.text if blank_texts else cells.filled_text
     part = _Part(table, columns, [])
     for row_number, row in enumerate(table.rows, 1):
         example = {}
         for field, column in columns.items():
             value, at = row.get(column), part.at(row_number, field)
+            if column not in row:  # a JSON Lines row without the key (a table's cell is None)
+                raise ValueError(f"{at}: the row has no {column!r} key; its keys: "
+                                 f"{sorted(row)[:12]}; expected it in every row")
             if field in ("text", "text_pair"):
                 example[field] = text(value, at)
             elif field == "tokens":
