@@ -213,6 +213,46 @@ def convert_slow_tokenizer(files: Mapping[str, str | bytes], *, where: str | Pat
     return SlowConversion(backend.to_str(), text_of(special["pad_token"]))
 
 
+def add_stated_tokens(tokenizer_json: str, files: Mapping[str, str], where: str | Path,
+                      model_config: Mapping | None = None) -> str:
+    """`tokenizer.json` with the tokens the folder's other files state and it lacks, added as
+    HF's fast class adds them when it loads the folder (`PreTrainedTokenizerFast.__init__`):
+    `tokenizer_config.json`'s `added_tokens_decoder` entries and special tokens
+    (`additional_special_tokens` included; `special_tokens_map.json`'s without a decoder),
+    with their flags, each whose text is not an added token of `tokenizer.json` already. HF's
+    own `save_pretrained` writes them all into `tokenizer.json`; a folder edited by hand or
+    written by another tool may not, and without them a literal `[E1]` would be read as
+    `[UNK]` or word pieces.
+
+    Raises:
+      ValueError: a stated token's id is not the one it gets (the ids after the vocabulary).
+    """
+    where = Path(where)
+    config = json_value(files[CONFIG_FILE], where / CONFIG_FILE, dict) if CONFIG_FILE in files else {}
+    stated = read_stated_tokens(config, files, where)
+    if not stated.decoder and not stated.additional and not stated.extra and \
+            not any(value is not None for value in stated.values.values()):
+        return tokenizer_json
+    try:
+        slow = _slow_class(config, model_config or {}, where)
+        defaults, wrap = slow.defaults, slow.wrap
+    except ValueError:  # a class samp-jax does not convert: only what the files state
+        defaults, wrap = {}, (lambda key, value: value)
+    _, extended = special_tokens(stated, defaults, wrap)
+    backend = HFTokenizer.from_str(tokenizer_json)
+    present = {token.content for token in backend.get_added_tokens_decoder().values()}
+    missing, seen = [], set(present)
+    for token in tokens_to_add(stated.decoder, extended):
+        if token.content not in seen:
+            seen.add(token.content)
+            missing.append(token)
+    if not missing:
+        return tokenizer_json
+    backend.add_tokens([token.added_token() for token in missing])
+    _check_added_ids(backend, stated, where)
+    return backend.to_str()
+
+
 def _backend(slow: SlowClass, files: Mapping, where: Path, config: Mapping, stated: StatedTokens,
              special: Mapping, extended: list, options: Mapping) -> tuple[HFTokenizer, list[Token]]:
     """The converter's tokenizer from the class's vocabulary files, its special tokens checked

@@ -30,7 +30,7 @@ from samp_jax.models.config import ConfigError, EncoderConfig, read_json
 from samp_jax.models.fast_tokenizer_options import (apply_fast_options, fast_class,
                                                     written_by_transformers5)
 from samp_jax.models.sentencepiece_tokenizer import SENTENCEPIECE_FILES
-from samp_jax.models.slow_tokenizer import convert_slow_tokenizer
+from samp_jax.models.slow_tokenizer import add_stated_tokens, convert_slow_tokenizer
 from samp_jax.models.st_folder import (PROMPTS_FILE, Prompts, TextSettings, parse_prompts,
                                        prompts_file_text, read_pooling, read_text_settings)
 from samp_jax.models.token_rows import PREFIXED_WORDS_CLASSES, encode_rows, words_backend
@@ -182,6 +182,8 @@ class Tokenizer:
                       if TOKENIZER_CONFIG_FILE in files else None)
             files[TOKENIZER_FILE] = apply_fast_options(files[TOKENIZER_FILE], config,
                                                        model_config, path)
+            files[TOKENIZER_FILE] = add_stated_tokens(files[TOKENIZER_FILE], files, path,
+                                                      model_config)
         limit, default = _model_lengths(model_config)
         settings = read_text_settings(path) if sentence_transformers else TextSettings()
         if sentence_transformers and settings.max_seq_length is None:

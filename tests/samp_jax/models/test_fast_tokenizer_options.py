@@ -253,3 +253,59 @@ def test_a_folder_transformers5_wrote_tokenizes_as_transformers5(family, head, o
     encoded, _ = ours.encode_words(WORDS)
     for row, words in enumerate(WORDS):
         assert real(encoded, row) == hf(words, is_split_into_words=True)["input_ids"]
+
+
+# Expected ids from transformers 4.57.6 (AutoTokenizer on the same edited folders); HF 5.25
+# gives the same.
+STATED_TOKEN_CASES = {
+    "additional_new": ("bert", {"additional_special_tokens": ["[E1]", "<ent>"]},
+                       {"a [E1] b": [2, 21, 155, 22, 3], "x<ent>y": [2, 44, 156, 45, 3]}),
+    "additional_in_vocabulary": ("bert", {"additional_special_tokens": ["dog", "is"]},
+                                 {"ais": [2, 21, 90, 3], "hotdog": [2, 28, 77, 82, 102, 3]}),
+    "decoder_new": ("bert", {"added_tokens_decoder": {
+        "155": {"content": "[E1]", "lstrip": True, "normalized": False, "rstrip": True,
+                "single_word": False, "special": True},
+        "156": {"content": "ent", "lstrip": False, "normalized": True, "rstrip": False,
+                "single_word": True, "special": False}}},
+        {"a [E1] b": [2, 21, 155, 22, 3], "the ent sky": [2, 89, 156, 106, 3]}),
+    "roberta_additional_in_vocabulary": ("roberta", {"additional_special_tokens": ["is", "the"]},
+                                         {"this is": [0, 88, 76, 265, 225, 265, 2],
+                                          "theme": [0, 300, 81, 73, 2]}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(STATED_TOKEN_CASES))
+def test_tokens_the_config_states_and_tokenizer_json_lacks_are_added_as_hf_adds_them(
+        tmp_path, case):
+    """A folder edited by hand (or by another tool) may state tokens in tokenizer_config.json
+    that its tokenizer.json lacks: HF's fast class adds them when it loads the folder, so a
+    literal `[E1]` is that token, not `[UNK]` or word pieces."""
+    import shutil
+    from tests.helpers import GOLDEN
+    family, edit, expected = STATED_TOKEN_CASES[case]
+    folder = tmp_path / case
+    shutil.copytree(GOLDEN / "families" / family / "base", folder)
+    config_file = folder / "tokenizer_config.json"
+    config = json.loads(config_file.read_text())
+    if "added_tokens_decoder" in edit:
+        edit = {"added_tokens_decoder": config["added_tokens_decoder"] | edit["added_tokens_decoder"]}
+    config_file.write_text(json.dumps(config | edit))
+    tokenizer = Tokenizer.from_pretrained(folder)
+    got = {text: tokenizer([text])["input_ids"][0].tolist() for text in expected}
+    assert got == expected
+    again = Tokenizer.from_pretrained(tokenizer.save(tmp_path / "saved"))  # kept when saved
+    assert {text: again([text])["input_ids"][0].tolist() for text in expected} == expected
+
+
+def test_a_stated_token_whose_id_is_not_the_one_it_gets_is_refused_naming_the_file(tmp_path):
+    import shutil
+    from tests.helpers import GOLDEN
+    folder = tmp_path / "bert"
+    shutil.copytree(GOLDEN / "families" / "bert" / "base", folder)
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    config["added_tokens_decoder"]["999"] = {"content": "[E1]", "lstrip": False, "normalized": False,
+                                            "rstrip": False, "single_word": False, "special": True}
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"tokenizer_config\.json gives '\[E1\]' id 999, but the "
+                                         r"tokenizer built from the vocabulary gives it 155"):
+        Tokenizer.from_pretrained(folder)
