@@ -8,7 +8,9 @@ of whitespace alone ends a sentence, as a blank one does. Each sentence becomes 
 `{"tokens": [...], "tags": [...]}` (the columns a tagging task reads by default).
 
 Refused, naming the file and the line: a line of one field in a file of tagged lines (a token
-without its tag) or the other way round, and a NUL character (UTF-16 text read as UTF-8).
+without its tag) or the other way round, a tagged line with another number of fields than the
+first (`New York B-LOC` among `TOKEN TAG` lines: a token holding a space would lose a word),
+and a NUL character (UTF-16 text read as UTF-8).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ def read_conll(path: Path, kind: str = "conll") -> tuple[list[dict], list[str]]:
     tokens: list[str] = []
     tags: list[str] = []
     tagged: bool | None = None
+    width: tuple[int, int] | None = None  # the first tagged line's field count and number
     for line_number, line in enumerate(text.split("\n"), 1):
         fields = FIELD_SEPARATOR.split(line.strip(" \t\r")) if line.strip(" \t\r") else []
         if fields and fields[0] == DOCSTART:
@@ -51,6 +54,13 @@ def read_conll(path: Path, kind: str = "conll") -> tuple[list[dict], list[str]]:
                 f"{path}: line {line_number} holds {len(fields)} field(s) {fields!r}, while "
                 f"the lines before hold {'a token and its tag' if tagged else 'a token alone'}; "
                 "expected every line to be 'TOKEN TAG' (or every line a token alone)")
+        if has_tag and width is None:
+            width = (len(fields), line_number)
+        elif has_tag and len(fields) != width[0]:
+            raise ValueError(
+                f"{path}: line {line_number} holds {len(fields)} fields {fields!r}, line "
+                f"{width[1]} {width[0]}; expected the same columns on every line, the token "
+                "first and its tag last (a token holding a space or a tab would lose a word)")
         tokens.append(fields[0])
         if has_tag:
             tags.append(fields[-1])

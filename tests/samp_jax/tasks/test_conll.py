@@ -71,6 +71,8 @@ def test_tokens_alone_are_rows_to_predict(tmp_path):
     ("EU\nrejects O\n", r"line 2 holds 2 field\(s\) .* hold a token alone"),
     ("\n\n-DOCSTART- O\n\n", r"is empty; expected CoNLL lines"),
     ("E\x00U O\n", r"holds a NUL character"),
+    ("Visit O\nNew York B-LOC\ntoday O\n", r"line 2 holds 3 fields \['New', 'York', 'B-LOC'\], "
+                                          r"line 1 2; expected the same columns on every line"),
 ])
 def test_malformed_conll_is_refused_naming_the_line(tmp_path, text, message):
     path = tmp_path / "bad.conll"
