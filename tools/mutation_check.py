@@ -285,6 +285,20 @@ MUTANTS = (
            "    pseudo_rows=_entity_pseudo_rows)",
            "    pseudo_rows=None)",
            ("tests/calibrate/test_targets.py", "-k", "entity_f1_guarded_drop or few_sentences")),
+    Mutant("engine_ignores_the_models_threshold",
+           "the engine reads a multi-label model's label sets at 0.5 whatever threshold the "
+           "model was searched or fine-tuned at",
+           "samp_jax/serving/engine.py",
+           "            label_threshold = own if self.readout is Readout.LABELS else None\n",
+           "            label_threshold = None\n",
+           (MULTI_LABEL, "-k", "own_threshold")),
+    Mutant("multi_hot_read_as_ids",
+           "a multi-hot label column ([0, 1, 1]) is read as label ids, not as the labels where it "
+           "holds 1",
+           "samp_jax/tasks/files.py",
+           "    hot = target == \"labels\" and _multi_hot(\n",
+           "    hot = False and _multi_hot(\n",
+           (MULTI_LABEL, "-k", "multi_hot")),
 )
 
 
