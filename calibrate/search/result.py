@@ -125,6 +125,7 @@ class SearchResult:
     tolerance: float
     tolerance_mode: str
     mode: str
+    search_objective: str  # what "faster" means: 'latency', or 'int8_fraction' (more INT8)
     seconds: float
     compilations: int
     # Tolerance mode: whether the chosen map meets the tolerance. False only when not even the
@@ -197,6 +198,7 @@ class SearchResult:
             "estimated_speedup_vs_default": self.default_latency_ms / self.chosen.latency_ms,
             "target": self.target,
             "chosen_from": self.chosen_from, "strategy": self.strategy,
+            "search_objective": self.search_objective,
             "latency_source": f"{self.latency_table.source} ({self.latency_table.device}, "
                               f"{self.latency_table.batch}x{self.latency_table.seq})",
             "latency_executed": self.latency_table.executed_by_precision(),

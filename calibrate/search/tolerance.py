@@ -57,7 +57,7 @@ def search_tolerance(session: Session) -> SearchResult:
         choices, outputs = get_strategy(config.strategy_name).allocate(problem)
         if config.selection_margin and obj.metric_name is not None:
             choices, outputs, selection = guard_selection(
-                runner, lambda out, z: obj.guarded_drop(out, obj.reference, z=z), allowed)
+                runner, lambda out, z: obj.guarded_drop(out, obj.reference, z=z), allowed, cost)
     choices, outputs, chosen_from = never_slower_than_presets(runner, choices, outputs, passing,
                                                               measure, cost)
     outputs = outputs_of(session, choices, outputs)
@@ -210,8 +210,10 @@ def acceptance(objective: Objective, fp32_metric: float | None, tolerance: float
 
 
 def guard_selection(runner: Runner, measure_at: Callable[[Outputs, float], float],
-                    allowed: float) -> tuple[np.ndarray, Outputs | None, SelectionGuard]:
-    """Phase 4b: the fastest allocation map that passes with the margin widened for the number
+                    allowed: float, cost: Callable[[np.ndarray], float] | None = None
+                    ) -> tuple[np.ndarray, Outputs | None, SelectionGuard]:
+    """Phase 4b: the fastest allocation map (the cheapest by `cost`, `objective_cost`; default
+    the latency; equals in latency order) that passes with the margin widened for the number
     of maps the allocation compared.
 
     Each map the greedy, knapsack or revert strategy measured passed or failed at the plain 95%
@@ -234,7 +236,8 @@ def guard_selection(runner: Runner, measure_at: Callable[[Outputs, float], float
         if entry.kind in (Kind.GREEDY, Kind.CANDIDATE):
             choices = runner.switch.choices_for(entry.precision_map)
             maps.setdefault(choices.tobytes(), (entry, choices))
-    ordered = sorted(maps.values(), key=lambda item: item[0].latency_ms)  # stable: first of equals
+    ordered = sorted(maps.values(), key=lambda item: (  # stable: first of equals
+        item[0].latency_ms if cost is None else cost(item[1]), item[0].latency_ms))
     z = selection_z(max(len(ordered), 1))
     pick = kept = None
     for entry, choices in ordered:

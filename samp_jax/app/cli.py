@@ -552,8 +552,8 @@ def _predict(args) -> int:
     if blank:
         shown = ", ".join(map(str, blank[:8])) + (", ..." if len(blank) > 8 else "")
         warnings.warn(f"{len(blank)} of {len(rows)} rows of {args.data} have an empty or blank "
-                      f"text (rows {shown}); their predictions are the model's answer to no "
-                      "input")
+                      f"text (rows {shown}); their predictions are the model's answer to what "
+                      "input there is")
     # every process must predict from the same model and rows (each takes its own block)
     check_same(digest([state_digest(model), json.dumps(rows, sort_keys=True)]),
                f"the model {args.model} and the rows of {args.data}")

@@ -129,12 +129,14 @@ def read_model_inputs(source, columns: Columns, *, head: str,
 
 
 def blank_rows(rows: Sequence[dict]) -> list[int]:
-    """The 1-based numbers of the rows with nothing to read: a blank text (or pair of texts),
-    or no words. `predict` writes an answer for them too, the model's answer to no input."""
+    """The 1-based numbers of the rows with something missing: a blank text, a pair with a
+    blank side, or no words. `predict` writes an answer for them too, the model's answer to
+    what input there is."""
     def blank(row: dict) -> bool:
         if "tokens" in row and "text" not in row:
             return not any(word.strip() for word in row["tokens"])
-        return not any(str(row.get(field) or "").strip() for field in ("text", "text_pair"))
+        return any(not str(row.get(field) or "").strip() for field in ("text", "text_pair")
+                   if field == "text" or field in row)
     return [number for number, row in enumerate(rows, 1) if blank(row)]
 
 

@@ -239,7 +239,10 @@ def add_stated_tokens(tokenizer_json: str, files: Mapping[str, str], where: str 
     except ValueError:  # a class samp-jax does not convert: only what the files state
         defaults, wrap = {}, (lambda key, value: value)
     _, extended = special_tokens(stated, defaults, wrap)
-    backend = HFTokenizer.from_str(tokenizer_json)
+    try:
+        backend = HFTokenizer.from_str(tokenizer_json)
+    except Exception:  # noqa: BLE001  a damaged file: `Tokenizer.from_files` refuses it, by name
+        return tokenizer_json
     present = {token.content for token in backend.get_added_tokens_decoder().values()}
     missing, seen = [], set(present)
     for token in tokens_to_add(stated.decoder, extended):

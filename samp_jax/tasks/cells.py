@@ -151,8 +151,8 @@ def binary(value, at: str, task_type: str = "embedding_pairs") -> int:
     elif isinstance(value, str) and value.lower() in ("true", "false"):
         value = int(value.lower() == "true")
     if value not in (0, 1):
-        raise ValueError(f"{at} has label {value!r}; a {task_type} task reads a label column "
-                         "as 0/1 gold (true or false); a column of scores to rank against (1-5 "
+        raise ValueError(f"{at} has label {value!r}; task type {task_type} reads a label "
+                         "column as 0/1 gold (true or false); a column of scores to rank against (1-5 "
                          "ratings, similarities) goes to the score field: name it with "
                          "--score-column (Columns(score=...))")
     return value

@@ -69,8 +69,9 @@ class Columns:
     score: str | None = None
 
 
-def find_columns(table: Table, columns: Columns) -> dict[str, str | None]:
-    """Field -> column: the one named in `columns` (it must exist), else a usual name."""
+def find_columns(table: Table, columns: Columns, *, warn: bool = True) -> dict[str, str | None]:
+    """Field -> column: the one named in `columns` (it must exist), else a usual name. With
+    `warn`, a usual second text left unread is a warning (see `DEFAULT_PAIRS`)."""
     found = {}
     for field in FIELDS:
         column = getattr(columns, field)
@@ -84,25 +85,58 @@ def find_columns(table: Table, columns: Columns) -> dict[str, str | None]:
                              f"{naming(other)} and {naming(field)}; expected one column per field")
         found[field] = column
     used = {c for c in found.values() if c is not None}
-    pair = lambda first: next(  # noqa: E731  the usual pair starting at `first` (None: any)
-        ((a, b) for a, b in DEFAULT_PAIRS
-         if (a == first or first is None and _free(table, a, used)) and _free(table, b, used)
-         and (len(table.rows) < 2 or _varies(table, b))), None)
+    named_text = found["text"]
     if found["text"] is None and found["text_pair"] is None:
-        found["text"], found["text_pair"] = pair(None) or (None, None)
+        found["text"], found["text_pair"] = _usual_pair(table, used, None) or (None, None)
         used |= {found["text"], found["text_pair"]} - {None}
-    elif found["text_pair"] is None and pair(found["text"]) is not None:
-        warnings.warn(f"{table.where}: the text column {found['text']!r} is read alone; column "
-                      f"{pair(found['text'])[1]!r} is the usual second text of a pair with it: "
-                      f"give --text-pair-column {pair(found['text'])[1]} (Columns(text_pair=...)) "
-                      "to read pairs", stacklevel=2)
     for field in FIELDS:
         if found[field] is None:
             found[field] = next((c for c in DEFAULT_NAMES[field] if c in table.columns
                                  and c not in used
                                  and _holds_lists(table, c) == (field in LIST_FIELDS)), None)
             used.add(found[field])  # None is never a column name
+    if warn and found["text_pair"] is None:
+        _warn_of_an_unread_second_text(table, named_text, found["text"], used)
     return found
+
+
+def _usual_pair(table: Table, used: set, first: str | None) -> tuple[str, str] | None:
+    """The first of `DEFAULT_PAIRS` (starting at column `first`, or any) whose columns the table
+    has free: its second text varies (one value in every row of several is a placeholder), and
+    its first varies too, or is one non-blank text (a reranker's one query over many passages)
+    while no other usual text column is there to be read instead."""
+    for a, b in DEFAULT_PAIRS:
+        if not (a == first or first is None and _free(table, a, used)) or not _free(table, b, used):
+            continue
+        if len(table.rows) >= 2 and not _varies(table, b):
+            continue
+        if first is None and not _varies(table, a):
+            value = next((row.get(a) for row in table.rows), None)
+            others = [c for c in DEFAULT_NAMES["text"] if c not in (a, b) and _free(table, c, used)]
+            if not isinstance(value, str) or not value.strip() or others:
+                continue
+        return a, b
+    return None
+
+
+def _warn_of_an_unread_second_text(table: Table, named: str | None, text: str | None,
+                                   used: set) -> None:
+    """A warning when the text is read alone beside a usual second text: the named text's
+    usual partner, or a usual pair's second column left as a placeholder (one value)."""
+    if named is not None and (partner := _usual_pair(table, used - {named}, named)) is not None:
+        warnings.warn(f"{table.where}: the text column {named!r} is read alone; column "
+                      f"{partner[1]!r} is the usual second text of a pair with it: give "
+                      f"--text-pair-column {partner[1]} (Columns(text_pair=...)) to read pairs",
+                      stacklevel=3)
+        return
+    constant = next((b for a, b in DEFAULT_PAIRS if a == text and b in table.columns
+                     and b not in used and len(table.rows) >= 2 and not _varies(table, b)), None)
+    if constant is not None:
+        value = cells.shown(next(row.get(constant) for row in table.rows), 60)
+        warnings.warn(f"{table.where}: column {constant!r} holds one value in every row "
+                      f"({value}), so it is read as a placeholder and {text!r} alone; give "
+                      f"--text-pair-column {constant} (Columns(text_pair=...)) to read pairs",
+                      stacklevel=3)
 
 
 def _free(table: Table, column: str, used: set) -> bool:
@@ -234,7 +268,7 @@ def label_field(table: Table, found: dict[str, str | None], columns: Columns,
 def required_columns(table: Table, columns: Columns, needed: Sequence[str],
                       what: str) -> dict[str, str]:
     """Field -> column for each of the `needed` fields (of `what`, for messages)."""
-    found = find_columns(table, columns)
+    found = find_columns(table, columns, warn=False)  # the caller's own find_columns warned
     if "score" in needed and found["score"] is None:  # a label column of scores
         found["score"] = columns.label or found["label"]
     if "labels" in needed:  # a label column of label sets: lists, or texts in CSV/TSV

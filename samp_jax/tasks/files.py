@@ -174,7 +174,8 @@ def load_task(source: Any = None, *, task_type: str | None = None, columns: Colu
         name=name or first.name, task_type=task_type_obj,
         labels=None if names is None else tuple(names),
         splits=TaskSplits(**{s: tuple(splits.get(s, ())) for s in SPLITS}),
-        max_length=max_length, source=_describe(parts, explicit, carved, seed, dropped))
+        max_length=max_length, source=_describe(parts, explicit, carved, seed, dropped),
+        split_seed=seed if not explicit or carved else None)
 
 
 def _parts(tables: dict[str | None, Table], columns: Columns, task_type,
@@ -386,7 +387,9 @@ def _label_ids(parts: list[_Part], field: str,
             more = (f"; the data has {len(unknown)} label names the model lacks: {unknown}"
                     if len(unknown) > 1 else "")
             why = (" (the model's classes are numbers: a number in the data is the class of "
-                   "that name, not an id)" if numbered is not None else "")
+                   "that name, not an id)" if numbered is not None else
+                   " (a JSON or Parquet boolean is read as its name, as a CSV spells it)"
+                   if value in ("True", "False") else "")
             raise ValueError(f"{at} has label {value!r}, which is not one of the model's "
                              f"labels {labels}{more}{why}")
         _check_ids(ids, len(labels), f"the model's labels {labels}")

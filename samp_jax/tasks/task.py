@@ -87,6 +87,8 @@ class Task:
         tolerance and the fine-tune's dev checkpoint), one of its task type's `metrics_for` its
         examples; None: the first of them (accuracy, entity F1, micro-F1, ROC-AUC or
         Spearman by the gold answers).
+      split_seed: the seed its splits were drawn with (None: given, not drawn), which a
+        report records.
     """
 
     name: str
@@ -97,6 +99,7 @@ class Task:
     source: str = ""
     label_threshold: float = LABEL_THRESHOLD
     metric_name: str | None = None
+    split_seed: int | None = None
 
     def __post_init__(self):
         threshold = check_label_threshold(self.label_threshold)
@@ -355,7 +358,10 @@ def evaluate(model, task: Task | str, split: str = "test", *, tokenizer=None, se
 
     Args:
       model: an `EncoderModel` or `QuantizedModel` with the task's head.
-      task: a `Task` or a registered task name.
+      task: a `Task` or a registered task name. A multi-label task's label sets are scored at
+        its own `label_threshold`, not at the model's (`model.label_threshold`, which a
+        search or fine-tune saved and the command line's `eval` defaults to): give
+        `dataclasses.replace(task, label_threshold=model.label_threshold)` for that one.
       split: 'train', 'dev', 'calibration', 'search' or 'test'.
       tokenizer: the model's `Tokenizer` (required unless `encoded` is given).
       seed: the split seed of a registered task.
@@ -478,7 +484,7 @@ def get_task(name: str, seed: int = 0) -> Task:
     """The registered task `name` with its splits drawn with `seed`."""
     if name not in TASKS:
         raise ValueError(f"task {name=} is not one of {sorted(TASKS)}")
-    return TASKS[name](seed)
+    return dataclasses.replace(TASKS[name](seed), split_seed=seed)
 
 
 __all__ = ["BUILTIN_MAX_LENGTH", "IGNORE", "SPLITS", "TASKS", "EncodedSplit", "Task", "evaluate",

@@ -48,8 +48,8 @@ def trained_rows(folder: str | Path) -> np.ndarray | None:
         digests = np.load(path, allow_pickle=False)
         if digests.dtype != np.uint64 or digests.ndim != 1:
             raise ValueError(f"it holds {digests.dtype} of shape {digests.shape}, not uint64 digests")
-    except (OSError, ValueError) as e:
-        warnings.warn(f"cannot read {path} ({e}): whether the held-out rows were trained on "
+    except (OSError, ValueError, EOFError) as e:  # EOFError: an empty file
+        warnings.warn(f"cannot read {path} ({e or type(e).__name__}): whether the held-out rows were trained on "
                       "is not checked")
         return None
     return digests

@@ -172,7 +172,7 @@ def run_search(model, tokenizer, task: Task, config: SearchConfig | None = None,
         (staging / LATENCY_TABLE_FILE).write_text(plan.table.to_json(), encoding="utf-8")
         summary = write_report(result, staging, test_metrics=test, command=command, extra={
             "model": description, "task": task.name, "task_type": task.task_type.name,
-            "data": task.source, "split_seed": config.seed, "split_sizes": task.sizes(),
+            "data": task.source, "split_seed": task.split_seed, "split_sizes": task.sizes(),
             "out": str(out),
             "label_threshold": task.decision_threshold,
             "max_length": task.length(tokenizer), "truncation": as_dicts(truncation),

@@ -399,3 +399,18 @@ def test_search_picks_static_clips_per_site_from_candidate_calibrations(tiny, ca
     single = search(tiny, batches, calibration=calibration, **kwargs)
     assert single.calibration is calibration and single.static_calibration is None
     assert single.summary()["static_calibration"] is None
+
+
+def test_guard_selection_ranks_by_the_objectives_cost():
+    """Under objective='int8_fraction' the map kept is the one with the most INT8 that passes
+    at the wider margin, however slow: the ranking is the objective's (`objective_cost`)."""
+    runner = PlantedRunner({
+        "greedy+fast": (Kind.GREEDY, 10.0, 0.0, 0.001),  # fast, little INT8
+        "greedy+int8": (Kind.GREEDY, 90.0, 0.0, 0.001),  # slow, all INT8
+    })
+    share = {0: 0.25, 1: 1.0}  # choices hold the entry's index (PlantedRunner.choices_for)
+    cost = lambda choices: 1.0 - share[int(choices[0, 0])]  # noqa: E731
+    _, outputs, by_latency = guard_selection(runner, _guarded, allowed=0.01)
+    assert by_latency.allocation_pick == by_latency.kept == "greedy+fast"
+    _, _, by_int8 = guard_selection(runner, _guarded, allowed=0.01, cost=cost)
+    assert by_int8.allocation_pick == by_int8.kept == "greedy+int8"

@@ -546,7 +546,7 @@ def test_predict_warns_of_rows_with_nothing_to_read(files, tmp_path, capsys):
                  "--out", str(out)]) == 0
     err = capsys.readouterr().err
     assert (f"samp-jax predict: warning: 2 of 4 rows of {data} have an empty or blank text "
-            "(rows 2, 3); their predictions are the model's answer to no input") in err
+            "(rows 2, 3); their predictions are the model's answer to what input there is") in err
     assert len(out.read_text().splitlines()) == 4  # every row still answered, in order
     data.write_text("text\na fine film\nthe plot is dull\n", encoding="utf-8")
     assert main(["predict", "--model", str(files / "model"), "--data", str(data),

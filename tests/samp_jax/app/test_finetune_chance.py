@@ -180,7 +180,8 @@ def test_eval_warns_when_its_held_out_rows_are_rows_the_model_was_fine_tuned_on(
         line = (f"samp-jax eval: warning: {expected} of 40 test rows have the inputs of rows in "
                 f"the training split {tuned} was fine-tuned on")
         assert (line in err) == warned, err
-    (tuned / TRAINED_ROWS_FILE).write_bytes(b"not an array")  # damaged: said, not trusted
-    assert cli.main(["eval", "--model", str(tuned), "--data", str(files / "rows.csv"),
-                     "--precision", "fp16", "--seed", "1", "--json"]) == 0
-    assert "whether the held-out rows were trained on is not checked" in capsys.readouterr().err
+    for damaged in (b"not an array", b""):  # damaged or emptied: said, not trusted
+        (tuned / TRAINED_ROWS_FILE).write_bytes(damaged)
+        assert cli.main(["eval", "--model", str(tuned), "--data", str(files / "rows.csv"),
+                         "--precision", "fp16", "--seed", "1", "--json"]) == 0
+        assert "whether the held-out rows were trained on is not checked" in capsys.readouterr().err

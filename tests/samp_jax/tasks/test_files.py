@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import warnings
 import math
 import re
 
@@ -13,7 +14,7 @@ import pyarrow
 import pyarrow.parquet
 import pytest
 
-from samp_jax.tasks import SPLITS, Columns, Task, load_task
+from samp_jax.tasks import SPLITS, Columns, Task, get_task, load_task
 from samp_jax.tasks.files import MAX_CALIBRATION, MIN_ROWS, read_inputs
 
 FORMATS = ("csv", "tsv", "jsonl", "parquet", "saved", "dataset", "list")
@@ -191,12 +192,45 @@ def test_a_constant_second_column_is_no_second_text_but_a_constant_first_one_is_
     is read alone. A first text may be one value: a reranker's query over many passages."""
     rows = [{"question": text(i), "context": "NO_CONTEXT", "label": ("yes", "no")[i % 2]}
             for i in range(20)]
-    assert load_task(rows).task_type.name == "text_classification"
+    with pytest.warns(UserWarning, match="column 'context' holds one value in every row"):
+        assert load_task(rows).task_type.name == "text_classification"
     ranked = [{"query": "which river is longest", "passage": text(i)} for i in range(5)]
     assert read_inputs(ranked) == [{"text": r["query"], "text_pair": r["passage"]} for r in ranked]
     for first, second in (("question", "context"), ("question", "sentence"), ("query", "passage")):
         one = [{first: "why?", second: "because"}]  # one row: no placeholder to tell
         assert read_inputs(one) == [{"text": "why?", "text_pair": "because"}]
+
+
+@pytest.mark.parametrize("first", ["", "n/a", None])
+def test_a_blank_or_placeholder_first_column_is_no_first_text_of_a_pair(first):
+    """A constant first column is a pair's text only when it is one non-blank text and no
+    other usual text column is there: an empty `question` beside `sentence` is no question,
+    and a placeholder `question` beside `text` leaves `text` to be read."""
+    rows = [{"sentence": f"the film is good {i}", "question": first} for i in range(4)]
+    if first is not None and first.strip():
+        rows = [dict(r, text=f"GOOD {i}") for i, r in enumerate(rows)]
+        assert read_inputs(rows) == [{"text": r["text"]} for r in rows]
+    else:
+        assert read_inputs(rows) == [{"text": r["sentence"]} for r in rows]
+
+
+def test_a_constant_second_text_read_as_a_placeholder_is_said():
+    rows = [{"question": f"who {i}?", "context": "Paris is the capital of France."} for i in range(4)]
+    with pytest.warns(UserWarning, match=r"column 'context' holds one value in every row "
+                                         r"\('Paris is the capital of France\.'\), so it is read as "
+                                         r"a placeholder and 'question' alone; give "
+                                         r"--text-pair-column context"):
+        assert read_inputs(rows) == [{"text": r["question"]} for r in rows]
+
+
+@pytest.mark.parametrize("first, second", [("text", "text_pair"), ("sentence1", "sentence2"),
+                                           ("premise", "hypothesis")])
+def test_a_named_text_whose_partner_is_read_anyway_gets_no_warning(first, second):
+    rows = [{first: text(i), second: text(i + 1)} for i in range(5)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert read_inputs(rows, columns=Columns(text=first)) == [
+            {"text": r[first], "text_pair": r[second]} for r in rows]
 
 
 def test_a_named_text_with_its_usual_partner_left_out_is_read_alone_with_a_warning():
@@ -577,11 +611,11 @@ def test_non_string_text_and_bad_values(tmp_path):
         load_task([{"text": "a", "text_pair": "b", "score": 0.1},
                    {"text": "c", "text_pair": "d", "score": "high"}] * 6)
     pairs = [{"text": text(i), "text_pair": "b", "label": i % 3} for i in range(20)]
-    with raises(r"row 3: column 'label' has label 2; a embedding_pairs task reads a label "
+    with raises(r"row 3: column 'label' has label 2; task type embedding_pairs reads a label "
                 r"column as 0/1 gold \(true or false\); a column of scores .* --score-column"):
         load_task(pairs, head="sentence_embedding")
     ratings = [{"text": text(i), "label": 1 + i % 5} for i in range(20)]  # 1-5 stars
-    with raises(r"row 2: column 'label' has label 2; a text_scoring task reads a label column "
+    with raises(r"row 2: column 'label' has label 2; task type text_scoring reads a label column "
                 r"as 0/1 gold"):
         load_task(ratings, task_type="text_scoring")
     scored = load_task(ratings, task_type="text_scoring", columns=Columns(score="label"))
@@ -727,3 +761,14 @@ def test_a_model_label_with_spaces_around_it_is_matched_by_its_stripped_spelling
     assert all(e["label"] == gold[e["text"]] for e in examples(task))
     with raises(r"has label 'negative', which is not one of the model's labels"):
         load_task(rows, labels=["Positive", " negative", "negative "])  # two would match
+
+
+def test_a_task_records_the_seed_its_splits_were_drawn_with(tmp_path):
+    rows = [{"text": text(i), "label": ("neg", "pos")[i % 2]} for i in range(60)]
+    assert load_task(rows, seed=3).split_seed == 3
+    given = {split: write(tmp_path, "csv", rows[12 * i:12 * (i + 1)], name=split)
+             for i, split in enumerate(("train", "dev", "calibration", "search", "test"))}
+    assert load_task(split_files=given, seed=3).split_seed is None  # nothing drawn
+    carved = {split: given[split] for split in ("train", "test")}  # the rest carved from train
+    assert load_task(split_files=carved, seed=3).split_seed == 3
+    assert get_task("polarity", seed=2).split_seed == 2
