@@ -694,8 +694,9 @@ def _run(args, name: str) -> int:
     except Exception as e:  # noqa: BLE001  one line, never a traceback (unless --debug)
         if args.debug:
             traceback.print_exc()
-        message = describe_failure(e) or jax_platforms.explain(e) or str(e) or type(e).__name__
-        if isinstance(e, INTERNAL_ERRORS):  # no input makes these: say so, not as if it did
+        explained = describe_failure(e) or jax_platforms.explain(e)
+        message = explained or str(e) or type(e).__name__
+        if explained is None and isinstance(e, INTERNAL_ERRORS):  # not the input's: say so
             message = (f"{type(e).__name__}: {message} (an internal error of samp-jax, not of "
                        "your input: --debug shows the traceback to report)")
         message = one_line(message)

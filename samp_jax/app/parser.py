@@ -165,6 +165,9 @@ def _add_finetune(sub) -> None:
     """`samp-jax finetune`: a model fine-tuned on labelled data."""
     ft = sub.add_parser("finetune", help="fine-tune a model on your labelled data (optax AdamW)")
     _add_data(ft)
+    next(a for a in ft._actions if a.dest == "seed").help = (
+        "seed of the data splits and subsets, and of the new head's initialisation and the "
+        "training order (another seed trains another model; --split-file keeps the splits)")
     ft.add_argument("--out", required=True, help="folder for the fine-tuned HF checkpoint")
     _add_finetune_settings(ft)
     _add_threshold(ft, "the dev F1 that keeps the best checkpoint, and the test F1, are measured "
