@@ -67,7 +67,8 @@ def run(*, tolerance: float = 0.01, max_search_examples: int | None = None,
           f"{summary['latency_source']}); target {summary['target']}")
     serve(searched.quantized, searched.tokenizer, task)
     print(f"report: {OUT}/report.md, {OUT}/pareto.png, {OUT}/precision_map.json, the "
-          f"Pareto-front maps in {OUT}/pareto/ (total {time.perf_counter() - start:.0f} s)")
+          f"Pareto-front maps in {OUT}/pareto/, the latency table in {OUT}/latency_table.json "
+          f"(--latency-table repeats the search) (total {time.perf_counter() - start:.0f} s)")
     return summary
 
 
