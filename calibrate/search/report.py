@@ -3,11 +3,8 @@ and pareto.png (metric against estimated latency for every evaluated map)."""
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
-
-import numpy as np
 
 from calibrate.search.config import allowed_drop
 from calibrate.search.phases import default_preset_name

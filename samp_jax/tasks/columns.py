@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 import warnings
 from collections import Counter
 from collections.abc import Sequence
