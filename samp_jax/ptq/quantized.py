@@ -274,8 +274,13 @@ class QuantizedModel(nnx.Module):
 
     @property
     def info(self) -> dict[str, Any]:
-        """Provenance: source parameter bytes, calibration summary, GEMM implementation."""
+        """Provenance: source parameter bytes, calibration summary, GEMM implementation (and
+        what `record` added, e.g. the data a command calibrated and scored it on)."""
         return json.loads(self._info)
+
+    def record(self, **provenance: Any) -> None:
+        """Adds JSON-serialisable `provenance` to `info`, which `save` writes into the sidecar."""
+        self._info = json.dumps(self.info | provenance, sort_keys=True)
 
     @property
     def config(self) -> EncoderConfig:

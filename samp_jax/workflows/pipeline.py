@@ -85,11 +85,15 @@ def serve_as_measured(model, tokenizer: Tokenizer, task: Task) -> None:
     tokens when that is shorter (what the calibration and the scores saw), and a multi-label
     head reads its label sets at the task's threshold (`EncoderModel.label_threshold`). So
     `samp-jax predict` and `samp_jax.compile` on the saved folder give, without options, the
-    rows and label sets that were scored."""
+    rows and label sets that were scored. Its sidecar's `info` records the task, its data,
+    split seed and length (`QuantizedModel.record`)."""
     length = task.length(tokenizer)
     model.tokenizer = tokenizer if length >= tokenizer.max_length else \
         tokenizer.with_max_length(length)
     keep_label_threshold(model, task)
+    if isinstance(model, QuantizedModel):  # the sidecar says what it was calibrated on
+        model.record(data={"task": task.name, "source": task.source,
+                           "split_seed": task.split_seed, "max_length": length})
 
 
 def keep_label_threshold(model, task: Task) -> None:

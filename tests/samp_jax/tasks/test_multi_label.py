@@ -516,3 +516,17 @@ def test_a_multi_hot_column_is_read_as_the_labels_where_it_holds_one(tmp_path, v
                                          r"when every row has one, of the model's width"):
         load_task([dict(r, labels=h) for r, h in zip(rows, hot)] + [{"text": "x", "labels": [0, 0]}],
                   labels=NAMES + ("other",), task_type="text_multi_label")
+
+
+def test_a_quantized_model_saved_as_measured_keeps_its_threshold_length_and_data(tmp_path):
+    from samp_jax.workflows.pipeline import serve_as_measured
+    model = _constant_model()
+    quantized = sj.quantize(model, sj.PrecisionMap.preset("fp32", CONFIG.num_layers))
+    task = dataclasses.replace(load_task(_rows(), labels=NAMES, seed=2), label_threshold=0.3,
+                               max_length=12)
+    serve_as_measured(quantized, _minilm_tokenizer(), task)
+    assert model.label_threshold is None  # the float model is left as it was
+    loaded = sj.QuantizedModel.load(quantized.save(tmp_path / "q"))
+    assert loaded.label_threshold == 0.3 and loaded.tokenizer.max_length == 12
+    assert loaded.info["data"] == {"task": task.name, "source": task.source, "split_seed": 2,
+                                   "max_length": 12}
