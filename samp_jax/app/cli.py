@@ -94,9 +94,9 @@ def warn_if_trained_on(args, task: Task, splits: tuple[str, ...]) -> None:
     trained = trained_rows(args.model)
     if trained is None:
         return
-    counts = {split: (overlap(trained, task.split(split)), len(task.split(split)))
-              for split in splits if task.split(split)}
-    found = [f"{n} of {total} {split} rows" for split, (n, total) in counts.items() if n]
+    held_out = {split: task.split(split) for split in splits}
+    found = [f"{n} of {len(rows)} {split} rows" for split, rows in held_out.items()
+             if (n := overlap(trained, rows))]
     if found:
         warnings.warn(f"{' and '.join(found)} have the inputs of rows in the training split "
                       f"{args.model} was fine-tuned on ({TRAINED_ROWS_FILE}; its finetune.json "

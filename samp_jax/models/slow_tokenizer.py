@@ -213,8 +213,8 @@ def convert_slow_tokenizer(files: Mapping[str, str | bytes], *, where: str | Pat
     return SlowConversion(backend.to_str(), text_of(special["pad_token"]))
 
 
-def add_stated_tokens(tokenizer_json: str, files: Mapping[str, str], where: str | Path,
-                      model_config: Mapping | None = None) -> str:
+def add_stated_tokens(tokenizer_json: str, config: Mapping | None, files: Mapping[str, str],
+                      where: str | Path, model_config: Mapping | None = None) -> str:
     """`tokenizer.json` with the tokens the folder's other files state and it lacks, added as
     HF's fast class adds them when it loads the folder (`PreTrainedTokenizerFast.__init__`):
     `tokenizer_config.json`'s `added_tokens_decoder` entries and special tokens
@@ -227,8 +227,7 @@ def add_stated_tokens(tokenizer_json: str, files: Mapping[str, str], where: str 
     Raises:
       ValueError: a stated token's id is not the one it gets (the ids after the vocabulary).
     """
-    where = Path(where)
-    config = json_value(files[CONFIG_FILE], where / CONFIG_FILE, dict) if CONFIG_FILE in files else {}
+    where, config = Path(where), config or {}  # config: tokenizer_config.json, parsed
     stated = read_stated_tokens(config, files, where)
     if not stated.decoder and not stated.additional and not stated.extra and \
             not any(value is not None for value in stated.values.values()):

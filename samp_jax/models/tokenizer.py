@@ -182,8 +182,8 @@ class Tokenizer:
                       if TOKENIZER_CONFIG_FILE in files else None)
             files[TOKENIZER_FILE] = apply_fast_options(files[TOKENIZER_FILE], config,
                                                        model_config, path)
-            files[TOKENIZER_FILE] = add_stated_tokens(files[TOKENIZER_FILE], files, path,
-                                                      model_config)
+            files[TOKENIZER_FILE] = add_stated_tokens(files[TOKENIZER_FILE], config, files,
+                                                      path, model_config)
         limit, default = _model_lengths(model_config)
         settings = read_text_settings(path) if sentence_transformers else TextSettings()
         if sentence_transformers and settings.max_seq_length is None:

@@ -23,12 +23,16 @@ TRAINED_ROWS_FILE = "finetune_train_rows.npy"
 INPUT_FIELDS = ("text", "text_pair", "tokens")
 
 
+def _digests(examples: Iterable[dict]) -> np.ndarray:
+    """The uint64 digest of each example's inputs (`INPUT_FIELDS`), in order."""
+    return np.asarray([int.from_bytes(hashlib.blake2b(
+        json.dumps([e.get(field) for field in INPUT_FIELDS], ensure_ascii=False).encode(),
+        digest_size=8).digest(), "little") for e in examples], dtype=np.uint64)
+
+
 def row_digests(examples: Iterable[dict]) -> np.ndarray:
     """The sorted, distinct uint64 digests of the examples' inputs (`INPUT_FIELDS`)."""
-    digests = [int.from_bytes(hashlib.blake2b(
-        json.dumps([e.get(field) for field in INPUT_FIELDS], ensure_ascii=False).encode(),
-        digest_size=8).digest(), "little") for e in examples]
-    return np.unique(np.asarray(digests, dtype=np.uint64))
+    return np.unique(_digests(examples))
 
 
 def save_trained_rows(folder: str | Path, examples: Iterable[dict]) -> Path:
@@ -57,6 +61,4 @@ def trained_rows(folder: str | Path) -> np.ndarray | None:
 
 def overlap(trained: np.ndarray, examples: Iterable[dict]) -> int:
     """How many of `examples` have the inputs of a row in `trained` (`row_digests`)."""
-    examples = list(examples)
-    digests = np.asarray([row_digests([e])[0] for e in examples], dtype=np.uint64)
-    return int(np.isin(digests, trained).sum()) if len(digests) else 0
+    return int(np.isin(_digests(examples), trained).sum())
