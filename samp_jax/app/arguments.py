@@ -68,3 +68,9 @@ def _finite(text: str) -> float:
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
     return value
+
+
+def column_names(text: str) -> list[str]:
+    """An argparse type: column names separated by commas (spaces around each are dropped),
+    for `action="extend"`. A blank name (`id,,source`) is left for the command to refuse."""
+    return [name.strip() for name in text.split(",")]

@@ -531,6 +531,8 @@ def _predict(args) -> int:
     # joining stops the others at once, where one that stopped before would leave them
     # waiting out --connect-timeout. The check still comes before any model is read.
     _start_distributed(args)
+    keep = tuple(args.keep_columns)
+    predictions.check_kept(keep)
     to_stdout = args.out == predictions.STDOUT
     writes = args.coordinator is None or args.process_id in (None, 0)
     out = args.out if to_stdout or not writes else _check_output(
@@ -544,10 +546,10 @@ def _predict(args) -> int:
     columns = Columns(text=args.text_column, text_pair=args.text_pair_column,
                       tokens=args.tokens_column)
     if args.data == STDIN:  # JSON Lines, read whole before any prediction
-        rows = rows_from_stdin(columns, model.head_kind, model.tokenizer.word_spans)
+        rows = rows_from_stdin(columns, model.head_kind, model.tokenizer.word_spans, keep)
     else:
         rows = predictions.read_model_inputs(args.data, columns, head=model.head_kind,
-                                             word_spans=model.tokenizer.word_spans)
+                                             word_spans=model.tokenizer.word_spans, keep=keep)
     blank = predictions.blank_rows(rows)
     if blank:
         shown = ", ".join(map(str, blank[:8])) + (", ..." if len(blank) > 8 else "")

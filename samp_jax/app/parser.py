@@ -18,8 +18,8 @@ from calibrate.search.strategy import STRATEGIES
 from calibrate.search.targets import AUTO as AUTO_TARGET
 from calibrate.search.targets import OPTION_NAMES, TARGETS
 from samp_jax.app import bench
-from samp_jax.app.arguments import (label_threshold, non_negative_int, path_or_name,
-                                     positive_float, positive_int, unit_interval)
+from samp_jax.app.arguments import (column_names, label_threshold, non_negative_int,
+                                     path_or_name, positive_float, positive_int, unit_interval)
 from samp_jax.core.version import __version__
 from samp_jax.models.head_kinds import LABEL_THRESHOLD, SENTENCE_EMBEDDING
 from samp_jax.models.heads import head_kinds
@@ -184,6 +184,11 @@ def _add_predict(sub) -> None:
                          "summary line then goes to standard error)")
     pr.add_argument("--batch-size", type=positive_int, default=32,
                     help="rows per call of the compiled model (default: 32)")
+    pr.add_argument("--keep-columns", type=column_names, action="extend", default=[],
+                    metavar="COL[,COL]",
+                    help="columns of --data to copy into each row's prediction, first, as they "
+                         "are (an id to join the predictions on); not one of the record's own "
+                         "fields (text, label, ...)")
     _add_threshold(pr, "each row's labels are those at or above it")
     _add_distributed(pr)
 

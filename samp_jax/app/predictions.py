@@ -28,6 +28,11 @@
   pipeline, which encodes the text whole, can tag some words otherwise;
 - sentence embedding: `{"text", "embedding"}`.
 
+Kept columns (`--keep-columns id,source`; `read_model_inputs(..., keep=...)`) start each record
+with the row's values of those columns, as the data holds them (`cells.passthrough`: a CSV
+cell stays text, JSON and Parquet values keep their types), so that predictions can be joined
+on an id; a name of a record's own field (`RECORD_FIELDS`) is refused.
+
 Entities (taggers). Each is `{"type", "start", "end", "text", "score"}`: word indices `start`
 .. `end - 1` (`end` exclusive), the words joined by single spaces (for a text column: the
 characters its words cover, `text[char_start:char_end]`, with `"char_start"` and `"char_end"`,
@@ -83,7 +88,7 @@ from samp_jax.serving.batching import buckets_to
 from samp_jax.serving.distributed import gather_bytes, is_distributed, is_primary, process_rows
 from samp_jax.tasks.proxies import log_softmax
 from samp_jax.tasks.columns import naming
-from samp_jax.tasks.files import FORMATS, Columns
+from samp_jax.tasks.files import FORMATS, KEPT, Columns
 from samp_jax.tasks.files import read_inputs as read_rows
 
 CHUNK_ROWS = 4096  # rows predicted, then written, at a time
@@ -91,6 +96,11 @@ TRUNCATED_MARK = b'"truncated": true'  # in a record's JSON line: the row was cu
 NON_FINITE_MARK = b'"non_finite": true'  # its outputs held NaN or Inf: no answer read
 HEAD_FIELDS = {SEQUENCE_CLASSIFICATION.name: ("text", "text_pair"),
                TOKEN_CLASSIFICATION.name: ("tokens",), SENTENCE_EMBEDDING.name: ("text",)}
+RECORD_FIELDS = ("text", "text_pair", "label", "labels", "score", "scores", "probabilities",
+                 "logit", "cross_encoder_scores", "tokens", "tags", "entities", "embedding",
+                 "truncated", "non_finite")
+"""Every field a prediction record may have (see the module); a kept column may not be named
+as one."""
 
 
 def whitespace_spans(text: str) -> list[tuple[int, int]]:
@@ -98,34 +108,57 @@ def whitespace_spans(text: str) -> list[tuple[int, int]]:
     return [match.span() for match in re.finditer(r"\S+", text)]
 
 
-def _split(text: str, spans: list[tuple[int, int]]) -> dict:
-    """A tagger's row read from `text`: the text, its words at `spans`, and the spans."""
-    return {"text": text, "tokens": [text[start:end] for start, end in spans],
-            "word_spans": spans}
+def _split(row: dict, spans: list[tuple[int, int]]) -> dict:
+    """A tagger's row read from its `"text"`: the text, its words at `spans`, the spans, and
+    what else the row carries (kept columns)."""
+    text = row["text"]
+    return row | {"tokens": [text[start:end] for start, end in spans], "word_spans": spans}
 
 
 def read_model_inputs(source, columns: Columns, *, head: str,
-                      word_spans: Callable[[str], list[tuple[int, int]]] = whitespace_spans
-                      ) -> list[dict]:
+                      word_spans: Callable[[str], list[tuple[int, int]]] = whitespace_spans,
+                      keep: Sequence[str] = ()) -> list[dict]:
     """The rows of `source` with the fields a model with `head` reads (labels are ignored); a
     tagger's plain sentences (a text column, no tokens column) are split into words at the
     character spans `word_spans` gives (the model's `Tokenizer.word_spans`: as its tokenizer
     splits them), kept with the text (`"text"`, `"word_spans"`) so that entities can name
-    their characters."""
+    their characters. The `keep` columns' values (`check_kept`) go with each row, and its
+    record starts with them (`--keep-columns id`)."""
     if head not in HEAD_FIELDS:
         raise ValueError(f"predict needs a classification or sentence-embedding model; this one "
                          f"has head {head!r}")
     check_named_columns(columns, head)
+    check_kept(keep)
     if head != TOKEN_CLASSIFICATION.name:
-        return read_rows(source, columns=columns, fields=HEAD_FIELDS[head])
+        return read_rows(source, columns=columns, fields=HEAD_FIELDS[head], keep=keep)
     try:
-        return read_rows(source, columns=columns, fields=("tokens",))
+        return read_rows(source, columns=columns, fields=("tokens",), keep=keep)
     except ValueError as missing_tokens:  # plain sentences: words as the tokenizer splits them
         try:
-            rows = read_rows(source, columns=columns, fields=("text",))
+            rows = read_rows(source, columns=columns, fields=("text",), keep=keep)
         except ValueError:
             raise missing_tokens from None
-        return [_split(r["text"], word_spans(r["text"])) for r in rows]
+        return [_split(r, word_spans(r["text"])) for r in rows]
+
+
+def check_kept(keep: Sequence[str]) -> None:
+    """Refuses kept columns (`--keep-columns`) that a record could not hold beside its own
+    fields: a name of one of them (`RECORD_FIELDS`), a blank name, or a name given twice.
+
+    Raises:
+      ValueError: naming the column and why.
+    """
+    for i, column in enumerate(keep):
+        if not column.strip():
+            raise ValueError(f"--keep-columns: column name {i + 1} is blank; expected the names "
+                             "of the columns to copy into each prediction, separated by commas")
+        if column in keep[:i]:
+            raise ValueError(f"--keep-columns names column {column!r} twice")
+        if column in RECORD_FIELDS:
+            raise ValueError(f"--keep-columns {column}: a prediction record has a field "
+                             f"{column!r} of its own, which a kept column would overwrite; its "
+                             f"fields: {', '.join(RECORD_FIELDS)}. To score predictions against "
+                             "gold labels, run samp-jax eval")
 
 
 def blank_rows(rows: Sequence[dict]) -> list[int]:
@@ -294,6 +327,13 @@ def _to_stdout(data: bytes) -> None:
 
 
 def _predict(engine, rows: Sequence[dict]) -> list[dict]:
+    """The rows' records, each starting with its kept columns' values (`read_model_inputs`)."""
+    if any(KEPT in r for r in rows):
+        return [r.get(KEPT, {}) | record for r, record in zip(rows, _answers(engine, rows))]
+    return _answers(engine, rows)
+
+
+def _answers(engine, rows: Sequence[dict]) -> list[dict]:
     head = engine.head_kind
     if head == TOKEN_CLASSIFICATION.name:
         result = engine.classify_words([r["tokens"] for r in rows])

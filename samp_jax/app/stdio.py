@@ -17,14 +17,16 @@ STDIN = "-"
 """`--data` of `samp-jax predict` that reads JSON Lines rows from standard input."""
 
 
-def rows_from_stdin(columns: Columns, head: str, word_spans) -> list[dict]:
-    """The rows of the JSON Lines on standard input, read as a file of them is."""
+def rows_from_stdin(columns: Columns, head: str, word_spans,
+                    keep: tuple[str, ...] = ()) -> list[dict]:
+    """The rows of the JSON Lines on standard input, read as a file of them is (with the
+    `keep` columns' values)."""
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "stdin.jsonl"
         path.write_bytes(sys.stdin.buffer.read())
         try:
             return predictions.read_model_inputs(path, columns, head=head,
-                                                 word_spans=word_spans)
+                                                 word_spans=word_spans, keep=keep)
         except ValueError as e:
             raise ValueError(str(e).replace(str(path), "standard input")) from None
 

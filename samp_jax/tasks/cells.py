@@ -1,10 +1,13 @@
 """One cell of your data as a canonical value (`samp_jax.tasks.files` reads the rows):
 a text, a word list, a raw label (an id, a name, or a fractional number for the caller to
-refuse), a label set (multi-label), a similarity score or a 0/1 pair label. Each error names
-where the cell is (`at`: file, row, column) and what was expected."""
+refuse), a label set (multi-label), a similarity score, a 0/1 pair label, or a value copied
+through as JSON. Each error names where the cell is (`at`: file, row, column) and what was
+expected."""
 
 from __future__ import annotations
 
+import datetime
+import decimal
 import math
 import re
 
@@ -166,3 +169,33 @@ def whole_number(spelled: str) -> int:
 def as_id(value: int | str) -> int:
     """An id given as an int or as a string that spells a whole number."""
     return whole_number(value) if isinstance(value, str) else int(value)
+
+
+def passthrough(value, at: str):
+    """`value` as JSON, unchanged in meaning: a column `predict` copies from its input row to
+    the row's record (`--keep-columns`, an id). Numbers, strings, booleans and nulls stay as
+    they are (a NaN becomes null, as in every JSON samp-jax writes), NumPy values become
+    Python ones, lists and mappings are converted item by item, dates and times are written in
+    ISO 8601, and a decimal as its exact digits (a string).
+
+    Raises:
+      ValueError: a value JSON cannot hold (bytes, a mapping with keys that are not strings,
+        other objects), naming where it is.
+    """
+    if isinstance(value, np.generic):  # before Python's types: np.float64 is a float
+        return passthrough(value.item(), at)
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [passthrough(item, f"{at} item {i}") for i, item in enumerate(value)]
+    if isinstance(value, dict) and all(isinstance(key, str) for key in value):
+        return {key: passthrough(item, f"{at} key {key!r}") for key, item in value.items()}
+    if isinstance(value, (datetime.date, datetime.time)):  # datetime is a date
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    raise ValueError(f"{at} holds {shown(value)} ({kind_of(value)}); a kept column is copied "
+                     "into JSON, which cannot hold it: expected a number, string, boolean, null, "
+                     "date, or a list or mapping of them")

@@ -261,8 +261,13 @@ def _check_bio(names: Sequence[str], where: str, column: str) -> None:
                          "model's label names, or a ClassLabel column)") from None
 
 
+KEPT = "kept"
+"""The key of `read_inputs`' rows that holds the kept columns' values."""
+
+
 def read_inputs(source: Any, *, columns: Columns = Columns(),
-                fields: Sequence[str] = ("text", "text_pair")) -> list[dict]:
+                fields: Sequence[str] = ("text", "text_pair"),
+                keep: Sequence[str] = ()) -> list[dict]:
     """The model inputs of every row of one source, in order (labels are not read).
 
     Args:
@@ -271,13 +276,17 @@ def read_inputs(source: Any, *, columns: Columns = Columns(),
       columns: your column names; fields left None take a usual name.
       fields: the canonical input fields to read: the first is required, the others are
         read when the source has them (e.g. `("text", "text_pair")` or `("tokens",)`).
+      keep: columns whose values each row carries as they are, for its prediction to repeat
+        (an id): under `KEPT`, by column name, as JSON (`cells.passthrough`); a JSON Lines
+        row without the key holds None.
 
     Returns:
-      One dict per row with the fields found (texts as strings, tokens as lists of strings).
+      One dict per row with the fields found (texts as strings, tokens as lists of strings)
+      and, with `keep`, the kept values.
 
     Raises:
-      ValueError: the source is missing, empty or unreadable, lacks the first field's column,
-        or a row holds a value of the wrong kind (the message says where).
+      ValueError: the source is missing, empty or unreadable, lacks the first field's column
+        or a kept column, or a row holds a value of the wrong kind (the message says where).
     """
     tables, explicit = read_tables(source, None)
     if explicit:
@@ -289,7 +298,17 @@ def read_inputs(source: Any, *, columns: Columns = Columns(),
     found = find_columns(table, columns)
     wanted = {**{f: found[f] for f in fields[1:] if found[f] is not None},
               **required_columns(table, columns, fields[:1], "a model input")}
-    return _convert(table, {f: wanted[f] for f in fields if f in wanted}).examples
+    missing = [column for column in keep if column not in table.columns]
+    if missing:
+        raise ValueError(f"{table.where}: column {missing[0]!r}, named with --keep-columns, was "
+                         f"not found; columns found: {list(table.columns)}")
+    examples = _convert(table, {f: wanted[f] for f in fields if f in wanted}).examples
+    if keep:
+        for row_number, (row, example) in enumerate(zip(table.rows, examples), 1):
+            example[KEPT] = {column: cells.passthrough(
+                row.get(column), f"{table.where}: row {row_number}: column {column!r}")
+                for column in keep}
+    return examples
 
 
 # ---------------------------------------------------------------------- rows to examples

@@ -183,7 +183,7 @@ def test_entities_of_a_plain_sentence_name_their_characters():
     text (spaces, punctuation and all), at `char_start` .. `char_end`."""
     text = "  Ms. Ada  Lovelace visited New-York (U.S.)  today "
     spans = predictions.whitespace_spans(text)
-    row = predictions._split(text, spans)
+    row = predictions._split({"text": text}, spans)
     assert row["tokens"] == text.split()
     tags = ["B-PER", "I-PER", "I-PER", "O", "B-LOC", "I-LOC", "O"]
     [record] = predictions._predict(_engine(BIO, [_one_hot_logits(BIO, tags)]), [row])
