@@ -69,6 +69,10 @@ class SearchConfig:
         maps it chose among (`calibrate.search.tolerance.guard_selection`). False: keep the
         fastest map that passed at 95%.
       progress: show a progress bar.
+      measure_again: measure the target's latency table now, replacing the cached one (a
+        table is cached per machine, versions and model shape, and read back by later
+        searches; measure again after the machine's load or setup changed). Only where this
+        machine is the target: an estimate is not cached.
 
     Raises:
       ValueError: on construction, for a bad tolerance, objective, strategy (unknown, or not
@@ -93,6 +97,7 @@ class SearchConfig:
     stop_early: bool = True
     selection_margin: bool = True
     progress: bool = True
+    measure_again: bool = False
 
     def __post_init__(self):
         if self.options is not None:

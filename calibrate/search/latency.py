@@ -430,7 +430,7 @@ def table_name(config: EncoderConfig, target: Target, batch: int, seq: int) -> s
 
 def table_for_target(model, target: str | Target, batch: int, seq: int, *,
                      options: Iterable[SitePrecision] | None = None, cache_dir: Path | None = None,
-                     repeats: int | None = None) -> LatencyTable:
+                     repeats: int | None = None, measure_again: bool = False) -> LatencyTable:
     """The latency table of `target`: measured when this process runs on it (CPU included),
     cached as JSON per device kind, model shape, batch shape and dtype; otherwise a roofline
     from the target's spec sheet (`source == "estimated"`).
@@ -442,6 +442,7 @@ def table_for_target(model, target: str | Target, batch: int, seq: int, *,
       options: the precisions to cover (default: all the target offers).
       cache_dir: where measured tables are cached (default: the asset cache).
       repeats: timed repeats per entry (default 20 on accelerators, 5 on CPU).
+      measure_again: measure even when a cached table covers the options, and replace it.
 
     A cached table that cannot be read or fails `validate_table` is measured again and
     rewritten (a warning names the file and what is wrong); a cache that cannot be written
@@ -463,7 +464,7 @@ def table_for_target(model, target: str | Target, batch: int, seq: int, *,
                              f"running the search on a {target.name} machine")
         return estimate_table(model.config, batch, seq, spec=target.spec, precisions=options)
     path = (cache_dir or default_cache()) / "latency" / table_name(model.config, target, batch, seq)
-    table = _read_cached(path, model.config.num_layers, batch, seq)
+    table = None if measure_again else _read_cached(path, model.config.num_layers, batch, seq)
     if table is not None and all(f"{site}/{p}" in table.site_ms and f"{site}/{p}" in table.executed
                                  for site in SITES for p in options):
         return table

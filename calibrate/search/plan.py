@@ -64,7 +64,8 @@ def plan_search(model, config: SearchConfig, latency_table: LatencyTable | None 
     """
     target, options = resolve_options(config)
     if latency_table is None:
-        table = table_for_target(model, target, config.batch, config.seq, options=options)
+        table = table_for_target(model, target, config.batch, config.seq, options=options,
+                                 measure_again=config.measure_again)
     else:
         try:
             table = validate_table(latency_table, options=options,

@@ -301,9 +301,16 @@ def _eval(args) -> int:
 def _search(args) -> int:
     config = search_config(args)
     try:
-        resolve_options(config)
+        target, _ = resolve_options(config)
     except ValueError as e:
         raise UsageError(str(e)) from None
+    if args.measure_latency_again and args.latency_table is not None:
+        raise UsageError("--measure-latency-again and --latency-table: give one (a table to "
+                         "price maps with, or a table to measure now)")
+    if args.measure_latency_again and not target.is_current():
+        raise UsageError(f"--measure-latency-again: --target {target.name} is not this machine "
+                         f"({jax.devices()[0].device_kind}), so its table is estimated from its "
+                         "spec sheet, not measured")
     out = _check_output(args.out, what="--out", folder=True, inputs=(args.model, args.data),
                         replaceable=is_search_output)  # the whole folder is one run's output
     table = None if args.latency_table is None else read_latency_table(args.latency_table)

@@ -139,6 +139,11 @@ def _add_search(sub) -> None:
                          "a table measured on a CPU differs a little from one measurement to the "
                          "next, and near-equal maps can trade places, so this repeats a search "
                          "exactly")
+    se.add_argument("--measure-latency-again", action="store_true",
+                    help="measure this machine's latency table now and replace the cached one "
+                         "(tables are cached per machine, versions and model shape; measure again "
+                         "when the machine's load or setup changed); not with --latency-table, "
+                         "and only when this machine is the --target")
     se.add_argument("--strategy", default=None, choices=sorted(STRATEGIES), help=strategy_help())
     se.add_argument("--no-selection-margin", action="store_true",
                     help="keep the fastest map that passed at the plain 95%% margin, instead of "

@@ -63,6 +63,27 @@ def test_a_valid_cached_table_is_reused_without_measuring(tiny, tmp_path, measur
     assert len(calls) == 1
 
 
+def test_measure_again_replaces_a_valid_cached_table(tiny, tmp_path, measured):
+    table, calls = measured
+    _cached(tiny, tmp_path)
+    path = _only_file(tmp_path)
+    path.write_text(dataclasses.replace(table, other_ms=9.0).to_json())  # valid, but old
+    again = table_for_target(tiny, "cpu", BATCH, SEQ, options=OPTIONS, cache_dir=tmp_path,
+                             measure_again=True)
+    assert again == table and len(calls) == 2
+    assert LatencyTable.from_json(path.read_text()) == table  # the cache holds the new one
+    assert _cached(tiny, tmp_path) == table and len(calls) == 2  # and is read back
+
+
+def test_a_search_config_asks_its_plan_to_measure_again(tiny, tmp_path, measured, monkeypatch):
+    _, calls = measured
+    monkeypatch.setattr(latency, "default_cache", lambda: tmp_path)
+    for again, expected_calls in ((False, 1), (False, 1), (True, 2)):
+        plan_search(tiny, SearchConfig(target="cpu", options=("int8-dynamic",), batch=BATCH,
+                                       seq=SEQ, measure_again=again))
+        assert len(calls) == expected_calls
+
+
 def _set(path: str, value):
     def damage(data: dict) -> dict:
         *parents, last = path.split(".")

@@ -86,6 +86,19 @@ def test_a_latency_table_that_is_no_table_is_refused_in_one_line_before_the_mode
     assert f"--latency-table {bad}: not a readable latency table" in err
 
 
+@pytest.mark.parametrize("extra, message", [
+    (["--latency-table", "table.json"], "--measure-latency-again and --latency-table: give one"),
+    (["--target", "h100"], "--measure-latency-again: --target h100 is not this machine"),
+])
+def test_measuring_again_what_is_not_measured_is_refused_before_the_model(
+        tmp_path, capsys, extra, message):
+    code = main(["search", "--model", str(tmp_path / "no_model"), "--data", "snli",
+                 "--measure-latency-again", *extra, "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err.strip().splitlines()[-1] and "Traceback" not in err, err
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_search_that_fails_between_its_files_leaves_the_previous_run(tiny, first_search,
                                                                        monkeypatch):
     out, _ = first_search
