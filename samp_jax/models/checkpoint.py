@@ -17,6 +17,7 @@ import warnings
 from pathlib import Path
 from typing import Sequence
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx, serialization
@@ -408,15 +409,33 @@ def load_pretrained(path: str | Path, *, head: str | HeadKind | None = None,
     declared = read_pooling(path) if head == SENTENCE_EMBEDDING.name else None  # read once
     spec = _head_spec(path, config, family, hf, head, num_labels, declared, pooling, normalize)
     state, source = weights()
-    rngs = nnx.Rngs(0)
-    model = EncoderModel(config, make_head(head, config, rngs=rngs, **spec),
-                         dtype=dtype, param_dtype=param_dtype or dtype,
-                         attention_impl=attention_impl, rngs=rngs)
+
+    def build() -> EncoderModel:
+        rngs = nnx.Rngs(0)
+        return EncoderModel(config, make_head(head, config, rngs=rngs, **spec),
+                            dtype=dtype, param_dtype=param_dtype or dtype,
+                            attention_impl=attention_impl, rngs=rngs)
+    # Without new head weights to draw, every variable comes from the checkpoint: the model is
+    # built with abstract variables (shapes and dtypes; no random draws, no compilations) and
+    # filled, and any variable left unfilled is an error (`check_filled`).
+    model = build() if allow_new_head else nnx.eval_shape(build)
     assign_state_dict(model, state, path=path / source, allow_new_head=allow_new_head, strict=strict,
                       hint=hint)
     if spec.get("dense"):  # the folder's Dense modules, from their own folders
         load_dense(model.head, declared.dense)
+    check_filled(model, path)
     return model
+
+
+def check_filled(model: nnx.Module, path: Path) -> None:
+    """Raises CheckpointError when a variable of `model` built abstract (`nnx.eval_shape`) was
+    not filled from the checkpoint at `path`: a module variable no key table maps."""
+    left = [jax.tree_util.keystr(where) for where, leaf
+            in jax.tree_util.tree_leaves_with_path(nnx.state(model))
+            if isinstance(leaf, jax.ShapeDtypeStruct)]
+    if left:
+        raise CheckpointError(path, problem=f"fills no value for the model's variables {left}: "
+                                            "no key table maps them")
 
 
 def _resolve_head(path: Path, config: EncoderConfig, family: Family, hf: dict,

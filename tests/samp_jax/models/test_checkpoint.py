@@ -285,3 +285,30 @@ def test_save_pretrained_writes_the_models_own_tokenizer(minilm_dir, tmp_path):
     texts = ["Hello there.", "A second, longer sentence."]
     for key, value in model.tokenizer(texts).items():
         np.testing.assert_array_equal(again.tokenizer(texts)[key], value)
+
+
+# ------------------------------------------------------------- abstract build, then fill
+@pytest.mark.parametrize("folder", ["bert/seqcls", "deberta-v2/base", "modernbert/tokcls",
+                                    "mpnet/sentence"])
+def test_a_model_built_abstract_and_filled_equals_one_drawn_and_overwritten(folder):
+    """`load_pretrained` builds the model with abstract variables and fills every one from the
+    checkpoint; `allow_new_head=True` (nothing new to draw here) draws them first."""
+    path = GOLDEN / "families" / folder
+    filled, drawn = load_pretrained(path), load_pretrained(path, allow_new_head=True)
+    assert jax.tree.structure(nnx.state(filled)) == jax.tree.structure(nnx.state(drawn))
+    for a, b in zip(jax.tree.leaves(nnx.state(filled)), jax.tree.leaves(nnx.state(drawn))):
+        assert isinstance(a, jax.Array) and a.dtype == b.dtype and np.array_equal(a, b)
+
+
+def test_a_variable_no_key_table_fills_is_refused_naming_it(monkeypatch):
+    from samp_jax.models import checkpoint
+    assignments = checkpoint._assignments
+
+    def without_the_first_layers_query(model):
+        return [a for a in assignments(model)
+                if not any("layer.0.attention.self.query.weight" in k for k in a.sources)]
+    monkeypatch.setattr(checkpoint, "_assignments", without_the_first_layers_query)
+    path = GOLDEN / "families" / "bert" / "seqcls"
+    with pytest.raises(CheckpointError, match=r"fills no value for the model's variables "
+                                              r"\[.*layers.*0.*qkv.*kernel"):
+        load_pretrained(path, strict=False)
