@@ -34,6 +34,8 @@ from tests.helpers import GOLDEN  # noqa: E402
 # (tests/samp_jax/serving/test_engine.py checks it).
 TEST_XLA_CACHE = os.environ.get("SAMP_JAX_TEST_XLA_CACHE") or os.path.join(
     tempfile.gettempdir(), f"samp_jax_test_xla_cache_{os.getuid()}")
+# The samp-jax commands a test starts in a process of its own use it too, not the user's.
+os.environ["SAMP_JAX_XLA_CACHE"] = TEST_XLA_CACHE
 if TEST_XLA_CACHE != "off":
     jax.config.update("jax_compilation_cache_dir", TEST_XLA_CACHE)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)

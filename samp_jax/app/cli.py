@@ -48,7 +48,7 @@ from samp_jax.app.stdio import (STDIN, one_line, predict_progress, results_only_
 from samp_jax.workflows.experiments import Variant, accuracy_table, format_table, make_evaluator
 from samp_jax.workflows.pipeline import (ZERO_SHOT, builtin_model, is_search_output,
                                         keep_label_threshold, run_search, serve_as_measured)
-from samp_jax.core.assets import minilm_path
+from samp_jax.core.assets import cache_dir, minilm_path
 from samp_jax.core.atomic import atomic_folder
 from samp_jax.ptq.loading import load
 from samp_jax.models.checkpoint import save_pretrained
@@ -56,6 +56,7 @@ from samp_jax.models.config import EncoderConfig
 from samp_jax.models.heads import head_spec, make_head
 from samp_jax.models.head_kinds import LABEL_THRESHOLD, SENTENCE_EMBEDDING, Readout
 from samp_jax.ptq.quantized import QuantizedModel, quantize
+from samp_jax.serving.engine import default_compilation_cache
 from samp_jax.serving.distributed import (check_same, check_same_options, describe_failure, digest,
                                           initialize_distributed, is_distributed, is_primary,
                                           silence_watchdog, state_digest)
@@ -646,6 +647,9 @@ def _demo(args) -> int:
 
 COMMANDS = {"eval": _eval, "calibrate": _calibrate, "search": _search, "finetune": _finetune,
             "predict": _predict, "bench": _bench, "demo": _demo}  # `args.command` -> its run
+UNCACHED_COMMANDS = ("bench",)
+"""Commands that compile without the persistent compilation cache: the bench times
+compilations."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -695,6 +699,8 @@ def _run(args, name: str) -> int:
         if getattr(args, "data", None) == STDIN and args.command != "predict":
             raise UsageError(f"--data {STDIN}: standard input is read by predict only (rows "
                              f"without gold); {args.command} needs a file or a folder")
+        if args.command not in UNCACHED_COMMANDS:  # a command run again loads, not compiles
+            default_compilation_cache(cache_dir() / "xla")
         return COMMANDS[args.command](args)
     except UsageError as e:
         print(args.command_usage(), file=sys.stderr, end="")

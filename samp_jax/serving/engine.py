@@ -24,18 +24,21 @@ tokenizer: `tokenizer=`, else the one travelling with the model (`model.tokenize
 Persistent compilation cache: pass `cache_dir` (or set `$SAMP_JAX_XLA_CACHE`) and the
 executables are written to / read from JAX's persistent compilation cache there, so a new
 process with the same model and buckets loads them instead of compiling. This is a JAX
-process-wide setting: it also caches every later JAX compilation in the process. Nothing is
-cached on disk unless asked for. As JAX warns, the cache is trusted code: keep the folder
-private.
+process-wide setting: it also caches every later JAX compilation in the process. Through the
+API nothing is cached on disk unless asked for; the `samp-jax` command turns the cache on
+itself (`default_compilation_cache`). As JAX warns, the cache is trusted code: keep the
+folder private.
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
+import importlib.util
 import os
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -58,6 +61,11 @@ from samp_jax.serving.inputs import InputReader, Rows
 DEFAULT_SEQ_BUCKETS = (32, 64, 128, 256, 512)
 DEFAULT_BATCH_SIZE = 32
 CACHE_ENV = "SAMP_JAX_XLA_CACHE"
+CACHE_OFF = "off"
+"""`$SAMP_JAX_XLA_CACHE=off`: no persistent compilation cache, not even the command's."""
+DEFAULT_CACHE_BYTES = 4 << 30
+"""The size the command's default cache is kept under (JAX evicts the least recently used
+executables past it)."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, eq=False)
@@ -160,6 +168,37 @@ def enable_compilation_cache(path: str | os.PathLike) -> Path:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
     return path
+
+
+def _cache_from_environment() -> str | None:
+    """`$SAMP_JAX_XLA_CACHE`, or None when it is unset, empty or `CACHE_OFF`."""
+    value = os.environ.get(CACHE_ENV, "").strip()
+    return None if value in ("", CACHE_OFF) else value
+
+
+def default_compilation_cache(default: Path) -> Path | None:
+    """The `samp-jax` command's persistent compilation cache, so that a command run again (a
+    restart, the next file to predict) loads its executables instead of compiling them:
+    `$SAMP_JAX_XLA_CACHE`, else `default` (`<$SAMP_JAX_CACHE>/xla`), kept under
+    `DEFAULT_CACHE_BYTES` by JAX's least-recently-used eviction (which also locks the folder
+    between processes). Nothing changes when `$SAMP_JAX_XLA_CACHE` is `off` or JAX already has
+    a cache folder (`$JAX_COMPILATION_CACHE_DIR`, `jax.config`). A folder that cannot be made
+    is a warning, and the command runs without the cache. Returns the folder in use, or None.
+    """
+    if os.environ.get(CACHE_ENV, "").strip() == CACHE_OFF:
+        return None
+    if jax.config.jax_compilation_cache_dir:
+        return Path(jax.config.jax_compilation_cache_dir)
+    folder = _cache_from_environment() or default
+    if importlib.util.find_spec("filelock") is not None:  # JAX's eviction needs it
+        jax.config.update("jax_compilation_cache_max_size", DEFAULT_CACHE_BYTES)
+    try:
+        return enable_compilation_cache(folder)
+    except (OSError, ValueError) as e:
+        jax.config.update("jax_compilation_cache_max_size", -1)
+        warnings.warn(f"no persistent compilation cache ({e}); every executable is compiled "
+                      f"(${CACHE_ENV} names another folder, '{CACHE_OFF}' turns it off)")
+        return None
 
 
 def default_seq_buckets(max_length: int) -> list[int]:
@@ -325,7 +364,7 @@ class Engine:
         self.cross_encoder_activation = self.model.cross_encoder_activation
         self._inputs = InputReader(tokenizer, self.config, limit=self.seq_buckets[-1],
                                    truncate=truncate)
-        cache_dir = cache_dir if cache_dir is not None else os.environ.get(CACHE_ENV) or None
+        cache_dir = cache_dir if cache_dir is not None else _cache_from_environment()
         self.cache_dir = None if cache_dir is None else enable_compilation_cache(cache_dir)
         self._graphdef, state = nnx.split(self.model)
         # the weights as they are now: the split's Variables are the model's own, which a later
