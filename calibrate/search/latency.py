@@ -20,6 +20,7 @@ shape. `site_ms` comes from one of two sources, and a table says which:
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import hashlib
 import os
 import json
@@ -121,6 +122,10 @@ class LatencyTable:
       executed: measured tables only: {"site/precision": implementation} that ran each timed
         GEMM, and {"forward/precision": "impl xN, ..."} over the sites of each whole forward
         (`pallas_mosaic`, `pallas_triton`, `xla`; `samp_jax.ops.record_executions`).
+      measured_at: measured tables: when (UTC, `YYYY-MM-DD HH:MM`); a search that reads a
+        cached table shows it, so an old measurement is seen as one.
+      load_per_core: measured on a CPU: the machine's 1-minute load average per core as the
+        timing began (above 1, other work shared the cores and the table may misprice maps).
     """
 
     device: str
@@ -132,6 +137,17 @@ class LatencyTable:
     other_ms: float
     forward_ms: dict[str, float] = dataclasses.field(default_factory=dict)
     executed: dict[str, str] = dataclasses.field(default_factory=dict)
+    measured_at: str = ""
+    load_per_core: float | None = None
+
+    def describe(self) -> str:
+        """`source (device, BxS[, measured at ..., load ... per core])` for reports."""
+        when = [f"measured {self.measured_at} UTC"] if self.measured_at else []
+        if self.load_per_core is not None:
+            when.append(f"load {self.load_per_core:.2g} per core"
+                        + (": busy, --measure-latency-again when idle"
+                           if self.load_per_core > 1 else ""))
+        return f"{self.source} ({', '.join([self.device, f'{self.batch}x{self.seq}', *when])})"
 
     def executed_by_precision(self) -> dict[str, list[str]]:
         """{precision: the implementations that ran its timed site GEMMs} (empty: estimated)."""
@@ -220,7 +236,8 @@ def validate_table(data, *, options: Iterable[SitePrecision] = (), num_layers: i
     missing = [name for name in _REQUIRED if name not in data]
     if unknown or missing:
         raise ValueError(f"fields {missing} are missing and {unknown} unknown; expected "
-                         f"{', '.join(_REQUIRED)} (and optionally forward_ms, executed)")
+                         f"{', '.join(_REQUIRED)} (and optionally forward_ms, executed, "
+                         "measured_at, load_per_core)")
     for name in ("device", "source"):
         if not isinstance(data[name], str):
             raise ValueError(f"{name} is {data[name]!r}; expected a string")
@@ -234,6 +251,11 @@ def validate_table(data, *, options: Iterable[SitePrecision] = (), num_layers: i
         raise ValueError(f"other_ms is {data['other_ms']!r}; expected a number of ms, 0 or more")
     for name in ("site_ms", "forward_ms", "executed"):
         _check_entries(name, data.get(name, {}))
+    if not isinstance(data.get("measured_at", ""), str):
+        raise ValueError(f"measured_at is {data['measured_at']!r}; expected a string")
+    load = data.get("load_per_core")
+    if load is not None and not (_is_number(load) and math.isfinite(load) and load >= 0):
+        raise ValueError(f"load_per_core is {load!r}; expected a number, 0 or more, or null")
     for key in (f"{site}/{p}" for p in options for site in SITES):
         if key not in data["site_ms"]:
             raise ValueError(f"site_ms has no entry {key!r}; the search's options need it")
@@ -283,6 +305,8 @@ def measure_table(model, batch: int, seq: int, *,
     """
     precisions = tuple(precisions)
     config = model.config
+    measured_at = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M")
+    load = _load_per_core()
     site_ms, executed = _time_sites(config, batch, seq, precisions, implementation=implementation,
                                     repeats=repeats, dtype=dtype)
     forward_ms, forward_executed = _time_forwards(model, batch, seq, precisions,
@@ -292,7 +316,19 @@ def measure_table(model, batch: int, seq: int, *,
     other = _fit_to_forwards(site_ms, forward_ms, precisions, config.num_layers)
     return LatencyTable(device=device_description(), source="measured", batch=batch, seq=seq,
                         num_layers=config.num_layers, site_ms=site_ms, other_ms=other,
-                        forward_ms=forward_ms, executed=executed)
+                        forward_ms=forward_ms, executed=executed, measured_at=measured_at,
+                        load_per_core=load)
+
+
+def _load_per_core() -> float | None:
+    """The 1-minute load average per core when timing on a CPU (None on an accelerator, or
+    where the system has no load average)."""
+    if jax.default_backend() != "cpu":
+        return None
+    try:
+        return round(os.getloadavg()[0] / (os.cpu_count() or 1), 2)
+    except OSError:
+        return None
 
 
 def _time_sites(config: EncoderConfig, batch: int, seq: int, precisions: tuple[SitePrecision, ...],
@@ -463,11 +499,20 @@ def table_for_target(model, target: str | Target, batch: int, seq: int, *,
                              f"process runs on {jax.devices()[0].device_kind!r}: measure it by "
                              f"running the search on a {target.name} machine")
         return estimate_table(model.config, batch, seq, spec=target.spec, precisions=options)
-    path = (cache_dir or default_cache()) / "latency" / table_name(model.config, target, batch, seq)
-    table = None if measure_again else _read_cached(path, model.config.num_layers, batch, seq)
-    if table is not None and all(f"{site}/{p}" in table.site_ms and f"{site}/{p}" in table.executed
-                                 for site in SITES for p in options):
-        return table
+    folder = (cache_dir or default_cache()) / "latency"
+    full = folder / table_name(model.config, target, batch, seq)
+    # A table of fewer options than the target offers (`--options`) is cached apart, so that
+    # it never replaces the whole one; a whole one covers it.
+    every = {str(p) for p in (*target.allowed(), SitePrecision("fp32"))}
+    chosen = sorted(str(p) for p in options)
+    path = full if set(chosen) >= every else full.with_name(
+        f"{full.stem}-options_{hashlib.sha256(','.join(chosen).encode()).hexdigest()[:8]}.json")
+    for cached in ([] if measure_again else dict.fromkeys([full, path])):
+        table = _read_cached(cached, model.config.num_layers, batch, seq)
+        if table is not None and all(f"{site}/{p}" in table.site_ms
+                                     and f"{site}/{p}" in table.executed
+                                     for site in SITES for p in options):
+            return table
     if repeats is None:
         repeats = 5 if jax.default_backend() == "cpu" else 20
     table = measure_table(model, batch, seq, precisions=options, repeats=repeats, dtype=target.dtype)

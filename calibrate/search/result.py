@@ -199,8 +199,7 @@ class SearchResult:
             "target": self.target,
             "chosen_from": self.chosen_from, "strategy": self.strategy,
             "search_objective": self.search_objective,
-            "latency_source": f"{self.latency_table.source} ({self.latency_table.device}, "
-                              f"{self.latency_table.batch}x{self.latency_table.seq})",
+            "latency_source": self.latency_table.describe(),
             "latency_executed": self.latency_table.executed_by_precision(),
             "tolerance": None if self.latency_target_ms is not None else self.tolerance,
             "tolerance_mode": None if self.latency_target_ms is not None else self.tolerance_mode,

@@ -20,9 +20,11 @@ any slow step. Exit codes: 0 success, 1 an error (one line on stderr, no traceba
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import os
 import sys
+import tempfile
 import traceback
 import warnings
 from pathlib import Path
@@ -709,7 +711,7 @@ def _run(args, name: str) -> int:
     except Exception as e:  # noqa: BLE001  one line, never a traceback (unless --debug)
         if args.debug:
             traceback.print_exc()
-        explained = describe_failure(e) or jax_platforms.explain(e)
+        explained = describe_failure(e) or jax_platforms.explain(e) or _full_disk(e, args)
         message = explained or str(e) or type(e).__name__
         if explained is None and isinstance(e, INTERNAL_ERRORS):  # not the input's: say so
             message = (f"{type(e).__name__}: {message} (an internal error of samp-jax, not of "
@@ -720,6 +722,17 @@ def _run(args, name: str) -> int:
             name = f"{name} (process {jax.process_index()})"
         print(f"{name}: error: {message}", file=sys.stderr)
         return 1
+
+
+def _full_disk(error: Exception, args) -> str | None:
+    """A full disk or quota without a file name in the error (Python's writes name none):
+    where the command writes."""
+    if not (isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
+            and not error.filename):
+        return None
+    where = [f"--out {args.out}"] if getattr(args, "out", None) not in (None, "-") else []
+    where += [f"the cache {cache_dir()}", f"the temporary folder {tempfile.gettempdir()}"]
+    return f"{error.strerror} while writing ({', '.join(where)}): free space there and run again"
 
 
 if __name__ == "__main__":

