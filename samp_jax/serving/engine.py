@@ -57,6 +57,7 @@ from samp_jax.ptq.quantized import QuantizedModel, quantize
 from samp_jax.serving.batching import bucket_batches, buckets_to
 from samp_jax.serving.forward import INPUT_KEYS, batch_inputs, merged_call
 from samp_jax.serving.inputs import InputReader, Rows
+from samp_jax.serving.xla_cache import checked_reads
 
 DEFAULT_SEQ_BUCKETS = (32, 64, 128, 256, 512)
 DEFAULT_BATCH_SIZE = 32
@@ -162,6 +163,7 @@ def enable_compilation_cache(path: str | os.PathLike) -> Path:
                          "expected a folder (created if missing) for JAX's compilation cache, "
                          f"as cache_dir or ${CACHE_ENV}") from None
     if jax.config.jax_compilation_cache_dir != str(path):
+        checked_reads()  # a cut entry (a process killed while writing it) is compiled anew
         jax.config.update("jax_compilation_cache_dir", str(path))
         # JAX opens the cache once per process; re-open it at the new folder.
         compilation_cache.reset_cache()

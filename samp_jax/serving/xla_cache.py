@@ -1,0 +1,62 @@
+"""JAX's persistent compilation cache, with reads that survive a cut entry.
+
+JAX writes a cache entry in place (`LRUCache.put`: `write_bytes`), so a process killed while
+writing one leaves it cut short. Every later process then fails to decompress it, warns
+("Error reading persistent compilation cache entry"), compiles, and never replaces it: `put`
+skips a key that exists. `checked_reads()` makes the cache's `get` decompress an entry before
+handing it over; one that does not decompress is removed and reported missing, so the
+executable is compiled and written anew, once, without a warning.
+
+It replaces `jax._src.compilation_cache.get_file_cache` (private: this is tied to the pinned
+jax; `tests/samp_jax/serving/test_xla_cache.py` checks that it still takes effect).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+_INSTALLED = False
+
+
+def checked_reads() -> bool:
+    """Installs the checked `get` for every file cache JAX opens from now on (call before it
+    opens one: `enable_compilation_cache` does, before resetting the cache). Returns whether
+    it is in place (False where this jax has no such hook)."""
+    global _INSTALLED
+    if _INSTALLED:
+        return True
+    try:
+        from jax._src import compilation_cache, lru_cache
+        opener, base, decompress = (compilation_cache.get_file_cache, lru_cache.LRUCache,
+                                    compilation_cache.decompress_executable)
+        suffix = lru_cache._CACHE_SUFFIX
+    except (ImportError, AttributeError):
+        return False
+
+    class CheckedFileCache(base):
+        """JAX's file cache; an entry that does not decompress is removed and missing."""
+
+        def get(self, key: str) -> bytes | None:
+            value = super().get(key)
+            if value is None:
+                return None
+            try:
+                decompress(value)
+            except Exception:  # noqa: BLE001  zlib.error, zstd's errors: a cut entry
+                with contextlib.suppress(OSError):
+                    (Path(self.path) / f"{key}{suffix}").unlink()
+                return None
+            return value
+
+    def open_checked(path: str):
+        opened = opener(path)
+        if opened is None or type(opened[0]) is not base:  # a verification wrapper: as is
+            return opened
+        cache = opened[0]
+        cache.__class__ = CheckedFileCache  # the same object, its `get` checked
+        return cache, opened[1]
+
+    compilation_cache.get_file_cache = open_checked
+    _INSTALLED = True
+    return True
