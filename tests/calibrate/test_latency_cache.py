@@ -107,9 +107,17 @@ def test_a_table_of_fewer_options_is_cached_apart_and_a_whole_one_covers_it(tiny
     assert narrowed[0].startswith(whole.stem + "-options_")
 
 
-def test_a_measured_table_says_when_and_how_busy_the_machine_was(tiny):
+def test_a_measured_table_says_when_and_how_busy_the_machine_was(tiny, monkeypatch):
+    monkeypatch.setattr(latency, "_time_sites", lambda config, b, s, precisions, **kw: (
+        {f"{site}/{p}": 1.0 for p in precisions for site in SITES},
+        {f"{site}/{p}": "xla" for p in precisions for site in SITES}))
+    monkeypatch.setattr(latency, "_time_forwards", lambda model, b, s, precisions, **kw: (
+        {str(p): 30.0 for p in precisions}, {}))
+    monkeypatch.setattr(latency.os, "getloadavg", lambda: (7.0, 0.0, 0.0))
+    monkeypatch.setattr(latency.os, "cpu_count", lambda: 2)
     table = latency.measure_table(tiny, BATCH, SEQ, precisions=OPTIONS, repeats=1,
                                   dtype=jnp.float32)
+    assert table.load_per_core == 3.5
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d", table.measured_at)
     assert isinstance(table.load_per_core, float) and table.load_per_core >= 0
     assert LatencyTable.from_json(table.to_json()) == table
