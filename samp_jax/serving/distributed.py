@@ -62,6 +62,8 @@ from samp_jax.serving.rendezvous import JoinError, Watchdog, is_loopback, meet, 
 AUTO = "auto"
 _ADDRESS = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
 # Errors of a collective whose peer has gone (gloo, NCCL, the coordination service).
+_XLA_STATUS = re.compile(r"(UNKNOWN|INTERNAL|UNAVAILABLE|ABORTED|CANCELLED|DEADLINE_EXCEEDED|"
+                         r"FAILED_PRECONDITION|DATA_LOSS): ")
 _PEER_FAILURE = re.compile(r"gloo|connection reset|connection refused|heartbeat|unavailable|"
                            r"barrier|peer|socket closed|nccl", re.IGNORECASE)
 # JAX's own timeouts are set past ours, so that our one line comes first.
@@ -344,7 +346,10 @@ def describe_failure(error: BaseException) -> str | None:
     if not jax.distributed.is_initialized():
         return None
     text = str(error)
-    if type(error).__name__ != "JaxRuntimeError" or not _PEER_FAILURE.search(text):
+    # a runtime error of XLA's: JaxRuntimeError, or one JAX re-raises as another type (a
+    # collective in `process_allgather` fails as a ValueError) with XLA's status first
+    from_xla = type(error).__name__ == "JaxRuntimeError" or _XLA_STATUS.match(text)
+    if not from_xla or not _PEER_FAILURE.search(text):
         return None
     return ("another process of this distributed run stopped or failed (see its log); "
             f"this process cannot go on: {_first_line(error)}")

@@ -459,3 +459,15 @@ def test_initialize_refuses_bad_arguments_before_connecting(call, message):
     with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
         distributed.initialize_distributed(**call)
     assert not jax.distributed.is_initialized()
+
+
+def test_a_collective_that_fails_because_a_peer_left_is_said_so_whatever_its_type(monkeypatch):
+    """`process_allgather` re-raises gloo's failure as a ValueError with XLA's status first;
+    it is the peer's stop all the same. An ordinary error that mentions a peer is not."""
+    from samp_jax.serving.distributed import describe_failure
+    monkeypatch.setattr(jax.distributed, "is_initialized", lambda: True)
+    gloo = ValueError("UNKNOWN: Gloo AllGather failed: [gloo/transport/tcp/pair.cc:547] "
+                      "Connection closed by peer [127.0.0.1]:25315")
+    assert describe_failure(gloo).startswith("another process of this distributed run stopped")
+    assert describe_failure(ValueError("column 'peer' was not found")) is None
+    assert describe_failure(ValueError("UNKNOWN: a bad model file")) is None
