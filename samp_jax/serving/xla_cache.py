@@ -13,7 +13,6 @@ jax; `tests/samp_jax/serving/test_xla_cache.py` checks that it still takes effec
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
 _INSTALLED = False
@@ -39,15 +38,34 @@ def checked_reads() -> bool:
 
         def get(self, key: str) -> bytes | None:
             value = super().get(key)
-            if value is None:
-                return None
+            if value is None or whole(value):
+                return value
+            self._remove_if_cut(key)
+            return None
+
+        def _remove_if_cut(self, key: str) -> None:
+            """Removes the entry if it is still cut, under JAX's lock where it keeps one (another
+            process may have rewritten it meanwhile)."""
+            path = Path(self.path) / f"{key}{suffix}"
+            locked = self.eviction_enabled
             try:
-                decompress(value)
-            except Exception:  # noqa: BLE001  zlib.error, zstd's errors: a cut entry
-                with contextlib.suppress(OSError):
-                    (Path(self.path) / f"{key}{suffix}").unlink()
-                return None
-            return value
+                if locked:
+                    self.lock.acquire(timeout=self.lock_timeout_secs)
+                try:
+                    if not whole(path.read_bytes()):
+                        path.unlink()
+                finally:
+                    if locked:
+                        self.lock.release()
+            except Exception:  # noqa: BLE001  gone, locked elsewhere, read-only: compile anyway
+                pass
+
+    def whole(value: bytes) -> bool:
+        try:
+            decompress(value)
+        except Exception:  # noqa: BLE001  zlib.error, zstd's errors: a cut entry
+            return False
+        return True
 
     def open_checked(path: str):
         opened = opener(path)

@@ -182,6 +182,10 @@ def passthrough(value, at: str):
       ValueError: a value JSON cannot hold (bytes, a mapping with keys that are not strings,
         other objects), naming where it is.
     """
+    if isinstance(value, np.datetime64):  # .item() of a nanosecond time is an int
+        return None if np.isnat(value) else str(np.datetime_as_string(value))
+    if isinstance(value, np.floating) and value.dtype.itemsize < 8:  # its own shortest digits,
+        return float(str(value))  # 0.1 in float32 is not float64's 0.10000000149011612
     if isinstance(value, np.generic):  # before Python's types: np.float64 is a float
         return passthrough(value.item(), at)
     if value is None or isinstance(value, (bool, int, float)):

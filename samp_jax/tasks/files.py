@@ -265,6 +265,10 @@ KEPT = "kept"
 """The key of `read_inputs`' rows that holds the kept columns' values."""
 
 
+class KeptColumnError(ValueError):
+    """A column `read_inputs` was asked to keep is not in the data."""
+
+
 def read_inputs(source: Any, *, columns: Columns = Columns(),
                 fields: Sequence[str] = ("text", "text_pair"),
                 keep: Sequence[str] = ()) -> list[dict]:
@@ -295,13 +299,13 @@ def read_inputs(source: Any, *, columns: Columns = Columns(),
         raise ValueError(f"{describe_source(source)} holds several splits ({sorted(tables)}); "
                          f"give one split's data{folder}")
     table = tables[None]
+    missing = [column for column in keep if column not in table.columns]  # the named ones first
+    if missing:
+        raise KeptColumnError(f"{table.where}: column {missing[0]!r}, named with --keep-columns, "
+                              f"was not found; columns found: {list(table.columns)}")
     found = find_columns(table, columns)
     wanted = {**{f: found[f] for f in fields[1:] if found[f] is not None},
               **required_columns(table, columns, fields[:1], "a model input")}
-    missing = [column for column in keep if column not in table.columns]
-    if missing:
-        raise ValueError(f"{table.where}: column {missing[0]!r}, named with --keep-columns, was "
-                         f"not found; columns found: {list(table.columns)}")
     examples = _convert(table, {f: wanted[f] for f in fields if f in wanted}).examples
     if keep:
         for row_number, (row, example) in enumerate(zip(table.rows, examples), 1):

@@ -107,6 +107,29 @@ def test_a_table_of_fewer_options_is_cached_apart_and_a_whole_one_covers_it(tiny
     assert narrowed[0].startswith(whole.stem + "-options_")
 
 
+def test_a_narrowed_table_measured_again_is_used_over_the_older_whole_one(tiny, tmp_path,
+                                                                         monkeypatch):
+    from calibrate.search.targets import resolve_target
+    every = (*resolve_target("cpu").allowed(), as_precision("fp32"))
+    measured = []
+
+    def measure(model, batch, seq, *, precisions, **kwargs):
+        measured.append(len(measured))
+        return LatencyTable(device="test cpu", source="measured", batch=BATCH, seq=SEQ,
+                            num_layers=TINY_CONFIG.num_layers, other_ms=float(len(measured)),
+                            site_ms={f"{s}/{p}": 1.0 for p in precisions for s in SITES},
+                            executed={f"{s}/{p}": "xla" for p in precisions for s in SITES})
+    monkeypatch.setattr(latency, "measure_table", measure)
+
+    def table(options, again=False):
+        return table_for_target(tiny, "cpu", BATCH, SEQ, options=options, cache_dir=tmp_path,
+                                measure_again=again)
+    assert table(every).other_ms == 1.0
+    assert table(OPTIONS, again=True).other_ms == 2.0  # the machine was busy: measured again
+    assert table(OPTIONS).other_ms == 2.0  # the new one, not the older whole table
+    assert table(every).other_ms == 1.0  # the whole table still serves the whole options
+
+
 def test_a_measured_table_says_when_and_how_busy_the_machine_was(tiny, monkeypatch):
     monkeypatch.setattr(latency, "_time_sites", lambda config, b, s, precisions, **kw: (
         {f"{site}/{p}": 1.0 for p in precisions for site in SITES},
@@ -115,9 +138,14 @@ def test_a_measured_table_says_when_and_how_busy_the_machine_was(tiny, monkeypat
         {str(p): 30.0 for p in precisions}, {}))
     monkeypatch.setattr(latency.os, "getloadavg", lambda: (7.0, 0.0, 0.0))
     monkeypatch.setattr(latency.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(latency.time, "process_time", lambda: 0.0)  # this process: idle
     table = latency.measure_table(tiny, BATCH, SEQ, precisions=OPTIONS, repeats=1,
                                   dtype=jnp.float32)
     assert table.load_per_core == 3.5
+    # this process's own use of the cores is not other work: here one core, all its life
+    monkeypatch.setattr(latency.time, "process_time",
+                        lambda: latency.time.monotonic() - latency._STARTED)
+    assert latency._load_per_core() == 3.0
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d", table.measured_at)
     assert isinstance(table.load_per_core, float) and table.load_per_core >= 0
     assert LatencyTable.from_json(table.to_json()) == table

@@ -56,8 +56,8 @@ def test_a_folder_jax_already_caches_in_is_kept(no_cache_yet, tmp_path):
 
 def test_a_folder_that_cannot_be_made_is_a_warning(no_cache_yet, tmp_path):
     (tmp_path / "file").write_text("")
-    with pytest.warns(UserWarning, match=r"no persistent compilation cache \(cache_dir=.*file.* "
-                                         r"is a file"):
+    with pytest.warns(UserWarning, match=r"no persistent compilation cache \(.*file.*\); every "
+                                         r"executable is compiled"):
         assert engine.default_compilation_cache(tmp_path / "file" / "xla") is None
     assert jax.config.jax_compilation_cache_dir is None
     assert jax.config.jax_compilation_cache_max_size == -1
@@ -93,3 +93,16 @@ def test_the_bench_compiles_without_the_cache(no_cache_yet, monkeypatch, tmp_pat
     monkeypatch.setitem(cli.COMMANDS, "bench", lambda args: 0)
     assert cli.main(["bench", "--quick"]) == 0
     assert jax.config.jax_compilation_cache_dir is None and not (tmp_path / "xla").exists()
+
+
+def test_a_folder_that_cannot_be_written_is_one_warning_not_one_per_compilation(
+        no_cache_yet, tmp_path, monkeypatch):
+    """A read-only copy of a cache: JAX's locked reads and writes would each fail and warn."""
+    (tmp_path / "xla").mkdir()
+    access = engine.os.access
+    monkeypatch.setattr(engine.os, "access", lambda path, mode: (
+        False if str(path) == str(tmp_path / "xla") else access(path, mode)))
+    with pytest.warns(UserWarning, match=r"no persistent compilation cache \(.*xla cannot be "
+                                         r"written\)"):
+        assert engine.default_compilation_cache(tmp_path / "xla") is None
+    assert jax.config.jax_compilation_cache_dir is None

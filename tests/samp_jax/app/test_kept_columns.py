@@ -130,6 +130,9 @@ def test_a_value_json_cannot_hold_is_refused_naming_its_row_and_column(tmp_path)
     (np.int64(7), 7), (np.float32(0.5), 0.5), (np.float64(0.25), 0.25), (np.bool_(True), True), (np.str_("x"), "x"),
     (np.array([[1, 2], [3, 4]]), [[1, 2], [3, 4]]), ((1, "a"), [1, "a"]),
     (datetime.time(12, 30), "12:30:00"), ({"k": np.int8(-3)}, {"k": -3}),
+    (np.float32(0.1), 0.1), (np.float16(0.3), 0.3),
+    (np.datetime64("2026-01-02T03:04:05.123456789"), "2026-01-02T03:04:05.123456789"),
+    (np.datetime64("NaT", "s"), None),
 ])
 def test_passthrough_converts_numpy_and_python_values(value, expected):
     found = cells.passthrough(value, "here")
@@ -161,3 +164,64 @@ def test_the_api_reads_kept_columns_for_a_classifier_too(files):
                                          head=SEQUENCE_CLASSIFICATION.name, keep=["id"])
     assert [r[KEPT]["id"] for r in rows][:2] == ["007", "a-1"]
     assert all(set(r) == {"text", KEPT} for r in rows)
+
+
+def test_kept_values_that_look_like_marks_do_not_count_as_marked_rows(files, tmp_path, capsys):
+    """The truncated and non-finite counts come from the records' own fields, not from the
+    text of the lines, which a kept value can make look marked."""
+    data = tmp_path / "meta.jsonl"
+    data.write_text('{"text": "good movie", "meta": {"truncated": true, "non_finite": true}}\n'
+                    '{"text": "bad plot", "meta": {}}\n')
+    out = tmp_path / "p.jsonl"
+    assert main(["predict", "--model", str(files / "model"), "--data", str(data), "--out",
+                 str(out), "--keep-columns", "meta", "--json"]) == 0
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)
+    assert summary["truncated"] == 0 and "non_finite" not in summary
+    assert "truncated" not in captured.err and "NaN" not in captured.err
+    assert _records(out)[0]["meta"] == {"truncated": True, "non_finite": True}
+
+
+def test_a_taggers_missing_kept_column_is_named_not_the_tokens_column(tmp_path):
+    data = tmp_path / "sentences.jsonl"
+    data.write_text('{"text": "Ada went home", "id": "s1"}\n')
+    with pytest.raises(ValueError, match=r"column 'ID', named with --keep-columns, was not "
+                                         r"found; columns found: \['text', 'id'\]"):
+        predictions.read_model_inputs(data, Columns(), head=TOKEN_CLASSIFICATION.name,
+                                      keep=["ID"])
+
+
+def test_every_field_a_record_may_have_is_a_record_field_kept_columns_may_not_take():
+    """`check_kept` refuses `RECORD_FIELDS`; a record field missing from it would let a kept
+    column of that name be overwritten without a word."""
+    from types import SimpleNamespace
+    from samp_jax.models.head_kinds import SENTENCE_EMBEDDING, Readout
+
+    class Engine(SimpleNamespace):
+        def __call__(self, inputs):
+            return self.result
+    rows = [{"text": "a", "text_pair": "b"}]
+    engines = []
+    for readout, labels, width in ((Readout.CLASSES, np.array([1]), 2),
+                                   (Readout.LABELS, np.array([[True, False]]), 2),
+                                   (Readout.SCORE, None, 1)):
+        for activation in (None, "Sigmoid", "Identity"):
+            for bad in (False, True):
+                result = SimpleNamespace(logits=np.ones((1, width), np.float32), labels=labels,
+                                         truncated=[True], non_finite=[bad])
+                engines.append(Engine(head_kind=SEQUENCE_CLASSIFICATION.name, readout=readout,
+                                      labels=("a", "b")[:width], result=result,
+                                      cross_encoder_activation=activation))
+    embedding = SimpleNamespace(embeddings=np.ones((1, 4), np.float32), truncated=[True],
+                                non_finite=[True])
+    engines.append(Engine(head_kind=SENTENCE_EMBEDDING.name, result=embedding))
+    fields = set()
+    for engine in engines:
+        for record in predictions._answers(engine, rows):
+            fields |= set(record)
+    tagger = _engine(BIO, [_one_hot_logits(BIO, ["B-PER"])])
+    fields |= set(predictions._answers(tagger, [{"text": "Ada", "tokens": ["Ada"],
+                                                 "word_spans": [(0, 3)]}])[0])
+    assert fields <= set(predictions.RECORD_FIELDS), fields - set(predictions.RECORD_FIELDS)
+    assert {"label", "labels", "score", "scores", "logit", "cross_encoder_scores", "embedding",
+            "non_finite", "entities"} <= fields  # the variants above reached them

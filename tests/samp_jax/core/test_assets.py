@@ -198,7 +198,8 @@ def test_a_full_disk_while_fetching_is_said_so_not_offline_advice(tmp_path, monk
     _fake_download(tmp_path, monkeypatch)
     monkeypatch.setattr(assets.subprocess, "run", lambda command, **kwargs: (
         subprocess.CompletedProcess(command, 1, "", "ERROR: [Errno 28] No space left on device")))
-    with pytest.raises(assets.AssetError, match=r"the disk of .*cache is full: free space there, "
-                                                r"or set \$SAMP_JAX_CACHE") as caught:
+    with pytest.raises(assets.AssetError, match=r"a disk is full: that of .*cache, or of pip's "
+                                                r"own cache or the temporary folder .*; free "
+                                                r"space there, or set \$SAMP_JAX_CACHE") as caught:
         assets.fetch("fake")
     assert "offline" not in str(caught.value)

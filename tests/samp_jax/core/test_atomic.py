@@ -199,10 +199,12 @@ def test_sweep_dead_removes_only_this_hosts_dead_entries_of_the_tag(tmp_path):
     alive = tmp_path / f"{owned_prefix('.fetch-')}abc"
     elsewhere = tmp_path / f".fetch-{DEAD}-{'0' * 8 if host_tag() != '0' * 8 else '1' * 8}-abc"
     unrelated = tmp_path / f".other-{DEAD}-{host_tag()}-abc"
-    for folder in (dead, alive, elsewhere, unrelated):
+    unattributed = tmp_path / ".fetch-q3x_9a"  # tempfile's own name: whose, no one can tell
+    for folder in (dead, alive, elsewhere, unrelated, unattributed):
         folder.mkdir()
     sweep_dead(tmp_path, ".fetch-")
-    assert _listing(tmp_path) == sorted(p.name for p in (alive, elsewhere, unrelated))
+    assert _listing(tmp_path) == sorted(p.name for p in (alive, elsewhere, unrelated,
+                                                         unattributed))
 
 
 def test_a_dead_processs_old_folder_is_removed_once_the_new_one_is_in_place(tmp_path):
@@ -330,10 +332,12 @@ def test_a_cache_file_that_cannot_be_written_is_a_warning_naming_it(tmp_path):
     assert (tmp_path / "ok" / "table.json").read_text() == "{}"
 
 
-def test_a_save_another_process_commits_first_is_said_so(tmp_path, monkeypatch):
+@pytest.mark.parametrize("previous", [False, True])
+def test_a_save_another_process_commits_first_is_said_so(tmp_path, monkeypatch, previous):
     """Two saves of one folder commit at the same moment: the one whose rename finds the
-    other's folder in place says so, and the other's model stays whole."""
-    target = tmp_path / "model"
+    other's folder in place says so, and the other's model stays whole (the previous model,
+    which this save had set aside, goes: it was replaced)."""
+    target = _model(tmp_path / "model") if previous else tmp_path / "model"
     rename = os.rename
 
     def the_other_commits_first(src, dst):
