@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 from calibrate.calibration.calibrators import TINY_AMAX, HistogramStats, get_calibrator
 from calibrate.calibration.observers import SiteKey, channel_absmax_reduce, histogram_reduce, make_pass
 from samp_jax.models.model import check_ids
+from samp_jax.tasks.task import check_model
 from samp_jax.core.precision import CALIBRATOR_NAMES, SITES, PrecisionMap
 from samp_jax.core.primitives import smoothing_factors
 from samp_jax.ptq.quantized import SiteCalibration
@@ -290,10 +291,19 @@ def _checked_batches(model, batches: Iterable[Mapping[str, np.ndarray]],
     batch's ids against the model."""
     if smoothing is not None and not 0.0 <= smoothing <= 1.0:
         raise ValueError(f"smoothing={smoothing} must lie in [0, 1]")
+    check_model(model, what="calibrate", float_only=True)
+    if isinstance(batches, (Mapping, str)):  # one batch, or a text: not a list of batches
+        got = "one batch" if isinstance(batches, Mapping) else "a str"
+        raise TypeError(f"calibrate: batches is {got}; expected a list of tokenized batches, "
+                        "e.g. [tokenizer(texts)]")
     batches = list(batches)
     if not batches:
         raise CalibrationError("empty calibration set: no batches")
     for number, batch in enumerate(batches):
+        if not isinstance(batch, Mapping) or "input_ids" not in batch:
+            raise TypeError(f"calibrate: batch {number} is {batch!r:.60} ({type(batch).__name__}); "
+                            "expected a dict with input_ids, attention_mask and token_type_ids, "
+                            "as tokenizer(texts) gives (texts are tokenized first)")
         # out-of-range ids would be clamped inside the passes: scales from the wrong rows
         check_ids(model.config, batch["input_ids"], batch.get("attention_mask"),
                   batch.get("token_type_ids"), allow_padding_rows=True,

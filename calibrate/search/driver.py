@@ -50,6 +50,7 @@ The search is built from parts, each a module whose functions run (and are teste
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 
 from calibrate.search.config import SearchConfig
 from calibrate.search.latency import LatencyTable
@@ -58,6 +59,16 @@ from calibrate.search.plan import SearchPlan, plan_search
 from calibrate.search.result import SearchResult
 from calibrate.search.session import open_session
 from calibrate.search.tolerance import search_tolerance
+from samp_jax.tasks.task import a_kind, check_model, model_tokenizer
+
+def _raw_data(data) -> bool:
+    """Whether `data` is rows a task is made from rather than a task, batches or an objective:
+    a `datasets.Dataset`, a pandas DataFrame, one dict, or a list of texts or of row dicts."""
+    if hasattr(data, "column_names") or hasattr(data, "iloc") or isinstance(data, Mapping):
+        return True
+    first = data[0] if isinstance(data, (list, tuple)) and data else None
+    return isinstance(first, str) or (isinstance(first, Mapping) and "input_ids" not in first)
+
 
 # The entry point of each `SearchConfig.mode_name`.
 ENTRY_POINTS = {"tolerance": search_tolerance, "latency_target": search_latency_target}
@@ -74,7 +85,8 @@ def search(model, data, config: SearchConfig | SearchPlan | None = None, *, toke
         `Objective`, or unlabelled batches (proxy only).
       config: the settings (`SearchConfig`; default: all defaults, `target='auto'` as the CLI),
         or a `SearchPlan` already resolved for this model (`plan_search`).
-      tokenizer: the model's tokenizer; needed with a task.
+      tokenizer: the model's tokenizer; needed with a task (default: the one
+        `samp_jax.load` attached to the model).
       calibration: needed when an option has static scales (FP8, INT8 static) and `data` is
         not a task: a `Calibration`, or several by method (`calibrate_candidates`), from which
         each static INT8 site takes the clip that harms the model least. With a task and no
@@ -93,6 +105,13 @@ def search(model, data, config: SearchConfig | SearchPlan | None = None, *, toke
         a latency target below the fastest map the options allow.
     """
     start = time.perf_counter()
+    check_model(model, what="search", float_only=True)
+    tokenizer = model_tokenizer(model, tokenizer, what="search")
+    if _raw_data(data):
+        raise TypeError(f"search: data is {a_kind(data)}; expected a samp_jax.tasks.Task "
+                        "(samp_jax.tasks.load_task(your file, a datasets.Dataset or a list of "
+                        "dicts, labels=model.labels)), a built-in task name, or a list of "
+                        "tokenized batches (dicts of input_ids, attention_mask, token_type_ids)")
     if isinstance(config, SearchPlan):
         if settings or latency_table is not None:
             raise ValueError("a SearchPlan is already resolved: change its config and plan again "

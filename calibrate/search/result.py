@@ -112,6 +112,16 @@ class ToleranceCheck:
 class SearchResult:
     """The chosen map and everything measured on the way."""
 
+    def __repr__(self) -> str:
+        """The outcome in one line (`summary()` has the rest, `evaluated` every map)."""
+        chosen = self.chosen
+        return (f"SearchResult(objective={self.objective_name!r}, {self.metric_name or 'metric'}"
+                f"={chosen.metric!r} (FP32 {self.fp32_metric!r}), tolerance_met="
+                f"{self.tolerance_met}, int8_fraction={chosen.int8_fraction:.2f}, "
+                f"estimated_latency_ms={chosen.latency_ms:.4g}, maps_evaluated="
+                f"{len(self.evaluated)}, precision_map=PrecisionMap(default="
+                f"{self.precision_map.default}, {len(self.precision_map.rules)} rule(s)))")
+
     precision_map: PrecisionMap
     objective_name: str
     metric_name: str | None

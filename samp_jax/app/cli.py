@@ -51,7 +51,7 @@ from samp_jax.workflows.experiments import Variant, accuracy_table, format_table
 from samp_jax.workflows.pipeline import (ZERO_SHOT, builtin_model, is_search_output,
                                         keep_label_threshold, run_search, serve_as_measured)
 from samp_jax.core.assets import cache_dir, minilm_path
-from samp_jax.core.atomic import atomic_folder
+from samp_jax.core.atomic import atomic_folder, is_quantized_folder
 from samp_jax.ptq.loading import load
 from samp_jax.models.checkpoint import save_pretrained
 from samp_jax.models.config import EncoderConfig
@@ -350,8 +350,8 @@ def read_latency_table(path: str) -> LatencyTable:
 
 
 def _calibrate(args) -> int:
-    out = _check_output(args.out, what="--out", folder=True, model_folder=True,
-                        inputs=(args.model, args.data))
+    out = _check_output(args.out, what="--out", folder=True, inputs=(args.model, args.data),
+                        replaceable=is_quantized_folder)  # what QuantizedModel.save replaces
     check_precision_items([args.precision])
     variant = Variant(args.precision, ACTIVATIONS[args.activation], args.method, args.smoothing)
     model, tokenizer, description = resolve_model(args, progress=not args.json)

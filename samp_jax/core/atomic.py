@@ -73,6 +73,12 @@ def is_model_folder(folder: str | os.PathLike) -> bool:
     return any((Path(folder) / name).is_file() for name in MODEL_MARKERS)
 
 
+def is_quantized_folder(folder: str | os.PathLike) -> bool:
+    """A folder a quantized model may replace: an earlier quantized model (`quantization.json`).
+    A float checkpoint is not one: its weights are what a quantized copy is made from."""
+    return (Path(folder) / MODEL_MARKERS[0]).is_file()
+
+
 def holds_only(names: Iterable[str], folders: Mapping[str, Callable[[Path], bool]] | None = None
                ) -> Callable[[Path], bool]:
     """A `replaceable` test for a run's output folder: True when every entry of the folder is
@@ -118,11 +124,15 @@ def check_replaceable(target: str | os.PathLike, *,
     `target`: it does not exist, or is an empty folder, or a folder `replaceable` accepts.
     Writes nothing. Returns the resolved target (`resolve_output`)."""
     resolved = resolve_output(target)
-    models = replaceable is is_model_folder
+    models = replaceable in (is_model_folder, is_quantized_folder)
     if resolved.exists() and not resolved.is_dir():
         raise FileExistsError(f"{target} is a file; " + ("a model is saved as a folder" if models
                                                           else "expected a folder"))
     if resolved.is_dir() and any(resolved.iterdir()) and not replaceable(resolved):
+        if replaceable is is_quantized_folder and is_model_folder(resolved):
+            raise FileExistsError(f"{target} holds a float model (config.json and its weights), "
+                                  "which a quantized model saved there would replace; refusing "
+                                  "(choose an empty or new folder)")
         what = "holds no model" if models else "holds files this run does not write"
         raise FileExistsError(f"{target} is a non-empty folder that {what}; refusing to replace "
                               "it (choose an empty or new folder)")

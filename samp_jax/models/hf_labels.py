@@ -4,6 +4,7 @@ names (`label_names`), whether samp-jax reads its outputs as they were trained
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from samp_jax.models.config import ConfigError
@@ -11,6 +12,8 @@ from samp_jax.models.families import get_family
 from samp_jax.models.head_kinds import (PROBLEM_TYPES, Readout, check_label_threshold,
                                        unserved_problem_type)
 from samp_jax.models.heads import get_head_kind
+
+GENERIC_LABEL = re.compile(r"LABEL_\d+")  # transformers' default id2label names
 
 # HF's classifier width when a config states none: transformers writes no `id2label` for its
 # default two labels (LABEL_0, LABEL_1), and reads such a config back with two.

@@ -379,12 +379,14 @@ class QuantizedModel(nnx.Module):
         saving (`samp_jax.ptq.folder.check_seal`).
 
         Atomic (`samp_jax.core.atomic`): the folder is written beside `directory` and renamed into
-        place, so a crash leaves the previous model whole. Saving over a model folder replaces
-        the whole folder (files `save` does not write are not kept); a non-empty folder that
-        holds no model (no `quantization.json` / `config.json`) is refused before writing.
+        place, so a crash leaves the previous model whole. Saving over an earlier quantized
+        model replaces the whole folder (files `save` does not write are not kept); a float
+        checkpoint (`config.json` without `quantization.json`: perhaps the one this model was
+        made from) and a non-empty folder that holds no model are refused before writing.
 
         Raises:
-          FileExistsError: `directory` is a file, or a non-empty folder that holds no model.
+          FileExistsError: `directory` is a file, a float checkpoint, or a non-empty folder
+            that holds no model.
           ValueError: the head is a kind nothing could load back.
         """
         directory = Path(directory)

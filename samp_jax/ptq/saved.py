@@ -31,7 +31,7 @@ from safetensors import SafetensorError
 from safetensors.numpy import load as load_safetensors
 from safetensors.numpy import save_file
 
-from samp_jax.core.atomic import atomic_folder, check_not_interrupted
+from samp_jax.core.atomic import atomic_folder, check_not_interrupted, is_quantized_folder
 from samp_jax.core.precision import PrecisionMap, PrecisionMapError
 from samp_jax.core.version import __version__
 from samp_jax.models.checkpoint import CheckpointError
@@ -63,7 +63,8 @@ def write_folder(directory: Path, model: EncoderModel, *, head: dict[str, Any],
         if value.dtype.name in STORED_AS:
             value = value.view(STORED_AS[value.dtype.name])
         arrays[key] = np.array(value, order="C")  # ascontiguousarray would make scalars 1-D
-    with atomic_folder(directory) as tmp:  # replaces model folders only (atomic.is_model_folder)
+    # replaces an earlier quantized model only, never a float checkpoint (its source, maybe)
+    with atomic_folder(directory, replaceable=is_quantized_folder) as tmp:
         if model.tokenizer is not None:
             model.tokenizer.save(tmp)
         sidecar = {

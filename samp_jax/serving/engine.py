@@ -211,6 +211,14 @@ def default_compilation_cache(default: Path) -> Path | None:
         return None
 
 
+def _pairs(inputs) -> bool:
+    """Whether `inputs` is a list of two-string rows: (text, text_pair) pairs to `read`, or two
+    pre-split words each, which a tagger's caller may mean."""
+    return (isinstance(inputs, (list, tuple)) and len(inputs) > 0
+            and isinstance(inputs[0], (list, tuple)) and len(inputs[0]) == 2
+            and all(isinstance(x, str) for x in inputs[0]))
+
+
 def default_seq_buckets(max_length: int) -> list[int]:
     """The sequence buckets an engine compiles by default for a model taking `max_length`
     tokens: `DEFAULT_SEQ_BUCKETS`, then doublings while below `max_length` (1024, 2048, ...
@@ -434,6 +442,11 @@ class Engine:
             that is not right padding, or a row longer than the largest sequence bucket
             (without `truncate`).
         """
+        kind = self.head_declaration
+        if kind.classifies and kind.per_token and _pairs(inputs):
+            raise ValueError("inputs are (text, text_pair) pairs, which a token classifier does "
+                             "not tag; a row of pre-split words goes to "
+                             "engine.classify_words([[word, ...], ...])")
         rows = self._inputs.read(inputs)
         return self._postprocess(rows, self._run(rows))
 

@@ -226,7 +226,7 @@ def _row_kind(row, index: int) -> str:
             raise ValueError(f"row {index} is an empty list of token ids")
         return "token ids"
     raise TypeError(f"row {index} is {row!r:.80}; expected a str, a (str, str) pair or a list of "
-                    "int token ids")
+                    "int token ids (a tagger's pre-split words go to Engine.classify_words)")
 
 
 def _array_rows(array: np.ndarray) -> list:

@@ -80,6 +80,7 @@ import numpy as np
 from samp_jax.data.splits import TaskSplits
 from samp_jax.models.bio_tags import scheme_of
 from samp_jax.models.head_kinds import Readout
+from samp_jax.models.hf_labels import GENERIC_LABEL
 from samp_jax.tasks import cells
 from samp_jax.tasks.carving import (CARVE_ORDER, DEFAULT_FRACTIONS, MAX_CALIBRATION,  # noqa: F401
                                     MIN_ROWS, carve_splits, split_sizes, without_test_inputs)
@@ -94,7 +95,6 @@ from samp_jax.tasks.task import SPLITS, Task, readout_mismatch
 from samp_jax.tasks.types import TASK_TYPES, get_task_type
 
 _SET_FIELDS = ("tags", "labels")  # gold fields holding a list of labels per row
-GENERIC_LABEL = re.compile(r"LABEL_\d+")  # transformers' default id2label names
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,6 +151,10 @@ def load_task(source: Any = None, *, task_type: str | None = None, columns: Colu
       ValueError: the data cannot make this task (the message says where and why).
       TypeError: `source` is none of the kinds above.
     """
+    columns = as_columns(columns)
+    if isinstance(labels, (str, bytes)):  # a str is a Sequence of its characters
+        raise TypeError(f"labels={labels!r} is one string; expected the label names in id order, "
+                        "e.g. labels=model.labels or ('neg', 'pos')")
     task_type_obj = None if task_type is None else get_task_type(task_type)
     if task_type_obj is not None and head is not None and task_type_obj.head.name != head:
         raise ValueError(f"task_type={task_type!r} needs a {task_type_obj.head} head; the model "
@@ -269,6 +273,24 @@ class KeptColumnError(ValueError):
     """A column `read_inputs` was asked to keep is not in the data."""
 
 
+def as_columns(columns: Columns | Mapping[str, str]) -> Columns:
+    """`columns` as `Columns`: given so, or as a dict of its fields (`{"text": "review"}`).
+
+    Raises:
+      TypeError: a dict with a key that is no field, or another kind of value.
+    """
+    if isinstance(columns, Columns):
+        return columns
+    if isinstance(columns, Mapping):
+        unknown = sorted(set(columns) - {f.name for f in dataclasses.fields(Columns)})
+        if unknown:
+            raise TypeError(f"columns: {unknown} are not fields; expected some of "
+                            f"{[f.name for f in dataclasses.fields(Columns)]}")
+        return Columns(**columns)
+    raise TypeError(f"columns is a {type(columns).__name__}; expected samp_jax.tasks.Columns(...) "
+                    "or a dict of its fields, e.g. {'text': 'review', 'label': 'sentiment'}")
+
+
 def read_inputs(source: Any, *, columns: Columns = Columns(),
                 fields: Sequence[str] = ("text", "text_pair"),
                 keep: Sequence[str] = ()) -> list[dict]:
@@ -292,6 +314,7 @@ def read_inputs(source: Any, *, columns: Columns = Columns(),
       ValueError: the source is missing, empty or unreadable, lacks the first field's column
         or a kept column, or a row holds a value of the wrong kind (the message says where).
     """
+    columns = as_columns(columns)
     tables, explicit = read_tables(source, None)
     if explicit:
         folder = f" (e.g. {Path(str(source)) / sorted(tables)[0]})" if isinstance(

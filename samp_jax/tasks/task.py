@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import os
 from typing import Callable, Sequence
 
 import jax
@@ -40,7 +41,10 @@ from samp_jax.data import (
     wnut16_splits,
 )
 from samp_jax.models.head_kinds import LABEL_THRESHOLD, HeadKind, Readout, check_label_threshold
-from samp_jax.models.model import check_ids
+from samp_jax.models.hf_labels import GENERIC_LABEL
+from samp_jax.models.model import EncoderModel, check_ids
+from samp_jax.models.tokenizer import Tokenizer
+from samp_jax.ptq.quantized import QuantizedModel
 from samp_jax.serving.batching import DEFAULT_BUCKETS, TokenizedRows
 from samp_jax.serving.forward import jit_forward
 from samp_jax.serving.sharding import as_sharded, data_mesh, round_batch_size
@@ -185,6 +189,12 @@ class Task:
     def sizes(self) -> dict[str, int]:
         """Examples per split."""
         return {name: len(self.split(name)) for name in SPLITS}
+
+    def __repr__(self) -> str:
+        """The task in one line: its rows are counted, not printed (a notebook cell ending in
+        a task of 20,000 rows printed every one)."""
+        return (f"Task(name={self.name!r}, task_type={self.task_type.name!r}, "
+                f"labels={self.labels!r}, sizes={self.sizes()}, source={self.source!r})")
 
     def examples(self, split: str, *, max_examples: int | None = None,
                  seed: int = 0) -> list[dict]:
@@ -363,7 +373,8 @@ def evaluate(model, task: Task | str, split: str = "test", *, tokenizer=None, se
         search or fine-tune saved and the command line's `eval` defaults to): give
         `dataclasses.replace(task, label_threshold=model.label_threshold)` for that one.
       split: 'train', 'dev', 'calibration', 'search' or 'test'.
-      tokenizer: the model's `Tokenizer` (required unless `encoded` is given).
+      tokenizer: the model's `Tokenizer`; default: the one `samp_jax.load` attached to it
+        (needed unless `encoded` is given).
       seed: the split seed of a registered task.
       batch_size: rows per batch; with `mesh`, rounded up to a multiple of the device count.
       encoded: a pre-encoded split (skips tokenization when evaluating many variants).
@@ -378,6 +389,7 @@ def evaluate(model, task: Task | str, split: str = "test", *, tokenizer=None, se
       ValueError: a model without the task's head, or encoded rows the model cannot embed (ids
         outside its vocabulary, e.g. another model's tokenizer: `models.model.check_ids`).
     """
+    tokenizer = model_arguments(model, task, tokenizer, what="evaluate")
     task = get_task(task, seed=seed) if isinstance(task, str) else task
     check_head_fits(model, task)
     if encoded is None:
@@ -391,18 +403,95 @@ def evaluate(model, task: Task | str, split: str = "test", *, tokenizer=None, se
     return task.score(predict(forward, encoded, batch_size=batch_size, mesh=mesh), encoded)
 
 
+def model_arguments(model, task, tokenizer, *, what: str, float_only: bool = False):
+    """Checks the model, task and tokenizer a Python call (`what`) was given, before any work
+    (`check_model`, `check_task`, `model_tokenizer`); returns the tokenizer to use."""
+    check_model(model, what=what, float_only=float_only)
+    check_task(task, what=what)
+    return model_tokenizer(model, tokenizer, what=what)
+
+
+def a_kind(value) -> str:
+    """`value`'s type with its article, for messages: 'a str', 'an Engine'."""
+    name = type(value).__name__
+    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
+
+
+def check_model(model, *, what: str, float_only: bool = False) -> None:
+    """Raises TypeError unless `model` is an `EncoderModel` (or, without `float_only`, a
+    `QuantizedModel`), naming what it got and how to get one."""
+    kinds = (EncoderModel,) if float_only else (EncoderModel, QuantizedModel)
+    if isinstance(model, kinds):
+        return
+    if isinstance(model, (str, os.PathLike)):
+        hint = "a path: load it first, samp_jax.load(path)"
+    elif isinstance(model, QuantizedModel):
+        hint = "a quantized copy: give the float model it was made from"
+    else:
+        hint = "samp_jax.load(folder) gives one"
+    raise TypeError(f"{what}: model is {a_kind(model)} ({hint}); expected "
+                    + ("the float EncoderModel" if float_only
+                       else "an EncoderModel or QuantizedModel"))
+
+
+def check_task(task, *, what: str) -> None:
+    """Raises TypeError unless `task` is a `Task` or a built-in task's name."""
+    if not isinstance(task, (Task, str)):
+        raise TypeError(f"{what}: task is {a_kind(task)}; expected a samp_jax.tasks.Task "
+                        "(samp_jax.tasks.load_task(your file, a datasets.Dataset or a list of "
+                        "dicts, labels=model.labels)) or a built-in task name")
+
+
+def model_tokenizer(model, tokenizer, *, what: str):
+    """`tokenizer`, else the model's own (`samp_jax.load` attaches it); None when neither.
+
+    Raises:
+      TypeError: a tokenizer that is not a `samp_jax.Tokenizer` (a folder path, HF's own).
+    """
+    tokenizer = getattr(model, "tokenizer", None) if tokenizer is None else tokenizer
+    if tokenizer is not None and not isinstance(tokenizer, Tokenizer):
+        raise TypeError(f"{what}: tokenizer is {a_kind(tokenizer)}; expected a "
+                        "samp_jax.Tokenizer (model.tokenizer, or "
+                        "samp_jax.Tokenizer.from_pretrained(folder))")
+    return tokenizer
+
+
 def check_head_fits(model, task: Task) -> None:
-    """Raises ValueError unless the model's head is the kind `task` needs and reads its logits
-    as the task type does (`EncoderModel.readout` against `TaskType.readout`): one class per
-    row, a set of labels per row (multi-label), or one score per row (one output)."""
+    """Raises ValueError unless the model's head is the kind `task` needs, reads its logits
+    as the task type does (`EncoderModel.readout` against `TaskType.readout`: one class per
+    row, a set of labels per row (multi-label), or one score per row (one output)), and names
+    its classes, labels or tags as the task does (`check_labels_fit`)."""
     if model.head_kind != task.head.name:
         raise ValueError(f"task {task.name!r} ({task.task_type.name}) needs a {task.head} head; "
                          f"the model has {model.head_kind}")
     wanted, found = task.task_type.readout, model.readout
-    if wanted is None or found is None or wanted is found:
+    if wanted is not None and found is not None and wanted is not found:
+        raise ValueError(readout_mismatch(f"task {task.name!r} ({task.task_type.name})",
+                                          task.task_type, found, model.output_shape(1, 1)[-1]))
+    check_labels_fit(model, task)
+
+
+def check_labels_fit(model, task: Task) -> None:
+    """Raises ValueError when the task's label names (the class, label or tag of each id) are
+    not the model's, in the model's order: a task read without `labels=` numbers the names it
+    finds in sorted order, so a model that orders them otherwise (or has more) would be scored
+    with its ids read as other classes. A model without names, or with transformers' generic
+    `LABEL_<i>`, is taken as the task numbers it (nothing says otherwise), and so are the
+    data's own class ids ("0", "1", ...: ids, as the commands read them)."""
+    names, ours = getattr(model, "labels", None), task.labels
+    if not names or ours is None or tuple(names) == tuple(ours):
         return
-    raise ValueError(readout_mismatch(f"task {task.name!r} ({task.task_type.name})",
-                                      task.task_type, found, model.output_shape(1, 1)[-1]))
+    if all(GENERIC_LABEL.fullmatch(str(name)) for name in names):
+        return
+    if len(ours) <= len(names) and list(ours) == [str(i) for i in range(len(ours))]:
+        return  # the data's class ids, read as ids: the model's own numbering
+    unknown = [label for label in ours if label not in names]
+    why = (f"{unknown[:8]} are not among the model's labels {list(names)}" if unknown else
+           f"the model's are {list(names)}")
+    raise ValueError(f"task {task.name!r} names its {len(ours)} labels {list(ours)} by id, and "
+                     f"{why}: the model's ids would be scored as other labels. Read the data "
+                     "with the model's names, in its order: load_task(..., labels=model.labels)"
+                     " (as the samp-jax commands do)")
 
 
 TASK_READS = {Readout.CLASSES: "reads classes",

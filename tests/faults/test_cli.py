@@ -554,3 +554,13 @@ def test_predict_warns_of_rows_with_nothing_to_read(files, tmp_path, capsys):
     assert main(["predict", "--model", str(files / "model"), "--data", str(data),
                  "--out", str(out)]) == 0
     assert "warning" not in capsys.readouterr().err
+
+
+def test_calibrate_refuses_an_out_that_holds_a_float_checkpoint_before_any_work(
+        files, tmp_path, capsys, no_slow_work):
+    import shutil
+    other = shutil.copytree(files / "model", tmp_path / "another_float_model")
+    code = main(["calibrate", "--model", str(files / "model"), "--data", str(files / "data.csv"),
+                 "--precision", "quant_ffn_only", "--out", str(other)])
+    _one_line_error(capsys, code, 1, f"--out {other} holds a float model")
+    assert (other / "config.json").is_file() and not (other / "quantization.json").exists()

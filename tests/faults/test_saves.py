@@ -316,8 +316,10 @@ def test_saving_over_a_model_replaces_the_whole_folder(models, tmp_path):
     assert "README.md" not in _listing(folder) and TOKENIZER_FILE in _listing(folder)
     np.testing.assert_array_equal(_outputs(QuantizedModel.load(folder)), _outputs(new))
     hf = save_pretrained(samp_jax.load(HF), tmp_path / "hf")
-    models[0].save(hf)  # an HF checkpoint folder is a model folder too
-    assert (hf / "quantization.json").is_file() and not (hf / "config.json").exists()
+    before = _listing(hf)
+    with pytest.raises(FileExistsError, match="holds a float model"):
+        models[0].save(hf)  # a float checkpoint, perhaps the quantized model's source: kept
+    assert _listing(hf) == before and not (hf / "quantization.json").exists()
 
 
 # ------------------------------------------------------------- the rename window

@@ -354,3 +354,23 @@ def test_a_save_another_process_commits_first_is_said_so(tmp_path, monkeypatch, 
             (tmp / "config.json").write_text("ours")
     assert (target / "config.json").read_text() == "theirs"
     assert _listing(tmp_path) == ["model"]  # ours removed
+
+
+def test_a_quantized_save_never_replaces_a_float_checkpoint(tmp_path):
+    """`QuantizedModel.save` over the folder its float model came from would lose the FP32
+    weights and everything else there; an earlier quantized model is replaced as before."""
+    from samp_jax.core.atomic import is_quantized_folder
+    float_model = _model(tmp_path / "float")  # config.json: an HF checkpoint
+    (float_model / "model.safetensors").write_text("fp32 weights")
+    with pytest.raises(FileExistsError, match=r"float holds a float model \(config.json and its "
+                                              r"weights\), which a quantized model saved there "
+                                              "would replace"):
+        with atomic_folder(float_model, replaceable=is_quantized_folder):
+            pytest.fail("nothing is written")
+    assert _listing(float_model) == ["config.json", "model.safetensors"]
+    quantized = tmp_path / "int8"
+    quantized.mkdir()
+    (quantized / "quantization.json").write_text("old")
+    with atomic_folder(quantized, replaceable=is_quantized_folder) as tmp:
+        (tmp / "quantization.json").write_text("new")
+    assert (quantized / "quantization.json").read_text() == "new"

@@ -563,3 +563,17 @@ def test_a_restarted_process_loads_the_engine_from_the_persistent_cache(minilm_d
     assert first["cache_hits"] == 0 and first["cache_misses"] == 2
     assert second["cache_hits"] == 2 and second["cache_misses"] == 0  # loaded, none compiled
     assert second["embeddings"] == first["embeddings"]
+
+
+def test_a_taggers_engine_refuses_pairs_and_points_at_classify_words(tmp_path):
+    """`engine([["John", "Paris"]])` would tag `[CLS] John [SEP] Paris [SEP]`, a pair, not the
+    two words; a longer word list's error says where words go."""
+    from tests.helpers import GOLDEN
+    tagger = samp_jax.load(GOLDEN / "families" / "bert" / "tokcls")
+    engine = samp_jax.compile(tagger, seq_buckets=(16,), batch_size=2, precompile=False)
+    with pytest.raises(ValueError, match=r"pairs, which a token classifier does not tag; a row "
+                                         r"of pre-split words goes to engine\.classify_words"):
+        engine([["John", "Paris"]])
+    with pytest.raises(TypeError, match=r"a tagger's pre-split words go to Engine\.classify_words"):
+        engine([["John", "went", "to", "Paris"]])
+    assert len(engine.classify_words([["John", "Paris"]]).word_labels[0]) == 2
