@@ -471,6 +471,10 @@ def check_head_fits(model, task: Task) -> None:
     check_labels_fit(model, task)
 
 
+class LabelMismatch(ValueError):
+    """A task's label names are not the model's, in its order (`check_labels_fit`)."""
+
+
 def check_labels_fit(model, task: Task) -> None:
     """Raises ValueError when the task's label names (the class, label or tag of each id) are
     not the model's, in the model's order: a task read without `labels=` numbers the names it
@@ -483,12 +487,14 @@ def check_labels_fit(model, task: Task) -> None:
         return
     if all(GENERIC_LABEL.fullmatch(str(name)) for name in names):
         return
-    if len(ours) <= len(names) and list(ours) == [str(i) for i in range(len(ours))]:
-        return  # the data's class ids, read as ids: the model's own numbering
+    if len(ours) <= len(names) and list(ours) == [str(i) for i in range(len(ours))] and all(
+            name not in names or names.index(name) == i for i, name in enumerate(ours)):
+        return  # the data's class ids, read as ids: the model's own numbering (unless "0" is
+        # also the name of another of its classes: -1/0/1 sentiment, read by name)
     unknown = [label for label in ours if label not in names]
     why = (f"{unknown[:8]} are not among the model's labels {list(names)}" if unknown else
            f"the model's are {list(names)}")
-    raise ValueError(f"task {task.name!r} names its {len(ours)} labels {list(ours)} by id, and "
+    raise LabelMismatch(f"task {task.name!r} names its {len(ours)} labels {list(ours)} by id, and "
                      f"{why}: the model's ids would be scored as other labels. Read the data "
                      "with the model's names, in its order: load_task(..., labels=model.labels)"
                      " (as the samp-jax commands do)")

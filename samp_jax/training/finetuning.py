@@ -42,7 +42,7 @@ from samp_jax.models.heads import check_labels
 from samp_jax.models.tokenizer import Tokenizer
 from samp_jax.serving.forward import batch_inputs, merged_call
 from samp_jax.tasks.chance import ChanceLevel, chance_level
-from samp_jax.tasks.task import Task, check_head_fits, get_task, predict
+from samp_jax.tasks.task import LabelMismatch, Task, check_head_fits, get_task, predict
 from samp_jax.tasks.truncation import Truncation
 
 
@@ -164,7 +164,12 @@ def finetune(model, task: Task | str, tokenizer: Tokenizer, config: FinetuneConf
     model = nnx.clone(model)
     if hasattr(model.head, "problem_type") and model.head.problem_type is None:
         model.head.problem_type = loss.problem_type
-    check_head_fits(model, task)
+    try:
+        check_head_fits(model, task)
+    except LabelMismatch as e:
+        raise ValueError(f"{e}. Or, to train this head for the task's labels instead, clear its "
+                         "names first (model.head.labels = None), as samp-jax finetune gives a "
+                         "head of other names a new one") from None
     splits = task.splits
     if not splits.train or not splits.dev:
         raise ValueError(f"task {task.name!r} needs train and dev examples to fine-tune; it has "

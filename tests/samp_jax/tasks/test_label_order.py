@@ -68,3 +68,22 @@ def test_a_taggers_task_of_the_tags_the_data_holds_is_refused_not_an_index_error
         check_labels_fit(tagger, SimpleNamespace(name="tags", labels=("O", "B-LOC", "B-PER")))
     generic = SimpleNamespace(labels=("LABEL_0", "LABEL_1"))
     check_labels_fit(generic, SimpleNamespace(name="t", labels=("a", "b")))  # nothing to go by
+
+
+def test_ids_that_are_also_other_classes_names_are_refused():
+    """-1/0/1 sentiment, and data holding only 0 and 1: read as ids they would be the model's
+    "-1" and "0"; the commands read them by name."""
+    from types import SimpleNamespace
+    from samp_jax.tasks.task import check_labels_fit
+    model = SimpleNamespace(labels=("-1", "0", "1"))
+    with pytest.raises(ValueError, match=r"names its 2 labels \['0', '1'\]"):
+        check_labels_fit(model, SimpleNamespace(name="t", labels=("0", "1")))
+    check_labels_fit(SimpleNamespace(labels=("0", "1", "2")), SimpleNamespace(name="t",
+                                                                              labels=("0", "1")))
+
+
+def test_finetune_says_how_to_train_the_head_for_other_names(permuted):
+    model, data = permuted
+    with pytest.raises(ValueError, match=r"the model's are \['pos', 'neg'\].*clear its names "
+                                         r"first \(model\.head\.labels = None\)"):
+        sj.finetune(model, load_task(data), model.tokenizer, sj.FinetuneConfig(), progress=False)
