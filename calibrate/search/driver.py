@@ -61,6 +61,7 @@ from calibrate.search.session import open_session
 from calibrate.search.tolerance import search_tolerance
 from samp_jax.tasks.task import a_kind, check_model, model_tokenizer
 
+
 def _raw_data(data) -> bool:
     """Whether `data` is rows a task is made from rather than a task, batches or an objective:
     a `datasets.Dataset`, a pandas DataFrame, one dict, or a list of texts or of row dicts."""

@@ -22,9 +22,9 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import hashlib
-import os
 import json
 import math
+import os
 import re
 import time
 import warnings
@@ -454,7 +454,8 @@ def table_name(config: EncoderConfig, target: Target, batch: int, seq: int) -> s
 
     The versions, the processor, the host-memory mode and a digest of `XLA_FLAGS` (when set)
     are in the name: a new jax, new model code, another CPU, unkept host buffers or other XLA
-    flags time differently (a cache folder may be shared between machines and programs). TABLE_VERSION moves when samp-jax's timings do. Besides
+    flags time differently (a cache folder may be shared between machines and programs).
+    TABLE_VERSION moves when samp-jax's timings do. Besides
     the readable shape, the family and a digest of the whole architecture are in it: the time
     outside the GEMM sites (attention with MPNet's bias or DeBERTa's relative terms, an
     embedding projection) differs between families of the same shape.

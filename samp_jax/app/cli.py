@@ -65,7 +65,8 @@ from samp_jax.serving.distributed import (check_same, check_same_options, descri
 from samp_jax.tasks import SPLITS, TASKS, Task, get_task
 from samp_jax.tasks.task import CALIBRATION_BATCH_SIZE, CALIBRATION_EXAMPLES
 from samp_jax.tasks.truncation import Truncation, as_dicts
-from samp_jax.tasks.files import GENERIC_LABEL, Columns, load_task
+from samp_jax.models.hf_labels import GENERIC_LABEL
+from samp_jax.tasks.files import Columns, load_task
 from samp_jax.tasks.trained_rows import TRAINED_ROWS_FILE, overlap, save_trained_rows, trained_rows
 from samp_jax.training import FinetuneConfig, finetune
 

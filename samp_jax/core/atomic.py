@@ -151,13 +151,14 @@ def _siblings(target: Path, tag: str) -> list[Path]:
 def host_tag() -> str:
     """Eight hex digits naming this machine and PID namespace (its host name, boot id and
     `/proc/self/ns/pid`, where they can be read): PIDs compare only within one."""
-    parts = [socket.gethostname()]
-    for path in ("/proc/sys/kernel/random/boot_id", "/proc/self/ns/pid"):
+    def read(what: Callable[[], str]) -> str:
         try:
-            parts.append(os.readlink(path) if path.endswith("/pid") else
-                         Path(path).read_text().strip())
+            return what()
         except OSError:
-            parts.append("")
+            return ""
+    parts = [socket.gethostname(),
+             read(lambda: Path("/proc/sys/kernel/random/boot_id").read_text().strip()),
+             read(lambda: os.readlink("/proc/self/ns/pid"))]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:8]
 
 
@@ -166,15 +167,24 @@ def _token() -> str:
     return f"{os.getpid()}-{host_tag()}-{secrets.token_hex(4)}"
 
 
+def _owner(leftover: Path, tag: str) -> tuple[str, str | None] | None:
+    """`(PID, HOST)` from a leftover's name after its last `tag` (HOST None in the older
+    `PID-XXXXXXXX` form), or None when it names no PID."""
+    fields = leftover.name.rsplit(tag, 1)[-1].split("-")
+    if not fields[0].isdigit():
+        return None
+    return fields[0], fields[1] if len(fields) >= 3 else None
+
+
 def _owner_alive(leftover: Path, tag: str) -> bool:
     """Whether the process that made `leftover` (PID in its name) may still be running: it
     is, or it ran on another machine or in another PID namespace (`host_tag`), where this
     process cannot tell."""
-    fields = leftover.name.rsplit(tag, 1)[-1].split("-")
-    pid = fields[0]
-    if not pid.isdigit():
+    owner = _owner(leftover, tag)
+    if owner is None:
         return False  # not a name this module makes
-    if len(fields) >= 3 and fields[1] != host_tag():
+    pid, host = owner
+    if host is not None and host != host_tag():
         return True  # another machine's or container's process: leave it
     try:
         os.kill(int(pid), 0)
@@ -208,9 +218,9 @@ def sweep_dead(folder: Path, tag: str) -> None:
     and PID namespace that are no longer running (a temporary folder `kill -9` left)."""
     if folder.is_dir():
         for leftover in folder.iterdir():
-            fields = leftover.name[len(tag):].split("-")
-            owned = leftover.name.startswith(tag) and len(fields) >= 3 and fields[0].isdigit()
-            if owned and not _owner_alive(leftover, tag):  # others: no owner to ask about
+            owner = _owner(leftover, tag) if leftover.name.startswith(tag) else None
+            # a name without PID and HOST has no owner to ask about: left
+            if owner is not None and owner[1] is not None and not _owner_alive(leftover, tag):
                 _remove(leftover)
 
 

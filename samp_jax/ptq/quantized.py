@@ -456,8 +456,8 @@ class QuantizedModel(nnx.Module):
 
 def _skeleton(saved: SavedFolder) -> EncoderModel:
     """The model `saved` describes, each GEMM site a `QuantizedGemmSite` at its precision, with
-    abstract weights (shapes and dtypes, for `restore_weights` to fill); a head or map that does not build raises a ValueError naming the
-    sidecar."""
+    abstract weights (shapes and dtypes, for `restore_weights` to fill); a head or map that
+    does not build raises a ValueError naming the sidecar."""
     try:  # shapes and dtypes only (no random draws): `restore_weights` assigns every variable
         return nnx.eval_shape(lambda: _quantized_model(
             saved.config, saved.sidecar["head"], saved.precision_map, saved.dtype, saved.smoothed,

@@ -56,7 +56,7 @@ from samp_jax.core.precision import PrecisionMap, precision_of_dtype
 from samp_jax.ptq.quantized import QuantizedModel, quantize
 from samp_jax.serving.batching import bucket_batches, buckets_to
 from samp_jax.serving.forward import INPUT_KEYS, batch_inputs, merged_call
-from samp_jax.serving.inputs import InputReader, Rows
+from samp_jax.serving.inputs import InputReader, Rows, is_pair
 from samp_jax.serving.xla_cache import checked_reads
 
 DEFAULT_SEQ_BUCKETS = (32, 64, 128, 256, 512)
@@ -179,7 +179,8 @@ def _cache_setting() -> str:
 
 def _cache_from_environment() -> str | None:
     """The folder `$SAMP_JAX_XLA_CACHE` names, or None when it is unset, empty or `CACHE_OFF`."""
-    return None if _cache_setting() in ("", CACHE_OFF) else _cache_setting()
+    setting = _cache_setting()
+    return None if setting in ("", CACHE_OFF) else setting
 
 
 def default_compilation_cache(default: Path) -> Path | None:
@@ -209,14 +210,6 @@ def default_compilation_cache(default: Path) -> Path | None:
         warnings.warn(f"no persistent compilation cache ({e}); every executable is compiled "
                       f"(${CACHE_ENV} names another folder, '{CACHE_OFF}' turns it off)")
         return None
-
-
-def _pairs(inputs) -> bool:
-    """Whether `inputs` is a list of two-string rows: (text, text_pair) pairs to `read`, or two
-    pre-split words each, which a tagger's caller may mean."""
-    return (isinstance(inputs, (list, tuple)) and len(inputs) > 0
-            and isinstance(inputs[0], (list, tuple)) and len(inputs[0]) == 2
-            and all(isinstance(x, str) for x in inputs[0]))
 
 
 def default_seq_buckets(max_length: int) -> list[int]:
@@ -443,7 +436,9 @@ class Engine:
             (without `truncate`).
         """
         kind = self.head_declaration
-        if kind.classifies and kind.per_token and _pairs(inputs):
+        # a list of pairs (`InputReader.read` refuses a mix), or of two pre-split words each
+        if kind.classifies and kind.per_token and isinstance(inputs, (list, tuple)) and inputs \
+                and is_pair(inputs[0]):
             raise ValueError("inputs are (text, text_pair) pairs, which a token classifier does "
                              "not tag; a row of pre-split words goes to "
                              "engine.classify_words([[word, ...], ...])")

@@ -213,10 +213,15 @@ def _texts_named(groups: Sequence[Sequence[str]], name):
         raise
 
 
+def is_pair(row) -> bool:
+    """Whether `row` is a (text, text_pair) pair: two strings in a tuple or list."""
+    return isinstance(row, (tuple, list)) and len(row) == 2 and all(isinstance(x, str) for x in row)
+
+
 def _row_kind(row, index: int) -> str:
     if isinstance(row, str):
         return "a text"
-    if isinstance(row, (tuple, list)) and len(row) == 2 and all(isinstance(x, str) for x in row):
+    if is_pair(row):
         return "a (text, text_pair) pair"
     if isinstance(row, np.ndarray) and row.ndim == 1 and np.issubdtype(row.dtype, np.integer):
         return "token ids"

@@ -155,9 +155,9 @@ def binary(value, at: str, task_type: str = "embedding_pairs") -> int:
         value = int(value.lower() == "true")
     if value not in (0, 1):
         raise ValueError(f"{at} has label {value!r}; task type {task_type} reads a label "
-                         "column as 0/1 gold (true or false); a column of scores to rank against (1-5 "
-                         "ratings, similarities) goes to the score field: name it with "
-                         "--score-column (Columns(score=...))")
+                         "column as 0/1 gold (true or false); a column of scores to rank "
+                         "against (1-5 ratings, similarities) goes to the score field: name it "
+                         "with --score-column (Columns(score=...))")
     return value
 
 

@@ -70,7 +70,6 @@ are dropped, and the task's `source` says how many.
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -91,7 +90,7 @@ from samp_jax.tasks.columns import (DEFAULT_NAMES, DEFAULT_PAIRS, FIELDS, LIST_F
 from samp_jax.tasks.metrics import ENTITY_F1
 from samp_jax.tasks.readers import (FORMATS, SPLIT_NAMES, Table, describe_source,  # noqa: F401
                                     read_tables)
-from samp_jax.tasks.task import SPLITS, Task, readout_mismatch
+from samp_jax.tasks.task import SPLITS, Task, a_kind, readout_mismatch
 from samp_jax.tasks.types import TASK_TYPES, get_task_type
 
 _SET_FIELDS = ("tags", "labels")  # gold fields holding a list of labels per row
@@ -287,8 +286,8 @@ def as_columns(columns: Columns | Mapping[str, str]) -> Columns:
             raise TypeError(f"columns: {unknown} are not fields; expected some of "
                             f"{[f.name for f in dataclasses.fields(Columns)]}")
         return Columns(**columns)
-    raise TypeError(f"columns is a {type(columns).__name__}; expected samp_jax.tasks.Columns(...) "
-                    "or a dict of its fields, e.g. {'text': 'review', 'label': 'sentiment'}")
+    raise TypeError(f"columns is {a_kind(columns)}; expected samp_jax.tasks.Columns(...) or a "
+                    "dict of its fields, e.g. {'text': 'review', 'label': 'sentiment'}")
 
 
 def read_inputs(source: Any, *, columns: Columns = Columns(),

@@ -494,10 +494,10 @@ def check_labels_fit(model, task: Task) -> None:
     unknown = [label for label in ours if label not in names]
     why = (f"{unknown[:8]} are not among the model's labels {list(names)}" if unknown else
            f"the model's are {list(names)}")
-    raise LabelMismatch(f"task {task.name!r} names its {len(ours)} labels {list(ours)} by id, and "
-                     f"{why}: the model's ids would be scored as other labels. Read the data "
-                     "with the model's names, in its order: load_task(..., labels=model.labels)"
-                     " (as the samp-jax commands do)")
+    raise LabelMismatch(f"task {task.name!r} names its {len(ours)} labels {list(ours)} by id, "
+                        f"and {why}: the model's ids would be scored as other labels. Read the "
+                        "data with the model's names, in its order: load_task(..., "
+                        "labels=model.labels) (as the samp-jax commands do)")
 
 
 TASK_READS = {Readout.CLASSES: "reads classes",
