@@ -74,6 +74,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Iterator, NamedTuple, Sequence
 
+import jax
 import numpy as np
 
 from samp_jax.core import strict_json
@@ -268,11 +269,14 @@ def _engine(model, count: int, batch_size: int, label_threshold: float | None,
     """The engine that predicts `count` rows: the default buckets up to `serving_limit`
     (`buckets_to`: the length buckets evaluation cuts rows into), compiled only when reached
     (the rows are known; most reach few buckets), reading a multi-label model's labels at
-    `label_threshold`."""
+    `label_threshold`, on every device of this process (`compile(devices=...)`: each chunk's
+    rows split over them; `batch_size` rounded up to a multiple of their number)."""
     buckets = tuple(buckets_to(serving_limit(model, max_length)))
     batch_size = min(batch_size, count)  # a batch larger than the rows is all padding
+    devices = jax.local_devices()  # several: each chunk's rows split over them
     return compile_engine(model, seq_buckets=buckets, batch_size=batch_size, truncate=True,
-                          precompile=False, label_threshold=label_threshold)
+                          precompile=False, label_threshold=label_threshold,
+                          devices=devices if len(devices) > 1 else None)
 
 
 def json_lines(records: Sequence[dict]) -> bytes:

@@ -8,8 +8,8 @@ process's devices and a `data_mesh()` spans them all. samp-jax uses it two ways:
   every device of every process (`sharding.sharded_forward`); a process copies only its own
   devices' rows to them and the outputs are gathered to every process, so each can score.
 - **prediction** (`samp-jax predict`): each process predicts its own contiguous block of the
-  rows (`process_rows`) on one of its devices (one process per device uses them all), and
-  process 0 gathers the records
+  rows (`process_rows`), split over its own devices (`compile(devices=jax.local_devices())`),
+  and process 0 gathers the records
   (`gather_bytes`) and writes the one output file.
 
 Every process must read the same model and the same data, and be given the same options:

@@ -47,6 +47,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 from jax.experimental.compilation_cache import compilation_cache
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from samp_jax.models.head_kinds import (LABEL_THRESHOLD, HeadKind, HeadOutput, Readout,
                                        check_label_threshold)
@@ -57,6 +59,7 @@ from samp_jax.ptq.quantized import QuantizedModel, quantize
 from samp_jax.serving.batching import bucket_batches, buckets_to
 from samp_jax.serving.forward import INPUT_KEYS, batch_inputs, merged_call
 from samp_jax.serving.inputs import InputReader, Rows, is_pair
+from samp_jax.serving.sharding import data_mesh, local_devices, round_batch_size, split_rows
 from samp_jax.serving.xla_cache import checked_reads
 
 DEFAULT_SEQ_BUCKETS = (32, 64, 128, 256, 512)
@@ -233,7 +236,8 @@ def compile(model: EncoderModel | QuantizedModel, *, tokenizer: Tokenizer | None
             seq_buckets: Sequence[int] | None = None, batch_size: int | None = None,
             batch_buckets: Sequence[int] | None = None, dtype=None, truncate: bool = False,
             cache_dir: str | os.PathLike | None = None, progress: bool = False,
-            precompile: bool = True, label_threshold: float | None = None) -> "Engine":
+            precompile: bool = True, label_threshold: float | None = None,
+            devices: Sequence[jax.Device] | None = None) -> "Engine":
     """Compiles `model` for serving: one executable per (batch bucket, sequence bucket).
 
     Args:
@@ -268,6 +272,12 @@ def compile(model: EncoderModel | QuantizedModel, *, tokenizer: Tokenizer | None
         holds every label whose sigmoid probability is at least it. A number strictly between
         0 and 1; None: the model's own (`EncoderModel.label_threshold`, which a search or
         fine-tune saves with it), else `LABEL_THRESHOLD` (0.5). Only for a multi-label head.
+      devices: this process's devices to serve on, e.g. `jax.local_devices()`. With several,
+        each executable is data parallel: every device holds a copy of the weights and runs
+        its share of each chunk's rows (`samp_jax.serving.sharding.split_rows`), and
+        `batch_size` and every batch bucket are rounded up to a multiple of their number
+        (a chunk is padded with all-padding rows, dropped from the output). One device: the
+        engine runs there. None (the default): on JAX's default device.
 
     Returns:
       An `Engine`, compiled (every bucket, or none yet with `precompile=False`).
@@ -276,13 +286,14 @@ def compile(model: EncoderModel | QuantizedModel, *, tokenizer: Tokenizer | None
       TypeError: `model` is neither an `EncoderModel` nor a `QuantizedModel`, or `tokenizer`
         is not a `Tokenizer`.
       ValueError: no tokenizer (neither `tokenizer=` nor `model.tokenizer`), invalid
-        buckets, batch size or dtype, or a `label_threshold` that is not strictly between 0
-        and 1 or is given for a head that is not multi-label (checked before compiling).
+        buckets, batch size, dtype or devices (`samp_jax.serving.sharding.local_devices`), or
+        a `label_threshold` that is not strictly between 0 and 1 or is given for a head that
+        is not multi-label (checked before compiling).
     """
     return Engine(model, tokenizer=tokenizer, seq_buckets=seq_buckets, batch_size=batch_size,
                   batch_buckets=batch_buckets, dtype=dtype, truncate=truncate,
                   cache_dir=cache_dir, progress=progress, precompile=precompile,
-                  label_threshold=label_threshold)
+                  label_threshold=label_threshold, devices=devices)
 
 
 class Engine:
@@ -308,7 +319,8 @@ class Engine:
         (`EncoderModel.cross_encoder_activation`; the logits are returned without it), or None.
       seq_buckets, batch_buckets: the shapes served, ascending (all compiled, unless the
         engine was built with `precompile=False`: then those reached so far).
-      batch_size: most rows per executable call.
+      batch_size: most rows per executable call (a multiple of the devices' number).
+      devices: the devices served on (`compile(devices=...)`), or None: JAX's default one.
       truncate: whether over-long rows are cut instead of rejected.
       compile_report: one dict per executable, in compilation order: `batch`, `seq`,
         `seconds` (lower + compile).
@@ -327,7 +339,8 @@ class Engine:
                  seq_buckets: Sequence[int] | None = None, batch_size: int | None = None,
                  batch_buckets: Sequence[int] | None = None, dtype=None, truncate: bool = False,
                  cache_dir: str | os.PathLike | None = None, progress: bool = False,
-                 precompile: bool = True, label_threshold: float | None = None):
+                 precompile: bool = True, label_threshold: float | None = None,
+                 devices: Sequence[jax.Device] | None = None):
         if not isinstance(model, (EncoderModel, QuantizedModel)):
             raise TypeError(f"compile needs an EncoderModel or a QuantizedModel, "
                             f"got {type(model).__name__}")
@@ -356,6 +369,12 @@ class Engine:
             raise ValueError(f"seq_buckets={self.seq_buckets} has {self.seq_buckets[-1]}, more "
                              f"than {why}")
         self.batch_size, self.batch_buckets = _check_batch(batch_size, batch_buckets)
+        self.devices = None if devices is None else local_devices(devices)
+        if self.devices is not None and len(self.devices) > 1:  # equal rows on every device
+            shards = len(self.devices)
+            self.batch_size = round_batch_size(self.batch_size, shards)
+            self.batch_buckets = tuple(sorted({round_batch_size(b, shards)
+                                               for b in self.batch_buckets}))
         if not isinstance(truncate, bool):
             raise TypeError(f"truncate={truncate!r} must be True or False")
         if not isinstance(precompile, bool):
@@ -378,9 +397,20 @@ class Engine:
         cache_dir = cache_dir if cache_dir is not None else _cache_from_environment()
         self.cache_dir = None if cache_dir is None else enable_compilation_cache(cache_dir)
         self._graphdef, state = nnx.split(self.model)
+        # Where the weights and each chunk's rows go: the default device (None), one device,
+        # or a copy of the weights on each device and the rows split over them.
+        self._weights_at, self._rows_at, forward = None, None, self._forward
+        if self.devices is not None and len(self.devices) == 1:
+            self._weights_at = self._rows_at = jax.sharding.SingleDeviceSharding(self.devices[0])
+        elif self.devices is not None:
+            mesh = data_mesh(self.devices)
+            self._weights_at = NamedSharding(mesh, P())
+            self._rows_at = NamedSharding(mesh, P(mesh.axis_names[0]))
+            forward = split_rows(self._forward, mesh, axis=mesh.axis_names[0])
         # the weights as they are now: the split's Variables are the model's own, which a later
         # `nnx.update` or `variable[...] = ...` would change under the executables
-        self._state = jax.tree.map(lambda value: value, state)
+        self._state = jax.tree.map(lambda value: value if self._weights_at is None else
+                                   jax.device_put(value, self._weights_at), state)
         self.head_declaration = _declared_head(self.model)
         self.compile_report: list[dict[str, Any]] = []
         self.num_compilations = 0
@@ -390,7 +420,7 @@ class Engine:
         self._executables: dict[tuple[int, int], Any] = {}
         # The weights are an argument, not constants baked into the executable: compiling
         # stays fast and cache entries stay small.
-        self._jitted = jax.jit(self._forward)
+        self._jitted = jax.jit(forward)
         self._progress = progress
         if precompile:
             for batch in self.batch_buckets:
@@ -404,7 +434,7 @@ class Engine:
     def _compile(self, batch: int, seq: int):
         """Compiles the (batch, seq) executable, records it and returns it."""
         start = time.perf_counter()
-        spec = jax.ShapeDtypeStruct((batch, seq), jnp.int32)
+        spec = jax.ShapeDtypeStruct((batch, seq), jnp.int32, sharding=self._rows_at)
         executable = self._jitted.lower(self._state, spec, spec, spec).compile()
         seconds = time.perf_counter() - start
         self._executables[batch, seq] = executable
@@ -491,7 +521,10 @@ class Engine:
                                            batch_buckets=self.batch_buckets,
                                            pad_values={"input_ids": self.tokenizer.pad_id}):
             shape = batch["input_ids"].shape
-            pending.append((index, self._executable(shape)(self._state, *batch_inputs(batch))))
+            inputs = batch_inputs(batch)
+            if self._rows_at is not None:
+                inputs = jax.device_put(inputs, self._rows_at)
+            pending.append((index, self._executable(shape)(self._state, *inputs)))
             with self._lock:
                 self.bucket_calls[shape] += 1
         return pending
@@ -556,6 +589,7 @@ class Engine:
         return (f"Engine(head_kind={self.head_kind!r}, dtype={jnp.dtype(dtype).name}, "
                 f"seq_buckets={self.seq_buckets}, batch_buckets={self.batch_buckets}, "
                 f"truncate={self.truncate}, executables={len(self._executables)}"
+                f"{'' if self.devices is None else f', devices={len(self.devices)}'}"
                 f"{'' if self.precompile else ', precompile=False'})")
 
 

@@ -81,13 +81,7 @@ class ShardedForward:
             # [rows / num_shards, seq] on each device: the model (and its pallas_calls) runs here
             return merged_call(graphdef, state, input_ids, attention_mask, token_type_ids)
 
-        # check_vma=False: under the check, jax 0.11 needs every pallas_call's out_shape to say
-        # how it varies over mesh axes (`ShapeDtypeStruct(manual_axis_type=...)`), which the
-        # kernels do not. The check has little to guard here: the body has no collectives, and
-        # out_specs P(axis) concatenates the per-device rows rather than claiming replication.
-        self._forward = jax.jit(jax.shard_map(
-            per_shard, mesh=mesh, in_specs=(P(), P(axis), P(axis), P(axis)), out_specs=P(axis),
-            check_vma=False))
+        self._forward = jax.jit(split_rows(per_shard, mesh, axis=axis))
 
     def __call__(self, batch: dict[str, np.ndarray]) -> np.ndarray:
         """Runs the model on `batch` (`[rows, seq]` numpy arrays); returns `[rows, ...]`."""
@@ -115,6 +109,52 @@ class ShardedForward:
 
     def __repr__(self) -> str:
         return f"ShardedForward(axis={self.axis!r}, num_shards={self.num_shards}, mesh={self.mesh.shape})"
+
+
+def split_rows(per_shard, mesh: Mesh, *, axis: str = "data"):
+    """`per_shard(state, input_ids, attention_mask, token_type_ids)` run data parallel: a
+    `jax.shard_map` over `mesh` whose state is replicated and whose three `[rows, seq]` inputs
+    and outputs (every leaf) are split by rows along `axis`. Every device runs `per_shard` on
+    its own rows, so each `pallas_call` inside sees one device's shard, as Pallas needs.
+
+    The row count must be a multiple of `mesh.shape[axis]`.
+    """
+    # check_vma=False: under the check, jax 0.11 needs every pallas_call's out_shape to say
+    # how it varies over mesh axes (`ShapeDtypeStruct(manual_axis_type=...)`), which the
+    # kernels do not. The check has little to guard here: the body has no collectives, and
+    # out_specs P(axis) concatenates the per-device rows rather than claiming replication.
+    return jax.shard_map(per_shard, mesh=mesh, in_specs=(P(), P(axis), P(axis), P(axis)),
+                         out_specs=P(axis), check_vma=False)
+
+
+def local_devices(devices) -> tuple[jax.Device, ...]:
+    """`devices` checked as devices this process can place rows on: a non-empty sequence of
+    distinct `jax.Device`s of this process and of one platform.
+
+    Raises:
+      TypeError: `devices` is not a sequence of `jax.Device`.
+      ValueError: empty, a device twice, another process's device, or mixed platforms.
+    """
+    if isinstance(devices, (str, bytes, jax.Device)) or not isinstance(devices, Sequence):
+        raise TypeError(f"devices must be a sequence of jax.Device, e.g. jax.local_devices(); "
+                        f"got {devices!r}")
+    devices = tuple(devices)
+    if not devices:
+        raise ValueError("devices is empty; give at least one, e.g. jax.local_devices()")
+    for device in devices:
+        if not isinstance(device, jax.Device):
+            raise TypeError(f"devices holds {device!r}, a {type(device).__name__}, not a "
+                            "jax.Device; e.g. jax.local_devices()")
+    if len(set(devices)) != len(devices):
+        raise ValueError(f"devices names a device twice: {list(devices)}")
+    others = [d for d in devices if d.process_index != jax.process_index()]
+    if others:
+        raise ValueError(f"devices {others} belong to another process (this is process "
+                         f"{jax.process_index()}); give this process's own: jax.local_devices()")
+    platforms = sorted({d.platform for d in devices})
+    if len(platforms) > 1:
+        raise ValueError(f"devices mixes platforms {platforms}; give devices of one platform")
+    return devices
 
 
 def sharded_forward(model: nnx.Module, mesh: Mesh, *, axis: str = "data") -> ShardedForward:
