@@ -43,7 +43,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from samp_jax.serving.timing import error_line, time_ms
+from samp_jax.serving.timing import device_file_stem, error_line, time_ms
 from pallas_kernels import devices
 from pallas_kernels.int8_matmul import (KERNEL_NAME, MOSAIC_KERNEL_NAME, WS_KERNEL_NAME, default_order,
                                         int8_matmul)
@@ -293,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         if not on_gpu:
             parser.error("--tune needs a GPU (tuning in interpret mode would measure nothing)")
         tune_all(device, shapes_m, shapes_kn, repeats, args.tune_seconds)
-    out = args.out or Path("benchmarks/results") / f"{device.replace(' ', '_')}-gemm.json"
+    out = args.out or Path("benchmarks/results") / f"{device_file_stem()}-gemm.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     document = {"device": device, "backend": jax.default_backend(), "interpret": not on_gpu,
                 "command": "python benchmarks/gemm.py " + " ".join(sys.argv[1:] if argv is None else argv),

@@ -30,7 +30,7 @@ from pathlib import Path
 import jax
 
 from calibrate import calibrate
-from samp_jax.serving.timing import device_description
+from samp_jax.serving.timing import device_description, device_file_stem
 from samp_jax import ops
 from samp_jax.app import bench
 from samp_jax.core.atomic import write_text_atomic
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"contenders {unknown} are not samp-jax contenders of the bench")
     device = device_description()
-    out = args.out or Path("benchmarks/results") / f"{device.replace(' ', '_')}-profile.json"
+    out = args.out or Path("benchmarks/results") / f"{device_file_stem()}-profile.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     document = {"device": device, "backend": jax.default_backend(), "interpret": interpret,
                 "command": "python benchmarks/kernel_profile.py " + " ".join(sys.argv[1:] if argv is None else argv),

@@ -46,7 +46,7 @@ from samp_jax.core.precision import SITES, PrecisionMap, SitePrecision
 from samp_jax.core.primitives import quantize_weight_fp8, quantize_weight_int8
 from samp_jax.ptq.quantized import quantize
 from samp_jax.serving.forward import jit_forward
-from samp_jax.serving.timing import device_description, time_interleaved, time_ms
+from samp_jax.serving.timing import device_description, device_file_stem, time_interleaved, time_ms
 from samp_jax.core.version import __version__
 
 
@@ -460,7 +460,7 @@ def table_name(config: EncoderConfig, target: Target, batch: int, seq: int) -> s
     outside the GEMM sites (attention with MPNet's bias or DeBERTa's relative terms, an
     embedding projection) differs between families of the same shape.
     """
-    device = re.sub(r"[^A-Za-z0-9.]+", "_", device_description()).strip("_")
+    device = device_file_stem()
     memory = "kept" if cpu_buffers_kept() else "system"
     architecture = dataclasses.asdict(config)
     del architecture["token_ids"]  # metadata for HF: it times nothing

@@ -57,7 +57,7 @@ from samp_jax.models import EncoderConfig, EncoderModel, load_pretrained
 from samp_jax.core.precision import PrecisionMap
 from samp_jax.ptq.quantized import quantize
 from samp_jax.serving.forward import batch_inputs, merged_call
-from samp_jax.serving.timing import device_description, error_line, time_ms
+from samp_jax.serving.timing import device_description, device_file_stem, error_line, time_ms
 
 SHAPES = ((1, 32), (1, 128), (8, 128), (32, 128), (32, 384), (128, 128), (256, 128))
 QUICK_SHAPES = ((1, 32), (2, 32))
@@ -452,7 +452,7 @@ def run_from_args(args) -> int:
         print(f"samp-jax bench: error: {e}", file=sys.stderr)
         return 2
     contenders = None if args.contenders is None else [c.strip() for c in args.contenders.split(",")]
-    out = args.out or Path("benchmarks/results") / f"{device_description().replace(' ', '_')}-e2e.json"
+    out = args.out or Path("benchmarks/results") / f"{device_file_stem()}-e2e.json"
     for path, what in ((out, "--out"), (out.with_suffix(".png"), "--out's plot")):
         check_output(path, what=what, folder=False)  # before the benchmark, not after
     progress = (lambda line: print(line, file=sys.stderr, flush=True))
@@ -461,7 +461,7 @@ def run_from_args(args) -> int:
 
     def sink(document: dict) -> None:  # every finished row reaches the file at once
         nonlocal out
-        out = out or Path("benchmarks/results") / f"{document['device'].replace(' ', '_')}-e2e.json"
+        out = out or Path("benchmarks/results") / f"{device_file_stem()}-e2e.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(out, json.dumps({**document, "command": command}, indent=1))
 

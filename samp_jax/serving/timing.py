@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import os
 import platform
+import re
 import statistics
 import sys
 import time
@@ -47,6 +48,13 @@ def device_description() -> str:
     features = next((f for f in _CPU_FEATURES if f in flags), None)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return f"{model}{f' ({features})' if features else ''}, {cores} cores"
+
+
+def device_file_stem() -> str:
+    """`device_description()` as a file name's stem: each run of characters other than ASCII
+    letters, digits and dots made one underscore ("NVIDIA H200" -> "NVIDIA_H200"; no
+    parentheses, commas or spaces for a shell to trip on)."""
+    return re.sub(r"[^A-Za-z0-9.]+", "_", device_description()).strip("_")
 
 
 def time_ms(fn: Callable[[], jax.Array], *, warmup: int = 3, repeats: int = 20, inner: int = 5) -> float:

@@ -32,15 +32,23 @@ def test_variants_are_timed_in_turns_so_drift_hits_them_alike():
     assert time_ms(variant("one", 0.002), warmup=0, repeats=3, inner=1) >= 2.0
 
 
-@pytest.mark.slow
-
-
 def test_a_figure_names_the_device_it_ran_on():
     device = jax.devices()[0]
     if device.platform == "cpu":  # "cpu" says nothing: the processor and its cores
         assert device_description().endswith(" cores") and device_description() != "cpu"
     else:
         assert device_description() == device.device_kind
+
+
+@pytest.mark.parametrize("description, stem", [
+    ("Intel(R) Xeon(R) CPU @ 2.20GHz (avx512_vnni), 2 cores",
+     "Intel_R_Xeon_R_CPU_2.20GHz_avx512_vnni_2_cores"),
+    ("NVIDIA H200", "NVIDIA_H200"),  # as benchmarks/gpu_check.sh names its files
+])
+def test_a_results_file_is_named_after_the_device_without_shell_characters(
+        monkeypatch, description, stem):
+    monkeypatch.setattr(timing, "device_description", lambda: description)
+    assert timing.device_file_stem() == stem
 
 
 def test_a_timing_tool_is_told_why_its_buffers_are_not_kept(monkeypatch, capsys):
