@@ -334,7 +334,43 @@ def _read_parquet(path: Path, kind: str) -> tuple[list[dict], list[str]]:
     except (pyarrow.ArrowException, OSError) as e:
         problem = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ValueError(f"{path} is not a readable Parquet file ({problem})") from None
-    return table.to_pylist(), table.schema.names
+    return narrow_floats(table.to_pylist(), table.schema), table.schema.names
+
+
+def narrow_floats(rows: list[dict], schema) -> list[dict]:
+    """`rows` (pyarrow's `to_pylist`, or a `datasets.Dataset`'s `to_list`, of a table with
+    pyarrow `schema`) with each 16- or 32-bit float (alone, in a list or in a struct) given its
+    own shortest digits: 0.1 stored in float32 is read as 0.1, not as float64's
+    0.10000000149011612, which those give. Changes `rows` in place and returns it."""
+    for field in schema:
+        narrow = _narrowing(field.type)
+        if narrow is not None:
+            for row in rows:
+                row[field.name] = narrow(row[field.name])
+    return rows
+
+
+def _narrowing(arrow_type):
+    """The function that gives a value of `arrow_type` its narrow floats' shortest digits, or
+    None when the type holds no 16- or 32-bit float."""
+    import numpy as np
+    import pyarrow.types as types
+    if types.is_float32(arrow_type) or types.is_float16(arrow_type):
+        width = np.float32 if types.is_float32(arrow_type) else np.float16
+        return lambda value: None if value is None else float(str(width(value)))
+    if types.is_list(arrow_type) or types.is_large_list(arrow_type) or \
+            types.is_fixed_size_list(arrow_type):
+        item = _narrowing(arrow_type.value_type)
+        return None if item is None else \
+            (lambda value: None if value is None else [item(v) for v in value])
+    if types.is_struct(arrow_type):
+        fields = {f.name: _narrowing(f.type) for f in arrow_type}
+        fields = {name: narrow for name, narrow in fields.items() if narrow is not None}
+        if not fields:
+            return None
+        return lambda value: None if value is None else \
+            {k: (fields[k](v) if k in fields else v) for k, v in value.items()}
+    return None
 
 
 def _read_saved(path: Path) -> Table | dict[str, Table]:
@@ -366,7 +402,8 @@ def _dataset_table(dataset, where: str, name: str | None) -> Table:
         feature = getattr(feature, "feature", feature)  # List(ClassLabel) of tags
         if hasattr(feature, "names") and hasattr(feature, "str2int"):  # ClassLabel
             class_names[column] = tuple(feature.names)
-    return _table(where, dataset.to_list(), dataset.column_names, class_names=class_names,
+    rows = narrow_floats(dataset.to_list(), dataset.features.arrow_schema)
+    return _table(where, rows, dataset.column_names, class_names=class_names,
                   name=name or dataset.info.dataset_name or "data")
 
 

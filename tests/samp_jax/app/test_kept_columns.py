@@ -117,6 +117,34 @@ def test_parquet_values_become_json_by_their_meaning(tmp_path):
     assert math.isnan(rows[0][KEPT]["vector"][1])
 
 
+def test_narrow_floats_keep_their_own_digits_from_parquet_and_datasets(tmp_path):
+    import datasets
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    table = pa.table({
+        "text": ["a", "b", "c"],
+        "score": pa.array([0.1, None, 3.3], pa.float32()),
+        "half": pa.array([0.1, 2.5, None], pa.float16()),
+        "wide": pa.array([0.1, 0.2, 0.3], pa.float64()),
+        "vector": pa.array([[0.1, 0.7], None, []], pa.list_(pa.float32())),
+        "meta": pa.array([{"p": 0.3, "name": "x"}, None, {"p": None, "name": "y"}],
+                         pa.struct([("p", pa.float32()), ("name", pa.string())])),
+    })
+    keep = ["score", "half", "wide", "vector", "meta"]
+    expected = [  # what was stored, not float64's 0.10000000149011612
+        {"score": 0.1, "half": 0.1, "wide": 0.1, "vector": [0.1, 0.7],
+         "meta": {"p": 0.3, "name": "x"}},
+        {"score": None, "half": 2.5, "wide": 0.2, "vector": None, "meta": None},
+        {"score": 3.3, "half": None, "wide": 0.3, "vector": [], "meta": {"p": None, "name": "y"}}]
+    pq.write_table(table, tmp_path / "rows.parquet")
+    assert [r[KEPT] for r in read_inputs(tmp_path / "rows.parquet", keep=keep)] == expected
+    dataset = datasets.Dataset(table).select([2, 0, 1])  # an indices mapping, as select leaves
+    dataset.save_to_disk(str(tmp_path / "saved"))
+    assert [r[KEPT] for r in read_inputs(tmp_path / "saved", keep=keep)] == \
+        [expected[2], expected[0], expected[1]]
+    assert [r[KEPT] for r in read_inputs(dataset, keep=keep)] == [expected[2], expected[0], expected[1]]
+
+
 def test_a_value_json_cannot_hold_is_refused_naming_its_row_and_column(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
