@@ -36,8 +36,9 @@ print(f"{task.name}: {task.task_type.name}, labels {task.labels}, splits {task.s
 
 # 3. Fine-tune MiniLM with a new classification head (optax AdamW, early stopping on dev).
 model = sj.load(sj.minilm_path(), head=task.head, num_labels=len(task.labels), allow_new_head=True)
-config = sj.FinetuneConfig(learning_rate=1e-4, batch_size=32, epochs=2.0, eval_every=10,
-                           max_train_examples=64 if QUICK else None)
+config = sj.FinetuneConfig()  # `samp-jax finetune`'s defaults: at least 200 steps, batch 16, ...
+if QUICK:
+    config = sj.FinetuneConfig(max_train_examples=64, min_steps=8, eval_every=4)
 tuned = sj.finetune(model, task, model.tokenizer, config, progress=False).model
 print("labels learned:", tuned.head.labels)
 

@@ -31,7 +31,7 @@ CONFIG = EncoderConfig(
     local_attention=16, global_attn_every_n_layers=2, norm_first=True, gated_ffn=True,
     attention_bias=False, mlp_bias=False, norm_bias=False, classifier_bias=False)
 TRAINING = FinetuneConfig(learning_rate=1e-3, batch_size=32, epochs=4.0, eval_every=100,
-                          patience=4, warmup_fraction=0.1, max_dev_examples=None)
+                          patience=4, warmup_fraction=0.1, max_dev_examples=None, min_steps=0)
 
 
 def main(out: Path) -> None:

@@ -65,23 +65,23 @@ class FinetuneConfig:
       min_steps: the fewest optimizer steps, whatever the data size (more epochs on small
         data); 0 for exactly `epochs`.
 
-    These defaults are the plain recipe the built-in tasks' settings start from. `samp-jax
-    finetune` has its own, which fit a few hundred rows as well as many thousands (batch 16,
-    2 epochs, at least 200 steps, warm-up 0.1, ten dev evaluations per run, patience 5; its
-    `--help`): pass them here for the same run from Python.
+    The defaults are `samp-jax finetune`'s (its `--help`), which fit a few hundred rows as well
+    as many thousands (docs/results/finetune_small_data.md): batch 16, 2 epochs but at least
+    200 steps, warm-up 0.1, ten dev evaluations per run, patience 5. The built-in tasks'
+    settings (`DEFAULT_CONFIGS`) are their own.
     """
 
     learning_rate: float = 1e-4
     weight_decay: float = 0.01
-    warmup_fraction: float = 0.06
-    batch_size: int = 32
-    epochs: float = 1.0
+    warmup_fraction: float = 0.1
+    batch_size: int = 16
+    epochs: float = 2.0
     max_train_examples: int | None = None
     max_dev_examples: int | None = 1000
-    eval_every: int | None = 200
-    patience: int = 3
+    eval_every: int | None = None
+    patience: int = 5
     seed: int = 0
-    min_steps: int = 0
+    min_steps: int = 200
 
     def __post_init__(self):
         if self.learning_rate <= 0 or self.batch_size < 1 or self.epochs <= 0 or \
@@ -107,12 +107,17 @@ class FinetuneConfig:
 
 
 # Settings that fit the CPU budget (about 10 minutes per task on 2 cores); see docs/results/accuracy.md.
+# Each gives every setting, so that its cache key (the folder a fine-tuned model is kept in)
+# never moves with FinetuneConfig's defaults.
 DEFAULT_CONFIGS = {
     "snli": FinetuneConfig(learning_rate=1e-4, batch_size=32, max_train_examples=20_000,
-                           eval_every=125, epochs=1.0),
-    "polarity": FinetuneConfig(learning_rate=5e-5, batch_size=32, epochs=1.5, eval_every=100),
+                           eval_every=125, epochs=1.0, warmup_fraction=0.06, patience=3,
+                           min_steps=0, max_dev_examples=1000),
+    "polarity": FinetuneConfig(learning_rate=5e-5, batch_size=32, epochs=1.5, eval_every=100,
+                               warmup_fraction=0.06, patience=3, min_steps=0,
+                               max_dev_examples=1000),
     "wnut16": FinetuneConfig(learning_rate=3e-4, batch_size=16, epochs=8.0, eval_every=69,
-                             patience=3, warmup_fraction=0.1, max_dev_examples=None),
+                             patience=3, warmup_fraction=0.1, max_dev_examples=None, min_steps=0),
 }
 
 

@@ -89,9 +89,11 @@ def test_a_finetune_that_learned_says_nothing_and_records_its_settings(files, tm
     assert code == 0 and "warning" not in err
     summary = json.loads(stdout)
     assert summary["learned"] is True
-    assert summary["settings"] | {"seed": 0} == dataclasses.asdict(FinetuneConfig(
+    # the command's defaults are the API's
+    assert summary["settings"] | {"seed": 0} == dataclasses.asdict(FinetuneConfig())
+    assert dataclasses.asdict(FinetuneConfig()) == dataclasses.asdict(FinetuneConfig(
         learning_rate=1e-4, batch_size=16, epochs=2.0, min_steps=200, warmup_fraction=0.1,
-        eval_every=None, patience=5))
+        eval_every=None, patience=5, max_dev_examples=1000))
 
 
 def test_finetune_help_shows_the_defaults(capsys):
@@ -109,7 +111,8 @@ def test_min_steps_give_small_data_enough_updates(rows, steps):
     config = FinetuneConfig(batch_size=16, epochs=2.0, min_steps=200, warmup_fraction=0.1,
                             eval_every=None)
     assert config.steps(rows) == steps
-    assert FinetuneConfig(batch_size=16, epochs=2.0, eval_every=7).steps(192) == (24, 1, 7)
+    assert FinetuneConfig(eval_every=7, min_steps=0, warmup_fraction=0.06).steps(192) == (24, 1, 7)
+    assert FinetuneConfig().steps(rows) == steps  # the defaults are these
 
 
 def test_cache_keys_of_the_packaged_settings_are_unchanged():

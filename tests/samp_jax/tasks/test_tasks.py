@@ -103,7 +103,8 @@ def test_short_finetune_lowers_the_loss_and_leaves_the_source_alone(minilm_dir, 
     model = load_pretrained(minilm_dir, head=task.head, num_labels=2, allow_new_head=True)
     before = np.asarray(model.head.classifier.kernel[...]).copy()
     config = FinetuneConfig(learning_rate=2e-4, batch_size=16, epochs=3, max_train_examples=96,
-                            max_dev_examples=32, eval_every=6, patience=10, warmup_fraction=0.1)
+                            max_dev_examples=32, eval_every=6, patience=10, warmup_fraction=0.1,
+                            min_steps=0)
     result = finetune(model, task, tokenizer, config, progress=False)
     losses = [h["loss"] for h in result.history if "loss" in h]
     assert len(losses) >= 2 and losses[-1] < losses[0] - 0.05, losses
@@ -117,7 +118,8 @@ def test_finetuned_models_are_cached(minilm_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("SAMP_JAX_CACHE", str(tmp_path))
     # the asset cache moves too: point it at the already-fetched MiniLM
     monkeypatch.setattr("samp_jax.training.finetuning.minilm_path", lambda: minilm_dir)
-    config = FinetuneConfig(batch_size=8, max_train_examples=16, max_dev_examples=8, eval_every=2)
+    config = FinetuneConfig(batch_size=8, max_train_examples=16, max_dev_examples=8, eval_every=2,
+                            min_steps=0)
     with pytest.raises(FileNotFoundError, match="no fine-tuned polarity model"):
         finetuned_model("polarity", config, train_if_missing=False)
     model, tok, info = finetuned_model("polarity", config, progress=False)
@@ -145,7 +147,7 @@ def test_a_fine_tuned_model_that_cannot_be_cached_is_a_warning_and_is_returned(m
             raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(target))
         return save(model, target, **kwargs)
     monkeypatch.setattr(finetuning, "save_pretrained", read_only_cache)
-    config = FinetuneConfig(max_train_examples=16, max_dev_examples=8)
+    config = FinetuneConfig(max_train_examples=16, max_dev_examples=8, min_steps=0)
     with pytest.warns(UserWarning, match=f"could not write the fine-tuned model "
                                          f"{finetuned_dir('polarity', config)} to the cache "
                                          r"\(Read-only file system\)"):
