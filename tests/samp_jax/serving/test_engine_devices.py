@@ -80,8 +80,8 @@ def test_one_chosen_device_serves_as_the_default_one(minilm_dir):
     model = tiny_classifier(num_labels=3)
     model.tokenizer = samp_jax.Tokenizer.from_pretrained(minilm_dir)
     texts = ["a short one", "and a somewhat longer row of text than that " * 2]
-    default = samp_jax.compile(model, seq_buckets=(16, 32), batch_size=2, precompile=False)
-    chosen = samp_jax.compile(model, seq_buckets=(16, 32), batch_size=2, precompile=False,
+    default = samp_jax.compile(model, seq_buckets=(32,), batch_buckets=(2,))
+    chosen = samp_jax.compile(model, seq_buckets=(32,), batch_buckets=(2,),
                               devices=jax.local_devices())
     np.testing.assert_array_equal(chosen(texts).logits, default(texts).logits)
     assert chosen.devices == tuple(jax.local_devices())
