@@ -188,7 +188,9 @@ def _add_predict(sub) -> None:
                     help="predictions file (JSON Lines); '-' writes them to standard output (the "
                          "summary line then goes to standard error)")
     pr.add_argument("--batch-size", type=positive_int, default=32,
-                    help="rows per call of the compiled model (default: 32)")
+                    help="rows per call of the compiled model, on each device: predict "
+                         "splits each call's rows over every device of its process "
+                         "(default: 32)")
     pr.add_argument("--keep-columns", type=column_names, action="extend", default=[],
                     metavar="COL[,COL]",
                     help="columns of --data to copy into each row's prediction, first, as they "

@@ -228,7 +228,8 @@ def records(model, rows: Sequence[dict], *, batch_size: int = 32,
     """One prediction record per row, in input order (an empty list for no rows); a
     multi-label model's labels are read at `label_threshold` (None: the model's own, else
     `LABEL_THRESHOLD`; only for a multi-label model, as `samp_jax.compile` takes it); rows are
-    cut at `serving_limit(model, max_length)` tokens."""
+    cut at `serving_limit(model, max_length)` tokens. The model runs on every device of this
+    process, `batch_size` rows per device and call."""
     if not rows:
         return []
     return _predict(_engine(model, len(rows), batch_size, label_threshold, max_length), rows)
@@ -269,11 +270,12 @@ def _engine(model, count: int, batch_size: int, label_threshold: float | None,
     """The engine that predicts `count` rows: the default buckets up to `serving_limit`
     (`buckets_to`: the length buckets evaluation cuts rows into), compiled only when reached
     (the rows are known; most reach few buckets), reading a multi-label model's labels at
-    `label_threshold`, on every device of this process (`compile(devices=...)`: each chunk's
-    rows split over them; `batch_size` rounded up to a multiple of their number)."""
+    `label_threshold`, on every device of this process (`compile(devices=...)`: each call's
+    rows split over them, `batch_size` rows per device)."""
     buckets = tuple(buckets_to(serving_limit(model, max_length)))
-    batch_size = min(batch_size, count)  # a batch larger than the rows is all padding
-    devices = jax.local_devices()  # several: each chunk's rows split over them
+    devices = jax.local_devices()  # several: each call's rows split over them
+    # a batch larger than the rows is all padding
+    batch_size = min(batch_size * len(devices), count)
     return compile_engine(model, seq_buckets=buckets, batch_size=batch_size, truncate=True,
                           precompile=False, label_threshold=label_threshold,
                           devices=devices if len(devices) > 1 else None)

@@ -24,6 +24,7 @@ from flax import nnx
 
 import samp_jax
 from samp_jax import PrecisionMap, Tokenizer, minilm_path, quantize
+from samp_jax.app import predictions
 from samp_jax.app.predictions import records
 from tests.helpers import tiny_classifier
 
@@ -80,6 +81,9 @@ def main(out_dir: Path) -> None:
         info[f"{name}_records_labels"] = [r["label"] for r in predicted]
         arrays[f"{name}_records_probabilities"] = np.array(
             [[r["probabilities"][label] for label in "abc"] for r in predicted])
+    # predict's engine: BATCH_SIZE rows per device, fewer when the rows are fewer
+    info["predict_batch"] = [predictions._engine(float_model, count, BATCH_SIZE, None, None).batch_size
+                             for count in (100, 5)]
     np.savez(out_dir / "engine_devices.npz", **arrays)
     (out_dir / "engine_devices.json").write_text(json.dumps(info, indent=1))
 

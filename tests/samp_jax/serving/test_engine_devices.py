@@ -74,6 +74,7 @@ def test_the_weights_and_rows_go_where_the_devices_say(four_devices, model):
     assert sum(int(k.split("x")[0]) * n for k, n in every["calls"].items()) >= 23
     assert "devices=4" in every["repr"] and "devices=1" in third["repr"]
     assert "devices" not in default["repr"]
+    assert info["predict_batch"] == [24, 8]  # 6 rows per device; 5 rows padded to 8
 
 
 def test_one_chosen_device_serves_as_the_default_one(minilm_dir):
