@@ -283,8 +283,14 @@ def write_st_files(folder: str | Path, *, hidden_size: int, modes: tuple[str, ..
                         "type": NORMALIZE})
         (folder / f"{index}_Normalize").mkdir(parents=True, exist_ok=True)
     (folder / "1_Pooling").mkdir(parents=True, exist_ok=True)
-    pooling = {"word_embedding_dimension": hidden_size}
-    pooling |= {key: mode in modes for mode, key in POOLING_KEYS.items()}
+    if tuple(modes) == tuple(mode for mode in POOLING_MODES if mode in modes):
+        # the fixed order the true/false flags are read in: the format every version reads
+        pooling = {"word_embedding_dimension": hidden_size}
+        pooling |= {key: mode in modes for mode, key in POOLING_KEYS.items()}
+    else:  # another order (or a mode twice): the ordered list of sentence-transformers 5.x
+        names = {alias: mode for mode, alias in MODE_ALIASES.items()}
+        pooling = {"embedding_dimension": hidden_size,
+                   "pooling_mode": [names.get(mode, mode) for mode in modes]}
     pooling |= {"include_prompt": True}
     (folder / "1_Pooling" / "config.json").write_text(json.dumps(pooling, indent=2))
     (folder / MODULES_FILE).write_text(json.dumps(modules, indent=2))

@@ -226,3 +226,27 @@ def test_a_cross_encoder_puts_its_prompt_before_the_first_text(tmp_path):
     shutil.copytree(ROBERTA / "seqcls", plain)
     (plain / PROMPTS_FILE).write_text(json.dumps({"prompts": {"q": "q: "}, "default_prompt_name": "q"}))
     assert load(plain).tokenizer.prompt == ""
+
+
+@pytest.mark.parametrize("modes, listed", [
+    (("cls", "mean"), None),  # the flags' own order: true/false flags, which every version reads
+    (("mean", "cls"), ["mean", "cls"]),  # another: sentence-transformers 5.x's ordered list
+    (("mean_sqrt_len", "max"), ["mean_sqrt_len_tokens", "max"]),
+])
+def test_save_pretrained_keeps_the_order_of_concatenated_pooling_modes(tmp_path, modes, listed):
+    from flax import nnx
+
+    from samp_jax import EncoderModel, load_pretrained
+    from samp_jax.models.heads import make_head
+    from tests.helpers import TINY_CONFIG
+    rngs = nnx.Rngs(0)
+    model = EncoderModel(TINY_CONFIG, make_head("sentence_embedding", TINY_CONFIG, pooling=modes,
+                                                normalize=False, rngs=rngs), rngs=rngs)
+    save_pretrained(model, tmp_path / "m")
+    pooling = json.loads((tmp_path / "m" / "1_Pooling" / "config.json").read_text())
+    assert pooling.get("pooling_mode") == listed
+    assert (pooling.get("word_embedding_dimension") or pooling.get("embedding_dimension")) == 32
+    loaded = load_pretrained(tmp_path / "m")
+    assert tuple(loaded.head.pooling) == modes
+    ids = np.arange(1, 9, dtype=np.int32)[None]
+    np.testing.assert_array_equal(np.asarray(loaded(ids)), np.asarray(model(ids)))
