@@ -32,7 +32,8 @@ from samp_jax.models.fast_tokenizer_options import (apply_fast_options, fast_cla
 from samp_jax.models.sentencepiece_tokenizer import SENTENCEPIECE_FILES
 from samp_jax.models.slow_tokenizer import add_stated_tokens, convert_slow_tokenizer
 from samp_jax.models.st_folder import (PROMPTS_FILE, Prompts, TextSettings, parse_prompts,
-                                       prompts_file_text, read_pooling, read_text_settings)
+                                       is_cross_encoder, prompts_file_text, read_pooling,
+                                       read_text_settings)
 from samp_jax.models.token_rows import PREFIXED_WORDS_CLASSES, encode_rows, words_backend
 from samp_jax.models.tokenizer_files import (ADDED_TOKENS_FILE, MERGES_TXT, SPECIAL_TOKENS_FILE,
                                            TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, VOCAB_JSON,
@@ -124,7 +125,7 @@ class Tokenizer:
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, *, max_length: int | None = None,
-                        sentence_transformers: bool = False, prompts: bool | None = None,
+                        sentence_transformers: bool | None = None, prompts: bool | None = None,
                         prompt_name: str | None = None) -> "Tokenizer":
         """Loads `tokenizer.json` from a checkpoint folder, with the options of
         `tokenizer_config.json` HF's fast class writes into it
@@ -145,6 +146,11 @@ class Tokenizer:
         `default_prompt_name`) is put before every text. `prompts=True` reads that file alone
         (a sentence-transformers `CrossEncoder` puts its prompt before the first text of each
         pair); otherwise it is read with `sentence_transformers` only, and kept only when read.
+        Left as None, each follows the folder as `samp_jax.load` reads it for the head the
+        folder declares: `sentence_transformers` when it is a sentence-transformers folder (it
+        declares a pooling: `modules.json`), `prompts` then and for a `CrossEncoder` folder.
+        Pass False to tokenize such a folder as its plain HF tokenizer does (e.g. to train
+        another head on a sentence embedder).
 
         Raises:
           FileNotFoundError: the folder has no `tokenizer.json` and no slow tokenizer's
@@ -163,9 +169,13 @@ class Tokenizer:
         if not has_tokenizer(path):
             raise FileNotFoundError(f"no fast tokenizer at {file}, and no slow tokenizer's "
                                     f"vocabulary ({', '.join(SLOW_VOCABULARY_FILES)})")
+        if sentence_transformers is None:  # as samp_jax.load reads the head the folder declares
+            sentence_transformers = read_pooling(path) is not None
+        if prompts is None:
+            prompts = sentence_transformers or is_cross_encoder(path)
         files = {}
         for name in TOKENIZER_FILES:
-            read_prompts = sentence_transformers if prompts is None else prompts
+            read_prompts = prompts
             if (path / name).is_file() and (read_prompts or name != PROMPTS_FILE):
                 try:
                     files[name] = (path / name).read_text(encoding="utf-8")

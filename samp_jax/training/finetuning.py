@@ -334,7 +334,7 @@ def finetuned_model(task: str, config: FinetuneConfig | None = None, *, train_if
         base = minilm_path()
         model = load_pretrained(base, head=task_obj.head, num_labels=len(task_obj.labels),
                                 allow_new_head=True)
-        tokenizer = Tokenizer.from_pretrained(base)
+        tokenizer = Tokenizer.from_pretrained(base, sentence_transformers=False)  # a new head
         result = finetune(model, task_obj, tokenizer, config, progress=progress)
         info = {"task": task, "config": dataclasses.asdict(config), "dev_metric": result.dev_metric,
                 "metric": task_obj.metric, "steps": result.steps, "seconds": result.seconds,

@@ -121,6 +121,6 @@ def test_a_sentence_embedder_without_max_seq_length_is_cut_at_its_positions(tmp_
     settings.pop("max_seq_length", None)
     (folder / "sentence_bert_config.json").write_text(json.dumps(settings))
     assert sj.load(folder).tokenizer.max_length == 16
-    assert Tokenizer.from_pretrained(folder).max_length == 40  # HF's tokenizer: its own 40
+    assert Tokenizer.from_pretrained(folder, sentence_transformers=False).max_length == 40  # HF's: 40
     (folder / "sentence_bert_config.json").write_text(json.dumps(settings | {"max_seq_length": 30}))
     assert sj.load(folder).tokenizer.max_length == 30

@@ -40,7 +40,7 @@ def test_max_seq_length_and_lowercasing_match_sentence_transformers(settings_fol
 
 
 def test_lowercasing_changes_the_ids_of_a_cased_tokenizer(settings_folder):
-    plain = Tokenizer.from_pretrained(settings_folder)  # as HF's tokenizer: the settings are ST's
+    plain = Tokenizer.from_pretrained(settings_folder, sentence_transformers=False)  # as HF's
     lowered = Tokenizer.from_pretrained(settings_folder, sentence_transformers=True)
     texts = ["Élodie's Café", "THE SKY"]
     ids = lowered(texts, padding=12, truncation=True)["input_ids"]
@@ -250,3 +250,23 @@ def test_save_pretrained_keeps_the_order_of_concatenated_pooling_modes(tmp_path,
     assert tuple(loaded.head.pooling) == modes
     ids = np.arange(1, 9, dtype=np.int32)[None]
     np.testing.assert_array_equal(np.asarray(loaded(ids)), np.asarray(model(ids)))
+
+
+def test_a_folders_own_tokenizer_reads_it_as_load_does(prompts_folder, tmp_path, minilm_dir):
+    """`Tokenizer.from_pretrained(folder)` alone (the examples' route) follows a sentence
+    embedder's settings and prompt and a CrossEncoder's prompt, as `load(folder).tokenizer`."""
+    cross = tmp_path / "cross_encoder"
+    shutil.copytree(ROBERTA / "seqcls", cross)
+    shutil.copy(ROBERTA / "cross_encoder_prompts" / PROMPTS_FILE, cross)
+    texts = _texts() + ["Some Words " * 40]
+    for folder in (prompts_folder, cross, minilm_dir):
+        alone, loaded = Tokenizer.from_pretrained(folder), load(folder).tokenizer
+        assert (alone.max_length, alone.prompt) == (loaded.max_length, loaded.prompt), folder
+        for key, value in alone(texts, truncation=True).items():
+            np.testing.assert_array_equal(value, loaded(texts, truncation=True)[key])
+    assert Tokenizer.from_pretrained(prompts_folder).max_length == 12
+    assert Tokenizer.from_pretrained(cross).prompt.startswith("Instruct: find the answer")
+    assert Tokenizer.from_pretrained(minilm_dir).max_length == 256  # its max_seq_length
+    # False: the plain HF tokenizer (to train another head on a sentence embedder)
+    plain = Tokenizer.from_pretrained(minilm_dir, sentence_transformers=False)
+    assert (plain.max_length, plain.prompt) == (512, "")

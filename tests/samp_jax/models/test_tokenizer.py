@@ -7,7 +7,7 @@ from tests.helpers import golden_inputs
 
 @pytest.fixture(scope="module")
 def tokenizer(minilm_dir):
-    return Tokenizer.from_pretrained(minilm_dir)
+    return Tokenizer.from_pretrained(minilm_dir, sentence_transformers=False)  # as HF's AutoTokenizer
 
 
 def test_matches_hf_tokenizer_on_singles_and_pairs(tokenizer, minilm_golden, minilm_texts):
