@@ -28,6 +28,7 @@ from typing import Sequence
 
 import numpy as np
 
+from samp_jax.models.similarity import similarity_of
 from samp_jax.serving.forward import jit_forward
 from samp_jax.tasks import Evaluation, Task, get_task
 from samp_jax.tasks.task import check_head_fits
@@ -179,7 +180,7 @@ def task_objective(model, task: Task | str, tokenizer, *, split: str = "search",
     task = get_task(task, seed=seed) if isinstance(task, str) else task
     check_head_fits(model, task)
     evaluation = task.evaluation(tokenizer, split, max_examples=max_examples, seed=seed,
-                                 batch_size=batch_size)
+                                 batch_size=batch_size, similarity=similarity_of(model))
     return EvaluationObjective(model, evaluation, name=task.name)
 
 

@@ -276,7 +276,8 @@ def _eval(args) -> int:
         warn_if_trained_on(args, task, ("test",))
     for v in variants:  # validate every map before the slow part
         v.precision_map(model.config.num_layers)
-    evaluator = make_evaluator(task, tokenizer, max_examples=args.max_examples, seed=args.seed)
+    evaluator = make_evaluator(task, tokenizer, model, max_examples=args.max_examples,
+                               seed=args.seed)
     if not quiet:
         say_truncation("eval", {"test": evaluator.truncation})
     progress = None if args.json else (lambda row: print(f"  done: {row['variant']}", file=sys.stderr))
@@ -360,8 +361,8 @@ def _calibrate(args) -> int:
     if args.eval:
         warn_if_trained_on(args, task, ("test",))
     pmap = variant.precision_map(model.config.num_layers)  # validates before the slow part
-    evaluator = make_evaluator(task, tokenizer, max_examples=args.max_examples, seed=args.seed) \
-        if args.eval else None  # built (and checked) before the slow part
+    evaluator = make_evaluator(task, tokenizer, model, max_examples=args.max_examples,
+                               seed=args.seed) if args.eval else None  # built (and checked) before the slow part
     rows = CALIBRATION_EXAMPLES if args.max_batches is None else min(
         CALIBRATION_EXAMPLES, args.max_batches * CALIBRATION_BATCH_SIZE)  # a random subset
     batches, calibration_cut = task.calibration_inputs(tokenizer, max_examples=rows)

@@ -26,7 +26,11 @@
   text itself; for byte-level BPE they differ (RoBERTa gives every word a leading space
   token, the first and punctuation included; ModernBERT none), so HF's token-classification
   pipeline, which encodes the text whole, can tag some words otherwise;
-- sentence embedding: `{"text", "embedding"}`.
+- sentence embedding: `{"text", "embedding"}`; a row with a pair's second text (a
+  `text_pair` column, or `--text-pair-column`) `{"text", "text_pair", "embedding",
+  "embedding_pair", "similarity"}`: both texts embedded alone and compared by the model's
+  similarity (sentence-transformers' `similarity_fn_name`: cosine unless its folder says dot,
+  euclidean or manhattan; `samp_jax.models.similarity`), as a bi-encoder scores a pair.
 
 Kept columns (`--keep-columns id,source`; `read_model_inputs(..., keep=...)`) start each record
 with the row's values of those columns, as the data holds them (`cells.passthrough`: a CSV
@@ -81,6 +85,7 @@ from samp_jax.core import strict_json
 from samp_jax.core.atomic import atomic_file
 from samp_jax.models.bio_tags import OUTSIDE, Span, not_bio, scheme_of, tag_spans
 from samp_jax.models.cross_encoder import apply_activation
+from samp_jax.models.similarity import pair_similarity, similarity_of
 from samp_jax.models.head_kinds import (SENTENCE_EMBEDDING, SEQUENCE_CLASSIFICATION,
                                        TOKEN_CLASSIFICATION, Readout, sigmoid)
 from samp_jax.serving import compile as compile_engine
@@ -94,10 +99,11 @@ from samp_jax.tasks.files import read_inputs as read_rows
 
 CHUNK_ROWS = 4096  # rows predicted, then written, at a time
 HEAD_FIELDS = {SEQUENCE_CLASSIFICATION.name: ("text", "text_pair"),
-               TOKEN_CLASSIFICATION.name: ("tokens",), SENTENCE_EMBEDDING.name: ("text",)}
+               TOKEN_CLASSIFICATION.name: ("tokens",),
+               SENTENCE_EMBEDDING.name: ("text", "text_pair")}
 RECORD_FIELDS = ("text", "text_pair", "label", "labels", "score", "scores", "probabilities",
                  "logit", "cross_encoder_scores", "tokens", "tags", "entities", "embedding",
-                 "truncated", "non_finite")
+                 "embedding_pair", "similarity", "truncated", "non_finite")
 """Every field a prediction record may have (see the module); a kept column may not be named
 as one."""
 
@@ -176,9 +182,9 @@ def blank_rows(rows: Sequence[dict]) -> list[int]:
 
 def check_named_columns(columns: Columns, head: str) -> None:
     """Refuses a column named for a field a model with `head` does not read (a pair's second
-    text for a sentence embedder or a tagger, words for a classifier): it would be dropped
-    without a word. (A sentence embedder embeds each row's one text; a cross-encoder, a
-    classifier of pairs, reads both.)
+    text for a tagger, words for a classifier): it would be dropped without a word. (A
+    cross-encoder, a classifier of pairs, reads both texts; a sentence embedder embeds each
+    and scores the pair by its similarity.)
 
     Raises:
       ValueError: naming the option and the fields the model reads.
@@ -370,6 +376,8 @@ def _answers(engine, rows: Sequence[dict]) -> list[dict]:
     inputs = [(r["text"], r["text_pair"]) for r in rows] if pairs else [r["text"] for r in rows]
     result = engine(inputs)
     records = []
+    if head == SENTENCE_EMBEDDING.name and "text_pair" in rows[0]:
+        return _embedded_pairs(engine, rows, result)
     if head == SENTENCE_EMBEDDING.name:
         for r, embedding, cut, bad in zip(rows, result.embeddings, result.truncated,
                                           result.non_finite):
@@ -390,6 +398,24 @@ def _answers(engine, rows: Sequence[dict]) -> list[dict]:
                else _beside(read(names, row, label), fields)) | _marks(cut, bad)
             for r, row, label, fields, cut, bad in zip(rows, values(result.logits), predicted,
                                                        scored, result.truncated, broken)]
+
+
+def _embedded_pairs(engine, rows: Sequence[dict], first) -> list[dict]:
+    """A bi-encoder's records of pairs: each text embedded alone (`first`: the first texts'
+    `EngineOutput`), and the pair's similarity by the model's own (`similarity_of`), from the
+    unrounded embeddings. A pair is marked truncated or non-finite when either text is."""
+    second = engine([r["text_pair"] for r in rows])
+    similarity = pair_similarity(similarity_of(engine.model), first.embeddings, second.embeddings)
+    records = []
+    for i, r in enumerate(rows):
+        cut = bool(first.truncated[i] or second.truncated[i])
+        bad = bool(first.non_finite[i] or second.non_finite[i]) or not np.isfinite(similarity[i])
+        answer = ({"embedding": None, "embedding_pair": None, "similarity": None} if bad else
+                  {"embedding": np.round(first.embeddings[i], 6).tolist(),
+                   "embedding_pair": np.round(second.embeddings[i], 6).tolist(),
+                   "similarity": float(similarity[i])})
+        records.append({"text": r["text"], "text_pair": r["text_pair"]} | answer | _marks(cut, bad))
+    return records
 
 
 def _marks(truncated, non_finite) -> dict:

@@ -37,6 +37,7 @@ from samp_jax.models.head_kinds import (
     HeadKind,
 )
 from samp_jax.models.heads import POOLING_MODES, SentenceEmbedder, check_labels, get_head_kind, make_head
+from samp_jax.models.similarity import DEFAULT_SIMILARITY, read_similarity, write_similarity
 from samp_jax.models.head_keys import check_stated_head
 from samp_jax.models.hf_labels import (HF_DEFAULT_NUM_LABELS, LABEL_THRESHOLD_KEY,
                                        check_problem_type, label_names, stated_label_threshold,
@@ -511,6 +512,9 @@ def _pooling_spec(path: Path, config: EncoderConfig, declared: DeclaredPooling |
     if normalize is None:
         normalize = declared.normalize if declared is not None else True
     spec = {"pooling": pooling, "normalize": normalize}
+    similarity = read_similarity(path)  # sentence-transformers' similarity_fn_name
+    if similarity != DEFAULT_SIMILARITY:
+        spec["similarity"] = similarity
     if declared is not None and declared.dense:
         modes = (pooling,) if isinstance(pooling, str) else tuple(pooling)
         check_widths(declared.dense, config.hidden_size * len(modes),
@@ -612,4 +616,6 @@ def save_pretrained(model: EncoderModel, directory: str | Path, *, tokenizer_dir
                 _state_raised_length(tmp, tokenizer.max_length, model.config.max_sequence_length)
         elif getattr(model, "tokenizer", None) is not None:
             model.tokenizer.save(tmp)
+        if isinstance(model.head, SentenceEmbedder):  # beside its prompts, as ST reads it
+            write_similarity(tmp, model.head.similarity)
     return directory

@@ -40,6 +40,7 @@ from samp_jax.models.head_kinds import (
 )
 from samp_jax.models.activations import HF_HEAD_ACTIVATION
 from samp_jax.models.layers import GemmSite, LayerNorm
+from samp_jax.models.similarity import DEFAULT_SIMILARITY, check_similarity
 
 # sentence-transformers clamps the token count at 1e-9, so an all-padding row pools to zeros.
 TOKEN_COUNT_FLOOR = 1e-9
@@ -280,12 +281,16 @@ class SentenceEmbedder(nnx.Module):
         dicts); each reads the previous one's width. Float32 `GemmSite`s named `dense`: like
         the other heads' layers they are not precision-map sites.
       rngs: initialisation randomness; needed only with `dense`.
+      similarity: how two of its embeddings are compared (`samp_jax.models.similarity`:
+        sentence-transformers' `similarity_fn_name`, 'cosine' unless the folder says 'dot',
+        'euclidean' or 'manhattan'): the pair score an evaluation ranks.
     """
 
     kind = SENTENCE_EMBEDDING
 
     def __init__(self, pooling: str | Sequence[str] = ("mean",), *, normalize: bool = True,
-                 dense: Sequence[DenseLayer | dict[str, Any]] = (), rngs: nnx.Rngs | None = None):
+                 dense: Sequence[DenseLayer | dict[str, Any]] = (), rngs: nnx.Rngs | None = None,
+                 similarity: str = DEFAULT_SIMILARITY):
         modes = (pooling,) if isinstance(pooling, str) else tuple(pooling)
         unknown = [m for m in modes if m not in POOLING_MODES]
         if not modes or unknown or len(set(modes)) != len(modes):
@@ -300,6 +305,7 @@ class SentenceEmbedder(nnx.Module):
             raise ValueError("a SentenceEmbedder with Dense layers needs rngs= to initialise them")
         self.pooling = modes
         self.normalize = bool(normalize)
+        self.similarity = check_similarity(similarity)
         self.dense_layers = layers
         self.dense = nnx.List([GemmSite(layer.in_features, layer.out_features, site="dense",
                                         use_bias=layer.bias, rngs=rngs) for layer in layers])
@@ -345,6 +351,8 @@ class SentenceEmbedder(nnx.Module):
         spec = {"pooling": list(self.pooling), "normalize": self.normalize}
         if self.dense_layers:
             spec["dense"] = [layer.spec() for layer in self.dense_layers]
+        if self.similarity != DEFAULT_SIMILARITY:
+            spec["similarity"] = self.similarity
         return spec
 
     def pooled_width(self, config: EncoderConfig) -> int:
@@ -470,7 +478,8 @@ def make_head(kind: str, config: EncoderConfig, *, rngs: nnx.Rngs, **spec: Any) 
     """Builds a head by kind ('none' gives None) from its `spec()` keyword arguments.
 
     The built-in kinds take: `sequence_classification` num_labels / labels / activation;
-    `token_classification` num_labels / labels; `sentence_embedding` pooling / normalize / dense.
+    `token_classification` num_labels / labels; `sentence_embedding` pooling / normalize / dense /
+    similarity.
 
     Raises:
       ValueError: an unknown kind, or arguments the head refuses.

@@ -27,11 +27,12 @@ import numpy as np
 
 from samp_jax.models.config import ConfigError, read_json
 from samp_jax.models.heads import POOLING_MODES, DenseLayer
+from samp_jax.models.similarity import SIMILARITY_FILE
 from samp_jax.models.st_dense import DENSE, DeclaredDense, read_dense_config, write_dense
 
 MODULES_FILE = "modules.json"
 TEXT_SETTINGS_FILE = "sentence_bert_config.json"
-PROMPTS_FILE = "config_sentence_transformers.json"
+PROMPTS_FILE = SIMILARITY_FILE  # config_sentence_transformers.json: prompts and similarity
 # Prompts sentence-transformers 5 names for every model, empty unless the file states them.
 DEFAULT_PROMPTS = {"query": "", "document": ""}
 # Module types as sentence-transformers 2-4 write them; 5.x writes longer paths that end in the

@@ -17,6 +17,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from samp_jax.models.head_kinds import LABEL_THRESHOLD, Readout, check_label_threshold
+from samp_jax.models.similarity import DEFAULT_SIMILARITY, check_similarity, pair_similarity
 from samp_jax.serving.batching import DEFAULT_BUCKETS, TokenizedRows
 from samp_jax.tasks.metrics import IGNORE, Metric, spearman
 from samp_jax.tasks.proxies import COSINE, KL, LABEL_KL, SCORE, Proxy, one_minus_cosine
@@ -225,8 +226,10 @@ class LabelSetEvaluation(ClassificationEvaluation):
 
 
 class EmbeddingEvaluation(Evaluation):
-    """Bi-encoder embeddings of every unique text of the split; pairs scored by their cosine
-    (ROC-AUC against 0/1 labels, or Spearman against scores), or no metric for plain texts."""
+    """Bi-encoder embeddings of every unique text of the split; pairs scored by the model's
+    `similarity` (`samp_jax.models.similarity`: cosine unless its folder says dot, euclidean
+    or manhattan; ROC-AUC against 0/1 labels, or Spearman against scores), or no metric for
+    plain texts. The agreement with FP32 is the embeddings' cosine whatever the similarity."""
 
     agreement_name = "cosine to FP32"
     proxy_kind = COSINE
@@ -234,7 +237,8 @@ class EmbeddingEvaluation(Evaluation):
 
     def __init__(self, tokenizer, examples: Sequence[dict], *, metric: Metric | None,
                  batch_size: int = 128, buckets: Sequence[int] = DEFAULT_BUCKETS,
-                 max_length: int | None = None):
+                 max_length: int | None = None, similarity: str = DEFAULT_SIMILARITY):
+        self.similarity = check_similarity(similarity)
         pairs = bool(examples) and "text_pair" in examples[0]
         texts = [e["text"] for e in examples] + ([e["text_pair"] for e in examples] if pairs else [])
         self.texts = list(dict.fromkeys(texts))
@@ -287,9 +291,9 @@ class EmbeddingEvaluation(Evaluation):
         return int((bad[self._left] | bad[self._right]).sum())
 
     def pair_scores(self, outputs) -> np.ndarray:
-        """The cosine similarity of every pair, in example order."""
+        """The similarity of every pair, in example order."""
         emb = self.gather(outputs)
-        return 1.0 - one_minus_cosine(emb[self._left], emb[self._right])
+        return pair_similarity(self.similarity, emb[self._left], emb[self._right])
 
     def agreement(self, outputs, reference) -> float:
         return float(np.mean(1.0 - one_minus_cosine(self.gather(outputs), self.gather(reference))))

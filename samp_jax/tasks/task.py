@@ -43,6 +43,7 @@ from samp_jax.data import (
 from samp_jax.models.head_kinds import LABEL_THRESHOLD, HeadKind, Readout, check_label_threshold
 from samp_jax.models.hf_labels import GENERIC_LABEL
 from samp_jax.models.model import EncoderModel, check_ids
+from samp_jax.models.similarity import DEFAULT_SIMILARITY
 from samp_jax.models.tokenizer import Tokenizer
 from samp_jax.ptq.quantized import QuantizedModel
 from samp_jax.serving.batching import DEFAULT_BUCKETS, TokenizedRows
@@ -230,8 +231,10 @@ class Task:
 
     def evaluation(self, tokenizer, split: str = "test", *, max_examples: int | None = None,
                    seed: int = 0, batch_size: int | None = None,
-                   buckets: Sequence[int] = DEFAULT_BUCKETS) -> Evaluation:
-        """The `Evaluation` of `split` (all of it, or a fixed seeded subset)."""
+                   buckets: Sequence[int] = DEFAULT_BUCKETS,
+                   similarity: str = DEFAULT_SIMILARITY) -> Evaluation:
+        """The `Evaluation` of `split` (all of it, or a fixed seeded subset); an embedding
+        task's pairs scored by `similarity`, the model's (`models.similarity.similarity_of`)."""
         _require_tokenizer(tokenizer)
         examples = self.examples(split, max_examples=max_examples, seed=seed)
         readout = self.task_type.readout
@@ -245,7 +248,7 @@ class Task:
             return EmbeddingEvaluation(tokenizer, examples,
                                        metric=self._metric_for(examples),
                                        batch_size=batch_size or 128, buckets=buckets,
-                                       max_length=self.length(tokenizer))
+                                       max_length=self.length(tokenizer), similarity=similarity)
 
     def truncation(self, tokenizer, examples: Sequence[dict]) -> Truncation:
         """What cutting `examples` (rows of one split, e.g. `examples(split)`) at

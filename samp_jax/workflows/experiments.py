@@ -13,6 +13,7 @@ import numpy as np
 
 from calibrate import calibrate
 from samp_jax.core.precision import PRESETS, PrecisionMap
+from samp_jax.models.similarity import DEFAULT_SIMILARITY, similarity_of
 from samp_jax.ptq.quantized import quantize
 from samp_jax.serving.forward import jit_forward
 from samp_jax.serving.sharding import data_mesh, sharded_forward
@@ -70,10 +71,12 @@ class TaskEvaluator:
     """
 
     def __init__(self, task: Task | str, tokenizer, *, split: str = "test",
-                 max_examples: int | None = None, calibration_examples: int = 512, seed: int = 0):
+                 max_examples: int | None = None, calibration_examples: int = 512, seed: int = 0,
+                 similarity: str = DEFAULT_SIMILARITY):
         self.task = get_task(task, seed=seed) if isinstance(task, str) else task
         self.tokenizer = tokenizer
-        self.evaluation = self.task.evaluation(tokenizer, split, max_examples=max_examples, seed=seed)
+        self.evaluation = self.task.evaluation(tokenizer, split, max_examples=max_examples,
+                                               seed=seed, similarity=similarity)
         self.metric = self.evaluation.metric_name
         self.agreement = self.evaluation.agreement_name
         self.calibration_examples = calibration_examples
@@ -105,8 +108,11 @@ class TaskEvaluator:
         return self.evaluation.score(outputs, reference)
 
 
-def make_evaluator(task: Task | str, tokenizer, **options) -> TaskEvaluator:
-    """The `TaskEvaluator` of a `Task` or a registered task name on its test split."""
+def make_evaluator(task: Task | str, tokenizer, model=None, **options) -> TaskEvaluator:
+    """The `TaskEvaluator` of a `Task` or a registered task name on its test split; an
+    embedding task's pairs scored by `model`'s similarity (`similarity_of`) when given."""
+    if model is not None:
+        options.setdefault("similarity", similarity_of(model))
     return TaskEvaluator(task, tokenizer, **options)
 
 

@@ -149,7 +149,8 @@ def run_search(model, tokenizer, task: Task, config: SearchConfig | None = None,
     check_head_fits(model, task)
     plan = plan_search(model, config, latency_table)  # target, options, table: before calibration
     start = time.perf_counter()
-    evaluator = make_evaluator(task, tokenizer, max_examples=max_test_examples, seed=config.seed)
+    evaluator = make_evaluator(task, tokenizer, model, max_examples=max_test_examples,
+                               seed=config.seed)
     result = search(model, task, plan, tokenizer=tokenizer)
     calibration = result.calibration  # the clips the search ran with (per site with 'auto')
     target, options = plan.target, plan.options

@@ -146,15 +146,13 @@ def test_a_taggers_plain_sentence_is_split_as_its_tokenizer_splits_words(family,
 
 
 @pytest.mark.parametrize("head, named, option", [
-    ("sentence_embedding", {"text_pair": "text_pair"}, "--text-pair-column"),
     ("token_classification", {"text_pair": "text_pair"}, "--text-pair-column"),
     ("sentence_embedding", {"tokens": "tokens"}, "--tokens-column"),
     ("sequence_classification", {"tokens": "tokens"}, "--tokens-column"),
 ])
 def test_a_column_named_for_a_field_the_model_does_not_read_is_refused(tmp_path, head, named, option):
-    """An embedder given `--text-pair-column` dropped the second texts without a word (two
-    different pairs, one embedding); every column named for a field the head does not read
-    is refused before any row is read."""
+    """A column named for a field the head does not read (a tagger's second text, a
+    classifier's words) is refused before any row is read: it would be dropped without a word."""
     data = tmp_path / "rows.jsonl"
     data.write_text('{"text": "a dog", "text_pair": "a cat", "tokens": ["a", "dog"]}\n')
     with pytest.raises(ValueError, match=f"{option} .* names a column a {head} model does not read"):
