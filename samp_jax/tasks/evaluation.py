@@ -270,6 +270,11 @@ class EmbeddingEvaluation(Evaluation):
     def truncation(self) -> Truncation | None:
         return self._truncation
 
+    def real_batches(self) -> list[dict[str, np.ndarray]]:
+        """Each batch without the all-padding rows that fill it to its batch size."""
+        return [{key: value[:len(rows)] for key, value in batch.items()}
+                for batch, rows in zip(self.batches, self._rows)]
+
     def gather(self, outputs) -> np.ndarray:
         """`[unique texts, dim]` embeddings in text order."""
         emb = np.zeros((len(self.texts), outputs[0].shape[-1]), np.float32)

@@ -43,11 +43,11 @@ from samp_jax.data import (
 from samp_jax.models.head_kinds import LABEL_THRESHOLD, HeadKind, Readout, check_label_threshold
 from samp_jax.models.hf_labels import GENERIC_LABEL
 from samp_jax.models.model import EncoderModel, check_ids
-from samp_jax.models.similarity import DEFAULT_SIMILARITY
+from samp_jax.models.similarity import DEFAULT_SIMILARITY, similarity_of
 from samp_jax.models.tokenizer import Tokenizer
 from samp_jax.ptq.quantized import QuantizedModel
 from samp_jax.serving.batching import DEFAULT_BUCKETS, TokenizedRows
-from samp_jax.serving.forward import jit_forward
+from samp_jax.serving.forward import INPUT_KEYS, jit_forward
 from samp_jax.serving.sharding import as_sharded, data_mesh, round_batch_size
 from samp_jax.tasks.evaluation import (EVALUATIONS, EmbeddingEvaluation, Evaluation,
                                        encoded_batches, gather_rows)
@@ -371,7 +371,9 @@ def evaluate(model, task: Task | str, split: str = "test", *, tokenizer=None, se
 
     Args:
       model: an `EncoderModel` or `QuantizedModel` with the task's head.
-      task: a `Task` or a registered task name. A multi-label task's label sets are scored at
+      task: a `Task` or a registered task name. An embedding task's pairs are scored by the
+        model's similarity (`samp_jax.models.similarity`), as `samp-jax eval` scores them; texts
+        alone (`embedding_texts`) have no metric (value None). A multi-label task's label sets are scored at
         its own `label_threshold`, not at the model's (`model.label_threshold`, which a
         search or fine-tune saved and the command line's `eval` defaults to): give
         `dataclasses.replace(task, label_threshold=model.label_threshold)` for that one.
@@ -380,13 +382,14 @@ def evaluate(model, task: Task | str, split: str = "test", *, tokenizer=None, se
         (needed unless `encoded` is given).
       seed: the split seed of a registered task.
       batch_size: rows per batch; with `mesh`, rounded up to a multiple of the device count.
-      encoded: a pre-encoded split (skips tokenization when evaluating many variants).
+      encoded: a pre-encoded split (skips tokenization when evaluating many variants); not
+        for an embedding task.
       mesh: a `jax.sharding.Mesh` (e.g. `sharding.data_mesh()`): each batch is split over its
         devices with `sharding.sharded_forward`. None: all devices when there are several
         (`data_mesh()`; across hosts after `jax.distributed.initialize()`), else one device.
 
     Returns:
-      {'metric': 'accuracy' | 'entity_f1', 'value': float, 'examples': int, ...}.
+      {'metric': 'accuracy' | 'entity_f1' | 'roc_auc' | ..., 'value': float, 'examples': int, ...}.
 
     Raises:
       ValueError: a model without the task's head, or encoded rows the model cannot embed (ids
@@ -395,15 +398,35 @@ def evaluate(model, task: Task | str, split: str = "test", *, tokenizer=None, se
     tokenizer = model_arguments(model, task, tokenizer, what="evaluate")
     task = get_task(task, seed=seed) if isinstance(task, str) else task
     check_head_fits(model, task)
+    if mesh is None and jax.device_count() > 1:
+        mesh = data_mesh()
+    if task.task_type.encode is None:  # embeddings, pairs scored by the model's similarity
+        return _evaluate_embeddings(model, task, split, tokenizer, seed=seed,
+                                    batch_size=batch_size, encoded=encoded, mesh=mesh)
     if encoded is None:
         encoded = task.encode(tokenizer, task.split(split))
     # inside the jitted forward an out-of-range id would be clamped silently
     check_ids(model.config, encoded.input_ids, encoded.attention_mask, encoded.token_type_ids,
               source=f"task {task.name!r} split {split!r}")
-    if mesh is None and jax.device_count() > 1:
-        mesh = data_mesh()
     forward = jit_forward(model) if mesh is None else model  # predict shards the model
     return task.score(predict(forward, encoded, batch_size=batch_size, mesh=mesh), encoded)
+
+
+def _evaluate_embeddings(model, task: Task, split: str, tokenizer, *, seed: int, batch_size: int,
+                         encoded, mesh: Mesh | None) -> dict[str, float]:
+    """`evaluate` of an embedding task (`embedding_pairs`: the metric of the pairs' similarity
+    by the model's own, `similarity_of`; `embedding_texts`: no metric), as `samp-jax eval`
+    scores it."""
+    if encoded is not None:
+        raise ValueError(f"encoded= holds rows encoded per example; task {task.name!r} "
+                         f"({task.task_type.name}) embeds each unique text: leave encoded out")
+    evaluation = task.evaluation(tokenizer, split, seed=seed, batch_size=batch_size,
+                                 similarity=similarity_of(model))
+    for batch in evaluation.real_batches():  # inside the jitted forward an id would be clamped
+        check_ids(model.config, *(batch[key] for key in INPUT_KEYS),
+                  source=f"task {task.name!r} split {split!r}")
+    forward = jit_forward(model) if mesh is None else as_sharded(model, mesh)
+    return evaluation.score(evaluation.outputs(forward))
 
 
 def model_arguments(model, task, tokenizer, *, what: str, float_only: bool = False):

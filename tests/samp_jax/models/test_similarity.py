@@ -98,3 +98,30 @@ def test_predict_scores_an_embedders_pairs_by_its_similarity(minilm_dir, tmp_pat
         expected = pair_similarity(similarity_of(model), first, second)  # of rounded embeddings
         np.testing.assert_allclose([r["similarity"] for r in records], expected, rtol=1e-5)
         assert records[0]["similarity"] > records[1]["similarity"]
+
+
+@pytest.mark.slow
+def test_the_python_evaluate_scores_an_embedding_task_as_the_command_does(minilm_dir, tmp_path,
+                                                                         capsys):
+    """`sj.evaluate` of an embedding task gives the metric `samp-jax eval` gives (its FP32 row),
+    each by the model's own similarity: a dot-product model's differs from a cosine one's."""
+    from samp_jax.app import cli
+    from samp_jax.tasks import load_task
+    words = "guitar music dog beach onion market plane night river stone paper cold".split()
+    rng = np.random.default_rng(0)
+    data = tmp_path / "sts.jsonl"
+    data.write_text("".join(json.dumps({"text": f"a {words[i]} and a {words[j]}",
+                                        "text_pair": f"the {words[j]} near the {words[k]}",
+                                        "score": float(rng.uniform(0, 5))}) + "\n"
+                            for i, j, k in rng.integers(0, len(words), (60, 3))))
+    values = []
+    for folder in (minilm_dir, _dot_folder(minilm_dir, tmp_path)):
+        result = sj.evaluate(sj.load(folder), load_task(data), batch_size=16)
+        code = cli.main(["eval", "--model", str(folder), "--data", str(data), "--precision",
+                         "fp32", "--json"])
+        out = json.loads(capsys.readouterr().out)
+        assert code == 0 and result["metric"] == out["metric"] == "spearman"
+        assert result["examples"] == out["examples"] >= 10
+        assert result["value"] == pytest.approx(out["rows"][0]["value"], abs=1e-6)
+        values.append(result["value"])
+    assert abs(values[0] - values[1]) > 1e-3  # cosine and dot rank the pairs otherwise
