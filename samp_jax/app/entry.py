@@ -6,10 +6,11 @@ that every atomic write removes its temporary file or folder."""
 from __future__ import annotations
 
 import _thread
+import contextlib
+import os
 import signal
 import sys
-
-from samp_jax.core.host_memory import keep_cpu_buffers  # standard library only: cheap
+import threading
 
 
 class Terminated(KeyboardInterrupt):
@@ -22,12 +23,14 @@ def main(argv: list[str] | None = None) -> int:
 
     Host memory is set up first (`samp_jax.core.host_memory.keep_cpu_buffers`: it must precede
     JAX's CPU backend)."""
-    keep_cpu_buffers()
     keep_interrupts()
     previous = catch_terminations()
     try:
         try:
-            from samp_jax.app import cli
+            with interrupts_deferred():
+                from samp_jax.core.host_memory import keep_cpu_buffers  # ctypes: not cheap
+                keep_cpu_buffers()
+                from samp_jax.app import cli
         except KeyboardInterrupt as e:
             terminated = isinstance(e, Terminated)
             print(f"samp-jax: {'terminated' if terminated else 'interrupted'}", file=sys.stderr,
@@ -37,6 +40,41 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def interrupts_deferred():
+    """Defers Ctrl-C and SIGTERM while the block runs (importing JAX and the models), then
+    raises the first that came (`KeyboardInterrupt`, `Terminated`) once it is done. Raised
+    inside the import, an interrupt lands in code a C extension is running (an extension being
+    set up turns it into an ImportError with a traceback, or aborts in C). A second signal
+    during the block ends the process at once, with the same one line and exit code: nothing
+    has been written yet. Outside the main thread nothing is deferred."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    came: list[int] = []
+
+    def record(signum, frame) -> None:
+        if came:  # asked again: leave now
+            print(f"samp-jax: {_ENDINGS[came[0]][0]}", file=sys.stderr, flush=True)
+            os._exit(_ENDINGS[came[0]][1])
+        came.append(signum)
+
+    previous = {signum: signal.getsignal(signum) for signum in _ENDINGS}
+    deferred = [signum for signum, handler in previous.items() if handler is not signal.SIG_IGN]
+    for signum in deferred:
+        signal.signal(signum, record)
+    try:
+        yield
+    finally:
+        for signum in deferred:
+            signal.signal(signum, previous[signum])
+    if came:
+        raise Terminated(f"signal {came[0]}") if came[0] == signal.SIGTERM else KeyboardInterrupt
+
+
+_ENDINGS = {signal.SIGINT: ("interrupted", 130), signal.SIGTERM: ("terminated", 143)}
 
 
 def _terminate(signum, frame) -> None:

@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -493,8 +494,9 @@ def test_sigterm_while_predicting_unwinds_removes_the_temporary_file_and_exits_1
 
 
 # `python -m samp_jax.app ARGS`, except that the import of JAX (the first heavy import, which
-# the CLI starts after it has set itself up) says so on stdout and then waits for the Ctrl-C:
-# the signal lands inside that import on any machine, however loaded, with no sleep to tune.
+# the CLI starts after it has set itself up) says so on stdout and then waits (SECONDS) for
+# the signals: they land inside that import on any machine, however loaded, with no sleep to
+# tune. Once the wait is over it says so and the import goes on.
 _WAIT_IN_THE_IMPORT_OF_JAX = """
 import importlib.abc
 import runpy
@@ -506,7 +508,8 @@ class WaitInTheImportOfJax(importlib.abc.MetaPathFinder):
         if name == "jax":
             sys.meta_path.remove(self)
             print("importing jax", flush=True)
-            time.sleep(60)
+            time.sleep(SECONDS)
+            print("imported", flush=True)
         return None
 
 sys.meta_path.insert(0, WaitInTheImportOfJax())
@@ -515,14 +518,33 @@ runpy.run_module("samp_jax.app", run_name="__main__", alter_sys=True)
 """
 
 
-def test_ctrl_c_while_importing_exits_130_without_a_traceback(tmp_path):
+@pytest.mark.parametrize("signum, code, said", [(signal.SIGINT, 130, "interrupted"),
+                                                (signal.SIGTERM, 143, "terminated")])
+def test_a_signal_while_importing_ends_the_run_once_the_import_is_done(tmp_path, signum, code,
+                                                                       said):
+    """Raised inside the import of JAX's C extensions, an interrupt became an ImportError with a
+    traceback, or a C abort: it is deferred to the end of the import, then ends the run."""
     run = _start(["eval", "--model", "minilm", "--data", "snli-embed"], tmp_path,
-                 program=("-c", _WAIT_IN_THE_IMPORT_OF_JAX))
+                 program=("-c", _WAIT_IN_THE_IMPORT_OF_JAX.replace("SECONDS", "1.0")))
     assert run.stdout.readline() == "importing jax\n"  # the CLI is importing JAX and the models
+    run.send_signal(signum)
+    out, err = run.communicate(timeout=120)
+    assert out == "imported\n"  # the import went on to its end
+    assert run.returncode == code, err
+    assert f"samp-jax: {said}" in err and "Traceback" not in err
+
+
+def test_a_second_ctrl_c_while_importing_ends_the_run_at_once(tmp_path):
+    run = _start(["eval", "--model", "minilm", "--data", "snli-embed"], tmp_path,
+                 program=("-c", _WAIT_IN_THE_IMPORT_OF_JAX.replace("SECONDS", "60")))
+    assert run.stdout.readline() == "importing jax\n"
     run.send_signal(signal.SIGINT)
-    _, err = run.communicate(timeout=60)
-    assert run.returncode == 130, err
-    assert "interrupted" in err and "Traceback" not in err
+    time.sleep(0.5)
+    assert run.poll() is None  # the first waits for the import
+    run.send_signal(signal.SIGINT)
+    out, err = run.communicate(timeout=30)
+    assert run.returncode == 130 and out == "", err
+    assert "samp-jax: interrupted" in err and "Traceback" not in err
 
 
 @pytest.mark.slow
