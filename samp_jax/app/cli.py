@@ -11,8 +11,9 @@
 built-in name (snli, snli-embed, polarity, wnut16; with a built-in name `--model` may be left
 out: MiniLM fine-tuned on it is used). Every argument, file and output path is checked before
 any slow step. Exit codes: 0 success, 1 an error (one line on stderr, no traceback unless
-`--debug`; a warning is one line too), 2 bad usage, 130 interrupted (Ctrl-C), 143 terminated
-(SIGTERM, when run through `samp_jax.app.entry`). Progress goes to stderr;
+`--debug`; a warning is one line too), 2 bad usage, 130 interrupted (Ctrl-C), 141 standard
+output's reader gone (`| head`), 143 terminated (SIGTERM, when run through
+`samp_jax.app.entry`). Progress goes to stderr;
 `--json` puts the machine-readable result alone on stdout. The arguments each command takes are
 `samp_jax.app.parser`'s; this module runs the commands.
 """
@@ -40,7 +41,7 @@ from samp_jax.app.entry import Terminated
 from samp_jax.app.figure_warnings import warn_if_at_chance, warn_non_finite
 from samp_jax.core import strict_json
 from samp_jax.app.lengths import at_max_length, check_max_length, fit_max_length, say_truncation
-from samp_jax.app.outputs import UsageError
+from samp_jax.app.outputs import ResultsStream, StdoutError, UsageError
 from samp_jax.app.outputs import check_output as _check_output
 from samp_jax.app.outputs import check_precision_items
 from samp_jax.app.parser import ACTIVATIONS, PACKAGED_MODEL, build_parser, joined_negative_percents
@@ -657,10 +658,21 @@ compilations."""
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Runs one command; returns its exit code (0, 1 error, 2 usage, 130 interrupted, 143
-    terminated: `samp_jax.app.entry.Terminated`)."""
-    name = "samp-jax"
+    """Runs one command; returns its exit code (0, 1 error, 2 usage, 130 interrupted, 141
+    standard output's reader gone, 143 terminated: `samp_jax.app.entry.Terminated`)."""
     tolerate_unencodable_output()
+    stdout = sys.stdout
+    if stdout is not None and not isinstance(stdout, ResultsStream):
+        sys.stdout = ResultsStream(stdout)
+    try:
+        return _main(argv)
+    finally:
+        if isinstance(sys.stdout, ResultsStream):  # as it was, for a caller in this process
+            sys.stdout = sys.stdout.stream
+
+
+def _main(argv: list[str] | None) -> int:
+    name = "samp-jax"
     try:
         parser = build_parser()
         args = parser.parse_args(joined_negative_percents(sys.argv[1:] if argv is None else argv))
@@ -672,15 +684,24 @@ def main(argv: list[str] | None = None) -> int:
                 warnings.showwarning = warning_printer(
                     name, shown=lambda: not is_distributed() or is_primary())
             code = _run(args, name)
+            if sys.stdout is not None:
+                sys.stdout.flush()  # here, not at exit, where a failure would be a traceback
+    except StdoutError as e:
+        print(f"{name}: error: {e}", file=sys.stderr, flush=True)
+        code = 1
     except Terminated:  # SIGTERM: the run has unwound, as for a Ctrl-C
         print(f"{name}: terminated", file=sys.stderr, flush=True)
         code = 143
     except KeyboardInterrupt:
         print(f"{name}: interrupted", file=sys.stderr, flush=True)
         code = 130
-    except BrokenPipeError:  # e.g. `samp-jax eval --json | head`: the reader has gone
-        sys.stdout = open(os.devnull, "w")
-        code = 1
+    except BrokenPipeError:  # e.g. `samp-jax eval --json | head`: the reader has gone; as a
+        # killed pipe ends other tools (128 + SIGPIPE), with nothing left to flush at exit
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):  # a stream without a descriptor (a test's capture)
+            sys.stdout = open(os.devnull, "w")
+        code = 141
     if code and is_distributed():
         # The other processes may be stuck waiting on this one: leave now rather than in
         # jax.distributed's shutdown barrier, which would abort after its timeout.
@@ -697,6 +718,8 @@ INTERNAL_ERRORS = (NameError, AttributeError, AssertionError, ZeroDivisionError)
 
 def _run(args, name: str) -> int:
     try:
+        if sys.stdout is None:  # started with standard output closed (`>&-`)
+            _closed_stdout(args)
         if getattr(args, "split_file", None):
             _split_files(args)  # checked before any command loads its model
         model_options(args)  # a --head that --pooling contradicts, likewise
@@ -710,6 +733,8 @@ def _run(args, name: str) -> int:
         print(args.command_usage(), file=sys.stderr, end="")
         print(f"{name}: error: {e}", file=sys.stderr)
         return 2
+    except (BrokenPipeError, StdoutError):  # standard output's, said by main
+        raise
     except Exception as e:  # noqa: BLE001  one line, never a traceback (unless --debug)
         if args.debug:
             traceback.print_exc()
@@ -724,6 +749,21 @@ def _run(args, name: str) -> int:
             name = f"{name} (process {jax.process_index()})"
         print(f"{name}: error: {message}", file=sys.stderr)
         return 1
+
+
+def _closed_stdout(args) -> None:
+    """A command started with standard output closed: refused when it writes its results
+    there (its JSON or table, `predict --out -`); `predict --out FILE` writes them to the file,
+    and its one summary line goes nowhere.
+
+    Raises:
+      UsageError: the results would be lost.
+    """
+    if args.command == "predict" and args.out != predictions.STDOUT and not args.json:
+        sys.stdout = open(os.devnull, "w")
+        return
+    raise UsageError("standard output is closed (>&-), and this command writes its results "
+                     "there: redirect it to a file (> FILE), or to /dev/null to drop them")
 
 
 def _full_disk(error: Exception, args) -> str | None:

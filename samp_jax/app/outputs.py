@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from pathlib import Path
 
@@ -11,6 +12,45 @@ from samp_jax.core.precision import PRESETS
 
 class UsageError(ValueError):
     """A bad combination of arguments (exit code 2)."""
+
+
+class StdoutError(OSError):
+    """A write to standard output that failed (a full disk behind `> FILE`, `> /dev/full`),
+    said as such: without a file name, a full disk would be blamed on the cache."""
+
+    def __str__(self) -> str:
+        return f"could not write the results to standard output ({self.strerror})"
+
+
+class ResultsStream:
+    """Standard output for the results: its failed writes and flushes (a reader gone aside,
+    `BrokenPipeError`, which ends a run quietly) raise `StdoutError`."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        with stdout_errors():
+            return self.stream.write(text)
+
+    def flush(self) -> None:
+        with stdout_errors():
+            self.stream.flush()
+
+    def __getattr__(self, name: str):
+        return getattr(self.stream, name)
+
+
+@contextlib.contextmanager
+def stdout_errors():
+    """Turns an `OSError` of a write to standard output, other than `BrokenPipeError`, into
+    `StdoutError`."""
+    try:
+        yield
+    except BrokenPipeError:
+        raise
+    except OSError as e:
+        raise StdoutError(e.errno, e.strerror) from None
 
 
 def check_output(path: str | Path, *, what: str, folder: bool, model_folder: bool = False,

@@ -83,6 +83,7 @@ import numpy as np
 
 from samp_jax.core import strict_json
 from samp_jax.core.atomic import atomic_file
+from samp_jax.app.outputs import stdout_errors
 from samp_jax.models.bio_tags import OUTSIDE, Span, not_bio, scheme_of, tag_spans
 from samp_jax.models.cross_encoder import apply_activation
 from samp_jax.models.similarity import pair_similarity, similarity_of
@@ -346,9 +347,10 @@ def _to_stdout(data: bytes) -> None:
     """Writes to standard output; a reader that closed it (`| head`) ends the run quietly, as
     a killed pipe ends other tools (exit 141 = 128 + SIGPIPE)."""
     try:
-        sys.stdout.flush()
-        sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
+        with stdout_errors():  # a full disk behind `> FILE` is said as such
+            sys.stdout.flush()
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
         raise SystemExit(141) from None

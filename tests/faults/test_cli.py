@@ -7,6 +7,7 @@ arguments, never with a traceback, and never touches what it must not."""
 from __future__ import annotations
 
 import errno
+import io
 import os
 import shutil
 import signal
@@ -586,3 +587,56 @@ def test_calibrate_refuses_an_out_that_holds_a_float_checkpoint_before_any_work(
                  "--precision", "quant_ffn_only", "--out", str(other)])
     _one_line_error(capsys, code, 1, f"--out {other} holds a float model")
     assert (other / "config.json").is_file() and not (other / "quantization.json").exists()
+
+
+class _FailingStdout(io.StringIO):
+    """Standard output whose writes fail as `error` (a full disk behind `> FILE`, a reader
+    gone aside)."""
+
+    def __init__(self, error: OSError):
+        super().__init__()
+        self.error = error
+
+    def write(self, text):
+        raise self.error
+
+    def flush(self):
+        raise self.error
+
+
+def test_a_full_standard_output_is_named_not_the_cache(files, monkeypatch, capsys):
+    full = _FailingStdout(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
+    monkeypatch.setattr(sys, "stdout", full)
+    code = main(["predict", "--model", str(files / "model"), "--data", str(files / "data.csv"),
+                 "--out", "-"])
+    err = _one_line_error(capsys, code, 1, "could not write the results to standard output "
+                                           "(No space left on device)")
+    assert "cache" not in err
+    assert sys.stdout is full  # as the caller had it
+
+
+def test_a_reader_gone_ends_a_command_quietly_with_141(files, monkeypatch, capsys):
+    """`samp-jax eval --json | head`: as a killed pipe ends other tools, without a word."""
+    monkeypatch.setattr(sys, "stdout", _FailingStdout(BrokenPipeError(errno.EPIPE, "Broken pipe")))
+    code = main(["eval", "--model", str(files / "model"), "--data", str(files / "data.csv"),
+                 "--precision", "fp32", "--json"])
+    assert code == 141
+    assert "error" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args", [["eval", "--json"], ["eval"], ["predict", "--out", "-"],
+                                  ["predict", "--out", "p.jsonl", "--json"]])
+def test_a_closed_standard_output_is_refused_when_the_results_go_there(
+        files, monkeypatch, capsys, no_slow_work, tmp_path, args):
+    monkeypatch.setattr(sys, "stdout", None)  # as Python starts with `>&-`
+    monkeypatch.chdir(tmp_path)
+    code = main([*args, "--model", str(files / "model"), "--data", str(files / "data.csv")])
+    _one_line_error(capsys, code, 2, "standard output is closed (>&-)")
+
+
+def test_predict_to_a_file_runs_with_standard_output_closed(files, monkeypatch, capsys, tmp_path):
+    monkeypatch.setattr(sys, "stdout", None)
+    out = tmp_path / "p.jsonl"
+    assert main(["predict", "--model", str(files / "model"), "--data", str(files / "data.csv"),
+                 "--out", str(out)]) == 0
+    assert len(out.read_text().splitlines()) == 60

@@ -240,16 +240,20 @@ def test_every_field_a_record_may_have_is_a_record_field_kept_columns_may_not_ta
                 engines.append(Engine(head_kind=SEQUENCE_CLASSIFICATION.name, readout=readout,
                                       labels=("a", "b")[:width], result=result,
                                       cross_encoder_activation=activation))
-    embedding = SimpleNamespace(embeddings=np.ones((1, 4), np.float32), truncated=[True],
-                                non_finite=[True])
-    engines.append(Engine(head_kind=SENTENCE_EMBEDDING.name, result=embedding))
+    embedder = SimpleNamespace(head=SimpleNamespace(similarity="cosine"))
+    for bad in (False, True):
+        embedding = SimpleNamespace(embeddings=np.ones((1, 4), np.float32), truncated=[True],
+                                    non_finite=[bad])
+        engines.append(Engine(head_kind=SENTENCE_EMBEDDING.name, result=embedding,
+                              model=embedder))
     fields = set()
     for engine in engines:
-        for record in predictions._answers(engine, rows):
-            fields |= set(record)
+        for read in (rows, [{"text": "a"}]):  # a pair, and one text
+            for record in predictions._answers(engine, read):
+                fields |= set(record)
     tagger = _engine(BIO, [_one_hot_logits(BIO, ["B-PER"])])
     fields |= set(predictions._answers(tagger, [{"text": "Ada", "tokens": ["Ada"],
                                                  "word_spans": [(0, 3)]}])[0])
     assert fields <= set(predictions.RECORD_FIELDS), fields - set(predictions.RECORD_FIELDS)
     assert {"label", "labels", "score", "scores", "logit", "cross_encoder_scores", "embedding",
-            "non_finite", "entities"} <= fields  # the variants above reached them
+            "embedding_pair", "similarity", "non_finite", "entities"} <= fields  # all reached

@@ -35,7 +35,9 @@ TOO_LONG = "word " * 100  # 102 tokens
 
 @pytest.fixture(scope="module")
 def tokenizer(minilm_dir):
-    return Tokenizer.from_pretrained(minilm_dir)
+    """MiniLM's HF tokenizer (512 tokens, the position table's), not its sentence-transformers
+    settings (256)."""
+    return Tokenizer.from_pretrained(minilm_dir, sentence_transformers=False)
 
 
 @pytest.fixture(scope="module")

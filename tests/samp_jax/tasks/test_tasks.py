@@ -119,7 +119,7 @@ def test_finetuned_models_are_cached(minilm_dir, tmp_path, monkeypatch):
     # the asset cache moves too: point it at the already-fetched MiniLM
     monkeypatch.setattr("samp_jax.training.finetuning.minilm_path", lambda: minilm_dir)
     config = FinetuneConfig(batch_size=8, max_train_examples=16, max_dev_examples=8, eval_every=2,
-                            min_steps=0)
+                            min_steps=0, epochs=1.0)
     with pytest.raises(FileNotFoundError, match="no fine-tuned polarity model"):
         finetuned_model("polarity", config, train_if_missing=False)
     model, tok, info = finetuned_model("polarity", config, progress=False)
