@@ -6,7 +6,8 @@ import contextlib
 import tempfile
 from pathlib import Path
 
-from samp_jax.core.atomic import check_replaceable, is_model_folder, resolve_output
+from samp_jax.core.atomic import (check_name_room, check_replaceable, is_model_folder,
+                                  resolve_output)
 from samp_jax.core.precision import PRESETS
 
 
@@ -95,6 +96,10 @@ def check_output(path: str | Path, *, what: str, folder: bool, model_folder: boo
         parent = parent.parent
     if not parent.is_dir():
         raise ValueError(f"{what} {path}: {parent} is not a folder")
+    try:
+        check_name_room(target, parent)
+    except ValueError as e:
+        raise ValueError(f"{what} {e}") from None
     try:  # a real write, not a permission-bit guess: read-only mounts and quotas show up too
         with tempfile.TemporaryFile(dir=parent):
             pass

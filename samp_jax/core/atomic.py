@@ -167,6 +167,32 @@ def _token() -> str:
     return f"{os.getpid()}-{host_tag()}-{secrets.token_hex(4)}"
 
 
+# The most bytes the temporary names add to a target's name: `.NAME.tmp-PID-HOST-XXXXXXXX`
+# (a PID of at most 7 digits: Linux's largest pid_max is 4,194,304), twice over for a save
+# into a temporary folder's sibling (`..NAME.tmp-....tmp-...`, a fine-tune's run folder).
+TEMPORARY_NAME_EXTRA = 2 * len(f".{TMP_TAG}{'9' * 7}-{'f' * 8}-{'f' * 8}")
+
+
+def check_name_room(target: str | os.PathLike, parent: str | os.PathLike) -> None:
+    """Refuses a target whose name leaves no room, under the file system's longest name (in
+    `parent`, where the temporary copies go), for the temporary names written beside it
+    (`TEMPORARY_NAME_EXTRA` bytes more): the save would fail only once its work is done.
+
+    Raises:
+      ValueError: naming the target, its length and the most it may have.
+    """
+    name = os.fsencode(Path(target).name)
+    try:
+        longest = os.pathconf(parent, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        longest = 255
+    if len(name) + TEMPORARY_NAME_EXTRA > longest:
+        raise ValueError(f"{target}: its name is {len(name)} bytes, and samp-jax writes it beside "
+                         f"it under a name {TEMPORARY_NAME_EXTRA} bytes longer, then renames it; "
+                         f"this file system takes names of up to {longest} bytes: give a name of "
+                         f"at most {longest - TEMPORARY_NAME_EXTRA} bytes")
+
+
 def _owner(leftover: Path, tag: str) -> tuple[str, str | None] | None:
     """`(PID, HOST)` from a leftover's name after its last `tag` (HOST None in the older
     `PID-XXXXXXXX` form), or None when it names no PID."""

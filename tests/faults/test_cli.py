@@ -20,6 +20,7 @@ import pytest
 import samp_jax as sj
 from samp_jax.app import cli
 from samp_jax.app.cli import main
+from samp_jax.app.outputs import check_output
 from tests.faults.cli_files import no_slow_work, write_model_and_reviews  # noqa: F401
 from tests.faults.cli_files import one_line_error as _one_line_error
 from tests.helpers import ROOT
@@ -307,6 +308,19 @@ def test_unwritable_out_is_refused_before_any_work(command, capsys, no_slow_work
     out = UNWRITABLE + (".jsonl" if command == "predict" else "")
     code = main([command, *extra, "--out", out])
     _one_line_error(capsys, code, 1, "cannot write in /proc/1")
+
+
+@pytest.mark.parametrize("command", ["calibrate", "search", "finetune", "predict"])
+def test_an_out_name_with_no_room_for_its_temporary_names_is_refused_before_any_work(
+        command, tmp_path, capsys, no_slow_work):
+    """A legal name of 200 bytes: the temporary copy beside it (62 bytes longer) would pass
+    the file system's 255 only after the work; 193 bytes is the most, and fits."""
+    extra = ["--model", "m", "--data", "d"] if command == "predict" else ["--data", "snli-embed"]
+    long = tmp_path / ("s" * 200)
+    code = main([command, *extra, "--out", str(long)])
+    _one_line_error(capsys, code, 1, "its name is 200 bytes", "give a name of at most 193 bytes")
+    assert list(tmp_path.iterdir()) == []
+    check_output(tmp_path / ("s" * 193), what="--out", folder=True)
 
 
 def test_a_full_disk_after_the_search_is_one_line(files, tmp_path, capsys, monkeypatch):
