@@ -105,6 +105,11 @@ def _read_path(path: Path) -> Table | dict[str, Table]:
         raise ValueError(f"{path} does not exist")
     if path.is_dir():
         return _read_saved(path)
+    if not path.is_file():  # /dev/zero would be read without end, a pipe read once only
+        raise ValueError(f"{path} is not a regular file (a device, pipe or socket); a data "
+                         "file is read more than once (its header, then its rows): save it to "
+                         "a file first (predict also reads JSON Lines from standard input: "
+                         "--data -)")
     kind = FORMATS.get(path.suffix.lower())
     if kind is None:
         raise ValueError(f"{path}: unknown format {path.suffix!r}; expected a file ending in "

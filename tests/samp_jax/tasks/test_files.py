@@ -488,6 +488,18 @@ def test_missing_files_and_unknown_formats(tmp_path):
         load_task(tmp_path / "bad.parquet")
     with pytest.raises(TypeError, match="int is not a path"):
         load_task(3)
+
+
+def test_a_device_or_pipe_is_refused_before_it_is_read(tmp_path):
+    """/dev/zero behind a .csv name would be read without end; a pipe, read once, would give
+    an empty file or a hang on the second read."""
+    import os
+    (tmp_path / "zero.csv").symlink_to("/dev/zero")
+    with raises(r"zero\.csv is not a regular file \(a device, pipe or socket\)"):
+        load_task(tmp_path / "zero.csv")
+    os.mkfifo(tmp_path / "rows.jsonl")  # nothing writes to it: a read would block
+    with raises(r"rows\.jsonl is not a regular file"):
+        read_inputs(tmp_path / "rows.jsonl")
     with raises("no data"):
         load_task()
     with raises("either a source or split_files"):
