@@ -24,9 +24,15 @@ row with no label."""
 
 
 def text(value, at: str) -> str:
-    """`value` if it is a string (blank ones too)."""
+    """`value` if it is a string (blank ones too) of Unicode text: a lone surrogate (JSON's
+    "\\ud800" escape) is not, and no tokenizer takes it."""
     if not isinstance(value, str):
         raise ValueError(f"{at} holds {shown(value)} ({kind_of(value)}); expected a string")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(f"{at} has a lone surrogate {value[e.start]!r} at character {e.start}, "
+                         "which is not Unicode text; expected text UTF-8 can encode") from None
     return str(value)
 
 

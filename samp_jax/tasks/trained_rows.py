@@ -49,9 +49,12 @@ def trained_rows(folder: str | Path) -> np.ndarray | None:
     if not path.is_file():
         return None
     try:
-        digests = np.load(path, allow_pickle=False)
+        # mapped, not read: a header that claims more rows than the file holds is refused
+        # by the mapping instead of allocating them
+        digests = np.load(path, allow_pickle=False, mmap_mode="r")
         if digests.dtype != np.uint64 or digests.ndim != 1:
             raise ValueError(f"it holds {digests.dtype} of shape {digests.shape}, not uint64 digests")
+        digests = np.array(digests)
     except (OSError, ValueError, EOFError) as e:  # EOFError: an empty file
         warnings.warn(f"cannot read {path} ({e or type(e).__name__}): whether the held-out rows were trained on "
                       "is not checked")

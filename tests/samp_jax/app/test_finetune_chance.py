@@ -188,3 +188,15 @@ def test_eval_warns_when_its_held_out_rows_are_rows_the_model_was_fine_tuned_on(
         assert cli.main(["eval", "--model", str(tuned), "--data", str(files / "rows.csv"),
                          "--precision", "fp16", "--seed", "1", "--json"]) == 0
         assert "whether the held-out rows were trained on is not checked" in capsys.readouterr().err
+
+
+def test_a_digest_file_whose_header_claims_more_rows_than_it_holds_is_not_allocated(tmp_path):
+    """A header of 2**33 uint64 rows over 16 bytes: refused by the mapping with a warning,
+    not a 64 GiB allocation."""
+    from samp_jax.tasks.trained_rows import TRAINED_ROWS_FILE, trained_rows
+    header = "{'descr': '<u8', 'fortran_order': False, 'shape': (8589934592,), }"
+    header = header + " " * (118 - len(header)) + "\n"
+    (tmp_path / TRAINED_ROWS_FILE).write_bytes(b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little")
+                                               + header.encode() + bytes(16))
+    with pytest.warns(UserWarning, match="is not checked"):
+        assert trained_rows(tmp_path) is None

@@ -490,6 +490,13 @@ def test_missing_files_and_unknown_formats(tmp_path):
         load_task(3)
 
 
+def test_a_lone_surrogate_in_a_text_cell_is_named_by_file_row_and_column(tmp_path):
+    (tmp_path / "rows.jsonl").write_text('{"text": "fine"}\n{"text": "ab\\ud800c"}\n')
+    with raises(r"rows\.jsonl: row 2: column 'text' has a lone surrogate '\\ud800' at "
+                r"character 2, which is not Unicode text"):
+        read_inputs(tmp_path / "rows.jsonl")
+
+
 def test_a_device_or_pipe_is_refused_before_it_is_read(tmp_path):
     """/dev/zero behind a .csv name would be read without end; a pipe, read once, would give
     an empty file or a hang on the second read."""
