@@ -514,6 +514,24 @@ def check_fits(tokenizer: "Tokenizer", config: EncoderConfig, where: str = "the 
             f"tokenizer/model mismatch for {where}: the tokenizer has {len(vocab)} tokens with ids "
             f"up to {largest} ({token!r}), but the model's vocab_size is {config.vocab_size} "
             f"(ids [0, {config.vocab_size})); expected the tokenizer the model was trained with")
+    added = _post_processor_ids(tokenizer)
+    if added and max(added) >= config.vocab_size:
+        raise ValueError(
+            f"tokenizer/model mismatch for {where}: its tokenizer's post-processor (the special "
+            f"tokens tokenizer.json puts around every text) adds id {max(added)}, but the "
+            f"model's vocab_size is {config.vocab_size} (ids [0, {config.vocab_size}))")
+
+
+def _post_processor_ids(tokenizer: "Tokenizer") -> list[int]:
+    """The ids the post-processor adds to an empty text, and to an empty pair where it takes
+    pairs: ids no vocabulary entry need name."""
+    ids = []
+    for texts in (("",), ("", "")):
+        try:
+            ids += tokenizer._backend.encode(*texts).ids
+        except Exception:  # noqa: BLE001  no template for pairs: singles only
+            continue
+    return ids
 
 
 def has_tokenizer(folder: str | os.PathLike) -> bool:

@@ -246,3 +246,21 @@ def test_evaluation_refuses_out_of_vocabulary_ids(tiny, bad):
     with pytest.raises(ValueError, match=rf"task 'tiny' split 'test': input_ids row 1 position 1 "
                                          rf"is {bad}, outside"):
         evaluate(tiny, task, encoded=encoded)
+
+
+def test_a_special_token_id_past_the_vocabulary_in_the_post_processor_is_refused(minilm_dir,
+                                                                                  tmp_path):
+    """tokenizer.json's template naming [CLS] as id 999999: refused when the model loads,
+    naming the post-processor, not at the first row as an id out of range."""
+    import json
+    import shutil
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(minilm_dir / name, tmp_path / name)
+    spec = json.loads((tmp_path / "tokenizer.json").read_text())
+    spec["post_processor"]["special_tokens"]["[CLS]"]["ids"] = [999999]
+    (tmp_path / "tokenizer.json").write_text(json.dumps(spec))
+    tokenizer = Tokenizer.from_pretrained(tmp_path, max_length=32)
+    with pytest.raises(ValueError, match=r"post-processor .* adds id 999999, but the model's "
+                                         r"vocab_size is 30522"):
+        check_fits(tokenizer, TINY_CONFIG.replace(vocab_size=30522), "tests/model")
+    check_fits(Tokenizer.from_pretrained(minilm_dir), TINY_CONFIG.replace(vocab_size=30522))
