@@ -63,10 +63,18 @@ def site_flops(config: EncoderConfig, tokens: int) -> dict[str, int]:
 
 
 def int8_flop_fraction(pmap: PrecisionMap, config: EncoderConfig) -> float:
-    """Share of the encoder's GEMM FLOPs that run in INT8."""
+    """Share of the encoder's GEMM FLOPs (per token) that run in INT8: the map's sites, and
+    an ELECTRA-style embedding projection (`embedding_size` to `hidden_size`), which runs at
+    the map's `embedding_project` precision, else at the compute dtype."""
     flops = site_flops(config, 1)
     total = sum(flops[s] for (_, s), _ in pmap.items())
-    return sum(flops[s] for (_, s), p in pmap.items() if p.precision == "int8") / total
+    int8 = sum(flops[s] for (_, s), p in pmap.items() if p.precision == "int8")
+    if config.embedding_size is not None:  # a projection to hidden_size
+        projection = 2 * config.embedding_size * config.hidden_size
+        total += projection
+        if pmap.embedding_project is not None and pmap.embedding_project.precision == "int8":
+            int8 += projection
+    return int8 / total
 
 
 _ACT_BYTES = {"int8": 1, "fp8_e4m3": 1, "fp16": 2, "bf16": 2, "fp32": 4}

@@ -294,7 +294,10 @@ class PrecisionMap:
                         f"rule {index}: layer={layer} is out of range for num_layers={self.num_layers}")
             for site in rule.sites or ():
                 if site not in SITES:
-                    raise PrecisionMapError(f"rule {index}: site={site!r} is not one of {SITES}")
+                    raise PrecisionMapError(
+                        f"rule {index}: site={site!r} is not one of {SITES}"
+                        + ("; an ELECTRA-style embedding projection is set by the map's own "
+                           '"embedding_project" key, not by a rule' if "proj" in str(site) else ""))
             cells = {(l, s) for l, s in self._cells() if rule.matches(l, s)}
             if not cells - claimed:
                 raise PrecisionMapError(

@@ -1,5 +1,6 @@
 """The candidate program, the latency model, the allocation and the report."""
 
+import dataclasses
 import json
 from types import SimpleNamespace
 
@@ -63,6 +64,14 @@ def test_latency_estimate_and_flop_fraction():
     assert table.map_ms(full) == pytest.approx(manual)
     assert int8_flop_fraction(PrecisionMap.preset("quant_ffn_only", 12), base) == pytest.approx(2 / 3)
     assert int8_flop_fraction(full, base) == 1.0 and int8_flop_fraction(fp16, base) == 0.0
+    # ELECTRA-small's embedding projection (128 -> 256): counted, INT8 only when the map says
+    electra = base.replace(hidden_size=256, intermediate_size=1024, num_heads=4,
+                           embedding_size=128)
+    layer = 2 * 256 * (3 * 256 + 256 + 2 * 1024)
+    projection = 2 * 128 * 256
+    assert int8_flop_fraction(full, electra) == pytest.approx(12 * layer / (12 * layer + projection))
+    with_projection = dataclasses.replace(full, embedding_project="int8-dynamic")
+    assert int8_flop_fraction(with_projection, electra) == 1.0
 
 
 @pytest.mark.parametrize("family", ["bert", "modernbert", "deberta-v2", "electra"])

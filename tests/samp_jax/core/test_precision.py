@@ -71,6 +71,8 @@ def test_equal_tables_are_equal_and_hash_alike():
 
 @pytest.mark.parametrize("data, message", [
     ({"num_layers": 2, "rules": [{"sites": ["ffn"], "precision": "int8"}]}, "site='ffn' is not one of"),
+    ({"num_layers": 2, "rules": [{"sites": ["embed_proj"], "precision": "int8"}]},
+     "site='embed_proj' is not one of .* set by the map's own \"embedding_project\" key"),
     ({"num_layers": 2, "rules": [{"layers": [2], "precision": "int8"}]}, "layer=2 is out of range"),
     ({"num_layers": 2, "rules": [{"precision": "int4"}]}, "precision='int4' is not one of"),
     ({"num_layers": 2, "rules": [{"precision": "fp16", "activation": "per_token_dynamic"}]},
