@@ -34,7 +34,7 @@ task = get_task("snli")
 classifier = sj.load_pretrained(sj.minilm_path(), head=task.head, num_labels=len(task.labels),
                                 allow_new_head=True)
 quantized = sj.quantize(classifier, sj.PrecisionMap.preset("quant_ffn_only", 6))
-tokenizer = sj.Tokenizer.from_pretrained(sj.minilm_path())
+tokenizer = sj.Tokenizer.from_pretrained(sj.minilm_path(), sentence_transformers=False)  # a classifier
 encoded = task.encode(tokenizer, task.examples("test", max_examples=32 if QUICK else 200))
 mesh = sj.data_mesh()
 print(f"evaluating on {mesh.size} device(s):",

@@ -35,7 +35,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=150_000)
     parser.add_argument("--max-length", type=int, default=256)
     args = parser.parse_args()
-    tokenizer = Tokenizer.from_pretrained(minilm_path())
+    tokenizer = Tokenizer.from_pretrained(minilm_path(), sentence_transformers=False)
     task = dataclasses.replace(get_task("snli"), max_length=args.max_length)
     train = list(task.examples("train"))
     examples = (train * (args.rows // len(train) + 1))[:args.rows]

@@ -36,7 +36,7 @@ TRAINING = FinetuneConfig(learning_rate=1e-3, batch_size=32, epochs=4.0, eval_ev
 
 def main(out: Path) -> None:
     task = get_task("polarity", seed=TRAINING.seed)
-    tokenizer = Tokenizer.from_pretrained(minilm_path(), max_length=128)
+    tokenizer = Tokenizer.from_pretrained(minilm_path(), max_length=128, sentence_transformers=False)
     rngs = nnx.Rngs(0)
     head = make_head("sequence_classification", CONFIG, labels=task.labels, activation="gelu",
                      pooling="mean", norm=True, rngs=rngs)
