@@ -97,7 +97,7 @@ def check_output(path: str | Path, *, what: str, folder: bool, model_folder: boo
     if not parent.is_dir():
         raise ValueError(f"{what} {path}: {parent} is not a folder")
     try:
-        check_name_room(target, parent)
+        check_name_room(target, parent, folder=folder)
     except ValueError as e:
         raise ValueError(f"{what} {e}") from None
     try:  # a real write, not a permission-bit guess: read-only mounts and quotas show up too

@@ -349,7 +349,9 @@ def _to_stdout(data: bytes) -> None:
     try:
         with stdout_errors():  # a full disk behind `> FILE` is said as such
             sys.stdout.flush()
-            sys.stdout.buffer.write(data)
+            view = memoryview(data)
+            while view:  # a short write (a file grown to its limit) is followed by the error
+                view = view[sys.stdout.buffer.write(view):]
             sys.stdout.buffer.flush()
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit

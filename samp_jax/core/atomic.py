@@ -167,30 +167,33 @@ def _token() -> str:
     return f"{os.getpid()}-{host_tag()}-{secrets.token_hex(4)}"
 
 
-# The most bytes the temporary names add to a target's name: `.NAME.tmp-PID-HOST-XXXXXXXX`
-# (a PID of at most 7 digits: Linux's largest pid_max is 4,194,304), twice over for a save
-# into a temporary folder's sibling (`..NAME.tmp-....tmp-...`, a fine-tune's run folder).
-TEMPORARY_NAME_EXTRA = 2 * len(f".{TMP_TAG}{'9' * 7}-{'f' * 8}-{'f' * 8}")
+# The most bytes a temporary name adds to a target's name: `.NAME.tmp-PID-HOST-XXXXXXXX` (a
+# PID of at most 7 digits: Linux's largest pid_max is 4,194,304). A folder's, twice over: a
+# save into a temporary folder's sibling (`..NAME.tmp-....tmp-...`, a fine-tune's run folder).
+TEMPORARY_NAME_EXTRA = len(f".{TMP_TAG}{'9' * 7}-{'f' * 8}-{'f' * 8}")
 
 
-def check_name_room(target: str | os.PathLike, parent: str | os.PathLike) -> None:
+def check_name_room(target: str | os.PathLike, parent: str | os.PathLike, *,
+                    folder: bool) -> None:
     """Refuses a target whose name leaves no room, under the file system's longest name (in
     `parent`, where the temporary copies go), for the temporary names written beside it
-    (`TEMPORARY_NAME_EXTRA` bytes more): the save would fail only once its work is done.
+    (`TEMPORARY_NAME_EXTRA` bytes more for a file, twice that for a `folder`): the save would
+    fail only once its work is done.
 
     Raises:
       ValueError: naming the target, its length and the most it may have.
     """
     name = os.fsencode(Path(target).name)
+    extra = TEMPORARY_NAME_EXTRA * (2 if folder else 1)
     try:
         longest = os.pathconf(parent, "PC_NAME_MAX")
     except (OSError, ValueError):
         longest = 255
-    if len(name) + TEMPORARY_NAME_EXTRA > longest:
+    if len(name) + extra > longest:
         raise ValueError(f"{target}: its name is {len(name)} bytes, and samp-jax writes it beside "
-                         f"it under a name {TEMPORARY_NAME_EXTRA} bytes longer, then renames it; "
-                         f"this file system takes names of up to {longest} bytes: give a name of "
-                         f"at most {longest - TEMPORARY_NAME_EXTRA} bytes")
+                         f"it under a name up to {extra} bytes longer, then renames it; this file "
+                         f"system takes names of up to {longest} bytes: give a name of at most "
+                         f"{longest - extra} bytes")
 
 
 def _owner(leftover: Path, tag: str) -> tuple[str, str | None] | None:

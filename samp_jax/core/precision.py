@@ -297,7 +297,7 @@ class PrecisionMap:
                     raise PrecisionMapError(
                         f"rule {index}: site={site!r} is not one of {SITES}"
                         + ("; an ELECTRA-style embedding projection is set by the map's own "
-                           '"embedding_project" key, not by a rule' if "proj" in str(site) else ""))
+                           '"embedding_project" key, not by a rule' if "embed" in str(site) else ""))
             cells = {(l, s) for l, s in self._cells() if rule.matches(l, s)}
             if not cells - claimed:
                 raise PrecisionMapError(

@@ -169,10 +169,11 @@ class Tokenizer:
         if not has_tokenizer(path):
             raise FileNotFoundError(f"no fast tokenizer at {file}, and no slow tokenizer's "
                                     f"vocabulary ({', '.join(SLOW_VOCABULARY_FILES)})")
+        if prompts is None:  # the prompts file read with the sentence-transformers settings
+            prompts = sentence_transformers if sentence_transformers is not None else \
+                (_declares_pooling(path) or is_cross_encoder(path))
         if sentence_transformers is None:  # as samp_jax.load reads the head the folder declares
-            sentence_transformers = read_pooling(path) is not None
-        if prompts is None:
-            prompts = sentence_transformers or is_cross_encoder(path)
+            sentence_transformers = _declares_pooling(path)
         files = {}
         for name in TOKENIZER_FILES:
             read_prompts = prompts
@@ -490,6 +491,16 @@ class Tokenizer:
 
 TRUNCATION_SIDES = ("right", "left")  # HF's `truncation_side` values
 TRUNCATING_COPIES = 8  # truncating backends kept (one per length and kind of input)
+
+def _declares_pooling(path: Path) -> bool:
+    """Whether `path` is a sentence-transformers folder samp-jax embeds with (a pooling it
+    runs); one whose modules it cannot run is tokenized as the plain HF tokenizer does (the
+    model, not the tokenizer, is refused when loaded as an embedder)."""
+    try:
+        return read_pooling(path) is not None
+    except ConfigError:
+        return False
+
 
 def check_fits(tokenizer: "Tokenizer", config: EncoderConfig, where: str = "the model") -> None:
     """Refuses a tokenizer that can produce ids outside the model's vocabulary.

@@ -368,6 +368,14 @@ def _narrowing(arrow_type):
         item = _narrowing(arrow_type.value_type)
         return None if item is None else \
             (lambda value: None if value is None else [item(v) for v in value])
+    if types.is_dictionary(arrow_type):  # a categorical column: its values' type
+        return _narrowing(arrow_type.value_type)
+    if types.is_map(arrow_type):  # read as a list of (key, value) pairs
+        key, item = _narrowing(arrow_type.key_type), _narrowing(arrow_type.item_type)
+        if key is None and item is None:
+            return None
+        key, item = key or (lambda v: v), item or (lambda v: v)
+        return lambda value: None if value is None else [(key(k), item(v)) for k, v in value]
     if types.is_struct(arrow_type):
         fields = {f.name: _narrowing(f.type) for f in arrow_type}
         fields = {name: narrow for name, narrow in fields.items() if narrow is not None}

@@ -310,17 +310,21 @@ def test_unwritable_out_is_refused_before_any_work(command, capsys, no_slow_work
     _one_line_error(capsys, code, 1, "cannot write in /proc/1")
 
 
-@pytest.mark.parametrize("command", ["calibrate", "search", "finetune", "predict"])
+@pytest.mark.parametrize("command, length, most", [
+    ("calibrate", 200, 193), ("search", 200, 193), ("finetune", 200, 193), ("predict", 230, 224)])
 def test_an_out_name_with_no_room_for_its_temporary_names_is_refused_before_any_work(
-        command, tmp_path, capsys, no_slow_work):
-    """A legal name of 200 bytes: the temporary copy beside it (62 bytes longer) would pass
-    the file system's 255 only after the work; 193 bytes is the most, and fits."""
+        command, length, most, tmp_path, capsys, no_slow_work):
+    """A legal name that the temporary copy beside it (31 bytes longer for a file, twice that
+    for a folder) would take past the file system's 255 bytes, only after the work; the most
+    that fits is accepted."""
     extra = ["--model", "m", "--data", "d"] if command == "predict" else ["--data", "snli-embed"]
-    long = tmp_path / ("s" * 200)
+    folder = command != "predict"
+    long = tmp_path / ("s" * length)
     code = main([command, *extra, "--out", str(long)])
-    _one_line_error(capsys, code, 1, "its name is 200 bytes", "give a name of at most 193 bytes")
+    _one_line_error(capsys, code, 1, f"its name is {length} bytes",
+                    f"give a name of at most {most} bytes")
     assert list(tmp_path.iterdir()) == []
-    check_output(tmp_path / ("s" * 193), what="--out", folder=True)
+    check_output(tmp_path / ("s" * most), what="--out", folder=folder)
 
 
 def test_a_full_disk_after_the_search_is_one_line(files, tmp_path, capsys, monkeypatch):

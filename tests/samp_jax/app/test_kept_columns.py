@@ -136,13 +136,20 @@ def test_narrow_floats_keep_their_own_digits_from_parquet_and_datasets(tmp_path)
          "meta": {"p": 0.3, "name": "x"}},
         {"score": None, "half": 2.5, "wide": 0.2, "vector": None, "meta": None},
         {"score": 3.3, "half": None, "wide": 0.3, "vector": [], "meta": {"p": None, "name": "y"}}]
-    pq.write_table(table, tmp_path / "rows.parquet")
-    assert [r[KEPT] for r in read_inputs(tmp_path / "rows.parquet", keep=keep)] == expected
     dataset = datasets.Dataset(table).select([2, 0, 1])  # an indices mapping, as select leaves
     dataset.save_to_disk(str(tmp_path / "saved"))
     assert [r[KEPT] for r in read_inputs(tmp_path / "saved", keep=keep)] == \
         [expected[2], expected[0], expected[1]]
     assert [r[KEPT] for r in read_inputs(dataset, keep=keep)] == [expected[2], expected[0], expected[1]]
+    # Parquet holds more than datasets does: a map, and a categorical (dictionary) column
+    table = table.append_column("grades", pa.array([[("x", 0.1)], None, []],
+                                                    pa.map_(pa.string(), pa.float32())))
+    table = table.append_column("level", pa.array([0.1, 0.1, 3.3], pa.float32()).dictionary_encode())
+    for row, grades, level in zip(expected, ([["x", 0.1]], None, []), (0.1, 0.1, 3.3)):
+        row |= {"grades": grades, "level": level}
+    pq.write_table(table, tmp_path / "rows.parquet")
+    assert [r[KEPT] for r in read_inputs(tmp_path / "rows.parquet",
+                                          keep=keep + ["grades", "level"])] == expected
 
 
 def test_a_value_json_cannot_hold_is_refused_naming_its_row_and_column(tmp_path):

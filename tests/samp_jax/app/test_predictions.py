@@ -119,6 +119,41 @@ def test_a_reader_that_closes_stdout_ends_the_run_quietly(monkeypatch):
     assert stopped.value.code == 141
 
 
+def test_a_short_write_to_stdout_is_finished_or_its_error_raised(monkeypatch):
+    """A file grown to its size limit (`ulimit -f`, a full disk) takes part of a write and
+    returns its count without an error; the rest, written again, raises it. Before, the
+    rest was dropped: cut predictions and exit 0."""
+    import errno
+    import sys
+    from types import SimpleNamespace
+
+    from samp_jax.app.outputs import StdoutError
+
+    class Limited:
+        def __init__(self, room):
+            self.room, self.data = room, b""
+
+        def write(self, data):
+            if not self.room:
+                raise OSError(errno.EFBIG, "File too large")
+            taken = bytes(data[:min(self.room, 7)])  # at most 7 bytes a call
+            self.room -= len(taken)
+            self.data += taken
+            return len(taken)
+
+        def flush(self):
+            pass
+
+    whole = Limited(room=1000)
+    monkeypatch.setattr(sys, "stdout", SimpleNamespace(buffer=whole, flush=lambda: None))
+    predictions._to_stdout(b"0123456789" * 30)
+    assert whole.data == b"0123456789" * 30
+    cut = Limited(room=25)
+    monkeypatch.setattr(sys, "stdout", SimpleNamespace(buffer=cut, flush=lambda: None))
+    with pytest.raises(StdoutError, match=r"standard output \(File too large\)"):
+        predictions._to_stdout(b"0123456789" * 30)
+
+
 @pytest.mark.parametrize("family, words", [
     ("bert", ["Hello", ",", "world", "!", "It", "'", "s", "a", "fairy", "-", "tale", "café", ".",
               "我", "爱", "北", "京"]),

@@ -267,6 +267,17 @@ def test_a_folders_own_tokenizer_reads_it_as_load_does(prompts_folder, tmp_path,
     assert Tokenizer.from_pretrained(prompts_folder).max_length == 12
     assert Tokenizer.from_pretrained(cross).prompt.startswith("Instruct: find the answer")
     assert Tokenizer.from_pretrained(minilm_dir).max_length == 256  # its max_seq_length
-    # False: the plain HF tokenizer (to train another head on a sentence embedder)
+    # False: the plain HF tokenizer (to train another head on a sentence embedder), no prompt
     plain = Tokenizer.from_pretrained(minilm_dir, sentence_transformers=False)
     assert (plain.max_length, plain.prompt) == (512, "")
+    assert Tokenizer.from_pretrained(cross, sentence_transformers=False).prompt == ""
+    # modules samp-jax cannot run as an embedder: the model is refused, the tokenizer is plain
+    odd = tmp_path / "odd"
+    shutil.copytree(minilm_dir, odd)
+    modules = json.loads((odd / "modules.json").read_text())
+    (odd / "modules.json").write_text(json.dumps(modules + [{
+        "idx": len(modules), "name": "9", "path": "9_LayerNorm",
+        "type": "sentence_transformers.models.LayerNorm"}]))
+    assert Tokenizer.from_pretrained(odd).max_length == 512
+    with pytest.raises(ConfigError, match="LayerNorm"):
+        load(odd)

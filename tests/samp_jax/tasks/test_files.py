@@ -488,6 +488,10 @@ def test_missing_files_and_unknown_formats(tmp_path):
         load_task(tmp_path / "bad.parquet")
     with pytest.raises(TypeError, match="int is not a path"):
         load_task(3)
+    with raises("no data"):
+        load_task()
+    with raises("either a source or split_files"):
+        load_task([{"text": "a"}], split_files={"train": tmp_path / "x.csv"})
 
 
 def test_a_lone_surrogate_in_a_text_cell_is_named_by_file_row_and_column(tmp_path):
@@ -507,10 +511,6 @@ def test_a_device_or_pipe_is_refused_before_it_is_read(tmp_path):
     os.mkfifo(tmp_path / "rows.jsonl")  # nothing writes to it: a read would block
     with raises(r"rows\.jsonl is not a regular file"):
         read_inputs(tmp_path / "rows.jsonl")
-    with raises("no data"):
-        load_task()
-    with raises("either a source or split_files"):
-        load_task([{"text": "a"}], split_files={"train": tmp_path / "x.csv"})
 
 
 @pytest.mark.parametrize("name, content, message", [
