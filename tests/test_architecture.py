@@ -40,9 +40,10 @@ FLOORS = (
 PROJECT = ("pallas_kernels", "samp_jax", "calibrate")
 FRONT_DOORS = ("samp_jax", "calibrate")
 KERNEL_THIRD_PARTY = ("jax", "jaxlib", "numpy")
-# The one deferred project import, and why: the console script must be able to catch Ctrl-C
-# while the CLI (JAX, the models) is still importing. It imports its own floor.
-DEFERRED = {("samp_jax.app.entry", "samp_jax.app.cli")}
+# The deferred project imports, and why: the console script holds back Ctrl-C while the CLI
+# (JAX, the models) and the host-memory setup (ctypes) import, which it must do before them.
+DEFERRED = {("samp_jax.app.entry", "samp_jax.app.cli"),
+            ("samp_jax.app.entry", "samp_jax.core.host_memory")}
 
 
 def floor_of(module: str) -> int | None:
