@@ -77,6 +77,11 @@ COMPUTE_DTYPES = ("float32", "float16", "bfloat16")
 CALIBRATOR_NAMES = ("minmax", "percentile", "mse", "entropy")
 # The keys of one site's entry in a rule (or the default).
 SITE_KEYS = ("precision", "activation", "calibration", "clip")
+# The most layers a map (or a checkpoint's config) may state: no encoder comes near it (the
+# deepest HF encoders, XLM-R XXL and DeBERTa-v2 XXLarge, have 48). A map expands to one cell
+# per (layer, site), so a `num_layers` of 10^30 in a 150-byte file is refused before any
+# expansion, rather than grown until memory runs out.
+MAX_LAYERS = 1024
 # The one table between float precisions and compute dtypes.
 FLOAT_DTYPES = {"fp32": jnp.float32, "bf16": jnp.bfloat16, "fp16": jnp.float16}
 
@@ -281,10 +286,7 @@ class PrecisionMap:
                 raise PrecisionMapError(
                     f"embedding_project={self.embedding_project}: the embedding projection takes a "
                     "float precision or dynamic INT8 (it is not calibrated)")
-        # bool is an int subclass: JSON's true would be one layer
-        if type(self.num_layers) is not int or self.num_layers < 1:
-            found = " (a boolean is not a count)" if isinstance(self.num_layers, bool) else ""
-            raise PrecisionMapError(f"num_layers={self.num_layers!r} must be a positive integer{found}")
+        _check_num_layers(self.num_layers)
         object.__setattr__(self, "rules", tuple(self.rules))
         claimed: set[tuple[int, str]] = set()
         for index, rule in enumerate(self.rules):
@@ -413,6 +415,7 @@ class PrecisionMap:
 
         Writes one rule per layer that differs from the default, so the JSON stays short.
         """
+        _check_num_layers(num_layers)
         default = as_precision(default)
         rules = []
         for layer in range(num_layers):
@@ -496,6 +499,19 @@ class PrecisionMap:
     def save(self, path: str | Path) -> None:
         """Writes the map as JSON to `path` (atomically: never a half-written file)."""
         write_text_atomic(path, self.to_json() + "\n")
+
+
+def _check_num_layers(num_layers: Any) -> None:
+    """Refuses a layer count that is not a positive integer, or above `MAX_LAYERS`, before
+    anything is expanded per layer."""
+    # bool is an int subclass: JSON's true would be one layer
+    if type(num_layers) is not int or num_layers < 1:
+        found = " (a boolean is not a count)" if isinstance(num_layers, bool) else ""
+        raise PrecisionMapError(f"num_layers={num_layers!r} must be a positive integer{found}")
+    if num_layers > MAX_LAYERS:
+        shown = num_layers if num_layers < 10**12 else f"2^{num_layers.bit_length() - 1} or more"
+        raise PrecisionMapError(f"num_layers={shown} is more layers than any encoder has; "
+                                f"expected the model's layer count (at most {MAX_LAYERS})")
 
 
 def _names_a_file(text: str) -> bool:

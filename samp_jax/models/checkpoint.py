@@ -24,6 +24,7 @@ from flax import nnx, serialization
 from safetensors.numpy import save_file
 
 from samp_jax.core.atomic import atomic_folder, check_not_interrupted
+from samp_jax.core.precision import MAX_LAYERS
 from samp_jax.models.config import ConfigError, EncoderConfig
 from samp_jax.models.errors import CheckpointError
 from samp_jax.models.families import FAMILIES, TRANSFORMS, Family, HeadLayout, Transform, get_family
@@ -248,11 +249,10 @@ def _assignments(model: EncoderModel) -> list[_Assignment]:
     return out
 
 
-# No encoder samp-jax runs comes near this many layers (the deepest HF encoders have 48): a
-# config that asks for more, beside weights that name no layer the family's way, is refused
-# before any layer is built (a family mismatch with fewer layers is left to the key check,
-# which names the family the weights look like).
-MAX_UNBACKED_LAYERS = 1024
+# A config that asks for more layers than `MAX_LAYERS` (more than any encoder has), beside
+# weights that name no layer the family's way, is refused before any layer is built (a family
+# mismatch with fewer layers is left to the key check, which names the family the weights
+# look like).
 
 # `EncoderConfig` sizes that set parameter shapes, checked against the checkpoint's own
 # shapes before anything is built (`check_sizes`).
@@ -275,7 +275,7 @@ def check_layers(config_file: Path, weights_file: Path, config: EncoderConfig, f
     A checkpoint of more layers than the config states is left to the key check (unexpected
     keys; `strict=False` reads the first ones). Weights that name no layer the family's way
     are left to it too (it names the family they look like), unless the config asks for more
-    than `MAX_UNBACKED_LAYERS`.
+    than `MAX_LAYERS`.
 
     Raises:
       ConfigError: naming `config_file`, its layer-count key and value, and the layers the
@@ -291,7 +291,7 @@ def check_layers(config_file: Path, weights_file: Path, config: EncoderConfig, f
                 index = key[len(before):len(key) - len(after)]
                 if index.isdigit() and index.isascii():
                     held = max(held, int(index) + 1)
-    if held >= config.num_layers or (not held and config.num_layers <= MAX_UNBACKED_LAYERS):
+    if held >= config.num_layers or (not held and config.num_layers <= MAX_LAYERS):
         return
     name = family.config_keys.get("num_layers", "num_layers")
     layer = templates[0][0]  # `encoder.layer.`
