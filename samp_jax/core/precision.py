@@ -61,6 +61,7 @@ import numpy as np
 from pallas_kernels.numerics import INT8_MAX, SCALE_EPS
 from samp_jax.core import strict_json
 from samp_jax.core.atomic import write_text_atomic
+from samp_jax.core.input_files import check_regular, read_text
 from samp_jax.core.primitives import FP8_E4M3_MAX
 # The GEMM sites of an encoder layer, in execution order.
 SITES = ("qkv", "attn_out", "ffn_in", "ffn_out")
@@ -478,10 +479,10 @@ class PrecisionMap:
         if not is_file and text.lstrip().startswith(("{", "[")):  # JSON text; a list is refused
             return cls._parse(text)
         path = Path(text_or_path)
-        if not path.is_file():
+        if not check_regular(path):  # a FIFO or /dev/zero there is named, and not read
             raise FileNotFoundError(f"no precision map at {path}")
         try:
-            return cls._parse(path.read_text(encoding="utf-8"))
+            return cls._parse(read_text(path))
         except UnicodeDecodeError as e:
             raise PrecisionMapError(f"{path}: precision map is not UTF-8 text ({e.reason} at "
                                     f"byte {e.start})") from None
@@ -492,6 +493,8 @@ class PrecisionMap:
     def _parse(cls, text: str) -> "PrecisionMap":
         try:
             data = strict_json.loads(text)  # its objects know their repeated keys (_check_keys)
+        except strict_json.BeyondReader as e:
+            raise PrecisionMapError(f"precision map: {e}") from None
         except json.JSONDecodeError as e:
             raise PrecisionMapError(f"precision map is not valid JSON: {e}") from None
         return cls.from_dict(data)
@@ -516,9 +519,9 @@ def _check_num_layers(num_layers: Any) -> None:
 
 def _names_a_file(text: str) -> bool:
     """Whether `text` is the path of an existing file (JSON text too long for a file name is
-    not)."""
+    not); a FIFO or a device there counts (`from_json` refuses it, named)."""
     try:
-        return Path(text).is_file()
+        return Path(text).exists()
     except (OSError, ValueError):  # a name too long, a NUL character
         return False
 

@@ -23,9 +23,11 @@ import numpy as np
 from flax import nnx, serialization
 from safetensors.numpy import save_file
 
+from samp_jax.core import strict_json
 from samp_jax.core.atomic import atomic_folder, check_not_interrupted
+from samp_jax.core.input_files import check_regular, read_text
 from samp_jax.core.precision import MAX_LAYERS
-from samp_jax.models.config import ConfigError, EncoderConfig
+from samp_jax.models.config import ConfigError, EncoderConfig, read_json
 from samp_jax.models.errors import CheckpointError
 from samp_jax.models.families import FAMILIES, TRANSFORMS, Family, HeadLayout, Transform, get_family
 from samp_jax.models.families.base import unserved_head_hint
@@ -77,19 +79,20 @@ def read_state_dict(folder: str | Path, *, allow_torch_pickle: bool = True) -> t
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"checkpoint folder {folder} does not exist")
-    if (folder / SAFETENSORS).is_file():
+    # a weights name that is a FIFO or a device (/dev/zero) is refused, named, not skipped
+    if check_regular(folder / SAFETENSORS):
         state, source = read_safetensors([folder / SAFETENSORS]), SAFETENSORS
-    elif (folder / SAFETENSORS_INDEX).is_file():
+    elif check_regular(folder / SAFETENSORS_INDEX):
         index = _read_index(folder / SAFETENSORS_INDEX)
         shards = sorted({folder / name for name in index.values()})
         state, source = read_safetensors(shards), SAFETENSORS_INDEX
-    elif (folder / FLAX_MSGPACK).is_file():
+    elif check_regular(folder / FLAX_MSGPACK):
         state, source = _read_flax_msgpack(folder / FLAX_MSGPACK), FLAX_MSGPACK
-    elif (folder / TORCH_PICKLE).is_file() or (folder / TORCH_PICKLE_INDEX).is_file():
+    elif check_regular(folder / TORCH_PICKLE) or check_regular(folder / TORCH_PICKLE_INDEX):
         if not allow_torch_pickle:
             raise FileNotFoundError(
                 f"{folder} has only PyTorch weights ({TORCH_PICKLE}) and allow_torch_pickle=False")
-        if (folder / TORCH_PICKLE).is_file():
+        if check_regular(folder / TORCH_PICKLE):
             state, source = _read_torch_pickles([folder / TORCH_PICKLE]), TORCH_PICKLE
         else:
             index = _read_index(folder / TORCH_PICKLE_INDEX)
@@ -104,7 +107,9 @@ def read_state_dict(folder: str | Path, *, allow_torch_pickle: bool = True) -> t
 
 def _read_index(file: Path) -> dict[str, str]:
     try:
-        weight_map = json.loads(file.read_text())["weight_map"]
+        weight_map = strict_json.parse(read_text(file))["weight_map"]
+    except strict_json.BeyondReader as e:
+        raise CheckpointError(file, problem=f"is not a sharded-checkpoint index: {e}") from None
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
         raise CheckpointError(file, problem=f"is not a sharded-checkpoint index with a weight_map ({e!r})") from None
     if not isinstance(weight_map, dict):
@@ -138,7 +143,7 @@ def _read_flax_msgpack(file: Path) -> dict[str, np.ndarray]:
 def _read_torch_pickles(files: Sequence[Path]) -> dict[str, np.ndarray]:
     state = {}
     for file in files:
-        if not file.is_file():
+        if not check_regular(file):
             raise FileNotFoundError(f"PyTorch shard {file} is missing")
         state |= read_torch_pickle(file)
     return state
@@ -452,8 +457,7 @@ def detect_head(folder: str | Path) -> tuple[str, int | None]:
 
 
 def _read_hf(folder: Path) -> dict:
-    hf = json.loads((folder / "config.json").read_text())  # from_hf_config has validated it
-    return hf
+    return read_json(folder / "config.json")  # from_hf_config has validated it
 
 
 def _state_raised_length(folder: Path, max_length: int, default: int) -> None:

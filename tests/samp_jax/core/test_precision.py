@@ -263,3 +263,26 @@ def test_an_absurd_layer_count_is_refused_before_any_expansion(tmp_path, per_lay
     with pytest.raises(PrecisionMapError, match=message):
         PrecisionMap.from_table({}, layers)
     assert PrecisionMap.preset("quant_ffn_only", MAX_LAYERS).num_layers == MAX_LAYERS
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[" * 100_000 + "]" * 100_000, "JSON nested deeper than Python reads"),
+    ('{"num_layers": 1' + "0" * 5000 + "}", r"an integer of 5001 digits, more than Python reads \(4300\)"),
+])
+def test_json_python_cannot_read_is_named_with_the_file(tmp_path, text, message):
+    path = tmp_path / "map.json"
+    path.write_text(text)
+    with pytest.raises(PrecisionMapError, match=rf"^{re.escape(str(path))}: precision map: {message}$"):
+        PrecisionMap.from_json(path)
+    with pytest.raises(PrecisionMapError, match=rf"^precision map: {message}$"):
+        PrecisionMap.from_json(text)
+
+
+def test_a_map_path_that_is_not_a_regular_file_is_named(tmp_path):
+    link = tmp_path / "map.json"
+    link.symlink_to("/dev/null")  # a character device: /dev/zero would read forever
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(link))} is a character device, as "
+                                         r"/dev/zero is, not a regular file"):
+        PrecisionMap.from_json(link)
+    with pytest.raises(ValueError, match=r"is a character device"):
+        PrecisionMap.from_json(str(link))
