@@ -135,6 +135,7 @@ def check_precision_items(names: list[str], *, what: str = "--precision") -> Non
     """
     for name in names:
         if name not in PRESETS and not Path(name).is_file():
-            why = "is a folder" if Path(name).is_dir() else "no such file"
+            why = ("is a folder" if Path(name).is_dir() else "not a regular file: a FIFO or a device"
+                   if Path(name).exists() else "no such file")
             raise ValueError(f"{what} {name!r} is neither a preset ({', '.join(PRESETS)}) nor a "
                              f"precision-map JSON file ({why})")

@@ -61,6 +61,7 @@ import numpy as np
 from pallas_kernels.numerics import INT8_MAX, SCALE_EPS
 from samp_jax.core import strict_json
 from samp_jax.core.atomic import write_text_atomic
+from samp_jax.core.input_files import check_regular, read_text
 from samp_jax.core.primitives import FP8_E4M3_MAX
 # The GEMM sites of an encoder layer, in execution order.
 SITES = ("qkv", "attn_out", "ffn_in", "ffn_out")
@@ -77,6 +78,11 @@ COMPUTE_DTYPES = ("float32", "float16", "bfloat16")
 CALIBRATOR_NAMES = ("minmax", "percentile", "mse", "entropy")
 # The keys of one site's entry in a rule (or the default).
 SITE_KEYS = ("precision", "activation", "calibration", "clip")
+# The most layers a map (or a checkpoint's config) may state: no encoder comes near it (the
+# deepest HF encoders, XLM-R XXL and DeBERTa-v2 XXLarge, have 48). A map expands to one cell
+# per (layer, site), so a `num_layers` of 10^30 in a 150-byte file is refused before any
+# expansion, rather than grown until memory runs out.
+MAX_LAYERS = 1024
 # The one table between float precisions and compute dtypes.
 FLOAT_DTYPES = {"fp32": jnp.float32, "bf16": jnp.bfloat16, "fp16": jnp.float16}
 
@@ -281,10 +287,7 @@ class PrecisionMap:
                 raise PrecisionMapError(
                     f"embedding_project={self.embedding_project}: the embedding projection takes a "
                     "float precision or dynamic INT8 (it is not calibrated)")
-        # bool is an int subclass: JSON's true would be one layer
-        if type(self.num_layers) is not int or self.num_layers < 1:
-            found = " (a boolean is not a count)" if isinstance(self.num_layers, bool) else ""
-            raise PrecisionMapError(f"num_layers={self.num_layers!r} must be a positive integer{found}")
+        _check_num_layers(self.num_layers)
         object.__setattr__(self, "rules", tuple(self.rules))
         claimed: set[tuple[int, str]] = set()
         for index, rule in enumerate(self.rules):
@@ -413,6 +416,7 @@ class PrecisionMap:
 
         Writes one rule per layer that differs from the default, so the JSON stays short.
         """
+        _check_num_layers(num_layers)
         default = as_precision(default)
         rules = []
         for layer in range(num_layers):
@@ -475,10 +479,10 @@ class PrecisionMap:
         if not is_file and text.lstrip().startswith(("{", "[")):  # JSON text; a list is refused
             return cls._parse(text)
         path = Path(text_or_path)
-        if not path.is_file():
+        if not check_regular(path):  # a FIFO or /dev/zero there is named, and not read
             raise FileNotFoundError(f"no precision map at {path}")
         try:
-            return cls._parse(path.read_text(encoding="utf-8"))
+            return cls._parse(read_text(path))
         except UnicodeDecodeError as e:
             raise PrecisionMapError(f"{path}: precision map is not UTF-8 text ({e.reason} at "
                                     f"byte {e.start})") from None
@@ -489,6 +493,8 @@ class PrecisionMap:
     def _parse(cls, text: str) -> "PrecisionMap":
         try:
             data = strict_json.loads(text)  # its objects know their repeated keys (_check_keys)
+        except strict_json.BeyondReader as e:
+            raise PrecisionMapError(f"precision map: {e}") from None
         except json.JSONDecodeError as e:
             raise PrecisionMapError(f"precision map is not valid JSON: {e}") from None
         return cls.from_dict(data)
@@ -498,11 +504,24 @@ class PrecisionMap:
         write_text_atomic(path, self.to_json() + "\n")
 
 
+def _check_num_layers(num_layers: Any) -> None:
+    """Refuses a layer count that is not a positive integer, or above `MAX_LAYERS`, before
+    anything is expanded per layer."""
+    # bool is an int subclass: JSON's true would be one layer
+    if type(num_layers) is not int or num_layers < 1:
+        found = " (a boolean is not a count)" if isinstance(num_layers, bool) else ""
+        raise PrecisionMapError(f"num_layers={num_layers!r} must be a positive integer{found}")
+    if num_layers > MAX_LAYERS:
+        shown = num_layers if num_layers < 10**12 else f"2^{num_layers.bit_length() - 1} or more"
+        raise PrecisionMapError(f"num_layers={shown} is more layers than any encoder has; "
+                                f"expected the model's layer count (at most {MAX_LAYERS})")
+
+
 def _names_a_file(text: str) -> bool:
     """Whether `text` is the path of an existing file (JSON text too long for a file name is
-    not)."""
+    not); a FIFO or a device there counts (`from_json` refuses it, named)."""
     try:
-        return Path(text).is_file()
+        return Path(text).exists()
     except (OSError, ValueError):  # a name too long, a NUL character
         return False
 

@@ -28,6 +28,7 @@ from typing import Callable, Mapping, Sequence
 
 from tokenizers import AddedToken
 
+from samp_jax.core import strict_json
 from samp_jax.models.tokenizer_files import ADDED_TOKENS_FILE, SPECIAL_TOKENS_FILE
 from samp_jax.models.tokenizer_files import TOKENIZER_CONFIG_FILE as CONFIG_FILE
 
@@ -98,7 +99,9 @@ def text_of(token: "Token | str") -> str:
 def json_value(text: str, file: Path, kind: type):
     """The JSON value in `text` (file `file`), which must be a `kind` (dict or list)."""
     try:
-        value = json.loads(text)
+        value = strict_json.parse(text)
+    except strict_json.BeyondReader as e:
+        raise ValueError(f"{file}: {e}") from None
     except json.JSONDecodeError as e:
         raise ValueError(f"{file} is not valid JSON ({e.msg}, line {e.lineno}); "
                          f"expected a JSON {kind.__name__}") from None

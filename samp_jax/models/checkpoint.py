@@ -23,8 +23,11 @@ import numpy as np
 from flax import nnx, serialization
 from safetensors.numpy import save_file
 
+from samp_jax.core import strict_json
 from samp_jax.core.atomic import atomic_folder, check_not_interrupted
-from samp_jax.models.config import ConfigError, EncoderConfig
+from samp_jax.core.input_files import check_regular, read_text
+from samp_jax.core.precision import MAX_LAYERS
+from samp_jax.models.config import ConfigError, EncoderConfig, read_json
 from samp_jax.models.errors import CheckpointError
 from samp_jax.models.families import FAMILIES, TRANSFORMS, Family, HeadLayout, Transform, get_family
 from samp_jax.models.families.base import unserved_head_hint
@@ -76,19 +79,20 @@ def read_state_dict(folder: str | Path, *, allow_torch_pickle: bool = True) -> t
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"checkpoint folder {folder} does not exist")
-    if (folder / SAFETENSORS).is_file():
+    # a weights name that is a FIFO or a device (/dev/zero) is refused, named, not skipped
+    if check_regular(folder / SAFETENSORS):
         state, source = read_safetensors([folder / SAFETENSORS]), SAFETENSORS
-    elif (folder / SAFETENSORS_INDEX).is_file():
+    elif check_regular(folder / SAFETENSORS_INDEX):
         index = _read_index(folder / SAFETENSORS_INDEX)
         shards = sorted({folder / name for name in index.values()})
         state, source = read_safetensors(shards), SAFETENSORS_INDEX
-    elif (folder / FLAX_MSGPACK).is_file():
+    elif check_regular(folder / FLAX_MSGPACK):
         state, source = _read_flax_msgpack(folder / FLAX_MSGPACK), FLAX_MSGPACK
-    elif (folder / TORCH_PICKLE).is_file() or (folder / TORCH_PICKLE_INDEX).is_file():
+    elif check_regular(folder / TORCH_PICKLE) or check_regular(folder / TORCH_PICKLE_INDEX):
         if not allow_torch_pickle:
             raise FileNotFoundError(
                 f"{folder} has only PyTorch weights ({TORCH_PICKLE}) and allow_torch_pickle=False")
-        if (folder / TORCH_PICKLE).is_file():
+        if check_regular(folder / TORCH_PICKLE):
             state, source = _read_torch_pickles([folder / TORCH_PICKLE]), TORCH_PICKLE
         else:
             index = _read_index(folder / TORCH_PICKLE_INDEX)
@@ -103,7 +107,9 @@ def read_state_dict(folder: str | Path, *, allow_torch_pickle: bool = True) -> t
 
 def _read_index(file: Path) -> dict[str, str]:
     try:
-        weight_map = json.loads(file.read_text())["weight_map"]
+        weight_map = strict_json.parse(read_text(file))["weight_map"]
+    except strict_json.BeyondReader as e:
+        raise CheckpointError(file, problem=f"is not a sharded-checkpoint index: {e}") from None
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
         raise CheckpointError(file, problem=f"is not a sharded-checkpoint index with a weight_map ({e!r})") from None
     if not isinstance(weight_map, dict):
@@ -137,7 +143,7 @@ def _read_flax_msgpack(file: Path) -> dict[str, np.ndarray]:
 def _read_torch_pickles(files: Sequence[Path]) -> dict[str, np.ndarray]:
     state = {}
     for file in files:
-        if not file.is_file():
+        if not check_regular(file):
             raise FileNotFoundError(f"PyTorch shard {file} is missing")
         state |= read_torch_pickle(file)
     return state
@@ -242,10 +248,126 @@ def _assignments(model: EncoderModel) -> list[_Assignment]:
         transform = TRANSFORMS[rule.transform]
         for i in indices:
             target = _variable(model, rule.ours.format(i=i))
-            shapes = tuple(part.shape for part in transform.split(np.zeros(target.shape, np.float32)))
+            shapes = transform.source_shapes(target.shape)  # no array: the model may be abstract
             out.append(_Assignment(target, tuple(key.format(i=i) for key in rule.theirs), shapes,
                                    transform, is_head, rule.outside_base))
     return out
+
+
+# A config that asks for more layers than `MAX_LAYERS` (more than any encoder has), beside
+# weights that name no layer the family's way, is refused before any layer is built (a family
+# mismatch with fewer layers is left to the key check, which names the family the weights
+# look like).
+
+# `EncoderConfig` sizes that set parameter shapes, checked against the checkpoint's own
+# shapes before anything is built (`check_sizes`).
+_SIZE_FIELDS = ("vocab_size", "hidden_size", "embedding_size", "intermediate_size",
+                "max_position_embeddings", "type_vocab_size", "relative_attention_num_buckets",
+                "position_buckets", "max_relative_positions")
+
+
+def _layer_templates(family: Family, config: EncoderConfig) -> list[tuple[str, str]]:
+    """`(before, after)` around `{i}` of each per-layer key of the family's backbone table."""
+    return sorted({tuple(key.split("{i}", 1)) for rule in family.backbone(config)
+                   for key in rule.theirs if "{i}" in key})
+
+
+def check_layers(config_file: Path, weights_file: Path, config: EncoderConfig, family: Family,
+                 keys) -> None:
+    """Refuses a config that asks for more layers than the checkpoint holds, from the key
+    names alone (`keys`, without the base-model prefix), before any layer is built.
+
+    A checkpoint of more layers than the config states is left to the key check (unexpected
+    keys; `strict=False` reads the first ones). Weights that name no layer the family's way
+    are left to it too (it names the family they look like), unless the config asks for more
+    than `MAX_LAYERS`.
+
+    Raises:
+      ConfigError: naming `config_file`, its layer-count key and value, and the layers the
+        checkpoint `weights_file` holds.
+    """
+    templates = _layer_templates(family, config)
+    if not templates:
+        return
+    held = 0
+    for key in keys:
+        for before, after in templates:
+            if key.startswith(before) and key.endswith(after) and len(key) > len(before) + len(after):
+                index = key[len(before):len(key) - len(after)]
+                if index.isdigit() and index.isascii():
+                    held = max(held, int(index) + 1)
+    if held >= config.num_layers or (not held and config.num_layers <= MAX_LAYERS):
+        return
+    name = family.config_keys.get("num_layers", "num_layers")
+    layer = templates[0][0]  # `encoder.layer.`
+    holds = (f"holds {held} layer{'s' if held > 1 else ''} ({layer}0 to {layer}{held - 1})" if held
+             else f"names no layer as {family.model_type} checkpoints do ({layer}{{i}}.*)")
+    raise ConfigError(f"{config_file}: {name}={config.num_layers}, but the checkpoint "
+                      f"{weights_file} {holds}")
+
+
+def _source_shapes(model: EncoderModel) -> dict[str, tuple[tuple[int, ...], bool]]:
+    """Each checkpoint key `model` reads -> (the shape it expects, whether the head reads it)."""
+    return {key: (shape, a.is_head) for a in _assignments(model)
+            for key, shape in zip(a.sources, a.source_shapes)}
+
+
+def check_sizes(config_file: Path, weights_file: Path, model: EncoderModel, state, build) -> None:
+    """Refuses a config whose sizes (`hidden_size`, `vocab_size`, ...) do not fit the
+    checkpoint's own tensor shapes, naming the config key, before any array is made.
+
+    `model` is the model the config describes, built abstract (`nnx.eval_shape`: shapes only,
+    so a config asking for a table of 10^12 rows allocates nothing); `state` the checkpoint's
+    tensors (anything with `.shape`; the base-model prefix stripped); `build(config)` builds
+    a model of another config, abstract. When backbone tensors differ from what the config
+    implies, each size field is doubled in turn (in an abstract build) to see which tensor
+    dimensions it sets: a field all of whose dimensions differ is the config's error. When no
+    field is, the tensors are the checkpoint's error, and the key check names them.
+
+    Raises:
+      ConfigError: `config_file: KEY=VALUE does not fit the checkpoint WEIGHTS_FILE, which
+        holds KEY=N (TENSOR is SHAPE there, SHAPE by config.json)`.
+    """
+    config = model.config
+    found = {key: tuple(value.shape) for key, value in state.items()}
+    expected = _source_shapes(model)
+    wrong: set[tuple[str, int]] = set()  # (key, dimension)
+    backbone_wrong = False
+    for key, (want, is_head) in expected.items():
+        got = found.get(key)
+        if got is None or got == want:
+            continue
+        wrong |= {(key, d) for d in range(len(want)) if len(got) != len(want) or got[d] != want[d]}
+        backbone_wrong = backbone_wrong or not is_head
+    if not backbone_wrong:
+        return
+    family = get_family(config.model_type)
+    problems = []
+    for field in _SIZE_FIELDS:
+        value = getattr(config, field)
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            continue
+        try:
+            other = _source_shapes(build(config.replace(**{field: 2 * value})))
+        except (ConfigError, ValueError, TypeError):  # a field that cannot double alone
+            continue
+        depends = [(key, d) for key, (want, _) in expected.items() if key in found  # table order
+                   and key in other and len(other[key][0]) == len(want)
+                   for d in range(len(want)) if other[key][0][d] != want[d]]
+        if not depends or not set(depends) <= wrong:
+            continue
+        implied = {found[key][d] * value / expected[key][0][d] for key, d in depends
+                   if len(found[key]) == len(expected[key][0])}
+        name = family.config_keys.get(field, field)
+        key = depends[0][0]
+        shapes = f"{key} is {found[key]} there, {expected[key][0]} by config.json"
+        if len(implied) == 1 and float(next(iter(implied))).is_integer():
+            problems.append(f"{name}={value} does not fit the checkpoint {weights_file}, which "
+                            f"holds {name}={int(next(iter(implied)))} ({shapes})")
+        else:
+            problems.append(f"{name}={value} does not fit the checkpoint {weights_file} ({shapes})")
+    if problems:
+        raise ConfigError(f"{config_file}: " + "; ".join(problems))
 
 
 def assign_state_dict(model: EncoderModel, state: dict[str, np.ndarray], *, path="<state>",
@@ -335,8 +457,7 @@ def detect_head(folder: str | Path) -> tuple[str, int | None]:
 
 
 def _read_hf(folder: Path) -> dict:
-    hf = json.loads((folder / "config.json").read_text())  # from_hf_config has validated it
-    return hf
+    return read_json(folder / "config.json")  # from_hf_config has validated it
 
 
 def _state_raised_length(folder: Path, max_length: int, default: int) -> None:
@@ -402,7 +523,15 @@ def load_pretrained(path: str | Path, *, head: str | HeadKind | None = None,
     config = EncoderConfig.from_hf_config(path)
     family = get_family(config.model_type)
     hf = _read_hf(path)
-    weights = functools.cache(lambda: read_state_dict(path, allow_torch_pickle=allow_torch_pickle))
+
+    @functools.cache
+    def weights() -> tuple[dict[str, np.ndarray], str]:
+        # the layers the config asks for, against those the weights hold, before any code
+        # expands keys or builds modules per layer
+        state, source = read_state_dict(path, allow_torch_pickle=allow_torch_pickle)
+        check_layers(path / "config.json", path / source, config, family,
+                     strip_prefix(state, family).keys())
+        return state, source
     head, num_labels, hint = _resolve_head(path, config, family, hf, head, num_labels,
                                            weights if strict else None)
     if not allow_new_head:
@@ -411,15 +540,20 @@ def load_pretrained(path: str | Path, *, head: str | HeadKind | None = None,
     spec = _head_spec(path, config, family, hf, head, num_labels, declared, pooling, normalize)
     state, source = weights()
 
-    def build() -> EncoderModel:
+    def build(config: EncoderConfig = config) -> EncoderModel:
         rngs = nnx.Rngs(0)
         return EncoderModel(config, make_head(head, config, rngs=rngs, **spec),
                             dtype=dtype, param_dtype=param_dtype or dtype,
                             attention_impl=attention_impl, rngs=rngs)
-    # Without new head weights to draw, every variable comes from the checkpoint: the model is
-    # built with abstract variables (shapes and dtypes; no random draws, no compilations) and
-    # filled, and any variable left unfilled is an error (`check_filled`).
-    model = build() if allow_new_head else nnx.eval_shape(build)
+    # The model is first built with abstract variables (shapes and dtypes; no random draws, no
+    # compilations, no memory), and the config's sizes are checked against the checkpoint's
+    # shapes. Without new head weights to draw, every variable then comes from the
+    # checkpoint: the abstract model is filled, and any variable left unfilled is an error
+    # (`check_filled`).
+    abstract = nnx.eval_shape(build)
+    check_sizes(path / "config.json", path / source, abstract, strip_prefix(state, family),
+                lambda other: nnx.eval_shape(lambda: build(other)))
+    model = build() if allow_new_head else abstract
     assign_state_dict(model, state, path=path / source, allow_new_head=allow_new_head, strict=strict,
                       hint=hint)
     if spec.get("dense"):  # the folder's Dense modules, from their own folders

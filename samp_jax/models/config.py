@@ -16,6 +16,8 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
+from samp_jax.core import strict_json
+from samp_jax.core.input_files import check_regular, read_text
 from samp_jax.models.activations import SUPPORTED_ACTIVATIONS
 from samp_jax.models.errors import ConfigError
 from samp_jax.models.families import UnsupportedFamilyError, get_family
@@ -387,7 +389,7 @@ def _hf_config_dict(source: Any) -> tuple[dict[str, Any], str]:
     path = Path(source)
     if path.is_dir():
         path = path / "config.json"
-    if not path.is_file():
+    if not check_regular(path):  # a FIFO or /dev/zero there is named as such
         quantized = (path.parent / "quantization.json").is_file()
         raise FileNotFoundError(f"no HF config at {path}" + (
             " (the folder holds a quantized samp-jax model: samp_jax.load or "
@@ -402,9 +404,14 @@ def read_json(file: Path):
     """The JSON value in a config file.
 
     Raises:
-      ConfigError: naming the file, when it is not UTF-8 JSON.
+      FileNotFoundError: no file there.
+      NotRegularFileError: the name is a FIFO, a device (such as /dev/zero) or a folder.
+      ConfigError: naming the file, when it is not UTF-8 JSON, or JSON that Python cannot read
+        (nested deeper than its recursion limit, an integer of more than 4300 digits).
     """
     try:
-        return json.loads(file.read_text())
+        return strict_json.parse(read_text(file))
+    except strict_json.BeyondReader as e:
+        raise ConfigError(f"{file}: {e}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"{file} is not valid JSON: {e}") from None

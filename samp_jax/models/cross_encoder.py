@@ -34,6 +34,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from samp_jax.core.input_files import check_regular
 from samp_jax.models.config import ConfigError, read_json
 from samp_jax.models.head_kinds import sigmoid
 
@@ -90,7 +91,7 @@ def read_activation(folder: str | Path, hf: dict, num_labels: int) -> str | None
     """
     folder = Path(folder)
     st_file, config_file = folder / ST_CONFIG_FILE, folder / HF_CONFIG_FILE
-    st = read_json(st_file) if st_file.is_file() else {}
+    st = read_json(st_file) if check_regular(st_file) else {}
     if not isinstance(st, dict):
         raise ConfigError(f"{st_file} must hold a JSON object")
     stated = hf.get(ST_KEY)

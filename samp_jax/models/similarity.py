@@ -20,6 +20,7 @@ from typing import Callable
 
 import numpy as np
 
+from samp_jax.core.input_files import check_regular
 from samp_jax.models.config import ConfigError, read_json
 
 SIMILARITY_KEY = "similarity_fn_name"
@@ -67,7 +68,7 @@ def read_similarity(folder: str | Path) -> str:
         compute (naming the file, the value and the names it knows).
     """
     file = Path(folder) / SIMILARITY_FILE
-    if not file.is_file():
+    if not check_regular(file):
         return DEFAULT_SIMILARITY
     config = read_json(file)
     if not isinstance(config, dict):

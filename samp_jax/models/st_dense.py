@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from safetensors.numpy import save_file
 
+from samp_jax.core.input_files import check_regular
 from samp_jax.models.config import ConfigError, read_json
 from samp_jax.models.errors import CheckpointError
 from samp_jax.models.heads import DenseLayer, SentenceEmbedder
@@ -63,7 +64,7 @@ def read_dense_config(folder: Path) -> DeclaredDense:
         does not run, or a module input or output other than the sentence embedding.
     """
     file = folder / CONFIG_FILE
-    if not file.is_file():
+    if not check_regular(file):
         raise ConfigError(f"Dense config {file} is missing")
     config = read_json(file)
     if not isinstance(config, dict):
@@ -121,10 +122,10 @@ def read_dense_weights(module: DeclaredDense) -> tuple[np.ndarray, np.ndarray | 
         shape, or a tensor is not floating point or not finite (naming the file).
     """
     layer = module.layer
-    if (module.folder / SAFETENSORS).is_file():
+    if check_regular(module.folder / SAFETENSORS):
         file = module.folder / SAFETENSORS
         state = read_safetensors([file])
-    elif (module.folder / TORCH_PICKLE).is_file():
+    elif check_regular(module.folder / TORCH_PICKLE):
         file = module.folder / TORCH_PICKLE
         state = read_torch_pickle(file)
     else:

@@ -25,6 +25,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from samp_jax.core import strict_json
+from samp_jax.core.input_files import check_regular
 from samp_jax.models.config import ConfigError, read_json
 from samp_jax.models.heads import POOLING_MODES, DenseLayer
 from samp_jax.models.similarity import SIMILARITY_FILE
@@ -72,7 +74,7 @@ def read_pooling(folder: str | Path) -> DeclaredPooling | None:
     """
     folder = Path(folder)
     file = folder / MODULES_FILE
-    if not file.is_file():
+    if not check_regular(file):
         return _legacy_pooling(folder)
     modules = read_json(file)
     if not isinstance(modules, list) or not all(isinstance(m, dict) for m in modules):
@@ -130,7 +132,7 @@ def read_text_settings(folder: str | Path) -> TextSettings:
       ConfigError: the file is not a JSON object, or a setting has the wrong type.
     """
     file = Path(folder) / TEXT_SETTINGS_FILE
-    if not file.is_file():
+    if not check_regular(file):
         return TextSettings()
     config = read_json(file)
     if not isinstance(config, dict):
@@ -176,7 +178,9 @@ def parse_prompts(text: str, file: Path, prompt_name: str | None = None) -> Prom
         them.
     """
     try:
-        config = json.loads(text)
+        config = strict_json.parse(text)
+    except strict_json.BeyondReader as e:
+        raise ConfigError(f"{file}: {e}") from None
     except json.JSONDecodeError as e:
         raise ConfigError(f"{file} is not valid JSON ({e.msg}, line {e.lineno})") from None
     if not isinstance(config, dict):
@@ -202,7 +206,7 @@ def is_cross_encoder(folder: str | Path) -> bool:
     `config_sentence_transformers.json` says so), whose prompt goes before each pair's first
     text."""
     file = Path(folder) / PROMPTS_FILE
-    if not file.is_file():
+    if not check_regular(file):
         return False
     config = read_json(file)
     return isinstance(config, dict) and config.get("model_type") == "CrossEncoder"
@@ -229,7 +233,7 @@ def _module_kind(module_type) -> str | None:
 def _legacy_pooling(folder: Path) -> DeclaredPooling | None:
     """Folders without `modules.json` but with `1_Pooling/config.json` (no Normalize)."""
     config = folder / "1_Pooling" / "config.json"
-    if not config.is_file():
+    if not check_regular(config):
         return None
     modes, include_prompt = _modes(config)
     return DeclaredPooling(modes, False, include_prompt=include_prompt)
@@ -237,7 +241,7 @@ def _legacy_pooling(folder: Path) -> DeclaredPooling | None:
 
 def _modes(config_file: Path) -> tuple[tuple[str, ...], bool]:
     """The pooling modes of a `Pooling` config, in order, and its `include_prompt`."""
-    if not config_file.is_file():
+    if not check_regular(config_file):
         raise ConfigError(f"pooling config {config_file} is missing")
     config = read_json(config_file)
     if not isinstance(config, dict):

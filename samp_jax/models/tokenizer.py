@@ -26,6 +26,8 @@ from typing import Mapping, Sequence
 import numpy as np
 from tokenizers import Tokenizer as HFTokenizer
 
+from samp_jax.core import strict_json
+from samp_jax.core.input_files import check_regular, read_bytes, read_text
 from samp_jax.models.config import ConfigError, EncoderConfig, read_json
 from samp_jax.models.fast_tokenizer_options import (apply_fast_options, fast_class,
                                                     written_by_transformers5)
@@ -177,16 +179,18 @@ class Tokenizer:
         files = {}
         for name in TOKENIZER_FILES:
             read_prompts = prompts
-            if (path / name).is_file() and (read_prompts or name != PROMPTS_FILE):
+            # a FIFO or /dev/zero under a tokenizer file's name is refused, named: skipping it
+            # would tokenize without it
+            if (read_prompts or name != PROMPTS_FILE) and check_regular(path / name):
                 try:
-                    files[name] = (path / name).read_text(encoding="utf-8")
+                    files[name] = read_text(path / name)
                 except UnicodeDecodeError as e:
                     raise ValueError(f"{path / name} is not UTF-8 text ({e.reason} at byte "
                                      f"{e.start}); expected a tokenizer file") from None
         model_config = _model_config(path)  # read once, for the model type and the limit
         if TOKENIZER_FILE not in files:
-            models = {name: (path / name).read_bytes() for name in SENTENCEPIECE_FILES
-                      if (path / name).is_file()}
+            models = {name: read_bytes(path / name) for name in SENTENCEPIECE_FILES
+                      if check_regular(path / name)}
             files = _converted(files, models, path, model_config)
         else:  # as HF's fast class rewrites it from tokenizer_config.json when it loads it
             config = (_json_object(files, TOKENIZER_CONFIG_FILE, path)
@@ -548,7 +552,7 @@ def _post_processor_ids(tokenizer: "Tokenizer") -> list[int]:
 def has_tokenizer(folder: str | os.PathLike) -> bool:
     """Whether `Tokenizer.from_pretrained` finds a tokenizer in `folder`: its `tokenizer.json`,
     or a slow tokenizer's vocabulary to build one from."""
-    return any((Path(folder) / name).is_file() for name in (TOKENIZER_FILE, *SLOW_VOCABULARY_FILES))
+    return any(check_regular(Path(folder) / name) for name in (TOKENIZER_FILE, *SLOW_VOCABULARY_FILES))
 
 
 def _converted(files: dict[str, str], models: dict[str, bytes], path: Path,
@@ -570,7 +574,9 @@ def _lowercasing(text: str, file: Path) -> str:
     """`tokenizer.json` text whose normalizer lowercases first (sentence-transformers'
     `do_lower_case`: a Lowercase normalizer in front, unless the tokenizer lowercases already)."""
     try:
-        spec = json.loads(text)
+        spec = strict_json.parse(text)
+    except strict_json.BeyondReader as e:
+        raise ValueError(f"{file}: {e}") from None
     except json.JSONDecodeError as e:
         raise ValueError(f"{file} is not valid JSON ({e.msg}, line {e.lineno})") from None
     normalizer = spec.get("normalizer")
@@ -620,7 +626,9 @@ def _json_object(files: Mapping[str, str], name: str, where: Path) -> dict:
     if name not in files:
         return {}
     try:
-        value = json.loads(files[name])
+        value = strict_json.parse(files[name])
+    except strict_json.BeyondReader as e:
+        raise ValueError(f"{where / name}: {e}") from None
     except json.JSONDecodeError as e:
         raise ValueError(f"{where / name} is not valid JSON ({e.msg}, line {e.lineno}); "
                          "expected a JSON object") from None

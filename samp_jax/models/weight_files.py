@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from safetensors import SafetensorError, safe_open
 
+from samp_jax.core.input_files import check_regular
 from samp_jax.models.errors import CheckpointError
 
 SAFETENSORS = "model.safetensors"
@@ -25,7 +26,7 @@ def read_safetensors(files: Sequence[Path]) -> dict[str, np.ndarray]:
     """
     state = {}
     for file in files:
-        if not file.is_file():
+        if not check_regular(file):  # a FIFO or a device is refused, named
             raise FileNotFoundError(f"safetensors shard {file} is missing")
         # framework="flax" reads bfloat16 too, which numpy alone cannot.
         try:

@@ -38,6 +38,7 @@ import numpy as np
 
 from pallas_kernels.numerics import INT8_MAX, SCALE_EPS
 from samp_jax.core import strict_json
+from samp_jax.core.input_files import NotRegularFileError, not_regular, open_regular, read_fd
 from samp_jax.models.checkpoint import CheckpointError
 from samp_jax.ops.dispatch import check_implementation
 
@@ -80,21 +81,39 @@ def open_folder(directory: Path) -> Iterator[int]:
         os.close(fd)
 
 
-def read_file(directory: Path, folder_fd: int, name: str) -> bytes | None:
-    """The bytes of file `name` of the folder opened as `folder_fd` (None when it has none).
+def read_file(directory: Path, folder_fd: int, name: str, limit: int | None = None) -> bytes | None:
+    """The bytes of file `name` of the folder opened as `folder_fd` (None when it has none):
+    all of them, or at most `limit + 1` (`limit`: the size the manifest records; one byte more
+    says the file is longer, a mismatch found without reading a file of any length).
 
     Raises:
       FolderChanged: the folder was deleted (a save replaced it) before the file was read.
+      NotRegularFileError: `name` is not a regular file (a FIFO, a device such as /dev/zero,
+        a folder), named; nothing is read from it (a FIFO's open does not wait).
     """
     try:
-        fd = os.open(name, os.O_RDONLY, dir_fd=folder_fd)
-    except (FileNotFoundError, IsADirectoryError):
+        fd = open_regular(name, dir_fd=folder_fd)
+    except NotRegularFileError as e:
+        try:
+            mode = os.stat(name, dir_fd=folder_fd).st_mode
+        except OSError:  # a link that loops
+            raise NotRegularFileError(f"{directory}/{e}") from None
+        raise not_regular(directory / name, mode, "the file QuantizedModel.save wrote") from None
+    except FileNotFoundError:
         if _replaced(directory, folder_fd):
             raise FolderChanged(f"{directory} was replaced while it was being read (a save into "
                                 "it at the same time?); load it again") from None
         return None
-    with os.fdopen(fd, "rb") as f:
-        return f.read()
+    return read_fd(fd, limit)
+
+
+def recorded_size(files: dict, name: str) -> int | None:
+    """The size the manifest (`files`) records for `name`; None when it records none that is a
+    non-negative integer (`verify_files` refuses the entry; the file, regular, is read whole
+    to say what it holds)."""
+    want = files.get(name)
+    size = want.get("bytes") if isinstance(want, dict) else None
+    return size if type(size) is int and size >= 0 else None
 
 
 def _replaced(directory: Path, folder_fd: int) -> bool:
@@ -110,11 +129,15 @@ def _replaced(directory: Path, folder_fd: int) -> bool:
     return (now.st_dev, now.st_ino) != (held.st_dev, held.st_ino)
 
 
-def read_folder(directory: Path, names: Iterable[str]) -> dict[str, bytes | None]:
-    """The sidecar's and `names`' bytes, all read through one handle on `directory`."""
+def read_folder(directory: Path, names: Iterable[str],
+                limits: dict[str, int | None] | None = None) -> dict[str, bytes | None]:
+    """The sidecar's and `names`' bytes, all read through one handle on `directory` (at most
+    `limits[name] + 1` bytes of a name that has one: `read_file`)."""
+    limits = limits or {}
     with open_folder(directory) as fd:
         sidecar = read_file(directory, fd, SIDECAR_FILE)
-        return {SIDECAR_FILE: sidecar, **{name: read_file(directory, fd, name) for name in names}}
+        return {SIDECAR_FILE: sidecar,
+                **{name: read_file(directory, fd, name, limits.get(name)) for name in names}}
 
 
 def bytes_digest(data: bytes) -> dict[str, Any]:
@@ -136,6 +159,8 @@ def parse_sidecar(path: Path, data: bytes) -> dict[str, Any]:
     field `load` uses is there with the right JSON type."""
     try:
         sidecar = strict_json.loads(data.decode("utf-8"))
+    except strict_json.BeyondReader as e:
+        raise ValueError(f"{path}: {e}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"{path} is not valid JSON: {e}") from None
     repeated = strict_json.repeated_key(sidecar)
@@ -210,8 +235,11 @@ def verify_files(directory: Path, files: dict, contents: dict[str, bytes | None]
         if not isinstance(want, dict) or got != {"sha256": want.get("sha256"), "bytes": want.get("bytes")}:
             expected = f"{want.get('bytes')} bytes, sha256 {str(want.get('sha256'))[:16]}..." \
                 if isinstance(want, dict) else f"{want!r:.60}"
-            raise CheckpointError(path, problem=f"does not match the manifest: found {got['bytes']} bytes, "
-                                  f"sha256 {got['sha256'][:16]}..., expected {expected} (the file was "
+            size = recorded_size(files, name)
+            found = (f"more than {size} bytes (read no further)" if size is not None
+                     and got["bytes"] > size else f"{got['bytes']} bytes, sha256 {got['sha256'][:16]}...")
+            raise CheckpointError(path, problem=f"does not match the manifest: found {found}, "
+                                  f"expected {expected} (the file was "
                                   "changed or damaged after saving, or is being written)")
 
 
@@ -255,9 +283,9 @@ def _header_copy(file: Path, weights: bytes) -> Any:
         length = int.from_bytes(weights[:8], "little")
         if len(weights) < 8 or not 0 < length <= len(weights) - 8:
             raise ValueError(f"a header of {length} bytes in a file of {len(weights)}")
-        header = json.loads(weights[8:8 + length].decode("utf-8"))
+        header = strict_json.parse(weights[8:8 + length].decode("utf-8"))
         text = header.get("__metadata__", {}).get(SEAL_KEY) if isinstance(header, dict) else None
-        return None if text is None else json.loads(text)
+        return None if text is None else strict_json.parse(text)
     except (ValueError, AttributeError, TypeError) as e:  # JSONDecodeError, UnicodeDecodeError
         raise CheckpointError(file, problem=f"has no readable safetensors header ({e})") from None
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from samp_jax.core.atomic import check_not_interrupted
+from samp_jax.core.input_files import check_regular
 from samp_jax.models.checkpoint import load_pretrained
 from samp_jax.models.head_kinds import SENTENCE_EMBEDDING, SEQUENCE_CLASSIFICATION
 from samp_jax.models.st_folder import is_cross_encoder
@@ -64,8 +65,10 @@ def load(path: str | os.PathLike, *, tokenizer: Tokenizer | str | os.PathLike | 
         raise FileNotFoundError(f"{path} is not a folder; samp_jax.load needs a model folder "
                                 f"({SIDECAR_FILE} from QuantizedModel.save, or an HF "
                                 f"{HF_CONFIG_FILE} with weights)")
-    quantized = (path / SIDECAR_FILE).is_file()
-    if not quantized and not (path / HF_CONFIG_FILE).is_file():
+    # a FIFO or /dev/zero under either name is refused, named (`check_regular`), not taken
+    # for an absent file
+    quantized = check_regular(path / SIDECAR_FILE)
+    if not quantized and not check_regular(path / HF_CONFIG_FILE):
         raise FileNotFoundError(
             f"{path} is not a model folder: it has neither {SIDECAR_FILE} (a quantized model "
             f"written by QuantizedModel.save) nor {HF_CONFIG_FILE} (an HF checkpoint written by "
@@ -113,7 +116,7 @@ def _check_tokenizer(path: Path, tokenizer, *, quantized: bool) -> None:
                         f"got {type(tokenizer).__name__}")
     # an HF folder may carry a slow tokenizer's vocabulary instead (Tokenizer.from_pretrained
     # builds tokenizer.json from it); a quantized folder holds the tokenizer.json samp-jax wrote
-    if not ((path / TOKENIZER_FILE).is_file() if quantized else has_tokenizer(path)):
+    if not (check_regular(path / TOKENIZER_FILE) if quantized else has_tokenizer(path)):
         slow = "" if quantized else (", or a slow tokenizer's vocab.txt, vocab.json + merges.txt, "
                                      "spm.model or sentencepiece.bpe.model")
         raise FileNotFoundError(

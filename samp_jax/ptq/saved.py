@@ -32,6 +32,7 @@ from safetensors.numpy import load as load_safetensors
 from safetensors.numpy import save_file
 
 from samp_jax.core.atomic import atomic_folder, check_not_interrupted, is_quantized_folder
+from samp_jax.core.input_files import check_regular
 from samp_jax.core.precision import PrecisionMap, PrecisionMapError
 from samp_jax.core.version import __version__
 from samp_jax.models.checkpoint import CheckpointError
@@ -42,7 +43,8 @@ from samp_jax.models.st_folder import PROMPTS_FILE
 from samp_jax.models.tokenizer import TOKENIZER_FILE, TOKENIZER_FILES, Tokenizer, check_fits
 from samp_jax.ptq.folder import (FORMAT, FORMAT_VERSION, SEAL_KEY, SIDECAR_FILE, STORED_AS,
                                  WEIGHTS_FILE, check_seal, checked_tensor, file_digest,
-                                 open_folder, parse_sidecar, read_file, seal_text, verify_files)
+                                 open_folder, parse_sidecar, read_file, recorded_size, seal_text,
+                                 verify_files)
 
 
 # ------------------------------------------------------------------------------- writing
@@ -142,10 +144,10 @@ def _read_verified(directory: Path, *, own_tokenizer: bool) -> tuple[dict, dict]
     """The parsed sidecar and the bytes of the weights, of every file the manifest lists and
     (`own_tokenizer`) of the tokenizer files, read once through one handle on the folder
     (`samp_jax.ptq.folder`) and checked against the manifest."""
-    hf = (" (it is an HF checkpoint folder: samp_jax.load or load_pretrained reads it)"
-          if (directory / "config.json").is_file() else "")
-    for name in (WEIGHTS_FILE, SIDECAR_FILE):
-        if not (directory / name).is_file():
+    for name in (WEIGHTS_FILE, SIDECAR_FILE):  # a FIFO or /dev/zero there is named, not absent
+        if not check_regular(directory / name):
+            hf = (" (it is an HF checkpoint folder: samp_jax.load or load_pretrained reads it)"
+                  if (directory / "config.json").is_file() else "")
             raise FileNotFoundError(f"{directory} has no {name}{hf}")
     with open_folder(directory) as fd:
         data = read_file(directory, fd, SIDECAR_FILE)
@@ -153,7 +155,10 @@ def _read_verified(directory: Path, *, own_tokenizer: bool) -> tuple[dict, dict]
             raise FileNotFoundError(f"{directory} has no {SIDECAR_FILE}")
         sidecar = parse_sidecar(directory / SIDECAR_FILE, data)
         names = {WEIGHTS_FILE, *sidecar["files"], *(TOKENIZER_FILES if own_tokenizer else ())}
-        contents = {name: read_file(directory, fd, name) for name in sorted(names)}
+        # a listed file is read up to its recorded size and one byte more (a longer one is a
+        # mismatch); a file that is not regular is refused before any read
+        contents = {name: read_file(directory, fd, name, recorded_size(sidecar["files"], name))
+                    for name in sorted(names)}
     if contents[WEIGHTS_FILE] is None:
         raise FileNotFoundError(f"{directory} has no {WEIGHTS_FILE}")
     verify_files(directory, sidecar["files"], contents, sidecar.get("tokenizer"))

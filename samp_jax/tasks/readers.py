@@ -283,6 +283,8 @@ def _read_json(path: Path, kind: str) -> tuple[list, list[str] | None]:
     if text.lstrip().startswith("["):  # one JSON array of objects
         try:
             rows = strict_json.loads(text)
+        except strict_json.BeyondReader as e:
+            raise ValueError(f"{path}: {e}") from None
         except json.JSONDecodeError as e:
             raise ValueError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
         if isinstance(rows, list):
@@ -296,6 +298,8 @@ def _read_json(path: Path, kind: str) -> tuple[list, list[str] | None]:
         if line.strip():
             try:
                 row = strict_json.loads(line)
+            except strict_json.BeyondReader as e:
+                raise ValueError(f"{path}: line {line_number} (row {len(rows) + 1}): {e}") from None
             except json.JSONDecodeError as e:
                 raise ValueError(f"{path}: line {line_number} is not a JSON object ({e.msg}); "
                                  "expected JSON Lines, one object per line") from None

@@ -208,10 +208,10 @@ def test_a_folder_deleted_before_its_weights_are_read_is_a_clear_error(models, t
     folder = old.save(tmp_path / "model")
     real = saved.read_file
 
-    def read_file(directory, fd, name):
+    def read_file(directory, fd, name, *limit):
         if name == "model.safetensors":
             new.save(folder)  # the folder open for reading is renamed aside and deleted
-        return real(directory, fd, name)
+        return real(directory, fd, name, *limit)
     monkeypatch.setattr(saved, "read_file", read_file)
     with pytest.raises(FileNotFoundError, match=r"model was replaced while it was being read "
                                                 r"\(a save into it at the same time\?\); load it again"):
@@ -225,13 +225,13 @@ def test_a_folder_being_deleted_file_by_file_is_a_clear_error(models, tmp_path, 
     folder = old.save(tmp_path / "model")
     real = saved.read_file
 
-    def read_file(directory, fd, name):
+    def read_file(directory, fd, name, *limit):
         if name == "model.safetensors":
             aside = tmp_path / "aside"
             folder.rename(aside)  # the folder being read is renamed aside, a new one takes its name
             new.save(folder)
             (aside / name).unlink()  # and the old one is half deleted
-        return real(directory, fd, name)
+        return real(directory, fd, name, *limit)
     monkeypatch.setattr(saved, "read_file", read_file)
     with pytest.raises(FileNotFoundError, match=r"model was replaced while it was being read"):
         QuantizedModel.load(folder)

@@ -28,25 +28,37 @@ from samp_jax.models.head_kinds import NO_HEAD
 class Transform:
     """How foreign tensors become one of our parameters, and back.
 
-    `combine(*foreign) -> ours`; `split(ours) -> tuple of foreign tensors` (its inverse, also
-    used to derive the foreign shapes a parameter expects).
+    `combine(*foreign) -> ours`; `split(ours) -> tuple of foreign tensors` (its inverse);
+    `split_shape(our shape) -> tuple of foreign shapes`: what `split` gives, computed from the
+    shape alone (the shapes a checkpoint must hold, known before any array exists: a config
+    that asks for huge tables allocates nothing). Without `split_shape`, `split` of a
+    zero-strided view gives them.
     """
 
     combine: Callable[..., np.ndarray]
     split: Callable[[np.ndarray], tuple[np.ndarray, ...]]
+    split_shape: Callable[[tuple[int, ...]], tuple[tuple[int, ...], ...]] | None = None
+
+    def source_shapes(self, shape: tuple[int, ...]) -> tuple[tuple[int, ...], ...]:
+        """The shapes of the foreign tensors that make a parameter of `shape`."""
+        if self.split_shape is not None:
+            return tuple(tuple(part) for part in self.split_shape(tuple(shape)))
+        view = np.broadcast_to(np.zeros((), np.float32), shape)  # no memory for any shape
+        return tuple(part.shape for part in self.split(view))
 
 
 TRANSFORMS: dict[str, Transform] = {
     # the same tensor
-    "copy": Transform(lambda w: w, lambda w: (w,)),
+    "copy": Transform(lambda w: w, lambda w: (w,), lambda s: (s,)),
     # torch Linear weight [out, in] -> our kernel [in, out]
-    "linear": Transform(lambda w: w.T, lambda k: (k.T,)),
+    "linear": Transform(lambda w: w.T, lambda k: (k.T,), lambda s: (s[::-1],)),
     # three Linear weights (query, key, value) -> one fused [in, 3 * out] kernel
     "linear_qkv": Transform(lambda q, k, v: np.concatenate([q.T, k.T, v.T], axis=1),
-                            lambda w: tuple(part.T for part in np.split(w, 3, axis=1))),
+                            lambda w: tuple(part.T for part in np.split(w, 3, axis=1)),
+                            lambda s: ((s[1] // 3, s[0]),) * 3),
     # three biases -> one fused [3 * out] bias
     "concat_qkv": Transform(lambda q, k, v: np.concatenate([q, k, v]),
-                            lambda b: tuple(np.split(b, 3))),
+                            lambda b: tuple(np.split(b, 3)), lambda s: ((s[0] // 3,),) * 3),
 }
 
 

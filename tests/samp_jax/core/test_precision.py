@@ -233,3 +233,56 @@ def test_the_extreme_clips_a_scale_can_take_are_read(precision, divisor):
     for clip in (1e-300, 4.8828125e-12, SCALE_EPS * divisor, 3.0e38 * divisor):
         pmap = PrecisionMap.from_dict({"num_layers": 1, "rules": [{"precision": precision, "clip": clip, **extra}]})
         assert pmap[0, "qkv"].clip == clip
+
+
+# ------------------------------------------------------------- hostile layer counts and files
+@pytest.fixture
+def per_layer_guard(monkeypatch):
+    """Fails the test when a map is expanded per layer for more than 10^4 layers (a map of
+    10^30 layers must be refused before, not grown until memory runs out)."""
+    cells = PrecisionMap._cells
+
+    def guarded(self):
+        assert self.num_layers <= 10**4, f"expanded {self.num_layers} layers before any check"
+        return cells(self)
+    monkeypatch.setattr(PrecisionMap, "_cells", guarded)
+
+
+@pytest.mark.parametrize("layers, shown", [(10**30, r"2\^99 or more"), (10**6, "1000000"), (1025, "1025")])
+def test_an_absurd_layer_count_is_refused_before_any_expansion(tmp_path, per_layer_guard, layers, shown):
+    from samp_jax.core.precision import MAX_LAYERS
+    path = tmp_path / "huge.json"
+    path.write_text(json.dumps({"num_layers": layers, "default": {"precision": "fp16"},
+                                "rules": [{"layers": "*", "sites": "*", "precision": "int8"}]}))
+    message = (rf"num_layers={shown} is more layers than any encoder has; expected the model's "
+               rf"layer count \(at most {MAX_LAYERS}\)")
+    with pytest.raises(PrecisionMapError, match=rf"^{re.escape(str(path))}: {message}$"):
+        PrecisionMap.from_json(path)
+    with pytest.raises(PrecisionMapError, match=message):
+        PrecisionMap.preset("quant_ffn_only", layers)
+    with pytest.raises(PrecisionMapError, match=message):
+        PrecisionMap.from_table({}, layers)
+    assert PrecisionMap.preset("quant_ffn_only", MAX_LAYERS).num_layers == MAX_LAYERS
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[" * 100_000 + "]" * 100_000, "JSON nested deeper than Python reads"),
+    ('{"num_layers": 1' + "0" * 5000 + "}", r"an integer of 5001 digits, more than Python reads \(4300\)"),
+])
+def test_json_python_cannot_read_is_named_with_the_file(tmp_path, text, message):
+    path = tmp_path / "map.json"
+    path.write_text(text)
+    with pytest.raises(PrecisionMapError, match=rf"^{re.escape(str(path))}: precision map: {message}$"):
+        PrecisionMap.from_json(path)
+    with pytest.raises(PrecisionMapError, match=rf"^precision map: {message}$"):
+        PrecisionMap.from_json(text)
+
+
+def test_a_map_path_that_is_not_a_regular_file_is_named(tmp_path):
+    link = tmp_path / "map.json"
+    link.symlink_to("/dev/null")  # a character device: /dev/zero would read forever
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(link))} is a character device, as "
+                                         r"/dev/zero is, not a regular file"):
+        PrecisionMap.from_json(link)
+    with pytest.raises(ValueError, match=r"is a character device"):
+        PrecisionMap.from_json(str(link))

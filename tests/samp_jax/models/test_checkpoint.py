@@ -312,3 +312,77 @@ def test_a_variable_no_key_table_fills_is_refused_naming_it(monkeypatch):
     with pytest.raises(CheckpointError, match=r"fills no value for the model's variables "
                                               r"\[.*layers.*0.*qkv.*kernel"):
         load_pretrained(path, strict=False)
+
+
+# ------------------------------------------- config sizes against the checkpoint's own shapes
+def _edit_config(folder, **changes):
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps(config | changes))
+
+
+@pytest.fixture
+def nothing_built(monkeypatch):
+    """Any model built (even abstract) fails the test: the check must come first."""
+    from samp_jax.models import checkpoint
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model was built before the config was checked")
+    monkeypatch.setattr(checkpoint, "EncoderModel", refuse)
+
+
+@pytest.mark.parametrize("layers", [3, 10**5, 10**30])
+def test_a_config_asking_for_layers_the_checkpoint_lacks_is_refused_before_building(
+        tiny_copy, nothing_built, layers):
+    _edit_config(tiny_copy, num_hidden_layers=layers)
+    with pytest.raises(ConfigError, match=rf"^{tiny_copy}/config.json: num_hidden_layers={layers}, but "
+                       rf"the checkpoint {tiny_copy}/model.safetensors holds 2 layers "
+                       r"\(encoder.layer.0 to encoder.layer.1\)$"):
+        load_pretrained(tiny_copy)
+
+
+def test_weights_of_no_layer_and_a_huge_layer_count_are_refused_before_building(tiny_copy, nothing_built):
+    """Weights named as another family's (no layer read as roberta's) and 10^6 layers: no
+    layer is built to find the keys missing."""
+    _edit_config(tiny_copy, model_type="roberta", num_hidden_layers=10**6)
+    with pytest.raises(ConfigError, match=r"config.json: num_hidden_layers=1000000, but the checkpoint "
+                       r".*model.safetensors names no layer as roberta checkpoints do \(encoder.layer.\{i\}"):
+        load_pretrained(tiny_copy)
+
+
+@pytest.mark.parametrize("key, value, held, tensor", [
+    ("hidden_size", 10**7, 32, r"embeddings.word_embeddings.weight is \(99, 32\) there, \(99, 10000000\)"),
+    ("hidden_size", 64, 32, r"embeddings.word_embeddings.weight is \(99, 32\) there, \(99, 64\)"),
+    ("vocab_size", 2**40, 99, r"embeddings.word_embeddings.weight is \(99, 32\) there, \(1099511627776, 32\)"),
+    ("intermediate_size", 10**12, 64, r"encoder.layer.0.intermediate.dense.weight is \(64, 32\) there"),
+    ("max_position_embeddings", 10**9, 40, r"embeddings.position_embeddings.weight is \(40, 32\) there"),
+    ("type_vocab_size", 10**9, 2, r"embeddings.token_type_embeddings.weight is \(2, 32\) there"),
+])
+def test_a_config_size_the_checkpoint_does_not_hold_is_named_allocating_nothing(
+        tiny_copy, key, value, held, tensor):
+    """Each size is compared with the checkpoint's own shapes before any array is made (a
+    table of 10^12 rows would be 'Unable to allocate' otherwise), and the message names the
+    config key, its value and what the checkpoint holds."""
+    _edit_config(tiny_copy, **{key: value})
+    with pytest.raises(ConfigError, match=rf"^{tiny_copy}/config.json: {key}={value} does not fit the "
+                       rf"checkpoint {tiny_copy}/model.safetensors, which holds {key}={held} \({tensor}"):
+        load_pretrained(tiny_copy)
+    with pytest.raises(ConfigError, match=rf"{key}={value} does not fit"):  # no head weights drawn first
+        load_pretrained(tiny_copy, allow_new_head=True) if value < 10**6 else load_pretrained(tiny_copy)
+
+
+def test_deberta_position_buckets_the_checkpoint_does_not_hold_are_named(tmp_path):
+    folder = tmp_path / "deberta"
+    shutil.copytree(GOLDEN / "families" / "deberta-v2" / "base", folder)
+    _edit_config(folder, position_buckets=10**9)
+    with pytest.raises(ConfigError, match=r"config.json: position_buckets=1000000000 does not fit the "
+                       r"checkpoint .*, which holds position_buckets=8 \(encoder.rel_embeddings.weight "
+                       r"is \(16, 30\) there, \(2000000000, 30\)"):
+        load_pretrained(folder)
+
+
+def test_a_missing_key_listing_is_capped():
+    error = CheckpointError("ckpt", missing=[f"encoder.layer.{i}.x" for i in range(10**5)],
+                            mismatched=[(f"k{i}", (1,), (2,)) for i in range(50)])
+    assert len(str(error)) < 2000
+    assert "missing keys (100000): ['encoder.layer.0.x'" in str(error) and "and 99990 more" in str(error)
+    assert "... and 40 more keys of the wrong shape" in str(error)
