@@ -78,7 +78,7 @@ def test_latency_estimate_and_flop_fraction():
 def test_the_latency_model_prices_the_sites_the_model_has(family):
     """`site_shapes` (the FLOPs, the INT8 share, the shapes a table times) is each site's
     kernel shape, ModernBERT's gated `ffn_in` twice as wide included: quant_ffn_only's INT8
-    share is the FFN's share of the real GEMM FLOPs."""
+    share is the FFN's share of the real GEMM FLOPs (ELECTRA's projection included)."""
     from samp_jax import load_pretrained
     from tests.helpers import GOLDEN
 
@@ -87,7 +87,11 @@ def test_the_latency_model_prices_the_sites_the_model_has(family):
     layer = model.encoder.layers[0]
     assert site_shapes(config) == {s: tuple(getattr(layer, s).kernel.shape) for s in SITES}
     flops = {s: k * n for s, (k, n) in site_shapes(config).items()}
-    expected = (flops["ffn_in"] + flops["ffn_out"]) / sum(flops.values())
+    # ELECTRA's embedding projection runs at the compute dtype: in the total, not in INT8
+    projection = config.embedding_size * config.hidden_size if config.embedding_size else 0
+    layers = config.num_layers
+    expected = layers * (flops["ffn_in"] + flops["ffn_out"]) / (layers * sum(flops.values())
+                                                                 + projection)
     assert int8_flop_fraction(PrecisionMap.preset("quant_ffn_only", config.num_layers),
                               config) == pytest.approx(expected)
 
