@@ -41,7 +41,7 @@ from samp_jax.app.entry import Terminated
 from samp_jax.app.figure_warnings import warn_if_at_chance, warn_non_finite
 from samp_jax.core import strict_json
 from samp_jax.app.lengths import at_max_length, check_max_length, fit_max_length, say_truncation
-from samp_jax.app.outputs import ResultsStream, StdoutError, UsageError
+from samp_jax.app.outputs import ResultsStream, StdoutError, UsageError, silence_stdout
 from samp_jax.app.outputs import check_output as _check_output
 from samp_jax.app.outputs import check_precision_items
 from samp_jax.app.parser import ACTIVATIONS, PACKAGED_MODEL, build_parser, joined_negative_percents
@@ -697,10 +697,7 @@ def _main(argv: list[str] | None) -> int:
         code = 130
     except BrokenPipeError:  # e.g. `samp-jax eval --json | head`: the reader has gone; as a
         # killed pipe ends other tools (128 + SIGPIPE), with nothing left to flush at exit
-        try:
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        except (OSError, ValueError):  # a stream without a descriptor (a test's capture)
-            sys.stdout = open(os.devnull, "w")
+        silence_stdout()
         code = 141
     if code and is_distributed():
         # The other processes may be stuck waiting on this one: leave now rather than in

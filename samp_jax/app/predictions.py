@@ -72,7 +72,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 import re
 import sys
 from pathlib import Path
@@ -83,7 +82,7 @@ import numpy as np
 
 from samp_jax.core import strict_json
 from samp_jax.core.atomic import atomic_file
-from samp_jax.app.outputs import stdout_errors
+from samp_jax.app.outputs import silence_stdout, stdout_errors
 from samp_jax.models.bio_tags import OUTSIDE, Span, not_bio, scheme_of, tag_spans
 from samp_jax.models.cross_encoder import apply_activation
 from samp_jax.models.similarity import pair_similarity, similarity_of
@@ -354,7 +353,7 @@ def _to_stdout(data: bytes) -> None:
                 view = view[sys.stdout.buffer.write(view):]
             sys.stdout.buffer.flush()
     except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        silence_stdout()
         raise SystemExit(141) from None
 
 

@@ -40,11 +40,10 @@ from samp_jax.models.head_kinds import (
 )
 from samp_jax.models.activations import HF_HEAD_ACTIVATION
 from samp_jax.models.layers import GemmSite, LayerNorm
-from samp_jax.models.similarity import DEFAULT_SIMILARITY, check_similarity
+from samp_jax.models.similarity import DEFAULT_SIMILARITY, NORM_FLOOR, check_similarity
 
 # sentence-transformers clamps the token count at 1e-9, so an all-padding row pools to zeros.
 TOKEN_COUNT_FLOOR = 1e-9
-NORM_FLOOR = 1e-12  # the smallest norm divided by (L2 normalisation, cosine): zero stays zero
 MASKED_MAX = -1e9  # what sentence-transformers' max pooling puts in padded positions
 # sentence-transformers' pooling modes (the order its 2-4 folders concatenate them in).
 POOLING_MODES = ("cls", "max", "mean", "mean_sqrt_len", "weightedmean", "lasttoken")

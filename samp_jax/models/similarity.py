@@ -26,16 +26,18 @@ from samp_jax.models.config import ConfigError, read_json
 SIMILARITY_KEY = "similarity_fn_name"
 SIMILARITY_FILE = "config_sentence_transformers.json"  # sentence-transformers' own name for it
 DEFAULT_SIMILARITY = "cosine"
-NORM_FLOOR = 1e-12  # the smallest norm product divided by: a zero embedding scores 0
+NORM_FLOOR = 1e-12  # the smallest norm divided by (L2 normalisation, cosine): zero stays zero
 
 
-def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The cosine of each row of `a` with the same row of `b` (the last axis); a zero
+    embedding's is 0."""
     norms = np.maximum(np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1), NORM_FLOOR)
     return np.sum(a * b, -1) / norms
 
 
 SIMILARITIES: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
-    "cosine": _cosine,
+    "cosine": cosine,
     "dot": lambda a, b: np.sum(a * b, -1),
     "euclidean": lambda a, b: -np.linalg.norm(a - b, axis=-1),
     "manhattan": lambda a, b: -np.sum(np.abs(a - b), -1),

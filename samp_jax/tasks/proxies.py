@@ -21,7 +21,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from samp_jax.models.head_kinds import Readout
-from samp_jax.models.heads import NORM_FLOOR
+from samp_jax.models.similarity import NORM_FLOOR, cosine
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -38,8 +38,7 @@ def log_sigmoid(logits: np.ndarray) -> np.ndarray:
 
 def one_minus_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """`1 - cos(a, b)` per row of the last axis."""
-    norms = np.maximum(np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1), NORM_FLOOR)
-    return 1.0 - np.sum(a * b, -1) / norms
+    return 1.0 - cosine(a, b)
 
 
 def softmax_kl(outputs: np.ndarray, reference: np.ndarray) -> np.ndarray:
