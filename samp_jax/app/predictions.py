@@ -26,11 +26,12 @@
   text itself; for byte-level BPE they differ (RoBERTa gives every word a leading space
   token, the first and punctuation included; ModernBERT none), so HF's token-classification
   pipeline, which encodes the text whole, can tag some words otherwise;
-- sentence embedding: `{"text", "embedding"}`; a row with a pair's second text (a
-  `text_pair` column, or `--text-pair-column`) `{"text", "text_pair", "embedding",
-  "embedding_pair", "similarity"}`: both texts embedded alone and compared by the model's
-  similarity (sentence-transformers' `similarity_fn_name`: cosine unless its folder says dot,
-  euclidean or manhattan; `samp_jax.models.similarity`), as a bi-encoder scores a pair.
+- sentence embedding: `{"text", "embedding"}`, each value to `EMBEDDING_DECIMALS` (6)
+  decimals; a row with a pair's second text (a `text_pair` column, or `--text-pair-column`)
+  `{"text", "text_pair", "embedding", "embedding_pair", "similarity"}`: both texts embedded
+  alone and compared by the model's similarity (sentence-transformers' `similarity_fn_name`:
+  cosine unless its folder says dot, euclidean or manhattan; `samp_jax.models.similarity`),
+  as a bi-encoder scores a pair.
 
 Kept columns (`--keep-columns id,source`; `read_model_inputs(..., keep=...)`) start each record
 with the row's values of those columns, as the data holds them (`cells.passthrough`: a CSV
@@ -98,6 +99,7 @@ from samp_jax.tasks.files import FORMATS, KEPT, Columns, KeptColumnError
 from samp_jax.tasks.files import read_inputs as read_rows
 
 CHUNK_ROWS = 4096  # rows predicted, then written, at a time
+EMBEDDING_DECIMALS = 6  # an embedding's values as written: float32 holds about 7 digits
 HEAD_FIELDS = {SEQUENCE_CLASSIFICATION.name: ("text", "text_pair"),
                TOKEN_CLASSIFICATION.name: ("tokens",),
                SENTENCE_EMBEDDING.name: ("text", "text_pair")}
@@ -385,7 +387,7 @@ def _answers(engine, rows: Sequence[dict]) -> list[dict]:
         for r, embedding, cut, bad in zip(rows, result.embeddings, result.truncated,
                                           result.non_finite):
             records.append({"text": r["text"],
-                            "embedding": None if bad else np.round(embedding, 6).tolist()}
+                            "embedding": None if bad else _written(embedding)}
                            | _marks(cut, bad))
         return records
     names = _label_names(engine, result.logits.shape[-1])
@@ -414,11 +416,18 @@ def _embedded_pairs(engine, rows: Sequence[dict], first) -> list[dict]:
         cut = bool(first.truncated[i] or second.truncated[i])
         bad = bool(first.non_finite[i] or second.non_finite[i]) or not np.isfinite(similarity[i])
         answer = ({"embedding": None, "embedding_pair": None, "similarity": None} if bad else
-                  {"embedding": np.round(first.embeddings[i], 6).tolist(),
-                   "embedding_pair": np.round(second.embeddings[i], 6).tolist(),
+                  {"embedding": _written(first.embeddings[i]),
+                   "embedding_pair": _written(second.embeddings[i]),
                    "similarity": float(similarity[i])})
         records.append({"text": r["text"], "text_pair": r["text_pair"]} | answer | _marks(cut, bad))
     return records
+
+
+def _written(embedding) -> list[float]:
+    """An embedding as a record holds it: each value rounded to `EMBEDDING_DECIMALS` in float64,
+    so the JSON carries the short decimal (`-0.055882`), not the 17 digits of a float32 that
+    rounding left in float32 (`-0.05588199943304062`)."""
+    return np.round(np.asarray(embedding, dtype=np.float64), EMBEDDING_DECIMALS).tolist()
 
 
 def _marks(truncated, non_finite) -> dict:

@@ -1,7 +1,7 @@
 """Reading a quantized model folder (`QuantizedModel.save`'s format) so that what is checked is
 what is used.
 
-- One read of each file: `read_folder` reads the sidecar, every file the manifest lists and the
+- One read of each file: `saved.py` reads the sidecar (at most `SIDECAR_LIMIT`), every file the manifest lists and the
   tokenizer files into memory through one open handle on the folder, and the manifest check
   hashes those same bytes, which are then parsed. A save that replaces the folder meanwhile (a
   rename, `samp_jax.core.atomic`) cannot mix files of two saves: every file comes from the
@@ -31,7 +31,7 @@ import json
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterator
 
 import jax.numpy as jnp
 import numpy as np
@@ -49,6 +49,8 @@ SEALED_VERSION = 3  # the first version whose weights' header holds a copy of th
 SEAL_KEY = "samp_jax.quantization_json"  # the safetensors metadata key of that copy
 WEIGHTS_FILE = "model.safetensors"
 SIDECAR_FILE = "quantization.json"
+# The most of a sidecar read: `save` writes a few KB per layer (about 2.4 MB at MAX_LAYERS).
+SIDECAR_LIMIT = 64 << 20
 COMPUTE_DTYPES = ("float16", "bfloat16", "float32")
 # How `save` stores dtypes safetensors' numpy API lacks: their bits, as unsigned integers.
 STORED_AS = {"bfloat16": "uint16", "float8_e4m3fn": "uint8"}
@@ -129,17 +131,6 @@ def _replaced(directory: Path, folder_fd: int) -> bool:
     return (now.st_dev, now.st_ino) != (held.st_dev, held.st_ino)
 
 
-def read_folder(directory: Path, names: Iterable[str],
-                limits: dict[str, int | None] | None = None) -> dict[str, bytes | None]:
-    """The sidecar's and `names`' bytes, all read through one handle on `directory` (at most
-    `limits[name] + 1` bytes of a name that has one: `read_file`)."""
-    limits = limits or {}
-    with open_folder(directory) as fd:
-        sidecar = read_file(directory, fd, SIDECAR_FILE)
-        return {SIDECAR_FILE: sidecar,
-                **{name: read_file(directory, fd, name, limits.get(name)) for name in names}}
-
-
 def bytes_digest(data: bytes) -> dict[str, Any]:
     """`{"sha256", "bytes"}` of `data`, as the manifest records a file."""
     return {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
@@ -156,7 +147,11 @@ def file_digest(path: Path) -> dict[str, Any]:
 
 def parse_sidecar(path: Path, data: bytes) -> dict[str, Any]:
     """The parsed sidecar, after checking that it is this format and version and that every
-    field `load` uses is there with the right JSON type."""
+    field `load` uses is there with the right JSON type (`data` over `SIDECAR_LIMIT` bytes is
+    refused: a reader passes the limit to `read_file`, which reads one byte past it, no more)."""
+    if len(data) > SIDECAR_LIMIT:
+        raise ValueError(f"{path} is over {SIDECAR_LIMIT >> 20} MiB, expected a sidecar of "
+                         "QuantizedModel.save (a few KB per layer); not read further")
     try:
         sidecar = strict_json.loads(data.decode("utf-8"))
     except strict_json.BeyondReader as e:

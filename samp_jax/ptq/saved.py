@@ -41,8 +41,8 @@ from samp_jax.models.head_kinds import SENTENCE_EMBEDDING
 from samp_jax.models.model import EncoderModel
 from samp_jax.models.st_folder import PROMPTS_FILE
 from samp_jax.models.tokenizer import TOKENIZER_FILE, TOKENIZER_FILES, Tokenizer, check_fits
-from samp_jax.ptq.folder import (FORMAT, FORMAT_VERSION, SEAL_KEY, SIDECAR_FILE, STORED_AS,
-                                 WEIGHTS_FILE, check_seal, checked_tensor, file_digest,
+from samp_jax.ptq.folder import (FORMAT, FORMAT_VERSION, SEAL_KEY, SIDECAR_FILE, SIDECAR_LIMIT,
+                                 STORED_AS, WEIGHTS_FILE, check_seal, checked_tensor, file_digest,
                                  open_folder, parse_sidecar, read_file, recorded_size, seal_text,
                                  verify_files)
 
@@ -150,7 +150,7 @@ def _read_verified(directory: Path, *, own_tokenizer: bool) -> tuple[dict, dict]
                   if (directory / "config.json").is_file() else "")
             raise FileNotFoundError(f"{directory} has no {name}{hf}")
     with open_folder(directory) as fd:
-        data = read_file(directory, fd, SIDECAR_FILE)
+        data = read_file(directory, fd, SIDECAR_FILE, SIDECAR_LIMIT)
         if data is None:
             raise FileNotFoundError(f"{directory} has no {SIDECAR_FILE}")
         sidecar = parse_sidecar(directory / SIDECAR_FILE, data)

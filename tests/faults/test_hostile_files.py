@@ -152,6 +152,16 @@ def test_a_sidecar_python_cannot_read_is_named(quantized, text, message):
         QuantizedModel.load(quantized)
 
 
+def test_a_sidecar_over_the_limit_is_refused_unparsed(quantized):
+    """Valid JSON padded past `SIDECAR_LIMIT` with spaces: refused by its size, read no further."""
+    from samp_jax.ptq.folder import SIDECAR_LIMIT
+    with open(quantized / "quantization.json", "ab") as f:
+        f.write(b" " * SIDECAR_LIMIT)
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(quantized / 'quantization.json'))} is "
+                                         r"over 64 MiB, expected a sidecar of QuantizedModel.save"):
+        QuantizedModel.load(quantized)
+
+
 def test_a_sidecar_nested_as_deep_as_python_reads_is_refused_as_an_edit(quantized):
     """Just under the parser's limit: the repeated-key scan and the seal check walk it
     without overflowing the stack."""

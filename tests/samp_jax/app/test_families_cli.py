@@ -79,8 +79,10 @@ def test_predict_tags_and_embeddings_on_every_family(model_type, data, tmp_path,
     code, _, err = _run(capsys, "predict", "--model", FAMILY_GOLDEN / model_type / "sentence",
                         "--data", data / "reviews.csv", "--out", embeddings)
     assert code == 0, err
-    vector = np.asarray(json.loads(embeddings.read_text().splitlines()[0])["embedding"])
+    written = json.loads(embeddings.read_text().splitlines()[0])["embedding"]
+    vector = np.asarray(written)
     assert vector.shape == (30,) and abs(np.linalg.norm(vector) - 1) < 1e-5  # declared Normalize
+    assert all(round(value, 6) == value for value in written)  # short digits, not a float32's
 
 
 def test_pooling_option_embeds_a_folder_that_declares_none(data, tmp_path, capsys):
