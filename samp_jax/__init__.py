@@ -7,12 +7,16 @@ and the precision search live in the `calibrate` package, the CLI in `samp_jax.a
 
 The names below are imported on first use (PEP 562), so `import samp_jax` is cheap and a
 program (the CLI among them) can set itself up, e.g. handle Ctrl-C or start
-`jax.distributed`, before JAX and the models load.
+`jax.distributed`, before JAX and the models load. The first use happens one thread at a time
+(a lock): a service whose worker threads touch `samp_jax.load` and `samp_jax.quantize` at the
+same moment would otherwise race on modules that import each other (Python's per-module import
+locks end that in an ImportError or a deadlock error) and on JAX's own first import.
 """
 
 from __future__ import annotations
 
 import importlib
+import threading
 from typing import TYPE_CHECKING
 
 from samp_jax.core.version import __version__
@@ -43,14 +47,20 @@ _SUBPACKAGES = ("core", "data", "models", "ops", "ptq", "serving", "tasks", "tra
 
 __all__ = sorted([*_EXPORTS, "__version__"])
 
+# Held while a first use imports its module: one such import at a time. Only this function
+# takes it; the library's own modules import one another directly, never through it.
+_FIRST_USE = threading.RLock()
+
 
 def __getattr__(name: str):
     if name in _SUBPACKAGES:
-        return importlib.import_module(f"samp_jax.{name}")  # the import binds it here too
+        with _FIRST_USE:
+            return importlib.import_module(f"samp_jax.{name}")  # the import binds it here too
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'samp_jax' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    with _FIRST_USE:
+        value = getattr(importlib.import_module(module), name)
     globals()[name] = value  # later lookups skip this function
     return value
 

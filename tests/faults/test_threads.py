@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import copy
+import subprocess
 import sys
 
 import numpy as np
@@ -17,7 +18,7 @@ import pytest
 
 import samp_jax
 from samp_jax.models.tokenizer import Tokenizer
-from tests.helpers import GOLDEN
+from tests.helpers import GOLDEN, ROOT
 
 FOLDER = GOLDEN / "families" / "bert" / "seqcls"  # a tiny model with its own tokenizer
 WORDS = "the quick brown fox jumps over lazy dogs while seven wizards quietly hum".split()
@@ -125,3 +126,35 @@ def test_engines_sharing_a_tokenizer_from_many_threads(engines, variant):
     # bucket_calls is updated under a lock: no increment lost (serial pass + threaded rounds)
     runs = sum(1 for fn, args in calls if fn is truncating)
     assert sum(truncating.bucket_calls.values()) - before >= runs * (ROUNDS + 1)
+
+
+FIRST_USE = """
+import sys, threading
+import samp_jax
+names = sys.argv[1:]
+barrier = threading.Barrier(len(names))
+errors = []
+def touch(name):
+    barrier.wait()
+    try:
+        getattr(samp_jax, name)
+    except BaseException as e:
+        errors.append(f"{name}: {type(e).__name__}: {e}")
+threads = [threading.Thread(target=touch, args=(name,)) for name in names]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+print("\\n".join(errors))
+"""
+
+
+def test_threads_using_the_library_first_at_the_same_moment_all_get_their_names():
+    """A fresh process (the names load on first use), one thread per public name, released
+    together: each gets its name. Without the first-use lock, `load` and `quantize` (modules
+    that import each other) fail with ImportError in nearly every run."""
+    names = ["load", "quantize", "compile", "Tokenizer", "PrecisionMap", "evaluate", "ptq"]
+    done = subprocess.run([sys.executable, "-c", FIRST_USE, *names], capture_output=True,
+                          text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == ""
