@@ -24,7 +24,8 @@ tokenizer: `tokenizer=`, else the one travelling with the model (`model.tokenize
 Persistent compilation cache: pass `cache_dir` (or set `$SAMP_JAX_XLA_CACHE`) and the
 executables are written to / read from JAX's persistent compilation cache there, so a new
 process with the same model and buckets loads them instead of compiling. This is a JAX
-process-wide setting: it also caches every later JAX compilation in the process. Through the
+process-wide setting: it also caches every later JAX compilation in the process. The variable
+does not move a cache the program already gave JAX (`environment_compilation_cache`). Through the
 API nothing is cached on disk unless asked for; the `samp-jax` command turns the cache on
 itself (`default_compilation_cache`). As JAX warns, the cache is trusted code: keep the
 folder private.
@@ -186,6 +187,33 @@ def _cache_from_environment() -> str | None:
     return None if setting in ("", CACHE_OFF) else setting
 
 
+def environment_compilation_cache() -> Path | None:
+    """The persistent compilation cache `$SAMP_JAX_XLA_CACHE` asks for, for an engine given no
+    `cache_dir`: None when the variable is unset, empty or `off`. When JAX already has a cache
+    folder (the host program's `jax.config` or `$JAX_COMPILATION_CACHE_DIR`), that one is used
+    and every cache setting is left as the program made it; else the variable's folder is
+    turned on (`enable_compilation_cache`), kept under `DEFAULT_CACHE_BYTES` as the command
+    keeps its own.
+
+    Raises:
+      ValueError: the variable names a file, or a folder below one.
+    """
+    folder = _cache_from_environment()
+    if folder is None:
+        return None
+    if jax.config.jax_compilation_cache_dir:
+        return Path(jax.config.jax_compilation_cache_dir)
+    _limit_cache_size()
+    return enable_compilation_cache(folder)
+
+
+def _limit_cache_size() -> None:
+    """Keeps a cache samp-jax turns on under `DEFAULT_CACHE_BYTES`, by JAX's least-recently-used
+    eviction (which also locks the folder between processes), where JAX can evict."""
+    if importlib.util.find_spec("filelock") is not None:  # JAX's eviction needs it
+        jax.config.update("jax_compilation_cache_max_size", DEFAULT_CACHE_BYTES)
+
+
 def default_compilation_cache(default: Path) -> Path | None:
     """The `samp-jax` command's persistent compilation cache, so that a command run again (a
     restart, the next file to predict) loads its executables instead of compiling them:
@@ -205,8 +233,7 @@ def default_compilation_cache(default: Path) -> Path | None:
         folder.mkdir(parents=True, exist_ok=True)
         if not os.access(folder, os.W_OK | os.X_OK):
             raise PermissionError(f"{folder} cannot be written")
-        if importlib.util.find_spec("filelock") is not None:  # JAX's eviction needs it
-            jax.config.update("jax_compilation_cache_max_size", DEFAULT_CACHE_BYTES)
+        _limit_cache_size()
         return enable_compilation_cache(folder)
     except (OSError, ValueError) as e:
         jax.config.update("jax_compilation_cache_max_size", -1)
@@ -262,7 +289,9 @@ def compile(model: EncoderModel | QuantizedModel, *, tokenizer: Tokenizer | None
       truncate: cut rows longer than the largest sequence bucket (pairs as the tokenizer does,
         longest segment first; raw ids keep their first tokens) instead of raising.
       cache_dir: turn on JAX's persistent compilation cache there (process-wide; see
-        `enable_compilation_cache`). Defaults to `$SAMP_JAX_XLA_CACHE`; None there too: off.
+        `enable_compilation_cache`). None: `$SAMP_JAX_XLA_CACHE`'s folder, unless JAX already
+        has a cache folder, which is then used as the program set it
+        (`environment_compilation_cache`); the variable unset too: off.
       progress: print one line per compiled executable.
       precompile: compile every bucket now (the default: no call ever compiles). False
         compiles each bucket the first time a call reaches it (once, thread-safe): less
@@ -394,8 +423,8 @@ class Engine:
         self.cross_encoder_activation = self.model.cross_encoder_activation
         self._inputs = InputReader(tokenizer, self.config, limit=self.seq_buckets[-1],
                                    truncate=truncate)
-        cache_dir = cache_dir if cache_dir is not None else _cache_from_environment()
-        self.cache_dir = None if cache_dir is None else enable_compilation_cache(cache_dir)
+        self.cache_dir = (environment_compilation_cache() if cache_dir is None
+                          else enable_compilation_cache(cache_dir))
         self._graphdef, state = nnx.split(self.model)
         # Where the weights and each chunk's rows go: the default device (None), one device,
         # or a copy of the weights on each device and the rows split over them.

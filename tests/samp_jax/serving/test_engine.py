@@ -3,6 +3,7 @@ parity with the model's own forward, input validation, the tokenizer (given, or 
 never a default), class names in the outputs, quantized models, the persistent cache."""
 
 import collections
+import importlib.util
 import json
 import os
 import re
@@ -21,7 +22,8 @@ import samp_jax
 from samp_jax import EncoderModel, PrecisionMap, TokenClassifier, Tokenizer, quantize
 from samp_jax.models.heads import make_head
 from samp_jax.serving.batching import bucket_for
-from samp_jax.serving.engine import CompileCounter, Engine, EngineOutput, enable_compilation_cache
+from samp_jax.serving.engine import (DEFAULT_CACHE_BYTES, CompileCounter, Engine, EngineOutput,
+                                     enable_compilation_cache)
 from samp_jax.serving.inputs import InputReader
 from tests.helpers import TINY_CONFIG
 
@@ -449,7 +451,7 @@ def test_a_lone_surrogate_in_a_word_is_named(minilm, tokenizer):
 @pytest.fixture
 def restore_cache_config():
     names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
-             "jax_persistent_cache_min_entry_size_bytes")
+             "jax_persistent_cache_min_entry_size_bytes", "jax_compilation_cache_max_size")
     saved = {name: getattr(jax.config, name) for name in names}
     yield
     for name, value in saved.items():
@@ -475,6 +477,36 @@ def test_persistent_cache_dir_is_filled_and_reused(minilm, tokenizer, tmp_path, 
     assert second.cache_dir == cache.resolve()
     assert hits["/jax/compilation_cache/cache_hits"] == 1  # loaded, not compiled
     np.testing.assert_array_equal(second(["a b c"]).embeddings, first(["a b c"]).embeddings)
+
+
+def test_the_environment_cache_leaves_a_cache_the_program_set_as_it_is(
+        minilm, tokenizer, tmp_path, monkeypatch, restore_cache_config):
+    """A host program with its own JAX cache (folder and thresholds): `$SAMP_JAX_XLA_CACHE`
+    (set for the command line, say) moves none of it; the engine uses the program's folder."""
+    mine = tmp_path / "mine"
+    jax.config.update("jax_compilation_cache_dir", str(mine))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 5.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 1000)
+    monkeypatch.setenv("SAMP_JAX_XLA_CACHE", str(tmp_path / "env"))
+    engine = samp_jax.compile(minilm, tokenizer=tokenizer, seq_buckets=(8,), batch_size=2,
+                              precompile=False)
+    assert engine.cache_dir == mine and jax.config.jax_compilation_cache_dir == str(mine)
+    assert jax.config.jax_persistent_cache_min_compile_time_secs == 5.0
+    assert jax.config.jax_persistent_cache_min_entry_size_bytes == 1000
+    assert not (tmp_path / "env").exists()
+
+
+def test_the_environment_cache_without_one_set_is_turned_on_and_bounded(
+        minilm, tokenizer, tmp_path, monkeypatch, restore_cache_config):
+    jax.config.update("jax_compilation_cache_dir", None)
+    monkeypatch.setenv("SAMP_JAX_XLA_CACHE", str(tmp_path / "env"))
+    engine = samp_jax.compile(minilm, tokenizer=tokenizer, seq_buckets=(8,), batch_size=2,
+                              precompile=False)
+    assert engine.cache_dir == (tmp_path / "env").resolve()
+    assert jax.config.jax_compilation_cache_dir == str(engine.cache_dir)
+    assert jax.config.jax_persistent_cache_min_compile_time_secs == 0.0
+    if importlib.util.find_spec("filelock") is not None:
+        assert jax.config.jax_compilation_cache_max_size == DEFAULT_CACHE_BYTES
 
 
 def test_a_cache_dir_that_is_a_file_is_named(minilm, tokenizer, tmp_path, restore_cache_config):
