@@ -55,10 +55,13 @@ def load(path: str | os.PathLike, *, tokenizer: Tokenizer | str | os.PathLike | 
     Raises:
       FileNotFoundError: `path` is not a folder, is neither kind of model folder, or has no
         `tokenizer.json` and no `tokenizer=` was given.
-      TypeError: `tokenizer` is neither a `Tokenizer` nor a folder; options for a quantized
-        folder.
+      TypeError: `path` is not a path; `tokenizer` is neither a `Tokenizer` nor a folder;
+        options for a quantized folder.
       ValueError, CheckpointError, ConfigError: as `QuantizedModel.load` / `load_pretrained`.
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"samp_jax.load: path is {type(path).__name__} ({path!r:.60}), expected "
+                        "a model folder's path (a str or os.PathLike)")
     path = Path(path)
     check_not_interrupted(path)
     if not path.is_dir():

@@ -129,6 +129,30 @@ class EngineOutput:
     def __len__(self) -> int:
         return len(self.lengths)
 
+    def __repr__(self) -> str:
+        """The fields that are set, each by its shape (`embeddings=float32[2, 384]`), not its
+        values: a list of per-row arrays as `[2 x float32[L, 9]]`, a list of names by its
+        length."""
+        fields = [f"kind={self.kind!r}"]
+        for field in dataclasses.fields(self)[1:]:
+            value = getattr(self, field.name)
+            if value is not None:
+                fields.append(f"{field.name}={_shape_of(value)}")
+        return f"EngineOutput({', '.join(fields)})"
+
+
+def _shape_of(value) -> str:
+    """`float32[2, 384]` for an array; `[2 x float32[L, 9]]` for a list of arrays (L: each
+    row's own length when they differ); `list[2]` for a list of anything else."""
+    if isinstance(value, np.ndarray):
+        return f"{value.dtype.name}[{', '.join(map(str, value.shape))}]"
+    if value and all(isinstance(row, np.ndarray) for row in value):
+        shapes = {row.shape for row in value}
+        dims = [str(size) if len({shape[axis] for shape in shapes}) == 1 else "L"
+                for axis, size in enumerate(value[0].shape)]
+        return f"[{len(value)} x {value[0].dtype.name}[{', '.join(dims)}]]"
+    return f"list[{len(value)}]"
+
 
 class CompileCounter:
     """Counts XLA backend compilations (any function, any cause) while the block runs, through
@@ -328,11 +352,14 @@ def compile(model: EncoderModel | QuantizedModel, *, tokenizer: Tokenizer | None
 class Engine:
     """Serves a model through ahead-of-time compiled executables. Build it with `compile`.
 
-    Call it with one text, a list (or numpy array) of texts, a list of `(text, text_pair)` tuples (a
-    cross-encoder; a single pair too goes in a list), or token ids: a dict with
-    `input_ids [N, L]` and optional right-padded `attention_mask` and `token_type_ids` (what
-    `Tokenizer` returns), a 2-D integer array, or a list of lists of ints. A call returns an
-    `EngineOutput`; one text is a batch of one.
+    Call it with one text, a list (or numpy array) of texts, a list of `(text, text_pair)`
+    tuples (a cross-encoder; a single pair too goes in a list: a bare tuple of two texts is
+    refused), or token ids: a dict with `input_ids [N, L]` and optional right-padded
+    `attention_mask` and `token_type_ids` (what `Tokenizer` returns), a 2-D integer array, or a
+    list of lists of ints. A call returns an `EngineOutput`; one text is a batch of one.
+
+    An engine holds compiled executables: it does not pickle or copy. Pickle the model it
+    serves (`engine.model`) and `compile` it again where it is needed.
 
     Attributes:
       model: the model served (a copy when `dtype` changed it).
@@ -612,6 +639,11 @@ class Engine:
         """Ids outside the embedding tables would be clamped silently by XLA's gather
         (`check_ids`, the model's own check)."""
         check_ids(self.config, rows.input_ids, rows.attention_mask, rows.token_type_ids)
+
+    def __reduce__(self):
+        raise TypeError("an Engine holds compiled executables, which do not pickle or copy; "
+                        "pickle the model it serves (engine.model: an EncoderModel or "
+                        "QuantizedModel) and call samp_jax.compile on it where it is needed")
 
     def __repr__(self) -> str:
         dtype = (self.model.model if isinstance(self.model, QuantizedModel) else self.model).dtype

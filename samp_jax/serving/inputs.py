@@ -1,7 +1,8 @@
 """An engine call's inputs as right-padded token rows, each checked against the largest bucket.
 
 `InputReader.read` takes what `Engine.__call__` accepts: one text, a list of texts, a list of
-`(text, text_pair)` pairs, or token ids (a dict with `input_ids` and optional right-padded
+`(text, text_pair)` pairs (a bare tuple of two texts, one pair or two texts, is refused), or
+token ids (a dict with `input_ids` and optional right-padded
 `attention_mask` and `token_type_ids`, a 2-D integer array, or a list of lists of ints);
 `read_words` takes `Engine.classify_words`' pre-split words. Texts are cut at the limit as
 they are tokenized (pairs as the tokenizer does, longest segment first), which marks each row
@@ -72,6 +73,12 @@ class InputReader:
             raise TypeError(f"inputs are bytes ({bytes(inputs)!r:.60}); expected a str (decode "
                             "the bytes first, e.g. .decode('utf-8')), a list of str, a list of "
                             "(str, str) pairs or token ids")
+        if isinstance(inputs, tuple) and is_pair(inputs):
+            raise ValueError(f"inputs are a tuple of two texts ({inputs[0]!r:.40}, "
+                             f"{inputs[1]!r:.40}), which reads as one (text, text_pair) pair "
+                             "(as sentence-transformers' CrossEncoder takes it) or as two texts; "
+                             "expected a list: [(text, text_pair)] for one pair, [text, text] "
+                             "for two texts")
         if not isinstance(inputs, Sequence):
             raise TypeError(f"inputs must be a str, a list of str, a list of (str, str) pairs or "
                             f"token ids, got {type(inputs).__name__}")

@@ -302,3 +302,10 @@ def test_each_loader_given_the_other_kind_of_folder_names_the_loader_that_reads_
     with pytest.raises(FileNotFoundError, match=r"no HF config at .*config\.json \(the folder "
                                                 r"holds a quantized samp-jax model: samp_jax\.load"):
         sj.load_pretrained(quantized)
+
+
+@pytest.mark.parametrize("path", [42, None, b"/tmp"])
+def test_a_path_that_is_no_path_is_named(path):
+    with pytest.raises(TypeError, match=rf"samp_jax.load: path is {type(path).__name__} .*expected "
+                                        r"a model folder's path \(a str or os.PathLike\)"):
+        samp_jax.load(path)

@@ -1,6 +1,9 @@
 """What an engine serves, whatever else happens: the weights it was compiled with (a snapshot),
 a quantized row within one bucket whatever its company, and texts given as a numpy array."""
 
+import copy
+import pickle
+
 import jax
 import numpy as np
 import pytest
@@ -70,6 +73,41 @@ def test_a_numpy_array_of_texts_or_pairs_is_read_as_the_list(classifier):
     for rows, bad in (([None, texts[0]], 0), ([texts[0], None], 1)):
         with pytest.raises(TypeError, match=f"row {bad} is None; expected a str"):
             classifier(np.array(rows, dtype=object))
+
+
+def test_a_bare_tuple_of_two_texts_is_refused_as_ambiguous(classifier):
+    """One pair (sentence-transformers' CrossEncoder reads it so) or two texts? Neither is
+    guessed; a list says which."""
+    texts = ("A man is playing a guitar.", "Nobody is outside.")
+    with pytest.raises(ValueError, match=r"inputs are a tuple of two texts .* expected a list: "
+                                         r"\[\(text, text_pair\)\] for one pair"):
+        classifier(texts)
+    assert len(classifier([texts])) == 1 and len(classifier(list(texts))) == 2
+    assert len(classifier(texts + ("A cat sleeps.",))) == 3  # a longer tuple is a list of texts
+
+
+def test_an_engine_refuses_pickle_and_copy_naming_what_to_pickle(classifier):
+    for copier in (pickle.dumps, copy.deepcopy, copy.copy):
+        with pytest.raises(TypeError, match=r"an Engine holds compiled executables, which do not "
+                                            r"pickle or copy; pickle the model it serves"):
+            copier(classifier)
+    restored = pickle.loads(pickle.dumps(classifier.model))  # the model does pickle
+    np.testing.assert_array_equal(samp_jax.compile(restored, tokenizer=classifier.tokenizer,
+                                                   seq_buckets=(16,), batch_size=1)(["a b"]).logits,
+                                  classifier(["a b"]).logits)
+
+
+def test_an_engine_output_shows_its_shapes_not_its_values(classifier, tokenizer, minilm):
+    assert repr(classifier(["a b", "c d e"])) == (
+        "EngineOutput(kind='sequence_classification', lengths=int64[2], truncated=bool[2], "
+        "logits=float32[2, 3], labels=int64[2], label_names=list[2], non_finite=bool[2])")
+    tagger = nnx.clone(minilm)
+    tagger.head = make_head("token_classification", tagger.config, num_labels=5, rngs=nnx.Rngs(0))
+    tags = samp_jax.compile(tagger, tokenizer=tokenizer, seq_buckets=(16,), batch_size=2,
+                            precompile=False)(["a b", "c d e"])
+    assert repr(tags) == ("EngineOutput(kind='token_classification', lengths=int64[2], "
+                          "truncated=bool[2], logits=[2 x float32[L, 5]], labels=[2 x int64[L]], "
+                          "non_finite=bool[2])")
 
 
 def test_the_engine_serves_the_weights_it_was_compiled_with(classifier_model, tokenizer):
