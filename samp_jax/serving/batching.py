@@ -3,7 +3,9 @@
 Rows are ordered (by length, unless an order is given), cut into chunks of at most
 `batch_size`, and each chunk is padded to a sequence bucket (the smallest that holds its
 longest row) and to a batch size (exactly `batch_size`, or the smallest of `batch_buckets`).
-Few distinct shapes means few compilations.
+Few distinct shapes means few compilations. In length order the one short chunk is the last
+(the longest rows) or the first (the shortest), whichever pads fewer tokens: padded to
+`batch_size` rows, a short chunk of the longest rows would pad whole rows at the longest bucket.
 """
 
 from __future__ import annotations
@@ -65,7 +67,8 @@ def bucket_batches(arrays: Mapping[str, np.ndarray], lengths: np.ndarray, *, bat
         that holds its longest row (a row longer than every bucket raises `ValueError`).
       batch_buckets: batch sizes a batch may be padded to (the smallest that fits); None pads
         every batch to exactly `batch_size` rows.
-      order: the row order to cut in; default: stable sort by length (little padding).
+      order: the row order to cut in, chunks of `batch_size` from its start; default: stable
+        sort by length (little padding), the one short chunk at whichever end pads less.
       pad_values: fill value per array name for padded rows and positions (default 0).
       per_row: names of arrays that hold one row of any width per example (`[N, ...]`, e.g.
         a multi-hot label row): padded with rows, never cut to the sequence bucket.
@@ -77,13 +80,22 @@ def bucket_batches(arrays: Mapping[str, np.ndarray], lengths: np.ndarray, *, bat
     if batch_size < 1:
         raise ValueError(f"{batch_size=} must be positive")
     lengths = np.asarray(lengths)
+    starts = list(range(0, len(lengths) if order is None else len(order), batch_size))
     if order is None:
         order = np.argsort(lengths, kind="stable")
+        short = len(order) % batch_size
+        if short:  # the short chunk last (the longest rows) or first, whichever pads less
+            first = [0, *range(short, len(order), batch_size)]
+            padded = lambda cut: sum(  # noqa: E731
+                _rows_out(end - start, batch_size, batch_buckets)
+                * bucket_for(int(lengths[order[end - 1]]), seq_buckets)
+                for start, end in zip(cut, [*cut[1:], len(order)]))
+            starts = first if padded(first) < padded(starts) else starts
     pad_values = pad_values or {}
-    for start in range(0, len(order), batch_size):
-        rows = order[start:start + batch_size]
+    for start, end in zip(starts, [*starts[1:], len(order)]):
+        rows = order[start:end]
         seq = bucket_for(int(lengths[rows].max()), seq_buckets)
-        rows_out = batch_size if batch_buckets is None else bucket_for(len(rows), batch_buckets)
+        rows_out = _rows_out(len(rows), batch_size, batch_buckets)
         batch = {}
         for name, value in arrays.items():
             per_token = value.ndim == 2 and name not in per_row
@@ -96,6 +108,11 @@ def bucket_batches(arrays: Mapping[str, np.ndarray], lengths: np.ndarray, *, bat
                 block[:len(rows)] = value[rows]
             batch[name] = block
         yield rows, batch
+
+
+def _rows_out(rows: int, batch_size: int, batch_buckets: Sequence[int] | None) -> int:
+    """The batch size a chunk of `rows` rows is padded to."""
+    return batch_size if batch_buckets is None else bucket_for(rows, batch_buckets)
 
 
 def length_batches(tokenizer, texts: Sequence[str], pairs: Sequence[str] | None = None, *,

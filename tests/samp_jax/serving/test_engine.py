@@ -21,7 +21,7 @@ from jax.experimental.compilation_cache import compilation_cache
 import samp_jax
 from samp_jax import EncoderModel, PrecisionMap, TokenClassifier, Tokenizer, quantize
 from samp_jax.models.heads import make_head
-from samp_jax.serving.batching import bucket_for
+from samp_jax.serving.batching import bucket_batches, bucket_for
 from samp_jax.serving.engine import (DEFAULT_CACHE_BYTES, CompileCounter, Engine, EngineOutput,
                                      enable_compilation_cache)
 from samp_jax.serving.inputs import InputReader
@@ -87,6 +87,25 @@ def test_bucket_for_is_the_smallest_that_fits():
     assert [bucket_for(n, BATCH_BUCKETS) for n in (1, 2, 4)] == [1, 4, 4]
     with pytest.raises(ValueError, match="size=65 exceeds the largest bucket 64"):
         bucket_for(65, SEQ_BUCKETS)
+
+
+def test_the_short_chunk_goes_where_it_pads_fewer_tokens():
+    """Padded to `batch_size` rows, a short chunk of the longest rows would pad whole rows at
+    the longest bucket: it takes the shortest rows then. With batch buckets, where it pads
+    only up to a bucket, the longest rows may be cheaper; an order given is cut as given."""
+    lengths = np.array([5, 40, 3, 33, 7, 100, 2])
+    arrays = {"input_ids": np.ones((7, 100), np.int32)}
+
+    def cut(**kwargs):
+        return [(sorted(lengths[rows].tolist()), batch["input_ids"].shape)
+                for rows, batch in bucket_batches(arrays, lengths, **kwargs)]
+
+    assert cut(batch_size=3) == [([2], (3, 32)), ([3, 5, 7], (3, 32)), ([33, 40, 100], (3, 128))]
+    assert cut(batch_size=3, order=np.arange(7)) == [
+        ([3, 5, 40], (3, 64)), ([7, 33, 100], (3, 128)), ([2], (3, 32))]
+    assert cut(batch_size=3, batch_buckets=(1, 3)) == [
+        ([2, 3, 5], (3, 32)), ([7, 33, 40], (3, 64)), ([100], (1, 128))]
+    assert cut(batch_size=7) == [([2, 3, 5, 7, 33, 40, 100], (7, 128))]
 
 
 def test_engine_runs_each_chunk_in_the_smallest_buckets(embedder):
