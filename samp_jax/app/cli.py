@@ -569,9 +569,10 @@ def _predict(args) -> int:
         warnings.warn(f"{len(blank)} of {len(rows)} rows of {args.data} have an empty or blank "
                       f"text (rows {shown}); their predictions are the model's answer to what "
                       "input there is")
-    # every process must predict from the same model and rows (each takes its own block)
-    check_same(digest([state_digest(model), json.dumps(rows, sort_keys=True)]),
-               f"the model {args.model} and the rows of {args.data}")
+    if is_distributed():  # every process must predict from the same model and rows (each
+        # takes its own block); hashing them costs a second or so, only worth it here
+        check_same(digest([state_digest(model), json.dumps(rows, sort_keys=True)]),
+                   f"the model {args.model} and the rows of {args.data}")
     show = not args.json and len(rows) > predictions.CHUNK_ROWS
     written = predictions.write(model, rows, out, batch_size=args.batch_size,
                                 progress=predict_progress if show else None,

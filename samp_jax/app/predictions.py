@@ -61,12 +61,13 @@ tags group into entities depends on the head's tag names (`entity_reader`):
   be a guess, so the records have no `entities` field.
 A word with a null tag is outside every entity (it ends an open one).
 
-Rows are served through `samp_jax.compile` (compiled length buckets; only those the rows
-reach are compiled) up to the model's limit (its tokenizer's `max_length`, or a smaller
-`max_length`: the length `samp-jax eval`, `search` and `finetune` cut rows at); longer rows are
-truncated and marked `"truncated": true`, and `write` counts them. They are predicted and written `CHUNK_ROWS` at a time, so memory holds
-one chunk's predictions whatever the size of the file (a distributed run keeps each process's
-JSON Lines until process 0 gathers them).
+Rows are served through `samp_jax.compile` (compiled length buckets, `FINE_BUCKETS`: steps of
+at most 1.5x; only those the rows reach are compiled) up to the model's limit (its tokenizer's
+`max_length`, or a smaller `max_length`: the length `samp-jax eval`, `search` and `finetune`
+cut rows at); longer rows are truncated and marked `"truncated": true`, and `write` counts
+them. They are predicted and written `CHUNK_ROWS` at a time, so memory holds one chunk's
+predictions whatever the size of the file (a distributed run keeps each process's JSON Lines
+until process 0 gathers them).
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ from samp_jax.models.head_kinds import (SENTENCE_EMBEDDING, SEQUENCE_CLASSIFICAT
                                        TOKEN_CLASSIFICATION, Readout, sigmoid)
 from samp_jax.serving import compile as compile_engine
 from samp_jax.serving.engine import row_limit
-from samp_jax.serving.batching import buckets_to
+from samp_jax.serving.batching import FINE_BUCKETS, buckets_to
 from samp_jax.serving.distributed import gather_bytes, is_distributed, is_primary, process_rows
 from samp_jax.tasks.proxies import log_softmax
 from samp_jax.tasks.columns import naming
@@ -275,12 +276,12 @@ def chunks(model, rows: Sequence[dict], *, batch_size: int = 32, chunk_rows: int
 
 def _engine(model, count: int, batch_size: int, label_threshold: float | None,
             max_length: int | None):
-    """The engine that predicts `count` rows: the default buckets up to `serving_limit`
-    (`buckets_to`: the length buckets evaluation cuts rows into), compiled only when reached
+    """The engine that predicts `count` rows: `FINE_BUCKETS` up to `serving_limit`
+    (`buckets_to`; finer than evaluation's, for less padding), compiled only when reached
     (the rows are known; most reach few buckets), reading a multi-label model's labels at
     `label_threshold`, on every device of this process (`compile(devices=...)`: each call's
     rows split over them, `batch_size` rows per device)."""
-    buckets = tuple(buckets_to(serving_limit(model, max_length)))
+    buckets = tuple(buckets_to(serving_limit(model, max_length), FINE_BUCKETS))
     devices = jax.local_devices()  # several: each call's rows split over them
     # a batch larger than the rows is all padding
     batch_size = min(batch_size * len(devices), count)
@@ -493,9 +494,15 @@ def entities(words: Sequence[str], labels: np.ndarray, word_logits: np.ndarray,
     they cover, `text[char_start:char_end]`, with `char_start` and `char_end` (exclusive), as
     HF's token-classification pipeline gives `start` and `end`."""
     found = []
+    if not spans:
+        return found
+    # each word's probability of its tag, from one softmax over the row; a word without a tag
+    # (-1: no sub-token, or NaN or Inf logits, whose softmax is NaN) is in no span
+    chosen = np.asarray(labels)
+    with np.errstate(invalid="ignore"):
+        tag_p = np.exp(log_softmax(word_logits))[np.arange(len(chosen)), np.maximum(chosen, 0)]
     for kind, start, end in spans:
-        chosen = np.asarray(labels[start:end])
-        p = np.exp(log_softmax(word_logits[start:end]))[np.arange(end - start), chosen]
+        p = tag_p[start:end]
         entity = {"type": kind, "start": start, "end": end, "text": " ".join(words[start:end])}
         if text is not None:
             first, last = word_spans[start][0], word_spans[end - 1][1]
