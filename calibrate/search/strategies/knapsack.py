@@ -16,7 +16,6 @@ import os
 import sys
 
 import numpy as np
-from scipy.optimize import Bounds, LinearConstraint, milp
 
 from calibrate.search.strategy import (Accept, Allocation, AllocationProblem, Evaluate, Strategy,
                                        harm_and_cost, map_cost, recording_evaluate,
@@ -39,6 +38,10 @@ def min_harm_allocation(harm: np.ndarray, cost: np.ndarray, budget_ms: float,
       `[L, S]` option indices, or None when no assignment fits the budget. Ties in harm go to
       the cheaper map.
     """
+    # imported here: scipy.optimize takes about 0.7 s to import, which every command (even
+    # `samp-jax --help`, whose parser reads the strategy registry) paid before
+    from scipy.optimize import Bounds, LinearConstraint, milp
+
     harm, cost = np.asarray(harm, np.float64), np.asarray(cost, np.float64)
     if harm.shape != cost.shape or harm.ndim != 3:
         raise ValueError(f"harm {harm.shape} and cost {cost.shape} must both be [L, S, O]")
