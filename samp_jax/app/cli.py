@@ -725,7 +725,7 @@ def _run(args, name: str) -> int:
             raise UsageError(f"--data {STDIN}: standard input is read by predict only (rows "
                              f"without gold); {args.command} needs a file or a folder")
         if args.command not in UNCACHED_COMMANDS:  # a command run again loads, not compiles
-            default_compilation_cache(cache_dir() / "xla")
+            default_compilation_cache(_default_xla_folder())
         return COMMANDS[args.command](args)
     except UsageError as e:
         print(args.command_usage(), file=sys.stderr, end="")
@@ -736,7 +736,8 @@ def _run(args, name: str) -> int:
     except Exception as e:  # noqa: BLE001  one line, never a traceback (unless --debug)
         if args.debug:
             traceback.print_exc()
-        explained = describe_failure(e) or jax_platforms.explain(e) or _full_disk(e, args)
+        explained = (describe_failure(e) or jax_platforms.explain(e) or _full_disk(e, args)
+                     or _out_of_memory(e, args))
         message = explained or str(e) or type(e).__name__
         if explained is None and isinstance(e, INTERNAL_ERRORS):  # not the input's: say so
             message = (f"{type(e).__name__}: {message} (an internal error of samp-jax, not of "
@@ -747,6 +748,16 @@ def _run(args, name: str) -> int:
             name = f"{name} (process {jax.process_index()})"
         print(f"{name}: error: {message}", file=sys.stderr)
         return 1
+
+
+def _default_xla_folder() -> Path | None:
+    """`<asset cache>/xla`, or None when no cache folder is known (no $SAMP_JAX_CACHE and no
+    home folder: a container's user without a passwd entry): the command then runs without a
+    persistent compilation cache unless $SAMP_JAX_XLA_CACHE names one."""
+    try:
+        return cache_dir() / "xla"
+    except RuntimeError:  # Path.home(): "Could not determine home directory"
+        return None
 
 
 def _closed_stdout(args) -> None:
@@ -765,14 +776,35 @@ def _closed_stdout(args) -> None:
 
 
 def _full_disk(error: Exception, args) -> str | None:
-    """A full disk or quota without a file name in the error (Python's writes name none):
-    where the command writes."""
-    if not (isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
+    """A full disk, a quota or the file size limit (`ulimit -f`) without a file name in the
+    error (Python's writes name none): where the command writes. Finding those folders raises
+    nothing (a full disk may leave no usable temporary folder, and no home folder be known)."""
+    if not (isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
             and not error.filename):
         return None
     where = [f"--out {args.out}"] if getattr(args, "out", None) not in (None, "-") else []
-    where += [f"the cache {cache_dir()}", f"the temporary folder {tempfile.gettempdir()}"]
-    return f"{error.strerror} while writing ({', '.join(where)}): free space there and run again"
+    for place, folder in (("the cache", cache_dir), ("the temporary folder", tempfile.gettempdir)):
+        try:
+            where.append(f"{place} {folder()}")
+        except (OSError, RuntimeError):  # no usable temporary folder; no home folder known
+            pass
+    remedy = ("raise the file size limit (ulimit -f) or write smaller files"
+              if error.errno == errno.EFBIG else "free space there and run again")
+    return f"{error.strerror} while writing ({', '.join(where)}): {remedy}"
+
+
+# Messages of an allocation that failed: Python's, the OS's (errno 12, through Rust or C++
+# libraries), XLA's
+_OUT_OF_MEMORY = ("Cannot allocate memory", "RESOURCE_EXHAUSTED: Out of memory", "std::bad_alloc")
+
+
+def _out_of_memory(error: Exception, args) -> str | None:
+    """An allocation that failed, said as such, with what may help."""
+    if not (isinstance(error, MemoryError) or any(m in str(error) for m in _OUT_OF_MEMORY)):
+        return None
+    smaller = " or a smaller --batch-size" if getattr(args, "batch_size", None) else ""
+    return (f"out of memory ({str(error) or type(error).__name__}): a memory limit (ulimit -v, a "
+            f"container's) below what the model needs{smaller}; free memory or raise the limit")
 
 
 if __name__ == "__main__":

@@ -36,10 +36,24 @@ def main(argv: list[str] | None = None) -> int:
             print(f"samp-jax: {'terminated' if terminated else 'interrupted'}", file=sys.stderr,
                   flush=True)
             return 143 if terminated else 130
+        except (MemoryError, ImportError, OSError) as e:  # e.g. under `ulimit -v`: a library
+            # that cannot map its code or allocate while importing; one line, not a traceback
+            print(f"samp-jax: error: could not load its libraries (JAX, tokenizers): "
+                  f"{_one_line(e)}; {_LOAD_HINT}", file=sys.stderr, flush=True)
+            return 1
         return cli.main(argv)
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+_LOAD_HINT = ("out of memory? (a virtual memory limit, `ulimit -v`, needs to allow about 1 GB) "
+              "Else the installation is broken: reinstall samp-jax's dependencies")
+
+
+def _one_line(error: BaseException) -> str:
+    """An import error as one line: its type and message, whitespace collapsed."""
+    return " ".join(f"{type(error).__name__}: {error}".split())[:400]
 
 
 @contextlib.contextmanager

@@ -219,19 +219,40 @@ def environment_compilation_cache() -> Path | None:
     `cache_dir`: None when the variable is unset, empty or `off`. When JAX already has a cache
     folder (the host program's `jax.config` or `$JAX_COMPILATION_CACHE_DIR`), that one is used
     and every cache setting is left as the program made it; else the variable's folder is
-    turned on (`enable_compilation_cache`), kept under `DEFAULT_CACHE_BYTES` as the command
-    keeps its own.
-
-    Raises:
-      ValueError: the variable names a file, or a folder below one.
+    turned on as the command turns its own on (`default_compilation_cache`): bounded, and a
+    folder that cannot be made or written is one warning (once per process) and no cache.
     """
     folder = _cache_from_environment()
     if folder is None:
         return None
     if jax.config.jax_compilation_cache_dir:
         return Path(jax.config.jax_compilation_cache_dir)
-    _limit_cache_size()
-    return enable_compilation_cache(folder)
+    return _turn_on(Path(folder).expanduser())
+
+
+def default_compilation_cache(default: Path | None) -> Path | None:
+    """The `samp-jax` command's persistent compilation cache, so that a command run again (a
+    restart, the next file to predict) loads its executables instead of compiling them:
+    `$SAMP_JAX_XLA_CACHE`, else `default` (`<$SAMP_JAX_CACHE>/xla`; None when no cache folder
+    is known), kept under `DEFAULT_CACHE_BYTES` by JAX's least-recently-used eviction (which
+    also locks the folder between processes). Nothing changes when `$SAMP_JAX_XLA_CACHE` is
+    `off` or JAX already has a cache folder (`$JAX_COMPILATION_CACHE_DIR`, `jax.config`). A
+    folder that cannot be made or written (a read-only copy of a cache: JAX would warn at every
+    compilation) is one warning, and the command runs without the cache (its engines too:
+    `environment_compilation_cache` does not try that folder again). Returns the folder in
+    use, or None.
+    """
+    if _cache_setting() == CACHE_OFF:
+        return None
+    if jax.config.jax_compilation_cache_dir:
+        return Path(jax.config.jax_compilation_cache_dir)
+    folder = _cache_from_environment() or default
+    if folder is None:
+        warnings.warn(f"no persistent compilation cache (no folder for it: no home folder is "
+                      f"known); every executable is compiled (${CACHE_ENV} or $SAMP_JAX_CACHE "
+                      "names one)")
+        return None
+    return _turn_on(Path(folder).expanduser())
 
 
 def _limit_cache_size() -> None:
@@ -241,21 +262,15 @@ def _limit_cache_size() -> None:
         jax.config.update("jax_compilation_cache_max_size", DEFAULT_CACHE_BYTES)
 
 
-def default_compilation_cache(default: Path) -> Path | None:
-    """The `samp-jax` command's persistent compilation cache, so that a command run again (a
-    restart, the next file to predict) loads its executables instead of compiling them:
-    `$SAMP_JAX_XLA_CACHE`, else `default` (`<$SAMP_JAX_CACHE>/xla`), kept under
-    `DEFAULT_CACHE_BYTES` by JAX's least-recently-used eviction (which also locks the folder
-    between processes). Nothing changes when `$SAMP_JAX_XLA_CACHE` is `off` or JAX already has
-    a cache folder (`$JAX_COMPILATION_CACHE_DIR`, `jax.config`). A folder that cannot be made
-    or written (a read-only copy of a cache: JAX would warn at every compilation) is one
-    warning, and the command runs without the cache. Returns the folder in use, or None.
-    """
-    if _cache_setting() == CACHE_OFF:
+# Folders found unusable for the cache in this process: said once, not tried again.
+_UNUSABLE_CACHES: set[Path] = set()
+
+
+def _turn_on(folder: Path) -> Path | None:
+    """Turns the persistent compilation cache on in `folder`, bounded (`_limit_cache_size`);
+    a folder that cannot be made or written is one warning and None, once per process."""
+    if folder in _UNUSABLE_CACHES:
         return None
-    if jax.config.jax_compilation_cache_dir:
-        return Path(jax.config.jax_compilation_cache_dir)
-    folder = Path(_cache_from_environment() or default).expanduser()
     try:
         folder.mkdir(parents=True, exist_ok=True)
         if not os.access(folder, os.W_OK | os.X_OK):
@@ -264,6 +279,7 @@ def default_compilation_cache(default: Path) -> Path | None:
         return enable_compilation_cache(folder)
     except (OSError, ValueError) as e:
         jax.config.update("jax_compilation_cache_max_size", -1)
+        _UNUSABLE_CACHES.add(folder)
         warnings.warn(f"no persistent compilation cache ({e}); every executable is compiled "
                       f"(${CACHE_ENV} names another folder, '{CACHE_OFF}' turns it off)")
         return None

@@ -355,6 +355,58 @@ def test_a_full_disk_while_saving_the_calibrated_model_leaves_nothing(files, tmp
     assert list(tmp_path.iterdir()) == []  # no half-written folder, no temporary litter
 
 
+def test_a_file_size_limit_with_no_temporary_folder_left_is_one_line(files, tmp_path, capsys,
+                                                                     monkeypatch):
+    """`ulimit -f` (EFBIG), on a machine whose full disk leaves no usable temporary folder
+    (`tempfile.gettempdir` raises): still one line, naming where the command writes."""
+    real_save = sj.QuantizedModel.save
+
+    def save_then_fail(self, folder):
+        def too_large(*args, **kwargs):
+            raise OSError(errno.EFBIG, "File too large")
+        monkeypatch.setattr("samp_jax.ptq.saved.save_file", too_large)
+        return real_save(self, folder)
+
+    def no_temporary_folder():
+        raise FileNotFoundError(errno.ENOENT, "No usable temporary directory found")
+    monkeypatch.setattr(sj.QuantizedModel, "save", save_then_fail)
+    monkeypatch.setattr(cli.tempfile, "gettempdir", no_temporary_folder)
+    out = tmp_path / "q"
+    code = main(["calibrate", "--model", str(files / "model"), "--data", str(files / "data.csv"),
+                 "--precision", "quant_ffn_only", "--out", str(out)])
+    _one_line_error(capsys, code, 1, f"File too large while writing (--out {out}, the cache ",
+                    "): raise the file size limit (ulimit -f) or write smaller files")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("error", [MemoryError(), RuntimeError(
+    "RESOURCE_EXHAUSTED: Out of memory allocating 46881792 bytes.")])
+def test_running_out_of_memory_is_said_as_such(files, tmp_path, capsys, monkeypatch, error):
+    def out_of_memory(*args, **kwargs):
+        raise error
+    monkeypatch.setattr(cli.predictions, "write", out_of_memory)
+    code = main(["predict", "--model", str(files / "model"), "--data", str(files / "data.csv"),
+                 "--out", str(tmp_path / "p.jsonl")])
+    _one_line_error(capsys, code, 1, f"out of memory ({str(error) or 'MemoryError'}): a memory "
+                    "limit (ulimit -v, a container's) below what the model needs or a smaller "
+                    "--batch-size")
+
+
+def test_an_import_that_fails_is_one_line(monkeypatch, capsys):
+    """A library that cannot load (out of memory under `ulimit -v`: "failed to map segment"):
+    one line and exit 1, not a traceback."""
+    from samp_jax import app
+    from samp_jax.app import entry
+    monkeypatch.delattr(app, "cli")
+    monkeypatch.setitem(sys.modules, "samp_jax.app.cli", None)  # its import raises ImportError
+    assert entry.main(["--help"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith("samp-jax: error: could not load its libraries (JAX, tokenizers): "
+                          "ModuleNotFoundError: import of samp_jax.app.cli halted")
+    assert "ulimit -v" in err and "reinstall" in err
+
+
 # ------------------------------------------------------------------ damaged model files
 def test_a_truncated_safetensors_file_is_named(files, tmp_path, capsys):
     import shutil

@@ -63,6 +63,40 @@ def test_a_folder_that_cannot_be_made_is_a_warning(no_cache_yet, tmp_path):
     assert jax.config.jax_compilation_cache_max_size == -1
 
 
+def test_no_folder_known_is_a_warning(no_cache_yet):
+    """No $SAMP_JAX_CACHE and no home folder (a container's user without a passwd entry)."""
+    with pytest.warns(UserWarning, match=r"no persistent compilation cache \(no folder for it"):
+        assert engine.default_compilation_cache(None) is None
+    assert jax.config.jax_compilation_cache_dir is None
+
+
+def test_a_command_without_a_home_folder_runs_without_the_cache(no_cache_yet, tmp_path,
+                                                                minilm_dir, monkeypatch, capsys):
+    files = write_model_and_reviews(tmp_path / "files", minilm_dir, rows=3)
+
+    def no_home():
+        raise RuntimeError("Could not determine home directory.")
+    monkeypatch.setattr(cli, "cache_dir", no_home)
+    assert cli.main(["predict", "--model", str(files / "model"), "--data",
+                     str(files / "data.csv"), "--out", str(tmp_path / "p.jsonl")]) == 0
+    assert "warning: no persistent compilation cache (no folder for it" in capsys.readouterr().err
+    assert len((tmp_path / "p.jsonl").read_text().splitlines()) == 3
+
+
+def test_an_unusable_environment_folder_is_one_warning_for_the_command_and_its_engines(
+        no_cache_yet, tmp_path, minilm_dir, monkeypatch, capsys):
+    """The command warns and runs without a cache; its engine, reading the same variable, does
+    not try (and fail on) the folder again."""
+    files = write_model_and_reviews(tmp_path / "files", minilm_dir, rows=3)
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv(engine.CACHE_ENV, str(tmp_path / "file"))
+    assert cli.main(["predict", "--model", str(files / "model"), "--data",
+                     str(files / "data.csv"), "--out", str(tmp_path / "p.jsonl")]) == 0
+    err = capsys.readouterr().err
+    assert err.count("no persistent compilation cache") == 1 and "File exists" in err, err
+    assert jax.config.jax_compilation_cache_dir is None
+
+
 def test_predict_run_again_loads_its_executables_from_the_cache(no_cache_yet, tmp_path,
                                                                  minilm_dir, monkeypatch):
     files = write_model_and_reviews(tmp_path / "files", minilm_dir, rows=3)
