@@ -107,8 +107,14 @@ def resolve_output(target: str | os.PathLike) -> Path:
 
     Raises:
       FileExistsError: `target` is a symlink that cannot be resolved (a loop).
+      FileNotFoundError: `target` is relative and the working folder was deleted.
     """
-    path = Path(os.path.abspath(target))
+    try:
+        path = Path(os.path.abspath(target))
+    except FileNotFoundError:  # os.getcwd(): the working folder is gone
+        raise FileNotFoundError(f"{target}: a relative path, and the working folder no longer "
+                                "exists (deleted while the command ran?); expected an absolute "
+                                "path, or run from a folder that exists") from None
     if not path.is_symlink():
         return path
     resolved = Path(os.path.realpath(path))

@@ -7,7 +7,7 @@ import stat
 import pytest
 
 from samp_jax.core import atomic
-from samp_jax.core.atomic import (atomic_folder, check_replaceable, holds_only, host_tag,
+from samp_jax.core.atomic import (resolve_output, atomic_folder, check_replaceable, holds_only, host_tag,
                                   interrupted_save, is_model_folder, owned_prefix, sweep_dead,
                                   write_cache_text, write_text_atomic)
 
@@ -374,3 +374,14 @@ def test_a_quantized_save_never_replaces_a_float_checkpoint(tmp_path):
     with atomic_folder(quantized, replaceable=is_quantized_folder) as tmp:
         (tmp / "quantization.json").write_text("new")
     assert (quantized / "quantization.json").read_text() == "new"
+
+
+def test_a_relative_output_after_the_working_folder_is_deleted_is_named(tmp_path, monkeypatch):
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    with pytest.raises(FileNotFoundError, match=r"^out.jsonl: a relative path, and the working "
+                                                r"folder no longer exists"):
+        resolve_output("out.jsonl")
+    assert resolve_output(tmp_path / "x") == tmp_path / "x"  # an absolute path still resolves
