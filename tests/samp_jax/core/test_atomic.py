@@ -7,9 +7,9 @@ import stat
 import pytest
 
 from samp_jax.core import atomic
-from samp_jax.core.atomic import (resolve_output, atomic_folder, check_replaceable, holds_only, host_tag,
-                                  interrupted_save, is_model_folder, owned_prefix, sweep_dead,
-                                  write_cache_text, write_text_atomic)
+from samp_jax.core.atomic import (atomic_folder, check_replaceable, holds_only, host_tag,
+                                  interrupted_save, is_model_folder, owned_prefix, resolve_output,
+                                  sweep_dead, write_cache_text, write_text_atomic)
 
 DEAD = 999_999_999  # no such process: leftovers carrying this PID belong to nobody
 
