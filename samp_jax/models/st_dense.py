@@ -27,7 +27,7 @@ from samp_jax.models.errors import CheckpointError
 from samp_jax.models.heads import DenseLayer, SentenceEmbedder
 from samp_jax.models.torch_pickle import read_torch_pickle
 from samp_jax.models.weight_files import (SAFETENSORS, TORCH_PICKLE, check_float_weight,
-                                         read_safetensors)
+                                         read_safetensors, writing_safetensors)
 
 DENSE = "sentence_transformers.models.Dense"
 CONFIG_FILE = "config.json"
@@ -184,4 +184,5 @@ def write_dense(folder: Path, layer: DenseLayer, weight: np.ndarray, bias: np.nd
     state = {"linear.weight": np.ascontiguousarray(weight, np.float32)}
     if bias is not None:
         state["linear.bias"] = np.ascontiguousarray(bias, np.float32)
-    save_file(state, str(folder / SAFETENSORS))
+    with writing_safetensors(folder / SAFETENSORS):
+        save_file(state, str(folder / SAFETENSORS))

@@ -1,10 +1,15 @@
 """What the checkpoint and sentence-transformers readers share about weight files: their names,
-reading safetensors files, and the checks every float tensor passes before it is used."""
+reading and writing safetensors files, and the checks every float tensor passes before it is
+used."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
+import re
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import jax.numpy as jnp
 import numpy as np
@@ -15,6 +20,35 @@ from samp_jax.models.errors import CheckpointError
 
 SAFETENSORS = "model.safetensors"
 TORCH_PICKLE = "pytorch_model.bin"
+_OS_ERROR = re.compile(r"\(os error (\d+)\)")  # how safetensors (Rust's io::Error) ends one
+
+
+@contextlib.contextmanager
+def writing_safetensors(path: str | os.PathLike) -> Iterator[None]:
+    """Turns the `SafetensorError` of a safetensors write into the `OSError` it stands for.
+
+    safetensors raises its own error, which is no `OSError` and names no file, for a full disk
+    ("Error while serializing: I/O error: No space left on device (os error 28)"), a file-size
+    limit ("File too large (os error 27)") and the like. Here it becomes
+    `OSError(errno, strerror, path)`, so `str(e)` names `path` (the file as the caller calls it:
+    where it ends up, not the temporary copy being written) and `e.errno` says what failed.
+
+    Raises:
+      OSError: the write failed with an OS error (errno set), or another I/O error (none).
+      ValueError: safetensors refused the tensors themselves.
+    """
+    try:
+        yield
+    except SafetensorError as e:
+        message = str(e)
+        match = _OS_ERROR.search(message)
+        if match:
+            code = int(match.group(1))
+            raise OSError(code, os.strerror(code) if code in errno.errorcode else message,
+                          str(path)) from None
+        if "I/O error" in message:
+            raise OSError(f"could not write {path}: {message}") from None
+        raise ValueError(f"could not write {path}: {message}") from None
 
 
 def read_safetensors(files: Sequence[Path]) -> dict[str, np.ndarray]:

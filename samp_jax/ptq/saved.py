@@ -41,6 +41,7 @@ from samp_jax.models.head_kinds import SENTENCE_EMBEDDING
 from samp_jax.models.model import EncoderModel
 from samp_jax.models.st_folder import PROMPTS_FILE
 from samp_jax.models.tokenizer import TOKENIZER_FILE, TOKENIZER_FILES, Tokenizer, check_fits
+from samp_jax.models.weight_files import writing_safetensors
 from samp_jax.ptq.folder import (FORMAT, FORMAT_VERSION, SEAL_KEY, SIDECAR_FILE, SIDECAR_LIMIT,
                                  STORED_AS, WEIGHTS_FILE, check_seal, checked_tensor, file_digest,
                                  open_folder, parse_sidecar, read_file, recorded_size, seal_text,
@@ -81,7 +82,8 @@ def write_folder(directory: Path, model: EncoderModel, *, head: dict[str, Any],
             "files": {p.name: file_digest(p) for p in sorted(tmp.iterdir()) if p.is_file()},
         }
         # the weights' header seals the sidecar: the manifest's hash of them covers it too
-        save_file(arrays, str(tmp / WEIGHTS_FILE), metadata={SEAL_KEY: seal_text(sidecar)})
+        with writing_safetensors(Path(directory) / WEIGHTS_FILE):  # a full disk: OSError
+            save_file(arrays, str(tmp / WEIGHTS_FILE), metadata={SEAL_KEY: seal_text(sidecar)})
         sidecar["files"] = dict(sorted({**sidecar["files"],
                                         WEIGHTS_FILE: file_digest(tmp / WEIGHTS_FILE)}.items()))
         (tmp / SIDECAR_FILE).write_text(json.dumps(sidecar, indent=1))

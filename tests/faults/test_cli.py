@@ -407,6 +407,23 @@ def test_an_import_that_fails_is_one_line(monkeypatch, capsys):
     assert "ulimit -v" in err and "reinstall" in err
 
 
+def test_safetensors_full_disk_while_saving_the_calibrated_model_names_the_file(
+        files, tmp_path, capsys, monkeypatch):
+    """safetensors' own error for a full disk (no OSError, no file named in it): one line that
+    says the disk is full and names the file in --out; nothing left behind."""
+    from safetensors import SafetensorError
+
+    def no_space(*args, **kwargs):
+        raise SafetensorError("Error while serializing: I/O error: No space left on device "
+                              "(os error 28)")
+    monkeypatch.setattr("samp_jax.ptq.saved.save_file", no_space)
+    out = tmp_path / "q"
+    code = main(["calibrate", "--model", str(files / "model"), "--data", str(files / "data.csv"),
+                 "--precision", "quant_ffn_only", "--out", str(out)])
+    _one_line_error(capsys, code, 1, "No space left on device", str(out / "model.safetensors"))
+    assert list(tmp_path.iterdir()) == []
+
+
 # ------------------------------------------------------------------ damaged model files
 def test_a_truncated_safetensors_file_is_named(files, tmp_path, capsys):
     import shutil

@@ -1,6 +1,7 @@
 """Interrupted and failed saves: the folder is always the old model, the new model, or a clear
 error naming where the old model is; never a mix that loads and computes something else."""
 
+import errno
 import os
 import random
 import re
@@ -13,6 +14,7 @@ import time
 
 import numpy as np
 import pytest
+from safetensors import SafetensorError
 
 import samp_jax
 from samp_jax import PrecisionMap, QuantizedModel, Tokenizer, quantize, save_pretrained
@@ -181,6 +183,90 @@ def test_an_error_mid_save_pretrained_keeps_the_old_checkpoint(tmp_path, monkeyp
     monkeypatch.undo()
     assert _listing(tmp_path) == ["hf"]
     assert {name: (folder / name).read_bytes() for name in _listing(folder)} == before
+
+
+# ------------------------------------------- safetensors' own error for a full disk
+SAFETENSORS_ERRORS = {  # what safetensors raises, word for word, and the errno it stands for
+    "full disk": ("Error while serializing: I/O error: No space left on device (os error 28)",
+                  errno.ENOSPC),
+    "file-size limit": ("Error while serializing: I/O error: File too large (os error 27)",
+                        errno.EFBIG),
+}
+
+
+def _safetensors_error(message):
+    def save_file(*args, **kwargs):
+        raise SafetensorError(message)
+    return save_file
+
+
+@pytest.mark.parametrize("case", SAFETENSORS_ERRORS)
+@pytest.mark.parametrize("save", ["QuantizedModel.save", "save_pretrained"])
+def test_a_full_disk_in_safetensors_is_an_os_error_naming_the_file(models, tmp_path, monkeypatch,
+                                                                   case, save):
+    """safetensors' `SafetensorError` is no OSError and names no file: the save raises the
+    OSError it stands for (errno set, the file named) and keeps the old model, no litter."""
+    old, _ = models
+    message, code = SAFETENSORS_ERRORS[case]
+    if save == "save_pretrained":
+        model = samp_jax.load(HF)
+        folder = save_pretrained(model, tmp_path / "model")
+        write, module = (lambda: save_pretrained(model, folder, labels=("x", "y", "z"))), "checkpoint"
+        weights = folder / "model.safetensors"
+    else:
+        folder = old.save(tmp_path / "model")
+        write, module = (lambda: old.save(folder)), "saved"
+        weights = folder / saved.WEIGHTS_FILE
+    before = {name: (folder / name).read_bytes() for name in _listing(folder)}
+    target = "samp_jax.models.checkpoint" if module == "checkpoint" else "samp_jax.ptq.saved"
+    monkeypatch.setattr(f"{target}.save_file", _safetensors_error(message))
+    with pytest.raises(OSError) as raised:
+        write()
+    monkeypatch.undo()
+    assert raised.value.errno == code and raised.value.filename == str(weights)
+    assert str(weights) in str(raised.value) and os.strerror(code) in str(raised.value)
+    assert raised.value.__suppress_context__  # raised from None: one error, not two
+    assert _listing(tmp_path) == ["model"]
+    assert {name: (folder / name).read_bytes() for name in _listing(folder)} == before
+
+
+def test_a_safetensors_error_without_an_os_error_still_names_the_file(models, tmp_path,
+                                                                      monkeypatch):
+    old, _ = models
+    monkeypatch.setattr("samp_jax.ptq.saved.save_file",
+                        _safetensors_error("Error while serializing: I/O error: something odd"))
+    with pytest.raises(OSError, match=r"could not write .*model.*something odd") as raised:
+        old.save(tmp_path / "model")
+    assert raised.value.errno is None
+    monkeypatch.setattr("samp_jax.ptq.saved.save_file",
+                        _safetensors_error("Error while serializing: bad tensor"))
+    with pytest.raises(ValueError, match=r"could not write .*model.*bad tensor"):
+        old.save(tmp_path / "model")
+    assert list(tmp_path.iterdir()) == []
+
+
+_FSIZE_CHILD = """
+import resource, sys
+import samp_jax
+model = samp_jax.load(sys.argv[1])
+resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+try:
+    samp_jax.save_pretrained(model, sys.argv[2])
+except OSError as e:
+    print(type(e).__name__, e.errno, e.filename)
+"""
+
+
+@pytest.mark.slow
+def test_a_real_file_size_limit_while_saving_is_efbig_naming_the_file(tmp_path):
+    """`ulimit -f` below the weights' size (81 kB; Python ignores SIGXFSZ): a real EFBIG."""
+    out = tmp_path / "hf"
+    child = subprocess.run([sys.executable, "-c", _FSIZE_CHILD, str(HF), str(out)],
+                           capture_output=True, text=True, cwd=ROOT, timeout=300,
+                           env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    assert child.returncode == 0, child.stderr
+    assert child.stdout.split() == ["OSError", str(errno.EFBIG), str(out / "model.safetensors")]
+    assert list(tmp_path.iterdir()) == []  # nothing half-written
 
 
 # ------------------------------------------------------------- a load racing a save

@@ -1,4 +1,5 @@
 import base64
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -203,3 +204,149 @@ def test_a_full_disk_while_fetching_is_said_so_not_offline_advice(tmp_path, monk
                                                 r"space there, or set \$SAMP_JAX_CACHE") as caught:
         assets.fetch("fake")
     assert "offline" not in str(caught.value)
+
+
+# ------------------------------------------------------------ a locked-down machine
+def test_no_home_folder_is_a_clear_error_naming_the_variable(monkeypatch):
+    """HOME unset and a user id without a passwd entry (`docker run --user N`): Path.home()
+    fails; the error says so and names $SAMP_JAX_CACHE, with a type callers can catch."""
+    import pwd
+
+    def no_entry(uid):
+        raise KeyError(f"getpwuid(): uid not found: {uid}")
+    monkeypatch.delenv("HOME", raising=False)
+    monkeypatch.delenv(assets.CACHE_ENV, raising=False)
+    monkeypatch.setattr(pwd, "getpwuid", no_entry)
+    with pytest.raises(assets.NoCacheFolderError, match=r"no home folder is known .*set "
+                                                        r"\$SAMP_JAX_CACHE to the folder"):
+        assets.cache_dir()
+    assert issubclass(assets.NoCacheFolderError, assets.AssetError)
+    with pytest.raises(assets.NoCacheFolderError):
+        assets.fetch("wnut16")
+    monkeypatch.setenv(assets.CACHE_ENV, "/some/cache")
+    assert assets.cache_dir() == assets.Path("/some/cache")
+
+
+def test_a_cache_variable_naming_a_file_is_named_with_the_variable(tmp_path, monkeypatch):
+    cache = _fake_download(tmp_path, monkeypatch).parent
+    cache.write_text("not a folder")
+    with pytest.raises(assets.AssetError) as caught:
+        assets.fetch("fake")
+    message = str(caught.value)
+    assert f"the asset cache {cache} (set by $SAMP_JAX_CACHE) cannot be written" in message
+    assert "File exists" in message and "set $SAMP_JAX_CACHE to a writable folder" in message
+    assert cache.read_text() == "not a folder"
+
+
+@pytest.mark.parametrize("where", ["$SAMP_JAX_CACHE", "the default under HOME"])
+def test_a_read_only_cache_is_named_with_the_variable(tmp_path, monkeypatch, where):
+    cache = _fake_download(tmp_path, monkeypatch).parent
+    if where != "$SAMP_JAX_CACHE":
+        monkeypatch.delenv(assets.CACHE_ENV)
+        monkeypatch.setenv("HOME", str(tmp_path / "home"))
+        cache = tmp_path / "home" / ".cache" / "samp_jax"
+
+    def read_only(self, *args, **kwargs):
+        raise OSError(30, "Read-only file system", str(self))
+    monkeypatch.setattr(assets.Path, "mkdir", read_only)
+    with pytest.raises(assets.AssetError) as caught:
+        assets.fetch("fake")
+    source = ("set by $SAMP_JAX_CACHE" if where == "$SAMP_JAX_CACHE" else
+              "the default; $SAMP_JAX_CACHE names another")
+    assert (f"the asset cache {cache} ({source}) cannot be written: [Errno 30] Read-only file "
+            f"system") in str(caught.value)
+    assert "set $SAMP_JAX_CACHE to a writable folder, or to one that already holds fake-1.0/" \
+        in str(caught.value)
+
+
+def test_a_read_only_empty_cache_folder_is_named(tmp_path, monkeypatch):
+    """The folder exists but its download folder cannot be made in it."""
+    cache = _fake_download(tmp_path, monkeypatch).parent
+    cache.mkdir()
+
+    def read_only(*args, dir=None, **kwargs):
+        raise OSError(30, "Read-only file system", str(dir) + "/.fetch-1-x")
+    monkeypatch.setattr(assets.tempfile, "TemporaryDirectory", read_only)
+    with pytest.raises(assets.AssetError, match=rf"the asset cache {cache} \(set by "
+                                                r"\$SAMP_JAX_CACHE\) cannot be written"):
+        assets.fetch("fake")
+
+
+@pytest.fixture
+def file_size_limit():
+    """Sets this process's soft file-size limit (`ulimit -f`) for one call; put back after.
+    Python ignores SIGXFSZ, so a write past it fails with EFBIG instead of killing pytest."""
+    resource = pytest.importorskip("resource")
+    old = resource.getrlimit(resource.RLIMIT_FSIZE)
+
+    @contextlib.contextmanager
+    def limited(soft):
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, old[1]))
+        try:
+            yield
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, old)
+    return limited
+
+
+def test_a_file_size_limit_below_the_asset_is_refused_before_downloading(
+        tmp_path, monkeypatch, file_size_limit):
+    """`ulimit -f 5000` and an 83.5 MB wheel: pip would call the cut download a network
+    problem; the fetch says what the limit is and what it needs, before pip runs."""
+    cache = _fake_download(tmp_path, monkeypatch).parent
+    asset = dataclasses.replace(assets.ASSETS["fake"], size=83_506_384, largest_file=90_868_376)
+    monkeypatch.setitem(assets.ASSETS, "fake", asset)
+    monkeypatch.setattr(assets.subprocess, "run", lambda *a, **k: pytest.fail("pip was run"))
+    with file_size_limit(5000 * 1024), pytest.raises(assets.AssetError) as caught:
+        assets.fetch("fake")
+    message = str(caught.value)
+    assert "writes a file of 90,868,376 bytes" in message and "`ulimit -f` 5000" in message
+    assert "`ulimit -f 88739`" in message and "network" not in message
+    assert not cache.exists()
+
+
+def test_a_file_size_limit_above_the_asset_lets_it_be_fetched(tmp_path, monkeypatch,
+                                                              file_size_limit):
+    _fake_download(tmp_path, monkeypatch)
+    asset = dataclasses.replace(assets.ASSETS["fake"], size=1000, largest_file=1000)
+    monkeypatch.setitem(assets.ASSETS, "fake", asset)
+    with file_size_limit(1 << 20):
+        assert (assets.fetch("fake") / "model.bin").read_bytes() == b"weights"
+
+
+def test_a_file_size_limit_and_an_unrecorded_size_blame_the_limit_not_the_network(
+        tmp_path, monkeypatch, file_size_limit):
+    _fake_download(tmp_path, monkeypatch)  # the fake asset records no size
+    monkeypatch.setattr(assets.subprocess, "run", lambda command, **kwargs: (
+        subprocess.CompletedProcess(command, 1, "", "ERROR: not enough bytes were received")))
+    with file_size_limit(5000 * 1024), pytest.raises(assets.AssetError) as caught:
+        assets.fetch("fake")
+    assert "no file over 5,120,000 bytes (`ulimit -f` 5000)" in str(caught.value)
+    assert "offline" not in str(caught.value)
+
+
+def test_the_recorded_sizes_are_those_of_the_unpacked_files(minilm_dir):
+    """`largest_file` of the MiniLM asset is its largest unpacked file (the manifest's)."""
+    asset = assets.ASSETS["minilm"]
+    manifest = json.loads((assets.cache_dir() / f"{asset.package}-{asset.version}"
+                           / ".complete").read_text())
+    assert max(size for size, _, _ in manifest["files"].values()) == asset.largest_file
+
+
+def test_pips_traceback_is_cut_at_line_boundaries(tmp_path, monkeypatch):
+    """A full disk mid-download: pip prints a traceback; the error keeps pip's own lines and
+    the exception, whole, not 800 characters starting mid-word."""
+    _fake_download(tmp_path, monkeypatch)
+    frames = "".join(f'  File "/root/.pyenv/versions/3.12.1/lib/python3.12/site-packages/pip/'
+                     f'_internal/module{i}.py", line {i}, in function{i}\n    call_{i}()\n'
+                     for i in range(30))
+    stderr = ("ERROR: Exception:\nTraceback (most recent call last):\n" + frames +
+              "OSError: [Errno 28] No space left on device\n")
+    monkeypatch.setattr(assets.subprocess, "run", lambda command, **kwargs: (
+        subprocess.CompletedProcess(command, 2, "", stderr)))
+    with pytest.raises(assets.AssetError) as caught:
+        assets.fetch("fake")
+    first = str(caught.value).splitlines()[0]
+    assert first.endswith("(exit 2): ERROR: Exception:")
+    assert "File \"" not in str(caught.value) and "Traceback" not in str(caught.value)
+    assert "OSError: [Errno 28] No space left on device\na disk is full" in str(caught.value)
