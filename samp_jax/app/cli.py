@@ -51,7 +51,7 @@ from samp_jax.app.stdio import (STDIN, one_line, predict_progress, results_only_
 from samp_jax.workflows.experiments import Variant, accuracy_table, format_table, make_evaluator
 from samp_jax.workflows.pipeline import (ZERO_SHOT, builtin_model, is_search_output,
                                         keep_label_threshold, run_search, serve_as_measured)
-from samp_jax.core.assets import cache_dir, minilm_path
+from samp_jax.core.assets import NoCacheFolderError, cache_dir, minilm_path
 from samp_jax.core.atomic import atomic_folder, is_quantized_folder
 from samp_jax.ptq.loading import load
 from samp_jax.models.checkpoint import save_pretrained
@@ -756,7 +756,7 @@ def _default_xla_folder() -> Path | None:
     persistent compilation cache unless $SAMP_JAX_XLA_CACHE names one."""
     try:
         return cache_dir() / "xla"
-    except RuntimeError:  # Path.home(): "Could not determine home directory"
+    except NoCacheFolderError:
         return None
 
 
@@ -786,7 +786,7 @@ def _full_disk(error: Exception, args) -> str | None:
     for place, folder in (("the cache", cache_dir), ("the temporary folder", tempfile.gettempdir)):
         try:
             where.append(f"{place} {folder()}")
-        except (OSError, RuntimeError):  # no usable temporary folder; no home folder known
+        except (OSError, NoCacheFolderError):  # no usable temporary folder; no home folder
             pass
     remedy = ("raise the file size limit (ulimit -f) or write smaller files"
               if error.errno == errno.EFBIG else "free space there and run again")
@@ -794,17 +794,25 @@ def _full_disk(error: Exception, args) -> str | None:
 
 
 # Messages of an allocation that failed: Python's, the OS's (errno 12, through Rust or C++
-# libraries), XLA's
-_OUT_OF_MEMORY = ("Cannot allocate memory", "RESOURCE_EXHAUSTED: Out of memory", "std::bad_alloc")
+# libraries); XLA's for a device's memory
+_HOST_OUT_OF_MEMORY = ("Cannot allocate memory", "std::bad_alloc")
+_DEVICE_OUT_OF_MEMORY = "RESOURCE_EXHAUSTED: Out of memory"
 
 
 def _out_of_memory(error: Exception, args) -> str | None:
-    """An allocation that failed, said as such, with what may help."""
-    if not (isinstance(error, MemoryError) or any(m in str(error) for m in _OUT_OF_MEMORY)):
-        return None
-    smaller = " or a smaller --batch-size" if getattr(args, "batch_size", None) else ""
-    return (f"out of memory ({str(error) or type(error).__name__}): a memory limit (ulimit -v, a "
-            f"container's) below what the model needs{smaller}; free memory or raise the limit")
+    """An allocation that failed, said as such, with what may help: on a GPU its own memory
+    (XLA's RESOURCE_EXHAUSTED), on the host a memory limit."""
+    text = str(error) or type(error).__name__
+    smaller = "pass a smaller --batch-size, " if getattr(args, "batch_size", None) else ""
+    on_device = _DEVICE_OUT_OF_MEMORY in text and jax.default_backend() != "cpu"
+    if on_device:
+        return (f"out of memory on the {jax.default_backend().upper()} ({text}): "
+                f"{smaller}a smaller --max-length, or a device with more memory")
+    if isinstance(error, MemoryError) or _DEVICE_OUT_OF_MEMORY in text or any(
+            m in text for m in _HOST_OUT_OF_MEMORY):
+        return (f"out of memory ({text}): {smaller}free memory, or raise the limit (ulimit -v, "
+                "a container's)")
+    return None
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 import threading
+import traceback
 
 
 class Terminated(KeyboardInterrupt):
@@ -38,8 +39,10 @@ def main(argv: list[str] | None = None) -> int:
             return 143 if terminated else 130
         except (MemoryError, ImportError, OSError) as e:  # e.g. under `ulimit -v`: a library
             # that cannot map its code or allocate while importing; one line, not a traceback
+            if "--debug" in (sys.argv[1:] if argv is None else argv):
+                traceback.print_exc()
             print(f"samp-jax: error: could not load its libraries (JAX, tokenizers): "
-                  f"{_one_line(e)}; {_LOAD_HINT}", file=sys.stderr, flush=True)
+                  f"{_one_line(e)}; {_load_hint(e)}", file=sys.stderr, flush=True)
             return 1
         return cli.main(argv)
     finally:
@@ -47,13 +50,23 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(signal.SIGTERM, previous)
 
 
-_LOAD_HINT = ("out of memory? (a virtual memory limit, `ulimit -v`, needs to allow about 1 GB) "
-              "Else the installation is broken: reinstall samp-jax's dependencies")
+def _load_hint(error: BaseException) -> str:
+    """What to do about an import that failed: a missing package is a broken installation; an
+    allocation or a mapping that failed (`ulimit -v`) is memory."""
+    reinstall = "reinstall samp-jax's dependencies (pip install -e .)"
+    if isinstance(error, ModuleNotFoundError):
+        return f"the installation is incomplete: {reinstall}"
+    memory = isinstance(error, MemoryError) or any(
+        m in str(error) for m in ("failed to map segment", "Cannot allocate memory"))
+    if memory:
+        return "out of memory: a memory limit (ulimit -v) needs to allow about 1 GB"
+    return f"out of memory (ulimit -v needs to allow about 1 GB), or a broken installation: {reinstall}"
 
 
 def _one_line(error: BaseException) -> str:
     """An import error as one line: its type and message, whitespace collapsed."""
-    return " ".join(f"{type(error).__name__}: {error}".split())[:400]
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text}"[:400] if text else type(error).__name__
 
 
 @contextlib.contextmanager
@@ -126,7 +139,10 @@ def keep_interrupts() -> None:
 
     def hook(unraisable) -> None:
         if not issubclass(unraisable.exc_type, KeyboardInterrupt):
-            previous(unraisable)
+            try:
+                previous(unraisable)
+            except MemoryError:  # printing it needs memory there is none of (`ulimit -v`)
+                pass
             return
         if sys.is_finalizing():
             return

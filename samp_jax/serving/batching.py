@@ -20,10 +20,11 @@ import numpy as np
 from samp_jax.serving.sharding import as_sharded, round_batch_size
 
 DEFAULT_BUCKETS = (32, 64, 128, 256, 512)
-# Steps of at most 1.5x above 16 (the default's doublings pad a row up to 2x its tokens): for
-# a run over many rows known up front (`samp-jax predict`), where compute outweighs the
-# compilation of the few more buckets its rows reach.
-FINE_BUCKETS = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
+# Steps of at most 1.5x above 16 (the default's doublings pad a row up to 2x its tokens), up
+# to ModernBERT's 8,192: for a run over many rows known up front (`samp-jax predict`), where
+# compute outweighs the compilation of the few more buckets its rows reach.
+FINE_BUCKETS = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072,
+                4096, 6144, 8192)
 
 
 def bucket_for(size: int, buckets: Sequence[int]) -> int:
@@ -127,7 +128,7 @@ def length_batches(tokenizer, texts: Sequence[str], pairs: Sequence[str] | None 
 
     Rows take at most `max_length` tokens (default: the tokenizer's `max_length`; longer rows
     are cut with `truncation`, else refused), and the buckets run up to it (`buckets_to`).
-    Every batch has exactly `batch_size` rows (the last is filled with all-padding rows).
+    Every batch has exactly `batch_size` rows (the short one is filled with all-padding rows).
     Returns `(row_indices, batch)` pairs.
     """
     rows = TokenizedRows.of(tokenizer, texts, pairs, truncation=truncation,

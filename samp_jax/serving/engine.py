@@ -66,7 +66,7 @@ from samp_jax.serving.xla_cache import checked_reads
 DEFAULT_SEQ_BUCKETS = (32, 64, 128, 256, 512)
 DEFAULT_BATCH_SIZE = 32
 # The default batch buckets are 1, this and `batch_size`: a call of 2 to 8 rows is padded to 8,
-# not to 32 (four times the work at most, not sixteen), for a third more executables.
+# not to 32 (four times the work at most, not sixteen), for half again as many executables.
 SMALL_BATCH_BUCKET = 8
 CACHE_ENV = "SAMP_JAX_XLA_CACHE"
 CACHE_OFF = "off"
@@ -262,7 +262,8 @@ def _limit_cache_size() -> None:
         jax.config.update("jax_compilation_cache_max_size", DEFAULT_CACHE_BYTES)
 
 
-# Folders found unusable for the cache in this process: said once, not tried again.
+# Folders found unusable for the cache in this process: said once, not tried again (a folder
+# made writable later is used by the next process).
 _UNUSABLE_CACHES: set[Path] = set()
 
 
@@ -326,7 +327,8 @@ def compile(model: EncoderModel | QuantizedModel, *, tokenizer: Tokenizer | None
       batch_size: most rows per executable call; larger inputs are cut into chunks. Defaults
         to `max(batch_buckets)` when those are given, else 32.
       batch_buckets: batch shapes to compile; defaults to `(1, 8, batch_size)`
-        (`SMALL_BATCH_BUCKET`; those up to `batch_size`). The largest must equal `batch_size`.
+        (`SMALL_BATCH_BUCKET`; those up to `batch_size`): three executables per sequence
+        bucket. The largest must equal `batch_size`.
       dtype: compute dtype of a float model (float32, float16 or bfloat16), applied to a copy.
         For a `QuantizedModel` it must be None or the dtype it was quantized with.
       truncate: cut rows longer than the largest sequence bucket (pairs as the tokenizer does,

@@ -93,8 +93,8 @@ class EncodedSplit:
 
         Without `rng`, rows are sorted by length so each batch pads little (evaluation). With
         `rng` (training), rows are shuffled, sorted by length within chunks of 50 batches, and
-        the batches are shuffled: random batches that still mostly fit a short bucket. The last
-        batch is filled with all-padding rows, whose labels are `IGNORE`. Yields
+        the batches are shuffled: random batches that still mostly fit a short bucket. The one
+        short batch is filled with all-padding rows, whose labels are `IGNORE`. Yields
         `(row_indices, batch)`.
         """
         order = None  # by length

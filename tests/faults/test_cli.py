@@ -387,9 +387,9 @@ def test_running_out_of_memory_is_said_as_such(files, tmp_path, capsys, monkeypa
     monkeypatch.setattr(cli.predictions, "write", out_of_memory)
     code = main(["predict", "--model", str(files / "model"), "--data", str(files / "data.csv"),
                  "--out", str(tmp_path / "p.jsonl")])
-    _one_line_error(capsys, code, 1, f"out of memory ({str(error) or 'MemoryError'}): a memory "
-                    "limit (ulimit -v, a container's) below what the model needs or a smaller "
-                    "--batch-size")
+    _one_line_error(capsys, code, 1, f"out of memory ({str(error) or 'MemoryError'}): pass a "
+                    "smaller --batch-size, free memory, or raise the limit (ulimit -v, a "
+                    "container's)")
 
 
 def test_an_import_that_fails_is_one_line(monkeypatch, capsys):
@@ -404,7 +404,8 @@ def test_an_import_that_fails_is_one_line(monkeypatch, capsys):
     assert err.count("\n") == 1 and "Traceback" not in err, err
     assert err.startswith("samp-jax: error: could not load its libraries (JAX, tokenizers): "
                           "ModuleNotFoundError: import of samp_jax.app.cli halted")
-    assert "ulimit -v" in err and "reinstall" in err
+    assert err.endswith("; the installation is incomplete: reinstall samp-jax's dependencies "
+                        "(pip install -e .)\n")
 
 
 def test_safetensors_full_disk_while_saving_the_calibrated_model_names_the_file(

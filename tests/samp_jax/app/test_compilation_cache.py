@@ -12,6 +12,7 @@ import pytest
 from jax.experimental.compilation_cache import compilation_cache
 
 from samp_jax.app import cli
+from samp_jax.core.assets import NoCacheFolderError
 from samp_jax.serving import engine
 from tests.faults.cli_files import write_model_and_reviews
 
@@ -75,7 +76,7 @@ def test_a_command_without_a_home_folder_runs_without_the_cache(no_cache_yet, tm
     files = write_model_and_reviews(tmp_path / "files", minilm_dir, rows=3)
 
     def no_home():
-        raise RuntimeError("Could not determine home directory.")
+        raise NoCacheFolderError("no home folder is known")
     monkeypatch.setattr(cli, "cache_dir", no_home)
     assert cli.main(["predict", "--model", str(files / "model"), "--data",
                      str(files / "data.csv"), "--out", str(tmp_path / "p.jsonl")]) == 0

@@ -1,5 +1,6 @@
-"""`samp-jax predict` writes its rows a chunk at a time: the same bytes as predicting all rows
-at once, progress after each chunk, and an interrupted run leaves the output as it was."""
+"""`samp-jax predict` writes its rows a chunk at a time: the same records as predicting all rows
+at once (scores to float32 rounding), progress after each chunk, and an interrupted run leaves
+the output as it was."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 import samp_jax as sj
 from samp_jax.app import predictions
 from samp_jax.app.cli import main
+from samp_jax.serving.batching import FINE_BUCKETS
 from tests.faults.cli_files import write_model_and_reviews
 
 
@@ -80,6 +82,9 @@ def test_only_the_buckets_the_rows_reach_are_compiled(model, rows, tmp_path, mon
     monkeypatch.setattr(predictions, "compile_engine", compile_engine)
     predictions.write(model, rows, tmp_path / "p.jsonl", batch_size=4, chunk_rows=3)
     (engine,) = engines  # one engine serves every chunk
+    limit = engine.seq_buckets[-1]  # the model's
+    assert engine.seq_buckets == tuple(b for b in FINE_BUCKETS if b < limit) + (limit,)
+    assert engine.seq_buckets[:4] == (16, 24, 32, 48)  # finer than evaluation's
     reached = set(engine.bucket_calls)
     assert {(r["batch"], r["seq"]) for r in engine.compile_report} == reached
     assert len(reached) < len(engine.batch_buckets) * len(engine.seq_buckets)
