@@ -137,9 +137,10 @@ def test_predict_on_two_processes_writes_one_file_equal_to_one_process(files, tm
     two = [json.loads(line) for line in (tmp_path / "two.jsonl").read_text().splitlines()]
     assert len(two) == 90 and [r["text"] for r in two] == [r["text"] for r in one]
     _assert_rows_differ([LABELS.index(r["label"]) for r in one])
-    for a, b in zip(one, two):  # each process ran its own rows; the same numbers come back
+    for a, b in zip(one, two):  # each process ran its own rows; the same numbers come back, to
+        # float32 rounding: a row's length bucket depends on its company (measured 1.7e-6)
         assert a["label"] == b["label"]
-        np.testing.assert_allclose(b["score"], a["score"], rtol=1e-6)
+        np.testing.assert_allclose(b["score"], a["score"], rtol=1e-5)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one.jsonl", "two.jsonl"]  # no litter
 
 
