@@ -57,7 +57,8 @@ def encode_rows(backend, inputs: Sequence, *, pretokenized: bool, limit: int, tr
         raise ValueError(f"{len(too_long)} row(s) exceed {limit} tokens (first: row {i} with "
                          f"{n}); {advice}")
     width = max(c.input_ids.shape[1] for c in chunks) if width is None else width
-    joined = {name: np.concatenate([c.padded(name, width) for c in chunks])
+    joined = {name: np.concatenate([c.padded(name, width) for c in chunks]) if len(chunks) > 1
+              else chunks[0].padded(name, width)
               for name in ("input_ids", "token_type_ids", "word_ids")}
     lengths = np.concatenate([c.lengths for c in chunks])
     attention_mask = (np.arange(width)[None] < lengths[:, None]).astype(np.int32)
@@ -95,6 +96,8 @@ class _EncodedChunk:
     def padded(self, name: str, width: int) -> np.ndarray:
         """The array `name` padded on the right to `width` columns."""
         value = getattr(self, name)
+        if value.shape[1] == width:  # the common case of one chunk: nothing to pad
+            return value
         fill = {"input_ids": self.pad_id, "token_type_ids": 0, "word_ids": -1}[name]
         return np.pad(value, ((0, 0), (0, width - value.shape[1])), constant_values=fill)
 
