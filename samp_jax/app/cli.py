@@ -37,7 +37,7 @@ from calibrate import CalibrationError, calibrate
 from calibrate.search.latency import LatencyTable
 from calibrate.search.plan import resolve_options
 from samp_jax.app import bench, demo, jax_platforms, predictions
-from samp_jax.app.entry import Terminated
+from samp_jax.app.entry import Terminated, out_of_host_memory
 from samp_jax.app.figure_warnings import warn_if_at_chance, warn_non_finite
 from samp_jax.core import strict_json
 from samp_jax.app.lengths import at_max_length, check_max_length, fit_max_length, say_truncation
@@ -363,7 +363,7 @@ def _calibrate(args) -> int:
         warn_if_trained_on(args, task, ("test",))
     pmap = variant.precision_map(model.config.num_layers)  # validates before the slow part
     evaluator = make_evaluator(task, tokenizer, model, max_examples=args.max_examples,
-                               seed=args.seed) if args.eval else None  # built (and checked) before the slow part
+                               seed=args.seed) if args.eval else None  # checked before the slow part
     rows = CALIBRATION_EXAMPLES if args.max_batches is None else min(
         CALIBRATION_EXAMPLES, args.max_batches * CALIBRATION_BATCH_SIZE)  # a random subset
     batches, calibration_cut = task.calibration_inputs(tokenizer, max_examples=rows)
@@ -793,9 +793,7 @@ def _full_disk(error: Exception, args) -> str | None:
     return f"{error.strerror} while writing ({', '.join(where)}): {remedy}"
 
 
-# Messages of an allocation that failed: Python's, the OS's (errno 12, through Rust or C++
-# libraries); XLA's for a device's memory
-_HOST_OUT_OF_MEMORY = ("Cannot allocate memory", "std::bad_alloc")
+# XLA's message for an allocation that failed (a device's memory; the host's on a CPU)
 _DEVICE_OUT_OF_MEMORY = "RESOURCE_EXHAUSTED: Out of memory"
 
 
@@ -808,8 +806,7 @@ def _out_of_memory(error: Exception, args) -> str | None:
     if on_device:
         return (f"out of memory on the {jax.default_backend().upper()} ({text}): "
                 f"{smaller}a smaller --max-length, or a device with more memory")
-    if isinstance(error, MemoryError) or _DEVICE_OUT_OF_MEMORY in text or any(
-            m in text for m in _HOST_OUT_OF_MEMORY):
+    if out_of_host_memory(error) or _DEVICE_OUT_OF_MEMORY in text:
         return (f"out of memory ({text}): {smaller}free memory, or raise the limit (ulimit -v, "
                 "a container's)")
     return None

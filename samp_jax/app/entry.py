@@ -50,17 +50,26 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(signal.SIGTERM, previous)
 
 
+# What an allocation or a mapping that failed says on the host: the loader's (a library's code
+# under `ulimit -v`), the OS's (errno 12, through Rust or C++ libraries), C++'s
+HOST_OUT_OF_MEMORY = ("failed to map segment", "Cannot allocate memory", "std::bad_alloc")
+
+
+def out_of_host_memory(error: BaseException) -> bool:
+    """Whether `error` is the host running out of memory (`HOST_OUT_OF_MEMORY`)."""
+    return isinstance(error, MemoryError) or any(m in str(error) for m in HOST_OUT_OF_MEMORY)
+
+
 def _load_hint(error: BaseException) -> str:
     """What to do about an import that failed: a missing package is a broken installation; an
     allocation or a mapping that failed (`ulimit -v`) is memory."""
     reinstall = "reinstall samp-jax's dependencies (pip install -e .)"
     if isinstance(error, ModuleNotFoundError):
         return f"the installation is incomplete: {reinstall}"
-    memory = isinstance(error, MemoryError) or any(
-        m in str(error) for m in ("failed to map segment", "Cannot allocate memory"))
-    if memory:
+    if out_of_host_memory(error):
         return "out of memory: a memory limit (ulimit -v) needs to allow about 1 GB"
-    return f"out of memory (ulimit -v needs to allow about 1 GB), or a broken installation: {reinstall}"
+    return (f"out of memory (ulimit -v needs to allow about 1 GB), or a broken installation: "
+            f"{reinstall}")
 
 
 def _one_line(error: BaseException) -> str:

@@ -113,8 +113,9 @@ def cache_dir() -> Path:
         return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "samp_jax").expanduser()
     except RuntimeError:  # Path.home() / expanduser(): "Could not determine home directory."
         raise NoCacheFolderError(
-            f"no home folder is known (HOME is unset{_passwd_note()}), so the asset cache has no default place "
-            f"(~/.cache/samp_jax): set ${CACHE_ENV} to the folder to keep it in") from None
+            f"no home folder is known (HOME is unset{_passwd_note()}), so the asset cache has no "
+            f"default place (~/.cache/samp_jax): set ${CACHE_ENV} to the folder to keep it in"
+        ) from None
 
 
 def fetch(name: str) -> Path:

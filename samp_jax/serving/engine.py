@@ -25,8 +25,8 @@ Persistent compilation cache: pass `cache_dir` (or set `$SAMP_JAX_XLA_CACHE`) an
 executables are written to / read from JAX's persistent compilation cache there, so a new
 process with the same model and buckets loads them instead of compiling. This is a JAX
 process-wide setting: it also caches every later JAX compilation in the process. The variable
-does not move a cache the program already gave JAX (`environment_compilation_cache`). Through the
-API nothing is cached on disk unless asked for; the `samp-jax` command turns the cache on
+does not move a cache the program already gave JAX (`environment_compilation_cache`). Through
+the API nothing is cached on disk unless asked for; the `samp-jax` command turns the cache on
 itself (`default_compilation_cache`). As JAX warns, the cache is trusted code: keep the
 folder private.
 """
@@ -222,12 +222,9 @@ def environment_compilation_cache() -> Path | None:
     turned on as the command turns its own on (`default_compilation_cache`): bounded, and a
     folder that cannot be made or written is one warning (once per process) and no cache.
     """
-    folder = _cache_from_environment()
-    if folder is None:
+    if _cache_from_environment() is None:
         return None
-    if jax.config.jax_compilation_cache_dir:
-        return Path(jax.config.jax_compilation_cache_dir)
-    return _turn_on(Path(folder).expanduser())
+    return default_compilation_cache(None)  # the variable names the folder: no default needed
 
 
 def default_compilation_cache(default: Path | None) -> Path | None:

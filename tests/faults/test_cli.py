@@ -17,7 +17,6 @@ import time
 
 import pytest
 
-import samp_jax as sj
 from samp_jax.app import cli
 from samp_jax.app.cli import main
 from samp_jax.app.outputs import check_output
@@ -336,19 +335,20 @@ def test_a_full_disk_after_the_search_is_one_line(files, tmp_path, capsys, monke
     _one_line_error(capsys, code, 1, "No space left on device", "model.safetensors")
 
 
+def _calibrate_with_a_failing_save(files, out, monkeypatch, error: Exception) -> int:
+    """`samp-jax calibrate --out out`, whose safetensors write raises `error`."""
+    def fail(*args, **kwargs):
+        raise error
+    monkeypatch.setattr("samp_jax.ptq.saved.save_file", fail)
+    return main(["calibrate", "--model", str(files / "model"), "--data", str(files / "data.csv"),
+                 "--precision", "quant_ffn_only", "--out", str(out)])
+
+
 def test_a_full_disk_while_saving_the_calibrated_model_leaves_nothing(files, tmp_path, capsys,
                                                                       monkeypatch):
-    real_save = sj.QuantizedModel.save
-
-    def save_then_fail(self, folder):
-        def no_space(*args, **kwargs):
-            raise OSError(errno.ENOSPC, "No space left on device")
-        monkeypatch.setattr("samp_jax.ptq.saved.save_file", no_space)
-        return real_save(self, folder)
-    monkeypatch.setattr(sj.QuantizedModel, "save", save_then_fail)
     out = tmp_path / "q"
-    code = main(["calibrate", "--model", str(files / "model"), "--data", str(files / "data.csv"),
-                 "--precision", "quant_ffn_only", "--out", str(out)])
+    code = _calibrate_with_a_failing_save(files, out, monkeypatch,
+                                          OSError(errno.ENOSPC, "No space left on device"))
     # the error names no file: the line says where the command writes
     _one_line_error(capsys, code, 1, f"No space left on device while writing (--out {out}, the "
                                      "cache ", "free space there and run again")
@@ -359,21 +359,12 @@ def test_a_file_size_limit_with_no_temporary_folder_left_is_one_line(files, tmp_
                                                                      monkeypatch):
     """`ulimit -f` (EFBIG), on a machine whose full disk leaves no usable temporary folder
     (`tempfile.gettempdir` raises): still one line, naming where the command writes."""
-    real_save = sj.QuantizedModel.save
-
-    def save_then_fail(self, folder):
-        def too_large(*args, **kwargs):
-            raise OSError(errno.EFBIG, "File too large")
-        monkeypatch.setattr("samp_jax.ptq.saved.save_file", too_large)
-        return real_save(self, folder)
-
     def no_temporary_folder():
         raise FileNotFoundError(errno.ENOENT, "No usable temporary directory found")
-    monkeypatch.setattr(sj.QuantizedModel, "save", save_then_fail)
     monkeypatch.setattr(cli.tempfile, "gettempdir", no_temporary_folder)
     out = tmp_path / "q"
-    code = main(["calibrate", "--model", str(files / "model"), "--data", str(files / "data.csv"),
-                 "--precision", "quant_ffn_only", "--out", str(out)])
+    code = _calibrate_with_a_failing_save(files, out, monkeypatch,
+                                          OSError(errno.EFBIG, "File too large"))
     _one_line_error(capsys, code, 1, f"File too large while writing (--out {out}, the cache ",
                     "): raise the file size limit (ulimit -f) or write smaller files")
     assert list(tmp_path.iterdir()) == []
@@ -413,14 +404,9 @@ def test_safetensors_full_disk_while_saving_the_calibrated_model_names_the_file(
     """safetensors' own error for a full disk (no OSError, no file named in it): one line that
     says the disk is full and names the file in --out; nothing left behind."""
     from safetensors import SafetensorError
-
-    def no_space(*args, **kwargs):
-        raise SafetensorError("Error while serializing: I/O error: No space left on device "
-                              "(os error 28)")
-    monkeypatch.setattr("samp_jax.ptq.saved.save_file", no_space)
     out = tmp_path / "q"
-    code = main(["calibrate", "--model", str(files / "model"), "--data", str(files / "data.csv"),
-                 "--precision", "quant_ffn_only", "--out", str(out)])
+    code = _calibrate_with_a_failing_save(files, out, monkeypatch, SafetensorError(
+        "Error while serializing: I/O error: No space left on device (os error 28)"))
     _one_line_error(capsys, code, 1, "No space left on device", str(out / "model.safetensors"))
     assert list(tmp_path.iterdir()) == []
 
