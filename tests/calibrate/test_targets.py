@@ -244,6 +244,7 @@ def test_search_returns_at_least_the_fastest_passing_preset(tiny, calibration):
     assert result.chosen.int8_fraction == 1.0
 
 
+@pytest.mark.slow
 def test_search_stops_after_the_presets_when_the_fastest_passing_one_is_the_fastest_map(tiny, calibration):
     """All-static INT8 is the fastest map the options allow: when it passes, sensitivities
     and allocation cannot find anything faster, and are skipped."""
@@ -311,6 +312,7 @@ class PlantedDrop(UnlabelledObjective):
 PLANTED_TOLERANCE = 4.0e-11
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["greedy", "revert"])
 def test_the_search_returns_the_allocation_pick_only_when_it_passes_the_selection_margin(
         tiny, calibration, strategy):

@@ -595,6 +595,7 @@ runpy.run_module("samp_jax.app", run_name="__main__", alter_sys=True)
 
 @pytest.mark.parametrize("signum, code, said", [(signal.SIGINT, 130, "interrupted"),
                                                 (signal.SIGTERM, 143, "terminated")])
+@pytest.mark.slow
 def test_a_signal_while_importing_ends_the_run_once_the_import_is_done(tmp_path, signum, code,
                                                                        said):
     """Raised inside the import of JAX's C extensions, an interrupt became an ImportError with a

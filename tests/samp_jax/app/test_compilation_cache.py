@@ -98,6 +98,7 @@ def test_an_unusable_environment_folder_is_one_warning_for_the_command_and_its_e
     assert jax.config.jax_compilation_cache_dir is None
 
 
+@pytest.mark.slow
 def test_predict_run_again_loads_its_executables_from_the_cache(no_cache_yet, tmp_path,
                                                                  minilm_dir, monkeypatch):
     files = write_model_and_reviews(tmp_path / "files", minilm_dir, rows=3)

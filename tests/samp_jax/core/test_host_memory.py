@@ -51,6 +51,7 @@ def _transparent_huge_pages_always() -> bool:
 
 @pytest.mark.skipif(_transparent_huge_pages_always(),
                     reason="this kernel backs every large mapping with huge pages: ~50 faults, not ~25,000")
+@pytest.mark.slow
 def test_kept_buffers_stop_the_page_faults_of_every_call():
     system = json.loads(_python(_FAULTS_PER_CALL, "system"))
     kept = json.loads(_python(_FAULTS_PER_CALL, "keep"))
