@@ -17,7 +17,7 @@ QUICK = os.environ.get("SAMP_JAX_EXAMPLES_QUICK") == "1"
 config = dataclasses.replace(DEFAULT_CONFIGS[TASK], max_train_examples=64, max_dev_examples=64,
                              epochs=1.0, batch_size=16) if QUICK else None
 
-model, tokenizer, info = finetuned_model(TASK, config, progress=not QUICK)  # cached, or fine-tune now
+model, tokenizer, info = finetuned_model(TASK, config, progress=False if QUICK else None)  # cached, or fine-tune now
 print(f"fine-tuned {TASK}: dev {info['metric']} {info['dev_metric']:.4f} after {info['steps']} steps "
       f"({info['seconds'] / 60:.1f} min)")
 

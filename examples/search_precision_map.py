@@ -16,7 +16,7 @@ QUICK = os.environ.get("SAMP_JAX_EXAMPLES_QUICK") == "1"
 
 model, tokenizer, description = builtin_model("snli-embed")  # the packaged MiniLM, zero-shot
 config = SearchConfig(tolerance=0.01, target="auto", max_search_examples=32 if QUICK else 400,
-                      progress=not QUICK)
+                      progress=False if QUICK else None)
 summary = run_search(model, tokenizer, get_task("snli-embed"), config, description=description,
                      out="search_out", max_test_examples=64 if QUICK else 1000).summary
 print(f"chosen map: {100 * summary['int8_flop_fraction']:.0f}% of GEMM FLOPs in INT8; "

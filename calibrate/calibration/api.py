@@ -8,7 +8,6 @@ import warnings
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from calibrate.calibration.calibrators import TINY_AMAX, HistogramStats, get_calibrator
 from calibrate.calibration.observers import SiteKey, channel_absmax_reduce, histogram_reduce, make_pass
@@ -16,6 +15,7 @@ from samp_jax.models.model import check_ids
 from samp_jax.tasks.task import check_model
 from samp_jax.core.precision import CALIBRATOR_NAMES, SITES, PrecisionMap
 from samp_jax.core.primitives import smoothing_factors
+from samp_jax.core.progress import progress_bar
 from samp_jax.ptq.quantized import SiteCalibration
 
 # Sites whose input is a LayerNorm output, where per-channel outliers live (Bondarenko et al.).
@@ -266,7 +266,7 @@ def observe(model, batches: Iterable[Mapping[str, np.ndarray]], *, smoothing: fl
       CalibrationError, ValueError: as `calibrate`.
     """
     batches = _checked_batches(model, batches, smoothing)
-    bar = tqdm(total=2 * len(batches), desc=description, unit="batch", disable=not progress)
+    bar = progress_bar(progress, total=2 * len(batches), desc=description, unit="batch")
     channel_absmax, tokens = _absmax_pass(model, batches, bar)
     if tokens == 0:
         raise CalibrationError(f"calibration set has no real tokens (every position of its "

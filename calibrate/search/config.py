@@ -68,7 +68,8 @@ class SearchConfig:
       selection_margin: judge the allocation's pick with the margin widened for the number of
         maps it chose among (`calibrate.search.tolerance.guard_selection`). False: keep the
         fastest map that passed at 95%.
-      progress: show a progress bar.
+      progress: a progress bar on standard error: None draws it on a terminal or in a
+        notebook but not in a log or a pipe, True always, False never.
       measure_again: measure the target's latency table now, replacing the cached one (a
         table is cached per machine, versions and model shape, and read back by later
         searches; measure again after the machine's load or setup changed). Only where this
@@ -96,7 +97,7 @@ class SearchConfig:
     mode: str = "map"
     stop_early: bool = True
     selection_margin: bool = True
-    progress: bool = True
+    progress: bool | None = None
     measure_again: bool = False
 
     def __post_init__(self):

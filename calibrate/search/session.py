@@ -12,7 +12,6 @@ from typing import Mapping
 
 import jax.numpy as jnp
 import numpy as np
-from tqdm.auto import tqdm
 
 from calibrate.calibration.api import map_with_calibration
 
@@ -28,6 +27,7 @@ from calibrate.search.runner import Evaluated, Kind, Move, Outputs, Runner, move
 from calibrate.search.static_clips import (StaticCalibrationChoice, choose_static_calibration,
                                            search_calibration)
 from samp_jax.core.precision import PrecisionMap, SitePrecision
+from samp_jax.core.progress import progress_bar
 from samp_jax.tasks import Task
 
 
@@ -90,7 +90,7 @@ def open_session(model, data, plan: SearchPlan, *, tokenizer=None, calibration=N
                                                  method=config.calibration, seed=config.seed)
     runner = Runner(SwitchableModel(model, plan.options, calibration, dtype=plan.dtype), objective,
                     plan.table, mode=config.mode, chunk=config.chunk,
-                    bar=tqdm(desc=f"search {objective.name}", unit="map", disable=not config.progress))
+                    bar=progress_bar(config.progress, desc=f"search {objective.name}", unit="map"))
     static_choice, static_sensitivity = None, {}
     if candidates is not None:
         static_choice, static_sensitivity = choose_static_calibration(

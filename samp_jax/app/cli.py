@@ -146,7 +146,7 @@ def _read_task(args, model) -> Task:
                      readout=None if model is None else model.readout)
 
 
-def resolve_model(args, *, progress: bool):
+def resolve_model(args, *, progress: bool | None):
     """`(model, tokenizer, description)` of `--model`: a folder (HF or quantized), the packaged
     MiniLM, or (no `--model`, built-in data) MiniLM fine-tuned on that data. `--max-length` is
     checked against its limit as soon as its tokenizer is read."""
@@ -163,7 +163,7 @@ def resolve_model(args, *, progress: bool):
     return model, model.tokenizer, str(args.model)
 
 
-def _builtin_model(args, *, progress: bool):
+def _builtin_model(args, *, progress: bool | None):
     """The model of built-in `--data` without `--model` (`builtin_model`); `--max-length` is
     first checked against the packaged tokenizer's limit, before a fine-tune that is not cached
     yet would run."""
@@ -271,7 +271,7 @@ def _eval(args) -> int:
         args.json, quiet = True, True
     else:
         quiet = False
-    model, tokenizer, description = resolve_model(args, progress=not args.json)
+    model, tokenizer, description = resolve_model(args, progress=False if args.json else None)
     task = resolve_task(args, model)
     if not quiet:
         warn_if_trained_on(args, task, ("test",))
@@ -320,7 +320,7 @@ def _search(args) -> int:
     out = _check_output(args.out, what="--out", folder=True, inputs=(args.model, args.data),
                         replaceable=is_search_output)  # the whole folder is one run's output
     table = None if args.latency_table is None else read_latency_table(args.latency_table)
-    model, tokenizer, description = resolve_model(args, progress=not args.json)
+    model, tokenizer, description = resolve_model(args, progress=False if args.json else None)
     task = resolve_task(args, model)
     _say(args, f"{task.name} ({task.task_type.name}): split sizes {task.sizes()}")
     warn_if_trained_on(args, task, ("search", "test"))
@@ -357,7 +357,7 @@ def _calibrate(args) -> int:
                         replaceable=is_quantized_folder)  # what QuantizedModel.save replaces
     check_precision_items([args.precision])
     variant = Variant(args.precision, ACTIVATIONS[args.activation], args.method, args.smoothing)
-    model, tokenizer, description = resolve_model(args, progress=not args.json)
+    model, tokenizer, description = resolve_model(args, progress=False if args.json else None)
     task = resolve_task(args, model)
     if args.eval:
         warn_if_trained_on(args, task, ("test",))
@@ -372,7 +372,7 @@ def _calibrate(args) -> int:
     say_truncation("calibrate", truncation)
     try:
         calibration = calibrate(model, batches, args.method, precision_map=pmap,
-                                smoothing=args.smoothing, progress=not args.json)
+                                smoothing=args.smoothing, progress=False if args.json else None)
     except CalibrationError as e:
         raise ValueError(f"calibration failed: {e}") from None
     quantized = quantize(model, pmap, calibration)
@@ -436,7 +436,7 @@ def _finetune(args) -> int:
                    f"{' --split-file '.join(s + '=FILE' for s in held_out)} to train on every "
                    "train row")
     test_cut = {"test": None if test is None else test.truncation}
-    result = finetune(model, task, tokenizer, config, progress=not args.json,
+    result = finetune(model, task, tokenizer, config, progress=False if args.json else None,
                       on_encoded=lambda cut: say_truncation("finetune", cut | test_cut))
     if not result.learned:
         verdict = (result.chance.describe(result.dev_metric, "the fine-tuned model's dev") +

@@ -10,6 +10,8 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
+from tqdm.auto import tqdm
+
 from samp_jax.app import predictions
 from samp_jax.tasks.files import Columns
 
@@ -58,8 +60,9 @@ def warning_printer(name: str, *, shown: Callable[[], bool] = lambda: True):
     """A `warnings.showwarning` that prints `NAME: warning: MESSAGE` on one line, while
     `shown()` (a distributed run's other processes say what process 0 says: only it prints)."""
     def show(message, category, filename, lineno, file=None, line=None) -> None:
-        if shown():
-            print(f"{name}: warning: {one_line(str(message))}", file=sys.stderr, flush=True)
+        if shown():  # a progress bar on the terminal steps aside for the line, then redraws
+            with tqdm.external_write_mode(file=sys.stderr):
+                print(f"{name}: warning: {one_line(str(message))}", file=sys.stderr, flush=True)
     return show
 
 

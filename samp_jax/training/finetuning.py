@@ -32,11 +32,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
-from tqdm.auto import tqdm
 
 from samp_jax.core.assets import cache_dir, minilm_path
 from samp_jax.core import strict_json
 from samp_jax.core.atomic import atomic_folder, warn_not_cached
+from samp_jax.core.progress import progress_bar
 from samp_jax.models.checkpoint import load_pretrained, save_pretrained
 from samp_jax.models.heads import check_labels
 from samp_jax.models.tokenizer import Tokenizer
@@ -152,7 +152,7 @@ def _decay_mask(params):
 
 
 def finetune(model, task: Task | str, tokenizer: Tokenizer, config: FinetuneConfig = FinetuneConfig(),
-             *, progress: bool = True,
+             *, progress: bool | None = None,
              on_encoded: Callable[[dict[str, Truncation]], None] | None = None) -> FinetuneResult:
     """Fine-tunes a float `EncoderModel` (whose head fits the task) on the task's train split.
 
@@ -161,7 +161,10 @@ def finetune(model, task: Task | str, tokenizer: Tokenizer, config: FinetuneConf
     names none) takes the one of the task's loss before its fit is checked; one that names
     another way of reading its logits is refused (`check_head_fits`). `on_encoded`, if given,
     is called with the train and dev splits' truncation once they are encoded, before
-    training (so a caller can say what the cut left out before the slow part).
+    training (so a caller can say what the cut left out before the slow part). `progress`:
+    a bar on standard error, None drawing it on a terminal or in a notebook but not in a log
+    or a pipe (`samp_jax.core.progress`), True always, False never; each dev evaluation is
+    a line there unless it is False.
     """
 
     task = get_task(task, seed=config.seed) if isinstance(task, str) else task
@@ -265,7 +268,7 @@ class _Run:
 
 
 def _train(train_step, dev_score, params, opt_state, train, rng, config: FinetuneConfig, *,
-           total_steps: int, eval_every: int, task: Task, progress: bool,
+           total_steps: int, eval_every: int, task: Task, progress: bool | None,
            chance: ChanceLevel | None = None) -> _Run:
     """Steps through `train` batches until `total_steps`, scoring dev every `eval_every` steps
     and stopping after `config.patience` evaluations without improvement once the best dev
@@ -275,7 +278,7 @@ def _train(train_step, dev_score, params, opt_state, train, rng, config: Finetun
     best = (-np.inf, 0, jax.tree.map(np.asarray, params))
     history = []
     bad_evals, step, seen, start = 0, 0, 0, time.perf_counter()
-    bar = tqdm(total=total_steps, desc=f"fine-tune {task.name}", disable=not progress, unit="step")
+    bar = progress_bar(progress, total=total_steps, desc=f"fine-tune {task.name}", unit="step")
     losses = []
     stop = False
     while step < total_steps and not stop:
@@ -293,7 +296,8 @@ def _train(train_step, dev_score, params, opt_state, train, rng, config: Finetun
             if step % eval_every == 0 or step == total_steps:
                 score = dev_score(params)
                 history.append({"step": step, "dev": score})
-                if progress:  # progress goes to stderr, never to stdout (which may carry JSON)
+                if progress is not False:  # to stderr, never stdout (which may carry JSON); a
+                    # line per evaluation, in a log too (the bar is drawn on a terminal only)
                     bar.write(f"step {step}: dev {task.metric} {score:.4f}", file=sys.stderr)
                 if score > best[0]:
                     best, bad_evals = (score, step, jax.tree.map(np.asarray, params)), 0
@@ -314,7 +318,7 @@ def finetuned_dir(task: str, config: FinetuneConfig) -> Path:
 
 
 def finetuned_model(task: str, config: FinetuneConfig | None = None, *, train_if_missing: bool = True,
-                    progress: bool = True):
+                    progress: bool | None = None):
     """The all-MiniLM-L6-v2 backbone fine-tuned on `task`, from the cache or trained now.
 
     Returns `(model, tokenizer, info)`, where `info` is the cached `finetune.json`

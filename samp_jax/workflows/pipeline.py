@@ -69,7 +69,7 @@ class SearchRun:
     test: object | None = None
 
 
-def builtin_model(task: str, *, progress: bool = True) -> tuple:
+def builtin_model(task: str, *, progress: bool | None = None) -> tuple:
     """`(model, tokenizer, description)` for a built-in task without a user model: MiniLM
     fine-tuned on it (from the cache, or fine-tuned now), or zero-shot MiniLM for snli-embed."""
     if task == ZERO_SHOT:
