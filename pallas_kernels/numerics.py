@@ -88,6 +88,15 @@ def check_scale(value, name: str = "act_scale") -> None:
                          f"(SCALE_EPS; as float32 {SCALE_EPS_FLOAT32:.9g})")
 
 
+def to_rank(v, ndim: int) -> jax.Array:
+    """`v` with leading axes of size 1 up to rank `ndim` (a scalar stays one): NumPy's implicit
+    broadcasting of a `[N]` vector against a `[..., N]` array, written out, so that a program
+    run under `jax_numpy_rank_promotion='raise'` (a strict host program) takes it. The same
+    `lax.broadcast_to_rank` that `jnp` inserts for the implicit kind: the program is unchanged."""
+    v = jnp.asarray(v)
+    return v if v.ndim == 0 else jax.lax.broadcast_to_rank(v, ndim)
+
+
 def round_clip_int8(x: jax.Array) -> jax.Array:
     """Round half to even and saturate to [-127, 127], as int8 (NaN becomes 0: casting NaN to
     an integer is undefined, and the row's NaN scale carries it instead)."""
@@ -112,7 +121,7 @@ def divide_by_scale(x: jax.Array, scale) -> jax.Array:
     no division to rewrite, and `jit`, `shard_map` and the kernels
     (`pallas_kernels.epilogue.requantize`) quantize a row alike.
     """
-    return x * (1.0 / jnp.asarray(scale, jnp.float32))
+    return x * to_rank(1.0 / jnp.asarray(scale, jnp.float32), jnp.ndim(x))
 
 
 def row_poison(x: jax.Array) -> jax.Array:
@@ -175,7 +184,8 @@ def layer_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, eps: float) -> j
     mean = jnp.mean(x, axis=-1, keepdims=True)
     var = jnp.mean(jnp.square(x - mean), axis=-1, keepdims=True)
     normed = (x - mean) * jax.lax.rsqrt(var + eps)
-    return normed * scale.astype(jnp.float32) + bias.astype(jnp.float32)
+    scale, bias = (to_rank(v.astype(jnp.float32), x.ndim) for v in (scale, bias))
+    return normed * scale + bias
 
 
 def _gelu(x):
@@ -229,7 +239,7 @@ def epilogue(y: jax.Array, *, bias=None, activation: str | None = None, residual
     the values rounded to `requantize_from` (`requantize`)."""
     y = y.astype(jnp.float32)
     if bias is not None:
-        y = y + bias.astype(jnp.float32)
+        y = y + to_rank(bias.astype(jnp.float32), y.ndim)
     y = apply_activation(y, activation)
     if residual is not None:
         y = y + residual.astype(jnp.float32)

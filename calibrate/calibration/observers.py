@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from pallas_kernels.numerics import to_rank
 from samp_jax.core.precision import SITES
 from samp_jax.serving.forward import batch_inputs, merged_call
 
@@ -73,7 +74,7 @@ def histogram_reduce(key, x, token_mask, extra, *, bins: int):
     Counted in int32, exact to 2^31 values a bin per batch (float32 counts stopped at 2^24:
     a 64 x 256 batch of a 3072-wide site whose values crowd one bin lost a third of them)."""
     input_scale, hist_max = extra[key]
-    values = jnp.abs(x * input_scale)
+    values = jnp.abs(x * to_rank(input_scale, x.ndim))
     index = jnp.clip((values / hist_max * bins).astype(jnp.int32), 0, bins - 1)
     weights = jnp.broadcast_to(token_mask, values.shape).astype(jnp.int32)
     return jnp.zeros((bins,), jnp.int32).at[index.ravel()].add(weights.ravel())

@@ -38,7 +38,8 @@ def int8_matmul_reference(x_q, w_q, x_scale, w_scale, *, bias=None, activation=N
     acc = int8_accumulate(x_q, w_q)
     if jnp.dtype(out_dtype) == jnp.int32:
         return acc
-    y = acc.astype(jnp.float32) * jnp.asarray(x_scale, jnp.float32) * w_scale.astype(jnp.float32)
+    y = (acc.astype(jnp.float32) * numerics.to_rank(jnp.asarray(x_scale, jnp.float32), acc.ndim)
+         * numerics.to_rank(w_scale.astype(jnp.float32), acc.ndim))
     return numerics.epilogue(y, bias=bias, activation=activation, residual=residual,
                              out_dtype=out_dtype, out_scale=out_scale,
                              requantize_from=requantize_from)

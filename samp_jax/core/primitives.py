@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from pallas_kernels.numerics import (INT8_MAX, INV_INT8_MAX, SCALE_EPS, check_scale, divide_by_scale, quantize_rows,
-                                     round_clip_int8)
+                                     round_clip_int8, to_rank)
 
 FP8_E4M3_MAX = float(jnp.finfo(jnp.float8_e4m3fn).max)  # 448
 SMOOTHING_FLOOR = 1e-5  # smallest max|x| or max|W| per channel a SmoothQuant factor divides by
@@ -35,8 +35,8 @@ class QArray:
     """A quantized tensor: `dequantize() == qvalue * scale` (broadcast).
 
     Invariants: `qvalue` is int8 in [-127, 127] or float8_e4m3fn; `scale` is float32, positive
-    (NaN only for an activation row that held NaN/Inf, whose values are zeros), and broadcasts against `qvalue` (per channel `[out]` for weights, `[..., 1]` per token, or
-    `[]` per tensor). `qtype` is static ('int8' or 'fp8_e4m3').
+    (NaN only for an activation row that held NaN/Inf, whose values are zeros), and broadcasts
+    against `qvalue` (per channel `[out]` for weights, `[..., 1]` per token, or `[]` per tensor). `qtype` is static ('int8' or 'fp8_e4m3').
     """
 
     qvalue: jax.Array
@@ -44,7 +44,7 @@ class QArray:
     qtype: str = dataclasses.field(metadata=dict(static=True))
 
     def dequantize(self, dtype=jnp.float32) -> jax.Array:
-        return (self.qvalue.astype(jnp.float32) * self.scale).astype(dtype)
+        return (self.qvalue.astype(jnp.float32) * to_rank(self.scale, self.qvalue.ndim)).astype(dtype)
 
     @property
     def shape(self):

@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from pallas_kernels.numerics import to_rank
 from samp_jax.models.config import EncoderConfig
 
 _INIT_STD = 0.02
@@ -147,7 +148,7 @@ class DisentangledPositions(nnx.Module):
         if self.share_att_key:
             kernel, bias = qkv_site.dense_weight()  # [hidden, 3 hidden]: [Q | K | V]
             projected = jnp.dot(table, kernel[:, :2 * hidden],
-                                precision=jax.lax.Precision.HIGHEST) + bias[:2 * hidden]
+                                precision=jax.lax.Precision.HIGHEST) + to_rank(bias[:2 * hidden], 2)
             if "p2c" in self.pos_att_type:
                 pos_query = heads(projected[:, :hidden])
             if "c2p" in self.pos_att_type:
