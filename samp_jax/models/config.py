@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -408,10 +409,20 @@ def read_json(file: Path):
       NotRegularFileError: the name is a FIFO, a device (such as /dev/zero) or a folder.
       ConfigError: naming the file, when it is not UTF-8 JSON, or JSON that Python cannot read
         (nested deeper than its recursion limit, an integer of more than 4300 digits).
+
+    Warns when an object holds a key twice (a hand edit that left the old line): its last
+    value is used, as HF's `json.load` uses it, and the warning names the file and the key.
     """
     try:
-        return strict_json.parse(read_text(file))
+        value = strict_json.loads(read_text(file))
     except strict_json.BeyondReader as e:
         raise ConfigError(f"{file}: {e}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"{file} is not valid JSON: {e}") from None
+    repeated = strict_json.repeated_key(value)
+    if repeated is not None:
+        where, key = repeated
+        warnings.warn(f"{file} states {key!r} more than once{f' in {where}' if where else ''}: "
+                      "its last value is used, as Hugging Face uses it; delete the others",
+                      stacklevel=2)
+    return value

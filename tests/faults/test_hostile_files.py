@@ -136,6 +136,21 @@ def test_a_config_python_cannot_read_is_named(hf, text, message):
         load_pretrained(hf)
 
 
+def test_a_config_that_states_a_key_twice_is_loaded_as_hf_loads_it_with_a_warning(hf):
+    text = (hf / "config.json").read_text()
+    config = json.loads(text)
+    # a hand edit that left the old line: JSON readers (HF's too) keep the last value
+    edited = text.replace('"num_labels"' if '"num_labels"' in text else '"hidden_act"',
+                          f'"layer_norm_eps": 0.5, "layer_norm_eps": {config["layer_norm_eps"]}, '
+                          + ('"num_labels"' if '"num_labels"' in text else '"hidden_act"'), 1)
+    assert edited != text
+    (hf / "config.json").write_text(edited)
+    with pytest.warns(UserWarning, match=rf"^{re.escape(str(hf / 'config.json'))} states "
+                                         r"'layer_norm_eps' more than once: its last value is used"):
+        model = load_pretrained(hf)
+    assert model.config.layer_norm_eps == config["layer_norm_eps"]
+
+
 @pytest.mark.parametrize("name", ["tokenizer_config.json", "special_tokens_map.json"])
 def test_a_tokenizer_file_python_cannot_read_is_named(hf, name):
     (hf / name).write_text(DEEP)
