@@ -795,6 +795,7 @@ def _full_disk(error: Exception, args) -> str | None:
 
 # XLA's message for an allocation that failed (a device's memory; the host's on a CPU)
 _DEVICE_OUT_OF_MEMORY = "RESOURCE_EXHAUSTED: Out of memory"
+_CPU_KERNEL_FAILED = "YNNPACK operation failed"
 
 
 def _out_of_memory(error: Exception, args) -> str | None:
@@ -809,6 +810,9 @@ def _out_of_memory(error: Exception, args) -> str | None:
     if out_of_host_memory(error) or _DEVICE_OUT_OF_MEMORY in text:
         return (f"out of memory ({text}): {smaller}free memory, or raise the limit (ulimit -v, "
                 "a container's)")
+    if _CPU_KERNEL_FAILED in text:  # XLA:CPU's kernels say no more when a buffer was refused
+        return (f"XLA's CPU runtime failed ({text}); where the lines above say that an allocate "
+                f"failed, it ran out of memory: {smaller}a smaller --max-length, or free memory")
     return None
 
 

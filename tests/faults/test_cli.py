@@ -383,6 +383,21 @@ def test_running_out_of_memory_is_said_as_such(files, tmp_path, capsys, monkeypa
                     "container's)")
 
 
+def test_a_cpu_kernel_that_failed_is_said_to_be_memory_where_xla_said_so(files, tmp_path, capsys,
+                                                                         monkeypatch):
+    """XLA:CPU's kernels fail with no more than this when an allocation was refused (its own
+    `allocate of ... failed` lines go to stderr before it)."""
+    def failed(*args, **kwargs):
+        raise RuntimeError("INTERNAL: YNNPACK operation failed: error")
+    monkeypatch.setattr(cli.predictions, "write", failed)
+    code = main(["predict", "--model", str(files / "model"), "--data", str(files / "data.csv"),
+                 "--out", str(tmp_path / "p.jsonl")])
+    _one_line_error(capsys, code, 1, "XLA's CPU runtime failed (INTERNAL: YNNPACK operation "
+                    "failed: error); where the lines above say that an allocate failed, it ran "
+                    "out of memory: pass a smaller --batch-size, a smaller --max-length, or free "
+                    "memory")
+
+
 def test_an_import_that_fails_is_one_line(monkeypatch, capsys):
     """A library that cannot load (out of memory under `ulimit -v`: "failed to map segment"):
     one line and exit 1, not a traceback."""
