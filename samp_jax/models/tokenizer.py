@@ -36,7 +36,8 @@ from samp_jax.models.slow_tokenizer import add_stated_tokens, convert_slow_token
 from samp_jax.models.st_folder import (PROMPTS_FILE, Prompts, TextSettings, parse_prompts,
                                        is_cross_encoder, prompts_file_text, read_pooling,
                                        read_text_settings)
-from samp_jax.models.token_rows import PREFIXED_WORDS_CLASSES, encode_rows, words_backend
+from samp_jax.models.token_rows import (PREFIXED_WORDS_CLASSES, encode_batch, encode_rows,
+                                        is_panic, panic_error, words_backend)
 from samp_jax.models.tokenizer_files import (ADDED_TOKENS_FILE, MERGES_TXT, SPECIAL_TOKENS_FILE,
                                            TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, VOCAB_JSON,
                                            VOCAB_TXT)
@@ -97,6 +98,10 @@ class Tokenizer:
         "left" its last (HF's `truncation_side` of `tokenizer_config.json`); the special
         tokens stay either way.
     """
+
+    # names the tokenizer where the tokenizers library fails on a text ("tokenizer.json of
+    # FOLDER" for one read from a folder)
+    source: str = "the tokenizer"
 
     def __init__(self, backend, *, max_length: int, pad_id: int,
                  files: Mapping[str, str] | None = None, prompts: Prompts | None = None,
@@ -291,10 +296,12 @@ class Tokenizer:
         if side not in TRUNCATION_SIDES:
             raise ValueError(f"{where / TOKENIZER_CONFIG_FILE} sets truncation_side to "
                              f"{side!r}; expected one of {TRUNCATION_SIDES}")
-        return cls(backend, max_length=max_length, pad_id=pad_id, files=files, prompts=prompts,
-                   split_special_tokens=split, truncation_side=side,
-                   tokenizer_class=fast_class(config, model_config, where),
-                   words_as_set=written_by_transformers5(config))
+        tokenizer = cls(backend, max_length=max_length, pad_id=pad_id, files=files,
+                        prompts=prompts, split_special_tokens=split, truncation_side=side,
+                        tokenizer_class=fast_class(config, model_config, where),
+                        words_as_set=written_by_transformers5(config))
+        tokenizer.source = f"{TOKENIZER_FILE} of {where}"
+        return tokenizer
 
     def save(self, directory: str | os.PathLike) -> Path:
         """Writes the tokenizer into `directory` (created) so `from_pretrained` reads it back.
@@ -419,7 +426,12 @@ class Tokenizer:
     def word_spans(self, text: str) -> list[tuple[int, int]]:
         """The character spans `(start, end)` (`end` exclusive) of `words(text)` in `text`:
         `text[start:end]` is each word."""
-        encoding = self._backend.encode(text, add_special_tokens=False)
+        try:
+            encoding = self._backend.encode(text, add_special_tokens=False)
+        except BaseException as e:
+            if not is_panic(e):
+                raise
+            raise panic_error(e, self.source) from None
         spans: dict[int, tuple[int, int]] = {}
         for word, (start, end) in zip(encoding.word_ids, encoding.offsets):
             if word is not None:
@@ -448,7 +460,7 @@ class Tokenizer:
             backend = self._backend
         if not inputs:
             return np.zeros(0, np.int64)
-        encodings = backend.encode_batch(inputs, is_pretokenized=words)
+        encodings = encode_batch(backend, inputs, pretokenized=words, source=self.source)
         return np.array([len(e.ids) for e in encodings], np.int64)
 
     def _encode(self, inputs, padding, truncation, max_length, *, pretokenized):
@@ -471,7 +483,7 @@ class Tokenizer:
         return encode_rows(backend, inputs, pretokenized=pretokenized, limit=limit,
                            truncating=truncation,
                            width=None if padding == "longest" else int(padding),
-                           pad_id=self.pad_id, limit_named=named)
+                           pad_id=self.pad_id, limit_named=named, source=self.source)
 
     def _truncating_backend(self, pretokenized: bool, limit: int):
         """A private copy of the (words) backend truncating to `limit` tokens, made once.
@@ -546,6 +558,10 @@ def _post_processor_ids(tokenizer: "Tokenizer") -> list[int]:
             ids += tokenizer._backend.encode(*texts).ids
         except Exception:  # noqa: BLE001  no template for pairs: singles only
             continue
+        except BaseException as e:
+            if not is_panic(e):
+                raise
+            raise panic_error(e, tokenizer.source) from None
     return ids
 
 

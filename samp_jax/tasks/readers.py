@@ -8,6 +8,8 @@ UTF-8 (a UTF-16 or UTF-32 file is named as such; a NUL character in a CSV/TSV ro
 text never holds but UTF-16 text without a byte-order mark does, is refused rather than read
 as garbled text), and a column name that appears twice (in a CSV/TSV header, a JSON object or
 a Parquet schema), since only one of the two columns could be read and nothing would say which.
+A `save_to_disk` folder is read only when its JSON files name its own split folders and Arrow
+files by plain names, as `save_to_disk` writes them (never an absolute path or `../`).
 A TSV file is read without quoting (a field is everything between tabs), unless it was written
 with CSV quoting (`tsv_is_quoted`).
 """
@@ -394,8 +396,76 @@ def _read_saved(path: Path) -> Table | dict[str, Table]:
     if not ((path / "dataset_dict.json").is_file() or (path / "state.json").is_file()):
         raise ValueError(f"{path} is a folder but not one written by datasets' save_to_disk "
                          "(it has no dataset_dict.json or state.json)")
+    _check_saved(path)
     import datasets  # lazily: importing it takes a second
     return _read_object(datasets.load_from_disk(str(path)), where=str(path), name=path.name)
+
+
+def _check_saved(path: Path) -> None:
+    """Refuses a save_to_disk folder whose JSON names a file or folder outside it, before
+    `datasets.load_from_disk` opens anything: it joins each split name of `dataset_dict.json`
+    to the folder, and each `_data_files[].filename` of a `state.json` to that file's folder,
+    unchecked (an absolute name or `../` would read Arrow files anywhere). `save_to_disk`
+    writes plain names (`train`, `data-00000-of-00001.arrow`); only such names are taken. The
+    files read are the ones `load_from_disk` reads, in its order: the folder's own
+    `state.json` (with `dataset_info.json`, a Dataset), else `dataset_dict.json` and each
+    split folder's `state.json` (a DatasetDict)."""
+    if (path / "dataset_info.json").is_file() and (path / "state.json").is_file():
+        _check_state(path)
+        return
+    file = path / "dataset_dict.json"
+    if not file.is_file():
+        raise ValueError(f"{path} is a folder written by datasets' save_to_disk but has neither "
+                         "dataset_info.json with state.json (a Dataset) nor dataset_dict.json "
+                         "(a DatasetDict)")
+    saved = _saved_json(file)
+    splits = saved.get("splits") if isinstance(saved, dict) else None
+    if not isinstance(splits, list):
+        raise ValueError(f"{file}: expected an object with a list of split names in 'splits', "
+                         "as datasets' save_to_disk writes")
+    for key in splits:
+        if not _plain_name(key):
+            raise ValueError(f"{file}: split {key!r} is not the name of a folder inside "
+                             f"{path}; expected a plain name such as 'train'")
+        split_name(key, str(path))  # refused now rather than after every split is read
+        if not ((path / key / "dataset_info.json").is_file()
+                and (path / key / "state.json").is_file()):
+            raise ValueError(f"{path / key}: the {key!r} split of {file} has no "
+                             "dataset_info.json with state.json, as datasets' save_to_disk "
+                             "writes")
+        _check_state(path / key)
+
+
+def _check_state(folder: Path) -> None:
+    file = folder / "state.json"
+    state = _saved_json(file)
+    data_files = state.get("_data_files") if isinstance(state, dict) else None
+    if not isinstance(data_files, list):
+        raise ValueError(f"{file}: expected an object with a list of Arrow files in "
+                         "'_data_files', as datasets' save_to_disk writes")
+    for i, entry in enumerate(data_files):
+        name = entry.get("filename") if isinstance(entry, dict) else None
+        if not _plain_name(name):
+            raise ValueError(f"{file}: _data_files[{i}].filename is {name!r}, not the name of a "
+                             f"file inside {folder}; expected a plain name such as "
+                             "'data-00000-of-00001.arrow', as datasets' save_to_disk writes")
+
+
+def _saved_json(file: Path):
+    try:  # as datasets reads it: UTF-8 text, Python's json
+        return strict_json.parse(file.read_text(encoding="utf-8"))
+    except strict_json.BeyondReader as e:
+        raise ValueError(f"{file}: {e}") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{file}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{file}: not UTF-8 text; expected JSON") from None
+
+
+def _plain_name(name) -> bool:
+    """A string naming an entry of its folder itself: no separator, not `.` or `..`."""
+    return (isinstance(name, str) and name not in ("", ".", "..")
+            and not any(c in name for c in "/\\\0"))
 
 
 def _read_object(obj, *, where: str | None = None,

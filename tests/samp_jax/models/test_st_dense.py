@@ -5,6 +5,7 @@ classic type, weights in torch.save's pytorch_model.bin → Normalize); reading,
 save_pretrained, quantized folders, serving, and the folders refused."""
 
 import json
+import re
 import shutil
 
 import jax.numpy as jnp
@@ -247,3 +248,20 @@ def test_a_dense_path_outside_the_folder_is_refused(folder):
     (folder / "modules.json").write_text(json.dumps(modules))
     with pytest.raises(ConfigError, match=r"module '2' has path='\.\./2_Dense'; expected a folder inside"):
         read_pooling(folder)
+
+
+@pytest.mark.parametrize("path", ["../elsewhere", "ABS", "1_Pooling/../../elsewhere", ""])
+def test_a_pooling_path_outside_the_folder_is_refused(folder, tmp_path, path):
+    elsewhere = tmp_path / "elsewhere"  # a pooling config samp-jax must not read
+    elsewhere.mkdir()
+    (elsewhere / "config.json").write_text(json.dumps({"pooling_mode_max_tokens": True}))
+    path = str(elsewhere) if path == "ABS" else path
+    modules = json.loads((folder / "modules.json").read_text())
+    modules[1]["path"] = path
+    (folder / "modules.json").write_text(json.dumps(modules))
+    with pytest.raises(ConfigError, match=rf"modules\.json: module '1' has path="
+                                          rf"{re.escape(repr(path))}; expected a folder inside"):
+        read_pooling(folder)
+    del modules[1]["path"]  # sentence-transformers' default folder
+    (folder / "modules.json").write_text(json.dumps(modules))
+    assert read_pooling(folder).modes == ("cls", "mean")

@@ -142,3 +142,66 @@ def test_truncating_copies_are_bounded(tokenizer):
         assert tokenizer(text, truncation=True, max_length=length)["input_ids"].shape[1] == length
     assert len(tokenizer._truncating) <= TRUNCATING_COPIES
     np.testing.assert_array_equal(tokenizer(text, truncation=True, max_length=6)["input_ids"], first)
+
+
+# ------------------------------------------- the tokenizers library panicking on a text
+RUNAWAY = "a" * 28 + "!"  # `(a+)+$` backtracks past Oniguruma's retry limit on it
+
+
+@pytest.fixture(scope="module")
+def runaway(minilm_dir, tmp_path_factory):
+    """MiniLM's tokenizer with a Split pre-tokenizer whose regex gives up on `RUNAWAY`: the
+    tokenizers library panics (pyo3's PanicException, a BaseException)."""
+    import json
+    import shutil
+    folder = tmp_path_factory.mktemp("runaway")
+    for name in ("tokenizer_config.json", "special_tokens_map.json"):
+        shutil.copy(minilm_dir / name, folder / name)
+    spec = json.loads((minilm_dir / "tokenizer.json").read_text())
+    spec["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [
+        {"type": "Split", "pattern": {"Regex": "(a+)+$"}, "behavior": "Isolated", "invert": False},
+        spec["pre_tokenizer"]]}
+    (folder / "tokenizer.json").write_text(json.dumps(spec))
+    return Tokenizer.from_pretrained(folder, sentence_transformers=False)
+
+
+PANIC = r"the tokenizers library failed{}: Onig: Regex search error: retry-limit-in-match over$"
+
+
+def test_a_panic_of_the_tokenizers_library_is_a_value_error_naming_file_and_row(runaway):
+    texts = ["fine", "also fine", RUNAWAY, "fine again"]
+    with pytest.raises(ValueError, match=r"^tokenizer\.json of .*runaway\d*: " +
+                       PANIC.format(" on row 2")):
+        runaway(texts)
+    with pytest.raises(ValueError, match=PANIC.format(" on row 1")):
+        runaway(["x", "y"], ["z", RUNAWAY], truncation=True)
+    with pytest.raises(ValueError, match=PANIC.format(" on row 1")):
+        runaway.encode_words([["fine"], ["so", RUNAWAY]])
+    with pytest.raises(ValueError, match=PANIC.format(" on row 2")):
+        runaway.lengths(texts)
+    with pytest.raises(ValueError, match=r"^tokenizer\.json of .*: " + PANIC.format("")):
+        runaway.words(RUNAWAY)
+    assert runaway(["fine"])["input_ids"].shape == (1, 3)  # still usable
+
+
+def test_a_panic_names_the_row_of_the_whole_batch_in_a_later_chunk(runaway, monkeypatch):
+    monkeypatch.setattr("samp_jax.models.token_rows.ENCODE_CHUNK_ROWS", 2)
+    with pytest.raises(ValueError, match=PANIC.format(" on row 3")):
+        runaway(["a", "b", "c", RUNAWAY, "d"])
+
+
+def test_a_tokenizer_built_from_a_backend_is_named_as_the_tokenizer(runaway):
+    plain = Tokenizer(runaway._backend, max_length=16, pad_id=0)
+    with pytest.raises(ValueError, match=r"^the tokenizer: " + PANIC.format(" on row 0")):
+        plain([RUNAWAY])
+
+
+def test_an_interrupt_during_encoding_is_not_turned_into_an_error():
+    from samp_jax.models.token_rows import encode_batch
+
+    class Interrupted:
+        def encode_batch(self, inputs, is_pretokenized):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        encode_batch(Interrupted(), ["a"], pretokenized=False, source="x")

@@ -274,3 +274,84 @@ def test_json_lines_end_at_line_feeds_only_not_at_the_unicode_separators_a_strin
     path.write_text("\r\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n",
                     encoding="utf-8")
     assert read_inputs(path) == [{"text": r["text"]} for r in rows]
+
+
+# --------------------------------------------------- save_to_disk folders naming files elsewhere
+def _saved(tmp_path, name, rows=None):
+    import datasets
+    path = tmp_path / name
+    datasets.Dataset.from_list(rows or [{"text": f"secret {i}", "label": "a"} for i in range(20)]
+                               ).save_to_disk(str(path))
+    return path
+
+
+def _point_at(folder, filename):
+    state = json.loads((folder / "state.json").read_text())
+    state["_data_files"] = [{"filename": filename}]
+    (folder / "state.json").write_text(json.dumps(state))
+
+
+@pytest.mark.parametrize("how", ["absolute", "parent", "subfolder"])
+def test_a_saved_dataset_naming_an_arrow_file_outside_its_folder_is_refused(tmp_path, how):
+    other = _saved(tmp_path, "other")
+    arrow = next(other.glob("*.arrow"))
+    mine = _saved(tmp_path, "mine", [{"text": "mine", "label": "b"}] * 20)
+    (mine / "sub").mkdir()
+    (mine / "sub" / arrow.name).write_bytes(arrow.read_bytes())
+    name = {"absolute": str(arrow), "parent": f"../other/{arrow.name}",
+            "subfolder": f"sub/{arrow.name}"}[how]
+    _point_at(mine, name)
+    with raises(rf"mine/state\.json: _data_files\[0\]\.filename is {re.escape(repr(name))}, not "
+                r"the name of a file inside .*mine; expected a plain name such as "
+                r"'data-00000-of-00001\.arrow'"):
+        read_inputs(mine)
+    with raises(r"_data_files\[0\]\.filename"):
+        load_task(mine)
+
+
+@pytest.mark.parametrize("split", ["ABS", "../other", "..", "train/../../other"])
+def test_a_saved_dataset_dict_naming_a_split_folder_outside_it_is_refused(tmp_path, split):
+    other = _saved(tmp_path, "other")
+    split = str(other) if split == "ABS" else split
+    (tmp_path / "dd").mkdir()
+    (tmp_path / "dd" / "dataset_dict.json").write_text(json.dumps({"splits": [split]}))
+    with raises(rf"dd/dataset_dict\.json: split {re.escape(repr(split))} is not the name of a "
+                r"folder inside .*dd; expected a plain name such as 'train'"):
+        load_task(tmp_path / "dd")
+
+
+def test_a_split_of_a_saved_dataset_dict_is_checked_too(tmp_path):
+    import datasets
+    rows = [{"text": f"t {i}", "label": "a"} for i in range(20)]
+    datasets.DatasetDict({"train": datasets.Dataset.from_list(rows),
+                          "test": datasets.Dataset.from_list(rows)}).save_to_disk(
+                              str(tmp_path / "dd"))
+    other = _saved(tmp_path, "other")
+    _point_at(tmp_path / "dd" / "test", str(next(other.glob("*.arrow"))))
+    with raises(r"dd/test/state\.json: _data_files\[0\]\.filename is '/"):
+        load_task(tmp_path / "dd")
+    (tmp_path / "dd" / "dataset_dict.json").write_text('{"splits": ["train", "unsupervised"]}')
+    with raises(r"dd: split 'unsupervised' is not one of"):  # before any split is read
+        load_task(tmp_path / "dd")
+    (tmp_path / "dd" / "dataset_dict.json").write_text('{"splits": "train"}')
+    with raises(r"dd/dataset_dict\.json: expected an object with a list of split names"):
+        load_task(tmp_path / "dd")
+
+
+@pytest.mark.parametrize("state, message", [
+    ("[1]", r"expected an object with a list of Arrow files in '_data_files'"),
+    ('{"_data_files": [{"file": "x"}]}', r"_data_files\[0\]\.filename is None"),
+    ('{"_data_files": [', r"not valid JSON"),
+])
+def test_a_saved_dataset_state_that_datasets_would_choke_on_is_named(tmp_path, state, message):
+    mine = _saved(tmp_path, "mine")
+    (mine / "state.json").write_text(state)
+    with raises(rf"mine/state\.json: {message}"):
+        read_inputs(mine)
+
+
+def test_a_saved_dataset_in_several_shards_is_read(tmp_path):
+    import datasets
+    rows = [{"text": f"t {i}"} for i in range(20)]
+    datasets.Dataset.from_list(rows).save_to_disk(str(tmp_path / "s"), num_shards=3)
+    assert read_inputs(tmp_path / "s") == rows
