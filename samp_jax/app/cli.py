@@ -560,10 +560,12 @@ def _predict(args) -> int:
                       tokens=args.tokens_column)
     if args.data == STDIN:  # JSON Lines, read whole before any prediction
         rows = rows_from_stdin(columns, model.head_kind, model.tokenizer.word_spans, keep)
-    else:
+    else:  # one process: read as predicted, a block at a time (each process of a
+        # distributed run reads the rows whole, to hash them and take its own block)
         rows = predictions.read_model_inputs(args.data, columns, head=model.head_kind,
-                                             word_spans=model.tokenizer.word_spans, keep=keep)
-    blank = predictions.blank_rows(rows)
+                                             word_spans=model.tokenizer.word_spans, keep=keep,
+                                             stream=not is_distributed())
+    blank = predictions.blank_rows(rows)  # every row converted once: its errors come now
     if blank:
         shown = ", ".join(map(str, blank[:8])) + (", ..." if len(blank) > 8 else "")
         warnings.warn(f"{len(blank)} of {len(rows)} rows of {args.data} have an empty or blank "

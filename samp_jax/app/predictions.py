@@ -67,7 +67,8 @@ at most 1.5x; only those the rows reach are compiled) up to the model's limit (i
 cut rows at); longer rows are truncated and marked `"truncated": true`, and `write` counts
 them. They are predicted and written `CHUNK_ROWS` at a time, so memory holds one chunk's
 predictions whatever the size of the file (a distributed run keeps each process's JSON Lines
-until process 0 gathers them).
+until process 0 gathers them); rows read with `stream=True` (`samp-jax predict` in one
+process: `read_inputs(stream=True)`) are read from the file a chunk at a time too.
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ from samp_jax.serving.batching import FINE_BUCKETS, buckets_to
 from samp_jax.serving.distributed import gather_bytes, is_distributed, is_primary, process_rows
 from samp_jax.tasks.proxies import log_softmax
 from samp_jax.tasks.columns import naming
-from samp_jax.tasks.files import FORMATS, KEPT, Columns, KeptColumnError
+from samp_jax.tasks.files import FORMATS, KEPT, Columns, InputRows, KeptColumnError
 from samp_jax.tasks.files import read_inputs as read_rows
 
 CHUNK_ROWS = 4096  # rows predicted, then written, at a time
@@ -125,30 +126,33 @@ def _split(row: dict, spans: list[tuple[int, int]]) -> dict:
 
 def read_model_inputs(source, columns: Columns, *, head: str,
                       word_spans: Callable[[str], list[tuple[int, int]]] = whitespace_spans,
-                      keep: Sequence[str] = ()) -> list[dict]:
+                      keep: Sequence[str] = (), stream: bool = False) -> Sequence[dict]:
     """The rows of `source` with the fields a model with `head` reads (labels are ignored); a
     tagger's plain sentences (a text column, no tokens column) are split into words at the
     character spans `word_spans` gives (the model's `Tokenizer.word_spans`: as its tokenizer
     splits them), kept with the text (`"text"`, `"word_spans"`) so that entities can name
     their characters. The `keep` columns' values (`check_kept`) go with each row, and its
-    record starts with them (`--keep-columns id`)."""
+    record starts with them (`--keep-columns id`). With `stream`, a file is read again, a
+    block at a time, whenever the rows are iterated (`read_inputs(stream=True)`)."""
     if head not in HEAD_FIELDS:
         raise ValueError(f"predict needs a classification or sentence-embedding model; this one "
                          f"has head {head!r}")
     check_named_columns(columns, head)
     check_kept(keep)
     if head != TOKEN_CLASSIFICATION.name:
-        return read_rows(source, columns=columns, fields=HEAD_FIELDS[head], keep=keep)
+        return read_rows(source, columns=columns, fields=HEAD_FIELDS[head], keep=keep,
+                         stream=stream)
     try:
-        return read_rows(source, columns=columns, fields=("tokens",), keep=keep)
+        return read_rows(source, columns=columns, fields=("tokens",), keep=keep, stream=stream)
     except KeptColumnError:
         raise
     except ValueError as missing_tokens:  # plain sentences: words as the tokenizer splits them
         try:
-            rows = read_rows(source, columns=columns, fields=("text",), keep=keep)
+            rows = read_rows(source, columns=columns, fields=("text",), keep=keep, stream=stream)
         except ValueError:
             raise missing_tokens from None
-        return [_split(r, word_spans(r["text"])) for r in rows]
+        words = lambda row: _split(row, word_spans(row["text"]))  # noqa: E731
+        return rows.map(words) if isinstance(rows, InputRows) else [words(r) for r in rows]
 
 
 def check_kept(keep: Sequence[str]) -> None:
@@ -266,12 +270,21 @@ def chunks(model, rows: Sequence[dict], *, batch_size: int = 32, chunk_rows: int
         return
     chunk_rows = chunk_rows or CHUNK_ROWS
     engine = _engine(model, len(rows), batch_size, label_threshold, max_length)
-    for start in range(0, len(rows), chunk_rows):
-        block = rows[start:start + chunk_rows]
+    done = 0
+    for block in _blocks(rows, chunk_rows):
         predicted = _predict(engine, block)
-        yield Chunk(start + len(block), json_lines(predicted),
-                    sum(r["truncated"] is True for r in predicted),
+        done += len(block)
+        yield Chunk(done, json_lines(predicted), sum(r["truncated"] is True for r in predicted),
                     sum(r.get("non_finite") is True for r in predicted))
+
+
+def _blocks(rows: Sequence[dict], size: int) -> Iterator[Sequence[dict]]:
+    """`rows` in order, `size` at a time: a streamed file's read as they go (`InputRows`)."""
+    if isinstance(rows, InputRows):
+        yield from rows.blocks(size)
+        return
+    for start in range(0, len(rows), size):
+        yield rows[start:start + size]
 
 
 def _engine(model, count: int, batch_size: int, label_threshold: float | None,

@@ -70,6 +70,7 @@ are dropped, and the task's `source` says how many.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -88,12 +89,13 @@ from samp_jax.tasks.columns import (DEFAULT_NAMES, DEFAULT_PAIRS, FIELDS, LIST_F
                                     Columns, find_columns, infer_task_type, label_field, naming,
                                     naming_task_type, required_columns)
 from samp_jax.tasks.metrics import ENTITY_F1
-from samp_jax.tasks.readers import (FORMATS, SPLIT_NAMES, Table, describe_source,  # noqa: F401
-                                    read_tables)
+from samp_jax.tasks.readers import (FORMATS, SPLIT_NAMES, StreamedRows, Table,  # noqa: F401
+                                    describe_source, read_tables)
 from samp_jax.tasks.task import SPLITS, Task, a_kind, readout_mismatch
 from samp_jax.tasks.types import TASK_TYPES, get_task_type
 
 _SET_FIELDS = ("tags", "labels")  # gold fields holding a list of labels per row
+INPUT_BLOCK_ROWS = 4096  # rows of a streamed file converted at a time (`InputRows`)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -292,7 +294,7 @@ def as_columns(columns: Columns | Mapping[str, str]) -> Columns:
 
 def read_inputs(source: Any, *, columns: Columns = Columns(),
                 fields: Sequence[str] = ("text", "text_pair"),
-                keep: Sequence[str] = ()) -> list[dict]:
+                keep: Sequence[str] = (), stream: bool = False) -> Sequence[dict]:
     """The model inputs of every row of one source, in order (labels are not read).
 
     Args:
@@ -304,17 +306,21 @@ def read_inputs(source: Any, *, columns: Columns = Columns(),
       keep: columns whose values each row carries as they are, for its prediction to repeat
         (an id): under `KEPT`, by column name, as JSON (`cells.passthrough`); a JSON Lines
         row without the key holds None.
+      stream: a CSV, TSV, JSON Lines or Parquet file is not held in memory: its rows are
+        checked as read once now, and the result is an `InputRows` that reads and converts
+        them again, a block at a time, each time it is iterated (`InputRows.blocks`); a
+        row's value of the wrong kind is then raised by its first iteration.
 
     Returns:
       One dict per row with the fields found (texts as strings, tokens as lists of strings)
-      and, with `keep`, the kept values.
+      and, with `keep`, the kept values: a list, or with `stream` an `InputRows`.
 
     Raises:
       ValueError: the source is missing, empty or unreadable, lacks the first field's column
         or a kept column, or a row holds a value of the wrong kind (the message says where).
     """
     columns = as_columns(columns)
-    tables, explicit = read_tables(source, None)
+    tables, explicit = read_tables(source, None, stream=stream)
     if explicit:
         folder = f" (e.g. {Path(str(source)) / sorted(tables)[0]})" if isinstance(
             source, (str, Path)) and Path(str(source)).is_dir() else ""
@@ -328,18 +334,69 @@ def read_inputs(source: Any, *, columns: Columns = Columns(),
     found = find_columns(table, columns)
     wanted = {**{f: found[f] for f in fields[1:] if found[f] is not None},
               **required_columns(table, columns, fields[:1], "a model input")}
-    examples = _convert(table, {f: wanted[f] for f in fields if f in wanted}).examples
+    read = {f: wanted[f] for f in fields if f in wanted}
+    if isinstance(table.rows, StreamedRows):
+        return InputRows(table, read, tuple(keep))
+    return _inputs(table, read, tuple(keep))
+
+
+def _inputs(table: Table, columns: dict[str, str], keep: tuple[str, ...],
+            first_row: int = 1) -> list[dict]:
+    """`table`'s rows (numbered from `first_row` in messages) as model inputs, with `keep`."""
+    examples = _convert(table, columns, first_row=first_row).examples
     if keep:
-        for row_number, (row, example) in enumerate(zip(table.rows, examples), 1):
+        for row_number, (row, example) in enumerate(zip(table.rows, examples), first_row):
             example[KEPT] = {column: cells.passthrough(
                 row.get(column), f"{table.where}: row {row_number}: column {column!r}")
                 for column in keep}
     return examples
 
 
+class InputRows(Sequence):
+    """The model inputs of a streamed file (`read_inputs(stream=True)`): its rows are read
+    and converted again, `INPUT_BLOCK_ROWS` (or `blocks(size)`) at a time, each time they are
+    iterated, so memory holds a block, not the file. `map(f)` gives the rows through `f`."""
+
+    def __init__(self, table: Table, columns: dict[str, str], keep: tuple[str, ...],
+                 transform: Callable[[dict], dict] | None = None):
+        self.table, self.columns, self.keep, self.transform = table, columns, keep, transform
+
+    def __len__(self) -> int:
+        return len(self.table.rows)
+
+    def blocks(self, size: int = 0) -> Iterator[list[dict]]:
+        """The inputs in order, `size` rows (default `INPUT_BLOCK_ROWS`) a list."""
+        rows, first = iter(self.table.rows), 1
+        while block := list(itertools.islice(rows, size or INPUT_BLOCK_ROWS)):
+            part = dataclasses.replace(self.table, rows=tuple(block))
+            examples = _inputs(part, self.columns, self.keep, first)
+            yield examples if self.transform is None else [self.transform(e) for e in examples]
+            first += len(block)
+
+    def __iter__(self) -> Iterator[dict]:
+        for block in self.blocks():
+            yield from block
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return list(itertools.islice(self, *index.indices(len(self))))
+        index = index + len(self) if index < 0 else index
+        if not 0 <= index < len(self):
+            raise IndexError(f"row {index} of {len(self)}")
+        return next(itertools.islice(self, index, None))
+
+    def map(self, transform: Callable[[dict], dict]) -> "InputRows":
+        before = self.transform
+        return InputRows(self.table, self.columns, self.keep,
+                         transform if before is None else lambda row: transform(before(row)))
+
+    def __repr__(self) -> str:
+        return f"InputRows({self.table.where!r}, {len(self)} rows)"
+
+
 # ---------------------------------------------------------------------- rows to examples
 def _convert(table: Table, columns: dict[str, str], *, binary_label: str | None = None,
-             blank_texts: bool = True, multi_hot: bool = False) -> _Part:
+             blank_texts: bool = True, multi_hot: bool = False, first_row: int = 1) -> _Part:
     """Every row as a canonical example dict (labels and tags still as in the data; 0/1 with
     `binary_label`, the name of the task type that reads them so). Without `blank_texts`, a
     text or word that is empty or only spaces is refused: it is a missing value (an empty CSV
@@ -347,7 +404,7 @@ def _convert(table: Table, columns: dict[str, str], *, binary_label: str | None 
     JSON row without a column's key is refused as such, not as a value of None."""
     text = cells.text if blank_texts else cells.filled_text
     part = _Part(table, columns, [])
-    for row_number, row in enumerate(table.rows, 1):
+    for row_number, row in enumerate(table.rows, first_row):
         example = {}
         for field, column in columns.items():
             value, at = row.get(column), part.at(row_number, field)

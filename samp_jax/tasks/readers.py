@@ -12,6 +12,10 @@ A `save_to_disk` folder is read only when its JSON files name its own split fold
 files by plain names, as `save_to_disk` writes them (never an absolute path or `../`).
 A TSV file is read without quoting (a field is everything between tabs), unless it was written
 with CSV quoting (`tsv_is_quoted`).
+
+With `stream=True` (`samp-jax predict`), a CSV, TSV, JSON Lines or Parquet file is checked
+row by row in one pass and its `Table.rows` is a `StreamedRows`: read again from the file
+each time it is iterated, so memory holds a row (a Parquet batch) at a time, not the file.
 """
 
 from __future__ import annotations
@@ -20,11 +24,13 @@ import codecs
 import contextlib
 import csv
 import dataclasses
+import itertools
 import json
+import os
 import re
 import sys
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from samp_jax.core import strict_json
@@ -46,7 +52,7 @@ class Table:
 
     where: str
     columns: tuple[str, ...]
-    rows: tuple[dict, ...]
+    rows: Sequence[dict]  # a tuple, or `StreamedRows` (read from the file as iterated)
     class_names: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
     name: str = "data"
 
@@ -59,9 +65,9 @@ SPLIT_NAMES = {"train": "train", "dev": "dev", "validation": "dev", "valid": "de
                "calibration": "calibration", "search": "search", "test": "test"}
 """Split names a `DatasetDict` or `split_files` may use → our split."""
 
-def read_tables(source, split_files) -> tuple[dict[str | None, Table], bool]:
+def read_tables(source, split_files, *, stream: bool = False) -> tuple[dict[str | None, Table], bool]:
     """Tables by split (`{None: table}` for one source to split) and whether splits are
-    explicit."""
+    explicit; with `stream`, a file that can be is read as `StreamedRows`."""
     if source is not None and split_files:
         raise ValueError("pass either a source or split_files, not both")
     if split_files:
@@ -79,7 +85,8 @@ def read_tables(source, split_files) -> tuple[dict[str | None, Table], bool]:
     if source is None:
         raise ValueError("no data: pass a source (a file, a save_to_disk folder, a datasets "
                          "Dataset or a list of dicts) or split_files")
-    read = _read_path(Path(source)) if isinstance(source, (str, Path)) else _read_object(source)
+    read = (_read_path(Path(source), stream=stream) if isinstance(source, (str, Path))
+            else _read_object(source))
     if isinstance(read, dict):
         return read, True
     return {None: read}, False
@@ -102,7 +109,87 @@ def _default_name(path: Path) -> str:
     return folder if stem in SPLIT_NAMES and folder else stem
 
 
-def _read_path(path: Path) -> Table | dict[str, Table]:
+PARQUET_BATCH_ROWS = 1024  # rows of a Parquet file read at a time when streamed
+
+
+class StreamedRows(Sequence):
+    """The rows of a data file, read from it again each time they are iterated (memory holds a
+    row, or a Parquet batch, at a time). Made by `_read_path(stream=True)` after one pass has
+    checked every row and counted them. A file that changes after that pass (its size or
+    modification time, or the rows counted) is refused when read again, naming it."""
+
+    def __init__(self, path: Path, read: Callable[[], Iterator[dict]], count: int):
+        self.path, self._read, self._count = path, read, count
+        self._stamp = _stamp(path)
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[dict]:
+        if _stamp(self.path) != self._stamp:
+            raise ValueError(f"{self.path} changed while samp-jax was reading it (its size or "
+                             "modification time); write the data file before the command starts")
+        read = 0
+        for row in self._read():
+            read += 1
+            yield row
+        if read != self._count:
+            raise ValueError(f"{self.path} changed while samp-jax was reading it: {read} rows "
+                             f"now, {self._count} before")
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return list(itertools.islice(self, *index.indices(self._count)))
+        index = index + self._count if index < 0 else index
+        if not 0 <= index < self._count:
+            raise IndexError(f"row {index} of {self._count}")
+        return next(itertools.islice(self, index, None))
+
+    def __repr__(self) -> str:
+        return f"StreamedRows({str(self.path)!r}, {self._count} rows)"
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    status = os.stat(path)
+    return status.st_size, status.st_mtime_ns
+
+
+def _streamed(path: Path, kind: str) -> Table | None:
+    """`path` as a `Table` of `StreamedRows`, every row checked once now (the errors of the
+    whole read, in its words); None for a file read whole (a JSON array, CoNLL)."""
+    if kind in ("csv", "tsv"):
+        header: list[str] = []
+        count = sum(1 for _ in _delimited_rows(path, kind, header))
+        columns = header
+        rows = StreamedRows(path, lambda: _delimited_rows(path, kind, []), count)
+    elif kind == "jsonl":
+        if _starts_an_array(path):
+            return None
+        keys: dict[str, None] = {}
+        count = 0
+        for row in _json_lines(path):
+            count += 1
+            if isinstance(row, Mapping):  # the union of the rows' keys, in first-seen order
+                keys.update(dict.fromkeys(row))
+            else:
+                _check_mapping(row, str(path), count)
+        if count == 0:
+            raise ValueError(f"{path} is empty; expected JSON Lines, one object per line")
+        rows = StreamedRows(path, lambda: _json_lines(path), count)
+        if count == 1:
+            _check_not_a_frame(path, rows[0])
+        columns = list(keys)
+    elif kind == "parquet":
+        count, columns = _parquet_shape(path)
+        rows = StreamedRows(path, lambda: _parquet_rows(path), count)
+    else:
+        return None
+    if count == 0:
+        raise ValueError(f"{path} has no rows")
+    return Table(str(path), tuple(columns), rows, {}, _default_name(path))
+
+
+def _read_path(path: Path, *, stream: bool = False) -> Table | dict[str, Table]:
     if not path.exists():
         raise ValueError(f"{path} does not exist")
     if path.is_dir():
@@ -120,6 +207,9 @@ def _read_path(path: Path) -> Table | dict[str, Table]:
     if kind != "parquet":
         _check_not_utf16(path, kind)
     try:
+        streamed = _streamed(path, kind) if stream else None
+        if streamed is not None:
+            return streamed
         rows, columns = {"csv": _read_delimited, "tsv": _read_delimited, "jsonl": _read_json,
                          "parquet": _read_parquet, "conll": read_conll}[kind](path, kind)
     except UnicodeDecodeError as e:
@@ -209,6 +299,14 @@ def _parses_quoted(path: Path) -> bool:
 
 
 def _read_delimited(path: Path, kind: str) -> tuple[list[dict], list[str]]:
+    header: list[str] = []
+    rows = list(_delimited_rows(path, kind, header))
+    return rows, header
+
+
+def _delimited_rows(path: Path, kind: str, header_out: list[str]) -> Iterator[dict]:
+    """The rows of a CSV/TSV file, each checked as it is read; `header_out` receives the
+    header. Blank lines at the end of a one-column file are no rows ("" written out is one)."""
     quoted = kind == "csv" or (tsv_is_quoted(path) and _parses_quoted(path))
     with path.open(newline="", encoding="utf-8-sig") as f, _long_fields():
         reader = _DictReader(f, delimiter="," if kind == "csv" else "\t",
@@ -219,7 +317,9 @@ def _read_delimited(path: Path, kind: str) -> tuple[list[dict], list[str]]:
         reader.blank_is_a_row = len(header) == 1
         _check_no_nul(header, f"{path}: the header (line 1)", kind)
         _check_distinct(header, f"{path}: the header (line 1)")
-        rows = []
+        header_out[:] = header
+        held = []  # rows of blank lines, given once a later row shows they do not end the file
+        row_number = 0
         try:
             for row_number, row in enumerate(reader, 1):
                 _check_no_nul(row.values(), f"{path}: row {row_number}", kind)
@@ -231,14 +331,15 @@ def _read_delimited(path: Path, kind: str) -> tuple[list[dict], list[str]]:
                     raise ValueError(f"{path}: row {row_number} has {_filled(row)} of the "
                                      f"{len(header)} columns of the header {header}"
                                      f"{_unclosed_quote_hint(row)}")
-                rows.append(row)
+                if reader.blank_lines and reader.blank_lines[-1] == row_number:
+                    held.append(row)
+                    continue
+                yield from held
+                held.clear()
+                yield row
         except csv.Error as e:  # e.g. a NUL byte, a field over MAX_FIELD_CHARS
-            raise ValueError(f"{path}: row {len(rows) + 1}: {e}; expected {kind.upper()} "
+            raise ValueError(f"{path}: row {row_number + 1}: {e}; expected {kind.upper()} "
                              "rows") from None
-    while rows and reader.blank_lines and reader.blank_lines[-1] == len(rows):
-        rows.pop()  # blank lines at the end of the file: no rows ("" written out is one)
-        reader.blank_lines.pop()
-    return rows, list(header)
 
 
 class _DictReader(csv.DictReader):
@@ -279,10 +380,8 @@ def _unclosed_quote_hint(row: dict) -> str:
 
 
 def _read_json(path: Path, kind: str) -> tuple[list, list[str] | None]:
-    text = path.read_text(encoding="utf-8-sig")
-    if not text.strip():
-        raise ValueError(f"{path} is empty; expected JSON Lines, one object per line")
-    if text.lstrip().startswith("["):  # one JSON array of objects
+    if _starts_an_array(path):  # one JSON array of objects
+        text = path.read_text(encoding="utf-8-sig")
         try:
             rows = strict_json.loads(text)
         except strict_json.BeyondReader as e:
@@ -293,28 +392,66 @@ def _read_json(path: Path, kind: str) -> tuple[list, list[str] | None]:
             for row_number, row in enumerate(rows, 1):
                 _check_object(row, f"{path}: row {row_number}")
         return rows, None
-    rows = []
-    # lines end at "\n" (and "\r\n") only: a JSON string may hold U+2028, U+2029 or U+0085
-    # unescaped, which str.splitlines() would also split at
-    for line_number, line in enumerate(text.split("\n"), 1):
-        if line.strip():
+    rows = list(_json_lines(path))
+    if not rows:
+        raise ValueError(f"{path} is empty; expected JSON Lines, one object per line")
+    if len(rows) == 1:
+        _check_not_a_frame(path, rows[0])
+    return rows, None
+
+
+def _starts_an_array(path: Path) -> bool:
+    """Whether the file's first character past white space (and a byte-order mark) is `[`."""
+    with path.open("rb") as f:
+        start = f.read(1 << 16).removeprefix(codecs.BOM_UTF8)
+        while start and not start.strip():  # megabytes of white space first
+            start = f.read(1 << 16)
+    return start.lstrip().startswith(b"[")
+
+
+def _json_lines(path: Path) -> Iterator:
+    """The rows of a JSON Lines file, one per line that is not blank, each checked as read.
+    Lines end at "\n" (and "\r\n") only: a JSON string may hold U+2028, U+2029 or U+0085
+    unescaped, which str.splitlines() would also split at."""
+    with path.open("rb") as f:
+        offset = rows = 0
+        for line_number, raw in enumerate(f, 1):
+            if line_number == 1 and raw.startswith(codecs.BOM_UTF8):
+                offset, raw = len(codecs.BOM_UTF8), raw[len(codecs.BOM_UTF8):]
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise ValueError(f"{path} is not UTF-8 text ({e.reason} at byte "
+                                 f"{offset + e.start}); expected a jsonl file") from None
+            offset += len(raw)
+            if not line.strip():
+                continue
             try:
                 row = strict_json.loads(line)
             except strict_json.BeyondReader as e:
-                raise ValueError(f"{path}: line {line_number} (row {len(rows) + 1}): {e}") from None
+                raise ValueError(f"{path}: line {line_number} (row {rows + 1}): {e}") from None
             except json.JSONDecodeError as e:
                 raise ValueError(f"{path}: line {line_number} is not a JSON object ({e.msg}); "
                                  "expected JSON Lines, one object per line") from None
-            _check_object(row, f"{path}: line {line_number} (row {len(rows) + 1})")
-            rows.append(row)
-    if len(rows) == 1 and isinstance(rows[0], dict) and rows[0] and all(
-            isinstance(value, dict) for value in rows[0].values()):
-        keys = ", ".join(map(repr, list(rows[0])[:4])) + (", ..." if len(rows[0]) > 4 else "")
-        raise ValueError(f"{path} holds one JSON object of {len(rows[0])} objects ({keys}), "
+            rows += 1
+            _check_object(row, f"{path}: line {line_number} (row {rows})")
+            yield row
+
+
+def _check_not_a_frame(path: Path, row) -> None:
+    """Refuses the one object of objects pandas' `DataFrame.to_json` writes by default."""
+    if isinstance(row, dict) and row and all(isinstance(value, dict) for value in row.values()):
+        keys = ", ".join(map(repr, list(row)[:4])) + (", ..." if len(row) > 4 else "")
+        raise ValueError(f"{path} holds one JSON object of {len(row)} objects ({keys}), "
                          "as pandas' "
                          "DataFrame.to_json writes a table by default; expected one object per "
                          "row: write it with to_json(path, orient='records', lines=True)")
-    return rows, None
+
+
+def _check_mapping(row, where: str, row_number: int) -> None:
+    if not isinstance(row, Mapping):
+        raise ValueError(f"{where}: row {row_number} is a {type(row).__name__}; expected an "
+                         "object (a dict of column values)")
 
 
 def _check_object(row, at: str) -> None:
@@ -339,13 +476,40 @@ def _check_distinct(columns: Sequence[str], at: str) -> None:
 def _read_parquet(path: Path, kind: str) -> tuple[list[dict], list[str]]:
     import pyarrow  # lazily: only Parquet needs it (a dependency of `datasets`)
     import pyarrow.parquet
-    try:
+    with _parquet_errors(path):
         _check_distinct(pyarrow.parquet.read_schema(path).names, f"{path}: the schema")
         table = pyarrow.parquet.read_table(path)
+    return narrow_floats(table.to_pylist(), table.schema), table.schema.names
+
+
+def _parquet_shape(path: Path) -> tuple[int, list[str]]:
+    """A Parquet file's row count and columns, from its metadata (no row is read)."""
+    import pyarrow.parquet
+    with _parquet_errors(path):
+        metadata = pyarrow.parquet.read_metadata(path)
+        names = metadata.schema.to_arrow_schema().names
+    _check_distinct(names, f"{path}: the schema")
+    return metadata.num_rows, names
+
+
+def _parquet_rows(path: Path) -> Iterator[dict]:
+    """A Parquet file's rows, `PARQUET_BATCH_ROWS` read at a time."""
+    import pyarrow.parquet
+    with _parquet_errors(path):
+        file = pyarrow.parquet.ParquetFile(path)
+        schema = file.schema_arrow
+        for batch in file.iter_batches(batch_size=PARQUET_BATCH_ROWS):
+            yield from narrow_floats(batch.to_pylist(), schema)
+
+
+@contextlib.contextmanager
+def _parquet_errors(path: Path):
+    import pyarrow
+    try:
+        yield
     except (pyarrow.ArrowException, OSError) as e:
         problem = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ValueError(f"{path} is not a readable Parquet file ({problem})") from None
-    return narrow_floats(table.to_pylist(), table.schema), table.schema.names
 
 
 def narrow_floats(rows: list[dict], schema) -> list[dict]:
