@@ -89,6 +89,7 @@ from samp_jax.app.outputs import silence_stdout, stdout_errors
 from samp_jax.models.bio_tags import OUTSIDE, Span, not_bio, scheme_of, tag_spans
 from samp_jax.models.cross_encoder import apply_activation
 from samp_jax.models.similarity import pair_similarity, similarity_of
+from samp_jax.models.token_rows import TokenizerFailure
 from samp_jax.models.head_kinds import (SENTENCE_EMBEDDING, SEQUENCE_CLASSIFICATION,
                                        TOKEN_CLASSIFICATION, Readout, sigmoid)
 from samp_jax.serving import compile as compile_engine
@@ -96,8 +97,8 @@ from samp_jax.serving.engine import row_limit
 from samp_jax.serving.batching import FINE_BUCKETS, buckets_to
 from samp_jax.serving.distributed import gather_bytes, is_distributed, is_primary, process_rows
 from samp_jax.tasks.proxies import log_softmax
-from samp_jax.tasks.columns import naming
-from samp_jax.tasks.files import FORMATS, KEPT, Columns, InputRows, KeptColumnError
+from samp_jax.tasks.columns import ColumnNotFound, naming
+from samp_jax.tasks.files import FORMATS, KEPT, Columns, InputRows
 from samp_jax.tasks.files import read_inputs as read_rows
 
 CHUNK_ROWS = 4096  # rows predicted, then written, at a time
@@ -144,9 +145,8 @@ def read_model_inputs(source, columns: Columns, *, head: str,
                          stream=stream)
     try:
         return read_rows(source, columns=columns, fields=("tokens",), keep=keep, stream=stream)
-    except KeptColumnError:
-        raise
-    except ValueError as missing_tokens:  # plain sentences: words as the tokenizer splits them
+    except ColumnNotFound as missing_tokens:  # plain sentences: words as the tokenizer splits
+        # them (a tokens column with a bad value in some row is that row's error, not this)
         try:
             rows = read_rows(source, columns=columns, fields=("text",), keep=keep, stream=stream)
         except ValueError:
@@ -260,19 +260,25 @@ class Chunk(NamedTuple):
 
 
 def chunks(model, rows: Sequence[dict], *, batch_size: int = 32, chunk_rows: int | None = None,
-           label_threshold: float | None = None,
-           max_length: int | None = None) -> Iterator[Chunk]:
+           label_threshold: float | None = None, max_length: int | None = None,
+           first_row: int = 1) -> Iterator[Chunk]:
     """The predictions of `rows` as JSON Lines, in input order, `chunk_rows` rows (default
     `CHUNK_ROWS`) at a time (`Chunk`). One engine serves every chunk, compiling each bucket
     the first time a chunk reaches it; a multi-label model's labels are read at
-    `label_threshold`, rows cut at `max_length` (`records`)."""
+    `label_threshold`, rows cut at `max_length` (`records`). A text the tokenizers library
+    fails on is named as the row of the data it is (`rows[0]` being row `first_row`)."""
     if not rows:
         return
     chunk_rows = chunk_rows or CHUNK_ROWS
     engine = _engine(model, len(rows), batch_size, label_threshold, max_length)
     done = 0
     for block in _blocks(rows, chunk_rows):
-        predicted = _predict(engine, block)
+        try:
+            predicted = _predict(engine, block)
+        except TokenizerFailure as e:
+            if e.index is None:
+                raise
+            raise e.at(f"row {first_row + done + e.index} of the data") from None
         done += len(block)
         yield Chunk(done, json_lines(predicted), sum(r["truncated"] is True for r in predicted),
                     sum(r.get("non_finite") is True for r in predicted))
@@ -332,7 +338,7 @@ def write(model, rows: Sequence[dict], out: str | Path, *, batch_size: int = 32,
     limit = serving_limit(model, max_length)
     if is_distributed():
         block = process_rows(len(rows))
-        done = list(chunks(model, rows[block], **options))
+        done = list(chunks(model, rows[block], first_row=block.start + 1, **options))
         parts = gather_bytes(b"".join(chunk.data for chunk in done))
         counts = gather_bytes(strict_json.dumps([sum(c.truncated for c in done),
                                                  sum(c.non_finite for c in done)]).encode())

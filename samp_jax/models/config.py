@@ -424,5 +424,5 @@ def read_json(file: Path):
         where, key = repeated
         warnings.warn(f"{file} states {key!r} more than once{f' in {where}' if where else ''}: "
                       "its last value is used, as Hugging Face uses it; delete the others",
-                      stacklevel=2)
+                      stacklevel=1)  # one place: said once, though a load reads the file thrice
     return value

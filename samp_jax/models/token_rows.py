@@ -37,12 +37,28 @@ def is_panic(error: BaseException) -> bool:
     return type(error).__name__ == "PanicException"
 
 
-def panic_error(error: BaseException, source: str, row: int | None = None) -> ValueError:
-    """The ValueError naming `source` (the tokenizer, e.g. "tokenizer.json of FOLDER"), the
-    row when known and the panic's message (its first line)."""
+class TokenizerFailure(ValueError):
+    """The tokenizers library failed (panicked) on an input: `source` names the tokenizer,
+    `index` the input (its position in the call, None when not known), `message` the panic's
+    first line. A caller that knows where the input came from names it (`at`)."""
+
+    def __init__(self, source: str, message: str, index: int | None = None,
+                 where: str | None = None):
+        self.source, self.message, self.index = source, message, index
+        where = where or (None if index is None else f"inputs[{index}]")
+        super().__init__(f"{source}: the tokenizers library failed"
+                         f"{'' if where is None else f' on {where}'}: {message}")
+
+    def at(self, where: str) -> "TokenizerFailure":
+        """The same failure, its input named as `where` (e.g. a data file's row)."""
+        return TokenizerFailure(self.source, self.message, self.index, where)
+
+
+def panic_error(error: BaseException, source: str, row: int | None = None) -> TokenizerFailure:
+    """The `TokenizerFailure` naming `source` (the tokenizer, e.g. "tokenizer.json of
+    FOLDER"), the input's index when known and the panic's message (its first line)."""
     message = str(error).strip().splitlines()[0] if str(error).strip() else "a panic"
-    at = "" if row is None else f" on row {row}"
-    return ValueError(f"{source}: the tokenizers library failed{at}: {message}")
+    return TokenizerFailure(source, message, row)
 
 
 def encode_batch(backend, inputs: Sequence, *, pretokenized: bool, source: str,

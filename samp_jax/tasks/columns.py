@@ -264,9 +264,19 @@ def label_field(table: Table, found: dict[str, str | None], columns: Columns,
     return "label"  # missing: required_columns says so
 
 
+class ColumnNotFound(ValueError):
+    """No column of the table can be read as a needed field (none has its name, or the one
+    that has it holds the wrong shape of value in every row: plain values for a list field,
+    lists for a text). A value of the wrong kind in some row is a plain ValueError."""
+
+
 def required_columns(table: Table, columns: Columns, needed: Sequence[str],
                       what: str) -> dict[str, str]:
-    """Field -> column for each of the `needed` fields (of `what`, for messages)."""
+    """Field -> column for each of the `needed` fields (of `what`, for messages).
+
+    Raises:
+      ColumnNotFound: a needed field has no column.
+    """
     found = find_columns(table, columns, warn=False)  # the caller's own find_columns warned
     if "score" in needed and found["score"] is None:  # a label column of scores
         found["score"] = columns.label or found["label"]
@@ -275,7 +285,7 @@ def required_columns(table: Table, columns: Columns, needed: Sequence[str],
     for field in needed:
         flat = [c for c in DEFAULT_NAMES[field] if c in table.columns and field in LIST_FIELDS]
         if found[field] is None and flat:
-            raise ValueError(f"{table.where}: column {flat[0]!r} holds "
+            raise ColumnNotFound(f"{table.where}: column {flat[0]!r} holds "
                              f"{type(table.rows[0].get(flat[0])).__name__} values; {what} needs "
                              f"a list of {'words' if field == 'tokens' else 'tags'} per row (CSV "
                              "and TSV cannot hold lists: use JSON Lines, Parquet or a datasets "
@@ -283,7 +293,7 @@ def required_columns(table: Table, columns: Columns, needed: Sequence[str],
         listed = [c for c in DEFAULT_NAMES[field] if c in table.columns and c not in found.values()
                   and field not in LIST_FIELDS and _holds_lists(table, c)]
         if found[field] is None and listed:
-            raise ValueError(f"{table.where}: column {listed[0]!r} holds lists; {what} needs one "
+            raise ColumnNotFound(f"{table.where}: column {listed[0]!r} holds lists; {what} needs one "
                              f"{'text' if field.startswith('text') else 'value'} per row in its "
                              f"{field} column (name another with {naming(field)})")
         if found[field] is None:
@@ -291,7 +301,7 @@ def required_columns(table: Table, columns: Columns, needed: Sequence[str],
             shape = "list-valued " if field in LIST_FIELDS else ""
             taken = "".join(f" ({c!r} is the {f} column)" for f, c in found.items()
                             if c in names and f != field)
-            raise ValueError(f"{table.where}: {what} needs a {shape}{field} column, and none of "
+            raise ColumnNotFound(f"{table.where}: {what} needs a {shape}{field} column, and none of "
                              f"{names} is one{taken}; columns found: {list(table.columns)}; "
                              f"name yours with {naming(field)}")
     return {field: found[field] for field in needed}

@@ -118,9 +118,9 @@ class StreamedRows(Sequence):
     checked every row and counted them. A file that changes after that pass (its size or
     modification time, or the rows counted) is refused when read again, naming it."""
 
-    def __init__(self, path: Path, read: Callable[[], Iterator[dict]], count: int):
-        self.path, self._read, self._count = path, read, count
-        self._stamp = _stamp(path)
+    def __init__(self, path: Path, read: Callable[[], Iterator[dict]], count: int,
+                 stamp: tuple[int, int]):
+        self.path, self._read, self._count, self._stamp = path, read, count, stamp
 
     def __len__(self) -> int:
         return self._count
@@ -149,6 +149,10 @@ class StreamedRows(Sequence):
         return f"StreamedRows({str(self.path)!r}, {self._count} rows)"
 
 
+def _a(noun: str) -> str:
+    return f"{'an' if noun[:1] in tuple('aeiou') else 'a'} {noun}"
+
+
 def _stamp(path: Path) -> tuple[int, int]:
     status = os.stat(path)
     return status.st_size, status.st_mtime_ns
@@ -157,31 +161,34 @@ def _stamp(path: Path) -> tuple[int, int]:
 def _streamed(path: Path, kind: str) -> Table | None:
     """`path` as a `Table` of `StreamedRows`, every row checked once now (the errors of the
     whole read, in its words); None for a file read whole (a JSON array, CoNLL)."""
+    stamp = _stamp(path)  # before the first pass: a file still being written is seen to change
     if kind in ("csv", "tsv"):
         header: list[str] = []
         count = sum(1 for _ in _delimited_rows(path, kind, header))
         columns = header
-        rows = StreamedRows(path, lambda: _delimited_rows(path, kind, []), count)
+        rows = StreamedRows(path, lambda: _delimited_rows(path, kind, []), count, stamp)
     elif kind == "jsonl":
         if _starts_an_array(path):
             return None
         keys: dict[str, None] = {}
-        count = 0
-        for row in _json_lines(path):
+        count, not_object = 0, None
+        for row in _json_lines(path):  # every line parsed first, as the whole read does
             count += 1
             if isinstance(row, Mapping):  # the union of the rows' keys, in first-seen order
                 keys.update(dict.fromkeys(row))
-            else:
-                _check_mapping(row, str(path), count)
+            elif not_object is None:
+                not_object = (count, row)
         if count == 0:
             raise ValueError(f"{path} is empty; expected JSON Lines, one object per line")
-        rows = StreamedRows(path, lambda: _json_lines(path), count)
+        if not_object is not None:
+            _check_mapping(not_object[1], str(path), not_object[0])
+        rows = StreamedRows(path, lambda: _json_lines(path), count, stamp)
         if count == 1:
             _check_not_a_frame(path, rows[0])
         columns = list(keys)
     elif kind == "parquet":
         count, columns = _parquet_shape(path)
-        rows = StreamedRows(path, lambda: _parquet_rows(path), count)
+        rows = StreamedRows(path, lambda: _parquet_rows(path), count, stamp)
     else:
         return None
     if count == 0:
@@ -411,32 +418,46 @@ def _starts_an_array(path: Path) -> bool:
 
 def _json_lines(path: Path) -> Iterator:
     """The rows of a JSON Lines file, one per line that is not blank, each checked as read.
-    Lines end at "\n" (and "\r\n") only: a JSON string may hold U+2028, U+2029 or U+0085
-    unescaped, which str.splitlines() would also split at."""
-    with path.open("rb") as f:
-        offset = rows = 0
-        for line_number, raw in enumerate(f, 1):
-            if line_number == 1 and raw.startswith(codecs.BOM_UTF8):
-                offset, raw = len(codecs.BOM_UTF8), raw[len(codecs.BOM_UTF8):]
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise ValueError(f"{path} is not UTF-8 text ({e.reason} at byte "
-                                 f"{offset + e.start}); expected a jsonl file") from None
-            offset += len(raw)
-            if not line.strip():
-                continue
-            try:
-                row = strict_json.loads(line)
-            except strict_json.BeyondReader as e:
-                raise ValueError(f"{path}: line {line_number} (row {rows + 1}): {e}") from None
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}: line {line_number} is not a JSON object ({e.msg}); "
-                                 "expected JSON Lines, one object per line") from None
-            rows += 1
-            _check_object(row, f"{path}: line {line_number} (row {rows})")
-            yield row
+    Lines end at "\n", "\r\n" or a lone "\r" (as Python reads text) only: a JSON string may
+    hold U+2028, U+2029 or U+0085 unescaped, which str.splitlines() would also split at."""
+    rows = 0
+    for line_number, line in enumerate(_text_lines(path), 1):
+        if not line.strip():
+            continue
+        try:
+            row = strict_json.loads(line)
+        except strict_json.BeyondReader as e:
+            raise ValueError(f"{path}: line {line_number} (row {rows + 1}): {e}") from None
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: line {line_number} is not a JSON object ({e.msg}); "
+                             "expected JSON Lines, one object per line") from None
+        rows += 1
+        _check_object(row, f"{path}: line {line_number} (row {rows})")
+        yield row
 
+
+def _text_lines(path: Path) -> Iterator[str]:
+    """The lines of a UTF-8 text file (a byte-order mark skipped), split at "\n", "\r\n" and
+    a lone "\r" as Python's text files split them, read a line at a time; a byte that is not
+    UTF-8 is named with its offset in the file."""
+    with path.open("rb") as f:
+        offset = 0
+        for number, raw in enumerate(f, 1):  # up to each b"\n"
+            if number == 1 and raw.startswith(codecs.BOM_UTF8):
+                offset, raw = len(codecs.BOM_UTF8), raw[len(codecs.BOM_UTF8):]
+            pieces = raw.split(b"\r")  # a "\r" is never part of a UTF-8 sequence
+            if len(pieces) > 1 and pieces[-1] in (b"\n", b""):  # "\r\n", or "\r" at the end
+                ending = pieces.pop()
+                pieces[-1] += ending
+            start = offset
+            for piece in pieces:
+                try:
+                    yield piece.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    raise ValueError(f"{path} is not UTF-8 text ({e.reason} at byte "
+                                     f"{start + e.start}); expected a jsonl file") from None
+                start += len(piece) + 1
+            offset += len(raw)
 
 def _check_not_a_frame(path: Path, row) -> None:
     """Refuses the one object of objects pandas' `DataFrame.to_json` writes by default."""
@@ -450,7 +471,7 @@ def _check_not_a_frame(path: Path, row) -> None:
 
 def _check_mapping(row, where: str, row_number: int) -> None:
     if not isinstance(row, Mapping):
-        raise ValueError(f"{where}: row {row_number} is a {type(row).__name__}; expected an "
+        raise ValueError(f"{where}: row {row_number} is {_a(type(row).__name__)}; expected an "
                          "object (a dict of column values)")
 
 
@@ -662,7 +683,7 @@ def _table(where: str, rows: list, columns: Sequence[str] | None, *,
            class_names: Mapping[str, tuple[str, ...]] | None = None, name: str) -> Table:
     for row_number, row in enumerate(rows, 1):
         if not isinstance(row, Mapping):
-            raise ValueError(f"{where}: row {row_number} is a {type(row).__name__}; expected an "
+            raise ValueError(f"{where}: row {row_number} is {_a(type(row).__name__)}; expected an "
                              "object (a dict of column values)")
     if not rows:
         raise ValueError(f"{where} has no rows")

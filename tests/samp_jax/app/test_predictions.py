@@ -226,3 +226,19 @@ def test_a_column_named_for_a_field_the_model_does_not_read_is_refused(tmp_path,
     both = predictions.Columns(text="text", text_pair="text_pair")
     assert predictions.read_model_inputs(data, both, head="sequence_classification") == [
         {"text": "a dog", "text_pair": "a cat"}]
+
+
+def test_a_text_the_tokenizers_library_fails_on_is_named_as_its_row_of_the_data(model, rows,
+                                                                                monkeypatch):
+    from samp_jax.models.token_rows import TokenizerFailure
+    calls = []
+
+    def predict(engine, block):
+        calls.append(len(block))
+        if len(calls) == 2:  # the second chunk's third text
+            raise TokenizerFailure("tokenizer.json of m", "Onig: retry-limit-in-match over", 2)
+        return [{"truncated": False}] * len(block)
+    monkeypatch.setattr(predictions, "_predict", predict)
+    with pytest.raises(ValueError, match=r"^tokenizer\.json of m: the tokenizers library failed "
+                                         r"on row 6 of the data: Onig: retry-limit-in-match over$"):
+        list(predictions.chunks(model, rows, batch_size=4, chunk_rows=3))

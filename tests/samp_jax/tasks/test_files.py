@@ -518,7 +518,7 @@ def test_a_device_or_pipe_is_refused_before_it_is_read(tmp_path):
     ("header.csv", "text,label\n", r"header\.csv has no rows"),
     ("empty.jsonl", "\n", r"empty\.jsonl is empty"),
     ("broken.jsonl", '{"text": "a"}\n{"text": \n', r"broken\.jsonl: line 2 is not a JSON object"),
-    ("scalars.json", "[1, 2]", r"scalars\.json: row 1 is a int; expected an object"),
+    ("scalars.json", "[1, 2]", r"scalars\.json: row 1 is an int; expected an object"),
     ("wide.csv", "text,label\na,b,c\n",
      r"wide\.csv: row 1 has 1 more field\(s\) than the 2 columns"),
 ])

@@ -84,7 +84,7 @@ def test_a_taggers_streamed_sentences_are_split_into_words_as_when_read_whole(tm
 
 
 def test_streaming_holds_a_block_not_the_file(tmp_path):
-    rows = [{"text": f"row {i} " + "word " * 8} for i in range(40_000)]
+    rows = [{"text": f"row {i} " + "word " * 8} for i in range(20_000)]
     path = _write(tmp_path / "data.csv", rows)
 
     def peak(read):
@@ -96,4 +96,34 @@ def test_streaming_holds_a_block_not_the_file(tmp_path):
             tracemalloc.stop()
     whole = peak(lambda: len(read_inputs(path)))
     streamed = peak(lambda: sum(len(b) for b in read_inputs(path, stream=True).blocks(1000)))
-    assert streamed < whole / 8, (streamed, whole)  # measured about 1/23
+    assert streamed < whole / 8, (streamed, whole)  # measured about 1/12
+
+
+def test_json_lines_may_end_their_lines_with_a_lone_carriage_return(tmp_path):
+    path = tmp_path / "old_mac.jsonl"
+    path.write_bytes(b'{"text": "a"}\r{"text": "b \\u2028 c"}\r\n\r{"text": "d"}\r')
+    for stream in (False, True):
+        assert [r["text"] for r in read_inputs(path, stream=stream)] == ["a", "b \u2028 c", "d"]
+
+
+def test_a_row_that_is_not_an_object_is_reported_after_every_line_parsed_both_ways(tmp_path):
+    path = tmp_path / "data.jsonl"
+    path.write_text('{"text": "a"}\n[1, 2]\n{"text": "c"}\n{bad\n')
+    messages = set()
+    for stream in (False, True):
+        with pytest.raises(ValueError) as error:
+            read_inputs(path, stream=stream)
+        messages.add(str(error.value))
+    assert len(messages) == 1 and "line 4 is not a JSON object" in messages.pop()
+
+
+def test_a_taggers_bad_tokens_cell_is_an_error_not_a_reason_to_read_the_text(tmp_path):
+    """Only a missing tokens column sends a tagger to the text column (split into words): a
+    tokens column with a string in one row is that row's error, whole or streamed."""
+    path = tmp_path / "data.jsonl"
+    path.write_text('{"tokens": ["A", "b"], "text": "Zed went home"}\n'
+                    '{"tokens": "C d", "text": "Ann left"}\n')
+    for stream in (False, True):
+        with pytest.raises(ValueError, match=r"row 2: column 'tokens' holds a string"):
+            list(predictions.read_model_inputs(path, predictions.Columns(),
+                                               head="token_classification", stream=stream))
