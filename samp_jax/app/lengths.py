@@ -18,6 +18,7 @@ import sys
 from typing import Mapping
 
 from samp_jax.app.outputs import UsageError
+from samp_jax.core import host_memory
 from samp_jax.tasks import Task
 from samp_jax.tasks.truncation import Truncation, describe_all
 
@@ -45,6 +46,7 @@ def fit_max_length(args, model, tokenizer, what: str = "the model"):
     positions = model.config.position_limit
     if asked is not None and positions is not None:
         check_max_length(args, positions, what)
+    host_memory.fit_to_row_length(tokenizer.max_length if asked is None else asked)
     if asked is None or asked <= tokenizer.max_length:
         return tokenizer
     tokenizer = tokenizer.with_max_length(asked)

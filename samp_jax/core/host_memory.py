@@ -25,7 +25,11 @@ _M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -4, -8  # glibc <malloc.h>
 _TRIM_NEVER = 2**31 - 1  # largest value mallopt takes (an int): freed memory stays mapped
 _ACCELERATOR_PLUGINS = ("jax_plugins", "libtpu")  # where JAX finds GPU and TPU backends
 
+LONG_ROWS = 512  # tokens: past this, an execution's largest blocks go back to mmap
+_MMAP_MAX_GLIBC = 65536  # glibc's own M_MMAP_MAX
+
 _applied = False
+_large_blocks_mapped = False
 
 
 def keep_cpu_buffers() -> bool:
@@ -40,7 +44,8 @@ def keep_cpu_buffers() -> bool:
 
     The cost: one arena for every thread (contention is possible where many threads allocate
     at once; not measured beyond 2 cores), and memory freed by the process stays mapped, so
-    its resident size stays at its peak.
+    its resident size stays at its peak. For rows of more than `LONG_ROWS` tokens the large
+    blocks go back to `mmap` (`fit_to_row_length`, which `samp_jax.compile` calls).
     """
     global _applied
     if _applied:
@@ -56,6 +61,24 @@ def keep_cpu_buffers() -> bool:
         (_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, _TRIM_NEVER))]
     _applied = all(results)
     return _applied
+
+
+def fit_to_row_length(tokens: int) -> bool:
+    """Where rows may be longer than `LONG_ROWS` tokens, gives an execution's large blocks
+    back to `mmap` (freed to the system when freed), keeping the one arena and the small
+    blocks. An execution's temporaries grow with the square of the row length (attention's
+    `[batch, heads, seq, seq]` scores) and their size changes from one length bucket to the
+    next; kept in the one arena, blocks of gigabytes fragment it: 8 ModernBERT rows of 8,000
+    tokens at batch 1 peaked at 5.3-5.6 GB kept against 2.1-2.2 GB mapped, and batch 2 ran
+    out of an 8 GB limit. Returns True when it changed the setting (once per process); the
+    engine and the command line call it with their longest row.
+    """
+    global _large_blocks_mapped
+    if not _applied or _large_blocks_mapped or tokens <= LONG_ROWS:
+        return False
+    mallopt = _glibc_mallopt()
+    _large_blocks_mapped = mallopt is not None and mallopt(_M_MMAP_MAX, _MMAP_MAX_GLIBC) == 1
+    return _large_blocks_mapped
 
 
 def cpu_buffers_kept() -> bool:

@@ -55,6 +55,7 @@ from samp_jax.models.head_kinds import (LABEL_THRESHOLD, HeadKind, HeadOutput, R
                                        check_label_threshold)
 from samp_jax.models.model import EncoderModel, check_ids
 from samp_jax.models.tokenizer import Tokenizer
+from samp_jax.core import host_memory
 from samp_jax.core.precision import PrecisionMap, precision_of_dtype
 from samp_jax.ptq.quantized import QuantizedModel, quantize
 from samp_jax.serving.batching import bucket_batches, buckets_to
@@ -443,6 +444,7 @@ class Engine:
             raise ValueError(f"seq_buckets={self.seq_buckets} has {self.seq_buckets[-1]}, more "
                              f"than {why}")
         self.batch_size, self.batch_buckets = _check_batch(batch_size, batch_buckets)
+        host_memory.fit_to_row_length(self.seq_buckets[-1])  # long rows: large blocks mapped
         self.devices = None if devices is None else local_devices(devices)
         if self.devices is not None and len(self.devices) > 1:  # equal rows on every device
             shards = len(self.devices)

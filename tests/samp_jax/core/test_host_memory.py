@@ -96,3 +96,36 @@ def test_nothing_changes_where_it_does_not_apply(monkeypatch, variable, value):
     calls = []
     monkeypatch.setattr(memory, "_glibc_mallopt", lambda: calls.append(1))
     assert memory.keep_cpu_buffers() is False and calls == []
+
+
+_LARGE_BLOCK = textwrap.dedent("""
+    import ctypes, json, sys
+    from samp_jax.core import host_memory
+    kept = host_memory.keep_cpu_buffers()
+    changed = [host_memory.fit_to_row_length(int(n)) for n in sys.argv[1:]]
+
+    class Info(ctypes.Structure):  # glibc's struct mallinfo2
+        _fields_ = [(name, ctypes.c_size_t) for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+            "fordblks", "keepcost")]
+    libc = ctypes.CDLL(None)
+    libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+    libc.mallinfo2.restype = Info
+    block = libc.malloc(64 << 20)
+    mapped = libc.mallinfo2().hblkhd  # bytes in mmap'd blocks
+    libc.free(ctypes.c_void_p(block))
+    print(json.dumps({"kept": kept, "changed": changed, "mapped": mapped}))
+""")
+
+
+def test_rows_past_512_tokens_give_large_blocks_back_to_mmap():
+    """Kept, a 64 MB block comes from the one arena; once rows may be longer than
+    `LONG_ROWS` tokens it is mapped (and unmapped when freed) again, as glibc does alone."""
+    short = json.loads(_python(_LARGE_BLOCK, "128", "512"))
+    long = json.loads(_python(_LARGE_BLOCK, "512", "8192", "8192"))
+    assert short["kept"] and long["kept"]
+    assert short["changed"] == [False, False] and short["mapped"] < (1 << 20)
+    assert long["changed"] == [False, True, False] and long["mapped"] >= (64 << 20)
+    system = json.loads(_python(_LARGE_BLOCK, "8192", SAMP_JAX_MALLOC="system"))
+    assert system == {"kept": False, "changed": [False], "mapped": system["mapped"]}
+    assert system["mapped"] >= (64 << 20)
