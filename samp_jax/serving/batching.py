@@ -6,6 +6,9 @@ longest row) and to a batch size (exactly `batch_size`, or the smallest of `batc
 Few distinct shapes means few compilations. In length order the one short chunk is the last
 (the longest rows) or the first (the shortest), whichever pads fewer tokens: padded to
 `batch_size` rows, a short chunk of the longest rows would pad whole rows at the longest bucket.
+Rows longer than `ATTENTION_ROWS_AT` tokens go fewer to a batch (`rows_for_length`): attention
+holds `[batch, heads, seq, seq]` scores, so a batch of `batch_size` rows of 8,192 tokens needs
+256 times the memory of one of 512 tokens.
 """
 
 from __future__ import annotations
@@ -25,6 +28,16 @@ DEFAULT_BUCKETS = (32, 64, 128, 256, 512)
 # compute outweighs the compilation of the few more buckets its rows reach.
 FINE_BUCKETS = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072,
                 4096, 6144, 8192)
+
+
+ATTENTION_ROWS_AT = 512  # tokens: up to this length a batch takes all its rows
+
+
+def rows_for_length(batch_size: int, seq: int) -> int:
+    """The rows a batch padded to `seq` tokens takes: `batch_size` up to `ATTENTION_ROWS_AT`
+    tokens; past it, as many as hold the attention scores of `batch_size` rows of that length
+    (a quarter at twice the length), at least one."""
+    return max(1, min(batch_size, batch_size * ATTENTION_ROWS_AT ** 2 // seq ** 2))
 
 
 def bucket_for(size: int, buckets: Sequence[int]) -> int:
@@ -61,6 +74,7 @@ def bucket_batches(arrays: Mapping[str, np.ndarray], lengths: np.ndarray, *, bat
                    seq_buckets: Sequence[int] = DEFAULT_BUCKETS,
                    batch_buckets: Sequence[int] | None = None, order: np.ndarray | None = None,
                    pad_values: Mapping[str, int] | None = None, per_row: Sequence[str] = (),
+                   max_rows: Callable[[int], int] | None = None,
                    ) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
     """Cuts rows into padded, bucket-shaped batches.
 
@@ -77,6 +91,10 @@ def bucket_batches(arrays: Mapping[str, np.ndarray], lengths: np.ndarray, *, bat
       pad_values: fill value per array name for padded rows and positions (default 0).
       per_row: names of arrays that hold one row of any width per example (`[N, ...]`, e.g.
         a multi-hot label row): padded with rows, never cut to the sequence bucket.
+      max_rows: in length order (no `order` given), the most rows a batch padded to a given
+        sequence bucket may take (e.g. `rows_for_length`); where it is below `batch_size` for
+        the longest rows, the rows are cut from the shortest up into chunks that fit it
+        (rounded down to a batch bucket), each padded to that many rows, not `batch_size`.
 
     Yields:
       `(rows, batch)`: `rows` are the input indices of the batch's real rows (its first
@@ -86,10 +104,16 @@ def bucket_batches(arrays: Mapping[str, np.ndarray], lengths: np.ndarray, *, bat
         raise ValueError(f"{batch_size=} must be positive")
     lengths = np.asarray(lengths)
     starts = list(range(0, len(lengths) if order is None else len(order), batch_size))
+    capped = None
     if order is None:
         order = np.argsort(lengths, kind="stable")
         short = len(order) % batch_size
-        if short:  # the short chunk last (the longest rows) or first, whichever pads less
+        if max_rows is not None and len(order):
+            capped = _capped_starts(lengths, order, batch_size, seq_buckets, batch_buckets,
+                                    max_rows)
+        if capped is not None:
+            starts = capped
+        elif short:  # the short chunk last (the longest rows) or first, whichever pads less
             first = [0, *range(short, len(order), batch_size)]
             padded = lambda cut: sum(  # noqa: E731
                 _rows_out(end - start, batch_size, batch_buckets)
@@ -100,7 +124,8 @@ def bucket_batches(arrays: Mapping[str, np.ndarray], lengths: np.ndarray, *, bat
     for start, end in zip(starts, [*starts[1:], len(order)]):
         rows = order[start:end]
         seq = bucket_for(int(lengths[rows].max()), seq_buckets)
-        rows_out = _rows_out(len(rows), batch_size, batch_buckets)
+        fits = batch_size if capped is None else _fitted(max_rows(seq), batch_size, batch_buckets)
+        rows_out = _rows_out(len(rows), fits, batch_buckets)
         batch = {}
         for name, value in arrays.items():
             per_token = value.ndim == 2 and name not in per_row
@@ -113,6 +138,33 @@ def bucket_batches(arrays: Mapping[str, np.ndarray], lengths: np.ndarray, *, bat
                 block[:len(rows)] = value[rows]
             batch[name] = block
         yield rows, batch
+
+
+def _fitted(rows: int, batch_size: int, batch_buckets: Sequence[int] | None) -> int:
+    """`rows` at most `batch_size`, rounded down to a batch bucket (at least the smallest)."""
+    rows = min(rows, batch_size)
+    if batch_buckets is None:
+        return rows
+    below = [b for b in batch_buckets if b <= rows]
+    return max(below) if below else min(batch_buckets)
+
+
+def _capped_starts(lengths, order, batch_size, seq_buckets, batch_buckets,
+                   max_rows) -> list[int] | None:
+    """Chunk starts in length order under `max_rows`, or None where the longest rows take a
+    whole batch (nothing to cap: the usual cut, its short chunk placed where it pads less)."""
+    fit = lambda start, take: _fitted(max_rows(bucket_for(  # noqa: E731
+        int(lengths[order[start + take - 1]]), seq_buckets)), batch_size, batch_buckets)
+    if fit(len(order) - 1, 1) >= batch_size:
+        return None
+    starts, start = [], 0
+    while start < len(order):
+        take = min(batch_size, len(order) - start)
+        while fit(start, take) < take:  # the most rows whose longest fits as many
+            take -= 1
+        starts.append(start)
+        start += take
+    return starts
 
 
 def _rows_out(rows: int, batch_size: int, batch_buckets: Sequence[int] | None) -> int:
@@ -173,11 +225,13 @@ class TokenizedRows:
         return self.arrays["attention_mask"].sum(axis=1)
 
     def batches(self, batch_size: int) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
-        """`bucket_batches` of the rows: exactly `batch_size` rows each, by length."""
+        """`bucket_batches` of the rows, by length: `batch_size` rows each (fewer past 512
+        tokens: `rows_for_length`)."""
         if batch_size < 1:
             raise ValueError(f"{batch_size=} must be positive")
         return bucket_batches(self.arrays, self.lengths, batch_size=batch_size,
-                              seq_buckets=self.buckets, pad_values={"input_ids": self.pad_id})
+                              seq_buckets=self.buckets, pad_values={"input_ids": self.pad_id},
+                              max_rows=lambda seq: rows_for_length(batch_size, seq))
 
 
 def run_batched(forward: Callable[[dict], jax.Array], tokenizer, texts: Sequence[str],

@@ -58,7 +58,7 @@ from samp_jax.models.tokenizer import Tokenizer
 from samp_jax.core import host_memory
 from samp_jax.core.precision import PrecisionMap, precision_of_dtype
 from samp_jax.ptq.quantized import QuantizedModel, quantize
-from samp_jax.serving.batching import bucket_batches, buckets_to
+from samp_jax.serving.batching import bucket_batches, buckets_to, rows_for_length
 from samp_jax.serving.forward import INPUT_KEYS, batch_inputs, merged_call
 from samp_jax.serving.inputs import InputReader, Rows, is_pair
 from samp_jax.serving.sharding import data_mesh, local_devices, round_batch_size, split_rows
@@ -498,10 +498,15 @@ class Engine:
         # stays fast and cache entries stay small.
         self._jitted = jax.jit(forward)
         self._progress = progress
-        if precompile:
+        if precompile:  # every shape a call can take (rows past 512 tokens go fewer a batch)
             for batch in self.batch_buckets:
                 for seq in self.seq_buckets:
-                    self._compile(batch, seq)
+                    if batch <= max(self._rows_for_length(seq), self.batch_buckets[0]):
+                        self._compile(batch, seq)
+
+    def _rows_for_length(self, seq: int) -> int:
+        """The most rows a batch of `seq` tokens takes (`batching.rows_for_length`)."""
+        return rows_for_length(self.batch_size, seq)
 
     # ------------------------------------------------------------------------ compilation
     def _forward(self, state, input_ids, attention_mask, token_type_ids):
@@ -595,7 +600,8 @@ class Engine:
         for index, batch in bucket_batches(arrays, rows.lengths, batch_size=self.batch_size,
                                            seq_buckets=self.seq_buckets,
                                            batch_buckets=self.batch_buckets,
-                                           pad_values={"input_ids": self.tokenizer.pad_id}):
+                                           pad_values={"input_ids": self.tokenizer.pad_id},
+                                           max_rows=self._rows_for_length):
             shape = batch["input_ids"].shape
             inputs = batch_inputs(batch)
             if self._rows_at is not None:

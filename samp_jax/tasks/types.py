@@ -36,7 +36,8 @@ from samp_jax.models.head_kinds import (
     HeadKind,
     Readout,
 )
-from samp_jax.serving.batching import DEFAULT_BUCKETS, bucket_batches, bucket_for, buckets_to
+from samp_jax.serving.batching import (DEFAULT_BUCKETS, bucket_batches, bucket_for, buckets_to,
+                                       rows_for_length)
 from samp_jax.serving.forward import INPUT_KEYS
 from samp_jax.tasks.metrics import (ACCURACY, CLASS_MACRO_F1, ENTITY_F1, IGNORE, MACRO_F1, MICRO_F1, ROC_AUC,
                                     SPEARMAN, Metric)
@@ -94,7 +95,8 @@ class EncodedSplit:
         Without `rng`, rows are sorted by length so each batch pads little (evaluation). With
         `rng` (training), rows are shuffled, sorted by length within chunks of 50 batches, and
         the batches are shuffled: random batches that still mostly fit a short bucket. The one
-        short batch is filled with all-padding rows, whose labels are `IGNORE`. Yields
+        short batch is filled with all-padding rows, whose labels are `IGNORE`. In length
+        order, rows past 512 tokens go fewer to a batch (`rows_for_length`). Yields
         `(row_indices, batch)`.
         """
         order = None  # by length
@@ -109,7 +111,8 @@ class EncodedSplit:
         arrays = {name: getattr(self, name) for name in (*INPUT_KEYS, "labels")}
         yield from bucket_batches(arrays, self.lengths, batch_size=batch_size, seq_buckets=buckets,
                                   order=order, pad_values={"labels": IGNORE},
-                                  per_row=("labels",) if self.label_sets else ())
+                                  per_row=("labels",) if self.label_sets else (),
+                                  max_rows=functools.partial(rows_for_length, batch_size))
 
 
 @dataclasses.dataclass(frozen=True)
