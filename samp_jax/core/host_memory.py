@@ -68,10 +68,9 @@ def fit_to_row_length(tokens: int) -> bool:
     back to `mmap` (freed to the system when freed), keeping the one arena and the small
     blocks. An execution's temporaries grow with the square of the row length (attention's
     `[batch, heads, seq, seq]` scores) and their size changes from one length bucket to the
-    next; kept in the one arena, blocks of gigabytes fragment it: 8 ModernBERT rows of 8,000
-    tokens at batch 1 peaked at 5.3-5.6 GB kept against 2.1-2.2 GB mapped, and batch 2 ran
-    out of an 8 GB limit. Returns True when it changed the setting (once per process); the
-    engine and the command line call it with their longest row.
+    next; kept in the one arena, blocks of gigabytes fragment it, and a run's peak grows to two
+    or three times what it needs. Returns True when it changed the setting (once per
+    process); the engine and the command line call it with their longest row.
     """
     global _large_blocks_mapped
     if not _applied or _large_blocks_mapped or tokens <= LONG_ROWS:

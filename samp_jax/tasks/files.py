@@ -89,8 +89,8 @@ from samp_jax.tasks.columns import (DEFAULT_NAMES, DEFAULT_PAIRS, FIELDS, LIST_F
                                     Columns, find_columns, infer_task_type, label_field, naming,
                                     naming_task_type, required_columns)
 from samp_jax.tasks.metrics import ENTITY_F1
-from samp_jax.tasks.readers import (FORMATS, SPLIT_NAMES, StreamedRows, Table,  # noqa: F401
-                                    describe_source, read_tables)
+from samp_jax.tasks.readers import (FORMATS, SPLIT_NAMES, ReadEachTime, StreamedRows,  # noqa: F401
+                                    Table, describe_source, read_tables)
 from samp_jax.tasks.task import SPLITS, Task, a_kind, readout_mismatch
 from samp_jax.tasks.types import TASK_TYPES, get_task_type
 
@@ -352,7 +352,7 @@ def _inputs(table: Table, columns: dict[str, str], keep: tuple[str, ...],
     return examples
 
 
-class InputRows(Sequence):
+class InputRows(ReadEachTime):
     """The model inputs of a streamed file (`read_inputs(stream=True)`): its rows are read
     and converted again, `INPUT_BLOCK_ROWS` (or `blocks(size)`) at a time, each time they are
     iterated, so memory holds a block, not the file. `map(f)` gives the rows through `f`."""
@@ -376,14 +376,6 @@ class InputRows(Sequence):
     def __iter__(self) -> Iterator[dict]:
         for block in self.blocks():
             yield from block
-
-    def __getitem__(self, index):
-        if isinstance(index, slice):
-            return list(itertools.islice(self, *index.indices(len(self))))
-        index = index + len(self) if index < 0 else index
-        if not 0 <= index < len(self):
-            raise IndexError(f"row {index} of {len(self)}")
-        return next(itertools.islice(self, index, None))
 
     def map(self, transform: Callable[[dict], dict]) -> "InputRows":
         before = self.transform

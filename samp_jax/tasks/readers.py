@@ -112,7 +112,20 @@ def _default_name(path: Path) -> str:
 PARQUET_BATCH_ROWS = 1024  # rows of a Parquet file read at a time when streamed
 
 
-class StreamedRows(Sequence):
+class ReadEachTime(Sequence):
+    """A sequence of a known length whose items are produced again by each iteration (read
+    from a file): indexing and slicing iterate up to the items asked for."""
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return list(itertools.islice(self, *index.indices(len(self))))
+        index = index + len(self) if index < 0 else index
+        if not 0 <= index < len(self):
+            raise IndexError(f"row {index} of {len(self)}")
+        return next(itertools.islice(self, index, None))
+
+
+class StreamedRows(ReadEachTime):
     """The rows of a data file, read from it again each time they are iterated (memory holds a
     row, or a Parquet batch, at a time). Made by `_read_path(stream=True)` after one pass has
     checked every row and counted them. A file that changes after that pass (its size or
@@ -136,14 +149,6 @@ class StreamedRows(Sequence):
         if read != self._count:
             raise ValueError(f"{self.path} changed while samp-jax was reading it: {read} rows "
                              f"now, {self._count} before")
-
-    def __getitem__(self, index):
-        if isinstance(index, slice):
-            return list(itertools.islice(self, *index.indices(self._count)))
-        index = index + self._count if index < 0 else index
-        if not 0 <= index < self._count:
-            raise IndexError(f"row {index} of {self._count}")
-        return next(itertools.islice(self, index, None))
 
     def __repr__(self) -> str:
         return f"StreamedRows({str(self.path)!r}, {self._count} rows)"
@@ -171,9 +176,10 @@ def _streamed(path: Path, kind: str) -> Table | None:
         if _starts_an_array(path):
             return None
         keys: dict[str, None] = {}
-        count, not_object = 0, None
+        count, first, not_object = 0, None, None
         for row in _json_lines(path):  # every line parsed first, as the whole read does
             count += 1
+            first = row if count == 1 else first
             if isinstance(row, Mapping):  # the union of the rows' keys, in first-seen order
                 keys.update(dict.fromkeys(row))
             elif not_object is None:
@@ -182,9 +188,9 @@ def _streamed(path: Path, kind: str) -> Table | None:
             raise ValueError(f"{path} is empty; expected JSON Lines, one object per line")
         if not_object is not None:
             _check_mapping(not_object[1], str(path), not_object[0])
-        rows = StreamedRows(path, lambda: _json_lines(path), count, stamp)
         if count == 1:
-            _check_not_a_frame(path, rows[0])
+            _check_not_a_frame(path, first)
+        rows = StreamedRows(path, lambda: _json_lines(path), count, stamp)
         columns = list(keys)
     elif kind == "parquet":
         count, columns = _parquet_shape(path)
@@ -459,6 +465,7 @@ def _text_lines(path: Path) -> Iterator[str]:
                 start += len(piece) + 1
             offset += len(raw)
 
+
 def _check_not_a_frame(path: Path, row) -> None:
     """Refuses the one object of objects pandas' `DataFrame.to_json` writes by default."""
     if isinstance(row, dict) and row and all(isinstance(value, dict) for value in row.values()):
@@ -682,9 +689,7 @@ def _dataset_table(dataset, where: str, name: str | None) -> Table:
 def _table(where: str, rows: list, columns: Sequence[str] | None, *,
            class_names: Mapping[str, tuple[str, ...]] | None = None, name: str) -> Table:
     for row_number, row in enumerate(rows, 1):
-        if not isinstance(row, Mapping):
-            raise ValueError(f"{where}: row {row_number} is {_a(type(row).__name__)}; expected an "
-                             "object (a dict of column values)")
+        _check_mapping(row, where, row_number)
     if not rows:
         raise ValueError(f"{where} has no rows")
     if columns is None:  # the union of the rows' keys, in first-seen order
