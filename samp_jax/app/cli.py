@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -40,12 +41,14 @@ from samp_jax.app import bench, demo, jax_platforms, predictions
 from samp_jax.app.entry import Terminated, out_of_host_memory
 from samp_jax.app.figure_warnings import warn_if_at_chance, warn_non_finite
 from samp_jax.core import strict_json
+from samp_jax.core.version import run_record
 from samp_jax.app.lengths import at_max_length, check_max_length, fit_max_length, say_truncation
 from samp_jax.app.outputs import ResultsStream, StdoutError, UsageError, silence_stdout
 from samp_jax.app.outputs import check_output as _check_output
 from samp_jax.app.outputs import check_precision_items
 from samp_jax.app.parser import ACTIVATIONS, PACKAGED_MODEL, build_parser, joined_negative_percents
-from samp_jax.app.search_command import print_summary, search_config
+from samp_jax.app.search_command import (TOLERANCE_NOT_MET, print_summary, search_config,
+                                          tolerance_not_met)
 from samp_jax.app.stdio import (STDIN, one_line, predict_progress, results_only_on_stdout,
                                 rows_from_stdin, tolerate_unencodable_output, warning_printer)
 from samp_jax.workflows.experiments import Variant, accuracy_table, format_table, make_evaluator
@@ -295,7 +298,8 @@ def _eval(args) -> int:
             "metric": evaluator.metric, "label_threshold": threshold,
             "max_length": evaluator.max_length,
             "truncation": as_dicts({"test": evaluator.truncation}),
-            "split": "test", "examples": rows[0]["examples"], "rows": rows}, indent=1))
+            "split": "test", "examples": rows[0]["examples"], "rows": rows} | run_record(),
+            indent=1))
     else:
         at = "" if threshold is None else f" at label threshold {threshold:g}"
         print(f"{description} on {task.name}; {evaluator.metric or 'no metric'}{at} on the test "
@@ -336,6 +340,9 @@ def _search(args) -> int:
         print(strict_json.dumps(summary, indent=1))
     else:
         print_summary(out, summary)
+    if summary.get("tolerance_met") is False:
+        print(f"samp-jax search: error: {tolerance_not_met(summary)}", file=sys.stderr, flush=True)
+        return TOLERANCE_NOT_MET
     return 0
 
 
@@ -382,7 +389,7 @@ def _calibrate(args) -> int:
                "split_seed": args.seed, "precision": variant.label,
                "calibration": calibration.describe(), "saved_to": str(path),
                "memory": quantized.memory_report(), "max_length": task.length(tokenizer),
-               "truncation": as_dicts(truncation)}
+               "truncation": as_dicts(truncation)} | run_record()
     if args.eval:
         summary["test"] = evaluator.score(evaluator.outputs(quantized))
         summary["test_fp32"] = evaluator.score(evaluator.outputs(model))
@@ -447,7 +454,8 @@ def _finetune(args) -> int:
         print(f"samp-jax finetune: warning: {verdict}", file=sys.stderr, flush=True)
     truncation = result.truncation | test_cut
     metrics = None if test is None else test.score(test.outputs(result.model))
-    summary = {"model": str(out), "task": task.name, "task_type": task.task_type.name,
+    summary = {"model": str(out), "base_model": str(args.model), "task": task.name,
+               "task_type": task.task_type.name,
                "labels": None if task.labels is None else list(task.labels),
                "loss": loss.name, "problem_type": loss.problem_type,
                "label_threshold": task.decision_threshold, "metric": task.metric,
@@ -457,7 +465,7 @@ def _finetune(args) -> int:
                "data": task.source, "split_seed": args.seed, "learned": result.learned,
                "max_length": task.length(tokenizer), "truncation": as_dicts(truncation),
                "dev_chance": None if result.chance is None else dataclasses.asdict(result.chance),
-               "settings": dataclasses.asdict(config)}
+               "settings": dataclasses.asdict(config)} | run_record()
     keep_label_threshold(result.model, task)  # the threshold its dev checkpoint was kept at
     with atomic_folder(out) as staging:  # checkpoint and summary: one run, one rename
         save_pretrained(result.model, staging, tokenizer_dir=base, labels=task.labels)
@@ -565,12 +573,18 @@ def _predict(args) -> int:
         rows = predictions.read_model_inputs(args.data, columns, head=model.head_kind,
                                              word_spans=model.tokenizer.word_spans, keep=keep,
                                              stream=not is_distributed())
-    blank = predictions.blank_rows(rows)  # every row converted once: its errors come now
-    if blank:
-        shown = ", ".join(map(str, blank[:8])) + (", ..." if len(blank) > 8 else "")
-        warnings.warn(f"{len(blank)} of {len(rows)} rows of {args.data} have an empty or blank "
-                      f"text (rows {shown}); their predictions are the model's answer to what "
-                      "input there is")
+    scan = predictions.scan_rows(rows)  # every row converted once: its errors come now
+    if scan.blank:
+        warnings.warn(f"{len(scan.blank)} of {len(rows)} rows of {args.data} have an empty or "
+                      f"blank text (rows {_numbers(scan.blank)}); their predictions are the "
+                      "model's answer to what input there is")
+    if scan.unspaced:
+        warnings.warn(f"{len(scan.unspaced)} of {len(rows)} rows of {args.data} have a word of "
+                      f"{predictions.UNSPACED_RUN} or more characters of a script written "
+                      f"without spaces (Chinese, Japanese, Thai, ...; rows "
+                      f"{_numbers(scan.unspaced)}): this model's tokenizer splits a plain text "
+                      "into words where it has spaces, so each such run is one word with one "
+                      "tag; give the words in a tokens column (--tokens-column) to tag each")
     if is_distributed():  # every process must predict from the same model and rows (each
         # takes its own block); hashing them costs a second or so, only worth it here
         check_same(digest([state_digest(model), json.dumps(rows, sort_keys=True)]),
@@ -599,6 +613,11 @@ def _predict(args) -> int:
         print(strict_json.dumps(result) if args.json else text,
               file=sys.stderr if to_stdout else sys.stdout)
     return 0
+
+
+def _numbers(rows: list[int], shown: int = 8) -> str:
+    """Row numbers for a message: the first `shown`, then '...'."""
+    return ", ".join(map(str, rows[:shown])) + (", ..." if len(rows) > shown else "")
 
 
 def _start_distributed(args) -> None:
@@ -656,13 +675,16 @@ def _demo(args) -> int:
 COMMANDS = {"eval": _eval, "calibrate": _calibrate, "search": _search, "finetune": _finetune,
             "predict": _predict, "bench": _bench, "demo": _demo}  # `args.command` -> its run
 UNCACHED_COMMANDS = ("bench",)
+PLOTTING_COMMANDS = ("search", "bench", "demo")
+"""Commands that draw a plot with Matplotlib (the Pareto front; the bench's figure)."""
 """Commands that compile without the persistent compilation cache: the bench times
 compilations."""
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Runs one command; returns its exit code (0, 1 error, 2 usage, 130 interrupted, 141
-    standard output's reader gone, 143 terminated: `samp_jax.app.entry.Terminated`)."""
+    """Runs one command; returns its exit code (0, 1 error, 2 usage, 3 a search whose tolerance
+    no map met (`TOLERANCE_NOT_MET`), 130 interrupted, 141 standard output's reader gone, 143
+    terminated: `samp_jax.app.entry.Terminated`)."""
     tolerate_unencodable_output()
     stdout = sys.stdout
     if stdout is not None and not isinstance(stdout, ResultsStream):
@@ -728,6 +750,8 @@ def _run(args, name: str) -> int:
                              f"without gold); {args.command} needs a file or a folder")
         if args.command not in UNCACHED_COMMANDS:  # a command run again loads, not compiles
             default_compilation_cache(_default_xla_folder())
+        if args.command in PLOTTING_COMMANDS:
+            _matplotlib_in_cache()
         return COMMANDS[args.command](args)
     except UsageError as e:
         print(args.command_usage(), file=sys.stderr, end="")
@@ -760,6 +784,22 @@ def _default_xla_folder() -> Path | None:
         return cache_dir() / "xla"
     except NoCacheFolderError:
         return None
+
+
+def _matplotlib_in_cache() -> None:
+    """Points Matplotlib's config and font cache (`$MPLCONFIGDIR`, unless set) into samp-jax's
+    cache folder: a plot then writes nothing outside it, and a read-only or missing home folder
+    does not make Matplotlib print its own multi-line warnings (where no folder is writable
+    it uses a temporary one, as it says at its WARNING level, which the CLI does not show)."""
+    logging.getLogger("matplotlib").setLevel(logging.ERROR)
+    if "MPLCONFIGDIR" in os.environ:
+        return
+    try:
+        folder = cache_dir() / "matplotlib"
+        folder.mkdir(parents=True, exist_ok=True)
+    except (NoCacheFolderError, OSError):  # no home folder, a read-only one: Matplotlib's own
+        return
+    os.environ["MPLCONFIGDIR"] = str(folder)
 
 
 def _closed_stdout(args) -> None:

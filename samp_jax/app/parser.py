@@ -108,7 +108,9 @@ def _add_calibrate(sub) -> None:
                     help="calibrate on N batches of 64 rows (the split's first N x 64 rows, "
                          "at most 512) instead of all 512")
     ca.add_argument("--max-examples", type=positive_int, default=None, help="test examples scored with --eval")
-    ca.add_argument("--out", default="quantized_model", help="folder for the saved QuantizedModel")
+    ca.add_argument("--out", default="quantized_model",
+                    help="folder for the saved QuantizedModel (default: ./quantized_model, "
+                         "replaced by a later run that leaves --out out)")
     ca.add_argument("--eval", action="store_true", help="also score the test split (quantized and FP32)")
 
 
@@ -161,7 +163,9 @@ def _add_search(sub) -> None:
                     help="search on a fixed seeded subset of the search split")
     se.add_argument("--max-examples", type=positive_int, default=None,
                     help="score a fixed seeded subset of the test split")
-    se.add_argument("--out", default="search_out", help="report folder (the quantized model goes to OUT/model)")
+    se.add_argument("--out", default="search_out",
+                    help="report folder, the quantized model in OUT/model (default: ./search_out, "
+                         "replaced by a later run that leaves --out out)")
     _add_threshold(se, "F1 is measured at it on the search and test splits")
     _add_metric(se, "the tolerance bounds (on the search split) and the test split is scored by")
 

@@ -49,8 +49,8 @@ tags group into entities depends on the head's tag names (`entity_reader`):
   B I, B I E S, or B I L U): as entity F1 groups them (`samp_jax.models.bio_tags`), so
   `predict` shows the entities `evaluate` scores: an entity starts at every "B-" or "S-"/"U-"
   and at every "I-" or "E-"/"L-" that does not continue an entity of its type, and
-  "E-"/"L-" and "S-"/"U-" end one (HF's pipeline drops "O" words before grouping, and so
-  joins "B-PER O I-PER" into one entity; here, as in entity F1, they are two);
+  "E-"/"L-" and "S-"/"U-" end one ("B-PER O I-PER" is two entities, as in entity F1 and
+  in HF's token-classification pipeline);
 - type names ("O" is a name and no name has a scheme's prefix, e.g. "O", "PER", "LOC"): each
   maximal run of one tag other than "O" is an entity of that type (HF's pipeline, too, reads
   an unprefixed name as a type that continues itself);
@@ -175,16 +175,49 @@ def check_kept(keep: Sequence[str]) -> None:
                              "gold labels, run samp-jax eval")
 
 
-def blank_rows(rows: Sequence[dict]) -> list[int]:
-    """The 1-based numbers of the rows with something missing: a blank text, a pair with a
-    blank side, or no words. `predict` writes an answer for them too, the model's answer to
-    what input there is."""
+class RowScan(NamedTuple):
+    """What one pass over the rows found (1-based row numbers): `blank`, the rows with
+    something missing (a blank text, a pair with a blank side, or no words), which `predict`
+    answers too, with the model's answer to what input there is; `unspaced`, a tagger's plain
+    sentences with a word of `UNSPACED_RUN` or more characters of a script written without
+    spaces (Chinese, Japanese, Thai, ...), which a tokenizer that splits words at spaces keeps
+    as one word with one tag."""
+
+    blank: list[int]
+    unspaced: list[int]
+
+
+UNSPACED_RUN = 6
+"""Characters of a script written without spaces that make a tagger's word look like a
+phrase: longer than nearly every word of those languages."""
+
+# Han (with its extensions and compatibility ideographs), kana (half-width too), Thai, Lao,
+# Tibetan, Myanmar, Khmer
+_UNSPACED = re.compile("[\u0e00-\u0eff\u0f00-\u0fff\u1000-\u109f\u1780-\u17ff"
+                       "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+                       "\uff66-\uff9f\U00020000-\U0003134f]")
+
+
+def scan_rows(rows: Sequence[dict]) -> RowScan:
+    """Converts every row once (its errors come now, before any prediction) and notes the rows
+    worth a warning (`RowScan`)."""
     def blank(row: dict) -> bool:
         if "tokens" in row and "text" not in row:
             return not any(word.strip() for word in row["tokens"])
         return any(not str(row.get(field) or "").strip() for field in ("text", "text_pair")
                    if field == "text" or field in row)
-    return [number for number, row in enumerate(rows, 1) if blank(row)]
+
+    def unspaced(row: dict) -> bool:  # words split from a text, not given
+        return "word_spans" in row and any(
+            len(_UNSPACED.findall(word)) >= UNSPACED_RUN for word in row["tokens"])
+
+    scan = RowScan([], [])
+    for number, row in enumerate(rows, 1):
+        if blank(row):
+            scan.blank.append(number)
+        if unspaced(row):
+            scan.unspaced.append(number)
+    return scan
 
 
 def check_named_columns(columns: Columns, head: str) -> None:
@@ -328,7 +361,8 @@ def write(model, rows: Sequence[dict], out: str | Path, *, batch_size: int = 32,
     `progress(done, total)` is called after each chunk; a multi-label model's labels are read at
     `label_threshold`, rows cut at `max_length` (`records`). Returns the rows written and how
     many of them were truncated (`Written`). `out` = `STDOUT` streams the chunks to standard
-    output instead.
+    output instead. Raises `NoFiniteOutputs` when every row gave NaN or Inf outputs (a file
+    `out` is then left as it was).
 
     In a distributed run (`samp_jax.serving.distributed`) every process predicts its own block
     of the rows and process 0 gathers them and writes `out`; every process returns the totals.
@@ -342,12 +376,13 @@ def write(model, rows: Sequence[dict], out: str | Path, *, batch_size: int = 32,
         parts = gather_bytes(b"".join(chunk.data for chunk in done))
         counts = gather_bytes(strict_json.dumps([sum(c.truncated for c in done),
                                                  sum(c.non_finite for c in done)]).encode())
+        truncated, non_finite = np.sum([strict_json.loads(c) for c in counts], axis=0).tolist()
+        check_some_finite(non_finite, len(rows), out)  # every process: each stops alike
         if is_primary() and str(out) == STDOUT:
             _to_stdout(b"".join(parts))
         elif is_primary():
             with atomic_file(out) as tmp:
                 tmp.write_bytes(b"".join(parts))
-        truncated, non_finite = np.sum([strict_json.loads(c) for c in counts], axis=0).tolist()
         return Written(len(rows), truncated, limit, non_finite)
     truncated = non_finite = 0
     with contextlib.ExitStack() as stack:
@@ -361,7 +396,25 @@ def write(model, rows: Sequence[dict], out: str | Path, *, batch_size: int = 32,
             non_finite += chunk.non_finite
             if progress is not None:
                 progress(chunk.done, len(rows))
+        check_some_finite(non_finite, len(rows), out)  # raised here, `out` is left as it was
     return Written(len(rows), truncated, limit, non_finite)
+
+
+class NoFiniteOutputs(ValueError):
+    """Every row predicted gave NaN or Inf outputs: the model (or its precision map) cannot
+    run this data, and a file of null answers would pass for a result."""
+
+
+def check_some_finite(non_finite: int, rows: int, out) -> None:
+    """Raises `NoFiniteOutputs` when all of `rows` (one or more) gave NaN or Inf outputs."""
+    if rows and non_finite == rows:
+        kept = ("standard output has them" if str(out) == STDOUT
+                else f"{out} is left as it was")
+        raise NoFiniteOutputs(
+            f"every one of the {rows} rows gave NaN or Inf outputs (values past the range of the "
+            "model's precision, e.g. above FP16's 65,504, or NaN weights): the model or its "
+            f"precision map cannot run this data; {kept}. A map that keeps FP32 or BF16 (FP32's "
+            "range) where the values grow may run it")
 
 
 def _to_stdout(data: bytes) -> None:

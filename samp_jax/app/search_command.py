@@ -9,6 +9,10 @@ from samp_jax.app.outputs import UsageError
 DEFAULT_TOLERANCE = 0.01
 """`samp-jax search`'s tolerance when neither it nor a latency target is given: 1%."""
 
+TOLERANCE_NOT_MET = 3
+"""`samp-jax search`'s exit code when no map meets the tolerance on the search split: its
+outputs are written, for a look at why, and the run is not a success a pipeline may deploy."""
+
 
 def search_config(args) -> SearchConfig:
     """The `SearchConfig` of `samp-jax search`'s arguments (validated: a bad tolerance or
@@ -54,3 +58,16 @@ def chosen_check_line(check: dict) -> str:
     at = "" if check.get("z") is None else f" at z {check['z']:.3g}"
     return (f"{verdict} (drop {check['drop']:.4g} + margin{at} {check['margin']:.4g} = "
             f"{check['bounded']:.4g} {sign} allowed {check['allowed']:.4g}, on the search split)")
+
+
+def tolerance_not_met(summary: dict) -> str:
+    """The error line of a search whose tolerance no map met (`summary["tolerance_met"]` False):
+    the tolerance, the closest map's check and where its outputs are."""
+    tolerance = summary["tolerance"]
+    asked = (f"{100 * tolerance:g}% relative" if summary["tolerance_mode"] == "relative"
+             else f"{tolerance:g} absolute")
+    checks = summary.get("tolerance_checks") or []
+    closest = f" (the closest map: {chosen_check_line(checks[-1])})" if checks else ""
+    return (f"no map meets the tolerance ({asked}) on the search split, not even the most "
+            f"precise candidate{closest}; {summary['out']} holds that map, its model and "
+            f"report to look at, not a map within tolerance (exit code {TOLERANCE_NOT_MET})")

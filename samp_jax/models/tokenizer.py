@@ -425,7 +425,8 @@ class Tokenizer:
 
     def word_spans(self, text: str) -> list[tuple[int, int]]:
         """The character spans `(start, end)` (`end` exclusive) of `words(text)` in `text`:
-        `text[start:end]` is each word."""
+        `text[start:end]` is each word, with the characters right after it that no token
+        covers (see `_with_trailing_marks`)."""
         try:
             encoding = self._backend.encode(text, add_special_tokens=False)
         except BaseException as e:
@@ -444,7 +445,7 @@ class Tokenizer:
             end -= len(piece) - len(piece.rstrip())
             if start < end:
                 stripped.append((start, end))
-        return stripped
+        return _with_trailing_marks(text, stripped)
 
     def lengths(self, texts: Sequence, pairs: Sequence[str] | None = None, *,
                 words: bool = False) -> np.ndarray:
@@ -662,3 +663,23 @@ def _pad_token(config: Mapping, special_tokens: Mapping) -> str:
         if isinstance(token, str) and token:
             return token
     return "[PAD]"
+
+
+def _with_trailing_marks(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """`spans` (sorted, disjoint) each stretched over the characters after it that are in no
+    span and are not whitespace, up to the next span.
+
+    A token's offsets cover the characters its normalized text came from, but a normalizer that
+    composes (NFC, NFKC: a letter and a combining accent, conjoining Korean jamo, a half-width
+    kana and its sound mark) or strips accents gives the merged or dropped characters to no
+    offset: the span of `"Jose\u0301"` ends before the accent. Cut there, the word would be
+    spelled without it and, encoded alone, give other ids than the text does (`Jose` for
+    `José`). The stretched word holds what its tokens came from."""
+    stretched = []
+    for index, (start, end) in enumerate(spans):
+        limit = spans[index + 1][0] if index + 1 < len(spans) else len(text)
+        while end < limit and not text[end].isspace():
+            end += 1
+        stretched.append((start, end))
+    return stretched
+

@@ -22,7 +22,6 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -34,7 +33,7 @@ from safetensors.numpy import save_file
 from samp_jax.core.atomic import atomic_folder, check_not_interrupted, is_quantized_folder
 from samp_jax.core.input_files import check_regular
 from samp_jax.core.precision import PrecisionMap, PrecisionMapError
-from samp_jax.core.version import __version__
+from samp_jax.core.version import versions
 from samp_jax.models.checkpoint import CheckpointError
 from samp_jax.models.config import EncoderConfig
 from samp_jax.models.head_kinds import SENTENCE_EMBEDDING
@@ -77,7 +76,7 @@ def write_folder(directory: Path, model: EncoderModel, *, head: dict[str, Any],
             "tokenizer": None if model.tokenizer is None else TOKENIZER_FILE,
             "dtype": jnp.dtype(model.dtype).name,
             "precision_map": precision_map.to_dict(),
-            "info": info, "dtypes": dtypes, "versions": _versions(),
+            "info": info, "dtypes": dtypes, "versions": versions(),
             "executed": executed,
             "files": {p.name: file_digest(p) for p in sorted(tmp.iterdir()) if p.is_file()},
         }
@@ -88,10 +87,6 @@ def write_folder(directory: Path, model: EncoderModel, *, head: dict[str, Any],
                                         WEIGHTS_FILE: file_digest(tmp / WEIGHTS_FILE)}.items()))
         (tmp / SIDECAR_FILE).write_text(json.dumps(sidecar, indent=1))
     return directory
-
-
-def _versions() -> dict[str, str]:
-    return {"samp_jax": __version__, "jax": jax.__version__, "flax": flax.__version__}
 
 
 # ------------------------------------------------------------------------------- reading

@@ -14,7 +14,7 @@ import warnings
 from pathlib import Path
 import jax.numpy as jnp
 
-from calibrate.search.config import SearchConfig
+from calibrate.search.config import SearchConfig, allowed_drop
 from calibrate.search.driver import search
 from calibrate.search.phases import preset_maps
 from calibrate.search.plan import plan_search
@@ -23,6 +23,7 @@ from calibrate.search.result import SearchResult
 from samp_jax.workflows.experiments import make_evaluator, relative_change
 from samp_jax.core.assets import minilm_path
 from samp_jax.core.atomic import atomic_folder, check_replaceable, holds_only
+from samp_jax.core.version import run_record
 from samp_jax.ptq.loading import load
 from samp_jax.models import Tokenizer
 from samp_jax.ptq.quantized import QuantizedModel, quantize
@@ -166,11 +167,13 @@ def run_search(model, tokenizer, task: Task, config: SearchConfig | None = None,
                 "chosen": held_out_value(evaluator, chosen, "the chosen map")}
         test |= {name: held_out_value(evaluator, preset(pmap), name) for name, pmap in presets}
         test["chosen_relative_change"] = relative_change(test["chosen"], test["fp32"])
+        test["chosen_within_tolerance"] = within_tolerance(test["chosen"], test["fp32"], config)
     else:  # texts only: how far from FP32 the test split's outputs are (the proxy it bounds)
         reference = evaluator.outputs(model)
         proxy = lambda m: evaluator.evaluation.proxy(evaluator.outputs(m), reference)  # noqa: E731
         test_proxy = {"proxy": evaluator.evaluation.proxy_kind.name, "chosen": proxy(chosen)}
         test_proxy |= {name: proxy(preset(pmap)) for name, pmap in presets}
+    where = Path(out).absolute()  # the summary's paths: read from any working directory
     with atomic_folder(out, replaceable=is_search_output) as staging:  # one run, one rename
         chosen.save(staging / "model")
         # the table every map was priced with: `latency_table=` (--latency-table) repeats the run
@@ -178,15 +181,25 @@ def run_search(model, tokenizer, task: Task, config: SearchConfig | None = None,
         summary = write_report(result, staging, test_metrics=test, command=command, extra={
             "model": description, "task": task.name, "task_type": task.task_type.name,
             "data": task.source, "split_seed": task.split_seed, "split_sizes": task.sizes(),
-            "out": str(out),
+            "out": str(where),
             "label_threshold": task.decision_threshold,
             "max_length": task.length(tokenizer), "truncation": as_dicts(truncation),
-            "quantized_model": str(Path(out) / "model"), "test_examples": evaluator.num_examples,
-            "latency_table": str(Path(out) / LATENCY_TABLE_FILE),
+            "quantized_model": str(where / "model"), "test_examples": evaluator.num_examples,
+            "latency_table": str(where / LATENCY_TABLE_FILE),
             "total_seconds": time.perf_counter() - start,
             "compute_dtype": jnp.dtype(target.dtype).name}  # between GEMM sites
-            | ({"test_proxy": test_proxy} if test_proxy is not None else {}))
+            | ({"test_proxy": test_proxy} if test_proxy is not None else {}) | run_record())
     return SearchRun(summary, chosen, tokenizer, result, evaluator)
+
+
+def within_tolerance(chosen: float, fp32: float, config: SearchConfig) -> bool | None:
+    """Whether the chosen map's metric on the test split is within the tolerance of FP32's
+    (the plain drop, without the search's margin); None with a latency target (no tolerance),
+    False for a NaN metric."""
+    if config.latency_target_ms is not None:
+        return None
+    drop = fp32 - chosen
+    return bool(drop <= allowed_drop(config.tolerance, config.tolerance_mode, fp32))
 
 
 def held_out_value(evaluator, model, name: str) -> float:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import io
+import json
 import os
 import shutil
 import signal
@@ -730,3 +731,24 @@ def test_predict_to_a_file_runs_with_standard_output_closed(files, monkeypatch, 
     assert main(["predict", "--model", str(files / "model"), "--data", str(files / "data.csv"),
                  "--out", str(out)]) == 0
     assert len(out.read_text().splitlines()) == 60
+
+
+@pytest.mark.parametrize("family, warned", [("xlm-roberta", [2, 3]), ("bert", [3])])
+def test_predict_warns_of_a_taggers_sentences_without_spaces(family, warned, tmp_path, capsys):
+    """SentencePiece splits a plain text at spaces only: a Chinese or Thai sentence is one word
+    with one tag, said in a warning naming the rows. BERT's normalizer puts each Han character
+    apart (no warning for Chinese), not Thai characters."""
+    from tests.helpers import GOLDEN
+    data = tmp_path / "rows.jsonl"
+    texts = ["Paris is big", "我爱北京天安门广场", "กรุงเทพมหานครเป็นเมืองหลวง", "東京 大阪"]
+    data.write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in texts),
+                    encoding="utf-8")
+    out = tmp_path / "p.jsonl"
+    assert main(["predict", "--model", str(GOLDEN / "families" / family / "tokcls"),
+                 "--data", str(data), "--out", str(out)]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    said = (f"samp-jax predict: warning: {len(warned)} of 4 rows of {data} have a word of 6 or "
+            "more characters of a script written without spaces (Chinese, Japanese, Thai, ...; "
+            f"rows {', '.join(map(str, warned))})")
+    assert said in err and "--tokens-column" in err
+    assert len(out.read_text().splitlines()) == 4

@@ -17,6 +17,7 @@ import pytest
 
 import samp_jax as sj
 from calibrate.search.objectives import check_reference_finite
+from samp_jax.app import predictions
 from samp_jax.app.cli import main
 from samp_jax.models import save_pretrained
 from samp_jax.tasks.metrics import IGNORE
@@ -87,23 +88,50 @@ def test_eval_reports_nan_and_warns_for_a_variant_that_overflows(overflowing, ca
     assert rows[1]["variant"] == "fp16" and rows[1]["value"] is None
     assert rows[1]["non_finite_rows"] == rows[1]["examples"] == 40
     assert "samp-jax eval: warning: fp16 gives NaN or Inf outputs for 40 of 40 test rows" in err
+    assert set(json.loads(out)["versions"]) == {"samp_jax", "jax", "jaxlib", "flax"}
 
 
-def test_predict_writes_null_answers_for_rows_that_overflow(overflowing, tmp_path, capsys):
+def test_predict_writes_nothing_when_every_row_overflows(overflowing, tmp_path, capsys):
+    """A file of null answers only would pass for a result in a pipeline that checks the exit
+    code: every row non-finite is an error, and `--out` is left as it was."""
     folder, data = overflowing
     quantized = sj.quantize(sj.load(folder), sj.PrecisionMap.preset("fp16", 2), dtype=jnp.float16)
     quantized.save(tmp_path / "fp16")
     out = tmp_path / "p.jsonl"
+    out.write_text("yesterday's predictions\n")
     code = main(["predict", "--model", str(tmp_path / "fp16"), "--data", str(data),
                  "--out", str(out), "--json"])
     stdout, err = capsys.readouterr()
-    assert code == 0, err
-    assert json.loads(stdout)["non_finite"] == 40
-    for line in out.read_text().splitlines():
-        record = json.loads(line, parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))
-        assert record["label"] is None and record["probabilities"] is None
-        assert record["non_finite"] is True
-    assert "40 of 40 rows gave NaN or Inf outputs" in err
+    assert code == 1 and stdout == ""
+    assert "every one of the 40 rows gave NaN or Inf outputs" in err and str(out) in err
+    assert out.read_text() == "yesterday's predictions\n"
+    assert [p.name for p in tmp_path.iterdir() if p.is_file()] == ["p.jsonl"]  # no temporary
+
+
+def _chunks_with(non_finite: list[int]):
+    """A `predictions.chunks` stand-in: chunk i holds 2 rows, `non_finite[i]` of them null."""
+    def chunks(model, rows, **options):
+        for i, bad in enumerate(non_finite):
+            lines = [{"label": None, "non_finite": True}] * bad + [{"label": "pos"}] * (2 - bad)
+            yield predictions.Chunk(data="".join(json.dumps(x) + "\n" for x in lines).encode(),
+                                    truncated=0, non_finite=bad, done=2 * (i + 1))
+    return chunks
+
+
+@pytest.mark.parametrize("non_finite, refused", [([0, 1], False), ([2, 1], False), ([2, 2], True)])
+def test_predictions_are_refused_only_when_every_row_is_non_finite(monkeypatch, tmp_path,
+                                                                   non_finite, refused):
+    monkeypatch.setattr(predictions, "chunks", _chunks_with(non_finite))
+    monkeypatch.setattr(predictions, "serving_limit", lambda model, max_length=None: 8)
+    out = tmp_path / "p.jsonl"
+    rows = [{"text": "x"}] * 4
+    if refused:
+        with pytest.raises(predictions.NoFiniteOutputs, match="every one of the 4 rows"):
+            predictions.write(None, rows, out)
+        assert not out.exists() and not list(tmp_path.iterdir())
+    else:
+        written = predictions.write(None, rows, out)
+        assert written.non_finite == sum(non_finite) and len(out.read_text().splitlines()) == 4
 
 
 def test_the_engine_reads_no_label_from_nan_logits(overflowing):
@@ -136,3 +164,43 @@ def test_embedding_pairs_count_a_pair_once_whichever_text_is_nan():
     assert evaluation.non_finite(outputs) == 2  # the two pairs holding "a dog"
     score = evaluation.score(outputs)
     assert math.isnan(score["value"]) and score["non_finite_rows"] == 2 <= score["examples"]
+
+
+@pytest.mark.slow
+def test_a_search_whose_tolerance_no_map_meets_exits_3_with_its_outputs(overflowing, tmp_path,
+                                                                         capsys, monkeypatch):
+    """On a GPU target every candidate of the overflowing model is FP16 or narrower, so none
+    meets the tolerance: the outputs are written to look at, the exit code says it failed, and
+    the summary's paths name them from any working directory."""
+    folder, data = overflowing
+    monkeypatch.chdir(tmp_path)
+    code = main(["search", "--model", str(folder), "--data", str(data), "--target", "h100",
+                 "--options", "fp16,int8-dynamic", "--tolerance", "5%", "--out", "s", "--json"])
+    stdout, err = capsys.readouterr()
+    assert code == 3, err
+    summary = json.loads(stdout)
+    assert summary["tolerance_met"] is False and summary["test"]["chosen_within_tolerance"] is False
+    assert err.rstrip().splitlines()[-1].startswith(
+        "samp-jax search: error: no map meets the tolerance (5% relative) on the search split")
+    assert summary["out"] == str(tmp_path / "s") and summary["quantized_model"] == str(tmp_path / "s" / "model")
+    assert (tmp_path / "s" / "model" / "quantization.json").is_file()
+    assert summary["versions"]["samp_jax"] == sj.__version__ and summary["created"].endswith("Z")
+
+
+@pytest.mark.parametrize("met, code", [(False, 3), (True, 0), (None, 0)])
+def test_the_search_exit_code_follows_the_tolerance_verdict(overflowing, tmp_path, capsys,
+                                                            monkeypatch, met, code):
+    """3 when no map met the tolerance; 0 when one did or a latency target chose (None)."""
+    import types
+
+    from samp_jax.app import cli
+
+    folder, data = overflowing
+    summary = {"tolerance_met": met, "tolerance": 0.01, "tolerance_mode": "relative",
+               "tolerance_checks": [], "out": str(tmp_path / "s"), "truncation": {}, "test": {}}
+    monkeypatch.setattr(cli, "run_search",
+                        lambda *args, **kwargs: types.SimpleNamespace(summary=summary, test=None))
+    assert main(["search", "--model", str(folder), "--data", str(data), "--out",
+                 str(tmp_path / "s"), "--json"]) == code
+    err = capsys.readouterr().err
+    assert ("no map meets the tolerance (1% relative)" in err) is (met is False)

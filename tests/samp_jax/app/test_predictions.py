@@ -242,3 +242,22 @@ def test_a_text_the_tokenizers_library_fails_on_is_named_as_its_row_of_the_data(
     with pytest.raises(ValueError, match=r"^tokenizer\.json of m: the tokenizers library failed "
                                          r"on row 6 of the data: Onig: retry-limit-in-match over$"):
         list(predictions.chunks(model, rows, batch_size=4, chunk_rows=3))
+
+
+@pytest.mark.parametrize("family", ["bert", "xlm-roberta"])
+def test_a_word_keeps_the_accents_its_normalizer_composes_or_strips(family):
+    """Decomposed text (NFD: a letter, then its combining accent; macOS, many Vietnamese
+    sources): the tokens' offsets stop before an accent that the normalizer composed into the
+    letter (XLM-R's NFKC) or stripped (BERT uncased). Each word still holds its accent, so it
+    is spelled as in the text and, encoded alone, gives the text's own ids."""
+    import unicodedata
+
+    from tests.helpers import GOLDEN
+    tokenizer = sj.Tokenizer.from_pretrained(GOLDEN / "families" / family / "seqcls", max_length=64)
+    text = unicodedata.normalize("NFD", "José là cà phê, naïve a\u0301 ❤️ x")
+    words = tokenizer.words(text)
+    assert [unicodedata.normalize("NFC", w) for w in words if w != ","] == [
+        "José", "là", "cà", "phê" if family == "bert" else "phê,", "naïve", "á", "❤️", "x"]
+    whole = tokenizer._backend.encode(text, add_special_tokens=False).ids
+    assert tokenizer._words_backend.encode(words, is_pretokenized=True,
+                                           add_special_tokens=False).ids == whole

@@ -173,6 +173,8 @@ def test_finetune_on_your_file_writes_a_loadable_folder(data_files, tmp_path, ca
     assert code == 0, err
     summary = json.loads(stdout)
     assert summary["labels"] == ["neg", "pos"] and summary["task_type"] == "text_classification"
+    assert summary["model"] == str(out) and summary["base_model"] == "minilm"
+    assert json.loads((out / "finetune.json").read_text())["versions"] == summary["versions"]
     model = sj.load(out)
     assert model.head.labels == ("neg", "pos") and model.tokenizer is not None
 
