@@ -253,7 +253,8 @@ def embedding_project_precision(precision_map: PrecisionMap, dtype) -> SitePreci
     return precision_map.embedding_project or SitePrecision(precision_of_dtype(dtype))
 
 
-def _state_bytes(module: nnx.Module) -> int:
+def state_bytes(module: nnx.Module) -> int:
+    """The bytes of `module`'s state (its parameters, quantized or not, and buffers)."""
     leaves = jax.tree.leaves(nnx.state(module))
     return int(sum(leaf.size * leaf.dtype.itemsize for leaf in leaves))
 
@@ -336,7 +337,7 @@ class QuantizedModel(nnx.Module):
 
     def memory_report(self) -> dict[str, int | float]:
         """Parameter bytes before (FP32 source) and after quantization."""
-        after = _state_bytes(self.model)
+        after = state_bytes(self.model)
         before = self.info["source_bytes"]
         return {"source_bytes": before, "quantized_bytes": after, "saved_bytes": before - after,
                 "ratio": after / before}
@@ -564,7 +565,7 @@ def quantize(model: EncoderModel, precision_map: PrecisionMap, calibration=None,
                 calibration=sites.get((index, site)), implementation=implementation,
                 label=f"{index}.{site}"))
     info = {
-        "source_bytes": _state_bytes(model),
+        "source_bytes": state_bytes(model),
         "calibration": None if calibration is None else calibration.describe(),
         "implementation": implementation,
     }

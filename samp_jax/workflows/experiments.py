@@ -14,7 +14,7 @@ import numpy as np
 from calibrate import calibrate
 from samp_jax.core.precision import PRESETS, PrecisionMap
 from samp_jax.models.similarity import DEFAULT_SIMILARITY, similarity_of
-from samp_jax.ptq.quantized import quantize
+from samp_jax.ptq.quantized import quantize, state_bytes
 from samp_jax.serving.forward import jit_forward
 from samp_jax.serving.sharding import data_mesh, sharded_forward
 from samp_jax.tasks import Task, get_task
@@ -128,7 +128,7 @@ def accuracy_table(model, evaluator, variants: Sequence[Variant], *,
     reference = evaluator.outputs(model)
     base = evaluator.score(reference)
     rows = [{"variant": "fp32 (reference)", **base, "relative_change": 0.0, "agreement": 1.0,
-             "param_mb": None, "seconds": time.perf_counter() - start}]
+             "param_mb": state_bytes(model) / 2**20, "seconds": time.perf_counter() - start}]
     calibrations = {}
     batches = None
     for variant in variants:
