@@ -281,7 +281,7 @@ def _eval(args) -> int:
     for v in variants:  # validate every map before the slow part
         v.precision_map(model.config.num_layers)
     evaluator = make_evaluator(task, tokenizer, model, max_examples=args.max_examples,
-                               seed=args.seed)
+                               seed=args.seed, batch_size=args.batch_size)
     if not quiet:
         say_truncation("eval", {"test": evaluator.truncation})
     progress = None if args.json else (lambda row: print(f"  done: {row['variant']}", file=sys.stderr))
@@ -370,7 +370,8 @@ def _calibrate(args) -> int:
         warn_if_trained_on(args, task, ("test",))
     pmap = variant.precision_map(model.config.num_layers)  # validates before the slow part
     evaluator = make_evaluator(task, tokenizer, model, max_examples=args.max_examples,
-                               seed=args.seed) if args.eval else None  # checked before the slow part
+                               seed=args.seed, batch_size=args.batch_size,
+                               ) if args.eval else None  # checked before the slow part
     rows = CALIBRATION_EXAMPLES if args.max_batches is None else min(
         CALIBRATION_EXAMPLES, args.max_batches * CALIBRATION_BATCH_SIZE)  # a random subset
     batches, calibration_cut = task.calibration_inputs(tokenizer, max_examples=rows)
@@ -844,7 +845,7 @@ def _out_of_memory(error: Exception, args) -> str | None:
     """An allocation that failed, said as such, with what may help: on a GPU its own memory
     (XLA's RESOURCE_EXHAUSTED), on the host a memory limit."""
     text = str(error) or type(error).__name__
-    smaller = "pass a smaller --batch-size, " if getattr(args, "batch_size", None) else ""
+    smaller = "pass a smaller --batch-size, " if "batch_size" in vars(args) else ""
     on_device = _DEVICE_OUT_OF_MEMORY in text and jax.default_backend() != "cpu"
     if on_device:
         return (f"out of memory on the {jax.default_backend().upper()} ({text}): "

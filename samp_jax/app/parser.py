@@ -86,6 +86,7 @@ def _add_eval(sub) -> None:
     ev.add_argument("--smoothing", type=unit_interval, default=None, help="SmoothQuant alpha in [0, 1]")
     ev.add_argument("--max-examples", type=positive_int, default=None,
                     help="score a fixed seeded subset of the test split")
+    _add_batch_size(ev)
     _add_threshold(ev, "F1 and the label-set agreement are measured at it")
     _add_metric(ev, "the test split is scored by")
     _add_distributed(ev)
@@ -112,6 +113,15 @@ def _add_calibrate(sub) -> None:
                     help="folder for the saved QuantizedModel (default: ./quantized_model, "
                          "replaced by a later run that leaves --out out)")
     ca.add_argument("--eval", action="store_true", help="also score the test split (quantized and FP32)")
+    _add_batch_size(ca, "with --eval, ")
+
+
+def _add_batch_size(command, when: str = "") -> None:
+    """`--batch-size` of a command that scores the test split."""
+    command.add_argument("--batch-size", type=positive_int, default=None,
+                         help=f"{when}rows per batch of the test split scored (default: 64; "
+                              "128 for embedding pairs); rows past 512 tokens go fewer to a "
+                              "batch, and several devices share each batch")
 
 
 def _add_search(sub) -> None:

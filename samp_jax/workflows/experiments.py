@@ -62,7 +62,8 @@ class TaskEvaluator:
     agreement with the FP32 outputs, and the calibration batches.
 
     Built on `Task.evaluation` (the same object the search scores its split with), so every
-    task type, built-in or loaded from a user's file, is scored the same way.
+    task type, built-in or loaded from a user's file, is scored the same way. `batch_size`:
+    rows per batch (None: `Task.evaluation`'s default).
 
     Attributes:
       task: the `Task`.
@@ -72,11 +73,12 @@ class TaskEvaluator:
 
     def __init__(self, task: Task | str, tokenizer, *, split: str = "test",
                  max_examples: int | None = None, calibration_examples: int = 512, seed: int = 0,
-                 similarity: str = DEFAULT_SIMILARITY):
+                 similarity: str = DEFAULT_SIMILARITY, batch_size: int | None = None):
         self.task = get_task(task, seed=seed) if isinstance(task, str) else task
         self.tokenizer = tokenizer
         self.evaluation = self.task.evaluation(tokenizer, split, max_examples=max_examples,
-                                               seed=seed, similarity=similarity)
+                                               seed=seed, similarity=similarity,
+                                               batch_size=batch_size)
         self.metric = self.evaluation.metric_name
         self.agreement = self.evaluation.agreement_name
         self.calibration_examples = calibration_examples

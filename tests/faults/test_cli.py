@@ -54,6 +54,8 @@ BAD_NUMBERS = [
     (["finetune", "--out", "x", "--batch-size", "0"], "--batch-size"),
     (["finetune", "--out", "x", "--eval-every", "0"], "--eval-every"),
     (["predict", "--out", "x", "--batch-size", "-8"], "--batch-size"),
+    (["eval", "--batch-size", "0"], "--batch-size"),
+    (["calibrate", "--batch-size", "2.5"], "--batch-size"),
     (["bench", "--repeats", "0"], "--repeats"),
     (["bench", "--inner", "-1"], "--inner"),
     (["eval", "--num-processes", "0"], "--num-processes"),

@@ -98,6 +98,30 @@ def test_eval_on_your_model_and_data_for_every_task_type(tiny_dirs, data_files, 
     assert result["rows"][1]["agreement"] > 0.9  # fp16 barely changes a tiny model
 
 
+@pytest.mark.parametrize("kind, file", [("token_classification", "tags.jsonl"),
+                                        ("sentence_embedding", "similar.tsv")])
+def test_eval_batch_size_cuts_the_batches_and_changes_no_figure(tiny_dirs, data_files, capsys,
+                                                               kind, file, monkeypatch):
+    from samp_jax.workflows import experiments
+    seen = []
+    real = experiments.TaskEvaluator.__init__
+
+    def spy(self, *args, **kwargs):
+        real(self, *args, **kwargs)
+        seen.append(max(len(b["input_ids"]) for b in self.evaluation.batches))
+    monkeypatch.setattr(experiments.TaskEvaluator, "__init__", spy)
+    results = []
+    for extra in ([], ["--batch-size", "3"]):
+        code, out, err = _run(capsys, "eval", "--model", str(tiny_dirs[kind]), "--data",
+                              str(data_files / file), "--precision", "fully_quant", "--json", *extra)
+        assert code == 0, err
+        results.append([(r["variant"], r["value"]) for r in json.loads(out)["rows"]])
+    assert seen[0] > 3 and seen[1] == 3
+    (_, fp32), (_, int8) = results[0]
+    (_, fp32_3), (_, int8_3) = results[1]
+    assert fp32_3 == pytest.approx(fp32, abs=1e-6) and int8_3 == pytest.approx(int8, abs=1e-6)
+
+
 @pytest.mark.slow
 def test_search_then_predict_from_the_folder_alone_in_a_fresh_process(tiny_dirs, data_files,
                                                                        tmp_path, capsys):
