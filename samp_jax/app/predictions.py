@@ -208,8 +208,8 @@ def scan_rows(rows: Sequence[dict]) -> RowScan:
                    if field == "text" or field in row)
 
     def unspaced(row: dict) -> bool:  # words split from a text, not given
-        return "word_spans" in row and any(
-            len(_UNSPACED.findall(word)) >= UNSPACED_RUN for word in row["tokens"])
+        return ("word_spans" in row and _UNSPACED.search(row["text"]) is not None and any(
+            len(_UNSPACED.findall(word)) >= UNSPACED_RUN for word in row["tokens"]))
 
     scan = RowScan([], [])
     for number, row in enumerate(rows, 1):
