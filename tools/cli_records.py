@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from samp_jax.app.search_command import TOLERANCE_NOT_MET
+
 # The fields of `samp-jax search --json`'s summary that a record of a search keeps.
 SEARCH_FIELDS = ("task_type", "metric", "tolerance", "test", "chosen_search_metric",
                  "fp32_search_metric", "int8_flop_fraction")
@@ -18,9 +20,10 @@ SEARCH_FIELDS = ("task_type", "metric", "tolerance", "test", "chosen_search_metr
 
 def run_json(command: list[str], what: str, *, tool: str) -> dict:
     """Runs a `samp-jax ... --json` command and returns its JSON summary; exits the tool with
-    the last lines of its stderr when it fails."""
+    the last lines of its stderr when it fails. A search whose tolerance no map met (exit code
+    3) is a result: its summary says `tolerance_met: false`."""
     done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0:
+    if done.returncode not in (0, TOLERANCE_NOT_MET):
         sys.exit(f"{tool}: {what} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout)
 

@@ -54,6 +54,7 @@ from samp_jax.core.assets import minilm_path
 from samp_jax.app.outputs import check_output
 from samp_jax.core.atomic import atomic_file, write_text_atomic
 from samp_jax.models import EncoderConfig, EncoderModel, load_pretrained
+from samp_jax.core.version import run_record
 from samp_jax.core.precision import PrecisionMap
 from samp_jax.ptq.quantized import quantize
 from samp_jax.serving.forward import batch_inputs, merged_call
@@ -468,7 +469,7 @@ def run_from_args(args) -> int:
     result = run(models=models, shapes=shapes, contenders=contenders, repeats=repeats, inner=inner,
                  warmup=warmup, minilm_dir=args.minilm, interpret=args.interpret, progress=progress,
                  sink=sink)
-    result["command"] = command
+    result |= {"command": command, **run_record()}
     sink(result)
     plot(result, out.with_suffix(".png"))
     if args.json:

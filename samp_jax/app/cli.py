@@ -20,6 +20,7 @@ output's reader gone (`| head`), 143 terminated (SIGTERM, when run through
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import json
@@ -30,6 +31,7 @@ import tempfile
 import traceback
 import warnings
 from pathlib import Path
+from typing import Iterator
 
 import jax
 from flax import nnx
@@ -360,6 +362,11 @@ def read_latency_table(path: str) -> LatencyTable:
 
 
 def _calibrate(args) -> int:
+    scoring = [name for name, value in (("--max-examples", args.max_examples),
+                                        ("--batch-size", args.batch_size)) if value is not None]
+    if scoring and not args.eval:
+        raise UsageError(f"{' and '.join(scoring)} set how --eval scores the test split; give "
+                         "--eval too, or leave them out (calibration reads --max-batches)")
     out = _check_output(args.out, what="--out", folder=True, inputs=(args.model, args.data),
                         replaceable=is_quantized_folder)  # what QuantizedModel.save replaces
     check_precision_items([args.precision])
@@ -455,7 +462,8 @@ def _finetune(args) -> int:
         print(f"samp-jax finetune: warning: {verdict}", file=sys.stderr, flush=True)
     truncation = result.truncation | test_cut
     metrics = None if test is None else test.score(test.outputs(result.model))
-    summary = {"model": str(out), "base_model": str(args.model), "task": task.name,
+    summary = {"model": str(out), "base_model": (args.model if args.model == PACKAGED_MODEL
+                                                       else str(Path(args.model).absolute())), "task": task.name,
                "task_type": task.task_type.name,
                "labels": None if task.labels is None else list(task.labels),
                "loss": loss.name, "problem_type": loss.problem_type,
@@ -611,7 +619,7 @@ def _predict(args) -> int:
             result["label_threshold"] = args.threshold or model.label_threshold or LABEL_THRESHOLD
             text += f" (labels at sigmoid >= {result['label_threshold']:g})"
         # with the predictions on stdout, the summary goes to stderr
-        print(strict_json.dumps(result) if args.json else text,
+        print(strict_json.dumps(result | run_record()) if args.json else text,
               file=sys.stderr if to_stdout else sys.stdout)
     return 0
 
@@ -676,10 +684,10 @@ def _demo(args) -> int:
 COMMANDS = {"eval": _eval, "calibrate": _calibrate, "search": _search, "finetune": _finetune,
             "predict": _predict, "bench": _bench, "demo": _demo}  # `args.command` -> its run
 UNCACHED_COMMANDS = ("bench",)
-PLOTTING_COMMANDS = ("search", "bench", "demo")
-"""Commands that draw a plot with Matplotlib (the Pareto front; the bench's figure)."""
 """Commands that compile without the persistent compilation cache: the bench times
 compilations."""
+PLOTTING_COMMANDS = ("search", "bench", "demo")
+"""Commands that draw a plot with Matplotlib (the Pareto front; the bench's figure)."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -751,9 +759,8 @@ def _run(args, name: str) -> int:
                              f"without gold); {args.command} needs a file or a folder")
         if args.command not in UNCACHED_COMMANDS:  # a command run again loads, not compiles
             default_compilation_cache(_default_xla_folder())
-        if args.command in PLOTTING_COMMANDS:
-            _matplotlib_in_cache()
-        return COMMANDS[args.command](args)
+        with _matplotlib_in_cache(args.command in PLOTTING_COMMANDS):
+            return COMMANDS[args.command](args)
     except UsageError as e:
         print(args.command_usage(), file=sys.stderr, end="")
         print(f"{name}: error: {e}", file=sys.stderr)
@@ -787,20 +794,32 @@ def _default_xla_folder() -> Path | None:
         return None
 
 
-def _matplotlib_in_cache() -> None:
-    """Points Matplotlib's config and font cache (`$MPLCONFIGDIR`, unless set) into samp-jax's
-    cache folder: a plot then writes nothing outside it, and a read-only or missing home folder
-    does not make Matplotlib print its own multi-line warnings (where no folder is writable
-    it uses a temporary one, as it says at its WARNING level, which the CLI does not show)."""
-    logging.getLogger("matplotlib").setLevel(logging.ERROR)
-    if "MPLCONFIGDIR" in os.environ:
+@contextlib.contextmanager
+def _matplotlib_in_cache(plotting: bool = True) -> Iterator[None]:
+    """While a command that plots runs: Matplotlib's config and font cache (`$MPLCONFIGDIR`,
+    unless set) in samp-jax's cache folder, so that a plot writes nothing outside it, and
+    Matplotlib's own WARNING lines not shown (a read-only or missing home folder makes it say
+    in several lines that it uses a temporary folder). Both as they were afterwards, for a
+    caller of `main` in its own process."""
+    if not plotting:
+        yield
         return
+    logger = logging.getLogger("matplotlib")
+    level, folder = logger.level, None
+    logger.setLevel(logging.ERROR)
+    if "MPLCONFIGDIR" not in os.environ:
+        try:
+            folder = cache_dir() / "matplotlib"
+            folder.mkdir(parents=True, exist_ok=True)
+            os.environ["MPLCONFIGDIR"] = str(folder)
+        except (NoCacheFolderError, OSError):  # no home folder, a read-only one: its own
+            folder = None
     try:
-        folder = cache_dir() / "matplotlib"
-        folder.mkdir(parents=True, exist_ok=True)
-    except (NoCacheFolderError, OSError):  # no home folder, a read-only one: Matplotlib's own
-        return
-    os.environ["MPLCONFIGDIR"] = str(folder)
+        yield
+    finally:
+        logger.setLevel(level)
+        if folder is not None:
+            os.environ.pop("MPLCONFIGDIR", None)
 
 
 def _closed_stdout(args) -> None:
@@ -845,7 +864,8 @@ def _out_of_memory(error: Exception, args) -> str | None:
     """An allocation that failed, said as such, with what may help: on a GPU its own memory
     (XLA's RESOURCE_EXHAUSTED), on the host a memory limit."""
     text = str(error) or type(error).__name__
-    smaller = "pass a smaller --batch-size, " if "batch_size" in vars(args) else ""
+    scores = "batch_size" in vars(args) and (args.command != "calibrate" or args.eval)
+    smaller = "pass a smaller --batch-size, " if scores else ""
     on_device = _DEVICE_OUT_OF_MEMORY in text and jax.default_backend() != "cpu"
     if on_device:
         return (f"out of memory on the {jax.default_backend().upper()} ({text}): "

@@ -188,8 +188,8 @@ class RowScan(NamedTuple):
 
 
 UNSPACED_RUN = 6
-"""Characters of a script written without spaces that make a tagger's word look like a
-phrase: longer than nearly every word of those languages."""
+"""Characters of a script written without spaces that make a tagger's word worth a warning:
+a run this long is most likely several words."""
 
 # Han (with its extensions and compatibility ideographs), kana (half-width too), Thai, Lao,
 # Tibetan, Myanmar, Khmer

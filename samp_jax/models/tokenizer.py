@@ -21,7 +21,7 @@ import json
 import os
 import threading
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 from tokenizers import Tokenizer as HFTokenizer
@@ -420,7 +420,8 @@ class Tokenizer:
         RoBERTa's byte-level one: words, runs of punctuation and contractions; SentencePiece's:
         whitespace), each word as the text spells it (the span of its tokens' offsets), spaces
         dropped. What a tagger reads a plain sentence as (`encode_words`). A character that
-        makes no token (a zero-width space) is in no word."""
+        makes no token is in the word it follows without a space (an accent the normalizer
+        composes or strips; a zero-width space BERT's drops), else in no word."""
         return [text[start:end] for start, end in self.word_spans(text)]
 
     def word_spans(self, text: str) -> list[tuple[int, int]]:
@@ -445,7 +446,12 @@ class Tokenizer:
             end -= len(piece) - len(piece.rstrip())
             if start < end:
                 stripped.append((start, end))
-        return _with_trailing_marks(text, stripped)
+        return _with_trailing_marks(text, stripped, self._normalized)
+
+    def _normalized(self, character: str) -> str:
+        """`character` as this tokenizer's normalizer writes it, alone (itself without one)."""
+        normalizer = self._backend.normalizer
+        return character if normalizer is None else normalizer.normalize_str(character)
 
     def lengths(self, texts: Sequence, pairs: Sequence[str] | None = None, *,
                 words: bool = False) -> np.ndarray:
@@ -665,21 +671,23 @@ def _pad_token(config: Mapping, special_tokens: Mapping) -> str:
     return "[PAD]"
 
 
-def _with_trailing_marks(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+def _with_trailing_marks(text: str, spans: list[tuple[int, int]],
+                         normalized: Callable[[str], str]) -> list[tuple[int, int]]:
     """`spans` (sorted, disjoint) each stretched over the characters after it that are in no
-    span and are not whitespace, up to the next span.
+    span, up to the next span, and that are no space, not even once `normalized`.
 
     A token's offsets cover the characters its normalized text came from, but a normalizer that
     composes (NFC, NFKC: a letter and a combining accent, conjoining Korean jamo, a half-width
     kana and its sound mark) or strips accents gives the merged or dropped characters to no
     offset: the span of `"Jose\u0301"` ends before the accent. Cut there, the word would be
     spelled without it and, encoded alone, give other ids than the text does (`Jose` for
-    `José`). The stretched word holds what its tokens came from."""
+    `José`). The stretched word holds what its tokens came from. A character the normalizer
+    turns into a space (SentencePiece's for a zero-width space or U+FFFD) separates words, as
+    a space does: a word stretched over it would gain a token."""
     stretched = []
     for index, (start, end) in enumerate(spans):
         limit = spans[index + 1][0] if index + 1 < len(spans) else len(text)
-        while end < limit and not text[end].isspace():
+        while end < limit and not text[end].isspace()  and not normalized(text[end]).isspace():
             end += 1
         stretched.append((start, end))
     return stretched
-

@@ -28,6 +28,7 @@ from samp_jax.ptq.loading import load
 from samp_jax.models import Tokenizer
 from samp_jax.ptq.quantized import QuantizedModel, quantize
 from samp_jax.tasks import Task
+from samp_jax.tasks.metrics import Metric, get_metric
 from samp_jax.tasks.task import check_head_fits
 from samp_jax.tasks.truncation import as_dicts
 from samp_jax.training.finetuning import finetuned_model
@@ -143,7 +144,9 @@ def run_search(model, tokenizer, task: Task, config: SearchConfig | None = None,
 
     Returns:
       The JSON summary with the chosen `QuantizedModel` and its tokenizer, for serving it
-      afterwards without redoing the work.
+      afterwards without redoing the work. The summary's paths are absolute; its
+      `test_within_tolerance` says whether the chosen map's test metric is within the
+      tolerance of FP32's (`within_tolerance`; None without a metric or with a latency target).
     """
     config = SearchConfig() if config is None else config
     check_replaceable(out, replaceable=is_search_output)
@@ -161,13 +164,14 @@ def run_search(model, tokenizer, task: Task, config: SearchConfig | None = None,
     # the presets the search scored, now on the test split, each quantized when scored
     presets = preset_maps(options, model.config.num_layers).items() if compare_presets else ()
     preset = lambda pmap: quantize(model, pmap, calibration, dtype=target.dtype)  # noqa: E731
-    test, test_proxy = {}, None
+    test, test_proxy, test_within = {}, None, None
     if evaluator.metric is not None:
         test = {"fp32": held_out_value(evaluator, model, "fp32"),
                 "chosen": held_out_value(evaluator, chosen, "the chosen map")}
         test |= {name: held_out_value(evaluator, preset(pmap), name) for name, pmap in presets}
         test["chosen_relative_change"] = relative_change(test["chosen"], test["fp32"])
-        test["chosen_within_tolerance"] = within_tolerance(test["chosen"], test["fp32"], config)
+        test_within = within_tolerance(test["chosen"], test["fp32"], config,
+                                       get_metric(evaluator.metric))
     else:  # texts only: how far from FP32 the test split's outputs are (the proxy it bounds)
         reference = evaluator.outputs(model)
         proxy = lambda m: evaluator.evaluation.proxy(evaluator.outputs(m), reference)  # noqa: E731
@@ -186,19 +190,21 @@ def run_search(model, tokenizer, task: Task, config: SearchConfig | None = None,
             "max_length": task.length(tokenizer), "truncation": as_dicts(truncation),
             "quantized_model": str(where / "model"), "test_examples": evaluator.num_examples,
             "latency_table": str(where / LATENCY_TABLE_FILE),
+            "test_within_tolerance": test_within,
             "total_seconds": time.perf_counter() - start,
             "compute_dtype": jnp.dtype(target.dtype).name}  # between GEMM sites
             | ({"test_proxy": test_proxy} if test_proxy is not None else {}) | run_record())
     return SearchRun(summary, chosen, tokenizer, result, evaluator)
 
 
-def within_tolerance(chosen: float, fp32: float, config: SearchConfig) -> bool | None:
-    """Whether the chosen map's metric on the test split is within the tolerance of FP32's
-    (the plain drop, without the search's margin); None with a latency target (no tolerance),
-    False for a NaN metric."""
+def within_tolerance(chosen: float, fp32: float, config: SearchConfig,
+                     metric: Metric) -> bool | None:
+    """Whether the chosen map's `metric` on the test split is within the tolerance of FP32's
+    (the plain drop, a change against the metric's direction, without the search's margin);
+    None with a latency target (no tolerance), False for a NaN metric."""
     if config.latency_target_ms is not None:
         return None
-    drop = fp32 - chosen
+    drop = (fp32 - chosen) * (1.0 if metric.higher_is_better else -1.0)
     return bool(drop <= allowed_drop(config.tolerance, config.tolerance_mode, fp32))
 
 

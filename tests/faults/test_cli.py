@@ -735,6 +735,15 @@ def test_predict_to_a_file_runs_with_standard_output_closed(files, monkeypatch, 
     assert len(out.read_text().splitlines()) == 60
 
 
+@pytest.mark.parametrize("extra", [["--batch-size", "8"], ["--max-examples", "10"]])
+def test_calibrate_refuses_test_split_options_without_eval(extra, capsys, no_slow_work, tmp_path):
+    code = main(["calibrate", "--model", "minilm", "--data", "snli-embed", *extra,
+                 "--out", str(tmp_path / "q")])
+    err = capsys.readouterr().err
+    assert code == 2 and f"{extra[0]} set how --eval scores the test split" in err
+    assert not (tmp_path / "q").exists()
+
+
 @pytest.mark.parametrize("family, warned", [("xlm-roberta", [2, 3]), ("bert", [3])])
 def test_predict_warns_of_a_taggers_sentences_without_spaces(family, warned, tmp_path, capsys):
     """SentencePiece splits a plain text at spaces only: a Chinese or Thai sentence is one word

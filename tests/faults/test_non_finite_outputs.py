@@ -179,7 +179,7 @@ def test_a_search_whose_tolerance_no_map_meets_exits_3_with_its_outputs(overflow
     stdout, err = capsys.readouterr()
     assert code == 3, err
     summary = json.loads(stdout)
-    assert summary["tolerance_met"] is False and summary["test"]["chosen_within_tolerance"] is False
+    assert summary["tolerance_met"] is False and summary["test_within_tolerance"] is False
     assert err.rstrip().splitlines()[-1].startswith(
         "samp-jax search: error: no map meets the tolerance (5% relative) on the search split")
     assert summary["out"] == str(tmp_path / "s") and summary["quantized_model"] == str(tmp_path / "s" / "model")

@@ -261,3 +261,18 @@ def test_a_word_keeps_the_accents_its_normalizer_composes_or_strips(family):
     whole = tokenizer._backend.encode(text, add_special_tokens=False).ids
     assert tokenizer._words_backend.encode(words, is_pretokenized=True,
                                            add_special_tokens=False).ids == whole
+
+
+@pytest.mark.parametrize("family", ["bert", "xlm-roberta", "deberta-v2"])
+@pytest.mark.parametrize("text", ["Paris\u200b London", "a,\ufffd b", "x\ufeff y\u200c z",
+                                  "Jose\u0301\u200b", "end\u0301"])
+def test_characters_without_tokens_keep_the_texts_own_ids(family, text):
+    """Whatever a character the normalizer composes, drops or turns into a space does to the
+    words, each encoded alone gives the ids of the text (SentencePiece turns a zero-width space
+    or U+FFFD into a space: a word stretched over it would gain a token)."""
+    from tests.helpers import GOLDEN
+    tokenizer = sj.Tokenizer.from_pretrained(GOLDEN / "families" / family / "seqcls", max_length=64)
+    words = tokenizer.words(text)
+    whole = tokenizer._backend.encode(text, add_special_tokens=False).ids
+    assert tokenizer._words_backend.encode(words, is_pretokenized=True,
+                                           add_special_tokens=False).ids == whole
