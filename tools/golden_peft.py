@@ -127,6 +127,9 @@ def case(name: str, out: Path, seed: int) -> dict:
     config["base_model_name_or_path"] = extras.get(
         "base_name", os.path.relpath(base_dir, folder))  # a path relative to the adapter's folder
     config |= extras.get("edit", {})
+    for key in ("target_modules", "modules_to_save"):  # sets in PEFT: one order, for the diff
+        if isinstance(config.get(key), list):
+            config[key] = sorted(config[key])
     config_file.write_text(json.dumps(config, indent=2, sort_keys=True))
     if extras.get("tokenizer"):
         for file in TOKENIZER_FILES:
