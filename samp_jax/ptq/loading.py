@@ -75,8 +75,8 @@ def load(path: str | os.PathLike, *, tokenizer: Tokenizer | str | os.PathLike | 
     check_not_interrupted(path)
     if not path.is_dir():
         raise FileNotFoundError(f"{path} is not a folder; samp_jax.load needs a model folder "
-                                f"({SIDECAR_FILE} from QuantizedModel.save, or an HF "
-                                f"{HF_CONFIG_FILE} with weights)")
+                                f"({SIDECAR_FILE} from QuantizedModel.save, an HF "
+                                f"{HF_CONFIG_FILE} with weights, or a PEFT {ADAPTER_CONFIG})")
     # a FIFO or /dev/zero under either name is refused, named (`check_regular`), not taken
     # for an absent file
     quantized = check_regular(path / SIDECAR_FILE)
