@@ -9,7 +9,7 @@ PY311=${PY311:-$(command -v python3.11)}
 if [ ! -x "$GV/bin/python" ]; then
   "$PY311" -m venv "$GV"
   "$GV/bin/pip" install -q "torch==2.13.0" "transformers==4.57.*" flax safetensors "sentence-transformers==5.7.0" seqeval \
-    sentencepiece
+    sentencepiece "peft==0.17.1"
 fi
 MINILM=$(.venv/bin/python -c "from samp_jax.core.assets import minilm_path; print(minilm_path())")
 "$GV/bin/python" tools/make_golden.py --minilm "$MINILM" --out tests/golden
@@ -18,6 +18,10 @@ MINILM=$(.venv/bin/python -c "from samp_jax.core.assets import minilm_path; prin
 "$GV/bin/python" tools/golden_long_rows.py --out tests/golden
 # CrossEncoder activations, over the BERT family classifier make_golden.py just wrote
 "$GV/bin/python" tools/golden_cross_encoder.py --out tests/golden/cross_encoder
+# PEFT LoRA adapters over the family checkpoints make_golden.py just wrote, with HF's PeftModel
+# outputs (peft joins a golden venv built before it was needed)
+"$GV/bin/python" -c "import peft" 2>/dev/null || "$GV/bin/pip" install -q "peft==0.17.1"
+"$GV/bin/python" tools/golden_peft.py --out tests/golden/peft
 # ModernBERT configs as transformers 5 writes them (rope_parameters, layer_types), with its own
 # outputs: transformers 5 (the version .venv has) beside the golden venv's torch.
 TF5=$(.venv/bin/python -c "import transformers; print(transformers.__version__)")

@@ -196,7 +196,8 @@ def _builtin_model(args, *, progress: bool | None):
 
 def model_options(args) -> dict:
     """`load` options from `--head` and `--pooling` (only when given, so a quantized folder,
-    which takes none, loads when they are not) and `--prompt-name`.
+    which takes none, loads when they are not), `--prompt-name`, and a PEFT adapter folder's
+    `--base-model` and `--adapter`.
 
     Raises:
       UsageError: `--pooling` (which embeds with the sentence_embedding head) with a `--head`
@@ -213,6 +214,9 @@ def model_options(args) -> dict:
         options |= {"head": SENTENCE_EMBEDDING.name, "pooling": tuple(pooling.split(","))}
     if getattr(args, "prompt_name", None) is not None:
         options |= {"prompt_name": args.prompt_name}
+    for option in ("base_model", "adapter"):  # a PEFT adapter folder's
+        if getattr(args, option, None) is not None:
+            options[option] = getattr(args, option)
     return options
 
 

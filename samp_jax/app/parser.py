@@ -268,6 +268,14 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
                         "weightedmean, lasttoken; several are concatenated) with the "
                         f"{SENTENCE_EMBEDDING.name} head (--head may name only it): needed for a "
                         "model folder that declares none, overrides the one it declares")
+    p.add_argument("--base-model", default=None, type=path_or_name, metavar="DIR",
+                   help="the base model's folder for a PEFT LoRA adapter folder (--model with "
+                        "adapter_config.json), in place of its base_model_name_or_path (which "
+                        "is read when it is a local folder, absolute or relative to the "
+                        "adapter's); the adapter is merged into it as it loads")
+    p.add_argument("--adapter", default=None, metavar="NAME",
+                   help="which adapter of a folder that holds several (PEFT writes 'default' "
+                        "at its root, the others in subfolders of their names)")
     p.add_argument("--prompt-name", default=None, metavar="NAME",
                    help="a sentence embedder's prompt, put before every text (a "
                         "sentence-transformers CrossEncoder's: before each pair's first text) as "

@@ -15,7 +15,7 @@ import json
 import shutil
 import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -49,7 +49,7 @@ from samp_jax.models.model import EncoderModel
 from samp_jax.models.sentencepiece_tokenizer import SENTENCEPIECE_FILES
 from samp_jax.models.st_dense import check_widths, dense_weights, load_dense
 from samp_jax.models.st_folder import PROMPTS_FILE, DeclaredPooling, read_pooling, write_st_files
-from samp_jax.models.tokenizer import TOKENIZER_FILES
+from samp_jax.models.tokenizer import TOKENIZER_FILES, has_tokenizer
 from samp_jax.models.torch_pickle import read_torch_pickle
 from samp_jax.models.weight_files import (SAFETENSORS, TORCH_PICKLE, check_float_weight,
                                          read_safetensors, writing_safetensors)
@@ -520,24 +520,51 @@ def load_pretrained(path: str | Path, *, head: str | HeadKind | None = None,
     """
     path = Path(path)
     check_not_interrupted(path)
+
+    def read() -> tuple[dict[str, np.ndarray], Path]:
+        state, source = read_state_dict(path, allow_torch_pickle=allow_torch_pickle)
+        return state, path / source
+    return load_checkpoint(path, read, head=head, num_labels=num_labels, pooling=pooling,
+                           normalize=normalize, dtype=dtype, param_dtype=param_dtype,
+                           attention_impl=attention_impl, allow_new_head=allow_new_head,
+                           strict=strict)
+
+
+def load_checkpoint(path: Path, read_weights: Callable[[], tuple[dict[str, np.ndarray], Path | str]],
+                    *, hf_overrides: Mapping[str, Any] | None = None, files: Path | None = None,
+                    head: str | HeadKind | None = None, num_labels: int | None = None,
+                    pooling: str | Sequence[str] | None = None, normalize: bool | None = None,
+                    dtype=jnp.float32, param_dtype=None, attention_impl=None,
+                    allow_new_head: bool = False, strict: bool = True) -> EncoderModel:
+    """`load_pretrained` of the folder `path` (its `config.json`), with the weights that
+    `read_weights()` returns: `(state in HF naming, the file errors name)`. A PEFT adapter
+    (`samp_jax.models.peft_adapter`) gives its base folder and the merged weights here.
+
+    `hf_overrides`: `config.json` keys stated elsewhere (an adapter's own `id2label`), over
+    the folder's. `files`: the folder whose sentence-transformers files (pooling, Dense,
+    similarity, a CrossEncoder's activation) are read; `path` by default. The other
+    arguments and the errors are `load_pretrained`'s.
+    """
+    files = path if files is None else files
     config = EncoderConfig.from_hf_config(path)
     family = get_family(config.model_type)
-    hf = _read_hf(path)
+    hf = _read_hf(path) | dict(hf_overrides or {})
 
     @functools.cache
-    def weights() -> tuple[dict[str, np.ndarray], str]:
+    def weights() -> tuple[dict[str, np.ndarray], Path | str]:
         # the layers the config asks for, against those the weights hold, before any code
         # expands keys or builds modules per layer
-        state, source = read_state_dict(path, allow_torch_pickle=allow_torch_pickle)
-        check_layers(path / "config.json", path / source, config, family,
+        state, source = read_weights()
+        check_layers(path / "config.json", source, config, family,
                      strip_prefix(state, family).keys())
         return state, source
     head, num_labels, hint = _resolve_head(path, config, family, hf, head, num_labels,
                                            weights if strict else None)
     if not allow_new_head:
         check_problem_type(path / "config.json", hf, head)
-    declared = read_pooling(path) if head == SENTENCE_EMBEDDING.name else None  # read once
-    spec = _head_spec(path, config, family, hf, head, num_labels, declared, pooling, normalize)
+    declared = read_pooling(files) if head == SENTENCE_EMBEDDING.name else None  # read once
+    spec = _head_spec(path, config, family, hf, head, num_labels, declared, pooling, normalize,
+                      files=files)
     state, source = weights()
 
     def build(config: EncoderConfig = config) -> EncoderModel:
@@ -551,10 +578,10 @@ def load_pretrained(path: str | Path, *, head: str | HeadKind | None = None,
     # checkpoint: the abstract model is filled, and any variable left unfilled is an error
     # (`check_filled`).
     abstract = nnx.eval_shape(build)
-    check_sizes(path / "config.json", path / source, abstract, strip_prefix(state, family),
+    check_sizes(path / "config.json", source, abstract, strip_prefix(state, family),
                 lambda other: nnx.eval_shape(lambda: build(other)))
     model = build() if allow_new_head else abstract
-    assign_state_dict(model, state, path=path / source, allow_new_head=allow_new_head, strict=strict,
+    assign_state_dict(model, state, path=source, allow_new_head=allow_new_head, strict=strict,
                       hint=hint)
     if spec.get("dense"):  # the folder's Dense modules, from their own folders
         load_dense(model.head, declared.dense)
@@ -603,7 +630,7 @@ def _resolve_head(path: Path, config: EncoderConfig, family: Family, hf: dict,
 
 def _head_spec(path: Path, config: EncoderConfig, family: Family, hf: dict, head: str,
                num_labels: int | None, declared: DeclaredPooling | None, pooling,
-               normalize) -> dict:
+               normalize, *, files: Path) -> dict:
     """`make_head`'s keyword arguments for `head`: a classifier's width, class names,
     activation and family options, or a sentence embedder's pooling and Dense layers (from
     `declared`, the folder's sentence-transformers declaration)."""
@@ -619,14 +646,14 @@ def _head_spec(path: Path, config: EncoderConfig, family: Family, hf: dict, head
             spec["label_threshold"] = stated_label_threshold(path / "config.json", hf,
                                                              spec["problem_type"])
             # a sentence-transformers CrossEncoder's activation, checked before any weights
-            spec["cross_encoder_activation"] = read_activation(path, hf, num_labels)
+            spec["cross_encoder_activation"] = read_activation(files, hf, num_labels)
         if family.heads[head].options is not None:
             try:
                 spec |= family.heads[head].options(hf)
             except ConfigError as e:
                 raise ConfigError(f"{path / 'config.json'}: {e}") from None
     if head == SENTENCE_EMBEDDING.name:
-        spec = _pooling_spec(path, config, declared, pooling, normalize)
+        spec = _pooling_spec(files, config, declared, pooling, normalize)
     elif pooling is not None or normalize is not None:
         raise ValueError(f"pooling/normalize apply to head={SENTENCE_EMBEDDING.name!r}, not {head!r}")
     return spec
@@ -690,8 +717,9 @@ def save_pretrained(model: EncoderModel, directory: str | Path, *, tokenizer_dir
     Args:
       model: a float `EncoderModel`.
       directory: output folder (created).
-      tokenizer_dir: a folder whose tokenizer files are copied alongside. Without it, the
-        model's own tokenizer (`model.tokenizer`), if any, is written.
+      tokenizer_dir: a folder whose tokenizer files are copied alongside. Without it, or when
+        it holds no tokenizer (a PEFT adapter's folder), the model's own tokenizer
+        (`model.tokenizer`), if any, is written.
       labels: class names, written as `id2label` / `label2id`; defaults to the head's
         `labels`, else HF's `LABEL_0`, `LABEL_1`, ...
       extra: more keys for `config.json`.
@@ -709,6 +737,9 @@ def save_pretrained(model: EncoderModel, directory: str | Path, *, tokenizer_dir
     directory = Path(directory)
     family = get_family(model.config.model_type)
     state = export_state_dict(model)  # raises for heads HF cannot express, before any write
+    if tokenizer_dir is not None and not has_tokenizer(tokenizer_dir) and \
+            getattr(model, "tokenizer", None) is not None:
+        tokenizer_dir = None  # a folder without one (a PEFT adapter's, read with its base's)
     num_labels = getattr(model.head, "num_labels", None)
     if num_labels is not None:
         names = check_labels(labels if labels is not None else model.labels, num_labels)

@@ -1,10 +1,12 @@
 """`load(path)`: one call that reads any model folder samp-jax writes, ready to serve.
 
-Two kinds of folder, told apart by their files:
+Three kinds of folder, told apart by their files:
 
 - a quantized model written by `QuantizedModel.save`: `quantization.json` + `model.safetensors`;
 - an HF checkpoint folder (what `save_pretrained` and HF transformers write): `config.json` +
-  weights, read by `load_pretrained`.
+  weights, read by `load_pretrained`;
+- a PEFT LoRA adapter (`adapter_config.json` + `adapter_model.safetensors`), merged into its
+  base model's weights as it loads (`samp_jax.models.peft_adapter`).
 
 Either way the model comes back with its tokenizer attached (`model.tokenizer`, read from the
 folder's `tokenizer.json`), so `samp_jax.compile(samp_jax.load(folder))` needs nothing else. A
@@ -22,12 +24,14 @@ from samp_jax.core.atomic import check_not_interrupted
 from samp_jax.core.input_files import check_regular
 from samp_jax.models.checkpoint import load_pretrained
 from samp_jax.models.head_kinds import SENTENCE_EMBEDDING, SEQUENCE_CLASSIFICATION
+from samp_jax.models.peft_adapter import ADAPTER_CONFIG, find_adapter, is_adapter_folder, load_adapter
 from samp_jax.models.st_folder import is_cross_encoder
 from samp_jax.models.model import EncoderModel
 from samp_jax.models.tokenizer import TOKENIZER_FILE, Tokenizer, check_fits, has_tokenizer
 from samp_jax.ptq.quantized import SIDECAR_FILE, QuantizedModel
 
 HF_CONFIG_FILE = "config.json"
+ADAPTER_OPTIONS = ("base_model", "adapter")  # what only an adapter folder takes
 
 
 def load(path: str | os.PathLike, *, tokenizer: Tokenizer | str | os.PathLike | None = None,
@@ -35,18 +39,23 @@ def load(path: str | os.PathLike, *, tokenizer: Tokenizer | str | os.PathLike | 
     """Loads a model folder written by samp-jax (or an HF BERT checkpoint), tokenizer attached.
 
     Args:
-      path: a folder written by `QuantizedModel.save` (it has `quantization.json`), or an HF
+      path: a folder written by `QuantizedModel.save` (it has `quantization.json`), an HF
         checkpoint folder (`config.json` + `model.safetensors`, `flax_model.msgpack` or
         `pytorch_model.bin`, each possibly sharded; the last read without torch and without
-        running its pickle).
+        running its pickle), or a PEFT LoRA adapter folder (`adapter_config.json`), merged
+        into its base model (`base_model_name_or_path` when it is a local folder, absolute
+        or relative to the adapter's; else `base_model=`).
       tokenizer: the tokenizer to attach instead of the folder's own: a `Tokenizer`, or a
-        folder holding `tokenizer.json`. Needed when `path` has no `tokenizer.json`.
+        folder holding `tokenizer.json`. Needed when `path` has no `tokenizer.json` (an
+        adapter's: nor its base).
       prompt_name: a sentence embedder's prompt, put before every text as
         sentence-transformers puts it: one of those its `config_sentence_transformers.json`
         names, '' for none (default: its `default_prompt_name`; for a quantized folder, the
         prompt it was saved with).
       **options: for an HF folder, passed to `load_pretrained` (`head`, `num_labels`, `dtype`,
-        `allow_new_head`, ...). A quantized folder takes none.
+        `allow_new_head`, ...). An adapter folder takes them too, and `base_model` (the base
+        model's folder) and `adapter` (which of several adapters in one folder:
+        `peft_adapter.find_adapter`). A quantized folder takes none.
 
     Returns:
       A `QuantizedModel` or an `EncoderModel`, with `model.tokenizer` set and, for
@@ -66,16 +75,22 @@ def load(path: str | os.PathLike, *, tokenizer: Tokenizer | str | os.PathLike | 
     check_not_interrupted(path)
     if not path.is_dir():
         raise FileNotFoundError(f"{path} is not a folder; samp_jax.load needs a model folder "
-                                f"({SIDECAR_FILE} from QuantizedModel.save, or an HF "
-                                f"{HF_CONFIG_FILE} with weights)")
+                                f"({SIDECAR_FILE} from QuantizedModel.save, an HF "
+                                f"{HF_CONFIG_FILE} with weights, or a PEFT {ADAPTER_CONFIG})")
     # a FIFO or /dev/zero under either name is refused, named (`check_regular`), not taken
     # for an absent file
     quantized = check_regular(path / SIDECAR_FILE)
+    if not quantized and is_adapter_folder(path):
+        return _load_adapter(path, tokenizer, prompt_name, options)
+    given = sorted(set(options) & set(ADAPTER_OPTIONS))
+    if given:
+        raise TypeError(f"{path} is no PEFT adapter folder (it has no {ADAPTER_CONFIG}); "
+                        f"options {given} apply to adapter folders only")
     if not quantized and not check_regular(path / HF_CONFIG_FILE):
         raise FileNotFoundError(
             f"{path} is not a model folder: it has neither {SIDECAR_FILE} (a quantized model "
             f"written by QuantizedModel.save) nor {HF_CONFIG_FILE} (an HF checkpoint written by "
-            "save_pretrained or HF transformers)")
+            f"save_pretrained or HF transformers) nor {ADAPTER_CONFIG} (a PEFT adapter)")
     _check_tokenizer(path, tokenizer, quantized=quantized)
     if quantized:
         if options:
@@ -84,14 +99,29 @@ def load(path: str | os.PathLike, *, tokenizer: Tokenizer | str | os.PathLike | 
         # the folder's own tokenizer, its files checked against the manifest
         return QuantizedModel.load(path, prompt_name=prompt_name, tokenizer=None if tokenizer is None
                                    else _resolve_tokenizer(path, tokenizer))
-    model = load_pretrained(path, **options)
+    return _attach_tokenizer(load_pretrained(path, **options), path, path, tokenizer, prompt_name)
+
+
+def _load_adapter(path: Path, tokenizer, prompt_name: str | None, options: dict) -> EncoderModel:
+    """A PEFT adapter folder: its base model with the adapter merged in, and the adapter's
+    tokenizer (else the base's)."""
+    found = find_adapter(path, **{key: options.pop(key) for key in ADAPTER_OPTIONS if key in options})
+    _check_tokenizer(found.tokenizer, tokenizer, quantized=False)
+    return _attach_tokenizer(load_adapter(found, **options), found.tokenizer, found.files,
+                             tokenizer, prompt_name)
+
+
+def _attach_tokenizer(model: EncoderModel, folder: Path, files: Path, tokenizer,
+                      prompt_name: str | None) -> EncoderModel:
+    """`model` with its tokenizer (`tokenizer`, else `folder`'s); `files` holds its
+    sentence-transformers files."""
     # a sentence embedder tokenizes as its sentence-transformers folder says (max_seq_length,
     # do_lower_case, its prompt), a sentence-transformers CrossEncoder with its prompt; other
     # heads as the HF tokenizer does
-    cross = model.head_kind == SEQUENCE_CLASSIFICATION.name and is_cross_encoder(path)
-    tokenizer = _resolve_tokenizer(path, tokenizer, prompt_name, cross_encoder=cross,
+    cross = model.head_kind == SEQUENCE_CLASSIFICATION.name and is_cross_encoder(files)
+    tokenizer = _resolve_tokenizer(folder, tokenizer, prompt_name, cross_encoder=cross,
                                    sentence=model.head_kind == SENTENCE_EMBEDDING.name)
-    check_fits(tokenizer, model.config, str(path))
+    check_fits(tokenizer, model.config, str(folder))
     model.tokenizer = tokenizer
     return model
 
