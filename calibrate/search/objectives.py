@@ -9,7 +9,8 @@ and two functions of a candidate's outputs (a list with one array per batch):
   embeddings. It has far lower variance than the metric, so single-site sensitivities can be
   ranked on few examples.
 `guarded_drop(outputs, base)` adds a one-sided 95% confidence margin to the metric drop (a
-paired bound for accuracy that counts one more row lost and one more gained; a paired
+paired bound for accuracy that counts one more row lost and one more gained, and the same
+over queries for the ranking metrics, MRR@10, NDCG@10, MAP and recall@k; a paired
 bootstrap for entity F1 and the label-set F1s, with the same two pseudo-rows, and for ROC-AUC
 and Spearman), so a map accepted on the search split keeps its promise on unseen data. A
 search that picks the fastest of many maps that each passed widens the margin for the one it

@@ -121,31 +121,34 @@ def warn_if_rows_too_few(session: Session) -> None:
     1/rows of it: exactly so for accuracy), so the verdict only tells whether any row changed;
     or the margin of a map that changes no row (`unchanged_margin`: accuracy's adjusted bound,
     about 2.3/rows; an F1's from its pseudo-rows) is already past the allowed drop, so no map
-    that changes a row can pass."""
+    that changes a row can pass. A ranking metric counts queries (`Metric.units`), its unit."""
     config, obj = session.config, session.objective
     evaluation, fp32 = getattr(obj, "evaluation", None), session.reference.metric
     if obj.metric_name is None or evaluation is None or fp32 is None:
         return
-    rows = evaluation.num_examples
+    metric = get_metric(obj.metric_name)
+    reference = getattr(obj, "reference", None)
+    evidence = None if reference is None else evaluation.evidence(reference)
+    # the units the margin counts: rows, or a ranking metric's queries (one evidence row each)
+    rows = evaluation.num_examples if evidence is None or metric.unit == "row" else len(evidence)
+    unit, units = metric.unit, metric.units
     allowed = allowed_drop(config.tolerance, config.tolerance_mode, fp32)
     if not rows:
         return
-    reference = getattr(obj, "reference", None)
-    evidence = None if reference is None else evaluation.evidence(reference)
-    floor = unchanged_margin(get_metric(obj.metric_name), rows, evidence)
+    floor = unchanged_margin(metric, rows, evidence)
     if floor > allowed:
         warnings.warn(
-            f"the search split has {rows} rows: even a map that changes none of them is bounded "
-            f"at a drop of {floor:.3g} in {obj.metric_name} (the 95% margin), more than the "
-            f"{allowed:.3g} the tolerance allows, so a map passes only where it gains more than "
-            "it loses; give more rows (or a wider tolerance) for a verdict", UserWarning,
+            f"the search split has {rows} {units}: even a map that changes none of them is "
+            f"bounded at a drop of {floor:.3g} in {obj.metric_name} (the 95% margin), more than "
+            f"the {allowed:.3g} the tolerance allows, so a map passes only where it gains more "
+            f"than it loses; give more {units} (or a wider tolerance) for a verdict", UserWarning,
             stacklevel=3)
     elif 1.0 / rows > allowed:
         warnings.warn(
-            f"the search split has {rows} rows: one row moves {obj.metric_name} by about "
+            f"the search split has {rows} {units}: one {unit} moves {obj.metric_name} by about "
             f"{1.0 / rows:.3g}, more than the {allowed:.3g} the tolerance allows, so the search "
-            "can only tell whether any row changes; give more rows for a verdict that means "
-            "something", UserWarning, stacklevel=3)
+            f"can only tell whether any {unit} changes; give more {units} for a verdict that "
+            "means something", UserWarning, stacklevel=3)
 
 
 def warn_if_at_chance(session: Session) -> None:

@@ -144,7 +144,8 @@ def _read_task(args, model) -> Task:
     labels = _model_labels(model)
     columns = Columns(text=args.text_column, text_pair=args.text_pair_column,
                       label=args.label_column, tokens=args.tokens_column, tags=args.tags_column,
-                      score=args.score_column)
+                      score=args.score_column, relevance=args.relevance_column,
+                      group=args.group_column)
     return load_task(args.data, task_type=args.task_type, columns=columns, labels=labels,
                      split_files=split_files or None, seed=args.seed,
                      head=None if model is None else model.head_kind,

@@ -285,9 +285,16 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
                         "saved with)")
 
 
-# The columns of a model's inputs, and those of its gold (labels, tags, scores).
+# The columns of a model's inputs, and those of its gold (labels, tags, scores; a ranking's
+# relevances and query ids).
 INPUT_COLUMNS = ("text", "text-pair", "tokens")
-GOLD_COLUMNS = ("label", "tags", "score")
+GOLD_COLUMNS = ("label", "tags", "score", "relevance", "group")
+COLUMN_HELP = {
+    "relevance": "column holding a ranking row's relevance, 0 for not relevant (0/1 or graded "
+                 "0, 1, 2, ...; default: a usual name, else the label column)",
+    "group": "column holding a ranking row's query id, whose rows are ranked together and "
+             "never split apart (default: a usual name, qid or query_id, else the query text)",
+}
 
 
 def _add_data(p: argparse.ArgumentParser, *, model_required: bool = False,
@@ -307,7 +314,8 @@ def _add_data(p: argparse.ArgumentParser, *, model_required: bool = False,
                        help="default: inferred from the columns and the model's head")
     for field in INPUT_COLUMNS + (() if inputs_only else GOLD_COLUMNS):
         p.add_argument(f"--{field}-column", default=None, metavar="NAME",
-                       help=f"column holding the {field.replace('-', ' ')} (default: a usual name)")
+                       help=COLUMN_HELP.get(field, f"column holding the {field.replace('-', ' ')} "
+                                                   "(default: a usual name)"))
     served = ("serve rows of up to N tokens (longer ones are cut and marked \"truncated\")"
               if inputs_only else "cut every row at N tokens")
     default = "" if inputs_only else ", the length predict serves; a built-in --data keeps 128"

@@ -1,5 +1,7 @@
 """Carving examples into splits: seeded shuffles, default split sizes, and the rows that repeat
-a test input (dropped from the other splits). See `samp_jax.tasks.files` for the rules."""
+a test input (dropped from the other splits). Ranking rows are carved a query at a time (their
+`group`): the sizes count queries, and a query whose text is a test query's leaves the other
+splits whole. See `samp_jax.tasks.files` for the rules."""
 
 from __future__ import annotations
 
@@ -15,10 +17,11 @@ MIN_ROWS = 10
 
 
 def split_sizes(n: int, requested: Mapping[str, int | float], carve: Sequence[str],
-           where: str) -> dict[str, int]:
-    """Rows for each split in `carve`: `requested`, else the defaults (module docstring)."""
+           where: str, units: str = "rows") -> dict[str, int]:
+    """Rows (or queries: `units`) for each split in `carve`: `requested`, else the defaults
+    (module docstring)."""
     if any(s not in requested for s in carve) and n < MIN_ROWS:
-        raise ValueError(f"{where} has {n} rows; splitting it into {', '.join(carve)} needs at "
+        raise ValueError(f"{where} has {n} {units}; splitting it into {', '.join(carve)} needs at "
                          f"least {MIN_ROWS} (or give every split's size with sizes=...)")
     counts = {}
     for split in carve:
@@ -31,7 +34,7 @@ def split_sizes(n: int, requested: Mapping[str, int | float], carve: Sequence[st
     if "calibration" in counts and "calibration" not in requested:
         counts["calibration"] = min(counts["calibration"], MAX_CALIBRATION)
     if sum(counts.values()) > n:
-        raise ValueError(f"{where} has {n} rows, but the splits need {sum(counts.values())} "
+        raise ValueError(f"{where} has {n} {units}, but the splits need {sum(counts.values())} "
                          f"({counts})")
     return counts
 
@@ -47,10 +50,24 @@ def _count(value, n: int, split: str) -> int:
                      "(0, 1) (a fraction)")
 
 
+def query_rows(examples: Sequence[dict]) -> list[list[int]]:
+    """The row indices of each query (`group`, else its text), queries by first appearance."""
+    rows: dict = {}
+    for i, e in enumerate(examples):
+        rows.setdefault(e.get("group", e["text"]), []).append(i)
+    return list(rows.values())
+
+
 def carve_splits(examples: list[dict], counts: Mapping[str, int], rest: str,
-           seed: int) -> dict[str, list[dict]]:
+           seed: int, *, grouped: bool = False) -> dict[str, list[dict]]:
     """Seeded shuffle, then `counts` rows for each split in `CARVE_ORDER`; the rest (unless
-    `rest` was sized too) go to `rest`."""
+    `rest` was sized too) go to `rest`. `grouped`: the shuffle and `counts` are of whole
+    queries (`query_rows`), each query's rows kept together in their order."""
+    if grouped:
+        queries = query_rows(examples)
+        parts = carve_splits(queries, counts, rest, seed)  # queries, as rows
+        return {split: [examples[i] for rows in chosen for i in rows]
+                for split, chosen in parts.items()}
     order = np.random.default_rng(seed).permutation(len(examples))
     parts, start = {}, 0
     for split in CARVE_ORDER:
@@ -67,14 +84,24 @@ def _input_key(example: dict) -> tuple:
     return example["text"], example.get("text_pair")
 
 
-def without_test_inputs(
-        splits: dict[str, list[dict]]) -> tuple[dict[str, list[dict]], dict[str, int]]:
-    """Drops the rows of non-test splits whose input equals a test input; counts per split."""
-    test = {_input_key(e) for e in splits.get("test", ())}
+def without_test_inputs(splits: dict[str, list[dict]], *, grouped: bool = False
+                        ) -> tuple[dict[str, list[dict]], dict[str, int]]:
+    """Drops the rows of non-test splits whose input equals a test input; counts per split.
+    `grouped`: every row of a query (`group`) whose text is a test query's, so that no query
+    straddles the test split and another and none is left part-ranked."""
+    if grouped:
+        test = {e["text"] for e in splits.get("test", ())}
+        key = lambda e: e.get("group", e["text"])  # noqa: E731
+        seen = {split: {key(e) for e in examples if e["text"] in test}
+                for split, examples in splits.items()}
+        repeats = lambda split, e: key(e) in seen[split]  # noqa: E731
+    else:
+        test = {_input_key(e) for e in splits.get("test", ())}
+        repeats = lambda split, e: _input_key(e) in test  # noqa: E731
     kept, dropped = {}, {}
     for split, examples in splits.items():
         kept[split] = examples if split == "test" else [
-            e for e in examples if _input_key(e) not in test]
+            e for e in examples if not repeats(split, e)]
         if len(kept[split]) < len(examples):
             dropped[split] = len(examples) - len(kept[split])
             if not kept[split]:

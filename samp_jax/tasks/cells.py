@@ -1,7 +1,7 @@
 """One cell of your data as a canonical value (`samp_jax.tasks.files` reads the rows):
 a text, a word list, a raw label (an id, a name, or a fractional number for the caller to
-refuse), a label set (multi-label), a similarity score, a 0/1 pair label, or a value copied
-through as JSON. Each error names where the cell is (`at`: file, row, column) and what was
+refuse), a label set (multi-label), a similarity score, a 0/1 pair label, a ranking row's
+relevance and query id, or a value copied through as JSON. Each error names where the cell is (`at`: file, row, column) and what was
 expected."""
 
 from __future__ import annotations
@@ -165,6 +165,40 @@ def binary(value, at: str, task_type: str = "embedding_pairs") -> int:
                          "against (1-5 ratings, similarities) goes to the score field: name it "
                          "with --score-column (Columns(score=...))")
     return value
+
+
+def relevance(value, at: str) -> int:
+    """A ranking row's relevance: a whole number of 0 or more (0 is not relevant; 0/1, or graded
+    0, 1, 2, ...), given as an int, a whole float (JSON's 1.0), a string that spells one, or a
+    boolean (true is 1)."""
+    if isinstance(value, (bool, np.bool_)):
+        return int(value)
+    number = None
+    if isinstance(value, str) and WHOLE_NUMBER.fullmatch(value.strip()):
+        number = whole_number(value.strip())
+    elif isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        number = int(value.strip().lower() == "true")
+    elif isinstance(value, (int, np.integer)):
+        number = int(value)
+    elif isinstance(value, (float, np.floating)) and math.isfinite(value) and float(value).is_integer():
+        number = int(value)
+    if number is None or number < 0:
+        raise ValueError(f"{at} holds {shown(value)}; expected a relevance: a whole number of 0 "
+                         "or more (0 for not relevant; 0/1, or graded 0, 1, 2, ...)")
+    return number
+
+
+def query_id(value, at: str) -> str:
+    """A ranking row's query id, as text: a string (stripped) or a whole number (7 and "7" and
+    7.0 name one query)."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)) and math.isfinite(value) and float(value).is_integer():
+        return str(int(value))
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    raise ValueError(f"{at} holds {shown(value)}; expected a query id (a text or a whole number) "
+                     "in every row")
 
 
 def whole_number(spelled: str) -> int:

@@ -20,7 +20,7 @@ from samp_jax.tasks import cells
 from samp_jax.tasks.readers import Table
 from samp_jax.tasks.types import TASK_TYPES, sequence_type
 
-FIELDS = ("text", "text_pair", "label", "tokens", "tags", "score")
+FIELDS = ("text", "text_pair", "label", "tokens", "tags", "score", "relevance", "group")
 DEFAULT_NAMES: dict[str, tuple[str, ...]] = {
     "text": ("text", "sentence", "sentence1", "premise", "question", "content", "review"),
     "text_pair": ("text_pair", "sentence2", "hypothesis", "pair"),
@@ -29,12 +29,14 @@ DEFAULT_NAMES: dict[str, tuple[str, ...]] = {
     "tags": ("tags", "ner_tags", "labels"),
     "score": ("score", "similarity"),
     "labels": ("labels", "label", "classes", "categories", "topics"),
+    "relevance": ("relevance", "rel", "is_relevant", "is_selected"),
+    "group": ("qid", "query_id", "query-id", "queryid"),
 }
 """Usual column names of each canonical field, tried in order."""
 DEFAULT_PAIRS: tuple[tuple[str, str], ...] = (
     ("text", "text_pair"), ("sentence1", "sentence2"), ("premise", "hypothesis"),
     ("question", "context"), ("question", "passage"), ("question", "sentence"),
-    ("question1", "question2"), ("query", "passage"), ("query", "document"),
+    ("question1", "question2"), ("query", "passage"), ("query", "document"), ("query", "doc"),
     ("text_a", "text_b"), ("sentence_a", "sentence_b"))
 """Usual names of a pair's two text columns (QNLI's question and sentence, QQP's question1
 and question2, a reranker's query and passage), tried in order before `DEFAULT_NAMES` when
@@ -58,6 +60,11 @@ class Columns:
       tokens: a list of words per row (token classification).
       tags: a list of tag names or ids per row, one per word.
       score: a float similarity (embedding pairs).
+      relevance: a ranking task's relevance of the row's passage to its query: an integer, 0
+        for not relevant (0/1, or graded 0, 1, 2, ...); default: a usual name, else the label
+        (or score) column.
+      group: a ranking task's query id, the rows of one query ranked together; default: a
+        usual name, else the query text.
     """
 
     text: str | None = None
@@ -66,6 +73,8 @@ class Columns:
     tokens: str | None = None
     tags: str | None = None
     score: str | None = None
+    relevance: str | None = None
+    group: str | None = None
 
 
 def find_columns(table: Table, columns: Columns, *, warn: bool = True) -> dict[str, str | None]:
@@ -170,12 +179,19 @@ def _holds_scores(table: Table, column: str) -> bool:
 
 
 def infer_task_type(table: Table, found: dict[str, str | None], head: str | None,
-                     readout: Readout | None = None) -> str:
+                     readout: Readout | None = None, named: Columns = Columns()) -> str:
+    """The task type's name from the columns `found` (`find_columns`), the model's `head` kind
+    name and `readout`, and the columns `named`: text pairs with a relevance column, a named
+    query id column, or a usual one (`qid`, `query_id`) beside whole-number gold, are a
+    ranking (`text_pair_ranking` for a sequence head or none, `embedding_ranking` for an
+    embedder)."""
     pair = found["text"] is not None and found["text_pair"] is not None
     labelled = found["label"] is not None
     scored = found["score"] is not None or (labelled and _holds_scores(table, found["label"]))
     if head == TOKEN_CLASSIFICATION.name or (head is None and found["tokens"] and found["tags"]):
         return "token_classification"
+    if pair and _ranked(table, found, named):
+        return "embedding_ranking" if head == SENTENCE_EMBEDDING.name else "text_pair_ranking"
     if head == SEQUENCE_CLASSIFICATION.name:
         return sequence_type(readout or Readout.CLASSES, pair).name
     if head is None and found["text"] is not None and _label_set_column(table, found):
@@ -203,6 +219,30 @@ def infer_task_type(table: Table, found: dict[str, str | None], head: str | None
                      f"list-valued tokens and tags columns (tried {DEFAULT_NAMES['tokens']}, "
                      f"{DEFAULT_NAMES['tags']}); columns found: {list(table.columns)}; name "
                      f"yours with {naming('text')}")
+
+
+def _ranked(table: Table, found: dict[str, str | None], named: Columns) -> bool:
+    """Whether the columns make a ranking: a relevance column (named, or a usual one), a named
+    query id column, or a usual one beside a label (or score) column of whole numbers."""
+    if found["relevance"] is not None or named.group is not None:
+        return True
+    gold = found["label"] or found["score"]
+    return found["group"] is not None and gold is not None and _holds_relevances(table, gold)
+
+
+def _holds_relevances(table: Table, column: str) -> bool:
+    """Whether every value is a whole number of 0 or more (or spells one): relevances."""
+    for row in table.rows:
+        value = row.get(column)
+        if isinstance(value, (bool, np.bool_)):
+            continue
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            return False
+        if not (math.isfinite(number) and number.is_integer() and number >= 0):
+            return False
+    return True
 
 
 def naming(field: str) -> str:
@@ -280,6 +320,8 @@ def required_columns(table: Table, columns: Columns, needed: Sequence[str],
     found = find_columns(table, columns, warn=False)  # the caller's own find_columns warned
     if "score" in needed and found["score"] is None:  # a label column of scores
         found["score"] = columns.label or found["label"]
+    if "relevance" in needed and found["relevance"] is None:  # 0/1 labels, graded scores
+        found["relevance"] = columns.label or columns.score or found["label"] or found["score"]
     if "labels" in needed:  # a label column of label sets: lists, or texts in CSV/TSV
         found["labels"] = _labels_column(table, found, columns.label)
     for field in needed:
@@ -297,7 +339,8 @@ def required_columns(table: Table, columns: Columns, needed: Sequence[str],
                              f"{'text' if field.startswith('text') else 'value'} per row in its "
                              f"{field} column (name another with {naming(field)})")
         if found[field] is None:
-            names = DEFAULT_NAMES[field] + (DEFAULT_NAMES["label"] if field == "score" else ())
+            names = DEFAULT_NAMES[field] + (DEFAULT_NAMES["label"] if field == "score" else ()) \
+                + (DEFAULT_NAMES["label"] + DEFAULT_NAMES["score"] if field == "relevance" else ())
             shape = "list-valued " if field in LIST_FIELDS else ""
             taken = "".join(f" ({c!r} is the {f} column)" for f, c in found.items()
                             if c in names and f != field)

@@ -23,7 +23,7 @@ from samp_jax.tasks.metrics import IGNORE, Metric, spearman
 from samp_jax.tasks.proxies import COSINE, KL, LABEL_KL, SCORE, Proxy, one_minus_cosine
 from samp_jax.tasks.truncation import Truncation
 from samp_jax.tasks.types import (EncodedSplit, TaskType, non_finite_rows, task_score,
-                                  with_non_finite)
+                                  units_scored, with_non_finite)
 
 Forward = Callable[[dict], object]
 
@@ -123,11 +123,15 @@ class Evaluation:
 
     def score(self, outputs: Sequence[np.ndarray],
               reference: Sequence[np.ndarray] | None = None) -> dict[str, float]:
-        """`{'metric', 'value', 'examples'}`, plus `agreement` with a reference, and
-        `non_finite_rows` when some outputs are NaN or Inf (the value is then NaN)."""
+        """`{'metric', 'value', 'examples'}` (and `queries` for a ranking metric), plus
+        `agreement` with a reference, and `non_finite_rows` when some outputs are NaN or Inf
+        (the value is then NaN)."""
         bad = self.non_finite(outputs)
         out = {"metric": self.metric_name, "value": self.metric(outputs, bad),
                "examples": self.num_examples}
+        evidence = self.evidence(outputs)
+        if evidence is not None:
+            out |= units_scored(self.task_metric, evidence)
         if reference is not None:
             out["agreement"] = self.agreement(outputs, reference)
         return with_non_finite(out, bad)
@@ -147,7 +151,7 @@ class ClassificationEvaluation(Evaluation):
         self.task_type, self.labels, self.encoded = task_type, labels, encoded
         self.task_metric = metric
         if metric is not None and metric.check_gold is not None:
-            metric.check_gold(encoded.labels)
+            metric.check_gold(encoded.gold)
         self._rows, self.batches = encoded_batches(encoded, batch_size, buckets)
 
     @property
@@ -164,12 +168,12 @@ class ClassificationEvaluation(Evaluation):
 
     def predicted(self, outputs: Sequence[np.ndarray]) -> np.ndarray:
         """What the head predicts for each row (or token), read as the task type reads it."""
-        return self.task_type.readout.predict(self.gather(outputs), self.threshold)
+        return self.task_type.predicted(self.gather(outputs), self.threshold)
 
     def evidence(self, outputs) -> np.ndarray | None:
         if self.partial or self.task_metric is None:
             return None
-        return self.task_metric.evidence(self.predicted(outputs), self.encoded.labels, self.labels)
+        return self.task_metric.evidence(self.predicted(outputs), self.encoded.gold, self.labels)
 
     def score(self, outputs, reference=None) -> dict[str, float]:
         out = task_score(self.task_type, self.task_metric, self.labels, self.gather(outputs),
@@ -228,8 +232,8 @@ class LabelSetEvaluation(ClassificationEvaluation):
 class EmbeddingEvaluation(Evaluation):
     """Bi-encoder embeddings of every unique text of the split; pairs scored by the model's
     `similarity` (`samp_jax.models.similarity`: cosine unless its folder says dot, euclidean
-    or manhattan; ROC-AUC against 0/1 labels, or Spearman against scores), or no metric for
-    plain texts. The agreement with FP32 is the embeddings' cosine whatever the similarity."""
+    or manhattan; ROC-AUC against 0/1 labels, Spearman against scores, or a ranking metric of
+    each query's passages against their relevance), or no metric for plain texts. The agreement with FP32 is the embeddings' cosine whatever the similarity."""
 
     agreement_name = "cosine to FP32"
     proxy_kind = COSINE
@@ -248,7 +252,7 @@ class EmbeddingEvaluation(Evaluation):
         self.task_metric = metric if pairs else None
         self.gold = None
         if self.task_metric is not None:
-            self.gold = np.array([e[self.task_metric.gold_field] for e in examples])
+            self.gold = self.task_metric.gold_of(examples)
             if self.task_metric.check_gold is not None:
                 self.task_metric.check_gold(self.gold)
         self._count = len(examples)
@@ -306,7 +310,9 @@ class EmbeddingEvaluation(Evaluation):
 
 class ScoringEvaluation(ClassificationEvaluation):
     """A sequence head of one output (num_labels=1: a reranker, a regression cross-encoder):
-    its logit is the row's score, ranked against 0/1 labels (ROC-AUC) or scores (Spearman)."""
+    its logit is the row's score, ranked against 0/1 labels (ROC-AUC) or scores (Spearman);
+    for a ranking task, each query's rows by it (or by P(class 1) of a two-class head) against
+    their relevance (MRR@10, NDCG@10, MAP, recall@k)."""
 
     agreement_name = "rank correlation with FP32"
     proxy_kind = SCORE

@@ -29,7 +29,16 @@ text alone → `embedding_texts`. The model's `head` and `readout` narrow this: 
 text (pair) type that reads it as it is read (`Readout`: classes; a set of labels for a head
 with problem_type multi_label_classification; a score for a head of one output, against 0/1
 labels or scores), and a `sentence_embedding` head embedding pairs (labels 0/1 or scores) or
-else embedding texts.
+else embedding texts. Text pairs with a relevance column (`relevance`, `rel`, `is_relevant`,
+`is_selected`, or `Columns(relevance=...)`), a named query id column (`Columns(group=...)`), or
+a usual one (`qid`, `query_id`) beside a label or score column of whole numbers, are a ranking:
+`embedding_ranking` for a `sentence_embedding` head, else `text_pair_ranking`.
+
+Rankings. Each row is a query (`text`), a passage (`text_pair`) and a relevance: a whole
+number of 0 or more (0 is not relevant; 0/1 or graded), read from the relevance column, else
+the label (or score) column. Rows are grouped into queries by the query id column when there
+is one, else by the query text; a query of one row is refused, as is a relevance that is not
+a whole number of 0 or more.
 
 Label sets (multi-label). Each row's `labels` are a list of label names or ids (JSON Lines,
 Parquet, datasets), `[]` for none, or in CSV/TSV a text of them separated by `|`
@@ -64,13 +73,16 @@ missing split named in `sizes`, are carved from train (from dev when there is no
 the rest stays there. A missing test split is not carved from train (a model fine-tuned on
 train would be scored on its own training rows): it stays empty unless `sizes` names it.
 Rows of the other splits whose input (text and text pair, or tokens) equals a test input
-are dropped, and the task's `source` says how many.
+are dropped, and the task's `source` says how many. A ranking is split by query: the
+shuffle, `sizes` and `MIN_ROWS` count queries, no query's rows are in two splits, and a query
+of another split whose text is a test query's is dropped whole.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -83,7 +95,8 @@ from samp_jax.models.head_kinds import Readout
 from samp_jax.models.hf_labels import GENERIC_LABEL
 from samp_jax.tasks import cells
 from samp_jax.tasks.carving import (CARVE_ORDER, DEFAULT_FRACTIONS, MAX_CALIBRATION,  # noqa: F401
-                                    MIN_ROWS, carve_splits, split_sizes, without_test_inputs)
+                                    MIN_ROWS, carve_splits, query_rows, split_sizes,
+                                    without_test_inputs)
 from samp_jax.tasks.cells import MISSING_LABELS  # noqa: F401
 from samp_jax.tasks.columns import (DEFAULT_NAMES, DEFAULT_PAIRS, FIELDS, LIST_FIELDS,  # noqa: F401
                                     Columns, find_columns, infer_task_type, label_field, naming,
@@ -164,22 +177,26 @@ def load_task(source: Any = None, *, task_type: str | None = None, columns: Colu
     first = next(tables[s] for s in (None, *SPLITS) if s in tables)
     found = find_columns(first, columns)
     if task_type_obj is None:
-        task_type_obj = get_task_type(infer_task_type(first, found, head, readout))
-    elif readout is not None and task_type_obj.readout not in (None, readout):
-        raise ValueError(readout_mismatch(f"task_type={task_type!r}", task_type_obj, readout,
-                                          None if labels is None else len(labels)))
+        task_type_obj = get_task_type(infer_task_type(first, found, head, readout, columns))
+    width = None if labels is None else len(labels)
+    if readout is not None and not task_type_obj.reads(readout, width):
+        what = (f"task_type={task_type!r}" if task_type is not None else
+                f"task type {task_type_obj.name} (read from the columns)")
+        raise ValueError(readout_mismatch(what, task_type_obj, readout, width))
     target = label_field(first, found, columns, task_type_obj)
     parts = _parts(tables, columns, task_type_obj, target,
                    None if labels is None else len(labels))
     names = (_labels_to_ids(parts, target, labels, task_type_obj, first.where)
              if task_type_obj.named_labels else None)
-    splits, carved = _split(parts, explicit, sizes or {}, seed)
-    splits, dropped = without_test_inputs(splits)
+    grouped = task_type_obj.grouped
+    splits, carved = _split(parts, explicit, sizes or {}, seed, grouped)
+    splits, dropped = without_test_inputs(splits, grouped=grouped)
     return Task(
         name=name or first.name, task_type=task_type_obj,
         labels=None if names is None else tuple(names),
         splits=TaskSplits(**{s: tuple(splits.get(s, ())) for s in SPLITS}),
-        max_length=max_length, source=_describe(parts, explicit, carved, seed, dropped),
+        max_length=max_length,
+        source=_describe(parts, explicit, carved, seed, dropped, grouped),
         split_seed=seed if not explicit or carved else None)
 
 
@@ -191,11 +208,35 @@ def _parts(tables: dict[str | None, Table], columns: Columns, task_type,
     binary = target == "label" and not task_type.named_labels  # gold 0/1, not class names
     found = {split: required_columns(table, columns, needed, f"a {task_type.name} task")
              for split, table in tables.items()}
+    if task_type.grouped:  # a query id column where there is one, else the query text
+        for split, table in tables.items():
+            group = find_columns(table, columns, warn=False)["group"]
+            if group is not None and group not in found[split].values():
+                found[split]["group"] = group
     hot = target == "labels" and _multi_hot(
         [(table, found[split]["labels"]) for split, table in tables.items()], num_labels)
-    return {split: _convert(table, found[split], binary_label=task_type.name if binary else None,
-                            blank_texts=False, multi_hot=hot)
-            for split, table in tables.items()}
+    parts = {split: _convert(table, found[split], binary_label=task_type.name if binary else None,
+                             blank_texts=False, multi_hot=hot)
+             for split, table in tables.items()}
+    if task_type.grouped:
+        for part in parts.values():
+            _check_queries(part)
+    return parts
+
+
+def _check_queries(part: _Part) -> None:
+    """Gives each row its query (`group`: its id, else its text) and refuses a query of one
+    row: there is nothing to rank it against (a split of its own rows would leave it so too)."""
+    field = "group" if "group" in part.columns else "text"
+    for example in part.examples:
+        example.setdefault("group", example["text"])
+    rows = Counter(e["group"] for e in part.examples)
+    single = next((n for n, e in enumerate(part.examples, 1) if rows[e["group"]] == 1), None)
+    if single is not None:
+        query = part.examples[single - 1]["group"]
+        raise ValueError(f"{part.at(single, field)}: query {cells.shown(query, 60)} has 1 row; "
+                         "expected at least 2 rows (passages) per query, to rank them against "
+                         "each other")
 
 
 def _multi_hot(columns: list[tuple[Table, str]], num_labels: int | None) -> bool:
@@ -413,6 +454,10 @@ def _convert(table: Table, columns: dict[str, str], *, binary_label: str | None 
                                   for i, tag in enumerate(cells.sequence(value, at, "tags"))]
             elif field == "score":
                 example[field] = cells.score(value, at)
+            elif field == "relevance":
+                example[field] = cells.relevance(value, at)
+            elif field == "group":
+                example[field] = cells.query_id(value, at)
             elif field == "labels":
                 example[field] = (cells.multi_hot_ids(value) if multi_hot
                                   else cells.label_set(value, at))
@@ -572,16 +617,21 @@ def _with_ids(example: dict, field: str, to_id: Callable[[Any], int]) -> dict:
 
 # ------------------------------------------------------------------------------- splits
 def _split(parts: dict[str | None, _Part], explicit: bool, sizes: Mapping[str, int | float],
-           seed: int) -> tuple[dict[str, list[dict]], list[str]]:
-    """Examples per split, and the splits that were carved from a pool."""
+           seed: int, grouped: bool = False) -> tuple[dict[str, list[dict]], list[str]]:
+    """Examples per split, and the splits that were carved from a pool (`grouped`: whole
+    queries, `sizes` counted in queries)."""
+    units = "queries" if grouped else "rows"
+
+    def size(examples: list[dict]) -> int:
+        return len(query_rows(examples)) if grouped else len(examples)
     for key in sizes:
         if key not in SPLITS:
             raise ValueError(f"sizes: split {key!r} is not one of {SPLITS}")
     if not explicit:
         part = parts[None]
         carve = [s for s in CARVE_ORDER if s != "train" or s in sizes]
-        counts = split_sizes(len(part.examples), sizes, carve, part.table.where)
-        return carve_splits(part.examples, counts, "train", seed), carve
+        counts = split_sizes(size(part.examples), sizes, carve, part.table.where, units)
+        return carve_splits(part.examples, counts, "train", seed, grouped=grouped), carve
     given = {split: list(part.examples) for split, part in parts.items()}
     for key in sizes:
         if key in given:
@@ -598,12 +648,13 @@ def _split(parts: dict[str | None, _Part], explicit: bool, sizes: Mapping[str, i
             raise ValueError(f"sizes {dict(sizes)}: there is no train or dev split to carve "
                              "them from")
         return given, []
-    counts = split_sizes(len(given[pool]), sizes, carve, f"{parts[pool].table.where} ({pool})")
-    return {**given, **carve_splits(given[pool], counts, pool, seed)}, carve
+    counts = split_sizes(size(given[pool]), sizes, carve, f"{parts[pool].table.where} ({pool})",
+                         units)
+    return {**given, **carve_splits(given[pool], counts, pool, seed, grouped=grouped)}, carve
 
 
 def _describe(parts: dict[str | None, _Part], explicit: bool, carved: list[str], seed: int,
-              dropped: dict[str, int]) -> str:
+              dropped: dict[str, int], grouped: bool = False) -> str:
     if not explicit:
         part = parts[None]
         text = f"{part.table.where} ({len(part.examples):,} rows; split seed {seed})"
@@ -615,5 +666,6 @@ def _describe(parts: dict[str | None, _Part], explicit: bool, carved: list[str],
             text += f"; {', '.join(carved)} carved from {pool} with split seed {seed}"
     if dropped:
         counts = ", ".join(f"{n:,} from {split}" for split, n in dropped.items())
-        text += f"; dropped {counts} (they repeat a test input)"
+        why = "their query is a test query" if grouped else "they repeat a test input"
+        text += f"; dropped {counts} ({why})"
     return text

@@ -4,13 +4,16 @@ scores and confidence margins they are built from.
 A `Metric` scores **evidence**: one row per example (`[n]` or `[n, k]`), what the metric is a
 function of: per-example correctness for accuracy, `[gold, predicted, correct]` entity counts
 per sentence for entity F1, `[label, (gold, predicted, correct)]` counts per row for the
-multi-label F1s, `(pair score, gold)` for ROC-AUC and Spearman. Every metric is
+multi-label F1s, `(pair score, gold)` for ROC-AUC and Spearman -- or one row per unit the
+metric averages over: per query, its MRR@10, NDCG@10, average precision or recall@k for the
+ranking metrics (`samp_jax.tasks.ranking`), from the rows' scores and `[query, relevance]`
+gold. Every metric is
 computed from weighted copies of its evidence rows (`weights` `[R, n]`: per row, how many times
 each example counts), so one call scores every resample of a paired bootstrap; a single
 evaluation is the one row of ones. The evidence being per example, the same object gives the
 task metric, the search's guarded drop (the drop against the FP32 model's evidence plus a
 one-sided confidence margin: an adjusted paired standard error where the metric is a mean of
-per-example values, a paired bootstrap otherwise; both count one more example lost and one
+per-example (or per-query) values, a paired bootstrap otherwise; both count one more example lost and one
 more gained, so a map that changed few examples keeps a margin), and the report's names.
 
 ROC-AUC and Spearman rank each resample's weighted copies without sorting each resample again;
@@ -27,6 +30,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from samp_jax.models.bio_tags import entity_counts
+from samp_jax.tasks import ranking
 from samp_jax.tasks.proxies import COSINE, KL, LABEL_KL, PROXIES, SCORE, Proxy  # noqa: F401
 
 IGNORE = -100  # label of positions and rows that no metric or loss counts
@@ -115,13 +119,15 @@ def spearman(x: np.ndarray, y: np.ndarray) -> float:
 
 # ------------------------------------------------------------------------ margins
 def guarded_difference(base: np.ndarray, candidate: np.ndarray, *, z: float = Z_ONE_SIDED_95) -> float:
-    """The paired drop `mean(base - candidate)` of per-example values in [0, 1] (correctness)
-    plus a one-sided upper confidence margin, 95% at the default `z`: `z` times the standard
+    """The paired drop `mean(base - candidate)` of per-example values in [0, 1] (correctness,
+    or a query's MRR, NDCG, AP or recall) plus a one-sided upper confidence margin, 95% at the default `z`: `z` times the standard
     error of Bonett and Price's adjusted Wald bound for paired proportions (J. Educ. Behav.
     Stat. 37(4), 2012), which counts one more example that dropped and one more that gained
     (pseudo-differences +1 and -1 among `n + 2`): `sqrt((p_drop + p_gain - d^2) / (n + 2))`.
     The centre stays the plain paired mean (theirs is the adjusted one), so `z = 0` gives the
-    drop itself; the difference is a fraction of one row.
+    drop itself; the difference is a fraction of one row. For values between 0 and 1 (a query
+    whose MRR went from 1 to 0.5) the pseudo-differences are the largest a unit can take, so
+    the bound stays conservative.
 
     The plain standard error of the `n` differences vanishes when few examples changed, so a
     map that changed one or two rows of a few hundred passed a tolerance it misses on unseen
@@ -175,7 +181,7 @@ def bootstrap_weights(n: int, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 
 class Margin(enum.Enum):
     """How a metric's drop gets its confidence margin."""
 
-    PER_EXAMPLE = "per_example"  # a mean of per-example 0/1 values: adjusted paired bound
+    PER_EXAMPLE = "per_example"  # a mean of per-example (per-query) values in [0, 1]: adjusted paired bound
     RESAMPLED = "resampled"  # anything else: paired bootstrap over the examples
 
 
@@ -212,6 +218,10 @@ class Metric:
         one score for Spearman).
       balanced_subsets: a seeded subset of the examples keeps the two classes balanced.
       higher_is_better: the direction of improvement; a drop is a change the other way.
+      unit, units: what one evidence row is, one and several, for messages: a row, or for the
+        ranking metrics a query (the unit the margin and a split's size are counted in).
+      gold: `examples -> gold array` where the gold is more than each example's `gold_field`
+        (ranking: `[query, relevance]` per row, `ranking.ranking_gold`); None: that field.
       pseudo_rows: `base evidence -> (base rows, candidate rows)`, two evidence rows each that
         the bootstrap of a `Margin.RESAMPLED` drop appends (not the drop itself): one example
         on which the candidate lost one unit of the metric's counts and one on which it gained
@@ -234,6 +244,15 @@ class Metric:
     balanced_subsets: bool = False
     higher_is_better: bool = True
     pseudo_rows: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None
+    unit: str = "row"
+    units: str = "rows"
+    gold: Callable[[Sequence[dict]], np.ndarray] | None = None
+
+    def gold_of(self, examples: Sequence[dict]) -> np.ndarray:
+        """The gold answers of `examples` as `evidence` takes them."""
+        if self.gold is not None:
+            return self.gold(examples)
+        return np.array([e[self.gold_field] for e in examples])
 
     def value(self, evidence: np.ndarray) -> float:
         """The metric of `evidence` (all examples once)."""
@@ -473,8 +492,42 @@ CLASS_MACRO_F1 = Metric(
     name="class_macro_f1", display_name="macro-F1", gold_field="label", margin=Margin.RESAMPLED,
     proxy=KL, evidence=_class_set_evidence, weighted=_macro_f1,
     pseudo_rows=_macro_pseudo_rows)
+
+
+def _some_relevant(gold: np.ndarray) -> None:
+    """Every ranking metric is 0 on queries without a relevant row; with none anywhere it is 0
+    for every model, and a tolerance relative to it bounds nothing."""
+    gold = np.asarray(gold, np.float64).reshape(-1, 2)
+    if not (gold[:, 1] >= ranking.RELEVANT).any():
+        queries = len(np.unique(gold[:, 0]))
+        raise ValueError(f"a ranking metric needs a relevant row (relevance {ranking.RELEVANT} or "
+                         f"more) in some query; the {queries} queries scored ({len(gold)} rows) "
+                         "have none")
+
+
+def _ranking_metric(name: str, display_name: str, per_query: Callable[..., np.ndarray]) -> Metric:
+    """A mean over queries of `per_query(scores, relevance, queries)` values in [0, 1]
+    (`samp_jax.tasks.ranking`): its evidence is one value per query, its margin the adjusted
+    paired bound over queries."""
+    def evidence(predicted, gold, label_names=None) -> np.ndarray:
+        gold = np.asarray(gold, np.float64).reshape(-1, 2)
+        return per_query(np.asarray(predicted, np.float64), gold[:, 1], gold[:, 0])
+    return Metric(name=name, display_name=display_name, gold_field="relevance",
+                  margin=Margin.PER_EXAMPLE, proxy=SCORE, evidence=evidence,
+                  weighted=_mean_weighted, exact=lambda e: np.mean(e), check_gold=_some_relevant,
+                  unit="query", units="queries", gold=ranking.ranking_gold)
+
+
+MRR_AT_10 = _ranking_metric("mrr@10", "MRR@10", functools.partial(ranking.reciprocal_rank, k=10))
+NDCG_AT_10 = _ranking_metric("ndcg@10", "NDCG@10", functools.partial(ranking.ndcg, k=10))
+MAP = _ranking_metric("map", "MAP", ranking.average_precision)
+RECALLS = tuple(_ranking_metric(f"recall@{k}", f"recall@{k}",
+                                functools.partial(ranking.recall, k=k)) for k in (1, 5, 10, 100))
+RANKING_METRICS = (MRR_AT_10, NDCG_AT_10, MAP, *RECALLS)
+"""The ranking metrics, the default (MRR@10) first."""
 METRICS: dict[str, Metric] = {m.name: m for m in (ACCURACY, ENTITY_F1, ROC_AUC, SPEARMAN,
-                                                   MICRO_F1, MACRO_F1, CLASS_MACRO_F1)}
+                                                   MICRO_F1, MACRO_F1, CLASS_MACRO_F1,
+                                                   *RANKING_METRICS)}
 
 
 def get_metric(name: str) -> Metric:

@@ -7,7 +7,8 @@ of the outputs' scale, a scale of the reference that divides it:
 - `LABEL_KL`: the mean over labels of the binary KL of each label's sigmoid
   (`Readout.LABELS`: a multi-label head);
 - `SCORE`: the squared change of one score per row, over the variance of the FP32 scores
-  (`Readout.SCORE`: a reranker or a regression);
+  (`Readout.SCORE`: a reranker or a regression; a ranking task's two-class head: its
+  `row_scores`);
 - `COSINE`: `1 - cosine` to the FP32 embedding (anything else).
 Each is exactly 0 on the reference itself. The evaluations (`samp_jax.tasks.evaluation`) and the
 unlabelled search (`calibrate.search.objectives.UnlabelledObjective`) read them from here.
@@ -56,12 +57,30 @@ def label_kl(outputs: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return np.mean(p * (log_p - log_q) + (1.0 - p) * (log_not_p - log_not_q), axis=-1)
 
 
+def row_scores(logits: np.ndarray) -> np.ndarray:
+    """`[...]`: the score a reranker's head gives each row: its one output, or, for a head of
+    two classes, the log-odds of class 1, `logit_1 - logit_0` (float64). That orders rows as
+    P(class 1) = softmax(logits)[1] does, and does not round to a tie where the probability
+    rounds to 1.
+
+    Raises:
+      ValueError: a head of another width.
+    """
+    logits = np.asarray(logits, np.float64)
+    if logits.shape[-1] == 1:
+        return logits[..., 0]
+    if logits.shape[-1] == 2:
+        return logits[..., 1] - logits[..., 0]
+    raise ValueError(f"a row's score is read from a head of one output, or of two classes "
+                     f"(P(class 1)); this head has {logits.shape[-1]} outputs")
+
+
 def _squared_score_change(outputs: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    return (np.asarray(outputs, np.float64)[..., 0] - np.asarray(reference, np.float64)[..., 0]) ** 2
+    return (row_scores(outputs) - row_scores(reference)) ** 2
 
 
 def _score_variance(reference: np.ndarray) -> float:
-    return max(float(np.var(np.asarray(reference, np.float64)[..., 0])), NORM_FLOOR)
+    return max(float(np.var(row_scores(reference))), NORM_FLOOR)
 
 
 @dataclasses.dataclass(frozen=True)

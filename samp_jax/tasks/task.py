@@ -91,7 +91,7 @@ class Task:
       metric_name: the metric it is scored by (its `evaluation`, `score`, the search's
         tolerance and the fine-tune's dev checkpoint), one of its task type's `metrics_for` its
         examples; None: the first of them (accuracy, entity F1, micro-F1, ROC-AUC or
-        Spearman by the gold answers).
+        Spearman by the gold answers; MRR@10 for a ranking).
       split_seed: the seed its splits were drawn with (None: given, not drawn), which a
         report records.
     """
@@ -150,7 +150,7 @@ class Task:
     @property
     def metric(self) -> str | None:
         """The metric name: accuracy, class_macro_f1, entity_f1, micro_f1, macro_f1, roc_auc,
-        spearman, or None (proxy only)."""
+        spearman, a ranking metric (mrr@10, ndcg@10, map, recall@k), or None (proxy only)."""
         metric = self.task_metric
         return None if metric is None else metric.name
 
@@ -177,9 +177,14 @@ class Task:
             if metric.name == self.metric_name:
                 return metric
         offered = " or ".join(m.name for m in choices) or "no metric (it has no labels)"
+        ranking = [t.name for t in TASK_TYPES.values() if t.grouped and any(
+            m.name == self.metric_name for m in (*t.metrics, *t.other_metrics))]
+        hint = (f" ({self.metric_name} ranks each query's rows: task type "
+                f"{' or '.join(ranking)}, for rows with a relevance or query id column)"
+                if ranking and not self.task_type.grouped else "")
         raise ValueError(f"task {self.name!r} ({self.task_type.name}): metric "
                          f"{self.metric_name!r} is not one it can be scored by; these rows are "
-                         f"scored by {offered}")
+                         f"scored by {offered}{hint}")
 
     def split(self, name: str) -> tuple[dict, ...]:
         """The examples of split `name` (one of `SPLITS`)."""
@@ -200,7 +205,8 @@ class Task:
     def examples(self, split: str, *, max_examples: int | None = None,
                  seed: int = 0) -> list[dict]:
         """The examples of `split`, or a fixed seeded subset of `max_examples` of them (kept in
-        split order; class-balanced for 0/1-labelled embedding pairs)."""
+        split order; class-balanced for 0/1-labelled embedding pairs; whole queries of a ranking
+        task, as many as fit in `max_examples` rows, at least one)."""
         examples = list(self.split(split))
         if not examples:
             held = {name: n for name, n in self.sizes().items() if n}
@@ -214,6 +220,8 @@ class Task:
         if max_examples < 1:
             raise ValueError(f"{max_examples=} must be positive")
         rng = np.random.default_rng(seed)
+        if self.task_type.grouped:
+            return _whole_queries(examples, max_examples, rng)
         if self.task_metric is not None and self.task_metric.balanced_subsets:
             return _balanced(examples, max_examples, rng)
         return [examples[i] for i in np.sort(rng.choice(len(examples), max_examples, replace=False))]
@@ -322,6 +330,22 @@ def _require_tokenizer(tokenizer) -> None:
     if tokenizer is None:
         raise ValueError("a tokenizer is required: pass the model's own "
                          "(samp_jax.Tokenizer.from_pretrained(model_dir), or samp_jax.load(dir))")
+
+
+def _whole_queries(examples: list[dict], count: int, rng: np.random.Generator) -> list[dict]:
+    """Seeded whole queries (by `group`) of at most `count` rows together (the first drawn
+    whatever its size), kept in split order: a query's rows are scored together."""
+    rows: dict = {}
+    for i, e in enumerate(examples):
+        rows.setdefault(e.get("group", e["text"]), []).append(i)
+    queries, chosen, total = list(rows.values()), [], 0
+    for query in rng.permutation(len(queries)):
+        members = queries[query]
+        if chosen and total + len(members) > count:
+            continue
+        chosen += members
+        total += len(members)
+    return [examples[i] for i in sorted(chosen)]
 
 
 def _balanced(examples: list[dict], count: int, rng: np.random.Generator) -> list[dict]:
@@ -490,10 +514,10 @@ def check_head_fits(model, task: Task) -> None:
     if model.head_kind != task.head.name:
         raise ValueError(f"task {task.name!r} ({task.task_type.name}) needs a {task.head} head; "
                          f"the model has {model.head_kind}")
-    wanted, found = task.task_type.readout, model.readout
-    if wanted is not None and found is not None and wanted is not found:
+    found, width = model.readout, model.output_shape(1, 1)[-1]
+    if found is not None and not task.task_type.reads(found, width):
         raise ValueError(readout_mismatch(f"task {task.name!r} ({task.task_type.name})",
-                                          task.task_type, found, model.output_shape(1, 1)[-1]))
+                                          task.task_type, found, width))
     check_labels_fit(model, task)
 
 
@@ -538,9 +562,11 @@ def readout_mismatch(what: str, task_type: TaskType, found: Readout, width: int 
     outputs = "" if width is None else f"{width} "
     head = (f"has one output read as {found.described}" if found is Readout.SCORE
             else f"has {outputs}outputs read as {found.described}")
-    fitting = [t.name for t in TASK_TYPES.values() if t.head is task_type.head and t.readout is found]
-    return (f"{what} {TASK_READS[task_type.readout]}; the model's head {head}: use task type "
-            + " or ".join(fitting))
+    fitting = [t.name for t in TASK_TYPES.values() if t.head is task_type.head
+               and t.readout is not None and t.reads(found, width)]
+    reads = TASK_READS[task_type.readout] + (" (or P(class 1) of a head of two classes)"
+                                             if task_type.ranks_two_classes else "")
+    return f"{what} {reads}; the model's head {head}: use task type " + " or ".join(fitting)
 
 
 # -------------------------------------------------------------------- built-in data sets

@@ -13,7 +13,12 @@ An example is a plain dict with canonical fields:
   or a regression cross-encoder);
 - `text_multi_label`, `text_pair_multi_label`: `text` (and `text_pair`) with `labels`, the
   list of label ids that apply (possibly none), against a multi-label sequence head (a
-  sigmoid per label; micro-F1 at the task's `label_threshold`, `LABEL_THRESHOLD` unless given).
+  sigmoid per label; micro-F1 at the task's `label_threshold`, `LABEL_THRESHOLD` unless given);
+- `text_pair_ranking`, `embedding_ranking`: `text` (a query), `text_pair` (a passage), an
+  integer `relevance` (0 not relevant; 0/1 or graded) and `group` (the query id, else the
+  query text): each query's rows ranked by a cross-encoder's score (a head of one output, or
+  P(class 1) of a two-class head: `proxies.row_scores`) or by a bi-encoder's similarity, and
+  scored per query (MRR@10 by default, NDCG@10, MAP, recall@k: `samp_jax.tasks.ranking`).
 
 Each type says how it reads a head's logits (`readout`, a `samp_jax.models.Readout`), which
 `check_head_fits` compares with the model's own.
@@ -39,15 +44,18 @@ from samp_jax.models.head_kinds import (
 from samp_jax.serving.batching import (DEFAULT_BUCKETS, bucket_batches, bucket_for, buckets_to,
                                        rows_for_length)
 from samp_jax.serving.forward import INPUT_KEYS
-from samp_jax.tasks.metrics import (ACCURACY, CLASS_MACRO_F1, ENTITY_F1, IGNORE, MACRO_F1, MICRO_F1, ROC_AUC,
-                                    SPEARMAN, Metric)
+from samp_jax.tasks.metrics import (ACCURACY, CLASS_MACRO_F1, ENTITY_F1, IGNORE, MACRO_F1, MICRO_F1,
+                                    RANKING_METRICS, ROC_AUC, SPEARMAN, Metric)
+from samp_jax.tasks.proxies import row_scores
+from samp_jax.tasks.ranking import ranking_gold
 from samp_jax.tasks.truncation import Truncation, words_past_cut
 
 
 @dataclasses.dataclass(frozen=True)
 class EncodedSplit:
     """A tokenized split: `[N, width]` arrays plus labels: `[N]`, `[N, width]` with `IGNORE`
-    where no label applies, or (`label_sets`) a multi-hot `[N, num_labels]` row each.
+    where no label applies, or (`label_sets`) a multi-hot `[N, num_labels]` row each; for a
+    ranking task, `labels` are the relevances and `groups` each row's query (`gold`).
 
     The task encoders (`TASK_TYPES`) cut rows at `max_length` tokens and keep `width`, the
     smallest length bucket that holds the longest row (`serving.batching.buckets_to`), and
@@ -65,6 +73,15 @@ class EncodedSplit:
     truncated: np.ndarray | None = None  # [N] bool: the row was longer, and was cut
     words_cut: np.ndarray | None = None  # [N] a tagger's words past the cut
     entity_words_cut: np.ndarray | None = None  # [N] of those, words inside a gold entity
+    groups: np.ndarray | None = None  # [N] a ranking task's query of each row
+
+    @property
+    def gold(self) -> np.ndarray:
+        """What a metric scores against: `labels`, or for rows in groups `[N, 2]` of each
+        row's query and relevance (`ranking.ranking_gold`)."""
+        if self.groups is None:
+            return self.labels
+        return np.column_stack([self.groups, self.labels]).astype(np.float64)
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -133,7 +150,11 @@ class TaskType:
         of labels per row, or one score per row; None for embeddings.
       other_metrics: metrics a user may choose instead of the one `metric_for` picks (`Task`'s
         `metric_name`, `--metric`), read from the same gold answers (macro-F1 for classes and
-        label sets).
+        label sets; NDCG@10, MAP and recall@k for rankings).
+      grouped: rows come in groups, one per query (`group`), scored query by query: splits
+        and subsets take whole queries.
+      ranks_two_classes: a head of two classes (a softmax) is read too, each row scored by
+        P(class 1) (`proxies.row_scores`), beside the `readout`'s one output.
     """
 
     name: str
@@ -143,6 +164,21 @@ class TaskType:
     encode: Callable[..., EncodedSplit] | None
     readout: Readout | None = Readout.CLASSES
     other_metrics: tuple[Metric, ...] = ()
+    grouped: bool = False
+    ranks_two_classes: bool = False
+
+    def reads(self, readout: Readout, width: int | None = None) -> bool:
+        """Whether a head read as `readout`, of `width` outputs (None: unknown), fits: its
+        own `readout` (any, for the types without one), or two classes where it ranks them."""
+        return self.readout is None or readout is self.readout or (
+            self.ranks_two_classes and readout is Readout.CLASSES and width in (None, 2))
+
+    def predicted(self, logits: np.ndarray, threshold: float = LABEL_THRESHOLD) -> np.ndarray:
+        """What the head predicts from logits, as this type reads them: `readout.predict`,
+        or, where it ranks two classes too, each row's score (`proxies.row_scores`)."""
+        if self.ranks_two_classes:
+            return row_scores(logits)
+        return self.readout.predict(logits, threshold)
 
     @property
     def classifies(self) -> bool:
@@ -198,7 +234,7 @@ class TaskType:
                              f"{sorted(example)}")
 
 
-_PER_ROW_MARKS = ("truncated", "words_cut", "entity_words_cut")
+_PER_ROW_MARKS = ("truncated", "words_cut", "entity_words_cut", "groups")
 
 
 def _tokenized(tokenizer, examples: Sequence[dict], max_length: int, pair: bool) -> dict:
@@ -252,6 +288,14 @@ def encode_scored(tokenizer, examples: Sequence[dict], max_length: int, *, label
     """Texts (or text pairs) with a float gold each: a 0/1 label or a score."""
     return EncodedSplit(**_tokenized(tokenizer, examples, max_length, pair),
                         labels=_gold_scores(examples))
+
+
+def encode_ranked(tokenizer, examples: Sequence[dict], max_length: int, *,
+                  labels=None) -> EncodedSplit:
+    """Query-passage pairs with each row's relevance and query (`EncodedSplit.gold`)."""
+    gold = ranking_gold(examples)
+    return EncodedSplit(**_tokenized(tokenizer, examples, max_length, True),
+                        labels=gold[:, 1].astype(np.float32), groups=gold[:, 0].astype(np.int64))
 
 
 def encode_words(tokenizer, examples: Sequence[dict], max_length: int, *,
@@ -323,6 +367,11 @@ TASK_TYPES: dict[str, TaskType] = {t.name: t for t in (
     TaskType("text_pair_multi_label", SEQUENCE_CLASSIFICATION, ("text", "text_pair"),
              (MICRO_F1,), functools.partial(encode_label_sets, pair=True),
              readout=Readout.LABELS, other_metrics=(MACRO_F1,)),
+    TaskType("text_pair_ranking", SEQUENCE_CLASSIFICATION, ("text", "text_pair"),
+             RANKING_METRICS[:1], encode_ranked, readout=Readout.SCORE,
+             other_metrics=RANKING_METRICS[1:], grouped=True, ranks_two_classes=True),
+    TaskType("embedding_ranking", SENTENCE_EMBEDDING, ("text", "text_pair"), RANKING_METRICS[:1],
+             None, readout=None, other_metrics=RANKING_METRICS[1:], grouped=True),
 )}
 
 
@@ -336,7 +385,7 @@ def get_task_type(name: str) -> TaskType:
 def sequence_type(readout: Readout, pair: bool) -> TaskType:
     """The sequence-head task type that reads logits as `readout`, for text pairs or not."""
     return next(t for t in TASK_TYPES.values() if t.head is SEQUENCE_CLASSIFICATION
-                and t.readout is readout and t.pair == pair)
+                and t.readout is readout and t.pair == pair and not t.grouped)
 
 
 def task_score(task_type: TaskType, metric: Metric, labels: Sequence[str] | None,
@@ -344,13 +393,21 @@ def task_score(task_type: TaskType, metric: Metric, labels: Sequence[str] | None
                threshold: float = LABEL_THRESHOLD) -> dict[str, float]:
     """`metric` (`{'metric', 'value', 'examples'}` and the metric's details, e.g. entity F1's
     precision and recall) of what the head predicts from logits aligned with `encoded` rows,
-    read as the task type reads them (`Readout.predict`; label sets at `threshold`)."""
-    predicted = task_type.readout.predict(logits, threshold)
-    evidence = metric.evidence(predicted, encoded.labels, labels)
+    read as the task type reads them (`TaskType.predicted`; label sets at `threshold`); a
+    metric counted in other units than rows (queries) gives their number too."""
+    predicted = task_type.predicted(logits, threshold)
+    evidence = metric.evidence(predicted, encoded.gold, labels)
     details = {} if metric.details is None else metric.details(evidence)
     score = {"metric": metric.name, "value": metric.value(evidence), "examples": len(encoded),
+             **units_scored(metric, evidence),
              **{name: float(value) for name, value in details.items()}}
     return with_non_finite(score, non_finite_rows(logits, encoded.labels))
+
+
+def units_scored(metric: Metric, evidence: np.ndarray) -> dict[str, int]:
+    """`{metric.units: count}` for a metric whose evidence rows are not the examples (a ranking
+    metric's queries), else empty."""
+    return {} if metric.unit == "row" else {metric.units: len(evidence)}
 
 
 def non_finite_rows(logits: np.ndarray, labels: np.ndarray | None = None) -> int:

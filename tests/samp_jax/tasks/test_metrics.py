@@ -113,7 +113,13 @@ def test_the_registry_names_margins_proxies_and_gold_fields():
         "spearman": (Margin.RESAMPLED, "cosine", "score", "Spearman"),
         "micro_f1": (Margin.RESAMPLED, "label_kl", "labels", "micro-F1"),
         "macro_f1": (Margin.RESAMPLED, "label_kl", "labels", "macro-F1"),
-        "class_macro_f1": (Margin.RESAMPLED, "kl", "label", "macro-F1")}
+        "class_macro_f1": (Margin.RESAMPLED, "kl", "label", "macro-F1"),
+        # a mean over queries of per-query values (samp_jax.tasks.ranking)
+        "mrr@10": (Margin.PER_EXAMPLE, "score", "relevance", "MRR@10"),
+        "ndcg@10": (Margin.PER_EXAMPLE, "score", "relevance", "NDCG@10"),
+        "map": (Margin.PER_EXAMPLE, "score", "relevance", "MAP"),
+        **{f"recall@{k}": (Margin.PER_EXAMPLE, "score", "relevance", f"recall@{k}")
+           for k in (1, 5, 10, 100)}}
     assert get_metric("roc_auc") is ROC_AUC
     with pytest.raises(ValueError, match="metric name='f1' is not one of"):
         get_metric("f1")

@@ -181,7 +181,8 @@ def test_a_large_dev_split_is_scored_through_a_seeded_sample_of_all_of_it():
     from samp_jax.training import finetuning
     dev = [{"label": 0}] * 1500 + [{"label": 1}] * 1500  # a dev file sorted by class
     task = SimpleNamespace(splits=SimpleNamespace(train=list(range(40)), dev=dev),
-                           encode=lambda tokenizer, examples: examples, task_metric=None)
+                           encode=lambda tokenizer, examples: examples, task_metric=None,
+                           task_type=SimpleNamespace(grouped=False))
     task.split = lambda name: getattr(task.splits, name)
     task.examples = functools.partial(Task.examples, task)  # the real subsetting
     config = FinetuneConfig(max_dev_examples=1000, max_train_examples=20)

@@ -1,0 +1,409 @@
+"""Ranking quality per query (`text_pair_ranking` for a cross-encoder, `embedding_ranking` for a
+bi-encoder): the metrics against trec_eval and scikit-learn (`tests/golden/ranking_metrics.json`,
+from `tools/golden_ranking.py`) and against every order of tied scores, the split by query,
+the margin over queries, data that cannot be ranked, and the command line end to end."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import itertools
+import json
+import math
+import warnings
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from flax import nnx
+
+import samp_jax as sj
+from calibrate import SearchConfig, search
+from calibrate.search.objectives import task_objective
+from calibrate.search.tolerance import warn_if_rows_too_few
+from samp_jax.app.cli import main
+from samp_jax.models import Readout, make_head, save_pretrained
+from samp_jax.serving.forward import jit_forward
+from samp_jax.tasks import ranking
+from samp_jax.tasks.files import load_task
+from samp_jax.tasks.metrics import (MAP, METRICS, MRR_AT_10, NDCG_AT_10, guarded_difference,
+                                    unchanged_margin)
+from samp_jax.tasks.task import check_head_fits, evaluate
+from tests.helpers import GOLDEN
+
+CROSS_ENCODER = GOLDEN / "cross_encoder" / "one"  # a tiny BERT reranker, one output
+BI_ENCODER = GOLDEN / "st_dense" / "sentence"     # a tiny sentence-transformers embedder
+WORDS = "the man is playing guitar in on an are of two one".split()
+MEASURES = {"mrr@10": "recip_rank@10", "ndcg@10": "ndcg_cut_10", "map": "map",
+            "recall@1": "recall_1", "recall@5": "recall_5", "recall@10": "recall_10",
+            "recall@100": "recall_100"}
+
+
+def _gold(queries: np.ndarray, relevance: np.ndarray) -> np.ndarray:
+    return np.column_stack([queries, relevance]).astype(np.float64)
+
+
+@functools.cache
+def _golden() -> list[dict]:
+    return json.loads((GOLDEN / "ranking_metrics.json").read_text())["queries"]
+
+
+def _interleaved(cases: list[dict], seed: int = 0):
+    """Every case's rows in one split, shuffled (a query's rows are not together), with each
+    row's query: scores, relevance, query index."""
+    scores = np.concatenate([c["scores"] for c in cases])
+    relevance = np.concatenate([c["relevance"] for c in cases])
+    queries = np.concatenate([[i] * len(c["scores"]) for i, c in enumerate(cases)])
+    order = np.random.default_rng(seed).permutation(len(scores))
+    return scores[order], relevance[order], queries[order]
+
+
+# ------------------------------------------------------------------------ the metrics
+def test_every_ranking_metric_is_trec_eval_averaged_over_the_orders_of_tied_scores():
+    cases = _golden()
+    # the data holds what the conventions decide: ties, queries without a relevant row, graded
+    assert sum(len(set(c["scores"])) < len(c["scores"]) for c in cases) > 100
+    assert sum(not any(c["relevance"]) for c in cases) > 10
+    assert sum(max(c["relevance"]) > 1 for c in cases) > 20
+    scores, relevance, queries = _interleaved(cases)
+    for name, measure in MEASURES.items():
+        per_query = METRICS[name].evidence(scores, _gold(queries, relevance))
+        reference = np.array([c[measure] for c in cases])
+        assert np.abs(per_query - reference).max() < 1e-12, name
+        assert METRICS[name].value(per_query) == pytest.approx(reference.mean(), abs=1e-12)
+    sklearn = np.array([c["sklearn_ndcg_10"] for c in cases])  # its own tie averaging
+    assert np.abs(NDCG_AT_10.evidence(scores, _gold(queries, relevance)) - sklearn).max() < 1e-12
+
+
+def _every_order(scores, relevance, k):
+    """MRR@k, NDCG@k, AP and recall@k of one query by their definitions, averaged over every
+    order of its tied rows."""
+    order = sorted(range(len(scores)), key=lambda i: -scores[i])
+    blocks = [list(b) for _, b in itertools.groupby(order, key=lambda i: scores[i])]
+    values = []
+    for choice in itertools.product(*(itertools.permutations(b) for b in blocks)):
+        rel = np.array([relevance[i] for b in choice for i in b], float)
+        hit = rel >= 1
+        discount = np.array([1 / math.log2(i + 2) if i < k else 0.0 for i in range(len(rel))])
+        ideal = float(np.sort(rel)[::-1] @ discount)
+        found = hit.sum()
+        values.append((
+            next((1 / (i + 1) for i in range(min(k, len(rel))) if hit[i]), 0.0),
+            float(rel @ discount) / ideal if ideal else 0.0,
+            sum(hit[:i + 1].sum() / (i + 1) for i in range(len(rel)) if hit[i]) / found if found else 0.0,
+            hit[:k].sum() / found if found else 0.0))
+    return np.mean(values, axis=0)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_every_cutoff_matches_the_definitions_over_every_tie_order(seed):
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(2, 8, 30)
+    scores = np.concatenate([rng.integers(0, 3, n) for n in sizes]).astype(float)  # many ties
+    relevance = np.concatenate([rng.integers(0, 3, n) * (rng.random(n) < 0.4) for n in sizes])
+    queries = np.repeat(np.arange(len(sizes)), sizes)
+    starts = np.r_[0, np.cumsum(sizes)]
+    for k in (1, 3, 5):
+        got = np.stack([ranking.reciprocal_rank(scores, relevance, queries, k),
+                        ranking.ndcg(scores, relevance, queries, k),
+                        ranking.average_precision(scores, relevance, queries),
+                        ranking.recall(scores, relevance, queries, k)], axis=1)
+        expected = np.stack([_every_order(scores[a:b], relevance[a:b], k)
+                             for a, b in zip(starts[:-1], starts[1:])])
+        assert np.abs(got - expected).max() < 1e-12
+
+
+def test_tied_scores_rank_as_a_random_order_does_whatever_the_file_order():
+    """A model whose scores all tie is no better when the relevant passage comes first in the
+    file (trec_eval breaks ties by document name: a constant model could score MRR 1)."""
+    relevance = np.array([1, 0, 0, 0])
+    expected = np.mean([1, 1 / 2, 1 / 3, 1 / 4])
+    for order in ([0, 1, 2, 3], [3, 2, 1, 0]):
+        gold = _gold(np.zeros(4), relevance[order])
+        assert MRR_AT_10.value(MRR_AT_10.evidence(np.ones(4), gold)) == pytest.approx(expected)
+        assert MAP.value(MAP.evidence(np.ones(4), gold)) == pytest.approx(expected)
+
+
+def test_a_query_without_a_relevant_row_scores_zero_and_counts_in_the_mean():
+    gold = _gold(np.array([0, 0, 1, 1]), np.array([1, 0, 0, 0]))
+    for metric in (MRR_AT_10, NDCG_AT_10, MAP, METRICS["recall@1"]):
+        evidence = metric.evidence(np.array([0.9, 0.1, 0.9, 0.1]), gold)
+        assert evidence.tolist() == [1.0, 0.0] and metric.value(evidence) == 0.5
+    with pytest.raises(ValueError, match=r"needs a relevant row .* the 2 queries scored \(4 "
+                                         r"rows\) have none"):
+        MRR_AT_10.check_gold(_gold(np.array([0, 0, 1, 1]), np.zeros(4)))
+    nan = MRR_AT_10.evidence(np.array([np.nan, 0.1, 0.9, 0.1]), gold)  # no ranking read from NaN
+    assert nan.shape == (2,) and np.isnan(nan).all()
+
+
+def test_a_split_without_a_relevant_row_and_a_ranking_metric_elsewhere_are_refused(minilm_dir):
+    tokenizer = sj.Tokenizer.from_pretrained(minilm_dir)
+    rows = _rows(4)
+    task = load_task([r | {"relevance": 0} for r in rows], task_type="text_pair_ranking",
+                     sizes={"test": 2, "search": 1, "calibration": 1, "dev": 0})
+    with pytest.raises(ValueError, match=r"the test split of data: a ranking metric needs a "
+                                         r"relevant row .* the 2 queries scored \(8 rows\)"):
+        task.evaluation(tokenizer, "test")
+    scoring = load_task([{k: v for k, v in r.items() if k != "qid"} for r in _rows()],
+                        head="sequence_classification", readout=Readout.SCORE,
+                        columns={"score": "relevance"}, task_type="text_pair_scoring")
+    with pytest.raises(ValueError, match=r"metric 'ndcg@10' is not one it can be scored by; these "
+                                         r"rows are scored by .*\(ndcg@10 ranks each query's rows: "
+                                         r"task type text_pair_ranking or embedding_ranking"):
+        dataclasses.replace(scoring, metric_name="ndcg@10")
+
+
+# ------------------------------------------------------------------------ the margin
+def test_the_margin_treats_the_query_as_the_unit():
+    """The guarded drop of a ranking metric is the adjusted paired bound over per-query values:
+    40 queries of 25 rows each are 40 units, not 1,000."""
+    rng = np.random.default_rng(0)
+    queries = np.repeat(np.arange(40), 25)
+    relevance = (rng.random(1000) < 0.1).astype(int)
+    base = rng.normal(size=1000)
+    candidate = base + rng.normal(0, 0.5, 1000)
+    gold = _gold(queries, relevance)
+    before, after = MRR_AT_10.evidence(base, gold), MRR_AT_10.evidence(candidate, gold)
+    assert before.shape == after.shape == (40,)
+    drop = MRR_AT_10.guarded_drop(before, after)
+    assert drop == pytest.approx(guarded_difference(before, after), abs=0)
+    diff = np.r_[before - after, 1.0, -1.0]  # by hand: mean + z * SE over 40 + 2 queries
+    assert drop == pytest.approx((before - after).mean() + 1.645 * diff.std() / np.sqrt(42))
+    assert unchanged_margin(MRR_AT_10, 40) == pytest.approx(1.645 * np.sqrt(2 / 42) / np.sqrt(42))
+
+
+@pytest.mark.parametrize("queries, said", [
+    (8, "the search split has 8 queries: even a map that changes none of them is bounded at a "
+        "drop of 0.233 in mrr@10"),  # 1.645 sqrt(2) / (8 + 2), not / (80 + 2)
+    (2000, None)])
+def test_a_search_split_of_few_queries_is_said_in_queries(queries, said):
+    evidence = np.full(queries, 0.9)
+    session = SimpleNamespace(
+        config=SimpleNamespace(tolerance=0.01, tolerance_mode="relative"),
+        objective=SimpleNamespace(metric_name="mrr@10", reference=["outputs"],
+                                  evaluation=SimpleNamespace(num_examples=10 * queries,
+                                                             evidence=lambda outputs: evidence)),
+        reference=SimpleNamespace(metric=0.9))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warn_if_rows_too_few(session)
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == (said is not None)
+    if said:
+        assert said in messages[0] and "give more queries" in messages[0]
+
+
+# ------------------------------------------------------------------------ data and splits
+def _rows(queries=50, per_query=4, seed=0, qid=True):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for q in range(queries):
+        query = f"{' '.join(rng.choice(WORDS, 3))} q{q}"
+        for p in range(per_query):
+            row = {"query": query, "passage": " ".join(rng.choice(WORDS, 5)),
+                   "relevance": int(rng.integers(0, 3)) if p else 1}
+            rows.append({"qid": f"Q{q}", **row} if qid else row)
+    return rows
+
+
+@pytest.mark.parametrize("qid", [True, False])
+def test_a_ranking_is_split_by_query_with_the_seed(qid):
+    task = load_task(_rows(qid=qid), head="sequence_classification", readout=Readout.SCORE)
+    assert task.task_type.name == "text_pair_ranking" and task.metric == "mrr@10"
+    where = {}
+    for split in ("train", "dev", "calibration", "search", "test"):
+        for e in task.split(split):
+            assert where.setdefault(e["group"], split) == split  # no query in two splits
+    assert len(where) == 50 and sum(task.sizes().values()) == 200
+    test = {e["group"] for e in task.split("test")}
+    assert len(test) == 10  # 20% of the queries, with all their rows
+    assert sum(len(task.split(s)) for s in task.sizes()) == 200
+    again = load_task(_rows(qid=qid), head="sequence_classification", readout=Readout.SCORE)
+    other = load_task(_rows(qid=qid), head="sequence_classification", readout=Readout.SCORE, seed=1)
+    assert again.splits == task.splits and {e["group"] for e in other.split("test")} != test
+    subset = task.examples("search", max_examples=9, seed=0)  # whole queries of 4 rows
+    assert len(subset) == 8 and len({e["group"] for e in subset}) == 2
+
+
+def test_which_columns_make_a_ranking():
+    """A relevance column, or a query id beside whole-number gold, makes a ranking; a query id
+    beside class names, or pairs with 0/1 labels alone, keep their task types."""
+    rows = _rows()
+    def task_type(rows, **options):
+        return load_task(rows, **options).task_type.name
+    assert task_type([{k: v for k, v in r.items() if k != "qid"} for r in rows]) == "text_pair_ranking"
+    labelled = [{"qid": r["qid"], "question": r["query"], "passage": r["passage"],
+                 "label": int(r["relevance"] > 0)} for r in rows]
+    score = dict(head="sequence_classification", readout=Readout.SCORE)
+    assert task_type(labelled, **score) == "text_pair_ranking"
+    assert task_type([{k: v for k, v in r.items() if k != "qid"} for r in labelled],
+                     **score) == "text_pair_scoring"
+    named = [{"id": r["qid"], **{k: v for k, v in r.items() if k != "qid"}} for r in labelled]
+    assert task_type(named, columns={"group": "id"}, **score) == "text_pair_ranking"
+    nli = [{"qid": r["qid"], "premise": r["query"], "hypothesis": r["passage"],
+            "label": ("entailment", "neutral")[i % 2]} for i, r in enumerate(rows)]
+    assert task_type(nli) == "text_pair_classification"
+    with pytest.raises(ValueError, match=r"task type text_pair_ranking \(read from the columns\) "
+                                         r"scores rows by a head of one output \(or P\(class 1\)"):
+        load_task(rows, head="sequence_classification", readout=Readout.LABELS)
+
+
+def test_a_query_repeated_under_another_id_leaves_the_other_splits_whole():
+    rows = _rows()
+    rows += [r | {"qid": "copy-" + r["qid"]} for r in rows[:200]]  # every query twice
+    task = load_task(rows, task_type="text_pair_ranking", sizes={"test": 10})
+    test = {e["text"] for e in task.split("test")}
+    for split in ("train", "dev", "calibration", "search"):
+        assert not test & {e["text"] for e in task.split(split)}
+    assert "(their query is a test query)" in task.source
+
+
+def test_a_bi_encoder_and_a_two_class_head_rank_the_same_rows(minilm_dir):
+    config = sj.EncoderConfig(vocab_size=30522, hidden_size=32, num_layers=2, num_heads=4,
+                              intermediate_size=64, max_position_embeddings=64)
+    tokenizer = sj.Tokenizer.from_pretrained(minilm_dir)
+    rows = _rows(30)
+    embedder = load_task(rows, head="sentence_embedding")
+    assert embedder.task_type.name == "embedding_ranking"
+    assert embedder.splits == load_task(rows, head="sequence_classification").splits
+    heads = {}
+    for width in (1, 2, 3):
+        rngs = nnx.Rngs(3)
+        heads[width] = sj.EncoderModel(config, make_head("sequence_classification", config,
+                                                         num_labels=width, rngs=rngs), rngs=rngs)
+    task = load_task(rows, head="sequence_classification", readout=Readout.CLASSES,
+                     labels=("irrelevant", "relevant"))
+    assert task.task_type.name == "text_pair_ranking"
+    check_head_fits(heads[1], task)
+    check_head_fits(heads[2], task)
+    with pytest.raises(ValueError, match=r"one output \(or P\(class 1\) of a head of two classes\); the "
+                                         r"model's head has 3 outputs .*use task type "
+                                         r"text_classification or text_pair_classification"):
+        check_head_fits(heads[3], task)
+    # a two-class head ranks by P(class 1): its metric is that of the softmax's second column
+    encoded = task.encode(tokenizer, task.split("test"))
+    logits = np.asarray(jit_forward(heads[2])({k: getattr(encoded, k) for k in
+                                               ("input_ids", "attention_mask", "token_type_ids")}))
+    probability = np.exp(logits[:, 1]) / np.exp(logits).sum(-1)
+    expected = MRR_AT_10.value(MRR_AT_10.evidence(probability, encoded.gold))
+    score = evaluate(heads[2], task, tokenizer=tokenizer)
+    assert score == {"metric": "mrr@10", "value": pytest.approx(expected, abs=1e-12),
+                     "examples": 24, "queries": 6}
+    bi = sj.load(BI_ENCODER)
+    scored = evaluate(bi, load_task(rows, head="sentence_embedding"))
+    assert scored["metric"] == "mrr@10" and scored["queries"] == 6 and 0 < scored["value"] <= 1
+
+
+def test_the_search_objective_bounds_the_drop_over_queries(minilm_dir):
+    model = sj.load(CROSS_ENCODER)
+    task = load_task(_rows(40), head=model.head_kind, readout=model.readout)
+    objective = task_objective(model, task, model.tokenizer)
+    evidence = objective.evaluation.evidence(objective.reference)
+    assert evidence.shape == (8,)  # the search split's 8 queries
+    noisy = [o + np.float32(0.3) * np.random.default_rng(0).normal(size=o.shape).astype(np.float32)
+             for o in objective.reference]
+    assert objective.guarded_drop(noisy, objective.reference) == pytest.approx(
+        guarded_difference(evidence, objective.evaluation.evidence(noisy)))
+
+
+@pytest.mark.parametrize("change, said", [
+    (lambda rows: [r | {"relevance": 0.5} if i == 6 else r for i, r in enumerate(rows)],
+     r"ranking\.jsonl: row 7: column 'relevance' holds 0\.5; expected a relevance: a whole "
+     r"number of 0 or more"),
+    (lambda rows: [r | {"relevance": "high"} if i == 2 else r for i, r in enumerate(rows)],
+     r"row 3: column 'relevance' holds 'high'; expected a relevance"),
+    (lambda rows: [r | {"relevance": -1} if i == 3 else r for i, r in enumerate(rows)],
+     r"row 4: column 'relevance' holds -1; expected a relevance: a whole number of 0 or more"),
+    (lambda rows: rows + [rows[0] | {"qid": "lonely"}],
+     r"ranking\.jsonl: row 201: column 'qid': query 'lonely' has 1 row; expected at least 2 "
+     r"rows \(passages\) per query"),
+    (lambda rows: [{k: v for k, v in r.items() if k != "relevance"} for r in rows],
+     r"ranking\.jsonl: a text_pair_ranking task needs a relevance column, and none of "
+     r"\('relevance', .*\) is one; columns found: \['qid', 'query', 'passage'\]; name yours "
+     r"with --relevance-column")])
+def test_data_that_cannot_be_ranked_is_refused_in_one_line(tmp_path, change, said):
+    path = tmp_path / "ranking.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in change(_rows())))
+    with pytest.raises(ValueError, match=said) as raised:
+        load_task(path, task_type="text_pair_ranking")
+    assert "\n" not in str(raised.value)
+
+
+def test_the_command_line_refuses_a_query_of_one_row_before_any_model_runs(tmp_path, capsys):
+    path = tmp_path / "ranking.jsonl"
+    rows = _rows()
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows + [rows[0] | {"qid": "lonely"}]))
+    assert main(["eval", "--model", str(CROSS_ENCODER), "--data", str(path),
+                 "--precision", "fp16"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("\n") == 1
+    assert "row 201: column 'qid': query 'lonely' has 1 row; expected at least 2" in err
+
+
+# ------------------------------------------------------------------------ end to end
+def _write(tmp_path, rows, name="ranking.csv"):
+    path = tmp_path / name
+    columns = list(rows[0])
+    path.write_text(",".join(columns) + "\n" + "".join(
+        ",".join(str(r[c]) for c in columns) + "\n" for r in rows))
+    return path
+
+
+@pytest.mark.slow
+def test_eval_predict_calibrate_and_search_a_reranker_from_the_command_line(tmp_path, capsys):
+    rows = [{"query_id": r["qid"], "question": r["query"], "doc": r["passage"],
+             "grade": r["relevance"]} for r in _rows(60)]
+    data = _write(tmp_path, rows)
+    names = ["--text-column", "question", "--text-pair-column", "doc", "--relevance-column",
+             "grade", "--group-column", "query_id"]
+    assert main(["eval", "--model", str(CROSS_ENCODER), "--data", str(data), *names,
+                 "--metric", "ndcg@10", "--precision", "fp16,fully_quant", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["task_type"] == "text_pair_ranking" and result["metric"] == "ndcg@10"
+    fp32 = result["rows"][0]
+    assert fp32["examples"] == 48 and fp32["queries"] == 12 and 0 < fp32["value"] <= 1
+    # the same value from the Python API, and from predict's scores of the test rows
+    model = sj.load(CROSS_ENCODER)
+    task = sj.tasks.load_task(data, columns=sj.tasks.Columns(
+        text="question", text_pair="doc", relevance="grade", group="query_id"),
+        head=model.head_kind, readout=model.readout, seed=0)
+    api = evaluate(model, dataclasses.replace(task, metric_name="ndcg@10"))
+    assert api["value"] == pytest.approx(fp32["value"], abs=1e-6) and api["queries"] == 12
+    test = _write(tmp_path, [{"question": e["text"], "doc": e["text_pair"]} for e in task.split("test")],
+                  "test.csv")
+    assert main(["predict", "--model", str(CROSS_ENCODER), "--data", str(test), *names[:4],
+                 "--out", str(tmp_path / "p.jsonl")]) == 0
+    capsys.readouterr()
+    predicted = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert len(predicted) == 48 and all(isinstance(p["score"], float) for p in predicted)
+    gold = task.encode(model.tokenizer, task.split("test")).gold
+    by_hand = NDCG_AT_10.value(NDCG_AT_10.evidence(np.array([p["score"] for p in predicted]), gold))
+    assert by_hand == pytest.approx(fp32["value"], abs=1e-5)
+    assert main(["calibrate", "--model", str(CROSS_ENCODER), "--data", str(data), *names,
+                 "--precision", "fully_quant", "--eval", "--out", str(tmp_path / "q"), "--json"]) == 0
+    calibrated = json.loads(capsys.readouterr().out)
+    assert calibrated["test"]["metric"] == "mrr@10" and calibrated["test"]["queries"] == 12
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # 12 search queries: too few for a verdict, said
+        assert main(["search", "--model", str(CROSS_ENCODER), "--data", str(data), *names,
+                     "--metric", "map", "--tolerance", "5%", "--out", str(tmp_path / "s"),
+                     "--json"]) in (0, 3)
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["metric"] == "map" and "chosen" in summary["test"]
+    assert summary["split_sizes"]["search"] == 48  # 12 whole queries
+
+
+@pytest.mark.slow
+def test_eval_and_search_a_bi_encoder_from_the_command_line_and_the_api(tmp_path, capsys):
+    data = _write(tmp_path, _rows(60))
+    assert main(["eval", "--model", str(BI_ENCODER), "--data", str(data), "--precision",
+                 "fully_quant", "--metric", "recall@5", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["task_type"] == "embedding_ranking" and result["rows"][0]["queries"] == 12
+    model = sj.load(BI_ENCODER)
+    task = load_task(data, head=model.head_kind)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        found = search(model, task, SearchConfig(tolerance=0.05, target="cpu"),
+                       tokenizer=model.tokenizer, progress=False)
+    assert found.metric_name == "mrr@10" and found.precision_map is not None
