@@ -310,9 +310,15 @@ def _eval(args) -> int:
     else:
         at = "" if threshold is None else f" at label threshold {threshold:g}"
         print(f"{description} on {task.name}; {evaluator.metric or 'no metric'}{at} on the test "
-              f"split ({rows[0]['examples']} examples, cut at {evaluator.max_length} tokens)")
+              f"split ({rows[0]['examples']} examples{_in_queries(rows[0])}, cut at "
+              f"{evaluator.max_length} tokens)")
         print(format_table(rows, metric=evaluator.metric or "metric", agreement=evaluator.agreement))
     return 0
+
+
+def _in_queries(row: dict) -> str:
+    """' in N queries' for a ranking's scores (which count them), else nothing."""
+    return f" in {row['queries']} queries" if row.get("queries") is not None else ""
 
 
 def _search(args) -> int:

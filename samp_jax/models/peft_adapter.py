@@ -76,6 +76,9 @@ _VARIANTS = {
     "target_parameters": "LoRA on bare parameters",
     "alora_invocation_tokens": "activated LoRA (from invocation tokens on)",
 }
+# init_lora_weights whose adapters PEFT loads over a changed base (PiSSA, OLoRA, CorDA:
+# W - scaling * B0 @ A0; LoftQ: a quantized W), not over the base as saved
+_BASE_CHANGING_INITS = ("pissa", "olora", "corda", "loftq")
 _CONFIG_FILES_KEYS = ("id2label", "label2id", "problem_type", LABEL_THRESHOLD_KEY)
 
 # How PEFT names what it saves, after its `base_model.model.` wrapper: each pattern (fullmatch)
@@ -176,6 +179,13 @@ def read_adapter_config(file: Path) -> LoraSettings:
         if value:
             raise ConfigError(f"{file}: {field}={value!r:.80} ({variant}) is not supported; "
                               "samp-jax merges plain LoRA (W + scaling * B @ A)")
+    init = raw.get("init_lora_weights", True)
+    if isinstance(init, str) and init.lower().startswith(_BASE_CHANGING_INITS):
+        raise ConfigError(
+            f"{file}: init_lora_weights={init!r} changes the base weights as well as starting "
+            "the LoRA pair (PEFT loads it over a base with its initial B @ A taken out), so "
+            "merging it over the base would be wrong; save it as plain LoRA with PEFT's "
+            "path_initial_model_for_weight_conversion (it then reads init_lora_weights=true)")
     task_type = raw.get("task_type")
     if task_type not in TASK_HEADS:
         raise ConfigError(f"{file}: task_type={task_type!r} is not supported; samp-jax reads "
@@ -299,14 +309,21 @@ def _base_folder(folder: Path, settings: LoraSettings, base_model) -> Path:
         return base
     name = settings.base_model_name_or_path
     if name:
-        base = Path(name).expanduser()
-        base = base if base.is_absolute() else folder / base
-        if check_regular(base / HF_CONFIG):
-            return base
+        given = Path(name).expanduser()
+        # as transformers reads it (from the working directory), then beside the adapter
+        places = [given] if given.is_absolute() else [given, folder / given]
+        found = [place for place in places if check_regular(place / HF_CONFIG)]
+        if len(found) == 2 and found[0].resolve() != found[1].resolve():
+            raise ConfigError(
+                f"{file}: base_model_name_or_path={name!r} names two model folders, "
+                f"{found[0].absolute()} (from the working directory) and {found[1]} (beside the "
+                "adapter): pass the base model's folder as base_model=DIR (CLI: --base-model DIR)")
+        if found:
+            return found[0]
     raise ConfigError(
-        f"{file}: base_model_name_or_path={name!r} is not a local model folder (absolute, or "
-        f"relative to {folder}); samp-jax reads no model hub: pass the base model's folder as "
-        "base_model=DIR (CLI: --base-model DIR)")
+        f"{file}: base_model_name_or_path={name!r} is not a local model folder (absolute, "
+        f"relative to the working directory {Path.cwd()}, or to {folder}); samp-jax reads no "
+        "model hub: pass the base model's folder as base_model=DIR (CLI: --base-model DIR)")
 
 
 def read_adapter_weights(folder: Path, *, allow_torch_pickle: bool = True) -> tuple[dict[str, np.ndarray], Path]:

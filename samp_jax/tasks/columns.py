@@ -223,11 +223,33 @@ def infer_task_type(table: Table, found: dict[str, str | None], head: str | None
 
 def _ranked(table: Table, found: dict[str, str | None], named: Columns) -> bool:
     """Whether the columns make a ranking: a relevance column (named, or a usual one), a named
-    query id column, or a usual one beside a label (or score) column of whole numbers."""
+    query id column, or a usual one that repeats (queries of several rows) beside a label (or
+    score) column of whole numbers. A usual id column of one row per id is a row id: such
+    pairs stay pairs (an STS file with a `qid` column is scored as pairs)."""
     if found["relevance"] is not None or named.group is not None:
         return True
     gold = found["label"] or found["score"]
-    return found["group"] is not None and gold is not None and _holds_relevances(table, gold)
+    return (found["group"] is not None and gold is not None and _repeats(table, found["group"])
+            and _holds_relevances(table, gold))
+
+
+def ranked_by_id_column(table: Table, found: dict[str, str | None], named: Columns) -> str | None:
+    """The usual query id column that alone made `table` a ranking (no relevance column, no
+    named id column), for a note saying so; None otherwise."""
+    if found["relevance"] is not None or named.group is not None or found["group"] is None:
+        return None
+    return found["group"] if _ranked(table, found, named) else None
+
+
+def _repeats(table: Table, column: str) -> bool:
+    """Whether some value of `column` is in two rows or more."""
+    seen = set()
+    for row in table.rows:
+        key = str(row.get(column))
+        if key in seen:
+            return True
+        seen.add(key)
+    return False
 
 
 def _holds_relevances(table: Table, column: str) -> bool:

@@ -82,6 +82,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -100,6 +101,7 @@ from samp_jax.tasks.carving import (CARVE_ORDER, DEFAULT_FRACTIONS, MAX_CALIBRAT
 from samp_jax.tasks.cells import MISSING_LABELS  # noqa: F401
 from samp_jax.tasks.columns import (DEFAULT_NAMES, DEFAULT_PAIRS, FIELDS, LIST_FIELDS,  # noqa: F401
                                     Columns, find_columns, infer_task_type, label_field, naming,
+                                    ranked_by_id_column,
                                     naming_task_type, required_columns)
 from samp_jax.tasks.metrics import ENTITY_F1
 from samp_jax.tasks.readers import (FORMATS, SPLIT_NAMES, ReadEachTime, StreamedRows,  # noqa: F401
@@ -178,6 +180,11 @@ def load_task(source: Any = None, *, task_type: str | None = None, columns: Colu
     found = find_columns(first, columns)
     if task_type_obj is None:
         task_type_obj = get_task_type(infer_task_type(first, found, head, readout, columns))
+        by_id = ranked_by_id_column(first, found, columns) if task_type_obj.grouped else None
+        if by_id is not None:
+            warnings.warn(f"{first.where}: read as {task_type_obj.name}, its rows grouped into "
+                          f"queries by column {by_id!r} and its gold read as relevance; to score "
+                          f"each pair alone, give {_pair_task_types()}", UserWarning, stacklevel=2)
     width = None if labels is None else len(labels)
     if readout is not None and not task_type_obj.reads(readout, width):
         what = (f"task_type={task_type!r}" if task_type is not None else
@@ -236,7 +243,13 @@ def _check_queries(part: _Part) -> None:
         query = part.examples[single - 1]["group"]
         raise ValueError(f"{part.at(single, field)}: query {cells.shown(query, 60)} has 1 row; "
                          "expected at least 2 rows (passages) per query, to rank them against "
-                         "each other")
+                         f"each other; to score each pair alone, give {_pair_task_types()}")
+
+
+def _pair_task_types() -> str:
+    """The options that read text pairs one by one, for a message about a ranking."""
+    return ", ".join(f"--task-type {name}" for name in (
+        "text_pair_classification", "text_pair_scoring", "embedding_pairs"))
 
 
 def _multi_hot(columns: list[tuple[Table, str]], num_labels: int | None) -> bool:

@@ -8,6 +8,8 @@ import math
 import shutil
 import warnings
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
@@ -181,10 +183,41 @@ def test_a_hub_base_without_a_local_one_is_refused_naming_what_to_pass():
     ("bias", "some", "bias='some'"),
     ("r", 0, "r=0"),
     ("rank_pattern", {"query(": 2}, "rank_pattern key 'query\\('"),
+    ("init_lora_weights", "pissa", "init_lora_weights='pissa' changes the base weights"),
+    ("init_lora_weights", "pissa_niter_4", "init_lora_weights='pissa_niter_4' changes"),
+    ("init_lora_weights", "olora", "init_lora_weights='olora' changes"),
+    ("init_lora_weights", "corda", "init_lora_weights='corda' changes"),
+    ("init_lora_weights", "loftq", "init_lora_weights='loftq' changes"),
 ])
 def test_config_fields_samp_jax_does_not_merge_are_refused(tmp_path, field, value, match):
     folder = _copy("bert_seqcls", tmp_path, **{field: value})
     assert "adapter_config.json" in _raises(ConfigError, match, folder)
+
+
+@pytest.mark.parametrize("init", [True, False, "gaussian", "eva"])
+def test_inits_that_leave_the_base_as_saved_are_merged(tmp_path, init):
+    folder = _copy("bert_seqcls", tmp_path, init_lora_weights=init)
+    assert samp_jax.load(folder).head_kind == "sequence_classification"
+
+
+def test_a_relative_base_is_read_from_the_working_directory_then_beside_the_adapter(
+        tmp_path, monkeypatch):
+    folder = _copy("bert_seqcls", tmp_path)
+    config = json.loads((folder / "adapter_config.json").read_text())
+    base = Path(config["base_model_name_or_path"])
+    shutil.copytree(base, tmp_path / "work" / "bases" / "bert")
+    config["base_model_name_or_path"] = "bases/bert"
+    (folder / "adapter_config.json").write_text(json.dumps(config))
+    monkeypatch.chdir(tmp_path / "work")  # as transformers reads it
+    reference = samp_jax.load(folder)
+    monkeypatch.chdir(tmp_path)
+    _raises(ConfigError, "relative to the working directory", folder)
+    shutil.copytree(base, folder / "bases" / "bert")  # beside the adapter
+    beside = samp_jax.load(folder)
+    assert np.array_equal(np.asarray(beside.head.classifier.kernel[...]),
+                          np.asarray(reference.head.classifier.kernel[...]))
+    monkeypatch.chdir(tmp_path / "work")  # both, and they differ: which one is not guessed
+    _raises(ConfigError, "names two model folders", folder)
 
 
 def test_several_adapters_in_one_folder_need_a_choice(tmp_path):

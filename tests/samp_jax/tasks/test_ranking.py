@@ -9,6 +9,7 @@ import dataclasses
 import functools
 import itertools
 import json
+import re
 import math
 import warnings
 from types import SimpleNamespace
@@ -235,7 +236,13 @@ def test_which_columns_make_a_ranking():
     labelled = [{"qid": r["qid"], "question": r["query"], "passage": r["passage"],
                  "label": int(r["relevance"] > 0)} for r in rows]
     score = dict(head="sequence_classification", readout=Readout.SCORE)
-    assert task_type(labelled, **score) == "text_pair_ranking"
+    with pytest.warns(UserWarning, match="read as text_pair_ranking, its rows grouped into "
+                                         "queries by column 'qid' and its gold read as relevance"):
+        assert task_type(labelled, **score) == "text_pair_ranking"
+    # an id column of one row per id is a row id: pairs stay pairs (an STS file with a qid)
+    unique = [r | {"qid": f"row-{i}"} for i, r in enumerate(labelled)]
+    assert task_type(unique, **score) == "text_pair_scoring"
+    assert task_type(unique, head="sentence_embedding") == "embedding_pairs"
     assert task_type([{k: v for k, v in r.items() if k != "qid"} for r in labelled],
                      **score) == "text_pair_scoring"
     named = [{"id": r["qid"], **{k: v for k, v in r.items() if k != "qid"}} for r in labelled]
@@ -338,6 +345,15 @@ def test_the_command_line_refuses_a_query_of_one_row_before_any_model_runs(tmp_p
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.count("\n") == 1
     assert "row 201: column 'qid': query 'lonely' has 1 row; expected at least 2" in err
+
+
+def test_eval_says_how_many_queries_its_examples_are_in(tmp_path, capsys):
+    path = tmp_path / "ranking.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in _rows(40)))
+    assert main(["eval", "--model", str(CROSS_ENCODER), "--data", str(path),
+                 "--precision", "fp16"]) == 0
+    header = capsys.readouterr().out.splitlines()[0]
+    assert re.search(r"on the test split \(\d+ examples in \d+ queries, cut at", header), header
 
 
 # ------------------------------------------------------------------------ end to end
