@@ -21,7 +21,7 @@ from samp_jax.models.config import RELATIVE_BUCKETS, RELATIVE_MAX_DISTANCE, Enco
 from samp_jax.models.gated_ffn import gated_activation
 from samp_jax.models.local_attention import band_mask, blockwise_local_attention, use_blockwise
 from samp_jax.models.rotary import apply_rotary, rotary_tables
-from samp_jax.models.relative_attention import DisentangledPositions, RelativeTerms
+from samp_jax.models.relative_attention import DisentangledPositions, RelativeTerms, by_pair
 from samp_jax.ops.dispatch import Activation, gemm
 from samp_jax.ops.fused import fused_op
 from samp_jax.ops.handoff import int8_handoff
@@ -296,11 +296,11 @@ def xla_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array, *,
 
 
 def relative_position_bucket(seq_len: int) -> np.ndarray:
-    """MPNet's bucket of each (query, key) offset, `[seq, seq]` int32: T5-style, 32 buckets
-    (16 per direction, exact up to 8, logarithmic up to distance 128), as HF
+    """MPNet's bucket of each offset `key - query`, `[2 seq - 1]` int32, entry `m` for the
+    offset `m - (seq - 1)` (the layout `by_pair` reads): T5-style, 32 buckets (16 per
+    direction, exact up to 8, logarithmic up to distance 128), as HF
     `MPNetEncoder.relative_position_bucket` computes it. Static: a function of length only."""
-    positions = np.arange(seq_len)
-    relative = positions[None, :] - positions[:, None]  # key - query
+    relative = np.arange(1 - seq_len, seq_len)  # key - query
     n = -relative
     half = RELATIVE_BUCKETS // 2
     bucket = (n < 0).astype(np.int64) * half
@@ -454,8 +454,9 @@ class Encoder(nnx.Module):
         """The relative position bias `[1, heads, seq, seq]` float32, or None."""
         if self.relative_bias is None:
             return None
-        values = self.relative_bias[...].astype(jnp.float32)[relative_position_bucket(seq_len)]
-        return jnp.transpose(values, (2, 0, 1))[None]
+        per_offset = self.relative_bias[...].astype(jnp.float32)[relative_position_bucket(seq_len)].T
+        rows = jnp.broadcast_to(per_offset[:, None], (per_offset.shape[0], seq_len, 2 * seq_len - 1))
+        return by_pair(rows)[None]  # [1, heads, seq, seq]
 
     def __call__(self, x: jax.Array, attention_mask: jax.Array, *,
                  x_q: QArray | None = None) -> jax.Array:

@@ -47,13 +47,29 @@ def log_bucket_position(relative: np.ndarray, bucket_size: int, max_position: in
 
 
 def relative_positions(seq_len: int, *, buckets: int, max_distance: int) -> np.ndarray:
-    """`[seq, seq]` relative position `query - key` of every pair, log-bucketed when
-    `buckets > 0` (HF `build_relative_position`). Static: a function of the length only."""
-    ids = np.arange(seq_len, dtype=np.int64)
-    relative = ids[:, None] - ids[None, :]
+    """The relative position `query - key` (HF `build_relative_position`), log-bucketed when
+    `buckets > 0`, of the pairs at each offset `key - query`: `[2 seq - 1]`, entry `m` for the
+    offset `m - (seq - 1)`, the layout `by_pair` reads. A pair's position depends on its offset
+    only, so this stands for the `[seq, seq]` matrix. Static: a function of the length only."""
+    relative = np.arange(seq_len - 1, -seq_len, -1, dtype=np.int64)
     if buckets > 0 and max_distance > 0:
         relative = log_bucket_position(relative, buckets, max_distance)
     return relative
+
+
+def by_pair(by_offset: jax.Array) -> jax.Array:
+    """`[..., seq, seq]` with `out[..., r, c] = by_offset[..., r, c - r + seq - 1]`, from values
+    `[..., seq, 2 seq - 1]` laid out by the offset `c - r` (entry `m` for `m - (seq - 1)`).
+
+    A relative shift: the rows padded by one entry, then read back from entry `seq - 1` at a
+    stride one shorter, so that row `r` starts at its column `seq - 1 - r`. Only a pad,
+    reshapes and slices: no `[seq, seq]` index, as a gather would need (a constant one, once
+    per layer and term, makes long lengths slow to compile, and such a gather runs slower on
+    CPU than the shift)."""
+    *lead, seq, width = by_offset.shape
+    padded = jnp.pad(by_offset, [(0, 0)] * (len(lead) + 1) + [(0, 1)])  # [..., seq, 2 seq]
+    flat = padded.reshape(*lead, seq * (width + 1))[..., seq - 1:seq - 1 + seq * width]
+    return flat.reshape(*lead, seq, width)[..., :seq]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,28 +99,29 @@ class RelativeTerms:
     def bias(self, q: jax.Array, k: jax.Array) -> jax.Array:
         """The relative score terms `[batch, heads, seq, seq]` float32, already scaled, for
         `q`, `k` `[batch, seq, heads, head_dim]`."""
-        seq = q.shape[1]
-        relative = relative_positions(seq, buckets=self.buckets, max_distance=self.max_distance)
+        relative = relative_positions(q.shape[1], buckets=self.buckets, max_distance=self.max_distance)
         last = 2 * self.span - 1
-        total = jnp.zeros((q.shape[0], q.shape[2], seq, seq), jnp.float32)
-        if self.pos_key is not None:  # c2p[b, h, i, j] = q_i . pos_key[span + rel(i, j)]
-            index = np.clip(relative + self.span, 0, last)
+        total = jnp.zeros((q.shape[0], q.shape[2], q.shape[1], q.shape[1]), jnp.float32)
+        if self.pos_key is not None:  # c2p[b, h, i, j] = q_i . pos_key[span + rel(i - j)]
+            index = np.clip(self.span + relative, 0, last)
             total = total + _gathered_scores(q, self.pos_key, index)
-        if self.pos_query is not None:  # p2c[b, h, i, j] = k_j . pos_query[span - rel(j, i)]
-            index = np.clip(self.span - relative, 0, last)  # [key, query]
+        if self.pos_query is not None:  # p2c[b, h, i, j] = k_j . pos_query[span - rel(j - i)]
+            index = np.clip(self.span - relative, 0, last)  # keys as rows, queries as columns
             total = total + jnp.swapaxes(_gathered_scores(k, self.pos_query, index), -1, -2)
         return total * self.scale(q.shape[-1])
 
 
 def _gathered_scores(x: jax.Array, positions: jax.Array, index: np.ndarray) -> jax.Array:
-    """`out[b, h, r, c] = x[b, r, h] . positions[index[r, c], h]`, float32.
+    """`out[b, h, r, c] = x[b, r, h] . positions[index[c - r + seq - 1], h]`, float32, for a
+    static `index` by offset (`relative_positions`' layout).
 
-    Only the rows of `positions` that `index` (static) reaches are multiplied: a sequence
-    shorter than the span reaches `2 seq - 1` of its `2 span` rows."""
+    Only the rows of `positions` that `index` reaches are multiplied: a sequence shorter than
+    the span reaches `2 seq - 1` of its `2 span` rows."""
     low, high = int(index.min()), int(index.max())
     scores = jnp.einsum("bqhd,phd->bhqp", x.astype(jnp.float32), positions[low:high + 1],
                         precision=jax.lax.Precision.HIGHEST)  # [batch, heads, seq, used rows]
-    return jnp.take_along_axis(scores, jnp.asarray(index - low, jnp.int32)[None, None], axis=-1)
+    by_offset = jnp.take(scores, jnp.asarray(index - low, jnp.int32), axis=-1)  # [.., seq, 2 seq - 1]
+    return by_pair(by_offset)
 
 
 class DisentangledPositions(nnx.Module):
