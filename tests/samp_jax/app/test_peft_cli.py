@@ -4,6 +4,7 @@ goldens tools/golden_peft.py writes over the tiny family checkpoints)."""
 import json
 
 import numpy as np
+import pytest
 
 import samp_jax
 from samp_jax.app.cli import main
@@ -52,6 +53,7 @@ def _words(tmp_path, texts):
     return file
 
 
+@pytest.mark.slow  # a fine-tuning run, end to end
 def test_cli_finetune_of_an_adapter_folder_saves_the_bases_tokenizer(tmp_path, capsys):
     texts = json.loads((GOLDEN / "families" / "bert" / "texts.json").read_text())["single"]
     data = tmp_path / "rows.csv"
