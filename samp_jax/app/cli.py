@@ -339,7 +339,9 @@ def _search(args) -> int:
     table = None if args.latency_table is None else read_latency_table(args.latency_table)
     model, tokenizer, description = resolve_model(args, progress=False if args.json else None)
     task = resolve_task(args, model)
-    _say(args, f"{task.name} ({task.task_type.name}): split sizes {task.sizes()}")
+    queries = task.query_sizes()
+    _say(args, f"{task.name} ({task.task_type.name}): split sizes {task.sizes()}"
+               + ("" if queries is None else f", in queries {queries}"))
     warn_if_trained_on(args, task, ("search", "test"))
     run = run_search(model, tokenizer, task, config, out=out, description=description,
                      max_test_examples=args.max_examples, latency_table=table,

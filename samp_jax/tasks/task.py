@@ -196,6 +196,12 @@ class Task:
         """Examples per split."""
         return {name: len(self.split(name)) for name in SPLITS}
 
+    def query_sizes(self) -> dict[str, int] | None:
+        """Queries per split of a ranking (its rows grouped by query), None for other tasks."""
+        if not self.task_type.grouped:
+            return None
+        return {name: len({e["group"] for e in self.split(name)}) for name in SPLITS}
+
     def __repr__(self) -> str:
         """The task in one line: its rows are counted, not printed (a notebook cell ending in
         a task of 20,000 rows printed every one)."""

@@ -185,6 +185,7 @@ def run_search(model, tokenizer, task: Task, config: SearchConfig | None = None,
         summary = write_report(result, staging, test_metrics=test, command=command, extra={
             "model": description, "task": task.name, "task_type": task.task_type.name,
             "data": task.source, "split_seed": task.split_seed, "split_sizes": task.sizes(),
+            "split_queries": task.query_sizes(),
             "out": str(where),
             "label_threshold": task.decision_threshold,
             "max_length": task.length(tokenizer), "truncation": as_dicts(truncation),

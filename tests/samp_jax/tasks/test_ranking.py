@@ -347,6 +347,17 @@ def test_the_command_line_refuses_a_query_of_one_row_before_any_model_runs(tmp_p
     assert "row 201: column 'qid': query 'lonely' has 1 row; expected at least 2" in err
 
 
+def test_a_ranking_counts_its_queries_per_split_and_other_tasks_do_not():
+    rows = _rows()
+    task = load_task(rows, task_type="text_pair_ranking")
+    queries = task.query_sizes()
+    assert set(queries) == set(task.sizes()) and sum(queries.values()) == len({r["qid"] for r in rows})
+    for split, count in queries.items():
+        assert count == len({e["group"] for e in task.split(split)}) <= task.sizes()[split]
+    assert load_task([{k: v for k, v in r.items() if k != "qid"} | {"label": r["relevance"] > 0}
+                      for r in rows], task_type="text_pair_classification").query_sizes() is None
+
+
 def test_eval_says_how_many_queries_its_examples_are_in(tmp_path, capsys):
     path = tmp_path / "ranking.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in _rows(40)))
@@ -406,7 +417,7 @@ def test_eval_predict_calibrate_and_search_a_reranker_from_the_command_line(tmp_
                      "--json"]) in (0, 3)
     summary = json.loads(capsys.readouterr().out)
     assert summary["metric"] == "map" and "chosen" in summary["test"]
-    assert summary["split_sizes"]["search"] == 48  # 12 whole queries
+    assert summary["split_sizes"]["search"] == 48 and summary["split_queries"]["search"] == 12
 
 
 @pytest.mark.slow
