@@ -302,7 +302,8 @@ def _add_data(p: argparse.ArgumentParser, *, model_required: bool = False,
     """`--model`, `--data` and how the data is read. `inputs_only` (`predict`): only the input
     columns, no task type, splits or seed, which such a command never uses."""
     p.add_argument("--model", default=None, required=model_required, type=path_or_name,
-                   help=f"an HF model folder, a folder samp-jax wrote, or {PACKAGED_MODEL!r} (the packaged "
+                   help=f"an HF model folder, a PEFT LoRA adapter folder (merged into its base), a "
+                        f"folder samp-jax wrote, or {PACKAGED_MODEL!r} (the packaged "
                         "all-MiniLM-L6-v2); with built-in --data it may be left out")
     _add_model_options(p)
     stdin = ", '-' for JSON Lines on standard input" if inputs_only else ""

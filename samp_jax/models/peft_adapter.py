@@ -316,8 +316,8 @@ def _base_folder(folder: Path, settings: LoraSettings, base_model) -> Path:
         if len(found) == 2 and found[0].resolve() != found[1].resolve():
             raise ConfigError(
                 f"{file}: base_model_name_or_path={name!r} names two model folders, "
-                f"{found[0].absolute()} (from the working directory) and {found[1]} (beside the "
-                "adapter): pass the base model's folder as base_model=DIR (CLI: --base-model DIR)")
+                f"{found[0].absolute()} (from the working directory) and {found[1]} (relative to the "
+                "adapter's folder): pass the base model's folder as base_model=DIR (CLI: --base-model DIR)")
         if found:
             return found[0]
     raise ConfigError(
