@@ -126,3 +126,25 @@ def family_batches(config, n: int = 2, *, width: int = 16, rows: int = 8, seed: 
             if config.type_vocab_size > 1 else np.zeros_like(mask)
         out.append({"input_ids": ids, "attention_mask": mask, "token_type_ids": types})
     return out
+
+
+def small_split_warnings(metric: str, examples: int, fp32: float,
+                         evidence: np.ndarray | None = None) -> list[str]:
+    """The warnings `calibrate.search.tolerance.warn_if_rows_too_few` gives for a search split
+    of `examples` rows scored by `metric` (FP32's value `fp32`, tolerance 1% relative), its
+    per-example `evidence` given where the warning reads it."""
+    import warnings
+    from types import SimpleNamespace
+
+    from calibrate.search.tolerance import warn_if_rows_too_few
+    evaluation = SimpleNamespace(num_examples=examples)
+    objective = SimpleNamespace(metric_name=metric, evaluation=evaluation)
+    if evidence is not None:
+        evaluation.evidence = lambda outputs: evidence
+        objective.reference = ["outputs"]
+    session = SimpleNamespace(config=SimpleNamespace(tolerance=0.01, tolerance_mode="relative"),
+                              objective=objective, reference=SimpleNamespace(metric=fp32))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warn_if_rows_too_few(session)
+    return [str(w.message) for w in caught]

@@ -100,7 +100,7 @@ def tolerance_edge(result: SearchResult) -> float:
     """The search-split metric at the edge of the tolerance: FP32's less the allowed drop
     (`allowed_drop`: a share of |FP32| when relative), or plus it for a lower-is-better metric.
     Needs a metric and its FP32 value."""
-    sign = 1.0 if get_metric(result.metric_name).higher_is_better else -1.0
+    sign = get_metric(result.metric_name).direction
     return result.fp32_metric - sign * allowed_drop(result.tolerance, result.tolerance_mode,
                                                     result.fp32_metric)
 

@@ -64,7 +64,7 @@ def pareto_entries(evaluated: list[Evaluated], metric_name: str | None) -> list[
     if metric is None:
         value = lambda e: -e.proxy  # noqa: E731
     else:
-        sign = 1.0 if metric.higher_is_better else -1.0
+        sign = metric.direction
         value = lambda e: None if e.metric is None else sign * e.metric  # noqa: E731
     entries = [e for e in evaluated if e.kind != Kind.REFERENCE and value(e) is not None]
     entries.sort(key=lambda e: e.kind != Kind.CHOSEN)  # stable: first among ties, by kind

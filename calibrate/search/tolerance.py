@@ -92,13 +92,11 @@ def tolerance_checks(session: Session, named_outputs: dict[str, Outputs],
     """Each map's `ToleranceCheck`: its metric drop against FP32 (None without a metric),
     `measure` of it (the guarded drop, or the proxy) and `allowed`, in `named_outputs` order."""
     obj, fp32 = session.objective, session.reference.metric
-    sign = 1.0
-    if obj.metric_name is not None:
-        sign = 1.0 if get_metric(obj.metric_name).higher_is_better else -1.0
+    task_metric = None if obj.metric_name is None else get_metric(obj.metric_name)
     checks = []
     for name, outputs in named_outputs.items():
-        metric = None if obj.metric_name is None else obj.metric(outputs)
-        drop = None if metric is None or fp32 is None else sign * (fp32 - metric)
+        metric = None if task_metric is None else obj.metric(outputs)
+        drop = None if metric is None or fp32 is None else task_metric.drop(fp32, metric)
         checks.append(ToleranceCheck(name, drop, float(measure(outputs)), allowed))
     return tuple(checks)
 

@@ -43,8 +43,8 @@ def load(path: str | os.PathLike, *, tokenizer: Tokenizer | str | os.PathLike | 
         checkpoint folder (`config.json` + `model.safetensors`, `flax_model.msgpack` or
         `pytorch_model.bin`, each possibly sharded; the last read without torch and without
         running its pickle), or a PEFT LoRA adapter folder (`adapter_config.json`), merged
-        into its base model (`base_model_name_or_path` when it is a local folder, absolute
-        or relative to the adapter's; else `base_model=`).
+        into its base model (`base_model_name_or_path` when it is a local folder, absolute,
+        relative to the working directory or to the adapter's; else `base_model=`).
       tokenizer: the tokenizer to attach instead of the folder's own: a `Tokenizer`, or a
         folder holding `tokenizer.json`. Needed when `path` has no `tokenizer.json` (an
         adapter's: nor its base).

@@ -265,6 +265,16 @@ class Metric:
         chunk of rows at a time)."""
         return np.asarray(_by_chunks(lambda w: self.weighted(evidence, w), weights), np.float64)
 
+    @property
+    def direction(self) -> float:
+        """1.0 for a metric where higher is better, -1.0 for one where lower is."""
+        return 1.0 if self.higher_is_better else -1.0
+
+    def drop(self, reference: float, value: float) -> float:
+        """How much worse `value` is than `reference`: a change against the metric's direction
+        (negative for a gain)."""
+        return self.direction * (reference - value)
+
     def baseline(self, evidence: np.ndarray) -> Baseline:
         """What `guarded_drop` compares candidates with, computed once."""
         evidence = np.asarray(evidence)
@@ -293,7 +303,7 @@ class Metric:
         if candidate.shape != base.evidence.shape:
             raise ValueError(f"{self.name} evidence must match: base {base.evidence.shape}, "
                              f"candidate {candidate.shape}")
-        sign = 1.0 if self.higher_is_better else -1.0
+        sign = self.direction
         if self.margin is Margin.PER_EXAMPLE:
             return guarded_difference(sign * base.evidence, sign * candidate, z=z)
         value = self._of_all(candidate)

@@ -205,8 +205,8 @@ def within_tolerance(chosen: float, fp32: float, config: SearchConfig,
     None with a latency target (no tolerance), False for a NaN metric."""
     if config.latency_target_ms is not None:
         return None
-    drop = (fp32 - chosen) * (1.0 if metric.higher_is_better else -1.0)
-    return bool(drop <= allowed_drop(config.tolerance, config.tolerance_mode, fp32))
+    return bool(metric.drop(fp32, chosen)
+                <= allowed_drop(config.tolerance, config.tolerance_mode, fp32))
 
 
 def held_out_value(evaluator, model, name: str) -> float:

@@ -25,7 +25,7 @@ from calibrate.search.plan import check_latency_target
 from calibrate.search.runner import Move, meets_latency
 from samp_jax import EncoderModel, PrecisionMap, SequenceClassifier
 from samp_jax.core.precision import SITES, as_precision
-from tests.helpers import TINY_CONFIG, random_batches
+from tests.helpers import TINY_CONFIG, random_batches, small_split_warnings
 
 OPTIONS = tuple(as_precision(o) for o in ("fp16", "int8-dynamic", "fp8_e4m3"))
 LAYERS = 12
@@ -148,18 +148,7 @@ def test_a_latency_target_returns_a_preset_closer_to_fp32_than_the_greedys_map(t
                      "more than the 0.009"),
     ("entity_f1", 500, None)])
 def test_a_search_split_too_small_for_the_tolerance_is_said(metric, rows, said):
-    from types import SimpleNamespace
-
-    from calibrate.search.tolerance import warn_if_rows_too_few
-    session = SimpleNamespace(
-        config=SimpleNamespace(tolerance=0.01, tolerance_mode="relative"),
-        objective=SimpleNamespace(metric_name=metric,
-                                  evaluation=SimpleNamespace(num_examples=rows)),
-        reference=SimpleNamespace(metric=0.9))
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        warn_if_rows_too_few(session)
-    messages = [str(w.message) for w in caught]
+    messages = small_split_warnings(metric, rows, 0.9)
     assert len(messages) == (said is not None)
     if said is not None:
         assert said in messages[0]
@@ -178,22 +167,10 @@ def test_a_report_says_its_presets_are_the_targets_when_they_are_not_fp16(tiny):
 def test_an_f1_split_whose_unchanged_margin_passes_the_tolerance_is_said(sentences, warned):
     """Entity F1 with its pseudo-rows: a map that changes no sentence of 40 (3 entities each,
     all found) is bounded past 1% of F1 1.0; of 2,000 it is not."""
-    from types import SimpleNamespace
-
-    from calibrate.search.tolerance import warn_if_rows_too_few
     from samp_jax.tasks.metrics import ENTITY_F1
     evidence = np.tile([3.0, 3.0, 3.0], (sentences, 1))
     floor = ENTITY_F1.guarded_drop(evidence, evidence)
-    session = SimpleNamespace(
-        config=SimpleNamespace(tolerance=0.01, tolerance_mode="relative"),
-        objective=SimpleNamespace(metric_name="entity_f1", reference=["outputs"],
-                                  evaluation=SimpleNamespace(num_examples=sentences,
-                                                             evidence=lambda outputs: evidence)),
-        reference=SimpleNamespace(metric=1.0))
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        warn_if_rows_too_few(session)
-    messages = [str(w.message) for w in caught]
+    messages = small_split_warnings("entity_f1", sentences, 1.0, evidence)
     assert (floor > 0.01) is warned and len(messages) == warned
     if warned:
         assert (f"the search split has 40 rows: even a map that changes none of them is bounded "

@@ -12,7 +12,6 @@ import json
 import re
 import math
 import warnings
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -21,7 +20,6 @@ from flax import nnx
 import samp_jax as sj
 from calibrate import SearchConfig, search
 from calibrate.search.objectives import task_objective
-from calibrate.search.tolerance import warn_if_rows_too_few
 from samp_jax.app.cli import main
 from samp_jax.models import Readout, make_head, save_pretrained
 from samp_jax.serving.forward import jit_forward
@@ -30,7 +28,7 @@ from samp_jax.tasks.files import load_task
 from samp_jax.tasks.metrics import (MAP, METRICS, MRR_AT_10, NDCG_AT_10, guarded_difference,
                                     unchanged_margin)
 from samp_jax.tasks.task import check_head_fits, evaluate
-from tests.helpers import GOLDEN
+from tests.helpers import GOLDEN, small_split_warnings
 
 CROSS_ENCODER = GOLDEN / "cross_encoder" / "one"  # a tiny BERT reranker, one output
 BI_ENCODER = GOLDEN / "st_dense" / "sentence"     # a tiny sentence-transformers embedder
@@ -178,17 +176,7 @@ def test_the_margin_treats_the_query_as_the_unit():
         "drop of 0.233 in mrr@10"),  # 1.645 sqrt(2) / (8 + 2), not / (80 + 2)
     (2000, None)])
 def test_a_search_split_of_few_queries_is_said_in_queries(queries, said):
-    evidence = np.full(queries, 0.9)
-    session = SimpleNamespace(
-        config=SimpleNamespace(tolerance=0.01, tolerance_mode="relative"),
-        objective=SimpleNamespace(metric_name="mrr@10", reference=["outputs"],
-                                  evaluation=SimpleNamespace(num_examples=10 * queries,
-                                                             evidence=lambda outputs: evidence)),
-        reference=SimpleNamespace(metric=0.9))
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        warn_if_rows_too_few(session)
-    messages = [str(w.message) for w in caught]
+    messages = small_split_warnings("mrr@10", 10 * queries, 0.9, np.full(queries, 0.9))
     assert len(messages) == (said is not None)
     if said:
         assert said in messages[0] and "give more queries" in messages[0]
