@@ -50,14 +50,16 @@ The search is built from parts, each a module whose functions run (and are teste
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Mapping
 
 from calibrate.search.config import SearchConfig
 from calibrate.search.latency import LatencyTable
 from calibrate.search.latency_target import search_latency_target
 from calibrate.search.plan import SearchPlan, plan_search
-from calibrate.search.result import SearchResult
-from calibrate.search.session import open_session
+from calibrate.search.phases import default_preset_name
+from calibrate.search.result import FloatOverflow, SearchResult
+from calibrate.search.session import Session, open_session
 from calibrate.search.tolerance import search_tolerance
 from samp_jax.tasks.task import a_kind, check_model, model_tokenizer
 
@@ -122,4 +124,30 @@ def search(model, data, config: SearchConfig | SearchPlan | None = None, *, toke
         config = (config or SearchConfig()).replace(**settings)
         plan = plan_search(model, config, latency_table)
     session = open_session(model, data, plan, tokenizer=tokenizer, calibration=calibration, start=start)
+    overflows = []
+    while (overflow := float_overflow(session)) is not None:
+        overflows.append(overflow)
+        following = session.plan.target.next_float()
+        if session.plan.float_pinned or following is None:
+            warnings.warn(f"{overflow.describe()}; {overflow.float_option} is kept, as the "
+                          f"{'options name it' if session.plan.float_pinned else 'last float option of target ' + repr(session.plan.target.name)}",
+                          UserWarning, stacklevel=2)
+            break
+        warnings.warn(f"{overflow.describe()}: the search runs with {following} sites and "
+                      f"{following} between sites instead (name a float option in the options, "
+                      f"e.g. {overflow.float_option},int8-dynamic, to keep "
+                      f"{overflow.float_option})", UserWarning, stacklevel=2)
+        plan = session.plan.with_float(model, following)
+        session = open_session(model, data, plan, tokenizer=tokenizer, calibration=calibration,
+                               start=start)
+    session.float_overflows = tuple(overflows)
     return ENTRY_POINTS[plan.config.mode_name](session)
+
+
+def float_overflow(session: Session) -> FloatOverflow | None:
+    """How the all-float map of the session's float option overflows on the search data (its
+    rows with NaN or Inf outputs), or None when it gives finite outputs for every row."""
+    float_option = session.plan.target.float_option
+    outputs = session.preset_outputs[default_preset_name(session.options[0])]
+    bad = session.objective.non_finite(outputs)
+    return FloatOverflow(float_option, bad, session.objective.rows) if bad else None

@@ -98,6 +98,15 @@ class Objective:
     def proxy(self, outputs: Sequence[np.ndarray]) -> float:
         raise NotImplementedError
 
+    def non_finite(self, outputs: Sequence[np.ndarray]) -> int:
+        """How many of the objective's rows hold NaN or Inf in `outputs`."""
+        return sum(non_finite_rows(np.asarray(out)) for out in outputs)
+
+    @property
+    def rows(self) -> int:
+        """How many rows the objective scores."""
+        return sum(len(next(iter(batch.values()))) for batch in self.batches)
+
     def guarded_drop(self, outputs: Sequence[np.ndarray], base: Sequence[np.ndarray], *,
                      z: float = Z_ONE_SIDED_95) -> float | None:
         """Metric drop against `base` plus `z` standard errors of it; None if it has no metric."""
@@ -127,6 +136,13 @@ class EvaluationObjective(Objective):
         if self.partial:
             return None
         return self.evaluation.metric(outputs)
+
+    def non_finite(self, outputs) -> int:
+        return self.evaluation.non_finite(outputs)
+
+    @property
+    def rows(self) -> int:
+        return self.evaluation.num_examples
 
     def proxy(self, outputs) -> float:
         return self.evaluation.proxy(outputs, self.reference)
@@ -202,6 +218,13 @@ class UnlabelledObjective(Objective):
         bad = sum(non_finite_rows(ref[valid]) for ref, valid in zip(self.reference, self._valid))
         check_reference_finite(bad, int(sum(v.sum() for v in self._valid)), name)
         self._valid_reference = [ref[valid] for ref, valid in zip(self.reference, self._valid)]
+
+    def non_finite(self, outputs) -> int:
+        return sum(non_finite_rows(np.asarray(out)[valid]) for out, valid in zip(outputs, self._valid))
+
+    @property
+    def rows(self) -> int:
+        return int(sum(valid.sum() for valid in self._valid))
 
     def proxy(self, outputs) -> float:
         """The proxy over the real rows (a per-token output: each row's mean over positions)."""

@@ -11,7 +11,7 @@ from calibrate.search.config import SearchConfig, check_target_ms
 from calibrate.search.latency import LatencyTable, table_for_target, validate_table
 from calibrate.search.phases import fastest_map
 from calibrate.search.runner import meets_latency
-from calibrate.search.targets import Target, resolve_target
+from calibrate.search.targets import FLOAT_DTYPES, OPTION_NAMES, Target, resolve_target
 from samp_jax.core.precision import SitePrecision
 
 
@@ -24,30 +24,54 @@ class SearchPlan:
       target: the device the map is for.
       options: the precisions a site may take, the target's float default first.
       table: the latency model that prices a map (measured or estimated, `table.source`).
+      given_table: the table the caller gave (`plan_search`'s `latency_table`), or None.
     """
 
     config: SearchConfig
     target: Target
     options: tuple[SitePrecision, ...]
     table: LatencyTable
+    given_table: LatencyTable | None = None
 
     @property
     def dtype(self):
-        """The compute dtype between GEMM sites (the target's)."""
+        """The compute dtype between GEMM sites (the target's float option's)."""
         return self.target.dtype
 
+    @property
+    def float_pinned(self) -> bool:
+        """Whether the config's options name the float option, so the search keeps it even
+        when the model overflows it (otherwise it moves on to the target's `next_float`)."""
+        return self.config.options is not None and any(
+            OPTION_NAMES.get(str(name).strip()) in FLOAT_DTYPES for name in self.config.options)
 
-def resolve_options(config: SearchConfig) -> tuple[Target, tuple[SitePrecision, ...]]:
-    """The config's target and the options it offers, narrowed by `config.options`.
+    def with_float(self, model, name: str) -> "SearchPlan":
+        """This plan with float option `name` (`Target.with_float`): its options and its
+        latency table (measured or estimated again, or the given table checked again) for it.
+
+        Raises:
+          ValueError: as `plan_search` for the new float option (e.g. a given latency table
+            without rows for it).
+        """
+        return plan_search(model, self.config, self.given_table, float_option=name)
+
+
+def resolve_options(config: SearchConfig, float_option: str | None = None
+                    ) -> tuple[Target, tuple[SitePrecision, ...]]:
+    """The config's target, with the float option its options name (`Target.for_options`) or
+    `float_option`, and the options it offers, narrowed by `config.options`.
 
     Raises:
       ValueError: an unknown target, or an option the target does not offer.
     """
-    target = resolve_target(config.target)
+    target = resolve_target(config.target).for_options(config.options)
+    if float_option is not None:
+        target = target.with_float(float_option)
     return target, target.search_options(config.options)
 
 
-def plan_search(model, config: SearchConfig, latency_table: LatencyTable | None = None) -> SearchPlan:
+def plan_search(model, config: SearchConfig, latency_table: LatencyTable | None = None, *,
+                float_option: str | None = None) -> SearchPlan:
     """Resolves `config` for `model` (`resolve_options`, the latency table) and checks its
     latency target, before any slow step of the search.
 
@@ -56,13 +80,15 @@ def plan_search(model, config: SearchConfig, latency_table: LatencyTable | None 
       config: the settings.
       latency_table: per-site costs to use instead of the target's (`table_for_target`), e.g.
         measured on another machine.
+      float_option: the float option to plan with instead of the one the config's options
+        pick (the search's fallback when the model overflows that one).
 
     Raises:
       ValueError: as `resolve_options`; a `latency_table` that fails `validate_table` (for the
         options and the model's layers); or a latency target below the fastest map the
         options allow.
     """
-    target, options = resolve_options(config)
+    target, options = resolve_options(config, float_option)
     if latency_table is None:
         table = table_for_target(model, target, config.batch, config.seq, options=options,
                                  measure_again=config.measure_again)
@@ -74,7 +100,7 @@ def plan_search(model, config: SearchConfig, latency_table: LatencyTable | None 
             raise ValueError(f"latency_table: {e}") from None
     if config.latency_target_ms is not None:
         check_latency_target(config.latency_target_ms, table, options, model.config.num_layers)
-    return SearchPlan(config, target, options, table)
+    return SearchPlan(config, target, options, table, latency_table)
 
 
 def check_latency_target(target_ms: float, table: LatencyTable, options, num_layers: int) -> None:

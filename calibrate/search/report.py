@@ -192,7 +192,8 @@ def report_markdown(result: SearchResult, summary: dict, *, test_metrics: dict |
     lines += _settings_lines(result, summary)
     lines.append("")
     if result.tolerance_met is False:
-        lines += ["**The tolerance is not met:** even the most precise candidate (all FP16) loses "
+        lines += [f"**The tolerance is not met:** even the most precise candidate (all "
+                  f"{result.default_option.upper()}) loses "
                   "more than the tolerance on the search split; the map below is the closest, "
                   "not a map within tolerance.", ""]
     lines += _result_lines(result, test_metrics)
@@ -229,6 +230,11 @@ def _settings_lines(result: SearchResult, s: dict) -> list[str]:
                 f"; latency target: {result.latency_target_ms:g} ms (the map closest to FP32 by "
                 "the proxy among the greedy's and the presets that reach it)")
              + f"; options per site: {', '.join(result.options)}",
+             *[f"- float option: {o.describe()}; "
+               + (f"the search moved on to {nxt}" if nxt != o.float_option else "it is kept")
+               for o, nxt in zip(result.float_overflows,
+                                 [x.float_option for x in result.float_overflows[1:]]
+                                 + [result.default_option])],
              f"- latency model: {s['latency_source']}",
              f"- maps run on the search split: {s['maps_run']} on all of it and "
              f"{s.get('subset_maps_run', 0)} single-site maps on a subset (static clips, "

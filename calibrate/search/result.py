@@ -8,6 +8,7 @@ import numpy as np
 
 from calibrate.calibration.api import Calibration
 from calibrate.search.latency import LatencyTable
+from calibrate.search.plan import SearchPlan
 from calibrate.search.runner import Evaluated, Kind
 from calibrate.search.static_clips import StaticCalibrationChoice
 from samp_jax.core.precision import PrecisionMap
@@ -69,6 +70,29 @@ def pareto_entries(evaluated: list[Evaluated], metric_name: str | None) -> list[
     entries = [e for e in evaluated if e.kind != Kind.REFERENCE and value(e) is not None]
     entries.sort(key=lambda e: e.kind != Kind.CHOSEN)  # stable: first among ties, by kind
     return [entries[i] for i in pareto_front([(e.latency_ms, value(e)) for e in entries])]
+
+
+@dataclasses.dataclass(frozen=True)
+class FloatOverflow:
+    """A float option the model overflowed on the search split: with every GEMM site and the
+    values between sites in it, `non_finite_rows` of `rows` gave NaN or Inf outputs (values
+    past its range: FP16's largest is 65,504), so no answer could be read from them.
+
+    Attributes:
+      float_option: the float precision ('fp16', 'bf16', 'fp32').
+      non_finite_rows: the search split's rows with NaN or Inf outputs.
+      rows: the search split's rows.
+    """
+
+    float_option: str
+    non_finite_rows: int
+    rows: int
+
+    def describe(self) -> str:
+        """One line: what overflowed, and on how many rows."""
+        return (f"the model overflows {self.float_option}: with every site and the values "
+                f"between sites in {self.float_option}, {self.non_finite_rows} of {self.rows} "
+                "search rows give NaN or Inf outputs (values past its range)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -170,10 +194,18 @@ class SearchResult:
     # What cutting the search split's rows at the task's length left out (its evaluation's
     # `Truncation`), or None for inputs given as batches.
     search_truncation: Truncation | None = None
+    # The float options the model overflowed on the search split, in the order tried: the
+    # search moved on to the target's next float option after each (`options[0]` is the one
+    # it ran with), unless the options named it or it was the last.
+    float_overflows: tuple[FloatOverflow, ...] = ()
+    # The plan the search ran with (its target's float option, options and latency table),
+    # or None for a result built by hand.
+    plan: SearchPlan | None = None
 
     @property
     def default_option(self) -> str:
-        """The high-precision option every site falls back to ('fp16'; 'fp32' on a CPU target)."""
+        """The float option every site falls back to ('fp16' on a GPU target unless the model
+        overflowed it or the options named another; 'fp32' on a CPU target)."""
         return self.options[0]
 
     @property
@@ -205,6 +237,7 @@ class SearchResult:
             "chosen_proxy": self.chosen.proxy, "int8_flop_fraction": self.chosen.int8_fraction,
             "estimated_latency_ms": self.chosen.latency_ms,
             "default_option": self.default_option,
+            "float_overflows": [dataclasses.asdict(o) for o in self.float_overflows],
             "estimated_speedup_vs_default": self.default_latency_ms / self.chosen.latency_ms,
             "target": self.target,
             "chosen_from": self.chosen_from, "strategy": self.strategy,

@@ -54,6 +54,7 @@ class Session:
     static_choice: StaticCalibrationChoice | None
     static_sensitivity: Mapping[Move, dict]
     start: float
+    float_overflows: tuple = ()  # the `FloatOverflow`s of the float options tried before
 
     @property
     def config(self) -> SearchConfig:
@@ -161,4 +162,5 @@ def finish(session: Session, choices: np.ndarray, outputs: Outputs, *,
         static_calibration=session.static_choice, tolerance_checks=tolerance_checks,
         pareto_maps={e.name: searched_map(session, e.precision_map) for e in front},
         latency_target_ms=config.latency_target_ms,
-        search_truncation=getattr(getattr(obj, "evaluation", None), "truncation", None))
+        search_truncation=getattr(getattr(obj, "evaluation", None), "truncation", None),
+        float_overflows=session.float_overflows, plan=session.plan)

@@ -163,8 +163,11 @@ def _add_search(sub) -> None:
                          "of maps it chose among (faster maps, more often outside the tolerance "
                          "on unseen data)")
     se.add_argument("--options", default=None, type=_option_list, metavar="OPT[,OPT]",
-                    help=f"narrow the per-site options ({', '.join(OPTION_NAMES)}); the "
-                         "target's float option is always kept")
+                    help=f"narrow the per-site options ({', '.join(OPTION_NAMES)}); a float "
+                         "option is always kept: the one named (a GPU target takes fp16, bf16 "
+                         "or fp32; it is then kept even if the model overflows it), else the "
+                         "target's first (fp16 on a GPU, moving on to bf16, then fp32, when "
+                         "the model overflows it on the search split)")
     se.add_argument("--calibration", default="auto", choices=["auto", *calibrators],
                     help="static INT8 clips: auto (default) tries "
                          f"{', '.join(AUTO_METHODS)} at every site and keeps the one that "

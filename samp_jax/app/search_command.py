@@ -41,6 +41,11 @@ def print_summary(out, summary: dict) -> None:
                 "chosen_search_metric", "int8_flop_fraction", "estimated_speedup_vs_default",
                 "latency_source", "search_seconds"):
         print(f"  {key}: {summary[key]}")
+        if key == "target" and summary.get("float_overflows"):
+            print(f"  default_option: {summary['default_option']} ("
+                  + "; ".join(f"{o['float_option']} overflowed on {o['non_finite_rows']} of "
+                              f"{o['rows']} search rows" for o in summary["float_overflows"])
+                  + ")")
     if summary.get("tolerance_checks"):
         print(f"  within tolerance: {chosen_check_line(summary['tolerance_checks'][-1])}")
     print(f"  test: {summary['test']}")

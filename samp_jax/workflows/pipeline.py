@@ -157,6 +157,7 @@ def run_search(model, tokenizer, task: Task, config: SearchConfig | None = None,
                                seed=config.seed)
     result = search(model, task, plan, tokenizer=tokenizer)
     calibration = result.calibration  # the clips the search ran with (per site with 'auto')
+    plan = result.plan  # its float option: another than planned when the model overflowed it
     target, options = plan.target, plan.options
     chosen = quantize(model, result.precision_map, calibration, dtype=target.dtype)
     serve_as_measured(chosen, tokenizer, task)

@@ -3,6 +3,8 @@ returns a map slower than the fastest preset that passes; the guarded drop's pai
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -52,8 +54,53 @@ def test_options_narrow_but_keep_the_float_default_first():
     assert resolve_target("cpu").dtype == jnp.float32 and resolve_target("h100").dtype == jnp.float16
     with pytest.raises(ValueError, match="'int4' is not one of"):
         resolve_target("h100").search_options(["int4"])
-    with pytest.raises(ValueError, match="its float option is fp32"):
+    with pytest.raises(ValueError, match=r"'fp16' is not offered on target 'cpu' \(its float "
+                       r"options are \['fp32'\]\)"):
         resolve_target("cpu").search_options(["fp16"])
+    with pytest.raises(ValueError, match="its float option here is fp16; name one float option"):
+        resolve_target("h100").search_options(["bf16"])  # pick it first: for_options
+
+
+@pytest.mark.parametrize("name", ["h100", "a100", "l4"])
+def test_a_gpu_target_tries_fp16_then_bf16_then_fp32(name):
+    """Each float option sets the dtype between sites too; the ladder goes on from the one
+    chosen, never back (BF16 overflowing means FP16 would too)."""
+    target = resolve_target(name)
+    assert (target.float_options, target.float_option, target.dtype) == (
+        ("fp16", "bf16", "fp32"), "fp16", jnp.float16)
+    bf16 = target.with_float(target.next_float())
+    assert (bf16.float_option, bf16.dtype, bf16.next_float()) == ("bf16", jnp.bfloat16, "fp32")
+    fp32 = bf16.with_float(bf16.next_float())
+    assert (fp32.float_option, fp32.dtype, fp32.next_float()) == ("fp32", jnp.float32, None)
+    assert bf16.search_options(["int8-dynamic"]) == (as_precision("bf16"),
+                                                      as_precision("int8-dynamic"))
+    assert bf16.name == name and bf16.spec == target.spec and bf16.has_fp8 == target.has_fp8
+    with pytest.raises(ValueError, match="float option 'fp16' is not offered"):
+        bf16.with_float("fp16")
+    assert resolve_target("cpu").float_options == ("fp32",)
+    assert resolve_target("cpu").next_float() is None
+
+
+def test_the_options_pick_the_float_option():
+    h100 = resolve_target("h100")
+    assert h100.for_options(None) is h100 and h100.for_options(["int8-static"]) is h100
+    picked = h100.for_options(["int8-dynamic", "bf16"])
+    assert (picked.float_option, picked.dtype) == ("bf16", jnp.bfloat16)
+    assert picked.search_options(["int8-dynamic", "bf16"]) == (as_precision("bf16"),
+                                                                as_precision("int8-dynamic"))
+    assert h100.for_options(["fp32", "int8-dynamic"]).dtype == jnp.float32
+    with pytest.raises(ValueError, match=r"options \['fp16', 'bf16'\] name 2 float options"):
+        h100.for_options(["fp16", "int8-dynamic", "bf16"])
+    with pytest.raises(ValueError, match="float option 'bf16' is not offered on target 'cpu'"):
+        resolve_target("cpu").for_options(["bf16"])
+    with pytest.raises(ValueError, match="'int4' is not one of"):
+        h100.for_options(["int4"])
+
+
+@pytest.mark.parametrize("floats", [(), ("fp16", "fp16"), ("int8",), "fp16"])
+def test_a_target_needs_distinct_float_options(floats):
+    with pytest.raises(ValueError, match="float_options=.*expected a non-empty tuple"):
+        dataclasses.replace(resolve_target("h100"), float_options=floats)
 
 
 # The target of each device-table architecture (`pallas_kernels.devices`).

@@ -178,13 +178,45 @@ def test_a_search_whose_tolerance_no_map_meets_exits_3_with_its_outputs(overflow
                  "--options", "fp16,int8-dynamic", "--tolerance", "5%", "--out", "s", "--json"])
     stdout, err = capsys.readouterr()
     assert code == 3, err
+    assert "; fp16 is kept, as the options name it" in err  # no move to BF16: it was named
     summary = json.loads(stdout)
     assert summary["tolerance_met"] is False and summary["test_within_tolerance"] is False
+    assert summary["default_option"] == "fp16" and summary["float_overflows"][0]["float_option"] == "fp16"
     assert err.rstrip().splitlines()[-1].startswith(
         "samp-jax search: error: no map meets the tolerance (5% relative) on the search split")
     assert summary["out"] == str(tmp_path / "s") and summary["quantized_model"] == str(tmp_path / "s" / "model")
     assert (tmp_path / "s" / "model" / "quantization.json").is_file()
     assert summary["versions"]["samp_jax"] == sj.__version__ and summary["created"].endswith("Z")
+
+
+@pytest.mark.slow
+def test_a_search_moves_on_to_bf16_when_the_model_overflows_fp16(overflowing, tmp_path, capsys):
+    """Without a float option named, a GPU target's search that finds the all-FP16 map
+    overflowing runs again with BF16 sites and BF16 between sites (FP32's range): the map,
+    its model, latency table, summary and report say so, and the model answers."""
+    folder, data = overflowing
+    out = tmp_path / "s"
+    code = main(["search", "--model", str(folder), "--data", str(data), "--target", "h100",
+                 "--options", "int8-dynamic", "--tolerance", "5%", "--out", str(out), "--json"])
+    stdout, err = capsys.readouterr()
+    assert code == 0, err
+    assert ("warning: the model overflows fp16: with every site and the values between sites "
+            "in fp16, 8 of 8 search rows give NaN or Inf outputs") in err
+    assert "the search runs with bf16 sites and bf16 between sites instead" in err
+    summary = json.loads(stdout)
+    assert (summary["default_option"], summary["compute_dtype"], summary["options"]) == (
+        "bf16", "bfloat16", ["bf16", "int8-dynamic"])
+    assert summary["float_overflows"] == [{"float_option": "fp16", "non_finite_rows": 8, "rows": 8}]
+    assert summary["tolerance_met"] is True and summary["test_within_tolerance"] is True
+    assert json.loads((out / "precision_map.json").read_text())["compute_dtype"] == "bfloat16"
+    table = json.loads((out / "latency_table.json").read_text())["site_ms"]
+    assert "ffn_in/bf16" in table and "ffn_in/fp16" not in table
+    assert "the search moved on to bf16" in (out / "report.md").read_text()
+    assert json.loads((out / "model" / "quantization.json").read_text())["dtype"] == "bfloat16"
+    assert main(["predict", "--model", str(out / "model"), "--data", str(data),
+                 "--out", str(tmp_path / "p.jsonl")]) == 0  # it refuses a file of NaN answers
+    rows = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert len(rows) == 40 and not any(r.get("non_finite") for r in rows)
 
 
 @pytest.mark.parametrize("met, code", [(False, 3), (True, 0), (None, 0)])
