@@ -11,6 +11,12 @@ program (the CLI among them) can set itself up, e.g. handle Ctrl-C or start
 (a lock): a service whose worker threads touch `samp_jax.load` and `samp_jax.quantize` at the
 same moment would otherwise race on modules that import each other (Python's per-module import
 locks end that in an ImportError or a deadlock error) and on JAX's own first import.
+
+Every exception class samp-jax defines derives from `SampJaxError` (`except
+samp_jax.SampJaxError:` catches them all) and keeps its builtin base too (`PrecisionMapError`
+and `CheckpointError` are still `ValueError`s, `FolderChanged` a `FileNotFoundError`); builtin
+exceptions raised as they are (most argument checks) are not `SampJaxError`s: its docstring
+says what it covers.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from samp_jax.core.version import __version__
 # public name -> the module that defines it
 _EXPORTS = {
     "minilm_path": "samp_jax.core.assets",
+    "SampJaxError": "samp_jax.core.errors",
     "load": "samp_jax.ptq.loading",
     **dict.fromkeys((
         "CheckpointError", "ConfigError", "DenseLayer", "Embeddings", "Encoder", "EncoderConfig",
@@ -71,6 +78,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # what static tools see; at run time the names load on first use
     from samp_jax.core.assets import minilm_path
+    from samp_jax.core.errors import SampJaxError
     from samp_jax.ptq.loading import load
     from samp_jax.models import (CheckpointError, ConfigError, DenseLayer, Embeddings, Encoder, EncoderConfig,
                                  EncoderLayer, EncoderModel, GemmSite, HeadKind, HeadOutput,

@@ -11,6 +11,7 @@ import numpy as np
 
 from calibrate.calibration.calibrators import TINY_AMAX, HistogramStats, get_calibrator
 from calibrate.calibration.observers import SiteKey, channel_absmax_reduce, histogram_reduce, make_pass
+from samp_jax.core.errors import SampJaxError
 from samp_jax.models.model import check_ids
 from samp_jax.tasks.task import check_model
 from samp_jax.core.precision import CALIBRATOR_NAMES, SITES, PrecisionMap
@@ -29,7 +30,7 @@ MIN_CALIBRATION_TOKENS = 512
 AUTO_METHODS = ("mse", "percentile", "minmax")
 
 
-class CalibrationError(ValueError):
+class CalibrationError(SampJaxError, ValueError):
     """The calibration data cannot produce scales (empty, all padding, or non-finite)."""
 
 

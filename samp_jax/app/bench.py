@@ -53,6 +53,7 @@ from samp_jax.app.arguments import positive_int
 from samp_jax.core.assets import minilm_path
 from samp_jax.app.outputs import check_output
 from samp_jax.core.atomic import atomic_file, write_text_atomic
+from samp_jax.core.errors import SampJaxError
 from samp_jax.models import EncoderConfig, EncoderModel, load_pretrained
 from samp_jax.core.version import run_record
 from samp_jax.core.precision import PrecisionMap
@@ -97,7 +98,7 @@ SAMP_CONTENDERS = (
 )
 
 
-class SkipContender(Exception):
+class SkipContender(SampJaxError):
     """A contender that cannot run here; the message says why."""
 
 

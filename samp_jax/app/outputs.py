@@ -10,14 +10,15 @@ from pathlib import Path
 
 from samp_jax.core.atomic import (check_name_room, check_replaceable, is_model_folder,
                                   resolve_output)
+from samp_jax.core.errors import SampJaxError
 from samp_jax.core.precision import PRESETS
 
 
-class UsageError(ValueError):
+class UsageError(SampJaxError, ValueError):
     """A bad combination of arguments (exit code 2)."""
 
 
-class StdoutError(OSError):
+class StdoutError(SampJaxError, OSError):
     """A write to standard output that failed (a full disk behind `> FILE`, `> /dev/full`),
     said as such: without a file name, a full disk would be blamed on the cache."""
 

@@ -86,6 +86,7 @@ import numpy as np
 from samp_jax.core import strict_json
 from samp_jax.core.atomic import atomic_file
 from samp_jax.app.outputs import silence_stdout, stdout_errors
+from samp_jax.core.errors import SampJaxError
 from samp_jax.models.bio_tags import OUTSIDE, Span, not_bio, scheme_of, tag_spans
 from samp_jax.models.cross_encoder import apply_activation
 from samp_jax.models.similarity import pair_similarity, similarity_of
@@ -400,7 +401,7 @@ def write(model, rows: Sequence[dict], out: str | Path, *, batch_size: int = 32,
     return Written(len(rows), truncated, limit, non_finite)
 
 
-class NoFiniteOutputs(ValueError):
+class NoFiniteOutputs(SampJaxError, ValueError):
     """Every row predicted gave NaN or Inf outputs: the model (or its precision map) cannot
     run this data, and a file of null answers would pass for a result."""
 

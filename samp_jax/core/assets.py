@@ -31,6 +31,7 @@ import zipfile
 from pathlib import Path
 
 from samp_jax.core.atomic import owned_prefix, sweep_dead
+from samp_jax.core.errors import SampJaxError
 
 CACHE_ENV = "SAMP_JAX_CACHE"
 _COMPLETE = ".complete"
@@ -96,7 +97,7 @@ ASSETS: dict[str, Asset] = {
 }
 
 
-class AssetError(RuntimeError):
+class AssetError(SampJaxError, RuntimeError):
     """An asset could not be fetched, verified or unpacked."""
 
 

@@ -20,10 +20,12 @@ import os
 import stat
 from pathlib import Path
 
+from samp_jax.core.errors import SampJaxError
+
 _CHUNK = 1 << 24  # read in pieces: a huge recorded size allocates nothing up front
 
 
-class NotRegularFileError(ValueError):
+class NotRegularFileError(SampJaxError, ValueError):
     """A name that should be a file is a FIFO, a device, a socket, a folder or a link loop."""
 
 

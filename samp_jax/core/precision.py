@@ -61,6 +61,7 @@ import numpy as np
 from pallas_kernels.numerics import INT8_MAX, SCALE_EPS
 from samp_jax.core import strict_json
 from samp_jax.core.atomic import write_text_atomic
+from samp_jax.core.errors import SampJaxError
 from samp_jax.core.input_files import check_regular, read_text
 from samp_jax.core.primitives import FP8_E4M3_MAX
 # The GEMM sites of an encoder layer, in execution order.
@@ -99,7 +100,7 @@ def precision_of_dtype(dtype) -> str:
     raise ValueError(f"dtype={jnp.dtype(dtype).name} must be float32, float16 or bfloat16")
 
 
-class PrecisionMapError(ValueError):
+class PrecisionMapError(SampJaxError, ValueError):
     """A precision map is malformed; the message names the offending entry."""
 
 

@@ -15,6 +15,8 @@ import sys
 from collections import Counter
 from typing import Any
 
+from samp_jax.core.errors import SampJaxError
+
 
 def finite_or_none(value: Any) -> Any:
     """`value` with every float that is NaN or ±Inf, at any depth of dicts, lists and tuples,
@@ -48,7 +50,7 @@ class JsonObject(dict):
         return obj
 
 
-class BeyondReader(json.JSONDecodeError):
+class BeyondReader(SampJaxError, json.JSONDecodeError):
     """JSON that Python's reader cannot take: nested deeper than its recursion limit, or an
     integer of more digits than `int` converts (`sys.get_int_max_str_digits()`, 4300 by
     default). Its message is the problem alone (`JSON nested deeper than Python reads`, `an

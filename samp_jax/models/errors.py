@@ -1,8 +1,10 @@
 """Errors of the model layer that several modules raise (kept apart so that the config and the
 family registry can both use them without importing each other)."""
 
+from samp_jax.core.errors import SampJaxError
 
-class ConfigError(ValueError):
+
+class ConfigError(SampJaxError, ValueError):
     """A checkpoint config asks for something samp-jax does not implement."""
 
 
@@ -17,7 +19,7 @@ def _listed(keys: list) -> str:
     return f"{keys[:SHOWN_KEYS]}" + (f" and {more} more" if more > 0 else "")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(SampJaxError, ValueError):
     """A checkpoint cannot be read (`problem`), or does not fit the model: lists the missing,
     unexpected or mis-shaped keys (the first `SHOWN_KEYS` of each, and their counts)."""
 

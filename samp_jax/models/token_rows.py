@@ -15,6 +15,8 @@ from typing import Sequence
 import numpy as np
 from tokenizers import Tokenizer as HFTokenizer
 
+from samp_jax.core.errors import SampJaxError
+
 # Rows handed to the tokenizers library at once: its `Encoding`s take several KB a row, so a
 # file of a million rows is tokenized a chunk at a time into compact arrays.
 ENCODE_CHUNK_ROWS = 4096
@@ -37,7 +39,7 @@ def is_panic(error: BaseException) -> bool:
     return type(error).__name__ == "PanicException"
 
 
-class TokenizerFailure(ValueError):
+class TokenizerFailure(SampJaxError, ValueError):
     """The tokenizers library failed (panicked) on an input: `source` names the tokenizer,
     `index` the input (its position in the call, None when not known), `message` the panic's
     first line. A caller that knows where the input came from names it (`at`)."""

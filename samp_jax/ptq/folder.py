@@ -38,6 +38,7 @@ import numpy as np
 
 from pallas_kernels.numerics import INT8_MAX, SCALE_EPS
 from samp_jax.core import strict_json
+from samp_jax.core.errors import SampJaxError
 from samp_jax.core.input_files import NotRegularFileError, not_regular, open_regular, read_fd
 from samp_jax.models.checkpoint import CheckpointError
 from samp_jax.ops.dispatch import check_implementation
@@ -66,7 +67,7 @@ class SidecarNotSealedWarning(UserWarning):
     """A quantized folder of format version 2, whose sidecar no hash covers, was loaded."""
 
 
-class FolderChanged(FileNotFoundError):
+class FolderChanged(SampJaxError, FileNotFoundError):
     """The folder was replaced (or deleted) while it was being read."""
 
 

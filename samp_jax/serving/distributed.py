@@ -56,6 +56,7 @@ import numpy as np
 from jax._src import distributed as jax_distributed_state
 from jax.experimental import multihost_utils
 
+from samp_jax.core.errors import SampJaxError
 from samp_jax.serving import coordination_service
 from samp_jax.serving.rendezvous import JoinError, Watchdog, is_loopback, meet, split_address
 
@@ -71,7 +72,7 @@ _JAX_MARGIN_S = 10
 _watchdog: Watchdog | None = None
 
 
-class DistributedMismatchError(RuntimeError):
+class DistributedMismatchError(SampJaxError, RuntimeError):
     """Processes of one distributed run hold different copies of what must be the same."""
 
 

@@ -33,6 +33,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from samp_jax.core.errors import SampJaxError
+
 MAGIC = "samp-jax-rendezvous/1"
 PING_EVERY_S = 1.0
 # Before a closed connection counts as a dead peer: lets this process's own error, raised by
@@ -41,7 +43,7 @@ GRACE_S = 2.0
 PROBE_S = 2.0  # how long a non-samp-jax listener gets to answer a hello
 
 
-class JoinError(RuntimeError):
+class JoinError(SampJaxError, RuntimeError):
     """The processes of a distributed run could not all meet; the message is one line."""
 
 

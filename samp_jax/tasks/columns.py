@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from samp_jax.core.errors import SampJaxError
 from samp_jax.models.head_kinds import (SENTENCE_EMBEDDING, SEQUENCE_CLASSIFICATION,
                                        TOKEN_CLASSIFICATION, Readout)
 from samp_jax.tasks import cells
@@ -326,7 +327,7 @@ def label_field(table: Table, found: dict[str, str | None], columns: Columns,
     return "label"  # missing: required_columns says so
 
 
-class ColumnNotFound(ValueError):
+class ColumnNotFound(SampJaxError, ValueError):
     """No column of the table can be read as a needed field (none has its name, or the one
     that has it holds the wrong shape of value in every row: plain values for a list field,
     lists for a text). A value of the wrong kind in some row is a plain ValueError."""

@@ -90,6 +90,7 @@ from typing import Any
 
 import numpy as np
 
+from samp_jax.core.errors import SampJaxError
 from samp_jax.data.splits import TaskSplits
 from samp_jax.models.bio_tags import scheme_of
 from samp_jax.models.head_kinds import Readout
@@ -324,7 +325,7 @@ KEPT = "kept"
 """The key of `read_inputs`' rows that holds the kept columns' values."""
 
 
-class KeptColumnError(ValueError):
+class KeptColumnError(SampJaxError, ValueError):
     """A column `read_inputs` was asked to keep is not in the data."""
 
 

@@ -31,6 +31,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
+from samp_jax.core.errors import SampJaxError
 from samp_jax.data import LABELS as SNLI_LABELS
 from samp_jax.data import (
     POLARITY_LABELS,
@@ -527,7 +528,7 @@ def check_head_fits(model, task: Task) -> None:
     check_labels_fit(model, task)
 
 
-class LabelMismatch(ValueError):
+class LabelMismatch(SampJaxError, ValueError):
     """A task's label names are not the model's, in its order (`check_labels_fit`)."""
 
 
