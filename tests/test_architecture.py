@@ -42,9 +42,14 @@ PROJECT = ("pallas_kernels", "samp_jax", "calibrate")
 FRONT_DOORS = ("samp_jax", "calibrate")
 KERNEL_THIRD_PARTY = ("jax", "jaxlib", "numpy")
 # The deferred project imports, and why: the console script holds back Ctrl-C while the CLI
-# (JAX, the models) and the host-memory setup (ctypes) import, which it must do before them.
+# (JAX, the models) and the host-memory setup (ctypes) import, which it must do before them,
+# and parses the arguments first, so that `--help` and a usage error load no JAX: the parser
+# imports the two checks of a value that need the library (JAX) when a value is checked.
 DEFERRED = {("samp_jax.app.entry", "samp_jax.app.cli"),
-            ("samp_jax.app.entry", "samp_jax.core.host_memory")}
+            ("samp_jax.app.entry", "samp_jax.core.host_memory"),
+            ("samp_jax.app.entry", "samp_jax.app.parser"),
+            ("samp_jax.app.parser", "calibrate.search.config"),
+            ("samp_jax.app.arguments", "samp_jax.models.head_kinds")}
 
 
 def floor_of(module: str) -> int | None:

@@ -11,7 +11,8 @@ Adding a strategy is one file that registers itself, e.g. in `calibrate/search/s
 
     register_strategy(Strategy("mine", "what it does, in one line", allocate_mine))
 
-The CLI's `--strategy` choices and help are read from `STRATEGIES`.
+The CLI's `--strategy` choices and help are `samp_jax.app.choices.STRATEGIES`, a copy (its
+`--help` loads no JAX) that `tests/samp_jax/app/test_help.py` checks against `STRATEGIES`.
 """
 
 from __future__ import annotations

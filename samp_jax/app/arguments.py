@@ -1,11 +1,10 @@
-"""argparse types that refuse a bad number at parse time (exit code 2, the argument named)."""
+"""argparse types that refuse a bad number at parse time (exit code 2, the argument named).
+Importing this module loads no JAX (the parser's `--help` needs none)."""
 
 from __future__ import annotations
 
 import argparse
 import math
-
-from samp_jax.models.head_kinds import check_label_threshold
 
 
 def positive_int(text: str) -> int:
@@ -54,6 +53,8 @@ def unit_interval(text: str) -> float:
 
 def label_threshold(text: str) -> float:
     """An argparse type: a multi-label decision threshold, strictly between 0 and 1."""
+    # imported here: `samp_jax.models` loads JAX, which `--help` does without
+    from samp_jax.models.head_kinds import check_label_threshold
     try:
         return check_label_threshold(_finite(text))
     except ValueError:

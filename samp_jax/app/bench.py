@@ -49,7 +49,7 @@ from flax import nnx
 from calibrate.calibration import calibrate
 from pallas_kernels import devices
 from samp_jax import ops
-from samp_jax.app.arguments import positive_int
+from samp_jax.app.bench_options import QUICK_SHAPES, SHAPES, add_arguments  # noqa: F401
 from samp_jax.core.assets import minilm_path
 from samp_jax.app.outputs import check_output
 from samp_jax.core.atomic import atomic_file, write_text_atomic
@@ -61,8 +61,6 @@ from samp_jax.ptq.quantized import quantize
 from samp_jax.serving.forward import batch_inputs, merged_call
 from samp_jax.serving.timing import device_description, device_file_stem, error_line, time_ms
 
-SHAPES = ((1, 32), (1, 128), (8, 128), (32, 128), (32, 384), (128, 128), (256, 128))
-QUICK_SHAPES = ((1, 32), (2, 32))
 # The map the search chose for SNLI at 1% on MiniLM (docs/results/search.md), shipped as package data.
 SEARCH_MAP = importlib.resources.files("samp_jax.app") / "maps" / "minilm_snli_1pct.json"
 TORCH_CONTENDERS = ("torch_sdpa_fp16", "torch_eager_fp16", "torch_compile_fp16")
@@ -412,31 +410,6 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)
     return run_from_args(parser.parse_args(argv))
-
-
-def add_arguments(parser) -> None:
-    parser.add_argument("--quick", action="store_true",
-                        help="CPU smoke run: shapes 1x32 and 2x32, one timed repeat (MiniLM unless "
-                             "--models says otherwise)")
-    parser.add_argument("--models", default=None,
-                        help=f"comma-separated, of {list(MODELS)} (default: bert-base,minilm)")
-    parser.add_argument("--shapes", default=None,
-                        help="comma-separated BATCHxSEQ, e.g. 1x128,8x128 (default: "
-                             + ",".join(f"{b}x{s}" for b, s in SHAPES) + ")")
-    parser.add_argument("--contenders", default=None, help=f"comma-separated subset of {contender_names()}")
-    parser.add_argument("--minilm", type=Path, default=None,
-                        help="MiniLM folder (e.g. an FP16 copy carried to a GPU machine); "
-                             "default: the asset cache")
-    parser.add_argument("--repeats", type=positive_int, default=30,
-                        help="timed samples per contender and shape; the median is reported")
-    parser.add_argument("--inner", type=positive_int, default=5,
-                        help="calls per timed sample (the sample is their mean)")
-    parser.add_argument("--interpret", action="store_true",
-                        help="run the Pallas kernels in interpret mode (CPU; slow, checks only)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="results JSON (default benchmarks/results/<device>-e2e.json); the "
-                             "plot goes beside it as .png")
-    parser.add_argument("--json", action="store_true", help="print the results JSON to stdout")
 
 
 def run_from_args(args) -> int:

@@ -23,7 +23,9 @@ def main(argv: list[str] | None = None) -> int:
     """Imports the CLI (seconds: JAX, the models) and runs it; see `samp_jax.app.cli.main`.
 
     Host memory is set up first (`samp_jax.core.host_memory.keep_cpu_buffers`: it must precede
-    JAX's CPU backend)."""
+    JAX's CPU backend). The arguments are parsed before the CLI is imported, by the parser
+    alone, which loads no JAX: `--help`, a subcommand's `--help` and a usage error (exit code
+    2) are answered at once; arguments that parse are parsed again by the CLI."""
     keep_interrupts()
     previous = catch_terminations()
     try:
@@ -31,6 +33,9 @@ def main(argv: list[str] | None = None) -> int:
             with interrupts_deferred():
                 from samp_jax.core.host_memory import keep_cpu_buffers  # ctypes: not cheap
                 keep_cpu_buffers()
+                from samp_jax.app import parser
+                parser.build_parser().parse_args(parser.joined_negative_percents(
+                    sys.argv[1:] if argv is None else argv))  # exits for --help, bad usage
                 from samp_jax.app import cli
         except KeyboardInterrupt as e:
             terminated = isinstance(e, Terminated)

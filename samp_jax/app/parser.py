@@ -4,6 +4,12 @@ option groups the commands share (data, model, distributed, training).
 Parsing checks every value it can (`samp_jax.app.arguments`' number types, tolerances, search
 options, choices), so a bad one exits with code 2 naming the argument before anything slow
 runs. `args.command` names the command; `samp_jax.app.cli` runs it.
+
+Building the parser loads no JAX (nor Flax or transformers), so that `--help` and a usage
+error are answered at once (`samp_jax.app.entry` parses before it imports the CLI): the names
+it lists from the library's registries are `samp_jax.app.choices`' copies, and the two checks
+of a value that need the library (a tolerance, a label threshold) import it when a value is
+checked.
 """
 
 from __future__ import annotations
@@ -11,19 +17,14 @@ from __future__ import annotations
 import argparse
 import re
 
-from calibrate import AUTO_METHODS
-from calibrate.calibration.calibrators import CALIBRATORS
-from calibrate.search.config import DEFAULT_STRATEGY, validate_tolerance
-from calibrate.search.strategy import STRATEGIES
-from calibrate.search.targets import AUTO as AUTO_TARGET
-from calibrate.search.targets import OPTION_NAMES, TARGETS
-from samp_jax.app import bench
+from samp_jax.app import bench_options
 from samp_jax.app.arguments import (column_names, label_threshold, non_negative_int,
                                      path_or_name, positive_float, positive_int, unit_interval)
+from samp_jax.app.choices import (AUTO_METHODS, AUTO_TARGET, CALIBRATORS, DEFAULT_STRATEGY,
+                                  HEAD_KINDS, LABEL_THRESHOLD, METRIC_CHOICES, OPTION_NAMES,
+                                  SENTENCE_EMBEDDING, SPLITS, STRATEGIES, TARGETS, TASK_TYPES,
+                                  TASKS)
 from samp_jax.core.version import __version__
-from samp_jax.models.head_kinds import LABEL_THRESHOLD, SENTENCE_EMBEDDING
-from samp_jax.models.heads import head_kinds
-from samp_jax.tasks import SPLITS, TASK_TYPES, TASKS
 
 ACTIVATIONS = {"dynamic": "per_token_dynamic", "static": "per_tensor_static"}
 PACKAGED_MODEL = "minilm"
@@ -34,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     `args.command_usage()` gives that subcommand's usage line (for errors found after parsing)."""
     parser = argparse.ArgumentParser(prog="samp-jax", description="Mixed-precision BERT inference in JAX.")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
-    parser.add_argument("--version", action="version", version=version_line())
+    parser.add_argument("--version", action=_Version)
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_add_eval, _add_calibrate, _add_search, _add_finetune, _add_predict, _add_bench,
                 _add_demo):
@@ -50,6 +51,14 @@ def version_line() -> str:
     import jax
 
     return f"samp-jax {__version__} (jax {jax.__version__}, flax {flax.__version__})"
+
+
+class _Version(argparse._VersionAction):  # argparse's own `action="version"`: the same help
+    """`--version`, its line made only when asked for: it imports JAX and Flax."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        self.version = version_line()
+        super().__call__(parser, namespace, values, option_string)
 
 
 NEGATIVE_PERCENT = re.compile(r"-(\d+\.?\d*|\.\d+)%")
@@ -218,10 +227,11 @@ def _add_predict(sub) -> None:
 
 
 def _add_bench(sub) -> None:
-    """`samp-jax bench`: its options are the benchmark's own (`samp_jax.app.bench`)."""
+    """`samp-jax bench`: its options are the benchmark's own (`samp_jax.app.bench_options`)."""
     be = sub.add_parser("bench", help="end-to-end latency: samp-jax precisions vs HF PyTorch",
-                        description=bench.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    bench.add_arguments(be)
+                        description=bench_options.description(),
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    bench_options.add_arguments(be)
 
 
 def _add_demo(sub) -> None:
@@ -234,7 +244,7 @@ def _add_demo(sub) -> None:
 # ---------------------------------------------------------------------- shared options
 def strategy_help() -> str:
     """`--strategy`'s help, from the registered strategies (`calibrate.search.strategy`)."""
-    entries = [f"{name} ({STRATEGIES[name].description})" for name in sorted(STRATEGIES)]
+    entries = [f"{name} ({STRATEGIES[name]})" for name in sorted(STRATEGIES)]
     default = ", ".join(f"{name} with --objective {objective}"
                         for objective, name in DEFAULT_STRATEGY.items())
     return (f"allocation within the tolerance: {'; '.join(entries)}. Default: {default}; a "
@@ -242,9 +252,8 @@ def strategy_help() -> str:
 
 
 def _add_metric(p: argparse.ArgumentParser, effect: str) -> None:
-    choices = "; ".join(
-        f"{t.name}: {', '.join([t.metrics[0].name + ' (default)'] + [m.name for m in t.other_metrics])}"
-        for t in TASK_TYPES.values() if t.other_metrics)
+    choices = "; ".join(f"{task_type}: {', '.join([default + ' (default)', *others])}"
+                        for task_type, (default, others) in METRIC_CHOICES.items())
     p.add_argument("--metric", default=None, metavar="NAME",
                    help=f"the metric {effect}, where the task type offers another than its "
                         f"default ({choices}; macro-F1 averages over the classes or labels "
@@ -259,17 +268,17 @@ def _add_threshold(p: argparse.ArgumentParser, effect: str) -> None:
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--head", default=None, choices=head_kinds(), metavar="KIND",
-                   help=f"the head ({', '.join(head_kinds())}) to read an HF model folder with, "
+    p.add_argument("--head", default=None, choices=HEAD_KINDS, metavar="KIND",
+                   help=f"the head ({', '.join(HEAD_KINDS)}) to read an HF model folder with, "
                         "overriding its config.json's architectures: needed for a folder whose "
                         "config names none (older or converted checkpoints) while its weights "
                         "hold a head. --pooling implies "
-                        f"{SENTENCE_EMBEDDING.name}; finetune trains its task's head. Refused for "
+                        f"{SENTENCE_EMBEDDING}; finetune trains its task's head. Refused for "
                         "a quantized folder")
     p.add_argument("--pooling", default=None, metavar="MODE[,MODE]",
                    help="embed with sentence-transformers pooling (cls, max, mean, mean_sqrt_len, "
                         "weightedmean, lasttoken; several are concatenated) with the "
-                        f"{SENTENCE_EMBEDDING.name} head (--head may name only it): needed for a "
+                        f"{SENTENCE_EMBEDDING} head (--head may name only it): needed for a "
                         "model folder that declares none, overrides the one it declares")
     p.add_argument("--base-model", default=None, type=path_or_name, metavar="DIR",
                    help="the base model's folder for a PEFT LoRA adapter folder (--model with "
@@ -312,9 +321,9 @@ def _add_data(p: argparse.ArgumentParser, *, model_required: bool = False,
     stdin = ", '-' for JSON Lines on standard input" if inputs_only else ""
     p.add_argument("--data", "--task", dest="data", default=None, type=path_or_name,
                    help="a CSV/TSV/JSONL/Parquet/CoNLL file, a datasets.save_to_disk folder"
-                        f"{stdin}, or one of {sorted(TASKS)}")
+                        f"{stdin}, or one of {list(TASKS)}")
     if not inputs_only:
-        p.add_argument("--task-type", default=None, choices=sorted(TASK_TYPES),
+        p.add_argument("--task-type", default=None, choices=TASK_TYPES,
                        help="default: inferred from the columns and the model's head")
     for field in INPUT_COLUMNS + (() if inputs_only else GOLD_COLUMNS):
         p.add_argument(f"--{field}-column", default=None, metavar="NAME",
@@ -403,6 +412,7 @@ def parse_tolerance(text: str) -> float:
         value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"tolerance {text!r} is not a number or a percentage") from None
+    from calibrate.search.config import validate_tolerance  # JAX: only once a value is given
     try:  # the range the search accepts, in either mode: a usage error, before any work
         validate_tolerance(value, "relative")
     except ValueError as e:
