@@ -7,8 +7,9 @@ runs. `args.command` names the command; `samp_jax.app.cli` runs it.
 
 Building the parser loads no JAX (nor Flax or transformers), so that `--help` and a usage
 error are answered at once (`samp_jax.app.entry` parses before it imports the CLI): the names
-it lists from the library's registries are `samp_jax.app.choices`' copies, and the two checks
-of a value that need the library (a tolerance, a label threshold) import it when a value is
+it lists from the library's registries are `samp_jax.app.choices`' (copies of the built-in
+entries; a registry a program can add to, once loaded, is read itself), and the two checks of
+a value that need the library (a tolerance, a label threshold) import it when a value is
 checked.
 """
 
@@ -21,9 +22,9 @@ from samp_jax.app import bench_options
 from samp_jax.app.arguments import (column_names, label_threshold, non_negative_int,
                                      path_or_name, positive_float, positive_int, unit_interval)
 from samp_jax.app.choices import (AUTO_METHODS, AUTO_TARGET, CALIBRATORS, DEFAULT_STRATEGY,
-                                  HEAD_KINDS, LABEL_THRESHOLD, METRIC_CHOICES, OPTION_NAMES,
-                                  SENTENCE_EMBEDDING, SPLITS, STRATEGIES, TARGETS, TASK_TYPES,
-                                  TASKS)
+                                  LABEL_THRESHOLD, METRIC_CHOICES, OPTION_NAMES,
+                                  SENTENCE_EMBEDDING, SPLITS, TASK_TYPES, TASKS, head_kinds,
+                                  strategies, targets)
 from samp_jax.core.version import __version__
 
 ACTIVATIONS = {"dynamic": "per_token_dynamic", "static": "per_tensor_static"}
@@ -150,7 +151,7 @@ def _add_search(sub) -> None:
     se.add_argument("--objective", default="latency", choices=["latency", "int8_fraction"],
                     help="what the map is chosen for within the tolerance: the target's "
                          "latency (default), or the most GEMM FLOPs in INT8")
-    se.add_argument("--target", default="auto", choices=[AUTO_TARGET, *TARGETS],
+    se.add_argument("--target", default="auto", choices=[AUTO_TARGET, *targets()],
                     help="the device the map is for: its options (FP8 only where it has FP8), the "
                          "dtype between sites, and the latency model (measured when this machine "
                          "is the target, else estimated from its spec sheet); auto: this machine")
@@ -165,7 +166,8 @@ def _add_search(sub) -> None:
                          "(tables are cached per machine, versions and model shape; measure again "
                          "when the machine's load or setup changed); not with --latency-table, "
                          "and only when this machine is the --target")
-    se.add_argument("--strategy", default=None, choices=sorted(STRATEGIES), help=strategy_help())
+    se.add_argument("--strategy", default=None, choices=sorted(strategies()),
+                    help=strategy_help())
     se.add_argument("--no-selection-margin", action="store_true",
                     help="keep the fastest map that passed at the plain 95%% margin, instead of "
                          "judging the allocation's pick with the margin widened for the number "
@@ -244,7 +246,8 @@ def _add_demo(sub) -> None:
 # ---------------------------------------------------------------------- shared options
 def strategy_help() -> str:
     """`--strategy`'s help, from the registered strategies (`calibrate.search.strategy`)."""
-    entries = [f"{name} ({STRATEGIES[name]})" for name in sorted(STRATEGIES)]
+    registered = strategies()
+    entries = [f"{name} ({registered[name]})" for name in sorted(registered)]
     default = ", ".join(f"{name} with --objective {objective}"
                         for objective, name in DEFAULT_STRATEGY.items())
     return (f"allocation within the tolerance: {'; '.join(entries)}. Default: {default}; a "
@@ -268,8 +271,8 @@ def _add_threshold(p: argparse.ArgumentParser, effect: str) -> None:
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--head", default=None, choices=HEAD_KINDS, metavar="KIND",
-                   help=f"the head ({', '.join(HEAD_KINDS)}) to read an HF model folder with, "
+    p.add_argument("--head", default=None, choices=head_kinds(), metavar="KIND",
+                   help=f"the head ({', '.join(head_kinds())}) to read an HF model folder with, "
                         "overriding its config.json's architectures: needed for a folder whose "
                         "config names none (older or converted checkpoints) while its weights "
                         "hold a head. --pooling implies "

@@ -19,7 +19,8 @@ HEAVY = ("jax", "flax", "transformers", "torch")
 
 
 def test_the_parser_choices_are_the_registries():
-    """A registry that gains a name fails here until `samp_jax.app.choices` has it too."""
+    """A registry that gains a built-in name fails here until `samp_jax.app.choices` has it
+    too (nothing but the built-ins is registered while this runs)."""
     from calibrate import AUTO_METHODS
     from calibrate.calibration.calibrators import CALIBRATORS
     from calibrate.search.config import DEFAULT_STRATEGY
@@ -32,12 +33,12 @@ def test_the_parser_choices_are_the_registries():
 
     assert choices.CALIBRATORS == tuple(sorted(CALIBRATORS))
     assert choices.AUTO_METHODS == tuple(AUTO_METHODS)
-    assert choices.STRATEGIES == {name: s.description for name, s in STRATEGIES.items()}
+    assert choices.BUILTIN_STRATEGIES == {name: s.description for name, s in STRATEGIES.items()}
     assert choices.DEFAULT_STRATEGY == DEFAULT_STRATEGY
     assert list(choices.DEFAULT_STRATEGY) == list(DEFAULT_STRATEGY)  # the help's order
-    assert (choices.AUTO_TARGET, choices.TARGETS) == (AUTO, tuple(TARGETS))
+    assert (choices.AUTO_TARGET, choices.BUILTIN_TARGETS) == (AUTO, tuple(TARGETS))
     assert choices.OPTION_NAMES == tuple(OPTION_NAMES)
-    assert choices.HEAD_KINDS == tuple(head_kinds())
+    assert choices.BUILTIN_HEAD_KINDS == tuple(head_kinds())
     assert (choices.SENTENCE_EMBEDDING, choices.LABEL_THRESHOLD) == (SENTENCE_EMBEDDING.name,
                                                                      LABEL_THRESHOLD)
     assert choices.SPLITS == tuple(SPLITS)
@@ -113,3 +114,23 @@ def test_version_still_names_jax_and_flax(capsys):
 
     out, _, code = _in_process(["--version"], capsys)
     assert code == 0 and f"(jax {jax.__version__}, flax {flax.__version__})" in out
+
+
+def test_a_registry_a_program_added_to_is_read_once_loaded(monkeypatch):
+    from calibrate.search import strategy, targets
+    from samp_jax.models import heads
+
+    assert choices.strategies() == choices.BUILTIN_STRATEGIES  # loaded: the registry itself
+    monkeypatch.setitem(strategy.STRATEGIES, "mine", strategy.Strategy("mine", "what it does", None))
+    monkeypatch.setitem(targets.TARGETS, "tpu", targets.TARGETS["cpu"])
+    monkeypatch.setattr(heads, "head_kinds", lambda: (*choices.BUILTIN_HEAD_KINDS, "ranker"))
+    assert choices.strategies()["mine"] == "what it does" and choices.targets()[-1] == "tpu"
+    assert choices.head_kinds()[-1] == "ranker"
+    search = build_parser()._subparsers._group_actions[0].choices["search"]
+    assert build_parser().parse_args(["search", "--strategy", "mine", "--target", "tpu",
+                                      "--head", "ranker"]).strategy == "mine"
+    assert "mine (what it does)" in search.format_help()
+    for module in ("calibrate.search.strategy", "calibrate.search.targets", "samp_jax.models.heads"):
+        monkeypatch.delitem(sys.modules, module)  # as in a fresh process: the built-ins' copies
+    assert (choices.strategies(), choices.targets(), choices.head_kinds()) == (
+        choices.BUILTIN_STRATEGIES, choices.BUILTIN_TARGETS, choices.BUILTIN_HEAD_KINDS)
