@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import ast
+import importlib
 import importlib.util
 from pathlib import Path
 
@@ -15,10 +16,15 @@ SHAPES = ((1, 32), (1, 128), (8, 128), (32, 128), (32, 384), (128, 128), (256, 1
 QUICK_SHAPES = ((1, 32), (2, 32))
 
 
+BENCH = "samp_jax.app.bench"
+
+
 def description() -> str:
     """The command's description: `samp_jax.app.bench`'s docstring, read from its source
-    (the one copy of it) rather than imported."""
-    source = Path(importlib.util.find_spec("samp_jax.app.bench").origin).read_text(encoding="utf-8")
+    (the one copy of it) rather than imported; imported where no source was installed."""
+    source = importlib.util.find_spec(BENCH).loader.get_source(BENCH)
+    if source is None:  # compiled files only
+        return importlib.import_module(BENCH).__doc__
     return ast.get_docstring(ast.parse(source), clean=False)
 
 

@@ -134,3 +134,12 @@ def test_a_registry_a_program_added_to_is_read_once_loaded(monkeypatch):
         monkeypatch.delitem(sys.modules, module)  # as in a fresh process: the built-ins' copies
     assert (choices.strategies(), choices.targets(), choices.head_kinds()) == (
         choices.BUILTIN_STRATEGIES, choices.BUILTIN_TARGETS, choices.BUILTIN_HEAD_KINDS)
+
+
+def test_the_bench_description_where_no_source_was_installed(monkeypatch):
+    import importlib.util
+
+    from samp_jax.app import bench
+    loader = type(importlib.util.find_spec(bench_options.BENCH).loader)
+    monkeypatch.setattr(loader, "get_source", lambda self, name: None)  # compiled files only
+    assert bench_options.description() == bench.__doc__
