@@ -56,7 +56,7 @@ from collections.abc import Mapping
 from calibrate.search.config import SearchConfig
 from calibrate.search.latency import LatencyTable
 from calibrate.search.latency_target import search_latency_target
-from calibrate.search.plan import SearchPlan, plan_search
+from calibrate.search.plan import SearchPlan, has_float_rows, plan_search
 from calibrate.search.phases import default_preset_name
 from calibrate.search.result import FloatOverflow, SearchResult
 from calibrate.search.session import Session, open_session
@@ -129,10 +129,19 @@ def search(model, data, config: SearchConfig | SearchPlan | None = None, *, toke
         overflows.append(overflow)
         following = session.plan.target.next_float()
         if session.plan.float_pinned or following is None:
-            warnings.warn(f"{overflow.describe()}; {overflow.float_option} is kept, as the "
-                          f"{'options name it' if session.plan.float_pinned else 'last float option of target ' + repr(session.plan.target.name)}",
+            why = ("options name it (leave it out of them to let the search move on)"
+                   if session.plan.float_pinned else
+                   f"last float option of target {session.plan.target.name!r}")
+            warnings.warn(f"{overflow.describe()}; {overflow.float_option} is kept, as the {why}",
                           UserWarning, stacklevel=2)
             break
+        given = session.plan.given_table
+        if given is not None and not has_float_rows(given, following):
+            raise ValueError(f"{overflow.describe()}, and the given latency table prices no site "
+                             f"at {following}, the float option to move on to: give a table "
+                             f"with {following} rows (the latency_table.json of a search that "
+                             f"ran with {following}), or name {overflow.float_option} in the "
+                             f"options to keep it")
         warnings.warn(f"{overflow.describe()}: the search runs with {following} sites and "
                       f"{following} between sites instead (name a float option in the options, "
                       f"e.g. {overflow.float_option},int8-dynamic, to keep "

@@ -12,7 +12,7 @@ from calibrate.search.latency import LatencyTable, table_for_target, validate_ta
 from calibrate.search.phases import fastest_map
 from calibrate.search.runner import meets_latency
 from calibrate.search.targets import FLOAT_DTYPES, OPTION_NAMES, Target, resolve_target
-from samp_jax.core.precision import SitePrecision
+from samp_jax.core.precision import SITES, SitePrecision
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,8 +42,7 @@ class SearchPlan:
     def float_pinned(self) -> bool:
         """Whether the config's options name the float option, so the search keeps it even
         when the model overflows it (otherwise it moves on to the target's `next_float`)."""
-        return self.config.options is not None and any(
-            OPTION_NAMES.get(str(name).strip()) in FLOAT_DTYPES for name in self.config.options)
+        return names_float(self.config.options)
 
     def with_float(self, model, name: str) -> "SearchPlan":
         """This plan with float option `name` (`Target.with_float`): its options and its
@@ -81,13 +80,18 @@ def plan_search(model, config: SearchConfig, latency_table: LatencyTable | None 
       latency_table: per-site costs to use instead of the target's (`table_for_target`), e.g.
         measured on another machine.
       float_option: the float option to plan with instead of the one the config's options
-        pick (the search's fallback when the model overflows that one).
+        pick (the search's fallback when the model overflows that one). Without one, a given
+        `latency_table` that prices no site at that float option but every site at a later
+        one of the target's picks the later one (`table_float`): a search that moved to BF16
+        is repeated with its own table.
 
     Raises:
       ValueError: as `resolve_options`; a `latency_table` that fails `validate_table` (for the
         options and the model's layers); or a latency target below the fastest map the
         options allow.
     """
+    if float_option is None and latency_table is not None and not names_float(config.options):
+        float_option = table_float(latency_table, resolve_options(config)[0])
     target, options = resolve_options(config, float_option)
     if latency_table is None:
         table = table_for_target(model, target, config.batch, config.seq, options=options,
@@ -101,6 +105,27 @@ def plan_search(model, config: SearchConfig, latency_table: LatencyTable | None 
     if config.latency_target_ms is not None:
         check_latency_target(config.latency_target_ms, table, options, model.config.num_layers)
     return SearchPlan(config, target, options, table, latency_table)
+
+
+def names_float(options) -> bool:
+    """Whether search `options` (names) name a float option."""
+    return options is not None and not isinstance(options, str) and any(
+        OPTION_NAMES.get(str(name).strip()) in FLOAT_DTYPES for name in options)
+
+
+def has_float_rows(table: LatencyTable, float_option: str) -> bool:
+    """Whether `table` prices every site at `float_option`."""
+    return all(f"{site}/{float_option}" in table.site_ms for site in SITES)
+
+
+def table_float(table: LatencyTable, target: Target) -> str | None:
+    """The float option a given latency table was made for: the target's first float option
+    (from its `float_option` on) that the table prices every site at, so the table of a search
+    that moved to BF16 repeats it; None when the target's own float option is priced (nothing
+    to pick) or none is (`validate_table` then names what is missing)."""
+    if has_float_rows(table, target.float_option):
+        return None
+    return next((f for f in target.float_options if has_float_rows(table, f)), None)
 
 
 def check_latency_target(target_ms: float, table: LatencyTable, options, num_layers: int) -> None:

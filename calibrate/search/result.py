@@ -90,9 +90,10 @@ class FloatOverflow:
 
     def describe(self) -> str:
         """One line: what overflowed, and on how many rows."""
+        verb = "gives" if self.non_finite_rows == 1 else "give"
         return (f"the model overflows {self.float_option}: with every site and the values "
                 f"between sites in {self.float_option}, {self.non_finite_rows} of {self.rows} "
-                "search rows give NaN or Inf outputs (values past its range)")
+                f"search rows {verb} NaN or Inf outputs (values past its range)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -213,10 +214,6 @@ class SearchResult:
         """Estimated latency of the all-default map (every site at `default_option`)."""
         pmap = PrecisionMap.from_table({}, self.precision_map.num_layers, default=self.default_option)
         return self.latency_table.map_ms(pmap)
-
-    @property
-    def fp16_latency_ms(self) -> float:
-        return self.latency_table.map_ms(PrecisionMap.preset("fp16", self.precision_map.num_layers))
 
     def pareto_summary(self) -> list[dict]:
         """Each map on the Pareto front, fastest first: its name, the file `write_report` saves

@@ -173,7 +173,7 @@ def tolerance_verdict(session: Session, chosen: ToleranceCheck, measured: str) -
     if chosen.passes:
         return True
     why = (" (its outputs hold NaN or Inf: values past the range of "
-           f"{session.options[0]}, e.g. above FP16's 65,504)" if chosen.bounded == math.inf else "")
+           f"{session.options[0]})" if chosen.bounded == math.inf else "")
     warnings.warn(
         f"no map meets tolerance={config.tolerance} ({config.tolerance_mode}): even the most "
         f"precise candidate, {session.options[0]} at every site, has {measured} "

@@ -73,6 +73,11 @@ def tolerance_not_met(summary: dict) -> str:
              else f"{tolerance:g} absolute")
     checks = summary.get("tolerance_checks") or []
     closest = f" (the closest map: {chosen_check_line(checks[-1])})" if checks else ""
+    kept = [o for o in summary.get("float_overflows") or []
+            if o["float_option"] == summary.get("default_option")]
+    if kept:  # the float option the search ran with overflowed: say so, it is the likely cause
+        closest += (f"; {kept[-1]['float_option']} overflowed on {kept[-1]['non_finite_rows']} "
+                    f"of {kept[-1]['rows']} search rows")
     return (f"no map meets the tolerance ({asked}) on the search split, not even the most "
             f"precise candidate{closest}; {summary['out']} holds that map, its model and "
             f"report to look at, not a map within tolerance (exit code {TOLERANCE_NOT_MET})")

@@ -182,8 +182,10 @@ def test_a_search_whose_tolerance_no_map_meets_exits_3_with_its_outputs(overflow
     summary = json.loads(stdout)
     assert summary["tolerance_met"] is False and summary["test_within_tolerance"] is False
     assert summary["default_option"] == "fp16" and summary["float_overflows"][0]["float_option"] == "fp16"
-    assert err.rstrip().splitlines()[-1].startswith(
+    last = err.rstrip().splitlines()[-1]
+    assert last.startswith(
         "samp-jax search: error: no map meets the tolerance (5% relative) on the search split")
+    assert "; fp16 overflowed on 8 of 8 search rows;" in last
     assert summary["out"] == str(tmp_path / "s") and summary["quantized_model"] == str(tmp_path / "s" / "model")
     assert (tmp_path / "s" / "model" / "quantization.json").is_file()
     assert summary["versions"]["samp_jax"] == sj.__version__ and summary["created"].endswith("Z")

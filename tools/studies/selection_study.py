@@ -32,7 +32,6 @@ from calibrate.search.driver import search  # noqa: E402
 from calibrate.search.runner import Kind, Runner  # noqa: E402
 from calibrate.search.static_clips import calibrate_for_search  # noqa: E402
 from calibrate.search.tolerance import tolerance_measure  # noqa: E402
-from calibrate.search.targets import resolve_target  # noqa: E402
 from samp_jax import quantize  # noqa: E402
 from samp_jax.workflows.experiments import make_evaluator  # noqa: E402
 from samp_jax.workflows.pipeline import builtin_model  # noqa: E402
@@ -46,7 +45,7 @@ def study(model, *, target: str, strategy: str, tolerance: float, calibration,
     """One strategy's search, then every map its allocation measured on both splits."""
     result = search(model, search_objective, tolerance=tolerance, target=target,
                     calibration=calibration, latency_table=table, strategy=strategy, progress=False)
-    dtype = resolve_target(target).dtype
+    dtype = result.plan.dtype  # the float option the search ran with (BF16 after an overflow)
     calibration = result.calibration  # per site when given candidates, as run_search quantizes
     score = lambda m: evaluator.score(evaluator.outputs(m))["value"]  # noqa: E731  real quantized path
     returned_test = score(quantize(model, result.precision_map, calibration, dtype=dtype))

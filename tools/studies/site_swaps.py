@@ -46,8 +46,8 @@ def main() -> None:
     task = get_task(args.data)
     evaluator = make_evaluator(task, tokenizer)
     search = task_objective(model, task, tokenizer)
-    dtype = resolve_target(args.target).dtype
     pmap = PrecisionMap.from_json(args.map)  # a searched map carries its calibrators and clips
+    dtype = pmap.compute_dtype or resolve_target(args.target).dtype  # as the map was searched
     calibration = calibrate(model, evaluator.calibration_batches(), precision_map=pmap)
     table = dict(pmap.items())
     fp32_test = evaluator.score(evaluator.outputs(model))["value"]
