@@ -278,7 +278,7 @@ def _labels_to_ids(parts: dict[str | None, _Part], field: str, labels: Sequence[
     names, to_id = _label_ids(list(parts.values()), field, labels)
     if labels is None:  # the classes come from the data: a classifier needs two
         _check_two_classes(list(parts.values()), field)
-    if task_type.metric is ENTITY_F1:  # it finds entities in BIO/BIOES/BILOU tags
+    if task_type.metric_for((), names) is ENTITY_F1:  # entity tags, of one scheme
         _check_bio(names, where, field)
     for part in parts.values():
         part.examples[:] = [_with_ids(e, field, to_id) for e in part.examples]
@@ -309,16 +309,18 @@ def _check_two_classes(parts: list[_Part], field: str) -> None:
 
 
 def _check_bio(names: Sequence[str], where: str, column: str) -> None:
-    """Token tags are scored by entity spans, which need the tags of one scheme: BIO ('O',
+    """Entity tags are scored by entity spans, which need the tags of one scheme: BIO ('O',
     'B-x', 'I-x'), BIOES (and 'E-x', 'S-x') or BILOU (and 'L-x', 'U-x'), not two
-    (`samp_jax.models.bio_tags.scheme_of`)."""
+    (`samp_jax.models.bio_tags.scheme_of`). Tag names of which none is an entity tag (a
+    part-of-speech tagger's) are scored by word accuracy instead, and not checked here."""
     try:
         scheme_of(names)
     except ValueError as e:
         raise ValueError(f"{where}: column {column!r}: {e}; entity F1 needs BIO, BIOES or BILOU "
                          "names ('O', 'B-<type>', 'I-<type>', with 'E-<type>', 'S-<type>' or "
-                         "'L-<type>', 'U-<type>'), one scheme per column (integer tags need the "
-                         "model's label names, or a ClassLabel column)") from None
+                         "'L-<type>', 'U-<type>'), one scheme per column (tags of which none "
+                         "is an entity tag, such as part-of-speech tags, are scored by word "
+                         "accuracy)") from None
 
 
 KEPT = "kept"
