@@ -514,7 +514,8 @@ ENTITY_F1 = Metric(
     proxy=KL, evidence=_entity_evidence, weighted=_entity_weighted,
     exact=lambda e: _entity_scores(e)["f1"],
     details=lambda e: {k: v for k, v in _entity_scores(e).items() if k != "f1"},
-    pseudo_rows=_entity_pseudo_rows, reads_labels=names_entities)
+    reads_labels=names_entities,
+    pseudo_rows=_entity_pseudo_rows)
 WORD_ACCURACY = Metric(
     name="word_accuracy", display_name="word accuracy", gold_field="tags",
     margin=Margin.RESAMPLED, proxy=KL, evidence=_word_evidence, weighted=_word_accuracy,
