@@ -19,7 +19,8 @@ read as `text` and `text_pair` when neither is named. `tokens` and `tags` only t
 columns, the other fields only scalar ones (so `labels` is a label column or a tag column
 depending on what it holds).
 
-Task type, when not given: tokens + tags → `token_classification`; text + text_pair + label
+Task type, when not given: tokens + tags → `token_classification` (scored by entity F1 when
+a tag name is an entity tag, `B-PER`, else by word accuracy); text + text_pair + label
 → `text_pair_classification`; text + text_pair + score (or a label column holding fractional
 numbers, like STS-B) → `embedding_pairs`; text (+ text_pair) + a label column holding a list
 per row, or texts that join labels with `|` (`toxic|insult` beside `toxic`) → `text_multi_label`
@@ -49,7 +50,7 @@ one width (the model's number of labels, when known) is HF's multi-hot encoding:
 names labels 1 and 2 (`_multi_hot`). A boolean label is the name a CSV spells it with ("True",
 "False"); a 0/1 gold column (embedding pairs, a one-output head's scores) reads it as 1/0.
 
-Labels. A label (or a BIO, BIOES or BILOU tag) is a name or an integer id; strings that all spell whole numbers
+Labels. A label (or a tag) is a name or an integer id; strings that all spell whole numbers
 (a CSV's "0"/"1", or "0.0"/"1.0" as pandas writes an integer column that had a missing value,
 just as JSON's 1.0 is the id 1) are ids unless they are all names in `labels`. With `labels` (the model's
 `id2label` names, in order), names map to their index and ids must lie in
