@@ -320,7 +320,7 @@ def test_entity_tags_of_no_one_scheme_and_single_class_pairs_are_refused_early(t
                                                                               minilm_dir):
     with open(tmp_path / "io.jsonl", "w") as f:  # no entity tag: tags of words
         for i in range(20):
-            f.write(json.dumps({"tokens": ["a", "b"], "tags": ["PER", "O"]}) + "\n")
+            f.write(json.dumps({"tokens": ["a", f"b{i}"], "tags": ["PER", "O"]}) + "\n")
     assert load_task(tmp_path / "io.jsonl").metric == "word_accuracy"
     with open(tmp_path / "stray.jsonl", "w") as f:  # entity tags, and one that is none
         for i in range(20):
