@@ -276,7 +276,13 @@ def _labels_to_ids(parts: dict[str | None, _Part], field: str, labels: Sequence[
     if labels is not None and not all(GENERIC_LABEL.fullmatch(str(n)) for n in labels):
         for part in parts.values():  # ClassLabel ids → names, matched by name to the model's
             _class_ids_to_names(part, field)
-    names, to_id = _label_ids(list(parts.values()), field, labels)
+    try:
+        names, to_id = _label_ids(list(parts.values()), field, labels)
+    except ValueError as e:
+        hint = _tags_elsewhere(parts, field, labels)
+        if hint is None:
+            raise
+        raise ValueError(f"{e}; {hint}") from None
     if labels is None:  # the classes come from the data: a classifier needs two
         _check_two_classes(list(parts.values()), field)
     if task_type.metric_for((), names) is ENTITY_F1:  # entity tags, of one scheme
@@ -286,6 +292,26 @@ def _labels_to_ids(parts: dict[str | None, _Part], field: str, labels: Sequence[
         if field == "labels":  # "1" and 1, or a name and its id, are one label
             _check_distinct(part, field, names)
     return names
+
+
+def _tags_elsewhere(parts: dict[str | None, _Part], field: str,
+                    labels: Sequence[str] | None) -> str | None:
+    """For tags the model lacks: a hint naming another list column of the first table whose
+    every row holds only the model's `labels` (a CoNLL-2003 file's part-of-speech field "2"
+    for a part-of-speech tagger, its entity tags being the default), else None."""
+    if field != "tags" or labels is None:
+        return None
+    part = next(iter(parts.values()))
+    names = set(map(str, labels))
+    for column in part.table.columns:
+        if column in part.columns.values():
+            continue
+        values = [row.get(column) for row in part.table.rows]
+        if all(isinstance(v, (list, tuple)) and v and all(isinstance(t, str) and t in names
+                                                          for t in v) for v in values):
+            return (f"column {column!r} holds only the model's labels: read its tags with "
+                    f"--tags-column {column} (Columns(tags={column!r}))")
+    return None
 
 
 def _check_distinct(part: _Part, field: str, names: Sequence[str]) -> None:

@@ -87,7 +87,9 @@ def test_the_conll_part_of_speech_field_is_read_with_tags_column_2(pos, capsys):
     assert json.loads(out)["metric"] == "word_accuracy"
     code, _, err = _run(capsys, "eval", "--model", pos["model"], "--data", pos["conll"],
                         "--precision", "fp16")  # the last field, entity tags: not the model's
-    assert code == 1 and "the data has 2 label names the model lacks: ['B-MISC', 'O']" in err
+    assert code == 1 and ("the data has 2 label names the model lacks: ['B-MISC', 'O']; column "
+                          "'2' holds only the model's labels: read its tags with --tags-column 2"
+                          in err), err
 
 
 def test_entity_f1_of_pos_tags_is_a_usage_error_naming_word_accuracy(pos, capsys):
