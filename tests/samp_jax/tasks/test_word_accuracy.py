@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import datasets
 import numpy as np
 import pytest
 
@@ -231,3 +232,24 @@ def test_the_chance_level_of_a_word_tagger_is_its_most_frequent_tag(minilm_dir):
     encoded = task.encode(sj.Tokenizer.from_pretrained(minilm_dir), rows)
     chance = chance_level(TAGGER, UPOS, encoded, task.task_metric)
     assert (chance.metric, chance.label, chance.value) == ("word_accuracy", "DET", 4 / 8)
+
+
+def test_a_datasets_pos_column_and_a_two_field_conll_file_are_word_tagged(tmp_path):
+    """conll2003's `pos_tags` (a ClassLabel sequence beside `ner_tags`), named as the tags;
+    a `word POS` CoNLL file, its last field the tags."""
+    penn = ["NN", "NNP", "VBZ", "DT", "."]
+    features = datasets.Features({
+        "tokens": datasets.Sequence(datasets.Value("string")),
+        "pos_tags": datasets.Sequence(datasets.ClassLabel(names=penn)),
+        "ner_tags": datasets.Sequence(datasets.ClassLabel(names=["O", "B-ORG", "I-ORG"]))})
+    rows = {"tokens": [["The", f"firm{i}", "grows", "."] for i in range(20)],
+            "pos_tags": [[3, 0, 2, 4]] * 20, "ner_tags": [[0, 1, 0, 0]] * 20}
+    dataset = datasets.Dataset.from_dict(rows, features=features)
+    assert load_task(dataset).metric == "entity_f1"  # ner_tags: a usual name of the tags
+    task = load_task(dataset, columns={"tags": "pos_tags"}, labels=penn)
+    assert task.metric == "word_accuracy" and task.labels == tuple(penn)
+    assert task.split("test")[0]["tags"] == [3, 0, 2, 4]
+    path = tmp_path / "pos.conll"
+    path.write_text("".join(f"The DT\nfirm{i} NN\ngrows VBZ\n. .\n\n" for i in range(20)))
+    conll = load_task(path)
+    assert conll.metric == "word_accuracy" and conll.labels == (".", "DT", "NN", "VBZ")
