@@ -50,6 +50,7 @@ TASK_TYPES = ("embedding_pairs", "embedding_ranking", "embedding_texts", "text_c
 METRIC_CHOICES = {
     "text_classification": ("accuracy", ("class_macro_f1",)),
     "text_pair_classification": ("accuracy", ("class_macro_f1",)),
+    "token_classification": ("entity_f1", ("word_accuracy",)),
     "text_multi_label": ("micro_f1", ("macro_f1",)),
     "text_pair_multi_label": ("micro_f1", ("macro_f1",)),
     "text_pair_ranking": ("mrr@10", ("ndcg@10", "map", "recall@1", "recall@5", "recall@10",

@@ -180,6 +180,14 @@ def not_bio(names: Sequence[str]) -> list[str]:
     return bad
 
 
+def names_entities(names: Sequence[str]) -> bool:
+    """Whether some of a head's tag `names` is an entity tag, '<prefix>-<type>' with a prefix of
+    `PREFIXES`: the names are then read as entity tags, to be of one scheme (`scheme_of`);
+    names with none (a part-of-speech tagger's NOUN and VERB, Penn's NN and VBZ, "O" beside
+    bare types) tag words, not entities."""
+    return any(name != OUTSIDE and not not_bio([name]) for name in names)
+
+
 def entity_counts(gold: Sequence[Sequence[int | str]], predicted: Sequence[Sequence[int | str]],
                   names: Sequence[str] | None = None) -> np.ndarray:
     """Per sentence: `[gold entities, predicted entities, correct]` (`[N, 3]` int64), where a

@@ -19,7 +19,8 @@ read as `text` and `text_pair` when neither is named. `tokens` and `tags` only t
 columns, the other fields only scalar ones (so `labels` is a label column or a tag column
 depending on what it holds).
 
-Task type, when not given: tokens + tags → `token_classification`; text + text_pair + label
+Task type, when not given: tokens + tags → `token_classification` (scored by entity F1 when
+a tag name is an entity tag, `B-PER`, else by word accuracy); text + text_pair + label
 → `text_pair_classification`; text + text_pair + score (or a label column holding fractional
 numbers, like STS-B) → `embedding_pairs`; text (+ text_pair) + a label column holding a list
 per row, or texts that join labels with `|` (`toxic|insult` beside `toxic`) → `text_multi_label`
@@ -49,7 +50,7 @@ one width (the model's number of labels, when known) is HF's multi-hot encoding:
 names labels 1 and 2 (`_multi_hot`). A boolean label is the name a CSV spells it with ("True",
 "False"); a 0/1 gold column (embedding pairs, a one-output head's scores) reads it as 1/0.
 
-Labels. A label (or a BIO, BIOES or BILOU tag) is a name or an integer id; strings that all spell whole numbers
+Labels. A label (or a tag) is a name or an integer id; strings that all spell whole numbers
 (a CSV's "0"/"1", or "0.0"/"1.0" as pandas writes an integer column that had a missing value,
 just as JSON's 1.0 is the id 1) are ids unless they are all names in `labels`. With `labels` (the model's
 `id2label` names, in order), names map to their index and ids must lie in
@@ -275,16 +276,42 @@ def _labels_to_ids(parts: dict[str | None, _Part], field: str, labels: Sequence[
     if labels is not None and not all(GENERIC_LABEL.fullmatch(str(n)) for n in labels):
         for part in parts.values():  # ClassLabel ids → names, matched by name to the model's
             _class_ids_to_names(part, field)
-    names, to_id = _label_ids(list(parts.values()), field, labels)
+    try:
+        names, to_id = _label_ids(list(parts.values()), field, labels)
+    except ValueError as e:
+        hint = _tags_elsewhere(parts, field, labels)
+        if hint is None:
+            raise
+        raise ValueError(f"{e}; {hint}") from None
     if labels is None:  # the classes come from the data: a classifier needs two
         _check_two_classes(list(parts.values()), field)
-    if task_type.metric is ENTITY_F1:  # it finds entities in BIO/BIOES/BILOU tags
+    if task_type.metric_for((), names) is ENTITY_F1:  # entity tags, of one scheme
         _check_bio(names, where, field)
     for part in parts.values():
         part.examples[:] = [_with_ids(e, field, to_id) for e in part.examples]
         if field == "labels":  # "1" and 1, or a name and its id, are one label
             _check_distinct(part, field, names)
     return names
+
+
+def _tags_elsewhere(parts: dict[str | None, _Part], field: str,
+                    labels: Sequence[str] | None) -> str | None:
+    """For tags the model lacks: a hint naming another list column of the first table whose
+    every row holds only the model's `labels` (a CoNLL-2003 file's part-of-speech field "2"
+    for a part-of-speech tagger, its entity tags being the default), else None."""
+    if field != "tags" or labels is None:
+        return None
+    part = next(iter(parts.values()))
+    names = set(map(str, labels))
+    for column in part.table.columns:
+        if column in part.columns.values():
+            continue
+        values = [row.get(column) for row in part.table.rows]
+        if all(isinstance(v, (list, tuple)) and v and all(isinstance(t, str) and t in names
+                                                          for t in v) for v in values):
+            return (f"column {column!r} holds only the model's labels: read its tags with "
+                    f"--tags-column {column} (Columns(tags={column!r}))")
+    return None
 
 
 def _check_distinct(part: _Part, field: str, names: Sequence[str]) -> None:
@@ -309,16 +336,18 @@ def _check_two_classes(parts: list[_Part], field: str) -> None:
 
 
 def _check_bio(names: Sequence[str], where: str, column: str) -> None:
-    """Token tags are scored by entity spans, which need the tags of one scheme: BIO ('O',
+    """Entity tags are scored by entity spans, which need the tags of one scheme: BIO ('O',
     'B-x', 'I-x'), BIOES (and 'E-x', 'S-x') or BILOU (and 'L-x', 'U-x'), not two
-    (`samp_jax.models.bio_tags.scheme_of`)."""
+    (`samp_jax.models.bio_tags.scheme_of`). Tag names of which none is an entity tag (a
+    part-of-speech tagger's) are scored by word accuracy instead, and not checked here."""
     try:
         scheme_of(names)
     except ValueError as e:
         raise ValueError(f"{where}: column {column!r}: {e}; entity F1 needs BIO, BIOES or BILOU "
                          "names ('O', 'B-<type>', 'I-<type>', with 'E-<type>', 'S-<type>' or "
-                         "'L-<type>', 'U-<type>'), one scheme per column (integer tags need the "
-                         "model's label names, or a ClassLabel column)") from None
+                         "'L-<type>', 'U-<type>'), one scheme per column (tags of which none "
+                         "is an entity tag, such as part-of-speech tags, are scored by word "
+                         "accuracy)") from None
 
 
 KEPT = "kept"

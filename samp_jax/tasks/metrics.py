@@ -3,7 +3,7 @@ scores and confidence margins they are built from.
 
 A `Metric` scores **evidence**: one row per example (`[n]` or `[n, k]`), what the metric is a
 function of: per-example correctness for accuracy, `[gold, predicted, correct]` entity counts
-per sentence for entity F1, `[label, (gold, predicted, correct)]` counts per row for the
+per sentence for entity F1, `[words scored, words right]` per sentence for word accuracy, `[label, (gold, predicted, correct)]` counts per row for the
 multi-label F1s, `(pair score, gold)` for ROC-AUC and Spearman -- or one row per unit the
 metric averages over: per query, its MRR@10, NDCG@10, average precision or recall@k for the
 ranking metrics (`samp_jax.tasks.ranking`), from the rows' scores and `[query, relevance]`
@@ -29,7 +29,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from samp_jax.models.bio_tags import entity_counts
+from samp_jax.models.bio_tags import entity_counts, names_entities
 from samp_jax.tasks import ranking
 from samp_jax.tasks.proxies import COSINE, KL, LABEL_KL, PROXIES, SCORE, Proxy  # noqa: F401
 
@@ -229,6 +229,9 @@ class Metric:
         Without them a map that changed no counted row, or one or two, gets a margin of about
         zero, which under-covers for metrics of discrete counts (entity and label-set F1).
         None: no pseudo-rows (ROC-AUC and Spearman, whose quantized scores all move a little).
+      reads_labels: `label names -> bool`, whether the metric reads a task of those names
+        (`reads`); None: any. A task type's `metric_for` passes over one that does not: entity
+        F1 reads entity tags (`bio_tags.names_entities`), not a part-of-speech tagger's.
     """
 
     name: str
@@ -247,6 +250,11 @@ class Metric:
     unit: str = "row"
     units: str = "rows"
     gold: Callable[[Sequence[dict]], np.ndarray] | None = None
+    reads_labels: Callable[[Sequence[str]], bool] | None = None
+
+    def reads(self, labels: Sequence[str] | None) -> bool:
+        """Whether the metric reads a task of label names `labels` (None: not known, yes)."""
+        return labels is None or self.reads_labels is None or bool(self.reads_labels(labels))
 
     def gold_of(self, examples: Sequence[dict]) -> np.ndarray:
         """The gold answers of `examples` as `evidence` takes them."""
@@ -399,6 +407,32 @@ def _macro_pseudo_rows(evidence: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return _pseudo_rows_on(evidence, label)
 
 
+def _word_evidence(predicted, gold, label_names=None) -> np.ndarray:
+    """`[n, 2]`: per sentence, its words scored (gold not `IGNORE`: each word's first piece,
+    as `types.encode_words` labels it) and those whose predicted tag is the gold one."""
+    predicted, gold = np.asarray(predicted), np.asarray(gold)
+    if predicted.shape != gold.shape or gold.ndim != 2:
+        raise ValueError(f"word tags must be one per position of each row: predicted "
+                         f"{predicted.shape}, gold {gold.shape}")
+    scored = gold != IGNORE
+    return np.column_stack([scored.sum(1), (scored & (predicted == gold)).sum(1)]).astype(np.float64)
+
+
+def _word_accuracy(evidence: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """The words right over the words scored, pooled over each row of `weights`' sentence
+    copies (NaN where none is scored)."""
+    counts = np.atleast_2d(np.asarray(weights, np.float64)) @ np.asarray(evidence, np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts[:, 0] > 0, counts[:, 1] / counts[:, 0], np.nan)
+
+
+def _word_pseudo_rows(evidence: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One sentence of one word the candidate tags wrong where the base tagged it right
+    (`(scored, right)` 1, 1 -> 1, 0), and one the other way."""
+    right, wrong = [1.0, 1.0], [1.0, 0.0]
+    return np.array([right, wrong]), np.array([wrong, right])
+
+
 def _pair_evidence(scores, gold, label_names=None) -> np.ndarray:
     return np.column_stack([np.asarray(scores, np.float64), np.asarray(gold, np.float64)])
 
@@ -480,7 +514,16 @@ ENTITY_F1 = Metric(
     proxy=KL, evidence=_entity_evidence, weighted=_entity_weighted,
     exact=lambda e: _entity_scores(e)["f1"],
     details=lambda e: {k: v for k, v in _entity_scores(e).items() if k != "f1"},
+    reads_labels=names_entities,
     pseudo_rows=_entity_pseudo_rows)
+WORD_ACCURACY = Metric(
+    name="word_accuracy", display_name="word accuracy", gold_field="tags",
+    margin=Margin.RESAMPLED, proxy=KL, evidence=_word_evidence, weighted=_word_accuracy,
+    pseudo_rows=_word_pseudo_rows)
+"""A tagger's words tagged right over its words scored, pooled over the sentences (each
+word's tag read at its first piece; a word whose gold tag is `IGNORE` is not scored): the
+accuracy of part-of-speech tagging, as seqeval's and scikit-learn's `accuracy_score` give it
+on the flattened word tags. Sentences are the examples its bootstrap resamples."""
 ROC_AUC = Metric(
     name="roc_auc", display_name="ROC-AUC", gold_field="label", margin=Margin.RESAMPLED,
     proxy=COSINE, evidence=_pair_evidence,
@@ -535,8 +578,8 @@ RECALLS = tuple(_ranking_metric(f"recall@{k}", f"recall@{k}",
                                 functools.partial(ranking.recall, k=k)) for k in (1, 5, 10, 100))
 RANKING_METRICS = (MRR_AT_10, NDCG_AT_10, MAP, *RECALLS)
 """The ranking metrics, the default (MRR@10) first."""
-METRICS: dict[str, Metric] = {m.name: m for m in (ACCURACY, ENTITY_F1, ROC_AUC, SPEARMAN,
-                                                   MICRO_F1, MACRO_F1, CLASS_MACRO_F1,
+METRICS: dict[str, Metric] = {m.name: m for m in (ACCURACY, ENTITY_F1, WORD_ACCURACY, ROC_AUC,
+                                                   SPEARMAN, MICRO_F1, MACRO_F1, CLASS_MACRO_F1,
                                                    *RANKING_METRICS)}
 
 

@@ -91,8 +91,9 @@ class Task:
         that read no label sets keep `LABEL_THRESHOLD`.
       metric_name: the metric it is scored by (its `evaluation`, `score`, the search's
         tolerance and the fine-tune's dev checkpoint), one of its task type's `metrics_for` its
-        examples; None: the first of them (accuracy, entity F1, micro-F1, ROC-AUC or
-        Spearman by the gold answers; MRR@10 for a ranking).
+        examples and labels; None: the first of them (accuracy, entity F1, micro-F1, ROC-AUC or
+        Spearman by the gold answers; word accuracy for tags that are not entity tags; MRR@10
+        for a ranking).
       split_seed: the seed its splits were drawn with (None: given, not drawn), which a
         report records.
     """
@@ -150,8 +151,9 @@ class Task:
 
     @property
     def metric(self) -> str | None:
-        """The metric name: accuracy, class_macro_f1, entity_f1, micro_f1, macro_f1, roc_auc,
-        spearman, a ranking metric (mrr@10, ndcg@10, map, recall@k), or None (proxy only)."""
+        """The metric name: accuracy, class_macro_f1, entity_f1, word_accuracy, micro_f1,
+        macro_f1, roc_auc, spearman, a ranking metric (mrr@10, ndcg@10, map, recall@k), or
+        None (proxy only)."""
         metric = self.task_metric
         return None if metric is None else metric.name
 
@@ -171,9 +173,10 @@ class Task:
         """`metric_name`'s metric, checked against what `examples` can be scored by, or the
         task type's choice for them."""
         if self.metric_name is None:
-            return self.task_type.metric_for(examples)  # the default without examples
-        choices = self.task_type.metrics_for(examples) if examples else \
-            tuple(dict.fromkeys((*self.task_type.metrics, *self.task_type.other_metrics)))
+            return self.task_type.metric_for(examples, self.labels)  # the default without examples
+        choices = self.task_type.metrics_for(examples, self.labels) if examples else \
+            tuple(dict.fromkeys(m for m in (*self.task_type.metrics, *self.task_type.other_metrics)
+                                if m.reads(self.labels)))
         for metric in choices:
             if metric.name == self.metric_name:
                 return metric
@@ -183,6 +186,10 @@ class Task:
         hint = (f" ({self.metric_name} ranks each query's rows: task type "
                 f"{' or '.join(ranking)}, for rows with a relevance or query id column)"
                 if ranking and not self.task_type.grouped else "")
+        if any(m.name == self.metric_name and not m.reads(self.labels)
+               for m in self.task_type.metrics):  # entity F1 of a part-of-speech tagger
+            hint = (f" ({self.metric_name} does not read the label names "
+                    f"{list(self.labels)[:8]}{' ...' if len(self.labels) > 8 else ''})")
         raise ValueError(f"task {self.name!r} ({self.task_type.name}): metric "
                          f"{self.metric_name!r} is not one it can be scored by; these rows are "
                          f"scored by {offered}{hint}")

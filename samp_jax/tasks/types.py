@@ -4,7 +4,8 @@ outputs on them are scored.
 An example is a plain dict with canonical fields:
 - `text_classification`: `text`, `label` (class id);
 - `text_pair_classification`: `text`, `text_pair`, `label` (a cross-encoder, e.g. NLI);
-- `token_classification`: `tokens` (words), `tags` (one class id per word, BIO, BIOES or BILOU names);
+- `token_classification`: `tokens` (words), `tags` (one class id per word): entity F1 for
+  BIO, BIOES or BILOU tag names, word accuracy for other names (a part-of-speech tagger);
 - `embedding_pairs`: `text`, `text_pair` and `label` (0/1, scored by ROC-AUC of the cosine) or
   `score` (a float, scored by Spearman correlation of the cosine), for a bi-encoder;
 - `embedding_texts`: `text` only: no metric, the search bounds the divergence from FP32;
@@ -45,7 +46,7 @@ from samp_jax.serving.batching import (DEFAULT_BUCKETS, bucket_batches, bucket_f
                                        rows_for_length)
 from samp_jax.serving.forward import INPUT_KEYS
 from samp_jax.tasks.metrics import (ACCURACY, CLASS_MACRO_F1, ENTITY_F1, IGNORE, MACRO_F1, MICRO_F1,
-                                    RANKING_METRICS, ROC_AUC, SPEARMAN, Metric)
+                                    RANKING_METRICS, ROC_AUC, SPEARMAN, WORD_ACCURACY, Metric)
 from samp_jax.tasks.proxies import row_scores
 from samp_jax.tasks.ranking import ranking_gold
 from samp_jax.tasks.truncation import Truncation, words_past_cut
@@ -142,7 +143,7 @@ class TaskType:
       fields: example fields every example must have (the gold answer's field comes from the
         metric: `label_fields`).
       metrics: the metrics it can be scored by, in order of preference; the examples' gold
-        field picks one (`metric_for`). Empty: no labels, the proxy only.
+        field and the label names pick one (`metric_for`). Empty: no labels, the proxy only.
       encode: `(tokenizer, examples, max_length, *, labels) -> EncodedSplit` for the types
         whose head gives logits (`labels`: the task's label names), None for embedding types
         (they embed unique texts, see `samp_jax.tasks.evaluation`).
@@ -150,7 +151,7 @@ class TaskType:
         of labels per row, or one score per row; None for embeddings.
       other_metrics: metrics a user may choose instead of the one `metric_for` picks (`Task`'s
         `metric_name`, `--metric`), read from the same gold answers (macro-F1 for classes and
-        label sets; NDCG@10, MAP and recall@k for rankings).
+        label sets; NDCG@10, MAP and recall@k for rankings; word accuracy for entity tags).
       grouped: rows come in groups, one per query (`group`), scored query by query: splits
         and subsets take whole queries.
       ranks_two_classes: a head of two classes (a softmax) is read too, each row scored by
@@ -210,19 +211,24 @@ class TaskType:
         """The default metric, or None (proxy only)."""
         return self.metrics[0] if self.metrics else None
 
-    def metric_for(self, examples: Sequence[dict]) -> Metric | None:
-        """The first of `metrics` whose gold field the examples hold (embedding pairs: ROC-AUC
-        for 0/1 `label`s, Spearman for `score`s); the default without examples."""
-        for metric in self.metrics:
+    def metric_for(self, examples: Sequence[dict],
+                   labels: Sequence[str] | None = None) -> Metric | None:
+        """The first of `metrics` that reads the label names `labels` (`Metric.reads`; None:
+        any) and whose gold field the examples hold (embedding pairs: ROC-AUC for 0/1
+        `label`s, Spearman for `score`s; tags: entity F1 for entity tags, else word
+        accuracy); the first that reads them without examples."""
+        fitting = [metric for metric in self.metrics if metric.reads(labels)]
+        for metric in fitting:
             if examples and metric.gold_field in examples[0]:
                 return metric
-        return self.metric
+        return fitting[0] if fitting else None
 
-    def metrics_for(self, examples: Sequence[dict]) -> tuple[Metric, ...]:
+    def metrics_for(self, examples: Sequence[dict],
+                    labels: Sequence[str] | None = None) -> tuple[Metric, ...]:
         """Every metric the examples can be scored by: `metric_for`'s first, then
         `other_metrics` (none without a metric)."""
-        first = self.metric_for(examples)
-        return () if first is None else (first, *self.other_metrics)
+        first = self.metric_for(examples, labels)
+        return () if first is None else tuple(dict.fromkeys((first, *self.other_metrics)))
 
     def check(self, example: dict, where: str) -> None:
         """Raises ValueError naming `where` when `example` lacks a field this type needs."""
@@ -352,8 +358,8 @@ TASK_TYPES: dict[str, TaskType] = {t.name: t for t in (
     TaskType("text_pair_classification", SEQUENCE_CLASSIFICATION, ("text", "text_pair"),
              (ACCURACY,), functools.partial(encode_texts, pair=True),
              other_metrics=(CLASS_MACRO_F1,)),
-    TaskType("token_classification", TOKEN_CLASSIFICATION, ("tokens",), (ENTITY_F1,),
-             encode_words),
+    TaskType("token_classification", TOKEN_CLASSIFICATION, ("tokens",),
+             (ENTITY_F1, WORD_ACCURACY), encode_words, other_metrics=(WORD_ACCURACY,)),
     TaskType("embedding_pairs", SENTENCE_EMBEDDING, ("text", "text_pair"), (ROC_AUC, SPEARMAN),
              None, readout=None),
     TaskType("embedding_texts", SENTENCE_EMBEDDING, ("text",), (), None, readout=None),

@@ -316,13 +316,18 @@ def test_explicit_train_and_test_files_get_a_dev_split_carved_for_fine_tuning(da
     assert sizes["test"] == 20 and sum(sizes.values()) == 80
 
 
-def test_tags_that_are_not_bio_and_single_class_pairs_are_refused_early(tmp_path, minilm_dir):
-    with open(tmp_path / "io.jsonl", "w") as f:
+def test_entity_tags_of_no_one_scheme_and_single_class_pairs_are_refused_early(tmp_path,
+                                                                              minilm_dir):
+    with open(tmp_path / "io.jsonl", "w") as f:  # no entity tag: tags of words
         for i in range(20):
-            f.write(json.dumps({"tokens": ["a", "b"], "tags": ["PER", "O"]}) + "\n")
+            f.write(json.dumps({"tokens": ["a", f"b{i}"], "tags": ["PER", "O"]}) + "\n")
+    assert load_task(tmp_path / "io.jsonl").metric == "word_accuracy"
+    with open(tmp_path / "stray.jsonl", "w") as f:  # entity tags, and one that is none
+        for i in range(20):
+            f.write(json.dumps({"tokens": ["a", "b", "c"], "tags": ["B-PER", "PER", "O"]}) + "\n")
     with pytest.raises(ValueError, match=r"column 'tags': tags \['PER'\] are not 'O' or .*"
                                          "entity F1 needs BIO, BIOES or BILOU names"):
-        load_task(tmp_path / "io.jsonl")
+        load_task(tmp_path / "stray.jsonl")
     for scheme, tags in (("bioes", ["B-PER", "E-PER", "S-LOC"]), ("bilou", ["B-PER", "L-PER", "U-LOC"])):
         with open(tmp_path / f"{scheme}.jsonl", "w") as f:  # read as entity F1 reads them
             for i in range(20):

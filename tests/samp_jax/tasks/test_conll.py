@@ -9,7 +9,7 @@ import pytest
 
 from samp_jax.core.assets import fetch
 from samp_jax.data.wnut16 import WNUT16_LABELS, load_wnut16
-from samp_jax.tasks import load_task
+from samp_jax.tasks import Columns, load_task
 from samp_jax.tasks.conll import read_conll
 
 CONLL_2003 = """-DOCSTART- -X- -X- O
@@ -29,10 +29,47 @@ def test_conll_2003_columns_docstart_and_a_last_sentence_without_a_blank_line(tm
     path = tmp_path / "train.conll"
     path.write_text(CONLL_2003)
     rows, columns = read_conll(path)
-    assert columns == ["tokens", "tags"]
-    assert rows == [{"tokens": ["EU", "rejects", "German", "call", "."],
-                     "tags": ["B-ORG", "O", "B-MISC", "O", "O"]},
-                    {"tokens": ["Peter", "Blackburn"], "tags": ["B-PER", "I-PER"]}]
+    assert columns == ["tokens", "tags", "2", "3", "4"]  # each field after the token by its place
+    assert [{k: row[k] for k in ("tokens", "tags")} for row in rows] == [
+        {"tokens": ["EU", "rejects", "German", "call", "."],
+         "tags": ["B-ORG", "O", "B-MISC", "O", "O"]},
+        {"tokens": ["Peter", "Blackburn"], "tags": ["B-PER", "I-PER"]}]
+    assert rows[0]["2"] == ["NNP", "VBZ", "JJ", "NN", "."]
+    assert rows[0]["3"] == ["B-NP", "B-VP", "B-NP", "I-NP", "O"] and rows[1]["4"] == rows[1]["tags"]
+
+
+def test_a_two_field_file_has_tokens_and_tags_alone(tmp_path):
+    path = tmp_path / "pos.conll"
+    path.write_text("The DET\ndog NOUN\n\nruns VERB\n")
+    assert read_conll(path) == ([{"tokens": ["The", "dog"], "tags": ["DET", "NOUN"]},
+                                 {"tokens": ["runs"], "tags": ["VERB"]}], ["tokens", "tags"])
+
+
+def _conll_2003_file(path, sentences=12):
+    """CoNLL-2003-shaped lines: word, part of speech, chunk, entity tag."""
+    lines = ["-DOCSTART- -X- -X- O", ""]
+    for i in range(sentences):
+        lines += [f"EU{i} NNP B-NP B-ORG", "rejects VBZ B-VP O", "German JJ B-NP B-MISC",
+                  "call NN I-NP O", ". . O O", ""]
+    path.write_text("\n".join(lines))
+    return path
+
+
+def test_the_tags_column_picks_a_conll_2003_field_and_its_metric(tmp_path):
+    """The entity tags by default (entity F1); `Columns(tags="2")` the part-of-speech tags,
+    scored by word accuracy; "3" the chunk tags, BIO, so scored as chunks by entity F1."""
+    path = _conll_2003_file(tmp_path / "c03.conll")
+    ner = load_task(path)
+    assert ner.metric == "entity_f1" and set(ner.labels) == {"O", "B-ORG", "B-MISC"}
+    pos = load_task(path, columns=Columns(tags="2"))
+    assert pos.task_type.name == "token_classification" and pos.metric == "word_accuracy"
+    assert pos.labels == (".", "JJ", "NN", "NNP", "VBZ")
+    assert {tuple(e["tags"]) for e in pos.split("test")} == {(3, 4, 1, 2, 0)}
+    chunks = load_task(path, columns=Columns(tags="3"))
+    assert chunks.metric == "entity_f1" and chunks.labels[0] == "O"
+    with pytest.raises(ValueError, match=r"column '5', named with --tags-column .* was not found; "
+                                         r"columns found: \['tokens', 'tags', '2', '3', '4'\]"):
+        load_task(path, columns=Columns(tags="5"))
 
 
 def test_the_wnut16_file_reads_as_the_builtin_task_reads_it(tmp_path):

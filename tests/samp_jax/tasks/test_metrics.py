@@ -109,6 +109,7 @@ def test_the_registry_names_margins_proxies_and_gold_fields():
     assert {m.name: (m.margin, m.proxy.name, m.gold_field, m.display_name) for m in METRICS.values()} == {
         "accuracy": (Margin.PER_EXAMPLE, "kl", "label", "accuracy"),
         "entity_f1": (Margin.RESAMPLED, "kl", "tags", "entity F1"),
+        "word_accuracy": (Margin.RESAMPLED, "kl", "tags", "word accuracy"),
         "roc_auc": (Margin.RESAMPLED, "cosine", "label", "ROC-AUC"),
         "spearman": (Margin.RESAMPLED, "cosine", "score", "Spearman"),
         "micro_f1": (Margin.RESAMPLED, "label_kl", "labels", "micro-F1"),
