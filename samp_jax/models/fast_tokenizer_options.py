@@ -19,8 +19,9 @@ component without the field is kept:
   (`RobertaProcessing`, `ByteLevel`) takes each that differs: `add_prefix_space` (false),
   `trim_offsets` (true; it moves offsets only).
 - `XLMRobertaTokenizerFast`, `CamembertTokenizerFast`, `DebertaV2TokenizerFast` and
-  `PreTrainedTokenizerFast` (ModernBERT's class): the first rule only (a `Metaspace` pre-tokenizer has no `add_prefix_space` field, and
-  DeBERTa's `do_lower_case` is not applied to a `tokenizer.json`).
+  `PreTrainedTokenizerFast` (ModernBERT's class): the first rule only (a `Metaspace`
+  pre-tokenizer has no `add_prefix_space` field, and DeBERTa's `do_lower_case` is not applied
+  to a `tokenizer.json`).
 
 A `Sequence` normalizer, pre-tokenizer or post-processor has none of these fields itself, so it
 is kept as it is, whatever it holds. The class is the one `AutoTokenizer` picks:

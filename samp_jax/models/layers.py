@@ -123,9 +123,8 @@ class Embeddings(nnx.Module):
     (`position_padding_idx`), no token-type table (`type_vocab_size == 0`) or one type whose
     ids are ignored (`== 1`), ERNIE's task-type table whose row 0 is added to every token (HF's
     default task-type id; `task_type_vocab_size`), and narrower tables followed by `project`, a
-    `GemmSite` named
-    `embed_proj` (`embedding_size`). Rotary models (`rotary_theta`) have no position table
-    (`position` is None): positions enter the attention instead.
+    `GemmSite` named `embed_proj` (`embedding_size`). Rotary models (`rotary_theta`) have no
+    position table (`position` is None): positions enter the attention instead.
     """
 
     def __init__(self, config: EncoderConfig, *, dtype=jnp.float32, param_dtype=jnp.float32,

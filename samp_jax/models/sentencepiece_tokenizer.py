@@ -1,5 +1,6 @@
 """Builds the fast tokenizer HF's `DebertaV2Converter`, `XLMRobertaConverter` and
-`CamembertConverter` (transformers' `SpmConverter`s) build from a SentencePiece model, read by `samp_jax.models.sentencepiece_model`.
+`CamembertConverter` (transformers' `SpmConverter`s) build from a SentencePiece model, read by
+`samp_jax.models.sentencepiece_model`.
 
 `slow_tokenizer.convert_slow_tokenizer` calls `sentencepiece_backend` for the tokenizer classes
 that read a SentencePiece model (`SPM_CONVERTERS`), then adds the special and added tokens as
@@ -29,8 +30,8 @@ the SentencePiece model the checkpoint was trained with does (`byte_fallback`, n
 `add_dummy_prefix`, `remove_extra_whitespaces` or `escape_whitespaces` switched off,
 `treat_whitespace_as_suffix`); a `TrainerSpec` whose unknown id or piece is not the model's
 UNKNOWN piece; for XLM-R (CamemBERT), first three pieces (first piece) that are not
-`<unk> <s> </s>`-like (UNKNOWN or CONTROL) or a fairseq token among the pieces after them; and a `cls_token` or `sep_token`
-other than the literal tokens the converter's post-processor puts around the text.
+`<unk> <s> </s>`-like (UNKNOWN or CONTROL) or a fairseq token among the pieces after them;
+and a `cls_token` or `sep_token` other than the literal tokens the converter's post-processor puts around the text.
 """
 
 from __future__ import annotations

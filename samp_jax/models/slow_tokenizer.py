@@ -14,8 +14,8 @@ tokenizer with the `tokenizers` library, so the ids are the ones HF's fast token
   else the one of `config.json`'s `model_type`: `bert`, `distilbert`, `electra` and `ernie`
   are WordPiece as BERT (`[CLS] A [SEP] B [SEP]`), `mpnet` is WordPiece with `<s> A </s></s> B
   </s>`, `roberta` and `data2vec-text` are byte-level BPE, `deberta-v2`, `xlm-roberta` and
-  `camembert` read a SentencePiece model (`samp_jax.models.sentencepiece_tokenizer`). Other classes are refused, with how to
-  write `tokenizer.json` once with transformers.
+  `camembert` read a SentencePiece model (`samp_jax.models.sentencepiece_tokenizer`). Other
+  classes are refused, with how to write `tokenizer.json` once with transformers.
 - The files are read as HF's slow tokenizers read them: a token per line of `vocab.txt`, its id
   the line number; `vocab.json` an object of ids; `merges.txt` without its first line (the
   `#version` header) and without what follows its last newline, duplicates dropped; the
