@@ -69,7 +69,9 @@ def random_batches(n: int = 2, *, width: int = 16, rows: int = 8, vocab: int = 6
 
 # One tiny random architecture per registered family, each exercising what differs: RoBERTa /
 # XLM-R positions from padding index 1 and one token type, DistilBERT / MPNet without token
-# types, ELECTRA's narrower embeddings and projection, MPNet's relative position bias.
+# types, ELECTRA's narrower embeddings and projection, MPNet's relative position bias, ERNIE's
+# task-type table. CamemBERT and data2vec-text are RoBERTa's model under other names: their
+# golden folders (tests/golden/families) cover them.
 FAMILY_CONFIGS = {
     "bert": TINY_CONFIG.replace(num_layers=2),
     "roberta": TINY_CONFIG.replace(model_type="roberta", num_layers=2, type_vocab_size=1,
@@ -99,6 +101,10 @@ FAMILY_CONFIGS = {
                                       pos_att_type=("p2c", "c2p"), position_buckets=8,
                                       share_att_key=True, norm_rel_ebd="layer_norm",
                                       layer_norm_eps=1e-7),
+    # ERNIE 3.0's shape: BERT's with a task-type table (row 0 joins every token, the fused
+    # embedding kernel folds it into the position rows) and more token types
+    "ernie": TINY_CONFIG.replace(model_type="ernie", num_layers=2, type_vocab_size=4,
+                                 task_type_vocab_size=3, layer_norm_eps=1e-5),
 }
 
 

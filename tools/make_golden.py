@@ -5,6 +5,7 @@ this needs; torch never becomes a dependency of samp-jax itself.
 
 Usage: python tools/make_golden.py --minilm MODEL_DIR --out tests/golden
        python tools/make_golden.py --families-only --out tests/golden   (tests/golden/families only)
+       python tools/make_golden.py --family ernie --out tests/golden    (one family folder only)
        python tools/make_golden.py --st-dense-only --out tests/golden   (tests/golden/st_dense only)
 """
 
@@ -143,7 +144,9 @@ TOK_LABELS = {0: "O", 1: "B-X", 2: "I-X", 3: "B-Y", 4: "I-Y"}
 # The pooling each family's sentence-transformers folder declares (all modes are covered).
 FAMILY_POOLING = {"bert": "cls", "roberta": "mean", "xlm-roberta": "max",
                   "distilbert": "mean_sqrt_len_tokens", "electra": "mean", "mpnet": "cls",
-                  "modernbert": "mean", "deberta-v2": "mean"}
+                  "modernbert": "mean", "deberta-v2": "mean",
+                  # RoBERTa's and BERT's model under other model types
+                  "camembert": "cls", "data2vec-text": "max", "ernie": "mean"}
 # golden.npz key suffix -> sentence-transformers Pooling mode.
 POOL_MODES = {"cls": "cls", "mean": "mean", "max": "max", "mean_sqrt_len": "mean_sqrt_len_tokens"}
 # The HF Flax sequence classifier of each family (MPNet has none).
@@ -153,9 +156,10 @@ FLAX_SEQCLS = {"bert": "FlaxBertForSequenceClassification",
                "distilbert": "FlaxDistilBertForSequenceClassification",
                "electra": "FlaxElectraForSequenceClassification"}
 FAMILY_SEEDS = {"bert": 100, "roberta": 200, "xlm-roberta": 300, "distilbert": 400,
-                "electra": 500, "mpnet": 600, "modernbert": 700, "deberta-v2": 700}
+                "electra": 500, "mpnet": 600, "modernbert": 700, "deberta-v2": 700,
+                "camembert": 900, "data2vec-text": 1000, "ernie": 1100}
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                   "vocab.txt", "vocab.json", "merges.txt")
+                   "vocab.txt", "vocab.json", "merges.txt", "sentencepiece.bpe.model")
 
 
 def _corpus() -> list[str]:
@@ -192,7 +196,8 @@ def _wordpiece_tokenizer(family: str, work: Path):
     vocab_file = work / "vocab.txt"
     vocab_file.write_text("".join(token + "\n" for token in vocab), encoding="utf-8")
     cls = {"bert": transformers.BertTokenizerFast, "distilbert": transformers.DistilBertTokenizerFast,
-           "electra": transformers.ElectraTokenizerFast, "mpnet": transformers.MPNetTokenizerFast}[family]
+           "electra": transformers.ElectraTokenizerFast, "mpnet": transformers.MPNetTokenizerFast,
+           "ernie": transformers.BertTokenizerFast}[family]  # AutoTokenizer's class for ernie
     return cls(vocab_file=str(vocab_file), model_max_length=FAMILY_MAX_LEN)
 
 
@@ -240,10 +245,43 @@ def _xlm_roberta_tokenizer():
         model_max_length=FAMILY_MAX_LEN)
 
 
+def _camembert_tokenizer(work: Path):
+    """A SentencePiece unigram model in CamemBERT's layout (`sentencepiece.bpe.model` with
+    <unk>=0 <s>=1 </s>=2, as camembert-base's; no normalization rule), trained on the golden texts and converted by
+    HF's own `CamembertConverter` (fairseq ids <s>NOTUSED=0 <pad>=1 </s>NOTUSED=2 <unk>=3
+    <unk>NOTUSED=4, then the pieces from <s>=5, <mask> last); the slow and the fast tokenizer
+    must give the same ids."""
+    import sentencepiece as spm
+
+    prefix = work / "spm_camembert"
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(_corpus()), model_prefix=str(prefix), vocab_size=180,
+        model_type="unigram", character_coverage=1.0, num_threads=1, seed_sentencepiece_size=100000,
+        unk_id=0, bos_id=1, eos_id=2, pad_id=-1, minloglevel=2,
+        # no precompiled_charsmap: nmt_nfkc's (~240 kB, copied into every tokenizer.json) would
+        # make the folder several times the others' size; tests/golden/slow_tokenizers.json
+        # checks the charsmap normalizer
+        normalization_rule_name="identity")
+    model_file = work / "sentencepiece.bpe.model"
+    model_file.write_bytes(prefix.with_suffix(".model").read_bytes())
+    slow = transformers.CamembertTokenizer(vocab_file=str(model_file), model_max_length=FAMILY_MAX_LEN)
+    fast = transformers.CamembertTokenizerFast(vocab_file=str(model_file),
+                                               model_max_length=FAMILY_MAX_LEN)
+    assert fast.convert_ids_to_tokens([0, 1, 2, 3, 5, 6]) == [
+        "<s>NOTUSED", "<pad>", "</s>NOTUSED", "<unk>", "<s>", "</s>"], fast.convert_ids_to_tokens(range(7))
+    for text in _corpus():
+        assert slow(text)["input_ids"] == fast(text)["input_ids"], text
+    for a, b in PAIRS:
+        assert slow(a, b)["input_ids"] == fast(a, b)["input_ids"], (a, b)
+    return fast
+
+
 def build_tokenizer(name: str, work: Path):
     """The family's tokenizer, trained on the golden texts (`work`: a scratch folder)."""
-    if name == "roberta":
+    if name in ("roberta", "data2vec-text"):  # AutoTokenizer's class for data2vec-text
         return _roberta_tokenizer(work)
+    if name == "camembert":
+        return _camembert_tokenizer(work)
     if name == "xlm-roberta":
         return _xlm_roberta_tokenizer()
     if name == "modernbert":
@@ -263,10 +301,16 @@ def _family_config(family: str, vocab_size: int, **extra):
     if family == "bert":
         return transformers.BertConfig(**common, **layers, max_position_embeddings=40,
                                        type_vocab_size=2, hidden_act="gelu")
-    if family in ("roberta", "xlm-roberta"):
-        cls = transformers.RobertaConfig if family == "roberta" else transformers.XLMRobertaConfig
+    if family in ("roberta", "xlm-roberta", "camembert", "data2vec-text"):
+        cls = {"roberta": transformers.RobertaConfig, "xlm-roberta": transformers.XLMRobertaConfig,
+               "camembert": transformers.CamembertConfig,
+               "data2vec-text": transformers.Data2VecTextConfig}[family]
         return cls(**common, **layers, max_position_embeddings=40 + 1 + 1, type_vocab_size=1,
                    hidden_act="gelu", pad_token_id=1, bos_token_id=0, eos_token_id=2)
+    if family == "ernie":  # ERNIE 3.0's layout: a task-type table (row 0 is added), 4 token types
+        return transformers.ErnieConfig(**common, **layers, max_position_embeddings=40,
+                                        type_vocab_size=4, use_task_id=True, task_type_vocab_size=3,
+                                        hidden_act="gelu", layer_norm_eps=1e-5)
     if family == "distilbert":
         return transformers.DistilBertConfig(**common, dim=30, n_layers=2, n_heads=3, hidden_dim=37,
                                              max_position_embeddings=40, activation="gelu",
@@ -465,7 +509,7 @@ def family(name: str, out: Path) -> None:
                            truncation=True, max_length=FAMILY_MAX_LEN, return_tensors="pt"),
                  pair_texts),
     }
-    expects_tt = name in ("bert", "electra", "deberta-v2")
+    expects_tt = name in ("bert", "electra", "deberta-v2", "ernie")
     summary = []
     for batch_name, (enc, texts) in batches.items():
         assert ("token_type_ids" in enc) == expects_tt, (name, list(enc))
@@ -668,12 +712,19 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("tests/golden"))
     parser.add_argument("--families-only", action="store_true",
                         help="only (re)write OUT/families/ (and VERSIONS.json)")
+    parser.add_argument("--family", action="append", choices=sorted(FAMILY_POOLING),
+                        help="only (re)write OUT/families/FAMILY (repeatable)")
     parser.add_argument("--torch-pickles-only", action="store_true",
                         help="only (re)write OUT/torch_pickle/ and the tiny heads' PyTorch copies")
     parser.add_argument("--st-dense-only", action="store_true",
                         help="only (re)write OUT/st_dense/ (a sentence-transformers model with Dense "
                         "projections)")
     args = parser.parse_args()
+    if args.family:
+        torch.set_num_threads(2)
+        for name in args.family:
+            family(name, args.out / "families" / name)
+        return
     if args.st_dense_only:
         torch.set_num_threads(2)
         st_dense(args.out / "st_dense")

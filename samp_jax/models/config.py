@@ -39,8 +39,9 @@ class EncoderConfig:
     """Shape of a BERT-family encoder.
 
     Attributes:
-      model_type: the HF family (`bert`, `roberta`, `xlm-roberta`, `distilbert`, `electra`,
-        `mpnet`, `modernbert`, `deberta-v2`); picks the key map and class names on import and export.
+      model_type: the HF family (`bert`, `roberta`, `xlm-roberta`, `camembert`,
+        `data2vec-text`, `ernie`, `distilbert`, `electra`, `mpnet`, `modernbert`, `deberta-v2`);
+        picks the key map and class names on import and export.
       vocab_size: Rows of the word-embedding table.
       hidden_size: Model width; must be a multiple of `num_heads`.
       num_layers: Number of encoder layers.
@@ -49,6 +50,9 @@ class EncoderConfig:
       max_position_embeddings: Rows of the position table.
       type_vocab_size: Token-type (segment) embeddings; 0 when the family has none (token
         type ids are then ignored), 1 when there is one type (ids are ignored, row 0 added).
+      task_type_vocab_size: rows of ERNIE's task-type table (HF `task_type_vocab_size` when
+        `use_task_id` is true); 0: no table. HF's tokenizers send no task-type ids and HF's
+        ErnieEmbeddings then uses id 0, so row 0 is added to every token's embedding.
       layer_norm_eps: LayerNorm epsilon.
       hidden_act: HF activation name; one of `SUPPORTED_ACTIVATIONS`.
       pad_token_id: Id of the padding token.
@@ -103,6 +107,7 @@ class EncoderConfig:
     intermediate_size: int = 3072
     max_position_embeddings: int = 512
     type_vocab_size: int = 2
+    task_type_vocab_size: int = 0
     layer_norm_eps: float = 1e-12
     hidden_act: str = "gelu"
     pad_token_id: int = 0
@@ -136,7 +141,8 @@ class EncoderConfig:
         for name in ("vocab_size", "hidden_size", "num_layers", "num_heads",
                      "intermediate_size", "max_position_embeddings"):
             _check_int(name, getattr(self, name), minimum=1)
-        for name in ("type_vocab_size", "relative_attention_num_buckets", "pad_token_id"):
+        for name in ("type_vocab_size", "task_type_vocab_size", "relative_attention_num_buckets",
+                     "pad_token_id"):
             _check_int(name, getattr(self, name), minimum=0)
         if self.embedding_size is not None:
             _check_int("embedding_size", self.embedding_size, minimum=1)
@@ -323,7 +329,7 @@ class EncoderConfig:
         if self.layer_types is not None:  # no pattern gives them: 4.57 must not run one
             out["layer_types"] = list(self.layer_types)
             out[family.config_keys.get("global_attn_every_n_layers", "global_attn_every_n_layers")] = None
-        return out | dict(family.hf_extra) | dict(self.token_ids)
+        return out | dict(family.hf_extra) | family.config_export(self) | dict(self.token_ids)
 
 
 def _token_ids(pairs) -> tuple[tuple[str, int], ...]:

@@ -18,9 +18,10 @@ component without the field is kept:
 - `RobertaTokenizerFast`: a post-processor with an `add_prefix_space` or `trim_offsets` field
   (`RobertaProcessing`, `ByteLevel`) takes each that differs: `add_prefix_space` (false),
   `trim_offsets` (true; it moves offsets only).
-- `XLMRobertaTokenizerFast`, `DebertaV2TokenizerFast` and `PreTrainedTokenizerFast` (ModernBERT's
-  class): the first rule only (a `Metaspace` pre-tokenizer has no `add_prefix_space` field, and
-  DeBERTa's `do_lower_case` is not applied to a `tokenizer.json`).
+- `XLMRobertaTokenizerFast`, `CamembertTokenizerFast`, `DebertaV2TokenizerFast` and
+  `PreTrainedTokenizerFast` (ModernBERT's class): the first rule only (a `Metaspace`
+  pre-tokenizer has no `add_prefix_space` field, and DeBERTa's `do_lower_case` is not applied
+  to a `tokenizer.json`).
 
 A `Sequence` normalizer, pre-tokenizer or post-processor has none of these fields itself, so it
 is kept as it is, whatever it holds. The class is the one `AutoTokenizer` picks:
@@ -97,7 +98,7 @@ FAST_RULES = {
                                             "strip_accents": "strip_accents"}),
     "RobertaTokenizer": FastRules(post_processor=("add_prefix_space", "trim_offsets")),
     "XLMRobertaTokenizer": FastRules(), "DebertaV2Tokenizer": FastRules(),
-    "PreTrainedTokenizer": FastRules(),
+    "CamembertTokenizer": FastRules(), "PreTrainedTokenizer": FastRules(),
 }
 # config.json's model_type -> the class AutoTokenizer picks (without "Fast")
 FAST_MODEL_TYPES = {**MODEL_TYPES, "modernbert": "PreTrainedTokenizer"}

@@ -121,9 +121,10 @@ class Embeddings(nnx.Module):
 
     What differs by family is read from the config: positions counted from a padding index
     (`position_padding_idx`), no token-type table (`type_vocab_size == 0`) or one type whose
-    ids are ignored (`== 1`), and narrower tables followed by `project`, a `GemmSite` named
-    `embed_proj` (`embedding_size`). Rotary models (`rotary_theta`) have no position table
-    (`position` is None): positions enter the attention instead.
+    ids are ignored (`== 1`), ERNIE's task-type table whose row 0 is added to every token (HF's
+    default task-type id; `task_type_vocab_size`), and narrower tables followed by `project`, a
+    `GemmSite` named `embed_proj` (`embedding_size`). Rotary models (`rotary_theta`) have no
+    position table (`position` is None): positions enter the attention instead.
     """
 
     def __init__(self, config: EncoderConfig, *, dtype=jnp.float32, param_dtype=jnp.float32,
@@ -139,6 +140,8 @@ class Embeddings(nnx.Module):
         self.position = (table(config.max_position_embeddings)
                          if config.rotary_theta is None and config.position_biased_input else None)
         self.token_type = table(config.type_vocab_size) if config.type_vocab_size else None
+        # [task_types, width]: ERNIE's task-type table (`use_task_id`); row 0 joins every token
+        self.task_type = table(config.task_type_vocab_size) if config.task_type_vocab_size else None
         self.norm = LayerNorm(width, eps=config.layer_norm_eps, dtype=dtype, param_dtype=param_dtype,
                               use_bias=config.norm_bias)
         self.project = (GemmSite(width, config.hidden_size, site="embed_proj", dtype=dtype,
@@ -185,7 +188,7 @@ class Embeddings(nnx.Module):
             y, x_q = norm(self._summed(input_ids, positions, types)), None
         else:
             y, q, scale = fused_op("embedding_quant")(
-                input_ids, positions, types, self.word[...], self.position[...], token_table,
+                input_ids, positions, types, self.word[...], self._position_table(), token_table,
                 norm.scale[...], norm.bias[...], eps=norm.eps, out_dtype=norm.dtype,
                 act_scale=spec.act_scale, input_scale=spec.input_scale)
             x_q = QArray(q, scale, "int8")
@@ -193,13 +196,23 @@ class Embeddings(nnx.Module):
             return y, x_q
         return self.project(y if x_q is None else x_q), None
 
+    def _position_table(self) -> jax.Array:
+        """The position table the fused gather kernel adds, with the task-type row (ERNIE) that
+        joins every token folded into each position."""
+        if self.task_type is None:
+            return self.position[...]
+        table = self.position[...].astype(jnp.float32) + self.task_type[...][0].astype(jnp.float32)
+        return table.astype(self.position[...].dtype)
+
     def _summed(self, input_ids, positions, types) -> jax.Array:
-        """Word (+ position) (+ token type) rows, summed in float32."""
+        """Word (+ position) (+ token type) (+ task type row 0) rows, summed in float32."""
         summed = self.word[...][input_ids].astype(jnp.float32)
         if positions is not None:
             summed = summed + self.position[...][positions].astype(jnp.float32)
         if types is not None:
             summed = summed + self.token_type[...][types].astype(jnp.float32)
+        if self.task_type is not None:
+            summed = summed + self.task_type[...][0].astype(jnp.float32)
         return summed
 
 

@@ -1,5 +1,6 @@
-"""Builds the fast tokenizer HF's `DebertaV2Converter` and `XLMRobertaConverter` (transformers'
-`SpmConverter`s) build from a SentencePiece model, read by `samp_jax.models.sentencepiece_model`.
+"""Builds the fast tokenizer HF's `DebertaV2Converter`, `XLMRobertaConverter` and
+`CamembertConverter` (transformers' `SpmConverter`s) build from a SentencePiece model, read by
+`samp_jax.models.sentencepiece_model`.
 
 `slow_tokenizer.convert_slow_tokenizer` calls `sentencepiece_backend` for the tokenizer classes
 that read a SentencePiece model (`SPM_CONVERTERS`), then adds the special and added tokens as
@@ -10,6 +11,9 @@ HF's fast class does and sets `post_processor`. As transformers 4.57 builds it:
   the piece's score (`generate_merges`), with `fuse_unk`; no byte fallback;
 - XLM-R's fairseq ids: `<s> <pad> </s> <unk>` are ids 0-3, the pieces after the model's first
   three follow (a piece's id is its SentencePiece id + 1), and `<mask>` comes last;
+  CamemBERT's: `<s>NOTUSED <pad> </s>NOTUSED <unk> <unk>NOTUSED` (the last scored -100) are ids
+  0-4, the pieces after the model's first (its `<unk>`) follow (`<s>` = 5, `</s>` = 6), and
+  `<mask>` comes last; the unknown id is 3 in both;
 - the control pieces as special added tokens and the user-defined ones as added tokens, neither
   normalized;
 - the normalizer: DeBERTa's `[Lowercase] Strip Precompiled Replace(" {2,}", " ")`, XLM-R's
@@ -18,16 +22,16 @@ HF's fast class does and sets `post_processor`. As transformers 4.57 builds it:
 - `Metaspace("▁", prepend_scheme="always")` to pre-tokenize (after DeBERTa's
   `Punctuation("isolated")` with `split_by_punct`) and to decode;
 - the post-processor: `[CLS] A [SEP]` / `[CLS] A [SEP] B [SEP]` (type 1 on B) for DeBERTa,
-  `<s> A </s>` / `<s> A </s></s> B </s>` (all type 0) for XLM-R.
+  `<s> A </s>` / `<s> A </s></s> B </s>` (all type 0) for XLM-R and CamemBERT.
 
 Refused, the message naming the file: a WORD or CHAR model (HF converts UNIGRAM and BPE
 models only); settings HF's converter ignores, so that its tokenizer would not split text as
 the SentencePiece model the checkpoint was trained with does (`byte_fallback`, no
 `add_dummy_prefix`, `remove_extra_whitespaces` or `escape_whitespaces` switched off,
 `treat_whitespace_as_suffix`); a `TrainerSpec` whose unknown id or piece is not the model's
-UNKNOWN piece; for XLM-R, first three pieces that are not `<unk> <s> </s>`-like (UNKNOWN or
-CONTROL) or a fairseq token among the pieces after them; and a `cls_token` or `sep_token`
-other than the literal tokens the converter's post-processor puts around the text.
+UNKNOWN piece; for XLM-R (CamemBERT), first three pieces (first piece) that are not
+`<unk> <s> </s>`-like (UNKNOWN or CONTROL) or a fairseq token among the pieces after them;
+and a `cls_token` or `sep_token` other than the literal tokens the converter's post-processor puts around the text.
 """
 
 from __future__ import annotations
@@ -56,6 +60,10 @@ XLM_ROBERTA_MODEL = "sentencepiece.bpe.model"
 SENTENCEPIECE_FILES = (SPM_MODEL, XLM_ROBERTA_MODEL)
 REPLACEMENT = "\u2581"  # ▁, SentencePiece's whitespace
 FAIRSEQ_TOKENS = ("<s>", "<pad>", "</s>", "<unk>")
+# CamembertConverter's tokens before the pieces, with their scores (its `<unk>NOTUSED` is
+# down-graded so that the Unigram model never picks it)
+CAMEMBERT_TOKENS = (("<s>NOTUSED", 0.0), ("<pad>", 0.0), ("</s>NOTUSED", 0.0), ("<unk>", 0.0),
+                    ("<unk>NOTUSED", -100.0))
 FAIRSEQ_MASK = "<mask>"
 # NormalizerSpec / TrainerSpec settings HF's converter ignores: field -> the value it assumes.
 ASSUMED = {"add_dummy_prefix": True, "remove_extra_whitespaces": True, "escape_whitespaces": True,
@@ -70,18 +78,30 @@ class SpmConverter:
       name: the HF converter, e.g. `DebertaV2Converter`.
       cls, sep: the tokens its post-processor puts around the text (literals, not the
         tokenizer's `cls_token` / `sep_token`).
-      fairseq: XLM-R's layout of ids (`FAIRSEQ_TOKENS`, the pieces, `<mask>`).
+      fairseq: a fairseq layout of ids (`fairseq_tokens`, the pieces, `<mask>`).
+      fairseq_tokens: the tokens (with scores) before the pieces: XLM-R's `FAIRSEQ_TOKENS`,
+        CamemBERT's `CAMEMBERT_TOKENS`.
+      replaced: how many of the model's first pieces they replace (XLM-R 3, CamemBERT 1).
     """
 
     name: str
     cls: str
     sep: str
     fairseq: bool
+    fairseq_tokens: tuple[tuple[str, float], ...] = tuple((t, 0.0) for t in FAIRSEQ_TOKENS)
+    replaced: int = 3
+
+    @property
+    def unk_id(self) -> int:
+        """The fairseq layout's unknown id: where `<unk>` sits among `fairseq_tokens` (3)."""
+        return [token for token, _ in self.fairseq_tokens].index("<unk>")
 
 
 SPM_CONVERTERS = {
     "DebertaV2Tokenizer": SpmConverter("DebertaV2Converter", "[CLS]", "[SEP]", fairseq=False),
     "XLMRobertaTokenizer": SpmConverter("XLMRobertaConverter", "<s>", "</s>", fairseq=True),
+    "CamembertTokenizer": SpmConverter("CamembertConverter", "<s>", "</s>", fairseq=True,
+                                       fairseq_tokens=CAMEMBERT_TOKENS, replaced=1),
 }
 
 
@@ -107,7 +127,7 @@ def sentencepiece_backend(converter: SpmConverter, model: SentencePieceModel,
     scores = _vocab_scores(converter, model)
     vocab = {piece: index for index, (piece, _) in enumerate(scores)}
     if model.model_type == UNIGRAM:
-        unk_id = FAIRSEQ_TOKENS.index("<unk>") if converter.fairseq else model.unk_id
+        unk_id = converter.unk_id if converter.fairseq else model.unk_id
         backend = HFTokenizer(models.Unigram(scores, unk_id=unk_id, byte_fallback=False))
     else:
         backend = HFTokenizer(models.BPE(vocab, generate_merges(model, scores),
@@ -177,7 +197,7 @@ def generate_merges(model: SentencePieceModel, scores: list[tuple[str, float]]) 
 def _vocab_scores(converter: SpmConverter, model: SentencePieceModel) -> list[tuple[str, float]]:
     pieces = [(piece.piece, piece.score) for piece in model.pieces]
     if converter.fairseq:
-        return [(token, 0.0) for token in FAIRSEQ_TOKENS] + pieces[3:] + [(FAIRSEQ_MASK, 0.0)]
+        return [*converter.fairseq_tokens, *pieces[converter.replaced:], (FAIRSEQ_MASK, 0.0)]
     return pieces
 
 
@@ -212,14 +232,19 @@ def _check_model(converter: SpmConverter, model: SentencePieceModel, file: Path)
                          f"{stated[0]}, but its UNKNOWN piece is {model.pieces[unknown].piece!r}, "
                          f"id {unknown}; expected the two to agree")
     if converter.fairseq:
-        first = model.pieces[:3]
-        if len(first) < 3 or any(p.type not in (UNKNOWN, CONTROL) for p in first):
+        n = converter.replaced
+        first = model.pieces[:n]
+        if len(first) < n or any(p.type not in (UNKNOWN, CONTROL) for p in first):
+            replaced, expected = (("the first three pieces", "<unk> <s> </s>") if n == 3
+                                  else ("the first piece", "<unk>"))
             raise ValueError(
                 f"{file} starts with the pieces {[(p.piece, p.type) for p in first]}; "
-                f"{converter.name} replaces the first three pieces with XLM-R's fairseq tokens, "
-                "so it expects the unknown and control pieces <unk> <s> </s> there")
-        clash = [p.piece for p in model.pieces[3:] if p.piece in (*FAIRSEQ_TOKENS, FAIRSEQ_MASK)]
+                f"{converter.name} replaces {replaced} with its fairseq tokens, "
+                f"so it expects the unknown and control pieces {expected} there")
+        names = {token for token, _ in converter.fairseq_tokens} | {FAIRSEQ_MASK}
+        clash = [p.piece for p in model.pieces[n:] if p.piece in names]
         if clash:
-            raise ValueError(f"{file} has the piece {clash[0]!r} after its first three; "
+            after = "its first three" if n == 3 else "its first"
+            raise ValueError(f"{file} has the piece {clash[0]!r} after {after}; "
                              f"{converter.name} gives it its own fairseq id, so the piece would "
                              "get two ids")

@@ -2,19 +2,20 @@
 tokenizer's files, for checkpoint folders that ship no `tokenizer.json`.
 
 Many fine-tuned checkpoints carry only the slow tokenizer's files: `vocab.txt` (WordPiece:
-BERT, DistilBERT, ELECTRA, MPNet), `vocab.json` + `merges.txt` (byte-level BPE: RoBERTa) or a
-SentencePiece model (`spm.model`: DeBERTa-v2/v3; `sentencepiece.bpe.model`: XLM-R), with a
-`tokenizer_config.json` that may be minimal or absent. HF converts them when it loads them
-(`transformers.convert_slow_tokenizer`: `BertConverter`, `MPNetConverter`, `RobertaConverter`,
-`DebertaV2Converter`, `XLMRobertaConverter`). `convert_slow_tokenizer` here builds the same
+BERT, DistilBERT, ELECTRA, MPNet, ERNIE), `vocab.json` + `merges.txt` (byte-level BPE: RoBERTa,
+data2vec-text) or a SentencePiece model (`spm.model`: DeBERTa-v2/v3;
+`sentencepiece.bpe.model`: XLM-R, CamemBERT), with a `tokenizer_config.json` that may be
+minimal or absent. HF converts them when it loads them (`transformers.convert_slow_tokenizer`:
+`BertConverter`, `MPNetConverter`, `RobertaConverter`, `DebertaV2Converter`,
+`XLMRobertaConverter`, `CamembertConverter`). `convert_slow_tokenizer` here builds the same
 tokenizer with the `tokenizers` library, so the ids are the ones HF's fast tokenizer gives:
 
 - The tokenizer class is `tokenizer_class` in `tokenizer_config.json`, else in `config.json`,
-  else the one of `config.json`'s `model_type`: `bert`, `distilbert` and `electra` are
-  WordPiece as BERT (`[CLS] A [SEP] B [SEP]`), `mpnet` is WordPiece with `<s> A </s></s> B
-  </s>`, `roberta` is byte-level BPE, `deberta-v2` and `xlm-roberta` read a SentencePiece
-  model (`samp_jax.models.sentencepiece_tokenizer`). Other classes are refused, with how to
-  write `tokenizer.json` once with transformers.
+  else the one of `config.json`'s `model_type`: `bert`, `distilbert`, `electra` and `ernie`
+  are WordPiece as BERT (`[CLS] A [SEP] B [SEP]`), `mpnet` is WordPiece with `<s> A </s></s> B
+  </s>`, `roberta` and `data2vec-text` are byte-level BPE, `deberta-v2`, `xlm-roberta` and
+  `camembert` read a SentencePiece model (`samp_jax.models.sentencepiece_tokenizer`). Other
+  classes are refused, with how to write `tokenizer.json` once with transformers.
 - The files are read as HF's slow tokenizers read them: a token per line of `vocab.txt`, its id
   the line number; `vocab.json` an object of ids; `merges.txt` without its first line (the
   `#version` header) and without what follows its last newline, duplicates dropped; the
@@ -67,7 +68,7 @@ from samp_jax.models.sentencepiece_tokenizer import (
     sentencepiece_backend,
     sentencepiece_post_processor,
 )
-from samp_jax.models.tokenizer_files import MERGES_TXT, VOCAB_JSON, VOCAB_TXT
+from samp_jax.models.tokenizer_files import MERGES_TXT, SPECIAL_TOKENS_FILE, VOCAB_JSON, VOCAB_TXT
 
 # Options read from tokenizer_config.json: name -> (HF's default, the types it may have).
 OPTIONS = {"do_lower_case": (True, (bool,)), "strip_accents": (None, (bool, type(None))),
@@ -97,6 +98,9 @@ class SlowClass:
       options: the `tokenizer_config.json` options it reads: name -> (default, types).
       appended: special-token keys whose token may lie outside the vocabulary: HF appends it
         after the vocabulary, the id the model was trained with (DeBERTa's mask token).
+      additional: its `__init__`'s default `additional_special_tokens` (CamemBERT's
+        `<s>NOTUSED`, ...), used when neither `tokenizer_config.json` nor
+        `special_tokens_map.json` states the key.
     """
 
     name: str
@@ -107,6 +111,7 @@ class SlowClass:
     chinese_needs_basic_tokenize: bool = False
     options: Mapping[str, tuple] = dataclasses.field(default_factory=lambda: OPTIONS)
     appended: tuple[str, ...] = ()
+    additional: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,12 +163,18 @@ SLOW_CLASSES = {c.name: c for c in (
               appended=("mask_token",)),
     SlowClass("XLMRobertaTokenizer", (XLM_ROBERTA_MODEL,), _ROBERTA_DEFAULTS, _xlm_roberta_wrap,
               separators=2, options={}),
+    # CamembertTokenizer: XLM-R's tokens (its mask too), CamembertConverter's ids
+    SlowClass("CamembertTokenizer", (XLM_ROBERTA_MODEL,), _ROBERTA_DEFAULTS, _xlm_roberta_wrap,
+              separators=2, options={},
+              additional=("<s>NOTUSED", "</s>NOTUSED", "<unk>NOTUSED")),
 )}
 # config.json's model_type -> the tokenizer class AutoTokenizer picks for it.
 MODEL_TYPES = {"bert": "BertTokenizer", "distilbert": "DistilBertTokenizer",
                "electra": "ElectraTokenizer", "mpnet": "MPNetTokenizer",
                "roberta": "RobertaTokenizer", "deberta-v2": "DebertaV2Tokenizer",
-               "xlm-roberta": "XLMRobertaTokenizer"}
+               "xlm-roberta": "XLMRobertaTokenizer", "camembert": "CamembertTokenizer",
+               # RoBERTa's and BERT's model under other model types (AutoTokenizer's table)
+               "data2vec-text": "RobertaTokenizer", "ernie": "BertTokenizer"}
 
 
 def convert_slow_tokenizer(files: Mapping[str, str | bytes], *, where: str | Path,
@@ -196,6 +207,8 @@ def convert_slow_tokenizer(files: Mapping[str, str | bytes], *, where: str | Pat
                                 f"{' and '.join(slow.files)} (and there is no tokenizer.json)")
     options = read_options(config, slow.options, where)
     stated = read_stated_tokens(config, files, where)
+    if slow.additional and not _states_additional(config, files, where):
+        stated = dataclasses.replace(stated, additional=slow.additional)
     special, extended = special_tokens(stated, slow.defaults, slow.wrap)
     needed = ("cls_token", "sep_token", "pad_token") + (("unk_token",) if VOCAB_TXT in slow.files else ())
     unset = [key for key in needed if special[key] is None]
@@ -211,6 +224,18 @@ def convert_slow_tokenizer(files: Mapping[str, str | bytes], *, where: str | Pat
     else:
         backend.post_processor = _post_processor(slow, backend, special, options)
     return SlowConversion(backend.to_str(), text_of(special["pad_token"]))
+
+
+def _states_additional(config: Mapping, files: Mapping, where: Path) -> bool:
+    """Whether the folder states `additional_special_tokens` (an empty list too), in
+    `tokenizer_config.json` or, as HF reads it where that file has no `added_tokens_decoder`,
+    in `special_tokens_map.json`."""
+    if "additional_special_tokens" in config:
+        return True
+    if "added_tokens_decoder" in config or SPECIAL_TOKENS_FILE not in files:
+        return False
+    special_map = json_value(files[SPECIAL_TOKENS_FILE], where / SPECIAL_TOKENS_FILE, dict)
+    return "additional_special_tokens" in special_map
 
 
 def add_stated_tokens(tokenizer_json: str, config: Mapping | None, files: Mapping[str, str],

@@ -220,7 +220,7 @@ def set_compute_dtype(model: EncoderModel, dtype) -> None:
     """Switches embeddings, LayerNorms and layers to `dtype`; stores embedding tables in it."""
     model.dtype = jnp.dtype(dtype)
     emb: Embeddings = model.embeddings
-    for table in (emb.word, emb.position, emb.token_type):
+    for table in (emb.word, emb.position, emb.token_type, emb.task_type):
         if table is not None:
             table.set_value(table[...].astype(dtype))
     modules = [emb.norm, model.encoder.final_norm]

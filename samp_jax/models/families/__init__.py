@@ -11,9 +11,10 @@ from samp_jax.models.families.bert import BERT
 from samp_jax.models.families.deberta_v2 import DEBERTA_V2
 from samp_jax.models.families.distilbert import DISTILBERT
 from samp_jax.models.families.electra import ELECTRA
+from samp_jax.models.families.ernie import ERNIE
 from samp_jax.models.families.modernbert import MODERNBERT
 from samp_jax.models.families.mpnet import MPNET
-from samp_jax.models.families.roberta import ROBERTA, XLM_ROBERTA
+from samp_jax.models.families.roberta import CAMEMBERT, DATA2VEC_TEXT, ROBERTA, XLM_ROBERTA
 
 FAMILIES: dict[str, Family] = {}
 
@@ -50,6 +51,8 @@ for _family in (BERT, ROBERTA, XLM_ROBERTA, DISTILBERT, ELECTRA, MPNET):
     register_family(_family)
 register_family(MODERNBERT)
 register_family(DEBERTA_V2)
+for _family in (CAMEMBERT, DATA2VEC_TEXT, ERNIE):  # other model types of RoBERTa's and BERT's
+    register_family(_family)
 
 __all__ = ["FAMILIES", "TRANSFORMS", "Family", "HeadLayout", "KeyRule", "Transform",
            "UnsupportedFamilyError", "get_family", "register_family"]

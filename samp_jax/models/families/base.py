@@ -205,6 +205,8 @@ class Family:
       config_fixed: `EncoderConfig` fields the family fixes, whatever the config says.
       config_derived: computes further fields from the HF config dict.
       hf_extra: keys written into exported `config.json` besides the mapped ones.
+      config_export: further keys an exported `config.json` gets from the `EncoderConfig`
+        (the inverse of what `config_derived` reads, where a mapped key cannot say it).
       one_value_options: HF options the family's classes read that samp-jax runs at one
         value only (`OneValueOption`); keys HF does not read for the family are not checked.
       backbone: the backbone key table (embeddings and layers; `{i}` = layer index).
@@ -223,6 +225,7 @@ class Family:
     config_fixed: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     config_derived: Callable[[Mapping[str, Any]], dict[str, Any]] = lambda hf: {}
     hf_extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    config_export: Callable[[Any], dict[str, Any]] = lambda config: {}
     one_value_options: Mapping[str, OneValueOption] = dataclasses.field(default_factory=dict)
     ignored_prefixes: tuple[str, ...] = ()
     # HF buffers (not weights) that checkpoints of every family may carry.

@@ -10,7 +10,8 @@ from samp_jax.app.cli import main
 from tests.helpers import GOLDEN
 
 FAMILY_GOLDEN = GOLDEN / "families"
-MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "distilbert", "electra", "mpnet", "modernbert", "deberta-v2")
+MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "distilbert", "electra", "mpnet", "modernbert", "deberta-v2",
+               "camembert", "data2vec-text", "ernie")
 # bert runs in `make test-fast`; the other families only in `make test`
 FAMILY_PARAMS = [pytest.param(t, marks=() if t == "bert" else pytest.mark.slow) for t in MODEL_TYPES]
 

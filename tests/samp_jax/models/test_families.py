@@ -13,13 +13,15 @@ from samp_jax.models.families import UnsupportedFamilyError
 from tests.helpers import GOLDEN
 
 FAMILY_GOLDEN = GOLDEN / "families"
-MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "distilbert", "electra", "mpnet", "modernbert", "deberta-v2")
+MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "distilbert", "electra", "mpnet", "modernbert", "deberta-v2",
+               "camembert", "data2vec-text", "ernie")
 BATCHES = ("single", "pair")
 WITH_FLAX = ("bert", "roberta", "xlm-roberta", "distilbert", "electra")  # HF has no FlaxMPNet
 # The pooling each golden sentence-transformers folder declares.
 DECLARED = {"bert": ("cls",), "roberta": ("mean",), "xlm-roberta": ("max",),
             "distilbert": ("mean_sqrt_len",), "electra": ("mean",), "mpnet": ("cls",),
-            "modernbert": ("mean",), "deberta-v2": ("mean",)}
+            "modernbert": ("mean",), "deberta-v2": ("mean",), "camembert": ("cls",),
+            "data2vec-text": ("max",), "ernie": ("mean",)}
 
 
 @pytest.fixture(scope="module", params=MODEL_TYPES)
@@ -167,7 +169,8 @@ def test_pre_split_words_tokenize_as_hf_does(family):
 
 
 @pytest.mark.parametrize("model_type, prefixed", [("roberta", True), ("modernbert", False),
-                                                  ("bert", False)])
+                                                  ("bert", False), ("data2vec-text", True),
+                                                  ("camembert", False), ("ernie", False)])
 def test_a_quantized_copy_splits_words_as_its_source(model_type, prefixed, tmp_path):
     """A quantized folder has no config.json: the tokenizer class that decides how pre-split
     words are read (here named by config.json's model type alone) comes from the model type

@@ -22,10 +22,11 @@ KINDS = {"seqcls": SEQ, "tokcls": TOK}
 # BertModel, so its sequence classifier's keys fit its token layout too; ModernBERT's two heads
 # have the same keys; the other families' sequence heads have keys of their own.
 FITS = {
-    "bert": {"seqcls": (SEQ, TOK), "tokcls": (TOK,)},
+    "bert": {"seqcls": (SEQ, TOK), "tokcls": (TOK,)}, "ernie": {"seqcls": (SEQ, TOK), "tokcls": (TOK,)},
     "modernbert": {"seqcls": (SEQ, TOK), "tokcls": (SEQ, TOK)},
     **{model_type: {"seqcls": (SEQ,), "tokcls": (TOK,)}
-       for model_type in ("roberta", "xlm-roberta", "distilbert", "electra", "mpnet", "deberta-v2")},
+       for model_type in ("roberta", "xlm-roberta", "distilbert", "electra", "mpnet", "deberta-v2",
+                          "camembert", "data2vec-text")},
 }
 
 
