@@ -1,5 +1,5 @@
-"""Imports Hugging Face checkpoints of every registered family (safetensors or HF Flax msgpack)
-into `EncoderModel`, and exports them back.
+"""Imports Hugging Face checkpoints of every registered family (safetensors, PyTorch
+`pytorch_model.bin` or HF Flax msgpack) into `EncoderModel`, and exports them back.
 
 Every foreign key is mapped explicitly, by the family's key tables (`samp_jax.models.families`):
 this module is one generic loop over them. The whole checkpoint is checked first — missing keys,
@@ -60,21 +60,36 @@ TORCH_PICKLE_INDEX = "pytorch_model.bin.index.json"
 
 
 # ----------------------------------------------------------------------------- reading
+# TensorFlow weights HF's TF classes write, which samp-jax does not read (nor do HF's PyTorch
+# classes without `from_tf=True`).
+TF_WEIGHTS = ("tf_model.h5", "tf_model.h5.index.json", "model.ckpt.index")
+# The weights formats samp-jax reads, in the order HF transformers' PyTorch classes look for
+# them (`from_pretrained`): safetensors, then the PyTorch pickle; Flax msgpack, which they
+# read only with `from_flax=True`, last.
+WEIGHTS_FORMATS = (("safetensors", (SAFETENSORS, SAFETENSORS_INDEX)),
+                   ("PyTorch", (TORCH_PICKLE, TORCH_PICKLE_INDEX)),
+                   ("Flax", (FLAX_MSGPACK,)))
+
+
 def read_state_dict(folder: str | Path, *, allow_torch_pickle: bool = True) -> tuple[dict[str, np.ndarray], str]:
     """Reads a checkpoint's weights as numpy arrays under HF PyTorch key names.
 
-    Looks for `model.safetensors` (or a sharded index), then `flax_model.msgpack`, then
-    `pytorch_model.bin` (or a sharded index), read without torch and without running the
-    pickle (`samp_jax.models.torch_pickle`: only tensors are rebuilt). Flax names
-    and layouts are converted (`kernel` → transposed `weight`, `scale`/`embedding` → `weight`).
-    LayerNorm `gamma`/`beta` in old checkpoints become `weight`/`bias`. Keys keep any
-    base-model prefix (`bert.`, `roberta.`, ...). Returns `(state, filename)`.
+    Looks for the files HF transformers' PyTorch classes read, in their order:
+    `model.safetensors` (or a sharded index), then `pytorch_model.bin` (or a sharded index),
+    read without torch and without running the pickle (`samp_jax.models.torch_pickle`: only
+    tensors are rebuilt); then, last, `flax_model.msgpack` (HF reads it only with
+    `from_flax=True`). A folder holding weights in more than one of these formats gets a
+    warning naming the file read and the others, which may be stale. Flax names and layouts
+    are converted (`kernel` → transposed `weight`, `scale`/`embedding` → `weight`). LayerNorm
+    `gamma`/`beta` in old checkpoints become `weight`/`bias`. Keys keep any base-model prefix
+    (`bert.`, `roberta.`, ...). Returns `(state, filename)`.
 
     Raises:
-      FileNotFoundError: the folder holds no weights file samp-jax can read, or only a
-        PyTorch pickle with `allow_torch_pickle=False`.
-      CheckpointError: a weights file is damaged, or a PyTorch pickle names anything but
-        tensors.
+      FileNotFoundError: the folder holds no weights file samp-jax can read (TensorFlow
+        weights alone are named as such), or only a PyTorch pickle with
+        `allow_torch_pickle=False`.
+      CheckpointError: a weights file is damaged, a PyTorch pickle names anything but
+        tensors, or a safetensors file holds TensorFlow's names.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -86,9 +101,8 @@ def read_state_dict(folder: str | Path, *, allow_torch_pickle: bool = True) -> t
         index = _read_index(folder / SAFETENSORS_INDEX)
         shards = sorted({folder / name for name in index.values()})
         state, source = read_safetensors(shards), SAFETENSORS_INDEX
-    elif check_regular(folder / FLAX_MSGPACK):
-        state, source = _read_flax_msgpack(folder / FLAX_MSGPACK), FLAX_MSGPACK
-    elif check_regular(folder / TORCH_PICKLE) or check_regular(folder / TORCH_PICKLE_INDEX):
+    elif (check_regular(folder / TORCH_PICKLE) or check_regular(folder / TORCH_PICKLE_INDEX)) \
+            and (allow_torch_pickle or not check_regular(folder / FLAX_MSGPACK)):
         if not allow_torch_pickle:
             raise FileNotFoundError(
                 f"{folder} has only PyTorch weights ({TORCH_PICKLE}) and allow_torch_pickle=False")
@@ -98,11 +112,41 @@ def read_state_dict(folder: str | Path, *, allow_torch_pickle: bool = True) -> t
             index = _read_index(folder / TORCH_PICKLE_INDEX)
             state = _read_torch_pickles(sorted({folder / name for name in index.values()}))
             source = TORCH_PICKLE_INDEX
+    elif check_regular(folder / FLAX_MSGPACK):
+        state, source = _read_flax_msgpack(folder / FLAX_MSGPACK), FLAX_MSGPACK
     else:
+        tf = [name for name in TF_WEIGHTS if (folder / name).is_file()]
+        if tf:
+            raise FileNotFoundError(
+                f"{folder} has TensorFlow weights ({', '.join(tf)}) and no weights samp-jax "
+                f"reads ({SAFETENSORS} or {TORCH_PICKLE}, each possibly sharded, or "
+                f"{FLAX_MSGPACK}); HF's PyTorch classes read them only with from_tf=True. "
+                "Convert them with transformers 4.x and TensorFlow installed: "
+                "AutoModelForSequenceClassification (or the class config.json's architectures "
+                f"names).from_pretrained('{folder}', from_tf=True).save_pretrained('new_folder'), "
+                "then load new_folder")
         raise FileNotFoundError(
-            f"{folder} has no weights: looked for {SAFETENSORS}, {SAFETENSORS_INDEX}, {FLAX_MSGPACK}, "
-            f"{TORCH_PICKLE}, {TORCH_PICKLE_INDEX}")
+            f"{folder} has no weights: looked for {SAFETENSORS}, {SAFETENSORS_INDEX}, "
+            f"{TORCH_PICKLE}, {TORCH_PICKLE_INDEX}, {FLAX_MSGPACK}")
+    _warn_other_formats(folder, source, allow_torch_pickle)
     return {_layer_norm_names(k): v for k, v in state.items()}, source
+
+
+def _warn_other_formats(folder: Path, source: str, allow_torch_pickle: bool) -> None:
+    """Warns when `folder` holds weights in another format than the file `source` read: old
+    hub snapshots ship several, and a folder fine-tuned in place may keep a stale one."""
+    others = [name for _, names in WEIGHTS_FORMATS if source not in names
+              for name in names if (folder / name).is_file()]
+    if not others:
+        return
+    pickles = [name for name in others if name in (TORCH_PICKLE, TORCH_PICKLE_INDEX)]
+    why = (f"since allow_torch_pickle=False refuses {', '.join(pickles)}, which HF "
+           "transformers reads" if source == FLAX_MSGPACK and pickles and not allow_torch_pickle
+           else "the file HF transformers' PyTorch classes read")
+    warnings.warn(f"{folder} holds weights in more than one format: samp-jax reads {source} "
+                  f"({why}), not {', '.join(others)}; if those hold other weights (a stale "
+                  "copy, or the ones you meant), remove the files you do not mean",
+                  stacklevel=2)
 
 
 def _read_index(file: Path) -> dict[str, str]:
@@ -508,9 +552,9 @@ def load_pretrained(path: str | Path, *, head: str | HeadKind | None = None,
       strict: raise on checkpoint keys that no module uses (pre-training heads, a pooler no
         head uses, and buffers are always ignored). With `strict=False` and no head stated,
         the encoder is read alone whatever head the weights hold.
-      allow_torch_pickle: read `pytorch_model.bin` when the folder has no safetensors or Flax
-        weights (without torch, running nothing from the pickle; `read_state_dict`). False
-        refuses it.
+      allow_torch_pickle: read `pytorch_model.bin` when the folder has no safetensors weights
+        (without torch, running nothing from the pickle; `read_state_dict`). False refuses it
+        (and reads `flax_model.msgpack` instead when the folder has one, with a warning).
 
     Raises:
       FileNotFoundError: no config or no weights file.

@@ -51,12 +51,21 @@ def writing_safetensors(path: str | os.PathLike) -> Iterator[None]:
         raise ValueError(f"could not write {path}: {message}") from None
 
 
+_TF_FORMAT = ("is a TensorFlow-format safetensors file (its metadata says format='tf'; keys "
+              "such as {keys}), as HF's TF classes write it; samp-jax reads the PyTorch format "
+              "(PyTorch key names). HF transformers 4.x converts it as it loads it: save a "
+              "PyTorch-format copy with the class config.json's architectures names (e.g. "
+              "BertForSequenceClassification).from_pretrained(folder).save_pretrained(new_folder)"
+              " and load that")
+
+
 def read_safetensors(files: Sequence[Path]) -> dict[str, np.ndarray]:
     """Every tensor of the safetensors `files` (shards of one checkpoint), by name.
 
     Raises:
       FileNotFoundError: a file is missing.
-      CheckpointError: a file is truncated or not safetensors at all.
+      CheckpointError: a file is truncated, not safetensors at all, or TensorFlow-format
+        (metadata `format: tf`, TF's key names).
     """
     state = {}
     for file in files:
@@ -65,6 +74,8 @@ def read_safetensors(files: Sequence[Path]) -> dict[str, np.ndarray]:
         # framework="flax" reads bfloat16 too, which numpy alone cannot.
         try:
             with safe_open(str(file), framework="flax") as f:
+                if (f.metadata() or {}).get("format") == "tf":  # HF's TF classes wrote it
+                    raise CheckpointError(file, problem=_TF_FORMAT.format(keys=sorted(f.keys())[:2]))
                 for key in f.keys():
                     state[key] = np.asarray(f.get_tensor(key))
         except SafetensorError as e:

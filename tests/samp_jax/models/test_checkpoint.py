@@ -6,7 +6,7 @@ import shutil
 import jax
 import numpy as np
 import pytest
-from flax import nnx
+from flax import nnx, serialization
 from safetensors.numpy import load_file, save_file
 
 import samp_jax as sj
@@ -151,6 +151,60 @@ def test_missing_folder(tmp_path):
 def test_missing_weights_file(tiny_copy):
     (tiny_copy / "model.safetensors").unlink()
     with pytest.raises(FileNotFoundError, match="has no weights: looked for model.safetensors"):
+        load_pretrained(tiny_copy)
+
+
+def _stale_msgpack(folder):
+    """Writes into `folder` a `flax_model.msgpack` of the tiny classifier with another
+    classifier bias: the stale Flax copy an old hub snapshot keeps beside its PyTorch weights."""
+    tree = serialization.msgpack_restore((GOLDEN / "tiny_seqcls" / "msgpack" / "flax_model.msgpack").read_bytes())
+    params = tree.get("params", tree)
+    params["classifier"]["bias"] = np.asarray(params["classifier"]["bias"]) + 5.0
+    (folder / "flax_model.msgpack").write_bytes(serialization.msgpack_serialize(tree))
+
+
+def test_pytorch_weights_are_read_before_flax_ones_as_hf_reads_them(tmp_path):
+    """HF's PyTorch classes read pytorch_model.bin and leave flax_model.msgpack alone (without
+    from_flax=True); reading the stale Flax copy would give other logits without an error."""
+    folder = shutil.copytree(GOLDEN / "tiny_seqcls" / "torch", tmp_path / "both")
+    _stale_msgpack(folder)
+    golden = np.load(GOLDEN / "tiny_seqcls" / "golden.npz")
+    with pytest.warns(UserWarning, match=r"both holds weights in more than one format: samp-jax "
+                      r"reads pytorch_model.bin \(the file HF transformers' PyTorch classes "
+                      r"read\), not flax_model.msgpack"):
+        model = load_pretrained(folder)
+    logits = np.asarray(model(golden["input_ids"], golden["attention_mask"], golden["token_type_ids"]))
+    np.testing.assert_allclose(logits, golden["logits"], atol=1e-5)
+    # a folder that refuses pickles reads the Flax file, and says why
+    with pytest.warns(UserWarning, match=r"reads flax_model.msgpack \(since allow_torch_pickle="
+                      r"False refuses pytorch_model.bin, which HF transformers reads\)"):
+        _, source = read_state_dict(folder, allow_torch_pickle=False)
+    assert source == "flax_model.msgpack"
+
+
+def test_safetensors_are_read_before_every_other_format_with_a_warning(tiny_copy):
+    shutil.copy(GOLDEN / "tiny_seqcls" / "torch" / "pytorch_model.bin", tiny_copy)
+    _stale_msgpack(tiny_copy)
+    with pytest.warns(UserWarning, match=r"reads model.safetensors .*not pytorch_model.bin, "
+                                         r"flax_model.msgpack"):
+        _, source = read_state_dict(tiny_copy)
+    assert source == "model.safetensors"
+
+
+def test_tensorflow_weights_alone_are_named_as_such(tiny_copy):
+    (tiny_copy / "model.safetensors").rename(tiny_copy / "tf_model.h5")
+    with pytest.raises(FileNotFoundError, match=r"has TensorFlow weights \(tf_model.h5\) and no "
+                       r"weights samp-jax reads .*from_tf=True\)?.*save_pretrained"):
+        load_pretrained(tiny_copy)
+
+
+def test_a_tensorflow_format_safetensors_file_is_named_as_such(tiny_copy):
+    state = load_file(tiny_copy / "model.safetensors")
+    tf_names = {"bert/" + key.replace(".", "/"): value for key, value in state.items()}
+    save_file(tf_names, tiny_copy / "model.safetensors", metadata={"format": "tf"})
+    with pytest.raises(CheckpointError, match=r"model.safetensors is a TensorFlow-format "
+                       r"safetensors file \(its metadata says format='tf'; keys such as "
+                       r"\['bert/bert/"):
         load_pretrained(tiny_copy)
 
 
