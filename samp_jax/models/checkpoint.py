@@ -43,8 +43,9 @@ from samp_jax.models.heads import POOLING_MODES, SentenceEmbedder, check_labels,
 from samp_jax.models.similarity import DEFAULT_SIMILARITY, read_similarity, write_similarity
 from samp_jax.models.head_keys import check_stated_head
 from samp_jax.models.hf_labels import (HF_DEFAULT_NUM_LABELS, LABEL_THRESHOLD_KEY,
-                                       check_problem_type, label_names, stated_label_threshold,
-                                       stated_num_labels, stated_problem_type)
+                                       check_problem_type, label_names, num_labels_origin,
+                                       stated_label_threshold, stated_num_labels,
+                                       stated_problem_type)
 from samp_jax.models.model import EncoderModel
 from samp_jax.models.sentencepiece_tokenizer import SENTENCEPIECE_FILES
 from samp_jax.models.st_dense import check_widths, dense_weights, load_dense
@@ -416,7 +417,7 @@ def check_sizes(config_file: Path, weights_file: Path, model: EncoderModel, stat
 
 def assign_state_dict(model: EncoderModel, state: dict[str, np.ndarray], *, path="<state>",
                       allow_new_head: bool = False, strict: bool = True,
-                      hint: str | None = None) -> list[str]:
+                      hint: str | None = None, head_hint: str | None = None) -> list[str]:
     """Fills `model` from a state dict in HF PyTorch naming (see `read_state_dict`), through
     its family's key tables. The base-model prefix is optional.
 
@@ -424,7 +425,8 @@ def assign_state_dict(model: EncoderModel, state: dict[str, np.ndarray], *, path
     held at another shape (a classifier of another number of labels), and left freshly
     initialised (only with `allow_new_head=True`, as HF's `ignore_mismatched_sizes`; a warning
     names the reshaped ones). `hint` is added to the error when keys are unexpected (what the
-    caller knows of the checkpoint's own head).
+    caller knows of the checkpoint's own head); `head_hint` when head keys have another shape
+    (where the head's width came from).
 
     Raises:
       CheckpointError: listing every missing, unexpected (when `strict`) and mis-shaped key,
@@ -458,9 +460,13 @@ def assign_state_dict(model: EncoderModel, state: dict[str, np.ndarray], *, path
             if key in state and tuple(state[key].shape) != want:
                 mismatched.append((key, tuple(state[key].shape), want))
     if missing or mismatched or (strict and unexpected):
+        head_keys = {key for a in assignments if a.is_head for key in a.sources}
         raise CheckpointError(path, missing=missing, unexpected=unexpected if strict else (),
                               mismatched=mismatched,
-                              hint=_family_hint(unexpected, family) or (hint if unexpected else None))
+                              hint=_wrapper_hint(unexpected, expected, family)
+                              or _family_hint(unexpected, family) or (hint if unexpected else None)
+                              or (head_hint if any(key in head_keys for key, _, _ in mismatched)
+                                  else None))
     for a in assignments:
         for key in a.sources:
             check_float_weight(path, key, state[key])
@@ -468,6 +474,27 @@ def assign_state_dict(model: EncoderModel, state: dict[str, np.ndarray], *, path
     for a, value in zip(assignments, values):
         a.target.set_value(jnp.asarray(value, dtype=a.target.dtype))
     return new_head
+
+
+# Prefixes a training wrapper puts before every name of the model it wraps: a PyTorch
+# Lightning module's attribute (`self.model`) and torch's DistributedDataParallel / DataParallel.
+WRAPPER_PREFIXES = {"model.": ("a PyTorch Lightning module's state dict", "lightning_module.model"),
+                    "module.": ("a DistributedDataParallel or DataParallel wrapper's state dict",
+                                "wrapper.module")}
+
+
+def _wrapper_hint(unexpected: list[str], expected: set[str], family: Family) -> str | None:
+    """When most unexpected keys are expected ones behind a training wrapper's prefix
+    (`WRAPPER_PREFIXES`), say so and how to save the model's own weights."""
+    base = family.prefix + "."
+    for prefix, (what, wrapped) in WRAPPER_PREFIXES.items():
+        inner = [key[len(prefix):] for key in unexpected if key.startswith(prefix)]
+        inner = [key[len(base):] if key.startswith(base) else key for key in inner]
+        if unexpected and sum(key in expected for key in inner) > len(unexpected) / 2:
+            return (f"hint: the names carry a {prefix!r} prefix ({unexpected[0]!r}), as in "
+                    f"{what}; save the wrapped HF model itself ({wrapped}.save_pretrained("
+                    f"folder)), or its state dict with the {prefix!r} prefix removed")
+    return None
 
 
 def _family_hint(unexpected: list[str], family: Family) -> str | None:
@@ -602,8 +629,17 @@ def load_checkpoint(path: Path, read_weights: Callable[[], tuple[dict[str, np.nd
         check_layers(path / "config.json", source, config, family,
                      strip_prefix(state, family).keys())
         return state, source
+    given_num_labels = num_labels
     head, num_labels, hint = _resolve_head(path, config, family, hf, head, num_labels,
                                            weights if strict else None)
+    head_hint = None
+    if get_head_kind(head).classifies:  # a classifier of another width: say where ours came from
+        origin = (f"num_labels={given_num_labels} was given" if given_num_labels is not None
+                  else num_labels_origin(hf, path / "config.json"))
+        head_hint = (f"hint: the classifier is built with {num_labels} labels because {origin}; "
+                     "state the number the checkpoint's classifier has (id2label / num_labels "
+                     "in config.json, or num_labels=), or pass allow_new_head=True to train a "
+                     "new classifier")
     if not allow_new_head:
         check_problem_type(path / "config.json", hf, head)
     declared = read_pooling(files) if head == SENTENCE_EMBEDDING.name else None  # read once
@@ -626,7 +662,7 @@ def load_checkpoint(path: Path, read_weights: Callable[[], tuple[dict[str, np.nd
                 lambda other: nnx.eval_shape(lambda: build(other)))
     model = build() if allow_new_head else abstract
     assign_state_dict(model, state, path=source, allow_new_head=allow_new_head, strict=strict,
-                      hint=hint)
+                      hint=hint, head_hint=head_hint)
     if spec.get("dense"):  # the folder's Dense modules, from their own folders
         load_dense(model.head, declared.dense)
     check_filled(model, path)

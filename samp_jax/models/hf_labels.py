@@ -31,6 +31,21 @@ def stated_num_labels(hf: dict) -> int | None:
     return HF_DEFAULT_NUM_LABELS if trained is not None else None
 
 
+def num_labels_origin(hf: dict, config_file: str | Path = "config.json") -> str:
+    """Where `stated_num_labels` took the classifier width from, in words, for an error about
+    a classifier of another width: `id2label` (and a `num_labels` it overrides, as HF reads
+    them), `num_labels`, or HF's default."""
+    id2label, stated = hf.get("id2label"), hf.get("num_labels")
+    if id2label:
+        beside = (f" (its num_labels={stated!r} is overridden by id2label, as HF transformers "
+                  "reads them)" if stated is not None and stated != len(id2label) else "")
+        return f"{config_file}'s id2label names {len(id2label)} labels{beside}"
+    if stated is not None:
+        return f"{config_file}'s num_labels={stated!r}"
+    return (f"{config_file} states no id2label or num_labels, and HF's default is "
+            f"{HF_DEFAULT_NUM_LABELS}")
+
+
 def label_names(hf: dict, *, path: str | Path = "config.json") -> tuple[str, ...] | None:
     """Class names from an HF config's `id2label`, ordered by id (HF's default names
     `LABEL_0`, ... count as names too, and are what HF names the classes of a config with no

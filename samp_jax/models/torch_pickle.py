@@ -120,7 +120,8 @@ def read_torch_pickle(path: str | Path) -> dict[str, np.ndarray]:
       CheckpointError: naming the file: not a PyTorch weight file, a truncated or damaged
         one, a name in its pickle other than those a state dict of tensors needs, a tensor
         outside its storage, big-endian data, or an object that is not a flat mapping of
-        names to tensors.
+        names to tensors (a training checkpoint, its state dict under a key such as
+        PyTorch Lightning's 'state_dict', is named as such).
     """
     path = Path(path)
     try:
@@ -300,6 +301,16 @@ def _materialize(path: Path, obj: Any, storages: dict[str, _Storage]) -> dict[st
     if not isinstance(obj, dict) or not all(isinstance(k, str) for k in obj):
         raise CheckpointError(path, problem=f"holds a {type(obj).__name__}, not a state dict "
                                             "(a mapping of names to tensors)")
+    nested = [key for key, value in obj.items() if isinstance(value, dict) and value
+              and all(isinstance(v, _TensorRef) for v in value.values())]
+    if nested and not all(isinstance(value, _TensorRef) for value in obj.values()):
+        key = "state_dict" if "state_dict" in nested else nested[0]  # PyTorch Lightning's name
+        raise CheckpointError(path, problem=(
+            f"is a training checkpoint (a dict of {sorted(obj)[:8]}), not a state dict: its "
+            f"weights are under {key!r}. Save the model's own weights: load them into the HF "
+            "model (without the 'model.' prefix PyTorch Lightning puts before each name) and "
+            f"save_pretrained it, or save checkpoint[{key!r}], that prefix removed, as "
+            "pytorch_model.bin"))
     budget = MAX_COPIES * sum(s.nbytes for s in storages.values())
     state = {}
     for name, value in obj.items():

@@ -230,6 +230,31 @@ def test_weights_of_another_family_get_a_hint(tiny_copy):
         load_pretrained(tiny_copy)
 
 
+@pytest.mark.parametrize("prefix, wrapped", [("model.", "lightning_module.model"),
+                                              ("module.", "wrapper.module")])
+def test_weights_saved_through_a_training_wrapper_get_a_hint(tiny_copy, prefix, wrapped):
+    """A PyTorch Lightning module's state dict ('model.bert....') or a DDP one's ('module.')."""
+    _rewrite(tiny_copy, lambda s: s.update({prefix + k: s.pop(k) for k in list(s)}))
+    with pytest.raises(CheckpointError, match=rf"hint: the names carry a '{prefix}' prefix "
+                       rf"\('{prefix}bert\..*{wrapped}.save_pretrained\(folder\)\), or its state "
+                       rf"dict with the '{prefix}' prefix removed"):
+        load_pretrained(tiny_copy)
+
+
+def test_a_classifier_of_another_width_says_where_the_width_came_from(tiny_copy):
+    """id2label names 2 labels, num_labels says 3 (HF reads id2label), the classifier has 3."""
+    config = json.loads((tiny_copy / "config.json").read_text())
+    (tiny_copy / "config.json").write_text(json.dumps(config | {
+        "id2label": {"0": "neg", "1": "pos"}, "label2id": {"neg": 0, "pos": 1}, "num_labels": 3}))
+    with pytest.raises(CheckpointError, match=r"classifier.weight has \(3, 32\), expected \(2, 32\)"
+                       r"(.|\n)*hint: the classifier is built with 2 labels because .*config.json's "
+                       r"id2label names 2 labels \(its num_labels=3 is overridden by id2label"):
+        load_pretrained(tiny_copy)
+    with pytest.raises(CheckpointError, match=r"built with 4 labels because num_labels=4 was given"):
+        load_pretrained(tiny_copy, num_labels=4)
+    assert load_pretrained(tiny_copy, num_labels=3).head.num_labels == 3
+
+
 def test_missing_key_is_named(tiny_copy):
     _rewrite(tiny_copy, lambda s: s.pop("bert.encoder.layer.1.attention.self.key.bias"))
     with pytest.raises(CheckpointError, match=r"missing keys \(1\).*encoder.layer.1.attention.self.key.bias"):

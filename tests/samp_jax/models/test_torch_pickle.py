@@ -150,10 +150,11 @@ def test_tensors_of_a_dtype_or_layout_not_read_are_named_as_such(name, tmp_path)
         read_torch_pickle(bad)
 
 
-def _fake_torch_pickle(objects: dict) -> bytes:
+def _fake_torch_pickle(objects: dict, wrap=lambda state: state) -> bytes:
     """A data.pkl as torch writes it, naming torch's functions through stand-in modules (the
     test's own pickler; torch is not needed): `objects` maps names to
-    `(storage key, dtype name, numel, offset, size, stride)`."""
+    `(storage key, dtype name, numel, offset, size, stride)`; `wrap(state dict)` is the object
+    pickled (the state dict itself by default)."""
     utils = types.ModuleType("torch._utils")
     torch = types.ModuleType("torch")
 
@@ -186,9 +187,9 @@ def _fake_torch_pickle(objects: dict) -> bytes:
     sys.modules.update({"torch": torch, "torch._utils": utils})
     try:
         out = io.BytesIO()
-        Pickler(out, protocol=2).dump({name: Tensor(Storage(key, dtype, numel), offset, size, stride)
-                                       for name, (key, dtype, numel, offset, size, stride)
-                                       in objects.items()})
+        Pickler(out, protocol=2).dump(wrap({name: Tensor(Storage(key, dtype, numel), offset, size, stride)
+                                            for name, (key, dtype, numel, offset, size, stride)
+                                            in objects.items()}))
         return out.getvalue()
     finally:
         for name, module in saved.items():
@@ -274,6 +275,20 @@ def test_an_object_that_is_not_a_flat_state_dict_is_refused(tmp_path, obj, probl
     _zip_with_pickle(PICKLES / "zip.bin", bad, pickle.dumps(obj, protocol=2))
     with pytest.raises(CheckpointError, match=problem):
         read_torch_pickle(bad)
+
+
+def test_a_training_checkpoint_is_named_with_the_key_its_weights_are_under(tmp_path):
+    """A PyTorch Lightning checkpoint saved as pytorch_model.bin: {'epoch': ..., 'state_dict':
+    {...}}. It is refused (nothing is loaded from it), saying what it is and what to save."""
+    ckpt = tmp_path / "pytorch_model.bin"
+    tensors = {"model.bert.w": ("0", "FloatStorage", 4, 0, (4,), (1,))}
+    _archive(ckpt, _fake_torch_pickle(tensors, lambda state: {"epoch": 3, "global_step": 9,
+                                                              "state_dict": state}),
+             {"0": bytes(16)})
+    with pytest.raises(CheckpointError, match=r"is a training checkpoint \(a dict of \['epoch', "
+                       r"'global_step', 'state_dict'\]\), not a state dict: its weights are under "
+                       r"'state_dict'\. .*save_pretrained"):
+        read_torch_pickle(ckpt)
 
 
 # ------------------------------------------------------------- hostile sizes and archives
