@@ -49,7 +49,9 @@ from samp_jax.models.hf_labels import (HF_DEFAULT_NUM_LABELS, LABEL_THRESHOLD_KE
 from samp_jax.models.model import EncoderModel
 from samp_jax.models.sentencepiece_tokenizer import SENTENCEPIECE_FILES
 from samp_jax.models.st_dense import check_widths, dense_weights, load_dense
-from samp_jax.models.st_folder import PROMPTS_FILE, DeclaredPooling, read_pooling, write_st_files
+from samp_jax.models.st_folder import (PROMPTS_FILE, DeclaredPooling, read_pooling,
+                                      transformer_folder, unlisted_pooling_warning,
+                                      write_st_files)
 from samp_jax.models.tokenizer import TOKENIZER_FILES, has_tokenizer
 from samp_jax.models.torch_pickle import read_torch_pickle
 from samp_jax.models.weight_files import (SAFETENSORS, TORCH_PICKLE, check_float_weight,
@@ -511,18 +513,21 @@ def _family_hint(unexpected: list[str], family: Family) -> str | None:
 
 
 # ------------------------------------------------------------------------------ loading
-def detect_head(folder: str | Path) -> tuple[str, int | None]:
+def detect_head(folder: str | Path, *, files: str | Path | None = None) -> tuple[str, int | None]:
     """Guesses the head from `config.json`'s architectures (any family's
     `*ForSequenceClassification` / `*ForTokenClassification`) and a sentence-transformers
-    pooling config. Returns `(head_kind, num_labels)`. Reads no weights: 'none' means the
-    config states no head, and `load_pretrained` then checks that the weights hold none."""
-    folder = Path(folder)
+    pooling config (in `files`, the folder whose sentence-transformers files are read:
+    `folder` by default, whose config is then its `transformer_folder`'s). Returns
+    `(head_kind, num_labels)`. Reads no weights: 'none' means the config states no head, and
+    `load_pretrained` then checks that the weights hold none."""
+    files = Path(folder) if files is None else Path(files)
+    folder = transformer_folder(folder) if files == Path(folder) else Path(folder)
     config = EncoderConfig.from_hf_config(folder)
     hf = _read_hf(folder)
     kind = get_family(config.model_type).head_kind_of(hf.get("architectures"))
     if kind is not None:
         return kind, stated_num_labels(hf)
-    if read_pooling(folder) is not None:
+    if read_pooling(files) is not None:
         return SENTENCE_EMBEDDING.name, None
     return NO_HEAD.name, None
 
@@ -555,7 +560,9 @@ def load_pretrained(path: str | Path, *, head: str | HeadKind | None = None,
 
     Args:
       path: folder with `config.json` and `model.safetensors` (keys with or without the
-        base-model prefix such as `roberta.`) or `flax_model.msgpack`.
+        base-model prefix such as `roberta.`), `pytorch_model.bin` or `flax_model.msgpack`;
+        or a sentence-transformers folder whose `modules.json` puts them in a subfolder
+        (`0_Transformer/`, `st_folder.transformer_folder`), its other modules at its root.
       head: a head kind or its name ('none', 'sequence_classification',
         'token_classification', 'sentence_embedding'; e.g. a task's `Task.head`), overriding
         what `config.json`'s `architectures` states; or None to detect it from the checkpoint
@@ -591,12 +598,13 @@ def load_pretrained(path: str | Path, *, head: str | HeadKind | None = None,
     """
     path = Path(path)
     check_not_interrupted(path)
+    model_folder = transformer_folder(path)  # a sentence-transformers 1.x folder's 0_Transformer
 
     def read() -> tuple[dict[str, np.ndarray], Path]:
-        state, source = read_state_dict(path, allow_torch_pickle=allow_torch_pickle)
-        return state, path / source
-    return load_checkpoint(path, read, head=head, num_labels=num_labels, pooling=pooling,
-                           normalize=normalize, dtype=dtype, param_dtype=param_dtype,
+        state, source = read_state_dict(model_folder, allow_torch_pickle=allow_torch_pickle)
+        return state, model_folder / source
+    return load_checkpoint(model_folder, read, files=path, head=head, num_labels=num_labels,
+                           pooling=pooling, normalize=normalize, dtype=dtype, param_dtype=param_dtype,
                            attention_impl=attention_impl, allow_new_head=allow_new_head,
                            strict=strict)
 
@@ -631,7 +639,7 @@ def load_checkpoint(path: Path, read_weights: Callable[[], tuple[dict[str, np.nd
         return state, source
     given_num_labels = num_labels
     head, num_labels, hint = _resolve_head(path, config, family, hf, head, num_labels,
-                                           weights if strict else None)
+                                           weights if strict else None, files=files)
     head_hint = None
     if get_head_kind(head).classifies:  # a classifier of another width: say where ours came from
         origin = (f"num_labels={given_num_labels} was given" if given_num_labels is not None
@@ -682,7 +690,7 @@ def check_filled(model: nnx.Module, path: Path) -> None:
 
 def _resolve_head(path: Path, config: EncoderConfig, family: Family, hf: dict,
                   head: str | HeadKind | None, num_labels: int | None,
-                  weights) -> tuple[str, int | None, str | None]:
+                  weights, *, files: Path) -> tuple[str, int | None, str | None]:
     """`(head kind name, classifier width, hint)`. With `head` None the head is detected from
     the config (`detect_head`); when that finds none, `weights` (a call returning
     `read_state_dict`'s result, or None for a non-strict load) must hold no head of the family
@@ -693,7 +701,7 @@ def _resolve_head(path: Path, config: EncoderConfig, family: Family, hf: dict,
     architectures = hf.get("architectures")
     hint = unserved_head_hint(architectures)  # the config names a head samp-jax does not run
     if head is None:
-        head, detected_labels = detect_head(path)
+        head, detected_labels = detect_head(path, files=files)
         num_labels = num_labels or detected_labels
         if head == NO_HEAD.name and hint is None and weights is not None:
             keys = strip_prefix(weights()[0], family).keys()
@@ -750,6 +758,9 @@ def _pooling_spec(path: Path, config: EncoderConfig, declared: DeclaredPooling |
                 "1_Pooling/config.json); pass pooling= one of "
                 f"{POOLING_MODES} (CLI: --pooling) to choose one")
         pooling = declared.modes
+        differs = unlisted_pooling_warning(declared)  # read once per load, warned once
+        if differs is not None:
+            warnings.warn(differs, stacklevel=4)
     if normalize is None:
         normalize = declared.normalize if declared is not None else True
     spec = {"pooling": pooling, "normalize": normalize}

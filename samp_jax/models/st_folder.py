@@ -3,7 +3,8 @@ any `N_Dense/` projections, `N_Normalize`, and what the `Transformer` module doe
 (`sentence_bert_config.json`).
 
 A sentence-transformers model is an HF checkpoint at the folder root (the `Transformer`
-module), a `Pooling` module, zero or more `Dense` projections (`samp_jax.models.st_dense`) and
+module; or in the subfolder `modules.json` names, `0_Transformer/` in the layout
+sentence-transformers 1.x wrote: `transformer_folder`), a `Pooling` module, zero or more `Dense` projections (`samp_jax.models.st_dense`) and
 optionally `Normalize`, in that order. samp-jax pools, projects and normalises as the folder
 declares; a module it does not implement (an `LSTM`, a `LayerNorm`, a Dense with an activation
 it does not run, say) or another order is refused by name rather than skipped, since skipping
@@ -56,20 +57,23 @@ POOLING_KEYS = {"cls": "pooling_mode_cls_token", "max": "pooling_mode_max_tokens
 @dataclasses.dataclass(frozen=True)
 class DeclaredPooling:
     """The pooling a sentence-transformers folder declares, with the Dense projections after
-    it (in order) and whether Normalize ends it."""
+    it (in order) and whether Normalize ends it. `unlisted` is the pooling config of a folder
+    without `modules.json`, which samp-jax reads and sentence-transformers ignores (it
+    mean-pools such a folder); None when `modules.json` lists the modules."""
 
     modes: tuple[str, ...]
     normalize: bool
     dense: tuple[DeclaredDense, ...] = ()
     include_prompt: bool = True
+    unlisted: Path | None = None
 
 
 def read_pooling(folder: str | Path) -> DeclaredPooling | None:
     """The folder's declared pooling, or None when it is not a sentence-transformers folder.
 
     Raises:
-      ConfigError: `modules.json`, the pooling config or a Dense config is malformed, the
-        transformer is not at the folder root, a module samp-jax does not implement is
+      ConfigError: `modules.json`, the pooling config or a Dense config is malformed, a
+        module's path leads outside the folder, a module samp-jax does not implement is
         declared, or the modules are not in the order Transformer, Pooling, Dense..., Normalize.
     """
     folder = Path(folder)
@@ -84,11 +88,10 @@ def read_pooling(folder: str | Path) -> DeclaredPooling | None:
     if unknown:
         raise ConfigError(f"{file} declares modules {unknown} that samp-jax does not implement "
                           f"(it runs sentence-transformers' {', '.join(MODULE_KINDS)})")
-    if "Transformer" in kinds:
-        path = modules[kinds.index("Transformer")].get("path", "")
-        if path not in ("", "."):
-            raise ConfigError(f"{file}: the transformer lives in {path!r}; samp-jax reads it from "
-                              f"the folder root: load {folder / path} instead")
+    if "Transformer" in kinds:  # at the root, or in a folder inside it (`transformer_folder`)
+        transformer = modules[kinds.index("Transformer")]
+        if transformer.get("path", "") not in ("", "."):
+            _module_path(file, transformer)
     if "Pooling" not in kinds:
         raise ConfigError(f"{file} declares no Pooling module")
     if not MODULE_ORDER.fullmatch(" ".join(kinds)):
@@ -101,6 +104,36 @@ def read_pooling(folder: str | Path) -> DeclaredPooling | None:
                   for m, kind in zip(modules, kinds) if kind == "Dense")
     modes, include_prompt = _modes(pooling_dir / "config.json")
     return DeclaredPooling(modes, "Normalize" in kinds, dense, include_prompt)
+
+
+def transformer_folder(folder: str | Path) -> Path:
+    """The folder the `Transformer` module of a sentence-transformers folder lives in:
+    `folder` itself (the usual layout, and any folder that is not a sentence-transformers
+    one), or the subfolder `modules.json` names for it. That is the layout
+    sentence-transformers 1.x wrote and still loads: `0_Transformer/` holds `config.json`, the
+    weights, the tokenizer and `sentence_bert_config.json`; the root holds `modules.json`,
+    the other modules' folders and `config_sentence_transformers.json` (its `config.json`, if
+    any, states only `__version__`). `load_pretrained`, `Tokenizer.from_pretrained` and
+    `samp_jax.load` read the model and its tokenizer from here, the other modules from
+    `folder`.
+
+    Raises:
+      ConfigError: `modules.json` names a Transformer path outside the folder (a malformed
+        `modules.json` is left to `read_pooling`, which names it).
+    """
+    folder = Path(folder)
+    file = folder / MODULES_FILE
+    if not check_regular(file):
+        return folder
+    try:
+        modules = read_json(file)
+    except ConfigError:
+        return folder
+    for module in modules if isinstance(modules, list) else ():
+        if isinstance(module, dict) and _module_kind(module.get("type")) == "Transformer":
+            path = module.get("path", "")
+            return folder if path in ("", ".") else folder / _module_path(file, module)
+    return folder
 
 
 def _module_path(file: Path, module: dict) -> str:
@@ -232,12 +265,28 @@ def _module_kind(module_type) -> str | None:
 
 
 def _legacy_pooling(folder: Path) -> DeclaredPooling | None:
-    """Folders without `modules.json` but with `1_Pooling/config.json` (no Normalize)."""
+    """Folders without `modules.json` but with `1_Pooling/config.json` (no Normalize).
+    sentence-transformers ignores that file in such a folder and mean-pools; samp-jax keeps
+    the pooling it states (`unlisted`: `load_pretrained` warns that the two differ)."""
     config = folder / "1_Pooling" / "config.json"
     if not check_regular(config):
         return None
     modes, include_prompt = _modes(config)
-    return DeclaredPooling(modes, False, include_prompt=include_prompt)
+    return DeclaredPooling(modes, False, include_prompt=include_prompt, unlisted=config)
+
+
+def unlisted_pooling_warning(declared: DeclaredPooling) -> str | None:
+    """What to warn of a pooling config read without `modules.json` when it pools otherwise
+    than sentence-transformers, which ignores it and mean-pools the folder; None when they
+    agree or `modules.json` lists the modules."""
+    if declared.unlisted is None or declared.modes == ("mean",):
+        return None
+    return (f"{declared.unlisted} declares pooling {list(declared.modes)}, which samp-jax uses, "
+            f"but the folder has no {MODULES_FILE}: sentence-transformers ignores that file "
+            "and mean-pools this folder, so its embeddings differ from samp-jax's. Write a "
+            f"{MODULES_FILE} (Transformer, then Pooling at '1_Pooling') to make both read the "
+            "pooling, or pass pooling='mean' (CLI: --pooling mean) to embed as "
+            "sentence-transformers does now")
 
 
 def _modes(config_file: Path) -> tuple[tuple[str, ...], bool]:

@@ -35,7 +35,7 @@ from samp_jax.models.sentencepiece_tokenizer import SENTENCEPIECE_FILES
 from samp_jax.models.slow_tokenizer import add_stated_tokens, convert_slow_tokenizer
 from samp_jax.models.st_folder import (PROMPTS_FILE, Prompts, TextSettings, parse_prompts,
                                        is_cross_encoder, prompts_file_text, read_pooling,
-                                       read_text_settings)
+                                       read_text_settings, transformer_folder)
 from samp_jax.models.token_rows import (PREFIXED_WORDS_CLASSES, encode_batch, encode_rows,
                                         is_panic, panic_error, words_backend)
 from samp_jax.models.tokenizer_files import (ADDED_TOKENS_FILE, MERGES_TXT, SPECIAL_TOKENS_FILE,
@@ -172,8 +172,12 @@ class Tokenizer:
             pooling that leaves the prompt's tokens out (`include_prompt` false).
         """
         path = Path(path)
-        file = path / TOKENIZER_FILE
-        if not has_tokenizer(path):
+        # a sentence-transformers 1.x folder keeps its tokenizer, config.json and
+        # sentence_bert_config.json with its transformer (0_Transformer/), its modules and
+        # prompts at the root
+        source = transformer_folder(path)
+        file = source / TOKENIZER_FILE
+        if not has_tokenizer(source):
             raise FileNotFoundError(f"no fast tokenizer at {file}, and no slow tokenizer's "
                                     f"vocabulary ({', '.join(SLOW_VOCABULARY_FILES)})")
         if prompts is None:  # the prompts file read with the sentence-transformers settings
@@ -186,32 +190,33 @@ class Tokenizer:
             read_prompts = prompts
             # a FIFO or /dev/zero under a tokenizer file's name is refused, named: skipping it
             # would tokenize without it
-            if (read_prompts or name != PROMPTS_FILE) and check_regular(path / name):
+            where = path if name == PROMPTS_FILE else source
+            if (read_prompts or name != PROMPTS_FILE) and check_regular(where / name):
                 try:
-                    files[name] = read_text(path / name)
+                    files[name] = read_text(where / name)
                 except UnicodeDecodeError as e:
-                    raise ValueError(f"{path / name} is not UTF-8 text ({e.reason} at byte "
+                    raise ValueError(f"{where / name} is not UTF-8 text ({e.reason} at byte "
                                      f"{e.start}); expected a tokenizer file") from None
-        model_config = _model_config(path)  # read once, for the model type and the limit
+        model_config = _model_config(source)  # read once, for the model type and the limit
         if TOKENIZER_FILE not in files:
-            models = {name: read_bytes(path / name) for name in SENTENCEPIECE_FILES
-                      if check_regular(path / name)}
-            files = _converted(files, models, path, model_config)
+            models = {name: read_bytes(source / name) for name in SENTENCEPIECE_FILES
+                      if check_regular(source / name)}
+            files = _converted(files, models, source, model_config)
         else:  # as HF's fast class rewrites it from tokenizer_config.json when it loads it
             config = (_json_object(files, TOKENIZER_CONFIG_FILE, path)
                       if TOKENIZER_CONFIG_FILE in files else None)
             files[TOKENIZER_FILE] = apply_fast_options(files[TOKENIZER_FILE], config,
-                                                       model_config, path)
+                                                       model_config, source)
             files[TOKENIZER_FILE] = add_stated_tokens(files[TOKENIZER_FILE], config, files,
-                                                      path, model_config)
+                                                      source, model_config)
         limit, default = _model_lengths(model_config)
-        settings = read_text_settings(path) if sentence_transformers else TextSettings()
+        settings = read_text_settings(source) if sentence_transformers else TextSettings()
         if sentence_transformers and settings.max_seq_length is None:
             # sentence-transformers cuts at min(max_position_embeddings, model_max_length) when
             # its folder states no max_seq_length, whether the model has a position table or not
             limit = default if limit is None else limit
         if settings.lowercase:
-            files[TOKENIZER_FILE] = _lowercasing(files[TOKENIZER_FILE], path / TOKENIZER_FILE)
+            files[TOKENIZER_FILE] = _lowercasing(files[TOKENIZER_FILE], source / TOKENIZER_FILE)
         if sentence_transformers and PROMPTS_FILE in files and not _pools_prompts(path):
             prompts = parse_prompts(files[PROMPTS_FILE], path / PROMPTS_FILE, prompt_name)
             if prompts.text:
@@ -223,7 +228,7 @@ class Tokenizer:
             # no prompt can be used with it: the tokenizer (and every copy saved) names none
             files.pop(PROMPTS_FILE)
             prompt_name = None
-        tokenizer = cls.from_files(files, where=path, max_length=max_length,
+        tokenizer = cls.from_files(files, where=source, max_length=max_length,
                                    model_max_length=limit, stated_max_length=settings.max_seq_length,
                                    default_max_length=default, prompt_name=prompt_name,
                                    model_config=model_config)

@@ -25,7 +25,7 @@ from samp_jax.core.input_files import check_regular
 from samp_jax.models.checkpoint import load_pretrained
 from samp_jax.models.head_kinds import SENTENCE_EMBEDDING, SEQUENCE_CLASSIFICATION
 from samp_jax.models.peft_adapter import ADAPTER_CONFIG, find_adapter, is_adapter_folder, load_adapter
-from samp_jax.models.st_folder import is_cross_encoder
+from samp_jax.models.st_folder import is_cross_encoder, transformer_folder
 from samp_jax.models.model import EncoderModel
 from samp_jax.models.tokenizer import TOKENIZER_FILE, Tokenizer, check_fits, has_tokenizer
 from samp_jax.ptq.quantized import SIDECAR_FILE, QuantizedModel
@@ -40,9 +40,11 @@ def load(path: str | os.PathLike, *, tokenizer: Tokenizer | str | os.PathLike | 
 
     Args:
       path: a folder written by `QuantizedModel.save` (it has `quantization.json`), an HF
-        checkpoint folder (`config.json` + `model.safetensors`, `flax_model.msgpack` or
-        `pytorch_model.bin`, each possibly sharded; the last read without torch and without
-        running its pickle), or a PEFT LoRA adapter folder (`adapter_config.json`), merged
+        checkpoint folder (`config.json` + `model.safetensors`, `pytorch_model.bin` or
+        `flax_model.msgpack`, each possibly sharded, read in that order as HF reads them; the
+        pickle without torch and without running it; a sentence-transformers folder may keep
+        them in the subfolder its `modules.json` names, `0_Transformer/`), or a PEFT LoRA
+        adapter folder (`adapter_config.json`), merged
         into its base model (`base_model_name_or_path` when it is a local folder, absolute,
         relative to the working directory or to the adapter's; else `base_model=`).
       tokenizer: the tokenizer to attach instead of the folder's own: a `Tokenizer`, or a
@@ -86,7 +88,9 @@ def load(path: str | os.PathLike, *, tokenizer: Tokenizer | str | os.PathLike | 
     if given:
         raise TypeError(f"{path} is no PEFT adapter folder (it has no {ADAPTER_CONFIG}); "
                         f"options {given} apply to adapter folders only")
-    if not quantized and not check_regular(path / HF_CONFIG_FILE):
+    # a sentence-transformers 1.x folder keeps config.json, weights and tokenizer in the
+    # subfolder its modules.json names (0_Transformer/)
+    if not quantized and not check_regular(transformer_folder(path) / HF_CONFIG_FILE):
         raise FileNotFoundError(
             f"{path} is not a model folder: it has neither {SIDECAR_FILE} (a quantized model "
             f"written by QuantizedModel.save) nor {HF_CONFIG_FILE} (an HF checkpoint written by "
@@ -149,6 +153,8 @@ def _check_tokenizer(path: Path, tokenizer, *, quantized: bool) -> None:
                         f"got {type(tokenizer).__name__}")
     # an HF folder may carry a slow tokenizer's vocabulary instead (Tokenizer.from_pretrained
     # builds tokenizer.json from it); a quantized folder holds the tokenizer.json samp-jax wrote
+    if not quantized:
+        path = transformer_folder(path)
     if not (check_regular(path / TOKENIZER_FILE) if quantized else has_tokenizer(path)):
         slow = "" if quantized else (", or a slow tokenizer's vocab.txt, vocab.json + merges.txt, "
                                      "spm.model or sentencepiece.bpe.model")
