@@ -182,7 +182,8 @@ def _builtin_model(args, *, progress: bool | None):
             raise UsageError(f"--seed {args.seed} needs --model: the packaged fine-tune of "
                              f"{args.data} was trained on the seed-0 splits, and other seeds "
                              "would put its training rows in the test split")
-        given = [f"--{name.replace('_', '-')}" for name in ("head", "pooling", "prompt_name")
+        given = [f"--{name.replace('_', '-')}" for name in ("head", "pooling", "normalize",
+                                                             "prompt_name")
                  if getattr(args, name, None) is not None]
         if given:  # the packaged fine-tune is read as it was saved
             raise UsageError(f"{' and '.join(given)} apply to a --model folder; without --model "
@@ -196,23 +197,30 @@ def _builtin_model(args, *, progress: bool | None):
 
 
 def model_options(args) -> dict:
-    """`load` options from `--head` and `--pooling` (only when given, so a quantized folder,
-    which takes none, loads when they are not), `--prompt-name`, and a PEFT adapter folder's
-    `--base-model` and `--adapter`.
+    """`load` options from `--head`, `--pooling` and `--normalize` (only when given, so a
+    quantized folder, which takes none, loads when they are not), `--prompt-name`, and a PEFT
+    adapter folder's `--base-model` and `--adapter`.
 
     Raises:
-      UsageError: `--pooling` (which embeds with the sentence_embedding head) with a `--head`
-        that names another head.
+      UsageError: `--pooling` or `--[no-]normalize` (which embed with the sentence_embedding
+        head) with a `--head` that names another head.
     """
     options = {}
     head, pooling = getattr(args, "head", None), getattr(args, "pooling", None)
-    if pooling and head not in (None, SENTENCE_EMBEDDING.name):
-        raise UsageError(f"--pooling {pooling} embeds with the {SENTENCE_EMBEDDING.name} head; "
-                         f"--head {head} reads another: give one of them")
+    normalize = getattr(args, "normalize", None)
+    embedding = [f"--pooling {pooling}"] if pooling else []
+    if normalize is not None:
+        embedding.append("--normalize" if normalize else "--no-normalize")
+    if embedding and head not in (None, SENTENCE_EMBEDDING.name):
+        raise UsageError(f"{' and '.join(embedding)} embed{'s' if len(embedding) == 1 else ''} "
+                         f"with the {SENTENCE_EMBEDDING.name} head; --head {head} reads another: "
+                         "give one of them")
     if head is not None:
         options["head"] = head
     if pooling:
         options |= {"head": SENTENCE_EMBEDDING.name, "pooling": tuple(pooling.split(","))}
+    if normalize is not None:
+        options["normalize"] = normalize
     if getattr(args, "prompt_name", None) is not None:
         options |= {"prompt_name": args.prompt_name}
     for option in ("base_model", "adapter"):  # a PEFT adapter folder's

@@ -283,7 +283,12 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
                    help="embed with sentence-transformers pooling (cls, max, mean, mean_sqrt_len, "
                         "weightedmean, lasttoken; several are concatenated) with the "
                         f"{SENTENCE_EMBEDDING} head (--head may name only it): needed for a "
-                        "model folder that declares none, overrides the one it declares")
+                        "model folder that declares none, overrides the one it declares. For a "
+                        "folder that declares none it L2-normalises the embeddings, which "
+                        "sentence-transformers does not for a plain HF folder: --no-normalize")
+    p.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=None,
+                   help="L2-normalise sentence embeddings or not (--no-normalize), over what the "
+                        "folder declares (its Normalize module; with --pooling and none: yes)")
     p.add_argument("--base-model", default=None, type=path_or_name, metavar="DIR",
                    help="the base model's folder for a PEFT LoRA adapter folder (--model with "
                         "adapter_config.json), in place of its base_model_name_or_path (which "

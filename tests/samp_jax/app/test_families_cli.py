@@ -96,3 +96,23 @@ def test_pooling_option_embeds_a_folder_that_declares_none(data, tmp_path, capsy
     assert code == 0, err
     vector = np.asarray(json.loads(out.read_text().splitlines()[0])["embedding"])
     assert vector.shape == (60,)  # cls and mean, concatenated
+
+
+def test_pooling_normalises_unless_no_normalize_is_given(data, tmp_path, capsys):
+    """--pooling on a folder that declares none L2-normalises (its help says so);
+    sentence-transformers mean-pools a plain HF folder without normalising: --no-normalize."""
+    with pytest.raises(SystemExit):
+        main(["predict", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "it L2-normalises the embeddings, which sentence-transformers does not for a plain " \
+           "HF folder: --no-normalize" in help_text
+    norms = {}
+    for flag in ((), ("--no-normalize",)):
+        out = tmp_path / f"e{len(flag)}.jsonl"
+        code, _, err = _run(capsys, "predict", "--model", FAMILY_GOLDEN / "roberta" / "base",
+                            "--data", data / "reviews.csv", "--pooling", "mean", *flag, "--out", out)
+        assert code == 0, err
+        rows = [json.loads(line)["embedding"] for line in out.read_text().splitlines()]
+        norms[flag] = np.linalg.norm(np.asarray(rows), axis=-1)
+    assert np.allclose(norms[()], 1, atol=1e-5)
+    assert not np.allclose(norms[("--no-normalize",)], 1, atol=1e-2)

@@ -69,6 +69,15 @@ def test_head_that_pooling_contradicts_is_a_usage_error(folders, tmp_path, capsy
                        "--head token_classification reads another")
 
 
+def test_head_that_no_normalize_contradicts_is_a_usage_error(folders, tmp_path, capsys,
+                                                              no_slow_work):
+    code = main(["predict", "--out", str(tmp_path / "p.jsonl"), "--model", str(folders["seqcls"]),
+                 "--data", str(folders["data"]), "--head", "token_classification",
+                 "--pooling", "mean", "--no-normalize"])
+    one_line_error(capsys, code, 2, "--pooling mean and --no-normalize embed with the "
+                   "sentence_embedding head; --head token_classification reads another")
+
+
 def test_an_unknown_head_is_a_usage_error_listing_the_kinds(capsys, no_slow_work):
     with pytest.raises(SystemExit) as info:
         main(["predict", "--model", "m", "--data", "d", "--out", "x.jsonl", "--head", "regression"])
