@@ -69,9 +69,8 @@ TF_WEIGHTS = ("tf_model.h5", "tf_model.h5.index.json", "model.ckpt.index")
 # The weights formats samp-jax reads, in the order HF transformers' PyTorch classes look for
 # them (`from_pretrained`): safetensors, then the PyTorch pickle; Flax msgpack, which they
 # read only with `from_flax=True`, last.
-WEIGHTS_FORMATS = (("safetensors", (SAFETENSORS, SAFETENSORS_INDEX)),
-                   ("PyTorch", (TORCH_PICKLE, TORCH_PICKLE_INDEX)),
-                   ("Flax", (FLAX_MSGPACK,)))
+WEIGHTS_FORMATS = ((SAFETENSORS, SAFETENSORS_INDEX), (TORCH_PICKLE, TORCH_PICKLE_INDEX),
+                   (FLAX_MSGPACK,))
 
 
 def read_state_dict(folder: str | Path, *, allow_torch_pickle: bool = True) -> tuple[dict[str, np.ndarray], str]:
@@ -125,9 +124,8 @@ def read_state_dict(folder: str | Path, *, allow_torch_pickle: bool = True) -> t
                 f"reads ({SAFETENSORS} or {TORCH_PICKLE}, each possibly sharded, or "
                 f"{FLAX_MSGPACK}); HF's PyTorch classes read them only with from_tf=True. "
                 "Convert them with transformers 4.x and TensorFlow installed: "
-                "AutoModelForSequenceClassification (or the class config.json's architectures "
-                f"names).from_pretrained('{folder}', from_tf=True).save_pretrained('new_folder'), "
-                "then load new_folder")
+                f"transformers.{_hf_class(folder)}.from_pretrained('{folder}', from_tf=True)"
+                ".save_pretrained('converted'), then load 'converted'")
         raise FileNotFoundError(
             f"{folder} has no weights: looked for {SAFETENSORS}, {SAFETENSORS_INDEX}, "
             f"{TORCH_PICKLE}, {TORCH_PICKLE_INDEX}, {FLAX_MSGPACK}")
@@ -135,10 +133,21 @@ def read_state_dict(folder: str | Path, *, allow_torch_pickle: bool = True) -> t
     return {_layer_norm_names(k): v for k, v in state.items()}, source
 
 
+def _hf_class(folder: Path) -> str:
+    """The HF class `config.json`'s architectures names, for a conversion to suggest;
+    AutoModel when it names none (or cannot be read: the load reports that)."""
+    try:
+        architectures = read_json(folder / "config.json").get("architectures")
+    except (ValueError, OSError, AttributeError):  # not JSON, a FIFO, not an object
+        return "AutoModel"
+    named = architectures[0] if isinstance(architectures, list) and architectures else None
+    return named if isinstance(named, str) and named.isidentifier() else "AutoModel"
+
+
 def _warn_other_formats(folder: Path, source: str, allow_torch_pickle: bool) -> None:
     """Warns when `folder` holds weights in another format than the file `source` read: old
     hub snapshots ship several, and a folder fine-tuned in place may keep a stale one."""
-    others = [name for _, names in WEIGHTS_FORMATS if source not in names
+    others = [name for names in WEIGHTS_FORMATS if source not in names
               for name in names if (folder / name).is_file()]
     if not others:
         return

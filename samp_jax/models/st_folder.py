@@ -4,11 +4,12 @@ any `N_Dense/` projections, `N_Normalize`, and what the `Transformer` module doe
 
 A sentence-transformers model is an HF checkpoint at the folder root (the `Transformer`
 module; or in the subfolder `modules.json` names, `0_Transformer/` in the layout
-sentence-transformers 1.x wrote: `transformer_folder`), a `Pooling` module, zero or more `Dense` projections (`samp_jax.models.st_dense`) and
-optionally `Normalize`, in that order. samp-jax pools, projects and normalises as the folder
-declares; a module it does not implement (an `LSTM`, a `LayerNorm`, a Dense with an activation
-it does not run, say) or another order is refused by name rather than skipped, since skipping
-it would give different embeddings without any error. A sentence embedder's tokenizer follows
+sentence-transformers 1.x wrote: `transformer_folder`), a `Pooling` module, zero or more
+`Dense` projections (`samp_jax.models.st_dense`) and optionally `Normalize`, in that order.
+samp-jax pools, projects and normalises as the folder declares; a module it does not implement
+(an `LSTM`, a `LayerNorm`, a Dense with an activation it does not run, say) or another order is
+refused by name rather than skipped, since skipping it would give different embeddings without
+any error. A sentence embedder's tokenizer follows
 `sentence_bert_config.json` (`read_text_settings`): it truncates at `max_seq_length` and
 lowercases texts when `do_lower_case` is set; and it puts the prompt in use before every text
 (`parse_prompts`: `config_sentence_transformers.json`'s `default_prompt_name`, or the one

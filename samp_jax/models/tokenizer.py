@@ -157,7 +157,9 @@ class Tokenizer:
         folder declares: `sentence_transformers` when it is a sentence-transformers folder (it
         declares a pooling: `modules.json`), `prompts` then and for a `CrossEncoder` folder.
         Pass False to tokenize such a folder as its plain HF tokenizer does (e.g. to train
-        another head on a sentence embedder).
+        another head on a sentence embedder). A sentence-transformers folder whose
+        `modules.json` puts its transformer in a subfolder (`0_Transformer/`,
+        `st_folder.transformer_folder`) is read from there, its prompts from the root.
 
         Raises:
           FileNotFoundError: the folder has no `tokenizer.json` and no slow tokenizer's
@@ -203,7 +205,7 @@ class Tokenizer:
                       if check_regular(source / name)}
             files = _converted(files, models, source, model_config)
         else:  # as HF's fast class rewrites it from tokenizer_config.json when it loads it
-            config = (_json_object(files, TOKENIZER_CONFIG_FILE, path)
+            config = (_json_object(files, TOKENIZER_CONFIG_FILE, source)
                       if TOKENIZER_CONFIG_FILE in files else None)
             files[TOKENIZER_FILE] = apply_fast_options(files[TOKENIZER_FILE], config,
                                                        model_config, source)

@@ -90,7 +90,12 @@ def load(path: str | os.PathLike, *, tokenizer: Tokenizer | str | os.PathLike | 
                         f"options {given} apply to adapter folders only")
     # a sentence-transformers 1.x folder keeps config.json, weights and tokenizer in the
     # subfolder its modules.json names (0_Transformer/)
-    if not quantized and not check_regular(transformer_folder(path) / HF_CONFIG_FILE):
+    model_folder = path if quantized else transformer_folder(path)
+    if not quantized and not check_regular(model_folder / HF_CONFIG_FILE):
+        if model_folder != path:
+            raise FileNotFoundError(
+                f"{path / 'modules.json'} puts the sentence-transformers Transformer module in "
+                f"{model_folder}, which has no {HF_CONFIG_FILE}")
         raise FileNotFoundError(
             f"{path} is not a model folder: it has neither {SIDECAR_FILE} (a quantized model "
             f"written by QuantizedModel.save) nor {HF_CONFIG_FILE} (an HF checkpoint written by "

@@ -194,7 +194,8 @@ def test_safetensors_are_read_before_every_other_format_with_a_warning(tiny_copy
 def test_tensorflow_weights_alone_are_named_as_such(tiny_copy):
     (tiny_copy / "model.safetensors").rename(tiny_copy / "tf_model.h5")
     with pytest.raises(FileNotFoundError, match=r"has TensorFlow weights \(tf_model.h5\) and no "
-                       r"weights samp-jax reads .*from_tf=True\)?.*save_pretrained"):
+                       r"weights samp-jax reads .*transformers.BertForSequenceClassification.from_pretrained\("
+                       r"'.*ckpt', from_tf=True\).save_pretrained"):
         load_pretrained(tiny_copy)
 
 

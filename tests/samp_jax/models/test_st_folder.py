@@ -86,6 +86,15 @@ def test_a_transformer_path_outside_the_folder_is_refused(tmp_path, path):
         load(folder)
 
 
+def test_a_transformer_folder_without_a_config_is_named(tmp_path):
+    folder = _v1_layout(BERT_SENTENCE, tmp_path / "v1")
+    (folder / "0_Transformer" / "config.json").unlink()
+    with pytest.raises(FileNotFoundError, match=r"v1/modules.json puts the sentence-transformers "
+                                                r"Transformer module in .*v1/0_Transformer, which "
+                                                r"has no config.json"):
+        load(folder)
+
+
 # ------------------------------------------------------- a pooling config without modules.json
 def test_a_pooling_config_without_modules_json_is_read_with_a_warning(tmp_path):
     """sentence-transformers ignores 1_Pooling/ without modules.json and mean-pools; samp-jax
