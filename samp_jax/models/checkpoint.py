@@ -81,7 +81,7 @@ def read_state_dict(folder: str | Path, *, allow_torch_pickle: bool = True) -> t
     read without torch and without running the pickle (`samp_jax.models.torch_pickle`: only
     tensors are rebuilt); then, last, `flax_model.msgpack` (HF reads it only with
     `from_flax=True`). A folder holding weights in more than one of these formats gets a
-    warning naming the file read and the others, which may be stale. Flax names and layouts
+    warning when another file is newer than the one read (`_warn_other_formats`). Flax names and layouts
     are converted (`kernel` → transposed `weight`, `scale`/`embedding` → `weight`). LayerNorm
     `gamma`/`beta` in old checkpoints become `weight`/`bias`. Keys keep any base-model prefix
     (`bert.`, `roberta.`, ...). Returns `(state, filename)`.
@@ -144,21 +144,35 @@ def _hf_class(folder: Path) -> str:
     return named if isinstance(named, str) and named.isidentifier() else "AutoModel"
 
 
+# An ignored weights file this much newer than the one read was likely written after it (a
+# fine-tune saved into a copy of a snapshot), not downloaded beside it.
+NEWER_BY_S = 60.0
+
+
 def _warn_other_formats(folder: Path, source: str, allow_torch_pickle: bool) -> None:
-    """Warns when `folder` holds weights in another format than the file `source` read: old
-    hub snapshots ship several, and a folder fine-tuned in place may keep a stale one."""
+    """Warns when `folder` holds weights in another format than the file `source` read and
+    either samp-jax reads another file than HF transformers would (`allow_torch_pickle=False`
+    beside a PyTorch pickle), or an ignored file is newer than the one read by `NEWER_BY_S`:
+    a fine-tune saved into a copy of a hub snapshot keeps the snapshot's stale files, and HF
+    reads the stale safetensors too. Files of one snapshot (the same weights in several
+    formats, as many hub repositories ship) get no warning."""
     others = [name for names in WEIGHTS_FORMATS if source not in names
               for name in names if (folder / name).is_file()]
-    if not others:
-        return
     pickles = [name for name in others if name in (TORCH_PICKLE, TORCH_PICKLE_INDEX)]
-    why = (f"since allow_torch_pickle=False refuses {', '.join(pickles)}, which HF "
-           "transformers reads" if source == FLAX_MSGPACK and pickles and not allow_torch_pickle
-           else "the file HF transformers' PyTorch classes read")
-    warnings.warn(f"{folder} holds weights in more than one format: samp-jax reads {source} "
-                  f"({why}), not {', '.join(others)}; if those hold other weights (a stale "
-                  "copy, or the ones you meant), remove the files you do not mean",
-                  stacklevel=2)
+    if source == FLAX_MSGPACK and pickles and not allow_torch_pickle:
+        warnings.warn(f"{folder} holds weights in more than one format: samp-jax reads {source} "
+                      f"(since allow_torch_pickle=False refuses {', '.join(pickles)}, which HF "
+                      "transformers reads); if they hold other weights, the logits differ from "
+                      "HF's", stacklevel=3)
+        return
+    read_at = (folder / source).stat().st_mtime
+    newer = [name for name in others if (folder / name).stat().st_mtime > read_at + NEWER_BY_S]
+    if newer:
+        warnings.warn(f"{folder} holds weights in more than one format, and {', '.join(newer)} "
+                      f"{'is' if len(newer) == 1 else 'are'} newer than {source}, which samp-jax "
+                      "reads (as HF transformers' PyTorch classes do): if the newer file holds "
+                      f"the weights you mean (a fine-tune saved into a copy of a snapshot), "
+                      f"remove {source}", stacklevel=3)
 
 
 def _read_index(file: Path) -> dict[str, str]:

@@ -1,7 +1,9 @@
 """Import of HF checkpoints: golden parity with HF's own outputs, and every bad-input path."""
 
 import json
+import os
 import shutil
+import warnings
 
 import jax
 import numpy as np
@@ -161,6 +163,8 @@ def _stale_msgpack(folder):
     params = tree.get("params", tree)
     params["classifier"]["bias"] = np.asarray(params["classifier"]["bias"]) + 5.0
     (folder / "flax_model.msgpack").write_bytes(serialization.msgpack_serialize(tree))
+    older = min(p.stat().st_mtime for p in folder.iterdir() if p.suffix in (".bin", ".safetensors"))
+    os.utime(folder / "flax_model.msgpack", (older - 3600, older - 3600))  # stale: older
 
 
 def test_pytorch_weights_are_read_before_flax_ones_as_hf_reads_them(tmp_path):
@@ -169,9 +173,8 @@ def test_pytorch_weights_are_read_before_flax_ones_as_hf_reads_them(tmp_path):
     folder = shutil.copytree(GOLDEN / "tiny_seqcls" / "torch", tmp_path / "both")
     _stale_msgpack(folder)
     golden = np.load(GOLDEN / "tiny_seqcls" / "golden.npz")
-    with pytest.warns(UserWarning, match=r"both holds weights in more than one format: samp-jax "
-                      r"reads pytorch_model.bin \(the file HF transformers' PyTorch classes "
-                      r"read\), not flax_model.msgpack"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # files of one snapshot: read as HF reads them, silently
         model = load_pretrained(folder)
     logits = np.asarray(model(golden["input_ids"], golden["attention_mask"], golden["token_type_ids"]))
     np.testing.assert_allclose(logits, golden["logits"], atol=1e-5)
@@ -182,13 +185,34 @@ def test_pytorch_weights_are_read_before_flax_ones_as_hf_reads_them(tmp_path):
     assert source == "flax_model.msgpack"
 
 
-def test_safetensors_are_read_before_every_other_format_with_a_warning(tiny_copy):
+def test_safetensors_are_read_before_every_other_format(tiny_copy):
     shutil.copy(GOLDEN / "tiny_seqcls" / "torch" / "pytorch_model.bin", tiny_copy)
+    read_at = (tiny_copy / "model.safetensors").stat().st_mtime
+    os.utime(tiny_copy / "pytorch_model.bin", (read_at, read_at))  # one snapshot's files
     _stale_msgpack(tiny_copy)
-    with pytest.warns(UserWarning, match=r"reads model.safetensors .*not pytorch_model.bin, "
-                                         r"flax_model.msgpack"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         _, source = read_state_dict(tiny_copy)
     assert source == "model.safetensors"
+
+
+def test_a_weights_file_newer_than_the_one_read_is_named(tiny_copy):
+    """A fine-tune saved as pytorch_model.bin into a copy of a snapshot leaves the snapshot's
+    model.safetensors, which samp-jax (and HF) read: a file written after the one read is
+    likely the one meant."""
+    shutil.copy(GOLDEN / "tiny_seqcls" / "torch" / "pytorch_model.bin", tiny_copy)
+    _stale_msgpack(tiny_copy)
+    read_at = (tiny_copy / "model.safetensors").stat().st_mtime
+    os.utime(tiny_copy / "pytorch_model.bin", (read_at + 61, read_at + 61))
+    with pytest.warns(UserWarning, match=r"holds weights in more than one format, and "
+                      r"pytorch_model.bin is newer than model.safetensors, which samp-jax reads "
+                      r"\(as HF transformers' PyTorch classes do\).*remove model.safetensors"):
+        _, source = read_state_dict(tiny_copy)
+    assert source == "model.safetensors"
+    os.utime(tiny_copy / "pytorch_model.bin", (read_at + 59, read_at + 59))  # one download
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        read_state_dict(tiny_copy)
 
 
 def test_tensorflow_weights_alone_are_named_as_such(tiny_copy):
