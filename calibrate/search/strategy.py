@@ -4,7 +4,10 @@ A strategy turns the single-site sensitivities into a map that meets the toleran
 `AllocationProblem` (the runner that evaluates and records maps, the moves in order, their
 sensitivities, the acceptance test and the latency of a map already known to pass) and returns
 the option indices `[layers, 4]` of the fastest map it found that passes, with its outputs (or
-the all-default map and None when none passed).
+the all-default map and None when none passed). A strategy should record every map it
+measures (`runner.record`, or `recording_evaluate`): the search judges the returned map again
+with the margin widened for the number of maps recorded (`tolerance.guard_selection`), and
+records the returned map itself when the strategy did not (`tolerance.record_allocation`).
 
 Adding a strategy is one file that registers itself, e.g. in `calibrate/search/strategies/`
 (every module there is imported with the search) or in your own code before the search runs::

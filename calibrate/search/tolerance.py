@@ -55,6 +55,7 @@ def search_tolerance(session: Session) -> SearchResult:
         sensitivity, ordered = measure_and_order(session)
         problem = AllocationProblem(runner, ordered, sensitivity, accept, ceiling_ms)
         choices, outputs = get_strategy(config.strategy_name).allocate(problem)
+        choices = record_allocation(runner, config.strategy_name, choices, outputs)
         if config.selection_margin and obj.metric_name is not None:
             choices, outputs, selection = guard_selection(
                 runner, lambda out, z: obj.guarded_drop(out, obj.reference, z=z), allowed, cost)
@@ -72,6 +73,36 @@ def search_tolerance(session: Session) -> SearchResult:
                   tolerance_met=tolerance_verdict(session, checks[-1], name),
                   chosen_from=config.strategy_name if chosen_from == "greedy" else chosen_from,
                   stopped_early=stopped_early, selection=selection, tolerance_checks=checks)
+
+
+def record_allocation(runner: Runner, strategy: str, choices, outputs: Outputs | None
+                      ) -> np.ndarray:
+    """The strategy's returned map, recorded as `<strategy>#returned` (`Kind.CANDIDATE`) when
+    it passed (`outputs` not None) and the strategy did not record it itself: the selection
+    guard judges the maps recorded, so an unrecorded pick would otherwise be dropped for the
+    all-default map. The built-in strategies record every map they measure.
+
+    Returns:
+      `choices` as `int32` option indices `[layers, 4]`.
+
+    Raises:
+      ValueError: `choices` is not `[layers, 4]` indices into the search options.
+    """
+    choices = np.asarray(choices)
+    shape = (runner.num_layers, len(SITES))
+    if choices.shape != shape or not np.issubdtype(choices.dtype, np.integer) or \
+            choices.min(initial=0) < 0 or choices.max(initial=0) >= len(runner.options):
+        raise ValueError(f"strategy {strategy!r} returned choices of shape {choices.shape} "
+                         f"({choices.dtype}); expected integer option indices of shape {shape}, "
+                         f"each below {len(runner.options)} (the search options)")
+    choices = choices.astype(np.int32)
+    if outputs is None:
+        return choices
+    recorded = {runner.switch.choices_for(e.precision_map).tobytes() for e in runner.evaluated
+                if e.kind in (Kind.GREEDY, Kind.CANDIDATE)}
+    if choices.tobytes() not in recorded:
+        runner.record(f"{strategy}#returned", Kind.CANDIDATE, choices, outputs)
+    return choices
 
 
 def measured_once(measure: Callable[[Outputs], float]) -> Callable[[Outputs], float]:
@@ -224,7 +255,8 @@ def guard_selection(runner: Runner, measure_at: Callable[[Outputs, float], float
     map that passes there is kept. Outputs come from the runner's memory: nothing is run again.
 
     Args:
-      runner: its `evaluated` holds the allocation's maps (`Kind.GREEDY`, `Kind.CANDIDATE`).
+      runner: its `evaluated` holds the allocation's maps (`Kind.GREEDY`, `Kind.CANDIDATE`),
+        the strategy's returned map among them (`record_allocation`).
       measure_at: `(outputs, z) -> guarded drop` (`tolerance_measure` at that z).
       allowed: the largest drop the tolerance allows.
 

@@ -10,6 +10,7 @@ import pytest
 
 from calibrate import STRATEGIES, SearchConfig, Strategy, register_strategy, search
 from calibrate.search.latency import estimate_table
+from calibrate.search.objectives import UnlabelledObjective
 from calibrate.search.runner import Kind
 from calibrate.search.strategy import AllocationProblem, recording_evaluate
 from samp_jax.app.cli import build_parser
@@ -47,6 +48,70 @@ def test_a_registered_strategy_runs_in_the_search(tiny, calibration, registered)
     # the fastest map passes at this tolerance, so the strategy's map is the one returned
     assert result.precision_map == candidates[0].precision_map and result.tolerance_met
     assert result.chosen_from == "all_or_nothing" and result.chosen.int8_fraction > 0
+
+
+class OnlyOneMapPasses(UnlabelledObjective):
+    """A labelled objective on the tiny model under which only the outputs in `passing` pass
+    (guarded drop 0, accuracy 1); every other map (presets included) drops by 1."""
+
+    metric_name = "accuracy"
+    passing = None
+
+    def _passes(self, outputs):
+        return self.passing is not None and all(np.array_equal(a, b) for a, b in zip(outputs, self.passing))
+
+    def metric(self, outputs):
+        return 1.0 if outputs is self.reference or self._passes(outputs) else 0.0
+
+    def guarded_drop(self, outputs, base, *, z=None):
+        return 0.0 if self._passes(outputs) else 1.0
+
+
+def one_site(problem: AllocationProblem):
+    """One site (layer 1's ffn_out) at the last option, a map no preset has; run, never
+    recorded (the contract asks only for the returned map and its outputs)."""
+    runner = problem.runner
+    choices = np.zeros((runner.num_layers, len(SITES)), np.int32)
+    choices[1, SITES.index("ffn_out")] = len(runner.options) - 1
+    (outputs,) = runner.run(choices[None])
+    runner.objective.passing = outputs  # planted: this map, and only it, passes
+    assert problem.acceptable(outputs)
+    return choices, outputs
+
+
+@pytest.mark.parametrize("margin", [True, False])
+def test_a_strategy_that_does_not_record_its_map_still_gets_it_returned(tiny, calibration, margin):
+    strategy = register_strategy(Strategy("one_site", "one site, not recorded", one_site))
+    try:
+        batches = random_batches(2, seed=3)
+        result = search(tiny, OnlyOneMapPasses(tiny, batches), SearchConfig(
+            tolerance=0.1, target="h100", options=("int8-dynamic",), strategy="one_site",
+            selection_margin=margin, sensitivity_batches=1, progress=False),
+            calibration=calibration, latency_table=estimate_table(TINY_CONFIG, 32, 128))
+    finally:
+        del STRATEGIES[strategy.name]
+    # the search records the returned map, so the selection guard judges it (before, with the
+    # margin on, it kept only recorded maps and fell back to the all-default map)
+    returned = [e for e in result.evaluated if e.kind == Kind.CANDIDATE]
+    assert [e.name for e in returned] == ["one_site#returned"]
+    assert result.chosen_from == "one_site" and result.tolerance_met
+    assert {(k, str(v)) for k, v in result.precision_map.items() if str(v) != "fp16"} == \
+        {((1, "ffn_out"), "int8-dynamic")}
+    if margin:
+        assert result.selection.kept == "one_site#returned" and result.selection.maps_compared == 1
+
+
+def test_a_strategy_returning_bad_choices_is_named(tiny, calibration):
+    strategy = register_strategy(Strategy(
+        "bad_shape", "returns one row", lambda problem: (np.zeros((1, len(SITES)), np.int32), None)))
+    try:
+        with pytest.raises(ValueError, match="strategy 'bad_shape' returned choices of shape"):
+            search(tiny, random_batches(1, seed=3), SearchConfig(
+                tolerance=0.45, target="h100", options=("int8-dynamic",), strategy="bad_shape",
+                stop_early=False, sensitivity_batches=1, progress=False),
+                calibration=calibration, latency_table=estimate_table(TINY_CONFIG, 32, 128))
+    finally:
+        del STRATEGIES[strategy.name]
 
 
 def test_the_cli_reads_strategies_from_the_registry(registered):
