@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 
 from pallas_kernels.numerics import check_scale, quantize_rows, row_finite
-from samp_jax.core.precision import SitePrecision, as_precision
+from samp_jax.core.precision import PRECISIONS, SitePrecision, as_precision
 from samp_jax.core.primitives import QArray, quantize_fp8
 
 Activation = Literal["gelu", "gelu_tanh", "quick_gelu", "silu", "tanh", "relu"] | None
@@ -80,26 +80,73 @@ _LOGGED: set[tuple] = set()
 
 def register_gemm_implementation(name: str, fn: GemmImpl, *, first: bool = False,
                                  automatic: bool = True, takes_fused_input: bool = True,
-                                 precisions: Sequence[str] | None = None) -> None:
+                                 precisions: Sequence[str] | None = None,
+                                 replace: bool = False) -> None:
     """Registers `fn` under `name`: `fn(x, weight, *, precision, bias, activation, residual,
     act_scale, input_scale, out_dtype, out_scale, requantize_from)`, the arguments of `gemm`
     after the checks (`precision` a `SitePrecision`, `out_dtype` a dtype); it raises
     `NotImplementedError` for a call it cannot run.
+
+    The order `implementation=None` tries them (`implementations()`) is the order of
+    registration: a new name goes last (behind `xla`, which runs everything, so it would
+    never run automatically) unless `first=True` puts it ahead of all the others. A
+    replacement (`replace=True`) keeps its name's place, unless `first=True` moves it ahead.
 
     Args:
       first: put it ahead of the implementations already registered.
       automatic: whether `implementation=None` tries it (else only when named).
       takes_fused_input: whether a site pinned to it takes INT8 input quantized by an upstream
         fused kernel; False keeps such a site on plain float input (a pure-XLA baseline).
-      precisions: the precisions it runs ('int8', 'fp8_e4m3', 'fp16', ...); None: every one.
+      precisions: the `SitePrecision.precision` names it runs (from
+        `samp_jax.core.precision.PRECISIONS`: 'fp32', 'bf16', 'fp16', 'int8', 'fp8_e4m3');
+        None: every one. 'int8' covers both INT8 options (int8-dynamic and int8-static): an
+        implementation that runs only one raises `NotImplementedError` for the other. Option
+        names ('int8-dynamic') are refused rather than widened to 'int8'.
         `implementation=None` passes it by for the others without counting a fallback, and a
         model pinned to `name` runs its other sites on `xla` (`site_implementation`).
+      replace: allow replacing the implementation registered as `name`.
+
+    Raises:
+      ValueError: `name` is empty or already registered (without `replace`), or a precision
+        name is not one of `PRECISIONS`.
+      TypeError: `name` is not a string, or `fn` is not callable.
     """
-    if name in _REGISTRY:
-        _ORDER.remove(name)
+    if not isinstance(name, str):
+        raise TypeError(f"register_gemm_implementation: name={name!r} must be a str")
+    if not name.strip():
+        raise ValueError("register_gemm_implementation: name must be a non-empty str")
+    if not callable(fn):
+        raise TypeError(f"register_gemm_implementation({name!r}): fn={fn!r} is not callable; "
+                        "expected fn(x, weight, *, precision, ...) like samp_jax.ops.base.xla_gemm")
+    if name in _REGISTRY and not replace:
+        raise ValueError(f"GEMM implementation {name!r} is already registered (the order is "
+                         f"{tuple(_ORDER)}); pass replace=True to replace it in its place")
+    if precisions is not None:
+        if isinstance(precisions, str):
+            precisions = (precisions,)
+        unknown = [p for p in precisions if p not in PRECISIONS]
+        if unknown:
+            options = {p: _option_precision(p) for p in unknown}
+            hint = "".join(f"; {p!r} is an option of precision {q!r} (which covers every "
+                           "option of it: decline the others with NotImplementedError)"
+                           for p, q in options.items() if q is not None)
+            raise ValueError(f"register_gemm_implementation({name!r}): precisions {unknown} are "
+                             f"not precision names; expected names from {PRECISIONS}{hint}")
     _REGISTRY[name] = _Registered(fn, takes_fused_input, automatic,
                                   None if precisions is None else frozenset(precisions))
+    if name in _ORDER and not first:
+        return  # a replacement keeps its place
+    if name in _ORDER:
+        _ORDER.remove(name)
     _ORDER.insert(0, name) if first else _ORDER.append(name)
+
+
+def _option_precision(name) -> str | None:
+    """The precision of an option name ('int8-dynamic' -> 'int8'), or None for no option."""
+    try:
+        return as_precision(name).precision
+    except Exception:  # noqa: BLE001  (any name as_precision refuses)
+        return None
 
 
 def report_kernel(name: str) -> None:

@@ -200,6 +200,48 @@ def test_dispatch_falls_back_and_named_implementation_fails_loudly(monkeypatch):
     assert len(calls) == 3
 
 
+@pytest.fixture
+def own_registry(monkeypatch):
+    """The GEMM registry, restored after the test."""
+    monkeypatch.setattr(gemm_module, "_REGISTRY", dict(gemm_module._REGISTRY))
+    monkeypatch.setattr(gemm_module, "_ORDER", list(gemm_module._ORDER))
+
+
+def test_registering_a_taken_name_needs_replace_and_keeps_its_place(own_registry):
+    from samp_jax.ops import base
+    before = implementations()
+    assert before == ("pallas", "xla")
+    with pytest.raises(ValueError, match="'pallas' is already registered .*replace=True"):
+        register_gemm_implementation("pallas", base.xla_gemm)
+    assert implementations() == before  # nothing changed (re-registering used to move it behind xla)
+    register_gemm_implementation("pallas", base.xla_gemm, replace=True,
+                                 precisions=gemm_module._REGISTRY["pallas"].precisions)
+    assert implementations() == before and gemm_module._REGISTRY["pallas"].fn is base.xla_gemm
+    register_gemm_implementation("xla", base.xla_gemm, replace=True, first=True)
+    assert implementations() == ("xla", "pallas")  # first=True moves a replacement ahead
+    register_gemm_implementation("mine", base.xla_gemm)
+    assert implementations() == ("xla", "pallas", "mine")  # a new name goes last
+
+
+@pytest.mark.parametrize("args, kwargs, error, message", [
+    (("mine", "not a function"), {}, TypeError, "is not callable"),
+    (("", "fn"), {}, ValueError, "non-empty str"),
+    ((3, "fn"), {}, TypeError, "name=3 must be a str"),
+    (("mine", "fn"), {"precisions": ["int8-dynamic"]}, ValueError,
+     r"precisions \['int8-dynamic'\] are not precision names; expected names from .*'int8-dynamic' "
+     r"is an option of precision 'int8'"),
+    (("mine", "fn"), {"precisions": ["int4"]}, ValueError, r"precisions \['int4'\] are not precision names"),
+])
+def test_a_gemm_registration_is_checked(own_registry, args, kwargs, error, message):
+    from samp_jax.ops import base
+    args = tuple(base.xla_gemm if a == "fn" else a for a in args)
+    with pytest.raises(error, match=message):
+        register_gemm_implementation(*args, **kwargs)
+    assert "mine" not in gemm_module._REGISTRY
+    register_gemm_implementation("mine", base.xla_gemm, precisions="int8")  # one name is a tuple of it
+    assert gemm_module._REGISTRY["mine"].precisions == frozenset({"int8"})
+
+
 def test_qarray_is_a_pytree():
     q = quantize_weight_int8(rng.normal(size=(8, 4)).astype(np.float32))
     leaves, tree = jax.tree.flatten(q)
