@@ -41,7 +41,7 @@ from samp_jax.core.assets import cache_dir as default_cache
 from samp_jax.core.atomic import write_cache_text
 from samp_jax.core.host_memory import cpu_buffers_kept
 from samp_jax.models.config import EncoderConfig
-from samp_jax.ops import gemm, record_executions
+from samp_jax.ops import gemm, implementation_digest, record_executions
 from samp_jax.core.precision import SITES, PrecisionMap, SitePrecision
 from samp_jax.core.primitives import quantize_weight_fp8, quantize_weight_int8
 from samp_jax.ptq.quantized import quantize
@@ -466,7 +466,9 @@ def table_name(config: EncoderConfig, target: Target, batch: int, seq: int) -> s
     TABLE_VERSION moves when samp-jax's timings do. Besides
     the readable shape, the family and a digest of the whole architecture are in it: the time
     outside the GEMM sites (attention with MPNet's bias or DeBERTa's relative terms, an
-    embedding projection) differs between families of the same shape.
+    embedding projection) differs between families of the same shape. So do GEMM
+    implementations other than samp-jax's own (one registered, replaced or put first: a
+    digest of `samp_jax.ops.implementation_key()`), whose table records them as what ran.
     """
     device = device_file_stem()
     memory = "kept" if cpu_buffers_kept() else "system"
@@ -476,6 +478,8 @@ def table_name(config: EncoderConfig, target: Target, batch: int, seq: int) -> s
     digest = hashlib.sha256(architecture.encode()).hexdigest()[:10]
     flags = os.environ.get("XLA_FLAGS", "").strip()  # threading and codegen flags time differently
     flags = f"-xla_{hashlib.sha256(flags.encode()).hexdigest()[:8]}" if flags else ""
+    gemms = implementation_digest()  # '' for samp-jax's own implementations
+    flags += f"-impl_{gemms}" if gemms else ""
     return (f"v{TABLE_VERSION}-jax{jax.__version__}-samp{__version__}-"
             f"{device}-malloc_{memory}{flags}-{target.name}-L{config.num_layers}-H{config.hidden_size}"
             f"-I{config.intermediate_size}-{config.model_type}-{digest}-{batch}x{seq}-"

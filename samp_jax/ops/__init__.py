@@ -8,11 +8,13 @@ persistent Hopper kernel) pin one kernel and are tried only when named.
 
 import functools
 
-from samp_jax.ops import base, pallas
+from samp_jax.ops import base, dispatch, pallas
 from samp_jax.ops.dispatch import (
     Activation,
     GemmExecution,
     gemm,
+    implementation_digest,
+    implementation_key,
     implementations,
     quantize_activation,
     record_executions,
@@ -30,7 +32,9 @@ for _kernel in ("mosaic", "triton", "mosaic_ws"):
                                  automatic=False, precisions=pallas.PRECISIONS)
 register_fused_op("layernorm_quant", pallas.pallas_layernorm_quant, available=kernels_available)
 register_fused_op("embedding_quant", pallas.pallas_embedding_quant, available=kernels_available)
+dispatch._BUILT_IN_KEY.append(implementation_key())  # what `implementation_digest` leaves out
 
-__all__ = ["FUSED_OPS", "Activation", "GemmExecution", "fused_op", "gemm", "implementations", "interpret",
+__all__ = ["FUSED_OPS", "Activation", "GemmExecution", "fused_op", "gemm", "implementation_digest",
+           "implementation_key", "implementations", "interpret",
            "interpreting", "kernels_available", "quantize_activation", "record_executions", "register_fused_op",
            "register_gemm_implementation", "site_implementation", "takes_fused_input"]

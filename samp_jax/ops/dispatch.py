@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
+import hashlib
 import logging
 from typing import Callable, Iterator, Literal, Sequence
 
@@ -33,6 +35,7 @@ import jax.numpy as jnp
 from pallas_kernels.numerics import check_scale, quantize_rows, row_finite
 from samp_jax.core.precision import PRECISIONS, SitePrecision, as_precision
 from samp_jax.core.primitives import QArray, quantize_fp8
+from samp_jax.ops.fused import registered_fused_ops
 
 Activation = Literal["gelu", "gelu_tanh", "quick_gelu", "silu", "tanh", "relu"] | None
 GemmImpl = Callable[..., jax.Array]
@@ -147,6 +150,38 @@ def _option_precision(name) -> str | None:
         return as_precision(name).precision
     except Exception:  # noqa: BLE001  (any name as_precision refuses)
         return None
+
+
+def implementation_key() -> str:
+    """What decides which implementation an automatic `gemm` call (`implementation=None`) runs,
+    as one string: the automatic implementations in order, each with its function and the
+    precisions it runs, and the registered fused ops. A latency table measured under another
+    key timed other code (`calibrate.search.latency.table_name`)."""
+    gemms = [f"{name}={_callable_name(_REGISTRY[name].fn)}"
+             f"[{','.join(sorted(_REGISTRY[name].precisions or ('*',)))}]" for name in implementations()]
+    fused = [f"{name}={_callable_name(fn)}" for name, fn in sorted(registered_fused_ops().items())]
+    return ";".join(gemms) + "|" + ";".join(fused)
+
+
+_BUILT_IN_KEY: list[str] = []  # `implementation_key()` once `samp_jax.ops` registered its own
+
+
+def implementation_digest() -> str:
+    """'' while the registered implementations are samp-jax's own (as `samp_jax.ops` registers
+    them), else a short digest of `implementation_key()`."""
+    key = implementation_key()
+    if _BUILT_IN_KEY and key == _BUILT_IN_KEY[0]:
+        return ""
+    return hashlib.sha256(key.encode()).hexdigest()[:8]
+
+
+def _callable_name(fn) -> str:
+    """`module.qualname` of a function (a `functools.partial` with its keywords)."""
+    if isinstance(fn, functools.partial):
+        keywords = ",".join(f"{k}={v!r}" for k, v in sorted(fn.keywords.items()))
+        return f"partial({_callable_name(fn.func)};{keywords})"
+    named = fn if hasattr(fn, "__qualname__") else type(fn)
+    return f"{getattr(named, '__module__', '?')}.{named.__qualname__}"
 
 
 def report_kernel(name: str) -> None:

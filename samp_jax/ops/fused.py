@@ -21,6 +21,11 @@ def register_fused_op(name: str, fn: Callable, *, available: Callable[[], bool])
     _FUSED[name] = (fn, available)
 
 
+def registered_fused_ops() -> dict[str, Callable]:
+    """Each registered fused op's function, by name (available now or not)."""
+    return {name: fn for name, (fn, _) in _FUSED.items()}
+
+
 def fused_op(name: str) -> Callable | None:
     """The registered fused op `name` if it is available now, else None (use plain XLA)."""
     entry = _FUSED.get(name)

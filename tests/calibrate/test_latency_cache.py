@@ -266,3 +266,32 @@ def test_other_xla_flags_time_differently_so_they_name_another_table(monkeypatch
     monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
     devices = latency.table_name(TINY_CONFIG, resolve_target("cpu"), 8, 16)
     assert len({plain, single, devices}) == 3 and "-xla_" not in plain and "-xla_" in single
+
+
+def test_a_registered_gemm_implementation_names_another_table(tiny, tmp_path, measured, monkeypatch):
+    """A table measured with samp-jax's implementations is not reused (and labelled measured)
+    once another implementation runs first, is replaced, or is added in front of xla."""
+    from samp_jax.ops import base, dispatch, register_gemm_implementation
+    from calibrate.search.targets import resolve_target
+    monkeypatch.setattr(dispatch, "_REGISTRY", dict(dispatch._REGISTRY))
+    monkeypatch.setattr(dispatch, "_ORDER", list(dispatch._ORDER))
+    table, calls = measured
+    plain = latency.table_name(TINY_CONFIG, resolve_target("cpu"), BATCH, SEQ)
+    assert "-impl_" not in plain
+    _cached(tiny, tmp_path)
+    assert len(calls) == 1
+
+    def counting(x, weight, **kwargs):
+        return base.xla_gemm(x, weight, **kwargs)
+    register_gemm_implementation("counting", counting, first=True)
+    first = latency.table_name(TINY_CONFIG, resolve_target("cpu"), BATCH, SEQ)
+    assert "-impl_" in first and first != plain
+    _cached(tiny, tmp_path)
+    assert len(calls) == 2  # measured again, not read from the xla table
+    _cached(tiny, tmp_path)
+    assert len(calls) == 2  # and that table is reused under its own name
+    register_gemm_implementation("counting", base.xla_gemm, replace=True)  # another function
+    assert latency.table_name(TINY_CONFIG, resolve_target("cpu"), BATCH, SEQ) not in (plain, first)
+    dispatch._ORDER.remove("counting")
+    del dispatch._REGISTRY["counting"]
+    assert latency.table_name(TINY_CONFIG, resolve_target("cpu"), BATCH, SEQ) == plain
