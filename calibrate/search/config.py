@@ -15,14 +15,13 @@ import numpy as np
 import calibrate.search.strategies  # noqa: F401  registers the built-in strategies
 from calibrate.calibration.calibrators import CALIBRATORS
 from calibrate.search.static_clips import AUTO as AUTO_CALIBRATION
-from calibrate.search.strategy import get_strategy, strategies_for
+from calibrate.search.strategy import OBJECTIVES, get_strategy, strategies_for
 from calibrate.search.targets import AUTO as AUTO_TARGET
 from calibrate.search.targets import Target
 from samp_jax.core.precision import SitePrecision
 
 MAX_RELATIVE_TOLERANCE = 0.5
 TOLERANCE_MODES = ("relative", "absolute")
-OBJECTIVES = ("latency", "int8_fraction")
 EVALUATION_MODES = ("map", "vmap")
 # The allocation a tolerance search uses unless told otherwise, per objective: knapsack solves
 # the latency allocation exactly under the latency model, measures fewer maps than the greedy

@@ -32,6 +32,8 @@ Accept = Callable[[object], bool]
 # What an allocation returns: the chosen option indices [layers, 4] and their outputs (None:
 # no map passed; the indices are then the all-default map).
 Allocation = tuple[np.ndarray, Outputs | None]
+# The search objectives (`SearchConfig.objective`), the ones a strategy may allocate for.
+OBJECTIVES = ("latency", "int8_fraction")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,12 +73,31 @@ class Strategy:
     allocate: Callable[[AllocationProblem], Allocation]
     objectives: tuple[str, ...] = ("latency",)
 
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise ValueError(f"Strategy name={self.name!r}; expected a non-empty str")
+        if not callable(self.allocate):
+            raise TypeError(f"strategy {self.name!r}: allocate={self.allocate!r} is not callable; "
+                            "expected allocate(problem: AllocationProblem) -> (choices, outputs)")
+        if isinstance(self.objectives, str) or not set(self.objectives) <= set(OBJECTIVES):
+            raise ValueError(f"strategy {self.name!r}: objectives={self.objectives!r}; expected a "
+                             f"tuple of names from {OBJECTIVES}")
+
 
 STRATEGIES: dict[str, Strategy] = {}
 
 
-def register_strategy(strategy: Strategy) -> Strategy:
-    """Adds (or replaces) `strategy` in `STRATEGIES`; returns it."""
+def register_strategy(strategy: Strategy, *, replace: bool = False) -> Strategy:
+    """Adds `strategy` to `STRATEGIES`; returns it.
+
+    Raises:
+      TypeError: `strategy` is not a `Strategy`.
+      ValueError: its name is taken (a built-in's included) and `replace` is False.
+    """
+    if not isinstance(strategy, Strategy):
+        raise TypeError(f"register_strategy: expected a Strategy, got {type(strategy).__name__}")
+    if strategy.name in STRATEGIES and not replace:
+        raise ValueError(f"strategy {strategy.name!r} is already registered; pass replace=True")
     STRATEGIES[strategy.name] = strategy
     return strategy
 

@@ -24,7 +24,8 @@ A `Target` decides three things for the search:
 
 `TARGETS` is a registry: `register_target` adds a target. A target covers every device of its
 architectures in the device table (the 'h100' target: H100, H800, H200, GH200, H20, ...), so
-`resolve_target("auto")` finds one for each of them.
+`resolve_target("auto")` finds one for each of them: the most recently registered one, so that
+a target you register for a built-in's architecture overrides it.
 """
 
 from __future__ import annotations
@@ -77,7 +78,8 @@ class Target:
         the target describes when running on one.
 
     Raises:
-      ValueError: no float option, one named twice, or one that is no float precision.
+      ValueError: the name 'auto' (or none); no float option, one named twice, or one that is
+        no float precision.
     """
 
     name: str
@@ -87,6 +89,9 @@ class Target:
     architectures: tuple[str, ...]
 
     def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name.strip() or self.name == AUTO:
+            raise ValueError(f"target name={self.name!r}; expected a non-empty str other than "
+                             f"{AUTO!r} (which names this process's device)")
         floats = self.float_options
         if (isinstance(floats, str) or not floats or len(set(floats)) != len(floats)
                 or any(f not in FLOAT_DTYPES for f in floats)):
@@ -207,8 +212,22 @@ def _has_fp8(name: str) -> bool:
 TARGETS: dict[str, Target] = {}
 
 
-def register_target(target: Target) -> Target:
-    """Adds (or replaces) a target in `TARGETS`."""
+def register_target(target: Target, *, replace: bool = False) -> Target:
+    """Adds a target to `TARGETS`; returns it.
+
+    `resolve_target('auto')` takes the most recently registered target that describes this
+    process's device: a target registered for the architecture of a built-in (your own numbers
+    for an H100) overrides it there. A replacement counts as registered now.
+
+    Raises:
+      TypeError: `target` is not a `Target`.
+      ValueError: its name is taken (a built-in's included) and `replace` is False.
+    """
+    if not isinstance(target, Target):
+        raise TypeError(f"register_target: expected a Target, got {type(target).__name__}")
+    if target.name in TARGETS and not replace:
+        raise ValueError(f"target {target.name!r} is already registered; pass replace=True")
+    TARGETS.pop(target.name, None)  # to the end: the most recent is the one 'auto' finds first
     TARGETS[target.name] = target
     return target
 
@@ -222,7 +241,8 @@ register_target(Target("cpu", None, _has_fp8("cpu"), ("fp32",), (devices.CPU,)))
 
 
 def resolve_target(name: str | Target = AUTO) -> Target:
-    """The `Target` of a name, or of this process's device for 'auto'.
+    """The `Target` of a name, or of this process's device for 'auto' (the most recently
+    registered target that describes it).
 
     Raises:
       ValueError: an unknown name, or 'auto' on a device no registered target describes.
@@ -234,7 +254,7 @@ def resolve_target(name: str | Target = AUTO) -> Target:
             raise ValueError(f"target {name!r} is not one of {[AUTO, *TARGETS]}")
         return TARGETS[name]
     device = jax.devices()[0]
-    for target in TARGETS.values():
+    for target in reversed(TARGETS.values()):  # a user's target overrides a built-in
         if target.describes(device.device_kind):
             return target
     raise ValueError(f"target 'auto': no registered target describes this device "

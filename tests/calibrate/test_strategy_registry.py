@@ -114,6 +114,22 @@ def test_a_strategy_returning_bad_choices_is_named(tiny, calibration):
         del STRATEGIES[strategy.name]
 
 
+def test_a_strategy_registration_is_checked(registered):
+    with pytest.raises(ValueError, match="strategy 'greedy' is already registered; pass replace=True"):
+        register_strategy(Strategy("greedy", "not the greedy", all_or_nothing))
+    assert STRATEGIES["greedy"].description.startswith("decay-aware greedy")
+    with pytest.raises(TypeError, match="allocate=None is not callable"):
+        Strategy("mine", "no allocation", None)
+    with pytest.raises(ValueError, match="objectives=.*expected a tuple of names from"):
+        Strategy("mine", "an unknown objective", all_or_nothing, objectives=("memory",))
+    with pytest.raises(ValueError, match="Strategy name=''"):
+        Strategy("", "no name", all_or_nothing)
+    with pytest.raises(TypeError, match="expected a Strategy, got str"):
+        register_strategy("mine")
+    again = Strategy(registered.name, "a new version", all_or_nothing)
+    assert register_strategy(again, replace=True) is again and STRATEGIES[registered.name] is again
+
+
 def test_the_cli_reads_strategies_from_the_registry(registered):
     search_parser = build_parser()._subparsers._group_actions[0].choices["search"]
     action = next(a for a in search_parser._actions if a.dest == "strategy")

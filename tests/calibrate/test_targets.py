@@ -132,6 +132,29 @@ def test_every_device_the_kernels_know_has_a_target(device_kind, target):
     assert TARGETS[target].has_fp8 == devices.lookup(device_kind).has_fp8
 
 
+def test_a_target_registration_is_checked_and_a_user_target_overrides_auto(monkeypatch):
+    from calibrate.search import targets
+    from calibrate.search.targets import Target, register_target
+    monkeypatch.setattr(targets, "TARGETS", dict(TARGETS))
+    with pytest.raises(ValueError, match="target name='auto'; expected a non-empty str other than 'auto'"):
+        Target("auto", None, False, ("fp32",), (devices.CPU,))
+    with pytest.raises(ValueError, match="float_options=.*int8-dynamic"):
+        Target("weird", None, False, ("int8-dynamic",), (devices.CPU,))
+    with pytest.raises(TypeError, match="expected a Target, got str"):
+        register_target("cpu")
+    builtin = resolve_target("auto")
+    mine = Target(builtin.name, builtin.spec, builtin.has_fp8, builtin.float_options[-1:],
+                  builtin.architectures)
+    with pytest.raises(ValueError, match=f"target {builtin.name!r} is already registered; pass replace=True"):
+        register_target(mine)
+    assert resolve_target(builtin.name) is builtin
+    # a target of another name for this device's architecture: the most recent registration wins
+    own = register_target(dataclasses.replace(mine, name="mine"))
+    assert resolve_target("auto") is own and resolve_target(builtin.name) is builtin
+    # replacing the built-in makes it the most recent again
+    assert register_target(mine, replace=True) is mine and resolve_target("auto") is mine
+
+
 def test_an_unknown_device_has_no_target():
     assert devices.lookup("NVIDIA L40S") is None and devices.lookup("Radeon Instinct MI300X") is None
     assert not any(t.describes("NVIDIA L40S") for t in TARGETS.values())

@@ -15,6 +15,7 @@ from samp_jax.models.families.ernie import ERNIE
 from samp_jax.models.families.modernbert import MODERNBERT
 from samp_jax.models.families.mpnet import MPNET
 from samp_jax.models.families.roberta import CAMEMBERT, DATA2VEC_TEXT, ROBERTA, XLM_ROBERTA
+from samp_jax.models.head_kinds import NO_HEAD
 
 FAMILIES: dict[str, Family] = {}
 
@@ -27,8 +28,24 @@ def register_family(family: Family, *, replace: bool = False) -> None:
     """Registers `family` under its `model_type`.
 
     Raises:
-      ValueError: the type is taken and `replace` is False.
+      TypeError: `family` is not a `Family`.
+      ValueError: the type is taken and `replace` is False; an empty `model_type`; `heads`
+        without the head-less layout (`heads['none']`, the base model's HF class, which loading,
+        saving and `architecture` fall back to), or a layout that is no `HeadLayout`.
     """
+    if not isinstance(family, Family):
+        raise TypeError(f"register_family: expected a samp_jax.models.families.Family, got "
+                        f"{type(family).__name__} {family!r:.80}")
+    if not isinstance(family.model_type, str) or not family.model_type:
+        raise ValueError(f"register_family: model_type={family.model_type!r}; expected the HF "
+                         "model_type (config.json), a non-empty str")
+    if NO_HEAD.name not in family.heads:
+        raise ValueError(f"family {family.model_type!r}: heads {sorted(family.heads)} have no "
+                         f"{NO_HEAD.name!r} layout (the base model, e.g. HeadLayout('Model')); "
+                         "samp_jax.models.families.bert.base_heads() gives it")
+    bad = [kind for kind, layout in family.heads.items() if not isinstance(layout, HeadLayout)]
+    if bad:
+        raise ValueError(f"family {family.model_type!r}: heads {bad} are not HeadLayouts")
     if family.model_type in FAMILIES and not replace:
         raise ValueError(f"model_type={family.model_type!r} is already registered; pass replace=True")
     FAMILIES[family.model_type] = family

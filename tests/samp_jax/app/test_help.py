@@ -121,7 +121,7 @@ def test_a_registry_a_program_added_to_is_read_once_loaded(monkeypatch):
     from samp_jax.models import heads
 
     assert choices.strategies() == choices.BUILTIN_STRATEGIES  # loaded: the registry itself
-    monkeypatch.setitem(strategy.STRATEGIES, "mine", strategy.Strategy("mine", "what it does", None))
+    monkeypatch.setitem(strategy.STRATEGIES, "mine", strategy.Strategy("mine", "what it does", lambda problem: None))
     monkeypatch.setitem(targets.TARGETS, "tpu", targets.TARGETS["cpu"])
     monkeypatch.setattr(heads, "head_kinds", lambda: (*choices.BUILTIN_HEAD_KINDS, "ranker"))
     assert choices.strategies()["mine"] == "what it does" and choices.targets()[-1] == "tpu"
