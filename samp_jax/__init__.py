@@ -45,7 +45,7 @@ _EXPORTS = {
     **dict.fromkeys(("Engine", "compile", "data_mesh", "sharded_forward"), "samp_jax.serving"),
     **dict.fromkeys(("initialize_distributed",), "samp_jax.serving.distributed"),
     **dict.fromkeys(("keep_cpu_buffers",), "samp_jax.core.host_memory"),
-    **dict.fromkeys(("evaluate", "get_task"), "samp_jax.tasks"),
+    **dict.fromkeys(("evaluate", "get_task", "register_metric"), "samp_jax.tasks"),
     **dict.fromkeys(("FinetuneConfig", "finetune", "finetuned_model"), "samp_jax.training"),
 }
 
@@ -91,5 +91,5 @@ if TYPE_CHECKING:  # what static tools see; at run time the names load on first 
     from samp_jax.ptq.quantized import QuantizedModel, quantize
     from samp_jax.serving import Engine, compile, data_mesh, sharded_forward
     from samp_jax.serving.distributed import initialize_distributed
-    from samp_jax.tasks import evaluate, get_task
+    from samp_jax.tasks import evaluate, get_task, register_metric
     from samp_jax.training import FinetuneConfig, finetune, finetuned_model

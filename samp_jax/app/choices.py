@@ -8,9 +8,10 @@ behind `calibrate`'s front door, the head kinds and task types behind `samp_jax.
 are copies of their built-in entries: `tests/samp_jax/app/test_help.py` checks each against
 its registry, and a strategy, target, task type, metric, head kind or bench contender added
 there fails that test until it is added here too. The three registries a program can add to
-(`register_strategy`, `register_target`, `register_head`) are read themselves once loaded
-(`strategies()`, `targets()`, `head_kinds()`): a program that registered its own and runs the
-CLI in-process sees it listed and accepted. Standard library only.
+(`register_strategy`, `register_target`, `register_head`) and the task types' metrics
+(`register_metric`) are read themselves once loaded (`strategies()`, `targets()`,
+`head_kinds()`, `metric_choices()`): a program that registered its own and runs the CLI
+in-process, or a plugin (`samp_jax.app.plugins`), sees it listed and accepted. Standard library only.
 """
 
 from __future__ import annotations
@@ -84,6 +85,17 @@ def targets() -> tuple[str, ...]:
     """The target names: `calibrate.search.targets.TARGETS`' once loaded, else the built-ins'."""
     registry = _loaded("calibrate.search.targets", "TARGETS")
     return BUILTIN_TARGETS if registry is None else tuple(registry)
+
+
+def metric_choices() -> dict[str, tuple[str, tuple[str, ...]]]:
+    """Task type -> (its default metric, the others), for those offering more than one:
+    `samp_jax.tasks.types.TASK_TYPES`' once loaded (`register_metric` adds to them), else
+    `METRIC_CHOICES`."""
+    registry = _loaded("samp_jax.tasks.types", "TASK_TYPES")
+    if registry is None:
+        return dict(METRIC_CHOICES)
+    return {t.name: (t.metrics[0].name, tuple(m.name for m in t.other_metrics))
+            for t in registry.values() if t.other_metrics}
 
 
 def head_kinds() -> tuple[str, ...]:

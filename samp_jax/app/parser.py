@@ -22,7 +22,7 @@ from samp_jax.app import bench_options
 from samp_jax.app.arguments import (column_names, label_threshold, non_negative_int,
                                      path_or_name, positive_float, positive_int, unit_interval)
 from samp_jax.app.choices import (AUTO_METHODS, AUTO_TARGET, CALIBRATORS, DEFAULT_STRATEGY,
-                                  LABEL_THRESHOLD, METRIC_CHOICES, OPTION_NAMES,
+                                  LABEL_THRESHOLD, OPTION_NAMES, metric_choices,
                                   SENTENCE_EMBEDDING, SPLITS, TASK_TYPES, TASKS, head_kinds,
                                   strategies, targets)
 from samp_jax.core.version import __version__
@@ -256,7 +256,7 @@ def strategy_help() -> str:
 
 def _add_metric(p: argparse.ArgumentParser, effect: str) -> None:
     choices = "; ".join(f"{task_type}: {', '.join([default + ' (default)', *others])}"
-                        for task_type, (default, others) in METRIC_CHOICES.items())
+                        for task_type, (default, others) in metric_choices().items())
     p.add_argument("--metric", default=None, metavar="NAME",
                    help=f"the metric {effect}, where the task type offers another than its "
                         f"default ({choices}; macro-F1 averages over the classes or labels "

@@ -8,9 +8,10 @@ from samp_jax.tasks.evaluation import (ClassificationEvaluation, EmbeddingEvalua
 from samp_jax.tasks.files import DEFAULT_NAMES, Columns, load_task, read_inputs
 from samp_jax.tasks.metrics import METRICS, PROXIES, Metric, Proxy, get_metric, roc_auc, spearman
 from samp_jax.tasks.task import SPLITS, TASKS, Task, evaluate, get_task, predict
-from samp_jax.tasks.types import IGNORE, TASK_TYPES, EncodedSplit, TaskType, get_task_type
+from samp_jax.tasks.types import (IGNORE, TASK_TYPES, EncodedSplit, TaskType, get_task_type,
+                                  register_metric)
 
 __all__ = ["DEFAULT_NAMES", "IGNORE", "METRICS", "PROXIES", "SPLITS", "TASKS", "TASK_TYPES",
            "ClassificationEvaluation", "Columns", "EmbeddingEvaluation", "EncodedSplit", "Evaluation",
            "LabelSetEvaluation", "Metric", "Proxy", "ScoringEvaluation", "Task", "TaskType", "evaluate", "gather_rows", "get_metric", "get_task",
-           "get_task_type", "load_task", "predict", "read_inputs", "roc_auc", "spearman"]
+           "get_task_type", "load_task", "predict", "read_inputs", "register_metric", "roc_auc", "spearman"]

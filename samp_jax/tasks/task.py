@@ -53,7 +53,7 @@ from samp_jax.serving.sharding import as_sharded, data_mesh, round_batch_size
 from samp_jax.tasks.evaluation import (EVALUATIONS, EmbeddingEvaluation, Evaluation,
                                        encoded_batches, gather_rows)
 from samp_jax.tasks.losses import Loss, training_loss
-from samp_jax.tasks.metrics import Metric
+from samp_jax.tasks.metrics import METRICS, Metric
 from samp_jax.tasks.truncation import Truncation
 from samp_jax.tasks.types import (
     IGNORE,
@@ -179,6 +179,13 @@ class Task:
                                 if m.reads(self.labels)))
         for metric in choices:
             if metric.name == self.metric_name:
+                if METRICS.get(metric.name) != metric:  # the search and its report read METRICS
+                    raise ValueError(
+                        f"task {self.name!r} ({self.task_type.name}): metric {metric.name!r} is "
+                        "offered by the task type but not registered in samp_jax.tasks.METRICS "
+                        "(or another metric is under its name there), which the search and its "
+                        "report read; register it with samp_jax.tasks.register_metric(metric, "
+                        "task_types=(...)), which keeps both in step")
                 return metric
         offered = " or ".join(m.name for m in choices) or "no metric (it has no labels)"
         ranking = [t.name for t in TASK_TYPES.values() if t.grouped and any(
@@ -190,6 +197,11 @@ class Task:
                for m in self.task_type.metrics):  # entity F1 of a part-of-speech tagger
             hint = (f" ({self.metric_name} does not read the label names "
                     f"{list(self.labels)[:8]}{' ...' if len(self.labels) > 8 else ''})")
+        if not hint and self.metric_name in METRICS and not any(
+                self.metric_name in {m.name for m in (*t.metrics, *t.other_metrics)}
+                for t in TASK_TYPES.values()):
+            hint = (" (it is in samp_jax.tasks.METRICS, but no task type offers it: "
+                    "samp_jax.tasks.register_metric(metric, task_types=(...)) registers both)")
         raise ValueError(f"task {self.name!r} ({self.task_type.name}): metric "
                          f"{self.metric_name!r} is not one it can be scored by; these rows are "
                          f"scored by {offered}{hint}")

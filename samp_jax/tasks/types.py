@@ -45,8 +45,9 @@ from samp_jax.models.head_kinds import (
 from samp_jax.serving.batching import (DEFAULT_BUCKETS, bucket_batches, bucket_for, buckets_to,
                                        rows_for_length)
 from samp_jax.serving.forward import INPUT_KEYS
-from samp_jax.tasks.metrics import (ACCURACY, CLASS_MACRO_F1, ENTITY_F1, IGNORE, MACRO_F1, MICRO_F1,
-                                    RANKING_METRICS, ROC_AUC, SPEARMAN, WORD_ACCURACY, Metric)
+from samp_jax.tasks.metrics import (ACCURACY, CLASS_MACRO_F1, ENTITY_F1, IGNORE, MACRO_F1, METRICS,
+                                    MICRO_F1, RANKING_METRICS, ROC_AUC, SPEARMAN, WORD_ACCURACY,
+                                    Metric)
 from samp_jax.tasks.proxies import row_scores
 from samp_jax.tasks.ranking import ranking_gold
 from samp_jax.tasks.truncation import Truncation, words_past_cut
@@ -436,3 +437,46 @@ def with_non_finite(score: dict, count: int) -> dict:
     nan = {k: float("nan") for k, v in score.items()
            if isinstance(v, float) and k not in ("agreement",)}
     return score | nan | {"non_finite_rows": count}
+
+
+def register_metric(metric: Metric, *, task_types: Sequence[str], replace: bool = False) -> Metric:
+    """Registers `metric` in both places a metric lives, consistently: `METRICS` (which the
+    search, its report and `summary.json` read by name) and the `other_metrics` of each of
+    `task_types` (which `Task`, `--metric` and the CLI help offer); returns it.
+
+    Args:
+      metric: the `Metric`; its `gold_field` must be one the task types read their gold from.
+      task_types: names of `TASK_TYPES` whose tasks may be scored by it (at least one).
+      replace: allow a taken name (a built-in's included): the new metric replaces the old one
+        everywhere it is offered.
+
+    Raises:
+      TypeError: `metric` is not a `Metric`.
+      ValueError: a taken name without `replace`; no task type, an unknown one, or one whose
+        gold fields do not hold `metric.gold_field`.
+    """
+    if not isinstance(metric, Metric):
+        raise TypeError(f"register_metric: expected a samp_jax.tasks.Metric, got {type(metric).__name__}")
+    if not isinstance(metric.name, str) or not metric.name.strip():
+        raise ValueError(f"register_metric: name={metric.name!r}; expected a non-empty str")
+    if isinstance(task_types, str) or not task_types:
+        raise ValueError(f"register_metric({metric.name!r}): task_types={task_types!r}; expected "
+                         f"a non-empty sequence of names from {sorted(TASK_TYPES)}")
+    for name in task_types:
+        task_type = get_task_type(name)
+        if metric.gold_field not in task_type.label_fields:
+            raise ValueError(f"register_metric({metric.name!r}): task type {name!r} reads its gold "
+                             f"from {list(task_type.label_fields) or 'no field (no labels)'}, not "
+                             f"{metric.gold_field!r} (the metric's gold_field)")
+    if metric.name in METRICS and not replace:
+        raise ValueError(f"metric {metric.name!r} is already registered; pass replace=True")
+    METRICS[metric.name] = metric
+    for name, task_type in TASK_TYPES.items():
+        swap = lambda ms: tuple(metric if m.name == metric.name else m for m in ms)  # noqa: E731
+        others = swap(task_type.other_metrics)
+        if name in task_types and metric not in (*task_type.metrics, *others):
+            others = (*others, metric)
+        if (swap(task_type.metrics), others) != (task_type.metrics, task_type.other_metrics):
+            TASK_TYPES[name] = dataclasses.replace(task_type, metrics=swap(task_type.metrics),
+                                                   other_metrics=others)
+    return metric
