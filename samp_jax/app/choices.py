@@ -11,7 +11,8 @@ there fails that test until it is added here too. The three registries a program
 (`register_strategy`, `register_target`, `register_head`) and the task types' metrics
 (`register_metric`) are read themselves once loaded (`strategies()`, `targets()`,
 `head_kinds()`, `metric_choices()`): a program that registered its own and runs the CLI
-in-process, or a plugin (`samp_jax.app.plugins`), sees it listed and accepted. Standard library only.
+in-process, or a plugin (`samp_jax.app.plugins`), sees it listed and accepted. Standard
+library only.
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ from calibrate import CalibrationError, calibrate
 from calibrate.search.latency import LatencyTable
 from calibrate.search.plan import resolve_options
 from samp_jax.app import bench, demo, jax_platforms, predictions
-from samp_jax.app.entry import Terminated, out_of_host_memory
+from samp_jax.app.entry import Terminated, out_of_host_memory, plugin_failed
 from samp_jax.app.figure_warnings import warn_if_at_chance, warn_non_finite
 from samp_jax.core import strict_json
 from samp_jax.core.version import run_record
@@ -49,6 +49,7 @@ from samp_jax.app.outputs import ResultsStream, StdoutError, UsageError, silence
 from samp_jax.app.outputs import check_output as _check_output
 from samp_jax.app.outputs import check_precision_items
 from samp_jax.app.parser import ACTIVATIONS, PACKAGED_MODEL, build_parser, joined_negative_percents
+from samp_jax.app.plugins import PluginError
 from samp_jax.app.search_command import (TOLERANCE_NOT_MET, print_summary, search_config,
                                           tolerance_not_met)
 from samp_jax.app.stdio import (STDIN, one_line, predict_progress, results_only_on_stdout,
@@ -744,6 +745,8 @@ def _main(argv: list[str] | None) -> int:
     except StdoutError as e:
         print(f"{name}: error: {e}", file=sys.stderr, flush=True)
         code = 1
+    except PluginError as e:  # before the parser exists: --debug read from the words
+        code = plugin_failed(e, sys.argv[1:] if argv is None else argv, name)
     except Terminated:  # SIGTERM: the run has unwound, as for a Ctrl-C
         print(f"{name}: terminated", file=sys.stderr, flush=True)
         code = 143

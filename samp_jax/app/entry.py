@@ -13,6 +13,8 @@ import sys
 import threading
 import traceback
 
+from samp_jax.app.plugins import PluginError  # standard library only
+
 
 class Terminated(KeyboardInterrupt):
     """Raised in the main thread by SIGTERM while `catch_terminations` is on. A kind of
@@ -42,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"samp-jax: {'terminated' if terminated else 'interrupted'}", file=sys.stderr,
                   flush=True)
             return 143 if terminated else 130
+        except PluginError as e:  # a module your SAMP_JAX_PLUGINS or entry point names
+            return plugin_failed(e, sys.argv[1:] if argv is None else argv)
         except (MemoryError, ImportError, OSError) as e:  # e.g. under `ulimit -v`: a library
             # that cannot map its code or allocate while importing; one line, not a traceback
             if "--debug" in (sys.argv[1:] if argv is None else argv):
@@ -53,6 +57,15 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def plugin_failed(error: PluginError, argv: list[str], name: str = "samp-jax") -> int:
+    """One line naming the plugin and its error (its traceback first with `--debug`); exit
+    code 1."""
+    if "--debug" in argv:
+        traceback.print_exception(error.__cause__ or error)
+    print(f"{name}: error: {error}", file=sys.stderr, flush=True)
+    return 1
 
 
 # What an allocation or a mapping that failed says on the host: the loader's (a library's code

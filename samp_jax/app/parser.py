@@ -22,9 +22,10 @@ from samp_jax.app import bench_options
 from samp_jax.app.arguments import (column_names, label_threshold, non_negative_int,
                                      path_or_name, positive_float, positive_int, unit_interval)
 from samp_jax.app.choices import (AUTO_METHODS, AUTO_TARGET, CALIBRATORS, DEFAULT_STRATEGY,
-                                  LABEL_THRESHOLD, OPTION_NAMES, metric_choices,
-                                  SENTENCE_EMBEDDING, SPLITS, TASK_TYPES, TASKS, head_kinds,
-                                  strategies, targets)
+                                  LABEL_THRESHOLD, OPTION_NAMES, SENTENCE_EMBEDDING, SPLITS,
+                                  TASK_TYPES, TASKS, head_kinds, metric_choices, strategies,
+                                  targets)
+from samp_jax.app.plugins import load_plugins
 from samp_jax.core.version import __version__
 
 ACTIVATIONS = {"dynamic": "per_token_dynamic", "static": "per_tensor_static"}
@@ -33,7 +34,14 @@ PACKAGED_MODEL = "minilm"
 
 def build_parser() -> argparse.ArgumentParser:
     """The `samp-jax` parser; `args.command` names the subcommand parsed and
-    `args.command_usage()` gives that subcommand's usage line (for errors found after parsing)."""
+    `args.command_usage()` gives that subcommand's usage line (for errors found after parsing).
+
+    The plugins are loaded first (`samp_jax.app.plugins`), so the choices offer what they register.
+
+    Raises:
+      samp_jax.app.plugins.PluginError: a plugin could not be loaded.
+    """
+    load_plugins()
     parser = argparse.ArgumentParser(prog="samp-jax", description="Mixed-precision BERT inference in JAX.")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     parser.add_argument("--version", action=_Version)

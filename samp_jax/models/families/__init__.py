@@ -61,7 +61,10 @@ def get_family(model_type: str) -> Family:
         return FAMILIES[model_type]
     except (KeyError, TypeError):
         raise UnsupportedFamilyError(
-            f"model_type={model_type!r} is not supported; samp-jax imports {tuple(FAMILIES)}") from None
+            f"model_type={model_type!r} is not supported; samp-jax imports {tuple(FAMILIES)}. "
+            "Another family is registered with samp_jax.models.register_family (for the samp-jax "
+            "command, from a plugin: a module named in SAMP_JAX_PLUGINS or a 'samp_jax.plugins' "
+            "entry point; docs/extending.md)") from None
 
 
 for _family in (BERT, ROBERTA, XLM_ROBERTA, DISTILBERT, ELECTRA, MPNET):
