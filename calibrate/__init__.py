@@ -8,6 +8,8 @@
   allocation `Strategy` (or a latency target), all candidates in one compiled program;
   `write_report`.
 - `calibrate.search.latency`: per-site latency tables (measured on a GPU, estimated elsewhere).
+- The registries the search reads: `register_strategy` (allocation strategies) and
+  `register_target` (deployment targets).
 """
 
 from calibrate.calibration.api import (AUTO_METHODS, Calibration, CalibrationError, calibrate,
@@ -24,10 +26,12 @@ from calibrate.search.plan import SearchPlan, plan_search
 from calibrate.search.result import SearchResult
 from calibrate.search.runner import Evaluated, Kind
 from calibrate.search.strategy import STRATEGIES, Strategy, register_strategy
+from calibrate.search.targets import TARGETS, DeviceSpec, Target, register_target
 
-__all__ = ["AUTO_METHODS", "CALIBRATORS", "Calibration", "CalibrationError", "EvaluationObjective", "Evaluated",
+__all__ = ["AUTO_METHODS", "CALIBRATORS", "Calibration", "CalibrationError", "DeviceSpec", "EvaluationObjective", "Evaluated",
            "HistogramStats", "Kind", "LatencyTable", "Objective", "STRATEGIES", "SearchConfig", "SearchPlan",
-           "SearchResult", "Strategy", "UnlabelledObjective", "plan_search", "register_strategy",
+           "SearchResult", "Strategy", "TARGETS", "Target", "UnlabelledObjective", "plan_search", "register_strategy",
+           "register_target",
            "cached_table", "calibrate", "calibrate_candidates", "estimate_table", "get_calibrator",
            "map_with_calibration", "measure_table", "search",
            "per_site_calibration", "task_objective", "validate_table", "validate_tolerance",

@@ -2,12 +2,19 @@
 checkpoint's config and weights onto samp-jax's modules.
 
 Add a family with `register_family(Family(...))`; `EncoderConfig.from_hf_config`,
-`load_pretrained` and `save_pretrained` find it by `model_type`.
+`load_pretrained` and `save_pretrained` find it by `model_type`. The pieces a family is built
+from are exported here: the key-table helpers (`linear`, `layer_norm`, `fused_qkv`, `KeyRule`,
+`TRANSFORMS`), the head layouts (`HeadLayout`, `base_heads`, `token_head`), and BERT's tables
+its descendants reuse (`BERT_CONFIG_KEYS`, `BERT_DEFAULTS`, `BERT_ONE_VALUE_OPTIONS`,
+`embeddings`, `bert_layers`); docs/extending.md shows one.
 """
 
 from samp_jax.models.errors import ConfigError
-from samp_jax.models.families.base import TRANSFORMS, Family, HeadLayout, KeyRule, Transform
-from samp_jax.models.families.bert import BERT
+from samp_jax.models.families.base import (BERT_ONE_VALUE_OPTIONS, TRANSFORMS, Family, HeadLayout,
+                                           KeyRule, OneValueOption, Transform, fused_qkv,
+                                           head_activation, layer_norm, linear)
+from samp_jax.models.families.bert import (BERT, BERT_CONFIG_KEYS, BERT_DEFAULTS, base_heads,
+                                           bert_layers, embeddings, token_head)
 from samp_jax.models.families.deberta_v2 import DEBERTA_V2
 from samp_jax.models.families.distilbert import DISTILBERT
 from samp_jax.models.families.electra import ELECTRA
@@ -74,5 +81,8 @@ register_family(DEBERTA_V2)
 for _family in (CAMEMBERT, DATA2VEC_TEXT, ERNIE):  # other model types of RoBERTa's and BERT's
     register_family(_family)
 
-__all__ = ["FAMILIES", "TRANSFORMS", "Family", "HeadLayout", "KeyRule", "Transform",
-           "UnsupportedFamilyError", "get_family", "register_family"]
+__all__ = ["BERT", "BERT_CONFIG_KEYS", "BERT_DEFAULTS", "BERT_ONE_VALUE_OPTIONS", "FAMILIES",
+           "TRANSFORMS", "Family", "HeadLayout", "KeyRule", "OneValueOption", "Transform",
+           "UnsupportedFamilyError", "base_heads", "bert_layers", "embeddings", "fused_qkv",
+           "get_family", "head_activation", "layer_norm", "linear", "register_family",
+           "token_head"]
