@@ -285,6 +285,23 @@ MUTANTS = (
            "    pseudo_rows=_entity_pseudo_rows)",
            "    pseudo_rows=None)",
            ("tests/calibrate/test_targets.py", "-k", "entity_f1_guarded_drop or few_sentences")),
+    Mutant("word_accuracy_counts_ignored_words",
+           "word accuracy counts every position of a sentence, ignored words, later pieces and "
+           "padding among them, as a word scored",
+           "samp_jax/tasks/metrics.py",
+           "    scored = gold != IGNORE\n", "    scored = np.ones(gold.shape, bool)\n",
+           ("tests/samp_jax/tasks/test_word_accuracy.py",)),
+    Mutant("every_word_piece_labelled",
+           "a tagger's gold tag is put at every piece of a word, so later pieces are scored "
+           "(and trained on) too",
+           "samp_jax/data/wnut16.py",
+           "        if word not in seen:\n", "        if True:\n",
+           ("tests/samp_jax/tasks/test_word_accuracy.py", "-k", "first_piece")),
+    Mutant("word_bootstrap_without_pseudo_rows",
+           "the word-accuracy bootstrap margin leaves out its pseudo-rows",
+           "samp_jax/tasks/metrics.py",
+           "    pseudo_rows=_word_pseudo_rows)", "    pseudo_rows=None)",
+           ("tests/samp_jax/tasks/test_word_accuracy.py", "-k", "guarded_drop")),
     Mutant("engine_ignores_the_models_threshold",
            "the engine reads a multi-label model's label sets at 0.5 whatever threshold the "
            "model was searched or fine-tuned at",
