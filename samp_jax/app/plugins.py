@@ -17,10 +17,14 @@ you registered), in this order:
 2. the modules (or `module:function`s) named in the environment variable `SAMP_JAX_PLUGINS`,
    comma-separated, in order, from `sys.path` (`PYTHONPATH`)::
 
-       SAMP_JAX_PLUGINS=my_plugin,other.module:register samp-jax search ...
+       PYTHONPATH=. SAMP_JAX_PLUGINS=my_plugin,other.module:register samp-jax search ...
+
+   (the `samp-jax` script does not look in the working directory; `python -m samp_jax.app`
+   does).
 
 Each plugin is loaded once per process. One that fails to load stops the command with one line
-naming it and the error (exit code 1; `--debug` shows the traceback).
+naming it and the error (exit code 1; `--debug` shows the traceback); `SAMP_JAX_NO_PLUGINS=1`
+runs the command without any plugin (a broken one an installed package declares included).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import sys
 from samp_jax.core.errors import SampJaxError
 
 ENVIRONMENT_VARIABLE = "SAMP_JAX_PLUGINS"
+NO_PLUGINS_VARIABLE = "SAMP_JAX_NO_PLUGINS"  # set (not empty, not 0): no plugin is loaded
 ENTRY_POINT_GROUP = "samp_jax.plugins"
 
 _LOADED: set[str] = set()  # "source: name" of each plugin loaded in this process
@@ -49,6 +54,8 @@ def load_plugins() -> list[str]:
       PluginError: a plugin failed to import or to run (the original error is its cause).
     """
     loaded = []
+    if os.environ.get(NO_PLUGINS_VARIABLE, "").strip() not in ("", "0"):
+        return loaded
     for name, source, load in [*_entry_points(), *_named_in_environment()]:
         key = f"{source}: {name}"
         if key in _LOADED:
@@ -60,7 +67,8 @@ def load_plugins() -> list[str]:
         except Exception as e:  # noqa: BLE001  (anything a plugin raises: one line, the plugin named)
             text = " ".join(str(e).split())
             raise PluginError(f"plugin {name!r} ({source}) could not be loaded: "
-                              f"{type(e).__name__}{': ' + text if text else ''}") from e
+                              f"{type(e).__name__}{': ' + text if text else ''} "
+                              f"({NO_PLUGINS_VARIABLE}=1 runs without plugins)") from e
         _LOADED.add(key)
         loaded.append(name)
     return loaded
@@ -114,4 +122,10 @@ def _load_spec(spec: str):
     """The module `spec` names, or its function for `module:function`."""
     module_name, _, attribute = spec.partition(":")
     module = importlib.import_module(module_name)
-    return getattr(module, attribute) if attribute else module
+    if not attribute:
+        return module
+    function = getattr(module, attribute)
+    if not callable(function):
+        raise TypeError(f"{module_name}.{attribute} is {type(function).__name__}, not a function "
+                        "to call")
+    return function

@@ -127,6 +127,9 @@ def register_gemm_implementation(name: str, fn: GemmImpl, *, first: bool = False
     if precisions is not None:
         if isinstance(precisions, str):
             precisions = (precisions,)
+        if len(precisions) == 0:
+            raise ValueError(f"register_gemm_implementation({name!r}): precisions=[] runs "
+                             "nothing; name the precisions it runs, or None for all")
         unknown = [p for p in precisions if p not in PRECISIONS]
         if unknown:
             options = {p: _option_precision(p) for p in unknown}
@@ -175,13 +178,33 @@ def implementation_digest() -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:8]
 
 
-def _callable_name(fn) -> str:
-    """`module.qualname` of a function (a `functools.partial` with its keywords)."""
+def _callable_name(fn, depth: int = 0) -> str:
+    """What `fn` is, the same in every process: `module.qualname` of a function or class; of a
+    `functools.partial`, its function with its arguments; of an instance, its class with its
+    attributes (`Impl(tile=64)` and `Impl(tile=128)` run other code). Values are described
+    alike, never by a `repr` that holds a memory address."""
     if isinstance(fn, functools.partial):
-        keywords = ",".join(f"{k}={v!r}" for k, v in sorted(fn.keywords.items()))
-        return f"partial({_callable_name(fn.func)};{keywords})"
-    named = fn if hasattr(fn, "__qualname__") else type(fn)
-    return f"{getattr(named, '__module__', '?')}.{named.__qualname__}"
+        arguments = [_callable_name(v, depth + 1) for v in fn.args] + [
+            f"{k}={_callable_name(v, depth + 1)}" for k, v in sorted(fn.keywords.items())]
+        return f"partial({_callable_name(fn.func, depth + 1)};{','.join(arguments)})"
+    if fn is None or isinstance(fn, (bool, int, float, complex, str, bytes)):
+        return repr(fn)
+    if isinstance(fn, (tuple, list, frozenset, set)):
+        items = sorted(map(repr, fn)) if isinstance(fn, (set, frozenset)) else [
+            _callable_name(v, depth + 1) for v in fn]
+        return f"{type(fn).__name__}({','.join(items)})"
+    if isinstance(fn, dict):
+        return "{" + ",".join(f"{k!r}:{_callable_name(v, depth + 1)}"
+                              for k, v in sorted(fn.items(), key=lambda kv: repr(kv[0]))) + "}"
+    if hasattr(fn, "__qualname__"):  # a function, method or class
+        return f"{getattr(fn, '__module__', '?')}.{fn.__qualname__}"
+    kind = type(fn)
+    name = f"{getattr(kind, '__module__', '?')}.{kind.__qualname__}"
+    attributes = getattr(fn, "__dict__", None)
+    if depth > 3 or not attributes:
+        return name
+    return name + "(" + ",".join(f"{k}={_callable_name(v, depth + 1)}"
+                                 for k, v in sorted(attributes.items())) + ")"
 
 
 def report_kernel(name: str) -> None:

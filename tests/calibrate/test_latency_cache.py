@@ -295,3 +295,38 @@ def test_a_registered_gemm_implementation_names_another_table(tiny, tmp_path, me
     dispatch._ORDER.remove("counting")
     del dispatch._REGISTRY["counting"]
     assert latency.table_name(TINY_CONFIG, resolve_target("cpu"), BATCH, SEQ) == plain
+
+
+class _Tiled:
+    """A callable implementation with a setting: two settings run other code."""
+
+    def __init__(self, tile: int):
+        self.tile = tile
+
+    def __call__(self, x, weight, **kwargs):
+        from samp_jax.ops import base
+        return base.xla_gemm(x, weight, **kwargs)
+
+
+def test_an_implementation_is_described_alike_in_every_process():
+    """The cache key names what runs without memory addresses (a `functools.partial` of a
+    function, an object: their reprs differ per process, so a table would never be reused),
+    and tells apart instances of one class with other settings (one table would be reused for
+    both)."""
+    import functools
+    import subprocess
+    import sys
+
+    from samp_jax.ops import base, dispatch
+    script = ("import functools, sys; sys.path.insert(0, '.'); "
+              "from samp_jax.ops import base, dispatch; "
+              "from tests.calibrate.test_latency_cache import _Tiled; "
+              "print(dispatch._callable_name(functools.partial(_Tiled(64), inner=base.xla_gemm, "
+              "tiles=(_Tiled(8), None))))")
+    here = dispatch._callable_name(functools.partial(_Tiled(64), inner=base.xla_gemm,
+                                                     tiles=(_Tiled(8), None)))
+    there = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                           check=True).stdout.strip()
+    assert here == there and " at 0x" not in here
+    assert "_Tiled(tile=64)" in here and "inner=samp_jax.ops.base.xla_gemm" in here
+    assert dispatch._callable_name(_Tiled(64)) != dispatch._callable_name(_Tiled(128))

@@ -50,12 +50,29 @@ def test_a_plugin_that_fails_is_one_line_naming_it(tmp_path):
     assert run.returncode == 1 and "Traceback" not in run.stderr
     assert run.stderr.strip().splitlines() == [
         "samp-jax: error: plugin 'broken_plugin' (SAMP_JAX_PLUGINS) could not be loaded: "
-        "RuntimeError: the plugin broke"]
+        "RuntimeError: the plugin broke (SAMP_JAX_NO_PLUGINS=1 runs without plugins)"]
     missing = _run(tmp_path, "no_such_plugin", "--debug", "search", "--help")
     assert missing.returncode == 1 and "Traceback" in missing.stderr  # --debug shows it
     assert missing.stderr.strip().splitlines()[-1] == (
         "samp-jax: error: plugin 'no_such_plugin' (SAMP_JAX_PLUGINS) could not be loaded: "
-        "ModuleNotFoundError: No module named 'no_such_plugin'")
+        "ModuleNotFoundError: No module named 'no_such_plugin' (SAMP_JAX_NO_PLUGINS=1 runs "
+        "without plugins)")
+
+
+def test_no_plugins_runs_past_a_broken_one_and_a_name_must_be_a_function(fresh, tmp_path,
+                                                                        monkeypatch):
+    (tmp_path / "odd_plugin.py").write_text("NOT_A_FUNCTION = 3\nraise_me = None\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("SAMP_JAX_PLUGINS", "odd_plugin:NOT_A_FUNCTION")
+    with pytest.raises(plugins.PluginError, match=r"plugin 'odd_plugin:NOT_A_FUNCTION' "
+                       r"\(SAMP_JAX_PLUGINS\) could not be loaded: TypeError: "
+                       r"odd_plugin.NOT_A_FUNCTION is int, not a function to call"):
+        plugins.load_plugins()
+    monkeypatch.setenv("SAMP_JAX_NO_PLUGINS", "1")
+    assert plugins.load_plugins() == []
+    monkeypatch.setenv("SAMP_JAX_NO_PLUGINS", "0")  # 0 or empty: plugins load
+    with pytest.raises(plugins.PluginError):
+        plugins.load_plugins()
 
 
 @pytest.fixture

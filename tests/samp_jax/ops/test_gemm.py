@@ -231,6 +231,7 @@ def test_registering_a_taken_name_needs_replace_and_keeps_its_place(own_registry
      r"precisions \['int8-dynamic'\] are not precision names; expected names from .*'int8-dynamic' "
      r"is an option of precision 'int8'"),
     (("mine", "fn"), {"precisions": ["int4"]}, ValueError, r"precisions \['int4'\] are not precision names"),
+    (("mine", "fn"), {"precisions": []}, ValueError, r"precisions=\[\] runs nothing"),
 ])
 def test_a_gemm_registration_is_checked(own_registry, args, kwargs, error, message):
     from samp_jax.ops import base
