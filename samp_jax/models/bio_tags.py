@@ -31,6 +31,7 @@ data set, so it lives with the models: `samp_jax.data.wnut16`, `samp_jax.tasks.m
 from __future__ import annotations
 
 import operator
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -186,6 +187,23 @@ def names_entities(names: Sequence[str]) -> bool:
     names with none (a part-of-speech tagger's NOUN and VERB, Penn's NN and VBZ, "O" beside
     bare types) tag words, not entities."""
     return any(name != OUTSIDE and not not_bio([name]) for name in names)
+
+
+# An entity tag in a spelling `split_tag` does not read: a prefix of any case with "-" or "_"
+# ("b-per", "B_PER"), the prefix after the type ("PER-B"), or a typeless prefix ("B", "I").
+_NEAR_ENTITY = re.compile(r"(?i)^(?:[BIESLU][-_].+|.+[-_][BIESLU]|[BIESLU])$")
+
+
+def near_entity_names(names: Sequence[str]) -> list[str]:
+    """The names among `names` that look like entity tags in a spelling this module does not
+    read (`_NEAR_ENTITY`), when the names also hold an outside tag ("O" or "o") and no entity
+    tag it does read (`names_entities`): a NER head whose tags, read as plain word tags, would
+    be scored by word accuracy, mostly "O". Empty otherwise (part-of-speech tag sets have no
+    "O")."""
+    names = [str(n) for n in names]
+    if names_entities(names) or not any(n.lower() == "o" for n in names):
+        return []
+    return [n for n in names if n.lower() != "o" and _NEAR_ENTITY.fullmatch(n)]
 
 
 def entity_counts(gold: Sequence[Sequence[int | str]], predicted: Sequence[Sequence[int | str]],

@@ -198,11 +198,12 @@ class Embeddings(nnx.Module):
 
     def _position_table(self) -> jax.Array:
         """The position table the fused gather kernel adds, with the task-type row (ERNIE) that
-        joins every token folded into each position."""
+        joins every token folded into each position: in float32, as the unfused path sums the
+        rows (`_summed`), so the fold rounds nothing the unfused path does not (the kernel reads
+        every table into float32)."""
         if self.task_type is None:
             return self.position[...]
-        table = self.position[...].astype(jnp.float32) + self.task_type[...][0].astype(jnp.float32)
-        return table.astype(self.position[...].dtype)
+        return self.position[...].astype(jnp.float32) + self.task_type[...][0].astype(jnp.float32)
 
     def _summed(self, input_ids, positions, types) -> jax.Array:
         """Word (+ position) (+ token type) (+ task type row 0) rows, summed in float32."""

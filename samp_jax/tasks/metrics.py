@@ -29,7 +29,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from samp_jax.models.bio_tags import entity_counts, names_entities
+from samp_jax.models.bio_tags import entity_counts, names_entities, near_entity_names
 from samp_jax.tasks import ranking
 from samp_jax.tasks.proxies import COSINE, KL, LABEL_KL, PROXIES, SCORE, Proxy  # noqa: F401
 
@@ -232,6 +232,10 @@ class Metric:
       reads_labels: `label names -> bool`, whether the metric reads a task of those names
         (`reads`); None: any. A task type's `metric_for` passes over one that does not: entity
         F1 reads entity tags (`bio_tags.names_entities`), not a part-of-speech tagger's.
+      doubts_labels: `label names -> str | None`: why label names the metric reads may mean
+        another metric (None: no doubt), which `Task` raises when the metric was not asked for
+        by name: word accuracy of "O", "B_PER", "I_PER" (a NER head's tags in another
+        spelling) would score mostly "O".
     """
 
     name: str
@@ -251,6 +255,11 @@ class Metric:
     units: str = "rows"
     gold: Callable[[Sequence[dict]], np.ndarray] | None = None
     reads_labels: Callable[[Sequence[str]], bool] | None = None
+    doubts_labels: Callable[[Sequence[str]], str | None] | None = None
+
+    def doubt(self, labels: Sequence[str] | None) -> str | None:
+        """Why label names `labels` may mean another metric than this one, or None."""
+        return None if labels is None or self.doubts_labels is None else self.doubts_labels(labels)
 
     def reads(self, labels: Sequence[str] | None) -> bool:
         """Whether the metric reads a task of label names `labels` (None: not known, yes)."""
@@ -516,10 +525,23 @@ ENTITY_F1 = Metric(
     details=lambda e: {k: v for k, v in _entity_scores(e).items() if k != "f1"},
     reads_labels=names_entities,
     pseudo_rows=_entity_pseudo_rows)
+def _entity_tags_in_disguise(names: Sequence[str]) -> str | None:
+    """Word accuracy's doubt: tag names that look like entity tags in a spelling entity F1 does
+    not read (`bio_tags.near_entity_names`)."""
+    near = near_entity_names(names)
+    if not near:
+        return None
+    return (f"tags {list(near)[:6]}{' ...' if len(near) > 6 else ''} beside 'O' look like entity "
+            "tags in another spelling than '<B|I|E|S|L|U>-<type>' (entity F1 reads only that "
+            "one); scored as word tags, by word accuracy, mostly 'O' would be counted. Rename "
+            "them (B-PER, I-PER) to score entity F1, or choose --metric word_accuracy (API: a "
+            "Task's metric_name) if they are word tags")
+
+
 WORD_ACCURACY = Metric(
     name="word_accuracy", display_name="word accuracy", gold_field="tags",
     margin=Margin.RESAMPLED, proxy=KL, evidence=_word_evidence, weighted=_word_accuracy,
-    pseudo_rows=_word_pseudo_rows)
+    pseudo_rows=_word_pseudo_rows, doubts_labels=_entity_tags_in_disguise)
 """A tagger's words tagged right over its words scored, pooled over the sentences (each
 word's tag read at its first piece; a word whose gold tag is `IGNORE` is not scored): the
 accuracy of part-of-speech tagging, as seqeval's and scikit-learn's `accuracy_score` give it

@@ -173,7 +173,11 @@ class Task:
         """`metric_name`'s metric, checked against what `examples` can be scored by, or the
         task type's choice for them."""
         if self.metric_name is None:
-            return self.task_type.metric_for(examples, self.labels)  # the default without examples
+            metric = self.task_type.metric_for(examples, self.labels)  # the default without examples
+            doubt = None if metric is None else metric.doubt(self.labels)
+            if doubt is not None:
+                raise ValueError(f"task {self.name!r} ({self.task_type.name}): {doubt}")
+            return metric
         choices = self.task_type.metrics_for(examples, self.labels) if examples else \
             tuple(dict.fromkeys(m for m in (*self.task_type.metrics, *self.task_type.other_metrics)
                                 if m.reads(self.labels)))

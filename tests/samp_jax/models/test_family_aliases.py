@@ -102,6 +102,30 @@ def test_ernie_adds_the_task_type_row_zero():
         assert error() > 0.05
 
 
+@pytest.mark.parametrize("activation", ["per_token_dynamic", "per_tensor_static"])
+def test_ernies_fused_embedding_kernel_adds_the_task_row_as_the_unfused_path(activation):
+    """The fused gather kernel reads the task row folded into the position table; folded in
+    float32 it rounds as the unfused path's float32 sum does (folded back into FP16 it moved
+    the logits by about 0.07)."""
+    import jax
+
+    import samp_jax
+    from calibrate import calibrate
+    from pallas_kernels.layernorm_quant import EMBEDDING_KERNEL_NAME
+
+    model = load_pretrained(FAMILY_GOLDEN / "ernie" / "seqcls")
+    ids, mask, types = _inputs(_golden("ernie"))
+    batch = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+    pmap = PrecisionMap.preset("fully_quant", model.config.num_layers, activation=activation)
+    calibration = calibrate(model, [batch])
+    unfused = np.asarray(quantize(model, pmap, calibration, implementation="xla")(**batch))
+    fused = quantize(model, pmap, calibration)
+    with samp_jax.ops.interpret():
+        assert EMBEDDING_KERNEL_NAME in str(jax.make_jaxpr(lambda b: fused(**b))(batch))
+        out = np.asarray(fused(**batch))
+    np.testing.assert_allclose(out, unfused, rtol=0, atol=1e-6 * np.abs(unfused).max())
+
+
 def test_ernie_without_use_task_id_has_no_table(tmp_path):
     """`use_task_id` false: HF builds no table and the model is BERT's; `task_type_vocab_size`
     alone adds nothing. The same checkpoint without the table equals the golden model with

@@ -15,7 +15,7 @@ import pytest
 
 import samp_jax as sj
 from samp_jax.data.splits import TaskSplits
-from samp_jax.models.bio_tags import names_entities
+from samp_jax.models.bio_tags import names_entities, near_entity_names
 from samp_jax.tasks import TASK_TYPES, Task, load_task
 from samp_jax.tasks.chance import chance_level
 from samp_jax.tasks.metrics import ENTITY_F1, IGNORE, WORD_ACCURACY, bootstrap_weights
@@ -253,3 +253,29 @@ def test_a_datasets_pos_column_and_a_two_field_conll_file_are_word_tagged(tmp_pa
     path.write_text("".join(f"The DT\nfirm{i} NN\ngrows VBZ\n. .\n\n" for i in range(20)))
     conll = load_task(path)
     assert conll.metric == "word_accuracy" and conll.labels == (".", "DT", "NN", "VBZ")
+
+
+@pytest.mark.parametrize("names", [
+    ("o", "b-per", "i-per"),  # lowercase
+    ("O", "B_PER", "I_PER", "B_LOC"),  # an underscore
+    ("O", "PER-B", "PER-I"),  # the prefix after the type
+    ("O", "B", "I"),  # typeless: keyphrases
+])
+def test_entity_tags_in_another_spelling_are_not_scored_by_word_accuracy_unasked(names):
+    """A NER head whose tags entity F1 cannot read would, read as word tags, be scored by word
+    accuracy, mostly "O": refused unless word accuracy is asked for by name."""
+    assert near_entity_names(names) == [n for n in names if n.lower() != "o"]
+    task = load_task([{"tokens": ["a", f"w{i}"], "tags": [0, 1]} for i in range(10)],
+                     labels=names)
+    with pytest.raises(ValueError, match=r"look like entity tags in another spelling than "
+                       r"'<B\|I\|E\|S\|L\|U>-<type>'.*choose --metric word_accuracy"):
+        task.metric
+    assert dataclasses.replace(task, metric_name="word_accuracy").metric == "word_accuracy"
+
+
+@pytest.mark.parametrize("names", [
+    UPOS, ("NN", "NNS", "VBZ", "-LRB-", "PRP$", ",", "``"), ("NN-TL", "VB-HL", "AT"),
+    ("O", "PER", "LOC"), ("O", "B-PER", "I-PER"), ("LABEL_0", "LABEL_1"), ("X", "B", "I")])
+def test_word_tags_and_readable_entity_tags_raise_no_doubt(names):
+    assert near_entity_names(names) == []
+    assert WORD_ACCURACY.doubt(names) is None
