@@ -300,7 +300,7 @@ MUTANTS = (
     Mutant("word_bootstrap_without_pseudo_rows",
            "the word-accuracy bootstrap margin leaves out its pseudo-rows",
            "samp_jax/tasks/metrics.py",
-           "    pseudo_rows=_word_pseudo_rows)", "    pseudo_rows=None)",
+           "    pseudo_rows=_word_pseudo_rows,", "    pseudo_rows=None,",
            ("tests/samp_jax/tasks/test_word_accuracy.py", "-k", "guarded_drop")),
     Mutant("engine_ignores_the_models_threshold",
            "the engine reads a multi-label model's label sets at 0.5 whatever threshold the "
