@@ -147,8 +147,9 @@ def search(model, data, config: SearchConfig | SearchPlan | None = None, *, toke
                       f"e.g. {overflow.float_option},int8-dynamic, to keep "
                       f"{overflow.float_option})", UserWarning, stacklevel=2)
         plan = session.plan.with_float(model, following)
-        session = open_session(model, data, plan, tokenizer=tokenizer, calibration=calibration,
-                               start=start)
+        # the FP32 reference and the FP32 model's calibration serve every float option
+        session = open_session(model, session.objective, plan, tokenizer=tokenizer,
+                               calibration=session.calibrated, start=start)
     session.float_overflows = tuple(overflows)
     return ENTRY_POINTS[plan.config.mode_name](session)
 

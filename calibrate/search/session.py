@@ -44,6 +44,9 @@ class Session:
       static_choice: each static INT8 site's calibrator (phase 0), or None.
       static_sensitivity: the static single-site moves phase 0 already measured.
       start: `time.perf_counter()` when the search began.
+      calibrated: the calibration before phase 0 picked each static site's clip (every
+        candidate clip; None without static options): of the FP32 model, the same for every
+        float option, so a session for another float option starts from it.
     """
 
     plan: SearchPlan
@@ -54,6 +57,7 @@ class Session:
     static_choice: StaticCalibrationChoice | None
     static_sensitivity: Mapping[Move, dict]
     start: float
+    calibrated: object = None
     float_overflows: tuple = ()  # the `FloatOverflow`s of the float options tried before
 
     @property
@@ -89,6 +93,7 @@ def open_session(model, data, plan: SearchPlan, *, tokenizer=None, calibration=N
     objective = make_objective(model, data, tokenizer, config)
     calibration, candidates = search_calibration(model, data, tokenizer, calibration, plan.options,
                                                  method=config.calibration, seed=config.seed)
+    calibrated = calibration if candidates is None else candidates
     runner = Runner(SwitchableModel(model, plan.options, calibration, dtype=plan.dtype), objective,
                     plan.table, mode=config.mode, chunk=config.chunk,
                     bar=progress_bar(config.progress, desc=f"search {objective.name}", unit="map"))
@@ -100,7 +105,7 @@ def open_session(model, data, plan: SearchPlan, *, tokenizer=None, calibration=N
         calibration = static_choice.calibration
     reference, preset_outputs = evaluate_presets(runner)
     return Session(plan, runner, reference, preset_outputs, calibration, static_choice,
-                   static_sensitivity, start)
+                   static_sensitivity, start, calibrated)
 
 
 def measure_and_order(session: Session) -> tuple[dict[Move, dict], list[Move]]:
