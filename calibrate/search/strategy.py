@@ -26,6 +26,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from calibrate.search.runner import Kind, Move, Outputs, Runner
+from samp_jax.core.registry import check_free, check_kind
 
 Evaluate = Callable[[np.ndarray], list]  # choices [candidates, L, S] -> outputs per candidate
 Accept = Callable[[object], bool]
@@ -94,10 +95,8 @@ def register_strategy(strategy: Strategy, *, replace: bool = False) -> Strategy:
       TypeError: `strategy` is not a `Strategy`.
       ValueError: its name is taken (a built-in's included) and `replace` is False.
     """
-    if not isinstance(strategy, Strategy):
-        raise TypeError(f"register_strategy: expected a Strategy, got {type(strategy).__name__}")
-    if strategy.name in STRATEGIES and not replace:
-        raise ValueError(f"strategy {strategy.name!r} is already registered; pass replace=True")
+    check_kind(strategy, Strategy, "register_strategy")
+    check_free(STRATEGIES, strategy.name, f"strategy {strategy.name!r}", replace=replace)
     STRATEGIES[strategy.name] = strategy
     return strategy
 

@@ -38,6 +38,7 @@ import jax.numpy as jnp
 
 from pallas_kernels import devices
 from samp_jax.core.precision import SitePrecision, as_precision
+from samp_jax.core.registry import check_free, check_kind
 
 AUTO = "auto"
 # Option names the CLI and `search_options` accept, mapped to precisions.
@@ -223,10 +224,8 @@ def register_target(target: Target, *, replace: bool = False) -> Target:
       TypeError: `target` is not a `Target`.
       ValueError: its name is taken (a built-in's included) and `replace` is False.
     """
-    if not isinstance(target, Target):
-        raise TypeError(f"register_target: expected a Target, got {type(target).__name__}")
-    if target.name in TARGETS and not replace:
-        raise ValueError(f"target {target.name!r} is already registered; pass replace=True")
+    check_kind(target, Target, "register_target")
+    check_free(TARGETS, target.name, f"target {target.name!r}", replace=replace)
     TARGETS.pop(target.name, None)  # to the end: the most recent is the one 'auto' finds first
     TARGETS[target.name] = target
     return target

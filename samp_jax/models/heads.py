@@ -40,6 +40,7 @@ from samp_jax.models.head_kinds import (
 )
 from samp_jax.models.activations import HF_HEAD_ACTIVATION
 from samp_jax.models.layers import GemmSite, LayerNorm
+from samp_jax.core.registry import check_free
 from samp_jax.models.similarity import DEFAULT_SIMILARITY, NORM_FLOOR, check_similarity
 
 # sentence-transformers clamps the token count at 1e-9, so an all-padding row pools to zeros.
@@ -428,8 +429,7 @@ def register_head(kind: HeadKind | str, build: HeadBuilder, *, per_token: bool |
         raise TypeError(f"kind must be a HeadKind or a name, got {kind!r}")
     if kind.name == NO_HEAD.name:
         raise ValueError(f"head kind must be a name other than {NO_HEAD.name!r}")
-    if kind.name in HEADS and not replace:
-        raise ValueError(f"head kind {kind.name!r} is already registered; pass replace=True")
+    check_free(HEADS, kind.name, f"head kind {kind.name!r}", replace=replace)
     HEADS[kind.name] = RegisteredHead(kind, build)
     return kind
 

@@ -50,6 +50,7 @@ from samp_jax.tasks.metrics import (ACCURACY, CLASS_MACRO_F1, ENTITY_F1, IGNORE,
                                     Metric)
 from samp_jax.tasks.proxies import row_scores
 from samp_jax.tasks.ranking import ranking_gold
+from samp_jax.core.registry import check_free
 from samp_jax.tasks.truncation import Truncation, words_past_cut
 
 
@@ -468,8 +469,7 @@ def register_metric(metric: Metric, *, task_types: Sequence[str], replace: bool 
             raise ValueError(f"register_metric({metric.name!r}): task type {name!r} reads its gold "
                              f"from {list(task_type.label_fields) or 'no field (no labels)'}, not "
                              f"{metric.gold_field!r} (the metric's gold_field)")
-    if metric.name in METRICS and not replace:
-        raise ValueError(f"metric {metric.name!r} is already registered; pass replace=True")
+    check_free(METRICS, metric.name, f"metric {metric.name!r}", replace=replace)
     METRICS[metric.name] = metric
     for name, task_type in TASK_TYPES.items():
         swap = lambda ms: tuple(metric if m.name == metric.name else m for m in ms)  # noqa: E731

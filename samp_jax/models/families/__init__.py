@@ -23,6 +23,7 @@ from samp_jax.models.families.modernbert import MODERNBERT
 from samp_jax.models.families.mpnet import MPNET
 from samp_jax.models.families.roberta import CAMEMBERT, DATA2VEC_TEXT, ROBERTA, XLM_ROBERTA
 from samp_jax.models.head_kinds import NO_HEAD
+from samp_jax.core.registry import check_free
 
 FAMILIES: dict[str, Family] = {}
 
@@ -53,8 +54,7 @@ def register_family(family: Family, *, replace: bool = False) -> None:
     bad = [kind for kind, layout in family.heads.items() if not isinstance(layout, HeadLayout)]
     if bad:
         raise ValueError(f"family {family.model_type!r}: heads {bad} are not HeadLayouts")
-    if family.model_type in FAMILIES and not replace:
-        raise ValueError(f"model_type={family.model_type!r} is already registered; pass replace=True")
+    check_free(FAMILIES, family.model_type, f"model_type={family.model_type!r}", replace=replace)
     FAMILIES[family.model_type] = family
 
 
