@@ -4,13 +4,16 @@ after `pip install pytrec-eval-terrier`):
     .golden-venv/bin/python tools/golden_ranking.py --out tests/golden/ranking_metrics.json
 
 `queries`: random queries of 2 to 14 rows, each with scores that tie often (a few values) and
-relevances 0 to 3 (some queries none relevant, some 0/1 only). Each query's reference values
+relevances 0 to 3 (some queries none relevant, some 0/1 only), then a few set ones: every row
+tied, none relevant, relevant rows past rank 10, and queries of one row (relevant, graded, not
+relevant: trec_eval scores them 1 or 0). Each query's reference values
 are trec_eval's averaged over every way of breaking its ties (the tie convention
 `samp_jax.tasks.ranking` documents; trec_eval alone breaks ties by document name): each tie
 order is one run of distinct scores. `recip_rank@10` is trec_eval's `recip_rank` of the first
 10 rows of each run (MRR@10), `ndcg_cut_10`, `map` and `recall_k` its own measures over the
 whole run. `sklearn_ndcg_10` is scikit-learn's `ndcg_score(k=10)` of the query's own scores,
-ties and all (it averages the gains of tied rows, McSherry and Najork).
+ties and all (it averages the gains of tied rows, McSherry and Najork); null for a query of
+one row, which scikit-learn refuses ("only meaningful when there is more than 1 document").
 """
 
 from __future__ import annotations
@@ -78,10 +81,11 @@ def main() -> None:
     queries += [([1.0, 1.0, 1.0, 1.0], [0, 1, 0, 0]),            # every row tied
                 ([3.0, 2.0, 1.0], [0, 0, 0]),                    # none relevant
                 ([float(s) for s in range(13, 0, -1)], [0] * 11 + [2, 1]),  # past rank 10
-                ([9.0, 8, 7, 6, 5, 4, 3, 2, 1, 1, 1, 0.5], [0] * 9 + [1, 0, 1])]  # a tie at 10
+                ([9.0, 8, 7, 6, 5, 4, 3, 2, 1, 1, 1, 0.5], [0] * 9 + [1, 0, 1]),  # a tie at 10
+                ([0.5], [1]), ([0.25], [3]), ([0.75], [0])]     # one row: relevant or not
     rows = []
     for scores, relevance in queries:
-        ndcg = float(ndcg_score([relevance], [scores], k=10))
+        ndcg = float(ndcg_score([relevance], [scores], k=10)) if len(scores) > 1 else None
         rows.append({"scores": scores, "relevance": relevance, **averaged(scores, relevance),
                      "sklearn_ndcg_10": ndcg})
     header = {"generator": "tools/golden_ranking.py",

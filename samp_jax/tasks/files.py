@@ -38,8 +38,10 @@ a usual one (`qid`, `query_id`) beside a label or score column of whole numbers,
 Rankings. Each row is a query (`text`), a passage (`text_pair`) and a relevance: a whole
 number of 0 or more (0 is not relevant; 0/1 or graded), read from the relevance column, else
 the label (or score) column. Rows are grouped into queries by the query id column when there
-is one, else by the query text; a query of one row is refused, as is a relevance that is not
-a whole number of 0 or more.
+is one, else by the query text; a relevance that is not a whole number of 0 or more is
+refused. A query of one row is scored as trec_eval scores it (1 by every measure when its row
+is relevant, else 0) and counts in the mean; every ranker scores the same on it, so a warning
+says how many queries have one row, and data in which every query has one is refused.
 
 Label sets (multi-label). Each row's `labels` are a list of label names or ids (JSON Lines,
 Parquet, datasets), `[]` for none, or in CSV/TSV a text of them separated by `|`
@@ -228,24 +230,45 @@ def _parts(tables: dict[str | None, Table], columns: Columns, task_type,
                              blank_texts=False, multi_hot=hot)
              for split, table in tables.items()}
     if task_type.grouped:
-        for part in parts.values():
-            _check_queries(part)
+        _check_queries(list(parts.values()))
     return parts
 
 
-def _check_queries(part: _Part) -> None:
-    """Gives each row its query (`group`: its id, else its text) and refuses a query of one
-    row: there is nothing to rank it against (a split of its own rows would leave it so too)."""
-    field = "group" if "group" in part.columns else "text"
-    for example in part.examples:
-        example.setdefault("group", example["text"])
-    rows = Counter(e["group"] for e in part.examples)
-    single = next((n for n, e in enumerate(part.examples, 1) if rows[e["group"]] == 1), None)
-    if single is not None:
-        query = part.examples[single - 1]["group"]
-        raise ValueError(f"{part.at(single, field)}: query {cells.shown(query, 60)} has 1 row; "
-                         "expected at least 2 rows (passages) per query, to rank them against "
-                         f"each other; to score each pair alone, give {_pair_task_types()}")
+def _check_queries(parts: list[_Part]) -> None:
+    """Gives each row its query (`group`: its id, else its text) and says, in one warning,
+    how many queries have a single row: every ranker scores the same on such a query (1 when
+    its row is relevant, else 0, as trec_eval scores it), so it cannot tell rankers apart.
+    Data in which every query has a single row is refused: it holds nothing to rank."""
+    singles, queries, first = 0, 0, None
+    for part in parts:
+        for example in part.examples:
+            example.setdefault("group", example["text"])
+        rows = Counter(e["group"] for e in part.examples)
+        queries += len(rows)
+        singles += sum(count == 1 for count in rows.values())
+        row = next((n for n, e in enumerate(part.examples, 1) if rows[e["group"]] == 1), None)
+        if first is None and row is not None:
+            file = f"{part.table.where} " if len(parts) > 1 else ""
+            first = f"{file}row {row}, query {cells.shown(part.examples[row - 1]['group'], 60)}"
+    if not singles:
+        return
+    where = ", ".join(part.table.where for part in parts)
+    if singles == queries:
+        raise ValueError(f"{where}: every one of its {queries} queries has 1 row (passage), so "
+                         "no ranking can be read (every ranker scores the same); expected "
+                         f"queries of 2 rows or more, grouped by {_grouped_by(parts)}; to score "
+                         f"each pair alone, give {_pair_task_types()}")
+    warnings.warn(f"{where}: {singles} of {queries} queries have a single row (passage; the "
+                  f"first: {first}); every ranker scores the same on such a query (1 when its "
+                  "row is relevant, else 0, as trec_eval scores it), so they cannot tell "
+                  "rankers apart; they count in the mean over queries", UserWarning, stacklevel=4)
+
+
+def _grouped_by(parts: list[_Part]) -> str:
+    """The column rows are grouped into queries by, for a message: the query id, else the text."""
+    columns = parts[0].columns
+    return (f"the query id column {columns['group']!r}" if "group" in columns
+            else f"the query text (column {columns['text']!r})")
 
 
 def _pair_task_types() -> str:

@@ -64,14 +64,18 @@ def test_every_ranking_metric_is_trec_eval_averaged_over_the_orders_of_tied_scor
     assert sum(len(set(c["scores"])) < len(c["scores"]) for c in cases) > 100
     assert sum(not any(c["relevance"]) for c in cases) > 10
     assert sum(max(c["relevance"]) > 1 for c in cases) > 20
+    single = [len(c["scores"]) == 1 for c in cases]  # one row: relevant, graded, not relevant
+    assert sorted(max(c["relevance"]) for c, one in zip(cases, single) if one) == [0, 1, 3]
     scores, relevance, queries = _interleaved(cases)
     for name, measure in MEASURES.items():
         per_query = METRICS[name].evidence(scores, _gold(queries, relevance))
         reference = np.array([c[measure] for c in cases])
         assert np.abs(per_query - reference).max() < 1e-12, name
         assert METRICS[name].value(per_query) == pytest.approx(reference.mean(), abs=1e-12)
-    sklearn = np.array([c["sklearn_ndcg_10"] for c in cases])  # its own tie averaging
-    assert np.abs(NDCG_AT_10.evidence(scores, _gold(queries, relevance)) - sklearn).max() < 1e-12
+    # scikit-learn's own tie averaging; it refuses a query of one row (null there)
+    sklearn = np.array([np.nan if one else c["sklearn_ndcg_10"] for c, one in zip(cases, single)])
+    ndcg = NDCG_AT_10.evidence(scores, _gold(queries, relevance))
+    assert np.abs(ndcg - sklearn)[~np.array(single)].max() < 1e-12
 
 
 def _every_order(scores, relevance, k):
@@ -169,6 +173,23 @@ def test_the_margin_treats_the_query_as_the_unit():
     diff = np.r_[before - after, 1.0, -1.0]  # by hand: mean + z * SE over 40 + 2 queries
     assert drop == pytest.approx((before - after).mean() + 1.645 * diff.std() / np.sqrt(42))
     assert unchanged_margin(MRR_AT_10, 40) == pytest.approx(1.645 * np.sqrt(2 / 42) / np.sqrt(42))
+
+
+def test_a_query_of_one_row_is_a_unit_of_the_margin_that_no_ranker_moves():
+    """Every ranker scores a one-row query alike (1 when the row is relevant, else 0): its
+    paired difference is 0, and it counts among the queries the bound is over."""
+    rng = np.random.default_rng(1)
+    queries = np.r_[np.repeat(np.arange(30), 5), np.arange(30, 40)]  # 10 queries of one row
+    relevance = np.r_[(rng.random(150) < 0.3).astype(int), np.arange(10) % 2]
+    base, candidate = rng.normal(size=160), rng.normal(size=160)
+    gold = _gold(queries, relevance)
+    for metric in (MRR_AT_10, NDCG_AT_10, MAP, METRICS["recall@1"]):
+        before, after = metric.evidence(base, gold), metric.evidence(candidate, gold)
+        assert before.shape == (40,)
+        assert before[30:].tolist() == after[30:].tolist() == [0.0, 1.0] * 5
+        diff = np.r_[before - after, 1.0, -1.0]  # by hand: mean + z * SE over 40 + 2 queries
+        assert metric.guarded_drop(before, after) == pytest.approx(
+            (before - after).mean() + 1.645 * diff.std() / np.sqrt(42))
 
 
 @pytest.mark.parametrize("queries, said", [
@@ -309,9 +330,10 @@ def test_the_search_objective_bounds_the_drop_over_queries(minilm_dir):
      r"row 3: column 'relevance' holds 'high'; expected a relevance"),
     (lambda rows: [r | {"relevance": -1} if i == 3 else r for i, r in enumerate(rows)],
      r"row 4: column 'relevance' holds -1; expected a relevance: a whole number of 0 or more"),
-    (lambda rows: rows + [rows[0] | {"qid": "lonely"}],
-     r"ranking\.jsonl: row 201: column 'qid': query 'lonely' has 1 row; expected at least 2 "
-     r"rows \(passages\) per query"),
+    (lambda rows: [r | {"qid": f"row-{i}"} for i, r in enumerate(rows)],
+     r"ranking\.jsonl: every one of its 200 queries has 1 row \(passage\), so no ranking can be "
+     r"read .*grouped by the query id column 'qid'; to score each pair alone, give "
+     r"--task-type text_pair_classification"),
     (lambda rows: [{k: v for k, v in r.items() if k != "relevance"} for r in rows],
      r"ranking\.jsonl: a text_pair_ranking task needs a relevance column, and none of "
      r"\('relevance', .*\) is one; columns found: \['qid', 'query', 'passage'\]; name yours "
@@ -324,15 +346,47 @@ def test_data_that_cannot_be_ranked_is_refused_in_one_line(tmp_path, change, sai
     assert "\n" not in str(raised.value)
 
 
-def test_the_command_line_refuses_a_query_of_one_row_before_any_model_runs(tmp_path, capsys):
+def _with_lonely_queries(rows, count=3):
+    """`rows` and `count` queries of one row each (a BEIR query with one judged passage left),
+    the first relevant, the others not."""
+    return rows + [rows[4 * i] | {"qid": f"lonely-{i}", "query": f"lonely {i}",
+                                  "relevance": int(i == 0)} for i in range(count)]
+
+
+def test_queries_of_one_row_are_scored_as_trec_eval_scores_them_and_counted_in_a_warning():
+    rows = _with_lonely_queries(_rows())
+    with pytest.warns(UserWarning) as caught:
+        task = load_task(rows, task_type="text_pair_ranking")
+    said = [str(w.message) for w in caught]
+    assert said == ["list of dicts: 3 of 53 queries have a single row (passage; the first: row "
+                    "201, query 'lonely-0'); every ranker scores the same on such a query (1 "
+                    "when its row is relevant, else 0, as trec_eval scores it), so they cannot "
+                    "tell rankers apart; they count in the mean over queries"]
+    # whole queries: each one-row query is a query of its split, counted as one
+    where = {e["group"]: split for split in task.sizes() for e in task.split(split)}
+    assert {q for q in where if q.startswith("lonely")} == {"lonely-0", "lonely-1", "lonely-2"}
+    assert sum(task.query_sizes().values()) == 53 and sum(task.sizes().values()) == 203
+    queries = [0, 0, 1, 2, 3, 3]  # queries 1 (relevant) and 2 (not) have one row
+    gold = _gold(np.array(queries), np.array([0, 1, 1, 0, 2, 0]))
+    for metric in (MRR_AT_10, NDCG_AT_10, MAP, METRICS["recall@1"]):
+        evidence = metric.evidence(np.array([0.9, 0.1, 0.3, 0.7, 0.2, 0.8]), gold)
+        assert evidence[1:3].tolist() == [1.0, 0.0]  # trec_eval's values of one row
+        assert metric.value(evidence) == pytest.approx(np.mean(evidence))
+
+
+def test_the_command_line_scores_a_file_with_queries_of_one_row_and_says_so(tmp_path, capsys):
     path = tmp_path / "ranking.jsonl"
-    rows = _rows()
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows + [rows[0] | {"qid": "lonely"}]))
+    path.write_text("".join(json.dumps(r) + "\n" for r in _with_lonely_queries(_rows(), 1)))
     assert main(["eval", "--model", str(CROSS_ENCODER), "--data", str(path),
-                 "--precision", "fp16"]) == 1
-    err = capsys.readouterr().err
-    assert "Traceback" not in err and err.count("\n") == 1
-    assert "row 201: column 'qid': query 'lonely' has 1 row; expected at least 2" in err
+                 "--precision", "fp16", "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["task_type"] == "text_pair_ranking"
+    lines = [line for line in err.splitlines() if "a single row" in line]
+    assert lines == ["samp-jax eval: warning: " + str(tmp_path / "ranking.jsonl") + ": 1 of 51 "
+                     "queries have a single row (passage; the first: row 201, query "
+                     "'lonely-0'); every ranker scores the same on such a query (1 when its row "
+                     "is relevant, else 0, as trec_eval scores it), so they cannot tell rankers "
+                     "apart; they count in the mean over queries"], err
 
 
 def test_a_ranking_counts_its_queries_per_split_and_other_tasks_do_not():
