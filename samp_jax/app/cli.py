@@ -458,11 +458,12 @@ def _finetune(args) -> int:
                             max_dev_examples=(None if args.max_dev_examples == "all"
                                               else int(args.max_dev_examples)))
     model, task = _model_to_finetune(args, base, task)
-    loss = task.training_loss  # the task as it reads the model's head: a score, its classes
+    loss = task.training_loss_for(model)  # as the task reads the model's head: a score, classes
     tokenizer = fit_max_length(args, model, model.tokenizer, str(args.model))
     test = make_evaluator(task, tokenizer, seed=args.seed) if task.split("test") else None
     _say(args, f"fine-tuning {args.model} on {task.name} ({task.task_type.name}, "
-               + (f"labels {list(task.labels)}" if task.labels else "one output: a score")
+               + (f"labels {list(task.labels)}" if task.labels else
+                  _HEAD_READ.get(model.readout, _HEAD_READ[Readout.SCORE]))
                + f", {loss.name}); split sizes {task.sizes()}; data: {task.source}")
     given = _split_files(args)
     held_out = [s for s in ("calibration", "search") if s not in given]
@@ -514,6 +515,11 @@ def _finetune(args) -> int:
     return 0
 
 
+_HEAD_READ = {Readout.SCORE: "one output: a score",
+              Readout.CLASSES: "two classes: a score by P(class 1)"}
+"""How `finetune` says a head without label names is read (a score, a ranking's two classes)."""
+
+
 def _model_to_finetune(args, base: Path, task: Task):
     """The model `finetune` trains and the task it trains for. A head that already reads the
     data (its kind, its outputs and its class names: a classifier fine-tuned again, a
@@ -536,7 +542,7 @@ def _model_to_finetune(args, base: Path, task: Task):
         names = model.head.labels = None  # unnamed classes: fine-tuning names them after the data
     width = getattr(model.head, "num_labels", task.num_outputs)
     other_names = names is not None and task.labels is not None and names != task.labels
-    if width != task.num_outputs or other_names:
+    if not task.fits_width(width, model.readout) or other_names:
         found = (f"names the classes {list(names)}, the data's are {list(task.labels)}"
                  if other_names else f"has {width} outputs, the data needs {task.num_outputs}")
         warnings.warn(f"the {model.head_kind} head of {args.model} {found}: its head is "

@@ -149,6 +149,13 @@ class Task:
             return 1
         return None if self.labels is None else len(self.labels)
 
+    def fits_width(self, width: int | None, readout: Readout | None) -> bool:
+        """Whether a head of `width` outputs read as `readout` gives this task's answers as
+        they are: `num_outputs` of them, or any head the task type reads by its width (a
+        ranking's two classes, read by P(class 1), beside its one output)."""
+        ranks = self.task_type.ranks_two_classes and readout is not None
+        return width == self.num_outputs or (ranks and self.task_type.reads(readout, width))
+
     @property
     def metric(self) -> str | None:
         """The metric name: accuracy, class_macro_f1, entity_f1, word_accuracy, micro_f1,
@@ -326,14 +333,28 @@ class Task:
     @property
     def training_loss(self) -> Loss:
         """What fine-tuning minimises (`samp_jax.tasks.losses.training_loss`): from how the
-        task reads the head and the field of its gold answers.
+        task reads the head and the field of its gold answers (a ranking: its head of one
+        output; `training_loss_for` a model's own head).
+
+        Raises:
+          ValueError: a task type without one (embedding tasks).
+        """
+        return self.training_loss_for(None)
+
+    def training_loss_for(self, model) -> Loss:
+        """What fine-tuning `model`'s head minimises: `training_loss`, or the loss of the
+        head as it is read where the task type reads it so too (a ranking's head of two
+        classes, read by P(class 1): softmax cross-entropy with class 1 relevant). None: as
+        the task type reads a head.
 
         Raises:
           ValueError: a task type without one (embedding tasks).
         """
         metric = self.task_type.metric_for(self._some_examples())  # the gold answers' field
+        readout = None if model is None else model.readout
+        width = None if readout is None else model.output_shape(1, 1)[-1]
         return training_loss(self.task_type, None if metric is None else metric.gold_field,
-                             f"task {self.name!r}")
+                             f"task {self.name!r}", readout=readout, width=width)
 
     def loss(self, logits, labels):
         """`training_loss` of a batch: its mean over the labelled rows (or tokens)."""

@@ -1,9 +1,13 @@
 """Fine-tuning with optax (AdamW, warmup then linear decay) and a cache of fine-tuned models.
 
-The loss is the task's (`Task.training_loss`): softmax cross-entropy for classes, sigmoid
-cross-entropy per label for label sets (multi-label) and for the 0/1 gold of a one-output head,
-squared error for its scores. The tuned head records the HF `problem_type` of that loss, so a
-checkpoint saved from it is trained and read by HF as it was here.
+The loss is the task's for the model's head (`Task.training_loss_for`): softmax cross-entropy
+for classes, sigmoid cross-entropy per label for label sets (multi-label) and for the 0/1 gold
+of a one-output head, squared error for its scores; a ranking's rows are binary examples, each
+relevant (relevance 1 or more) or not: sigmoid cross-entropy of a one-output head, softmax
+cross-entropy of a two-class head with class 1 relevant (sentence-transformers' CrossEncoder
+defaults), its dev metric the ranking metric over whole queries. The tuned head records the
+HF `problem_type` of that loss, so a checkpoint saved from it is trained and read by HF as it
+was here.
 
 The train step is one jit-compiled function of (params, optimizer state, batch); batches are
 cut to length buckets, so it compiles once per bucket. A run takes `epochs` passes but at least
@@ -42,6 +46,7 @@ from samp_jax.models.heads import check_labels
 from samp_jax.models.tokenizer import Tokenizer
 from samp_jax.serving.forward import batch_inputs, merged_call
 from samp_jax.tasks.chance import ChanceLevel, chance_level
+from samp_jax.tasks.losses import Loss
 from samp_jax.tasks.task import LabelMismatch, Task, check_head_fits, get_task, predict
 from samp_jax.tasks.truncation import Truncation
 
@@ -168,7 +173,7 @@ def finetune(model, task: Task | str, tokenizer: Tokenizer, config: FinetuneConf
     """
 
     task = get_task(task, seed=config.seed) if isinstance(task, str) else task
-    loss = task.training_loss  # raises for a task without one, before any work
+    loss = task.training_loss_for(model)  # raises for a task without one, before any work
     model = nnx.clone(model)
     if hasattr(model.head, "problem_type") and model.head.problem_type is None:
         model.head.problem_type = loss.problem_type
@@ -189,7 +194,7 @@ def finetune(model, task: Task | str, tokenizer: Tokenizer, config: FinetuneConf
     total_steps, warmup, eval_every = config.steps(len(train))
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     tx = _optimizer(config, total_steps, warmup, params)
-    train_step, dev_score = _compiled_steps(graphdef, rest, tx, task, dev)
+    train_step, dev_score = _compiled_steps(graphdef, rest, tx, task, dev, loss)
     chance = chance_level(task.task_type, task.labels, dev, task.task_metric)
     run = _train(train_step, dev_score, params, tx.init(params), train, rng, config,
                  total_steps=total_steps, eval_every=eval_every, task=task, progress=progress,
@@ -213,11 +218,17 @@ def _encoded_splits(task: Task, tokenizer: Tokenizer, config: FinetuneConfig, rn
     """The encoded train split (subsampled to `max_train_examples` with `rng`) and dev split
     (`Task.examples`' seeded subset of `max_dev_examples`, kept in split order and drawn
     apart from `rng`, so the training order stays the seed's: a dev file sorted by class or
-    date gives every part its share)."""
+    date gives every part its share). A ranking's train subsample is whole queries too
+    (`Task.examples`)."""
     train_examples = list(task.splits.train)
     if config.max_train_examples is not None and config.max_train_examples < len(train_examples):
-        keep = np.sort(rng.choice(len(train_examples), config.max_train_examples, replace=False))
-        train_examples = [train_examples[i] for i in keep]
+        if task.task_type.grouped:
+            train_examples = task.examples("train", max_examples=config.max_train_examples,
+                                           seed=config.seed)
+        else:
+            keep = np.sort(rng.choice(len(train_examples), config.max_train_examples,
+                                      replace=False))
+            train_examples = [train_examples[i] for i in keep]
     dev_examples = task.examples("dev", max_examples=config.max_dev_examples, seed=config.seed)
     return task.encode(tokenizer, train_examples), task.encode(tokenizer, dev_examples)
 
@@ -231,15 +242,16 @@ def _optimizer(config: FinetuneConfig, total_steps: int, warmup: int, params):
     return optax.adamw(schedule, weight_decay=config.weight_decay, mask=_decay_mask(params))
 
 
-def _compiled_steps(graphdef, rest, tx, task: Task, dev):
-    """`train_step(params, opt_state, batch) -> (params, opt_state, loss)` (jit-compiled) and
-    `dev_score(params) -> float`, the task's metric on the encoded `dev` split."""
+def _compiled_steps(graphdef, rest, tx, task: Task, dev, training_loss: Loss):
+    """`train_step(params, opt_state, batch) -> (params, opt_state, loss)` (jit-compiled,
+    minimising `training_loss`) and `dev_score(params) -> float`, the task's metric on the
+    encoded `dev` split."""
 
     @jax.jit
     def train_step(params, opt_state, batch):
         def loss_fn(p):
             logits = merged_call(graphdef, (p, rest), *batch_inputs(batch))
-            return task.loss(logits, batch["labels"])
+            return training_loss.fn(logits, batch["labels"])
         loss, grads = jax.value_and_grad(loss_fn)(params)
         updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss

@@ -116,3 +116,37 @@ def test_a_cross_encoders_new_head_takes_the_default_activation_of_its_width(tmp
         warnings.simplefilter("ignore")
         tuned, task = _resolved(tmp_path, folder, _rows(tmp_path / "d.csv", ("a", "b", "c"), pairs=True))
     assert task.num_outputs == 3 and tuned.cross_encoder_activation == "Identity"
+
+
+def _ranking(path):
+    """Query-passage rows with a relevance column: a ranking of 20 queries of 3 rows."""
+    rng = np.random.default_rng(0)
+    path.write_text("qid,query,passage,relevance\n" + "".join(
+        f"Q{i // 3},{' '.join(rng.choice(WORDS, 3))},{' '.join(rng.choice(WORDS, 5))},"
+        f"{int(i % 3 == 0)}\n" for i in range(60)))
+    return path
+
+
+@pytest.mark.parametrize("width, loss", [
+    (1, "sigmoid cross-entropy (target: relevance >= 1)"),
+    (2, "softmax cross-entropy (class 1: relevance >= 1)")])
+def test_a_rerankers_head_of_one_output_or_two_classes_is_kept_for_a_ranking(
+        tmp_path, minilm_dir, width, loss):
+    """A ranking reads a head of one output, or of two classes by P(class 1): either is kept
+    and trained with its own loss (sentence-transformers' CrossEncoder defaults)."""
+    folder = save_pretrained(tiny_classifier(num_labels=width), tmp_path / "m",
+                             tokenizer_dir=minilm_dir)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model, task = _resolved(tmp_path, folder, _ranking(tmp_path / "r.csv"))
+    assert task.task_type.name == "text_pair_ranking" and model.head.num_labels == width
+    np.testing.assert_array_equal(_kernel(model), _kernel(sj.load(folder)))
+    assert task.training_loss_for(model).name == loss
+
+
+def test_a_head_of_three_classes_given_a_ranking_is_made_anew_with_one_output(tmp_path, minilm_dir):
+    folder = save_pretrained(tiny_classifier(num_labels=3), tmp_path / "m", tokenizer_dir=minilm_dir)
+    with pytest.warns(UserWarning, match="has 3 outputs, the data needs 1: its head is initialised anew"):
+        model, task = _resolved(tmp_path, folder, _ranking(tmp_path / "r.csv"))
+    assert model.head.num_labels == 1 and task.training_loss_for(model).name == (
+        "sigmoid cross-entropy (target: relevance >= 1)")
