@@ -1,5 +1,6 @@
 """Fine-tuning losses as data: what a head is trained with, picked by how the task reads the
-head's logits (`TaskType.readout`) and the field of its gold answers, and the HF
+head's logits (`TaskType.readout`; a ranking's, by how the head is read: below) and the field
+of its gold answers, and the HF
 `problem_type` that a head trained with it is saved with (so HF trains and reads it alike).
 
 | reads | gold | loss | problem_type |
@@ -16,8 +17,8 @@ The ranking rows are sentence-transformers' defaults for a CrossEncoder reranker
 `CrossEntropyLoss` for a head of more. Both are pointwise: each (query, passage) row is a
 binary example whose target is whether it is relevant, a relevance of `ranking.RELEVANT` (1)
 or more, the line the ranking metrics draw (MRR, MAP, recall); graded relevances 1, 2, 3 are
-all the target 1 (a target of 2 is no probability), so the grades weigh only in NDCG, not in
-training. A ranking reads a head of one output or of two classes
+all the target 1 (a target of 2 is no probability), so the grades weigh in NDCG, the metric,
+not in training. A ranking reads a head of one output or of two classes
 (`TaskType.ranks_two_classes`), so its loss is looked up by how the model's own head is read
 (`training_loss`'s `readout`), which the task type's readout alone does not say.
 
