@@ -60,6 +60,7 @@ from samp_jax.workflows.pipeline import (ZERO_SHOT, builtin_model, is_search_out
 from samp_jax.core.assets import NoCacheFolderError, cache_dir, minilm_path
 from samp_jax.core.atomic import atomic_folder, is_quantized_folder
 from samp_jax.ptq.loading import load
+from samp_jax.models.bio_tags import IO, io_outside
 from samp_jax.models.checkpoint import save_pretrained
 from samp_jax.models.config import EncoderConfig
 from samp_jax.models.heads import head_spec, make_head
@@ -74,6 +75,7 @@ from samp_jax.tasks.task import CALIBRATION_BATCH_SIZE, CALIBRATION_EXAMPLES
 from samp_jax.tasks.truncation import Truncation, as_dicts
 from samp_jax.models.hf_labels import GENERIC_LABEL
 from samp_jax.tasks.files import Columns, load_task
+from samp_jax.tasks.metrics import ENTITY_F1
 from samp_jax.tasks.trained_rows import TRAINED_ROWS_FILE, overlap, save_trained_rows, trained_rows
 from samp_jax.training import FinetuneConfig, finetune
 
@@ -85,6 +87,7 @@ def resolve_task(args, model=None) -> Task:
     threshold, `EncoderModel.label_threshold`, when it has one), and its rows are cut at
     `--max-length` when given (`samp_jax.app.lengths`)."""
     task = with_metric(args, at_max_length(args, _read_task(args, model)))
+    warn_if_io_tags(task)
     threshold = getattr(args, "threshold", None)
     if threshold is None:
         own = getattr(model, "label_threshold", None)
@@ -115,6 +118,21 @@ def warn_if_trained_on(args, task: Task, splits: tuple[str, ...]) -> None:
                       "Another --seed, or a reordered or extended data file, draws other splits: "
                       "give the fine-tune's --seed and file, or a held-out --split-file "
                       "test=FILE (rows the data repeats count too)")
+
+
+def warn_if_io_tags(task: Task) -> None:
+    """Says, in one warning line, that entity F1 reads a tagger's tags as IO tags ("O" beside
+    bare types, `samp_jax.models.bio_tags.io_outside`: a run of words of one type is one
+    entity), which the names alone decide, and that `--metric word_accuracy` scores each word
+    instead. BIO, BIOES and BILOU tags say their scheme by their prefixes."""
+    if not task.labels or io_outside(task.labels) is None or task.metric != ENTITY_F1.name:
+        return
+    names = list(task.labels)
+    warnings.warn(f"the tags {names[:8]}{' ...' if len(names) > 8 else ''} have no B-/I- "
+                  f"prefix: entity F1 reads them as {IO} tags, each run of words of one type "
+                  "one entity (two entities of one type side by side count as one); "
+                  "--metric word_accuracy scores each word's tag instead", UserWarning,
+                  stacklevel=2)
 
 
 def with_metric(args, task: Task) -> Task:

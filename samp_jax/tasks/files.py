@@ -20,7 +20,8 @@ columns, the other fields only scalar ones (so `labels` is a label column or a t
 depending on what it holds).
 
 Task type, when not given: tokens + tags → `token_classification` (scored by entity F1 when
-a tag name is an entity tag, `B-PER`, else by word accuracy); text + text_pair + label
+a tag name is an entity tag, `B-PER`, or the names are IO tags, `O` beside bare types like
+`PER`; else by word accuracy); text + text_pair + label
 → `text_pair_classification`; text + text_pair + score (or a label column holding fractional
 numbers, like STS-B) → `embedding_pairs`; text (+ text_pair) + a label column holding a list
 per row, or texts that join labels with `|` (`toxic|insult` beside `toxic`) → `text_multi_label`
@@ -93,7 +94,7 @@ import numpy as np
 
 from samp_jax.core.errors import SampJaxError
 from samp_jax.data.splits import TaskSplits
-from samp_jax.models.bio_tags import scheme_of
+from samp_jax.models.bio_tags import entity_scheme
 from samp_jax.models.head_kinds import Readout
 from samp_jax.models.hf_labels import GENERIC_LABEL
 from samp_jax.tasks import cells
@@ -337,17 +338,18 @@ def _check_two_classes(parts: list[_Part], field: str) -> None:
 
 def _check_bio(names: Sequence[str], where: str, column: str) -> None:
     """Entity tags are scored by entity spans, which need the tags of one scheme: BIO ('O',
-    'B-x', 'I-x'), BIOES (and 'E-x', 'S-x') or BILOU (and 'L-x', 'U-x'), not two
-    (`samp_jax.models.bio_tags.scheme_of`). Tag names of which none is an entity tag (a
-    part-of-speech tagger's) are scored by word accuracy instead, and not checked here."""
+    'B-x', 'I-x'), BIOES (and 'E-x', 'S-x') or BILOU (and 'L-x', 'U-x'), not two, or IO tags
+    ('O' beside bare types: `samp_jax.models.bio_tags.entity_scheme`). Tag names of which
+    none is an entity tag (a part-of-speech tagger's) are scored by word accuracy instead,
+    and not checked here."""
     try:
-        scheme_of(names)
+        entity_scheme(names)
     except ValueError as e:
         raise ValueError(f"{where}: column {column!r}: {e}; entity F1 needs BIO, BIOES or BILOU "
                          "names ('O', 'B-<type>', 'I-<type>', with 'E-<type>', 'S-<type>' or "
-                         "'L-<type>', 'U-<type>'), one scheme per column (tags of which none "
-                         "is an entity tag, such as part-of-speech tags, are scored by word "
-                         "accuracy)") from None
+                         "'L-<type>', 'U-<type>'), one scheme per column, or IO names ('O' "
+                         "beside bare types, 'PER'); tags of which none is an entity tag, such "
+                         "as part-of-speech tags, are scored by word accuracy") from None
 
 
 KEPT = "kept"

@@ -148,3 +148,50 @@ def test_calibrate_search_and_finetune_run_on_a_pos_tagger_by_word_accuracy(pos,
     assert tuned["metric"] == "word_accuracy" and tuned["test"]["metric"] == "word_accuracy"
     assert tuned["labels"] == list(UPOS) and tuned["dev_chance"]["metric"] == "word_accuracy"
     assert sj.load(tmp_path / "ft").head.labels == UPOS
+
+
+def _runs(tags: list[str]) -> set[tuple[str, int, int]]:
+    """IO entities counted by hand: each maximal run of one tag other than "O"."""
+    runs, start = set(), 0
+    for i in range(1, len(tags) + 1):
+        if i == len(tags) or tags[i] != tags[start]:
+            if tags[start] != "O":
+                runs.add((tags[start], start, i))
+            start = i
+    return runs
+
+
+def test_an_io_tagger_is_scored_by_entity_f1_of_predicts_entities_and_told_so(pos, tmp_path,
+                                                                              capsys, minilm_dir):
+    """Tags "O", "LOC", "PER" (no B-/I- prefix): eval scores entity F1 of runs of one type,
+    the F1 of the entities `predict` writes against the gold runs, and says in one warning line
+    how it read them and that --metric word_accuracy scores each word instead."""
+    names = ("O", "LOC", "PER")
+    model = _tagger(tmp_path / "io", names, minilm_dir)
+    io = {"NOUN": "PER", "VERB": "LOC"}
+    data = tmp_path / "io.jsonl"
+    gold = [[io.get(LEXICON[w], "O") for w in words] for words in pos["sentences"]]
+    with open(data, "w") as f:
+        for words, tags in zip(pos["sentences"], gold):
+            f.write(json.dumps({"tokens": words, "tags": tags}) + "\n")
+    code, out, err = _run(capsys, "eval", "--model", model, "--split-file", f"test={data}",
+                          "--precision", "fp16", "--json")
+    assert code == 0, err
+    assert ("samp-jax eval: warning: the tags ['O', 'LOC', 'PER'] have no B-/I- prefix: entity "
+            "F1 reads them as IO tags, each run of words of one type one entity" in err), err
+    assert "--metric word_accuracy scores each word's tag instead" in err and err.count("IO") == 1
+    entity = json.loads(out)["rows"][0]
+    assert entity["metric"] == "entity_f1"
+    assert _run(capsys, "predict", "--model", model, "--data", data,
+                "--out", tmp_path / "p.jsonl")[0] == 0
+    records = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
+    predicted = [{(e["type"], e["start"], e["end"]) for e in r["entities"]} for r in records]
+    assert all(found == _runs(r["tags"]) for found, r in zip(predicted, records))
+    expected = [_runs(tags) for tags in gold]
+    right = sum(len(p & g) for p, g in zip(predicted, expected))
+    f1 = 2 * right / (sum(map(len, predicted)) + sum(map(len, expected)))
+    assert 0 < entity["value"] == pytest.approx(f1, abs=1e-12)
+    code, out, err = _run(capsys, "eval", "--model", model, "--split-file", f"test={data}",
+                          "--precision", "fp16", "--metric", "word_accuracy", "--json")
+    assert code == 0 and "IO" not in err, err
+    assert json.loads(out)["rows"][0]["metric"] == "word_accuracy"
