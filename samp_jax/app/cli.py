@@ -73,7 +73,7 @@ from samp_jax.serving.distributed import (check_same, check_same_options, descri
 from samp_jax.tasks import SPLITS, TASKS, Task, get_task
 from samp_jax.tasks.task import CALIBRATION_BATCH_SIZE, CALIBRATION_EXAMPLES
 from samp_jax.tasks.truncation import Truncation, as_dicts
-from samp_jax.models.hf_labels import GENERIC_LABEL
+from samp_jax.models.hf_labels import all_generic
 from samp_jax.tasks.files import Columns, load_task
 from samp_jax.tasks.metrics import ENTITY_F1
 from samp_jax.tasks.trained_rows import TRAINED_ROWS_FILE, overlap, save_trained_rows, trained_rows
@@ -152,7 +152,7 @@ def _read_task(args, model) -> Task:
         task = get_task(args.data, seed=args.seed)
         labels = _model_labels(model)
         if labels is not None and task.labels is not None and tuple(labels) != task.labels and \
-                not all(GENERIC_LABEL.fullmatch(name) for name in labels):
+                not all_generic(labels):
             raise ValueError(f"the model's labels {list(labels)} are not the {task.name} labels "
                              f"{list(task.labels)} in that order; its logits would be scored "
                              "against the wrong classes")
@@ -550,7 +550,7 @@ def _model_to_finetune(args, base: Path, task: Task):
     except (ValueError, UsageError):
         pass  # the data does not fit this head (other classes): the head is made anew
     names = model.labels
-    if names is not None and all(GENERIC_LABEL.fullmatch(n) for n in names):
+    if names is not None and all_generic(names):
         names = model.head.labels = None  # unnamed classes: fine-tuning names them after the data
     width = getattr(model.head, "num_labels", task.num_outputs)
     other_names = names is not None and task.labels is not None and names != task.labels

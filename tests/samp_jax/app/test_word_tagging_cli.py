@@ -195,3 +195,37 @@ def test_an_io_tagger_is_scored_by_entity_f1_of_predicts_entities_and_told_so(po
                           "--precision", "fp16", "--metric", "word_accuracy", "--json")
     assert code == 0 and "IO" not in err, err
     assert json.loads(out)["rows"][0]["metric"] == "word_accuracy"
+
+
+def test_a_generic_tagger_on_a_class_label_folder_is_scored_by_the_datas_bio_names(
+        pos, tmp_path, capsys, minilm_dir):
+    """A head named LABEL_0 .. LABEL_2 (HF's default id2label) on a save_to_disk folder whose
+    tags are a ClassLabel of BIO names: entity F1, with a warning line naming both; a
+    ClassLabel of another number of names is a one-line error naming both counts."""
+    import datasets
+
+    def folder(names, name):
+        features = datasets.Features({
+            "tokens": datasets.Sequence(datasets.Value("string")),
+            "ner_tags": datasets.Sequence(datasets.ClassLabel(names=names))})
+        tags = [[1 if LEXICON[w] == "NOUN" else 0 for w in words] for words in pos["sentences"]]
+        datasets.Dataset.from_dict({"tokens": pos["sentences"], "ner_tags": tags},
+                                   features).save_to_disk(str(tmp_path / name))
+        return tmp_path / name
+    model = _tagger(tmp_path / "generic", ("LABEL_0", "LABEL_1", "LABEL_2"), minilm_dir)
+    data = folder(["O", "B-MISC", "I-MISC"], "bio")
+    wide = folder(["O", "B-MISC", "I-MISC", "B-PER", "I-PER"], "wide")
+    capsys.readouterr()  # datasets' progress bars
+    code, out, err = _run(capsys, "eval", "--model", model, "--split-file", f"test={data}",
+                          "--precision", "fp16", "--json")
+    assert code == 0, err
+    assert ("samp-jax eval: warning: " + str(data) + ": the model names its 3 outputs with "
+            "HF's generic LABEL_0 .. LABEL_2; column 'ner_tags' is a ClassLabel of as many names, "
+            "['O', 'B-MISC', 'I-MISC'], read as the names of the model's outputs in id order"
+            in err), err
+    result = json.loads(out)
+    assert result["metric"] == "entity_f1" and result["rows"][0]["metric"] == "entity_f1"
+    code, _, err = _run(capsys, "eval", "--model", model, "--split-file", f"test={wide}",
+                        "--precision", "fp16")
+    assert code == 1 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert "is a ClassLabel of 5 names" in err and "the model's head has 3 outputs" in err, err
