@@ -58,7 +58,8 @@ just as JSON's 1.0 is the id 1) are ids unless they are all names in `labels`. W
 `[0, len(labels))`, except when the model's names are all numbers ("1" .. "5" stars): then
 a number in the data, stored as a number or as text, is the class of that name (1 is "1"),
 in every format alike. Without `labels`, names are sorted (tags: "O" first), ids are named by
-a `datasets` ClassLabel column's names, and plain numbers name the classes in numeric order,
+a `datasets` ClassLabel column's names (a `Dataset`, a `save_to_disk` folder, or a Parquet
+file `datasets` wrote, whose schema metadata keeps them), and plain numbers name the classes in numeric order,
 as HF's `run_glue` numbers them (1..5 make five classes "1".."5"; -1/1 make two).
 A ClassLabel column given `labels` is matched by its names (so a model that orders the
 classes differently still gets the right ids), unless `labels` are transformers' generic

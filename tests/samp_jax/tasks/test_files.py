@@ -16,6 +16,7 @@ import pytest
 
 from samp_jax.tasks import SPLITS, Columns, Task, get_task, load_task
 from samp_jax.tasks.files import MAX_CALIBRATION, MIN_ROWS, read_inputs
+from samp_jax.tasks.readers import parquet_class_names, read_tables
 
 FORMATS = ("csv", "tsv", "jsonl", "parquet", "saved", "dataset", "list")
 LIST_FORMATS = ("jsonl", "parquet", "saved", "dataset", "list")  # CSV/TSV cannot hold lists
@@ -375,7 +376,8 @@ def test_a_generic_head_takes_the_class_label_names_of_its_tags(tmp_path):
     generic = [f"LABEL_{i}" for i in range(5)]
     dataset = _ner_dataset()
     dataset.save_to_disk(str(tmp_path / "ner"))
-    for source in (dataset, tmp_path / "ner"):
+    dataset.to_parquet(str(tmp_path / "ner.parquet"))  # its features in the schema's metadata
+    for source in (dataset, tmp_path / "ner", tmp_path / "ner.parquet"):
         with pytest.warns(UserWarning, match=r"the model names its 5 outputs with HF's generic "
                           r"LABEL_0 \.\. LABEL_4; column 'ner_tags' is a ClassLabel of as many "
                           r"names, \['O', 'B-PER', 'I-PER', 'B-LOC', 'I-LOC'\], read as the "
@@ -383,11 +385,24 @@ def test_a_generic_head_takes_the_class_label_names_of_its_tags(tmp_path):
             task = load_task(source, labels=generic)
         assert task.labels == tuple(BIO_TAGS) and task.metric == "entity_f1"
         assert {tuple(e["tags"]) for e in examples(task)} == {(1, 2, 0, 3)}
+        assert load_task(source).labels == tuple(BIO_TAGS)  # no model: the data's names
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # names of its own: matched by name, nothing to say
         assert load_task(dataset, labels=BIO_TAGS[::-1]).split("test")[0]["tags"] == [3, 2, 4, 1]
         plain = _ner_dataset([f"LABEL_{i}" for i in range(5)])  # generic both: as they were
         assert load_task(plain, labels=generic).labels == tuple(generic)
+
+
+def test_a_parquet_files_class_label_names_are_read_from_its_datasets_metadata(tmp_path):
+    _ner_dataset().to_parquet(str(tmp_path / "ner.parquet"))
+    for stream in (False, True):  # read whole (load_task), or streamed (predict)
+        tables, _ = read_tables(tmp_path / "ner.parquet", None, stream=stream)
+        assert tables[None].class_names == {"ner_tags": tuple(BIO_TAGS)}
+    table = pyarrow.table({"tokens": [["a", "b"]], "tags": [[0, 1]]})
+    for metadata in ({}, {b"huggingface": b"not JSON"}, {b"huggingface": b'{"info": []}'},
+                     {b"huggingface": b'{"info": {"features": {"tags": {"_type": "List"}}}}'}):
+        pyarrow.parquet.write_table(table.replace_schema_metadata(metadata), tmp_path / "t.parquet")
+        assert parquet_class_names(tmp_path / "t.parquet") == {}
 
 
 def test_a_generic_head_of_another_width_than_the_class_label_is_refused():
