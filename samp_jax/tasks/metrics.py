@@ -534,8 +534,8 @@ def _entity_tags_in_disguise(names: Sequence[str]) -> str | None:
     if not near:
         return None
     return (f"tags {list(near)[:6]}{' ...' if len(near) > 6 else ''} beside 'O' look like entity "
-            "tags in another spelling than '<B|I|E|S|L|U>-<type>' (entity F1 reads only that "
-            "one); scored as word tags, by word accuracy, mostly 'O' would be counted. Rename "
+            "tags in another spelling than '<B|I|E|S|L|U>-<type>' (entity F1 reads that one, "
+            "or bare types beside 'O' as IO tags); scored as word tags, by word accuracy, mostly 'O' would be counted. Rename "
             "them (B-PER, I-PER) to score entity F1, or choose --metric word_accuracy (API: a "
             "Task's metric_name) if they are word tags")
 
