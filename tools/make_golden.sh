@@ -14,6 +14,8 @@ fi
 MINILM=$(.venv/bin/python -c "from samp_jax.core.assets import minilm_path; print(minilm_path())")
 "$GV/bin/python" tools/make_golden.py --minilm "$MINILM" --out tests/golden
 "$GV/bin/python" tools/golden_entities.py --out tests/golden/entity_spans.json
+# an ERNIE checkpoint's task-type table under use_task_id: false, over the ERNIE family golden
+"$GV/bin/python" tools/golden_ernie_no_task_id.py --out tests/golden/families/ernie
 # rows past max_position_embeddings, over the family classifiers without a position table
 "$GV/bin/python" tools/golden_long_rows.py --out tests/golden
 # CrossEncoder activations, over the BERT family classifier make_golden.py just wrote

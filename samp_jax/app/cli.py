@@ -60,6 +60,7 @@ from samp_jax.workflows.pipeline import (ZERO_SHOT, builtin_model, is_search_out
 from samp_jax.core.assets import NoCacheFolderError, cache_dir, minilm_path
 from samp_jax.core.atomic import atomic_folder, is_quantized_folder
 from samp_jax.ptq.loading import load
+from samp_jax.models.bio_tags import IO, io_outside
 from samp_jax.models.checkpoint import save_pretrained
 from samp_jax.models.config import EncoderConfig
 from samp_jax.models.heads import head_spec, make_head
@@ -72,8 +73,9 @@ from samp_jax.serving.distributed import (check_same, check_same_options, descri
 from samp_jax.tasks import SPLITS, TASKS, Task, get_task
 from samp_jax.tasks.task import CALIBRATION_BATCH_SIZE, CALIBRATION_EXAMPLES
 from samp_jax.tasks.truncation import Truncation, as_dicts
-from samp_jax.models.hf_labels import GENERIC_LABEL
+from samp_jax.models.hf_labels import all_generic
 from samp_jax.tasks.files import Columns, load_task
+from samp_jax.tasks.metrics import ENTITY_F1
 from samp_jax.tasks.trained_rows import TRAINED_ROWS_FILE, overlap, save_trained_rows, trained_rows
 from samp_jax.training import FinetuneConfig, finetune
 
@@ -85,6 +87,7 @@ def resolve_task(args, model=None) -> Task:
     threshold, `EncoderModel.label_threshold`, when it has one), and its rows are cut at
     `--max-length` when given (`samp_jax.app.lengths`)."""
     task = with_metric(args, at_max_length(args, _read_task(args, model)))
+    warn_if_io_tags(task)
     threshold = getattr(args, "threshold", None)
     if threshold is None:
         own = getattr(model, "label_threshold", None)
@@ -117,6 +120,21 @@ def warn_if_trained_on(args, task: Task, splits: tuple[str, ...]) -> None:
                       "test=FILE (rows the data repeats count too)")
 
 
+def warn_if_io_tags(task: Task) -> None:
+    """Says, in one warning line, that entity F1 reads a tagger's tags as IO tags ("O" beside
+    bare types, `samp_jax.models.bio_tags.io_outside`: a run of words of one type is one
+    entity), which the names alone decide, and that `--metric word_accuracy` scores each word
+    instead. BIO, BIOES and BILOU tags say their scheme by their prefixes."""
+    if not task.labels or io_outside(task.labels) is None or task.metric != ENTITY_F1.name:
+        return
+    names = list(task.labels)
+    warnings.warn(f"the tags {names[:8]}{' ...' if len(names) > 8 else ''} have no B-/I- "
+                  f"prefix: entity F1 reads them as {IO} tags, each run of words of one type "
+                  "one entity (two entities of one type side by side count as one); "
+                  "--metric word_accuracy scores each word's tag instead", UserWarning,
+                  stacklevel=2)
+
+
 def with_metric(args, task: Task) -> Task:
     """`task` scored by `--metric` where the command takes one and it is given."""
     name = getattr(args, "metric", None)
@@ -134,7 +152,7 @@ def _read_task(args, model) -> Task:
         task = get_task(args.data, seed=args.seed)
         labels = _model_labels(model)
         if labels is not None and task.labels is not None and tuple(labels) != task.labels and \
-                not all(GENERIC_LABEL.fullmatch(name) for name in labels):
+                not all_generic(labels):
             raise ValueError(f"the model's labels {list(labels)} are not the {task.name} labels "
                              f"{list(task.labels)} in that order; its logits would be scored "
                              "against the wrong classes")
@@ -538,7 +556,7 @@ def _model_to_finetune(args, base: Path, task: Task):
     except (ValueError, UsageError):
         pass  # the data does not fit this head (other classes): the head is made anew
     names = model.labels
-    if names is not None and all(GENERIC_LABEL.fullmatch(n) for n in names):
+    if names is not None and all_generic(names):
         names = model.head.labels = None  # unnamed classes: fine-tuning names them after the data
     width = getattr(model.head, "num_labels", task.num_outputs)
     other_names = names is not None and task.labels is not None and names != task.labels

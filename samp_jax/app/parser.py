@@ -269,7 +269,7 @@ def _add_metric(p: argparse.ArgumentParser, effect: str) -> None:
                    help=f"the metric {effect}, where the task type offers another than its "
                         f"default ({choices}; macro-F1 averages over the classes or labels "
                         "that are gold or predicted at least once; a tagger whose tags are not "
-                        "BIO, BIOES or BILOU is scored by word_accuracy alone)")
+                        "BIO, BIOES, BILOU or IO is scored by word_accuracy alone)")
 
 
 def _add_threshold(p: argparse.ArgumentParser, effect: str) -> None:

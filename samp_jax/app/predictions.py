@@ -51,14 +51,16 @@ tags group into entities depends on the head's tag names (`entity_reader`):
   and at every "I-" or "E-"/"L-" that does not continue an entity of its type, and
   "E-"/"L-" and "S-"/"U-" end one ("B-PER O I-PER" is two entities, as in entity F1 and
   in HF's token-classification pipeline);
-- type names ("O" is a name and no name has a scheme's prefix, e.g. "O", "PER", "LOC"): each
-  maximal run of one tag other than "O" is an entity of that type (HF's pipeline, too, reads
-  an unprefixed name as a type that continues itself);
+- IO names ("O", or "o", beside bare types, e.g. "O", "PER", "LOC", none of them a prefixed
+  tag in any spelling: `bio_tags.io_outside`): each maximal run of one tag other than "O" is
+  an entity of that type, as entity F1 reads them (HF's pipeline, too, reads an unprefixed
+  name as a type that continues itself);
 - any other names: a head without an "O" name (one without names, whose tags are its class
   ids "0", "1", ...; HF's generic `LABEL_<i>`; part-of-speech tags), where no tag is known to
-  mean "outside"; a mix of prefixed and other names; or the prefixes of two schemes (BIOES's
-  "E-"/"S-" beside BILOU's "L-"/"U-"), which no reference reads (`bio_tags`). Any span would
-  be a guess, so the records have no `entities` field.
+  mean "outside"; a mix of prefixed and other names; entity tags in a spelling that is not
+  read ("B_PER", "PER-B" beside "O": `bio_tags.near_entity_names`); or the prefixes of two
+  schemes (BIOES's "E-"/"S-" beside BILOU's "L-"/"U-"), which no reference reads
+  (`bio_tags`). Any span would be a guess, so the records have no `entities` field.
 A word with a null tag is outside every entity (it ends an open one).
 
 Rows are served through `samp_jax.compile` (compiled length buckets, `FINE_BUCKETS`: steps of
@@ -75,6 +77,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import re
 import sys
 from pathlib import Path
@@ -87,7 +90,8 @@ from samp_jax.core import strict_json
 from samp_jax.core.atomic import atomic_file
 from samp_jax.app.outputs import silence_stdout, stdout_errors
 from samp_jax.core.errors import SampJaxError
-from samp_jax.models.bio_tags import OUTSIDE, Span, not_bio, scheme_of, tag_spans
+from samp_jax.models.bio_tags import (OUTSIDE, Span, io_outside, scheme_of, tag_spans,
+                                      type_runs)
 from samp_jax.models.cross_encoder import apply_activation
 from samp_jax.models.similarity import pair_similarity, similarity_of
 from samp_jax.models.token_rows import TokenizerFailure
@@ -528,33 +532,19 @@ def _beside(record: dict, cross_encoder: dict) -> dict:
 
 def entity_reader(names: Sequence[str]) -> Callable[[Sequence[str | None]], list[Span]] | None:
     """How a tagger with tag `names` reads one row's tags (None: a word without a tag) as
-    entity spans: as BIO, BIOES or BILOU tags (`samp_jax.models.bio_tags.tag_spans`, as entity
-    F1 reads them) when the names are the tags of one scheme (`scheme_of`); as type names
-    (`type_runs`) when "O" is a name and no other name has a scheme's prefix; None for any
-    other names (see the module).
+    entity spans, as entity F1 reads them (`samp_jax.models.bio_tags`): as IO tags, each run
+    of one type an entity (`type_runs`), when the names are IO tags (`io_outside`); as BIO,
+    BIOES or BILOU tags (`tag_spans`) when they are the tags of one scheme (`scheme_of`); None
+    for any other names (see the module).
     A word without a tag is outside every entity."""
+    outside = io_outside(names)
+    if outside is not None:
+        return functools.partial(type_runs, outside=outside)
     try:
         scheme_of(names)
         return lambda tags: tag_spans([OUTSIDE if t is None else t for t in tags])
     except ValueError:  # not the tags of one scheme
-        pass
-    typed = [n for n in names if n != OUTSIDE]
-    if OUTSIDE in names and not_bio(typed) == typed:
-        return type_runs
-    return None
-
-
-def type_runs(tags: Sequence[str | None]) -> list[Span]:
-    """Each maximal run of one tag other than "O" (and None) as an entity of that type."""
-    spans: list[Span] = []
-    for position, tag in enumerate(tags):
-        if tag is None or tag == OUTSIDE:
-            continue
-        if spans and spans[-1][0] == tag and spans[-1][2] == position:
-            spans[-1] = (tag, spans[-1][1], position + 1)
-        else:
-            spans.append((tag, position, position + 1))
-    return spans
+        return None
 
 
 def entities(words: Sequence[str], labels: np.ndarray, word_logits: np.ndarray,

@@ -1,4 +1,4 @@
-"""Entity spans of BIO, BIOES and BILOU tags: the one reading that entity F1 scores and
+"""Entity spans of BIO, BIOES, BILOU and IO tags: the one reading that entity F1 scores and
 `samp-jax predict` writes.
 
 A tag is "O" (outside every entity) or "<prefix>-<type>" with any non-empty type and a prefix
@@ -21,6 +21,15 @@ but names of both ("E-" or "S-" beside "L-" or "U-") are refused (`scheme_of`, `
 Such a head comes from two conventions merged, say two data sets tagged apart; no reference
 reads it (seqeval's strict mode takes one scheme, its default reading knows no "L-"/"U-"), and
 an "E-PER" gold entity scored against an "L-PER" prediction would be a guess about intent.
+
+IO tags (`IO`, `io_outside`, `type_runs`) have no prefix: "O" and bare types ("PER", "LOC"). An
+entity is each maximal run of words of one type, the IO scheme's definition; two entities of
+one type side by side read as one, as IO tags cannot tell them apart. A head's names are IO
+tags when "O" (or "o") is one of them, another is beside it, and none of the others is a
+prefixed tag or looks like one in another spelling (`near_entity_names`: "B_PER" beside "O" is
+a misspelt BIO tag, not the type "B_PER"). Names without "O" (a part-of-speech tagger's NOUN,
+VERB, Penn's NN, VBZ, DT) tag words, not entities. `entity_scheme` names the scheme a head's
+tags are read by, IO among them.
 
 Tags are names, or integer ids into a tuple of names given as `names` (a token-classification
 head's `id2label`, a data set's tag list). The reading belongs to the head's labels, not to a
@@ -64,6 +73,24 @@ Span = tuple[str, int, int]
 """`(type, start, end)`: an entity of `type` over words `start .. end - 1`."""
 
 
+def tag_name(tag: str | int, position: int, names: Sequence[str] | None = None) -> str:
+    """A tag's name: the tag itself, or a tag id's name in `names`.
+
+    Raises:
+      ValueError: an id outside `names` (or an id without `names`); the message names
+        `position`.
+    """
+    if isinstance(tag, str):
+        return tag
+    tag_id = operator.index(tag)
+    if names is None:
+        raise ValueError(f"tag id {tag_id} at position {position} needs the tag names")
+    if not 0 <= tag_id < len(names):
+        raise ValueError(f"tag id {tag_id} at position {position} is not in "
+                         f"0..{len(names) - 1}")
+    return names[tag_id]
+
+
 def split_tag(tag: str | int, position: int, names: Sequence[str] | None = None) -> tuple[str, str]:
     """`("O", "")` or `(prefix, type)` (a prefix of `PREFIXES`) for a tag name, or a tag id
     into `names`.
@@ -72,14 +99,7 @@ def split_tag(tag: str | int, position: int, names: Sequence[str] | None = None)
       ValueError: an id outside `names` (or an id without `names`), or a name that is not
         'O' or '<prefix>-<type>'; the message names `position`.
     """
-    if not isinstance(tag, str):
-        tag_id = operator.index(tag)
-        if names is None:
-            raise ValueError(f"tag id {tag_id} at position {position} needs the tag names")
-        if not 0 <= tag_id < len(names):
-            raise ValueError(f"tag id {tag_id} at position {position} is not in "
-                             f"0..{len(names) - 1}")
-        tag = names[tag_id]
+    tag = tag_name(tag, position, names)
     if tag == OUTSIDE:
         return OUTSIDE, ""
     prefix, _, kind = tag.partition("-")
@@ -183,9 +203,10 @@ def not_bio(names: Sequence[str]) -> list[str]:
 
 def names_entities(names: Sequence[str]) -> bool:
     """Whether some of a head's tag `names` is an entity tag, '<prefix>-<type>' with a prefix of
-    `PREFIXES`: the names are then read as entity tags, to be of one scheme (`scheme_of`);
-    names with none (a part-of-speech tagger's NOUN and VERB, Penn's NN and VBZ, "O" beside
-    bare types) tag words, not entities."""
+    `PREFIXES`: the names are then read as prefixed entity tags, to be of one scheme
+    (`scheme_of`). Names with none are IO tags (`io_outside`: "O" beside bare types) or tag
+    words (a part-of-speech tagger's NOUN and VERB, Penn's NN and VBZ); `reads_entities` says
+    which names are read as entities at all."""
     return any(name != OUTSIDE and not not_bio([name]) for name in names)
 
 
@@ -206,28 +227,87 @@ def near_entity_names(names: Sequence[str]) -> list[str]:
     return [n for n in names if n.lower() != "o" and _NEAR_ENTITY.fullmatch(n)]
 
 
+IO = "IO"
+"""The scheme of tags without prefixes: "O" (or "o") and bare types (`io_outside`)."""
+
+_OUTSIDE_SPELLINGS = (OUTSIDE, OUTSIDE.lower())
+
+
+def io_outside(names: Sequence[str]) -> str | None:
+    """The outside tag ("O", or "o") of a head's tag `names` when they are IO tags (see the
+    module): that one name, at least one other beside it, and none of the others an entity tag
+    of a prefixed scheme (`names_entities`) or one in a spelling this module does not read
+    (`near_entity_names`). None for other names: part-of-speech tags (no "O"), prefixed tags,
+    "O" alone, or both "O" and "o" (which would be outside is a guess)."""
+    names = [str(n) for n in names]
+    outside = [n for n in names if n in _OUTSIDE_SPELLINGS]
+    if len(outside) != 1 or len(names) < 2 or names_entities(names) or near_entity_names(names):
+        return None
+    return outside[0]
+
+
+def type_runs(tags: Sequence[str | None], outside: str = OUTSIDE) -> list[Span]:
+    """IO's entities: each maximal run of one tag other than `outside` (and None, a word
+    without a tag, which is outside every entity) as an entity of that type, in order."""
+    spans: list[Span] = []
+    for position, tag in enumerate(tags):
+        if tag is None or tag == outside:
+            continue
+        if spans and spans[-1][0] == tag and spans[-1][2] == position:
+            spans[-1] = (tag, spans[-1][1], position + 1)
+        else:
+            spans.append((tag, position, position + 1))
+    return spans
+
+
+def entity_scheme(names: Sequence[str]) -> str:
+    """The scheme a head's tag `names` are read by as entities: `IO` for IO tags
+    (`io_outside`), else the prefixed scheme of `scheme_of`.
+
+    Raises:
+      ValueError: as `scheme_of`, for names that are neither.
+    """
+    return IO if io_outside(names) is not None else scheme_of(names)
+
+
+def reads_entities(names: Sequence[str]) -> bool:
+    """Whether a head's tag `names` are read as entity tags: some name is a prefixed entity
+    tag (`names_entities`; then they must be of one scheme), or they are IO tags
+    (`io_outside`). Other names (part of speech) tag words."""
+    return names_entities(names) or io_outside(names) is not None
+
+
 def entity_counts(gold: Sequence[Sequence[int | str]], predicted: Sequence[Sequence[int | str]],
                   names: Sequence[str] | None = None) -> np.ndarray:
     """Per sentence: `[gold entities, predicted entities, correct]` (`[N, 3]` int64), where a
     predicted entity is correct when its type, start and end all equal a gold entity's in the
     same sentence. Entity F1 is computed from these rows (a resampled F1 from weighted sums).
+    The tags (`names`, else every tag name of both) choose the reading: IO tags as runs of one
+    type (`type_runs`), others as prefixed tags (`tag_spans`).
 
     Raises:
       ValueError: the sentence counts differ, a sentence's tag counts differ (the message
-        names the sentence index), a tag is not a tag (`split_tag`), or the tags (`names`,
-        else every tag name of both) are not of one scheme (`scheme_of`).
+        names the sentence index), a tag is not a tag (`split_tag`), or the tags are neither
+        IO tags nor of one prefixed scheme (`entity_scheme`).
     """
     if len(gold) != len(predicted):
         raise ValueError(f"{len(gold)} gold sentences but {len(predicted)} predicted")
     # gold and predictions are read by one scheme: "E-PER" against "L-PER" would be a guess
-    scheme_of(names if names is not None else sorted(
-        {t for rows in (gold, predicted) for row in rows for t in row if isinstance(t, str)}))
+    tags = names if names is not None else sorted(
+        {t for rows in (gold, predicted) for row in rows for t in row if isinstance(t, str)})
+    outside = io_outside(tags)
+    if outside is None:
+        scheme_of(tags)
+
+    def spans(row: Sequence[int | str]) -> set[Span]:
+        if outside is None:
+            return set(tag_spans(row, names))
+        return set(type_runs([tag_name(t, i, names) for i, t in enumerate(row)], outside))
     counts = np.zeros((len(gold), 3), np.int64)
     for index, (gold_tags, predicted_tags) in enumerate(zip(gold, predicted)):
         if len(gold_tags) != len(predicted_tags):
             raise ValueError(f"sentence {index}: {len(gold_tags)} gold tags but "
                              f"{len(predicted_tags)} predicted")
-        gold_spans = set(tag_spans(gold_tags, names))
-        predicted_spans = set(tag_spans(predicted_tags, names))
+        gold_spans, predicted_spans = spans(gold_tags), spans(predicted_tags)
         counts[index] = (len(gold_spans), len(predicted_spans), len(gold_spans & predicted_spans))
     return counts

@@ -453,6 +453,9 @@ def assign_state_dict(model: EncoderModel, state: dict[str, np.ndarray], *, path
     caller knows of the checkpoint's own head); `head_hint` when head keys have another shape
     (where the head's width came from).
 
+    Keys the family's HF class does not build for this config (`Family.unused_keys`: ERNIE's
+    task-type table without `use_task_id`) are left out with a warning, as HF leaves them.
+
     Raises:
       CheckpointError: listing every missing, unexpected (when `strict`) and mis-shaped key,
         or the first tensor that is not floating point (int, bool) or has NaN/Inf.
@@ -477,7 +480,9 @@ def assign_state_dict(model: EncoderModel, state: dict[str, np.ndarray], *, path
     else:
         new_head = []
     ignored = family.ignored_prefixes
-    unexpected = sorted(k for k in state.keys() - expected
+    unused = {k: why for k, why in family.unused_keys(model.config).items()
+              if k in state and k not in expected}
+    unexpected = sorted(k for k in state.keys() - expected - unused.keys()
                         if k not in family.ignored_keys and not k.startswith(ignored))
     mismatched = []
     for a in assignments:
@@ -495,6 +500,8 @@ def assign_state_dict(model: EncoderModel, state: dict[str, np.ndarray], *, path
     for a in assignments:
         for key in a.sources:
             check_float_weight(path, key, state[key])
+    for key, why in unused.items():  # as HF's from_pretrained notes weights not used
+        warnings.warn(f"{path}: the checkpoint's {key} is not used: {why}", stacklevel=2)
     values = [a.transform.combine(*(state[k] for k in a.sources)) for a in assignments]
     for a, value in zip(assignments, values):
         a.target.set_value(jnp.asarray(value, dtype=a.target.dtype))

@@ -53,10 +53,12 @@ def head_kind_keys(family: Family, config) -> dict[str, set[str]]:
 
 def extra_keys(family: Family, config, keys: Collection[str]) -> list[str]:
     """The checkpoint keys (without the base-model prefix) that neither the backbone reads nor
-    the family ignores: what a head must account for. Sorted."""
+    the family ignores (`ignored_keys`, `ignored_prefixes`, `unused_keys`): what a head must
+    account for. Sorted."""
     backbone = rule_keys(family.backbone(config), config.num_layers)
+    unused = family.unused_keys(config)
     return sorted(key for key in keys if key not in backbone and key not in family.ignored_keys
-                  and not key.startswith(family.ignored_prefixes))
+                  and key not in unused and not key.startswith(family.ignored_prefixes))
 
 
 def fitting_heads(family: Family, config, keys: Collection[str]) -> tuple[str, ...]:

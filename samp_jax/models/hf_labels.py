@@ -5,6 +5,7 @@ names (`label_names`), whether samp-jax reads its outputs as they were trained
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 from samp_jax.models.config import ConfigError
@@ -14,6 +15,12 @@ from samp_jax.models.head_kinds import (PROBLEM_TYPES, Readout, check_label_thre
 from samp_jax.models.heads import get_head_kind
 
 GENERIC_LABEL = re.compile(r"LABEL_\d+")  # transformers' default id2label names
+
+
+def all_generic(names: Sequence[str]) -> bool:
+    """Whether every one of `names` is transformers' generic `LABEL_<i>`: a head whose
+    classes nothing names (HF writes them for a config without `id2label`)."""
+    return all(GENERIC_LABEL.fullmatch(str(name)) for name in names)
 
 # HF's classifier width when a config states none: transformers writes no `id2label` for its
 # default two labels (LABEL_0, LABEL_1), and reads such a config back with two.

@@ -20,7 +20,8 @@ columns, the other fields only scalar ones (so `labels` is a label column or a t
 depending on what it holds).
 
 Task type, when not given: tokens + tags → `token_classification` (scored by entity F1 when
-a tag name is an entity tag, `B-PER`, else by word accuracy); text + text_pair + label
+a tag name is an entity tag, `B-PER`, or the names are IO tags, `O` beside bare types like
+`PER`; else by word accuracy); text + text_pair + label
 → `text_pair_classification`; text + text_pair + score (or a label column holding fractional
 numbers, like STS-B) → `embedding_pairs`; text (+ text_pair) + a label column holding a list
 per row, or texts that join labels with `|` (`toxic|insult` beside `toxic`) → `text_multi_label`
@@ -59,11 +60,15 @@ just as JSON's 1.0 is the id 1) are ids unless they are all names in `labels`. W
 `[0, len(labels))`, except when the model's names are all numbers ("1" .. "5" stars): then
 a number in the data, stored as a number or as text, is the class of that name (1 is "1"),
 in every format alike. Without `labels`, names are sorted (tags: "O" first), ids are named by
-a `datasets` ClassLabel column's names, and plain numbers name the classes in numeric order,
+a `datasets` ClassLabel column's names (a `Dataset`, a `save_to_disk` folder, or a Parquet
+file `datasets` wrote, whose schema metadata keeps them), and plain numbers name the classes in numeric order,
 as HF's `run_glue` numbers them (1..5 make five classes "1".."5"; -1/1 make two).
 A ClassLabel column given `labels` is matched by its names (so a model that orders the
 classes differently still gets the right ids), unless `labels` are transformers' generic
-`LABEL_<i>` names: then its ids are taken as they are.
+`LABEL_<i>` names: then its ids are taken as they are, and its names, as many as the model's
+outputs, name them (the task's labels: a BIO-tagged column is scored by entity F1, not by
+word accuracy of `LABEL_<i>`), said in a warning line; another number of names is an error
+naming both counts.
 Embedding pairs take labels 0/1 or float scores and have no label names.
 
 Splits. One source is shuffled with `np.random.default_rng(seed)` and cut into test (20%),
@@ -95,9 +100,9 @@ import numpy as np
 
 from samp_jax.core.errors import SampJaxError
 from samp_jax.data.splits import TaskSplits
-from samp_jax.models.bio_tags import scheme_of
+from samp_jax.models.bio_tags import entity_scheme
 from samp_jax.models.head_kinds import Readout
-from samp_jax.models.hf_labels import GENERIC_LABEL
+from samp_jax.models.hf_labels import all_generic
 from samp_jax.tasks import cells
 from samp_jax.tasks.carving import (CARVE_ORDER, DEFAULT_FRACTIONS, MAX_CALIBRATION,  # noqa: F401
                                     MIN_ROWS, carve_splits, query_rows, split_sizes,
@@ -110,7 +115,7 @@ from samp_jax.tasks.columns import (DEFAULT_NAMES, DEFAULT_PAIRS, FIELDS, LIST_F
 from samp_jax.tasks.metrics import ENTITY_F1
 from samp_jax.tasks.readers import (FORMATS, SPLIT_NAMES, ReadEachTime, StreamedRows,  # noqa: F401
                                     Table, describe_source, read_tables)
-from samp_jax.tasks.task import SPLITS, Task, a_kind, readout_mismatch
+from samp_jax.tasks.task import SPLITS, LabelMismatch, Task, a_kind, readout_mismatch
 from samp_jax.tasks.types import TASK_TYPES, get_task_type
 
 _SET_FIELDS = ("tags", "labels")  # gold fields holding a list of labels per row
@@ -147,8 +152,8 @@ def load_task(source: Any = None, *, task_type: str | None = None, columns: Colu
       columns: your column names; fields left None take a usual name.
       labels: the model's label names in id order (`id2label`); the data's labels must be
         among them (a `datasets` ClassLabel column is matched by its names, unless these are
-        transformers' generic `LABEL_<i>`). None takes them from the data. Embedding tasks
-        ignore it.
+        transformers' generic `LABEL_<i>`: then its ids are the model's and its names theirs,
+        as many as there are). None takes them from the data. Embedding tasks ignore it.
       split_files: explicit files per split (`train`, `dev` or `validation`, `calibration`,
         `search`, `test`), instead of `source`.
       name: the task name; default the file's stem (its folder's name for `train.csv` and
@@ -296,7 +301,9 @@ def _labels_to_ids(parts: dict[str | None, _Part], field: str, labels: Sequence[
                    task_type, where: str) -> list[str]:
     """Checks the labels (or tags) in `field` of every part and replaces them by ids, in
     place; returns the label names in id order. `where` names the first table."""
-    if labels is not None and not all(GENERIC_LABEL.fullmatch(str(n)) for n in labels):
+    if labels is not None and all_generic(labels):  # a head nothing names: the data's names
+        labels = _class_names_for(parts, field, labels) or labels
+    if labels is not None and not all_generic(labels):
         for part in parts.values():  # ClassLabel ids → names, matched by name to the model's
             _class_ids_to_names(part, field)
     try:
@@ -315,6 +322,47 @@ def _labels_to_ids(parts: dict[str | None, _Part], field: str, labels: Sequence[
         if field == "labels":  # "1" and 1, or a name and its id, are one label
             _check_distinct(part, field, names)
     return names
+
+
+def _class_names_for(parts: dict[str | None, _Part], field: str,
+                     generic: Sequence[str]) -> list[str] | None:
+    """The names a `datasets` ClassLabel column gives a head of transformers' generic
+    `LABEL_<i>` names (`generic`, one per output): its ids are the head's (nothing else names
+    them), so its names name the head's outputs, for choosing the metric (entity F1 of BIO
+    tags, not word accuracy of `LABEL_<i>`), reading entities and reports. Said in one warning
+    line. None when no part's column is a ClassLabel, or its names are `generic`.
+
+    Raises:
+      LabelMismatch: the ClassLabel has another number of names than the head has outputs, or
+        two parts' ClassLabels name their ids otherwise (the ids would mean other classes).
+    """
+    found = {p.table.class_names[p.columns[field]]: p for p in parts.values()
+             if p.columns.get(field) in p.table.class_names}
+    if not found:
+        return None
+    (names, part), *others = found.items()
+    column = part.columns[field]
+    if others:
+        other_names, other = others[0]
+        raise LabelMismatch(
+            f"{part.table.where}: column {column!r} is a ClassLabel of names {list(names)[:8]}, "
+            f"{other.table.where}: column {other.columns[field]!r} one of names "
+            f"{list(other_names)[:8]}; with a model of generic names ({generic[0]} ..) its ids "
+            "are the data's, which must name them alike in every split")
+    if len(names) != len(generic):
+        raise LabelMismatch(
+            f"{part.table.where}: column {column!r} is a ClassLabel of {len(names)} names "
+            f"{list(names)[:8]}{' ...' if len(names) > 8 else ''}, and the model's head has "
+            f"{len(generic)} outputs, named with HF's generic {generic[0]} .. {generic[-1]}: "
+            "its outputs cannot be the data's classes; give a model of "
+            f"{len(names)} outputs (samp-jax finetune trains a head for the data)")
+    if tuple(names) == tuple(generic):
+        return None
+    warnings.warn(f"{part.table.where}: the model names its {len(generic)} outputs with HF's "
+                  f"generic {generic[0]} .. {generic[-1]}; column {column!r} is a ClassLabel of "
+                  f"as many names, {list(names)[:8]}{' ...' if len(names) > 8 else ''}, read as "
+                  "the names of the model's outputs in id order", UserWarning, stacklevel=4)
+    return list(names)
 
 
 def _tags_elsewhere(parts: dict[str | None, _Part], field: str,
@@ -360,17 +408,18 @@ def _check_two_classes(parts: list[_Part], field: str) -> None:
 
 def _check_bio(names: Sequence[str], where: str, column: str) -> None:
     """Entity tags are scored by entity spans, which need the tags of one scheme: BIO ('O',
-    'B-x', 'I-x'), BIOES (and 'E-x', 'S-x') or BILOU (and 'L-x', 'U-x'), not two
-    (`samp_jax.models.bio_tags.scheme_of`). Tag names of which none is an entity tag (a
-    part-of-speech tagger's) are scored by word accuracy instead, and not checked here."""
+    'B-x', 'I-x'), BIOES (and 'E-x', 'S-x') or BILOU (and 'L-x', 'U-x'), not two, or IO tags
+    ('O' beside bare types: `samp_jax.models.bio_tags.entity_scheme`). Tag names of which
+    none is an entity tag (a part-of-speech tagger's) are scored by word accuracy instead,
+    and not checked here."""
     try:
-        scheme_of(names)
+        entity_scheme(names)
     except ValueError as e:
         raise ValueError(f"{where}: column {column!r}: {e}; entity F1 needs BIO, BIOES or BILOU "
                          "names ('O', 'B-<type>', 'I-<type>', with 'E-<type>', 'S-<type>' or "
-                         "'L-<type>', 'U-<type>'), one scheme per column (tags of which none "
-                         "is an entity tag, such as part-of-speech tags, are scored by word "
-                         "accuracy)") from None
+                         "'L-<type>', 'U-<type>'), one scheme per column, or IO names ('O' "
+                         "beside bare types, 'PER'); tags of which none is an entity tag, such "
+                         "as part-of-speech tags, are scored by word accuracy") from None
 
 
 KEPT = "kept"

@@ -29,7 +29,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from samp_jax.models.bio_tags import entity_counts, names_entities, near_entity_names
+from samp_jax.models.bio_tags import entity_counts, near_entity_names, reads_entities
 from samp_jax.tasks import ranking
 from samp_jax.tasks.proxies import COSINE, KL, LABEL_KL, PROXIES, SCORE, Proxy  # noqa: F401
 
@@ -231,7 +231,8 @@ class Metric:
         None: no pseudo-rows (ROC-AUC and Spearman, whose quantized scores all move a little).
       reads_labels: `label names -> bool`, whether the metric reads a task of those names
         (`reads`); None: any. A task type's `metric_for` passes over one that does not: entity
-        F1 reads entity tags (`bio_tags.names_entities`), not a part-of-speech tagger's.
+        F1 reads entity tags (`bio_tags.reads_entities`: prefixed or IO), not a
+        part-of-speech tagger's.
       doubts_labels: `label names -> str | None`: why label names the metric reads may mean
         another metric (None: no doubt), which `Task` raises when the metric was not asked for
         by name: word accuracy of "O", "B_PER", "I_PER" (a NER head's tags in another
@@ -359,8 +360,9 @@ def _mean_weighted(evidence: np.ndarray, weights: np.ndarray) -> np.ndarray:
 
 def _entity_evidence(predicted, gold, label_names) -> np.ndarray:
     if label_names is None:
-        raise ValueError("entity F1 needs the tag names (BIO, BIOES or BILOU labels) to find entities")
-    return entity_counts(*tag_rows(label_names, predicted, gold)).astype(np.float64)
+        raise ValueError("entity F1 needs the tag names (BIO, BIOES, BILOU or IO labels) to find "
+                         "entities")
+    return entity_counts(*tag_rows(label_names, predicted, gold), label_names).astype(np.float64)
 
 
 def _f1_of_sums(counts: np.ndarray) -> np.ndarray:
@@ -523,7 +525,7 @@ ENTITY_F1 = Metric(
     proxy=KL, evidence=_entity_evidence, weighted=_entity_weighted,
     exact=lambda e: _entity_scores(e)["f1"],
     details=lambda e: {k: v for k, v in _entity_scores(e).items() if k != "f1"},
-    reads_labels=names_entities,
+    reads_labels=reads_entities,
     pseudo_rows=_entity_pseudo_rows)
 def _entity_tags_in_disguise(names: Sequence[str]) -> str | None:
     """Word accuracy's doubt: tag names that look like entity tags in a spelling entity F1 does
@@ -532,8 +534,8 @@ def _entity_tags_in_disguise(names: Sequence[str]) -> str | None:
     if not near:
         return None
     return (f"tags {list(near)[:6]}{' ...' if len(near) > 6 else ''} beside 'O' look like entity "
-            "tags in another spelling than '<B|I|E|S|L|U>-<type>' (entity F1 reads only that "
-            "one); scored as word tags, by word accuracy, mostly 'O' would be counted. Rename "
+            "tags in another spelling than '<B|I|E|S|L|U>-<type>' (entity F1 reads that one, "
+            "or bare types beside 'O' as IO tags); scored as word tags, by word accuracy, mostly 'O' would be counted. Rename "
             "them (B-PER, I-PER) to score entity F1, or choose --metric word_accuracy (API: a "
             "Task's metric_name) if they are word tags")
 

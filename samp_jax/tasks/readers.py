@@ -46,7 +46,9 @@ class Table:
       where: names the source in messages (a path, `path['train']`, ...).
       columns: the column names found.
       rows: one dict per row.
-      class_names: ClassLabel names of `datasets` columns (their values are ids).
+      class_names: ClassLabel names of `datasets` columns (their values are ids): a
+        `Dataset`'s features, a `save_to_disk` folder's, or a Parquet file's `huggingface`
+        metadata (`parquet_class_names`).
       name: a default task name.
     """
 
@@ -199,7 +201,8 @@ def _streamed(path: Path, kind: str) -> Table | None:
         return None
     if count == 0:
         raise ValueError(f"{path} has no rows")
-    return Table(str(path), tuple(columns), rows, {}, _default_name(path))
+    class_names = parquet_class_names(path) if kind == "parquet" else {}
+    return Table(str(path), tuple(columns), rows, class_names, _default_name(path))
 
 
 def _read_path(path: Path, *, stream: bool = False) -> Table | dict[str, Table]:
@@ -228,7 +231,8 @@ def _read_path(path: Path, *, stream: bool = False) -> Table | dict[str, Table]:
     except UnicodeDecodeError as e:
         raise ValueError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start}); expected "
                          f"a {kind} file") from None
-    return _table(str(path), rows, columns, name=_default_name(path))
+    return _table(str(path), rows, columns, name=_default_name(path),
+                  class_names=parquet_class_names(path) if kind == "parquet" else None)
 
 
 _WIDE_BOMS = ((codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"),
@@ -508,6 +512,32 @@ def _read_parquet(path: Path, kind: str) -> tuple[list[dict], list[str]]:
         _check_distinct(pyarrow.parquet.read_schema(path).names, f"{path}: the schema")
         table = pyarrow.parquet.read_table(path)
     return narrow_floats(table.to_pylist(), table.schema), table.schema.names
+
+
+def parquet_class_names(path: Path) -> dict[str, tuple[str, ...]]:
+    """The ClassLabel names of the columns of a Parquet file that `datasets` wrote
+    (`Dataset.to_parquet`, a Hub data set's files), from its schema's `huggingface` metadata as
+    `datasets` reads them back: a ClassLabel column, or a list of them (tags). Empty for a
+    file without that metadata, or with metadata that is not what `datasets` writes (the ids
+    are then read as plain numbers)."""
+    import pyarrow.parquet
+    with _parquet_errors(path):
+        metadata = pyarrow.parquet.read_schema(path).metadata or {}
+    try:
+        features = json.loads(metadata[b"huggingface"])["info"]["features"]
+        columns = features.items()
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return {}
+    names = {}
+    for column, feature in columns:
+        if isinstance(feature, dict) and isinstance(feature.get("feature"), dict):
+            feature = feature["feature"]  # List (Sequence) of ClassLabel: tags
+        if not isinstance(feature, dict) or feature.get("_type") != "ClassLabel":
+            continue
+        labels = feature.get("names")
+        if isinstance(labels, list) and labels and all(isinstance(n, str) for n in labels):
+            names[column] = tuple(labels)
+    return names
 
 
 def _parquet_shape(path: Path) -> tuple[int, list[str]]:

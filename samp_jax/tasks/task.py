@@ -42,7 +42,7 @@ from samp_jax.data import (
     wnut16_splits,
 )
 from samp_jax.models.head_kinds import LABEL_THRESHOLD, HeadKind, Readout, check_label_threshold
-from samp_jax.models.hf_labels import GENERIC_LABEL
+from samp_jax.models.hf_labels import all_generic
 from samp_jax.models.model import EncoderModel, check_ids
 from samp_jax.models.similarity import DEFAULT_SIMILARITY, similarity_of
 from samp_jax.models.tokenizer import Tokenizer
@@ -586,7 +586,7 @@ def check_labels_fit(model, task: Task) -> None:
     names, ours = getattr(model, "labels", None), task.labels
     if not names or ours is None or tuple(names) == tuple(ours):
         return
-    if all(GENERIC_LABEL.fullmatch(str(name)) for name in names):
+    if all_generic(names):
         return
     if len(ours) <= len(names) and list(ours) == [str(i) for i in range(len(ours))] and all(
             name not in names or names.index(name) == i for i, name in enumerate(ours)):

@@ -5,7 +5,7 @@ An example is a plain dict with canonical fields:
 - `text_classification`: `text`, `label` (class id);
 - `text_pair_classification`: `text`, `text_pair`, `label` (a cross-encoder, e.g. NLI);
 - `token_classification`: `tokens` (words), `tags` (one class id per word): entity F1 for
-  BIO, BIOES or BILOU tag names, word accuracy for other names (a part-of-speech tagger);
+  BIO, BIOES, BILOU or IO tag names, word accuracy for other names (a part-of-speech tagger);
 - `embedding_pairs`: `text`, `text_pair` and `label` (0/1, scored by ROC-AUC of the cosine) or
   `score` (a float, scored by Spearman correlation of the cosine), for a bi-encoder;
 - `embedding_texts`: `text` only: no metric, the search bounds the divergence from FP32;

@@ -213,6 +213,10 @@ class Family:
       heads: head kind -> `HeadLayout`.
       ignored_prefixes: foreign key prefixes to ignore when no module uses them: pre-training
         heads, and a pooler that only some heads use.
+      unused_keys: `EncoderConfig -> {key: why}`, weights a checkpoint may hold that the
+        family's HF class does not build for that config (ERNIE's task-type table when
+        `use_task_id` is false): ignored with a warning naming them and why, as HF's
+        `from_pretrained` notes weights not used, where other unread keys are refused.
     """
 
     model_type: str
@@ -230,6 +234,7 @@ class Family:
     ignored_prefixes: tuple[str, ...] = ()
     # HF buffers (not weights) that checkpoints of every family may carry.
     ignored_keys: tuple[str, ...] = ("embeddings.position_ids", "embeddings.token_type_ids")
+    unused_keys: Callable[[Any], Mapping[str, str]] = lambda config: {}
 
     def architecture(self, head_kind: str) -> str:
         """The HF class name for a model with this head (`RobertaForSequenceClassification`)."""

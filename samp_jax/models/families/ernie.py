@@ -4,7 +4,10 @@ to the embeddings before their LayerNorm.
 
 HF's `ErnieEmbeddings` adds `task_type_embeddings(task_type_ids)` and, as its tokenizers
 (`BertTokenizer`) send no task-type ids, uses id 0 for every token: samp-jax adds row 0
-(`EncoderConfig.task_type_vocab_size`, `Embeddings.task_type`). The rest is transformers
+(`EncoderConfig.task_type_vocab_size`, `Embeddings.task_type`). Without `use_task_id` HF
+builds no table and a checkpoint's stored one goes unused (ERNIE 3.0 weights under a config
+that drops the option): samp-jax loads it so too, BERT's model, and warns that the table is
+not used (`Family.unused_keys`). The rest is transformers
 4.57's `modeling_ernie.py`, marked "Copied from" BERT class by class: the same layers, the
 `pooler.dense → tanh` pooler under `ErnieForSequenceClassification`'s `classifier`, the same
 token classifier, and `ErnieConfig`'s defaults are `BertConfig`'s.
@@ -18,10 +21,11 @@ from samp_jax.models.families.bert import BERT, bert_layers, embeddings
 
 # ErnieConfig's default table size, used when `use_task_id` is set without it.
 TASK_TYPE_VOCAB_SIZE = 3
+TASK_TYPE_KEY = "embeddings.task_type_embeddings.weight"  # the table's checkpoint key
 
 
 def _backbone(config) -> tuple[KeyRule, ...]:
-    task = ((KeyRule("embeddings.task_type", "embeddings.task_type_embeddings.weight"),)
+    task = ((KeyRule("embeddings.task_type", TASK_TYPE_KEY),)
             if config.task_type_vocab_size else ())
     return embeddings(config) + task + bert_layers(config)
 
@@ -32,6 +36,16 @@ def _derived(hf: Mapping[str, Any]) -> dict[str, Any]:
         return {"task_type_vocab_size": 0}
     size = hf.get("task_type_vocab_size")
     return {"task_type_vocab_size": TASK_TYPE_VOCAB_SIZE if size is None else size}
+
+
+def _unused(config) -> dict[str, str]:
+    """The task-type table of a checkpoint whose config sets no `use_task_id`: HF's
+    `ErnieEmbeddings` builds no table then, and `from_pretrained` leaves the stored one
+    unused (its "weights not used" note); the model is BERT's."""
+    if config.task_type_vocab_size:
+        return {}
+    return {TASK_TYPE_KEY: "config.json's use_task_id is not true, so HF's ErnieModel builds no "
+                           "task-type table and adds none to the embeddings"}
 
 
 def _export(config) -> dict[str, Any]:
@@ -48,4 +62,5 @@ ERNIE = dataclasses.replace(
     config_derived=_derived,
     config_export=_export,
     backbone=_backbone,
+    unused_keys=_unused,
 )

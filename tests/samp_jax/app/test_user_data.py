@@ -318,10 +318,10 @@ def test_explicit_train_and_test_files_get_a_dev_split_carved_for_fine_tuning(da
 
 def test_entity_tags_of_no_one_scheme_and_single_class_pairs_are_refused_early(tmp_path,
                                                                               minilm_dir):
-    with open(tmp_path / "io.jsonl", "w") as f:  # no entity tag: tags of words
+    with open(tmp_path / "io.jsonl", "w") as f:  # no prefixed tag: IO tags, runs of one type
         for i in range(20):
             f.write(json.dumps({"tokens": ["a", f"b{i}"], "tags": ["PER", "O"]}) + "\n")
-    assert load_task(tmp_path / "io.jsonl").metric == "word_accuracy"
+    assert load_task(tmp_path / "io.jsonl").metric == "entity_f1"
     with open(tmp_path / "stray.jsonl", "w") as f:  # entity tags, and one that is none
         for i in range(20):
             f.write(json.dumps({"tokens": ["a", "b", "c"], "tags": ["B-PER", "PER", "O"]}) + "\n")

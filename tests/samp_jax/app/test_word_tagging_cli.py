@@ -148,3 +148,84 @@ def test_calibrate_search_and_finetune_run_on_a_pos_tagger_by_word_accuracy(pos,
     assert tuned["metric"] == "word_accuracy" and tuned["test"]["metric"] == "word_accuracy"
     assert tuned["labels"] == list(UPOS) and tuned["dev_chance"]["metric"] == "word_accuracy"
     assert sj.load(tmp_path / "ft").head.labels == UPOS
+
+
+def _runs(tags: list[str]) -> set[tuple[str, int, int]]:
+    """IO entities counted by hand: each maximal run of one tag other than "O"."""
+    runs, start = set(), 0
+    for i in range(1, len(tags) + 1):
+        if i == len(tags) or tags[i] != tags[start]:
+            if tags[start] != "O":
+                runs.add((tags[start], start, i))
+            start = i
+    return runs
+
+
+def test_an_io_tagger_is_scored_by_entity_f1_of_predicts_entities_and_told_so(pos, tmp_path,
+                                                                              capsys, minilm_dir):
+    """Tags "O", "LOC", "PER" (no B-/I- prefix): eval scores entity F1 of runs of one type,
+    the F1 of the entities `predict` writes against the gold runs, and says in one warning line
+    how it read them and that --metric word_accuracy scores each word instead."""
+    names = ("O", "LOC", "PER")
+    model = _tagger(tmp_path / "io", names, minilm_dir)
+    io = {"NOUN": "PER", "VERB": "LOC"}
+    data = tmp_path / "io.jsonl"
+    gold = [[io.get(LEXICON[w], "O") for w in words] for words in pos["sentences"]]
+    with open(data, "w") as f:
+        for words, tags in zip(pos["sentences"], gold):
+            f.write(json.dumps({"tokens": words, "tags": tags}) + "\n")
+    code, out, err = _run(capsys, "eval", "--model", model, "--split-file", f"test={data}",
+                          "--precision", "fp16", "--json")
+    assert code == 0, err
+    assert ("samp-jax eval: warning: the tags ['O', 'LOC', 'PER'] have no B-/I- prefix: entity "
+            "F1 reads them as IO tags, each run of words of one type one entity" in err), err
+    assert "--metric word_accuracy scores each word's tag instead" in err and err.count("IO") == 1
+    entity = json.loads(out)["rows"][0]
+    assert entity["metric"] == "entity_f1"
+    assert _run(capsys, "predict", "--model", model, "--data", data,
+                "--out", tmp_path / "p.jsonl")[0] == 0
+    records = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
+    predicted = [{(e["type"], e["start"], e["end"]) for e in r["entities"]} for r in records]
+    assert all(found == _runs(r["tags"]) for found, r in zip(predicted, records))
+    expected = [_runs(tags) for tags in gold]
+    right = sum(len(p & g) for p, g in zip(predicted, expected))
+    f1 = 2 * right / (sum(map(len, predicted)) + sum(map(len, expected)))
+    assert 0 < entity["value"] == pytest.approx(f1, abs=1e-12)
+    code, out, err = _run(capsys, "eval", "--model", model, "--split-file", f"test={data}",
+                          "--precision", "fp16", "--metric", "word_accuracy", "--json")
+    assert code == 0 and "IO" not in err, err
+    assert json.loads(out)["rows"][0]["metric"] == "word_accuracy"
+
+
+def test_a_generic_tagger_on_a_class_label_folder_is_scored_by_the_datas_bio_names(
+        pos, tmp_path, capsys, minilm_dir):
+    """A head named LABEL_0 .. LABEL_2 (HF's default id2label) on a save_to_disk folder whose
+    tags are a ClassLabel of BIO names: entity F1, with a warning line naming both; a
+    ClassLabel of another number of names is a one-line error naming both counts."""
+    import datasets
+
+    def folder(names, name):
+        features = datasets.Features({
+            "tokens": datasets.Sequence(datasets.Value("string")),
+            "ner_tags": datasets.Sequence(datasets.ClassLabel(names=names))})
+        tags = [[1 if LEXICON[w] == "NOUN" else 0 for w in words] for words in pos["sentences"]]
+        datasets.Dataset.from_dict({"tokens": pos["sentences"], "ner_tags": tags},
+                                   features).save_to_disk(str(tmp_path / name))
+        return tmp_path / name
+    model = _tagger(tmp_path / "generic", ("LABEL_0", "LABEL_1", "LABEL_2"), minilm_dir)
+    data = folder(["O", "B-MISC", "I-MISC"], "bio")
+    wide = folder(["O", "B-MISC", "I-MISC", "B-PER", "I-PER"], "wide")
+    capsys.readouterr()  # datasets' progress bars
+    code, out, err = _run(capsys, "eval", "--model", model, "--split-file", f"test={data}",
+                          "--precision", "fp16", "--json")
+    assert code == 0, err
+    assert ("samp-jax eval: warning: " + str(data) + ": the model names its 3 outputs with "
+            "HF's generic LABEL_0 .. LABEL_2; column 'ner_tags' is a ClassLabel of as many names, "
+            "['O', 'B-MISC', 'I-MISC'], read as the names of the model's outputs in id order"
+            in err), err
+    result = json.loads(out)
+    assert result["metric"] == "entity_f1" and result["rows"][0]["metric"] == "entity_f1"
+    code, _, err = _run(capsys, "eval", "--model", model, "--split-file", f"test={wide}",
+                        "--precision", "fp16")
+    assert code == 1 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert "is a ClassLabel of 5 names" in err and "the model's head has 3 outputs" in err, err

@@ -148,6 +148,38 @@ def test_ernie_without_use_task_id_has_no_table(tmp_path):
     assert saved["use_task_id"] is False and "task_type_vocab_size" not in saved
 
 
+def test_ernie_without_use_task_id_leaves_a_stored_table_unused_as_hf_does(tmp_path):
+    """A checkpoint that stores `task_type_embeddings` under `use_task_id: false` (ERNIE 3.0
+    weights, the option dropped): HF's ErnieModel builds no table and reports the stored one
+    unused (`tools/golden_ernie_no_task_id.py`); so does samp-jax, with a warning naming it.
+    Its outputs are HF's and the same checkpoint's without the table."""
+    golden = np.load(FAMILY_GOLDEN / "ernie" / "no_task_id.npz")
+    key = "embeddings.task_type_embeddings.weight"
+    assert golden["unexpected_keys"].tolist() == [f"ernie.{key}"]
+    folder = shutil.copytree(FAMILY_GOLDEN / "ernie" / "seqcls", tmp_path / "kept")
+    config = json.loads((folder / "config.json").read_text()) | {"use_task_id": False}
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.warns(UserWarning, match=rf"kept/model.safetensors: the checkpoint's {key} is "
+                      r"not used: config.json's use_task_id is not true, so HF's ErnieModel "
+                      r"builds no task-type table"):
+        model = load_pretrained(folder)
+    assert model.config.task_type_vocab_size == 0 and model.embeddings.task_type is None
+    ids, mask, types = _inputs(_golden("ernie"))
+    valid = mask.astype(bool)
+    # measured: 5e-7 on logits of about 1.5, 1.7e-6 on the hidden states
+    np.testing.assert_allclose(np.asarray(model(ids, mask, types)), golden["pair_seq_logits"],
+                               rtol=0, atol=2e-6)
+    hidden = np.asarray(model.encode(ids, mask, types))
+    assert np.abs(hidden[valid] - golden["pair_hidden"][valid]).max() <= 6e-6
+    # the checkpoint without the table reads the same
+    plain = shutil.copytree(folder, tmp_path / "plain")
+    weights = load_file(plain / "model.safetensors")
+    del weights[f"ernie.{key}"]
+    save_file(weights, plain / "model.safetensors", metadata={"format": "pt"})
+    np.testing.assert_array_equal(np.asarray(load_pretrained(plain)(ids, mask, types)),
+                                  np.asarray(model(ids, mask, types)))
+
+
 def test_ernie_task_table_size_defaults_and_is_written_back(tmp_path):
     config = json.loads((FAMILY_GOLDEN / "ernie" / "base" / "config.json").read_text())
     del config["task_type_vocab_size"]  # ErnieConfig's default: 3

@@ -16,6 +16,7 @@ import pytest
 
 from samp_jax.tasks import SPLITS, Columns, Task, get_task, load_task
 from samp_jax.tasks.files import MAX_CALIBRATION, MIN_ROWS, read_inputs
+from samp_jax.tasks.readers import parquet_class_names, read_tables
 
 FORMATS = ("csv", "tsv", "jsonl", "parquet", "saved", "dataset", "list")
 LIST_FORMATS = ("jsonl", "parquet", "saved", "dataset", "list")  # CSV/TSV cannot hold lists
@@ -347,11 +348,74 @@ def test_class_label_columns_match_the_models_labels_by_name():
     flipped = load_task(dataset, labels=["pos", "neg"])
     by_text = {e["text"]: e["label"] for e in examples(flipped)}
     assert all(by_text[text(i)] == 1 - i % 2 for i in range(20))
-    generic = load_task(dataset, labels=["LABEL_0", "LABEL_1"])
+    with pytest.warns(UserWarning, match="is a ClassLabel of as many names"):
+        generic = load_task(dataset, labels=["LABEL_0", "LABEL_1"])  # its ids, and its names
     assert all(e["label"] == int(e["text"].split()[-1]) % 2 for e in examples(generic))
+    assert generic.labels == ("neg", "pos")
     with raises(r"datasets.Dataset: row 1: column 'label' has label 'neg', which is not one of "
                 r"the model's labels \['NEGATIVE', 'POSITIVE'\]; the data has 2 label names"):
         load_task(dataset, labels=["NEGATIVE", "POSITIVE"])
+
+
+BIO_TAGS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+
+
+def _ner_dataset(names=BIO_TAGS) -> datasets.Dataset:
+    """Tagged rows whose tags are a `Sequence(ClassLabel)`, as conll2003's `ner_tags`."""
+    features = datasets.Features({"tokens": datasets.Sequence(datasets.Value("string")),
+                                  "ner_tags": datasets.Sequence(datasets.ClassLabel(names=names))})
+    return datasets.Dataset.from_dict(
+        {"tokens": [[f"Ada{i}", "Lovelace", "in", "Paris"] for i in range(20)],
+         "ner_tags": [[1, 2, 0, 3]] * 20}, features)
+
+
+def test_a_generic_head_takes_the_class_label_names_of_its_tags(tmp_path):
+    """A tagger named `LABEL_0` .. `LABEL_4` (HF's default id2label) on tags that a ClassLabel
+    names with BIO tags: the data's names are the task's, so entity F1 scores it (not word
+    accuracy of LABEL_<i>), the ids as they are, and a warning line says so."""
+    generic = [f"LABEL_{i}" for i in range(5)]
+    dataset = _ner_dataset()
+    dataset.save_to_disk(str(tmp_path / "ner"))
+    dataset.to_parquet(str(tmp_path / "ner.parquet"))  # its features in the schema's metadata
+    for source in (dataset, tmp_path / "ner", tmp_path / "ner.parquet"):
+        with pytest.warns(UserWarning, match=r"the model names its 5 outputs with HF's generic "
+                          r"LABEL_0 \.\. LABEL_4; column 'ner_tags' is a ClassLabel of as many "
+                          r"names, \['O', 'B-PER', 'I-PER', 'B-LOC', 'I-LOC'\], read as the "
+                          r"names of the model's outputs in id order"):
+            task = load_task(source, labels=generic)
+        assert task.labels == tuple(BIO_TAGS) and task.metric == "entity_f1"
+        assert {tuple(e["tags"]) for e in examples(task)} == {(1, 2, 0, 3)}
+        assert load_task(source).labels == tuple(BIO_TAGS)  # no model: the data's names
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # names of its own: matched by name, nothing to say
+        assert load_task(dataset, labels=BIO_TAGS[::-1]).split("test")[0]["tags"] == [3, 2, 4, 1]
+        plain = _ner_dataset([f"LABEL_{i}" for i in range(5)])  # generic both: as they were
+        assert load_task(plain, labels=generic).labels == tuple(generic)
+
+
+def test_a_parquet_files_class_label_names_are_read_from_its_datasets_metadata(tmp_path):
+    _ner_dataset().to_parquet(str(tmp_path / "ner.parquet"))
+    for stream in (False, True):  # read whole (load_task), or streamed (predict)
+        tables, _ = read_tables(tmp_path / "ner.parquet", None, stream=stream)
+        assert tables[None].class_names == {"ner_tags": tuple(BIO_TAGS)}
+    table = pyarrow.table({"tokens": [["a", "b"]], "tags": [[0, 1]]})
+    for metadata in ({}, {b"huggingface": b"not JSON"}, {b"huggingface": b'{"info": []}'},
+                     {b"huggingface": b'{"info": {"features": {"tags": {"_type": "List"}}}}'}):
+        pyarrow.parquet.write_table(table.replace_schema_metadata(metadata), tmp_path / "t.parquet")
+        assert parquet_class_names(tmp_path / "t.parquet") == {}
+
+
+def test_a_generic_head_of_another_width_than_the_class_label_is_refused():
+    with raises(r"datasets.Dataset: column 'ner_tags' is a ClassLabel of 5 names \['O', "
+                r"'B-PER', 'I-PER', 'B-LOC', 'I-LOC'\], and the model's head has 3 outputs, "
+                r"named with HF's generic LABEL_0 \.\. LABEL_2: its outputs cannot be the "
+                r"data's classes"):
+        load_task(_ner_dataset(), labels=["LABEL_0", "LABEL_1", "LABEL_2"])
+    split = datasets.DatasetDict({"train": _ner_dataset(),
+                                  "test": _ner_dataset(["O", "B-LOC", "I-LOC", "B-PER", "I-PER"])})
+    with raises(r"column 'ner_tags' one of names \['O', 'B-LOC', .*its ids are the data's, "
+                r"which must name them alike in every split"):
+        load_task(split, labels=[f"LABEL_{i}" for i in range(5)])
 
 
 def test_tags_map_to_given_labels_and_ints_are_ids():

@@ -15,7 +15,7 @@ import pytest
 
 import samp_jax as sj
 from samp_jax.data.splits import TaskSplits
-from samp_jax.models.bio_tags import names_entities, near_entity_names
+from samp_jax.models.bio_tags import names_entities, near_entity_names, reads_entities
 from samp_jax.tasks import TASK_TYPES, Task, load_task
 from samp_jax.tasks.chance import chance_level
 from samp_jax.tasks.metrics import ENTITY_F1, IGNORE, WORD_ACCURACY, bootstrap_weights
@@ -84,9 +84,14 @@ def test_the_tag_names_choose_entity_f1_or_word_accuracy():
                           (UPOS, WORD_ACCURACY),
                           (("NN", "NNS", "VBZ", "-LRB-", "PRP$", ",", "``"), WORD_ACCURACY),  # Penn
                           (("LABEL_0", "LABEL_1", "LABEL_2"), WORD_ACCURACY),
-                          (("O", "PER", "LOC"), WORD_ACCURACY),  # IO: no entity prefix
+                          (("O", "PER", "LOC"), ENTITY_F1),  # IO: "O" beside bare types
+                          (("o", "per"), ENTITY_F1),
+                          (("ADJ", "NOUN", "O"), ENTITY_F1),  # "O" is outside, whatever else
+                          (("O",), WORD_ACCURACY),  # "O" alone names no entity type
+                          (("O", "o", "PER"), WORD_ACCURACY),  # which is outside: a guess
                           (("Case=Nom|Number=Sing", "Mood=Ind"), WORD_ACCURACY)):
-        assert names_entities(names) == (metric is ENTITY_F1), names
+        assert reads_entities(names) == (metric is ENTITY_F1), names
+        assert names_entities(names) == (metric is ENTITY_F1 and "-" in names[-1]), names
         assert TAGGER.metric_for(examples, names) is metric, names
         # the other metric of an entity tagger is word accuracy; a word tagger has no other
         offered = [m.name for m in TAGGER.metrics_for(examples, names)]
