@@ -33,6 +33,9 @@
   cosine unless its folder says dot, euclidean or manhattan; `samp_jax.models.similarity`),
   as a bi-encoder scores a pair.
 
+Scores, probabilities and similarities are the model's float32 values, each written in the
+fewest digits that read back as that float32 (`_number`).
+
 Kept columns (`--keep-columns id,source`; `read_model_inputs(..., keep=...)`) start each record
 with the row's values of those columns, as the data holds them (`cells.passthrough`: a CSV
 cell stays text, JSON and Parquet values keep their types), so that predictions can be joined
@@ -496,7 +499,7 @@ def _embedded_pairs(engine, rows: Sequence[dict], first) -> list[dict]:
         answer = ({"embedding": None, "embedding_pair": None, "similarity": None} if bad else
                   {"embedding": _written(first.embeddings[i]),
                    "embedding_pair": _written(second.embeddings[i]),
-                   "similarity": float(similarity[i])})
+                   "similarity": _number(similarity[i])})
         records.append({"text": r["text"], "text_pair": r["text_pair"]} | answer | _marks(cut, bad))
     return records
 
@@ -506,6 +509,13 @@ def _written(embedding) -> list[float]:
     so the JSON carries the short decimal (`-0.055882`), not the 17 digits of a float32 that
     rounding left in float32 (`-0.05588199943304062`)."""
     return np.round(np.asarray(embedding, dtype=np.float64), EMBEDDING_DECIMALS).tolist()
+
+
+def _number(value) -> float:
+    """A float32 output as a record holds it: the shortest decimal that reads back as the same
+    float32 (`0.9187461`), not the 17 digits of its float64 widening
+    (`0.9187461137771606`)."""
+    return float(str(np.float32(value)))
 
 
 def _marks(truncated, non_finite) -> dict:
@@ -570,7 +580,7 @@ def entities(words: Sequence[str], labels: np.ndarray, word_logits: np.ndarray,
         if text is not None:
             first, last = word_spans[start][0], word_spans[end - 1][1]
             entity |= {"text": text[first:last], "char_start": first, "char_end": last}
-        found.append(entity | {"score": float(p.mean())})
+        found.append(entity | {"score": _number(p.mean())})
     return found
 
 
@@ -593,28 +603,28 @@ def _class(names: list[str], p: np.ndarray, predicted: np.ndarray) -> dict:
     """One class per row: the engine's class, its probability and every class's (`p`, the
     row's softmax)."""
     best = int(predicted)
-    return {"label": names[best], "score": float(p[best]),
-            "probabilities": {n: float(v) for n, v in zip(names, p)}}
+    return {"label": names[best], "score": _number(p[best]),
+            "probabilities": {n: _number(v) for n, v in zip(names, p)}}
 
 
 def _label_set(names: list[str], p: np.ndarray, predicted: np.ndarray) -> dict:
     """A set of labels per row: the engine's (`Readout.LABELS`), and every label's sigmoid
     (`p`)."""
     return {"labels": [n for n, keep in zip(names, predicted) if keep],
-            "scores": {n: float(v) for n, v in zip(names, p)}}
+            "scores": {n: _number(v) for n, v in zip(names, p)}}
 
 
 def _score(names: list[str], logits: np.ndarray, predicted: None) -> dict:
     """One output: its raw score (the logit)."""
-    return {"score": float(logits[0])}
+    return {"score": _number(logits[0])}
 
 
 def _cross_encoder(names: list[str], logits: np.ndarray, scores: np.ndarray) -> dict:
     """A CrossEncoder's fields, over the readout's: `CrossEncoder.predict`'s value for the row
     (`scores`), as `"score"` with the raw `"logit"` for one output, else `"scores"` by name."""
     if np.ndim(scores) == 0:
-        return {"score": float(scores), "logit": float(logits[0])}
-    return {"scores": {n: float(v) for n, v in zip(names, scores)}}
+        return {"score": _number(scores), "logit": _number(logits[0])}
+    return {"scores": {n: _number(v) for n, v in zip(names, scores)}}
 
 
 _SEQUENCE_RECORDS = {Readout.CLASSES: (lambda logits: np.exp(log_softmax(logits)), _class),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 import samp_jax as sj
@@ -276,3 +277,15 @@ def test_characters_without_tokens_keep_the_texts_own_ids(family, text):
     whole = tokenizer._backend.encode(text, add_special_tokens=False).ids
     assert tokenizer._words_backend.encode(words, is_pretokenized=True,
                                            add_special_tokens=False).ids == whole
+
+
+def test_scores_are_written_as_the_shortest_decimal_of_their_float32(model, rows):
+    """A probability is the model's float32, written in the fewest digits that read back as
+    that float32 (`0.9187461`), not the 17 of its float64 widening (`0.9187461137771606`)."""
+    written = [json.loads(line) for line in
+               predictions.json_lines(predictions.records(model, rows, batch_size=4)).splitlines()]
+    values = [v for record in written
+              for v in [record["score"], *record["probabilities"].values()]]
+    assert len(values) == 3 * len(rows) and all(isinstance(v, float) for v in values)
+    for value in values:
+        assert repr(value) == str(np.float32(value)), value

@@ -217,10 +217,12 @@ def test_a_map_with_float_sites_pinned_to_pallas_runs_them_on_xla(interpret_mode
 def test_a_static_int8_model_with_the_kernels_is_the_xla_model(compute_dtype):
     """Every INT8 site static, 16-bit between sites: with the kernels (interpret mode, so the
     LayerNorms and embeddings quantize for their sites and `ffn_in`'s epilogue requantizes for
-    `ffn_out`) the outputs are the XLA path's, bit for bit, at a width where the fused
-    LayerNorm's float32 reduction matches XLA's (hidden 64; wider, it differs in last bits,
-    docs/design.md): the requantizing epilogue gives `ffn_out` its own numbers (requantizing
-    the float32 values instead fails this)."""
+    `ffn_out`) the outputs are the XLA path's, token for token but for a rare token where the
+    fused LayerNorm's float32 reduction, summed in another order than XLA's, moves a value
+    across an INT8 rounding step (none of 128 tokens on one x86 CPU, 2 on another: the order
+    XLA's CPU reductions take depends on the vector width; docs/design.md). The requantizing
+    epilogue gives `ffn_out` its own numbers: requantizing the float32 values instead changes
+    most tokens (over 100 of 128), which this fails on."""
     from calibrate import calibrate
     from samp_jax.serving.forward import jit_forward
     from tests.helpers import TINY_CONFIG, random_batches
@@ -234,7 +236,10 @@ def test_a_static_int8_model_with_the_kernels_is_the_xla_model(compute_dtype):
     with samp_jax.ops.interpret(), samp_jax.ops.record_executions() as ran:
         fused = jit_forward(quantize(model, pmap, calibration, dtype=compute_dtype))(batch)
     assert len(ran) == 8 and all(r.executed.startswith("pallas_") for r in ran)  # 2 x 4 sites
-    np.testing.assert_array_equal(np.asarray(fused), np.asarray(xla))
+    fused, xla = (np.asarray(out, np.float32) for out in (fused, xla))
+    moved = np.argwhere((fused != xla).any(axis=-1))  # tokens whose outputs differ at all
+    assert len(moved) <= 4, f"{len(moved)} of {xla.shape[0] * xla.shape[1]} tokens differ: {moved[:8]}"
+    np.testing.assert_allclose(fused, xla, rtol=0, atol=0.05 * np.abs(xla).max())  # an INT8 step
 
 
 @pytest.mark.gpu
