@@ -1,5 +1,6 @@
 """What a classifier scores without having learned anything: always the most frequent class
-(a multi-label classifier: always the same label set, the one that scores best).
+(a multi-label classifier: always the same label set, the one that scores best; a reranker:
+the same score for every passage, each query's order then any).
 
 A fine-tune that ends at that level has learned nothing, and a tolerance relative to such a
 model means nothing; `chance_level` gives the level and the noise of the metric around it on
@@ -104,8 +105,10 @@ def below_no_skill(metric: str | None, score: float | None, what: str) -> str | 
 
 def chance_level(task_type: TaskType, labels: Sequence[str] | None,
                  encoded: EncodedSplit, metric: Metric | None = None) -> ChanceLevel | None:
-    """The `ChanceLevel` of a labelled classification or multi-label split by `metric` (None:
-    the task type's default), or None (no classes, no labels)."""
+    """The `ChanceLevel` of a labelled classification, multi-label or ranking split by `metric`
+    (None: the task type's default), or None (no classes, no labels, no head to rank with)."""
+    if task_type.grouped:
+        return _tied_ranking(task_type, encoded, metric)
     constant = _CONSTANTS.get(task_type.readout)
     if constant is None or labels is None or encoded.labels is None:
         return None
@@ -120,6 +123,23 @@ def chance_level(task_type: TaskType, labels: Sequence[str] | None,
     if metric.margin is Margin.PER_EXAMPLE:  # a mean of 0/1 values: binomial noise
         margin = Z_ONE_SIDED_95 * math.sqrt(value * (1.0 - value) / len(encoded))
     return ChanceLevel(metric.name, float(value), name, margin, len(encoded))
+
+
+TIED = "the same score for every passage"
+"""The constant prediction of a ranking (`ChanceLevel.label`)."""
+
+
+def _tied_ranking(task_type: TaskType, encoded: EncodedSplit,
+                  metric: Metric | None) -> ChanceLevel | None:
+    """A reranker that learned nothing scores every passage of a query alike: its order is
+    then any, and the metric is its expected value over the tie orders, as the ranking metrics
+    read ties (`samp_jax.tasks.ranking`). None for a ranking of embeddings (no head)."""
+    if task_type.readout is None or encoded.labels is None or len(encoded) == 0:
+        return None
+    metric = task_type.metric if metric is None else metric
+    tied = np.zeros((len(encoded), 1), np.float32)
+    value = task_score(task_type, metric, None, tied, encoded)["value"]
+    return ChanceLevel(metric.name, float(value), TIED, 0.0, len(encoded))
 
 
 def at_chance(evaluation, score: float | None, what: str) -> str | None:

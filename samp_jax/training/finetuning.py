@@ -130,8 +130,8 @@ DEFAULT_CONFIGS = {
 class FinetuneResult:
     """The best model and how it was reached.
 
-    `chance` is what always predicting the most frequent dev class scores on dev (None for
-    tasks without classes); `learned` is False when the best dev metric does not beat it by
+    `chance` is what always predicting the most frequent dev class scores on dev (a ranking:
+    the same score for every passage; None for tasks without either); `learned` is False when the best dev metric does not beat it by
     more than the noise of the dev split. `truncation` says, for the train and dev rows
     trained and scored on, what cutting them at the task's length left out; `dev_examples` is
     how many dev rows each evaluation scored (`max_dev_examples` of a larger dev split).

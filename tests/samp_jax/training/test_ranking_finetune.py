@@ -6,8 +6,10 @@ its training queries, the command line, and a bi-encoder's ranking refused."""
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
+import math
 
 import numpy as np
 import optax
@@ -18,6 +20,7 @@ import samp_jax as sj
 from samp_jax.app.cli import main
 from samp_jax.models import Readout, save_pretrained
 from samp_jax.serving.forward import INPUT_KEYS, jit_forward
+from samp_jax.tasks.chance import TIED, chance_level
 from samp_jax.tasks.files import load_task
 from samp_jax.tasks.losses import LOSSES
 from samp_jax.tasks.metrics import IGNORE
@@ -125,6 +128,7 @@ def test_a_tiny_reranker_learns_to_rank_its_training_queries(minilm_dir, tmp_pat
                             tokenizer=tokenizer)["value"] for name in ("mrr@10", "ndcg@10")}
     # measured: from about 0.68 (mrr) and 0.72 (ndcg) to 0.97-1.0 and 0.95
     assert max(before.values()) < 0.8 and min(after.values()) > 0.9, (before, after)
+    assert result.chance.label == TIED and result.learned  # beats tied scores on dev
     # the dev metric is the task's ranking metric over the dev split's whole queries
     assert [h for h in result.history if "dev" in h] and result.dev_metric == pytest.approx(
         evaluate(result.model, task, "dev", tokenizer=tokenizer)["value"], abs=1e-6)
@@ -162,3 +166,19 @@ def test_the_command_line_fine_tunes_a_reranker_and_evaluates_it(tmp_path, capsy
                  "ndcg@10", "--precision", "fp16", "--json"]) == 0
     fp32 = json.loads(capsys.readouterr().out)["rows"][0]
     assert fp32["value"] == pytest.approx(summary["test"]["value"], abs=1e-6)
+
+
+def test_the_chance_level_of_a_ranking_is_its_metric_over_tied_scores(minilm_dir):
+    """A reranker that learned nothing scores every passage alike: MRR is then the expected
+    reciprocal rank of a query's first relevant passage over its random orders, by hand
+    `sum_k P(first relevant at k) / k`, `P = C(n - k, r - 1) / C(n, r)` for r relevant of n."""
+    task = load_task(_rows(queries=12, per_query=5, seed=3), task_type="text_pair_ranking")
+    encoded = task.encode(sj.Tokenizer.from_pretrained(minilm_dir), task.examples("test"))
+    relevant = collections.Counter(e["group"] for e in task.examples("test") if e["relevance"])
+    rows = collections.Counter(e["group"] for e in task.examples("test"))
+    expected = np.mean([sum(math.comb(rows[q] - k, relevant[q] - 1) / math.comb(rows[q], relevant[q]) / k
+                            for k in range(1, rows[q] - relevant[q] + 2)) for q in rows])
+    chance = chance_level(task.task_type, None, encoded, task.task_metric)
+    assert chance.label == TIED and chance.metric == "mrr@10"
+    assert chance.value == pytest.approx(expected, abs=1e-12)
+    assert not chance.beaten_by(expected) and chance.beaten_by(expected + 1e-9)
