@@ -40,7 +40,7 @@ from calibrate import CalibrationError, calibrate
 from calibrate.search.latency import LatencyTable
 from calibrate.search.plan import resolve_options
 from samp_jax.app import bench, demo, jax_platforms, predictions
-from samp_jax.app.entry import Terminated, out_of_host_memory, plugin_failed
+from samp_jax.app.entry import Terminated, closed_at_start, out_of_host_memory, plugin_failed
 from samp_jax.app.figure_warnings import warn_if_at_chance, warn_non_finite
 from samp_jax.core import strict_json
 from samp_jax.core.version import run_record
@@ -797,7 +797,7 @@ INTERNAL_ERRORS = (NameError, AttributeError, AssertionError, ZeroDivisionError)
 
 def _run(args, name: str) -> int:
     try:
-        if sys.stdout is None:  # started with standard output closed (`>&-`)
+        if closed_at_start("stdout"):  # started with standard output closed (`>&-`)
             _closed_stdout(args)
         if getattr(args, "split_file", None):
             _split_files(args)  # checked before any command loads its model
@@ -805,6 +805,10 @@ def _run(args, name: str) -> int:
         if getattr(args, "data", None) == STDIN and args.command != "predict":
             raise UsageError(f"--data {STDIN}: standard input is read by predict only (rows "
                              f"without gold); {args.command} needs a file or a folder")
+        if getattr(args, "data", None) == STDIN and closed_at_start("stdin"):
+            raise UsageError(f"--data {STDIN} reads the rows from standard input, which is "
+                             "closed (<&-): give them on it (< FILE, or a pipe), or give --data "
+                             "FILE")
         if args.command not in UNCACHED_COMMANDS:  # a command run again loads, not compiles
             default_compilation_cache(_default_xla_folder())
         with _matplotlib_in_cache(args.command in PLOTTING_COMMANDS):

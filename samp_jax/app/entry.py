@@ -27,7 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     Host memory is set up first (`samp_jax.core.host_memory.keep_cpu_buffers`: it must precede
     JAX's CPU backend). The arguments are parsed before the CLI is imported, by the parser
     alone, which loads no JAX: `--help`, a subcommand's `--help` and a usage error (exit code
-    2) are answered at once; arguments that parse are parsed again by the CLI."""
+    2) are answered at once; arguments that parse are parsed again by the CLI. Before all of
+    it, a standard stream started closed is opened on /dev/null (`open_standard_streams`)."""
+    open_standard_streams()
     keep_interrupts()
     previous = catch_terminations()
     try:
@@ -57,6 +59,44 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+STANDARD_STREAMS = ("stdin", "stdout", "stderr")
+"""The `sys` names of file descriptors 0, 1 and 2, in that order."""
+
+_CLOSED_AT_START: set[str] = set()
+
+
+def open_standard_streams() -> frozenset[str]:
+    """Opens on /dev/null each of file descriptors 0, 1 and 2 that the command was started
+    with closed (`2>&-`), as daemons do, and gives `sys.stdin`, `sys.stdout` and `sys.stderr`
+    (None then) a stream on it. Otherwise the next file opened takes the free descriptor: the
+    C libraries' log lines (XLA's) written to descriptor 2 land in that file (a predictions
+    file), and Python's `print(file=sys.stderr)` with `sys.stderr` None writes to stdout. A
+    closed stderr is thus silence; a closed stdout or stdin is refused by a command that
+    writes its results or reads its rows there (`closed_at_start`). Returns the names of the
+    streams so opened (those of every call in this process)."""
+    for fd, name in enumerate(STANDARD_STREAMS):
+        try:
+            os.fstat(fd)
+        except OSError:
+            devnull = os.open(os.devnull, os.O_RDONLY if fd == 0 else os.O_WRONLY)
+            if devnull != fd:
+                os.dup2(devnull, fd)
+                os.close(devnull)
+            _CLOSED_AT_START.add(name)
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(fd, "r" if fd == 0 else "w", encoding="utf-8",
+                                    errors="backslashreplace", closefd=False,
+                                    buffering=1 if fd == 2 else -1))
+    return frozenset(_CLOSED_AT_START)
+
+
+def closed_at_start(name: str) -> bool:
+    """Whether the standard stream `name` ('stdin', 'stdout', 'stderr') was closed when the
+    command started (`open_standard_streams` opened it on /dev/null), or is None (a caller of
+    `samp_jax.app.cli.main` whose Python started so)."""
+    return name in _CLOSED_AT_START or getattr(sys, name) is None
 
 
 def plugin_failed(error: PluginError, argv: list[str], name: str = "samp-jax") -> int:

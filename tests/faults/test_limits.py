@@ -1,0 +1,91 @@
+"""Fault injection for resources that are missing or run out while a command runs: standard
+streams started closed, a standard output that fills up after the outputs were written, a
+full disk and the file size limit (`ulimit -f`), a full compilation cache, an input file
+edited between `predict`'s two passes, a benchmark stopped midway. Every case ends in one
+line on stderr (or none, where stderr is closed), a correct result or the previous outputs
+kept, and says which."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from samp_jax.app.cli import main
+from tests.faults.cli_files import no_slow_work, write_model_and_reviews  # noqa: F401
+from tests.faults.cli_files import one_line_error
+from tests.helpers import ROOT
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, minilm_dir):
+    return write_model_and_reviews(tmp_path_factory.mktemp("limits"), minilm_dir, rows=40)
+
+
+def _run_closed(args, tmp_path, closed: int, env=None, **kwargs) -> subprocess.CompletedProcess:
+    """`python -m samp_jax.app ARGS` (as the `samp-jax` script starts) with file descriptor
+    `closed` closed, as `2>&-` leaves it."""
+    env = os.environ | {"JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)} | (env or {})
+    return subprocess.run(_closing(closed, "-m", "samp_jax.app", *args), cwd=tmp_path, env=env,
+                          timeout=300, **kwargs)
+
+
+def _closing(fd: int, *args: str) -> list[str]:
+    """The command line of Python with ARGS, started by the shell with `fd` closed."""
+    return ["sh", "-c", f'exec "$@" {fd}>&-', "sh", sys.executable, *args]
+
+
+# ------------------------------------------------------------ standard streams started closed
+def test_a_closed_stderr_leaves_stdout_and_the_output_file_to_the_results(files, tmp_path):
+    """With fd 2 closed, Python's `sys.stderr` is None (`print(file=None)` writes to stdout)
+    and the next file opened takes fd 2, so XLA's C-level log lines (at INFO here) land in it:
+    the predictions file. The CLI opens fd 2 on /dev/null first."""
+    common = ["predict", "--model", str(files / "model"), "--data", str(files / "data.csv")]
+    run = _run_closed([*common, "--out", "-"], tmp_path, 2, capture_output=False,
+                      stdout=subprocess.PIPE, text=True)
+    assert run.returncode == 0
+    lines = run.stdout.splitlines()  # the predictions alone, not "wrote 40 predictions ..."
+    assert len(lines) == 40 and all(json.loads(line)["label"] for line in lines), run.stdout[-300:]
+    out = tmp_path / "p.jsonl"
+    run = _run_closed([*common, "--out", str(out)], tmp_path, 2, stdout=subprocess.DEVNULL,
+                      env={"TF_CPP_MIN_LOG_LEVEL": "0", "TF_CPP_MAX_VLOG_LEVEL": "1"})
+    assert run.returncode == 0
+    lines = out.read_text().splitlines()
+    assert len(lines) == 40 and all(line.startswith('{"text"') for line in lines), lines[:3]
+
+
+def test_a_closed_stdin_for_data_from_it_is_one_usage_line(files, tmp_path, capsys,
+                                                            monkeypatch, no_slow_work):
+    monkeypatch.setattr(sys, "stdin", None)  # as Python starts with `<&-`
+    code = main(["predict", "--model", str(files / "model"), "--data", "-",
+                 "--out", str(tmp_path / "p.jsonl")])
+    one_line_error(capsys, code, 2, "--data - reads the rows from standard input, which is "
+                                    "closed (<&-)")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_console_script_opens_closed_standard_streams_on_dev_null(tmp_path):
+    """Each of fds 0, 1, 2 started closed is /dev/null before anything opens a file (the next
+    `open` gets fd 3 or above), `sys.stdin/stdout/stderr` are streams on them, and the closed
+    ones are remembered: a closed stdin refuses `--data -` (exit 2) as a closed stdout refuses
+    `--out -`."""
+    script = ("import json, os, sys\n"
+              "from samp_jax.app import entry\n"
+              "closed = entry.open_standard_streams()\n"
+              "fd = os.open(os.devnull, os.O_RDONLY)\n"
+              "json.dump([sorted(closed), fd, [getattr(sys, n) is None for n in "
+              "entry.STANDARD_STREAMS], [os.path.realpath(f'/proc/self/fd/{n}') for n in "
+              "(0, 1, 2)]], open('seen', 'w'))\n")
+    env = os.environ | {"PYTHONPATH": str(ROOT)}
+    for closed, name in enumerate(("stdin", "stdout", "stderr")):
+        run = subprocess.run(_closing(closed, "-c", script), cwd=tmp_path, env=env, timeout=60,
+                             capture_output=True)
+        assert run.returncode == 0, run.stderr
+        names, fd, none, paths = json.loads((tmp_path / "seen").read_text())
+        assert (names, fd, none, paths[closed]) == ([name], 3, [False] * 3, os.devnull)
+    run = _run_closed(["predict", "--model", "m", "--data", "-", "--out", "p.jsonl"], tmp_path,
+                      0, capture_output=True, text=True)
+    assert run.returncode == 2 and "standard input, which is closed (<&-)" in run.stderr
