@@ -130,20 +130,21 @@ class ReadEachTime(Sequence):
 class StreamedRows(ReadEachTime):
     """The rows of a data file, read from it again each time they are iterated (memory holds a
     row, or a Parquet batch, at a time). Made by `_read_path(stream=True)` after one pass has
-    checked every row and counted them. A file that changes after that pass (its size or
-    modification time, or the rows counted) is refused when read again, naming it."""
+    checked every row and counted them. A file that changes after that pass is refused when
+    read again, naming it: its size, modification time or inode (a file replaced) are those
+    of the first pass at the start and at the end of every pass (an edit in place during a
+    pass, of the same size and rows, would give rows of both versions), and each pass reads
+    as many rows."""
 
     def __init__(self, path: Path, read: Callable[[], Iterator[dict]], count: int,
-                 stamp: tuple[int, int]):
+                 stamp: tuple[int, ...]):
         self.path, self._read, self._count, self._stamp = path, read, count, stamp
 
     def __len__(self) -> int:
         return self._count
 
     def __iter__(self) -> Iterator[dict]:
-        if _stamp(self.path) != self._stamp:
-            raise ValueError(f"{self.path} changed while samp-jax was reading it (its size or "
-                             "modification time); write the data file before the command starts")
+        self._check_unchanged()
         read = 0
         for row in self._read():
             read += 1
@@ -151,6 +152,13 @@ class StreamedRows(ReadEachTime):
         if read != self._count:
             raise ValueError(f"{self.path} changed while samp-jax was reading it: {read} rows "
                              f"now, {self._count} before")
+        self._check_unchanged()  # the rows just read may be of two versions
+
+    def _check_unchanged(self) -> None:
+        if _stamp(self.path) != self._stamp:
+            raise ValueError(f"{self.path} changed while samp-jax was reading it (its size, "
+                             "modification time or inode); write the data file before the "
+                             "command starts")
 
     def __repr__(self) -> str:
         return f"StreamedRows({str(self.path)!r}, {self._count} rows)"
@@ -160,9 +168,11 @@ def _a(noun: str) -> str:
     return f"{'an' if noun[:1] in tuple('aeiou') else 'a'} {noun}"
 
 
-def _stamp(path: Path) -> tuple[int, int]:
+def _stamp(path: Path) -> tuple[int, ...]:
+    """What shows a file changed: its device and inode (replaced), size and modification time
+    (written)."""
     status = os.stat(path)
-    return status.st_size, status.st_mtime_ns
+    return status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns
 
 
 def _streamed(path: Path, kind: str) -> Table | None:

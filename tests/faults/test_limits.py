@@ -89,3 +89,32 @@ def test_the_console_script_opens_closed_standard_streams_on_dev_null(tmp_path):
     run = _run_closed(["predict", "--model", "m", "--data", "-", "--out", "p.jsonl"], tmp_path,
                       0, capture_output=True, text=True)
     assert run.returncode == 2 and "standard input, which is closed (<&-)" in run.stderr
+
+
+# ------------------------------------------------------------ an input edited between passes
+def test_a_data_file_edited_in_place_while_predicted_is_refused_and_out_kept(
+        files, tmp_path, capsys, monkeypatch):
+    """predict reads a file twice (checked, then predicted a chunk at a time); an edit in place
+    during the second pass (same size, same rows) gave rows of both versions, exit 0."""
+    from samp_jax.app import predictions
+    data = tmp_path / "data.csv"
+    data.write_bytes((files / "data.csv").read_bytes())
+    out = tmp_path / "p.jsonl"
+    out.write_text("the previous run's\n")
+    chunks = predictions.chunks
+
+    def edit_after_the_first_chunk(*args, **kwargs):
+        for number, chunk in enumerate(chunks(*args, **kwargs)):
+            if number == 0:
+                with data.open("r+b") as f:
+                    f.write(data.read_bytes().replace(b"good", b"fine"))
+                status = os.stat(data)
+                os.utime(data, ns=(status.st_atime_ns, status.st_mtime_ns + 1_000_000))
+            yield chunk
+    monkeypatch.setattr(predictions, "CHUNK_ROWS", 10)
+    monkeypatch.setattr(predictions, "chunks", edit_after_the_first_chunk)
+    code = main(["predict", "--model", str(files / "model"), "--data", str(data),
+                 "--out", str(out)])
+    one_line_error(capsys, code, 1, f"{data} changed while samp-jax was reading it")
+    assert out.read_text() == "the previous run's\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data.csv", "p.jsonl"]

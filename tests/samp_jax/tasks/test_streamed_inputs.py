@@ -74,6 +74,28 @@ def test_a_file_changed_after_it_was_checked_is_refused_when_read_again(tmp_path
         list(streamed)
 
 
+@pytest.mark.parametrize("how", ["edited in place", "replaced"])
+def test_a_file_changed_during_a_pass_is_refused_at_the_end_of_it(tmp_path, how):
+    """The same size and rows, changed while a pass reads it: the rows read may be of both
+    versions, so the pass ends in the refusal (checked at its end, not only at its start)."""
+    path = _write(tmp_path / "data.csv", ROWS)
+    streamed = read_inputs(path, stream=True)
+    status = os.stat(path)
+    blocks = streamed.blocks(3)
+    first = next(blocks)  # 3 rows of 10 read
+    text = path.read_bytes()
+    if how == "edited in place":
+        with path.open("r+b") as f:
+            f.write(text.replace(b"good", b"fine"))
+        os.utime(path, ns=(status.st_atime_ns, status.st_mtime_ns + 1_000_000))
+    else:  # a new file renamed over it, its times set to the old one's
+        _write(tmp_path / "new.csv", ROWS).rename(path)
+        os.utime(path, ns=(status.st_atime_ns, status.st_mtime_ns))
+    assert os.path.getsize(path) == status.st_size
+    with pytest.raises(ValueError, match=r"data.csv changed while samp-jax was reading it"):
+        [first, *blocks]
+
+
 def test_a_taggers_streamed_sentences_are_split_into_words_as_when_read_whole(tmp_path):
     path = _write(tmp_path / "data.csv", [{"text": r["text"]} for r in ROWS])
     whole = predictions.read_model_inputs(path, predictions.Columns(), head="token_classification")
