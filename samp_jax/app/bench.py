@@ -51,7 +51,7 @@ from pallas_kernels import devices
 from samp_jax import ops
 from samp_jax.app.bench_options import QUICK_SHAPES, SHAPES, add_arguments  # noqa: F401
 from samp_jax.core.assets import minilm_path
-from samp_jax.app.outputs import check_output
+from samp_jax.app.outputs import check_output, summary_after
 from samp_jax.core.atomic import atomic_file, write_text_atomic
 from samp_jax.core.errors import SampJaxError
 from samp_jax.models import EncoderConfig, EncoderModel, load_pretrained
@@ -446,13 +446,15 @@ def run_from_args(args) -> int:
     result |= {"command": command, **run_record()}
     sink(result)
     plot(result, out.with_suffix(".png"))
-    if args.json:
-        print(json.dumps(result, indent=1))
-    else:
-        for model in sorted({r["model"] for r in result["rows"]}):
-            print(f"\n{model} ({result['device']}): median latency (speed-up vs samp-jax FP16)")
-            print(markdown_table(result, model))
-        print(f"\nwrote {out} and {out.with_suffix('.png')}")
+    with summary_after(f"the results in {out} and their plot {out.with_suffix('.png')}"):
+        if args.json:
+            print(json.dumps(result, indent=1))
+        else:
+            for model in sorted({r["model"] for r in result["rows"]}):
+                print(f"\n{model} ({result['device']}): median latency (speed-up vs samp-jax "
+                      "FP16)")
+                print(markdown_table(result, model))
+            print(f"\nwrote {out} and {out.with_suffix('.png')}")
     failed = [r for r in result["rows"] if "error" in r]
     if failed:  # recorded in the JSON; the exit status says so too (a GPU run's summary reads it)
         names = sorted({r["contender"] for r in failed})

@@ -11,9 +11,10 @@
 built-in name (snli, snli-embed, polarity, wnut16; with a built-in name `--model` may be left
 out: MiniLM fine-tuned on it is used). Every argument, file and output path is checked before
 any slow step. Exit codes: 0 success, 1 an error (one line on stderr, no traceback unless
-`--debug`; a warning is one line too), 2 bad usage, 130 interrupted (Ctrl-C), 141 standard
-output's reader gone (`| head`), 143 terminated (SIGTERM, when run through
-`samp_jax.app.entry`). Progress goes to stderr;
+`--debug`; a warning is one line too; a summary that standard output cannot take after the
+outputs were written is one, saying that they were: `outputs.summary_after`), 2 bad usage, 130
+interrupted (Ctrl-C), 141 standard output's reader gone (`| head`), 143 terminated (SIGTERM,
+when run through `samp_jax.app.entry`). Progress goes to stderr;
 `--json` puts the machine-readable result alone on stdout. The arguments each command takes are
 `samp_jax.app.parser`'s; this module runs the commands.
 """
@@ -45,7 +46,8 @@ from samp_jax.app.figure_warnings import warn_if_at_chance, warn_non_finite
 from samp_jax.core import strict_json
 from samp_jax.core.version import run_record
 from samp_jax.app.lengths import at_max_length, check_max_length, fit_max_length, say_truncation
-from samp_jax.app.outputs import ResultsStream, StdoutError, UsageError, silence_stdout
+from samp_jax.app.outputs import (ResultsStream, StdoutError, UsageError, silence_stdout,
+                                  summary_after)
 from samp_jax.app.outputs import check_output as _check_output
 from samp_jax.app.outputs import check_precision_items
 from samp_jax.app.parser import ACTIVATIONS, PACKAGED_MODEL, build_parser, joined_negative_percents
@@ -378,10 +380,11 @@ def _search(args) -> int:
                               for split, counts in summary["truncation"].items()})
     if summary.get("test"):
         warn_if_at_chance("search", run.test, summary["test"]["fp32"])
-    if args.json:
-        print(strict_json.dumps(summary, indent=1))
-    else:
-        print_summary(out, summary)
+    with summary_after(f"the search's outputs in {out}"):
+        if args.json:
+            print(strict_json.dumps(summary, indent=1))
+        else:
+            print_summary(out, summary)
     if summary.get("tolerance_met") is False:
         print(f"samp-jax search: error: {tolerance_not_met(summary)}", file=sys.stderr, flush=True)
         return TOLERANCE_NOT_MET
@@ -443,17 +446,18 @@ def _calibrate(args) -> int:
         summary["test_fp32"] = evaluator.score(evaluator.outputs(model))
         warn_non_finite("calibrate", [{"variant": variant.label, **summary["test"]},
                                       {"variant": "fp32", **summary["test_fp32"]}], "test")
-    if args.json:
-        print(strict_json.dumps(summary, indent=1, default=str))
-    else:
-        static = any(precision.needs_calibration for _, precision in pmap.items())
-        how = (f"{args.method} calibration over {len(batches)} batches" if calibration.tokens
-               else "the static clips the precision map stores (no calibration pass)" if static
-               else "no static INT8 site to calibrate")
-        print(f"{description}: {variant.label}, {how}; saved the quantized model to {path}")
-        if args.eval:
-            print(f"  test {summary['test']['metric']}: {summary['test']['value']:.4f} "
-                  f"(FP32 {summary['test_fp32']['value']:.4f})")
+    with summary_after(f"the quantized model in {path}"):
+        if args.json:
+            print(strict_json.dumps(summary, indent=1, default=str))
+        else:
+            static = any(precision.needs_calibration for _, precision in pmap.items())
+            how = (f"{args.method} calibration over {len(batches)} batches" if calibration.tokens
+                   else "the static clips the precision map stores (no calibration pass)"
+                   if static else "no static INT8 site to calibrate")
+            print(f"{description}: {variant.label}, {how}; saved the quantized model to {path}")
+            if args.eval:
+                print(f"  test {summary['test']['metric']}: {summary['test']['value']:.4f} "
+                      f"(FP32 {summary['test_fp32']['value']:.4f})")
     return 0
 
 
@@ -521,15 +525,18 @@ def _finetune(args) -> int:
         save_pretrained(result.model, staging, tokenizer_dir=base, labels=task.labels)
         save_trained_rows(staging, task.split("train"))  # for warn_if_trained_on
         (staging / "finetune.json").write_text(strict_json.dumps(summary, indent=1))
-    if args.json:
-        print(strict_json.dumps(summary, indent=1))
-    else:
-        test_text = "no test split" if metrics is None else f"test {metrics['value']:.4f}"
-        dev_rows = task.sizes().get("dev")
-        scored = "" if result.dev_examples == dev_rows else f" (on {result.dev_examples} of {dev_rows} rows)"
-        print(f"fine-tuned in {result.seconds:.0f} s ({result.steps} steps): dev {task.metric} "
-              f"{result.dev_metric:.4f}{scored}, {test_text}; saved to {out} (split seed {args.seed}: "
-              "evaluate it with the same --seed, or its training rows reach the test split)")
+    with summary_after(f"the fine-tuned model in {out}"):
+        if args.json:
+            print(strict_json.dumps(summary, indent=1))
+        else:
+            test_text = "no test split" if metrics is None else f"test {metrics['value']:.4f}"
+            dev_rows = task.sizes().get("dev")
+            scored = ("" if result.dev_examples == dev_rows
+                      else f" (on {result.dev_examples} of {dev_rows} rows)")
+            print(f"fine-tuned in {result.seconds:.0f} s ({result.steps} steps): dev "
+                  f"{task.metric} {result.dev_metric:.4f}{scored}, {test_text}; saved to {out} "
+                  f"(split seed {args.seed}: evaluate it with the same --seed, or its training "
+                  "rows reach the test split)")
     return 0
 
 
@@ -665,8 +672,10 @@ def _predict(args) -> int:
             result["label_threshold"] = args.threshold or model.label_threshold or LABEL_THRESHOLD
             text += f" (labels at sigmoid >= {result['label_threshold']:g})"
         # with the predictions on stdout, the summary goes to stderr
-        print(strict_json.dumps(result | run_record()) if args.json else text,
-              file=sys.stderr if to_stdout else sys.stdout)
+        with (contextlib.nullcontext() if to_stdout
+              else summary_after(f"the predictions in {out}")):
+            print(strict_json.dumps(result | run_record()) if args.json else text,
+                  file=sys.stderr if to_stdout else sys.stdout)
     return 0
 
 

@@ -20,9 +20,16 @@ class UsageError(SampJaxError, ValueError):
 
 class StdoutError(SampJaxError, OSError):
     """A write to standard output that failed (a full disk behind `> FILE`, `> /dev/full`),
-    said as such: without a file name, a full disk would be blamed on the cache."""
+    said as such: without a file name, a full disk would be blamed on the cache. `written`
+    names the outputs the command had already written when its summary failed
+    (`summary_after`)."""
+
+    written: tuple[str, ...] = ()
 
     def __str__(self) -> str:
+        if self.written:
+            return (f"the outputs were written ({'; '.join(self.written)}); only the summary "
+                    f"to standard output failed ({self.strerror})")
         return f"could not write the results to standard output ({self.strerror})"
 
 
@@ -65,6 +72,22 @@ def stdout_errors():
         raise
     except OSError as e:
         raise StdoutError(e.errno, e.strerror) from None
+
+
+@contextlib.contextmanager
+def summary_after(*written: str):
+    """The block prints the summary of a command whose outputs (`written`: "the predictions
+    in p.jsonl") are in place already: renamed into place, they are not taken back when
+    standard output then fails (a full disk behind `> FILE`). The summary is flushed here, and
+    a failure raises `StdoutError` saying that the outputs were written and only the summary
+    failed (exit code 1: a `--json` reader misses the result it reads)."""
+    try:
+        with stdout_errors():
+            yield
+            sys.stdout.flush()
+    except StdoutError as e:
+        e.written = written
+        raise
 
 
 def check_output(path: str | Path, *, what: str, folder: bool, model_folder: bool = False,

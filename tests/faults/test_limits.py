@@ -7,13 +7,17 @@ kept, and says which."""
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import os
 import subprocess
 import sys
+import types
 
 import pytest
 
+from samp_jax.app import cli
 from samp_jax.app.cli import main
 from tests.faults.cli_files import no_slow_work, write_model_and_reviews  # noqa: F401
 from tests.faults.cli_files import one_line_error
@@ -118,3 +122,49 @@ def test_a_data_file_edited_in_place_while_predicted_is_refused_and_out_kept(
     one_line_error(capsys, code, 1, f"{data} changed while samp-jax was reading it")
     assert out.read_text() == "the previous run's\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data.csv", "p.jsonl"]
+
+
+# ------------------------------------------------------------ a full stdout after the outputs
+class _FullStdout(io.StringIO):
+    """Standard output on a full disk (`> /dev/full`): every write and flush fails."""
+
+    def write(self, text):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def flush(self):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def _no_training(model, task, tokenizer, config, progress=True, on_encoded=None):
+    return types.SimpleNamespace(model=model, dev_metric=0.5, steps=1, seconds=0.0, learned=True,
+                                 chance=None, truncation={}, dev_examples=4)
+
+
+def _search_written(model, tokenizer, task, config, *, out, **kwargs):
+    out.mkdir()
+    (out / "summary.json").write_text("{}")
+    return types.SimpleNamespace(summary={"truncation": {}}, test=None)
+
+
+@pytest.mark.parametrize("command, out_name, written", [
+    (["predict"], "p.jsonl", "the predictions in"),
+    (["calibrate", "--precision", "quant_ffn_only"], "q", "the quantized model in"),
+    (["finetune", "--json"], "ft", "the fine-tuned model in"),
+    (["search", "--json"], "s", "the search's outputs in")],
+    ids=["predict", "calibrate", "finetune", "search"])
+def test_a_full_stdout_after_the_outputs_were_written_says_they_were(
+        files, tmp_path, capsys, monkeypatch, command, out_name, written):
+    """The outputs are renamed into place before the summary goes to stdout (a trained model
+    is not thrown away for a summary line): the one line says they were written and only the
+    summary failed, not "could not write the results", which read as if nothing was."""
+    monkeypatch.setattr(cli, "finetune", _no_training)
+    monkeypatch.setattr(cli, "run_search", _search_written)
+    monkeypatch.setattr(sys, "stdout", _FullStdout())
+    out = tmp_path / out_name
+    code = main([*command, "--model", str(files / "model"), "--data", str(files / "data.csv"),
+                 "--out", str(out)])
+    err = one_line_error(capsys, code, 1, f"the outputs were written ({written} {out}); only "
+                                          "the summary to standard output failed (No space "
+                                          "left on device)")
+    assert "could not write the results" not in err
+    assert out.exists()
