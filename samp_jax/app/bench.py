@@ -23,7 +23,10 @@ Every samp-jax row also records `gemm_executed`, how many GEMM sites each implem
 A samp-jax row also records `build_s` (quantizing the model), `lower_s` (tracing and lowering)
 and `compile_s` (XLA compilation of that shape, ahead of time); a torch row its `first_call_s`
 (`torch.compile` compiles on the first call). The results document is handed to `sink` after
-every row, so a run cut short keeps the rows it finished.
+every row, so a run cut short keeps the rows it finished: `samp-jax bench` writes it to `--out`
+as `"complete": false` with `rows_done` of `rows_planned` (and the `versions` and `created`
+of the run's start) until the run ends, `"complete": true` then, when the plot beside it
+(`.png`) is drawn; the first row written removes the plot of the run before.
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ from samp_jax import ops
 from samp_jax.app.bench_options import QUICK_SHAPES, SHAPES, add_arguments  # noqa: F401
 from samp_jax.core.assets import minilm_path
 from samp_jax.app.outputs import check_output, summary_after
-from samp_jax.core.atomic import atomic_file, write_text_atomic
+from samp_jax.core.atomic import atomic_file, resolve_output, write_text_atomic
 from samp_jax.core.errors import SampJaxError
 from samp_jax.models import EncoderConfig, EncoderModel, load_pretrained
 from samp_jax.core.version import run_record
@@ -428,25 +431,32 @@ def run_from_args(args) -> int:
         return 2
     contenders = None if args.contenders is None else [c.strip() for c in args.contenders.split(",")]
     out = args.out or Path("benchmarks/results") / f"{device_file_stem()}-e2e.json"
-    for path, what in ((out, "--out"), (out.with_suffix(".png"), "--out's plot")):
+    figure = out.with_suffix(".png")
+    for path, what in ((out, "--out"), (figure, "--out's plot")):
         check_output(path, what=what, folder=False)  # before the benchmark, not after
     progress = (lambda line: print(line, file=sys.stderr, flush=True))
     command = "samp-jax bench " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["bench"] else sys.argv[1:])
-    out = args.out
+    record = run_record()  # the versions, and `created` when the run started: in every write
+    planned = (len(models) * len(dict.fromkeys(contenders or contender_names()))
+               * len(dict.fromkeys(shapes)))
+    started = False
 
-    def sink(document: dict) -> None:  # every finished row reaches the file at once
-        nonlocal out
-        out = out or Path("benchmarks/results") / f"{device_file_stem()}-e2e.json"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(out, json.dumps({**document, "command": command}, indent=1))
+    def sink(document: dict, complete: bool = False) -> dict:  # each finished row, at once
+        nonlocal started
+        if not started:  # the previous run's plot goes with its results (`remove_plot`)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            remove_plot(figure)
+            started = True
+        written = {"complete": complete, "rows_planned": planned,
+                   "rows_done": len(document["rows"]), **document, "command": command, **record}
+        write_text_atomic(out, json.dumps(written, indent=1))
+        return written
 
-    result = run(models=models, shapes=shapes, contenders=contenders, repeats=repeats, inner=inner,
-                 warmup=warmup, minilm_dir=args.minilm, interpret=args.interpret, progress=progress,
-                 sink=sink)
-    result |= {"command": command, **run_record()}
-    sink(result)
-    plot(result, out.with_suffix(".png"))
-    with summary_after(f"the results in {out} and their plot {out.with_suffix('.png')}"):
+    result = sink(run(models=models, shapes=shapes, contenders=contenders, repeats=repeats,
+                      inner=inner, warmup=warmup, minilm_dir=args.minilm,
+                      interpret=args.interpret, progress=progress, sink=sink), complete=True)
+    plot(result, figure)
+    with summary_after(f"the results in {out} and their plot {figure}"):
         if args.json:
             print(json.dumps(result, indent=1))
         else:
@@ -454,7 +464,7 @@ def run_from_args(args) -> int:
                 print(f"\n{model} ({result['device']}): median latency (speed-up vs samp-jax "
                       "FP16)")
                 print(markdown_table(result, model))
-            print(f"\nwrote {out} and {out.with_suffix('.png')}")
+            print(f"\nwrote {out} and {figure}")
     failed = [r for r in result["rows"] if "error" in r]
     if failed:  # recorded in the JSON; the exit status says so too (a GPU run's summary reads it)
         names = sorted({r["contender"] for r in failed})
@@ -462,6 +472,15 @@ def run_from_args(args) -> int:
               f"({', '.join(names)}): see 'error' in {out}", file=sys.stderr)
         return 1
     return 0
+
+
+def remove_plot(path: Path) -> None:
+    """Removes the plot of an earlier run (`path`, or the file a link there points to; the link
+    stays), as the first row of a new run replaces its results file: a plot is drawn when a run
+    completes, and one beside a file of another run, or of a run cut short (`"complete":
+    false`), would pass for its figure."""
+    with contextlib.suppress(FileNotFoundError):
+        resolve_output(path).unlink()
 
 
 def load_models_check(models) -> None:

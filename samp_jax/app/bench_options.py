@@ -50,6 +50,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--interpret", action="store_true",
                         help="run the Pallas kernels in interpret mode (CPU; slow, checks only)")
     parser.add_argument("--out", type=Path, default=None,
-                        help="results JSON (default benchmarks/results/<device>-e2e.json); the "
-                             "plot goes beside it as .png")
+                        help="results JSON (default benchmarks/results/<device>-e2e.json), "
+                             'each row written as it finishes ("complete": false until the run '
+                             "ends); the plot goes beside it as .png when the run completes (the "
+                             "previous run's is removed as its results are replaced)")
     parser.add_argument("--json", action="store_true", help="print the results JSON to stdout")

@@ -168,3 +168,42 @@ def test_a_full_stdout_after_the_outputs_were_written_says_they_were(
                                           "left on device)")
     assert "could not write the results" not in err
     assert out.exists()
+
+
+# ------------------------------------------------------------ a benchmark stopped midway
+def _bench_rows(stop_after: int | None):
+    """`bench.run` that emits a timed row per shape, stopping with a Ctrl-C after
+    `stop_after` rows."""
+    def run(*, models, shapes, sink, **kwargs):
+        document = {"device": "cpu", "rows": []}
+        for batch, seq in shapes:
+            if len(document["rows"]) == stop_after:
+                raise KeyboardInterrupt
+            document["rows"].append({"model": models[0], "batch": batch, "seq": seq,
+                                     "contender": "samp_fp16", "median_ms": 1.0,
+                                     "sequences_per_s": batch * 1e3})
+            sink(document)
+        return document
+    return run
+
+
+def test_a_bench_stopped_midway_says_it_is_partial_and_leaves_no_plot_of_another_run(
+        tmp_path, capsys, monkeypatch):
+    """Each finished row reaches --out at once, so a run stopped midway replaced a complete
+    result with a partial one that did not say so, beside the previous run's plot."""
+    out, figure = tmp_path / "e2e.json", tmp_path / "e2e.png"
+    argv = ["bench", "--models", "tiny", "--shapes", "1x32,2x32,4x32", "--contenders",
+            "samp_fp16", "--json", "--out", str(out)]
+    monkeypatch.setattr(cli.bench, "run", _bench_rows(None))
+    assert main(argv) == 0
+    first = json.loads(out.read_text())
+    assert (first["complete"], first["rows_done"], first["rows_planned"]) == (True, 3, 3)
+    assert figure.is_file() and json.loads(capsys.readouterr().out) == first
+    monkeypatch.setattr(cli.bench, "run", _bench_rows(2))
+    assert main(argv) == 130
+    partial = json.loads(out.read_text())
+    assert (partial["complete"], partial["rows_done"], partial["rows_planned"]) == (False, 2, 3)
+    assert set(partial["versions"]) >= {"samp_jax", "jax"} and partial["created"]
+    assert partial["command"].startswith("samp-jax bench")
+    assert not figure.exists()  # the plot was the first run's
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e2e.json"]
