@@ -60,7 +60,8 @@ from samp_jax.workflows.experiments import Variant, accuracy_table, format_table
 from samp_jax.workflows.pipeline import (ZERO_SHOT, builtin_model, is_search_output,
                                         keep_label_threshold, run_search, serve_as_measured)
 from samp_jax.core.assets import NoCacheFolderError, cache_dir, minilm_path
-from samp_jax.core.atomic import atomic_folder, is_quantized_folder
+from samp_jax.core.atomic import (atomic_folder, committed_path, is_quantized_folder,
+                                  resolve_output)
 from samp_jax.ptq.loading import load
 from samp_jax.models.bio_tags import IO, io_outside
 from samp_jax.models.checkpoint import save_pretrained
@@ -899,21 +900,45 @@ def _closed_stdout(args) -> None:
 
 
 def _full_disk(error: Exception, args) -> str | None:
-    """A full disk, a quota or the file size limit (`ulimit -f`) without a file name in the
-    error (Python's writes name none): where the command writes. Finding those folders raises
+    """A full disk, a quota or the file size limit (`ulimit -f`), said with where it struck:
+    the place the error's file is in (`--out`'s folder, the cache or the temporary folder:
+    the innermost that holds it) and the file as it is named once written (not the temporary
+    name it was being written under: `committed_path`); where the error names no file
+    (Python's writes name none), every place the command writes. Finding those folders raises
     nothing (a full disk may leave no usable temporary folder, and no home folder be known)."""
-    if not (isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
-            and not error.filename):
+    if not (isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)):
         return None
-    where = [f"--out {args.out}"] if getattr(args, "out", None) not in (None, "-") else []
-    for place, folder in (("the cache", cache_dir), ("the temporary folder", tempfile.gettempdir)):
-        try:
-            where.append(f"{place} {folder()}")
-        except (OSError, NoCacheFolderError):  # no usable temporary folder; no home folder
-            pass
     remedy = ("raise the file size limit (ulimit -f) or write smaller files"
               if error.errno == errno.EFBIG else "free space there and run again")
-    return f"{error.strerror} while writing ({', '.join(where)}): {remedy}"
+    places = _write_places(args)
+    written = error.filename2 or error.filename  # a copy names its source first
+    if not written:
+        where = ", ".join(place for place, _ in places)
+        return f"{error.strerror} while writing ({where}): {remedy}"
+    file = committed_path(os.fsdecode(written))
+    real = Path(os.path.realpath(file))
+    holding = [(len(folder.parts), place) for place, folder in places
+               if real == folder or folder in real.parents]
+    where = f" ({max(holding, key=lambda found: found[0])[1]})" if holding else ""
+    return f"{error.strerror} while writing {file}{where}: {remedy}"
+
+
+def _write_places(args) -> list[tuple[str, Path]]:
+    """Where a command writes, each as its name in a message and the real folder it writes in:
+    `--out`'s (beside the output, where its temporary copy goes), the cache, the temporary
+    folder; a place that cannot be found is left out."""
+    places = []
+    out = getattr(args, "out", None)
+    if out not in (None, predictions.STDOUT):
+        with contextlib.suppress(OSError):  # a symlink loop: refused before any work
+            places.append((f"--out {out}", Path(os.path.realpath(resolve_output(out).parent))))
+    for place, folder in (("the cache", cache_dir), ("the temporary folder", tempfile.gettempdir)):
+        try:
+            found = folder()
+        except (OSError, NoCacheFolderError):  # no usable temporary folder; no home folder
+            continue
+        places.append((f"{place} {found}", Path(os.path.realpath(found))))
+    return places
 
 
 # XLA's message for an allocation that failed (a device's memory; the host's on a CPU)

@@ -124,6 +124,19 @@ def resolve_output(target: str | os.PathLike) -> Path:
     return resolved
 
 
+def committed_path(path: str | os.PathLike) -> Path:
+    """The path a file written inside an atomic write's temporary file or folder takes once
+    committed (`.NAME.tmp-...` is NAME; a save into a temporary folder's sibling,
+    `..NAME.tmp-....tmp-...`, is NAME too); any other path as it is. For messages: a full disk
+    is said at the user's path, not at a temporary name."""
+    parts = []
+    for part in Path(path).parts:
+        while part.startswith(".") and TMP_TAG in part[1:]:
+            part = part[1:].rsplit(TMP_TAG, 1)[0]
+        parts.append(part)
+    return Path(*parts)
+
+
 def check_replaceable(target: str | os.PathLike, *,
                       replaceable: Callable[[Path], bool] = is_model_folder) -> Path:
     """Raises FileExistsError unless `atomic_folder(target, replaceable=...)` may write

@@ -207,3 +207,55 @@ def test_a_bench_stopped_midway_says_it_is_partial_and_leaves_no_plot_of_another
     assert partial["command"].startswith("samp-jax bench")
     assert not figure.exists()  # the plot was the first run's
     assert sorted(p.name for p in tmp_path.iterdir()) == ["e2e.json"]
+
+
+# ------------------------------------------------------------ a full disk, the file size limit
+def _copy_on_a_full_disk(source, target, **kwargs):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(source), None, str(target))
+
+
+def _safetensors_too_large(*args, **kwargs):
+    from safetensors import SafetensorError
+    raise SafetensorError("Error while serializing: I/O error: File too large (os error 27)")
+
+
+@pytest.mark.parametrize("command, fault, said", [
+    ("finetune", ("samp_jax.models.checkpoint.shutil.copyfile", _copy_on_a_full_disk),
+     "No space left on device while writing {out}/tokenizer.json (--out {out}): free "
+     "space there and run again"),
+    ("finetune", ("samp_jax.models.checkpoint.save_file", _safetensors_too_large),
+     "File too large while writing {out}/model.safetensors (--out {out}): raise the file size "
+     "limit (ulimit -f) or write smaller files"),
+    ("calibrate", ("samp_jax.ptq.saved.save_file", _safetensors_too_large),
+     "File too large while writing {out}/model.safetensors (--out {out}): raise the file size "
+     "limit (ulimit -f) or write smaller files")], ids=["finetune-copy", "finetune-weights",
+                                                       "calibrate-weights"])
+def test_a_full_disk_or_file_size_limit_names_the_out_path_not_a_temporary_one(
+        files, tmp_path, capsys, monkeypatch, command, fault, said):
+    """finetune and calibrate printed Python's `[Errno 28] No space left on device: 'a' ->
+    '.../..out.tmp-...tmp-.../tokenizer_config.json'` where predict and search said what to
+    do: the one message, at the file's committed path, naming the one place that filled."""
+    monkeypatch.setattr(cli, "finetune", _no_training)
+    monkeypatch.setattr(*fault)
+    out = tmp_path / "out"
+    extra = ["--precision", "quant_ffn_only"] if command == "calibrate" else []
+    code = main([command, "--model", str(files / "model"), "--data", str(files / "data.csv"),
+                 *extra, "--out", str(out)])
+    err = one_line_error(capsys, code, 1, said.format(out=out))
+    assert ".tmp-" not in err and "Errno" not in err and "the cache" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_full_cache_is_named_alone(files, tmp_path, capsys, monkeypatch):
+    from samp_jax.core.assets import cache_dir
+    entry = cache_dir() / "xla" / ".entry.tmp-1-2-3"
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(entry))
+    monkeypatch.setattr(cli.predictions, "write", full)
+    code = main(["predict", "--model", str(files / "model"), "--data", str(files / "data.csv"),
+                 "--out", str(tmp_path / "p.jsonl")])
+    err = one_line_error(capsys, code, 1, f"No space left on device while writing "
+                                          f"{cache_dir() / 'xla' / 'entry'} (the cache "
+                                          f"{cache_dir()}): free space there and run again")
+    assert "--out" not in err and "temporary folder" not in err
