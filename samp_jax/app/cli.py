@@ -46,8 +46,8 @@ from samp_jax.app.figure_warnings import warn_if_at_chance, warn_non_finite
 from samp_jax.core import strict_json
 from samp_jax.core.version import run_record
 from samp_jax.app.lengths import at_max_length, check_max_length, fit_max_length, say_truncation
-from samp_jax.app.outputs import (ResultsStream, StdoutError, UsageError, silence_stdout,
-                                  summary_after)
+from samp_jax.app.outputs import (FileSizeLimitError, ResultsStream, StdoutError, UsageError,
+                                  silence_stdout, summary_after)
 from samp_jax.app.outputs import check_output as _check_output
 from samp_jax.app.outputs import check_precision_items
 from samp_jax.app.parser import ACTIVATIONS, PACKAGED_MODEL, build_parser, joined_negative_percents
@@ -59,16 +59,18 @@ from samp_jax.app.stdio import (STDIN, one_line, predict_progress, results_only_
 from samp_jax.workflows.experiments import Variant, accuracy_table, format_table, make_evaluator
 from samp_jax.workflows.pipeline import (ZERO_SHOT, builtin_model, is_search_output,
                                         keep_label_threshold, run_search, serve_as_measured)
-from samp_jax.core.assets import NoCacheFolderError, cache_dir, minilm_path
+from samp_jax.core.assets import (NoCacheFolderError, beyond_file_size_limit, cache_dir,
+                                  file_size_limit, minilm_path)
 from samp_jax.core.atomic import (atomic_folder, committed_path, is_quantized_folder,
                                   resolve_output)
 from samp_jax.ptq.loading import load
+from samp_jax.ptq.saved import WEIGHTS_FILE
 from samp_jax.models.bio_tags import IO, io_outside
-from samp_jax.models.checkpoint import save_pretrained
+from samp_jax.models.checkpoint import export_state_dict, save_pretrained
 from samp_jax.models.config import EncoderConfig
 from samp_jax.models.heads import head_spec, make_head
 from samp_jax.models.head_kinds import LABEL_THRESHOLD, SENTENCE_EMBEDDING, Readout
-from samp_jax.ptq.quantized import QuantizedModel, quantize
+from samp_jax.ptq.quantized import QuantizedModel, quantize, state_bytes
 from samp_jax.serving.engine import default_compilation_cache
 from samp_jax.serving.distributed import (check_same, check_same_options, describe_failure, digest,
                                           initialize_distributed, is_distributed, is_primary,
@@ -425,6 +427,8 @@ def _calibrate(args) -> int:
                                ) if args.eval else None  # checked before the slow part
     rows = CALIBRATION_EXAMPLES if args.max_batches is None else min(
         CALIBRATION_EXAMPLES, args.max_batches * CALIBRATION_BATCH_SIZE)  # a random subset
+    check_file_size(f"{out / WEIGHTS_FILE} (the quantized model's weights)",
+                    lambda: _quantized_bytes(model, pmap))
     batches, calibration_cut = task.calibration_inputs(tokenizer, max_examples=rows)
     truncation = {"calibration": calibration_cut,
                   "test": None if evaluator is None else evaluator.truncation}
@@ -481,6 +485,8 @@ def _finetune(args) -> int:
                             max_dev_examples=(None if args.max_dev_examples == "all"
                                               else int(args.max_dev_examples)))
     model, task = _model_to_finetune(args, base, task)
+    check_file_size(f"{out / WEIGHTS_FILE} (the fine-tuned model's weights)",
+                    lambda: sum(a.nbytes for a in export_state_dict(model).values()))
     loss = task.training_loss_for(model)  # as the task reads the model's head: a score, classes
     tokenizer = fit_max_length(args, model, model.tokenizer, str(args.model))
     test = make_evaluator(task, tokenizer, seed=args.seed) if task.split("test") else None
@@ -652,6 +658,8 @@ def _predict(args) -> int:
         # takes its own block); hashing them costs a second or so, only worth it here
         check_same(digest([state_digest(model), json.dumps(rows, sort_keys=True)]),
                    f"the model {args.model} and the rows of {args.data}")
+    if not to_stdout and writes:
+        check_file_size(f"{out} (the predictions; their texts alone)", lambda: _text_bytes(rows))
     show = not args.json and len(rows) > predictions.CHUNK_ROWS
     written = predictions.write(model, rows, out, batch_size=args.batch_size,
                                 progress=predict_progress if show else None,
@@ -678,6 +686,44 @@ def _predict(args) -> int:
             print(strict_json.dumps(result | run_record()) if args.json else text,
                   file=sys.stderr if to_stdout else sys.stdout)
     return 0
+
+
+def check_file_size(what: str, least) -> None:
+    """Refuses, before the slow work, an output file that the file size limit (`ulimit -f`)
+    would cut, as a fetch of an asset is refused: `what` names the file, `least()` (asked only
+    under a limit) is the fewest bytes it takes (it takes more: a header, the JSON around the
+    texts), so a file refused would not fit.
+
+    Raises:
+      FileSizeLimitError: naming the file, its size, the limit and the `ulimit -f` to set.
+    """
+    if file_size_limit() is None:
+        return
+    needed = int(least())
+    beyond = beyond_file_size_limit(needed)
+    if beyond is not None:
+        raise FileSizeLimitError(f"{what} takes at least {needed:,} bytes, and {beyond}")
+
+
+def _quantized_bytes(model, pmap) -> int:
+    """The bytes of the parameters of `model` quantized by `pmap` (what the quantized
+    model's weights file holds), before any calibration: each static site given a stored clip
+    in its place (a clip is a number: the sizes are those the calibrated model will have)."""
+    clips = {key: 1.0 for key, precision in pmap.items() if precision.needs_calibration}
+    clipped = pmap.with_calibration({}, clips, compute_dtype=pmap.compute_dtype)
+    return state_bytes(quantize(model, clipped))
+
+
+def _text_bytes(rows) -> int:
+    """The UTF-8 bytes of the rows' texts (or words, where a row has no text), which their
+    predictions repeat: the fewest bytes a predictions file of them takes."""
+    total = 0
+    for row in rows:
+        texts = [str(row.get(field) or "") for field in ("text", "text_pair")]
+        if "text" not in row:
+            texts = [str(word) for word in row.get("tokens") or ()]
+        total += sum(len(text.encode("utf-8", "surrogatepass")) for text in texts)
+    return total
 
 
 def _numbers(rows: list[int], shown: int = 8) -> str:

@@ -33,6 +33,11 @@ class StdoutError(SampJaxError, OSError):
         return f"could not write the results to standard output ({self.strerror})"
 
 
+class FileSizeLimitError(SampJaxError, ValueError):
+    """An output file larger than the file size limit (`ulimit -f`) lets this process write,
+    found before the slow work."""
+
+
 class ResultsStream:
     """Standard output for the results: its failed writes and flushes (a reader gone aside,
     `BrokenPipeError`, which ends a run quietly) raise `StdoutError`."""

