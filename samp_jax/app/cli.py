@@ -72,6 +72,7 @@ from samp_jax.models.heads import head_spec, make_head
 from samp_jax.models.head_kinds import LABEL_THRESHOLD, SENTENCE_EMBEDDING, Readout
 from samp_jax.ptq.quantized import QuantizedModel, quantize, state_bytes
 from samp_jax.serving.engine import default_compilation_cache
+from samp_jax.serving.xla_cache import cache_errors_once
 from samp_jax.serving.distributed import (check_same, check_same_options, describe_failure, digest,
                                           initialize_distributed, is_distributed, is_primary,
                                           silence_watchdog, state_digest)
@@ -819,6 +820,8 @@ def _main(argv: list[str] | None) -> int:
                 # is_primary would start JAX's backend before jax.distributed could
                 warnings.showwarning = warning_printer(
                     name, shown=lambda: not is_distributed() or is_primary())
+            # a full compilation cache: one line, not JAX's warning per executable
+            warnings.showwarning = cache_errors_once(warnings.showwarning)
             code = _run(args, name)
             if sys.stdout is not None:
                 sys.stdout.flush()  # here, not at exit, where a failure would be a traceback

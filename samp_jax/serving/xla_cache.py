@@ -1,4 +1,5 @@
-"""JAX's persistent compilation cache, with reads that survive a cut entry.
+"""JAX's persistent compilation cache, with reads that survive a cut entry, and its per-entry
+errors said once.
 
 JAX writes a cache entry in place (`LRUCache.put`: `write_bytes`), so a process killed while
 writing one leaves it cut short. Every later process then fails to decompress it, warns
@@ -9,11 +10,20 @@ executable is compiled and written anew, once, without a warning.
 
 It replaces `jax._src.compilation_cache.get_file_cache` (private: this is tied to the pinned
 jax; `tests/samp_jax/serving/test_xla_cache.py` checks that it still takes effect).
+
+A cache whose disk is full (or out of inodes) fails at every entry: JAX warns once per executable read or written ("Error writing persistent
+compilation cache entry for 'jit_stage': OSError: ..."; 94 lines for a small search), burying
+the warnings that matter. `cache_errors_once(show)` says it in one line per reason.
 """
 
 from __future__ import annotations
 
+import errno
+import re
 from pathlib import Path
+from typing import Callable
+
+import jax
 
 _INSTALLED = False
 
@@ -78,3 +88,37 @@ def checked_reads() -> bool:
     compilation_cache.get_file_cache = open_checked
     _INSTALLED = True
     return True
+
+
+# JAX's warning for an entry it could not read or write (`jax._src.compiler._cache_read`,
+# `_cache_write`, `_is_executable_in_cache`)
+_ENTRY_ERROR = re.compile(r"Error (reading|writing) persistent compilation cache entry for "
+                          r"'[^']*': (.*)", re.DOTALL)
+_OS_ERROR = re.compile(r"\[Errno (\d+)\] ([^:']*)")
+# errors of a read that writes (the entry's access time, for the eviction of old entries)
+_WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)
+
+
+def cache_errors_once(show: Callable) -> Callable:
+    """A `warnings.showwarning` that hands every warning to `show`, except JAX's warnings of
+    a persistent compilation cache entry it could not read or write: the first of each reason
+    becomes one warning, "the compilation cache at FOLDER could not be written (No space left
+    on device); compiling goes on without it", and the others are dropped."""
+    said: set[str] = set()
+
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        found = _ENTRY_ERROR.fullmatch(str(message).strip())
+        if found is None:
+            return show(message, category, filename, lineno, file, line)
+        kind, error = found.groups()
+        os_error = _OS_ERROR.search(error)
+        reason = os_error.group(2).strip() if os_error else " ".join(error.split())[:200]
+        if reason in said:
+            return None
+        said.add(reason)
+        written = kind == "writing" or (os_error and int(os_error.group(1)) in _WRITE_ERRNOS)
+        folder = jax.config.jax_compilation_cache_dir or "(its folder)"
+        return show(UserWarning(f"the compilation cache at {folder} could not be "
+                                f"{'written' if written else 'read'} ({reason}); compiling "
+                                "goes on without it"), category, filename, lineno, file, line)
+    return showwarning

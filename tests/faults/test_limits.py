@@ -326,3 +326,30 @@ def test_the_size_checked_is_at_most_the_file_written(files, tmp_path, capsys, p
     rows = cli.predictions.read_model_inputs(files / "data.csv", cli.Columns(),
                                              head=model.head_kind)
     assert predicted.stat().st_size / 10 < cli._text_bytes(rows) < predicted.stat().st_size
+
+
+# ------------------------------------------------------------ a full compilation cache
+def test_a_full_compilation_cache_is_one_warning_in_the_cli(files, tmp_path, capsys,
+                                                            monkeypatch):
+    """JAX's warning for each cache entry it could not write or read (94 lines for a tiny
+    search on a cache out of inodes): one line naming the folder and the reason; the other
+    warnings are shown as ever."""
+    import warnings
+    import jax
+    real = cli.predictions.write
+
+    def compile_with_a_full_cache(*args, **kwargs):
+        for name in ("jit_stage", "jit_forward", "jit_stage"):
+            warnings.warn(f"Error writing persistent compilation cache entry for '{name}': "
+                          "OSError: [Errno 28] No space left on device: '/c/xla/"
+                          f"{name}-0123-cache'")
+        warnings.warn("Error reading persistent compilation cache entry for 'jit_stage': "
+                      "OSError: [Errno 28] No space left on device: '/c/xla/jit_stage-4-atime'")
+        return real(*args, **kwargs)
+    monkeypatch.setattr(cli.predictions, "write", compile_with_a_full_cache)
+    assert main(["predict", "--model", str(files / "model"), "--data", str(files / "data.csv"),
+                 "--out", str(tmp_path / "p.jsonl")]) == 0
+    lines = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert lines == [f"samp-jax predict: warning: the compilation cache at "
+                     f"{jax.config.jax_compilation_cache_dir} could not be written (No space "
+                     "left on device); compiling goes on without it"]

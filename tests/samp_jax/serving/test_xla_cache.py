@@ -54,3 +54,31 @@ def test_a_cut_entry_is_compiled_anew_and_rewritten(tmp_path, restore_cache_conf
     from jax._src.compilation_cache import decompress_executable
     decompress_executable(entry.read_bytes())  # whole again (its compile time differs)
     assert compile_once()["/jax/compilation_cache/cache_hits"] == 1
+
+
+def test_a_full_cache_is_one_warning_not_one_per_entry(tmp_path, restore_cache_config,
+                                                       monkeypatch):
+    """Every entry of a cache on a full disk fails: JAX warns once per executable; through
+    `cache_errors_once` that is one line naming the folder and the reason."""
+    import errno
+    import os
+
+    from jax._src import compilation_cache as jax_cache
+
+    from samp_jax.serving.xla_cache import cache_errors_once
+    folder = enable_compilation_cache(tmp_path / "xla")
+
+    def full(cache_key, module_name, *args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC),
+                      str(folder / f"{module_name}-{cache_key}-cache"))
+    monkeypatch.setattr(jax_cache, "put_executable_and_time", full)
+    shown = []
+    x = jnp.arange(8.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = cache_errors_once(lambda message, *args: shown.append(str(message)))
+        for scale in (2.0, 3.0, 4.0):  # three executables, three failed writes
+            jax.jit(lambda v, s=scale: jnp.cos(v) * s).lower(x).compile()
+        warnings.warn("another warning")
+    assert shown == [f"the compilation cache at {folder} could not be written (No space left "
+                     "on device); compiling goes on without it", "another warning"]
