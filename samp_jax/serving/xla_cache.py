@@ -11,9 +11,10 @@ executable is compiled and written anew, once, without a warning.
 It replaces `jax._src.compilation_cache.get_file_cache` (private: this is tied to the pinned
 jax; `tests/samp_jax/serving/test_xla_cache.py` checks that it still takes effect).
 
-A cache whose disk is full (or out of inodes) fails at every entry: JAX warns once per executable read or written ("Error writing persistent
-compilation cache entry for 'jit_stage': OSError: ..."; 94 lines for a small search), burying
-the warnings that matter. `cache_errors_once(show)` says it in one line per reason.
+A cache whose disk is full (or out of inodes) fails at every entry: JAX warns once per
+executable read or written ("Error writing persistent compilation cache entry for
+'jit_stage': OSError: ..."), burying the warnings that matter. `cache_errors_once(show)` says
+it in one line per reason.
 """
 
 from __future__ import annotations

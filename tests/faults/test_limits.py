@@ -331,9 +331,9 @@ def test_the_size_checked_is_at_most_the_file_written(files, tmp_path, capsys, p
 # ------------------------------------------------------------ a full compilation cache
 def test_a_full_compilation_cache_is_one_warning_in_the_cli(files, tmp_path, capsys,
                                                             monkeypatch):
-    """JAX's warning for each cache entry it could not write or read (94 lines for a tiny
-    search on a cache out of inodes): one line naming the folder and the reason; the other
-    warnings are shown as ever."""
+    """JAX's warning for each cache entry it could not write or read (one per executable, on
+    a cache out of inodes): one line naming the folder and the reason; the other warnings are
+    shown as ever."""
     import warnings
     import jax
     real = cli.predictions.write
