@@ -188,3 +188,18 @@ def test_the_chance_level_of_a_ranking_is_its_metric_over_tied_scores(minilm_dir
     assert 0.4 < np.mean(np.array(random) > chance.value) < 0.6
     assert np.mean([chance.beaten_by(r) for r in random]) <= 0.08 and chance.margin > 0.02
     assert chance.beaten_by(chance.value + chance.margin + 1e-9)
+
+
+def test_a_dev_split_of_one_row_queries_is_refused_before_training(minilm_dir, tmp_path):
+    """Every checkpoint scores the same on one-row queries: such a dev split cannot pick one."""
+    rows = _rows()
+    files = {"train": rows, "dev": [r | {"qid": f"d{i}"} for i, r in enumerate(rows[:10])],
+             "test": rows[100:]}
+    for split, split_rows in files.items():
+        (tmp_path / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in split_rows))
+    task = load_task(split_files={s: tmp_path / f"{s}.jsonl" for s in files},
+                     task_type="text_pair_ranking")
+    with pytest.raises(ValueError, match=r"its dev split cannot pick a checkpoint: a ranking "
+                       r"metric needs a query of 2 rows or more; each of the 10 queries"):
+        finetune(tiny_classifier(num_labels=1), task, sj.Tokenizer.from_pretrained(minilm_dir),
+                 FinetuneConfig(min_steps=1), progress=False)
