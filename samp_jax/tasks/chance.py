@@ -37,7 +37,8 @@ class ChanceLevel:
       label: the most frequent class (or tag) of the split; for label sets, the constant set
         (its names joined by '|', '' for none).
       margin: how far above `value` a score must be to count as better: the one-sided 95%
-        binomial noise of an accuracy over `examples` rows; 0 for other metrics.
+        binomial noise of an accuracy over `examples` rows, a ranking's 95th percentile of
+        random rankings above `value`; 0 for other metrics.
       examples: rows scored.
     """
 
@@ -127,19 +128,27 @@ def chance_level(task_type: TaskType, labels: Sequence[str] | None,
 
 TIED = "the same score for every passage"
 """The constant prediction of a ranking (`ChanceLevel.label`)."""
+RANDOM_ORDERS = 200
+"""Random rankings of a split whose 95th percentile bounds a ranking's noise above `TIED`."""
 
 
 def _tied_ranking(task_type: TaskType, encoded: EncodedSplit,
                   metric: Metric | None) -> ChanceLevel | None:
     """A reranker that learned nothing scores every passage of a query alike: its order is
     then any, and the metric is its expected value over the tie orders, as the ranking metrics
-    read ties (`samp_jax.tasks.ranking`). None for a ranking of embeddings (no head)."""
+    read ties (`samp_jax.tasks.ranking`). A ranker of random scores lands above that level
+    half the time, so the margin is how far: the 95th percentile of `RANDOM_ORDERS` random
+    rankings of the split, less the level. None for a ranking of embeddings (no head)."""
     if task_type.readout is None or encoded.labels is None or len(encoded) == 0:
         return None
     metric = task_type.metric if metric is None else metric
     tied = np.zeros((len(encoded), 1), np.float32)
     value = task_score(task_type, metric, None, tied, encoded)["value"]
-    return ChanceLevel(metric.name, float(value), TIED, 0.0, len(encoded))
+    rng = np.random.default_rng(0)  # the same margin for the same split, run after run
+    shuffled = [task_score(task_type, metric, None, rng.random((len(encoded), 1)), encoded)["value"]
+                for _ in range(RANDOM_ORDERS)]
+    margin = max(0.0, float(np.quantile(shuffled, 0.95)) - value)
+    return ChanceLevel(metric.name, float(value), TIED, margin, len(encoded))
 
 
 def at_chance(evaluation, score: float | None, what: str) -> str | None:

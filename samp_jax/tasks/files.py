@@ -266,7 +266,10 @@ def _check_queries(parts: list[_Part]) -> None:
     warnings.warn(f"{where}: {singles} of {queries} queries have a single row (passage; the "
                   f"first: {first}); every ranker scores the same on such a query (1 when its "
                   "row is relevant, else 0, as trec_eval scores it), so they cannot tell "
-                  "rankers apart; they count in the mean over queries", UserWarning, stacklevel=4)
+                  "rankers apart; they count in the mean over queries, so a drop on the other "
+                  "queries shows diluted in it (and a tolerance relative to it is wider for "
+                  "them); a split whose queries all have one row is refused", UserWarning,
+                  stacklevel=4)
 
 
 def _grouped_by(parts: list[_Part]) -> str:

@@ -572,14 +572,19 @@ CLASS_MACRO_F1 = Metric(
 
 
 def _some_relevant(gold: np.ndarray) -> None:
-    """Every ranking metric is 0 on queries without a relevant row; with none anywhere it is 0
-    for every model, and a tolerance relative to it bounds nothing."""
+    """Every ranking metric is 0 on queries without a relevant row, and the same for every
+    ranker on a query of one row; with only such queries it is the same for every model, and a
+    tolerance relative to it bounds nothing (nor does a dev score pick a checkpoint)."""
     gold = np.asarray(gold, np.float64).reshape(-1, 2)
+    queries, rows = np.unique(gold[:, 0], return_counts=True)
     if not (gold[:, 1] >= ranking.RELEVANT).any():
-        queries = len(np.unique(gold[:, 0]))
         raise ValueError(f"a ranking metric needs a relevant row (relevance {ranking.RELEVANT} or "
-                         f"more) in some query; the {queries} queries scored ({len(gold)} rows) "
-                         "have none")
+                         f"more) in some query; the {len(queries)} queries scored ({len(gold)} "
+                         "rows) have none")
+    if (rows == 1).all():
+        raise ValueError(f"a ranking metric needs a query of 2 rows or more; each of the "
+                         f"{len(queries)} queries scored has 1 row, on which every ranker scores "
+                         "the same")
 
 
 def _ranking_metric(name: str, display_name: str, per_query: Callable[..., np.ndarray]) -> Metric:

@@ -189,6 +189,7 @@ def finetune(model, task: Task | str, tokenizer: Tokenizer, config: FinetuneConf
                          f"{len(splits.train)} and {len(splits.dev)}")
     rng = np.random.default_rng(config.seed)
     train, dev = _encoded_splits(task, tokenizer, config, rng)
+    _check_dev_gold(task, dev)
     if on_encoded is not None:
         on_encoded({"train": train.truncation, "dev": dev.truncation})
     total_steps, warmup, eval_every = config.steps(len(train))
@@ -231,6 +232,19 @@ def _encoded_splits(task: Task, tokenizer: Tokenizer, config: FinetuneConfig, rn
             train_examples = [train_examples[i] for i in keep]
     dev_examples = task.examples("dev", max_examples=config.max_dev_examples, seed=config.seed)
     return task.encode(tokenizer, train_examples), task.encode(tokenizer, dev_examples)
+
+
+def _check_dev_gold(task: Task, dev) -> None:
+    """Refuses, before training, a dev split the task's metric cannot tell models apart on (a
+    ranking's dev split without a relevant row, or of one-row queries: the same score for
+    every checkpoint), as `eval` and `search` refuse such a split (`Metric.check_gold`)."""
+    metric = task.task_metric
+    if metric is None or metric.check_gold is None:
+        return
+    try:
+        metric.check_gold(dev.gold)
+    except ValueError as e:
+        raise ValueError(f"task {task.name!r}: its dev split cannot pick a checkpoint: {e}") from None
 
 
 def _optimizer(config: FinetuneConfig, total_steps: int, warmup: int, params):

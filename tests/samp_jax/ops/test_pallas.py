@@ -220,9 +220,10 @@ def test_a_static_int8_model_with_the_kernels_is_the_xla_model(compute_dtype):
     `ffn_out`) the outputs are the XLA path's, token for token but for a rare token where the
     fused LayerNorm's float32 reduction, summed in another order than XLA's, moves a value
     across an INT8 rounding step (none of 128 tokens on one x86 CPU, 2 on another: the order
-    XLA's CPU reductions take depends on the vector width; docs/design.md). The requantizing
-    epilogue gives `ffn_out` its own numbers: requantizing the float32 values instead changes
-    most tokens (over 100 of 128), which this fails on."""
+    XLA's CPU reductions take depends on the vector width; docs/design.md), where the outputs
+    then differ by at most 3e-4 of their largest. The requantizing epilogue gives `ffn_out` its
+    own numbers: requantizing the float32 values instead moves 68 (FP16) and 126 (BF16) of the
+    128 tokens, which this fails on."""
     from calibrate import calibrate
     from samp_jax.serving.forward import jit_forward
     from tests.helpers import TINY_CONFIG, random_batches
@@ -239,7 +240,7 @@ def test_a_static_int8_model_with_the_kernels_is_the_xla_model(compute_dtype):
     fused, xla = (np.asarray(out, np.float32) for out in (fused, xla))
     moved = np.argwhere((fused != xla).any(axis=-1))  # tokens whose outputs differ at all
     assert len(moved) <= 4, f"{len(moved)} of {xla.shape[0] * xla.shape[1]} tokens differ: {moved[:8]}"
-    np.testing.assert_allclose(fused, xla, rtol=0, atol=0.05 * np.abs(xla).max())  # an INT8 step
+    np.testing.assert_allclose(fused, xla, rtol=0, atol=1e-3 * np.abs(xla).max())
 
 
 @pytest.mark.gpu

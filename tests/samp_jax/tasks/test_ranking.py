@@ -346,6 +346,11 @@ def test_data_that_cannot_be_ranked_is_refused_in_one_line(tmp_path, change, sai
     assert "\n" not in str(raised.value)
 
 
+DILUTED = ("they count in the mean over queries, so a drop on the other queries shows "
+           "diluted in it (and a tolerance relative to it is wider for them); a split whose "
+           "queries all have one row is refused")
+
+
 def _with_lonely_queries(rows, count=3):
     """`rows` and `count` queries of one row each (a BEIR query with one judged passage left),
     the first relevant, the others not."""
@@ -361,7 +366,7 @@ def test_queries_of_one_row_are_scored_as_trec_eval_scores_them_and_counted_in_a
     assert said == ["list of dicts: 3 of 53 queries have a single row (passage; the first: row "
                     "201, query 'lonely-0'); every ranker scores the same on such a query (1 "
                     "when its row is relevant, else 0, as trec_eval scores it), so they cannot "
-                    "tell rankers apart; they count in the mean over queries"]
+                    "tell rankers apart; " + DILUTED]
     # whole queries: each one-row query is a query of its split, counted as one
     where = {e["group"]: split for split in task.sizes() for e in task.split(split)}
     assert {q for q in where if q.startswith("lonely")} == {"lonely-0", "lonely-1", "lonely-2"}
@@ -372,6 +377,24 @@ def test_queries_of_one_row_are_scored_as_trec_eval_scores_them_and_counted_in_a
         evidence = metric.evidence(np.array([0.9, 0.1, 0.3, 0.7, 0.2, 0.8]), gold)
         assert evidence[1:3].tolist() == [1.0, 0.0]  # trec_eval's values of one row
         assert metric.value(evidence) == pytest.approx(np.mean(evidence))
+
+
+def test_a_split_whose_queries_all_have_one_row_is_refused_where_it_is_scored(tmp_path, capsys):
+    """A dev (or test, search) split of one-row queries scores the same for every model: no
+    checkpoint or map can be told apart on it, so it is refused where it is scored; training
+    on such rows is fine."""
+    rows = _rows()
+    lonely = tmp_path / "dev.jsonl"
+    lonely.write_text("".join(json.dumps(r | {"qid": f"d{i}"}) + "\n"
+                              for i, r in enumerate(rows[:12])))
+    with pytest.raises(ValueError, match=r"^a ranking metric needs a query of 2 rows or more; "
+                       r"each of the 12 queries scored has 1 row"):
+        METRICS["mrr@10"].check_gold(_gold(np.arange(12), np.array([1, 0] * 6)))
+    train = tmp_path / "train.jsonl"
+    train.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["eval", "--model", str(CROSS_ENCODER), "--split-file", f"train={train}",
+                 "--split-file", f"test={lonely}", "--precision", "fp16"]) == 1
+    assert "each of the 12 queries scored has 1 row" in capsys.readouterr().err
 
 
 def test_the_command_line_scores_a_file_with_queries_of_one_row_and_says_so(tmp_path, capsys):
@@ -386,7 +409,7 @@ def test_the_command_line_scores_a_file_with_queries_of_one_row_and_says_so(tmp_
                      "queries have a single row (passage; the first: row 201, query "
                      "'lonely-0'); every ranker scores the same on such a query (1 when its row "
                      "is relevant, else 0, as trec_eval scores it), so they cannot tell rankers "
-                     "apart; they count in the mean over queries"], err
+                     "apart; " + DILUTED], err
 
 
 def test_a_ranking_counts_its_queries_per_split_and_other_tasks_do_not():
