@@ -161,7 +161,6 @@ def check_inputs(input_ids, attention_mask=None, token_type_ids=None, *,
     With `config`, concrete inputs (not tracers) are also checked against it by `check_ids`
     (the model's direct call passes its config).
     """
-    concrete = all(_is_concrete(v) for v in (input_ids, attention_mask, token_type_ids))
     input_ids = jnp.asarray(input_ids)
     if input_ids.ndim != 2:
         raise ValueError(f"input_ids must be [batch, seq], got shape {input_ids.shape}")
@@ -178,6 +177,9 @@ def check_inputs(input_ids, attention_mask=None, token_type_ids=None, *,
             raise ValueError(
                 f"{name} has shape {jnp.shape(value)}, expected {input_ids.shape} like input_ids")
     attention_mask, token_type_ids = jnp.asarray(attention_mask), jnp.asarray(token_type_ids)
+    # after the conversion: inside a trace (`jax.eval_shape`, with jit off too) it gives
+    # tracers even of concrete arrays
+    concrete = all(_is_concrete(v) for v in (input_ids, attention_mask, token_type_ids))
     if config is not None and concrete:
         check_ids(config, input_ids, attention_mask, token_type_ids,
                   allow_padding_rows=_PADDED_BATCH.get())

@@ -121,3 +121,12 @@ def test_load_quantize_compile_and_serve_under_a_disallowing_transfer_guard(fold
         assert sj.compile(fp16, seq_buckets=[16], batch_size=4)(texts).labels.shape == (3,)
         with pytest.raises(Exception, match="(?i)disallowed host-to-device"):
             jax.numpy.asarray(np.ones(3)) + 1  # the guard still holds outside samp-jax
+
+
+def test_jit_off_traces_a_model_call_on_concrete_inputs(model):
+    """`jax.eval_shape` with jit off (the search's candidate loop): arrays made inside the trace
+    are tracers, which the host check must not read."""
+    inputs = model.tokenizer(["good movie", "bad"])  # numpy arrays
+    with jax.disable_jit():
+        out = jax.eval_shape(lambda scale: model(**inputs) * scale, 1.0)
+    assert out.shape == (2, 3)
