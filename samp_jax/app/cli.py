@@ -27,6 +27,7 @@ import errno
 import json
 import logging
 import os
+import re
 import sys
 import tempfile
 import traceback
@@ -43,6 +44,7 @@ from calibrate.search.plan import resolve_options
 from samp_jax.app import bench, demo, jax_platforms, predictions
 from samp_jax.app.entry import Terminated, closed_at_start, out_of_host_memory, plugin_failed
 from samp_jax.app.figure_warnings import warn_if_at_chance, warn_non_finite
+from samp_jax.core.text import readable
 from samp_jax.core import strict_json
 from samp_jax.core.version import run_record
 from samp_jax.app.lengths import at_max_length, check_max_length, fit_max_length, say_truncation
@@ -378,7 +380,7 @@ def _search(args) -> int:
     warn_if_trained_on(args, task, ("search", "test"))
     run = run_search(model, tokenizer, task, config, out=out, description=description,
                      max_test_examples=args.max_examples, latency_table=table,
-                     command="samp-jax " + " ".join(sys.argv[1:]))
+                     command=readable("samp-jax " + " ".join(sys.argv[1:])))
     summary = run.summary
     say_truncation("search", {split: Truncation(**counts)
                               for split, counts in summary["truncation"].items()})
@@ -808,6 +810,32 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout = sys.stdout.stream
 
 
+OWN_MODULES = r"(?:samp_jax|calibrate)(?:\.|$)"
+"""The modules whose warnings are samp-jax's own (`own_warnings_stay_warnings`)."""
+
+
+def own_warnings_stay_warnings() -> None:
+    """Keeps samp-jax's own warnings (advice: "calibration saw only 332 real token(s)") warning
+    lines where the caller's filters turn warnings into errors (`PYTHONWARNINGS=error`,
+    `python -W error`): before each "error" filter goes a "default" one for the same message
+    and category from samp-jax's modules. A command fails on its input, never on its advice;
+    other libraries' warnings are errors as asked, and an "ignore" filter still silences
+    samp-jax's. Call it inside `warnings.catch_warnings()`."""
+    def pattern(field) -> str:  # a filter's field: None (any), a regex, or a str (exactly)
+        if field is None:
+            return ""
+        return re.escape(field) + r"\Z" if isinstance(field, str) else field.pattern
+
+    filters = list(warnings.filters)
+    warnings.resetwarnings()
+    for action, message, category, module, lineno in filters:  # in order, each appended
+        message, module = pattern(message), pattern(module)
+        if action == "error":
+            own = f"(?={OWN_MODULES})(?:{module})" if module else OWN_MODULES
+            warnings.filterwarnings("default", message, category, own, lineno, append=True)
+        warnings.filterwarnings(action, message, category, module, lineno, append=True)
+
+
 def _main(argv: list[str] | None) -> int:
     name = "samp-jax"
     try:
@@ -815,6 +843,7 @@ def _main(argv: list[str] | None) -> int:
         args = parser.parse_args(joined_negative_percents(sys.argv[1:] if argv is None else argv))
         name = f"samp-jax {args.command}"
         with warnings.catch_warnings():
+            own_warnings_stay_warnings()
             if not args.debug:  # a warning is one line too, not a source line under a path
                 # a distributed run's other processes stay quiet; asked only once joined, as
                 # is_primary would start JAX's backend before jax.distributed could

@@ -4,7 +4,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import contextlib
+import contextvars
+from typing import Any, Callable, Iterator
 
 import jax
 import jax.numpy as jnp
@@ -159,7 +161,6 @@ def check_inputs(input_ids, attention_mask=None, token_type_ids=None, *,
     With `config`, concrete inputs (not tracers) are also checked against it by `check_ids`
     (the model's direct call passes its config).
     """
-    concrete = all(_is_concrete(v) for v in (input_ids, attention_mask, token_type_ids))
     input_ids = jnp.asarray(input_ids)
     if input_ids.ndim != 2:
         raise ValueError(f"input_ids must be [batch, seq], got shape {input_ids.shape}")
@@ -176,9 +177,40 @@ def check_inputs(input_ids, attention_mask=None, token_type_ids=None, *,
             raise ValueError(
                 f"{name} has shape {jnp.shape(value)}, expected {input_ids.shape} like input_ids")
     attention_mask, token_type_ids = jnp.asarray(attention_mask), jnp.asarray(token_type_ids)
+    # after the conversion: inside a trace (`jax.eval_shape`, with jit off too) it gives
+    # tracers even of concrete arrays
+    concrete = all(_is_concrete(v) for v in (input_ids, attention_mask, token_type_ids))
     if config is not None and concrete:
-        check_ids(config, input_ids, attention_mask, token_type_ids)
+        check_ids(config, input_ids, attention_mask, token_type_ids,
+                  allow_padding_rows=_PADDED_BATCH.get())
     return input_ids, attention_mask, token_type_ids
+
+
+# True inside `padded_batch()`: the inputs are a batch the library cut and filled with
+# all-padding rows (`serving.batching.bucket_batches`), whose real rows were checked where they
+# were cut.
+_PADDED_BATCH = contextvars.ContextVar("samp_jax_padded_batch", default=False)
+
+
+@contextlib.contextmanager
+def padded_batch() -> Iterator[None]:
+    """Within it, the model's host check (`check_inputs` of concrete inputs) lets rows with no
+    real token through: the all-padding rows that fill a batch to its bucket size.
+
+    `serving.forward.merged_call`, the one wrapper of the library's compiled forwards (evaluation,
+    calibration, the search, the engine), runs the model inside it. Under jit the inputs are
+    tracers and nothing is checked on the host; with jit off (`JAX_DISABLE_JIT`,
+    `jax.disable_jit()`) or in the eager rerun of `JAX_DEBUG_NANS` they are concrete, and the
+    padding rows the batcher added must not read as a user's empty row. A user's rows are
+    checked with `check_ids` where the batch is cut (`evaluate`, `calibrate`, the engine), and a
+    direct model call, outside it, still refuses an empty row. Ids and mask values are checked
+    inside it too.
+    """
+    token = _PADDED_BATCH.set(True)
+    try:
+        yield
+    finally:
+        _PADDED_BATCH.reset(token)
 
 
 # ------------------------------------------------------------------------ id checks

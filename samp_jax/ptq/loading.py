@@ -22,6 +22,7 @@ from typing import Any
 
 from samp_jax.core.atomic import check_not_interrupted
 from samp_jax.core.input_files import check_regular
+from samp_jax.core.transfers import own_transfers
 from samp_jax.models.checkpoint import load_pretrained
 from samp_jax.models.head_kinds import SENTENCE_EMBEDDING, SEQUENCE_CLASSIFICATION
 from samp_jax.models.peft_adapter import ADAPTER_CONFIG, find_adapter, is_adapter_folder, load_adapter
@@ -34,6 +35,7 @@ HF_CONFIG_FILE = "config.json"
 ADAPTER_OPTIONS = ("base_model", "adapter")  # what only an adapter folder takes
 
 
+@own_transfers
 def load(path: str | os.PathLike, *, tokenizer: Tokenizer | str | os.PathLike | None = None,
          prompt_name: str | None = None, **options: Any) -> EncoderModel | QuantizedModel:
     """Loads a model folder written by samp-jax (or an HF BERT checkpoint), tokenizer attached.

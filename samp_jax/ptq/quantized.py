@@ -34,6 +34,7 @@ from samp_jax.ops.dispatch import Activation, check_implementation, gemm, record
 from samp_jax.ops.pallas import interpreting
 from samp_jax.ops.handoff import Int8Input
 from samp_jax.core.precision import SITES, PrecisionMap, SitePrecision, precision_of_dtype
+from samp_jax.core.transfers import own_transfers
 from samp_jax.core.primitives import FP8_E4M3_MAX, QArray, quantize_weight_fp8, quantize_weight_int8
 from samp_jax.ptq.folder import SIDECAR_FILE
 from samp_jax.ptq.site_calibration import (SiteCalibration, check_calibration_fits,
@@ -511,6 +512,7 @@ def compute_dtype_of(precision_map: PrecisionMap, dtype=None):
     return jnp.dtype(precision_map.compute_dtype).type
 
 
+@own_transfers
 def quantize(model: EncoderModel, precision_map: PrecisionMap, calibration=None, *,
              dtype=None, implementation: str | None = None) -> QuantizedModel:
     """Builds a `QuantizedModel` from a float model, a precision map and calibration.

@@ -56,6 +56,8 @@ from samp_jax.models.head_kinds import (LABEL_THRESHOLD, HeadKind, HeadOutput, R
 from samp_jax.models.model import EncoderModel, check_ids
 from samp_jax.models.tokenizer import Tokenizer
 from samp_jax.core import host_memory
+from samp_jax.core.errors import SampJaxError
+from samp_jax.core.transfers import own_transfers
 from samp_jax.core.precision import PrecisionMap, precision_of_dtype
 from samp_jax.ptq.quantized import QuantizedModel, quantize
 from samp_jax.serving.batching import bucket_batches, buckets_to, rows_for_length
@@ -75,6 +77,24 @@ CACHE_OFF = "off"
 DEFAULT_CACHE_BYTES = 4 << 30
 """The size the command's default cache is kept under (JAX evicts the least recently used
 executables past it)."""
+
+
+class JitDisabledError(SampJaxError, RuntimeError):
+    """An engine built or called with JAX's jit turned off (`JAX_DISABLE_JIT=1`,
+    `jax.disable_jit()`): its programs are compiled ahead of time, which JAX does not run
+    eagerly."""
+
+
+def check_jit_enabled(what: str) -> None:
+    """Raises `JitDisabledError` while JAX's jit is off (`jax.config.jax_disable_jit`: the
+    `JAX_DISABLE_JIT` variable or a `jax.disable_jit()` block), naming `what` was refused."""
+    if jax.config.jax_disable_jit:
+        raise JitDisabledError(
+            f"{what} needs JAX's jit, which is off (JAX_DISABLE_JIT=1 or inside "
+            "jax.disable_jit()): the engine serves programs compiled ahead of time, which JAX "
+            "cannot run eagerly; unset JAX_DISABLE_JIT (or leave the block) to serve, or call "
+            "the model itself (model(**tokenizer(texts))), or samp_jax.evaluate, which run "
+            "eagerly with jit off")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, eq=False)
@@ -355,6 +375,7 @@ def compile(model: EncoderModel | QuantizedModel, *, tokenizer: Tokenizer | None
       An `Engine`, compiled (every bucket, or none yet with `precompile=False`).
 
     Raises:
+      JitDisabledError: JAX's jit is off (`JAX_DISABLE_JIT=1`, `jax.disable_jit()`).
       TypeError: `model` is neither an `EncoderModel` nor a `QuantizedModel`, or `tokenizer`
         is not a `Tokenizer`.
       ValueError: no tokenizer (neither `tokenizer=` nor `model.tokenizer`), invalid
@@ -408,8 +429,15 @@ class Engine:
     shared tokenizer state (`Tokenizer` is thread-safe), the executables are only called, and
     the mutable state, `bucket_calls` (and, without `precompile`, the executables compiled
     on first use), is updated under locks.
+
+    JAX settings: the engine is built and called with jit on (`JitDisabledError` under
+    `JAX_DISABLE_JIT` / `jax.disable_jit()`: its programs are compiled ahead of time). It runs
+    its programs with JAX's NaN/Inf debugging off (`jax.debug_nans(False)`,
+    `jax.debug_infs(False)`), whatever `JAX_DEBUG_NANS` says: a row whose outputs overflow is
+    flagged in `EngineOutput.non_finite`, the engine's own report, not raised.
     """
 
+    @own_transfers
     def __init__(self, model: EncoderModel | QuantizedModel, *, tokenizer: Tokenizer | None = None,
                  seq_buckets: Sequence[int] | None = None, batch_size: int | None = None,
                  batch_buckets: Sequence[int] | None = None, dtype=None, truncate: bool = False,
@@ -419,6 +447,7 @@ class Engine:
         if not isinstance(model, (EncoderModel, QuantizedModel)):
             raise TypeError(f"compile needs an EncoderModel or a QuantizedModel, "
                             f"got {type(model).__name__}")
+        check_jit_enabled("samp_jax.compile")
         if tokenizer is None:
             tokenizer = getattr(model, "tokenizer", None)
         if tokenizer is None:
@@ -512,6 +541,7 @@ class Engine:
     def _forward(self, state, input_ids, attention_mask, token_type_ids):
         return merged_call(self._graphdef, state, input_ids, attention_mask, token_type_ids)
 
+    @own_transfers  # a set-up step, also on first use inside a call
     def _compile(self, batch: int, seq: int):
         """Compiles the (batch, seq) executable, records it and returns it."""
         start = time.perf_counter()
@@ -593,7 +623,10 @@ class Engine:
                                    word_label_names=word_label_names)
 
     def _run(self, rows: Rows) -> list[tuple[np.ndarray, Any]]:
-        """Dispatches every chunk (asynchronously), then returns `(row_indices, output)`."""
+        """Dispatches every chunk (asynchronously), then returns `(row_indices, output)`.
+
+        NaN/Inf debugging is off for the calls: non-finite rows are flagged, not raised."""
+        check_jit_enabled("an Engine call")
         self._check_range(rows)
         arrays = {key: getattr(rows, key).astype(np.int32) for key in INPUT_KEYS}
         pending = []
@@ -603,10 +636,12 @@ class Engine:
                                            pad_values={"input_ids": self.tokenizer.pad_id},
                                            max_rows=self._rows_for_length):
             shape = batch["input_ids"].shape
-            inputs = batch_inputs(batch)
-            if self._rows_at is not None:
-                inputs = jax.device_put(inputs, self._rows_at)
-            pending.append((index, self._executable(shape)(self._state, *inputs)))
+            # explicit copies (in, and out in `_postprocess`): a caller's transfer guard
+            # ("disallow") refuses implicit ones
+            inputs = jax.device_put(batch_inputs(batch), self._rows_at)
+            executable = self._executable(shape)
+            with jax.debug_nans(False), jax.debug_infs(False):
+                pending.append((index, executable(self._state, *inputs)))
             with self._lock:
                 self.bucket_calls[shape] += 1
         return pending
@@ -617,14 +652,14 @@ class Engine:
         if kind.per_token:
             per_row: list[np.ndarray | None] = [None] * n
             for index, output in pending:
-                output = np.asarray(output, np.float32)
+                output = np.asarray(jax.device_get(output), np.float32)
                 for slot, row in enumerate(index):
                     per_row[row] = output[slot, :rows.lengths[row]]
             result: np.ndarray | list[np.ndarray] = per_row
         else:
             result = None
             for index, output in pending:
-                output = np.asarray(output, np.float32)[:len(index)]  # drop the padding rows
+                output = np.asarray(jax.device_get(output), np.float32)[:len(index)]  # drop the padding rows
                 if result is None:
                     result = np.empty((n, *output.shape[1:]), np.float32)
                 result[index] = output

@@ -11,6 +11,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from samp_jax.models.model import padded_batch
+
 INPUT_KEYS = ("input_ids", "attention_mask", "token_type_ids")
 
 
@@ -19,13 +21,18 @@ def merged_call(graphdef, state, input_ids, attention_mask, token_type_ids, *,
     """`nnx.merge(graphdef, state)`, then `prepare(model)` if given, then the model (or its
     `method`) on the three input arrays. Pure in `state`: call it inside `jax.jit`.
 
+    The inputs are a padded batch (`models.model.padded_batch`): with jit off, or in
+    `JAX_DEBUG_NANS`'s eager rerun, the model's host check lets the batch's all-padding rows
+    through, as the compiled call does; the real rows are checked where the batch is cut.
+
     `state` is one `nnx.State`, or a tuple of them (e.g. trainable parameters and the rest).
     """
     model = nnx.merge(graphdef, *state) if isinstance(state, tuple) else nnx.merge(graphdef, state)
     if prepare is not None:
         prepare(model)
     fn = model if method is None else getattr(model, method)
-    return fn(input_ids, attention_mask, token_type_ids)
+    with padded_batch():
+        return fn(input_ids, attention_mask, token_type_ids)
 
 
 def batch_inputs(batch) -> tuple:

@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from samp_jax.core import strict_json
+from samp_jax.core.text import readable
 from samp_jax.tasks.conll import SUFFIXES as CONLL_SUFFIXES
 from samp_jax.tasks.conll import read_conll
 
@@ -57,6 +58,10 @@ class Table:
     rows: Sequence[dict]  # a tuple, or `StreamedRows` (read from the file as iterated)
     class_names: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
     name: str = "data"
+
+    def __post_init__(self):  # a path's name as text (`core.text.readable`): here, once
+        object.__setattr__(self, "where", readable(self.where))
+        object.__setattr__(self, "name", readable(self.name))
 
 
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".json": "jsonl",
