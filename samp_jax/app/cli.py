@@ -79,7 +79,8 @@ from samp_jax.serving.distributed import (check_same, check_same_options, descri
                                           initialize_distributed, is_distributed, is_primary,
                                           silence_watchdog, state_digest)
 from samp_jax.tasks import SPLITS, TASKS, Task, get_task
-from samp_jax.tasks.task import CALIBRATION_BATCH_SIZE, CALIBRATION_EXAMPLES
+from samp_jax.tasks.task import (CALIBRATION_BATCH_SIZE, CALIBRATION_EXAMPLES,
+                                 warn_if_named_two_classes)
 from samp_jax.tasks.truncation import Truncation, as_dicts
 from samp_jax.models.hf_labels import all_generic
 from samp_jax.tasks.files import Columns, load_task
@@ -95,6 +96,8 @@ def resolve_task(args, model=None) -> Task:
     threshold, `EncoderModel.label_threshold`, when it has one), and its rows are cut at
     `--max-length` when given (`samp_jax.app.lengths`)."""
     task = with_metric(args, at_max_length(args, _read_task(args, model)))
+    if model is not None:
+        task = with_relevant_class(args, task, model)
     warn_if_io_tags(task)
     threshold = getattr(args, "threshold", None)
     if threshold is None:
@@ -141,6 +144,33 @@ def warn_if_io_tags(task: Task) -> None:
                   "one entity (two entities of one type side by side count as one); "
                   "--metric word_accuracy scores each word's tag instead", UserWarning,
                   stacklevel=2)
+
+
+def with_relevant_class(args, task: Task, model) -> Task:
+    """`task` reading the class `--relevant-class` names (a name in the model's id2label, or
+    the id 0 or 1) as the relevant one of the model's two-class head, where it is given
+    (`Task.relevant_class`)."""
+    given = getattr(args, "relevant_class", None)
+    if given is None:
+        return task
+    if not task.task_type.ranks_two_classes:
+        raise UsageError(f"--relevant-class {given}: names the relevant class of a two-class "
+                         f"head read as a ranking (text_pair_ranking); {task.name} is "
+                         f"{task.task_type.name}")
+    width = model.output_shape(1, 1)[-1]
+    if model.readout is not Readout.CLASSES or width != 2:
+        raise UsageError(f"--relevant-class {given}: names the relevant one of a head of two "
+                         f"classes; the {model.head_kind} head of {args.model} has {width} "
+                         f"output{'' if width == 1 else 's'}, read as a score per row")
+    names = [str(name) for name in model.labels or ()]
+    if given in names:
+        relevant = names.index(given)
+    elif given in ("0", "1"):
+        relevant = int(given)
+    else:
+        raise UsageError(f"--relevant-class {given!r} is none of the model's two classes "
+                         f"{names or '(unnamed)'}, nor the id 0 or 1")
+    return dataclasses.replace(task, relevant_class=relevant)
 
 
 def with_metric(args, task: Task) -> Task:
@@ -318,6 +348,7 @@ def _eval(args) -> int:
         quiet = False
     model, tokenizer, description = resolve_model(args, progress=False if args.json else None)
     task = resolve_task(args, model)
+    warn_if_named_two_classes(model, task)  # search and finetune: run_search, finetune
     if not quiet:
         warn_if_trained_on(args, task, ("test",))
     for v in variants:  # validate every map before the slow part
@@ -423,6 +454,7 @@ def _calibrate(args) -> int:
     model, tokenizer, description = resolve_model(args, progress=False if args.json else None)
     task = resolve_task(args, model)
     if args.eval:
+        warn_if_named_two_classes(model, task)
         warn_if_trained_on(args, task, ("test",))
     pmap = variant.precision_map(model.config.num_layers)  # validates before the slow part
     evaluator = make_evaluator(task, tokenizer, model, max_examples=args.max_examples,
@@ -488,6 +520,7 @@ def _finetune(args) -> int:
                             max_dev_examples=(None if args.max_dev_examples == "all"
                                               else int(args.max_dev_examples)))
     model, task = _model_to_finetune(args, base, task)
+    task = with_relevant_class(args, task, model)  # refused for a head made anew (one output)
     check_file_size(f"{out / WEIGHTS_FILE} (the fine-tuned model's weights)",
                     lambda: sum(a.nbytes for a in export_state_dict(model).values()))
     loss = task.training_loss_for(model)  # as the task reads the model's head: a score, classes
@@ -495,7 +528,8 @@ def _finetune(args) -> int:
     test = make_evaluator(task, tokenizer, seed=args.seed) if task.split("test") else None
     _say(args, f"fine-tuning {args.model} on {task.name} ({task.task_type.name}, "
                + (f"labels {list(task.labels)}" if task.labels else
-                  _HEAD_READ.get(model.readout, _HEAD_READ[Readout.SCORE]))
+                  _HEAD_READ.get(model.readout, _HEAD_READ[Readout.SCORE]).format(
+                      task.reads_class))
                + f", {loss.name}); split sizes {task.sizes()}; data: {task.source}")
     given = _split_files(args)
     held_out = [s for s in ("calibration", "search") if s not in given]
@@ -522,6 +556,7 @@ def _finetune(args) -> int:
                "task_type": task.task_type.name,
                "labels": None if task.labels is None else list(task.labels),
                "loss": loss.name, "problem_type": loss.problem_type,
+               "relevant_class": task.relevant_class,
                "label_threshold": task.decision_threshold, "metric": task.metric,
                "dev_metric": result.dev_metric,
                "dev_examples_scored": result.dev_examples, "steps": result.steps,
@@ -551,7 +586,7 @@ def _finetune(args) -> int:
 
 
 _HEAD_READ = {Readout.SCORE: "one output: a score",
-              Readout.CLASSES: "two classes: a score by P(class 1)"}
+              Readout.CLASSES: "two classes: a score by P(class {})"}
 """How `finetune` says a head without label names is read (a score, a ranking's two classes)."""
 
 

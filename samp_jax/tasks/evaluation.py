@@ -143,6 +143,7 @@ class ClassificationEvaluation(Evaluation):
     agreement_name = "same prediction as FP32"
     proxy_kind = KL
     threshold: float = LABEL_THRESHOLD  # label sets' decision threshold (LabelSetEvaluation)
+    relevant_class: int = 1  # the class of a ranking's two-class head read as relevance
     _per_batch = ("batches", "_rows")
 
     def __init__(self, task_type: TaskType, metric: Metric | None, labels: Sequence[str] | None,
@@ -168,7 +169,7 @@ class ClassificationEvaluation(Evaluation):
 
     def predicted(self, outputs: Sequence[np.ndarray]) -> np.ndarray:
         """What the head predicts for each row (or token), read as the task type reads it."""
-        return self.task_type.predicted(self.gather(outputs), self.threshold)
+        return self.task_type.predicted(self.gather(outputs), self.threshold, self.relevant_class)
 
     def evidence(self, outputs) -> np.ndarray | None:
         if self.partial or self.task_metric is None:
@@ -177,7 +178,8 @@ class ClassificationEvaluation(Evaluation):
 
     def score(self, outputs, reference=None) -> dict[str, float]:
         out = task_score(self.task_type, self.task_metric, self.labels, self.gather(outputs),
-                         self.encoded, threshold=self.threshold)  # NaN for NaN or Inf outputs
+                         self.encoded, threshold=self.threshold,
+                         relevant_class=self.relevant_class)  # NaN for NaN or Inf outputs
         if reference is not None:
             out["agreement"] = self.agreement(outputs, reference)
         return out
@@ -311,15 +313,17 @@ class EmbeddingEvaluation(Evaluation):
 class ScoringEvaluation(ClassificationEvaluation):
     """A sequence head of one output (num_labels=1: a reranker, a regression cross-encoder):
     its logit is the row's score, ranked against 0/1 labels (ROC-AUC) or scores (Spearman);
-    for a ranking task, each query's rows by it (or by P(class 1) of a two-class head) against
-    their relevance (MRR@10, NDCG@10, MAP, recall@k)."""
+    for a ranking task, each query's rows by it (or by P(`relevant_class`) of a two-class head,
+    class 1 unless the task says otherwise: `Task.relevant_class`) against their relevance
+    (MRR@10, NDCG@10, MAP, recall@k)."""
 
     agreement_name = "rank correlation with FP32"
     proxy_kind = SCORE
 
     def __init__(self, task_type: TaskType, metric: Metric, labels: Sequence[str] | None,
                  encoded: EncodedSplit, *, batch_size: int = 64,
-                 buckets: Sequence[int] = DEFAULT_BUCKETS):
+                 buckets: Sequence[int] = DEFAULT_BUCKETS, relevant_class: int = 1):
+        self.relevant_class = relevant_class
         super().__init__(task_type, metric, None, encoded, batch_size=batch_size, buckets=buckets)
 
     def scores(self, outputs: Sequence[np.ndarray]) -> np.ndarray:

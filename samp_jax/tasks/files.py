@@ -64,11 +64,18 @@ a `datasets` ClassLabel column's names (a `Dataset`, a `save_to_disk` folder, or
 file `datasets` wrote, whose schema metadata keeps them), and plain numbers name the classes in numeric order,
 as HF's `run_glue` numbers them (1..5 make five classes "1".."5"; -1/1 make two).
 A ClassLabel column given `labels` is matched by its names (so a model that orders the
-classes differently still gets the right ids), unless `labels` are transformers' generic
+classes differently still gets the right ids; names that differ from the model's only in case,
+glue/sst2's `negative` for distilbert-sst2's `NEGATIVE`, are matched regardless of case where
+that match is one to one, as `datasets`' `align_labels_with_mapping` matches them, said in a
+warning line; a plain label is matched as it is spelt, and its refusal says when only case
+differs), unless `labels` are transformers' generic
 `LABEL_<i>` names: then its ids are taken as they are, and its names, as many as the model's
 outputs, name them (the task's labels: a BIO-tagged column is scored by entity F1, not by
 word accuracy of `LABEL_<i>`), said in a warning line; another number of names is an error
-naming both counts.
+naming both counts. A ClassLabel declaration over a column that holds anything but integer
+ids (a Parquet file edited with pyarrow or pandas keeps its `huggingface` metadata) no longer
+describes it: it is ignored, said in a warning line naming the file and column, and the
+values are read as they are.
 Embedding pairs take labels 0/1 or float scores and have no label names.
 
 Splits. One source is shuffled with `np.random.default_rng(seed)` and cut into test (20%),
@@ -151,7 +158,8 @@ def load_task(source: Any = None, *, task_type: str | None = None, columns: Colu
         `head`), see the module docstring.
       columns: your column names; fields left None take a usual name.
       labels: the model's label names in id order (`id2label`); the data's labels must be
-        among them (a `datasets` ClassLabel column is matched by its names, unless these are
+        among them (a `datasets` ClassLabel column is matched by its names, regardless of case
+        where only case differs, one to one, unless these are
         transformers' generic `LABEL_<i>`: then its ids are the model's and its names theirs,
         as many as there are). None takes them from the data. Embedding tasks ignore it.
       split_files: explicit files per split (`train`, `dev` or `validation`, `calibration`,
@@ -304,11 +312,13 @@ def _labels_to_ids(parts: dict[str | None, _Part], field: str, labels: Sequence[
                    task_type, where: str) -> list[str]:
     """Checks the labels (or tags) in `field` of every part and replaces them by ids, in
     place; returns the label names in id order. `where` names the first table."""
+    for key, part in parts.items():  # a ClassLabel declaration the column's values belie
+        parts[key] = _without_stale_class_names(part, field)
     if labels is not None and all_generic(labels):  # a head nothing names: the data's names
         labels = _class_names_for(parts, field, labels) or labels
     if labels is not None and not all_generic(labels):
         for part in parts.values():  # ClassLabel ids → names, matched by name to the model's
-            _class_ids_to_names(part, field)
+            _class_ids_to_names(part, field, [str(name) for name in labels])
     try:
         names, to_id = _label_ids(list(parts.values()), field, labels)
     except ValueError as e:
@@ -643,8 +653,12 @@ def _label_ids(parts: list[_Part], field: str,
             value, at = next((v, at) for v, at in names if v not in labels)
             more = (f"; the data has {len(unknown)} label names the model lacks: {unknown}"
                     if len(unknown) > 1 else "")
+            case = _case_matched(unknown, labels)
             why = (" (the model's classes are numbers: a number in the data is the class of "
                    "that name, not an id)" if numbered is not None else
+                   f" (it differs from the model's {case[value]!r} only in case: a label is "
+                   "matched as it is spelt; spell the data's labels as the model does)"
+                   if set(case) == set(unknown) else
                    " (a JSON or Parquet boolean is read as its name, as a CSV spells it)"
                    if value in ("True", "False") else "")
             raise ValueError(f"{at} has label {value!r}, which is not one of the model's "
@@ -705,15 +719,78 @@ def _numbers(values) -> bool:
                or isinstance(v, str) and cells.WHOLE_NUMBER.fullmatch(v) for v in values)
 
 
-def _class_ids_to_names(part: _Part, field: str) -> None:
-    """Replaces the ids of a `datasets` ClassLabel column by its names, in place."""
-    names = part.table.class_names.get(part.columns[field])
+def _without_stale_class_names(part: _Part, field: str) -> _Part:
+    """`part`, without its column's ClassLabel declaration where the column holds a value that
+    is not an integer id (a name, a fraction, a boolean): a Parquet file that `datasets`
+    wrote and pyarrow or pandas edited keeps its schema's `huggingface` metadata, which then
+    no longer describes the column. The declaration is ignored, said in one warning line
+    naming the file, the column and the first such value, and the values are read as they
+    are (names as names); refusing would leave no way to read the file as it is."""
+    column = part.columns.get(field)
+    names = part.table.class_names.get(column)
+    if names is None:
+        return part
+    for row_number, example in enumerate(part.examples, 1):
+        values = example[field] if field in _SET_FIELDS else [example[field]]
+        value = next((v for v in values if not isinstance(v, int)), None)
+        if value is None:
+            continue
+        warnings.warn(f"{part.at(row_number, field)} holds {value!r}, not an integer id, though "
+                      f"the column is declared a `datasets` ClassLabel of names "
+                      f"{list(names)[:8]}{' ...' if len(names) > 8 else ''} (in the file's "
+                      "metadata, kept when the file was edited after datasets wrote it): the "
+                      "declaration no longer describes the column and is ignored; its values "
+                      "are read as they are", UserWarning, stacklevel=4)
+        kept = {name: v for name, v in part.table.class_names.items() if name != column}
+        return dataclasses.replace(part, table=dataclasses.replace(part.table, class_names=kept))
+    return part
+
+
+def _case_matched(names: Sequence[str], labels: Sequence[str]) -> dict[str, str]:
+    """`ClassLabel name -> the model's label` for the names that are not the model's labels
+    but one of them in another case (glue/sst2's `negative` for distilbert-sst2's
+    `NEGATIVE`), where that match is one-to-one (no two names, nor two labels, alike but for
+    case); as `datasets`' `align_labels_with_mapping` matches them. Empty otherwise."""
+    folded = {label.casefold(): label for label in labels}
+    if len(folded) != len(labels) or len({n.casefold() for n in names}) != len(names):
+        return {}
+    return {name: folded[name.casefold()] for name in names
+            if name not in labels and name.casefold() in folded}
+
+
+def _class_ids_to_names(part: _Part, field: str, labels: Sequence[str]) -> None:
+    """Replaces the ids of a `datasets` ClassLabel column by its names, in place, matched to
+    the model's `labels`: as they are, else regardless of case where that match is one-to-one
+    (`_case_matched`, said in a warning line).
+
+    Raises:
+      LabelMismatch: a row's ClassLabel name is none of the model's labels, in any case.
+    """
+    column = part.columns[field]
+    names = part.table.class_names.get(column)
     if names is None:
         return
+    renamed = _case_matched(names, labels)
+    shown = f"{list(names)[:8]}{' ...' if len(names) > 8 else ''}"
+    if renamed:
+        warnings.warn(f"{part.table.where}: column {column!r} is a `datasets` ClassLabel of "
+                      f"names {shown}; {', '.join(f'{a!r}' for a in renamed)} matched to the "
+                      f"model's {', '.join(f'{b!r}' for b in renamed.values())}, which differ "
+                      "only in case", UserWarning, stacklevel=4)
 
     def name(value, at: str):
         _check_ids([(value, at)], len(names), f"the ClassLabel names {list(names)}")
-        return names[value]
+        found = renamed.get(names[value], names[value])
+        if found not in labels:
+            raise LabelMismatch(
+                f"{at} has id {value}, {names[value]!r}: the column is a `datasets` ClassLabel "
+                f"with names {shown}, which differ from the model's labels {labels[:8]}"
+                f"{' ...' if len(labels) > 8 else ''} (not only in case), and its ids are "
+                "matched to the model's by name; map the ids to the model's (datasets' "
+                f"Dataset.align_labels_with_mapping(label2id, {column!r}) with the model's "
+                "label2id), or, where its ids already are the model's, give the column the "
+                "model's names (cast_column with ClassLabel(names=...))")
+        return found
     for row_number, example in enumerate(part.examples, 1):
         at = part.at(row_number, field)
         value = example[field]

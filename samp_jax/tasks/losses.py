@@ -10,7 +10,7 @@ of its gold answers, and the HF
 | a score | `label` (0/1) | sigmoid cross-entropy of the one output | multi_label_classification |
 | a score | `score` (a number) | squared error of the one output | regression |
 | a score | `relevance` (a ranking) | sigmoid cross-entropy of the one output, relevant = 1 | multi_label_classification |
-| classes (two) | `relevance` (a ranking) | softmax cross-entropy, class 1 = relevant | single_label_classification |
+| classes (two) | `relevance` (a ranking) | softmax cross-entropy, class 1 = relevant (or class 0: `Task.relevant_class`) | single_label_classification |
 
 The ranking rows are sentence-transformers' defaults for a CrossEncoder reranker: its
 `BinaryCrossEntropyLoss` (`BCEWithLogitsLoss` of the one output) for a head of one output, its
@@ -103,6 +103,11 @@ def _relevant_softmax_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax
     return _softmax_cross_entropy(logits, _relevant(labels).astype(jnp.int32))
 
 
+def _relevant_class_0_softmax_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """Relevances `[B]` against two classes `[B, 2]`: softmax cross-entropy, class 0 relevant."""
+    return _relevant_softmax_cross_entropy(logits[..., ::-1], labels)
+
+
 SOFTMAX_CROSS_ENTROPY = Loss("softmax cross-entropy", "single_label_classification",
                              _softmax_cross_entropy)
 SIGMOID_CROSS_ENTROPY = Loss("sigmoid cross-entropy", "multi_label_classification",
@@ -125,12 +130,22 @@ LOSSES: dict[tuple[Readout, str], Loss] = {
 }
 """`(how the head is read, the gold field) -> Loss`."""
 
+RELEVANT_CLASS_0_SOFTMAX_CROSS_ENTROPY = Loss("softmax cross-entropy (class 0: relevance >= 1)",
+                                              "single_label_classification",
+                                              _relevant_class_0_softmax_cross_entropy)
+RELEVANT_CLASS_0: dict[Loss, Loss] = {
+    RELEVANT_SOFTMAX_CROSS_ENTROPY: RELEVANT_CLASS_0_SOFTMAX_CROSS_ENTROPY}
+"""The loss that trains class 0 as the relevant one in place of class 1, for a ranking whose
+two-class head names class 0 relevant (`Task.relevant_class`)."""
+
 
 def training_loss(task_type, gold_field: str | None, where: str, *,
-                  readout: Readout | None = None, width: int | None = None) -> Loss:
+                  readout: Readout | None = None, width: int | None = None,
+                  relevant_class: int = 1) -> Loss:
     """The `Loss` a head is fine-tuned with on `gold_field` answers: by how the head is read
     (`readout`, of `width` outputs: the model's own, where `task_type` reads a head so, as a
-    ranking reads a two-class head), else as `task_type` reads it.
+    ranking reads a two-class head, with `relevant_class` its relevant class), else as
+    `task_type` reads it.
 
     Raises:
       ValueError: naming `where` when there is none (embedding tasks: no head to train).
@@ -145,4 +160,4 @@ def training_loss(task_type, gold_field: str | None, where: str, *,
                          "scores or relevances (a classification, multi-label, scoring or "
                          "text_pair_ranking task type), not a sentence-embedding model's "
                          "embeddings (train those with sentence-transformers)")
-    return loss
+    return RELEVANT_CLASS_0.get(loss, loss) if relevant_class == 0 else loss

@@ -57,20 +57,24 @@ def label_kl(outputs: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return np.mean(p * (log_p - log_q) + (1.0 - p) * (log_not_p - log_not_q), axis=-1)
 
 
-def row_scores(logits: np.ndarray) -> np.ndarray:
+def row_scores(logits: np.ndarray, relevant_class: int = 1) -> np.ndarray:
     """`[...]`: the score a reranker's head gives each row: its one output, or, for a head of
-    two classes, the log-odds of class 1, `logit_1 - logit_0` (float64). That orders rows as
+    two classes, the log-odds of `relevant_class` (class 1 unless told: sentence-transformers'
+    CrossEncoder reads P(class 1)), `logit_1 - logit_0` (float64). That orders rows as
     P(class 1) = softmax(logits)[1] does, and does not round to a tie where the probability
-    rounds to 1.
+    rounds to 1. A head whose class 0 is the relevant one (glue/qnli's `entailment`,
+    `not_entailment`) is read with `relevant_class=0`: the negated log-odds.
 
     Raises:
-      ValueError: a head of another width.
+      ValueError: a head of another width, or a `relevant_class` other than 0 or 1.
     """
     logits = np.asarray(logits, np.float64)
     if logits.shape[-1] == 1:
         return logits[..., 0]
+    if relevant_class not in (0, 1):
+        raise ValueError(f"{relevant_class=} is not a class of a head of two classes (0 or 1)")
     if logits.shape[-1] == 2:
-        return logits[..., 1] - logits[..., 0]
+        return logits[..., relevant_class] - logits[..., 1 - relevant_class]
     raise ValueError(f"a row's score is read from a head of one output, or of two classes "
                      f"(P(class 1)); this head has {logits.shape[-1]} outputs")
 

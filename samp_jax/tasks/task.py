@@ -25,6 +25,7 @@ import contextlib
 import dataclasses
 import functools
 import os
+import warnings
 from typing import Callable, Sequence
 
 import jax
@@ -96,6 +97,12 @@ class Task:
         for a ranking).
       split_seed: the seed its splits were drawn with (None: given, not drawn), which a
         report records.
+      relevant_class: a ranking's (`TaskType.ranks_two_classes`) class of a two-class head
+        that is the relevant one: each row is scored by its probability and fine-tuning
+        trains it as the relevant class. 0 for a head whose class 0 is relevant (glue/qnli's
+        `entailment`, `not_entailment`); None: class 1, sentence-transformers' reading, with
+        a warning where the model names its two classes (`check_head_fits`). Other task
+        types keep None.
     """
 
     name: str
@@ -107,6 +114,7 @@ class Task:
     label_threshold: float = LABEL_THRESHOLD
     metric_name: str | None = None
     split_seed: int | None = None
+    relevant_class: int | None = None
 
     def __post_init__(self):
         threshold = check_label_threshold(self.label_threshold)
@@ -115,6 +123,12 @@ class Task:
                              f"label_threshold={self.label_threshold!r} is for the multi-label "
                              "task types (text_multi_label, text_pair_multi_label)")
         object.__setattr__(self, "label_threshold", threshold)  # a float, whatever was given
+        if self.relevant_class is not None and (
+                not self.task_type.ranks_two_classes or isinstance(self.relevant_class, bool)
+                or self.relevant_class not in (0, 1)):
+            raise ValueError(f"task {self.name!r} ({self.task_type.name}): relevant_class="
+                             f"{self.relevant_class!r} names the relevant class, 0 or 1, of a "
+                             "two-class head a ranking reads (text_pair_ranking)")
         if self.metric_name is not None:
             self._metric_for(self._some_examples())  # refuses a metric the task type lacks
         if self.max_length is not None and (isinstance(self.max_length, bool) or
@@ -285,7 +299,9 @@ class Task:
         readout = self.task_type.readout
         with _split_named(split, self.name):  # a gold check's error names the split
             if readout is not None:  # logits, read as the task type reads them
-                options = {"threshold": self.label_threshold} if readout is Readout.LABELS else {}
+                options = ({"threshold": self.label_threshold} if readout is Readout.LABELS
+                           else {"relevant_class": self.reads_class}
+                           if self.task_type.ranks_two_classes else {})
                 return EVALUATIONS[readout](
                     self.task_type, self._metric_for(examples), self.labels,
                     self.encode(tokenizer, examples), batch_size=batch_size or 64,
@@ -344,7 +360,8 @@ class Task:
     def training_loss_for(self, model) -> Loss:
         """What fine-tuning `model`'s head minimises: `training_loss`, or the loss of the
         head as it is read where the task type reads it so too (a ranking's head of two
-        classes, read by P(class 1): softmax cross-entropy with class 1 relevant). None: as
+        classes, read by P(class 1): softmax cross-entropy with class 1 relevant, or class 0
+        where `relevant_class` says so). None: as
         the task type reads a head.
 
         Raises:
@@ -354,7 +371,8 @@ class Task:
         readout = None if model is None else model.readout
         width = None if readout is None else model.output_shape(1, 1)[-1]
         return training_loss(self.task_type, None if metric is None else metric.gold_field,
-                             f"task {self.name!r}", readout=readout, width=width)
+                             f"task {self.name!r}", readout=readout, width=width,
+                             relevant_class=self.reads_class)
 
     def loss(self, logits, labels):
         """`training_loss` of a batch: its mean over the labelled rows (or tokens)."""
@@ -364,7 +382,12 @@ class Task:
         """The task metric from logits aligned with `encoded` rows, read as the task type reads
         them (a class, a set of labels at `label_threshold`, or a score per row)."""
         return task_score(self.task_type, self.task_metric, self.labels, logits, encoded,
-                          threshold=self.label_threshold)
+                          threshold=self.label_threshold, relevant_class=self.reads_class)
+
+    @property
+    def reads_class(self) -> int:
+        """The class of a two-class head a ranking scores rows by: `relevant_class`, else 1."""
+        return 1 if self.relevant_class is None else self.relevant_class
 
 
 @contextlib.contextmanager
@@ -473,6 +496,7 @@ def evaluate(model, task: Task | str, split: str = "test", *, tokenizer=None, se
     tokenizer = model_arguments(model, task, tokenizer, what="evaluate")
     task = get_task(task, seed=seed) if isinstance(task, str) else task
     check_head_fits(model, task)
+    warn_if_named_two_classes(model, task)
     if mesh is None and jax.device_count() > 1:
         mesh = data_mesh()
     if task.task_type.encode is None:  # embeddings, pairs scored by the model's similarity
@@ -561,7 +585,8 @@ def check_head_fits(model, task: Task) -> None:
     """Raises ValueError unless the model's head is the kind `task` needs, reads its logits
     as the task type does (`EncoderModel.readout` against `TaskType.readout`: one class per
     row, a set of labels per row (multi-label), or one score per row (one output)), and names
-    its classes, labels or tags as the task does (`check_labels_fit`)."""
+    its classes, labels or tags as the task does (`check_labels_fit`); a ranking's
+    `relevant_class` names a class of a two-class head (`check_relevant_class`)."""
     if model.head_kind != task.head.name:
         raise ValueError(f"task {task.name!r} ({task.task_type.name}) needs a {task.head} head; "
                          f"the model has {model.head_kind}")
@@ -570,6 +595,40 @@ def check_head_fits(model, task: Task) -> None:
         raise ValueError(readout_mismatch(f"task {task.name!r} ({task.task_type.name})",
                                           task.task_type, found, width))
     check_labels_fit(model, task)
+    check_relevant_class(model, task)
+
+
+def check_relevant_class(model, task: Task) -> None:
+    """Raises ValueError where a ranking's `relevant_class` is given for a head that is not of
+    two classes (a head of one output is a score: it has no class to name)."""
+    if not task.task_type.ranks_two_classes or task.relevant_class is None:
+        return
+    width = model.output_shape(1, 1)[-1]
+    if model.readout is not Readout.CLASSES or width != 2:
+        raise ValueError(f"task {task.name!r} ({task.task_type.name}): relevant_class="
+                         f"{task.relevant_class} names the relevant one of a head of two "
+                         f"classes; the model's head has {width} output"
+                         f"{'' if width == 1 else 's'} (a score per row: nothing to name)")
+
+
+def warn_if_named_two_classes(model, task: Task) -> None:
+    """Warns, in one line, where a ranking reads a two-class head whose classes the model
+    names (not HF's generic `LABEL_0`, `LABEL_1`, nor "0", "1") and the task does not say which
+    is relevant (`Task.relevant_class`): its rows are ranked by P(class 1), as
+    sentence-transformers reads a two-class CrossEncoder, which ranks backwards for a head
+    whose class 0 is the relevant one (glue/qnli's `entailment`, `not_entailment`). The names
+    are not guessed from: the line says which class is read and how to read the other.
+    `evaluate`, `finetune` and `run_search` call it once each, as the commands do."""
+    names = getattr(model, "labels", None)
+    if (not task.task_type.ranks_two_classes or task.relevant_class is not None or not names
+            or len(names) != 2 or model.readout is not Readout.CLASSES or all_generic(names)
+            or list(names) == ["0", "1"]):
+        return
+    warnings.warn(f"the model names its two classes {list(names)}: the ranking scores each row "
+                  f"by P({names[1]!r}), class 1, as relevance (and fine-tuning trains class 1 "
+                  f"as the relevant one), as sentence-transformers reads a two-class reranker; "
+                  f"if {names[0]!r} (class 0) is the relevant one, give --relevant-class "
+                  f"{names[0]} (relevant_class=0 in a Task)", UserWarning, stacklevel=3)
 
 
 class LabelMismatch(SampJaxError, ValueError):

@@ -18,7 +18,8 @@ An example is a plain dict with canonical fields:
 - `text_pair_ranking`, `embedding_ranking`: `text` (a query), `text_pair` (a passage), an
   integer `relevance` (0 not relevant; 0/1 or graded) and `group` (the query id, else the
   query text): each query's rows ranked by a cross-encoder's score (a head of one output, or
-  P(class 1) of a two-class head: `proxies.row_scores`) or by a bi-encoder's similarity, and
+  P(class 1) of a two-class head, or P(class 0) where `Task.relevant_class` says so:
+  `proxies.row_scores`) or by a bi-encoder's similarity, and
   scored per query (MRR@10 by default, NDCG@10, MAP, recall@k: `samp_jax.tasks.ranking`).
 
 Each type says how it reads a head's logits (`readout`, a `samp_jax.models.Readout`), which
@@ -157,7 +158,8 @@ class TaskType:
       grouped: rows come in groups, one per query (`group`), scored query by query: splits
         and subsets take whole queries.
       ranks_two_classes: a head of two classes (a softmax) is read too, each row scored by
-        P(class 1) (`proxies.row_scores`), beside the `readout`'s one output.
+        P(class 1), or P(class 0) where a task says class 0 is the relevant one
+        (`Task.relevant_class`, `proxies.row_scores`), beside the `readout`'s one output.
     """
 
     name: str
@@ -176,11 +178,13 @@ class TaskType:
         return self.readout is None or readout is self.readout or (
             self.ranks_two_classes and readout is Readout.CLASSES and width in (None, 2))
 
-    def predicted(self, logits: np.ndarray, threshold: float = LABEL_THRESHOLD) -> np.ndarray:
+    def predicted(self, logits: np.ndarray, threshold: float = LABEL_THRESHOLD,
+                  relevant_class: int = 1) -> np.ndarray:
         """What the head predicts from logits, as this type reads them: `readout.predict`,
-        or, where it ranks two classes too, each row's score (`proxies.row_scores`)."""
+        or, where it ranks two classes too, each row's score (`proxies.row_scores`: a
+        two-class head's log-odds of `relevant_class`)."""
         if self.ranks_two_classes:
-            return row_scores(logits)
+            return row_scores(logits, relevant_class)
         return self.readout.predict(logits, threshold)
 
     @property
@@ -398,12 +402,13 @@ def sequence_type(readout: Readout, pair: bool) -> TaskType:
 
 def task_score(task_type: TaskType, metric: Metric, labels: Sequence[str] | None,
                logits: np.ndarray, encoded: EncodedSplit, *,
-               threshold: float = LABEL_THRESHOLD) -> dict[str, float]:
+               threshold: float = LABEL_THRESHOLD, relevant_class: int = 1) -> dict[str, float]:
     """`metric` (`{'metric', 'value', 'examples'}` and the metric's details, e.g. entity F1's
     precision and recall) of what the head predicts from logits aligned with `encoded` rows,
-    read as the task type reads them (`TaskType.predicted`; label sets at `threshold`); a
-    metric counted in other units than rows (queries) gives their number too."""
-    predicted = task_type.predicted(logits, threshold)
+    read as the task type reads them (`TaskType.predicted`; label sets at `threshold`, a
+    ranking's two classes by P(`relevant_class`)); a metric counted in other units than rows
+    (queries) gives their number too."""
+    predicted = task_type.predicted(logits, threshold, relevant_class)
     evidence = metric.evidence(predicted, encoded.gold, labels)
     details = {} if metric.details is None else metric.details(evidence)
     score = {"metric": metric.name, "value": metric.value(evidence), "examples": len(encoded),

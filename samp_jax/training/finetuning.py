@@ -47,7 +47,8 @@ from samp_jax.models.tokenizer import Tokenizer
 from samp_jax.serving.forward import batch_inputs, merged_call
 from samp_jax.tasks.chance import ChanceLevel, chance_level
 from samp_jax.tasks.losses import Loss
-from samp_jax.tasks.task import LabelMismatch, Task, check_head_fits, get_task, predict
+from samp_jax.tasks.task import (LabelMismatch, Task, check_head_fits, get_task, predict,
+                                 warn_if_named_two_classes)
 from samp_jax.tasks.truncation import Truncation
 
 
@@ -183,6 +184,7 @@ def finetune(model, task: Task | str, tokenizer: Tokenizer, config: FinetuneConf
         raise ValueError(f"{e}. Or, to train this head for the task's labels instead, clear its "
                          "names first (model.head.labels = None), as samp-jax finetune gives a "
                          "head of other names a new one") from None
+    warn_if_named_two_classes(model, task)
     splits = task.splits
     if not splits.train or not splits.dev:
         raise ValueError(f"task {task.name!r} needs train and dev examples to fine-tune; it has "

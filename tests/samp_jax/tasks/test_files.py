@@ -352,9 +352,67 @@ def test_class_label_columns_match_the_models_labels_by_name():
         generic = load_task(dataset, labels=["LABEL_0", "LABEL_1"])  # its ids, and its names
     assert all(e["label"] == int(e["text"].split()[-1]) % 2 for e in examples(generic))
     assert generic.labels == ("neg", "pos")
-    with raises(r"datasets.Dataset: row 1: column 'label' has label 'neg', which is not one of "
-                r"the model's labels \['NEGATIVE', 'POSITIVE'\]; the data has 2 label names"):
+    with raises(r"datasets.Dataset: row 1: column 'label' has id 0, 'neg': the column is a "
+                r"`datasets` ClassLabel with names \['neg', 'pos'\], which differ from the "
+                r"model's labels \['NEGATIVE', 'POSITIVE'\] \(not only in case\).*"
+                r"align_labels_with_mapping\(label2id, 'label'\)"):
         load_task(dataset, labels=["NEGATIVE", "POSITIVE"])
+
+
+def _sst2_like(tmp_path) -> list:
+    """glue/sst2's ClassLabel (`negative`, `positive`) as a Dataset, a save_to_disk folder and
+    a Parquet file `datasets` wrote (its names in the schema's metadata)."""
+    features = datasets.Features({"sentence": datasets.Value("string"),
+                                  "label": datasets.ClassLabel(names=["negative", "positive"])})
+    dataset = datasets.Dataset.from_dict(
+        {"sentence": [text(i) for i in range(20)], "label": [i % 2 for i in range(20)]}, features)
+    dataset.save_to_disk(str(tmp_path / "sst2"))
+    dataset.to_parquet(str(tmp_path / "sst2.parquet"))
+    return [dataset, tmp_path / "sst2", tmp_path / "sst2.parquet"]
+
+
+def test_class_label_names_that_differ_from_the_models_only_in_case_are_matched(tmp_path):
+    """distilbert-sst2's `NEGATIVE`, `POSITIVE` (here in the other order) on glue/sst2's
+    `negative`, `positive`: matched regardless of case, one to one, as `datasets`'
+    `align_labels_with_mapping` matches them, and said in a warning line."""
+    for source in _sst2_like(tmp_path):
+        with pytest.warns(UserWarning, match=r"column 'label' is a `datasets` ClassLabel of "
+                          r"names \['negative', 'positive'\]; 'negative', 'positive' matched to "
+                          r"the model's 'NEGATIVE', 'POSITIVE', which differ only in case"):
+            task = load_task(source, labels=["POSITIVE", "NEGATIVE"])
+        assert task.labels == ("POSITIVE", "NEGATIVE")
+        assert all(e["label"] == 1 - int(e["text"].split()[-1]) % 2 for e in examples(task))
+        with raises(r"has id 0, 'negative': the column is a `datasets` ClassLabel with names "
+                    r"\['negative', 'positive'\], which differ from the model's labels "
+                    r"\['Negative', 'NEGATIVE', 'positive'\] \(not only in case\)"):
+            load_task(source, labels=["Negative", "NEGATIVE", "positive"])  # not one to one
+    rows = [{"sentence": text(i), "label": ("negative", "positive")[i % 2]} for i in range(20)]
+    with raises(r"has label 'negative', which is not one of the model's labels \['NEGATIVE', "
+                r"'POSITIVE'\].*\(it differs from the model's 'NEGATIVE' only in case: a label "
+                r"is matched as it is spelt"):  # a plain label: as it is spelt
+        load_task(write(tmp_path, "jsonl", rows), labels=["NEGATIVE", "POSITIVE"])
+
+
+def test_a_stale_class_label_declaration_over_text_labels_is_ignored_and_said(tmp_path):
+    """A Parquet file `datasets` wrote, its label ids replaced by names with pyarrow: the
+    schema keeps the ClassLabel declaration, which no longer describes the column."""
+    path = _sst2_like(tmp_path)[2]
+    table = pyarrow.parquet.read_table(path)
+    names = pyarrow.array([("NEGATIVE", "POSITIVE")[i] for i in table.column("label").to_pylist()])
+    pyarrow.parquet.write_table(table.set_column(1, "label", names), tmp_path / "edited.parquet")
+    assert b"huggingface" in pyarrow.parquet.read_schema(tmp_path / "edited.parquet").metadata
+    said = (r"edited.parquet: row 1: column 'label' holds 'NEGATIVE', not an integer id, though "
+            r"the column is declared a `datasets` ClassLabel of names \['negative', 'positive'\]"
+            r" .*is ignored; its values are read as they are")
+    for labels in (["NEGATIVE", "POSITIVE"], None, ["LABEL_0", "LABEL_1"]):
+        with pytest.warns(UserWarning, match=said):
+            if labels == ["LABEL_0", "LABEL_1"]:  # names of the data's own, not the ClassLabel's
+                with raises(r"has label 'NEGATIVE', which is not one of the model's labels"):
+                    load_task(tmp_path / "edited.parquet", labels=labels)
+                continue
+            task = load_task(tmp_path / "edited.parquet", labels=labels)
+        assert task.labels == ("NEGATIVE", "POSITIVE")
+        assert all(e["label"] == int(e["text"].split()[-1]) % 2 for e in examples(task))
 
 
 BIO_TAGS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]

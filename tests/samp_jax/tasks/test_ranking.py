@@ -310,6 +310,97 @@ def test_a_bi_encoder_and_a_two_class_head_rank_the_same_rows(minilm_dir):
     assert scored["metric"] == "mrr@10" and scored["queries"] == 6 and 0 < scored["value"] <= 1
 
 
+QNLI_NAMES = ("entailment", "not_entailment")  # glue/qnli's order: class 0 is the relevant one
+
+
+def _named_two_class_head(names=QNLI_NAMES):
+    config = sj.EncoderConfig(vocab_size=30522, hidden_size=32, num_layers=2, num_heads=4,
+                              intermediate_size=64, max_position_embeddings=64)
+    rngs = nnx.Rngs(3)
+    model = sj.EncoderModel(config, make_head("sequence_classification", config, num_labels=2,
+                                              rngs=rngs), rngs=rngs)
+    model.head.labels = names
+    return model
+
+
+def test_a_two_class_head_whose_class_0_is_relevant_is_said_and_read_as_told(minilm_dir):
+    tokenizer = sj.Tokenizer.from_pretrained(minilm_dir)
+    model = _named_two_class_head()
+    task = load_task(_rows(30), head="sequence_classification", readout=Readout.CLASSES)
+    assert task.task_type.name == "text_pair_ranking" and task.relevant_class is None
+    encoded = task.encode(tokenizer, task.split("test"))
+    logits = np.asarray(jit_forward(model)({k: getattr(encoded, k) for k in
+                                            ("input_ids", "attention_mask", "token_type_ids")}))
+    by_class = [MRR_AT_10.value(MRR_AT_10.evidence(logits[:, c] - logits[:, 1 - c], encoded.gold))
+                for c in (0, 1)]
+    assert by_class[0] != pytest.approx(by_class[1])  # the two readings tell apart
+    with pytest.warns(UserWarning, match=r"names its two classes \['entailment', "
+                      r"'not_entailment'\]: the ranking scores each row by "
+                      r"P\('not_entailment'\), class 1.*--relevant-class entailment"):
+        assert evaluate(model, task, tokenizer=tokenizer)["value"] == pytest.approx(by_class[1])
+    told = dataclasses.replace(task, relevant_class=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # told: nothing to say
+        assert evaluate(model, told, tokenizer=tokenizer)["value"] == pytest.approx(by_class[0])
+        assert evaluate(_named_two_class_head(("LABEL_0", "LABEL_1")), task,
+                        tokenizer=tokenizer)["value"] == pytest.approx(by_class[1])
+    # fine-tuning trains the class it reads: class 0's cross-entropy where told
+    relevance = np.asarray(encoded.labels)
+    picked = np.where(relevance >= 1, 0, 1)
+    log_p = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    loss = told.training_loss_for(model)
+    assert loss.name == "softmax cross-entropy (class 0: relevance >= 1)"
+    assert float(loss.fn(logits, relevance)) == pytest.approx(
+        -np.mean(log_p[np.arange(len(picked)), picked]), rel=1e-5)
+    assert task.training_loss_for(model).name == "softmax cross-entropy (class 1: relevance >= 1)"
+    with pytest.raises(ValueError, match=r"relevant_class=0 names the relevant one of a head of "
+                                         r"two classes; the model's head has 1 output"):
+        check_head_fits(sj.load(CROSS_ENCODER), told)
+    with pytest.raises(ValueError, match=r"relevant_class=0 names the relevant class.*ranking"):
+        dataclasses.replace(load_task([{"text": "a b", "label": "x"}, {"text": "b", "label": "y"}]
+                                      * 5), relevant_class=0)
+
+
+def test_the_commands_say_and_read_the_relevant_class_of_a_named_two_class_head(
+        tmp_path, capsys, minilm_dir):
+    folder = save_pretrained(_named_two_class_head(), tmp_path / "qnli", tokenizer_dir=minilm_dir,
+                             labels=QNLI_NAMES)
+    data = tmp_path / "ranking.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in _rows(30)))
+    model = sj.load(folder)
+    task = load_task(data, head=model.head_kind, readout=model.readout, seed=0)
+    expected = {c: evaluate(model, dataclasses.replace(task, relevant_class=c))["value"]
+                for c in (0, 1)}
+    capsys.readouterr()
+    scored = {}
+    for given in (None, "entailment", "0", "not_entailment"):
+        option = [] if given is None else ["--relevant-class", given]
+        assert main(["eval", "--model", str(folder), "--data", str(data), "--precision", "fp16",
+                     "--json", *option]) == 0
+        out, err = capsys.readouterr()
+        scored[given] = json.loads(out)["rows"][0]["value"]
+        said = "ranking scores each row by P('not_entailment'), class 1" in err
+        assert said == (given is None), err
+    assert scored == {None: pytest.approx(expected[1]), "entailment": pytest.approx(expected[0]),
+                      "0": pytest.approx(expected[0]), "not_entailment": pytest.approx(expected[1])}
+    assert main(["eval", "--model", str(folder), "--data", str(data),
+                 "--relevant-class", "relevant"]) == 2
+    assert ("--relevant-class 'relevant' is none of the model's two classes ['entailment', "
+            "'not_entailment'], nor the id 0 or 1") in capsys.readouterr().err
+    assert main(["eval", "--model", str(CROSS_ENCODER), "--data", str(data),
+                 "--relevant-class", "0"]) == 2
+    assert "names the relevant one of a head of two classes" in capsys.readouterr().err
+    assert main(["finetune", "--model", str(folder), "--data", str(data), "--min-steps", "2",
+                 "--epochs", "1", "--relevant-class", "entailment", "--out",
+                 str(tmp_path / "ft")]) == 0
+    assert "names its two classes" not in capsys.readouterr().err
+    summary = json.loads((tmp_path / "ft" / "finetune.json").read_text())
+    assert summary["relevant_class"] == 0 and summary["loss"].startswith(
+        "softmax cross-entropy (class 0")
+    saved = json.loads((tmp_path / "ft" / "config.json").read_text())["id2label"]
+    assert saved == {"0": "entailment", "1": "not_entailment"}  # its names, as they were
+
+
 def test_the_search_objective_bounds_the_drop_over_queries(minilm_dir):
     model = sj.load(CROSS_ENCODER)
     task = load_task(_rows(40), head=model.head_kind, readout=model.readout)
