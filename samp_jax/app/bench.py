@@ -421,8 +421,8 @@ def run_from_args(args) -> int:
     models = ("bert-base", "minilm")
     if args.quick:
         shapes, repeats, inner, warmup, models = QUICK_SHAPES, 1, 1, 1, ("minilm",)
-    if args.models is not None:
-        models = tuple(m.strip() for m in args.models.split(",") if m.strip())
+    if args.models is not None:  # each model once, as it is benchmarked
+        models = tuple(dict.fromkeys(m.strip() for m in args.models.split(",") if m.strip()))
     try:
         if args.shapes is not None:
             shapes = parse_shapes(args.shapes)
@@ -433,6 +433,11 @@ def run_from_args(args) -> int:
     contenders = None if args.contenders is None else [c.strip() for c in args.contenders.split(",")]
     out = args.out or Path("benchmarks/results") / f"{device_file_stem()}-e2e.json"
     figure = out.with_suffix(".png")
+    if figure == out:  # the plot would replace the results
+        print(f"samp-jax bench: error: --out {out} is where its plot goes (the .png beside "
+              f"--out); give the results a .json path, such as {out.with_suffix('.json')}",
+              file=sys.stderr)
+        return 2
     for path, what in ((out, "--out"), (figure, "--out's plot")):
         check_output(path, what=what, folder=False)  # before the benchmark, not after
     progress = (lambda line: print(line, file=sys.stderr, flush=True))

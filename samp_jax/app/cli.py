@@ -738,7 +738,7 @@ def check_file_size(what: str, least) -> None:
     if file_size_limit() is None:
         return
     needed = int(least())
-    beyond = beyond_file_size_limit(needed)
+    beyond = beyond_file_size_limit(needed, least=True)
     if beyond is not None:
         raise FileSizeLimitError(f"{what} takes at least {needed:,} bytes, and {beyond}")
 

@@ -232,15 +232,22 @@ def file_size_limit() -> int | None:
     return None if soft == resource.RLIM_INFINITY or soft < 0 else soft
 
 
-def beyond_file_size_limit(needed: int) -> str | None:
+def beyond_file_size_limit(needed: int, *, least: bool = False) -> str | None:
     """None when this process may write a file of `needed` bytes; else what stops it and how to
     lift it: "no file over L bytes may be written (`ulimit -f` K); raise the limit to at least
-    `ulimit -f N` (or `ulimit -f unlimited`)" (the shell counts the limit in KiB)."""
+    `ulimit -f N` (or `ulimit -f unlimited`)", in bash's unit, KiB (POSIX sh counts 512-byte
+    blocks, twice as many, which the message says). With `least`, `needed` is the fewest bytes
+    the file takes (it takes more: a header, the JSON around texts), and the advice is a limit
+    well above it."""
     limit = file_size_limit()
     if limit is None or needed <= limit:
         return None
+    kib = -(-needed // 1024)
+    advice = (f"well above `ulimit -f {kib}`, the file's least size" if least
+              else f"at least `ulimit -f {kib}`")
     return (f"no file over {limit:,} bytes may be written (`ulimit -f` {limit // 1024}); raise "
-            f"the limit to at least `ulimit -f {-(-needed // 1024)}` (or `ulimit -f unlimited`)")
+            f"the limit to {advice} (or `ulimit -f unlimited`; bash counts KiB, POSIX sh "
+            "512-byte blocks: twice the number)")
 
 
 def _largest_write(asset: Asset) -> int | None:

@@ -301,7 +301,9 @@ def test_a_file_size_limit_below_the_output_is_refused_before_the_slow_work(
                      str(files / "data.csv"), "--out", str(out)])
     err = one_line_error(capsys, code, 1, file.format(out=out) + " takes at least ",
                          " bytes, and no file over 1,024 bytes may be written (`ulimit -f` 1); "
-                         "raise the limit to at least `ulimit -f ", "(or `ulimit -f unlimited`)")
+                         "raise the limit to well above `ulimit -f ", "`, the file's least size "
+                         "(or `ulimit -f unlimited`; bash counts KiB, POSIX sh 512-byte blocks: "
+                         "twice the number)")
     assert "Errno" not in err and list(tmp_path.iterdir()) == []
 
 

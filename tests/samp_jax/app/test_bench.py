@@ -49,14 +49,24 @@ def test_the_cli_refuses_bad_shapes_and_models_before_any_work(tmp_path, capsys,
     assert message in capsys.readouterr().err and not out.exists()
 
 
+def test_the_cli_refuses_an_out_where_its_plot_would_go(tmp_path, capsys):
+    """The plot goes beside `--out` as .png: a `--out x.png` would be replaced by it."""
+    out = tmp_path / "e2e.png"
+    assert main(["bench", "--models", "tiny", "--out", str(out)]) == 2
+    assert (f"--out {out} is where its plot goes (the .png beside --out); give the results a "
+            f".json path, such as {out.with_suffix('.json')}") in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.slow
 def test_the_cli_writes_rows_with_compile_times(tmp_path):
     out = tmp_path / "e2e.json"
-    # the shapes of --quick
-    assert main(["bench", "--models", "tiny", "--shapes", "1x32,2x32", "--contenders", "samp_fp16",
-                 "--repeats", "1", "--inner", "1", "--out", str(out)]) == 0
+    # the shapes of --quick; a model named twice is benchmarked once
+    assert main(["bench", "--models", "tiny,tiny", "--shapes", "1x32,2x32", "--contenders",
+                 "samp_fp16", "--repeats", "1", "--inner", "1", "--out", str(out)]) == 0
     result = json.loads(out.read_text())
     assert [(r["batch"], r["seq"]) for r in result["rows"]] == [(1, 32), (2, 32)]
+    assert result["complete"] and result["rows_planned"] == result["rows_done"] == 2
     assert all(r["compile_s"] > 0 and r["median_ms"] > 0 for r in result["rows"])
     assert result["command"].startswith("samp-jax bench") and out.with_suffix(".png").exists()
 
