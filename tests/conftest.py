@@ -5,6 +5,7 @@ Markers (registered in pyproject.toml): `slow` (minutes, processes, whole workfl
 `gpu` (needs a GPU; skipped without one).
 """
 
+import contextlib
 import json
 import os
 
@@ -98,3 +99,20 @@ def minilm_golden():
 @pytest.fixture(scope="session")
 def minilm_texts():
     return json.loads((GOLDEN / "minilm_texts.json").read_text())
+
+
+@pytest.fixture
+def file_size_limit():
+    """Sets this process's soft file-size limit (`ulimit -f`) for a block; put back after.
+    Python ignores SIGXFSZ, so a write past it fails with EFBIG instead of killing pytest."""
+    resource = pytest.importorskip("resource")
+    old = resource.getrlimit(resource.RLIMIT_FSIZE)
+
+    @contextlib.contextmanager
+    def limited(soft: int):
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, old[1]))
+        try:
+            yield
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, old)
+    return limited

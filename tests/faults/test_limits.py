@@ -261,24 +261,6 @@ def test_a_full_cache_is_named_alone(files, tmp_path, capsys, monkeypatch):
     assert "--out" not in err and "temporary folder" not in err
 
 
-@pytest.fixture
-def file_size_limit():
-    """`ulimit -f` in this process for a block (Python ignores SIGXFSZ: a write past it fails
-    with EFBIG)."""
-    import contextlib
-    import resource
-
-    @contextlib.contextmanager
-    def limited(size: int):
-        old = resource.getrlimit(resource.RLIMIT_FSIZE)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (size, old[1]))
-        try:
-            yield
-        finally:
-            resource.setrlimit(resource.RLIMIT_FSIZE, old)
-    return limited
-
-
 def _slow_work(*args, **kwargs):
     raise AssertionError("the slow work started before the file size limit was checked")
 

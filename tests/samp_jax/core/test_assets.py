@@ -1,5 +1,4 @@
 import base64
-import contextlib
 import dataclasses
 import hashlib
 import json
@@ -309,23 +308,6 @@ def test_a_read_only_empty_cache_folder_is_named(tmp_path, monkeypatch):
     with pytest.raises(assets.AssetError, match=rf"the asset cache {cache} \(set by "
                                                 r"\$SAMP_JAX_CACHE\) cannot be written"):
         assets.fetch("fake")
-
-
-@pytest.fixture
-def file_size_limit():
-    """Sets this process's soft file-size limit (`ulimit -f`) for one call; put back after.
-    Python ignores SIGXFSZ, so a write past it fails with EFBIG instead of killing pytest."""
-    resource = pytest.importorskip("resource")
-    old = resource.getrlimit(resource.RLIMIT_FSIZE)
-
-    @contextlib.contextmanager
-    def limited(soft):
-        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, old[1]))
-        try:
-            yield
-        finally:
-            resource.setrlimit(resource.RLIMIT_FSIZE, old)
-    return limited
 
 
 def test_a_file_size_limit_below_the_asset_is_refused_before_downloading(
