@@ -563,6 +563,7 @@ def _finetune(args) -> int:
                "seconds": result.seconds, "test": metrics, "split_sizes": task.sizes(),
                "data": task.source, "split_seed": args.seed, "learned": result.learned,
                "max_length": task.length(tokenizer), "truncation": as_dicts(truncation),
+               # its margin is the noise of the best of its `evaluations` dev scores
                "dev_chance": None if result.chance is None else dataclasses.asdict(result.chance),
                "settings": dataclasses.asdict(config)} | run_record()
     keep_label_threshold(result.model, task)  # the threshold its dev checkpoint was kept at
@@ -577,9 +578,12 @@ def _finetune(args) -> int:
             test_text = "no test split" if metrics is None else f"test {metrics['value']:.4f}"
             dev_rows = task.sizes().get("dev")
             scored = ("" if result.dev_examples == dev_rows
-                      else f" (on {result.dev_examples} of {dev_rows} rows)")
+                      else f" on {result.dev_examples} of {dev_rows} rows")
+            evaluations = sum("dev" in entry for entry in result.history)
+            best = f" (the best of {evaluations} evaluations{scored})" if evaluations > 1 else \
+                f" ({scored.strip()})" if scored else ""
             print(f"fine-tuned in {result.seconds:.0f} s ({result.steps} steps): dev "
-                  f"{task.metric} {result.dev_metric:.4f}{scored}, {test_text}; saved to {out} "
+                  f"{task.metric} {result.dev_metric:.4f}{best}, {test_text}; saved to {out} "
                   f"(split seed {args.seed}: evaluate it with the same --seed, or its training "
                   "rows reach the test split)")
     return 0
