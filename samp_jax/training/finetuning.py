@@ -167,7 +167,8 @@ def finetune(model, task: Task | str, tokenizer: Tokenizer, config: FinetuneConf
     """Fine-tunes a float `EncoderModel` (whose head fits the task) on the task's train split.
 
     The model passed in is not modified; the result holds a new model with the best dev
-    parameters. A sequence head with no problem type yet (a new head, or a checkpoint that
+    parameters, whose two-class head read as a ranking keeps the task's `relevant_class` (its
+    `relevant_class`, which a saved folder carries; None where the task names none). A sequence head with no problem type yet (a new head, or a checkpoint that
     names none) takes the one of the task's loss before its fit is checked; one that names
     another way of reading its logits is refused (`check_head_fits`). `on_encoded`, if given,
     is called with the train and dev splits' truncation once they are encoded, before
@@ -218,6 +219,8 @@ def finetune(model, task: Task | str, tokenizer: Tokenizer, config: FinetuneConf
         tuned.head.labels = check_labels(task.labels, tuned.head.num_labels)
     if hasattr(tuned.head, "problem_type"):  # what it was trained for, as HF names it
         tuned.head.problem_type = loss.problem_type
+    if hasattr(tuned.head, "relevant_class"):  # the class trained as relevant, where told
+        tuned.head.relevant_class = task.relevant_class
     if tuned.tokenizer is None:
         tuned.tokenizer = tokenizer
     return FinetuneResult(model=tuned, dev_metric=best_metric, steps=run.step, seconds=run.seconds,
