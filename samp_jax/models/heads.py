@@ -88,9 +88,10 @@ class SequenceClassifier(nnx.Module):
         `samp-jax predict`'s and `eval`'s default; the one a search or fine-tune measured);
         None: `LABEL_THRESHOLD`. It changes nothing the model computes. A static attribute.
       relevant_class: for a head of two classes read as a ranking, the class (0 or 1) whose
-        probability ranks the rows, where it is not class 1 or was given (`samp-jax finetune
-        --relevant-class`): the class the commands read by default (`Task.relevant_class`);
-        None: not said (class 1). It changes nothing the model computes. A static attribute.
+        probability ranks the rows, as a fine-tune told it trained the head (`samp-jax
+        finetune --relevant-class`): the class the commands read by default
+        (`Task.relevant_class`); None: not said (class 1). It changes nothing the model
+        computes. A static attribute.
       rngs: initialisation randomness.
 
     The dense layer has a bias unless `config.classifier_bias` is False.
