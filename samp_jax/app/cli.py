@@ -148,11 +148,16 @@ def warn_if_io_tags(task: Task) -> None:
 
 def with_relevant_class(args, task: Task, model) -> Task:
     """`task` reading the class `--relevant-class` names (a name in the model's id2label, or
-    the id 0 or 1) as the relevant one of the model's two-class head, where it is given
-    (`Task.relevant_class`)."""
+    the id 0 or 1) as the relevant one of the model's two-class head, where it is given, else
+    the class the model says (`EncoderModel.relevant_class`, saved by `finetune
+    --relevant-class`) for a ranking (`Task.relevant_class`). A given class that is not the
+    model's is read, with a warning line naming both."""
     given = getattr(args, "relevant_class", None)
+    own = getattr(model, "relevant_class", None)
     if given is None:
-        return task
+        if own is None or not task.task_type.ranks_two_classes:
+            return task
+        return dataclasses.replace(task, relevant_class=own)
     if not task.task_type.ranks_two_classes:
         raise UsageError(f"--relevant-class {given}: names the relevant class of a two-class "
                          f"head read as a ranking (text_pair_ranking); {task.name} is "
@@ -170,6 +175,12 @@ def with_relevant_class(args, task: Task, model) -> Task:
     else:
         raise UsageError(f"--relevant-class {given!r} is none of the model's two classes "
                          f"{names or '(unnamed)'}, nor the id 0 or 1")
+    if own is not None and own != relevant and task.relevant_class != relevant:  # once
+        def name(i: int) -> str:
+            return f"class {i}" + (f" ({names[i]!r})" if len(names) == 2 else "")
+        warnings.warn(f"--relevant-class {given} reads {name(relevant)} as the relevant one; "
+                      f"{args.model} says {name(own)} is (its saved relevant class, which the "
+                      "commands read without the option)", UserWarning, stacklevel=2)
     return dataclasses.replace(task, relevant_class=relevant)
 
 
@@ -563,6 +574,7 @@ def _finetune(args) -> int:
                "seconds": result.seconds, "test": metrics, "split_sizes": task.sizes(),
                "data": task.source, "split_seed": args.seed, "learned": result.learned,
                "max_length": task.length(tokenizer), "truncation": as_dicts(truncation),
+               # its margin is the noise of the best of its `evaluations` dev scores
                "dev_chance": None if result.chance is None else dataclasses.asdict(result.chance),
                "settings": dataclasses.asdict(config)} | run_record()
     keep_label_threshold(result.model, task)  # the threshold its dev checkpoint was kept at
@@ -577,9 +589,12 @@ def _finetune(args) -> int:
             test_text = "no test split" if metrics is None else f"test {metrics['value']:.4f}"
             dev_rows = task.sizes().get("dev")
             scored = ("" if result.dev_examples == dev_rows
-                      else f" (on {result.dev_examples} of {dev_rows} rows)")
+                      else f" on {result.dev_examples} of {dev_rows} rows")
+            evaluations = sum("dev" in entry for entry in result.history)
+            best = f" (the best of {evaluations} evaluations{scored})" if evaluations > 1 else \
+                f" ({scored.strip()})" if scored else ""
             print(f"fine-tuned in {result.seconds:.0f} s ({result.steps} steps): dev "
-                  f"{task.metric} {result.dev_metric:.4f}{scored}, {test_text}; saved to {out} "
+                  f"{task.metric} {result.dev_metric:.4f}{best}, {test_text}; saved to {out} "
                   f"(split seed {args.seed}: evaluate it with the same --seed, or its training "
                   "rows reach the test split)")
     return 0
@@ -619,7 +634,8 @@ def _model_to_finetune(args, base: Path, task: Task):
                       "initialised anew", UserWarning, stacklevel=2)
         activation = model.cross_encoder_activation
         spec = head_spec(model.head)["spec"] | {"labels": None, "num_labels": task.num_outputs}
-        for key in ("problem_type", "cross_encoder_activation"):  # the task's loss decides
+        # the task's loss decides these
+        for key in ("problem_type", "cross_encoder_activation", "relevant_class"):
             spec.pop(key, None)
         pretrained, model.head = model.head, make_head(task.head.name, model.config,
                                                        rngs=nnx.Rngs(args.seed), **spec)

@@ -361,7 +361,8 @@ def _add_data(p: argparse.ArgumentParser, *, model_required: bool = False,
         p.add_argument("--relevant-class", default=None, metavar="NAME",
                        help="a ranking read from a two-class head: the class (its name in the "
                             "model's id2label, or its id 0 or 1) whose probability ranks the "
-                            "rows and that fine-tuning trains as relevant (default: class 1, "
+                            "rows and that fine-tuning trains as relevant (default: the class "
+                            "a model fine-tuned with this option saved, else class 1, "
                             "as sentence-transformers reads a CrossEncoder; give 0 or its name "
                             "for a head whose class 0 is relevant, e.g. glue/qnli's "
                             "entailment). Refused for other heads and task types")

@@ -43,9 +43,10 @@ from samp_jax.models.heads import POOLING_MODES, SentenceEmbedder, check_labels,
 from samp_jax.models.similarity import DEFAULT_SIMILARITY, read_similarity, write_similarity
 from samp_jax.models.head_keys import check_stated_head
 from samp_jax.models.hf_labels import (HF_DEFAULT_NUM_LABELS, LABEL_THRESHOLD_KEY,
-                                       check_problem_type, label_names, num_labels_origin,
-                                       stated_label_threshold, stated_num_labels,
-                                       stated_problem_type)
+                                       RELEVANT_CLASS_KEY, check_problem_type, label_names,
+                                       num_labels_origin, stated_label_threshold,
+                                       stated_num_labels, stated_problem_type,
+                                       stated_relevant_class)
 from samp_jax.models.model import EncoderModel
 from samp_jax.models.sentencepiece_tokenizer import SENTENCEPIECE_FILES
 from samp_jax.models.st_dense import check_widths, dense_weights, load_dense
@@ -293,7 +294,7 @@ def head_layout(model: EncoderModel, family: Family) -> HeadLayout:
             f"classification head; this head applies {activation!r}")
     spec = model.head.spec() if kind in _TASK_HEADS else {}
     expressible = {"num_labels", "labels", *(("activation", "problem_type", "cross_encoder_activation",
-                                              "label_threshold")
+                                              "label_threshold", "relevant_class")
                                              if kind == SEQUENCE_CLASSIFICATION.name else ())}
     beyond = sorted(set(spec) - expressible - set(layout.options({}) if layout.options else ()))
     if beyond:  # e.g. mean pooling or a head norm: the family's HF class has no such option
@@ -763,6 +764,8 @@ def _head_spec(path: Path, config: EncoderConfig, family: Family, hf: dict, head
             spec["problem_type"] = stated_problem_type(hf, num_labels)
             spec["label_threshold"] = stated_label_threshold(path / "config.json", hf,
                                                              spec["problem_type"])
+            spec["relevant_class"] = stated_relevant_class(path / "config.json", hf, num_labels,
+                                                           spec["problem_type"])
             # a sentence-transformers CrossEncoder's activation, checked before any weights
             spec["cross_encoder_activation"] = read_activation(files, hf, num_labels)
         if family.heads[head].options is not None:
@@ -878,6 +881,8 @@ def save_pretrained(model: EncoderModel, directory: str | Path, *, tokenizer_dir
     config |= hf_config_keys(getattr(model.head, "cross_encoder_activation", None))
     if getattr(model.head, "label_threshold", None) is not None:  # read back by load_pretrained
         config[LABEL_THRESHOLD_KEY] = model.head.label_threshold
+    if getattr(model.head, "relevant_class", None) is not None:  # read back by load_pretrained
+        config[RELEVANT_CLASS_KEY] = model.head.relevant_class
     config |= extra or {}
     with atomic_folder(directory) as tmp:  # tokenizer and sentence-transformers files too
         with writing_safetensors(directory / SAFETENSORS):  # a full disk: OSError, named

@@ -31,6 +31,20 @@ def check_label_threshold(threshold) -> float:
     return float(threshold)
 
 
+def check_relevant_class_id(relevant_class) -> int:
+    """`relevant_class` as an int, when it names a class of a head of two classes: 0 or 1
+    (a whole number, not a bool or a float).
+
+    Raises:
+      ValueError: naming the value and what is expected.
+    """
+    if isinstance(relevant_class, (bool, np.bool_)) or not isinstance(
+            relevant_class, numbers.Integral) or int(relevant_class) not in (0, 1):
+        raise ValueError(f"relevant class {relevant_class!r} is not the integer 0 or 1 (the "
+                         "class of a two-class head a ranking reads as relevant)")
+    return int(relevant_class)
+
+
 class HeadOutput(enum.Enum):
     """What a head returns, which decides how it is served and compared with FP32."""
 

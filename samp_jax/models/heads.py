@@ -36,6 +36,7 @@ from samp_jax.models.head_kinds import (
     HeadOutput,
     Readout,
     check_label_threshold,
+    check_relevant_class_id,
     unserved_problem_type,
 )
 from samp_jax.models.activations import HF_HEAD_ACTIVATION
@@ -86,6 +87,11 @@ class SequenceClassifier(nnx.Module):
         sigmoid at which its label sets are read when no threshold is given (the engine's,
         `samp-jax predict`'s and `eval`'s default; the one a search or fine-tune measured);
         None: `LABEL_THRESHOLD`. It changes nothing the model computes. A static attribute.
+      relevant_class: for a head of two classes read as a ranking, the class (0 or 1) whose
+        probability ranks the rows, as a fine-tune told it trained the head (`samp-jax
+        finetune --relevant-class`): the class the commands read by default
+        (`Task.relevant_class`); None: not said (class 1). It changes nothing the model
+        computes. A static attribute.
       rngs: initialisation randomness.
 
     The dense layer has a bias unless `config.classifier_bias` is False.
@@ -97,7 +103,8 @@ class SequenceClassifier(nnx.Module):
                  labels: Sequence[str] | None = None, activation: str = "tanh",
                  pooling: str = "cls", norm: bool = False, problem_type: str | None = None,
                  cross_encoder_activation: str | None = None,
-                 label_threshold: float | None = None, rngs: nnx.Rngs):
+                 label_threshold: float | None = None, relevant_class: int | None = None,
+                 rngs: nnx.Rngs):
         num_labels = _num_labels(num_labels, labels)
         validate_problem_type(problem_type, num_labels)
         if label_threshold is not None:
@@ -105,6 +112,11 @@ class SequenceClassifier(nnx.Module):
             if PROBLEM_TYPES.get(problem_type) is not Readout.LABELS:
                 raise ValueError(f"{label_threshold=} is for a multi-label head (problem_type "
                                  f"'multi_label_classification'), not {problem_type=}")
+        if relevant_class is not None:
+            relevant_class = check_relevant_class_id(relevant_class)
+            if num_labels != 2 or PROBLEM_TYPES.get(problem_type, Readout.CLASSES) is not Readout.CLASSES:
+                raise ValueError(f"{relevant_class=} names a class of a head of two classes, not "
+                                 f"of {num_labels=}, {problem_type=}")
         if cross_encoder_activation is not None and cross_encoder_activation not in CROSS_ENCODER_ACTIVATIONS:
             raise ValueError(f"{cross_encoder_activation=} is not one of "
                              f"{tuple(CROSS_ENCODER_ACTIVATIONS)} or None")
@@ -123,6 +135,7 @@ class SequenceClassifier(nnx.Module):
         self.problem_type = problem_type
         self.cross_encoder_activation = cross_encoder_activation
         self.label_threshold = label_threshold
+        self.relevant_class = relevant_class
 
     @property
     def readout(self) -> Readout:
@@ -144,8 +157,8 @@ class SequenceClassifier(nnx.Module):
 
     def spec(self) -> dict[str, Any]:
         """What `make_head` needs to rebuild this head (JSON); the pooling, the norm, the
-        problem type, the CrossEncoder activation and the label threshold only when they
-        differ from the defaults."""
+        problem type, the CrossEncoder activation, the label threshold and the relevant class
+        only when they differ from the defaults."""
         spec = {"num_labels": self.num_labels, "labels": _list_or_none(self.labels),
                 "activation": self.activation}
         if self.pooling != "cls":
@@ -158,6 +171,8 @@ class SequenceClassifier(nnx.Module):
             spec["cross_encoder_activation"] = self.cross_encoder_activation
         if self.label_threshold is not None:
             spec["label_threshold"] = self.label_threshold
+        if self.relevant_class is not None:
+            spec["relevant_class"] = self.relevant_class
         return spec
 
     def output_width(self, config: EncoderConfig) -> int:

@@ -11,7 +11,7 @@ from pathlib import Path
 from samp_jax.models.config import ConfigError
 from samp_jax.models.families import get_family
 from samp_jax.models.head_kinds import (PROBLEM_TYPES, Readout, check_label_threshold,
-                                       unserved_problem_type)
+                                       check_relevant_class_id, unserved_problem_type)
 from samp_jax.models.heads import get_head_kind
 
 GENERIC_LABEL = re.compile(r"LABEL_\d+")  # transformers' default id2label names
@@ -126,6 +126,30 @@ def stated_label_threshold(config_file: Path, hf: dict, problem_type: str | None
         return check_label_threshold(value)
     except ValueError as e:
         raise ConfigError(f"{config_file}: {LABEL_THRESHOLD_KEY}: {e}") from None
+
+
+# `config.json`'s key for the relevant class of a two-class head read as a ranking (HF has
+# none; its config keeps the key as an attribute and its classes ignore it)
+RELEVANT_CLASS_KEY = "samp_jax_relevant_class"
+
+
+def stated_relevant_class(config_file: Path, hf: dict, num_labels: int | None,
+                          problem_type: str | None) -> int | None:
+    """The relevant class `config.json` gives a two-class head (`RELEVANT_CLASS_KEY`, written
+    by `save_pretrained` for a fine-tune given `--relevant-class`), or None: not given, or
+    the head built is not of two classes (a new head to fine-tune, of another width).
+
+    Raises:
+      ConfigError: the value is not 0 or 1.
+    """
+    value = hf.get(RELEVANT_CLASS_KEY)
+    if value is None or num_labels != 2 or \
+            PROBLEM_TYPES.get(problem_type, Readout.CLASSES) is not Readout.CLASSES:
+        return None
+    try:
+        return check_relevant_class_id(value)
+    except ValueError as e:
+        raise ConfigError(f"{config_file}: {RELEVANT_CLASS_KEY}: {e}") from None
 
 
 def stated_problem_type(hf: dict, num_labels: int | None) -> str | None:

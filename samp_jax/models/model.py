@@ -121,6 +121,13 @@ class EncoderModel(nnx.Module):
         `LABEL_THRESHOLD`, or not multi-label."""
         return getattr(self.head, "label_threshold", None)
 
+    @property
+    def relevant_class(self) -> int | None:
+        """The class of a two-class head a ranking reads as relevant, where the model says
+        (`SequenceClassifier`'s `relevant_class`, saved by a fine-tune given one), or None:
+        not said (class 1)."""
+        return getattr(self.head, "relevant_class", None)
+
     def encode(self, input_ids: jax.Array, attention_mask: jax.Array | None = None,
                token_type_ids: jax.Array | None = None) -> jax.Array:
         """Returns the last hidden state `[batch, seq, hidden]`.

@@ -38,7 +38,7 @@ from samp_jax.models.config import EncoderConfig, read_json
 from samp_jax.models.errors import CheckpointError, ConfigError
 from samp_jax.models.families import Family, get_family
 from samp_jax.models.head_kinds import NO_HEAD, SENTENCE_EMBEDDING, SEQUENCE_CLASSIFICATION, TOKEN_CLASSIFICATION
-from samp_jax.models.hf_labels import LABEL_THRESHOLD_KEY, label_names
+from samp_jax.models.hf_labels import LABEL_THRESHOLD_KEY, RELEVANT_CLASS_KEY, label_names
 from samp_jax.models.model import EncoderModel
 from samp_jax.models.st_folder import MODULES_FILE, read_pooling
 from samp_jax.models.tokenizer import has_tokenizer
@@ -79,7 +79,8 @@ _VARIANTS = {
 # init_lora_weights whose adapters PEFT loads over a changed base (PiSSA, OLoRA, CorDA:
 # W - scaling * B0 @ A0; LoftQ: a quantized W), not over the base as saved
 _BASE_CHANGING_INITS = ("pissa", "olora", "corda", "loftq")
-_CONFIG_FILES_KEYS = ("id2label", "label2id", "problem_type", LABEL_THRESHOLD_KEY)
+_CONFIG_FILES_KEYS = ("id2label", "label2id", "problem_type", LABEL_THRESHOLD_KEY,
+                      RELEVANT_CLASS_KEY)
 
 # How PEFT names what it saves, after its `base_model.model.` wrapper: each pattern (fullmatch)
 # -> the role of the tensor. An adapter's name may follow the LoRA part (a raw state dict's

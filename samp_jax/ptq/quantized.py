@@ -322,6 +322,11 @@ class QuantizedModel(nnx.Module):
         return self.model.label_threshold
 
     @property
+    def relevant_class(self) -> int | None:
+        """A two-class head's own relevant class (`EncoderModel.relevant_class`)."""
+        return self.model.relevant_class
+
+    @property
     def tokenizer(self) -> Tokenizer | None:
         """The tokenizer travelling with the model (`EncoderModel.tokenizer`), or None."""
         return self.model.tokenizer

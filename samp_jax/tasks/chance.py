@@ -4,7 +4,10 @@ the same score for every passage, each query's order then any).
 
 A fine-tune that ends at that level has learned nothing, and a tolerance relative to such a
 model means nothing; `chance_level` gives the level and the noise of the metric around it on
-the rows scored, so that the fine-tune, `eval` and `search` can say so.
+the rows scored, so that the fine-tune, `eval` and `search` can say so. `eval` and `search`
+score a model once; a fine-tune keeps the best of its dev evaluations, and the best of N noisy
+scores lands past one score's 95th percentile far more often than 5% of the time, so its
+margin is that of the best of N (`evaluations`).
 
 A ranking metric has a fixed level for a model that learned nothing (`NO_SKILL`: Spearman 0,
 ROC-AUC 0.5). A score below it ranks the other way round -- most often gold scores that are a
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from statistics import NormalDist
 from typing import Sequence
 
 import numpy as np
@@ -38,8 +42,11 @@ class ChanceLevel:
         (its names joined by '|', '' for none).
       margin: how far above `value` a score must be to count as better: the one-sided 95%
         binomial noise of an accuracy over `examples` rows, a ranking's 95th percentile of
-        random rankings above `value`; 0 for other metrics.
+        random rankings above `value`; 0 for other metrics. For the best of `evaluations`
+        scores, the 95th percentile of their maximum (`best_of_quantile`).
       examples: rows scored.
+      evaluations: how many scores the one compared is the best of (a fine-tune's dev
+        evaluations); 1 for a model scored once.
     """
 
     metric: str
@@ -47,6 +54,7 @@ class ChanceLevel:
     label: str
     margin: float
     examples: int
+    evaluations: int = 1
 
     def beaten_by(self, score: float | None) -> bool:
         """Whether `score` is clearly better than always predicting `label`."""
@@ -55,8 +63,34 @@ class ChanceLevel:
     def describe(self, score: float, what: str) -> str:
         """One line: `what`'s score is no better than the constant prediction."""
         noise = f" + {self.margin:.4f} noise" if self.margin else ""
+        if self.margin and self.evaluations > 1:
+            noise += f" of the best of {self.evaluations} evaluations"
         return (f"{what} {self.metric} {score:.4f} is no better than always predicting "
                 f"{self.label!r} ({self.value:.4f}{noise} on {self.examples} rows)")
+
+
+def best_of_quantile(evaluations: int) -> float:
+    """The quantile of one evaluation's noise that the best of `evaluations` independent ones
+    stays below 95% of the time: `0.95 ** (1 / evaluations)` (the maximum of N draws of a
+    distribution F is below t with probability F(t)^N); 0.95 for one evaluation.
+
+    Successive checkpoints of one fine-tune score the same dev rows and move little between
+    evaluations, so their scores are correlated and their best strays less far than that of
+    independent ones: a margin at this quantile is conservative (wider than needed).
+
+    Raises:
+      ValueError: `evaluations` is not a whole number of 1 or more.
+    """
+    if isinstance(evaluations, bool) or not isinstance(evaluations, int) or evaluations < 1:
+        raise ValueError(f"{evaluations=} is not a number of evaluations (1 or more)")
+    return 0.95 ** (1.0 / evaluations)
+
+
+def one_sided_z(evaluations: int = 1) -> float:
+    """The standard normal quantile at `best_of_quantile(evaluations)`: `Z_ONE_SIDED_95` for
+    one evaluation, more for the best of several (2.57 for ten)."""
+    quantile = best_of_quantile(evaluations)
+    return Z_ONE_SIDED_95 if evaluations == 1 else NormalDist().inv_cdf(quantile)
 
 
 @dataclass(frozen=True)
@@ -105,11 +139,19 @@ def below_no_skill(metric: str | None, score: float | None, what: str) -> str | 
 
 
 def chance_level(task_type: TaskType, labels: Sequence[str] | None,
-                 encoded: EncodedSplit, metric: Metric | None = None) -> ChanceLevel | None:
+                 encoded: EncodedSplit, metric: Metric | None = None, *,
+                 evaluations: int = 1) -> ChanceLevel | None:
     """The `ChanceLevel` of a labelled classification, multi-label or ranking split by `metric`
-    (None: the task type's default), or None (no classes, no labels, no head to rank with)."""
+    (None: the task type's default), or None (no classes, no labels, no head to rank with).
+
+    `evaluations`: how many scores of that split the one compared is the best of (a
+    fine-tune's dev evaluations); the margin is then the 95th percentile of the best of that
+    many (`best_of_quantile`, which takes them as independent: conservative for the correlated
+    checkpoints of one run). 1: a model scored once (`eval`, `search`).
+    """
+    best_of_quantile(evaluations)  # a bad count raises before any work
     if task_type.grouped:
-        return _tied_ranking(task_type, encoded, metric)
+        return _tied_ranking(task_type, encoded, metric, evaluations)
     constant = _CONSTANTS.get(task_type.readout)
     if constant is None or labels is None or encoded.labels is None:
         return None
@@ -122,33 +164,63 @@ def chance_level(task_type: TaskType, labels: Sequence[str] | None,
                       key=lambda scored: scored[0])  # the first of equals
     margin = 0.0
     if metric.margin is Margin.PER_EXAMPLE:  # a mean of 0/1 values: binomial noise
-        margin = Z_ONE_SIDED_95 * math.sqrt(value * (1.0 - value) / len(encoded))
-    return ChanceLevel(metric.name, float(value), name, margin, len(encoded))
+        margin = one_sided_z(evaluations) * math.sqrt(value * (1.0 - value) / len(encoded))
+    return ChanceLevel(metric.name, float(value), name, margin, len(encoded), evaluations)
 
 
 TIED = "the same score for every passage"
 """The constant prediction of a ranking (`ChanceLevel.label`)."""
 RANDOM_ORDERS = 200
-"""Random rankings of a split whose 95th percentile bounds a ranking's noise above `TIED`."""
+"""Random rankings of a split per evaluation: the 95th percentile of this many bounds one
+ranking's noise above `TIED` (the best of N: `best_of_quantile(N)` of N times as many)."""
 
 
 def _tied_ranking(task_type: TaskType, encoded: EncodedSplit,
-                  metric: Metric | None) -> ChanceLevel | None:
+                  metric: Metric | None, evaluations: int = 1) -> ChanceLevel | None:
     """A reranker that learned nothing scores every passage of a query alike: its order is
     then any, and the metric is its expected value over the tie orders, as the ranking metrics
     read ties (`samp_jax.tasks.ranking`). A ranker of random scores lands above that level
     half the time, so the margin is how far: the 95th percentile of `RANDOM_ORDERS` random
-    rankings of the split, less the level. None for a ranking of embeddings (no head)."""
+    rankings of the split, less the level. For the best of N evaluations it is the quantile
+    `0.95 ** (1 / N)` (`best_of_quantile`) of `RANDOM_ORDERS * N` random rankings, which
+    has about as many rankings past it whatever N: the 95th percentile of the best of N, with
+    the first `RANDOM_ORDERS` rankings those of one evaluation (its margin is the same). None
+    for a ranking of embeddings (no head)."""
     if task_type.readout is None or encoded.labels is None or len(encoded) == 0:
         return None
     metric = task_type.metric if metric is None else metric
     tied = np.zeros((len(encoded), 1), np.float32)
     value = task_score(task_type, metric, None, tied, encoded)["value"]
     rng = np.random.default_rng(0)  # the same margin for the same split, run after run
-    shuffled = [task_score(task_type, metric, None, rng.random((len(encoded), 1)), encoded)["value"]
-                for _ in range(RANDOM_ORDERS)]
-    margin = max(0.0, float(np.quantile(shuffled, 0.95)) - value)
-    return ChanceLevel(metric.name, float(value), TIED, margin, len(encoded))
+    shuffled = _random_rankings(task_type, metric, encoded, rng, RANDOM_ORDERS * evaluations)
+    margin = max(0.0, float(np.quantile(shuffled, best_of_quantile(evaluations))) - value)
+    return ChanceLevel(metric.name, float(value), TIED, margin, len(encoded), evaluations)
+
+
+RANKED_ROWS = 1 << 18
+"""Rows of random rankings `_random_rankings` scores in one call of the metric."""
+
+
+def _random_rankings(task_type: TaskType, metric: Metric, encoded: EncodedSplit, rng,
+                     count: int) -> np.ndarray:
+    """`[count]`: the metric of `count` rankings of `encoded` by random scores (`rng.random`,
+    one ranking's rows after another's), as `task_score` scores each. Several rankings are
+    scored in one call, each one's queries numbered apart from the others' (a ranking
+    metric's evidence is one value per query, in query order), so a split of few rows costs
+    little per ranking."""
+    rows = len(encoded)
+    gold = np.asarray(encoded.gold, np.float64)
+    span = gold[:, 0].max() + 1  # query numbers of one ranking: 0 .. span - 1
+    queries = len(np.unique(gold[:, 0]))
+    values = []
+    per_call = max(1, RANKED_ROWS // rows)
+    for start in range(0, count, per_call):
+        rankings = min(per_call, count - start)
+        scores = rng.random((rankings * rows, 1))  # the stream of one ranking at a time
+        tiled = np.concatenate([gold + [k * span, 0.0] for k in range(rankings)])
+        evidence = metric.evidence(task_type.predicted(scores), tiled, None)
+        values += [metric.value(row) for row in evidence.reshape(rankings, queries)]
+    return np.asarray(values)
 
 
 def at_chance(evaluation, score: float | None, what: str) -> str | None:

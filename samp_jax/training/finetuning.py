@@ -16,7 +16,8 @@ cut to length buckets, so it compiles once per bucket. A run takes `epochs` pass
 stops after `patience` evaluations without improvement (never before `min_steps`), counted only
 once the best dev metric beats always predicting the most frequent dev class: a run still at that level (a tagger
 predicts only "O" at first) trains to its last step. The result says whether the best dev
-metric beats it (`FinetuneResult.learned`). Fine-tuned models are cached as HF checkpoint
+metric beats it by more than the noise of the best of as many evaluations as were made
+(`FinetuneResult.learned`). Fine-tuned models are cached as HF checkpoint
 folders keyed by task, seed and settings, so tests, the demo and the search re-use them.
 """
 
@@ -132,8 +133,10 @@ class FinetuneResult:
     """The best model and how it was reached.
 
     `chance` is what always predicting the most frequent dev class scores on dev (a ranking:
-    the same score for every passage; None for tasks without either); `learned` is False when the best dev metric does not beat it by
-    more than the noise of the dev split. `truncation` says, for the train and dev rows
+    the same score for every passage; None for tasks without either), with the noise of the
+    best of the run's dev evaluations (`ChanceLevel.evaluations`: the best of N noisy scores
+    strays further than one); `learned` is False when the best dev metric does not beat it by
+    more than that noise. `truncation` says, for the train and dev rows
     trained and scored on, what cutting them at the task's length left out; `dev_examples` is
     how many dev rows each evaluation scored (`max_dev_examples` of a larger dev split).
     """
@@ -150,6 +153,7 @@ class FinetuneResult:
 
     @property
     def learned(self) -> bool:
+        """Whether the best dev metric beats `chance` by more than its noise."""
         return self.chance is None or self.chance.beaten_by(self.dev_metric)
 
 
@@ -163,7 +167,8 @@ def finetune(model, task: Task | str, tokenizer: Tokenizer, config: FinetuneConf
     """Fine-tunes a float `EncoderModel` (whose head fits the task) on the task's train split.
 
     The model passed in is not modified; the result holds a new model with the best dev
-    parameters. A sequence head with no problem type yet (a new head, or a checkpoint that
+    parameters, whose two-class head read as a ranking keeps the task's `relevant_class` (its
+    `relevant_class`, which a saved folder carries; None where the task names none). A sequence head with no problem type yet (a new head, or a checkpoint that
     names none) takes the one of the task's loss before its fit is checked; one that names
     another way of reading its logits is refused (`check_head_fits`). `on_encoded`, if given,
     is called with the train and dev splits' truncation once they are encoded, before
@@ -198,16 +203,24 @@ def finetune(model, task: Task | str, tokenizer: Tokenizer, config: FinetuneConf
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     tx = _optimizer(config, total_steps, warmup, params)
     train_step, dev_score = _compiled_steps(graphdef, rest, tx, task, dev, loss)
+    # one evaluation's noise: when early stopping starts counting (the run's verdict, below,
+    # takes the best of all its evaluations)
     chance = chance_level(task.task_type, task.labels, dev, task.task_metric)
     run = _train(train_step, dev_score, params, tx.init(params), train, rng, config,
                  total_steps=total_steps, eval_every=eval_every, task=task, progress=progress,
                  chance=chance)
     best_metric, _, best_params = run.best
+    evaluations = sum("dev" in entry for entry in run.history)
+    if chance is not None and evaluations > 1:  # the best of them: a wider margin
+        chance = chance_level(task.task_type, task.labels, dev, task.task_metric,
+                              evaluations=evaluations)
     tuned = nnx.merge(graphdef, jax.tree.map(jnp.asarray, best_params), rest)
     if tuned.head.labels is None and task.labels is not None:  # a new head learns the task's names
         tuned.head.labels = check_labels(task.labels, tuned.head.num_labels)
     if hasattr(tuned.head, "problem_type"):  # what it was trained for, as HF names it
         tuned.head.problem_type = loss.problem_type
+    if hasattr(tuned.head, "relevant_class"):  # the class trained as relevant, where told
+        tuned.head.relevant_class = task.relevant_class
     if tuned.tokenizer is None:
         tuned.tokenizer = tokenizer
     return FinetuneResult(model=tuned, dev_metric=best_metric, steps=run.step, seconds=run.seconds,

@@ -85,7 +85,9 @@ def builtin_model(task: str, *, progress: bool | None = None) -> tuple:
 def serve_as_measured(model, tokenizer: Tokenizer, task: Task) -> None:
     """Makes `model` (a quantized copy about to be saved) serve as `task` measured it: its tokenizer is `tokenizer`, cut at `task.length(tokenizer)`
     tokens when that is shorter (what the calibration and the scores saw), and a multi-label
-    head reads its label sets at the task's threshold (`EncoderModel.label_threshold`). So
+    head reads its label sets at the task's threshold (`EncoderModel.label_threshold`), and a
+    two-class head read as a ranking by the task's relevant class, where the task names one
+    (`EncoderModel.relevant_class`). So
     `samp-jax predict` and `samp_jax.compile` on the saved folder give, without options, the
     rows and label sets that were scored. Its sidecar's `info` records the task, its data,
     split seed and length (`QuantizedModel.record`)."""
@@ -93,6 +95,7 @@ def serve_as_measured(model, tokenizer: Tokenizer, task: Task) -> None:
     model.tokenizer = tokenizer if length >= tokenizer.max_length else \
         tokenizer.with_max_length(length)
     keep_label_threshold(model, task)
+    keep_relevant_class(model, task)
     if isinstance(model, QuantizedModel):  # the sidecar says what it was calibrated on
         model.record(data={"task": task.name, "source": task.source,
                            "split_seed": task.split_seed, "max_length": length})
@@ -106,6 +109,15 @@ def keep_label_threshold(model, task: Task) -> None:
     threshold = task.decision_threshold
     if threshold is not None and hasattr(head, "label_threshold"):
         head.label_threshold = threshold
+
+
+def keep_relevant_class(model, task: Task) -> None:
+    """Gives `model`'s two-class head the relevant class `task` reads its ranking by, where the
+    task names one (`Task.relevant_class`), which it saves and the commands read by default;
+    nothing for another head, task type, or a task that names none."""
+    head = model.model.head if isinstance(model, QuantizedModel) else model.head
+    if task.relevant_class is not None and hasattr(head, "relevant_class"):
+        head.relevant_class = task.relevant_class
 
 
 def run_search(model, tokenizer, task: Task, config: SearchConfig | None = None, *,

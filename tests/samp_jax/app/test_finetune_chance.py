@@ -96,6 +96,35 @@ def test_a_finetune_that_learned_says_nothing_and_records_its_settings(files, tm
         eval_every=None, patience=5, max_dev_examples=1000))
 
 
+def test_the_verdict_and_json_say_the_margin_is_for_the_best_of_the_dev_evaluations(
+        files, tmp_path, capsys, monkeypatch):
+    """The run kept the best of 10 dev evaluations: its margin is theirs, and the warning
+    line, the summary line and the JSON (`dev_chance.evaluations`) say so."""
+    history = [{"step": 20 * i, "dev": 0.5} for i in range(1, 11)]
+
+    def finetune(model, task, tokenizer, config, progress=True, on_encoded=None):
+        return FinetuneResult(model=model, dev_metric=dev_metric, steps=200, seconds=1.0,
+                              history=history, examples_per_second=1.0,
+                              chance=ChanceLevel("accuracy", 0.5, "neg", 0.18, 48, 10),
+                              dev_examples=20)
+    monkeypatch.setattr(cli, "finetune", finetune)
+    for dev_metric, out in ((0.625, "json"), (0.75, "text")):
+        assert cli.main(["finetune", "--model", str(files / "model"), "--data",
+                         str(files / "rows.csv"), "--out", str(tmp_path / out),
+                         *(["--json"] if out == "json" else [])]) == 0
+        stdout, err = capsys.readouterr()
+        saved = json.loads((tmp_path / out / "finetune.json").read_text())
+        assert saved["dev_chance"]["evaluations"] == 10 and saved["dev_chance"]["margin"] == 0.18
+        if out == "json":
+            assert json.loads(stdout)["learned"] is False
+            assert ("samp-jax finetune: warning: the fine-tuned model's dev accuracy 0.6250 is "
+                    "no better than always predicting 'neg' (0.5000 + 0.1800 noise of the best "
+                    "of 10 evaluations on 48 rows): it has not learned the task") in err
+        else:
+            assert saved["learned"] is True and "warning" not in err
+            assert "dev accuracy 0.7500 (the best of 10 evaluations)," in stdout
+
+
 def test_finetune_help_shows_the_defaults(capsys):
     with pytest.raises(SystemExit):
         cli.main(["finetune", "--help"])

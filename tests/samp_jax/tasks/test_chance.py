@@ -96,3 +96,85 @@ def test_a_label_set_constant_is_the_best_by_the_metric_chosen():
     macro = chance_level(sets, names, _encoded(gold), MACRO_F1)
     assert (macro.metric, macro.label) == ("macro_f1", "a|b|c|d|e")
     assert macro.value == pytest.approx((18 / 19 + 4 * 2 / 11) / 5)
+
+
+def _ranking_split(queries: int = 12, per_query: int = 5, seed: int = 0) -> EncodedSplit:
+    """Queries of `per_query` rows, one or two of them relevant (graded 1 or 2)."""
+    rng = np.random.default_rng(seed)
+    relevance = np.zeros((queries, per_query), np.float32)
+    relevance[:, 0] = rng.integers(1, 3, queries)
+    relevance[:, 1] = rng.integers(0, 2, queries)
+    ones = np.ones((queries * per_query, 4), np.int32)
+    return EncodedSplit(input_ids=ones, attention_mask=ones, token_type_ids=0 * ones,
+                        labels=relevance.ravel(),
+                        groups=np.repeat(np.arange(queries), per_query))
+
+
+def _random_rankings(split: EncodedSplit, rng, count: int) -> np.ndarray:
+    """`[count]` MRR@10 of `count` random rankings of `split`, scored in one call (each
+    ranking's queries numbered apart)."""
+    from samp_jax.tasks.metrics import MRR_AT_10
+    gold = split.gold
+    span = gold[:, 0].max() + 1
+    tiled = np.concatenate([gold + [k * span, 0] for k in range(count)])
+    per_query = MRR_AT_10.evidence(rng.random(len(tiled)), tiled).reshape(count, -1)
+    return per_query.mean(axis=1)
+
+
+def test_the_margin_of_one_evaluation_is_the_95th_percentile_of_one():
+    """One evaluation (`eval`, `search`) keeps the margins: 1.645 binomial standard errors, and
+    a ranking's 95th percentile of `RANDOM_ORDERS` random rankings drawn from seed 0."""
+    from samp_jax.tasks.chance import RANDOM_ORDERS
+    from samp_jax.tasks.types import task_score
+    accuracy = chance_level(get_task_type("text_classification"), ("a", "b"),
+                            _encoded([0] * 60 + [1] * 40), evaluations=1)
+    assert accuracy.margin == 1.645 * math.sqrt(0.6 * 0.4 / 100) and accuracy.evaluations == 1
+    ranking = get_task_type("text_pair_ranking")
+    split = _ranking_split()
+    chance = chance_level(ranking, None, split)
+    rng = np.random.default_rng(0)
+    random = [task_score(ranking, ranking.metric, None, rng.random((len(split), 1)), split)["value"]
+              for _ in range(RANDOM_ORDERS)]
+    assert chance.margin == float(np.quantile(random, 0.95)) - chance.value
+    assert chance.evaluations == 1 and "best of" not in chance.describe(0.5, "dev")
+
+
+def test_the_best_of_n_evaluations_has_the_margin_of_their_maximum():
+    """The best of N noisy scores beats one score's 95th percentile far more often than 5% of
+    the time: the margin of N evaluations is the 95th percentile of the maximum of N, wider
+    than one's, and matches a brute-force simulation of N independent evaluations within a
+    few times the error of both."""
+    from samp_jax.tasks.chance import best_of_quantile, one_sided_z
+    assert best_of_quantile(1) == 0.95 and best_of_quantile(10) == pytest.approx(0.99488, abs=1e-5)
+    assert one_sided_z(10) == pytest.approx(2.568, abs=1e-3)
+    for bad in (0, -1, 2.0, True):
+        with pytest.raises(ValueError, match="not a number of evaluations"):
+            best_of_quantile(bad)
+    rng = np.random.default_rng(1)
+    # accuracy: the best of 10 binomial accuracies over 400 rows, at p = 0.5
+    classes = get_task_type("text_classification")
+    gold = _encoded([0] * 200 + [1] * 200)
+    once, best10 = (chance_level(classes, ("a", "b"), gold, evaluations=n) for n in (1, 10))
+    assert best10.margin > 1.5 * once.margin and best10.evaluations == 10
+    maxima = (rng.binomial(400, 0.5, size=(8, 4000, 10)) / 400).max(axis=2)
+    batches = np.quantile(maxima, 0.95, axis=1)  # 8 estimates of the same percentile
+    error = batches.std(ddof=1) / math.sqrt(len(batches)) + 0.5 / 400  # and half a step of 1/400
+    assert best10.value + best10.margin == pytest.approx(batches.mean(), abs=4 * error)
+    assert np.mean(maxima > once.value + once.margin) > 0.25  # one evaluation's: too narrow
+    # a ranking: the best of 5 random rankings of 12 queries
+    ranking = get_task_type("text_pair_ranking")
+    split = _ranking_split()
+    one, five = (chance_level(ranking, None, split, evaluations=n) for n in (1, 5))
+    assert five.margin > one.margin and five.evaluations == 5 and five.value == one.value
+    maxima = _random_rankings(split, rng, 8 * 400 * 5).reshape(8, 400, 5).max(axis=2)
+    batches = np.quantile(maxima, 0.95, axis=1)  # 8 estimates of the same percentile
+    # the margin's own error: its estimate (the quantile 0.95 ** (1 / 5) of 200 * 5 random
+    # rankings) drawn from other seeds
+    estimates = [np.quantile(_random_rankings(split, np.random.default_rng(seed), 1000),
+                             best_of_quantile(5)) for seed in range(100, 110)]
+    error = math.hypot(np.std(estimates, ddof=1), batches.std(ddof=1) / math.sqrt(len(batches)))
+    assert five.value + five.margin == pytest.approx(batches.mean(), abs=3 * error)
+    assert np.mean(maxima > one.value + one.margin) > 0.1  # one evaluation's: too narrow
+    assert np.mean(maxima > five.value + five.margin) == pytest.approx(0.05, abs=0.03)
+    assert (f"+ {five.margin:.4f} noise of the best of 5 evaluations on 60 rows)"
+            in five.describe(0.5, "dev"))

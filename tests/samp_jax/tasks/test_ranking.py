@@ -397,8 +397,61 @@ def test_the_commands_say_and_read_the_relevant_class_of_a_named_two_class_head(
     summary = json.loads((tmp_path / "ft" / "finetune.json").read_text())
     assert summary["relevant_class"] == 0 and summary["loss"].startswith(
         "softmax cross-entropy (class 0")
-    saved = json.loads((tmp_path / "ft" / "config.json").read_text())["id2label"]
-    assert saved == {"0": "entailment", "1": "not_entailment"}  # its names, as they were
+    saved = json.loads((tmp_path / "ft" / "config.json").read_text())
+    assert saved["id2label"] == {"0": "entailment", "1": "not_entailment"}  # its names, as they were
+    # the folder carries the class it was trained to read, which the commands then read
+    assert saved["samp_jax_relevant_class"] == 0
+    tuned = sj.load(tmp_path / "ft")
+    assert tuned.relevant_class == 0
+    reads = {c: evaluate(tuned, dataclasses.replace(task, relevant_class=c))["value"]
+             for c in (0, 1)}
+    assert reads[0] != pytest.approx(reads[1])
+    override = (f"samp-jax eval: warning: --relevant-class not_entailment reads class 1 "
+                f"('not_entailment') as the relevant one; {tmp_path / 'ft'} says class 0 "
+                "('entailment') is (its saved relevant class, which the commands read without "
+                "the option)")
+    for given, read in ((None, 0), ("entailment", 0), ("not_entailment", 1)):
+        option = [] if given is None else ["--relevant-class", given]
+        assert main(["eval", "--model", str(tmp_path / "ft"), "--data", str(data), "--precision",
+                     "fp16", "--json", *option]) == 0
+        out, err = capsys.readouterr()
+        assert json.loads(out)["rows"][0]["value"] == pytest.approx(reads[read])
+        assert "names its two classes" not in err
+        assert err.count(override) == (read == 1), err  # an explicit other class: said once
+
+
+def test_a_saved_relevant_class_is_kept_quantized_and_a_damaged_one_refused(tmp_path, capsys,
+                                                                            minilm_dir):
+    """A head's relevant class travels in config.json (`samp_jax_relevant_class`) and in a
+    quantized folder's head; a value that is not 0 or 1 is refused naming the file and key."""
+    model = _named_two_class_head()
+    model.head.relevant_class = 0
+    folder = save_pretrained(model, tmp_path / "f", tokenizer_dir=minilm_dir, labels=QNLI_NAMES)
+    quantized = sj.quantize(sj.load(folder), sj.PrecisionMap.preset("quant_ffn_only", 2))
+    quantized.save(tmp_path / "q")
+    assert sj.QuantizedModel.load(tmp_path / "q").relevant_class == 0
+    assert sj.load(tmp_path / "q").relevant_class == 0
+    with pytest.raises(ValueError, match=r"head\.spec\.relevant_class is 2, saved as 0"):
+        sidecar = json.loads((tmp_path / "q" / "quantization.json").read_text())
+        sidecar["head"]["spec"]["relevant_class"] = 2
+        (tmp_path / "q" / "quantization.json").write_text(json.dumps(sidecar))
+        sj.QuantizedModel.load(tmp_path / "q")
+    config = json.loads((folder / "config.json").read_text())
+    for bad in (2, -1, "0", 0.0, True):
+        (folder / "config.json").write_text(json.dumps(config | {"samp_jax_relevant_class": bad}))
+        with pytest.raises(sj.SampJaxError, match=re.escape(
+                f"{folder / 'config.json'}: samp_jax_relevant_class: relevant class {bad!r} is "
+                "not the integer 0 or 1")):
+            sj.load(folder)
+    data = tmp_path / "ranking.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in _rows(30)))
+    assert main(["eval", "--model", str(folder), "--data", str(data)]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "config.json: samp_jax_relevant_class: relevant class True" in err[0]
+    with pytest.raises(ValueError, match=r"relevant_class=0 names a class of a head of two "
+                                         r"classes, not of num_labels=3"):
+        make_head("sequence_classification", model.config, num_labels=3, relevant_class=0,
+                  rngs=nnx.Rngs(0))
 
 
 def test_the_search_objective_bounds_the_drop_over_queries(minilm_dir):

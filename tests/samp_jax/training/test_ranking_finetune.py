@@ -141,6 +141,46 @@ def test_a_tiny_reranker_learns_to_rank_its_training_queries(minilm_dir, tmp_pat
     assert evaluate(reloaded, task, "train")["value"] == pytest.approx(after["mrr@10"], abs=1e-6)
 
 
+def _noise_rows(queries: int = 60, per_query: int = 4, seed: int = 0) -> list[dict]:
+    """Queries of `per_query` random passages, one of them relevant at random: nothing in a
+    passage says whether it is relevant."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for q in range(queries):
+        relevance = rng.permutation([1] + [0] * (per_query - 1))
+        rows += [{"qid": f"Q{q}", "query": " ".join(rng.choice(FILLER, 3)),
+                  "passage": " ".join(rng.choice([*FILLER, *MARKS.values()], 7)),
+                  "relevance": int(r)} for r in relevance]
+    return rows
+
+
+def test_a_reranker_trained_on_noise_has_not_learned_by_the_best_of_its_evaluations(minilm_dir):
+    """On 5 or 6 dev queries, the best of 20 dev evaluations of a reranker trained on random
+    relevances can land past one evaluation's 95th percentile of random rankings (it does for
+    3 of the seeds 0 to 7, these three); it is compared with the 95th percentile of the best of
+    20 instead, and has not learned."""
+    tokenizer = sj.Tokenizer.from_pretrained(minilm_dir)
+    for seed in (1, 7, 6):  # the first whose best of 20 beats one evaluation's margin
+        task = load_task(_noise_rows(seed=seed), task_type="text_pair_ranking", seed=seed)
+        model = tiny_classifier(num_labels=1, seed=seed)
+        model.head.problem_type = None
+        config = FinetuneConfig(learning_rate=1e-2, batch_size=8, epochs=1, min_steps=20,
+                                eval_every=1, patience=100, seed=seed, max_dev_examples=None)
+        result = finetune(model, task, tokenizer, config, progress=False)
+        dev = task.encode(tokenizer, task.examples("dev"))
+        once = chance_level(task.task_type, None, dev, task.task_metric)
+        assert not result.learned, (seed, result.dev_metric, result.chance)
+        assert sum("dev" in h for h in result.history) == 20
+        assert result.chance.evaluations == 20 and result.chance.value == once.value
+        assert result.chance.margin > once.margin
+        if once.beaten_by(result.dev_metric):  # one evaluation's margin reads it as learned
+            break
+    else:
+        pytest.fail("no seed's best dev score beat one evaluation's margin")
+    assert f"noise of the best of 20 evaluations on {len(dev)} rows" in result.chance.describe(
+        result.dev_metric, "dev")
+
+
 def test_the_train_subsample_of_a_ranking_is_whole_queries(minilm_dir):
     """`max_train_examples` takes whole queries of a ranking, as every subset of one does."""
     task = load_task(_rows(), task_type="text_pair_ranking")
