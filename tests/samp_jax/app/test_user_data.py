@@ -4,6 +4,7 @@ format), for every task type."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -18,6 +19,7 @@ import samp_jax as sj
 from calibrate import search
 from samp_jax.app.cli import main
 from samp_jax.models import make_head, save_pretrained
+from samp_jax.ptq.site_calibration import model_fingerprint
 from samp_jax.tasks.files import load_task
 
 WORDS = ("good great fine nice bad awful poor sad movie film plot actor day night city river "
@@ -412,3 +414,41 @@ def test_the_searched_map_alone_rebuilds_the_searched_model(tiny_dirs, data_file
     for (path, a), (_, b) in zip(nnx.to_flat_state(nnx.state(rebuilt.model)),
                                  nnx.to_flat_state(nnx.state(saved.model))):
         np.testing.assert_array_equal(np.asarray(a.get_value()), np.asarray(b.get_value()), err_msg=str(path))
+
+
+def test_a_map_with_clips_of_another_model_is_calibrated_on_the_data(tiny_dirs, data_files,
+                                                                     tmp_path, capsys):
+    """`calibrate` and `eval --precision MAP` use a map's stored clips only on the model they
+    were measured on (its `model_fingerprint`); on another model, they calibrate those sites on
+    their data, with one warning line naming the map."""
+    model_dir, data = tiny_dirs["sequence_classification"], str(data_files / "reviews.csv")
+    static = sj.PrecisionMap.preset("fully_quant", 2, activation="static")
+    clips = {key: 4.0 for key, _ in static.items()}
+    own = static.with_calibration({}, clips, compute_dtype="float32",
+                                  model_fingerprint=model_fingerprint(sj.load(model_dir)))
+    foreign = dataclasses.replace(own, model_fingerprint="0" * 64)
+    for name, pmap in (("own.json", own), ("foreign.json", foreign)):
+        pmap.save(tmp_path / name)
+    code, _, err = _run(capsys, "calibrate", "--model", str(model_dir), "--data", data,
+                        "--precision", str(tmp_path / "own.json"), "--out", str(tmp_path / "q_own"))
+    assert code == 0 and "stored clip" not in err, err
+    sites = json.loads((tmp_path / "q_own" / "quantization.json").read_text())["info"]["calibration"]
+    assert sites["sites"] == {}  # the clips, with no calibration pass
+    code, out, err = _run(capsys, "calibrate", "--model", str(model_dir), "--data", data,
+                          "--precision", str(tmp_path / "foreign.json"), "--out", str(tmp_path / "q"),
+                          "--eval", "--json")
+    assert code == 0, err
+    calibrated = json.loads(out)["test"]["value"]
+    warned = [line for line in err.splitlines() if "stored clip" in line]
+    assert len(warned) == 1 and f"precision map {tmp_path / 'foreign.json'}: its 8 stored clip" \
+        in warned[0] and "measured on another model (model_fingerprint 000000000000...)" in warned[0]
+    calibration = json.loads((tmp_path / "q" / "quantization.json").read_text())["info"]["calibration"]
+    assert len(calibration["sites"]) == 8 and calibration["tokens"] > 0
+    assert all(site["amax"] != 4.0 for site in calibration["sites"].values())
+    code, out, err = _run(capsys, "eval", "--model", str(model_dir), "--data", data, "--precision",
+                          f"{tmp_path / 'foreign.json'},{tmp_path / 'own.json'}", "--json")
+    assert code == 0, err
+    warned = [line for line in err.splitlines() if "stored clip" in line]
+    assert len(warned) == 1 and "foreign.json: its 8 stored clip" in warned[0]
+    assert json.loads(out)["rows"][1]["value"] == calibrated  # the same calibration as calibrate's
+
