@@ -17,6 +17,7 @@ from flax import nnx
 
 import samp_jax as sj
 from calibrate import search
+from calibrate.search.latency import estimate_table
 from samp_jax.app.cli import main
 from samp_jax.models import make_head, save_pretrained
 from samp_jax.ptq.site_calibration import model_fingerprint
@@ -452,3 +453,17 @@ def test_a_map_with_clips_of_another_model_is_calibrated_on_the_data(tiny_dirs, 
     assert len(warned) == 1 and "foreign.json: its 8 stored clip" in warned[0]
     assert json.loads(out)["rows"][1]["value"] == calibrated  # the same calibration as calibrate's
 
+
+def test_a_latency_table_of_another_model_shape_is_refused(tiny_dirs, data_files, tmp_path, capsys):
+    """`search --latency-table FILE` of another architecture (here wider) ends at once, in one
+    line naming the file and the fields that differ; nothing is written."""
+    table = tmp_path / "latency_table.json"
+    table.write_text(estimate_table(sj.EncoderConfig(**{**TINY, "hidden_size": 128,
+                                                        "intermediate_size": 512}), 32, 128).to_json())
+    code, _, err = _run(capsys, "search", "--model", str(tiny_dirs["sequence_classification"]),
+                        "--data", str(data_files / "reviews.csv"), "--latency-table", str(table),
+                        "--out", str(tmp_path / "out"))
+    assert code == 1 and len(err.strip().splitlines()) == 1, err
+    assert f"--latency-table {table} was made for another model: hidden_size 128, expected 32; " \
+           "intermediate_size 512, expected 64 (this model: model_type bert, num_layers 2" in err
+    assert not (tmp_path / "out").exists()
