@@ -18,6 +18,7 @@ from samp_jax.core.precision import CALIBRATOR_NAMES, SITES, PrecisionMap
 from samp_jax.core.primitives import smoothing_factors
 from samp_jax.core.progress import progress_bar
 from samp_jax.ptq.quantized import SiteCalibration
+from samp_jax.ptq.site_calibration import clips_for_model, model_fingerprint
 
 # Sites whose input is a LayerNorm output, where per-channel outliers live (Bondarenko et al.).
 SMOOTHABLE_SITES = ("qkv", "ffn_in")
@@ -45,6 +46,8 @@ class Calibration:
       smoothing: SmoothQuant alpha, or None.
       sites: {(layer, site): SiteCalibration}.
       tokens: real tokens observed.
+      model_fingerprint: `samp_jax.ptq.model_fingerprint` of the model observed (None: not
+        known), which `map_with_calibration` writes beside the clips.
     """
 
     method: str
@@ -52,6 +55,7 @@ class Calibration:
     smoothing: float | None
     sites: Mapping[SiteKey, SiteCalibration]
     tokens: int
+    model_fingerprint: str | None = None
 
     def describe(self) -> dict[str, Any]:
         """A JSON-able summary (stored in a quantized model's sidecar); a calibration of no
@@ -76,6 +80,7 @@ class Observed:
       hist_max: per site, the max |x| of the (smoothed) quantizer input: the histogram range.
       counts: per site, the histogram of |x| over `[0, hist_max]`.
       tokens: real tokens observed.
+      model_fingerprint: `samp_jax.ptq.model_fingerprint` of the model observed.
     """
 
     smoothing: float | None
@@ -83,6 +88,7 @@ class Observed:
     hist_max: Mapping[SiteKey, float]
     counts: Mapping[SiteKey, np.ndarray]
     tokens: int
+    model_fingerprint: str | None = None
 
     def calibration(self, method: str = "percentile", **method_options) -> Calibration:
         """Per-site clips picked by `method` from these statistics (no pass runs)."""
@@ -94,7 +100,8 @@ class Observed:
             smoothed = self.smoothing is not None and key[1] in SMOOTHABLE_SITES
             sites[key] = SiteCalibration(absmax=self.hist_max[key], amax=float(calibrator(stats)),
                                          input_scale=self.input_scales[key] if smoothed else None)
-        return Calibration(method, dict(method_options), self.smoothing, sites, self.tokens)
+        return Calibration(method, dict(method_options), self.smoothing, sites, self.tokens,
+                           self.model_fingerprint)
 
 
 def calibrate(model, batches: Iterable[Mapping[str, np.ndarray]], method: str = "percentile", *,
@@ -114,7 +121,9 @@ def calibrate(model, batches: Iterable[Mapping[str, np.ndarray]], method: str = 
       precision_map: when given, its rules' calibration is followed: a site whose rule names a
         calibrator (`"calibration": "mse"`) takes that one's clip (the result is then a
         'per-site' calibration); a site with a stored clip needs no statistics (`quantize`
-        uses the clip). When no static site is left to calibrate and there is no smoothing,
+        uses the clip), unless the map's clips were measured on another model (its
+        `model_fingerprint` is not this model's: `quantize` does not use them, so they are
+        calibrated here). When no static site is left to calibrate and there is no smoothing,
         no pass runs.
       smoothing: SmoothQuant alpha in [0, 1] for `qkv` and `ffn_in`, or None.
       bins: histogram bins.
@@ -133,6 +142,8 @@ def calibrate(model, batches: Iterable[Mapping[str, np.ndarray]], method: str = 
         not 0/1 (`samp_jax.models.model.check_ids`; names the batch).
     """
     get_calibrator(method, **method_options)  # an unknown method fails before any pass
+    if precision_map is not None:  # clips of another model are calibrated (`quantize` warns)
+        precision_map, _ = clips_for_model(precision_map, model)
     site_methods = {} if precision_map is None else map_site_methods(precision_map, smoothing)
     if precision_map is not None and smoothing is None and not sites_to_calibrate(precision_map):
         return Calibration(method, method_options, None, {}, 0)
@@ -177,7 +188,8 @@ def map_with_calibration(precision_map: PrecisionMap, calibration: Calibration |
     in (`PrecisionMap.with_calibration`), and `compute_dtype`: a map that alone rebuilds the
     model `quantize(model, precision_map, calibration, dtype=compute_dtype)` builds. A map names
     only calibrators `calibrate` runs: a clip from a calibration of another name (one the
-    caller made and named) is written alone.
+    caller made and named) is written alone. With the clips goes the calibration's
+    `model_fingerprint` (the model they were measured on), when it has one.
 
     Raises:
       ValueError: a smoothed calibration (its per-channel scales have no place in a map).
@@ -197,7 +209,9 @@ def map_with_calibration(precision_map: PrecisionMap, calibration: Calibration |
             clips[(layer, site)] = stats.amax
         else:  # FP8: max |x|, whatever the calibrator
             clips[(layer, site)] = stats.absmax
-    return precision_map.with_calibration(methods, clips, compute_dtype=compute_dtype)
+    fingerprint = getattr(calibration, "model_fingerprint", None) if clips else None
+    return precision_map.with_calibration(methods, clips, compute_dtype=compute_dtype,
+                                          model_fingerprint=fingerprint)
 
 
 def calibrate_candidates(model, batches: Iterable[Mapping[str, np.ndarray]],
@@ -256,7 +270,7 @@ def per_site_calibration(candidates: Mapping[str, Calibration],
     methods = {key: choice.get(key, default) for key in sorted(first.sites)}
     sites = {key: candidates[method].sites[key] for key, method in methods.items()}
     return Calibration("per-site", {"methods": {f"{l}.{s}": m for (l, s), m in methods.items()}},
-                       first.smoothing, sites, first.tokens)
+                       first.smoothing, sites, first.tokens, first.model_fingerprint)
 
 
 def observe(model, batches: Iterable[Mapping[str, np.ndarray]], *, smoothing: float | None = None,
@@ -283,7 +297,7 @@ def observe(model, batches: Iterable[Mapping[str, np.ndarray]], *, smoothing: fl
                 for key, a in channel_absmax.items()}
     counts = _histogram_pass(model, batches, bar, input_scales, hist_max, bins=bins)
     bar.close()
-    return Observed(smoothing, input_scales, hist_max, counts, tokens)
+    return Observed(smoothing, input_scales, hist_max, counts, tokens, model_fingerprint(model))
 
 
 def _checked_batches(model, batches: Iterable[Mapping[str, np.ndarray]],

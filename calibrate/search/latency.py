@@ -15,6 +15,16 @@ shape. `site_ms` comes from one of two sources, and a table says which:
   the one it runs on (`table_for_target`).
 
 `check_against_forward` compares the model with real end-to-end timings on this device.
+
+A table records the architecture it was made for (`architecture`: the readable dims of
+`ARCHITECTURE_DIMS` and the digest of the whole `EncoderConfig` that names a cached table's
+file): costs are of one model's GEMM shapes and attention. A table given to a search
+(`--latency-table`, `search(latency_table=...)`) is checked against the model before any slow
+step (`check_given_table`): another architecture is refused, naming the fields that differ. A
+table without one (written before tables recorded it, or built by hand) is used with a warning
+that it could not be checked: unlike a cached table, a given one may have been measured on a
+machine the user no longer has, and its `num_layers` is still checked. A measured table of
+another device than this process's is used (the report names its device), with a warning.
 """
 
 from __future__ import annotations
@@ -39,6 +49,7 @@ from calibrate.calibration.api import calibrate
 from calibrate.search.targets import H100, DeviceSpec, Target, resolve_target
 from samp_jax.core.assets import cache_dir as default_cache
 from samp_jax.core.atomic import write_cache_text
+from samp_jax.core.errors import SampJaxError
 from samp_jax.core.host_memory import cpu_buffers_kept
 from samp_jax.models.config import EncoderConfig
 from samp_jax.ops import gemm, implementation_digest, record_executions
@@ -136,6 +147,8 @@ class LatencyTable:
       load_per_core: measured on a CPU: the load of other work per core as the timing began
         (the 1-minute load average less this process's own use; above 1, other work shared
         the cores and the table may misprice maps).
+      architecture: the model the costs are of (`architecture_of`: `ARCHITECTURE_DIMS` and
+        `digest`), or None: a table written before tables recorded it, which cannot be checked.
     """
 
     device: str
@@ -149,6 +162,7 @@ class LatencyTable:
     executed: dict[str, str] = dataclasses.field(default_factory=dict)
     measured_at: str = ""
     load_per_core: float | None = None
+    architecture: dict | None = None
 
     def describe(self) -> str:
         """`source (device, BxS[, measured at ..., load ... per core])` for reports."""
@@ -247,7 +261,7 @@ def validate_table(data, *, options: Iterable[SitePrecision] = (), num_layers: i
     if unknown or missing:
         raise ValueError(f"fields {missing} are missing and {unknown} unknown; expected "
                          f"{', '.join(_REQUIRED)} (and optionally forward_ms, executed, "
-                         "measured_at, load_per_core)")
+                         "measured_at, load_per_core, architecture)")
     for name in ("device", "source"):
         if not isinstance(data[name], str):
             raise ValueError(f"{name} is {data[name]!r}; expected a string")
@@ -261,6 +275,7 @@ def validate_table(data, *, options: Iterable[SitePrecision] = (), num_layers: i
         raise ValueError(f"other_ms is {data['other_ms']!r}; expected a number of ms, 0 or more")
     for name in ("site_ms", "forward_ms", "executed"):
         _check_entries(name, data.get(name, {}))
+    _check_architecture_entry(data.get("architecture"))
     if not isinstance(data.get("measured_at", ""), str):
         raise ValueError(f"measured_at is {data['measured_at']!r}; expected a string")
     load = data.get("load_per_core")
@@ -270,6 +285,85 @@ def validate_table(data, *, options: Iterable[SitePrecision] = (), num_layers: i
         if key not in data["site_ms"]:
             raise ValueError(f"site_ms has no entry {key!r}; the search's options need it")
     return LatencyTable(**data)
+
+
+# The readable fields of the architecture a table records, beside the digest of all of it.
+ARCHITECTURE_DIMS = ("model_type", "num_layers", "hidden_size", "intermediate_size", "num_heads",
+                     "embedding_size")
+
+
+class LatencyTableMismatch(SampJaxError, ValueError):
+    """A latency table given to a search was made for another model architecture."""
+
+
+def architecture_digest(config: EncoderConfig) -> str:
+    """A digest of the whole architecture (every `EncoderConfig` field but the HF token ids,
+    which time nothing): the time outside the GEMM sites differs between families of one shape."""
+    architecture = dataclasses.asdict(config)
+    del architecture["token_ids"]  # metadata for HF: it times nothing
+    architecture = json.dumps(architecture, sort_keys=True, default=list)
+    return hashlib.sha256(architecture.encode()).hexdigest()[:10]
+
+
+def architecture_of(config: EncoderConfig) -> dict:
+    """What a table records of the model it was made for: `ARCHITECTURE_DIMS` and `digest`."""
+    return {**{name: getattr(config, name) for name in ARCHITECTURE_DIMS},
+            "digest": architecture_digest(config)}
+
+
+def _check_architecture_entry(architecture) -> None:
+    """`validate_table`'s check of `architecture`: None, or an object of `ARCHITECTURE_DIMS` and
+    `digest` (`check_given_table` compares it with a model's)."""
+    if architecture is None:
+        return
+    keys = (*ARCHITECTURE_DIMS, "digest")
+    if not isinstance(architecture, dict) or set(architecture) != set(keys):
+        found = sorted(architecture) if isinstance(architecture, dict) \
+            else type(architecture).__name__
+        raise ValueError(f"architecture is {found}; expected an object of {', '.join(keys)}")
+    for name, value in architecture.items():
+        if name in ("model_type", "digest"):
+            good = isinstance(value, str) and value
+        else:
+            good = (isinstance(value, int) and not isinstance(value, bool) and value > 0) or \
+                (name == "embedding_size" and value is None)
+        if not good:
+            raise ValueError(f"architecture.{name} is {value!r}; expected "
+                             + ("a string" if name in ("model_type", "digest") else
+                                "a positive integer"))
+
+
+def check_given_table(table: LatencyTable, config: EncoderConfig, *,
+                      where: str = "the latency table given", warn: bool = True) -> None:
+    """Refuses a table made for another architecture than `config`'s, naming `where` (the file)
+    and each readable field that differs, found vs expected (the digest when only fields
+    beyond them differ). With `warn`: a warning when the table records no architecture (it
+    cannot be checked), and when it was measured on another device than this one.
+
+    Raises:
+      LatencyTableMismatch: the table's architecture is not the model's.
+    """
+    expected = architecture_of(config)
+    shown = ", ".join(f"{name} {expected[name]}" for name in ARCHITECTURE_DIMS)
+    found = table.architecture
+    if found is not None and found != expected:
+        differ = [name for name in ARCHITECTURE_DIMS
+                  if found.get(name) != expected[name]] or ["digest"]
+        listed = "; ".join(f"{name} {found.get(name)!r}, expected {expected[name]!r}"
+                           for name in differ)
+        raise LatencyTableMismatch(
+            f"{where} was made for another model: {listed} (this model: {shown}); its costs "
+            "would price another model's maps: give a table made for this model, or none (the "
+            "search then uses this model's own)")
+    if not warn:
+        return
+    if found is None:
+        warnings.warn(f"{where} records no architecture (a table written before tables recorded "
+                      f"one): it cannot be checked against this model ({shown}); measure it "
+                      "again for this model to have it checked", UserWarning, stacklevel=3)
+    if table.source == "measured" and table.device != (here := device_description()):
+        warnings.warn(f"{where} was measured on {table.device!r}, not on this machine ({here!r}): "
+                      "its latencies price the maps for that device", UserWarning, stacklevel=3)
 
 
 DEFAULT_PRECISIONS = (SitePrecision("fp16"), SitePrecision("int8", "per_token_dynamic"),
@@ -294,7 +388,8 @@ def estimate_table(config: EncoderConfig, batch: int, seq: int, *, spec: DeviceS
     per_layer = max(attention_flops / spec.peak_ops["fp16"], elementwise_bytes / spec.bandwidth)
     other = config.num_layers * (1e3 * per_layer + 4 * spec.launch_us * 1e-3)
     return LatencyTable(device=spec.name, source="estimated", batch=batch, seq=seq,
-                        num_layers=config.num_layers, site_ms=site_ms, other_ms=other)
+                        num_layers=config.num_layers, site_ms=site_ms, other_ms=other,
+                        architecture=architecture_of(config))
 
 
 def measure_table(model, batch: int, seq: int, *,
@@ -327,7 +422,7 @@ def measure_table(model, batch: int, seq: int, *,
     return LatencyTable(device=device_description(), source="measured", batch=batch, seq=seq,
                         num_layers=config.num_layers, site_ms=site_ms, other_ms=other,
                         forward_ms=forward_ms, executed=executed, measured_at=measured_at,
-                        load_per_core=load)
+                        load_per_core=load, architecture=architecture_of(config))
 
 
 _STARTED = time.monotonic()  # about when this process started (this module is imported early)
@@ -472,10 +567,7 @@ def table_name(config: EncoderConfig, target: Target, batch: int, seq: int) -> s
     """
     device = device_file_stem()
     memory = "kept" if cpu_buffers_kept() else "system"
-    architecture = dataclasses.asdict(config)
-    del architecture["token_ids"]  # metadata for HF: it times nothing
-    architecture = json.dumps(architecture, sort_keys=True, default=list)
-    digest = hashlib.sha256(architecture.encode()).hexdigest()[:10]
+    digest = architecture_digest(config)
     flags = os.environ.get("XLA_FLAGS", "").strip()  # threading and codegen flags time differently
     flags = f"-xla_{hashlib.sha256(flags.encode()).hexdigest()[:8]}" if flags else ""
     gemms = implementation_digest()  # '' for samp-jax's own implementations
@@ -533,7 +625,7 @@ def table_for_target(model, target: str | Target, batch: int, seq: int, *,
     # again is newer than the whole one it was measured beside)
     for cached in ([] if measure_again else sorted(
             {p for p in (full, path) if p.exists()}, key=lambda p: -p.stat().st_mtime_ns)):
-        table = _read_cached(cached, model.config.num_layers, batch, seq)
+        table = _read_cached(cached, model.config, batch, seq)
         if table is not None and all(f"{site}/{p}" in table.site_ms
                                      and f"{site}/{p}" in table.executed
                                      for site in SITES for p in options):
@@ -545,19 +637,23 @@ def table_for_target(model, target: str | Target, batch: int, seq: int, *,
     return table
 
 
-def _read_cached(path: Path, num_layers: int, batch: int, seq: int) -> LatencyTable | None:
+def _read_cached(path: Path, config: EncoderConfig, batch: int, seq: int) -> LatencyTable | None:
     """The measured table cached at `path`, or None: absent, or unreadable or damaged (a
-    warning names the file and what is wrong; the caller measures it again and rewrites it)."""
+    warning names the file and what is wrong; the caller measures it again and rewrites it).
+    A table cached without its architecture gets `config`'s: the file name's digest keys it."""
     if not path.exists():
         return None
     try:
         table = validate_table(LatencyTable.from_json(path.read_text(encoding="utf-8")),
-                               num_layers=num_layers)
+                               num_layers=config.num_layers)
         if (table.batch, table.seq) != (batch, seq):
             raise ValueError(f"its shape is {table.batch}x{table.seq}; expected {batch}x{seq}")
+        check_given_table(table, config, warn=False)
     except (OSError, ValueError) as e:  # a folder, no permission, not UTF-8 or JSON, a field
         reason = str(e)
     else:
+        if table.architecture is None:
+            table = dataclasses.replace(table, architecture=architecture_of(config))
         return table
     warnings.warn(f"ignoring the cached latency table {path} ({reason}); measuring it again")
     return None

@@ -8,7 +8,8 @@ from __future__ import annotations
 import dataclasses
 
 from calibrate.search.config import SearchConfig, check_target_ms
-from calibrate.search.latency import LatencyTable, table_for_target, validate_table
+from calibrate.search.latency import (LatencyTable, check_given_table, table_for_target,
+                                     validate_table)
 from calibrate.search.phases import fastest_map
 from calibrate.search.runner import meets_latency
 from calibrate.search.targets import FLOAT_DTYPES, OPTION_NAMES, Target, resolve_target
@@ -89,6 +90,9 @@ def plan_search(model, config: SearchConfig, latency_table: LatencyTable | None 
       ValueError: as `resolve_options`; a `latency_table` that fails `validate_table` (for the
         options and the model's layers); or a latency target below the fastest map the
         options allow.
+      LatencyTableMismatch: a `latency_table` made for another architecture
+        (`check_given_table`, which also warns when the table records none, or was measured
+        on another device).
     """
     if float_option is None and latency_table is not None and not names_float(config.options):
         float_option = table_float(latency_table, resolve_options(config)[0])
@@ -102,6 +106,7 @@ def plan_search(model, config: SearchConfig, latency_table: LatencyTable | None 
                                    num_layers=model.config.num_layers)
         except ValueError as e:
             raise ValueError(f"latency_table: {e}") from None
+        check_given_table(table, model.config)  # another architecture's costs are refused
     if config.latency_target_ms is not None:
         check_latency_target(config.latency_target_ms, table, options, model.config.num_layers)
     return SearchPlan(config, target, options, table, latency_table)

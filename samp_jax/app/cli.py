@@ -39,7 +39,7 @@ import jax
 from flax import nnx
 
 from calibrate import CalibrationError, calibrate
-from calibrate.search.latency import LatencyTable
+from calibrate.search.latency import LatencyTable, check_given_table
 from calibrate.search.plan import resolve_options
 from samp_jax.app import bench, demo, jax_platforms, predictions
 from samp_jax.app.entry import Terminated, closed_at_start, out_of_host_memory, plugin_failed
@@ -415,6 +415,9 @@ def _search(args) -> int:
                         replaceable=is_search_output)  # the whole folder is one run's output
     table = None if args.latency_table is None else read_latency_table(args.latency_table)
     model, tokenizer, description = resolve_model(args, progress=False if args.json else None)
+    if table is not None:  # another model's costs are refused before any slow step
+        check_given_table(table, model.config, where=f"--latency-table {args.latency_table}",
+                          warn=False)  # the search warns (no architecture, another device)
     task = resolve_task(args, model)
     queries = task.query_sizes()
     _say(args, f"{task.name} ({task.task_type.name}): split sizes {task.sizes()}"

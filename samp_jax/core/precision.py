@@ -39,9 +39,20 @@ float32), as the preset of that name does. A searched map carries all three, so 
 rebuilds the searched model. They describe how a cell is built, not what precision it runs:
 two maps with the same table of precisions compare equal whatever their clips.
 
+Clips are measured on one model: a map that carries them may name it, in an optional top-level
+`"model_fingerprint"` (64 lowercase hex digits: `samp_jax.ptq.model_fingerprint`, a sha256 of
+the float model's parameters, names and bytes). A search, and `calibrate.map_with_calibration`
+of a calibration `calibrate.calibrate` made, write it. Where the map is applied to a model of
+another fingerprint, its clips are not used: `quantize` takes those sites' clips from the
+calibration it is given (with a warning naming the map), and without one refuses the map; the
+CLI's `calibrate` and `eval` calibrate those sites on their data. A map with clips and no
+fingerprint (written by hand, or before maps recorded one) is applied to any model as it is:
+its writer vouches for the clips. Like the clips, the fingerprint takes no part in equality.
+
 Reading is strict (`PrecisionMapError` naming the rule and the field): a key given twice in
 any object (`strict_json.loads` remembers them), a list or object where a name goes, a
-calibrator not in `CALIBRATOR_NAMES`, and a clip whose activation scale (`clip / 127` for
+calibrator not in `CALIBRATOR_NAMES`, a `model_fingerprint` that is not 64 lowercase hex
+digits, and a clip whose activation scale (`clip / 127` for
 INT8, `clip / 448` for FP8, as float32) float32 cannot hold are refused. A clip whose scale
 lies below `SCALE_EPS` runs at `SCALE_EPS`, as `quantize` floors every scale.
 """
@@ -52,6 +63,7 @@ import dataclasses
 import json
 import math
 import numbers
+import re
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -84,6 +96,8 @@ SITE_KEYS = ("precision", "activation", "calibration", "clip")
 # per (layer, site), so a `num_layers` of 10^30 in a 150-byte file is refused before any
 # expansion, rather than grown until memory runs out.
 MAX_LAYERS = 1024
+# A map's `model_fingerprint`: the sha256 (hex) of the model its clips were measured on.
+FINGERPRINT = re.compile(r"[0-9a-f]{64}")
 # The one table between float precisions and compute dtypes.
 FLOAT_DTYPES = {"fp32": jnp.float32, "bf16": jnp.bfloat16, "fp16": jnp.float16}
 
@@ -277,9 +291,13 @@ class PrecisionMap:
     # The dtype between GEMM sites the map was chosen for (one of `COMPUTE_DTYPES`), or None:
     # the caller's. Like the clips, it takes no part in equality.
     compute_dtype: str | None = None
+    # The sha256 of the float model the stored clips were measured on (`FINGERPRINT`), or None:
+    # clips vouched for by the map's writer. Like the clips, it takes no part in equality.
+    model_fingerprint: str | None = None
 
     def __post_init__(self):
         _check_string("compute_dtype", self.compute_dtype, COMPUTE_DTYPES)
+        _check_fingerprint(self.model_fingerprint)
         if self.compute_dtype is not None and self.compute_dtype not in COMPUTE_DTYPES:
             raise PrecisionMapError(f"compute_dtype={self.compute_dtype!r} is not one of {COMPUTE_DTYPES}")
         if self.embedding_project is not None:
@@ -358,16 +376,34 @@ class PrecisionMap:
         """`{(layer, site): clip}` of the static cells that carry a stored clip."""
         return {key: p.clip for key, p in self.items() if p.clip is not None}
 
+    @property
+    def source(self) -> str | None:
+        """The file `from_json` read the map from, or None (built in code, or JSON text)."""
+        return getattr(self, "_source", None)
+
+    def without_clips(self) -> "PrecisionMap":
+        """The same precisions, calibrators and compute dtype with no stored clip and no
+        `model_fingerprint`: every static cell is calibrated again."""
+        cells = {key: SitePrecision(p.precision, p.activation, p.calibration)
+                 for key, p in self.items()}
+        default = self.default
+        rebuilt = PrecisionMap.from_table(
+            cells, self.num_layers,
+            default=SitePrecision(default.precision, default.activation, default.calibration))
+        return dataclasses.replace(rebuilt, embedding_project=self.embedding_project,
+                                   compute_dtype=self.compute_dtype)
+
     def site_methods(self) -> dict[tuple[int, str], str]:
         """`{(layer, site): calibrator}` of the cells whose rule names a calibrator."""
         return {key: p.calibration for key, p in self.items() if p.calibration is not None}
 
     def with_calibration(self, methods: Mapping[tuple[int, str], str | None],
                          clips: Mapping[tuple[int, str], float], *,
-                         compute_dtype: str | None = None) -> "PrecisionMap":
+                         compute_dtype: str | None = None,
+                         model_fingerprint: str | None = None) -> "PrecisionMap":
         """The same precisions with each static cell's calibrator (`methods`, INT8 static cells)
-        and stored clip (`clips`) written in, and `compute_dtype`; rules are rewritten per layer
-        (`from_table`).
+        and stored clip (`clips`) written in, `compute_dtype` and `model_fingerprint` (of the
+        model the clips were measured on); rules are rewritten per layer (`from_table`).
 
         Raises:
           PrecisionMapError: a method or clip on a cell that is not static, or a bad value.
@@ -379,7 +415,7 @@ class PrecisionMap:
                 SitePrecision(p.precision, p.activation, method, clip)
         rebuilt = PrecisionMap.from_table(cells, self.num_layers, default=self.default)
         return dataclasses.replace(rebuilt, embedding_project=self.embedding_project,
-                                   compute_dtype=compute_dtype)
+                                   compute_dtype=compute_dtype, model_fingerprint=model_fingerprint)
 
     def summary(self) -> str:
         """One line per layer: `layer 0: qkv=int8-dynamic attn_out=fp16 ...`."""
@@ -440,6 +476,8 @@ class PrecisionMap:
             out["embedding_project"] = self.embedding_project.to_dict()
         if self.compute_dtype is not None:
             out["compute_dtype"] = self.compute_dtype
+        if self.model_fingerprint is not None:
+            out["model_fingerprint"] = self.model_fingerprint
         return out
 
     def to_json(self) -> str:
@@ -447,8 +485,8 @@ class PrecisionMap:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "PrecisionMap":
-        _check_keys(data, {"num_layers", "default", "rules", "embedding_project", "compute_dtype"},
-                    {"num_layers"}, "precision map")
+        _check_keys(data, {"num_layers", "default", "rules", "embedding_project", "compute_dtype",
+                           "model_fingerprint"}, {"num_layers"}, "precision map")
         listed = data.get("rules", [])
         if not isinstance(listed, (list, tuple)):
             raise PrecisionMapError(f"precision map: rules is {_json_name(listed)}, expected a "
@@ -467,7 +505,7 @@ class PrecisionMap:
             _check_keys(project, {"precision", "activation"}, {"precision"}, "embedding_project")
             project = SitePrecision.from_dict(project, "embedding_project")
         return cls(data["num_layers"], tuple(rules), SitePrecision.from_dict(default, "default"),
-                   project, data.get("compute_dtype"))
+                   project, data.get("compute_dtype"), data.get("model_fingerprint"))
 
     @classmethod
     def from_json(cls, text_or_path: str | Path) -> "PrecisionMap":
@@ -483,7 +521,9 @@ class PrecisionMap:
         if not check_regular(path):  # a FIFO or /dev/zero there is named, and not read
             raise FileNotFoundError(f"no precision map at {path}")
         try:
-            return cls._parse(read_text(path))
+            pmap = cls._parse(read_text(path))
+            object.__setattr__(pmap, "_source", str(path))  # not a field: no part in equality
+            return pmap
         except UnicodeDecodeError as e:
             raise PrecisionMapError(f"{path}: precision map is not UTF-8 text ({e.reason} at "
                                     f"byte {e.start})") from None
@@ -503,6 +543,13 @@ class PrecisionMap:
     def save(self, path: str | Path) -> None:
         """Writes the map as JSON to `path` (atomically: never a half-written file)."""
         write_text_atomic(path, self.to_json() + "\n")
+
+
+def _check_fingerprint(value: Any) -> None:
+    """Refuses a `model_fingerprint` that is set to anything but 64 lowercase hex digits."""
+    if value is not None and not (isinstance(value, str) and FINGERPRINT.fullmatch(value)):
+        raise PrecisionMapError(f"model_fingerprint={value!r} is not a sha256 (64 lowercase hex "
+                                "digits, as samp_jax.ptq.model_fingerprint writes it)")
 
 
 def _check_num_layers(num_layers: Any) -> None:

@@ -13,6 +13,7 @@ is `samp_jax.ptq.saved`; its format and checks, `samp_jax.ptq.folder`.
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,8 @@ from samp_jax.core.precision import SITES, PrecisionMap, SitePrecision, precisio
 from samp_jax.core.transfers import own_transfers
 from samp_jax.core.primitives import FP8_E4M3_MAX, QArray, quantize_weight_fp8, quantize_weight_int8
 from samp_jax.ptq.folder import SIDECAR_FILE
-from samp_jax.ptq.site_calibration import (SiteCalibration, check_calibration_fits,
+from samp_jax.ptq.site_calibration import (ForeignClipsError, SiteCalibration,
+                                           check_calibration_fits, clips_for_model,
                                            site_calibrations)
 from samp_jax.ptq.saved import (SavedFolder, head_from_sidecar, read_saved, restore_weights,
                                 saved_tokenizer, write_folder)
@@ -528,7 +530,9 @@ def quantize(model: EncoderModel, precision_map: PrecisionMap, calibration=None,
       precision_map: one precision per (layer, site); its `num_layers` must match the model.
       calibration: a `calibrate.Calibration` (from `calibrate.calibrate`); required when a
         site uses a static activation scale (`int8` per-tensor static, `fp8_e4m3`) and the map
-        stores no clip for it (a stored clip is used as it is, over the calibration's). With
+        stores no clip for it (a stored clip is used as it is, over the calibration's), or
+        stores clips measured on another model (its `model_fingerprint` is not this model's:
+        those sites then take the calibration's clips, with a warning naming the map). With
         smoothing, it also carries the per-channel migration of `qkv` / `ffn_in`.
       dtype: compute dtype between GEMM sites (float16, bfloat16 or float32); None: the map's
         `compute_dtype`, else the one float precision of all its cells, else float16.
@@ -536,8 +540,14 @@ def quantize(model: EncoderModel, precision_map: PrecisionMap, calibration=None,
         XLA); a site at a precision it does not run (an FP16 or FP8 site of a map pinned to
         `pallas`) runs on `xla` (`samp_jax.ops.site_implementation`).
 
+    Warns:
+      UserWarning: the map's clips were measured on another model, and the calibration's
+        replace them (the warning names the map and both fingerprints).
+
     Raises:
       TypeError: an argument is of the wrong kind (a path or a dict for the model or the map).
+      ForeignClipsError: the map's clips were measured on another model and no calibration is
+        given (names the map, both fingerprints, and how to calibrate this model).
       ValueError: the map does not fit the model, a static site has neither a stored clip nor
         calibration, a stored clip meets a smoothed calibration, `dtype` is not the map's
         `compute_dtype`, or `implementation` is not registered.
@@ -547,6 +557,7 @@ def quantize(model: EncoderModel, precision_map: PrecisionMap, calibration=None,
         raise ValueError(f"precision map has num_layers={precision_map.num_layers}, "
                          f"the model has {model.config.num_layers}")
     dtype = compute_dtype_of(precision_map, dtype)
+    precision_map = _own_clips(model, precision_map, calibration)
     check_calibration_fits(model, calibration)
     sites = site_calibrations(precision_map, calibration)
     uncalibrated = [f"{l}.{s}" for (l, s), p in precision_map.items()
@@ -580,6 +591,23 @@ def quantize(model: EncoderModel, precision_map: PrecisionMap, calibration=None,
     if unfused:  # fusions the architecture forgoes, with the reason (ModernBERT's gated FFN, ...)
         info["unfused"] = unfused
     return QuantizedModel(copy, precision_map, info=info)
+
+
+def _own_clips(model: EncoderModel, precision_map: PrecisionMap, calibration) -> PrecisionMap:
+    """`precision_map` without the clips it stores when they were measured on another model
+    (`clips_for_model`): the calibration's take their place, with a warning; without a
+    calibration, `ForeignClipsError`."""
+    applied, note = clips_for_model(precision_map, model)
+    if note is None:
+        return precision_map
+    if calibration is None:
+        raise ForeignClipsError(
+            f"{note}: they would scale this model's activations wrongly. Calibrate this model "
+            "with the map: quantize(model, pmap, calibrate.calibrate(model, batches, "
+            "precision_map=pmap)) (the CLI's calibrate and eval do so on their data)")
+    warnings.warn(f"{note}: those sites take the clips of this model's calibration instead",
+                  UserWarning, stacklevel=4)
+    return applied
 
 
 def _check_quantize_arguments(model, precision_map, calibration, implementation) -> None:

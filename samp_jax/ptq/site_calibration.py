@@ -2,16 +2,80 @@
 with the clips a precision map stores in their place (`site_calibrations`), and the checks that
 the calibration fits the model and the map (`check_calibration_fits`,
 `check_named_calibrators`): a calibration of another model, or a clip of another calibrator than
-the one a site's rule names, is refused rather than run."""
+the one a site's rule names, is refused rather than run. A map's clips measured on another model
+(its `model_fingerprint` is not `model_fingerprint(model)`) are not used (`clips_for_model`)."""
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 
 import numpy as np
+from flax import nnx
 
+from samp_jax.core.errors import SampJaxError
 from samp_jax.core.precision import SITES, PrecisionMap
+from samp_jax.core.transfers import own_transfers
 from samp_jax.models.model import EncoderModel
+
+# The prefix of a fingerprint that messages show.
+SHOWN = 12
+
+
+class ForeignClipsError(SampJaxError, ValueError):
+    """A precision map's stored clips were measured on another model, and no calibration of
+    this one was given to replace them."""
+
+
+@own_transfers
+def model_fingerprint(model: EncoderModel) -> str:
+    """The sha256 (64 hex digits) of a float model's parameters: each one's path, dtype, shape
+    and bytes, in path order. Two models of equal weights (a folder loaded twice, or copied
+    to another machine) have the same; a model fine-tuned further, another checkpoint of the
+    same architecture, or the same one with a weight changed, another. A precision map records
+    it beside the clips measured on the model (`PrecisionMap.model_fingerprint`)."""
+    digest = hashlib.sha256()
+    for path, variable in sorted(nnx.to_flat_state(nnx.state(model, nnx.Param)),
+                                 key=lambda item: tuple(map(str, item[0]))):
+        array = np.ascontiguousarray(np.asarray(variable.get_value()))
+        head = f"{'.'.join(map(str, path))}:{array.dtype.str}:{array.shape}".encode()
+        for part in (head, array.tobytes()):
+            digest.update(len(part).to_bytes(8, "little"))
+            digest.update(part)
+    return digest.hexdigest()
+
+
+def foreign_clips(precision_map: PrecisionMap, model: EncoderModel) -> str | None:
+    """The model's fingerprint when `precision_map` stores clips measured on another model
+    (its `model_fingerprint` differs), else None: no clip, no fingerprint (clips its writer
+    vouches for), or this model's (the fingerprint is computed only when the map names one)."""
+    if precision_map.model_fingerprint is None or not precision_map.stored_clips():
+        return None
+    fingerprint = model_fingerprint(model)
+    return None if fingerprint == precision_map.model_fingerprint else fingerprint
+
+
+def map_name(precision_map: PrecisionMap) -> str:
+    """How messages name a map: its file, else `the precision map`."""
+    return f"precision map {precision_map.source}" if precision_map.source else "the precision map"
+
+
+def foreign_clips_note(precision_map: PrecisionMap, fingerprint: str) -> str:
+    """`<map>: its N clips were measured on model <prefix>..., not on this one (<prefix>...)`."""
+    return (f"{map_name(precision_map)}: its {len(precision_map.stored_clips())} stored clip(s) "
+            f"were measured on another model (model_fingerprint "
+            f"{precision_map.model_fingerprint[:SHOWN]}...), not on this one "
+            f"({fingerprint[:SHOWN]}...)")
+
+
+def clips_for_model(precision_map: PrecisionMap, model: EncoderModel) -> tuple[PrecisionMap, str | None]:
+    """`(map, note)`: `precision_map` as it applies to `model`, without its stored clips where
+    they were measured on another model (`foreign_clips`; the note says so, naming the map and
+    both fingerprints), else itself and None."""
+    fingerprint = foreign_clips(precision_map, model)
+    if fingerprint is None:
+        return precision_map, None
+    return precision_map.without_clips(), foreign_clips_note(precision_map, fingerprint)
 
 
 @dataclasses.dataclass(frozen=True)

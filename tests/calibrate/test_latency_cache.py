@@ -18,7 +18,8 @@ import pytest
 
 from calibrate.search import latency
 from calibrate.search.config import SearchConfig
-from calibrate.search.latency import LatencyTable, estimate_table, table_for_target, validate_table
+from calibrate.search.latency import (LatencyTable, LatencyTableMismatch, architecture_of,
+                                      estimate_table, table_for_target, validate_table)
 from calibrate.search.plan import plan_search
 from samp_jax.core import atomic
 from samp_jax.core.precision import SITES, as_precision
@@ -36,7 +37,8 @@ def measured(tiny, monkeypatch):
         num_layers=TINY_CONFIG.num_layers, other_ms=0.5,
         site_ms={f"{s}/{p}": 0.25 + i for i, p in enumerate(OPTIONS) for s in SITES},
         forward_ms={str(p): 3.0 for p in OPTIONS},
-        executed={f"{s}/{p}": "xla" for p in OPTIONS for s in SITES})
+        executed={f"{s}/{p}": "xla" for p in OPTIONS for s in SITES},
+        architecture=architecture_of(TINY_CONFIG))
     calls = []
 
     def measure(*args, **kwargs):
@@ -191,6 +193,14 @@ DAMAGES = {
     "a field missing": (lambda d: {k: v for k, v in d.items() if k != "other_ms"},
                         "['other_ms'] are missing"),
     "not an object": (lambda d: [d], "a list, not an object"),
+    "another architecture": (_set("architecture.hidden_size", 64),
+                             "was made for another model: hidden_size 64, expected 32"),
+    "an architecture of other keys": (_set("architecture", {"hidden": 32}),
+                                      "architecture is ['hidden']; expected an object of"),
+    "an architecture of other layers": (_set("architecture.num_layers", 2),
+                                        "num_layers 2, expected 3"),
+    "an architecture of no width": (_set("architecture.hidden_size", True),
+                                    "architecture.hidden_size is True; expected a positive"),
 }
 
 
@@ -330,3 +340,59 @@ def test_an_implementation_is_described_alike_in_every_process():
     assert here == there and " at 0x" not in here
     assert "_Tiled(tile=64)" in here and "inner=samp_jax.ops.base.xla_gemm" in here
     assert dispatch._callable_name(_Tiled(64)) != dispatch._callable_name(_Tiled(128))
+
+
+def test_a_table_names_the_architecture_it_was_made_for(tiny, tmp_path, measured):
+    table = estimate_table(TINY_CONFIG, 32, 128)
+    assert table.architecture == {"model_type": "bert", "num_layers": 3, "hidden_size": 32,
+                                  "intermediate_size": 64, "num_heads": 4, "embedding_size": None,
+                                  "digest": latency.architecture_digest(TINY_CONFIG)}
+    assert LatencyTable.from_json(table.to_json()) == table
+    assert latency.architecture_digest(TINY_CONFIG) in latency.table_name(
+        TINY_CONFIG, latency.resolve_target("cpu"), 2, 8)  # the digest that keys the cache
+    # a cached table from before tables named it: its file name's digest vouches for it
+    _cached(tiny, tmp_path)
+    path = _only_file(tmp_path)
+    path.write_text(json.dumps({k: v for k, v in json.loads(path.read_text()).items()
+                                if k != "architecture"}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert _cached(tiny, tmp_path) == measured[0]
+
+
+@pytest.mark.parametrize("change, found", [
+    (dict(hidden_size=64, intermediate_size=128), "hidden_size 64, expected 32; "
+                                                  "intermediate_size 128, expected 64"),
+    (dict(model_type="roberta", num_heads=2), "model_type 'roberta', expected 'bert'; "
+                                              "num_heads 2, expected 4"),
+    (dict(hidden_act="relu"), r"digest '\w+', expected '\w+'"),  # beyond the readable fields
+])
+def test_a_given_table_of_another_architecture_is_refused(tiny, change, found):
+    other = estimate_table(TINY_CONFIG.replace(**change), 32, 128)
+    with pytest.raises(LatencyTableMismatch, match=(
+            f"the latency table given was made for another model: {found} \\(this model: "
+            r"model_type bert, num_layers 3, hidden_size 32, .*\); its costs would price")):
+        plan_search(tiny, SearchConfig(target="h100"), other)
+
+
+def test_a_given_table_without_architecture_or_of_another_device_is_used_with_a_warning(tiny):
+    table = estimate_table(TINY_CONFIG, 32, 128)
+    config = SearchConfig(target="h100")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # this model's estimate: nothing to say
+        assert plan_search(tiny, config, table).table == table
+    old = dataclasses.replace(table, architecture=None)
+    with pytest.warns(UserWarning, match=r"the latency table given records no architecture .*"
+                                         r"cannot be checked against this model \(model_type bert, "
+                                         r"num_layers 3, hidden_size 32.*measure it again"):
+        assert plan_search(tiny, config, old).table == old
+    elsewhere = dataclasses.replace(table, source="measured", device="NVIDIA B200")
+    here = latency.device_description()
+    with pytest.warns(UserWarning) as caught:
+        assert plan_search(tiny, config, elsewhere).table == elsewhere
+    said = [str(w.message) for w in caught]
+    assert said == [f"the latency table given was measured on 'NVIDIA B200', not on this machine "
+                    f"({here!r}): its latencies price the maps for that device"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # measured here
+        plan_search(tiny, config, dataclasses.replace(elsewhere, device=here))

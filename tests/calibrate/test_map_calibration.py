@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
 from calibrate import calibrate
 from calibrate.calibration.api import map_with_calibration
 from calibrate.search.driver import search
 from calibrate.search.latency import estimate_table
-from samp_jax import PrecisionMap, PrecisionMapError, quantize
+from samp_jax import EncoderModel, PrecisionMap, PrecisionMapError, SequenceClassifier, quantize
+from samp_jax.ptq.site_calibration import ForeignClipsError, model_fingerprint
 from samp_jax.core.precision import SITES, SitePrecision, as_precision
 from samp_jax.serving.forward import jit_forward
 from tests.helpers import TINY_CONFIG, random_batches
@@ -128,6 +131,7 @@ def test_the_searched_map_carries_the_clips_and_dtype_it_was_searched_with(tiny,
     static = [key for key, p in pmap.items() if p.needs_calibration]
     assert static and pmap.compute_dtype == "float16"
     assert pmap.stored_clips() == {key: calibration.sites[key].amax for key in static}
+    assert pmap.model_fingerprint == model_fingerprint(tiny)  # the model the clips are of
     assert set(pmap.site_methods().values()) == {"minmax"}
     batch = batches[0]
     np.testing.assert_array_equal(
@@ -153,3 +157,95 @@ def test_a_map_without_compute_dtype_runs_between_sites_in_its_one_float_precisi
         np.testing.assert_array_equal(_logits(quantize(tiny, pmap), batch),
                                       _logits(quantize(tiny, PrecisionMap.preset("fp32", 3),
                                                        dtype=jnp.float32), batch))
+
+
+@pytest.fixture(scope="module")
+def other():
+    """A model of the tiny one's architecture with other weights."""
+    rngs = nnx.Rngs(6)
+    return EncoderModel(TINY_CONFIG, SequenceClassifier(TINY_CONFIG, 3, rngs=rngs), rngs=rngs)
+
+
+def _searched_like(tiny, calibration):
+    """A map as a search writes it: every site static, with the tiny model's clips."""
+    return map_with_calibration(PrecisionMap.preset("fully_quant", 3, activation="static"),
+                                calibration, compute_dtype="float32")
+
+
+def test_a_map_names_the_model_its_clips_were_measured_on(tiny, other, calibration):
+    stored = _searched_like(tiny, calibration)
+    assert stored.model_fingerprint == model_fingerprint(tiny) == calibration.model_fingerprint
+    assert model_fingerprint(other) != stored.model_fingerprint
+    again = PrecisionMap.from_json(stored.to_json())
+    assert again.model_fingerprint == stored.model_fingerprint and again.to_dict() == stored.to_dict()
+    # it describes where the clips come from, not what a cell runs: equality and hash keep
+    unnamed = dataclasses.replace(stored, model_fingerprint=None)
+    assert stored == unnamed == PrecisionMap.preset("fully_quant", 3, activation="static")
+    assert hash(stored) == hash(unnamed) and "model_fingerprint" not in unnamed.to_dict()
+    # a map without clips names no model
+    assert map_with_calibration(PrecisionMap.preset("fp16", 3), calibration).model_fingerprint is None
+
+
+def test_clips_of_another_model_are_not_applied_to_this_one(tiny, other, calibration, tmp_path):
+    stored = _searched_like(tiny, calibration)
+    path = tmp_path / "precision_map.json"
+    stored.save(path)
+    from_file = PrecisionMap.from_json(path)
+    with pytest.raises(ForeignClipsError, match=(
+            f"precision map {path}: its 12 stored clip.*measured on another model "
+            rf"\(model_fingerprint {stored.model_fingerprint[:12]}\.\.\.\), not on this one "
+            rf"\({model_fingerprint(other)[:12]}\.\.\.\).*calibrate\.calibrate\(model, batches, "
+            "precision_map=pmap")):
+        quantize(other, from_file)
+    batches = random_batches(seed=1)
+    own = calibrate(other, batches, precision_map=from_file)  # the sites are calibrated
+    assert set(own.sites) == set(stored.stored_clips()) and own.options["methods"]["0.qkv"] == "minmax"
+    with pytest.warns(UserWarning, match=f"precision map {path}: its 12 stored clip.*this model's calibration instead"):
+        applied = quantize(other, from_file, own)
+    assert applied.precision_map.stored_clips() == {}  # it does not claim the clips it ignored
+    batch = random_batches(1, seed=7)[0]
+    alone = quantize(other, PrecisionMap.preset("fully_quant", 3, activation="static"),
+                     calibrate(other, batches, "minmax"), dtype=jnp.float32)
+    np.testing.assert_array_equal(_logits(applied, batch), _logits(alone, batch))
+    # the clips of the tiny model would have given the other model other outputs
+    vouched = dataclasses.replace(stored, model_fingerprint=None)
+    assert not np.array_equal(_logits(quantize(other, vouched), batch), _logits(alone, batch))
+
+
+def test_a_map_of_this_model_or_of_none_keeps_its_clips_without_a_pass(tiny, other, calibration,
+                                                                        monkeypatch):
+    stored = _searched_like(tiny, calibration)
+    batch = random_batches(1, seed=7)[0]
+    built = quantize(tiny, PrecisionMap.preset("fully_quant", 3, activation="static"), calibration,
+                     dtype=jnp.float32)
+    monkeypatch.setattr("calibrate.calibration.api.observe",
+                        lambda *a, **k: pytest.fail("a pass ran for a map that stores every clip"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert calibrate(tiny, random_batches(seed=1), precision_map=stored).sites == {}
+        np.testing.assert_array_equal(_logits(quantize(tiny, stored), batch), _logits(built, batch))
+        # a map that names no model (written by hand, or before maps named one) is applied as
+        # it is, to any model of its depth: its writer vouches for the clips
+        vouched = dataclasses.replace(stored, model_fingerprint=None)
+        assert calibrate(other, random_batches(seed=1), precision_map=vouched).sites == {}
+        np.testing.assert_array_equal(
+            _logits(quantize(other, vouched), batch),
+            _logits(quantize(other, PrecisionMap.preset("fully_quant", 3, activation="static"),
+                             calibration, dtype=jnp.float32), batch))
+
+
+@pytest.mark.parametrize("value", ["0" * 63, "A" * 64, "g" * 64, 12, ["0" * 64], ""])
+def test_a_tampered_model_fingerprint_is_refused(value):
+    with pytest.raises(PrecisionMapError, match=r"model_fingerprint=.* is not a sha256 \(64 "
+                                                r"lowercase hex digits"):
+        PrecisionMap.from_dict({"num_layers": 1, "model_fingerprint": value})
+    assert PrecisionMap.from_dict({"num_layers": 1, "model_fingerprint": "0" * 64}) == \
+        PrecisionMap.preset("fp32", 1)
+
+
+def test_the_fingerprint_follows_the_weights(tiny):
+    copy = nnx.clone(tiny)
+    assert model_fingerprint(copy) == model_fingerprint(tiny)
+    kernel = copy.encoder.layers[2].ffn_out.kernel
+    kernel[...] = kernel[...].at[0, 0].add(1e-3)
+    assert model_fingerprint(copy) != model_fingerprint(tiny)

@@ -4,6 +4,7 @@ format), for every task type."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -16,8 +17,10 @@ from flax import nnx
 
 import samp_jax as sj
 from calibrate import search
+from calibrate.search.latency import estimate_table
 from samp_jax.app.cli import main
 from samp_jax.models import make_head, save_pretrained
+from samp_jax.ptq.site_calibration import model_fingerprint
 from samp_jax.tasks.files import load_task
 
 WORDS = ("good great fine nice bad awful poor sad movie film plot actor day night city river "
@@ -412,3 +415,51 @@ def test_the_searched_map_alone_rebuilds_the_searched_model(tiny_dirs, data_file
     for (path, a), (_, b) in zip(nnx.to_flat_state(nnx.state(rebuilt.model)),
                                  nnx.to_flat_state(nnx.state(saved.model))):
         np.testing.assert_array_equal(np.asarray(a.get_value()), np.asarray(b.get_value()), err_msg=str(path))
+
+
+def test_a_map_with_clips_of_another_model_is_calibrated_on_the_data(tiny_dirs, data_files,
+                                                                     tmp_path, capsys):
+    """`calibrate` and `eval --precision MAP` use a map's stored clips only on the model they
+    were measured on (its `model_fingerprint`); on another model, they calibrate those sites on
+    their data, with one warning line naming the map (the API tests show that the model's own
+    map runs no calibration pass)."""
+    model_dir, data = tiny_dirs["sequence_classification"], str(data_files / "reviews.csv")
+    static = sj.PrecisionMap.preset("fully_quant", 2, activation="static")
+    clips = {key: 4.0 for key, _ in static.items()}
+    own = static.with_calibration({}, clips, compute_dtype="float32",
+                                  model_fingerprint=model_fingerprint(sj.load(model_dir)))
+    foreign = dataclasses.replace(own, model_fingerprint="0" * 64)
+    for name, pmap in (("own.json", own), ("foreign.json", foreign)):
+        pmap.save(tmp_path / name)
+    code, out, err = _run(capsys, "calibrate", "--model", str(model_dir), "--data", data,
+                          "--precision", str(tmp_path / "foreign.json"), "--out", str(tmp_path / "q"),
+                          "--eval", "--json")
+    assert code == 0, err
+    calibrated = json.loads(out)["test"]["value"]
+    warned = [line for line in err.splitlines() if "stored clip" in line]
+    assert len(warned) == 1 and f"precision map {tmp_path / 'foreign.json'}: its 8 stored clip" \
+        in warned[0] and "measured on another model (model_fingerprint 000000000000...)" in warned[0]
+    calibration = json.loads((tmp_path / "q" / "quantization.json").read_text())["info"]["calibration"]
+    assert len(calibration["sites"]) == 8 and calibration["tokens"] > 0
+    assert all(site["amax"] != 4.0 for site in calibration["sites"].values())
+    code, out, err = _run(capsys, "eval", "--model", str(model_dir), "--data", data, "--precision",
+                          f"{tmp_path / 'foreign.json'},{tmp_path / 'own.json'}", "--json")
+    assert code == 0, err
+    warned = [line for line in err.splitlines() if "stored clip" in line]
+    assert len(warned) == 1 and "foreign.json: its 8 stored clip" in warned[0]  # own.json: none
+    assert json.loads(out)["rows"][1]["value"] == calibrated  # the same calibration as calibrate's
+
+
+def test_a_latency_table_of_another_model_shape_is_refused(tiny_dirs, data_files, tmp_path, capsys):
+    """`search --latency-table FILE` of another architecture (here wider) ends at once, in one
+    line naming the file and the fields that differ; nothing is written."""
+    table = tmp_path / "latency_table.json"
+    table.write_text(estimate_table(sj.EncoderConfig(**{**TINY, "hidden_size": 128,
+                                                        "intermediate_size": 512}), 32, 128).to_json())
+    code, _, err = _run(capsys, "search", "--model", str(tiny_dirs["sequence_classification"]),
+                        "--data", str(data_files / "reviews.csv"), "--latency-table", str(table),
+                        "--out", str(tmp_path / "out"))
+    assert code == 1 and len(err.strip().splitlines()) == 1, err
+    assert f"--latency-table {table} was made for another model: hidden_size 128, expected 32; " \
+           "intermediate_size 512, expected 64 (this model: model_type bert, num_layers 2" in err
+    assert not (tmp_path / "out").exists()
