@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from samp_jax.core.atomic import check_not_interrupted
-from samp_jax.core.input_files import check_regular
+from samp_jax.core.input_files import broken_link, check_regular
 from samp_jax.core.transfers import own_transfers
 from samp_jax.models.checkpoint import load_pretrained
 from samp_jax.models.head_kinds import SENTENCE_EMBEDDING, SEQUENCE_CLASSIFICATION
@@ -29,10 +29,12 @@ from samp_jax.models.peft_adapter import ADAPTER_CONFIG, find_adapter, is_adapte
 from samp_jax.models.st_folder import is_cross_encoder, transformer_folder
 from samp_jax.models.model import EncoderModel
 from samp_jax.models.tokenizer import TOKENIZER_FILE, Tokenizer, check_fits, has_tokenizer
+from samp_jax.ptq.folder import SEAL_KEY, WEIGHTS_FILE, has_sidecar_copy
 from samp_jax.ptq.quantized import SIDECAR_FILE, QuantizedModel
 
 HF_CONFIG_FILE = "config.json"
 ADAPTER_OPTIONS = ("base_model", "adapter")  # what only an adapter folder takes
+SEARCH_MODEL = "model"  # the subfolder of a search's output that holds its quantized model
 
 
 @own_transfers
@@ -78,6 +80,9 @@ def load(path: str | os.PathLike, *, tokenizer: Tokenizer | str | os.PathLike | 
     path = Path(path)
     check_not_interrupted(path)
     if not path.is_dir():
+        link = broken_link(path)
+        if link is not None:
+            raise link
         raise FileNotFoundError(f"{path} is not a folder; samp_jax.load needs a model folder "
                                 f"({SIDECAR_FILE} from QuantizedModel.save, an HF "
                                 f"{HF_CONFIG_FILE} with weights, or a PEFT {ADAPTER_CONFIG})")
@@ -98,10 +103,21 @@ def load(path: str | os.PathLike, *, tokenizer: Tokenizer | str | os.PathLike | 
             raise FileNotFoundError(
                 f"{path / 'modules.json'} puts the sentence-transformers Transformer module in "
                 f"{model_folder}, which has no {HF_CONFIG_FILE}")
+        inner = path / SEARCH_MODEL
+        search = (f"; it holds a search's output, whose model is {inner}"
+                  if (inner / SIDECAR_FILE).is_file() or (inner / HF_CONFIG_FILE).is_file()
+                  else "")
         raise FileNotFoundError(
             f"{path} is not a model folder: it has neither {SIDECAR_FILE} (a quantized model "
             f"written by QuantizedModel.save) nor {HF_CONFIG_FILE} (an HF checkpoint written by "
-            f"save_pretrained or HF transformers) nor {ADAPTER_CONFIG} (a PEFT adapter)")
+            f"save_pretrained or HF transformers) nor {ADAPTER_CONFIG} (a PEFT adapter){search}")
+    if not quantized and check_regular(model_folder / WEIGHTS_FILE) and \
+            has_sidecar_copy(model_folder / WEIGHTS_FILE):
+        raise FileNotFoundError(
+            f"{path} has no {SIDECAR_FILE}, and its {WEIGHTS_FILE} holds samp-jax quantized "
+            f"weights (its header keeps a copy of {SIDECAR_FILE}, metadata {SEAL_KEY!r}), which "
+            f"the {HF_CONFIG_FILE} beside them does not describe: copy {SIDECAR_FILE} back from "
+            "the folder QuantizedModel.save (calibrate, search) wrote")
     _check_tokenizer(path, tokenizer, quantized=quantized)
     if quantized:
         if options:

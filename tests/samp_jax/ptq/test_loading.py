@@ -128,6 +128,15 @@ def test_folder_of_neither_kind_names_the_files_it_looked_for(tmp_path):
         samp_jax.load(tmp_path / "nope")
 
 
+def test_a_search_output_given_as_a_model_folder_names_its_model_subfolder(tmp_path):
+    (tmp_path / "out" / "model").mkdir(parents=True)
+    shutil.copyfile(FAMILY_SEQCLS / "config.json", tmp_path / "out" / "model" / "config.json")
+    (tmp_path / "out" / "summary.json").write_text("{}")
+    with pytest.raises(FileNotFoundError, match=r"is not a model folder: .*; it holds a search's "
+                                                rf"output, whose model is {tmp_path}/out/model$"):
+        samp_jax.load(tmp_path / "out")
+
+
 # ---------------------------------------------------------------------- class names
 @pytest.mark.parametrize("task", ["tiny_seqcls", "tiny_tokcls"])
 def test_label_names_round_trip_through_save_pretrained(task, tmp_path):
