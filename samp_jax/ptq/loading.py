@@ -16,7 +16,9 @@ tokenizer that does not match the model gives wrong results without any error.
 
 from __future__ import annotations
 
+import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,7 @@ from samp_jax.ptq.quantized import SIDECAR_FILE, QuantizedModel
 
 HF_CONFIG_FILE = "config.json"
 ADAPTER_OPTIONS = ("base_model", "adapter")  # what only an adapter folder takes
+FINETUNE_RECORD = "finetune.json"  # what `samp-jax finetune` writes beside its checkpoint
 SEARCH_MODEL = "model"  # the subfolder of a search's output that holds its quantized model
 
 
@@ -126,7 +129,31 @@ def load(path: str | os.PathLike, *, tokenizer: Tokenizer | str | os.PathLike | 
         # the folder's own tokenizer, its files checked against the manifest
         return QuantizedModel.load(path, prompt_name=prompt_name, tokenizer=None if tokenizer is None
                                    else _resolve_tokenizer(path, tokenizer))
-    return _attach_tokenizer(load_pretrained(path, **options), path, path, tokenizer, prompt_name)
+    model = _attach_tokenizer(load_pretrained(path, **options), path, path, tokenizer, prompt_name)
+    warn_if_labels_disagree(path, model.labels)
+    return model
+
+
+def warn_if_labels_disagree(folder: Path, labels) -> None:
+    """Warns, in one line naming both files, when the `finetune.json` that `samp-jax finetune`
+    wrote in `folder` names other classes, or the same in another order, than its
+    `config.json`'s `id2label` (`labels`, which the model reads): one of them comes from
+    another run (a mixed copy), and each row would be labelled as the other class. A folder
+    without that file, or whose record names no classes, is not checked."""
+    record = folder / FINETUNE_RECORD
+    if labels is None or not record.is_file():
+        return
+    try:
+        trained = json.loads(record.read_text(encoding="utf-8")).get("labels")
+    except (OSError, ValueError, AttributeError):  # not the JSON object finetune writes
+        return
+    names = [str(name) for name in labels]
+    if not isinstance(trained, list) or [str(name) for name in trained] == names:
+        return
+    warnings.warn(f"{folder / HF_CONFIG_FILE} names the classes {names} (id2label, read in that "
+                  f"order), but {record} says the weights were fine-tuned with {trained}: one of "
+                  "the two files comes from another run, and predictions may name the wrong "
+                  "class; copy both from one fine-tune", UserWarning, stacklevel=2)
 
 
 def _load_adapter(path: Path, tokenizer, prompt_name: str | None, options: dict) -> EncoderModel:
