@@ -85,7 +85,8 @@ from samp_jax.tasks.truncation import Truncation, as_dicts
 from samp_jax.models.hf_labels import all_generic
 from samp_jax.tasks.files import Columns, load_task
 from samp_jax.tasks.metrics import ENTITY_F1
-from samp_jax.tasks.trained_rows import TRAINED_ROWS_FILE, overlap, save_trained_rows, trained_rows
+from samp_jax.tasks.trained_rows import (TRAINED_ROWS_CONFIG, TRAINED_ROWS_FILE, overlap,
+                                         save_trained_rows, trained_rows)
 from samp_jax.training import FinetuneConfig, finetune
 
 # ---------------------------------------------------------------------- model and data
@@ -567,7 +568,8 @@ def _finetune(args) -> int:
                "settings": dataclasses.asdict(config)} | run_record()
     keep_label_threshold(result.model, task)  # the threshold its dev checkpoint was kept at
     with atomic_folder(out) as staging:  # checkpoint and summary: one run, one rename
-        save_pretrained(result.model, staging, tokenizer_dir=base, labels=task.labels)
+        save_pretrained(result.model, staging, tokenizer_dir=base, labels=task.labels,
+                        extra=TRAINED_ROWS_CONFIG)  # says the next file belongs with it
         save_trained_rows(staging, task.split("train"))  # for warn_if_trained_on
         (staging / "finetune.json").write_text(strict_json.dumps(summary, indent=1))
     with summary_after(f"the fine-tuned model in {out}"):
