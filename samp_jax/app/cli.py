@@ -552,8 +552,7 @@ def _finetune(args) -> int:
         print(f"samp-jax finetune: warning: {verdict}", file=sys.stderr, flush=True)
     truncation = result.truncation | test_cut
     metrics = None if test is None else test.score(test.outputs(result.model))
-    summary = {"model": str(out), "base_model": (args.model if args.model == PACKAGED_MODEL
-                                                       else str(Path(args.model).absolute())), "task": task.name,
+    summary = {"model": str(out), "base_model": args.model, "task": task.name,  # as given
                "task_type": task.task_type.name,
                "labels": None if task.labels is None else list(task.labels),
                "loss": loss.name, "problem_type": loss.problem_type,

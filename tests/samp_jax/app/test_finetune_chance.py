@@ -194,7 +194,7 @@ def test_a_copy_of_a_fine_tune_without_its_training_rows_says_the_guard_cannot_r
         files, tmp_path, capsys, monkeypatch):
     """config.json says a fine-tune saved its training rows: a copy of the HF files alone (or
     with the digests' link broken) warns once that the check cannot be made, where it was
-    silent."""
+    silent; finetune.json records the base model as it was given (relative here)."""
     from samp_jax.tasks.trained_rows import TRAINED_ROWS_FILE
     monkeypatch.setattr(cli, "finetune", _stub_finetune(0.75))
     monkeypatch.chdir(files)
@@ -202,6 +202,7 @@ def test_a_copy_of_a_fine_tune_without_its_training_rows_says_the_guard_cannot_r
     assert cli.main(["finetune", "--model", "model", "--data", "rows.csv", "--out", str(tuned),
                      "--json"]) == 0
     capsys.readouterr()
+    assert json.loads((tuned / "finetune.json").read_text())["base_model"] == "model"
     assert json.loads((tuned / "config.json").read_text())["samp_jax_trained_rows"] == \
         TRAINED_ROWS_FILE
     copy = tmp_path / "copy"
