@@ -44,7 +44,7 @@ from calibrate.search.plan import resolve_options
 from samp_jax.app import bench, demo, jax_platforms, predictions
 from samp_jax.app.entry import Terminated, closed_at_start, out_of_host_memory, plugin_failed
 from samp_jax.app.figure_warnings import warn_if_at_chance, warn_non_finite
-from samp_jax.core.text import readable
+from samp_jax.core.text import command_line
 from samp_jax.core import strict_json
 from samp_jax.core.version import run_record
 from samp_jax.app.lengths import at_max_length, check_max_length, fit_max_length, say_truncation
@@ -412,7 +412,7 @@ def _search(args) -> int:
     warn_if_trained_on(args, task, ("search", "test"))
     run = run_search(model, tokenizer, task, config, out=out, description=description,
                      max_test_examples=args.max_examples, latency_table=table,
-                     command=readable("samp-jax " + " ".join(sys.argv[1:])))
+                     command=command_line(["samp-jax", *sys.argv[1:]]))
     summary = run.summary
     say_truncation("search", {split: Truncation(**counts)
                               for split, counts in summary["truncation"].items()})
