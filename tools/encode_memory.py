@@ -15,6 +15,7 @@ import dataclasses
 import json
 import platform
 import resource
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -48,7 +49,7 @@ def main() -> None:
     print(json.dumps({"rows": args.rows, "max_length": args.max_length,
                       "width": int(encoded.input_ids.shape[1]), "seconds": round(seconds, 2),
                       "arrays_mib": round(held / 2**20), "peak_rss_above_load_mib":
-                      round(peak_mib() - loaded), "command": " ".join(sys.argv),
+                      round(peak_mib() - loaded), "command": shlex.join(sys.argv),
                       "commit": code_commit(), "device": f"CPU ({platform.machine()})"}))
 
 

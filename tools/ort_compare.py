@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -149,7 +150,7 @@ def main() -> None:
     for r in rows:
         r["relative_change"] = relative_change(r["metric"], fp32)
         r["speedup_vs_best_ort_int8"] = best_ort / r["ms"]
-    command = "python tools/ort_compare.py " + " ".join(sys.argv[1:])
+    command = shlex.join(["python", "tools/ort_compare.py", *sys.argv[1:]])
     result = {"command": command, "device": device_description(),
               "malloc": args.malloc,
               "data": args.data, "metric": evaluator.metric, "test_examples": evaluator.num_examples,

@@ -53,7 +53,7 @@ from calibrate.calibration import calibrate
 from pallas_kernels import devices
 from samp_jax import ops
 from samp_jax.app.bench_options import QUICK_SHAPES, SHAPES, add_arguments  # noqa: F401
-from samp_jax.core.text import readable
+from samp_jax.core.text import command_line
 from samp_jax.core.assets import minilm_path
 from samp_jax.app.outputs import check_output, summary_after
 from samp_jax.core.atomic import atomic_file, resolve_output, write_text_atomic
@@ -441,8 +441,8 @@ def run_from_args(args) -> int:
     for path, what in ((out, "--out"), (figure, "--out's plot")):
         check_output(path, what=what, folder=False)  # before the benchmark, not after
     progress = (lambda line: print(line, file=sys.stderr, flush=True))
-    command = readable("samp-jax bench " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["bench"]
-                                                   else sys.argv[1:]))
+    command = command_line(["samp-jax", "bench", *(sys.argv[2:] if sys.argv[1:2] == ["bench"]
+                                                   else sys.argv[1:])])
     record = run_record()  # the versions, and `created` when the run started: in every write
     planned = (len(models) * len(dict.fromkeys(contenders or contender_names()))
                * len(dict.fromkeys(shapes)))

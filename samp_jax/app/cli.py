@@ -44,7 +44,7 @@ from calibrate.search.plan import resolve_options
 from samp_jax.app import bench, demo, jax_platforms, predictions
 from samp_jax.app.entry import Terminated, closed_at_start, out_of_host_memory, plugin_failed
 from samp_jax.app.figure_warnings import warn_if_at_chance, warn_non_finite
-from samp_jax.core.text import readable
+from samp_jax.core.text import command_line
 from samp_jax.core import strict_json
 from samp_jax.core.version import run_record
 from samp_jax.app.lengths import at_max_length, check_max_length, fit_max_length, say_truncation
@@ -85,7 +85,8 @@ from samp_jax.tasks.truncation import Truncation, as_dicts
 from samp_jax.models.hf_labels import all_generic
 from samp_jax.tasks.files import Columns, load_task
 from samp_jax.tasks.metrics import ENTITY_F1
-from samp_jax.tasks.trained_rows import TRAINED_ROWS_FILE, overlap, save_trained_rows, trained_rows
+from samp_jax.tasks.trained_rows import (TRAINED_ROWS_CONFIG, TRAINED_ROWS_FILE, overlap,
+                                         save_trained_rows, trained_rows)
 from samp_jax.training import FinetuneConfig, finetune
 
 # ---------------------------------------------------------------------- model and data
@@ -425,7 +426,7 @@ def _search(args) -> int:
     warn_if_trained_on(args, task, ("search", "test"))
     run = run_search(model, tokenizer, task, config, out=out, description=description,
                      max_test_examples=args.max_examples, latency_table=table,
-                     command=readable("samp-jax " + " ".join(sys.argv[1:])))
+                     command=command_line(["samp-jax", *sys.argv[1:]]))
     summary = run.summary
     say_truncation("search", {split: Truncation(**counts)
                               for split, counts in summary["truncation"].items()})
@@ -565,8 +566,7 @@ def _finetune(args) -> int:
         print(f"samp-jax finetune: warning: {verdict}", file=sys.stderr, flush=True)
     truncation = result.truncation | test_cut
     metrics = None if test is None else test.score(test.outputs(result.model))
-    summary = {"model": str(out), "base_model": (args.model if args.model == PACKAGED_MODEL
-                                                       else str(Path(args.model).absolute())), "task": task.name,
+    summary = {"model": str(out), "base_model": args.model, "task": task.name,  # as given
                "task_type": task.task_type.name,
                "labels": None if task.labels is None else list(task.labels),
                "loss": loss.name, "problem_type": loss.problem_type,
@@ -582,7 +582,8 @@ def _finetune(args) -> int:
                "settings": dataclasses.asdict(config)} | run_record()
     keep_label_threshold(result.model, task)  # the threshold its dev checkpoint was kept at
     with atomic_folder(out) as staging:  # checkpoint and summary: one run, one rename
-        save_pretrained(result.model, staging, tokenizer_dir=base, labels=task.labels)
+        save_pretrained(result.model, staging, tokenizer_dir=base, labels=task.labels,
+                        extra=TRAINED_ROWS_CONFIG)  # says the next file belongs with it
         save_trained_rows(staging, task.split("train"))  # for warn_if_trained_on
         (staging / "finetune.json").write_text(strict_json.dumps(summary, indent=1))
     with summary_after(f"the fine-tuned model in {out}"):

@@ -3,6 +3,8 @@ summary lines of a finished search (with the numbers behind its tolerance verdic
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from calibrate.search.config import SearchConfig
 from samp_jax.app.outputs import UsageError
 
@@ -33,9 +35,9 @@ def search_config(args) -> SearchConfig:
 def print_summary(out, summary: dict) -> None:
     """The lines `samp-jax search` prints without `--json`: what it wrote, the summary's main
     fields, the chosen map's tolerance check and the test metrics."""
+    model = Path(out) / summary["quantized_model"]  # recorded relative to `out`
     print(f"wrote {out}/precision_map.json, report.md, pareto.png, the Pareto-front maps "
-          f"(pareto/) and the quantized model {summary['quantized_model']} (load it with "
-          "samp_jax.load)")
+          f"(pareto/) and the quantized model {model} (load it with samp_jax.load)")
     shown = ("label_threshold",) if summary.get("label_threshold") is not None else ()
     for key in ("target", "chosen_from", *shown, "max_length", "fp32_search_metric",
                 "chosen_search_metric", "int8_flop_fraction", "estimated_speedup_vs_default",

@@ -5,8 +5,10 @@ A name in a model folder may be a link to anything: `/dev/zero` (which reads for
 these absent, so a `config.json` linked to `/dev/zero` was reported missing and a
 `tokenizer_config.json` linked to it silently ignored. Here:
 
-- `check_regular(path)`: True for a regular file (links followed), False when nothing is there
-  (no such name, or a link to nothing), and `NotRegularFileError` naming what else is there.
+- `check_regular(path)`: True for a regular file (links followed), False when no such name is
+  there, `NotRegularFileError` naming what else is there, and `BrokenLinkError` for a symbolic
+  link whose target is absent (a folder copied as links whose targets stayed behind, an HF
+  cache's snapshot without its blobs), naming the link and its target, not calling it absent.
 - `open_regular` / `read_bytes` / `read_text`: open without waiting (`O_NONBLOCK`: a FIFO's
   `open` returns at once), refuse what `fstat` says is not a regular file (the name may have
   changed since it was checked), and read at most `limit + 1` bytes when a limit is known (a
@@ -27,6 +29,31 @@ _CHUNK = 1 << 24  # read in pieces: a huge recorded size allocates nothing up fr
 
 class NotRegularFileError(SampJaxError, ValueError):
     """A name that should be a file is a FIFO, a device, a socket, a folder or a link loop."""
+
+
+class BrokenLinkError(SampJaxError, FileNotFoundError):
+    """A name that should be a file is a symbolic link whose target does not exist."""
+
+
+def broken_link(path: str | os.PathLike, *, dir_fd: int | None = None) -> BrokenLinkError | None:
+    """The error for `path` (relative to `dir_fd` when given) when it is a symbolic link whose
+    target does not exist, naming the link and its target; None for anything else."""
+    try:
+        if not stat.S_ISLNK(os.lstat(path, dir_fd=dir_fd).st_mode):
+            return None
+        target = os.readlink(path, dir_fd=dir_fd)
+    except OSError:  # no such name
+        return None
+    try:
+        os.stat(path, dir_fd=dir_fd)
+        return None  # it leads somewhere (created meanwhile)
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+    except OSError:  # unreadable, or a loop: not a missing target
+        return None
+    return BrokenLinkError(f"{path} is a symbolic link to {target}, which does not exist (a copy "
+                           "that kept the link but not the file it points to?); expected a file, "
+                           "or a link to one: copy the files themselves (cp -L)")
 
 
 def kind_of(mode: int) -> str:
@@ -52,15 +79,19 @@ def not_regular(path, mode: int, expected: str = "a file, or a link to one") -> 
 def check_regular(path: str | os.PathLike) -> bool:
     """Whether a regular file is at `path` (following links).
 
-    Returns False when nothing is there: no such name, or a link that leads nowhere.
+    Returns False when no such name is there.
 
     Raises:
       NotRegularFileError: something else is there (a FIFO, a device such as `/dev/zero`, a
         socket, a folder), or a link loops.
+      BrokenLinkError: a symbolic link whose target does not exist.
     """
     try:
         mode = os.stat(path).st_mode
     except (FileNotFoundError, NotADirectoryError):
+        error = broken_link(path)
+        if error is not None:
+            raise error from None
         return False
     except OSError as e:  # ELOOP: a link to itself
         raise NotRegularFileError(f"{path} cannot be opened ({e.strerror}); expected a "
@@ -74,12 +105,16 @@ def open_regular(path: str | os.PathLike, *, dir_fd: int | None = None) -> int:
     """A read-only descriptor on the regular file `path` (relative to `dir_fd` when given).
 
     Raises:
-      FileNotFoundError: nothing is there.
+      FileNotFoundError: nothing is there (`BrokenLinkError`: a link whose target is absent).
       NotRegularFileError: something other than a regular file is there.
     """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
     except OSError as e:
+        if e.errno == errno.ENOENT:
+            error = broken_link(path, dir_fd=dir_fd)
+            if error is not None:
+                raise error from None
         if e.errno != errno.ELOOP:
             raise
         raise NotRegularFileError(f"{path} cannot be opened ({e.strerror}); expected a "

@@ -5,9 +5,13 @@ Python decodes a file name, and a command-line argument, with the file-system en
 name `évals.csv` arrives as `'\\udcc3\\udca9vals.csv'`, lone surrogates that open the file but
 that JSON writes as escapes no reader maps back, and that Matplotlib refuses to draw.
 `readable` gives the name back as Unicode text. The path itself is kept for opening the file.
+`command_line` records a command as a shell reads it back.
 """
 
 from __future__ import annotations
+
+import shlex
+from typing import Iterable
 
 
 def readable(name: str) -> str:
@@ -24,3 +28,10 @@ def readable(name: str) -> str:
         return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     except UnicodeEncodeError:  # a surrogate that no byte escaped ('\ud800')
         return name.encode("utf-8", "replace").decode("utf-8")
+
+
+def command_line(words: Iterable[str]) -> str:
+    """The command of `words` (`["samp-jax", *sys.argv[1:]]`) as one line a POSIX shell runs
+    again: each word `readable`, quoted where the shell would split or expand it
+    (`shlex.join`: `--out '/tmp/a search é'`)."""
+    return shlex.join(readable(word) for word in words)

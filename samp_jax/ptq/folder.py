@@ -39,7 +39,8 @@ import numpy as np
 from pallas_kernels.numerics import INT8_MAX, SCALE_EPS
 from samp_jax.core import strict_json
 from samp_jax.core.errors import SampJaxError
-from samp_jax.core.input_files import NotRegularFileError, not_regular, open_regular, read_fd
+from samp_jax.core.input_files import (BrokenLinkError, NotRegularFileError, not_regular,
+                                      open_regular, read_fd)
 from samp_jax.models.checkpoint import CheckpointError
 from samp_jax.ops.dispatch import check_implementation
 
@@ -93,9 +94,12 @@ def read_file(directory: Path, folder_fd: int, name: str, limit: int | None = No
       FolderChanged: the folder was deleted (a save replaced it) before the file was read.
       NotRegularFileError: `name` is not a regular file (a FIFO, a device such as /dev/zero,
         a folder), named; nothing is read from it (a FIFO's open does not wait).
+      BrokenLinkError: `name` is a symbolic link whose target does not exist, named.
     """
     try:
         fd = open_regular(name, dir_fd=folder_fd)
+    except BrokenLinkError as e:
+        raise BrokenLinkError(f"{directory}/{e}") from None
     except NotRegularFileError as e:
         try:
             mode = os.stat(name, dir_fd=folder_fd).st_mode
@@ -284,6 +288,25 @@ def _header_copy(file: Path, weights: bytes) -> Any:
         return None if text is None else strict_json.parse(text)
     except (ValueError, AttributeError, TypeError) as e:  # JSONDecodeError, UnicodeDecodeError
         raise CheckpointError(file, problem=f"has no readable safetensors header ({e})") from None
+
+
+HEADER_LIMIT = 100 << 20  # the largest safetensors header the format allows
+
+
+def has_sidecar_copy(file: Path) -> bool:
+    """Whether the safetensors `file` holds samp-jax quantized weights: its header keeps a copy
+    of the sidecar (`SEAL_KEY`, format 3), which an HF checkpoint's never does. Only the header
+    is read; a file that is no readable safetensors file is False (its reader names it)."""
+    try:
+        with os.fdopen(open_regular(file), "rb") as f:
+            length = int.from_bytes(f.read(8), "little")
+            if not 0 < length <= HEADER_LIMIT:
+                return False
+            header = json.loads(f.read(length).decode("utf-8"))
+    except (OSError, ValueError):  # UnicodeDecodeError, JSONDecodeError; NotRegularFileError
+        return False
+    metadata = header.get("__metadata__") if isinstance(header, dict) else None
+    return isinstance(metadata, dict) and SEAL_KEY in metadata
 
 
 def _differences(saved: Any, found: Any, where: str) -> Iterator[str]:

@@ -16,12 +16,14 @@ tokenizer that does not match the model gives wrong results without any error.
 
 from __future__ import annotations
 
+import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
 from samp_jax.core.atomic import check_not_interrupted
-from samp_jax.core.input_files import check_regular
+from samp_jax.core.input_files import broken_link, check_regular
 from samp_jax.core.transfers import own_transfers
 from samp_jax.models.checkpoint import load_pretrained
 from samp_jax.models.head_kinds import SENTENCE_EMBEDDING, SEQUENCE_CLASSIFICATION
@@ -29,10 +31,13 @@ from samp_jax.models.peft_adapter import ADAPTER_CONFIG, find_adapter, is_adapte
 from samp_jax.models.st_folder import is_cross_encoder, transformer_folder
 from samp_jax.models.model import EncoderModel
 from samp_jax.models.tokenizer import TOKENIZER_FILE, Tokenizer, check_fits, has_tokenizer
+from samp_jax.ptq.folder import SEAL_KEY, WEIGHTS_FILE, has_sidecar_copy
 from samp_jax.ptq.quantized import SIDECAR_FILE, QuantizedModel
 
 HF_CONFIG_FILE = "config.json"
 ADAPTER_OPTIONS = ("base_model", "adapter")  # what only an adapter folder takes
+FINETUNE_RECORD = "finetune.json"  # what `samp-jax finetune` writes beside its checkpoint
+SEARCH_MODEL = "model"  # the subfolder of a search's output that holds its quantized model
 
 
 @own_transfers
@@ -78,6 +83,9 @@ def load(path: str | os.PathLike, *, tokenizer: Tokenizer | str | os.PathLike | 
     path = Path(path)
     check_not_interrupted(path)
     if not path.is_dir():
+        link = broken_link(path)
+        if link is not None:
+            raise link
         raise FileNotFoundError(f"{path} is not a folder; samp_jax.load needs a model folder "
                                 f"({SIDECAR_FILE} from QuantizedModel.save, an HF "
                                 f"{HF_CONFIG_FILE} with weights, or a PEFT {ADAPTER_CONFIG})")
@@ -98,10 +106,21 @@ def load(path: str | os.PathLike, *, tokenizer: Tokenizer | str | os.PathLike | 
             raise FileNotFoundError(
                 f"{path / 'modules.json'} puts the sentence-transformers Transformer module in "
                 f"{model_folder}, which has no {HF_CONFIG_FILE}")
+        inner = path / SEARCH_MODEL
+        search = (f"; it holds a search's output, whose model is {inner}"
+                  if (inner / SIDECAR_FILE).is_file() or (inner / HF_CONFIG_FILE).is_file()
+                  else "")
         raise FileNotFoundError(
             f"{path} is not a model folder: it has neither {SIDECAR_FILE} (a quantized model "
             f"written by QuantizedModel.save) nor {HF_CONFIG_FILE} (an HF checkpoint written by "
-            f"save_pretrained or HF transformers) nor {ADAPTER_CONFIG} (a PEFT adapter)")
+            f"save_pretrained or HF transformers) nor {ADAPTER_CONFIG} (a PEFT adapter){search}")
+    if not quantized and check_regular(model_folder / WEIGHTS_FILE) and \
+            has_sidecar_copy(model_folder / WEIGHTS_FILE):
+        raise FileNotFoundError(
+            f"{path} has no {SIDECAR_FILE}, and its {WEIGHTS_FILE} holds samp-jax quantized "
+            f"weights (its header keeps a copy of {SIDECAR_FILE}, metadata {SEAL_KEY!r}), which "
+            f"the {HF_CONFIG_FILE} beside them does not describe: copy {SIDECAR_FILE} back from "
+            "the folder QuantizedModel.save (calibrate, search) wrote")
     _check_tokenizer(path, tokenizer, quantized=quantized)
     if quantized:
         if options:
@@ -110,7 +129,31 @@ def load(path: str | os.PathLike, *, tokenizer: Tokenizer | str | os.PathLike | 
         # the folder's own tokenizer, its files checked against the manifest
         return QuantizedModel.load(path, prompt_name=prompt_name, tokenizer=None if tokenizer is None
                                    else _resolve_tokenizer(path, tokenizer))
-    return _attach_tokenizer(load_pretrained(path, **options), path, path, tokenizer, prompt_name)
+    model = _attach_tokenizer(load_pretrained(path, **options), path, path, tokenizer, prompt_name)
+    warn_if_labels_disagree(path, model.labels)
+    return model
+
+
+def warn_if_labels_disagree(folder: Path, labels) -> None:
+    """Warns, in one line naming both files, when the `finetune.json` that `samp-jax finetune`
+    wrote in `folder` names other classes, or the same in another order, than its
+    `config.json`'s `id2label` (`labels`, which the model reads): one of them comes from
+    another run (a mixed copy), and each row would be labelled as the other class. A folder
+    without that file, or whose record names no classes, is not checked."""
+    record = folder / FINETUNE_RECORD
+    if labels is None or not record.is_file():
+        return
+    try:
+        trained = json.loads(record.read_text(encoding="utf-8")).get("labels")
+    except (OSError, ValueError, AttributeError):  # not the JSON object finetune writes
+        return
+    names = [str(name) for name in labels]
+    if not isinstance(trained, list) or [str(name) for name in trained] == names:
+        return
+    warnings.warn(f"{folder / HF_CONFIG_FILE} names the classes {names} (id2label, read in that "
+                  f"order), but {record} says the weights were fine-tuned with {trained}: one of "
+                  "the two files comes from another run, and predictions may name the wrong "
+                  "class; copy both from one fine-tune", UserWarning, stacklevel=2)
 
 
 def _load_adapter(path: Path, tokenizer, prompt_name: str | None, options: dict) -> EncoderModel:

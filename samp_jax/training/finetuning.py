@@ -50,6 +50,7 @@ from samp_jax.tasks.chance import ChanceLevel, chance_level
 from samp_jax.tasks.losses import Loss
 from samp_jax.tasks.task import (LabelMismatch, Task, check_head_fits, get_task, predict,
                                  warn_if_named_two_classes)
+from samp_jax.tasks.trained_rows import TRAINED_ROWS_CONFIG, save_trained_rows
 from samp_jax.tasks.truncation import Truncation
 
 
@@ -363,7 +364,9 @@ def finetuned_model(task: str, config: FinetuneConfig | None = None, *, train_if
     """The all-MiniLM-L6-v2 backbone fine-tuned on `task`, from the cache or trained now.
 
     Returns `(model, tokenizer, info)`, where `info` is the cached `finetune.json`
-    (dev metric, steps, seconds, history). A cache that cannot be written (read-only, full) is
+    (dev metric, steps, seconds, history). The cached folder keeps its training rows' digests
+    as a `samp-jax finetune` folder does (`samp_jax.tasks.trained_rows`), for a command given
+    it as `--model`. A cache that cannot be written (read-only, full) is
     a warning naming the folder and the OS error, and the model trained now is returned.
 
     Raises:
@@ -387,7 +390,9 @@ def finetuned_model(task: str, config: FinetuneConfig | None = None, *, train_if
                 "device": jax.devices()[0].device_kind}
 
         def write(target: Path) -> None:
-            save_pretrained(result.model, target, tokenizer_dir=base, labels=task_obj.labels)
+            save_pretrained(result.model, target, tokenizer_dir=base, labels=task_obj.labels,
+                            extra=TRAINED_ROWS_CONFIG)  # its training rows, for `--model DIR`
+            save_trained_rows(target, task_obj.split("train"))
             (target / "finetune.json").write_text(strict_json.dumps(info, indent=1))
         try:
             with atomic_folder(folder) as staging:

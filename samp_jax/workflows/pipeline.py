@@ -24,7 +24,7 @@ from samp_jax.workflows.experiments import make_evaluator, relative_change
 from samp_jax.core.assets import minilm_path
 from samp_jax.core.atomic import atomic_folder, check_replaceable, holds_only
 from samp_jax.core.version import run_record
-from samp_jax.ptq.loading import load
+from samp_jax.ptq.loading import SEARCH_MODEL, load
 from samp_jax.models import Tokenizer
 from samp_jax.ptq.quantized import QuantizedModel, quantize
 from samp_jax.tasks import Task
@@ -156,7 +156,9 @@ def run_search(model, tokenizer, task: Task, config: SearchConfig | None = None,
 
     Returns:
       The JSON summary with the chosen `QuantizedModel` and its tokenizer, for serving it
-      afterwards without redoing the work. The summary's paths are absolute; its
+      afterwards without redoing the work. Its paths are recorded as a record's paths are
+      (docs/design.md): `out` as given, `quantized_model` and `latency_table` (files inside
+      `out`) relative to `out`, so that a moved folder's summary still finds them; its
       `test_within_tolerance` says whether the chosen map's test metric is within the
       tolerance of FP32's (`within_tolerance`; None without a metric or with a latency target).
     """
@@ -191,20 +193,19 @@ def run_search(model, tokenizer, task: Task, config: SearchConfig | None = None,
         proxy = lambda m: evaluator.evaluation.proxy(evaluator.outputs(m), reference)  # noqa: E731
         test_proxy = {"proxy": evaluator.evaluation.proxy_kind.name, "chosen": proxy(chosen)}
         test_proxy |= {name: proxy(preset(pmap)) for name, pmap in presets}
-    where = Path(out).absolute()  # the summary's paths: read from any working directory
     with atomic_folder(out, replaceable=is_search_output) as staging:  # one run, one rename
-        chosen.save(staging / "model")
+        chosen.save(staging / SEARCH_MODEL)
         # the table every map was priced with: `latency_table=` (--latency-table) repeats the run
         (staging / LATENCY_TABLE_FILE).write_text(plan.table.to_json(), encoding="utf-8")
         summary = write_report(result, staging, test_metrics=test, command=command, extra={
             "model": description, "task": task.name, "task_type": task.task_type.name,
             "data": task.source, "split_seed": task.split_seed, "split_sizes": task.sizes(),
             "split_queries": task.query_sizes(),
-            "out": str(where),
+            "out": str(out),  # as given; the files inside it relative to it
             "label_threshold": task.decision_threshold,
             "max_length": task.length(tokenizer), "truncation": as_dicts(truncation),
-            "quantized_model": str(where / "model"), "test_examples": evaluator.num_examples,
-            "latency_table": str(where / LATENCY_TABLE_FILE),
+            "quantized_model": SEARCH_MODEL, "test_examples": evaluator.num_examples,
+            "latency_table": LATENCY_TABLE_FILE,
             "test_within_tolerance": test_within,
             "total_seconds": time.perf_counter() - start,
             "compute_dtype": jnp.dtype(target.dtype).name}  # between GEMM sites

@@ -127,6 +127,54 @@ def test_a_link_that_loops_is_named(hf):
         samp_jax.load(hf)
 
 
+# ------------------------------------------------------------ links whose target is gone
+def _dangling(folder, name):
+    """`folder/name` replaced by a link to a blob that is not there (an HF cache's snapshot
+    copied without its blobs); returns the link's target."""
+    target = f"../../blobs/{name}"
+    _as(folder, name, target)
+    return target
+
+
+@pytest.mark.parametrize("name", ["quantization.json", "model.safetensors", "tokenizer.json",
+                                  "vocab.txt"])
+def test_a_quantized_folder_file_that_is_a_dangling_link_is_named_with_its_target(quantized, name):
+    """It was 'not a model folder' (quantization.json) or 'has no ...': absent, not broken."""
+    target = _dangling(quantized, name)
+    with pytest.raises(FileNotFoundError, match=rf"^{re.escape(str(quantized / name))} is a "
+                                                rf"symbolic link to {re.escape(target)}, which "
+                                                r"does not exist"):
+        samp_jax.load(quantized)
+
+
+@pytest.mark.parametrize("name", ["config.json", "tokenizer.json", "model.safetensors",
+                                  "tokenizer_config.json"])
+def test_an_hf_folder_file_that_is_a_dangling_link_is_named_with_its_target(hf, name):
+    target = _dangling(hf, name)
+    with pytest.raises(samp_jax.SampJaxError, match=rf"^{re.escape(str(hf / name))} is a "
+                                                    rf"symbolic link to {re.escape(target)}, "
+                                                    r"which does not exist"):
+        samp_jax.load(hf)
+
+
+def test_a_model_folder_that_is_a_dangling_link_is_named_with_its_target(tmp_path):
+    (tmp_path / "model").symlink_to(tmp_path / "gone", target_is_directory=True)
+    with pytest.raises(FileNotFoundError, match=r"model is a symbolic link to .*gone, which does "
+                                                r"not exist"):
+        samp_jax.load(tmp_path / "model")
+
+
+def test_quantized_weights_beside_an_hf_config_without_their_sidecar_are_named(quantized):
+    """A quantized folder that lost quantization.json and got an HF config.json: its weights'
+    header says what they are, where the HF reader listed missing and unexpected keys."""
+    (quantized / "quantization.json").unlink()
+    shutil.copyfile(HF / "config.json", quantized / "config.json")
+    with pytest.raises(FileNotFoundError, match=rf"^{re.escape(str(quantized))} has no "
+                                                r"quantization.json, and its model.safetensors "
+                                                r"holds samp-jax quantized weights"):
+        samp_jax.load(quantized)
+
+
 # ------------------------------------------------------------ JSON Python cannot read
 @pytest.mark.parametrize("text, message", [(DEEP, DEEP_MESSAGE),
                                            ('{"hidden_size": ' + BIG + "}", BIG_MESSAGE)])

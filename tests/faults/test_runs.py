@@ -6,7 +6,9 @@ does not write is refused before any work."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -55,10 +57,22 @@ def test_a_search_replaces_its_folder_whole(first_search):
     assert sorted(p.name for p in out.iterdir()) == ["latency_table.json", "model", "pareto",
                                                      "pareto.png", "precision_map.json",
                                                      "report.md", "summary.json"]
-    assert run.summary["quantized_model"] == str(out / "model")
+    assert run.summary["quantized_model"] == "model" and run.summary["out"] == str(out)
     assert sj.PrecisionMap.from_json(out / "precision_map.json") == \
         sj.QuantizedModel.load(out / "model").precision_map
     assert _litter(out.parent, "search") == []
+
+
+def test_a_moved_search_folder_finds_its_own_files_by_its_summary(first_search, tmp_path):
+    """The files inside the folder are recorded relative to it (they were absolute paths of
+    the place the search ran in)."""
+    out, run = first_search
+    moved = shutil.copytree(out, tmp_path / "moved")
+    summary = json.loads((moved / "summary.json").read_text())
+    assert (summary["quantized_model"], summary["latency_table"]) == ("model", "latency_table.json")
+    assert sj.QuantizedModel.load(moved / summary["quantized_model"]).precision_map == \
+        run.result.precision_map
+    assert (moved / summary["latency_table"]).read_text() == (out / "latency_table.json").read_text()
 
 
 def test_a_search_given_the_table_it_wrote_repeats_itself_and_a_table_decides_the_map(
@@ -67,7 +81,7 @@ def test_a_search_given_the_table_it_wrote_repeats_itself_and_a_table_decides_th
     from calibrate.search.latency import LatencyTable
     out, run = first_search
     table = LatencyTable.from_json((out / "latency_table.json").read_text())
-    assert table.source == "measured" and run.summary["latency_table"] == str(out / "latency_table.json")
+    assert table.source == "measured" and run.summary["latency_table"] == "latency_table.json"
     config = SearchConfig(options=("fp32", "int8-dynamic"), tolerance=0.05, progress=False, target="cpu")
     again = pipeline.run_search(*tiny, config, out=tmp_path / "again", compare_presets=False,
                                 latency_table=table)

@@ -219,6 +219,41 @@ def test_eval_warns_when_its_held_out_rows_are_rows_the_model_was_fine_tuned_on(
         assert "whether the held-out rows were trained on is not checked" in capsys.readouterr().err
 
 
+def test_a_copy_of_a_fine_tune_without_its_training_rows_says_the_guard_cannot_run(
+        files, tmp_path, capsys, monkeypatch):
+    """config.json says a fine-tune saved its training rows: a copy of the HF files alone (or
+    with the digests' link broken) warns once that the check cannot be made, where it was
+    silent; finetune.json records the base model as it was given (relative here)."""
+    from samp_jax.tasks.trained_rows import TRAINED_ROWS_FILE
+    monkeypatch.setattr(cli, "finetune", _stub_finetune(0.75))
+    monkeypatch.chdir(files)
+    tuned = tmp_path / "tuned"
+    assert cli.main(["finetune", "--model", "model", "--data", "rows.csv", "--out", str(tuned),
+                     "--json"]) == 0
+    capsys.readouterr()
+    assert json.loads((tuned / "finetune.json").read_text())["base_model"] == "model"
+    assert json.loads((tuned / "config.json").read_text())["samp_jax_trained_rows"] == \
+        TRAINED_ROWS_FILE
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for file in tuned.iterdir():
+        if file.name not in (TRAINED_ROWS_FILE, "finetune.json"):
+            file.rename(copy / file.name)
+    missing = (f"samp-jax eval: warning: {copy}/config.json says {copy} was fine-tuned by "
+               f"samp-jax with a guard against scoring its training rows (samp_jax_trained_rows),"
+               f" but its {TRAINED_ROWS_FILE} is missing")
+    cannot = "whether the held-out rows overlap the rows it was trained on cannot be told"
+    for link, how in ((None, ": "), ("../gone/rows.npy", " (a link to ../gone/rows.npy, which "
+                                                         "does not exist): ")):
+        if link is not None:
+            (copy / TRAINED_ROWS_FILE).symlink_to(link)
+        assert cli.main(["eval", "--model", str(copy), "--data", "rows.csv", "--precision",
+                         "fp16", "--json"]) == 0
+        warned = [line for line in capsys.readouterr().err.splitlines() if "warning:" in line]
+        assert [line for line in warned if line.startswith(missing)] == \
+            [f"{missing}{how}{cannot} (copy that file with the model's)"], warned
+
+
 def test_a_digest_file_whose_header_claims_more_rows_than_it_holds_is_not_allocated(tmp_path):
     """A header of 2**33 uint64 rows over 16 bytes: refused by the mapping with a warning,
     not a 64 GiB allocation."""

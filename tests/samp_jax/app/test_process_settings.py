@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 import warnings
@@ -12,8 +13,9 @@ import warnings
 import numpy as np
 import pytest
 
+from samp_jax.app import cli
 from samp_jax.app.cli import main, own_warnings_stay_warnings
-from samp_jax.core.text import readable
+from samp_jax.core.text import command_line, readable
 from samp_jax.models import save_pretrained
 from tests.helpers import ROOT, tiny_classifier
 
@@ -68,6 +70,32 @@ def test_readable_decodes_the_bytes_surrogateescape_carries():
     assert readable("évals") == "évals"  # text as it is
     assert readable("\udcff.csv") == "\ufffd.csv"  # not UTF-8
     assert readable("\ud800") == "?"
+
+
+def test_command_line_is_one_line_a_shell_splits_back_into_the_words():
+    words = ["samp-jax", "search", "--out", "/tmp/a search é", "--tolerance", "5%", "--data", "x;y"]
+    line = command_line(words)
+    assert line == "samp-jax search --out '/tmp/a search é' --tolerance 5% --data 'x;y'"
+    assert shlex.split(line) == words
+    assert command_line(["--data", "c_locale/\udcc3\udca9vals.csv"]) == "--data 'c_locale/évals.csv'"
+
+
+def test_search_records_its_command_as_a_shell_runs_it_again(folder, tmp_path, monkeypatch,
+                                                              capsys):
+    """The command summary.json and report.md record (`run_search(command=...)`) is quoted:
+    an --out with a space was recorded as two words."""
+    seen = {}
+
+    def run_search(*args, command, **kwargs):
+        seen["command"] = command
+        raise RuntimeError("stopped before the search")
+    monkeypatch.setattr(cli, "run_search", run_search)
+    argv = ["search", "--model", str(folder / "model"), "--data", str(folder / "évals.csv"),
+            "--tolerance", "5%", "--out", str(tmp_path / "a search é")]
+    monkeypatch.setattr(sys, "argv", ["samp-jax", *argv])
+    assert main(argv) == 1
+    assert "stopped before the search" in capsys.readouterr().err
+    assert shlex.split(seen["command"]) == ["samp-jax", *argv]
 
 
 def test_a_non_ascii_file_name_is_text_under_the_c_locale(folder, tmp_path):

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import types
+import warnings
 
 import jax
 import numpy as np
@@ -128,6 +129,15 @@ def test_folder_of_neither_kind_names_the_files_it_looked_for(tmp_path):
         samp_jax.load(tmp_path / "nope")
 
 
+def test_a_search_output_given_as_a_model_folder_names_its_model_subfolder(tmp_path):
+    (tmp_path / "out" / "model").mkdir(parents=True)
+    shutil.copyfile(FAMILY_SEQCLS / "config.json", tmp_path / "out" / "model" / "config.json")
+    (tmp_path / "out" / "summary.json").write_text("{}")
+    with pytest.raises(FileNotFoundError, match=r"is not a model folder: .*; it holds a search's "
+                                                rf"output, whose model is {tmp_path}/out/model$"):
+        samp_jax.load(tmp_path / "out")
+
+
 # ---------------------------------------------------------------------- class names
 @pytest.mark.parametrize("task", ["tiny_seqcls", "tiny_tokcls"])
 def test_label_names_round_trip_through_save_pretrained(task, tmp_path):
@@ -161,6 +171,22 @@ def test_id2label_is_ordered_by_id_and_checked(tmp_path):
     with pytest.raises(ConfigError, match=r"ckpt/config.json: id2label names must be distinct; "
                                           r"'same' names ids \[0, 2\]"):
         samp_jax.load_pretrained(folder)
+
+
+def test_finetune_json_naming_the_classes_in_another_order_than_config_json_is_warned(tmp_path):
+    """A copy mixing two runs: config.json's id2label in another order than the classes the
+    weights were fine-tuned with (finetune.json) would label every row as another class."""
+    folder = shutil.copytree(FAMILY_SEQCLS, tmp_path / "tuned")  # id2label neg, neu, pos
+    (folder / "finetune.json").write_text(json.dumps({"labels": ["neg", "neu", "pos"]}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert samp_jax.load(folder).labels == ("neg", "neu", "pos")  # the same: no warning
+    (folder / "finetune.json").write_text(json.dumps({"labels": ["pos", "neu", "neg"]}))
+    with pytest.warns(UserWarning, match=rf"^{folder}/config.json names the classes \['neg', "
+                                         r"'neu', 'pos'\] \(id2label, read in that order\), but "
+                                         rf"{folder}/finetune.json says the weights were "
+                                         r"fine-tuned with \['pos', 'neu', 'neg'\]"):
+        samp_jax.load(folder)
 
 
 @pytest.mark.parametrize("labels, message", [

@@ -2,6 +2,7 @@
 
 import dataclasses
 import functools
+import json
 import errno
 import os
 from pathlib import Path
@@ -157,6 +158,23 @@ def test_a_fine_tuned_model_that_cannot_be_cached_is_a_warning_and_is_returned(m
     assert tokenizer.vocab_size == 30522 and not folder.exists()
     assert not folder.with_name(folder.name + ".tmp").exists()  # no half-written staging folder
     assert not list(folder.parent.glob(f".{folder.name}.tmp-*"))  # nor atomic_folder's
+
+
+def test_a_cached_fine_tune_keeps_its_training_rows_as_a_finetune_folder_does(minilm_dir, tmp_path,
+                                                                             monkeypatch):
+    """Its folder, given as --model, is guarded against scoring its training rows."""
+    from samp_jax.training import finetuning
+    from samp_jax.tasks.trained_rows import TRAINED_ROWS_CONFIG, overlap, trained_rows
+    monkeypatch.setenv("SAMP_JAX_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(finetuning, "minilm_path", lambda: minilm_dir)
+    monkeypatch.setattr(finetuning, "finetune", lambda model, *a, **k: finetuning.FinetuneResult(
+        model=model, dev_metric=0.5, steps=0, seconds=0.0, examples_per_second=0.0, history=[]))
+    config = FinetuneConfig(max_train_examples=16, max_dev_examples=8, min_steps=0)
+    finetuned_model("polarity", config, progress=False)
+    folder = finetuned_dir("polarity", config)
+    train = get_task("polarity", seed=config.seed).split("train")
+    assert overlap(trained_rows(folder), train) == len(train)
+    assert json.loads((folder / "config.json").read_text()).items() >= TRAINED_ROWS_CONFIG.items()
 
 
 def test_evaluate_errors(minilm, tokenizer):
