@@ -43,7 +43,32 @@ if TEST_XLA_CACHE != "off":
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
 
 
+# The test files that take longest (fresh processes, whole workflows, simulated devices), run
+# first. `make test` hands whole files to its two workers in collection order (pytest-xdist's
+# loadfile), so a long file collected last (tests/test_examples.py sorts near the end) kept one
+# worker busy for minutes after the other had run out of files. Started first, the long files
+# overlap the many short ones. Paths from the project root; tests/test_suite_order.py checks
+# that each exists.
+LONGEST_FIRST = (
+    "tests/test_examples.py",
+    "tests/benchmarks/test_gpu_check.py",
+    "tests/samp_jax/serving/test_distributed.py",
+    "tests/samp_jax/serving/test_families.py",
+    "tests/samp_jax/app/test_families_cli.py",
+    "tests/test_packaging.py",
+    "tests/samp_jax/serving/test_sharding.py",
+    "tests/samp_jax/ops/test_pallas.py",
+)
+
+
+def _file_rank(item) -> int:
+    """An item's place in `LONGEST_FIRST`, or after all of them."""
+    path = item.nodeid.split("::", 1)[0]
+    return LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
+
+
 def pytest_collection_modifyitems(config, items):
+    items.sort(key=_file_rank)  # stable: the order within a file and among the rest is kept
     if jax.default_backend() == "gpu":
         return
     skip = pytest.mark.skip(reason=f"needs a GPU; this run's JAX backend is {jax.default_backend()}")
