@@ -305,7 +305,8 @@ def _check_attention_precision(precision: SitePrecision, where: str) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class Rule:
-    """Assigns `precision` to the (layer, site) cells it selects; None selects all."""
+    """Assigns `precision` to the (layer, site) cells it selects; None selects all layers, or
+    all GEMM sites (`SITES`: never the attention sites, which a rule selects by name only)."""
 
     layers: tuple[int, ...] | None
     sites: tuple[str, ...] | None
@@ -329,7 +330,9 @@ class PrecisionMap:
     """Ordered rules plus a default, expanded to a per-(layer, site) table.
 
     Build one with `PrecisionMap(num_layers, rules, default)`, `preset(...)`,
-    `from_table(...)` or `from_json(...)`. Index it as `pmap[layer, site]`.
+    `from_table(...)` or `from_json(...)`. Index it as `pmap[layer, site]` (the GEMM sites);
+    `pmap.attention(layer)` gives a layer's attention matmuls (`attn_scores`, `attn_context`),
+    None where no rule names them.
     """
 
     num_layers: int
@@ -398,7 +401,8 @@ class PrecisionMap:
     def __getitem__(self, key: tuple[int, str]) -> SitePrecision:
         layer, site = key
         if site not in SITES:
-            raise PrecisionMapError(f"{site=} is not one of {SITES}")
+            raise PrecisionMapError(f"{site=} is not one of {SITES}" + (
+                f"; the attention matmuls are pmap.attention({layer!r})" if site in ATTENTION_SITES else ""))
         if not 0 <= layer < self.num_layers:
             raise PrecisionMapError(f"{layer=} is out of range for num_layers={self.num_layers}")
         return self._table[layer][SITES.index(site)]

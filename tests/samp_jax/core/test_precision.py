@@ -123,6 +123,10 @@ def test_indexing_errors():
         pmap[0, "mlp"]
     with pytest.raises(PrecisionMapError, match="layer=5 is out of range"):
         pmap[5, "qkv"]
+    with pytest.raises(PrecisionMapError, match=r"the attention matmuls are pmap.attention\(1\)"):
+        pmap[1, "attn_scores"]
+    with pytest.raises(PrecisionMapError, match="layer=2 is out of range"):
+        pmap.attention(2)
 
 
 def test_map_is_a_static_jit_argument_compiled_once_per_map():
