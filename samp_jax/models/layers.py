@@ -23,7 +23,7 @@ from samp_jax.models import int8_attention
 from samp_jax.models.local_attention import band_mask, blockwise_local_attention, use_blockwise
 from samp_jax.models.rotary import apply_rotary, rotary_tables
 from samp_jax.models.relative_attention import DisentangledPositions, RelativeTerms, by_pair
-from samp_jax.ops.dispatch import Activation, gemm
+from samp_jax.ops.dispatch import Activation, gemm, report_matmul
 from samp_jax.ops.fused import fused_op
 from samp_jax.ops.handoff import int8_handoff
 from samp_jax.core.precision import (SITES, AttentionPrecision, PrecisionMapError,
@@ -232,7 +232,7 @@ def resolve_attention_impl(implementation: AttentionImpl, dtype) -> str:
 def attention(q: jax.Array, k: jax.Array, v: jax.Array, attention_mask: jax.Array, *,
               bias: jax.Array | None = None, scale: float | None = None,
               implementation: AttentionImpl = None, window: int = 0,
-              precision: AttentionPrecision | None = None) -> jax.Array:
+              precision: AttentionPrecision | None = None, label: str | None = None) -> jax.Array:
     """Bidirectional multi-head attention over `[batch, seq, heads, head_dim]` tensors.
 
     `attention_mask` is `[batch, seq]`, 1 for real tokens and 0 for padding. `bias` (MPNet's
@@ -254,7 +254,9 @@ def attention(q: jax.Array, k: jax.Array, v: jax.Array, attention_mask: jax.Arra
     precision: a float precision casts the operands of that product to it; `int8` runs it as
     an INT8 x INT8 -> INT32 product (`samp_jax.models.int8_attention`), on XLA (automatic
     choice keeps an INT8 attention off cuDNN, which cannot run it), blockwise local attention
-    included. The output has the dtype of `q` either way.
+    included. The output has the dtype of `q` either way. With a `precision` set, each product is
+    recorded (`samp_jax.ops.record_executions`) as `"<label>.attn_scores"` and
+    `"<label>.attn_context"`, with its precision and what ran it.
 
     Raises:
       PrecisionMapError: INT8 attention with `implementation='cudnn'`.
@@ -275,6 +277,12 @@ def attention(q: jax.Array, k: jax.Array, v: jax.Array, attention_mask: jax.Arra
     if (bias is not None or window) and implementation is None:
         implementation = "xla"
     impl = resolve_attention_impl(implementation, q.dtype)
+    if precision is not None and precision.is_set:
+        keys, head_dim = k.shape[1], q.shape[-1]
+        for name, p, t, depth, width in (("attn_scores", precision.scores, q, head_dim, keys),
+                                         ("attn_context", precision.context, v, keys, head_dim)):
+            named = str(p) if p is not None else precision_of_dtype(t.dtype)
+            report_matmul(None if label is None else f"{label}.{name}", named, depth, width, impl)
     if impl == "cudnn":
         lengths = jnp.sum(attention_mask, axis=-1, dtype=jnp.int32)
         return jax.nn.dot_product_attention(
@@ -422,6 +430,7 @@ class EncoderLayer(nnx.Module):
         # The precision map's `attn_scores` / `attn_context` of this layer (`quantize` sets
         # it); None: attention in the compute dtype.
         self.attention_precision: AttentionPrecision | None = None
+        self.attention_label: str | None = None  # names its products in execution records
 
     def sites(self) -> dict[str, GemmSite]:
         return {name: getattr(self, name) for name in SITES}
@@ -479,7 +488,7 @@ class EncoderLayer(nnx.Module):
             attention_bias = relative.bias(q, k)
         context = attention(q, k, qkv[:, :, 2], attention_mask, bias=attention_bias, scale=scale,
                             implementation=self.attention_impl, window=self.window,
-                            precision=self.attention_precision)
+                            precision=self.attention_precision, label=self.attention_label)
         return context.reshape(batch, seq, hidden)
 
     def _ffn_inner(self, ffn_in_input):

@@ -348,7 +348,8 @@ class QuantizedModel(nnx.Module):
         on `batch` (default: one row of 8 tokens), as `{"device", "backend", "interpret",
         "sites": {label: implementation}}`.
 
-        Labels are `"<layer>.<site>"`, `embedding_project` and the head's sites; an
+        Labels are `"<layer>.<site>"`, `embedding_project`, the head's sites, and
+        `"<layer>.attn_scores"` / `"<layer>.attn_context"` where the map names them; an
         implementation is `pallas_mosaic`, `pallas_triton` or `xla` (or another registered
         one), as `samp_jax.ops.record_executions` saw it. The Pallas kernels run on a GPU, or
         anywhere in interpret mode (`samp_jax.ops.interpret()`); elsewhere every site is `xla`.
@@ -507,6 +508,7 @@ def set_attention_precisions(model: EncoderModel, precision_map: PrecisionMap) -
     for index, layer in enumerate(model.encoder.layers):
         pair = precision_map.attention(index)
         layer.attention_precision = pair if pair.is_set else None
+        layer.attention_label = str(index) if pair.is_set else None
 
 
 def check_attention_implementation(model: EncoderModel, precision_map: PrecisionMap) -> None:

@@ -81,6 +81,11 @@ def test_a_saved_model_keeps_its_attention_precisions(tmp_path):
         [layer.attention_precision for layer in q.model.encoder.layers]
     batch = inputs(model.config, 12)
     np.testing.assert_array_equal(hidden(loaded, batch), hidden(q, batch))
+    # what ran: each named product, recorded beside the GEMM sites
+    sites = q.executed_implementations()["sites"]
+    assert sites["1.attn_scores"] == sites["1.attn_context"] == "xla" and sites["1.qkv"] == "xla"
+    plain = quantize(model, PrecisionMap.preset("quant_ffn_only", model.config.num_layers))
+    assert not {"0.attn_scores", "0.attn_context"} & set(plain.executed_implementations()["sites"])
 
 
 def test_int8_attention_in_a_model_pinned_to_cudnn_is_refused_before_quantizing():
