@@ -62,8 +62,7 @@ def test_int8_attention_on_every_layer_moves_the_hidden_states_a_little():
 
 
 # seq 40 puts ModernBERT's local layers (window 8) on the blockwise path; DeBERTa adds its
-# relative terms, MPNet its relative bias, to the dequantized scores
-@pytest.mark.slow
+# relative terms, MPNet its relative bias, to the dequantized scores (about 1.5 s each)
 @pytest.mark.parametrize("family, seq, bound", [("deberta-v2", 12, 0.07), ("mpnet", 12, 0.05),
                                                  ("modernbert", 40, 0.12)])  # measured 0.023, 0.016, 0.040
 def test_int8_attention_in_the_families_attention_variants(family, seq, bound):
