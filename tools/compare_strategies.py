@@ -21,22 +21,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from calibrate.search.config import SearchConfig  # noqa: E402
 from calibrate.search.strategy import STRATEGIES  # noqa: E402
-from calibrate.search.latency import site_flops, validate_table  # noqa: E402
+from calibrate.search.latency import flops_by_precision, validate_table  # noqa: E402
 from calibrate.calibration.calibrators import CALIBRATORS  # noqa: E402
 from samp_jax.workflows.pipeline import builtin_model, run_search  # noqa: E402
 from samp_jax.serving.timing import keep_cpu_buffers_for_timing  # noqa: E402
-from samp_jax.core.precision import SitePrecision  # noqa: E402
 from samp_jax.tasks import get_task  # noqa: E402
 from tools.render_docs import strategy_table  # noqa: E402
 
 
-def int8_shares(pmap, config) -> dict[str, float]:
-    flops = site_flops(config, 1)
-    total = sum(flops[s] for (_, s), _ in pmap.items())
-    share = lambda scheme: sum(flops[s] for (_, s), p in pmap.items()  # noqa: E731
-                               if p == SitePrecision("int8", scheme)) / total
-    return {"int8_static": share("per_tensor_static"), "int8_dynamic": share("per_token_dynamic"),
-            "fp8": sum(flops[s] for (_, s), p in pmap.items() if p.precision == "fp8_e4m3") / total}
+def int8_shares(pmap, config, seq_len: int) -> dict[str, float]:
+    """Shares of the matmul FLOPs (attention's included, `flops_by_precision`) in static INT8,
+    dynamic INT8 and FP8."""
+    flops = flops_by_precision(pmap, config, seq_len)
+    total = sum(flops.values())
+    return {"int8_static": flops.get("int8-static", 0) / total,
+            "int8_dynamic": flops.get("int8-dynamic", 0) / total,
+            "fp8": flops.get("fp8_e4m3", 0) / total}
 
 
 def main() -> None:
@@ -99,7 +99,7 @@ def main() -> None:
                      "speedup_vs_default": s["estimated_speedup_vs_default"],
                      "maps_evaluated": s["maps_evaluated"], "search_seconds": s["search_seconds"],
                      "total_seconds": time.perf_counter() - start, "presets_on_search": presets,
-                     **int8_shares(result.precision_map, model.config)})
+                     **int8_shares(result.precision_map, model.config, result.latency_table.seq)})
         print(json.dumps(rows[-1], default=str), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "comparison.json").write_text(json.dumps(

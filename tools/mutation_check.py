@@ -45,6 +45,8 @@ MULTI_LABEL = "tests/samp_jax/tasks/test_multi_label.py"
 TORCH_PICKLE = "tests/samp_jax/models/test_torch_pickle.py"
 SLOW_TOKENIZER = "tests/samp_jax/models/test_slow_tokenizer.py"
 SENTENCEPIECE = "tests/samp_jax/models/test_sentencepiece.py"
+INT8_ATTENTION = "tests/samp_jax/models/test_int8_attention.py"
+PRECISION_MAP = "tests/samp_jax/core/test_precision.py"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -316,6 +318,45 @@ MUTANTS = (
            "    hot = target == \"labels\" and _multi_hot(\n",
            "    hot = False and _multi_hot(\n",
            (MULTI_LABEL, "-k", "multi_hot")),
+    Mutant("attention_context_normalised_by_float_sum",
+           "INT8 attention divides the context by the float sum of the probabilities, not by "
+           "the sum of the dequantized ones (rows no longer sum to 1)",
+           "samp_jax/models/int8_attention.py",
+           "    return normalised_context(acc, p_sum, p_scale, v_scale)\n",
+           "    return acc.astype(jnp.float32) * p_scale * v_scale / jnp.sum(unnormalised, -1, keepdims=True)\n",
+           (INT8_ATTENTION, "-k", "sums_to_one")),
+    Mutant("attention_v_scale_per_tensor",
+           "INT8 attention quantizes V with one scale per (batch, head) instead of one per channel",
+           "samp_jax/models/int8_attention.py",
+           "    q, scale = quantize_rows(moved)\n",
+           "    q, scale = quantize_rows(moved, act_scale=jnp.max(jnp.abs(moved)) * INV_INT8_MAX)\n",
+           (INT8_ATTENTION, "-k", "context_accumulates")),
+    Mutant("attention_v_scale_over_padding",
+           "INT8 attention takes V's channel scales over the padding keys too",
+           "samp_jax/models/int8_attention.py",
+           "v = jnp.where(key_mask.reshape(shape), v.astype(jnp.float32), 0.0)", "v = v.astype(jnp.float32)",
+           (INT8_ATTENTION, "-k", "padding_keys")),
+    Mutant("attention_probability_scale",
+           "INT8 attention quantizes the probabilities at 1/100 instead of 1/127",
+           "samp_jax/models/int8_attention.py",
+           "PROBABILITY_SCALE = INV_INT8_MAX", "PROBABILITY_SCALE = 0.01",
+           (INT8_ATTENTION, "-k", "context_accumulates")),
+    Mutant("int8_attention_on_cudnn",
+           "automatic choice sends an INT8 attention to cuDNN on a GPU",
+           "samp_jax/models/layers.py",
+           "if any(int8) and implementation is None:", "if False:",
+           (INT8_ATTENTION, "-k", "off_cudnn")),
+    Mutant("star_reaches_attention_sites",
+           'a rule\'s sites "*" also sets the attention matmuls',
+           "samp_jax/core/precision.py",
+           "return (self.layers is None or layer in self.layers) and site in SITES",
+           "return self.layers is None or layer in self.layers",
+           (PRECISION_MAP, "-k", "reached_only_by_naming")),
+    Mutant("int8_attention_flops_counted_as_float",
+           "the INT8 FLOP share counts INT8 attention matmuls as float",
+           "calibrate/search/latency.py",
+           "        add(pair.scores, per)\n", "        add(None, per)\n",
+           ("tests/calibrate/test_search.py", "-k", "flop_fraction")),
 )
 
 

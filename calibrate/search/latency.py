@@ -73,19 +73,53 @@ def site_flops(config: EncoderConfig, tokens: int) -> dict[str, int]:
     return {site: 2 * tokens * k * n for site, (k, n) in site_shapes(config).items()}
 
 
-def int8_flop_fraction(pmap: PrecisionMap, config: EncoderConfig) -> float:
-    """Share of the encoder's GEMM FLOPs (per token) that run in INT8: the map's sites, and
-    an ELECTRA-style embedding projection (`embedding_size` to `hidden_size`), which runs at
-    the map's `embedding_project` precision, else at the compute dtype."""
+def attention_flops(config: EncoderConfig, layer: int, seq_len: int) -> int:
+    """FLOPs per query token of one attention matmul of layer `layer` (the scores `Q K^T` and
+    the context `P V` cost the same): `2 * keys * heads * head_dim`, the `2 b h t s d` of a
+    batch over its `b t` tokens, with `keys` the row's `seq_len`, or the `window + 1` keys a
+    local layer's query sees when fewer."""
+    keys = seq_len
+    if config.is_local_layer(layer):
+        keys = min(seq_len, 2 * (config.local_attention // 2) + 1)
+    return 2 * keys * config.num_heads * config.head_dim
+
+
+def flops_by_precision(pmap: PrecisionMap, config: EncoderConfig, seq_len: int) -> dict[str, int]:
+    """The encoder's matmul FLOPs per token for rows of `seq_len` tokens, by the precision that
+    runs them (`str(SitePrecision)`: `int8-dynamic`, `int8-static`, `fp8_e4m3`, `fp16`, ...;
+    `float`: the compute dtype, whichever it is).
+
+    Counted: every GEMM site of every layer at the map's precision; an ELECTRA-style embedding
+    projection (`embedding_size` to `hidden_size`) at the map's `embedding_project`, else
+    `float`; and the two attention matmuls of every layer (`attention_flops`) at the map's
+    `attn_scores` / `attn_context`, else `float` (a map that does not name them runs attention
+    in the compute dtype: its attention FLOPs are float FLOPs)."""
     flops = site_flops(config, 1)
-    total = sum(flops[s] for (_, s), _ in pmap.items())
-    int8 = sum(flops[s] for (_, s), p in pmap.items() if p.precision == "int8")
+    out: dict[str, int] = {}
+
+    def add(precision: SitePrecision | None, count: int) -> None:
+        key = "float" if precision is None else str(precision)
+        out[key] = out.get(key, 0) + count
+
+    for (_, site), p in pmap.items():
+        add(p, flops[site])
     if config.embedding_size is not None:  # a projection to hidden_size
-        projection = 2 * config.embedding_size * config.hidden_size
-        total += projection
-        if pmap.embedding_project is not None and pmap.embedding_project.precision == "int8":
-            int8 += projection
-    return int8 / total
+        add(pmap.embedding_project, 2 * config.embedding_size * config.hidden_size)
+    for layer in range(pmap.num_layers):
+        pair = pmap.attention(layer)
+        per = attention_flops(config, layer, seq_len)
+        add(pair.scores, per)
+        add(pair.context, per)
+    return out
+
+
+def int8_flop_fraction(pmap: PrecisionMap, config: EncoderConfig, *, seq_len: int) -> float:
+    """Share of the encoder's matmul FLOPs (per token, rows of `seq_len` tokens) that run in
+    INT8 (`flops_by_precision`): the map's GEMM sites, an ELECTRA-style embedding projection,
+    and the attention matmuls, which count as float FLOPs unless the map puts them in INT8
+    (so `fully_quant` alone is below 1, by attention's share, which grows with `seq_len`)."""
+    counts = flops_by_precision(pmap, config, seq_len)
+    return sum(n for key, n in counts.items() if key.startswith("int8")) / sum(counts.values())
 
 
 _ACT_BYTES = {"int8": 1, "fp8_e4m3": 1, "fp16": 2, "bf16": 2, "fp32": 4}

@@ -178,7 +178,8 @@ def objective_cost(runner: Runner, objective: str) -> Callable[[np.ndarray], flo
     objective 'latency', the share of GEMM FLOPs not in INT8 for 'int8_fraction'."""
     if objective == "int8_fraction":
         return lambda choices: 1.0 - int8_flop_fraction(runner.switch.map_for(choices),
-                                                        runner.switch.config)
+                                                        runner.switch.config,
+                                                        seq_len=runner.table.seq)
     return runner.latency_ms
 
 

@@ -130,7 +130,8 @@ class Runner:
         """Scores one candidate's outputs and appends it to `evaluated`."""
         pmap = self.switch.map_for(choices)
         entry = Evaluated(name, kind, pmap, self.objective.metric(outputs), self.objective.proxy(outputs),
-                          self.table.map_ms(pmap), int8_flop_fraction(pmap, self.switch.config))
+                          self.table.map_ms(pmap),
+                          int8_flop_fraction(pmap, self.switch.config, seq_len=self.table.seq))
         self.evaluated.append(entry)
         return entry
 

@@ -62,7 +62,7 @@ def run(*, tolerance: float = 0.01, max_search_examples: int | None = None,
         print(f"{name:<22} {test[name]:>16.4f}  {shown}")
     chosen_ms, speedup = summary["estimated_latency_ms"], summary["estimated_speedup_vs_default"]
     print(f"\nchosen map ({summary['chosen_from']}): {100 * summary['int8_flop_fraction']:.0f}% of "
-          f"GEMM FLOPs in INT8; {chosen_ms:.1f} ms against {chosen_ms * speedup:.1f} ms for the "
+          f"matmul FLOPs in INT8 (attention's included); {chosen_ms:.1f} ms against {chosen_ms * speedup:.1f} ms for the "
           f"all-{summary['default_option']} map ({speedup:.2f}x; latency model: "
           f"{summary['latency_source']}); target {summary['target']}")
     serve(searched.quantized, searched.tokenizer, task)

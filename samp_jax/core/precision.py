@@ -29,6 +29,20 @@ its calibrator and carry the clip it was calibrated to::
     {"layers": [1], "sites": ["ffn_in"], "precision": "int8", "activation": "static",
      "calibration": "mse", "clip": 3.1875}
 
+The two batched matmuls inside attention, the scores `Q K^T` and the context `P V`, are the
+pseudo-sites `attn_scores` and `attn_context` (`ATTENTION_SITES`). A rule reaches them only by
+naming them in `sites`; `"*"` and `default` never do, so a map without such a rule runs
+attention as it always has, in the compute dtype::
+
+    {"layers": "*", "sites": ["attn_scores", "attn_context"], "precision": "int8"}
+
+They take `int8` (dynamic only: `activation` absent, `per_token_dynamic` or `dynamic`; Q and K
+per token over `head_dim`, the probabilities at the fixed scale 1/127, V per channel over the
+keys: `samp_jax.models.int8_attention`) or a float precision (the operands cast to it, float32
+accumulation); `fp8_e4m3`, static activations, `calibration` and `clip` are refused there.
+`attention(layer)` gives a layer's pair (`AttentionPrecision`); a rule may name GEMM sites and
+attention sites together, and the first rule that names a cell wins as for any cell.
+
 `calibration` (INT8 static sites only) is the calibrator `calibrate.calibrate` uses for that
 site instead of the caller's; `clip` (any static site: the INT8 `amax`, or FP8's max |x|) is
 used as it is by `samp_jax.quantize`, with no calibration pass. An optional top-level
@@ -78,6 +92,9 @@ from samp_jax.core.input_files import check_regular, read_text
 from samp_jax.core.primitives import FP8_E4M3_MAX
 # The GEMM sites of an encoder layer, in execution order.
 SITES = ("qkv", "attn_out", "ffn_in", "ffn_out")
+# The batched matmuls inside attention (scores `Q K^T`, context `P V`): cells a rule reaches
+# only by naming them (never by `"*"` or the default); absent, attention runs as it always has.
+ATTENTION_SITES = ("attn_scores", "attn_context")
 FLOAT_PRECISIONS = ("fp32", "bf16", "fp16")
 PRECISIONS = FLOAT_PRECISIONS + ("int8", "fp8_e4m3")
 ACTIVATION_SCHEMES = ("per_tensor_static", "per_token_dynamic")
@@ -258,15 +275,63 @@ class SitePrecision:
 
 
 @dataclasses.dataclass(frozen=True)
+class AttentionPrecision:
+    """The precisions of one layer's attention matmuls (`ATTENTION_SITES`); None: the compute
+    dtype, as a map without attention rules runs them.
+
+    Attributes:
+      scores: `attn_scores`, the product `Q K^T`.
+      context: `attn_context`, the product of the probabilities and `V`.
+    """
+
+    scores: SitePrecision | None = None
+    context: SitePrecision | None = None
+
+    @property
+    def is_set(self) -> bool:
+        """Whether the map names either product for this layer."""
+        return self.scores is not None or self.context is not None
+
+    @property
+    def is_quantized(self) -> bool:
+        """Whether either product runs in INT8 (the cuDNN path cannot take it)."""
+        return any(p is not None and p.is_quantized for p in (self.scores, self.context))
+
+    def __str__(self) -> str:
+        return " ".join(f"{site}={p}" for site, p in zip(ATTENTION_SITES, (self.scores, self.context))
+                        if p is not None)
+
+
+def _check_attention_precision(precision: SitePrecision, where: str) -> None:
+    """Refuses at an attention site what it cannot run: FP8 and static INT8 (the attention
+    matmuls have no calibration: their scales are dynamic or fixed)."""
+    if precision.precision == "fp8_e4m3":
+        raise PrecisionMapError(
+            f"{where}: precision='fp8_e4m3' is not supported at the attention sites "
+            f"{ATTENTION_SITES}; expected 'int8' (dynamic) or one of {FLOAT_PRECISIONS}")
+    if precision.activation == "per_tensor_static":
+        raise PrecisionMapError(
+            f"{where}: activation='per_tensor_static' is not supported at the attention sites "
+            f"{ATTENTION_SITES} (their scales are dynamic: Q, K and V from each row, the "
+            "probabilities fixed at 1/127), so neither are 'calibration' or 'clip'; expected "
+            "'per_token_dynamic' (or no activation)")
+
+
+@dataclasses.dataclass(frozen=True)
 class Rule:
-    """Assigns `precision` to the (layer, site) cells it selects; None selects all."""
+    """Assigns `precision` to the (layer, site) cells it selects; None selects all layers, or
+    all GEMM sites (`SITES`: never the attention sites, which a rule selects by name only)."""
 
     layers: tuple[int, ...] | None
     sites: tuple[str, ...] | None
     precision: SitePrecision
 
     def matches(self, layer: int, site: str) -> bool:
-        return (self.layers is None or layer in self.layers) and (self.sites is None or site in self.sites)
+        """Whether the rule selects the cell; `sites=None` ("*") selects the GEMM sites only
+        (`SITES`), never the attention sites (`ATTENTION_SITES`)."""
+        if self.sites is None:
+            return (self.layers is None or layer in self.layers) and site in SITES
+        return (self.layers is None or layer in self.layers) and site in self.sites
 
     def to_dict(self) -> dict[str, Any]:
         return {"layers": "*" if self.layers is None else list(self.layers),
@@ -279,7 +344,9 @@ class PrecisionMap:
     """Ordered rules plus a default, expanded to a per-(layer, site) table.
 
     Build one with `PrecisionMap(num_layers, rules, default)`, `preset(...)`,
-    `from_table(...)` or `from_json(...)`. Index it as `pmap[layer, site]`.
+    `from_table(...)` or `from_json(...)`. Index it as `pmap[layer, site]` (the GEMM sites);
+    `pmap.attention(layer)` gives a layer's attention matmuls (`attn_scores`, `attn_context`),
+    None where no rule names them.
     """
 
     num_layers: int
@@ -315,12 +382,15 @@ class PrecisionMap:
                     raise PrecisionMapError(
                         f"rule {index}: layer={layer} is out of range for num_layers={self.num_layers}")
             for site in rule.sites or ():
-                if site not in SITES:
+                if site not in SITES + ATTENTION_SITES:
                     raise PrecisionMapError(
-                        f"rule {index}: site={site!r} is not one of {SITES}"
+                        f"rule {index}: site={site!r} is not one of {SITES + ATTENTION_SITES}"
                         + ("; an ELECTRA-style embedding projection is set by the map's own "
                            '"embedding_project" key, not by a rule' if "embed" in str(site) else ""))
-            cells = {(l, s) for l, s in self._cells() if rule.matches(l, s)}
+            named = [site for site in rule.sites or () if site in ATTENTION_SITES]
+            if named:
+                _check_attention_precision(rule.precision, f"rule {index} (sites {named})")
+            cells = {(l, s) for l, s in self._named_cells() if rule.matches(l, s)}
             if not cells - claimed:
                 raise PrecisionMapError(
                     f"rule {index} ({rule.to_dict()}) matches nothing: earlier rules already "
@@ -331,21 +401,45 @@ class PrecisionMap:
                   for site in SITES)
             for layer in range(self.num_layers))
         object.__setattr__(self, "_table", table)
+        attention = tuple(
+            AttentionPrecision(*(next((r.precision for r in self.rules if r.matches(layer, site)), None)
+                                 for site in ATTENTION_SITES))
+            for layer in range(self.num_layers))
+        object.__setattr__(self, "_attention", attention)
 
     def _cells(self) -> Iterator[tuple[int, str]]:
         return ((layer, site) for layer in range(self.num_layers) for site in SITES)
+
+    def _named_cells(self) -> Iterator[tuple[int, str]]:
+        """Every cell a rule may select: the GEMM cells, then the attention cells."""
+        yield from self._cells()
+        yield from ((layer, site) for layer in range(self.num_layers) for site in ATTENTION_SITES)
 
     # ------------------------------------------------------------------------- access
     def __getitem__(self, key: tuple[int, str]) -> SitePrecision:
         layer, site = key
         if site not in SITES:
-            raise PrecisionMapError(f"{site=} is not one of {SITES}")
+            raise PrecisionMapError(f"{site=} is not one of {SITES}" + (
+                f"; the attention matmuls are pmap.attention({layer!r})" if site in ATTENTION_SITES else ""))
         if not 0 <= layer < self.num_layers:
             raise PrecisionMapError(f"{layer=} is out of range for num_layers={self.num_layers}")
         return self._table[layer][SITES.index(site)]
 
+    def attention(self, layer: int) -> AttentionPrecision:
+        """The precisions of layer `layer`'s attention matmuls (each None unless a rule names
+        its site)."""
+        if not 0 <= layer < self.num_layers:
+            raise PrecisionMapError(f"{layer=} is out of range for num_layers={self.num_layers}")
+        return self._attention[layer]
+
+    @property
+    def sets_attention(self) -> bool:
+        """Whether a rule names an attention site (`ATTENTION_SITES`) of some layer."""
+        return any(a.is_set for a in self._attention)
+
     def items(self) -> Iterator[tuple[tuple[int, str], SitePrecision]]:
-        """((layer, site), precision) for every cell, layer-major."""
+        """((layer, site), precision) for every GEMM cell (`SITES`), layer-major; the attention
+        sites are `attention(layer)`."""
         for layer, site in self._cells():
             yield (layer, site), self[layer, site]
 
@@ -356,10 +450,11 @@ class PrecisionMap:
 
     def __eq__(self, other) -> bool:
         return (isinstance(other, PrecisionMap) and self._table == other._table
-                and self.embedding_project == other.embedding_project)
+                and self.embedding_project == other.embedding_project
+                and self._attention == other._attention)
 
     def __hash__(self) -> int:
-        return hash((self._table, self.embedding_project))
+        return hash((self._table, self.embedding_project, self._attention))
 
     def needs_calibration(self) -> bool:
         return any(p.needs_calibration for _, p in self.items())
@@ -386,6 +481,7 @@ class PrecisionMap:
         `model_fingerprint`: every static cell is calibrated again."""
         cells = {key: SitePrecision(p.precision, p.activation, p.calibration)
                  for key, p in self.items()}
+        cells.update(self._attention_cells())  # no clip there
         default = self.default
         rebuilt = PrecisionMap.from_table(
             cells, self.num_layers,
@@ -413,14 +509,22 @@ class PrecisionMap:
             method, clip = methods.get(key), clips.get(key)
             cells[key] = p if method is None and clip is None else \
                 SitePrecision(p.precision, p.activation, method, clip)
+        cells.update(self._attention_cells())
         rebuilt = PrecisionMap.from_table(cells, self.num_layers, default=self.default)
         return dataclasses.replace(rebuilt, embedding_project=self.embedding_project,
                                    compute_dtype=compute_dtype, model_fingerprint=model_fingerprint)
 
+    def _attention_cells(self) -> dict[tuple[int, str], SitePrecision]:
+        """`{(layer, attention site): precision}` of the attention cells a rule names."""
+        return {(layer, site): p for layer, pair in enumerate(self._attention)
+                for site, p in zip(ATTENTION_SITES, (pair.scores, pair.context)) if p is not None}
+
     def summary(self) -> str:
-        """One line per layer: `layer 0: qkv=int8-dynamic attn_out=fp16 ...`."""
+        """One line per layer: `layer 0: qkv=int8-dynamic attn_out=fp16 ...`, then the
+        attention sites a rule names (`attn_scores=int8-dynamic ...`)."""
         return "\n".join(
-            f"layer {layer}: " + " ".join(f"{s}={self[layer, s]}" for s in SITES)
+            f"layer {layer}: " + " ".join([f"{s}={self[layer, s]}" for s in SITES]
+                                          + ([str(a)] if (a := self._attention[layer]).is_set else []))
             for layer in range(self.num_layers))
 
     # ------------------------------------------------------------------------ builders
@@ -449,7 +553,8 @@ class PrecisionMap:
     @classmethod
     def from_table(cls, table: Mapping[tuple[int, str], SitePrecision | str], num_layers: int, *,
                    default: SitePrecision | str = "fp16") -> "PrecisionMap":
-        """A map from explicit cells; cells absent from `table` take `default`.
+        """A map from explicit cells; GEMM cells absent from `table` take `default`, attention
+        cells (`ATTENTION_SITES`) absent from it stay unset (the compute dtype).
 
         Writes one rule per layer that differs from the default, so the JSON stays short.
         """
@@ -458,14 +563,17 @@ class PrecisionMap:
         rules = []
         for layer in range(num_layers):
             groups: dict[tuple, tuple[SitePrecision, list[str]]] = {}  # by all that builds a site
-            for site in SITES:
+            for site in SITES + ATTENTION_SITES:
+                if site in ATTENTION_SITES and (layer, site) not in table:
+                    continue
                 p = as_precision(table.get((layer, site), default))
-                if p.built_as != default.built_as:
+                if p.built_as != default.built_as or site in ATTENTION_SITES:
                     groups.setdefault(p.built_as, (p, []))[1].append(site)
             rules += [Rule((layer,), tuple(sites), p) for p, sites in groups.values()]
-        unknown = [key for key in table if key[1] not in SITES or not 0 <= key[0] < num_layers]
+        named = SITES + ATTENTION_SITES
+        unknown = [key for key in table if key[1] not in named or not 0 <= key[0] < num_layers]
         if unknown:
-            raise PrecisionMapError(f"cells {unknown} are not (layer < {num_layers}, site in {SITES})")
+            raise PrecisionMapError(f"cells {unknown} are not (layer < {num_layers}, site in {named})")
         return cls(num_layers, tuple(rules), default)
 
     # ---------------------------------------------------------------------------- JSON

@@ -19,13 +19,15 @@ from flax import nnx
 from pallas_kernels.numerics import layer_norm
 from samp_jax.models.config import RELATIVE_BUCKETS, RELATIVE_MAX_DISTANCE, EncoderConfig
 from samp_jax.models.gated_ffn import gated_activation
+from samp_jax.models import int8_attention
 from samp_jax.models.local_attention import band_mask, blockwise_local_attention, use_blockwise
 from samp_jax.models.rotary import apply_rotary, rotary_tables
 from samp_jax.models.relative_attention import DisentangledPositions, RelativeTerms, by_pair
-from samp_jax.ops.dispatch import Activation, gemm
+from samp_jax.ops.dispatch import Activation, gemm, report_matmul
 from samp_jax.ops.fused import fused_op
 from samp_jax.ops.handoff import int8_handoff
-from samp_jax.core.precision import SITES, SitePrecision, precision_of_dtype
+from samp_jax.core.precision import (SITES, AttentionPrecision, PrecisionMapError,
+                                     SitePrecision, precision_of_dtype)
 from samp_jax.core.primitives import QArray
 
 AttentionImpl = Literal["xla", "cudnn"] | None
@@ -229,7 +231,8 @@ def resolve_attention_impl(implementation: AttentionImpl, dtype) -> str:
 
 def attention(q: jax.Array, k: jax.Array, v: jax.Array, attention_mask: jax.Array, *,
               bias: jax.Array | None = None, scale: float | None = None,
-              implementation: AttentionImpl = None, window: int = 0) -> jax.Array:
+              implementation: AttentionImpl = None, window: int = 0,
+              precision: AttentionPrecision | None = None, label: str | None = None) -> jax.Array:
     """Bidirectional multi-head attention over `[batch, seq, heads, head_dim]` tensors.
 
     `attention_mask` is `[batch, seq]`, 1 for real tokens and 0 for padding. `bias` (MPNet's
@@ -245,30 +248,72 @@ def attention(q: jax.Array, k: jax.Array, v: jax.Array, attention_mask: jax.Arra
     query blocks (no `[seq, seq]` logits); a short one masks a band built from iotas.
     Automatic choice keeps local attention on XLA; cuDNN named explicitly gets the window as
     `local_window_size`.
+
+    `precision` (a precision map's `attn_scores` / `attn_context` of the layer; None or unset:
+    both in the dtype of `q`, as always) runs the scores and the context at their own
+    precision: a float precision casts the operands of that product to it; `int8` runs it as
+    an INT8 x INT8 -> INT32 product (`samp_jax.models.int8_attention`), on XLA (automatic
+    choice keeps an INT8 attention off cuDNN, which cannot run it), blockwise local attention
+    included. The output has the dtype of `q` either way. With a `precision` set, each product is
+    recorded (`samp_jax.ops.record_executions`) as `"<label>.attn_scores"` and
+    `"<label>.attn_context"`, with its precision and what ran it.
+
+    Raises:
+      PrecisionMapError: INT8 attention with `implementation='cudnn'`.
     """
+    dtype = q.dtype
+    int8 = (False, False)
+    if precision is not None and precision.is_set:
+        if precision.is_quantized and implementation == "cudnn":
+            raise PrecisionMapError(
+                f"attention: the precision map puts {precision} here, which only the XLA path "
+                "runs; implementation='cudnn' (attention_impl) cannot take INT8 operands; use "
+                "attention_impl=None or 'xla', or a float precision for these sites")
+        int8 = tuple(p is not None and p.is_quantized for p in (precision.scores, precision.context))
+        q, k = (_cast_to(t, precision.scores) for t in (q, k))
+        v = _cast_to(v, precision.context)
+        if any(int8) and implementation is None:
+            implementation = "xla"
     if (bias is not None or window) and implementation is None:
         implementation = "xla"
     impl = resolve_attention_impl(implementation, q.dtype)
+    if precision is not None and precision.is_set:
+        keys, head_dim = k.shape[1], q.shape[-1]
+        for name, p, t, depth, width in (("attn_scores", precision.scores, q, head_dim, keys),
+                                         ("attn_context", precision.context, v, keys, head_dim)):
+            named = str(p) if p is not None else precision_of_dtype(t.dtype)
+            report_matmul(None if label is None else f"{label}.{name}", named, depth, width, impl)
     if impl == "cudnn":
         lengths = jnp.sum(attention_mask, axis=-1, dtype=jnp.int32)
         return jax.nn.dot_product_attention(
             q, k, v, bias=None if bias is None else bias.astype(q.dtype), scale=scale,
             query_seq_lengths=lengths, key_value_seq_lengths=lengths, implementation="cudnn",
-            local_window_size=(window // 2, window // 2) if window else None)
-    dtype = q.dtype
-    if dtype == jnp.float16 and jax.default_backend() == "cpu":
+            local_window_size=(window // 2, window // 2) if window else None).astype(dtype)
+    if jax.default_backend() == "cpu":
         # XLA:CPU has no f16 x f16 -> f32 dot, which the logits need.
-        q, k, v = (t.astype(jnp.float32) for t in (q, k, v))
+        q, k, v = (t.astype(jnp.float32) if t.dtype == jnp.float16 else t for t in (q, k, v))
     mask = attention_mask.astype(jnp.bool_)
     if window and bias is None and scale is None and use_blockwise(q.shape[1], window):
-        return blockwise_local_attention(q, k, v, mask, window=window).astype(dtype)
+        return blockwise_local_attention(q, k, v, mask, window=window, int8_scores=int8[0],
+                                         int8_context=int8[1]).astype(dtype)
+    key_mask = mask
     if window:  # [batch, 1, queries, keys]: the padding mask within the band
         mask = mask[:, None, None, :] & band_mask(q.shape[1], window)[None, None]
-    return xla_attention(q, k, v, mask, bias=bias, scale=scale).astype(dtype)
+    return xla_attention(q, k, v, mask, bias=bias, scale=scale, int8_scores=int8[0],
+                         int8_context=int8[1], key_mask=key_mask).astype(dtype)
+
+
+def _cast_to(t: jax.Array, precision: SitePrecision | None) -> jax.Array:
+    """`t` in a float precision's dtype; as it is for INT8 (quantized in the product) or None."""
+    if precision is None or precision.is_quantized:
+        return t
+    return t.astype(precision.float_dtype)
 
 
 def xla_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array, *,
-                  bias: jax.Array | None = None, scale: float | None = None) -> jax.Array:
+                  bias: jax.Array | None = None, scale: float | None = None,
+                  int8_scores: bool = False, int8_context: bool = False,
+                  key_mask: jax.Array | None = None) -> jax.Array:
     """`softmax(q k^T / sqrt(head_dim) + bias, masked) v` in plain XLA, over `[batch, seq,
     heads, head_dim]` tensors with a `[batch, keys]` bool `mask` (or `[batch, 1, queries,
     keys]`, e.g. a local-attention band).
@@ -280,32 +325,47 @@ def xla_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array, *,
     `jax.nn.dot_product_attention(implementation="xla")` (`tools/studies/float_ops_ms.py` times
     both), with the same result to float32 rounding. A query whose keys are all masked attends
     uniformly, as there.
+
+    The scores product runs in the dtype of `q` and `k`, the context product in that of `v`,
+    or in INT8 (`int8_scores`, `int8_context`: `samp_jax.models.int8_attention`, the bias and
+    softmax still float32; V's per-channel scale is taken over the real keys of `key_mask`,
+    `[batch, keys]`, default `mask` when it is `[batch, keys]`).
     """
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
-    full = q.dtype == jnp.float32
-    precision = jax.lax.Precision.HIGHEST if full else None
     q, k, v = (jnp.swapaxes(t, 1, 2) for t in (q, k, v))  # [batch, heads, seq, head_dim]
-    # In float32 the scale goes on q (a pass XLA fuses into the transpose) rather than on the
-    # [batch, heads, seq, keys] logits: XLA:CPU shared one materialised [b, h, t, s] tensor of
-    # the scale across the layers, and every layer read it. Half-precision q keeps the
-    # float32 multiply of the logits, so the scale adds no rounding.
-    if full:
-        q = q * scale
-    logits = jnp.einsum("bnth,bnsh->bnts", q, k, precision=precision, preferred_element_type=jnp.float32)
-    if not full:
-        logits = logits * scale
+    if int8_scores:
+        logits = int8_attention.int8_scores(q, k, scale=scale)
+    else:
+        full = q.dtype == jnp.float32
+        precision = jax.lax.Precision.HIGHEST if full else None
+        # In float32 the scale goes on q (a pass XLA fuses into the transpose) rather than on
+        # the [batch, heads, seq, keys] logits: XLA:CPU shared one materialised [b, h, t, s]
+        # tensor of the scale across the layers, and every layer read it. Half-precision q
+        # keeps the float32 multiply of the logits, so the scale adds no rounding.
+        if full:
+            q = q * scale
+        logits = jnp.einsum("bnth,bnsh->bnts", q, k, precision=precision,
+                            preferred_element_type=jnp.float32)
+        if not full:
+            logits = logits * scale
     if bias is not None:
         logits = logits + bias.astype(jnp.float32)
     # Masking by adding a [batch, 1, 1, keys] bias, not by selecting on the logits: XLA:CPU then
     # fuses the softmax with the second product (a select on [batch, heads, seq, keys] kept
     # them apart and was slower). Masked logits become about float32 min, so they get no
     # weight, and a query whose keys are all masked still attends uniformly.
+    if key_mask is None and mask.ndim == 2:
+        key_mask = mask
     mask = mask[:, None, None, :] if mask.ndim == 2 else mask
     logits = logits + jnp.where(mask, 0.0, jnp.finfo(jnp.float32).min)
     unnormalised = jnp.exp(logits - jnp.max(logits, axis=-1, keepdims=True))
-    total = jnp.sum(unnormalised, axis=-1, keepdims=True)  # [batch, heads, seq, 1], >= 1
-    context = jnp.einsum("bnts,bnsh->bnth", unnormalised.astype(v.dtype), v, precision=precision,
-                         preferred_element_type=jnp.float32) / total
+    if int8_context:
+        context = int8_attention.int8_context(unnormalised, v, key_mask)
+    else:
+        total = jnp.sum(unnormalised, axis=-1, keepdims=True)  # [batch, heads, seq, 1], >= 1
+        precision = jax.lax.Precision.HIGHEST if v.dtype == jnp.float32 else None
+        context = jnp.einsum("bnts,bnsh->bnth", unnormalised.astype(v.dtype), v, precision=precision,
+                             preferred_element_type=jnp.float32) / total
     return jnp.swapaxes(context, 1, 2)  # [batch, seq, heads, head_dim] float32
 
 
@@ -329,7 +389,8 @@ def relative_position_bucket(seq_len: int) -> np.ndarray:
 
 
 class EncoderLayer(nnx.Module):
-    """An encoder layer with the four GEMM sites `qkv`, `attn_out`, `ffn_in`, `ffn_out`.
+    """An encoder layer with the four GEMM sites `qkv`, `attn_out`, `ffn_in`, `ffn_out`, and
+    the two attention matmuls at `attention_precision` (None: the compute dtype).
 
     BERT's post-LN order by default; what else a family needs is read from the config and
     composed from the same pieces: pre-LN order (`norm_first`, ModernBERT; layer 0 then has
@@ -366,6 +427,10 @@ class EncoderLayer(nnx.Module):
         factor = config.score_scale_factor
         self.scale = None if factor == 1 else 1.0 / math.sqrt(config.head_dim * factor)
         self.rotary_theta = config.layer_rotary_theta(index)
+        # The precision map's `attn_scores` / `attn_context` of this layer (`quantize` sets
+        # it); None: attention in the compute dtype.
+        self.attention_precision: AttentionPrecision | None = None
+        self.attention_label: str | None = None  # names its products in execution records
 
     def sites(self) -> dict[str, GemmSite]:
         return {name: getattr(self, name) for name in SITES}
@@ -422,7 +487,8 @@ class EncoderLayer(nnx.Module):
         if relative is not None:
             attention_bias = relative.bias(q, k)
         context = attention(q, k, qkv[:, :, 2], attention_mask, bias=attention_bias, scale=scale,
-                            implementation=self.attention_impl, window=self.window)
+                            implementation=self.attention_impl, window=self.window,
+                            precision=self.attention_precision, label=self.attention_label)
         return context.reshape(batch, seq, hidden)
 
     def _ffn_inner(self, ffn_in_input):

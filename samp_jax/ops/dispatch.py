@@ -245,6 +245,15 @@ def _report(site: str | None, precision: SitePrecision, weight, executed: str,
                    site or "(unnamed)", precision, k, n, executed, "; ".join(declined))
 
 
+def report_matmul(site: str | None, precision: str, k: int, n: int, executed: str) -> None:
+    """Records a matmul that does not run through `gemm` (an attention product a precision map
+    names: `"3.attn_scores"`) to the active `record_executions()` blocks, as a `GemmExecution`
+    of depth `k` and width `n` that `executed` (`xla`, `cudnn`) ran."""
+    record = GemmExecution(site, precision, int(k), int(n), executed)
+    for records in _RECORDERS:
+        records.append(record)
+
+
 def implementations() -> tuple[str, ...]:
     """Implementation names in the order `implementation=None` tries them."""
     return tuple(name for name in _ORDER if _REGISTRY[name].automatic)

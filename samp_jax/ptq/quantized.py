@@ -3,8 +3,8 @@
 `quantize(model, precision_map, calibration)` returns a `QuantizedModel`: a copy of the model
 whose GEMM sites are `QuantizedGemmSite`s holding INT8 / FP8 weights with their scales (the
 float copies are dropped) or 16/32-bit float weights, as the map says. Embeddings, LayerNorm
-outputs, attention and the activations between sites run in the compute `dtype` (FP16 by
-default, as deployed on GPU); heads stay in FP32. The copy keeps the source's tokenizer and
+outputs, attention (unless the map names its `attn_scores` / `attn_context`) and the
+activations between sites run in the compute `dtype` (FP16 by default, as deployed on GPU); heads stay in FP32. The copy keeps the source's tokenizer and
 class names, and `QuantizedModel.save` writes them too, so a saved folder is self-contained:
 `samp_jax.load(dir)` gives back a model ready to serve. Writing and reading the folder's files
 is `samp_jax.ptq.saved`; its format and checks, `samp_jax.ptq.folder`.
@@ -34,7 +34,7 @@ from samp_jax.models.unfused import unfused_parts
 from samp_jax.ops.dispatch import Activation, check_implementation, gemm, record_executions, site_implementation
 from samp_jax.ops.pallas import interpreting
 from samp_jax.ops.handoff import Int8Input
-from samp_jax.core.precision import SITES, PrecisionMap, SitePrecision, precision_of_dtype
+from samp_jax.core.precision import SITES, PrecisionMap, PrecisionMapError, SitePrecision, precision_of_dtype
 from samp_jax.core.transfers import own_transfers
 from samp_jax.core.primitives import FP8_E4M3_MAX, QArray, quantize_weight_fp8, quantize_weight_int8
 from samp_jax.ptq.folder import SIDECAR_FILE
@@ -355,7 +355,8 @@ class QuantizedModel(nnx.Module):
         on `batch` (default: one row of 8 tokens), as `{"device", "backend", "interpret",
         "sites": {label: implementation}}`.
 
-        Labels are `"<layer>.<site>"`, `embedding_project` and the head's sites; an
+        Labels are `"<layer>.<site>"`, `embedding_project`, the head's sites, and
+        `"<layer>.attn_scores"` / `"<layer>.attn_context"` where the map names them; an
         implementation is `pallas_mosaic`, `pallas_triton` or `xla` (or another registered
         one), as `samp_jax.ops.record_executions` saw it. The Pallas kernels run on a GPU, or
         anywhere in interpret mode (`samp_jax.ops.interpret()`); elsewhere every site is `xla`.
@@ -490,6 +491,7 @@ def _quantized_model(config, head_info, pmap, dtype, smoothed, implementation) -
         model.embeddings.project = QuantizedGemmSite(
             *project.shape, site=project.site, precision=embedding_project_precision(pmap, dtype),
             dtype=dtype, implementation=implementation, label=PROJECT_LABEL)
+    set_attention_precisions(model, pmap)
     for index, layer in enumerate(model.encoder.layers):
         for site in SITES:
             n_in, n_out = getattr(layer, site).shape
@@ -499,6 +501,32 @@ def _quantized_model(config, head_info, pmap, dtype, smoothed, implementation) -
                 smoothed=key in smoothed, implementation=implementation,
                 use_bias=getattr(layer, site).bias is not None, label=f"{index}.{site}"))
     return model
+
+
+def set_attention_precisions(model: EncoderModel, precision_map: PrecisionMap) -> None:
+    """Gives each layer the map's `attn_scores` / `attn_context` (`PrecisionMap.attention`); a
+    layer the map names neither of keeps None (attention in the compute dtype).
+
+    Raises:
+      PrecisionMapError: INT8 attention in a layer pinned to cuDNN attention (`attention_impl`),
+        which cannot run it.
+    """
+    check_attention_implementation(model, precision_map)
+    for index, layer in enumerate(model.encoder.layers):
+        pair = precision_map.attention(index)
+        layer.attention_precision = pair if pair.is_set else None
+        layer.attention_label = str(index) if pair.is_set else None
+
+
+def check_attention_implementation(model: EncoderModel, precision_map: PrecisionMap) -> None:
+    """Refuses (`PrecisionMapError`) INT8 attention in a layer pinned to cuDNN attention."""
+    for index, layer in enumerate(model.encoder.layers):
+        pair = precision_map.attention(index)
+        if pair.is_quantized and layer.attention_impl == "cudnn":
+            raise PrecisionMapError(
+                f"the precision map puts layer {index}'s attention at {pair}, which only the XLA "
+                "attention runs, and the model is pinned to attention_impl='cudnn'; build it with "
+                "attention_impl=None or 'xla', or give these sites a float precision")
 
 
 def compute_dtype_of(precision_map: PrecisionMap, dtype=None):
@@ -557,6 +585,7 @@ def quantize(model: EncoderModel, precision_map: PrecisionMap, calibration=None,
         raise ValueError(f"precision map has num_layers={precision_map.num_layers}, "
                          f"the model has {model.config.num_layers}")
     dtype = compute_dtype_of(precision_map, dtype)
+    check_attention_implementation(model, precision_map)
     precision_map = _own_clips(model, precision_map, calibration)
     check_calibration_fits(model, calibration)
     sites = site_calibrations(precision_map, calibration)
@@ -576,6 +605,7 @@ def quantize(model: EncoderModel, precision_map: PrecisionMap, calibration=None,
                          "projection (only ELECTRA-style models with embedding_size != hidden_size do)")
     copy = compute_copy(model, dtype, embedding_project=precision_map.embedding_project,
                         implementation=implementation)
+    set_attention_precisions(copy, precision_map)
     for index, layer in enumerate(copy.encoder.layers):
         for site in SITES:
             setattr(layer, site, QuantizedGemmSite.from_float(

@@ -11,7 +11,7 @@ from flax import nnx
 from calibrate.search import latency
 from calibrate.search.candidates import SwitchableModel
 from calibrate.search.latency import (DEFAULT_PRECISIONS, check_against_forward, estimate_table,
-                                      int8_flop_fraction, measure_table, site_shapes)
+                                      flops_by_precision, int8_flop_fraction, measure_table, site_shapes)
 from calibrate.search.objectives import UnlabelledObjective
 from calibrate.search.report import sensitivity_table, tolerance_table, write_report
 from calibrate.search.result import ToleranceCheck, pareto_entries, pareto_front
@@ -62,16 +62,48 @@ def test_latency_estimate_and_flop_fraction():
     assert table.map_ms(full) < table.map_ms(fp16)
     manual = table.other_ms + 12 * sum(table.site(s, full[0, s]) for s in SITES)
     assert table.map_ms(full) == pytest.approx(manual)
-    assert int8_flop_fraction(PrecisionMap.preset("quant_ffn_only", 12), base) == pytest.approx(2 / 3)
-    assert int8_flop_fraction(full, base) == 1.0 and int8_flop_fraction(fp16, base) == 0.0
+    seq = 128
+    layer = 2 * 768 * (3 * 768 + 768 + 2 * 3072)  # the GEMM FLOPs of a layer, per token
+    attention = 2 * (2 * seq * 768)  # per token: Q K^T and P V, 2 s h d each
+    total = 12 * (layer + attention)
+    ffn = lambda: PrecisionMap.preset("quant_ffn_only", 12)  # noqa: E731
+    assert int8_flop_fraction(ffn(), base, seq_len=seq) == pytest.approx(12 * 2 * 768 * 2 * 3072 / total)
+    # attention the map does not name runs in float: fully_quant is all but attention's share
+    assert int8_flop_fraction(full, base, seq_len=seq) == pytest.approx(12 * layer / total)
+    assert int8_flop_fraction(fp16, base, seq_len=seq) == 0.0
+    assert flops_by_precision(fp16, base, seq) == {"fp16": 12 * layer, "float": 12 * attention}
+    # named in INT8, they count as INT8 (the scores alone: half of them)
+    assert int8_flop_fraction(with_attention(full), base, seq_len=seq) == 1.0
+    scores = with_attention(full, sites=["attn_scores"])
+    assert int8_flop_fraction(scores, base, seq_len=seq) == pytest.approx(1 - 6 * attention / total)
+    assert flops_by_precision(with_attention(fp16, "fp32"), base, seq) == {"fp16": 12 * layer,
+                                                                           "fp32": 12 * attention}
     # ELECTRA-small's embedding projection (128 -> 256): counted, INT8 only when the map says
     electra = base.replace(hidden_size=256, intermediate_size=1024, num_heads=4,
                            embedding_size=128)
     layer = 2 * 256 * (3 * 256 + 256 + 2 * 1024)
     projection = 2 * 128 * 256
-    assert int8_flop_fraction(full, electra) == pytest.approx(12 * layer / (12 * layer + projection))
-    with_projection = dataclasses.replace(full, embedding_project="int8-dynamic")
-    assert int8_flop_fraction(with_projection, electra) == 1.0
+    attention = 2 * (2 * 8 * 256)
+    assert int8_flop_fraction(full, electra, seq_len=8) == pytest.approx(
+        12 * layer / (12 * (layer + attention) + projection))
+    with_projection = dataclasses.replace(with_attention(full), embedding_project="int8-dynamic")
+    assert int8_flop_fraction(with_projection, electra, seq_len=8) == 1.0
+
+
+def with_attention(pmap, precision="int8", sites=("attn_scores", "attn_context")):
+    data = pmap.to_dict()
+    data["rules"].append({"layers": "*", "sites": list(sites), "precision": precision})
+    return PrecisionMap.from_dict(data)
+
+
+def test_a_local_layer_counts_the_keys_its_window_sees():
+    config = EncoderConfig.bert_base().replace(local_attention=8, global_attn_every_n_layers=3)
+    fp16 = PrecisionMap.preset("fp16", 12)
+    local = [layer for layer in range(12) if config.is_local_layer(layer)]
+    assert len(local) == 8
+    per_token = lambda keys: 2 * 2 * keys * 768  # noqa: E731
+    assert flops_by_precision(fp16, config, 100)["float"] == 4 * per_token(100) + 8 * per_token(9)
+    assert flops_by_precision(fp16, config, 5)["float"] == 12 * per_token(5)
 
 
 @pytest.mark.parametrize("family", ["bert", "modernbert", "deberta-v2", "electra"])
@@ -90,10 +122,13 @@ def test_the_latency_model_prices_the_sites_the_model_has(family):
     # ELECTRA's embedding projection runs at the compute dtype: in the total, not in INT8
     projection = config.embedding_size * config.hidden_size if config.embedding_size else 0
     layers = config.num_layers
+    # and the attention matmuls, in float: 2 products of 2 s h d per token, s the keys a query sees
+    keys = [min(16, config.local_attention + 1) if config.is_local_layer(i) else 16 for i in range(layers)]
+    attention = sum(2 * 2 * k * config.num_heads * config.head_dim for k in keys)
     expected = layers * (flops["ffn_in"] + flops["ffn_out"]) / (layers * sum(flops.values())
-                                                                 + projection)
+                                                                 + projection + attention / 2)
     assert int8_flop_fraction(PrecisionMap.preset("quant_ffn_only", config.num_layers),
-                              config) == pytest.approx(expected)
+                              config, seq_len=16) == pytest.approx(expected)
 
 
 FIT_CASES = {  # timed sites' total per precision, measured forwards (ms)
@@ -161,7 +196,8 @@ def test_search_extremes_with_unlabelled_data(tiny, calibration):
     assert all(p.precision == "fp16" for _, p in strict.precision_map.items())
     loose = search(tiny, batches, tolerance=0.4, objective="int8_fraction", target="h100", calibration=calibration,
                    latency_table=table, progress=False)
-    assert loose.chosen.int8_fraction == 1.0
+    assert all(p.precision == "int8" for _, p in loose.precision_map.items())  # attention: float
+    assert loose.chosen.int8_fraction == int8_flop_fraction(loose.precision_map, TINY_CONFIG, seq_len=128)
     assert loose.compilations <= 2  # one per batch shape, however many maps were evaluated
     assert len(loose.evaluated) > 12
     assert set(loose.sensitivity) == {f"{l}.{s}/int8-{scheme}" for l in range(3) for s in SITES

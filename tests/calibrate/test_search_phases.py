@@ -8,7 +8,7 @@ import pytest
 from scipy import stats as scipy_stats
 
 from calibrate.search.candidates import SwitchableModel
-from calibrate.search.latency import estimate_table, site_flops
+from calibrate.search.latency import estimate_table, int8_flop_fraction, site_flops
 from calibrate.search.objectives import Z_ONE_SIDED_95, UnlabelledObjective, selection_z
 from calibrate.search.driver import search
 from calibrate.search.latency_target import latency_greedy
@@ -60,7 +60,9 @@ def test_evaluate_presets_records_the_reference_then_the_presets(tiny, calibrati
     assert reference is runner.evaluated[0] and reference.metric is None and reference.proxy == 0.0
     assert list(outputs) == ["fp16", "quant_ffn_only", "fully_quant", "fp8"]
     fractions = [e.int8_fraction for e in runner.evaluated[1:]]
-    assert fractions[0] == fractions[3] == 0.0 and 0 < fractions[1] < fractions[2] == 1.0
+    # every GEMM site in INT8 leaves attention's share in float (`int8_flop_fraction`)
+    assert fractions[0] == fractions[3] == 0.0 and 0 < fractions[1] < fractions[2] < 1.0
+    assert fractions[2] == int8_flop_fraction(runner.evaluated[3].precision_map, TINY_CONFIG, seq_len=128)
     assert [e.proxy for e in runner.evaluated[1:]] == [obj.proxy(o) for o in outputs.values()]
     assert runner.switch.traces == 1
 

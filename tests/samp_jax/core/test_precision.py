@@ -9,7 +9,7 @@ from flax import nnx
 from calibrate import CALIBRATORS
 from pallas_kernels.numerics import SCALE_EPS
 from samp_jax import EncoderConfig, EncoderModel, PrecisionMap, PrecisionMapError, SitePrecision, quantize
-from samp_jax.core.precision import CALIBRATOR_NAMES, SITES, Rule
+from samp_jax.core.precision import CALIBRATOR_NAMES, SITES, AttentionPrecision, Rule
 
 
 def test_presets():
@@ -123,6 +123,10 @@ def test_indexing_errors():
         pmap[0, "mlp"]
     with pytest.raises(PrecisionMapError, match="layer=5 is out of range"):
         pmap[5, "qkv"]
+    with pytest.raises(PrecisionMapError, match=r"the attention matmuls are pmap.attention\(1\)"):
+        pmap[1, "attn_scores"]
+    with pytest.raises(PrecisionMapError, match="layer=2 is out of range"):
+        pmap.attention(2)
 
 
 def test_map_is_a_static_jit_argument_compiled_once_per_map():
@@ -286,3 +290,68 @@ def test_a_map_path_that_is_not_a_regular_file_is_named(tmp_path):
         PrecisionMap.from_json(link)
     with pytest.raises(ValueError, match=r"is a character device"):
         PrecisionMap.from_json(str(link))
+
+
+# ------------------------------------------------------------------- attention matmuls
+
+ATTENTION_RULE = {"layers": "*", "sites": ["attn_scores", "attn_context"], "precision": "int8"}
+
+
+def test_attention_sites_are_reached_only_by_naming_them():
+    """`"*"` and `default` keep meaning the four GEMM sites: a map without attention rules
+    leaves every layer's attention unset, and a rule naming them sets exactly those cells."""
+    full = PrecisionMap.preset("fully_quant", 3)
+    assert not full.sets_attention
+    assert all(not full.attention(layer).is_set for layer in range(3))
+    data = full.to_dict()
+    data["rules"] = [{"layers": [1], "sites": ["attn_scores"], "precision": "int8"},
+                     {"layers": "*", "sites": ["attn_context", "ffn_in"], "precision": "fp32"}]
+    pmap = PrecisionMap.from_dict(data)
+    every = PrecisionMap.from_dict({**data, "rules": [{"layers": "*", "sites": "*", "precision": "bf16"}]})
+    assert not every.sets_attention and every[2, "qkv"].precision == "bf16"
+    assert pmap.attention(0) == AttentionPrecision(None, SitePrecision("fp32"))
+    assert pmap.attention(1) == AttentionPrecision(SitePrecision("int8", "per_token_dynamic"),
+                                                   SitePrecision("fp32"))
+    assert pmap.attention(1).is_quantized and not pmap.attention(0).is_quantized
+    assert pmap[2, "ffn_in"].precision == "fp32" and pmap[2, "qkv"] == SitePrecision("int8")
+    assert "attn_scores=int8-dynamic attn_context=fp32" in pmap.summary().splitlines()[1]
+    # the same GEMM table with and without attention: different maps (a static jit argument)
+    plain = PrecisionMap.from_dict({**data, "rules": data["rules"][1:]})
+    assert plain != pmap and hash(plain) != hash(pmap)
+    assert plain.attention(1) == AttentionPrecision(None, SitePrecision("fp32"))
+
+
+def test_attention_rules_round_trip_through_json_tables_and_calibration(tmp_path):
+    data = PrecisionMap.preset("fully_quant", 2, activation="static").to_dict()
+    data["rules"] = [ATTENTION_RULE]
+    pmap = PrecisionMap.from_dict(data)
+    assert PrecisionMap.from_json(pmap.to_json()) == pmap
+    assert json.loads(pmap.to_json())["rules"][0]["sites"] == ["attn_scores", "attn_context"]
+    pmap.save(tmp_path / "map.json")
+    assert PrecisionMap.from_json(tmp_path / "map.json") == pmap
+    # writing clips in (what calibrate and search do) keeps the attention cells
+    clipped = pmap.with_calibration({(0, "qkv"): "mse"}, {(0, "qkv"): 2.5})
+    assert clipped == pmap and clipped.attention(1) == pmap.attention(1)
+    assert PrecisionMap.from_json(clipped.to_json()) == pmap
+    # and dropping them (another model's clips, `quantize`) keeps them too
+    assert clipped.without_clips() == pmap and clipped.without_clips().attention(1) == pmap.attention(1)
+    table = {(0, "ffn_in"): "int8-dynamic", (1, "attn_context"): "int8-dynamic"}
+    built = PrecisionMap.from_table(table, 2, default="fp16")
+    assert built.attention(1) == AttentionPrecision(None, SitePrecision("int8"))
+    assert not built.attention(0).is_set and PrecisionMap.from_json(built.to_json()) == built
+
+
+@pytest.mark.parametrize("rule, message", [
+    ({"sites": ["attn_scores"], "precision": "fp8_e4m3"},
+     r"rule 0 \(sites \['attn_scores'\]\): precision='fp8_e4m3' is not supported"),
+    ({"sites": ["attn_context"], "precision": "int8", "activation": "static"},
+     r"rule 0 \(sites \['attn_context'\]\): activation='per_tensor_static' is not supported"),
+    ({"sites": ["attn_context", "qkv"], "precision": "int8", "activation": "static", "clip": 2.0},
+     "activation='per_tensor_static' is not supported at the attention sites"),
+    ({"sites": ["attn_scores"], "precision": "int8", "calibration": "mse"},
+     "rule 0: calibration='mse' is only for int8 sites with per_tensor_static"),
+    ({"sites": ["attn_score"], "precision": "int8"}, "site='attn_score' is not one of"),
+])
+def test_attention_sites_refuse_what_they_cannot_run(rule, message):
+    with pytest.raises(PrecisionMapError, match=message):
+        PrecisionMap.from_dict({"num_layers": 2, "rules": [rule]})
