@@ -22,6 +22,6 @@ config = SearchConfig(tolerance=0.01, target="auto", max_search_examples=32 if Q
                       batch=8 if QUICK else 32, seq=32 if QUICK else 128)
 summary = run_search(model, tokenizer, get_task("snli-embed"), config, description=description,
                      out="search_out", max_test_examples=64 if QUICK else 1000).summary
-print(f"chosen map: {100 * summary['int8_flop_fraction']:.0f}% of GEMM FLOPs in INT8; "
+print(f"chosen map: {100 * summary['int8_flop_fraction']:.0f}% of matmul FLOPs in INT8; "
       f"test ROC-AUC {summary['test']['chosen']:.4f} vs FP32 {summary['test']['fp32']:.4f}")
 print("see search_out/report.md and search_out/pareto.png")

@@ -52,7 +52,7 @@ if QUICK:
     search_config = SearchConfig(tolerance=0.01, target="auto", progress=False, batch=8, seq=32)
 result = search(tuned, task, search_config, tokenizer=tuned.tokenizer)
 write_report(result, WORK / "search")
-print(f"chosen map: {100 * result.chosen.int8_fraction:.0f}% of GEMM FLOPs in INT8, search "
+print(f"chosen map: {100 * result.chosen.int8_fraction:.0f}% of matmul FLOPs in INT8, search "
       f"{result.metric_name} {result.chosen.metric:.4f} vs FP32 {result.fp32_metric:.4f}")
 
 # 5. Quantize with it: the map carries each static site's calibrator and clip and the dtype

@@ -84,6 +84,18 @@ def attention_flops(config: EncoderConfig, layer: int, seq_len: int) -> int:
     return 2 * keys * config.num_heads * config.head_dim
 
 
+def relative_term_flops(config: EncoderConfig, seq_len: int) -> int:
+    """FLOPs per query token of DeBERTa's disentangled relative terms in one layer (0 for
+    other families): each term (`c2p`, `p2c`) multiplies a token's query or key, in float32,
+    with the rows of the relative position table its row reaches (`2 seq_len - 1`, at most
+    the `2 span` rows of the table): `2 * rows * heads * head_dim`. The per-layer projections
+    of the table itself cost the same whatever the batch, so they are not counted per token."""
+    if not config.disentangled_attention:
+        return 0
+    rows = min(2 * seq_len - 1, 2 * config.relative_span)
+    return len(config.pos_att_type) * 2 * rows * config.num_heads * config.head_dim
+
+
 def flops_by_precision(pmap: PrecisionMap, config: EncoderConfig, seq_len: int) -> dict[str, int]:
     """The encoder's matmul FLOPs per token for rows of `seq_len` tokens, by the precision that
     runs them (`str(SitePrecision)`: `int8-dynamic`, `int8-static`, `fp8_e4m3`, `fp16`, ...;
@@ -93,7 +105,8 @@ def flops_by_precision(pmap: PrecisionMap, config: EncoderConfig, seq_len: int) 
     projection (`embedding_size` to `hidden_size`) at the map's `embedding_project`, else
     `float`; and the two attention matmuls of every layer (`attention_flops`) at the map's
     `attn_scores` / `attn_context`, else `float` (a map that does not name them runs attention
-    in the compute dtype: its attention FLOPs are float FLOPs)."""
+    in the compute dtype: its attention FLOPs are float FLOPs); DeBERTa's relative score terms
+    (`relative_term_flops`) as `float`, as they run."""
     flops = site_flops(config, 1)
     out: dict[str, int] = {}
 
@@ -110,6 +123,8 @@ def flops_by_precision(pmap: PrecisionMap, config: EncoderConfig, seq_len: int) 
         per = attention_flops(config, layer, seq_len)
         add(pair.scores, per)
         add(pair.context, per)
+        if relative := relative_term_flops(config, seq_len):
+            add(None, relative)
     return out
 
 
@@ -117,7 +132,8 @@ def int8_flop_fraction(pmap: PrecisionMap, config: EncoderConfig, *, seq_len: in
     """Share of the encoder's matmul FLOPs (per token, rows of `seq_len` tokens) that run in
     INT8 (`flops_by_precision`): the map's GEMM sites, an ELECTRA-style embedding projection,
     and the attention matmuls, which count as float FLOPs unless the map puts them in INT8
-    (so `fully_quant` alone is below 1, by attention's share, which grows with `seq_len`)."""
+    (so `fully_quant` alone is below 1, by attention's share, which grows with `seq_len`);
+    DeBERTa's relative score terms always count as float."""
     counts = flops_by_precision(pmap, config, seq_len)
     return sum(n for key, n in counts.items() if key.startswith("int8")) / sum(counts.values())
 

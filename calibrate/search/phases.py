@@ -175,7 +175,7 @@ def order_moves(moves: Sequence[Move], proxy: Mapping[Move, float],
 
 def objective_cost(runner: Runner, objective: str) -> Callable[[np.ndarray], float]:
     """What the search minimises over maps (`choices`): the estimated latency in ms for
-    objective 'latency', the share of GEMM FLOPs not in INT8 for 'int8_fraction'."""
+    objective 'latency', the share of matmul FLOPs not in INT8 for 'int8_fraction'."""
     if objective == "int8_fraction":
         return lambda choices: 1.0 - int8_flop_fraction(runner.switch.map_for(choices),
                                                         runner.switch.config,
@@ -214,7 +214,7 @@ def never_slower_than_presets(runner: Runner, choices: np.ndarray, outputs: Outp
     """The allocation's map, or the fastest preset that passes when that is strictly faster,
     as fast and closer to FP32 by `measure`, or the allocation found no map that passes
     (`outputs` None). "Faster" is by `cost`, the one `passing` was chosen by (default: the
-    latency; under objective 'int8_fraction', more GEMM FLOPs in INT8).
+    latency; under objective 'int8_fraction', more matmul FLOPs in INT8).
 
     The greedy adds moves in sensitivity order and stops at the first that fails, so it can end
     short of a preset that passes as a whole (e.g. all-INT8). Presets were scored first

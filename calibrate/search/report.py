@@ -218,7 +218,7 @@ def _settings_lines(result: SearchResult, s: dict) -> list[str]:
         chosen_from = (f" (the preset {result.chosen_from}: it reaches the latency target and is "
                        f"closer to FP32 by the proxy than the {result.strategy} map)")
     elif result.search_objective == "int8_fraction":
-        chosen_from = (f" (the preset {result.chosen_from}: more GEMM FLOPs in INT8 than the "
+        chosen_from = (f" (the preset {result.chosen_from}: more matmul FLOPs in INT8 than the "
                        f"{result.strategy} strategy's map, or as many and closer to FP32, and "
                        "within tolerance)")
     else:

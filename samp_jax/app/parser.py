@@ -158,7 +158,7 @@ def _add_search(sub) -> None:
                          "outputs) among the greedy's and the presets that reach it")
     se.add_argument("--objective", default="latency", choices=["latency", "int8_fraction"],
                     help="what the map is chosen for within the tolerance: the target's "
-                         "latency (default), or the most GEMM FLOPs in INT8")
+                         "latency (default), or the most matmul FLOPs in INT8 (attention's included)")
     se.add_argument("--target", default="auto", choices=[AUTO_TARGET, *targets()],
                     help="the device the map is for: its options (FP8 only where it has FP8), the "
                          "dtype between sites, and the latency model (measured when this machine "

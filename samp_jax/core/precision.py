@@ -287,6 +287,13 @@ class AttentionPrecision:
     scores: SitePrecision | None = None
     context: SitePrecision | None = None
 
+    def __post_init__(self):
+        # built in code as well as from a map's rules: what the attention cannot run is
+        # refused here too, rather than run as dynamic INT8
+        for site, p in zip(ATTENTION_SITES, (self.scores, self.context)):
+            if p is not None:
+                _check_attention_precision(p, site)
+
     @property
     def is_set(self) -> bool:
         """Whether the map names either product for this layer."""

@@ -259,7 +259,8 @@ def attention(q: jax.Array, k: jax.Array, v: jax.Array, attention_mask: jax.Arra
     `"<label>.attn_context"`, with its precision and what ran it.
 
     Raises:
-      PrecisionMapError: INT8 attention with `implementation='cudnn'`.
+      PrecisionMapError: INT8 attention, or scores and context at two float precisions, with
+        `implementation='cudnn'`.
     """
     dtype = q.dtype
     int8 = (False, False)
@@ -273,6 +274,14 @@ def attention(q: jax.Array, k: jax.Array, v: jax.Array, attention_mask: jax.Arra
         q, k = (_cast_to(t, precision.scores) for t in (q, k))
         v = _cast_to(v, precision.context)
         if any(int8) and implementation is None:
+            implementation = "xla"
+        elif q.dtype != v.dtype:  # cuDNN takes q, k and v of one dtype
+            if implementation == "cudnn":
+                raise PrecisionMapError(
+                    f"attention: the precision map puts {precision} here, products of two "
+                    f"dtypes ({q.dtype.name} and {v.dtype.name}), which only the XLA path runs; "
+                    "implementation='cudnn' (attention_impl) takes one; use attention_impl=None "
+                    "or 'xla', or one precision for both sites")
             implementation = "xla"
     if (bias is not None or window) and implementation is None:
         implementation = "xla"
@@ -324,7 +333,9 @@ def xla_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array, *,
     probabilities), the flash-attention order. On a CPU it is faster than
     `jax.nn.dot_product_attention(implementation="xla")` (`tools/studies/float_ops_ms.py` times
     both), with the same result to float32 rounding. A query whose keys are all masked attends
-    uniformly, as there.
+    uniformly, as there. (With an INT8 context, `samp_jax.models.int8_attention`, such a query's
+    context is 0 instead: V is zeroed on masked keys. Only padding queries have no key: a real
+    token sees itself. `tests/samp_jax/models/test_int8_attention.py` pins both.)
 
     The scores product runs in the dtype of `q` and `k`, the context product in that of `v`,
     or in INT8 (`int8_scores`, `int8_context`: `samp_jax.models.int8_attention`, the bias and

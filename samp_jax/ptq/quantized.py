@@ -518,15 +518,28 @@ def set_attention_precisions(model: EncoderModel, precision_map: PrecisionMap) -
         layer.attention_label = str(index) if pair.is_set else None
 
 
-def check_attention_implementation(model: EncoderModel, precision_map: PrecisionMap) -> None:
-    """Refuses (`PrecisionMapError`) INT8 attention in a layer pinned to cuDNN attention."""
+def check_attention_implementation(model: EncoderModel, precision_map: PrecisionMap,
+                                   dtype=None) -> None:
+    """Refuses (`PrecisionMapError`) in a layer pinned to cuDNN attention what cuDNN cannot run:
+    INT8 attention, and products that would not both be one 16-bit float (cuDNN takes q, k and v
+    of one dtype, float16 or bfloat16); a product the map does not name runs in `dtype`, the
+    compute dtype (None: not checked then)."""
     for index, layer in enumerate(model.encoder.layers):
         pair = precision_map.attention(index)
-        if pair.is_quantized and layer.attention_impl == "cudnn":
-            raise PrecisionMapError(
-                f"the precision map puts layer {index}'s attention at {pair}, which only the XLA "
-                "attention runs, and the model is pinned to attention_impl='cudnn'; build it with "
-                "attention_impl=None or 'xla', or give these sites a float precision")
+        if layer.attention_impl != "cudnn" or not pair.is_set:
+            continue
+        if pair.is_quantized:
+            problem = "which only the XLA attention runs"
+        else:
+            compute = None if dtype is None else precision_of_dtype(dtype)
+            runs = {compute if p is None else p.precision for p in (pair.scores, pair.context)}
+            if None in runs or (len(runs) == 1 and runs <= {"fp16", "bf16"}):
+                continue
+            problem = f"products in {' and '.join(sorted(runs))}, where cuDNN takes one of fp16 or bf16"
+        raise PrecisionMapError(
+            f"the precision map puts layer {index}'s attention at {pair}, {problem}, and the "
+            "model is pinned to attention_impl='cudnn'; build it with attention_impl=None or "
+            "'xla', or give these sites the compute dtype's precision")
 
 
 def compute_dtype_of(precision_map: PrecisionMap, dtype=None):
@@ -585,7 +598,7 @@ def quantize(model: EncoderModel, precision_map: PrecisionMap, calibration=None,
         raise ValueError(f"precision map has num_layers={precision_map.num_layers}, "
                          f"the model has {model.config.num_layers}")
     dtype = compute_dtype_of(precision_map, dtype)
-    check_attention_implementation(model, precision_map)
+    check_attention_implementation(model, precision_map, dtype)
     precision_map = _own_clips(model, precision_map, calibration)
     check_calibration_fits(model, calibration)
     sites = site_calibrations(precision_map, calibration)

@@ -90,6 +90,28 @@ def test_latency_estimate_and_flop_fraction():
     assert int8_flop_fraction(with_projection, electra, seq_len=8) == 1.0
 
 
+def test_debertas_relative_terms_count_as_float_matmuls():
+    """c2p and p2c multiply each token's query or key by the relative table's rows its row
+    reaches: `2 * min(2 seq - 1, 2 span) * h * d` each, in float whatever the map says."""
+    base = EncoderConfig.bert_base()
+    deberta = base.replace(model_type="deberta-v2", disentangled_attention=True,
+                           pos_att_type=("c2p", "p2c"), max_relative_positions=256,
+                           position_buckets=256, type_vocab_size=0)
+    assert deberta.relative_span == 256
+    layer = 2 * 768 * (3 * 768 + 768 + 2 * 3072)
+    for seq, rows in ((128, 2 * 128 - 1), (512, 2 * 256)):
+        attention = 2 * (2 * seq * 768)
+        relative = 2 * (2 * rows * 768)
+        full = with_attention(PrecisionMap.preset("fully_quant", 12))
+        assert flops_by_precision(full, deberta, seq) == {"int8-dynamic": 12 * (layer + attention),
+                                                          "float": 12 * relative}
+        assert int8_flop_fraction(full, deberta, seq_len=seq) == pytest.approx(
+            (layer + attention) / (layer + attention + relative))
+    one_term = deberta.replace(pos_att_type=("c2p",))
+    assert flops_by_precision(PrecisionMap.preset("fp16", 12), one_term, 128)["float"] == \
+        12 * (2 * (2 * 128 * 768) + 2 * 255 * 768)
+
+
 def with_attention(pmap, precision="int8", sites=("attn_scores", "attn_context")):
     data = pmap.to_dict()
     data["rules"].append({"layers": "*", "sites": list(sites), "precision": precision})

@@ -124,3 +124,44 @@ def test_int8_attention_stays_off_cudnn(monkeypatch):
     np.testing.assert_array_equal(on_gpu, expected)
     with pytest.raises(PrecisionMapError, match="implementation='cudnn'.*cannot take INT8"):
         attention(q, k, v, mask, precision=BOTH, implementation="cudnn")
+
+
+def test_products_of_two_float_dtypes_stay_off_cudnn(monkeypatch):
+    """cuDNN takes q, k and v of one dtype: scores and context at two precisions run on XLA
+    under automatic choice, and a cuDNN named explicitly is refused naming the map's sites."""
+    rng = np.random.default_rng(7)
+    q, k, v = (jnp.asarray(rng.standard_normal((1, 6, 2, 8)), jnp.float16) for _ in range(3))
+    mask = jnp.ones((1, 6), jnp.int32)
+    mixed = AttentionPrecision(SitePrecision("fp16"), SitePrecision("fp32"))
+    expected = jax.jit(lambda *a: attention(*a, mask, precision=mixed))(q, k, v)
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    on_gpu = jax.jit(lambda *a: attention(*a, mask, precision=mixed))(q, k, v)  # no cuDNN call
+    np.testing.assert_array_equal(on_gpu, expected)
+    with pytest.raises(PrecisionMapError, match=r"two dtypes \(float16 and float32\)"):
+        attention(q, k, v, mask, precision=mixed, implementation="cudnn")
+
+
+@pytest.mark.parametrize("precision, message", [
+    (SitePrecision("fp8_e4m3"), "precision='fp8_e4m3' is not supported"),
+    (SitePrecision("int8", "per_tensor_static"), "activation='per_tensor_static' is not supported")])
+def test_an_attention_precision_built_in_code_refuses_what_attention_cannot_run(precision, message):
+    with pytest.raises(PrecisionMapError, match=message):
+        AttentionPrecision(precision, None)
+    with pytest.raises(PrecisionMapError, match=message):
+        AttentionPrecision(None, precision)
+
+
+def test_a_query_with_no_key_attends_uniformly_in_float_and_to_zero_with_an_int8_context():
+    """An all-padding row: its queries see no key. Float attends uniformly (the mean of V over
+    every key); an INT8 context zeroes V on masked keys, so its context is 0. Real rows are
+    the same either way to INT8 precision."""
+    q, k, v = (jnp.swapaxes(jnp.asarray(t), 1, 2) for t in head_major(seed=3))  # [b, s, h, d]
+    mask = np.ones((2, 11), np.int32)
+    mask[1] = 0
+    as_float = np.asarray(attention(q, k, v, mask, implementation="xla"))
+    as_int8 = np.asarray(attention(q, k, v, mask, implementation="xla",
+                                   precision=AttentionPrecision(None, INT8)))
+    np.testing.assert_allclose(as_float[1], np.broadcast_to(np.asarray(v)[1].mean(0), as_float[1].shape),
+                               rtol=1e-5, atol=1e-5)
+    assert np.all(as_int8[1] == 0)
+    assert 0 < np.abs(as_int8[0] - as_float[0]).max() < 0.1

@@ -12,9 +12,10 @@ from samp_jax.models.heads import make_head
 from tests.helpers import GOLDEN, TINY_CONFIG
 
 
-def with_attention(pmap: PrecisionMap, precision: str = "int8") -> PrecisionMap:
+def with_attention(pmap: PrecisionMap, precision: str = "int8",
+                   sites=("attn_scores", "attn_context")) -> PrecisionMap:
     data = pmap.to_dict()
-    data["rules"].append({"layers": "*", "sites": ["attn_scores", "attn_context"], "precision": precision})
+    data["rules"].append({"layers": "*", "sites": list(sites), "precision": precision})
     return PrecisionMap.from_dict(data)
 
 
@@ -93,5 +94,10 @@ def test_int8_attention_in_a_model_pinned_to_cudnn_is_refused_before_quantizing(
                                                 rngs=rngs), attention_impl="cudnn", rngs=rngs)
     with pytest.raises(PrecisionMapError, match="layer 0's attention at attn_scores=int8-dynamic"):
         quantize(model, with_attention(PrecisionMap.preset("fp16", TINY_CONFIG.num_layers)))
-    float_attention = quantize(model, with_attention(PrecisionMap.preset("fp16", 3), "fp32"))
-    assert float_attention.model.encoder.layers[2].attention_precision.scores == SitePrecision("fp32")
+    # cuDNN takes q, k and v of one 16-bit dtype: fp32, or two precisions, are refused too
+    with pytest.raises(PrecisionMapError, match="products in fp32, where cuDNN takes one of fp16 or bf16"):
+        quantize(model, with_attention(PrecisionMap.preset("fp16", 3), "fp32"))
+    with pytest.raises(PrecisionMapError, match="products in bf16 and fp16"):
+        quantize(model, with_attention(PrecisionMap.preset("fp16", 3), "bf16", sites=["attn_scores"]))
+    float_attention = quantize(model, with_attention(PrecisionMap.preset("fp16", 3), "fp16"))
+    assert float_attention.model.encoder.layers[2].attention_precision.scores == SitePrecision("fp16")
