@@ -45,9 +45,10 @@ if TEST_XLA_CACHE != "off":
 
 # The test files that take longest (fresh processes, whole workflows, simulated devices), run
 # first. `make test` hands whole files to its two workers in collection order (pytest-xdist's
-# loadfile), so a long file collected last (tests/test_examples.py sorts near the end) kept one
-# worker busy for minutes after the other had run out of files. Started first, the long files
-# overlap the many short ones. Paths from the project root; tests/test_suite_order.py checks
+# loadfile with --no-loadscope-reorder; by default xdist starts the files with the most tests
+# first), so a long file of few tests (tests/test_examples.py) kept one worker busy for minutes
+# after the other had run out of files. Started first, the long files overlap the many short
+# ones. Paths from the project root; tests/test_suite_order.py checks
 # that each exists.
 LONGEST_FIRST = (
     "tests/test_examples.py",

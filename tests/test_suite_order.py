@@ -21,3 +21,10 @@ def test_the_long_files_are_collected_first():
     files = [line.split("::", 1)[0] for line in done.stdout.splitlines() if "::" in line]
     assert files[0] == "tests/test_examples.py"
     assert set(files) == {"tests/test_docs.py", "tests/test_examples.py", "tests/test_architecture.py"}
+
+
+def test_make_test_keeps_the_collection_order():
+    """Without --no-loadscope-reorder, xdist starts the files with the most tests first and the
+    order above does nothing."""
+    makefile = (ROOT / "Makefile").read_text()
+    assert "--dist loadfile" in makefile and "--no-loadscope-reorder" in makefile

@@ -147,6 +147,10 @@ def test_the_latency_model_prices_the_sites_the_model_has(family):
     # and the attention matmuls, in float: 2 products of 2 s h d per token, s the keys a query sees
     keys = [min(16, config.local_attention + 1) if config.is_local_layer(i) else 16 for i in range(layers)]
     attention = sum(2 * 2 * k * config.num_heads * config.head_dim for k in keys)
+    # and DeBERTa's relative terms, in float: each 2 * (2 s - 1) h d per token (a short row)
+    if config.disentangled_attention:
+        attention += layers * len(config.pos_att_type) * 2 * min(2 * 16 - 1, 2 * config.relative_span) \
+            * config.num_heads * config.head_dim
     expected = layers * (flops["ffn_in"] + flops["ffn_out"]) / (layers * sum(flops.values())
                                                                  + projection + attention / 2)
     assert int8_flop_fraction(PrecisionMap.preset("quant_ffn_only", config.num_layers),
