@@ -594,7 +594,7 @@ def _finetune(args) -> int:
             dev_rows = task.sizes().get("dev")
             scored = ("" if result.dev_examples == dev_rows
                       else f" on {result.dev_examples} of {dev_rows} rows")
-            evaluations = sum("dev" in entry for entry in result.history)
+            evaluations = result.evaluations
             best = f" (the best of {evaluations} evaluations{scored})" if evaluations > 1 else \
                 f" ({scored.strip()})" if scored else ""
             print(f"fine-tuned in {result.seconds:.0f} s ({result.steps} steps): dev "

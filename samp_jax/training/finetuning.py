@@ -153,9 +153,19 @@ class FinetuneResult:
     dev_examples: int | None = None  # the dev rows each evaluation scored
 
     @property
+    def evaluations(self) -> int:
+        """How many dev evaluations the run made: `dev_metric` is the best of them."""
+        return dev_evaluations(self.history)
+
+    @property
     def learned(self) -> bool:
         """Whether the best dev metric beats `chance` by more than its noise."""
         return self.chance is None or self.chance.beaten_by(self.dev_metric)
+
+
+def dev_evaluations(history: list[dict]) -> int:
+    """The entries of a run's history that hold a dev evaluation."""
+    return sum("dev" in entry for entry in history)
 
 
 def _decay_mask(params):
@@ -211,7 +221,7 @@ def finetune(model, task: Task | str, tokenizer: Tokenizer, config: FinetuneConf
                  total_steps=total_steps, eval_every=eval_every, task=task, progress=progress,
                  chance=chance)
     best_metric, _, best_params = run.best
-    evaluations = sum("dev" in entry for entry in run.history)
+    evaluations = dev_evaluations(run.history)
     if chance is not None and evaluations > 1:  # the best of them: a wider margin
         chance = chance_level(task.task_type, task.labels, dev, task.task_metric,
                               evaluations=evaluations)

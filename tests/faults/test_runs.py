@@ -186,7 +186,7 @@ def _fake_finetune(scale: float):
         kernel.value = kernel.value * scale
         return types.SimpleNamespace(model=model, dev_metric=0.5, steps=1, seconds=0.0,
                                      learned=True, chance=None, truncation={}, dev_examples=4,
-                                     history=[{"step": 1, "dev": 0.5}])
+                                     history=[{"step": 1, "dev": 0.5}], evaluations=1)
     return finetune
 
 

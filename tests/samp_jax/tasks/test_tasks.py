@@ -133,14 +133,22 @@ def test_finetuned_models_are_cached(minilm_dir, tmp_path, monkeypatch):
     assert finetuned_dir("polarity", config) != finetuned_dir("polarity", dataclasses.replace(config, seed=1))
 
 
-def test_a_fine_tuned_model_that_cannot_be_cached_is_a_warning_and_is_returned(minilm_dir, tmp_path,
-                                                                                monkeypatch):
+@pytest.fixture
+def untrained_finetune(minilm_dir, tmp_path, monkeypatch):
+    """`finetuned_model` with its cache under tmp_path and no training: the fresh model is the
+    "fine-tuned" one."""
     from samp_jax.training import finetuning
     monkeypatch.setenv("SAMP_JAX_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(finetuning, "minilm_path", lambda: minilm_dir)
-    # no training: the fresh model is the "fine-tuned" one
     monkeypatch.setattr(finetuning, "finetune", lambda model, *a, **k: finetuning.FinetuneResult(
         model=model, dev_metric=0.5, steps=0, seconds=0.0, examples_per_second=0.0, history=[]))
+    return finetuning
+
+
+def test_a_fine_tuned_model_that_cannot_be_cached_is_a_warning_and_is_returned(untrained_finetune,
+                                                                                tmp_path,
+                                                                                monkeypatch):
+    finetuning = untrained_finetune
     save = finetuning.save_pretrained
 
     def read_only_cache(model, target, **kwargs):
@@ -160,15 +168,9 @@ def test_a_fine_tuned_model_that_cannot_be_cached_is_a_warning_and_is_returned(m
     assert not list(folder.parent.glob(f".{folder.name}.tmp-*"))  # nor atomic_folder's
 
 
-def test_a_cached_fine_tune_keeps_its_training_rows_as_a_finetune_folder_does(minilm_dir, tmp_path,
-                                                                             monkeypatch):
+def test_a_cached_fine_tune_keeps_its_training_rows_as_a_finetune_folder_does(untrained_finetune):
     """Its folder, given as --model, is guarded against scoring its training rows."""
-    from samp_jax.training import finetuning
     from samp_jax.tasks.trained_rows import TRAINED_ROWS_CONFIG, overlap, trained_rows
-    monkeypatch.setenv("SAMP_JAX_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(finetuning, "minilm_path", lambda: minilm_dir)
-    monkeypatch.setattr(finetuning, "finetune", lambda model, *a, **k: finetuning.FinetuneResult(
-        model=model, dev_metric=0.5, steps=0, seconds=0.0, examples_per_second=0.0, history=[]))
     config = FinetuneConfig(max_train_examples=16, max_dev_examples=8, min_steps=0)
     finetuned_model("polarity", config, progress=False)
     folder = finetuned_dir("polarity", config)
