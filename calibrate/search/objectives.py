@@ -32,7 +32,7 @@ import numpy as np
 from samp_jax.models.similarity import similarity_of
 from samp_jax.serving.forward import jit_forward
 from samp_jax.tasks import Evaluation, Task, get_task
-from samp_jax.tasks.task import check_head_fits
+from samp_jax.tasks.task import check_head_fits, with_model_relevant_class
 from samp_jax.tasks.metrics import Z_ONE_SIDED_95, Baseline
 from samp_jax.tasks.proxies import KL, Proxy, proxy_for
 from samp_jax.tasks.types import non_finite_rows
@@ -196,6 +196,7 @@ def task_objective(model, task: Task | str, tokenizer, *, split: str = "search",
     (all of it, or a fixed seeded subset of `max_examples`) against the model's FP32 outputs."""
     task = get_task(task, seed=seed) if isinstance(task, str) else task
     check_head_fits(model, task)
+    task = with_model_relevant_class(model, task)
     evaluation = task.evaluation(tokenizer, split, max_examples=max_examples, seed=seed,
                                  batch_size=batch_size, similarity=similarity_of(model))
     return EvaluationObjective(model, evaluation, name=task.name)

@@ -80,7 +80,7 @@ from samp_jax.serving.distributed import (check_same, check_same_options, descri
                                           silence_watchdog, state_digest)
 from samp_jax.tasks import SPLITS, TASKS, Task, get_task
 from samp_jax.tasks.task import (CALIBRATION_BATCH_SIZE, CALIBRATION_EXAMPLES,
-                                 warn_if_named_two_classes)
+                                 RelevantClassOverride, warn_if_named_two_classes)
 from samp_jax.tasks.truncation import Truncation, as_dicts
 from samp_jax.models.hf_labels import all_generic
 from samp_jax.tasks.files import Columns, load_task
@@ -182,6 +182,8 @@ def with_relevant_class(args, task: Task, model) -> Task:
         warnings.warn(f"--relevant-class {given} reads {name(relevant)} as the relevant one; "
                       f"{args.model} says {name(own)} is (its saved relevant class, which the "
                       "commands read without the option)", UserWarning, stacklevel=2)
+    if own is not None and own != relevant:  # said above, in the option's words: not again
+        warnings.filterwarnings("ignore", category=RelevantClassOverride)
     return dataclasses.replace(task, relevant_class=relevant)
 
 

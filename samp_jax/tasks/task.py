@@ -474,7 +474,9 @@ def evaluate(model, task: Task | str, split: str = "test", *, tokenizer=None, se
         alone (`embedding_texts`) have no metric (value None). A multi-label task's label sets are scored at
         its own `label_threshold`, not at the model's (`model.label_threshold`, which a
         search or fine-tune saved and the command line's `eval` defaults to): give
-        `dataclasses.replace(task, label_threshold=model.label_threshold)` for that one.
+        `dataclasses.replace(task, label_threshold=model.label_threshold)` for that one. A
+        ranking of a two-class head that names no relevant class reads the one the model
+        saved (`with_model_relevant_class`), as `samp-jax eval` does.
       split: 'train', 'dev', 'calibration', 'search' or 'test'.
       tokenizer: the model's `Tokenizer`; default: the one `samp_jax.load` attached to it
         (needed unless `encoded` is given).
@@ -496,6 +498,7 @@ def evaluate(model, task: Task | str, split: str = "test", *, tokenizer=None, se
     tokenizer = model_arguments(model, task, tokenizer, what="evaluate")
     task = get_task(task, seed=seed) if isinstance(task, str) else task
     check_head_fits(model, task)
+    task = with_model_relevant_class(model, task)
     warn_if_named_two_classes(model, task)
     if mesh is None and jax.device_count() > 1:
         mesh = data_mesh()
@@ -609,6 +612,29 @@ def check_relevant_class(model, task: Task) -> None:
                          f"{task.relevant_class} names the relevant one of a head of two "
                          f"classes; the model's head has {width} output"
                          f"{'' if width == 1 else 's'} (a score per row: nothing to name)")
+
+
+class RelevantClassOverride(UserWarning):
+    """A task reads another class of a two-class head as relevant than the model's saved one
+    (`with_model_relevant_class`)."""
+
+
+def with_model_relevant_class(model, task: Task) -> Task:
+    """`task` reading the relevant class the model says (`EncoderModel.relevant_class`, saved
+    by a fine-tune given one: `samp_jax_relevant_class` in its config.json) where the task is a
+    ranking of a two-class head that names none, as the commands read a saved model. A task
+    that names another class than the model's is read as it says, with a warning line naming
+    both. `evaluate`, `finetune`, `run_search` and the search's objective call it."""
+    own = getattr(model, "relevant_class", None)
+    if own is None or not task.task_type.ranks_two_classes:
+        return task
+    if task.relevant_class is None:
+        return dataclasses.replace(task, relevant_class=own)
+    if task.relevant_class != own:
+        warnings.warn(f"task {task.name!r} reads class {task.relevant_class} as the relevant one; "
+                      f"the model says class {own} is (its saved relevant class, which a task "
+                      "that names none reads)", RelevantClassOverride, stacklevel=3)
+    return task
 
 
 def warn_if_named_two_classes(model, task: Task) -> None:

@@ -49,7 +49,7 @@ from samp_jax.serving.forward import batch_inputs, merged_call
 from samp_jax.tasks.chance import ChanceLevel, chance_level
 from samp_jax.tasks.losses import Loss
 from samp_jax.tasks.task import (LabelMismatch, Task, check_head_fits, get_task, predict,
-                                 warn_if_named_two_classes)
+                                 warn_if_named_two_classes, with_model_relevant_class)
 from samp_jax.tasks.trained_rows import TRAINED_ROWS_CONFIG, save_trained_rows
 from samp_jax.tasks.truncation import Truncation
 
@@ -200,6 +200,7 @@ def finetune(model, task: Task | str, tokenizer: Tokenizer, config: FinetuneConf
         raise ValueError(f"{e}. Or, to train this head for the task's labels instead, clear its "
                          "names first (model.head.labels = None), as samp-jax finetune gives a "
                          "head of other names a new one") from None
+    task = with_model_relevant_class(model, task)
     warn_if_named_two_classes(model, task)
     splits = task.splits
     if not splits.train or not splits.dev:

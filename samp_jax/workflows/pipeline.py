@@ -29,7 +29,7 @@ from samp_jax.models import Tokenizer
 from samp_jax.ptq.quantized import QuantizedModel, quantize
 from samp_jax.tasks import Task
 from samp_jax.tasks.metrics import Metric, get_metric
-from samp_jax.tasks.task import check_head_fits, warn_if_named_two_classes
+from samp_jax.tasks.task import check_head_fits, warn_if_named_two_classes, with_model_relevant_class
 from samp_jax.tasks.truncation import as_dicts
 from samp_jax.training.finetuning import finetuned_model
 
@@ -165,6 +165,7 @@ def run_search(model, tokenizer, task: Task, config: SearchConfig | None = None,
     config = SearchConfig() if config is None else config
     check_replaceable(out, replaceable=is_search_output)
     check_head_fits(model, task)
+    task = with_model_relevant_class(model, task)
     warn_if_named_two_classes(model, task)
     plan = plan_search(model, config, latency_table)  # target, options, table: before calibration
     start = time.perf_counter()

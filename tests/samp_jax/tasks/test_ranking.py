@@ -27,7 +27,7 @@ from samp_jax.tasks import ranking
 from samp_jax.tasks.files import load_task
 from samp_jax.tasks.metrics import (MAP, METRICS, MRR_AT_10, NDCG_AT_10, guarded_difference,
                                     unchanged_margin)
-from samp_jax.tasks.task import check_head_fits, evaluate
+from samp_jax.tasks.task import RelevantClassOverride, check_head_fits, evaluate
 from tests.helpers import GOLDEN, small_split_warnings
 
 CROSS_ENCODER = GOLDEN / "cross_encoder" / "one"  # a tiny BERT reranker, one output
@@ -403,9 +403,15 @@ def test_the_commands_say_and_read_the_relevant_class_of_a_named_two_class_head(
     assert saved["samp_jax_relevant_class"] == 0
     tuned = sj.load(tmp_path / "ft")
     assert tuned.relevant_class == 0
-    reads = {c: evaluate(tuned, dataclasses.replace(task, relevant_class=c))["value"]
-             for c in (0, 1)}
+    with pytest.warns(RelevantClassOverride, match=r"reads class 1 as the relevant one; the "
+                      r"model says class 0 is"):
+        reads = {c: evaluate(tuned, dataclasses.replace(task, relevant_class=c))["value"]
+                 for c in (0, 1)}
     assert reads[0] != pytest.approx(reads[1])
+    with warnings.catch_warnings():  # the Python API reads the saved class too, and says nothing
+        warnings.simplefilter("error")
+        assert evaluate(tuned, task)["value"] == pytest.approx(reads[0])
+        assert task_objective(tuned, task, tuned.tokenizer).evaluation.relevant_class == 0
     override = (f"samp-jax eval: warning: --relevant-class not_entailment reads class 1 "
                 f"('not_entailment') as the relevant one; {tmp_path / 'ft'} says class 0 "
                 "('entailment') is (its saved relevant class, which the commands read without "
