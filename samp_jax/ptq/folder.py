@@ -272,9 +272,10 @@ def check_seal(directory: Path, sidecar: dict[str, Any], weights: bytes) -> None
     if differences:
         shown = "; ".join(differences[:5]) + (f"; and {len(differences) - 5} more"
                                               if len(differences) > 5 else "")
-        raise ValueError(f"{path} was edited after saving: {shown} (the sidecar as saved is "
-                         f"kept in {WEIGHTS_FILE}'s header, which the manifest hashes). A folder "
-                         "is not edited by hand: quantize and save the model again")
+        raise CheckpointError(path, problem=f"was edited after saving: {shown} (the sidecar as "
+                              f"saved is kept in {WEIGHTS_FILE}'s header, which the manifest "
+                              "hashes). A folder is not edited by hand: quantize and save the "
+                              "model again")
 
 
 def _header_copy(file: Path, weights: bytes) -> Any:

@@ -374,9 +374,9 @@ def test_an_edited_sidecar_is_refused_naming_what_differs(folder, case):
     label order, clip) gave other outputs or labels without a word."""
     edit, differs = SIDECAR_EDITS[case]
     edit(folder)
-    with pytest.raises(ValueError, match=EDITED + differs):
+    with pytest.raises(CheckpointError, match=EDITED + differs):
         QuantizedModel.load(folder)
-    with pytest.raises(ValueError, match=EDITED + differs):
+    with pytest.raises(CheckpointError, match=EDITED + differs):
         samp_jax.load(folder)
 
 
