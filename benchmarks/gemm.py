@@ -56,7 +56,7 @@ from samp_jax.ops import interpret
 
 SHAPES_M = (16, 128, 4096, 16384, 32768)
 SHAPES_KN = ((768, 2304), (768, 768), (768, 3072), (3072, 768))
-QUICK_M, QUICK_KN = (16, 64), ((384, 256),)
+QUICK_M, QUICK_KN = (16,), ((384, 256),)
 # (name, precision, `gemm` implementation, expected pallas_call name or None)
 SITE_CONTENDERS = (("xla_fp16", "fp16", "xla", None), ("xla_int8", "int8", "xla", None),
                    ("pallas_triton_int8", "int8", "pallas_triton", KERNEL_NAME),
@@ -276,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     on_gpu = jax.default_backend() == "gpu"
     shapes_m, shapes_kn, repeats = SHAPES_M, SHAPES_KN, args.repeats
     if args.quick:
-        shapes_m, shapes_kn, repeats = QUICK_M, QUICK_KN, 3
+        shapes_m, shapes_kn, repeats = QUICK_M, QUICK_KN, 2
     try:
         if args.m:
             shapes_m = tuple(int(v) for v in args.m.split(",") if v.strip())

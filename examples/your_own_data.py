@@ -5,8 +5,8 @@ Run: .venv/bin/python examples/your_own_data.py     (about 6 minutes on a 2-core
 
 The CSV here is written from 2,000 packaged movie-review snippets so that the example runs
 anywhere; point `load_task` at your own file and column names instead.
-SAMP_JAX_EXAMPLES_QUICK=1 uses 300 snippets, a few training steps and a latency table measured
-at a small serving shape (as the tests run it).
+SAMP_JAX_EXAMPLES_QUICK=1 uses 200 snippets, a few training steps, one calibrator and a latency
+table measured at a small serving shape (as the tests run it).
 """
 
 import csv
@@ -27,7 +27,7 @@ csv_path = WORK / "reviews.csv"
 with open(csv_path, "w", newline="") as f:
     writer = csv.writer(f)
     writer.writerow(["review", "sentiment"])
-    for example in get_task("polarity").split("train")[:300 if QUICK else 2000]:
+    for example in get_task("polarity").split("train")[:200 if QUICK else 2000]:
         writer.writerow([example["text"], "positive" if example["label"] else "negative"])
 
 # 2. The file becomes a Task: the type is inferred from the columns, the rows are split with a
@@ -49,7 +49,8 @@ print("labels learned:", tuned.head.labels)
 #    calibrators; the test split is never touched).
 search_config = SearchConfig(tolerance=0.01, target="auto", progress=False)
 if QUICK:
-    search_config = SearchConfig(tolerance=0.01, target="auto", progress=False, batch=8, seq=32)
+    search_config = SearchConfig(tolerance=0.01, target="auto", progress=False, batch=8, seq=32,
+                                 calibration="minmax")
 result = search(tuned, task, search_config, tokenizer=tuned.tokenizer)
 write_report(result, WORK / "search")
 print(f"chosen map: {100 * result.chosen.int8_fraction:.0f}% of matmul FLOPs in INT8, search "
