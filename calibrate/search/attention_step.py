@@ -110,6 +110,8 @@ def attention_step(session: Session, choices: np.ndarray, outputs: Outputs,
         kept, kept_outputs = offered, out
     else:
         for layer in singles:
+            if set((*kept, layer)) == set(offered):  # the all-together map, which missed
+                continue
             if (out := attempt((*kept, layer))) is not None:
                 kept, kept_outputs = (*kept, layer), out
     attention = none.copy()

@@ -348,8 +348,8 @@ class LatencyTable:
         return json.dumps(dataclasses.asdict(self), indent=1)
 
     @classmethod
-    def from_json(cls, text: str) -> "LatencyTable":
-        """The table `to_json` wrote, checked by `validate_table`.
+    def from_json(cls, text: str, *, num_layers: int | None = None) -> "LatencyTable":
+        """The table `to_json` wrote, checked by `validate_table` (for `num_layers` when given).
 
         Raises:
           ValueError: `text` is not JSON, or not a table the latency model can use.
@@ -358,7 +358,7 @@ class LatencyTable:
             data = json.loads(text)
         except json.JSONDecodeError as e:
             raise ValueError(f"not JSON: {e}") from None
-        return validate_table(data)
+        return validate_table(data, num_layers=num_layers)
 
 
 _FIELDS = {field.name: field for field in dataclasses.fields(LatencyTable)}
@@ -866,8 +866,8 @@ def _read_cached(path: Path, config: EncoderConfig, batch: int, seq: int) -> Lat
     if not path.exists():
         return None
     try:
-        table = validate_table(LatencyTable.from_json(path.read_text(encoding="utf-8")),
-                               num_layers=config.num_layers)
+        table = LatencyTable.from_json(path.read_text(encoding="utf-8"),
+                                       num_layers=config.num_layers)
         if (table.batch, table.seq) != (batch, seq):
             raise ValueError(f"its shape is {table.batch}x{table.seq}; expected {batch}x{seq}")
         check_given_table(table, config, warn=False)
