@@ -13,6 +13,13 @@ function evaluates any number of maps without recompiling:
 
 Each branch is the very `QuantizedGemmSite` that `samp_jax.quantize` builds, so the quantized
 branch is numerically the real quantized path.
+
+Each layer's attention matmuls can be switched too (`ATTENTION_BRANCHES`: float, or INT8 as a
+map's `attn_scores` / `attn_context` rules put them): `evaluate(..., attention=[candidates,
+num_layers])` picks one per layer with a traced index (`EncoderLayer.attention_choice`). That
+program compiles apart, the first time a call asks for INT8 attention, so a search that never
+does runs the program it always ran. A model pinned to cuDNN attention cannot run INT8
+attention (`attention_switchable` is False).
 """
 
 from __future__ import annotations
@@ -25,9 +32,15 @@ import numpy as np
 from flax import nnx
 
 from samp_jax.ops.dispatch import Activation
-from samp_jax.core.precision import SITES, PrecisionMap, SitePrecision, as_precision
+from samp_jax.core.precision import (ATTENTION_SITES, SITES, AttentionPrecision, PrecisionMap,
+                                     SitePrecision, as_precision)
 from samp_jax.ptq.quantized import QuantizedGemmSite, compute_copy
 from samp_jax.serving.forward import batch_inputs, merged_call
+
+
+# A layer's attention as a candidate's `attention` index picks it: 0 float (the compute
+# dtype, as a map without attention rules runs it), 1 both matmuls INT8 (dynamic).
+ATTENTION_BRANCHES = (None, AttentionPrecision(SitePrecision("int8"), SitePrecision("int8")))
 
 
 class SwitchableGemmSite(nnx.Module):
@@ -84,6 +97,12 @@ class SwitchableModel:
                     QuantizedGemmSite.from_float(source, o, dtype=dtype,
                                                  calibration=sites.get((index, site)))
                     for o in self.options]))
+        # INT8 attention runs on XLA only: a model pinned to cuDNN attention cannot switch
+        self.attention_switchable = all(layer.attention_impl != "cudnn"
+                                        for layer in copy.encoder.layers)
+        if self.attention_switchable:
+            for layer in copy.encoder.layers:
+                layer.attention_branches = ATTENTION_BRANCHES
         self.smoothing = None if calibration is None else calibration.smoothing
         self._module = copy
         self.graphdef, self.state = nnx.split(copy)
@@ -124,47 +143,78 @@ class SwitchableModel:
             out[layer, SITES.index(site)] = self.options.index(p)
         return out
 
-    def map_for(self, choices: np.ndarray) -> PrecisionMap:
-        """The precision map of an option-index array (rules written per layer)."""
+    def attention_for(self, pmap: PrecisionMap) -> np.ndarray:
+        """The `[num_layers]` attention indices of a precision map (`ATTENTION_BRANCHES`).
+
+        Raises:
+          ValueError: a layer's attention is neither unset nor both matmuls INT8."""
+        out = np.zeros((self.num_layers,), np.int32)
+        for layer in range(self.num_layers):
+            pair = pmap.attention(layer)
+            if pair not in ATTENTION_BRANCHES and pair.is_set:
+                raise ValueError(f"map puts layer {layer}'s attention at {pair}; the candidate "
+                                 "program runs it float or both matmuls INT8")
+            out[layer] = ATTENTION_BRANCHES.index(pair if pair.is_set else None)
+        return out
+
+    def map_for(self, choices: np.ndarray, attention: np.ndarray | None = None) -> PrecisionMap:
+        """The precision map of an option-index array and, when given, of the `[num_layers]`
+        attention indices (`ATTENTION_BRANCHES`); rules written per layer."""
         table = {(layer, site): self.options[int(choices[layer, i])]
                  for layer in range(self.num_layers) for i, site in enumerate(SITES)}
+        if attention is not None:
+            for layer in range(self.num_layers):
+                pair = ATTENTION_BRANCHES[int(attention[layer])]
+                if pair is not None:
+                    table.update({(layer, "attn_scores"): pair.scores,
+                                  (layer, "attn_context"): pair.context})
         return PrecisionMap.from_table(table, self.num_layers, default=self.options[0])
 
-    def _evaluator(self, mode: str, chunk: int):
-        key = (mode, chunk)
+    def _evaluator(self, mode: str, chunk: int, switch_attention: bool = False):
+        key = (mode, chunk, switch_attention)
         if key in self._compiled:
             return self._compiled[key]
         graphdef = self.graphdef
 
-        def one(state, choice, input_ids, attention_mask, token_type_ids):
+        def one(state, choice, attention, input_ids, attention_mask, token_type_ids):
             def select(model):
                 for layer_index, layer in enumerate(model.encoder.layers):
                     for site_index, site in enumerate(SITES):
                         getattr(layer, site).choice = choice[layer_index, site_index]
+                    if switch_attention:
+                        layer.attention_choice = attention[layer_index]
             return merged_call(graphdef, state, input_ids, attention_mask, token_type_ids,
                                prepare=select)
 
         @jax.jit
-        def run(state, choices, count, input_ids, attention_mask, token_type_ids):
+        def run(state, choices, attention, count, input_ids, attention_mask, token_type_ids):
             self.traces += 1  # Python side effect: runs once per compilation
-            fn = lambda c: one(state, c, input_ids, attention_mask, token_type_ids)  # noqa: E731
+            fn = lambda c, a: one(state, c, a, input_ids, attention_mask, token_type_ids)  # noqa: E731
             if mode == "vmap":
-                return jax.vmap(fn)(choices)
+                return jax.vmap(fn)(choices, attention)
             # A loop with a traced trip count: padding candidates cost nothing, and the
             # program does not depend on how many candidates a call carries.
-            shape = jax.eval_shape(fn, choices[0])
+            shape = jax.eval_shape(fn, choices[0], attention[0])
             outputs = jnp.zeros((choices.shape[0], *shape.shape), shape.dtype)
-            return jax.lax.fori_loop(0, count, lambda i, acc: acc.at[i].set(fn(choices[i])), outputs)
+            return jax.lax.fori_loop(0, count, lambda i, acc: acc.at[i].set(
+                fn(choices[i], attention[i])), outputs)
 
         self._compiled[key] = run
         return run
 
     def evaluate(self, choices: np.ndarray, batch: dict[str, np.ndarray], *, mode: str = "map",
-                 chunk: int = 8) -> np.ndarray:
+                 chunk: int = 8, attention: np.ndarray | None = None) -> np.ndarray:
         """Outputs `[num_candidates, ...]` of every candidate on one batch.
 
         Candidates are evaluated `chunk` at a time (padded with copies of the first), so the
-        program compiles once per batch shape whatever the number of candidates.
+        program compiles once per batch shape whatever the number of candidates. `attention`
+        (`[num_candidates, num_layers]` indices into `ATTENTION_BRANCHES`; None: all float)
+        runs the program that switches each layer's attention when any candidate has INT8
+        attention (it compiles apart, once per batch shape).
+
+        Raises:
+          ValueError: choices or attention of the wrong shape or out of range, or INT8
+            attention on a model pinned to cuDNN attention.
         """
         if mode not in ("map", "vmap"):
             raise ValueError(f"{mode=} is not one of ('map', 'vmap')")
@@ -174,11 +224,23 @@ class SwitchableModel:
                              f"got {choices.shape}")
         if choices.min() < 0 or choices.max() >= len(self.options):
             raise ValueError(f"option indices must lie in [0, {len(self.options)})")
-        run = self._evaluator(mode, chunk)
+        attention = np.zeros(choices.shape[:2], np.int32) if attention is None \
+            else np.asarray(attention, np.int32)
+        if attention.shape != choices.shape[:2] or attention.min(initial=0) < 0 or \
+                attention.max(initial=0) >= len(ATTENTION_BRANCHES):
+            raise ValueError(f"attention must be [candidates, {self.num_layers}] indices below "
+                             f"{len(ATTENTION_BRANCHES)}, got {attention.shape}")
+        switch_attention = bool(attention.any())
+        if switch_attention and not self.attention_switchable:
+            raise ValueError(f"INT8 attention ({ATTENTION_SITES}): the model is pinned to cuDNN "
+                             "attention, which cannot run it")
+        run = self._evaluator(mode, chunk, switch_attention)
         outputs = []
         for start in range(0, len(choices), chunk):
             part = choices[start:start + chunk]
             padded = np.concatenate([part, np.repeat(part[:1], chunk - len(part), axis=0)])
-            out = run(self.state, padded, np.int32(len(part)), *batch_inputs(batch))
+            attn = attention[start:start + chunk]
+            attn = np.concatenate([attn, np.repeat(attn[:1], chunk - len(attn), axis=0)])
+            out = run(self.state, padded, attn, np.int32(len(part)), *batch_inputs(batch))
             outputs.append(np.asarray(out)[:len(part)])
         return np.concatenate(outputs)

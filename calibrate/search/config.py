@@ -23,6 +23,9 @@ from samp_jax.core.precision import SitePrecision
 MAX_RELATIVE_TOLERANCE = 0.5
 TOLERANCE_MODES = ("relative", "absolute")
 EVALUATION_MODES = ("map", "vmap")
+# `SearchConfig.attention`: 'auto' tries INT8 attention where the latency table prices it
+# cheaper (`calibrate.search.attention_step`); 'float' keeps every layer's attention float.
+ATTENTION_MODES = ("auto", "float")
 # The allocation a tolerance search uses unless told otherwise, per objective: knapsack solves
 # the latency allocation exactly under the latency model, measures fewer maps than the greedy
 # and judges its pick at the widened selection margin (docs/results/search.md compares them).
@@ -73,10 +76,14 @@ class SearchConfig:
         table is cached per machine, versions and model shape, and read back by later
         searches; measure again after the machine's load or setup changed). Only where this
         machine is the target: an estimate is not cached.
+      attention: 'auto' (a tolerance search with objective 'latency' tries the chosen map with
+        INT8 attention in the layers the latency table prices it cheaper, kept when within the
+        tolerance: `calibrate.search.attention_step`) or 'float' (attention stays float).
 
     Raises:
       ValueError: on construction, for a bad tolerance, objective, strategy (unknown, or not
-        for the objective or a latency target), latency target, calibration method or count.
+        for the objective or a latency target), latency target, calibration method, count or
+        attention mode.
     """
 
     tolerance: float = 0.01
@@ -98,6 +105,7 @@ class SearchConfig:
     selection_margin: bool = True
     progress: bool | None = None
     measure_again: bool = False
+    attention: str = "auto"
 
     def __post_init__(self):
         if self.options is not None:
@@ -119,6 +127,8 @@ class SearchConfig:
                              f"{[AUTO_CALIBRATION, *sorted(CALIBRATORS)]}")
         if self.mode not in EVALUATION_MODES:
             raise ValueError(f"mode={self.mode!r} is not one of {EVALUATION_MODES}")
+        if self.attention not in ATTENTION_MODES:
+            raise ValueError(f"attention={self.attention!r} is not one of {ATTENTION_MODES}")
         for name in ("batch", "seq", "chunk", "sensitivity_batches", "max_search_examples"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):

@@ -1,18 +1,28 @@
 """Latency model of an encoder forward under a precision map.
 
-`latency(map) = other_ms + Σ_{layer, site} site_ms[site, precision]`, for one (batch, seq)
-shape. `site_ms` comes from one of two sources, and a table says which:
+`latency(map) = other_ms + Σ_{layer, site} site_ms[site, precision] + Σ_layer attention_ms[layer,
+kind]`, for one (batch, seq) shape, `kind` the map's attention of the layer (`float` unless its
+`attn_scores` / `attn_context` are INT8: `attention_kind`). `site_ms` and `attention_ms` come
+from one of two sources, and a table says which:
 
 - **measured**: each GEMM site (its shape, its precision, its epilogue) is timed on the current
   device through `samp_jax.gemm` (`samp_jax.serving.timing`: warm-up, then the median of many
   back-to-back runs, the precisions taken in turns so that a machine's drift hits them alike), and
-  `other_ms` is the measured FP16 forward minus its GEMM sites. Tables are cached as JSON keyed
+  `other_ms` is the measured FP16 forward minus its GEMM sites and its float attention. Each
+  layer's attention (scores, softmax and context, with the quantize passes INT8 adds) is timed
+  the same way, float and INT8 in turns (`_time_attention`). Tables are cached as JSON keyed
   by device kind and shape.
   A measured table records the implementation that ran each timed GEMM (`executed`: Pallas
   Mosaic, Pallas Triton or XLA), so a table whose INT8 sites fell back to XLA says so.
 - **estimated**: a roofline from FLOPs and bytes on a device's spec sheet
   (`calibrate.search.targets`: H100, A100, L4). Used when the search plans for a device other than
-  the one it runs on (`table_for_target`).
+  the one it runs on (`table_for_target`). Attention is priced as it would run there
+  (`_estimate_attention_ms`): float attention fused (flash, no scores in memory) where cuDNN
+  takes it, INT8 attention as XLA runs it, its INT32 scores and INT8 probabilities in memory.
+
+A table without `attention_ms` (built by hand, or written before tables priced attention) keeps
+attention inside `other_ms` and prices every map's attention as float: the search then does not
+offer INT8 attention (`LatencyTable.prices_attention`), and says so.
 
 `check_against_forward` compares the model with real end-to-end timings on this device.
 
@@ -52,8 +62,9 @@ from samp_jax.core.atomic import write_cache_text
 from samp_jax.core.errors import SampJaxError
 from samp_jax.core.host_memory import cpu_buffers_kept
 from samp_jax.models.config import EncoderConfig
+from samp_jax.models.layers import attention as run_attention
 from samp_jax.ops import gemm, implementation_digest, record_executions
-from samp_jax.core.precision import SITES, PrecisionMap, SitePrecision
+from samp_jax.core.precision import SITES, AttentionPrecision, PrecisionMap, SitePrecision
 from samp_jax.core.primitives import quantize_weight_fp8, quantize_weight_int8
 from samp_jax.ptq.quantized import quantize
 from samp_jax.serving.forward import jit_forward
@@ -138,6 +149,22 @@ def int8_flop_fraction(pmap: PrecisionMap, config: EncoderConfig, *, seq_len: in
     return sum(n for key, n in counts.items() if key.startswith("int8")) / sum(counts.values())
 
 
+# The kinds of one layer's attention a table prices (`LatencyTable.attention_ms` keys
+# "<layer>/<kind>"): in the float of the map's compute dtype, or both products INT8.
+ATTENTION_FLOAT, ATTENTION_INT8 = "float", "int8-dynamic"
+ATTENTION_KINDS = (ATTENTION_FLOAT, ATTENTION_INT8)
+# The precisions of a layer's attention the search offers besides float (`PrecisionMap` rules).
+INT8_ATTENTION = AttentionPrecision(SitePrecision("int8"), SitePrecision("int8"))
+
+
+def attention_kind(pair: AttentionPrecision) -> dict[str, float]:
+    """`{kind: share}` of one layer's attention as a table prices it: a float precision named
+    at a site is priced as `float` (the table times attention in its compute dtype), and a
+    layer with one product INT8 and the other float as half of each."""
+    int8 = sum(p is not None and p.is_quantized for p in (pair.scores, pair.context))
+    return {ATTENTION_FLOAT: (2 - int8) / 2, ATTENTION_INT8: int8 / 2}
+
+
 _ACT_BYTES = {"int8": 1, "fp8_e4m3": 1, "fp16": 2, "bf16": 2, "fp32": 4}
 
 
@@ -148,8 +175,9 @@ LAYERNORM_FED = ("qkv", "ffn_in")
 # head-major XLA attention and the division-free GELU; 3: the summed row finiteness and the
 # attention scale on q; 4: site entries scaled to whole forwards; 5: the precisions of a site,
 # and the whole forwards, timed in turns; 6: the time outside the sites fitted to every
-# forward; 7: a gated `ffn_in` timed at its real width).
-TABLE_VERSION = 7
+# forward; 7: a gated `ffn_in` timed at its real width; 8: each layer's attention, float and
+# INT8, timed apart from `other_ms`).
+TABLE_VERSION = 8
 
 
 def _estimate_site_ms(site: str, tokens: int, k: int, n: int, precision: SitePrecision,
@@ -176,6 +204,43 @@ def _estimate_site_ms(site: str, tokens: int, k: int, n: int, precision: SitePre
     return 1e3 * seconds + launches * spec.launch_us * 1e-3
 
 
+def fused_float_attention(config: EncoderConfig, layer: int, float_precision: str) -> bool:
+    """Whether a layer's float attention runs fused on a GPU target (cuDNN flash attention,
+    `samp_jax.models.layers.resolve_attention_impl`): a 16-bit float, no bias (MPNet's,
+    DeBERTa's relative terms) and a global layer; else XLA, its scores in memory."""
+    biased = config.relative_attention_num_buckets > 0 or config.disentangled_attention
+    return float_precision in ("fp16", "bf16") and not biased and not config.is_local_layer(layer)
+
+
+def _estimate_attention_ms(config: EncoderConfig, layer: int, batch: int, seq: int, kind: str,
+                           float_precision: str, spec: DeviceSpec) -> float:
+    """Roofline of one layer's attention (scores, softmax, context) as samp-jax runs it.
+
+    FLOPs: both products (`attention_flops` each, per token), at the float's peak or INT8's.
+    Float, fused (`fused_float_attention`): Q, K, V read and the context written, one launch;
+    float on XLA: also the float32 logits written and read, the probabilities in the float
+    written and read, three launches. INT8 (always XLA): Q, K and V read, quantized and read
+    again at 1 byte, the INT32 scores written and read, the INT8 probabilities written and
+    read, five launches.
+    """
+    tokens, hidden = batch * seq, config.num_heads * config.head_dim
+    keys = attention_flops(config, layer, seq) // (2 * hidden)  # the keys a query sees
+    cells = batch * config.num_heads * seq * keys  # entries of the [b, n, t, s] scores
+    flops = 2 * tokens * attention_flops(config, layer, seq)
+    width = _ACT_BYTES[float_precision]
+    if kind == ATTENTION_FLOAT:
+        peak = spec.peak_ops[float_precision]
+        nbytes, launches = 4 * tokens * hidden * width, 1
+        if not fused_float_attention(config, layer, float_precision):
+            nbytes, launches = nbytes + cells * (4 + 4 + width + width), 3
+    else:
+        peak = spec.peak_ops["int8"]
+        nbytes = 3 * tokens * hidden * (width + 1 + 1) + tokens * hidden * width + cells * (4 + 4 + 1 + 1)
+        launches = 5
+    seconds = max(flops / peak, nbytes / spec.bandwidth)
+    return 1e3 * seconds + launches * spec.launch_us * 1e-3
+
+
 @dataclasses.dataclass(frozen=True)
 class LatencyTable:
     """Per-site GEMM latencies (ms) for one shape, and the non-GEMM remainder.
@@ -185,7 +250,8 @@ class LatencyTable:
       source: 'measured' or 'estimated'.
       batch, seq: the input shape.
       site_ms: {"site/precision": ms} with precision as `str(SitePrecision)`.
-      other_ms: attention, LayerNorms, embeddings and head for the whole forward.
+      other_ms: LayerNorms, embeddings, head, what else no site accounts for in the whole
+        forward, and attention when `attention_ms` is empty.
       num_layers: layers of the model the table was made for.
       forward_ms: measured tables only: {"precision": ms} of the whole forward with every site
         at that precision, which the precision's site entries were scaled to reproduce.
@@ -199,6 +265,10 @@ class LatencyTable:
         the cores and the table may misprice maps).
       architecture: the model the costs are of (`architecture_of`: `ARCHITECTURE_DIMS` and
         `digest`), or None: a table written before tables recorded it, which cannot be checked.
+      attention_ms: {"<layer>/<kind>": ms} of each layer's attention (scores, softmax and
+        context) at `kind` (`ATTENTION_KINDS`: `float`, the table's compute dtype, or
+        `int8-dynamic`, both products INT8 with their quantize passes); empty: attention is in
+        `other_ms`, priced as float whatever a map says (`prices_attention`).
     """
 
     device: str
@@ -213,6 +283,32 @@ class LatencyTable:
     measured_at: str = ""
     load_per_core: float | None = None
     architecture: dict | None = None
+    attention_ms: dict[str, float] = dataclasses.field(default_factory=dict)
+
+    @property
+    def prices_attention(self) -> bool:
+        """Whether the table prices each layer's attention, float and INT8 (`attention_ms`)."""
+        return bool(self.attention_ms)
+
+    def attention(self, layer: int, kind: str) -> float:
+        """The ms of layer `layer`'s attention at `kind` (`ATTENTION_KINDS`).
+
+        Raises:
+          KeyError: the table prices no attention, or not this layer at this kind."""
+        key = f"{layer}/{kind}"
+        if key not in self.attention_ms:
+            raise KeyError(f"latency table has no attention entry {key!r}"
+                           + ("; it prices no attention (attention is in other_ms)"
+                              if not self.attention_ms else ""))
+        return self.attention_ms[key]
+
+    def attention_gains(self) -> dict[int, float]:
+        """{layer: ms saved by INT8 attention there} (float minus INT8; negative: INT8 is priced
+        slower); empty when the table prices no attention."""
+        if not self.prices_attention:
+            return {}
+        return {layer: self.attention(layer, ATTENTION_FLOAT) - self.attention(layer, ATTENTION_INT8)
+                for layer in range(self.num_layers)}
 
     def describe(self) -> str:
         """`source (device, BxS[, measured at ..., load ... per core])` for reports."""
@@ -242,14 +338,18 @@ class LatencyTable:
         """Estimated forward latency of `pmap` in milliseconds."""
         if pmap.num_layers != self.num_layers:
             raise ValueError(f"map has {pmap.num_layers} layers, the table {self.num_layers}")
-        return self.other_ms + sum(self.site(s, p) for (_, s), p in pmap.items())
+        total = self.other_ms + sum(self.site(s, p) for (_, s), p in pmap.items())
+        if self.prices_attention:
+            total += sum(share * self.attention(layer, kind) for layer in range(self.num_layers)
+                         for kind, share in attention_kind(pmap.attention(layer)).items() if share)
+        return total
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=1)
 
     @classmethod
-    def from_json(cls, text: str) -> "LatencyTable":
-        """The table `to_json` wrote, checked by `validate_table`.
+    def from_json(cls, text: str, *, num_layers: int | None = None) -> "LatencyTable":
+        """The table `to_json` wrote, checked by `validate_table` (for `num_layers` when given).
 
         Raises:
           ValueError: `text` is not JSON, or not a table the latency model can use.
@@ -258,7 +358,7 @@ class LatencyTable:
             data = json.loads(text)
         except json.JSONDecodeError as e:
             raise ValueError(f"not JSON: {e}") from None
-        return validate_table(data)
+        return validate_table(data, num_layers=num_layers)
 
 
 _FIELDS = {field.name: field for field in dataclasses.fields(LatencyTable)}
@@ -292,7 +392,9 @@ def validate_table(data, *, options: Iterable[SitePrecision] = (), num_layers: i
     use, or an error saying what is wrong with it: the fields of `LatencyTable` and no others;
     `batch`, `seq`, `num_layers` positive integers; every `site_ms` and `forward_ms` entry a
     finite positive number of ms under a `"<site>/<precision>"` (`SITES`) or precision key;
-    `other_ms` finite and not negative; `executed` strings.
+    `other_ms` finite and not negative; `executed` strings; `attention_ms` empty (a table
+    written before tables priced attention) or every layer's `"<layer>/<kind>"` for each of
+    `ATTENTION_KINDS`, finite positive ms.
 
     Args:
       options: precisions every site must have an entry for.
@@ -311,7 +413,7 @@ def validate_table(data, *, options: Iterable[SitePrecision] = (), num_layers: i
     if unknown or missing:
         raise ValueError(f"fields {missing} are missing and {unknown} unknown; expected "
                          f"{', '.join(_REQUIRED)} (and optionally forward_ms, executed, "
-                         "measured_at, load_per_core, architecture)")
+                         "measured_at, load_per_core, architecture, attention_ms)")
     for name in ("device", "source"):
         if not isinstance(data[name], str):
             raise ValueError(f"{name} is {data[name]!r}; expected a string")
@@ -323,8 +425,9 @@ def validate_table(data, *, options: Iterable[SitePrecision] = (), num_layers: i
     if not (_is_number(data["other_ms"]) and math.isfinite(data["other_ms"])
             and data["other_ms"] >= 0):
         raise ValueError(f"other_ms is {data['other_ms']!r}; expected a number of ms, 0 or more")
-    for name in ("site_ms", "forward_ms", "executed"):
+    for name in ("site_ms", "forward_ms", "executed", "attention_ms"):
         _check_entries(name, data.get(name, {}))
+    _check_attention_entries(data.get("attention_ms", {}), data["num_layers"])
     _check_architecture_entry(data.get("architecture"))
     if not isinstance(data.get("measured_at", ""), str):
         raise ValueError(f"measured_at is {data['measured_at']!r}; expected a string")
@@ -335,6 +438,19 @@ def validate_table(data, *, options: Iterable[SitePrecision] = (), num_layers: i
         if key not in data["site_ms"]:
             raise ValueError(f"site_ms has no entry {key!r}; the search's options need it")
     return LatencyTable(**data)
+
+
+def _check_attention_entries(entries: dict, num_layers) -> None:
+    """`validate_table`'s check of `attention_ms`' keys: none, or exactly each layer's
+    `"<layer>/<kind>"` for every kind of `ATTENTION_KINDS`."""
+    if not entries:
+        return
+    expected = {f"{layer}/{kind}" for layer in range(num_layers) for kind in ATTENTION_KINDS}
+    if set(entries) != expected:
+        missing, unknown = sorted(expected - set(entries)), sorted(set(entries) - expected)
+        raise ValueError(f"attention_ms has {len(entries)} entries: {missing[:4]} missing and "
+                         f"{unknown[:4]} unknown; expected '<layer>/<kind>' for every layer "
+                         f"below {num_layers} and kind of {ATTENTION_KINDS}, or none")
 
 
 # The readable fields of the architecture a table records, beside the digest of all of it.
@@ -424,22 +540,27 @@ DEFAULT_PRECISIONS = (SitePrecision("fp16"), SitePrecision("int8", "per_token_dy
 def estimate_table(config: EncoderConfig, batch: int, seq: int, *, spec: DeviceSpec = H100_SXM,
                    precisions: Iterable[SitePrecision] | None = None) -> LatencyTable:
     """A roofline estimate from FLOPs and bytes on `spec` (no timing involved); by default for
-    every `DEFAULT_PRECISIONS` entry the spec has GEMMs for."""
+    every `DEFAULT_PRECISIONS` entry the spec has GEMMs for. Each layer's attention is priced
+    float (in the first float precision of `precisions`, else FP16) and INT8
+    (`_estimate_attention_ms`); `other_ms` holds the rest."""
     if precisions is None:
         precisions = [p for p in DEFAULT_PRECISIONS if p.precision in spec.peak_ops]
+    precisions = list(precisions)
     tokens = batch * seq
     site_ms = {f"{site}/{p}": _estimate_site_ms(site, tokens, k, n, p, spec)
                for site, (k, n) in site_shapes(config).items() for p in precisions}
-    # Non-GEMM work per layer: attention (QK^T and PV at FP16) plus about eight passes of
-    # element-wise traffic over [tokens, hidden] (softmax, LayerNorms, residuals).
-    h = config.hidden_size
-    attention_flops = 4 * batch * seq * seq * h
-    elementwise_bytes = 8 * tokens * h * 2 + 2 * batch * config.num_heads * seq * seq * 2
-    per_layer = max(attention_flops / spec.peak_ops["fp16"], elementwise_bytes / spec.bandwidth)
-    other = config.num_layers * (1e3 * per_layer + 4 * spec.launch_us * 1e-3)
+    float_precision = next((p.precision for p in precisions if not p.is_quantized
+                            and p.precision in spec.peak_ops), "fp16")
+    attention_ms = {f"{layer}/{kind}": _estimate_attention_ms(config, layer, batch, seq, kind,
+                                                              float_precision, spec)
+                    for layer in range(config.num_layers) for kind in ATTENTION_KINDS}
+    # Non-GEMM work per layer besides attention: about eight passes of element-wise traffic
+    # over [tokens, hidden] (LayerNorms, residuals, activations), four launches.
+    elementwise_bytes = 8 * tokens * config.hidden_size * 2
+    other = config.num_layers * (1e3 * elementwise_bytes / spec.bandwidth + 4 * spec.launch_us * 1e-3)
     return LatencyTable(device=spec.name, source="estimated", batch=batch, seq=seq,
                         num_layers=config.num_layers, site_ms=site_ms, other_ms=other,
-                        architecture=architecture_of(config))
+                        architecture=architecture_of(config), attention_ms=attention_ms)
 
 
 def measure_table(model, batch: int, seq: int, *,
@@ -457,6 +578,9 @@ def measure_table(model, batch: int, seq: int, *,
     runs on a machine that is not running the rest of the forward. The relative cost of the
     sites within a precision stays as timed. A site's precisions, and the whole forwards, are
     timed in turns (`time_interleaved`), so their order is not the machine's drift.
+
+    Each layer's attention is timed float and INT8 in turns (`_time_attention`), and the float
+    attention of every layer is taken out of `other_ms` (`_take_attention_out`).
     """
     precisions = tuple(precisions)
     config = model.config
@@ -469,10 +593,13 @@ def measure_table(model, batch: int, seq: int, *,
                                                   dtype=dtype)
     executed.update(forward_executed)
     other = _fit_to_forwards(site_ms, forward_ms, precisions, config.num_layers)
+    attention_ms = _time_attention(model, batch, seq, repeats=repeats, dtype=dtype)
+    other, attention_ms = _take_attention_out(other, attention_ms, config.num_layers)
     return LatencyTable(device=device_description(), source="measured", batch=batch, seq=seq,
                         num_layers=config.num_layers, site_ms=site_ms, other_ms=other,
                         forward_ms=forward_ms, executed=executed, measured_at=measured_at,
-                        load_per_core=load, architecture=architecture_of(config))
+                        load_per_core=load, architecture=architecture_of(config),
+                        attention_ms=attention_ms)
 
 
 _STARTED = time.monotonic()  # about when this process started (this module is imported early)
@@ -520,6 +647,49 @@ def _time_sites(config: EncoderConfig, batch: int, seq: int, precisions: tuple[S
             site_ms.update(time_interleaved(timed, repeats=repeats))
         executed.update((r.site, r.executed) for r in records)
     return site_ms, executed
+
+
+def _time_attention(model, batch: int, seq: int, *, repeats: int, dtype) -> dict[str, float]:
+    """`{"<layer>/<kind>": ms}`: each layer's attention (`samp_jax.models.layers.attention`:
+    scores, mask, softmax, context) on random `[batch, seq, heads, head_dim]` Q, K, V in
+    `dtype`, float and INT8 (its quantize passes included) timed in turns; layers alike (the
+    same window, bias and attention implementation) are timed once."""
+    config = model.config
+    rng = np.random.default_rng(1)
+    shape = (batch, seq, config.num_heads, config.head_dim)
+    q, k, v = (jnp.asarray(rng.normal(size=shape), dtype) for _ in range(3))
+    mask = jnp.ones((batch, seq), jnp.int32)
+    biased = config.relative_attention_num_buckets > 0 or config.disentangled_attention
+    # a biased family's float attention runs on XLA, as its real bias would put it
+    bias = jnp.zeros((1, config.num_heads, seq, seq), jnp.float32) if biased else None
+    kinds = {ATTENTION_FLOAT: None, ATTENTION_INT8: INT8_ATTENTION}
+    by_layout: dict[tuple, dict[str, float]] = {}
+    out = {}
+    for index, layer in enumerate(model.encoder.layers):
+        layout = (layer.window, layer.attention_impl)
+        if layout not in by_layout:
+            timed = {}
+            for kind, precision in kinds.items():
+                fn = jax.jit(lambda q, k, v, precision=precision, layout=layout: run_attention(
+                    q, k, v, mask, bias=bias, implementation=layout[1], window=layout[0],
+                    precision=precision))
+                timed[kind] = lambda fn=fn: fn(q, k, v)
+            by_layout[layout] = time_interleaved(timed, repeats=repeats)
+        out.update((f"{index}/{kind}", ms) for kind, ms in by_layout[layout].items())
+    return out
+
+
+def _take_attention_out(other: float, attention_ms: dict[str, float],
+                        num_layers: int) -> tuple[float, dict[str, float]]:
+    """`(other_ms, attention_ms)` with every layer's float attention taken out of the time
+    outside the sites, which held it: when `other` holds less than the timed float attention
+    (attention timed alone runs slower than inside a compiled forward), every attention entry
+    is scaled by one factor so that the float attention fits it, INT8's ratio to float kept
+    (and `other_ms` is then 0); a table with nothing outside its sites keeps them as timed."""
+    total = sum(attention_ms[f"{layer}/{ATTENTION_FLOAT}"] for layer in range(num_layers))
+    factor = min(1.0, other / total) if other > 0 else 1.0
+    attention_ms = {key: ms * factor for key, ms in attention_ms.items()}
+    return max(other - factor * total, 0.0), attention_ms
 
 
 def _time_forwards(model, batch: int, seq: int, precisions: tuple[SitePrecision, ...], *,
@@ -676,9 +846,11 @@ def table_for_target(model, target: str | Target, batch: int, seq: int, *,
     for cached in ([] if measure_again else sorted(
             {p for p in (full, path) if p.exists()}, key=lambda p: -p.stat().st_mtime_ns)):
         table = _read_cached(cached, model.config, batch, seq)
-        if table is not None and all(f"{site}/{p}" in table.site_ms
-                                     and f"{site}/{p}" in table.executed
-                                     for site in SITES for p in options):
+        # a table that prices no attention (hand-edited, or older) is measured again: its
+        # attention in other_ms would price INT8 attention as float
+        if table is not None and table.prices_attention and all(
+                f"{site}/{p}" in table.site_ms and f"{site}/{p}" in table.executed
+                for site in SITES for p in options):
             return table
     if repeats is None:
         repeats = 5 if jax.default_backend() == "cpu" else 20
@@ -694,8 +866,8 @@ def _read_cached(path: Path, config: EncoderConfig, batch: int, seq: int) -> Lat
     if not path.exists():
         return None
     try:
-        table = validate_table(LatencyTable.from_json(path.read_text(encoding="utf-8")),
-                               num_layers=config.num_layers)
+        table = LatencyTable.from_json(path.read_text(encoding="utf-8"),
+                                       num_layers=config.num_layers)
         if (table.batch, table.seq) != (batch, seq):
             raise ValueError(f"its shape is {table.batch}x{table.seq}; expected {batch}x{seq}")
         check_given_table(table, config, warn=False)

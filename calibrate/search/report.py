@@ -39,12 +39,35 @@ def sensitivity_table(result: SearchResult) -> str:
 
 
 def chosen_table(result: SearchResult) -> str:
+    """Markdown: layer × site, each cell the chosen precision (quantized in bold), then the
+    layer's attention matmuls (`attn_scores` / `attn_context`: float unless the map names them)."""
     pmap = result.precision_map
-    lines = ["| layer | " + " | ".join(SITES) + " |", "|---|" + "---|" * len(SITES)]
+    lines = ["| layer | " + " | ".join(SITES) + " | attention |",
+             "|---|" + "---|" * (len(SITES) + 1)]
     for layer in range(pmap.num_layers):
+        pair = pmap.attention(layer)
+        attention = "float" if not pair.is_set else (f"**{pair}**" if pair.is_quantized else str(pair))
         lines.append(f"| {layer} | " + " | ".join(f"**{pmap[layer, s]}**" if pmap[layer, s].is_quantized
-                                                   else str(pmap[layer, s]) for s in SITES) + " |")
+                                                   else str(pmap[layer, s]) for s in SITES)
+                     + f" | {attention} |")
     return "\n".join(lines)
+
+
+def attention_line(result: SearchResult) -> str | None:
+    """The report's bullet on the attention step: the layers whose attention runs INT8 and
+    what the table priced, or why INT8 attention was not offered; None without a step."""
+    step = result.attention
+    if step is None:
+        return None
+    line = f"- INT8 attention: {step.note}"
+    if step.offered:
+        priced = ", ".join(f"layer {layer} {step.priced[layer][0]:.3g} → {step.priced[layer][1]:.3g} ms"
+                           for layer in step.offered)
+        line += f"; priced float → INT8: {priced}"
+    if step.maps_compared:
+        line += (f"; {step.maps_compared} map(s) tried"
+                 + ("" if step.z is None else f", each judged at z = {step.z:.2f}"))
+    return line
 
 
 def tolerance_table(result: SearchResult) -> str:
@@ -118,7 +141,7 @@ def plot_pareto(result: SearchResult, path: Path) -> None:
     evaluated = [e for e in result.evaluated if e.kind != Kind.REFERENCE and value(e) is not None]
     fig, ax = plt.subplots(figsize=(7, 4.5))
     styles = {Kind.GREEDY: ("#4c72b0", "o", 22), Kind.PRESET: ("#dd8452", "s", 60),
-              Kind.CHOSEN: ("#c44e52", "*", 220)}
+              Kind.ATTENTION: ("#8172b3", "D", 30), Kind.CHOSEN: ("#c44e52", "*", 220)}
     for kind, (color, marker, size) in styles.items():
         pts = [e for e in evaluated if e.kind == kind]
         if pts:
@@ -260,6 +283,8 @@ def _settings_lines(result: SearchResult, s: dict) -> list[str]:
                             for split, counts in (s.get("truncation") or {}).items()})
         lines.append(f"- rows cut at {s['max_length']} tokens: "
                      f"{cut or 'no search or test row is longer'}")
+    if (line := attention_line(result)) is not None:
+        lines.append(line)
     if result.static_calibration is not None:
         counts = result.static_calibration.counts()
         listed = ", ".join(f"{m} at {n}" for m, n in counts.items())

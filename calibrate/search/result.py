@@ -73,6 +73,38 @@ def pareto_entries(evaluated: list[Evaluated], metric_name: str | None) -> list[
 
 
 @dataclasses.dataclass(frozen=True)
+class AttentionChoice:
+    """What the attention step of a tolerance search did (`calibrate.search.attention_step`).
+
+    Attributes:
+      priced: {layer: (float ms, INT8 ms)} of each layer's attention by the latency table;
+        empty when the table prices no attention.
+      offered: the layers whose INT8 attention the table priced cheaper (tried when the step ran).
+      int8_layers: the layers whose attention the chosen map runs INT8.
+      tried: each map tried: (its INT8-attention layers, whether it passed).
+      maps_compared: the maps the step ran.
+      z: the margin's z each was judged at (widened for every map compared), or None: the
+        plain check (no selection margin, or no metric).
+      note: one line: what was chosen, or why nothing was tried.
+    """
+
+    priced: dict[int, tuple[float, float]]
+    offered: tuple[int, ...]
+    int8_layers: tuple[int, ...]
+    tried: tuple[tuple[tuple[int, ...], bool], ...]
+    maps_compared: int
+    z: float | None
+    note: str
+
+    def as_json(self) -> dict:
+        return {"int8_layers": list(self.int8_layers), "offered": list(self.offered),
+                "note": self.note, "maps_compared": self.maps_compared, "z": self.z,
+                "tried": [{"layers": list(layers), "passes": ok} for layers, ok in self.tried],
+                "priced_ms": {str(layer): {"float": f, "int8": i}
+                              for layer, (f, i) in self.priced.items()}}
+
+
+@dataclasses.dataclass(frozen=True)
 class FloatOverflow:
     """A float option the model overflowed on the search split: with every GEMM site and the
     values between sites in it, `non_finite_rows` of `rows` gave NaN or Inf outputs (values
@@ -202,6 +234,9 @@ class SearchResult:
     # The plan the search ran with (its target's float option, options and latency table),
     # or None for a result built by hand.
     plan: SearchPlan | None = None
+    # Tolerance mode: what the attention step did (INT8 attention in which layers, or why it
+    # was not offered); None in latency-target mode and for a result built by hand.
+    attention: AttentionChoice | None = None
 
     @property
     def default_option(self) -> str:
@@ -256,6 +291,7 @@ class SearchResult:
                 "sites_per_method": self.static_calibration.counts(),
                 "site_methods": dict(self.static_calibration.calibration.options["methods"])},
             "tolerance_checks": [check.as_json() for check in self.tolerance_checks],
+            "attention": None if self.attention is None else self.attention.as_json(),
             "pareto_front": self.pareto_summary(),
             "compilations": self.compilations, "search_seconds": self.seconds,
         }

@@ -34,6 +34,7 @@ class Kind(enum.StrEnum):
     PRESET = "preset"  # a named preset map
     GREEDY = "greedy"  # a prefix of the ordering the tolerance greedy measured
     CANDIDATE = "candidate"  # a map the knapsack or revert strategy measured
+    ATTENTION = "attention"  # the chosen GEMM map with INT8 attention in some layers
     CHOSEN = "chosen"  # the map the search returns
 
 
@@ -100,35 +101,47 @@ class Runner:
     def num_layers(self) -> int:
         return self.switch.num_layers
 
-    def run(self, choices: np.ndarray, batches: Sequence[dict] | None = None) -> list[Outputs]:
+    def run(self, choices: np.ndarray, batches: Sequence[dict] | None = None, *,
+            attention: np.ndarray | None = None) -> list[Outputs]:
         """Outputs of every candidate of `choices` `[candidates, layers, 4]`, one list per candidate.
 
         Args:
           choices: option indices of each candidate map.
           batches: the batches to run on; default all of the objective's.
+          attention: `[candidates, layers]` attention indices of each candidate
+            (`candidates.ATTENTION_BRANCHES`); None: every layer's attention float.
         """
         choices = np.asarray(choices, np.int32)
+        attention = np.zeros(choices.shape[:2], np.int32) if attention is None \
+            else np.asarray(attention, np.int32)
         if batches is not None:
             self.subset_maps_run += len(choices)
-            return self._run(choices, batches)
-        keys = [c.tobytes() for c in choices]
+            return self._run(choices, batches, attention)
+        # a map with float attention keeps the key it always had
+        keys = [c.tobytes() + (a.tobytes() if a.any() else b"") for c, a in zip(choices, attention)]
         fresh = {k: i for i, k in reversed(list(enumerate(keys))) if k not in self._seen}  # first of each
         if fresh:
             rows = sorted(fresh.values())
-            for i, out in zip(rows, self._run(choices[rows], self.objective.batches)):
+            for i, out in zip(rows, self._run(choices[rows], self.objective.batches,
+                                              attention[rows])):
                 self._seen[keys[i]] = out
             self.maps_run += len(rows)
         return [self._seen[k] for k in keys]
 
-    def _run(self, choices: np.ndarray, batches: Sequence[dict]) -> list[Outputs]:
-        per_batch = [self.switch.evaluate(choices, b, mode=self.mode, chunk=self.chunk) for b in batches]
+    def _run(self, choices: np.ndarray, batches: Sequence[dict],
+             attention: np.ndarray | None = None) -> list[Outputs]:
+        attention = None if attention is None or not attention.any() else attention
+        per_batch = [self.switch.evaluate(choices, b, mode=self.mode, chunk=self.chunk,
+                                          attention=attention) for b in batches]
         if self.bar is not None:
             self.bar.update(len(choices))
         return [[out[c] for out in per_batch] for c in range(len(choices))]
 
-    def record(self, name: str, kind: Kind, choices: np.ndarray, outputs: Outputs) -> Evaluated:
-        """Scores one candidate's outputs and appends it to `evaluated`."""
-        pmap = self.switch.map_for(choices)
+    def record(self, name: str, kind: Kind, choices: np.ndarray, outputs: Outputs, *,
+               attention: np.ndarray | None = None) -> Evaluated:
+        """Scores one candidate's outputs and appends it to `evaluated` (`attention`: its
+        `[layers]` attention indices; None: float)."""
+        pmap = self.switch.map_for(choices, attention)
         entry = Evaluated(name, kind, pmap, self.objective.metric(outputs), self.objective.proxy(outputs),
                           self.table.map_ms(pmap),
                           int8_flop_fraction(pmap, self.switch.config, seq_len=self.table.seq))

@@ -21,8 +21,8 @@ from calibrate.search.objectives import Objective, UnlabelledObjective, task_obj
 from calibrate.search.phases import (default_preset_name, evaluate_presets, measure_sensitivity,
                                      move_gains, order_moves, single_site_moves)
 from calibrate.search.plan import SearchPlan
-from calibrate.search.result import (SearchResult, SelectionGuard, ToleranceCheck,
-                                     pareto_entries)
+from calibrate.search.result import (AttentionChoice, SearchResult, SelectionGuard,
+                                     ToleranceCheck, pareto_entries)
 from calibrate.search.runner import Evaluated, Kind, Move, Outputs, Runner, move_key
 from calibrate.search.static_clips import (StaticCalibrationChoice, choose_static_calibration,
                                            search_calibration)
@@ -145,10 +145,12 @@ def searched_map(session: Session, pmap: PrecisionMap) -> PrecisionMap:
 def finish(session: Session, choices: np.ndarray, outputs: Outputs, *,
            sensitivity: Mapping[Move, dict], tolerance_met: bool | None, chosen_from: str,
            stopped_early: str | None = None, selection: SelectionGuard | None = None,
-           tolerance_checks: tuple[ToleranceCheck, ...] = ()) -> SearchResult:
-    """Records the chosen map and returns the `SearchResult`."""
+           tolerance_checks: tuple[ToleranceCheck, ...] = (), attention: np.ndarray | None = None,
+           attention_choice: AttentionChoice | None = None) -> SearchResult:
+    """Records the chosen map (its GEMM `choices` and `attention` indices) and returns the
+    `SearchResult`."""
     config, runner, obj = session.config, session.runner, session.objective
-    chosen = runner.record("chosen", Kind.CHOSEN, choices, outputs)
+    chosen = runner.record("chosen", Kind.CHOSEN, choices, outputs, attention=attention)
     runner.bar.close()
     front = pareto_entries(runner.evaluated, obj.metric_name)
     return SearchResult(
@@ -168,4 +170,4 @@ def finish(session: Session, choices: np.ndarray, outputs: Outputs, *,
         pareto_maps={e.name: searched_map(session, e.precision_map) for e in front},
         latency_target_ms=config.latency_target_ms,
         search_truncation=getattr(getattr(obj, "evaluation", None), "truncation", None),
-        float_overflows=session.float_overflows, plan=session.plan)
+        float_overflows=session.float_overflows, plan=session.plan, attention=attention_choice)

@@ -16,6 +16,7 @@ from typing import Callable
 
 import numpy as np
 
+from calibrate.search.attention_step import attention_step
 from calibrate.search.config import allowed_drop
 from calibrate.search.objectives import Z_ONE_SIDED_95, Objective, selection_z
 from calibrate.search.phases import (fastest_map, fastest_passing_preset, objective_cost,
@@ -62,17 +63,26 @@ def search_tolerance(session: Session) -> SearchResult:
     choices, outputs, chosen_from = never_slower_than_presets(runner, choices, outputs, passing,
                                                               measure, cost)
     outputs = outputs_of(session, choices, outputs)
+
+    def passes(out: Outputs, z: float | None) -> bool:
+        """Within the tolerance: at the plain 95% margin, and at `z` when given."""
+        return measure(out) <= allowed and (
+            z is None or obj.guarded_drop(out, obj.reference, z=z) <= allowed)
+    attention, outputs, attention_choice = attention_step(session, choices, outputs, passes,
+                                                          selection)
     checks = tolerance_checks(session, session.preset_outputs | {"chosen": outputs}, measure,
                               allowed)
-    if selection is not None and chosen_from == "greedy" and obj.metric_name is not None:
-        # the allocation's pick was judged at the margin widened for the maps it chose among
-        at_z = obj.guarded_drop(outputs, obj.reference, z=selection.z)
-        checks = checks[:-1] + (dataclasses.replace(checks[-1], bounded=float(at_z),
-                                                    z=selection.z),)
+    z = attention_choice.z if attention_choice.int8_layers else None
+    if z is None and selection is not None and chosen_from == "greedy":
+        z = selection.z  # the allocation's pick was judged at the margin widened for its maps
+    if z is not None and obj.metric_name is not None:
+        at_z = obj.guarded_drop(outputs, obj.reference, z=z)
+        checks = checks[:-1] + (dataclasses.replace(checks[-1], bounded=float(at_z), z=z),)
     return finish(session, choices, outputs, sensitivity=sensitivity,
                   tolerance_met=tolerance_verdict(session, checks[-1], name),
                   chosen_from=config.strategy_name if chosen_from == "greedy" else chosen_from,
-                  stopped_early=stopped_early, selection=selection, tolerance_checks=checks)
+                  stopped_early=stopped_early, selection=selection, tolerance_checks=checks,
+                  attention=attention, attention_choice=attention_choice)
 
 
 def record_allocation(runner: Runner, strategy: str, choices, outputs: Outputs | None

@@ -31,6 +31,12 @@ BUILTIN_STRATEGIES = {
 }
 # `calibrate.search.config.DEFAULT_STRATEGY`: objective -> strategy
 DEFAULT_STRATEGY = {"latency": "knapsack", "int8_fraction": "greedy"}
+# `calibrate.search.config.ATTENTION_MODES`: `search --attention` -> what it does
+ATTENTION_MODES = {
+    "auto": "try the chosen map with INT8 attention (scores and context) in the layers the "
+            "latency table prices it cheaper than float, kept when within the tolerance",
+    "float": "keep every layer's attention float",
+}
 # `calibrate.search.targets`: `AUTO`, the names of the built-in `TARGETS` and of
 # `OPTION_NAMES`, in order
 AUTO_TARGET = "auto"

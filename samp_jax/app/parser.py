@@ -21,7 +21,8 @@ import re
 from samp_jax.app import bench_options
 from samp_jax.app.arguments import (column_names, label_threshold, non_negative_int,
                                      path_or_name, positive_float, positive_int, unit_interval)
-from samp_jax.app.choices import (AUTO_METHODS, AUTO_TARGET, CALIBRATORS, DEFAULT_STRATEGY,
+from samp_jax.app.choices import (ATTENTION_MODES, AUTO_METHODS, AUTO_TARGET, CALIBRATORS,
+                                  DEFAULT_STRATEGY,
                                   LABEL_THRESHOLD, OPTION_NAMES, SENTENCE_EMBEDDING, SPLITS,
                                   TASK_TYPES, TASKS, head_kinds, metric_choices, strategies,
                                   targets)
@@ -181,6 +182,11 @@ def _add_search(sub) -> None:
                          "judging the allocation's pick with the margin widened for the number "
                          "of maps it chose among (faster maps, more often outside the tolerance "
                          "on unseen data)")
+    se.add_argument("--attention", default="auto", choices=list(ATTENTION_MODES),
+                    help="the attention matmuls (attn_scores, attn_context) after the GEMM map "
+                         "is chosen: " + "; ".join(f"{name}: {what}" for name, what in
+                                                   ATTENTION_MODES.items())
+                         + " (tolerance mode, objective latency, an INT8 option; default auto)")
     se.add_argument("--options", default=None, type=_option_list, metavar="OPT[,OPT]",
                     help=f"narrow the per-site options ({', '.join(OPTION_NAMES)}); a float "
                          "option is always kept: the one named (a GPU target takes fp16, bf16 "

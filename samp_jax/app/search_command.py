@@ -29,7 +29,7 @@ def search_config(args) -> SearchConfig:
         target=args.target, options=args.options, calibration=args.calibration,
         max_search_examples=args.max_search_examples, seed=args.seed,
         selection_margin=not args.no_selection_margin, progress=False if args.json else None,
-        measure_again=args.measure_latency_again)
+        measure_again=args.measure_latency_again, attention=args.attention)
 
 
 def print_summary(out, summary: dict) -> None:

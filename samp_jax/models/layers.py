@@ -403,6 +403,10 @@ class EncoderLayer(nnx.Module):
     """An encoder layer with the four GEMM sites `qkv`, `attn_out`, `ffn_in`, `ffn_out`, and
     the two attention matmuls at `attention_precision` (None: the compute dtype).
 
+    A search's candidate program (`calibrate.search.candidates`) gives a layer several
+    `attention_branches` and, while tracing, a traced `attention_choice` that picks one of them
+    per call (`lax.switch`); with no choice set the layer runs `attention_precision`.
+
     BERT's post-LN order by default; what else a family needs is read from the config and
     composed from the same pieces: pre-LN order (`norm_first`, ModernBERT; layer 0 then has
     no `attn_norm`), rotary positions (`rotary_theta`), sliding-window attention in local
@@ -442,6 +446,10 @@ class EncoderLayer(nnx.Module):
         # it); None: attention in the compute dtype.
         self.attention_precision: AttentionPrecision | None = None
         self.attention_label: str | None = None  # names its products in execution records
+        # precisions a traced `attention_choice` picks from (the search's candidate program)
+        self.attention_branches: tuple[AttentionPrecision | None, ...] = ()
+
+    attention_choice = None  # a traced int32 scalar, set on a private copy while tracing
 
     def sites(self) -> dict[str, GemmSite]:
         return {name: getattr(self, name) for name in SITES}
@@ -497,9 +505,15 @@ class EncoderLayer(nnx.Module):
         scale = self.scale
         if relative is not None:
             attention_bias = relative.bias(q, k)
-        context = attention(q, k, qkv[:, :, 2], attention_mask, bias=attention_bias, scale=scale,
-                            implementation=self.attention_impl, window=self.window,
-                            precision=self.attention_precision, label=self.attention_label)
+        run = lambda precision, q, k, v, bias: attention(  # noqa: E731
+            q, k, v, attention_mask, bias=bias, scale=scale, implementation=self.attention_impl,
+            window=self.window, precision=precision, label=self.attention_label)
+        if self.attention_choice is None:
+            context = run(self.attention_precision, q, k, qkv[:, :, 2], attention_bias)
+        else:
+            context = jax.lax.switch(self.attention_choice, [
+                lambda q, k, v, bias, p=p: run(p, q, k, v, bias) for p in self.attention_branches],
+                q, k, qkv[:, :, 2], attention_bias)
         return context.reshape(batch, seq, hidden)
 
     def _ffn_inner(self, ffn_in_input):

@@ -27,6 +27,8 @@ from tests.helpers import TINY_CONFIG
 
 OPTIONS = tuple(as_precision(o) for o in ("fp32", "int8-dynamic"))
 BATCH, SEQ = 2, 8
+ATTENTION_MS = {f"{layer}/{kind}": 0.125 for layer in range(TINY_CONFIG.num_layers)
+                for kind in latency.ATTENTION_KINDS}
 
 
 @pytest.fixture
@@ -38,7 +40,7 @@ def measured(tiny, monkeypatch):
         site_ms={f"{s}/{p}": 0.25 + i for i, p in enumerate(OPTIONS) for s in SITES},
         forward_ms={str(p): 3.0 for p in OPTIONS},
         executed={f"{s}/{p}": "xla" for p in OPTIONS for s in SITES},
-        architecture=architecture_of(TINY_CONFIG))
+        architecture=architecture_of(TINY_CONFIG), attention_ms=ATTENTION_MS)
     calls = []
 
     def measure(*args, **kwargs):
@@ -79,6 +81,19 @@ def test_measure_again_replaces_a_valid_cached_table(tiny, tmp_path, measured):
     assert _cached(tiny, tmp_path) == table and len(calls) == 2  # and is read back
 
 
+def test_a_cached_table_without_attention_prices_is_measured_again(tiny, tmp_path, measured):
+    """A cached table whose attention is in other_ms (no attention_ms) would price INT8
+    attention as float: it is measured again and replaced, not used."""
+    table, calls = measured
+    _cached(tiny, tmp_path)
+    path = _only_file(tmp_path)
+    old = dataclasses.replace(table, attention_ms={}, other_ms=9.0)
+    path.write_text(old.to_json())
+    assert validate_table(json.loads(path.read_text())) == old  # it loads and validates
+    assert _cached(tiny, tmp_path) == table and len(calls) == 2
+    assert LatencyTable.from_json(path.read_text()) == table
+
+
 def test_a_table_of_fewer_options_is_cached_apart_and_a_whole_one_covers_it(tiny, tmp_path,
                                                                            monkeypatch):
     from calibrate.search.targets import resolve_target
@@ -90,7 +105,8 @@ def test_a_table_of_fewer_options_is_cached_apart_and_a_whole_one_covers_it(tiny
         return LatencyTable(device="test cpu", source="measured", batch=BATCH, seq=SEQ,
                             num_layers=TINY_CONFIG.num_layers, other_ms=0.5,
                             site_ms={f"{s}/{p}": 1.0 for p in precisions for s in SITES},
-                            executed={f"{s}/{p}": "xla" for p in precisions for s in SITES})
+                            executed={f"{s}/{p}": "xla" for p in precisions for s in SITES},
+                            attention_ms=ATTENTION_MS)
     monkeypatch.setattr(latency, "measure_table", measure)
 
     def table(options):
@@ -120,7 +136,8 @@ def test_a_narrowed_table_measured_again_is_used_over_the_older_whole_one(tiny, 
         return LatencyTable(device="test cpu", source="measured", batch=BATCH, seq=SEQ,
                             num_layers=TINY_CONFIG.num_layers, other_ms=float(len(measured)),
                             site_ms={f"{s}/{p}": 1.0 for p in precisions for s in SITES},
-                            executed={f"{s}/{p}": "xla" for p in precisions for s in SITES})
+                            executed={f"{s}/{p}": "xla" for p in precisions for s in SITES},
+                            attention_ms=ATTENTION_MS)
     monkeypatch.setattr(latency, "measure_table", measure)
 
     def table(options, again=False):

@@ -60,7 +60,8 @@ def test_latency_estimate_and_flop_fraction():
     fp16, full = PrecisionMap.preset("fp16", 12), PrecisionMap.preset("fully_quant", 12)
     assert table.source == "estimated"
     assert table.map_ms(full) < table.map_ms(fp16)
-    manual = table.other_ms + 12 * sum(table.site(s, full[0, s]) for s in SITES)
+    manual = table.other_ms + 12 * sum(table.site(s, full[0, s]) for s in SITES) + sum(
+        table.attention(layer, "float") for layer in range(12))  # attention: float
     assert table.map_ms(full) == pytest.approx(manual)
     seq = 128
     layer = 2 * 768 * (3 * 768 + 768 + 2 * 3072)  # the GEMM FLOPs of a layer, per token
@@ -235,7 +236,8 @@ def test_latency_target_mode(tiny, calibration):
     table = estimate_table(TINY_CONFIG, 32, 128)
     fp16 = table.map_ms(PrecisionMap.preset("fp16", 3))
     options = [SitePrecision(p) for p in ("fp16", "int8", "fp8_e4m3")]
-    floor = table.other_ms + 3 * sum(min(table.site(s, p) for p in options) for s in SITES)
+    floor = table.other_ms + 3 * sum(min(table.site(s, p) for p in options) for s in SITES) + sum(
+        table.attention(layer, "float") for layer in range(3))  # a latency target's attention: float
     target = (fp16 + floor) / 2
     result = search(tiny, random_batches(2), latency_target_ms=target, target="h100", calibration=calibration,
                     latency_table=table, progress=False)

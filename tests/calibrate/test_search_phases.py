@@ -27,7 +27,8 @@ from tests.helpers import TINY_CONFIG, random_batches
 # ---- Kind
 
 def test_kind_writes_the_same_strings_as_before():
-    assert [k.value for k in Kind] == ["reference", "preset", "greedy", "candidate", "chosen"]
+    assert [k.value for k in Kind] == ["reference", "preset", "greedy", "candidate", "attention",
+                                       "chosen"]
     assert Kind.GREEDY == "greedy" and f"{Kind.CHOSEN}" == "chosen"
     assert json.dumps({"kind": Kind.PRESET}) == '{"kind": "preset"}'
 

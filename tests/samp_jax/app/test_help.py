@@ -23,7 +23,7 @@ def test_the_parser_choices_are_the_registries():
     too (nothing but the built-ins is registered while this runs)."""
     from calibrate import AUTO_METHODS
     from calibrate.calibration.calibrators import CALIBRATORS
-    from calibrate.search.config import DEFAULT_STRATEGY
+    from calibrate.search.config import ATTENTION_MODES, DEFAULT_STRATEGY
     from calibrate.search.strategy import STRATEGIES
     from calibrate.search.targets import AUTO, OPTION_NAMES, TARGETS
     from samp_jax.app import bench
@@ -35,6 +35,7 @@ def test_the_parser_choices_are_the_registries():
     assert choices.AUTO_METHODS == tuple(AUTO_METHODS)
     assert choices.BUILTIN_STRATEGIES == {name: s.description for name, s in STRATEGIES.items()}
     assert choices.DEFAULT_STRATEGY == DEFAULT_STRATEGY
+    assert tuple(choices.ATTENTION_MODES) == ATTENTION_MODES
     assert list(choices.DEFAULT_STRATEGY) == list(DEFAULT_STRATEGY)  # the help's order
     assert (choices.AUTO_TARGET, choices.BUILTIN_TARGETS) == (AUTO, tuple(TARGETS))
     assert choices.OPTION_NAMES == tuple(OPTION_NAMES)
