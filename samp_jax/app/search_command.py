@@ -50,6 +50,8 @@ def print_summary(out, summary: dict) -> None:
                   + ")")
     if summary.get("tolerance_checks"):
         print(f"  within tolerance: {chosen_check_line(summary['tolerance_checks'][-1])}")
+    if summary.get("attention"):  # the attention step: what it chose, or why it did not run
+        print(f"  attention: {summary['attention']['note']}")
     print(f"  test: {summary['test']}")
     if summary.get("test_proxy"):  # texts only: the chosen map's divergence from FP32 on test
         print(f"  test_proxy: {summary['test_proxy']}")

@@ -7,7 +7,7 @@ import pytest
 import samp_jax as sj
 from samp_jax import PrecisionMap, QuantizedModel
 from samp_jax.app.cli import main
-from samp_jax.app.search_command import chosen_check_line
+from samp_jax.app.search_command import chosen_check_line, print_summary
 
 
 @pytest.mark.slow
@@ -135,3 +135,15 @@ def test_the_search_prints_the_numbers_behind_its_verdict():
     missed = {"map": "chosen", "drop": None, "margin": None, "bounded": 0.2, "allowed": 0.05,
               "passes": False}
     assert chosen_check_line(missed) == "no (proxy 0.2 > allowed 0.05)"
+
+
+def test_the_search_summary_says_what_the_attention_step_chose(capsys):
+    summary = {"quantized_model": "model", "target": "cpu", "chosen_from": "allocation",
+               "max_length": 128, "fp32_search_metric": 0.9, "chosen_search_metric": 0.9,
+               "int8_flop_fraction": 0.5, "estimated_speedup_vs_default": 1.2,
+               "latency_source": "measured", "search_seconds": 1.0, "test": {"fp32": 0.9},
+               "attention": {"note": "INT8 attention in layers [0, 2]", "int8_layers": [0, 2]}}
+    print_summary("out", summary)
+    assert "  attention: INT8 attention in layers [0, 2]\n" in capsys.readouterr().out
+    print_summary("out", {**summary, "attention": None})  # a search without the step
+    assert "attention" not in capsys.readouterr().out
