@@ -302,6 +302,15 @@ class LatencyTable:
                               if not self.attention_ms else ""))
         return self.attention_ms[key]
 
+    @property
+    def fixed_ms(self) -> float:
+        """The ms a map's GEMM sites leave out when its attention is float: `other_ms` plus
+        every layer's float attention where the table prices attention."""
+        if not self.prices_attention:
+            return self.other_ms
+        return self.other_ms + sum(self.attention(layer, ATTENTION_FLOAT)
+                                   for layer in range(self.num_layers))
+
     def attention_gains(self) -> dict[int, float]:
         """{layer: ms saved by INT8 attention there} (float minus INT8; negative: INT8 is priced
         slower); empty when the table prices no attention."""
@@ -666,12 +675,17 @@ def _time_attention(model, batch: int, seq: int, *, repeats: int, dtype) -> dict
     by_layout: dict[tuple, dict[str, float]] = {}
     out = {}
     for index, layer in enumerate(model.encoder.layers):
+        # INT8 attention runs on XLA (`quantize` refuses it under a pinned cuDNN): a layer
+        # pinned to cuDNN is timed float as pinned, INT8 on XLA
         layout = (layer.window, layer.attention_impl)
         if layout not in by_layout:
             timed = {}
             for kind, precision in kinds.items():
-                fn = jax.jit(lambda q, k, v, precision=precision, layout=layout: run_attention(
-                    q, k, v, mask, bias=bias, implementation=layout[1], window=layout[0],
+                implementation = None if precision is not None and layout[1] == "cudnn" \
+                    else layout[1]
+                fn = jax.jit(lambda q, k, v, precision=precision, window=layout[0],
+                             implementation=implementation: run_attention(
+                    q, k, v, mask, bias=bias, implementation=implementation, window=window,
                     precision=precision))
                 timed[kind] = lambda fn=fn: fn(q, k, v)
             by_layout[layout] = time_interleaved(timed, repeats=repeats)
@@ -685,9 +699,11 @@ def _take_attention_out(other: float, attention_ms: dict[str, float],
     outside the sites, which held it: when `other` holds less than the timed float attention
     (attention timed alone runs slower than inside a compiled forward), every attention entry
     is scaled by one factor so that the float attention fits it, INT8's ratio to float kept
-    (and `other_ms` is then 0); a table with nothing outside its sites keeps them as timed."""
+    (and `other_ms` is then 0). A fit that left nothing outside the sites (they hold the whole
+    forward) prices every attention entry at 0: the forwards are still reproduced, and no
+    layer's INT8 attention is priced cheaper than its float one."""
     total = sum(attention_ms[f"{layer}/{ATTENTION_FLOAT}"] for layer in range(num_layers))
-    factor = min(1.0, other / total) if other > 0 else 1.0
+    factor = min(1.0, other / total) if total > 0 else 0.0
     attention_ms = {key: ms * factor for key, ms in attention_ms.items()}
     return max(other - factor * total, 0.0), attention_ms
 

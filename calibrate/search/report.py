@@ -94,7 +94,8 @@ def tolerance_table(result: SearchResult) -> str:
               f"{fmt(c.allowed)} | {verdict(c)} |" for c in checks]
     if any(c.z is not None for c in checks):
         lines += ["", "A margin marked with z was widened for the number of maps the allocation "
-                      "chose among (`selection_z`): the chosen map was judged there."]
+                      "and the attention step compared (`selection_z`): the chosen map was "
+                      "judged there."]
     return "\n".join(lines)
 
 

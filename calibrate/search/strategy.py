@@ -152,7 +152,8 @@ def recording_evaluate(runner: Runner, name: str) -> Evaluate:
 
 def site_budget_ms(problem: AllocationProblem) -> float | None:
     """`ceiling_ms` in the units of `harm_and_cost`'s costs (they leave out the table's fixed
-    part), or None without a ceiling."""
+    part: `other_ms` and the float attention an allocation's maps run, `LatencyTable.fixed_ms`),
+    or None without a ceiling."""
     if problem.ceiling_ms is None:
         return None
-    return problem.ceiling_ms - problem.runner.table.other_ms
+    return problem.ceiling_ms - problem.runner.table.fixed_ms

@@ -619,18 +619,19 @@ class RelevantClassOverride(UserWarning):
     (`with_model_relevant_class`)."""
 
 
-def with_model_relevant_class(model, task: Task) -> Task:
+def with_model_relevant_class(model, task: Task, *, warn: bool = True) -> Task:
     """`task` reading the relevant class the model says (`EncoderModel.relevant_class`, saved
     by a fine-tune given one: `samp_jax_relevant_class` in its config.json) where the task is a
     ranking of a two-class head that names none, as the commands read a saved model. A task
     that names another class than the model's is read as it says, with a warning line naming
-    both. `evaluate`, `finetune`, `run_search` and the search's objective call it."""
+    both (`warn=False`: a caller that hands the task on to one that warns). `evaluate`,
+    `finetune`, `run_search` and the search's objective call it."""
     own = getattr(model, "relevant_class", None)
     if own is None or not task.task_type.ranks_two_classes:
         return task
     if task.relevant_class is None:
         return dataclasses.replace(task, relevant_class=own)
-    if task.relevant_class != own:
+    if task.relevant_class != own and warn:
         warnings.warn(f"task {task.name!r} reads class {task.relevant_class} as the relevant one; "
                       f"the model says class {own} is (its saved relevant class, which a task "
                       "that names none reads)", RelevantClassOverride, stacklevel=3)

@@ -165,7 +165,7 @@ def run_search(model, tokenizer, task: Task, config: SearchConfig | None = None,
     config = SearchConfig() if config is None else config
     check_replaceable(out, replaceable=is_search_output)
     check_head_fits(model, task)
-    task = with_model_relevant_class(model, task)
+    task = with_model_relevant_class(model, task, warn=False)  # the search's objective warns
     warn_if_named_two_classes(model, task)
     plan = plan_search(model, config, latency_table)  # target, options, table: before calibration
     start = time.perf_counter()

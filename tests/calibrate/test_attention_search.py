@@ -185,3 +185,53 @@ def test_a_table_without_attention_prices_leaves_attention_float_and_says_so(tin
     write_report(result, tmp_path)
     assert "- INT8 attention: not offered: the latency table prices no attention" in \
         (tmp_path / "report.md").read_text()
+
+
+# ---- review fixes: the budget, a fit with nothing outside the sites, a cuDNN-pinned model
+
+def test_the_allocation_budget_leaves_out_the_float_attention_its_maps_run(base_table):
+    """`site_budget_ms` compares with GEMM-site costs: the ceiling (a preset's map_ms, float
+    attention included) less other_ms and every layer's float attention."""
+    from types import SimpleNamespace
+
+    from calibrate.search.strategy import AllocationProblem, site_budget_ms
+    table = _priced(base_table, [0.5, 0.5, 0.5], [0.2, 0.3, 0.6])
+    fp16 = PrecisionMap.preset("fp16", LAYERS)
+    ceiling = table.map_ms(fp16)
+    problem = AllocationProblem(runner=SimpleNamespace(table=table), ordered=(), sensitivity={},
+                                acceptable=lambda outputs: True, ceiling_ms=ceiling)
+    sites = sum(table.site(site, p) for (_, site), p in fp16.items())
+    assert site_budget_ms(problem) == pytest.approx(sites)  # the preset's own sites, no more
+    assert table.fixed_ms == pytest.approx(table.other_ms + 1.5)
+    unpriced = dataclasses.replace(table, attention_ms={})
+    assert unpriced.fixed_ms == unpriced.other_ms
+
+
+def test_a_fit_with_nothing_outside_the_sites_prices_attention_at_zero():
+    """The sites already hold the whole forward: attention is not added again on top."""
+    timed = {f"{layer}/{kind}": ms for layer in range(2)
+             for kind, ms in ((ATTENTION_FLOAT, 1.0), (ATTENTION_INT8, 0.5))}
+    other, priced = latency._take_attention_out(0.0, timed, 2)
+    assert other == 0 and set(priced.values()) == {0.0}
+    other, priced = latency._take_attention_out(1.0, timed, 2)  # half the float attention fits
+    assert other == 0 and priced[f"0/{ATTENTION_FLOAT}"] == 0.5 and priced[f"0/{ATTENTION_INT8}"] == 0.25
+    other, priced = latency._take_attention_out(3.0, timed, 2)
+    assert other == 1.0 and priced == timed
+
+
+def test_a_model_pinned_to_cudnn_times_its_int8_attention_on_xla(monkeypatch):
+    """A layer pinned to cuDNN runs float attention there; INT8 attention runs on XLA (cuDNN
+    cannot take INT8 operands), so the table times it there instead of failing."""
+    from types import SimpleNamespace
+    calls = []
+
+    def run(q, k, v, mask, *, bias, implementation, window, precision):
+        calls.append((implementation, precision is not None))
+        return q
+
+    monkeypatch.setattr(latency, "run_attention", run)
+    model = SimpleNamespace(config=TINY_CONFIG, encoder=SimpleNamespace(layers=[
+        SimpleNamespace(window=None, attention_impl="cudnn") for _ in range(LAYERS)]))
+    timed = latency._time_attention(model, 1, 8, repeats=1, dtype=jnp.float32)
+    assert set(calls) == {("cudnn", False), (None, True)}
+    assert set(timed) == {f"{layer}/{kind}" for layer in range(LAYERS) for kind in ATTENTION_KINDS}
