@@ -391,6 +391,10 @@ def _check_entries(name: str, entries) -> None:
         if name == "executed":
             if not isinstance(value, str):
                 raise ValueError(f"executed entry {key!r} is {value!r}; expected a string")
+        elif name == "attention_ms":  # 0 where a fit left nothing outside the sites
+            if not (_is_number(value) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} entry {key!r} is {value!r}; expected a number of ms, "
+                                 "0 or more")
         elif not (_is_number(value) and math.isfinite(value) and value > 0):
             raise ValueError(f"{name} entry {key!r} is {value!r}; expected a positive number of ms")
 
@@ -403,7 +407,8 @@ def validate_table(data, *, options: Iterable[SitePrecision] = (), num_layers: i
     finite positive number of ms under a `"<site>/<precision>"` (`SITES`) or precision key;
     `other_ms` finite and not negative; `executed` strings; `attention_ms` empty (a table
     written before tables priced attention) or every layer's `"<layer>/<kind>"` for each of
-    `ATTENTION_KINDS`, finite positive ms.
+    `ATTENTION_KINDS`, finite ms, 0 or more (0 where a measured fit left nothing outside the
+    sites: `_take_attention_out`).
 
     Args:
       options: precisions every site must have an entry for.

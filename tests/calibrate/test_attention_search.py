@@ -219,6 +219,18 @@ def test_a_fit_with_nothing_outside_the_sites_prices_attention_at_zero():
     assert other == 1.0 and priced == timed
 
 
+def test_a_table_with_attention_priced_at_zero_is_written_and_read_back(base_table):
+    """The zero prices of a fit with nothing outside the sites are a valid table: it is cached
+    and read back as it was; a negative or NaN price is still refused."""
+    zero = _priced(base_table, [0.0] * LAYERS, [0.0] * LAYERS)
+    assert LatencyTable.from_json(zero.to_json()) == zero
+    fp16 = PrecisionMap.preset("fp16", LAYERS)  # attention adds nothing on top of the sites
+    assert zero.map_ms(fp16) == pytest.approx(dataclasses.replace(zero, attention_ms={}).map_ms(fp16))
+    for bad in (-0.1, float("nan")):
+        with pytest.raises(ValueError, match="attention_ms entry '0/float'"):
+            validate_table(_priced(base_table, [bad] + [0.0] * (LAYERS - 1), [0.0] * LAYERS))
+
+
 def test_a_model_pinned_to_cudnn_times_its_int8_attention_on_xla(monkeypatch):
     """A layer pinned to cuDNN runs float attention there; INT8 attention runs on XLA (cuDNN
     cannot take INT8 operands), so the table times it there instead of failing."""
