@@ -14,9 +14,14 @@ MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "distilbert", "electra", "mpnet
                "camembert", "data2vec-text", "ernie")
 # bert runs in `make test-fast`; the other families only in `make test`
 FAMILY_PARAMS = [pytest.param(t, marks=() if t == "bert" else pytest.mark.slow) for t in MODEL_TYPES]
-# RoBERTa's code under other names and weight prefixes (their loading, tokenizers and outputs
-# are checked above and in tests/samp_jax/models): the search runs their model as RoBERTa's
-SAME_MODEL_AS_ROBERTA = ("camembert", "data2vec-text")
+# The whole search runs on a folder of each family whose encoder runs code of its own: BERT's
+# (absolute positions, token types), DistilBERT's (no token types), ELECTRA's (an embedding
+# projection), MPNet's relative bias, ModernBERT's rotary and local layers, DeBERTa's relative
+# terms. RoBERTa, XLM-R, CamemBERT, data2vec-text and ERNIE run BERT's encoder with other
+# embeddings, weight names and tokenizers (checked by eval and predict above and below);
+# tests/samp_jax/ptq/test_families.py checks, for every family, that the search's candidate
+# program is the quantized model bit for bit.
+SEARCHED_FAMILIES = ("bert", "distilbert", "electra", "mpnet", "modernbert", "deberta-v2")
 
 
 @pytest.fixture(scope="module")
@@ -55,8 +60,8 @@ def test_eval_on_a_folder_of_every_family(model_type, data, capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model_type", [t for t in MODEL_TYPES if t not in SAME_MODEL_AS_ROBERTA])
-def test_search_then_predict_on_every_family(model_type, data, tmp_path, capsys):
+@pytest.mark.parametrize("model_type", SEARCHED_FAMILIES)
+def test_search_then_predict_on_each_encoder(model_type, data, tmp_path, capsys):
     out = tmp_path / "search"
     code, _, err = _run(capsys, "search", "--model", FAMILY_GOLDEN / model_type / "seqcls",
                         "--data", data / "reviews.csv", "--tolerance", "5%", "--out", out, "--json")
