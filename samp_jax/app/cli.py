@@ -80,7 +80,8 @@ from samp_jax.serving.distributed import (check_same, check_same_options, descri
                                           silence_watchdog, state_digest)
 from samp_jax.tasks import SPLITS, TASKS, Task, get_task
 from samp_jax.tasks.task import (CALIBRATION_BATCH_SIZE, CALIBRATION_EXAMPLES,
-                                 RelevantClassOverride, warn_if_named_two_classes)
+                                 RelevantClassOverride, warn_if_named_two_classes,
+                                 with_model_relevant_class)
 from samp_jax.tasks.truncation import Truncation, as_dicts
 from samp_jax.models.hf_labels import all_generic
 from samp_jax.tasks.files import Columns, load_task
@@ -155,10 +156,8 @@ def with_relevant_class(args, task: Task, model) -> Task:
     model's is read, with a warning line naming both."""
     given = getattr(args, "relevant_class", None)
     own = getattr(model, "relevant_class", None)
-    if given is None:
-        if own is None or not task.task_type.ranks_two_classes:
-            return task
-        return dataclasses.replace(task, relevant_class=own)
+    if given is None:  # the library's reading (the workflows it hands the task to warn)
+        return with_model_relevant_class(model, task, warn=False)
     if not task.task_type.ranks_two_classes:
         raise UsageError(f"--relevant-class {given}: names the relevant class of a two-class "
                          f"head read as a ranking (text_pair_ranking); {task.name} is "
