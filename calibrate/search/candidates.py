@@ -14,6 +14,11 @@ function evaluates any number of maps without recompiling:
 Each branch is the very `QuantizedGemmSite` that `samp_jax.quantize` builds, so the quantized
 branch is numerically the real quantized path.
 
+`evaluate(..., resume=True)` runs each candidate from its first layer off the default option:
+the layers before it run what the all-default map runs, so their output is read from one
+capture of the all-default map's layer inputs per call (`resume_layers`). Two more programs
+per batch shape (the capture, and the stack from a traced start layer), the same outputs.
+
 Each layer's attention matmuls can be switched too (`ATTENTION_BRANCHES`: float, or INT8 as a
 map's `attn_scores` / `attn_context` rules put them): `evaluate(..., attention=[candidates,
 num_layers])` picks one per layer with a traced index (`EncoderLayer.attention_choice`). That
@@ -177,14 +182,8 @@ class SwitchableModel:
         graphdef = self.graphdef
 
         def one(state, choice, attention, input_ids, attention_mask, token_type_ids):
-            def select(model):
-                for layer_index, layer in enumerate(model.encoder.layers):
-                    for site_index, site in enumerate(SITES):
-                        getattr(layer, site).choice = choice[layer_index, site_index]
-                    if switch_attention:
-                        layer.attention_choice = attention[layer_index]
             return merged_call(graphdef, state, input_ids, attention_mask, token_type_ids,
-                               prepare=select)
+                               prepare=_selector(choice, attention if switch_attention else None))
 
         @jax.jit
         def run(state, choices, attention, count, input_ids, attention_mask, token_type_ids):
@@ -202,8 +201,60 @@ class SwitchableModel:
         self._compiled[key] = run
         return run
 
+    def _resumers(self, chunk: int):
+        """`(capture, resume)`, the two programs of `evaluate(..., resume=True)`, each compiled
+        once per batch shape: `capture(state, choice, *inputs)` gives every layer's input under
+        the map `choice` (the all-default map's zeros, traced as in the candidate program);
+        `resume(state, choices, starts, count, captured, attention_mask)` runs candidate `i`
+        from layer `starts[i]` on `captured[starts[i]]` (`EncoderModel.from_layer`), in a
+        `fori_loop` as `mode='map'` does."""
+        key = ("resume", chunk)
+        if key in self._compiled:
+            return self._compiled[key]
+        graphdef = self.graphdef
+
+        @jax.jit
+        def capture(state, choice, input_ids, attention_mask, token_type_ids):
+            self.traces += 1
+            return merged_call(graphdef, state, input_ids, attention_mask, token_type_ids,
+                               prepare=_selector(choice), method="layer_inputs")
+
+        @jax.jit
+        def resume(state, choices, starts, count, captured, attention_mask):
+            self.traces += 1
+            fn = lambda c, s: merged_call(graphdef, state, captured[s], attention_mask, s,  # noqa: E731
+                                          prepare=_selector(c), method="from_layer")
+            shape = jax.eval_shape(fn, choices[0], starts[0])
+            outputs = jnp.zeros((choices.shape[0], *shape.shape), shape.dtype)
+            return jax.lax.fori_loop(0, count, lambda i, acc: acc.at[i].set(
+                fn(choices[i], starts[i])), outputs)
+
+        self._compiled[key] = capture, resume
+        return capture, resume
+
+    def _evaluate_resumed(self, choices: np.ndarray, batch: dict, chunk: int) -> np.ndarray:
+        """`evaluate`'s outputs of `choices` (float attention), each candidate run from its
+        `resume_layers` start on the all-default map's layer inputs, captured once here.
+
+        The capture, `[num_layers, batch, seq, hidden]` in the compute dtype (e.g. 12 x 32 x
+        128 x 768 FP16: 75 MB), stays on the device and is dropped when this returns."""
+        capture, resume = self._resumers(chunk)
+        inputs = batch_inputs(batch)
+        captured = capture(self.state, np.zeros(choices.shape[1:], np.int32), *inputs)
+        starts = resume_layers(choices)
+        outputs = []
+        for start in range(0, len(choices), chunk):
+            part, first = choices[start:start + chunk], starts[start:start + chunk]
+            pad = chunk - len(part)
+            out = resume(self.state, np.concatenate([part, np.repeat(part[:1], pad, axis=0)]),
+                         np.concatenate([first, np.repeat(first[:1], pad)]),
+                         np.int32(len(part)), captured, inputs[1])
+            outputs.append(np.asarray(out)[:len(part)])
+        return np.concatenate(outputs)
+
     def evaluate(self, choices: np.ndarray, batch: dict[str, np.ndarray], *, mode: str = "map",
-                 chunk: int = 8, attention: np.ndarray | None = None) -> np.ndarray:
+                 chunk: int = 8, attention: np.ndarray | None = None,
+                 resume: bool = False) -> np.ndarray:
         """Outputs `[num_candidates, ...]` of every candidate on one batch.
 
         Candidates are evaluated `chunk` at a time (padded with copies of the first), so the
@@ -211,6 +262,15 @@ class SwitchableModel:
         (`[num_candidates, num_layers]` indices into `ATTENTION_BRANCHES`; None: all float)
         runs the program that switches each layer's attention when any candidate has INT8
         attention (it compiles apart, once per batch shape).
+
+        `resume=True` skips, for each candidate, the layers before its first layer off the
+        default option (`resume_layers`): the all-default map's layer inputs are captured once
+        for the call, and each candidate runs from its own start on them; the outputs are the
+        same bit for bit (tests/calibrate/test_resume.py, every family, on XLA:CPU). Worth it when many candidates change only late layers (the
+        single-site moves of `phases.measure_sensitivity`). Every family resumes (a layer
+        takes nothing but its input from the layers before it; `Encoder.from_layer`); with
+        `mode='vmap'` (a cond becomes a select: nothing would be skipped) or INT8 attention
+        the full forward runs instead.
 
         Raises:
           ValueError: choices or attention of the wrong shape or out of range, or INT8
@@ -234,6 +294,8 @@ class SwitchableModel:
         if switch_attention and not self.attention_switchable:
             raise ValueError(f"INT8 attention ({ATTENTION_SITES}): the model is pinned to cuDNN "
                              "attention, which cannot run it")
+        if resume and mode == "map" and not switch_attention:
+            return self._evaluate_resumed(choices, batch, chunk)
         run = self._evaluator(mode, chunk, switch_attention)
         outputs = []
         for start in range(0, len(choices), chunk):
@@ -244,3 +306,21 @@ class SwitchableModel:
             out = run(self.state, padded, attn, np.int32(len(part)), *batch_inputs(batch))
             outputs.append(np.asarray(out)[:len(part)])
         return np.concatenate(outputs)
+
+
+def resume_layers(choices: np.ndarray) -> np.ndarray:
+    """`[candidates]` int32: each candidate's first layer with a site off the default option
+    (index 0), where `evaluate(..., resume=True)` starts it; 0 for the all-default map."""
+    return np.argmax(np.asarray(choices).any(axis=2), axis=1).astype(np.int32)
+
+
+def _selector(choice: jax.Array, attention: jax.Array | None = None):
+    """The `prepare` hook of `merged_call` that sets each site's `choice` (`[num_layers, 4]`)
+    and, when given, each layer's `attention_choice` (`[num_layers]`) on the merged copy."""
+    def select(model):
+        for layer_index, layer in enumerate(model.encoder.layers):
+            for site_index, site in enumerate(SITES):
+                getattr(layer, site).choice = choice[layer_index, site_index]
+            if attention is not None:
+                layer.attention_choice = attention[layer_index]
+    return select

@@ -104,6 +104,10 @@ def measure_sensitivity(runner: Runner, moves: Sequence[Move], *, batches: int |
                         fp32_metric: float | None) -> dict[Move, dict[str, float]]:
     """Phase 2: scores each move alone (only its site quantized) on the first `batches` batches.
 
+    Each move runs from its own layer: the layers before it are at the default option, so
+    their output is the all-default map's, captured once per batch (`Runner.run`'s `resume`;
+    two programs more than the search's, the same sensitivities bit for bit).
+
     Args:
       runner: evaluates the maps; nothing is recorded in `runner.evaluated`.
       moves: the single-site moves.
@@ -123,7 +127,7 @@ def measure_sensitivity(runner: Runner, moves: Sequence[Move], *, batches: int |
     sensitivity = {}
     # run with explicit batches: never answered from (or stored in) the runner's memory, which
     # holds whole-data outputs under the switch's current static scales
-    for move, outputs in zip(moves, runner.run(choices, subset.batches)):
+    for move, outputs in zip(moves, runner.run(choices, subset.batches, resume=True)):
         entry = {"proxy": subset.proxy(outputs)}
         metric = subset.metric(outputs)
         if metric is not None and fp32_metric is not None:

@@ -102,7 +102,7 @@ class Runner:
         return self.switch.num_layers
 
     def run(self, choices: np.ndarray, batches: Sequence[dict] | None = None, *,
-            attention: np.ndarray | None = None) -> list[Outputs]:
+            attention: np.ndarray | None = None, resume: bool = False) -> list[Outputs]:
         """Outputs of every candidate of `choices` `[candidates, layers, 4]`, one list per candidate.
 
         Args:
@@ -110,13 +110,15 @@ class Runner:
           batches: the batches to run on; default all of the objective's.
           attention: `[candidates, layers]` attention indices of each candidate
             (`candidates.ATTENTION_BRANCHES`); None: every layer's attention float.
+          resume: with `batches`, run each candidate from its first layer off the default
+            option (`SwitchableModel.evaluate`'s `resume`; the same outputs).
         """
         choices = np.asarray(choices, np.int32)
         attention = np.zeros(choices.shape[:2], np.int32) if attention is None \
             else np.asarray(attention, np.int32)
         if batches is not None:
             self.subset_maps_run += len(choices)
-            return self._run(choices, batches, attention)
+            return self._run(choices, batches, attention, resume=resume)
         # a map with float attention keeps the key it always had
         keys = [c.tobytes() + (a.tobytes() if a.any() else b"") for c, a in zip(choices, attention)]
         fresh = {k: i for i, k in reversed(list(enumerate(keys))) if k not in self._seen}  # first of each
@@ -129,10 +131,10 @@ class Runner:
         return [self._seen[k] for k in keys]
 
     def _run(self, choices: np.ndarray, batches: Sequence[dict],
-             attention: np.ndarray | None = None) -> list[Outputs]:
+             attention: np.ndarray | None = None, *, resume: bool = False) -> list[Outputs]:
         attention = None if attention is None or not attention.any() else attention
         per_batch = [self.switch.evaluate(choices, b, mode=self.mode, chunk=self.chunk,
-                                          attention=attention) for b in batches]
+                                          attention=attention, resume=resume) for b in batches]
         if self.bar is not None:
             self.bar.update(len(choices))
         return [[out[c] for out in per_batch] for c in range(len(choices))]

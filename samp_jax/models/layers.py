@@ -567,11 +567,62 @@ class Encoder(nnx.Module):
                  x_q: QArray | None = None) -> jax.Array:
         """`x_q`: the first layer's INT8 `qkv` input, if the embeddings produced it."""
         layers = list(self.layers)
-        bias = self.attention_bias(x.shape[1])
-        table = None if self.relative is None else self.relative.table()
-        for i, layer in enumerate(layers):
+        shared = self._shared(x.shape[1])
+        for i in range(len(layers)):
             next_site = layers[i + 1].qkv if i + 1 < len(layers) else None
-            relative = None if table is None else self.relative.terms(i, layer.qkv, table)
-            x, x_q = layer.forward(x, attention_mask, x_q=x_q, next_site=next_site,
-                                   attention_bias=bias, relative=relative)
+            x, x_q = self._layer(i, x, attention_mask, shared, x_q=x_q, next_site=next_site)
         return x if self.final_norm is None else self.final_norm(x)
+
+    # ---- starting mid-stack: a layer's input is all it takes from the layers before it (MPNet's
+    # bias and DeBERTa's relative table are shared and recomputed; rotary tables, local windows
+    # and DeBERTa's per-layer terms are computed inside the layer that runs)
+
+    def layer_inputs(self, x: jax.Array, attention_mask: jax.Array) -> jax.Array:
+        """Each layer's input hidden states `[num_layers, batch, seq, hidden]`, `x` (the
+        embeddings' output) first: what `from_layer` starts from.
+
+        The layers run as `__call__` runs them, without INT8 hand-offs (`x_q`, `next_site`:
+        each INT8 site quantizes its own input), so for a model whose sites take float input
+        (a float model; the search's switchable sites) these are the very tensors `__call__`
+        computes. The last layer does not run (its output is no layer's input).
+        """
+        shared = self._shared(x.shape[1])
+        inputs = [x]
+        for i in range(len(self.layers) - 1):
+            inputs.append(self._layer(i, inputs[-1], attention_mask, shared)[0])
+        return jnp.stack(inputs)
+
+    def from_layer(self, x: jax.Array, attention_mask: jax.Array, start) -> jax.Array:
+        """The encoder's output with `x` as layer `start`'s input (`layer_inputs()[start]`,
+        `0 <= start < num_layers`): layers `0 .. start - 1` do not run; the rest run as in
+        `layer_inputs`, then the final LayerNorm.
+
+        `start` may be traced, so one program serves every start: each layer but the last runs
+        under `lax.cond(index >= start)`, of which XLA executes only the taken branch (under
+        `vmap` the cond becomes a select and every layer runs). The last layer always runs, and
+        runs outside a cond so that its LayerNorm fuses into what reads it (a head's pooling) as
+        in `__call__`: computed inside a cond and read outside, XLA:CPU rounded the pooled sum
+        differently in the last bit.
+        """
+        shared = self._shared(x.shape[1])
+        last = len(self.layers) - 1
+        for i in range(last):
+            x = jax.lax.cond(i >= start,
+                             lambda x, i=i: self._layer(i, x, attention_mask, shared)[0],
+                             lambda x: x, x)
+        x = self._layer(last, x, attention_mask, shared)[0]
+        return x if self.final_norm is None else self.final_norm(x)
+
+    def _shared(self, seq_len: int) -> tuple[jax.Array | None, jax.Array | None]:
+        """What every layer reads beside its input: `(attention_bias(seq_len), DeBERTa's
+        relative table or None)`."""
+        return self.attention_bias(seq_len), None if self.relative is None else self.relative.table()
+
+    def _layer(self, i: int, x: jax.Array, attention_mask: jax.Array, shared, *,
+               x_q: QArray | None = None, next_site=None) -> tuple[jax.Array, QArray | None]:
+        """Layer `i`'s `forward`, with its relative terms (DeBERTa) from the shared table."""
+        bias, table = shared
+        layer = self.layers[i]
+        relative = None if table is None else self.relative.terms(i, layer.qkv, table)
+        return layer.forward(x, attention_mask, x_q=x_q, next_site=next_site,
+                             attention_bias=bias, relative=relative)

@@ -155,6 +155,25 @@ class EncoderModel(nnx.Module):
         hidden = self._hidden(input_ids, attention_mask, token_type_ids)
         return hidden if self.head is None else self.head(hidden, attention_mask)
 
+    def layer_inputs(self, input_ids: jax.Array, attention_mask: jax.Array | None = None,
+                     token_type_ids: jax.Array | None = None) -> jax.Array:
+        """Each encoder layer's input hidden states `[num_layers, batch, seq, hidden]` (the
+        embeddings' output first), for `from_layer` (`Encoder.layer_inputs`: without INT8
+        hand-offs). Inputs are checked as `__call__` checks them."""
+        input_ids, attention_mask, token_type_ids = check_inputs(
+            input_ids, attention_mask, token_type_ids, config=self.config)
+        return self.encoder.layer_inputs(self.embeddings(input_ids, token_type_ids), attention_mask)
+
+    def from_layer(self, hidden: jax.Array, attention_mask: jax.Array, start) -> jax.Array:
+        """The model's output (head included) with `hidden` `[batch, seq, hidden]` as layer
+        `start`'s input: no embeddings, no layer before `start` (`Encoder.from_layer`; `start`
+        may be traced). With `hidden = layer_inputs(...)[start]` it runs the operations
+        `__call__` runs from that layer on, for a model whose sites take float input (no INT8
+        hand-offs): the search relies on the outputs being equal bit for bit
+        (`calibrate.search.candidates`; tests/calibrate/test_resume.py checks every family)."""
+        x = self.encoder.from_layer(hidden, attention_mask, start)
+        return x if self.head is None else self.head(x, attention_mask)
+
     def _hidden(self, input_ids, attention_mask, token_type_ids):
         layers = self.encoder.layers
         x, x_q = self.embeddings.with_quantized(input_ids, token_type_ids, layers[0].qkv)

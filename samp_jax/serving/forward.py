@@ -16,10 +16,12 @@ from samp_jax.models.model import padded_batch
 INPUT_KEYS = ("input_ids", "attention_mask", "token_type_ids")
 
 
-def merged_call(graphdef, state, input_ids, attention_mask, token_type_ids, *,
-                prepare: Callable[[nnx.Module], None] | None = None, method: str | None = None):
+def merged_call(graphdef, state, *inputs, prepare: Callable[[nnx.Module], None] | None = None,
+                method: str | None = None):
     """`nnx.merge(graphdef, state)`, then `prepare(model)` if given, then the model (or its
-    `method`) on the three input arrays. Pure in `state`: call it inside `jax.jit`.
+    `method`) on `inputs`: the three input arrays `(input_ids, attention_mask,
+    token_type_ids)`, or what `method` takes (e.g. `EncoderModel.from_layer`'s hidden states,
+    mask and start). Pure in `state`: call it inside `jax.jit`.
 
     The inputs are a padded batch (`models.model.padded_batch`): with jit off, or in
     `JAX_DEBUG_NANS`'s eager rerun, the model's host check lets the batch's all-padding rows
@@ -32,7 +34,7 @@ def merged_call(graphdef, state, input_ids, attention_mask, token_type_ids, *,
         prepare(model)
     fn = model if method is None else getattr(model, method)
     with padded_batch():
-        return fn(input_ids, attention_mask, token_type_ids)
+        return fn(*inputs)
 
 
 def batch_inputs(batch) -> tuple:
