@@ -29,6 +29,7 @@ attention (`attention_switchable` is False).
 
 from __future__ import annotations
 
+import time
 from typing import Sequence
 
 import jax
@@ -112,6 +113,9 @@ class SwitchableModel:
         self._module = copy
         self.graphdef, self.state = nnx.split(copy)
         self.traces = 0  # how many times the evaluator was traced (compiled)
+        # seconds of each call of the candidate programs, by `_evaluator` key (`resume_pays`)
+        self._call_seconds: dict[tuple, list[float]] = {}
+        self._forgone_seconds = 0.0  # what the full forward cost more than resuming would have
         self._compiled = {}
 
     def set_calibration(self, calibration) -> None:
@@ -297,15 +301,53 @@ class SwitchableModel:
         if resume and mode == "map" and not switch_attention:
             return self._evaluate_resumed(choices, batch, chunk)
         run = self._evaluator(mode, chunk, switch_attention)
+        seconds = self._call_seconds.setdefault((mode, chunk, switch_attention), [])
         outputs = []
         for start in range(0, len(choices), chunk):
             part = choices[start:start + chunk]
             padded = np.concatenate([part, np.repeat(part[:1], chunk - len(part), axis=0)])
             attn = attention[start:start + chunk]
             attn = np.concatenate([attn, np.repeat(attn[:1], chunk - len(attn), axis=0)])
+            began = time.perf_counter()
             out = run(self.state, padded, attn, np.int32(len(part)), *batch_inputs(batch))
             outputs.append(np.asarray(out)[:len(part)])
+            seconds.append(time.perf_counter() - began)
         return np.concatenate(outputs)
+
+    def resume_pays(self, choices: np.ndarray, *, batches: int, chunk: int = 8) -> bool:
+        """Whether `evaluate(choices, ..., resume=True)` on `batches` more batches is expected
+        to take less time than the full forward, judged on this model's own timings of the
+        full candidate program (`mode='map'`, float attention):
+
+        - the layers it skips save `mean(resume_layers(choices)) / num_layers` of each chunk's
+          time (the steady chunk time: the median of the calls after the first), less one
+          forward per batch for the capture;
+        - while the resume programs are not compiled yet, that saving, plus what earlier
+          calls saved nothing of by keeping the full forward, must exceed their compilation,
+          taken as twice the full program's (its first call less a steady one: compiling, or
+          loading from the persistent cache) plus one chunk, so that a new program is never
+          counted free. As in renting before buying, the time lost by waiting stays within
+          the compilation's (the static clip choice measures once per calibrator, then
+          phase 2).
+
+        False until the full program has run twice (nothing measured yet): a search's first
+        sensitivity batch runs the full forward and times it. On a CPU a search of a model
+        the size of MiniLM resumes; a tiny model, or a GPU that runs a chunk in milliseconds
+        and compiles in seconds, keeps the full forward. Either way the outputs are the same.
+        """
+        seconds = self._call_seconds.get(("map", chunk, False), [])
+        if len(seconds) < 2 or len(choices) == 0:
+            return False
+        steady = float(np.median(seconds[1:]))
+        skipped = float(np.mean(resume_layers(choices))) / self.num_layers
+        chunks = -(-len(choices) // chunk)
+        saving = batches * (chunks * steady * skipped - steady / chunk)
+        compiled = ("resume", chunk) in self._compiled
+        compile_cost = 0.0 if compiled else 2 * max(seconds[0] - steady, 0.0) + steady
+        if saving + self._forgone_seconds > compile_cost:
+            return True
+        self._forgone_seconds += max(saving, 0.0)
+        return False
 
 
 def resume_layers(choices: np.ndarray) -> np.ndarray:

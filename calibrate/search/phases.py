@@ -104,9 +104,10 @@ def measure_sensitivity(runner: Runner, moves: Sequence[Move], *, batches: int |
                         fp32_metric: float | None) -> dict[Move, dict[str, float]]:
     """Phase 2: scores each move alone (only its site quantized) on the first `batches` batches.
 
-    Each move runs from its own layer: the layers before it are at the default option, so
-    their output is the all-default map's, captured once per batch (`Runner.run`'s `resume`;
-    two programs more than the search's, the same sensitivities bit for bit).
+    Each move may run from its own layer: the layers before it are at the default option, so
+    their output is the all-default map's, captured once per batch (`Runner.run`'s `resume`:
+    two programs more than the search's, the same sensitivities bit for bit), on the batches
+    where the model's own timings say that saves time (`SwitchableModel.resume_pays`).
 
     Args:
       runner: evaluates the maps; nothing is recorded in `runner.evaluated`.

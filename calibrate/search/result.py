@@ -204,6 +204,10 @@ class SearchResult:
     strategy: str = "greedy"  # the allocation strategy that ran (`calibrate.search.strategy`)
     maps_run: int = 0  # maps run on the whole search data (sensitivity subsets not counted)
     subset_maps_run: int = 0  # single-site maps run on a subset (clip choice, sensitivity)
+    # sensitivity batches run from each move's own layer, and with the full forward
+    # (`SwitchableModel.resume_pays` chose; the same sensitivities either way)
+    sensitivity_resumed_batches: int = 0
+    sensitivity_full_batches: int = 0
     # Why the search ended after the presets (the fastest passing preset is the fastest map
     # the latency model allows), or None when it ran every phase.
     stopped_early: str | None = None
@@ -282,6 +286,8 @@ class SearchResult:
             "tolerance_met": self.tolerance_met,
             "options": list(self.options), "maps_evaluated": len(self.evaluated),
             "maps_run": self.maps_run, "subset_maps_run": self.subset_maps_run,
+            "sensitivity_batches": {"resumed": self.sensitivity_resumed_batches,
+                                    "full_forward": self.sensitivity_full_batches},
             "stopped_early": self.stopped_early,
             "selection": None if self.selection is None else {
                 **dataclasses.asdict(self.selection), "stepped_back": self.selection.stepped_back},

@@ -91,6 +91,10 @@ class Runner:
     evaluated: list[Evaluated] = dataclasses.field(default_factory=list)
     maps_run: int = 0
     subset_maps_run: int = 0
+    # batches of `run(..., resume=True)` by whether they ran resumed (True) or the full
+    # forward (False): `SwitchableModel.resume_pays` decides
+    sensitivity_batches: dict[bool, int] = dataclasses.field(
+        default_factory=lambda: {True: 0, False: 0})
     _seen: dict[bytes, Outputs] = dataclasses.field(default_factory=dict, repr=False)
 
     @property
@@ -111,7 +115,8 @@ class Runner:
           attention: `[candidates, layers]` attention indices of each candidate
             (`candidates.ATTENTION_BRANCHES`); None: every layer's attention float.
           resume: with `batches`, run each candidate from its first layer off the default
-            option (`SwitchableModel.evaluate`'s `resume`; the same outputs).
+            option (`SwitchableModel.evaluate`'s `resume`; the same outputs) on each batch
+            where `SwitchableModel.resume_pays` expects it to save time.
         """
         choices = np.asarray(choices, np.int32)
         attention = np.zeros(choices.shape[:2], np.int32) if attention is None \
@@ -133,8 +138,15 @@ class Runner:
     def _run(self, choices: np.ndarray, batches: Sequence[dict],
              attention: np.ndarray | None = None, *, resume: bool = False) -> list[Outputs]:
         attention = None if attention is None or not attention.any() else attention
-        per_batch = [self.switch.evaluate(choices, b, mode=self.mode, chunk=self.chunk,
-                                          attention=attention, resume=resume) for b in batches]
+        per_batch = []
+        for index, batch in enumerate(batches):
+            # resumed only where this model's timings say it saves time (the same outputs)
+            resumed = resume and self.mode == "map" and attention is None and \
+                self.switch.resume_pays(choices, batches=len(batches) - index, chunk=self.chunk)
+            if resume:
+                self.sensitivity_batches[resumed] += 1
+            per_batch.append(self.switch.evaluate(choices, batch, mode=self.mode, chunk=self.chunk,
+                                                  attention=attention, resume=resumed))
         if self.bar is not None:
             self.bar.update(len(choices))
         return [[out[c] for out in per_batch] for c in range(len(choices))]

@@ -89,7 +89,8 @@ def test_from_layer_continues_the_float_model():
     np.testing.assert_array_equal(np.asarray(static(state, inputs[1])), full)
 
 
-def test_sensitivity_compiles_two_programs_more_and_none_per_start(tiny, calibration):
+def test_sensitivity_compiles_two_programs_more_and_none_per_start(tiny, calibration, monkeypatch):
+    monkeypatch.setattr(SwitchableModel, "resume_pays", lambda self, choices, **kw: True)
     obj = UnlabelledObjective(tiny, random_batches(3, seed=3))
     options = ("fp16", "int8-dynamic", "int8-static")
     runner = Runner(SwitchableModel(tiny, options, calibration), obj,
@@ -97,6 +98,7 @@ def test_sensitivity_compiles_two_programs_more_and_none_per_start(tiny, calibra
     moves = single_site_moves(3, options)
     sensitivity = measure_sensitivity(runner, moves, batches=2, fp32_metric=None)
     assert runner.switch.traces == 2  # the capture and the resumed stack, for every start layer
+    assert runner.sensitivity_batches == {True: 2, False: 0}
     switch = runner.switch
     full = [switch.evaluate(single_site_choices(3, options), b, chunk=4) for b in obj.batches[:2]]
     assert switch.traces == 3
@@ -107,3 +109,46 @@ def test_sensitivity_compiles_two_programs_more_and_none_per_start(tiny, calibra
                      mode="vmap", chunk=4)
     measure_sensitivity(vmapped, moves[:4], batches=1, fp32_metric=None)
     assert vmapped.switch.traces == 1
+
+
+def test_resuming_is_chosen_by_the_models_own_timings(tiny, calibration):
+    """Resumed only where the skipped layers save more than the two programs cost to compile:
+    nothing measured, or a compile that outweighs the saving (a GPU's, a tiny model's), keeps
+    the full forward; the same outputs either way, so only the time differs."""
+    switch = SwitchableModel(tiny, ("fp16", "int8-dynamic"), calibration)
+    moves = single_site_choices(3, ("fp16", "int8-dynamic"))  # starts 0, 1, 2: a third skipped
+    assert not switch.resume_pays(moves, batches=4, chunk=4)  # nothing timed yet
+    # a first call of 10 s (a 9 s compile and a 1 s chunk): the two programs are priced
+    # 2 x 9 + 1 = 19 s; each batch saves 3 chunks x 1 s x 1/3 skipped, less a quarter chunk
+    # for the capture: 0.75 s
+    def timed(seconds):
+        fresh = SwitchableModel(tiny, ("fp16", "int8-dynamic"), calibration)
+        fresh._call_seconds[("map", 4, False)] = seconds
+        return fresh
+
+    slow = timed([10.0] + [1.0] * 5)
+    assert slow.resume_pays(moves, batches=40, chunk=4)  # saves 30 s
+    # 3 s a run: the savings the full forward forgoes add up until they pass the 19 s
+    slow = timed([10.0] + [1.0] * 5)
+    assert [slow.resume_pays(moves, batches=4, chunk=4) for _ in range(8)] == [False] * 6 + [True] * 2
+    assert slow._forgone_seconds == pytest.approx(18.0)
+    switch = timed([1.2] + [1.0] * 5)  # priced 2 x 0.2 + 1 = 1.4 s
+    assert not switch.resume_pays(moves, batches=1, chunk=4)  # saves 0.75 s
+    assert switch.resume_pays(moves, batches=1, chunk=4)  # 0.75 s more: 1.5 s in all
+    cached = timed([0.9] + [1.0] * 5)  # loaded from the cache faster than a chunk runs
+    assert not cached.resume_pays(moves, batches=1, chunk=4)  # still priced a chunk: 1 s
+    switch._compiled[("resume", 4)] = None  # compiled already: any saving pays
+    assert switch.resume_pays(moves, batches=1, chunk=4)
+    first_layer = moves[moves.any(axis=2)[:, 0]]  # every move at layer 0: nothing to skip
+    assert not switch.resume_pays(first_layer, batches=100, chunk=4)
+
+
+def test_a_search_on_a_tiny_model_keeps_the_full_forward(tiny, calibration):
+    """A tiny model compiles in seconds and runs a chunk in milliseconds: the timings say the
+    two more programs do not pay, the first batch (nothing timed yet) included."""
+    obj = UnlabelledObjective(tiny, random_batches(3, seed=3))
+    options = ("fp16", "int8-dynamic")
+    runner = Runner(SwitchableModel(tiny, options, calibration), obj,
+                    estimate_table(TINY_CONFIG, 32, 128), chunk=4)
+    measure_sensitivity(runner, single_site_moves(3, options), batches=2, fp32_metric=None)
+    assert runner.sensitivity_batches == {True: 0, False: 2} and runner.switch.traces == 1

@@ -225,9 +225,7 @@ def test_search_extremes_with_unlabelled_data(tiny, calibration):
                    latency_table=table, progress=False)
     assert all(p.precision == "int8" for _, p in loose.precision_map.items())  # attention: float
     assert loose.chosen.int8_fraction == int8_flop_fraction(loose.precision_map, TINY_CONFIG, seq_len=128)
-    # however many maps were evaluated: the candidate program (one batch shape), and the
-    # single-site sensitivities' capture and resumed stack (`SwitchableModel.evaluate`)
-    assert loose.compilations == 3
+    assert loose.compilations <= 2  # one per batch shape, however many maps were evaluated
     assert len(loose.evaluated) > 12
     assert set(loose.sensitivity) == {f"{l}.{s}/int8-{scheme}" for l in range(3) for s in SITES
                                       for scheme in ("dynamic", "static")}
