@@ -18,11 +18,17 @@ from samp_jax.core.precision import SITES
 from samp_jax.serving.forward import batch_inputs, jit_forward, merged_call
 from tests.helpers import FAMILY_CONFIGS, TINY_CONFIG, family_batches, random_batches
 
-# Three layers each, so a start can skip a layer and run one under a cond before the last.
+# Each encoder the families run (a start skips the embeddings, so RoBERTa's, XLM-R's,
+# ELECTRA's and ERNIE's, which differ from BERT's only there, run BERT's encoder here), three
+# layers each, so a start can skip a layer and run one under a cond before the last.
 # DeBERTa-v2 also without `share_att_key`: per-layer position projections of its own.
-CONFIGS = {name: config.replace(num_layers=3) for name, config in FAMILY_CONFIGS.items()}
+ENCODERS = ("bert", "distilbert", "mpnet", "modernbert", "deberta-v2")
+CONFIGS = {name: FAMILY_CONFIGS[name].replace(num_layers=3) for name in ENCODERS}
 CONFIGS["deberta-v2-own-projections"] = CONFIGS["deberta-v2"].replace(
     share_att_key=False, pos_att_type=("c2p",))
+# `make test-fast` keeps BERT's, ModernBERT's (rotary, local windows) and DeBERTa's (a
+# relative table shared by the layers); the others run in `make test`
+FAST = ("bert", "modernbert", "deberta-v2")
 
 
 def randomized(model: EncoderModel, seed: int = 1) -> EncoderModel:
@@ -44,7 +50,8 @@ def single_site_choices(num_layers: int, options) -> np.ndarray:
     return choices
 
 
-@pytest.mark.parametrize("family", list(CONFIGS))
+@pytest.mark.parametrize("family", [pytest.param(name, marks=() if name in FAST else pytest.mark.slow)
+                                    for name in CONFIGS])
 def test_every_single_site_move_resumed_equals_the_full_forward(family):
     # FP32 and a mean-pooling head: XLA:CPU fuses the last LayerNorm into the pooled sum, and
     # rounded it apart when the last layer ran inside a cond
