@@ -315,9 +315,10 @@ class SwitchableModel:
         return np.concatenate(outputs)
 
     def resume_pays(self, choices: np.ndarray, *, batches: int, chunk: int = 8) -> bool:
-        """Whether `evaluate(choices, ..., resume=True)` on `batches` more batches is expected
-        to take less time than the full forward, judged on this model's own timings of the
-        full candidate program (`mode='map'`, float attention):
+        """Whether `evaluate(choices, ..., resume=True)` on `batches` more batches (the search
+        passes every sensitivity batch it plans: `Runner.planned_sensitivity_batches`) is
+        expected to take less time than the full forward, judged on this model's own timings
+        of the full candidate program (`mode='map'`, float attention):
 
         - the layers it skips save `mean(resume_layers(choices)) / num_layers` of each chunk's
           time (the steady chunk time: the median of the calls after the first), less one

@@ -95,6 +95,9 @@ class Runner:
     # forward (False): `SwitchableModel.resume_pays` decides
     sensitivity_batches: dict[bool, int] = dataclasses.field(
         default_factory=lambda: {True: 0, False: 0})
+    # the sensitivity batches the search plans to run from now on (each static clip
+    # candidate's, then phase 2's), so that resuming is judged on all of them, not one run's
+    planned_sensitivity_batches: int = 0
     _seen: dict[bytes, Outputs] = dataclasses.field(default_factory=dict, repr=False)
 
     @property
@@ -140,11 +143,14 @@ class Runner:
         attention = None if attention is None or not attention.any() else attention
         per_batch = []
         for index, batch in enumerate(batches):
-            # resumed only where this model's timings say it saves time (the same outputs)
+            # resumed only where this model's timings say it saves time (the same outputs),
+            # over the sensitivity batches the search still plans to run
+            left = max(self.planned_sensitivity_batches, len(batches) - index)
             resumed = resume and self.mode == "map" and attention is None and \
-                self.switch.resume_pays(choices, batches=len(batches) - index, chunk=self.chunk)
+                self.switch.resume_pays(choices, batches=left, chunk=self.chunk)
             if resume:
                 self.sensitivity_batches[resumed] += 1
+                self.planned_sensitivity_batches = max(self.planned_sensitivity_batches - 1, 0)
             per_batch.append(self.switch.evaluate(choices, batch, mode=self.mode, chunk=self.chunk,
                                                   attention=attention, resume=resumed))
         if self.bar is not None:

@@ -98,6 +98,9 @@ def open_session(model, data, plan: SearchPlan, *, tokenizer=None, calibration=N
                     plan.table, mode=config.mode, chunk=config.chunk,
                     bar=progress_bar(config.progress, desc=f"search {objective.name}", unit="map"))
     static_choice, static_sensitivity = None, {}
+    # phase 0 measures once per candidate calibration, phase 2 once more
+    per_run = len(objective.subset(config.sensitivity_batches).batches)
+    runner.planned_sensitivity_batches = per_run * (1 + (0 if candidates is None else len(candidates)))
     if candidates is not None:
         static_choice, static_sensitivity = choose_static_calibration(
             runner, candidates, batches=config.sensitivity_batches,

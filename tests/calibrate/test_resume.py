@@ -159,3 +159,38 @@ def test_a_search_on_a_tiny_model_keeps_the_full_forward(tiny, calibration):
                     estimate_table(TINY_CONFIG, 32, 128), chunk=4)
     measure_sensitivity(runner, single_site_moves(3, options), batches=2, fp32_metric=None)
     assert runner.sensitivity_batches == {True: 0, False: 2} and runner.switch.traces == 1
+
+
+def test_resuming_is_judged_on_every_sensitivity_batch_the_search_plans(tiny, calibration):
+    """Phase 0 measures once per candidate calibration and phase 2 once more: a run of one
+    batch is judged with the batches still planned after it, which count down."""
+    obj = UnlabelledObjective(tiny, random_batches(3, seed=3))
+    options = ("fp16", "int8-dynamic")
+    runner = Runner(SwitchableModel(tiny, options, calibration), obj,
+                    estimate_table(TINY_CONFIG, 32, 128), chunk=4)
+    asked = []
+    runner.switch.resume_pays = lambda choices, *, batches, chunk: asked.append(batches) or False
+    runner.planned_sensitivity_batches = 5
+    moves = single_site_moves(3, options)
+    for _ in range(3):
+        measure_sensitivity(runner, moves, batches=1, fp32_metric=None)
+    measure_sensitivity(runner, moves, batches=2, fp32_metric=None)
+    assert asked == [5, 4, 3, 2, 1] and runner.planned_sensitivity_batches == 0
+
+
+def test_a_search_plans_its_sensitivity_batches(tiny, calibration, monkeypatch):
+    """Per-site clips from two calibrators on 2 sensitivity batches: 2 x 2 for phase 0 and 2
+    for phase 2, planned before the first."""
+    from calibrate.search.driver import search
+    planned = []
+    original = Runner._run
+
+    def spy(self, choices, batches, attention=None, *, resume=False):
+        if resume:
+            planned.append(self.planned_sensitivity_batches)
+        return original(self, choices, batches, attention, resume=resume)
+    monkeypatch.setattr(Runner, "_run", spy)
+    candidates = {"minmax": calibration, "percentile": calibration}
+    search(tiny, random_batches(3, seed=3), tolerance=0.3, target="h100", calibration=candidates,
+           options=("fp16", "int8-dynamic", "int8-static"), sensitivity_batches=2)
+    assert planned[0] == 6 and planned == sorted(planned, reverse=True)
