@@ -193,12 +193,15 @@ def task_objective(model, task: Task | str, tokenizer, *, split: str = "search",
                    max_examples: int | None = None, batch_size: int = SEARCH_BATCH_SIZE
                    ) -> EvaluationObjective:
     """The search objective of `task` (a `Task` or a registered name): its `split`
-    (all of it, or a fixed seeded subset of `max_examples`) against the model's FP32 outputs."""
+    (all of it, or a fixed seeded subset of `max_examples`) against the model's FP32 outputs,
+    in balanced batches of at most `batch_size` rows (every map the search runs pads no more
+    rows than the split needs)."""
     task = get_task(task, seed=seed) if isinstance(task, str) else task
     check_head_fits(model, task)
     task = with_model_relevant_class(model, task)
     evaluation = task.evaluation(tokenizer, split, max_examples=max_examples, seed=seed,
-                                 batch_size=batch_size, similarity=similarity_of(model))
+                                 batch_size=batch_size, similarity=similarity_of(model),
+                                 balanced=True)
     return EvaluationObjective(model, evaluation, name=task.name)
 
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from samp_jax.models.head_kinds import LABEL_THRESHOLD, Readout, check_label_threshold
 from samp_jax.models.similarity import DEFAULT_SIMILARITY, check_similarity, pair_similarity
-from samp_jax.serving.batching import DEFAULT_BUCKETS, TokenizedRows
+from samp_jax.serving.batching import DEFAULT_BUCKETS, TokenizedRows, balanced_batch_size
 from samp_jax.tasks.metrics import IGNORE, Metric, spearman
 from samp_jax.tasks.proxies import COSINE, KL, LABEL_KL, SCORE, Proxy, one_minus_cosine
 from samp_jax.tasks.truncation import Truncation
@@ -148,11 +148,13 @@ class ClassificationEvaluation(Evaluation):
 
     def __init__(self, task_type: TaskType, metric: Metric | None, labels: Sequence[str] | None,
                  encoded: EncodedSplit, *, batch_size: int = 64,
-                 buckets: Sequence[int] = DEFAULT_BUCKETS):
+                 buckets: Sequence[int] = DEFAULT_BUCKETS, balanced: bool = False):
         self.task_type, self.labels, self.encoded = task_type, labels, encoded
         self.task_metric = metric
         if metric is not None and metric.check_gold is not None:
             metric.check_gold(encoded.gold)
+        if balanced:
+            batch_size = balanced_batch_size(len(encoded), batch_size)
         self._rows, self.batches = encoded_batches(encoded, batch_size, buckets)
 
     @property
@@ -243,7 +245,8 @@ class EmbeddingEvaluation(Evaluation):
 
     def __init__(self, tokenizer, examples: Sequence[dict], *, metric: Metric | None,
                  batch_size: int = 128, buckets: Sequence[int] = DEFAULT_BUCKETS,
-                 max_length: int | None = None, similarity: str = DEFAULT_SIMILARITY):
+                 max_length: int | None = None, similarity: str = DEFAULT_SIMILARITY,
+                 balanced: bool = False):
         self.similarity = check_similarity(similarity)
         pairs = bool(examples) and "text_pair" in examples[0]
         texts = [e["text"] for e in examples] + ([e["text_pair"] for e in examples] if pairs else [])
@@ -261,6 +264,8 @@ class EmbeddingEvaluation(Evaluation):
         self._rows, self.batches = [], []
         rows = TokenizedRows.of(tokenizer, self.texts, truncation=True, max_length=max_length,
                                 buckets=buckets)
+        if balanced:
+            batch_size = balanced_batch_size(len(self.texts), batch_size)
         for batch_rows, batch in rows.batches(batch_size):
             self._rows.append(batch_rows)
             self.batches.append(batch)
@@ -322,9 +327,11 @@ class ScoringEvaluation(ClassificationEvaluation):
 
     def __init__(self, task_type: TaskType, metric: Metric, labels: Sequence[str] | None,
                  encoded: EncodedSplit, *, batch_size: int = 64,
-                 buckets: Sequence[int] = DEFAULT_BUCKETS, relevant_class: int = 1):
+                 buckets: Sequence[int] = DEFAULT_BUCKETS, relevant_class: int = 1,
+                 balanced: bool = False):
         self.relevant_class = relevant_class
-        super().__init__(task_type, metric, None, encoded, batch_size=batch_size, buckets=buckets)
+        super().__init__(task_type, metric, None, encoded, batch_size=batch_size, buckets=buckets,
+                         balanced=balanced)
 
     def scores(self, outputs: Sequence[np.ndarray]) -> np.ndarray:
         """`[N]` scores in row order."""

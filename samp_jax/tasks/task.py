@@ -291,9 +291,12 @@ class Task:
     def evaluation(self, tokenizer, split: str = "test", *, max_examples: int | None = None,
                    seed: int = 0, batch_size: int | None = None,
                    buckets: Sequence[int] = DEFAULT_BUCKETS,
-                   similarity: str = DEFAULT_SIMILARITY) -> Evaluation:
+                   similarity: str = DEFAULT_SIMILARITY, balanced: bool = False) -> Evaluation:
         """The `Evaluation` of `split` (all of it, or a fixed seeded subset); an embedding
-        task's pairs scored by `similarity`, the model's (`models.similarity.similarity_of`)."""
+        task's pairs scored by `similarity`, the model's (`models.similarity.similarity_of`).
+        `batch_size` is the most rows a batch takes; `balanced` cuts the rows into as few
+        batches and each as small as it allows (`serving.batching.balanced_batch_size`), for
+        a split that many maps run on (a search's)."""
         _require_tokenizer(tokenizer)
         examples = self.examples(split, max_examples=max_examples, seed=seed)
         readout = self.task_type.readout
@@ -305,11 +308,12 @@ class Task:
                 return EVALUATIONS[readout](
                     self.task_type, self._metric_for(examples), self.labels,
                     self.encode(tokenizer, examples), batch_size=batch_size or 64,
-                    buckets=buckets, **options)
+                    buckets=buckets, balanced=balanced, **options)
             return EmbeddingEvaluation(tokenizer, examples,
                                        metric=self._metric_for(examples),
                                        batch_size=batch_size or 128, buckets=buckets,
-                                       max_length=self.length(tokenizer), similarity=similarity)
+                                       max_length=self.length(tokenizer), similarity=similarity,
+                                       balanced=balanced)
 
     def truncation(self, tokenizer, examples: Sequence[dict]) -> Truncation:
         """What cutting `examples` (rows of one split, e.g. `examples(split)`) at

@@ -12,13 +12,14 @@ from calibrate.search import latency
 from calibrate.search.candidates import SwitchableModel
 from calibrate.search.latency import (DEFAULT_PRECISIONS, check_against_forward, estimate_table,
                                       flops_by_precision, int8_flop_fraction, measure_table, site_shapes)
-from calibrate.search.objectives import UnlabelledObjective
+from calibrate.search.objectives import SEARCH_BATCH_SIZE, UnlabelledObjective, task_objective
 from calibrate.search.report import sensitivity_table, tolerance_table, write_report
 from calibrate.search.result import ToleranceCheck, pareto_entries, pareto_front
 from calibrate.search.runner import Evaluated, Kind
 from calibrate.search.config import validate_tolerance
 from calibrate.search.driver import search
-from samp_jax import EncoderConfig, EncoderModel, PrecisionMap, SentenceEmbedder, quantize
+from samp_jax import (EncoderConfig, EncoderModel, PrecisionMap, SentenceEmbedder, Tokenizer,
+                      quantize)
 from samp_jax.core.precision import SITES, SitePrecision, as_precision
 from samp_jax.serving.forward import jit_forward
 from tests.helpers import TINY_CONFIG, random_batches
@@ -343,3 +344,14 @@ def test_the_pareto_entries_follow_the_direction_of_the_metric_or_the_proxy():
 def test_pareto_front():
     points = [(1.0, 0.5), (2.0, 0.9), (1.5, 0.4), (3.0, 0.95), (2.5, 0.8)]
     assert pareto_front(points) == [0, 1, 3]
+
+
+def test_the_search_runs_its_maps_on_balanced_batches(minilm, minilm_dir):
+    """A search split of 20 pairs (at most 40 unique texts) is one batch of its texts rounded up
+    to 8 rows, not one of 64: every map the search runs pads no more than that."""
+    objective = task_objective(minilm, "snli-embed", Tokenizer.from_pretrained(minilm_dir),
+                               max_examples=20)
+    texts = len(objective.evaluation.texts)
+    assert texts <= 40 < SEARCH_BATCH_SIZE
+    assert [len(b["input_ids"]) for b in objective.batches] == [-(-texts // 8) * 8]
+    assert [len(r) for r in objective.reference] == [-(-texts // 8) * 8]

@@ -4,7 +4,7 @@ batch's attention scores (`[batch, heads, seq, seq]`) stay those of a batch of 5
 import numpy as np
 import pytest
 
-from samp_jax.serving.batching import bucket_batches, rows_for_length
+from samp_jax.serving.batching import balanced_batch_size, bucket_batches, rows_for_length
 
 BUCKETS = (128, 512, 1024, 2048, 8192)
 
@@ -51,3 +51,20 @@ def _cut_plain(lengths):
     ids = np.ones((len(lengths), int(lengths.max())), np.int32)
     return [(rows, batch["input_ids"].shape) for rows, batch in bucket_batches(
         {"input_ids": ids}, lengths, batch_size=64, seq_buckets=BUCKETS)]
+
+
+@pytest.mark.parametrize("rows, most, expected", [
+    (40, 64, 40), (100, 64, 56), (64, 64, 64), (65, 64, 40), (1, 64, 8), (400, 64, 64),
+    (129, 64, 48), (0, 64, 64), (3, 4, 4), (7, 2, 2)])
+def test_a_balanced_batch_size_keeps_the_fewest_batches_and_pads_least(rows, most, expected):
+    size = balanced_batch_size(rows, most)
+    assert size == expected
+    if rows:
+        assert -(-rows // size) == -(-rows // most)  # as few batches as `most` allows
+        assert size <= most and (size % 8 == 0 or size == most)
+
+
+def test_a_balanced_batch_size_refuses_what_is_not_a_size():
+    for rows, most in ((10, 0), (-1, 64)):
+        with pytest.raises(ValueError, match="need most >= 1"):
+            balanced_batch_size(rows, most)

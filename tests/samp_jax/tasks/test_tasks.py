@@ -74,6 +74,31 @@ def test_batches_cover_every_row_once_with_bucketed_widths(tokenizer):
         assert sorted(seen) == list(range(100))
 
 
+@pytest.mark.parametrize("name, max_examples, rows, balanced_size", [
+    ("polarity", 40, 40, 40),  # one batch of 40, not 64
+    ("polarity", 100, 100, 56),  # two of 56, not two of 64
+    ("polarity", 130, 130, 48),  # three of 48
+    ("snli-embed", 20, None, None)])  # unique texts, not pairs, are the rows
+def test_a_balanced_evaluation_pads_no_more_rows_than_its_batches_need(
+        tokenizer, name, max_examples, rows, balanced_size):
+    task = get_task(name)
+    plain = task.evaluation(tokenizer, "search", max_examples=max_examples, batch_size=64)
+    balanced = task.evaluation(tokenizer, "search", max_examples=max_examples, batch_size=64,
+                               balanced=True)
+    if rows is None:  # an embedding task batches each unique text once
+        rows = len(balanced.texts)
+        balanced_size = -(-rows // 8) * 8
+    assert {len(b["input_ids"]) for b in plain.batches} == {64}
+    assert {len(b["input_ids"]) for b in balanced.batches} == {balanced_size}
+    assert len(balanced.batches) == len(plain.batches) == -(-rows // 64)
+    real = sorted(np.concatenate(balanced._rows).tolist())
+    assert real == list(range(rows))  # every row once
+    if name != "snli-embed":  # each row's outputs come back to it: its first tokens here
+        first_tokens = lambda e: [b["input_ids"][:, :6].astype(np.float32) for b in e.batches]  # noqa: E731
+        np.testing.assert_array_equal(balanced.gather(first_tokens(balanced)),
+                                      plain.gather(first_tokens(plain)))
+
+
 def test_ner_labels_sit_on_first_word_pieces(tokenizer):
     task = get_task("wnut16")
     examples = [e for e in task.split("train") if any(t != 0 for t in e["tags"])][:20]
