@@ -11,7 +11,9 @@ import sys
 
 import pytest
 
-from samp_jax import PrecisionMap, QuantizedModel
+from samp_jax import PrecisionMap, QuantizedModel, Tokenizer
+from samp_jax.core.assets import minilm_path
+from samp_jax.tasks import get_task
 from tests.helpers import ROOT
 
 EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
@@ -63,6 +65,10 @@ def _check_search_outputs(out):
     # test_search_phases.py, tests/samp_jax/app/test_user_data.py); the map alone carries each
     # static site's calibrator and clip
     assert summary["calibration"] == "percentile" and summary["static_calibration"] is None
+    # calibrated on the quick run's 128 calibration rows: all their tokens, no more
+    calibration_rows = get_task("snli-embed").calibration_batches(
+        Tokenizer.from_pretrained(minilm_path()), max_examples=128)
+    assert summary["calibration_tokens"] == sum(int(b["attention_mask"].sum()) for b in calibration_rows)
     static_sites = {key for key, p in pmap.items() if p.needs_calibration}
     assert set(pmap.stored_clips()) == static_sites
     assert pmap.site_methods() == dict.fromkeys(static_sites, "percentile")

@@ -19,6 +19,7 @@ from calibrate.search.strategy import OBJECTIVES, get_strategy, strategies_for
 from calibrate.search.targets import AUTO as AUTO_TARGET
 from calibrate.search.targets import Target
 from samp_jax.core.precision import SitePrecision
+from samp_jax.tasks.task import CALIBRATION_EXAMPLES
 
 MAX_RELATIVE_TOLERANCE = 0.5
 TOLERANCE_MODES = ("relative", "absolute")
@@ -58,6 +59,9 @@ class SearchConfig:
       calibration: how the search calibrates static scales when it is not given a calibration
         and the data is a task: 'auto' (every method of `calibrate.AUTO_METHODS`, each static
         INT8 site keeping the clip that harms the model least) or one calibrator's name.
+      calibration_examples: the calibration split's first rows the static scales are
+        calibrated on, when the search calibrates (default 512, None for all of them; fewer
+        calibrate faster, with clips less sure to cover what the model sees).
       max_search_examples: search on a fixed seeded subset of the task's search split.
       seed: seed of a registered task's splits and of the search subset.
       batch, seq: the serving shape the latency model describes.
@@ -94,6 +98,7 @@ class SearchConfig:
     target: str | Target = AUTO_TARGET
     options: tuple[str, ...] | None = None
     calibration: str = AUTO_CALIBRATION
+    calibration_examples: int | None = CALIBRATION_EXAMPLES
     max_search_examples: int | None = None
     seed: int = 0
     batch: int = 32
@@ -129,7 +134,8 @@ class SearchConfig:
             raise ValueError(f"mode={self.mode!r} is not one of {EVALUATION_MODES}")
         if self.attention not in ATTENTION_MODES:
             raise ValueError(f"attention={self.attention!r} is not one of {ATTENTION_MODES}")
-        for name in ("batch", "seq", "chunk", "sensitivity_batches", "max_search_examples"):
+        for name in ("batch", "seq", "chunk", "sensitivity_batches", "max_search_examples",
+                     "calibration_examples"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValueError(f"{name}={value!r} must be a positive integer")

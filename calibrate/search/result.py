@@ -292,6 +292,7 @@ class SearchResult:
             "selection": None if self.selection is None else {
                 **dataclasses.asdict(self.selection), "stepped_back": self.selection.stepped_back},
             "calibration": None if self.calibration is None else self.calibration.method,
+            "calibration_tokens": None if self.calibration is None else self.calibration.tokens,
             "static_calibration": None if self.static_calibration is None else {
                 "methods": list(self.static_calibration.methods),
                 "sites_per_method": self.static_calibration.counts(),

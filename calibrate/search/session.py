@@ -92,7 +92,8 @@ def open_session(model, data, plan: SearchPlan, *, tokenizer=None, calibration=N
     config = plan.config
     objective = make_objective(model, data, tokenizer, config)
     calibration, candidates = search_calibration(model, data, tokenizer, calibration, plan.options,
-                                                 method=config.calibration, seed=config.seed)
+                                                 method=config.calibration, seed=config.seed,
+                                                 examples=config.calibration_examples)
     calibrated = calibration if candidates is None else candidates
     runner = Runner(SwitchableModel(model, plan.options, calibration, dtype=plan.dtype), objective,
                     plan.table, mode=config.mode, chunk=config.chunk,

@@ -12,6 +12,7 @@ from calibrate.search.phases import measure_sensitivity
 from calibrate.search.runner import Move, Runner
 from samp_jax.core.precision import SITES, SitePrecision
 from samp_jax.tasks import Task, get_task
+from samp_jax.tasks.task import CALIBRATION_EXAMPLES
 
 AUTO = "auto"  # every method of `calibrate.AUTO_METHODS`, each static site keeping its least harmful
 
@@ -26,18 +27,21 @@ def calibrate_for_search(model, batches, method: str = AUTO):
 
 
 def search_calibration(model, data, tokenizer, calibration, options: Sequence[SitePrecision], *,
-                       method: str = AUTO, seed: int = 0):
+                       method: str = AUTO, seed: int = 0,
+                       examples: int | None = CALIBRATION_EXAMPLES):
     """`(calibration, candidates)`: the calibration the search starts from and, when each static
     INT8 site picks among several, the candidates (`choose_static_calibration`), else None.
 
     Without a `calibration`, when an option has static scales and `data` is a task (or a
-    registered task name), the task's calibration split is calibrated (`calibrate_for_search`
-    with `method`): never the search or the test split.
+    registered task name), the first `examples` rows of the task's calibration split (None:
+    all) are calibrated (`calibrate_for_search` with `method`): never the search or the test
+    split.
     """
     if calibration is None and any(o.needs_calibration for o in options) and \
             isinstance(data, (str, Task)):
         task = get_task(data, seed=seed) if isinstance(data, str) else data
-        calibration = calibrate_for_search(model, task.calibration_batches(tokenizer), method)
+        batches = task.calibration_batches(tokenizer, max_examples=examples)
+        calibration = calibrate_for_search(model, batches, method)
     return calibration_candidates(calibration, options)
 
 

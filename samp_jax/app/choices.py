@@ -47,8 +47,10 @@ OPTION_NAMES = ("fp32", "fp16", "bf16", "int8-dynamic", "int8-static", "fp8", "f
 BUILTIN_HEAD_KINDS = ("none", "sequence_classification", "token_classification", "sentence_embedding")
 SENTENCE_EMBEDDING = "sentence_embedding"
 LABEL_THRESHOLD = 0.5
-# `samp_jax.tasks`: `SPLITS`; the names of `TASKS` and `TASK_TYPES`, sorted
+# `samp_jax.tasks`: `SPLITS`; the names of `TASKS` and `TASK_TYPES`, sorted;
+# `samp_jax.tasks.task.CALIBRATION_EXAMPLES`
 SPLITS = ("train", "dev", "calibration", "search", "test")
+CALIBRATION_EXAMPLES = 512
 TASKS = ("polarity", "snli", "snli-embed", "wnut16")
 TASK_TYPES = ("embedding_pairs", "embedding_ranking", "embedding_texts", "text_classification",
               "text_multi_label", "text_pair_classification", "text_pair_multi_label",

@@ -21,11 +21,10 @@ import re
 from samp_jax.app import bench_options
 from samp_jax.app.arguments import (column_names, label_threshold, non_negative_int,
                                      path_or_name, positive_float, positive_int, unit_interval)
-from samp_jax.app.choices import (ATTENTION_MODES, AUTO_METHODS, AUTO_TARGET, CALIBRATORS,
-                                  DEFAULT_STRATEGY,
-                                  LABEL_THRESHOLD, OPTION_NAMES, SENTENCE_EMBEDDING, SPLITS,
-                                  TASK_TYPES, TASKS, head_kinds, metric_choices, strategies,
-                                  targets)
+from samp_jax.app.choices import (ATTENTION_MODES, AUTO_METHODS, AUTO_TARGET, CALIBRATION_EXAMPLES,
+                                  CALIBRATORS, DEFAULT_STRATEGY, LABEL_THRESHOLD, OPTION_NAMES,
+                                  SENTENCE_EMBEDDING, SPLITS, TASK_TYPES, TASKS, head_kinds,
+                                  metric_choices, strategies, targets)
 from samp_jax.app.plugins import load_plugins
 from samp_jax.core.version import __version__
 
@@ -197,6 +196,10 @@ def _add_search(sub) -> None:
                     help="static INT8 clips: auto (default) tries "
                          f"{', '.join(AUTO_METHODS)} at every site and keeps the one that "
                          "harms the model least there; or one calibrator for every site")
+    se.add_argument("--calibration-examples", type=positive_int, default=CALIBRATION_EXAMPLES,
+                    help="the calibration split's first rows the static INT8 clips are "
+                         f"calibrated on (default {CALIBRATION_EXAMPLES}; fewer calibrate "
+                         "faster, with clips less sure to cover what the model sees)")
     se.add_argument("--max-search-examples", type=positive_int, default=None,
                     help="search on a fixed seeded subset of the search split")
     se.add_argument("--max-examples", type=positive_int, default=None,

@@ -27,6 +27,7 @@ def search_config(args) -> SearchConfig:
         tolerance_mode=args.tolerance_mode,
         latency_target_ms=args.latency_target, objective=args.objective, strategy=args.strategy,
         target=args.target, options=args.options, calibration=args.calibration,
+        calibration_examples=args.calibration_examples,
         max_search_examples=args.max_search_examples, seed=args.seed,
         selection_margin=not args.no_selection_margin, progress=False if args.json else None,
         measure_again=args.measure_latency_again, attention=args.attention)

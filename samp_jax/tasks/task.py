@@ -324,14 +324,15 @@ class Task:
         return EmbeddingEvaluation(tokenizer, examples, metric=None,
                                    max_length=self.length(tokenizer)).truncation
 
-    def calibration_batches(self, tokenizer, *, max_examples: int = CALIBRATION_EXAMPLES,
+    def calibration_batches(self, tokenizer, *, max_examples: int | None = CALIBRATION_EXAMPLES,
                             batch_size: int = CALIBRATION_BATCH_SIZE) -> list[dict[str, np.ndarray]]:
-        """Model inputs from the first `max_examples` of the calibration split: encoded as the
+        """Model inputs from the first `max_examples` of the calibration split (None: all of
+        it): encoded as the
         task encodes (pairs as pairs), or for embedding tasks every unique text."""
         return self.calibration_inputs(tokenizer, max_examples=max_examples,
                                        batch_size=batch_size)[0]
 
-    def calibration_inputs(self, tokenizer, *, max_examples: int = CALIBRATION_EXAMPLES,
+    def calibration_inputs(self, tokenizer, *, max_examples: int | None = CALIBRATION_EXAMPLES,
                            batch_size: int = CALIBRATION_BATCH_SIZE,
                            ) -> tuple[list[dict[str, np.ndarray]], Truncation]:
         """`(batches, truncation)`: `calibration_batches` and what cutting the rows they hold

@@ -16,7 +16,7 @@ from calibrate.search.objectives import SEARCH_BATCH_SIZE, UnlabelledObjective, 
 from calibrate.search.report import sensitivity_table, tolerance_table, write_report
 from calibrate.search.result import ToleranceCheck, pareto_entries, pareto_front
 from calibrate.search.runner import Evaluated, Kind
-from calibrate.search.config import validate_tolerance
+from calibrate.search.config import SearchConfig, validate_tolerance
 from calibrate.search.driver import search
 from samp_jax import (EncoderConfig, EncoderModel, PrecisionMap, SentenceEmbedder, Tokenizer,
                       quantize)
@@ -355,3 +355,20 @@ def test_the_search_runs_its_maps_on_balanced_batches(minilm, minilm_dir):
     assert texts <= 40 < SEARCH_BATCH_SIZE
     assert [len(b["input_ids"]) for b in objective.batches] == [-(-texts // 8) * 8]
     assert [len(r) for r in objective.reference] == [-(-texts // 8) * 8]
+
+
+def test_the_search_calibrates_on_the_calibration_rows_it_is_given(minilm, minilm_dir):
+    """`calibration_examples` (`search --calibration-examples`): the first rows of the
+    calibration split, all their real tokens and no more."""
+    from calibrate.search.static_clips import search_calibration
+    from samp_jax.tasks import get_task
+    tokenizer, task = Tokenizer.from_pretrained(minilm_dir), get_task("snli-embed")
+    static = (as_precision("int8-static"),)
+    for rows in (8, 24):
+        calibration, candidates = search_calibration(minilm, task, tokenizer, None, static,
+                                                     method="minmax", examples=rows)
+        batches = task.calibration_batches(tokenizer, max_examples=rows)
+        assert candidates is None and calibration.method == "minmax"
+        assert calibration.tokens == sum(int(b["attention_mask"].sum()) for b in batches)
+    with pytest.raises(ValueError, match="calibration_examples=0 must be a positive integer"):
+        SearchConfig(calibration_examples=0)

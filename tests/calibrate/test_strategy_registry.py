@@ -168,7 +168,11 @@ def test_a_config_is_checked_when_made_and_cannot_change(changes, message):
 def test_the_cli_builds_one_config_for_the_search():
     args = build_parser().parse_args(["search", "--data", "polarity", "--tolerance", "2%",
                                       "--strategy", "revert", "--options", "int8-dynamic",
-                                      "--max-search-examples", "64", "--no-selection-margin", "--json"])
+                                      "--max-search-examples", "64", "--no-selection-margin", "--json",
+                                      "--calibration-examples", "100"])
     config = search_config(args)
     assert config == SearchConfig(tolerance=0.02, strategy="revert", options=("int8-dynamic",),
-                                  max_search_examples=64, selection_margin=False, progress=False)
+                                  max_search_examples=64, selection_margin=False, progress=False,
+                                  calibration_examples=100)
+    default = search_config(build_parser().parse_args(["search", "--data", "polarity"]))
+    assert default.calibration_examples == SearchConfig().calibration_examples == 512

@@ -49,6 +49,7 @@ BAD_NUMBERS = [
     (["search", "--latency-target", "nan"], "--latency-target"),
     (["search", "--latency-target", "-2"], "--latency-target"),
     (["search", "--max-search-examples", "0"], "--max-search-examples"),
+    (["search", "--calibration-examples", "0"], "--calibration-examples"),
     (["finetune", "--out", "x", "--epochs", "0"], "--epochs"),
     (["finetune", "--out", "x", "--learning-rate", "-1e-5"], "--learning-rate"),
     (["finetune", "--out", "x", "--batch-size", "0"], "--batch-size"),

@@ -30,6 +30,7 @@ def test_the_parser_choices_are_the_registries():
     from samp_jax.models.head_kinds import LABEL_THRESHOLD, SENTENCE_EMBEDDING
     from samp_jax.models.heads import head_kinds
     from samp_jax.tasks import SPLITS, TASK_TYPES, TASKS
+    from samp_jax.tasks.task import CALIBRATION_EXAMPLES
 
     assert choices.CALIBRATORS == tuple(sorted(CALIBRATORS))
     assert choices.AUTO_METHODS == tuple(AUTO_METHODS)
@@ -43,6 +44,7 @@ def test_the_parser_choices_are_the_registries():
     assert (choices.SENTENCE_EMBEDDING, choices.LABEL_THRESHOLD) == (SENTENCE_EMBEDDING.name,
                                                                      LABEL_THRESHOLD)
     assert choices.SPLITS == tuple(SPLITS)
+    assert choices.CALIBRATION_EXAMPLES == CALIBRATION_EXAMPLES
     assert choices.TASKS == tuple(sorted(TASKS))
     assert choices.TASK_TYPES == tuple(sorted(TASK_TYPES))
     metrics = {t.name: (t.metrics[0].name, tuple(m.name for m in t.other_metrics))
