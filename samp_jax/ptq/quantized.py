@@ -40,7 +40,7 @@ from samp_jax.core.primitives import FP8_E4M3_MAX, QArray, quantize_weight_fp8, 
 from samp_jax.ptq.folder import SIDECAR_FILE
 from samp_jax.ptq.site_calibration import (ForeignClipsError, SiteCalibration,
                                            check_calibration_fits, clips_for_model,
-                                           site_calibrations)
+                                           foreign_calibration, site_calibrations)
 from samp_jax.ptq.saved import (SavedFolder, head_from_sidecar, read_saved, restore_weights,
                                 saved_tokenizer, write_folder)
 
@@ -583,7 +583,10 @@ def quantize(model: EncoderModel, precision_map: PrecisionMap, calibration=None,
 
     Warns:
       UserWarning: the map's clips were measured on another model, and the calibration's
-        replace them (the warning names the map and both fingerprints).
+        replace them (the warning names the map and both fingerprints); the calibration's
+        statistics that the model takes were measured on another model (a fine-tune of the
+        one calibrated, another checkpoint: the warning names both fingerprints and the
+        sites).
 
     Raises:
       TypeError: an argument is of the wrong kind (a path or a dict for the model or the map).
@@ -602,6 +605,7 @@ def quantize(model: EncoderModel, precision_map: PrecisionMap, calibration=None,
     precision_map = _own_clips(model, precision_map, calibration)
     check_calibration_fits(model, calibration)
     sites = site_calibrations(precision_map, calibration)
+    _warn_if_foreign(model, precision_map, calibration)
     uncalibrated = [f"{l}.{s}" for (l, s), p in precision_map.items()
                     if p.needs_calibration and (l, s) not in sites]
     if uncalibrated:
@@ -651,6 +655,22 @@ def _own_clips(model: EncoderModel, precision_map: PrecisionMap, calibration) ->
     warnings.warn(f"{note}: those sites take the clips of this model's calibration instead",
                   UserWarning, stacklevel=4)
     return applied
+
+
+def _warn_if_foreign(model: EncoderModel, precision_map: PrecisionMap, calibration) -> None:
+    """Warns when the calibration's statistics that the model takes (a static site's clip the
+    map does not store, a smoothed site's migration) were measured on another model."""
+    if calibration is None:
+        return
+    stored = precision_map.stored_clips()
+    used = [key for key, site in calibration.sites.items()
+            if site.input_scale is not None
+            or (precision_map[key].needs_calibration and key not in stored)]
+    note = foreign_calibration(calibration, model, used)
+    if note is not None:
+        warnings.warn(f"{note}: they may clip or waste this model's INT8 range. Calibrate this "
+                      "model: quantize(model, pmap, calibrate.calibrate(model, batches, "
+                      "precision_map=pmap))", UserWarning, stacklevel=4)
 
 
 def _check_quantize_arguments(model, precision_map, calibration, implementation) -> None:

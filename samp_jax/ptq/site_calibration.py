@@ -3,13 +3,18 @@ with the clips a precision map stores in their place (`site_calibrations`), and 
 the calibration fits the model and the map (`check_calibration_fits`,
 `check_named_calibrators`): a calibration of another model, or a clip of another calibrator than
 the one a site's rule names, is refused rather than run. A map's clips measured on another model
-(its `model_fingerprint` is not `model_fingerprint(model)`) are not used (`clips_for_model`)."""
+(its `model_fingerprint` is not `model_fingerprint(model)`) are not used (`clips_for_model`); a
+calibration measured on another model is said (`foreign_calibration`)."""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import threading
+import weakref
+from typing import Sequence
 
+import jax
 import numpy as np
 from flax import nnx
 
@@ -27,22 +32,46 @@ class ForeignClipsError(SampJaxError, ValueError):
     this one was given to replace them."""
 
 
+# model -> (its parameters when last fingerprinted, as (path, weak reference) pairs, and the
+# fingerprint): a JAX array never changes, so while each parameter is the same array object
+# the fingerprint holds, and a model whose parameters were replaced (fine-tuned, loaded into)
+# is hashed again. Weak both ways: it keeps neither the model nor an old weight alive.
+_FINGERPRINTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_FINGERPRINTS_LOCK = threading.Lock()
+
+
 @own_transfers
 def model_fingerprint(model: EncoderModel) -> str:
     """The sha256 (64 hex digits) of a float model's parameters: each one's path, dtype, shape
     and bytes, in path order. Two models of equal weights (a folder loaded twice, or copied
     to another machine) have the same; a model fine-tuned further, another checkpoint of the
     same architecture, or the same one with a weight changed, another. A precision map records
-    it beside the clips measured on the model (`PrecisionMap.model_fingerprint`)."""
+    it beside the clips measured on the model (`PrecisionMap.model_fingerprint`). Computed
+    once while the model's parameters stay the same arrays."""
+    params = [(tuple(map(str, path)), variable.get_value()) for path, variable in
+              sorted(nnx.to_flat_state(nnx.state(model, nnx.Param)),
+                     key=lambda item: tuple(map(str, item[0])))]
+    cacheable = all(isinstance(value, jax.Array) for _, value in params)  # numpy may change
+    if cacheable:
+        with _FINGERPRINTS_LOCK:
+            cached = _FINGERPRINTS.get(model)
+        if cached is not None and len(cached[0]) == len(params) and all(
+                path == old_path and ref() is value
+                for (path, value), (old_path, ref) in zip(params, cached[0])):
+            return cached[1]
     digest = hashlib.sha256()
-    for path, variable in sorted(nnx.to_flat_state(nnx.state(model, nnx.Param)),
-                                 key=lambda item: tuple(map(str, item[0]))):
-        array = np.ascontiguousarray(np.asarray(variable.get_value()))
-        head = f"{'.'.join(map(str, path))}:{array.dtype.str}:{array.shape}".encode()
+    for path, value in params:
+        array = np.ascontiguousarray(np.asarray(value))
+        head = f"{'.'.join(path)}:{array.dtype.str}:{array.shape}".encode()
         for part in (head, array.tobytes()):
             digest.update(len(part).to_bytes(8, "little"))
             digest.update(part)
-    return digest.hexdigest()
+    fingerprint = digest.hexdigest()
+    if cacheable:
+        with _FINGERPRINTS_LOCK:
+            _FINGERPRINTS[model] = ([(path, weakref.ref(value)) for path, value in params],
+                                    fingerprint)
+    return fingerprint
 
 
 def foreign_clips(precision_map: PrecisionMap, model: EncoderModel) -> str | None:
@@ -53,6 +82,24 @@ def foreign_clips(precision_map: PrecisionMap, model: EncoderModel) -> str | Non
         return None
     fingerprint = model_fingerprint(model)
     return None if fingerprint == precision_map.model_fingerprint else fingerprint
+
+
+def foreign_calibration(calibration, model: EncoderModel,
+                        used: Sequence[tuple[int, str]]) -> str | None:
+    """What to say when `calibration`'s statistics, used at the sites `used`, were measured on
+    another model (its `model_fingerprint` is not this model's), else None: no site uses them,
+    the calibration records no fingerprint, or it is this model's (the fingerprint is computed
+    only when a site uses the calibration)."""
+    recorded = getattr(calibration, "model_fingerprint", None)
+    if not used or recorded is None:
+        return None
+    fingerprint = model_fingerprint(model)
+    if fingerprint == recorded:
+        return None
+    listed = ", ".join(f"{l}.{s}" for l, s in sorted(used)[:6]) + (", ..." if len(used) > 6 else "")
+    return (f"the calibration was measured on another model (model_fingerprint "
+            f"{recorded[:SHOWN]}...), not on this one ({fingerprint[:SHOWN]}...): its "
+            f"statistics at {len(used)} site(s) ({listed}) are another model's activations")
 
 
 def map_name(precision_map: PrecisionMap) -> str:

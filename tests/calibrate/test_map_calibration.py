@@ -228,10 +228,38 @@ def test_a_map_of_this_model_or_of_none_keeps_its_clips_without_a_pass(tiny, oth
         # it is, to any model of its depth: its writer vouches for the clips
         vouched = dataclasses.replace(stored, model_fingerprint=None)
         assert calibrate(other, random_batches(seed=1), precision_map=vouched).sites == {}
-        np.testing.assert_array_equal(
-            _logits(quantize(other, vouched), batch),
-            _logits(quantize(other, PrecisionMap.preset("fully_quant", 3, activation="static"),
-                             calibration, dtype=jnp.float32), batch))
+        vouched_logits = _logits(quantize(other, vouched), batch)
+    # the same clips from the tiny model's calibration: said, since it names its model
+    with pytest.warns(UserWarning, match="the calibration was measured on another model"):
+        from_calibration = quantize(other, PrecisionMap.preset("fully_quant", 3, activation="static"),
+                                    calibration, dtype=jnp.float32)
+    np.testing.assert_array_equal(vouched_logits, _logits(from_calibration, batch))
+
+
+def test_a_calibration_of_another_model_is_said_where_its_statistics_are_used(
+        tiny, other, calibration):
+    static = PrecisionMap.preset("fully_quant", 3, activation="static")
+    with pytest.warns(UserWarning, match=(
+            rf"the calibration was measured on another model \(model_fingerprint "
+            rf"{calibration.model_fingerprint[:12]}\.\.\.\), not on this one "
+            rf"\({model_fingerprint(other)[:12]}\.\.\.\): its statistics at 12 site\(s\) "
+            r"\(0\.attn_out, 0\.ffn_in, 0\.ffn_out, 0\.qkv, 1\.attn_out, 1\.ffn_in, \.\.\.\).*"
+            r"calibrate\.calibrate\(model, batches, precision_map=pmap\)")):
+        quantize(other, static, calibration, dtype=jnp.float32)
+    one_site = PrecisionMap.from_dict({"num_layers": 3, "rules": [
+        {"layers": [2], "sites": ["ffn_out"], "precision": "int8", "activation": "per_tensor_static"}]})
+    with pytest.warns(UserWarning, match=r"its statistics at 1 site\(s\) \(2\.ffn_out\) are"):
+        quantize(other, one_site, calibration, dtype=jnp.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        quantize(tiny, static, calibration, dtype=jnp.float32)  # its own model's
+        # no site takes the calibration's statistics: dynamic INT8, or every clip stored
+        quantize(other, PrecisionMap.preset("fully_quant", 3), calibration, dtype=jnp.float32)
+        quantize(other, dataclasses.replace(_searched_like(tiny, calibration), model_fingerprint=None),
+                 calibration, dtype=jnp.float32)
+        # a calibration that names no model (made before calibrations named one) is vouched for
+        quantize(other, static, dataclasses.replace(calibration, model_fingerprint=None),
+                 dtype=jnp.float32)
 
 
 @pytest.mark.parametrize("value", ["0" * 63, "A" * 64, "g" * 64, 12, ["0" * 64], ""])
@@ -247,5 +275,25 @@ def test_the_fingerprint_follows_the_weights(tiny):
     copy = nnx.clone(tiny)
     assert model_fingerprint(copy) == model_fingerprint(tiny)
     kernel = copy.encoder.layers[2].ffn_out.kernel
-    kernel[...] = kernel[...].at[0, 0].add(1e-3)
+    original = kernel[...]
+    kernel[...] = original.at[0, 0].add(1e-3)
     assert model_fingerprint(copy) != model_fingerprint(tiny)
+    kernel[...] = original + 0  # the same values in a new array
+    assert model_fingerprint(copy) == model_fingerprint(tiny)
+
+
+def test_the_fingerprint_is_hashed_once_while_the_weights_stay_the_same_arrays(tiny, monkeypatch):
+    import hashlib
+    from types import SimpleNamespace
+
+    from samp_jax.ptq import site_calibration
+    copy = nnx.clone(tiny)
+    hashed = []
+    monkeypatch.setattr(site_calibration, "hashlib", SimpleNamespace(  # this module's hashes only
+        sha256=lambda: hashed.append(1) or hashlib.sha256()))
+    first = model_fingerprint(copy)
+    assert model_fingerprint(copy) == first and len(hashed) == 1
+    bias = copy.encoder.layers[0].qkv.bias
+    bias[...] = bias[...].at[1].add(0.5)  # one parameter replaced: hashed again
+    assert model_fingerprint(copy) != first and len(hashed) == 2
+    assert model_fingerprint(copy) != first and len(hashed) == 2
