@@ -33,12 +33,14 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 from jax.experimental import pallas as pl
-from jax.experimental.pallas import mosaic_gpu as plgpu
 
 from pallas_kernels import epilogue as ep
 from pallas_kernels.devices import HOPPER_SMEM_PER_BLOCK, is_hopper
 from pallas_kernels.int8_matmul.base import Implementation, choose, interpret_params, pad_rows
+from pallas_kernels.lazy import mosaic_gpu
 from pallas_kernels.numerics import check_depth
+
+plgpu = mosaic_gpu()  # jax.experimental.pallas.mosaic_gpu, imported when a kernel is first built
 
 KERNEL_NAME = "samp_int8_matmul_mosaic"
 _NUM_BARRIERS = 5  # the epilogue operands': x scales, w scales, bias, residual, output scales
