@@ -23,12 +23,16 @@ demo: $(STAMP)
 # workers (pytest-xdist), each test file on one worker: most tests are bound by single-threaded
 # compilation, which two workers on two cores overlap, and the workers share one persistent XLA
 # compilation cache (tests/conftest.py; SAMP_JAX_TEST_XLA_CACHE=off disables it).
-# TEST_JOBS=0 runs in one process. Workers share a GPU, so none preallocates its memory. Files
+# TEST_JOBS=0 runs in one process. Workers share a GPU, so none preallocates its memory. Python
+# writes bytecode during the run even where PYTHONDONTWRITEBYTECODE is set (into the ignored
+# __pycache__ folders): each worker and each of the hundreds of processes the tests start then
+# reads the project's modules, and pytest its assertion-rewritten test modules, compiled once
+# (about 8 s of each worker's collection on a 2-core CPU). Files
 # go to the workers in collection order (--no-loadscope-reorder; xdist's default starts the files
 # with the most tests first), which tests/conftest.py begins with the longest files
 # (LONGEST_FIRST), so that they overlap the many short ones instead of ending the run alone.
 TEST_JOBS ?= 2
-PYTEST := XLA_PYTHON_CLIENT_PREALLOCATE=false $(VPY) -m pytest -q -n $(TEST_JOBS) --dist loadfile \
+PYTEST := XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONDONTWRITEBYTECODE= $(VPY) -m pytest -q -n $(TEST_JOBS) --dist loadfile \
 	--no-loadscope-reorder --durations=15
 test: $(STAMP)
 	$(PYTEST) tests
