@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     shape = bench.parse_shapes(args.shape)[0]
     if args.quick:
         config, shape = bench.TINY_CONFIG, (1, 32)
-    model = bench.EncoderModel(config, rngs=nnx.Rngs(0))
+    model = bench.random_weights(config)
     calibration = calibrate(model, [bench.token_batch(config.vocab_size, 8, 128)], method="minmax")
     batch = bench.token_batch(config.vocab_size, *shape)
     document = {"device": jax.devices()[0].device_kind, "backend": jax.default_backend(),

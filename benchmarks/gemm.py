@@ -56,7 +56,7 @@ from samp_jax.ops import interpret
 
 SHAPES_M = (16, 128, 4096, 16384, 32768)
 SHAPES_KN = ((768, 2304), (768, 768), (768, 3072), (3072, 768))
-QUICK_M, QUICK_KN = (16,), ((384, 256),)
+QUICK_M, QUICK_KN = (16,), ((256, 128),)  # each kernel in interpret mode, in seconds on a CPU
 # (name, precision, `gemm` implementation, expected pallas_call name or None)
 SITE_CONTENDERS = (("xla_fp16", "fp16", "xla", None), ("xla_int8", "int8", "xla", None),
                    ("pallas_triton_int8", "int8", "pallas_triton", KERNEL_NAME),

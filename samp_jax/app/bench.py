@@ -114,8 +114,32 @@ TINY_CONFIG = EncoderConfig(vocab_size=2048, hidden_size=64, num_layers=6, num_h
                             intermediate_size=128, max_position_embeddings=512)
 
 
+INIT_STD = 0.02  # BERT's initializer range
+
+
+def random_weights(config: EncoderConfig, seed: int = 0) -> EncoderModel:
+    """An `EncoderModel` of `config` with random weights drawn on the host: weights and
+    embeddings normal with BERT's 0.02 spread, cut at two of it; LayerNorm scales 1, biases 0.
+    Built abstract and filled, so that no random initializer runs on the device: each one JAX
+    runs eagerly compiles per shape, seconds of a benchmark process's start."""
+    graphdef, state = nnx.split(nnx.eval_shape(lambda: EncoderModel(config, rngs=nnx.Rngs(0))))
+    rng = np.random.default_rng(seed)
+
+    def fill(path, leaf):
+        name = next(key.key for key in reversed(path) if hasattr(key, "key"))  # the variable
+        if name == "scale":
+            value = np.ones(leaf.shape)
+        elif name == "bias":
+            value = np.zeros(leaf.shape)
+        else:
+            value = np.clip(rng.standard_normal(leaf.shape, np.float32), -2.0, 2.0) * INIT_STD
+        return jax.numpy.asarray(value, leaf.dtype)
+
+    return nnx.merge(graphdef, jax.tree_util.tree_map_with_path(fill, state))
+
+
 def _random_model(config: EncoderConfig):
-    return lambda minilm_dir: (EncoderModel(config, rngs=nnx.Rngs(0)), None)
+    return lambda minilm_dir: (random_weights(config), None)
 
 
 def _minilm(minilm_dir: Path | None):

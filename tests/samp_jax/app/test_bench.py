@@ -106,3 +106,29 @@ def test_the_cli_exits_1_when_a_row_failed_and_keeps_the_rows(tmp_path, monkeypa
     assert rows == [{"model": "tiny", "batch": 1, "seq": 32, "contender": "samp_fp16",
                      "error": "RuntimeError: planted build failure"}]
     assert "1 of 1 rows failed (samp_fp16)" in capsys.readouterr().err
+
+
+def test_a_random_weights_model_is_drawn_on_the_host_as_bert_initializes():
+    import numpy as np
+    from flax import nnx
+
+    def params(seed):
+        model = bench.random_weights(bench.TINY_CONFIG, seed=seed)
+        return {".".join(map(str, p)): np.asarray(v.get_value())
+                for p, v in nnx.to_flat_state(nnx.state(model, nnx.Param))}
+
+    drawn, again, other = params(0), params(0), params(1)
+    assert drawn.keys() == again.keys() == other.keys() and len(drawn) == 77
+    for name, value in drawn.items():
+        np.testing.assert_array_equal(value, again[name])  # one seed, one model
+        assert value.dtype == np.float32
+        if name.endswith(".scale"):
+            assert (value == 1).all(), name
+        elif name.endswith(".bias"):
+            assert (value == 0).all(), name
+        else:  # BERT's 0.02 spread, cut at two of it
+            assert np.abs(value).max() <= 0.04 + 1e-7 and 0.015 < value.std() < 0.021, name
+            assert not np.array_equal(value, other[name]), name
+    model = bench.random_weights(bench.TINY_CONFIG)
+    ids = np.arange(1, 17, dtype=np.int32).reshape(2, 8)
+    assert np.isfinite(np.asarray(model(ids, np.ones_like(ids)))).all()
