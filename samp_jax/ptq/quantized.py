@@ -668,9 +668,9 @@ def _warn_if_foreign(model: EncoderModel, precision_map: PrecisionMap, calibrati
             or (precision_map[key].needs_calibration and key not in stored)]
     note = foreign_calibration(calibration, model, used)
     if note is not None:
-        warnings.warn(f"{note}: they may clip or waste this model's INT8 range. Calibrate this "
-                      "model: quantize(model, pmap, calibrate.calibrate(model, batches, "
-                      "precision_map=pmap))", UserWarning, stacklevel=4)
+        warnings.warn(f"{note}: they may clip or waste this model's quantized range. "
+                      "Calibrate this model: quantize(model, pmap, calibrate.calibrate(model, "
+                      "batches, precision_map=pmap))", UserWarning, stacklevel=4)
 
 
 def _check_quantize_arguments(model, precision_map, calibration, implementation) -> None:
