@@ -59,6 +59,7 @@ from samp_jax.app.outputs import check_output, summary_after
 from samp_jax.core.atomic import atomic_file, resolve_output, write_text_atomic
 from samp_jax.core.errors import SampJaxError
 from samp_jax.models import EncoderConfig, EncoderModel, load_pretrained
+from samp_jax.models.config import INIT_STD
 from samp_jax.core.version import run_record
 from samp_jax.core.precision import PrecisionMap
 from samp_jax.ptq.quantized import quantize
@@ -112,9 +113,6 @@ def contender_names() -> list[str]:
 # Six layers, as the shipped search map has; widths every Pallas kernel tiles (multiples of 64).
 TINY_CONFIG = EncoderConfig(vocab_size=2048, hidden_size=64, num_layers=6, num_heads=4,
                             intermediate_size=128, max_position_embeddings=512)
-
-
-INIT_STD = 0.02  # BERT's initializer range
 
 
 def random_weights(config: EncoderConfig, seed: int = 0) -> EncoderModel:

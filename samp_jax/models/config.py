@@ -23,6 +23,9 @@ from samp_jax.models.activations import SUPPORTED_ACTIVATIONS
 from samp_jax.models.errors import ConfigError
 from samp_jax.models.families import UnsupportedFamilyError, get_family
 
+# The spread of the normal (cut at two of it) that new weights are drawn from: BERT's
+# initializer_range
+INIT_STD = 0.02
 # MPNet buckets relative positions into 32 buckets up to distance 128, whatever its config
 # says (`MPNetEncoder.compute_position_bias` uses its defaults); the table may have more rows.
 RELATIVE_BUCKETS = 32

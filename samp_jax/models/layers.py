@@ -17,7 +17,8 @@ import numpy as np
 from flax import nnx
 
 from pallas_kernels.numerics import layer_norm
-from samp_jax.models.config import RELATIVE_BUCKETS, RELATIVE_MAX_DISTANCE, EncoderConfig
+from samp_jax.models.config import (INIT_STD, RELATIVE_BUCKETS, RELATIVE_MAX_DISTANCE,
+                                     EncoderConfig)
 from samp_jax.models.gated_ffn import gated_activation
 from samp_jax.models import int8_attention
 from samp_jax.models.local_attention import band_mask, blockwise_local_attention, use_blockwise
@@ -31,8 +32,6 @@ from samp_jax.core.precision import (SITES, AttentionPrecision, PrecisionMapErro
 from samp_jax.core.primitives import QArray
 
 AttentionImpl = Literal["xla", "cudnn"] | None
-
-_INIT_STD = 0.02  # BERT's initializer_range
 
 
 class LayerNorm(nnx.Module):
@@ -77,7 +76,7 @@ class GemmSite(nnx.Module):
     def __init__(self, in_features: int, out_features: int, *, site: str, dtype=jnp.float32,
                  param_dtype=jnp.float32, use_bias: bool = True, rngs: nnx.Rngs):
         self.kernel = nnx.Param(  # [in, out]
-            _INIT_STD * jax.random.truncated_normal(
+            INIT_STD * jax.random.truncated_normal(
                 rngs.params(), -2.0, 2.0, (in_features, out_features), param_dtype))
         self.bias = nnx.Param(jnp.zeros((out_features,), param_dtype)) if use_bias else None  # [out]
         self.site = site
@@ -134,7 +133,7 @@ class Embeddings(nnx.Module):
         width = config.embedding_width
 
         def table(rows):
-            return nnx.Param(_INIT_STD * jax.random.truncated_normal(
+            return nnx.Param(INIT_STD * jax.random.truncated_normal(
                 rngs.params(), -2.0, 2.0, (rows, width), param_dtype))
         self.word = table(config.vocab_size)  # [vocab, width]
         # [max_pos, width]; None for rotary positions (ModernBERT) or no absolute positions
@@ -543,7 +542,7 @@ class Encoder(nnx.Module):
                          attention_impl=attention_impl, rngs=rngs)
             for index in range(config.num_layers)])
         buckets = config.relative_attention_num_buckets
-        self.relative_bias = nnx.Param(_INIT_STD * jax.random.truncated_normal(
+        self.relative_bias = nnx.Param(INIT_STD * jax.random.truncated_normal(
             rngs.params(), -2.0, 2.0, (buckets, config.num_heads), jnp.float32)) if buckets else None
         self.final_norm = LayerNorm(config.hidden_size, eps=config.layer_norm_eps, dtype=dtype,
                                     param_dtype=param_dtype, use_bias=config.norm_bias) \

@@ -29,9 +29,7 @@ import numpy as np
 from flax import nnx
 
 from pallas_kernels.numerics import to_rank
-from samp_jax.models.config import EncoderConfig
-
-_INIT_STD = 0.02
+from samp_jax.models.config import INIT_STD, EncoderConfig
 
 
 def log_bucket_position(relative: np.ndarray, bucket_size: int, max_position: int) -> np.ndarray:
@@ -132,7 +130,7 @@ class DisentangledPositions(nnx.Module):
 
     def __init__(self, config: EncoderConfig, *, layer_norm, gemm_site, rngs: nnx.Rngs):
         hidden, span = config.hidden_size, config.relative_span
-        self.embeddings = nnx.Param(_INIT_STD * jax.random.truncated_normal(
+        self.embeddings = nnx.Param(INIT_STD * jax.random.truncated_normal(
             rngs.params(), -2.0, 2.0, (2 * span, hidden), jnp.float32))  # [2 span, hidden]
         self.norm = layer_norm(hidden) if config.norm_rel_ebd == "layer_norm" else None
         types = config.pos_att_type

@@ -78,10 +78,18 @@ def foreign_clips(precision_map: PrecisionMap, model: EncoderModel) -> str | Non
     """The model's fingerprint when `precision_map` stores clips measured on another model
     (its `model_fingerprint` differs), else None: no clip, no fingerprint (clips its writer
     vouches for), or this model's (the fingerprint is computed only when the map names one)."""
-    if precision_map.model_fingerprint is None or not precision_map.stored_clips():
+    if not precision_map.stored_clips():
+        return None
+    return other_model(precision_map.model_fingerprint, model)
+
+
+def other_model(recorded: str | None, model: EncoderModel) -> str | None:
+    """`model`'s fingerprint when `recorded` (a map's or a calibration's) names another model,
+    else None (None recorded: nothing to compare)."""
+    if recorded is None:
         return None
     fingerprint = model_fingerprint(model)
-    return None if fingerprint == precision_map.model_fingerprint else fingerprint
+    return None if fingerprint == recorded else fingerprint
 
 
 def foreign_calibration(calibration, model: EncoderModel,
@@ -91,10 +99,8 @@ def foreign_calibration(calibration, model: EncoderModel,
     the calibration records no fingerprint, or it is this model's (the fingerprint is computed
     only when a site uses the calibration)."""
     recorded = getattr(calibration, "model_fingerprint", None)
-    if not used or recorded is None:
-        return None
-    fingerprint = model_fingerprint(model)
-    if fingerprint == recorded:
+    fingerprint = other_model(recorded, model) if used else None
+    if fingerprint is None:
         return None
     listed = ", ".join(f"{l}.{s}" for l, s in sorted(used)[:6]) + (", ..." if len(used) > 6 else "")
     return (f"the calibration was measured on another model (model_fingerprint "
