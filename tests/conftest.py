@@ -15,8 +15,22 @@ import os
 # blocked warpgroups fill it and the one they wait for never runs (as in the warp-specialized
 # INT8 GEMM with a residual whose dtype differs from its output's). Without it the callbacks run
 # on the calling thread. Set before JAX creates its CPU client, which reads XLA_FLAGS once.
-os.environ["XLA_FLAGS"] = " ".join(filter(None, (
-    os.environ.get("XLA_FLAGS"), "--xla_cpu_enable_concurrency_optimized_scheduler=false")))
+#
+# Most tests compile small programs and run them once or a few times, so compiling, not
+# running, is most of the suite's time on a CPU, above all with the persistent cache below
+# still empty (as on a fresh machine). XLA's backend optimization level 0 (LLVM's -O0 on the
+# code XLA:CPU emits; XLA's HLO passes run as always) compiles a tiny model's forward in
+# about half the time and runs it at about half the speed. Measured on a 2-core CPU, level 0
+# vs XLA's default 3: tests/samp_jax/app/test_families_cli.py 228 vs 305 s and
+# tests/pallas_kernels + tests/samp_jax/ops 190 vs 205 s (each from an empty cache), the quick
+# examples/your_own_data.py 86 vs 103 s. A tiny model per family gave the same outputs both
+# ways, float and INT8 (a sharded and a single-device program of one model may differ by an
+# ulp at either level: tests/samp_jax/serving/test_families.py). A level set in $XLA_FLAGS
+# is kept: --xla_backend_optimization_level=3 runs the suite as XLA compiles by default.
+TEST_XLA_FLAGS = ("--xla_cpu_enable_concurrency_optimized_scheduler=false",) + (
+    () if "--xla_backend_optimization_level" in os.environ.get("XLA_FLAGS", "")
+    else ("--xla_backend_optimization_level=0",))
+os.environ["XLA_FLAGS"] = " ".join(filter(None, (os.environ.get("XLA_FLAGS"),) + TEST_XLA_FLAGS))
 
 import tempfile  # noqa: E402
 

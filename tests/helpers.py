@@ -17,6 +17,13 @@ TINY_MINILM_VOCAB = dict(vocab_size=30522, hidden_size=32, num_layers=2, num_hea
                          intermediate_size=64, max_position_embeddings=64)
 
 
+def xla_flags(*flags: str) -> str:
+    """`XLA_FLAGS` for a process a test starts: this process's (tests/conftest.py sets the
+    suite's own) and `flags`, which come last and so take precedence."""
+    import os
+    return " ".join(filter(None, (os.environ.get("XLA_FLAGS"),) + flags))
+
+
 def tiny_classifier(num_labels: int = 2, seed: int = 5):
     """A random `TINY_MINILM_VOCAB` sequence classifier (an `EncoderModel`)."""
     from flax import nnx

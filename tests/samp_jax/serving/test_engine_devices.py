@@ -22,7 +22,7 @@ import pytest
 import samp_jax
 from samp_jax.serving.engine import CompileCounter
 from samp_jax.serving.sharding import local_devices
-from tests.helpers import tiny_classifier
+from tests.helpers import tiny_classifier, xla_flags
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[3]
 @pytest.fixture(scope="module")
 def four_devices(tmp_path_factory):
     out = tmp_path_factory.mktemp("engine_devices")
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+    env = {**os.environ, "XLA_FLAGS": xla_flags("--xla_force_host_platform_device_count=4"),
            "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
     done = subprocess.run([sys.executable, "-m", "tests.samp_jax.serving.engine_devices_worker",
                            str(out)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)

@@ -8,14 +8,14 @@ import sys
 import numpy as np
 import pytest
 
-from tests.helpers import FAMILY_CONFIGS, ROOT
+from tests.helpers import FAMILY_CONFIGS, ROOT, xla_flags
 from tests.samp_jax.serving.families_sharding_worker import FLOAT_FAMILIES
 
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     out = tmp_path_factory.mktemp("families_sharding")
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
+    env = {**os.environ, "XLA_FLAGS": xla_flags("--xla_force_host_platform_device_count=8"),
            "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT), "PYTHONWARNINGS": "ignore"}
     done = subprocess.run([sys.executable, "-m", "tests.samp_jax.serving.families_sharding_worker",
                            str(out)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
@@ -32,5 +32,10 @@ def test_eight_devices_match_one(results, model_type, variant):
     sharded = results[f"{model_type}_{variant}_sharded"]
     single = results[f"{model_type}_{variant}_single"]
     assert sharded.shape == single.shape == (19, 3)
-    # measured 1.2e-7 of the largest logit (float), 0 (INT8)
-    np.testing.assert_allclose(sharded, single, rtol=0, atol=1e-6 * np.abs(single).max())
+    # Float: measured up to 2.6e-7 of the largest logit. INT8: 0 for most families, but the two
+    # programs' float ops (attention, norms, dequantization) may differ by an ulp, which can
+    # tip one rounding of a quantized activation the other way: measured 3.1e-5 (MPNet, at
+    # the XLA backend optimization level the suite compiles with, tests/conftest.py). A row or
+    # a scale that sharding got wrong moves the logits by far more.
+    bound = 1e-6 if variant == "fp32" else 1e-4
+    np.testing.assert_allclose(sharded, single, rtol=0, atol=bound * np.abs(single).max())

@@ -25,6 +25,7 @@ from samp_jax.serving.batching import run_batched
 from samp_jax.serving.forward import jit_forward
 from samp_jax.serving.sharding import ShardedForward, as_sharded, data_mesh, round_batch_size, sharded_forward
 from samp_jax.tasks.task import get_task, predict
+from tests.helpers import xla_flags
 
 ROOT = Path(__file__).resolve().parents[3]
 DEVICES = 8
@@ -33,7 +34,7 @@ DEVICES = 8
 @pytest.fixture(scope="module")
 def eight_devices(tmp_path_factory):
     out = tmp_path_factory.mktemp("sharding")
-    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={DEVICES}",
+    env = {**os.environ, "XLA_FLAGS": xla_flags(f"--xla_force_host_platform_device_count={DEVICES}"),
            "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
     done = subprocess.run([sys.executable, "-m", "tests.samp_jax.serving.sharding_worker", str(out)], cwd=ROOT,
                           env=env, capture_output=True, text=True, timeout=600)
@@ -105,7 +106,7 @@ def test_int8_ties_quantize_alike_under_jit_and_inside_shard_map(tmp_path):
     dequantization), so a plain division quantizes these rows, all on a .5 tie, differently under
     `jit` and inside `shard_map`. The quantization is `round(x * fl(1 / s))` in both
     (`numerics.divide_by_scale`)."""
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+    env = {**os.environ, "XLA_FLAGS": xla_flags("--xla_force_host_platform_device_count=4"),
            "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
     done = subprocess.run([sys.executable, "-m", "tests.samp_jax.serving.ties_worker", str(tmp_path)],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
