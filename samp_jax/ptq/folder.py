@@ -26,7 +26,6 @@ what is used.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import warnings
@@ -38,6 +37,7 @@ import numpy as np
 
 from pallas_kernels.numerics import INT8_MAX, SCALE_EPS
 from samp_jax.core import strict_json
+from samp_jax.core.digests import bytes_digest
 from samp_jax.core.errors import SampJaxError
 from samp_jax.core.input_files import (BrokenLinkError, NotRegularFileError, not_regular,
                                       open_regular, read_fd)
@@ -134,20 +134,6 @@ def _replaced(directory: Path, folder_fd: int) -> bool:
     except FileNotFoundError:
         return True
     return (now.st_dev, now.st_ino) != (held.st_dev, held.st_ino)
-
-
-def bytes_digest(data: bytes) -> dict[str, Any]:
-    """`{"sha256", "bytes"}` of `data`, as the manifest records a file."""
-    return {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
-
-
-def file_digest(path: Path) -> dict[str, Any]:
-    """`bytes_digest` of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return {"sha256": digest.hexdigest(), "bytes": path.stat().st_size}
 
 
 def parse_sidecar(path: Path, data: bytes) -> dict[str, Any]:

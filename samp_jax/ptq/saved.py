@@ -31,6 +31,7 @@ from safetensors.numpy import load as load_safetensors
 from safetensors.numpy import save_file
 
 from samp_jax.core.atomic import atomic_folder, check_not_interrupted, is_quantized_folder
+from samp_jax.core.digests import file_digest
 from samp_jax.core.input_files import check_regular
 from samp_jax.core.precision import PrecisionMap, PrecisionMapError
 from samp_jax.core.version import versions
@@ -42,7 +43,7 @@ from samp_jax.models.st_folder import PROMPTS_FILE
 from samp_jax.models.tokenizer import TOKENIZER_FILE, TOKENIZER_FILES, Tokenizer, check_fits
 from samp_jax.models.weight_files import writing_safetensors
 from samp_jax.ptq.folder import (FORMAT, FORMAT_VERSION, SEAL_KEY, SIDECAR_FILE, SIDECAR_LIMIT,
-                                 STORED_AS, WEIGHTS_FILE, check_seal, checked_tensor, file_digest,
+                                 STORED_AS, WEIGHTS_FILE, check_seal, checked_tensor,
                                  open_folder, parse_sidecar, read_file, recorded_size, seal_text,
                                  verify_files)
 

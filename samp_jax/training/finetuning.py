@@ -29,6 +29,7 @@ import json
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -41,6 +42,8 @@ from flax import nnx
 from samp_jax.core.assets import cache_dir, minilm_path
 from samp_jax.core import strict_json
 from samp_jax.core.atomic import atomic_folder, warn_not_cached
+from samp_jax.core.digests import changed_files, folder_digests
+from samp_jax.core.errors import SampJaxError
 from samp_jax.core.progress import progress_bar
 from samp_jax.models.checkpoint import load_pretrained, save_pretrained
 from samp_jax.models.heads import check_labels
@@ -365,6 +368,9 @@ def _train(train_step, dev_score, params, opt_state, train, rng, config: Finetun
     return _Run(best, step, seen, time.perf_counter() - start, history)
 
 
+INFO_FILE = "finetune.json"  # a cached fine-tune's summary and the list of its other files
+
+
 def finetuned_dir(task: str, config: FinetuneConfig) -> Path:
     """Cache folder of a fine-tuned MiniLM for `task` under `config`."""
     return cache_dir() / "finetuned" / f"minilm-{task}-seed{config.seed}-{config.key()}"
@@ -375,47 +381,79 @@ def finetuned_model(task: str, config: FinetuneConfig | None = None, *, train_if
     """The all-MiniLM-L6-v2 backbone fine-tuned on `task`, from the cache or trained now.
 
     Returns `(model, tokenizer, info)`, where `info` is the cached `finetune.json`
-    (dev metric, steps, seconds, history). The cached folder keeps its training rows' digests
+    (dev metric, steps, seconds, history, and `files`: every other file of the folder with its
+    sha256 and size). The cached folder keeps its training rows' digests
     as a `samp-jax finetune` folder does (`samp_jax.tasks.trained_rows`), for a command given
     it as `--model`. A cache that cannot be written (read-only, full) is
     a warning naming the folder and the OS error, and the model trained now is returned.
+    A cached model is used only when its folder is as written: a file changed, missing or added
+    since (a damaged disk, an edit, a copy cut short), or a `finetune.json` that cannot be read,
+    is a warning naming the folder and each such file (found vs recorded), and the model is
+    trained again and cached in its place.
 
     Raises:
       FileNotFoundError: not cached and `train_if_missing=False`.
+      CachedModelError: cached but changed since it was written, and `train_if_missing=False`.
     """
     config = config or DEFAULT_CONFIGS[task]
     task_obj = get_task(task, seed=config.seed)
     folder = finetuned_dir(task, config)
-    info_file = folder / "finetune.json"
-    if not info_file.is_file():
+    if (folder / INFO_FILE).is_file():
+        info, problems = _read_cached(folder)
+        if not problems:
+            return load_pretrained(folder), Tokenizer.from_pretrained(folder), info
+        damage = (f"the cached fine-tuned {task} model {folder} is not as it was written: "
+                  + "; ".join(problems[:6])
+                  + (f"; and {len(problems) - 6} more" if len(problems) > 6 else ""))
         if not train_if_missing:
-            raise FileNotFoundError(f"no fine-tuned {task} model at {folder}")
-        base = minilm_path()
-        model = load_pretrained(base, head=task_obj.head, num_labels=len(task_obj.labels),
-                                allow_new_head=True)
-        tokenizer = Tokenizer.from_pretrained(base, sentence_transformers=False)  # a new head
-        result = finetune(model, task_obj, tokenizer, config, progress=progress)
-        info = {"task": task, "config": dataclasses.asdict(config), "dev_metric": result.dev_metric,
-                "metric": task_obj.metric, "steps": result.steps, "seconds": result.seconds,
-                "examples_per_second": result.examples_per_second, "history": result.history,
-                "device": jax.devices()[0].device_kind}
+            raise CachedModelError(f"{damage}. Delete the folder to train it again")
+        warnings.warn(f"{damage}; training it again")
+    elif not train_if_missing:
+        raise FileNotFoundError(f"no fine-tuned {task} model at {folder}")
+    base = minilm_path()
+    model = load_pretrained(base, head=task_obj.head, num_labels=len(task_obj.labels),
+                            allow_new_head=True)
+    tokenizer = Tokenizer.from_pretrained(base, sentence_transformers=False)  # a new head
+    result = finetune(model, task_obj, tokenizer, config, progress=progress)
+    info = {"task": task, "config": dataclasses.asdict(config), "dev_metric": result.dev_metric,
+            "metric": task_obj.metric, "steps": result.steps, "seconds": result.seconds,
+            "examples_per_second": result.examples_per_second, "history": result.history,
+            "device": jax.devices()[0].device_kind}
 
-        def write(target: Path) -> None:
-            save_pretrained(result.model, target, tokenizer_dir=base, labels=task_obj.labels,
-                            extra=TRAINED_ROWS_CONFIG)  # its training rows, for `--model DIR`
-            save_trained_rows(target, task_obj.split("train"))
-            (target / "finetune.json").write_text(strict_json.dumps(info, indent=1))
-        try:
-            with atomic_folder(folder) as staging:
-                write(staging)
-        except OSError as e:  # a read-only or full cache: the model is loaded as saved elsewhere
-            warn_not_cached("fine-tuned model", folder, e)
-            try:  # as a cached copy loads (its saved dtypes), where a scratch folder is written
-                with tempfile.TemporaryDirectory() as scratch:
-                    write(Path(scratch) / "model")
-                    return load_pretrained(Path(scratch) / "model"), \
-                        Tokenizer.from_pretrained(Path(scratch) / "model"), info
-            except OSError:  # no room there either: the model as trained
-                return result.model, tokenizer, info
-    info = json.loads(info_file.read_text())
+    def write(target: Path) -> dict:
+        save_pretrained(result.model, target, tokenizer_dir=base, labels=task_obj.labels,
+                        extra=TRAINED_ROWS_CONFIG)  # its training rows, for `--model DIR`
+        save_trained_rows(target, task_obj.split("train"))
+        written = {**info, "files": folder_digests(target, exclude=(INFO_FILE,))}
+        (target / INFO_FILE).write_text(strict_json.dumps(written, indent=1))
+        return written
+    try:  # the cache's own folder: a damaged entry is replaced, whatever is left of it
+        with atomic_folder(folder, replaceable=lambda _: True) as staging:
+            info = write(staging)
+    except OSError as e:  # a read-only or full cache: the model is loaded as saved elsewhere
+        warn_not_cached("fine-tuned model", folder, e)
+        try:  # as a cached copy loads (its saved dtypes), where a scratch folder is written
+            with tempfile.TemporaryDirectory() as scratch:
+                info = write(Path(scratch) / "model")
+                return load_pretrained(Path(scratch) / "model"), \
+                    Tokenizer.from_pretrained(Path(scratch) / "model"), info
+        except OSError:  # no room there either: the model as trained
+            return result.model, tokenizer, info
     return load_pretrained(folder), Tokenizer.from_pretrained(folder), info
+
+
+class CachedModelError(SampJaxError, ValueError):
+    """A cached fine-tuned model whose folder changed since it was written."""
+
+
+def _read_cached(folder: Path) -> tuple[dict, list[str]]:
+    """A cached fine-tune's `finetune.json` and how its folder differs from the files it lists
+    (`samp_jax.core.digests.changed_files`); a `finetune.json` that cannot be read or is not a
+    JSON object is one problem."""
+    try:
+        info = json.loads((folder / INFO_FILE).read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        return {}, [f"{INFO_FILE}: unreadable ({e})"]
+    if not isinstance(info, dict):
+        return {}, [f"{INFO_FILE}: a JSON {type(info).__name__}, expected an object"]
+    return info, changed_files(folder, info.get("files"), manifest=INFO_FILE, exclude=(INFO_FILE,))

@@ -19,7 +19,7 @@ from samp_jax import CheckpointError, ConfigError, PrecisionMap, QuantizedModel,
 from samp_jax.models import read_pooling
 from samp_jax.models.st_folder import write_st_files
 from samp_jax.ptq.folder import SEAL_KEY, SidecarNotSealedWarning, seal_text
-from samp_jax.ptq.folder import file_digest as _file_digest
+from samp_jax.core.digests import file_digest as _file_digest
 from samp_jax.ptq.quantized import SiteCalibration
 from tests.helpers import GOLDEN
 

@@ -23,7 +23,7 @@ from samp_jax import (
 )
 from samp_jax.models.heads import make_head
 from samp_jax.ptq.folder import SEAL_KEY, SidecarNotSealedWarning, seal_text
-from samp_jax.ptq.folder import file_digest as _file_digest
+from samp_jax.core.digests import file_digest as _file_digest
 from samp_jax.ptq.quantized import QuantizedGemmSite
 from samp_jax.serving.batching import length_batches
 from tests.helpers import TINY_CONFIG, golden_inputs

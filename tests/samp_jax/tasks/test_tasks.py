@@ -204,6 +204,64 @@ def test_a_cached_fine_tune_keeps_its_training_rows_as_a_finetune_folder_does(un
     assert json.loads((folder / "config.json").read_text()).items() >= TRAINED_ROWS_CONFIG.items()
 
 
+def test_a_cached_fine_tune_is_used_only_as_it_was_written(untrained_finetune, monkeypatch):
+    """finetune.json lists every other file of the cached folder with its sha256 and size; a
+    file changed, removed or added since, or an unreadable finetune.json, is named (found vs
+    recorded), and the model is trained again and cached in its place, or, without training,
+    refused."""
+    from samp_jax.core.digests import file_digest
+    finetuning = untrained_finetune
+    trained = []
+    untrained = finetuning.finetune
+    monkeypatch.setattr(finetuning, "finetune", lambda *a, **k: trained.append(1) or untrained(*a, **k))
+    config = FinetuneConfig(max_train_examples=16, max_dev_examples=8, min_steps=0)
+    _, _, info = finetuned_model("polarity", config, progress=False)
+    folder = finetuned_dir("polarity", config)
+    files = {p.name for p in folder.iterdir()} - {"finetune.json"}
+    assert {"model.safetensors", "config.json", "tokenizer.json"} <= files
+    assert info["files"] == {name: file_digest(folder / name) for name in files}
+    assert json.loads((folder / "finetune.json").read_text())["files"] == info["files"]
+    assert len(trained) == 1
+    finetuned_model("polarity", config)  # as written: loaded, not trained
+    assert len(trained) == 1
+
+    weights = folder / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-3] ^= 0x10  # one bit of the last weight
+    weights.write_bytes(bytes(data))
+    found = file_digest(weights)["sha256"][:16]
+    recorded = info["files"]["model.safetensors"]["sha256"][:16]
+    with pytest.raises(finetuning.CachedModelError,
+                       match=rf"the cached fine-tuned polarity model {folder} is not as it was "
+                             rf"written: model.safetensors: {len(data)} bytes, sha256 {found}\.\.\., "
+                             rf"recorded {len(data)} bytes, sha256 {recorded}\.\.\.\. Delete the "
+                             "folder to train it again"):
+        finetuned_model("polarity", config, train_if_missing=False)
+    assert len(trained) == 1 and weights.read_bytes() == bytes(data)  # refused, nothing changed
+    with pytest.warns(UserWarning, match=r"model.safetensors: .*; training it again"):
+        finetuned_model("polarity", config, progress=False)
+    assert len(trained) == 2 and file_digest(weights)["sha256"][:16] == recorded
+    finetuned_model("polarity", config)  # cached again, whole
+    assert len(trained) == 2
+
+    (folder / "tokenizer.json").unlink()
+    (folder / "extra.txt").write_text("x")
+    with pytest.warns(UserWarning, match="tokenizer.json: missing; extra.txt: not one of the "
+                                         "files written there; training it again"):
+        finetuned_model("polarity", config, progress=False)
+    assert len(trained) == 3 and not (folder / "extra.txt").exists()
+    (folder / "finetune.json").write_text("{not json")
+    with pytest.warns(UserWarning, match=r"finetune.json: unreadable \(.*\); training it again"):
+        finetuned_model("polarity", config, progress=False)
+    info = json.loads((folder / "finetune.json").read_text())
+    del info["files"]
+    (folder / "finetune.json").write_text(json.dumps(info))
+    with pytest.warns(UserWarning, match="finetune.json lists no files with their sha256 and "
+                                         "sizes to check them against; training it again"):
+        finetuned_model("polarity", config, progress=False)
+    assert len(trained) == 5
+
+
 def test_evaluate_errors(minilm, tokenizer):
     with pytest.raises(ValueError, match="needs a sequence_classification head"):
         evaluate(minilm, "snli", tokenizer=tokenizer)
