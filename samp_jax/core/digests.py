@@ -45,20 +45,30 @@ def changed_files(folder: Path, recorded: Any, *, manifest: str, exclude: Iterab
                   ) -> list[str]:
     """How `folder` differs from `recorded` (`folder_digests` as it was written, read from the
     file named `manifest`), one line per file: one missing, one whose size or sha256 differs
-    (found vs recorded), one not recorded (`exclude` aside). Empty when the folder is as
-    recorded; a `recorded` that is not a non-empty `{name: {"sha256", "bytes"}}` mapping is one
-    line saying so."""
+    (found vs recorded) or that cannot be read, one not recorded (`exclude` aside). Empty when
+    the folder is as recorded; a `recorded` that is not a non-empty `{name: {"sha256",
+    "bytes"}}` mapping, or a folder that cannot be listed, is one line saying so."""
     if not isinstance(recorded, dict) or not recorded or not all(
             isinstance(d, dict) and isinstance(d.get("sha256"), str) and isinstance(d.get("bytes"), int)
             for d in recorded.values()):
         return [f"{manifest} lists no files with their sha256 and sizes to check them against"]
-    found = folder_digests(folder, exclude=exclude)
+    skipped = frozenset(exclude)
+    try:
+        names = {p.name for p in Path(folder).iterdir()
+                 if p.is_file() and not p.is_symlink() and p.name not in skipped}
+    except OSError as e:
+        return [f"{folder}: cannot be listed ({e.strerror or e})"]
     problems = []
     for name, want in sorted(recorded.items()):
-        got = found.get(name)
-        if got is None:
+        if name not in names:
             problems.append(f"{name}: missing")
-        elif got != {"sha256": want["sha256"], "bytes": want["bytes"]}:
+            continue
+        try:
+            got = file_digest(Path(folder) / name)
+        except OSError as e:
+            problems.append(f"{name}: unreadable ({e.strerror or e})")
+            continue
+        if got != {"sha256": want["sha256"], "bytes": want["bytes"]}:
             problems.append(f"{name}: {_describe(got)}, recorded {_describe(want)}")
-    problems += [f"{name}: not one of the files written there" for name in sorted(set(found) - set(recorded))]
+    problems += [f"{name}: not one of the files written there" for name in sorted(names - set(recorded))]
     return problems

@@ -2,6 +2,7 @@
 
 from samp_jax.training.finetuning import (
     DEFAULT_CONFIGS,
+    CachedModelError,
     FinetuneConfig,
     FinetuneResult,
     finetune,
@@ -9,5 +10,5 @@ from samp_jax.training.finetuning import (
     finetuned_model,
 )
 
-__all__ = ["DEFAULT_CONFIGS", "FinetuneConfig", "FinetuneResult", "finetune", "finetuned_dir",
+__all__ = ["DEFAULT_CONFIGS", "CachedModelError", "FinetuneConfig", "FinetuneResult", "finetune", "finetuned_dir",
            "finetuned_model"]

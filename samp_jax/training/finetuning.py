@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import sys
 import tempfile
 import time
@@ -386,10 +387,12 @@ def finetuned_model(task: str, config: FinetuneConfig | None = None, *, train_if
     as a `samp-jax finetune` folder does (`samp_jax.tasks.trained_rows`), for a command given
     it as `--model`. A cache that cannot be written (read-only, full) is
     a warning naming the folder and the OS error, and the model trained now is returned.
-    A cached model is used only when its folder is as written: a file changed, missing or added
-    since (a damaged disk, an edit, a copy cut short), or a `finetune.json` that cannot be read,
-    is a warning naming the folder and each such file (found vs recorded), and the model is
-    trained again and cached in its place.
+    A cached model is used only when its folder is as written: `finetune.json` holds the sha256
+    of the rest of itself (`SEAL_FIELD`), and a file changed, missing or added since (a damaged
+    disk, an edit, a copy cut short), a `finetune.json` edited, unreadable or without its seal,
+    is one warning naming the folder and the first six such files (found vs recorded), and the
+    model is trained again and cached in its place. A cache entry that is a link to another
+    folder is not replaced (a warning that it could not be written, as for a read-only cache).
 
     Raises:
       FileNotFoundError: not cached and `train_if_missing=False`.
@@ -406,7 +409,8 @@ def finetuned_model(task: str, config: FinetuneConfig | None = None, *, train_if
                   + "; ".join(problems[:6])
                   + (f"; and {len(problems) - 6} more" if len(problems) > 6 else ""))
         if not train_if_missing:
-            raise CachedModelError(f"{damage}. Delete the folder to train it again")
+            raise CachedModelError(f"{damage}. Delete the folder, or pass train_if_missing=True, "
+                                   "to train it again")
         warnings.warn(f"{damage}; training it again")
     elif not train_if_missing:
         raise FileNotFoundError(f"no fine-tuned {task} model at {folder}")
@@ -424,11 +428,12 @@ def finetuned_model(task: str, config: FinetuneConfig | None = None, *, train_if
         save_pretrained(result.model, target, tokenizer_dir=base, labels=task_obj.labels,
                         extra=TRAINED_ROWS_CONFIG)  # its training rows, for `--model DIR`
         save_trained_rows(target, task_obj.split("train"))
-        written = {**info, "files": folder_digests(target, exclude=(INFO_FILE,))}
-        (target / INFO_FILE).write_text(strict_json.dumps(written, indent=1))
-        return written
-    try:  # the cache's own folder: a damaged entry is replaced, whatever is left of it
-        with atomic_folder(folder, replaceable=lambda _: True) as staging:
+        return _write_info(target, info)
+    # the cache's own folder: a damaged entry is replaced, whatever is left of it; not a folder
+    # the entry links to (atomic_folder replaces a link's target), which may hold a user's files
+    own = Path(os.path.abspath(folder))
+    try:
+        with atomic_folder(folder, replaceable=lambda found: Path(found) == own) as staging:
             info = write(staging)
     except OSError as e:  # a read-only or full cache: the model is loaded as saved elsewhere
         warn_not_cached("fine-tuned model", folder, e)
@@ -446,14 +451,40 @@ class CachedModelError(SampJaxError, ValueError):
     """A cached fine-tuned model whose folder changed since it was written."""
 
 
+# finetune.json's field holding the sha256 of the rest of it (`_seal`)
+SEAL_FIELD = "sha256"
+
+
+def _seal(info: dict) -> str:
+    """The sha256 of `info` but `SEAL_FIELD`, as canonical JSON (sorted keys; NaN as null)."""
+    rest = {k: v for k, v in info.items() if k != SEAL_FIELD}
+    return hashlib.sha256(strict_json.dumps(rest, sort_keys=True).encode()).hexdigest()
+
+
+def _write_info(folder: Path, info: dict) -> dict:
+    """Writes `folder`'s `finetune.json`: `info`, the other files' digests (`files`) and the
+    seal (`SEAL_FIELD`); returns what it wrote."""
+    written = {**info, "files": folder_digests(folder, exclude=(INFO_FILE,))}
+    written[SEAL_FIELD] = _seal(written)
+    (folder / INFO_FILE).write_text(strict_json.dumps(written, indent=1))
+    return written
+
+
 def _read_cached(folder: Path) -> tuple[dict, list[str]]:
-    """A cached fine-tune's `finetune.json` and how its folder differs from the files it lists
-    (`samp_jax.core.digests.changed_files`); a `finetune.json` that cannot be read or is not a
-    JSON object is one problem."""
+    """A cached fine-tune's `finetune.json` and how the entry differs from what was written:
+    `finetune.json` unreadable, not a JSON object, without its seal or changed since it was
+    sealed (`SEAL_FIELD`), or the other files of the folder not as it lists them
+    (`samp_jax.core.digests.changed_files`)."""
     try:
         info = json.loads((folder / INFO_FILE).read_text())
     except (OSError, UnicodeDecodeError, ValueError) as e:
         return {}, [f"{INFO_FILE}: unreadable ({e})"]
     if not isinstance(info, dict):
         return {}, [f"{INFO_FILE}: a JSON {type(info).__name__}, expected an object"]
-    return info, changed_files(folder, info.get("files"), manifest=INFO_FILE, exclude=(INFO_FILE,))
+    if not isinstance(info.get(SEAL_FIELD), str):
+        return info, [f"{INFO_FILE} has no {SEAL_FIELD} of its contents and no list of the "
+                      "folder's files to check them against (it was written without them)"]
+    problems = [] if info[SEAL_FIELD] == _seal(info) else [
+        f"{INFO_FILE}: its contents do not match its {SEAL_FIELD} (edited since it was written)"]
+    return info, problems + changed_files(folder, info.get("files"), manifest=INFO_FILE,
+                                          exclude=(INFO_FILE,))

@@ -34,8 +34,11 @@ def test_eight_devices_match_one(results, model_type, variant):
     assert sharded.shape == single.shape == (19, 3)
     # Float: measured up to 2.6e-7 of the largest logit. INT8: 0 for most families, but the two
     # programs' float ops (attention, norms, dequantization) may differ by an ulp, which can
-    # tip one rounding of a quantized activation the other way: measured 3.1e-5 (MPNet, at
-    # the XLA backend optimization level the suite compiles with, tests/conftest.py). A row or
-    # a scale that sharding got wrong moves the logits by far more.
-    bound = 1e-6 if variant == "fp32" else 1e-4
-    np.testing.assert_allclose(sharded, single, rtol=0, atol=bound * np.abs(single).max())
+    # tip one rounding of a quantized activation the other way: the logits of one row of MPNet
+    # moved by up to 3.1e-5, at the XLA backend optimization level the suite compiles with
+    # (tests/conftest.py). So INT8 allows one row past the float bound, within 1e-4. A row or a
+    # scale that sharding got wrong moves the logits of many rows by far more.
+    scale = np.abs(single).max()
+    np.testing.assert_allclose(sharded, single, rtol=0, atol=1e-4 * scale)
+    rows_off = np.flatnonzero((np.abs(sharded - single) > 1e-6 * scale).any(axis=1))
+    assert len(rows_off) <= (0 if variant == "fp32" else 1), rows_off

@@ -5,6 +5,7 @@ import functools
 import json
 import errno
 import os
+import re
 from pathlib import Path
 
 import jax
@@ -204,11 +205,13 @@ def test_a_cached_fine_tune_keeps_its_training_rows_as_a_finetune_folder_does(un
     assert json.loads((folder / "config.json").read_text()).items() >= TRAINED_ROWS_CONFIG.items()
 
 
-def test_a_cached_fine_tune_is_used_only_as_it_was_written(untrained_finetune, monkeypatch):
+# writes, hashes and loads MiniLM's 90 MB folder four times
+@pytest.mark.slow
+def test_a_cached_fine_tune_is_used_only_as_it_was_written(untrained_finetune, monkeypatch, tmp_path):
     """finetune.json lists every other file of the cached folder with its sha256 and size; a
-    file changed, removed or added since, or an unreadable finetune.json, is named (found vs
-    recorded), and the model is trained again and cached in its place, or, without training,
-    refused."""
+    file changed, removed or added since is named (found vs recorded), and the model is trained
+    again and cached in its place, or, without training, refused. An entry linking to a
+    folder of the user's is never replaced."""
     from samp_jax.core.digests import file_digest
     finetuning = untrained_finetune
     trained = []
@@ -220,10 +223,10 @@ def test_a_cached_fine_tune_is_used_only_as_it_was_written(untrained_finetune, m
     files = {p.name for p in folder.iterdir()} - {"finetune.json"}
     assert {"model.safetensors", "config.json", "tokenizer.json"} <= files
     assert info["files"] == {name: file_digest(folder / name) for name in files}
-    assert json.loads((folder / "finetune.json").read_text())["files"] == info["files"]
-    assert len(trained) == 1
+    assert json.loads((folder / "finetune.json").read_text()) == info
     finetuned_model("polarity", config)  # as written: loaded, not trained
     assert len(trained) == 1
+    entry = re.escape(f"the cached fine-tuned polarity model {folder} is not as it was written: ")
 
     weights = folder / "model.safetensors"
     data = bytearray(weights.read_bytes())
@@ -232,34 +235,59 @@ def test_a_cached_fine_tune_is_used_only_as_it_was_written(untrained_finetune, m
     found = file_digest(weights)["sha256"][:16]
     recorded = info["files"]["model.safetensors"]["sha256"][:16]
     with pytest.raises(finetuning.CachedModelError,
-                       match=rf"the cached fine-tuned polarity model {folder} is not as it was "
-                             rf"written: model.safetensors: {len(data)} bytes, sha256 {found}\.\.\., "
-                             rf"recorded {len(data)} bytes, sha256 {recorded}\.\.\.\. Delete the "
-                             "folder to train it again"):
+                       match=entry + re.escape(f"model.safetensors: {len(data)} bytes, sha256 {found}..., "
+                                               f"recorded {len(data)} bytes, sha256 {recorded}.... "
+                                               "Delete the folder, or pass train_if_missing=True, "
+                                               "to train it again")):
         finetuned_model("polarity", config, train_if_missing=False)
     assert len(trained) == 1 and weights.read_bytes() == bytes(data)  # refused, nothing changed
-    with pytest.warns(UserWarning, match=r"model.safetensors: .*; training it again"):
+    with pytest.warns(UserWarning, match=entry + r"model.safetensors: .*; training it again"):
         finetuned_model("polarity", config, progress=False)
     assert len(trained) == 2 and file_digest(weights)["sha256"][:16] == recorded
-    finetuned_model("polarity", config)  # cached again, whole
-    assert len(trained) == 2
 
-    (folder / "tokenizer.json").unlink()
+    # no config.json left: not a model folder, still the cache's own to replace
+    (folder / "config.json").unlink()
     (folder / "extra.txt").write_text("x")
-    with pytest.warns(UserWarning, match="tokenizer.json: missing; extra.txt: not one of the "
-                                         "files written there; training it again"):
+    with pytest.warns(UserWarning, match=entry + "config.json: missing; extra.txt: not one of "
+                                                 "the files written there; training it again"):
         finetuned_model("polarity", config, progress=False)
-    assert len(trained) == 3 and not (folder / "extra.txt").exists()
-    (folder / "finetune.json").write_text("{not json")
-    with pytest.warns(UserWarning, match=r"finetune.json: unreadable \(.*\); training it again"):
+    assert len(trained) == 3 and (folder / "config.json").is_file() and not (folder / "extra.txt").exists()
+    finetuned_model("polarity", config)  # cached again, whole
+    assert len(trained) == 3
+
+    # an entry that links to a folder of the user's: named, never replaced
+    mine = tmp_path / "mine"
+    folder.rename(mine)
+    folder.symlink_to(mine, target_is_directory=True)
+    (mine / "README.md").write_text("my notes")
+    with pytest.warns(UserWarning) as warned:
         finetuned_model("polarity", config, progress=False)
-    info = json.loads((folder / "finetune.json").read_text())
-    del info["files"]
-    (folder / "finetune.json").write_text(json.dumps(info))
-    with pytest.warns(UserWarning, match="finetune.json lists no files with their sha256 and "
-                                         "sizes to check them against; training it again"):
-        finetuned_model("polarity", config, progress=False)
-    assert len(trained) == 5
+    said = [str(w.message) for w in warned]
+    assert any("README.md: not one of the files written there" in line for line in said), said
+    assert any(line.startswith(f"could not write the fine-tuned model {folder} to the cache")
+               for line in said), said
+    assert (mine / "README.md").read_text() == "my notes" and folder.is_symlink()
+
+
+def test_a_cached_fine_tunes_summary_is_sealed(tmp_path):
+    """finetune.json holds the sha256 of the rest of itself: an edit to any field, a file that
+    is not JSON and one written without its seal and file list are each one problem."""
+    from samp_jax.training.finetuning import _read_cached, _write_info
+    (tmp_path / "model.safetensors").write_bytes(b"weights")
+    written = _write_info(tmp_path, {"task": "polarity", "dev_metric": 0.75, "steps": 3})
+    assert _read_cached(tmp_path) == (written, [])
+    for field, value in (("dev_metric", 0.99), ("steps", 4), ("files", {})):
+        (tmp_path / "finetune.json").write_text(json.dumps({**written, field: value}))
+        assert _read_cached(tmp_path)[1][0] == ("finetune.json: its contents do not match its "
+                                                "sha256 (edited since it was written)"), field
+    (tmp_path / "finetune.json").write_text("{not json")
+    assert _read_cached(tmp_path)[1][0].startswith("finetune.json: unreadable (")
+    (tmp_path / "finetune.json").write_text("[1]")
+    assert _read_cached(tmp_path)[1] == ["finetune.json: a JSON list, expected an object"]
+    (tmp_path / "finetune.json").write_text(json.dumps({"task": "polarity", "dev_metric": 0.75}))
+    assert _read_cached(tmp_path)[1] == ["finetune.json has no sha256 of its contents and no list "
+                                         "of the folder's files to check them against (it was "
+                                         "written without them)"]
 
 
 def test_evaluate_errors(minilm, tokenizer):
