@@ -31,6 +31,7 @@ from samp_jax.core.input_files import check_regular, read_bytes, read_text
 from samp_jax.models.config import ConfigError, EncoderConfig, read_json
 from samp_jax.models.fast_tokenizer_options import (apply_fast_options, fast_class,
                                                     written_by_transformers5)
+from samp_jax.models.long_texts import heads_to_tokenize
 from samp_jax.models.sentencepiece_tokenizer import SENTENCEPIECE_FILES
 from samp_jax.models.slow_tokenizer import add_stated_tokens, convert_slow_tokenizer
 from samp_jax.models.st_folder import (PROMPTS_FILE, Prompts, TextSettings, parse_prompts,
@@ -494,6 +495,10 @@ class Tokenizer:
             raise ValueError(f"padding={int(padding)} is shorter than max_length={limit}")
         backend = self._truncating_backend(pretokenized, limit) if truncation else (
             self._words_backend if pretokenized else self._backend)
+        if truncation and not pretokenized and self.truncation_side == "right" and \
+                all(isinstance(text, str) for text in inputs):  # texts, not pairs
+            inputs = heads_to_tokenize(inputs, limit, lambda head: bool(encode_batch(
+                backend, [head], pretokenized=False, source=self.source)[0].overflowing))
         return encode_rows(backend, inputs, pretokenized=pretokenized, limit=limit,
                            truncating=truncation,
                            width=None if padding == "longest" else int(padding),
