@@ -20,9 +20,13 @@ import jax
 import numpy as np
 
 from samp_jax.models.config import EncoderConfig
+from samp_jax.models.long_texts import head_at_word_end
 from samp_jax.models.model import check_ids
 from samp_jax.models.tokenizer import Tokenizer
 from samp_jax.serving.forward import INPUT_KEYS
+
+# A segment longer than this is measured by its head when a refusal names a row's length.
+MEASURED_CHARS = 1 << 18
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,8 +114,8 @@ class InputReader:
         with _texts_named(words, lambda row, item: f"words[{row}][{item}]"):
             batch, word_ids = self.tokenizer.encode_words(
                 words, truncation=True, max_length=self.limit, return_truncated=True)
-        return self._text_rows(batch, word_ids, lambda row: self.tokenizer.lengths(
-            [words[row]], words=True)[0])
+        return self._text_rows(batch, word_ids, lambda row: (int(self.tokenizer.lengths(
+            [words[row]], words=True)[0]), False))
 
     def _texts(self, texts: list[str], pairs: list[str] | None) -> Rows:
         with _texts_named([texts] if pairs is None else [texts, pairs],
@@ -119,16 +123,29 @@ class InputReader:
                           f"row {row}'s {('text', 'text_pair')[part]}"):
             batch = self.tokenizer(texts, pairs, truncation=True, max_length=self.limit,
                                    return_truncated=True)
-        return self._text_rows(batch, None, lambda row: self.tokenizer.lengths(
-            [texts[row]], None if pairs is None else [pairs[row]])[0])
+        return self._text_rows(batch, None, lambda row: self._measure(
+            texts[row], None if pairs is None else pairs[row]))
+
+    def _measure(self, text: str, pair: str | None) -> tuple[int, bool]:
+        """`(tokens, at_least)` of a row too long: its length, or where a segment is over
+        `MEASURED_CHARS` characters, the length of its head (`long_texts.head_at_word_end`,
+        whose tokens begin the whole segment's) as a least count, so that naming the length
+        of a row of millions of characters does not tokenize it whole."""
+        heads = [segment if segment is None or len(segment) <= MEASURED_CHARS
+                 else head_at_word_end(segment, MEASURED_CHARS) or segment
+                 for segment in (text, pair)]
+        tokens = int(self.tokenizer.lengths([heads[0]], None if pair is None else [heads[1]])[0])
+        return tokens, (heads[0] is not text) or (heads[1] is not pair)
 
     def _text_rows(self, batch, word_ids, measure) -> Rows:
         """The tokenized rows, each cut at `limit` by the tokenizer; a cut row is refused
-        unless truncating, naming its length before the cut (`measure(row)`)."""
+        unless truncating, naming its length before the cut (`measure(row)`: the tokens, and
+        whether that is a least count)."""
         truncated = batch.pop("truncated")
         if truncated.any() and not self.truncate:
             row = int(np.flatnonzero(truncated)[0])
-            self._refuse(row, int(measure(row)), int(truncated.sum()))
+            tokens, at_least = measure(row)
+            self._refuse(row, tokens, int(truncated.sum()), at_least=at_least)
         return Rows(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"],
                     batch["attention_mask"].sum(axis=1).astype(np.int64), truncated, word_ids)
 
@@ -141,9 +158,10 @@ class InputReader:
             self._refuse(row, int(lengths[row]), too_long.size)
         return too_long
 
-    def _refuse(self, row: int, length: int, count: int):
+    def _refuse(self, row: int, length: int, count: int, *, at_least: bool = False):
         raise ValueError(
-            f"row {row} has {length} tokens, more than the largest bucket {self.limit} "
+            f"row {row} has {'at least ' if at_least else ''}{length} tokens, more than the "
+            f"largest bucket {self.limit} "
             f"({count} row(s) too long); pass truncate=True to compile() to cut them, "
             "or compile a larger bucket")
 

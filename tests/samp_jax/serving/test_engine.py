@@ -303,6 +303,13 @@ def test_too_long_rows_raise_unless_truncating(embedder, classifier_model, token
         embedder(["Hi", TOO_LONG])
     with pytest.raises(ValueError, match="row 0 has 102 tokens"):
         embedder({"input_ids": np.ones((1, 102), np.int32)})
+    # a row of more characters than MEASURED_CHARS is named by its head's length, a least count
+    from samp_jax.serving.inputs import MEASURED_CHARS
+    huge = "word " * (MEASURED_CHARS // 4)
+    words = len(huge.rstrip()[:MEASURED_CHARS].rsplit(" ", 1)[0].split())  # the head's words
+    with pytest.raises(ValueError, match=rf"row 1 has at least {words + 2} tokens, more than the "
+                                         r"largest bucket 64 \(2 row\(s\) too long\)"):
+        embedder(["Hi", huge, TOO_LONG])
     engine = samp_jax.compile(classifier_model, tokenizer=tokenizer, seq_buckets=(16,),
                               batch_buckets=(2,), truncate=True)
     out = engine([TOO_LONG, "Hi"])
