@@ -24,7 +24,9 @@ import os
 # about half the time and runs it at about half the speed. Measured on a 2-core CPU, level 0
 # vs XLA's default 3: tests/samp_jax/app/test_families_cli.py 228 vs 305 s and
 # tests/pallas_kernels + tests/samp_jax/ops 190 vs 205 s (each from an empty cache), the quick
-# examples/your_own_data.py 86 vs 103 s. A tiny model per family gave the same single-device
+# examples/your_own_data.py 86 vs 103 s; but tests/samp_jax/tasks/test_tasks.py, where
+# fine-tuning steps run many times, 105 vs 81 s from an empty cache (level 1: 280 s for the
+# first file, 86 s for the last). With a warm cache little is compiled, and level 0 costs time. A tiny model per family gave the same single-device
 # outputs both ways, float and INT8; a sharded program's float ops may differ from the
 # single-device one's by an ulp at either level, which at level 0 tipped one INT8 rounding
 # of one family (tests/samp_jax/serving/test_families.py). Where a GPU plugin is installed the
