@@ -23,8 +23,6 @@ demo: $(STAMP)
 # workers (pytest-xdist), each test file on one worker: most tests are bound by single-threaded
 # compilation, which two workers on two cores overlap, and the workers share one persistent XLA
 # compilation cache (tests/conftest.py; SAMP_JAX_TEST_XLA_CACHE=off disables it).
-# The tests compile at XLA's backend optimization level 0, which compiles faster and runs slower
-# (tests/conftest.py says what it measured; XLA_FLAGS=--xla_backend_optimization_level=3 undoes it).
 # TEST_JOBS=0 runs in one process. Workers share a GPU, so none preallocates its memory. Python
 # writes bytecode during the run even where PYTHONDONTWRITEBYTECODE is set (into the ignored
 # __pycache__ folders): each worker and each of the hundreds of processes the tests start then

@@ -2,8 +2,8 @@
 in one process (`test_engine_devices.py` runs this in a subprocess: pytest's JAX has one
 device):
 
-    XLA_FLAGS="--xla_backend_optimization_level=0 --xla_force_host_platform_device_count=4" \\
-        JAX_PLATFORMS=cpu python -m tests.samp_jax.serving.engine_devices_worker OUT_DIR
+    XLA_FLAGS=--xla_force_host_platform_device_count=4 JAX_PLATFORMS=cpu \\
+        python -m tests.samp_jax.serving.engine_devices_worker OUT_DIR
 
 A tiny random 3-way classifier with MiniLM's tokenizer, in float32 and per-token dynamic INT8,
 serves 23 texts of mixed lengths (some cut) through an engine on the default device, one on all

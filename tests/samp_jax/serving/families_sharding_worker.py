@@ -3,8 +3,8 @@
 `tests/samp_jax/serving/test_families.py` runs it in a subprocess (pytest's process has one CPU
 device):
 
-    XLA_FLAGS="--xla_backend_optimization_level=0 --xla_force_host_platform_device_count=8" \\
-        JAX_PLATFORMS=cpu python -m tests.samp_jax.serving.families_sharding_worker OUT_DIR
+    XLA_FLAGS=--xla_force_host_platform_device_count=8 JAX_PLATFORMS=cpu \\
+        python -m tests.samp_jax.serving.families_sharding_worker OUT_DIR
 
 For each family: a tiny random model with its sequence head, fully-INT8 (static), on 19 ragged
 rows (padded to 24 inside); for the families whose attention or positions run code of their own

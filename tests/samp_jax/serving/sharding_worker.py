@@ -3,8 +3,8 @@
 `tests/test_sharding.py` runs this in a subprocess, because pytest's process has already
 started JAX with one CPU device:
 
-    XLA_FLAGS="--xla_backend_optimization_level=0 --xla_force_host_platform_device_count=8" \\
-        JAX_PLATFORMS=cpu python -m tests.samp_jax.serving.sharding_worker OUT_DIR
+    XLA_FLAGS=--xla_force_host_platform_device_count=8 JAX_PLATFORMS=cpu \\
+        python -m tests.samp_jax.serving.sharding_worker OUT_DIR
 
 It computes, and writes to OUT_DIR/results.npz (arrays) and OUT_DIR/results.json (the rest):
 - `echo_*`: a tiny model that returns each row's id and its shard index, on ragged batches, on

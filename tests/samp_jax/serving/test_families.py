@@ -35,8 +35,8 @@ def test_eight_devices_match_one(results, model_type, variant):
     # Float: measured up to 2.6e-7 of the largest logit. INT8: 0 for most families, but the two
     # programs' float ops (attention, norms, dequantization) may differ by an ulp, which can
     # tip one rounding of a quantized activation the other way: the logits of one row of MPNet
-    # moved by up to 3.1e-5, at the XLA backend optimization level the suite compiles with
-    # (tests/conftest.py). So INT8 allows one row past the float bound, within 1e-4. A row or a
+    # moved by up to 3.1e-5, at XLA's backend optimization level 0 (0 at its default level 3).
+    # So INT8 allows one row past the float bound, within 1e-4. A row or a
     # scale that sharding got wrong moves the logits of many rows by far more.
     scale = np.abs(single).max()
     np.testing.assert_allclose(sharded, single, rtol=0, atol=1e-4 * scale)

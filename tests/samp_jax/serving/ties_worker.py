@@ -1,8 +1,8 @@
 """Per-token dynamic INT8 of rows on a .5 rounding tie, under `jit` on one device and inside
 `shard_map` over 4 (`test_sharding.py` runs this in a subprocess: pytest's JAX has one device):
 
-    XLA_FLAGS="--xla_backend_optimization_level=0 --xla_force_host_platform_device_count=4" \\
-        JAX_PLATFORMS=cpu python -m tests.samp_jax.serving.ties_worker OUT_DIR
+    XLA_FLAGS=--xla_force_host_platform_device_count=4 JAX_PLATFORMS=cpu \\
+        python -m tests.samp_jax.serving.ties_worker OUT_DIR
 
 The rows are `[m, m / 2]` in float16, for every float16 `m` in [1, 4) whose half quotients so
 close to 63.5 by the row's scale `s` that `x / s` and `x * (1 / s)` round to different INT8
