@@ -21,8 +21,8 @@ import os
 # about half the speed: measured on a 2-core CPU from an empty cache, level 0 vs 3,
 # tests/samp_jax/app/test_families_cli.py 228 vs 305 s, but tests/samp_jax/tasks/test_tasks.py
 # (fine-tuning steps) 105 vs 81 s (level 1: 280 and 86 s); the fast tests with a warm cache
-# took 511 s at level 0, against 248-420 s at level 3 on other days. No level was a clear
-# gain, so none is set; one in XLA_FLAGS is passed through.
+# took 511 s at level 0 and 471 s at level 3 the same day. No level was a clear gain, so none
+# is set; one in XLA_FLAGS is passed through.
 TEST_XLA_FLAGS = ("--xla_cpu_enable_concurrency_optimized_scheduler=false",)
 os.environ["XLA_FLAGS"] = " ".join(filter(None, (os.environ.get("XLA_FLAGS"),) + TEST_XLA_FLAGS))
 
