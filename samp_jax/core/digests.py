@@ -30,11 +30,16 @@ def file_digest(path: Path) -> dict[str, Any]:
     return {"sha256": digest.hexdigest(), "bytes": size}
 
 
+def _file_names(folder: Path, exclude: Iterable[str]) -> list[str]:
+    """The names of the regular files directly in `folder` (no links) but `exclude`, sorted."""
+    skipped = frozenset(exclude)
+    return sorted(p.name for p in Path(folder).iterdir()
+                  if p.is_file() and not p.is_symlink() and p.name not in skipped)
+
+
 def folder_digests(folder: Path, *, exclude: Iterable[str] = ()) -> dict[str, dict[str, Any]]:
     """`{name: file_digest}` of every regular file directly in `folder` but `exclude`, by name."""
-    skipped = frozenset(exclude)
-    return {p.name: file_digest(p) for p in sorted(Path(folder).iterdir())
-            if p.is_file() and not p.is_symlink() and p.name not in skipped}
+    return {name: file_digest(Path(folder) / name) for name in _file_names(folder, exclude)}
 
 
 def _describe(digest: Mapping[str, Any]) -> str:
@@ -52,10 +57,8 @@ def changed_files(folder: Path, recorded: Any, *, manifest: str, exclude: Iterab
             isinstance(d, dict) and isinstance(d.get("sha256"), str) and isinstance(d.get("bytes"), int)
             for d in recorded.values()):
         return [f"{manifest} lists no files with their sha256 and sizes to check them against"]
-    skipped = frozenset(exclude)
     try:
-        names = {p.name for p in Path(folder).iterdir()
-                 if p.is_file() and not p.is_symlink() and p.name not in skipped}
+        names = set(_file_names(folder, exclude))
     except OSError as e:
         return [f"{folder}: cannot be listed ({e.strerror or e})"]
     problems = []

@@ -31,7 +31,7 @@ from safetensors.numpy import load as load_safetensors
 from safetensors.numpy import save_file
 
 from samp_jax.core.atomic import atomic_folder, check_not_interrupted, is_quantized_folder
-from samp_jax.core.digests import file_digest
+from samp_jax.core.digests import file_digest, folder_digests
 from samp_jax.core.input_files import check_regular
 from samp_jax.core.precision import PrecisionMap, PrecisionMapError
 from samp_jax.core.version import versions
@@ -79,7 +79,7 @@ def write_folder(directory: Path, model: EncoderModel, *, head: dict[str, Any],
             "precision_map": precision_map.to_dict(),
             "info": info, "dtypes": dtypes, "versions": versions(),
             "executed": executed,
-            "files": {p.name: file_digest(p) for p in sorted(tmp.iterdir()) if p.is_file()},
+            "files": folder_digests(tmp),
         }
         # the weights' header seals the sidecar: the manifest's hash of them covers it too
         with writing_safetensors(Path(directory) / WEIGHTS_FILE):  # a full disk: OSError
