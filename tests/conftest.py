@@ -16,13 +16,12 @@ import os
 # INT8 GEMM with a residual whose dtype differs from its output's). Without it the callbacks run
 # on the calling thread. Set before JAX creates its CPU client, which reads XLA_FLAGS once.
 #
-# The suite compiles at XLA's own backend optimization level (3). Level 0 (LLVM's -O0 on the
-# code XLA:CPU emits) compiles a tiny model's forward in about half the time and runs it at
-# about half the speed: measured on a 2-core CPU from an empty cache, level 0 vs 3,
-# tests/samp_jax/app/test_families_cli.py 228 vs 305 s, but tests/samp_jax/tasks/test_tasks.py
-# (fine-tuning steps) 105 vs 81 s (level 1: 280 and 86 s); the fast tests with a warm cache
-# took 511 s at level 0 and 471 s at level 3 the same day. No level was a clear gain, so none
-# is set; one in XLA_FLAGS is passed through.
+# Small programs (a tiny model's; tests/small_programs.py) compile at XLA's backend optimization
+# level 0, the others (the real MiniLM's) at XLA's default, 3. Level 0 for every program was
+# measured on a 2-core CPU from an empty cache against level 3: tests/samp_jax/app/
+# test_families_cli.py 228 vs 305 s, but tests/samp_jax/tasks/test_tasks.py (fine-tuning steps)
+# 105 vs 81 s, and the fast tests with a warm cache 511 vs 471 s: it lost where programs run
+# long. A level in XLA_FLAGS applies to the programs that are not small.
 TEST_XLA_FLAGS = ("--xla_cpu_enable_concurrency_optimized_scheduler=false",)
 os.environ["XLA_FLAGS"] = " ".join(filter(None, (os.environ.get("XLA_FLAGS"),) + TEST_XLA_FLAGS))
 
@@ -34,6 +33,7 @@ import pytest  # noqa: E402
 
 from samp_jax import load_pretrained  # noqa: E402
 from samp_jax.core.assets import minilm_path  # noqa: E402
+from tests import small_programs  # noqa: E402
 from tests.helpers import GOLDEN  # noqa: E402
 
 # Many tests build the same small programs (one tiny config, a few shapes). JAX's persistent
@@ -45,6 +45,7 @@ TEST_XLA_CACHE = os.environ.get("SAMP_JAX_TEST_XLA_CACHE") or os.path.join(
     tempfile.gettempdir(), f"samp_jax_test_xla_cache_{os.getuid()}")
 # The samp-jax commands a test starts in a process of its own use it too, not the user's.
 os.environ["SAMP_JAX_XLA_CACHE"] = TEST_XLA_CACHE
+small_programs.install()
 if TEST_XLA_CACHE != "off":
     jax.config.update("jax_compilation_cache_dir", TEST_XLA_CACHE)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)

@@ -60,4 +60,6 @@ def main(out: str) -> None:
 
 
 if __name__ == "__main__":
+    from tests import small_programs
+    small_programs.install()  # as in the pytest process that starts this one
     main(sys.argv[1])

@@ -89,4 +89,6 @@ def main(out_dir: Path) -> None:
 
 
 if __name__ == "__main__":
+    from tests import small_programs
+    small_programs.install()  # as in the pytest process that starts this one
     main(Path(sys.argv[1]))
