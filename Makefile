@@ -22,7 +22,8 @@ demo: $(STAMP)
 # Everything; tests marked `gpu` skip themselves without a GPU (tests/conftest.py). Two pytest
 # workers (pytest-xdist), each test file on one worker: most tests are bound by single-threaded
 # compilation, which two workers on two cores overlap, and the workers share one persistent XLA
-# compilation cache (tests/conftest.py; SAMP_JAX_TEST_XLA_CACHE=off disables it).
+# compilation cache (tests/conftest.py; SAMP_JAX_TEST_XLA_CACHE=off disables it). A tiny model's
+# programs compile at XLA's level 0, in a half to two thirds of the time (tests/small_programs.py).
 # TEST_JOBS=0 runs in one process. Workers share a GPU, so none preallocates its memory. Python
 # writes bytecode during the run even where PYTHONDONTWRITEBYTECODE is set (into the ignored
 # __pycache__ folders): each worker and each of the hundreds of processes the tests start then

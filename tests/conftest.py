@@ -17,11 +17,11 @@ import os
 # on the calling thread. Set before JAX creates its CPU client, which reads XLA_FLAGS once.
 #
 # Small programs (a tiny model's; tests/small_programs.py) compile at XLA's backend optimization
-# level 0, the others (the real MiniLM's) at XLA's default, 3. Level 0 for every program was
-# measured on a 2-core CPU from an empty cache against level 3: tests/samp_jax/app/
-# test_families_cli.py 228 vs 305 s, but tests/samp_jax/tasks/test_tasks.py (fine-tuning steps)
-# 105 vs 81 s, and the fast tests with a warm cache 511 vs 471 s: it lost where programs run
-# long. A level in XLA_FLAGS applies to the programs that are not small.
+# level 0, the others (the real MiniLM's) at XLA's default, 3: on a 2-core CPU from an empty
+# cache, the whole suite took 2,286 s against 2,776 s with every program at level 3, the same
+# day. Level 0 for every program had lost where programs run long: tests/samp_jax/tasks/
+# test_tasks.py (fine-tuning steps) 105 vs 81 s, the fast tests with a warm cache 511 vs 471 s.
+# A level in XLA_FLAGS applies to the programs that are not small.
 TEST_XLA_FLAGS = ("--xla_cpu_enable_concurrency_optimized_scheduler=false",)
 os.environ["XLA_FLAGS"] = " ".join(filter(None, (os.environ.get("XLA_FLAGS"),) + TEST_XLA_FLAGS))
 
