@@ -18,6 +18,11 @@ def _module(function, *args) -> ir.Module:
     return jax.jit(function).lower(*args).compiler_ir()
 
 
+def _context():
+    from jax._src.interpreters import mlir
+    return mlir.make_ir_context()
+
+
 def test_a_program_counts_its_inputs_and_the_constants_it_closes_over():
     inputs = (jnp.ones((4, 8), jnp.float32), jnp.ones((3,), jnp.bfloat16))
     assert small_programs.program_bytes(_module(lambda x, y: (x, y), *inputs)) == 4 * 8 * 4 + 3 * 2
@@ -34,11 +39,6 @@ def test_a_program_of_unknown_size_is_not_small():
     no_main = ir.Module.parse("func.func public @other(%x: tensor<2xf32>) -> tensor<2xf32> {\n"
                               "  return %x : tensor<2xf32>\n}", context=_context())
     assert small_programs.program_bytes(no_main) is None
-
-
-def _context():
-    from jax._src.interpreters import mlir
-    return mlir.make_ir_context()
 
 
 def test_a_tiny_models_forward_is_small_and_a_model_of_minilms_size_is_not():
