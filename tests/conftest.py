@@ -19,8 +19,10 @@ import os
 # Small programs (a tiny model's; tests/small_programs.py) compile at XLA's backend optimization
 # level 0, the others (the real MiniLM's) at XLA's default, 3: on a 2-core CPU from an empty
 # cache, the whole suite took 2,286 s against 2,776 s with every program at level 3, the same
-# day. Level 0 for every program had lost where programs run long: tests/samp_jax/tasks/
-# test_tasks.py (fine-tuning steps) 105 vs 81 s, the fast tests with a warm cache 511 vs 471 s.
+# day; with a warm cache the fast tests took 529 s against 501 s (nothing compiles, tiny
+# programs run at half speed). Level 0 for every program had lost where programs run long:
+# tests/samp_jax/tasks/test_tasks.py (fine-tuning steps) 105 vs 81 s, the fast tests with a
+# warm cache 511 vs 471 s.
 # A level in XLA_FLAGS applies to the programs that are not small.
 TEST_XLA_FLAGS = ("--xla_cpu_enable_concurrency_optimized_scheduler=false",)
 os.environ["XLA_FLAGS"] = " ".join(filter(None, (os.environ.get("XLA_FLAGS"),) + TEST_XLA_FLAGS))
