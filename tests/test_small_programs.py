@@ -3,6 +3,8 @@ not the real MiniLM's), and that this pytest process does so."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -59,11 +61,12 @@ def test_only_programs_within_the_limit_compile_at_level_0():
         return rest
 
     wrapped = small_programs.level_0_when_small(original, limit=64)
-    for size in (16, 17):  # 64 and 68 bytes of float32 input
+    cpu, gpu = SimpleNamespace(platform="cpu"), SimpleNamespace(platform="gpu")
+    for backend, size in ((cpu, 16), (cpu, 17), (gpu, 16)):  # 64 and 68 bytes of float32 input
         options = _jax.CompileOptions()
         options.executable_build_options.debug_options.xla_backend_optimization_level = 3
-        assert wrapped(None, _module(lambda x: x, jnp.ones((size,))), None, options, "more") == ("more",)
-    assert levels == [0, 3]
+        assert wrapped(backend, _module(lambda x: x, jnp.ones((size,))), None, options, "more") == ("more",)
+    assert levels == [0, 3, 3]  # a GPU's programs keep XLA's level
 
 
 def test_this_pytest_process_compiles_its_small_programs_at_level_0():
