@@ -5,7 +5,7 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test test-fast mutation golden gpu-carry clean
+.PHONY: venv demo test test-fast test-full mutation golden gpu-carry clean
 
 venv: $(STAMP)
 
@@ -19,7 +19,8 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VPY) -m samp_jax.app demo
 
-# Everything; tests marked `gpu` skip themselves without a GPU (tests/conftest.py). Two pytest
+# What CI runs (.ci/run): every test but those marked `full` (`make test-full` runs them too);
+# tests marked `gpu` skip themselves without a GPU (tests/conftest.py). Two pytest
 # workers (pytest-xdist), each test file on one worker: most tests are bound by single-threaded
 # compilation, which two workers on two cores overlap, and the workers share one persistent XLA
 # compilation cache (tests/conftest.py; SAMP_JAX_TEST_XLA_CACHE=off disables it). A tiny model's
@@ -36,14 +37,22 @@ TEST_JOBS ?= 2
 PYTEST := XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONDONTWRITEBYTECODE= $(VPY) -m pytest -q -n $(TEST_JOBS) --dist loadfile \
 	--no-loadscope-reorder --durations=15
 test: $(STAMP)
-	$(PYTEST) tests
+	$(PYTEST) -m "not full" tests
 
 # Skips the tests marked `slow`: minutes each on a 2-core CPU; processes started, killed or
 # restarted (distributed peers, a restart that reads the compilation cache, Ctrl-C, examples);
 # whole workflows run end to end (several commands in a row, a search, every bench contender).
 # The numerics, kernels, loaders, faults and each command's own tests stay in.
 test-fast: $(STAMP)
-	$(PYTEST) -m "not slow" tests
+	$(PYTEST) -m "not slow and not full" tests
+
+# Every test. `full` marks the cases of a family or variant matrix beyond those `make test` runs
+# (families that run another family's code under their own name; presets on families other than
+# BERT that touch only some of the sites; the search from folder to predictions on the families
+# whose attention is BERT's; the 8-device run of every family) and the two examples that repeat
+# workflows `make test` runs elsewhere on the real model. About a fifth more time than `make test`.
+test-full: $(STAMP)
+	$(PYTEST) tests
 
 # Applies each deliberate fault of tools/mutation_check.py (static scale ignored, floor instead
 # of round, ...) to a copy of the tree, one at a time, and runs the fast tests that must catch

@@ -115,6 +115,28 @@ FAMILY_CONFIGS = {
 }
 
 
+# Families that run another family's model code under a model type of their own: XLM-R,
+# CamemBERT and data2vec-text are RoBERTa's classes (samp_jax/models/families/roberta.py).
+# Loading them (key prefixes, tokenizers) is checked on their golden folders in the fast tests
+# (models/test_families.py, models/test_family_aliases.py); a family matrix repeats RoBERTa's
+# code for them, so it runs them in `make test-full` only.
+SAME_CODE_AS = {"xlm-roberta": "roberta", "camembert": "roberta", "data2vec-text": "roberta"}
+
+
+def family_param(model_type: str, *, fast: tuple[str, ...] = ("bert",),
+                 full: tuple[str, ...] = ()):
+    """`model_type` as a case of a family matrix, marked for the tiers that run it: a family in
+    `fast` runs in every tier; one in `full` or in `SAME_CODE_AS` in `make test-full` only
+    (marked `slow` and `full`); any other in `make test` (marked `slow`)."""
+    import pytest
+
+    if model_type in fast:
+        return pytest.param(model_type)
+    if model_type in full or model_type in SAME_CODE_AS:
+        return pytest.param(model_type, marks=(pytest.mark.slow, pytest.mark.full))
+    return pytest.param(model_type, marks=pytest.mark.slow)
+
+
 def family_head_spec(model_type: str, kind: str = "sequence_classification") -> dict:
     """The `make_head` arguments that give `model_type`'s HF head of `kind` (its activation, and
     for ModernBERT its pooling and norm), with the HF config's defaults."""

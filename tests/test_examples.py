@@ -34,8 +34,16 @@ def _run(example, tmp_path) -> str:
 
 
 # Each example is a fresh process that loads the real model and compiles its programs: slow.
+# The two that repeat a workflow `make test` runs elsewhere on the real model (a search from the
+# task to the report: your_own_data.py and the tests of `samp-jax search`; fine-tuning and the
+# accuracy table: tests/samp_jax/tasks/test_tasks.py, tests/samp_jax/ptq/test_accuracy_table.py)
+# run in `make test-full`.
+FULL_ONLY = {"search_precision_map.py", "finetune_and_quantize.py"}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
+@pytest.mark.parametrize("example", [pytest.param(p, marks=pytest.mark.full) if p.name in FULL_ONLY
+                                     else p for p in EXAMPLES], ids=lambda p: p.name)
 def test_example_runs_in_quick_mode(example, tmp_path):
     out = _run(example, tmp_path)
     assert out.strip()

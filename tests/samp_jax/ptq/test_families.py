@@ -19,11 +19,11 @@ from samp_jax import EncoderModel, PrecisionMap, QuantizedModel, quantize
 from samp_jax.models import make_head
 from samp_jax.core.precision import PrecisionMapError
 from samp_jax.serving.forward import jit_forward
-from tests.helpers import FAMILY_CONFIGS, GOLDEN, family_batches, family_head_spec
+from tests.helpers import FAMILY_CONFIGS, GOLDEN, family_batches, family_head_spec, family_param
 
 FAMILIES = tuple(FAMILY_CONFIGS)
-# bert runs in `make test-fast`; every family runs in `make test`
-FAMILY_PARAMS = [pytest.param(f, marks=() if f == "bert" else pytest.mark.slow) for f in FAMILIES]
+# bert runs in `make test-fast`; every family with model code of its own in `make test`
+FAMILY_PARAMS = [family_param(f) for f in FAMILIES]
 # (preset, activation): every preset, INT8 with both activation schemes
 PRESETS = [("fp16", None), ("bf16", None), ("fp8", None), ("quant_ffn_only", "per_token_dynamic"),
            ("quant_ffn_only", "per_tensor_static"), ("fully_quant", "per_token_dynamic"),
@@ -62,7 +62,18 @@ def _preset(name, activation, config):
     return PrecisionMap.preset(name, config.num_layers, activation=activation)
 
 
-@pytest.mark.parametrize("preset, activation", PRESETS)
+# Every preset on BERT; on another family `make test` runs the presets that touch every site
+# (fully INT8, both activation schemes, and FP8), `make test-full` the float casts and FFN-only
+# INT8 (a subset of fully INT8's sites) as well.
+EVERY_SITE_PRESETS = {("fully_quant", "per_token_dynamic"), ("fully_quant", "per_tensor_static"),
+                      ("fp8", None)}
+PRESET_CASES = [pytest.param(*family.values, preset, activation, marks=family.marks + (
+                    (pytest.mark.full,) if family.values[0] != "bert"
+                    and (preset, activation) not in EVERY_SITE_PRESETS else ()))
+                for family in FAMILY_PARAMS for preset, activation in PRESETS]
+
+
+@pytest.mark.parametrize("family, preset, activation", PRESET_CASES, indirect=["family"])
 def test_every_preset_runs_and_stays_close_to_fp32(family, preset, activation):
     _, model, batches, calibration = family
     batch = batches[2]  # not seen by calibration
@@ -75,7 +86,15 @@ def test_every_preset_runs_and_stays_close_to_fp32(family, preset, activation):
     assert np.mean(out.argmax(-1) == reference.argmax(-1)) >= 0.75
 
 
+# The candidate program on the families whose layers or switchable sites differ from BERT's
+# in `make test` (ELECTRA's embedding projection is a site); RoBERTa's, DistilBERT's and ERNIE's
+# BERT layers in `make test-full`.
+CANDIDATE_CASES = [family_param(f, fast=(), full=("roberta", "distilbert", "ernie"))
+                   for f in FAMILIES]
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize("family", CANDIDATE_CASES, indirect=True)
 def test_candidate_program_is_bit_identical_to_quantize(family):
     _, model, batches, calibration = family
     switch = SwitchableModel(model, ("fp16", "int8-dynamic", "int8-static"), calibration)
@@ -100,7 +119,8 @@ def _automatic_gemm_kernel() -> str:
 
 
 # every family with static INT8 (the INT8 hand-offs between kernels); dynamic on BERT
-FUSED_CASES = [(t, "per_tensor_static") for t in FAMILIES] + [("bert", "per_token_dynamic")]
+FUSED_CASES = [pytest.param(t, "per_tensor_static", marks=family_param(t, fast=()).marks)
+               for t in FAMILIES] + [("bert", "per_token_dynamic")]
 
 
 @pytest.mark.slow

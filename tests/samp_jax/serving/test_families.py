@@ -24,7 +24,10 @@ def results(tmp_path_factory):
         return dict(arrays)
 
 
+# One worker runs every family: a family matrix over the sharding that
+# tests/samp_jax/serving/test_sharding.py checks on BERT in `make test`.
 @pytest.mark.slow
+@pytest.mark.full
 @pytest.mark.parametrize("model_type, variant",
                          [(family, "fp32") for family in FLOAT_FAMILIES]
                          + [(family, "int8") for family in FAMILY_CONFIGS])
