@@ -1,4 +1,5 @@
-# Entry points that work on a fresh machine: `make demo`, `make test` and `make test-fast`.
+# Entry points that work on a fresh machine: `make demo`, `make test`, `make test-fast` and
+# `make test-full`.
 # Each creates .venv (Python 3.12) when it is missing and installs the package with its dev extra.
 PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python) $(shell command -v python3.12) python3)
 VENV := .venv
@@ -49,8 +50,8 @@ test-fast: $(STAMP)
 # Every test. `full` marks the cases of a family or variant matrix beyond those `make test` runs
 # (families that run another family's code under their own name; presets on families other than
 # BERT that touch only some of the sites; the search from folder to predictions on the families
-# whose attention is BERT's; the 8-device run of every family) and the two examples that repeat
-# workflows `make test` runs elsewhere on the real model. About a fifth more time than `make test`.
+# whose attention is BERT's; the 8-device run of every family) and the example that repeats
+# workflows `make test` runs elsewhere on the real model.
 test-full: $(STAMP)
 	$(PYTEST) tests
 

@@ -34,11 +34,10 @@ def _run(example, tmp_path) -> str:
 
 
 # Each example is a fresh process that loads the real model and compiles its programs: slow.
-# The two that repeat a workflow `make test` runs elsewhere on the real model (a search from the
-# task to the report: your_own_data.py and the tests of `samp-jax search`; fine-tuning and the
-# accuracy table: tests/samp_jax/tasks/test_tasks.py, tests/samp_jax/ptq/test_accuracy_table.py)
-# run in `make test-full`.
-FULL_ONLY = {"search_precision_map.py", "finetune_and_quantize.py"}
+# finetune_and_quantize.py repeats workflows `make test` runs elsewhere on the real model
+# (fine-tuning and its cache: tests/samp_jax/tasks/test_tasks.py; the accuracy table of
+# precision variants: `samp-jax eval` in tests/samp_jax/app/test_cli.py): `make test-full` runs it.
+FULL_ONLY = {"finetune_and_quantize.py"}
 
 
 @pytest.mark.slow
