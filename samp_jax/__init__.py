@@ -41,6 +41,7 @@ _EXPORTS = {
     **dict.fromkeys(("SITES", "PrecisionMap", "PrecisionMapError", "QArray", "SitePrecision"),
                     "samp_jax.core"),
     **dict.fromkeys(("QuantizedModel", "quantize"), "samp_jax.ptq.quantized"),
+    "model_fingerprint": "samp_jax.ptq.site_calibration",
     **dict.fromkeys(("SidecarNotSealedWarning",), "samp_jax.ptq.folder"),
     **dict.fromkeys(("Engine", "compile", "data_mesh", "sharded_forward"), "samp_jax.serving"),
     **dict.fromkeys(("initialize_distributed",), "samp_jax.serving.distributed"),

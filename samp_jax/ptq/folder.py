@@ -38,6 +38,7 @@ import numpy as np
 from pallas_kernels.numerics import INT8_MAX, SCALE_EPS
 from samp_jax.core import strict_json
 from samp_jax.core.digests import bytes_digest
+from samp_jax.core.precision import FINGERPRINT
 from samp_jax.core.errors import SampJaxError
 from samp_jax.core.input_files import (BrokenLinkError, NotRegularFileError, not_regular,
                                       open_regular, read_fd)
@@ -193,6 +194,10 @@ def _check_fields(path: Path, sidecar: dict[str, Any]) -> None:
         raise ValueError(f"{path}: field 'info.implementation' is {_json_type(implementation)}, "
                          "expected a string or null")
     check_implementation(implementation, where=f"{path}: field 'info.implementation'")
+    source = sidecar["info"].get("source_fingerprint")
+    if source is not None and not (isinstance(source, str) and FINGERPRINT.fullmatch(source)):
+        raise ValueError(f"{path}: field 'info.source_fingerprint' is {source!r}, expected a "
+                         "sha256 (64 lowercase hex digits, as samp_jax.model_fingerprint writes it)")
     for name in sidecar["files"]:
         if name in ("", ".", "..") or Path(name).name != name:
             raise CheckpointError(path, problem=f"lists {name!r} in its file manifest, expected "

@@ -40,7 +40,8 @@ from samp_jax.core.primitives import FP8_E4M3_MAX, QArray, quantize_weight_fp8, 
 from samp_jax.ptq.folder import SIDECAR_FILE
 from samp_jax.ptq.site_calibration import (ForeignClipsError, SiteCalibration,
                                            check_calibration_fits, clips_for_model,
-                                           foreign_calibration, site_calibrations)
+                                           foreign_calibration, model_fingerprint,
+                                           site_calibrations)
 from samp_jax.ptq.saved import (SavedFolder, head_from_sidecar, read_saved, restore_weights,
                                 saved_tokenizer, write_folder)
 
@@ -278,9 +279,18 @@ class QuantizedModel(nnx.Module):
 
     @property
     def info(self) -> dict[str, Any]:
-        """Provenance: source parameter bytes, calibration summary, GEMM implementation (and
-        what `record` added, e.g. the data a command calibrated and scored it on)."""
+        """Provenance: source parameter bytes and fingerprint, calibration summary, GEMM
+        implementation (and what `record` added, e.g. the data a command calibrated and scored
+        it on)."""
         return json.loads(self._info)
+
+    @property
+    def source_fingerprint(self) -> str | None:
+        """The `model_fingerprint` of the float model this one was quantized from (a sha256 of
+        its parameters' names, dtypes, shapes and values, whatever file they were read from):
+        `q.source_fingerprint == samp_jax.model_fingerprint(samp_jax.load(folder))` tells
+        whether `folder` holds that model. None for a folder saved without one."""
+        return self.info.get("source_fingerprint")
 
     def record(self, **provenance: Any) -> None:
         """Adds JSON-serialisable `provenance` to `info`, which `save` writes into the sidecar."""
@@ -379,7 +389,8 @@ class QuantizedModel(nnx.Module):
         and `quantization.json` into `directory`; returns the folder.
 
         `quantization.json` (format v3) holds `format`, `format_version`, `config`, `head`,
-        `tokenizer`, `dtype` (compute dtype), `precision_map`, `info`, `dtypes` (every tensor's
+        `tokenizer`, `dtype` (compute dtype), `precision_map`, `info` (with
+        `source_fingerprint`: which float model it was made from), `dtypes` (every tensor's
         dtype) and `versions`, and is the manifest: `files` maps every other file's name to
         `{"sha256", "bytes"}`; `executed` records what ran each GEMM site in the saving
         process (`executed_implementations`: device, interpret mode, implementation per site;
@@ -631,6 +642,7 @@ def quantize(model: EncoderModel, precision_map: PrecisionMap, calibration=None,
                 label=f"{index}.{site}"))
     info = {
         "source_bytes": state_bytes(model),
+        "source_fingerprint": model_fingerprint(model),
         "calibration": None if calibration is None else calibration.describe(),
         "implementation": implementation,
     }

@@ -311,6 +311,10 @@ CASES = {
         lambda f: _sidecar(f, lambda d: d["info"].update(implementation="cublas-fp4")), ValueError,
         rf"{S[2:]}: field 'info.implementation'='cublas-fp4' is not a registered GEMM "
         r"implementation; expected None or one of \("),
+    "source fingerprint not a sha256": (
+        lambda f: _sidecar(f, lambda d: d["info"].update(source_fingerprint="abc")), ValueError,
+        rf"{S[2:]}: field 'info.source_fingerprint' is 'abc', expected a sha256 \(64 lowercase "
+        r"hex digits"),
 }
 
 
