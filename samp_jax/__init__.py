@@ -90,6 +90,7 @@ if TYPE_CHECKING:  # what static tools see; at run time the names load on first 
     from samp_jax.core import SITES, PrecisionMap, PrecisionMapError, QArray, SitePrecision
     from samp_jax.ptq.folder import SidecarNotSealedWarning
     from samp_jax.ptq.quantized import QuantizedModel, quantize
+    from samp_jax.ptq.site_calibration import model_fingerprint
     from samp_jax.serving import Engine, compile, data_mesh, sharded_forward
     from samp_jax.serving.distributed import initialize_distributed
     from samp_jax.tasks import evaluate, get_task, register_metric

@@ -38,10 +38,10 @@ import numpy as np
 from pallas_kernels.numerics import INT8_MAX, SCALE_EPS
 from samp_jax.core import strict_json
 from samp_jax.core.digests import bytes_digest
-from samp_jax.core.precision import FINGERPRINT
 from samp_jax.core.errors import SampJaxError
 from samp_jax.core.input_files import (BrokenLinkError, NotRegularFileError, not_regular,
                                       open_regular, read_fd)
+from samp_jax.core.precision import FINGERPRINT
 from samp_jax.models.checkpoint import CheckpointError
 from samp_jax.ops.dispatch import check_implementation
 
@@ -196,7 +196,8 @@ def _check_fields(path: Path, sidecar: dict[str, Any]) -> None:
     check_implementation(implementation, where=f"{path}: field 'info.implementation'")
     source = sidecar["info"].get("source_fingerprint")
     if source is not None and not (isinstance(source, str) and FINGERPRINT.fullmatch(source)):
-        raise ValueError(f"{path}: field 'info.source_fingerprint' is {source!r}, expected a "
+        shown = repr(source) if isinstance(source, str) and len(source) <= 80 else _json_type(source)
+        raise ValueError(f"{path}: field 'info.source_fingerprint' is {shown}, expected a "
                          "sha256 (64 lowercase hex digits, as samp_jax.model_fingerprint writes it)")
     for name in sidecar["files"]:
         if name in ("", ".", "..") or Path(name).name != name:

@@ -289,7 +289,9 @@ class QuantizedModel(nnx.Module):
         """The `model_fingerprint` of the float model this one was quantized from (a sha256 of
         its parameters' names, dtypes, shapes and values, whatever file they were read from):
         `q.source_fingerprint == samp_jax.model_fingerprint(samp_jax.load(folder))` tells
-        whether `folder` holds that model. None for a folder saved without one."""
+        whether `folder` holds that model (loaded with the same dtype and head options). None
+        for a folder saved without one, or a model quantized from parameters this host could
+        not read (traced, or sharded over other processes)."""
         return self.info.get("source_fingerprint")
 
     def record(self, **provenance: Any) -> None:
@@ -642,7 +644,7 @@ def quantize(model: EncoderModel, precision_map: PrecisionMap, calibration=None,
                 label=f"{index}.{site}"))
     info = {
         "source_bytes": state_bytes(model),
-        "source_fingerprint": model_fingerprint(model),
+        "source_fingerprint": _source_fingerprint(model),
         "calibration": None if calibration is None else calibration.describe(),
         "implementation": implementation,
     }
@@ -650,6 +652,15 @@ def quantize(model: EncoderModel, precision_map: PrecisionMap, calibration=None,
     if unfused:  # fusions the architecture forgoes, with the reason (ModernBERT's gated FFN, ...)
         info["unfused"] = unfused
     return QuantizedModel(copy, precision_map, info=info)
+
+
+def _source_fingerprint(model: EncoderModel) -> str | None:
+    """`model_fingerprint(model)`, or None where its parameters cannot be read on this host
+    (traced, or sharded over other processes' devices)."""
+    for leaf in jax.tree.leaves(nnx.state(model, nnx.Param)):
+        if isinstance(leaf, jax.core.Tracer) or not getattr(leaf, "is_fully_addressable", True):
+            return None
+    return model_fingerprint(model)
 
 
 def _own_clips(model: EncoderModel, precision_map: PrecisionMap, calibration) -> PrecisionMap:

@@ -315,6 +315,9 @@ CASES = {
         lambda f: _sidecar(f, lambda d: d["info"].update(source_fingerprint="abc")), ValueError,
         rf"{S[2:]}: field 'info.source_fingerprint' is 'abc', expected a sha256 \(64 lowercase "
         r"hex digits"),
+    "source fingerprint a list": (
+        lambda f: _sidecar(f, lambda d: d["info"].update(source_fingerprint=["0" * 64])),
+        ValueError, rf"{S[2:]}: field 'info.source_fingerprint' is a list, expected a sha256"),
 }
 
 

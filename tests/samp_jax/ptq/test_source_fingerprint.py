@@ -2,6 +2,7 @@
 `model_fingerprint` of its parameters) through save and load, whatever file format held the
 float weights, and a model changed by one weight has another."""
 
+import jax
 from flax import nnx
 
 import samp_jax
@@ -44,3 +45,19 @@ def test_a_model_of_other_weights_is_another_source():
     b = samp_jax.EncoderModel(TINY_CONFIG, rngs=nnx.Rngs(1))
     qa, qb = (quantize(m, PrecisionMap.preset("fp16", TINY_CONFIG.num_layers)) for m in (a, b))
     assert qa.source_fingerprint != qb.source_fingerprint
+
+
+def test_a_model_quantized_under_jit_has_no_source_fingerprint():
+    """Traced parameters cannot be hashed: the quantized model records None, not an error."""
+    model = tiny_classifier()
+    seen = []
+
+    @nnx.jit
+    def quantized_logits(m, ids):
+        q = quantize(m, PrecisionMap.preset("fp16", m.config.num_layers))
+        seen.append(q.source_fingerprint)
+        return q(ids)
+
+    ids = jax.numpy.ones((2, 8), jax.numpy.int32)
+    assert quantized_logits(model, ids).shape == (2, 2)
+    assert seen == [None]
