@@ -83,14 +83,14 @@ def _check_preset(family, preset, activation):
 
 
 @pytest.mark.parametrize("preset, activation", IN_MAKE_TEST)
-def test_int8_fp8_and_bf16_presets_stay_close_to_fp32(family, preset, activation):
+def test_each_int8_fp8_and_bf16_preset_stays_close_to_fp32(family, preset, activation):
     _check_preset(family, preset, activation)
 
 
 # only `family` is indirect: its module-scoped instances are shared with the other tests
 @pytest.mark.parametrize("family", [family_param(f, full=FAMILIES) for f in FAMILIES], indirect=True)
 @pytest.mark.parametrize("preset, activation", OTHER_PRESETS)
-def test_fp16_and_ffn_only_presets_stay_close_to_fp32(family, preset, activation):
+def test_each_fp16_and_ffn_only_preset_stays_close_to_fp32(family, preset, activation):
     _check_preset(family, preset, activation)
 
 
