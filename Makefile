@@ -48,10 +48,11 @@ test-fast: $(STAMP)
 	$(PYTEST) -m "not slow and not full" tests
 
 # Every test. `full` marks the cases of a family or variant matrix beyond those `make test` runs
-# (families that run another family's code under their own name; presets on families other than
-# BERT that touch only some of the sites; the search from folder to predictions on the families
-# whose attention is BERT's; the 8-device run of every family) and the example that repeats
-# workflows `make test` runs elsewhere on the real model.
+# (families that run another family's code under their own name; the FP16 and FFN-only INT8
+# presets on families other than BERT, as fully INT8 runs FP16 between its sites and quantizes
+# FFN-only's sites too; the search from folder to predictions on the families whose attention is
+# BERT's; the 8-device run of every family) and the example that repeats workflows `make test`
+# runs elsewhere on the real model.
 test-full: $(STAMP)
 	$(PYTEST) tests
 
