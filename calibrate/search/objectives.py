@@ -207,8 +207,10 @@ def task_objective(model, task: Task | str, tokenizer, *, split: str = "search",
 
 class UnlabelledObjective(Objective):
     """Unlabelled inputs: only the proxy is available, the one of how the model's outputs are
-    read (`proxy_for(model.readout)`: KL for classes, the per-label binary KL for label sets,
-    the score change for one output, 1 - cosine otherwise, custom heads too)."""
+    read (`proxy_for(model.readout, similarity_of(model))`: KL for classes, the per-label
+    binary KL for label sets, the score change for one output; for embeddings, 1 - cosine where
+    the model compares them by cosine and the relative squared change of each embedding (its
+    length included) where by a dot product or a distance; 1 - cosine for a custom head's)."""
 
     def __init__(self, model, batches: Sequence[dict[str, np.ndarray]], *, name: str = "unlabelled"):
         if not batches:
@@ -216,7 +218,7 @@ class UnlabelledObjective(Objective):
         self.batches, self.name = list(batches), name
         forward = jit_forward(model)
         self.reference = [np.asarray(forward(batch)) for batch in self.batches]
-        self.proxy_kind = proxy_for(model.readout)
+        self.proxy_kind = proxy_for(model.readout, similarity_of(model))
         # the real rows of each batch, and their reference outputs: the same for every map
         self._valid = [batch["attention_mask"].sum(-1) > 0 for batch in self.batches]
         bad = sum(non_finite_rows(ref[valid]) for ref, valid in zip(self.reference, self._valid))

@@ -20,7 +20,8 @@ from samp_jax.models.head_kinds import LABEL_THRESHOLD, Readout, check_label_thr
 from samp_jax.models.similarity import DEFAULT_SIMILARITY, check_similarity, pair_similarity
 from samp_jax.serving.batching import DEFAULT_BUCKETS, TokenizedRows, balanced_batch_size
 from samp_jax.tasks.metrics import IGNORE, Metric, spearman
-from samp_jax.tasks.proxies import COSINE, KL, LABEL_KL, SCORE, Proxy, one_minus_cosine
+from samp_jax.tasks.proxies import (COSINE, KL, LABEL_KL, SCORE, Proxy, embedding_proxy,
+                                    one_minus_cosine)
 from samp_jax.tasks.truncation import Truncation
 from samp_jax.tasks.types import (EncodedSplit, TaskType, non_finite_rows, task_score,
                                   units_scored, with_non_finite)
@@ -237,7 +238,9 @@ class EmbeddingEvaluation(Evaluation):
     """Bi-encoder embeddings of every unique text of the split; pairs scored by the model's
     `similarity` (`samp_jax.models.similarity`: cosine unless its folder says dot, euclidean
     or manhattan; ROC-AUC against 0/1 labels, Spearman against scores, or a ranking metric of
-    each query's passages against their relevance), or no metric for plain texts. The agreement with FP32 is the embeddings' cosine whatever the similarity."""
+    each query's passages against their relevance), or no metric for plain texts. The agreement with FP32 is the embeddings' cosine whatever the similarity; the proxy is
+    `embedding_proxy(similarity)`: `1 - cosine` for cosine, the relative squared change of each
+    embedding (its length included) for the others."""
 
     agreement_name = "cosine to FP32"
     proxy_kind = COSINE
@@ -248,6 +251,7 @@ class EmbeddingEvaluation(Evaluation):
                  max_length: int | None = None, similarity: str = DEFAULT_SIMILARITY,
                  balanced: bool = False):
         self.similarity = check_similarity(similarity)
+        self.proxy_kind = embedding_proxy(self.similarity)
         pairs = bool(examples) and "text_pair" in examples[0]
         texts = [e["text"] for e in examples] + ([e["text_pair"] for e in examples] if pairs else [])
         self.texts = list(dict.fromkeys(texts))

@@ -9,7 +9,12 @@ of the outputs' scale, a scale of the reference that divides it:
 - `SCORE`: the squared change of one score per row, over the variance of the FP32 scores
   (`Readout.SCORE`: a reranker or a regression; a ranking task's two-class head: its
   `row_scores`);
-- `COSINE`: `1 - cosine` to the FP32 embedding (anything else).
+- `COSINE`: `1 - cosine` to the FP32 embedding (an embedder compared by cosine, and anything
+  else);
+- `EMBEDDING_CHANGE`: `||out - FP32||^2 / ||FP32||^2` of each embedding, its length included: an
+  embedder compared by a dot product or a distance (sentence-transformers' `similarity_fn_name`
+  `dot`, `euclidean` or `manhattan`), whose scores move with the length that `1 - cosine`
+  ignores.
 Each is exactly 0 on the reference itself. The evaluations (`samp_jax.tasks.evaluation`) and the
 unlabelled search (`calibrate.search.objectives.UnlabelledObjective`) read them from here.
 """
@@ -22,7 +27,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from samp_jax.models.head_kinds import Readout
-from samp_jax.models.similarity import NORM_FLOOR, cosine
+from samp_jax.models.similarity import DEFAULT_SIMILARITY, NORM_FLOOR, cosine
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -127,13 +132,34 @@ def _cosine_divergence(outputs: np.ndarray, reference: np.ndarray) -> np.ndarray
     return np.maximum(one_minus_cosine(outputs, reference), 0.0)
 
 
+def _relative_squared_change(outputs: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """`||out - ref||^2 / ||ref||^2` of each row (float64): 0 where equal, and a change of length
+    counts as much as one of direction."""
+    reference = np.asarray(reference, np.float64)
+    change = np.asarray(outputs, np.float64) - reference
+    return np.sum(change * change, -1) / np.maximum(np.sum(reference * reference, -1), NORM_FLOOR)
+
+
 COSINE = Proxy("cosine", "1 − cosine to FP32", _cosine_divergence)  # outputs are embeddings
-PROXIES: dict[str, Proxy] = {p.name: p for p in (KL, LABEL_KL, SCORE, COSINE)}
+EMBEDDING_CHANGE = Proxy("embedding_change", "‖change‖² / ‖FP32‖²", _relative_squared_change)
+PROXIES: dict[str, Proxy] = {p.name: p for p in (KL, LABEL_KL, SCORE, COSINE, EMBEDDING_CHANGE)}
 READOUT_PROXIES: dict[Readout, Proxy] = {Readout.CLASSES: KL, Readout.LABELS: LABEL_KL,
                                          Readout.SCORE: SCORE}
-"""The proxy of each way logits are read; any other output (embeddings) is compared by COSINE."""
+"""The proxy of each way logits are read; any other output (embeddings) is compared by
+`embedding_proxy` of the model's similarity."""
+SIMILARITY_PROXIES: dict[str, Proxy] = {DEFAULT_SIMILARITY: COSINE}
+"""The proxy of embeddings compared by each similarity; any other (dot, euclidean, manhattan)
+is EMBEDDING_CHANGE."""
 
 
-def proxy_for(readout: Readout | None) -> Proxy:
-    """The proxy of outputs read as `readout` (`EncoderModel.readout`); COSINE for None."""
-    return READOUT_PROXIES.get(readout, COSINE)
+def embedding_proxy(similarity: str = DEFAULT_SIMILARITY) -> Proxy:
+    """The proxy of embeddings compared by `similarity` (`samp_jax.models.similarity`): COSINE
+    for cosine, which reads directions only; EMBEDDING_CHANGE for the others, which read lengths
+    too."""
+    return SIMILARITY_PROXIES.get(similarity, EMBEDDING_CHANGE)
+
+
+def proxy_for(readout: Readout | None, similarity: str = DEFAULT_SIMILARITY) -> Proxy:
+    """The proxy of outputs read as `readout` (`EncoderModel.readout`); for None (embeddings,
+    a custom head's outputs) `embedding_proxy(similarity)`."""
+    return READOUT_PROXIES.get(readout) or embedding_proxy(similarity)

@@ -298,13 +298,23 @@ def test_report_files(tiny, calibration, tmp_path):
 
 def test_the_proxy_is_named_by_the_objective_not_guessed_from_the_metric(tiny):
     """Without labels there is no metric, but a classifier's proxy is still the KL of its
-    logits; an embedder's is 1 - cosine."""
+    logits; an embedder's is 1 - cosine where it compares embeddings by cosine, the relative
+    squared change of each (its length included) where by a dot product."""
     classifier = UnlabelledObjective(tiny, random_batches(1))
     rngs = nnx.Rngs(0)
     embedder = UnlabelledObjective(EncoderModel(TINY_CONFIG, SentenceEmbedder(), rngs=rngs),
                                    random_batches(1))
-    assert (classifier.proxy_kind.name, embedder.proxy_kind.name) == ("kl", "cosine")
-    for objective, label in ((classifier, "KL to FP32"), (embedder, "1 − cosine to FP32")):
+    # an embedder compared by a dot product: a change of length moves its scores
+    dot = UnlabelledObjective(EncoderModel(TINY_CONFIG, SentenceEmbedder(normalize=False,
+                                                                         similarity="dot"),
+                                           rngs=nnx.Rngs(0)), random_batches(1))
+    assert (classifier.proxy_kind.name, embedder.proxy_kind.name, dot.proxy_kind.name) == \
+        ("kl", "cosine", "embedding_change")
+    longer = [1.1 * out for out in dot.reference]
+    assert embedder.proxy([1.1 * out for out in embedder.reference]) < 1e-6
+    assert dot.proxy(longer) == pytest.approx(0.01, rel=1e-5)
+    for objective, label in ((classifier, "KL to FP32"), (embedder, "1 − cosine to FP32"),
+                             (dot, "‖change‖² / ‖FP32‖²")):
         result = SimpleNamespace(options=("fp16", "int8-dynamic"), metric_name=None,
                                  proxy_name=objective.proxy_kind.name,
                                  sensitivity={"0.qkv/int8-dynamic": {"proxy": 1e-3}},

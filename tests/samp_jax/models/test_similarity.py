@@ -14,6 +14,7 @@ from samp_jax.app import predictions
 from samp_jax.models.similarity import (SIMILARITIES, SIMILARITY_FILE, pair_similarity,
                                         read_similarity, similarity_of)
 from samp_jax.tasks.evaluation import EmbeddingEvaluation
+from samp_jax.tasks.proxies import COSINE, EMBEDDING_CHANGE
 from samp_jax.tasks.metrics import get_metric
 
 A = np.array([[1.0, 2.0, 2.0], [0.0, 3.0, 4.0], [1.0, 0.0, 0.0]], np.float32)
@@ -125,3 +126,21 @@ def test_the_python_evaluate_scores_an_embedding_task_as_the_command_does(minilm
         assert result["value"] == pytest.approx(out["rows"][0]["value"], abs=1e-6)
         values.append(result["value"])
     assert abs(values[0] - values[1]) > 1e-3  # cosine and dot rank the pairs otherwise
+
+
+def test_the_evaluations_proxy_reads_the_length_where_the_similarity_does(minilm_dir):
+    """1 - cosine misses a change of an embedding's length, which moves its dot products and
+    distances: the proxy of an embedder compared by one of those is the relative squared change
+    of each embedding; cosine keeps 1 - cosine."""
+    reference = A[:2]
+    assert np.all(COSINE.rows(1.1 * reference, reference) < 1e-7)
+    np.testing.assert_allclose(EMBEDDING_CHANGE.rows(1.1 * reference, reference), 0.01, rtol=1e-5)
+    np.testing.assert_array_equal(EMBEDDING_CHANGE.rows(reference, reference), 0.0)
+    turned = np.array([[2.0, 1.0, 2.0], [0.0, 4.0, 3.0]])  # same lengths, other directions
+    np.testing.assert_allclose(EMBEDDING_CHANGE.rows(turned, reference), [2 / 9, 2 / 25], rtol=1e-12)
+    examples = [{"text": "a", "text_pair": "b", "score": 1.0}, {"text": "c", "text_pair": "d", "score": 2.0}]
+    tokenizer = sj.Tokenizer.from_pretrained(minilm_dir)
+    for name in SIMILARITIES:
+        evaluation = EmbeddingEvaluation(tokenizer, examples, metric=get_metric("spearman"),
+                                         similarity=name)
+        assert evaluation.proxy_kind is (COSINE if name == "cosine" else EMBEDDING_CHANGE), name
