@@ -76,8 +76,10 @@ def test_gpu_check_runs_every_step_quickly_on_the_cpu(tmp_path, minilm_dir):
     results.mkdir()
     (results / "cpu-e2e-old.json").write_text("{}")  # an earlier run's file: never packed
     env = {**os.environ, "QUICK": "1", "RESULTS": str(results), "OUT": str(tmp_path / "out"),
-           "MINILM": str(carried), "PYTHON": os.environ.get("PYTHON", "python")}
-    env["PATH"] = f"{os.path.dirname(os.sys.executable)}:{env['PATH']}"
+           # this interpreter: a $PYTHON the caller set (the Makefile reads one to build .venv)
+           # may have no JAX
+           "MINILM": str(carried), "PYTHON": sys.executable}
+    env["PATH"] = f"{os.path.dirname(sys.executable)}:{env['PATH']}"
     subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh")], cwd=ROOT, env=env,
                    check=True, capture_output=True, text=True, timeout=2400)
     summary = json.loads((results / "cpu-gpu_check.json").read_text())
