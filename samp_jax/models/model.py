@@ -205,7 +205,7 @@ def check_inputs(input_ids, attention_mask=None, token_type_ids=None, *,
     attention_mask, token_type_ids = jnp.asarray(attention_mask), jnp.asarray(token_type_ids)
     # after the conversion: inside a trace (`jax.eval_shape`, with jit off too) it gives
     # tracers even of concrete arrays
-    concrete = all(_is_concrete(v) for v in (input_ids, attention_mask, token_type_ids))
+    concrete = all(is_concrete(v) for v in (input_ids, attention_mask, token_type_ids))
     if config is not None and concrete:
         check_ids(config, input_ids, attention_mask, token_type_ids,
                   allow_padding_rows=_PADDED_BATCH.get())
@@ -365,7 +365,7 @@ def checked(model, *, method: str | None = None) -> Callable[..., jax.Array]:
     return run
 
 
-def _is_concrete(value) -> bool:
+def is_concrete(value) -> bool:
     """Whether `value` can be read on the host now (None, numpy, or a non-traced jax array)."""
     if isinstance(value, jax.core.Tracer):
         return False

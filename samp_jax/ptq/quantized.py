@@ -28,7 +28,7 @@ from samp_jax.models.config import EncoderConfig
 from samp_jax.models.layers import Embeddings, GemmSite
 from samp_jax.models.head_kinds import HeadKind, Readout
 from samp_jax.models.heads import head_spec, make_head
-from samp_jax.models.model import EncoderModel
+from samp_jax.models.model import EncoderModel, is_concrete
 from samp_jax.models.tokenizer import Tokenizer
 from samp_jax.models.unfused import unfused_parts
 from samp_jax.ops.dispatch import Activation, check_implementation, gemm, record_executions, site_implementation
@@ -657,9 +657,8 @@ def quantize(model: EncoderModel, precision_map: PrecisionMap, calibration=None,
 def _source_fingerprint(model: EncoderModel) -> str | None:
     """`model_fingerprint(model)`, or None where its parameters cannot be read on this host
     (traced, or sharded over other processes' devices)."""
-    for leaf in jax.tree.leaves(nnx.state(model, nnx.Param)):
-        if isinstance(leaf, jax.core.Tracer) or not getattr(leaf, "is_fully_addressable", True):
-            return None
+    if not all(is_concrete(leaf) for leaf in jax.tree.leaves(nnx.state(model, nnx.Param))):
+        return None
     return model_fingerprint(model)
 
 

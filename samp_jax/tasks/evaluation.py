@@ -20,7 +20,7 @@ from samp_jax.models.head_kinds import LABEL_THRESHOLD, Readout, check_label_thr
 from samp_jax.models.similarity import DEFAULT_SIMILARITY, check_similarity, pair_similarity
 from samp_jax.serving.batching import DEFAULT_BUCKETS, TokenizedRows, balanced_batch_size
 from samp_jax.tasks.metrics import IGNORE, Metric, spearman
-from samp_jax.tasks.proxies import (COSINE, KL, LABEL_KL, SCORE, Proxy, embedding_proxy,
+from samp_jax.tasks.proxies import (KL, LABEL_KL, SCORE, Proxy, embedding_proxy,
                                     one_minus_cosine)
 from samp_jax.tasks.truncation import Truncation
 from samp_jax.tasks.types import (EncodedSplit, TaskType, non_finite_rows, task_score,
@@ -243,7 +243,6 @@ class EmbeddingEvaluation(Evaluation):
     embedding (its length included) for the others."""
 
     agreement_name = "cosine to FP32"
-    proxy_kind = COSINE
     _per_batch = ("batches", "_rows")
 
     def __init__(self, tokenizer, examples: Sequence[dict], *, metric: Metric | None,
