@@ -18,7 +18,6 @@ not, is the result's `attention` (`AttentionChoice`), in the summary and the rep
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Callable
 
 import numpy as np

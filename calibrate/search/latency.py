@@ -45,7 +45,6 @@ import hashlib
 import json
 import math
 import os
-import re
 import time
 import warnings
 from pathlib import Path

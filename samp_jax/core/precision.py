@@ -84,7 +84,7 @@ from typing import Any, Iterator, Mapping
 import jax.numpy as jnp
 import numpy as np
 
-from pallas_kernels.numerics import INT8_MAX, SCALE_EPS
+from pallas_kernels.numerics import INT8_MAX
 from samp_jax.core import strict_json
 from samp_jax.core.atomic import write_text_atomic
 from samp_jax.core.errors import SampJaxError

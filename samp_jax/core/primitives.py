@@ -21,7 +21,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from pallas_kernels.numerics import (INT8_MAX, INV_INT8_MAX, SCALE_EPS, check_scale, divide_by_scale, quantize_rows,
+from pallas_kernels.numerics import (INV_INT8_MAX, SCALE_EPS, check_scale, divide_by_scale, quantize_rows,
                                      round_clip_int8, to_rank)
 
 FP8_E4M3_MAX = float(jnp.finfo(jnp.float8_e4m3fn).max)  # 448

@@ -103,8 +103,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from samp_jax.core.errors import SampJaxError
 from samp_jax.data.splits import TaskSplits
 from samp_jax.models.bio_tags import entity_scheme
@@ -123,7 +121,7 @@ from samp_jax.tasks.metrics import ENTITY_F1
 from samp_jax.tasks.readers import (FORMATS, SPLIT_NAMES, ReadEachTime, StreamedRows,  # noqa: F401
                                     Table, describe_source, read_tables)
 from samp_jax.tasks.task import SPLITS, LabelMismatch, Task, a_kind, readout_mismatch
-from samp_jax.tasks.types import TASK_TYPES, get_task_type
+from samp_jax.tasks.types import get_task_type
 
 _SET_FIELDS = ("tags", "labels")  # gold fields holding a list of labels per row
 INPUT_BLOCK_ROWS = 4096  # rows of a streamed file converted at a time (`InputRows`)
