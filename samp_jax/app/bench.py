@@ -14,6 +14,17 @@ Contenders (each skipped, with the reason recorded, where it cannot run):
 - `samp_search_snli_1pct`: the map the search recommended for SNLI at 1% (MiniLM: it was
   searched on MiniLM's 6 layers).
 
+Your own model (`--model DIR`: an HF folder of any supported family, a PEFT adapter folder,
+`minilm`, or a quantized folder samp-jax wrote) is timed instead, with its own head, at the
+presets and map files `--precision` names (e.g. the `precision_map.json` a search wrote), each
+compared with the first (`speedup_vs_baseline`); by default this device's float precision (FP32 on a CPU, FP16 on a GPU), `quant_ffn_only` and `fully_quant`
+(and `fp8` where the device has it). INT8 and FP8 presets are built for this device as the
+search builds them (its float precision between sites); a map file as `quantize` builds it; a
+quantized folder as it was saved. Static scales a map leaves to a calibration come from random
+ids (`static_sites_scaled_on_random_ids`): a scale's value does not change the time, and
+accuracy is `samp-jax eval`'s to measure. Every samp-jax row records its `compute_dtype` and
+`site_precisions` (how many of the layers' GEMM sites run at each precision).
+
 Timing (`samp_jax.serving.timing.time_ms` for JAX; the same scheme with CUDA syncs for torch): warm-up,
 then the median over `repeats` of the mean of `inner` back-to-back calls with one sync. Every
 row records the median latency and the throughput in sequences per second; ratios are taken
@@ -35,7 +46,6 @@ import argparse
 import collections
 import contextlib
 import dataclasses
-import importlib.resources
 import json
 import platform
 import re
@@ -52,62 +62,20 @@ from flax import nnx
 from calibrate.calibration import calibrate
 from pallas_kernels import devices
 from samp_jax import ops
+from samp_jax.app.bench_contenders import (SAMP_CONTENDERS, SEARCH_MAP, TORCH_CONTENDERS,  # noqa: F401
+                                           SampContender, SkipContender, contender_names,
+                                           own_contenders)
 from samp_jax.app.bench_options import QUICK_SHAPES, SHAPES, add_arguments  # noqa: F401
 from samp_jax.core.text import command_line
 from samp_jax.core.assets import minilm_path
-from samp_jax.app.outputs import check_output, summary_after
+from samp_jax.app.outputs import check_output, check_precision_items, summary_after
 from samp_jax.core.atomic import atomic_file, resolve_output, write_text_atomic
-from samp_jax.core.errors import SampJaxError
 from samp_jax.models import EncoderConfig, EncoderModel, load_pretrained
 from samp_jax.models.config import INIT_STD
 from samp_jax.core.version import run_record
-from samp_jax.core.precision import PrecisionMap
 from samp_jax.ptq.quantized import quantize
 from samp_jax.serving.forward import batch_inputs, merged_call
 from samp_jax.serving.timing import device_description, device_file_stem, error_line, time_ms
-
-# The map the search chose for SNLI at 1% on MiniLM (docs/results/search.md), shipped as package data.
-SEARCH_MAP = importlib.resources.files("samp_jax.app") / "maps" / "minilm_snli_1pct.json"
-TORCH_CONTENDERS = ("torch_sdpa_fp16", "torch_eager_fp16", "torch_compile_fp16")
-
-
-@dataclasses.dataclass(frozen=True)
-class SampContender:
-    """A samp-jax variant: a precision-map preset (or a map file) and a GEMM implementation."""
-
-    name: str
-    preset: str | None
-    implementation: str | None
-    map_path: Path | None = None
-
-    def precision_map(self, num_layers: int):
-        if self.map_path is not None:
-            pmap = PrecisionMap.from_json(self.map_path.read_text())
-            if pmap.num_layers != num_layers:
-                raise SkipContender(f"the map was searched for {pmap.num_layers} layers, "
-                                    f"this model has {num_layers}")
-            return pmap
-        return PrecisionMap.preset(self.preset, num_layers)
-
-
-SAMP_CONTENDERS = (
-    SampContender("samp_fp16", "fp16", "xla"),
-    SampContender("samp_quant_ffn_only_xla", "quant_ffn_only", "xla"),
-    SampContender("samp_quant_ffn_only_pallas", "quant_ffn_only", "pallas"),
-    SampContender("samp_fully_quant_xla", "fully_quant", "xla"),
-    SampContender("samp_fully_quant_pallas", "fully_quant", "pallas"),
-    SampContender("samp_fp8", "fp8", "xla"),
-    SampContender("samp_search_snli_1pct", None, None, SEARCH_MAP),
-)
-
-
-class SkipContender(SampJaxError):
-    """A contender that cannot run here; the message says why."""
-
-
-def contender_names() -> list[str]:
-    return list(TORCH_CONTENDERS) + [c.name for c in SAMP_CONTENDERS]
-
 
 # ------------------------------------------------------------------------------- models
 # Six layers, as the shipped search map has; widths every Pallas kernel tiles (multiples of 64).
@@ -174,9 +142,12 @@ def parse_shapes(text: str) -> tuple[tuple[int, int], ...]:
 
 
 def token_batch(vocab_size: int, batch: int, seq: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """Random ids (never the pad id 0) with every position real: the same inputs for everyone."""
+    """Random ids with every position real, the same inputs for everyone: from id 1,000 on
+    (past the special tokens of a BERT or RoBERTa vocabulary), or from the upper half of a
+    vocabulary of under 2,000 ids."""
     rng = np.random.default_rng(seed + 1000 * batch + seq)
-    return {"input_ids": rng.integers(1000, vocab_size, (batch, seq)).astype(np.int32),
+    low = min(1000, vocab_size // 2)
+    return {"input_ids": rng.integers(low, vocab_size, (batch, seq)).astype(np.int32),
             "attention_mask": np.ones((batch, seq), np.int32),
             "token_type_ids": np.zeros((batch, seq), np.int32)}
 
@@ -184,14 +155,17 @@ def token_batch(vocab_size: int, batch: int, seq: int, seed: int = 0) -> dict[st
 # ------------------------------------------------------------------------------ samp-jax
 def build_samp(contender: SampContender, model, calibration):
     """The quantized model's jitted forward `(state, *inputs) -> output`, its state and the
-    quantized model itself (for what ran at each site)."""
+    quantized model itself (for what ran at each site). A saved model is timed as it is."""
     pmap = contender.precision_map(model.config.num_layers)
     if contender.implementation == "pallas":
         if not ops.kernels_available():
             raise SkipContender("the Pallas kernels need a GPU (run with --interpret to exercise "
                                 "them on the CPU in interpret mode)")
-    quantized = quantize(model, pmap, calibration if pmap.needs_calibration() else None,
-                         implementation=contender.implementation)
+    if contender.saved is not None:
+        quantized = contender.saved
+    else:
+        quantized = quantize(model, pmap, calibration if pmap.needs_calibration() else None,
+                             dtype=contender.dtype, implementation=contender.implementation)
     graphdef, state = nnx.split(quantized)
     return jax.jit(lambda state, *inputs: merged_call(graphdef, state, *inputs)), state, quantized
 
@@ -216,6 +190,11 @@ def compile_samp(forward, state, batch) -> tuple[Callable[[], jax.Array], dict]:
     """`aot_compile`, as the timed call `() -> output` and its info."""
     compiled, inputs, info = aot_compile(forward, state, batch)
     return (lambda: compiled(state, *inputs)), info
+
+
+def site_precisions(pmap) -> dict[str, int]:
+    """{precision: GEMM sites of the layers at it} of the model's map (`int8`, `fp32`, ...)."""
+    return dict(sorted(collections.Counter(p.precision for _, p in pmap.items()).items()))
 
 
 def gemm_executed(quantized, batch) -> dict[str, int]:
@@ -276,20 +255,65 @@ def time_torch(forward, batch, torch, *, warmup: int, repeats: int, inner: int) 
 
 
 # ------------------------------------------------------------------------------------ run
+@dataclasses.dataclass(frozen=True)
+class OwnModel:
+    """`samp-jax bench --model`: a user's model and the contenders it is timed as
+    (`bench_contenders.own_contenders`), the first the baseline of the ratios.
+
+    Attributes:
+      name: the rows' `model`.
+      model: a float `EncoderModel`, or a `QuantizedModel` (timed as it was saved).
+      contenders: what to time.
+      source: the model as the user named it (a folder, or `minilm`).
+    """
+
+    name: str
+    model: object
+    contenders: tuple[SampContender, ...]
+    source: str
+
+    @property
+    def baseline(self) -> str | None:
+        """The contender the others are compared with: the first, where there are several."""
+        return self.contenders[0].name if len(self.contenders) > 1 else None
+
+
+def check_shapes_fit(shapes, model, what: str) -> None:
+    """Refuses a shape longer than the model's position table (before any slow work).
+
+    Raises:
+      ValueError: naming the shape, the model and its limit.
+    """
+    limit = model.config.position_limit
+    longer = [f"{b}x{s}" for b, s in shapes if limit is not None and s > limit]
+    if longer:
+        raise ValueError(f"--shapes {','.join(longer)}: longer than the {limit}-token limit of "
+                         f"{what} (its position table); give rows of at most {limit} tokens")
+
+
 def run(*, models=("bert-base", "minilm"), shapes=SHAPES, contenders: list[str] | None = None,
         repeats: int = 30, inner: int = 5, warmup: int = 3, minilm_dir: Path | None = None,
         interpret: bool = False, progress: Callable[[str], None] | None = print,
-        sink: Callable[[dict], None] | None = None) -> dict:
+        sink: Callable[[dict], None] | None = None, own: OwnModel | None = None) -> dict:
     """Runs every (model, shape, contender) and returns the results document (see module doc).
 
     Contenders run in the order given (a short time box then measures the first ones), each
     on every shape. One that fails to build, compile or run gets a row with its `error` for
     each shape, and the next one runs. `sink(document)`, when given, receives the document
-    (ratios included) after every row."""
-    wanted = list(dict.fromkeys(contenders or contender_names()))
-    unknown = set(wanted) - set(contender_names())
-    if unknown:
-        raise ValueError(f"unknown contenders {sorted(unknown)}; choose from {contender_names()}")
+    (ratios included) after every row. `own`, when given, is the one model timed (`models`,
+    `contenders` and `minilm_dir` are not used), its rows compared with its first contender's
+    (`speedup_vs_baseline`)."""
+    if own is not None:
+        check_shapes_fit(shapes, own.model, own.source)
+        wanted, loaded = list(own.contenders), {own.name: (own.model, None)}
+    else:
+        names = list(dict.fromkeys(contenders or contender_names()))
+        unknown = set(names) - set(contender_names())
+        if unknown:
+            raise ValueError(f"unknown contenders {sorted(unknown)}; choose from {contender_names()}")
+        by_name = {c.name: c for c in SAMP_CONTENDERS}
+        wanted = [by_name.get(name, name) for name in names]
+        loaded = load_models(models, minilm_dir)
     known = devices.lookup(jax.devices()[0].device_kind)
     document = {"device": device_description(), "device_table_entry": known and known.name,
                 "backend": jax.default_backend(),
@@ -297,10 +321,14 @@ def run(*, models=("bert-base", "minilm"), shapes=SHAPES, contenders: list[str] 
                 "timing": {"warmup": warmup, "repeats": repeats, "inner": inner,
                            "statistic": "median of repeats, each the mean of inner back-to-back calls"},
                 "rows": []}
+    ratios = BASELINES
+    if own is not None:
+        document |= {"model_source": own.source, "baseline": own.baseline}
+        ratios = () if own.baseline is None else (("baseline", own.baseline),)
 
     def emit(row: dict, line: str | None = None) -> None:
         document["rows"].append(row)
-        add_ratios(document["rows"])
+        add_ratios(document["rows"], ratios)
         if line and progress:
             progress(line)
         if sink is not None:
@@ -308,23 +336,42 @@ def run(*, models=("bert-base", "minilm"), shapes=SHAPES, contenders: list[str] 
 
     timing = dict(warmup=warmup, repeats=repeats, inner=inner)
     with ops.interpret() if interpret else contextlib.nullcontext():
-        for model_name, (model, hf_dir) in load_models(models, minilm_dir).items():
-            calibration = calibrate(model, [token_batch(model.config.vocab_size, 8, 128)],
-                                    method="minmax")
+        for model_name, (model, hf_dir) in loaded.items():
+            calibration = _random_id_calibration(model, wanted)
             batches = {shape: token_batch(model.config.vocab_size, *shape) for shape in shapes}
-            for name in wanted:
-                _run_contender(name, model_name, model, hf_dir, calibration, batches, timing, emit)
+            for contender in wanted:
+                _run_contender(contender, model_name, model, hf_dir, calibration, batches, timing,
+                               emit)
     return document
 
 
-def _run_contender(name, model_name, model, hf_dir, calibration, batches, timing, emit) -> None:
-    """Builds one contender once per model (quantization, HF load), then times it per shape."""
+def _random_id_calibration(model, contenders):
+    """Minmax scales from random ids for the static sites a contender's map leaves to a
+    calibration (timing only: a scale's value does not change the time), or None where no
+    contender has one."""
+    needed = False
+    for c in contenders:
+        if isinstance(c, SampContender) and c.saved is None:
+            try:
+                needed |= c.precision_map(model.config.num_layers).needs_calibration()
+            except (SkipContender, ValueError, OSError):  # its own rows say what is wrong
+                pass
+    if not needed:
+        return None
+    limit = model.config.position_limit
+    seq = 128 if limit is None else min(128, limit)
+    return calibrate(model, [token_batch(model.config.vocab_size, 8, seq)], method="minmax")
+
+
+def _run_contender(contender, model_name, model, hf_dir, calibration, batches, timing, emit) -> None:
+    """Builds one contender (a torch contender's name, or a `SampContender`) once per model
+    (quantization, HF load), then times it per shape."""
+    name = contender if isinstance(contender, str) else contender.name
     start = time.perf_counter()
     try:
-        if name.startswith("torch"):
+        if isinstance(contender, str):
             forward, torch = build_torch(name, model, hf_dir)
         else:
-            contender = next(c for c in SAMP_CONTENDERS if c.name == name)
             forward, state, quantized = build_samp(contender, model, calibration)
     except SkipContender as e:
         for b, s in batches:
@@ -337,12 +384,19 @@ def _run_contender(name, model_name, model, hf_dir, calibration, batches, timing
                  f"{model_name:<9} {b:>3}x{s:<3} {name:<28} error: {error_line(e)}")
         return
     build_s = time.perf_counter() - start
+    is_torch = isinstance(contender, str)
     for (batch_size, seq), batch in batches.items():
         row = {"model": model_name, "batch": batch_size, "seq": seq, "contender": name,
                "build_s": build_s}
+        if not is_torch:
+            row["compute_dtype"] = jax.numpy.dtype(quantized.model.dtype).name
+            row["site_precisions"] = site_precisions(quantized.precision_map)
+            unscaled = contender.unscaled_static_sites(model.config.num_layers)
+            if unscaled:  # their scales came from random ids
+                row["static_sites_scaled_on_random_ids"] = unscaled
         try:
-            _time_row(row, name, forward, torch if name.startswith("torch") else None,
-                      None if name.startswith("torch") else (state, quantized, contender),
+            _time_row(row, name, forward, torch if is_torch else None,
+                      None if is_torch else (state, quantized, contender),
                       batch, timing, emit)
         except Exception as e:  # noqa: BLE001  (a compile or run error is recorded, not fatal)
             row["error"] = error_line(e)
@@ -370,23 +424,37 @@ def _time_row(row, name, forward, torch, samp, batch, timing, emit) -> None:
               f"{row['sequences_per_s']:10.1f} seq/s")
 
 
-def add_ratios(rows: list[dict]) -> None:
-    """`speedup_vs_torch_sdpa_fp16` and `speedup_vs_samp_fp16`: baseline latency / this one."""
+BASELINES = (("torch_sdpa_fp16", "torch_sdpa_fp16"), ("samp_fp16", "samp_fp16"))
+"""The bench's own ratios: `speedup_vs_<label>` against `<contender>`."""
+
+
+def add_ratios(rows: list[dict], pairs: tuple[tuple[str, str], ...] = BASELINES) -> None:
+    """`speedup_vs_<label>` of each `(label, contender)` of `pairs`: that contender's latency
+    at the same model and shape / this row's (None where it has none)."""
     base = {(r["model"], r["batch"], r["seq"], r["contender"]): r["median_ms"]
             for r in rows if "median_ms" in r}
     for r in rows:
         if "median_ms" not in r:
             continue
-        for label, contender in (("torch_sdpa_fp16", "torch_sdpa_fp16"), ("samp_fp16", "samp_fp16")):
+        for label, contender in pairs:
             ref = base.get((r["model"], r["batch"], r["seq"], contender))
             r[f"speedup_vs_{label}"] = None if ref is None else ref / r["median_ms"]
 
 
+def _contenders_in(rows: list[dict]) -> list[str]:
+    """The contenders of `rows`: the bench's own in its order, then others as they come."""
+    present = list(dict.fromkeys(r["contender"] for r in rows))
+    return [n for n in contender_names() if n in present] + [
+        n for n in present if n not in contender_names()]
+
+
 def markdown_table(result: dict, model: str) -> str:
-    """Median ms per shape and contender, with the ratio to samp-jax FP16 (and torch sdpa)."""
+    """Median ms per shape and contender, with the ratio to samp-jax FP16 (and torch sdpa),
+    or to the baseline of a `--model` run."""
     rows = [r for r in result["rows"] if r["model"] == model]
     shapes = sorted({(r["batch"], r["seq"]) for r in rows}, key=lambda s: (s[1], s[0]))
-    names = [n for n in contender_names() if any(r["contender"] == n and "median_ms" in r for r in rows)]
+    names = [n for n in _contenders_in(rows) if any(r["contender"] == n and "median_ms" in r
+                                                   for r in rows)]
     lines = ["| contender | " + " | ".join(f"{b}×{s}" for b, s in shapes) + " |",
              "|---|" + "---|" * len(shapes)]
     for name in names:
@@ -397,7 +465,8 @@ def markdown_table(result: dict, model: str) -> str:
                 cells.append("–")
                 continue
             ratios = [f"{r[key]:.2f}×{suffix}" for key, suffix in
-                      (("speedup_vs_samp_fp16", ""), ("speedup_vs_torch_sdpa_fp16", " sdpa"))
+                      (("speedup_vs_baseline", ""), ("speedup_vs_samp_fp16", ""),
+                       ("speedup_vs_torch_sdpa_fp16", " sdpa"))
                       if r.get(key) is not None]  # a baseline not run this time has no ratio
             cells.append(f"{r['median_ms']:.3f} ms" + (f" ({', '.join(ratios)})" if ratios else ""))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
@@ -414,7 +483,7 @@ def plot(result: dict, path: Path) -> None:
     for ax, model in zip(axes[:, 0], models):
         rows = [r for r in result["rows"] if r["model"] == model and "median_ms" in r]
         shapes = sorted({(r["batch"], r["seq"]) for r in rows}, key=lambda s: (s[1], s[0]))
-        names = [n for n in contender_names() if any(r["contender"] == n for r in rows)]
+        names = _contenders_in(rows)
         width = 0.8 / max(len(names), 1)
         for i, name in enumerate(names):
             values = [next((r["sequences_per_s"] for r in rows if r["contender"] == name
@@ -438,7 +507,9 @@ def main(argv: list[str] | None = None) -> int:
     return run_from_args(parser.parse_args(argv))
 
 
-def run_from_args(args) -> int:
+def run_from_args(args, load_model: Callable | None = None) -> int:
+    """`samp-jax bench`. `load_model(args)` gives `--model`'s `(model, description)` (the CLI
+    loads it as its other commands do)."""
     shapes, repeats, inner, warmup = SHAPES, args.repeats, args.inner, 3
     models = ("bert-base", "minilm")
     if args.quick:
@@ -448,12 +519,15 @@ def run_from_args(args) -> int:
     try:
         if args.shapes is not None:
             shapes = parse_shapes(args.shapes)
-        load_models_check(models)
+        if args.model is None:
+            load_models_check(models)
+        precisions = check_own_options(args)
     except ValueError as e:
         print(f"samp-jax bench: error: {e}", file=sys.stderr)
         return 2
     contenders = None if args.contenders is None else [c.strip() for c in args.contenders.split(",")]
-    out = args.out or Path("benchmarks/results") / f"{device_file_stem()}-e2e.json"
+    stem = device_file_stem() if args.model is None else f"{device_file_stem()}-{own_name(args.model)}"
+    out = args.out or Path("benchmarks/results") / f"{stem}-e2e.json"
     figure = out.with_suffix(".png")
     if figure == out:  # the plot would replace the results
         print(f"samp-jax bench: error: --out {out} is where its plot goes (the .png beside "
@@ -462,6 +536,17 @@ def run_from_args(args) -> int:
         return 2
     for path, what in ((out, "--out"), (figure, "--out's plot")):
         check_output(path, what=what, folder=False)  # before the benchmark, not after
+    own = None
+    if args.model is not None:
+        model, source = load_model(args)
+        try:
+            own = OwnModel(own_name(args.model), model, own_contenders(
+                model, precisions, ACTIVATION_SCHEMES[args.activation or "dynamic"]), source)
+            check_shapes_fit(shapes, model, source)
+        except ValueError as e:
+            print(f"samp-jax bench: error: {e}", file=sys.stderr)
+            return 2
+        models, contenders = (own.name,), [c.name for c in own.contenders]
     progress = (lambda line: print(line, file=sys.stderr, flush=True))
     command = command_line(["samp-jax", "bench", *(sys.argv[2:] if sys.argv[1:2] == ["bench"]
                                                    else sys.argv[1:])])
@@ -481,17 +566,20 @@ def run_from_args(args) -> int:
         write_text_atomic(out, json.dumps(written, indent=1))
         return written
 
-    result = sink(run(models=models, shapes=shapes, contenders=contenders, repeats=repeats,
-                      inner=inner, warmup=warmup, minilm_dir=args.minilm,
-                      interpret=args.interpret, progress=progress, sink=sink), complete=True)
+    result = sink(run(models=models, shapes=shapes, contenders=None if own else contenders,
+                      repeats=repeats, inner=inner, warmup=warmup, minilm_dir=args.minilm,
+                      interpret=args.interpret, progress=progress, sink=sink, own=own),
+                  complete=True)
     plot(result, figure)
     with summary_after(f"the results in {out} and their plot {figure}"):
         if args.json:
             print(json.dumps(result, indent=1))
         else:
             for model in sorted({r["model"] for r in result["rows"]}):
-                print(f"\n{model} ({result['device']}): median latency (speed-up vs samp-jax "
-                      "FP16)")
+                against = (f"speed-up vs {result['baseline']}" if result.get("baseline") else
+                           "speed-up vs samp-jax FP16" if own is None else "")
+                print(f"\n{model} ({result['device']}): median latency"
+                      + (f" ({against})" if against else ""))
                 print(markdown_table(result, model))
             print(f"\nwrote {out} and {figure}")
     failed = [r for r in result["rows"] if "error" in r]
@@ -501,6 +589,47 @@ def run_from_args(args) -> int:
               f"({', '.join(names)}): see 'error' in {out}", file=sys.stderr)
         return 1
     return 0
+
+
+ACTIVATION_SCHEMES = {"dynamic": "per_token_dynamic", "static": "per_tensor_static"}
+
+
+def own_name(model: str) -> str:
+    """The rows' (and the default results file's) name of `--model`: its folder's name, in
+    letters, digits, dots, dashes and underscores."""
+    name = Path(str(model).rstrip("/\\")).name or "model"
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name)
+
+
+def check_own_options(args) -> list[str] | None:
+    """`--precision`'s items (None when not given), after checking that `--model`'s options
+    come with it and the bench's own models' options do not (before any slow work).
+
+    Raises:
+      ValueError: naming the options that do not go together, or a `--precision` item that is
+        neither a preset nor a file.
+    """
+    own_only = [f"--{name}" for name in ("precision", "activation")
+                if getattr(args, name) is not None]
+    if args.model is None:
+        if own_only:
+            raise ValueError(f"{' and '.join(own_only)} apply to --model (your own model); the "
+                             "bench's own models are timed as --contenders names")
+        return None
+    builtin = [f"--{name}" for name in ("models", "contenders", "minilm")
+               if getattr(args, name) is not None]
+    if builtin:
+        raise ValueError(f"--model times your own model at --precision's precisions; "
+                         f"{' and '.join(builtin)} name the bench's own models and contenders: "
+                         "give one or the other")
+    if args.precision is None:
+        return None
+    names = [p.strip() for p in args.precision.split(",")]
+    if not all(names):
+        raise ValueError(f"--precision {args.precision!r} has an empty item; separate presets "
+                         "and map files with single commas")
+    check_precision_items(names)
+    return names
 
 
 def remove_plot(path: Path) -> None:

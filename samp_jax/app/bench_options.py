@@ -29,6 +29,19 @@ def description() -> str:
 
 
 def add_arguments(parser) -> None:
+    parser.add_argument("--model", default=None,
+                        help="time your own model instead of the bench's: an HF folder, a PEFT "
+                             "adapter folder, 'minilm', or a quantized folder samp-jax wrote "
+                             "(timed as it was saved), at --precision's precisions; ratios are "
+                             "to the first of them")
+    parser.add_argument("--precision", default=None,
+                        help="with --model: comma-separated presets and precision-map files "
+                             "(e.g. search_out/precision_map.json); default: this device's float "
+                             "precision (fp32 on a CPU, fp16 on a GPU), quant_ffn_only, "
+                             "fully_quant, and fp8 where the device has it")
+    parser.add_argument("--activation", default=None, choices=("dynamic", "static"),
+                        help="with --model: the INT8 presets' activation scales (default: "
+                             "dynamic; static ones come from random ids: timing only)")
     parser.add_argument("--quick", action="store_true",
                         help="CPU smoke run: shapes 1x32 and 2x32, one timed repeat (MiniLM unless "
                              "--models says otherwise)")

@@ -54,8 +54,8 @@ from samp_jax.app.outputs import check_output as _check_output
 from samp_jax.app.outputs import check_precision_items
 from samp_jax.app.parser import ACTIVATIONS, PACKAGED_MODEL, build_parser, joined_negative_percents
 from samp_jax.app.plugins import PluginError
-from samp_jax.app.search_command import (TOLERANCE_NOT_MET, print_summary, search_config,
-                                          tolerance_not_met)
+from samp_jax.app.search_command import (TOLERANCE_NOT_MET, bench_command, print_summary,
+                                          search_config, tolerance_not_met)
 from samp_jax.app.stdio import (STDIN, one_line, predict_progress, results_only_on_stdout,
                                 rows_from_stdin, tolerate_unencodable_output, warning_printer)
 from samp_jax.workflows.experiments import Variant, accuracy_table, format_table, make_evaluator
@@ -437,11 +437,24 @@ def _search(args) -> int:
         if args.json:
             print(strict_json.dumps(summary, indent=1))
         else:
-            print_summary(out, summary)
+            print_summary(out, summary, _measure_command(args, target, out, summary))
     if summary.get("tolerance_met") is False:
         print(f"samp-jax search: error: {tolerance_not_met(summary)}", file=sys.stderr, flush=True)
         return TOLERANCE_NOT_MET
     return 0
+
+
+LOAD_OPTIONS = ("head", "pooling", "normalize", "prompt_name", "base_model", "adapter")
+"""The options that change how `--model` loads, which `samp-jax bench` does not take."""
+
+
+def _measure_command(args, target, out, summary: dict) -> str | None:
+    """The `samp-jax bench` command that measures the searched map against the all-default
+    one here, or None: a map for another device, a built-in model, or a model loaded with
+    options the bench does not take."""
+    if not target.is_current() or any(getattr(args, n, None) is not None for n in LOAD_OPTIONS):
+        return None
+    return bench_command(args.model, out, summary["default_option"])
 
 
 def read_latency_table(path: str) -> LatencyTable:
@@ -834,7 +847,10 @@ def shared_options(args) -> dict:
 
 
 def _bench(args) -> int:
-    return bench.run_from_args(args)
+    def load_model(args):  # `--model`, read as the other commands read it
+        model, _, description = resolve_model(args, progress=None)
+        return model, description
+    return bench.run_from_args(args, load_model)
 
 
 def _demo(args) -> int:

@@ -3,6 +3,7 @@ summary lines of a finished search (with the numbers behind its tolerance verdic
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 from calibrate.search.config import SearchConfig
@@ -33,9 +34,10 @@ def search_config(args) -> SearchConfig:
         measure_again=args.measure_latency_again, attention=args.attention)
 
 
-def print_summary(out, summary: dict) -> None:
+def print_summary(out, summary: dict, measure: str | None = None) -> None:
     """The lines `samp-jax search` prints without `--json`: what it wrote, the summary's main
-    fields, the chosen map's tolerance check and the test metrics."""
+    fields, the chosen map's tolerance check and the test metrics; `measure`, when given, is
+    the command that measures the estimated speed-up on this machine (`bench_command`)."""
     model = Path(out) / summary["quantized_model"]  # recorded relative to `out`
     print(f"wrote {out}/precision_map.json, report.md, pareto.png, the Pareto-front maps "
           f"(pareto/) and the quantized model {model} (load it with samp_jax.load)")
@@ -44,6 +46,8 @@ def print_summary(out, summary: dict) -> None:
                 "chosen_search_metric", "int8_flop_fraction", "estimated_speedup_vs_default",
                 "latency_source", "search_seconds"):
         print(f"  {key}: {summary[key]}")
+        if key == "estimated_speedup_vs_default" and measure is not None:
+            print(f"  (estimated by the latency model; measured end to end: {measure})")
         if key == "target" and summary.get("float_overflows"):
             print(f"  default_option: {summary['default_option']} ("
                   + "; ".join(f"{o['float_option']} overflowed on {o['non_finite_rows']} of "
@@ -56,6 +60,16 @@ def print_summary(out, summary: dict) -> None:
     print(f"  test: {summary['test']}")
     if summary.get("test_proxy"):  # texts only: the chosen map's divergence from FP32 on test
         print(f"  test_proxy: {summary['test_proxy']}")
+
+
+def bench_command(model: str | None, out, default_option: str) -> str | None:
+    """`samp-jax bench` timing the all-`default_option` map and the searched one of the float
+    model at `model` (a folder as given to `--model`, or None for a built-in model, which
+    has no folder to name)."""
+    if model is None:
+        return None
+    return (f"samp-jax bench --model {shlex.quote(str(model))} --precision "
+            + shlex.quote(f"{default_option},{Path(out) / 'precision_map.json'}"))
 
 
 def chosen_check_line(check: dict) -> str:

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import json
 
+import jax.numpy as jnp
 import pytest
 
+from samp_jax import PrecisionMap, load, quantize
 from samp_jax.app import bench
 from samp_jax.app.cli import main
+from tests.helpers import GOLDEN
 
 
 @pytest.mark.slow
@@ -132,3 +135,97 @@ def test_a_random_weights_model_is_drawn_on_the_host_as_bert_initializes():
     model = bench.random_weights(bench.TINY_CONFIG)
     ids = np.arange(1, 17, dtype=np.int32).reshape(2, 8)
     assert np.isfinite(np.asarray(model(ids, np.ones_like(ids)))).all()
+
+
+# ------------------------------------------------------------------ your own model (--model)
+TINY_BERT = GOLDEN / "families" / "bert" / "seqcls"  # 2 layers, rows of at most 40 tokens
+
+
+def _own_rows(out) -> tuple[dict, dict]:
+    result = json.loads(out.read_text())
+    return result, {r["contender"]: r for r in result["rows"]}
+
+
+def test_your_own_model_is_timed_at_each_precision_and_compared_with_the_first(tmp_path, capsys):
+    """`--model` times the folder's model (its own head) at each `--precision` item, in the
+    order given, each row naming the precision of its sites and the dtype between them; the
+    ratios are to the first item, measured in the same run."""
+    searched = tmp_path / "precision_map.json"  # a searched map: stored clips, FP32 between
+    PrecisionMap.from_dict({"num_layers": 2, "default": {"precision": "fp32"},
+                            "compute_dtype": "float32",
+                            "rules": [{"layers": "*", "sites": ["ffn_in", "ffn_out"],
+                                       "precision": "int8", "activation": "per_tensor_static",
+                                       "calibration": "minmax", "clip": 2.5}]}).save(searched)
+    hand = tmp_path / "hand.json"  # static sites with no clip, and no compute_dtype
+    hand.write_text(json.dumps({"num_layers": 2, "default": {"precision": "fp16"},
+                                "rules": [{"layers": [0], "sites": ["qkv"], "precision": "int8",
+                                           "activation": "per_tensor_static"}]}))
+    out = tmp_path / "own.json"
+    assert main(["bench", "--model", str(TINY_BERT), "--precision",
+                 f"fp32,fully_quant,{searched},{hand}", "--activation", "static",
+                 "--shapes", "2x16", "--repeats", "2", "--inner", "1", "--out", str(out)]) == 0
+    result, rows = _own_rows(out)
+    assert [r["contender"] for r in result["rows"]] == [
+        "fp32", "fully_quant / static", str(searched), str(hand)]
+    assert result["baseline"] == "fp32" and result["model_source"] == str(TINY_BERT)
+    assert result["complete"] and {r["model"] for r in result["rows"]} == {"seqcls"}
+    base = rows["fp32"]["median_ms"]
+    for row in rows.values():
+        assert row["speedup_vs_baseline"] == pytest.approx(base / row["median_ms"], rel=1e-12)
+        assert "speedup_vs_samp_fp16" not in row and "speedup_vs_torch_sdpa_fp16" not in row
+        assert sum(row["gemm_executed"].values()) == 10  # 8 layer sites, pooler, classifier
+    assert rows["fp32"]["site_precisions"] == {"fp32": 8}
+    assert rows["fully_quant / static"]["site_precisions"] == {"int8": 8}
+    assert rows[str(searched)]["site_precisions"] == {"fp32": 4, "int8": 4}
+    assert rows[str(hand)]["site_precisions"] == {"fp16": 7, "int8": 1}
+    # the CPU's float precision between the sites of an INT8 preset; a map file's own choice
+    assert [r["compute_dtype"] for r in result["rows"]] == ["float32", "float32", "float32",
+                                                            "float16"]
+    # static scales from random ids where the map stores none (timing only)
+    assert rows["fully_quant / static"]["static_sites_scaled_on_random_ids"] == 8
+    assert rows[str(hand)]["static_sites_scaled_on_random_ids"] == 1
+    assert "static_sites_scaled_on_random_ids" not in rows[str(searched)]
+    assert "static_sites_scaled_on_random_ids" not in rows["fp32"]
+    assert "median latency (speed-up vs fp32)" in capsys.readouterr().out
+
+
+def test_a_quantized_folder_is_timed_as_it_was_saved(tmp_path, capsys):
+    model = load(TINY_BERT)
+    quantize(model, PrecisionMap.preset("quant_ffn_only", 2, float_precision="fp32"),
+             dtype=jnp.float32).save(tmp_path / "q")
+    out = tmp_path / "q.json"
+    assert main(["bench", "--model", str(tmp_path / "q"), "--shapes", "1x8", "--repeats", "1",
+                 "--inner", "1", "--out", str(out)]) == 0
+    result, rows = _own_rows(out)
+    assert list(rows) == ["saved"] and result["baseline"] is None
+    assert rows["saved"]["site_precisions"] == {"fp32": 4, "int8": 4}
+    assert rows["saved"]["compute_dtype"] == "float32" and rows["saved"]["median_ms"] > 0
+    assert not any(key.startswith("speedup_vs") for key in rows["saved"])
+    assert main(["bench", "--model", str(tmp_path / "q"), "--precision", "fp32",
+                 "--out", str(tmp_path / "again.json")]) == 2
+    assert ("--precision applies to a float model; a quantized folder is timed as it was saved"
+            in capsys.readouterr().err)
+    assert not (tmp_path / "again.json").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--precision", "fp32"], "--precision apply to --model (your own model)"),
+    (["--model", str(TINY_BERT), "--models", "tiny"],
+     "--models name the bench's own models and contenders: give one or the other"),
+    (["--model", str(TINY_BERT), "--precision", "fp32,nope"],
+     "--precision 'nope' is neither a preset"),
+    (["--model", str(TINY_BERT), "--precision", "fp32,,fp16"], "has an empty item"),
+    (["--model", str(TINY_BERT), "--shapes", "1x32,2x64"],
+     f"--shapes 2x64: longer than the 40-token limit of {TINY_BERT}"),
+])
+def test_own_model_options_are_checked_before_any_timing(tmp_path, capsys, argv, message):
+    out = tmp_path / "own.json"
+    assert main(["bench", *argv, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_own_model_file_name_keeps_to_safe_characters():
+    assert bench.own_name("runs/my model (v2)/") == "my_model__v2_"
+    assert bench.own_name("minilm") == "minilm"

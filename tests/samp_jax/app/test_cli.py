@@ -1,13 +1,17 @@
 """The `samp-jax` command line: JSON output, exit codes, help."""
 
+import argparse
 import json
+import shlex
 
 import pytest
 
 import samp_jax as sj
+from calibrate.search.targets import resolve_target
 from samp_jax import PrecisionMap, QuantizedModel
-from samp_jax.app.cli import main
-from samp_jax.app.search_command import chosen_check_line, print_summary
+from samp_jax.app.cli import _measure_command, main
+from samp_jax.app.search_command import bench_command, chosen_check_line, print_summary
+from tests.helpers import GOLDEN
 
 
 @pytest.mark.slow
@@ -135,6 +139,42 @@ def test_the_search_prints_the_numbers_behind_its_verdict():
     missed = {"map": "chosen", "drop": None, "margin": None, "bounded": 0.2, "allowed": 0.05,
               "passes": False}
     assert chosen_check_line(missed) == "no (proxy 0.2 > allowed 0.05)"
+
+
+def test_the_search_summary_names_the_command_that_measures_its_speed_up(tmp_path, capsys):
+    """The search's speed-up is the latency model's estimate; its summary names the `samp-jax
+    bench` command that measures the searched map against the all-default one here, and that
+    command runs as printed."""
+    model = GOLDEN / "families" / "bert" / "seqcls"
+    out = tmp_path / "search out"
+    out.mkdir()
+    PrecisionMap.preset("quant_ffn_only", 2, float_precision="fp32").save(out / "precision_map.json")
+    command = bench_command(str(model), out, "fp32")
+    assert command == (f"samp-jax bench --model {model} --precision "
+                       f"'fp32,{out / 'precision_map.json'}'")
+    summary = {"quantized_model": "model", "target": "cpu", "chosen_from": "allocation",
+               "max_length": 128, "fp32_search_metric": 0.9, "chosen_search_metric": 0.9,
+               "int8_flop_fraction": 0.5, "estimated_speedup_vs_default": 1.2,
+               "latency_source": "measured", "search_seconds": 1.0, "test": {"fp32": 0.9}}
+    print_summary(out, summary, command)
+    assert ("  estimated_speedup_vs_default: 1.2\n  (estimated by the latency model; measured "
+            f"end to end: {command})\n") in capsys.readouterr().out
+    results = tmp_path / "bench.json"
+    assert main(shlex.split(command)[1:] + ["--shapes", "1x8", "--repeats", "1", "--inner", "1",
+                                            "--out", str(results)]) == 0
+    rows = json.loads(results.read_text())["rows"]
+    assert [r["contender"] for r in rows] == ["fp32", str(out / "precision_map.json")]
+    assert rows[1]["site_precisions"] == {"fp32": 4, "int8": 4}
+    # none where the bench would not time what the search did
+    args = argparse.Namespace(model=str(model), head=None)
+    cpu = resolve_target("auto")  # this machine
+    other = next(t for t in map(resolve_target, ("cpu", "l4")) if not t.is_current())
+    assert _measure_command(args, other, out, {"default_option": "fp16"}) is None  # elsewhere
+    assert _measure_command(argparse.Namespace(model=str(model), head="sentence_embedding"),
+                            cpu, out, {"default_option": "fp32"}) is None  # loaded otherwise
+    assert _measure_command(argparse.Namespace(model=None), cpu, out,
+                            {"default_option": "fp32"}) is None  # a built-in model
+    assert _measure_command(args, cpu, out, {"default_option": "fp32"}) == command
 
 
 def test_the_search_summary_says_what_the_attention_step_chose(capsys):
