@@ -227,8 +227,9 @@ class Metric:
         on which the candidate lost one unit of the metric's counts and one on which it gained
         one, Bonett and Price's adjustment (`guarded_difference`) carried to the bootstrap.
         Without them a map that changed no counted row, or one or two, gets a margin of about
-        zero, which under-covers for metrics of discrete counts (entity and label-set F1).
-        None: no pseudo-rows (ROC-AUC and Spearman, whose quantized scores all move a little).
+        zero, which under-covers for metrics of discrete counts (entity and label-set F1), and
+        for ROC-AUC and Spearman on few rows (or few of one class) whose order a map keeps.
+        None: no pseudo-rows.
       reads_labels: `label names -> bool`, whether the metric reads a task of those names
         (`reads`); None: any. A task type's `metric_for` passes over one that does not: entity
         F1 reads entity tags (`bio_tags.reads_entities`: prefixed or IO), not a
@@ -460,6 +461,52 @@ def _both_classes(gold: np.ndarray) -> None:
                          f"scored; these have only {classes}")
 
 
+def _score_range(scores: np.ndarray) -> tuple[float, float]:
+    """A score above and one below every finite score of `scores` by their whole span (and
+    one), so that a candidate's scores, which move a little from the base's, stay between."""
+    finite = scores[np.isfinite(scores)]
+    low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+    span = high - low + 1.0
+    return low - span, high + span
+
+
+def _auc_pseudo_rows(evidence: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """ROC-AUC's pseudo-rows: two rows of the class with fewer rows (the unit whose count
+    bounds what the split can tell: one positive among 120 rows decides the whole AUC). ROC-AUC
+    is the mean over the positives of the share of negatives ranked below each (and so over the
+    negatives), a value in [0, 1] per row of that class, as accuracy's is: one row the
+    candidate ranks past every row of the other class where the base ranked it right (1 -> 0),
+    and one the other way, Bonett and Price's adjustment as `guarded_difference` makes it."""
+    evidence = np.asarray(evidence, np.float64)
+    scores, gold = evidence[:, 0], evidence[:, 1]
+    positives = int((gold == 1).sum())
+    label = 1.0 if positives <= len(gold) - positives else 0.0
+    low, high = _score_range(scores)
+    right, wrong = (high, low) if label == 1.0 else (low, high)
+    base = np.array([[right, label], [wrong, label]])
+    return base, base[::-1].copy()
+
+
+def _spearman_pseudo_rows(evidence: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Spearman's pseudo-rows: a row of the highest gold score that the candidate moves from
+    the top of the predicted order to its middle, where the base put it on top, and a row of
+    the lowest that it moves from the middle to the bottom (a loss and a gain). Without them a
+    map that keeps the order of a few rows gets a margin of zero (with two rows Spearman is +1
+    or -1). The middle, not the other end: one row's rank moved the whole way changes Spearman
+    by about 6/rows, past any tolerance a split of hundreds of rows could meet; halfway, by
+    about 1.5/rows, near the 2.3/rows accuracy's margin floors at."""
+    evidence = np.asarray(evidence, np.float64)
+    scores, gold = evidence[:, 0], evidence[:, 1]
+    finite = gold[np.isfinite(gold)]
+    top, bottom = (float(finite.max()), float(finite.min())) if finite.size else (1.0, 0.0)
+    low, high = _score_range(scores)
+    ranked = np.sort(scores[np.isfinite(scores)])
+    # just below the lower median: with two rows, past the lower one
+    middle = float(ranked[(len(ranked) - 1) // 2]) - 1e-6 * (high - low) if ranked.size else 0.0
+    return (np.array([[high, top], [middle, bottom]]),
+            np.array([[middle, top], [low, bottom]]))
+
+
 def _varying_scores(gold: np.ndarray) -> None:
     """Spearman's correlation with scores that are all equal is 0/0 (NaN)."""
     values = np.unique(np.asarray(gold, np.float64))
@@ -552,11 +599,12 @@ ROC_AUC = Metric(
     name="roc_auc", display_name="ROC-AUC", gold_field="label", margin=Margin.RESAMPLED,
     proxy=COSINE, evidence=_pair_evidence,
     weighted=lambda e, w: roc_auc_weighted(e[:, 0], e[:, 1], w),
-    check_gold=_both_classes, balanced_subsets=True)
+    check_gold=_both_classes, balanced_subsets=True, pseudo_rows=_auc_pseudo_rows)
 SPEARMAN = Metric(
     name="spearman", display_name="Spearman", gold_field="score", margin=Margin.RESAMPLED,
     proxy=COSINE, evidence=_pair_evidence,
-    weighted=lambda e, w: spearman_weighted(e[:, 0], e[:, 1], w), check_gold=_varying_scores)
+    weighted=lambda e, w: spearman_weighted(e[:, 0], e[:, 1], w), check_gold=_varying_scores,
+    pseudo_rows=_spearman_pseudo_rows)
 MICRO_F1 = Metric(
     name="micro_f1", display_name="micro-F1", gold_field="labels", margin=Margin.RESAMPLED,
     proxy=LABEL_KL, evidence=_label_set_evidence, weighted=_micro_f1, details=_label_set_scores,
