@@ -198,7 +198,15 @@ def infer_task_type(table: Table, found: dict[str, str | None], head: str | None
     if head is None and found["text"] is not None and _label_set_column(table, found):
         return sequence_type(Readout.LABELS, pair).name
     if head == SENTENCE_EMBEDDING.name:
-        return "embedding_pairs" if pair and (labelled or scored) else "embedding_texts"
+        if pair and (labelled or scored):
+            return "embedding_pairs"
+        gold = found["score"] or found["label"]
+        if gold is not None:  # not silently: the column looks like gold for a metric
+            warnings.warn(f"{table.where}: column {gold!r} is not used: an embedding model "
+                          "gives no label or score for one text (it scores pairs: a similarity); "
+                          "give text pairs for a metric, or fine-tune a head on this file "
+                          "(samp-jax finetune) to predict it", UserWarning, stacklevel=2)
+        return "embedding_texts"
     if head is not None:
         raise ValueError(f"{head=} is not one of "
                          f"{sorted({t.head.name for t in TASK_TYPES.values()})}")
@@ -213,7 +221,10 @@ def infer_task_type(table: Table, found: dict[str, str | None], head: str | None
                          f"yours with {naming('label')} or embed the texts with "
                          f"{naming_task_type('embedding_texts')}")
     if found["text"] is not None:
-        return "text_classification" if labelled else "embedding_texts"
+        if labelled:
+            return "text_classification"
+        # a score per text: what a one-output head gives (a regression, as HF's problem_type)
+        return sequence_type(Readout.SCORE, False).name if scored else "embedding_texts"
     if found["tokens"] is not None or labelled:  # required_columns names what is missing
         return "token_classification" if found["tokens"] is not None else "text_classification"
     raise ValueError(f"{table.where}: no text column (tried {DEFAULT_NAMES['text']}) and no "

@@ -171,7 +171,7 @@ def test_sizes_override_as_counts_and_fractions():
      "text_pair_classification"),
     (lambda i: {"content": f"a{i}", "category": "xy"[i % 2]}, None, "text_classification"),
     (lambda i: {"question": f"a{i}"}, None, "embedding_texts"),
-    (lambda i: {"text": f"a{i}", "label": 1}, "sentence_embedding", "embedding_texts"),
+    (lambda i: {"question": f"a{i}", "score": i / 3}, None, "text_scoring"),  # a regression
     (lambda i: {"words": ["a", str(i)], "labels": ["O", "B-x" if i % 2 else "O"]}, None, "token_classification"),
     (lambda i: {"text": f"a{i}", "labels": i % 2}, None, "text_classification"),  # scalar: a label
     (lambda i: {"text": f"a{i}", "text_pair": "b", "label": i % 2}, "sequence_classification",
@@ -179,6 +179,17 @@ def test_sizes_override_as_counts_and_fractions():
 ])
 def test_task_type_inference(row, head, task_type):
     assert load_task([row(i) for i in range(MIN_ROWS)], head=head).task_type.name == task_type
+
+
+@pytest.mark.parametrize("gold", ["label", "score"])
+def test_an_embedder_says_it_leaves_the_gold_of_single_texts_unused(gold):
+    """An embedding model gives no label or score for one text: its task embeds the texts,
+    and a label or score column, which looks like gold for a metric, is named as unused."""
+    rows = [{"text": f"a{i}", gold: i % 2} for i in range(MIN_ROWS)]
+    with pytest.warns(UserWarning, match=f"column '{gold}' is not used: an embedding model "
+                                         "gives no label or score for one text"):
+        task = load_task(rows, head="sentence_embedding")
+    assert task.task_type.name == "embedding_texts"
 
 
 def test_sts_style_label_column_of_scores_becomes_score():
