@@ -215,6 +215,8 @@ def report_markdown(result: SearchResult, summary: dict, *, test_metrics: dict |
         lines += [f"Command: `{command}`", ""]
     lines += _settings_lines(result, summary)
     lines.append("")
+    if summary.get("warnings"):  # what the run warned of, for a reader of the report alone
+        lines += ["## Warnings", "", *(f"- {one_line(w)}" for w in summary["warnings"]), ""]
     if result.tolerance_met is False:
         lines += [f"**The tolerance is not met:** even the most precise candidate (all "
                   f"{result.default_option.upper()}) loses "
@@ -228,6 +230,11 @@ def report_markdown(result: SearchResult, summary: dict, *, test_metrics: dict |
               sensitivity_table(result), "", "## Pareto front", "", pareto_table(result), "",
               "![Pareto front](pareto.png)", ""]
     return "\n".join(lines)
+
+
+def one_line(message: str) -> str:
+    """A warning of several lines as one bullet's text."""
+    return " ".join(part.strip() for part in message.splitlines() if part.strip())
 
 
 def _settings_lines(result: SearchResult, s: dict) -> list[str]:
@@ -279,6 +286,10 @@ def _settings_lines(result: SearchResult, s: dict) -> list[str]:
     if s.get("label_threshold") is not None:
         lines.append(f"- label sets: every label whose sigmoid is at least "
                      f"{s['label_threshold']:g} (the metric is measured at this threshold)")
+    if s.get("split_sizes"):  # what the verdicts rest on
+        sizes = ", ".join(f"{split} {n}" for split, n in s["split_sizes"].items() if n)
+        lines.append(f"- rows per split: {sizes}" + (f" (split seed {s['split_seed']})"
+                                                     if s.get("split_seed") is not None else ""))
     if s.get("max_length") is not None:
         cut = describe_all({split: Truncation(**counts)
                             for split, counts in (s.get("truncation") or {}).items()})

@@ -45,6 +45,7 @@ from samp_jax.app import bench, demo, jax_platforms, predictions
 from samp_jax.app.entry import Terminated, closed_at_start, out_of_host_memory, plugin_failed
 from samp_jax.app.figure_warnings import warn_if_at_chance, warn_non_finite
 from samp_jax.core.text import command_line
+from samp_jax.core.kept_warnings import kept_warnings
 from samp_jax.core import strict_json
 from samp_jax.core.version import run_record
 from samp_jax.app.lengths import at_max_length, check_max_length, fit_max_length, say_truncation
@@ -416,18 +417,19 @@ def _search(args) -> int:
     out = _check_output(args.out, what="--out", folder=True, inputs=(args.model, args.data),
                         replaceable=is_search_output)  # the whole folder is one run's output
     table = None if args.latency_table is None else read_latency_table(args.latency_table)
-    model, tokenizer, description = resolve_model(args, progress=False if args.json else None)
-    if table is not None:  # another model's costs are refused before any slow step
-        check_given_table(table, model.config, where=f"--latency-table {args.latency_table}",
-                          warn=False)  # the search warns (no architecture, another device)
-    task = resolve_task(args, model)
-    queries = task.query_sizes()
-    _say(args, f"{task.name} ({task.task_type.name}): split sizes {task.sizes()}"
-               + ("" if queries is None else f", in queries {queries}"))
-    warn_if_trained_on(args, task, ("search", "test"))
+    with kept_warnings() as earlier:  # the report keeps them too
+        model, tokenizer, description = resolve_model(args, progress=False if args.json else None)
+        if table is not None:  # another model's costs are refused before any slow step
+            check_given_table(table, model.config, where=f"--latency-table {args.latency_table}",
+                              warn=False)  # the search warns (no architecture, another device)
+        task = resolve_task(args, model)
+        queries = task.query_sizes()
+        _say(args, f"{task.name} ({task.task_type.name}): split sizes {task.sizes()}"
+                   + ("" if queries is None else f", in queries {queries}"))
+        warn_if_trained_on(args, task, ("search", "test"))
     run = run_search(model, tokenizer, task, config, out=out, description=description,
                      max_test_examples=args.max_examples, latency_table=table,
-                     command=command_line(["samp-jax", *sys.argv[1:]]))
+                     command=command_line(["samp-jax", *sys.argv[1:]]), warnings_before=earlier)
     summary = run.summary
     say_truncation("search", {split: Truncation(**counts)
                               for split, counts in summary["truncation"].items()})

@@ -12,6 +12,8 @@ import re
 import time
 import warnings
 from pathlib import Path
+from typing import Sequence
+
 import jax.numpy as jnp
 
 from calibrate.search.config import SearchConfig, allowed_drop
@@ -23,6 +25,7 @@ from calibrate.search.result import SearchResult
 from samp_jax.workflows.experiments import make_evaluator, relative_change
 from samp_jax.core.assets import minilm_path
 from samp_jax.core.atomic import atomic_folder, check_replaceable, holds_only
+from samp_jax.core.kept_warnings import kept_warnings
 from samp_jax.core.version import run_record
 from samp_jax.ptq.loading import SEARCH_MODEL, load
 from samp_jax.models import Tokenizer
@@ -123,7 +126,7 @@ def keep_relevant_class(model, task: Task) -> None:
 def run_search(model, tokenizer, task: Task, config: SearchConfig | None = None, *,
                out: str | Path = "search_out", description: str = "", command: str | None = None,
                max_test_examples: int | None = None, compare_presets: bool = True,
-               latency_table=None) -> SearchRun:
+               latency_table=None, warnings_before: Sequence[str] = ()) -> SearchRun:
     """Calibrates on the task's calibration split, searches on its search split, quantizes with
     the chosen map, scores the held-out test split with the real quantized model, and writes the
     report plus the quantized model (`out/model`, loadable with `samp_jax.load`), which serves
@@ -149,6 +152,12 @@ def run_search(model, tokenizer, task: Task, config: SearchConfig | None = None,
       latency_table: a `calibrate.search.latency.LatencyTable` (e.g. measured on another
         machine, or the `out/latency_table.json` of an earlier run, which this run repeats)
         instead of the target's latency model.
+      warnings_before: warnings shown before the call about the same run (reading the data,
+        say), which the report keeps first.
+
+    The warnings shown while it searches and scores the test split (too few rows for the
+    tolerance, a model at chance, too few calibration tokens: `UserWarning`s) are shown as
+    ever and kept in the summary (`warnings`) and at the top of report.md.
 
     The whole of `out` is written beside it and renamed into place at the end
     (`samp_jax.core.atomic`): a run that dies leaves the previous run's folder whole, never
@@ -162,38 +171,39 @@ def run_search(model, tokenizer, task: Task, config: SearchConfig | None = None,
       `test_within_tolerance` says whether the chosen map's test metric is within the
       tolerance of FP32's (`within_tolerance`; None without a metric or with a latency target).
     """
-    config = SearchConfig() if config is None else config
-    check_replaceable(out, replaceable=is_search_output)
-    check_head_fits(model, task)
-    task = with_model_relevant_class(model, task, warn=False)  # the search's objective warns
-    warn_if_named_two_classes(model, task)
-    plan = plan_search(model, config, latency_table)  # target, options, table: before calibration
-    start = time.perf_counter()
-    evaluator = make_evaluator(task, tokenizer, model, max_examples=max_test_examples,
-                               seed=config.seed)
-    result = search(model, task, plan, tokenizer=tokenizer)
-    calibration = result.calibration  # the clips the search ran with (per site with 'auto')
-    plan = result.plan  # its float option: another than planned when the model overflowed it
-    target, options = plan.target, plan.options
-    chosen = quantize(model, result.precision_map, calibration, dtype=target.dtype)
-    serve_as_measured(chosen, tokenizer, task)
-    truncation = {"search": result.search_truncation, "test": evaluator.truncation}
-    # the presets the search scored, now on the test split, each quantized when scored
-    presets = preset_maps(options, model.config.num_layers).items() if compare_presets else ()
-    preset = lambda pmap: quantize(model, pmap, calibration, dtype=target.dtype)  # noqa: E731
-    test, test_proxy, test_within = {}, None, None
-    if evaluator.metric is not None:
-        test = {"fp32": held_out_value(evaluator, model, "fp32"),
-                "chosen": held_out_value(evaluator, chosen, "the chosen map")}
-        test |= {name: held_out_value(evaluator, preset(pmap), name) for name, pmap in presets}
-        test["chosen_relative_change"] = relative_change(test["chosen"], test["fp32"])
-        test_within = within_tolerance(test["chosen"], test["fp32"], config,
-                                       get_metric(evaluator.metric))
-    else:  # texts only: how far from FP32 the test split's outputs are (the proxy it bounds)
-        reference = evaluator.outputs(model)
-        proxy = lambda m: evaluator.evaluation.proxy(evaluator.outputs(m), reference)  # noqa: E731
-        test_proxy = {"proxy": evaluator.evaluation.proxy_kind.name, "chosen": proxy(chosen)}
-        test_proxy |= {name: proxy(preset(pmap)) for name, pmap in presets}
+    with kept_warnings() as kept:  # shown as ever, and kept for the report
+        config = SearchConfig() if config is None else config
+        check_replaceable(out, replaceable=is_search_output)
+        check_head_fits(model, task)
+        task = with_model_relevant_class(model, task, warn=False)  # the search's objective warns
+        warn_if_named_two_classes(model, task)
+        plan = plan_search(model, config, latency_table)  # target, options, table: before calibration
+        start = time.perf_counter()
+        evaluator = make_evaluator(task, tokenizer, model, max_examples=max_test_examples,
+                                   seed=config.seed)
+        result = search(model, task, plan, tokenizer=tokenizer)
+        calibration = result.calibration  # the clips the search ran with (per site with 'auto')
+        plan = result.plan  # its float option: another than planned when the model overflowed it
+        target, options = plan.target, plan.options
+        chosen = quantize(model, result.precision_map, calibration, dtype=target.dtype)
+        serve_as_measured(chosen, tokenizer, task)
+        truncation = {"search": result.search_truncation, "test": evaluator.truncation}
+        # the presets the search scored, now on the test split, each quantized when scored
+        presets = preset_maps(options, model.config.num_layers).items() if compare_presets else ()
+        preset = lambda pmap: quantize(model, pmap, calibration, dtype=target.dtype)  # noqa: E731
+        test, test_proxy, test_within = {}, None, None
+        if evaluator.metric is not None:
+            test = {"fp32": held_out_value(evaluator, model, "fp32"),
+                    "chosen": held_out_value(evaluator, chosen, "the chosen map")}
+            test |= {name: held_out_value(evaluator, preset(pmap), name) for name, pmap in presets}
+            test["chosen_relative_change"] = relative_change(test["chosen"], test["fp32"])
+            test_within = within_tolerance(test["chosen"], test["fp32"], config,
+                                           get_metric(evaluator.metric))
+        else:  # texts only: how far from FP32 the test split's outputs are (the proxy it bounds)
+            reference = evaluator.outputs(model)
+            proxy = lambda m: evaluator.evaluation.proxy(evaluator.outputs(m), reference)  # noqa: E731
+            test_proxy = {"proxy": evaluator.evaluation.proxy_kind.name, "chosen": proxy(chosen)}
+            test_proxy |= {name: proxy(preset(pmap)) for name, pmap in presets}
     with atomic_folder(out, replaceable=is_search_output) as staging:  # one run, one rename
         chosen.save(staging / SEARCH_MODEL)
         # the table every map was priced with: `latency_table=` (--latency-table) repeats the run
@@ -209,7 +219,8 @@ def run_search(model, tokenizer, task: Task, config: SearchConfig | None = None,
             "latency_table": LATENCY_TABLE_FILE,
             "test_within_tolerance": test_within,
             "total_seconds": time.perf_counter() - start,
-            "compute_dtype": jnp.dtype(target.dtype).name}  # between GEMM sites
+            "compute_dtype": jnp.dtype(target.dtype).name,  # between GEMM sites
+            "warnings": list(dict.fromkeys([*warnings_before, *kept]))}
             | ({"test_proxy": test_proxy} if test_proxy is not None else {}) | run_record())
     return SearchRun(summary, chosen, tokenizer, result, evaluator)
 

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 import samp_jax as sj
+from calibrate import SearchConfig
 from calibrate.search import report
 from samp_jax.app import cli
 from samp_jax.app.cli import main
@@ -219,3 +220,19 @@ def test_a_search_output_may_hold_its_pareto_maps_but_nothing_else_there(tmp_pat
     assert is_search_output(out)
     (out / "pareto" / "notes.txt").write_text("the user's own file")
     assert not is_search_output(out)
+
+
+def test_a_search_report_keeps_the_warnings_its_run_showed(tiny, tmp_path, recwarn):
+    """What `run_search` warned of (here, a calibration split of a few tokens) is in its
+    summary's `warnings` and heads report.md, with what the caller warned of first; it was
+    shown as well (pytest's `recwarn` saw it)."""
+    config = SearchConfig(tolerance=0.05, target="cpu", options=("fp32", "int8-dynamic"),
+                          progress=False)
+    run = pipeline.run_search(*tiny, config, out=tmp_path / "s", compare_presets=False,
+                              warnings_before=["read from a file named twice"])
+    kept = run.summary["warnings"]
+    assert kept[0] == "read from a file named twice" and len(kept) == len(set(kept)) > 1
+    assert any(str(w.message) == kept[1] for w in recwarn)
+    assert json.loads((tmp_path / "s" / "summary.json").read_text())["warnings"] == kept
+    report = (tmp_path / "s" / "report.md").read_text()
+    assert "## Warnings\n\n- read from a file named twice\n" in report

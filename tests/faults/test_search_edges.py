@@ -175,3 +175,31 @@ def test_an_f1_split_whose_unchanged_margin_passes_the_tolerance_is_said(sentenc
     if warned:
         assert (f"the search split has 40 rows: even a map that changes none of them is bounded "
                 f"at a drop of {floor:.3g} in entity_f1 (the 95% margin), more than the 0.01") in messages[0]
+
+
+def test_a_roc_auc_split_with_one_positive_is_said():
+    """One positive among 120 search rows: the whole ROC-AUC rides on its rank, and the
+    search says that no map can be judged (it had certified a 95% INT8 map at margin 0)."""
+    gold = (np.arange(120) < 1).astype(np.float64)
+    evidence = np.column_stack([np.random.default_rng(0).normal(size=120) + 2 * gold, gold])
+    messages = small_split_warnings("roc_auc", 120, 0.95, evidence)
+    assert len(messages) == 1
+    assert ("the search split has 120 rows: even a map that changes none of them is bounded at "
+            "a drop of") in messages[0] and "in roc_auc (the 95% margin)" in messages[0]
+
+
+def test_a_report_lists_what_its_run_warned_of_before_its_result(tiny):
+    """report.md is read alone, later: the warnings of the run (`run_search` keeps them in the
+    summary's `warnings`) head it, one bullet each, and the rows of each split are said."""
+    from calibrate.search.report import report_markdown
+    result = search(tiny, random_batches(1, rows=4, width=8), target="cpu",
+                    options=("fp32", "int8-dynamic"), latency_table=estimate_table(CONFIG, 32, 128),
+                    sensitivity_batches=1, progress=False, tolerance=0.4)
+    summary = result.summary() | {"warnings": ["the search split has 6 rows:\n  few", "at chance"],
+                                  "split_sizes": {"train": 0, "search": 6, "test": 6},
+                                  "split_seed": 0}
+    text = report_markdown(result, summary)
+    assert "## Warnings\n\n- the search split has 6 rows: few\n- at chance\n" in text
+    assert text.index("## Warnings") < text.index("## Result")
+    assert "- rows per split: search 6, test 6 (split seed 0)\n" in text
+    assert "## Warnings" not in report_markdown(result, result.summary() | {"warnings": []})
