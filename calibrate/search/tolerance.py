@@ -26,7 +26,7 @@ from calibrate.search.runner import LATENCY_RTOL, Kind, Outputs, Runner
 from calibrate.search.session import Session, finish, measure_and_order, outputs_of
 from calibrate.search.strategy import AllocationProblem, get_strategy
 from samp_jax.core.precision import SITES
-from samp_jax.tasks.chance import at_chance, below_no_skill
+from samp_jax.tasks.chance import at_chance, below_no_skill, undefined_metric
 from samp_jax.tasks.metrics import get_metric, unchanged_margin
 
 
@@ -39,6 +39,7 @@ def search_tolerance(session: Session) -> SearchResult:
       `tolerance_checks` give each preset's and the chosen map's drop, margin and allowed drop.
     """
     config, runner, obj = session.config, session.runner, session.objective
+    refuse_undefined_reference(session)
     warn_if_rows_too_few(session)
     warn_if_at_chance(session)
     name, measure, allowed = tolerance_measure(obj, session.reference.metric, config.tolerance,
@@ -188,6 +189,20 @@ def warn_if_rows_too_few(session: Session) -> None:
             f"{1.0 / rows:.3g}, more than the {allowed:.3g} the tolerance allows, so the search "
             f"can only tell whether any {unit} changes; give more {units} for a verdict that "
             "means something", UserWarning, stacklevel=3)
+
+
+def refuse_undefined_reference(session: Session) -> None:
+    """Raises ValueError when the FP32 model's search-split metric is undefined (NaN: e.g.
+    Spearman or ROC-AUC of a head that gives every row the same score): no drop can be measured
+    against it, and every map would fail the tolerance with NaN figures."""
+    obj = session.objective
+    evaluation, reference = getattr(obj, "evaluation", None), getattr(obj, "reference", None)
+    evidence = None if evaluation is None or reference is None else evaluation.evidence(reference)
+    why = undefined_metric(obj.metric_name, session.reference.metric,
+                           "the FP32 model's search-split", evidence)
+    if why is not None:
+        raise ValueError(f"{why}; no drop can be measured against it, so the tolerance cannot "
+                         "be checked")
 
 
 def warn_if_at_chance(session: Session) -> None:

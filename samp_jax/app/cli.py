@@ -43,7 +43,7 @@ from calibrate.search.latency import LatencyTable, check_given_table
 from calibrate.search.plan import resolve_options
 from samp_jax.app import bench, demo, jax_platforms, predictions
 from samp_jax.app.entry import Terminated, closed_at_start, out_of_host_memory, plugin_failed
-from samp_jax.app.figure_warnings import warn_if_at_chance, warn_non_finite
+from samp_jax.app.figure_warnings import warn_if_at_chance, warn_if_undefined, warn_non_finite
 from samp_jax.core.text import command_line
 from samp_jax.core.kept_warnings import kept_warnings
 from samp_jax.core import strict_json
@@ -377,6 +377,8 @@ def _eval(args) -> int:
         return 0
     warn_if_at_chance("eval", evaluator, rows[0]["value"])
     warn_non_finite("eval", rows, "test")
+    if not rows[0].get("non_finite_rows"):  # NaN from finite outputs: a metric undefined
+        warn_if_undefined("eval", evaluator, rows[0]["value"])
     threshold = task.decision_threshold
     if args.json:
         print(strict_json.dumps({

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Sequence
 
-from samp_jax.tasks.chance import at_chance, below_no_skill
+from samp_jax.tasks.chance import at_chance, below_no_skill, undefined_metric
 
 
 def warn_non_finite(command: str, rows: Sequence[dict], split: str) -> None:
@@ -19,6 +19,16 @@ def warn_non_finite(command: str, rows: Sequence[dict], split: str) -> None:
                   f"{count} of {row['examples']} {split} rows (values past the range of its "
                   f"precision, e.g. above FP16's 65,504, or NaN inputs); its {metric} is NaN",
                   file=sys.stderr, flush=True)
+
+
+def warn_if_undefined(command: str, evaluator, fp32_score) -> None:
+    """A warning when the FP32 model's test metric is undefined (NaN) though its outputs are
+    finite (a score metric of a model that scores every row alike): every change is NaN."""
+    why = undefined_metric(evaluator.metric, fp32_score, "the FP32 model's test")
+    if why is not None:
+        print(f"samp-jax {command}: warning: {why} (ROC-AUC and Spearman are, for a model "
+              "that gives every row the same score); every change relative to it is NaN",
+              file=sys.stderr, flush=True)
 
 
 def warn_if_at_chance(command: str, evaluator, fp32_score) -> None:

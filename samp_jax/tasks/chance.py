@@ -138,6 +138,25 @@ def below_no_skill(metric: str | None, score: float | None, what: str) -> str | 
             f"a gain ({no_skill.fix} to measure it as a loss)")
 
 
+def undefined_metric(metric: str | None, score: float | None, what: str,
+                     evidence: np.ndarray | None = None) -> str | None:
+    """Why `what` (e.g. "the FP32 model's search-split") `metric` is undefined (NaN), or None
+    when it is a number (or there is no metric). With the per-row `evidence`, a score-based
+    metric (ROC-AUC, Spearman) whose scores are all equal says so: a head that gives every row
+    the same output (untrained, or its weights zero) ranks nothing."""
+    if metric is None or score is None or not math.isnan(score):
+        return None
+    why = ""
+    if evidence is not None:
+        evidence = np.asarray(evidence)
+        if evidence.ndim == 2 and evidence.shape[1] == 2 and len(evidence):
+            scores = evidence[:, 0]
+            if np.isfinite(scores).all() and np.ptp(scores) == 0:
+                why = (f": the model gives all {len(scores)} rows the same score "
+                       f"({float(scores[0]):.6g}), and {metric} ranks them (is its head trained?)")
+    return f"{what} {metric} is undefined (NaN){why or ': nothing can be compared with it'}"
+
+
 def chance_level(task_type: TaskType, labels: Sequence[str] | None,
                  encoded: EncodedSplit, metric: Metric | None = None, *,
                  evaluations: int = 1) -> ChanceLevel | None:

@@ -109,6 +109,28 @@ def test_unlabelled_search_of_a_one_output_head_measures_the_score_change():
     assert objective.proxy(shifted) == pytest.approx(0.25, rel=1e-3)
 
 
+def test_a_model_that_scores_every_row_alike_has_no_spearman_to_search_against(tokenizer):
+    """A regression head whose weights are zero gives every row one score: Spearman is 0/0
+    (NaN). The search says so in one line and why, instead of failing every map with NaN
+    figures; `undefined_metric` gives the line."""
+    from calibrate import SearchConfig, search
+    from samp_jax.tasks.chance import undefined_metric
+    model = _model(1)
+    classifier = model.head.classifier
+    classifier.kernel.set_value(classifier.kernel[...] * 0)
+    classifier.bias.set_value(classifier.bias[...] * 0 + 0.25)
+    task = load_task([{"text": r["query"], "score": i / 7} for i, r in enumerate(_rows(60))],
+                     head="sequence_classification", readout=Readout.SCORE)
+    with pytest.raises(ValueError, match=r"the FP32 model's search-split spearman is undefined "
+                                         r"\(NaN\): the model gives all \d+ rows the same score "
+                                         r"\(0\.25\).*the tolerance cannot be checked"):
+        search(model, task, SearchConfig(target="cpu", options=("fp32", "int8-dynamic"),
+                                         progress=False), tokenizer=tokenizer)
+    assert undefined_metric("spearman", 0.5, "x") is None and undefined_metric(None, np.nan, "x") is None
+    assert undefined_metric("roc_auc", np.nan, "the test") == (
+        "the test roc_auc is undefined (NaN): nothing can be compared with it")
+
+
 @pytest.mark.slow
 def test_the_command_line_scores_predicts_and_searches_a_reranker(tmp_path, capsys, minilm_dir):
     folder = save_pretrained(_model(1), tmp_path / "reranker", tokenizer_dir=minilm_dir)
