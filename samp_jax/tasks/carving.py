@@ -22,7 +22,8 @@ def split_sizes(n: int, requested: Mapping[str, int | float], carve: Sequence[st
     (module docstring)."""
     if any(s not in requested for s in carve) and n < MIN_ROWS:
         raise ValueError(f"{where} has {n} {units}; splitting it into {', '.join(carve)} needs at "
-                         f"least {MIN_ROWS} (or give every split's size with sizes=...)")
+                         f"least {MIN_ROWS} (or give each split its own rows: a file per split, "
+                         "--split-file, or every split's size, sizes= in Python)")
     counts = {}
     for split in carve:
         if split in requested:

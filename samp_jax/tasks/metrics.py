@@ -449,6 +449,11 @@ def _pair_evidence(scores, gold, label_names=None) -> np.ndarray:
     return np.column_stack([np.asarray(scores, np.float64), np.asarray(gold, np.float64)])
 
 
+class GoldWithoutVariety(ValueError):
+    """Gold answers a metric cannot tell models apart on (one class for ROC-AUC, one score for
+    Spearman): rows of a split drawn at random may hold them where the data as a whole does not."""
+
+
 def _both_classes(gold: np.ndarray) -> None:
     """ROC-AUC reads a label as positive when it is 1 (true); any value but 0 and 1 would be
     read as positive too (-1/1 labels: every row), so it is refused."""
@@ -457,7 +462,7 @@ def _both_classes(gold: np.ndarray) -> None:
         raise ValueError(f"ROC-AUC needs 0/1 labels; these rows hold {classes[:5]}"
                          + (" ..." if len(classes) > 5 else ""))
     if len(classes) < 2:
-        raise ValueError(f"ROC-AUC needs both 0 and 1 labels among the {len(gold)} rows "
+        raise GoldWithoutVariety(f"ROC-AUC needs both 0 and 1 labels among the {len(gold)} rows "
                          f"scored; these have only {classes}")
 
 
@@ -511,7 +516,7 @@ def _varying_scores(gold: np.ndarray) -> None:
     """Spearman's correlation with scores that are all equal is 0/0 (NaN)."""
     values = np.unique(np.asarray(gold, np.float64))
     if len(values) < 2:
-        raise ValueError(f"Spearman needs gold scores that vary among the {len(gold)} rows "
+        raise GoldWithoutVariety(f"Spearman needs gold scores that vary among the {len(gold)} rows "
                          f"scored; these all score {values[0]:g}")
 
 

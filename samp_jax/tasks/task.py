@@ -54,7 +54,7 @@ from samp_jax.serving.sharding import as_sharded, data_mesh, round_batch_size
 from samp_jax.tasks.evaluation import (EVALUATIONS, EmbeddingEvaluation, Evaluation,
                                        encoded_batches, gather_rows)
 from samp_jax.tasks.losses import Loss, training_loss
-from samp_jax.tasks.metrics import METRICS, Metric
+from samp_jax.tasks.metrics import METRICS, GoldWithoutVariety, Metric
 from samp_jax.tasks.truncation import Truncation
 from samp_jax.tasks.types import (
     IGNORE,
@@ -300,7 +300,7 @@ class Task:
         _require_tokenizer(tokenizer)
         examples = self.examples(split, max_examples=max_examples, seed=seed)
         readout = self.task_type.readout
-        with _split_named(split, self.name):  # a gold check's error names the split
+        with _split_named(split, self.name, self.split_seed):  # a gold check's error names the split
             if readout is not None:  # logits, read as the task type reads them
                 options = ({"threshold": self.label_threshold} if readout is Readout.LABELS
                            else {"relevant_class": self.reads_class}
@@ -396,11 +396,17 @@ class Task:
 
 
 @contextlib.contextmanager
-def _split_named(split: str, task: str):
+def _split_named(split: str, task: str, seed: int | None = None):
     """A `ValueError` raised inside (a metric's gold check: one class for ROC-AUC, one score
-    for Spearman) names the split and the task first."""
+    for Spearman) names the split and the task first; gold without variety in a split drawn
+    at random (`seed`) says how to draw it otherwise."""
     try:
         yield
+    except GoldWithoutVariety as e:
+        hint = ("" if seed is None else
+                f" (its rows were drawn at random with split seed {seed}: another seed, --seed "
+                "or seed=, or a file for each split, --split-file, can give it what it lacks)")
+        raise ValueError(f"the {split} split of {task}: {e}{hint}") from e
     except ValueError as e:
         raise ValueError(f"the {split} split of {task}: {e}") from e
 

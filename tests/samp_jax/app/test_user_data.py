@@ -348,6 +348,16 @@ def test_entity_tags_of_no_one_scheme_and_single_class_pairs_are_refused_early(t
     task = load_task(tmp_path / "pairs.csv", head="sentence_embedding")
     with pytest.raises(ValueError, match="needs both 0 and 1 labels"):
         task.evaluation(sj.Tokenizer.from_pretrained(minilm_dir), "test")
+    # both classes in the file, one in the test split drawn from it: how to draw it otherwise
+    (tmp_path / "rare.csv").write_text("text,text_pair,label\n" + "".join(
+        f"a{i},b{i},{int(i == 0)}\n" for i in range(40)))
+    rare = load_task(tmp_path / "rare.csv", head="sentence_embedding")
+    split = next(s for s in ("test", "search") if all(e["label"] == 0 for e in rare.split(s)))
+    with pytest.raises(ValueError, match=rf"the {split} split of rare: ROC-AUC needs both 0 and 1 "
+                                         r"labels .* \(its rows were drawn at random with split "
+                                         r"seed 0: another seed, --seed or seed=, or a file for "
+                                         r"each split, --split-file, can give it what it lacks\)"):
+        rare.evaluation(sj.Tokenizer.from_pretrained(minilm_dir), split)
 
 
 def test_tsv_keeps_quotes_as_text(tmp_path):

@@ -924,3 +924,11 @@ def test_a_task_records_the_seed_its_splits_were_drawn_with(tmp_path):
     carved = {split: given[split] for split in ("train", "test")}  # the rest carved from train
     assert load_task(split_files=carved, seed=3).split_seed == 3
     assert get_task("polarity", seed=2).split_seed == 2
+
+
+def test_too_few_rows_to_split_say_how_to_give_the_splits():
+    rows = [{"text": f"a{i}", "label": i % 2} for i in range(3)]
+    with pytest.raises(ValueError, match=r"has 3 rows; splitting it into .* needs at least 10 \(or "
+                                         r"give each split its own rows: a file per split, "
+                                         r"--split-file, or every split's size, sizes= in Python\)"):
+        load_task(rows)
