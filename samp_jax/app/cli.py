@@ -43,7 +43,8 @@ from calibrate.search.latency import LatencyTable, check_given_table
 from calibrate.search.plan import resolve_options
 from samp_jax.app import bench, demo, jax_platforms, predictions
 from samp_jax.app.entry import Terminated, closed_at_start, out_of_host_memory, plugin_failed
-from samp_jax.app.figure_warnings import warn_if_at_chance, warn_if_undefined, warn_non_finite
+from samp_jax.app.figure_warnings import (warn_if_at_chance, warn_if_trained_below_no_skill,
+                                          warn_if_undefined, warn_non_finite)
 from samp_jax.core.text import command_line
 from samp_jax.core.kept_warnings import kept_warnings
 from samp_jax.core import strict_json
@@ -599,6 +600,7 @@ def _finetune(args) -> int:
                "dev_chance": None if result.chance is None else dataclasses.asdict(result.chance),
                "settings": dataclasses.asdict(config)} | run_record()
     keep_label_threshold(result.model, task)  # the threshold its dev checkpoint was kept at
+    warn_if_trained_below_no_skill(task.metric, result.dev_metric)
     with atomic_folder(out) as staging:  # checkpoint and summary: one run, one rename
         save_pretrained(result.model, staging, tokenizer_dir=base, labels=task.labels,
                         extra=TRAINED_ROWS_CONFIG)  # says the next file belongs with it

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from typing import Sequence
 
-from samp_jax.tasks.chance import at_chance, below_no_skill, undefined_metric
+from samp_jax.tasks.chance import NO_SKILL, at_chance, below_no_skill, undefined_metric
 
 
 def warn_non_finite(command: str, rows: Sequence[dict], split: str) -> None:
@@ -42,3 +43,15 @@ def warn_if_at_chance(command: str, evaluator, fp32_score) -> None:
     if verdict is not None:
         print(f"samp-jax {command}: warning: {verdict}: a change relative to it means nothing "
               "(is the model trained for this data?)", file=sys.stderr, flush=True)
+
+
+def warn_if_trained_below_no_skill(metric: str | None, dev_value: float) -> None:
+    """A `UserWarning` when a fine-tune's best dev score of a ranking metric is below what a
+    model that learned nothing scores (Spearman below 0, ROC-AUC below 0.5), as `eval` and
+    `search` say of such a model."""
+    no_skill = NO_SKILL.get(metric)
+    if no_skill is not None and dev_value < no_skill.value:
+        warnings.warn(f"the fine-tuned model's dev {metric} {dev_value:.4f} is below "
+                      f"{no_skill.value:g} ({no_skill.meaning}): it ranks the dev rows worse "
+                      "than a model that learned nothing (train longer: --min-steps, --epochs; "
+                      "or check the gold)", UserWarning, stacklevel=2)

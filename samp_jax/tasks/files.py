@@ -697,7 +697,7 @@ def _check_not_ids_spoiled(names: list[tuple[str, str]], labels: list[str],
         (value, at), (number, number_at) = others[0], numbers[0]
         kinds = sorted({v for v, _ in others})
         raise ValueError(f"{at} has label {value!r}, neither one of the model's labels {labels} "
-                         f"nor a whole-number id like {number!r} ({number_at}); the column's "
+                         f"nor a whole-number id like the {number!r} at {number_at}; the column's "
                          f"values that are neither: {kinds[:8]}{' ...' if len(kinds) > 8 else ''}"
                          "; expected ids or names, one kind")
 

@@ -228,8 +228,8 @@ def test_ids_with_a_few_other_values_blame_those_values(tmp_path):
     values = ["0", "1", "1.0", " 1", "True", "0", "False"] * 4
     path.write_text("text,label\n" + "".join(f"row {i},{v}\n" for i, v in enumerate(values)))
     with raises(r"mixed\.csv: row 5: column 'label' has label 'True', neither one of the "
-                r"model's labels \['negative', 'positive'\] nor a whole-number id like '0' "
-                r"\(.*row 1: column 'label'\); the column's values that are neither: "
+                r"model's labels \['negative', 'positive'\] nor a whole-number id like the '0' "
+                r"at .*row 1: column 'label'; the column's values that are neither: "
                 r"\['False', 'True'\]; expected ids or names, one kind"):
         load_task(path, labels=["negative", "positive"])
     named = tmp_path / "named.csv"  # names of the model beside ids: the ids are the odd ones

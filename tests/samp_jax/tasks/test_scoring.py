@@ -153,3 +153,31 @@ def test_the_command_line_scores_predicts_and_searches_a_reranker(tmp_path, caps
     served = sj.compile(sj.load(tmp_path / "s" / "model"), seq_buckets=(8,), batch_size=1)(
         [("a b", "c d")])  # one bucket: which buckets an engine compiles is tested elsewhere
     assert served.logits.shape == (1, 1) and served.labels is None
+
+
+def test_finetune_trains_a_score_head_on_texts_with_a_score_column(tmp_path, capsys, minilm_dir):
+    """Texts with a `score` column and no head to say otherwise are a regression
+    (text_scoring): `finetune` trains a one-output head on them (it had called them
+    embedding_texts and refused)."""
+    save_pretrained(_model(1), tmp_path / "base", tokenizer_dir=minilm_dir)
+    rng = np.random.default_rng(0)
+    (tmp_path / "scores.csv").write_text("text,score\n" + "".join(
+        f"{' '.join(rng.choice(WORDS, 4))},{rng.uniform(0, 5):.2f}\n" for _ in range(60)))
+    assert main(["finetune", "--model", str(tmp_path / "base"), "--data",
+                 str(tmp_path / "scores.csv"), "--out", str(tmp_path / "tuned"), "--min-steps",
+                 "2", "--max-train-examples", "16", "--json"]) == 0, capsys.readouterr().err
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["task_type"] == "text_scoring" and summary["metric"] == "spearman"
+    assert summary["problem_type"] == "regression"
+
+
+@pytest.mark.parametrize("metric, value, warned", [
+    ("spearman", -0.2, True), ("spearman", 0.1, False), ("roc_auc", 0.4, True),
+    ("roc_auc", 0.6, False), ("accuracy", 0.1, False)])
+def test_a_fine_tune_that_ranks_worse_than_no_skill_is_said(metric, value, warned, recwarn):
+    from samp_jax.app.figure_warnings import warn_if_trained_below_no_skill
+    warn_if_trained_below_no_skill(metric, value)
+    said = [str(w.message) for w in recwarn]
+    assert len(said) == warned
+    if warned:
+        assert said[0].startswith(f"the fine-tuned model's dev {metric} {value:.4f} is below")
