@@ -12,7 +12,7 @@ from calibrate.search.result import SearchResult, pareto_entries, pareto_file
 from calibrate.search.runner import Kind
 from samp_jax.core import strict_json
 from samp_jax.core.atomic import atomic_file, write_text_atomic
-from samp_jax.core.precision import SITES, as_precision
+from samp_jax.core.precision import SITES, PrecisionMap, as_precision
 from samp_jax.tasks.metrics import PROXIES, get_metric
 from samp_jax.tasks.truncation import Truncation, describe_all
 
@@ -75,7 +75,7 @@ def tolerance_table(result: SearchResult) -> str:
     search split: the metric drop against FP32, the 95% margin, their sum and the allowed drop
     (or the proxy and the allowed proxy, without a metric)."""
     checks = result.tolerance_checks
-    fmt = lambda v: "–" if v is None else f"{v:.4g}"  # noqa: E731
+    fmt = lambda v: "–" if v is None else f"{v + 0.0:.4g}"  # noqa: E731  (+ 0.0: -0 is 0)
     verdict = lambda c: "yes" if c.passes else "**no**"  # noqa: E731
     if result.metric_name is None:
         proxy = PROXIES[result.proxy_name].display_name
@@ -84,7 +84,8 @@ def tolerance_table(result: SearchResult) -> str:
         lines += [f"| {c.map_name} | {fmt(c.bounded)} | {fmt(c.allowed)} | {verdict(c)} |"
                   for c in checks]
         return "\n".join(lines)
-    metric = get_metric(result.metric_name).display_name
+    scored = get_metric(result.metric_name)
+    metric = scored.display_name + ("" if scored.higher_is_better else " (lower is better)")
     lines = [f"The tolerance bounds the {metric} drop against FP32 on the search split plus a "
              "one-sided 95% margin for the noise of its examples (a gain is a negative drop).",
              "", "| map | drop | margin | drop + margin | allowed | within tolerance |",
@@ -237,6 +238,13 @@ def one_line(message: str) -> str:
     return " ".join(part.strip() for part in message.splitlines() if part.strip())
 
 
+def _moved_a_site(result: SearchResult) -> bool:
+    """Whether the chosen map runs some GEMM site off the all-default precision."""
+    default = PrecisionMap.from_table({}, result.precision_map.num_layers,
+                                      default=result.default_option)
+    return dict(result.precision_map.items()) != dict(default.items())
+
+
 def _settings_lines(result: SearchResult, s: dict) -> list[str]:
     """The report's bullet list: target, tolerance, latency model, search effort, selection
     margin, a multi-label task's threshold and static clips (`s`: the summary)."""
@@ -244,7 +252,8 @@ def _settings_lines(result: SearchResult, s: dict) -> list[str]:
     if result.stopped_early:
         chosen_from = f" (search stopped after the presets: {result.stopped_early})"
     elif result.chosen_from == result.strategy:
-        chosen_from = ""
+        chosen_from = ("" if _moved_a_site(result) else
+                       " (no site moved off the default: no faster map passed)")
     elif result.latency_target_ms is not None:
         chosen_from = (f" (the preset {result.chosen_from}: it reaches the latency target and is "
                        f"closer to FP32 by the proxy than the {result.strategy} map)")

@@ -203,3 +203,35 @@ def test_a_report_lists_what_its_run_warned_of_before_its_result(tiny):
     assert text.index("## Warnings") < text.index("## Result")
     assert "- rows per split: search 6, test 6 (split seed 0)\n" in text
     assert "## Warnings" not in report_markdown(result, result.summary() | {"warnings": []})
+
+
+def test_a_report_says_when_no_site_moved_and_never_shows_a_negative_zero(tiny):
+    """An allocation that moved no site off the default is said to have done so (it read as a
+    choice of the strategy's); a drop of -0.0 shows as 0; a lower-is-better metric says so."""
+    import dataclasses
+
+    from calibrate.search.report import report_markdown, tolerance_table
+    from calibrate.search.result import ToleranceCheck
+    batches = random_batches(1, rows=4, width=8)
+    common = dict(target="cpu", options=("fp32", "int8-dynamic"), sensitivity_batches=1,
+                  latency_table=estimate_table(CONFIG, 32, 128), progress=False)
+    still = search(tiny, batches, tolerance=0.0, **common)  # only FP32's own outputs pass
+    assert f"chosen by: {still.chosen_from} (no site moved off the default: no faster map " \
+           "passed)" in report_markdown(still, still.summary())
+    moved = search(tiny, batches, tolerance=0.4, **common)
+    assert moved.chosen.int8_fraction > 0 and "no site moved" not in report_markdown(
+        moved, moved.summary())
+    check = ToleranceCheck(map_name="chosen", drop=-0.0, bounded=0.01, allowed=0.02)
+    table = tolerance_table(dataclasses.replace(moved, metric_name="accuracy",
+                                                tolerance_checks=(check,)))
+    assert "| chosen | 0 | 0.01 | 0.01 | 0.02 | yes |" in table and "-0" not in table
+    from samp_jax.tasks.metrics import METRICS
+    lower = dataclasses.replace(METRICS["accuracy"], name="test_error_rate", higher_is_better=False,
+                                display_name="error rate")
+    METRICS["test_error_rate"] = lower  # what a plugin's register_metric adds
+    try:
+        table = tolerance_table(dataclasses.replace(moved, metric_name="test_error_rate",
+                                                    tolerance_checks=(check,)))
+        assert "bounds the error rate (lower is better) drop against FP32" in table
+    finally:
+        METRICS.pop("test_error_rate")
