@@ -239,7 +239,10 @@ def one_line(message: str) -> str:
 
 
 def _moved_a_site(result: SearchResult) -> bool:
-    """Whether the chosen map runs some GEMM site off the all-default precision."""
+    """Whether the chosen map runs some GEMM site off the all-default precision, or INT8
+    attention in some layer (the attention step's)."""
+    if result.attention is not None and result.attention.int8_layers:
+        return True
     default = PrecisionMap.from_table({}, result.precision_map.num_layers,
                                       default=result.default_option)
     return dict(result.precision_map.items()) != dict(default.items())
@@ -295,10 +298,13 @@ def _settings_lines(result: SearchResult, s: dict) -> list[str]:
     if s.get("label_threshold") is not None:
         lines.append(f"- label sets: every label whose sigmoid is at least "
                      f"{s['label_threshold']:g} (the metric is measured at this threshold)")
-    if s.get("split_sizes"):  # what the verdicts rest on
+    if s.get("split_sizes"):  # what the verdicts rest on: the rows scored, of each split's
         sizes = ", ".join(f"{split} {n}" for split, n in s["split_sizes"].items() if n)
+        scored = [f"{split} {counts['rows']}" for split, counts in (s.get("truncation") or {}).items()
+                  if counts and counts.get("rows") is not None]
         lines.append(f"- rows per split: {sizes}" + (f" (split seed {s['split_seed']})"
-                                                     if s.get("split_seed") is not None else ""))
+                                                     if s.get("split_seed") is not None else "")
+                     + (f"; scored: {', '.join(scored)}" if scored else ""))
     if s.get("max_length") is not None:
         cut = describe_all({split: Truncation(**counts)
                             for split, counts in (s.get("truncation") or {}).items()})

@@ -195,11 +195,12 @@ def refuse_undefined_reference(session: Session) -> None:
     """Raises ValueError when the FP32 model's search-split metric is undefined (NaN: e.g.
     Spearman or ROC-AUC of a head that gives every row the same score): no drop can be measured
     against it, and every map would fail the tolerance with NaN figures."""
-    obj = session.objective
+    obj, fp32 = session.objective, session.reference.metric
+    if undefined_metric(obj.metric_name, fp32, "") is None:  # a number, or no metric
+        return
     evaluation, reference = getattr(obj, "evaluation", None), getattr(obj, "reference", None)
     evidence = None if evaluation is None or reference is None else evaluation.evidence(reference)
-    why = undefined_metric(obj.metric_name, session.reference.metric,
-                           "the FP32 model's search-split", evidence)
+    why = undefined_metric(obj.metric_name, fp32, "the FP32 model's search-split", evidence)
     if why is not None:
         raise ValueError(f"{why}; no drop can be measured against it, so the tolerance cannot "
                          "be checked")

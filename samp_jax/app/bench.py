@@ -73,6 +73,7 @@ from samp_jax.core.atomic import atomic_file, resolve_output, write_text_atomic
 from samp_jax.models import EncoderConfig, EncoderModel, load_pretrained
 from samp_jax.models.config import INIT_STD
 from samp_jax.core.version import run_record
+from samp_jax.ptq.loading import load
 from samp_jax.ptq.quantized import quantize
 from samp_jax.serving.forward import batch_inputs, merged_call
 from samp_jax.serving.timing import device_description, device_file_stem, error_line, time_ms
@@ -509,7 +510,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_from_args(args, load_model: Callable | None = None) -> int:
     """`samp-jax bench`. `load_model(args)` gives `--model`'s `(model, description)` (the CLI
-    loads it as its other commands do)."""
+    loads it as its other commands do; by default `samp_jax.load` of the folder, or the
+    packaged MiniLM for `minilm`)."""
+    load_model = load_model or _load_own
     shapes, repeats, inner, warmup = SHAPES, args.repeats, args.inner, 3
     models = ("bert-base", "minilm")
     if args.quick:
@@ -540,8 +543,9 @@ def run_from_args(args, load_model: Callable | None = None) -> int:
     if args.model is not None:
         model, source = load_model(args)
         try:
-            own = OwnModel(own_name(args.model), model, own_contenders(
-                model, precisions, ACTIVATION_SCHEMES[args.activation or "dynamic"]), source)
+            activation = None if args.activation is None else ACTIVATION_SCHEMES[args.activation]
+            own = OwnModel(own_name(args.model), model,
+                           own_contenders(model, precisions, activation), source)
             check_shapes_fit(shapes, model, source)
         except ValueError as e:
             print(f"samp-jax bench: error: {e}", file=sys.stderr)
@@ -592,6 +596,12 @@ def run_from_args(args, load_model: Callable | None = None) -> int:
 
 
 ACTIVATION_SCHEMES = {"dynamic": "per_token_dynamic", "static": "per_tensor_static"}
+
+
+def _load_own(args):
+    """`--model` read with `samp_jax.load` (`minilm`: the packaged MiniLM)."""
+    path = minilm_path() if args.model == "minilm" else Path(args.model)
+    return load(path), str(args.model)
 
 
 def own_name(model: str) -> str:

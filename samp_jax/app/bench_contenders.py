@@ -100,7 +100,7 @@ def default_precisions() -> list[str]:
 
 
 def own_contenders(model, precisions: Sequence[str] | None,
-                   activation: str = "per_token_dynamic") -> tuple[SampContender, ...]:
+                   activation: str | None = None) -> tuple[SampContender, ...]:
     """The contenders of a `--model`: a quantized model as it was saved (`SAVED`), or a float
     model at each of `precisions` (presets and precision-map files; `default_precisions()`
     when None), the first the baseline of the ratios.
@@ -110,15 +110,22 @@ def own_contenders(model, precisions: Sequence[str] | None,
     is emulated). A float preset runs in its own precision. A map file runs as `quantize` builds
     it (its `compute_dtype`, else its one float precision, else FP16).
 
+    `activation`: the INT8 presets' scheme (None: per-token dynamic).
+
     Raises:
-      ValueError: precisions given with a quantized model (it runs as it was saved), or none.
+      ValueError: precisions or an activation given with a quantized model (it runs as it was
+        saved), or no precision.
     """
     if isinstance(model, QuantizedModel):
-        if precisions is not None:
-            raise ValueError("--precision applies to a float model; a quantized folder is timed "
-                             "as it was saved (to compare it with other precisions, give the float "
-                             "model it came from and its precision_map.json to --precision)")
+        given = [name for name, value in (("--precision", precisions), ("--activation", activation))
+                 if value is not None]
+        if given:
+            raise ValueError(f"{' and '.join(given)} appl{'ies' if len(given) == 1 else 'y'} to a "
+                             "float model; a quantized folder is timed as it was saved (to compare "
+                             "it with other precisions, give the float model it came from and its "
+                             "precision_map.json to --precision)")
         return (SampContender(SAVED, None, None, saved=model),)
+    activation = activation or "per_token_dynamic"
     names = list(dict.fromkeys(default_precisions() if precisions is None else precisions))
     if not names:
         raise ValueError("--precision names no preset or map file")

@@ -43,8 +43,9 @@ from calibrate.search.latency import LatencyTable, check_given_table
 from calibrate.search.plan import resolve_options
 from samp_jax.app import bench, demo, jax_platforms, predictions
 from samp_jax.app.entry import Terminated, closed_at_start, out_of_host_memory, plugin_failed
-from samp_jax.app.figure_warnings import (warn_if_at_chance, warn_if_trained_below_no_skill,
-                                          warn_if_undefined, warn_non_finite)
+from samp_jax.app.figure_warnings import (warn_if_at_chance, warn_if_coarse,
+                                          warn_if_trained_below_no_skill, warn_if_undefined,
+                                          warn_non_finite)
 from samp_jax.core.text import command_line
 from samp_jax.core.kept_warnings import kept_warnings
 from samp_jax.core import strict_json
@@ -76,7 +77,7 @@ from samp_jax.models.heads import head_spec, make_head
 from samp_jax.models.head_kinds import LABEL_THRESHOLD, SENTENCE_EMBEDDING, Readout
 from samp_jax.ptq.quantized import QuantizedModel, quantize, state_bytes
 from samp_jax.serving.engine import default_compilation_cache
-from samp_jax.serving.xla_cache import cache_errors_once
+from samp_jax.serving.xla_cache import as_kept, cache_errors_once
 from samp_jax.serving.distributed import (check_same, check_same_options, describe_failure, digest,
                                           initialize_distributed, is_distributed, is_primary,
                                           silence_watchdog, state_digest)
@@ -380,6 +381,9 @@ def _eval(args) -> int:
     warn_non_finite("eval", rows, "test")
     if not rows[0].get("non_finite_rows"):  # NaN from finite outputs: a metric undefined
         warn_if_undefined("eval", evaluator, rows[0]["value"])
+    queries = rows[0].get("queries")
+    warn_if_coarse("eval", evaluator, queries or rows[0]["examples"],
+                   "queries" if queries else "rows")
     threshold = task.decision_threshold
     if args.json:
         print(strict_json.dumps({
@@ -420,7 +424,7 @@ def _search(args) -> int:
     out = _check_output(args.out, what="--out", folder=True, inputs=(args.model, args.data),
                         replaceable=is_search_output)  # the whole folder is one run's output
     table = None if args.latency_table is None else read_latency_table(args.latency_table)
-    with kept_warnings() as earlier:  # the report keeps them too
+    with kept_warnings(kept_as=as_kept) as earlier:  # the report keeps them too
         model, tokenizer, description = resolve_model(args, progress=False if args.json else None)
         if table is not None:  # another model's costs are refused before any slow step
             check_given_table(table, model.config, where=f"--latency-table {args.latency_table}",
@@ -442,7 +446,9 @@ def _search(args) -> int:
         if args.json:
             print(strict_json.dumps(summary, indent=1))
         else:
-            print_summary(out, summary, _measure_command(args, target, out, summary))
+            table = run.result.latency_table
+            print_summary(out, summary, _measure_command(args, target, out, summary,
+                                                         (table.batch, table.seq)))
     if summary.get("tolerance_met") is False:
         print(f"samp-jax search: error: {tolerance_not_met(summary)}", file=sys.stderr, flush=True)
         return TOLERANCE_NOT_MET
@@ -453,13 +459,19 @@ LOAD_OPTIONS = ("head", "pooling", "normalize", "prompt_name", "base_model", "ad
 """The options that change how `--model` loads, which `samp-jax bench` does not take."""
 
 
-def _measure_command(args, target, out, summary: dict) -> str | None:
+def _measure_command(args, target, out, summary: dict,
+                     shape: tuple[int, int] | None = None) -> str | None:
     """The `samp-jax bench` command that measures the searched map against the all-default
-    one here, or None: a map for another device, a built-in model, or a model loaded with
-    options the bench does not take."""
+    one here (at `shape`, the latency table's), or None: a map for another device, a built-in
+    model, a model loaded with options the bench does not take, a search whose tolerance no
+    map met, or a chosen map that is the all-default one (nothing to compare)."""
     if not target.is_current() or any(getattr(args, n, None) is not None for n in LOAD_OPTIONS):
         return None
-    return bench_command(args.model, out, summary["default_option"])
+    if summary.get("tolerance_met") is False or (
+            summary.get("estimated_speedup_vs_default") == 1.0
+            and not summary.get("int8_flop_fraction")):
+        return None
+    return bench_command(args.model, out, summary["default_option"], shape)
 
 
 def read_latency_table(path: str) -> LatencyTable:

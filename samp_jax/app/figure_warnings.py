@@ -55,3 +55,19 @@ def warn_if_trained_below_no_skill(metric: str | None, dev_value: float) -> None
                       f"{no_skill.value:g} ({no_skill.meaning}): it ranks the dev rows worse "
                       "than a model that learned nothing (train longer: --min-steps, --epochs; "
                       "or check the gold)", UserWarning, stacklevel=2)
+
+
+COARSE_UNIT = 0.01
+"""A test split on which one row (or query) moves the metric by more than this is said to be
+coarse: its figures, and their changes relative to FP32, move in steps past 1%."""
+
+
+def warn_if_coarse(command: str, evaluator, examples: int, units: str = "rows") -> None:
+    """A warning when the test split is so small that one of its `units` moves the metric by
+    more than `COARSE_UNIT` (about 1/`examples`): the figures beside it are that coarse."""
+    if evaluator.metric is None or not examples or 1.0 / examples <= COARSE_UNIT:
+        return
+    print(f"samp-jax {command}: warning: the test split has {examples} {units}: one of them "
+          f"moves {evaluator.metric} by about {1.0 / examples:.3g}, so the figures below, and "
+          "their changes relative to FP32, move in steps that large (give more rows)",
+          file=sys.stderr, flush=True)

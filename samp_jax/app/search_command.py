@@ -62,14 +62,16 @@ def print_summary(out, summary: dict, measure: str | None = None) -> None:
         print(f"  test_proxy: {summary['test_proxy']}")
 
 
-def bench_command(model: str | None, out, default_option: str) -> str | None:
+def bench_command(model: str | None, out, default_option: str,
+                  shape: tuple[int, int] | None = None) -> str | None:
     """`samp-jax bench` timing the all-`default_option` map and the searched one of the float
     model at `model` (a folder as given to `--model`, or None for a built-in model, which
-    has no folder to name)."""
+    has no folder to name), at `shape` (batch, seq: the latency table's) when given."""
     if model is None:
         return None
+    shapes = "" if shape is None else f" --shapes {shape[0]}x{shape[1]}"
     return (f"samp-jax bench --model {shlex.quote(str(model))} --precision "
-            + shlex.quote(f"{default_option},{Path(out) / 'precision_map.json'}"))
+            + shlex.quote(f"{default_option},{Path(out) / 'precision_map.json'}") + shapes)
 
 
 def chosen_check_line(check: dict) -> str:

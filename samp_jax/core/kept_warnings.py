@@ -15,9 +15,9 @@ from __future__ import annotations
 import contextlib
 import threading
 import warnings
-from typing import Iterator
+from typing import Callable, Iterator
 
-_open = threading.local()  # .blocks: [(category, kept messages)] of this thread's open blocks
+_open = threading.local()  # .blocks: [(category, kept messages, kept_as)] of this thread's open blocks
 _install = threading.Lock()
 
 
@@ -28,8 +28,8 @@ class _Hook:
         self.shown = shown
 
     def __call__(self, message, category, filename, lineno, file=None, line=None):
-        for wanted, kept in getattr(_open, "blocks", ()):
-            text = str(message)
+        for wanted, kept, kept_as in getattr(_open, "blocks", ()):
+            text = kept_as(str(message))
             if issubclass(category, wanted) and text not in kept:
                 kept.append(text)
         return self.shown(message, category, filename, lineno, file, line)
@@ -43,14 +43,19 @@ def _installed() -> None:
 
 
 @contextlib.contextmanager
-def kept_warnings(category: type[Warning] = UserWarning) -> Iterator[list[str]]:
+def kept_warnings(category: type[Warning] = UserWarning,
+                  kept_as: Callable[[str], str] = str) -> Iterator[list[str]]:
     """Within the block, each warning of `category` this thread shows is also added, once, to
-    the list it yields (messages in the order first shown). Blocks nest: an outer block keeps
-    what an inner one does."""
+    the list it yields (messages in the order first shown), as `kept_as(message)` words it
+    (e.g. one line for many of one kind). Blocks nest: an outer block keeps what an inner one
+    does.
+
+    A warning the filters do not show is not kept: with Python's default filter, a warning
+    shown once from one line of code is not shown (nor kept) again in the same process."""
     _installed()
     kept: list[str] = []
     blocks = _open.__dict__.setdefault("blocks", [])
-    entry = (category, kept)
+    entry = (category, kept, kept_as)
     blocks.append(entry)
     try:
         yield kept

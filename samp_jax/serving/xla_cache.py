@@ -100,26 +100,42 @@ _OS_ERROR = re.compile(r"\[Errno (\d+)\] ([^:']*)")
 _WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)
 
 
+def cache_error_line(message: str) -> tuple[str, str] | None:
+    """`(reason, line)` of JAX's warning of a persistent compilation cache entry it could not
+    read or write: "the compilation cache at FOLDER could not be written (No space left on
+    device); compiling goes on without it", one line per reason; None for another warning."""
+    found = _ENTRY_ERROR.fullmatch(str(message).strip())
+    if found is None:
+        return None
+    kind, error = found.groups()
+    os_error = _OS_ERROR.search(error)
+    reason = os_error.group(2).strip() if os_error else " ".join(error.split())[:200]
+    written = kind == "writing" or (os_error and int(os_error.group(1)) in _WRITE_ERRNOS)
+    folder = jax.config.jax_compilation_cache_dir or "(its folder)"
+    return reason, (f"the compilation cache at {folder} could not be "
+                    f"{'written' if written else 'read'} ({reason}); compiling goes on without it")
+
+
+def as_kept(message: str) -> str:
+    """How a report keeps a warning (`samp_jax.core.kept_warnings`): a cache entry's error as
+    the one line `cache_errors_once` shows for its reason, another as it is."""
+    entry = cache_error_line(message)
+    return message if entry is None else entry[1]
+
+
 def cache_errors_once(show: Callable) -> Callable:
     """A `warnings.showwarning` that hands every warning to `show`, except JAX's warnings of
     a persistent compilation cache entry it could not read or write: the first of each reason
-    becomes one warning, "the compilation cache at FOLDER could not be written (No space left
-    on device); compiling goes on without it", and the others are dropped."""
+    becomes one warning (`cache_error_line`), and the others are dropped."""
     said: set[str] = set()
 
     def showwarning(message, category, filename, lineno, file=None, line=None):
-        found = _ENTRY_ERROR.fullmatch(str(message).strip())
-        if found is None:
+        entry = cache_error_line(str(message))
+        if entry is None:
             return show(message, category, filename, lineno, file, line)
-        kind, error = found.groups()
-        os_error = _OS_ERROR.search(error)
-        reason = os_error.group(2).strip() if os_error else " ".join(error.split())[:200]
+        reason, text = entry
         if reason in said:
             return None
         said.add(reason)
-        written = kind == "writing" or (os_error and int(os_error.group(1)) in _WRITE_ERRNOS)
-        folder = jax.config.jax_compilation_cache_dir or "(its folder)"
-        return show(UserWarning(f"the compilation cache at {folder} could not be "
-                                f"{'written' if written else 'read'} ({reason}); compiling "
-                                "goes on without it"), category, filename, lineno, file, line)
+        return show(UserWarning(text), category, filename, lineno, file, line)
     return showwarning

@@ -219,7 +219,8 @@ def load_task(source: Any = None, *, task_type: str | None = None, columns: Colu
         splits=TaskSplits(**{s: tuple(splits.get(s, ())) for s in SPLITS}),
         max_length=max_length,
         source=_describe(parts, explicit, carved, seed, dropped, grouped),
-        split_seed=seed if not explicit or carved else None)
+        split_seed=seed if not explicit or carved else None,
+        drawn_splits=tuple(SPLITS) if not explicit else tuple(carved))
 
 
 def _parts(tables: dict[str | None, Table], columns: Columns, task_type,
@@ -414,7 +415,9 @@ def _check_two_classes(parts: list[_Part], field: str) -> None:
         where = ", ".join(p.table.where for p in parts)
         raise ValueError(f"{where}: column {parts[0].columns[field]!r} holds one class "
                          f"({next(iter(values), None)!r}) in all {rows} rows; expected at least "
-                         "2 classes to classify (or give the model's label names)")
+                         "2 classes to classify; rows of one class can be scored against a "
+                         "model's label names (eval and search read them from --model; "
+                         "load_task(..., labels=...)), not trained on")
 
 
 def _check_bio(names: Sequence[str], where: str, column: str) -> None:

@@ -97,6 +97,9 @@ class Task:
         for a ranking).
       split_seed: the seed its splits were drawn with (None: given, not drawn), which a
         report records.
+      drawn_splits: the splits whose rows were drawn at random with `split_seed` (all of them
+        from one file; from a file per split, those carved from its train split); a gold
+        check's error on one of them says another seed may do.
       relevant_class: a ranking's (`TaskType.ranks_two_classes`) class of a two-class head
         that is the relevant one: each row is scored by its probability and fine-tuning
         trains it as the relevant class. 0 for a head whose class 0 is relevant (glue/qnli's
@@ -115,6 +118,7 @@ class Task:
     metric_name: str | None = None
     split_seed: int | None = None
     relevant_class: int | None = None
+    drawn_splits: tuple[str, ...] = ()
 
     def __post_init__(self):
         threshold = check_label_threshold(self.label_threshold)
@@ -300,7 +304,8 @@ class Task:
         _require_tokenizer(tokenizer)
         examples = self.examples(split, max_examples=max_examples, seed=seed)
         readout = self.task_type.readout
-        with _split_named(split, self.name, self.split_seed):  # a gold check's error names the split
+        drawn = self.split_seed if split in self.drawn_splits else None
+        with _split_named(split, self.name, drawn):  # a gold check's error names the split
             if readout is not None:  # logits, read as the task type reads them
                 options = ({"threshold": self.label_threshold} if readout is Readout.LABELS
                            else {"relevant_class": self.reads_class}

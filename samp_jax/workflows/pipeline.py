@@ -26,6 +26,7 @@ from samp_jax.workflows.experiments import make_evaluator, relative_change
 from samp_jax.core.assets import minilm_path
 from samp_jax.core.atomic import atomic_folder, check_replaceable, holds_only
 from samp_jax.core.kept_warnings import kept_warnings
+from samp_jax.serving.xla_cache import as_kept
 from samp_jax.core.version import run_record
 from samp_jax.ptq.loading import SEARCH_MODEL, load
 from samp_jax.models import Tokenizer
@@ -157,7 +158,10 @@ def run_search(model, tokenizer, task: Task, config: SearchConfig | None = None,
 
     The warnings shown while it searches and scores the test split (too few rows for the
     tolerance, a model at chance, too few calibration tokens: `UserWarning`s) are shown as
-    ever and kept in the summary (`warnings`) and at the top of report.md.
+    ever and kept in the summary (`warnings`) and at the top of report.md (JAX's errors of
+    compilation cache entries as one line per reason). A warning Python's filters do not show
+    again (its default shows one from a line of code once per process) is not kept again by
+    a later run in the same process.
 
     The whole of `out` is written beside it and renamed into place at the end
     (`samp_jax.core.atomic`): a run that dies leaves the previous run's folder whole, never
@@ -171,7 +175,7 @@ def run_search(model, tokenizer, task: Task, config: SearchConfig | None = None,
       `test_within_tolerance` says whether the chosen map's test metric is within the
       tolerance of FP32's (`within_tolerance`; None without a metric or with a latency target).
     """
-    with kept_warnings() as kept:  # shown as ever, and kept for the report
+    with kept_warnings(kept_as=as_kept) as kept:  # shown as ever, and kept for the report
         config = SearchConfig() if config is None else config
         check_replaceable(out, replaceable=is_search_output)
         check_head_fits(model, task)

@@ -571,7 +571,7 @@ def test_a_pair_score_objective_judges_maps_by_the_paired_bootstrap_margin(metri
     base_scores = gold + rng.standard_normal(n) * 0.5
     candidate_scores = base_scores + rng.standard_normal(n) * 0.5  # a noisier map
 
-    def by_hand(scores, idx):  # the metric of the explicitly resampled examples
+    def by_hand(scores, idx, gold=gold):  # the metric of the explicitly resampled examples
         if metric_name == "roc_auc":
             pos, neg = scores[idx][gold[idx] == 1], scores[idx][gold[idx] == 0]
             return ((pos[:, None] > neg[None]).sum() + 0.5 * (pos[:, None] == neg[None]).sum()) / (len(pos) * len(neg))
@@ -590,17 +590,34 @@ def test_a_pair_score_objective_judges_maps_by_the_paired_bootstrap_margin(metri
     objective.evaluation = PairScores()
     objective.partial = False
     base, candidate = [base_scores[:25], base_scores[25:]], [candidate_scores[:25], candidate_scores[25:]]
-    # the same 1000 seeded resamples as the objective draws, as index lists
+    # the bootstrap runs over the rows and the metric's two pseudo-rows (the base's appended to
+    # the base's scores, the candidate's to the candidate's, paired by position): the same 1000
+    # seeded resamples of n + 2 rows as the objective draws, as index lists
+    base_rows, candidate_rows = METRICS[metric_name].pseudo_rows(
+        METRICS[metric_name].evidence(base_scores, gold, None))
+    assert (base_rows[:, 1] == candidate_rows[:, 1]).all()
+    padded_gold = np.r_[gold, base_rows[:, 1]]
+    padded_base, padded_candidate = np.r_[base_scores, base_rows[:, 0]], np.r_[candidate_scores, candidate_rows[:, 0]]
     rng = np.random.default_rng(0)
-    resamples = [rng.integers(0, n, n) for _ in range(1000)]
-    drops = [by_hand(base_scores, i) - by_hand(candidate_scores, i) for i in resamples]
-    drop = by_hand(base_scores, np.arange(n)) - by_hand(candidate_scores, np.arange(n))
-    expected = drop + 1.645 * np.std(drops, ddof=1)
-    assert objective.guarded_drop(candidate, base) == pytest.approx(expected, rel=1e-9)
+    resamples = [rng.integers(0, n + 2, n + 2) for _ in range(1000)]
+
+    def drops(candidate_scores):
+        return [by_hand(padded_base, i, padded_gold) - by_hand(candidate_scores, i, padded_gold)
+                for i in resamples]
+
+    drop = by_hand(base_scores, np.arange(n)) - by_hand(candidate_scores, np.arange(n))  # rows only
+    spread = np.std(drops(padded_candidate), ddof=1)
+    assert objective.guarded_drop(candidate, base) == pytest.approx(drop + 1.645 * spread, rel=1e-9)
     assert objective.guarded_drop(candidate, base) > drop + 0.01  # stricter than the plain drop
-    assert objective.guarded_drop(candidate, base, z=3.29) == \
-        pytest.approx(drop + 3.29 * np.std(drops, ddof=1), rel=1e-9)
-    assert objective.guarded_drop(base, base) == 0.0
+    assert objective.guarded_drop(candidate, base, z=3.29) == pytest.approx(drop + 3.29 * spread,
+                                                                             rel=1e-9)
+    # a map that moves every score a little and keeps their order keeps the pseudo-rows' margin
+    # alone: it does not vanish (FP32's own outputs are 0: nothing changed, nothing to bound)
+    nudged = base_scores + 1e-3
+    kept_order = objective.guarded_drop([nudged[:25], nudged[25:]], base)
+    assert kept_order == pytest.approx(
+        1.645 * np.std(drops(np.r_[nudged, candidate_rows[:, 0]]), ddof=1), rel=1e-9)
+    assert kept_order > 0.01 and objective.guarded_drop(base, base) == 0.0
 
 
 def test_entity_counts_sum_to_entity_f1():

@@ -196,12 +196,15 @@ def test_a_report_lists_what_its_run_warned_of_before_its_result(tiny):
                     options=("fp32", "int8-dynamic"), latency_table=estimate_table(CONFIG, 32, 128),
                     sensitivity_batches=1, progress=False, tolerance=0.4)
     summary = result.summary() | {"warnings": ["the search split has 6 rows:\n  few", "at chance"],
-                                  "split_sizes": {"train": 0, "search": 6, "test": 6},
-                                  "split_seed": 0}
+                                  "split_sizes": {"train": 0, "search": 600, "test": 6},
+                                  "split_seed": 0,
+                                  "max_length": 32, "truncation": {  # the rows scored
+                                      "search": {"max_length": 32, "rows": 256, "rows_truncated": 0},
+                                      "test": {"max_length": 32, "rows": 6, "rows_truncated": 0}}}
     text = report_markdown(result, summary)
     assert "## Warnings\n\n- the search split has 6 rows: few\n- at chance\n" in text
     assert text.index("## Warnings") < text.index("## Result")
-    assert "- rows per split: search 6, test 6 (split seed 0)\n" in text
+    assert "- rows per split: search 600, test 6 (split seed 0); scored: search 256, test 6\n" in text
     assert "## Warnings" not in report_markdown(result, result.summary() | {"warnings": []})
 
 

@@ -201,11 +201,13 @@ def test_a_quantized_folder_is_timed_as_it_was_saved(tmp_path, capsys):
     assert rows["saved"]["site_precisions"] == {"fp32": 4, "int8": 4}
     assert rows["saved"]["compute_dtype"] == "float32" and rows["saved"]["median_ms"] > 0
     assert not any(key.startswith("speedup_vs") for key in rows["saved"])
-    assert main(["bench", "--model", str(tmp_path / "q"), "--precision", "fp32",
-                 "--out", str(tmp_path / "again.json")]) == 2
-    assert ("--precision applies to a float model; a quantized folder is timed as it was saved"
-            in capsys.readouterr().err)
-    assert not (tmp_path / "again.json").exists()
+    for given, said in ((["--precision", "fp32"], "--precision applies"),
+                        (["--activation", "static"], "--activation applies")):
+        assert main(["bench", "--model", str(tmp_path / "q"), *given,
+                     "--out", str(tmp_path / "again.json")]) == 2
+        assert (f"{said} to a float model; a quantized folder is timed as it was saved"
+                in capsys.readouterr().err)
+        assert not (tmp_path / "again.json").exists()
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -229,3 +231,11 @@ def test_own_model_options_are_checked_before_any_timing(tmp_path, capsys, argv,
 def test_the_own_model_file_name_keeps_to_safe_characters():
     assert bench.own_name("runs/my model (v2)/") == "my_model__v2_"
     assert bench.own_name("minilm") == "minilm"
+
+
+def test_the_bench_module_times_your_own_model_without_the_cli(tmp_path):
+    """`python benchmarks/e2e.py --model DIR` (`bench.main`) reads the folder itself."""
+    out = tmp_path / "own.json"
+    assert bench.main(["--model", str(TINY_BERT), "--precision", "fp32", "--shapes", "1x8",
+                       "--repeats", "1", "--inner", "1", "--out", str(out)]) == 0
+    assert [r["contender"] for r in json.loads(out.read_text())["rows"]] == ["fp32"]

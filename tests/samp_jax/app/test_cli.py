@@ -149,9 +149,9 @@ def test_the_search_summary_names_the_command_that_measures_its_speed_up(tmp_pat
     out = tmp_path / "search out"
     out.mkdir()
     PrecisionMap.preset("quant_ffn_only", 2, float_precision="fp32").save(out / "precision_map.json")
-    command = bench_command(str(model), out, "fp32")
+    command = bench_command(str(model), out, "fp32", (1, 8))  # at the latency table's shape
     assert command == (f"samp-jax bench --model {model} --precision "
-                       f"'fp32,{out / 'precision_map.json'}'")
+                       f"'fp32,{out / 'precision_map.json'}' --shapes 1x8")
     summary = {"quantized_model": "model", "target": "cpu", "chosen_from": "allocation",
                "max_length": 128, "fp32_search_metric": 0.9, "chosen_search_metric": 0.9,
                "int8_flop_fraction": 0.5, "estimated_speedup_vs_default": 1.2,
@@ -160,7 +160,7 @@ def test_the_search_summary_names_the_command_that_measures_its_speed_up(tmp_pat
     assert ("  estimated_speedup_vs_default: 1.2\n  (estimated by the latency model; measured "
             f"end to end: {command})\n") in capsys.readouterr().out
     results = tmp_path / "bench.json"
-    assert main(shlex.split(command)[1:] + ["--shapes", "1x8", "--repeats", "1", "--inner", "1",
+    assert main(shlex.split(command)[1:] + ["--repeats", "1", "--inner", "1",
                                             "--out", str(results)]) == 0
     rows = json.loads(results.read_text())["rows"]
     assert [r["contender"] for r in rows] == ["fp32", str(out / "precision_map.json")]
@@ -174,7 +174,12 @@ def test_the_search_summary_names_the_command_that_measures_its_speed_up(tmp_pat
                             cpu, out, {"default_option": "fp32"}) is None  # loaded otherwise
     assert _measure_command(argparse.Namespace(model=None), cpu, out,
                             {"default_option": "fp32"}) is None  # a built-in model
-    assert _measure_command(args, cpu, out, {"default_option": "fp32"}) == command
+    moved = {"default_option": "fp32", "tolerance_met": True, "int8_flop_fraction": 0.5,
+             "estimated_speedup_vs_default": 1.2}
+    assert _measure_command(args, cpu, out, moved, (1, 8)) == command
+    assert _measure_command(args, cpu, out, moved | {"tolerance_met": False}) is None  # missed
+    assert _measure_command(args, cpu, out, moved | {"int8_flop_fraction": 0.0,  # the default
+                                                     "estimated_speedup_vs_default": 1.0}) is None
 
 
 def test_the_search_summary_says_what_the_attention_step_chose(capsys):

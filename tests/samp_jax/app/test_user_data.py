@@ -358,6 +358,12 @@ def test_entity_tags_of_no_one_scheme_and_single_class_pairs_are_refused_early(t
                                          r"seed 0: another seed, --seed or seed=, or a file for "
                                          r"each split, --split-file, can give it what it lacks\)"):
         rare.evaluation(sj.Tokenizer.from_pretrained(minilm_dir), split)
+    # a test split given as its own file was not drawn: no seed can change it, none is named
+    given = load_task(split_files={"train": tmp_path / "rare.csv", "test": tmp_path / "pairs.csv"},
+                      head="sentence_embedding")
+    with pytest.raises(ValueError, match="the test split of .*needs both 0 and 1 labels") as e:
+        given.evaluation(sj.Tokenizer.from_pretrained(minilm_dir), "test")
+    assert "seed" not in str(e.value) and "search" in given.drawn_splits
 
 
 def test_tsv_keeps_quotes_as_text(tmp_path):

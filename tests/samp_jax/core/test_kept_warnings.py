@@ -47,3 +47,20 @@ def test_another_threads_warning_is_not_kept_here():
             thread.join()
             warnings.warn("from this one", UserWarning)
     assert kept == ["from this one"]
+
+
+def test_a_report_keeps_one_line_for_many_cache_entry_errors_of_one_reason():
+    """JAX warns once per program it cannot cache; the terminal shows one line per reason
+    (`cache_errors_once`), and so does what a report keeps (`as_kept`)."""
+    from samp_jax.serving.xla_cache import as_kept
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = lambda *args, **kwargs: None
+        with kept_warnings(kept_as=as_kept) as kept:
+            for key in ("jit_a-1f", "jit_b-2e", "jit_c-3d"):
+                warnings.warn(f"Error writing persistent compilation cache entry for '{key}': "
+                              "OSError: [Errno 28] No space left on device: '/c/x'", UserWarning)
+            warnings.warn("too few rows", UserWarning)
+    assert len(kept) == 2 and kept[1] == "too few rows"
+    assert kept[0].endswith("could not be written (No space left on device); compiling goes on "
+                            "without it")

@@ -889,8 +889,13 @@ def test_data_with_one_class_is_refused(tmp_path, fmt, label):
     rows = [{"text": text(i), "label": label} for i in range(30)]
     where = "list of dicts" if fmt == "list" else rf"data\.{fmt}"
     with raises(rf"{where}: column 'label' holds one class \('?{label}'?\) in all 30 rows; "
-                "expected at least 2 classes"):
+                r"expected at least 2 classes to classify; rows of one class can be scored "
+                r"against a model's label names \(eval and search read them from --model; "
+                r"load_task\(..., labels=...\)\), not trained on"):
         load_task(write(tmp_path, fmt, rows))
+    if label == "pos":  # with the model's names, rows of one class are scored
+        scored = load_task(write(tmp_path, fmt, rows), labels=["neg", "pos"])
+        assert {e["label"] for e in scored.split("test")} == {1}
 
 
 def test_one_tag_everywhere_is_refused():
