@@ -192,3 +192,19 @@ def test_the_search_summary_says_what_the_attention_step_chose(capsys):
     assert "  attention: INT8 attention in layers [0, 2]\n" in capsys.readouterr().out
     print_summary("out", {**summary, "attention": None})  # a search without the step
     assert "attention" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("examples, units, said", [
+    (6, "rows", "the test split has 6 rows: one of them moves accuracy by about 0.167"),
+    (40, "queries", "the test split has 40 queries: one of them moves accuracy by about 0.025"),
+    (100, "rows", None), (2000, "rows", None)])
+def test_eval_says_when_its_test_split_moves_in_steps_past_one_percent(capsys, examples, units,
+                                                                       said):
+    from types import SimpleNamespace
+
+    from samp_jax.app.figure_warnings import warn_if_coarse
+    warn_if_coarse("eval", SimpleNamespace(metric="accuracy"), examples, units)
+    err = capsys.readouterr().err
+    assert (said in err) if said else err == ""
+    warn_if_coarse("eval", SimpleNamespace(metric=None), 6)  # no metric: no figure to doubt
+    assert capsys.readouterr().err == ""
