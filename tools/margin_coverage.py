@@ -35,7 +35,8 @@ import numpy as np
 from calibrate.search.config import allowed_drop
 from samp_jax.core.provenance import provenance
 from samp_jax.serving.timing import device_description
-from samp_jax.tasks.metrics import ACCURACY, CLASS_MACRO_F1, ENTITY_F1, Z_ONE_SIDED_95
+from samp_jax.tasks.metrics import (ACCURACY, CLASS_MACRO_F1, ENTITY_F1, ROC_AUC, SPEARMAN,
+                                     Z_ONE_SIDED_95)
 
 ROOT = Path(__file__).resolve().parents[1]
 TOLERANCE = 0.01
@@ -150,23 +151,90 @@ def class_macro_rows(rng, sizes, draws: int) -> list[dict]:
                        _plain_and_adjusted(CLASS_MACRO_F1), allowed, fp32=round(float(f1), 4))
 
 
+AUC_SHIFT = 1.8  # positives' scores N(1.8, 1) against negatives' N(0, 1): ROC-AUC about 0.90
+
+
+def _scored(rng, n: int, prevalence: float) -> tuple[np.ndarray, np.ndarray]:
+    gold = (rng.random(n) < prevalence).astype(np.float64)
+    return gold, rng.standard_normal(n) + AUC_SHIFT * gold
+
+
+def roc_auc_rows(rng, sizes, draws: int, prevalence: float) -> list[dict]:
+    """Pairs scored by ROC-AUC (about 0.90); the candidate gives a share of the positives a
+    score drawn as a negative's (each such positive's share of negatives ranked below it falls
+    from its own to 0.5 on average): sparse changes, as a quantized map makes them, whose true
+    drop is that share times (AUC - 0.5)."""
+    gold, scores = _scored(rng, 2_000_000, prevalence)
+    auc = ROC_AUC.value(ROC_AUC.evidence(scores, gold, None))
+    allowed = allowed_drop(TOLERANCE, "relative", auc)
+
+    def draw_pair(n, multiple):
+        g, base = _scored(rng, n, prevalence)
+        moved = (g == 1) & (rng.random(n) < allowed * multiple / (auc - 0.5))
+        candidate = np.where(moved, rng.standard_normal(n), base)
+        return ROC_AUC.evidence(base, g, None), ROC_AUC.evidence(candidate, g, None)
+    return _pass_rates("roc_auc", sizes, draws, draw_pair, _plain_and_adjusted(ROC_AUC), allowed,
+                       fp32=round(float(auc), 4), prevalence=prevalence)
+
+
+def _rated(rng, n: int) -> tuple[np.ndarray, np.ndarray]:
+    gold = rng.standard_normal(n)
+    return gold, gold + 0.5 * rng.standard_normal(n)
+
+
+def _scramble(rng, scores: np.ndarray, probability: float) -> np.ndarray:
+    """A share of the rows get a score drawn afresh from the scores' own spread."""
+    hit = rng.random(len(scores)) < probability
+    return np.where(hit, rng.standard_normal(len(scores)) * scores.std(), scores)
+
+
+def spearman_rows(rng, sizes, draws: int) -> list[dict]:
+    """Scores rated against gold scores (Spearman about 0.87); the candidate scrambles a share
+    of the rows' scores: sparse changes whose true drop is linear in the share."""
+    def rho(gold, scores):
+        return SPEARMAN.value(SPEARMAN.evidence(scores, gold, None))
+    gold, scores = _rated(rng, 200_000)
+    value = rho(gold, scores)
+    allowed = allowed_drop(TOLERANCE, "relative", value)
+    slope = (value - rho(gold, _scramble(rng, scores, 0.02))) / 0.02
+
+    def draw_pair(n, multiple):
+        g, base = _rated(rng, n)
+        candidate = _scramble(rng, base, allowed * multiple / slope)
+        return SPEARMAN.evidence(base, g, None), SPEARMAN.evidence(candidate, g, None)
+    return _pass_rates("spearman", sizes, draws, draw_pair, _plain_and_adjusted(SPEARMAN),
+                       allowed, fp32=round(float(value), 4))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--draws", type=int, default=4000, help="search splits per cell")
     parser.add_argument("--entity-draws", type=int, default=2000,
                         help="search splits per entity-F1 cell (each bootstraps twice)")
+    parser.add_argument("--rank-draws", type=int, default=400,
+                        help="search splits per ROC-AUC and Spearman cell")
+    parser.add_argument("--only", choices=("accuracy", "entity_f1", "class_macro_f1", "roc_auc",
+                                           "spearman"), nargs="*", default=None,
+                        help="the metrics to draw (default: all)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=ROOT / "docs/results/margin_coverage.json")
     args = parser.parse_args(argv)
     rng = np.random.default_rng(args.seed)
-    rows = accuracy_rows(rng, (200, 400, 1000, 2000, 5000), args.draws)
-    rows += entity_rows(rng, (200, 400, 1000, 2000), args.entity_draws)
-    rows += class_macro_rows(rng, (400, 1000, 3000), args.entity_draws // 2)
+    studies = {
+        "accuracy": lambda: accuracy_rows(rng, (200, 400, 1000, 2000, 5000), args.draws),
+        "entity_f1": lambda: entity_rows(rng, (200, 400, 1000, 2000), args.entity_draws),
+        "class_macro_f1": lambda: class_macro_rows(rng, (400, 1000, 3000), args.entity_draws // 2),
+        "roc_auc": lambda: (roc_auc_rows(rng, (200, 500, 1000, 2000), args.rank_draws, 0.5)
+                            + roc_auc_rows(rng, (1000, 4000), args.rank_draws, 0.05)),
+        "spearman": lambda: spearman_rows(rng, (50, 200, 500, 1000), args.rank_draws)}
+    rows = [row for name, study in studies.items() if args.only is None or name in args.only
+            for row in study()]
     command = " ".join(["python tools/margin_coverage.py", shlex.join(sys.argv[1:])]).strip()
     record = {"provenance": provenance(command, device_description()),
               "tolerance_relative": TOLERANCE, "fp32_accuracy": FP32_ACCURACY,
               "draws": {"accuracy": args.draws, "entity_f1": args.entity_draws,
-                        "class_macro_f1": args.entity_draws // 2},
+                        "class_macro_f1": args.entity_draws // 2, "roc_auc": args.rank_draws,
+                        "spearman": args.rank_draws},
               "rows": rows}
     args.out.write_text(json.dumps(record, indent=1) + "\n")
     print(f"wrote {args.out}")

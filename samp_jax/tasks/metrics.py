@@ -476,36 +476,48 @@ def _score_range(scores: np.ndarray) -> tuple[float, float]:
     return low - span, high + span
 
 
+AUC_PSEUDO_MOVE = 0.75
+"""How far ROC-AUC's pseudo-row moves in its unit (a row's share of the other class ranked
+the wrong side of it): from 0 to 0.75. Drawn from `tools/margin_coverage.py`: past the
+tolerance the whole move (1) passed no map at 500 rows and had a quarter of the power; half
+(0.5) passed 9% of maps 1.05 times past it at 500 rows; 0.75 passed 3 to 5%."""
+SPEARMAN_PSEUDO_MOVE = 0.5
+"""How far Spearman's pseudo-rows move, as a share of the order: half of it. Drawn from
+`tools/margin_coverage.py`: a third passed 14 to 16% of maps 1.05 times past the tolerance at
+500 to 1,000 rows, half 7 to 8%; 0.6 passed no map half the allowed drop away at 500 rows."""
+
+
 def _auc_pseudo_rows(evidence: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """ROC-AUC's pseudo-rows: two rows of the class with fewer rows (the unit whose count
     bounds what the split can tell: one positive among 120 rows decides the whole AUC). ROC-AUC
     is the mean over the positives of the share of negatives ranked below each (and so over the
     negatives), a value in [0, 1] per row of that class: one row the candidate moves from above
-    every row of the other class to their median (1 -> 0.5) where the base ranked it on top,
-    and one the other way, Bonett and Price's adjustment as `guarded_difference` makes it. Half
-    the way, not the whole: the floor is then about accuracy's on as many rows of each class
-    (moved the whole way, a balanced split of 500 rows could not certify 1% of an AUC of 0.9)."""
+    every row of the other class to where `AUC_PSEUDO_MOVE` of them rank above it, where the
+    base ranked it right, and one the other way; Bonett and Price's adjustment as
+    `guarded_difference` makes it, with the move measured on `tools/margin_coverage.py`."""
     evidence = np.asarray(evidence, np.float64)
     scores, gold = evidence[:, 0], evidence[:, 1]
     positives = int((gold == 1).sum())
     label = 1.0 if positives <= len(gold) - positives else 0.0
     others = scores[(gold != label) & np.isfinite(scores)]
     low, high = _score_range(scores)
-    middle = float(np.median(others)) if others.size else 0.5 * (low + high)
+    if not others.size:
+        wrong = 0.5 * (low + high)
+    else:  # a positive with a quarter of the negatives below it; a negative, above it
+        wrong = float(np.quantile(others, 1.0 - AUC_PSEUDO_MOVE if label == 1.0 else AUC_PSEUDO_MOVE))
     right = high if label == 1.0 else low  # past every row of the other class, the right way
-    base = np.array([[right, label], [middle, label]])
+    base = np.array([[right, label], [wrong, label]])
     return base, base[::-1].copy()
 
 
 def _spearman_pseudo_rows(evidence: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Spearman's pseudo-rows: a row of the highest gold score that the candidate moves a third
-    of the way down the predicted order, where the base put it on top, and a row of the lowest
-    that it moves from a third of the way up to the bottom (a loss and a gain). Without them a
-    map that keeps the order of a few rows gets a margin of zero (with two rows Spearman is +1
-    or -1). A third of the way, not the whole: one row moved the whole way changes Spearman by
-    about 6/rows, and the floor would be past any tolerance a split of hundreds of rows could
-    meet; moved a third, the floor is about accuracy's on as many rows (0.7 to 1.1 times it on
-    300 to 3,000 rows, more on a few)."""
+    """Spearman's pseudo-rows: a row of the highest gold score that the candidate moves
+    `SPEARMAN_PSEUDO_MOVE` of the way down the predicted order, where the base put it on top,
+    and a row of the lowest that it moves from that far up to the bottom (a loss and a gain).
+    Without them a map that keeps the order of a few rows gets a margin of zero (with two rows
+    Spearman is +1 or -1). Not the whole way: one row moved the whole way changes Spearman by
+    about 6/rows, and no split of a thousand rows could certify 1% of a Spearman of 0.9; half
+    the way, the floor is about twice accuracy's on as many rows."""
     evidence = np.asarray(evidence, np.float64)
     scores, gold = evidence[:, 0], evidence[:, 1]
     finite = gold[np.isfinite(gold)]
@@ -515,10 +527,11 @@ def _spearman_pseudo_rows(evidence: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     if not ranked.size:
         ranked = np.array([0.0])
     step = 1e-6 * (high - low)  # just past the row there, so that two rows cross
-    lower_third = float(ranked[(len(ranked) - 1) // 3]) + step
-    upper_third = float(ranked[2 * (len(ranked) - 1) // 3]) - step
-    return (np.array([[high, top], [lower_third, bottom]]),
-            np.array([[upper_third, top], [low, bottom]]))
+    last = len(ranked) - 1
+    up_from_bottom = float(ranked[int(round(last * SPEARMAN_PSEUDO_MOVE))]) + step
+    down_from_top = float(ranked[int(round(last * (1.0 - SPEARMAN_PSEUDO_MOVE)))]) - step
+    return (np.array([[high, top], [up_from_bottom, bottom]]),
+            np.array([[down_from_top, top], [low, bottom]]))
 
 
 def _varying_scores(gold: np.ndarray) -> None:
