@@ -102,10 +102,14 @@ def fresh_splits_section() -> list[str]:
     return parts + [""]
 
 
+MARGIN_RECORDS = ("margin_coverage.json", "margin_coverage_scores.json")
+"""tools/margin_coverage.py's records: accuracy and the F1s; ROC-AUC and Spearman (`--only`)."""
+
+
 def margin_coverage_section() -> list[str]:
     """How often the guarded drop passes a map just past the tolerance: tools/margin_coverage.py."""
-    record = load("margin_coverage.json")
-    if record is None:
+    records = [r for r in map(load, MARGIN_RECORDS) if r is not None]
+    if not records:
         return []
     parts = ["## The margin's level when few rows change", "",
              "A map passes when its drop plus a one-sided 95% margin is within the tolerance, so a "
@@ -113,30 +117,36 @@ def margin_coverage_section() -> list[str]:
              "about 5% of the time at most. A quantized map changes few rows, where a plain paired "
              "standard error or a plain bootstrap is too narrow: with no row changed its margin is "
              "zero. `tools/margin_coverage.py` draws search splits from a known population "
-             f"(accuracy {record['fp32_accuracy']}; sentences of a few entities each for entity F1; "
+             f"(accuracy {records[0]['fp32_accuracy']}; sentences of a few entities each for entity F1; "
              "three classes of 80, 15 and 5% for macro-F1, the candidate costing the rarest; "
              "for ROC-AUC, scores about 0.90 with half or 5% of the rows positive, the candidate "
              "giving some positives a negative's score; for Spearman, scores about 0.89 against "
              "gold scores, the candidate scoring some rows afresh) "
              "and a candidate whose true drop is a multiple of the allowed one "
-             f"({100 * record['tolerance_relative']:g}% relative), and counts how often each "
+             f"({100 * records[0]['tolerance_relative']:g}% relative), and counts how often each "
              "margin passes it: at 1.05× it should pass in about 5% of draws at most; at 0.5× the "
              "share that passes is the power. "
              "The adjusted margins are the ones the search uses: Bonett and Price's for accuracy, "
              "the bootstrap with one pseudo-row lost and one gained for the F1s, ROC-AUC and "
-             "Spearman. "
-             + ", ".join(f"{count} draws per {metric} cell" for metric, count in record["draws"].items())
-             + ". " + provenance(record), "",
-             "| metric | search rows | true drop / allowed | passes, plain margin | "
-             "passes, adjusted margin |", "|---|---:|---:|---:|---:|"]
-    for r in record["rows"]:
-        metric = r["metric"] + (f" ({100 * r['prevalence']:g}% positive)" if "prevalence" in r
-                                else "")
-        parts.append(f"| {metric} | {r['rows']} | {r['true_drop_over_allowed']}× | "
-                     f"{r['plain']:.3f} | {r['adjusted']:.3f} |")
-    past = [r for r in record["rows"] if r["true_drop_over_allowed"] > 1]
+             "Spearman.", ""]
+    rows = []
+    for record in records:
+        parts += [", ".join(f"{count} draws per {metric} cell" for metric, count
+                            in record["draws"].items()
+                            if any(r["metric"] == metric for r in record["rows"]))
+                  + ". " + provenance(record), "",
+                  "| metric | search rows | true drop / allowed | passes, plain margin | "
+                  "passes, adjusted margin |", "|---|---:|---:|---:|---:|"]
+        for r in record["rows"]:
+            metric = r["metric"] + (f" ({100 * r['prevalence']:g}% positive)" if "prevalence" in r
+                                    else "")
+            parts.append(f"| {metric} | {r['rows']} | {r['true_drop_over_allowed']}× | "
+                         f"{r['plain']:.3f} | {r['adjusted']:.3f} |")
+        parts.append("")
+        rows += record["rows"]
+    past = [r for r in rows if r["true_drop_over_allowed"] > 1]
     worst = {kind: max(past, key=lambda r: r[kind]) for kind in ("plain", "adjusted")}
-    parts += ["", "Past the tolerance, the plain margins pass the map in up to "
+    parts += ["Past the tolerance, the plain margins pass the map in up to "
               f"{100 * worst['plain']['plain']:.1f}% of the draws ({worst['plain']['metric']}, "
               f"{worst['plain']['rows']} rows), the adjusted ones in up to "
               f"{100 * worst['adjusted']['adjusted']:.1f}% ({worst['adjusted']['metric']}, "

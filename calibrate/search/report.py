@@ -214,10 +214,10 @@ def report_markdown(result: SearchResult, summary: dict, *, test_metrics: dict |
     lines = [f"# samp-jax search report: {result.objective_name}", ""]
     if command:
         lines += [f"Command: `{command}`", ""]
+    if summary.get("warnings"):  # what the run warned of, first, for a reader of the report alone
+        lines += ["## Warnings", "", *(f"- {one_line(w)}" for w in summary["warnings"]), ""]
     lines += _settings_lines(result, summary)
     lines.append("")
-    if summary.get("warnings"):  # what the run warned of, for a reader of the report alone
-        lines += ["## Warnings", "", *(f"- {one_line(w)}" for w in summary["warnings"]), ""]
     if result.tolerance_met is False:
         lines += [f"**The tolerance is not met:** even the most precise candidate (all "
                   f"{result.default_option.upper()}) loses "

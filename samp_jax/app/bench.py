@@ -52,6 +52,7 @@ import re
 import statistics
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -73,6 +74,7 @@ from samp_jax.core.atomic import atomic_file, resolve_output, write_text_atomic
 from samp_jax.models import EncoderConfig, EncoderModel, load_pretrained
 from samp_jax.models.config import INIT_STD
 from samp_jax.core.version import run_record
+from samp_jax.core.precision import PRESETS, PrecisionMap
 from samp_jax.ptq.loading import load
 from samp_jax.ptq.quantized import quantize
 from samp_jax.serving.forward import batch_inputs, merged_call
@@ -196,6 +198,14 @@ def compile_samp(forward, state, batch) -> tuple[Callable[[], jax.Array], dict]:
 def site_precisions(pmap) -> dict[str, int]:
     """{precision: GEMM sites of the layers at it} of the model's map (`int8`, `fp32`, ...)."""
     return dict(sorted(collections.Counter(p.precision for _, p in pmap.items()).items()))
+
+
+def attention_precisions(pmap) -> dict[str, int]:
+    """{precision: attention products (`attn_scores`, `attn_context`) the map names at it}; the
+    products it does not name run in the compute dtype and are not counted."""
+    named = [p.precision for layer in range(pmap.num_layers)
+             for p in (pmap.attention(layer).scores, pmap.attention(layer).context) if p is not None]
+    return dict(sorted(collections.Counter(named).items()))
 
 
 def gemm_executed(quantized, batch) -> dict[str, int]:
@@ -354,14 +364,19 @@ def _random_id_calibration(model, contenders):
     for c in contenders:
         if isinstance(c, SampContender) and c.saved is None:
             try:
-                needed |= c.precision_map(model.config.num_layers).needs_calibration()
+                pmap = c.precision_map(model.config.num_layers)
+                # the bench's own contenders take a calibration wherever they are static
+                needed |= (c.unscaled_static_sites(model.config.num_layers) > 0
+                           if c.map_path is not None else pmap.needs_calibration())
             except (SkipContender, ValueError, OSError):  # its own rows say what is wrong
                 pass
     if not needed:
         return None
     limit = model.config.position_limit
     seq = 128 if limit is None else min(128, limit)
-    return calibrate(model, [token_batch(model.config.vocab_size, 8, seq)], method="minmax")
+    with warnings.catch_warnings():  # scales for timing: the advice on their quality is moot
+        warnings.filterwarnings("ignore", message="calibration saw only", category=UserWarning)
+        return calibrate(model, [token_batch(model.config.vocab_size, 8, seq)], method="minmax")
 
 
 def _run_contender(contender, model_name, model, hf_dir, calibration, batches, timing, emit) -> None:
@@ -392,6 +407,8 @@ def _run_contender(contender, model_name, model, hf_dir, calibration, batches, t
         if not is_torch:
             row["compute_dtype"] = jax.numpy.dtype(quantized.model.dtype).name
             row["site_precisions"] = site_precisions(quantized.precision_map)
+            if quantized.precision_map.sets_attention:  # INT8 (or float) attention products
+                row["attention_precisions"] = attention_precisions(quantized.precision_map)
             unscaled = contender.unscaled_static_sites(model.config.num_layers)
             if unscaled:  # their scales came from random ids
                 row["static_sites_scaled_on_random_ids"] = unscaled
@@ -525,7 +542,7 @@ def run_from_args(args, load_model: Callable | None = None) -> int:
         if args.model is None:
             load_models_check(models)
         precisions = check_own_options(args)
-    except ValueError as e:
+    except (ValueError, OSError) as e:
         print(f"samp-jax bench: error: {e}", file=sys.stderr)
         return 2
     contenders = None if args.contenders is None else [c.strip() for c in args.contenders.split(",")]
@@ -537,8 +554,15 @@ def run_from_args(args, load_model: Callable | None = None) -> int:
               f"--out); give the results a .json path, such as {out.with_suffix('.json')}",
               file=sys.stderr)
         return 2
-    for path, what in ((out, "--out"), (figure, "--out's plot")):
-        check_output(path, what=what, folder=False)  # before the benchmark, not after
+    inputs = () if args.model is None else (
+        (args.model,) if args.model != "minilm" else ()) + tuple(
+        name for name in (precisions or ()) if name not in PRESETS)  # the model and map files
+    try:
+        for path, what in ((out, "--out"), (figure, "--out's plot")):
+            check_output(path, what=what, folder=False, inputs=inputs)  # before the benchmark
+    except ValueError as e:
+        print(f"samp-jax bench: error: {e}", file=sys.stderr)
+        return 2
     own = None
     if args.model is not None:
         model, source = load_model(args)
@@ -639,6 +663,9 @@ def check_own_options(args) -> list[str] | None:
         raise ValueError(f"--precision {args.precision!r} has an empty item; separate presets "
                          "and map files with single commas")
     check_precision_items(names)
+    for name in names:  # every map file read now, not after the rows before it were timed
+        if name not in PRESETS:
+            PrecisionMap.from_json(Path(name))
     return names
 
 

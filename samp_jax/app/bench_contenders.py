@@ -57,7 +57,7 @@ class SampContender:
         if self.saved is not None:
             return self.saved.precision_map
         if self.map_path is not None:
-            pmap = PrecisionMap.from_json(Path(self.map_path).read_text())
+            pmap = PrecisionMap.from_json(Path(self.map_path))  # a file: its errors name it
             if pmap.num_layers != num_layers:
                 raise SkipContender(f"the map was searched for {pmap.num_layers} layers, "
                                     f"this model has {num_layers}")
@@ -122,8 +122,9 @@ def own_contenders(model, precisions: Sequence[str] | None,
         if given:
             raise ValueError(f"{' and '.join(given)} appl{'ies' if len(given) == 1 else 'y'} to a "
                              "float model; a quantized folder is timed as it was saved (to compare "
-                             "it with other precisions, give the float model it came from and its "
-                             "precision_map.json to --precision)")
+                             "it with other precisions, give the float model it came from, with "
+                             "the precision_map.json its search wrote or the map it was "
+                             "quantized with, to --precision)")
         return (SampContender(SAVED, None, None, saved=model),)
     activation = activation or "per_token_dynamic"
     names = list(dict.fromkeys(default_precisions() if precisions is None else precisions))
@@ -133,7 +134,13 @@ def own_contenders(model, precisions: Sequence[str] | None,
     contenders = []
     for name in names:
         if name not in PRESETS:
-            contenders.append(SampContender(name, None, None, map_path=Path(name)))
+            contender = SampContender(name, None, None, map_path=Path(name))
+            layers = model.config.num_layers
+            pmap = PrecisionMap.from_json(Path(name))
+            if pmap.num_layers != layers:  # asked for by name: refused, not skipped
+                raise ValueError(f"--precision {name}: the map has num_layers={pmap.num_layers}; "
+                                 f"the model has {layers} layers")
+            contenders.append(contender)
         elif name in FLOAT_PRECISIONS:
             contenders.append(SampContender(name, name, None))
         else:

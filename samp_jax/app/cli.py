@@ -440,8 +440,6 @@ def _search(args) -> int:
     summary = run.summary
     say_truncation("search", {split: Truncation(**counts)
                               for split, counts in summary["truncation"].items()})
-    if summary.get("test"):
-        warn_if_at_chance("search", run.test, summary["test"]["fp32"])
     with summary_after(f"the search's outputs in {out}"):
         if args.json:
             print(strict_json.dumps(summary, indent=1))

@@ -32,6 +32,7 @@ from samp_jax.ptq.loading import SEARCH_MODEL, load
 from samp_jax.models import Tokenizer
 from samp_jax.ptq.quantized import QuantizedModel, quantize
 from samp_jax.tasks import Task
+from samp_jax.tasks.chance import at_chance, below_no_skill
 from samp_jax.tasks.metrics import Metric, get_metric
 from samp_jax.tasks.task import check_head_fits, warn_if_named_two_classes, with_model_relevant_class
 from samp_jax.tasks.truncation import as_dicts
@@ -201,6 +202,7 @@ def run_search(model, tokenizer, task: Task, config: SearchConfig | None = None,
                     "chosen": held_out_value(evaluator, chosen, "the chosen map")}
             test |= {name: held_out_value(evaluator, preset(pmap), name) for name, pmap in presets}
             test["chosen_relative_change"] = relative_change(test["chosen"], test["fp32"])
+            warn_of_test_reference(evaluator, test["fp32"])
             test_within = within_tolerance(test["chosen"], test["fp32"], config,
                                            get_metric(evaluator.metric))
         else:  # texts only: how far from FP32 the test split's outputs are (the proxy it bounds)
@@ -227,6 +229,19 @@ def run_search(model, tokenizer, task: Task, config: SearchConfig | None = None,
             "warnings": list(dict.fromkeys([*warnings_before, *kept]))}
             | ({"test_proxy": test_proxy} if test_proxy is not None else {}) | run_record())
     return SearchRun(summary, chosen, tokenizer, result, evaluator)
+
+
+def warn_of_test_reference(evaluator, fp32: float) -> None:
+    """Warns (`UserWarning`, kept in the report) when the FP32 model's test metric is below
+    what a model that learned nothing scores (`below_no_skill`) or no better than always
+    predicting the most frequent class (`at_chance`): a change relative to it means nothing."""
+    below = below_no_skill(evaluator.metric, fp32, "the FP32 model's test")
+    if below is not None:
+        warnings.warn(below, UserWarning, stacklevel=2)
+    verdict = at_chance(evaluator.evaluation, fp32, "the FP32 model's test")
+    if verdict is not None:
+        warnings.warn(f"{verdict}: a change relative to it means nothing (is the model trained "
+                      "for this data?)", UserWarning, stacklevel=2)
 
 
 def within_tolerance(chosen: float, fp32: float, config: SearchConfig,

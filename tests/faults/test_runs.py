@@ -232,6 +232,8 @@ def test_a_search_report_keeps_the_warnings_its_run_showed(tiny, tmp_path, recwa
                               warnings_before=["read from a file named twice"])
     kept = run.summary["warnings"]
     assert kept[0] == "read from a file named twice" and len(kept) == len(set(kept)) > 1
+    # the test split's own caveat, said after the search (a random model: at chance there)
+    assert any(w.startswith("the FP32 model's test accuracy") for w in kept), kept
     assert any(str(w.message) == kept[1] for w in recwarn)
     assert json.loads((tmp_path / "s" / "summary.json").read_text())["warnings"] == kept
     report = (tmp_path / "s" / "report.md").read_text()

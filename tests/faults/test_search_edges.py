@@ -203,7 +203,7 @@ def test_a_report_lists_what_its_run_warned_of_before_its_result(tiny):
                                       "test": {"max_length": 32, "rows": 6, "rows_truncated": 0}}}
     text = report_markdown(result, summary)
     assert "## Warnings\n\n- the search split has 6 rows: few\n- at chance\n" in text
-    assert text.index("## Warnings") < text.index("## Result")
+    assert text.index("## Warnings") < text.index("- target:") < text.index("## Result")
     assert "- rows per split: search 600, test 6 (split seed 0); scored: search 256, test 6\n" in text
     assert "## Warnings" not in report_markdown(result, result.summary() | {"warnings": []})
 

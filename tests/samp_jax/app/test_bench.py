@@ -239,3 +239,55 @@ def test_the_bench_module_times_your_own_model_without_the_cli(tmp_path):
     assert bench.main(["--model", str(TINY_BERT), "--precision", "fp32", "--shapes", "1x8",
                        "--repeats", "1", "--inner", "1", "--out", str(out)]) == 0
     assert [r["contender"] for r in json.loads(out.read_text())["rows"]] == ["fp32"]
+
+
+def test_the_results_never_replace_the_model_or_a_map_they_time(tmp_path, capsys):
+    """--out inside the --model folder, or on a --precision map file, is refused before any
+    work, and both stay as they were (the results had replaced config.json, and a map)."""
+    import shutil
+    model = shutil.copytree(TINY_BERT, tmp_path / "mybert")
+    pmap = tmp_path / "map.json"
+    PrecisionMap.preset("fully_quant", 2).save(pmap)
+    before = {p: p.read_bytes() for p in (model / "config.json", pmap)}
+    for out in (model / "config.json", pmap):
+        assert main(["bench", "--model", str(model), "--precision", f"fp32,{pmap}",
+                     "--shapes", "1x8", "--out", str(out)]) == 2
+        assert "--out" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in before} == before
+    assert not list(tmp_path.glob("**/*.png"))
+
+
+@pytest.mark.parametrize("text, said", [
+    ('{"num_layers": 6, "default": {"precision": "fp32"}}',
+     "the map has num_layers=6; the model has 2 layers"),
+    ("x", "map.json"),  # not JSON: the file is named
+    ('{"num_layers": 2, "default": {"precision": "int4"}}', "int4")])
+def test_a_map_that_cannot_run_is_refused_before_any_timing(tmp_path, capsys, text, said):
+    pmap = tmp_path / "map.json"
+    pmap.write_text(text)
+    out = tmp_path / "own.json"
+    assert main(["bench", "--model", str(TINY_BERT), "--precision", f"fp32,{pmap}",
+                 "--shapes", "1x8", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert said in err and err.count("\n") == 1 and "Traceback" not in err, err
+    assert not out.exists()
+
+
+def test_attention_products_a_map_names_are_recorded(tmp_path, recwarn):
+    """A map of INT8 attention only: its row says so (its GEMM sites are all FP32, as the
+    baseline's), and stored clips need no calibration, so none warns of its few tokens."""
+    pmap = tmp_path / "attention.json"
+    pmap.write_text(json.dumps({"num_layers": 2, "default": {"precision": "fp32"},
+                                "compute_dtype": "float32",
+                                "rules": [{"layers": "*", "sites": ["attn_scores", "attn_context"],
+                                           "precision": "int8"},
+                                          {"layers": [1], "sites": ["ffn_in"], "precision": "int8",
+                                           "activation": "per_tensor_static", "clip": 3.0}]}))
+    out = tmp_path / "own.json"
+    assert main(["bench", "--model", str(TINY_BERT), "--precision", f"fp32,{pmap}",
+                 "--shapes", "1x8", "--repeats", "1", "--inner", "1", "--out", str(out)]) == 0
+    rows = {r["contender"]: r for r in json.loads(out.read_text())["rows"]}
+    assert rows[str(pmap)]["attention_precisions"] == {"int8": 4}
+    assert rows[str(pmap)]["site_precisions"] == {"fp32": 7, "int8": 1}
+    assert "attention_precisions" not in rows["fp32"]
+    assert not [w for w in recwarn if "calibration saw only" in str(w.message)]
