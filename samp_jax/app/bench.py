@@ -23,7 +23,8 @@ search builds them (its float precision between sites); a map file as `quantize`
 quantized folder as it was saved. Static scales a map leaves to a calibration come from random
 ids (`static_sites_scaled_on_random_ids`): a scale's value does not change the time, and
 accuracy is `samp-jax eval`'s to measure. Every samp-jax row records its `compute_dtype` and
-`site_precisions` (how many of the layers' GEMM sites run at each precision).
+`site_precisions` (how many of the layers' GEMM sites run at each precision; `gemm_executed`
+counts the head's GEMMs too), and `attention_precisions` where the map names attention products.
 
 Timing (`samp_jax.serving.timing.time_ms` for JAX; the same scheme with CUDA syncs for torch): warm-up,
 then the median over `repeats` of the mean of `inner` back-to-back calls with one sync. Every
