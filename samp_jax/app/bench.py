@@ -558,12 +558,8 @@ def run_from_args(args, load_model: Callable | None = None) -> int:
     inputs = () if args.model is None else (
         (args.model,) if args.model != "minilm" else ()) + tuple(
         name for name in (precisions or ()) if name not in PRESETS)  # the model and map files
-    try:
-        for path, what in ((out, "--out"), (figure, "--out's plot")):
-            check_output(path, what=what, folder=False, inputs=inputs)  # before the benchmark
-    except ValueError as e:
-        print(f"samp-jax bench: error: {e}", file=sys.stderr)
-        return 2
+    for path, what in ((out, "--out"), (figure, "--out's plot")):  # as every command: exit 1
+        check_output(path, what=what, folder=False, inputs=inputs)  # before the benchmark
     own = None
     if args.model is not None:
         model, source = load_model(args)
