@@ -247,7 +247,8 @@ def _add_predict(sub) -> None:
 
 def _add_bench(sub) -> None:
     """`samp-jax bench`: its options are the benchmark's own (`samp_jax.app.bench_options`)."""
-    be = sub.add_parser("bench", help="end-to-end latency: samp-jax precisions vs HF PyTorch",
+    be = sub.add_parser("bench", help="end-to-end latency: samp-jax precisions vs HF PyTorch, "
+                                      "or your own model at each precision (--model)",
                         description=bench_options.description(),
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     bench_options.add_arguments(be)
