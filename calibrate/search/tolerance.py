@@ -196,14 +196,13 @@ def refuse_undefined_reference(session: Session) -> None:
     Spearman or ROC-AUC of a head that gives every row the same score): no drop can be measured
     against it, and every map would fail the tolerance with NaN figures."""
     obj, fp32 = session.objective, session.reference.metric
-    if undefined_metric(obj.metric_name, fp32, "") is None:  # a number, or no metric
-        return
+    if obj.metric_name is None or fp32 is None or not math.isnan(fp32):
+        return  # no metric, or a number: the evidence is read only to say why it is not
     evaluation, reference = getattr(obj, "evaluation", None), getattr(obj, "reference", None)
     evidence = None if evaluation is None or reference is None else evaluation.evidence(reference)
     why = undefined_metric(obj.metric_name, fp32, "the FP32 model's search-split", evidence)
-    if why is not None:
-        raise ValueError(f"{why}; no drop can be measured against it, so the tolerance cannot "
-                         "be checked")
+    raise ValueError(f"{why}; no drop can be measured against it, so the tolerance cannot be "
+                     "checked")
 
 
 def warn_if_at_chance(session: Session) -> None:

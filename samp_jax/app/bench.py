@@ -17,8 +17,9 @@ Contenders (each skipped, with the reason recorded, where it cannot run):
 Your own model (`--model DIR`: an HF folder of any supported family, a PEFT adapter folder,
 `minilm`, or a quantized folder samp-jax wrote) is timed instead, with its own head, at the
 presets and map files `--precision` names (e.g. the `precision_map.json` a search wrote), each
-compared with the first (`speedup_vs_baseline`); by default this device's float precision (FP32 on a CPU, FP16 on a GPU), `quant_ffn_only` and `fully_quant`
-(and `fp8` where the device has it). INT8 and FP8 presets are built for this device as the
+compared with the first (`speedup_vs_baseline`); by default this device's float precision
+(FP32 on a CPU, FP16 on a GPU), `quant_ffn_only` and `fully_quant` (and `fp8` where the device
+has it). INT8 and FP8 presets are built for this device as the
 search builds them (its float precision between sites); a map file as `quantize` builds it; a
 quantized folder as it was saved. Static scales a map leaves to a calibration come from random
 ids (`static_sites_scaled_on_random_ids`): a scale's value does not change the time, and
@@ -402,17 +403,10 @@ def _run_contender(contender, model_name, model, hf_dir, calibration, batches, t
         return
     build_s = time.perf_counter() - start
     is_torch = isinstance(contender, str)
+    built = {} if is_torch else _what_was_built(contender, quantized, model.config.num_layers)
     for (batch_size, seq), batch in batches.items():
         row = {"model": model_name, "batch": batch_size, "seq": seq, "contender": name,
-               "build_s": build_s}
-        if not is_torch:
-            row["compute_dtype"] = jax.numpy.dtype(quantized.model.dtype).name
-            row["site_precisions"] = site_precisions(quantized.precision_map)
-            if quantized.precision_map.sets_attention:  # INT8 (or float) attention products
-                row["attention_precisions"] = attention_precisions(quantized.precision_map)
-            unscaled = contender.unscaled_static_sites(model.config.num_layers)
-            if unscaled:  # their scales came from random ids
-                row["static_sites_scaled_on_random_ids"] = unscaled
+               "build_s": build_s, **built}
         try:
             _time_row(row, name, forward, torch if is_torch else None,
                       None if is_torch else (state, quantized, contender),
@@ -420,6 +414,21 @@ def _run_contender(contender, model_name, model, hf_dir, calibration, batches, t
         except Exception as e:  # noqa: BLE001  (a compile or run error is recorded, not fatal)
             row["error"] = error_line(e)
             emit(row, f"{model_name:<9} {batch_size:>3}x{seq:<3} {name:<28} error: {row['error']}")
+
+
+def _what_was_built(contender: SampContender, quantized, num_layers: int) -> dict:
+    """The row fields of a built samp-jax contender, the same for every shape: the dtype
+    between sites, the precisions of its sites (and of the attention products its map names),
+    and how many static sites took their scales from random ids."""
+    pmap = quantized.precision_map
+    built = {"compute_dtype": jax.numpy.dtype(quantized.model.dtype).name,
+             "site_precisions": site_precisions(pmap)}
+    if pmap.sets_attention:  # INT8 (or float) attention products
+        built["attention_precisions"] = attention_precisions(pmap)
+    unscaled = contender.unscaled_static_sites(num_layers)
+    if unscaled:  # their scales came from random ids
+        built["static_sites_scaled_on_random_ids"] = unscaled
+    return built
 
 
 def _time_row(row, name, forward, torch, samp, batch, timing, emit) -> None:

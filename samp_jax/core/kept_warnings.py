@@ -29,8 +29,7 @@ class _Hook:
 
     def __call__(self, message, category, filename, lineno, file=None, line=None):
         for wanted, kept, kept_as in getattr(_open, "blocks", ()):
-            text = kept_as(str(message))
-            if issubclass(category, wanted) and text not in kept:
+            if issubclass(category, wanted) and (text := kept_as(str(message))) not in kept:
                 kept.append(text)
         return self.shown(message, category, filename, lineno, file, line)
 
