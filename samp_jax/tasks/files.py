@@ -88,7 +88,10 @@ missing split named in `sizes`, are carved from train (from dev when there is no
 the rest stays there. A missing test split is not carved from train (a model fine-tuned on
 train would be scored on its own training rows): it stays empty unless `sizes` names it.
 Rows of the other splits whose input (text and text pair, or tokens) equals a test input
-are dropped, and the task's `source` says how many. A ranking is split by query: the
+are dropped, and the task's `source` says how many. Every carve is stratified by the gold
+answer where each row has one (a class, a 0/1 label, a score by tenths:
+`samp_jax.tasks.carving`), so a rare class is in each split in its share; label sets and tags
+are shuffled plainly. A ranking is split by query: the
 shuffle, `sizes` and `MIN_ROWS` count queries, no query's rows are in two splits, and a query
 of another split whose text is a test query's is dropped whole.
 """
@@ -110,8 +113,8 @@ from samp_jax.models.head_kinds import Readout
 from samp_jax.models.hf_labels import all_generic
 from samp_jax.tasks import cells
 from samp_jax.tasks.carving import (CARVE_ORDER, DEFAULT_FRACTIONS, MAX_CALIBRATION,  # noqa: F401
-                                    MIN_ROWS, carve_splits, query_rows, split_sizes,
-                                    without_test_inputs)
+                                    MIN_ROWS, carve_splits, gold_strata, query_rows,
+                                    split_sizes, without_test_inputs)
 from samp_jax.tasks.cells import MISSING_LABELS  # noqa: F401
 from samp_jax.tasks.columns import (DEFAULT_NAMES, DEFAULT_PAIRS, FIELDS, LIST_FIELDS,  # noqa: F401
                                     Columns, find_columns, infer_task_type, label_field, naming,
@@ -211,14 +214,15 @@ def load_task(source: Any = None, *, task_type: str | None = None, columns: Colu
     names = (_labels_to_ids(parts, target, labels, task_type_obj, first.where)
              if task_type_obj.named_labels else None)
     grouped = task_type_obj.grouped
-    splits, carved = _split(parts, explicit, sizes or {}, seed, grouped)
+    stratify = None if grouped else target
+    splits, carved, stratified = _split(parts, explicit, sizes or {}, seed, grouped, stratify)
     splits, dropped = without_test_inputs(splits, grouped=grouped)
     return Task(
         name=name or first.name, task_type=task_type_obj,
         labels=None if names is None else tuple(names),
         splits=TaskSplits(**{s: tuple(splits.get(s, ())) for s in SPLITS}),
         max_length=max_length,
-        source=_describe(parts, explicit, carved, seed, dropped, grouped),
+        source=_describe(parts, explicit, carved, seed, dropped, grouped, stratified),
         split_seed=seed if not explicit or carved else None,
         drawn_splits=tuple(SPLITS) if not explicit else tuple(carved))
 
@@ -813,9 +817,11 @@ def _with_ids(example: dict, field: str, to_id: Callable[[Any], int]) -> dict:
 
 # ------------------------------------------------------------------------------- splits
 def _split(parts: dict[str | None, _Part], explicit: bool, sizes: Mapping[str, int | float],
-           seed: int, grouped: bool = False) -> tuple[dict[str, list[dict]], list[str]]:
-    """Examples per split, and the splits that were carved from a pool (`grouped`: whole
-    queries, `sizes` counted in queries)."""
+           seed: int, grouped: bool = False, stratify: str | None = None
+           ) -> tuple[dict[str, list[dict]], list[str], bool]:
+    """Examples per split, the splits that were carved from a pool, and whether the carve was
+    stratified (`grouped`: whole queries, `sizes` counted in queries; `stratify`: the gold
+    field to stratify by, where its rows hold one value each, `gold_strata`)."""
     units = "queries" if grouped else "rows"
 
     def size(examples: list[dict]) -> int:
@@ -827,7 +833,9 @@ def _split(parts: dict[str | None, _Part], explicit: bool, sizes: Mapping[str, i
         part = parts[None]
         carve = [s for s in CARVE_ORDER if s != "train" or s in sizes]
         counts = split_sizes(size(part.examples), sizes, carve, part.table.where, units)
-        return carve_splits(part.examples, counts, "train", seed, grouped=grouped), carve
+        strata = gold_strata(part.examples, stratify)
+        return (carve_splits(part.examples, counts, "train", seed, grouped=grouped,
+                             strata=strata), carve, strata is not None)
     given = {split: list(part.examples) for split, part in parts.items()}
     for key in sizes:
         if key in given:
@@ -843,23 +851,26 @@ def _split(parts: dict[str | None, _Part], explicit: bool, sizes: Mapping[str, i
         if sizes:
             raise ValueError(f"sizes {dict(sizes)}: there is no train or dev split to carve "
                              "them from")
-        return given, []
+        return given, [], False
     counts = split_sizes(size(given[pool]), sizes, carve, f"{parts[pool].table.where} ({pool})",
                          units)
-    return {**given, **carve_splits(given[pool], counts, pool, seed, grouped=grouped)}, carve
+    strata = gold_strata(given[pool], stratify) if carve else None
+    return ({**given, **carve_splits(given[pool], counts, pool, seed, grouped=grouped,
+                                     strata=strata)}, carve, strata is not None)
 
 
 def _describe(parts: dict[str | None, _Part], explicit: bool, carved: list[str], seed: int,
-              dropped: dict[str, int], grouped: bool = False) -> str:
+              dropped: dict[str, int], grouped: bool = False, stratified: bool = False) -> str:
+    by = ", stratified by gold" if stratified else ""
     if not explicit:
         part = parts[None]
-        text = f"{part.table.where} ({len(part.examples):,} rows; split seed {seed})"
+        text = f"{part.table.where} ({len(part.examples):,} rows; split seed {seed}{by})"
     else:
         text = ", ".join(f"{split}: {part.table.where} ({len(part.examples):,} rows)"
                          for split, part in parts.items())
         if carved:
             pool = "train" if "train" in parts else "dev"
-            text += f"; {', '.join(carved)} carved from {pool} with split seed {seed}"
+            text += f"; {', '.join(carved)} carved from {pool} with split seed {seed}{by}"
     if dropped:
         counts = ", ".join(f"{n:,} from {split}" for split, n in dropped.items())
         why = "their query is a test query" if grouped else "they repeat a test input"

@@ -357,8 +357,8 @@ def test_a_two_class_head_whose_class_0_is_relevant_is_said_and_read_as_told(min
                                          r"two classes; the model's head has 1 output"):
         check_head_fits(sj.load(CROSS_ENCODER), told)
     with pytest.raises(ValueError, match=r"relevant_class=0 names the relevant class.*ranking"):
-        dataclasses.replace(load_task([{"text": "a b", "label": "x"}, {"text": "b", "label": "y"}]
-                                      * 5), relevant_class=0)
+        dataclasses.replace(load_task([{"text": f"a b {i}", "label": "xy"[i % 2]}
+                                       for i in range(10)]), relevant_class=0)
 
 
 def test_the_commands_say_and_read_the_relevant_class_of_a_named_two_class_head(
