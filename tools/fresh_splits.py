@@ -218,6 +218,7 @@ def run_seed(study: Study, seed: int, splits: dict[str, list], out: Path) -> dic
                 "test_relative_change": test_figures["chosen_relative_change"],
                 "int8_flop_fraction": summary["int8_flop_fraction"],
                 "search_seconds": summary["search_seconds"],
+                "search_warnings": summary.get("warnings", []),  # as its report.md lists them
                 "wall_seconds": time.perf_counter() - start})
     return row
 

@@ -83,7 +83,8 @@ def fresh_splits_section() -> list[str]:
                 f"{'zero-shot' if tuned is None else format(tuned['dev_metric'], '.4f')} | "
                 f"{r['fp32_test']:.4f} | {r['chosen_test']:.4f} | "
                 + ("fine-tune at chance" if change is None else f"{100 * change:+.2f}%")
-                + f" | {100 * r['int8_flop_fraction']:.0f}% |")
+                + f" | {100 * r['int8_flop_fraction']:.0f}%"
+                + (" (FP32 kept)" if r["int8_flop_fraction"] == 0 else "") + " |")
             if change is not None:
                 held += change >= -record["tolerance"]
                 total += 1
@@ -99,6 +100,16 @@ def fresh_splits_section() -> list[str]:
                      "points" + (f" (left out: seed {', '.join(map(str, record['seeds_not_learned']))}, "
                                  "whose fine-tune stayed at chance on dev)."
                                  if record.get("seeds_not_learned") else "."))
+    warned = {}
+    for record in records:
+        for r in record["rows"]:
+            for warning in r.get("search_warnings", ()):
+                warned.setdefault((record.get("study", record.get("task")), warning),
+                                  []).append(str(r["seed"]))
+    if warned:
+        parts += ["", "What the searches warned of (their reports' first section):", ""]
+        parts += [f"- {name} (seed {', '.join(seeds)}): {warning}"
+                  for (name, warning), seeds in warned.items()]
     return parts + [""]
 
 
