@@ -173,17 +173,27 @@ class SearchConfig:
         return dataclasses.replace(self, **changes)
 
 
-def validate_tolerance(tolerance: float, tolerance_mode: str) -> None:
-    """Raises ValueError for a negative, non-finite or absurd tolerance, or an unknown mode."""
+def validate_tolerance(tolerance: float, tolerance_mode: str, bound: float | None = None) -> None:
+    """Raises ValueError for a negative or non-finite tolerance, an unknown mode, or an absurd
+    tolerance: a relative one of half the metric or more (`MAX_RELATIVE_TOLERANCE`), or an
+    absolute one of half the metric's `bound` or more (`Metric.bound`: 1 for every built-in
+    metric). An absolute tolerance with no bound known (None: a metric in units of its own,
+    the proxy of unlabelled data, or the metric not known yet) is any finite number >= 0."""
     if tolerance_mode not in TOLERANCE_MODES:
         raise ValueError(f"{tolerance_mode=} is not one of {TOLERANCE_MODES}")
     if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float, np.integer, np.floating)):
         raise ValueError(f"tolerance={tolerance!r} must be a number")
     if not np.isfinite(tolerance) or tolerance < 0:
         raise ValueError(f"{tolerance=} must be a finite number >= 0")
-    if tolerance >= MAX_RELATIVE_TOLERANCE:
+    if tolerance_mode == "relative" and tolerance >= MAX_RELATIVE_TOLERANCE:
         raise ValueError(f"{tolerance=} would allow losing half the metric or more; "
                          f"use a value below {MAX_RELATIVE_TOLERANCE} (0.01 means 1%)")
+    if tolerance_mode == "absolute" and bound is not None and \
+            tolerance >= MAX_RELATIVE_TOLERANCE * bound:
+        raise ValueError(f"{tolerance=} (absolute) would allow losing half the metric's range or "
+                         f"more (its values lie within ±{bound:g}); use a value below "
+                         f"{MAX_RELATIVE_TOLERANCE * bound:g} in metric points, or a relative "
+                         "tolerance (a share of the FP32 metric)")
 
 
 def allowed_drop(tolerance: float, tolerance_mode: str, fp32_metric: float | None) -> float:

@@ -16,7 +16,7 @@ import numpy as np
 from calibrate.calibration.api import map_with_calibration
 
 from calibrate.search.candidates import SwitchableModel
-from calibrate.search.config import SearchConfig
+from calibrate.search.config import SearchConfig, validate_tolerance
 from calibrate.search.objectives import Objective, UnlabelledObjective, task_objective
 from calibrate.search.phases import (default_preset_name, evaluate_presets, measure_sensitivity,
                                      move_gains, order_moves, single_site_moves)
@@ -28,7 +28,7 @@ from calibrate.search.static_clips import (StaticCalibrationChoice, choose_stati
                                            search_calibration)
 from samp_jax.core.precision import PrecisionMap, SitePrecision
 from samp_jax.core.progress import progress_bar
-from samp_jax.tasks import Task
+from samp_jax.tasks import Task, get_task
 
 
 @dataclasses.dataclass
@@ -79,7 +79,11 @@ def make_objective(model, data, tokenizer, config: SearchConfig) -> Objective:
     if isinstance(data, Objective):
         return data
     if isinstance(data, (str, Task)):
-        return task_objective(model, data, tokenizer, seed=config.seed,
+        task = get_task(data, seed=config.seed) if isinstance(data, str) else data
+        metric = task.task_metric
+        if metric is not None and config.latency_target_ms is None:  # before any model runs
+            validate_tolerance(config.tolerance, config.tolerance_mode, metric.bound)
+        return task_objective(model, task, tokenizer, seed=config.seed,
                               max_examples=config.max_search_examples)
     return UnlabelledObjective(model, list(data))
 

@@ -151,7 +151,8 @@ def _add_search(sub) -> None:
                     help="the largest loss of the task metric on the search split, e.g. 1%% or "
                          "0.01 (default 1%%); not with --latency-target")
     se.add_argument("--tolerance-mode", default="relative", choices=["relative", "absolute"],
-                    help="relative: a share of the FP32 metric (default); absolute: metric points")
+                    help="relative: a share of the FP32 metric (default); absolute: metric points "
+                         "(below half the metric's range: 0.5 for the built-in metrics)")
     se.add_argument("--latency-target", type=positive_float, default=None, metavar="MS",
                     help="reach this estimated latency instead of a tolerance: the map closest "
                          "to FP32 on the search split (by the proxy, e.g. the KL to FP32's "
@@ -257,7 +258,7 @@ def _add_bench(sub) -> None:
 def _add_demo(sub) -> None:
     """`samp-jax demo`: the main pipeline on the packaged model and data."""
     dm = sub.add_parser("demo", help="the main pipeline on the real MiniLM and SNLI")
-    dm.add_argument("--tolerance", type=parse_tolerance, default=0.01,
+    dm.add_argument("--tolerance", type=parse_relative_tolerance, default=0.01,
                     help="the largest relative drop of the demo's metric the search may take (default: 1%%)")
 
 
@@ -439,20 +440,27 @@ def _add_finetune_settings(p: argparse.ArgumentParser) -> None:
 
 
 # ------------------------------------------------------------------- argument types
-def parse_tolerance(text: str) -> float:
-    """'1%' -> 0.01; '0.01' -> 0.01. Refuses what `validate_tolerance` refuses (negative,
-    non-finite, or half the metric or more)."""
+def parse_tolerance(text: str, mode: str = "absolute") -> float:
+    """'1%' -> 0.01; '0.01' -> 0.01. Refuses what `validate_tolerance` refuses in `mode`
+    (negative or non-finite; relative: half the metric or more). `samp-jax search` checks its
+    `--tolerance` in the `--tolerance-mode` given (`search_command.search_config`), and an
+    absolute one against the metric's range once the data names the metric."""
     text = text.strip()
     try:
         value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"tolerance {text!r} is not a number or a percentage") from None
     from calibrate.search.config import validate_tolerance  # JAX: only once a value is given
-    try:  # the range the search accepts, in either mode: a usage error, before any work
-        validate_tolerance(value, "relative")
+    try:  # the range the search accepts: a usage error, before any work
+        validate_tolerance(value, mode)
     except ValueError as e:
         raise argparse.ArgumentTypeError(f"{text!r}: {e}") from None
     return value
+
+
+def parse_relative_tolerance(text: str) -> float:
+    """`parse_tolerance` of a tolerance that is a share of the FP32 metric (`samp-jax demo`)."""
+    return parse_tolerance(text, "relative")
 
 
 def _option_list(text: str) -> list[str]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-from calibrate.search.config import SearchConfig
+from calibrate.search.config import SearchConfig, validate_tolerance
 from samp_jax.app.outputs import UsageError
 
 DEFAULT_TOLERANCE = 0.01
@@ -23,6 +23,11 @@ def search_config(args) -> SearchConfig:
     if args.tolerance is not None and args.latency_target is not None:
         raise UsageError("--tolerance and --latency-target choose the map two ways; give one "
                          "(a latency target keeps the map closest to FP32 that reaches it)")
+    if args.tolerance is not None:  # in its mode; the metric's range is checked once known
+        try:
+            validate_tolerance(args.tolerance, args.tolerance_mode)
+        except ValueError as e:
+            raise UsageError(f"--tolerance: {e}") from None
     return SearchConfig(
         tolerance=DEFAULT_TOLERANCE if args.tolerance is None else args.tolerance,
         tolerance_mode=args.tolerance_mode,

@@ -239,6 +239,11 @@ class Metric:
         another metric (None: no doubt), which `Task` raises when the metric was not asked for
         by name: word accuracy of "O", "B_PER", "I_PER" (a NER head's tags in another
         spelling) would score mostly "O".
+      bound: the largest magnitude the metric takes (1.0 for every built-in: in [0, 1], or
+        Spearman's [-1, 1]), which an absolute tolerance is checked against (half of it or
+        more is refused as absurd, `calibrate.search.config.validate_tolerance`); None: not
+        known, as for a metric in units of its own (an error in dollars), which then takes
+        any finite absolute tolerance of 0 or more.
     """
 
     name: str
@@ -259,6 +264,7 @@ class Metric:
     gold: Callable[[Sequence[dict]], np.ndarray] | None = None
     reads_labels: Callable[[Sequence[str]], bool] | None = None
     doubts_labels: Callable[[Sequence[str]], str | None] | None = None
+    bound: float | None = None
 
     def doubt(self, labels: Sequence[str] | None) -> str | None:
         """Why label names `labels` may mean another metric than this one, or None."""
@@ -595,10 +601,10 @@ def _label_set_scores(evidence: np.ndarray) -> dict[str, float]:
 
 
 ACCURACY = Metric(
-    name="accuracy", display_name="accuracy", gold_field="label", margin=Margin.PER_EXAMPLE,
+    bound=1.0, name="accuracy", display_name="accuracy", gold_field="label", margin=Margin.PER_EXAMPLE,
     proxy=KL, evidence=_correct, weighted=_mean_weighted, exact=lambda e: np.mean(e))
 ENTITY_F1 = Metric(
-    name="entity_f1", display_name="entity F1", gold_field="tags", margin=Margin.RESAMPLED,
+    bound=1.0, name="entity_f1", display_name="entity F1", gold_field="tags", margin=Margin.RESAMPLED,
     proxy=KL, evidence=_entity_evidence, weighted=_entity_weighted,
     exact=lambda e: _entity_scores(e)["f1"],
     details=lambda e: {k: v for k, v in _entity_scores(e).items() if k != "f1"},
@@ -618,7 +624,7 @@ def _entity_tags_in_disguise(names: Sequence[str]) -> str | None:
 
 
 WORD_ACCURACY = Metric(
-    name="word_accuracy", display_name="word accuracy", gold_field="tags",
+    bound=1.0, name="word_accuracy", display_name="word accuracy", gold_field="tags",
     margin=Margin.RESAMPLED, proxy=KL, evidence=_word_evidence, weighted=_word_accuracy,
     pseudo_rows=_word_pseudo_rows, doubts_labels=_entity_tags_in_disguise)
 """A tagger's words tagged right over its words scored, pooled over the sentences (each
@@ -626,25 +632,25 @@ word's tag read at its first piece; a word whose gold tag is `IGNORE` is not sco
 accuracy of part-of-speech tagging, as seqeval's and scikit-learn's `accuracy_score` give it
 on the flattened word tags. Sentences are the examples its bootstrap resamples."""
 ROC_AUC = Metric(
-    name="roc_auc", display_name="ROC-AUC", gold_field="label", margin=Margin.RESAMPLED,
+    bound=1.0, name="roc_auc", display_name="ROC-AUC", gold_field="label", margin=Margin.RESAMPLED,
     proxy=COSINE, evidence=_pair_evidence,
     weighted=lambda e, w: roc_auc_weighted(e[:, 0], e[:, 1], w),
     check_gold=_both_classes, balanced_subsets=True, pseudo_rows=_auc_pseudo_rows)
 SPEARMAN = Metric(
-    name="spearman", display_name="Spearman", gold_field="score", margin=Margin.RESAMPLED,
+    bound=1.0, name="spearman", display_name="Spearman", gold_field="score", margin=Margin.RESAMPLED,
     proxy=COSINE, evidence=_pair_evidence,
     weighted=lambda e, w: spearman_weighted(e[:, 0], e[:, 1], w), check_gold=_varying_scores,
     pseudo_rows=_spearman_pseudo_rows)
 MICRO_F1 = Metric(
-    name="micro_f1", display_name="micro-F1", gold_field="labels", margin=Margin.RESAMPLED,
+    bound=1.0, name="micro_f1", display_name="micro-F1", gold_field="labels", margin=Margin.RESAMPLED,
     proxy=LABEL_KL, evidence=_label_set_evidence, weighted=_micro_f1, details=_label_set_scores,
     pseudo_rows=_label_set_pseudo_rows)
 MACRO_F1 = Metric(
-    name="macro_f1", display_name="macro-F1", gold_field="labels", margin=Margin.RESAMPLED,
+    bound=1.0, name="macro_f1", display_name="macro-F1", gold_field="labels", margin=Margin.RESAMPLED,
     proxy=LABEL_KL, evidence=_label_set_evidence, weighted=_macro_f1,
     pseudo_rows=_macro_pseudo_rows)
 CLASS_MACRO_F1 = Metric(
-    name="class_macro_f1", display_name="macro-F1", gold_field="label", margin=Margin.RESAMPLED,
+    bound=1.0, name="class_macro_f1", display_name="macro-F1", gold_field="label", margin=Margin.RESAMPLED,
     proxy=KL, evidence=_class_set_evidence, weighted=_macro_f1,
     pseudo_rows=_macro_pseudo_rows)
 
@@ -675,7 +681,7 @@ def _ranking_metric(name: str, display_name: str, per_query: Callable[..., np.nd
     return Metric(name=name, display_name=display_name, gold_field="relevance",
                   margin=Margin.PER_EXAMPLE, proxy=SCORE, evidence=evidence,
                   weighted=_mean_weighted, exact=lambda e: np.mean(e), check_gold=_some_relevant,
-                  unit="query", units="queries", gold=ranking.ranking_gold)
+                  unit="query", units="queries", gold=ranking.ranking_gold, bound=1.0)
 
 
 MRR_AT_10 = _ranking_metric("mrr@10", "MRR@10", functools.partial(ranking.reciprocal_rank, k=10))

@@ -215,6 +215,38 @@ def test_bad_tolerances_are_refused(tolerance, mode, message):
         validate_tolerance(tolerance, mode)
 
 
+def test_an_absolute_tolerance_is_checked_against_the_metrics_range():
+    """Half a built-in metric's range (bound 1) is refused in metric points; a metric whose
+    range is not known (a plugin's, in units of its own) takes any finite tolerance >= 0."""
+    validate_tolerance(0.49, "absolute", 1.0)
+    with pytest.raises(ValueError, match=r"tolerance=0.5 \(absolute\) would allow losing half "
+                                         r"the metric's range .*below 0.5 in metric points"):
+        validate_tolerance(0.5, "absolute", 1.0)
+    validate_tolerance(25.0, "absolute", None)
+    validate_tolerance(0.9, "absolute")  # the metric not known yet: checked again when it is
+    with pytest.raises(ValueError, match="must be a finite number >= 0"):
+        validate_tolerance(float("inf"), "absolute", None)
+
+
+def test_a_search_refuses_half_its_metrics_range_before_the_model_runs(monkeypatch, tiny):
+    from calibrate.search import session
+    from samp_jax.tasks import load_task
+    from samp_jax.tasks.metrics import ACCURACY
+    task = load_task([{"text": f"text {i}", "label": "ab"[i % 2]} for i in range(20)])
+    reached = []
+    monkeypatch.setattr(session, "task_objective", lambda *a, **k: reached.append(a) or "objective")
+    loose = SearchConfig(tolerance=0.6, tolerance_mode="absolute")  # no metric yet: accepted
+    with pytest.raises(ValueError, match=r"tolerance=0.6 \(absolute\) would allow losing half"):
+        session.make_objective(tiny, task, None, loose)
+    assert not reached
+    unbounded = dataclasses.replace(ACCURACY, name="toy_points", bound=None)
+    monkeypatch.setattr(type(task), "task_metric", property(lambda self: unbounded))
+    assert session.make_objective(tiny, task, None, loose) == "objective" and reached
+    timed = SearchConfig(latency_target_ms=5.0, tolerance=0.6, tolerance_mode="absolute")
+    monkeypatch.setattr(type(task), "task_metric", property(lambda self: ACCURACY))
+    assert session.make_objective(tiny, task, None, timed) == "objective"  # tolerance unused
+
+
 @pytest.mark.slow
 def test_search_extremes_with_unlabelled_data(tiny, calibration):
     batches = random_batches(3, seed=2)

@@ -71,11 +71,15 @@ def test_own_data_without_a_model_is_a_usage_error(tmp_path, capsys):
 
 
 def test_search_rejects_an_absurd_tolerance_before_any_work(capsys, tmp_path):
-    with pytest.raises(SystemExit) as info:
-        main(["search", "--data", "snli-embed", "--tolerance", "80%", "--out", str(tmp_path / "o")])
-    assert info.value.code == 2
-    assert "would allow losing half" in capsys.readouterr().err
+    assert main(["search", "--data", "snli-embed", "--tolerance", "80%", "--out",
+                 str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: samp-jax search") and "--tolerance: tolerance=0.8 would allow " \
+        "losing half the metric or more" in err
     assert not (tmp_path / "o").exists()
+    with pytest.raises(SystemExit) as info:  # negative in either mode: refused as it is parsed
+        main(["search", "--data", "snli-embed", "--tolerance=-1", "--tolerance-mode", "absolute"])
+    assert info.value.code == 2 and "must be a finite number >= 0" in capsys.readouterr().err
     with pytest.raises(SystemExit) as info:
         main(["search", "--tolerance", "lots"])
     assert info.value.code == 2
