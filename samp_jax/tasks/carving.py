@@ -80,12 +80,15 @@ def gold_strata(examples: Sequence[dict], field: str | None) -> list | None:
     if field is None:
         return None
     values = [e.get(field) for e in examples]
-    if any(v is None or isinstance(v, (list, tuple)) for v in values):
+    if set(map(type, values)) & {type(None), list, tuple, np.ndarray}:  # one pass, at C speed
         return None
-    if field != "score" or len(set(values)) <= SCORE_STRATA:
+    if field != "score":
+        return values
+    scores = np.asarray(values, dtype=np.float64)
+    if np.unique(scores).size <= SCORE_STRATA:
         return values
     rank = np.empty(len(values), dtype=np.int64)
-    rank[np.argsort(np.asarray(values, dtype=np.float64), kind="stable")] = np.arange(len(values))
+    rank[np.argsort(scores, kind="stable")] = np.arange(len(values))
     return (rank * SCORE_STRATA // len(values)).tolist()
 
 
@@ -99,9 +102,10 @@ def stratified_order(strata: Sequence, rng: np.random.Generator) -> np.ndarray:
     """
     codes: dict = {}
     code = np.fromiter((codes.setdefault(s, len(codes)) for s in strata), np.int64, len(strata))
+    by_stratum = np.split(np.argsort(code, kind="stable"), np.cumsum(np.bincount(code))[:-1])
     keys = np.empty(len(strata))
-    for c in range(len(codes)):
-        rows = rng.permutation(np.flatnonzero(code == c))
+    for rows in by_stratum:  # each stratum's rows in their order, strata by first appearance
+        rows = rng.permutation(rows)
         keys[rows] = (np.arange(len(rows)) + rng.random()) / len(rows)
     return np.argsort(keys, kind="stable")
 
