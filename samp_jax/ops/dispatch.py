@@ -27,6 +27,7 @@ import dataclasses
 import functools
 import hashlib
 import logging
+import threading
 from typing import Callable, Iterator, Literal, Sequence
 
 import jax
@@ -76,8 +77,17 @@ class GemmExecution:
     declined: tuple[str, ...] = ()
 
 
-_RECORDERS: list[list[GemmExecution]] = []
-_KERNEL_RAN: list[str | None] = [None]
+class _ThreadState(threading.local):
+    """Per thread, as JAX traces a function in the thread that calls it: the open
+    `record_executions` blocks and the kernel an implementation last reported, so that a
+    model traced in one thread is never recorded in another thread's block."""
+
+    def __init__(self):
+        self.recorders: list[list[GemmExecution]] = []
+        self.kernel_ran: str | None = None
+
+
+_THREAD = _ThreadState()
 _LOGGED: set[tuple] = set()
 
 
@@ -210,19 +220,20 @@ def _callable_name(fn, depth: int = 0) -> str:
 def report_kernel(name: str) -> None:
     """Called by an implementation that picks one of several kernels, as it runs one: `name`
     (e.g. `pallas_triton`) is then recorded as what ran instead of the implementation's own."""
-    _KERNEL_RAN[0] = name
+    _THREAD.kernel_ran = name
 
 
 @contextlib.contextmanager
 def record_executions() -> Iterator[list[GemmExecution]]:
-    """Collects a `GemmExecution` for every `gemm` call traced inside the block (calls are
-    traced once per compilation: trace a fresh function, e.g. with `jax.eval_shape`)."""
+    """Collects a `GemmExecution` for every `gemm` call traced inside the block by this thread
+    (calls are traced once per compilation: trace a fresh function, e.g. with
+    `jax.eval_shape`); another thread's traces go to its own blocks."""
     records: list[GemmExecution] = []
-    _RECORDERS.append(records)
+    _THREAD.recorders.append(records)
     try:
         yield records
     finally:
-        _RECORDERS.remove(records)
+        _THREAD.recorders.remove(records)
 
 
 def _handles(name: str, precision: SitePrecision) -> bool:
@@ -235,7 +246,7 @@ def _report(site: str | None, precision: SitePrecision, weight, executed: str,
     """Records one traced call, and logs a site's first fallback once."""
     k, n = (int(d) for d in weight.shape)
     record = GemmExecution(site, str(precision), k, n, executed, tuple(declined))
-    for records in _RECORDERS:
+    for records in _THREAD.recorders:
         records.append(record)
     key = (site, record.precision, k, n, executed)
     if declined and key not in _LOGGED:
@@ -250,7 +261,7 @@ def report_matmul(site: str | None, precision: str, k: int, n: int, executed: st
     names: `"3.attn_scores"`) to the active `record_executions()` blocks, as a `GemmExecution`
     of depth `k` and width `n` that `executed` (`xla`, `cudnn`) ran."""
     record = GemmExecution(site, precision, int(k), int(n), executed)
-    for records in _RECORDERS:
+    for records in _THREAD.recorders:
         records.append(record)
 
 
@@ -344,7 +355,7 @@ def gemm(x: jax.Array | QArray, weight: jax.Array | QArray, *, precision: SitePr
                   out_scale=out_scale, requantize_from=requantize_from)
     errors = []
     for name in _candidate_names(implementation, precision):
-        _KERNEL_RAN[0] = None
+        _THREAD.kernel_ran = None
         try:
             out = _REGISTRY[name].fn(x, weight, **kwargs)
         except NotImplementedError as e:
@@ -352,7 +363,7 @@ def gemm(x: jax.Array | QArray, weight: jax.Array | QArray, *, precision: SitePr
                 raise
             errors.append(f"{name}: {e}")
             continue
-        _report(site, precision, weight, _KERNEL_RAN[0] or name, errors)
+        _report(site, precision, weight, _THREAD.kernel_ran or name, errors)
         return out
     raise NotImplementedError(f"no GEMM implementation handles {precision}: {errors}")
 

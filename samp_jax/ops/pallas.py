@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import threading
 
 import jax
 import jax.numpy as jnp
@@ -25,22 +26,31 @@ from samp_jax.ops.dispatch import quantize_activation, report_kernel
 
 INTERPRET_ENV = "SAMP_JAX_PALLAS_INTERPRET"
 PRECISIONS = ("int8",)  # what `pallas_gemm` runs; a model pinned to it keeps the rest on XLA
-_interpret = [os.environ.get(INTERPRET_ENV, "") == "1"]
+class _Interpret(threading.local):
+    """Interpret mode per thread (JAX traces in the calling thread): `$SAMP_JAX_PALLAS_INTERPRET`
+    in every thread, `interpret()` in the thread that opens it."""
+
+    def __init__(self):
+        self.enabled = os.environ.get(INTERPRET_ENV, "") == "1"
+
+
+_INTERPRET = _Interpret()
 
 
 @contextlib.contextmanager
 def interpret(enabled: bool = True):
-    """Runs the Pallas kernels in interpret mode (on the CPU) for calls traced in the block."""
-    previous, _interpret[0] = _interpret[0], enabled
+    """Runs the Pallas kernels in interpret mode (on the CPU) for calls this thread traces in
+    the block."""
+    previous, _INTERPRET.enabled = _INTERPRET.enabled, enabled
     try:
         yield
     finally:
-        _interpret[0] = previous
+        _INTERPRET.enabled = previous
 
 
 def interpreting() -> bool:
-    """Whether the kernels run in interpret mode now."""
-    return _interpret[0]
+    """Whether the kernels this thread traces run in interpret mode now."""
+    return _INTERPRET.enabled
 
 
 def kernels_available() -> bool:

@@ -365,7 +365,8 @@ class QuantizedModel(nnx.Module):
     def executed_implementations(self, batch: dict | None = None) -> dict[str, Any]:
         """What runs each GEMM site in this process: the model traced once (no compilation)
         on `batch` (default: one row of 8 tokens), as `{"device", "backend", "interpret",
-        "sites": {label: implementation}}`.
+        "sites": {label: implementation}, "precisions": {label: precision}}` (what ran each
+        site, and at which precision: `int8-static`, `fp16`, ...).
 
         Labels are `"<layer>.<site>"`, `embedding_project`, the head's sites, and
         `"<layer>.attn_scores"` / `"<layer>.attn_context"` where the map names them; an
@@ -383,7 +384,9 @@ class QuantizedModel(nnx.Module):
             jax.eval_shape(lambda *a: self(*a), *inputs)  # a fresh function: traced, not cached
         return {"device": jax.devices()[0].device_kind, "backend": jax.default_backend(),
                 "interpret": interpreting(),
-                "sites": {r.site or f"unnamed{i}": r.executed for i, r in enumerate(records)}}
+                "sites": {r.site or f"unnamed{i}": r.executed for i, r in enumerate(records)},
+                "precisions": {r.site or f"unnamed{i}": r.precision
+                               for i, r in enumerate(records)}}
 
     # ---------------------------------------------------------------------- save / load
     def save(self, directory: str | Path) -> Path:
@@ -395,8 +398,8 @@ class QuantizedModel(nnx.Module):
         `source_fingerprint`: which float model it was made from), `dtypes` (every tensor's
         dtype) and `versions`, and is the manifest: `files` maps every other file's name to
         `{"sha256", "bytes"}`; `executed` records what ran each GEMM site in the saving
-        process (`executed_implementations`: device, interpret mode, implementation per site;
-        informational, `load` does not use it). The sidecar is sealed: `model.safetensors`'
+        process (`executed_implementations`: device, interpret mode, implementation and
+        precision per site; informational, `load` does not use it). The sidecar is sealed: `model.safetensors`'
         header holds a copy of it (all but the weights' own manifest entry), so the manifest's
         hash of the weights covers every field, and `load` refuses a sidecar edited after
         saving (`samp_jax.ptq.folder.check_seal`).

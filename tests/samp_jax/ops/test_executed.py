@@ -91,6 +91,8 @@ def test_a_quantized_model_and_its_sidecar_say_what_ran(tmp_path):
                 for site in ("qkv", "attn_out", "ffn_in", "ffn_out")}
     expected["1.attn_out"] = "xla"  # FP16
     assert executed["sites"] == expected and executed["interpret"] is True
+    precisions = {label: "int8-dynamic" for label in expected} | {"1.attn_out": "fp16"}
+    assert executed["precisions"] == precisions  # what ran it, and at which precision
     pinned = quantize(model, pmap, implementation="xla")
     with samp_jax.ops.interpret():
         assert set(pinned.executed_implementations()["sites"].values()) == {"xla"}
@@ -117,3 +119,36 @@ def test_a_measured_table_records_what_ran_each_entry():
     assert again.executed == table.executed
     estimated = LatencyTable("H100", "estimated", 1, 8, 3, {}, 0.0)
     assert estimated.executed_by_precision() == {}
+
+
+def test_what_one_thread_traces_is_never_recorded_in_another_threads_block():
+    """A server tracing two models in two threads: each `record_executions` block (and so each
+    `executed_implementations`) sees only its own thread's traces, and interpret mode opened
+    in one thread is not on in another."""
+    import threading
+    config = FAMILY_CONFIGS["bert"].replace(hidden_size=64, intermediate_size=128)
+    model = EncoderModel(config, rngs=nnx.Rngs(0))
+    int8 = quantize(model, PrecisionMap.preset("fully_quant", config.num_layers))
+    attention = quantize(model, PrecisionMap.from_dict({
+        "num_layers": config.num_layers, "default": {"precision": "fp16"}, "rules": [
+            {"layers": [0], "sites": ["attn_scores", "attn_context"], "precision": "int8"}]}))
+    stop, seen_interpret = threading.Event(), []
+
+    def trace_the_other_model():
+        with samp_jax.ops.interpret():
+            while not stop.is_set():
+                attention.executed_implementations()
+                seen_interpret.append(samp_jax.ops.interpreting())
+    other = threading.Thread(target=trace_the_other_model)
+    other.start()
+    try:
+        reports = [int8.executed_implementations() for _ in range(15)]
+    finally:
+        stop.set()
+        other.join()
+    own = {f"{layer}.{site}" for layer in range(config.num_layers)
+           for site in ("qkv", "attn_out", "ffn_in", "ffn_out")}
+    assert seen_interpret and all(seen_interpret)
+    for report in reports:
+        assert set(report["sites"]) == own and report["interpret"] is False
+        assert set(report["precisions"].values()) == {"int8-dynamic"}
