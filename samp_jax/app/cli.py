@@ -704,6 +704,10 @@ def _predict(args) -> int:
                          f"or {PACKAGED_MODEL!r}")
     if args.data is None:
         raise UsageError("--data is required: the file with the rows to predict")
+    if args.data in TASKS and not Path(args.data).exists():
+        raise UsageError(f"--data {args.data} is a built-in task's name; predict reads your own "
+                         "rows (a CSV/TSV/JSONL/Parquet/CoNLL file, a datasets folder, or '-'); "
+                         f"to score {args.data}'s test split: samp-jax eval --data {args.data}")
     # A distributed run joins first: process 0 alone writes --out (another's copy is not
     # checked: a path that exists on host 0 alone is fine), and a process that stops after
     # joining stops the others at once, where one that stopped before would leave them

@@ -341,15 +341,16 @@ def _add_data(p: argparse.ArgumentParser, *, model_required: bool = False,
               inputs_only: bool = False) -> None:
     """`--model`, `--data` and how the data is read. `inputs_only` (`predict`): only the input
     columns, no task type, splits or seed, which such a command never uses."""
+    built_in = "" if inputs_only else "; with built-in --data it may be left out"
     p.add_argument("--model", default=None, required=model_required, type=path_or_name,
                    help=f"an HF model folder, a PEFT LoRA adapter folder (merged into its base), a "
                         f"folder samp-jax wrote, or {PACKAGED_MODEL!r} (the packaged "
-                        "all-MiniLM-L6-v2); with built-in --data it may be left out")
+                        f"all-MiniLM-L6-v2){built_in}")
     _add_model_options(p)
-    stdin = ", '-' for JSON Lines on standard input" if inputs_only else ""
+    sources = (", or '-' for JSON Lines on standard input (your own rows: not a built-in task)"
+               if inputs_only else f", or one of {list(TASKS)}")
     p.add_argument("--data", "--task", dest="data", default=None, type=path_or_name,
-                   help="a CSV/TSV/JSONL/Parquet/CoNLL file, a datasets.save_to_disk folder"
-                        f"{stdin}, or one of {list(TASKS)}")
+                   help=f"a CSV/TSV/JSONL/Parquet/CoNLL file, a datasets.save_to_disk folder{sources}")
     if not inputs_only:
         p.add_argument("--task-type", default=None, choices=TASK_TYPES,
                        help="default: inferred from the columns and the model's head")

@@ -289,3 +289,20 @@ def test_scores_are_written_as_the_shortest_decimal_of_their_float32(model, rows
     assert len(values) == 3 * len(rows) and all(isinstance(v, float) for v in values)
     for value in values:
         assert repr(value) == str(np.float32(value)), value
+
+
+def test_a_built_in_tasks_name_is_refused_by_predict_saying_what_scores_it(tmp_path, capsys,
+                                                                         monkeypatch):
+    """predict reads your own rows: a built-in task's name (no such file here) is a usage
+    error naming eval, before any model is read; a file of that name is read as a file."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("samp_jax.app.cli.load", lambda *a, **k: pytest.fail("a model was read"))
+    assert main(["predict", "--model", "minilm", "--data", "snli-embed", "--out", "p.jsonl"]) == 2
+    err = capsys.readouterr().err
+    assert "--data snli-embed is a built-in task's name; predict reads your own rows" in err
+    assert "samp-jax eval --data snli-embed" in err and not (tmp_path / "p.jsonl").exists()
+    (tmp_path / "polarity").write_text("text\na fine film\n")  # a file of that name: read
+    monkeypatch.setattr("samp_jax.app.cli.load", lambda *a, **k: (_ for _ in ()).throw(
+        RuntimeError("reached the model")))
+    assert main(["predict", "--model", "minilm", "--data", "polarity", "--out", "p.jsonl"]) == 1
+    assert "reached the model" in capsys.readouterr().err
