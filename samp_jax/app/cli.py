@@ -493,6 +493,7 @@ def _calibrate(args) -> int:
                          "--eval too, or leave them out (calibration reads --max-batches)")
     out = _check_output(args.out, what="--out", folder=True, inputs=(args.model, args.data),
                         replaceable=is_quantized_folder)  # what QuantizedModel.save replaces
+    _refuse_a_search_outputs_model(out)
     check_precision_items([args.precision])
     variant = Variant(args.precision, ACTIVATIONS[args.activation], args.method, args.smoothing)
     model, tokenizer, description = resolve_model(args, progress=False if args.json else None)
@@ -545,9 +546,23 @@ def _calibrate(args) -> int:
     return 0
 
 
+def _refuse_a_search_outputs_model(out: Path) -> None:
+    """Refuses `--out` at the `model` folder of a search's output: the report, map and summary
+    beside it describe that model, and would then describe another."""
+    target = Path(out).resolve()
+    search = target.parent
+    if target.name == "model" and (search / "summary.json").is_file() and \
+            is_search_output(search):
+        raise ValueError(f"--out {out} is the model of the search output {search}, whose "
+                         "report.md, precision_map.json and summary.json describe it; replacing "
+                         "it alone would leave them describing another model: write it "
+                         f"elsewhere (or run samp-jax search again with --out {search})")
+
+
 def _finetune(args) -> int:
     out = _check_output(args.out, what="--out", folder=True, model_folder=True,
                         inputs=(args.model, args.data))
+    _refuse_a_search_outputs_model(out)
     if args.model is None:
         raise UsageError(f"--model is required: an HF model folder or {PACKAGED_MODEL!r}")
     base = minilm_path() if args.model == PACKAGED_MODEL else Path(args.model)

@@ -212,3 +212,22 @@ def test_eval_says_when_its_test_split_moves_in_steps_past_one_percent(capsys, e
     assert (said in err) if said else err == ""
     warn_if_coarse("eval", SimpleNamespace(metric=None), 6)  # no metric: no figure to doubt
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("command", ["calibrate", "finetune"])
+def test_a_model_is_not_written_over_a_search_outputs_model(command, tmp_path, capsys,
+                                                            monkeypatch):
+    """The report, map and summary of a search describe its `model` folder: calibrate or
+    finetune into that folder alone is refused before any model is read, and changes nothing."""
+    search = tmp_path / "s"
+    (search / "model").mkdir(parents=True)
+    for name in ("summary.json", "precision_map.json", "report.md"):
+        (search / name).write_text("{}")
+    (search / "model" / "quantization.json").write_text("{}")
+    monkeypatch.setattr("samp_jax.app.cli.resolve_model", lambda *a, **k: pytest.fail("read"))
+    monkeypatch.setattr("samp_jax.app.cli.load", lambda *a, **k: pytest.fail("read"))
+    code = main([command, "--model", "minilm", "--data", "snli", "--out", str(search / "model")])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert f"--out {search / 'model'} is the model of the search output {search}" in err
+    assert (search / "model" / "quantization.json").read_text() == "{}"
