@@ -98,6 +98,10 @@ class Tokenizer:
       truncation_side: which end of a row too long is cut: "right" keeps its first tokens,
         "left" its last (HF's `truncation_side` of `tokenizer_config.json`); the special
         tokens stay either way.
+      token_types: whether rows carry the token types the post-processor gives (1 on a pair's
+        second segment). False where the HF tokenizer sends none (`model_input_names` of
+        `tokenizer_config.json` without `token_type_ids`): HF's model then sees, and was
+        trained with, type 0 everywhere, and so do the rows here.
     """
 
     # names the tokenizer where the tokenizers library fails on a text ("tokenizer.json of
@@ -107,11 +111,13 @@ class Tokenizer:
     def __init__(self, backend, *, max_length: int, pad_id: int,
                  files: Mapping[str, str] | None = None, prompts: Prompts | None = None,
                  split_special_tokens: bool = False, truncation_side: str = "right",
-                 tokenizer_class: str | None = None, words_as_set: bool = False):
+                 tokenizer_class: str | None = None, words_as_set: bool = False,
+                 token_types: bool = True):
         if truncation_side not in TRUNCATION_SIDES:
             raise ValueError(f"{truncation_side=} is not one of {TRUNCATION_SIDES}")
         self.split_special_tokens = split_special_tokens
         self.truncation_side = truncation_side
+        self.token_types = token_types
         self._backend = self._configured(backend)
         self._backend.no_padding()
         self._backend.no_truncation()
@@ -307,7 +313,8 @@ class Tokenizer:
         tokenizer = cls(backend, max_length=max_length, pad_id=pad_id, files=files,
                         prompts=prompts, split_special_tokens=split, truncation_side=side,
                         tokenizer_class=fast_class(config, model_config, where),
-                        words_as_set=written_by_transformers5(config))
+                        words_as_set=written_by_transformers5(config),
+                        token_types=_sends_token_types(config, where))
         tokenizer.source = f"{TOKENIZER_FILE} of {where}"
         return tokenizer
 
@@ -499,10 +506,13 @@ class Tokenizer:
                 all(isinstance(text, str) for text in inputs):  # texts, not pairs
             inputs = heads_to_tokenize(inputs, limit, lambda head: bool(encode_batch(
                 backend, [head], pretokenized=False, source=self.source)[0].overflowing))
-        return encode_rows(backend, inputs, pretokenized=pretokenized, limit=limit,
-                           truncating=truncation,
-                           width=None if padding == "longest" else int(padding),
-                           pad_id=self.pad_id, limit_named=named, source=self.source)
+        batch, word_ids, truncated = encode_rows(
+            backend, inputs, pretokenized=pretokenized, limit=limit, truncating=truncation,
+            width=None if padding == "longest" else int(padding), pad_id=self.pad_id,
+            limit_named=named, source=self.source)
+        if not self.token_types:  # as HF's model sees rows its tokenizer gives no types for
+            batch["token_type_ids"] = np.zeros_like(batch["token_type_ids"])
+        return batch, word_ids, truncated
 
     def _truncating_backend(self, pretokenized: bool, limit: int):
         """A private copy of the (words) backend truncating to `limit` tokens, made once.
@@ -670,6 +680,26 @@ def _json_object(files: Mapping[str, str], name: str, where: Path) -> dict:
     if not isinstance(value, dict):
         raise ValueError(f"{where / name} holds a JSON {type(value).__name__}; expected an object")
     return value
+
+
+GENERIC_FAST_CLASSES = ("TokenizersBackend", "PreTrainedTokenizerFast")
+"""transformers' generic fast tokenizer classes: transformers 5's send no `token_type_ids`
+(its `model_input_names` default to input ids and attention mask), transformers 4's did."""
+
+
+def _sends_token_types(config: Mapping, where: Path) -> bool:
+    """Whether the HF tokenizer of `tokenizer_config.json` sends `token_type_ids` (where it
+    does not, HF's model defaults them to zeros): as its `model_input_names` say; without them,
+    not for a generic fast class that transformers 5 wrote (`GENERIC_FAST_CLASSES`), as the
+    version that wrote the folder (and trained the model) reads it; else yes."""
+    names = config.get("model_input_names")
+    if names is None:
+        return not (written_by_transformers5(config)
+                    and config.get("tokenizer_class") in GENERIC_FAST_CLASSES)
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ValueError(f"{where / TOKENIZER_CONFIG_FILE} sets model_input_names to {names!r}; "
+                         "expected a list of input names, e.g. [\"input_ids\", \"attention_mask\"]")
+    return "token_type_ids" in names
 
 
 def _pad_token(config: Mapping, special_tokens: Mapping) -> str:

@@ -1,8 +1,9 @@
+import json
 import numpy as np
 import pytest
 
 from samp_jax import Tokenizer
-from tests.helpers import golden_inputs
+from tests.helpers import GOLDEN, golden_inputs
 
 
 @pytest.fixture(scope="module")
@@ -205,3 +206,39 @@ def test_an_interrupt_during_encoding_is_not_turned_into_an_error():
 
     with pytest.raises(KeyboardInterrupt):
         encode_batch(Interrupted(), ["a"], pretokenized=False, source="x")
+
+
+@pytest.mark.parametrize("edit", [
+    {},  # BertTokenizer: types sent
+    {"model_input_names": ["input_ids", "attention_mask"]},  # none sent, in any version
+    {"model_input_names": ["input_ids", "token_type_ids", "attention_mask"]},
+    {"tokenizer_class": "TokenizersBackend", "backend": "tokenizers"},  # transformers 5's generic
+    {"tokenizer_class": "PreTrainedTokenizerFast", "backend": "tokenizers"},
+], ids=["bert", "names-without-types", "names-with-types", "generic-5", "generic-fast-5"])
+def test_pairs_carry_token_types_where_hfs_tokenizer_sends_them_else_zeros(edit, tmp_path):
+    """HF's model defaults the token types to zeros where its tokenizer sends none, and was
+    trained so: a pair's second segment is then type 0 here too (HF's tokenizer decides)."""
+    import shutil
+    from transformers import AutoTokenizer
+    folder = tmp_path / "m"
+    shutil.copytree(GOLDEN / "families" / "bert" / "seqcls", folder)
+    (folder / "vocab.txt").unlink()  # tokenizer.json alone, as a generic class reads it
+    config = json.loads((folder / "tokenizer_config.json").read_text()) | edit
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    hf = AutoTokenizer.from_pretrained(folder)("a man plays", "someone makes music")
+    ours = Tokenizer.from_pretrained(folder)(["a man plays"], ["someone makes music"])
+    assert ours["input_ids"][0].tolist() == hf["input_ids"]
+    expected = hf.get("token_type_ids", [0] * len(hf["input_ids"]))
+    assert ours["token_type_ids"][0].tolist() == expected
+    assert ("token_type_ids" in hf) == (1 in expected)  # the cases differ
+
+
+def test_model_input_names_that_are_not_a_list_of_names_are_refused(tmp_path):
+    import shutil
+    folder = tmp_path / "m"
+    shutil.copytree(GOLDEN / "families" / "bert" / "seqcls", folder)
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    (folder / "tokenizer_config.json").write_text(json.dumps(config | {"model_input_names": "ids"}))
+    with pytest.raises(ValueError, match=r"tokenizer_config.json sets model_input_names to 'ids'; "
+                                         r"expected a list of input names"):
+        Tokenizer.from_pretrained(folder)
