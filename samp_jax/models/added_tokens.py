@@ -80,7 +80,8 @@ class StatedTokens:
       values: the special tokens (`SPECIAL_KEYS`) stated, null included; keys not stated are
         absent (the class's defaults apply).
       additional: `additional_special_tokens`.
-      extra: `extra_special_tokens`, by name.
+      extra: `extra_special_tokens`, by name (transformers 5 writes them as a list: by
+        position, "0", "1", ...).
       decoder: the added tokens by their stated id.
       decoder_file: the file that states them (`tokenizer_config.json` or `added_tokens.json`).
     """
@@ -121,8 +122,12 @@ def read_stated_tokens(config: Mapping, files: Mapping[str, str], where: Path) -
     values = {k: _config_token(config[k], file, k) for k in SPECIAL_KEYS if k in config}
     additional = [_config_token(t, file, "additional_special_tokens")
                   for t in _typed(config, "additional_special_tokens", list, file)]
-    extra = {k: _config_token(t, file, f"extra_special_tokens.{k}")
-             for k, t in _typed(config, "extra_special_tokens", dict, file).items()}
+    if isinstance(config.get("extra_special_tokens"), list):  # transformers 5: a list of them
+        extra = {str(i): _config_token(t, file, f"extra_special_tokens[{i}]")
+                 for i, t in enumerate(config["extra_special_tokens"])}
+    else:  # transformers 4: named
+        extra = {k: _config_token(t, file, f"extra_special_tokens.{k}")
+                 for k, t in _typed(config, "extra_special_tokens", dict, file).items()}
     if "added_tokens_decoder" in config:
         decoder = _decoder(_typed(config, "added_tokens_decoder", dict, file), file)
         by_text = {token.content: token for token in decoder.values()}

@@ -242,3 +242,27 @@ def test_model_input_names_that_are_not_a_list_of_names_are_refused(tmp_path):
     with pytest.raises(ValueError, match=r"tokenizer_config.json sets model_input_names to 'ids'; "
                                          r"expected a list of input names"):
         Tokenizer.from_pretrained(folder)
+
+
+def test_a_tokenizer_transformers_5_saved_with_extra_special_tokens_as_a_list_loads(tmp_path):
+    """transformers 5 writes `extra_special_tokens` as a list (CamemBERT's `<s>NOTUSED`, ...):
+    the folder loads, tokenizes as HF's tokenizer does, and its model answers as before."""
+    import shutil
+    import samp_jax as sj
+    from transformers import AutoTokenizer
+    source = GOLDEN / "families" / "camembert" / "seqcls"
+    folder = tmp_path / "resaved"
+    folder.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(source / name, folder / name)
+    hf = AutoTokenizer.from_pretrained(source)
+    hf.save_pretrained(folder)
+    stated = json.loads((folder / "tokenizer_config.json").read_text())["extra_special_tokens"]
+    assert isinstance(stated, list) and stated
+    texts = [f"un film {stated[0]} superbe", "rien à dire"]
+    ours = Tokenizer.from_pretrained(folder)(texts)
+    theirs = AutoTokenizer.from_pretrained(folder)(texts, padding=True)
+    assert ours["input_ids"].tolist() == theirs["input_ids"]
+    before, after = sj.load(source), sj.load(folder)
+    batch = before.tokenizer(texts)
+    np.testing.assert_array_equal(np.asarray(before(**batch)), np.asarray(after(**batch)))
