@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import re
 from pathlib import Path
 from typing import Iterator, Sequence
 
 import jax.numpy as jnp
+import ml_dtypes
 import numpy as np
 from safetensors import SafetensorError, safe_open
 
@@ -77,10 +79,28 @@ def read_safetensors(files: Sequence[Path]) -> dict[str, np.ndarray]:
                 if (f.metadata() or {}).get("format") == "tf":  # HF's TF classes wrote it
                     raise CheckpointError(file, problem=_TF_FORMAT.format(keys=sorted(f.keys())[:2]))
                 for key in f.keys():
-                    state[key] = np.asarray(f.get_tensor(key))
+                    dtype = f.get_slice(key).get_dtype()
+                    state[key] = (_float8_tensor(file, key, dtype) if dtype in FLOAT8_DTYPES
+                                  else np.asarray(f.get_tensor(key)))
         except SafetensorError as e:
             raise CheckpointError(file, problem=f"is not a readable safetensors file ({e})") from None
     return state
+
+
+FLOAT8_DTYPES = {"F8_E4M3": ml_dtypes.float8_e4m3fn, "F8_E5M2": ml_dtypes.float8_e5m2}
+"""safetensors' float8 dtypes, which its flax and numpy readers cannot give (numpy has none)."""
+
+
+def _float8_tensor(file: Path, key: str, dtype: str) -> np.ndarray:
+    """A float8 tensor of a safetensors `file`, read from its bytes and upcast to float32, as
+    HF's `from_pretrained` upcasts it to the model's float dtype."""
+    with open(file, "rb") as stream:
+        header_bytes = int.from_bytes(stream.read(8), "little")
+        entry = json.loads(stream.read(header_bytes))[key]
+        start, end = entry["data_offsets"]
+        stream.seek(8 + header_bytes + start)
+        raw = np.frombuffer(stream.read(end - start), dtype=FLOAT8_DTYPES[dtype])
+    return raw.reshape(entry["shape"]).astype(np.float32)
 
 
 def check_float_weight(path: Path, key: str, value: np.ndarray) -> None:

@@ -490,3 +490,34 @@ def test_a_missing_key_listing_is_capped():
     assert len(str(error)) < 2000
     assert "missing keys (100000): ['encoder.layer.0.x'" in str(error) and "and 99990 more" in str(error)
     assert "... and 40 more keys of the wrong shape" in str(error)
+
+
+@pytest.mark.parametrize("dtype, name", [("float8_e4m3fn", "F8_E4M3"), ("float8_e5m2", "F8_E5M2")])
+def test_float8_weights_are_upcast_as_hf_upcasts_them(dtype, name, tmp_path):
+    """A checkpoint whose encoder matrices are stored as float8 loads as the same values in
+    float32 (HF's from_pretrained upcasts them so); the safetensors readers give no float8."""
+    import ml_dtypes
+    source = GOLDEN / "families" / "bert" / "seqcls"
+    state = load_file(source / "model.safetensors")
+    eight = {k: v.astype(getattr(ml_dtypes, dtype)) for k, v in state.items()
+             if v.ndim == 2 and ".encoder." in k}
+    header, blobs, offset = {"__metadata__": {"format": "pt"}}, [], 0
+    for key, value in state.items():  # safetensors' layout, written by hand for float8
+        data = (eight[key] if key in eight else value).tobytes()
+        header[key] = {"dtype": name if key in eight else "F32", "shape": list(value.shape),
+                       "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
+    folder, rounded = tmp_path / "f8", tmp_path / "rounded"
+    for out in (folder, rounded):
+        shutil.copytree(source, out)
+    text = json.dumps(header).encode()
+    (folder / "model.safetensors").write_bytes(len(text).to_bytes(8, "little") + text
+                                               + b"".join(blobs))
+    save_file({k: eight[k].astype(np.float32) if k in eight else v for k, v in state.items()},
+              rounded / "model.safetensors", metadata={"format": "pt"})
+    read, _ = read_state_dict(folder)
+    assert all(read[k].dtype == np.float32 for k in eight) and len(eight) > 4
+    model = load(folder)
+    batch = model.tokenizer(["a man plays guitar", "the sun is out today"])
+    np.testing.assert_array_equal(np.asarray(model(**batch)), np.asarray(load(rounded)(**batch)))
