@@ -56,6 +56,7 @@ from samp_jax.models.st_folder import (PROMPTS_FILE, DeclaredPooling, read_pooli
 from samp_jax.models.tokenizer import TOKENIZER_FILES, has_tokenizer
 from samp_jax.models.torch_pickle import read_torch_pickle
 from samp_jax.models.weight_files import (SAFETENSORS, TORCH_PICKLE, check_float_weight,
+                                         check_not_lfs_pointer,
                                          read_safetensors, writing_safetensors)
 
 SAFETENSORS_INDEX = "model.safetensors.index.json"
@@ -193,6 +194,7 @@ def _read_index(file: Path) -> dict[str, str]:
 
 
 def _read_flax_msgpack(file: Path) -> dict[str, np.ndarray]:
+    check_not_lfs_pointer(file)
     try:
         tree = serialization.msgpack_restore(file.read_bytes())
     except Exception as e:  # msgpack raises several unrelated types on damaged input
@@ -216,6 +218,7 @@ def _read_torch_pickles(files: Sequence[Path]) -> dict[str, np.ndarray]:
     for file in files:
         if not check_regular(file):
             raise FileNotFoundError(f"PyTorch shard {file} is missing")
+        check_not_lfs_pointer(file)
         state |= read_torch_pickle(file)
     return state
 
@@ -669,6 +672,7 @@ def load_checkpoint(path: Path, read_weights: Callable[[], tuple[dict[str, np.nd
                      strip_prefix(state, family).keys())
         return state, source
     given_num_labels = num_labels
+    detected = head is None
     head, num_labels, hint = _resolve_head(path, config, family, hf, head, num_labels,
                                            weights if strict else None, files=files)
     head_hint = None
@@ -702,6 +706,10 @@ def load_checkpoint(path: Path, read_weights: Callable[[], tuple[dict[str, np.nd
     model = build() if allow_new_head else abstract
     assign_state_dict(model, state, path=source, allow_new_head=allow_new_head, strict=strict,
                       hint=hint, head_hint=head_hint)
+    unserved = unserved_head_hint(hf.get("architectures"))
+    if strict and detected and head == NO_HEAD.name and unserved is not None:
+        # its head's keys are ones the family ignores (BERT's `cls.`: next-sentence prediction)
+        raise ConfigError(f"{path}: {unserved} (or head='none'; CLI: --head none)")
     if spec.get("dense"):  # the folder's Dense modules, from their own folders
         load_dense(model.head, declared.dense)
     check_filled(model, path)

@@ -73,6 +73,7 @@ def read_safetensors(files: Sequence[Path]) -> dict[str, np.ndarray]:
     for file in files:
         if not check_regular(file):  # a FIFO or a device is refused, named
             raise FileNotFoundError(f"safetensors shard {file} is missing")
+        check_not_lfs_pointer(file)
         # framework="flax" reads bfloat16 too, which numpy alone cannot.
         try:
             with safe_open(str(file), framework="flax") as f:
@@ -85,6 +86,23 @@ def read_safetensors(files: Sequence[Path]) -> dict[str, np.ndarray]:
         except SafetensorError as e:
             raise CheckpointError(file, problem=f"is not a readable safetensors file ({e})") from None
     return state
+
+
+LFS_POINTER = b"version https://git-lfs.github.com/spec/"
+"""How a Git LFS pointer file begins: what a clone without git-lfs holds for each large file."""
+
+
+def check_not_lfs_pointer(file: Path) -> None:
+    """Refuses a weights file that is a Git LFS pointer, not the weights.
+
+    Raises:
+      CheckpointError: naming `file` and how to fetch the weights.
+    """
+    with open(file, "rb") as stream:
+        if stream.read(len(LFS_POINTER)) == LFS_POINTER:
+            raise CheckpointError(file, problem="is a Git LFS pointer file, not the weights (the "
+                                  "repository was cloned without git-lfs): run `git lfs pull` "
+                                  "in its folder, or download the file itself")
 
 
 FLOAT8_DTYPES = {"F8_E4M3": ml_dtypes.float8_e4m3fn, "F8_E5M2": ml_dtypes.float8_e5m2}

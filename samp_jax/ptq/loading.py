@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -86,7 +87,8 @@ def load(path: str | os.PathLike, *, tokenizer: Tokenizer | str | os.PathLike | 
         link = broken_link(path)
         if link is not None:
             raise link
-        raise FileNotFoundError(f"{path} is not a folder; samp_jax.load needs a model folder "
+        what = "is not a folder" if path.exists() else "does not exist"
+        raise FileNotFoundError(f"{path} {what}; samp_jax.load needs a model folder "
                                 f"({SIDECAR_FILE} from QuantizedModel.save, an HF "
                                 f"{HF_CONFIG_FILE} with weights, or a PEFT {ADAPTER_CONFIG})")
     # a FIFO or /dev/zero under either name is refused, named (`check_regular`), not taken
@@ -109,7 +111,7 @@ def load(path: str | os.PathLike, *, tokenizer: Tokenizer | str | os.PathLike | 
         inner = path / SEARCH_MODEL
         search = (f"; it holds a search's output, whose model is {inner}"
                   if (inner / SIDECAR_FILE).is_file() or (inner / HF_CONFIG_FILE).is_file()
-                  else "")
+                  else _trainer_checkpoints(path))
         raise FileNotFoundError(
             f"{path} is not a model folder: it has neither {SIDECAR_FILE} (a quantized model "
             f"written by QuantizedModel.save) nor {HF_CONFIG_FILE} (an HF checkpoint written by "
@@ -213,3 +215,16 @@ def _check_tokenizer(path: Path, tokenizer, *, quantized: bool) -> None:
             f"({TOKENIZER_FILE}{slow}; tokenizer_config.json, special_tokens_map.json) into "
             "it, or pass tokenizer=samp_jax.Tokenizer.from_pretrained(folder) or "
             "tokenizer='folder/with/tokenizer.json'")
+
+
+def _trainer_checkpoints(path: Path) -> str:
+    """'; it holds HF Trainer checkpoints ...' for an `output_dir` whose model is only in its
+    `checkpoint-N` folders, naming the latest; else ''."""
+    steps = sorted((int(m.group(1)), child) for child in path.iterdir()
+                   if (m := re.fullmatch(r"checkpoint-(\d+)", child.name))
+                   and (child / HF_CONFIG_FILE).is_file())
+    if not steps:
+        return ""
+    return (f"; it holds HF Trainer checkpoints ({', '.join(c.name for _, c in steps[:4])}"
+            f"{', ...' if len(steps) > 4 else ''}): give one of them, e.g. the latest, "
+            f"{steps[-1][1]}")

@@ -521,3 +521,43 @@ def test_float8_weights_are_upcast_as_hf_upcasts_them(dtype, name, tmp_path):
     model = load(folder)
     batch = model.tokenizer(["a man plays guitar", "the sun is out today"])
     np.testing.assert_array_equal(np.asarray(model(**batch)), np.asarray(load(rounded)(**batch)))
+
+
+def test_a_next_sentence_checkpoint_names_its_head_though_the_family_ignores_its_keys(tiny_copy):
+    """BERT's `cls.` keys are ignored (a pre-training checkpoint loads as its encoder), so a
+    next-sentence head would load silently as a bare encoder: the strict load names it."""
+    config = json.loads((tiny_copy / "config.json").read_text())
+    config |= {"architectures": ["BertForNextSentencePrediction"]}
+    (tiny_copy / "config.json").write_text(json.dumps(config))
+
+    def nsp(s):
+        s.pop("classifier.weight"), s.pop("classifier.bias")
+        s["cls.seq_relationship.weight"] = np.zeros((2, 32), np.float32)
+        s["cls.seq_relationship.bias"] = np.zeros(2, np.float32)
+    _rewrite(tiny_copy, nsp)
+    with pytest.raises(ConfigError, match=r"names BertForNextSentencePrediction: samp-jax runs no "
+                                          r"next-sentence prediction head .*head='none'"):
+        load_pretrained(tiny_copy)
+    assert load_pretrained(tiny_copy, strict=False).head_kind == "none"
+    assert load_pretrained(tiny_copy, head="none").head_kind == "none"  # asked for: loads
+
+
+@pytest.mark.parametrize("name", ["model.safetensors", "pytorch_model.bin"])
+def test_a_git_lfs_pointer_in_place_of_the_weights_is_named(name, tiny_copy):
+    (tiny_copy / "model.safetensors").unlink()
+    (tiny_copy / name).write_text("version https://git-lfs.github.com/spec/v1\noid sha256:"
+                                  + "0" * 64 + "\nsize 438000000\n")
+    with pytest.raises(CheckpointError, match=rf"{name} is a Git LFS pointer file, not the "
+                                              r"weights .*git lfs pull"):
+        load_pretrained(tiny_copy)
+
+
+def test_a_trainer_output_folder_points_at_its_latest_checkpoint(tmp_path):
+    for step in (500, 1500, 1000):
+        shutil.copytree(GOLDEN / "tiny_seqcls" / "safetensors", tmp_path / f"checkpoint-{step}")
+    with pytest.raises(FileNotFoundError, match=r"it holds HF Trainer checkpoints \(checkpoint-500, "
+                       r"checkpoint-1000, checkpoint-1500\): give one of them, e\.g\. the latest, "
+                       rf"{tmp_path / 'checkpoint-1500'}"):
+        sj.load(tmp_path)
+    with pytest.raises(FileNotFoundError, match=rf"^{tmp_path / 'nowhere'} does not exist; "):
+        sj.load(tmp_path / "nowhere")

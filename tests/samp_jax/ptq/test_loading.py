@@ -125,8 +125,10 @@ def test_folder_of_neither_kind_names_the_files_it_looked_for(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"is not a model folder: it has neither "
                                                 r"quantization.json .* nor config.json"):
         samp_jax.load(tmp_path)
-    with pytest.raises(FileNotFoundError, match=r"nope is not a folder"):
+    with pytest.raises(FileNotFoundError, match=r"nope does not exist; samp_jax.load needs"):
         samp_jax.load(tmp_path / "nope")
+    with pytest.raises(FileNotFoundError, match=r"weights.bin is not a folder; samp_jax.load"):
+        samp_jax.load(tmp_path / "weights.bin")
 
 
 def test_a_search_output_given_as_a_model_folder_names_its_model_subfolder(tmp_path):
