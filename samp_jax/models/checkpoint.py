@@ -500,7 +500,9 @@ def assign_state_dict(model: EncoderModel, state: dict[str, np.ndarray], *, path
                               hint=_wrapper_hint(unexpected, expected, family)
                               or _family_hint(unexpected, family) or (hint if unexpected else None)
                               or (head_hint if any(key in head_keys for key, _, _ in mismatched)
-                                  else None))
+                                  else None)
+                              or (_NO_HEAD_WEIGHTS if missing and set(missing) <= head_keys
+                                  and not mismatched else None))
     for a in assignments:
         for key in a.sources:
             check_float_weight(path, key, state[key])
@@ -510,6 +512,14 @@ def assign_state_dict(model: EncoderModel, state: dict[str, np.ndarray], *, path
     for a, value in zip(assignments, values):
         a.target.set_value(jnp.asarray(value, dtype=a.target.dtype))
     return new_head
+
+
+_NO_HEAD_WEIGHTS = (
+    "hint: the weights hold the encoder but not the head config.json names (a base or "
+    "pre-training checkpoint under a task class's name, say): fine-tune a head (samp-jax "
+    "finetune, or allow_new_head=True to start one in Python), or load the encoder alone with "
+    "head='none' (CLI: --head none)")
+"""The hint of a load whose only missing keys are the head's."""
 
 
 # Prefixes a training wrapper puts before every name of the model it wraps: a PyTorch

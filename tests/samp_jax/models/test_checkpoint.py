@@ -561,3 +561,16 @@ def test_a_trainer_output_folder_points_at_its_latest_checkpoint(tmp_path):
         sj.load(tmp_path)
     with pytest.raises(FileNotFoundError, match=rf"^{tmp_path / 'nowhere'} does not exist; "):
         sj.load(tmp_path / "nowhere")
+
+
+def test_a_head_named_in_the_config_but_absent_from_the_weights_says_what_to_do(tmp_path):
+    folder = tmp_path / "base"
+    shutil.copytree(GOLDEN / "families" / "bert" / "base", folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps(
+        config | {"architectures": ["BertForSequenceClassification"]}))
+    with pytest.raises(CheckpointError, match=r"missing keys \(2\): \['classifier.bias', "
+                       r"'classifier.weight'\]\n.*hint: the weights hold the encoder but not the "
+                       r"head .*head='none'"):
+        load_pretrained(folder)
+    assert load_pretrained(folder, head="none").head_kind == "none"
