@@ -46,6 +46,12 @@ def fit_max_length(args, model, tokenizer, what: str = "the model"):
     positions = model.config.position_limit
     if asked is not None and positions is not None:
         check_max_length(args, positions, what)
+    if asked is not None:  # a row cut to its special tokens (and prompt) alone reads no text
+        needed = int(tokenizer.lengths([""])[0])
+        if asked <= needed:
+            raise UsageError(f"--max-length {asked} leaves no room for text: each row of "
+                             f"{what} takes {needed} tokens before its text (special tokens"
+                             f"{' and the prompt' if tokenizer.prompt else ''}); give more")
     host_memory.fit_to_row_length(tokenizer.max_length if asked is None else asked)
     if asked is None or asked <= tokenizer.max_length:
         return tokenizer

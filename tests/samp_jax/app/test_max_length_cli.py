@@ -227,3 +227,15 @@ def test_max_length_may_pass_the_tokenizers_length_up_to_the_positions(tagger, d
                           "--min-steps", "0", "--batch-size", "8")
     assert code == 0, err
     assert sj.load(tmp_path / "ft").tokenizer.max_length == 48  # an HF folder: its tokenizer too
+
+
+def test_a_max_length_with_no_room_for_text_is_refused_before_any_row_is_read(tmp_path, capsys):
+    """MiniLM's rows take [CLS] and [SEP]: --max-length 2 would cut every text away."""
+    (tmp_path / "rows.csv").write_text("text\nhello world\n")
+    code = main(["predict", "--model", "minilm", "--data", str(tmp_path / "rows.csv"),
+                 "--max-length", "2", "--out", str(tmp_path / "p.jsonl")])
+    assert code == 2 and not (tmp_path / "p.jsonl").exists()
+    assert ("--max-length 2 leaves no room for text: each row of minilm takes 2 tokens before "
+            "its text (special tokens); give more") in capsys.readouterr().err
+    assert main(["predict", "--model", "minilm", "--data", str(tmp_path / "rows.csv"),
+                 "--max-length", "3", "--out", str(tmp_path / "p.jsonl")]) == 0
