@@ -219,8 +219,19 @@ def run_seed(study: Study, seed: int, splits: dict[str, list], out: Path) -> dic
                 "int8_flop_fraction": summary["int8_flop_fraction"],
                 "search_seconds": summary["search_seconds"],
                 "search_warnings": summary.get("warnings", []),  # as its report.md lists them
+                "default_option": summary["default_option"],
+                "kept_default": _kept_default(folder / "search" / "precision_map.json",
+                                              summary["default_option"]),
                 "wall_seconds": time.perf_counter() - start})
     return row
+
+
+def _kept_default(map_file: Path, default_option: str) -> bool:
+    """Whether the search's map runs every GEMM site at its default option and names no
+    attention precision (nothing moved)."""
+    from samp_jax.core.precision import PrecisionMap
+    chosen = PrecisionMap.from_json(map_file)
+    return not chosen.sets_attention and all(str(p) == default_option for _, p in chosen.items())
 
 
 def summarize(study: Study, rows: list[dict], args: argparse.Namespace) -> dict:

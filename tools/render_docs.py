@@ -84,7 +84,7 @@ def fresh_splits_section() -> list[str]:
                 f"{r['fp32_test']:.4f} | {r['chosen_test']:.4f} | "
                 + ("fine-tune at chance" if change is None else f"{100 * change:+.2f}%")
                 + f" | {100 * r['int8_flop_fraction']:.0f}%"
-                + (" (FP32 kept)" if r["int8_flop_fraction"] == 0 else "") + " |")
+                + (f" (all {r['default_option']} kept)" if r.get("kept_default") else "") + " |")
             if change is not None:
                 held += change >= -record["tolerance"]
                 total += 1
