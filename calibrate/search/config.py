@@ -173,12 +173,14 @@ class SearchConfig:
         return dataclasses.replace(self, **changes)
 
 
-def validate_tolerance(tolerance: float, tolerance_mode: str, bound: float | None = None) -> None:
+def validate_tolerance(tolerance: float, tolerance_mode: str, bound: float | None = None,
+                       metric: str = "the metric") -> None:
     """Raises ValueError for a negative or non-finite tolerance, an unknown mode, or an absurd
     tolerance: a relative one of half the metric or more (`MAX_RELATIVE_TOLERANCE`), or an
-    absolute one of half the metric's `bound` or more (`Metric.bound`: 1 for every built-in
-    metric). An absolute tolerance with no bound known (None: a metric in units of its own,
-    the proxy of unlabelled data, or the metric not known yet) is any finite number >= 0."""
+    absolute one of half the largest magnitude the metric takes or more (its `bound`,
+    `Metric.bound`: 1 for every built-in metric, so 0.5 points; `metric` names it). An
+    absolute tolerance with no bound known (None: a metric in units of its own, the proxy of
+    unlabelled data, or the metric not known yet) is any finite number >= 0."""
     if tolerance_mode not in TOLERANCE_MODES:
         raise ValueError(f"{tolerance_mode=} is not one of {TOLERANCE_MODES}")
     if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float, np.integer, np.floating)):
@@ -190,10 +192,22 @@ def validate_tolerance(tolerance: float, tolerance_mode: str, bound: float | Non
                          f"use a value below {MAX_RELATIVE_TOLERANCE} (0.01 means 1%)")
     if tolerance_mode == "absolute" and bound is not None and \
             tolerance >= MAX_RELATIVE_TOLERANCE * bound:
-        raise ValueError(f"{tolerance=} (absolute) would allow losing half the metric's range or "
-                         f"more (its values lie within ±{bound:g}); use a value below "
-                         f"{MAX_RELATIVE_TOLERANCE * bound:g} in metric points, or a relative "
+        raise ValueError(f"{tolerance=} (absolute) would allow losing half or more of the "
+                         f"largest value {metric} takes ({bound:g}); use a value below "
+                         f"{MAX_RELATIVE_TOLERANCE * bound:g} in {metric} points, or a relative "
                          "tolerance (a share of the FP32 metric)")
+
+
+def check_tolerance_for_metric(config: "SearchConfig", metric) -> None:
+    """`validate_tolerance` of `config`'s tolerance against `metric` (a `Metric`: its `bound`
+    and name), once the data names it and before any slow step; nothing for a search with a
+    latency target (no tolerance) or without a metric (the proxy).
+
+    Raises:
+      ValueError: as `validate_tolerance`.
+    """
+    if metric is not None and config.latency_target_ms is None:
+        validate_tolerance(config.tolerance, config.tolerance_mode, metric.bound, metric.name)
 
 
 def allowed_drop(tolerance: float, tolerance_mode: str, fp32_metric: float | None) -> float:

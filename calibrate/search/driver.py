@@ -53,14 +53,15 @@ import time
 import warnings
 from collections.abc import Mapping
 
-from calibrate.search.config import SearchConfig
+from calibrate.search.config import SearchConfig, check_tolerance_for_metric
 from calibrate.search.latency import LatencyTable
 from calibrate.search.latency_target import search_latency_target
 from calibrate.search.plan import SearchPlan, has_float_rows, plan_search
 from calibrate.search.phases import default_preset_name
 from calibrate.search.result import FloatOverflow, SearchResult
-from calibrate.search.session import Session, open_session
+from calibrate.search.session import Session, data_metric, open_session
 from calibrate.search.tolerance import search_tolerance
+from samp_jax.tasks import get_task
 from samp_jax.tasks.task import a_kind, check_model, model_tokenizer
 
 
@@ -122,6 +123,12 @@ def search(model, data, config: SearchConfig | SearchPlan | None = None, *, toke
         plan = config
     else:
         config = (config or SearchConfig()).replace(**settings)
+        plan = None
+    if isinstance(data, str):  # a built-in task's name: loaded once, here
+        data = get_task(data, seed=(config if plan is None else plan.config).seed)
+    # before the plan, which may time the model on this device (minutes)
+    check_tolerance_for_metric(config if plan is None else plan.config, data_metric(data))
+    if plan is None:
         plan = plan_search(model, config, latency_table)
     session = open_session(model, data, plan, tokenizer=tokenizer, calibration=calibration, start=start)
     overflows = []

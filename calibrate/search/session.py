@@ -16,7 +16,7 @@ import numpy as np
 from calibrate.calibration.api import map_with_calibration
 
 from calibrate.search.candidates import SwitchableModel
-from calibrate.search.config import SearchConfig, validate_tolerance
+from calibrate.search.config import SearchConfig, check_tolerance_for_metric
 from calibrate.search.objectives import Objective, UnlabelledObjective, task_objective
 from calibrate.search.phases import (default_preset_name, evaluate_presets, measure_sensitivity,
                                      move_gains, order_moves, single_site_moves)
@@ -29,6 +29,7 @@ from calibrate.search.static_clips import (StaticCalibrationChoice, choose_stati
 from samp_jax.core.precision import PrecisionMap, SitePrecision
 from samp_jax.core.progress import progress_bar
 from samp_jax.tasks import Task, get_task
+from samp_jax.tasks.metrics import Metric, get_metric
 
 
 @dataclasses.dataclass
@@ -78,14 +79,24 @@ def make_objective(model, data, tokenizer, config: SearchConfig) -> Objective:
     registered name; `config.max_search_examples`, `config.seed`), or unlabelled batches."""
     if isinstance(data, Objective):
         return data
-    if isinstance(data, (str, Task)):
-        task = get_task(data, seed=config.seed) if isinstance(data, str) else data
-        metric = task.task_metric
-        if metric is not None and config.latency_target_ms is None:  # before any model runs
-            validate_tolerance(config.tolerance, config.tolerance_mode, metric.bound)
-        return task_objective(model, task, tokenizer, seed=config.seed,
+    if isinstance(data, str):
+        data = get_task(data, seed=config.seed)
+    check_tolerance_for_metric(config, data_metric(data))
+    if isinstance(data, Task):
+        return task_objective(model, data, tokenizer, seed=config.seed,
                               max_examples=config.max_search_examples)
     return UnlabelledObjective(model, list(data))
+
+
+def data_metric(data) -> Metric | None:
+    """The metric a search on `data` is judged by: a `Task`'s (or a built-in task name's), an
+    `Objective`'s (`metric_name`); None for unlabelled batches (the proxy)."""
+    if isinstance(data, Task):
+        return data.task_metric
+    if isinstance(data, str):
+        return get_task(data).task_metric  # a built-in task's name: the task is loaded
+    name = getattr(data, "metric_name", None) if isinstance(data, Objective) else None
+    return None if name is None else get_metric(name)
 
 
 def open_session(model, data, plan: SearchPlan, *, tokenizer=None, calibration=None,

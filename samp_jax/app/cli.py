@@ -39,6 +39,7 @@ import jax
 from flax import nnx
 
 from calibrate import CalibrationError, calibrate
+from calibrate.search.config import check_tolerance_for_metric
 from calibrate.search.latency import LatencyTable, check_given_table
 from calibrate.search.plan import resolve_options
 from samp_jax.app import bench, demo, jax_platforms, predictions
@@ -430,6 +431,10 @@ def _search(args) -> int:
             check_given_table(table, model.config, where=f"--latency-table {args.latency_table}",
                               warn=False)  # the search warns (no architecture, another device)
         task = resolve_task(args, model)
+        try:  # an absolute tolerance against the metric's range, now that the data names it
+            check_tolerance_for_metric(config, task.task_metric)
+        except ValueError as e:
+            raise UsageError(f"--tolerance: {e}") from None
         queries = task.query_sizes()
         _say(args, f"{task.name} ({task.task_type.name}): split sizes {task.sizes()}"
                    + ("" if queries is None else f", in queries {queries}"))

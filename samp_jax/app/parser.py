@@ -152,7 +152,7 @@ def _add_search(sub) -> None:
                          "0.01 (default 1%%); not with --latency-target")
     se.add_argument("--tolerance-mode", default="relative", choices=["relative", "absolute"],
                     help="relative: a share of the FP32 metric (default); absolute: metric points "
-                         "(below half the metric's range: 0.5 for the built-in metrics)")
+                         "(below half the metric's largest value: 0.5 for the built-in metrics)")
     se.add_argument("--latency-target", type=positive_float, default=None, metavar="MS",
                     help="reach this estimated latency instead of a tolerance: the map closest "
                          "to FP32 on the search split (by the proxy, e.g. the KL to FP32's "

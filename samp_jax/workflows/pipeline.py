@@ -16,7 +16,7 @@ from typing import Sequence
 
 import jax.numpy as jnp
 
-from calibrate.search.config import SearchConfig, allowed_drop
+from calibrate.search.config import SearchConfig, allowed_drop, check_tolerance_for_metric
 from calibrate.search.driver import search
 from calibrate.search.phases import preset_maps
 from calibrate.search.plan import plan_search
@@ -182,6 +182,7 @@ def run_search(model, tokenizer, task: Task, config: SearchConfig | None = None,
         check_head_fits(model, task)
         task = with_model_relevant_class(model, task, warn=False)  # the search's objective warns
         warn_if_named_two_classes(model, task)
+        check_tolerance_for_metric(config, task.task_metric)  # before the plan times the model
         plan = plan_search(model, config, latency_table)  # target, options, table: before calibration
         start = time.perf_counter()
         evaluator = make_evaluator(task, tokenizer, model, max_examples=max_test_examples,

@@ -220,8 +220,9 @@ def test_an_absolute_tolerance_is_checked_against_the_metrics_range():
     range is not known (a plugin's, in units of its own) takes any finite tolerance >= 0."""
     validate_tolerance(0.49, "absolute", 1.0)
     with pytest.raises(ValueError, match=r"tolerance=0.5 \(absolute\) would allow losing half "
-                                         r"the metric's range .*below 0.5 in metric points"):
-        validate_tolerance(0.5, "absolute", 1.0)
+                                         r"or more of the largest value accuracy takes \(1\); use "
+                                         r"a value below 0.5 in accuracy points"):
+        validate_tolerance(0.5, "absolute", 1.0, "accuracy")
     validate_tolerance(25.0, "absolute", None)
     validate_tolerance(0.9, "absolute")  # the metric not known yet: checked again when it is
     with pytest.raises(ValueError, match="must be a finite number >= 0"):
@@ -239,6 +240,13 @@ def test_a_search_refuses_half_its_metrics_range_before_the_model_runs(monkeypat
     with pytest.raises(ValueError, match=r"tolerance=0.6 \(absolute\) would allow losing half"):
         session.make_objective(tiny, task, None, loose)
     assert not reached
+    from calibrate.search import driver  # search() refuses it before its plan times the model
+    monkeypatch.setattr(driver, "plan_search", lambda *a, **k: pytest.fail("planned"))
+    with pytest.raises(ValueError, match=r"largest value accuracy takes"):
+        search(tiny, task, tolerance=0.6, tolerance_mode="absolute", measure_again=True)
+    objective = SimpleNamespace(metric_name="accuracy")  # an Objective's metric, by name
+    monkeypatch.setattr(session, "Objective", SimpleNamespace)
+    assert session.data_metric(objective) is ACCURACY
     unbounded = dataclasses.replace(ACCURACY, name="toy_points", bound=None)
     monkeypatch.setattr(type(task), "task_metric", property(lambda self: unbounded))
     assert session.make_objective(tiny, task, None, loose) == "objective" and reached

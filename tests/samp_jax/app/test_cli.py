@@ -70,13 +70,18 @@ def test_own_data_without_a_model_is_a_usage_error(tmp_path, capsys):
     assert "--model is required" in capsys.readouterr().err
 
 
-def test_search_rejects_an_absurd_tolerance_before_any_work(capsys, tmp_path):
+def test_search_rejects_an_absurd_tolerance_before_any_work(capsys, tmp_path, monkeypatch):
     assert main(["search", "--data", "snli-embed", "--tolerance", "80%", "--out",
                  str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("usage: samp-jax search") and "--tolerance: tolerance=0.8 would allow " \
         "losing half the metric or more" in err
     assert not (tmp_path / "o").exists()
+    monkeypatch.setattr("samp_jax.app.cli.run_search", lambda *a, **k: pytest.fail("searched"))
+    assert main(["search", "--data", "snli-embed", "--tolerance", "0.6", "--tolerance-mode",
+                 "absolute", "--out", str(tmp_path / "o")]) == 2  # past half of ROC-AUC's range
+    assert "--tolerance: tolerance=0.6 (absolute) would allow losing half or more of the " \
+        "largest value roc_auc takes (1)" in capsys.readouterr().err
     with pytest.raises(SystemExit) as info:  # negative in either mode: refused as it is parsed
         main(["search", "--data", "snli-embed", "--tolerance=-1", "--tolerance-mode", "absolute"])
     assert info.value.code == 2 and "must be a finite number >= 0" in capsys.readouterr().err
