@@ -74,7 +74,7 @@ def gold_strata(examples: Sequence[dict], field: str | None) -> list | None:
 
     A `label` is its own stratum (a class, or an embedding pair's 0/1), and so is a `score`
     of at most `SCORE_STRATA` distinct values; other scores are strata by tenths of their
-    rank. None where rows hold no single gold value: no gold `field`, label sets or tags (a
+    rank (equal scores by their mean rank, so they share a stratum). None where rows hold no single gold value: no gold `field`, label sets or tags (a
     list per row), or a row without it.
     """
     if field is None:
@@ -85,11 +85,12 @@ def gold_strata(examples: Sequence[dict], field: str | None) -> list | None:
     if field != "score":
         return values
     scores = np.asarray(values, dtype=np.float64)
-    if np.unique(scores).size <= SCORE_STRATA:
+    distinct, which, counts = np.unique(scores, return_inverse=True, return_counts=True)
+    if distinct.size <= SCORE_STRATA:
         return values
-    rank = np.empty(len(values), dtype=np.int64)
-    rank[np.argsort(scores, kind="stable")] = np.arange(len(values))
-    return (rank * SCORE_STRATA // len(values)).tolist()
+    ends = np.cumsum(counts)
+    rank = (ends - counts + ends - 1) / 2  # each value's mean rank: equal scores stay together
+    return np.floor(rank[which] * SCORE_STRATA / len(values)).astype(np.int64).tolist()
 
 
 def stratified_order(strata: Sequence, rng: np.random.Generator) -> np.ndarray:

@@ -81,6 +81,8 @@ def test_gold_strata_names_classes_tenths_or_nothing():
     scores = [{"score": float(v)} for v in range(20, 0, -1)]  # 20 values, descending
     assert gold_strata(scores, "score") == [9, 9, 8, 8, 7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1,
                                             0, 0]
+    tied = [{"score": v} for v in [0.0] * 15 + [float(v) for v in range(1, 16)]]
+    assert gold_strata(tied, "score")[:15] == [2] * 15  # equal scores share their mean rank's
     assert gold_strata([{"labels": [0, 1]}, {"labels": []}], "labels") is None  # label sets
     assert gold_strata([{"tags": ["O"]}], "tags") is None
     assert gold_strata([{"text": "a"}], None) is None  # no gold (embedding texts)
@@ -107,3 +109,14 @@ def test_every_prefix_of_the_order_holds_each_stratum_in_its_share(trial):
     for m in range(1, total):
         held = np.bincount(ordered[:m], minlength=k)
         assert np.all(np.abs(held - m * n / total) < 1 + (k - 2) * n / total + 1e-9), m
+
+
+def test_classes_of_one_row_are_spread_over_the_splits_by_the_seed():
+    """Each stratum's offset is drawn: a class of one row lands anywhere in the order, so the
+    40-row test split of 200 holds about a fifth of 50 such classes, not all of them first."""
+    rows = [{"text": f"common {i}", "label": "common"} for i in range(150)]
+    rows += [{"text": f"rare {i}", "label": f"rare{i}"} for i in range(50)]
+    in_test = [sum(task.labels[e["label"]] != "common" for e in task.split("test"))
+               for task in (load_task(rows, seed=seed) for seed in range(10))]
+    assert 60 <= sum(in_test) <= 140, in_test  # 100 expected over 10 seeds
+    assert len(set(in_test)) > 1  # the seed moves them
