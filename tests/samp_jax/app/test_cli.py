@@ -71,12 +71,15 @@ def test_own_data_without_a_model_is_a_usage_error(tmp_path, capsys):
 
 
 def test_search_rejects_an_absurd_tolerance_before_any_work(capsys, tmp_path, monkeypatch):
+    monkeypatch.setattr("samp_jax.app.cli.run_search", lambda *a, **k: pytest.fail("searched"))
+    monkeypatch.setattr("samp_jax.app.cli.resolve_model", lambda *a, **k: pytest.fail("loaded"))
     assert main(["search", "--data", "snli-embed", "--tolerance", "80%", "--out",
                  str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("usage: samp-jax search") and "--tolerance: tolerance=0.8 would allow " \
         "losing half the metric or more" in err
     assert not (tmp_path / "o").exists()
+    monkeypatch.undo()  # the absolute check needs the model and data: only the search is barred
     monkeypatch.setattr("samp_jax.app.cli.run_search", lambda *a, **k: pytest.fail("searched"))
     assert main(["search", "--data", "snli-embed", "--tolerance", "0.6", "--tolerance-mode",
                  "absolute", "--out", str(tmp_path / "o")]) == 2  # past half of ROC-AUC's range
