@@ -68,23 +68,30 @@ def test_committed_records_summarize_their_own_rows(path):
     assert record["test_relative_change"]["max"] == max(changes)
     assert record["test_relative_change"]["mean"] == pytest.approx(sum(changes) / len(changes))
     assert record["provenance"]["command"].startswith("python tools/fresh_splits.py ")
+    for row in record["rows"]:  # a record that says what was kept says what the search warned of
+        if "kept_default" in row:
+            assert isinstance(row["search_warnings"], list) and row["default_option"]
 
 
-def test_the_page_says_where_a_search_kept_fp32_and_what_it_warned_of(monkeypatch):
+def test_the_page_says_where_a_search_kept_the_default_and_what_it_warned_of(monkeypatch):
     spec = importlib.util.spec_from_file_location("render_docs", ROOT / "tools" / "render_docs.py")
     render = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(render)
     row = {"seed": 4, "search_rows": 9, "test_rows": 20, "metric": "accuracy", "fp32_test": 0.8,
            "chosen_test": 0.8, "test_relative_change": 0.0, "int8_flop_fraction": 0.0,
-           "search_warnings": ["the search split has 9 rows: too few"]}
-    moved = {**row, "seed": 5, "int8_flop_fraction": 0.5, "search_warnings": []}
+           "search_warnings": ["the search split has 9 rows: too few"], "default_option": "fp32",
+           "kept_default": True}
+    moved = {**row, "seed": 5, "int8_flop_fraction": 0.5, "search_warnings": [],
+             "kept_default": False}
+    older = {k: v for k, v in row.items() if k not in ("kept_default", "search_warnings")}
     record = {"provenance": {"command": "python tools/fresh_splits.py", "commit": "abc",
                              "device": "cpu", "date": "2026-01-01"},
-              "study": "toy", "tolerance": 0.01, "rows": [row, moved],
+              "study": "toy", "tolerance": 0.01, "rows": [row, moved, {**older, "seed": 6}],
               "test_relative_change": {"mean": 0.0, "min": 0.0, "max": 0.0, "stdev": 0.0}}
     monkeypatch.setattr(render, "load", lambda name: record if name == "fresh_splits_snli_embed.json"
                         else None)
     page = "\n".join(render.fresh_splits_section())
-    assert "| toy | 4 | 9 | 20 | accuracy |" in page and "| 0% (FP32 kept) |" in page
+    assert "| toy | 4 | 9 | 20 | accuracy |" in page and "| 0% (all fp32 kept) |" in page
     assert "| 50% |" in page  # a moved map is not said to be kept
+    assert page.count("kept") == 1  # a record that does not say so is not read as kept
     assert "- toy (seed 4): the search split has 9 rows: too few" in page
