@@ -89,12 +89,11 @@ def make_objective(model, data, tokenizer, config: SearchConfig) -> Objective:
 
 
 def data_metric(data) -> Metric | None:
-    """The metric a search on `data` is judged by: a `Task`'s (or a built-in task name's), an
-    `Objective`'s (`metric_name`); None for unlabelled batches (the proxy)."""
+    """The metric a search on `data` is judged by: a `Task`'s, an `Objective`'s
+    (`metric_name`); None for unlabelled batches (the proxy). A built-in task's name is loaded
+    into its `Task` by the caller first (`search`, `make_objective`), once."""
     if isinstance(data, Task):
         return data.task_metric
-    if isinstance(data, str):
-        return get_task(data).task_metric  # a built-in task's name: the task is loaded
     name = getattr(data, "metric_name", None) if isinstance(data, Objective) else None
     return None if name is None else get_metric(name)
 

@@ -431,7 +431,7 @@ def _search(args) -> int:
             check_given_table(table, model.config, where=f"--latency-table {args.latency_table}",
                               warn=False)  # the search warns (no architecture, another device)
         task = resolve_task(args, model)
-        try:  # an absolute tolerance against the metric's range, now that the data names it
+        try:  # an absolute tolerance against the metric's largest value, now the data names it
             check_tolerance_for_metric(config, task.task_metric)
         except ValueError as e:
             raise UsageError(f"--tolerance: {e}") from None

@@ -445,7 +445,7 @@ def parse_tolerance(text: str, mode: str = "absolute") -> float:
     """'1%' -> 0.01; '0.01' -> 0.01. Refuses what `validate_tolerance` refuses in `mode`
     (negative or non-finite; relative: half the metric or more). `samp-jax search` checks its
     `--tolerance` in the `--tolerance-mode` given (`search_command.search_config`), and an
-    absolute one against the metric's range once the data names the metric."""
+    absolute one against the metric's largest value once the data names the metric."""
     text = text.strip()
     try:
         value = float(text[:-1]) / 100 if text.endswith("%") else float(text)

@@ -23,7 +23,7 @@ def search_config(args) -> SearchConfig:
     if args.tolerance is not None and args.latency_target is not None:
         raise UsageError("--tolerance and --latency-target choose the map two ways; give one "
                          "(a latency target keeps the map closest to FP32 that reaches it)")
-    if args.tolerance is not None:  # in its mode; the metric's range is checked once known
+    if args.tolerance is not None:  # in its mode; against the metric's largest value once known
         try:
             validate_tolerance(args.tolerance, args.tolerance_mode)
         except ValueError as e:

@@ -79,12 +79,17 @@ def read_safetensors(files: Sequence[Path]) -> dict[str, np.ndarray]:
             with safe_open(str(file), framework="flax") as f:
                 if (f.metadata() or {}).get("format") == "tf":  # HF's TF classes wrote it
                     raise CheckpointError(file, problem=_TF_FORMAT.format(keys=sorted(f.keys())[:2]))
+                float8 = {}
                 for key in f.keys():
                     dtype = f.get_slice(key).get_dtype()
-                    state[key] = (_float8_tensor(file, key, dtype) if dtype in FLOAT8_DTYPES
-                                  else np.asarray(f.get_tensor(key)))
+                    if dtype in FLOAT8_DTYPES:
+                        float8[key] = state[key] = None  # its place, filled below
+                    else:
+                        state[key] = np.asarray(f.get_tensor(key))
         except SafetensorError as e:
             raise CheckpointError(file, problem=f"is not a readable safetensors file ({e})") from None
+        if float8:
+            state |= _float8_tensors(file, float8)
     return state
 
 
@@ -109,16 +114,20 @@ FLOAT8_DTYPES = {"F8_E4M3": ml_dtypes.float8_e4m3fn, "F8_E5M2": ml_dtypes.float8
 """safetensors' float8 dtypes, which its flax and numpy readers cannot give (numpy has none)."""
 
 
-def _float8_tensor(file: Path, key: str, dtype: str) -> np.ndarray:
-    """A float8 tensor of a safetensors `file`, read from its bytes and upcast to float32, as
-    HF's `from_pretrained` upcasts it to the model's float dtype."""
+def _float8_tensors(file: Path, keys: dict) -> dict[str, np.ndarray]:
+    """The float8 tensors `keys` of a safetensors `file` (one header read for all), from its
+    bytes, upcast to float32 as HF's `from_pretrained` upcasts them to the model's dtype."""
+    tensors = {}
     with open(file, "rb") as stream:
         header_bytes = int.from_bytes(stream.read(8), "little")
-        entry = json.loads(stream.read(header_bytes))[key]
-        start, end = entry["data_offsets"]
-        stream.seek(8 + header_bytes + start)
-        raw = np.frombuffer(stream.read(end - start), dtype=FLOAT8_DTYPES[dtype])
-    return raw.reshape(entry["shape"]).astype(np.float32)
+        header = json.loads(stream.read(header_bytes))
+        for key in keys:
+            entry = header[key]
+            start, end = entry["data_offsets"]
+            stream.seek(8 + header_bytes + start)
+            raw = np.frombuffer(stream.read(end - start), dtype=FLOAT8_DTYPES[entry["dtype"]])
+            tensors[key] = raw.reshape(entry["shape"]).astype(np.float32)
+    return tensors
 
 
 def check_float_weight(path: Path, key: str, value: np.ndarray) -> None:
